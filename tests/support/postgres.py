@@ -47,9 +47,7 @@ def find_pg_binary(name: str) -> str | None:
     on_path = shutil.which(name)
     if on_path:
         return on_path
-    candidates = sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_major_version
-    )
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_major_version)
     return candidates[-1] if candidates else None
 
 
@@ -101,9 +99,7 @@ def _ensure_os_user(name: str) -> pwd.struct_passwd:
             text=True,
         )
         if result.returncode != 0:
-            raise RuntimeError(
-                f"could not create system user {name!r}: {result.stderr}"
-            )
+            raise RuntimeError(f"could not create system user {name!r}: {result.stderr}")
         return pwd.getpwnam(name)
 
 
@@ -213,9 +209,7 @@ class TempPostgres:
     def drop_database(self, name: str) -> None:
         """Drop database `name`, disconnecting any sessions still using it."""
         self._execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)
-            )
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
 
     def __enter__(self) -> Self:

@@ -87,12 +87,8 @@ class LoopbackSMTP:
                 if remaining <= 0:
                     break
                 self._handler.arrived.wait(remaining)
-            seen = [
-                f"{m['Subject']!r} to {m['X-RcptTo']}" for m in self._handler.messages
-            ]
-        raise AssertionError(
-            f"no matching email within {timeout} s; received {len(seen)}: {seen}"
-        )
+            seen = [f"{m['Subject']!r} to {m['X-RcptTo']}" for m in self._handler.messages]
+        raise AssertionError(f"no matching email within {timeout} s; received {len(seen)}: {seen}")
 
     def start(self) -> Self:
         self._controller.start()
@@ -117,9 +113,7 @@ def text_of(message: EmailMessage) -> str:
     ]
     if not texts:
         types = [part.get_content_type() for part in message.walk()]
-        raise AssertionError(
-            f"email {message['Subject']!r} has no text/plain part: {types}"
-        )
+        raise AssertionError(f"email {message['Subject']!r} has no text/plain part: {types}")
     return "\n".join(texts)
 
 

@@ -29,17 +29,12 @@ def test_temp_postgres_serves_a_fresh_database_and_cleans_up() -> None:
         engine = sa.create_engine(url)
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
-            assert (
-                conn.execute(sa.text("SELECT current_database()")).scalar_one()
-                == "selfcheck"
-            )
+            assert conn.execute(sa.text("SELECT current_database()")).scalar_one() == "selfcheck"
             assert conn.execute(sa.text("SHOW fsync")).scalar_one() == "off"
         engine.dispose()
         pg.drop_database("selfcheck")
         with pytest.raises(psycopg.OperationalError, match="selfcheck"):
-            psycopg.connect(
-                host="127.0.0.1", port=pg.port, user="postgres", dbname="selfcheck"
-            )
+            psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname="selfcheck")
         data_dir, port = pg.dir, pg.port
 
     assert not data_dir.exists()
@@ -83,16 +78,12 @@ ASGI_ENTRY = """
 """
 
 
-@pytest.mark.parametrize(
-    "entry", ["page.py", "asgi_entry.py"], ids=["script", "st.App"]
-)
+@pytest.mark.parametrize("entry", ["page.py", "asgi_entry.py"], ids=["script", "st.App"])
 def test_streamlit_button_click_in_chromium(tmp_path, chromium_browser, entry) -> None:
     (tmp_path / "page.py").write_text(textwrap.dedent(BUTTON_PAGE))
     (tmp_path / "asgi_entry.py").write_text(textwrap.dedent(ASGI_ENTRY))
 
-    with StreamlitServer(
-        entry, cwd=tmp_path, env={"SELFCHECK_GREETING": "Hello desk"}
-    ) as server:
+    with StreamlitServer(entry, cwd=tmp_path, env={"SELFCHECK_GREETING": "Hello desk"}) as server:
         page = chromium_browser.new_page()
         page.goto(server.url)
         wait_for_app_idle(page)

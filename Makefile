@@ -1,0 +1,63 @@
+# ClinicDesk: `make run` starts the app with demo data; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+PORT ?= 8501
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+
+.PHONY: run venv migrate demo test test-unit test-integration test-pages test-e2e bench lint format check-migrations chromium postgres clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+migrate: venv
+	$(BIN)/python -m core.cli migrate
+
+demo: migrate
+	$(BIN)/python -m core.cli seed-demo --if-empty
+
+run: demo
+	$(BIN)/streamlit run serve.py --server.port $(PORT)
+
+chromium:
+	scripts/ensure-chromium
+
+postgres:
+	scripts/ensure-postgres-binaries
+
+test: venv chromium postgres lint check-migrations
+	$(PYTEST) -n 2 --dist loadfile tests
+
+test-unit: venv
+	$(PYTEST) tests/unit
+
+test-integration: venv postgres
+	$(PYTEST) tests/integration
+
+test-pages: venv
+	$(PYTEST) -n 2 tests/pages
+
+test-e2e: venv chromium
+	$(PYTEST) tests/e2e
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check-migrations: venv
+	$(BIN)/python -m db.check_migrations
+
+bench: venv
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,51 @@
+"""ClinicDesk entry point: page config, database check, sign-in, navigation by role."""
+
+import streamlit as st
+
+from core.errors import DomainError
+from ui import auth
+from ui.context import database
+from ui.navigation import PATIENT_PAGE, pages_for
+
+st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
+
+try:
+    from core import accounts
+
+    with database().read() as session:
+        has_users = accounts.count_users(session) > 0
+except DomainError as error:  # unreachable database or a malformed setting: one clear line
+    st.error(str(error))
+    st.stop()
+
+actor = auth.current_actor() or auth.oidc_sign_in()
+public = [
+    st.Page(str(PATIENT_PAGE), title="Patient", url_path="patient", visibility="hidden")
+    for _ in [PATIENT_PAGE]
+    if PATIENT_PAGE.exists()
+]  # the page behind signed patient links, open without sign-in
+
+if actor is None:
+    auth.clear_cookie_in_browser()
+    entry = auth.sign_in_page if has_users else auth.first_run_page
+    pages = [st.Page(entry, title="Sign in", default=True), *public]
+    st.navigation(pages, position="hidden").run()
+else:
+    auth.set_cookie_in_browser()
+    sections: dict[str, list] = {}
+    for spec in pages_for(actor):
+        sections.setdefault(spec.section, []).append(
+            st.Page(
+                str(spec.path),
+                title=spec.title,
+                icon=spec.icon,
+                url_path=spec.url_path,
+                visibility="hidden" if spec.hidden else "visible",
+            )  # fmt: skip
+        )
+    sections.setdefault("Front desk", []).extend(public)
+    with st.sidebar:
+        st.caption(f"Signed in as **{actor.name}** ({actor.role.value})")
+        if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):
+            auth.sign_out()
+    st.navigation(sections).run()

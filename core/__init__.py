@@ -1,0 +1,1 @@
+"""The domain: services and queries as plain functions. Never imports streamlit."""

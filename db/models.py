@@ -1,0 +1,609 @@
+"""ClinicDesk's data model: typed SQLAlchemy 2 models for every entity in DESIGN.md.
+
+All timestamps are UTC (`UTCDateTime`); each clinic carries its IANA time zone for display.
+Nothing clinical is deleted: statuses and timestamps record what happened.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+def str_enum(enum_cls: type[enum.StrEnum], name: str) -> Enum:
+    """A portable enum column: VARCHAR plus a named CHECK constraint, values stored as text."""
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=24,
+        values_callable=lambda cls: [member.value for member in cls],
+        validate_strings=True,
+    )
+
+
+# ---------------------------------------------------------------- vocabularies
+
+
+class Role(enum.StrEnum):
+    OWNER = "owner"
+    MANAGER = "manager"
+    STAFF = "staff"
+
+
+class AppointmentStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    TENTATIVE = "tentative"
+    SCHEDULED = "scheduled"
+    CHECKED_IN = "checked_in"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+
+
+class AppointmentKind(enum.StrEnum):
+    APPOINTMENT = "appointment"
+    OUT_OF_OFFICE = "out_of_office"
+
+
+class VisitMode(enum.StrEnum):
+    IN_PERSON = "in_person"
+    VIRTUAL = "virtual"
+
+
+class TimeOfDay(enum.StrEnum):
+    EARLY_MORNING = "early_morning"
+    MORNING = "morning"
+    AFTERNOON = "afternoon"
+    EVENING = "evening"
+
+
+class Source(enum.StrEnum):
+    ONLINE = "online"
+    STAFF = "staff"
+    IMPORT = "import"
+
+
+class FeedbackStatus(enum.StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    COLLECTED = "collected"
+
+
+class ChangeKind(enum.StrEnum):
+    RESCHEDULE = "reschedule"
+    CANCEL = "cancel"
+
+
+class ChangeStatus(enum.StrEnum):
+    OPEN = "open"
+    APPROVED = "approved"
+    DENIED = "denied"
+    PROPOSED = "proposed"
+    WITHDRAWN = "withdrawn"
+
+
+class InvitationStatus(enum.StrEnum):
+    PENDING = "pending"
+    ENROLLED = "enrolled"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class Channel(enum.StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class LedgerKind(enum.StrEnum):
+    LATE_CANCEL_FEE = "late_cancel_fee"
+    NO_SHOW_FEE = "no_show_fee"
+    POINTS = "points"
+
+
+# ---------------------------------------------------------------- practice
+
+
+class Clinic(Base):
+    __tablename__ = "clinics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))  # IANA name, e.g. "Europe/London"
+    address: Mapped[str] = mapped_column(String(250), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    external_ref: Mapped[str | None] = mapped_column(String(120), unique=True)
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    title: Mapped[str] = mapped_column(String(80), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    colour: Mapped[str] = mapped_column(String(9), default="#4c78a8")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    external_ref: Mapped[str | None] = mapped_column(String(120), unique=True)
+
+    working_hours: Mapped[list[WorkingHours]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan"
+    )
+
+
+class WorkingHours(Base):
+    """One weekly working period of a provider at a clinic (weekday 0 = Monday), clinic-local."""
+
+    __tablename__ = "working_hours"
+    __table_args__ = (
+        CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday_range"),
+        CheckConstraint("starts < ends", name="starts_before_ends"),
+        Index(None, "provider_id", "clinic_id", "weekday"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    weekday: Mapped[int] = mapped_column(Integer)
+    starts: Mapped[time] = mapped_column(Time)
+    ends: Mapped[time] = mapped_column(Time)
+
+    provider: Mapped[Provider] = relationship(back_populates="working_hours")
+
+
+class TimeOff(Base):
+    __tablename__ = "time_off"
+    __table_args__ = (
+        CheckConstraint("starts_at < ends_at", name="starts_before_ends"),
+        Index(None, "provider_id", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (
+        CheckConstraint("duration_minutes > 0", name="positive_duration"),
+        CheckConstraint("price_cents >= 0", name="price_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    price_cents: Mapped[int] = mapped_column(Integer, default=0)
+    virtual_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# ---------------------------------------------------------------- patients
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    __table_args__ = (
+        Index(None, "last_name", "first_name"),
+        Index(None, "email"),
+        Index(None, "phone"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    first_name: Mapped[str] = mapped_column(String(80))
+    last_name: Mapped[str] = mapped_column(String(80))
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    consent_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_sms: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_marketing: Mapped[bool] = mapped_column(Boolean, default=False)
+    reminders_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    points_balance: Mapped[int] = mapped_column(Integer, default=100)
+    card_on_file: Mapped[bool] = mapped_column(Boolean, default=False)
+    portal_enrolled_at: Mapped[datetime | None]
+    gender: Mapped[str | None] = mapped_column(String(16))
+    extra: Mapped[dict[str, Any] | None]  # imported attributes kept as patient data
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+# ---------------------------------------------------------------- appointments
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+    __table_args__ = (
+        CheckConstraint("end_at IS NULL OR start_at < end_at", name="start_before_end"),
+        Index(None, "clinic_id", "start_at"),
+        Index(None, "provider_id", "start_at"),
+        Index(None, "status", "start_at"),
+        Index(None, "patient_id", "start_at"),
+        Index(None, "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))  # the first service
+    kind: Mapped[AppointmentKind] = mapped_column(
+        str_enum(AppointmentKind, "kind"), default=AppointmentKind.APPOINTMENT
+    )
+    mode: Mapped[VisitMode] = mapped_column(
+        str_enum(VisitMode, "mode"), default=VisitMode.IN_PERSON
+    )
+    status: Mapped[AppointmentStatus] = mapped_column(str_enum(AppointmentStatus, "status"))
+    start_at: Mapped[datetime | None]
+    end_at: Mapped[datetime | None]
+    requested_day: Mapped[date | None] = mapped_column(Date)
+    time_of_day: Mapped[TimeOfDay | None] = mapped_column(str_enum(TimeOfDay, "time_of_day"))
+    source: Mapped[Source] = mapped_column(str_enum(Source, "source"), default=Source.STAFF)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    allow_double_booking: Mapped[bool] = mapped_column(Boolean, default=False)
+    outside_hours_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    sms_reminder: Mapped[bool] = mapped_column(Boolean, default=False)
+    booked_at: Mapped[datetime] = mapped_column(default=utcnow)  # when the patient booked
+    decided_at: Mapped[datetime | None]  # when a request was approved or declined
+    checked_in_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(120))  # "patient" or a user's name
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    decline_reason: Mapped[str | None] = mapped_column(Text)
+    late_cancellation: Mapped[bool] = mapped_column(Boolean, default=False)
+    policy_id: Mapped[int | None] = mapped_column(ForeignKey("cancellation_policies.id"))
+    reschedule_count: Mapped[int] = mapped_column(Integer, default=0)
+    feedback_status: Mapped[FeedbackStatus] = mapped_column(
+        str_enum(FeedbackStatus, "feedback_status"), default=FeedbackStatus.NONE
+    )
+    external_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    patient: Mapped[Patient | None] = relationship()
+    provider: Mapped[Provider | None] = relationship()
+    clinic: Mapped[Clinic] = relationship()
+    service: Mapped[Service | None] = relationship()
+    services: Mapped[list[AppointmentService]] = relationship(
+        cascade="all, delete-orphan", order_by="AppointmentService.position"
+    )
+
+
+class AppointmentService(Base):
+    __tablename__ = "appointment_services"
+
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    service: Mapped[Service] = relationship()
+
+
+class ChangeRequest(Base):
+    """A patient's request to reschedule or cancel an existing appointment."""
+
+    __tablename__ = "change_requests"
+    __table_args__ = (Index(None, "status", "created_at"), Index(None, "appointment_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    kind: Mapped[ChangeKind] = mapped_column(str_enum(ChangeKind, "kind"))
+    status: Mapped[ChangeStatus] = mapped_column(
+        str_enum(ChangeStatus, "status"), default=ChangeStatus.OPEN
+    )
+    original_start_at: Mapped[datetime | None]
+    requested_start_at: Mapped[datetime | None]
+    requested_day: Mapped[date | None] = mapped_column(Date)
+    time_of_day: Mapped[TimeOfDay | None] = mapped_column(str_enum(TimeOfDay, "time_of_day"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    inside_window: Mapped[bool] = mapped_column(Boolean, default=False)
+    fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    appointment: Mapped[Appointment] = relationship()
+
+
+# ---------------------------------------------------------------- policy and ledger
+
+
+class CancellationPolicy(Base):
+    """One version of a clinic's (or a clinic-service override's) cancellation policy."""
+
+    __tablename__ = "cancellation_policies"
+    __table_args__ = (
+        CheckConstraint("window_hours >= 0", name="window_not_negative"),
+        CheckConstraint("late_cancel_fee_cents >= 0", name="late_fee_not_negative"),
+        CheckConstraint("no_show_fee_cents >= 0", name="no_show_fee_not_negative"),
+        CheckConstraint("points_deducted >= 0", name="points_not_negative"),
+        Index(None, "clinic_id", "service_id", "effective_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    effective_at: Mapped[datetime]
+    window_hours: Mapped[int] = mapped_column(Integer, default=24)
+    late_cancel_fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+    no_show_fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+    points_deducted: Mapped[int] = mapped_column(Integer, default=0)
+    inside_window_needs_approval: Mapped[bool] = mapped_column(Boolean, default=True)
+    outside_window_auto_accept: Mapped[bool] = mapped_column(Boolean, default=False)
+    online_cancel_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_reschedules: Mapped[int] = mapped_column(Integer, default=2)
+    policy_text: Mapped[str] = mapped_column(Text)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(Base):
+    """A fee or a points deduction assessed on a patient; waivers keep the entry."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index(None, "patient_id"), Index(None, "appointment_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    kind: Mapped[LedgerKind] = mapped_column(str_enum(LedgerKind, "kind"))
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    policy_id: Mapped[int | None] = mapped_column(ForeignKey("cancellation_policies.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    waived_at: Mapped[datetime | None]
+    waived_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    waive_reason: Mapped[str | None] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------- patient links
+
+
+class LinkToken(Base):
+    """A signed patient link: only the SHA-256 of the random token is stored."""
+
+    __tablename__ = "link_tokens"
+    __table_args__ = (Index(None, "purpose", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int] = mapped_column(Integer)  # the row the purpose refers to
+    single_use: Mapped[bool] = mapped_column(Boolean, default=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PortalInvitation(Base):
+    __tablename__ = "portal_invitations"
+    __table_args__ = (Index(None, "patient_id", "status"), Index(None, "status", "expires_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    email: Mapped[str] = mapped_column(String(254))
+    status: Mapped[InvitationStatus] = mapped_column(
+        str_enum(InvitationStatus, "status"), default=InvitationStatus.PENDING
+    )
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("link_tokens.id"))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    enrolled_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(200))
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    patient: Mapped[Patient] = relationship()
+
+
+class FeedbackRequest(Base):
+    __tablename__ = "feedback_requests"
+    __table_args__ = (UniqueConstraint("appointment_id", "sent_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("link_tokens.id"))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_on: Mapped[date] = mapped_column(Date)  # clinic-local day: one request per day
+    answered_at: Mapped[datetime | None]
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class SurveyResponse(Base):
+    __tablename__ = "survey_responses"
+    __table_args__ = (
+        CheckConstraint("nps IS NULL OR nps BETWEEN 0 AND 10", name="nps_range"),
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating_range"),
+        Index(None, "clinic_id", "submitted_at"),
+        Index(None, "provider_id", "submitted_at"),
+        Index(None, "submitted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    feedback_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("feedback_requests.id"), unique=True
+    )
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id"))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))
+    submitted_at: Mapped[datetime]
+    nps: Mapped[int | None] = mapped_column(Integer)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    answers: Mapped[dict[str, Any] | None]
+    comment: Mapped[str] = mapped_column(Text, default="")  # stored as typed; escape on display
+    source: Mapped[str] = mapped_column(String(16), default="link")
+    external_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+# ---------------------------------------------------------------- notifications
+
+
+class Notification(Base):
+    """The outbox: written in the same transaction as the change that causes it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index(None, "status", "next_attempt_at"), Index(None, "patient_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    channel: Mapped[Channel] = mapped_column(str_enum(Channel, "channel"))
+    template: Mapped[str] = mapped_column(String(64))
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(250), default="")
+    body: Mapped[str] = mapped_column(Text)
+    attachment_name: Mapped[str | None] = mapped_column(String(120))
+    attachment: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        str_enum(DeliveryStatus, "status"), default=DeliveryStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class NotificationTemplate(Base):
+    """An edited template; keys absent here use the built-in text in core.notify."""
+
+    __tablename__ = "notification_templates"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(250), default="")
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+# ---------------------------------------------------------------- staff, audit, settings
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    role: Mapped[Role] = mapped_column(str_enum(Role, "role"))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserSession(Base):
+    """A signed-in browser: the cookie carries a random token, the row only its hash."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index(None, "at"),
+        Index(None, "entity", "entity_id"),
+        Index(None, "patient_id", "at"),
+        Index(None, "user_id", "at"),
+        Index(None, "action", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_label: Mapped[str] = mapped_column(String(120))  # user's name, "Patient (link)", "System"
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str | None] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None]
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any] | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -1,0 +1,88 @@
+"""The ASGI app that `streamlit run serve.py` serves: app.py, two small routes that set and clear
+the HttpOnly session cookie (a script cannot set HttpOnly cookies itself), and the background
+sender that delivers the notification outbox."""
+
+import asyncio
+import logging
+import os
+from contextlib import asynccontextmanager
+
+import streamlit as st
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core import accounts, notify
+from core.config import load_settings
+from core.startup import open_database
+from ui.auth import COOKIE
+
+log = logging.getLogger("clinicdesk.serve")
+SENDER_SECONDS = float(os.environ.get("CLINICDESK_SENDER_SECONDS", "15"))
+_database = None
+
+
+def _db():
+    global _database
+    if _database is None:
+        _database = open_database(load_settings())
+    return _database
+
+
+def _exchange(code: str) -> str | None:
+    with _db().write() as session:
+        return accounts.exchange_handoff(session, code)
+
+
+def _end(cookie: str | None) -> None:
+    with _db().write() as session:
+        resumed = accounts.resume_session(session, cookie, load_settings().idle_minutes)
+        if resumed:
+            accounts.end_session(session, resumed[1])
+
+
+async def set_session(request: Request) -> Response:
+    code = str((await request.form()).get("code", ""))
+    cookie = await run_in_threadpool(_exchange, code) if code else None
+    if cookie is None:
+        return Response("invalid or expired sign-in code", status_code=400)
+    response = Response(status_code=204)
+    response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https", max_age=30 * 24 * 3600)  # fmt: skip
+    return response
+
+
+async def end_session(request: Request) -> Response:
+    await run_in_threadpool(_end, request.cookies.get(COOKIE))
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+async def _sender() -> None:
+    transports = notify.transports(load_settings())
+    while True:
+        try:
+            await run_in_threadpool(notify.send_due, _db().write, transports)
+        except Exception:  # keep delivering; the failure is in the log
+            log.exception("notification sender failed")
+        await asyncio.sleep(SENDER_SECONDS)
+
+
+@asynccontextmanager
+async def lifespan(_app):
+    task = asyncio.create_task(_sender()) if SENDER_SECONDS > 0 else None
+    yield
+    if task:
+        task.cancel()
+
+
+app = st.App(
+    "app.py",
+    lifespan=lifespan,
+    routes=[
+        Route("/_clinicdesk/session", set_session, methods=["POST"]),
+        Route("/_clinicdesk/signout", end_session, methods=["POST"]),
+    ],
+)

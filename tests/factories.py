@@ -1,0 +1,64 @@
+"""Small, explicit test data built through the models (no demo data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, time
+
+from sqlalchemy.orm import Session
+
+from core import accounts
+from core.authz import SYSTEM, Actor
+from db.models import Clinic, Patient, Provider, Role, Service, WorkingHours
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class World:
+    clinic_id: int
+    provider_id: int
+    service_id: int
+    patient_id: int
+    owner: Actor
+    manager: Actor
+    staff: Actor
+
+
+def make_user(session: Session, username: str, role: Role) -> Actor:
+    user = accounts._insert_user(session, SYSTEM, username, username.title(), role, PASSWORD,
+                                 f"{username}@example.org")  # fmt: skip
+    return accounts.actor_of(user)
+
+
+def make_patient(session: Session, **fields) -> Patient:
+    values = dict(first_name="Alex", last_name="Morgan", date_of_birth=date(1985, 4, 12),
+                  email="alex@example.org", phone="07700 900123", consent_email=True,
+                  consent_sms=True)  # fmt: skip
+    patient = Patient(**(values | fields))
+    session.add(patient)
+    session.flush()
+    return patient
+
+
+def build_world(session: Session, tz: str = "Europe/London") -> World:
+    clinic = Clinic(
+        name="Test Clinic", timezone=tz, phone="020 0000 0000", email="clinic@example.org"
+    )
+    service = Service(
+        name="Consultation", duration_minutes=30, price_cents=6000, virtual_allowed=True
+    )
+    provider = Provider(name="Dr Test")
+    session.add_all([clinic, service, provider])
+    session.flush()
+    for weekday in range(7):
+        provider.working_hours.append(
+            WorkingHours(clinic_id=clinic.id, weekday=weekday, starts=time(9), ends=time(17))
+        )
+    patient = make_patient(session)
+    return World(
+        clinic.id, provider.id, service.id, patient.id,
+        owner=make_user(session, "owner", Role.OWNER),
+        manager=make_user(session, "manager", Role.MANAGER),
+        staff=make_user(session, "staff", Role.STAFF),
+    )  # fmt: skip

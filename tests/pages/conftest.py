@@ -1,0 +1,74 @@
+"""AppTest support: every page test runs app.py against its own copy of a migrated demo
+database, signed in through a real server-side session of the chosen demo user."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from core import accounts, demo
+from core.config import load_settings
+from core.startup import open_database
+from db.models import User
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    """One migrated (Alembic, as in production) and demo-seeded SQLite file per test run."""
+    folder = tmp_path_factory.mktemp("demo")
+    settings = load_settings({"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}",
+                              "CLINICDESK_DATA_DIR": str(folder)})  # fmt: skip
+    database = open_database(settings)
+    with database.write() as session:
+        demo.seed_demo(session)
+    database.dispose()
+    return folder / "demo.db"
+
+
+@pytest.fixture
+def app_db(demo_template, tmp_path, monkeypatch) -> str:
+    """A private copy of the demo database, configured for the app under test."""
+    target = tmp_path / "app.db"
+    shutil.copy(demo_template, target)
+    url = f"sqlite:///{target}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINICDESK_SECRET_KEY", "k" * 40)
+    monkeypatch.chdir(ROOT)
+    return url
+
+
+def sign_in_session(url: str, username: str) -> int:
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        signed = accounts.start_session(session, user)
+    database.dispose()
+    return signed.session_id
+
+
+@pytest.fixture
+def app_as(app_db) -> Callable[..., AppTest]:
+    """`app_as("manager", "pages/queue.py")`: an AppTest signed in as that demo user, run once
+    on the given page (the role's default page when none is given)."""
+
+    def make(username: str | None, page: str | None = None, timeout: float = 30) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+        if username:
+            at.session_state["auth_session_id"] = sign_in_session(app_db, username)
+        at.run()
+        if page:
+            at.switch_page(page)
+            at.run()
+        return at
+
+    return make

@@ -1,0 +1,160 @@
+"""Sign-in, first run, sign-out, and the HttpOnly session cookie.
+
+The password form runs in the script; the browser then exchanges a one-time code at
+`/_clinicdesk/session` (a route of the st.App in serve.py) for an HttpOnly cookie, which
+`st.context.cookies` hands back on the next page load.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from core import accounts
+from core.authz import Actor
+from core.errors import DomainError
+from ui.context import database, settings, show_error
+
+COOKIE = "clinicdesk_session"
+SESSION_KEY = "auth_session_id"
+ACTOR_KEY = "auth_actor"
+HANDOFF_KEY = "auth_handoff"
+NOTICE_KEY = "auth_notice"
+
+
+def current_actor() -> Actor | None:
+    """Resolve the actor for this run from the server-side session (touching it), else from
+    the cookie after a refresh. Sets or clears st.session_state[ACTOR_KEY]."""
+    idle = settings().idle_minutes
+    session_id = st.session_state.get(SESSION_KEY)
+    with database().write() as session:
+        if session_id is not None:
+            current = accounts.touch_session(session, session_id, idle)
+            if current is None:
+                st.session_state[NOTICE_KEY] = "Your session ended. Please sign in again."
+        else:
+            resumed = accounts.resume_session(session, _cookie(), idle)
+            current, session_id = resumed if resumed else (None, None)
+    if current is None:
+        st.session_state.pop(SESSION_KEY, None)
+    else:
+        st.session_state[SESSION_KEY] = session_id
+    st.session_state[ACTOR_KEY] = current
+    return current
+
+
+def _cookie() -> str | None:
+    try:
+        value = st.context.cookies.get(COOKIE)
+    except Exception:  # no browser behind this run (bare or test execution)
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _signed_in(signed: accounts.SignedIn) -> None:
+    st.session_state[SESSION_KEY] = signed.session_id
+    st.session_state[ACTOR_KEY] = signed.actor
+    st.session_state[HANDOFF_KEY] = signed.handoff_code
+    st.session_state.pop(NOTICE_KEY, None)
+
+
+def set_cookie_in_browser() -> None:
+    """After sign-in: let the browser swap the one-time code for the HttpOnly cookie."""
+    code = st.session_state.pop(HANDOFF_KEY, None)
+    if code:
+        body = json.dumps(f"code={code}")
+        st.html(
+            "<script>fetch('/_clinicdesk/session', {method: 'POST', credentials: 'same-origin',"
+            " headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: "
+            f"{body}}})</script>",
+            unsafe_allow_javascript=True,
+        )
+
+
+def sign_in_page() -> None:
+    st.title("ClinicDesk")
+    if notice := st.session_state.get(NOTICE_KEY):
+        st.info(notice)
+    with st.form("sign_in_form"):
+        username = st.text_input("Username", key="sign_in_username")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        with database().write() as session:
+            result = accounts.sign_in(session, username, password)
+        if isinstance(result, DomainError):
+            show_error(result)
+        else:
+            _signed_in(result)
+            st.rerun()
+    if _oidc_configured():
+        st.divider()
+        if st.button("Sign in with your organisation account", key="sign_in_oidc"):
+            st.login()
+
+
+def _oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def oidc_sign_in() -> Actor | None:
+    """When the identity provider has signed the person in, map them to a local user."""
+    if not _oidc_configured() or not getattr(st.user, "is_logged_in", False):
+        return None
+    try:
+        with database().write() as session:
+            user = accounts.user_for_email(session, st.user.get("email"))
+            signed = accounts.start_session(session, user, via="oidc")
+    except DomainError as error:
+        show_error(error)
+        return None
+    _signed_in(signed)
+    return signed.actor
+
+
+def first_run_page() -> None:
+    st.title("Welcome to ClinicDesk")
+    st.write("There is no account yet. Create the owner account; you can add colleagues later.")
+    with st.form("first_run_form"):
+        username = st.text_input("Username", key="first_run_username")
+        name = st.text_input("Your name", key="first_run_name")
+        email = st.text_input("Email (optional)", key="first_run_email")
+        password = st.text_input("Password (10 characters or more)", type="password",
+                                 key="first_run_password")  # fmt: skip
+        submitted = st.form_submit_button("Create owner account", type="primary")
+    if submitted:
+        try:
+            with database().write() as session:
+                user = accounts.create_first_owner(session, username, name, password, email)
+                signed = accounts.start_session(session, user, via="first run")
+        except DomainError as error:
+            show_error(error)
+            return
+        _signed_in(signed)
+        st.rerun()
+
+
+def sign_out() -> None:
+    session_id = st.session_state.pop(SESSION_KEY, None)
+    if session_id is not None:
+        with database().write() as session:
+            accounts.end_session(session, session_id)
+    st.session_state[ACTOR_KEY] = None
+    st.session_state[NOTICE_KEY] = "You have signed out."
+    st.session_state["auth_clear_cookie"] = True
+    if _oidc_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()
+    st.rerun()
+
+
+def clear_cookie_in_browser() -> None:
+    if st.session_state.pop("auth_clear_cookie", False):
+        st.html(
+            "<script>fetch('/_clinicdesk/signout', {method: 'POST', "
+            "credentials: 'same-origin'})</script>",
+            unsafe_allow_javascript=True,
+        )
