@@ -1,9 +1,8 @@
 """The ASGI app that `streamlit run serve.py` serves: app.py, two small routes that set and clear
 the HttpOnly session cookie (a script cannot set HttpOnly cookies itself), and the background
-sender that delivers the notification outbox."""
+loop that runs core.jobs (delivering the notification outbox among them)."""
 
 import asyncio
-import logging
 import os
 from contextlib import asynccontextmanager
 
@@ -13,13 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import accounts, notify
+from core import accounts, jobs
 from core.config import load_settings
 from core.startup import open_database
 from ui.auth import COOKIE
 
-log = logging.getLogger("clinicdesk.serve")
-SENDER_SECONDS = float(os.environ.get("CLINICDESK_SENDER_SECONDS", "15"))
+JOB_SECONDS = float(os.environ.get("CLINICDESK_JOB_SECONDS", "15"))
 _database = None
 
 
@@ -60,19 +58,16 @@ async def end_session(request: Request) -> Response:
     return response
 
 
-async def _sender() -> None:
-    transports = notify.transports(load_settings())
+async def _background_jobs() -> None:
+    settings = load_settings()
     while True:
-        try:
-            await run_in_threadpool(notify.send_due, _db().write, transports)
-        except Exception:  # keep delivering; the failure is in the log
-            log.exception("notification sender failed")
-        await asyncio.sleep(SENDER_SECONDS)
+        await run_in_threadpool(jobs.run_due, _db(), settings)
+        await asyncio.sleep(JOB_SECONDS)
 
 
 @asynccontextmanager
 async def lifespan(_app):
-    task = asyncio.create_task(_sender()) if SENDER_SECONDS > 0 else None
+    task = asyncio.create_task(_background_jobs()) if JOB_SECONDS > 0 else None
     yield
     if task:
         task.cancel()

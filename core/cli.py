@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 
-from core import accounts, demo, notify
+from core import accounts, demo, jobs, notify
 from core.authz import SYSTEM
 from core.config import load_settings
 from core.errors import DomainError
@@ -31,8 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     send = commands.add_parser("send-notifications", help="deliver queued messages")
     send.add_argument("--loop", action="store_true", help="keep sending every --every seconds")
     send.add_argument("--every", type=float, default=30.0)
+    run_jobs = commands.add_parser("run-jobs", help="run every periodic job (sender included)")
+    run_jobs.add_argument("--loop", action="store_true", help="repeat every --every seconds")
+    run_jobs.add_argument("--every", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except DomainError as exc:
@@ -50,14 +54,20 @@ def _seed(args) -> int:
     database = open_database(load_settings(), migrate=True)
     with database.read() as session:
         if accounts.count_users(session) and args.if_empty:
+            print("The database has data already; no demo data added. Demo accounts, if loaded:")
+            _print_accounts(demo.DEMO_PASSWORDS)
             return 0
     with database.write() as session:
         summary = demo.seed_demo(session)
     print(f"Demo data loaded: {summary.patients} patients, {summary.appointments} appointments.")
-    print("Demo accounts (username / password / role):")
-    for username, (_, role, password) in summary.accounts.items():
-        print(f"  {username:<8} {password:<18} {role.value}")
+    _print_accounts(summary.accounts)
     return 0
+
+
+def _print_accounts(accounts_: dict) -> None:
+    print("Demo accounts (username / password / role):")
+    for username, (_, role, password) in accounts_.items():
+        print(f"  {username:<8} {password:<18} {role.value}")
 
 
 def _create_user(args) -> int:
@@ -83,8 +93,18 @@ def _send(args) -> int:
         time.sleep(args.every)
 
 
+def _run_jobs(args) -> int:
+    settings = load_settings()
+    database = open_database(settings)
+    while True:
+        jobs.run_due(database, settings)
+        if not args.loop:
+            return 0
+        time.sleep(args.every)
+
+
 COMMANDS = {"migrate": _migrate, "seed-demo": _seed, "create-user": _create_user,
-            "send-notifications": _send}  # fmt: skip
+            "send-notifications": _send, "run-jobs": _run_jobs}  # fmt: skip
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 11:09:34.587930
+Create Date: 2026-11-25 11:13:50.891110
 """
 
 from collections.abc import Sequence

@@ -1,0 +1,31 @@
+"""Periodic jobs run by the app's background loop (serve.py) or `python -m core.cli run-jobs`.
+
+Each job takes the Database and the Settings, does its own short transactions, and must be
+safe to run from several instances at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from core import notify
+from core.config import Settings
+from db.engine import Database
+
+log = logging.getLogger("clinicdesk.jobs")
+
+
+def deliver_notifications(database: Database, settings: Settings) -> None:
+    notify.send_due(database.write, notify.transports(settings))
+
+
+JOBS: list[Callable[[Database, Settings], None]] = [deliver_notifications]
+
+
+def run_due(database: Database, settings: Settings) -> None:
+    for job in JOBS:
+        try:
+            job(database, settings)
+        except Exception:  # one failing job must not stop the others
+            log.exception("job %s failed", job.__name__)
