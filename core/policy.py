@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Appointment, CancellationPolicy
+from db.models import Appointment, CancellationPolicy, LedgerEntry, LedgerKind, Patient
 from db.types import utcnow
 
 
@@ -79,3 +79,50 @@ def evaluate(session: Session, appointment: Appointment, at: datetime | None = N
         max_reschedules=policy.max_reschedules,
         policy_text=policy.policy_text,
     )
+
+
+def assess_cancellation(
+    session: Session, appointment: Appointment, evaluation: Evaluation
+) -> list[LedgerEntry]:
+    """Record what a cancellation costs under `evaluation` (late: fee and/or points)."""
+    appointment.policy_id = evaluation.policy_id
+    appointment.late_cancellation = evaluation.inside_window
+    if not evaluation.inside_window or appointment.patient_id is None:
+        return []
+    entries = []
+    if evaluation.fee_cents:
+        entries.append(LedgerEntry(patient_id=appointment.patient_id, appointment_id=appointment.id,
+                                   kind=LedgerKind.LATE_CANCEL_FEE, amount_cents=evaluation.fee_cents,
+                                   policy_id=evaluation.policy_id))  # fmt: skip
+    if evaluation.points:
+        entries.append(
+            _deduct_points(session, appointment, evaluation.points, evaluation.policy_id)
+        )
+    session.add_all(entries)
+    return entries
+
+
+def assess_no_show(session: Session, appointment: Appointment) -> list[LedgerEntry]:
+    """A no-show costs the no-show fee (and the policy's points) of the version in force."""
+    policy = current_policy(session, appointment.clinic_id, appointment.service_id)
+    if policy is None or appointment.patient_id is None:
+        return []
+    appointment.policy_id = policy.id
+    entries = []
+    if policy.no_show_fee_cents:
+        entries.append(LedgerEntry(patient_id=appointment.patient_id, appointment_id=appointment.id,
+                                   kind=LedgerKind.NO_SHOW_FEE, amount_cents=policy.no_show_fee_cents,
+                                   policy_id=policy.id))  # fmt: skip
+    if policy.points_deducted:
+        entries.append(_deduct_points(session, appointment, policy.points_deducted, policy.id))
+    session.add_all(entries)
+    return entries
+
+
+def _deduct_points(
+    session: Session, appointment: Appointment, points: int, policy_id
+) -> LedgerEntry:
+    patient = session.get(Patient, appointment.patient_id)
+    patient.points_balance = max(0, patient.points_balance - points)
+    return LedgerEntry(patient_id=patient.id, appointment_id=appointment.id, kind=LedgerKind.POINTS,
+                       points=points, policy_id=policy_id)  # fmt: skip
