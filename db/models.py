@@ -458,6 +458,18 @@ class PortalInvitation(Base):
     patient: Mapped[Patient] = relationship()
 
 
+class RateLimitHit(Base):
+    """One attempt at a rate-limited public action (e.g. a booking request), keyed by a hashed
+    IP address or contact; kept in the database so the limit holds across app instances."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index(None, "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(96))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class FeedbackRequest(Base):
     __tablename__ = "feedback_requests"
     __table_args__ = (UniqueConstraint("appointment_id", "sent_on"),)

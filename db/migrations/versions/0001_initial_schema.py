@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 11:13:50.891110
+Create Date: 2026-11-25 11:17:10.394844
 """
 
 from collections.abc import Sequence
@@ -86,6 +86,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_providers')),
     sa.UniqueConstraint('external_ref', name=op.f('uq_providers_external_ref'))
     )
+    op.create_table('rate_limit_hits',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=96), nullable=False),
+    sa.Column('at', db.types.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rate_limit_hits'))
+    )
+    with op.batch_alter_table('rate_limit_hits', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_rate_limit_hits_key_at'), ['key', 'at'], unique=False)
+
     op.create_table('services',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
@@ -493,6 +502,10 @@ def downgrade() -> None:
     op.drop_table('audit_events')
     op.drop_table('users')
     op.drop_table('services')
+    with op.batch_alter_table('rate_limit_hits', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rate_limit_hits_key_at'))
+
+    op.drop_table('rate_limit_hits')
     op.drop_table('providers')
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patients_phone'))
