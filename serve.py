@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import streamlit as st
 from starlette.concurrency import run_in_threadpool
+from streamlit.runtime.pages_manager import PagesManager
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -72,6 +73,11 @@ async def lifespan(_app):
     if task:
         task.cancel()
 
+
+# Streamlit treats a `pages/` folder beside the entry script as a legacy multipage app on a
+# process's first run and would serve its files directly, bypassing app.py's sign-in and
+# role navigation. ClinicDesk's navigation is always st.navigation in app.py.
+PagesManager.uses_pages_directory = False
 
 app = st.App(
     "app.py",

@@ -76,8 +76,10 @@ def patient_actor(patient_name: str = "") -> Actor:
     return Actor(user_id=None, name=f"Patient {patient_name} (link)".replace("  ", " "))
 
 
-def ensure(actor: Actor, permission: Permission) -> None:
+def ensure(actor: Actor | None, permission: Permission) -> None:
     """Raise PermissionDenied unless `actor` holds `permission`."""
+    if actor is None:
+        raise PermissionDenied("Please sign in first.")
     if actor is SYSTEM or actor.can(permission):
         return
     role = actor.role.value if actor.role else "a patient"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core import accounts, demo
@@ -54,6 +55,19 @@ def sign_in_session(url: str, username: str) -> int:
         signed = accounts.start_session(session, user)
     database.dispose()
     return signed.session_id
+
+
+@pytest.fixture(autouse=True)
+def navigation_only(monkeypatch):
+    """Run app.py as production does (serve.py): never Streamlit's legacy `pages/` folder mode,
+    which AppTest would otherwise switch on for every run."""
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture

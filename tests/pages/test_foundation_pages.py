@@ -1,0 +1,98 @@
+"""Every page for every role, sign-in, lockout, first run, and the owner's admin pages."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.authz import MATRIX
+from db.models import Role
+from tests.pages.conftest import ROOT
+from ui.navigation import PAGES
+
+ROLE_USERS = {Role.OWNER: "owner", Role.MANAGER: "manager", Role.STAFF: "staff"}
+CASES = [(role, spec) for role in Role for spec in PAGES if spec.permission in MATRIX[role]]
+
+
+@pytest.mark.parametrize(("role", "spec"), CASES, ids=[f"{r.value}-{s.file}" for r, s in CASES])
+def test_every_page_runs_for_every_role_that_may_see_it(app_as, role, spec):
+    if not spec.path.exists():
+        pytest.fail(f"{spec.file} is declared in ui/navigation.py but not written yet")
+    at = app_as(ROLE_USERS[role], f"pages/{spec.file}")
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    at.text_input(key="sign_in_username").input(username)
+    at.text_input(key="sign_in_password").input(password)
+    return at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+
+
+def test_sign_in_shows_the_roles_navigation_and_sign_out_ends_it(app_as):
+    at = app_as(None)
+    assert at.title[0].value == "ClinicDesk"
+    _sign_in(at, "staff", "staff-demo-pass")
+    assert not at.exception and "Sam Staff" in at.sidebar.caption[0].value
+    at.button(key="app_sign_out").click().run()
+    assert at.text_input(key="sign_in_username") is not None
+    assert "signed out" in at.info[0].value
+
+
+def test_wrong_password_gets_one_message_and_five_lock_the_account(app_as):
+    at = app_as(None)
+    for _ in range(5):
+        _sign_in(at, "manager", "wrong password")
+        assert at.error[0].value == "Unknown username or wrong password."
+    _sign_in(at, "manager", "manager-demo-pass")
+    assert "locked for 15 minutes" in at.error[0].value
+    _sign_in(at, "nobody", "wrong password")
+    assert at.error[0].value == "Unknown username or wrong password."
+
+
+def test_first_run_creates_the_owner(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    assert at.title[0].value == "Welcome to ClinicDesk"
+    at.text_input(key="first_run_username").input("boss")
+    at.text_input(key="first_run_name").input("Bea Boss")
+    at.text_input(key="first_run_password").input("short")
+    at.button[0].click().run()
+    assert "at least 10" in at.error[0].value
+    at.text_input(key="first_run_password").input("a long enough password")
+    at.button[0].click().run()
+    assert not at.exception and "Bea Boss" in at.sidebar.caption[0].value
+
+
+def test_pages_a_role_may_not_use_are_not_registered(app_as):
+    at = app_as("staff")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/users.py")
+
+
+def test_owner_creates_a_user_and_the_audit_log_shows_it(app_as):
+    at = app_as("owner", "pages/users.py")
+    at.text_input(key="users_new_username").input("nina")
+    at.text_input(key="users_new_name").input("Nina Nurse")
+    at.text_input(key="users_new_password").input("nina-first-password")
+    at.button(key="FormSubmitter:users_create-Create user").click().run()
+    assert not at.error and "nina" in at.dataframe[0].value["Username"].tolist()
+    at.switch_page("pages/audit_log.py").run()
+    actions = at.dataframe[0].value["Action"].tolist()
+    assert "user_created" in actions
+
+
+def test_owner_cannot_deactivate_themselves(app_as):
+    at = app_as("owner", "pages/users.py")
+    chooser = at.selectbox(key="users_chosen")
+    chooser.select_index(next(i for i, o in enumerate(chooser.options) if "(owner)" in o)).run()
+    at.button(key="users_toggle_active").click().run()
+    assert "own account" in at.error[0].value
+
+
+def test_template_edit_is_previewed_and_bad_placeholders_refused(app_as):
+    at = app_as("manager", "pages/notifications.py")
+    key = "appointment_cancelled"
+    at.selectbox(key="notifications_template").select(key).run()
+    at.text_area(key=f"notifications_body_{key}").input("Dear {patient_name}, {nonsense}")
+    at.button(key="FormSubmitter:notifications_template_form-Save template").click().run()
+    assert "Unknown placeholder {nonsense}" in at.error[0].value

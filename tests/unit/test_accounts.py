@@ -1,0 +1,123 @@
+"""Sign-in, lockout, sessions and the owner's user administration."""
+
+from datetime import timedelta
+
+import pytest
+
+from core import accounts
+from core.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationError
+from db.models import AuditEvent, Role, User, UserSession
+from db.types import utcnow
+from tests.factories import PASSWORD
+
+
+def _sign_in(db, username, password):
+    with db.write() as session:
+        return accounts.sign_in(session, username, password)
+
+
+def test_right_password_signs_in_and_records_it(db, world):
+    result = _sign_in(db, "manager", PASSWORD)
+    assert isinstance(result, accounts.SignedIn)
+    assert result.actor.role == Role.MANAGER
+    with db.read() as session:
+        assert session.get(UserSession, result.session_id).ended_at is None
+        assert session.query(AuditEvent).filter_by(action="sign_in").count() == 1
+
+
+def test_wrong_password_and_unknown_user_get_the_same_message(db, world):
+    wrong = _sign_in(db, "manager", "not the password")
+    unknown = _sign_in(db, "nobody", "not the password")
+    assert isinstance(wrong, AuthenticationFailed) and isinstance(unknown, AuthenticationFailed)
+    assert str(wrong) == str(unknown) == accounts.SIGN_IN_FAILED
+
+
+def test_five_failures_lock_the_account_for_fifteen_minutes(db, world):
+    for _ in range(accounts.MAX_FAILURES):
+        assert isinstance(_sign_in(db, "staff", "wrong password!"), AuthenticationFailed)
+    locked = _sign_in(db, "staff", PASSWORD)
+    assert isinstance(locked, AuthenticationFailed) and "locked" in str(locked)
+    with db.write() as session:
+        user = session.query(User).filter_by(username="staff").one()
+        assert user.locked_until - utcnow() > timedelta(minutes=14)
+        user.locked_until = utcnow() - timedelta(seconds=1)  # fifteen minutes later
+    assert isinstance(_sign_in(db, "staff", PASSWORD), accounts.SignedIn)
+
+
+def test_cookie_handoff_works_once_and_resumes_the_session(db, world):
+    signed = _sign_in(db, "owner", PASSWORD)
+    with db.write() as session:
+        cookie = accounts.exchange_handoff(session, signed.handoff_code)
+        assert cookie and accounts.exchange_handoff(session, signed.handoff_code) is None
+    with db.write() as session:
+        actor, session_id = accounts.resume_session(session, cookie, idle_minutes=480)
+    assert actor.role == Role.OWNER and session_id == signed.session_id
+    with db.write() as session:
+        assert accounts.resume_session(session, "forged-cookie", 480) is None
+
+
+def test_idle_session_ends_and_sign_out_ends_it_on_the_server(db, world):
+    signed = _sign_in(db, "owner", PASSWORD)
+    later = utcnow() + timedelta(minutes=481)
+    with db.write() as session:
+        assert accounts.touch_session(session, signed.session_id, 480, now=later) is None
+    fresh = _sign_in(db, "owner", PASSWORD)
+    with db.write() as session:
+        assert accounts.touch_session(session, fresh.session_id, 480) is not None
+        accounts.end_session(session, fresh.session_id)
+    with db.write() as session:
+        assert accounts.touch_session(session, fresh.session_id, 480) is None
+
+
+def test_only_the_owner_manages_users(db, world):
+    with db.write() as session, pytest.raises(PermissionDenied, match="manager"):
+        accounts.create_user(session, world.manager, "newbie", "New Bie", "staff", PASSWORD)
+    with db.write() as session:
+        user = accounts.create_user(session, world.owner, "newbie", "New Bie", "staff", PASSWORD)
+        assert user.role == Role.STAFF
+    with db.write() as session, pytest.raises(Conflict, match="taken"):
+        accounts.create_user(session, world.owner, "newbie", "Again", "staff", PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "message"),
+    [
+        ("x", PASSWORD, "username"),
+        ("good.name", "short", "at least 10"),
+        ("UPPER ok", PASSWORD, "username"),
+    ],
+)
+def test_bad_user_input_says_what_to_fix(db, world, username, password, message):
+    with db.write() as session, pytest.raises(ValidationError, match=message):
+        accounts.create_user(session, world.owner, username, "Name", "staff", password)
+
+
+def test_role_change_deactivation_and_reset_end_sessions_and_keep_an_owner(db, world):
+    signed = _sign_in(db, "staff", PASSWORD)
+    with db.write() as session:
+        accounts.change_role(session, world.owner, world.staff.user_id, Role.MANAGER)
+    with db.write() as session:
+        assert accounts.touch_session(session, signed.session_id, 480) is None
+        with pytest.raises(ValidationError, match="last active owner"):
+            accounts.change_role(session, world.owner, world.owner.user_id, Role.STAFF)
+    with db.write() as session, pytest.raises(ValidationError, match="own account"):
+        accounts.set_active(session, world.owner, world.owner.user_id, False)
+    with db.write() as session:
+        accounts.set_active(session, world.owner, world.manager.user_id, False)
+        accounts.reset_password(session, world.owner, world.staff.user_id, "a brand new password")
+    assert isinstance(_sign_in(db, "manager", PASSWORD), AuthenticationFailed)
+    assert isinstance(_sign_in(db, "staff", "a brand new password"), accounts.SignedIn)
+
+
+def test_first_owner_only_on_an_empty_database(db):
+    with db.write() as session:
+        owner = accounts.create_first_owner(session, "boss", "The Boss", PASSWORD)
+        assert owner.role == Role.OWNER
+    with db.write() as session, pytest.raises(Conflict):
+        accounts.create_first_owner(session, "second", "Second", PASSWORD)
+
+
+def test_passwords_are_stored_as_argon2_hashes(db, world):
+    with db.read() as session:
+        stored = session.query(User).filter_by(username="owner").one().password_hash
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored

@@ -1,0 +1,112 @@
+"""Configuration, permissions, tokens, clock and start-up checks."""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+
+from core import tokens
+from core.authz import MATRIX, Actor, Permission, ensure, matrix_markdown
+from core.clock import format_local, local_day_bounds, local_to_utc
+from core.config import load_settings
+from core.errors import ConfigurationError, DatabaseUnavailable, LinkInvalid, PermissionDenied
+from core.startup import open_database
+from db import migrate
+from db.models import Role
+
+
+def test_settings_come_from_environment_with_safe_defaults(tmp_path):
+    settings = load_settings({"CLINICDESK_DATA_DIR": str(tmp_path)}, tmp_path / "none.toml")
+    assert settings.database_url == f"sqlite:///{tmp_path}/clinicdesk.db"
+    assert settings.idle_minutes == 480 and settings.smtp is None
+    assert len(settings.secret_key) >= 32 and (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    again = load_settings({"CLINICDESK_DATA_DIR": str(tmp_path)}, tmp_path / "none.toml")
+    assert again.secret_key == settings.secret_key
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [({"SMTP_HOST": "mail", "SMTP_PORT": "abc"}, "SMTP_PORT"),
+     ({"SMTP_HOST": "mail", "SMTP_SECURITY": "tls1"}, "SMTP_SECURITY"),
+     ({"CLINICDESK_IDLE_MINUTES": "0"}, "CLINICDESK_IDLE_MINUTES"),
+     ({"DATABASE_URL": "clinicdesk.db"}, "DATABASE_URL"),
+     ({"SMS_PROVIDER": "pigeon"}, "SMS_PROVIDER"),
+     ({"CLINICDESK_BASE_URL": "clinic.example"}, "CLINICDESK_BASE_URL")],
+)  # fmt: skip
+def test_malformed_settings_name_the_setting(tmp_path, env, named):
+    with pytest.raises(ConfigurationError, match=named):
+        load_settings({"CLINICDESK_DATA_DIR": str(tmp_path), **env}, tmp_path / "none.toml")
+
+
+def test_secrets_file_is_read_and_environment_wins(tmp_path):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[smtp]\nhost = "smtp.example.org"\nport = 587\nsecurity = "starttls"\n')
+    settings = load_settings({"CLINICDESK_DATA_DIR": str(tmp_path), "SMTP_PORT": "2525"}, secrets)
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.security) == (
+        "smtp.example.org", 2525, "starttls")  # fmt: skip
+
+
+def test_unreachable_database_is_one_clear_line(tmp_path):
+    settings = load_settings({"CLINICDESK_DATA_DIR": str(tmp_path),
+                              "DATABASE_URL": "postgresql+psycopg://u:secret@127.0.0.1:9/x"},
+                             tmp_path / "none.toml")  # fmt: skip
+    with pytest.raises(DatabaseUnavailable) as failure:
+        open_database(settings)
+    message = str(failure.value)
+    assert "\n" not in message and "secret" not in message and "DATABASE_URL" in message
+
+
+def test_sqlite_is_migrated_on_start(tmp_path):
+    settings = load_settings({"CLINICDESK_DATA_DIR": str(tmp_path)}, tmp_path / "none.toml")
+    database = open_database(settings)
+    assert migrate.is_current(database.engine)
+    assert migrate.current_revision(database.engine) == migrate.head_revision()
+
+
+def test_matrix_follows_the_design():
+    assert MATRIX[Role.OWNER] == frozenset(Permission)
+    assert Permission.USERS_MANAGE not in MATRIX[Role.MANAGER]
+    assert Permission.QUEUE_WORK in MATRIX[Role.MANAGER]
+    assert Permission.QUEUE_WORK not in MATRIX[Role.STAFF]
+    assert Permission.INVITATIONS_SEND in MATRIX[Role.STAFF]
+    assert MATRIX[Role.STAFF] < MATRIX[Role.MANAGER] < MATRIX[Role.OWNER]
+    assert matrix_markdown().count("\n") == len(Permission) + 1
+
+
+def test_ensure_names_the_role_and_the_action():
+    staff = Actor(1, "Sam", Role.STAFF)
+    with pytest.raises(PermissionDenied, match=r"staff.*manage user accounts"):
+        ensure(staff, Permission.USERS_MANAGE)
+    with pytest.raises(PermissionDenied, match="a patient"):
+        ensure(Actor(None, "Patient"), Permission.APPOINTMENTS_READ)
+
+
+def test_tokens_are_hashed_single_purpose_expiring_and_single_use(db):
+    with db.write() as session:
+        issued = tokens.issue(session, "enroll", 7, timedelta(days=1))
+        assert issued.row.token_hash != issued.raw and len(issued.raw) >= 43  # 256 bits
+        assert tokens.verify(session, issued.raw, "enroll").subject_id == 7
+        for raw, purpose in (
+            (issued.raw, "survey"),
+            (issued.raw[:-1] + "x", "enroll"),
+            ("", "enroll"),
+        ):
+            with pytest.raises(LinkInvalid):
+                tokens.verify(session, raw, purpose)
+        with pytest.raises(LinkInvalid):
+            tokens.verify(session, issued.raw, "enroll", now=datetime.now(UTC) + timedelta(days=2))
+        tokens.consume(session, tokens.verify(session, issued.raw, "enroll"))
+        with pytest.raises(LinkInvalid):
+            tokens.verify(session, issued.raw, "enroll")
+
+
+def test_clinic_local_times_across_daylight_saving():
+    # London springs forward on 29 March 2026: the local day is 23 hours long
+    start, end = local_day_bounds(date(2026, 3, 29), "Europe/London")
+    assert end - start == timedelta(hours=23)
+    # New York falls back on 1 November 2026: 01:30 happens twice; we take the first
+    assert local_to_utc(date(2026, 11, 1), time(1, 30), "America/New_York") == datetime(
+        2026, 11, 1, 5, 30, tzinfo=UTC)  # fmt: skip
+    assert (
+        format_local(datetime(2026, 7, 1, 8, 30, tzinfo=UTC), "Europe/London")
+        == "Wed 01 Jul 2026, 09:30"
+    )
