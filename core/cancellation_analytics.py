@@ -1,0 +1,606 @@
+"""Cancellation and no-show analytics, with a what-if on the cancellation window.
+
+`compute_figures` is the one entry the analytics page, the CSV export and `core.cli stats` use.
+Every figure is aggregated in SQL, in a handful of queries over the filtered range (the
+appointments table is never loaded): one query builds a small "cube" grouped by clinic-local
+day, clinic-local hour, SMS-reminder flag and lead-time bucket with conditional sums, and the
+overall, weekday, hour, heatmap, weekly, SMS and lead-time figures are added up from it.
+
+Clinic-local weekday and hour in SQL, the same on SQLite and PostgreSQL: for every clinic in the
+filter the UTC-offset periods of its IANA zone over the range are computed in Python (a DST
+change is one more period), and the query adds the right offset with a CASE on clinic and start
+time to the start's epoch seconds; day number and hour then come from integer arithmetic.
+
+Formulas (also written on the page):
+- booked = appointments (not out-of-office blocks) starting in the range whose status is
+  scheduled, checked in, completed, no-show or cancelled
+- cancellation rate = cancelled ÷ booked; late-cancellation rate = late cancelled ÷ booked
+- no-show rate = no-shows ÷ (no-shows + completed + checked in) — the visits that were due
+- lead time = start − booked; cancellation notice = start − cancelled
+- request turnaround = decided − requested, for online requests
+- revenue at risk = price of the services of cancelled and no-show appointments
+- refill rate = cancelled slots booked again ÷ cancelled; booked again = another appointment of
+  the same provider overlapping the cancelled slot, created after the cancellation
+- what-if: cancellations with notice < the chosen window would have been late; charged = late ×
+  fee, points = late × points
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    and_,
+    case,
+    cast,
+    exists,
+    extract,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session, aliased
+
+from core import exports
+from core.authz import Actor, Permission, ensure
+from core.clock import local_to_utc, zone
+from core.errors import ValidationError
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentService,
+    AppointmentStatus,
+    Clinic,
+    LedgerEntry,
+    LedgerKind,
+    Patient,
+    Service,
+    Source,
+)
+
+S = AppointmentStatus
+BOOKED = (S.SCHEDULED, S.CHECKED_IN, S.COMPLETED, S.NO_SHOW, S.CANCELLED)
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+HOUR, DAY = 3600, 86400
+# (label, upper bound in seconds); the last bucket is open-ended
+LEAD_BUCKETS = [("under 1 day", DAY), ("1–3 days", 3 * DAY), ("3–7 days", 7 * DAY),
+                ("7–14 days", 14 * DAY), ("14–30 days", 30 * DAY), ("30+ days", None)]  # fmt: skip
+NOTICE_BUCKETS = [("under 2 h", 2 * HOUR), ("2–12 h", 12 * HOUR), ("12–24 h", DAY),
+                  ("24–48 h", 2 * DAY), ("2–7 days", 7 * DAY), ("7+ days", None)]  # fmt: skip
+TURNAROUND_BUCKETS = [("under 1 h", HOUR), ("1–4 h", 4 * HOUR), ("4–24 h", DAY),
+                      ("1–3 days", 3 * DAY), ("3+ days", None)]  # fmt: skip
+MAX_RANGE_DAYS = 3 * 366
+REPEAT_THRESHOLD = 2
+MAX_WHAT_IF_HOURS = 24 * 14
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    window_hours: int
+    late_fee_cents: int
+    points: int
+
+
+@dataclass(frozen=True)
+class AnalyticsFilters:
+    start: date  # first clinic-local day
+    end: date  # last clinic-local day (inclusive)
+    clinic_id: int | None = None
+    provider_id: int | None = None
+    service_id: int | None = None
+    what_if: WhatIf | None = None
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+@dataclass
+class Counts:
+    label: str
+    booked: int = 0
+    cancelled: int = 0
+    late: int = 0
+    no_shows: int = 0
+    attended: int = 0
+
+    @property
+    def cancellation_rate(self) -> float | None:
+        return _rate(self.cancelled, self.booked)
+
+    @property
+    def late_cancellation_rate(self) -> float | None:
+        return _rate(self.late, self.booked)
+
+    @property
+    def no_show_rate(self) -> float | None:
+        return _rate(self.no_shows, self.no_shows + self.attended)
+
+    def add(self, booked, cancelled, late, no_shows, attended) -> None:
+        self.booked += booked
+        self.cancelled += cancelled
+        self.late += late
+        self.no_shows += no_shows
+        self.attended += attended
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "cancellation_rate": self.cancellation_rate,
+            "late_cancellation_rate": self.late_cancellation_rate,
+            "no_show_rate": self.no_show_rate,
+        }
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    weekday: int  # 0 = Monday, clinic-local
+    hour: int  # clinic-local
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class Fees:
+    late_assessed_cents: int = 0
+    late_waived_cents: int = 0
+    no_show_assessed_cents: int = 0
+    no_show_waived_cents: int = 0
+    points_assessed: int = 0
+    points_waived: int = 0
+    cancellation_points: int = 0  # points deducted for late cancellations (not waived or waived)
+
+
+@dataclass(frozen=True)
+class WhatIfResult:
+    actual_late: int
+    actual_fee_cents: int
+    actual_points: int
+    window_hours: int
+    late: int
+    fee_cents: int
+    points: int
+
+
+@dataclass(frozen=True)
+class RepeatPatient:
+    patient_id: int
+    name: str
+    late_cancellations: int
+    no_shows: int
+
+
+@dataclass
+class CancellationFigures:
+    filters: AnalyticsFilters
+    totals: Counts
+    by_sms: list[Counts]
+    by_weekday: list[Counts]
+    by_hour: list[Counts]
+    heatmap: list[HeatCell]
+    by_lead_time: list[Counts]
+    weekly: list[Counts]
+    notice: list[tuple[str, int]]
+    turnaround: list[tuple[str, int]]
+    turnaround_mean_hours: float | None
+    reasons: list[tuple[str, int]]
+    fees: Fees
+    revenue_at_risk_cents: int
+    refilled: int
+    repeat_patients: list[RepeatPatient]
+    what_if: WhatIfResult | None = None
+    queries: int = field(default=0)
+
+    @property
+    def refill_rate(self) -> float | None:
+        return _rate(self.refilled, self.totals.cancelled)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (dates as ISO text): what `python -m core.cli stats --json` prints."""
+        f = self.filters
+        return {
+            "filters": {"start": f.start.isoformat(), "end": f.end.isoformat(),
+                        "clinic_id": f.clinic_id, "provider_id": f.provider_id,
+                        "service_id": f.service_id,
+                        "what_if": asdict(f.what_if) if f.what_if else None},
+            "totals": self.totals.as_dict(),
+            "no_show_rate": self.totals.no_show_rate,
+            "no_show_rate_by_sms": {c.label: c.no_show_rate for c in self.by_sms},
+            "by_sms": [c.as_dict() for c in self.by_sms],
+            "by_weekday": [c.as_dict() for c in self.by_weekday],
+            "by_hour": [c.as_dict() for c in self.by_hour],
+            "heatmap": [{"weekday": h.weekday, "hour": h.hour} | h.counts.as_dict()
+                        for h in self.heatmap],
+            "lead_time_buckets": [c.as_dict() for c in self.by_lead_time],
+            "weekly": [c.as_dict() for c in self.weekly],
+            "cancellation_notice": dict(self.notice),
+            "request_turnaround": dict(self.turnaround),
+            "request_turnaround_mean_hours": self.turnaround_mean_hours,
+            "reasons": dict(self.reasons),
+            "fees": asdict(self.fees),
+            "revenue_at_risk_cents": self.revenue_at_risk_cents,
+            "refilled": self.refilled,
+            "refill_rate": self.refill_rate,
+            "repeat_patients": [asdict(p) for p in self.repeat_patients],
+            "what_if": asdict(self.what_if) if self.what_if else None,
+        }  # fmt: skip
+
+
+# ---------------------------------------------------------------- SQL building blocks
+
+
+def _epoch(column, dialect: str):
+    """Seconds since 1970 of a stored (naive UTC) timestamp, as an integer."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), BigInteger)
+    return cast(extract("epoch", column), BigInteger)
+
+
+def offset_periods(tz: str, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """The UTC-offset periods of `tz` between two UTC moments: [(from, offset seconds)], the
+    first starting at `start`. DST changes are found day by day, then to the second."""
+    z = zone(tz)
+
+    def offset(moment: datetime) -> int:
+        return int(moment.astimezone(z).utcoffset().total_seconds())
+
+    periods = [(start, offset(start))]
+    cursor = start
+    while cursor < end:
+        nxt = min(cursor + timedelta(days=1), end)
+        if offset(nxt) != periods[-1][1]:
+            low, high = cursor, nxt  # offset(low) is the old one, offset(high) the new
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                low, high = (middle, high) if offset(middle) == periods[-1][1] else (low, middle)
+            periods.append((high.replace(microsecond=0), offset(nxt)))
+        cursor = nxt
+    return periods
+
+
+@dataclass(frozen=True)
+class _Scope:
+    clinics: list[tuple[int, str]]  # (id, time zone)
+    bounds: dict[int, tuple[datetime, datetime]]  # clinic → UTC [start, end)
+    periods: dict[int, list[tuple[datetime, int]]]
+
+
+def _scope(session: Session, filters: AnalyticsFilters) -> _Scope:
+    query = select(Clinic.id, Clinic.timezone).order_by(Clinic.id)
+    if filters.clinic_id is not None:
+        query = query.where(Clinic.id == filters.clinic_id)
+    clinics = [(cid, tz) for cid, tz in session.execute(query)]
+    bounds, periods = {}, {}
+    for cid, tz in clinics:
+        begin = local_to_utc(filters.start, time(0), tz)
+        finish = local_to_utc(filters.end + timedelta(days=1), time(0), tz)
+        bounds[cid] = (begin, finish)
+        periods[cid] = offset_periods(tz, begin, finish)
+    return _Scope(clinics, bounds, periods)
+
+
+def _where(scope: _Scope, filters: AnalyticsFilters, a=Appointment) -> list:
+    in_range = [and_(a.clinic_id == cid, a.start_at >= lo, a.start_at < hi)
+                for cid, (lo, hi) in scope.bounds.items()]  # fmt: skip
+    conditions = [a.kind == AppointmentKind.APPOINTMENT, or_(*in_range) if in_range else False]
+    if filters.provider_id is not None:
+        conditions.append(a.provider_id == filters.provider_id)
+    if filters.service_id is not None:
+        conditions.append(a.service_id == filters.service_id)
+    return conditions
+
+
+def _local_offset(scope: _Scope):
+    whens = []
+    for cid, periods in scope.periods.items():
+        for (_, offset), (following, _) in zip(periods, periods[1:], strict=False):
+            whens.append((and_(Appointment.clinic_id == cid, Appointment.start_at < following),
+                          literal_column(str(offset), Integer)))  # fmt: skip
+        whens.append((Appointment.clinic_id == cid, literal_column(str(periods[-1][1]), Integer)))
+    return case(*whens, else_=0) if whens else literal_column("0", Integer)
+
+
+def _bucket(seconds, buckets):
+    whens = [(seconds < bound, index) for index, (_, bound) in enumerate(buckets) if bound]
+    return case(*whens, else_=len(buckets) - 1)
+
+
+def _day_before(dialect: str):
+    """The outer appointment's start minus one day (bounds the refill look-up on the index)."""
+    if dialect == "sqlite":
+        return literal_column("datetime(appointments.start_at, '-1 day')")
+    return literal_column("(appointments.start_at - INTERVAL '1 day')")
+
+
+def _price(dialect: str):
+    services = (
+        select(func.sum(Service.price_cents))
+        .join(AppointmentService, AppointmentService.service_id == Service.id)
+        .where(AppointmentService.appointment_id == Appointment.id)
+        .scalar_subquery()
+    )
+    first = select(Service.price_cents).where(Service.id == Appointment.service_id)
+    return func.coalesce(services, first.scalar_subquery(), 0)
+
+
+# ---------------------------------------------------------------- the entry point
+
+
+def validate_filters(filters: AnalyticsFilters) -> None:
+    if filters.end < filters.start:
+        raise ValidationError("The end date is before the start date; swap them.")
+    if (filters.end - filters.start).days > MAX_RANGE_DAYS:
+        raise ValidationError("Choose a range of at most three years.")
+    w = filters.what_if
+    if w is not None:
+        if not 0 <= w.window_hours <= MAX_WHAT_IF_HOURS:
+            raise ValidationError(
+                f"The what-if window must be between 0 and {MAX_WHAT_IF_HOURS} hours."
+            )
+        if w.late_fee_cents < 0 or w.points < 0:
+            raise ValidationError("The what-if fee and points cannot be negative.")
+
+
+def compute_figures(
+    session: Session, actor: Actor, filters: AnalyticsFilters
+) -> CancellationFigures:
+    """Every cancellation and no-show figure for the filters, aggregated in SQL."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    validate_filters(filters)
+    dialect = session.get_bind().dialect.name
+    scope = _scope(session, filters)
+    where = _where(scope, filters)
+    a = Appointment
+    window = (filters.what_if.window_hours if filters.what_if else 0) * HOUR
+
+    start_s = _epoch(a.start_at, dialect)
+    local = start_s + _local_offset(scope)
+    notice = start_s - _epoch(a.cancelled_at, dialect)
+    turn = _epoch(a.decided_at, dialect) - _epoch(a.created_at, dialect)
+    other = aliased(Appointment)
+    refill = exists().where(
+        other.provider_id == a.provider_id, other.id != a.id,
+        other.kind == AppointmentKind.APPOINTMENT, other.status.in_(BOOKED),
+        other.start_at >= _day_before(dialect), other.start_at < a.end_at,
+        other.end_at > a.start_at, other.created_at > a.cancelled_at,
+    )  # fmt: skip
+    cancelled = a.status == S.CANCELLED
+    decided_online = and_(a.source == Source.ONLINE, a.decided_at.is_not(None))
+    inner = (
+        select(
+            (local // DAY).label("daynum"),
+            ((local % DAY) // HOUR).label("hour"),
+            a.sms_reminder.label("sms"),
+            _bucket(start_s - _epoch(a.booked_at, dialect), LEAD_BUCKETS).label("lead"),
+            case((a.status.in_(BOOKED), 1), else_=0).label("booked"),
+            case((cancelled, 1), else_=0).label("cancelled"),
+            case((and_(cancelled, a.late_cancellation), 1), else_=0).label("late"),
+            case((a.status == S.NO_SHOW, 1), else_=0).label("no_show"),
+            case((a.status.in_((S.COMPLETED, S.CHECKED_IN)), 1), else_=0).label("attended"),
+            case((a.status.in_((S.CANCELLED, S.NO_SHOW)), _price(dialect)), else_=0).label("risk"),
+            case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
+            case((cancelled, _bucket(notice, NOTICE_BUCKETS)), else_=None).label("notice"),
+            case((and_(cancelled, notice < window), 1), else_=0).label("whatif_late"),
+            case((decided_online, _bucket(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),
+            case((decided_online, turn), else_=None).label("turn_s"),
+        )
+        .where(*where, a.status.in_((*BOOKED, S.DECLINED)))
+        .subquery()
+    )  # fmt: skip
+    i = inner.c
+    sums = [func.sum(i.booked), func.sum(i.cancelled), func.sum(i.late), func.sum(i.no_show),
+            func.sum(i.attended), func.sum(i.risk), func.sum(i.refill), func.sum(i.whatif_late),
+            func.count(i.turn_s), func.sum(i.turn_s)]  # fmt: skip
+    sums += [func.sum(case((i.notice == n, 1), else_=0)) for n in range(len(NOTICE_BUCKETS))]
+    sums += [func.sum(case((i.turn == n, 1), else_=0)) for n in range(len(TURNAROUND_BUCKETS))]
+    cube = session.execute(
+        select(i.daynum, i.hour, i.sms, i.lead, *sums).group_by(i.daynum, i.hour, i.sms, i.lead)
+    ).all()
+
+    totals = Counts("All")
+    sms = {True: Counts("SMS reminder"), False: Counts("No SMS reminder")}
+    weekdays = [Counts(name) for name in WEEKDAYS]
+    hours: dict[int, Counts] = {}
+    cells: dict[tuple[int, int], Counts] = {}
+    leads = [Counts(label) for label, _ in LEAD_BUCKETS]
+    weeks: dict[int, Counts] = {}
+    risk = refilled = whatif_late = turn_n = turn_total = 0
+    notice_n = [0] * len(NOTICE_BUCKETS)
+    turn_b = [0] * len(TURNAROUND_BUCKETS)
+    for row in cube:
+        daynum, hour, flag, lead = int(row[0]), int(row[1]), bool(row[2]), int(row[3])
+        values = [int(v or 0) for v in row[4:]]
+        core5 = values[:5]
+        weekday = (daynum + 3) % 7  # 1970-01-01 was a Thursday
+        totals.add(*core5)
+        sms[flag].add(*core5)
+        weekdays[weekday].add(*core5)
+        hours.setdefault(hour, Counts(f"{hour:02d}:00")).add(*core5)
+        cells.setdefault((weekday, hour), Counts(f"{WEEKDAYS[weekday]} {hour:02d}:00")).add(*core5)
+        leads[lead].add(*core5)
+        monday = daynum - weekday
+        weeks.setdefault(monday, Counts((date(1970, 1, 1) + timedelta(days=monday)).isoformat()))
+        weeks[monday].add(*core5)
+        risk += values[5]
+        refilled += values[6]
+        whatif_late += values[7]
+        turn_n += values[8]
+        turn_total += values[9]
+        base = 10
+        for n in range(len(NOTICE_BUCKETS)):
+            notice_n[n] += values[base + n]
+        base += len(NOTICE_BUCKETS)
+        for n in range(len(TURNAROUND_BUCKETS)):
+            turn_b[n] += values[base + n]
+
+    # declined online requests that never had a time: their turnaround still counts
+    extra = _untimed_declines(session, scope, filters, dialect)
+    for n, count in extra[0].items():
+        turn_b[n] += count
+    turn_n += extra[1]
+    turn_total += extra[2]
+
+    fees = _fees(session, where)
+    figures = CancellationFigures(
+        filters=filters,
+        totals=totals,
+        by_sms=[sms[True], sms[False]],
+        by_weekday=weekdays,
+        by_hour=[hours[h] for h in sorted(hours)],
+        heatmap=[HeatCell(w, h, c) for (w, h), c in sorted(cells.items())],
+        by_lead_time=leads,
+        weekly=[weeks[k] for k in sorted(weeks)],
+        notice=[(label, n) for (label, _), n in zip(NOTICE_BUCKETS, notice_n, strict=True)],
+        turnaround=[(label, n) for (label, _), n in zip(TURNAROUND_BUCKETS, turn_b, strict=True)],
+        turnaround_mean_hours=turn_total / turn_n / HOUR if turn_n else None,
+        reasons=_reasons(session, where),
+        fees=fees,
+        revenue_at_risk_cents=risk,
+        refilled=refilled,
+        repeat_patients=_repeat_patients(session, where),
+        queries=6,
+    )
+    if filters.what_if is not None:
+        w = filters.what_if
+        figures.what_if = WhatIfResult(
+            actual_late=totals.late,
+            actual_fee_cents=fees.late_assessed_cents - fees.late_waived_cents,
+            actual_points=fees.cancellation_points,
+            window_hours=w.window_hours,
+            late=whatif_late,
+            fee_cents=whatif_late * w.late_fee_cents,
+            points=whatif_late * w.points,
+        )
+    return figures
+
+
+def _untimed_declines(session, scope, filters, dialect):
+    a = Appointment
+    days = and_(a.requested_day >= filters.start, a.requested_day <= filters.end)
+    conditions = [a.status == S.DECLINED, a.start_at.is_(None), days, a.source == Source.ONLINE,
+                  a.decided_at.is_not(None), a.clinic_id.in_([c for c, _ in scope.clinics])]  # fmt: skip
+    if filters.service_id is not None:
+        conditions.append(a.service_id == filters.service_id)
+    if filters.provider_id is not None:
+        conditions.append(a.provider_id == filters.provider_id)
+    turn = _epoch(a.decided_at, dialect) - _epoch(a.created_at, dialect)
+    inner = select(_bucket(turn, TURNAROUND_BUCKETS).label("b"), turn.label("s"))
+    inner = inner.where(*conditions).subquery()
+    rows = session.execute(
+        select(inner.c.b, func.count(), func.sum(inner.c.s)).group_by(inner.c.b)
+    ).all()
+    return ({int(b): int(n) for b, n, _ in rows}, sum(int(n) for _, n, _ in rows),
+            sum(int(s or 0) for _, _, s in rows))  # fmt: skip
+
+
+def _reasons(session: Session, where: list, limit: int = 12) -> list[tuple[str, int]]:
+    reason = func.coalesce(func.nullif(func.trim(Appointment.cancel_reason), ""), "(no reason)")
+    inner = select(reason.label("reason")).where(*where, Appointment.status == S.CANCELLED)
+    inner = inner.subquery()
+    count = func.count().label("n")
+    query = (
+        select(inner.c.reason, count)
+        .group_by(inner.c.reason)
+        .order_by(count.desc(), inner.c.reason)
+        .limit(limit)
+    )
+    return [(r, int(n)) for r, n in session.execute(query)]
+
+
+def _fees(session: Session, where: list) -> Fees:
+    waived = LedgerEntry.waived_at.is_not(None)
+    query = (
+        select(LedgerEntry.kind, Appointment.status, waived.label("waived"),
+               func.sum(LedgerEntry.amount_cents), func.sum(LedgerEntry.points))
+        .join(Appointment, Appointment.id == LedgerEntry.appointment_id)
+        .where(*where)
+        .group_by(LedgerEntry.kind, Appointment.status, waived)
+    )  # fmt: skip
+    totals: dict[str, int] = {}
+    for kind, status, is_waived, cents, points in session.execute(query):
+        cents, points = int(cents or 0), int(points or 0)
+
+        def bump(key, value):
+            totals[key] = totals.get(key, 0) + value
+
+        if kind == LedgerKind.LATE_CANCEL_FEE:
+            bump("late_assessed_cents", cents)
+            bump("late_waived_cents", cents if is_waived else 0)
+        elif kind == LedgerKind.NO_SHOW_FEE:
+            bump("no_show_assessed_cents", cents)
+            bump("no_show_waived_cents", cents if is_waived else 0)
+        else:
+            bump("points_assessed", points)
+            bump("points_waived", points if is_waived else 0)
+            if status == S.CANCELLED and not is_waived:
+                bump("cancellation_points", points)
+    return Fees(**totals)
+
+
+def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[RepeatPatient]:
+    a = Appointment
+    late = func.sum(case((and_(a.status == S.CANCELLED, a.late_cancellation), 1), else_=0))
+    missed = func.sum(case((a.status == S.NO_SHOW, 1), else_=0))
+    query = (
+        select(Patient.id, Patient.first_name, Patient.last_name, late, missed)
+        .join(Patient, Patient.id == a.patient_id)
+        .where(*where, a.status.in_((S.CANCELLED, S.NO_SHOW)))
+        .group_by(Patient.id, Patient.first_name, Patient.last_name)
+        .having(late + missed >= REPEAT_THRESHOLD)
+        .order_by((late + missed).desc(), Patient.id)
+        .limit(limit)
+    )
+    return [RepeatPatient(pid, f"{first} {last}".strip(), int(lc), int(ns))
+            for pid, first, last, lc, ns in session.execute(query)]  # fmt: skip
+
+
+# ---------------------------------------------------------------- export
+
+
+def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> bytes:
+    """The figures as CSV (one row per figure), audited, safe to open in a spreadsheet."""
+    figures = compute_figures(session, actor, filters)
+    rows: list[tuple[str, str, str, Any]] = []
+    t = figures.totals
+    for metric in ("booked", "cancelled", "late", "no_shows", "attended"):
+        rows.append(("totals", "All", metric, getattr(t, metric)))
+    for metric in ("cancellation_rate", "late_cancellation_rate", "no_show_rate"):
+        rows.append(("totals", "All", metric, _fmt_rate(getattr(t, metric))))
+    for section, groups in (("sms", figures.by_sms), ("weekday", figures.by_weekday),
+                            ("hour", figures.by_hour), ("lead_time", figures.by_lead_time),
+                            ("week", figures.weekly)):  # fmt: skip
+        for c in groups:
+            rows += [(section, c.label, "booked", c.booked),
+                     (section, c.label, "cancellation_rate", _fmt_rate(c.cancellation_rate)),
+                     (section, c.label, "no_show_rate", _fmt_rate(c.no_show_rate))]  # fmt: skip
+    rows += [("cancellation_notice", label, "cancelled", n) for label, n in figures.notice]
+    rows += [("request_turnaround", label, "requests", n) for label, n in figures.turnaround]
+    rows += [("reason", label, "cancelled", n) for label, n in figures.reasons]
+    rows += [("fees", key, "value", value) for key, value in asdict(figures.fees).items()]
+    rows += [("revenue_at_risk", "All", "cents", figures.revenue_at_risk_cents),
+             ("refill", "All", "refilled", figures.refilled),
+             ("refill", "All", "refill_rate", _fmt_rate(figures.refill_rate))]  # fmt: skip
+    for p in figures.repeat_patients:
+        rows += [("repeat_patient", f"#{p.patient_id} {p.name}", "late_cancellations",
+                  p.late_cancellations),
+                 ("repeat_patient", f"#{p.patient_id} {p.name}", "no_shows", p.no_shows)]  # fmt: skip
+    if figures.what_if:
+        for key, value in asdict(figures.what_if).items():
+            rows.append(("what_if", "All", key, value))
+    exports.record_export(session, actor, "cancellation_analytics", len(rows),
+                          {"start": filters.start, "end": filters.end,
+                           "clinic_id": filters.clinic_id, "provider_id": filters.provider_id,
+                           "service_id": filters.service_id})  # fmt: skip
+    return exports.to_csv(("section", "group", "metric", "value"), rows)
+
+
+def _fmt_rate(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def default_filters(today: date | None = None, days: int = 90) -> AnalyticsFilters:
+    today = today or datetime.now(UTC).date()
+    return AnalyticsFilters(start=today - timedelta(days=days), end=today)
