@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from core import notify
+from core import invitations, notify, surveys
 from core.config import Settings
 from db.engine import Database
 
@@ -20,7 +20,11 @@ def deliver_notifications(database: Database, settings: Settings) -> None:
     notify.send_due(database.write, notify.transports(settings))
 
 
-JOBS: list[Callable[[Database, Settings], None]] = [deliver_notifications]
+JOBS: list[Callable[[Database, Settings], None]] = [
+    surveys.feedback_job,  # before delivery, so a request goes out in the same run
+    deliver_notifications,
+    invitations.expire_job,  # pending portal invitations past expiry → expired
+]
 
 
 def run_due(database: Database, settings: Settings) -> None:

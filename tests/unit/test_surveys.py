@@ -1,0 +1,328 @@
+"""Feedback requests and the patient's survey, against a real database (SQLite here, PostgreSQL
+through tests/integration/test_surveys_pg.py)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from sqlalchemy import func, select
+
+from core import jobs, surveys, tokens
+from core.authz import SYSTEM
+from core.config import Settings
+from core.errors import Conflict, InvalidTransition, LinkInvalid, PermissionDenied, ValidationError
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    FeedbackRequest,
+    FeedbackStatus,
+    LinkToken,
+    Notification,
+    SurveyResponse,
+)
+from tests.factories import make_patient
+
+BASE = "https://clinic.example"
+# 10:00 in London (GMT in late November); the visit ended at 09:30
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def completed_visit(session, world, *, ended=NOW - timedelta(hours=3), patient_id=None, **extra):
+    appointment = Appointment(
+        clinic_id=world.clinic_id, provider_id=world.provider_id,
+        patient_id=patient_id or world.patient_id, service_id=world.service_id,
+        status=AppointmentStatus.COMPLETED, start_at=ended - timedelta(minutes=30), end_at=ended,
+        completed_at=ended, **extra,
+    )  # fmt: skip
+    session.add(appointment)
+    session.flush()
+    return appointment.id
+
+
+def token_of(link: str) -> str:
+    return parse_qs(urlparse(link).query)["t"][0]
+
+
+@pytest.fixture
+def visit(db, world):
+    with db.write() as session:
+        return completed_visit(session, world)
+
+
+def send(db, actor, appointment_id, now=NOW):
+    with db.write() as session:
+        return surveys.request_feedback(session, actor, appointment_id, base_url=BASE, now=now)
+
+
+ANSWERS = surveys.SurveyAnswers(
+    nps=9, rating=5, answers={"timely": 4, "courtesy": 5}, comment="<b>Great</b> & quick"
+)
+
+
+def test_request_queues_the_link_on_consented_channels_and_marks_pending(db, world, visit):
+    sent = send(db, world.staff, visit)
+
+    assert sent.channels == ["email", "sms"] and sent.skipped == []
+    assert sent.link.startswith(f"{BASE}/patient?p=survey&t=")
+    with db.read() as session:
+        appointment = session.get(Appointment, visit)
+        assert appointment.feedback_status == FeedbackStatus.PENDING
+        request = session.scalar(select(FeedbackRequest))
+        assert (request.appointment_id, str(request.sent_on)) == (visit, "2026-11-24")
+        token = session.get(LinkToken, request.token_id)
+        assert (token.purpose, token.subject_id) == ("survey", request.id)
+        email = session.scalar(select(Notification).where(Notification.channel == "email"))
+        assert email.template == "feedback_request" and email.to_address == "alex@example.org"
+        assert sent.link in email.body and "Test Clinic" in email.subject
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "feedback_requested"))
+        assert (event.from_status, event.to_status, event.actor_label) == (
+            "none",
+            "pending",
+            "Staff",
+        )
+
+
+def test_consent_is_respected_and_no_channel_means_no_request(db, world):
+    with db.write() as session:
+        only_sms = make_patient(session, email="sms@example.org", consent_email=False).id
+        nobody = make_patient(session, consent_email=False, consent_sms=False).id
+        first = completed_visit(session, world, patient_id=only_sms)
+        second = completed_visit(session, world, patient_id=nobody)
+
+    assert send(db, world.staff, first).skipped == ["no consent to email"]
+    with pytest.raises(ValidationError, match="no consent to email; no consent to text"):
+        send(db, world.staff, second)
+    with db.read() as session:
+        assert session.get(Appointment, second).feedback_status == FeedbackStatus.NONE
+        assert session.scalar(select(func.count()).select_from(FeedbackRequest)) == 1
+        channels = session.scalars(select(Notification.channel)).all()
+        assert channels == ["sms"]
+
+
+def test_one_request_per_clinic_local_day_and_a_resend_the_next_day(db, world, visit):
+    send(db, world.staff, visit)
+    with pytest.raises(Conflict, match="already sent today at 10:00; .*tomorrow"):
+        send(db, world.manager, visit, now=NOW + timedelta(hours=13))  # 23:00 same local day
+    resent = send(db, world.staff, visit, now=NOW + timedelta(days=1))
+
+    with db.read() as session:
+        requests = session.scalars(select(FeedbackRequest).order_by(FeedbackRequest.id)).all()
+        assert [str(r.sent_on) for r in requests] == ["2026-11-24", "2026-11-25"]
+        old_token = session.get(LinkToken, requests[0].token_id)
+        assert old_token.revoked_at is not None  # only the newest link answers
+    with db.read() as session:
+        assert surveys.open_survey(session, token_of(resent.link), now=NOW + timedelta(days=1))
+
+
+def test_local_day_follows_the_clinic_time_zone(db):
+    from tests.factories import build_world
+
+    with db.write() as session:
+        world = build_world(session, tz="America/New_York")
+        appointment_id = completed_visit(session, world)
+    late_evening = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 23:00 on the 24th in New York
+    send(db, world.staff, appointment_id, now=late_evening)
+    with db.read() as session:
+        assert str(session.scalar(select(FeedbackRequest.sent_on))) == "2026-11-24"
+    with pytest.raises(Conflict):
+        send(db, world.staff, appointment_id, now=late_evening + timedelta(minutes=50))
+    send(db, world.staff, appointment_id, now=late_evening + timedelta(hours=1, minutes=1))
+
+
+def test_only_completed_visits_and_only_until_answered(db, world):
+    with db.write() as session:
+        scheduled = completed_visit(session, world)
+        session.get(Appointment, scheduled).status = AppointmentStatus.SCHEDULED
+    with pytest.raises(InvalidTransition, match="only after the visit is completed.*scheduled"):
+        send(db, world.staff, scheduled)
+    with db.write() as session:
+        done = completed_visit(session, world)
+    link = send(db, world.staff, done).link
+    with db.write() as session:
+        surveys.submit_survey(session, token_of(link), ANSWERS, now=NOW)
+    with pytest.raises(InvalidTransition, match="already answered"):
+        send(db, world.staff, done, now=NOW + timedelta(days=2))
+
+
+def test_request_needs_the_feedback_permission(db, world, visit):
+    from core.authz import Actor
+
+    with pytest.raises(PermissionDenied):
+        send(db, Actor(user_id=None, name="Someone"), visit)
+
+
+def test_survey_is_stored_as_typed_once_and_the_clinic_is_told(db, world, visit):
+    link = send(db, world.staff, visit).link
+    with db.read() as session:
+        form = surveys.open_survey(session, token_of(link), now=NOW)
+    assert form.clinic_name == "Test Clinic" and form.provider_name == "Dr Test"
+    assert form.visit == "Tue 24 Nov 2026, 06:30"
+    assert [k for k, _ in form.questions] == ["timely", "courtesy", "explained"]
+
+    with db.write() as session:
+        response_id = surveys.submit_survey(session, token_of(link), ANSWERS, now=NOW)
+
+    with db.read() as session:
+        response = session.get(SurveyResponse, response_id)
+        assert (response.nps, response.rating, response.comment) == (9, 5, "<b>Great</b> & quick")
+        assert response.answers == {"timely": 4, "courtesy": 5}
+        assert (response.clinic_id, response.provider_id, response.service_id) == (
+            world.clinic_id, world.provider_id, world.service_id)  # fmt: skip
+        assert session.get(Appointment, visit).feedback_status == FeedbackStatus.COLLECTED
+        assert session.scalar(select(FeedbackRequest.answered_at)) == NOW
+        to_clinic = session.scalar(
+            select(Notification).where(Notification.template == "survey_received")
+        )
+        assert to_clinic.to_address == "clinic@example.org" and "recommend 9/10" in to_clinic.body
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "survey_received"))
+        assert event.actor_label == "Patient Alex Morgan (link)" and event.to_status == "collected"
+    for attempt in (lambda s: surveys.open_survey(s, token_of(link), now=NOW),
+                    lambda s: surveys.submit_survey(s, token_of(link), ANSWERS, now=NOW)):  # fmt: skip
+        with pytest.raises(LinkInvalid, match="not valid any more"), db.write() as session:
+            attempt(session)
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(SurveyResponse)) == 1
+
+
+def test_expired_and_wrong_links_are_refused(db, world, visit):
+    link = send(db, world.staff, visit).link
+    later = datetime.now(UTC) + surveys.TOKEN_TTL + timedelta(minutes=1)  # issued now
+    for raw, when in ((token_of(link), later), ("not-a-token", NOW), ("", NOW)):
+        with pytest.raises(LinkInvalid), db.read() as session:
+            surveys.open_survey(session, raw, now=when)
+    with db.write() as session:  # a token of another purpose does not open a survey
+        other = tokens.issue(session, "enroll", 1, timedelta(days=1)).raw
+    with pytest.raises(LinkInvalid), db.read() as session:
+        surveys.open_survey(session, other, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        (surveys.SurveyAnswers(None, 4), "recommend us, from 0 to 10"),
+        (surveys.SurveyAnswers(11, 4), "recommend us, from 0 to 10"),
+        (surveys.SurveyAnswers(5, 0), "overall, from 1 to 5"),
+        (surveys.SurveyAnswers(5, 3, {"timely": 6}), "from 1 to 5"),
+        (surveys.SurveyAnswers(5, 3, {"parking": 2}), "reload"),
+        (surveys.SurveyAnswers(5, 3, {}, "x" * 4001), "under 4000 characters"),
+    ],
+)
+def test_invalid_answers_are_refused_and_the_link_stays_usable(db, world, visit, answers, message):
+    link = send(db, world.staff, visit).link
+    with pytest.raises(ValidationError, match=message), db.write() as session:
+        surveys.submit_survey(session, token_of(link), answers, now=NOW)
+    with db.write() as session:
+        surveys.submit_survey(session, token_of(link), ANSWERS, now=NOW)
+
+
+def test_concurrent_double_submit_stores_one_response(db, world, visit):
+    raw = token_of(send(db, world.staff, visit).link)
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
+
+    def submit() -> None:
+        start.wait()
+        try:
+            with db.write() as session:
+                surveys.submit_survey(session, raw, ANSWERS)
+            outcomes.append("stored")
+        except LinkInvalid:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["refused", "stored"]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(SurveyResponse)) == 1
+        assert session.scalar(
+            select(func.count()).select_from(Notification)
+            .where(Notification.template == "survey_received")
+        ) == 1  # fmt: skip
+
+
+def test_the_job_asks_after_the_delay_once_and_only_recent_consented_visits(db, world):
+    with db.write() as session:
+        too_soon = completed_visit(session, world, ended=NOW - timedelta(hours=1))
+        due = completed_visit(session, world, ended=NOW - timedelta(hours=2, minutes=5))
+        too_old = completed_visit(session, world, ended=NOW - timedelta(days=9))
+        no_consent = make_patient(session, consent_email=False, consent_sms=False).id
+        unreachable = completed_visit(session, world, patient_id=no_consent)
+        collected = completed_visit(session, world, feedback_status=FeedbackStatus.COLLECTED)
+    with db.read() as session:
+        assert surveys.due_for_feedback(session, now=NOW) == [due]
+        assert too_soon and too_old and unreachable and collected
+
+    with db.write() as session:
+        assert surveys.send_due_feedback_requests(session, base_url=BASE, now=NOW) == 1
+    with db.write() as session:  # sent: not due again, not even the next day
+        assert surveys.send_due_feedback_requests(session, base_url=BASE, now=NOW) == 0
+        later = NOW + timedelta(days=1)
+        assert surveys.due_for_feedback(session, now=later) == [too_soon]
+    with db.read() as session:
+        request = session.scalar(select(FeedbackRequest))
+        assert request.appointment_id == due and request.created_by_user_id is None
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "feedback_requested"))
+        assert event.actor_label == SYSTEM.label
+
+
+def test_settings_switch_the_job_off_change_the_delay_and_the_questions(db, world):
+    with db.write() as session:
+        due = completed_visit(session, world, ended=NOW - timedelta(hours=3))
+    with db.write() as session:
+        saved = surveys.save_survey_settings(
+            session, world.owner, auto=True, delay_hours=4,
+            questions=["Getting a timely appointment", "  Parking  ", ""],
+        )  # fmt: skip
+    assert saved.delay_hours == 4
+    assert saved.questions == (("timely", "Getting a timely appointment"), ("parking", "Parking"))
+    with db.read() as session:
+        assert surveys.due_for_feedback(session, now=NOW) == []
+        assert surveys.due_for_feedback(session, now=NOW + timedelta(hours=1)) == [due]
+    with db.write() as session:
+        surveys.save_survey_settings(session, world.owner, auto=False, delay_hours=2,
+                                     questions=["Parking"])  # fmt: skip
+    with db.read() as session:
+        assert surveys.due_for_feedback(session, now=NOW + timedelta(hours=1)) == []
+    with pytest.raises(PermissionDenied), db.write() as session:
+        surveys.save_survey_settings(session, world.manager, auto=True, delay_hours=2,
+                                     questions=["Parking"])  # fmt: skip
+    with pytest.raises(ValidationError, match="one to eight"), db.write() as session:
+        surveys.save_survey_settings(session, world.owner, auto=True, delay_hours=2, questions=[])
+
+
+def test_periodic_job_runs_from_the_jobs_list(db, world, tmp_path):
+    assert surveys.feedback_job in jobs.JOBS
+    with db.write() as session:
+        ended = datetime.now(UTC) - timedelta(hours=3)
+        appointment_id = completed_visit(session, world, ended=ended)
+    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path,
+                        base_url=BASE)  # fmt: skip
+    surveys.feedback_job(db, settings)
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).feedback_status == FeedbackStatus.PENDING
+        body = session.scalar(select(Notification.body).where(Notification.channel == "email"))
+        assert f"{BASE}/patient?p=survey&t=" in body
+
+
+def test_feedback_info_for_the_appointment_page(db, world, visit):
+    with db.read() as session:
+        info = surveys.get_feedback(session, world.staff, visit, now=NOW)
+    assert (info.status, info.can_request, info.requests) == ("none", True, [])
+    link = send(db, world.staff, visit).link
+    with db.read() as session:
+        info = surveys.get_feedback(session, world.staff, visit, now=NOW)
+    assert (info.status, info.can_request, info.sent_today) == ("pending", False, True)
+    assert info.requests == [("Tue 24 Nov 2026, 10:00", False)]
+    with db.write() as session:
+        surveys.submit_survey(session, token_of(link), ANSWERS, now=NOW)
+    with db.read() as session:
+        info = surveys.get_feedback(session, world.staff, visit, now=NOW + timedelta(days=1))
+    assert (info.status, info.can_request, info.nps, info.rating) == ("collected", False, 9, 5)
