@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 import streamlit as st
 from starlette.concurrency import run_in_threadpool
-from streamlit.runtime.pages_manager import PagesManager
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from streamlit.runtime.pages_manager import PagesManager
 
 from core import accounts, jobs
 from core.config import load_settings

@@ -1,0 +1,41 @@
+"""A real ClinicDesk server (serve.py) on a private copy of the demo database."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.pages.conftest import ROOT, demo_template  # noqa: F401  (fixture)
+from tests.support.browser import StreamlitServer, wait_for_app_idle
+
+
+@pytest.fixture
+def app_server(demo_template, tmp_path, loopback_smtp) -> Iterator[StreamlitServer]:  # noqa: F811
+    shutil.copy(demo_template, tmp_path / "app.db")
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+        "CLINICDESK_DATA_DIR": str(tmp_path),
+        "CLINICDESK_SECRET_KEY": "e2e-" + "k" * 40,
+        "SMTP_HOST": loopback_smtp.host,
+        "SMTP_PORT": str(loopback_smtp.port),
+        "CLINICDESK_JOB_SECONDS": "1",
+    }
+    with StreamlitServer("serve.py", cwd=ROOT, env=env) as server:
+        yield server
+
+
+@pytest.fixture
+def sign_in(app_server) -> Callable[[Page, str], None]:
+    def go(page: Page, username: str) -> None:
+        page.goto(app_server.url)
+        wait_for_app_idle(page)
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password", exact=True).fill(f"{username}-demo-pass")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_text("Signed in as")).to_be_visible(timeout=20000)
+        wait_for_app_idle(page)
+
+    return go
