@@ -1,0 +1,337 @@
+"""Survey analytics: NPS, CSAT, average ratings with 95% intervals, trends, the response funnel,
+recent detractors and the comment feed. Every figure is aggregated in SQL (counts and sums of x
+and x² per group); Python only turns those sums into percentages and intervals.
+
+Formulas (also written on the page):
+- NPS = % promoters (9–10) − % detractors (0–6), over responses that have a 0–10 answer
+  (imported responses with only a star rating have none and are left out of NPS).
+- CSAT = share of 4s and 5s among the 1–5 ratings.
+- Mean rating x̄ with n ratings; 95% interval x̄ ± t(0.975, n−1) · s/√n, where
+  s² = (Σx² − (Σx)²/n)/(n − 1). Groups with fewer than MIN_N ratings are marked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import pandas as pd
+from sqlalchemy import Date, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from core import exports
+from core.authz import Actor, Permission, ensure
+from core.clock import local_to_utc, to_local
+from core.errors import ValidationError
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    FeedbackStatus,
+    Provider,
+    Service,
+    SurveyResponse,
+)
+from db.types import utcnow
+
+MIN_N = 10
+COMMENTS_PAGE = 20
+DETRACTOR_DAYS = 7
+R = SurveyResponse
+# two-sided 95% Student t quantiles for 1..30 degrees of freedom
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+def t95(df: int) -> float:
+    """The 97.5% quantile of Student's t with `df` degrees of freedom (z + (z³+z)/4df above 30)."""
+    if df < 1:
+        raise ValueError("at least one degree of freedom is needed")
+    return _T95[df - 1] if df <= 30 else 1.959964 + 2.3719 / df
+
+
+@dataclass(frozen=True)
+class SurveyFilter:
+    """Responses submitted in [since, until) (UTC), optionally of one clinic."""
+
+    since: datetime
+    until: datetime
+    clinic_id: int | None = None
+
+
+def filter_for_days(first: date, last: date, tz: str = "UTC", clinic_id: int | None = None):
+    """The filter for clinic-local days `first`..`last` (both included)."""
+    if last < first:
+        raise ValidationError("The end date must be on or after the start date.")
+    return SurveyFilter(
+        local_to_utc(first, time(0), tz), local_to_utc(last + timedelta(days=1), time(0), tz),
+        clinic_id,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The SQL sums one group's figures come from."""
+
+    responses: int = 0
+    nps_n: int = 0
+    promoters: int = 0
+    passives: int = 0
+    detractors: int = 0
+    rating_n: int = 0
+    rating_sum: int = 0
+    rating_sumsq: int = 0
+    satisfied: int = 0  # ratings of 4 or 5
+
+    @property
+    def nps(self) -> float | None:
+        return 100 * (self.promoters - self.detractors) / self.nps_n if self.nps_n else None
+
+    @property
+    def csat(self) -> float | None:
+        return 100 * self.satisfied / self.rating_n if self.rating_n else None
+
+    @property
+    def mean(self) -> float | None:
+        return self.rating_sum / self.rating_n if self.rating_n else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        n = self.rating_n
+        if n < 2:
+            return None
+        variance = max(0.0, (self.rating_sumsq - self.rating_sum**2 / n) / (n - 1))
+        half = t95(n - 1) * math.sqrt(variance / n)
+        return self.mean - half, self.mean + half
+
+    @property
+    def enough(self) -> bool:
+        return self.rating_n >= MIN_N
+
+
+def _sums():
+    return (
+        func.count(),
+        func.count(R.nps),
+        func.coalesce(func.sum(case((R.nps >= 9, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((R.nps.between(7, 8), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((R.nps <= 6, 1), else_=0)), 0),
+        func.count(R.rating),
+        func.coalesce(func.sum(R.rating), 0),
+        func.coalesce(func.sum(R.rating * R.rating), 0),
+        func.coalesce(func.sum(case((R.rating >= 4, 1), else_=0)), 0),
+    )
+
+
+def _figures(values) -> Figures:
+    return Figures(*(int(v or 0) for v in values))
+
+
+def _where(query, f: SurveyFilter):
+    query = query.where(R.submitted_at >= f.since, R.submitted_at < f.until)
+    return query.where(R.clinic_id == f.clinic_id) if f.clinic_id is not None else query
+
+
+def summary(session: Session, actor: Actor, f: SurveyFilter) -> Figures:
+    ensure(actor, Permission.ANALYTICS_READ)
+    return _figures(session.execute(_where(select(*_sums()), f)).one())
+
+
+GROUPS = {"provider": (R.provider_id, Provider), "service": (R.service_id, Service),
+          "clinic": (R.clinic_id, Clinic)}  # fmt: skip
+
+
+def by_group(session: Session, actor: Actor, f: SurveyFilter, group: str) -> pd.DataFrame:
+    """One row per provider, service or clinic: n, mean rating with its 95% interval, CSAT, NPS,
+    and whether the group has at least MIN_N ratings."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    column, model = GROUPS[group]
+    rows = session.execute(_where(select(column, *_sums()), f).group_by(column)).all()
+    ids = [r[0] for r in rows if r[0] is not None]
+    names = dict(session.execute(select(model.id, model.name).where(model.id.in_(ids))).all())
+    records = []
+    for key, *values in rows:
+        fig = _figures(values)
+        low, high = fig.interval or (None, None)
+        records.append({group: names.get(key, "(not recorded)"), "n": fig.rating_n,
+                        "mean": fig.mean, "ci_low": low, "ci_high": high, "csat": fig.csat,
+                        "nps": fig.nps, "nps_n": fig.nps_n, "enough": fig.enough})  # fmt: skip
+    columns = [group, "n", "mean", "ci_low", "ci_high", "csat", "nps", "nps_n", "enough"]
+    frame = pd.DataFrame(records, columns=columns)
+    return frame.sort_values(["enough", "mean"], ascending=False, ignore_index=True)
+
+
+def _bucket(session: Session, period: str):
+    if session.bind.dialect.name == "postgresql":
+        return cast(func.date_trunc(period, R.submitted_at), Date)
+    if period == "week":  # the Monday of the week
+        return func.date(R.submitted_at, "weekday 0", "-6 days")
+    return func.strftime("%Y-%m-01", R.submitted_at)
+
+
+def trend(session: Session, actor: Actor, f: SurveyFilter, period: str) -> pd.DataFrame:
+    """Weekly (Monday-based) or monthly NPS, CSAT and mean rating, by UTC submission time."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    if period not in ("week", "month"):
+        raise ValidationError("The trend period is week or month.")
+    bucket = _bucket(session, period).label("period")
+    rows = session.execute(_where(select(bucket, *_sums()), f).group_by(bucket).order_by(bucket))
+    records = []
+    for key, *values in rows:
+        fig = _figures(values)
+        records.append({"period": pd.Timestamp(str(key)), "responses": fig.responses,
+                        "nps": fig.nps, "csat": fig.csat, "mean": fig.mean})  # fmt: skip
+    return pd.DataFrame(records, columns=["period", "responses", "nps", "csat", "mean"])
+
+
+@dataclass(frozen=True)
+class Funnel:
+    completed: int
+    requested: int
+    answered: int
+
+    @property
+    def request_rate(self) -> float | None:
+        return 100 * self.requested / self.completed if self.completed else None
+
+    @property
+    def answer_rate(self) -> float | None:
+        return 100 * self.answered / self.requested if self.requested else None
+
+
+def funnel(session: Session, actor: Actor, f: SurveyFilter) -> Funnel:
+    """Visits in the period (by start time) that were completed → asked for feedback →
+    answered. Imported responses without an appointment are not part of it."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    a = Appointment
+    status = a.feedback_status
+    query = select(
+        func.count(),
+        func.coalesce(func.sum(case((status.in_([FeedbackStatus.PENDING, FeedbackStatus.COLLECTED]), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((status == FeedbackStatus.COLLECTED, 1), else_=0)), 0),
+    ).where(a.status == AppointmentStatus.COMPLETED, a.kind == AppointmentKind.APPOINTMENT,
+            a.start_at >= f.since, a.start_at < f.until)  # fmt: skip
+    if f.clinic_id is not None:
+        query = query.where(a.clinic_id == f.clinic_id)
+    return Funnel(*(int(v) for v in session.execute(query).one()))
+
+
+def _feed_columns():
+    return (R.id, R.submitted_at, R.appointment_id, Clinic.name.label("clinic"),
+            Clinic.timezone, Provider.name.label("provider"), R.nps, R.rating, R.comment)  # fmt: skip
+
+
+def _feed_frame(rows) -> pd.DataFrame:
+    records = [{"id": r.id, "submitted": to_local(r.submitted_at, r.timezone or "UTC")
+                .strftime("%Y-%m-%d %H:%M"), "appointment_id": r.appointment_id,
+                "clinic": r.clinic or "", "provider": r.provider or "", "nps": r.nps,
+                "rating": r.rating, "comment": r.comment} for r in rows]  # fmt: skip
+    columns = ["id", "submitted", "appointment_id", "clinic", "provider", "nps", "rating",
+               "comment"]  # fmt: skip
+    return pd.DataFrame(records, columns=columns)
+
+
+def _feed(f: SurveyFilter | None):
+    query = (
+        select(*_feed_columns())
+        .outerjoin(Clinic, Clinic.id == R.clinic_id)
+        .outerjoin(Provider, Provider.id == R.provider_id)
+    )
+    return _where(query, f) if f else query
+
+
+def recent_detractors(
+    session: Session,
+    actor: Actor,
+    clinic_id: int | None = None,
+    *,
+    days: int = DETRACTOR_DAYS,
+    now: datetime | None = None,
+    limit: int = 100,
+) -> pd.DataFrame:
+    """Responses of the last `days` days with a 0–6 recommendation, newest first."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    now = now or utcnow()
+    query = _feed(SurveyFilter(now - timedelta(days=days), now + timedelta(seconds=1), clinic_id))
+    query = query.where(R.nps <= 6).order_by(R.submitted_at.desc(), R.id.desc()).limit(limit)
+    return _feed_frame(session.execute(query))
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def comments(
+    session: Session, actor: Actor, f: SurveyFilter, search: str = "", page: int = 0,
+    page_size: int = COMMENTS_PAGE,
+) -> tuple[pd.DataFrame, int]:  # fmt: skip
+    """Non-empty comments, newest first, containing `search` (case-insensitive, taken
+    literally), one page at a time, and how many match in all."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    condition = R.comment != ""
+    if search.strip():
+        condition = condition & R.comment.ilike(_like(search.strip()), escape="\\")
+    total = session.scalar(_where(select(func.count()).select_from(R), f).where(condition)) or 0
+    query = _feed(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
+    rows = session.execute(query.limit(page_size).offset(max(0, page) * page_size))
+    return _feed_frame(rows), int(total)
+
+
+def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
+    ensure(actor, Permission.ANALYTICS_READ)
+    return [tuple(r) for r in session.execute(select(Clinic.id, Clinic.name, Clinic.timezone)
+                                              .order_by(Clinic.name))]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    summary: Figures
+    providers: pd.DataFrame
+    services: pd.DataFrame
+    clinics: pd.DataFrame
+    weekly: pd.DataFrame
+    monthly: pd.DataFrame
+    funnel: Funnel
+    detractors: pd.DataFrame
+
+
+def get_dashboard(
+    session: Session, actor: Actor, f: SurveyFilter, *, now: datetime | None = None
+) -> Dashboard:
+    """Everything the analytics page shows except the comment feed, in one read."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    return Dashboard(
+        summary(session, actor, f), by_group(session, actor, f, "provider"),
+        by_group(session, actor, f, "service"), by_group(session, actor, f, "clinic"),
+        trend(session, actor, f, "week"), trend(session, actor, f, "month"),
+        funnel(session, actor, f), recent_detractors(session, actor, f.clinic_id, now=now),
+    )  # fmt: skip
+
+
+EXPORT_HEADER = ["response_id", "submitted_at_utc", "appointment_id", "clinic", "provider",
+                 "nps", "rating", "answers", "comment", "source"]  # fmt: skip
+
+
+def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
+    """The responses of the filter as spreadsheet-safe CSV; audited (needs data export)."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    query = (
+        _where(
+            select(R.id, R.submitted_at, R.appointment_id, Clinic.name, Provider.name, R.nps,
+                   R.rating, R.answers, R.comment, R.source)
+            .outerjoin(Clinic, Clinic.id == R.clinic_id)
+            .outerjoin(Provider, Provider.id == R.provider_id), f)
+        .order_by(R.submitted_at, R.id)
+    )  # fmt: skip
+    rows = [
+        [r[0], r[1].isoformat(), r[2], r[3] or "", r[4] or "", r[5], r[6],
+         ";".join(f"{k}={v}" for k, v in sorted((r[7] or {}).items())), r[8], r[9]]
+        for r in session.execute(query.execution_options(yield_per=2000))
+    ]  # fmt: skip
+    exports.record_export(session, actor, "survey_responses", len(rows),
+                          {"since": f.since, "until": f.until, "clinic_id": f.clinic_id})  # fmt: skip
+    return exports.to_csv(EXPORT_HEADER, rows)

@@ -1,0 +1,296 @@
+"""Every survey figure against numbers worked out by hand from explicitly built rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core import survey_analytics as sa
+from core.errors import PermissionDenied, ValidationError
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    Clinic,
+    FeedbackStatus,
+    Provider,
+    Service,
+    SurveyResponse,
+)
+
+NOV = sa.SurveyFilter(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+MID = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
+
+
+def at(day: int, hour: int = 12, minute: int = 0, month: int = 11) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=UTC)
+
+
+def response(session, when, nps, rating, *, clinic, provider=None, service=None, comment="",
+             appointment=None):  # fmt: skip
+    row = SurveyResponse(submitted_at=when, nps=nps, rating=rating, clinic_id=clinic,
+                         provider_id=provider, service_id=service, comment=comment,
+                         appointment_id=appointment)  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+@pytest.fixture
+def practice(db, world):
+    """Second clinic and provider; nine November responses in clinic 1, one in clinic 2, one
+    in October. Provider 1: nps 10 9 8 7 6 0, ratings 5 5 4 4 3 1; provider 2: nps 10 10 and an
+    imported response without nps, ratings 5 4 2."""
+    with db.write() as session:
+        other = Clinic(name="Other Clinic", timezone="America/New_York", email="o@example.org")
+        second = Provider(name="Dr Second")
+        peel = Service(name="Peel", duration_minutes=30)
+        session.add_all([other, second, peel])
+        session.flush()
+        one, svc = world.provider_id, world.service_id
+        c = world.clinic_id
+        for i, (nps, rating) in enumerate([(10, 5), (9, 5), (8, 4), (7, 4), (6, 3), (0, 1)]):
+            response(session, at(3 + i), nps, rating, clinic=c, provider=one, service=svc)
+        response(session, at(10), 10, 5, clinic=c, provider=second.id, service=peel.id)
+        response(session, at(11), 10, 4, clinic=c, provider=second.id, service=peel.id)
+        response(session, at(12), None, 2, clinic=c)  # imported: rating only, no provider
+        response(session, at(13), 0, 1, clinic=other.id, provider=second.id)
+        response(session, at(20, month=10), 0, 1, clinic=c, provider=one)  # before the period
+        return {"clinic": c, "other": other.id, "one": one, "second": second.id,
+                "service": svc, "peel": peel.id}  # fmt: skip
+
+
+def test_summary_nps_csat_mean_and_interval(db, world, practice):
+    with db.read() as session:
+        fig = sa.summary(
+            session, world.owner, sa.SurveyFilter(NOV.since, NOV.until, world.clinic_id)
+        )
+    # nps: 10 9 8 7 6 0 10 10 → 4 promoters, 2 passives, 2 detractors of 8
+    assert (fig.responses, fig.nps_n, fig.promoters, fig.passives, fig.detractors) == (
+        9,
+        8,
+        4,
+        2,
+        2,
+    )
+    assert fig.nps == 25.0
+    # ratings: 5 5 4 4 3 1 5 4 2 → n 9, Σx 33, Σx² 137, six of them 4 or 5
+    assert (fig.rating_n, fig.rating_sum, fig.rating_sumsq, fig.satisfied) == (9, 33, 137, 6)
+    assert fig.csat == pytest.approx(66.6667, abs=1e-4)
+    assert fig.mean == pytest.approx(3.6667, abs=1e-4)
+    # s² = (137 − 33²/9)/8 = 2, so the half-width is t(8) · √(2/9) = 2.306 · 0.4714 = 1.0871
+    low, high = fig.interval
+    assert (low, high) == (pytest.approx(2.5796, abs=1e-4), pytest.approx(4.7537, abs=1e-4))
+
+
+def test_all_clinics_and_empty_periods(db, world, practice):
+    with db.read() as session:
+        everything = sa.summary(session, world.owner, NOV)
+        nothing = sa.summary(session, world.owner, sa.SurveyFilter(at(1, month=1), at(2, month=1)))
+    # the other clinic's 0/1 joins: 4 promoters, 3 detractors of 9
+    assert (everything.responses, everything.nps_n) == (10, 9)
+    assert everything.nps == pytest.approx(100 * (4 - 3) / 9)
+    assert (nothing.responses, nothing.nps, nothing.csat, nothing.mean, nothing.interval) == (
+        0, None, None, None, None)  # fmt: skip
+
+
+def test_imported_responses_without_nps_count_only_for_ratings(db, world):
+    with db.write() as session:
+        for rating in (5, 4, 1):
+            response(session, MID, None, rating, clinic=world.clinic_id)
+    with db.read() as session:
+        fig = sa.summary(session, world.owner, NOV)
+    assert (fig.nps_n, fig.nps, fig.rating_n, fig.csat) == (0, None, 3, pytest.approx(200 / 3))
+
+
+def test_by_provider_service_and_clinic_with_small_groups_marked(db, world, practice):
+    with db.read() as session:
+        providers = sa.by_group(session, world.owner, NOV, "provider")
+        services = sa.by_group(session, world.owner, NOV, "service")
+        clinics = sa.by_group(session, world.owner, NOV, "clinic")
+    rows = {r.provider: r for r in providers.itertuples()}
+    assert set(rows) == {"Dr Test", "Dr Second", "(not recorded)"}
+    first = rows["Dr Test"]
+    # 5 5 4 4 3 1: mean 22/6, s² = (92 − 22²/6)/5 = 2.2667, half = t(5) · √(2.2667/6) = 1.5802
+    assert (first.n, first.mean) == (6, pytest.approx(22 / 6))
+    assert first.ci_low == pytest.approx(22 / 6 - 2.571 * math.sqrt((92 - 22**2 / 6) / 5 / 6))
+    assert first.ci_high == pytest.approx(3.6667 + 1.5802, abs=1e-4)
+    assert (first.nps, first.csat, first.enough) == (
+        pytest.approx(100 * (2 - 2) / 6),
+        pytest.approx(400 / 6),
+        False,
+    )
+    second = rows["Dr Second"]  # 10/5, 10/4 in clinic 1 and 0/1 in the other clinic
+    assert (second.n, second.nps, second.mean) == (3, pytest.approx(100 / 3), pytest.approx(10 / 3))
+    assert rows["(not recorded)"].n == 1 and math.isnan(rows["(not recorded)"].ci_low)
+    assert sorted(zip(services.service, services.n, strict=True)) == [
+        ("(not recorded)", 2), ("Consultation", 6), ("Peel", 2)]  # fmt: skip
+    assert dict(zip(clinics.clinic, clinics.n, strict=True)) == {
+        "Test Clinic": 9,
+        "Other Clinic": 1,
+    }
+    assert not clinics.enough.any()
+
+
+def test_a_group_with_ten_ratings_is_enough_and_sorts_first(db, world, practice):
+    with db.write() as session:
+        for _ in range(10):
+            response(session, MID, 9, 5, clinic=world.clinic_id, provider=practice["second"])
+    with db.read() as session:
+        providers = sa.by_group(session, world.owner, NOV, "provider")
+    assert providers.iloc[0].provider == "Dr Second" and bool(providers.iloc[0].enough)
+    assert providers.iloc[0].n == 13
+    assert sa.MIN_N == 10
+
+
+def test_weekly_and_monthly_trends_bucket_on_monday_and_month_starts(db, world):
+    with db.write() as session:
+        c = world.clinic_id
+        response(session, at(31, 10, month=10), 10, 5, clinic=c)  # Sat 31 Oct: week of 26 Oct
+        response(session, at(1, 23, 30), 0, 1, clinic=c)  # Sun 1 Nov: week of 26 Oct, November
+        response(session, at(2, 0, 10), 9, 4, clinic=c)  # Mon 2 Nov: its own week
+        response(session, at(8, 23, 59), 7, 4, clinic=c)  # Sun 8 Nov: still the week of 2 Nov
+        response(session, at(9, 0, 0), None, 2, clinic=c)  # Mon 9 Nov
+    period = sa.SurveyFilter(at(1, 0, month=10), at(1, 0, month=12))
+    with db.read() as session:
+        weekly = sa.trend(session, world.owner, period, "week")
+        monthly = sa.trend(session, world.owner, period, "month")
+        with pytest.raises(ValidationError):
+            sa.trend(session, world.owner, period, "day")
+    assert [d.date() for d in weekly.period] == [
+        date(2026, 10, 26),
+        date(2026, 11, 2),
+        date(2026, 11, 9),
+    ]
+    assert list(weekly.responses) == [2, 2, 1]
+    assert list(weekly.nps[:2]) == [0.0, 50.0]  # (1−1)/2 and (1−0)/2
+    assert math.isnan(weekly.nps[2]) and weekly["mean"][2] == 2
+    assert [d.date() for d in monthly.period] == [date(2026, 10, 1), date(2026, 11, 1)]
+    assert list(monthly.responses) == [1, 4]
+    assert monthly.nps[1] == pytest.approx(100 * (1 - 1) / 3)
+    assert monthly.csat[1] == pytest.approx(50.0)  # 1 4 4 2 → two of four
+    assert monthly["mean"][1] == pytest.approx(11 / 4)
+
+
+def visit(session, world, start, status=AppointmentStatus.COMPLETED, feedback=FeedbackStatus.NONE,
+          clinic=None):  # fmt: skip
+    appointment = Appointment(clinic_id=clinic or world.clinic_id, patient_id=world.patient_id,
+                              status=status, start_at=start, end_at=start + timedelta(minutes=30),
+                              feedback_status=feedback)  # fmt: skip
+    session.add(appointment)
+    session.flush()
+    return appointment.id
+
+
+def test_funnel_completed_requested_answered(db, world, practice):
+    with db.write() as session:
+        for feedback in (FeedbackStatus.NONE, FeedbackStatus.NONE, FeedbackStatus.PENDING,
+                         FeedbackStatus.COLLECTED):  # fmt: skip
+            visit(session, world, MID, feedback=feedback)
+        visit(session, world, MID, status=AppointmentStatus.CANCELLED)
+        visit(session, world, at(20, month=10), feedback=FeedbackStatus.COLLECTED)
+        visit(session, world, MID, feedback=FeedbackStatus.COLLECTED, clinic=practice["other"])
+    with db.read() as session:
+        clinic_one = sa.funnel(
+            session, world.owner, sa.SurveyFilter(NOV.since, NOV.until, world.clinic_id)
+        )
+        everything = sa.funnel(session, world.owner, NOV)
+        empty = sa.funnel(session, world.owner, sa.SurveyFilter(at(1, month=1), at(2, month=1)))
+    assert (clinic_one.completed, clinic_one.requested, clinic_one.answered) == (4, 2, 1)
+    assert (clinic_one.request_rate, clinic_one.answer_rate) == (50.0, 50.0)
+    assert (everything.completed, everything.requested, everything.answered) == (5, 3, 2)
+    assert (empty.request_rate, empty.answer_rate) == (None, None)
+
+
+def test_detractors_of_the_last_seven_days_link_to_their_visit(db, world, practice):
+    now = at(25)
+    with db.write() as session:
+        appointment = visit(session, world, at(22))
+        response(session, at(23), 3, 2, clinic=world.clinic_id, appointment=appointment,
+                 comment="Waited <an hour>")  # fmt: skip
+        response(session, at(24), 9, 5, clinic=world.clinic_id)  # a promoter
+        response(session, at(17, 11), 5, 2, clinic=world.clinic_id)  # eight days ago
+        response(session, at(24), 6, 3, clinic=practice["other"])
+    with db.read() as session:
+        mine = sa.recent_detractors(session, world.owner, world.clinic_id, now=now)
+        everyone = sa.recent_detractors(session, world.owner, now=now)
+    assert list(mine.nps) == [3]
+    assert mine.iloc[0].appointment_id == appointment
+    assert mine.iloc[0].comment == "Waited <an hour>"
+    assert mine.iloc[0].submitted == "2026-11-23 12:00"  # London local time
+    assert list(everyone.nps) == [6, 3]
+    assert everyone.iloc[0].submitted == "2026-11-24 07:00"  # New York local time
+
+
+def test_comment_feed_is_searchable_literal_and_paginated(db, world):
+    with db.write() as session:
+        texts = ["Great staff", "great PARKING", "100% happy", "100 happy", "snake_case",
+                 "snakeXcase", "", "<script>alert(1)</script>"]  # fmt: skip
+        for i, text in enumerate(texts):
+            response(session, at(2 + i), 8, 4, clinic=world.clinic_id, comment=text)
+    with db.read() as session:
+        feed = lambda *a, **k: sa.comments(session, world.owner, NOV, *a, **k)  # noqa: E731
+        everything, total = feed()
+        assert total == 7 and everything.comment[0] == "<script>alert(1)</script>"
+        assert sorted(feed("GREAT")[0].comment) == ["Great staff", "great PARKING"]
+        assert list(feed("100%")[0].comment) == ["100% happy"]
+        assert list(feed("e_c")[0].comment) == ["snake_case"]
+        first, total = feed(page=0, page_size=3)
+        second, _ = feed(page=1, page_size=3)
+        third, _ = feed(page=2, page_size=3)
+        assert total == 7 and [len(first), len(second), len(third)] == [3, 3, 1]
+        assert set(first.id) | set(second.id) | set(third.id) == set(everything.id)
+
+
+def test_export_is_spreadsheet_safe_and_audited(db, world):
+    with db.write() as session:
+        response(session, MID, 2, 1, clinic=world.clinic_id, provider=world.provider_id,
+                 comment='=HYPERLINK("http://evil.example")')  # fmt: skip
+        session.get(SurveyResponse, 1).answers = {"timely": 2, "courtesy": 3}
+    with db.write() as session:
+        data = sa.export_csv(session, world.manager, NOV)
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert rows[0] == sa.EXPORT_HEADER
+    assert rows[1][3:9] == ["Test Clinic", "Dr Test", "2", "1", "courtesy=3;timely=2",
+                            "'=HYPERLINK(\"http://evil.example\")"]  # fmt: skip
+    with db.read() as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "export"))
+        assert (event.entity, event.details["rows"], event.actor_label) == (
+            "survey_responses", 1, "Manager")  # fmt: skip
+    with pytest.raises(PermissionDenied), db.write() as session:
+        sa.export_csv(session, world.staff, NOV)
+
+
+def test_every_read_needs_analytics_permission(db, world):
+    with db.read() as session:
+        for read in (lambda: sa.summary(session, world.staff, NOV),
+                     lambda: sa.get_dashboard(session, world.staff, NOV),
+                     lambda: sa.comments(session, world.staff, NOV)):  # fmt: skip
+            with pytest.raises(PermissionDenied):
+                read()
+
+
+def test_dashboard_and_local_day_filter(db, world, practice):
+    f = sa.filter_for_days(date(2026, 11, 1), date(2026, 11, 30), "Europe/London", world.clinic_id)
+    assert (f.since, f.until) == (NOV.since, NOV.until)  # GMT in November
+    ny = sa.filter_for_days(date(2026, 11, 1), date(2026, 11, 1), "America/New_York")
+    assert (ny.since, ny.until) == (at(1, 4), at(2, 5))  # DST ends on 1 November
+    with pytest.raises(ValidationError):
+        sa.filter_for_days(date(2026, 11, 2), date(2026, 11, 1))
+    with db.read() as session:
+        board = sa.get_dashboard(session, world.owner, f, now=at(25))
+        clinics = sa.list_clinics(session, world.owner)
+    assert board.summary.nps == 25.0 and len(board.providers) == 3 and len(board.weekly) == 2
+    assert [name for _, name, _ in clinics] == ["Other Clinic", "Test Clinic"]
+
+
+def test_t_quantiles():
+    assert sa.t95(1) == 12.706 and sa.t95(30) == 2.042
+    assert sa.t95(60) == pytest.approx(2.000, abs=2e-3) and sa.t95(1000) == pytest.approx(
+        1.962, abs=1e-3
+    )
