@@ -10,9 +10,9 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.orm import Session
 
-from core import accounts, tokens
+from core import accounts, notify, tokens
 from core.authz import SYSTEM
-from core.clock import local_to_utc, to_local
+from core.clock import format_local, local_to_utc, to_local
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -22,6 +22,7 @@ from db.models import (
     ChangeKind,
     ChangeRequest,
     Clinic,
+    DeliveryStatus,
     FeedbackRequest,
     FeedbackStatus,
     InvitationStatus,
@@ -153,6 +154,7 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
     _requests(session, rng, clinics, services, patients, appointments, today, now)
     _invitations(session, rng, patients, now)
     _surveys(session, rng, appointments, now)
+    _outbox(session, rng, appointments, now)
     return DemoSummary(len(patients), len(appointments), DEMO_PASSWORDS)
 
 
@@ -341,3 +343,31 @@ def _surveys(session, rng, appointments, now):
                          "explained": rng.randint(2, 5)},
                 comment=rng.choice(COMMENTS),
             ))  # fmt: skip
+
+
+def _outbox(session, rng, appointments, now):
+    """A recent history of delivered and failed confirmations, so the outbox is not empty."""
+    recent = [a for a in appointments if a.patient_id and a.status == AppointmentStatus.SCHEDULED
+              and a.booked_at > now - timedelta(days=10)]  # fmt: skip
+    for appointment in rng.sample(recent, min(25, len(recent))):
+        patient = appointment.patient
+        when = format_local(appointment.start_at, appointment.clinic.timezone)
+        queued = notify.queue_for_patient(
+            session, patient, "appointment_scheduled",
+            {"when": when, "clinic_name": appointment.clinic.name,
+             "clinic_phone": appointment.clinic.phone, "service_name": appointment.service.name,
+             "provider_name": appointment.provider.name},
+            appointment_id=appointment.id,
+        )  # fmt: skip
+        for notification in queued.notifications:
+            notification.created_at = appointment.booked_at
+            notification.attempts = 1
+            if rng.random() < 0.12:
+                notification.status = DeliveryStatus.FAILED
+                notification.attempts = notify.MAX_ATTEMPTS
+                notification.last_error = "SMTPRecipientsRefused: 550 mailbox unavailable"
+            else:
+                notification.status, notification.sent_at = (
+                    DeliveryStatus.SENT,
+                    appointment.booked_at,
+                )
