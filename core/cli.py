@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     run_jobs = commands.add_parser("run-jobs", help="run every periodic job (sender included)")
     run_jobs.add_argument("--loop", action="store_true", help="repeat every --every seconds")
     run_jobs.add_argument("--every", type=float, default=30.0)
+    _add_data_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -103,8 +104,86 @@ def _run_jobs(args) -> int:
         time.sleep(args.every)
 
 
+def _add_data_commands(commands) -> None:
+    """import-appointments, import-surveys, import-fhir, export-fhir, export-ical, stats."""
+    from datetime import date
+
+    from core import imports
+
+    appointments = commands.add_parser("import-appointments", help="import appointments (CSV)")
+    appointments.add_argument("file")
+    appointments.add_argument("--preset", choices=sorted(imports.APPOINTMENT_PRESETS),
+                              default="kaggle-noshow")  # fmt: skip
+    appointments.add_argument("--clinic", default=imports.KAGGLE_CLINIC[0])
+    appointments.add_argument("--timezone", default=imports.KAGGLE_CLINIC[1])
+    surveys = commands.add_parser("import-surveys", help="import survey responses (CSV)")
+    surveys.add_argument("file")
+    surveys.add_argument("--preset", choices=sorted(imports.SURVEY_PRESETS), default="nhs-fft")
+    fhir_in = commands.add_parser("import-fhir", help="import FHIR R4 Appointment resources")
+    fhir_in.add_argument("files", nargs="+")
+    fhir_out = commands.add_parser("export-fhir", help="write a FHIR R4 Bundle of appointments")
+    fhir_out.add_argument("--out", help="file to write (default: standard output)")
+    fhir_out.add_argument("--limit", type=int, default=5000)
+    ical = commands.add_parser("export-ical", help="write a provider's iCalendar feed")
+    ical.add_argument("--provider", type=int, required=True, help="provider id")
+    ical.add_argument("--out", help="file to write (default: standard output)")
+    stats = commands.add_parser("stats", help="print the no-show and cancellation figures")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.add_argument("--since", type=date.fromisoformat, help="first day (YYYY-MM-DD)")
+    stats.add_argument("--until", type=date.fromisoformat, help="last day (YYYY-MM-DD)")
+    stats.add_argument("--clinic", type=int, help="clinic id (default: all clinics)")
+
+
+def _data_command(args) -> int:
+    from pathlib import Path
+
+    from core import imports, interchange, stats
+
+    database = open_database(load_settings())
+
+    def report(result) -> int:
+        print(result.summary)
+        for problem in result.problems[:50]:
+            print(f"  row {problem.row}: {problem.reason}")
+        if result.problem_count > 50:
+            print(f"  … and {result.problem_count - 50} more")
+        return 0
+
+    def out(content: bytes) -> None:
+        if args.out:
+            Path(args.out).write_bytes(content)
+            print(f"Wrote {args.out} ({len(content):,} bytes).", file=sys.stderr)
+        else:
+            sys.stdout.buffer.write(content)
+
+    with database.write() as session:
+        if args.command == "import-appointments":
+            return report(imports.import_appointments(
+                session, SYSTEM, args.file, imports.APPOINTMENT_PRESETS[args.preset],
+                clinic_name=args.clinic, timezone=args.timezone))  # fmt: skip
+        if args.command == "import-surveys":
+            return report(imports.import_surveys(session, SYSTEM, args.file,
+                                                 imports.SURVEY_PRESETS[args.preset]))  # fmt: skip
+        if args.command == "import-fhir":
+            return report(interchange.import_fhir(session, SYSTEM, [Path(f) for f in args.files]))
+        if args.command == "export-fhir":
+            bundle = interchange.export_fhir(session, SYSTEM, limit=args.limit)
+            out(bundle.content)
+            return 0
+        if args.command == "export-ical":
+            out(interchange.export_ical(session, SYSTEM, args.provider).content)
+            return 0
+    with database.read() as session:
+        result = stats.figures(session, SYSTEM, since=args.since, until=args.until,
+                               clinic_id=args.clinic)  # fmt: skip
+        print(stats.render(result, as_json=args.json))
+    return 0
+
+
 COMMANDS = {"migrate": _migrate, "seed-demo": _seed, "create-user": _create_user,
             "send-notifications": _send, "run-jobs": _run_jobs}  # fmt: skip
+COMMANDS.update(dict.fromkeys(["import-appointments", "import-surveys", "import-fhir",
+                               "export-fhir", "export-ical", "stats"], _data_command))  # fmt: skip
 
 if __name__ == "__main__":
     sys.exit(main())

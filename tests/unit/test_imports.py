@@ -1,0 +1,265 @@
+"""CSV imports: the Kaggle no-show preset on a slice of the real file, bad rows, re-imports,
+all-or-nothing failures, generic mappings and the NHS Friends and Family survey preset."""
+
+import csv
+import json
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from core import imports
+from core.authz import SYSTEM
+from core.errors import PermissionDenied, ValidationError
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    Clinic,
+    Patient,
+    Source,
+    SurveyResponse,
+)
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+KAGGLE_ROWS = 300
+
+
+def real_rows(path, n):
+    with open(path, newline="") as handle:
+        return [line for _, line in zip(range(n + 1), handle, strict=False)]
+
+
+@pytest.fixture
+def kaggle_slice(tmp_path):
+    """The real file's header and first rows, written to tmp_path."""
+    target = tmp_path / "noshow.csv"
+    target.write_text("".join(real_rows(imports.NOSHOW_FILE, KAGGLE_ROWS)))
+    return target
+
+
+def count(db, model):
+    with db.read() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_kaggle_slice_imports_patients_and_appointments_as_the_file_says(db, world, kaggle_slice):
+    with db.write() as session:
+        report = imports.import_appointments(session, world.owner, kaggle_slice,
+                                             imports.KAGGLE_NOSHOW)  # fmt: skip
+    assert report.problem_count == 0 and report.created == KAGGLE_ROWS
+    with open(kaggle_slice, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with db.read() as session:
+        clinic = session.scalar(select(Clinic).where(Clinic.name == "Vitória (imported)"))
+        assert clinic.timezone == "America/Sao_Paulo"
+        by_ref = {a.external_ref: a for a in session.scalars(select(Appointment))}
+        patients = {p.external_ref: p for p in session.scalars(select(Patient))}
+    assert report.patients_created == len({r["PatientId"] for r in rows})
+    for row in rows:
+        appointment = by_ref[f"kaggle-noshow:{row['AppointmentID']}"]
+        expected = AppointmentStatus.NO_SHOW if row["No-show"] == "Yes" else AppointmentStatus.COMPLETED  # fmt: skip
+        assert appointment.status == expected
+        assert appointment.sms_reminder == (row["SMS_received"] == "1")
+        assert appointment.source == Source.IMPORT and appointment.clinic_id == clinic.id
+        local_start = appointment.start_at.astimezone(SAO_PAULO)
+        assert local_start.date().isoformat() == row["AppointmentDay"][:10]
+        assert appointment.booked_at <= appointment.start_at
+        assert appointment.end_at - appointment.start_at == timedelta(minutes=15)
+        patient = patients[f"kaggle-noshow:{row['PatientId']}"]  # the id's exact text
+        assert appointment.patient_id == patient.id
+        assert patient.gender == row["Gender"]
+        assert patient.extra["Neighbourhood"] == row["Neighbourhood"]
+        assert patient.extra["Hipertension"] == int(row["Hipertension"])
+    first = rows[0]  # booked 2016-04-29 18:38 for the same day: a same-day booking
+    same_day = by_ref[f"kaggle-noshow:{first['AppointmentID']}"]
+    assert same_day.booked_at == datetime(2016, 4, 29, 18, 38, 8, tzinfo=SAO_PAULO)
+    assert same_day.start_at == datetime(2016, 4, 29, 18, 45, tzinfo=SAO_PAULO)
+    ahead = next(r for r in rows if r["ScheduledDay"][:10] < r["AppointmentDay"][:10])
+    advance = by_ref[f"kaggle-noshow:{ahead['AppointmentID']}"]
+    assert advance.start_at.astimezone(SAO_PAULO).time() == time(8, 0)
+
+
+def test_reimporting_the_same_file_creates_nothing_twice(db, world, kaggle_slice):
+    with db.write() as session:
+        imports.import_appointments(session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW)
+    before = count(db, Appointment), count(db, Patient), count(db, Clinic)
+    with db.write() as session:
+        again = imports.import_appointments(session, world.owner, kaggle_slice,
+                                            imports.KAGGLE_NOSHOW)  # fmt: skip
+    assert (again.created, again.already_imported, again.patients_created) == (0, KAGGLE_ROWS, 0)
+    assert (count(db, Appointment), count(db, Patient), count(db, Clinic)) == before
+    with db.read() as session:
+        events = list(session.scalars(select(AuditEvent).where(AuditEvent.action == "import")))
+    assert len(events) == 2 and events[0].details["created"] == KAGGLE_ROWS
+
+
+def test_bad_rows_are_reported_by_row_number_and_skipped(db, world, tmp_path):
+    header, *good = real_rows(imports.NOSHOW_FILE, 3)
+    bad = [
+        "111,900001,F,2016-04-29T10:00:00Z,not-a-day,30,CENTRO,0,0,0,0,0,0,No\n",
+        "112,900002,F,2016-05-02T10:00:00Z,2016-04-29T00:00:00Z,30,CENTRO,0,0,0,0,0,0,No\n",
+        "113,900003,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,CENTRO,0,0,0,0,0,0,Maybe\n",
+        "114,900004,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,-1,CENTRO,0,0,0,0,0,0,No\n",
+        ",900005,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,CENTRO,0,0,0,0,0,0,No\n",
+        good[0],  # the same appointment id again
+    ]
+    path = tmp_path / "bad.csv"
+    path.write_text(header + "".join(good) + "".join(bad))
+    with db.write() as session:
+        report = imports.import_appointments(session, world.owner, path, imports.KAGGLE_NOSHOW)
+    assert report.created == 3 and report.problem_count == 6
+    reasons = {p.row: p.reason for p in report.problems}
+    assert "not a date" in reasons[5]
+    assert reasons[6] == "the booking day is after the appointment day"
+    assert "no-show flag 'Maybe'" in reasons[7]
+    assert reasons[8] == "age -1 is not between 0 and 130"
+    assert reasons[9] == "the patient id is empty"
+    assert reasons[10] == "appointment id appears again (first at row 2)"
+    assert count(db, Appointment) == 3
+
+
+def test_a_failed_import_leaves_nothing_half_written(db, world, kaggle_slice, monkeypatch):
+    monkeypatch.setattr(imports, "CHUNK", 50)
+
+    def stop_after_first_chunk(fraction, message):
+        if message.startswith("Saved 100"):
+            raise RuntimeError("the process died")
+
+    with pytest.raises(RuntimeError), db.write() as session:
+        imports.import_appointments(session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW,
+                                    progress=stop_after_first_chunk)  # fmt: skip
+    assert count(db, Appointment) == 0
+    assert count(db, Patient) == 1  # the world's patient only
+    assert count(db, Clinic) == 1
+
+
+def test_only_the_owner_may_import(db, world, kaggle_slice):
+    for actor in (world.manager, world.staff):
+        with pytest.raises(PermissionDenied), db.write() as session:
+            imports.import_appointments(session, actor, kaggle_slice, imports.KAGGLE_NOSHOW)
+    assert count(db, Appointment) == 0
+
+
+def test_the_mapping_screen_gets_clear_messages(db, world, kaggle_slice):
+    mapping = imports.AppointmentMapping(columns={"patient_ref": "PatientId", "day": "AppointmentDay",
+                                                  "status": "No-show"})  # fmt: skip
+    with pytest.raises(ValidationError, match="Appointment id in the other system"), db.write() as s:  # fmt: skip
+        imports.import_appointments(s, world.owner, kaggle_slice, mapping)
+    mapping = imports.AppointmentMapping(columns=imports.KAGGLE_NOSHOW.columns | {"gender": "Sex"})
+    with pytest.raises(ValidationError, match="no column 'Sex'"), db.write() as s:
+        imports.import_appointments(s, world.owner, kaggle_slice, mapping)
+    with pytest.raises(ValidationError, match="IANA"), db.write() as s:
+        imports.import_appointments(s, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW,
+                                    timezone="Mars/Olympus")  # fmt: skip
+    header = imports.read_header(kaggle_slice.read_text())
+    assert imports.guess_mapping(header, imports.APPOINTMENT_FIELDS) == {"gender": "Gender",
+                                                                         "age": "Age"}  # fmt: skip
+
+
+def test_a_generic_file_with_status_words_and_times(db, world, tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text(
+        "ref,patient,first,last,date,at,state,email\n"
+        "A1,P1,Ana,Silva,2025-03-30,09:30,attended,ana@example.org\n"
+        "A2,P1,Ana,Silva,2025-03-31,10:00,DNA,\n"
+        "A3,P2,Ben,Ng,2025-04-01,11:00,cancelled,\n"
+        "A4,P2,Ben,Ng,2025-04-02,25:00,attended,\n"
+    )
+    mapping = imports.AppointmentMapping(
+        columns={"appointment_ref": "ref", "patient_ref": "patient", "first_name": "first",
+                 "last_name": "last", "day": "date", "start_time": "at", "status": "state",
+                 "email": "email"},
+        duration_minutes=30, source="oldsys",
+    )  # fmt: skip
+    with db.write() as session:
+        report = imports.import_appointments(session, world.owner, path, mapping,
+                                             clinic_name="Test Clinic", timezone="Europe/London")  # fmt: skip
+    assert report.created == 3 and report.clinics_created == []
+    assert report.problems[0].row == 5 and "not a time" in report.problems[0].reason
+    with db.read() as session:
+        rows = {a.external_ref: a for a in session.scalars(select(Appointment))}
+        ana = session.scalar(select(Patient).where(Patient.external_ref == "oldsys:P1"))
+    assert ana.full_name == "Ana Silva" and ana.email == "ana@example.org"
+    # 30 March 2025 is the day British clocks go forward: 09:30 BST is 08:30 UTC
+    assert rows["oldsys:A1"].start_at == datetime(2025, 3, 30, 8, 30, tzinfo=UTC)
+    assert rows["oldsys:A1"].end_at == datetime(2025, 3, 30, 9, 0, tzinfo=UTC)
+    assert [rows[r].status for r in ("oldsys:A1", "oldsys:A2", "oldsys:A3")] == [
+        AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW, AppointmentStatus.CANCELLED]  # fmt: skip
+
+
+def test_nhs_friends_and_family_survey_preset(db, world, tmp_path):
+    lines = real_rows(imports.SURVEY_FILE, 120)
+    path = tmp_path / "fft.csv"
+    path.write_text("".join(lines))
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with db.write() as session:
+        report = imports.import_surveys(session, world.owner, path, imports.NHS_FFT)
+    assert report.created == len(rows) and report.problem_count == 0
+    assert set(report.clinics_created) == {r["surgery"] for r in rows}
+    with db.read() as session:
+        responses = list(session.scalars(select(SurveyResponse).order_by(SurveyResponse.id)))
+        clinics = {c.id: c for c in session.scalars(select(Clinic))}
+    words = {"Extremely likely": 5, "Likely": 4, "Neither likely nor unlikely": 3,
+             "Unlikely": 2, "Extremely unlikely": 1}  # fmt: skip
+    for row, response in zip(rows, responses, strict=True):
+        assert response.rating == words.get(row["rating"])
+        assert response.comment == row["free_text"]
+        assert clinics[response.clinic_id].name == row["surgery"]
+        assert clinics[response.clinic_id].timezone == "Europe/London"
+        local = datetime.fromisoformat(row["time"]).replace(tzinfo=ZoneInfo("Europe/London"))
+        assert response.submitted_at == local
+        if row["do_better"]:
+            assert response.answers["do_better"] == row["do_better"]
+    with db.write() as session:
+        again = imports.import_surveys(session, world.owner, path, imports.NHS_FFT)
+    assert (again.created, again.already_imported) == (0, len(rows))
+    assert count(db, SurveyResponse) == len(rows)
+
+
+def test_survey_rows_with_bad_values_are_skipped(db, world, tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("time,rating,free_text,do_better,surgery\n"
+                    "2024-01-02 10:00:00,4,ok,,Main\n"
+                    "2024-01-02 10:00:00,7,too high,,Main\n"
+                    "yesterday,5,,,Main\n"
+                    "2024-01-03 10:00:00,Don't know,,,\n")  # fmt: skip
+    with db.write() as session:
+        report = imports.import_surveys(session, SYSTEM, path, imports.NHS_FFT)
+    assert report.created == 1
+    assert [(p.row, p.reason) for p in report.problems] == [
+        (3, "rating '7' is not a whole number from 1 to 5"),
+        (4, "time 'yesterday' is not a date and time"),
+        (5, "the clinic is empty"),
+    ]
+
+
+def test_cli_imports_the_file_and_prints_the_analytics_figures(tmp_path, kaggle_slice, monkeypatch, capsys):  # fmt: skip
+    from core import cli
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINICDESK_SECRET_KEY", "k" * 40)
+    assert cli.main(["import-appointments", str(kaggle_slice), "--preset", "kaggle-noshow"]) == 0
+    assert f"{KAGGLE_ROWS} appointments imported" in capsys.readouterr().out
+    assert cli.main(["stats", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    with open(kaggle_slice, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    no_shows = sum(r["No-show"] == "Yes" for r in rows)
+    assert figures["totals"]["no_shows"] == no_shows
+    assert figures["totals"]["attended"] == len(rows) - no_shows
+    assert figures["totals"]["no_show_rate"] == pytest.approx(no_shows / len(rows))
+    sms = {g["label"]: g for g in figures["by_sms"]}
+    sms_rows = [r for r in rows if r["SMS_received"] == "1"]
+    assert sms["SMS reminder"]["booked"] == len(sms_rows)
+    assert sms["SMS reminder"]["no_shows"] == sum(r["No-show"] == "Yes" for r in sms_rows)
+    weekdays = {g["label"]: g["booked"] for g in figures["by_weekday"]}
+    expected = {}
+    for r in rows:
+        name = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][
+            datetime.fromisoformat(r["AppointmentDay"][:10]).weekday()]  # fmt: skip
+        expected[name] = expected.get(name, 0) + 1
+    assert {k: v for k, v in weekdays.items() if v} == expected

@@ -1,0 +1,159 @@
+"""FHIR R4 export and import, and the per-provider iCalendar feed."""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+from icalendar import Calendar
+from sqlalchemy import select
+
+from core import interchange
+from core.errors import NotFound, PermissionDenied
+from db.models import Appointment, AppointmentStatus, AuditEvent, Patient, Provider, Source
+
+FHIR_DIR = Path("/work/shared/data/fhir")
+S = AppointmentStatus
+DESIGN_TABLE = {S.REQUESTED: "proposed", S.TENTATIVE: "pending", S.SCHEDULED: "booked",
+                S.CHECKED_IN: "arrived", S.COMPLETED: "fulfilled", S.NO_SHOW: "noshow",
+                S.DECLINED: "cancelled", S.CANCELLED: "cancelled"}  # fmt: skip
+SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+
+
+@pytest.fixture
+def one_of_each(db, world):
+    """One appointment in every status for the world's patient and provider."""
+    with db.write() as session:
+        ids = {}
+        for n, status in enumerate(S):
+            timed = status != S.REQUESTED
+            a = Appointment(
+                clinic_id=world.clinic_id, provider_id=world.provider_id,
+                patient_id=world.patient_id, service_id=world.service_id, status=status,
+                start_at=SOON + timedelta(hours=n) if timed else None,
+                end_at=SOON + timedelta(hours=n, minutes=30) if timed else None,
+                requested_day=None if timed else SOON.date(),
+                cancel_reason="Travel" if status == S.CANCELLED else None,
+                decline_reason="No slots" if status == S.DECLINED else None,
+            )  # fmt: skip
+            session.add(a)
+            session.flush()
+            ids[status] = a.id
+    return ids
+
+
+def test_fhir_bundle_holds_valid_resources_with_design_status_mapping(db, world, one_of_each):
+    with db.write() as session:
+        export = interchange.export_fhir(session, world.manager)
+    assert (export.appointments, export.patients, export.practitioners) == (8, 1, 1)
+    bundle = Bundle.model_validate_json(export.content)  # the whole document validates again
+    kinds = [e.resource.get_resource_type() for e in bundle.entry]
+    assert sorted(set(kinds)) == ["Appointment", "Location", "Patient", "Practitioner"]
+    by_id = {e.resource.id: e.resource for e in bundle.entry}
+    for status, appointment_id in one_of_each.items():
+        resource = by_id[f"appointment-{appointment_id}"]
+        assert resource.status == DESIGN_TABLE[status]
+        refs = {p.actor.reference for p in resource.participant}
+        assert f"Patient/patient-{world.patient_id}" in refs
+    assert by_id[f"appointment-{one_of_each[S.CANCELLED]}"].cancelationReason.text == "Travel"
+    assert by_id[f"appointment-{one_of_each[S.DECLINED]}"].cancelationReason.text == "No slots"
+    requested = by_id[f"appointment-{one_of_each[S.REQUESTED]}"]
+    assert requested.start is None and requested.requestedPeriod[0].start == SOON.date()
+    patient = by_id[f"patient-{world.patient_id}"]
+    assert patient.name[0].family == "Morgan" and patient.birthDate == date(1985, 4, 12)
+    with db.read() as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "export"))
+    assert event.entity == "fhir_bundle" and event.details["rows"] == 8
+
+
+def test_exports_need_the_export_permission(db, world, one_of_each):
+    with pytest.raises(PermissionDenied), db.write() as session:
+        interchange.export_fhir(session, world.staff)
+    with pytest.raises(PermissionDenied), db.write() as session:
+        interchange.export_ical(session, world.staff, world.provider_id)
+
+
+def test_export_is_limited_and_says_so(db, world, one_of_each):
+    with db.write() as session:
+        export = interchange.export_fhir(session, world.owner, limit=3)
+    assert export.appointments == 3 and export.truncated
+    data = json.loads(export.content)
+    assert sum(e["resource"]["resourceType"] == "Appointment" for e in data["entry"]) == 3
+
+
+def test_hl7_example_appointments_import_with_their_participants(db, world):
+    files = sorted(FHIR_DIR.glob("*.json"))
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, files)
+    assert (report.created, report.problem_count) == (3, 0)
+    with db.read() as session:
+        rows = {a.external_ref: a for a in session.scalars(
+            select(Appointment).where(Appointment.source == Source.IMPORT))}  # fmt: skip
+        peter = session.scalar(select(Patient).where(Patient.external_ref == "fhir:Patient/example"))  # fmt: skip
+        adam = session.scalar(select(Provider).where(Provider.external_ref == "fhir:Practitioner/example"))  # fmt: skip
+    assert set(rows) == {"fhir:example", "fhir:123", "fhir:2docs"}
+    assert rows["fhir:example"].status == S.SCHEDULED
+    assert rows["fhir:example"].start_at == datetime(2013, 12, 10, 9, tzinfo=UTC)
+    assert rows["fhir:123"].status == S.REQUESTED
+    assert rows["fhir:123"].requested_day == date(2016, 6, 2)
+    assert (peter.first_name, peter.last_name, peter.date_of_birth) == ("Peter James", "Chalmers", date(1974, 12, 25))  # fmt: skip
+    assert peter.phone == "(03) 5555 6473"
+    assert adam.name == "Dr Adam Careful"
+    assert rows["fhir:example"].patient_id == peter.id
+    assert rows["fhir:example"].provider_id == adam.id
+    with db.write() as session:
+        again = interchange.import_fhir(session, world.owner, files)
+    assert (again.created, again.already_imported) == (0, 3)
+
+
+def test_invalid_fhir_is_reported_not_imported(db, world):
+    bad_status = json.dumps({"resourceType": "Appointment", "id": "x1", "status": "entered-in-error",
+                             "participant": [{"status": "accepted", "actor": {"reference": "Patient/a"}}]})  # fmt: skip
+    not_fhir = json.dumps({"resourceType": "Appointment", "id": "x2", "status": "booked",
+                           "start": "yesterday", "participant": []})  # fmt: skip
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, [bad_status, not_fhir, "{oops"])
+    assert report.created == 0 and report.problem_count == 3
+    reasons = {p.row: p.reason for p in report.problems}
+    assert "entered-in-error" in reasons[1]
+    assert reasons[2].startswith("Appointment/x2:")
+    assert reasons[3] == "not a JSON document (JSONDecodeError)"
+    with pytest.raises(PermissionDenied), db.write() as session:
+        interchange.import_fhir(session, world.manager, [bad_status])
+
+
+def test_exported_bundle_imports_back_with_the_same_statuses(db, world, one_of_each):
+    with db.write() as session:
+        export = interchange.export_fhir(session, world.owner)
+        report = interchange.import_fhir(session, world.owner, [export.content])
+    assert report.created == 8
+    with db.read() as session:
+        back = {a.external_ref: a.status for a in session.scalars(
+            select(Appointment).where(Appointment.source == Source.IMPORT))}  # fmt: skip
+    for status, appointment_id in one_of_each.items():
+        expected = S.CANCELLED if status == S.DECLINED else status  # FHIR has one "cancelled"
+        assert back[f"fhir:{appointment_id}"] == expected
+
+
+def test_ical_feed_of_one_provider(db, world, one_of_each):
+    with db.write() as session:
+        other = Provider(name="Dr Other")
+        session.add(other)
+        feed = interchange.export_ical(session, world.manager, world.provider_id)
+        empty = interchange.export_ical(session, world.manager, other.id)
+    calendar = Calendar.from_ical(feed.content)
+    events = {str(e["uid"]): e for e in calendar.walk("VEVENT")}
+    assert feed.events == 7 and len(events) == 7  # the untimed request is left out
+    cancelled = events[f"appointment-{one_of_each[S.CANCELLED]}@clinicdesk"]
+    assert str(cancelled["status"]) == "CANCELLED"
+    scheduled = events[f"appointment-{one_of_each[S.SCHEDULED]}@clinicdesk"]
+    assert str(scheduled["summary"]) == "Consultation — Alex Morgan"
+    assert scheduled.decoded("dtstart") == SOON + timedelta(hours=2)
+    assert feed.filename == "dr-test.ics"
+    assert empty.events == 0 and Calendar.from_ical(empty.content).walk("VEVENT") == []
+    with pytest.raises(NotFound), db.write() as session:
+        interchange.export_ical(session, world.manager, 9999)
+    with db.read() as session:
+        exports = list(session.scalars(select(AuditEvent).where(AuditEvent.entity == "ical_feed")))
+    assert [e.details["rows"] for e in exports] == [7, 0]
