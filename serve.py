@@ -3,6 +3,7 @@ the HttpOnly session cookie (a script cannot set HttpOnly cookies itself), and t
 loop that runs core.jobs (delivering the notification outbox among them)."""
 
 import asyncio
+import logging
 import os
 from contextlib import asynccontextmanager
 
@@ -15,9 +16,11 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from core import accounts, jobs
 from core.config import load_settings
+from core.errors import DomainError
 from core.startup import open_database
 from ui.auth import COOKIE
 
+log = logging.getLogger("clinicdesk.serve")
 JOB_SECONDS = float(os.environ.get("CLINICDESK_JOB_SECONDS", "15"))
 _database = None
 
@@ -60,9 +63,11 @@ async def end_session(request: Request) -> Response:
 
 
 async def _background_jobs() -> None:
-    settings = load_settings()
     while True:
-        await run_in_threadpool(jobs.run_due, _db(), settings)
+        try:
+            await run_in_threadpool(jobs.run_due, _db(), load_settings())
+        except DomainError as error:  # database down or a bad setting: say it once a round
+            log.error("background jobs paused: %s", error)
         await asyncio.sleep(JOB_SECONDS)
 
 

@@ -96,3 +96,18 @@ def test_template_edit_is_previewed_and_bad_placeholders_refused(app_as):
     at.text_area(key=f"notifications_body_{key}").input("Dear {patient_name}, {nonsense}")
     at.button(key="FormSubmitter:notifications_template_form-Save template").click().run()
     assert "Unknown placeholder {nonsense}" in at.error[0].value
+
+
+def test_unreachable_database_shows_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://clinicdesk:pw@127.0.0.1:9/clinicdesk")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    assert not at.exception
+    assert "Cannot open the database" in at.error[0].value and "pw" not in at.error[0].value
+
+
+def test_malformed_setting_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINICDESK_IDLE_MINUTES", "soon")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    assert not at.exception and "CLINICDESK_IDLE_MINUTES" in at.error[0].value

@@ -121,3 +121,14 @@ def test_passwords_are_stored_as_argon2_hashes(db, world):
     with db.read() as session:
         stored = session.query(User).filter_by(username="owner").one().password_hash
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def test_single_sign_on_maps_an_email_to_an_active_local_user(db, world):
+    with db.write() as session:
+        user = accounts.user_for_email(session, " Manager@Example.org ")
+        assert user.role == Role.MANAGER
+        with pytest.raises(AuthenticationFailed, match="not set up"):
+            accounts.user_for_email(session, "stranger@example.org")
+        accounts.set_active(session, world.owner, world.manager.user_id, False)
+    with db.write() as session, pytest.raises(AuthenticationFailed):
+        accounts.user_for_email(session, "manager@example.org")
