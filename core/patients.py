@@ -107,3 +107,126 @@ def create_patient(
     audit.record(session, actor, "patient_created", "patient", patient.id, patient_id=patient.id,
                  details={"consent_email": patient.consent_email, "consent_sms": patient.consent_sms})  # fmt: skip
     return patient
+
+
+# ---------------------------------------------------------------- editing and the record
+
+EDITABLE = ("first_name", "last_name", "date_of_birth", "email", "phone", "consent_email",
+            "consent_sms", "consent_marketing", "reminders_enabled", "card_on_file")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PatientUpdate:
+    patient_id: int
+    changed: list[str]
+    invitation_revoked: bool  # a pending portal invitation was revoked by this change
+    offer_new_invitation: bool  # the page should offer to send a new one
+
+    @property
+    def message(self) -> str:
+        if not self.changed:
+            return "Nothing changed."
+        text = "Saved: " + ", ".join(f.replace("_", " ") for f in self.changed) + "."
+        if self.invitation_revoked:
+            text += " The pending portal invitation went to the old address and was revoked."
+        return text
+
+
+def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -> PatientUpdate:
+    """Change a patient's details. When the email address changes (or email consent is
+    withdrawn) a pending portal invitation is revoked, audited, and never resent to the new
+    address: the result tells the page to offer a new invitation instead."""
+    from core import invitations  # local: invitations reads patients' state
+
+    ensure(actor, Permission.PATIENTS_EDIT)
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValidationError(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+    patient = session.get(Patient, patient_id, with_for_update=True)
+    if patient is None:
+        raise NotFound(f"There is no patient #{patient_id}.")
+    for field in ("first_name", "last_name"):
+        if field in changes:
+            changes[field] = (changes[field] or "").strip()
+            if not changes[field]:
+                raise ValidationError("Enter the patient's first and last name.")
+    if changes.get("date_of_birth") and changes["date_of_birth"] > date.today():
+        raise ValidationError("The date of birth cannot be in the future.")
+    if "email" in changes or "phone" in changes:
+        email, phone = validate_contact(
+            changes.get("email", patient.email), changes.get("phone", patient.phone)
+        )
+        if "email" in changes:
+            changes["email"] = email
+        if "phone" in changes:
+            changes["phone"] = phone
+    email_after = changes.get("email", patient.email)
+    if not email_after:
+        changes["consent_email"] = False  # no consent to an address we do not have
+    if not changes.get("phone", patient.phone):
+        changes["consent_sms"] = False
+    changed = [f for f in EDITABLE if f in changes and getattr(patient, f) != changes[f]]
+    details = {}
+    for field in changed:
+        before, after = getattr(patient, field), changes[field]
+        # contact details are personal data: the audit trail keeps that they changed, not values
+        details[field] = {"from": before, "to": after} if isinstance(after, bool) else "changed"
+        setattr(patient, field, after)
+    revoked = 0
+    if "email" in changed:
+        revoked = invitations.revoke_pending_for_patient(
+            session, actor, patient.id, "Email address changed"
+        )
+    elif "consent_email" in changed and not patient.consent_email:
+        revoked = invitations.revoke_pending_for_patient(
+            session, actor, patient.id, "Consent to email withdrawn"
+        )
+    if changed:
+        audit.record(session, actor, "patient_updated", "patient", patient.id,
+                     patient_id=patient.id, details=details)  # fmt: skip
+        session.flush()
+    offer = bool(revoked) and bool(patient.email) and patient.consent_email
+    return PatientUpdate(patient.id, changed, bool(revoked), offer)
+
+
+def portal_status(session: Session, actor: Actor, patient_id: int):
+    """The patient's portal status (core.invitations.PortalState)."""
+    from core import invitations
+
+    return invitations.get_portal_state(session, actor, patient_id)
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    id: int
+    first_name: str
+    last_name: str
+    date_of_birth: date | None
+    email: str | None
+    phone: str | None
+    consent_email: bool
+    consent_sms: bool
+    consent_marketing: bool
+    reminders_enabled: bool
+    card_on_file: bool
+    points_balance: int
+    portal: object  # core.invitations.PortalState
+    invitations: list  # core.invitations.HistoryRow, newest first
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+def get_patient_record(session: Session, actor: Actor, patient_id: int) -> PatientRecord:
+    """A patient's details, consent, portal status and invitation history."""
+    from core import invitations
+
+    patient = get_patient(session, actor, patient_id)
+    return PatientRecord(
+        patient.id, patient.first_name, patient.last_name, patient.date_of_birth, patient.email,
+        patient.phone, patient.consent_email, patient.consent_sms, patient.consent_marketing,
+        patient.reminders_enabled, patient.card_on_file, patient.points_balance,
+        invitations.state_of(session, patient),
+        invitations.invitation_history(session, actor, patient.id),
+    )  # fmt: skip

@@ -1,0 +1,333 @@
+"""Portal invitations: life cycle, consent, expiry, enrolment, funnel and bulk preview."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from sqlalchemy import select
+
+from core import invitations, patient_links, tokens
+from core.authz import patient_actor
+from core.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.invitations import PortalStatus
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    Clinic,
+    InvitationStatus,
+    LinkToken,
+    Notification,
+    Patient,
+    PortalInvitation,
+)
+from db.types import utcnow
+from tests.factories import make_patient
+
+BASE = "https://desk.example"
+
+
+def _raw(link: str) -> str:
+    query = parse_qs(urlparse(link).query)
+    assert query["p"] == ["enroll"]
+    return query["t"][0]
+
+
+def _send(db, world, patient_id=None, **kw):
+    with db.write() as s:
+        return invitations.send_invitation(
+            s, world.staff, patient_id or world.patient_id, base_url=BASE, **kw
+        )
+
+
+def _state(db, patient_id):
+    with db.read() as s:
+        return invitations.state_of(s, s.get(Patient, patient_id))
+
+
+def _actions(db, patient_id):
+    with db.read() as s:
+        return list(
+            s.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.patient_id == patient_id)
+                .order_by(AuditEvent.id)
+            )
+        )
+
+
+def test_send_queues_the_email_with_a_working_link_and_audits(db, world):
+    sent = _send(db, world)
+    assert sent.link.startswith(f"{BASE}/patient?p=enroll&t=") and sent.queued
+    with db.read() as s:
+        mail = s.scalars(select(Notification)).one()
+        assert mail.to_address == "alex@example.org" and mail.template == "portal_invitation"
+        assert sent.link in mail.body
+        assert tokens.verify(s, _raw(sent.link), "enroll").subject_id == world.patient_id
+    state = _state(db, world.patient_id)
+    assert state.status == PortalStatus.INVITED
+    assert state.expires_at.date() == (utcnow() + timedelta(days=14)).date()
+    assert state.label.startswith("Invited (expires ")
+    assert _actions(db, world.patient_id) == ["invitation_sent"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"email": None, "consent_email": False}, "has no email address: add one"),
+        ({"consent_email": False},
+         "The patient has not consented to email and text messages: record consent first"),
+    ],
+)  # fmt: skip
+def test_send_refuses_without_email_or_consent_and_says_why(db, world, fields, message):
+    with db.write() as s:
+        patient = make_patient(s, first_name="Nia", **fields)
+        pid = patient.id
+    with pytest.raises(ValidationError, match=message):
+        _send(db, world, pid)
+    with db.read() as s:
+        assert s.scalar(select(PortalInvitation.id)) is None
+        assert s.scalar(select(Notification.id)) is None
+    expected = PortalStatus.NO_EMAIL if "email" in fields else PortalStatus.OPTED_OUT
+    assert _state(db, pid).status == expected
+
+
+def test_patient_and_signed_out_actors_cannot_send(db, world):
+    with db.write() as s, pytest.raises(PermissionDenied):
+        invitations.send_invitation(s, patient_actor("Alex"), world.patient_id, base_url=BASE)
+
+
+def test_resend_issues_a_new_link_and_revokes_the_old(db, world):
+    first = _send(db, world)
+    second = _send(db, world)
+    assert second.replaced == 1 and second.link != first.link
+    with db.read() as s:
+        with pytest.raises(LinkInvalid):
+            tokens.verify(s, _raw(first.link), "enroll")
+        tokens.verify(s, _raw(second.link), "enroll")
+        history = invitations.invitation_history(s, world.staff, world.patient_id)
+    assert [h.status for h in history] == ["pending", "revoked"]
+    assert history[1].revoked_reason == "Replaced by a new invitation"
+    assert history[0].sent_by == "Staff"
+    assert _actions(db, world.patient_id) == [
+        "invitation_sent", "invitation_revoked", "invitation_resent"
+    ]  # fmt: skip
+
+
+def test_expiry_is_configurable_and_validated(db, world):
+    with db.write() as s:
+        assert invitations.get_expiry_days(s) == 14
+        invitations.set_expiry_days(s, world.manager, 3)
+    sent = _send(db, world)
+    assert timedelta(days=2, hours=23) < sent.expires_at - utcnow() <= timedelta(days=3)
+    explicit = _send(db, world, expiry_days=30)
+    assert explicit.expires_at - utcnow() > timedelta(days=29)
+    with db.write() as s:
+        with pytest.raises(ValidationError, match="1 to 90 days"):
+            invitations.set_expiry_days(s, world.manager, 0)
+        with pytest.raises(PermissionDenied):
+            invitations.set_expiry_days(s, world.staff, 7)
+
+
+def _expire(db, invitation_id):
+    with db.write() as s:
+        s.get(PortalInvitation, invitation_id).expires_at = utcnow() - timedelta(minutes=1)
+
+
+def test_expired_invitations_show_as_expired_at_once_and_can_be_renewed(db, world):
+    sent = _send(db, world)
+    _expire(db, sent.invitation_id)
+    assert _state(db, world.patient_id).status == PortalStatus.EXPIRED  # lazily, no job yet
+    with db.read() as s:
+        rows = invitations.list_invitations(s, world.staff, status="expired")
+        assert [r.patient_id for r in rows] == [world.patient_id]
+        assert invitations.status_counts(s, world.staff)[PortalStatus.EXPIRED] == 1
+        with pytest.raises(LinkInvalid):
+            patient_links.enrollment_view(s, _raw(sent.link))
+    with db.write() as s:
+        assert invitations.expire_due(s) == 1
+        assert invitations.expire_due(s) == 0
+    with db.read() as s:
+        assert s.get(PortalInvitation, sent.invitation_id).status == InvitationStatus.EXPIRED
+    renewed = _send(db, world)
+    assert _state(db, world.patient_id).status == PortalStatus.INVITED
+    assert renewed.replaced == 0
+    assert _actions(db, world.patient_id)[-2:] == ["invitation_expired", "invitation_renewed"]
+
+
+def test_expire_job_runs_in_its_own_transaction(db, world):
+    sent = _send(db, world)
+    _expire(db, sent.invitation_id)
+    invitations.expire_job(db, None)
+    with db.read() as s:
+        assert s.get(PortalInvitation, sent.invitation_id).status == InvitationStatus.EXPIRED
+
+
+def test_enrolment_needs_date_of_birth_and_terms_and_works_once(db, world):
+    raw = _raw(_send(db, world).link)
+    with db.read() as s:
+        view = patient_links.enrollment_view(s, raw)
+        assert view.first_name == "Alex" and view.clinic_name == "Test Clinic"
+    with db.write() as s, pytest.raises(ValidationError, match="accept the terms"):
+        patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=False)
+    with db.write() as s:
+        wrong = patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 13), accept_terms=True)
+    assert not wrong.enrolled and "does not match" in wrong.message
+    with db.write() as s:
+        done = patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=True)
+    assert done.enrolled
+    state = _state(db, world.patient_id)
+    assert state.status == PortalStatus.ENROLLED and state.enrolled_at is not None
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).portal_enrolled_at is not None
+        with pytest.raises(LinkInvalid):
+            patient_links.enrollment_view(s, raw)
+    with db.write() as s, pytest.raises(LinkInvalid):
+        patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=True)
+    assert _actions(db, world.patient_id)[-2:] == [
+        "enrollment_identity_failed", "invitation_enrolled"
+    ]  # fmt: skip
+    with pytest.raises(ValidationError, match="already enrolled"):
+        _send(db, world)
+
+
+def test_too_many_wrong_dates_of_birth_revoke_the_link(db, world):
+    raw = _raw(_send(db, world).link)
+    for attempt in range(patient_links.MAX_IDENTITY_ATTEMPTS):
+        with db.write() as s:
+            result = patient_links.enroll(s, raw, date_of_birth=date(2000, 1, attempt + 1),
+                                          accept_terms=True)  # fmt: skip
+        assert not result.enrolled
+    assert "not valid any more" in result.message
+    assert _state(db, world.patient_id).status == PortalStatus.REVOKED
+    with db.read() as s, pytest.raises(LinkInvalid):
+        patient_links.enrollment_view(s, raw)
+
+
+def test_status_in_sql_agrees_with_the_python_status_for_every_case(db, world):
+    now = utcnow()
+    with db.write() as s:
+        cases = {
+            "no_email": make_patient(s, email=None, consent_email=False),
+            "opted_out": make_patient(s, consent_email=False),
+            "not_invited": make_patient(s),
+            "enrolled": make_patient(s, portal_enrolled_at=now),
+        }
+        ids = {k: p.id for k, p in cases.items()}
+    for key in ("invited", "expired", "revoked"):
+        with db.write() as s:
+            ids[key] = make_patient(s, first_name=key).id
+        sent = _send(db, world, ids[key])
+        if key == "expired":
+            _expire(db, sent.invitation_id)
+        if key == "revoked":
+            with db.write() as s:
+                invitations.revoke_invitation(s, world.staff, sent.invitation_id, "Wrong person")
+    with db.read() as s:
+        listed = {r.patient_id: r.status for r in invitations.list_invitations(s, world.staff)}
+        for key, pid in ids.items():
+            assert (
+                listed[pid]
+                == PortalStatus(key)
+                == invitations.state_of(s, s.get(Patient, pid)).status
+            )
+        counts = invitations.status_counts(s, world.staff)
+    assert sum(counts.values()) == len(ids) + 1  # and the world's own patient
+    assert counts[PortalStatus.NOT_INVITED] == 2
+
+
+def test_revoke_only_pending(db, world):
+    sent = _send(db, world)
+    with db.write() as s:
+        invitations.revoke_invitation(s, world.staff, sent.invitation_id)
+    with db.write() as s, pytest.raises(ValidationError, match="only a pending one"):
+        invitations.revoke_invitation(s, world.staff, sent.invitation_id)
+
+
+def test_search_and_clinic_filters(db, world):
+    with db.write() as s:
+        other = Clinic(name="Other", timezone="UTC")
+        s.add(other)
+        s.flush()
+        zoe = make_patient(s, first_name="Zoë", last_name="Quinn", email="zq@example.org")
+        s.add(Appointment(clinic_id=other.id, patient_id=zoe.id, status=AppointmentStatus.REQUESTED,
+                          requested_day=date.today() + timedelta(days=3)))  # fmt: skip
+        other_id, zoe_id = other.id, zoe.id
+    with db.read() as s:
+        assert [
+            r.patient_id for r in invitations.list_invitations(s, world.staff, search="quinn")
+        ] == [zoe_id]
+        assert [
+            r.patient_id for r in invitations.list_invitations(s, world.staff, clinic_id=other_id)
+        ] == [zoe_id]
+        assert invitations.list_invitations(s, world.staff, search="nobody-like-this") == []
+
+
+def test_funnel_counts_rate_and_median_days(db, world):
+    now = utcnow()
+    with db.write() as s:
+        for days, enrolled in ((1, True), (3, True), (8, True), (None, False)):
+            p = make_patient(s, first_name=f"F{days}")
+            sent_at = now - timedelta(days=20)
+            token = tokens.issue(s, "enroll", p.id, timedelta(days=14))
+            s.add(PortalInvitation(
+                patient_id=p.id, email=p.email, token_id=token.row.id, sent_at=sent_at,
+                expires_at=now + timedelta(days=1),
+                status=InvitationStatus.ENROLLED if enrolled else InvitationStatus.PENDING,
+                enrolled_at=sent_at + timedelta(days=days) if enrolled else None,
+            ))  # fmt: skip
+    with db.read() as s:
+        funnel = invitations.enrollment_funnel(s, world.staff)
+    assert (funnel.invited, funnel.enrolled, funnel.pending) == (4, 3, 1)
+    assert funnel.rate == pytest.approx(0.75)
+    assert funnel.median_days == pytest.approx(3.0, abs=0.01)
+    with db.write() as s:  # an even count takes the mean of the middle two
+        p = make_patient(s, first_name="Even")
+        s.add(PortalInvitation(patient_id=p.id, email=p.email, sent_at=now - timedelta(days=10),
+                               expires_at=now, status=InvitationStatus.ENROLLED,
+                               enrolled_at=now - timedelta(days=5)))  # fmt: skip
+    with db.read() as s:
+        assert invitations.enrollment_funnel(s, world.staff).median_days == pytest.approx(
+            4.0, abs=0.01
+        )
+
+
+def test_empty_funnel(db, world):
+    with db.read() as s:
+        funnel = invitations.enrollment_funnel(s, world.staff)
+    assert (funnel.invited, funnel.rate, funnel.median_days) == (0, 0.0, None)
+
+
+def test_bulk_preview_counts_who_is_sent_and_who_is_skipped_why(db, world):
+    today = date.today()
+    with db.write() as s:
+        made = {
+            "fresh": make_patient(s, first_name="Fresh"),
+            "fresh2": make_patient(s, first_name="Fresh2"),
+            "noemail": make_patient(s, email=None, consent_email=False),
+            "optout": make_patient(s, consent_email=False),
+            "enrolled": make_patient(s, portal_enrolled_at=utcnow()),
+            "past_only": make_patient(s, first_name="Past"),
+        }
+        for key, p in made.items():
+            day = today - timedelta(days=5) if key == "past_only" else today + timedelta(days=2)
+            s.add(Appointment(clinic_id=world.clinic_id, patient_id=p.id, requested_day=day,
+                              status=AppointmentStatus.REQUESTED))  # fmt: skip
+        ids = {k: p.id for k, p in made.items()}
+    _send(db, world, ids["fresh2"])  # pending: skipped
+    with db.read() as s:
+        preview = invitations.bulk_preview(s, world.staff)
+    assert preview.patient_ids == [ids["fresh"]]
+    assert preview.skipped == {"invitation still pending": 1, "no email address": 1,
+                               "no consent to email": 1, "already enrolled": 1}  # fmt: skip
+    with db.read() as s:
+        everyone = invitations.bulk_preview(s, world.staff, upcoming_only=False, limit=2)
+    assert len(everyone.patient_ids) == 2
+    assert everyone.skipped["over the limit of 2 per run"] == 1  # world patient, fresh, past
+    for pid in preview.patient_ids:
+        _send(db, world, pid)
+    with db.read() as s:
+        assert invitations.bulk_preview(s, world.staff).patient_ids == []
+        assert s.scalar(select(LinkToken).where(LinkToken.subject_id == ids["fresh"])) is not None

@@ -1,0 +1,342 @@
+"""Signed patient links: token security, proposals, change requests, public booking requests."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import date, time, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from core import lifecycle, patient_links, tokens
+from core.clock import local_to_utc
+from core.errors import LinkInvalid, PermissionDenied, ValidationError
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    CancellationPolicy,
+    ChangeRequest,
+    ChangeStatus,
+    LinkToken,
+    Patient,
+    RateLimitHit,
+    Source,
+)
+from db.types import utcnow
+from tests.factories import make_patient
+
+BASE = "https://desk.example"
+
+
+def _raw(link: str) -> str:
+    return parse_qs(urlparse(link).query)["t"][0]
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def test_tokens_have_256_random_bits_and_only_the_hash_is_stored(db):
+    with db.write() as s:
+        issued = [tokens.issue(s, "enroll", 1, timedelta(days=1)) for _ in range(20)]
+    raws = {i.raw for i in issued}
+    assert len(raws) == 20 and all(len(r) >= 43 for r in raws)  # 32 bytes, base64url
+    with db.read() as s:
+        stored = {row.token_hash for row in s.scalars(select(LinkToken))}
+    assert not raws & stored and stored == {tokens.hash_token(r) for r in raws}
+
+
+def test_expired_token_is_refused(db):
+    with db.write() as s:
+        issued = tokens.issue(s, "enroll", 1, timedelta(hours=1))
+    with db.read() as s:
+        tokens.verify(s, issued.raw, "enroll")
+        with pytest.raises(LinkInvalid):
+            tokens.verify(s, issued.raw, "enroll", now=utcnow() + timedelta(hours=1, seconds=1))
+
+
+def test_single_use_token_works_once_and_a_reusable_one_keeps_working(db):
+    with db.write() as s:
+        once = tokens.issue(s, "enroll", 1, timedelta(days=1))
+        many = tokens.issue(s, "change", 1, timedelta(days=1), single_use=False)
+    with db.write() as s:
+        tokens.consume(s, tokens.verify(s, once.raw, "enroll"))
+        tokens.consume(s, tokens.verify(s, many.raw, "change"))
+    with db.write() as s:
+        with pytest.raises(LinkInvalid):
+            tokens.verify(s, once.raw, "enroll")
+        tokens.verify(s, many.raw, "change")
+        row = s.get(LinkToken, once.row.id)
+        with pytest.raises(LinkInvalid):  # a concurrent second use finds nothing to update
+            tokens.consume(s, row)
+
+
+def test_wrong_purpose_tampered_revoked_and_empty_tokens_are_refused_alike(db):
+    with db.write() as s:
+        issued = tokens.issue(s, "proposal", 7, timedelta(days=1))
+        other = tokens.issue(s, "enroll", 7, timedelta(days=1))
+        tokens.revoke(s, other.row.id)
+    flipped = issued.raw[:-1] + ("A" if issued.raw[-1] != "A" else "B")
+    messages = set()
+    with db.read() as s:
+        for raw, purpose in [(issued.raw, "enroll"), (flipped, "proposal"), (other.raw, "enroll"),
+                             ("", "proposal"), (None, "proposal"), ("x" * 500, "proposal")]:  # fmt: skip
+            with pytest.raises(LinkInvalid) as caught:
+                tokens.verify(s, raw, purpose)
+            messages.add(str(caught.value))
+        assert tokens.verify(s, issued.raw, "proposal").subject_id == 7
+    assert messages == {
+        "This link is not valid any more. Please contact the practice for a new one."
+    }
+
+
+def test_the_final_comparison_is_constant_time(db, monkeypatch):
+    with db.write() as s:
+        issued = tokens.issue(s, "enroll", 1, timedelta(days=1))
+    compared = []
+    real = hmac.compare_digest
+
+    def recording(a, b):
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(tokens.hmac, "compare_digest", recording)
+    with db.read() as s:
+        tokens.verify(s, issued.raw, "enroll")
+    assert compared == [(tokens.hash_token(issued.raw), tokens.hash_token(issued.raw))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(guess=st.text(min_size=0, max_size=60))
+def test_no_guessed_token_ever_verifies(tmp_path_factory, guess):
+    from db.engine import Database
+    from db.models import Base
+
+    database = _shared_db(tmp_path_factory, Database, Base)
+    with database.read() as s, pytest.raises(LinkInvalid):
+        tokens.verify(s, guess, "enroll")
+
+
+_DB = {}
+
+
+def _shared_db(factory, Database, Base):
+    if "db" not in _DB:
+        database = Database(f"sqlite:///{factory.mktemp('guess') / 'g.db'}")
+        Base.metadata.create_all(database.engine)
+        with database.write() as s:
+            for i in range(5):
+                tokens.issue(s, "enroll", i, timedelta(days=1))
+        _DB["db"] = database
+    return _DB["db"]
+
+
+# ---------------------------------------------------------------- proposals
+
+
+def _proposal(db, world, days=3):
+    day = date.today() + timedelta(days=days)
+    with db.write() as s:
+        request = lifecycle.request_appointment(
+            s, world.staff, patient_id=world.patient_id, clinic_id=world.clinic_id,
+            service_id=world.service_id, requested_day=day, time_of_day="morning",
+        )  # fmt: skip
+        raw = lifecycle.propose_time(s, world.manager, request.id, provider_id=world.provider_id,
+                                     start_at=local_to_utc(day, time(10), "Europe/London"))  # fmt: skip
+    return request.id, raw
+
+
+def test_patient_declines_a_proposal_through_the_link(db, world):
+    appointment_id, raw = _proposal(db, world)
+    with db.read() as s:
+        view = patient_links.proposal_view(s, raw)
+    assert view.first_name == "Alex" and view.service == "Consultation" and "10:00" in view.when
+    with db.write() as s:
+        message = patient_links.answer_proposal(s, raw, accept=False)
+    assert "in touch" in message
+    with db.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.REQUESTED
+        with pytest.raises(LinkInvalid):
+            patient_links.proposal_view(s, raw)
+    with db.write() as s, pytest.raises(LinkInvalid):
+        patient_links.answer_proposal(s, raw, accept=True)
+
+
+def test_patient_accepts_a_proposal(db, world):
+    appointment_id, raw = _proposal(db, world)
+    with db.write() as s:
+        assert "confirmed" in patient_links.answer_proposal(s, raw, accept=True)
+    with db.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
+
+
+def test_a_proposal_link_cannot_open_another_purpose(db, world):
+    _, raw = _proposal(db, world)
+    with db.read() as s:
+        for view in (patient_links.change_view, patient_links.enrollment_view,
+                     patient_links.booking_view):  # fmt: skip
+            with pytest.raises(LinkInvalid):
+                view(s, raw)
+
+
+# ---------------------------------------------------------------- change requests
+
+
+def _scheduled(db, world, hours_ahead: float, **policy):
+    start = utcnow() + timedelta(hours=hours_ahead)
+    with db.write() as s:
+        s.add(CancellationPolicy(
+            clinic_id=world.clinic_id, version=1, effective_at=utcnow() - timedelta(days=1),
+            window_hours=24, late_cancel_fee_cents=2500, points_deducted=20,
+            policy_text="Give us 24 hours' notice; later costs 25.00 and 20 points.", **policy,
+        ))  # fmt: skip
+        appointment = Appointment(
+            clinic_id=world.clinic_id, provider_id=world.provider_id, patient_id=world.patient_id,
+            service_id=world.service_id, status=AppointmentStatus.SCHEDULED, start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )  # fmt: skip
+        s.add(appointment)
+        s.flush()
+        link = patient_links.change_link(s, appointment, BASE)
+    return appointment.id, _raw(link)
+
+
+def test_inside_the_window_the_patient_sees_the_fee_and_points_before_confirming(db, world):
+    appointment_id, raw = _scheduled(db, world, hours_ahead=5)
+    with db.read() as s:
+        view = patient_links.change_view(s, raw)
+    assert view.changeable and view.inside_window
+    assert (view.fee, view.points, view.window_hours) == ("25.00", 20, 24)
+    assert "24 hours" in view.policy_text
+    with db.write() as s:
+        message = patient_links.submit_change(s, raw, kind="cancel", reason="Flu <b>bad</b>")
+    assert "sent to the practice" in message
+    with db.read() as s:
+        change = s.scalars(select(ChangeRequest)).one()
+        assert (change.status, change.inside_window, change.fee_cents, change.points) == (
+            ChangeStatus.OPEN, True, 2500, 20)  # fmt: skip
+        assert change.reason == "Flu <b>bad</b>"  # stored as typed, escaped on display
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
+    with db.write() as s, pytest.raises(ValidationError, match="already an open request"):
+        patient_links.submit_change(s, raw, kind="cancel")
+
+
+def test_outside_the_window_with_auto_accept_the_cancellation_is_done_at_once(db, world):
+    appointment_id, raw = _scheduled(db, world, hours_ahead=72, outside_window_auto_accept=True)
+    with db.read() as s:
+        view = patient_links.change_view(s, raw)
+    assert not view.inside_window and view.fee == "" and view.auto_accept
+    with db.write() as s:
+        assert "has been cancelled" in patient_links.submit_change(s, raw, kind="cancel")
+    with db.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED
+        view = patient_links.change_view(s, raw)
+    assert not view.changeable and "cancelled already" in view.reason_not
+
+
+def test_reschedule_needs_a_day(db, world):
+    _, raw = _scheduled(db, world, hours_ahead=72)
+    with db.write() as s, pytest.raises(ValidationError, match="day you would prefer"):
+        patient_links.submit_change(s, raw, kind="reschedule")
+    with db.write() as s:
+        patient_links.submit_change(s, raw, kind="reschedule", time_of_day="afternoon",
+                                    requested_day=date.today() + timedelta(days=6))  # fmt: skip
+    with db.read() as s:
+        change = s.scalars(select(ChangeRequest)).one()
+    assert change.kind.value == "reschedule" and change.time_of_day.value == "afternoon"
+
+
+# ---------------------------------------------------------------- public booking requests
+
+
+def _booking_link(db, world):
+    with db.write() as s:
+        with pytest.raises(PermissionDenied):
+            patient_links.issue_booking_link(s, world.staff, world.clinic_id, base_url=BASE)
+        return _raw(patient_links.issue_booking_link(s, world.manager, world.clinic_id,
+                                                     base_url=BASE))  # fmt: skip
+
+
+def _book(db, raw, **fields):
+    values = dict(service_id=1, requested_day=date.today() + timedelta(days=4),
+                  time_of_day="morning", first_name="Robin", last_name="Hart",
+                  email="robin@example.org", phone="", consent=True, ip="203.0.113.9")  # fmt: skip
+    with db.write() as s:
+        return patient_links.submit_booking(s, raw, **(values | fields))
+
+
+def test_a_new_contact_becomes_a_patient_and_an_online_request(db, world):
+    raw = _booking_link(db, world)
+    with db.read() as s:
+        view = patient_links.booking_view(s, raw)
+    assert view.clinic_name == "Test Clinic" and view.services == [(1, "Consultation")]
+    message = _book(db, raw, notes="<script>alert(1)</script>")
+    with db.read() as s:
+        patient = s.scalars(select(Patient).where(Patient.email == "robin@example.org")).one()
+        request = s.scalars(select(Appointment).where(Appointment.patient_id == patient.id)).one()
+    assert (request.status, request.source) == (AppointmentStatus.REQUESTED, Source.ONLINE)
+    assert request.created_by_user_id is None and request.notes == "<script>alert(1)</script>"
+    assert patient.consent_email and not patient.consent_sms
+    # a known contact gets the same answer and no duplicate patient
+    assert _book(db, raw, first_name="Alex", email="ALEX@example.org", ip="198.51.100.1") == message
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Patient)) == 2
+        known = s.scalars(
+            select(Appointment).where(Appointment.patient_id == world.patient_id)
+        ).one()
+    assert known.source == Source.ONLINE
+
+
+def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
+    raw = _booking_link(db, world)
+    for i in range(patient_links.BOOKING_LIMIT_PER_HOUR):
+        _book(db, raw, email=f"p{i}@example.org")
+    with pytest.raises(ValidationError, match="several requests from you in the last hour"):
+        _book(db, raw, email="p9@example.org")  # same IP
+    for i in range(patient_links.BOOKING_LIMIT_PER_HOUR):
+        _book(db, raw, email="same@example.org", ip=f"192.0.2.{i}")
+    with pytest.raises(ValidationError, match="several requests"):
+        _book(db, raw, email="same@example.org", ip="192.0.2.200")  # same contact
+    with db.read() as s:  # stored hashed, never the address itself
+        keys = list(s.scalars(select(RateLimitHit.key)))
+    assert keys and not any("example.org" in k or "192.0" in k for k in keys)
+    later = utcnow() + timedelta(hours=1, minutes=1)
+    with db.write() as s:
+        patient_links.submit_booking(s, raw, service_id=1, requested_day=date.today() + timedelta(days=4),
+                                     time_of_day="evening", first_name="A", last_name="B",
+                                     email="same@example.org", ip="192.0.2.200", now=later)  # fmt: skip
+
+
+def test_a_patient_with_no_points_left_is_kindly_refused(db, world):
+    raw = _booking_link(db, world)
+    with db.write() as s:
+        make_patient(s, email="zero@example.org", points_balance=0)
+    with pytest.raises(
+        ValidationError, match="cannot take this request online. Please call us on 020"
+    ):
+        _book(db, raw, email="zero@example.org")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"first_name": " "}, "first and last name"),
+        ({"email": "", "phone": ""}, "email address or a phone number"),
+        ({"service_id": 999}, "treatment from the list"),
+        ({"requested_day": date.today() - timedelta(days=1)}, "choose a day between"),
+        ({"time_of_day": "midnight"}, "time of day"),
+        ({"email": "nope"}, "is not an email address"),
+    ],
+)
+def test_booking_input_is_validated(db, world, fields, message):
+    raw = _booking_link(db, world)
+    with pytest.raises(ValidationError, match=message):
+        _book(db, raw, **fields)
+
+
+def test_booking_with_a_wrong_token_reveals_nothing(db, world):
+    _booking_link(db, world)
+    with pytest.raises(LinkInvalid):
+        _book(db, "not-a-real-token")

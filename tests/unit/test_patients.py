@@ -1,0 +1,128 @@
+"""Patient records: editing, the email-change rule, the record read."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from sqlalchemy import select
+
+from core import invitations, patients, tokens
+from core.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
+from core.invitations import PortalStatus
+from db.models import AuditEvent, Notification, Patient
+
+BASE = "https://desk.example"
+
+
+def _invite(db, world):
+    with db.write() as s:
+        sent = invitations.send_invitation(s, world.staff, world.patient_id, base_url=BASE)
+    return parse_qs(urlparse(sent.link).query)["t"][0]
+
+
+def test_email_change_revokes_the_pending_invitation_and_offers_a_new_one(db, world):
+    raw = _invite(db, world)
+    with db.write() as s:
+        result = patients.update_patient(s, world.staff, world.patient_id, email="New@Example.org")
+    assert result.changed == ["email"] and result.invitation_revoked and result.offer_new_invitation
+    assert "revoked" in result.message
+    with db.read() as s:
+        patient = s.get(Patient, world.patient_id)
+        assert patient.email == "new@example.org"
+        assert invitations.state_of(s, patient).status == PortalStatus.REVOKED
+        with pytest.raises(LinkInvalid):
+            tokens.verify(s, raw, "enroll")
+        history = invitations.invitation_history(s, world.staff, world.patient_id)
+        assert history[0].revoked_reason == "Email address changed"
+        assert history[0].email == "alex@example.org"
+        events = list(s.execute(select(AuditEvent.action, AuditEvent.details)
+                                .where(AuditEvent.patient_id == world.patient_id)
+                                .order_by(AuditEvent.id)))  # fmt: skip
+    assert [a for a, _ in events] == ["invitation_sent", "invitation_revoked", "patient_updated"]
+    assert events[-1][1] == {"email": "changed"}  # the audit keeps that it changed, not the value
+    # a new invitation goes to the new address; the old one is never resent there
+    with db.write() as s:
+        sent = invitations.send_invitation(s, world.staff, world.patient_id, base_url=BASE)
+    with db.read() as s:
+        mails = [n.to_address for n in s.scalars(select(Notification).order_by(Notification.id))]
+    assert mails == ["alex@example.org", "new@example.org"] and sent.email == "new@example.org"
+
+
+def test_other_changes_keep_the_invitation(db, world):
+    _invite(db, world)
+    with db.write() as s:
+        result = patients.update_patient(s, world.staff, world.patient_id, last_name="Morgan-Lee",
+                                         email="alex@example.org", phone="07700 900999")  # fmt: skip
+    assert result.changed == ["last_name", "phone"]
+    assert not result.invitation_revoked and not result.offer_new_invitation
+    with db.read() as s:
+        assert (
+            invitations.state_of(s, s.get(Patient, world.patient_id)).status == PortalStatus.INVITED
+        )
+
+
+def test_withdrawing_email_consent_revokes_without_offering(db, world):
+    _invite(db, world)
+    with db.write() as s:
+        result = patients.update_patient(s, world.staff, world.patient_id, consent_email=False)
+    assert result.invitation_revoked and not result.offer_new_invitation
+    with db.read() as s:
+        state = invitations.state_of(s, s.get(Patient, world.patient_id))
+        assert state.status == PortalStatus.OPTED_OUT
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient_updated")).one()
+        assert event.details == {"consent_email": {"from": True, "to": False}}
+
+
+def test_removing_the_email_removes_email_consent(db, world):
+    with db.write() as s:
+        result = patients.update_patient(s, world.staff, world.patient_id, email="")
+    assert set(result.changed) == {"email", "consent_email"}
+    with db.read() as s:
+        patient = s.get(Patient, world.patient_id)
+        assert patient.email is None and patient.consent_email is False
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"email": "not-an-email"}, "is not an email address"),
+        ({"phone": "call me"}, "is not a phone number"),
+        ({"first_name": "  "}, "first and last name"),
+        ({"date_of_birth": date.today() + timedelta(days=1)}, "cannot be in the future"),
+        ({"points_balance": 1000}, "cannot be edited here: points_balance"),
+    ],
+)
+def test_invalid_changes_are_refused(db, world, changes, message):
+    with db.write() as s, pytest.raises(ValidationError, match=message):
+        patients.update_patient(s, world.staff, world.patient_id, **changes)
+
+
+def test_nothing_changed_writes_no_audit(db, world):
+    with db.write() as s:
+        result = patients.update_patient(s, world.staff, world.patient_id, first_name="Alex")
+    assert result.changed == [] and result.message == "Nothing changed."
+    with db.read() as s:
+        assert s.scalar(select(AuditEvent.id).where(AuditEvent.patient_id.is_not(None))) is None
+
+
+def test_permissions_and_unknown_patient(db, world):
+    from core.authz import patient_actor
+
+    with db.write() as s:
+        with pytest.raises(PermissionDenied):
+            patients.update_patient(s, patient_actor("x"), world.patient_id, first_name="Y")
+        with pytest.raises(NotFound):
+            patients.update_patient(s, world.staff, 99999, first_name="Y")
+
+
+def test_record_has_details_portal_status_and_history(db, world):
+    _invite(db, world)
+    _invite(db, world)
+    with db.read() as s:
+        record = patients.get_patient_record(s, world.staff, world.patient_id)
+        status = patients.portal_status(s, world.staff, world.patient_id)
+    assert record.name == "Alex Morgan" and record.consent_email and record.points_balance == 100
+    assert record.portal.status == status.status == PortalStatus.INVITED
+    assert [h.status for h in record.invitations] == ["pending", "revoked"]
