@@ -1,0 +1,128 @@
+"""Availability: conflicts, working hours (DST-safe), time off and slot suggestions."""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+
+import pytest
+
+from core.availability import find_conflicts, suggest_slots, working_hours_cover
+from core.clock import local_to_utc, to_local
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    Provider,
+    TimeOff,
+    WorkingHours,
+)
+from db.types import utcnow
+
+TZ = "Europe/London"
+
+
+def future_day(days: int = 3) -> date:
+    return to_local(utcnow(), TZ).date() + timedelta(days=days)
+
+
+def at(day: date, hour: int, minute: int = 0):
+    return local_to_utc(day, time(hour, minute), TZ)
+
+
+def book(session, world, start, minutes=30, status=AppointmentStatus.SCHEDULED, **extra):
+    row = Appointment(clinic_id=world.clinic_id, provider_id=world.provider_id,
+                      patient_id=world.patient_id, service_id=world.service_id, status=status,
+                      start_at=start, end_at=start + timedelta(minutes=minutes), **extra)  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def test_conflicts_find_overlaps_only_for_occupying_statuses(db, world):
+    day = future_day()
+    with db.write() as session:
+        busy = book(session, world, at(day, 10))
+        book(session, world, at(day, 11), status=AppointmentStatus.CANCELLED)
+        block = book(session, world, at(day, 13), minutes=60, kind=AppointmentKind.OUT_OF_OFFICE)
+    with db.read() as session:
+        assert [a.id for a in find_conflicts(session, world.provider_id, at(day, 10, 15),
+                                             at(day, 10, 45))] == [busy.id]  # fmt: skip
+        assert find_conflicts(session, world.provider_id, at(day, 10, 30), at(day, 11)) == []
+        assert find_conflicts(session, world.provider_id, at(day, 11), at(day, 11, 30)) == []
+        assert [a.id for a in find_conflicts(session, world.provider_id, at(day, 13, 30),
+                                             at(day, 14))] == [block.id]  # fmt: skip
+        assert find_conflicts(session, world.provider_id, at(day, 10), at(day, 10, 30),
+                              exclude_appointment_id=busy.id) == []  # fmt: skip
+
+
+def test_working_hours_and_time_off(db, world):
+    day = future_day()
+    with db.write() as session:
+        session.add(TimeOff(provider_id=world.provider_id, starts_at=at(day, 14),
+                            ends_at=at(day, 15), reason="Training"))  # fmt: skip
+    with db.read() as session:
+        cover = lambda a, b: working_hours_cover(session, world.provider_id, world.clinic_id, a, b)  # noqa: E731
+        assert cover(at(day, 9), at(day, 9, 30))
+        assert cover(at(day, 16, 30), at(day, 17))
+        assert not cover(at(day, 8, 45), at(day, 9, 15))
+        assert not cover(at(day, 16, 45), at(day, 17, 15))
+        assert not cover(at(day, 14, 30), at(day, 15, 30))
+
+
+def test_working_hours_follow_local_time_across_dst(db, world):
+    # 29 March 2026: clocks go forward in London; 09:00 local is 08:00 UTC that day
+    spring = date(2026, 3, 29)
+    with db.read() as session:
+        start = at(spring, 9)
+        assert start.hour == 8
+        assert working_hours_cover(session, world.provider_id, world.clinic_id, start,
+                                   start + timedelta(minutes=30))  # fmt: skip
+        assert not working_hours_cover(session, world.provider_id, world.clinic_id,
+                                       start - timedelta(minutes=30), start)  # fmt: skip
+
+
+def test_suggest_slots_skips_bookings_and_respects_time_of_day(db, world):
+    day = future_day()
+    with db.write() as session:
+        book(session, world, at(day, 9), minutes=60)
+    with db.read() as session:
+        slots = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=30, day=day,
+                              limit=3)  # fmt: skip
+        assert [to_local(s.start_at, TZ).time() for s in slots] == [time(10), time(10, 15),
+                                                                     time(10, 30)]  # fmt: skip
+        assert slots[0].provider_name == "Dr Test"
+        afternoon = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=60,
+                                  day=day, time_of_day="afternoon", limit=2)  # fmt: skip
+        assert [to_local(s.start_at, TZ).time() for s in afternoon] == [time(12), time(12, 15)]
+        evening = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=30,
+                                day=day, time_of_day="evening", limit=2, search_days=3)  # fmt: skip
+        assert evening == []  # the provider works 09–17 only
+
+
+def test_suggest_slots_chooses_between_providers_and_moves_to_next_day(db, world):
+    day = future_day()
+    with db.write() as session:
+        other = Provider(name="Dr Other")
+        session.add(other)
+        session.flush()
+        clinic = session.get(Clinic, world.clinic_id)
+        session.add(WorkingHours(provider_id=other.id, clinic_id=clinic.id,
+                                 weekday=day.weekday(), starts=time(16), ends=time(17)))  # fmt: skip
+        book(session, world, at(day, 9), minutes=8 * 60)  # Dr Test is full that day
+    with db.read() as session:
+        slots = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=60, day=day,
+                              limit=2)  # fmt: skip
+        assert (slots[0].provider_name, to_local(slots[0].start_at, TZ)) == (
+            "Dr Other", to_local(at(day, 16), TZ))  # fmt: skip
+        assert to_local(slots[1].start_at, TZ).date() == day + timedelta(days=1)
+        only = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=60, day=day,
+                             provider_id=world.provider_id, limit=1)  # fmt: skip
+        assert to_local(only[0].start_at, TZ) == to_local(at(day + timedelta(days=1), 9), TZ)
+
+
+def test_suggest_slots_rejects_bad_duration(db, world):
+    from core.errors import ValidationError
+
+    with db.read() as session, pytest.raises(ValidationError, match="duration"):
+        suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=0, day=future_day())
