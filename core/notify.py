@@ -94,6 +94,12 @@ TEMPLATES: dict[str, Template] = {
         "Reason: {reason}{fee}{message}" + _SIGN,
         "An appointment was cancelled.",
     ),
+    "appointment_no_show": Template(
+        "We missed you on {when}",
+        "Dear {patient_name},\n\nWe missed you at your appointment for {service_name} on "
+        "{when}. Please contact us to book a new time.{fee}{message}" + _SIGN,
+        "An appointment was recorded as a no-show.",
+    ),
     "change_request_denied": Template(
         "About your request to change your appointment",
         "Dear {patient_name},\n\nWe could not make the change you asked for. Your appointment "
