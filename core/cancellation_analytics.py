@@ -415,15 +415,17 @@ def compute_figures(
         values = [int(v or 0) for v in row[4:]]
         core5 = values[:5]
         weekday = (daynum + 3) % 7  # 1970-01-01 was a Thursday
-        totals.add(*core5)
-        sms[flag].add(*core5)
-        weekdays[weekday].add(*core5)
-        hours.setdefault(hour, Counts(f"{hour:02d}:00")).add(*core5)
-        cells.setdefault((weekday, hour), Counts(f"{WEEKDAYS[weekday]} {hour:02d}:00")).add(*core5)
-        leads[lead].add(*core5)
-        monday = daynum - weekday
-        weeks.setdefault(monday, Counts((date(1970, 1, 1) + timedelta(days=monday)).isoformat()))
-        weeks[monday].add(*core5)
+        if core5[0]:  # declined requests only count towards the turnaround
+            totals.add(*core5)
+            sms[flag].add(*core5)
+            weekdays[weekday].add(*core5)
+            hours.setdefault(hour, Counts(f"{hour:02d}:00")).add(*core5)
+            label = f"{WEEKDAYS[weekday]} {hour:02d}:00"
+            cells.setdefault((weekday, hour), Counts(label)).add(*core5)
+            leads[lead].add(*core5)
+            monday = daynum - weekday
+            start_of_week = (date(1970, 1, 1) + timedelta(days=monday)).isoformat()
+            weeks.setdefault(monday, Counts(start_of_week)).add(*core5)
         risk += values[5]
         refilled += values[6]
         whatif_late += values[7]

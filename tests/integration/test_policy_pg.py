@@ -1,0 +1,3 @@
+"""The policy tests again on PostgreSQL."""
+
+from tests.unit.test_policy import *  # noqa: F403

@@ -1,0 +1,276 @@
+"""Every cancellation figure checked against a small data set computed by hand.
+
+Two clinics (London, New York), two weeks (Mon 23 Mar – Sun 5 Apr 2026) spanning London's
+spring-forward change on 29 March, so clinic-local weekday/hour and local range bounds matter.
+
+    id   clinic  local start        status      sms  lead   notice  notes
+    A1   LDN     Mon 23 09:00 GMT   completed   yes  10 d
+    A2   LDN     Mon 23 10:00       no-show     no   2 d            patient 2, fee 40 (open)
+    A3   LDN     Tue 24 09:00       cancelled   yes  20 d   5 h     late, fee 25 + 20 points
+    A4   LDN     Mon 30 09:00 BST   completed   yes  12 h           provider 2, online 2 h
+    A5   LDN     Mon 30 09:00       cancelled   no   4 d    30 h    refilled by A6
+    A6   LDN     Mon 30 09:15       completed   no   10 h           created after A5's cancel
+    A7   LDN     Thu 02 14:00       no-show     yes  5 d            patient 2, fee 40 waived
+    A8   LDN     Fri 03 16:00       cancelled   no   40 d   1 h     patient 2, late, fee 25,
+                                                                    two services (60 + 150)
+    A13  LDN     Sun 05 23:30 BST   completed   no   3 d            (22:30 UTC)
+    N1   NYC     Wed 25 08:00 EDT   completed   yes  1 d            provider 2, Peel
+    N2   NYC     Wed 25 08:30       no-show     no   40 d           Peel 150
+  not counted: an out-of-office block, a declined online request (turnaround 30 h), a declined
+  untimed online request (turnaround 30 min), a requested one, one on Sun 22 Mar 23:30 GMT and a
+  cancelled one on Mon 6 Apr 00:30 BST (= Sun 5 Apr 23:30 UTC) with a 25 fee, and a declined
+  staff booking overlapping A3 (not a refill: declined).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+
+from core import cancellation_analytics as ca
+from core.clock import local_to_utc
+from core.errors import PermissionDenied, ValidationError
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentService,
+    AppointmentStatus,
+    Clinic,
+    LedgerEntry,
+    LedgerKind,
+    Provider,
+    Service,
+    Source,
+)
+from tests.factories import make_patient
+
+S = AppointmentStatus
+FILTERS = ca.AnalyticsFilters(start=date(2026, 3, 23), end=date(2026, 4, 5))
+H, D = timedelta(hours=1), timedelta(days=1)
+
+
+@pytest.fixture
+def data(db, world):
+    """The table above; returns the ids the tests filter on."""
+    with db.write() as session:
+        ny = Clinic(name="NY", timezone="America/New_York")
+        peel = Service(name="Peel", duration_minutes=30, price_cents=15000)
+        provider2 = Provider(name="Dr Two")
+        session.add_all([ny, peel, provider2])
+        session.flush()
+        p1, p2 = world.patient_id, make_patient(session, first_name="Bea").id
+
+        def add(start_local, status, *, clinic=world.clinic_id, tz="Europe/London",
+                lead=D, sms=False, **fields):  # fmt: skip
+            day, at = start_local
+            start = local_to_utc(day, at, tz)
+            values = dict(clinic_id=clinic, provider_id=world.provider_id, patient_id=p1,
+                          service_id=world.service_id, status=status, start_at=start,
+                          end_at=start + timedelta(minutes=30), booked_at=start - lead,
+                          created_at=start - lead, sms_reminder=sms)  # fmt: skip
+            values |= fields
+            if "notice" in values:
+                values["cancelled_at"] = start - values.pop("notice")
+            appointment = Appointment(**values)
+            session.add(appointment)
+            session.flush()
+            return appointment
+
+        def fee(appointment, kind, cents=0, points=0, waived=False):
+            session.add(LedgerEntry(
+                patient_id=appointment.patient_id, appointment_id=appointment.id, kind=kind,
+                amount_cents=cents, points=points,
+                waived_at=datetime(2026, 4, 10, tzinfo=UTC) if waived else None))  # fmt: skip
+
+        mar, apr = (lambda d: date(2026, 3, d)), (lambda d: date(2026, 4, d))
+        a1 = add((mar(23), time(9)), S.COMPLETED, lead=10 * D, sms=True)
+        a2 = add((mar(23), time(10)), S.NO_SHOW, lead=2 * D, patient_id=p2)
+        a3 = add((mar(24), time(9)), S.CANCELLED, lead=20 * D, sms=True, notice=5 * H,
+                 late_cancellation=True, cancel_reason="Work")  # fmt: skip
+        a4 = add((mar(30), time(9)), S.COMPLETED, lead=12 * H, sms=True,
+                 provider_id=provider2.id, source=Source.ONLINE)  # fmt: skip
+        a4.decided_at = a4.created_at + 2 * H
+        a5 = add((mar(30), time(9)), S.CANCELLED, lead=4 * D, notice=30 * H,
+                 cancel_reason="Travel")  # fmt: skip
+        add((mar(30), time(9, 15)), S.COMPLETED, lead=10 * H)  # A6 refills A5
+        a7 = add((apr(2), time(14)), S.NO_SHOW, lead=5 * D, sms=True, patient_id=p2)
+        a8 = add((apr(3), time(16)), S.CANCELLED, lead=40 * D, notice=H, patient_id=p2,
+                 late_cancellation=True)  # fmt: skip
+        session.add_all([AppointmentService(appointment_id=a8.id, service_id=world.service_id),
+                         AppointmentService(appointment_id=a8.id, service_id=peel.id,
+                                            position=1)])  # fmt: skip
+        add((apr(5), time(23, 30)), S.COMPLETED, lead=3 * D)  # A13
+        add((mar(25), time(8)), S.COMPLETED, clinic=ny.id, tz="America/New_York", lead=D,
+            sms=True, provider_id=provider2.id, service_id=peel.id)  # fmt: skip
+        add((mar(25), time(8, 30)), S.NO_SHOW, clinic=ny.id, tz="America/New_York",
+            lead=40 * D, service_id=peel.id)  # fmt: skip
+        # not counted
+        add((mar(23), time(13)), S.SCHEDULED, kind=AppointmentKind.OUT_OF_OFFICE, patient_id=None)
+        declined = add((mar(25), time(11)), S.DECLINED, lead=3 * D, source=Source.ONLINE)
+        declined.decided_at = declined.created_at + 30 * H
+        add((mar(24), time(9)), S.DECLINED, lead=5 * H)  # overlaps A3, created after: declined
+        session.add(Appointment(
+            clinic_id=world.clinic_id, patient_id=p1, status=S.DECLINED, source=Source.ONLINE,
+            requested_day=mar(26), created_at=datetime(2026, 3, 20, 9, tzinfo=UTC),
+            decided_at=datetime(2026, 3, 20, 9, 30, tzinfo=UTC)))  # fmt: skip
+        session.add(Appointment(clinic_id=world.clinic_id, patient_id=p1, status=S.REQUESTED,
+                                requested_day=mar(27)))  # fmt: skip
+        add((mar(22), time(23, 30)), S.COMPLETED)
+        outside = add((apr(6), time(0, 30)), S.CANCELLED, notice=H, late_cancellation=True)
+        fee(a2, LedgerKind.NO_SHOW_FEE, 4000)
+        fee(a3, LedgerKind.LATE_CANCEL_FEE, 2500)
+        fee(a3, LedgerKind.POINTS, points=20)
+        fee(a7, LedgerKind.NO_SHOW_FEE, 4000, waived=True)
+        fee(a8, LedgerKind.LATE_CANCEL_FEE, 2500)
+        fee(outside, LedgerKind.LATE_CANCEL_FEE, 2500)
+        return {"ny": ny.id, "peel": peel.id, "provider2": provider2.id, "p1": p1, "p2": p2,
+                "a1": a1.id, "a5": a5.id}  # fmt: skip
+
+
+def figures(db, world, filters=FILTERS, actor=None):
+    with db.read() as session:
+        return ca.compute_figures(session, actor or world.owner, filters)
+
+
+def counts(c: ca.Counts) -> tuple[int, int, int, int, int]:
+    return c.booked, c.cancelled, c.late, c.no_shows, c.attended
+
+
+def test_totals_and_rates(db, world, data):
+    f = figures(db, world)
+    assert counts(f.totals) == (11, 3, 2, 3, 5)
+    assert f.totals.cancellation_rate == pytest.approx(3 / 11)
+    assert f.totals.late_cancellation_rate == pytest.approx(2 / 11)
+    assert f.totals.no_show_rate == pytest.approx(3 / 8)
+
+
+def test_no_show_rate_by_sms_reminder(db, world, data):
+    yes, no = figures(db, world).by_sms
+    assert (yes.label, counts(yes), yes.no_show_rate) == ("SMS reminder", (5, 1, 1, 1, 3), 0.25)
+    assert (no.label, counts(no), no.no_show_rate) == ("No SMS reminder", (6, 2, 1, 2, 2), 0.5)
+
+
+def test_weekday_hour_and_heatmap_are_clinic_local(db, world, data):
+    f = figures(db, world)
+    assert [counts(c) for c in f.by_weekday] == [
+        (5, 1, 0, 1, 3), (1, 1, 1, 0, 0), (2, 0, 0, 1, 1), (1, 0, 0, 1, 0),
+        (1, 1, 1, 0, 0), (0, 0, 0, 0, 0), (1, 0, 0, 0, 1)]  # fmt: skip
+    # A4-A6 start at 08:00 UTC after the clocks changed: still 09:00 in London;
+    # the New York visits are at 08:00 local (12:00 UTC); A13 is Sunday 23:00 local
+    cells = {(c.weekday, c.hour): counts(c.counts) for c in f.heatmap}
+    assert cells == {(0, 9): (4, 1, 0, 0, 3), (0, 10): (1, 0, 0, 1, 0), (1, 9): (1, 1, 1, 0, 0),
+                     (2, 8): (2, 0, 0, 1, 1), (3, 14): (1, 0, 0, 1, 0), (4, 16): (1, 1, 1, 0, 0),
+                     (6, 23): (1, 0, 0, 0, 1)}  # fmt: skip
+    assert [c.label for c in f.by_hour] == ["08:00", "09:00", "10:00", "14:00", "16:00", "23:00"]
+    assert [c.booked for c in f.by_hour] == [2, 5, 1, 1, 1, 1]
+
+
+def test_lead_time_and_weekly_trend(db, world, data):
+    f = figures(db, world)
+    assert [(c.label, counts(c)) for c in f.by_lead_time] == [
+        ("under 1 day", (2, 0, 0, 0, 2)), ("1–3 days", (2, 0, 0, 1, 1)),
+        ("3–7 days", (3, 1, 0, 1, 1)), ("7–14 days", (1, 0, 0, 0, 1)),
+        ("14–30 days", (1, 1, 1, 0, 0)), ("30+ days", (2, 1, 1, 1, 0))]  # fmt: skip
+    assert [(c.label, counts(c)) for c in f.weekly] == [
+        ("2026-03-23", (5, 1, 1, 2, 2)), ("2026-03-30", (6, 2, 1, 1, 3))]  # fmt: skip
+
+
+def test_notice_turnaround_and_reasons(db, world, data):
+    f = figures(db, world)
+    assert dict(f.notice) == {"under 2 h": 1, "2–12 h": 1, "12–24 h": 0, "24–48 h": 1,
+                              "2–7 days": 0, "7+ days": 0}  # fmt: skip
+    assert dict(f.turnaround) == {"under 1 h": 1, "1–4 h": 1, "4–24 h": 0, "1–3 days": 1,
+                                  "3+ days": 0}  # fmt: skip
+    assert f.turnaround_mean_hours == pytest.approx((2 + 30 + 0.5) / 3)
+    assert f.reasons == [("(no reason)", 1), ("Travel", 1), ("Work", 1)]
+
+
+def test_fees_revenue_refill_and_repeat_patients(db, world, data):
+    f = figures(db, world)
+    assert f.fees == ca.Fees(late_assessed_cents=5000, late_waived_cents=0,
+                             no_show_assessed_cents=8000, no_show_waived_cents=4000,
+                             points_assessed=20, points_waived=0, cancellation_points=20)  # fmt: skip
+    assert f.revenue_at_risk_cents == 6000 * 4 + (6000 + 15000) + 15000
+    assert f.refilled == 1 and f.refill_rate == pytest.approx(1 / 3)
+    assert f.repeat_patients == [ca.RepeatPatient(data["p2"], "Bea Morgan", 1, 2),
+                                 ca.RepeatPatient(data["p1"], "Alex Morgan", 1, 1)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("window", "late"), [(0, 0), (1, 0), (2, 1), (6, 2), (36, 3)])
+def test_what_if_next_to_the_actual_policy(db, world, data, window, late):
+    what_if = ca.WhatIf(window_hours=window, late_fee_cents=1000, points=5)
+    f = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if))
+    assert f.what_if == ca.WhatIfResult(actual_late=2, actual_fee_cents=5000, actual_points=20,
+                                        window_hours=window, late=late, fee_cents=1000 * late,
+                                        points=5 * late)  # fmt: skip
+
+
+def test_filters_by_clinic_provider_and_service(db, world, data):
+    london = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
+                                                    clinic_id=world.clinic_id))  # fmt: skip
+    assert counts(london.totals) == (9, 3, 2, 2, 4)
+    assert london.totals.no_show_rate == pytest.approx(2 / 6)
+    two = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
+                                                 provider_id=data["provider2"]))  # fmt: skip
+    assert counts(two.totals) == (2, 0, 0, 0, 2)
+    peel = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
+                                                  service_id=data["peel"]))  # fmt: skip
+    assert counts(peel.totals) == (2, 0, 0, 1, 1) and peel.revenue_at_risk_cents == 15000
+    one_day = figures(db, world, ca.AnalyticsFilters(date(2026, 3, 30), date(2026, 3, 30)))
+    assert counts(one_day.totals) == (3, 1, 0, 0, 2) and one_day.refilled == 1
+
+
+def test_empty_range_has_no_rates(db, world, data):
+    f = figures(db, world, ca.AnalyticsFilters(date(2025, 1, 1), date(2025, 1, 2)))
+    assert counts(f.totals) == (0, 0, 0, 0, 0)
+    assert f.totals.no_show_rate is None and f.refill_rate is None and f.heatmap == []
+
+
+def test_permission_and_invalid_filters(db, world, data):
+    with pytest.raises(PermissionDenied):
+        figures(db, world, actor=world.staff)
+    assert figures(db, world, actor=world.manager).totals.booked == 11
+    with pytest.raises(ValidationError, match="before the start"):
+        figures(db, world, ca.AnalyticsFilters(date(2026, 4, 5), date(2026, 3, 1)))
+    with pytest.raises(ValidationError, match="between 0 and 336"):
+        figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
+                                               what_if=ca.WhatIf(-1, 0, 0)))  # fmt: skip
+    with pytest.raises(ValidationError, match="cannot be negative"):
+        figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
+                                               what_if=ca.WhatIf(4, -100, 0)))  # fmt: skip
+
+
+def test_as_dict_has_what_the_cli_prints(db, world, data):
+    d = figures(db, world).as_dict()
+    assert d["no_show_rate"] == pytest.approx(3 / 8)
+    assert d["no_show_rate_by_sms"] == {"SMS reminder": 0.25, "No SMS reminder": 0.5}
+    assert [w["no_show_rate"] for w in d["by_weekday"]][:2] == [0.25, None]
+    assert [b["booked"] for b in d["lead_time_buckets"]] == [2, 2, 3, 1, 1, 2]
+    assert d["filters"]["start"] == "2026-03-23"
+
+
+def test_export_is_audited_and_spreadsheet_safe(db, world, data):
+    with db.write() as session:
+        first = session.get(Appointment, data["a5"])
+        first.cancel_reason = '=HYPERLINK("http://evil")'
+    with db.write() as session:
+        payload = ca.export_csv(session, world.manager, FILTERS).decode("utf-8-sig")
+    assert "'=HYPERLINK" in payload and "\n=HYPERLINK" not in payload.replace('"', "")
+    assert "totals,All,booked,11" in payload
+    assert "repeat_patient" in payload and "Bea Morgan" in payload
+    with db.read() as session:
+        from core import audit
+
+        events = audit.list_events(session, world.owner, action="export")
+        assert events[0].entity == "cancellation_analytics" and events[0].details["rows"] > 10
+    with db.write() as session, pytest.raises(PermissionDenied):
+        ca.export_csv(session, world.staff, FILTERS)
+
+
+def test_offset_periods_find_dst_changes_to_the_second():
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
+    assert ca.offset_periods("Europe/London", start, end) == [
+        (start, 0), (datetime(2026, 3, 29, 1, tzinfo=UTC), 3600),
+        (datetime(2026, 10, 25, 1, tzinfo=UTC), 0)]  # fmt: skip
+    assert ca.offset_periods("Asia/Kolkata", start, end) == [(start, 19800)]
