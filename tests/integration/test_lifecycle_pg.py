@@ -2,3 +2,4 @@
 
 from tests.unit.test_availability import *  # noqa: F403
 from tests.unit.test_lifecycle import *  # noqa: F403
+from tests.unit.test_queue import *  # noqa: F403
