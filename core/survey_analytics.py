@@ -13,7 +13,7 @@ Formulas (also written on the page):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import date, datetime, time, timedelta
 
 import pandas as pd
@@ -86,6 +86,9 @@ class Figures:
     rating_sumsq: int = 0
     satisfied: int = 0  # ratings of 4 or 5
 
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
     @property
     def nps(self) -> float | None:
         return 100 * (self.promoters - self.detractors) / self.nps_n if self.nps_n else None
@@ -135,26 +138,49 @@ def _where(query, f: SurveyFilter):
     return query.where(R.clinic_id == f.clinic_id) if f.clinic_id is not None else query
 
 
+def _cube(
+    session: Session, f: SurveyFilter
+) -> list[tuple[int | None, int | None, int | None, Figures]]:
+    """One SQL pass: the sums per (service, provider, clinic) — at most a few hundred rows,
+    which add up exactly to the sums of any coarser group (all figures are additive sums)."""
+    columns = (R.service_id, R.provider_id, R.clinic_id)
+    query = _where(select(*columns, *_sums()), f).group_by(*columns)
+    return [(c, p, s, _figures(values)) for s, p, c, *values in session.execute(query)]
+
+
+def _daily(session: Session, f: SurveyFilter) -> list[tuple[date, Figures]]:
+    """One SQL pass: the sums per UTC day, from which weeks and months are added up."""
+    if session.bind.dialect.name == "postgresql":
+        day = cast(R.submitted_at, Date)
+    else:
+        day = func.date(R.submitted_at)
+    query = _where(select(day.label("day"), *_sums()), f).group_by(day).order_by(day)
+    return [
+        (date.fromisoformat(str(d)[:10]), _figures(values)) for d, *values in session.execute(query)
+    ]
+
+
+def _total(figures) -> Figures:
+    return sum(figures, Figures())
+
+
 def summary(session: Session, actor: Actor, f: SurveyFilter) -> Figures:
     ensure(actor, Permission.ANALYTICS_READ)
     return _figures(session.execute(_where(select(*_sums()), f)).one())
 
 
-GROUPS = {"provider": (R.provider_id, Provider), "service": (R.service_id, Service),
-          "clinic": (R.clinic_id, Clinic)}  # fmt: skip
+GROUPS = {"clinic": (0, Clinic), "provider": (1, Provider), "service": (2, Service)}
 
 
-def by_group(session: Session, actor: Actor, f: SurveyFilter, group: str) -> pd.DataFrame:
-    """One row per provider, service or clinic: n, mean rating with its 95% interval, CSAT, NPS,
-    and whether the group has at least MIN_N ratings."""
-    ensure(actor, Permission.ANALYTICS_READ)
-    column, model = GROUPS[group]
-    rows = session.execute(_where(select(column, *_sums()), f).group_by(column)).all()
-    ids = [r[0] for r in rows if r[0] is not None]
+def _groups(session: Session, cube, group: str) -> pd.DataFrame:
+    position, model = GROUPS[group]
+    sums: dict[int | None, Figures] = {}
+    for row in cube:
+        sums[row[position]] = sums.get(row[position], Figures()) + row[3]
+    ids = [key for key in sums if key is not None]
     names = dict(session.execute(select(model.id, model.name).where(model.id.in_(ids))).all())
     records = []
-    for key, *values in rows:
-        fig = _figures(values)
+    for key, fig in sums.items():
         low, high = fig.interval or (None, None)
         records.append({group: names.get(key, "(not recorded)"), "n": fig.rating_n,
                         "mean": fig.mean, "ci_low": low, "ci_high": high, "csat": fig.csat,
@@ -164,27 +190,35 @@ def by_group(session: Session, actor: Actor, f: SurveyFilter, group: str) -> pd.
     return frame.sort_values(["enough", "mean"], ascending=False, ignore_index=True)
 
 
-def _bucket(session: Session, period: str):
-    if session.bind.dialect.name == "postgresql":
-        return cast(func.date_trunc(period, R.submitted_at), Date)
-    if period == "week":  # the Monday of the week
-        return func.date(R.submitted_at, "weekday 0", "-6 days")
-    return func.strftime("%Y-%m-01", R.submitted_at)
+def by_group(session: Session, actor: Actor, f: SurveyFilter, group: str) -> pd.DataFrame:
+    """One row per provider, service or clinic: n, mean rating with its 95% interval, CSAT, NPS,
+    and whether the group has at least MIN_N ratings."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    if group not in GROUPS:
+        raise ValidationError("Group by provider, service or clinic.")
+    return _groups(session, _cube(session, f), group)
+
+
+def _period_start(day: date, period: str) -> date:
+    return day - timedelta(days=day.weekday()) if period == "week" else day.replace(day=1)
+
+
+def _trend(daily, period: str) -> pd.DataFrame:
+    sums: dict[date, Figures] = {}
+    for day, fig in daily:
+        key = _period_start(day, period)
+        sums[key] = sums.get(key, Figures()) + fig
+    records = [{"period": pd.Timestamp(key), "responses": fig.responses, "nps": fig.nps,
+                "csat": fig.csat, "mean": fig.mean} for key, fig in sorted(sums.items())]  # fmt: skip
+    return pd.DataFrame(records, columns=["period", "responses", "nps", "csat", "mean"])
 
 
 def trend(session: Session, actor: Actor, f: SurveyFilter, period: str) -> pd.DataFrame:
-    """Weekly (Monday-based) or monthly NPS, CSAT and mean rating, by UTC submission time."""
+    """Weekly (Monday-based) or monthly NPS, CSAT and mean rating, by UTC submission day."""
     ensure(actor, Permission.ANALYTICS_READ)
     if period not in ("week", "month"):
         raise ValidationError("The trend period is week or month.")
-    bucket = _bucket(session, period).label("period")
-    rows = session.execute(_where(select(bucket, *_sums()), f).group_by(bucket).order_by(bucket))
-    records = []
-    for key, *values in rows:
-        fig = _figures(values)
-        records.append({"period": pd.Timestamp(str(key)), "responses": fig.responses,
-                        "nps": fig.nps, "csat": fig.csat, "mean": fig.mean})  # fmt: skip
-    return pd.DataFrame(records, columns=["period", "responses", "nps", "csat", "mean"])
+    return _trend(_daily(session, f), period)
 
 
 @dataclass(frozen=True)
@@ -304,11 +338,12 @@ def get_dashboard(
 ) -> Dashboard:
     """Everything the analytics page shows except the comment feed, in one read."""
     ensure(actor, Permission.ANALYTICS_READ)
+    cube, daily = _cube(session, f), _daily(session, f)
     return Dashboard(
-        summary(session, actor, f), by_group(session, actor, f, "provider"),
-        by_group(session, actor, f, "service"), by_group(session, actor, f, "clinic"),
-        trend(session, actor, f, "week"), trend(session, actor, f, "month"),
-        funnel(session, actor, f), recent_detractors(session, actor, f.clinic_id, now=now),
+        _total(row[3] for row in cube), _groups(session, cube, "provider"),
+        _groups(session, cube, "service"), _groups(session, cube, "clinic"),
+        _trend(daily, "week"), _trend(daily, "month"), funnel(session, actor, f),
+        recent_detractors(session, actor, f.clinic_id, now=now),
     )  # fmt: skip
 
 

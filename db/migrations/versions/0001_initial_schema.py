@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 11:17:10.394844
+Create Date: 2026-11-25 11:26:05.672573
 """
 
 from collections.abc import Sequence
@@ -433,6 +433,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_survey_responses_clinic_id_submitted_at'), ['clinic_id', 'submitted_at'], unique=False)
+        batch_op.create_index('ix_survey_responses_figures', ['submitted_at', 'service_id', 'provider_id', 'clinic_id', 'nps', 'rating'], unique=False)
         batch_op.create_index(batch_op.f('ix_survey_responses_provider_id_submitted_at'), ['provider_id', 'submitted_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_survey_responses_submitted_at'), ['submitted_at'], unique=False)
 
@@ -444,6 +445,7 @@ def downgrade() -> None:
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_survey_responses_submitted_at'))
         batch_op.drop_index(batch_op.f('ix_survey_responses_provider_id_submitted_at'))
+        batch_op.drop_index('ix_survey_responses_figures')
         batch_op.drop_index(batch_op.f('ix_survey_responses_clinic_id_submitted_at'))
 
     op.drop_table('survey_responses')
