@@ -302,17 +302,17 @@ def _like(text: str) -> str:
 def comments(
     session: Session, actor: Actor, f: SurveyFilter, search: str = "", page: int = 0,
     page_size: int = COMMENTS_PAGE,
-) -> tuple[pd.DataFrame, int]:  # fmt: skip
+) -> tuple[pd.DataFrame, bool]:  # fmt: skip
     """Non-empty comments, newest first, containing `search` (case-insensitive, taken
-    literally), one page at a time, and how many match in all."""
+    literally), one page at a time, and whether there is a next page. (No total: counting
+    every match would read the whole period; a page reads only as far as it needs.)"""
     ensure(actor, Permission.ANALYTICS_READ)
     condition = R.comment != ""
     if search.strip():
         condition = condition & R.comment.ilike(_like(search.strip()), escape="\\")
-    total = session.scalar(_where(select(func.count()).select_from(R), f).where(condition)) or 0
     query = _feed(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
-    rows = session.execute(query.limit(page_size).offset(max(0, page) * page_size))
-    return _feed_frame(rows), int(total)
+    rows = list(session.execute(query.limit(page_size + 1).offset(max(0, page) * page_size)))
+    return _feed_frame(rows[:page_size]), len(rows) > page_size
 
 
 def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
