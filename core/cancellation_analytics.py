@@ -59,6 +59,7 @@ from db.models import (
     LedgerEntry,
     LedgerKind,
     Patient,
+    Provider,
     Service,
     Source,
 )
@@ -327,6 +328,25 @@ def _price(dialect: str):
 
 
 # ---------------------------------------------------------------- the entry point
+
+
+@dataclass(frozen=True)
+class Choices:
+    clinics: list[tuple[int, str]]
+    providers: list[tuple[int, str]]
+    services: list[tuple[int, str]]
+
+
+def list_choices(session: Session, actor: Actor) -> Choices:
+    """The clinics, providers and services the page's filters offer."""
+    ensure(actor, Permission.ANALYTICS_READ)
+
+    def pairs(model):
+        return [
+            tuple(r) for r in session.execute(select(model.id, model.name).order_by(model.name))
+        ]
+
+    return Choices(pairs(Clinic), pairs(Provider), pairs(Service))
 
 
 def validate_filters(filters: AnalyticsFilters) -> None:

@@ -404,3 +404,29 @@ def add_points(
                  reason=reason, details={"points": points, "balance_before": before,
                                          "balance_after": patient.points_balance})  # fmt: skip
     return patient
+
+
+@dataclass(frozen=True)
+class Scopes:
+    clinics: list[tuple[int, str]]
+    services: list[tuple[int, str]]
+
+
+def list_scopes(session: Session, actor: Actor) -> Scopes:
+    """The clinics and services a policy (or an override) can be set for."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    clinics = session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))
+    services = session.execute(select(Service.id, Service.name).order_by(Service.name))
+    return Scopes([tuple(c) for c in clinics], [tuple(s) for s in services])
+
+
+def preview(
+    session: Session, actor: Actor, clinic_id: int, service_id: int | None, hours_before: float
+) -> Evaluation:
+    """What a patient cancelling `hours_before` hours ahead would be told under the version in
+    force now (the same evaluation the cancellation itself uses)."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    now = utcnow()
+    start = now + timedelta(hours=hours_before)
+    probe = Appointment(clinic_id=clinic_id, service_id=service_id, start_at=start)
+    return evaluate(session, probe, now)

@@ -1,0 +1,83 @@
+"""Owners and managers: cancellation and no-show figures for a range, clinic, provider and
+service, with a what-if on the cancellation window, an audited CSV export and fee waivers."""
+
+from datetime import timedelta
+
+import streamlit as st
+
+from core import cancellation_analytics as ca
+from core.clock import utcnow
+from core.errors import DomainError
+from ui import actor, run_action, show_error
+from ui import cancellation_view as view
+from ui.context import read
+from ui.fees import waiver_panel
+
+
+@st.cache_data(ttl=60, max_entries=5, show_spinner=False)
+def _choices(current):
+    return read(ca.list_choices, current)
+
+
+@st.cache_data(ttl=60, max_entries=30, show_spinner="Computing figures…")
+def _figures(current, filters):
+    return read(ca.compute_figures, current, filters)
+
+
+def _named(pairs, label):
+    names = dict(pairs)
+    return [None, *names], lambda i: label if i is None else names[i]
+
+
+st.title("Cancellations and no-shows")
+me = actor()
+choices = _choices(me)
+today = utcnow().date()
+with st.form("cancel_filters"):
+    c1, c2, c3, c4 = st.columns(4)
+    days = c1.date_input("Clinic-local days", (today - timedelta(days=90), today),
+                         key="cancel_days")  # fmt: skip
+    options, label = _named(choices.clinics, "All clinics")
+    clinic = c2.selectbox("Clinic", options, format_func=label, key="cancel_clinic")
+    options, label = _named(choices.providers, "All providers")
+    provider = c3.selectbox("Provider", options, format_func=label, key="cancel_provider")
+    options, label = _named(choices.services, "All services")
+    service = c4.selectbox("Service", options, format_func=label, key="cancel_service")
+    st.markdown("**What-if** — another window, fee or points value on the same history")
+    w1, w2, w3 = st.columns(3)
+    window = w1.number_input("Window (hours)", value=12, step=1, key="cancel_whatif_window")
+    fee = w2.number_input("Late fee", value=25.0, step=5.0, format="%.2f", key="cancel_whatif_fee")
+    points = w3.number_input("Points", value=20, step=5, key="cancel_whatif_points")
+    st.form_submit_button("Apply", type="primary")
+
+start, end = (days[0], days[-1]) if days else (today, today)
+what_if = ca.WhatIf(int(window), round(fee * 100), int(points))
+filters = ca.AnalyticsFilters(start, end, clinic, provider, service, what_if)
+try:
+    figures = _figures(me, filters)
+except DomainError as error:
+    show_error(error)
+    st.stop()
+
+view.key_figures(figures)
+st.subheader("What-if")
+view.what_if_table(figures)
+heat = st.segmented_control("Heatmap shows", ["Cancellation rate", "No-show rate"],
+                            default="Cancellation rate", key="cancel_heat_metric")  # fmt: skip
+view.rate_charts(figures, heat or "Cancellation rate")
+view.time_charts(figures)
+view.reasons_and_fees(figures)
+with st.expander("Formulas"):
+    st.markdown(view.FORMULAS)
+
+st.subheader("Export")
+if st.button("Prepare CSV export (audited)", key="cancel_export"):
+    done = run_action(ca.export_csv, filters)
+    if done:
+        st.session_state["cancel_export_csv"] = done.value
+if st.session_state.get("cancel_export_csv"):
+    st.download_button("Download CSV", st.session_state["cancel_export_csv"], mime="text/csv",
+                       file_name=f"cancellations-{start}-{end}.csv", key="cancel_download")  # fmt: skip
+
+with st.expander("Waive fees and add points"):
+    waiver_panel(me, "cancel")

@@ -1,0 +1,95 @@
+"""The Cancellations page: figures for the demo practice, invalid values with their message,
+the what-if next to the actual policy, the audited CSV export and a fee waiver."""
+
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from core.config import load_settings
+from core.startup import open_database
+from db.models import AuditEvent, LedgerEntry
+
+PAGE = "pages/cancellation_analytics.py"
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url}))
+
+
+def _what_if(at):
+    return next(d.value for d in at.dataframe if "Actual (policy in force)" in d.value.columns)
+
+
+def _apply(at):
+    return at.button(key="FormSubmitter:cancel_filters-Apply").click().run()
+
+
+def test_manager_sees_figures_charts_and_the_what_if(app_as):
+    at = app_as("manager", PAGE)
+    assert not at.exception and not at.error
+    labels = [m.label for m in at.metric]
+    assert labels[:4] == ["Booked", "Cancellation rate", "Late-cancellation rate", "No-show rate"]
+    assert int(at.metric[0].value.replace(",", "")) > 100
+    assert at.metric[3].value.endswith("%")
+    assert len(at.get("plotly_chart")) == 9
+    table = _what_if(at)
+    assert list(table.columns) == ["", "Actual (policy in force)", "What-if (12 h window)"]
+    at.number_input(key="cancel_whatif_window").set_value(48)
+    at = _apply(at)
+    widened = _what_if(at)
+    assert list(widened.columns)[2] == "What-if (48 h window)"
+    assert int(widened.iloc[0, 2].replace(",", "")) > int(table.iloc[0, 2].replace(",", ""))
+    assert "refill rate" in at.expander[0].markdown[0].value
+
+
+def test_invalid_what_if_values_show_their_message(app_as):
+    at = app_as("owner", PAGE)
+    at.number_input(key="cancel_whatif_window").set_value(-5)
+    at = _apply(at)
+    assert not at.exception
+    assert "what-if window must be between 0 and 336 hours" in at.error[0].value
+    at.number_input(key="cancel_whatif_window").set_value(12)
+    at.number_input(key="cancel_whatif_fee").set_value(-1.0)
+    at = _apply(at)
+    assert "cannot be negative" in at.error[0].value
+
+
+def test_filters_narrow_the_figures(app_as):
+    at = app_as("owner", PAGE)
+    everyone = int(at.metric[0].value.replace(",", ""))
+    at.selectbox(key="cancel_clinic").select_index(1)
+    at = _apply(at)
+    one_clinic = int(at.metric[0].value.replace(",", ""))
+    assert 0 < one_clinic < everyone
+    later = date.today() + timedelta(days=400)  # after the demo data
+    at.date_input(key="cancel_days").set_value((later, later + timedelta(days=1)))
+    at = _apply(at)
+    assert at.metric[0].value == "0" and at.metric[3].value == "–"
+
+
+def test_export_is_audited(app_as, app_db):
+    at = app_as("manager", PAGE)
+    at = at.button(key="cancel_export").click().run()
+    assert not at.error
+    assert at.get("download_button")
+    database = _db(app_db)
+    with database.read() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "export")).one()
+    database.dispose()
+    assert event.entity == "cancellation_analytics" and event.details["rows"] > 20
+
+
+def test_a_manager_waives_a_fee_with_a_reason(app_as, app_db):
+    at = app_as("manager", PAGE)
+    fee_id = at.selectbox(key="cancel_fee_id").value
+    at = at.button(key="FormSubmitter:cancel_waive_form-Waive fee").click().run()
+    assert "Say why the fee is waived" in at.error[0].value
+    at.text_input(key="cancel_fee_reason").input("Family emergency")
+    at = at.button(key="FormSubmitter:cancel_waive_form-Waive fee").click().run()
+    assert not at.error
+    database = _db(app_db)
+    with database.read() as session:
+        entry = session.get(LedgerEntry, fee_id)
+    database.dispose()
+    assert entry.waived_at is not None and entry.waive_reason == "Family emergency"
+    assert fee_id not in at.selectbox(key="cancel_fee_id").options

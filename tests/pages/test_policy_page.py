@@ -1,0 +1,71 @@
+"""The cancellation-policy page: shows the version in force, saves new versions, refuses
+invalid values with their message, and creates service overrides."""
+
+from sqlalchemy import select
+
+from core.config import load_settings
+from core.startup import open_database
+from db.models import CancellationPolicy
+
+PAGE = "pages/policy.py"
+
+
+def _versions(url: str) -> list[CancellationPolicy]:
+    database = open_database(load_settings({"DATABASE_URL": url}))
+    with database.read() as session:
+        rows = list(session.scalars(select(CancellationPolicy).order_by(CancellationPolicy.id)))
+    database.dispose()
+    return rows
+
+
+def _save(at):
+    return at.button(key="FormSubmitter:policy_form-Save as a new version").click().run()
+
+
+def test_owner_sees_the_policy_in_force_and_saves_a_new_version(app_as, app_db):
+    at = app_as("owner", PAGE)
+    assert not at.exception and not at.error
+    assert at.number_input(key="policy_window").value == 24
+    assert "24 hours' notice" in at.text_area(key="policy_text").value
+    before = len(_versions(app_db))
+    at.number_input(key="policy_window").set_value(12)
+    at.number_input(key="policy_late_fee").set_value(30.0)
+    at.text_area(key="policy_text").input("Please give us 12 hours' notice.")
+    at = _save(at)
+    assert not at.exception and not at.error
+    rows = _versions(app_db)
+    assert len(rows) == before + 1
+    newest = rows[-1]
+    assert (newest.window_hours, newest.late_cancel_fee_cents, newest.version) == (12, 3000, 2)
+    assert newest.policy_text == "Please give us 12 hours' notice."
+    assert at.number_input(key="policy_window").value == 12
+    assert any("Version 2 since" in c.value for c in at.caption)
+
+
+def test_invalid_values_show_their_message_and_save_nothing(app_as, app_db):
+    at = app_as("owner", PAGE)
+    before = len(_versions(app_db))
+    at.number_input(key="policy_window").set_value(-3)
+    at.number_input(key="policy_no_show_fee").set_value(-10.0)
+    at.text_area(key="policy_text").input("   ")
+    at = _save(at)
+    assert not at.exception
+    message = at.error[0].value
+    assert "window must be zero or more whole hours" in message
+    assert "no-show fee cannot be negative" in message
+    assert "policy text" in message
+    assert len(_versions(app_db)) == before
+
+
+def test_a_service_override_is_its_own_version(app_as, app_db):
+    at = app_as("owner", PAGE)
+    services = at.selectbox(key="policy_service").options
+    botox = next(i for i, o in enumerate(services) if "Botox" in o)
+    at.selectbox(key="policy_service").select_index(botox).run()
+    assert "follows the clinic policy" in at.caption[0].value
+    at.number_input(key="policy_window").set_value(48)
+    at = _save(at)
+    assert not at.error
+    newest = _versions(app_db)[-1]
+    assert newest.service_id is not None and newest.window_hours == 48 and newest.version == 1
+    assert "follows the clinic policy" not in " ".join(c.value for c in at.caption)

@@ -1,0 +1,139 @@
+"""Widgets of the Cancellations page: key figures, charts, what-if table and the formulas.
+Everything shown is computed by core.cancellation_analytics; this module only draws it."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import streamlit as st
+
+from core.cancellation_analytics import WEEKDAYS, CancellationFigures
+from ui import charts
+
+FORMULAS = """
+**How the figures are computed** (clinic-local days and hours; out-of-office blocks excluded)
+
+- *booked* = appointments starting in the range that were scheduled, checked in, completed,
+  missed (no-show) or cancelled
+- **cancellation rate** = cancelled ÷ booked · **late-cancellation rate** = cancellations
+  marked late under the policy version in force ÷ booked
+- **no-show rate** = no-shows ÷ (no-shows + completed + checked in)
+- **lead time** = start − booked · **cancellation notice** = start − cancelled
+- **request turnaround** = decided − requested, online requests (approved or declined)
+- **revenue at risk** = price of the services of cancelled and no-show appointments
+- **refill rate** = cancelled slots booked again ÷ cancelled; booked again = another
+  appointment of the same provider overlapping the slot, created after the cancellation
+- **fees** = fees assessed on these appointments, and the part waived
+- **repeat patients** = late cancellations + no-shows ≥ 2 in the range
+- **what-if** = cancellations whose notice was shorter than the chosen window would have been
+  late; charged = late × fee; points = late × points (next to what actually happened)
+"""
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _money(cents: int) -> str:
+    return f"{cents / 100:,.2f}"
+
+
+def key_figures(f: CancellationFigures) -> None:
+    t = f.totals
+    cols = st.columns(4)
+    cols[0].metric("Booked", f"{t.booked:,}")
+    cols[1].metric("Cancellation rate", _pct(t.cancellation_rate), f"{t.cancelled:,} cancelled",
+                   delta_color="off")  # fmt: skip
+    cols[2].metric("Late-cancellation rate", _pct(t.late_cancellation_rate),
+                   f"{t.late:,} late", delta_color="off")  # fmt: skip
+    cols[3].metric("No-show rate", _pct(t.no_show_rate), f"{t.no_shows:,} no-shows",
+                   delta_color="off")  # fmt: skip
+    cols = st.columns(4)
+    cols[0].metric("Revenue at risk", _money(f.revenue_at_risk_cents))
+    cols[1].metric("Refill rate", _pct(f.refill_rate), f"{f.refilled:,} slots refilled",
+                   delta_color="off")  # fmt: skip
+    mean = f.turnaround_mean_hours
+    cols[2].metric("Mean request turnaround", "–" if mean is None else f"{mean:.1f} h")
+    fees = f.fees
+    cols[3].metric("Fees assessed", _money(fees.late_assessed_cents + fees.no_show_assessed_cents),
+                   f"{_money(fees.late_waived_cents + fees.no_show_waived_cents)} waived",
+                   delta_color="off")  # fmt: skip
+
+
+def rate_charts(f: CancellationFigures, heat_metric: str) -> None:
+    left, right = st.columns(2)
+    with left:
+        charts.show(charts.bars([c.label for c in f.by_weekday], {
+            "Cancellation rate": [c.cancellation_rate for c in f.by_weekday],
+            "No-show rate": [c.no_show_rate for c in f.by_weekday]},
+            title="Rates by weekday", percent=True), key="cancel_chart_weekday")  # fmt: skip
+    with right:
+        charts.show(charts.lines([c.label for c in f.weekly], {
+            "Cancellation rate": [c.cancellation_rate for c in f.weekly],
+            "Late-cancellation rate": [c.late_cancellation_rate for c in f.weekly],
+            "No-show rate": [c.no_show_rate for c in f.weekly]},
+            title="Weekly trend (week starting)", percent=True), key="cancel_chart_weekly")  # fmt: skip
+    hours = sorted({cell.hour for cell in f.heatmap})
+    grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
+    attribute = "no_show_rate" if heat_metric == "No-show rate" else "cancellation_rate"
+    values = [[getattr(grid[(w, h)], attribute) if (w, h) in grid else None for h in hours]
+              for w in range(7)]  # fmt: skip
+    charts.show(charts.heatmap(WEEKDAYS, [f"{h:02d}:00" for h in hours], values,
+                               title=f"{heat_metric} by weekday and hour"),
+                key="cancel_chart_heatmap")  # fmt: skip
+
+
+def time_charts(f: CancellationFigures) -> None:
+    left, right = st.columns(2)
+    with left:
+        charts.show(charts.bars([c.label for c in f.by_lead_time], {
+            "Cancellation rate": [c.cancellation_rate for c in f.by_lead_time],
+            "No-show rate": [c.no_show_rate for c in f.by_lead_time]},
+            title="Rates by lead time (start − booked)", percent=True), key="cancel_chart_lead")  # fmt: skip
+        charts.show(charts.bars([label for label, _ in f.turnaround],
+                                {"Requests": [n for _, n in f.turnaround]},
+                                title="Request turnaround (decided − requested)"),
+                    key="cancel_chart_turnaround")  # fmt: skip
+    with right:
+        charts.show(charts.bars([label for label, _ in f.notice],
+                                {"Cancellations": [n for _, n in f.notice]},
+                                title="Cancellation notice (start − cancelled)"),
+                    key="cancel_chart_notice")  # fmt: skip
+        charts.show(charts.bars(["SMS reminder", "No SMS reminder"],
+                                {"No-show rate": [c.no_show_rate for c in f.by_sms]},
+                                title="No-show rate by SMS reminder", percent=True),
+                    key="cancel_chart_sms")  # fmt: skip
+
+
+def reasons_and_fees(f: CancellationFigures) -> None:
+    left, right = st.columns(2)
+    with left:
+        # reasons may be typed by patients: escaped for the chart, plain text in the table
+        charts.show(charts.bars([html.escape(r) for r, _ in f.reasons],
+                                {"Cancellations": [n for _, n in f.reasons]},
+                                title="Cancellations by reason"), key="cancel_chart_reasons")  # fmt: skip
+    with right:
+        fees = f.fees
+        charts.show(charts.bars(["Late cancellation", "No-show"], {
+            "Assessed": [fees.late_assessed_cents / 100, fees.no_show_assessed_cents / 100],
+            "Waived": [fees.late_waived_cents / 100, fees.no_show_waived_cents / 100]},
+            title="Fees assessed and waived", y_title="amount"), key="cancel_chart_fees")  # fmt: skip
+    st.subheader("Patients with repeated late cancellations or no-shows")
+    st.dataframe(pd.DataFrame([{"Patient #": p.patient_id, "Name": p.name,
+                                "Late cancellations": p.late_cancellations,
+                                "No-shows": p.no_shows} for p in f.repeat_patients]),
+                 hide_index=True, width="stretch", key="cancel_repeat_table")  # fmt: skip
+
+
+def what_if_table(f: CancellationFigures) -> None:
+    w = f.what_if
+    if w is None:
+        return
+    st.dataframe(pd.DataFrame({
+        "": ["Late cancellations", "Late-cancellation fees", "Points deducted"],
+        "Actual (policy in force)": [f"{w.actual_late:,}", _money(w.actual_fee_cents),
+                                     f"{w.actual_points:,}"],
+        f"What-if ({w.window_hours} h window)": [f"{w.late:,}", _money(w.fee_cents),
+                                                 f"{w.points:,}"],
+    }), hide_index=True, width="stretch", key="cancel_whatif_table")  # fmt: skip

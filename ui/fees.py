@@ -1,0 +1,42 @@
+"""Fee waivers and points top-ups (managers and owners): a panel any page can place."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import policy
+from ui.context import read, refresh, run_action
+
+
+@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+def _open_fees(current, patient_id):
+    return read(policy.list_fees, current, patient_id=patient_id, open_only=True)
+
+
+def waiver_panel(current, prefix: str) -> None:
+    """Open fees (optionally of one patient), waive one with a reason, or add points."""
+    patient = st.number_input("Patient # (0 = everyone)", min_value=0, step=1, value=0,
+                              key=f"{prefix}_fee_patient")  # fmt: skip
+    fees = _open_fees(current, int(patient) or None)
+    st.dataframe(pd.DataFrame([{"Fee #": f.id, "Patient #": f.patient_id, "Patient": f.patient_name,
+                                "Appointment #": f.appointment_id, "Kind": f.kind,
+                                "Amount": f"{f.amount_cents / 100:.2f}", "Points": f.points,
+                                "Assessed (UTC)": f.created_at} for f in fees]),
+                 hide_index=True, width="stretch", key=f"{prefix}_fee_table")  # fmt: skip
+    with st.form(f"{prefix}_waive_form"):
+        fee_id = st.selectbox("Fee to waive", [f.id for f in fees], key=f"{prefix}_fee_id",
+                              format_func=lambda i: f"#{i}")  # fmt: skip
+        reason = st.text_input("Reason (kept in the audit log)", key=f"{prefix}_fee_reason")
+        waive = st.form_submit_button("Waive fee")
+    if waive and fee_id is not None:
+        if run_action(policy.waive_fee, fee_id, reason, success=f"Fee #{fee_id} waived."):
+            refresh()
+    with st.form(f"{prefix}_points_form"):
+        c1, c2 = st.columns(2)
+        who = c1.number_input("Patient #", min_value=0, step=1, key=f"{prefix}_points_patient")
+        points = c2.number_input("Points to add", step=5, value=20, key=f"{prefix}_points_value")
+        why = st.text_input("Reason", key=f"{prefix}_points_reason")
+        add = st.form_submit_button("Add points")
+    if add and run_action(policy.add_points, int(who), int(points), why, success="Points added."):
+        refresh()
