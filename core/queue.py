@@ -270,7 +270,7 @@ def suggest_for(
 ) -> list[Slot]:
     """Slot suggestions for a request (or a change request): its service's duration, its
     requested day (or today) and time-of-day preference."""
-    ensure(actor, Permission.REQUESTS_DECIDE)
+    ensure(actor, Permission.APPOINTMENTS_READ)
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")

@@ -1,0 +1,75 @@
+"""AppTest: the appointment detail page — facts, history, allowed actions, refusals."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AppointmentKind, AppointmentStatus, Source
+from db.types import utcnow
+
+PAGE = "pages/appointment.py"
+
+
+def _first(url, *conditions):
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.read() as session:
+        row = session.scalars(select(Appointment).where(
+            Appointment.kind == AppointmentKind.APPOINTMENT, *conditions
+        ).order_by(Appointment.id).limit(1)).one()  # fmt: skip
+        found = row.id, row.status
+    database.dispose()
+    return found
+
+
+def _open(app_as, user, appointment_id):
+    at = app_as(user, PAGE)
+    at.text_input(key="appointment_lookup").input(str(appointment_id)).run()
+    return at
+
+
+def _cells(at):
+    return " ".join(str(v) for frame in at.dataframe for v in frame.value.to_numpy().ravel())
+
+
+def test_online_request_shows_origin_and_request_actions(app_as, app_db):
+    request_id, _ = _first(app_db, Appointment.status == AppointmentStatus.REQUESTED,
+                           Appointment.source == Source.ONLINE)  # fmt: skip
+    at = _open(app_as, "manager", request_id)
+    assert not at.exception
+    assert any("Online appointment · " in c.value for c in at.caption)
+    options = [
+        o.content for o in at.button_group(key=f"appointment_{request_id}_action").proto.options
+    ]
+    assert options == ["Approve", "Decline", "Propose a time", "Cancel"]
+
+
+def test_staff_cancels_with_reason_and_history_grows(app_as, app_db):
+    appointment_id, _ = _first(app_db, Appointment.status == AppointmentStatus.SCHEDULED,
+                               Appointment.start_at > utcnow(), Appointment.patient_id.is_not(None))  # fmt: skip
+    at = _open(app_as, "staff", appointment_id)
+    prefix = f"appointment_{appointment_id}"
+    at.button_group(key=f"{prefix}_action").set_value("cancel").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("Give a reason for the cancellation" in e.value for e in at.error)
+    at.text_input(key=f"{prefix}_cancel_reason").input("Provider ill").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("Cancel: done." in s.value for s in at.success), [e.value for e in at.error]
+    assert "Provider ill" in _cells(at) and "Staff" in _cells(at)
+    assert _first(app_db, Appointment.id == appointment_id)[1] == AppointmentStatus.CANCELLED
+
+
+def test_completed_visit_offers_nothing(app_as, app_db):
+    appointment_id, _ = _first(app_db, Appointment.status == AppointmentStatus.COMPLETED)
+    at = _open(app_as, "staff", appointment_id)
+    assert any("Nothing more can be done" in c.value for c in at.caption)
+
+
+def test_unknown_and_malformed_numbers(app_as):
+    at = _open(app_as, "staff", 99999999)
+    assert any("There is no appointment #99999999." in e.value for e in at.error)
+    at.text_input(key="appointment_lookup").input("abc").run()
+    assert any("whole number" in e.value for e in at.error)

@@ -1,0 +1,138 @@
+"""AppTest: the request queue page as a manager — counts, each action, refusals and bulk."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AppointmentStatus, AuditEvent, ChangeRequest, ChangeStatus
+
+PAGE = "pages/queue.py"
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _status(url, appointment_id):
+    database = _db(url)
+    with database.read() as session:
+        status = session.get(Appointment, appointment_id).status
+    database.dispose()
+    return status
+
+
+def _item(at, kind="requests"):
+    return at.selectbox(key=f"queue_item_{kind}").value
+
+
+def _texts(at):
+    return [e.value for e in at.success] + [e.value for e in at.error] + [e.value for e in at.info]
+
+
+def test_manager_sees_the_four_kinds_with_counts(app_as):
+    at = app_as("manager", PAGE)
+    assert not at.exception
+    text = " ".join(o.content for o in at.button_group(key="queue_kind").proto.options)
+    assert "New requests (14)" in text and "Reschedule requests (5)" in text
+    assert "Cancellation requests (5)" in text
+    assert len(at.dataframe) >= 1
+
+
+def test_approve_with_the_first_suggested_slot(app_as, app_db):
+    at = app_as("manager", PAGE)
+    row = _item(at)
+    at.button(key=f"queue_requests_{row.appointment_id}_go").click().run()
+    assert not at.exception
+    assert any("Approved." in t and "Notified" in t for t in _texts(at)), _texts(at)
+    assert _status(app_db, row.appointment_id) == AppointmentStatus.SCHEDULED
+
+
+def test_decline_without_reason_is_refused_with_its_message(app_as, app_db):
+    at = app_as("manager", PAGE)
+    row = _item(at)
+    prefix = f"queue_requests_{row.appointment_id}"
+    at.button_group(key=f"{prefix}_choice").set_value("Decline").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("Give a reason for the decline" in e.value for e in at.error)
+    assert _status(app_db, row.appointment_id) == AppointmentStatus.REQUESTED
+    at.text_input(key=f"{prefix}_reason").input("No provider that week").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("Declined." in s.value for s in at.success)
+    assert _status(app_db, row.appointment_id) == AppointmentStatus.DECLINED
+
+
+def test_propose_another_time(app_as, app_db):
+    at = app_as("manager", PAGE)
+    row = _item(at)
+    prefix = f"queue_requests_{row.appointment_id}"
+    at.button_group(key=f"{prefix}_choice").set_value("Propose another time").run()
+    at.text_area(key=f"{prefix}_message").input("Would this suit you?").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("Proposal sent" in s.value for s in at.success), _texts(at)
+    assert _status(app_db, row.appointment_id) == AppointmentStatus.TENTATIVE
+
+
+def test_taken_slot_is_refused_naming_the_conflict(app_as, app_db):
+    at = app_as("manager", PAGE)
+    row = _item(at)
+    prefix = f"queue_requests_{row.appointment_id}"
+    database = _db(app_db)
+    with database.read() as session:  # a scheduled appointment of a provider at this clinic
+        busy = session.scalars(select(Appointment).where(
+            Appointment.clinic_id == row.clinic_id, Appointment.status == AppointmentStatus.SCHEDULED,
+            Appointment.patient_id.is_not(None), Appointment.start_at > row.created_at + timedelta(days=1),
+        ).order_by(Appointment.start_at).limit(1)).one()  # fmt: skip
+        tz = busy.clinic.timezone
+        local = busy.start_at.astimezone(__import__("zoneinfo").ZoneInfo(tz))
+    database.dispose()
+    at.selectbox(key=f"{prefix}_slot").set_value("other").run()
+    at.selectbox(key=f"{prefix}_provider").set_value(busy.provider_id).run()
+    at.date_input(key=f"{prefix}_day").set_value(local.date()).run()
+    at.time_input(key=f"{prefix}_time").set_value(local.time().replace(tzinfo=None)).run()
+    at.checkbox(key=f"{prefix}_outside").check().run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any(f"appointment #{busy.id}" in e.value for e in at.error), _texts(at)
+    assert _status(app_db, row.appointment_id) == AppointmentStatus.REQUESTED
+
+
+def test_reschedule_request_denied_and_cancellation_approved(app_as, app_db):
+    at = app_as("manager", PAGE)
+    at.button_group(key="queue_kind").set_value("reschedules").run()
+    row = _item(at, "reschedules")
+    prefix = f"queue_reschedules_{row.appointment_id}"
+    at.button_group(key=f"{prefix}_choice").set_value("Deny, keep the original").run()
+    at.text_input(key=f"{prefix}_reason").input("That day is full").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("Denied; the original stays." in s.value for s in at.success), _texts(at)
+    at.button_group(key="queue_kind").set_value("cancellations").run()
+    cancel = _item(at, "cancellations")
+    prefix = f"queue_cancellations_{cancel.appointment_id}"
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("Cancelled." in s.value for s in at.success), _texts(at)
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.get(ChangeRequest, row.change_id).status == ChangeStatus.DENIED
+        assert session.get(Appointment, cancel.appointment_id).status == AppointmentStatus.CANCELLED
+    database.dispose()
+
+
+def test_bulk_decline_and_refused_bulk_approve_row_by_row(app_as, app_db):
+    at = app_as("manager", PAGE)
+    ids = at.multiselect(key="queue_bulk_ids").options[:2]
+    picked = [int(i) for i in ids]
+    at.multiselect(key="queue_bulk_ids").set_value(picked).run()
+    at.button(key="queue_bulk_approve").click().run()
+    assert any("0 done, 2 refused." in i.value for i in at.info)
+    at.text_input(key="queue_bulk_reason").input("Closed for refurbishment").run()
+    at.button(key="queue_bulk_decline").click().run()
+    assert any("2 done, 0 refused." in i.value for i in at.info), _texts(at)
+    database = _db(app_db)
+    with database.read() as session:
+        reasons = session.scalars(select(AuditEvent.reason).where(
+            AuditEvent.entity_id.in_(picked), AuditEvent.action == "decline")).all()  # fmt: skip
+    database.dispose()
+    assert reasons == ["Closed for refurbishment"] * 2

@@ -1,0 +1,271 @@
+"""Reusable appointment widgets: the detail panel (facts, history, actions) and the queue's
+per-row actions. The calendar and today board show the same panel with `appointment_panel`.
+
+Every action goes through `run_action` (one transaction, domain errors shown as they are);
+after a success the outcome (who was told, which channels were skipped and why) is kept as a
+flash message and the page reruns with fresh data."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from core import lifecycle, queue
+from core.appointments import AppointmentDetail, get_appointment_detail
+from core.availability import Slot
+from core.clock import local_to_utc, to_local
+from core.lifecycle import Action
+from core.queue import QueueKind, QueueRow
+from ui.context import read, refresh, run_action
+
+FLASH = "appointment_views_flash"
+OTHER = "other"
+
+
+# ---------------------------------------------------------------- cached reads
+
+
+@st.cache_data(ttl=15, max_entries=200, show_spinner=False)
+def _suggestions(me, appointment_id: int, change_id: int | None, provider_id: int | None):
+    return read(queue.suggest_for, me, appointment_id, change_id=change_id,
+                provider_id=provider_id)  # fmt: skip
+
+
+@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+def _providers(me, clinic_id: int):
+    return read(queue.providers_at, me, clinic_id)
+
+
+@st.cache_data(ttl=10, max_entries=100, show_spinner=False)
+def load_detail(me, appointment_id: int) -> AppointmentDetail:
+    return read(get_appointment_detail, me, appointment_id)
+
+
+# ---------------------------------------------------------------- small pieces
+
+
+def show_flash() -> None:
+    """The last action's outcome, shown once after the rerun."""
+    text = st.session_state.pop(FLASH, None)
+    if text:
+        st.success(text, icon=":material/check_circle:")
+
+
+def _finish(done, headline: str) -> None:
+    if not done:
+        return
+    value = done.value
+    if isinstance(value, lifecycle.Outcome):
+        headline = f"{headline} {value.summary}"
+    elif isinstance(value, list):  # bulk results are shown by the caller
+        return
+    st.session_state[FLASH] = headline
+    refresh()
+
+
+def _when(moment: datetime, tz: str) -> str:
+    return f"{to_local(moment, tz):%a %d %b %Y, %H:%M}"
+
+
+def time_picker(
+    me, prefix: str, *, appointment_id: int, clinic_id: int, tz: str,
+    change_id: int | None = None, default_provider: int | None = None,
+) -> tuple[int | None, datetime | None]:  # fmt: skip
+    """Provider and start: the earliest suggested free slots, or any time typed in."""
+    providers = dict(_providers(me, clinic_id))
+    slots: list[Slot] = _suggestions(me, appointment_id, change_id, None)
+    options = [*slots, OTHER]
+    picked = st.selectbox(
+        "Time", options, key=f"{prefix}_slot",
+        format_func=lambda s: "Another time…" if s == OTHER
+        else f"{_when(s.start_at, tz)} · {s.provider_name}",
+        help="The earliest free slots that fit the service, working hours, bookings and the "
+        "patient's time-of-day preference.",
+    )  # fmt: skip
+    if not slots:
+        st.caption("No free slot in the next two weeks fits; enter a time.")
+    if picked != OTHER:
+        return picked.provider_id, picked.start_at
+    ids = list(providers)
+    provider = st.selectbox("Provider", ids, format_func=providers.get, key=f"{prefix}_provider",
+                            index=ids.index(default_provider) if default_provider in ids else 0)  # fmt: skip
+    c1, c2 = st.columns(2)
+    today = to_local(datetime.now().astimezone(), tz).date()
+    day = c1.date_input("Day (clinic time)", today + timedelta(days=1), key=f"{prefix}_day")
+    at = c2.time_input("Start (clinic time)", time(9), step=900, key=f"{prefix}_time")
+    return provider, local_to_utc(day, at, tz) if day and at else None
+
+
+def _message(prefix: str) -> str:
+    return st.text_area("Message to the patient (optional)", key=f"{prefix}_message", height=80)
+
+
+def _reason(prefix: str, label: str = "Reason (required; the patient is told)") -> str:
+    return st.text_input(label, key=f"{prefix}_reason")
+
+
+def _flags(prefix: str) -> dict[str, bool]:
+    c1, c2 = st.columns(2)
+    return {
+        "allow_double_booking": c1.checkbox("Allow double booking", key=f"{prefix}_double"),
+        "outside_hours_override": c2.checkbox("Outside working hours", key=f"{prefix}_outside"),
+    }
+
+
+# ---------------------------------------------------------------- the queue's per-row actions
+
+QUEUE_CHOICES = {
+    QueueKind.REQUESTS: ["Approve", "Propose another time", "Decline"],
+    QueueKind.RESCHEDULES: ["Approve the new time", "Propose a different time", "Deny, keep the original"],
+    QueueKind.CANCELLATIONS: ["Approve the cancellation", "Propose a reschedule instead", "Deny, keep the appointment"],
+    QueueKind.PROPOSALS: ["Propose another time", "Decline the request"],
+}  # fmt: skip
+
+
+def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
+    """What a manager can do with one queue row, each with an optional message to the patient
+    and a required reason for declines and cancellations."""
+    p = f"{prefix}_{row.kind.value}_{row.appointment_id}"
+    choice = st.segmented_control("Action", QUEUE_CHOICES[row.kind], key=f"{p}_choice",
+                                  default=QUEUE_CHOICES[row.kind][0])  # fmt: skip
+    if row.kind == QueueKind.CANCELLATIONS and row.inside_window:
+        cost = f"a fee of {row.fee_cents / 100:.2f}" if row.fee_cents else "no fee"
+        st.warning(f"This request falls inside the cancellation-policy window: approving it "
+                   f"applies {cost}" + (f" and deducts {row.points} points." if row.points else "."),
+                   icon=":material/warning:")  # fmt: skip
+    ids = dict(appointment_id=row.appointment_id, clinic_id=row.clinic_id, tz=row.timezone,
+               change_id=row.change_id, default_provider=row.provider_id)  # fmt: skip
+    version = dict(expected_version=row.change_version if row.change_id else row.version)
+    if choice in ("Approve", "Propose another time", "Propose a different time",
+                  "Propose a reschedule instead"):  # fmt: skip
+        provider_id, start_at = time_picker(me, p, **ids)
+        message, flags = _message(p), _flags(p)
+        proposing = choice != "Approve"
+        if st.button(choice if proposing else "Approve", key=f"{p}_go", type="primary"):
+            if row.change_id:
+                done = run_action(lifecycle.propose_for_change, row.change_id,
+                                  provider_id=provider_id, start_at=start_at, message=message,
+                                  **version, **flags)  # fmt: skip
+            else:
+                service = lifecycle.propose_time if proposing else lifecycle.approve_request
+                done = run_action(service, row.appointment_id, provider_id=provider_id,
+                                  start_at=start_at, message=message, **version, **flags)  # fmt: skip
+            _finish(done, "Proposal sent to the patient." if proposing else "Approved.")
+    elif choice == "Approve the new time":
+        st.caption(f"Moves the appointment from {_when(row.start_at, row.timezone)} to "
+                   + (_when(row.requested_start_at, row.timezone) if row.requested_start_at
+                      else "a time you choose") + ".")  # fmt: skip
+        provider_id, start_at = (None, None)
+        if row.requested_start_at is None:
+            provider_id, start_at = time_picker(me, p, **ids)
+        message, flags = _message(p), _flags(p)
+        if st.button("Approve the new time", key=f"{p}_go", type="primary"):
+            _finish(run_action(lifecycle.approve_change, row.change_id, start_at=start_at,
+                               provider_id=provider_id, message=message, **version, **flags),
+                    "Rescheduled.")  # fmt: skip
+    elif choice == "Approve the cancellation":
+        reason = _reason(p, "Reason (optional; the patient's own is used otherwise)")
+        message = _message(p)
+        if st.button("Approve the cancellation", key=f"{p}_go", type="primary"):
+            _finish(run_action(lifecycle.approve_change, row.change_id, reason=reason,
+                               message=message, **version), "Cancelled.")  # fmt: skip
+    elif choice and choice.startswith("Deny"):
+        reason, message = _reason(p), _message(p)
+        if st.button("Deny", key=f"{p}_go"):
+            _finish(run_action(lifecycle.deny_change, row.change_id, reason=reason,
+                               message=message, **version), "Denied; the original stays.")  # fmt: skip
+    elif choice in ("Decline", "Decline the request"):
+        reason, message = _reason(p), _message(p)
+        if st.button("Decline", key=f"{p}_go"):
+            _finish(run_action(lifecycle.decline_request, row.appointment_id, reason=reason,
+                               message=message, **version), "Declined.")  # fmt: skip
+
+
+def bulk_results(results: list[lifecycle.RowResult]) -> None:
+    done = sum(r.ok for r in results)
+    st.info(f"{done} done, {len(results) - done} refused.")
+    st.dataframe(pd.DataFrame([{"#": r.id, "Done": "✓" if r.ok else "✗", "What happened": r.message}
+                               for r in results]), hide_index=True, width="stretch")  # fmt: skip
+
+
+# ---------------------------------------------------------------- the detail panel
+
+
+def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
+    """Facts, history and the actions the status allows for this actor."""
+    st.subheader(f"#{detail.id} · {detail.patient_name or 'Out of office'}")
+    st.caption(f"Status: {detail.status_words} (FHIR {detail.fhir_status}) · {detail.created_by}")
+    facts = {
+        "Patient": detail.patient_name, "Contact": " · ".join(filter(None, [detail.patient_email,
+                                                                             detail.patient_phone])),
+        "Service": f"{detail.services} ({detail.duration_minutes} min, {detail.mode.replace('_', ' ')})",
+        "Provider": detail.provider_name, "Clinic": detail.clinic_name,
+        "When": detail.when or f"Requested: {detail.requested or 'no day given'}",
+        "Notes": detail.notes, "Declined because": detail.decline_reason,
+        "Cancelled": (f"by {detail.cancelled_by}: {detail.cancel_reason}"
+                      + (" (late)" if detail.late_cancellation else "")) if detail.cancel_reason else "",
+        "Double booking": "allowed" if detail.double_booked else "",
+    }  # fmt: skip
+    st.dataframe(pd.DataFrame([{"": k, "Value": v} for k, v in facts.items() if v]),
+                 hide_index=True, width="stretch")  # fmt: skip
+    st.markdown("**History**")
+    st.dataframe(pd.DataFrame([h.__dict__ for h in detail.history]).rename(columns={
+        "at": "When", "who": "Who", "action": "Action", "from_status": "From", "to_status": "To",
+        "reason": "Reason", "message": "Message"}), hide_index=True, width="stretch")  # fmt: skip
+    if detail.open_change:
+        change = detail.open_change
+        st.info(f"Open {change.kind} request: {change.requested or ''} {change.reason}".strip())
+    _detail_actions(me, detail, prefix)
+
+
+LABELS = {
+    Action.APPROVE: "Approve", Action.PROPOSE: "Propose a time", Action.DECLINE: "Decline",
+    Action.RESCHEDULE: "Reschedule", Action.UPDATE: "Update without asking",
+    Action.CANCEL: "Cancel", Action.CHECK_IN: "Check in", Action.COMPLETE: "Complete",
+    Action.NO_SHOW: "No-show",
+}  # fmt: skip
+
+
+def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
+    actions = [a for a in d.actions if a in LABELS]
+    if not actions:
+        st.caption("Nothing more can be done with this appointment.")
+        return
+    p = f"{prefix}_{d.id}"
+    action = st.segmented_control("Action", actions, format_func=LABELS.get, key=f"{p}_action")
+    if action is None:
+        return
+    ids = dict(appointment_id=d.id, clinic_id=d.clinic_id, tz=d.timezone,
+               default_provider=d.provider_id)  # fmt: skip
+    version = dict(expected_version=d.version)
+    label = LABELS[action]
+    if action in (Action.APPROVE, Action.PROPOSE, Action.RESCHEDULE, Action.UPDATE):
+        provider_id, start_at = time_picker(me, f"{p}_{action.value}", **ids)
+        message, flags = _message(f"{p}_{action.value}"), _flags(f"{p}_{action.value}")
+        if st.button(label, key=f"{p}_go", type="primary"):
+            service = {Action.APPROVE: lifecycle.approve_request, Action.PROPOSE: lifecycle.propose_time,
+                       Action.RESCHEDULE: lifecycle.reschedule,
+                       Action.UPDATE: lifecycle.update_appointment}[action]  # fmt: skip
+            _finish(run_action(service, d.id, provider_id=provider_id, start_at=start_at,
+                               message=message, **version, **flags), f"{label}: done.")  # fmt: skip
+    elif action in (Action.DECLINE, Action.CANCEL):
+        reason, message = _reason(f"{p}_{action.value}"), _message(f"{p}_{action.value}")
+        by_patient = action == Action.CANCEL and st.checkbox(
+            "The patient asked for it (the cancellation policy applies)", key=f"{p}_by_patient"
+        )
+        if st.button(label, key=f"{p}_go"):
+            if action == Action.DECLINE:
+                done = run_action(
+                    lifecycle.decline_request, d.id, reason=reason, message=message, **version
+                )
+            else:
+                done = run_action(lifecycle.cancel_appointment, d.id, reason=reason, message=message,
+                                  by_patient=by_patient, **version)  # fmt: skip
+            _finish(done, f"{label}: done.")
+    else:
+        service = {Action.CHECK_IN: lifecycle.check_in, Action.COMPLETE: lifecycle.complete,
+                   Action.NO_SHOW: lifecycle.mark_no_show}[action]  # fmt: skip
+        if st.button(label, key=f"{p}_go", type="primary"):
+            _finish(run_action(service, d.id, **version), f"{label}: done.")
