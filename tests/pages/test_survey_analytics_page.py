@@ -1,0 +1,112 @@
+"""The survey analytics page in AppTest on a copy of the demo database: the figures it shows are
+the core's, every section runs, the comment search, the audited export, roles and settings."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core import survey_analytics as sa
+from core.accounts import actor_of
+from core.config import load_settings
+from core.startup import open_database
+from db.models import AuditEvent, Setting, User
+
+PAGE = "pages/survey_analytics.py"
+
+
+def database(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def expected(url):
+    db = database(url)
+    with db.read() as session:
+        owner = session.scalar(select(User).where(User.username == "owner"))
+        today = date.today()
+        f = sa.filter_for_days(today - timedelta(days=89), today)
+        board = sa.get_dashboard(session, actor_of(owner), f)
+    db.dispose()
+    return board
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_owner_sees_the_core_figures(app_as, app_db):
+    at = app_as("owner", PAGE)
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    board = expected(app_db)
+    s = board.summary
+    assert s.responses > 100  # the demo has a few hundred in the last 90 days
+    assert metric(at, "Responses") == f"{s.responses:,}"
+    assert metric(at, "NPS") == f"{s.nps:+.0f}"
+    assert metric(at, "CSAT") == f"{s.csat:.0f}%"
+    assert metric(at, "Average rating") == f"{s.mean:.2f} / 5"
+    assert metric(at, "Promoters (9–10)") == f"{s.promoters:,}"
+    assert metric(at, "Detractors (0–6)") == f"{s.detractors:,}"
+    assert metric(at, "Completed visits") == f"{board.funnel.completed:,}"
+    assert metric(at, "Answered") == f"{board.funnel.answered:,}"
+    assert "NPS** = % promoters" in at.expander[0].markdown[0].value
+
+
+def test_every_section_runs_and_comments_are_searchable(app_as):
+    at = app_as("manager", PAGE)
+    for section in ("By group", "Trends", "Comments"):
+        at.segmented_control(key="survey_analytics_section").set_value(section).run()
+        assert not at.exception and not at.error, (section, [e.value for e in at.exception])
+    at.text_input(key="survey_analytics_search").input("parking").run()
+    comments = at.dataframe[0].value
+    assert len(comments) > 0 and comments.comment.str.contains("Parking").all()
+    at.text_input(key="survey_analytics_search").input("zzz-no-such-comment").run()
+    assert "No comments match." in [c.value for c in at.caption]
+
+
+def test_groups_below_the_minimum_are_hidden_until_asked(app_as):
+    at = app_as("owner", PAGE)
+    at.segmented_control(key="survey_analytics_section").set_value("By group").run()
+    providers = at.dataframe[0].value
+    assert len(providers) > 0 and (providers.n >= sa.MIN_N).all()
+    at.toggle(key="survey_analytics_small").set_value(True).run()
+    assert not at.exception
+
+
+def test_export_is_audited_and_offered_for_download(app_as, app_db):
+    at = app_as("owner", PAGE)
+    at.button(key="survey_analytics_export").click().run()
+    assert not at.exception and not at.error
+    db = database(app_db)
+    with db.read() as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "export"))
+        assert event.entity == "survey_responses" and event.details["rows"] > 100
+    db.dispose()
+
+
+def test_owner_saves_survey_settings(app_as, app_db):
+    at = app_as("owner", PAGE)
+    at.toggle(key="survey_analytics_auto").set_value(False)
+    at.number_input(key="survey_analytics_delay").set_value(6)
+    at.text_area(key="survey_analytics_questions").input("Courtesy of the staff\nParking")
+    at.button(
+        key="FormSubmitter:survey_analytics_survey_settings-Save survey settings"
+    ).click().run()
+    assert not at.exception and not at.error
+    db = database(app_db)
+    with db.read() as session:
+        assert session.get(Setting, "feedback_auto").value == {"value": False}
+        assert session.get(Setting, "feedback_delay_hours").value == {"value": 6}
+        questions = session.get(Setting, "survey_questions").value["value"]
+        assert questions == [{"key": "courtesy", "label": "Courtesy of the staff"},
+                             {"key": "parking", "label": "Parking"}]  # fmt: skip
+    db.dispose()
+
+
+def test_manager_has_no_settings_and_staff_no_page(app_as):
+    manager = app_as("manager", PAGE)
+    assert not manager.exception
+    assert "Survey settings" not in [e.label for e in manager.expander]
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        app_as("staff", PAGE)  # not registered for staff (and core refuses them anyway)

@@ -1,0 +1,69 @@
+"""Feedback widgets: an appointment's feedback state with the "Collect feedback" action, and the
+owner's survey settings form."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import surveys
+from core.authz import Permission
+from ui.context import actor, read, refresh, run_action, settings
+
+LABELS = {
+    "none": "Feedback: none",
+    "pending": "Feedback pending",
+    "collected": "Feedback collected",
+}
+ICONS = {"none": ":material/chat_bubble_outline:", "pending": ":material/schedule_send:",
+         "collected": ":material/reviews:"}  # fmt: skip
+
+
+@st.cache_data(ttl=10, max_entries=200, show_spinner=False)
+def _feedback(current, appointment_id: int) -> surveys.FeedbackInfo:
+    return read(surveys.get_feedback, current, appointment_id)
+
+
+def feedback_panel(appointment_id: int) -> None:
+    """Feedback none / pending / collected for one visit, the requests sent, and the action."""
+    me = actor()
+    info = _feedback(me, appointment_id)
+    st.markdown(f"{ICONS[info.status]} **{LABELS[info.status]}**")
+    if flash := st.session_state.pop("feedback_flash", None):
+        st.success(flash, icon=":material/check_circle:")
+    if info.nps is not None:
+        st.caption(f"Recommend {info.nps}/10 · overall {info.rating}/5")
+    for sent, answered in info.requests:
+        st.caption(f"Request sent {sent}{' · answered' if answered else ''}")
+    if not info.completed or info.status == "collected" or not me.can(Permission.FEEDBACK_REQUEST):
+        return
+    if info.sent_today:
+        st.caption("A request went out today; you can send another tomorrow.")
+    key = f"feedback_collect_{appointment_id}"
+    if st.button("Collect feedback", key=key, disabled=not info.can_request,
+                 icon=":material/rate_review:"):  # fmt: skip
+        done = run_action(surveys.request_feedback, appointment_id,
+                          base_url=settings().base_url)  # fmt: skip
+        if done:
+            sent = done.value
+            st.session_state["feedback_flash"] = (
+                f"Survey link sent by {', '.join(sent.channels)}."
+                + (f" Not sent by: {'; '.join(sent.skipped)}." if sent.skipped else "")
+            )
+            refresh()
+
+
+def survey_settings_form(prefix: str) -> None:
+    """Automatic requests on/off, the delay after a completed visit, and the 1–5 questions."""
+    current = read(surveys.survey_settings)
+    with st.form(f"{prefix}_survey_settings"):
+        auto = st.toggle("Send feedback requests automatically", value=current.auto,
+                         key=f"{prefix}_auto")  # fmt: skip
+        delay = st.number_input("Hours after the visit is completed", 0, 336,
+                                value=current.delay_hours, key=f"{prefix}_delay")  # fmt: skip
+        questions = st.text_area("Questions rated 1–5 (one per line)",
+                                 "\n".join(label for _, label in current.questions),
+                                 key=f"{prefix}_questions")  # fmt: skip
+        saved = st.form_submit_button("Save survey settings")
+    if saved and run_action(surveys.save_survey_settings, auto=auto, delay_hours=int(delay),
+                            questions=questions.splitlines(), success="Survey settings saved."):  # fmt: skip
+        refresh()

@@ -1,0 +1,114 @@
+"""Display pieces of the survey analytics page. Comments are patient text: they are only ever
+shown through st.dataframe (rendered as plain text), never as Markdown or HTML."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import survey_analytics as sa
+
+FORMULAS = f"""
+- **NPS** = % promoters (answered 9–10) − % detractors (0–6), in percentage points from −100
+  to +100, over the responses that answered *would you recommend us* (imported responses with
+  only a star rating are left out). Passives (7–8) count in the total only.
+- **CSAT** = share of overall ratings that are 4 or 5 (of 1–5).
+- **Average rating** x̄ over n ratings, **95% interval** x̄ ± t(0.975, n−1) · s / √n with
+  s² = (Σx² − (Σx)²/n) / (n − 1). Groups with fewer than {sa.MIN_N} ratings are marked
+  *low n* (hidden unless you ask for them): their figures move a lot with each answer.
+- **Funnel**: completed visits in the period (by visit date) → asked for feedback → answered;
+  the rates are requested ÷ completed and answered ÷ requested.
+- Weeks start on Monday; weeks and months are by submission date (UTC).
+"""
+
+
+def _pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.0f}" if signed else f"{value:.0f}%"
+
+
+def overview(board: sa.Dashboard) -> None:
+    s = board.summary
+    cols = st.columns(4)
+    cols[0].metric("Responses", f"{s.responses:,}")
+    cols[1].metric("NPS", _pct(s.nps, signed=True), help=f"over {s.nps_n:,} answers (0–10)")
+    cols[2].metric("CSAT", _pct(s.csat), help=f"over {s.rating_n:,} ratings (1–5)")
+    interval = s.interval
+    cols[3].metric("Average rating", "—" if s.mean is None else f"{s.mean:.2f} / 5",
+                   help=f"n = {s.rating_n:,}" + (f", 95% interval {interval[0]:.2f}–{interval[1]:.2f}"
+                                                 if interval else ""))  # fmt: skip
+    if interval:
+        st.caption(f"Average rating {s.mean:.2f} (95% interval {interval[0]:.2f}–"
+                   f"{interval[1]:.2f}, n = {s.rating_n:,})")  # fmt: skip
+    groups = st.columns(3)
+    groups[0].metric("Promoters (9–10)", f"{s.promoters:,}")
+    groups[1].metric("Passives (7–8)", f"{s.passives:,}")
+    groups[2].metric("Detractors (0–6)", f"{s.detractors:,}")
+    f = board.funnel
+    st.subheader("Response funnel")
+    steps = st.columns(3)
+    steps[0].metric("Completed visits", f"{f.completed:,}")
+    steps[1].metric("Asked for feedback", f"{f.requested:,}", _pct(f.request_rate) + " of completed",
+                    delta_color="off")  # fmt: skip
+    steps[2].metric("Answered", f"{f.answered:,}", _pct(f.answer_rate) + " of asked",
+                    delta_color="off")  # fmt: skip
+
+
+def detractors(frame: pd.DataFrame) -> None:
+    st.subheader(f"Detractors of the last {sa.DETRACTOR_DAYS} days")
+    if frame.empty:
+        st.caption("None — nobody answered 0–6 in the last seven days.")
+        return
+    shown = frame.assign(visit=[f"/appointment?id={a}" if pd.notna(a) else None
+                                for a in frame.appointment_id])  # fmt: skip
+    st.dataframe(
+        shown[["submitted", "clinic", "provider", "nps", "rating", "comment", "visit"]],
+        hide_index=True, width="stretch",
+        column_config={"visit": st.column_config.LinkColumn("Appointment", display_text=r"id=(\d+)$"),
+                       "nps": "Recommend", "comment": st.column_config.TextColumn("Comment", width="large")},
+    )  # fmt: skip
+
+
+def groups(board: sa.Dashboard, show_small: bool) -> None:
+    for title, frame in (("By provider", board.providers), ("By service", board.services),
+                         ("By clinic", board.clinics)):  # fmt: skip
+        st.subheader(title)
+        shown = frame if show_small else frame[frame.enough]
+        hidden = len(frame) - len(shown)
+        if hidden:
+            st.caption(f"{hidden} group(s) with fewer than {sa.MIN_N} ratings hidden.")
+        shown = shown.assign(enough=shown.enough.map({True: "", False: "low n"}))
+        st.dataframe(
+            shown, hide_index=True, width="stretch",
+            column_config={"mean": st.column_config.NumberColumn("Average", format="%.2f"),
+                           "ci_low": st.column_config.NumberColumn("95% from", format="%.2f"),
+                           "ci_high": st.column_config.NumberColumn("95% to", format="%.2f"),
+                           "csat": st.column_config.NumberColumn("CSAT %", format="%.0f"),
+                           "nps": st.column_config.NumberColumn("NPS", format="%+.0f"),
+                           "nps_n": "NPS n", "enough": "Note"},
+        )  # fmt: skip
+
+
+def trends(board: sa.Dashboard) -> None:
+    for title, frame in (("Weekly", board.weekly), ("Monthly", board.monthly)):
+        st.subheader(f"{title} trend")
+        if frame.empty:
+            st.caption("No responses in this period.")
+            continue
+        indexed = frame.set_index("period")
+        left, right = st.columns(2)
+        left.line_chart(indexed[["nps", "csat"]], y_label="NPS / CSAT %")
+        right.bar_chart(indexed[["responses"]], y_label="responses")
+
+
+def comment_feed(frame: pd.DataFrame) -> None:
+    if frame.empty:
+        st.caption("No comments match.")
+        return
+    st.dataframe(
+        frame[["submitted", "clinic", "provider", "nps", "rating", "comment"]], hide_index=True,
+        width="stretch",
+        column_config={"comment": st.column_config.TextColumn("Comment", width="large"),
+                       "nps": "Recommend"},
+    )  # fmt: skip
