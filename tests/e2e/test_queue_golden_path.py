@@ -1,0 +1,70 @@
+"""Golden path in real Chromium: a manager approves a demo request from the queue with the first
+suggested slot, and the patient's confirmation email arrives at the loopback SMTP server with the
+clinic-local time the page showed."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from core.clock import format_local
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AppointmentStatus
+from tests.support.browser import wait_for_app_idle
+from tests.support.smtp import text_of
+
+LOCAL_TIME = re.compile(r"\w{3} \d{2} \w{3} \d{4}, \d{2}:\d{2}")
+
+
+def _database(tmp_path):
+    return open_database(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+                                        "CLINICDESK_SECRET_KEY": "k" * 40}))  # fmt: skip
+
+
+def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
+    chromium_browser, app_server, sign_in, loopback_smtp, tmp_path
+):
+    database = _database(tmp_path)
+    with database.write() as session:  # the oldest request heads the queue; make it reachable
+        first = session.scalars(select(Appointment).where(
+            Appointment.status == AppointmentStatus.REQUESTED
+        ).order_by(Appointment.created_at, Appointment.id).limit(1)).one()  # fmt: skip
+        first.patient.email, first.patient.consent_email = "golden.path@patients.example", True
+        request_id = first.id
+    loopback_smtp.clear()
+
+    context = chromium_browser.new_context()
+    page = context.new_page()
+    sign_in(page, "manager")
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Request queue").click()
+    expect(page.get_by_role("heading", name="Request queue")).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
+
+    prefix = f"queue_requests_{request_id}"
+    shown = page.locator(f".st-key-{prefix}_slot").inner_html()
+    match = LOCAL_TIME.search(shown)
+    assert match, shown
+    slot_time = match.group(0)  # e.g. "Tue 01 Dec 2026, 09:00"
+    page.locator(f".st-key-{prefix}_message textarea").fill("Looking forward to seeing you.")
+    page.locator(f".st-key-{prefix}_go button").click()
+    expect(page.get_by_text("Approved.", exact=False)).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
+
+    email = loopback_smtp.wait_for(
+        lambda m: "golden.path@patients.example" in str(m["To"]) and "confirmed" in m["Subject"],
+        timeout=30,
+    )
+    body = text_of(email)
+    with database.read() as session:
+        approved = session.get(Appointment, request_id)
+        expected = format_local(approved.start_at, approved.clinic.timezone, with_zone=True)
+        assert approved.status == AppointmentStatus.SCHEDULED
+    database.dispose()
+    assert expected.startswith(slot_time)
+    assert expected in email["Subject"] and expected in body
+    assert "Looking forward to seeing you." in body
+    assert any(part.get_filename() == f"check-in-{request_id}.png" for part in email.walk())
+    context.close()
