@@ -6,6 +6,7 @@ import streamlit as st
 from core.errors import DomainError
 from ui import actor, show_error
 from ui.appointment_views import appointment_panel, load_detail, show_flash
+from ui.feedback import feedback_panel
 
 st.title("Appointment")
 me = actor()
@@ -26,3 +27,4 @@ except DomainError as error:
     show_error(error)
     st.stop()
 appointment_panel(me, detail, "appointment")
+feedback_panel(appointment_id)  # issue 7: Feedback none/pending/collected and the request

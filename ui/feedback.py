@@ -27,6 +27,8 @@ def feedback_panel(appointment_id: int) -> None:
     """Feedback none / pending / collected for one visit, the requests sent, and the action."""
     me = actor()
     info = _feedback(me, appointment_id)
+    if not info.completed and info.status == "none":
+        return  # feedback belongs to completed visits only
     st.markdown(f"{ICONS[info.status]} **{LABELS[info.status]}**")
     if flash := st.session_state.pop("feedback_flash", None):
         st.success(flash, icon=":material/check_circle:")
