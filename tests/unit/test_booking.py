@@ -1,0 +1,180 @@
+"""In-office booking: patient lookup or inline creation, free providers with reasons, services
+adding up, virtual visits, out-of-office blocks, notification choice and edited message.
+
+Re-run on PostgreSQL by tests/integration/test_calendar_pg.py."""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core import booking
+from core.clock import local_to_utc, to_local
+from core.errors import Conflict, PermissionDenied, ValidationError
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Notification,
+    Patient,
+    Provider,
+    Service,
+    WorkingHours,
+)
+from db.types import utcnow
+
+TZ = "Europe/London"
+
+
+def day_ahead(days: int = 4) -> date:
+    return to_local(utcnow(), TZ).date() + timedelta(days=days)
+
+
+def at(hour: int, minute: int = 0, days: int = 4):
+    return local_to_utc(day_ahead(days), time(hour, minute), TZ)
+
+
+def book(db, world, actor=None, **extra):
+    values = dict(clinic_id=world.clinic_id, provider_id=world.provider_id, start_at=at(10),
+                  service_ids=[world.service_id], patient_id=world.patient_id)  # fmt: skip
+    with db.write() as session:
+        return booking.book(session, actor or world.staff, **(values | extra))
+
+
+def test_booking_an_existing_patient_sends_the_confirmation_with_qr(db, world):
+    booked = book(db, world)
+    with db.read() as session:
+        row = session.get(Appointment, booked.appointment_id)
+        assert row.status == AppointmentStatus.SCHEDULED and row.end_at - row.start_at == timedelta(
+            minutes=30
+        )
+        assert row.created_by_user_id == world.staff.user_id
+        sent = session.scalars(select(Notification).order_by(Notification.channel)).all()
+    assert {n.channel.value for n in sent} == {"email", "sms"}
+    email = next(n for n in sent if n.channel.value == "email")
+    assert email.attachment.startswith(b"\x89PNG") and "confirmed" in email.subject
+
+
+def test_services_add_up_and_the_message_can_be_edited_and_sent_by_email_only(db, world):
+    with db.write() as session:
+        extra = Service(name="Skin check", duration_minutes=45)
+        session.add(extra)
+        session.flush()
+        extra_id = extra.id
+        assert booking.total_minutes(session, [world.service_id, extra_id]) == 75
+    booked = book(db, world, service_ids=[world.service_id, extra_id],
+                  notify_channels=[booking.Channel.EMAIL], subject="See you soon",
+                  body="Edited text")  # fmt: skip
+    with db.read() as session:
+        row = session.get(Appointment, booked.appointment_id)
+        assert row.end_at - row.start_at == timedelta(minutes=75)
+        assert [s.service_id for s in row.services] == [world.service_id, extra_id]
+        sent = session.scalars(select(Notification)).all()
+    assert [(n.channel.value, n.subject, n.body) for n in sent] == [
+        ("email", "See you soon", "Edited text")]  # fmt: skip
+
+
+def test_do_not_notify_queues_nothing(db, world):
+    booked = book(db, world, notify_channels=[])
+    assert not any("Confirmation" in note for note in booked.notes)
+    with db.read() as session:
+        assert session.scalars(select(Notification)).all() == []
+
+
+def test_new_patient_inline_with_consent_and_card_on_file(db, world):
+    new = booking.NewPatient(first_name="Rosa", last_name="Diaz", date_of_birth=date(1990, 1, 2),
+                             email="rosa@example.org", phone="07700 900555",
+                             consent_email=True, consent_sms=False)  # fmt: skip
+    booked = book(db, world, patient_id=None, new_patient=new, card_on_file=True,
+                  invite_to_portal=True)  # fmt: skip
+    assert booked.notes[0] == "New patient Rosa Diaz created."
+    assert "Portal invitation sent." in booked.notes
+    with db.read() as session:
+        patient = session.get(Patient, booked.patient_id)
+        assert (patient.consent_email, patient.consent_sms, patient.card_on_file) == (
+            True,
+            False,
+            True,
+        )
+        channels = session.scalars(
+            select(Notification.channel).where(Notification.patient_id == patient.id)
+        ).all()
+    assert "sms" not in {c.value for c in channels}  # no consent to texts
+
+
+def test_a_patient_is_required_and_virtual_only_where_the_service_allows(db, world):
+    with pytest.raises(ValidationError, match="Find the patient"):
+        book(db, world, patient_id=None)
+    with db.write() as session:
+        peel = Service(name="Chemical peel", duration_minutes=45, virtual_allowed=False)
+        session.add(peel)
+        session.flush()
+        peel_id = peel.id
+    with pytest.raises(ValidationError, match="Chemical peel cannot be done virtually"):
+        book(db, world, service_ids=[peel_id], mode="virtual")
+    assert book(db, world, mode="virtual").appointment_id
+
+
+def test_conflicts_are_refused_unless_double_booking_is_allowed(db, world):
+    book(db, world)
+    with pytest.raises(Conflict, match="already has appointment"):
+        book(db, world, start_at=at(10, 15))
+    booked = book(db, world, start_at=at(10, 15), allow_double_booking=True)
+    with db.read() as session:
+        assert session.get(Appointment, booked.appointment_id).allow_double_booking
+
+
+def test_provider_choices_offer_free_providers_and_say_why_others_are_not(db, world):
+    with db.write() as session:
+        busy_free = Provider(name="Dr Early")
+        session.add(busy_free)
+        session.flush()
+        busy_free.working_hours.append(
+            WorkingHours(
+                clinic_id=world.clinic_id,
+                weekday=day_ahead().weekday(),
+                starts=time(8),
+                ends=time(9, 30),
+            )  # fmt: skip
+        )
+    book(db, world)
+    with db.read() as session:
+        choices = booking.provider_choices(session, world.staff, clinic_id=world.clinic_id,
+                                           start_at=at(10), minutes=30)  # fmt: skip
+        early = booking.provider_choices(session, world.staff, clinic_id=world.clinic_id,
+                                         start_at=at(8), minutes=30)  # fmt: skip
+    assert [(c.name, c.free) for c in choices] == [("Dr Early", False), ("Dr Test", False)]
+    assert choices[0].why == "not working then (outside hours or on time off)"
+    assert choices[1].why.startswith("booked 10:00–10:30")
+    assert [(c.name, c.free) for c in early] == [("Dr Early", True), ("Dr Test", False)]
+
+
+def test_out_of_office_block_needs_no_patient_and_blocks_the_provider(db, world):
+    booked = book(db, world, patient_id=None, service_ids=[], kind="out_of_office",
+                  start_at=at(12), end_at=at(13), notes="Training")  # fmt: skip
+    with db.read() as session:
+        row = session.get(Appointment, booked.appointment_id)
+        assert row.kind == AppointmentKind.OUT_OF_OFFICE and row.patient_id is None
+        choices = booking.provider_choices(session, world.staff, clinic_id=world.clinic_id,
+                                           start_at=at(12, 30), minutes=30)  # fmt: skip
+    assert choices[0].why.startswith("out of office 12:00–13:00")
+    with pytest.raises(Conflict, match="out of office"):
+        book(db, world, start_at=at(12, 15))
+
+
+def test_preview_shows_the_confirmation_text(db, world):
+    with db.read() as session:
+        subject, body = booking.preview_confirmation(
+            session, world.staff, clinic_id=world.clinic_id, provider_name="Dr Test",
+            service_names=["Consultation"], start_at=at(10), patient_name="Alex Morgan")  # fmt: skip
+    assert "is confirmed" in subject and "Dear Alex Morgan" in body and "Dr Test" in body
+    assert "Test Clinic" in body
+
+
+def test_booking_needs_the_permission(db, world):
+    from core.authz import patient_actor
+
+    with pytest.raises(PermissionDenied):
+        book(db, world, actor=patient_actor("Alex"))

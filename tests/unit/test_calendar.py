@@ -1,0 +1,241 @@
+"""Calendar reads: the visible window only, colours, resources, hours, and the time-zone
+conversions of the component's callbacks (DST days included).
+
+Re-run on PostgreSQL by tests/integration/test_calendar_pg.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from core import calendar
+from core.authz import patient_actor
+from core.clock import local_to_utc
+from core.errors import PermissionDenied, ValidationError
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    Provider,
+    WorkingHours,
+)
+
+S = AppointmentStatus
+TZ = "Europe/London"
+
+
+def add(session, world, start, minutes=30, status=S.SCHEDULED, **extra) -> int:
+    values = dict(clinic_id=world.clinic_id, provider_id=world.provider_id,
+                  patient_id=world.patient_id, service_id=world.service_id, status=status,
+                  start_at=start, end_at=start + timedelta(minutes=minutes))  # fmt: skip
+    row = Appointment(**(values | extra))
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def local(day: date, hour: int, minute: int = 0, tz: str = TZ) -> datetime:
+    return local_to_utc(day, time(hour, minute), tz)
+
+
+def events(db, world, start, end, **filters):
+    with db.read() as session:
+        return calendar.list_events(session, world.staff, clinic_id=world.clinic_id, start=start,
+                                    end=end, **filters)  # fmt: skip
+
+
+def test_only_events_overlapping_the_window_are_read(db, world):
+    day = date(2026, 6, 10)
+    first, last = calendar.window_bounds(day, day + timedelta(days=1), TZ)
+    with db.write() as session:
+        inside = add(session, world, local(day, 10))
+        straddles = add(session, world, local(day, 0) - timedelta(minutes=30), minutes=60)
+        add(session, world, local(day, 0) - timedelta(hours=2))  # ended before the window
+        add(session, world, local(day + timedelta(days=1), 0))  # starts when the window ends
+        add(session, world, local(day - timedelta(days=3), 10))
+        requested = Appointment(clinic_id=world.clinic_id, patient_id=world.patient_id,
+                                status=S.REQUESTED, requested_day=day)  # fmt: skip
+        session.add(requested)
+    found = events(db, world, first, last)
+    assert [e.id for e in found] == [straddles, inside]
+
+
+def test_events_carry_clinic_local_times_with_offset_and_status_colours(db, world):
+    summer, winter = date(2026, 7, 1), date(2026, 12, 1)
+    with db.write() as session:
+        add(session, world, local(summer, 9))
+        add(session, world, local(winter, 9), status=S.CHECKED_IN)
+        add(session, world, local(winter, 13), kind=AppointmentKind.OUT_OF_OFFICE,
+            notes="Team meeting", patient_id=None)  # fmt: skip
+    found = events(db, world, local(summer, 0), local(summer, 0) + timedelta(days=1))
+    found += events(db, world, local(winter, 0), local(winter, 0) + timedelta(days=1))
+    assert found[0].start == "2026-07-01T09:00:00+01:00"
+    assert found[0].end == "2026-07-01T09:30:00+01:00"
+    assert found[0].color == calendar.STATUS_COLOURS["scheduled"] and found[0].editable
+    assert found[1].start == "2026-12-01T09:00:00+00:00"
+    assert found[1].color == calendar.STATUS_COLOURS["checked_in"] and not found[1].editable
+    ooo = found[2]
+    assert ooo.title == "Out of office: Team meeting"
+    assert ooo.color == calendar.OUT_OF_OFFICE_COLOUR
+    assert calendar.OUT_OF_OFFICE_CLASS in ooo.to_fullcalendar()["classNames"]
+    assert found[0].title == "Alex Morgan · Consultation"
+    fc = found[0].to_fullcalendar()
+    assert (
+        fc["resourceId"] == str(world.provider_id) and fc["extendedProps"]["status"] == "scheduled"
+    )
+
+
+def test_colour_legend_names_every_status_and_requested_purple_scheduled_green():
+    names = dict(calendar.legend())
+    assert len(names) == len(S) + 1 and "Out of office" in names
+    assert names["Requested"] == "#7e57c2" and names["Scheduled"] == "#2e7d32"
+    assert len(set(calendar.STATUS_COLOURS.values())) == len(S)
+
+
+def test_filters_by_provider_and_status(db, world):
+    day = date(2026, 6, 10)
+    with db.write() as session:
+        other = Provider(name="Dr Other")
+        session.add(other)
+        session.flush()
+        add(session, world, local(day, 10))
+        add(session, world, local(day, 11), status=S.CANCELLED)
+        mine = add(session, world, local(day, 12), provider_id=other.id)
+        other_id = other.id
+    first, last = calendar.window_bounds(day, day + timedelta(days=1), TZ)
+    assert [e.id for e in events(db, world, first, last, provider_ids=[other_id])] == [mine]
+    assert {e.status for e in events(db, world, first, last, statuses=["cancelled"])} == {
+        "cancelled"
+    }
+    assert len(events(db, world, first, last)) == 3
+
+
+def test_window_is_validated_and_permission_checked(db, world):
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="at most two months"):
+        events(db, world, start, start + timedelta(days=90))
+    with pytest.raises(ValidationError, match="end after"):
+        events(db, world, start, start)
+    with pytest.raises(ValidationError, match="time zones"):
+        events(db, world, start.replace(tzinfo=None), start + timedelta(days=1))
+    with db.read() as session, pytest.raises(PermissionDenied):
+        calendar.list_events(session, patient_actor("X"), clinic_id=world.clinic_id,
+                             start=start, end=start + timedelta(days=1))  # fmt: skip
+
+
+def test_week_across_the_spring_dst_change_keeps_wall_times(db, world):
+    with db.write() as session:
+        saturday = add(session, world, local(date(2026, 3, 28), 9))
+        monday = add(session, world, local(date(2026, 3, 30), 9))
+    first, last = calendar.visible_window("timeGridWeek", date(2026, 3, 29), TZ)
+    assert (first, last) == (date(2026, 3, 23), date(2026, 3, 30))
+    start, end = calendar.window_bounds(first, last, TZ)
+    assert end - start == timedelta(hours=7 * 24 - 1)  # the week is an hour short
+    assert [e.id for e in events(db, world, start, end)] == [saturday]
+    start, end = calendar.window_bounds(date(2026, 3, 28), date(2026, 3, 31), TZ)
+    found = {e.id: e.start for e in events(db, world, start, end)}
+    assert found == {saturday: "2026-03-28T09:00:00+00:00", monday: "2026-03-30T09:00:00+01:00"}
+
+
+@pytest.mark.parametrize(
+    ("value", "tz", "expected"),
+    [
+        # dateClick/select: the clicked wall time labelled Z
+        ("2026-03-29T10:00:00.000Z", "Europe/London", datetime(2026, 3, 29, 9, 0)),
+        ("2026-03-28T10:00:00.000Z", "Europe/London", datetime(2026, 3, 28, 10, 0)),
+        # a time the spring change skips moves forward by the gap
+        ("2026-03-29T01:30:00.000Z", "Europe/London", datetime(2026, 3, 29, 1, 30)),
+        # the autumn change's repeated hour means its first occurrence
+        ("2026-10-25T01:30:00.000Z", "Europe/London", datetime(2026, 10, 25, 0, 30)),
+        # an event dragged across the change keeps its old offset: the wall time counts
+        ("2026-03-30T09:00:00+00:00", "Europe/London", datetime(2026, 3, 30, 8, 0)),
+        ("2026-11-02T09:00:00-04:00", "America/New_York", datetime(2026, 11, 2, 14, 0)),
+        ("2026-10-30T09:00:00-04:00", "America/New_York", datetime(2026, 10, 30, 13, 0)),
+        ("2026-03-08T12:00:00.000Z", "America/New_York", datetime(2026, 3, 8, 16, 0)),
+        ("2026-03-07T12:00:00", "America/New_York", datetime(2026, 3, 7, 17, 0)),
+    ],
+)
+def test_callback_times_are_read_as_clinic_wall_time(value, tz, expected):
+    assert calendar.callback_time(value, tz) == expected.replace(tzinfo=UTC)
+
+
+def test_callback_values_that_are_not_times_are_refused():
+    with pytest.raises(ValidationError, match="not a date and time"):
+        calendar.callback_time("soon", TZ)
+    assert calendar.callback_day("2026-03-29") == date(2026, 3, 29)
+    assert calendar.callback_day("2026-03-29T23:30:00-04:00") == date(2026, 3, 29)
+
+
+def test_visible_windows_of_each_view():
+    anchor = date(2026, 11, 25)  # a Wednesday
+    assert calendar.visible_window("timeGridDay", anchor, TZ) == (anchor, date(2026, 11, 26))
+    assert calendar.visible_window("resourceTimeGridWeek", anchor, TZ) == (
+        date(2026, 11, 23), date(2026, 11, 30))  # fmt: skip
+    assert calendar.visible_window("dayGridMonth", anchor, TZ) == (
+        date(2026, 10, 26), date(2026, 12, 7))  # fmt: skip
+    with pytest.raises(ValidationError):
+        calendar.visible_window("yearView", anchor, TZ)
+
+
+def test_resources_and_business_hours_come_from_the_schedules(db, world):
+    with db.write() as session:
+        other = Provider(name="Dr Away", colour="#123456")
+        nowhere = Provider(name="Dr Elsewhere")
+        second = Clinic(name="Second", timezone="America/New_York")
+        session.add_all([other, nowhere, second])
+        session.flush()
+        other.working_hours.extend([
+            WorkingHours(clinic_id=world.clinic_id, weekday=0, starts=time(8), ends=time(12)),
+            WorkingHours(clinic_id=world.clinic_id, weekday=6, starts=time(8), ends=time(12)),
+        ])  # fmt: skip
+        nowhere.working_hours.append(
+            WorkingHours(clinic_id=second.id, weekday=0, starts=time(8), ends=time(12))
+        )
+        other_id = other.id
+    with db.read() as session:
+        resources = calendar.list_resources(session, world.clinic_id)
+        hours = calendar.business_hours(session, world.clinic_id, [other_id])
+        everyone = calendar.business_hours(session, world.clinic_id)
+    assert [r["title"] for r in resources] == ["Dr Away", "Dr Test"]
+    assert resources[0]["businessHours"] == [
+        {"daysOfWeek": [0, 1], "startTime": "08:00", "endTime": "12:00"}
+    ]
+    assert resources[0]["eventColor"] == "#123456"
+    assert hours == resources[0]["businessHours"]
+    assert {
+        "daysOfWeek": [0, 1, 2, 3, 4, 5, 6],
+        "startTime": "09:00",
+        "endTime": "17:00",
+    } in everyone
+
+
+def test_week_query_uses_the_clinic_start_index(db, world):
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    with db.write() as session:
+        for i in range(50):
+            add(session, world, start + timedelta(hours=i * 5))
+    with db.read() as session:
+        dialect = session.bind.dialect.name
+        if dialect == "postgresql":
+            session.execute(text("SET enable_seqscan = off"))
+            plan = "\n".join(
+                r[0]
+                for r in session.execute(
+                    text("EXPLAIN SELECT id FROM appointments WHERE clinic_id = :c AND "
+                         "start_at > :a AND start_at < :b"),
+                    {"c": world.clinic_id, "a": start, "b": start + timedelta(days=7)},
+                )
+            )  # fmt: skip
+        else:
+            plan = "\n".join(
+                str(r[-1])
+                for r in session.execute(
+                    text("EXPLAIN QUERY PLAN SELECT id FROM appointments WHERE clinic_id = :c "
+                         "AND start_at > :a AND start_at < :b"),
+                    {"c": world.clinic_id, "a": start.isoformat(), "b": "2026-06-08"},
+                )
+            )  # fmt: skip
+    assert "ix_appointments_clinic_id_start_at" in plan

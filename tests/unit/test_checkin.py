@@ -1,0 +1,179 @@
+"""Check-in by code (scanner text or camera picture) and the Today board.
+
+Re-run on PostgreSQL by tests/integration/test_calendar_pg.py."""
+
+from __future__ import annotations
+
+import io
+from datetime import time, timedelta
+
+import pytest
+from PIL import Image
+from sqlalchemy import select, update
+
+from core import checkin, lifecycle, today, tokens
+from core.clock import local_to_utc, to_local
+from core.errors import InvalidTransition, PermissionDenied, ValidationError
+from db.models import Appointment, AppointmentStatus, Clinic, LinkToken
+from db.types import utcnow
+
+S = AppointmentStatus
+TZ = "Europe/London"
+
+
+def scheduled(db, world, start=None, minutes=30) -> int:
+    start = start or utcnow() + timedelta(hours=2)
+    with db.write() as session:
+        row = Appointment(clinic_id=world.clinic_id, provider_id=world.provider_id,
+                          patient_id=world.patient_id, service_id=world.service_id,
+                          status=S.SCHEDULED, start_at=start,
+                          end_at=start + timedelta(minutes=minutes))  # fmt: skip
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def code_for(db, world, appointment_id) -> str:
+    with db.write() as session:
+        code, png = checkin.issue_code_for(session, world.staff, appointment_id)
+    assert png.startswith(b"\x89PNG") and code.startswith(checkin.CODE_PREFIX)
+    return code
+
+
+def scan(db, actor, code, **extra):
+    with db.write() as session:
+        return checkin.check_in_by_code(session, actor, code, **extra)
+
+
+def test_a_code_checks_the_patient_in_once(db, world):
+    appointment_id = scheduled(db, world)
+    code = code_for(db, world, appointment_id)
+    outcome = scan(db, world.staff, f"  {code}\n")
+    assert outcome.status == S.CHECKED_IN
+    with db.read() as session:
+        row = session.get(Appointment, appointment_id)
+        assert row.status == S.CHECKED_IN and row.checked_in_at is not None
+    with pytest.raises(ValidationError, match="used already .* a code works once"):
+        scan(db, world.staff, code)
+
+
+def test_the_raw_token_without_prefix_works_too(db, world):
+    code = code_for(db, world, scheduled(db, world))
+    assert scan(db, world.staff, code.removeprefix(checkin.CODE_PREFIX)).status == S.CHECKED_IN
+
+
+@pytest.mark.parametrize("code", ["", "hello world", "CDCHK:nope", "x" * 300])
+def test_wrong_codes_get_a_clear_message(db, world, code):
+    with pytest.raises(ValidationError, match="not a ClinicDesk check-in code"):
+        scan(db, world.staff, code)
+
+
+def test_expired_and_foreign_codes_are_refused(db, world):
+    appointment_id = scheduled(db, world)
+    code = code_for(db, world, appointment_id)
+    with db.write() as session:
+        session.execute(update(LinkToken).values(expires_at=utcnow() - timedelta(minutes=1)))
+    with pytest.raises(ValidationError, match="expired"):
+        scan(db, world.staff, code)
+    with db.write() as session:
+        survey = tokens.issue(session, "survey", appointment_id, timedelta(days=1)).raw
+        other = Clinic(name="Other", timezone=TZ)
+        session.add(other)
+        session.flush()
+        other_id = other.id
+    with pytest.raises(ValidationError, match="not a check-in code"):
+        scan(db, world.staff, survey)
+    fresh = code_for(db, world, appointment_id)
+    with pytest.raises(ValidationError, match="at Test Clinic, not at this clinic"):
+        scan(db, world.staff, fresh, clinic_id=other_id)
+    with db.read() as session:  # nothing was consumed by the refusals
+        assert session.get(Appointment, appointment_id).status == S.SCHEDULED
+    assert scan(db, world.staff, fresh, clinic_id=world.clinic_id).status == S.CHECKED_IN
+
+
+def test_a_cancelled_appointment_is_not_checked_in_and_the_code_stays_unused(db, world):
+    appointment_id = scheduled(db, world)
+    code = code_for(db, world, appointment_id)
+    with db.write() as session:
+        lifecycle.cancel_appointment(session, world.staff, appointment_id, reason="Ill")
+    with pytest.raises(InvalidTransition, match="cancelled appointment cannot be checked in"):
+        scan(db, world.staff, code)
+    with db.read() as session:
+        token = session.scalar(select(LinkToken).where(LinkToken.purpose == "check_in"))
+        assert token.used_at is None
+
+
+def test_check_in_needs_permission(db, world):
+    from core.authz import patient_actor
+
+    code = code_for(db, world, scheduled(db, world))
+    with pytest.raises(PermissionDenied):
+        scan(db, patient_actor("Alex"), code)
+
+
+def test_qr_pictures_decode_to_the_code():
+    png = checkin.qr_png("CDCHK:abc123")
+    assert checkin.decode_qr(png) == "CDCHK:abc123"
+    # a camera shot: JPEG, larger, on a grey background
+    shot = Image.new("RGB", (900, 700), (200, 200, 200))
+    shot.paste(Image.open(io.BytesIO(png)).convert("RGB").resize((400, 400)), (250, 150))
+    buffer = io.BytesIO()
+    shot.save(buffer, format="JPEG", quality=85)
+    assert checkin.decode_qr(buffer.getvalue()) == "CDCHK:abc123"
+
+
+def test_pictures_without_a_code_get_a_clear_message():
+    blank = io.BytesIO()
+    Image.new("RGB", (200, 200), "white").save(blank, format="PNG")
+    with pytest.raises(ValidationError, match="No QR code found"):
+        checkin.decode_qr(blank.getvalue())
+    with pytest.raises(ValidationError, match="not a picture"):
+        checkin.decode_qr(b"not an image at all")
+    with pytest.raises(ValidationError, match="empty"):
+        checkin.decode_qr(b"")
+
+
+def test_camera_picture_to_check_in(db, world):
+    appointment_id = scheduled(db, world)
+    code = code_for(db, world, appointment_id)
+    text = checkin.decode_qr(checkin.qr_png(code))
+    assert scan(db, world.staff, text).status == S.CHECKED_IN
+
+
+# ---------------------------------------------------------------- the Today board
+
+
+def test_today_board_stages_waiting_time_and_allowed_actions(db, world):
+    now = utcnow().replace(microsecond=0)
+    local_now = to_local(now, TZ)
+    if local_now.hour < 3 or local_now.hour > 20:  # keep every time on the same local day
+        now = local_to_utc(local_now.date(), time(12), TZ)
+    expected = scheduled(db, world, now + timedelta(hours=1))
+    late = scheduled(db, world, now - timedelta(minutes=10))
+    waiting = scheduled(db, world, now + timedelta(minutes=30))
+    seen = scheduled(db, world, now - timedelta(minutes=5))
+    with db.write() as session:
+        for ident, arrived in ((waiting, now - timedelta(minutes=12)),
+                               (seen, now - timedelta(minutes=20))):  # fmt: skip
+            row = session.get(Appointment, ident)
+            row.status, row.checked_in_at = S.CHECKED_IN, arrived
+    with db.read() as session:
+        rows = {r.id: r for r in today.list_today(session, world.staff, world.clinic_id, now=now)}
+    assert rows[expected].stage == "Expected"
+    assert not rows[expected].can_complete and not rows[expected].can_no_show
+    assert rows[late].stage == "Not arrived yet" and rows[late].can_no_show
+    assert rows[waiting].stage == "Waiting" and rows[waiting].waited_minutes == 12
+    assert not rows[waiting].can_complete and not rows[waiting].can_no_show
+    assert rows[seen].stage == "With provider" and rows[seen].waited_minutes == 15
+    assert rows[seen].can_complete and not rows[seen].can_check_in
+    counts = today.stage_counts(list(rows.values()))
+    assert counts["Waiting"] == 1 and counts["With provider"] == 1 and counts["Expected"] == 1
+
+
+def test_today_board_shows_only_the_clinic_local_day(db, world):
+    now = local_to_utc(to_local(utcnow(), TZ).date(), time(12), TZ)
+    tomorrow = scheduled(db, world, now + timedelta(days=1))
+    todays = scheduled(db, world, now + timedelta(hours=3))
+    with db.read() as session:
+        ids = [r.id for r in today.list_today(session, world.staff, world.clinic_id, now=now)]
+    assert todays in ids and tomorrow not in ids

@@ -1,0 +1,151 @@
+"""Provider schedules: weekly hours per clinic, time off, validations, audit, and the override
+that booking outside them needs. Re-run on PostgreSQL by tests/integration/test_calendar_pg.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core import availability, booking, schedules
+from core.clock import local_to_utc, to_local
+from core.errors import NotFound, PermissionDenied, ValidationError
+from db.models import Appointment, AuditEvent, Clinic
+from db.types import utcnow
+
+H = schedules.HoursRow
+TZ = "Europe/London"
+
+
+def next_weekday(weekday: int) -> date:
+    today = to_local(utcnow(), TZ).date() + timedelta(days=2)
+    return today + timedelta(days=(weekday - today.weekday()) % 7)
+
+
+def test_set_weekly_hours_replaces_them_and_is_audited(db, world):
+    with db.write() as session:
+        saved = schedules.set_weekly_hours(
+            session, world.manager, provider_id=world.provider_id, clinic_id=world.clinic_id,
+            hours=[H(2, time(13), time(18)), H(0, time(9), time(12)), H(0, time(13), time(17))],
+        )  # fmt: skip
+    assert [h.label for h in saved] == ["Monday 09:00–12:00", "Monday 13:00–17:00",
+                                        "Wednesday 13:00–18:00"]  # fmt: skip
+    with db.read() as session:
+        assert (
+            schedules.get_hours(session, world.staff, world.provider_id, world.clinic_id) == saved
+        )
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "working_hours_set"))
+        assert event.actor_label == "Manager" and len(event.details["before"]) == 7
+        monday = next_weekday(0)
+        start = local_to_utc(monday, time(12, 15), TZ)
+        assert not availability.working_hours_cover(
+            session, world.provider_id, world.clinic_id, start, start + timedelta(minutes=30)
+        )
+        start = local_to_utc(monday, time(13), TZ)
+        assert availability.working_hours_cover(
+            session, world.provider_id, world.clinic_id, start, start + timedelta(minutes=30)
+        )
+
+
+@pytest.mark.parametrize(
+    ("hours", "message"),
+    [
+        ([H(1, time(17), time(9))], "Tuesday: the hours must end after they start"),
+        ([H(1, time(9), time(9))], "must end after they start"),
+        ([H(4, time(9), time(13)), H(4, time(12), time(15))], "Friday: 09:00–13:00 and 12:00"),
+        ([H(7, time(9), time(13))], "from 0 \\(Monday\\) to 6"),
+    ],
+)
+def test_weekly_hours_are_validated(db, world, hours, message):
+    with db.write() as session, pytest.raises(ValidationError, match=message):
+        schedules.set_weekly_hours(session, world.manager, provider_id=world.provider_id,
+                                   clinic_id=world.clinic_id, hours=hours)  # fmt: skip
+
+
+def test_a_provider_cannot_work_at_two_clinics_at_once(db, world):
+    with db.write() as session:
+        other = Clinic(name="Uptown", timezone=TZ)
+        session.add(other)
+        session.flush()
+        other_id = other.id
+    with db.write() as session, pytest.raises(ValidationError, match="already works at Test"):
+        schedules.set_weekly_hours(session, world.manager, provider_id=world.provider_id,
+                                   clinic_id=other_id, hours=[H(3, time(16), time(19))])  # fmt: skip
+    with db.write() as session:
+        schedules.set_weekly_hours(session, world.manager, provider_id=world.provider_id,
+                                   clinic_id=other_id, hours=[H(3, time(17), time(19))])  # fmt: skip
+
+
+def test_staff_may_not_change_schedules(db, world):
+    with db.write() as session, pytest.raises(PermissionDenied, match="set provider hours"):
+        schedules.set_weekly_hours(session, world.staff, provider_id=world.provider_id,
+                                   clinic_id=world.clinic_id, hours=[])  # fmt: skip
+    with db.write() as session, pytest.raises(NotFound):
+        schedules.set_weekly_hours(session, world.owner, provider_id=999,
+                                   clinic_id=world.clinic_id, hours=[])  # fmt: skip
+
+
+def test_time_off_blocks_working_hours_and_can_be_removed(db, world):
+    day = next_weekday(1)
+    start, end = local_to_utc(day, time(0), TZ), local_to_utc(day + timedelta(days=1), time(0), TZ)
+    with db.write() as session:
+        row = schedules.add_time_off(session, world.manager, provider_id=world.provider_id,
+                                     starts_at=start, ends_at=end, reason="Conference")  # fmt: skip
+        off_id = row.id
+    with db.read() as session:
+        ten = local_to_utc(day, time(10), TZ)
+        assert not availability.working_hours_cover(
+            session, world.provider_id, world.clinic_id, ten, ten + timedelta(minutes=30)
+        )
+        listed = schedules.list_time_off(session, world.staff, since=utcnow())
+        assert [(t.id, t.reason, t.provider_name) for t in listed] == [
+            (off_id, "Conference", "Dr Test")]  # fmt: skip
+    with db.write() as session, pytest.raises(ValidationError, match="already has time off"):
+        schedules.add_time_off(session, world.manager, provider_id=world.provider_id,
+                               starts_at=start + timedelta(hours=5), ends_at=end + timedelta(hours=5))  # fmt: skip
+    with db.write() as session:
+        schedules.remove_time_off(session, world.manager, off_id)
+    with db.read() as session:
+        assert schedules.list_time_off(session, world.staff, since=utcnow()) == []
+        actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+        assert actions[-2:] == ["time_off_added", "time_off_removed"]
+    with db.write() as session, pytest.raises(NotFound, match="removed already"):
+        schedules.remove_time_off(session, world.manager, off_id)
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "message"),
+    [
+        (datetime(2026, 5, 2, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC), "end after"),
+        (datetime(2026, 5, 1), datetime(2026, 5, 2), "time zone"),
+        (datetime(2026, 5, 1, tzinfo=UTC), datetime(2027, 6, 1, tzinfo=UTC), "at most a year"),
+    ],
+)
+def test_time_off_is_validated(db, world, starts, ends, message):
+    with db.write() as session, pytest.raises(ValidationError, match=message):
+        schedules.add_time_off(session, world.manager, provider_id=world.provider_id,
+                               starts_at=starts, ends_at=ends)  # fmt: skip
+
+
+def test_booking_outside_hours_needs_an_override_that_is_recorded(db, world):
+    day = next_weekday(2)
+    with db.write() as session:
+        schedules.set_weekly_hours(session, world.manager, provider_id=world.provider_id,
+                                   clinic_id=world.clinic_id, hours=[H(2, time(9), time(12))])  # fmt: skip
+    evening = local_to_utc(day, time(18), TZ)
+    kwargs = dict(clinic_id=world.clinic_id, provider_id=world.provider_id, start_at=evening,
+                  service_ids=[world.service_id], patient_id=world.patient_id)  # fmt: skip
+    with db.write() as session, pytest.raises(ValidationError, match="not working"):
+        booking.book(session, world.staff, **kwargs)
+    with db.write() as session:
+        booked = booking.book(session, world.staff, outside_hours_override=True, **kwargs)
+    assert "override recorded" in " ".join(booked.notes)
+    with db.read() as session:
+        row = session.get(Appointment, booked.appointment_id)
+        assert row.outside_hours_override
+        event = session.scalar(select(AuditEvent).where(AuditEvent.entity_id == row.id,
+                                                        AuditEvent.entity == "appointment"))  # fmt: skip
+        assert event.details["outside_hours_override"] is True
+        assert schedules.bookings_during(session, world.staff, world.provider_id, evening,
+                                         evening + timedelta(hours=1)) == 1  # fmt: skip
