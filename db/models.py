@@ -270,6 +270,7 @@ class Appointment(Base):
         Index(None, "status", "start_at"),
         Index(None, "patient_id", "start_at"),
         Index(None, "status", "created_at"),
+        Index(None, "clinic_id", "start_at", "status"),  # analytics: status checked in the index
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
