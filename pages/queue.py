@@ -44,6 +44,12 @@ kind = st.segmented_control(
 ) or QueueKind.REQUESTS  # fmt: skip
 _, rows, _ = _queue(me, kind, clinic_id, provider_id, sort or "age", page)
 
+with st.expander("Stale limit"):
+    hours = st.number_input("Flag requests waiting longer than (hours)", 1, 720, limit,
+                            key="queue_stale_hours")  # fmt: skip
+    if st.button("Save limit", key="queue_stale_save"):
+        if run_action(queue.set_stale_hours, int(hours), success="Limit saved."):
+            refresh()
 if not rows:
     st.info("Nothing waiting here.")
     st.stop()

@@ -16,6 +16,7 @@ from core import lifecycle, queue
 from core.appointments import AppointmentDetail, get_appointment_detail
 from core.availability import Slot
 from core.clock import local_to_utc, to_local
+from core.errors import DomainError
 from core.lifecycle import Action
 from core.queue import QueueKind, QueueRow
 from ui.context import read, refresh, run_action
@@ -75,7 +76,10 @@ def time_picker(
 ) -> tuple[int | None, datetime | None]:  # fmt: skip
     """Provider and start: the earliest suggested free slots, or any time typed in."""
     providers = dict(_providers(me, clinic_id))
-    slots: list[Slot] = _suggestions(me, appointment_id, change_id, None)
+    try:
+        slots: list[Slot] = _suggestions(me, appointment_id, change_id, None)
+    except DomainError:  # e.g. a request whose service was retired: type a time instead
+        slots = []
     options = [*slots, OTHER]
     picked = st.selectbox(
         "Time", options, key=f"{prefix}_slot",

@@ -136,3 +136,11 @@ def test_bulk_decline_and_refused_bulk_approve_row_by_row(app_as, app_db):
             AuditEvent.entity_id.in_(picked), AuditEvent.action == "decline")).all()  # fmt: skip
     database.dispose()
     assert reasons == ["Closed for refurbishment"] * 2
+
+
+def test_stale_limit_is_configurable(app_as):
+    at = app_as("manager", PAGE)
+    assert any("waiting longer than 24 h" in w.value for w in at.warning)
+    at.number_input(key="queue_stale_hours").set_value(720).run()
+    at.button(key="queue_stale_save").click().run()
+    assert not any("waiting longer than" in w.value for w in at.warning)
