@@ -209,6 +209,7 @@ class InvitationSent:
     expires_at: datetime
     replaced: int  # how many earlier pending invitations this one revoked
     queued: bool  # whether an email was queued (False for a desk QR only)
+    patient_name: str = ""
 
 
 def _patient(session: Session, patient_id: int, *, lock: bool = False) -> Patient:
@@ -316,7 +317,7 @@ def send_invitation(
                  details={"expires_at": invitation.expires_at.isoformat(), "email_queued": queued,
                           "replaced": replaced})  # fmt: skip
     return InvitationSent(invitation.id, patient.id, patient.email, url, invitation.expires_at,
-                          replaced, queued)  # fmt: skip
+                          replaced, queued, patient.full_name)  # fmt: skip
 
 
 def revoke_invitation(session: Session, actor: Actor, invitation_id: int, reason: str = "") -> None:
@@ -625,6 +626,11 @@ def bulk_preview(
 
 def format_when(moment: datetime | None, tz: str = "UTC") -> str:
     return format_local(moment, tz) if moment else ""
+
+
+def clinic_choices(session: Session, actor: Actor) -> list[tuple[int, str]]:
+    ensure(actor, Permission.PATIENTS_READ)
+    return [tuple(r) for r in session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))]
 
 
 def expire_job(database, settings) -> None:

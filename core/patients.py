@@ -230,3 +230,57 @@ def get_patient_record(session: Session, actor: Actor, patient_id: int) -> Patie
         invitations.state_of(session, patient),
         invitations.invitation_history(session, actor, patient.id),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PatientAppointment:
+    id: int
+    when: str  # clinic-local start, or the requested day and time of day
+    service: str
+    provider: str
+    clinic: str
+    status: str
+    booked_by: str  # a staff name, or "Online appointment · <time>"
+
+
+def booked_by_label(source, created_by: str | None, booked_at, tz: str) -> str:
+    """Who created an appointment: "Online appointment" and the time in place of a staff name."""
+    from core.clock import format_local
+    from db.models import Source
+
+    if source == Source.ONLINE:
+        return f"Online appointment · {format_local(booked_at, tz)}"
+    return created_by or ("Imported" if source == Source.IMPORT else "Practice")
+
+
+def list_patient_appointments(
+    session: Session, actor: Actor, patient_id: int, limit: int = 20
+) -> list[PatientAppointment]:
+    """The patient's latest appointments and requests, newest first."""
+    from core.clock import format_local
+    from db.models import Appointment, Clinic, Provider, Service, User
+
+    ensure(actor, Permission.PATIENTS_READ)
+    rows = session.execute(
+        select(Appointment, Service.name, Provider.name, Clinic.name, Clinic.timezone,
+               User.display_name)
+        .join(Clinic, Clinic.id == Appointment.clinic_id)
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .outerjoin(Provider, Provider.id == Appointment.provider_id)
+        .outerjoin(User, User.id == Appointment.created_by_user_id)
+        .where(Appointment.patient_id == patient_id)
+        .order_by(func.coalesce(Appointment.start_at, Appointment.created_at).desc(),
+                  Appointment.id.desc())
+        .limit(limit)
+    ).all()  # fmt: skip
+    result = []
+    for a, service, provider, clinic, tz, creator in rows:
+        if a.start_at is not None:
+            when = format_local(a.start_at, tz)
+        else:
+            part = a.time_of_day.value.replace("_", " ") if a.time_of_day else "any time"
+            when = f"{a.requested_day:%a %d %b %Y}, {part}" if a.requested_day else ""
+        result.append(PatientAppointment(a.id, when, service or "", provider or "", clinic,
+                                         a.status.value.replace("_", " "),
+                                         booked_by_label(a.source, creator, a.booked_at, tz)))  # fmt: skip
+    return result

@@ -1,0 +1,123 @@
+"""Portal invitations: status of every patient, per-row and bulk actions, the enrolment funnel."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import invitations, patient_links
+from core.authz import Permission
+from core.invitations import PortalStatus
+from ui import actor, refresh, run_action, settings
+from ui.context import read
+from ui.portal import history_table, results_table, send_many
+
+
+@st.cache_data(ttl=20, max_entries=50, show_spinner=False)
+def _overview(current, status, clinic_id, search, page):
+    rows = read(invitations.list_invitations, current, status=status, clinic_id=clinic_id,
+                search=search, page=page)  # fmt: skip
+    counts = read(invitations.status_counts, current, clinic_id=clinic_id, search=search)
+    return rows, counts, read(invitations.enrollment_funnel, current, clinic_id=clinic_id)
+
+
+@st.cache_data(ttl=20, max_entries=20, show_spinner=False)
+def _preview(current, clinic_id, upcoming_only, include_expired):
+    return read(invitations.bulk_preview, current, clinic_id=clinic_id,
+                upcoming_only=upcoming_only, include_expired=include_expired)  # fmt: skip
+
+
+st.title("Portal invitations")
+me = actor()
+clinics = dict(read(invitations.clinic_choices, me))
+with st.form("invitations_filters"):
+    a, b, c = st.columns([1, 1, 2])
+    status = a.selectbox("Status", [None, *PortalStatus], key="invitations_status",
+                         format_func=lambda s: s.label if s else "All")  # fmt: skip
+    clinic_id = b.selectbox("Clinic", [None, *clinics], format_func=lambda c: clinics.get(c, "All clinics"),
+                            key="invitations_clinic")  # fmt: skip
+    search = c.text_input("Search", placeholder="Name or email", key="invitations_search")
+    if st.form_submit_button("Apply"):
+        st.session_state["invitations_page"] = 0
+page = st.session_state.get("invitations_page", 0)
+rows, counts, funnel = _overview(me, status, clinic_id, search, page)
+
+cols = st.columns(len(PortalStatus))
+for col, s in zip(cols, PortalStatus, strict=True):
+    col.metric(s.label, counts[s])
+left, right = st.columns([2, 1])
+figure = go.Figure(go.Funnel(y=["Invited", "Enrolled"], x=[funnel.invited, funnel.enrolled],
+                             textinfo="value+percent initial"))  # fmt: skip
+figure.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10))
+left.plotly_chart(figure, key="invitations_funnel")
+right.metric("Enrolment rate", f"{funnel.rate:.0%}")
+right.metric("Median days to enrol", "—" if funnel.median_days is None else funnel.median_days)
+right.metric("Pending invitations", funnel.pending)
+
+table = pd.DataFrame([{"Patient": r.name, "Email": r.email, "Status": r.status.label,
+                       "Sent (UTC)": r.sent_at, "Expires (UTC)": r.expires_at,
+                       "Enrolled (UTC)": r.enrolled_at} for r in rows])  # fmt: skip
+picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
+                      selection_mode="multi-row", key="invitations_table")  # fmt: skip
+chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
+prev, info, nxt = st.columns([1, 3, 1])
+if prev.button("Previous", disabled=page == 0, key="invitations_prev"):
+    st.session_state["invitations_page"] = page - 1
+    st.rerun()
+info.caption(f"Page {page + 1} · {len(rows)} patients shown")
+if nxt.button("Next", disabled=len(rows) < invitations.PAGE_SIZE, key="invitations_next"):
+    st.session_state["invitations_page"] = page + 1
+    st.rerun()
+
+if chosen:
+    st.subheader(f"{len(chosen)} selected")
+    a, b = st.columns(2)
+    if a.button("Send / resend invitations", key="invitations_send_selected", type="primary"):
+        send_many([r.patient_id for r in chosen], "invitations_selected")
+        st.rerun()
+    pending = [r for r in chosen if r.status == PortalStatus.INVITED]
+    if b.button(f"Revoke {len(pending)} pending", disabled=not pending, key="invitations_revoke"):
+        for r in pending:
+            run_action(invitations.revoke_invitation, r.invitation_id, "Revoked from the list")
+        refresh()
+    results_table("invitations_selected")
+    if len(chosen) == 1:
+        st.caption(f"Invitation history of {chosen[0].name}")
+        history_table(
+            read(invitations.invitation_history, me, chosen[0].patient_id), "invitations_history"
+        )
+
+with st.expander("Bulk invite eligible patients"):
+    a, b, c = st.columns(3)
+    bulk_clinic = a.selectbox("Clinic", [None, *clinics], format_func=lambda c: clinics.get(c, "All clinics"),
+                              key="invitations_bulk_clinic")  # fmt: skip
+    upcoming = b.checkbox(
+        "Only patients with an upcoming appointment", True, key="invitations_bulk_upcoming"
+    )
+    renew = c.checkbox("Renew expired invitations too", True, key="invitations_bulk_renew")
+    preview = _preview(me, bulk_clinic, upcoming, renew)
+    st.markdown(f"**{preview.to_send} will be invited.** Skipped: "
+                + ("; ".join(f"{n} {why}" for why, n in preview.skipped.items()) or "none"))  # fmt: skip
+    if st.button(
+        f"Send {preview.to_send} invitations",
+        disabled=not preview.to_send,
+        key="invitations_bulk_send",
+    ):
+        send_many(preview.patient_ids, "invitations_bulk")
+        st.rerun()
+    results_table("invitations_bulk")
+
+if me.can(Permission.NOTIFICATIONS_MANAGE):
+    with st.expander("Settings and public booking link"):
+        with st.form("invitations_settings"):
+            days = st.number_input("Invitations expire after (days)", 1, invitations.MAX_EXPIRY_DAYS,
+                                   read(invitations.get_expiry_days), key="invitations_expiry")  # fmt: skip
+            if st.form_submit_button("Save"):
+                run_action(invitations.set_expiry_days, int(days), success="Expiry saved.")
+        target = st.selectbox("Clinic for a booking link", list(clinics), format_func=clinics.get,
+                              key="invitations_booking_clinic")  # fmt: skip
+        if st.button("Create a public booking-request link", key="invitations_booking_link"):
+            made = run_action(
+                patient_links.issue_booking_link, target, base_url=settings().base_url
+            )
+            if made:
+                st.code(made.value, language=None)

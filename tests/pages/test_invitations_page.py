@@ -1,0 +1,100 @@
+"""The Portal invitations page: counts, funnel, filters, per-row and bulk actions."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from sqlalchemy import func, select
+
+from core.config import load_settings
+from core.startup import open_database
+from db.models import InvitationStatus, Notification, PortalInvitation
+
+PAGE = "pages/invitations.py"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Cached reads are keyed by actor and filters, not by database: each test has its own."""
+    st.cache_data.clear()
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def test_counts_funnel_and_filters(app_as):
+    at = app_as("staff", PAGE)
+    assert not at.exception and not at.error
+    labels = {m.label: m.value for m in at.metric}
+    assert {
+        "Invited",
+        "Enrolled",
+        "Expired",
+        "Revoked",
+        "No email",
+        "Opted out",
+        "Not invited",
+    } <= set(labels)
+    assert int(labels["Enrolled"]) > 0 and labels["Enrolment rate"].endswith("%")
+    assert len(at.get("plotly_chart")) == 1
+    at.selectbox(key="invitations_status").select_index(
+        list(at.selectbox(key="invitations_status").options).index("Enrolled")
+    )
+    at.button(key="FormSubmitter:invitations_filters-Apply").click().run()
+    table = at.dataframe[0].value
+    assert len(table) > 0 and set(table["Status"]) == {"Enrolled"}
+
+
+def test_staff_do_not_see_the_settings_but_managers_do(app_as):
+    staff = app_as("staff", PAGE)
+    assert "Settings and public booking link" not in [e.label for e in staff.expander]
+    manager = app_as("manager", PAGE)
+    assert "Settings and public booking link" in [e.label for e in manager.expander]
+    manager.number_input(key="invitations_expiry").set_value(21)
+    manager.button(key="FormSubmitter:invitations_settings-Save").click().run()
+    assert not manager.error
+    assert manager.number_input(key="invitations_expiry").value == 21
+
+
+def test_bulk_invite_previews_then_sends_with_a_result_list(app_as, app_db):
+    at = app_as("staff", PAGE)
+    send = at.button(key="invitations_bulk_send")
+    to_send = int(send.label.split()[1])
+    assert to_send > 0 and any("will be invited.** Skipped: " in m.value for m in at.markdown)
+    database = _db(app_db)
+    with database.read() as s:
+        before = s.scalar(select(func.count()).select_from(PortalInvitation))
+    send.click().run()
+    assert not at.exception
+    assert any(f"Invitations sent: {to_send}; skipped: 0." == s.value for s in at.success)
+    with database.read() as s:
+        after = s.scalar(select(func.count()).select_from(PortalInvitation))
+        queued = s.scalar(select(func.count()).select_from(Notification)
+                          .where(Notification.template == "portal_invitation"))  # fmt: skip
+    database.dispose()
+    assert after - before == to_send and queued == to_send
+    assert at.button(key="invitations_bulk_send").label == "Send 0 invitations"
+
+
+def test_selecting_rows_resends_and_shows_history(app_as, app_db):
+    at = app_as("staff", PAGE)
+    at.selectbox(key="invitations_status").select_index(
+        list(at.selectbox(key="invitations_status").options).index("Invited")
+    )
+    at.button(key="FormSubmitter:invitations_filters-Apply").click().run()
+    name, email = at.dataframe[0].value[["Patient", "Email"]].iloc[0]
+    at.session_state["invitations_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert any(name in c.value for c in at.caption)
+    at.button(key="invitations_send_selected").click().run()
+    assert any(s.value == "Invitations sent: 1; skipped: 0." for s in at.success)
+    database = _db(app_db)
+    with database.read() as s:
+        statuses = s.scalars(
+            select(PortalInvitation.status)
+            .where(PortalInvitation.email == email)
+            .order_by(PortalInvitation.id.desc())
+        ).all()
+    database.dispose()
+    assert statuses == [InvitationStatus.PENDING, InvitationStatus.REVOKED]

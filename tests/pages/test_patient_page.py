@@ -1,0 +1,181 @@
+"""The public patient page (/patient?p=…&t=…): every purpose, and the neutral invalid page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from core import invitations, patient_links, tokens
+from core.authz import SYSTEM
+from core.config import load_settings
+from core.startup import open_database
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    ChangeRequest,
+    Patient,
+    PortalInvitation,
+    Role,
+    Source,
+)
+from db.types import utcnow
+from tests.factories import make_user
+from tests.pages.conftest import ROOT
+
+INVALID = "This link is not valid any more. Please contact the practice for a new one."
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _open(purpose: str, token: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.query_params["p"], at.query_params["t"] = purpose, token
+    at.run()
+    at.switch_page("pages/patient.py")
+    return at.run()
+
+
+def _raw(link: str) -> str:
+    return link.split("&t=")[1]
+
+
+def _invite(app_db):
+    database = _db(app_db)
+    with database.write() as s:
+        patient = s.scalars(select(Patient).where(
+            Patient.email.is_not(None), Patient.consent_email.is_(True),
+            Patient.portal_enrolled_at.is_(None)).limit(1)).one()  # fmt: skip
+        sent = invitations.send_invitation(s, SYSTEM, patient.id, base_url="http://x")
+        born = patient.date_of_birth
+    database.dispose()
+    return _raw(sent.link), born, sent.invitation_id
+
+
+def _only_invalid(at: AppTest) -> None:
+    assert not at.exception
+    assert [t.value for t in at.title] == ["This link is not valid"]
+    assert [i.value for i in at.info] == [INVALID]
+    assert not at.text_input and not at.button and not at.markdown
+
+
+@pytest.mark.parametrize("purpose", ["enroll", "proposal", "change", "booking", "nonsense", ""])
+def test_wrong_tokens_and_purposes_get_one_neutral_page(app_db, purpose):
+    _only_invalid(_open(purpose, "made-up-token-value"))
+
+
+def test_a_real_token_for_another_purpose_is_also_just_invalid(app_db):
+    raw, _, _ = _invite(app_db)
+    _only_invalid(_open("booking", raw))
+    _only_invalid(_open("enroll", raw + "x"))
+
+
+def test_enrolment_with_date_of_birth_and_terms_then_the_link_is_used(app_db):
+    raw, born, invitation_id = _invite(app_db)
+    at = _open("enroll", raw)
+    assert at.title[0].value == "Patient portal"
+    at.date_input(key="patient_enroll_dob").set_value(born + timedelta(days=1))
+    at.checkbox(key="patient_enroll_terms").check()
+    at.button(key="FormSubmitter:patient_enroll_form-Enrol").click().run()
+    assert "does not match our records" in at.error[0].value
+    at.date_input(key="patient_enroll_dob").set_value(born)
+    at.button(key="FormSubmitter:patient_enroll_form-Enrol").click().run()
+    assert "you are now enrolled" in at.success[0].value
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.get(PortalInvitation, invitation_id).status.value == "enrolled"
+    database.dispose()
+    _only_invalid(_open("enroll", raw))  # a new browser session: the link worked once
+
+
+def test_enrolment_needs_the_terms(app_db):
+    raw, born, _ = _invite(app_db)
+    at = _open("enroll", raw)
+    at.date_input(key="patient_enroll_dob").set_value(born)
+    at.button(key="FormSubmitter:patient_enroll_form-Enrol").click().run()
+    assert "accept the terms" in at.error[0].value
+
+
+def test_declining_a_proposal(app_db):
+    database = _db(app_db)
+    with database.write() as s:
+        appointment = s.scalars(select(Appointment).where(
+            Appointment.status == AppointmentStatus.TENTATIVE, Appointment.start_at > utcnow(),
+            Appointment.patient_id.is_not(None)).limit(1)).one()  # fmt: skip
+        raw = tokens.issue(s, "proposal", appointment.id, timedelta(days=2)).raw
+        appointment_id = appointment.id
+    at = _open("proposal", raw)
+    assert at.title[0].value == "Your proposed appointment"
+    at.button(key="patient_proposal_decline").click().run()
+    assert not at.exception and "in touch" in at.success[0].value
+    with database.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.REQUESTED
+    database.dispose()
+
+
+def test_change_page_shows_the_policy_and_the_late_fee_before_confirming(app_db):
+    database = _db(app_db)
+    with database.write() as s:
+        appointment = s.scalars(select(Appointment).where(
+            Appointment.status == AppointmentStatus.SCHEDULED, Appointment.patient_id.is_not(None),
+            Appointment.start_at > utcnow() + timedelta(hours=1),
+            Appointment.start_at < utcnow() + timedelta(hours=20)).limit(1)).first()  # fmt: skip
+        if appointment is None:  # the demo's clock: make one inside the 24-hour window
+            appointment = s.scalars(select(Appointment).where(
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None), Appointment.start_at > utcnow())).first()  # fmt: skip
+            appointment.start_at = utcnow() + timedelta(hours=6)
+            appointment.end_at = appointment.start_at + timedelta(minutes=30)
+        s.execute(
+            ChangeRequest.__table__.delete().where(ChangeRequest.appointment_id == appointment.id)
+        )
+        raw = _raw(patient_links.change_link(s, appointment, "http://x"))
+        appointment_id = appointment.id
+    at = _open("change", raw)
+    assert "Our cancellation policy" in [m.value for m in at.markdown][1]
+    assert "cancelling now costs a fee of 25.00 and 20 points" in at.warning[0].value
+    at.radio(key="patient_change_kind").set_value("cancel").run()
+    at.text_area(key="patient_change_reason").input("Ill <script>x</script>")
+    at.button(key="FormSubmitter:patient_change_form-Send my request").click().run()
+    assert "read the cancellation policy" in at.error[0].value
+    at.checkbox(key="patient_change_agree").check()
+    at.button(key="FormSubmitter:patient_change_form-Send my request").click().run()
+    assert "sent to the practice" in at.success[0].value
+    with database.read() as s:
+        change = s.scalars(
+            select(ChangeRequest).where(ChangeRequest.appointment_id == appointment_id)
+        ).one()
+    database.dispose()
+    assert change.kind.value == "cancel" and change.fee_cents == 2500 and change.inside_window
+
+
+def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
+    database = _db(app_db)
+    with database.write() as s:
+        owner = make_user(s, "h5owner", Role.OWNER)
+        raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
+    for attempt in range(4):
+        at = _open("booking", raw)
+        assert at.title[0].value.startswith("Request an appointment at Harbour Street Clinic")
+        at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
+        at.text_input(key="patient_booking_first").input("Robin")
+        at.text_input(key="patient_booking_last").input("Hart")
+        at.text_input(key="patient_booking_email").input("robin.hart@example.org")
+        at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+        assert not at.exception
+        if attempt < 3:
+            assert "your request has been received" in at.success[0].value
+        else:
+            assert "several requests from you in the last hour" in at.error[0].value
+    with database.read() as s:
+        patient = s.scalars(select(Patient).where(Patient.email == "robin.hart@example.org")).one()
+        requests = s.scalars(select(Appointment).where(Appointment.patient_id == patient.id)).all()
+    database.dispose()
+    assert len(requests) == 3
+    assert {(r.status, r.source) for r in requests} == {
+        (AppointmentStatus.REQUESTED, Source.ONLINE)
+    }

@@ -1,0 +1,124 @@
+"""The Patients page: search, record, portal status, invitations, edit with the email rule."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+
+from core.config import load_settings
+from core.startup import open_database
+from db.models import InvitationStatus, Notification, Patient, PortalInvitation, Source
+
+PAGE = "pages/patients.py"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Cached reads are keyed by actor and filters, not by database: each test has its own."""
+    st.cache_data.clear()
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _pick(app_db, *where):
+    database = _db(app_db)
+    with database.read() as s:
+        patient = s.scalars(select(Patient).where(*where).order_by(Patient.id).limit(1)).one()
+    database.dispose()
+    return patient
+
+
+def _open(app_as, patient):
+    at = app_as("staff", PAGE)
+    at.text_input(key="patients_search").input(patient.email or patient.last_name).run()
+    return at
+
+
+def test_not_invited_patient_gets_an_invitation_from_the_record(app_as, app_db):
+    invited = select(PortalInvitation.patient_id)
+    patient = _pick(app_db, Patient.email.is_not(None), Patient.consent_email.is_(True),
+                    Patient.id.not_in(invited), Patient.portal_enrolled_at.is_(None))  # fmt: skip
+    at = _open(app_as, patient)
+    assert not at.exception and at.header[0].value.replace("\\", "") == patient.full_name
+    assert "Portal: Not invited." in at.info[0].value
+    at.button(key="patients_send_invite").click().run()
+    assert not at.error
+    assert at.info[0].value.startswith("**Portal: Invited (expires ")
+    database = _db(app_db)
+    with database.read() as s:
+        mail = s.scalars(select(Notification).where(Notification.patient_id == patient.id)).one()
+    database.dispose()
+    assert mail.template == "portal_invitation" and mail.to_address == patient.email
+
+
+def test_opted_out_patient_is_told_why_and_what_to_do(app_as, app_db):
+    patient = _pick(app_db, Patient.email.is_not(None), Patient.consent_email.is_(False),
+                    Patient.portal_enrolled_at.is_(None))  # fmt: skip
+    at = _open(app_as, patient)
+    assert ("The patient has not consented to email and text messages: record consent first."
+            in at.warning[0].value)  # fmt: skip
+    assert "patients_send_invite" not in [b.key for b in at.button]
+
+
+def test_email_change_revokes_and_offers_a_new_invitation(app_as, app_db):
+    patient = _pick(app_db, Patient.id.in_(
+        select(PortalInvitation.patient_id).where(PortalInvitation.status == InvitationStatus.PENDING)))  # fmt: skip
+    at = _open(app_as, patient)
+    at.text_input(key=f"patients_edit_{patient.id}_email").input("brand.new@example.org")
+    at.button(key=f"FormSubmitter:patients_edit_{patient.id}-Save changes").click().run()
+    assert not at.error
+    assert any("was revoked" in w.value for w in at.warning)
+    assert "Portal: Revoked." in at.info[0].value
+    at.button(key="patients_offer_send").click().run()
+    database = _db(app_db)
+    with database.read() as s:
+        latest = s.scalars(select(PortalInvitation).where(PortalInvitation.patient_id == patient.id)
+                           .order_by(PortalInvitation.id.desc())).first()  # fmt: skip
+    database.dispose()
+    assert latest.email == "brand.new@example.org" and latest.status == InvitationStatus.PENDING
+
+
+def test_desk_qr_code_of_the_enrolment_link(app_as, app_db):
+    patient = _pick(app_db, Patient.email.is_not(None), Patient.consent_email.is_(True),
+                    Patient.portal_enrolled_at.is_(None))  # fmt: skip
+    at = _open(app_as, patient)
+    at.button(key="patients_qr").click().run()
+    assert not at.error and len(at.get("image")) == 1
+    assert any("scan with a phone camera" in t.value for t in at.text)
+    database = _db(app_db)
+    with database.read() as s:
+        latest = s.scalars(select(PortalInvitation).where(PortalInvitation.patient_id == patient.id)
+                           .order_by(PortalInvitation.id.desc())).first()  # fmt: skip
+        mails = s.scalars(select(Notification).where(Notification.patient_id == patient.id)).all()
+    database.dispose()
+    assert latest.status == InvitationStatus.PENDING and mails == []  # printed, not emailed
+
+
+def test_online_appointments_show_online_and_the_time_instead_of_a_name(app_as, app_db):
+    database = _db(app_db)
+    with database.read() as s:
+        from db.models import Appointment
+
+        pid = s.scalar(select(Appointment.patient_id).where(Appointment.source == Source.ONLINE,
+                                                            Appointment.patient_id.is_not(None)).limit(1))  # fmt: skip
+        patient = s.get(Patient, pid)
+    database.dispose()
+    at = _open(app_as, patient)
+    booked_by = list(at.dataframe[0].value["Booked by"])
+    assert any(b.startswith("Online appointment · ") for b in booked_by)
+
+
+def test_new_patient_with_invitation(app_as, app_db):
+    at = app_as("staff", PAGE)
+    at.text_input(key="patients_new_first").input("Quinn")
+    at.text_input(key="patients_new_last").input("<b>Fox</b>")
+    at.text_input(key="patients_new_email").input("quinn.fox@example.org")
+    at.checkbox(key="patients_new_consent_email").check()
+    at.checkbox(key="patients_new_invite").check()
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert not at.error and not at.exception
+    assert "<b>" not in at.header[0].value.replace("\\<b\\>", "")  # shown escaped
+    assert "Portal: Invited" in at.info[0].value

@@ -1,0 +1,76 @@
+"""The public patient pages behind signed links (pages/patient.py dispatches here).
+
+One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey.
+Each exposes `render(token: str) -> None`. It may raise core.errors.LinkInvalid anywhere; the
+dispatcher then shows the one neutral "link not valid" page, which reveals nothing about the
+patient or whether the token ever existed. There is no signed-in actor here: the token is the
+credential and core.patient_links acts as the patient. Patient text is always shown escaped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from core.errors import DomainError, LinkInvalid
+from ui.context import database, show_error
+
+T = TypeVar("T")
+PURPOSES = ("enroll", "proposal", "change", "booking", "survey")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
+
+
+def escape(text: object) -> str:
+    """Text safe to put into st.markdown: every Markdown and HTML character backslashed."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+def public_read(reader: Callable[..., T], token: str, *args: Any, **kwargs: Any) -> T:
+    with database().read() as session:
+        return reader(session, token, *args, **kwargs)
+
+
+def public_write(service: Callable[..., T], token: str, *args: Any, **kwargs: Any) -> T | None:
+    """Run a public service in one transaction; show a domain error (LinkInvalid goes up to
+    the dispatcher's neutral page) and return None."""
+    try:
+        with database().write() as session:
+            return service(session, token, *args, **kwargs)
+    except LinkInvalid:
+        raise
+    except DomainError as error:
+        show_error(error)
+        return None
+    finally:
+        st.cache_data.clear()
+
+
+def _done_key(purpose: str, token: str) -> str:
+    return f"patient_done_{purpose}_{hashlib.sha256(token.encode()).hexdigest()[:16]}"
+
+
+def mark_done(purpose: str, token: str, message: str) -> None:
+    """Remember the outcome for this browser session: a used link then shows the outcome
+    instead of the invalid-link page when the patient reloads."""
+    st.session_state[_done_key(purpose, token)] = message
+
+
+def show_done(purpose: str, token: str) -> bool:
+    message = st.session_state.get(_done_key(purpose, token))
+    if message:
+        st.success(message, icon=":material/check_circle:")
+        st.caption("You can close this page now.")
+    return bool(message)
+
+
+def invalid_link() -> None:
+    """The one page for a wrong, expired, used or unknown link: it reveals nothing."""
+    st.title("This link is not valid")
+    st.info(
+        "This link is not valid any more. Please contact the practice for a new one.",
+        icon=":material/link_off:",
+    )

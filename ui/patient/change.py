@@ -1,0 +1,71 @@
+"""Ask to cancel or reschedule: the policy (and, inside the window, its cost) comes first."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import streamlit as st
+
+from core import patient_links
+from ui.patient import escape, mark_done, public_read, public_write, show_done
+
+
+def render(token: str) -> None:
+    if show_done("change", token):
+        return
+    view = public_read(patient_links.change_view, token)
+    st.title("Change your appointment")
+    a = view.appointment
+    st.markdown(
+        f"Hello {escape(a.first_name)}, your appointment: **{escape(a.service or 'Appointment')}**"
+        f" with {escape(a.provider or 'our team')}, **{escape(a.when)}** at {escape(a.clinic)}."
+    )
+    if not view.changeable:
+        st.info(f"{view.reason_not} Please call the practice on {a.clinic_phone} if you need help.")
+        return
+    if view.policy_text:
+        with st.container(border=True):
+            st.markdown("**Our cancellation policy**")
+            st.text(view.policy_text)
+    if view.inside_window:
+        costs = [
+            f"a fee of {view.fee}" if view.fee else "",
+            f"{view.points} points" if view.points else "",
+        ]
+        cost = " and ".join(c for c in costs if c) or "no charge"
+        st.warning(
+            f"Your appointment is less than {view.window_hours} hours away: cancelling now "
+            f"costs {cost}."
+            + (" The practice will review your request." if view.needs_approval else ""),
+            icon=":material/warning:",
+        )
+    kinds = {"reschedule": "Move it to another day", "cancel": "Cancel it"}
+    if not view.cancel_online:
+        kinds.pop("cancel")
+    if view.reschedules_left <= 0:
+        kinds.pop("reschedule")
+    if not kinds:
+        st.info(f"Please call the practice on {a.clinic_phone} to change this appointment.")
+        return
+    kind = st.radio("What would you like to do?", list(kinds), format_func=kinds.get,
+                    key="patient_change_kind", horizontal=True)  # fmt: skip
+    with st.form("patient_change_form"):
+        day = moment = None
+        if kind == "reschedule":
+            day = st.date_input("Preferred day", value=None, min_value=date.today(),
+                                max_value=date.today() + timedelta(days=180), format="DD/MM/YYYY",
+                                key="patient_change_day")  # fmt: skip
+            moment = st.selectbox("Time of day", list(patient_links.TIME_OF_DAY_LABELS),
+                                  format_func=patient_links.TIME_OF_DAY_LABELS.get,
+                                  key="patient_change_time")  # fmt: skip
+        reason = st.text_area("Reason (optional)", max_chars=1000, key="patient_change_reason")
+        agreed = st.checkbox("I have read the cancellation policy", key="patient_change_agree")
+        submitted = st.form_submit_button("Send my request", type="primary")
+    if submitted and not agreed:
+        st.error("Please confirm that you have read the cancellation policy.")
+    elif submitted:
+        message = public_write(patient_links.submit_change, token, kind=kind, requested_day=day,
+                               time_of_day=moment, reason=reason)  # fmt: skip
+        if message:
+            mark_done("change", token, message)
+            st.rerun()

@@ -1,0 +1,41 @@
+"""Enrolment: the patient confirms their date of birth and accepts the terms."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import streamlit as st
+
+from core import patient_links
+from ui.patient import escape, mark_done, public_read, public_write, show_done
+
+TERMS = (
+    "By enrolling you agree that the practice may send you appointment messages by email, and "
+    "that you will keep links sent to you private. You can withdraw at any time by contacting "
+    "the practice."
+)
+
+
+def render(token: str) -> None:
+    if show_done("enroll", token):
+        return
+    view = public_read(patient_links.enrollment_view, token)
+    st.title("Patient portal")
+    clinic = f" to {escape(view.clinic_name)}" if view.clinic_name else ""
+    st.markdown(f"Hello {escape(view.first_name)}, welcome{clinic}.")
+    st.write("Please confirm your date of birth so we know it is you, then accept the terms.")
+    with st.form("patient_enroll_form"):
+        born = st.date_input("Your date of birth", value=None, min_value=date(1900, 1, 1),
+                             max_value=date.today(), format="DD/MM/YYYY",
+                             key="patient_enroll_dob")  # fmt: skip
+        st.caption(TERMS)
+        accepted = st.checkbox("I accept the terms of use", key="patient_enroll_terms")
+        submitted = st.form_submit_button("Enrol", type="primary")
+    if submitted:
+        result = public_write(patient_links.enroll, token, date_of_birth=born,
+                              accept_terms=accepted)  # fmt: skip
+        if result is not None and result.enrolled:
+            mark_done("enroll", token, result.message)
+            st.rerun()
+        elif result is not None:
+            st.error(result.message)

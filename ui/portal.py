@@ -1,0 +1,177 @@
+"""Widgets for portal invitations shared by the Patients and Invitations pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from core import invitations, patients
+from core.checkin import qr_png
+from core.errors import DomainError
+from core.invitations import PortalStatus
+from ui.context import database, refresh, require_actor, run_action, settings
+
+STATUS_ICONS = {
+    PortalStatus.NO_EMAIL: ":material/mail_off:", PortalStatus.OPTED_OUT: ":material/block:",
+    PortalStatus.NOT_INVITED: ":material/person_add:", PortalStatus.INVITED: ":material/schedule_send:",
+    PortalStatus.ENROLLED: ":material/verified:", PortalStatus.EXPIRED: ":material/timer_off:",
+    PortalStatus.REVOKED: ":material/cancel:",
+}  # fmt: skip
+QR_KEY = "portal_qr_link"
+
+
+def send_label(status: PortalStatus) -> str:
+    return {PortalStatus.INVITED: "Resend invitation", PortalStatus.EXPIRED: "Renew invitation",
+            PortalStatus.REVOKED: "Send a new invitation"}.get(status, "Send portal invitation")  # fmt: skip
+
+
+def status_box(state: invitations.PortalState) -> None:
+    """The portal status and what it means / what to do next."""
+    icon = STATUS_ICONS[state.status]
+    if state.status in (PortalStatus.NO_EMAIL, PortalStatus.OPTED_OUT):
+        st.warning(f"**Portal: {state.label}.** {state.advice}", icon=icon)
+    elif state.status == PortalStatus.ENROLLED:
+        st.success(f"**Portal: {state.label}.** {state.advice}", icon=icon)
+    else:
+        st.info(f"**Portal: {state.label}.** {state.advice}", icon=icon)
+
+
+def history_table(rows: list[invitations.HistoryRow], key: str) -> None:
+    if not rows:
+        st.caption("No invitations yet.")
+        return
+    frame = pd.DataFrame(
+        [{"#": r.invitation_id, "Sent (UTC)": r.sent_at, "To": r.email, "Status": r.status,
+          "Expires (UTC)": r.expires_at, "Enrolled (UTC)": r.enrolled_at,
+          "Revoked (UTC)": r.revoked_at, "Why revoked": r.revoked_reason, "Sent by": r.sent_by}
+         for r in rows]
+    )  # fmt: skip
+    st.dataframe(frame, hide_index=True, width="stretch", key=key)
+
+
+def qr_panel(key: str) -> None:
+    """The desk QR code of the last enrolment link made for printing (kept in session state)."""
+    made = st.session_state.get(QR_KEY)
+    if not made:
+        return
+    name, link = made
+    with st.container(border=True):
+        st.markdown("**Enrolment QR code for the desk**")
+        st.text(f"{name} — scan with a phone camera to enrol (works once).")
+        png = qr_png(link)
+        st.image(png, width=220)
+        st.download_button("Download for printing", png, file_name="portal-enrolment.png",
+                           mime="image/png", key=f"{key}_qr_download")  # fmt: skip
+        if st.button("Done", key=f"{key}_qr_done"):
+            st.session_state.pop(QR_KEY, None)
+            st.rerun()
+
+
+def remember_qr(sent: invitations.InvitationSent) -> None:
+    st.session_state[QR_KEY] = (sent.patient_name, sent.link)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    patient_id: int
+    patient: str
+    outcome: str
+    detail: str
+
+
+def send_many(patient_ids: list[int], key: str) -> list[BulkResult]:
+    """Invite each patient in their own transaction, with a progress bar; errors are kept per
+    patient (a refusal for one does not stop the others)."""
+    me, base_url = require_actor(), settings().base_url
+    results: list[BulkResult] = []
+    bar = st.progress(0.0, text="Sending invitations…")
+    for number, patient_id in enumerate(patient_ids, start=1):
+        try:
+            with database().write() as session:
+                sent = invitations.send_invitation(session, me, patient_id, base_url=base_url)
+            results.append(BulkResult(patient_id, sent.patient_name, "sent", sent.email))
+        except DomainError as error:
+            results.append(BulkResult(patient_id, f"#{patient_id}", "skipped", str(error)))
+        bar.progress(number / len(patient_ids), text=f"Sent {number} of {len(patient_ids)}")
+    st.cache_data.clear()
+    st.session_state[f"{key}_results"] = results
+    return results
+
+
+def results_table(key: str) -> None:
+    results = st.session_state.get(f"{key}_results")
+    if not results:
+        return
+    sent = sum(r.outcome == "sent" for r in results)
+    st.success(f"Invitations sent: {sent}; skipped: {len(results) - sent}.")
+    st.dataframe(
+        pd.DataFrame([{"Patient": r.patient, "Outcome": r.outcome, "Detail": r.detail}
+                      for r in results]),
+        hide_index=True, width="stretch", key=f"{key}_results_table",
+    )  # fmt: skip
+
+
+def new_patient_form(expanded: bool) -> None:
+    """Add a patient, optionally sending the portal invitation at once."""
+    with (
+        st.expander("Add a patient", expanded=expanded),
+        st.form("patients_new", clear_on_submit=True),
+    ):
+        a, b = st.columns(2)
+        first, last = (
+            a.text_input("First name", key="patients_new_first"),
+            b.text_input("Last name", key="patients_new_last"),
+        )
+        born = a.date_input(
+            "Date of birth", value=None, format="DD/MM/YYYY", key="patients_new_dob"
+        )
+        email, phone = (
+            b.text_input("Email", key="patients_new_email"),
+            a.text_input("Phone", key="patients_new_phone"),
+        )
+        c_email = st.checkbox("Consents to email", key="patients_new_consent_email")
+        c_sms = st.checkbox("Consents to text messages", key="patients_new_consent_sms")
+        invite = st.checkbox("Send portal invitation", key="patients_new_invite")
+        if st.form_submit_button("Add patient", type="primary"):
+            made = run_action(patients.create_patient, first_name=first, last_name=last,
+                              date_of_birth=born, email=email, phone=phone, consent_email=c_email,
+                              consent_sms=c_sms, success="Patient added.")  # fmt: skip
+            if made:
+                st.session_state["patients_selected"] = made.value.id
+                if invite:
+                    run_action(invitations.send_invitation, made.value.id,
+                               base_url=settings().base_url, success="Invitation sent.")  # fmt: skip
+
+
+def edit_form(record) -> None:
+    """Edit details and consent; the outcome (and an offer of a new invitation) is kept in
+    session state for the page to show after the refresh."""
+    patient_id = record.id
+    with (
+        st.expander("Edit details and consent"),
+        st.form(f"patients_edit_{patient_id}"),
+    ):
+        a, b = st.columns(2)
+        k = f"patients_edit_{patient_id}"
+        changes = dict(
+            first_name=a.text_input("First name", record.first_name, key=f"{k}_first"),
+            last_name=b.text_input("Last name", record.last_name, key=f"{k}_last"),
+            date_of_birth=a.date_input("Date of birth", record.date_of_birth, format="DD/MM/YYYY",
+                                       key=f"{k}_dob"),
+            email=b.text_input("Email", record.email or "", key=f"{k}_email"),
+            phone=a.text_input("Phone", record.phone or "", key=f"{k}_phone"),
+            consent_email=st.checkbox("Consents to email", record.consent_email, key=f"{k}_c_email"),
+            consent_sms=st.checkbox("Consents to text messages", record.consent_sms, key=f"{k}_c_sms"),
+            consent_marketing=st.checkbox("Consents to marketing", record.consent_marketing,
+                                          key=f"{k}_c_mkt"),
+        )  # fmt: skip
+        if st.form_submit_button("Save changes"):
+            saved = run_action(patients.update_patient, patient_id, **changes)
+            if saved:
+                st.session_state["patients_saved_message"] = saved.value.message
+                st.session_state["patients_offer_invite"] = (
+                    patient_id if saved.value.offer_new_invitation else None
+                )
+                refresh()
