@@ -471,7 +471,6 @@ def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:
         "is out of office"
         if first.kind == AppointmentKind.OUT_OF_OFFICE
         else f"already has appointment #{first.id}"
-        + (f" with {first.patient.full_name}" if first.patient else "")
     )
     more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
     return (
@@ -826,7 +825,8 @@ def update_appointment(
 
 
 def _move(session, actor, appointment_id, action, *, start_at, provider_id, tell, message,
-          expected_version, allow_double_booking, outside_hours_override, notes=None) -> Outcome:  # fmt: skip
+          expected_version, allow_double_booking, outside_hours_override, notes=None,
+          extra: dict | None = None) -> Outcome:  # fmt: skip
     _ensure(actor, action)
     appointment = _load(session, appointment_id, action, expected_version)
     before, previous = appointment.status, when_text(appointment)
@@ -837,6 +837,7 @@ def _move(session, actor, appointment_id, action, *, start_at, provider_id, tell
                      allow_double_booking=allow_double_booking or appointment.allow_double_booking,
                      outside_hours_override=outside_hours_override)  # fmt: skip
     details["previous"] = old
+    details.update(extra or {})
     if notes is not None:
         appointment.notes = notes.strip()
     if action == Action.RESCHEDULE:
@@ -1070,7 +1071,8 @@ def approve_change(
     outcome = _move(session, actor, appointment.id, Action.RESCHEDULE, start_at=target,
                     provider_id=provider_id, tell=True, message=message, expected_version=None,
                     allow_double_booking=allow_double_booking,
-                    outside_hours_override=outside_hours_override)  # fmt: skip
+                    outside_hours_override=outside_hours_override,
+                    extra={"change_request_id": change.id})  # fmt: skip
     return outcome
 
 

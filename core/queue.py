@@ -199,7 +199,11 @@ def list_queue(
         .outerjoin(Service, Service.id == Appointment.service_id)
         .outerjoin(provider, provider.id == Appointment.provider_id)
     )
-    order = [arrived, Appointment.id] if sort == QueueSort.AGE else [*soon, arrived, Appointment.id]
+    order = (
+        [arrived, Appointment.id]
+        if sort == QueueSort.AGE
+        else [*(c.asc().nulls_last() for c in soon), arrived, Appointment.id]
+    )
     query = query.order_by(*order).limit(page_size).offset(max(page, 0) * page_size)
     rows = []
     for record in session.execute(query):

@@ -47,11 +47,19 @@ def load_detail(me, appointment_id: int) -> AppointmentDetail:
 # ---------------------------------------------------------------- small pieces
 
 
+def escape(text: str) -> str:
+    """Patient-supplied text inside Markdown elements: every Markdown character escaped."""
+    return "".join(f"\\{c}" if c in MARKDOWN else c for c in str(text))
+
+
+MARKDOWN = set("\\\\`*_{}[]<>#|~$:")  # enough inline: links, emphasis, code, math, icons
+
+
 def show_flash() -> None:
-    """The last action's outcome, shown once after the rerun."""
+    """The last action's outcome, shown once after the rerun (addresses escaped)."""
     text = st.session_state.pop(FLASH, None)
     if text:
-        st.success(text, icon=":material/check_circle:")
+        st.success(escape(text), icon=":material/check_circle:")
 
 
 def _finish(done, headline: str) -> None:
@@ -199,8 +207,9 @@ def bulk_results(results: list[lifecycle.RowResult]) -> None:
 
 def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
     """Facts, history and the actions the status allows for this actor."""
-    st.subheader(f"#{detail.id} · {detail.patient_name or 'Out of office'}")
-    st.caption(f"Status: {detail.status_words} (FHIR {detail.fhir_status}) · {detail.created_by}")
+    st.subheader(escape(f"#{detail.id} · {detail.patient_name or 'Out of office'}"))
+    st.caption(escape(f"Status: {detail.status_words} (FHIR {detail.fhir_status}) · "
+                      f"{detail.created_by}"))  # fmt: skip
     facts = {
         "Patient": detail.patient_name, "Contact": " · ".join(filter(None, [detail.patient_email,
                                                                              detail.patient_phone])),
@@ -220,7 +229,7 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
         "reason": "Reason", "message": "Message"}), hide_index=True, width="stretch")  # fmt: skip
     if detail.open_change:
         change = detail.open_change
-        st.info(f"Open {change.kind} request: {change.requested or ''} {change.reason}".strip())
+        st.info(escape(f"Open {change.kind} request: {change.requested} {change.reason}".strip()))
     _detail_actions(me, detail, prefix)
 
 
