@@ -309,22 +309,27 @@ def _bucket(seconds, buckets):
     return case(*whens, else_=len(buckets) - 1)
 
 
-def _day_before(dialect: str):
-    """The outer appointment's start minus one day (bounds the refill look-up on the index)."""
+def _refill_horizon(dialect: str):
+    """The outer appointment's start minus 12 hours: bounds the refill look-up on the
+    (provider_id, start_at) index (a refilling visit is assumed to last under 12 hours)."""
     if dialect == "sqlite":
-        return literal_column("datetime(appointments.start_at, '-1 day')")
-    return literal_column("(appointments.start_at - INTERVAL '1 day')")
+        return literal_column("datetime(appointments.start_at, '-12 hours')")
+    return literal_column("(appointments.start_at - INTERVAL '12 hours')")
 
 
-def _price(dialect: str):
-    services = (
+def _extra_services_price(session: Session, where: list) -> int:
+    """Revenue at risk beyond each appointment's first service (its other booked services):
+    one join driven by the cancelled / no-show rows of the range."""
+    a = Appointment
+    query = (
         select(func.sum(Service.price_cents))
-        .join(AppointmentService, AppointmentService.service_id == Service.id)
-        .where(AppointmentService.appointment_id == Appointment.id)
-        .scalar_subquery()
-    )
-    first = select(Service.price_cents).where(Service.id == Appointment.service_id)
-    return func.coalesce(services, first.scalar_subquery(), 0)
+        .select_from(AppointmentService)
+        .join(a, a.id == AppointmentService.appointment_id)
+        .join(Service, Service.id == AppointmentService.service_id)
+        .where(*where, a.status.in_((S.CANCELLED, S.NO_SHOW)),
+               or_(a.service_id.is_(None), AppointmentService.service_id != a.service_id))
+    )  # fmt: skip
+    return int(session.scalar(query) or 0)
 
 
 # ---------------------------------------------------------------- the entry point
@@ -384,7 +389,7 @@ def compute_figures(
     refill = exists().where(
         other.provider_id == a.provider_id, other.id != a.id,
         other.kind == AppointmentKind.APPOINTMENT, other.status.in_(BOOKED),
-        other.start_at >= _day_before(dialect), other.start_at < a.end_at,
+        other.start_at >= _refill_horizon(dialect), other.start_at < a.end_at,
         other.end_at > a.start_at, other.created_at > a.cancelled_at,
     )  # fmt: skip
     cancelled = a.status == S.CANCELLED
@@ -400,13 +405,15 @@ def compute_figures(
             case((and_(cancelled, a.late_cancellation), 1), else_=0).label("late"),
             case((a.status == S.NO_SHOW, 1), else_=0).label("no_show"),
             case((a.status.in_((S.COMPLETED, S.CHECKED_IN)), 1), else_=0).label("attended"),
-            case((a.status.in_((S.CANCELLED, S.NO_SHOW)), _price(dialect)), else_=0).label("risk"),
+            case((a.status.in_((S.CANCELLED, S.NO_SHOW)), func.coalesce(Service.price_cents, 0)),
+                 else_=0).label("risk"),
             case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
             case((cancelled, _bucket(notice, NOTICE_BUCKETS)), else_=None).label("notice"),
             case((and_(cancelled, notice < window), 1), else_=0).label("whatif_late"),
             case((decided_online, _bucket(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),
             case((decided_online, turn), else_=None).label("turn_s"),
         )
+        .outerjoin(Service, Service.id == a.service_id)
         .where(*where, a.status.in_((*BOOKED, S.DECLINED)))
         .subquery()
     )  # fmt: skip
@@ -480,10 +487,10 @@ def compute_figures(
         turnaround_mean_hours=turn_total / turn_n / HOUR if turn_n else None,
         reasons=_reasons(session, where),
         fees=fees,
-        revenue_at_risk_cents=risk,
+        revenue_at_risk_cents=risk + _extra_services_price(session, where),
         refilled=refilled,
         repeat_patients=_repeat_patients(session, where),
-        queries=6,
+        queries=7,
     )
     if filters.what_if is not None:
         w = filters.what_if
@@ -538,7 +545,7 @@ def _fees(session: Session, where: list) -> Fees:
         select(LedgerEntry.kind, Appointment.status, waived.label("waived"),
                func.sum(LedgerEntry.amount_cents), func.sum(LedgerEntry.points))
         .join(Appointment, Appointment.id == LedgerEntry.appointment_id)
-        .where(*where)
+        .where(*where, Appointment.status.in_((S.CANCELLED, S.NO_SHOW)))
         .group_by(LedgerEntry.kind, Appointment.status, waived)
     )  # fmt: skip
     totals: dict[str, int] = {}
