@@ -1,0 +1,123 @@
+"""The Import and export page: CSV imports with the mapping screen, FHIR and iCalendar exports."""
+
+import json
+from pathlib import Path
+
+from icalendar import Calendar
+from sqlalchemy import func, select
+
+from core import imports
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AuditEvent, Clinic, SurveyResponse
+
+PAGE = "pages/data.py"
+
+
+def kaggle_bytes(rows: int) -> bytes:
+    with open(imports.NOSHOW_FILE, "rb") as handle:
+        return b"".join(line for _, line in zip(range(rows + 1), handle, strict=False))
+
+
+def query(url: str, statement):
+    database = open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))  # fmt: skip
+    try:
+        with database.read() as session:
+            return session.execute(statement).all()
+    finally:
+        database.dispose()
+
+
+def test_owner_imports_the_kaggle_file_with_the_preset(app_as, app_db):
+    at = app_as("owner", PAGE)
+    assert at.title[0].value == "Import and export" and not at.exception
+    at.file_uploader(key="data_appt_file").set_value(("noshow.csv", kaggle_bytes(60), "text/csv"))
+    at.run()
+    mapping = at.data_editor(key="data_appt_mapping").value
+    chosen = dict(zip(mapping["Field"], mapping["File column"], strict=True))
+    assert chosen["Patient id in the other system"] == "PatientId"
+    assert chosen["Status or no-show flag"] == "No-show"
+    at.button(key="data_appt_import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "60 appointments imported" in at.success[0].value
+    [(count,)] = query(app_db, select(func.count()).where(Appointment.external_ref.like("kaggle-noshow:%")))  # fmt: skip
+    assert count == 60
+    assert query(app_db, select(Clinic.timezone).where(Clinic.name == "Vitória (imported)")) == [
+        ("America/Sao_Paulo",)]  # fmt: skip
+    at.button(key="data_appt_import").click().run()  # again: nothing new
+    assert "0 appointments imported, 60 already imported" in at.success[0].value
+
+
+def test_bad_rows_are_listed_and_a_manager_may_not_import(app_as, app_db):
+    content = (
+        kaggle_bytes(2) + b"9,77,F,2016-05-02T10:00:00Z,2016-04-29T00:00:00Z,30,X,0,0,0,0,0,0,No\n"
+    )
+    owner = app_as("owner", PAGE)
+    owner.file_uploader(key="data_appt_file").set_value(("f.csv", content, "text/csv")).run()
+    owner.button(key="data_appt_import").click().run()
+    problems = owner.dataframe[-1].value
+    assert list(problems["Row"]) == [4]
+    assert list(problems["Problem"]) == ["the booking day is after the appointment day"]
+    manager = app_as("manager", PAGE)
+    manager.file_uploader(key="data_appt_file").set_value(("f.csv", content, "text/csv")).run()
+    manager.button(key="data_appt_import").click().run()
+    assert "may not import data" in manager.error[0].value
+    [(count,)] = query(app_db, select(func.count()).where(Appointment.external_ref.like("kaggle-noshow:%")))  # fmt: skip
+    assert count == 2  # the owner's rows only
+
+
+def test_a_custom_layout_is_mapped_on_screen(app_as, app_db):
+    content = b"visit,who,when,outcome\nV1,P9,2025-06-02,attended\nV2,P9,2025-06-03,dna\n"
+    at = app_as("owner", PAGE)
+    at.selectbox(key="data_appt_preset").set_value("custom").run()
+    at.file_uploader(key="data_appt_file").set_value(("o.csv", content, "text/csv")).run()
+    fields = list(at.data_editor(key="data_appt_mapping").value["Field"])
+    columns = {"Appointment id in the other system": "visit", "Patient id in the other system": "who",
+               "Appointment day (or date and time)": "when", "Status or no-show flag": "outcome"}  # fmt: skip
+    at.session_state["data_appt_mapping"] = {  # what the editor sends after four cell edits
+        "edited_rows": {fields.index(f): {"File column": c} for f, c in columns.items()},
+        "added_rows": [], "deleted_rows": [],
+    }  # fmt: skip
+    at.text_input(key="data_appt_clinic").input("Harbour Street Clinic")
+    at.text_input(key="data_appt_tz").input("Europe/London")
+    at.run()
+    at.button(key="data_appt_import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "2 appointments imported" in at.success[0].value
+    rows = query(app_db, select(Appointment.external_ref, Appointment.status).where(Appointment.external_ref.like("csv:%")))  # fmt: skip
+    assert sorted((r, s.value) for r, s in rows) == [("csv:V1", "completed"), ("csv:V2", "no_show")]
+
+
+def test_survey_preset_is_recognised_and_imported(app_as, app_db):
+    with open(imports.SURVEY_FILE, "rb") as handle:
+        content = b"".join(line for _, line in zip(range(41), handle, strict=False))
+    at = app_as("owner", PAGE)
+    at.file_uploader(key="data_survey_file").set_value(("fft.csv", content, "text/csv")).run()
+    assert any(c.value == "Layout: NHS Friends and Family Test" for c in at.caption)
+    at.button(key="data_survey_import").click().run()
+    assert "40 survey responses imported" in at.success[0].value
+    [(count,)] = query(app_db, select(func.count()).where(SurveyResponse.external_ref.like("nhs-fft:%")))  # fmt: skip
+    assert count == 40
+
+
+def test_manager_downloads_a_fhir_bundle_and_a_provider_calendar(app_as, app_db):
+    at = app_as("manager", PAGE)
+    at.button(key="FormSubmitter:data_fhir_form-Prepare FHIR bundle (audited)").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    bundle = at.session_state["data_fhir_bundle"]
+    data = json.loads(bundle.content)
+    assert data["resourceType"] == "Bundle" and bundle.appointments > 0
+    assert {e["resource"]["resourceType"] for e in data["entry"]} >= {"Appointment", "Patient", "Practitioner"}  # fmt: skip
+    at.button(key="data_ical_prepare").click().run()
+    feed = at.session_state["data_ical_feed"]
+    assert len(Calendar.from_ical(feed.content).walk("VEVENT")) == feed.events > 0
+    exports = query(app_db, select(AuditEvent.entity).where(AuditEvent.action == "export"))
+    assert sorted(e for (e,) in exports) == ["fhir_bundle", "ical_feed"]
+
+
+def test_owner_imports_fhir_examples(app_as, app_db):
+    files = [(p.name, p.read_bytes(), "application/json") for p in sorted(Path("/work/shared/data/fhir").glob("Appointment-*.json"))]  # fmt: skip
+    at = app_as("owner", PAGE)
+    at.file_uploader(key="data_fhir_files").set_value(files).run()
+    at.button(key="data_fhir_import").click().run()
+    assert "3 FHIR appointments imported" in at.success[0].value

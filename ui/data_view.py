@@ -1,0 +1,58 @@
+"""Widgets of the Import and export page: the column-mapping editor, the progress bar handed to
+core imports, and the import report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+
+from core.imports import FieldSpec, ImportReport
+
+NOT_IN_FILE = "— not in the file —"
+
+
+def mapping_editor(
+    fields: tuple[FieldSpec, ...], header: list[str], initial: dict[str, str], key: str
+) -> dict[str, str]:
+    """One row per field with a selectbox of the file's columns; returns field → column."""
+    frame = pd.DataFrame(
+        {
+            "Field": [f.label for f in fields],
+            "Required": [f.required for f in fields],
+            "File column": [initial.get(f.key, NOT_IN_FILE) for f in fields],
+        }
+    )
+    edited = st.data_editor(
+        frame,
+        key=key,
+        hide_index=True,
+        width="stretch",
+        disabled=["Field", "Required"],
+        column_config={
+            "File column": st.column_config.SelectboxColumn(
+                "File column", options=[NOT_IN_FILE, *header], required=True
+            )
+        },
+    )
+    chosen = dict(zip([f.key for f in fields], edited["File column"], strict=True))
+    return {k: v for k, v in chosen.items() if v and v != NOT_IN_FILE}
+
+
+def progress_bar(label: str) -> Callable[[float, str], None]:
+    """A progress bar and the callback core imports report to."""
+    bar = st.progress(0.0, text=label)
+    return lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+
+def show_report(report: ImportReport) -> None:
+    st.success(report.summary, icon=":material/task_alt:")
+    if report.clinics_created:
+        st.caption("New clinics: " + ", ".join(report.clinics_created))
+    if report.problems:
+        more = report.problem_count - len(report.problems)
+        st.warning(f"{report.problem_count:,} rows were skipped" +
+                   (f" (the first {len(report.problems):,} are listed)" if more else "") + ":")  # fmt: skip
+        problems = pd.DataFrame([{"Row": p.row, "Problem": p.reason} for p in report.problems])
+        st.dataframe(problems, hide_index=True, width="stretch", height=min(400, 40 + 35 * len(problems)))  # fmt: skip
