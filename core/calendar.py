@@ -298,3 +298,49 @@ def visible_window(view: str, anchor: date, tz: str, first_day: int = 1) -> tupl
 def window_bounds(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
     """UTC bounds of clinic-local days [first, last)."""
     return local_to_utc(first, time(0), tz), local_to_utc(last, time(0), tz)
+
+
+# ---------------------------------------------------------------- what the page reads
+
+
+@dataclass(frozen=True)
+class CalendarFrame:
+    """What a clinic's calendar needs besides its events."""
+
+    clinic_id: int
+    clinic_name: str
+    timezone: str
+    providers: list[ProviderOption]
+    resources: list[dict[str, Any]]
+    business_hours: list[dict[str, Any]]
+
+
+def get_frame(
+    session: Session, actor: Actor, clinic_id: int, provider_ids: list[int] | None = None
+) -> CalendarFrame:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinic = _clinic(session, clinic_id)
+    return CalendarFrame(clinic.id, clinic.name, clinic.timezone, list_providers(session, clinic_id),
+                         list_resources(session, clinic_id, provider_ids),
+                         business_hours(session, clinic_id, provider_ids))  # fmt: skip
+
+
+def window_events(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    start: datetime,
+    end: datetime,
+    provider_ids: list[int] | None = None,
+    statuses: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The window's events as FullCalendar dicts, with providers' time off as background."""
+    found = list_events(session, actor, clinic_id=clinic_id, start=start, end=end,
+                        provider_ids=provider_ids, statuses=statuses)  # fmt: skip
+    away = [
+        t
+        for t in list_time_off(session, clinic_id, start, end)
+        if not provider_ids or int(t["resourceId"]) in provider_ids
+    ]
+    return [e.to_fullcalendar() for e in found] + away

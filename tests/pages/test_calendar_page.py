@@ -1,0 +1,151 @@
+"""AppTest: the Calendar page. The component's callbacks are simulated by putting the value the
+browser would send (the payload shapes of streamlit-calendar 1.4) into the widget's state."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from core import calendar as cal
+from core.clock import to_local
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AppointmentKind, AppointmentStatus, AuditEvent, Clinic
+from db.types import utcnow
+
+PAGE = "pages/calendar.py"
+
+
+def _database(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _upcoming(url, clinic_id=1):
+    """A scheduled appointment of the clinic later this week (or next), with its clinic zone."""
+    database = _database(url)
+    with database.read() as session:
+        row = session.scalars(
+            select(Appointment).where(
+                Appointment.clinic_id == clinic_id, Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.start_at > utcnow() + timedelta(hours=2),
+            ).order_by(Appointment.start_at).limit(1)
+        ).one()  # fmt: skip
+        found = (row.id, row.start_at, row.end_at, row.provider_id,
+                 session.get(Clinic, clinic_id).timezone)  # fmt: skip
+    database.dispose()
+    return found
+
+
+def _component_key(at):
+    """The user key of the calendar drawn in the last run (its widget id ends with it)."""
+    component = next(e for e in at.main if e.type == "component_instance")
+    return component.proto.id[component.proto.id.index("calendar_fc_"):]
+
+
+def _goto(at, moment, tz):
+    at.date_input(key="calendar_day").set_value(to_local(moment, tz).date()).run()
+    return at
+
+
+def _send(at, value):
+    at.session_state[_component_key(at)] = value
+    return at.run()
+
+
+def _event(ident, start, end, provider_id, tz):
+    return {"id": str(ident), "title": "x", "start": cal.local_iso(start, tz),
+            "end": cal.local_iso(end, tz), "resourceId": str(provider_id)}  # fmt: skip
+
+
+def test_every_role_sees_the_calendar_with_legend(app_as):
+    for user in ("owner", "manager", "staff"):
+        at = app_as(user, PAGE)
+        assert not at.exception, at.exception
+        assert at.title[0].value == "Calendar"
+        assert "Requested" in at.markdown[0].value and "Out of office" in at.markdown[0].value
+
+
+def test_clicking_an_event_opens_its_details_and_actions(app_as, app_db):
+    ident, start, end, provider, tz = _upcoming(app_db)
+    at = _goto(app_as("staff", PAGE), start, tz)
+    at = _send(at, {"callback": "eventClick",
+                    "eventClick": {"event": _event(ident, start, end, provider, tz), "view": {}}})  # fmt: skip
+    assert not at.exception, at.exception
+    assert any(f"{ident} · " in h.value for h in at.subheader)
+    assert at.button(key="calendar_qr_%d_show" % ident)
+    at.button(key="calendar_qr_%d_show" % ident).click().run()
+    assert at.text and at.text[0].value.startswith("CDCHK:")
+    at.button(key="calendar_close").click().run()
+    assert not any(f"{ident} · " in h.value for h in at.subheader)
+
+
+def test_dragging_to_a_free_time_reschedules_and_notifies(app_as, app_db):
+    ident, start, end, provider, tz = _upcoming(app_db)
+    at = _goto(app_as("manager", PAGE), start, tz)
+    old = _event(ident, start, end, provider, tz)
+    # FullCalendar sends wall times with the old offset; 23:00 local is free but after hours
+    local = to_local(start, tz).replace(hour=20, minute=30)
+    new = dict(old, start=local.isoformat(), end=(local + (end - start)).isoformat())
+    at = _send(at, {"callback": "eventChange",
+                    "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []}})  # fmt: skip
+    assert not at.exception, at.exception
+    assert f"Move appointment #{ident}" in at.warning[0].value
+    at.button(key="calendar_move_go").click().run()
+    assert "not working" in at.error[0].value  # refused: outside hours, nothing moved
+    assert _component_key(at).endswith("_1")  # redrawn from the stored events
+    database = _database(app_db)
+    with database.read() as session:
+        assert session.get(Appointment, ident).start_at == start
+    database.dispose()
+    at = _send(at, {"callback": "eventChange",
+                    "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []}})  # fmt: skip
+    at.checkbox(key="calendar_move_outside").check()
+    at.text_input(key="calendar_move_message").input("Running late today")
+    at.button(key="calendar_move_go").click().run()
+    assert not at.exception and not at.error, at.error
+    database = _database(app_db)
+    with database.read() as session:
+        row = session.get(Appointment, ident)
+        assert to_local(row.start_at, tz).strftime("%H:%M") == "20:30"
+        event = session.scalar(select(AuditEvent).where(AuditEvent.entity_id == ident,
+                                                        AuditEvent.action == "reschedule"))  # fmt: skip
+        assert event.message == "Running late today" and event.actor_label == "Max Manager"
+    database.dispose()
+
+
+def test_undo_puts_a_dragged_event_back(app_as, app_db):
+    ident, start, end, provider, tz = _upcoming(app_db)
+    at = _goto(app_as("staff", PAGE), start, tz)
+    old = _event(ident, start, end, provider, tz)
+    new = dict(old, start=cal.local_iso(start + timedelta(hours=1), tz),
+               end=cal.local_iso(end + timedelta(hours=1), tz))  # fmt: skip
+    at = _send(at, {"callback": "eventChange",
+                    "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []}})  # fmt: skip
+    at.button(key="calendar_move_undo").click().run()
+    assert not at.warning and _component_key(at).endswith("_1")
+
+
+def test_selecting_a_free_time_offers_booking_there(app_as, app_db):
+    _, start, _, provider, tz = _upcoming(app_db)
+    at = _goto(app_as("staff", PAGE), start, tz)
+    wall = to_local(start, tz).replace(hour=7, minute=15, tzinfo=None).isoformat() + ".000Z"
+    at = _send(at, {"callback": "select", "select": {"allDay": False, "start": wall, "end": wall,
+                    "view": {}, "resource": {"id": str(provider), "title": "x"}}})  # fmt: skip
+    assert not at.exception, at.exception
+    assert "07:15" in at.info[0].value
+    at.button(key="calendar_book_slot").click().run()
+    prefill = at.session_state["book_prefill"]
+    assert prefill["provider_id"] == provider
+    assert to_local(prefill["start_at"], tz).strftime("%H:%M") == "07:15"
+
+
+def test_navigation_moves_the_window(app_as):
+    at = app_as("staff", PAGE)
+    first = at.date_input(key="calendar_day").value
+    at.button(key="calendar_next").click().run()
+    assert at.date_input(key="calendar_day").value == first + timedelta(days=7)
+    at.button_group(key="calendar_view").set_value("Month").run()
+    assert "dayGridMonth" in _component_key(at)
+    assert not at.exception

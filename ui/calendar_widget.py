@@ -1,0 +1,215 @@
+"""streamlit-calendar (FullCalendar 6) glue for the Calendar page.
+
+Traps this module handles, so pages do not have to:
+- The component gets one key per visible window (view + first day) plus a suffix that is bumped
+  to undo a refused drag on screen; within a window the key never changes.
+- Only the callbacks the page uses are switched on (each one reruns the script).
+- streamlit-calendar 1.4 has no datesSet callback, so the visible range is driven from Streamlit
+  (view, date, previous/next) and FullCalendar's own navigation buttons are hidden; the page
+  queries exactly that window.
+- FullCalendar runs with the clinic's IANA zone and no zone plugin: it shows each event at the
+  wall time written in its string and returns clicked times as wall times labelled "Z". Every
+  time coming back goes through core.calendar.callback_time (clinic zone, DST-safe).
+- The component keeps returning its last value on every rerun; `take` hands each new value out
+  once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import streamlit as st
+from streamlit_calendar import calendar as fullcalendar
+
+from core.calendar import OUT_OF_OFFICE_CLASS, callback_time
+from core.clock import to_local
+from db.types import utcnow
+
+LICENSE_KEY = "GPL-My-Project-Is-Open-Source"  # FullCalendar Scheduler under the GPL
+CALLBACKS = ["eventClick", "select", "eventChange"]
+VIEWS = {
+    "Week by provider": "resourceTimeGridWeek",
+    "Day by provider": "resourceTimeGridDay",
+    "Week": "timeGridWeek",
+    "Day": "timeGridDay",
+    "Month": "dayGridMonth",
+    "List (week)": "listWeek",
+}
+CSS = f"""
+.fc-event.{OUT_OF_OFFICE_CLASS} {{
+  background-image: repeating-linear-gradient(45deg, rgba(255,255,255,.25) 0 6px,
+                                              transparent 6px 12px);
+  font-style: italic;
+}}
+.fc-non-business {{ background: rgba(120,120,120,.16); }}
+.fc-toolbar-title {{ font-size: 1.2rem; }}
+"""
+
+
+@dataclass(frozen=True)
+class Open:
+    """An event was clicked."""
+
+    appointment_id: int
+
+
+@dataclass(frozen=True)
+class Book:
+    """A free time was selected: book there."""
+
+    start_at: datetime
+    end_at: datetime
+    provider_id: int | None
+
+
+@dataclass(frozen=True)
+class Move:
+    """An event was dragged or resized."""
+
+    appointment_id: int
+    start_at: datetime
+    end_at: datetime
+    provider_id: int | None
+    old_start_at: datetime
+    old_provider_id: int | None
+
+
+def options(
+    view: str,
+    first_day: date,
+    tz: str,
+    *,
+    resources: list[dict[str, Any]],
+    business_hours: list[dict[str, Any]],
+    editable: bool,
+) -> dict[str, Any]:
+    return {
+        "initialView": view,
+        "initialDate": first_day.isoformat(),
+        "timeZone": tz,
+        "now": to_local(utcnow(), tz).replace(tzinfo=None).isoformat(timespec="seconds"),
+        "headerToolbar": {"left": "", "center": "title", "right": ""},
+        "firstDay": 1,
+        "nowIndicator": True,
+        "allDaySlot": False,
+        "slotMinTime": "07:00:00",
+        "slotMaxTime": "21:00:00",
+        "slotDuration": "00:15:00",
+        "slotLabelInterval": "01:00",
+        "eventTimeFormat": {"hour": "2-digit", "minute": "2-digit", "hour12": False},
+        "slotLabelFormat": {"hour": "2-digit", "minute": "2-digit", "hour12": False},
+        "height": 760,
+        "editable": editable,
+        "selectable": editable,
+        "selectMirror": True,
+        "eventDurationEditable": editable,
+        "resources": resources,
+        "businessHours": business_hours or {"daysOfWeek": []},
+        "datesAboveResources": True,
+    }
+
+
+def render(events: list[dict[str, Any]], opts: dict[str, Any], key: str) -> dict[str, Any]:
+    """Draw the calendar; returns the component's current value ({} before any callback)."""
+    return (
+        fullcalendar(
+            events=events,
+            options=opts,
+            custom_css=CSS,
+            callbacks=CALLBACKS,
+            license_key=LICENSE_KEY,
+            key=key,
+        )  # fmt: skip
+        or {}
+    )
+
+
+def take(value: dict[str, Any] | None, seen_key: str, component_key: str) -> dict[str, Any] | None:
+    """The component's value if it is new since the last call (None otherwise). A redrawn
+    component (new key) starts afresh, so the same gesture after a redraw counts again."""
+    if not value or "callback" not in value:
+        return None
+    fingerprint = component_key + json.dumps(value, sort_keys=True, default=str)
+    if st.session_state.get(seen_key) == fingerprint:
+        return None
+    st.session_state[seen_key] = fingerprint
+    return value
+
+
+def _resource(value: dict[str, Any] | None) -> int | None:
+    ident = (value or {}).get("id") if isinstance(value, dict) else value
+    return int(ident) if ident not in (None, "") else None
+
+
+def interpret(value: dict[str, Any], tz: str) -> Open | Book | Move | None:
+    """What a callback value asks for, with times in UTC."""
+    kind = value.get("callback")
+    if kind == "eventClick":
+        return Open(int(value["eventClick"]["event"]["id"]))
+    if kind == "select":
+        data = value["select"]
+        return Book(callback_time(data["start"], tz), callback_time(data["end"], tz),
+                    _resource(data.get("resource")))  # fmt: skip
+    if kind == "dateClick":
+        data = value["dateClick"]
+        start = callback_time(data["date"], tz)
+        return Book(start, start, _resource(data.get("resource")))
+    if kind == "eventChange":
+        data = value["eventChange"]
+        new, old = data["event"], data["oldEvent"]
+        return Move(
+            appointment_id=int(new["id"]),
+            start_at=callback_time(new["start"], tz),
+            end_at=callback_time(new.get("end") or new["start"], tz),
+            provider_id=_resource(new.get("resourceId")),
+            old_start_at=callback_time(old["start"], tz),
+            old_provider_id=_resource(old.get("resourceId")),
+        )
+    return None
+
+
+def legend(items: list[tuple[str, str]]) -> None:
+    """The colour legend as coloured badges (fixed labels, no user text)."""
+    st.markdown(
+        " ".join(
+            f'<span style="background:{colour};color:white;border-radius:4px;'
+            f'padding:2px 8px;margin-right:4px;font-size:0.8rem">{label}</span>'
+            for label, colour in items
+        ),
+        unsafe_allow_html=True,
+    )
+
+
+# ---------------------------------------------------------------- navigation (no datesSet)
+
+DAY_KEY, VIEW_KEY = "calendar_day", "calendar_view"
+
+
+def _step(direction: int) -> None:
+    view = VIEWS[st.session_state.get(VIEW_KEY, "Week by provider")]
+    day = st.session_state.get(DAY_KEY) or date.today()
+    if view == "dayGridMonth":
+        month = day.month - 1 + direction
+        st.session_state[DAY_KEY] = date(day.year + month // 12, month % 12 + 1, 1)
+    else:
+        days = 1 if view.endswith("Day") else 7
+        st.session_state[DAY_KEY] = day + timedelta(days=days * direction)
+
+
+def _today(today: date) -> None:
+    st.session_state[DAY_KEY] = today
+
+
+def navigation(today: date) -> tuple[str, date]:
+    """View and date pickers with previous / today / next; returns (FullCalendar view, day)."""
+    st.session_state.setdefault(DAY_KEY, today)
+    c1, c2, c3, c4, c5 = st.columns([3, 2, 1, 1, 1], vertical_alignment="bottom")
+    label = c1.segmented_control("View", list(VIEWS), key=VIEW_KEY, default="Week by provider")
+    day = c2.date_input("Date", key=DAY_KEY, format="YYYY-MM-DD")
+    c3.button("◀", key="calendar_prev", on_click=_step, args=(-1,), help="Previous")
+    c4.button("Today", key="calendar_today", on_click=_today, args=(today,))
+    c5.button("▶", key="calendar_next", on_click=_step, args=(1,), help="Next")
+    return VIEWS[label or "Week by provider"], day
