@@ -144,3 +144,15 @@ def test_stale_limit_is_configurable(app_as):
     at.number_input(key="queue_stale_hours").set_value(720).run()
     at.button(key="queue_stale_save").click().run()
     assert not any("waiting longer than" in w.value for w in at.warning)
+
+
+def test_waiting_proposal_can_be_declined(app_as, app_db):
+    at = app_as("manager", PAGE)
+    at.button_group(key="queue_kind").set_value("proposals").run()
+    row = _item(at, "proposals")
+    prefix = f"queue_proposals_{row.appointment_id}"
+    at.button_group(key=f"{prefix}_choice").set_value("Decline the request").run()
+    at.text_input(key=f"{prefix}_reason").input("The patient did not answer").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("Declined." in s.value for s in at.success), _texts(at)
+    assert _status(app_db, row.appointment_id) == AppointmentStatus.DECLINED
