@@ -62,11 +62,10 @@ except DomainError as error:
 view.key_figures(figures)
 st.subheader("What-if")
 view.what_if_table(figures)
-heat = st.segmented_control("Heatmap shows", ["Cancellation rate", "No-show rate"],
-                            default="Cancellation rate", key="cancel_heat_metric")  # fmt: skip
-view.rate_charts(figures, heat or "Cancellation rate")
-view.time_charts(figures)
-view.reasons_and_fees(figures)
+# one section at a time: only the charts asked for are drawn
+names = list(view.SECTIONS)
+section = st.segmented_control("Show", names, default=names[0], key="cancel_section") or names[0]
+view.SECTIONS[section](figures)
 with st.expander("Formulas"):
     st.markdown(view.FORMULAS)
 

@@ -61,7 +61,7 @@ def key_figures(f: CancellationFigures) -> None:
                    delta_color="off")  # fmt: skip
 
 
-def rate_charts(f: CancellationFigures, heat_metric: str) -> None:
+def rate_charts(f: CancellationFigures) -> None:
     left, right = st.columns(2)
     with left:
         charts.show(charts.bars([c.label for c in f.by_weekday], {
@@ -74,6 +74,13 @@ def rate_charts(f: CancellationFigures, heat_metric: str) -> None:
             "Late-cancellation rate": [c.late_cancellation_rate for c in f.weekly],
             "No-show rate": [c.no_show_rate for c in f.weekly]},
             title="Weekly trend (week starting)", percent=True), key="cancel_chart_weekly")  # fmt: skip
+    heat_metric = st.segmented_control(
+        "Heatmap shows",
+        ["Cancellation rate", "No-show rate"],
+        default="Cancellation rate",
+        key="cancel_heat_metric",
+    )
+    heat_metric = heat_metric or "Cancellation rate"
     hours = sorted({cell.hour for cell in f.heatmap})
     grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
     attribute = "no_show_rate" if heat_metric == "No-show rate" else "cancellation_rate"
@@ -119,11 +126,6 @@ def reasons_and_fees(f: CancellationFigures) -> None:
             "Assessed": [fees.late_assessed_cents / 100, fees.no_show_assessed_cents / 100],
             "Waived": [fees.late_waived_cents / 100, fees.no_show_waived_cents / 100]},
             title="Fees assessed and waived", y_title="amount"), key="cancel_chart_fees")  # fmt: skip
-    st.subheader("Patients with repeated late cancellations or no-shows")
-    st.dataframe(pd.DataFrame([{"Patient #": p.patient_id, "Name": p.name,
-                                "Late cancellations": p.late_cancellations,
-                                "No-shows": p.no_shows} for p in f.repeat_patients]),
-                 hide_index=True, width="stretch", key="cancel_repeat_table")  # fmt: skip
 
 
 def what_if_table(f: CancellationFigures) -> None:
@@ -137,3 +139,18 @@ def what_if_table(f: CancellationFigures) -> None:
         f"What-if ({w.window_hours} h window)": [f"{w.late:,}", _money(w.fee_cents),
                                                  f"{w.points:,}"],
     }), hide_index=True, width="stretch", key="cancel_whatif_table")  # fmt: skip
+
+
+def repeat_patients(f: CancellationFigures) -> None:
+    st.dataframe(pd.DataFrame([{"Patient #": p.patient_id, "Name": p.name,
+                                "Late cancellations": p.late_cancellations,
+                                "No-shows": p.no_shows} for p in f.repeat_patients]),
+                 hide_index=True, width="stretch", key="cancel_repeat_table")  # fmt: skip
+
+
+SECTIONS = {
+    "Weekday, hour and trend": rate_charts,
+    "Lead time and turnaround": time_charts,
+    "Reasons and fees": reasons_and_fees,
+    "Repeat patients": repeat_patients,
+}

@@ -31,7 +31,14 @@ def test_manager_sees_figures_charts_and_the_what_if(app_as):
     assert labels[:4] == ["Booked", "Cancellation rate", "Late-cancellation rate", "No-show rate"]
     assert int(at.metric[0].value.replace(",", "")) > 100
     assert at.metric[3].value.endswith("%")
-    assert len(at.get("plotly_chart")) == 9
+    assert len(at.get("plotly_chart")) == 3  # weekday, weekly trend, heatmap
+    for section, charts in (("Lead time and turnaround", 4), ("Reasons and fees", 2),
+                            ("Repeat patients", 0)):  # fmt: skip
+        at.segmented_control(key="cancel_section").set_value(section).run()
+        assert not at.exception and len(at.get("plotly_chart")) == charts
+    repeat = next(d.value for d in at.dataframe if "Late cancellations" in d.value.columns)
+    assert len(repeat) > 0 and (repeat["Late cancellations"] + repeat["No-shows"] >= 2).all()
+    at.segmented_control(key="cancel_section").set_value("Weekday, hour and trend").run()
     table = _what_if(at)
     assert list(table.columns) == ["", "Actual (policy in force)", "What-if (12 h window)"]
     at.number_input(key="cancel_whatif_window").set_value(48)
