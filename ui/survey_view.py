@@ -50,9 +50,9 @@ def overview(board: sa.Dashboard) -> None:
     steps = st.columns(3)
     steps[0].metric("Completed visits", f"{f.completed:,}")
     steps[1].metric("Asked for feedback", f"{f.requested:,}", _pct(f.request_rate) + " of completed",
-                    delta_color="off")  # fmt: skip
+                    delta_color="off", delta_arrow="off")  # fmt: skip
     steps[2].metric("Answered", f"{f.answered:,}", _pct(f.answer_rate) + " of asked",
-                    delta_color="off")  # fmt: skip
+                    delta_color="off", delta_arrow="off")  # fmt: skip
 
 
 def detractors(frame: pd.DataFrame) -> None:
@@ -63,9 +63,9 @@ def detractors(frame: pd.DataFrame) -> None:
     shown = frame.assign(visit=[f"/appointment?id={a}" if pd.notna(a) else None
                                 for a in frame.appointment_id])  # fmt: skip
     st.dataframe(
-        shown[["submitted", "clinic", "provider", "nps", "rating", "comment", "visit"]],
+        shown[["visit", "submitted", "clinic", "provider", "nps", "rating", "comment"]],
         hide_index=True, width="stretch",
-        column_config={"visit": st.column_config.LinkColumn("Appointment", display_text=r"id=(\d+)$"),
+        column_config={"visit": st.column_config.LinkColumn("Appointment", display_text=r"id=(\d+)$", width="small"),
                        "nps": "Recommend", "comment": st.column_config.TextColumn("Comment", width="large")},
     )  # fmt: skip
 
@@ -90,16 +90,35 @@ def groups(board: sa.Dashboard, show_small: bool) -> None:
         )  # fmt: skip
 
 
+def _chart(frame: pd.DataFrame, title: str, label: str) -> None:
+    """NPS and CSAT lines over the responses' bars: a plain Vega-Lite spec (no Altair objects
+    to build, so the page stays quick)."""
+    data = frame.assign(period=frame.period.dt.strftime(label))
+    x = {"field": "period", "type": "ordinal", "title": None, "sort": None}
+    spec = {
+        "title": title, "height": 260,
+        "resolve": {"scale": {"y": "independent"}},
+        "layer": [
+            {"mark": {"type": "bar", "opacity": 0.25},
+             "encoding": {"x": x, "y": {"field": "responses", "type": "quantitative",
+                                        "title": "responses"}}},
+            {"transform": [{"fold": ["nps", "csat"], "as": ["figure", "value"]}],
+             "mark": {"type": "line", "point": True},
+             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative",
+                                        "title": "NPS / CSAT %"},
+                          "color": {"field": "figure", "type": "nominal", "title": None}}},
+        ],
+    }  # fmt: skip
+    st.vega_lite_chart(data, spec, width="stretch")
+
+
 def trends(board: sa.Dashboard) -> None:
-    for title, frame in (("Weekly", board.weekly), ("Monthly", board.monthly)):
-        st.subheader(f"{title} trend")
+    for title, frame, label in (("Weekly (weeks from Monday)", board.weekly, "%d %b %Y"),
+                                ("Monthly", board.monthly, "%b %Y")):  # fmt: skip
         if frame.empty:
-            st.caption("No responses in this period.")
+            st.caption(f"{title}: no responses in this period.")
             continue
-        indexed = frame.set_index("period")
-        left, right = st.columns(2)
-        left.line_chart(indexed[["nps", "csat"]], y_label="NPS / CSAT %")
-        right.bar_chart(indexed[["responses"]], y_label="responses")
+        _chart(frame, f"{title}: NPS, CSAT and responses", label)
 
 
 def comment_feed(frame: pd.DataFrame) -> None:
