@@ -1,0 +1,152 @@
+"""AppTest: booking in office — a found patient, a new patient, an out-of-office block, the
+edited confirmation, and the prefill from a calendar selection."""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+
+from sqlalchemy import func, select
+
+from core.clock import local_to_utc, to_local
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AppointmentKind, Notification, Patient
+from db.types import utcnow
+
+PAGE = "pages/book.py"
+TZ = "Europe/London"
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _weekday_ahead(days=8):
+    day = to_local(utcnow(), TZ).date() + timedelta(days=days)
+    while day.weekday() > 4:
+        day += timedelta(days=1)
+    return day
+
+
+def _fill(at, day, hour, minute=0, service="Consultation"):
+    at.date_input(key="book_day").set_value(day).run()
+    at.time_input(key="book_time").set_value(time(hour, minute)).run()
+    at.multiselect(key="book_services").select(
+        next(o for o in at.multiselect(key="book_services").options if o.startswith(service))
+    ).run()
+    return at
+
+
+def _last(url):
+    database = _db(url)
+    with database.read() as session:
+        row = session.scalars(select(Appointment).order_by(Appointment.id.desc()).limit(1)).one()
+        found = dict(id=row.id, kind=row.kind, start=row.start_at, provider=row.provider_id,
+                     patient=row.patient_id, notes=row.notes, end=row.end_at,
+                     mails=session.scalars(select(Notification).where(
+                         Notification.appointment_id == row.id)).all())  # fmt: skip
+    database.dispose()
+    return found
+
+
+def test_staff_books_a_found_patient_with_an_edited_message(app_as, app_db):
+    at = app_as("staff", PAGE)
+    assert not at.exception, at.exception
+    day = _weekday_ahead()
+    at = _fill(at, day, 7, 0)  # before everyone's hours: nobody is offered
+    assert "No provider is free" in at.warning[0].value
+    at.time_input(key="book_time").set_value(time(11, 15)).run()
+    assert at.selectbox(key="book_provider").value is not None
+    at.text_input(key="book_search").input("Smith").run()
+    patient = at.selectbox(key="book_patient")
+    assert patient.options and "Smith" in patient.options[0]
+    patient.select_index(0).run()
+    at.radio(key="book_notify").set_value("Email").run()
+    subject = next(t for t in at.text_input if t.key.startswith("book_subject_"))
+    assert "is confirmed" in subject.value
+    subject.input("Booked: see you soon").run()
+    at.text_area(key="book_notes").input("Bring previous results").run()
+    at.button(key="book_submit").click().run()
+    assert not at.exception and not at.error, at.error
+    assert at.success and at.success[0].value.startswith("Booked #")
+    booked = _last(app_db)
+    assert to_local(booked["start"], TZ).time() == time(11, 15)
+    assert booked["notes"] == "Bring previous results"
+    assert {m.channel.value for m in booked["mails"]} <= {"email"}
+    assert all(m.subject == "Booked: see you soon" for m in booked["mails"])
+
+
+def test_new_patient_inline_and_virtual_only_for_allowed_services(app_as, app_db):
+    at = app_as("manager", PAGE)
+    at = _fill(at, _weekday_ahead(9), 11, 30, service="Skin check")
+    assert at.radio(key="book_mode").options == ["In person"]
+    at.multiselect(key="book_services").set_value([]).run()
+    at = _fill(at, _weekday_ahead(9), 11, 30, service="Consultation")
+    assert at.radio(key="book_mode").options == ["In person", "Virtual"]
+    at.radio(key="book_mode").set_value("virtual").run()
+    at.button_group(key="book_who").set_value("New patient").run()
+    at.text_input(key="book_first").input("Rosa").run()
+    at.text_input(key="book_last").input("Diaz").run()
+    at.text_input(key="book_email").input("rosa.diaz@example.org").run()
+    at.checkbox(key="book_consent_email").check().run()
+    at.checkbox(key="book_card").check().run()
+    at.radio(key="book_notify").set_value("Do not notify").run()
+    at.button(key="book_submit").click().run()
+    assert not at.error, at.error
+    assert "New patient Rosa Diaz created." in at.success[0].value
+    booked = _last(app_db)
+    assert booked["mails"] == []
+    database = _db(app_db)
+    with database.read() as session:
+        patient = session.get(Patient, booked["patient"])
+        assert (patient.full_name, patient.consent_email, patient.card_on_file) == (
+            "Rosa Diaz",
+            True,
+            True,
+        )
+        assert session.get(Appointment, booked["id"]).mode.value == "virtual"
+    database.dispose()
+
+
+def test_booking_without_a_patient_says_what_to_do(app_as):
+    at = _fill(app_as("staff", PAGE), _weekday_ahead(10), 11, 0)
+    at.button(key="book_submit").click().run()
+    assert "Find the patient" in at.error[0].value
+
+
+def test_out_of_office_block(app_as, app_db):
+    at = app_as("staff", PAGE)
+    at.button_group(key="book_kind").set_value("Out of office").run()
+    day = _weekday_ahead(11)
+    at.date_input(key="book_day").set_value(day).run()
+    at.time_input(key="book_time").set_value(time(11, 0)).run()
+    at.time_input(key="book_until").set_value(time(12, 30)).run()
+    at.checkbox(key="book_all").check().run()  # blocks may cover booked time
+    at.text_area(key="book_notes").input("Training").run()
+    at.button(key="book_submit").click().run()
+    assert not at.error, at.error
+    booked = _last(app_db)
+    assert booked["kind"] == AppointmentKind.OUT_OF_OFFICE and booked["patient"] is None
+    assert booked["end"] - booked["start"] == timedelta(minutes=90)
+
+
+def test_prefill_from_the_calendar_selection(app_as, app_db):
+    at = app_as("staff", "pages/calendar.py")
+    day = _weekday_ahead(12)
+    database = _db(app_db)
+    with database.read() as session:
+        count = session.scalar(select(func.count()).select_from(Appointment))
+    database.dispose()
+    at.session_state["book_prefill"] = {"clinic_id": 1, "start_at": local_to_utc(day, time(14, 45), TZ),
+                                        "provider_id": None}  # fmt: skip
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert at.date_input(key="book_day").value == day
+    assert at.time_input(key="book_time").value == time(14, 45)
+    assert count > 0
+
+
+def test_every_role_can_open_the_booking_page(app_as):
+    for user in ("owner", "manager", "staff"):
+        at = app_as(user, PAGE)
+        assert not at.exception and at.title[0].value == "New appointment"
