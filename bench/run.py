@@ -72,13 +72,15 @@ def present(module: str) -> Any | None:
 # ---------------------------------------------------------------- databases
 
 
-def ensure_sqlite(path: Path, appointments: int, patients: int, responses: int) -> str:
+def ensure_sqlite(path: Path, appointments: int, patients: int, responses: int,
+                  providers: int | None = None) -> str:  # fmt: skip
     if not path.exists():
         from bench import generate
 
         log(f"generating {path} ({appointments:,} appointments) — first run only")
         generate.main(["--appointments", str(appointments), "--patients", str(patients),
-                       "--responses", str(responses), "--out", str(path)])  # fmt: skip
+                       "--responses", str(responses), "--out", str(path)]
+                      + (["--providers", str(providers)] if providers else []))  # fmt: skip
     return f"sqlite:///{path}"
 
 
@@ -449,8 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     big = DATA / ("bench.db" if args.appointments == 1_000_000 else f"bench-{args.appointments}.db")
     url = ensure_sqlite(big, args.appointments, args.patients, args.responses)
     small_n = max(args.appointments // 10, 10_000)
-    small_url = ensure_sqlite(DATA / f"small-{small_n}.db", small_n, args.patients // 10,
-                              args.responses // 10)  # fmt: skip
+    from bench.generate import providers_for
+
+    providers = providers_for(args.appointments)  # the same providers: same density per week
+    small_url = ensure_sqlite(DATA / f"small-{small_n}-{providers}.db", small_n,
+                              args.patients // 10, args.responses // 10, providers)  # fmt: skip
     results: dict[str, Any] = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
@@ -491,7 +496,8 @@ def postgres(args, size: str) -> dict[str, Any]:
                           responses=args.responses)  # fmt: skip
         small = server.create_database(name + "_small")
         generate.generate(small, appointments=max(args.appointments // 10, 10_000),
-                          patients=args.patients // 10, responses=args.responses // 10)  # fmt: skip
+                          patients=args.patients // 10, responses=args.responses // 10,
+                          providers=generate.providers_for(args.appointments))  # fmt: skip
         if args.no_pages:
             return {"size": size, "core": core_figures(url, args.repeat)}
         return {"size": size} | run_backend(url, small, args.repeat, "PostgreSQL")
