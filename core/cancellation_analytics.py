@@ -27,6 +27,7 @@ Formulas (also written on the page):
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -236,6 +237,8 @@ class CancellationFigures:
 def _epoch(column, dialect: str):
     """Seconds since 1970 of a stored (naive UTC) timestamp, as an integer."""
     if dialect == "sqlite":
+        if sqlite3.sqlite_version_info >= (3, 38):
+            return func.unixepoch(column, type_=BigInteger)  # about twice as fast as strftime('%s')
         return cast(func.strftime("%s", column), BigInteger)
     return cast(extract("epoch", column), BigInteger)
 
