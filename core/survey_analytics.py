@@ -265,7 +265,7 @@ def _feed_frame(rows) -> pd.DataFrame:
                 "rating": r.rating, "comment": r.comment} for r in rows]  # fmt: skip
     columns = ["id", "submitted", "appointment_id", "clinic", "provider", "nps", "rating",
                "comment"]  # fmt: skip
-    return pd.DataFrame(records, columns=columns)
+    return pd.DataFrame(records, columns=columns).astype({"appointment_id": "Int64"})
 
 
 def _feed(f: SurveyFilter | None):

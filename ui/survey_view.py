@@ -60,12 +60,14 @@ def detractors(frame: pd.DataFrame) -> None:
     if frame.empty:
         st.caption("None — nobody answered 0–6 in the last seven days.")
         return
-    shown = frame.assign(visit=[f"/appointment?id={a}" if pd.notna(a) else None
+    shown = frame.assign(visit=[f"/appointment?id={int(a)}" if pd.notna(a) else None
                                 for a in frame.appointment_id])  # fmt: skip
     st.dataframe(
-        shown[["visit", "submitted", "clinic", "provider", "nps", "rating", "comment"]],
+        shown[["visit", "appointment_id", "submitted", "clinic", "provider", "nps", "rating",
+               "comment"]],
         hide_index=True, width="stretch",
-        column_config={"visit": st.column_config.LinkColumn("Appointment", display_text=r"id=(\d+)$", width="small"),
+        column_config={"visit": st.column_config.LinkColumn("", display_text="Open", width="small"),
+                       "appointment_id": st.column_config.NumberColumn("Appointment", format="#%d"),
                        "nps": "Recommend", "comment": st.column_config.TextColumn("Comment", width="large")},
     )  # fmt: skip
 

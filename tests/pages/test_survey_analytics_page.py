@@ -51,6 +51,9 @@ def test_owner_sees_the_core_figures(app_as, app_db):
     assert metric(at, "Completed visits") == f"{board.funnel.completed:,}"
     assert metric(at, "Answered") == f"{board.funnel.answered:,}"
     assert "NPS** = % promoters" in at.expander[0].markdown[0].value
+    assert len(board.detractors) > 0  # the demo has recent detractors
+    links = at.dataframe[0].value.visit
+    assert list(links) == [f"/appointment?id={a}" for a in board.detractors.appointment_id]
 
 
 def test_every_section_runs_and_comments_are_searchable(app_as):
