@@ -10,16 +10,12 @@ from core import imports, interchange
 from core.clock import local_to_utc, utcnow
 from ui import actor, run_action
 from ui.context import read
-from ui.data_view import mapping_editor, progress_bar, show_report
+from ui.data_view import file_header, mapping_editor, progress_bar, show_report
 
 
 @st.cache_data(ttl=60, max_entries=5, show_spinner=False)
 def _choices(current):
     return read(interchange.list_export_choices, current)
-
-
-def _header(upload) -> list[str]:
-    return imports.read_header(imports.read_text(upload.getvalue()))
 
 
 st.title("Import and export")
@@ -35,7 +31,7 @@ with appointments_tab:
                           format_func=lambda p: {"kaggle-noshow": "Kaggle no-show (Vitória 2016)",
                                                  "custom": "Other: map the columns"}[p])  # fmt: skip
     if upload is not None:
-        header = _header(upload)
+        header = file_header(upload)
         base = (
             imports.KAGGLE_NOSHOW if preset == "kaggle-noshow" else imports.AppointmentMapping({})
         )
@@ -59,7 +55,7 @@ with appointments_tab:
 with surveys_tab:
     upload = st.file_uploader("CSV file", type=["csv"], key="data_survey_file")
     if upload is not None:
-        header = _header(upload)
+        header = file_header(upload)
         base = imports.NHS_FFT if set(imports.NHS_FFT.columns.values()) <= set(header) else imports.SurveyMapping({})  # fmt: skip
         st.caption(
             "Layout: " + ("NHS Friends and Family Test" if base.columns else "map the columns")

@@ -8,9 +8,20 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from core.imports import FieldSpec, ImportReport
+from core.errors import DomainError
+from core.imports import FieldSpec, ImportReport, read_header, read_text
+from ui.context import show_error
 
 NOT_IN_FILE = "— not in the file —"
+
+
+def file_header(upload) -> list[str]:
+    """The uploaded CSV's column names; an unreadable file stops the page with the reason."""
+    try:
+        return read_header(read_text(upload.getvalue()))
+    except DomainError as error:
+        show_error(error)
+        st.stop()
 
 
 def mapping_editor(

@@ -121,3 +121,10 @@ def test_owner_imports_fhir_examples(app_as, app_db):
     at.file_uploader(key="data_fhir_files").set_value(files).run()
     at.button(key="data_fhir_import").click().run()
     assert "3 FHIR appointments imported" in at.success[0].value
+
+
+def test_an_empty_file_gets_a_clear_message(app_as):
+    at = app_as("owner", PAGE)
+    at.file_uploader(key="data_appt_file").set_value(("empty.csv", b"", "text/csv")).run()
+    assert not at.exception
+    assert at.error[0].value == "The file is empty: the first row must name the columns."
