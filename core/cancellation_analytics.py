@@ -21,8 +21,8 @@ Formulas (also written on the page):
 - revenue at risk = price of the services of cancelled and no-show appointments
 - refill rate = cancelled slots booked again ÷ cancelled; booked again = another appointment of
   the same provider overlapping the cancelled slot, created after the cancellation
-- what-if: cancellations with notice < the chosen window would have been late; charged = late ×
-  fee, points = late × points
+- what-if: patients' cancellations with notice < the chosen window would have been late;
+  charged = late × fee, points = late × points
 """
 
 from __future__ import annotations
@@ -396,6 +396,8 @@ def compute_figures(
         other.end_at > a.start_at, other.created_at > a.cancelled_at,
     )  # fmt: skip
     cancelled = a.status == S.CANCELLED
+    # the practice's own cancellations are never charged (core.lifecycle); unknown = patient
+    by_patient = or_(a.cancelled_by.is_(None), a.cancelled_by == "patient")
     decided_online = and_(a.source == Source.ONLINE, a.decided_at.is_not(None))
     inner = (
         select(
@@ -412,7 +414,7 @@ def compute_figures(
                  else_=0).label("risk"),
             case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
             case((cancelled, _bucket(notice, NOTICE_BUCKETS)), else_=None).label("notice"),
-            case((and_(cancelled, notice < window), 1), else_=0).label("whatif_late"),
+            case((and_(cancelled, by_patient, notice < window), 1), else_=0).label("whatif_late"),
             case((decided_online, _bucket(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),
             case((decided_online, turn), else_=None).label("turn_s"),
         )

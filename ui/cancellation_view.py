@@ -26,8 +26,8 @@ FORMULAS = """
   appointment of the same provider overlapping the slot, created after the cancellation
 - **fees** = fees assessed on these appointments, and the part waived
 - **repeat patients** = late cancellations + no-shows ≥ 2 in the range
-- **what-if** = cancellations whose notice was shorter than the chosen window would have been
-  late; charged = late × fee; points = late × points (next to what actually happened)
+- **what-if** = patients' cancellations whose notice was shorter than the chosen window would
+  have been late (the practice's own cancellations are never charged); charged = late × fee; points = late × points (next to what actually happened)
 """
 
 

@@ -206,6 +206,20 @@ def test_what_if_next_to_the_actual_policy(db, world, data, window, late):
                                         points=5 * late)  # fmt: skip
 
 
+def test_what_if_leaves_out_the_practices_own_cancellations(db, world, data):
+    what_if = ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=ca.WhatIf(6, 1000, 5))
+    assert figures(db, world, what_if).what_if.late == 2
+    with db.write() as session:
+        start = local_to_utc(date(2026, 3, 26), time(11), "Europe/London")
+        for by in ("Max Manager", "patient"):
+            session.add(Appointment(
+                clinic_id=world.clinic_id, patient_id=world.patient_id, status=S.CANCELLED,
+                start_at=start, end_at=start + 0.5 * H, cancelled_at=start - 2 * H,
+                cancelled_by=by, booked_at=start - 2 * D))  # fmt: skip
+    f = figures(db, world, what_if)
+    assert f.totals.cancelled == 5 and f.what_if.late == 3 and f.what_if.fee_cents == 3000
+
+
 def test_filters_by_clinic_provider_and_service(db, world, data):
     london = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
                                                     clinic_id=world.clinic_id))  # fmt: skip
