@@ -28,7 +28,7 @@ Formulas (also written on the page):
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -79,6 +79,7 @@ TURNAROUND_BUCKETS = [("under 1 h", HOUR), ("1–4 h", 4 * HOUR), ("4–24 h", D
 MAX_RANGE_DAYS = 3 * 366
 REPEAT_THRESHOLD = 2
 MAX_WHAT_IF_HOURS = 24 * 14
+PARTS = ("reasons", "repeat_patients")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class AnalyticsFilters:
     provider_id: int | None = None
     service_id: int | None = None
     what_if: WhatIf | None = None
+    # optional parts a screen may leave out when it does not show them (default: everything)
+    parts: frozenset[str] = frozenset(PARTS)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -490,11 +493,13 @@ def compute_figures(
         notice=[(label, n) for (label, _), n in zip(NOTICE_BUCKETS, notice_n, strict=True)],
         turnaround=[(label, n) for (label, _), n in zip(TURNAROUND_BUCKETS, turn_b, strict=True)],
         turnaround_mean_hours=turn_total / turn_n / HOUR if turn_n else None,
-        reasons=_reasons(session, where),
+        reasons=_reasons(session, where) if "reasons" in filters.parts else [],
         fees=fees,
         revenue_at_risk_cents=risk + _extra_services_price(session, where),
         refilled=refilled,
-        repeat_patients=_repeat_patients(session, where),
+        repeat_patients=(
+            _repeat_patients(session, where) if "repeat_patients" in filters.parts else []
+        ),
         queries=7,
     )
     if filters.what_if is not None:
@@ -595,8 +600,9 @@ def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[Rep
 
 
 def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> bytes:
-    """The figures as CSV (one row per figure), audited, safe to open in a spreadsheet."""
-    figures = compute_figures(session, actor, filters)
+    """The figures as CSV (one row per figure, every part), audited, safe to open in a
+    spreadsheet."""
+    figures = compute_figures(session, actor, replace(filters, parts=frozenset(PARTS)))
     rows: list[tuple[str, str, str, Any]] = []
     t = figures.totals
     for metric in ("booked", "cancelled", "late", "no_shows", "attended"):

@@ -51,8 +51,11 @@ with st.form("cancel_filters"):
     st.form_submit_button("Apply", type="primary")
 
 start, end = (days[0], days[-1]) if days else (today, today)
+names = list(view.SECTIONS)  # one section of charts at a time: only what is shown is computed
+section = st.session_state.get("cancel_section") or names[0]
 what_if = ca.WhatIf(int(window), round(fee * 100), int(points))
-filters = ca.AnalyticsFilters(start, end, clinic, provider, service, what_if)
+filters = ca.AnalyticsFilters(start, end, clinic, provider, service, what_if,
+                              view.NEEDS.get(section, frozenset()))  # fmt: skip
 try:
     figures = _figures(me, filters)
 except DomainError as error:
@@ -62,8 +65,6 @@ except DomainError as error:
 view.key_figures(figures)
 st.subheader("What-if")
 view.what_if_table(figures)
-# one section at a time: only the charts asked for are drawn
-names = list(view.SECTIONS)
 section = st.segmented_control("Show", names, default=names[0], key="cancel_section") or names[0]
 view.SECTIONS[section](figures)
 with st.expander("Formulas"):

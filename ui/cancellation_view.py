@@ -148,6 +148,9 @@ def repeat_patients(f: CancellationFigures) -> None:
                  hide_index=True, width="stretch", key="cancel_repeat_table")  # fmt: skip
 
 
+# the optional parts of the figures each section needs (core.cancellation_analytics.PARTS)
+NEEDS = {"Reasons and fees": frozenset({"reasons"}),
+         "Repeat patients": frozenset({"repeat_patients"})}  # fmt: skip
 SECTIONS = {
     "Weekday, hour and trend": rate_charts,
     "Lead time and turnaround": time_charts,

@@ -235,6 +235,16 @@ def test_filters_by_clinic_provider_and_service(db, world, data):
     assert counts(one_day.totals) == (3, 1, 0, 0, 2) and one_day.refilled == 1
 
 
+def test_a_screen_may_leave_out_the_optional_parts(db, world, data):
+    lean = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, parts=frozenset()))
+    assert lean.reasons == [] and lean.repeat_patients == []
+    assert counts(lean.totals) == (11, 3, 2, 3, 5) and lean.fees.late_assessed_cents == 5000
+    with db.write() as session:
+        payload = ca.export_csv(session, world.owner, ca.AnalyticsFilters(
+            FILTERS.start, FILTERS.end, parts=frozenset())).decode("utf-8-sig")  # fmt: skip
+    assert "reason,Work,cancelled,1" in payload and "repeat_patient" in payload
+
+
 def test_empty_range_has_no_rates(db, world, data):
     f = figures(db, world, ca.AnalyticsFilters(date(2025, 1, 1), date(2025, 1, 2)))
     assert counts(f.totals) == (0, 0, 0, 0, 0)
