@@ -56,8 +56,10 @@ c1, c2, c3 = st.columns(3)
 clinic_id = c1.selectbox("Clinic", list(zones), format_func=dict((c[0], c[1]) for c in clinics).get,
                          key="book_clinic")  # fmt: skip
 tz = zones[clinic_id]
-day = c2.date_input("Date", to_local(utcnow(), tz).date() + timedelta(days=1), key="book_day")
-at = c3.time_input("Start (clinic time)", time(9), step=900, key="book_time")
+st.session_state.setdefault("book_day", to_local(utcnow(), tz).date() + timedelta(days=1))
+st.session_state.setdefault("book_time", time(9))
+day = c2.date_input("Date", key="book_day")
+at = c3.time_input("Start (clinic time)", step=900, key="book_time")
 start_at = local_to_utc(day, at, tz)
 if out_of_office:
     until = c3.time_input("Until", time(at.hour + 1 if at.hour < 23 else 23, at.minute), step=900,

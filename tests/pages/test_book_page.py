@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
+import pytest
+import streamlit as st
 from sqlalchemy import func, select
 
 from core.clock import local_to_utc, to_local
@@ -14,6 +16,14 @@ from db.models import Appointment, AppointmentKind, Notification, Patient
 from db.types import utcnow
 
 PAGE = "pages/book.py"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    """st.cache_data lives as long as the process: each test has its own database copy."""
+    st.cache_data.clear()
+
+
 TZ = "Europe/London"
 
 

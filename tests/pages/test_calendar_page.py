@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+import streamlit as st
 from sqlalchemy import select
 
 from core import calendar as cal
@@ -15,6 +17,12 @@ from db.models import Appointment, AppointmentKind, AppointmentStatus, AuditEven
 from db.types import utcnow
 
 PAGE = "pages/calendar.py"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    """st.cache_data lives as long as the process: each test has its own database copy."""
+    st.cache_data.clear()
 
 
 def _database(url):
@@ -41,7 +49,7 @@ def _upcoming(url, clinic_id=1):
 def _component_key(at):
     """The user key of the calendar drawn in the last run (its widget id ends with it)."""
     component = next(e for e in at.main if e.type == "component_instance")
-    return component.proto.id[component.proto.id.index("calendar_fc_"):]
+    return component.proto.id[component.proto.id.index("calendar_fc_") :]
 
 
 def _goto(at, moment, tz):
@@ -74,8 +82,8 @@ def test_clicking_an_event_opens_its_details_and_actions(app_as, app_db):
                     "eventClick": {"event": _event(ident, start, end, provider, tz), "view": {}}})  # fmt: skip
     assert not at.exception, at.exception
     assert any(f"{ident} · " in h.value for h in at.subheader)
-    assert at.button(key="calendar_qr_%d_show" % ident)
-    at.button(key="calendar_qr_%d_show" % ident).click().run()
+    assert at.button(key=f"calendar_qr_{ident}_show")
+    at.button(key=f"calendar_qr_{ident}_show").click().run()
     assert at.text and at.text[0].value.startswith("CDCHK:")
     at.button(key="calendar_close").click().run()
     assert not any(f"{ident} · " in h.value for h in at.subheader)
@@ -136,9 +144,9 @@ def test_selecting_a_free_time_offers_booking_there(app_as, app_db):
     assert not at.exception, at.exception
     assert "07:15" in at.info[0].value
     at.button(key="calendar_book_slot").click().run()
-    prefill = at.session_state["book_prefill"]
-    assert prefill["provider_id"] == provider
-    assert to_local(prefill["start_at"], tz).strftime("%H:%M") == "07:15"
+    assert at.title[0].value == "New appointment"  # the booking form, filled in
+    assert at.time_input(key="book_time").value.strftime("%H:%M") == "07:15"
+    assert at.date_input(key="book_day").value == to_local(start, tz).date()
 
 
 def test_navigation_moves_the_window(app_as):

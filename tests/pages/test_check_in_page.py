@@ -1,0 +1,90 @@
+"""AppTest: the check-in screen — scanner text, a picture of the QR code, wrong and used codes,
+and marking a patient arrived by hand."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+
+from core import checkin
+from core.authz import SYSTEM
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AppointmentStatus
+from db.types import utcnow
+
+PAGE = "pages/check_in.py"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    """st.cache_data lives as long as the process: each test has its own database copy."""
+    st.cache_data.clear()
+
+
+SUBMIT = "FormSubmitter:check_in_scan-Check in"
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _appointment_with_code(url, clinic_id=1):
+    database = _db(url)
+    with database.write() as session:
+        start = utcnow() + timedelta(minutes=40)
+        row = Appointment(clinic_id=clinic_id, provider_id=1 if clinic_id == 1 else 4, patient_id=1,
+                          service_id=1, status=AppointmentStatus.SCHEDULED, start_at=start,
+                          end_at=start + timedelta(minutes=30))  # fmt: skip
+        session.add(row)
+        session.flush()
+        ident, (code, png) = row.id, checkin.issue_code_for(session, SYSTEM, row.id)
+    database.dispose()
+    return ident, code, png
+
+
+def _status(url, ident):
+    database = _db(url)
+    with database.read() as session:
+        status = session.scalar(select(Appointment.status).where(Appointment.id == ident))
+    database.dispose()
+    return status
+
+
+def _scan(at, text):
+    at.text_input(key="check_in_code").input(text)
+    return at.button(key=SUBMIT).click().run()
+
+
+def test_scanned_code_checks_in_once(app_as, app_db):
+    ident, code, _ = _appointment_with_code(app_db)
+    at = _scan(app_as("staff", PAGE), code)
+    assert not at.exception and not at.error, at.error
+    assert at.success[0].value == f"Checked in: appointment #{ident}."
+    assert _status(app_db, ident) == AppointmentStatus.CHECKED_IN
+    at = _scan(at, code)
+    assert "a code works once" in at.error[0].value
+
+
+def test_wrong_and_foreign_codes_are_explained(app_as, app_db):
+    at = _scan(app_as("staff", PAGE), "CDCHK:not-a-real-code")
+    assert "not a ClinicDesk check-in code" in at.error[0].value
+    ident, code, _ = _appointment_with_code(app_db, clinic_id=2)
+    at = _scan(at, code)
+    assert "not at this clinic" in at.error[0].value
+    assert _status(app_db, ident) == AppointmentStatus.SCHEDULED
+
+
+def test_manual_mark_arrived(app_as, app_db):
+    ident, _, _ = _appointment_with_code(app_db)
+    at = app_as("staff", PAGE)
+    pick = at.selectbox(key="check_in_manual")
+    pick.select_index(next(i for i, o in enumerate(pick.options) if o.endswith(f"#{ident}"))).run()
+    at.button(key="check_in_manual_go").click().run()
+    assert not at.error, at.error
+    assert _status(app_db, ident) == AppointmentStatus.CHECKED_IN
+    assert "marked arrived" in at.success[0].value
+    assert not any(o.endswith(f"#{ident}") for o in at.selectbox(key="check_in_manual").options)

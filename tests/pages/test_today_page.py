@@ -1,0 +1,75 @@
+"""AppTest: the Today board — the default page, stages per provider, and its actions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AppointmentKind, AppointmentStatus
+from db.types import utcnow
+
+PAGE = "pages/today.py"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    """st.cache_data lives as long as the process: each test has its own database copy."""
+    st.cache_data.clear()
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _add(url, start, status=AppointmentStatus.SCHEDULED, clinic_id=1, provider_id=1):
+    database = _db(url)
+    with database.write() as session:
+        row = Appointment(clinic_id=clinic_id, provider_id=provider_id, patient_id=1, service_id=1,
+                          status=status, start_at=start, end_at=start + timedelta(minutes=30),
+                          kind=AppointmentKind.APPOINTMENT)  # fmt: skip
+        session.add(row)
+        session.flush()
+        ident = row.id
+    database.dispose()
+    return ident
+
+
+def _status(url, ident):
+    database = _db(url)
+    with database.read() as session:
+        status = session.scalar(select(Appointment.status).where(Appointment.id == ident))
+    database.dispose()
+    return status
+
+
+def test_today_is_the_landing_page_for_every_role(app_as):
+    for user in ("owner", "manager", "staff"):
+        at = app_as(user)
+        assert not at.exception, at.exception
+        assert at.title[0].value == "Today"
+        assert {m.label.split(" ", 1)[1] for m in at.metric} >= {"Waiting", "With provider", "Done"}
+
+
+def test_buttons_follow_the_time_and_status(app_as, app_db):
+    now = utcnow()
+    later = _add(app_db, now + timedelta(minutes=20))
+    started = _add(app_db, now - timedelta(minutes=5))
+    at = app_as("staff", PAGE)
+    keys = {b.key for b in at.button}
+    assert f"today_in_{later}" in keys
+    assert f"today_done_{later}" not in keys and f"today_noshow_{later}" not in keys
+    assert {f"today_in_{started}", f"today_done_{started}", f"today_noshow_{started}"} <= keys
+    at.button(key=f"today_in_{later}").click().run()
+    assert not at.exception and not at.error, at.error
+    assert _status(app_db, later) == AppointmentStatus.CHECKED_IN
+    assert "arrived" in at.success[0].value
+    assert f"today_done_{later}" not in {b.key for b in at.button}  # not due yet
+    at.button(key=f"today_noshow_{started}").click().run()
+    assert _status(app_db, started) == AppointmentStatus.NO_SHOW
+    texts = " ".join(t.value for t in at.text)
+    assert "No-show" in texts and "Waiting" in texts
