@@ -331,3 +331,50 @@ def test_bulk_preview_counts_who_is_sent_and_who_is_skipped_why(db, world):
     with db.read() as s:
         assert invitations.bulk_preview(s, world.staff).patient_ids == []
         assert s.scalar(select(LinkToken).where(LinkToken.subject_id == ids["fresh"])) is not None
+
+
+def _race(db, work, n=2):
+    """Run `work(session)` in n threads at once, each in its own write transaction."""
+    import threading
+
+    barrier, outcomes = threading.Barrier(n), []
+
+    def one():
+        barrier.wait()
+        try:
+            with db.write() as s:
+                outcomes.append(work(s))
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+def test_two_staff_sending_at_once_leave_exactly_one_live_invitation(db, world):
+    outcomes = _race(db, lambda s: invitations.send_invitation(s, world.staff, world.patient_id,
+                                                                base_url=BASE).invitation_id)  # fmt: skip
+    assert all(isinstance(o, int) for o in outcomes), outcomes
+    with db.read() as s:
+        statuses = sorted(
+            i.status.value
+            for i in s.scalars(
+                select(PortalInvitation).where(PortalInvitation.patient_id == world.patient_id)
+            )
+        )
+    assert statuses == ["pending", "revoked"]
+
+
+def test_an_enrolment_link_used_twice_at_once_enrols_once(db, world):
+    raw = _raw(_send(db, world).link)
+    outcomes = _race(
+        db,
+        lambda s: patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=True),
+    )
+    assert sum(getattr(o, "enrolled", False) for o in outcomes) == 1
+    assert sum(isinstance(o, LinkInvalid) for o in outcomes) == 1, outcomes
+    assert _actions(db, world.patient_id).count("invitation_enrolled") == 1

@@ -126,3 +126,25 @@ def test_record_has_details_portal_status_and_history(db, world):
     assert record.name == "Alex Morgan" and record.consent_email and record.points_balance == 100
     assert record.portal.status == status.status == PortalStatus.INVITED
     assert [h.status for h in record.invitations] == ["pending", "revoked"]
+
+
+def test_online_appointments_show_online_and_the_time_instead_of_a_staff_name(db, world):
+    from datetime import UTC, datetime
+
+    from db.models import Appointment, AppointmentStatus, Source
+
+    booked = datetime(2026, 7, 1, 13, 5, tzinfo=UTC)
+    with db.write() as s:
+        s.add_all([
+            Appointment(clinic_id=world.clinic_id, patient_id=world.patient_id, source=Source.ONLINE,
+                        status=AppointmentStatus.REQUESTED, requested_day=date(2026, 7, 9),
+                        time_of_day="morning", booked_at=booked,
+                        created_at=booked),
+            Appointment(clinic_id=world.clinic_id, patient_id=world.patient_id, source=Source.STAFF,
+                        status=AppointmentStatus.SCHEDULED, created_by_user_id=world.staff.user_id,
+                        start_at=booked + timedelta(days=30), end_at=booked + timedelta(days=30, hours=1)),
+        ])  # fmt: skip
+    with db.read() as s:
+        rows = patients.list_patient_appointments(s, world.staff, world.patient_id)
+    assert [r.booked_by for r in rows] == ["Staff", "Online appointment · Wed 01 Jul 2026, 14:05"]
+    assert rows[1].when == "Thu 09 Jul 2026, morning" and rows[0].when == "Fri 31 Jul 2026, 14:05"
