@@ -321,7 +321,7 @@ def list_fees(
     query = (
         select(LedgerEntry, Patient.first_name, Patient.last_name)
         .join(Patient, Patient.id == LedgerEntry.patient_id)
-        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+        .order_by(LedgerEntry.id.desc())  # newest first, on the primary key (no sort)
     )
     if patient_id is not None:
         query = query.where(LedgerEntry.patient_id == patient_id)

@@ -265,12 +265,12 @@ class Appointment(Base):
     __tablename__ = "appointments"
     __table_args__ = (
         CheckConstraint("end_at IS NULL OR start_at < end_at", name="start_before_end"),
-        Index(None, "clinic_id", "start_at"),
         Index(None, "provider_id", "start_at"),
         Index(None, "status", "start_at"),
         Index(None, "patient_id", "start_at"),
         Index(None, "status", "created_at"),
-        Index(None, "clinic_id", "start_at", "status"),  # analytics: status checked in the index
+        # (clinic_id, start_at) ranges; status is checked in the index (analytics, calendar)
+        Index(None, "clinic_id", "start_at", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -79,5 +79,5 @@ if st.session_state.get("cancel_export_csv"):
     st.download_button("Download CSV", st.session_state["cancel_export_csv"], mime="text/csv",
                        file_name=f"cancellations-{start}-{end}.csv", key="cancel_download")  # fmt: skip
 
-with st.expander("Waive fees and add points"):
+if st.toggle("Waive fees and add points", key="cancel_show_fees"):
     waiver_panel(me, "cancel")

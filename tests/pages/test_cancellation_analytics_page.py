@@ -88,6 +88,7 @@ def test_export_is_audited(app_as, app_db):
 
 def test_a_manager_waives_a_fee_with_a_reason(app_as, app_db):
     at = app_as("manager", PAGE)
+    at.toggle(key="cancel_show_fees").set_value(True).run()
     fee_id = at.selectbox(key="cancel_fee_id").value
     at = at.button(key="FormSubmitter:cancel_waive_form-Waive fee").click().run()
     assert "Say why the fee is waived" in at.error[0].value

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 11:31:53.291149
+Create Date: 2026-11-25 11:44:56.769451
 """
 
 from collections.abc import Sequence
@@ -303,7 +303,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('external_ref', name=op.f('uq_appointments_external_ref'))
     )
     with op.batch_alter_table('appointments', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_appointments_clinic_id_start_at'), ['clinic_id', 'start_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointments_clinic_id_start_at_status'), ['clinic_id', 'start_at', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointments_patient_id_start_at'), ['patient_id', 'start_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointments_provider_id_start_at'), ['provider_id', 'start_at'], unique=False)
@@ -473,7 +472,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_appointments_provider_id_start_at'))
         batch_op.drop_index(batch_op.f('ix_appointments_patient_id_start_at'))
         batch_op.drop_index(batch_op.f('ix_appointments_clinic_id_start_at_status'))
-        batch_op.drop_index(batch_op.f('ix_appointments_clinic_id_start_at'))
 
     op.drop_table('appointments')
     with op.batch_alter_table('working_hours', schema=None) as batch_op:
