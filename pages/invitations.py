@@ -1,15 +1,15 @@
 """Portal invitations: status of every patient, per-row and bulk actions, the enrolment funnel."""
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from core import invitations, patient_links
+from core import invitations
 from core.authz import Permission
 from core.invitations import PortalStatus
-from ui import actor, refresh, run_action, settings
+from ui import actor, refresh, run_action
 from ui.context import read
-from ui.portal import history_table, results_table, send_many
+from ui.patient import escape
+from ui.portal import funnel_panel, history_table, results_table, send_many, settings_panel
 
 
 @st.cache_data(ttl=20, max_entries=50, show_spinner=False)
@@ -26,9 +26,14 @@ def _preview(current, clinic_id, upcoming_only, include_expired):
                 upcoming_only=upcoming_only, include_expired=include_expired)  # fmt: skip
 
 
+@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+def _clinics(current):
+    return dict(read(invitations.clinic_choices, current))
+
+
 st.title("Portal invitations")
 me = actor()
-clinics = dict(read(invitations.clinic_choices, me))
+clinics = _clinics(me)
 with st.form("invitations_filters"):
     a, b, c = st.columns([1, 1, 2])
     status = a.selectbox("Status", [None, *PortalStatus], key="invitations_status",
@@ -44,14 +49,7 @@ rows, counts, funnel = _overview(me, status, clinic_id, search, page)
 cols = st.columns(len(PortalStatus))
 for col, s in zip(cols, PortalStatus, strict=True):
     col.metric(s.label, counts[s])
-left, right = st.columns([2, 1])
-figure = go.Figure(go.Funnel(y=["Invited", "Enrolled"], x=[funnel.invited, funnel.enrolled],
-                             textinfo="value+percent initial"))  # fmt: skip
-figure.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10))
-left.plotly_chart(figure, key="invitations_funnel")
-right.metric("Enrolment rate", f"{funnel.rate:.0%}")
-right.metric("Median days to enrol", "—" if funnel.median_days is None else funnel.median_days)
-right.metric("Pending invitations", funnel.pending)
+funnel_panel(funnel, "invitations")
 
 table = pd.DataFrame([{"Patient": r.name, "Email": r.email, "Status": r.status.label,
                        "Sent (UTC)": r.sent_at, "Expires (UTC)": r.expires_at,
@@ -81,7 +79,7 @@ if chosen:
         refresh()
     results_table("invitations_selected")
     if len(chosen) == 1:
-        st.caption(f"Invitation history of {chosen[0].name}")
+        st.caption(f"Invitation history of {escape(chosen[0].name)}")
         history_table(
             read(invitations.invitation_history, me, chosen[0].patient_id), "invitations_history"
         )
@@ -107,17 +105,4 @@ with st.expander("Bulk invite eligible patients"):
     results_table("invitations_bulk")
 
 if me.can(Permission.NOTIFICATIONS_MANAGE):
-    with st.expander("Settings and public booking link"):
-        with st.form("invitations_settings"):
-            days = st.number_input("Invitations expire after (days)", 1, invitations.MAX_EXPIRY_DAYS,
-                                   read(invitations.get_expiry_days), key="invitations_expiry")  # fmt: skip
-            if st.form_submit_button("Save"):
-                run_action(invitations.set_expiry_days, int(days), success="Expiry saved.")
-        target = st.selectbox("Clinic for a booking link", list(clinics), format_func=clinics.get,
-                              key="invitations_booking_clinic")  # fmt: skip
-        if st.button("Create a public booking-request link", key="invitations_booking_link"):
-            made = run_action(
-                patient_links.issue_booking_link, target, base_url=settings().base_url
-            )
-            if made:
-                st.code(made.value, language=None)
+    settings_panel(clinics, "invitations")

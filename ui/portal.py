@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from core import invitations, patients
+from core import invitations, patient_links, patients
 from core.checkin import qr_png
 from core.errors import DomainError
 from core.invitations import PortalStatus
-from ui.context import database, refresh, require_actor, run_action, settings
+from ui.context import database, read, refresh, require_actor, run_action, settings
 
 STATUS_ICONS = {
     PortalStatus.NO_EMAIL: ":material/mail_off:", PortalStatus.OPTED_OUT: ":material/block:",
@@ -175,3 +176,33 @@ def edit_form(record) -> None:
                     patient_id if saved.value.offer_new_invitation else None
                 )
                 refresh()
+
+
+def funnel_panel(funnel: invitations.Funnel, key: str) -> None:
+    """Invited → enrolled as a funnel chart, with the rate, median days and open invitations."""
+    left, right = st.columns([2, 1])
+    figure = go.Figure(go.Funnel(y=["Invited", "Enrolled"], x=[funnel.invited, funnel.enrolled],
+                                 textinfo="value+percent initial"))  # fmt: skip
+    figure.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10))
+    left.plotly_chart(figure, key=f"{key}_funnel")
+    right.metric("Enrolment rate", f"{funnel.rate:.0%}")
+    right.metric("Median days to enrol", "—" if funnel.median_days is None else funnel.median_days)
+    right.metric("Pending invitations", funnel.pending)
+
+
+def settings_panel(clinics: dict[int, str], key: str) -> None:
+    """Invitation expiry and the clinics' public booking-request links (managers and owners)."""
+    with st.expander("Settings and public booking link"):
+        with st.form(f"{key}_settings"):
+            days = st.number_input("Invitations expire after (days)", 1, invitations.MAX_EXPIRY_DAYS,
+                                   read(invitations.get_expiry_days), key=f"{key}_expiry")  # fmt: skip
+            if st.form_submit_button("Save"):
+                run_action(invitations.set_expiry_days, int(days), success="Expiry saved.")
+        target = st.selectbox("Clinic for a booking link", list(clinics), format_func=clinics.get,
+                              key=f"{key}_booking_clinic")  # fmt: skip
+        if st.button("Create a public booking-request link", key=f"{key}_booking_link"):
+            made = run_action(
+                patient_links.issue_booking_link, target, base_url=settings().base_url
+            )
+            if made:
+                st.code(made.value, language=None)

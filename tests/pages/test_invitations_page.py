@@ -98,3 +98,16 @@ def test_selecting_rows_resends_and_shows_history(app_as, app_db):
         ).all()
     database.dispose()
     assert statuses == [InvitationStatus.PENDING, InvitationStatus.REVOKED]
+
+
+def test_manager_creates_a_public_booking_link_that_opens_the_booking_form(app_as):
+    at = app_as("manager", PAGE)
+    at.button(key="invitations_booking_link").click().run()
+    assert not at.error
+    link = at.code[0].value
+    assert "/patient?p=booking&t=" in link
+    public = app_as(None)
+    public.query_params["p"], public.query_params["t"] = "booking", link.split("&t=")[1]
+    public.switch_page("pages/patient.py")
+    public.run()
+    assert public.title[0].value.startswith("Request an appointment at ")
