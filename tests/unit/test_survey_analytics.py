@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from db.models import (
 
 NOV = sa.SurveyFilter(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
 MID = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def at(day: int, hour: int = 12, minute: int = 0, month: int = 11) -> datetime:
@@ -294,3 +296,37 @@ def test_t_quantiles():
     assert sa.t95(60) == pytest.approx(2.000, abs=2e-3) and sa.t95(1000) == pytest.approx(
         1.962, abs=1e-3
     )
+
+
+FFT = ROOT.parent / "shared" / "data" / "survey" / "nhs_fft_gp.csv"
+
+
+def test_real_nhs_friends_and_family_answers_show_ratings_but_no_nps(db, world):
+    """The shared NHS FFT file, loaded as an import would (a 1–5 likelihood, free text, time,
+    surgery → clinic, no 0–10 answer): NPS stays empty, CSAT and the mean match the file."""
+    with FFT.open(newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["surgery"] == "Earls Court Surgery"]
+    with db.write() as session:
+        clinic = Clinic(name="Earls Court Surgery", timezone="Europe/London")
+        session.add(clinic)
+        session.flush()
+        session.add_all(
+            SurveyResponse(
+                submitted_at=datetime.fromisoformat(r["time"]).replace(tzinfo=UTC),
+                rating=int(float(r["rating_score"])) if r["rating_score"] else None,
+                comment=r["free_text"], clinic_id=clinic.id, source="import",
+            )
+            for r in rows
+        )  # fmt: skip
+    scores = [int(float(r["rating_score"])) for r in rows if r["rating_score"]]
+    everything = sa.SurveyFilter(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    with db.read() as session:
+        fig = sa.summary(session, world.owner, everything)
+        board = sa.get_dashboard(session, world.owner, everything)
+        found, _ = sa.comments(session, world.owner, everything, "friendly", page_size=500)
+    assert (fig.responses, fig.nps_n, fig.nps) == (len(rows), 0, None)
+    assert fig.rating_n == len(scores) and fig.mean == pytest.approx(sum(scores) / len(scores))
+    assert fig.csat == pytest.approx(100 * sum(s >= 4 for s in scores) / len(scores))
+    assert board.summary == fig and board.clinics.clinic[0] == "Earls Court Surgery"
+    assert board.providers.provider[0] == "(not recorded)" and board.providers.nps.isna().all()
+    assert len(found) == sum("friendly" in r["free_text"].lower() for r in rows)
