@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
 
 from core import survey_analytics as sa
 from core.errors import PermissionDenied, ValidationError
@@ -330,3 +332,41 @@ def test_real_nhs_friends_and_family_answers_show_ratings_but_no_nps(db, world):
     assert board.summary == fig and board.clinics.clinic[0] == "Earls Court Surgery"
     assert board.providers.provider[0] == "(not recorded)" and board.providers.nps.isna().all()
     assert len(found) == sum("friendly" in r["free_text"].lower() for r in rows)
+
+
+answer = st.tuples(st.one_of(st.none(), st.integers(0, 10)), st.one_of(st.none(), st.integers(1, 5)),
+                   st.integers(0, 200), st.sampled_from([None, 1]))  # fmt: skip
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(answers=st.lists(answer, max_size=40))
+def test_figures_match_a_plain_python_count_and_add_up_across_groupings(db, world, answers):
+    with db.write() as session:
+        session.execute(delete(SurveyResponse))
+        for nps, rating, hours, provider in answers:
+            response(session, datetime(2026, 6, 1, tzinfo=UTC) + timedelta(hours=hours), nps,
+                     rating, clinic=world.clinic_id, provider=provider)  # fmt: skip
+    with db.read() as session:
+        fig = sa.summary(session, world.owner, NOV_AND_BEFORE)
+        board = sa.get_dashboard(session, world.owner, NOV_AND_BEFORE)
+    npss = [a[0] for a in answers if a[0] is not None]
+    ratings = [a[1] for a in answers if a[1] is not None]
+    promoters, detractors = sum(n >= 9 for n in npss), sum(n <= 6 for n in npss)
+    assert fig.responses == len(answers)
+    assert fig.nps == (pytest.approx(100 * (promoters - detractors) / len(npss)) if npss else None)
+    assert fig.csat == (
+        pytest.approx(100 * sum(r >= 4 for r in ratings) / len(ratings)) if ratings else None
+    )
+    if len(ratings) >= 2:
+        mean = sum(ratings) / len(ratings)
+        sd = math.sqrt(sum((r - mean) ** 2 for r in ratings) / (len(ratings) - 1))
+        half = sa.t95(len(ratings) - 1) * sd / math.sqrt(len(ratings))
+        assert fig.interval == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert board.summary == fig
+    assert board.weekly.responses.sum() == board.monthly.responses.sum() == len(answers)
+    assert board.providers.n.sum() == board.services.n.sum() == len(ratings)
+
+
+NOV_AND_BEFORE = sa.SurveyFilter(datetime(2026, 1, 1, tzinfo=UTC), NOV.until)
