@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session, aliased
 
 from core import audit, tokens
 from core.authz import SYSTEM, Actor, Permission, ensure
-from core.clock import format_local
 from core.errors import NotFound, ValidationError
 from db.models import (
     Appointment,
@@ -622,10 +621,6 @@ def bulk_preview(
     if over > 0:
         skipped[f"over the limit of {limit} per run"] = over
     return BulkPreview(ids, skipped)
-
-
-def format_when(moment: datetime | None, tz: str = "UTC") -> str:
-    return format_local(moment, tz) if moment else ""
 
 
 def clinic_choices(session: Session, actor: Actor) -> list[tuple[int, str]]:
