@@ -378,3 +378,37 @@ def test_an_enrolment_link_used_twice_at_once_enrols_once(db, world):
     assert sum(getattr(o, "enrolled", False) for o in outcomes) == 1
     assert sum(isinstance(o, LinkInvalid) for o in outcomes) == 1, outcomes
     assert _actions(db, world.patient_id).count("invitation_enrolled") == 1
+
+
+def test_sql_status_equals_python_status_for_every_combination(db, world):
+    """Exhaustive: email × consent × enrolled × latest invitation state (48 patients)."""
+    import itertools
+
+    now = utcnow()
+    kinds = ["none", "live", "overdue", "expired", "revoked", "enrolled"]
+    ids = []
+    with db.write() as s:
+        for n, (email, consent, enrolled, kind) in enumerate(
+            itertools.product([True, False], [True, False], [True, False], kinds)
+        ):
+            p = make_patient(s, first_name=f"C{n}", email=f"c{n}@example.org" if email else None,
+                             consent_email=consent, portal_enrolled_at=now if enrolled else None)  # fmt: skip
+            if kind != "none":
+                status = {"live": "pending", "overdue": "pending"}.get(kind, kind)
+                expires = (
+                    now - timedelta(hours=1)
+                    if kind in ("overdue", "expired")
+                    else now + timedelta(days=1)
+                )
+                s.add(PortalInvitation(patient_id=p.id, email="old@example.org", sent_at=now,
+                                       expires_at=expires, status=InvitationStatus(status)))  # fmt: skip
+            ids.append(p.id)
+    with db.read() as s:
+        listed = {
+            r.patient_id: r.status
+            for r in invitations.list_invitations(s, world.staff, page_size=100)
+        }
+        for pid in ids:
+            assert listed[pid] == invitations.state_of(s, s.get(Patient, pid)).status, pid
+        counts = invitations.status_counts(s, world.staff)
+    assert sum(counts.values()) == len(ids) + 1 and all(counts.values())
