@@ -157,3 +157,27 @@ def test_ical_feed_of_one_provider(db, world, one_of_each):
     with db.read() as session:
         exports = list(session.scalars(select(AuditEvent).where(AuditEvent.entity == "ical_feed")))
     assert [e.details["rows"] for e in exports] == [7, 0]
+
+
+def test_cli_imports_fhir_and_writes_a_bundle_and_a_calendar(tmp_path, monkeypatch, capsys):
+    from core import cli
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINICDESK_SECRET_KEY", "k" * 40)
+    files = [str(p) for p in sorted(FHIR_DIR.glob("*.json"))]
+    assert cli.main(["import-fhir", *files]) == 0
+    assert "3 FHIR appointments imported" in capsys.readouterr().out
+    assert cli.main(["export-fhir", "--out", str(tmp_path / "bundle.json")]) == 0
+    bundle = Bundle.model_validate_json((tmp_path / "bundle.json").read_bytes())
+    statuses = sorted(e.resource.status for e in bundle.entry if e.resource.get_resource_type() == "Appointment")  # fmt: skip
+    assert statuses == ["booked", "booked", "proposed"]
+    practitioner = next(e.resource for e in bundle.entry if e.resource.get_resource_type() == "Practitioner")  # fmt: skip
+    provider_id = practitioner.id.removeprefix("practitioner-")
+    assert (
+        cli.main(["export-ical", "--provider", provider_id, "--out", str(tmp_path / "p.ics")]) == 0
+    )
+    calendar = Calendar.from_ical((tmp_path / "p.ics").read_bytes())
+    assert str(calendar["x-wr-calname"]) == "Dr Adam Careful — ClinicDesk"
+    assert cli.main(["export-ical", "--provider", "999"]) == 2  # a clear error, not a traceback
+    assert "There is no provider #999." in capsys.readouterr().err
