@@ -206,7 +206,7 @@ def _today(today: date) -> None:
 def navigation(today: date) -> tuple[str, date]:
     """View and date pickers with previous / today / next; returns (FullCalendar view, day)."""
     st.session_state.setdefault(DAY_KEY, today)
-    c1, c2, c3, c4, c5 = st.columns([3, 2, 1, 1, 1], vertical_alignment="bottom")
+    c1, c2, c3, c4, c5 = st.columns([5, 2, 0.5, 0.8, 0.5], vertical_alignment="bottom")
     label = c1.segmented_control("View", list(VIEWS), key=VIEW_KEY, default="Week by provider")
     day = c2.date_input("Date", key=DAY_KEY, format="YYYY-MM-DD")
     c3.button("◀", key="calendar_prev", on_click=_step, args=(-1,), help="Previous")

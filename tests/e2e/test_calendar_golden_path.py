@@ -1,0 +1,154 @@
+"""Golden paths in real Chromium: the calendar's week view shows demo events inside the
+component's iframe, clicking one opens its details, selecting a free time books a patient there
+through the form, and a picture of a generated check-in QR code checks the patient in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from core import checkin
+from core.authz import SYSTEM
+from core.clock import to_local
+from core.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, AppointmentKind, AppointmentStatus, Patient
+from db.types import utcnow
+from tests.support.browser import wait_for_app_idle
+
+CALENDAR_FRAME = 'iframe[title="streamlit_calendar.calendar"]'
+
+
+def _database(tmp_path):
+    return open_database(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+                                        "CLINICDESK_SECRET_KEY": "k" * 40}))  # fmt: skip
+
+
+def _calendar(page, showing: str):
+    """The calendar's frame once it shows `showing` (a CSS selector). A new view or window is a
+    new component: for a moment the old and the new iframe are both on the page."""
+    page.wait_for_function(
+        """(sel) => [...document.querySelectorAll('iframe[title="streamlit_calendar.calendar"]')]
+                     .some(f => f.contentDocument && f.contentDocument.querySelector(sel))""",
+        arg=showing,
+        timeout=30000,
+    )
+    expect(page.locator(CALENDAR_FRAME)).to_have_count(1, timeout=30000)
+    return page.frame_locator(CALENDAR_FRAME)
+
+
+def _open(page, title):
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
+
+
+def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign_in, tmp_path):
+    database = _database(tmp_path)
+    with database.read() as session:  # a demo appointment of Harbour Street later this week
+        now = utcnow()
+        week_end = now + timedelta(days=6 - to_local(now, "Europe/London").weekday())
+        shown = session.scalars(select(Appointment).where(
+            Appointment.clinic_id == 1, Appointment.status == AppointmentStatus.SCHEDULED,
+            Appointment.kind == AppointmentKind.APPOINTMENT, Appointment.start_at > now,
+            Appointment.start_at < week_end,
+        ).order_by(Appointment.start_at).limit(1)).one()  # fmt: skip
+        ident, title = shown.id, f"{shown.patient.full_name} · {shown.service.name}"
+    context = chromium_browser.new_context(viewport={"width": 1600, "height": 1100})
+    page = context.new_page()
+    sign_in(page, "staff")
+    _open(page, "Calendar")
+    frame = _calendar(page, ".fc-resourceTimeGridWeek-view .fc-event")
+    expect(frame.locator(".fc-event").first).to_be_visible(timeout=30000)
+    event = frame.locator(f'.fc-event:has-text("{title}")').first
+    expect(event).to_be_attached()
+    event.click()
+    expect(page.get_by_role("heading", name=f"#{ident} ·")).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
+    expect(page.get_by_text("Status: scheduled")).to_be_visible()
+
+    # tomorrow, one provider per column: select 20:00 in the first column and book there
+    page.locator(".st-key-calendar_view").get_by_role("radio", name="Day by provider").click()
+    _calendar(page, ".fc-resourceTimeGridDay-view")
+    wait_for_app_idle(page)
+    page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
+    tomorrow = to_local(utcnow(), "Europe/London").date() + timedelta(days=1)
+    frame = _calendar(page, f'.fc-resourceTimeGridDay-view [data-date="{tomorrow}"]')
+    expect(frame.locator(".fc-toolbar-title")).to_have_text(
+        f"{tomorrow:%B} {tomorrow.day}, {tomorrow.year}", timeout=30000
+    )
+    wait_for_app_idle(page)
+    lane = frame.locator('.fc-timegrid-slot-lane[data-time="20:00:00"]')
+    expect(lane).to_be_visible(timeout=30000)
+    lane.click(position={"x": 40, "y": 5}, force=True)  # over the shading of after-hours
+    expect(page.get_by_text("20:00", exact=False).first).to_be_visible(timeout=20000)
+    page.locator(".st-key-calendar_book_slot button").click()
+    expect(page.get_by_role("heading", name="New appointment")).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
+    page.locator(".st-key-book_all label").click()
+    wait_for_app_idle(page)
+    page.locator(".st-key-book_services").click()
+    page.get_by_role("option", name="Follow-up (15 min, can be virtual)").click()
+    page.keyboard.press("Escape")
+    wait_for_app_idle(page)
+    page.locator(".st-key-book_search input").fill("Santos")
+    page.locator(".st-key-book_search input").press("Enter")
+    wait_for_app_idle(page)
+    page.locator(".st-key-book_patient").click()
+    page.get_by_role("option").first.click()
+    wait_for_app_idle(page)
+    page.locator(".st-key-book_outside label").click()
+    wait_for_app_idle(page)
+    page.locator(".st-key-book_submit button").click()
+    expect(page.get_by_text("Booked #", exact=False)).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
+
+    with database.read() as session:
+        booked = session.scalars(select(Appointment).order_by(Appointment.id.desc()).limit(1)).one()
+        name = session.get(Patient, booked.patient_id).full_name
+        assert booked.outside_hours_override
+        assert to_local(booked.start_at, "Europe/London").strftime("%H:%M") == "20:00"
+    database.dispose()
+    _open(page, "Calendar")  # back on the calendar: tomorrow, one column per provider
+    page.locator(".st-key-calendar_view").get_by_role("radio", name="Day by provider").click()
+    _calendar(page, ".fc-resourceTimeGridDay-view")
+    wait_for_app_idle(page)
+    page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
+    frame = _calendar(page, f'.fc-resourceTimeGridDay-view [data-date="{tomorrow}"]')
+    expect(frame.locator(f'.fc-event:has-text("{name} · Follow-up")')).to_be_visible(timeout=30000)
+    context.close()
+
+
+def test_a_picture_of_the_check_in_qr_code_checks_the_patient_in(
+    chromium_browser, sign_in, tmp_path
+):
+    database = _database(tmp_path)
+    with database.write() as session:
+        start = utcnow() + timedelta(minutes=45)
+        row = Appointment(clinic_id=1, provider_id=1, patient_id=7, service_id=1,
+                          status=AppointmentStatus.SCHEDULED, start_at=start,
+                          end_at=start + timedelta(minutes=30))  # fmt: skip
+        session.add(row)
+        session.flush()
+        ident, (_, png) = row.id, checkin.issue_code_for(session, SYSTEM, row.id)
+    (tmp_path / "qr.png").write_bytes(png)
+    context = chromium_browser.new_context()
+    page = context.new_page()
+    sign_in(page, "staff")
+    _open(page, "Check-in")
+    page.get_by_role("tab", name="Picture file").click()
+    page.locator('.st-key-check_in_file input[type="file"]').set_input_files(
+        str(tmp_path / "qr.png")
+    )
+    expect(page.get_by_text(f"Checked in: appointment #{ident}.")).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
+    with database.read() as session:
+        assert session.get(Appointment, ident).status == AppointmentStatus.CHECKED_IN
+    # the same code a second time, typed as a scanner would: refused, it works once
+    page.locator(".st-key-check_in_code input").fill(checkin.decode_qr(png))
+    page.locator(".st-key-check_in_code input").press("Enter")
+    expect(page.get_by_text("a code works once", exact=False)).to_be_visible(timeout=20000)
+    database.dispose()
+    context.close()
