@@ -30,8 +30,11 @@ chromium:
 postgres:
 	scripts/ensure-postgres-binaries
 
+# Browser tests run in their own process: Playwright's sync API refuses to start in a worker
+# where an earlier test left an asyncio loop behind.
 test: venv chromium postgres lint check-migrations
-	$(PYTEST) -n 2 --dist loadfile tests
+	$(PYTEST) -n 2 --dist loadfile tests --ignore=tests/e2e
+	$(PYTEST) -n 2 --dist loadfile tests/e2e
 
 test-unit: venv
 	$(PYTEST) tests/unit
@@ -43,7 +46,7 @@ test-pages: venv
 	$(PYTEST) -n 2 tests/pages
 
 test-e2e: venv chromium
-	$(PYTEST) tests/e2e
+	$(PYTEST) -n 2 --dist loadfile tests/e2e
 
 lint: venv
 	$(BIN)/ruff check .

@@ -10,12 +10,15 @@ from playwright.sync_api import Page, expect
 
 from tests.pages.conftest import ROOT, demo_template  # noqa: F401  (fixture)
 from tests.support.browser import StreamlitServer, wait_for_app_idle
+from tests.support.postgres import free_port
 
 
 @pytest.fixture
 def app_server(demo_template, tmp_path, loopback_smtp) -> Iterator[StreamlitServer]:  # noqa: F811
     shutil.copy(demo_template, tmp_path / "app.db")
+    port = free_port()
     env = {
+        "CLINICDESK_BASE_URL": f"http://127.0.0.1:{port}",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
         "CLINICDESK_DATA_DIR": str(tmp_path),
         "CLINICDESK_SECRET_KEY": "e2e-" + "k" * 40,
@@ -23,7 +26,7 @@ def app_server(demo_template, tmp_path, loopback_smtp) -> Iterator[StreamlitServ
         "SMTP_PORT": str(loopback_smtp.port),
         "CLINICDESK_JOB_SECONDS": "1",
     }
-    with StreamlitServer("serve.py", cwd=ROOT, env=env) as server:
+    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port) as server:
         yield server
 
 
