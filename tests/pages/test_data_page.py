@@ -1,5 +1,6 @@
 """The Import and export page: CSV imports with the mapping screen, FHIR and iCalendar exports."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -128,3 +129,27 @@ def test_an_empty_file_gets_a_clear_message(app_as):
     at.file_uploader(key="data_appt_file").set_value(("empty.csv", b"", "text/csv")).run()
     assert not at.exception
     assert at.error[0].value == "The file is empty: the first row must name the columns."
+
+
+def test_imported_survey_answers_appear_on_the_survey_analytics_page(app_as, app_db):
+    from datetime import date
+
+    with open(imports.SURVEY_FILE, newline="") as handle:
+        rows = list(csv.DictReader(handle))[:150]
+    with open(imports.SURVEY_FILE, "rb") as handle:
+        content = b"".join(line for _, line in zip(range(151), handle, strict=False))
+    at = app_as("owner", PAGE)
+    at.file_uploader(key="data_survey_file").set_value(("fft.csv", content, "text/csv")).run()
+    at.button(key="data_survey_import").click().run()
+    surgery = "Earls Court Surgery"
+    mine = [r for r in rows if r["surgery"] == surgery]
+    [(clinic_id,)] = query(app_db, select(Clinic.id).where(Clinic.name == surgery))
+    at.switch_page("pages/survey_analytics.py").run()
+    at.date_input(key="survey_analytics_days").set_value((date(2023, 7, 1), date(2024, 4, 30)))
+    at.selectbox(key="survey_analytics_clinic").set_value(clinic_id)
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    ratings = [float(r["rating_score"]) for r in mine if r["rating_score"]]
+    assert metrics["Responses"] == f"{len(mine):,}"
+    assert metrics["Average rating"] == f"{sum(ratings) / len(ratings):.2f} / 5"
