@@ -77,6 +77,10 @@ def present(module: str) -> Any | None:
 
 def ensure_sqlite(path: Path, appointments: int, patients: int, responses: int,
                   providers: int | None = None) -> str:  # fmt: skip
+    if path.exists() and not schema_matches(f"sqlite:///{path}"):
+        log(f"{path} was generated with an older schema: generating it again")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
     if not path.exists():
         from bench import generate
 
@@ -85,6 +89,27 @@ def ensure_sqlite(path: Path, appointments: int, patients: int, responses: int,
                        "--responses", str(responses), "--out", str(path)]
                       + (["--providers", str(providers)] if providers else []))  # fmt: skip
     return f"sqlite:///{path}"
+
+
+def schema_matches(url: str) -> bool:
+    """Whether the database has every table and column of the current models (the pre-release
+    migration is regenerated in place, so a stale file can claim to be at head)."""
+    from sqlalchemy import create_engine, inspect
+
+    from db.models import Base
+
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        tables = set(found.get_table_names())
+        for name, tbl in Base.metadata.tables.items():
+            if name not in tables:
+                return False
+            if {c.name for c in tbl.columns} - {c["name"] for c in found.get_columns(name)}:
+                return False
+        return True
+    finally:
+        engine.dispose()
 
 
 def open_db(url: str):
