@@ -79,6 +79,7 @@ TURNAROUND_BUCKETS = [("under 1 h", HOUR), ("1–4 h", 4 * HOUR), ("4–24 h", D
 MAX_RANGE_DAYS = 3 * 366
 REPEAT_THRESHOLD = 2
 MAX_WHAT_IF_HOURS = 24 * 14
+NOTICE_CAP = MAX_WHAT_IF_HOURS + 1  # hours of notice are stored up to this
 PARTS = ("reasons", "repeat_patients")
 
 
@@ -197,7 +198,7 @@ class CancellationFigures:
     refilled: int
     repeat_patients: list[RepeatPatient]
     what_if: WhatIfResult | None = None
-    queries: int = field(default=0)
+    from_rollups: bool = field(default=False)
 
     @property
     def refill_rate(self) -> float | None:
@@ -377,15 +378,21 @@ def validate_filters(filters: AnalyticsFilters) -> None:
 def compute_figures(
     session: Session, actor: Actor, filters: AnalyticsFilters
 ) -> CancellationFigures:
-    """Every cancellation and no-show figure for the filters, aggregated in SQL."""
+    """Every cancellation and no-show figure for the filters, aggregated in SQL: from the
+    maintained roll-ups (core.cancellation_rollups) when no provider or service is chosen,
+    otherwise straight from the appointments of the range."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
-    dialect = session.get_bind().dialect.name
-    scope = _scope(session, filters)
-    where = _where(scope, filters)
-    a = Appointment
-    window = (filters.what_if.window_hours if filters.what_if else 0) * HOUR
+    from core import cancellation_rollups
 
+    use_rollups = filters.provider_id is None and filters.service_id is None
+    use_rollups = use_rollups and cancellation_rollups.ensure_fresh(session)
+    return _compute(session, filters, use_rollups)
+
+
+def row_values(dialect: str, scope: _Scope):
+    """The per-appointment values every figure is summed from (labelled SQL expressions)."""
+    a = Appointment
     start_s = _epoch(a.start_at, dialect)
     local = start_s + _local_offset(scope)
     notice = start_s - _epoch(a.cancelled_at, dialect)
@@ -401,138 +408,191 @@ def compute_figures(
     # the practice's own cancellations are never charged (core.lifecycle); unknown = patient
     by_patient = or_(a.cancelled_by.is_(None), a.cancelled_by == "patient")
     decided_online = and_(a.source == Source.ONLINE, a.decided_at.is_not(None))
-    inner = (
-        select(
-            (local // DAY).label("daynum"),
-            ((local % DAY) // HOUR).label("hour"),
-            a.sms_reminder.label("sms"),
-            _bucket(start_s - _epoch(a.booked_at, dialect), LEAD_BUCKETS).label("lead"),
-            case((a.status.in_(BOOKED), 1), else_=0).label("booked"),
-            case((cancelled, 1), else_=0).label("cancelled"),
-            case((and_(cancelled, a.late_cancellation), 1), else_=0).label("late"),
-            case((a.status == S.NO_SHOW, 1), else_=0).label("no_show"),
-            case((a.status.in_((S.COMPLETED, S.CHECKED_IN)), 1), else_=0).label("attended"),
-            case((a.status.in_((S.CANCELLED, S.NO_SHOW)),
-                  func.coalesce(Service.price_cents, 0) + _extra_services_price()),
-                 else_=0).label("risk"),
-            case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
-            case((cancelled, _bucket(notice, NOTICE_BUCKETS)), else_=None).label("notice"),
-            case((and_(cancelled, by_patient, notice < window), 1), else_=0).label("whatif_late"),
-            case((decided_online, _bucket(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),
-            case((decided_online, turn), else_=None).label("turn_s"),
-        )
-        .outerjoin(Service, Service.id == a.service_id)
-        .where(*where, a.status.in_((*BOOKED, S.DECLINED)))
+    # whole hours of notice (negative: after the start), capped above the longest window
+    notice_hours = case((notice < 0, -1), (notice >= NOTICE_CAP * HOUR, NOTICE_CAP),
+                        else_=notice // HOUR)  # fmt: skip
+    return [
+        (local // DAY).label("daynum"),
+        ((local % DAY) // HOUR).label("hour"),
+        case((a.sms_reminder, 1), else_=0).label("sms"),
+        _bucket(start_s - _epoch(a.booked_at, dialect), LEAD_BUCKETS).label("lead"),
+        case((a.status.in_(BOOKED), 1), else_=0).label("booked"),
+        case((cancelled, 1), else_=0).label("cancelled"),
+        case((and_(cancelled, a.late_cancellation), 1), else_=0).label("late"),
+        case((a.status == S.NO_SHOW, 1), else_=0).label("no_show"),
+        case((a.status.in_((S.COMPLETED, S.CHECKED_IN)), 1), else_=0).label("attended"),
+        case((a.status.in_((S.CANCELLED, S.NO_SHOW)),
+              func.coalesce(Service.price_cents, 0) + _extra_services_price()),
+             else_=0).label("risk"),
+        case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
+        case((cancelled, notice_hours), else_=None).label("notice_h"),
+        case((by_patient, 1), else_=0).label("by_patient"),
+        case((decided_online, _bucket(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),
+        case((decided_online, turn), else_=None).label("turn_s"),
+    ]  # fmt: skip
+
+
+def rows_subquery(dialect: str, scope: _Scope, where: list):
+    return (
+        select(*row_values(dialect, scope))
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .where(*where, Appointment.status.in_((*BOOKED, S.DECLINED)))
         .subquery()
-    )  # fmt: skip
-    i = inner.c
-    sums = [func.sum(i.booked), func.sum(i.cancelled), func.sum(i.late), func.sum(i.no_show),
-            func.sum(i.attended), func.sum(i.risk), func.sum(i.refill), func.sum(i.whatif_late),
-            func.count(i.turn_s), func.sum(i.turn_s)]  # fmt: skip
-    sums += [func.sum(case((i.notice == n, 1), else_=0)) for n in range(len(NOTICE_BUCKETS))]
-    sums += [func.sum(case((i.turn == n, 1), else_=0)) for n in range(len(TURNAROUND_BUCKETS))]
-    cube = session.execute(
-        select(i.daynum, i.hour, i.sms, i.lead, *sums).group_by(i.daynum, i.hour, i.sms, i.lead)
-    ).all()
+    )
 
-    totals = Counts("All")
-    sms = {True: Counts("SMS reminder"), False: Counts("No SMS reminder")}
-    weekdays = [Counts(name) for name in WEEKDAYS]
-    hours: dict[int, Counts] = {}
-    cells: dict[tuple[int, int], Counts] = {}
-    leads = [Counts(label) for label, _ in LEAD_BUCKETS]
-    weeks: dict[int, Counts] = {}
-    risk = refilled = whatif_late = turn_n = turn_total = 0
-    notice_n = [0] * len(NOTICE_BUCKETS)
-    turn_b = [0] * len(TURNAROUND_BUCKETS)
-    for row in cube:
-        daynum, hour, flag, lead = int(row[0]), int(row[1]), bool(row[2]), int(row[3])
-        values = [int(v or 0) for v in row[4:]]
-        core5 = values[:5]
+
+class _Sums:
+    """Adds up the grouped rows (from the appointments or from the roll-ups) into figures."""
+
+    def __init__(self) -> None:
+        self.totals = Counts("All")
+        self.sms = {True: Counts("SMS reminder"), False: Counts("No SMS reminder")}
+        self.weekdays = [Counts(name) for name in WEEKDAYS]
+        self.hours: dict[int, Counts] = {}
+        self.cells: dict[tuple[int, int], Counts] = {}
+        self.leads = [Counts(label) for label, _ in LEAD_BUCKETS]
+        self.weeks: dict[int, Counts] = {}
+        self.risk = self.refilled = self.turn_n = self.turn_total = self.whatif_late = 0
+        self.notice = [0] * len(NOTICE_BUCKETS)
+        self.turn = [0] * len(TURNAROUND_BUCKETS)
+
+    def hour(self, daynum: int, hour: int, core5: list[int]) -> None:
+        if not core5[0]:  # declined requests only count towards the turnaround
+            return
         weekday = (daynum + 3) % 7  # 1970-01-01 was a Thursday
-        if core5[0]:  # declined requests only count towards the turnaround
-            totals.add(*core5)
-            sms[flag].add(*core5)
-            weekdays[weekday].add(*core5)
-            hours.setdefault(hour, Counts(f"{hour:02d}:00")).add(*core5)
-            label = f"{WEEKDAYS[weekday]} {hour:02d}:00"
-            cells.setdefault((weekday, hour), Counts(label)).add(*core5)
-            leads[lead].add(*core5)
-            monday = daynum - weekday
-            start_of_week = (date(1970, 1, 1) + timedelta(days=monday)).isoformat()
-            weeks.setdefault(monday, Counts(start_of_week)).add(*core5)
-        risk += values[5]
-        refilled += values[6]
-        whatif_late += values[7]
-        turn_n += values[8]
-        turn_total += values[9]
-        base = 10
-        for n in range(len(NOTICE_BUCKETS)):
-            notice_n[n] += values[base + n]
-        base += len(NOTICE_BUCKETS)
-        for n in range(len(TURNAROUND_BUCKETS)):
-            turn_b[n] += values[base + n]
+        self.totals.add(*core5)
+        self.weekdays[weekday].add(*core5)
+        self.hours.setdefault(hour, Counts(f"{hour:02d}:00")).add(*core5)
+        label = f"{WEEKDAYS[weekday]} {hour:02d}:00"
+        self.cells.setdefault((weekday, hour), Counts(label)).add(*core5)
+        monday = daynum - weekday
+        start_of_week = (date(1970, 1, 1) + timedelta(days=monday)).isoformat()
+        self.weeks.setdefault(monday, Counts(start_of_week)).add(*core5)
 
-    # declined online requests that never had a time: their turnaround still counts
-    extra = _untimed_declines(session, scope, filters, dialect)
-    for n, count in extra[0].items():
-        turn_b[n] += count
-    turn_n += extra[1]
-    turn_total += extra[2]
+    def lead(self, sms: bool, lead: int, core5: list[int]) -> None:
+        if core5[0]:
+            self.sms[sms].add(*core5)
+            self.leads[lead].add(*core5)
 
-    fees = _fees(session, where)
+    def notice_hours(self, hours: int, by_patient: bool, count: int, window: int) -> None:
+        for index, (_, bound) in enumerate(NOTICE_BUCKETS):
+            if bound is None or hours * HOUR < bound:
+                self.notice[index] += count
+                break
+        if by_patient and hours < window:
+            self.whatif_late += count
+
+    def turnaround(self, bucket: int, count: int, seconds: int) -> None:
+        self.turn[bucket] += count
+        self.turn_n += count
+        self.turn_total += seconds
+
+
+def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
+    dialect = session.get_bind().dialect.name
+    scope = _scope(session, filters)
+    where = _where(scope, filters)
+    window = filters.what_if.window_hours if filters.what_if else 0
+    sums = _Sums()
+    if use_rollups:
+        from core import cancellation_rollups
+
+        fees = cancellation_rollups.read_into(session, sums, filters, [c for c, _ in scope.clinics],
+                                              window)  # fmt: skip
+    else:
+        _raw_into(session, sums, dialect, scope, where, filters, window)
+        fees = _fees(session, where)
     figures = CancellationFigures(
         filters=filters,
-        totals=totals,
-        by_sms=[sms[True], sms[False]],
-        by_weekday=weekdays,
-        by_hour=[hours[h] for h in sorted(hours)],
-        heatmap=[HeatCell(w, h, c) for (w, h), c in sorted(cells.items())],
-        by_lead_time=leads,
-        weekly=[weeks[k] for k in sorted(weeks)],
-        notice=[(label, n) for (label, _), n in zip(NOTICE_BUCKETS, notice_n, strict=True)],
-        turnaround=[(label, n) for (label, _), n in zip(TURNAROUND_BUCKETS, turn_b, strict=True)],
-        turnaround_mean_hours=turn_total / turn_n / HOUR if turn_n else None,
+        totals=sums.totals,
+        by_sms=[sums.sms[True], sums.sms[False]],
+        by_weekday=sums.weekdays,
+        by_hour=[sums.hours[h] for h in sorted(sums.hours)],
+        heatmap=[HeatCell(w, h, c) for (w, h), c in sorted(sums.cells.items())],
+        by_lead_time=sums.leads,
+        weekly=[sums.weeks[k] for k in sorted(sums.weeks)],
+        notice=[(label, n) for (label, _), n in zip(NOTICE_BUCKETS, sums.notice, strict=True)],
+        turnaround=[(label, n)
+                    for (label, _), n in zip(TURNAROUND_BUCKETS, sums.turn, strict=True)],
+        turnaround_mean_hours=sums.turn_total / sums.turn_n / HOUR if sums.turn_n else None,
         reasons=_reasons(session, where) if "reasons" in filters.parts else [],
         fees=fees,
-        revenue_at_risk_cents=risk,
-        refilled=refilled,
+        revenue_at_risk_cents=sums.risk,
+        refilled=sums.refilled,
         repeat_patients=(
             _repeat_patients(session, where) if "repeat_patients" in filters.parts else []
         ),
-        queries=6,
-    )
+        from_rollups=use_rollups,
+    )  # fmt: skip
     if filters.what_if is not None:
         w = filters.what_if
         figures.what_if = WhatIfResult(
-            actual_late=totals.late,
+            actual_late=sums.totals.late,
             actual_fee_cents=fees.late_assessed_cents - fees.late_waived_cents,
             actual_points=fees.cancellation_points,
             window_hours=w.window_hours,
-            late=whatif_late,
-            fee_cents=whatif_late * w.late_fee_cents,
-            points=whatif_late * w.points,
+            late=sums.whatif_late,
+            fee_cents=sums.whatif_late * w.late_fee_cents,
+            points=sums.whatif_late * w.points,
         )
     return figures
 
 
-def _untimed_declines(session, scope, filters, dialect):
+def _raw_into(session, sums: _Sums, dialect, scope, where, filters, window) -> None:
+    i = rows_subquery(dialect, scope, where).c
+    core5 = [func.sum(i.booked), func.sum(i.cancelled), func.sum(i.late), func.sum(i.no_show),
+             func.sum(i.attended)]  # fmt: skip
+    extra = [func.sum(i.risk), func.sum(i.refill)]
+    keys = (i.daynum, i.hour, i.sms, i.lead)
+    for row in session.execute(select(*keys, *core5, *extra).group_by(*keys)):
+        values = [int(v or 0) for v in row[4:]]
+        sums.hour(int(row[0]), int(row[1]), values[:5])
+        sums.lead(bool(row[2]), int(row[3]), values[:5])
+        sums.risk += values[5]
+        sums.refilled += values[6]
+    notice = select(i.notice_h, i.by_patient, func.count()).where(i.notice_h.is_not(None))
+    for hours, by_patient, count in session.execute(
+        notice.group_by(i.notice_h, i.by_patient)
+    ):  # fmt: skip
+        sums.notice_hours(int(hours), bool(by_patient), int(count), window)
+    turn = select(i.turn, func.count(), func.sum(i.turn_s)).where(i.turn.is_not(None))
+    for bucket, count, seconds in session.execute(turn.group_by(i.turn)):
+        sums.turnaround(int(bucket), int(count), int(seconds or 0))
+    # declined online requests that never had a time: their turnaround still counts
+    for bucket, count, seconds in _untimed_declines(session, scope, filters, dialect):
+        sums.turnaround(bucket, count, seconds)
+
+
+def untimed_declines_query(dialect, clinic_ids, first: date, last: date, provider_id=None,
+                           service_id=None):  # fmt: skip
+    """Declined online requests that never had a time, by clinic-local requested day:
+    (clinic, day number, turnaround bucket, count, seconds)."""
     a = Appointment
-    days = and_(a.requested_day >= filters.start, a.requested_day <= filters.end)
-    conditions = [a.status == S.DECLINED, a.start_at.is_(None), days, a.source == Source.ONLINE,
-                  a.decided_at.is_not(None), a.clinic_id.in_([c for c, _ in scope.clinics])]  # fmt: skip
-    if filters.service_id is not None:
-        conditions.append(a.service_id == filters.service_id)
-    if filters.provider_id is not None:
-        conditions.append(a.provider_id == filters.provider_id)
+    conditions = [a.status == S.DECLINED, a.start_at.is_(None), a.requested_day >= first,
+                  a.requested_day <= last, a.source == Source.ONLINE,
+                  a.decided_at.is_not(None), a.clinic_id.in_(clinic_ids)]  # fmt: skip
+    if service_id is not None:
+        conditions.append(a.service_id == service_id)
+    if provider_id is not None:
+        conditions.append(a.provider_id == provider_id)
     turn = _epoch(a.decided_at, dialect) - _epoch(a.created_at, dialect)
-    inner = select(_bucket(turn, TURNAROUND_BUCKETS).label("b"), turn.label("s"))
-    inner = inner.where(*conditions).subquery()
-    rows = session.execute(
-        select(inner.c.b, func.count(), func.sum(inner.c.s)).group_by(inner.c.b)
-    ).all()
-    return ({int(b): int(n) for b, n, _ in rows}, sum(int(n) for _, n, _ in rows),
-            sum(int(s or 0) for _, _, s in rows))  # fmt: skip
+    if dialect == "sqlite":
+        daynum = cast(func.julianday(a.requested_day) - 2440587.5, Integer)
+    else:
+        daynum = a.requested_day - literal_column("DATE '1970-01-01'")
+    inner = select(a.clinic_id.label("clinic_id"), daynum.label("daynum"),
+                   _bucket(turn, TURNAROUND_BUCKETS).label("b"), turn.label("s"))  # fmt: skip
+    i = inner.where(*conditions).subquery().c
+    return select(i.clinic_id, i.daynum, i.b, func.count(), func.sum(i.s)).group_by(
+        i.clinic_id, i.daynum, i.b
+    )
+
+
+def _untimed_declines(session, scope, filters, dialect) -> list[tuple[int, int, int]]:
+    query = untimed_declines_query(dialect, [c for c, _ in scope.clinics], filters.start,
+                                   filters.end, filters.provider_id, filters.service_id)  # fmt: skip
+    rows = session.execute(query).all()
+    return [(int(b), int(n), int(s or 0)) for _, _, b, n, s in rows]
 
 
 def _reasons(session: Session, where: list, limit: int = 12) -> list[tuple[str, int]]:

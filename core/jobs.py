@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from core import invitations, notify, surveys
+from core import cancellation_rollups, invitations, notify, surveys
 from core.config import Settings
 from db.engine import Database
 
@@ -24,6 +24,7 @@ JOBS: list[Callable[[Database, Settings], None]] = [
     surveys.feedback_job,  # before delivery, so a request goes out in the same run
     deliver_notifications,
     invitations.expire_job,  # pending portal invitations past expiry → expired
+    cancellation_rollups.refresh_job,  # keeps the cancellation analytics' sums current
 ]
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, cancellation_rollups  # noqa: F401  (keeps the roll-ups current)
 from core.authz import Actor, Permission, ensure
 from core.errors import Conflict, NotFound, ValidationError
 from db.models import (

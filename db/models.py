@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -397,6 +398,36 @@ class CancellationPolicy(Base):
     policy_text: Mapped[str] = mapped_column(Text)
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CancellationRollup(Base):
+    """Maintained sums behind the cancellation analytics (core.cancellation_rollups): one row per
+    clinic, clinic-local day (days since 1970-01-01), kind and key; derived, rebuilt at will."""
+
+    __tablename__ = "cancellation_rollups"
+    __table_args__ = (Index(None, "clinic_id", "daynum", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    daynum: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    k1: Mapped[int] = mapped_column(Integer, default=0)
+    k2: Mapped[int] = mapped_column(Integer, default=0)
+    v0: Mapped[int] = mapped_column(BigInteger, default=0)
+    v1: Mapped[int] = mapped_column(BigInteger, default=0)
+    v2: Mapped[int] = mapped_column(BigInteger, default=0)
+    v3: Mapped[int] = mapped_column(BigInteger, default=0)
+    v4: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CancellationRollupDirty(Base):
+    """A clinic-local day whose roll-up rows must be recomputed (written with the change)."""
+
+    __tablename__ = "cancellation_rollup_dirty"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(Integer)
+    daynum: Mapped[int] = mapped_column(Integer)
 
 
 class LedgerEntry(Base):

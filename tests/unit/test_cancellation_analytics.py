@@ -27,8 +27,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+from sqlalchemy import func, insert, select
 
 from core import cancellation_analytics as ca
+from core import cancellation_rollups as rollups
 from core.clock import local_to_utc
 from core.errors import PermissionDenied, ValidationError
 from db.models import (
@@ -36,6 +38,7 @@ from db.models import (
     AppointmentKind,
     AppointmentService,
     AppointmentStatus,
+    CancellationRollupDirty,
     Clinic,
     LedgerEntry,
     LedgerKind,
@@ -298,3 +301,76 @@ def test_offset_periods_find_dst_changes_to_the_second():
         (start, 0), (datetime(2026, 3, 29, 1, tzinfo=UTC), 3600),
         (datetime(2026, 10, 25, 1, tzinfo=UTC), 0)]  # fmt: skip
     assert ca.offset_periods("Asia/Kolkata", start, end) == [(start, 19800)]
+
+
+# ---------------------------------------------------------------- the maintained roll-ups
+
+
+def _both(db, filters):
+    with db.read() as session:
+        direct = ca._compute(session, filters, use_rollups=False)
+    with db.read() as session:
+        assert rollups.ensure_fresh(session)
+    with db.read() as session:
+        rolled = ca._compute(session, filters, use_rollups=True)
+    assert rolled.from_rollups and not direct.from_rollups
+    return direct.as_dict(), rolled.as_dict()
+
+
+def test_the_roll_ups_give_the_same_figures_as_the_appointments(db, world, data):
+    what_if = ca.WhatIf(6, 1000, 5)
+    for filters in (ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if),
+                    ca.AnalyticsFilters(FILTERS.start, FILTERS.end, clinic_id=data["ny"]),
+                    ca.AnalyticsFilters(date(2026, 3, 30), date(2026, 4, 5), what_if=what_if),
+                    ca.AnalyticsFilters(date(2026, 3, 22), date(2026, 4, 6),
+                                        what_if=ca.WhatIf(36, 0, 0))):  # fmt: skip
+        direct, rolled = _both(db, filters)
+        assert rolled == direct
+    assert figures(db, world).from_rollups  # the page's unfiltered view reads them
+    by_provider = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
+                                                         provider_id=data["provider2"]))  # fmt: skip
+    assert not by_provider.from_rollups
+
+
+def test_the_roll_ups_follow_every_change(db, world, data):
+    figures(db, world)  # builds them
+    with db.write() as session:
+        moved = session.get(Appointment, data["a1"])  # Mon 23 Mar 09:00 → Sat 4 Apr 11:00
+        moved.start_at = local_to_utc(date(2026, 4, 4), time(11), "Europe/London")
+        moved.end_at = moved.start_at + timedelta(minutes=30)
+        cancelled = session.get(Appointment, data["a5"])
+        cancelled.cancelled_by = "Max Manager"
+        fee = session.scalars(select(LedgerEntry).where(
+            LedgerEntry.kind == LedgerKind.LATE_CANCEL_FEE)).first()  # fmt: skip
+        fee.waived_at = datetime(2026, 5, 1, tzinfo=UTC)
+        session.add(Appointment(clinic_id=data["ny"], patient_id=data["p1"], status=S.NO_SHOW,
+                                start_at=datetime(2026, 3, 31, 15, tzinfo=UTC),
+                                end_at=datetime(2026, 3, 31, 15, 30, tzinfo=UTC),
+                                booked_at=datetime(2026, 3, 1, tzinfo=UTC)))  # fmt: skip
+    with db.read() as session:
+        assert not rollups.is_fresh(session)
+    what_if = ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=ca.WhatIf(36, 100, 1))
+    direct, rolled = _both(db, what_if)
+    assert rolled == direct
+    assert rolled["totals"]["no_shows"] == 4 and rolled["by_weekday"][5]["booked"] == 1
+    assert rolled["what_if"]["late"] == 2 and rolled["fees"]["late_waived_cents"] == 2500
+    with db.write() as session:  # a bulk insert, as an import does, bypassing the ORM
+        session.execute(insert(Appointment), [dict(
+            clinic_id=world.clinic_id, status="completed", kind="appointment", mode="in_person",
+            source="import", start_at=datetime(2026, 3, 25, 10, tzinfo=UTC),
+            booked_at=datetime(2026, 3, 1, tzinfo=UTC))])  # fmt: skip
+    direct, rolled = _both(db, FILTERS)
+    assert rolled == direct and rolled["totals"]["booked"] == 13
+    with db.write() as session:
+        assert rollups.rebuild(session) > 0
+    with db.read() as session:
+        assert rollups.is_fresh(session)
+
+
+def test_the_periodic_job_refreshes_them(db, world, data):
+    with db.read() as session:
+        assert not rollups.is_fresh(session)
+    rollups.refresh_job(db, None)
+    with db.read() as session:
+        assert rollups.is_fresh(session)
+        assert session.scalar(select(func.count()).select_from(CancellationRollupDirty)) == 0
