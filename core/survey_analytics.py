@@ -13,7 +13,7 @@ Formulas (also written on the page):
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 
 import pandas as pd
@@ -87,7 +87,7 @@ class Figures:
     satisfied: int = 0  # ratings of 4 or 5
 
     def __add__(self, other: Figures) -> Figures:
-        return Figures(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+        return Figures(*(getattr(self, n) + getattr(other, n) for n in _FIELDS))
 
     @property
     def nps(self) -> float | None:
@@ -113,6 +113,9 @@ class Figures:
     @property
     def enough(self) -> bool:
         return self.rating_n >= MIN_N
+
+
+_FIELDS = tuple(f.name for f in fields(Figures))
 
 
 def _sums():
@@ -322,6 +325,48 @@ def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
 
 
 @dataclass(frozen=True)
+class Overview:
+    summary: Figures
+    funnel: Funnel
+    detractors: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Groups:
+    providers: pd.DataFrame
+    services: pd.DataFrame
+    clinics: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Trends:
+    weekly: pd.DataFrame
+    monthly: pd.DataFrame
+
+
+def get_overview(
+    session: Session, actor: Actor, f: SurveyFilter, *, now: datetime | None = None
+) -> Overview:
+    """The page's first view: the figures, the funnel and the recent detractors (no grouping,
+    so it reads the covering index once and sorts nothing)."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    return Overview(summary(session, actor, f), funnel(session, actor, f),
+                    recent_detractors(session, actor, f.clinic_id, now=now))  # fmt: skip
+
+
+def get_groups(session: Session, actor: Actor, f: SurveyFilter) -> Groups:
+    ensure(actor, Permission.ANALYTICS_READ)
+    cube = _cube(session, f)
+    return Groups(*(_groups(session, cube, g) for g in ("provider", "service", "clinic")))
+
+
+def get_trends(session: Session, actor: Actor, f: SurveyFilter) -> Trends:
+    ensure(actor, Permission.ANALYTICS_READ)
+    daily = _daily(session, f)
+    return Trends(_trend(daily, "week"), _trend(daily, "month"))
+
+
+@dataclass(frozen=True)
 class Dashboard:
     summary: Figures
     providers: pd.DataFrame
@@ -336,7 +381,7 @@ class Dashboard:
 def get_dashboard(
     session: Session, actor: Actor, f: SurveyFilter, *, now: datetime | None = None
 ) -> Dashboard:
-    """Everything the analytics page shows except the comment feed, in one read."""
+    """Every figure of the page except the comment feed, in one read (two grouped passes)."""
     ensure(actor, Permission.ANALYTICS_READ)
     cube, daily = _cube(session, f), _daily(session, f)
     return Dashboard(

@@ -13,6 +13,7 @@ from ui.context import read
 from ui.feedback import survey_settings_form
 
 SECTIONS = ["Overview", "By group", "Trends", "Comments"]
+READERS = {"overview": sa.get_overview, "groups": sa.get_groups, "trends": sa.get_trends}
 
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
@@ -21,8 +22,8 @@ def _clinics(current):
 
 
 @st.cache_data(ttl=60, max_entries=20, show_spinner=False)
-def _dashboard(current, f):
-    return read(sa.get_dashboard, current, f)
+def _section(current, f, name):  # one core read per section: only what is shown is computed
+    return read(READERS[name], current, f)
 
 
 @st.cache_data(ttl=60, max_entries=50, show_spinner=False)
@@ -44,21 +45,21 @@ with st.form("survey_analytics_filters"):
 first, last = (days[0], days[-1]) if days else (today, today)
 tz = clinics[clinic_id][2] if clinic_id else "UTC"
 f = sa.filter_for_days(first, last, tz, clinic_id)
-board = _dashboard(me, f)
 
 with st.expander("How the figures are computed"):
     st.markdown(view.FORMULAS)
 section = st.segmented_control("Show", SECTIONS, default="Overview", key="survey_analytics_section")
 if section in (None, "Overview"):
-    view.overview(board)
-    view.detractors(board.detractors)
+    overview = _section(me, f, "overview")
+    view.overview(overview)
+    view.detractors(overview.detractors)
 elif section == "By group":
     small = st.toggle(
         f"Show groups with fewer than {sa.MIN_N} ratings", key="survey_analytics_small"
     )
-    view.groups(board, small)
+    view.groups(_section(me, f, "groups"), small)
 elif section == "Trends":
-    view.trends(board)
+    view.trends(_section(me, f, "trends"))
 else:
     search = st.text_input("Search comments", key="survey_analytics_search",
                            placeholder="a word or phrase, e.g. parking")  # fmt: skip

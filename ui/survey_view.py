@@ -28,7 +28,7 @@ def _pct(value: float | None, signed: bool = False) -> str:
     return f"{value:+.0f}" if signed else f"{value:.0f}%"
 
 
-def overview(board: sa.Dashboard) -> None:
+def overview(board: sa.Overview) -> None:
     s = board.summary
     cols = st.columns(4)
     cols[0].metric("Responses", f"{s.responses:,}")
@@ -72,7 +72,7 @@ def detractors(frame: pd.DataFrame) -> None:
     )  # fmt: skip
 
 
-def groups(board: sa.Dashboard, show_small: bool) -> None:
+def groups(board: sa.Groups, show_small: bool) -> None:
     for title, frame in (("By provider", board.providers), ("By service", board.services),
                          ("By clinic", board.clinics)):  # fmt: skip
         st.subheader(title)
@@ -114,7 +114,7 @@ def _chart(frame: pd.DataFrame, title: str, label: str) -> None:
     st.vega_lite_chart(data, spec, width="stretch")
 
 
-def trends(board: sa.Dashboard) -> None:
+def trends(board: sa.Trends) -> None:
     for title, frame, label in (("Weekly (weeks from Monday)", board.weekly, "%d %b %Y"),
                                 ("Monthly", board.monthly, "%b %Y")):  # fmt: skip
         if frame.empty:
