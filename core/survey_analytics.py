@@ -26,7 +26,6 @@ from core.clock import local_to_utc, to_local
 from core.errors import ValidationError
 from db.models import (
     Appointment,
-    AppointmentKind,
     AppointmentStatus,
     Clinic,
     FeedbackStatus,
@@ -247,10 +246,16 @@ def funnel(session: Session, actor: Actor, f: SurveyFilter) -> Funnel:
     status = a.feedback_status
     query = select(
         func.count(),
-        func.coalesce(func.sum(case((status.in_([FeedbackStatus.PENDING, FeedbackStatus.COLLECTED]), 1), else_=0)), 0),
+        func.coalesce(
+            func.sum(
+                case((status.in_([FeedbackStatus.PENDING, FeedbackStatus.COLLECTED]), 1), else_=0)
+            ),
+            0,
+        ),
         func.coalesce(func.sum(case((status == FeedbackStatus.COLLECTED, 1), else_=0)), 0),
-    ).where(a.status == AppointmentStatus.COMPLETED, a.kind == AppointmentKind.APPOINTMENT,
-            a.start_at >= f.since, a.start_at < f.until)  # fmt: skip
+    ).where(
+        a.status == AppointmentStatus.COMPLETED, a.start_at >= f.since, a.start_at < f.until
+    )  # fmt: skip  (only visits complete: no out-of-office block)
     if f.clinic_id is not None:
         query = query.where(a.clinic_id == f.clinic_id)
     return Funnel(*(int(v) for v in session.execute(query).one()))

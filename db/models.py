@@ -268,6 +268,10 @@ class Appointment(Base):
         CheckConstraint("end_at IS NULL OR start_at < end_at", name="start_before_end"),
         Index(None, "provider_id", "start_at"),
         Index(None, "status", "start_at"),
+        # covering index: the survey response funnel counts feedback states without the table
+        Index(
+            "ix_appointments_feedback_funnel", "status", "start_at", "feedback_status", "clinic_id"
+        ),
         Index(None, "patient_id", "start_at"),
         Index(None, "status", "created_at"),
         # (clinic_id, start_at) ranges; status is checked in the index (analytics, calendar)

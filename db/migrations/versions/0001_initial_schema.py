@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 11:52:19.677323
+Create Date: 2026-11-25 11:59:13.471020
 """
 
 from collections.abc import Sequence
@@ -328,6 +328,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('appointments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_appointments_clinic_id_start_at_status'), ['clinic_id', 'start_at', 'status'], unique=False)
+        batch_op.create_index('ix_appointments_feedback_funnel', ['status', 'start_at', 'feedback_status', 'clinic_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointments_patient_id_start_at'), ['patient_id', 'start_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointments_provider_id_start_at'), ['provider_id', 'start_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointments_status_created_at'), ['status', 'created_at'], unique=False)
@@ -495,6 +496,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_appointments_status_created_at'))
         batch_op.drop_index(batch_op.f('ix_appointments_provider_id_start_at'))
         batch_op.drop_index(batch_op.f('ix_appointments_patient_id_start_at'))
+        batch_op.drop_index('ix_appointments_feedback_funnel')
         batch_op.drop_index(batch_op.f('ix_appointments_clinic_id_start_at_status'))
 
     op.drop_table('appointments')
