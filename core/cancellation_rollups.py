@@ -13,7 +13,8 @@ One row per clinic, clinic-local day (days since 1970-01-01), kind and key:
 
 Keeping them current:
 - every ORM flush that touches an appointment or a ledger entry marks the clinic-local days
-  involved (old and new start) in `cancellation_rollup_dirty`, in the same transaction
+  involved (old and new start) in `cancellation_rollup_dirty`, in the same transaction (a
+  changed service price or clinic time zone marks everything)
   (a `before_flush` hook registered when this module is imported; core.policy imports it);
 - rows inserted in bulk (imports, the benchmark generator) are found by id beyond the last
   ones the roll-ups have seen;
@@ -42,6 +43,7 @@ from db.models import (
     Clinic,
     LedgerEntry,
     LedgerKind,
+    Service,
     Setting,
 )
 
@@ -49,6 +51,7 @@ log = logging.getLogger("clinicdesk.rollups")
 STATE_KEY = "cancellation_rollups"
 EPOCH = date(1970, 1, 1)
 FULL_REBUILD_DAYS = 2000  # more changed days than this: rebuild everything
+EVERYTHING = (0, 0)  # the mark that asks for a full rebuild
 LEDGER_CODES = {LedgerKind.LATE_CANCEL_FEE: 0, LedgerKind.NO_SHOW_FEE: 1, LedgerKind.POINTS: 2}
 R = CancellationRollup
 
@@ -89,6 +92,8 @@ def _mark_changed_days(session: Session, _context, _instances) -> None:
             appointment = session.get(Appointment, obj.appointment_id)
             if appointment is not None:
                 days |= _days_of(session, appointment, old_too=False)
+        elif isinstance(obj, Service | Clinic) and obj not in session.new:
+            days.add(EVERYTHING)  # a price or a time zone changed: every day may differ
     session.add_all(CancellationRollupDirty(clinic_id=c, daynum=d) for c, d in days)
 
 
@@ -165,7 +170,7 @@ def refresh(session: Session) -> int:
         days = None
     else:
         days = _changed_days(session, value, dirty_max, appointment_id, ledger_id)
-        if len(days) > FULL_REBUILD_DAYS:
+        if days is not None and len(days) > FULL_REBUILD_DAYS:
             days = None
     if days is None:
         session.execute(delete(R))
@@ -178,10 +183,13 @@ def refresh(session: Session) -> int:
     return done
 
 
-def _changed_days(session, value, dirty_max, appointment_id, ledger_id) -> set[tuple[int, int]]:
+def _changed_days(session, value, dirty_max, appointment_id, ledger_id):
+    """The (clinic, day) pairs to recompute, or None for everything."""
     D = CancellationRollupDirty
     days = {(c, d) for c, d in session.execute(
         select(D.clinic_id, D.daynum).where(D.id <= dirty_max).distinct())}  # fmt: skip
+    if EVERYTHING in days:
+        return None
     new = select(Appointment.clinic_id, Appointment.start_at, Appointment.requested_day).where(
         Appointment.id > value["appointment_id"], Appointment.id <= appointment_id
     )

@@ -374,3 +374,11 @@ def test_the_periodic_job_refreshes_them(db, world, data):
     with db.read() as session:
         assert rollups.is_fresh(session)
         assert session.scalar(select(func.count()).select_from(CancellationRollupDirty)) == 0
+
+
+def test_a_new_service_price_recomputes_the_revenue_at_risk(db, world, data):
+    assert figures(db, world).revenue_at_risk_cents == 60000
+    with db.write() as session:
+        session.get(Service, data["peel"]).price_cents = 20000  # N2, and A8's second service
+    direct, rolled = _both(db, FILTERS)
+    assert rolled == direct and rolled["revenue_at_risk_cents"] == 70000
