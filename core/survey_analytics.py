@@ -333,7 +333,6 @@ def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
 class Overview:
     summary: Figures
     funnel: Funnel
-    detractors: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -349,14 +348,11 @@ class Trends:
     monthly: pd.DataFrame
 
 
-def get_overview(
-    session: Session, actor: Actor, f: SurveyFilter, *, now: datetime | None = None
-) -> Overview:
-    """The page's first view: the figures, the funnel and the recent detractors (no grouping,
-    so it reads the covering index once and sorts nothing)."""
+def get_overview(session: Session, actor: Actor, f: SurveyFilter) -> Overview:
+    """The page's first view: the figures and the funnel (no grouping: two index-only range
+    scans, nothing sorted)."""
     ensure(actor, Permission.ANALYTICS_READ)
-    return Overview(summary(session, actor, f), funnel(session, actor, f),
-                    recent_detractors(session, actor, f.clinic_id, now=now))  # fmt: skip
+    return Overview(summary(session, actor, f), funnel(session, actor, f))
 
 
 def get_groups(session: Session, actor: Actor, f: SurveyFilter) -> Groups:

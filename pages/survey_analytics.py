@@ -12,7 +12,7 @@ from ui import survey_view as view
 from ui.context import read
 from ui.feedback import survey_settings_form
 
-SECTIONS = ["Overview", "By group", "Trends", "Comments"]
+SECTIONS = ["Overview", "Detractors", "By group", "Trends", "Comments"]
 READERS = {"overview": sa.get_overview, "groups": sa.get_groups, "trends": sa.get_trends}
 
 
@@ -24,6 +24,11 @@ def _clinics(current):
 @st.cache_data(ttl=60, max_entries=20, show_spinner=False)
 def _section(current, f, name):  # one core read per section: only what is shown is computed
     return read(READERS[name], current, f)
+
+
+@st.cache_data(ttl=60, max_entries=10, show_spinner=False)
+def _detractors(current, clinic_id):
+    return read(sa.recent_detractors, current, clinic_id)
 
 
 @st.cache_data(ttl=60, max_entries=50, show_spinner=False)
@@ -50,9 +55,9 @@ with st.expander("How the figures are computed"):
     st.markdown(view.FORMULAS)
 section = st.segmented_control("Show", SECTIONS, default="Overview", key="survey_analytics_section")
 if section in (None, "Overview"):
-    overview = _section(me, f, "overview")
-    view.overview(overview)
-    view.detractors(overview.detractors)
+    view.overview(_section(me, f, "overview"))
+elif section == "Detractors":
+    view.detractors(_detractors(me, f.clinic_id))
 elif section == "By group":
     small = st.toggle(
         f"Show groups with fewer than {sa.MIN_N} ratings", key="survey_analytics_small"
@@ -77,6 +82,7 @@ prepared = st.session_state.get("survey_analytics_csv")
 if prepared and prepared[0] == f:
     st.download_button("Download survey responses (CSV)", prepared[1], "survey_responses.csv",
                        "text/csv", key="survey_analytics_download")  # fmt: skip
-if me.can(Permission.POLICY_MANAGE):
-    with st.expander("Survey settings"):
-        survey_settings_form("survey_analytics")
+if me.can(Permission.POLICY_MANAGE) and st.toggle(
+    "Edit survey settings", key="survey_analytics_settings"
+):
+    survey_settings_form("survey_analytics")

@@ -52,13 +52,14 @@ def test_owner_sees_the_core_figures(app_as, app_db):
     assert metric(at, "Answered") == f"{board.funnel.answered:,}"
     assert "NPS** = % promoters" in at.expander[0].markdown[0].value
     assert len(board.detractors) > 0  # the demo has recent detractors
+    at.segmented_control(key="survey_analytics_section").set_value("Detractors").run()
     links = at.dataframe[0].value.visit
     assert list(links) == [f"/appointment?id={a}" for a in board.detractors.appointment_id]
 
 
 def test_every_section_runs_and_comments_are_searchable(app_as):
     at = app_as("manager", PAGE)
-    for section in ("By group", "Trends", "Comments"):
+    for section in ("Detractors", "By group", "Trends", "Comments"):
         at.segmented_control(key="survey_analytics_section").set_value(section).run()
         assert not at.exception and not at.error, (section, [e.value for e in at.exception])
     at.text_input(key="survey_analytics_search").input("parking").run()
@@ -90,6 +91,7 @@ def test_export_is_audited_and_offered_for_download(app_as, app_db):
 
 def test_owner_saves_survey_settings(app_as, app_db):
     at = app_as("owner", PAGE)
+    at.toggle(key="survey_analytics_settings").set_value(True).run()
     at.toggle(key="survey_analytics_auto").set_value(False)
     at.number_input(key="survey_analytics_delay").set_value(6)
     at.text_area(key="survey_analytics_questions").input("Courtesy of the staff\nParking")
@@ -110,6 +112,6 @@ def test_owner_saves_survey_settings(app_as, app_db):
 def test_manager_has_no_settings_and_staff_no_page(app_as):
     manager = app_as("manager", PAGE)
     assert not manager.exception
-    assert "Survey settings" not in [e.label for e in manager.expander]
+    assert not [t for t in manager.toggle if t.key == "survey_analytics_settings"]
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         app_as("staff", PAGE)  # not registered for staff (and core refuses them anyway)

@@ -370,3 +370,15 @@ def test_figures_match_a_plain_python_count_and_add_up_across_groupings(db, worl
 
 
 NOV_AND_BEFORE = sa.SurveyFilter(datetime(2026, 1, 1, tzinfo=UTC), NOV.until)
+
+
+def test_section_reads_match_the_whole_dashboard(db, world, practice):
+    with db.read() as session:
+        board = sa.get_dashboard(session, world.owner, NOV, now=at(25))
+        overview = sa.get_overview(session, world.owner, NOV)
+        groups = sa.get_groups(session, world.owner, NOV)
+        trends = sa.get_trends(session, world.owner, NOV)
+    assert (overview.summary, overview.funnel) == (board.summary, board.funnel)
+    assert groups.providers.equals(board.providers) and groups.clinics.equals(board.clinics)
+    assert groups.services.equals(board.services)
+    assert trends.weekly.equals(board.weekly) and trends.monthly.equals(board.monthly)
