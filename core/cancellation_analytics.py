@@ -276,7 +276,7 @@ class _Scope:
     periods: dict[int, list[tuple[datetime, int]]]
 
 
-def _scope(session: Session, filters: AnalyticsFilters) -> _Scope:
+def _scope(session: Session, filters: AnalyticsFilters, periods_too: bool = True) -> _Scope:
     query = select(Clinic.id, Clinic.timezone).order_by(Clinic.id)
     if filters.clinic_id is not None:
         query = query.where(Clinic.id == filters.clinic_id)
@@ -286,7 +286,8 @@ def _scope(session: Session, filters: AnalyticsFilters) -> _Scope:
         begin = local_to_utc(filters.start, time(0), tz)
         finish = local_to_utc(filters.end + timedelta(days=1), time(0), tz)
         bounds[cid] = (begin, finish)
-        periods[cid] = offset_periods(tz, begin, finish)
+        if periods_too:  # only the direct path needs the UTC offsets
+            periods[cid] = offset_periods(tz, begin, finish)
     return _Scope(clinics, bounds, periods)
 
 
@@ -490,7 +491,7 @@ class _Sums:
 
 def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
     dialect = session.get_bind().dialect.name
-    scope = _scope(session, filters)
+    scope = _scope(session, filters, periods_too=not use_rollups)
     where = _where(scope, filters)
     window = filters.what_if.window_hours if filters.what_if else 0
     sums = _Sums()
