@@ -4,6 +4,7 @@ through the form, and a picture of a generated check-in QR code checks the patie
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from playwright.sync_api import expect
@@ -37,6 +38,22 @@ def _calendar(page, showing: str):
     )
     expect(page.locator(CALENDAR_FRAME)).to_have_count(1, timeout=30000)
     return page.frame_locator(CALENDAR_FRAME)
+
+
+def _pick(page, key: str, text: str, tries: int = 30) -> None:
+    """Choose the first option matching `text` in a selectbox whose options arrive with the
+    rerun that a previous input started (open it again until they are there)."""
+    for _ in range(tries):
+        page.locator(f".st-key-{key} input").click()
+        option = page.get_by_role("option", name=re.compile(text)).first
+        try:
+            expect(option).to_be_visible(timeout=1000)
+        except AssertionError:
+            page.keyboard.press("Escape")
+            continue
+        option.click()
+        return
+    raise AssertionError(f"no option matching {text!r} in {key}")
 
 
 def _open(page, title):
@@ -88,20 +105,27 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
     expect(page.get_by_role("heading", name="New appointment")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
     page.locator(".st-key-book_all label").click()
+    expect(page.locator(".st-key-book_provider input")).to_have_value(re.compile("not working"))
     wait_for_app_idle(page)
     page.locator(".st-key-book_services").click()
     page.get_by_role("option", name="Follow-up (15 min, can be virtual)").click()
     page.keyboard.press("Escape")
+    expect(page.get_by_text("Length: 15 minutes")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
     page.locator(".st-key-book_search input").fill("Santos")
     page.locator(".st-key-book_search input").press("Enter")
-    wait_for_app_idle(page)
-    page.locator(".st-key-book_patient").click()
-    page.get_by_role("option").first.click()
+    _pick(page, "book_patient", "Santos")
+    expect(page.locator(".st-key-book_patient input")).to_have_value(re.compile("Santos"))
     wait_for_app_idle(page)
     page.locator(".st-key-book_outside label").click()
+    expect(page.locator(".st-key-book_outside input")).to_be_checked()
     wait_for_app_idle(page)
     page.locator(".st-key-book_submit button").click()
+    expect(
+        page.get_by_text("Booked #", exact=False).or_(page.get_by_test_id("stAlertContentError"))
+    ).to_be_visible(timeout=20000)
+    errors = page.get_by_test_id("stAlertContentError").all_inner_texts()
+    assert not errors, errors
     expect(page.get_by_text("Booked #", exact=False)).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
 
