@@ -4,12 +4,12 @@ for details and actions, select a free time to book, drag or resize to reschedul
 import streamlit as st
 
 from core import calendar as cal
-from core import lifecycle, schedules
+from core import schedules
 from core.authz import Permission
 from core.clock import format_local, to_local
 from core.errors import DomainError
 from db.types import utcnow
-from ui import actor, refresh, run_action, show_error
+from ui import actor, show_error
 from ui import calendar_widget as cw
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.checkin_views import qr_panel
@@ -57,32 +57,10 @@ start, end = cal.window_bounds(first, last, tz)
 events = _events(me, clinic_id, start, end, chosen, statuses)
 cw.legend(cal.legend())
 
-move = st.session_state.get("calendar_move")
-if move:  # a drag or resize waits for confirmation; refused or undone → redraw as stored
-    st.warning(f"Move appointment #{move['id']} to {format_local(move['start'], tz, True)}"
-               + (f" with {names.get(move['provider'], 'another provider')}" if move["provider"] else "")
-               + "?", icon=":material/open_with:")  # fmt: skip
-    tell = st.checkbox("Notify the patient", value=True, key="calendar_move_notify")
-    note = st.text_input("Message to the patient (optional)", key="calendar_move_message")
-    double = st.checkbox("Allow double booking", key="calendar_move_double")
-    outside = st.checkbox("Outside working hours (override)", key="calendar_move_outside")
-    go, undo = st.columns(2)
-    if go.button("Move", key="calendar_move_go", type="primary"):
-        done = run_action(lifecycle.reschedule, move["id"], start_at=move["start"],
-                          provider_id=move["provider"], notify=tell, message=note,
-                          allow_double_booking=double, outside_hours_override=outside)  # fmt: skip
-        st.session_state.pop("calendar_move")
-        if done:
-            st.session_state["appointment_views_flash"] = f"Moved. {done.value.summary}"
-            refresh()
-        st.session_state["calendar_suffix"] = st.session_state.get("calendar_suffix", 0) + 1
-        st.caption("The appointment stays where it was.")
-    elif undo.button("Undo", key="calendar_move_undo"):
-        st.session_state.pop("calendar_move")
-        st.session_state["calendar_suffix"] = st.session_state.get("calendar_suffix", 0) + 1
-        st.rerun()
+if st.session_state.get(cw.MOVE_KEY):  # a drag or resize waits for confirmation
+    cw.confirm_move(tz, names)
 
-key = f"calendar_fc_{view}_{first}_{st.session_state.get('calendar_suffix', 0)}"
+key = f"calendar_fc_{view}_{first}_{st.session_state.get(cw.SUFFIX_KEY, 0)}"
 options = cw.options(view, first, tz, resources=frame.resources, business_hours=frame.business_hours,
                      editable=me.can(Permission.APPOINTMENTS_RESCHEDULE))  # fmt: skip
 value = cw.take(cw.render(events, options, key), "calendar_seen", key)
@@ -93,8 +71,8 @@ elif isinstance(intent, cw.Book):
     st.session_state["calendar_slot"] = {"clinic_id": clinic_id, "start_at": intent.start_at,
                                          "provider_id": intent.provider_id}  # fmt: skip
 elif isinstance(intent, cw.Move):
-    st.session_state["calendar_move"] = {"id": intent.appointment_id, "start": intent.start_at,
-                                         "provider": intent.provider_id}  # fmt: skip
+    st.session_state[cw.MOVE_KEY] = {"id": intent.appointment_id, "start": intent.start_at,
+                                     "provider": intent.provider_id}  # fmt: skip
     st.rerun()
 
 slot = st.session_state.get("calendar_slot")
@@ -109,7 +87,7 @@ if opened:
     with st.container(border=True):
         if st.button("Close", key="calendar_close", icon=":material/close:"):
             st.session_state.pop("calendar_open")
-            st.session_state["calendar_suffix"] = st.session_state.get("calendar_suffix", 0) + 1
+            cw.redraw()
             st.rerun()
         try:
             detail = load_detail(me, opened)

@@ -24,9 +24,12 @@ from typing import Any
 import streamlit as st
 from streamlit_calendar import calendar as fullcalendar
 
+from core import lifecycle
 from core.calendar import OUT_OF_OFFICE_CLASS, callback_time
-from core.clock import to_local
+from core.clock import format_local, to_local
 from db.types import utcnow
+from ui.appointment_views import FLASH as FLASH_KEY
+from ui.context import refresh, run_action
 
 LICENSE_KEY = "GPL-My-Project-Is-Open-Source"  # FullCalendar Scheduler under the GPL
 CALLBACKS = ["eventClick", "select", "eventChange"]
@@ -213,3 +216,41 @@ def navigation(today: date) -> tuple[str, date]:
     c4.button("Today", key="calendar_today", on_click=_today, args=(today,))
     c5.button("▶", key="calendar_next", on_click=_step, args=(1,), help="Next")
     return VIEWS[label or "Week by provider"], day
+
+
+# ---------------------------------------------------------------- drag and resize
+
+MOVE_KEY, SUFFIX_KEY = "calendar_move", "calendar_suffix"
+
+
+def redraw() -> None:
+    """Mount the calendar afresh from the stored events (undoes a drag on screen)."""
+    st.session_state[SUFFIX_KEY] = st.session_state.get(SUFFIX_KEY, 0) + 1
+
+
+def confirm_move(tz: str, provider_names: dict[int, str]) -> None:
+    """Ask before moving: notify or not, a message, the overrides. A refused move is redrawn
+    where it was, with the reason shown; a done one reruns with fresh data."""
+    move = st.session_state[MOVE_KEY]
+    who = provider_names.get(move["provider"], "another provider") if move["provider"] else ""
+    st.warning(f"Move appointment #{move['id']} to {format_local(move['start'], tz, True)}"
+               + (f" with {who}" if who else "") + "?", icon=":material/open_with:")  # fmt: skip
+    tell = st.checkbox("Notify the patient", value=True, key="calendar_move_notify")
+    note = st.text_input("Message to the patient (optional)", key="calendar_move_message")
+    double = st.checkbox("Allow double booking", key="calendar_move_double")
+    outside = st.checkbox("Outside working hours (override)", key="calendar_move_outside")
+    go, undo = st.columns(2)
+    if go.button("Move", key="calendar_move_go", type="primary"):
+        done = run_action(lifecycle.reschedule, move["id"], start_at=move["start"],
+                          provider_id=move["provider"], notify=tell, message=note,
+                          allow_double_booking=double, outside_hours_override=outside)  # fmt: skip
+        st.session_state.pop(MOVE_KEY)
+        if done:
+            st.session_state[FLASH_KEY] = f"Moved. {done.value.summary}"
+            refresh()
+        redraw()
+        st.caption("The appointment stays where it was.")
+    elif undo.button("Undo", key="calendar_move_undo"):
+        st.session_state.pop(MOVE_KEY)
+        redraw()
+        st.rerun()

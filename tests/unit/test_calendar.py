@@ -6,8 +6,11 @@ Re-run on PostgreSQL by tests/integration/test_calendar_pg.py."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from core import calendar
@@ -239,3 +242,23 @@ def test_week_query_uses_the_clinic_start_index(db, world):
                 )
             )  # fmt: skip
     assert "ix_appointments_clinic_id_start_at" in plan
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    moment=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)),
+    tz=st.sampled_from(["Europe/London", "America/New_York", "Australia/Sydney", "UTC"]),
+)
+def test_an_event_time_sent_back_unchanged_is_the_same_instant(moment, tz):
+    """local_iso → the component → callback_time is the identity, except inside the repeated
+    hour of an autumn change, which a wall time cannot tell apart (its first occurrence wins)."""
+    instant = moment.replace(second=0, microsecond=0, tzinfo=UTC)
+    back = calendar.callback_time(calendar.local_iso(instant, tz), tz)
+    local = instant.astimezone(ZoneInfo(tz))
+    if local.fold == 0 and local.replace(fold=1).utcoffset() == local.utcoffset():
+        assert back == instant
+    else:  # ambiguous wall time: read as its first occurrence, at most the DST shift earlier
+        assert timedelta(0) <= instant - back <= timedelta(hours=1)
+    # and the clicked wall time ("…Z") gives the same answer as the event's own string
+    wall = local.replace(tzinfo=None).isoformat() + ".000Z"
+    assert calendar.callback_time(wall, tz) == back
