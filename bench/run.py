@@ -447,7 +447,8 @@ def table(results: dict[str, Any]) -> str:
                          f"{verdict(ratio <= TARGETS['page_ratio'] and not p['errors'])}")  # fmt: skip
         for name, m in r.get("memory", {}).items():
             lines.append(f"{'memory ' + name:<44}{m['large_mb']:>10,.1f} MB  {'≤ 1.5× small':>12}  "
-                         f"{m['growth']:5.2f}× of {m['small_mb']:.1f} MB {verdict(m['growth'] <= TARGETS['memory_growth'])}")  # fmt: skip
+                         f"{m['growth']:5.2f}× of {m['small_mb']:.1f} MB {verdict(m['growth'] <= TARGETS['memory_growth'])}"
+                         f"  (run {m['small_ms']:,.0f} → {m['large_ms']:,.0f} ms)")  # fmt: skip
         lines.append("")
     imp = results.get("import")
     if imp:
@@ -467,7 +468,8 @@ def run_backend(url: str, small_url: str | None, repeat: int, label: str) -> dic
         small = page_runs(small_url, 1, memory=True)
         out["memory"] = {
             name: {"small_mb": small[name]["peak_mb"], "large_mb": p["peak_mb"],
-                   "growth": p["peak_mb"] / max(small[name]["peak_mb"], 0.01)}
+                   "growth": p["peak_mb"] / max(small[name]["peak_mb"], 0.01),
+                   "small_ms": small[name]["median_ms"], "large_ms": p["median_ms"]}
             for name, p in large.items() if isinstance(p, dict) and name in small
         }  # fmt: skip
     return out
