@@ -2,8 +2,9 @@
 
 Prints one table and writes bench/results.json (git-ignored). Generates the databases first when
 they are missing (bench/data/bench.db with 1M appointments; bench/data/small-100000-57.db with
-100k at the same providers and density, a shorter history, for the memory comparison). With
-`--pg` the same figures are measured on a throwaway PostgreSQL too.
+100k at the same providers and density, a shorter history, for the memory comparison). The
+same figures are measured on a throwaway PostgreSQL too when its server binaries are installed
+(`make postgres`; `--no-pg` to skip, `--pg` to insist).
 
 Figures
 - page: each page's server-side AppTest run (app.py, signed in as the owner), median of
@@ -481,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=200_000)
     parser.add_argument("--responses", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--pg", action="store_true", help="also on a throwaway PostgreSQL")
+    parser.add_argument("--pg", action=argparse.BooleanOptionalAction, default=None,
+                        help="also on a throwaway PostgreSQL (default: when its binaries exist)")  # fmt: skip
     parser.add_argument("--no-pages", action="store_true", help="core figures only")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -507,6 +509,15 @@ def main(argv: list[str] | None = None) -> int:
     results["backends"]["SQLite"] = backend
     log("import throughput")
     results["import"] = import_throughput()
+    if args.pg is None:
+        try:
+            from tests.support.postgres import postgres_available
+        except ImportError:
+            args.pg = False
+        else:
+            args.pg = postgres_available()
+        if not args.pg:
+            log("PostgreSQL: no server binaries here (make postgres), so SQLite only")
     if args.pg:
         results["backends"]["PostgreSQL"] = postgres(args, size)
     RESULTS.write_text(json.dumps(results, indent=2, default=str))
