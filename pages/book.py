@@ -9,8 +9,9 @@ from core import booking, schedules
 from core.clock import local_to_utc, to_local
 from db.types import utcnow
 from ui import actor, refresh, run_action, settings
-from ui.booking_form import message_editor, patient_picker
+from ui.booking_form import apply_prefill, message_editor, patient_picker
 from ui.context import read
+from ui.front_desk import require
 
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
@@ -34,14 +35,9 @@ def _preview(me, clinic_id, provider, services, start_at, patient):
 st.title("New appointment")
 me = actor()
 clinics, services = _setup(me)
+require(clinics)
 zones = {c[0]: c[2] for c in clinics}
-prefill = st.session_state.pop("book_prefill", None)  # from the calendar's selected slot
-if prefill:
-    st.session_state["book_clinic"] = prefill["clinic_id"]
-    if prefill.get("start_at"):
-        moment = to_local(prefill["start_at"], zones[prefill["clinic_id"]])
-        st.session_state["book_day"], st.session_state["book_time"] = moment.date(), moment.time()
-    st.session_state["book_provider_wanted"] = prefill.get("provider_id")
+apply_prefill("book", zones)  # a slot selected on the calendar
 done = st.session_state.pop("book_done", None)
 if done:
     st.success(

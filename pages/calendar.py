@@ -14,6 +14,7 @@ from ui import calendar_widget as cw
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.checkin_views import qr_panel
 from ui.context import read
+from ui.front_desk import require
 
 STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
 
@@ -38,6 +39,7 @@ st.title("Calendar")
 me = actor()
 show_flash()
 clinics = _clinics(me)
+require(clinics)
 c1, c2, c3, c4 = st.columns([2, 3, 3, 1.5], vertical_alignment="bottom")
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="calendar_clinic")
 everyone = _frame(me, clinic_id, ())

@@ -7,6 +7,7 @@ from core import checkin, lifecycle, schedules, today
 from core.errors import DomainError
 from ui import actor, run_action, show_error
 from ui.context import read
+from ui.front_desk import require
 
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
@@ -41,6 +42,7 @@ def _picture(upload, seen_key: str) -> None:
 st.title("Check-in")
 me = actor()
 clinics = _clinics(me)
+require(clinics)
 clinic_id = st.selectbox("Clinic", list(clinics), format_func=clinics.get, key="check_in_clinic")
 
 with st.form("check_in_scan", clear_on_submit=True):

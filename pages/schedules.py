@@ -11,6 +11,7 @@ from core.clock import format_local, local_to_utc
 from db.types import utcnow
 from ui import actor, refresh, run_action
 from ui.context import read
+from ui.front_desk import require
 
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
@@ -31,6 +32,8 @@ def _time_off(me, provider_id):
 st.title("Provider schedules")
 me = actor()
 providers, clinics = _setup(me)
+require(clinics)
+require(providers, "provider")
 c1, c2 = st.columns(2)
 provider = c1.selectbox(
     "Provider", providers, format_func=lambda p: p.name, key="schedules_provider"

@@ -10,6 +10,7 @@ from core.authz import Permission
 from ui import actor, refresh, run_action
 from ui.appointment_views import FLASH, show_flash
 from ui.context import read
+from ui.front_desk import require
 
 ICONS = {"Expected": "🕘", "Not arrived yet": "⏳", "Waiting": "🪑", "With provider": "🩺",
          "Done": "✅", "No-show": "❌"}  # fmt: skip
@@ -35,6 +36,7 @@ st.title("Today")
 me = actor()
 show_flash()
 clinics = _clinics(me)
+require(clinics)
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="today_clinic")
 if c2.button("Refresh", key="today_refresh", icon=":material/refresh:"):

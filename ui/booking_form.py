@@ -8,6 +8,7 @@ from datetime import date
 import streamlit as st
 
 from core import booking, patients
+from core.clock import to_local
 from ui.context import read
 
 NEW = "new"
@@ -65,3 +66,17 @@ def message_editor(prefix: str, preview: tuple[str, str], version: str):
         )
     edited = (subject, body) != preview
     return channels, (subject if edited else None), (body if edited else None)
+
+
+def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
+    """Fill the form from `{prefix}_prefill` (clinic, start, provider), set by the calendar when
+    a free time was selected; used once."""
+    prefill = st.session_state.pop(f"{prefix}_prefill", None)
+    if not prefill:
+        return
+    st.session_state[f"{prefix}_clinic"] = prefill["clinic_id"]
+    if prefill.get("start_at"):
+        moment = to_local(prefill["start_at"], zones[prefill["clinic_id"]])
+        st.session_state[f"{prefix}_day"] = moment.date()
+        st.session_state[f"{prefix}_time"] = moment.time()
+    st.session_state[f"{prefix}_provider_wanted"] = prefill.get("provider_id")
