@@ -48,4 +48,4 @@ else:
         st.caption(f"Signed in as **{actor.name}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):
             auth.sign_out()
-    st.navigation(sections).run()
+    st.navigation(sections, expanded=True).run()  # every page listed, none behind "View more"

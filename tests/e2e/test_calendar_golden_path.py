@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from core import checkin
 from core.authz import SYSTEM
+from core.availability import find_conflicts
 from core.clock import to_local
 from core.config import load_settings
 from core.startup import open_database
@@ -67,11 +68,16 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
     with database.read() as session:  # a demo appointment of Harbour Street later this week
         now = utcnow()
         week_end = now + timedelta(days=6 - to_local(now, "Europe/London").weekday())
-        shown = session.scalars(select(Appointment).where(
+        candidates = session.scalars(select(Appointment).where(
             Appointment.clinic_id == 1, Appointment.status == AppointmentStatus.SCHEDULED,
             Appointment.kind == AppointmentKind.APPOINTMENT, Appointment.start_at > now,
             Appointment.start_at < week_end,
-        ).order_by(Appointment.start_at).limit(1)).one()  # fmt: skip
+        ).order_by(Appointment.start_at))  # fmt: skip
+        shown = next(  # one no other event overlaps on screen (the team meeting may)
+            a
+            for a in candidates
+            if not find_conflicts(session, a.provider_id, a.start_at, a.end_at, a.id)
+        )
         ident, title = shown.id, f"{shown.patient.full_name} · {shown.service.name}"
     context = chromium_browser.new_context(viewport={"width": 1600, "height": 1100})
     page = context.new_page()
