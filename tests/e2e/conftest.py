@@ -37,7 +37,9 @@ def sign_in(app_server) -> Callable[[Page, str], None]:
         wait_for_app_idle(page)
         page.get_by_label("Username").fill(username)
         page.get_by_label("Password", exact=True).fill(f"{username}-demo-pass")
-        page.get_by_role("button", name="Sign in").click()
+        # the browser swaps a one-time code for the HttpOnly cookie; wait for that exchange
+        with page.expect_response("**/_clinicdesk/session"):
+            page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_text("Signed in as")).to_be_visible(timeout=20000)
         wait_for_app_idle(page)
 
