@@ -85,14 +85,12 @@ class CalendarEvent:
     class_names: tuple[str, ...] = field(default_factory=tuple)
 
     def to_fullcalendar(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id), "title": self.title, "start": self.start, "end": self.end,
-            "backgroundColor": self.color, "borderColor": self.color,
-            "resourceId": self.resource_id, "editable": self.editable,
-            "classNames": list(self.class_names),
-            "extendedProps": {"status": self.status, "kind": self.kind,
-                              "patient": self.patient_name, "provider": self.provider_name},
-        }  # fmt: skip
+        """The event as FullCalendar reads it: only what it draws (a click sends the id back)."""
+        event = {"id": str(self.id), "title": self.title, "start": self.start, "end": self.end,
+                 "color": self.color, "resourceId": self.resource_id, "editable": self.editable}  # fmt: skip
+        if self.class_names:
+            event["classNames"] = list(self.class_names)
+        return event
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

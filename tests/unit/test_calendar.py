@@ -86,9 +86,8 @@ def test_events_carry_clinic_local_times_with_offset_and_status_colours(db, worl
     assert calendar.OUT_OF_OFFICE_CLASS in ooo.to_fullcalendar()["classNames"]
     assert found[0].title == "Alex Morgan · Consultation"
     fc = found[0].to_fullcalendar()
-    assert (
-        fc["resourceId"] == str(world.provider_id) and fc["extendedProps"]["status"] == "scheduled"
-    )
+    assert fc["resourceId"] == str(world.provider_id) and fc["color"] == "#2e7d32"
+    assert fc["editable"] and "classNames" not in fc
 
 
 def test_colour_legend_names_every_status_and_requested_purple_scheduled_green():
