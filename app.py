@@ -10,25 +10,19 @@ from ui.navigation import PATIENT_PAGE, pages_for
 st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
 
 try:
-    from core import accounts
-
-    with database().read() as session:
-        has_users = accounts.count_users(session) > 0
+    database()
 except DomainError as error:  # unreachable database or a malformed setting: one clear line
     st.error(str(error))
     st.stop()
 
 actor = auth.current_actor() or auth.oidc_sign_in()
-public = [
-    st.Page(str(PATIENT_PAGE), title="Patient", url_path="patient", visibility="hidden")
-    for _ in [PATIENT_PAGE]
-    if PATIENT_PAGE.exists()
-]  # the page behind signed patient links, open without sign-in
+# the page behind signed patient links, open without sign-in
+public = st.Page(str(PATIENT_PAGE), title="Patient", url_path="patient", visibility="hidden")
 
 if actor is None:
     auth.clear_cookie_in_browser()
-    entry = auth.sign_in_page if has_users else auth.first_run_page
-    pages = [st.Page(entry, title="Sign in", default=True), *public]
+    entry = auth.sign_in_page if auth.has_users() else auth.first_run_page
+    pages = [st.Page(entry, title="Sign in", default=True), public]
     st.navigation(pages, position="hidden").run()
 else:
     auth.set_cookie_in_browser()
@@ -43,7 +37,7 @@ else:
                 visibility="hidden" if spec.hidden else "visible",
             )  # fmt: skip
         )
-    sections.setdefault("Front desk", []).extend(public)
+    sections.setdefault("Front desk", []).append(public)
     with st.sidebar:
         st.caption(f"Signed in as **{actor.name}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):

@@ -23,6 +23,7 @@ from db.types import utcnow
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
 HANDOFF_TTL = timedelta(minutes=2)
+TOUCH_EVERY = timedelta(seconds=30)  # how often activity is written to a session row
 MIN_PASSWORD = 10
 SIGN_IN_FAILED = "Unknown username or wrong password."
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -304,6 +305,19 @@ def touch_session(
     return alive[0] if alive else None
 
 
+def peek_session(
+    session: Session, session_id: int, idle_minutes: int, *, now: datetime | None = None
+) -> Actor | None:
+    """The actor of a live session that needs no write right now (seen within TOUCH_EVERY);
+    None means: call touch_session in a write transaction to renew or end it."""
+    now = now or utcnow()
+    row = session.get(UserSession, session_id)
+    if row is None or row.ended_at is not None or not row.user.active:
+        return None
+    fresh = now - row.last_seen_at <= TOUCH_EVERY
+    return actor_of(row.user) if fresh else None
+
+
 def _alive(session: Session, row: UserSession, idle_minutes: int, now: datetime):
     user = row.user
     if row.ended_at is not None or not user.active:
@@ -312,7 +326,7 @@ def _alive(session: Session, row: UserSession, idle_minutes: int, now: datetime)
         row.ended_at = now
         audit.record(session, SYSTEM, "session_expired", "user", user.id)
         return None
-    if now - row.last_seen_at > timedelta(seconds=30):
+    if now - row.last_seen_at > TOUCH_EVERY:
         row.last_seen_at = now
     return actor_of(user), row.id
 

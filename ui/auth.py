@@ -28,20 +28,30 @@ def current_actor() -> Actor | None:
     the cookie after a refresh. Sets or clears st.session_state[ACTOR_KEY]."""
     idle = settings().idle_minutes
     session_id = st.session_state.get(SESSION_KEY)
-    with database().write() as session:
-        if session_id is not None:
-            current = accounts.touch_session(session, session_id, idle)
-            if current is None:
-                st.session_state[NOTICE_KEY] = "Your session ended. Please sign in again."
-        else:
-            resumed = accounts.resume_session(session, _cookie(), idle)
-            current, session_id = resumed if resumed else (None, None)
+    current = None
+    if session_id is not None:  # most runs: one primary-key read, no write lock
+        with database().read() as session:
+            current = accounts.peek_session(session, session_id, idle)
+    if current is None and (session_id is not None or _cookie()):
+        with database().write() as session:
+            if session_id is not None:
+                current = accounts.touch_session(session, session_id, idle)
+                if current is None:
+                    st.session_state[NOTICE_KEY] = "Your session ended. Please sign in again."
+            else:
+                resumed = accounts.resume_session(session, _cookie(), idle)
+                current, session_id = resumed if resumed else (None, None)
     if current is None:
         st.session_state.pop(SESSION_KEY, None)
     else:
         st.session_state[SESSION_KEY] = session_id
     st.session_state[ACTOR_KEY] = current
     return current
+
+
+def has_users() -> bool:
+    with database().read() as session:
+        return accounts.count_users(session) > 0
 
 
 def _cookie() -> str | None:
