@@ -55,21 +55,49 @@ def test_today_is_the_landing_page_for_every_role(app_as):
         assert {m.label.split(" ", 1)[1] for m in at.metric} >= {"Waiting", "With provider", "Done"}
 
 
+def _select(at, ident):
+    """Select the appointment's row in the board (the table's index is the appointment id)."""
+    position = list(at.dataframe[0].value.index).index(ident)
+    at.session_state["today_table"] = {"selection": {"rows": [position], "columns": []}}
+    at.run()
+    return {b.key for b in at.button}
+
+
+def _stage_of(at, ident):
+    return at.dataframe[0].value.loc[ident, "Stage"]
+
+
 def test_buttons_follow_the_time_and_status(app_as, app_db):
     now = utcnow()
     later = _add(app_db, now + timedelta(minutes=20))
     started = _add(app_db, now - timedelta(minutes=5))
     at = app_as("staff", PAGE)
-    keys = {b.key for b in at.button}
+    assert not any(b.key.startswith("today_in_") for b in at.button)  # nothing selected yet
+    keys = _select(at, later)
     assert f"today_in_{later}" in keys
     assert f"today_done_{later}" not in keys and f"today_noshow_{later}" not in keys
+    keys = _select(at, started)
     assert {f"today_in_{started}", f"today_done_{started}", f"today_noshow_{started}"} <= keys
+    keys = _select(at, later)
     at.button(key=f"today_in_{later}").click().run()
     assert not at.exception and not at.error, at.error
     assert _status(app_db, later) == AppointmentStatus.CHECKED_IN
     assert "arrived" in at.success[0].value
-    assert f"today_done_{later}" not in {b.key for b in at.button}  # not due yet
+    assert f"today_done_{later}" not in _select(at, later)  # not due yet
+    _select(at, started)
     at.button(key=f"today_noshow_{started}").click().run()
     assert _status(app_db, started) == AppointmentStatus.NO_SHOW
-    texts = " ".join(t.value for t in at.text)
-    assert "No-show" in texts and "Waiting" in texts
+    assert "No-show" in _stage_of(at, started) and "Waiting" in _stage_of(at, later)
+
+
+def test_provider_filter_narrows_the_board(app_as, app_db):
+    now = utcnow()
+    ident = _add(app_db, now + timedelta(minutes=40))
+    at = app_as("staff", PAGE)
+    assert ident in at.dataframe[0].value.index
+    box = at.selectbox(key="today_provider")
+    assert box.options[0] == "All providers"
+    box.select(1).run()  # provider #1, the one the appointment is with
+    shown = at.dataframe[0].value
+    assert len(set(shown["Provider"])) == 1 and ident in shown.index
+    assert not at.exception, at.exception
