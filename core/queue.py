@@ -286,11 +286,22 @@ def suggest_for(
         wanted = to_local(change.requested_start_at, tz).date()
     time_of_day = change.time_of_day if change else appointment.time_of_day
     minutes = int(duration_of(appointment).total_seconds() // 60)
-    return suggest_slots(
-        session, clinic_id=appointment.clinic_id, duration_minutes=minutes,
-        day=max(day or wanted or today, today), provider_id=provider_id,
-        time_of_day=time_of_day, limit=limit,
-    )  # fmt: skip
+    # Days are searched in order and the search stops at `limit`, so a short window that
+    # already fills the list gives the same slots as the full two weeks while reading a
+    # fraction of the bookings (a busy clinic has thousands in two weeks).
+    slots: list[Slot] = []
+    for days in SEARCH_WINDOWS:
+        slots = suggest_slots(
+            session, clinic_id=appointment.clinic_id, duration_minutes=minutes,
+            day=max(day or wanted or today, today), provider_id=provider_id,
+            time_of_day=time_of_day, limit=limit, search_days=days,
+        )  # fmt: skip
+        if len(slots) >= limit:
+            break
+    return slots
+
+
+SEARCH_WINDOWS = (2, 14)  # days: the short first try, then suggest_slots' full window
 
 
 def describe(row: QueueRow) -> dict[str, Any]:

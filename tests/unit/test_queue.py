@@ -86,6 +86,23 @@ def test_suggestions_follow_the_request(db, world):
     assert [s.start_at for s in slots] == [at(day, 9), at(day, 9, 15), at(day, 9, 30)]
 
 
+@pytest.mark.parametrize("limit", [3, 200])
+def test_suggestions_match_the_full_two_week_search(db, world, limit):
+    """The short first window is only a shortcut: the same slots as suggest_slots' two weeks,
+    also when the first days cannot fill the list (200 slots need more than two days)."""
+    from core.availability import suggest_slots
+
+    day = future_day(3)
+    request_id = new_request(db, world, day)
+    booked(db, world, at(day, 9))  # a booking inside the short window
+    with db.read() as session:
+        ours = queue.suggest_for(session, world.manager, request_id, limit=limit)
+        full = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=30, day=day,
+                             time_of_day="morning", limit=limit)  # fmt: skip
+    assert ours == full and len(ours) == len(full) > 0
+    assert at(day, 9) not in [s.start_at for s in ours]
+
+
 def test_detail_shows_origin_history_and_actions(db, world):
     day = future_day(3)
     online = new_request(db, world, day, source=Source.ONLINE)
