@@ -17,10 +17,12 @@ from sqlalchemy import (
     and_,
     case,
     exists,
+    false,
     func,
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session, aliased
@@ -452,12 +454,64 @@ def list_invitations(
 def status_counts(
     session: Session, actor: Actor, *, clinic_id: int | None = None, search: str = ""
 ) -> dict[PortalStatus, int]:
+    """How many patients have each portal status. Unfiltered, the counts come from indexes and
+    the (small) invitations table, so they do not grow with the patient table; filtered by
+    clinic or search, one grouped query over the matching patients."""
     ensure(actor, Permission.INVITATIONS_SEND)
+    counts = dict.fromkeys(PortalStatus, 0)
+    if clinic_id is None and not search.strip():
+        counts.update(_all_counts(session, utcnow()))
+        return counts
     query, status_col = _filtered(utcnow(), clinic_id=clinic_id, search=search)
     sub = query.subquery()
     counted = select(sub.c.portal_status, func.count()).group_by(sub.c.portal_status)
-    counts = dict.fromkeys(PortalStatus, 0)
     counts.update({PortalStatus(s): n for s, n in session.execute(counted)})
+    return counts
+
+
+def _no_email():
+    return or_(Patient.email.is_(None), Patient.email == "")
+
+
+def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
+    """Every patient's status counted without reading the patient table row by row: the
+    patient-only statuses (enrolled, no email, opted out) from their indexes, the statuses of
+    invited patients from the invitations joined to their patients, the rest not invited."""
+    enrolled_p = Patient.portal_enrolled_at.is_not(None)
+    total = session.scalar(select(func.count()).select_from(Patient)) or 0
+    enrolled = session.scalar(select(func.count()).where(enrolled_p)) or 0
+    no_email = session.scalar(select(func.count()).where(_no_email())) or 0
+    # email > '' is "has a non-empty email": answered from the (consent_email, email) index
+    opted = session.scalar(
+        select(func.count()).where(Patient.consent_email == false(), Patient.email > "")
+    ) or 0  # fmt: skip
+    # enrolled patients (few) are counted as enrolled only: take them out of the other two
+    e_no_email, e_opted = session.execute(
+        select(func.count(case((_no_email(), 1))),
+               func.count(case((and_(Patient.consent_email == false(), Patient.email > ""), 1))))
+        .where(Patient.id.in_(select(Patient.id).where(enrolled_p)))  # by the index
+    ).one()  # fmt: skip
+    counts = {PortalStatus.ENROLLED: enrolled, PortalStatus.NO_EMAIL: no_email - e_no_email,
+              PortalStatus.OPTED_OUT: opted - e_opted}  # fmt: skip
+    # patients with an invitation whose status comes from it (not enrolled, email, consent)
+    latest, inv = _latest_invitation()
+    invited = (
+        select(status_expr(inv, now).label("portal_status"), func.count())
+        .select_from(latest)
+        .join(Patient, Patient.id == latest.c.patient_id)
+        .join(inv, inv.id == latest.c.invitation_id)
+        .where(Patient.portal_enrolled_at.is_(None), Patient.consent_email == true(),
+               Patient.email > "")
+        .group_by("portal_status")
+    )  # fmt: skip
+    with_invitation = 0
+    for status, n in session.execute(invited):
+        counts[PortalStatus(status)] = counts.get(PortalStatus(status), 0) + n
+        with_invitation += n
+    counts[PortalStatus.NOT_INVITED] = (
+        total - enrolled - counts[PortalStatus.NO_EMAIL] - counts[PortalStatus.OPTED_OUT]
+        - with_invitation
+    )  # fmt: skip
     return counts
 
 
@@ -573,6 +627,20 @@ SKIP_REASONS = {
 }
 
 
+def _upcoming_patients(now: datetime, today: date, clinic_id: int | None):
+    """Patients with an open appointment ahead: (status, start_at) index ranges, unioned."""
+    open_statuses = [AppointmentStatus.REQUESTED, AppointmentStatus.TENTATIVE,
+                     AppointmentStatus.SCHEDULED]  # fmt: skip
+    scope = [Appointment.clinic_id == clinic_id] if clinic_id is not None else []
+    booked = select(Appointment.patient_id).where(
+        Appointment.status.in_(open_statuses), Appointment.start_at > now, *scope
+    )
+    requested = select(Appointment.patient_id).where(
+        Appointment.status.in_(open_statuses), Appointment.requested_day >= today, *scope
+    )
+    return booked.union(requested).subquery("upcoming")
+
+
 def bulk_preview(
     session: Session,
     actor: Actor,
@@ -584,38 +652,52 @@ def bulk_preview(
     today: date | None = None,
 ) -> BulkPreview:
     """Who a bulk invitation would reach (patients not invited yet, and with expired invitations
-    when `include_expired`), and how many are skipped for which reason. Counted in SQL."""
+    when `include_expired`), and how many are skipped for which reason. Set-based SQL: the
+    patients with an upcoming appointment (a union of index ranges) joined to their latest
+    invitation, counted with one GROUP BY; the first `limit` sendable ids listed."""
     ensure(actor, Permission.INVITATIONS_SEND)
     now = utcnow()
-    query, status_col = _filtered(now, clinic_id=clinic_id, search="")
+    latest, inv = _latest_invitation()
+    status = status_expr(inv, now).label("portal_status")
+    base = select(Patient.id.label("id"), status).select_from(Patient)
     if upcoming_only:
-        today = today or now.date()
-        upcoming = exists().where(
-            Appointment.patient_id == Patient.id,
-            Appointment.status.in_([AppointmentStatus.REQUESTED, AppointmentStatus.TENTATIVE,
-                                    AppointmentStatus.SCHEDULED]),
-            or_(Appointment.start_at > now, Appointment.requested_day >= today),
-            *([Appointment.clinic_id == clinic_id] if clinic_id is not None else []),
-        )  # fmt: skip
-        query = query.where(upcoming)
+        upcoming = _upcoming_patients(now, today or now.date(), clinic_id)
+        base = (
+            select(Patient.id.label("id"), status)
+            .select_from(upcoming)
+            .join(Patient, Patient.id == upcoming.c.patient_id)
+        )
+    base = base.outerjoin(latest, latest.c.patient_id == Patient.id).outerjoin(
+        inv, inv.id == latest.c.invitation_id
+    )
+    if not upcoming_only and clinic_id is not None:
+        base = base.where(
+            exists().where(Appointment.patient_id == Patient.id, Appointment.clinic_id == clinic_id)
+        )
     sendable = [PortalStatus.NOT_INVITED.value]
     if include_expired:
         sendable.append(PortalStatus.EXPIRED.value)
-    sub = query.subquery()
-    counts = dict(session.execute(select(sub.c.portal_status, func.count()).group_by(sub.c.portal_status)).all())  # fmt: skip
+    if not upcoming_only and clinic_id is None:
+        counts = {s.value: n for s, n in _all_counts(session, now).items() if n}
+    else:
+        sub = base.subquery()
+        counts = dict(session.execute(
+            select(sub.c.portal_status, func.count()).group_by(sub.c.portal_status)
+        ).all())  # fmt: skip
+    eligible = base.subquery("eligible")
     ids = list(
         session.scalars(
-            select(sub.c.id)
-            .where(sub.c.portal_status.in_(sendable))
-            .order_by(sub.c.id)
+            select(eligible.c.id)
+            .where(eligible.c.portal_status.in_(sendable))
+            .order_by(eligible.c.id)
             .limit(limit)
         )
     )
     skipped: dict[str, int] = {}
-    for status, n in counts.items():
-        if status in sendable:
+    for status_value, n in counts.items():
+        if status_value in sendable:
             continue
-        reason = SKIP_REASONS.get(PortalStatus(status), "expired (renewal not chosen)")
+        reason = SKIP_REASONS.get(PortalStatus(status_value), "expired (renewal not chosen)")
         skipped[reason] = skipped.get(reason, 0) + n
     over = sum(counts.get(s, 0) for s in sendable) - len(ids)
     if over > 0:

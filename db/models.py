@@ -233,6 +233,9 @@ class Patient(Base):
         Index(None, "last_name", "first_name"),
         Index(None, "email"),
         Index(None, "phone"),
+        # portal status counts from indexes alone (core.invitations.status_counts)
+        Index(None, "portal_enrolled_at"),
+        Index(None, "consent_email", "email"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -92,16 +92,15 @@ with st.expander("Bulk invite eligible patients"):
         "Only patients with an upcoming appointment", True, key="invitations_bulk_upcoming"
     )
     renew = c.checkbox("Renew expired invitations too", True, key="invitations_bulk_renew")
-    preview = _preview(me, bulk_clinic, upcoming, renew)
-    st.markdown(f"**{preview.to_send} will be invited.** Skipped: "
-                + ("; ".join(f"{n} {why}" for why, n in preview.skipped.items()) or "none"))  # fmt: skip
-    if st.button(
-        f"Send {preview.to_send} invitations",
-        disabled=not preview.to_send,
-        key="invitations_bulk_send",
-    ):
-        send_many(preview.patient_ids, "invitations_bulk")
-        st.rerun()
+    # the preview reads every eligible patient: only when asked for, not on each page load
+    if st.toggle("Preview who would be invited", key="invitations_bulk_open"):
+        preview = _preview(me, bulk_clinic, upcoming, renew)
+        st.markdown(f"**{preview.to_send} will be invited.** Skipped: "
+                    + ("; ".join(f"{n} {why}" for why, n in preview.skipped.items()) or "none"))  # fmt: skip
+        if st.button(f"Send {preview.to_send} invitations", disabled=not preview.to_send,
+                     key="invitations_bulk_send"):  # fmt: skip
+            send_many(preview.patient_ids, "invitations_bulk")
+            st.rerun()
     results_table("invitations_bulk")
 
 if me.can(Permission.NOTIFICATIONS_MANAGE):

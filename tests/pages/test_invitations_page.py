@@ -59,6 +59,8 @@ def test_staff_do_not_see_the_settings_but_managers_do(app_as):
 
 def test_bulk_invite_previews_then_sends_with_a_result_list(app_as, app_db):
     at = app_as("staff", PAGE)
+    assert not any(b.key == "invitations_bulk_send" for b in at.button)  # not read on page load
+    at.toggle(key="invitations_bulk_open").set_value(True).run()
     send = at.button(key="invitations_bulk_send")
     to_send = int(send.label.split()[1])
     assert to_send > 0 and any("will be invited.** Skipped: " in m.value for m in at.markdown)

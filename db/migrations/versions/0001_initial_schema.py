@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 11:59:13.471020
+Create Date: 2026-11-25 12:30:56.482675
 """
 
 from collections.abc import Sequence
@@ -77,9 +77,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('external_ref', name=op.f('uq_patients_external_ref'))
     )
     with op.batch_alter_table('patients', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_patients_consent_email_email'), ['consent_email', 'email'], unique=False)
         batch_op.create_index(batch_op.f('ix_patients_email'), ['email'], unique=False)
         batch_op.create_index(batch_op.f('ix_patients_last_name_first_name'), ['last_name', 'first_name'], unique=False)
         batch_op.create_index(batch_op.f('ix_patients_phone'), ['phone'], unique=False)
+        batch_op.create_index(batch_op.f('ix_patients_portal_enrolled_at'), ['portal_enrolled_at'], unique=False)
 
     op.create_table('providers',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -540,9 +542,11 @@ def downgrade() -> None:
     op.drop_table('rate_limit_hits')
     op.drop_table('providers')
     with op.batch_alter_table('patients', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_patients_portal_enrolled_at'))
         batch_op.drop_index(batch_op.f('ix_patients_phone'))
         batch_op.drop_index(batch_op.f('ix_patients_last_name_first_name'))
         batch_op.drop_index(batch_op.f('ix_patients_email'))
+        batch_op.drop_index(batch_op.f('ix_patients_consent_email_email'))
 
     op.drop_table('patients')
     with op.batch_alter_table('link_tokens', schema=None) as batch_op:
