@@ -1,7 +1,7 @@
 """Owners and managers: cancellation and no-show figures for a range, clinic, provider and
 service, with a what-if on the cancellation window, an audited CSV export and fee waivers."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import streamlit as st
 
@@ -35,8 +35,9 @@ choices = _choices(me)
 today = utcnow().date()
 with st.form("cancel_filters"):
     c1, c2, c3, c4 = st.columns(4)
+    # imported history goes back years: not Streamlit's default of ten years back
     days = c1.date_input("Clinic-local days", (today - timedelta(days=90), today),
-                         key="cancel_days")  # fmt: skip
+                         min_value=date(2000, 1, 1), key="cancel_days")  # fmt: skip
     options, label = _named(choices.clinics, "All clinics")
     clinic = c2.selectbox("Clinic", options, format_func=label, key="cancel_clinic")
     options, label = _named(choices.providers, "All providers")

@@ -74,6 +74,17 @@ def test_filters_narrow_the_figures(app_as):
     assert at.metric[0].value == "0" and at.metric[3].value == "–"
 
 
+def test_imported_2016_history_can_be_chosen(app_as):
+    at = app_as("owner", PAGE)
+    picker = at.date_input(key="cancel_days")
+    assert picker.min <= date(2016, 1, 1)  # Streamlit's default would stop ten years back
+    picker.set_value((date(2016, 1, 4), date(2016, 12, 30)))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    assert at.date_input(key="cancel_days").value == (date(2016, 1, 4), date(2016, 12, 30))
+    assert at.metric[0].value == "0"  # the demo data starts later
+
+
 def test_export_is_audited(app_as, app_db):
     at = app_as("manager", PAGE)
     at = at.button(key="cancel_export").click().run()
