@@ -90,6 +90,26 @@ def test_events_carry_clinic_local_times_with_offset_and_status_colours(db, worl
     assert fc["editable"] and "classNames" not in fc
 
 
+def test_page_read_gives_the_same_dicts_as_list_events(db, world):
+    """fullcalendar_events (the page's lean read) == to_fullcalendar() of list_events, across a
+    DST change, an out-of-office block and a status filter."""
+    day = date(2026, 3, 28)  # clocks go forward in London on the 29th
+    with db.write() as session:
+        for offset, hour in ((0, 9), (1, 9), (1, 13), (2, 10)):
+            add(session, world, local(day + timedelta(days=offset), hour))
+        add(session, world, local(day + timedelta(days=1), 11), status=S.COMPLETED)
+        add(session, world, local(day + timedelta(days=2), 12), kind=AppointmentKind.OUT_OF_OFFICE,
+            notes="Training", patient_id=None)  # fmt: skip
+    start, end = local(day, 0), local(day + timedelta(days=3), 0)
+    for statuses in (None, ["scheduled"]):
+        with db.read() as session:
+            kwargs = dict(clinic_id=world.clinic_id, start=start, end=end, statuses=statuses)
+            lean = calendar.fullcalendar_events(session, world.manager, **kwargs)
+            full = calendar.list_events(session, world.manager, **kwargs)
+        assert lean == [e.to_fullcalendar() for e in full] and lean
+    assert any(e.get("classNames") for e in lean)
+
+
 def test_colour_legend_names_every_status_and_requested_purple_scheduled_green():
     names = dict(calendar.legend())
     assert len(names) == len(S) + 1 and "Out of office" in names
