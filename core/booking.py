@@ -4,18 +4,30 @@ rules (working hours, conflicts, double booking, overrides) and the confirmation
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import availability, lifecycle, notify, patients
+from core import lifecycle, notify, patients
 from core.authz import Actor, Permission, ensure
+from core.availability import MAX_LENGTH, OCCUPYING, _periods
 from core.calendar import list_providers
-from core.clock import format_local
+from core.clock import format_local, to_local
 from core.errors import DomainError, NotFound, ValidationError
-from db.models import AppointmentKind, Channel, Clinic, Patient, Service, VisitMode
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    Channel,
+    Clinic,
+    Patient,
+    Service,
+    TimeOff,
+    VisitMode,
+    WorkingHours,
+)
 
 NOTIFY_CHOICES = {
     "Email and SMS": [Channel.EMAIL, Channel.SMS],
@@ -98,18 +110,43 @@ def provider_choices(
         raise NotFound(f"There is no clinic #{clinic_id}.")
     if start_at.tzinfo is None:
         raise ValidationError("The start time needs a time zone.")
+    start_at = start_at.astimezone(UTC)
     end_at = start_at + timedelta(minutes=max(minutes, 1))
     tz = clinic.timezone
+    providers = list_providers(session, clinic_id)
+    ids = [p.id for p in providers]
+    # three queries for the whole clinic (not two per provider), with the same rules as
+    # availability.working_hours_cover and availability.find_conflicts
+    hours: dict[int, list[WorkingHours]] = defaultdict(list)
+    for row in session.scalars(select(WorkingHours).where(
+            WorkingHours.clinic_id == clinic_id, WorkingHours.provider_id.in_(ids))):  # fmt: skip
+        hours[row.provider_id].append(row)
+    away = set(session.scalars(select(TimeOff.provider_id).where(
+        TimeOff.provider_id.in_(ids), TimeOff.starts_at < end_at, TimeOff.ends_at > start_at)))  # fmt: skip
+    first_conflict: dict[int, tuple] = {}
+    for pid, kind, first_start, first_end in session.execute(
+        select(Appointment.provider_id, Appointment.kind, Appointment.start_at, Appointment.end_at)
+        .where(Appointment.provider_id.in_(ids), Appointment.start_at > start_at - MAX_LENGTH,
+               Appointment.start_at < end_at, Appointment.end_at > start_at,
+               Appointment.status.in_(OCCUPYING))
+        .order_by(Appointment.start_at, Appointment.id)
+    ):  # fmt: skip
+        first_conflict.setdefault(pid, (kind, first_start, first_end))
+    day = to_local(start_at, tz).date()
     choices = []
-    for provider in list_providers(session, clinic_id):
+    for provider in providers:
         why = ""
-        if not availability.working_hours_cover(session, provider.id, clinic_id, start_at, end_at):
+        covered = any(
+            start <= start_at and end_at <= end
+            for d in (day - timedelta(days=1), day)
+            for start, end in _periods(hours[provider.id], d, tz)
+        )
+        if not covered or provider.id in away:
             why = "not working then (outside hours or on time off)"
-        conflicts = availability.find_conflicts(session, provider.id, start_at, end_at)
-        if conflicts:
-            first = conflicts[0]
-            what = "out of office" if first.kind == AppointmentKind.OUT_OF_OFFICE else "booked"
-            busy = f"{what} {format_local(first.start_at, tz)[-5:]}–{format_local(first.end_at, tz)[-5:]}"
+        if provider.id in first_conflict:
+            kind, first_start, first_end = first_conflict[provider.id]
+            what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
+            busy = f"{what} {format_local(first_start, tz)[-5:]}–{format_local(first_end, tz)[-5:]}"
             why = f"{why}; {busy}" if why else busy
         choices.append(ProviderChoice(provider.id, provider.name, not why, why))
     return sorted(choices, key=lambda c: (not c.free, c.name))

@@ -178,3 +178,36 @@ def test_booking_needs_the_permission(db, world):
 
     with pytest.raises(PermissionDenied):
         book(db, world, actor=patient_actor("Alex"))
+
+
+def test_provider_choices_agree_with_the_per_provider_checks(db, world):
+    """The clinic-wide queries give each provider the verdict availability's own checks give."""
+    from core import availability
+    from db.models import TimeOff
+
+    with db.write() as session:
+        early = Provider(name="Dr Early")
+        session.add(early)
+        session.flush()
+        early.working_hours.append(WorkingHours(clinic_id=world.clinic_id, weekday=day_ahead().weekday(),
+                                                starts=time(8), ends=time(12)))  # fmt: skip
+        session.add(
+            TimeOff(provider_id=early.id, starts_at=at(10), ends_at=at(11), reason="Dentist")
+        )
+    book(db, world)
+    book(db, world, patient_id=None, service_ids=[], kind="out_of_office", start_at=at(12),
+         end_at=at(13), notes="Training")  # fmt: skip
+    with db.read() as session:
+        for hour, minute in [(7, 45), (8, 0), (9, 45), (10, 15), (11, 45), (12, 30), (17, 45)]:
+            start = at(hour, minute)
+            choices = booking.provider_choices(session, world.staff, clinic_id=world.clinic_id,
+                                               start_at=start, minutes=30)  # fmt: skip
+            end = start + timedelta(minutes=30)
+            for choice in choices:
+                fits = availability.working_hours_cover(
+                    session, choice.id, world.clinic_id, start, end
+                )
+                clash = availability.find_conflicts(session, choice.id, start, end)
+                assert choice.free == (fits and not clash), (hour, minute, choice)
+                assert choice.why.startswith("not working") == (not fits), (hour, minute, choice)
+                assert (("booked" in choice.why) or ("out of office" in choice.why)) == bool(clash)
