@@ -80,7 +80,8 @@ MAX_RANGE_DAYS = 3 * 366
 REPEAT_THRESHOLD = 2
 MAX_WHAT_IF_HOURS = 24 * 14
 NOTICE_CAP = MAX_WHAT_IF_HOURS + 1  # hours of notice are stored up to this
-PARTS = ("reasons", "repeat_patients")
+# by_day: the weekday, weekly and weekday × hour figures (per-day rows: the heaviest read)
+PARTS = ("reasons", "repeat_patients", "by_day")
 
 
 @dataclass(frozen=True)
@@ -445,7 +446,8 @@ def rows_subquery(dialect: str, scope: _Scope, where: list):
 class _Sums:
     """Adds up the grouped rows (from the appointments or from the roll-ups) into figures."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_day: bool = True) -> None:
+        self.by_day = by_day  # False: the rows carry no day, so no weekday, week or cell
         self.totals = Counts("All")
         self.sms = {True: Counts("SMS reminder"), False: Counts("No SMS reminder")}
         self.weekdays = [Counts(name) for name in WEEKDAYS]
@@ -460,10 +462,12 @@ class _Sums:
     def hour(self, daynum: int, hour: int, core5: list[int]) -> None:
         if not core5[0]:  # declined requests only count towards the turnaround
             return
-        weekday = (daynum + 3) % 7  # 1970-01-01 was a Thursday
         self.totals.add(*core5)
-        self.weekdays[weekday].add(*core5)
         self.hours.setdefault(hour, Counts(f"{hour:02d}:00")).add(*core5)
+        if not self.by_day:
+            return
+        weekday = (daynum + 3) % 7  # 1970-01-01 was a Thursday
+        self.weekdays[weekday].add(*core5)
         label = f"{WEEKDAYS[weekday]} {hour:02d}:00"
         self.cells.setdefault((weekday, hour), Counts(label)).add(*core5)
         monday = daynum - weekday
@@ -494,7 +498,7 @@ def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
     scope = _scope(session, filters, periods_too=not use_rollups)
     where = _where(scope, filters)
     window = filters.what_if.window_hours if filters.what_if else 0
-    sums = _Sums()
+    sums = _Sums(by_day="by_day" in filters.parts)
     if use_rollups:
         from core import cancellation_rollups
 

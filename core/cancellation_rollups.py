@@ -318,12 +318,23 @@ def _insert_fees(session, dialect, scope, where, columns) -> None:
 def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], window: int):
     """Add the roll-ups of the clinics' local days start..end into `sums`; returns the Fees."""
     first, last = (filters.start - EPOCH).days, (filters.end - EPOCH).days
-    day_or_zero = case((R.kind == "hour", R.daynum), else_=0)
+    # hours per day only when the weekday / weekly / heatmap figures are asked for
+    by_day = "by_day" in filters.parts
+    day_or_zero = case((R.kind == "hour", R.daynum), else_=0) if by_day else literal(0)
+    # notice rows (one per whole hour of notice) summed into their buckets in SQL, k2 = 2 when
+    # the patient's cancellation falls inside the what-if window
+    notice = R.kind == "notice"
+    bucket = case(*[(R.k1 * ca.HOUR < bound, index)
+                    for index, (_, bound) in enumerate(ca.NOTICE_BUCKETS) if bound is not None],
+                  else_=len(ca.NOTICE_BUCKETS) - 1)  # fmt: skip
+    k1 = case((notice, bucket), else_=R.k1)
+    k2 = case((notice, case((and_(R.k2 == 1, R.k1 < window), 2), else_=0)), else_=R.k2)
+    keys = [R.kind, day_or_zero, k1, k2] if by_day else [R.kind, k1, k2]
     query = (
-        select(R.kind, day_or_zero, R.k1, R.k2, func.sum(R.v0), func.sum(R.v1), func.sum(R.v2),
+        select(R.kind, day_or_zero, k1, k2, func.sum(R.v0), func.sum(R.v1), func.sum(R.v2),
                func.sum(R.v3), func.sum(R.v4))
         .where(R.clinic_id.in_(clinic_ids), R.daynum >= first, R.daynum <= last)
-        .group_by(R.kind, day_or_zero, R.k1, R.k2)
+        .group_by(*keys)
     )  # fmt: skip
     fees: dict[str, int] = {}
     for kind, day, k1, k2, *values in session.execute(query):
@@ -333,7 +344,9 @@ def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], windo
         elif kind == "lead":
             sums.lead(bool(k1), int(k2), values)
         elif kind == "notice":
-            sums.notice_hours(int(k1), bool(k2), values[0], window)
+            sums.notice[int(k1)] += values[0]
+            if k2 == 2:
+                sums.whatif_late += values[0]
         elif kind == "money":
             sums.risk += values[0]
             sums.refilled += values[1]

@@ -149,9 +149,19 @@ def repeat_patients(f: CancellationFigures) -> None:
 
 
 # the optional parts of the figures each section needs (core.cancellation_analytics.PARTS)
-NEEDS = {"Reasons and fees": frozenset({"reasons"}),
+NEEDS = {"Weekday, hour and trend": frozenset({"by_day"}),
+         "Reasons and fees": frozenset({"reasons"}),
          "Repeat patients": frozenset({"repeat_patients"})}  # fmt: skip
+
+
+def no_charts(f: CancellationFigures) -> None:
+    st.caption("Choose a group of charts above: weekday, hour and trend; lead time and "
+               "turnaround; reasons and fees; repeat patients.")  # fmt: skip
+
+
+# the first one is shown on arrival: the key figures and the what-if only, no charts to draw
 SECTIONS = {
+    "Key figures": no_charts,
     "Weekday, hour and trend": rate_charts,
     "Lead time and turnaround": time_charts,
     "Reasons and fees": reasons_and_fees,

@@ -31,9 +31,9 @@ def test_manager_sees_figures_charts_and_the_what_if(app_as):
     assert labels[:4] == ["Booked", "Cancellation rate", "Late-cancellation rate", "No-show rate"]
     assert int(at.metric[0].value.replace(",", "")) > 100
     assert at.metric[3].value.endswith("%")
-    assert len(at.get("plotly_chart")) == 3  # weekday, weekly trend, heatmap
-    for section, charts in (("Lead time and turnaround", 4), ("Reasons and fees", 2),
-                            ("Repeat patients", 0)):  # fmt: skip
+    assert len(at.get("plotly_chart")) == 0  # key figures first: charts one group at a time
+    for section, charts in (("Weekday, hour and trend", 3), ("Lead time and turnaround", 4),
+                            ("Reasons and fees", 2), ("Repeat patients", 0)):  # fmt: skip
         at.segmented_control(key="cancel_section").set_value(section).run()
         assert not at.exception and len(at.get("plotly_chart")) == charts
     repeat = next(d.value for d in at.dataframe if "Late cancellations" in d.value.columns)

@@ -382,3 +382,19 @@ def test_a_new_service_price_recomputes_the_revenue_at_risk(db, world, data):
         session.get(Service, data["peel"]).price_cents = 20000  # N2, and A8's second service
     direct, rolled = _both(db, FILTERS)
     assert rolled == direct and rolled["revenue_at_risk_cents"] == 70000
+
+
+@pytest.mark.parametrize("window", [1, 6, 24, 48])
+def test_without_the_per_day_part_the_other_figures_are_the_same(db, world, data, window):
+    """The page's first view leaves out "by_day" (weekday, weekly, heatmap): the rest agrees."""
+    what_if = ca.WhatIf(window, 1000, 5)
+    whole = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if))
+    light = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if,
+                                                   parts=frozenset()))  # fmt: skip
+    assert counts(light.totals) == counts(whole.totals) and light.totals.booked > 0
+    assert [counts(c) for c in light.by_hour] == [counts(c) for c in whole.by_hour]
+    assert light.notice == whole.notice and light.what_if == whole.what_if
+    assert light.turnaround == whole.turnaround and light.fees == whole.fees
+    assert [counts(c) for c in light.by_lead_time] == [counts(c) for c in whole.by_lead_time]
+    assert light.weekly == [] and light.heatmap == [] and whole.weekly and whole.heatmap
+    assert sum(c.booked for c in light.by_weekday) == 0
