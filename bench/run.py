@@ -89,7 +89,28 @@ def ensure_sqlite(path: Path, appointments: int, patients: int, responses: int,
         generate.main(["--appointments", str(appointments), "--patients", str(patients),
                        "--responses", str(responses), "--out", str(path)]
                       + (["--providers", str(providers)] if providers else []))  # fmt: skip
+    create_missing_indexes(f"sqlite:///{path}")
     return f"sqlite:///{path}"
+
+
+def create_missing_indexes(url: str) -> None:
+    """Indexes added to the models after the file was generated (the pre-release migration is
+    regenerated in place, so the file claims to be at head without them): created here."""
+    from sqlalchemy import create_engine, inspect
+
+    from db.models import Base
+
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        for name, tbl in Base.metadata.tables.items():
+            have = {i["name"] for i in found.get_indexes(name)}
+            for index in tbl.indexes:
+                if index.name not in have:
+                    log(f"creating the missing index {index.name} in {url}")
+                    index.create(engine)
+    finally:
+        engine.dispose()
 
 
 def schema_matches(url: str) -> bool:
