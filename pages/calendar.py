@@ -53,7 +53,7 @@ if c4.button("New appointment", key="calendar_new", icon=":material/add:"):
     st.session_state["book_prefill"] = {"clinic_id": clinic_id}
     st.switch_page("pages/book.py")
 frame, tz = _frame(me, clinic_id, chosen), everyone.timezone
-view, day = cw.navigation(to_local(utcnow(), tz).date())
+view, day = cw.navigation(to_local(utcnow(), tz).date(), cw.default_view(len(names)))
 first, last = cal.visible_window(view, day, tz)
 start, end = cal.window_bounds(first, last, tz)
 events = _events(me, clinic_id, start, end, chosen, statuses)

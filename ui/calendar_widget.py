@@ -206,16 +206,25 @@ def _today(today: date) -> None:
     st.session_state[DAY_KEY] = today
 
 
-def navigation(today: date) -> tuple[str, date]:
+WEEK_COLUMNS_LIMIT = 8  # providers: above this a week by provider is too wide to read
+
+
+def default_view(providers: int) -> str:
+    """Week by provider for a small team; a day by provider when a week would need more than
+    WEEK_COLUMNS_LIMIT × 7 columns (and thousands of events for the page to draw)."""
+    return "Week by provider" if providers <= WEEK_COLUMNS_LIMIT else "Day by provider"
+
+
+def navigation(today: date, default: str = "Week by provider") -> tuple[str, date]:
     """View and date pickers with previous / today / next; returns (FullCalendar view, day)."""
     st.session_state.setdefault(DAY_KEY, today)
     c1, c2, c3, c4, c5 = st.columns([5, 2, 0.5, 0.8, 0.5], vertical_alignment="bottom")
-    label = c1.segmented_control("View", list(VIEWS), key=VIEW_KEY, default="Week by provider")
+    label = c1.segmented_control("View", list(VIEWS), key=VIEW_KEY, default=default)
     day = c2.date_input("Date", key=DAY_KEY, format="YYYY-MM-DD")
     c3.button("◀", key="calendar_prev", on_click=_step, args=(-1,), help="Previous")
     c4.button("Today", key="calendar_today", on_click=_today, args=(today,))
     c5.button("▶", key="calendar_next", on_click=_step, args=(1,), help="Next")
-    return VIEWS[label or "Week by provider"], day
+    return VIEWS[label or default], day
 
 
 # ---------------------------------------------------------------- drag and resize

@@ -15,6 +15,7 @@ from core.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus, AuditEvent, Clinic
 from db.types import utcnow
+from ui import calendar_widget as cw
 
 PAGE = "pages/calendar.py"
 
@@ -157,3 +158,29 @@ def test_navigation_moves_the_window(app_as):
     at.button_group(key="calendar_view").set_value("Month").run()
     assert "dayGridMonth" in _component_key(at)
     assert not at.exception
+
+
+def test_a_large_team_opens_on_the_day_by_provider(app_as, app_db):
+    """A week by provider for the demo's small teams; a day by provider once a clinic has more
+    providers than a week's columns can show."""
+    from datetime import time
+
+    from db.models import Provider, WorkingHours
+
+    at = app_as("staff", PAGE)
+    assert "resourceTimeGridWeek" in _component_key(at)
+    database = _database(app_db)
+    with database.write() as session:
+        for n in range(cw.WEEK_COLUMNS_LIMIT + 1):
+            provider = Provider(name=f"Dr Extra {n}")
+            provider.working_hours.append(
+                WorkingHours(clinic_id=1, weekday=0, starts=time(9), ends=time(17))
+            )
+            session.add(provider)
+    database.dispose()
+    st.cache_data.clear()
+    at = app_as("staff", PAGE)
+    assert at.button_group(key="calendar_view").value == "Day by provider"
+    assert "resourceTimeGridDay" in _component_key(at)
+    at.button_group(key="calendar_view").set_value("Week by provider").run()
+    assert "resourceTimeGridWeek" in _component_key(at) and not at.exception
