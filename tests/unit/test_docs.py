@@ -10,7 +10,9 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_readme_shows_the_current_roles_matrix():
-    block = re.search(r"<!-- roles-matrix:start -->\n(.*?)\n<!-- roles-matrix:end -->", README, re.S)
+    block = re.search(
+        r"<!-- roles-matrix:start -->\n(.*?)\n<!-- roles-matrix:end -->", README, re.S
+    )
     assert block and block.group(1) == matrix_markdown()
 
 
