@@ -38,7 +38,7 @@ from db.types import utcnow
 
 STALE_KEY = "queue_stale_hours"
 DEFAULT_STALE_HOURS = 24
-PAGE_SIZE = 50
+PAGE_SIZE = 20  # a screenful: the table, the item picker and the bulk picker show one page
 
 
 class QueueKind(enum.StrEnum):
@@ -234,6 +234,24 @@ def list_queue(
     return rows
 
 
+def queue_view(
+    session: Session,
+    actor: Actor,
+    kind: QueueKind | str,
+    *,
+    clinic_id: int | None = None,
+    provider_id: int | None = None,
+    sort: str = "age",
+    page: int = 0,
+) -> tuple[dict[QueueKind, int], list[QueueRow], int]:
+    """What the queue page shows, in one session: the counts, a page of one kind, the stale
+    limit in hours."""
+    counts = queue_counts(session, actor, clinic_id=clinic_id, provider_id=provider_id)
+    rows = list_queue(session, actor, kind, clinic_id=clinic_id, provider_id=provider_id,
+                      sort=sort, page=page)  # fmt: skip
+    return counts, rows, stale_hours(session)
+
+
 @dataclass(frozen=True)
 class FilterOptions:
     clinics: list[tuple[int, str]]
@@ -301,7 +319,7 @@ def suggest_for(
     return slots
 
 
-SEARCH_WINDOWS = (2, 14)  # days: the short first try, then suggest_slots' full window
+SEARCH_WINDOWS = (1, 14)  # days: the short first try, then suggest_slots' full window
 
 
 def describe(row: QueueRow) -> dict[str, Any]:

@@ -13,10 +13,8 @@ from ui.context import read
 
 @st.cache_data(ttl=10, max_entries=50, show_spinner=False)
 def _queue(me, kind, clinic_id, provider_id, sort, page):
-    counts = read(queue.queue_counts, me, clinic_id=clinic_id, provider_id=provider_id)
-    rows = read(queue.list_queue, me, kind, clinic_id=clinic_id, provider_id=provider_id,
+    return read(queue.queue_view, me, kind, clinic_id=clinic_id, provider_id=provider_id,
                 sort=sort, page=page)  # fmt: skip
-    return counts, rows, read(queue.stale_hours)
 
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
@@ -71,6 +69,8 @@ with left:
 if kind == QueueKind.REQUESTS:
     with right:
         st.subheader("Several at once")
+        if not st.toggle("Approve or decline several", key="queue_bulk_on"):
+            st.stop()
         picked = st.multiselect("Requests", [r.appointment_id for r in rows], key="queue_bulk_ids",
                                 help="Bulk approval takes only requests with an exact, free time.")  # fmt: skip
         if st.button("Approve selected", key="queue_bulk_approve", disabled=not picked):

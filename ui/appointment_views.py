@@ -83,7 +83,6 @@ def time_picker(
     change_id: int | None = None, default_provider: int | None = None,
 ) -> tuple[int | None, datetime | None]:  # fmt: skip
     """Provider and start: the earliest suggested free slots, or any time typed in."""
-    providers = dict(_providers(me, clinic_id))
     try:
         slots: list[Slot] = _suggestions(me, appointment_id, change_id, None)
     except DomainError:  # e.g. a request whose service was retired: type a time instead
@@ -100,6 +99,7 @@ def time_picker(
         st.caption("No free slot in the next two weeks fits; enter a time.")
     if picked != OTHER:
         return picked.provider_id, picked.start_at
+    providers = dict(_providers(me, clinic_id))  # only when typing a time
     ids = list(providers)
     provider = st.selectbox("Provider", ids, format_func=providers.get, key=f"{prefix}_provider",
                             index=ids.index(default_provider) if default_provider in ids else 0)  # fmt: skip

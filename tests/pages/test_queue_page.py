@@ -122,6 +122,8 @@ def test_reschedule_request_denied_and_cancellation_approved(app_as, app_db):
 
 def test_bulk_decline_and_refused_bulk_approve_row_by_row(app_as, app_db):
     at = app_as("manager", PAGE)
+    assert not any(m.key == "queue_bulk_ids" for m in at.multiselect)  # off until asked for
+    at.toggle(key="queue_bulk_on").set_value(True).run()
     ids = at.multiselect(key="queue_bulk_ids").options[:2]
     picked = [int(i) for i in ids]
     at.multiselect(key="queue_bulk_ids").set_value(picked).run()
