@@ -9,12 +9,14 @@ Pending invitations past their expiry count as expired at once (lazily, by compa
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
     and_,
+    bindparam,
     case,
     exists,
     false,
@@ -408,9 +410,16 @@ class InvitationRow:
     enrolled_at: datetime | None
 
 
-def _filtered(now: datetime, *, clinic_id: int | None, search: str):
+def _now_param():
+    """The `now` of the status expression as a parameter: statements built once per process
+    (they are the same on every page load) and executed with {"now": now}."""
+    return bindparam("now", type_=PortalInvitation.__table__.c.expires_at.type)
+
+
+@functools.cache
+def _list_base():
     latest, inv = _latest_invitation()
-    status = status_expr(inv, now).label("portal_status")
+    status = status_expr(inv, _now_param()).label("portal_status")
     query = (
         select(Patient.id, Patient.first_name, Patient.last_name, Patient.email, status,
                inv.id, inv.sent_at, inv.expires_at, func.coalesce(Patient.portal_enrolled_at, inv.enrolled_at))
@@ -418,6 +427,12 @@ def _filtered(now: datetime, *, clinic_id: int | None, search: str):
         .outerjoin(latest, latest.c.patient_id == Patient.id)
         .outerjoin(inv, inv.id == latest.c.invitation_id)
     )  # fmt: skip
+    return query, status
+
+
+def _filtered(*, clinic_id: int | None, search: str):
+    """Patients with their portal status (parameter `now`), filtered by clinic and search."""
+    query, status = _list_base()
     if clinic_id is not None:
         query = query.where(
             exists().where(Appointment.patient_id == Patient.id, Appointment.clinic_id == clinic_id)
@@ -442,11 +457,12 @@ def list_invitations(
 ) -> list[InvitationRow]:
     """One row per patient with their portal status, filtered and paginated in SQL."""
     ensure(actor, Permission.INVITATIONS_SEND)
-    query, status_col = _filtered(utcnow(), clinic_id=clinic_id, search=search)
+    query, status_col = _filtered(clinic_id=clinic_id, search=search)
     if status:
         query = query.where(status_col == PortalStatus(status).value)
     query = query.order_by(Patient.last_name, Patient.first_name, Patient.id)
-    rows = session.execute(query.limit(page_size).offset(page * page_size)).all()
+    query = query.limit(page_size).offset(page * page_size)
+    rows = session.execute(query, {"now": utcnow()}).all()
     return [InvitationRow(r[0], f"{r[1]} {r[2]}", r[3], PortalStatus(r[4]), r[5], r[6], r[7], r[8])
             for r in rows]  # fmt: skip
 
@@ -462,10 +478,10 @@ def status_counts(
     if clinic_id is None and not search.strip():
         counts.update(_all_counts(session, utcnow()))
         return counts
-    query, status_col = _filtered(utcnow(), clinic_id=clinic_id, search=search)
+    query, status_col = _filtered(clinic_id=clinic_id, search=search)
     sub = query.subquery()
     counted = select(sub.c.portal_status, func.count()).group_by(sub.c.portal_status)
-    counts.update({PortalStatus(s): n for s, n in session.execute(counted)})
+    counts.update({PortalStatus(s): n for s, n in session.execute(counted, {"now": utcnow()})})
     return counts
 
 
@@ -473,30 +489,26 @@ def _no_email():
     return or_(Patient.email.is_(None), Patient.email == "")
 
 
-def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
-    """Every patient's status counted without reading the patient table row by row: the
-    patient-only statuses (enrolled, no email, opted out) from their indexes, the statuses of
-    invited patients from the invitations joined to their patients, the rest not invited."""
+@functools.cache
+def _count_statements():
     enrolled_p = Patient.portal_enrolled_at.is_not(None)
-    total = session.scalar(select(func.count()).select_from(Patient)) or 0
-    enrolled = session.scalar(select(func.count()).where(enrolled_p)) or 0
-    no_email = session.scalar(select(func.count()).where(_no_email())) or 0
     # email > '' is "has a non-empty email": answered from the (consent_email, email) index
-    opted = session.scalar(
-        select(func.count()).where(Patient.consent_email == false(), Patient.email > "")
-    ) or 0  # fmt: skip
-    # enrolled patients (few) are counted as enrolled only: take them out of the other two
-    e_no_email, e_opted = session.execute(
-        select(func.count(case((_no_email(), 1))),
-               func.count(case((and_(Patient.consent_email == false(), Patient.email > ""), 1))))
-        .where(Patient.id.in_(select(Patient.id).where(enrolled_p)))  # by the index
-    ).one()  # fmt: skip
-    counts = {PortalStatus.ENROLLED: enrolled, PortalStatus.NO_EMAIL: no_email - e_no_email,
-              PortalStatus.OPTED_OUT: opted - e_opted}  # fmt: skip
+    opted_p = and_(Patient.consent_email == false(), Patient.email > "")
+    enrolled_ids = select(Patient.id).where(enrolled_p)  # by the index
+
+    def count(*where):
+        return select(func.count()).select_from(Patient).where(*where).scalar_subquery()
+
+    # enrolled patients (few) are counted as enrolled only, so the enrolled ones among those
+    # without email or opted out are taken out of those two
+    enrolled_only = select(func.count(case((_no_email(), 1))), func.count(case((opted_p, 1))))
+    e_no_email, e_opted = enrolled_only.where(Patient.id.in_(enrolled_ids)).subquery().c
+    scalars = select(count(), count(enrolled_p), count(_no_email()), count(opted_p), e_no_email,
+                     e_opted)  # fmt: skip
     # patients with an invitation whose status comes from it (not enrolled, email, consent)
     latest, inv = _latest_invitation()
     invited = (
-        select(status_expr(inv, now).label("portal_status"), func.count())
+        select(status_expr(inv, _now_param()).label("portal_status"), func.count())
         .select_from(latest)
         .join(Patient, Patient.id == latest.c.patient_id)
         .join(inv, inv.id == latest.c.invitation_id)
@@ -504,8 +516,19 @@ def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
                Patient.email > "")
         .group_by("portal_status")
     )  # fmt: skip
+    return scalars, invited
+
+
+def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
+    """Every patient's status counted without reading the patient table row by row: the
+    patient-only statuses (enrolled, no email, opted out) from their indexes, the statuses of
+    invited patients from the invitations joined to their patients, the rest not invited."""
+    scalars, invited = _count_statements()
+    total, enrolled, no_email, opted, e_no_email, e_opted = session.execute(scalars).one()
+    counts = {PortalStatus.ENROLLED: enrolled, PortalStatus.NO_EMAIL: no_email - e_no_email,
+              PortalStatus.OPTED_OUT: opted - e_opted}  # fmt: skip
     with_invitation = 0
-    for status, n in session.execute(invited):
+    for status, n in session.execute(invited, {"now": now}):
         counts[PortalStatus(status)] = counts.get(PortalStatus(status), 0) + n
         with_invitation += n
     counts[PortalStatus.NOT_INVITED] = (
@@ -513,6 +536,31 @@ def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
         - with_invitation
     )  # fmt: skip
     return counts
+
+
+@dataclass(frozen=True)
+class Overview:
+    rows: list[InvitationRow]
+    counts: dict[PortalStatus, int]
+    funnel: Funnel
+
+
+def get_overview(
+    session: Session,
+    actor: Actor,
+    *,
+    status: str | None = None,
+    clinic_id: int | None = None,
+    search: str = "",
+    page: int = 0,
+) -> Overview:
+    """What the invitations page shows on arrival, in one session: a page of the list, the
+    status counts and the enrolment funnel."""
+    ensure(actor, Permission.INVITATIONS_SEND)
+    rows = list_invitations(session, actor, status=status, clinic_id=clinic_id, search=search,
+                            page=page)  # fmt: skip
+    counts = status_counts(session, actor, clinic_id=clinic_id, search=search)
+    return Overview(rows, counts, enrollment_funnel(session, actor, clinic_id=clinic_id))
 
 
 @dataclass(frozen=True)

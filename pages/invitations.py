@@ -14,10 +14,9 @@ from ui.portal import funnel_panel, history_table, results_table, send_many, set
 
 @st.cache_data(ttl=20, max_entries=50, show_spinner=False)
 def _overview(current, status, clinic_id, search, page):
-    rows = read(invitations.list_invitations, current, status=status, clinic_id=clinic_id,
-                search=search, page=page)  # fmt: skip
-    counts = read(invitations.status_counts, current, clinic_id=clinic_id, search=search)
-    return rows, counts, read(invitations.enrollment_funnel, current, clinic_id=clinic_id)
+    board = read(invitations.get_overview, current, status=status, clinic_id=clinic_id,
+                 search=search, page=page)  # fmt: skip
+    return board.rows, board.counts, board.funnel
 
 
 @st.cache_data(ttl=20, max_entries=20, show_spinner=False)
@@ -85,15 +84,14 @@ if chosen:
         )
 
 with st.expander("Bulk invite eligible patients"):
-    a, b, c = st.columns(3)
-    bulk_clinic = a.selectbox("Clinic", [None, *clinics], format_func=lambda c: clinics.get(c, "All clinics"),
-                              key="invitations_bulk_clinic")  # fmt: skip
-    upcoming = b.checkbox(
-        "Only patients with an upcoming appointment", True, key="invitations_bulk_upcoming"
-    )
-    renew = c.checkbox("Renew expired invitations too", True, key="invitations_bulk_renew")
     # the preview reads every eligible patient: only when asked for, not on each page load
     if st.toggle("Preview who would be invited", key="invitations_bulk_open"):
+        a, b, c = st.columns(3)
+        bulk_clinic = a.selectbox("Clinic", [None, *clinics], format_func=lambda c: clinics.get(c, "All clinics"),
+                                  key="invitations_bulk_clinic")  # fmt: skip
+        upcoming = b.checkbox("Only patients with an upcoming appointment", True,
+                              key="invitations_bulk_upcoming")  # fmt: skip
+        renew = c.checkbox("Renew expired invitations too", True, key="invitations_bulk_renew")
         preview = _preview(me, bulk_clinic, upcoming, renew)
         st.markdown(f"**{preview.to_send} will be invited.** Skipped: "
                     + ("; ".join(f"{n} {why}" for why, n in preview.skipped.items()) or "none"))  # fmt: skip

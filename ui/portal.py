@@ -181,10 +181,12 @@ def edit_form(record) -> None:
 def funnel_panel(funnel: invitations.Funnel, key: str) -> None:
     """Invited → enrolled as a funnel chart, with the rate, median days and open invitations."""
     left, right = st.columns([2, 1])
-    figure = go.Figure(go.Funnel(y=["Invited", "Enrolled"], x=[funnel.invited, funnel.enrolled],
-                                 textinfo="value+percent initial"))  # fmt: skip
-    figure.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10))
-    left.plotly_chart(figure, key=f"{key}_funnel")
+    # built in one pass (plotly validates once), no mode bar logo
+    figure = go.Figure({"data": [{"type": "funnel", "y": ["Invited", "Enrolled"],
+                                  "x": [funnel.invited, funnel.enrolled],
+                                  "textinfo": "value+percent initial"}],
+                        "layout": {"height": 220, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}}})  # fmt: skip
+    left.plotly_chart(figure, key=f"{key}_funnel", config={"displaylogo": False})
     right.metric("Enrolment rate", f"{funnel.rate:.0%}")
     right.metric("Median days to enrol", "—" if funnel.median_days is None else funnel.median_days)
     right.metric("Pending invitations", funnel.pending)
@@ -192,7 +194,8 @@ def funnel_panel(funnel: invitations.Funnel, key: str) -> None:
 
 def settings_panel(clinics: dict[int, str], key: str) -> None:
     """Invitation expiry and the clinics' public booking-request links (managers and owners)."""
-    with st.expander("Settings and public booking link"):
+    # behind a toggle: nothing of it is read or drawn until a manager opens it
+    if st.toggle("Settings and public booking link", key=f"{key}_settings_open"):
         with st.form(f"{key}_settings"):
             days = st.number_input("Invitations expire after (days)", 1, invitations.MAX_EXPIRY_DAYS,
                                    read(invitations.get_expiry_days), key=f"{key}_expiry")  # fmt: skip
