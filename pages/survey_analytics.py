@@ -42,8 +42,10 @@ clinics = {c[0]: c for c in _clinics(me)}
 today = date.today()
 with st.form("survey_analytics_filters"):
     left, right = st.columns(2)
+    # imported responses go back years: not Streamlit's default of ten years back
     days = left.date_input("Submitted from – to", (today - timedelta(days=89), today),
-                           max_value=today, key="survey_analytics_days")  # fmt: skip
+                           min_value=date(2000, 1, 1), max_value=today,
+                           key="survey_analytics_days")  # fmt: skip
     clinic_id = right.selectbox("Clinic", [None, *clinics], key="survey_analytics_clinic",
                                 format_func=lambda c: clinics[c][1] if c else "All clinics")  # fmt: skip
     st.form_submit_button("Apply")
