@@ -262,24 +262,34 @@ def _hours_by_provider(session: Session, clinic_id: int) -> dict[int, list[Worki
 
 
 def list_resources(
-    session: Session, clinic_id: int, provider_ids: list[int] | None = None
+    session: Session,
+    clinic_id: int,
+    provider_ids: list[int] | None = None,
+    *,
+    hours: dict[int, list[WorkingHours]] | None = None,
+    providers: list[ProviderOption] | None = None,
 ) -> list[dict[str, Any]]:
     """The clinic's providers as FullCalendar resources, each shaded outside its own hours."""
-    hours = _hours_by_provider(session, clinic_id)
+    hours = _hours_by_provider(session, clinic_id) if hours is None else hours
+    providers = list_providers(session, clinic_id) if providers is None else providers
     return [
         {"id": str(p.id), "title": p.name, "eventColor": p.colour,
          "businessHours": _hours_spec(hours.get(p.id, [])) or {"daysOfWeek": []}}
-        for p in list_providers(session, clinic_id)
+        for p in providers
         if not provider_ids or p.id in provider_ids
     ]  # fmt: skip
 
 
 def business_hours(
-    session: Session, clinic_id: int, provider_ids: list[int] | None = None
+    session: Session,
+    clinic_id: int,
+    provider_ids: list[int] | None = None,
+    *,
+    hours: dict[int, list[WorkingHours]] | None = None,
 ) -> list[dict[str, Any]]:
     """The union of the chosen providers' hours (all the clinic's when none chosen): plain views
     shade the time when none of them works."""
-    hours = _hours_by_provider(session, clinic_id)
+    hours = _hours_by_provider(session, clinic_id) if hours is None else hours
     rows = [r for pid, rs in hours.items() if not provider_ids or pid in provider_ids for r in rs]
     return _hours_spec(rows)
 
@@ -375,9 +385,10 @@ def get_frame(
 ) -> CalendarFrame:
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = _clinic(session, clinic_id)
-    return CalendarFrame(clinic.id, clinic.name, clinic.timezone, list_providers(session, clinic_id),
-                         list_resources(session, clinic_id, provider_ids),
-                         business_hours(session, clinic_id, provider_ids))  # fmt: skip
+    providers, hours = list_providers(session, clinic_id), _hours_by_provider(session, clinic_id)
+    return CalendarFrame(clinic.id, clinic.name, clinic.timezone, providers,
+                         list_resources(session, clinic_id, provider_ids, hours=hours, providers=providers),
+                         business_hours(session, clinic_id, provider_ids, hours=hours))  # fmt: skip
 
 
 def window_events(
