@@ -140,8 +140,10 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
     """What a manager can do with one queue row, each with an optional message to the patient
     and a required reason for declines and cancellations."""
     p = f"{prefix}_{row.kind.value}_{row.appointment_id}"
-    choice = st.segmented_control("Action", QUEUE_CHOICES[row.kind], key=f"{p}_choice",
-                                  default=QUEUE_CHOICES[row.kind][0])  # fmt: skip
+    # nothing preselected: the free-slot search and the form are paid only once asked for
+    choice = st.segmented_control("Action", QUEUE_CHOICES[row.kind], key=f"{p}_choice")
+    if choice is None:
+        st.caption("Choose an action to see the suggested times and the message to send.")
     if row.kind == QueueKind.CANCELLATIONS and row.inside_window:
         cost = f"a fee of {row.fee_cents / 100:.2f}" if row.fee_cents else "no fee"
         st.warning(f"This request falls inside the cancellation-policy window: approving it "

@@ -44,6 +44,10 @@ def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
     wait_for_app_idle(page)
 
     prefix = f"queue_requests_{request_id}"
+    choices = page.locator(f".st-key-{prefix}_choice")  # no action is preselected
+    choices.get_by_role("radio", name="Approve", exact=True).click()
+    expect(page.locator(f".st-key-{prefix}_slot")).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
     shown = page.locator(f".st-key-{prefix}_slot").inner_html()
     match = LOCAL_TIME.search(shown)
     assert match, shown

@@ -25,8 +25,12 @@ def _status(url, appointment_id):
     return status
 
 
-def _item(at, kind="requests"):
-    return at.selectbox(key=f"queue_item_{kind}").value
+def _item(at, kind="requests", choice=None):
+    """The item heading the queue, with its action chosen (none is preselected)."""
+    row = at.selectbox(key=f"queue_item_{kind}").value
+    if choice:
+        at.button_group(key=f"queue_{kind}_{row.appointment_id}_choice").set_value(choice).run()
+    return row
 
 
 def _texts(at):
@@ -45,6 +49,9 @@ def test_manager_sees_the_four_kinds_with_counts(app_as):
 def test_approve_with_the_first_suggested_slot(app_as, app_db):
     at = app_as("manager", PAGE)
     row = _item(at)
+    prefix = f"queue_requests_{row.appointment_id}"
+    assert not any(s.key == f"{prefix}_slot" for s in at.selectbox)  # nothing searched yet
+    row = _item(at, choice="Approve")
     at.button(key=f"queue_requests_{row.appointment_id}_go").click().run()
     assert not at.exception
     assert any("Approved." in t and "Notified" in t for t in _texts(at)), _texts(at)
@@ -78,7 +85,7 @@ def test_propose_another_time(app_as, app_db):
 
 def test_taken_slot_is_refused_naming_the_conflict(app_as, app_db):
     at = app_as("manager", PAGE)
-    row = _item(at)
+    row = _item(at, choice="Approve")
     prefix = f"queue_requests_{row.appointment_id}"
     database = _db(app_db)
     with database.read() as session:  # a scheduled appointment of a provider at this clinic
@@ -109,7 +116,7 @@ def test_reschedule_request_denied_and_cancellation_approved(app_as, app_db):
     at.button(key=f"{prefix}_go").click().run()
     assert any("Denied; the original stays." in s.value for s in at.success), _texts(at)
     at.button_group(key="queue_kind").set_value("cancellations").run()
-    cancel = _item(at, "cancellations")
+    cancel = _item(at, "cancellations", "Approve the cancellation")
     prefix = f"queue_cancellations_{cancel.appointment_id}"
     at.button(key=f"{prefix}_go").click().run()
     assert any("Cancelled." in s.value for s in at.success), _texts(at)
