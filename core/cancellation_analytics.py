@@ -81,7 +81,9 @@ REPEAT_THRESHOLD = 2
 MAX_WHAT_IF_HOURS = 24 * 14
 NOTICE_CAP = MAX_WHAT_IF_HOURS + 1  # hours of notice are stored up to this
 # by_day: the weekday, weekly and weekday × hour figures (per-day rows: the heaviest read)
-PARTS = ("reasons", "repeat_patients", "by_day")
+# timing: lead-time buckets, SMS reminder split and the notice histogram (without it the
+# what-if still counts the short-notice cancellations, from the few roll-up rows it needs)
+PARTS = ("reasons", "repeat_patients", "by_day", "timing")
 
 
 @dataclass(frozen=True)
@@ -446,8 +448,9 @@ def rows_subquery(dialect: str, scope: _Scope, where: list):
 class _Sums:
     """Adds up the grouped rows (from the appointments or from the roll-ups) into figures."""
 
-    def __init__(self, by_day: bool = True) -> None:
+    def __init__(self, by_day: bool = True, timing: bool = True) -> None:
         self.by_day = by_day  # False: the rows carry no day, so no weekday, week or cell
+        self.timing = timing  # False: no lead-time, SMS or notice buckets (what-if still)
         self.totals = Counts("All")
         self.sms = {True: Counts("SMS reminder"), False: Counts("No SMS reminder")}
         self.weekdays = [Counts(name) for name in WEEKDAYS]
@@ -475,14 +478,14 @@ class _Sums:
         self.weeks.setdefault(monday, Counts(start_of_week)).add(*core5)
 
     def lead(self, sms: bool, lead: int, core5: list[int]) -> None:
-        if core5[0]:
+        if core5[0] and self.timing:
             self.sms[sms].add(*core5)
             self.leads[lead].add(*core5)
 
     def notice_hours(self, hours: int, by_patient: bool, count: int, window: int) -> None:
         for index, (_, bound) in enumerate(NOTICE_BUCKETS):
             if bound is None or hours * HOUR < bound:
-                self.notice[index] += count
+                self.notice[index] += count if self.timing else 0
                 break
         if by_patient and hours < window:
             self.whatif_late += count
@@ -498,7 +501,7 @@ def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
     scope = _scope(session, filters, periods_too=not use_rollups)
     where = _where(scope, filters)
     window = filters.what_if.window_hours if filters.what_if else 0
-    sums = _Sums(by_day="by_day" in filters.parts)
+    sums = _Sums(by_day="by_day" in filters.parts, timing="timing" in filters.parts)
     if use_rollups:
         from core import cancellation_rollups
 

@@ -30,7 +30,7 @@ import logging
 from datetime import date, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, event, func, insert, inspect, literal, select
+from sqlalchemy import and_, case, delete, event, func, insert, inspect, literal, or_, select
 from sqlalchemy.orm import Session
 
 from core import cancellation_analytics as ca
@@ -113,15 +113,19 @@ def _latest_ids(session: Session) -> tuple[int, int]:
 
 
 def is_fresh(session: Session) -> bool:
-    """True when the roll-ups reflect every committed change."""
-    state = _state(session)
-    value = state.value if state is not None else None
-    if not value or not value.get("built"):
+    """True when the roll-ups reflect every committed change (one round trip: this runs
+    before every read of the figures)."""
+    value, dirty, appointment_id, ledger_id = session.execute(select(
+        select(Setting.value).where(Setting.key == STATE_KEY).scalar_subquery(),
+        select(CancellationRollupDirty.id).limit(1).scalar_subquery(),
+        select(func.max(Appointment.id)).scalar_subquery(),
+        select(func.max(LedgerEntry.id)).scalar_subquery(),
+    )).one()  # fmt: skip
+    if not value or not value.get("built") or dirty is not None:
         return False
-    if session.scalar(select(CancellationRollupDirty.id).limit(1)) is not None:
-        return False
-    appointment_id, ledger_id = _latest_ids(session)
-    return appointment_id <= value["appointment_id"] and ledger_id <= value["ledger_id"]
+    return (appointment_id or 0) <= value["appointment_id"] and (ledger_id or 0) <= value[
+        "ledger_id"
+    ]
 
 
 def ensure_fresh(session: Session) -> bool:
@@ -330,10 +334,17 @@ def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], windo
     k1 = case((notice, bucket), else_=R.k1)
     k2 = case((notice, case((and_(R.k2 == 1, R.k1 < window), 2), else_=0)), else_=R.k2)
     keys = [R.kind, day_or_zero, k1, k2] if by_day else [R.kind, k1, k2]
+    # without the "timing" part (the first view): no lead rows, and of the notice rows only
+    # the patients' cancellations inside the what-if window (read through the index)
+    timing = "timing" in filters.parts
+    kinds = ["hour", "money", "turn", "fees", "notice", *(["lead"] if timing else [])]
+    wanted = [R.kind.in_(kinds)]
+    if not timing:
+        wanted.append(or_(R.kind != "notice", and_(R.k2 == 1, R.k1 < window)))
     query = (
         select(R.kind, day_or_zero, k1, k2, func.sum(R.v0), func.sum(R.v1), func.sum(R.v2),
                func.sum(R.v3), func.sum(R.v4))
-        .where(R.clinic_id.in_(clinic_ids), R.daynum >= first, R.daynum <= last)
+        .where(R.clinic_id.in_(clinic_ids), R.daynum >= first, R.daynum <= last, *wanted)
         .group_by(*keys)
     )  # fmt: skip
     fees: dict[str, int] = {}
@@ -344,7 +355,7 @@ def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], windo
         elif kind == "lead":
             sums.lead(bool(k1), int(k2), values)
         elif kind == "notice":
-            sums.notice[int(k1)] += values[0]
+            sums.notice[int(k1)] += values[0] if timing else 0
             if k2 == 2:
                 sums.whatif_late += values[0]
         elif kind == "money":

@@ -150,6 +150,7 @@ def repeat_patients(f: CancellationFigures) -> None:
 
 # the optional parts of the figures each section needs (core.cancellation_analytics.PARTS)
 NEEDS = {"Weekday, hour and trend": frozenset({"by_day"}),
+         "Lead time and turnaround": frozenset({"timing"}),
          "Reasons and fees": frozenset({"reasons"}),
          "Repeat patients": frozenset({"repeat_patients"})}  # fmt: skip
 

@@ -390,7 +390,7 @@ def test_without_the_per_day_part_the_other_figures_are_the_same(db, world, data
     what_if = ca.WhatIf(window, 1000, 5)
     whole = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if))
     light = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if,
-                                                   parts=frozenset()))  # fmt: skip
+                                                   parts=frozenset({"timing"})))  # fmt: skip
     assert counts(light.totals) == counts(whole.totals) and light.totals.booked > 0
     assert [counts(c) for c in light.by_hour] == [counts(c) for c in whole.by_hour]
     assert light.notice == whole.notice and light.what_if == whole.what_if
@@ -398,3 +398,26 @@ def test_without_the_per_day_part_the_other_figures_are_the_same(db, world, data
     assert [counts(c) for c in light.by_lead_time] == [counts(c) for c in whole.by_lead_time]
     assert light.weekly == [] and light.heatmap == [] and whole.weekly and whole.heatmap
     assert sum(c.booked for c in light.by_weekday) == 0
+
+
+@pytest.mark.parametrize("window", [0, 1, 6, 24, 48])
+@pytest.mark.parametrize("direct", [False, True])
+def test_the_first_view_reads_no_timing_but_the_same_what_if(db, world, data, window, direct):
+    """Without "timing" (lead time, SMS, notice histogram) the key figures and the what-if,
+    which counts short-notice cancellations from the filtered notice rows, stay the same."""
+    what_if = ca.WhatIf(window, 1000, 5)
+    provider = world.provider_id if direct else None
+    whole = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
+                                                   provider_id=provider, what_if=what_if))  # fmt: skip
+    first = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
+                                                   provider_id=provider, what_if=what_if,
+                                                   parts=frozenset()))  # fmt: skip
+    assert first.from_rollups is not direct and whole.totals.cancelled > 0
+    assert counts(first.totals) == counts(whole.totals) and first.what_if == whole.what_if
+    assert first.fees == whole.fees and first.turnaround == whole.turnaround
+    assert first.revenue_at_risk_cents == whole.revenue_at_risk_cents
+    assert first.refilled == whole.refilled
+    assert first.turnaround_mean_hours == whole.turnaround_mean_hours
+    assert sum(n for _, n in first.notice) == 0 < sum(n for _, n in whole.notice)
+    assert sum(c.booked for c in first.by_lead_time + first.by_sms) == 0
+    assert sum(c.booked for c in whole.by_lead_time) == whole.totals.booked
