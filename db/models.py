@@ -412,7 +412,12 @@ class CancellationRollup(Base):
     clinic, clinic-local day (days since 1970-01-01), kind and key; derived, rebuilt at will."""
 
     __tablename__ = "cancellation_rollups"
-    __table_args__ = (Index(None, "clinic_id", "daynum", "kind"),)
+    __table_args__ = (
+        Index(None, "clinic_id", "daynum", "kind"),
+        # covering index for the reads: each kind of a clinic's range is one index range
+        Index("ix_cancellation_rollups_read", "clinic_id", "kind", "daynum", "k1", "k2",
+              "v0", "v1", "v2", "v3", "v4"),  # fmt: skip
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))

@@ -202,6 +202,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('cancellation_rollups', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_cancellation_rollups_clinic_id_daynum_kind'), ['clinic_id', 'daynum', 'kind'], unique=False)
+        batch_op.create_index('ix_cancellation_rollups_read', ['clinic_id', 'kind', 'daynum', 'k1', 'k2', 'v0', 'v1', 'v2', 'v3', 'v4'], unique=False)
 
     op.create_table('notification_templates',
     sa.Column('key', sa.String(length=64), nullable=False),
@@ -519,6 +520,7 @@ def downgrade() -> None:
     op.drop_table('portal_invitations')
     op.drop_table('notification_templates')
     with op.batch_alter_table('cancellation_rollups', schema=None) as batch_op:
+        batch_op.drop_index('ix_cancellation_rollups_read')
         batch_op.drop_index(batch_op.f('ix_cancellation_rollups_clinic_id_daynum_kind'))
 
     op.drop_table('cancellation_rollups')
