@@ -271,10 +271,8 @@ class Appointment(Base):
         CheckConstraint("end_at IS NULL OR start_at < end_at", name="start_before_end"),
         Index(None, "provider_id", "start_at"),
         Index(None, "status", "start_at"),
-        # covering index: the survey response funnel counts feedback states without the table
-        Index(
-            "ix_appointments_feedback_funnel", "status", "start_at", "feedback_status", "clinic_id"
-        ),
+        # covering index: the survey response funnel counts each feedback state as one range
+        Index("ix_appointments_feedback_day", "status", "feedback_status", "start_at", "clinic_id"),
         Index(None, "patient_id", "start_at"),
         Index(None, "status", "created_at"),
         # (clinic_id, start_at) ranges; status is checked in the index (analytics, calendar)
@@ -546,6 +544,9 @@ class SurveyResponse(Base):
             "nps",
             "rating",
         ),
+        # the overview counts each NPS bucket / star rating as one index range
+        Index("ix_survey_responses_nps_day", "nps", "submitted_at", "clinic_id"),
+        Index("ix_survey_responses_rating_day", "rating", "submitted_at", "clinic_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
