@@ -421,3 +421,17 @@ def test_the_first_view_reads_no_timing_but_the_same_what_if(db, world, data, wi
     assert sum(n for _, n in first.notice) == 0 < sum(n for _, n in whole.notice)
     assert sum(c.booked for c in first.by_lead_time + first.by_sms) == 0
     assert sum(c.booked for c in whole.by_lead_time) == whole.totals.booked
+
+
+def test_the_filter_choices_list_each_kind_by_name(db, world, data):
+    with db.read() as session:
+        choices = ca.list_choices(session, world.manager)
+        expected = [
+            [(r.id, r.name) for r in session.scalars(select(m).order_by(m.name))]
+            for m in (Clinic, Provider, Service)
+        ]
+    assert [choices.clinics, choices.providers, choices.services] == expected
+    assert (data["ny"], "NY") in choices.clinics and (data["peel"], "Peel") in choices.services
+    assert (data["provider2"], "Dr Two") in choices.providers
+    with db.read() as session, pytest.raises(PermissionDenied):
+        ca.list_choices(session, world.staff)
