@@ -30,7 +30,19 @@ import logging
 from datetime import date, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, event, func, insert, inspect, literal, or_, select
+from sqlalchemy import (
+    and_,
+    case,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from core import cancellation_analytics as ca
@@ -322,31 +334,44 @@ def _insert_fees(session, dialect, scope, where, columns) -> None:
 def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], window: int):
     """Add the roll-ups of the clinics' local days start..end into `sums`; returns the Fees."""
     first, last = (filters.start - EPOCH).days, (filters.end - EPOCH).days
-    # hours per day only when the weekday / weekly / heatmap figures are asked for
-    by_day = "by_day" in filters.parts
-    day_or_zero = case((R.kind == "hour", R.daynum), else_=0) if by_day else literal(0)
-    # notice rows (one per whole hour of notice) summed into their buckets in SQL, k2 = 2 when
-    # the patient's cancellation falls inside the what-if window
-    notice = R.kind == "notice"
-    bucket = case(*[(R.k1 * ca.HOUR < bound, index)
-                    for index, (_, bound) in enumerate(ca.NOTICE_BUCKETS) if bound is not None],
-                  else_=len(ca.NOTICE_BUCKETS) - 1)  # fmt: skip
-    k1 = case((notice, bucket), else_=R.k1)
-    k2 = case((notice, case((and_(R.k2 == 1, R.k1 < window), 2), else_=0)), else_=R.k2)
-    keys = [R.kind, day_or_zero, k1, k2] if by_day else [R.kind, k1, k2]
-    # without the "timing" part (the first view): no lead rows, and of the notice rows only
-    # the patients' cancellations inside the what-if window (read through the index)
+    # one simple grouped select per kind, read in one round trip: each one is a single range
+    # of the covering index ix_cancellation_rollups_read (clinic, kind, day, keys, values)
+    by_day = "by_day" in filters.parts  # hours per day: weekday / weekly / heatmap figures
+    # without "timing" (the first view) no lead rows, no notice histogram: of the notice rows
+    # only the patients' cancellations inside the what-if window, summed into one number
     timing = "timing" in filters.parts
-    kinds = ["hour", "money", "turn", "fees", "notice", *(["lead"] if timing else [])]
-    wanted = [R.kind.in_(kinds)]
-    if not timing:
-        wanted.append(or_(R.kind != "notice", and_(R.k2 == 1, R.k1 < window)))
-    query = (
-        select(R.kind, day_or_zero, k1, k2, func.sum(R.v0), func.sum(R.v1), func.sum(R.v2),
-               func.sum(R.v3), func.sum(R.v4))
-        .where(R.clinic_id.in_(clinic_ids), R.daynum >= first, R.daynum <= last, *wanted)
-        .group_by(*keys)
-    )  # fmt: skip
+    zero = literal_column("0")
+    v = [func.sum(R.v0), func.sum(R.v1), func.sum(R.v2), func.sum(R.v3), func.sum(R.v4)]
+
+    def of(kind: str, *conditions):
+        return (R.clinic_id.in_(clinic_ids), R.kind == kind, R.daynum >= first,
+                R.daynum <= last, *conditions)  # fmt: skip
+
+    day = R.daynum if by_day else zero
+    hours = select(func.min(R.kind), day, R.k1, zero, *v).where(*of("hour"))
+    hours = hours.group_by(R.daynum, R.k1) if by_day else hours.group_by(R.k1)
+    inside = and_(R.k2 == 1, R.k1 < window)  # k2 = 2: would be late under the what-if
+    if timing:
+        bucket = case(*[(R.k1 * ca.HOUR < bound, index)
+                        for index, (_, bound) in enumerate(ca.NOTICE_BUCKETS)
+                        if bound is not None], else_=len(ca.NOTICE_BUCKETS) - 1)  # fmt: skip
+        flag = case((inside, 2), else_=0)
+        notice = (select(func.min(R.kind), zero, bucket, flag, func.sum(R.v0), zero, zero, zero,
+                         zero).where(*of("notice")).group_by(bucket, flag))  # fmt: skip
+    else:
+        notice = select(func.min(R.kind), zero, zero, literal_column("2"), func.sum(R.v0), zero,
+                        zero, zero, zero).where(*of("notice", inside))  # fmt: skip
+    parts = [
+        hours,
+        notice,
+        select(func.min(R.kind), zero, zero, zero, *v).where(*of("money")),
+        select(func.min(R.kind), zero, R.k1, zero, *v).where(*of("turn")).group_by(R.k1),
+        select(func.min(R.kind), zero, R.k1, R.k2, *v).where(*of("fees")).group_by(R.k1, R.k2),
+    ]
+    if timing:
+        parts.append(select(func.min(R.kind), zero, R.k1, R.k2, *v).where(*of("lead"))
+                     .group_by(R.k1, R.k2))  # fmt: skip
+    query = union_all(*parts)
     fees: dict[str, int] = {}
     for kind, day, k1, k2, *values in session.execute(query):
         values = [int(v or 0) for v in values]
