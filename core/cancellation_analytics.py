@@ -502,7 +502,9 @@ class _Sums:
 def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
     dialect = session.get_bind().dialect.name
     scope = _scope(session, filters, periods_too=not use_rollups)
-    where = _where(scope, filters)
+    # the appointment conditions: only for the direct path, the reasons and repeat patients
+    direct = not use_rollups or {"reasons", "repeat_patients"} & filters.parts
+    where = _where(scope, filters) if direct else []
     window = filters.what_if.window_hours if filters.what_if else 0
     sums = _Sums(by_day="by_day" in filters.parts, timing="timing" in filters.parts)
     if use_rollups:
