@@ -413,8 +413,19 @@ class CancellationRollup(Base):
     __table_args__ = (
         Index(None, "clinic_id", "daynum", "kind"),
         # covering index for the reads: each kind of a clinic's range is one index range
-        Index("ix_cancellation_rollups_read", "clinic_id", "kind", "daynum", "k1", "k2",
-              "v0", "v1", "v2", "v3", "v4"),  # fmt: skip
+        Index(
+            "ix_cancellation_rollups_read",
+            "clinic_id",
+            "kind",
+            "daynum",
+            "k1",
+            "k2",
+            "v0",
+            "v1",
+            "v2",
+            "v3",
+            "v4",
+        ),  # fmt: skip
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
