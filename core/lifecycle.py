@@ -918,16 +918,18 @@ def check_in(session: Session, actor: Actor, appointment_id: int, *,
     return _outcome(appointment)
 
 
+def _require_started(appointment: Appointment, now: datetime, rule: str) -> None:
+    if appointment.start_at > now:
+        starts = format_local(appointment.start_at, appointment.clinic.timezone)
+        raise InvalidTransition(f"This visit starts at {starts}; {rule}.")
+
+
 def complete(session: Session, actor: Actor, appointment_id: int, *,
              expected_version: int | None = None, now: datetime | None = None) -> Outcome:  # fmt: skip
     _ensure(actor, Action.COMPLETE)
     appointment = _load(session, appointment_id, Action.COMPLETE, expected_version)
     now = now or utcnow()
-    if appointment.start_at > now:
-        raise InvalidTransition(
-            f"This visit starts at {format_local(appointment.start_at, appointment.clinic.timezone)}"
-            "; it can be completed once it is due."
-        )
+    _require_started(appointment, now, "it can be completed once it is due")
     before = appointment.status
     appointment.status, appointment.completed_at = S.COMPLETED, now
     _flush(session, appointment)
@@ -940,11 +942,7 @@ def mark_no_show(session: Session, actor: Actor, appointment_id: int, *,
     _ensure(actor, Action.NO_SHOW)
     appointment = _load(session, appointment_id, Action.NO_SHOW, expected_version)
     now = now or utcnow()
-    if appointment.start_at > now:
-        raise InvalidTransition(
-            f"This visit starts at {format_local(appointment.start_at, appointment.clinic.timezone)}"
-            "; a no-show can only be recorded after it started."
-        )
+    _require_started(appointment, now, "a no-show can only be recorded after it started")
     before = appointment.status
     appointment.status = S.NO_SHOW
     entries = policy.assess_no_show(session, appointment)
