@@ -44,17 +44,13 @@ with st.form("cancel_filters"):
     provider = c3.selectbox("Provider", options, format_func=label, key="cancel_provider")
     options, label = _named(choices.services, "All services")
     service = c4.selectbox("Service", options, format_func=label, key="cancel_service")
-    st.markdown("**What-if** — another window, fee or points value on the same history")
-    w1, w2, w3 = st.columns(3)
-    window = w1.number_input("Window (hours)", value=12, step=1, key="cancel_whatif_window")
-    fee = w2.number_input("Late fee", value=25.0, step=5.0, format="%.2f", key="cancel_whatif_fee")
-    points = w3.number_input("Points", value=20, step=5, key="cancel_whatif_points")
     st.form_submit_button("Apply", type="primary")
 
 start, end = (days[0], days[-1]) if days else (today, today)
-names = list(view.SECTIONS)  # one section of charts at a time: only what is shown is computed
-section = st.session_state.get("cancel_section") or names[0]
-what_if = ca.WhatIf(int(window), round(fee * 100), int(points))
+key_figures = st.container()  # drawn above the section once the figures are computed
+names = list(view.SECTIONS)  # one section at a time: only what is shown is computed
+section = st.segmented_control("Show", names, default=names[0], key="cancel_section") or names[0]
+what_if = view.what_if_inputs() if section == view.WHAT_IF else None
 filters = ca.AnalyticsFilters(start, end, clinic, provider, service, what_if,
                               view.NEEDS.get(section, frozenset()))  # fmt: skip
 try:
@@ -63,10 +59,8 @@ except DomainError as error:
     show_error(error)
     st.stop()
 
-view.key_figures(figures)
-st.subheader("What-if")
-view.what_if_table(figures)
-section = st.segmented_control("Show", names, default=names[0], key="cancel_section") or names[0]
+with key_figures:
+    view.key_figures(figures)
 view.SECTIONS[section](figures)
 with st.expander("Formulas"):
     st.markdown(view.FORMULAS)

@@ -8,7 +8,7 @@ import html
 import pandas as pd
 import streamlit as st
 
-from core.cancellation_analytics import WEEKDAYS, CancellationFigures
+from core.cancellation_analytics import WEEKDAYS, CancellationFigures, WhatIf
 from ui import charts
 
 FORMULAS = """
@@ -128,6 +128,18 @@ def reasons_and_fees(f: CancellationFigures) -> None:
             title="Fees assessed and waived", y_title="amount"), key="cancel_chart_fees")  # fmt: skip
 
 
+def what_if_inputs() -> WhatIf:
+    with st.form("cancel_whatif"):
+        st.markdown("Another window, fee or points value, replayed on the same history")
+        w1, w2, w3 = st.columns(3)
+        window = w1.number_input("Window (hours)", value=12, step=1, key="cancel_whatif_window")
+        fee = w2.number_input("Late fee", value=25.0, step=5.0, format="%.2f",
+                              key="cancel_whatif_fee")  # fmt: skip
+        points = w3.number_input("Points", value=20, step=5, key="cancel_whatif_points")
+        st.form_submit_button("Compare")
+    return WhatIf(int(window), round(fee * 100), int(points))
+
+
 def what_if_table(f: CancellationFigures) -> None:
     w = f.what_if
     if w is None:
@@ -156,13 +168,15 @@ NEEDS = {"Weekday, hour and trend": frozenset({"by_day"}),
 
 
 def no_charts(f: CancellationFigures) -> None:
-    st.caption("Choose a group of charts above: weekday, hour and trend; lead time and "
-               "turnaround; reasons and fees; repeat patients.")  # fmt: skip
+    st.caption("Choose above: the what-if on another policy, or a group of charts (weekday, "
+               "hour and trend; lead time and turnaround; reasons and fees; repeat patients).")  # fmt: skip
 
 
-# the first one is shown on arrival: the key figures and the what-if only, no charts to draw
+WHAT_IF = "What-if"
+# the first one is shown on arrival: the key figures only, no charts to draw
 SECTIONS = {
     "Key figures": no_charts,
+    WHAT_IF: what_if_table,
     "Weekday, hour and trend": rate_charts,
     "Lead time and turnaround": time_charts,
     "Reasons and fees": reasons_and_fees,

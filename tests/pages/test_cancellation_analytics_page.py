@@ -24,6 +24,14 @@ def _apply(at):
     return at.button(key="FormSubmitter:cancel_filters-Apply").click().run()
 
 
+def _compare(at):
+    return at.button(key="FormSubmitter:cancel_whatif-Compare").click().run()
+
+
+def _show(at, section):
+    return at.segmented_control(key="cancel_section").set_value(section).run()
+
+
 def test_manager_sees_figures_charts_and_the_what_if(app_as):
     at = app_as("manager", PAGE)
     assert not at.exception and not at.error
@@ -31,18 +39,20 @@ def test_manager_sees_figures_charts_and_the_what_if(app_as):
     assert labels[:4] == ["Booked", "Cancellation rate", "Late-cancellation rate", "No-show rate"]
     assert int(at.metric[0].value.replace(",", "")) > 100
     assert at.metric[3].value.endswith("%")
-    assert len(at.get("plotly_chart")) == 0  # key figures first: charts one group at a time
+    # key figures first: the what-if and the charts one section at a time
+    assert len(at.get("plotly_chart")) == 0 and len(at.dataframe) == 0
     for section, charts in (("Weekday, hour and trend", 3), ("Lead time and turnaround", 4),
                             ("Reasons and fees", 2), ("Repeat patients", 0)):  # fmt: skip
-        at.segmented_control(key="cancel_section").set_value(section).run()
+        at = _show(at, section)
         assert not at.exception and len(at.get("plotly_chart")) == charts
+        assert [m.label for m in at.metric] == labels  # the key figures stay on top
     repeat = next(d.value for d in at.dataframe if "Late cancellations" in d.value.columns)
     assert len(repeat) > 0 and (repeat["Late cancellations"] + repeat["No-shows"] >= 2).all()
-    at.segmented_control(key="cancel_section").set_value("Weekday, hour and trend").run()
+    at = _show(at, "What-if")
     table = _what_if(at)
     assert list(table.columns) == ["", "Actual (policy in force)", "What-if (12 h window)"]
     at.number_input(key="cancel_whatif_window").set_value(48)
-    at = _apply(at)
+    at = _compare(at)
     widened = _what_if(at)
     assert list(widened.columns)[2] == "What-if (48 h window)"
     assert int(widened.iloc[0, 2].replace(",", "")) > int(table.iloc[0, 2].replace(",", ""))
@@ -50,14 +60,14 @@ def test_manager_sees_figures_charts_and_the_what_if(app_as):
 
 
 def test_invalid_what_if_values_show_their_message(app_as):
-    at = app_as("owner", PAGE)
+    at = _show(app_as("owner", PAGE), "What-if")
     at.number_input(key="cancel_whatif_window").set_value(-5)
-    at = _apply(at)
+    at = _compare(at)
     assert not at.exception
     assert "what-if window must be between 0 and 336 hours" in at.error[0].value
     at.number_input(key="cancel_whatif_window").set_value(12)
     at.number_input(key="cancel_whatif_fee").set_value(-1.0)
-    at = _apply(at)
+    at = _compare(at)
     assert "cannot be negative" in at.error[0].value
 
 
