@@ -542,7 +542,6 @@ def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
 class Overview:
     rows: list[InvitationRow]
     counts: dict[PortalStatus, int]
-    funnel: Funnel
 
 
 def get_overview(
@@ -554,13 +553,13 @@ def get_overview(
     search: str = "",
     page: int = 0,
 ) -> Overview:
-    """What the invitations page shows on arrival, in one session: a page of the list, the
-    status counts and the enrolment funnel."""
+    """What the invitations page shows on arrival, in one session: a page of the list and the
+    status counts."""
     ensure(actor, Permission.INVITATIONS_SEND)
     rows = list_invitations(session, actor, status=status, clinic_id=clinic_id, search=search,
                             page=page)  # fmt: skip
     counts = status_counts(session, actor, clinic_id=clinic_id, search=search)
-    return Overview(rows, counts, enrollment_funnel(session, actor, clinic_id=clinic_id))
+    return Overview(rows, counts)
 
 
 @dataclass(frozen=True)

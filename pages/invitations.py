@@ -16,7 +16,12 @@ from ui.portal import funnel_panel, history_table, results_table, send_many, set
 def _overview(current, status, clinic_id, search, page):
     board = read(invitations.get_overview, current, status=status, clinic_id=clinic_id,
                  search=search, page=page)  # fmt: skip
-    return board.rows, board.counts, board.funnel
+    return board.rows, board.counts
+
+
+@st.cache_data(ttl=20, max_entries=20, show_spinner=False)
+def _funnel(current, clinic_id):
+    return read(invitations.enrollment_funnel, current, clinic_id=clinic_id)
 
 
 @st.cache_data(ttl=20, max_entries=20, show_spinner=False)
@@ -43,12 +48,14 @@ with st.form("invitations_filters"):
     if st.form_submit_button("Apply"):
         st.session_state["invitations_page"] = 0
 page = st.session_state.get("invitations_page", 0)
-rows, counts, funnel = _overview(me, status, clinic_id, search, page)
+rows, counts = _overview(me, status, clinic_id, search, page)
 
 cols = st.columns(len(PortalStatus))
 for col, s in zip(cols, PortalStatus, strict=True):
     col.metric(s.label, counts[s])
-funnel_panel(funnel, "invitations")
+# the funnel reads every invitation: drawn when asked for, not on each page load
+if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
+    funnel_panel(_funnel(me, clinic_id), "invitations")
 
 table = pd.DataFrame([{"Patient": r.name, "Email": r.email, "Status": r.status.label,
                        "Sent (UTC)": r.sent_at, "Expires (UTC)": r.expires_at,
