@@ -95,7 +95,9 @@ def ensure_sqlite(path: Path, appointments: int, patients: int, responses: int,
 
 def create_missing_indexes(url: str) -> None:
     """Indexes added to the models after the file was generated (the pre-release migration is
-    regenerated in place, so the file claims to be at head without them): created here."""
+    regenerated in place, so the file claims to be at head without them): created here, and
+    analysed as bench.generate analyses the rest (an index without statistics beside ones with
+    them misleads SQLite's planner)."""
     from sqlalchemy import create_engine, inspect
 
     from db.models import Base
@@ -109,6 +111,9 @@ def create_missing_indexes(url: str) -> None:
                 if index.name not in have:
                     log(f"creating the missing index {index.name} in {url}")
                     index.create(engine)
+                    if engine.dialect.name == "sqlite":
+                        with engine.begin() as conn:
+                            conn.exec_driver_sql(f'ANALYZE "{index.name}"')
     finally:
         engine.dispose()
 
