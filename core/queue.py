@@ -138,18 +138,29 @@ def _changes_of(kind: ChangeKind) -> Select:
 def queue_counts(
     session: Session, actor: Actor, *, clinic_id: int | None = None, provider_id: int | None = None
 ) -> dict[QueueKind, int]:
-    """How many items of each kind wait (one COUNT each, index-backed)."""
+    """How many items of each kind wait: four index-backed counts in one statement."""
     ensure(actor, Permission.QUEUE_WORK)
-    counts = {}
-    for kind, base in (
-        (QueueKind.REQUESTS, _appointments_of(AppointmentStatus.REQUESTED)),
-        (QueueKind.RESCHEDULES, _changes_of(ChangeKind.RESCHEDULE)),
-        (QueueKind.CANCELLATIONS, _changes_of(ChangeKind.CANCEL)),
-        (QueueKind.PROPOSALS, _appointments_of(AppointmentStatus.TENTATIVE)),
-    ):
-        query = _filtered(base, clinic_id, provider_id).with_only_columns(func.count())
-        counts[kind] = session.scalar(query.order_by(None)) or 0
-    return counts
+    bases = {
+        QueueKind.REQUESTS: _appointments_of(AppointmentStatus.REQUESTED),
+        QueueKind.RESCHEDULES: _changes_of(ChangeKind.RESCHEDULE),
+        QueueKind.CANCELLATIONS: _changes_of(ChangeKind.CANCEL),
+        QueueKind.PROPOSALS: _appointments_of(AppointmentStatus.TENTATIVE),
+    }
+    counts = [_filtered(base, clinic_id, provider_id).with_only_columns(func.count())
+              .order_by(None).scalar_subquery() for base in bases.values()]  # fmt: skip
+    return {
+        kind: n or 0 for kind, n in zip(bases, session.execute(select(*counts)).one(), strict=True)
+    }
+
+
+# what a queue row reads of the appointment and, for change requests, of the request
+_APPOINTMENT_COLUMNS = (Appointment.id, Appointment.version, Appointment.clinic_id,
+                        Appointment.provider_id, Appointment.source, Appointment.requested_day,
+                        Appointment.time_of_day, Appointment.start_at, Appointment.notes)  # fmt: skip
+_CHANGE_COLUMNS = (ChangeRequest.id, ChangeRequest.version, ChangeRequest.requested_day,
+                   ChangeRequest.time_of_day, ChangeRequest.requested_start_at,
+                   ChangeRequest.inside_window, ChangeRequest.fee_cents, ChangeRequest.points,
+                   ChangeRequest.reason)  # fmt: skip
 
 
 def list_queue(
@@ -164,7 +175,7 @@ def list_queue(
     page_size: int = PAGE_SIZE,
     now: datetime | None = None,
 ) -> list[QueueRow]:
-    """One page of one kind, sorted and filtered in SQL."""
+    """One page of one kind, sorted and filtered in SQL (plain columns, no ORM objects)."""
     ensure(actor, Permission.QUEUE_WORK)
     kind, sort = QueueKind(kind), QueueSort(sort)
     now = now or utcnow()
@@ -175,7 +186,7 @@ def list_queue(
         arrived = ChangeRequest.created_at
         query = _changes_of(
             ChangeKind.RESCHEDULE if kind == QueueKind.RESCHEDULES else ChangeKind.CANCEL
-        ).with_only_columns(Appointment, ChangeRequest)
+        ).with_only_columns(*_APPOINTMENT_COLUMNS, *_CHANGE_COLUMNS)
         soon = [Appointment.start_at]
     else:
         status = (
@@ -184,15 +195,16 @@ def list_queue(
             else AppointmentStatus.TENTATIVE
         )
         arrived = Appointment.created_at if kind == QueueKind.REQUESTS else Appointment.updated_at
-        query = _appointments_of(status).with_only_columns(Appointment)
+        query = _appointments_of(status).with_only_columns(*_APPOINTMENT_COLUMNS)
         soon = (
             [Appointment.requested_day, Appointment.start_at]
             if kind == QueueKind.REQUESTS
             else [Appointment.start_at]
         )
     query = _filtered(query, clinic_id, provider_id)
-    query = query.add_columns(Patient.first_name, Patient.last_name, Clinic.name, Clinic.timezone,
-                              Service.name, Service.duration_minutes, provider.name)  # fmt: skip
+    query = query.add_columns(arrived, Patient.first_name, Patient.last_name, Clinic.name,
+                              Clinic.timezone, Service.name, Service.duration_minutes,
+                              provider.name)  # fmt: skip
     query = (
         query.join(Clinic, Clinic.id == Appointment.clinic_id)
         .outerjoin(Patient, Patient.id == Appointment.patient_id)
@@ -207,29 +219,29 @@ def list_queue(
     query = query.order_by(*order).limit(page_size).offset(max(page, 0) * page_size)
     rows = []
     for record in session.execute(query):
-        appointment: Appointment = record[0]
-        change: ChangeRequest | None = record[1] if is_change else None
-        first, last, clinic_name, tz, service_name, minutes, provider_name = record[-7:]
-        created = change.created_at if change else (
-            appointment.created_at if kind == QueueKind.REQUESTS else appointment.updated_at
-        )  # fmt: skip
+        (appointment_id, version, clinic, provider_id_, source, requested_day, time_of_day,
+         start_at, notes) = record[:9]  # fmt: skip
+        change = record[9:18] if is_change else None
+        created, first, last, clinic_name, tz, service_name, minutes, provider_name = record[-8:]
+        if change:
+            (change_id, change_version, requested_day, time_of_day, requested_start_at,
+             inside_window, fee_cents, points, reason) = change  # fmt: skip
+        else:
+            change_id = change_version = requested_start_at = None
+            inside_window, fee_cents, points, reason = False, 0, 0, ""
         age = (now - created).total_seconds() / 3600
         rows.append(QueueRow(
-            kind=kind, appointment_id=appointment.id, version=appointment.version,
-            change_id=change.id if change else None,
-            change_version=change.version if change else None,
-            patient_name=f"{first or ''} {last or ''}".strip() or "—", clinic_id=appointment.clinic_id,
+            kind=kind, appointment_id=appointment_id, version=version,
+            change_id=change_id, change_version=change_version,
+            patient_name=f"{first or ''} {last or ''}".strip() or "—", clinic_id=clinic,
             clinic_name=clinic_name, timezone=tz, service_name=service_name or "—",
-            duration_minutes=minutes or 30, provider_id=appointment.provider_id,
-            provider_name=provider_name or "", source=appointment.source.value,
-            requested_day=change.requested_day if change else appointment.requested_day,
-            time_of_day=(change.time_of_day if change else appointment.time_of_day) or None,
-            start_at=appointment.start_at,
-            requested_start_at=change.requested_start_at if change else None,
-            created_at=created, age_hours=round(age, 1), stale=now - created > limit,
-            inside_window=change.inside_window if change else False,
-            fee_cents=change.fee_cents if change else 0, points=change.points if change else 0,
-            reason=change.reason if change else "", notes=appointment.notes or "",
+            duration_minutes=minutes or 30, provider_id=provider_id_,
+            provider_name=provider_name or "", source=source.value,
+            requested_day=requested_day, time_of_day=time_of_day or None, start_at=start_at,
+            requested_start_at=requested_start_at, created_at=created,
+            age_hours=round(age, 1), stale=now - created > limit,
+            inside_window=inside_window, fee_cents=fee_cents, points=points,
+            reason=reason or "", notes=notes or "",
         ))  # fmt: skip
     return rows
 
