@@ -26,12 +26,14 @@ Keeping them current:
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import date, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
     and_,
+    bindparam,
     case,
     delete,
     event,
@@ -333,24 +335,49 @@ def _insert_fees(session, dialect, scope, where, columns) -> None:
 
 def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], window: int):
     """Add the roll-ups of the clinics' local days start..end into `sums`; returns the Fees."""
-    first, last = (filters.start - EPOCH).days, (filters.end - EPOCH).days
-    # one simple grouped select per kind, read in one round trip: each one is a single range
-    # of the covering index ix_cancellation_rollups_read (clinic, kind, day, keys, values)
-    by_day = "by_day" in filters.parts  # hours per day: weekday / weekly / heatmap figures
-    # without "timing" (the first view) no lead rows, no notice histogram: of the notice rows
-    # only the patients' cancellations inside the what-if window, summed into one number
-    timing = "timing" in filters.parts
+    # by_day: hours per day (weekday / weekly / heatmap figures); without timing (the first
+    # view) no lead rows and no notice histogram
+    by_day, timing = "by_day" in filters.parts, "timing" in filters.parts
+    values = {"clinics": clinic_ids, "first": (filters.start - EPOCH).days,
+              "last": (filters.end - EPOCH).days, "window": window}  # fmt: skip
+    fees: dict[str, int] = {}
+    for kind, day, k1, k2, *row in session.execute(_read_statement(by_day, timing), values):
+        row = [int(v or 0) for v in row]
+        if kind == "hour":
+            sums.hour(int(day), int(k1), row)
+        elif kind == "lead":
+            sums.lead(bool(k1), int(k2), row)
+        elif kind == "notice":
+            sums.notice[int(k1)] += row[0] if timing else 0
+            if k2 == 2:
+                sums.whatif_late += row[0]
+        elif kind == "money":
+            sums.risk += row[0]
+            sums.refilled += row[1]
+        elif kind == "turn":
+            sums.turnaround(int(k1), row[0], row[1])
+        elif kind == "fees":
+            _add_fees(fees, int(k1), bool(k2), row)
+    return ca.Fees(**fees)
+
+
+@functools.cache
+def _read_statement(by_day: bool, timing: bool):
+    """One simple grouped select per kind, read in one round trip: each one is a single range
+    of the covering index ix_cancellation_rollups_read (clinic, kind, day, keys, values). Built
+    once per shape; the clinics, days and what-if window are parameters."""
     zero = literal_column("0")
     v = [func.sum(R.v0), func.sum(R.v1), func.sum(R.v2), func.sum(R.v3), func.sum(R.v4)]
 
     def of(kind: str, *conditions):
-        return (R.clinic_id.in_(clinic_ids), R.kind == kind, R.daynum >= first,
-                R.daynum <= last, *conditions)  # fmt: skip
+        return (R.clinic_id.in_(bindparam("clinics", expanding=True)), R.kind == kind,
+                R.daynum >= bindparam("first"), R.daynum <= bindparam("last"), *conditions)  # fmt: skip
 
     day = R.daynum if by_day else zero
     hours = select(func.min(R.kind), day, R.k1, zero, *v).where(*of("hour"))
     hours = hours.group_by(R.daynum, R.k1) if by_day else hours.group_by(R.k1)
-    inside = and_(R.k2 == 1, R.k1 < window)  # k2 = 2: would be late under the what-if
+    # k2 = 1: a patient's cancellation; inside the what-if window it would have been late
+    inside = and_(R.k2 == 1, R.k1 < bindparam("window"))
     if timing:
         bucket = case(*[(R.k1 * ca.HOUR < bound, index)
                         for index, (_, bound) in enumerate(ca.NOTICE_BUCKETS)
@@ -358,7 +385,7 @@ def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], windo
         flag = case((inside, 2), else_=0)
         notice = (select(func.min(R.kind), zero, bucket, flag, func.sum(R.v0), zero, zero, zero,
                          zero).where(*of("notice")).group_by(bucket, flag))  # fmt: skip
-    else:
+    else:  # only the cancellations inside the what-if window, summed into one number
         notice = select(func.min(R.kind), zero, zero, literal_column("2"), func.sum(R.v0), zero,
                         zero, zero, zero).where(*of("notice", inside))  # fmt: skip
     parts = [
@@ -371,26 +398,7 @@ def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], windo
     if timing:
         parts.append(select(func.min(R.kind), zero, R.k1, R.k2, *v).where(*of("lead"))
                      .group_by(R.k1, R.k2))  # fmt: skip
-    query = union_all(*parts)
-    fees: dict[str, int] = {}
-    for kind, day, k1, k2, *values in session.execute(query):
-        values = [int(v or 0) for v in values]
-        if kind == "hour":
-            sums.hour(int(day), int(k1), values)
-        elif kind == "lead":
-            sums.lead(bool(k1), int(k2), values)
-        elif kind == "notice":
-            sums.notice[int(k1)] += values[0] if timing else 0
-            if k2 == 2:
-                sums.whatif_late += values[0]
-        elif kind == "money":
-            sums.risk += values[0]
-            sums.refilled += values[1]
-        elif kind == "turn":
-            sums.turnaround(int(k1), values[0], values[1])
-        elif kind == "fees":
-            _add_fees(fees, int(k1), bool(k2), values)
-    return ca.Fees(**fees)
+    return union_all(*parts)
 
 
 def _add_fees(fees: dict[str, int], code: int, waived: bool, values: list[int]) -> None:
