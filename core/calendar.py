@@ -14,7 +14,7 @@ back into UTC by reading its wall-clock part in the clinic's zone (DST-safe thro
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -68,34 +68,6 @@ def legend() -> list[tuple[str, str]]:
     ]
 
 
-@dataclass(frozen=True)
-class CalendarEvent:
-    id: int
-    title: str
-    start: str  # clinic-local ISO 8601 with offset
-    end: str
-    color: str
-    resource_id: str
-    status: str
-    kind: str
-    patient_name: str
-    provider_name: str
-    service_name: str
-    editable: bool
-    class_names: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_fullcalendar(self) -> dict[str, Any]:
-        """The event as FullCalendar reads it: only what it draws (a click sends the id back)."""
-        event = {"id": str(self.id), "title": self.title, "start": self.start, "end": self.end,
-                 "color": self.color, "resourceId": self.resource_id, "editable": self.editable}  # fmt: skip
-        if self.class_names:
-            event["classNames"] = list(self.class_names)
-        return event
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _clinic(session: Session, clinic_id: int) -> Clinic:
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
@@ -114,14 +86,13 @@ def _window_query(
     clinic_id: int,
     provider_ids: list[int] | None,
     statuses: list[str] | None,
-    *columns: Any,
 ):
     """The clinic's appointments overlapping [start, end): an indexed range on
     (clinic_id, start_at), longest appointment as the look-back."""
     query = (
         select(Appointment.id, Appointment.start_at, Appointment.end_at, Appointment.status,
                Appointment.kind, Appointment.provider_id, Appointment.notes,
-               Patient.first_name, Patient.last_name, Service.name, *columns)
+               Patient.first_name, Patient.last_name, Service.name)
         .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .outerjoin(Service, Service.id == Appointment.service_id)
         .where(Appointment.clinic_id == clinic_id,
@@ -164,43 +135,9 @@ def list_events(
     end: datetime,
     provider_ids: list[int] | None = None,
     statuses: list[str] | None = None,
-) -> list[CalendarEvent]:
-    """The clinic's appointments and out-of-office blocks overlapping [start, end)."""
-    ensure(actor, Permission.APPOINTMENTS_READ)
-    start, end = _checked_window(start, end)
-    tz = _clinic(session, clinic_id).timezone
-    query = _window_query(start, end, clinic_id, provider_ids, statuses, Provider.name).outerjoin(
-        Provider, Provider.id == Appointment.provider_id
-    )
-    events = []
-    for (ident, start_at, end_at, status, kind, provider_id, notes, first, last, service,
-         provider) in session.execute(query):  # fmt: skip
-        out_of_office = kind == AppointmentKind.OUT_OF_OFFICE
-        patient = f"{first} {last}".strip() if first is not None else ""
-        events.append(CalendarEvent(
-            id=ident, title=_title(out_of_office, notes, patient, service),
-            start=local_iso(start_at, tz), end=local_iso(end_at, tz),
-            color=OUT_OF_OFFICE_COLOUR if out_of_office else STATUS_COLOURS[status.value],
-            resource_id=str(provider_id or ""), status=status.value, kind=kind.value,
-            patient_name=patient, provider_name=provider or "", service_name=service or "",
-            editable=status in MOVABLE and not out_of_office,
-            class_names=(OUT_OF_OFFICE_CLASS,) if out_of_office else (),
-        ))  # fmt: skip
-    return events
-
-
-def fullcalendar_events(
-    session: Session,
-    actor: Actor,
-    *,
-    clinic_id: int,
-    start: datetime,
-    end: datetime,
-    provider_ids: list[int] | None = None,
-    statuses: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """`list_events` straight to FullCalendar dicts (the same as `to_fullcalendar` of each):
-    the page's read, without the provider join and the intermediate objects."""
+    """The clinic's appointments and out-of-office blocks overlapping [start, end), as the
+    dicts FullCalendar draws (clinic-local times with their offset; a click sends the id)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     start, end = _checked_window(start, end)
     local = zone(_clinic(session, clinic_id).timezone)
@@ -402,7 +339,7 @@ def window_events(
     statuses: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The window's events as FullCalendar dicts, with providers' time off as background."""
-    found = fullcalendar_events(session, actor, clinic_id=clinic_id, start=start, end=end,
+    found = list_events(session, actor, clinic_id=clinic_id, start=start, end=end,
                                 provider_ids=provider_ids, statuses=statuses)  # fmt: skip
     away = [
         t
