@@ -352,6 +352,8 @@ def signed_in_session(url: str) -> int:
 
 def page_runs(url: str, repeat: int, memory: bool) -> dict[str, Any]:
     """Cold (cache cleared) runs of each page through app.py, and the empty page's runs."""
+    # bare-mode AppTest runs log a warning each (no runtime, no script context): not figures
+    os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
