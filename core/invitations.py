@@ -19,7 +19,6 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
-    false,
     func,
     literal,
     or_,
@@ -39,10 +38,12 @@ from db.models import (
     Clinic,
     InvitationStatus,
     Patient,
+    PatientPortalTally,
     PortalInvitation,
     Setting,
     User,
 )
+from db.triggers import ENROLLED, bucket
 from db.types import utcnow
 
 EXPIRY_SETTING = "invitation_expiry_days"
@@ -470,9 +471,9 @@ def list_invitations(
 def status_counts(
     session: Session, actor: Actor, *, clinic_id: int | None = None, search: str = ""
 ) -> dict[PortalStatus, int]:
-    """How many patients have each portal status. Unfiltered, the counts come from indexes and
-    the (small) invitations table, so they do not grow with the patient table; filtered by
-    clinic or search, one grouped query over the matching patients."""
+    """How many patients have each portal status. Unfiltered, the counts come from the portal
+    tally and the (small) invitations table, so they do not grow with the patient table;
+    filtered by clinic or search, one grouped query over the matching patients."""
     ensure(actor, Permission.INVITATIONS_SEND)
     counts = dict.fromkeys(PortalStatus, 0)
     if clinic_id is None and not search.strip():
@@ -485,29 +486,11 @@ def status_counts(
     return counts
 
 
-def _no_email():
-    return or_(Patient.email.is_(None), Patient.email == "")
-
-
 @functools.cache
-def _count_statements():
-    enrolled_p = Patient.portal_enrolled_at.is_not(None)
-    # email > '' is "has a non-empty email": answered from the (consent_email, email) index
-    opted_p = and_(Patient.consent_email == false(), Patient.email > "")
-    enrolled_ids = select(Patient.id).where(enrolled_p)  # by the index
-
-    def count(*where):
-        return select(func.count()).select_from(Patient).where(*where).scalar_subquery()
-
-    # enrolled patients (few) are counted as enrolled only, so the enrolled ones among those
-    # without email or opted out are taken out of those two
-    enrolled_only = select(func.count(case((_no_email(), 1))), func.count(case((opted_p, 1))))
-    e_no_email, e_opted = enrolled_only.where(Patient.id.in_(enrolled_ids)).subquery().c
-    scalars = select(count(), count(enrolled_p), count(_no_email()), count(opted_p), e_no_email,
-                     e_opted)  # fmt: skip
-    # patients with an invitation whose status comes from it (not enrolled, email, consent)
+def _invited_statement():
+    """Patients with an invitation whose status comes from it (not enrolled, email, consent)."""
     latest, inv = _latest_invitation()
-    invited = (
+    return (
         select(status_expr(inv, _now_param()).label("portal_status"), func.count())
         .select_from(latest)
         .join(Patient, Patient.id == latest.c.patient_id)
@@ -516,25 +499,31 @@ def _count_statements():
                Patient.email > "")
         .group_by("portal_status")
     )  # fmt: skip
-    return scalars, invited
 
 
 def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
-    """Every patient's status counted without reading the patient table row by row: the
-    patient-only statuses (enrolled, no email, opted out) from their indexes, the statuses of
-    invited patients from the invitations joined to their patients, the rest not invited."""
-    scalars, invited = _count_statements()
-    total, enrolled, no_email, opted, e_no_email, e_opted = session.execute(scalars).one()
-    counts = {PortalStatus.ENROLLED: enrolled, PortalStatus.NO_EMAIL: no_email - e_no_email,
-              PortalStatus.OPTED_OUT: opted - e_opted}  # fmt: skip
+    """Every patient's status counted without reading the patient table: the patient-only
+    statuses from the tally the database keeps per (enrolled, email, consent) bucket
+    (db/triggers.py), the statuses of invited patients from their invitations, the rest of
+    the invitable bucket not invited."""
+    tally = dict(
+        session.execute(select(PatientPortalTally.bucket, PatientPortalTally.patients)).all()
+    )
+
+    def patients(*buckets: int) -> int:
+        return sum(tally.get(b, 0) for b in buckets)
+
+    enrolled = [b for b in range(8) if b & ENROLLED]
+    counts = {
+        PortalStatus.ENROLLED: patients(*enrolled),
+        PortalStatus.NO_EMAIL: patients(bucket(False, False, False), bucket(False, False, True)),
+        PortalStatus.OPTED_OUT: patients(bucket(False, True, False)),
+    }
     with_invitation = 0
-    for status, n in session.execute(invited, {"now": now}):
+    for status, n in session.execute(_invited_statement(), {"now": now}):
         counts[PortalStatus(status)] = counts.get(PortalStatus(status), 0) + n
         with_invitation += n
-    counts[PortalStatus.NOT_INVITED] = (
-        total - enrolled - counts[PortalStatus.NO_EMAIL] - counts[PortalStatus.OPTED_OUT]
-        - with_invitation
-    )  # fmt: skip
+    counts[PortalStatus.NOT_INVITED] = patients(bucket(False, True, True)) - with_invitation
     return counts
 
 

@@ -26,9 +26,11 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from db import triggers
 from db.types import UTCDateTime, utcnow
 
 NAMING_CONVENTION = {
@@ -260,6 +262,19 @@ class Patient(Base):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+class PatientPortalTally(Base):
+    """Patients per (enrolled, has email, consented) bucket, kept by triggers (db/triggers.py)
+    so the portal status counts never count the patient table."""
+
+    __tablename__ = "patient_portal_tally"
+
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    patients: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+event.listen(Base.metadata, "after_create", triggers.install)
 
 
 # ---------------------------------------------------------------- appointments

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from core import invitations, patient_links, tokens
 from core.authz import patient_actor
@@ -21,8 +21,10 @@ from db.models import (
     LinkToken,
     Notification,
     Patient,
+    PatientPortalTally,
     PortalInvitation,
 )
+from db.triggers import bucket
 from db.types import utcnow
 from tests.factories import make_patient
 
@@ -419,3 +421,42 @@ def test_sql_status_equals_python_status_for_every_combination(db, world):
     assert sum(counts.values()) == len(ids) + 1 and all(counts.values())
     assert counts == expected
     assert clinic[PortalStatus.NOT_INVITED] <= counts[PortalStatus.NOT_INVITED]
+
+
+def _tally_matches_the_patients(session) -> None:
+    kept = dict(
+        session.execute(select(PatientPortalTally.bucket, PatientPortalTally.patients)).all()
+    )
+    counted = dict.fromkeys(kept, 0)
+    for p in session.scalars(select(Patient)):
+        key = bucket(p.portal_enrolled_at is not None, bool(p.email), p.consent_email)
+        counted[key] = counted.get(key, 0) + 1
+    assert kept == counted
+
+
+def test_the_database_keeps_the_portal_tally_whatever_writes_the_patients(db, world):
+    """Inserts, every kind of change, deletes and a bulk insert past the ORM: the tally the
+    status counts read stays equal to counting the patients."""
+    with db.write() as s:
+        people = [make_patient(s, email=email, consent_email=consent)
+                  for email in ("a@example.org", "", None) for consent in (True, False)]  # fmt: skip
+    with db.write() as s:
+        _tally_matches_the_patients(s)
+        first, second, third = (s.get(Patient, p.id) for p in people[:3])
+        first.email = ""  # has email → no email
+        second.consent_email = True  # opted out → invitable
+        third.portal_enrolled_at = utcnow()  # enrolled
+        third.email = "b@example.org"  # two watched columns in one update
+        s.delete(s.get(Patient, people[3].id))
+    with db.write() as s:
+        _tally_matches_the_patients(s)
+        s.execute(insert(Patient), [{"first_name": "Bulk", "last_name": str(i),
+                                     "email": f"bulk{i}@example.org", "consent_email": i % 2 == 0}
+                                    for i in range(10)])  # fmt: skip
+    with db.read() as s:
+        _tally_matches_the_patients(s)
+        counts = invitations.status_counts(s, world.staff)
+        expected = dict.fromkeys(PortalStatus, 0)
+        for p in s.scalars(select(Patient)):
+            expected[invitations.state_of(s, p).status] += 1
+    assert counts == expected

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 13:11:01.900093
+Create Date: 2026-11-25 14:15:27.822736
 """
 
 from collections.abc import Sequence
@@ -16,6 +16,81 @@ revision: str = '0001'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+TRIGGERS = {'postgresql': ['CREATE FUNCTION patients_portal_tally() RETURNS trigger LANGUAGE plpgsql AS '
+                '$$\n'
+                'BEGIN\n'
+                "    IF TG_OP = 'INSERT' THEN\n"
+                '        INSERT INTO patient_portal_tally (bucket, patients) SELECT bucket, '
+                'sum(delta) FROM (SELECT (CASE WHEN n.portal_enrolled_at IS NULL THEN 0 ELSE 4 '
+                "END + CASE WHEN COALESCE(n.email, '') = '' THEN 0 ELSE 2 END + CASE WHEN "
+                'n.consent_email THEN 1 ELSE 0 END), 1 FROM new_rows n) AS changes (bucket, '
+                'delta) GROUP BY bucket HAVING sum(delta) <> 0 ORDER BY bucket ON CONFLICT '
+                '(bucket) DO UPDATE SET patients = patient_portal_tally.patients + '
+                'EXCLUDED.patients;\n'
+                "    ELSIF TG_OP = 'DELETE' THEN\n"
+                '        INSERT INTO patient_portal_tally (bucket, patients) SELECT bucket, '
+                'sum(delta) FROM (SELECT (CASE WHEN o.portal_enrolled_at IS NULL THEN 0 ELSE 4 '
+                "END + CASE WHEN COALESCE(o.email, '') = '' THEN 0 ELSE 2 END + CASE WHEN "
+                'o.consent_email THEN 1 ELSE 0 END), -1 FROM old_rows o) AS changes (bucket, '
+                'delta) GROUP BY bucket HAVING sum(delta) <> 0 ORDER BY bucket ON CONFLICT '
+                '(bucket) DO UPDATE SET patients = patient_portal_tally.patients + '
+                'EXCLUDED.patients;\n'
+                '    ELSE\n'
+                '        INSERT INTO patient_portal_tally (bucket, patients) SELECT bucket, '
+                'sum(delta) FROM (SELECT (CASE WHEN o.portal_enrolled_at IS NULL THEN 0 ELSE 4 '
+                "END + CASE WHEN COALESCE(o.email, '') = '' THEN 0 ELSE 2 END + CASE WHEN "
+                'o.consent_email THEN 1 ELSE 0 END), -1 FROM old_rows o UNION ALL SELECT (CASE '
+                'WHEN n.portal_enrolled_at IS NULL THEN 0 ELSE 4 END + CASE WHEN '
+                "COALESCE(n.email, '') = '' THEN 0 ELSE 2 END + CASE WHEN n.consent_email THEN "
+                '1 ELSE 0 END), 1 FROM new_rows n) AS changes (bucket, delta) GROUP BY bucket '
+                'HAVING sum(delta) <> 0 ORDER BY bucket ON CONFLICT (bucket) DO UPDATE SET '
+                'patients = patient_portal_tally.patients + EXCLUDED.patients;\n'
+                '    END IF;\n'
+                '    RETURN NULL;\n'
+                'END\n'
+                '$$',
+                'CREATE TRIGGER patients_portal_tally_insert AFTER INSERT ON patients '
+                'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION '
+                'patients_portal_tally()',
+                'CREATE TRIGGER patients_portal_tally_update AFTER UPDATE ON patients '
+                'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT '
+                'EXECUTE FUNCTION patients_portal_tally()',
+                'CREATE TRIGGER patients_portal_tally_delete AFTER DELETE ON patients '
+                'REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION '
+                'patients_portal_tally()'],
+ 'sqlite': ['CREATE TRIGGER patients_portal_tally_insert AFTER INSERT ON patients BEGIN INSERT '
+            'INTO patient_portal_tally (bucket, patients) VALUES ((CASE WHEN '
+            'NEW.portal_enrolled_at IS NULL THEN 0 ELSE 4 END + CASE WHEN COALESCE(NEW.email, '
+            "'') = '' THEN 0 ELSE 2 END + CASE WHEN NEW.consent_email THEN 1 ELSE 0 END), 1) "
+            'ON CONFLICT (bucket) DO UPDATE SET patients = patient_portal_tally.patients + 1; '
+            'END',
+            'CREATE TRIGGER patients_portal_tally_update AFTER UPDATE OF portal_enrolled_at, '
+            'email, consent_email ON patients WHEN (CASE WHEN OLD.portal_enrolled_at IS NULL '
+            "THEN 0 ELSE 4 END + CASE WHEN COALESCE(OLD.email, '') = '' THEN 0 ELSE 2 END + "
+            'CASE WHEN OLD.consent_email THEN 1 ELSE 0 END) <> (CASE WHEN '
+            'NEW.portal_enrolled_at IS NULL THEN 0 ELSE 4 END + CASE WHEN COALESCE(NEW.email, '
+            "'') = '' THEN 0 ELSE 2 END + CASE WHEN NEW.consent_email THEN 1 ELSE 0 END) BEGIN "
+            'UPDATE patient_portal_tally SET patients = patients - 1 WHERE bucket = (CASE WHEN '
+            'OLD.portal_enrolled_at IS NULL THEN 0 ELSE 4 END + CASE WHEN COALESCE(OLD.email, '
+            "'') = '' THEN 0 ELSE 2 END + CASE WHEN OLD.consent_email THEN 1 ELSE 0 END); "
+            'INSERT INTO patient_portal_tally (bucket, patients) VALUES ((CASE WHEN '
+            'NEW.portal_enrolled_at IS NULL THEN 0 ELSE 4 END + CASE WHEN COALESCE(NEW.email, '
+            "'') = '' THEN 0 ELSE 2 END + CASE WHEN NEW.consent_email THEN 1 ELSE 0 END), 1) "
+            'ON CONFLICT (bucket) DO UPDATE SET patients = patient_portal_tally.patients + 1; '
+            'END',
+            'CREATE TRIGGER patients_portal_tally_delete AFTER DELETE ON patients BEGIN UPDATE '
+            'patient_portal_tally SET patients = patients - 1 WHERE bucket = (CASE WHEN '
+            'OLD.portal_enrolled_at IS NULL THEN 0 ELSE 4 END + CASE WHEN COALESCE(OLD.email, '
+            "'') = '' THEN 0 ELSE 2 END + CASE WHEN OLD.consent_email THEN 1 ELSE 0 END); END"]}
+DROP_TRIGGERS = {'postgresql': ['DROP TRIGGER IF EXISTS patients_portal_tally_insert ON patients',
+                'DROP TRIGGER IF EXISTS patients_portal_tally_update ON patients',
+                'DROP TRIGGER IF EXISTS patients_portal_tally_delete ON patients',
+                'DROP FUNCTION IF EXISTS patients_portal_tally()'],
+ 'sqlite': ['DROP TRIGGER IF EXISTS patients_portal_tally_insert',
+            'DROP TRIGGER IF EXISTS patients_portal_tally_update',
+            'DROP TRIGGER IF EXISTS patients_portal_tally_delete']}
 
 
 def upgrade() -> None:
@@ -54,6 +129,11 @@ def upgrade() -> None:
     with op.batch_alter_table('link_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_link_tokens_purpose_subject_id'), ['purpose', 'subject_id'], unique=False)
 
+    op.create_table('patient_portal_tally',
+    sa.Column('bucket', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('patients', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('bucket', name=op.f('pk_patient_portal_tally'))
+    )
     op.create_table('patients',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('external_ref', sa.String(length=64), nullable=True),
@@ -468,9 +548,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_survey_responses_submitted_at'), ['submitted_at'], unique=False)
 
     # ### end Alembic commands ###
+    # db/triggers.py, copied by db.regen_initial
+    for statement in TRIGGERS.get(op.get_bind().dialect.name, []):
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    for statement in DROP_TRIGGERS.get(op.get_bind().dialect.name, []):
+        op.execute(statement)
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_survey_responses_submitted_at'))
@@ -555,6 +640,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_patients_consent_email_email'))
 
     op.drop_table('patients')
+    op.drop_table('patient_portal_tally')
     with op.batch_alter_table('link_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_link_tokens_purpose_subject_id'))
 

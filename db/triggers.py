@@ -1,0 +1,114 @@
+"""Triggers that keep patient_portal_tally current: how many patients fall in each bucket of
+(enrolled, has an email address, consented to email). The portal status counts read these
+eight rows instead of counting the patient table, so they cost the same at any size, and the
+database keeps them right whatever writes the patients (the app, an import, COPY).
+
+Created with the tables (metadata after_create, used by tests) and by the initial migration,
+which db.regen_initial writes with a copy of these statements.
+"""
+
+from __future__ import annotations
+
+ENROLLED, HAS_EMAIL, CONSENTED = 4, 2, 1
+
+
+def bucket(enrolled: bool, has_email: bool, consented: bool) -> int:
+    return ENROLLED * enrolled + HAS_EMAIL * has_email + CONSENTED * consented
+
+
+def _bucket_sql(row: str) -> str:
+    return (
+        f"(CASE WHEN {row}.portal_enrolled_at IS NULL THEN 0 ELSE {ENROLLED} END"
+        f" + CASE WHEN COALESCE({row}.email, '') = '' THEN 0 ELSE {HAS_EMAIL} END"
+        f" + CASE WHEN {row}.consent_email THEN {CONSENTED} ELSE 0 END)"
+    )
+
+
+def _add(bucket_sql: str, table: str = "patient_portal_tally") -> str:
+    return (
+        f"INSERT INTO {table} (bucket, patients) VALUES ({bucket_sql}, 1) "
+        f"ON CONFLICT (bucket) DO UPDATE SET patients = {table}.patients + 1"
+    )
+
+
+def _apply_deltas(rows_sql: str) -> str:
+    """Add the (bucket, ±1) rows of a statement to the tally, one upsert per bucket."""
+    return (
+        f"INSERT INTO patient_portal_tally (bucket, patients) "
+        f"SELECT bucket, sum(delta) FROM ({rows_sql}) AS changes (bucket, delta) "
+        f"GROUP BY bucket HAVING sum(delta) <> 0 ORDER BY bucket "
+        f"ON CONFLICT (bucket) DO UPDATE "
+        f"SET patients = patient_portal_tally.patients + EXCLUDED.patients"
+    )
+
+
+def _remove(bucket_sql: str) -> str:
+    return f"UPDATE patient_portal_tally SET patients = patients - 1 WHERE bucket = {bucket_sql}"
+
+
+_WATCHED = "portal_enrolled_at, email, consent_email"
+
+CREATE = {
+    "sqlite": [
+        f"CREATE TRIGGER patients_portal_tally_insert AFTER INSERT ON patients "
+        f"BEGIN {_add(_bucket_sql('NEW'))}; END",
+        f"CREATE TRIGGER patients_portal_tally_update AFTER UPDATE OF {_WATCHED} ON patients "
+        f"WHEN {_bucket_sql('OLD')} <> {_bucket_sql('NEW')} "
+        f"BEGIN {_remove(_bucket_sql('OLD'))}; {_add(_bucket_sql('NEW'))}; END",
+        f"CREATE TRIGGER patients_portal_tally_delete AFTER DELETE ON patients "
+        f"BEGIN {_remove(_bucket_sql('OLD'))}; END",
+    ],
+    # per statement, from its transition tables: one upsert per bucket however many rows a
+    # statement (or a COPY) writes, where per-row updates of one tally row would pile up row
+    # versions in the transaction; buckets are written in ascending order (no deadlocks)
+    "postgresql": [
+        f"""CREATE FUNCTION patients_portal_tally() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        {_apply_deltas(f"SELECT {_bucket_sql('n')}, 1 FROM new_rows n")};
+    ELSIF TG_OP = 'DELETE' THEN
+        {_apply_deltas(f"SELECT {_bucket_sql('o')}, -1 FROM old_rows o")};
+    ELSE
+        {
+            _apply_deltas(
+                f"SELECT {_bucket_sql('o')}, -1 FROM old_rows o UNION ALL "
+                f"SELECT {_bucket_sql('n')}, 1 FROM new_rows n"
+            )
+        };
+    END IF;
+    RETURN NULL;
+END
+$$""",
+        "CREATE TRIGGER patients_portal_tally_insert AFTER INSERT ON patients "
+        "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+        "EXECUTE FUNCTION patients_portal_tally()",
+        # transition tables rule out a column list: every UPDATE of patients runs it, and a
+        # change that moves no patient between buckets writes nothing
+        "CREATE TRIGGER patients_portal_tally_update AFTER UPDATE ON patients "
+        "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT "
+        "EXECUTE FUNCTION patients_portal_tally()",
+        "CREATE TRIGGER patients_portal_tally_delete AFTER DELETE ON patients "
+        "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT "
+        "EXECUTE FUNCTION patients_portal_tally()",
+    ],
+}
+
+DROP = {
+    "sqlite": [
+        "DROP TRIGGER IF EXISTS patients_portal_tally_insert",
+        "DROP TRIGGER IF EXISTS patients_portal_tally_update",
+        "DROP TRIGGER IF EXISTS patients_portal_tally_delete",
+    ],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS patients_portal_tally_insert ON patients",
+        "DROP TRIGGER IF EXISTS patients_portal_tally_update ON patients",
+        "DROP TRIGGER IF EXISTS patients_portal_tally_delete ON patients",
+        "DROP FUNCTION IF EXISTS patients_portal_tally()",
+    ],
+}
+
+
+def install(target, connection, **_) -> None:
+    """metadata after_create: the triggers, once every table exists."""
+    for statement in CREATE.get(connection.dialect.name, []):
+        connection.exec_driver_sql(statement)
