@@ -140,7 +140,12 @@ def list_events(
     dicts FullCalendar draws (clinic-local times with their offset; a click sends the id)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     start, end = _checked_window(start, end)
-    local = zone(_clinic(session, clinic_id).timezone)
+    tz = _clinic(session, clinic_id).timezone
+    return _events(session, tz, clinic_id, start, end, provider_ids, statuses)
+
+
+def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[dict[str, Any]]:
+    local = zone(tz)
     colours = {S(k): v for k, v in STATUS_COLOURS.items()}
     ooo = AppointmentKind.OUT_OF_OFFICE
     events = []
@@ -231,22 +236,30 @@ def business_hours(
     return _hours_spec(rows)
 
 
-def list_time_off(
-    session: Session, clinic_id: int, start: datetime, end: datetime
+def _time_off(
+    session: Session,
+    clinic_id: int,
+    tz: str,
+    start: datetime,
+    end: datetime,
+    provider_ids: list[int] | None,
 ) -> list[dict[str, Any]]:
-    """Time off of the clinic's providers in the window, as background events."""
-    tz = _clinic(session, clinic_id).timezone
-    providers = [p.id for p in list_providers(session, clinic_id)]
-    rows = session.execute(
-        select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at, TimeOff.reason).where(
-            TimeOff.provider_id.in_(providers), TimeOff.starts_at < end, TimeOff.ends_at > start
-        )
-    )
+    """Time off of the clinic's active providers (or the chosen ones) in the window, as
+    background events: one query."""
+    working_here = select(WorkingHours.provider_id).where(WorkingHours.clinic_id == clinic_id)
+    query = (
+        select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at, TimeOff.reason)
+        .join(Provider, Provider.id == TimeOff.provider_id)
+        .where(Provider.active.is_(True), TimeOff.provider_id.in_(working_here),
+               TimeOff.starts_at < end, TimeOff.ends_at > start)
+    )  # fmt: skip
+    if provider_ids:
+        query = query.where(TimeOff.provider_id.in_(provider_ids))
     return [
         {"start": local_iso(s, tz), "end": local_iso(e, tz), "resourceId": str(pid),
          "display": "background", "color": OUT_OF_OFFICE_COLOUR,
          "title": f"Time off{': ' + reason if reason else ''}"}
-        for pid, s, e, reason in rows
+        for pid, s, e, reason in session.execute(query)
     ]  # fmt: skip
 
 
@@ -339,11 +352,8 @@ def window_events(
     statuses: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The window's events as FullCalendar dicts, with providers' time off as background."""
-    found = list_events(session, actor, clinic_id=clinic_id, start=start, end=end,
-                                provider_ids=provider_ids, statuses=statuses)  # fmt: skip
-    away = [
-        t
-        for t in list_time_off(session, clinic_id, start, end)
-        if not provider_ids or int(t["resourceId"]) in provider_ids
-    ]
-    return found + away
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    start, end = _checked_window(start, end)
+    tz = _clinic(session, clinic_id).timezone
+    return (_events(session, tz, clinic_id, start, end, provider_ids, statuses)
+            + _time_off(session, clinic_id, tz, start, end, provider_ids))  # fmt: skip

@@ -23,6 +23,7 @@ from db.models import (
     AppointmentStatus,
     Clinic,
     Provider,
+    TimeOff,
     WorkingHours,
 )
 
@@ -87,6 +88,34 @@ def test_events_carry_clinic_local_times_with_offset_and_status_colours(db, worl
     assert found[0]["title"] == "Alex Morgan · Consultation"
     assert found[0]["resourceId"] == str(world.provider_id) and found[0]["color"] == "#2e7d32"
     assert "classNames" not in found[0]
+
+
+def test_time_off_of_the_clinics_providers_shows_as_background(db, world):
+    day = date(2026, 6, 10)
+    with db.write() as session:
+        other = Provider(name="Dr Elsewhere")  # works at no hours of this clinic
+        session.add(other)
+        session.flush()
+        session.add_all([
+            TimeOff(provider_id=world.provider_id, starts_at=local(day, 12), ends_at=local(day, 14),
+                    reason="Training"),
+            TimeOff(provider_id=world.provider_id, starts_at=local(day + timedelta(days=3), 9),
+                    ends_at=local(day + timedelta(days=3), 10)),  # after the window
+            TimeOff(provider_id=other.id, starts_at=local(day, 9), ends_at=local(day, 17)),
+        ])  # fmt: skip
+        add(session, world, local(day, 10))
+        other_id = other.id
+    first, last = calendar.window_bounds(day, day + timedelta(days=1), TZ)
+    with db.read() as session:
+        found = calendar.window_events(session, world.staff, clinic_id=world.clinic_id,
+                                       start=first, end=last)  # fmt: skip
+        mine_only = calendar.window_events(session, world.staff, clinic_id=world.clinic_id,
+                                           start=first, end=last, provider_ids=[other_id])  # fmt: skip
+    away = [e for e in found if e.get("display") == "background"]
+    assert away == [{"start": "2026-06-10T12:00:00+01:00", "end": "2026-06-10T14:00:00+01:00",
+                     "resourceId": str(world.provider_id), "display": "background",
+                     "color": calendar.OUT_OF_OFFICE_COLOUR, "title": "Time off: Training"}]  # fmt: skip
+    assert len(found) == 2 and mine_only == []
 
 
 def test_colour_legend_names_every_status_and_requested_purple_scheduled_green():
