@@ -49,9 +49,11 @@ def test_not_invited_patient_gets_an_invitation_from_the_record(app_as, app_db):
     assert at.info[0].value.startswith("**Portal: Invited (expires ")
     database = _db(app_db)
     with database.read() as s:
-        mail = s.scalars(select(Notification).where(Notification.patient_id == patient.id)).one()
+        # the demo may have sent this patient other messages already (appointment confirmations)
+        mail = s.scalars(select(Notification).where(Notification.patient_id == patient.id,
+                                                    Notification.template == "portal_invitation")).one()  # fmt: skip
     database.dispose()
-    assert mail.template == "portal_invitation" and mail.to_address == patient.email
+    assert mail.to_address == patient.email
 
 
 def test_opted_out_patient_is_told_why_and_what_to_do(app_as, app_db):
