@@ -145,7 +145,14 @@ def list_events(
 
 
 def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[dict[str, Any]]:
-    local = zone(tz)
+    local, stamps = zone(tz), {}
+
+    def iso(moment: datetime) -> str:  # appointments share their start and end times
+        text = stamps.get(moment)
+        if text is None:
+            text = stamps[moment] = moment.astimezone(local).isoformat(timespec="seconds")
+        return text
+
     colours = {S(k): v for k, v in STATUS_COLOURS.items()}
     ooo = AppointmentKind.OUT_OF_OFFICE
     events = []
@@ -154,8 +161,7 @@ def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[
         out_of_office = kind == ooo
         patient = f"{first} {last}".strip() if first is not None else ""
         event = {"id": str(ident), "title": _title(out_of_office, notes, patient, service),
-                 "start": start_at.astimezone(local).isoformat(timespec="seconds"),
-                 "end": end_at.astimezone(local).isoformat(timespec="seconds"),
+                 "start": iso(start_at), "end": iso(end_at),
                  "color": OUT_OF_OFFICE_COLOUR if out_of_office else colours[status],
                  "resourceId": str(provider_id or ""),
                  "editable": status in MOVABLE and not out_of_office}  # fmt: skip
@@ -184,7 +190,7 @@ def list_providers(session: Session, clinic_id: int) -> list[ProviderOption]:
     return [ProviderOption(*row) for row in rows]
 
 
-def _hours_spec(rows: list[WorkingHours]) -> list[dict[str, Any]]:
+def _hours_spec(rows: list[Any]) -> list[dict[str, Any]]:
     """Weekly hours as FullCalendar businessHours (daysOfWeek: 0 = Sunday)."""
     spans: dict[tuple[str, str], list[int]] = defaultdict(list)
     for row in rows:
@@ -193,11 +199,13 @@ def _hours_spec(rows: list[WorkingHours]) -> list[dict[str, Any]]:
             for (s, e), days in sorted(spans.items())]  # fmt: skip
 
 
-def _hours_by_provider(session: Session, clinic_id: int) -> dict[int, list[WorkingHours]]:
-    found: dict[int, list[WorkingHours]] = defaultdict(list)
-    for row in session.scalars(
-        select(WorkingHours).where(WorkingHours.clinic_id == clinic_id).order_by(
-            WorkingHours.weekday, WorkingHours.starts)
+def _hours_by_provider(session: Session, clinic_id: int) -> dict[int, list[Any]]:
+    """Each provider's weekly hours at the clinic: rows with weekday, starts and ends."""
+    W = WorkingHours
+    found: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(
+        select(W.provider_id, W.weekday, W.starts, W.ends).where(W.clinic_id == clinic_id)
+        .order_by(W.weekday, W.starts)
     ):  # fmt: skip
         found[row.provider_id].append(row)
     return found
@@ -208,7 +216,7 @@ def list_resources(
     clinic_id: int,
     provider_ids: list[int] | None = None,
     *,
-    hours: dict[int, list[WorkingHours]] | None = None,
+    hours: dict[int, list[Any]] | None = None,
     providers: list[ProviderOption] | None = None,
 ) -> list[dict[str, Any]]:
     """The clinic's providers as FullCalendar resources, each shaded outside its own hours."""
@@ -227,7 +235,7 @@ def business_hours(
     clinic_id: int,
     provider_ids: list[int] | None = None,
     *,
-    hours: dict[int, list[WorkingHours]] | None = None,
+    hours: dict[int, list[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The union of the chosen providers' hours (all the clinic's when none chosen): plain views
     shade the time when none of them works."""

@@ -52,7 +52,7 @@ statuses = tuple(c3.multiselect("Statuses", list(cal.STATUS_COLOURS), default=ST
 if c4.button("New appointment", key="calendar_new", icon=":material/add:"):
     st.session_state["book_prefill"] = {"clinic_id": clinic_id}
     st.switch_page("pages/book.py")
-frame, tz = _frame(me, clinic_id, chosen), everyone.timezone
+frame, tz = _frame(me, clinic_id, chosen) if chosen else everyone, everyone.timezone
 view, day = cw.navigation(to_local(utcnow(), tz).date(), cw.default_view(len(names)))
 first, last = cal.visible_window(view, day, tz)
 start, end = cal.window_bounds(first, last, tz)
