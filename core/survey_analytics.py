@@ -402,12 +402,6 @@ def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
 
 
 @dataclass(frozen=True)
-class Overview:
-    summary: Figures
-    funnel: Funnel
-
-
-@dataclass(frozen=True)
 class Groups:
     providers: pd.DataFrame
     services: pd.DataFrame
@@ -418,14 +412,6 @@ class Groups:
 class Trends:
     weekly: pd.DataFrame
     monthly: pd.DataFrame
-
-
-def get_overview(session: Session, actor: Actor, f: SurveyFilter) -> Overview:
-    """The page's first view: the figures and the funnel (no grouping: index-only range scans,
-    nothing sorted)."""
-    ensure(actor, Permission.ANALYTICS_READ)
-    # one statement: the response figures, then the funnel's counts as scalar subqueries
-    return Overview(*_run(session, f, figures=True, funnel=True))
 
 
 def get_groups(session: Session, actor: Actor, f: SurveyFilter) -> Groups:

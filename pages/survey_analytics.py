@@ -12,8 +12,9 @@ from ui import survey_view as view
 from ui.context import read
 from ui.feedback import survey_settings_form
 
-SECTIONS = ["Overview", "Detractors", "By group", "Trends", "Comments"]
-READERS = {"overview": sa.get_overview, "groups": sa.get_groups, "trends": sa.get_trends}
+SECTIONS = ["Overview", "Response funnel", "Detractors", "By group", "Trends", "Comments"]
+READERS = {"overview": sa.summary, "funnel": sa.funnel, "groups": sa.get_groups,
+           "trends": sa.get_trends}  # fmt: skip
 
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
@@ -58,6 +59,8 @@ with st.expander("How the figures are computed"):
 section = st.segmented_control("Show", SECTIONS, default="Overview", key="survey_analytics_section")
 if section in (None, "Overview"):
     view.overview(_section(me, f, "overview"))
+elif section == "Response funnel":
+    view.funnel(_section(me, f, "funnel"))
 elif section == "Detractors":
     view.detractors(_detractors(me, f.clinic_id))
 elif section == "By group":

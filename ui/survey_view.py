@@ -28,8 +28,7 @@ def _pct(value: float | None, signed: bool = False) -> str:
     return f"{value:+.0f}" if signed else f"{value:.0f}%"
 
 
-def overview(board: sa.Overview) -> None:
-    s = board.summary
+def overview(s: sa.Figures) -> None:
     cols = st.columns(4)
     cols[0].metric("Responses", f"{s.responses:,}")
     cols[1].metric("NPS", _pct(s.nps, signed=True), help=f"over {s.nps_n:,} answers (0–10)")
@@ -45,7 +44,9 @@ def overview(board: sa.Overview) -> None:
     groups[0].metric("Promoters (9–10)", f"{s.promoters:,}")
     groups[1].metric("Passives (7–8)", f"{s.passives:,}")
     groups[2].metric("Detractors (0–6)", f"{s.detractors:,}")
-    f = board.funnel
+
+
+def funnel(f: sa.Funnel) -> None:
     st.subheader("Response funnel")
     steps = st.columns(3)
     steps[0].metric("Completed visits", f"{f.completed:,}")

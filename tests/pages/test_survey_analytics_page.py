@@ -48,9 +48,11 @@ def test_owner_sees_the_core_figures(app_as, app_db):
     assert metric(at, "Average rating") == f"{s.mean:.2f} / 5"
     assert metric(at, "Promoters (9–10)") == f"{s.promoters:,}"
     assert metric(at, "Detractors (0–6)") == f"{s.detractors:,}"
+    assert "NPS** = % promoters" in at.expander[0].markdown[0].value
+    assert "Completed visits" not in [m.label for m in at.metric]  # the funnel: one click away
+    at.segmented_control(key="survey_analytics_section").set_value("Response funnel").run()
     assert metric(at, "Completed visits") == f"{board.funnel.completed:,}"
     assert metric(at, "Answered") == f"{board.funnel.answered:,}"
-    assert "NPS** = % promoters" in at.expander[0].markdown[0].value
     assert len(board.detractors) > 0  # the demo has recent detractors
     at.segmented_control(key="survey_analytics_section").set_value("Detractors").run()
     links = at.dataframe[0].value.visit
