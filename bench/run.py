@@ -8,7 +8,8 @@ same figures are measured on a throwaway PostgreSQL too when its server binaries
 
 Figures
 - page: each page's server-side AppTest run (app.py, signed in as the owner), median of
-  `--repeat` runs with Streamlit's data cache cleared before each (a first visit), beside the
+  `--page-repeat` runs (default 11: a page's run is ~15 ms, so its median needs more samples
+  than the core figures) with Streamlit's data cache cleared before each (a first visit), beside the
   empty page's runs interleaved with them in the same process (the app's shell — page config,
   database check, signed-in session, navigation — around a page with only a title; a bare
   one-line Streamlit script's run is printed too); target ≤ 4×.
@@ -352,10 +353,11 @@ def signed_in_session(url: str) -> int:
 
 def page_runs(url: str, repeat: int, memory: bool) -> dict[str, Any]:
     """Cold (cache cleared) runs of each page through app.py, and the empty page's runs."""
-    # bare-mode AppTest runs log a warning each (no runtime, no script context): not figures
-    os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")
     import streamlit as st
+    from streamlit.logger import set_log_level
     from streamlit.testing.v1 import AppTest
+
+    set_log_level("error")  # bare-mode AppTest runs warn on each run (no runtime): not figures
 
     os.environ.update({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": SECRET,
                        "CLINICDESK_DATA_DIR": str(DATA)})  # fmt: skip
@@ -486,11 +488,11 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_backend(url: str, small_url: str | None, repeat: int, label: str) -> dict[str, Any]:
+def run_backend(url: str, small_url: str | None, args, label: str) -> dict[str, Any]:
     log(f"{label}: core queries")
-    out: dict[str, Any] = {"core": core_figures(url, repeat)}
+    out: dict[str, Any] = {"core": core_figures(url, args.repeat)}
     log(f"{label}: pages")
-    large = page_runs(url, repeat, memory=small_url is not None)
+    large = page_runs(url, args.page_repeat, memory=small_url is not None)
     out["pages"] = large
     if small_url is not None:
         log(f"{label}: pages at the small size (memory)")
@@ -509,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--appointments", type=int, default=1_000_000)
     parser.add_argument("--patients", type=int, default=200_000)
     parser.add_argument("--responses", type=int, default=300_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="runs per core figure")
+    parser.add_argument("--page-repeat", type=int, default=11, help="runs per page")
     parser.add_argument("--pg", action=argparse.BooleanOptionalAction, default=None,
                         help="also on a throwaway PostgreSQL (default: when its binaries exist)")  # fmt: skip
     parser.add_argument("--no-pages", action="store_true", help="core figures only")
@@ -533,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_pages:
         backend["core"] = core_figures(url, args.repeat)
     else:
-        backend |= run_backend(url, small_url, args.repeat, "SQLite")
+        backend |= run_backend(url, small_url, args, "SQLite")
     results["backends"]["SQLite"] = backend
     log("import throughput")
     results["import"] = import_throughput()
@@ -577,7 +580,7 @@ def postgres(args, size: str) -> dict[str, Any]:
                           providers=generate.providers_for(args.appointments))  # fmt: skip
         if args.no_pages:
             return {"size": size, "core": core_figures(url, args.repeat)}
-        return {"size": size} | run_backend(url, small, args.repeat, "PostgreSQL")
+        return {"size": size} | run_backend(url, small, args, "PostgreSQL")
 
 
 if __name__ == "__main__":
