@@ -35,6 +35,10 @@ def _clinics(current):
     return dict(read(invitations.clinic_choices, current))
 
 
+def _utc(moment):
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else ""
+
+
 st.title("Portal invitations")
 me = actor()
 clinics = _clinics(me)
@@ -57,9 +61,10 @@ for col, s in zip(cols, PortalStatus, strict=True):
 if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
     funnel_panel(_funnel(me, clinic_id), "invitations")
 
-table = pd.DataFrame([{"Patient": r.name, "Email": r.email, "Status": r.status.label,
-                       "Sent (UTC)": r.sent_at, "Expires (UTC)": r.expires_at,
-                       "Enrolled (UTC)": r.enrolled_at} for r in rows])  # fmt: skip
+
+table = pd.DataFrame([{"Patient": r.name, "Email": r.email or "", "Status": r.status.label,
+                       "Sent (UTC)": _utc(r.sent_at), "Expires (UTC)": _utc(r.expires_at),
+                       "Enrolled (UTC)": _utc(r.enrolled_at)} for r in rows])  # fmt: skip
 picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
                       selection_mode="multi-row", key="invitations_table")  # fmt: skip
 chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
