@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core import exports
 from core.authz import Actor, Permission, ensure
-from core.clock import local_to_utc, zone
+from core.clock import local_days_bounds, zone
 from core.errors import ValidationError
 from db.models import (
     Appointment,
@@ -288,8 +288,7 @@ def _scope(session: Session, filters: AnalyticsFilters, periods_too: bool = True
     clinics = [(cid, tz) for cid, tz in session.execute(query)]
     bounds, periods = {}, {}
     for cid, tz in clinics:
-        begin = local_to_utc(filters.start, time(0), tz)
-        finish = local_to_utc(filters.end + timedelta(days=1), time(0), tz)
+        begin, finish = local_days_bounds(filters.start, filters.end, tz)
         bounds[cid] = (begin, finish)
         if periods_too:  # only the direct path needs the UTC offsets
             periods[cid] = offset_periods(tz, begin, finish)

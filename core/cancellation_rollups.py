@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import date, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from core import cancellation_analytics as ca
-from core.clock import local_to_utc, zone
+from core.clock import local_days_bounds, zone
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -271,8 +271,7 @@ def _recompute(session: Session, days) -> int:
 
 def _insert_span(session: Session, dialect: str, clinic_id: int, tz: str, first: int, last: int):
     first_day, last_day = EPOCH + timedelta(days=first), EPOCH + timedelta(days=last)
-    lo = local_to_utc(first_day, time(0), tz)
-    hi = local_to_utc(last_day + timedelta(days=1), time(0), tz)
+    lo, hi = local_days_bounds(first_day, last_day, tz)
     scope = ca._Scope([(clinic_id, tz)], {clinic_id: (lo, hi)},
                       {clinic_id: ca.offset_periods(tz, lo, hi)})  # fmt: skip
     filters = ca.AnalyticsFilters(first_day, last_day, clinic_id)

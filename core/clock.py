@@ -46,7 +46,12 @@ def parse_utc(value: str, tz_if_naive: str = "UTC") -> datetime:
 
 def local_day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
     """UTC start and end of a clinic-local day (23 or 25 hours long on DST days)."""
-    return local_to_utc(day, time(0), tz), local_to_utc(day + timedelta(days=1), time(0), tz)
+    return local_days_bounds(day, day, tz)
+
+
+def local_days_bounds(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
+    """UTC [start, end) of the clinic-local days first..last, both included."""
+    return local_to_utc(first, time(0), tz), local_to_utc(last + timedelta(days=1), time(0), tz)
 
 
 def format_local(moment: datetime | None, tz: str, with_zone: bool = False) -> str:

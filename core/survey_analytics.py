@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 
 import pandas as pd
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from core import exports
 from core.authz import Actor, Permission, ensure
-from core.clock import local_to_utc, to_local
+from core.clock import local_days_bounds, to_local
 from core.errors import ValidationError
 from db.models import (
     Appointment,
@@ -66,10 +66,7 @@ def filter_for_days(first: date, last: date, tz: str = "UTC", clinic_id: int | N
     """The filter for clinic-local days `first`..`last` (both included)."""
     if last < first:
         raise ValidationError("The end date must be on or after the start date.")
-    return SurveyFilter(
-        local_to_utc(first, time(0), tz), local_to_utc(last + timedelta(days=1), time(0), tz),
-        clinic_id,
-    )  # fmt: skip
+    return SurveyFilter(*local_days_bounds(first, last, tz), clinic_id)
 
 
 @dataclass(frozen=True)

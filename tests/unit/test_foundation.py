@@ -6,7 +6,7 @@ import pytest
 
 from core import tokens
 from core.authz import MATRIX, Actor, Permission, ensure, matrix_markdown
-from core.clock import format_local, local_day_bounds, local_to_utc
+from core.clock import format_local, local_day_bounds, local_days_bounds, local_to_utc
 from core.config import load_settings
 from core.errors import ConfigurationError, DatabaseUnavailable, LinkInvalid, PermissionDenied
 from core.startup import open_database
@@ -103,6 +103,9 @@ def test_clinic_local_times_across_daylight_saving():
     # London springs forward on 29 March 2026: the local day is 23 hours long
     start, end = local_day_bounds(date(2026, 3, 29), "Europe/London")
     assert end - start == timedelta(hours=23)
+    # a range of local days: from the first day's midnight to the midnight after the last
+    assert local_days_bounds(date(2026, 3, 28), date(2026, 3, 29), "Europe/London") == (
+        datetime(2026, 3, 28, 0, 0, tzinfo=UTC), datetime(2026, 3, 29, 23, 0, tzinfo=UTC))  # fmt: skip
     # New York falls back on 1 November 2026: 01:30 happens twice; we take the first
     assert local_to_utc(date(2026, 11, 1), time(1, 30), "America/New_York") == datetime(
         2026, 11, 1, 5, 30, tzinfo=UTC)  # fmt: skip
