@@ -209,27 +209,25 @@ _BOUND = SurveyFilter(bindparam("since", type_=UTCDateTime()),
 
 
 @cache
-def _statement(by_clinic: bool, figures: bool, funnel: bool):
+def _statement(part: str, by_clinic: bool):
+    """The summary's or the funnel's one-row statement, and what turns its row into figures."""
     bound = SurveyFilter(_BOUND.since, _BOUND.until, bindparam("clinic") if by_clinic else None)
-    query, to_figures = _overview_query(bound) if figures else (select(), None)
-    n = len(query.selected_columns)
-    if funnel:
-        query = query.add_columns(*_funnel_counts(bound))
-    return query, n, to_figures
+    if part == "funnel":
+        return select(*_funnel_counts(bound)), _funnel
+    return _overview_query(bound)
 
 
-def _run(session: Session, f: SurveyFilter, figures: bool, funnel: bool):
-    query, n, to_figures = _statement(f.clinic_id is not None, figures, funnel)
+def _run(session: Session, f: SurveyFilter, part: str):
+    query, to_result = _statement(part, f.clinic_id is not None)
     params = {"since": f.since, "until": f.until}
     if f.clinic_id is not None:
         params["clinic"] = f.clinic_id
-    row = session.execute(query, params).one()
-    return (to_figures(*row[:n]) if figures else None), (_funnel(*row[n:]) if funnel else None)
+    return to_result(*session.execute(query, params).one())
 
 
 def summary(session: Session, actor: Actor, f: SurveyFilter) -> Figures:
     ensure(actor, Permission.ANALYTICS_READ)
-    return _run(session, f, figures=True, funnel=False)[0]
+    return _run(session, f, "summary")
 
 
 GROUPS = {"clinic": (0, Clinic), "provider": (1, Provider), "service": (2, Service)}
@@ -327,7 +325,7 @@ def funnel(session: Session, actor: Actor, f: SurveyFilter) -> Funnel:
     """Visits in the period (by start time) that were completed → asked for feedback →
     answered. Imported responses without an appointment are not part of it."""
     ensure(actor, Permission.ANALYTICS_READ)
-    return _run(session, f, figures=False, funnel=True)[1]
+    return _run(session, f, "funnel")
 
 
 def _feed_columns():
