@@ -138,10 +138,15 @@ def list_events(
 ) -> list[dict[str, Any]]:
     """The clinic's appointments and out-of-office blocks overlapping [start, end), as the
     dicts FullCalendar draws (clinic-local times with their offset; a click sends the id)."""
+    start, end, tz = _open_window(session, actor, clinic_id, start, end)
+    return _events(session, tz, clinic_id, start, end, provider_ids, statuses)
+
+
+def _open_window(session, actor, clinic_id, start, end) -> tuple[datetime, datetime, str]:
+    """Permission, the checked UTC window and the clinic's time zone."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     start, end = _checked_window(start, end)
-    tz = _clinic(session, clinic_id).timezone
-    return _events(session, tz, clinic_id, start, end, provider_ids, statuses)
+    return start, end, _clinic(session, clinic_id).timezone
 
 
 def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[dict[str, Any]]:
@@ -360,8 +365,6 @@ def window_events(
     statuses: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The window's events as FullCalendar dicts, with providers' time off as background."""
-    ensure(actor, Permission.APPOINTMENTS_READ)
-    start, end = _checked_window(start, end)
-    tz = _clinic(session, clinic_id).timezone
+    start, end, tz = _open_window(session, actor, clinic_id, start, end)
     return (_events(session, tz, clinic_id, start, end, provider_ids, statuses)
             + _time_off(session, clinic_id, tz, start, end, provider_ids))  # fmt: skip
