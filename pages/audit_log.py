@@ -1,12 +1,12 @@
 """Owner: the audit log, filtered by user, action, patient and date."""
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
 from core import accounts, audit
-from core.clock import utcnow
+from core.clock import local_days_bounds, utcnow
 from ui import actor
 from ui.context import read
 
@@ -56,8 +56,7 @@ with st.form("audit_filters"):
     days = c4.date_input("Dates (UTC)", (today - timedelta(days=30), today), key="audit_dates")
     st.form_submit_button("Apply")
 page = st.session_state.setdefault("audit_page", 0)
-since = datetime.combine(days[0], time(0), UTC) if len(days) > 0 else None
-until = datetime.combine(days[-1] + timedelta(days=1), time(0), UTC) if days else None
+since, until = local_days_bounds(days[0], days[-1], "UTC") if days else (None, None)
 frame = _events(me, user.id if user else None, action, patient or None, since, until, page)
 st.dataframe(frame, hide_index=True, width="stretch")
 prev, info, nxt = st.columns([1, 3, 1])

@@ -2,12 +2,12 @@
 out, and a provider's iCalendar file. Every export is audited."""
 
 from dataclasses import replace
-from datetime import time, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
 from core import imports, interchange
-from core.clock import local_to_utc, utcnow
+from core.clock import local_days_bounds, utcnow
 from ui import actor, run_action
 from ui.context import read
 from ui.data_view import file_header, mapping_editor, progress_bar, show_report
@@ -83,8 +83,7 @@ with exchange_tab:
         days = c2.date_input("Appointments starting (UTC days)", (today - timedelta(days=90), today + timedelta(days=90)), key="data_fhir_days")  # fmt: skip
         prepare_fhir = st.form_submit_button("Prepare FHIR bundle (audited)")
     if prepare_fhir and days:
-        since = local_to_utc(days[0], time(0), "UTC")
-        until = local_to_utc(days[-1] + timedelta(days=1), time(0), "UTC")
+        since, until = local_days_bounds(days[0], days[-1], "UTC")
         done = run_action(interchange.export_fhir, clinic_id=clinic_id, since=since, until=until)
         if done:
             st.session_state["data_fhir_bundle"] = done.value
