@@ -24,10 +24,10 @@ def _bucket_sql(row: str) -> str:
     )
 
 
-def _add(bucket_sql: str, table: str = "patient_portal_tally") -> str:
+def _add(bucket_sql: str) -> str:
     return (
-        f"INSERT INTO {table} (bucket, patients) VALUES ({bucket_sql}, 1) "
-        f"ON CONFLICT (bucket) DO UPDATE SET patients = {table}.patients + 1"
+        f"INSERT INTO patient_portal_tally (bucket, patients) VALUES ({bucket_sql}, 1) "
+        f"ON CONFLICT (bucket) DO UPDATE SET patients = patient_portal_tally.patients + 1"
     )
 
 

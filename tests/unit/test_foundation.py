@@ -113,3 +113,14 @@ def test_clinic_local_times_across_daylight_saving():
         format_local(datetime(2026, 7, 1, 8, 30, tzinfo=UTC), "Europe/London")
         == "Wed 01 Jul 2026, 09:30"
     )
+
+
+def test_the_initial_migration_creates_the_triggers_the_models_do():
+    """db.regen_initial copies db/triggers.py into the migration: the copy must not drift."""
+    from db import triggers
+    from db.regen_initial import VERSIONS
+
+    (path,) = VERSIONS.glob("0001_*.py")
+    frozen: dict = {}
+    exec(compile(path.read_text(), str(path), "exec"), frozen)  # noqa: S102 (our own file)
+    assert frozen["TRIGGERS"] == triggers.CREATE and frozen["DROP_TRIGGERS"] == triggers.DROP
