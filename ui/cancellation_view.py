@@ -8,7 +8,7 @@ import html
 import pandas as pd
 import streamlit as st
 
-from core.cancellation_analytics import WEEKDAYS, CancellationFigures, WhatIf
+from core.cancellation_analytics import WEEKDAYS, CancellationFigures, Counts, WhatIf
 from ui import charts
 
 FORMULAS = """
@@ -61,13 +61,16 @@ def key_figures(f: CancellationFigures) -> None:
                    delta_color="off")  # fmt: skip
 
 
+def _rate_bars(groups: list[Counts], title: str, key: str) -> None:
+    charts.show(charts.bars([c.label for c in groups], {
+        "Cancellation rate": [c.cancellation_rate for c in groups],
+        "No-show rate": [c.no_show_rate for c in groups]}, title=title, percent=True), key=key)  # fmt: skip
+
+
 def rate_charts(f: CancellationFigures) -> None:
     left, right = st.columns(2)
     with left:
-        charts.show(charts.bars([c.label for c in f.by_weekday], {
-            "Cancellation rate": [c.cancellation_rate for c in f.by_weekday],
-            "No-show rate": [c.no_show_rate for c in f.by_weekday]},
-            title="Rates by weekday", percent=True), key="cancel_chart_weekday")  # fmt: skip
+        _rate_bars(f.by_weekday, "Rates by weekday", "cancel_chart_weekday")
     with right:
         charts.show(charts.lines([c.label for c in f.weekly], {
             "Cancellation rate": [c.cancellation_rate for c in f.weekly],
@@ -94,10 +97,7 @@ def rate_charts(f: CancellationFigures) -> None:
 def time_charts(f: CancellationFigures) -> None:
     left, right = st.columns(2)
     with left:
-        charts.show(charts.bars([c.label for c in f.by_lead_time], {
-            "Cancellation rate": [c.cancellation_rate for c in f.by_lead_time],
-            "No-show rate": [c.no_show_rate for c in f.by_lead_time]},
-            title="Rates by lead time (start − booked)", percent=True), key="cancel_chart_lead")  # fmt: skip
+        _rate_bars(f.by_lead_time, "Rates by lead time (start − booked)", "cancel_chart_lead")
         charts.show(charts.bars([label for label, _ in f.turnaround],
                                 {"Requests": [n for _, n in f.turnaround]},
                                 title="Request turnaround (decided − requested)"),
