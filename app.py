@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.errors import DomainError
+from core.kernel.errors import DomainError
 from ui import auth
 from ui.context import database
 from ui.navigation import PATIENT_PAGE, pages_for
@@ -35,7 +35,7 @@ else:
                 icon=spec.icon,
                 url_path=spec.url_path,
                 visibility="hidden" if spec.hidden else "visible",
-            )  # fmt: skip
+            )
         )
     sections.setdefault("Front desk", []).append(public)
     with st.sidebar:

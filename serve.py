@@ -12,11 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from streamlit.runtime.pages_manager import PagesManager
 
-from core import accounts, jobs
-from core.config import load_settings
-from core.errors import DomainError
+from core import jobs
+from core.kernel import accounts
+from core.kernel.config import load_settings
+from core.kernel.errors import DomainError
 from core.startup import open_database
 from ui.auth import COOKIE
 
@@ -50,8 +50,15 @@ async def set_session(request: Request) -> Response:
     if cookie is None:
         return Response("invalid or expired sign-in code", status_code=400)
     response = Response(status_code=204)
-    response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https", max_age=30 * 24 * 3600)  # fmt: skip
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        secure=request.url.scheme == "https",
+        max_age=30 * 24 * 3600,
+    )
     return response
 
 
@@ -78,11 +85,6 @@ async def lifespan(_app):
     if task:
         task.cancel()
 
-
-# Streamlit treats a `pages/` folder beside the entry script as a legacy multipage app on a
-# process's first run and would serve its files directly, bypassing app.py's sign-in and
-# role navigation. ClinicDesk's navigation is always st.navigation in app.py.
-PagesManager.uses_pages_directory = False
 
 app = st.App(
     "app.py",

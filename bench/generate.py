@@ -39,7 +39,7 @@ import pandas as pd
 from sqlalchemy import column, func, select, table, text
 
 from core import demo
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Clinic, Provider, Service, WorkingHours
 
@@ -50,8 +50,10 @@ DAY_START, DAY_END = 8 * 60, 18 * 60
 VISITS_PER_DAY = 14.8
 KEEP = 0.9
 CHUNK = 20_000
-EXTRA_CLINICS = [("Riverside Medical Centre", "Europe/London"),
-                 ("Parkview Practice", "Europe/Berlin")]  # fmt: skip
+EXTRA_CLINICS = [
+    ("Riverside Medical Centre", "Europe/London"),
+    ("Parkview Practice", "Europe/Berlin"),
+]
 FIRST = demo.FIRST
 LAST = demo.LAST
 
@@ -92,8 +94,13 @@ def generate(
     database uses the large one's providers, so a week or a queue looks the same in both and
     only the tables' size differs)."""
     started = time.perf_counter()
-    settings = load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "b" * 40,
-                              "CLINICDESK_DATA_DIR": str(Path(url.split("///")[-1]).parent)})  # fmt: skip
+    settings = load_settings(
+        {
+            "DATABASE_URL": url,
+            "CLINICDESK_SECRET_KEY": "b" * 40,
+            "CLINICDESK_DATA_DIR": str(Path(url.split("///")[-1]).parent),
+        }
+    )
     database = open_database(settings, migrate=True)
     today = today or datetime.now(UTC).date()
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -113,11 +120,15 @@ def generate(
         providers = []
         for i in range(n_providers):
             clinic = clinics[i % len(clinics)]
-            provider = Provider(name=f"Dr Bench {i + 1:03d}", title="Dr",
-                                email=f"bench{i + 1}@clinicdesk.example")  # fmt: skip
+            provider = Provider(
+                name=f"Dr Bench {i + 1:03d}", title="Dr", email=f"bench{i + 1}@clinicdesk.example"
+            )
             for weekday in range(5):
-                provider.working_hours.append(WorkingHours(
-                    clinic_id=clinic.id, weekday=weekday, starts=dt_time(8), ends=dt_time(18)))  # fmt: skip
+                provider.working_hours.append(
+                    WorkingHours(
+                        clinic_id=clinic.id, weekday=weekday, starts=dt_time(8), ends=dt_time(18)
+                    )
+                )
             session.add(provider)
             providers.append((provider, clinic))
         session.flush()
@@ -127,8 +138,12 @@ def generate(
         clinic_tz = [c.timezone for c in clinics]
         service_ids = np.array([s.id for s in services])
         durations = np.array([s.duration_minutes for s in services])
-        first_patient = session.scalar(select(func.max(text("id"))).select_from(text("patients"))) + 1  # fmt: skip
-        first_appointment = session.scalar(select(func.max(text("id"))).select_from(text("appointments"))) + 1  # fmt: skip
+        first_patient = (
+            session.scalar(select(func.max(text("id"))).select_from(text("patients"))) + 1
+        )
+        first_appointment = (
+            session.scalar(select(func.max(text("id"))).select_from(text("appointments"))) + 1
+        )
     log(f"demo data and {n_providers} providers in {len(clinics)} clinics")
 
     rng = np.random.default_rng(seed)
@@ -140,9 +155,24 @@ def generate(
         _patients(conn, rng, patients, first_patient, now, dialect)
         log(f"{patients:,} patients in {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
-        done = _appointments(conn, rng, appointments, today, days_back, now, dialect, provider_ids,
-                             provider_clinic, clinic_ids, clinic_tz, service_ids, durations,
-                             first_patient, patients, first_appointment)  # fmt: skip
+        done = _appointments(
+            conn,
+            rng,
+            appointments,
+            today,
+            days_back,
+            now,
+            dialect,
+            provider_ids,
+            provider_clinic,
+            clinic_ids,
+            clinic_tz,
+            service_ids,
+            durations,
+            first_patient,
+            patients,
+            first_appointment,
+        )
         log(f"{appointments:,} appointments in {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
         _responses(conn, rng, responses, done, dialect)
@@ -155,15 +185,21 @@ def generate(
     database.dispose()
     seconds = time.perf_counter() - started
     log(f"done in {seconds:.0f} s")
-    return {"appointments": appointments, "patients": patients, "responses": responses,
-            "providers": n_providers, "clinics": len(clinics), "seconds": round(seconds, 1),
-            "bench_provider_id": int(provider_ids[0])}  # fmt: skip
+    return {
+        "appointments": appointments,
+        "patients": patients,
+        "responses": responses,
+        "providers": n_providers,
+        "clinics": len(clinics),
+        "seconds": round(seconds, 1),
+        "bench_provider_id": int(provider_ids[0]),
+    }
 
 
 def _build_rollups(database) -> None:
     """Maintained roll-ups, as the periodic job would have left them (when the module exists)."""
     try:
-        from core import cancellation_rollups
+        from core.analytics import cancellation_rollups
     except ImportError:
         return
     t = time.perf_counter()
@@ -196,12 +232,16 @@ def _insert(conn, tbl, columns: dict[str, list], total: int) -> None:
             for values in zip(*(columns[n] for n in names), strict=True):
                 copy.write_row(values)
         if "id" in names:  # explicit ids: move the sequence past them
-            conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{tbl.name}', 'id'), "
-                                 f"(SELECT max(id) FROM {tbl.name}))")  # fmt: skip
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{tbl.name}', 'id'), "
+                f"(SELECT max(id) FROM {tbl.name}))"
+            )
         return
     for start in range(0, total, CHUNK):
-        rows = [dict(zip(names, values, strict=True))
-                for values in zip(*(columns[n][start : start + CHUNK] for n in names), strict=True)]  # fmt: skip
+        rows = [
+            dict(zip(names, values, strict=True))
+            for values in zip(*(columns[n][start : start + CHUNK] for n in names), strict=True)
+        ]
         conn.execute(tbl.insert(), rows)
 
 
@@ -211,7 +251,9 @@ def _patients(conn, rng, n, first_id, now, dialect) -> None:
     last = rng.integers(0, len(LAST), n)
     has_email = rng.random(n) > 0.08
     birth = np.datetime64("1935-01-01") + rng.integers(0, 365 * 85, n).astype("timedelta64[D]")
-    created = np.datetime64(now.replace(microsecond=0)) - rng.integers(0, 5 * 365 * 86400, n).astype("timedelta64[s]")  # fmt: skip
+    created = np.datetime64(now.replace(microsecond=0)) - rng.integers(
+        0, 5 * 365 * 86400, n
+    ).astype("timedelta64[s]")
     first_names = [FIRST[i] for i in first]
     last_names = [LAST[i] for i in last]
     cols = {
@@ -220,9 +262,12 @@ def _patients(conn, rng, n, first_id, now, dialect) -> None:
         "first_name": first_names,
         "last_name": last_names,
         "date_of_birth": birth.astype("datetime64[D]").astype(str).tolist()
-        if dialect == "sqlite" else birth.astype("datetime64[D]").tolist(),
-        "email": [f"{f}.{s}.{i}@patients.example".lower() if e else None
-                  for f, s, i, e in zip(first_names, last_names, ids, has_email, strict=True)],
+        if dialect == "sqlite"
+        else birth.astype("datetime64[D]").tolist(),
+        "email": [
+            f"{f}.{s}.{i}@patients.example".lower() if e else None
+            for f, s, i, e in zip(first_names, last_names, ids, has_email, strict=True)
+        ],
         "phone": [f"07{i:09d}" for i in ids],
         "consent_email": (has_email & (rng.random(n) > 0.1)).tolist(),
         "consent_sms": (rng.random(n) > 0.3).tolist(),
@@ -232,7 +277,7 @@ def _patients(conn, rng, n, first_id, now, dialect) -> None:
         "card_on_file": (rng.random(n) > 0.5).tolist(),
         "created_at": _stamp(created, dialect),
         "updated_at": _stamp(created, dialect),
-    }  # fmt: skip
+    }
     _insert(conn, _plain("patients", *cols), cols, n)
 
 
@@ -265,29 +310,55 @@ def _slots(rng, n_providers, durations, n_days, weekday0):
                 minute.append(cursor)
                 service.append(s)
                 cursor = finish
-    return (np.frombuffer(prov, dtype=np.int32), np.frombuffer(day, dtype=np.int32),
-            np.frombuffer(minute, dtype=np.int16), np.frombuffer(service, dtype=np.int8))  # fmt: skip
+    return (
+        np.frombuffer(prov, dtype=np.int32),
+        np.frombuffer(day, dtype=np.int32),
+        np.frombuffer(minute, dtype=np.int16),
+        np.frombuffer(service, dtype=np.int8),
+    )
 
 
-def _appointments(conn, rng, n, today, days_back, now, dialect, provider_ids, provider_clinic, clinic_ids,
-                  clinic_tz, service_ids, durations, first_patient, n_patients, first_id):  # fmt: skip
+def _appointments(
+    conn,
+    rng,
+    n,
+    today,
+    days_back,
+    now,
+    dialect,
+    provider_ids,
+    provider_clinic,
+    clinic_ids,
+    clinic_tz,
+    service_ids,
+    durations,
+    first_patient,
+    n_patients,
+    first_id,
+):
     first_day = today - timedelta(days=days_back)
     n_days = days_back + DAYS_AHEAD
-    prov, day, minute, service = _slots(rng, len(provider_ids), durations.tolist(), n_days,
-                                        first_day.weekday())  # fmt: skip
+    prov, day, minute, service = _slots(
+        rng, len(provider_ids), durations.tolist(), n_days, first_day.weekday()
+    )
     if len(prov) < n:
         raise SystemExit(f"only {len(prov):,} slots for {n:,} appointments")
     keep = np.sort(rng.choice(len(prov), n, replace=False))
     prov, day, minute, service = prov[keep], day[keep], minute[keep].astype(np.int64), service[keep]
     clinic_index = provider_clinic[prov]
-    local = (np.datetime64(first_day) + day.astype("timedelta64[D]")).astype("datetime64[s]") \
-        + (minute * 60).astype("timedelta64[s]")  # fmt: skip
+    local = (np.datetime64(first_day) + day.astype("timedelta64[D]")).astype("datetime64[s]") + (
+        minute * 60
+    ).astype("timedelta64[s]")
     start = np.empty(n, dtype="datetime64[s]")
     for c, tz in enumerate(clinic_tz):
         mask = clinic_index == c
         if mask.any():
-            converted = (pd.DatetimeIndex(local[mask]).tz_localize(tz, ambiguous=False,
-                         nonexistent="shift_forward").tz_convert("UTC").tz_localize(None))  # fmt: skip
+            converted = (
+                pd.DatetimeIndex(local[mask])
+                .tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+                .tz_convert("UTC")
+                .tz_localize(None)
+            )
             start[mask] = converted.values.astype("datetime64[s]")
     dur = durations[service].astype(np.int64)
     end = start + (dur * 60).astype("timedelta64[s]")
@@ -296,8 +367,11 @@ def _appointments(conn, rng, n, today, days_back, now, dialect, provider_ids, pr
 
     # lead time: 15% same day (booked 0.5–6 h before), the rest log-normal around a week
     same_day = rng.random(n) < 0.15
-    lead = np.where(same_day, rng.uniform(0.5, 6, n) * 3600,
-                    np.minimum(rng.lognormal(math.log(7), 0.9, n), 180) * 86400 + rng.uniform(0, 86400, n))  # fmt: skip
+    lead = np.where(
+        same_day,
+        rng.uniform(0.5, 6, n) * 3600,
+        np.minimum(rng.lognormal(math.log(7), 0.9, n), 180) * 86400 + rng.uniform(0, 86400, n),
+    )
     lead = lead.astype(np.int64)
     booked = start - lead.astype("timedelta64[s]")
     # a visit weeks ahead booked "in the future" was booked in the last days instead
@@ -320,20 +394,25 @@ def _appointments(conn, rng, n, today, days_back, now, dialect, provider_ids, pr
     status[requested] = "requested"
     cancelled = status == "cancelled"
     notice = (lead * rng.random(n)).astype(np.int64)
-    cancelled_at = np.where(cancelled, start - notice.astype("timedelta64[s]"), np.datetime64("NaT"))  # fmt: skip
+    cancelled_at = np.where(
+        cancelled, start - notice.astype("timedelta64[s]"), np.datetime64("NaT")
+    )
     cancelled_at = np.where(cancelled & (cancelled_at > now64), now64, cancelled_at)
     late = cancelled & (notice < 86400)
     completed = status == "completed"
-    decided = np.where(online & (status != "requested"),
-                       booked + rng.integers(600, 2 * 86400, n).astype("timedelta64[s]"),
-                       np.datetime64("NaT"))  # fmt: skip
+    decided = np.where(
+        online & (status != "requested"),
+        booked + rng.integers(600, 2 * 86400, n).astype("timedelta64[s]"),
+        np.datetime64("NaT"),
+    )
     decided = np.where(decided > start, start, decided)
     decided = np.where(decided > now64, now64, decided)
     # patients: a skew, so some come often
     patient = first_patient + np.floor(n_patients * rng.random(n) ** 1.6).astype(np.int64)
     reasons = np.array(demo.REASONS, dtype=object)[rng.integers(0, len(demo.REASONS), n)]
     tod = np.array(["early_morning", "morning", "afternoon", "evening"], dtype=object)[
-        np.clip((minute - DAY_START) // 150, 0, 3)]  # fmt: skip
+        np.clip((minute - DAY_START) // 150, 0, 3)
+    ]
     nat = np.datetime64("NaT")
     start_col = np.where(requested, nat, start)
     end_col = np.where(requested, nat, end)
@@ -351,8 +430,14 @@ def _appointments(conn, rng, n, today, days_back, now, dialect, provider_ids, pr
         "status": status.tolist(),
         "start_at": _stamp(start_col, dialect),
         "end_at": _stamp(end_col, dialect),
-        "requested_day": [d if r else None for d, r in zip(
-            day_col.astype(str).tolist() if dialect == "sqlite" else day_col.tolist(), requested, strict=True)],
+        "requested_day": [
+            d if r else None
+            for d, r in zip(
+                day_col.astype(str).tolist() if dialect == "sqlite" else day_col.tolist(),
+                requested,
+                strict=True,
+            )
+        ],
         "time_of_day": np.where(requested, tod, None).tolist(),
         "source": np.where(online, "online", "staff").tolist(),
         "notes": [""] * n,
@@ -361,10 +446,14 @@ def _appointments(conn, rng, n, today, days_back, now, dialect, provider_ids, pr
         "sms_reminder": sms.tolist(),
         "booked_at": _stamp(booked, dialect),
         "decided_at": _stamp(decided, dialect),
-        "checked_in_at": _stamp(np.where(completed, start - np.timedelta64(300, "s"), nat), dialect),
+        "checked_in_at": _stamp(
+            np.where(completed, start - np.timedelta64(300, "s"), nat), dialect
+        ),
         "completed_at": _stamp(np.where(completed, end, nat), dialect),
         "cancelled_at": _stamp(cancelled_at, dialect),
-        "cancelled_by": np.where(cancelled, np.where(rng.random(n) < 0.8, "patient", "Max Manager"), None).tolist(),
+        "cancelled_by": np.where(
+            cancelled, np.where(rng.random(n) < 0.8, "patient", "Max Manager"), None
+        ).tolist(),
         "cancel_reason": np.where(cancelled, reasons, None).tolist(),
         "decline_reason": np.where(status == "declined", "No suitable slot", None).tolist(),
         "late_cancellation": late.tolist(),
@@ -373,7 +462,7 @@ def _appointments(conn, rng, n, today, days_back, now, dialect, provider_ids, pr
         "created_at": _stamp(created, dialect),
         "updated_at": _stamp(np.where(cancelled, cancelled_at, created), dialect),
         "version": [1] * n,
-    }  # fmt: skip
+    }
     cols["provider_id"] = [None if p == -1 else p for p in cols["provider_id"]]
     _insert(conn, _plain("appointments", *cols), cols, n)
 
@@ -392,7 +481,7 @@ def _appointments(conn, rng, n, today, days_back, now, dialect, provider_ids, pr
         "created_at": _stamp(fee_time, dialect),
         "waived_at": _stamp(np.where(waived, fee_time + np.timedelta64(86400, "s"), nat), dialect),
         "waive_reason": np.where(waived, "Goodwill", None).tolist(),
-    }  # fmt: skip
+    }
     _insert(conn, _plain("ledger_entries", *fee_cols), fee_cols, m)
 
     # a few open change requests on future visits
@@ -404,14 +493,23 @@ def _appointments(conn, rng, n, today, days_back, now, dialect, provider_ids, pr
         "kind": kinds.tolist(),
         "status": ["open"] * len(picked),
         "original_start_at": _stamp(start[picked], dialect),
-        "requested_start_at": _stamp(np.where(kinds == "reschedule", start[picked] + np.timedelta64(7 * 86400, "s"), nat), dialect),
-        "reason": np.array(demo.REASONS, dtype=object)[rng.integers(0, len(demo.REASONS), len(picked))].tolist(),
+        "requested_start_at": _stamp(
+            np.where(kinds == "reschedule", start[picked] + np.timedelta64(7 * 86400, "s"), nat),
+            dialect,
+        ),
+        "reason": np.array(demo.REASONS, dtype=object)[
+            rng.integers(0, len(demo.REASONS), len(picked))
+        ].tolist(),
         "inside_window": [False] * len(picked),
         "fee_cents": [0] * len(picked),
         "points": [0] * len(picked),
-        "created_at": _stamp(np.full(len(picked), now64) - rng.integers(600, 3 * 86400, len(picked)).astype("timedelta64[s]"), dialect),
+        "created_at": _stamp(
+            np.full(len(picked), now64)
+            - rng.integers(600, 3 * 86400, len(picked)).astype("timedelta64[s]"),
+            dialect,
+        ),
         "version": [1] * len(picked),
-    }  # fmt: skip
+    }
     _insert(conn, _plain("change_requests", *cr_cols), cr_cols, len(picked))
     done = np.flatnonzero(completed)
     return {
@@ -443,13 +541,19 @@ def _responses(conn, rng, n, done, dialect) -> None:
         "source": ["link"] * n,
     }
     _insert(conn, _plain("survey_responses", *cols), cols, n)
-    conn.execute(text("UPDATE appointments SET feedback_status = 'collected' WHERE id IN "
-                      "(SELECT appointment_id FROM survey_responses WHERE source = 'link' "
-                      "AND appointment_id IS NOT NULL)"))  # fmt: skip
+    conn.execute(
+        text(
+            "UPDATE appointments SET feedback_status = 'collected' WHERE id IN "
+            "(SELECT appointment_id FROM survey_responses WHERE source = 'link' "
+            "AND appointment_id IS NOT NULL)"
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.generate", description=__doc__.split("\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.generate", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--appointments", type=int, default=1_000_000)
     parser.add_argument("--patients", type=int, default=200_000)
     parser.add_argument("--responses", type=int, default=300_000)
@@ -465,8 +569,14 @@ def main(argv: list[str] | None = None) -> int:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         url = f"sqlite:///{path}"
-    result = generate(url, appointments=args.appointments, patients=args.patients,
-                      responses=args.responses, seed=args.seed, providers=args.providers)  # fmt: skip
+    result = generate(
+        url,
+        appointments=args.appointments,
+        patients=args.patients,
+        responses=args.responses,
+        seed=args.seed,
+        providers=args.providers,
+    )
     print(result)
     return 0
 

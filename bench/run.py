@@ -15,9 +15,9 @@ Figures
   one-line Streamlit script's run is printed too); target ≤ 4×.
 - memory: tracemalloc peak of one page run at 100k and at 1M appointments; target: the 1M
   peak within 1.5× the 100k peak (memory does not grow with the table).
-- core: calendar week (core.calendar.list_events, ≤ 30 ms), slot suggestions
-  (core.availability.suggest_slots for a provider with years of bookings, ≤ 50 ms), queue
-  (core.queue counts + first page), analytics (compute_figures, survey dashboard).
+- core: calendar week (core.scheduling.calendar.list_events, ≤ 30 ms), slot suggestions
+  (core.scheduling.availability.suggest_slots for a provider with years of bookings, ≤ 50 ms), queue
+  (core.requests.queue counts + first page), analytics (compute_figures, survey dashboard).
 - naive: the same cancellation figures computed by reading the appointments table into pandas
   and grouping there, against compute_figures; target ≥ 15× slower.
 - import: the Kaggle no-show file (110,527 rows) into a fresh SQLite; target ≤ 60 s.
@@ -43,12 +43,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.kernel import accounts
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results.json"
 SECRET = "b" * 40
-TARGETS = {"page_ratio": 4.0, "naive_ratio": 15.0, "calendar_ms": 30.0, "slots_ms": 50.0,
-           "import_s": 60.0, "memory_growth": 1.5}  # fmt: skip
+TARGETS = {
+    "page_ratio": 4.0,
+    "naive_ratio": 15.0,
+    "calendar_ms": 30.0,
+    "slots_ms": 50.0,
+    "import_s": 60.0,
+    "memory_growth": 1.5,
+}
 
 
 def log(message: str) -> None:
@@ -77,8 +85,9 @@ def present(module: str) -> Any | None:
 # ---------------------------------------------------------------- databases
 
 
-def ensure_sqlite(path: Path, appointments: int, patients: int, responses: int,
-                  providers: int | None = None) -> str:  # fmt: skip
+def ensure_sqlite(
+    path: Path, appointments: int, patients: int, responses: int, providers: int | None = None
+) -> str:
     if path.exists() and not schema_matches(f"sqlite:///{path}"):
         log(f"{path} was generated with an older schema: generating it again")
         for suffix in ("", "-wal", "-shm"):
@@ -87,9 +96,19 @@ def ensure_sqlite(path: Path, appointments: int, patients: int, responses: int,
         from bench import generate
 
         log(f"generating {path} ({appointments:,} appointments) — first run only")
-        generate.main(["--appointments", str(appointments), "--patients", str(patients),
-                       "--responses", str(responses), "--out", str(path)]
-                      + (["--providers", str(providers)] if providers else []))  # fmt: skip
+        generate.main(
+            [
+                "--appointments",
+                str(appointments),
+                "--patients",
+                str(patients),
+                "--responses",
+                str(responses),
+                "--out",
+                str(path),
+            ]
+            + (["--providers", str(providers)] if providers else [])
+        )
     create_missing_indexes(f"sqlite:///{path}")
     return f"sqlite:///{path}"
 
@@ -141,17 +160,20 @@ def schema_matches(url: str) -> bool:
 
 
 def open_db(url: str):
-    from core.config import load_settings
+    from core.kernel.config import load_settings
     from core.startup import open_database
 
-    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": SECRET,
-                                        "CLINICDESK_DATA_DIR": str(DATA)}), migrate=True)  # fmt: skip
+    return open_database(
+        load_settings(
+            {"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": SECRET, "CLINICDESK_DATA_DIR": str(DATA)}
+        ),
+        migrate=True,
+    )
 
 
 def owner_actor(database):
     from sqlalchemy import select
 
-    from core import accounts
     from db.models import User
 
     with database.read() as session:
@@ -171,25 +193,37 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with database.read() as session:
         busiest = session.execute(
-            select(Appointment.clinic_id, func.count()).group_by(Appointment.clinic_id)
-            .order_by(func.count().desc()).limit(1)).first()[0]  # fmt: skip
+            select(Appointment.clinic_id, func.count())
+            .group_by(Appointment.clinic_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).first()[0]
         tz = session.get(Clinic, busiest).timezone
         provider_id = session.scalar(
             select(Provider.id).where(Provider.name.like("Dr Bench%")).order_by(Provider.id)
-        )  # fmt: skip
-        span = session.execute(select(func.min(Appointment.start_at), func.max(Appointment.start_at))).one()  # fmt: skip
-        bookings = session.scalar(select(func.count()).where(
-            Appointment.provider_id == provider_id,
-            Appointment.status.in_([AppointmentStatus.SCHEDULED, AppointmentStatus.COMPLETED]),
-        ))  # fmt: skip
-    out["context"] = {"clinic_id": busiest, "provider_id": provider_id,
-                      "provider_bookings": bookings, "first": str(span[0]), "last": str(span[1])}  # fmt: skip
+        )
+        span = session.execute(
+            select(func.min(Appointment.start_at), func.max(Appointment.start_at))
+        ).one()
+        bookings = session.scalar(
+            select(func.count()).where(
+                Appointment.provider_id == provider_id,
+                Appointment.status.in_([AppointmentStatus.SCHEDULED, AppointmentStatus.COMPLETED]),
+            )
+        )
+    out["context"] = {
+        "clinic_id": busiest,
+        "provider_id": provider_id,
+        "provider_bookings": bookings,
+        "first": str(span[0]),
+        "last": str(span[1]),
+    }
     today = datetime.now(UTC).date()
     monday = today - timedelta(days=today.weekday() + 7)  # last week: a full one
 
-    calendar = present("core.calendar")
+    calendar = present("core.scheduling.calendar")
     if calendar is not None:
-        from core.clock import local_to_utc
+        from core.kernel.clock import local_to_utc
 
         start = local_to_utc(monday, datetime.min.time(), tz)
         end = local_to_utc(monday + timedelta(days=7), datetime.min.time(), tz)
@@ -201,19 +235,23 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
         events = len(week())
         out["calendar_week_ms"] = median_ms(week, repeat * 4)
         out["calendar_week_events"] = events
-    availability = present("core.availability")
+    availability = present("core.scheduling.availability")
     if availability is not None:
         clinic_of = _provider_clinic(database, provider_id)
 
         def slots():
             with database.read() as session:
-                return availability.suggest_slots(session, clinic_id=clinic_of, duration_minutes=30,
-                                                  day=today + timedelta(days=1),
-                                                  provider_id=provider_id)  # fmt: skip
+                return availability.suggest_slots(
+                    session,
+                    clinic_id=clinic_of,
+                    duration_minutes=30,
+                    day=today + timedelta(days=1),
+                    provider_id=provider_id,
+                )
 
         out["slot_suggestions"] = len(slots())
         out["slots_ms"] = median_ms(slots, repeat * 4)
-    queue = present("core.queue")
+    queue = present("core.requests.queue")
     if queue is not None:
 
         def work():
@@ -225,7 +263,7 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
 
         out["queue_counts"] = {str(k): v for k, v in work().items()}
         out["queue_ms"] = median_ms(work, repeat * 2)
-    analytics = present("core.cancellation_analytics")
+    analytics = present("core.analytics.cancellations")
     if analytics is not None:
         filters = analytics.AnalyticsFilters(start=today - timedelta(days=365), end=today)
 
@@ -238,11 +276,13 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
         naive_result, naive_ms = naive_analytics(database, filters, tz)
         out["naive_analytics_ms"] = naive_ms
         out["naive_ratio"] = naive_ms / out["analytics_ms"]
-        out["analytics_check"] = {"ours_no_shows": result.totals.no_shows,
-                                  "naive_no_shows": naive_result["no_shows"],
-                                  "ours_booked": result.totals.booked,
-                                  "naive_booked": naive_result["booked"]}  # fmt: skip
-    surveys = present("core.survey_analytics")
+        out["analytics_check"] = {
+            "ours_no_shows": result.totals.no_shows,
+            "naive_no_shows": naive_result["no_shows"],
+            "ours_booked": result.totals.booked,
+            "naive_booked": naive_result["booked"],
+        }
+    surveys = present("core.analytics.surveys")
     if surveys is not None:
         f = surveys.filter_for_days(today - timedelta(days=365), today)
 
@@ -261,7 +301,9 @@ def _provider_clinic(database, provider_id: int) -> int:
     from db.models import WorkingHours
 
     with database.read() as session:
-        return session.scalar(select(WorkingHours.clinic_id).where(WorkingHours.provider_id == provider_id))  # fmt: skip
+        return session.scalar(
+            select(WorkingHours.clinic_id).where(WorkingHours.provider_id == provider_id)
+        )
 
 
 def naive_analytics(database, filters, tz: str) -> tuple[dict[str, Any], float]:
@@ -273,24 +315,35 @@ def naive_analytics(database, filters, tz: str) -> tuple[dict[str, Any], float]:
             frame = pd.read_sql_table("appointments", conn)
         start = pd.to_datetime(frame["start_at"], utc=True).dt.tz_convert(tz)
         day = start.dt.date
-        frame = frame[(day >= filters.start) & (day <= filters.end) & (frame["kind"] == "appointment")]  # fmt: skip
+        frame = frame[
+            (day >= filters.start) & (day <= filters.end) & (frame["kind"] == "appointment")
+        ]
         start = start.loc[frame.index]
-        booked = frame["status"].isin(["scheduled", "checked_in", "completed", "no_show", "cancelled"])  # fmt: skip
+        booked = frame["status"].isin(
+            ["scheduled", "checked_in", "completed", "no_show", "cancelled"]
+        )
         frame = frame.assign(
-            booked=booked, no_show=frame["status"] == "no_show",
+            booked=booked,
+            no_show=frame["status"] == "no_show",
             attended=frame["status"].isin(["completed", "checked_in"]),
             cancelled=frame["status"] == "cancelled",
             late=(frame["status"] == "cancelled") & frame["late_cancellation"].astype(bool),
-            weekday=start.dt.weekday, hour=start.dt.hour,
-            lead=(pd.to_datetime(frame["start_at"], utc=True)
-                  - pd.to_datetime(frame["booked_at"], utc=True)).dt.total_seconds() // 86400,
-        )  # fmt: skip
+            weekday=start.dt.weekday,
+            hour=start.dt.hour,
+            lead=(
+                pd.to_datetime(frame["start_at"], utc=True)
+                - pd.to_datetime(frame["booked_at"], utc=True)
+            ).dt.total_seconds()
+            // 86400,
+        )
         sums = ["booked", "no_show", "attended", "cancelled", "late"]
         frame.groupby("weekday")[sums].sum()
         frame.groupby("hour")[sums].sum()
         frame.groupby(["weekday", "hour"])[sums].sum()
         frame.groupby("sms_reminder")[sums].sum()
-        frame.groupby(pd.cut(frame["lead"], [-1, 1, 3, 7, 14, 30, 10**6]), observed=False)[sums].sum()  # fmt: skip
+        frame.groupby(pd.cut(frame["lead"], [-1, 1, 3, 7, 14, 30, 10**6]), observed=False)[
+            sums
+        ].sum()
         frame.groupby(start.dt.tz_localize(None).dt.to_period("W"))[sums].sum()
         return {"booked": int(frame["booked"].sum()), "no_shows": int(frame["no_show"].sum())}
 
@@ -312,7 +365,6 @@ BARE_PAGE = "import streamlit as st\n\nst.title('Empty page')\n"
 EMPTY_PAGE = """
 import streamlit as st
 
-from core import accounts
 from ui import auth
 from ui.context import database
 
@@ -340,7 +392,6 @@ def page_specs() -> list[Any]:
 def signed_in_session(url: str) -> int:
     from sqlalchemy import select
 
-    from core import accounts
     from db.models import User
 
     database = open_db(url)
@@ -357,8 +408,9 @@ def page_runs(url: str, repeat: int, memory: bool) -> dict[str, Any]:
     from streamlit.logger import set_log_level
     from streamlit.testing.v1 import AppTest
 
-    os.environ.update({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": SECRET,
-                       "CLINICDESK_DATA_DIR": str(DATA)})  # fmt: skip
+    os.environ.update(
+        {"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": SECRET, "CLINICDESK_DATA_DIR": str(DATA)}
+    )
     os.chdir(ROOT)
     session_id = signed_in_session(url)
     results: dict[str, Any] = {}
@@ -393,10 +445,12 @@ def page_runs(url: str, repeat: int, memory: bool) -> dict[str, Any]:
         for _ in range(repeat):  # interleaved with the empty page: the same machine load
             baseline.append(timed(empty))
             runs.append(timed(at))
-        entry: dict[str, Any] = {"median_ms": statistics.median(runs),
-                                 "empty_ms": statistics.median(baseline),
-                                 "ratio": statistics.median(runs) / statistics.median(baseline),
-                                 "errors": [str(e)[:200] for e in errors]}  # fmt: skip
+        entry: dict[str, Any] = {
+            "median_ms": statistics.median(runs),
+            "empty_ms": statistics.median(baseline),
+            "ratio": statistics.median(runs) / statistics.median(baseline),
+            "errors": [str(e)[:200] for e in errors],
+        }
         if memory:
             st.cache_data.clear()
             gc.collect()
@@ -405,8 +459,10 @@ def page_runs(url: str, repeat: int, memory: bool) -> dict[str, Any]:
             entry["peak_mb"] = tracemalloc.get_traced_memory()[1] / 1e6
             tracemalloc.stop()
         results[spec.file] = entry
-        log(f"  {spec.file}: {entry['median_ms']:.0f} ms, {entry['ratio']:.1f}× the empty page"
-            + (f" (ERROR: {errors[0]})" if errors else ""))  # fmt: skip
+        log(
+            f"  {spec.file}: {entry['median_ms']:.0f} ms, {entry['ratio']:.1f}× the empty page"
+            + (f" (ERROR: {errors[0]})" if errors else "")
+        )
     return results
 
 
@@ -414,8 +470,8 @@ def page_runs(url: str, repeat: int, memory: bool) -> dict[str, Any]:
 
 
 def import_throughput() -> dict[str, Any]:
-    from core import imports
-    from core.authz import SYSTEM
+    from core.interchange import imports
+    from core.kernel.authz import SYSTEM
 
     if not imports.NOSHOW_FILE.exists():
         log("skipping import: the no-show file is not at " + str(imports.NOSHOW_FILE))
@@ -424,12 +480,17 @@ def import_throughput() -> dict[str, Any]:
         database = open_db(f"sqlite:///{folder}/import.db")
         started = time.perf_counter()
         with database.write() as session:
-            report = imports.import_appointments(session, SYSTEM, imports.NOSHOW_FILE,
-                                                 imports.KAGGLE_NOSHOW)  # fmt: skip
+            report = imports.import_appointments(
+                session, SYSTEM, imports.NOSHOW_FILE, imports.KAGGLE_NOSHOW
+            )
         seconds = time.perf_counter() - started
         database.dispose()
-    return {"rows": report.rows_read, "created": report.created, "seconds": seconds,
-            "rows_per_s": report.rows_read / seconds}  # fmt: skip
+    return {
+        "rows": report.rows_read,
+        "created": report.created,
+        "seconds": seconds,
+        "rows_per_s": report.rows_read / seconds,
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -449,19 +510,34 @@ def table(results: dict[str, Any]) -> str:
 
         def row(name, value, target="", ok=None, unit=""):
             text = "skipped" if value is None else f"{value:,.1f}{unit}"
-            lines.append(f"{name:<44}{text:>14}  {target:>12}  {verdict(ok) if value is not None else 'skipped'}")  # fmt: skip
+            lines.append(
+                f"{name:<44}{text:>14}  {target:>12}  "
+                f"{verdict(ok) if value is not None else 'skipped'}"
+            )
 
         cal = core.get("calendar_week_ms")
-        row(f"calendar week ({core.get('calendar_week_events', 0)} events)", cal, "≤ 30 ms",
-            None if cal is None else cal <= TARGETS["calendar_ms"], " ms")  # fmt: skip
+        row(
+            f"calendar week ({core.get('calendar_week_events', 0)} events)",
+            cal,
+            "≤ 30 ms",
+            None if cal is None else cal <= TARGETS["calendar_ms"],
+            " ms",
+        )
         sl = core.get("slots_ms")
-        row(f"slot suggestions ({ctx.get('provider_bookings', 0):,} bookings)", sl, "≤ 50 ms",
-            None if sl is None else sl <= TARGETS["slots_ms"], " ms")  # fmt: skip
+        row(
+            f"slot suggestions ({ctx.get('provider_bookings', 0):,} bookings)",
+            sl,
+            "≤ 50 ms",
+            None if sl is None else sl <= TARGETS["slots_ms"],
+            " ms",
+        )
         row("queue (counts + every kind's first page)", core.get("queue_ms"), "", None, " ms")
         row("cancellation analytics, 1 year", core.get("analytics_ms"), "", None, " ms")
         row("  naive: table into pandas", core.get("naive_analytics_ms"), "", None, " ms")
         nr = core.get("naive_ratio")
-        row("  naive ÷ ours", nr, "≥ 15×", None if nr is None else nr >= TARGETS["naive_ratio"], "×")  # fmt: skip
+        row(
+            "  naive ÷ ours", nr, "≥ 15×", None if nr is None else nr >= TARGETS["naive_ratio"], "×"
+        )
         row("survey analytics dashboard, 1 year", core.get("survey_ms"), "", None, " ms")
         pages = r.get("pages", {})
         empty = pages.get("empty_ms")
@@ -473,18 +549,26 @@ def table(results: dict[str, Any]) -> str:
                 continue
             ratio = p["ratio"]
             label = f"page {name}" + (" (ERROR)" if p["errors"] else "")
-            lines.append(f"{label:<44}{p['median_ms']:>11,.0f} ms  {'≤ 4× empty':>12}  "
-                         f"{ratio:5.1f}× of {p['empty_ms']:.0f} ms "
-                         f"{verdict(ratio <= TARGETS['page_ratio'] and not p['errors'])}")  # fmt: skip
+            lines.append(
+                f"{label:<44}{p['median_ms']:>11,.0f} ms  {'≤ 4× empty':>12}  "
+                f"{ratio:5.1f}× of {p['empty_ms']:.0f} ms "
+                f"{verdict(ratio <= TARGETS['page_ratio'] and not p['errors'])}"
+            )
         for name, m in r.get("memory", {}).items():
-            lines.append(f"{'memory ' + name:<44}{m['large_mb']:>10,.1f} MB  {'≤ 1.5× small':>12}  "
-                         f"{m['growth']:5.2f}× of {m['small_mb']:.1f} MB {verdict(m['growth'] <= TARGETS['memory_growth'])}"
-                         f"  (run {m['small_ms']:,.0f} → {m['large_ms']:,.0f} ms)")  # fmt: skip
+            lines.append(
+                f"{'memory ' + name:<44}{m['large_mb']:>10,.1f} MB  {'≤ 1.5× small':>12}  "
+                f"{m['growth']:5.2f}× of {m['small_mb']:.1f} MB "
+                f"{verdict(m['growth'] <= TARGETS['memory_growth'])}"
+                f"  (run {m['small_ms']:,.0f} → {m['large_ms']:,.0f} ms)"
+            )
         lines.append("")
     imp = results.get("import")
     if imp:
-        lines.append(f"import of the no-show file: {imp['rows']:,} rows in {imp['seconds']:.1f} s "
-                     f"({imp['rows_per_s']:,.0f} rows/s), target ≤ 60 s: {verdict(imp['seconds'] <= TARGETS['import_s'])}")  # fmt: skip
+        lines.append(
+            f"import of the no-show file: {imp['rows']:,} rows in {imp['seconds']:.1f} s "
+            f"({imp['rows_per_s']:,.0f} rows/s), "
+            f"target ≤ 60 s: {verdict(imp['seconds'] <= TARGETS['import_s'])}"
+        )
     return "\n".join(lines)
 
 
@@ -498,40 +582,60 @@ def run_backend(url: str, small_url: str | None, args, label: str) -> dict[str, 
         log(f"{label}: pages at the small size (memory)")
         small = page_runs(small_url, 1, memory=True)
         out["memory"] = {
-            name: {"small_mb": small[name]["peak_mb"], "large_mb": p["peak_mb"],
-                   "growth": p["peak_mb"] / max(small[name]["peak_mb"], 0.01),
-                   "small_ms": small[name]["median_ms"], "large_ms": p["median_ms"]}
-            for name, p in large.items() if isinstance(p, dict) and name in small
-        }  # fmt: skip
+            name: {
+                "small_mb": small[name]["peak_mb"],
+                "large_mb": p["peak_mb"],
+                "growth": p["peak_mb"] / max(small[name]["peak_mb"], 0.01),
+                "small_ms": small[name]["median_ms"],
+                "large_ms": p["median_ms"],
+            }
+            for name, p in large.items()
+            if isinstance(p, dict) and name in small
+        }
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--appointments", type=int, default=1_000_000)
     parser.add_argument("--patients", type=int, default=200_000)
     parser.add_argument("--responses", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=5, help="runs per core figure")
     parser.add_argument("--page-repeat", type=int, default=11, help="runs per page")
-    parser.add_argument("--pg", action=argparse.BooleanOptionalAction, default=None,
-                        help="also on a throwaway PostgreSQL (default: when its binaries exist)")  # fmt: skip
+    parser.add_argument(
+        "--pg",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also on a throwaway PostgreSQL (default: when its binaries exist)",
+    )
     parser.add_argument("--no-pages", action="store_true", help="core figures only")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    size = f"{args.appointments:,} appointments, {args.patients:,} patients, {args.responses:,} responses"  # fmt: skip
+    size = (
+        f"{args.appointments:,} appointments, {args.patients:,} patients, "
+        f"{args.responses:,} responses"
+    )
     big = DATA / ("bench.db" if args.appointments == 1_000_000 else f"bench-{args.appointments}.db")
     url = ensure_sqlite(big, args.appointments, args.patients, args.responses)
     small_n = max(args.appointments // 10, 10_000)
     from bench.generate import providers_for
 
     providers = providers_for(args.appointments)  # the same providers: same density per week
-    small_url = ensure_sqlite(DATA / f"small-{small_n}-{providers}.db", small_n,
-                              args.patients // 10, args.responses // 10, providers)  # fmt: skip
+    small_url = ensure_sqlite(
+        DATA / f"small-{small_n}-{providers}.db",
+        small_n,
+        args.patients // 10,
+        args.responses // 10,
+        providers,
+    )
     results: dict[str, Any] = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "targets": TARGETS, "backends": {},
-    }  # fmt: skip
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        ),
+        "targets": TARGETS,
+        "backends": {},
+    }
     backend = {"size": size}
     if args.no_pages:
         backend["core"] = core_figures(url, args.repeat)
@@ -572,12 +676,17 @@ def postgres(args, size: str) -> dict[str, Any]:
         name = f"bench_{uuid.uuid4().hex[:8]}"
         url = server.create_database(name)
         log(f"PostgreSQL: generating {args.appointments:,} appointments")
-        generate.generate(url, appointments=args.appointments, patients=args.patients,
-                          responses=args.responses)  # fmt: skip
+        generate.generate(
+            url, appointments=args.appointments, patients=args.patients, responses=args.responses
+        )
         small = server.create_database(name + "_small")
-        generate.generate(small, appointments=max(args.appointments // 10, 10_000),
-                          patients=args.patients // 10, responses=args.responses // 10,
-                          providers=generate.providers_for(args.appointments))  # fmt: skip
+        generate.generate(
+            small,
+            appointments=max(args.appointments // 10, 10_000),
+            patients=args.patients // 10,
+            responses=args.responses // 10,
+            providers=generate.providers_for(args.appointments),
+        )
         if args.no_pages:
             return {"size": size, "core": core_figures(url, args.repeat)}
         return {"size": size} | run_backend(url, small, args, "PostgreSQL")

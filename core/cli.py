@@ -8,10 +8,15 @@ import logging
 import sys
 import time
 
-from core import accounts, demo, jobs, notify
-from core.authz import SYSTEM
-from core.config import load_settings
-from core.errors import DomainError
+from core import demo, jobs
+from core.analytics import stats
+from core.interchange import imports
+from core.interchange import standards as interchange
+from core.kernel import accounts
+from core.kernel.authz import SYSTEM
+from core.kernel.config import load_settings
+from core.kernel.errors import DomainError
+from core.messaging import notify
 from core.startup import open_database
 from db.models import Role
 
@@ -75,8 +80,9 @@ def _create_user(args) -> int:
     database = open_database(load_settings(), migrate=True)
     password = args.password or getpass.getpass("Password (10 characters or more): ")
     with database.write() as session:
-        user = accounts._insert_user(session, SYSTEM, args.username, args.name, args.role,
-                                     password, args.email)  # fmt: skip
+        user = accounts.insert_user(
+            session, SYSTEM, args.username, args.name, args.role, password, args.email
+        )
     print(f"Created {user.role.value} account {user.username!r}.")
     return 0
 
@@ -108,12 +114,11 @@ def _add_data_commands(commands) -> None:
     """import-appointments, import-surveys, import-fhir, export-fhir, export-ical, stats."""
     from datetime import date
 
-    from core import imports
-
     appointments = commands.add_parser("import-appointments", help="import appointments (CSV)")
     appointments.add_argument("file")
-    appointments.add_argument("--preset", choices=sorted(imports.APPOINTMENT_PRESETS),
-                              default="kaggle-noshow")  # fmt: skip
+    appointments.add_argument(
+        "--preset", choices=sorted(imports.APPOINTMENT_PRESETS), default="kaggle-noshow"
+    )
     appointments.add_argument("--clinic", default=imports.KAGGLE_CLINIC[0])
     appointments.add_argument("--timezone", default=imports.KAGGLE_CLINIC[1])
     surveys = commands.add_parser("import-surveys", help="import survey responses (CSV)")
@@ -137,8 +142,6 @@ def _add_data_commands(commands) -> None:
 def _data_command(args) -> int:
     from pathlib import Path
 
-    from core import imports, interchange, stats
-
     database = open_database(load_settings())
 
     def report(result) -> int:
@@ -158,12 +161,22 @@ def _data_command(args) -> int:
 
     with database.write() as session:
         if args.command == "import-appointments":
-            return report(imports.import_appointments(
-                session, SYSTEM, args.file, imports.APPOINTMENT_PRESETS[args.preset],
-                clinic_name=args.clinic, timezone=args.timezone))  # fmt: skip
+            return report(
+                imports.import_appointments(
+                    session,
+                    SYSTEM,
+                    args.file,
+                    imports.APPOINTMENT_PRESETS[args.preset],
+                    clinic_name=args.clinic,
+                    timezone=args.timezone,
+                )
+            )
         if args.command == "import-surveys":
-            return report(imports.import_surveys(session, SYSTEM, args.file,
-                                                 imports.SURVEY_PRESETS[args.preset]))  # fmt: skip
+            return report(
+                imports.import_surveys(
+                    session, SYSTEM, args.file, imports.SURVEY_PRESETS[args.preset]
+                )
+            )
         if args.command == "import-fhir":
             return report(interchange.import_fhir(session, SYSTEM, [Path(f) for f in args.files]))
         if args.command == "export-fhir":
@@ -174,16 +187,33 @@ def _data_command(args) -> int:
             out(interchange.export_ical(session, SYSTEM, args.provider).content)
             return 0
     with database.read() as session:
-        result = stats.figures(session, SYSTEM, since=args.since, until=args.until,
-                               clinic_id=args.clinic)  # fmt: skip
+        result = stats.figures(
+            session, SYSTEM, since=args.since, until=args.until, clinic_id=args.clinic
+        )
         print(stats.render(result, as_json=args.json))
     return 0
 
 
-COMMANDS = {"migrate": _migrate, "seed-demo": _seed, "create-user": _create_user,
-            "send-notifications": _send, "run-jobs": _run_jobs}  # fmt: skip
-COMMANDS.update(dict.fromkeys(["import-appointments", "import-surveys", "import-fhir",
-                               "export-fhir", "export-ical", "stats"], _data_command))  # fmt: skip
+COMMANDS = {
+    "migrate": _migrate,
+    "seed-demo": _seed,
+    "create-user": _create_user,
+    "send-notifications": _send,
+    "run-jobs": _run_jobs,
+}
+COMMANDS.update(
+    dict.fromkeys(
+        [
+            "import-appointments",
+            "import-surveys",
+            "import-fhir",
+            "export-fhir",
+            "export-ical",
+            "stats",
+        ],
+        _data_command,
+    )
+)
 
 if __name__ == "__main__":
     sys.exit(main())

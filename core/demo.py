@@ -10,9 +10,10 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.orm import Session
 
-from core import accounts, notify, tokens
-from core.authz import SYSTEM
-from core.clock import format_local, local_to_utc, to_local
+from core.kernel import accounts, tokens
+from core.kernel.authz import SYSTEM
+from core.kernel.clock import format_local, local_to_utc, to_local
+from core.messaging import notify
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -47,21 +48,103 @@ DEMO_PASSWORDS = {
     "manager": ("Max Manager", Role.MANAGER, "manager-demo-pass"),
     "staff": ("Sam Staff", Role.STAFF, "staff-demo-pass"),
 }
-FIRST = ["Amelia", "Oliver", "Isla", "George", "Ava", "Noah", "Mia", "Arthur", "Ivy", "Leo", "Grace", "Oscar", "Lily", "Harry", "Freya", "Jack", "Sofia", "Charlie", "Ella", "Jacob", "Maria", "Lucas", "Chloe", "Mateo", "Zara", "Ethan", "Nora", "Samuel", "Layla", "Adam"]  # fmt: skip
-LAST = ["Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel", "Wright", "Robinson", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Wood", "Jackson", "Clarke", "Silva", "Santos", "Costa", "Nguyen", "Kim", "Garcia", "Martin", "Lopez", "Murphy"]  # fmt: skip
+FIRST = [
+    "Amelia",
+    "Oliver",
+    "Isla",
+    "George",
+    "Ava",
+    "Noah",
+    "Mia",
+    "Arthur",
+    "Ivy",
+    "Leo",
+    "Grace",
+    "Oscar",
+    "Lily",
+    "Harry",
+    "Freya",
+    "Jack",
+    "Sofia",
+    "Charlie",
+    "Ella",
+    "Jacob",
+    "Maria",
+    "Lucas",
+    "Chloe",
+    "Mateo",
+    "Zara",
+    "Ethan",
+    "Nora",
+    "Samuel",
+    "Layla",
+    "Adam",
+]
+LAST = [
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "Patel",
+    "Wright",
+    "Robinson",
+    "Thompson",
+    "Evans",
+    "Walker",
+    "White",
+    "Roberts",
+    "Green",
+    "Hall",
+    "Wood",
+    "Jackson",
+    "Clarke",
+    "Silva",
+    "Santos",
+    "Costa",
+    "Nguyen",
+    "Kim",
+    "Garcia",
+    "Martin",
+    "Lopez",
+    "Murphy",
+]
 SERVICES = [  # name, minutes, price in pence/cents, virtual allowed
-    ("Consultation", 30, 6000, True), ("Follow-up", 15, 3000, True),
-    ("Skin check", 30, 7500, False), ("Botox treatment", 45, 25000, False),
-    ("Dermal filler", 60, 35000, False), ("Chemical peel", 45, 15000, False),
-    ("Laser hair removal", 30, 12000, False), ("Vaccination", 15, 4000, False),
-    ("Blood test", 15, 3500, False), ("Nutrition advice", 30, 5000, True),
-]  # fmt: skip
-REASONS = ["Feeling unwell", "Work commitment", "Travel", "Childcare", "Booked elsewhere",
-           "Transport problem", "Forgot", "Weather"]  # fmt: skip
-COMMENTS = ["Lovely staff and no waiting.", "The doctor explained everything clearly.",
-            "Hard to get through on the phone.", "Waited 40 minutes past my time.",
-            "Very professional, would recommend.", "Parking was difficult.",
-            "Quick and friendly service.", "Receptionist was rude.", ""]  # fmt: skip
+    ("Consultation", 30, 6000, True),
+    ("Follow-up", 15, 3000, True),
+    ("Skin check", 30, 7500, False),
+    ("Botox treatment", 45, 25000, False),
+    ("Dermal filler", 60, 35000, False),
+    ("Chemical peel", 45, 15000, False),
+    ("Laser hair removal", 30, 12000, False),
+    ("Vaccination", 15, 4000, False),
+    ("Blood test", 15, 3500, False),
+    ("Nutrition advice", 30, 5000, True),
+]
+REASONS = [
+    "Feeling unwell",
+    "Work commitment",
+    "Travel",
+    "Childcare",
+    "Booked elsewhere",
+    "Transport problem",
+    "Forgot",
+    "Weather",
+]
+COMMENTS = [
+    "Lovely staff and no waiting.",
+    "The doctor explained everything clearly.",
+    "Hard to get through on the phone.",
+    "Waited 40 minutes past my time.",
+    "Very professional, would recommend.",
+    "Parking was difficult.",
+    "Quick and friendly service.",
+    "Receptionist was rude.",
+    "",
+]
 
 
 @dataclass(frozen=True)
@@ -80,28 +163,51 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
     today = today or now.date()
 
     for username, (name, role, password) in DEMO_PASSWORDS.items():
-        accounts._insert_user(session, SYSTEM, username, name, role, password,
-                              f"{username}@clinicdesk.example")  # fmt: skip
+        accounts.insert_user(
+            session, SYSTEM, username, name, role, password, f"{username}@clinicdesk.example"
+        )
     staff_user = accounts.count_users(session)  # ids 1..3; staff is the last
 
     clinics = [
-        Clinic(name="Harbour Street Clinic", timezone="Europe/London", phone="020 7946 0123",
-               address="12 Harbour Street, London", email="harbour@clinicdesk.example"),
-        Clinic(name="Lakeside Aesthetics", timezone="America/New_York", phone="(212) 555-0142",
-               address="40 Lakeside Avenue, New York", email="lakeside@clinicdesk.example"),
-    ]  # fmt: skip
-    services = [Service(name=n, duration_minutes=m, price_cents=p, virtual_allowed=v)
-                for n, m, p, v in SERVICES]  # fmt: skip
+        Clinic(
+            name="Harbour Street Clinic",
+            timezone="Europe/London",
+            phone="020 7946 0123",
+            address="12 Harbour Street, London",
+            email="harbour@clinicdesk.example",
+        ),
+        Clinic(
+            name="Lakeside Aesthetics",
+            timezone="America/New_York",
+            phone="(212) 555-0142",
+            address="40 Lakeside Avenue, New York",
+            email="lakeside@clinicdesk.example",
+        ),
+    ]
+    services = [
+        Service(name=n, duration_minutes=m, price_cents=p, virtual_allowed=v)
+        for n, m, p, v in SERVICES
+    ]
     session.add_all(clinics + services)
     session.flush()
 
     colours = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2"]
-    names = ["Dr Aisha Rahman", "Dr Tom Becker", "Nurse Priya Shah",
-             "Dr Elena Rossi", "Dr Marcus Lee", "Nurse Jo Carter"]  # fmt: skip
+    names = [
+        "Dr Aisha Rahman",
+        "Dr Tom Becker",
+        "Nurse Priya Shah",
+        "Dr Elena Rossi",
+        "Dr Marcus Lee",
+        "Nurse Jo Carter",
+    ]
     providers = []
     for i, name in enumerate(names):
-        provider = Provider(name=name, title=name.split()[0], colour=colours[i],
-                            email=f"provider{i + 1}@clinicdesk.example")  # fmt: skip
+        provider = Provider(
+            name=name,
+            title=name.split()[0],
+            colour=colours[i],
+            email=f"provider{i + 1}@clinicdesk.example",
+        )
         clinic = clinics[i // 3]
         for weekday in range(5):
             if (i + weekday) % 5 == 4:  # each provider has one weekday off
@@ -138,19 +244,25 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
     policies = {}
     for clinic in clinics:
         policy = CancellationPolicy(
-            clinic_id=clinic.id, version=1, effective_at=now - timedelta(days=400),
-            window_hours=24, late_cancel_fee_cents=2500, no_show_fee_cents=4000,
-            points_deducted=20, policy_text=(
+            clinic_id=clinic.id,
+            version=1,
+            effective_at=now - timedelta(days=400),
+            window_hours=24,
+            late_cancel_fee_cents=2500,
+            no_show_fee_cents=4000,
+            points_deducted=20,
+            policy_text=(
                 "Please give us at least 24 hours' notice to cancel or reschedule. Later "
                 "cancellations cost a fee of 25.00 and 20 points; a missed appointment costs 40.00."
             ),
-        )  # fmt: skip
+        )
         session.add(policy)
         policies[clinic.id] = policy
     session.flush()
 
-    appointments = _appointments(session, rng, providers, services, patients, policies,
-                                 today, now, staff_user)  # fmt: skip
+    appointments = _appointments(
+        session, rng, providers, services, patients, policies, today, now, staff_user
+    )
     _requests(session, rng, clinics, services, patients, appointments, today, now)
     _invitations(session, rng, patients, now)
     _surveys(session, rng, appointments, now)
@@ -176,36 +288,60 @@ def _appointments(session, rng, providers, services, patients, policies, today, 
                     break
                 if rng.random() < 0.55 or (offset > 7 and rng.random() < 0.4):
                     start = local_to_utc(day, cursor.time(), clinic.timezone)
-                    created.append(_one(rng, provider, clinic, service, rng.choice(patients),
-                                        start, service.duration_minutes, now, staff_user,
-                                        policies[clinic.id]))  # fmt: skip
+                    created.append(
+                        _one(
+                            rng,
+                            provider,
+                            clinic,
+                            service,
+                            rng.choice(patients),
+                            start,
+                            service.duration_minutes,
+                            now,
+                            staff_user,
+                            policies[clinic.id],
+                        )
+                    )
                 cursor = finish
         # a weekly out-of-office block (team meeting)
         for offset in range(-28, 29, 7):
             day = today + timedelta(days=offset)
             if any(h.weekday == day.weekday() for h in provider.working_hours):
                 start = local_to_utc(day, time(13), clinic.timezone)
-                created.append(Appointment(
-                    clinic_id=clinic.id, provider_id=provider.id, kind=AppointmentKind.OUT_OF_OFFICE,
-                    status=AppointmentStatus.SCHEDULED, start_at=start,
-                    end_at=start + timedelta(minutes=30), notes="Team meeting",
-                    allow_double_booking=True, source=Source.STAFF, created_by_user_id=staff_user,
-                    booked_at=start - timedelta(days=30),
-                ))  # fmt: skip
+                created.append(
+                    Appointment(
+                        clinic_id=clinic.id,
+                        provider_id=provider.id,
+                        kind=AppointmentKind.OUT_OF_OFFICE,
+                        status=AppointmentStatus.SCHEDULED,
+                        start_at=start,
+                        end_at=start + timedelta(minutes=30),
+                        notes="Team meeting",
+                        allow_double_booking=True,
+                        source=Source.STAFF,
+                        created_by_user_id=staff_user,
+                        booked_at=start - timedelta(days=30),
+                    )
+                )
     session.add_all(created)
     session.flush()
     for appointment in created:
         if appointment.service_id:
-            session.add(AppointmentService(appointment_id=appointment.id,
-                                           service_id=appointment.service_id))  # fmt: skip
+            session.add(
+                AppointmentService(appointment_id=appointment.id, service_id=appointment.service_id)
+            )
         if appointment.late_cancellation or appointment.status == AppointmentStatus.NO_SHOW:
             late = appointment.status == AppointmentStatus.CANCELLED
-            session.add(LedgerEntry(
-                patient_id=appointment.patient_id, appointment_id=appointment.id,
-                kind=LedgerKind.LATE_CANCEL_FEE if late else LedgerKind.NO_SHOW_FEE,
-                amount_cents=2500 if late else 4000, policy_id=appointment.policy_id,
-                created_at=appointment.cancelled_at or appointment.end_at,
-            ))  # fmt: skip
+            session.add(
+                LedgerEntry(
+                    patient_id=appointment.patient_id,
+                    appointment_id=appointment.id,
+                    kind=LedgerKind.LATE_CANCEL_FEE if late else LedgerKind.NO_SHOW_FEE,
+                    amount_cents=2500 if late else 4000,
+                    policy_id=appointment.policy_id,
+                    created_at=appointment.cancelled_at or appointment.end_at,
+                )
+            )
     return created
 
 
@@ -215,14 +351,22 @@ def _one(rng, provider, clinic, service, patient, start, minutes, now, staff_use
     )
     online = rng.random() < 0.35
     appointment = Appointment(
-        clinic_id=clinic.id, provider_id=provider.id, patient_id=patient.id, service_id=service.id,
-        mode=VisitMode.VIRTUAL if service.virtual_allowed and rng.random() < 0.2 else VisitMode.IN_PERSON,
-        start_at=start, end_at=start + timedelta(minutes=minutes),
+        clinic_id=clinic.id,
+        provider_id=provider.id,
+        patient_id=patient.id,
+        service_id=service.id,
+        mode=VisitMode.VIRTUAL
+        if service.virtual_allowed and rng.random() < 0.2
+        else VisitMode.IN_PERSON,
+        start_at=start,
+        end_at=start + timedelta(minutes=minutes),
         source=Source.ONLINE if online else Source.STAFF,
         created_by_user_id=None if online else staff_user,
-        booked_at=min(start - lead, now), created_at=min(start - lead, now),
-        sms_reminder=rng.random() < 0.6, status=AppointmentStatus.SCHEDULED,
-    )  # fmt: skip
+        booked_at=min(start - lead, now),
+        created_at=min(start - lead, now),
+        sms_reminder=rng.random() < 0.6,
+        status=AppointmentStatus.SCHEDULED,
+    )
     appointment.decided_at = (
         appointment.booked_at + timedelta(hours=rng.randrange(1, 30)) if online else None
     )
@@ -267,41 +411,64 @@ def _requests(session, rng, clinics, services, patients, appointments, today, no
         clinic = clinics[i % 2]
         service = rng.choice(services)
         day = today + timedelta(days=rng.randrange(1, 20))
-        session.add(Appointment(
-            clinic_id=clinic.id, patient_id=rng.choice(patients).id, service_id=service.id,
-            status=AppointmentStatus.REQUESTED, requested_day=day,
-            time_of_day=rng.choice(list(TimeOfDay)), source=Source.ONLINE if i % 3 else Source.STAFF,
-            notes="Prefers a female provider" if i == 3 else "",
-            created_at=now - timedelta(hours=rng.randrange(1, 60)),
-            booked_at=now - timedelta(hours=rng.randrange(1, 60)),
-        ))  # fmt: skip
-    upcoming = [a for a in appointments
-                if a.status == AppointmentStatus.SCHEDULED and a.patient_id and a.start_at > now]  # fmt: skip
+        session.add(
+            Appointment(
+                clinic_id=clinic.id,
+                patient_id=rng.choice(patients).id,
+                service_id=service.id,
+                status=AppointmentStatus.REQUESTED,
+                requested_day=day,
+                time_of_day=rng.choice(list(TimeOfDay)),
+                source=Source.ONLINE if i % 3 else Source.STAFF,
+                notes="Prefers a female provider" if i == 3 else "",
+                created_at=now - timedelta(hours=rng.randrange(1, 60)),
+                booked_at=now - timedelta(hours=rng.randrange(1, 60)),
+            )
+        )
+    upcoming = [
+        a
+        for a in appointments
+        if a.status == AppointmentStatus.SCHEDULED and a.patient_id and a.start_at > now
+    ]
     for i, appointment in enumerate(rng.sample(upcoming, 10)):
         kind = ChangeKind.RESCHEDULE if i % 2 == 0 else ChangeKind.CANCEL
         inside = appointment.start_at - now < timedelta(hours=24)
-        session.add(ChangeRequest(
-            appointment_id=appointment.id, kind=kind, original_start_at=appointment.start_at,
-            requested_start_at=appointment.start_at + timedelta(days=rng.randrange(1, 6))
-            if kind == ChangeKind.RESCHEDULE else None,
-            reason=rng.choice(REASONS), inside_window=inside,
-            fee_cents=2500 if inside and kind == ChangeKind.CANCEL else 0,
-            created_at=now - timedelta(hours=rng.randrange(1, 40)),
-        ))  # fmt: skip
+        session.add(
+            ChangeRequest(
+                appointment_id=appointment.id,
+                kind=kind,
+                original_start_at=appointment.start_at,
+                requested_start_at=appointment.start_at + timedelta(days=rng.randrange(1, 6))
+                if kind == ChangeKind.RESCHEDULE
+                else None,
+                reason=rng.choice(REASONS),
+                inside_window=inside,
+                fee_cents=2500 if inside and kind == ChangeKind.CANCEL else 0,
+                created_at=now - timedelta(hours=rng.randrange(1, 40)),
+            )
+        )
 
 
 def _invitations(session, rng, patients, now):
-    states = [InvitationStatus.PENDING, InvitationStatus.ENROLLED, InvitationStatus.EXPIRED,
-              InvitationStatus.REVOKED]  # fmt: skip
+    states = [
+        InvitationStatus.PENDING,
+        InvitationStatus.ENROLLED,
+        InvitationStatus.EXPIRED,
+        InvitationStatus.REVOKED,
+    ]
     eligible = [p for p in patients if p.email and p.consent_email]
     for i, patient in enumerate(eligible[:160]):
         status = states[i % 4] if i < 120 else InvitationStatus.ENROLLED
         sent = now - timedelta(days=rng.randrange(1, 60))
         token = tokens.issue(session, "enroll", patient.id, timedelta(days=14))
         invitation = PortalInvitation(
-            patient_id=patient.id, email=patient.email, status=status, token_id=token.row.id,
-            sent_at=sent, expires_at=sent + timedelta(days=14),
-        )  # fmt: skip
+            patient_id=patient.id,
+            email=patient.email,
+            status=status,
+            token_id=token.row.id,
+            sent_at=sent,
+            expires_at=sent + timedelta(days=14),
+        )
         if status == InvitationStatus.PENDING:
             invitation.expires_at = now + timedelta(days=rng.randrange(1, 14))
         elif status == InvitationStatus.ENROLLED:
@@ -324,9 +491,11 @@ def _surveys(session, rng, appointments, now):
     for appointment in rng.sample(completed, min(600, len(completed))):
         sent = appointment.completed_at + timedelta(hours=2)
         request = FeedbackRequest(
-            appointment_id=appointment.id, patient_id=appointment.patient_id, sent_at=sent,
+            appointment_id=appointment.id,
+            patient_id=appointment.patient_id,
+            sent_at=sent,
             sent_on=to_local(sent, appointment.clinic.timezone).date(),
-        )  # fmt: skip
+        )
         session.add(request)
         appointment.feedback_status = FeedbackStatus.PENDING
         if rng.random() < 0.6:
@@ -334,31 +503,51 @@ def _surveys(session, rng, appointments, now):
             nps = min(10, max(0, round(rng.gauss(8, 2.2))))
             request.answered_at = sent + timedelta(hours=rng.randrange(1, 48))
             appointment.feedback_status = FeedbackStatus.COLLECTED
-            session.add(SurveyResponse(
-                feedback_request_id=request.id, appointment_id=appointment.id,
-                clinic_id=appointment.clinic_id, provider_id=appointment.provider_id,
-                service_id=appointment.service_id, submitted_at=min(request.answered_at, now),
-                nps=nps, rating=min(5, max(1, round(nps / 2))),
-                answers={"timely": rng.randint(1, 5), "courtesy": rng.randint(2, 5),
-                         "explained": rng.randint(2, 5)},
-                comment=rng.choice(COMMENTS),
-            ))  # fmt: skip
+            session.add(
+                SurveyResponse(
+                    feedback_request_id=request.id,
+                    appointment_id=appointment.id,
+                    clinic_id=appointment.clinic_id,
+                    provider_id=appointment.provider_id,
+                    service_id=appointment.service_id,
+                    submitted_at=min(request.answered_at, now),
+                    nps=nps,
+                    rating=min(5, max(1, round(nps / 2))),
+                    answers={
+                        "timely": rng.randint(1, 5),
+                        "courtesy": rng.randint(2, 5),
+                        "explained": rng.randint(2, 5),
+                    },
+                    comment=rng.choice(COMMENTS),
+                )
+            )
 
 
 def _outbox(session, rng, appointments, now):
     """A recent history of delivered and failed confirmations, so the outbox is not empty."""
-    recent = [a for a in appointments if a.patient_id and a.status == AppointmentStatus.SCHEDULED
-              and a.booked_at > now - timedelta(days=10)]  # fmt: skip
+    recent = [
+        a
+        for a in appointments
+        if a.patient_id
+        and a.status == AppointmentStatus.SCHEDULED
+        and a.booked_at > now - timedelta(days=10)
+    ]
     for appointment in rng.sample(recent, min(25, len(recent))):
         patient = appointment.patient
         when = format_local(appointment.start_at, appointment.clinic.timezone)
         queued = notify.queue_for_patient(
-            session, patient, "appointment_scheduled",
-            {"when": when, "clinic_name": appointment.clinic.name,
-             "clinic_phone": appointment.clinic.phone, "service_name": appointment.service.name,
-             "provider_name": appointment.provider.name},
+            session,
+            patient,
+            "appointment_scheduled",
+            {
+                "when": when,
+                "clinic_name": appointment.clinic.name,
+                "clinic_phone": appointment.clinic.phone,
+                "service_name": appointment.service.name,
+                "provider_name": appointment.provider.name,
+            },
             appointment_id=appointment.id,
-        )  # fmt: skip
+        )
         for notification in queued.notifications:
             notification.created_at = appointment.booked_at
             notification.attempts = 1

@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from core import cancellation_rollups, invitations, notify, surveys
-from core.config import Settings
+from core.analytics import cancellation_rollups
+from core.feedback import surveys
+from core.kernel.config import Settings
+from core.messaging import notify
+from core.patients import invitations
 from db.engine import Database
 
 log = logging.getLogger("clinicdesk.jobs")

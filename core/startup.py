@@ -6,8 +6,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from core.config import Settings
-from core.errors import DatabaseUnavailable
+from core.analytics import cancellation_rollups
+from core.kernel.config import Settings
+from core.kernel.errors import DatabaseUnavailable
 from db import migrate as migrations
 from db.engine import Database
 
@@ -24,6 +25,7 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Databas
             f"Cannot open the database at {_safe(settings.database_url)}: "
             f"{_first_line(exc)}. Check DATABASE_URL and that the server is running."
         ) from None
+    cancellation_rollups.track_changes()
     if migrate or (migrate is None and database.dialect == "sqlite"):
         migrations.upgrade(database.engine)
     elif not migrations.is_current(database.engine):

@@ -235,7 +235,7 @@ class Patient(Base):
         Index(None, "last_name", "first_name"),
         Index(None, "email"),
         Index(None, "phone"),
-        # portal status counts from indexes alone (core.invitations.status_counts)
+        # portal status counts from indexes alone (core.patients.invitations.status_counts)
         Index(None, "portal_enrolled_at"),
         Index(None, "consent_email", "email"),
     )
@@ -421,8 +421,9 @@ class CancellationPolicy(Base):
 
 
 class CancellationRollup(Base):
-    """Maintained sums behind the cancellation analytics (core.cancellation_rollups): one row per
-    clinic, clinic-local day (days since 1970-01-01), kind and key; derived, rebuilt at will."""
+    """Maintained sums behind the cancellation analytics (core.analytics.cancellation_rollups):
+    one row per clinic, clinic-local day (days since 1970-01-01), kind and key; derived, rebuilt
+    at will."""
 
     __tablename__ = "cancellation_rollups"
     __table_args__ = (
@@ -440,7 +441,7 @@ class CancellationRollup(Base):
             "v2",
             "v3",
             "v4",
-        ),  # fmt: skip
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -622,7 +623,7 @@ class Notification(Base):
 
 
 class NotificationTemplate(Base):
-    """An edited template; keys absent here use the built-in text in core.notify."""
+    """An edited template; keys absent here use the built-in text in core.messaging.notify."""
 
     __tablename__ = "notification_templates"
 

@@ -30,13 +30,22 @@ def main() -> None:
 def with_triggers(source: str) -> str:
     """The generated migration, creating the triggers last and dropping them first."""
     upgrade, downgrade = source.split("def downgrade")
-    run = "    for statement in {}.get(op.get_bind().dialect.name, []):\n        op.execute(statement)\n"
-    upgrade = upgrade.replace(END, END + "    # db/triggers.py, copied by db.regen_initial\n"
-                              + run.format("TRIGGERS"))  # fmt: skip
-    downgrade = downgrade.replace("    # ### commands auto generated", run.format("DROP_TRIGGERS")
-                                  + "    # ### commands auto generated", 1)  # fmt: skip
-    frozen = (f"\nTRIGGERS = {pformat(triggers.CREATE, width=96)}\n"
-              f"DROP_TRIGGERS = {pformat(triggers.DROP, width=96)}\n")  # fmt: skip
+    run = (
+        "    for statement in {}.get(op.get_bind().dialect.name, []):\n"
+        "        op.execute(statement)\n"
+    )
+    upgrade = upgrade.replace(
+        END, END + "    # db/triggers.py, copied by db.regen_initial\n" + run.format("TRIGGERS")
+    )
+    downgrade = downgrade.replace(
+        "    # ### commands auto generated",
+        run.format("DROP_TRIGGERS") + "    # ### commands auto generated",
+        1,
+    )
+    frozen = (
+        f"\nTRIGGERS = {pformat(triggers.CREATE, width=96)}\n"
+        f"DROP_TRIGGERS = {pformat(triggers.DROP, width=96)}\n"
+    )
     head, body = upgrade.split("\n\ndef upgrade", 1)
     return f"{head}\n{frozen}\n\ndef upgrade{body}def downgrade{downgrade}"
 

@@ -1,22 +1,19 @@
 """Take the README's screenshots: a demo server, real Chromium, one PNG per main page.
 
-.venv/bin/python scripts/screenshots.py     # writes docs/screenshots/*.png
+.venv/bin/python -m scripts.screenshots     # writes docs/screenshots/*.png
 """
 
-import sys
 import tempfile
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
+from core import demo
+from core.kernel.config import load_settings
+from core.startup import open_database
+from tests.support.browser import StreamlitServer, launch_chromium, wait_for_app_idle
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from core import demo  # noqa: E402
-from core.config import load_settings  # noqa: E402
-from core.startup import open_database  # noqa: E402
-from tests.support.browser import StreamlitServer, launch_chromium, wait_for_app_idle  # noqa: E402
-
 SHOTS = [  # (user, url path, file)
     ("manager", "queue", "queue"),
     ("staff", "calendar", "calendar"),
@@ -33,8 +30,11 @@ def main() -> None:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        env = {"DATABASE_URL": f"sqlite:///{folder}/demo.db", "CLINICDESK_DATA_DIR": folder,
-               "CLINICDESK_JOB_SECONDS": "0"}  # fmt: skip
+        env = {
+            "DATABASE_URL": f"sqlite:///{folder}/demo.db",
+            "CLINICDESK_DATA_DIR": folder,
+            "CLINICDESK_JOB_SECONDS": "0",
+        }
         database = open_database(load_settings(env))
         with database.write() as session:
             demo.seed_demo(session)

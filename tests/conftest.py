@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.analytics import cancellation_rollups
 from db.engine import Database
 from db.models import Base
 from tests.support.browser import chromium_browser  # noqa: F401  (fixture)
@@ -30,6 +31,7 @@ def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
     else:
         database = Database(f"sqlite:///{tmp_path / 'test.db'}")
     Base.metadata.create_all(database.engine)
+    cancellation_rollups.track_changes()
     yield database
     database.dispose()
     if _backend(request) == "postgresql":

@@ -7,8 +7,8 @@ from datetime import date, time
 
 from sqlalchemy.orm import Session
 
-from core import accounts
-from core.authz import SYSTEM, Actor
+from core.kernel import accounts
+from core.kernel.authz import SYSTEM, Actor
 from db.models import Clinic, Patient, Provider, Role, Service, WorkingHours
 
 PASSWORD = "correct horse battery"
@@ -26,15 +26,22 @@ class World:
 
 
 def make_user(session: Session, username: str, role: Role) -> Actor:
-    user = accounts._insert_user(session, SYSTEM, username, username.title(), role, PASSWORD,
-                                 f"{username}@example.org")  # fmt: skip
+    user = accounts.insert_user(
+        session, SYSTEM, username, username.title(), role, PASSWORD, f"{username}@example.org"
+    )
     return accounts.actor_of(user)
 
 
 def make_patient(session: Session, **fields) -> Patient:
-    values = dict(first_name="Alex", last_name="Morgan", date_of_birth=date(1985, 4, 12),
-                  email="alex@example.org", phone="07700 900123", consent_email=True,
-                  consent_sms=True)  # fmt: skip
+    values = dict(
+        first_name="Alex",
+        last_name="Morgan",
+        date_of_birth=date(1985, 4, 12),
+        email="alex@example.org",
+        phone="07700 900123",
+        consent_email=True,
+        consent_sms=True,
+    )
     patient = Patient(**(values | fields))
     session.add(patient)
     session.flush()
@@ -57,8 +64,11 @@ def build_world(session: Session, tz: str = "Europe/London") -> World:
         )
     patient = make_patient(session)
     return World(
-        clinic.id, provider.id, service.id, patient.id,
+        clinic.id,
+        provider.id,
+        service.id,
+        patient.id,
         owner=make_user(session, "owner", Role.OWNER),
         manager=make_user(session, "manager", Role.MANAGER),
         staff=make_user(session, "staff", Role.STAFF),
-    )  # fmt: skip
+    )

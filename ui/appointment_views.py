@@ -12,13 +12,14 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from core import lifecycle, queue
-from core.appointments import AppointmentDetail, get_appointment_detail
-from core.availability import Slot
-from core.clock import local_to_utc, to_local
-from core.errors import DomainError
-from core.lifecycle import Action
-from core.queue import QueueKind, QueueRow
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import DomainError
+from core.requests import changes, decisions, queue
+from core.requests.queue import QueueKind, QueueRow
+from core.scheduling import lifecycle, moves, visits
+from core.scheduling.appointments import AppointmentDetail, get_appointment_detail
+from core.scheduling.availability import Slot
+from core.scheduling.states import Action
 from ui.context import read, refresh, run_action
 
 FLASH = "appointment_views_flash"
@@ -30,8 +31,7 @@ OTHER = "other"
 
 @st.cache_data(ttl=15, max_entries=200, show_spinner=False)
 def _suggestions(me, appointment_id: int, change_id: int | None, provider_id: int | None):
-    return read(queue.suggest_for, me, appointment_id, change_id=change_id,
-                provider_id=provider_id)  # fmt: skip
+    return read(queue.suggest_for, me, appointment_id, change_id=change_id, provider_id=provider_id)
 
 
 @st.cache_data(ttl=60, max_entries=20, show_spinner=False)
@@ -79,9 +79,15 @@ def _when(moment: datetime, tz: str) -> str:
 
 
 def time_picker(
-    me, prefix: str, *, appointment_id: int, clinic_id: int, tz: str,
-    change_id: int | None = None, default_provider: int | None = None,
-) -> tuple[int | None, datetime | None]:  # fmt: skip
+    me,
+    prefix: str,
+    *,
+    appointment_id: int,
+    clinic_id: int,
+    tz: str,
+    change_id: int | None = None,
+    default_provider: int | None = None,
+) -> tuple[int | None, datetime | None]:
     """Provider and start: the earliest suggested free slots, or any time typed in."""
     try:
         slots: list[Slot] = _suggestions(me, appointment_id, change_id, None)
@@ -89,20 +95,28 @@ def time_picker(
         slots = []
     options = [*slots, OTHER]
     picked = st.selectbox(
-        "Time", options, key=f"{prefix}_slot",
-        format_func=lambda s: "Another time…" if s == OTHER
-        else f"{_when(s.start_at, tz)} · {s.provider_name}",
+        "Time",
+        options,
+        key=f"{prefix}_slot",
+        format_func=lambda s: (
+            "Another time…" if s == OTHER else f"{_when(s.start_at, tz)} · {s.provider_name}"
+        ),
         help="The earliest free slots that fit the service, working hours, bookings and the "
         "patient's time-of-day preference.",
-    )  # fmt: skip
+    )
     if not slots:
         st.caption("No free slot in the next two weeks fits; enter a time.")
     if picked != OTHER:
         return picked.provider_id, picked.start_at
     providers = dict(_providers(me, clinic_id))  # only when typing a time
     ids = list(providers)
-    provider = st.selectbox("Provider", ids, format_func=providers.get, key=f"{prefix}_provider",
-                            index=ids.index(default_provider) if default_provider in ids else 0)  # fmt: skip
+    provider = st.selectbox(
+        "Provider",
+        ids,
+        format_func=providers.get,
+        key=f"{prefix}_provider",
+        index=ids.index(default_provider) if default_provider in ids else 0,
+    )
     c1, c2 = st.columns(2)
     today = to_local(datetime.now().astimezone(), tz).date()
     day = c1.date_input("Day (clinic time)", today + timedelta(days=1), key=f"{prefix}_day")
@@ -130,10 +144,18 @@ def _flags(prefix: str) -> dict[str, bool]:
 
 QUEUE_CHOICES = {
     QueueKind.REQUESTS: ["Approve", "Propose another time", "Decline"],
-    QueueKind.RESCHEDULES: ["Approve the new time", "Propose a different time", "Deny, keep the original"],
-    QueueKind.CANCELLATIONS: ["Approve the cancellation", "Propose a reschedule instead", "Deny, keep the appointment"],
+    QueueKind.RESCHEDULES: [
+        "Approve the new time",
+        "Propose a different time",
+        "Deny, keep the original",
+    ],
+    QueueKind.CANCELLATIONS: [
+        "Approve the cancellation",
+        "Propose a reschedule instead",
+        "Deny, keep the appointment",
+    ],
     QueueKind.PROPOSALS: ["Propose another time", "Decline the request"],
-}  # fmt: skip
+}
 
 
 def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
@@ -146,62 +168,122 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
         st.caption("Choose an action to see the suggested times and the message to send.")
     if row.kind == QueueKind.CANCELLATIONS and row.inside_window:
         cost = f"a fee of {row.fee_cents / 100:.2f}" if row.fee_cents else "no fee"
-        st.warning(f"This request falls inside the cancellation-policy window: approving it "
-                   f"applies {cost}" + (f" and deducts {row.points} points." if row.points else "."),
-                   icon=":material/warning:")  # fmt: skip
-    ids = dict(appointment_id=row.appointment_id, clinic_id=row.clinic_id, tz=row.timezone,
-               change_id=row.change_id, default_provider=row.provider_id)  # fmt: skip
+        st.warning(
+            f"This request falls inside the cancellation-policy window: approving it "
+            f"applies {cost}" + (f" and deducts {row.points} points." if row.points else "."),
+            icon=":material/warning:",
+        )
+    ids = dict(
+        appointment_id=row.appointment_id,
+        clinic_id=row.clinic_id,
+        tz=row.timezone,
+        change_id=row.change_id,
+        default_provider=row.provider_id,
+    )
     version = dict(expected_version=row.change_version if row.change_id else row.version)
-    if choice in ("Approve", "Propose another time", "Propose a different time",
-                  "Propose a reschedule instead"):  # fmt: skip
+    if choice in (
+        "Approve",
+        "Propose another time",
+        "Propose a different time",
+        "Propose a reschedule instead",
+    ):
         provider_id, start_at = time_picker(me, p, **ids)
         message, flags = _message(p), _flags(p)
         proposing = choice != "Approve"
         if st.button(choice if proposing else "Approve", key=f"{p}_go", type="primary"):
             if row.change_id:
-                done = run_action(lifecycle.propose_for_change, row.change_id,
-                                  provider_id=provider_id, start_at=start_at, message=message,
-                                  **version, **flags)  # fmt: skip
+                done = run_action(
+                    changes.propose_for_change,
+                    row.change_id,
+                    provider_id=provider_id,
+                    start_at=start_at,
+                    message=message,
+                    **version,
+                    **flags,
+                )
             else:
-                service = lifecycle.propose_time if proposing else lifecycle.approve_request
-                done = run_action(service, row.appointment_id, provider_id=provider_id,
-                                  start_at=start_at, message=message, **version, **flags)  # fmt: skip
+                service = decisions.propose_time if proposing else decisions.approve_request
+                done = run_action(
+                    service,
+                    row.appointment_id,
+                    provider_id=provider_id,
+                    start_at=start_at,
+                    message=message,
+                    **version,
+                    **flags,
+                )
             _finish(done, "Proposal sent to the patient." if proposing else "Approved.")
     elif choice == "Approve the new time":
-        st.caption(f"Moves the appointment from {_when(row.start_at, row.timezone)} to "
-                   + (_when(row.requested_start_at, row.timezone) if row.requested_start_at
-                      else "a time you choose") + ".")  # fmt: skip
+        st.caption(
+            f"Moves the appointment from {_when(row.start_at, row.timezone)} to "
+            + (
+                _when(row.requested_start_at, row.timezone)
+                if row.requested_start_at
+                else "a time you choose"
+            )
+            + "."
+        )
         provider_id, start_at = (None, None)
         if row.requested_start_at is None:
             provider_id, start_at = time_picker(me, p, **ids)
         message, flags = _message(p), _flags(p)
         if st.button("Approve the new time", key=f"{p}_go", type="primary"):
-            _finish(run_action(lifecycle.approve_change, row.change_id, start_at=start_at,
-                               provider_id=provider_id, message=message, **version, **flags),
-                    "Rescheduled.")  # fmt: skip
+            _finish(
+                run_action(
+                    changes.approve_change,
+                    row.change_id,
+                    start_at=start_at,
+                    provider_id=provider_id,
+                    message=message,
+                    **version,
+                    **flags,
+                ),
+                "Rescheduled.",
+            )
     elif choice == "Approve the cancellation":
         reason = _reason(p, "Reason (optional; the patient's own is used otherwise)")
         message = _message(p)
         if st.button("Approve the cancellation", key=f"{p}_go", type="primary"):
-            _finish(run_action(lifecycle.approve_change, row.change_id, reason=reason,
-                               message=message, **version), "Cancelled.")  # fmt: skip
+            _finish(
+                run_action(
+                    changes.approve_change, row.change_id, reason=reason, message=message, **version
+                ),
+                "Cancelled.",
+            )
     elif choice and choice.startswith("Deny"):
         reason, message = _reason(p), _message(p)
         if st.button("Deny", key=f"{p}_go"):
-            _finish(run_action(lifecycle.deny_change, row.change_id, reason=reason,
-                               message=message, **version), "Denied; the original stays.")  # fmt: skip
+            _finish(
+                run_action(
+                    changes.deny_change, row.change_id, reason=reason, message=message, **version
+                ),
+                "Denied; the original stays.",
+            )
     elif choice in ("Decline", "Decline the request"):
         reason, message = _reason(p), _message(p)
         if st.button("Decline", key=f"{p}_go"):
-            _finish(run_action(lifecycle.decline_request, row.appointment_id, reason=reason,
-                               message=message, **version), "Declined.")  # fmt: skip
+            _finish(
+                run_action(
+                    decisions.decline_request,
+                    row.appointment_id,
+                    reason=reason,
+                    message=message,
+                    **version,
+                ),
+                "Declined.",
+            )
 
 
 def bulk_results(results: list[lifecycle.RowResult]) -> None:
     done = sum(r.ok for r in results)
     st.info(f"{done} done, {len(results) - done} refused.")
-    st.dataframe(pd.DataFrame([{"#": r.id, "Done": "✓" if r.ok else "✗", "What happened": r.message}
-                               for r in results]), hide_index=True, width="stretch")  # fmt: skip
+    st.dataframe(
+        pd.DataFrame(
+            [{"#": r.id, "Done": "✓" if r.ok else "✗", "What happened": r.message} for r in results]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
 
 
 # ---------------------------------------------------------------- the detail panel
@@ -210,25 +292,48 @@ def bulk_results(results: list[lifecycle.RowResult]) -> None:
 def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
     """Facts, history and the actions the status allows for this actor."""
     st.subheader(escape(f"#{detail.id} · {detail.patient_name or 'Out of office'}"))
-    st.caption(escape(f"Status: {detail.status_words} (FHIR {detail.fhir_status}) · "
-                      f"{detail.created_by}"))  # fmt: skip
+    st.caption(
+        escape(f"Status: {detail.status_words} (FHIR {detail.fhir_status}) · {detail.created_by}")
+    )
+    mode = detail.mode.replace("_", " ")
     facts = {
-        "Patient": detail.patient_name, "Contact": " · ".join(filter(None, [detail.patient_email,
-                                                                             detail.patient_phone])),
-        "Service": f"{detail.services} ({detail.duration_minutes} min, {detail.mode.replace('_', ' ')})",
-        "Provider": detail.provider_name, "Clinic": detail.clinic_name,
+        "Patient": detail.patient_name,
+        "Contact": " · ".join(filter(None, [detail.patient_email, detail.patient_phone])),
+        "Service": f"{detail.services} ({detail.duration_minutes} min, {mode})",
+        "Provider": detail.provider_name,
+        "Clinic": detail.clinic_name,
         "When": detail.when or f"Requested: {detail.requested or 'no day given'}",
-        "Notes": detail.notes, "Declined because": detail.decline_reason,
-        "Cancelled": (f"by {detail.cancelled_by}: {detail.cancel_reason}"
-                      + (" (late)" if detail.late_cancellation else "")) if detail.cancel_reason else "",
+        "Notes": detail.notes,
+        "Declined because": detail.decline_reason,
+        "Cancelled": (
+            f"by {detail.cancelled_by}: {detail.cancel_reason}"
+            + (" (late)" if detail.late_cancellation else "")
+        )
+        if detail.cancel_reason
+        else "",
         "Double booking": "allowed" if detail.double_booked else "",
-    }  # fmt: skip
-    st.dataframe(pd.DataFrame([{"": k, "Value": v} for k, v in facts.items() if v]),
-                 hide_index=True, width="stretch")  # fmt: skip
+    }
+    st.dataframe(
+        pd.DataFrame([{"": k, "Value": v} for k, v in facts.items() if v]),
+        hide_index=True,
+        width="stretch",
+    )
     st.markdown("**History**")
-    st.dataframe(pd.DataFrame([h.__dict__ for h in detail.history]).rename(columns={
-        "at": "When", "who": "Who", "action": "Action", "from_status": "From", "to_status": "To",
-        "reason": "Reason", "message": "Message"}), hide_index=True, width="stretch")  # fmt: skip
+    st.dataframe(
+        pd.DataFrame([h.__dict__ for h in detail.history]).rename(
+            columns={
+                "at": "When",
+                "who": "Who",
+                "action": "Action",
+                "from_status": "From",
+                "to_status": "To",
+                "reason": "Reason",
+                "message": "Message",
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     if detail.open_change:
         change = detail.open_change
         st.info(escape(f"Open {change.kind} request: {change.requested} {change.reason}".strip()))
@@ -236,11 +341,16 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
 
 
 LABELS = {
-    Action.APPROVE: "Approve", Action.PROPOSE: "Propose a time", Action.DECLINE: "Decline",
-    Action.RESCHEDULE: "Reschedule", Action.UPDATE: "Update without asking",
-    Action.CANCEL: "Cancel", Action.CHECK_IN: "Check in", Action.COMPLETE: "Complete",
+    Action.APPROVE: "Approve",
+    Action.PROPOSE: "Propose a time",
+    Action.DECLINE: "Decline",
+    Action.RESCHEDULE: "Reschedule",
+    Action.UPDATE: "Update without asking",
+    Action.CANCEL: "Cancel",
+    Action.CHECK_IN: "Check in",
+    Action.COMPLETE: "Complete",
     Action.NO_SHOW: "No-show",
-}  # fmt: skip
+}
 
 
 def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
@@ -252,19 +362,33 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
     action = st.segmented_control("Action", actions, format_func=LABELS.get, key=f"{p}_action")
     if action is None:
         return
-    ids = dict(appointment_id=d.id, clinic_id=d.clinic_id, tz=d.timezone,
-               default_provider=d.provider_id)  # fmt: skip
+    ids = dict(
+        appointment_id=d.id, clinic_id=d.clinic_id, tz=d.timezone, default_provider=d.provider_id
+    )
     version = dict(expected_version=d.version)
     label = LABELS[action]
     if action in (Action.APPROVE, Action.PROPOSE, Action.RESCHEDULE, Action.UPDATE):
         provider_id, start_at = time_picker(me, f"{p}_{action.value}", **ids)
         message, flags = _message(f"{p}_{action.value}"), _flags(f"{p}_{action.value}")
         if st.button(label, key=f"{p}_go", type="primary"):
-            service = {Action.APPROVE: lifecycle.approve_request, Action.PROPOSE: lifecycle.propose_time,
-                       Action.RESCHEDULE: lifecycle.reschedule,
-                       Action.UPDATE: lifecycle.update_appointment}[action]  # fmt: skip
-            _finish(run_action(service, d.id, provider_id=provider_id, start_at=start_at,
-                               message=message, **version, **flags), f"{label}: done.")  # fmt: skip
+            service = {
+                Action.APPROVE: decisions.approve_request,
+                Action.PROPOSE: decisions.propose_time,
+                Action.RESCHEDULE: moves.reschedule,
+                Action.UPDATE: moves.update_appointment,
+            }[action]
+            _finish(
+                run_action(
+                    service,
+                    d.id,
+                    provider_id=provider_id,
+                    start_at=start_at,
+                    message=message,
+                    **version,
+                    **flags,
+                ),
+                f"{label}: done.",
+            )
     elif action in (Action.DECLINE, Action.CANCEL):
         reason, message = _reason(f"{p}_{action.value}"), _message(f"{p}_{action.value}")
         by_patient = action == Action.CANCEL and st.checkbox(
@@ -273,14 +397,23 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
         if st.button(label, key=f"{p}_go"):
             if action == Action.DECLINE:
                 done = run_action(
-                    lifecycle.decline_request, d.id, reason=reason, message=message, **version
+                    decisions.decline_request, d.id, reason=reason, message=message, **version
                 )
             else:
-                done = run_action(lifecycle.cancel_appointment, d.id, reason=reason, message=message,
-                                  by_patient=by_patient, **version)  # fmt: skip
+                done = run_action(
+                    moves.cancel_appointment,
+                    d.id,
+                    reason=reason,
+                    message=message,
+                    by_patient=by_patient,
+                    **version,
+                )
             _finish(done, f"{label}: done.")
     else:
-        service = {Action.CHECK_IN: lifecycle.check_in, Action.COMPLETE: lifecycle.complete,
-                   Action.NO_SHOW: lifecycle.mark_no_show}[action]  # fmt: skip
+        service = {
+            Action.CHECK_IN: visits.check_in,
+            Action.COMPLETE: visits.complete,
+            Action.NO_SHOW: visits.mark_no_show,
+        }[action]
         if st.button(label, key=f"{p}_go", type="primary"):
             _finish(run_action(service, d.id, **version), f"{label}: done.")

@@ -11,9 +11,9 @@ import json
 
 import streamlit as st
 
-from core import accounts
-from core.authz import Actor
-from core.errors import DomainError
+from core.kernel import accounts
+from core.kernel.authz import Actor
+from core.kernel.errors import DomainError
 from ui.context import database, settings, show_error
 
 COOKIE = "clinicdesk_session"
@@ -133,8 +133,9 @@ def first_run_page() -> None:
         username = st.text_input("Username", key="first_run_username")
         name = st.text_input("Your name", key="first_run_name")
         email = st.text_input("Email (optional)", key="first_run_email")
-        password = st.text_input("Password (10 characters or more)", type="password",
-                                 key="first_run_password")  # fmt: skip
+        password = st.text_input(
+            "Password (10 characters or more)", type="password", key="first_run_password"
+        )
         submitted = st.form_submit_button("Create owner account", type="primary")
     if submitted:
         try:

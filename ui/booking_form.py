@@ -7,8 +7,9 @@ from datetime import date
 
 import streamlit as st
 
-from core import booking, patients
-from core.clock import to_local
+from core.kernel.clock import to_local
+from core.patients import records as patients
+from core.scheduling import booking
 from ui.context import read
 
 NEW = "new"
@@ -21,39 +22,57 @@ def _search(me, text: str):
 
 def patient_picker(me, prefix: str) -> tuple[int | None, booking.NewPatient | None, bool, str]:
     """(patient id, new patient, invite to portal, name for the preview)."""
-    mode = st.segmented_control("Patient", ["Find a patient", "New patient"], key=f"{prefix}_who",
-                                default="Find a patient")  # fmt: skip
+    mode = st.segmented_control(
+        "Patient", ["Find a patient", "New patient"], key=f"{prefix}_who", default="Find a patient"
+    )
     if mode != "New patient":
-        text = st.text_input("Search by name, phone or email", key=f"{prefix}_search",
-                             placeholder="e.g. Morgan, 07700 900123 or alex@")  # fmt: skip
+        text = st.text_input(
+            "Search by name, phone or email",
+            key=f"{prefix}_search",
+            placeholder="e.g. Morgan, 07700 900123 or alex@",
+        )
         found = _search(me, text) if len(text.strip()) >= 2 else []
         if text.strip() and not found:
             st.caption("No patient matches; check the spelling or add a new patient.")
-        picked = st.selectbox("Patient", found, format_func=lambda p: p.label, index=None,
-                              key=f"{prefix}_patient", placeholder="Choose from the matches")  # fmt: skip
+        picked = st.selectbox(
+            "Patient",
+            found,
+            format_func=lambda p: p.label,
+            index=None,
+            key=f"{prefix}_patient",
+            placeholder="Choose from the matches",
+        )
         return (picked.id if picked else None), None, False, (picked.name if picked else "")
     c1, c2, c3 = st.columns(3)
     first = c1.text_input("First name", key=f"{prefix}_first")
     last = c2.text_input("Last name", key=f"{prefix}_last")
-    born = c3.date_input("Date of birth", value=None, min_value=date(1900, 1, 1),
-                         key=f"{prefix}_dob", format="YYYY-MM-DD")  # fmt: skip
+    born = c3.date_input(
+        "Date of birth",
+        value=None,
+        min_value=date(1900, 1, 1),
+        key=f"{prefix}_dob",
+        format="YYYY-MM-DD",
+    )
     c1, c2 = st.columns(2)
     email = c1.text_input("Email", key=f"{prefix}_email")
     phone = c2.text_input("Mobile phone", key=f"{prefix}_phone")
     consent_email = c1.checkbox("Agrees to email", key=f"{prefix}_consent_email")
     consent_sms = c2.checkbox("Agrees to text messages", key=f"{prefix}_consent_sms")
-    invite = st.checkbox("Send a patient-portal invitation (needs email and consent)",
-                         key=f"{prefix}_invite")  # fmt: skip
-    new = booking.NewPatient(first, last, born, email or None, phone or None, consent_email,
-                             consent_sms)  # fmt: skip
+    invite = st.checkbox(
+        "Send a patient-portal invitation (needs email and consent)", key=f"{prefix}_invite"
+    )
+    new = booking.NewPatient(
+        first, last, born, email or None, phone or None, consent_email, consent_sms
+    )
     return None, new, invite, f"{first} {last}".strip()
 
 
 def message_editor(prefix: str, preview: tuple[str, str], version: str):
     """Channels and the editable confirmation; `version` changes when the booking does, so
     the text follows the form until staff edit it."""
-    choice = st.radio("Notify the patient", list(booking.NOTIFY_CHOICES), horizontal=True,
-                      key=f"{prefix}_notify")  # fmt: skip
+    choice = st.radio(
+        "Notify the patient", list(booking.NOTIFY_CHOICES), horizontal=True, key=f"{prefix}_notify"
+    )
     channels = booking.NOTIFY_CHOICES[choice]
     if not channels:
         return [], None, None

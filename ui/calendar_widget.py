@@ -9,7 +9,7 @@ Traps this module handles, so pages do not have to:
   queries exactly that window.
 - FullCalendar runs with the clinic's IANA zone and no zone plugin: it shows each event at the
   wall time written in its string and returns clicked times as wall times labelled "Z". Every
-  time coming back goes through core.calendar.callback_time (clinic zone, DST-safe).
+  time coming back goes through core.scheduling.calendar.callback_time (clinic zone, DST-safe).
 - The component keeps returning its last value on every rerun; `take` hands each new value out
   once.
 """
@@ -24,9 +24,9 @@ from typing import Any
 import streamlit as st
 from streamlit_calendar import calendar as fullcalendar
 
-from core import lifecycle
-from core.calendar import OUT_OF_OFFICE_CLASS, callback_time
-from core.clock import format_local, to_local
+from core.kernel.clock import format_local, to_local
+from core.scheduling import moves
+from core.scheduling.calendar import OUT_OF_OFFICE_CLASS, callback_time
 from db.types import utcnow
 from ui.appointment_views import FLASH as FLASH_KEY
 from ui.context import refresh, run_action
@@ -125,7 +125,7 @@ def render(events: list[dict[str, Any]], opts: dict[str, Any], key: str) -> dict
             callbacks=CALLBACKS,
             license_key=LICENSE_KEY,
             key=key,
-        )  # fmt: skip
+        )
         or {}
     )
 
@@ -154,8 +154,11 @@ def interpret(value: dict[str, Any], tz: str) -> Open | Book | Move | None:
         return Open(int(value["eventClick"]["event"]["id"]))
     if kind == "select":
         data = value["select"]
-        return Book(callback_time(data["start"], tz), callback_time(data["end"], tz),
-                    _resource(data.get("resource")))  # fmt: skip
+        return Book(
+            callback_time(data["start"], tz),
+            callback_time(data["end"], tz),
+            _resource(data.get("resource")),
+        )
     if kind == "dateClick":
         data = value["dateClick"]
         start = callback_time(data["date"], tz)
@@ -242,17 +245,28 @@ def confirm_move(tz: str, provider_names: dict[int, str]) -> None:
     where it was, with the reason shown; a done one reruns with fresh data."""
     move = st.session_state[MOVE_KEY]
     who = provider_names.get(move["provider"], "another provider") if move["provider"] else ""
-    st.warning(f"Move appointment #{move['id']} to {format_local(move['start'], tz, True)}"
-               + (f" with {who}" if who else "") + "?", icon=":material/open_with:")  # fmt: skip
+    st.warning(
+        f"Move appointment #{move['id']} to {format_local(move['start'], tz, True)}"
+        + (f" with {who}" if who else "")
+        + "?",
+        icon=":material/open_with:",
+    )
     tell = st.checkbox("Notify the patient", value=True, key="calendar_move_notify")
     note = st.text_input("Message to the patient (optional)", key="calendar_move_message")
     double = st.checkbox("Allow double booking", key="calendar_move_double")
     outside = st.checkbox("Outside working hours (override)", key="calendar_move_outside")
     go, undo = st.columns(2)
     if go.button("Move", key="calendar_move_go", type="primary"):
-        done = run_action(lifecycle.reschedule, move["id"], start_at=move["start"],
-                          provider_id=move["provider"], notify=tell, message=note,
-                          allow_double_booking=double, outside_hours_override=outside)  # fmt: skip
+        done = run_action(
+            moves.reschedule,
+            move["id"],
+            start_at=move["start"],
+            provider_id=move["provider"],
+            notify=tell,
+            message=note,
+            allow_double_booking=double,
+            outside_hours_override=outside,
+        )
         st.session_state.pop(MOVE_KEY)
         if done:
             st.session_state[FLASH_KEY] = f"Moved. {done.value.summary}"

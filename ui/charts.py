@@ -11,14 +11,31 @@ import streamlit as st
 COLOURS = ["#4c78a8", "#f58518", "#e45756", "#54a24b", "#b279a2", "#72b7b2"]
 
 
-def _figure(traces: list[dict], title: str, y_title: str = "", percent: bool = False,
-            yaxis: dict | None = None) -> go.Figure:  # fmt: skip
+def _figure(
+    traces: list[dict],
+    title: str,
+    y_title: str = "",
+    percent: bool = False,
+    yaxis: dict | None = None,
+) -> go.Figure:
     """One figure built in a single pass (plotly validates once, not per update call)."""
-    return go.Figure({"data": traces, "layout": {
-        "title": {"text": title}, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 320,
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        "yaxis": yaxis or {"title": {"text": y_title}, "rangemode": "tozero",
-                           **({"tickformat": ".0%"} if percent else {})}}})  # fmt: skip
+    return go.Figure(
+        {
+            "data": traces,
+            "layout": {
+                "title": {"text": title},
+                "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+                "height": 320,
+                "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+                "yaxis": yaxis
+                or {
+                    "title": {"text": y_title},
+                    "rangemode": "tozero",
+                    **({"tickformat": ".0%"} if percent else {}),
+                },
+            },
+        }
+    )
 
 
 def bars(
@@ -30,9 +47,16 @@ def bars(
     percent: bool = False,
 ) -> go.Figure:
     """Grouped bars: one trace per series, one group per label."""
-    traces = [{"type": "bar", "x": list(labels), "y": list(values), "name": name,
-               "marker": {"color": COLOURS[index % len(COLOURS)]}}
-              for index, (name, values) in enumerate(series.items())]  # fmt: skip
+    traces = [
+        {
+            "type": "bar",
+            "x": list(labels),
+            "y": list(values),
+            "name": name,
+            "marker": {"color": COLOURS[index % len(COLOURS)]},
+        }
+        for index, (name, values) in enumerate(series.items())
+    ]
     return _figure(traces, title, y_title, percent)
 
 
@@ -44,9 +68,17 @@ def lines(
     y_title: str = "",
     percent: bool = False,
 ) -> go.Figure:
-    traces = [{"type": "scatter", "mode": "lines+markers", "x": list(labels), "y": list(values),
-               "name": name, "line": {"color": COLOURS[index % len(COLOURS)]}}
-              for index, (name, values) in enumerate(series.items())]  # fmt: skip
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "x": list(labels),
+            "y": list(values),
+            "name": name,
+            "line": {"color": COLOURS[index % len(COLOURS)]},
+        }
+        for index, (name, values) in enumerate(series.items())
+    ]
     return _figure(traces, title, y_title, percent)
 
 
@@ -58,9 +90,16 @@ def heatmap(
     title: str,
     percent: bool = True,
 ) -> go.Figure:
-    trace = {"type": "heatmap", "z": [list(r) for r in values], "x": list(columns),
-             "y": list(rows), "colorscale": "Reds", "hoverongaps": False, "zmin": 0,
-             "colorbar": {"tickformat": ".0%"} if percent else {}}  # fmt: skip
+    trace = {
+        "type": "heatmap",
+        "z": [list(r) for r in values],
+        "x": list(columns),
+        "y": list(rows),
+        "colorscale": "Reds",
+        "hoverongaps": False,
+        "zmin": 0,
+        "colorbar": {"tickformat": ".0%"} if percent else {},
+    }
     return _figure([trace], title, yaxis={"autorange": "reversed"})
 
 

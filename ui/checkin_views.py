@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import checkin
+from core.scheduling import checkin
 from ui.context import run_action
 
 
@@ -20,5 +20,10 @@ def qr_panel(appointment_id: int, prefix: str) -> None:
         code, png = issued
         st.image(png, caption="Scan at the desk to check in (works once)", width=220)
         st.text(code)
-        st.download_button("Download to print (PNG)", png, file_name=f"check-in-{appointment_id}.png",
-                           mime="image/png", key=f"{key}_download")  # fmt: skip
+        st.download_button(
+            "Download to print (PNG)",
+            png,
+            file_name=f"check-in-{appointment_id}.png",
+            mime="image/png",
+            key=f"{key}_download",
+        )

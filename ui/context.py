@@ -9,9 +9,9 @@ from typing import Any, Generic, TypeVar
 
 import streamlit as st
 
-from core.authz import Actor
-from core.config import Settings, load_settings
-from core.errors import DomainError
+from core.kernel.authz import Actor
+from core.kernel.config import Settings, load_settings
+from core.kernel.errors import DomainError
 from core.startup import open_database
 from db.engine import Database
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from core.errors import DomainError
-from core.imports import FieldSpec, ImportReport, read_header, read_text
+from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
+from core.kernel.errors import DomainError
 from ui.context import show_error
 
 NOT_IN_FILE = "— not in the file —"
@@ -63,7 +63,12 @@ def show_report(report: ImportReport) -> None:
         st.caption("New clinics: " + ", ".join(report.clinics_created))
     if report.problems:
         more = report.problem_count - len(report.problems)
-        st.warning(f"{report.problem_count:,} rows were skipped" +
-                   (f" (the first {len(report.problems):,} are listed)" if more else "") + ":")  # fmt: skip
+        st.warning(
+            f"{report.problem_count:,} rows were skipped"
+            + (f" (the first {len(report.problems):,} are listed)" if more else "")
+            + ":"
+        )
         problems = pd.DataFrame([{"Row": p.row, "Problem": p.reason} for p in report.problems])
-        st.dataframe(problems, hide_index=True, width="stretch", height=min(400, 40 + 35 * len(problems)))  # fmt: skip
+        st.dataframe(
+            problems, hide_index=True, width="stretch", height=min(400, 40 + 35 * len(problems))
+        )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import surveys
-from core.authz import Permission
+from core.feedback import surveys
+from core.kernel.authz import Permission
 from ui.context import actor, read, refresh, run_action, settings
 
 LABELS = {
@@ -14,8 +14,11 @@ LABELS = {
     "pending": "Feedback pending",
     "collected": "Feedback collected",
 }
-ICONS = {"none": ":material/chat_bubble_outline:", "pending": ":material/schedule_send:",
-         "collected": ":material/reviews:"}  # fmt: skip
+ICONS = {
+    "none": ":material/chat_bubble_outline:",
+    "pending": ":material/schedule_send:",
+    "collected": ":material/reviews:",
+}
 
 
 @st.cache_data(ttl=10, max_entries=200, show_spinner=False)
@@ -41,10 +44,10 @@ def feedback_panel(appointment_id: int) -> None:
     if info.sent_today:
         st.caption("A request went out today; you can send another tomorrow.")
     key = f"feedback_collect_{appointment_id}"
-    if st.button("Collect feedback", key=key, disabled=not info.can_request,
-                 icon=":material/rate_review:"):  # fmt: skip
-        done = run_action(surveys.request_feedback, appointment_id,
-                          base_url=settings().base_url)  # fmt: skip
+    if st.button(
+        "Collect feedback", key=key, disabled=not info.can_request, icon=":material/rate_review:"
+    ):
+        done = run_action(surveys.request_feedback, appointment_id, base_url=settings().base_url)
         if done:
             sent = done.value
             st.session_state["feedback_flash"] = (
@@ -58,14 +61,27 @@ def survey_settings_form(prefix: str) -> None:
     """Automatic requests on/off, the delay after a completed visit, and the 1–5 questions."""
     current = read(surveys.survey_settings)
     with st.form(f"{prefix}_survey_settings"):
-        auto = st.toggle("Send feedback requests automatically", value=current.auto,
-                         key=f"{prefix}_auto")  # fmt: skip
-        delay = st.number_input("Hours after the visit is completed", 0, 336,
-                                value=current.delay_hours, key=f"{prefix}_delay")  # fmt: skip
-        questions = st.text_area("Questions rated 1–5 (one per line)",
-                                 "\n".join(label for _, label in current.questions),
-                                 key=f"{prefix}_questions")  # fmt: skip
+        auto = st.toggle(
+            "Send feedback requests automatically", value=current.auto, key=f"{prefix}_auto"
+        )
+        delay = st.number_input(
+            "Hours after the visit is completed",
+            0,
+            336,
+            value=current.delay_hours,
+            key=f"{prefix}_delay",
+        )
+        questions = st.text_area(
+            "Questions rated 1–5 (one per line)",
+            "\n".join(label for _, label in current.questions),
+            key=f"{prefix}_questions",
+        )
         saved = st.form_submit_button("Save survey settings")
-    if saved and run_action(surveys.save_survey_settings, auto=auto, delay_hours=int(delay),
-                            questions=questions.splitlines(), success="Survey settings saved."):  # fmt: skip
+    if saved and run_action(
+        surveys.save_survey_settings,
+        auto=auto,
+        delay_hours=int(delay),
+        questions=questions.splitlines(),
+        success="Survey settings saved.",
+    ):
         refresh()

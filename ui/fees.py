@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import policy
+from core.policy import cancellation as policy
 from ui.context import read, refresh, run_action
 
 
@@ -16,17 +16,37 @@ def _open_fees(current, patient_id):
 
 def waiver_panel(current, prefix: str) -> None:
     """Open fees (optionally of one patient), waive one with a reason, or add points."""
-    patient = st.number_input("Patient # (0 = everyone)", min_value=0, step=1, value=0,
-                              key=f"{prefix}_fee_patient")  # fmt: skip
+    patient = st.number_input(
+        "Patient # (0 = everyone)", min_value=0, step=1, value=0, key=f"{prefix}_fee_patient"
+    )
     fees = _open_fees(current, int(patient) or None)
-    st.dataframe(pd.DataFrame([{"Fee #": f.id, "Patient #": f.patient_id, "Patient": f.patient_name,
-                                "Appointment #": f.appointment_id, "Kind": f.kind,
-                                "Amount": f"{f.amount_cents / 100:.2f}", "Points": f.points,
-                                "Assessed (UTC)": f.created_at} for f in fees]),
-                 hide_index=True, width="stretch", key=f"{prefix}_fee_table")  # fmt: skip
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Fee #": f.id,
+                    "Patient #": f.patient_id,
+                    "Patient": f.patient_name,
+                    "Appointment #": f.appointment_id,
+                    "Kind": f.kind,
+                    "Amount": f"{f.amount_cents / 100:.2f}",
+                    "Points": f.points,
+                    "Assessed (UTC)": f.created_at,
+                }
+                for f in fees
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        key=f"{prefix}_fee_table",
+    )
     with st.form(f"{prefix}_waive_form"):
-        fee_id = st.selectbox("Fee to waive", [f.id for f in fees], key=f"{prefix}_fee_id",
-                              format_func=lambda i: f"#{i}")  # fmt: skip
+        fee_id = st.selectbox(
+            "Fee to waive",
+            [f.id for f in fees],
+            key=f"{prefix}_fee_id",
+            format_func=lambda i: f"#{i}",
+        )
         reason = st.text_input("Reason (kept in the audit log)", key=f"{prefix}_fee_reason")
         waive = st.form_submit_button("Waive fee")
     if waive and fee_id is not None:

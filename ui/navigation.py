@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.authz import Actor, Permission
+from core.kernel.authz import Actor, Permission
 
-PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+PAGES_DIR = Path(__file__).resolve().parent.parent / "app_pages"
 
 
 @dataclass(frozen=True)
 class PageSpec:
     file: str
     title: str
-    icon: str
+    symbol: str  # a Material symbol's name
     section: str
     permission: Permission
     hidden: bool = False  # reached by links only (e.g. an appointment's detail)
@@ -25,28 +25,33 @@ class PageSpec:
         return PAGES_DIR / self.file
 
     @property
+    def icon(self) -> str:
+        return f":material/{self.symbol}:"
+
+    @property
     def url_path(self) -> str:
         return self.file.removesuffix(".py").replace("_", "-")
 
 
 P = Permission
+DESK, PATIENTS, REPORTS, PRACTICE, ADMIN = "Front desk", "Patients", "Reports", "Practice", "Admin"
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("today.py", "Today", ":material/today:", "Front desk", P.APPOINTMENTS_READ),
-    PageSpec("queue.py", "Request queue", ":material/inbox:", "Front desk", P.QUEUE_WORK),
-    PageSpec("calendar.py", "Calendar", ":material/calendar_month:", "Front desk", P.APPOINTMENTS_READ),
-    PageSpec("book.py", "New appointment", ":material/event_available:", "Front desk", P.APPOINTMENTS_BOOK),
-    PageSpec("check_in.py", "Check-in", ":material/qr_code_scanner:", "Front desk", P.APPOINTMENTS_CHECK_IN),
-    PageSpec("appointment.py", "Appointment", ":material/event_note:", "Front desk", P.APPOINTMENTS_READ, hidden=True),
-    PageSpec("patients.py", "Patients", ":material/group:", "Patients", P.PATIENTS_READ),
-    PageSpec("invitations.py", "Portal invitations", ":material/mail:", "Patients", P.INVITATIONS_SEND),
-    PageSpec("cancellation_analytics.py", "Cancellations", ":material/event_busy:", "Reports", P.ANALYTICS_READ),
-    PageSpec("survey_analytics.py", "Surveys", ":material/reviews:", "Reports", P.ANALYTICS_READ),
-    PageSpec("schedules.py", "Provider schedules", ":material/schedule:", "Practice", P.SCHEDULES_MANAGE),
-    PageSpec("policy.py", "Cancellation policy", ":material/policy:", "Practice", P.POLICY_MANAGE),
-    PageSpec("notifications.py", "Notifications", ":material/outgoing_mail:", "Practice", P.NOTIFICATIONS_READ),
-    PageSpec("data.py", "Import and export", ":material/swap_horiz:", "Practice", P.DATA_EXPORT),
-    PageSpec("users.py", "Users", ":material/manage_accounts:", "Admin", P.USERS_MANAGE),
-    PageSpec("audit_log.py", "Audit log", ":material/history:", "Admin", P.AUDIT_READ),
+    PageSpec("today.py", "Today", "today", DESK, P.APPOINTMENTS_READ),
+    PageSpec("queue.py", "Request queue", "inbox", DESK, P.QUEUE_WORK),
+    PageSpec("calendar.py", "Calendar", "calendar_month", DESK, P.APPOINTMENTS_READ),
+    PageSpec("book.py", "New appointment", "event_available", DESK, P.APPOINTMENTS_BOOK),
+    PageSpec("check_in.py", "Check-in", "qr_code_scanner", DESK, P.APPOINTMENTS_CHECK_IN),
+    PageSpec("appointment.py", "Appointment", "event_note", DESK, P.APPOINTMENTS_READ, hidden=True),
+    PageSpec("patients.py", "Patients", "group", PATIENTS, P.PATIENTS_READ),
+    PageSpec("invitations.py", "Portal invitations", "mail", PATIENTS, P.INVITATIONS_SEND),
+    PageSpec("cancellation_analytics.py", "Cancellations", "event_busy", REPORTS, P.ANALYTICS_READ),
+    PageSpec("survey_analytics.py", "Surveys", "reviews", REPORTS, P.ANALYTICS_READ),
+    PageSpec("schedules.py", "Provider schedules", "schedule", PRACTICE, P.SCHEDULES_MANAGE),
+    PageSpec("policy.py", "Cancellation policy", "policy", PRACTICE, P.POLICY_MANAGE),
+    PageSpec("notifications.py", "Notifications", "outgoing_mail", PRACTICE, P.NOTIFICATIONS_READ),
+    PageSpec("data.py", "Import and export", "swap_horiz", PRACTICE, P.DATA_EXPORT),
+    PageSpec("users.py", "Users", "manage_accounts", ADMIN, P.USERS_MANAGE),
+    PageSpec("audit_log.py", "Audit log", "history", ADMIN, P.AUDIT_READ),
 )  # fmt: skip
 PATIENT_PAGE = PAGES_DIR / "patient.py"  # the public page behind signed patient links
 

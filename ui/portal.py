@@ -8,24 +8,32 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import invitations, patient_links, patients
-from core.checkin import qr_png
-from core.errors import DomainError
-from core.invitations import PortalStatus
+from core.kernel.errors import DomainError
+from core.patients import enrolment, invitations
+from core.patients import records as patients
+from core.patients.invitations import PortalStatus
+from core.portal import patient_links
+from core.scheduling.codes import qr_png
 from ui.context import database, read, refresh, require_actor, run_action, settings
 
 STATUS_ICONS = {
-    PortalStatus.NO_EMAIL: ":material/mail_off:", PortalStatus.OPTED_OUT: ":material/block:",
-    PortalStatus.NOT_INVITED: ":material/person_add:", PortalStatus.INVITED: ":material/schedule_send:",
-    PortalStatus.ENROLLED: ":material/verified:", PortalStatus.EXPIRED: ":material/timer_off:",
+    PortalStatus.NO_EMAIL: ":material/mail_off:",
+    PortalStatus.OPTED_OUT: ":material/block:",
+    PortalStatus.NOT_INVITED: ":material/person_add:",
+    PortalStatus.INVITED: ":material/schedule_send:",
+    PortalStatus.ENROLLED: ":material/verified:",
+    PortalStatus.EXPIRED: ":material/timer_off:",
     PortalStatus.REVOKED: ":material/cancel:",
-}  # fmt: skip
+}
 QR_KEY = "portal_qr_link"
 
 
 def send_label(status: PortalStatus) -> str:
-    return {PortalStatus.INVITED: "Resend invitation", PortalStatus.EXPIRED: "Renew invitation",
-            PortalStatus.REVOKED: "Send a new invitation"}.get(status, "Send portal invitation")  # fmt: skip
+    return {
+        PortalStatus.INVITED: "Resend invitation",
+        PortalStatus.EXPIRED: "Renew invitation",
+        PortalStatus.REVOKED: "Send a new invitation",
+    }.get(status, "Send portal invitation")
 
 
 def status_box(state: invitations.PortalState) -> None:
@@ -39,16 +47,26 @@ def status_box(state: invitations.PortalState) -> None:
         st.info(f"**Portal: {state.label}.** {state.advice}", icon=icon)
 
 
-def history_table(rows: list[invitations.HistoryRow], key: str) -> None:
+def history_table(rows: list[enrolment.HistoryRow], key: str) -> None:
     if not rows:
         st.caption("No invitations yet.")
         return
     frame = pd.DataFrame(
-        [{"#": r.invitation_id, "Sent (UTC)": r.sent_at, "To": r.email, "Status": r.status,
-          "Expires (UTC)": r.expires_at, "Enrolled (UTC)": r.enrolled_at,
-          "Revoked (UTC)": r.revoked_at, "Why revoked": r.revoked_reason, "Sent by": r.sent_by}
-         for r in rows]
-    )  # fmt: skip
+        [
+            {
+                "#": r.invitation_id,
+                "Sent (UTC)": r.sent_at,
+                "To": r.email,
+                "Status": r.status,
+                "Expires (UTC)": r.expires_at,
+                "Enrolled (UTC)": r.enrolled_at,
+                "Revoked (UTC)": r.revoked_at,
+                "Why revoked": r.revoked_reason,
+                "Sent by": r.sent_by,
+            }
+            for r in rows
+        ]
+    )
     st.dataframe(frame, hide_index=True, width="stretch", key=key)
 
 
@@ -63,8 +81,13 @@ def qr_panel(key: str) -> None:
         st.text(f"{name} — scan with a phone camera to enrol (works once).")
         png = qr_png(link)
         st.image(png, width=220)
-        st.download_button("Download for printing", png, file_name="portal-enrolment.png",
-                           mime="image/png", key=f"{key}_qr_download")  # fmt: skip
+        st.download_button(
+            "Download for printing",
+            png,
+            file_name="portal-enrolment.png",
+            mime="image/png",
+            key=f"{key}_qr_download",
+        )
         if st.button("Done", key=f"{key}_qr_done"):
             st.session_state.pop(QR_KEY, None)
             st.rerun()
@@ -108,10 +131,13 @@ def results_table(key: str) -> None:
     sent = sum(r.outcome == "sent" for r in results)
     st.success(f"Invitations sent: {sent}; skipped: {len(results) - sent}.")
     st.dataframe(
-        pd.DataFrame([{"Patient": r.patient, "Outcome": r.outcome, "Detail": r.detail}
-                      for r in results]),
-        hide_index=True, width="stretch", key=f"{key}_results_table",
-    )  # fmt: skip
+        pd.DataFrame(
+            [{"Patient": r.patient, "Outcome": r.outcome, "Detail": r.detail} for r in results]
+        ),
+        hide_index=True,
+        width="stretch",
+        key=f"{key}_results_table",
+    )
 
 
 def new_patient_form(expanded: bool) -> None:
@@ -136,14 +162,26 @@ def new_patient_form(expanded: bool) -> None:
         c_sms = st.checkbox("Consents to text messages", key="patients_new_consent_sms")
         invite = st.checkbox("Send portal invitation", key="patients_new_invite")
         if st.form_submit_button("Add patient", type="primary"):
-            made = run_action(patients.create_patient, first_name=first, last_name=last,
-                              date_of_birth=born, email=email, phone=phone, consent_email=c_email,
-                              consent_sms=c_sms, success="Patient added.")  # fmt: skip
+            made = run_action(
+                patients.create_patient,
+                first_name=first,
+                last_name=last,
+                date_of_birth=born,
+                email=email,
+                phone=phone,
+                consent_email=c_email,
+                consent_sms=c_sms,
+                success="Patient added.",
+            )
             if made:
                 st.session_state["patients_selected"] = made.value.id
                 if invite:
-                    run_action(invitations.send_invitation, made.value.id,
-                               base_url=settings().base_url, success="Invitation sent.")  # fmt: skip
+                    run_action(
+                        invitations.send_invitation,
+                        made.value.id,
+                        base_url=settings().base_url,
+                        success="Invitation sent.",
+                    )
 
 
 def edit_form(record) -> None:
@@ -159,15 +197,21 @@ def edit_form(record) -> None:
         changes = dict(
             first_name=a.text_input("First name", record.first_name, key=f"{k}_first"),
             last_name=b.text_input("Last name", record.last_name, key=f"{k}_last"),
-            date_of_birth=a.date_input("Date of birth", record.date_of_birth, format="DD/MM/YYYY",
-                                       key=f"{k}_dob"),
+            date_of_birth=a.date_input(
+                "Date of birth", record.date_of_birth, format="DD/MM/YYYY", key=f"{k}_dob"
+            ),
             email=b.text_input("Email", record.email or "", key=f"{k}_email"),
             phone=a.text_input("Phone", record.phone or "", key=f"{k}_phone"),
-            consent_email=st.checkbox("Consents to email", record.consent_email, key=f"{k}_c_email"),
-            consent_sms=st.checkbox("Consents to text messages", record.consent_sms, key=f"{k}_c_sms"),
-            consent_marketing=st.checkbox("Consents to marketing", record.consent_marketing,
-                                          key=f"{k}_c_mkt"),
-        )  # fmt: skip
+            consent_email=st.checkbox(
+                "Consents to email", record.consent_email, key=f"{k}_c_email"
+            ),
+            consent_sms=st.checkbox(
+                "Consents to text messages", record.consent_sms, key=f"{k}_c_sms"
+            ),
+            consent_marketing=st.checkbox(
+                "Consents to marketing", record.consent_marketing, key=f"{k}_c_mkt"
+            ),
+        )
         if st.form_submit_button("Save changes"):
             saved = run_action(patients.update_patient, patient_id, **changes)
             if saved:
@@ -178,14 +222,23 @@ def edit_form(record) -> None:
                 refresh()
 
 
-def funnel_panel(funnel: invitations.Funnel, key: str) -> None:
+def funnel_panel(funnel: enrolment.Funnel, key: str) -> None:
     """Invited → enrolled as a funnel chart, with the rate, median days and open invitations."""
     left, right = st.columns([2, 1])
     # built in one pass (plotly validates once), no mode bar logo
-    figure = go.Figure({"data": [{"type": "funnel", "y": ["Invited", "Enrolled"],
-                                  "x": [funnel.invited, funnel.enrolled],
-                                  "textinfo": "value+percent initial"}],
-                        "layout": {"height": 220, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}}})  # fmt: skip
+    figure = go.Figure(
+        {
+            "data": [
+                {
+                    "type": "funnel",
+                    "y": ["Invited", "Enrolled"],
+                    "x": [funnel.invited, funnel.enrolled],
+                    "textinfo": "value+percent initial",
+                }
+            ],
+            "layout": {"height": 220, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}},
+        }
+    )
     left.plotly_chart(figure, key=f"{key}_funnel", config={"displaylogo": False})
     right.metric("Enrolment rate", f"{funnel.rate:.0%}")
     right.metric("Median days to enrol", "—" if funnel.median_days is None else funnel.median_days)
@@ -197,12 +250,21 @@ def settings_panel(clinics: dict[int, str], key: str) -> None:
     # behind a toggle: nothing of it is read or drawn until a manager opens it
     if st.toggle("Settings and public booking link", key=f"{key}_settings_open"):
         with st.form(f"{key}_settings"):
-            days = st.number_input("Invitations expire after (days)", 1, invitations.MAX_EXPIRY_DAYS,
-                                   read(invitations.get_expiry_days), key=f"{key}_expiry")  # fmt: skip
+            days = st.number_input(
+                "Invitations expire after (days)",
+                1,
+                invitations.MAX_EXPIRY_DAYS,
+                read(invitations.get_expiry_days),
+                key=f"{key}_expiry",
+            )
             if st.form_submit_button("Save"):
                 run_action(invitations.set_expiry_days, int(days), success="Expiry saved.")
-        target = st.selectbox("Clinic for a booking link", list(clinics), format_func=clinics.get,
-                              key=f"{key}_booking_clinic")  # fmt: skip
+        target = st.selectbox(
+            "Clinic for a booking link",
+            list(clinics),
+            format_func=clinics.get,
+            key=f"{key}_booking_clinic",
+        )
         if st.button("Create a public booking-request link", key=f"{key}_booking_link"):
             made = run_action(
                 patient_links.issue_booking_link, target, base_url=settings().base_url

@@ -12,7 +12,7 @@ def _url() -> str:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from core.config import load_settings
+    from core.kernel.config import load_settings
 
     return load_settings().database_url
 

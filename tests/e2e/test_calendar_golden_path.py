@@ -10,11 +10,11 @@ from datetime import timedelta
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from core import checkin
-from core.authz import SYSTEM
-from core.availability import find_conflicts
-from core.clock import to_local
-from core.config import load_settings
+from core.kernel.authz import SYSTEM
+from core.kernel.clock import to_local
+from core.kernel.config import load_settings
+from core.scheduling import checkin
+from core.scheduling.availability import find_conflicts
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus, Patient
 from db.types import utcnow
@@ -24,8 +24,11 @@ CALENDAR_FRAME = 'iframe[title="streamlit_calendar.calendar"]'
 
 
 def _database(tmp_path):
-    return open_database(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
-                                        "CLINICDESK_SECRET_KEY": "k" * 40}))  # fmt: skip
+    return open_database(
+        load_settings(
+            {"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "CLINICDESK_SECRET_KEY": "k" * 40}
+        )
+    )
 
 
 def _calendar(page, showing: str):
@@ -68,11 +71,17 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
     with database.read() as session:  # a demo appointment of Harbour Street later this week
         now = utcnow()
         week_end = now + timedelta(days=6 - to_local(now, "Europe/London").weekday())
-        candidates = session.scalars(select(Appointment).where(
-            Appointment.clinic_id == 1, Appointment.status == AppointmentStatus.SCHEDULED,
-            Appointment.kind == AppointmentKind.APPOINTMENT, Appointment.start_at > now,
-            Appointment.start_at < week_end,
-        ).order_by(Appointment.start_at))  # fmt: skip
+        candidates = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.clinic_id == 1,
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.start_at > now,
+                Appointment.start_at < week_end,
+            )
+            .order_by(Appointment.start_at)
+        )
         shown = next(  # one no other event overlaps on screen (the team meeting may)
             a
             for a in candidates
@@ -157,9 +166,15 @@ def test_a_picture_of_the_check_in_qr_code_checks_the_patient_in(
     database = _database(tmp_path)
     with database.write() as session:
         start = utcnow() + timedelta(minutes=45)
-        row = Appointment(clinic_id=1, provider_id=1, patient_id=7, service_id=1,
-                          status=AppointmentStatus.SCHEDULED, start_at=start,
-                          end_at=start + timedelta(minutes=30))  # fmt: skip
+        row = Appointment(
+            clinic_id=1,
+            provider_id=1,
+            patient_id=7,
+            service_id=1,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
         session.add(row)
         session.flush()
         ident, (_, png) = row.id, checkin.issue_code_for(session, SYSTEM, row.id)

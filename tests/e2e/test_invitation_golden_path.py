@@ -14,9 +14,10 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from core import accounts, lifecycle, tokens
-from core.clock import local_to_utc, to_local
-from core.config import load_settings
+from core.kernel import accounts, tokens
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.config import load_settings
+from core.requests import decisions
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -56,8 +57,11 @@ def portal_server(demo_template, tmp_path, loopback_smtp):
 
 
 def _database(tmp_path):
-    return open_database(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
-                                        "CLINICDESK_SECRET_KEY": "k" * 40}))  # fmt: skip
+    return open_database(
+        load_settings(
+            {"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "CLINICDESK_SECRET_KEY": "k" * 40}
+        )
+    )
 
 
 def _sign_in(page: Page, url: str, username: str) -> None:
@@ -82,9 +86,12 @@ def test_staff_invite_the_patient_enrols_from_the_email_and_the_page_shows_enrol
     database = _database(tmp_path)
     with database.write() as session:  # a known, not yet invited patient
         invited = select(PortalInvitation.patient_id)
-        patient = session.scalars(select(Patient).where(
-            Patient.id.not_in(invited), Patient.portal_enrolled_at.is_(None)
-        ).order_by(Patient.id).limit(1)).one()  # fmt: skip
+        patient = session.scalars(
+            select(Patient)
+            .where(Patient.id.not_in(invited), Patient.portal_enrolled_at.is_(None))
+            .order_by(Patient.id)
+            .limit(1)
+        ).one()
         patient.email, patient.consent_email, patient.date_of_birth = EMAIL, True, BORN
         patient_id = patient.id
     loopback_smtp.clear()
@@ -141,11 +148,17 @@ def test_staff_invite_the_patient_enrols_from_the_email_and_the_page_shows_enrol
 def _propose(database, base_url: str) -> tuple[int, str, str, str]:
     """The practice proposes a time for the oldest open request (it heads the queue)."""
     with database.write() as session:
-        request = session.scalars(select(Appointment).where(
-            Appointment.status == AppointmentStatus.REQUESTED
-        ).order_by(Appointment.created_at, Appointment.id).limit(1)).one()  # fmt: skip
-        hours = session.scalars(select(WorkingHours).where(
-            WorkingHours.clinic_id == request.clinic_id).order_by(WorkingHours.id)).first()  # fmt: skip
+        request = session.scalars(
+            select(Appointment)
+            .where(Appointment.status == AppointmentStatus.REQUESTED)
+            .order_by(Appointment.created_at, Appointment.id)
+            .limit(1)
+        ).one()
+        hours = session.scalars(
+            select(WorkingHours)
+            .where(WorkingHours.clinic_id == request.clinic_id)
+            .order_by(WorkingHours.id)
+        ).first()
         provider = session.get(Provider, hours.provider_id)
         day = to_local(utcnow(), request.clinic.timezone).date() + timedelta(days=60)
         day += timedelta(days=(hours.weekday - day.weekday()) % 7)
@@ -153,8 +166,14 @@ def _propose(database, base_url: str) -> tuple[int, str, str, str]:
         manager = accounts.actor_of(
             session.scalars(select(User).where(User.username == "manager")).one()
         )
-        raw = lifecycle.propose_time(session, manager, request.id, provider_id=provider.id,
-                                     start_at=start, allow_double_booking=True)  # fmt: skip
+        raw = decisions.propose_time(
+            session,
+            manager,
+            request.id,
+            provider_id=provider.id,
+            start_at=start,
+            allow_double_booking=True,
+        )
         link = tokens.link(base_url, "proposal", raw)
         return request.id, request.patient.full_name, request.service.name, link
 
@@ -182,5 +201,6 @@ def test_patient_declines_a_proposal_and_the_queue_shows_it(
     _sign_in(manager, portal_server.url, "manager")
     _go(manager, "Request queue", "Request queue")
     item = manager.get_by_role("combobox", name="Item")  # the oldest request heads the queue
-    expect(item).to_match_aria_snapshot(f'- combobox "Item": "#{request_id} · {name} · {service}"',
-                                        timeout=20000)  # fmt: skip
+    expect(item).to_match_aria_snapshot(
+        f'- combobox "Item": "#{request_id} · {name} · {service}"', timeout=20000
+    )

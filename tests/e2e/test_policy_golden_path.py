@@ -9,7 +9,7 @@ from datetime import timedelta
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from core import patient_links
+from core.portal import patient_links
 from db.engine import Database
 from db.models import Appointment, AppointmentStatus, Clinic, Patient, Provider, Service
 from db.types import utcnow
@@ -27,10 +27,15 @@ def upcoming_link(database: Database, base_url: str) -> str:
         provider = session.scalar(select(Provider).order_by(Provider.id).limit(1))
         start = (utcnow() + timedelta(hours=18)).replace(second=0, microsecond=0)
         appointment = Appointment(
-            clinic_id=clinic.id, provider_id=provider.id, patient_id=patient.id,
-            service_id=service.id, status=AppointmentStatus.SCHEDULED, start_at=start,
-            end_at=start + timedelta(minutes=30), allow_double_booking=True,
-        )  # fmt: skip
+            clinic_id=clinic.id,
+            provider_id=provider.id,
+            patient_id=patient.id,
+            service_id=service.id,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            allow_double_booking=True,
+        )
         session.add(appointment)
         session.flush()
         return patient_links.change_link(session, appointment, base_url)

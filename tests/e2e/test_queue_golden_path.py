@@ -9,8 +9,8 @@ import re
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from core.clock import format_local
-from core.config import load_settings
+from core.kernel.clock import format_local
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentStatus
 from tests.support.browser import wait_for_app_idle
@@ -20,8 +20,11 @@ LOCAL_TIME = re.compile(r"\w{3} \d{2} \w{3} \d{4}, \d{2}:\d{2}")
 
 
 def _database(tmp_path):
-    return open_database(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
-                                        "CLINICDESK_SECRET_KEY": "k" * 40}))  # fmt: skip
+    return open_database(
+        load_settings(
+            {"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "CLINICDESK_SECRET_KEY": "k" * 40}
+        )
+    )
 
 
 def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
@@ -29,9 +32,12 @@ def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
 ):
     database = _database(tmp_path)
     with database.write() as session:  # the oldest request heads the queue; make it reachable
-        first = session.scalars(select(Appointment).where(
-            Appointment.status == AppointmentStatus.REQUESTED
-        ).order_by(Appointment.created_at, Appointment.id).limit(1)).one()  # fmt: skip
+        first = session.scalars(
+            select(Appointment)
+            .where(Appointment.status == AppointmentStatus.REQUESTED)
+            .order_by(Appointment.created_at, Appointment.id)
+            .limit(1)
+        ).one()
         first.patient.email, first.patient.consent_email = "golden.path@patients.example", True
         request_id = first.id
     loopback_smtp.clear()

@@ -4,7 +4,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from core.authz import MATRIX
+from core.kernel.authz import MATRIX
 from db.models import Role
 from tests.support.browser import wait_for_app_idle
 from ui.navigation import PAGES

@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import select
 
-from core import survey_analytics as sa
-from core.authz import SYSTEM
+from core.analytics import surveys as sa
+from core.kernel.authz import SYSTEM
 from db.engine import Database
 from db.models import Appointment, AppointmentStatus, FeedbackStatus, Patient
 from db.types import utcnow
@@ -51,13 +51,16 @@ def older_visit(database: Database) -> tuple[int, str]:
         row = session.execute(
             select(Appointment.id, Patient.email)
             .join(Patient, Patient.id == Appointment.patient_id)
-            .where(Appointment.status == AppointmentStatus.COMPLETED,
-                   Appointment.feedback_status == FeedbackStatus.NONE,
-                   Appointment.start_at < utcnow() - timedelta(days=10),
-                   Patient.consent_email.is_(True), Patient.email.is_not(None))
+            .where(
+                Appointment.status == AppointmentStatus.COMPLETED,
+                Appointment.feedback_status == FeedbackStatus.NONE,
+                Appointment.start_at < utcnow() - timedelta(days=10),
+                Patient.consent_email.is_(True),
+                Patient.email.is_not(None),
+            )
             .order_by(Appointment.start_at.desc())
             .limit(1)
-        ).one()  # fmt: skip
+        ).one()
     return row.id, row.email
 
 

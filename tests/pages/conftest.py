@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from core import accounts, demo
-from core.config import load_settings
+from core import demo
+from core.kernel import accounts
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import User
 
@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def demo_template(tmp_path_factory) -> Path:
     """One migrated (Alembic, as in production) and demo-seeded SQLite file per test run."""
     folder = tmp_path_factory.mktemp("demo")
-    settings = load_settings({"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}",
-                              "CLINICDESK_DATA_DIR": str(folder)})  # fmt: skip
+    settings = load_settings(
+        {"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}", "CLINICDESK_DATA_DIR": str(folder)}
+    )
     database = open_database(settings)
     with database.write() as session:
         demo.seed_demo(session)
@@ -57,22 +58,9 @@ def sign_in_session(url: str, username: str) -> int:
     return signed.session_id
 
 
-@pytest.fixture(autouse=True)
-def navigation_only(monkeypatch):
-    """Run app.py as production does (serve.py): never Streamlit's legacy `pages/` folder mode,
-    which AppTest would otherwise switch on for every run."""
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
 @pytest.fixture
 def app_as(app_db) -> Callable[..., AppTest]:
-    """`app_as("manager", "pages/queue.py")`: an AppTest signed in as that demo user, run once
+    """`app_as("manager", "app_pages/queue.py")`: an AppTest signed in as that demo user, run once
     on the given page (the role's default page when none is given)."""
 
     def make(username: str | None, page: str | None = None, timeout: float = 30) -> AppTest:

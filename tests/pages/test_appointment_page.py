@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus, Source
 from db.types import utcnow
 
-PAGE = "pages/appointment.py"
+PAGE = "app_pages/appointment.py"
 
 
 def _first(url, *conditions):
@@ -17,9 +17,12 @@ def _first(url, *conditions):
         load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
     )
     with database.read() as session:
-        row = session.scalars(select(Appointment).where(
-            Appointment.kind == AppointmentKind.APPOINTMENT, *conditions
-        ).order_by(Appointment.id).limit(1)).one()  # fmt: skip
+        row = session.scalars(
+            select(Appointment)
+            .where(Appointment.kind == AppointmentKind.APPOINTMENT, *conditions)
+            .order_by(Appointment.id)
+            .limit(1)
+        ).one()
         found = row.id, row.status
     database.dispose()
     return found
@@ -36,8 +39,11 @@ def _cells(at):
 
 
 def test_online_request_shows_origin_and_request_actions(app_as, app_db):
-    request_id, _ = _first(app_db, Appointment.status == AppointmentStatus.REQUESTED,
-                           Appointment.source == Source.ONLINE)  # fmt: skip
+    request_id, _ = _first(
+        app_db,
+        Appointment.status == AppointmentStatus.REQUESTED,
+        Appointment.source == Source.ONLINE,
+    )
     at = _open(app_as, "manager", request_id)
     assert not at.exception
     assert any("Online appointment · " in c.value for c in at.caption)
@@ -48,8 +54,12 @@ def test_online_request_shows_origin_and_request_actions(app_as, app_db):
 
 
 def test_staff_cancels_with_reason_and_history_grows(app_as, app_db):
-    appointment_id, _ = _first(app_db, Appointment.status == AppointmentStatus.SCHEDULED,
-                               Appointment.start_at > utcnow(), Appointment.patient_id.is_not(None))  # fmt: skip
+    appointment_id, _ = _first(
+        app_db,
+        Appointment.status == AppointmentStatus.SCHEDULED,
+        Appointment.start_at > utcnow(),
+        Appointment.patient_id.is_not(None),
+    )
     at = _open(app_as, "staff", appointment_id)
     prefix = f"appointment_{appointment_id}"
     at.button_group(key=f"{prefix}_action").set_value("cancel").run()

@@ -9,13 +9,13 @@ import pytest
 import streamlit as st
 from sqlalchemy import func, select
 
-from core.clock import local_to_utc, to_local
-from core.config import load_settings
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, Notification, Patient
 from db.types import utcnow
 
-PAGE = "pages/book.py"
+PAGE = "app_pages/book.py"
 
 
 @pytest.fixture(autouse=True)
@@ -51,10 +51,18 @@ def _last(url):
     database = _db(url)
     with database.read() as session:
         row = session.scalars(select(Appointment).order_by(Appointment.id.desc()).limit(1)).one()
-        found = dict(id=row.id, kind=row.kind, start=row.start_at, provider=row.provider_id,
-                     patient=row.patient_id, notes=row.notes, end=row.end_at,
-                     mails=session.scalars(select(Notification).where(
-                         Notification.appointment_id == row.id)).all())  # fmt: skip
+        found = dict(
+            id=row.id,
+            kind=row.kind,
+            start=row.start_at,
+            provider=row.provider_id,
+            patient=row.patient_id,
+            notes=row.notes,
+            end=row.end_at,
+            mails=session.scalars(
+                select(Notification).where(Notification.appointment_id == row.id)
+            ).all(),
+        )
     database.dispose()
     return found
 
@@ -141,14 +149,17 @@ def test_out_of_office_block(app_as, app_db):
 
 
 def test_prefill_from_the_calendar_selection(app_as, app_db):
-    at = app_as("staff", "pages/calendar.py")
+    at = app_as("staff", "app_pages/calendar.py")
     day = _weekday_ahead(12)
     database = _db(app_db)
     with database.read() as session:
         count = session.scalar(select(func.count()).select_from(Appointment))
     database.dispose()
-    at.session_state["book_prefill"] = {"clinic_id": 1, "start_at": local_to_utc(day, time(14, 45), TZ),
-                                        "provider_id": None}  # fmt: skip
+    at.session_state["book_prefill"] = {
+        "clinic_id": 1,
+        "start_at": local_to_utc(day, time(14, 45), TZ),
+        "provider_id": None,
+    }
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert at.date_input(key="book_day").value == day

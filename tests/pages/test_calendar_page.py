@@ -9,15 +9,15 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
-from core import calendar as cal
-from core.clock import to_local
-from core.config import load_settings
+from core.kernel.clock import to_local
+from core.kernel.config import load_settings
+from core.scheduling import calendar as cal
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus, AuditEvent, Clinic
 from db.types import utcnow
 from ui import calendar_widget as cw
 
-PAGE = "pages/calendar.py"
+PAGE = "app_pages/calendar.py"
 
 
 @pytest.fixture(autouse=True)
@@ -35,14 +35,23 @@ def _upcoming(url, clinic_id=1):
     database = _database(url)
     with database.read() as session:
         row = session.scalars(
-            select(Appointment).where(
-                Appointment.clinic_id == clinic_id, Appointment.status == AppointmentStatus.SCHEDULED,
+            select(Appointment)
+            .where(
+                Appointment.clinic_id == clinic_id,
+                Appointment.status == AppointmentStatus.SCHEDULED,
                 Appointment.kind == AppointmentKind.APPOINTMENT,
                 Appointment.start_at > utcnow() + timedelta(hours=2),
-            ).order_by(Appointment.start_at).limit(1)
-        ).one()  # fmt: skip
-        found = (row.id, row.start_at, row.end_at, row.provider_id,
-                 session.get(Clinic, clinic_id).timezone)  # fmt: skip
+            )
+            .order_by(Appointment.start_at)
+            .limit(1)
+        ).one()
+        found = (
+            row.id,
+            row.start_at,
+            row.end_at,
+            row.provider_id,
+            session.get(Clinic, clinic_id).timezone,
+        )
     database.dispose()
     return found
 
@@ -64,8 +73,13 @@ def _send(at, value):
 
 
 def _event(ident, start, end, provider_id, tz):
-    return {"id": str(ident), "title": "x", "start": cal.local_iso(start, tz),
-            "end": cal.local_iso(end, tz), "resourceId": str(provider_id)}  # fmt: skip
+    return {
+        "id": str(ident),
+        "title": "x",
+        "start": cal.local_iso(start, tz),
+        "end": cal.local_iso(end, tz),
+        "resourceId": str(provider_id),
+    }
 
 
 def test_every_role_sees_the_calendar_with_legend(app_as):
@@ -79,8 +93,13 @@ def test_every_role_sees_the_calendar_with_legend(app_as):
 def test_clicking_an_event_opens_its_details_and_actions(app_as, app_db):
     ident, start, end, provider, tz = _upcoming(app_db)
     at = _goto(app_as("staff", PAGE), start, tz)
-    at = _send(at, {"callback": "eventClick",
-                    "eventClick": {"event": _event(ident, start, end, provider, tz), "view": {}}})  # fmt: skip
+    at = _send(
+        at,
+        {
+            "callback": "eventClick",
+            "eventClick": {"event": _event(ident, start, end, provider, tz), "view": {}},
+        },
+    )
     assert not at.exception, at.exception
     assert any(f"{ident} · " in h.value for h in at.subheader)
     assert at.button(key=f"calendar_qr_{ident}_show")
@@ -97,8 +116,13 @@ def test_dragging_to_a_free_time_reschedules_and_notifies(app_as, app_db):
     # FullCalendar sends wall times with the old offset; 23:00 local is free but after hours
     local = to_local(start, tz).replace(hour=20, minute=30)
     new = dict(old, start=local.isoformat(), end=(local + (end - start)).isoformat())
-    at = _send(at, {"callback": "eventChange",
-                    "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []}})  # fmt: skip
+    at = _send(
+        at,
+        {
+            "callback": "eventChange",
+            "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []},
+        },
+    )
     assert not at.exception, at.exception
     assert f"Move appointment #{ident}" in at.warning[0].value
     at.button(key="calendar_move_go").click().run()
@@ -108,8 +132,13 @@ def test_dragging_to_a_free_time_reschedules_and_notifies(app_as, app_db):
     with database.read() as session:
         assert session.get(Appointment, ident).start_at == start
     database.dispose()
-    at = _send(at, {"callback": "eventChange",
-                    "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []}})  # fmt: skip
+    at = _send(
+        at,
+        {
+            "callback": "eventChange",
+            "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []},
+        },
+    )
     at.checkbox(key="calendar_move_outside").check()
     at.text_input(key="calendar_move_message").input("Running late today")
     at.button(key="calendar_move_go").click().run()
@@ -118,8 +147,11 @@ def test_dragging_to_a_free_time_reschedules_and_notifies(app_as, app_db):
     with database.read() as session:
         row = session.get(Appointment, ident)
         assert to_local(row.start_at, tz).strftime("%H:%M") == "20:30"
-        event = session.scalar(select(AuditEvent).where(AuditEvent.entity_id == ident,
-                                                        AuditEvent.action == "reschedule"))  # fmt: skip
+        event = session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == ident, AuditEvent.action == "reschedule"
+            )
+        )
         assert event.message == "Running late today" and event.actor_label == "Max Manager"
     database.dispose()
 
@@ -128,10 +160,18 @@ def test_undo_puts_a_dragged_event_back(app_as, app_db):
     ident, start, end, provider, tz = _upcoming(app_db)
     at = _goto(app_as("staff", PAGE), start, tz)
     old = _event(ident, start, end, provider, tz)
-    new = dict(old, start=cal.local_iso(start + timedelta(hours=1), tz),
-               end=cal.local_iso(end + timedelta(hours=1), tz))  # fmt: skip
-    at = _send(at, {"callback": "eventChange",
-                    "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []}})  # fmt: skip
+    new = dict(
+        old,
+        start=cal.local_iso(start + timedelta(hours=1), tz),
+        end=cal.local_iso(end + timedelta(hours=1), tz),
+    )
+    at = _send(
+        at,
+        {
+            "callback": "eventChange",
+            "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []},
+        },
+    )
     at.button(key="calendar_move_undo").click().run()
     assert not at.warning and _component_key(at).endswith("_1")
 
@@ -140,8 +180,19 @@ def test_selecting_a_free_time_offers_booking_there(app_as, app_db):
     _, start, _, provider, tz = _upcoming(app_db)
     at = _goto(app_as("staff", PAGE), start, tz)
     wall = to_local(start, tz).replace(hour=7, minute=15, tzinfo=None).isoformat() + ".000Z"
-    at = _send(at, {"callback": "select", "select": {"allDay": False, "start": wall, "end": wall,
-                    "view": {}, "resource": {"id": str(provider), "title": "x"}}})  # fmt: skip
+    at = _send(
+        at,
+        {
+            "callback": "select",
+            "select": {
+                "allDay": False,
+                "start": wall,
+                "end": wall,
+                "view": {},
+                "resource": {"id": str(provider), "title": "x"},
+            },
+        },
+    )
     assert not at.exception, at.exception
     assert "07:15" in at.info[0].value
     at.button(key="calendar_book_slot").click().run()

@@ -5,11 +5,11 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import AuditEvent, LedgerEntry
 
-PAGE = "pages/cancellation_analytics.py"
+PAGE = "app_pages/cancellation_analytics.py"
 
 
 def _db(url):
@@ -41,8 +41,12 @@ def test_manager_sees_figures_charts_and_the_what_if(app_as):
     assert at.metric[3].value.endswith("%")
     # key figures first: the what-if and the charts one section at a time
     assert len(at.get("plotly_chart")) == 0 and len(at.dataframe) == 0
-    for section, charts in (("Weekday, hour and trend", 3), ("Lead time and turnaround", 4),
-                            ("Reasons and fees", 2), ("Repeat patients", 0)):  # fmt: skip
+    for section, charts in (
+        ("Weekday, hour and trend", 3),
+        ("Lead time and turnaround", 4),
+        ("Reasons and fees", 2),
+        ("Repeat patients", 0),
+    ):
         at = _show(at, section)
         assert not at.exception and len(at.get("plotly_chart")) == charts
         assert [m.label for m in at.metric] == labels  # the key figures stay on top

@@ -9,14 +9,14 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
-from core import checkin
-from core.authz import SYSTEM
-from core.config import load_settings
+from core.kernel.authz import SYSTEM
+from core.kernel.config import load_settings
+from core.scheduling import checkin
 from core.startup import open_database
 from db.models import Appointment, AppointmentStatus
 from db.types import utcnow
 
-PAGE = "pages/check_in.py"
+PAGE = "app_pages/check_in.py"
 
 
 @pytest.fixture(autouse=True)
@@ -36,9 +36,15 @@ def _appointment_with_code(url, clinic_id=1):
     database = _db(url)
     with database.write() as session:
         start = utcnow() + timedelta(minutes=40)
-        row = Appointment(clinic_id=clinic_id, provider_id=1 if clinic_id == 1 else 4, patient_id=1,
-                          service_id=1, status=AppointmentStatus.SCHEDULED, start_at=start,
-                          end_at=start + timedelta(minutes=30))  # fmt: skip
+        row = Appointment(
+            clinic_id=clinic_id,
+            provider_id=1 if clinic_id == 1 else 4,
+            patient_id=1,
+            service_id=1,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
         session.add(row)
         session.flush()
         ident, (code, png) = row.id, checkin.issue_code_for(session, SYSTEM, row.id)

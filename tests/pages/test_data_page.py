@@ -7,12 +7,12 @@ from pathlib import Path
 from icalendar import Calendar
 from sqlalchemy import func, select
 
-from core import imports
-from core.config import load_settings
+from core.interchange import imports
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AuditEvent, Clinic, SurveyResponse
 
-PAGE = "pages/data.py"
+PAGE = "app_pages/data.py"
 
 
 def kaggle_bytes(rows: int) -> bytes:
@@ -21,7 +21,9 @@ def kaggle_bytes(rows: int) -> bytes:
 
 
 def query(url: str, statement):
-    database = open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))  # fmt: skip
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
     try:
         with database.read() as session:
             return session.execute(statement).all()
@@ -41,10 +43,13 @@ def test_owner_imports_the_kaggle_file_with_the_preset(app_as, app_db):
     at.button(key="data_appt_import").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert "60 appointments imported" in at.success[0].value
-    [(count,)] = query(app_db, select(func.count()).where(Appointment.external_ref.like("kaggle-noshow:%")))  # fmt: skip
+    [(count,)] = query(
+        app_db, select(func.count()).where(Appointment.external_ref.like("kaggle-noshow:%"))
+    )
     assert count == 60
     assert query(app_db, select(Clinic.timezone).where(Clinic.name == "Vitória (imported)")) == [
-        ("America/Sao_Paulo",)]  # fmt: skip
+        ("America/Sao_Paulo",)
+    ]
     at.button(key="data_appt_import").click().run()  # again: nothing new
     assert "0 appointments imported, 60 already imported" in at.success[0].value
 
@@ -63,7 +68,9 @@ def test_bad_rows_are_listed_and_a_manager_may_not_import(app_as, app_db):
     manager.file_uploader(key="data_appt_file").set_value(("f.csv", content, "text/csv")).run()
     manager.button(key="data_appt_import").click().run()
     assert "may not import data" in manager.error[0].value
-    [(count,)] = query(app_db, select(func.count()).where(Appointment.external_ref.like("kaggle-noshow:%")))  # fmt: skip
+    [(count,)] = query(
+        app_db, select(func.count()).where(Appointment.external_ref.like("kaggle-noshow:%"))
+    )
     assert count == 2  # the owner's rows only
 
 
@@ -73,19 +80,29 @@ def test_a_custom_layout_is_mapped_on_screen(app_as, app_db):
     at.selectbox(key="data_appt_preset").set_value("custom").run()
     at.file_uploader(key="data_appt_file").set_value(("o.csv", content, "text/csv")).run()
     fields = list(at.data_editor(key="data_appt_mapping").value["Field"])
-    columns = {"Appointment id in the other system": "visit", "Patient id in the other system": "who",
-               "Appointment day (or date and time)": "when", "Status or no-show flag": "outcome"}  # fmt: skip
+    columns = {
+        "Appointment id in the other system": "visit",
+        "Patient id in the other system": "who",
+        "Appointment day (or date and time)": "when",
+        "Status or no-show flag": "outcome",
+    }
     at.session_state["data_appt_mapping"] = {  # what the editor sends after four cell edits
         "edited_rows": {fields.index(f): {"File column": c} for f, c in columns.items()},
-        "added_rows": [], "deleted_rows": [],
-    }  # fmt: skip
+        "added_rows": [],
+        "deleted_rows": [],
+    }
     at.text_input(key="data_appt_clinic").input("Harbour Street Clinic")
     at.text_input(key="data_appt_tz").input("Europe/London")
     at.run()
     at.button(key="data_appt_import").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert "2 appointments imported" in at.success[0].value
-    rows = query(app_db, select(Appointment.external_ref, Appointment.status).where(Appointment.external_ref.like("csv:%")))  # fmt: skip
+    rows = query(
+        app_db,
+        select(Appointment.external_ref, Appointment.status).where(
+            Appointment.external_ref.like("csv:%")
+        ),
+    )
     assert sorted((r, s.value) for r, s in rows) == [("csv:V1", "completed"), ("csv:V2", "no_show")]
 
 
@@ -97,7 +114,9 @@ def test_survey_preset_is_recognised_and_imported(app_as, app_db):
     assert any(c.value == "Layout: NHS Friends and Family Test" for c in at.caption)
     at.button(key="data_survey_import").click().run()
     assert "40 survey responses imported" in at.success[0].value
-    [(count,)] = query(app_db, select(func.count()).where(SurveyResponse.external_ref.like("nhs-fft:%")))  # fmt: skip
+    [(count,)] = query(
+        app_db, select(func.count()).where(SurveyResponse.external_ref.like("nhs-fft:%"))
+    )
     assert count == 40
 
 
@@ -108,7 +127,11 @@ def test_manager_downloads_a_fhir_bundle_and_a_provider_calendar(app_as, app_db)
     bundle = at.session_state["data_fhir_bundle"]
     data = json.loads(bundle.content)
     assert data["resourceType"] == "Bundle" and bundle.appointments > 0
-    assert {e["resource"]["resourceType"] for e in data["entry"]} >= {"Appointment", "Patient", "Practitioner"}  # fmt: skip
+    assert {e["resource"]["resourceType"] for e in data["entry"]} >= {
+        "Appointment",
+        "Patient",
+        "Practitioner",
+    }
     at.button(key="data_ical_prepare").click().run()
     feed = at.session_state["data_ical_feed"]
     assert len(Calendar.from_ical(feed.content).walk("VEVENT")) == feed.events > 0
@@ -117,7 +140,10 @@ def test_manager_downloads_a_fhir_bundle_and_a_provider_calendar(app_as, app_db)
 
 
 def test_owner_imports_fhir_examples(app_as, app_db):
-    files = [(p.name, p.read_bytes(), "application/json") for p in sorted(Path("/work/shared/data/fhir").glob("Appointment-*.json"))]  # fmt: skip
+    files = [
+        (p.name, p.read_bytes(), "application/json")
+        for p in sorted(Path("/work/shared/data/fhir").glob("Appointment-*.json"))
+    ]
     at = app_as("owner", PAGE)
     at.file_uploader(key="data_fhir_files").set_value(files).run()
     at.button(key="data_fhir_import").click().run()
@@ -144,7 +170,7 @@ def test_imported_survey_answers_appear_on_the_survey_analytics_page(app_as, app
     surgery = "Earls Court Surgery"
     mine = [r for r in rows if r["surgery"] == surgery]
     [(clinic_id,)] = query(app_db, select(Clinic.id).where(Clinic.name == surgery))
-    at.switch_page("pages/survey_analytics.py").run()
+    at.switch_page("app_pages/survey_analytics.py").run()
     at.date_input(key="survey_analytics_days").set_value((date(2023, 7, 1), date(2024, 4, 30)))
     at.selectbox(key="survey_analytics_clinic").set_value(clinic_id)
     at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()

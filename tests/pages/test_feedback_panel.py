@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -28,18 +28,20 @@ def completed_visit(url, *, consent: bool) -> int:
         found = session.scalar(
             select(Appointment.id)
             .join(Patient, Patient.id == Appointment.patient_id)
-            .where(Appointment.status == AppointmentStatus.COMPLETED,
-                   Appointment.feedback_status == FeedbackStatus.NONE,
-                   consented if consent else ~consented & ~Patient.consent_sms.is_(True))
+            .where(
+                Appointment.status == AppointmentStatus.COMPLETED,
+                Appointment.feedback_status == FeedbackStatus.NONE,
+                consented if consent else ~consented & ~Patient.consent_sms.is_(True),
+            )
             .order_by(Appointment.start_at.desc())
             .limit(1)
-        )  # fmt: skip
+        )
     db.dispose()
     return found
 
 
 def open_appointment(app_as, appointment_id):
-    at = app_as("staff", "pages/appointment.py")
+    at = app_as("staff", "app_pages/appointment.py")
     return at.text_input(key="appointment_lookup").input(str(appointment_id)).run()
 
 
@@ -60,9 +62,11 @@ def test_staff_collects_feedback_once_a_day(app_as, app_db):
     with db.read() as session:
         assert session.get(Appointment, appointment_id).feedback_status == FeedbackStatus.PENDING
         email = session.scalar(
-            select(Notification).where(Notification.appointment_id == appointment_id,
-                                       Notification.template == "feedback_request")
-        )  # fmt: skip
+            select(Notification).where(
+                Notification.appointment_id == appointment_id,
+                Notification.template == "feedback_request",
+            )
+        )
         assert "/patient?p=survey&t=" in email.body
     db.dispose()
 
@@ -83,9 +87,13 @@ def test_no_feedback_panel_before_the_visit_is_done(app_as, app_db):
     db = _db(app_db)
     with db.read() as session:
         upcoming = session.scalar(
-            select(Appointment.id).where(Appointment.status == AppointmentStatus.SCHEDULED,
-                                         Appointment.patient_id.is_not(None)).limit(1)
-        )  # fmt: skip
+            select(Appointment.id)
+            .where(
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+            )
+            .limit(1)
+        )
     db.dispose()
     at = open_appointment(app_as, upcoming)
     assert not at.exception and "Feedback" not in markdown(at)

@@ -3,7 +3,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.authz import MATRIX
+from core.kernel.authz import MATRIX
 from db.models import Role
 from tests.pages.conftest import ROOT
 from ui.navigation import PAGES
@@ -16,7 +16,7 @@ CASES = [(role, spec) for role in Role for spec in PAGES if spec.permission in M
 def test_every_page_runs_for_every_role_that_may_see_it(app_as, role, spec):
     if not spec.path.exists():
         pytest.fail(f"{spec.file} is declared in ui/navigation.py but not written yet")
-    at = app_as(ROLE_USERS[role], f"pages/{spec.file}")
+    at = app_as(ROLE_USERS[role], f"app_pages/{spec.file}")
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
 
@@ -66,23 +66,23 @@ def test_first_run_creates_the_owner(tmp_path, monkeypatch):
 def test_pages_a_role_may_not_use_are_not_registered(app_as):
     at = app_as("staff")
     with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/users.py")
+        at.switch_page("app_pages/users.py")
 
 
 def test_owner_creates_a_user_and_the_audit_log_shows_it(app_as):
-    at = app_as("owner", "pages/users.py")
+    at = app_as("owner", "app_pages/users.py")
     at.text_input(key="users_new_username").input("nina")
     at.text_input(key="users_new_name").input("Nina Nurse")
     at.text_input(key="users_new_password").input("nina-first-password")
     at.button(key="FormSubmitter:users_create-Create user").click().run()
     assert not at.error and "nina" in at.dataframe[0].value["Username"].tolist()
-    at.switch_page("pages/audit_log.py").run()
+    at.switch_page("app_pages/audit_log.py").run()
     actions = at.dataframe[0].value["Action"].tolist()
     assert "user_created" in actions
 
 
 def test_owner_cannot_deactivate_themselves(app_as):
-    at = app_as("owner", "pages/users.py")
+    at = app_as("owner", "app_pages/users.py")
     chooser = at.selectbox(key="users_chosen")
     chooser.select_index(next(i for i, o in enumerate(chooser.options) if "(owner)" in o)).run()
     at.button(key="users_toggle_active").click().run()
@@ -90,7 +90,7 @@ def test_owner_cannot_deactivate_themselves(app_as):
 
 
 def test_template_edit_is_previewed_and_bad_placeholders_refused(app_as):
-    at = app_as("manager", "pages/notifications.py")
+    at = app_as("manager", "app_pages/notifications.py")
     key = "appointment_cancelled"
     at.selectbox(key="notifications_template").select(key).run()
     at.text_area(key=f"notifications_body_{key}").input("Dear {patient_name}, {nonsense}")

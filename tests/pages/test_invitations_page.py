@@ -6,11 +6,11 @@ import pytest
 import streamlit as st
 from sqlalchemy import func, select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import InvitationStatus, Notification, PortalInvitation
 
-PAGE = "pages/invitations.py"
+PAGE = "app_pages/invitations.py"
 
 
 @pytest.fixture(autouse=True)
@@ -74,8 +74,11 @@ def test_bulk_invite_previews_then_sends_with_a_result_list(app_as, app_db):
     assert any(f"Invitations sent: {to_send}; skipped: 0." == s.value for s in at.success)
     with database.read() as s:
         after = s.scalar(select(func.count()).select_from(PortalInvitation))
-        queued = s.scalar(select(func.count()).select_from(Notification)
-                          .where(Notification.template == "portal_invitation"))  # fmt: skip
+        queued = s.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.template == "portal_invitation")
+        )
     database.dispose()
     assert after - before == to_send and queued == to_send
     assert at.button(key="invitations_bulk_send").label == "Send 0 invitations"
@@ -113,6 +116,6 @@ def test_manager_creates_a_public_booking_link_that_opens_the_booking_form(app_a
     assert "/patient?p=booking&t=" in link
     public = app_as(None)
     public.query_params["p"], public.query_params["t"] = "booking", link.split("&t=")[1]
-    public.switch_page("pages/patient.py")
+    public.switch_page("app_pages/patient.py")
     public.run()
     assert public.title[0].value.startswith("Request an appointment at ")

@@ -8,9 +8,11 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from core import invitations, patient_links, tokens
-from core.authz import SYSTEM
-from core.config import load_settings
+from core.kernel import tokens
+from core.kernel.authz import SYSTEM
+from core.kernel.config import load_settings
+from core.patients import invitations
+from core.portal import patient_links
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -36,7 +38,7 @@ def _open(purpose: str, token: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
     at.query_params["p"], at.query_params["t"] = purpose, token
     at.run()
-    at.switch_page("pages/patient.py")
+    at.switch_page("app_pages/patient.py")
     return at.run()
 
 
@@ -47,9 +49,15 @@ def _raw(link: str) -> str:
 def _invite(app_db):
     database = _db(app_db)
     with database.write() as s:
-        patient = s.scalars(select(Patient).where(
-            Patient.email.is_not(None), Patient.consent_email.is_(True),
-            Patient.portal_enrolled_at.is_(None)).limit(1)).one()  # fmt: skip
+        patient = s.scalars(
+            select(Patient)
+            .where(
+                Patient.email.is_not(None),
+                Patient.consent_email.is_(True),
+                Patient.portal_enrolled_at.is_(None),
+            )
+            .limit(1)
+        ).one()
         sent = invitations.send_invitation(s, SYSTEM, patient.id, base_url="http://x")
         born = patient.date_of_birth
     database.dispose()
@@ -103,9 +111,15 @@ def test_enrolment_needs_the_terms(app_db):
 def test_declining_a_proposal(app_db):
     database = _db(app_db)
     with database.write() as s:
-        appointment = s.scalars(select(Appointment).where(
-            Appointment.status == AppointmentStatus.TENTATIVE, Appointment.start_at > utcnow(),
-            Appointment.patient_id.is_not(None)).limit(1)).one()  # fmt: skip
+        appointment = s.scalars(
+            select(Appointment)
+            .where(
+                Appointment.status == AppointmentStatus.TENTATIVE,
+                Appointment.start_at > utcnow(),
+                Appointment.patient_id.is_not(None),
+            )
+            .limit(1)
+        ).one()
         raw = tokens.issue(s, "proposal", appointment.id, timedelta(days=2)).raw
         appointment_id = appointment.id
     at = _open("proposal", raw)
@@ -120,14 +134,24 @@ def test_declining_a_proposal(app_db):
 def test_change_page_shows_the_policy_and_the_late_fee_before_confirming(app_db):
     database = _db(app_db)
     with database.write() as s:
-        appointment = s.scalars(select(Appointment).where(
-            Appointment.status == AppointmentStatus.SCHEDULED, Appointment.patient_id.is_not(None),
-            Appointment.start_at > utcnow() + timedelta(hours=1),
-            Appointment.start_at < utcnow() + timedelta(hours=20)).limit(1)).first()  # fmt: skip
-        if appointment is None:  # the demo's clock: make one inside the 24-hour window
-            appointment = s.scalars(select(Appointment).where(
+        appointment = s.scalars(
+            select(Appointment)
+            .where(
                 Appointment.status == AppointmentStatus.SCHEDULED,
-                Appointment.patient_id.is_not(None), Appointment.start_at > utcnow())).first()  # fmt: skip
+                Appointment.patient_id.is_not(None),
+                Appointment.start_at > utcnow() + timedelta(hours=1),
+                Appointment.start_at < utcnow() + timedelta(hours=20),
+            )
+            .limit(1)
+        ).first()
+        if appointment is None:  # the demo's clock: make one inside the 24-hour window
+            appointment = s.scalars(
+                select(Appointment).where(
+                    Appointment.status == AppointmentStatus.SCHEDULED,
+                    Appointment.patient_id.is_not(None),
+                    Appointment.start_at > utcnow(),
+                )
+            ).first()
             appointment.start_at = utcnow() + timedelta(hours=6)
             appointment.end_at = appointment.start_at + timedelta(minutes=30)
         s.execute(

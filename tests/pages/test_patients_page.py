@@ -6,11 +6,11 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import InvitationStatus, Notification, Patient, PortalInvitation, Source
 
-PAGE = "pages/patients.py"
+PAGE = "app_pages/patients.py"
 
 
 @pytest.fixture(autouse=True)
@@ -39,8 +39,13 @@ def _open(app_as, patient):
 
 def test_not_invited_patient_gets_an_invitation_from_the_record(app_as, app_db):
     invited = select(PortalInvitation.patient_id)
-    patient = _pick(app_db, Patient.email.is_not(None), Patient.consent_email.is_(True),
-                    Patient.id.not_in(invited), Patient.portal_enrolled_at.is_(None))  # fmt: skip
+    patient = _pick(
+        app_db,
+        Patient.email.is_not(None),
+        Patient.consent_email.is_(True),
+        Patient.id.not_in(invited),
+        Patient.portal_enrolled_at.is_(None),
+    )
     at = _open(app_as, patient)
     assert not at.exception and at.header[0].value.replace("\\", "") == patient.full_name
     assert "Portal: Not invited." in at.info[0].value
@@ -50,24 +55,39 @@ def test_not_invited_patient_gets_an_invitation_from_the_record(app_as, app_db):
     database = _db(app_db)
     with database.read() as s:
         # the demo may have sent this patient other messages already (appointment confirmations)
-        mail = s.scalars(select(Notification).where(Notification.patient_id == patient.id,
-                                                    Notification.template == "portal_invitation")).one()  # fmt: skip
+        mail = s.scalars(
+            select(Notification).where(
+                Notification.patient_id == patient.id, Notification.template == "portal_invitation"
+            )
+        ).one()
     database.dispose()
     assert mail.to_address == patient.email
 
 
 def test_opted_out_patient_is_told_why_and_what_to_do(app_as, app_db):
-    patient = _pick(app_db, Patient.email.is_not(None), Patient.consent_email.is_(False),
-                    Patient.portal_enrolled_at.is_(None))  # fmt: skip
+    patient = _pick(
+        app_db,
+        Patient.email.is_not(None),
+        Patient.consent_email.is_(False),
+        Patient.portal_enrolled_at.is_(None),
+    )
     at = _open(app_as, patient)
-    assert ("The patient has not consented to email and text messages: record consent first."
-            in at.warning[0].value)  # fmt: skip
+    assert (
+        "The patient has not consented to email and text messages: record consent first."
+        in at.warning[0].value
+    )
     assert "patients_send_invite" not in [b.key for b in at.button]
 
 
 def test_email_change_revokes_and_offers_a_new_invitation(app_as, app_db):
-    patient = _pick(app_db, Patient.id.in_(
-        select(PortalInvitation.patient_id).where(PortalInvitation.status == InvitationStatus.PENDING)))  # fmt: skip
+    patient = _pick(
+        app_db,
+        Patient.id.in_(
+            select(PortalInvitation.patient_id).where(
+                PortalInvitation.status == InvitationStatus.PENDING
+            )
+        ),
+    )
     at = _open(app_as, patient)
     at.text_input(key=f"patients_edit_{patient.id}_email").input("brand.new@example.org")
     at.button(key=f"FormSubmitter:patients_edit_{patient.id}-Save changes").click().run()
@@ -77,23 +97,33 @@ def test_email_change_revokes_and_offers_a_new_invitation(app_as, app_db):
     at.button(key="patients_offer_send").click().run()
     database = _db(app_db)
     with database.read() as s:
-        latest = s.scalars(select(PortalInvitation).where(PortalInvitation.patient_id == patient.id)
-                           .order_by(PortalInvitation.id.desc())).first()  # fmt: skip
+        latest = s.scalars(
+            select(PortalInvitation)
+            .where(PortalInvitation.patient_id == patient.id)
+            .order_by(PortalInvitation.id.desc())
+        ).first()
     database.dispose()
     assert latest.email == "brand.new@example.org" and latest.status == InvitationStatus.PENDING
 
 
 def test_desk_qr_code_of_the_enrolment_link(app_as, app_db):
-    patient = _pick(app_db, Patient.email.is_not(None), Patient.consent_email.is_(True),
-                    Patient.portal_enrolled_at.is_(None))  # fmt: skip
+    patient = _pick(
+        app_db,
+        Patient.email.is_not(None),
+        Patient.consent_email.is_(True),
+        Patient.portal_enrolled_at.is_(None),
+    )
     at = _open(app_as, patient)
     at.button(key="patients_qr").click().run()
     assert not at.error and len(at.get("image")) == 1
     assert any("scan with a phone camera" in t.value for t in at.text)
     database = _db(app_db)
     with database.read() as s:
-        latest = s.scalars(select(PortalInvitation).where(PortalInvitation.patient_id == patient.id)
-                           .order_by(PortalInvitation.id.desc())).first()  # fmt: skip
+        latest = s.scalars(
+            select(PortalInvitation)
+            .where(PortalInvitation.patient_id == patient.id)
+            .order_by(PortalInvitation.id.desc())
+        ).first()
         mails = s.scalars(select(Notification).where(Notification.patient_id == patient.id)).all()
     database.dispose()
     assert latest.status == InvitationStatus.PENDING and mails == []  # printed, not emailed
@@ -104,8 +134,11 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_name(app_as, 
     with database.read() as s:
         from db.models import Appointment
 
-        pid = s.scalar(select(Appointment.patient_id).where(Appointment.source == Source.ONLINE,
-                                                            Appointment.patient_id.is_not(None)).limit(1))  # fmt: skip
+        pid = s.scalar(
+            select(Appointment.patient_id)
+            .where(Appointment.source == Source.ONLINE, Appointment.patient_id.is_not(None))
+            .limit(1)
+        )
         patient = s.get(Patient, pid)
     database.dispose()
     at = _open(app_as, patient)

@@ -3,11 +3,11 @@ invalid values with their message, and creates service overrides."""
 
 from sqlalchemy import select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import CancellationPolicy
 
-PAGE = "pages/policy.py"
+PAGE = "app_pages/policy.py"
 
 
 def _versions(url: str) -> list[CancellationPolicy]:

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentStatus, AuditEvent, ChangeRequest, ChangeStatus
 
-PAGE = "pages/queue.py"
+PAGE = "app_pages/queue.py"
 
 
 def _db(url):
@@ -89,10 +89,17 @@ def test_taken_slot_is_refused_naming_the_conflict(app_as, app_db):
     prefix = f"queue_requests_{row.appointment_id}"
     database = _db(app_db)
     with database.read() as session:  # a scheduled appointment of a provider at this clinic
-        busy = session.scalars(select(Appointment).where(
-            Appointment.clinic_id == row.clinic_id, Appointment.status == AppointmentStatus.SCHEDULED,
-            Appointment.patient_id.is_not(None), Appointment.start_at > row.created_at + timedelta(days=1),
-        ).order_by(Appointment.start_at).limit(1)).one()  # fmt: skip
+        busy = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.clinic_id == row.clinic_id,
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+                Appointment.start_at > row.created_at + timedelta(days=1),
+            )
+            .order_by(Appointment.start_at)
+            .limit(1)
+        ).one()
         tz = busy.clinic.timezone
         local = busy.start_at.astimezone(__import__("zoneinfo").ZoneInfo(tz))
     database.dispose()
@@ -141,8 +148,11 @@ def test_bulk_decline_and_refused_bulk_approve_row_by_row(app_as, app_db):
     assert any("2 done, 0 refused." in i.value for i in at.info), _texts(at)
     database = _db(app_db)
     with database.read() as session:
-        reasons = session.scalars(select(AuditEvent.reason).where(
-            AuditEvent.entity_id.in_(picked), AuditEvent.action == "decline")).all()  # fmt: skip
+        reasons = session.scalars(
+            select(AuditEvent.reason).where(
+                AuditEvent.entity_id.in_(picked), AuditEvent.action == "decline"
+            )
+        ).all()
     database.dispose()
     assert reasons == ["Closed for refurbishment"] * 2
 

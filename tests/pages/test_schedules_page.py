@@ -8,11 +8,11 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import AuditEvent, TimeOff, WorkingHours
 
-PAGE = "pages/schedules.py"
+PAGE = "app_pages/schedules.py"
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +26,11 @@ def _db(url):
 
 
 def _key(at, prefix, weekday):
-    return next(w.key for w in at.main if getattr(w, "key", "") and w.key.startswith(prefix)
-                and w.key.endswith(f"_{weekday}"))  # fmt: skip
+    return next(
+        w.key
+        for w in at.main
+        if getattr(w, "key", "") and w.key.startswith(prefix) and w.key.endswith(f"_{weekday}")
+    )
 
 
 def test_manager_sets_weekly_hours_and_bad_hours_are_explained(app_as, app_db):
@@ -53,8 +56,11 @@ def test_manager_sets_weekly_hours_and_bad_hours_are_explained(app_as, app_db):
     assert not at.error, at.error
     database = _db(app_db)
     with database.read() as session:
-        rows = session.scalars(select(WorkingHours).where(WorkingHours.provider_id == provider.id,
-                                                          WorkingHours.weekday == 5)).all()  # fmt: skip
+        rows = session.scalars(
+            select(WorkingHours).where(
+                WorkingHours.provider_id == provider.id, WorkingHours.weekday == 5
+            )
+        ).all()
         assert [(r.starts, r.ends) for r in rows] == [(time(12), time(14))]
         assert session.scalar(select(AuditEvent).where(AuditEvent.action == "working_hours_set"))
     database.dispose()
@@ -90,7 +96,7 @@ def test_time_off_ending_before_it_starts_is_refused(app_as):
 
 
 def test_only_managers_and_owners_get_the_page():
-    from core.authz import Actor
+    from core.kernel.authz import Actor
     from db.models import Role
     from ui.navigation import pages_for
 

@@ -8,13 +8,13 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from core import survey_analytics as sa
-from core.accounts import actor_of
-from core.config import load_settings
+from core.analytics import surveys as sa
+from core.kernel.accounts import actor_of
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import AuditEvent, Setting, User
 
-PAGE = "pages/survey_analytics.py"
+PAGE = "app_pages/survey_analytics.py"
 
 
 def database(url):
@@ -120,8 +120,10 @@ def test_owner_saves_survey_settings(app_as, app_db):
         assert session.get(Setting, "feedback_auto").value == {"value": False}
         assert session.get(Setting, "feedback_delay_hours").value == {"value": 6}
         questions = session.get(Setting, "survey_questions").value["value"]
-        assert questions == [{"key": "courtesy", "label": "Courtesy of the staff"},
-                             {"key": "parking", "label": "Parking"}]  # fmt: skip
+        assert questions == [
+            {"key": "courtesy", "label": "Courtesy of the staff"},
+            {"key": "parking", "label": "Parking"},
+        ]
     db.dispose()
 
 

@@ -1,4 +1,4 @@
-"""The public survey page (app.py → pages/patient.py → ui/patient/survey.py) in AppTest, on a
+"""The public survey page (app.py → app_pages/patient.py → ui/patient/survey.py) in AppTest, on a
 copy of the demo database: answer, thank-you, the used link, bad answers, escaping."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from core import surveys, tokens
-from core.authz import SYSTEM
-from core.config import load_settings
+from core.feedback import surveys
+from core.kernel import tokens
+from core.kernel.authz import SYSTEM
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -40,12 +41,15 @@ def survey_token(database) -> tuple[str, int]:
         appointment = session.scalar(
             select(Appointment)
             .join(Patient, Patient.id == Appointment.patient_id)
-            .where(Appointment.status == AppointmentStatus.COMPLETED,
-                   Appointment.feedback_status == FeedbackStatus.NONE,
-                   Patient.consent_email.is_(True), Patient.email.is_not(None))
+            .where(
+                Appointment.status == AppointmentStatus.COMPLETED,
+                Appointment.feedback_status == FeedbackStatus.NONE,
+                Patient.consent_email.is_(True),
+                Patient.email.is_not(None),
+            )
             .order_by(Appointment.start_at.desc())
             .limit(1)
-        )  # fmt: skip
+        )
         sent = surveys.request_feedback(session, SYSTEM, appointment.id, base_url="http://x")
     return parse_qs(urlparse(sent.link).query)["t"][0], appointment.id
 
@@ -55,7 +59,7 @@ def open_link(token: str) -> AppTest:
     at.query_params["p"] = "survey"
     at.query_params["t"] = token
     at.run()
-    at.switch_page("pages/patient.py")
+    at.switch_page("app_pages/patient.py")
     return at.run()
 
 

@@ -8,12 +8,12 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
-from core.config import load_settings
+from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus
 from db.types import utcnow
 
-PAGE = "pages/today.py"
+PAGE = "app_pages/today.py"
 
 
 @pytest.fixture(autouse=True)
@@ -29,9 +29,16 @@ def _db(url):
 def _add(url, start, status=AppointmentStatus.SCHEDULED, clinic_id=1, provider_id=1):
     database = _db(url)
     with database.write() as session:
-        row = Appointment(clinic_id=clinic_id, provider_id=provider_id, patient_id=1, service_id=1,
-                          status=status, start_at=start, end_at=start + timedelta(minutes=30),
-                          kind=AppointmentKind.APPOINTMENT)  # fmt: skip
+        row = Appointment(
+            clinic_id=clinic_id,
+            provider_id=provider_id,
+            patient_id=1,
+            service_id=1,
+            status=status,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            kind=AppointmentKind.APPOINTMENT,
+        )
         session.add(row)
         session.flush()
         ident = row.id

@@ -119,6 +119,6 @@ def text_of(message: EmailMessage) -> str:
 
 @pytest.fixture(scope="session")
 def loopback_smtp() -> Iterator[LoopbackSMTP]:
-    """One loopback SMTP server per test session; call .clear() where a test needs an empty inbox."""
+    """One loopback SMTP server per test session; .clear() empties its inbox for a test."""
     with LoopbackSMTP() as server:
         yield server

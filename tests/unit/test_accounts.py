@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from core import accounts
-from core.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationError
+from core.kernel import accounts
+from core.kernel.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationError
 from db.models import AuditEvent, Role, User, UserSession
 from db.types import utcnow
 from tests.factories import PASSWORD

@@ -6,8 +6,8 @@ from datetime import date, time, timedelta
 
 import pytest
 
-from core.availability import find_conflicts, suggest_slots, working_hours_cover
-from core.clock import local_to_utc, to_local
+from core.kernel.clock import local_to_utc, to_local
+from core.scheduling.availability import find_conflicts, suggest_slots, working_hours_cover
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -31,9 +31,16 @@ def at(day: date, hour: int, minute: int = 0):
 
 
 def book(session, world, start, minutes=30, status=AppointmentStatus.SCHEDULED, **extra):
-    row = Appointment(clinic_id=world.clinic_id, provider_id=world.provider_id,
-                      patient_id=world.patient_id, service_id=world.service_id, status=status,
-                      start_at=start, end_at=start + timedelta(minutes=minutes), **extra)  # fmt: skip
+    row = Appointment(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        patient_id=world.patient_id,
+        service_id=world.service_id,
+        status=status,
+        start_at=start,
+        end_at=start + timedelta(minutes=minutes),
+        **extra,
+    )
     session.add(row)
     session.flush()
     return row
@@ -46,21 +53,38 @@ def test_conflicts_find_overlaps_only_for_occupying_statuses(db, world):
         book(session, world, at(day, 11), status=AppointmentStatus.CANCELLED)
         block = book(session, world, at(day, 13), minutes=60, kind=AppointmentKind.OUT_OF_OFFICE)
     with db.read() as session:
-        assert [a.id for a in find_conflicts(session, world.provider_id, at(day, 10, 15),
-                                             at(day, 10, 45))] == [busy.id]  # fmt: skip
+        assert [
+            a.id
+            for a in find_conflicts(session, world.provider_id, at(day, 10, 15), at(day, 10, 45))
+        ] == [busy.id]
         assert find_conflicts(session, world.provider_id, at(day, 10, 30), at(day, 11)) == []
         assert find_conflicts(session, world.provider_id, at(day, 11), at(day, 11, 30)) == []
-        assert [a.id for a in find_conflicts(session, world.provider_id, at(day, 13, 30),
-                                             at(day, 14))] == [block.id]  # fmt: skip
-        assert find_conflicts(session, world.provider_id, at(day, 10), at(day, 10, 30),
-                              exclude_appointment_id=busy.id) == []  # fmt: skip
+        assert [
+            a.id for a in find_conflicts(session, world.provider_id, at(day, 13, 30), at(day, 14))
+        ] == [block.id]
+        assert (
+            find_conflicts(
+                session,
+                world.provider_id,
+                at(day, 10),
+                at(day, 10, 30),
+                exclude_appointment_id=busy.id,
+            )
+            == []
+        )
 
 
 def test_working_hours_and_time_off(db, world):
     day = future_day()
     with db.write() as session:
-        session.add(TimeOff(provider_id=world.provider_id, starts_at=at(day, 14),
-                            ends_at=at(day, 15), reason="Training"))  # fmt: skip
+        session.add(
+            TimeOff(
+                provider_id=world.provider_id,
+                starts_at=at(day, 14),
+                ends_at=at(day, 15),
+                reason="Training",
+            )
+        )
     with db.read() as session:
         cover = lambda a, b: working_hours_cover(session, world.provider_id, world.clinic_id, a, b)  # noqa: E731
         assert cover(at(day, 9), at(day, 9, 30))
@@ -76,10 +100,12 @@ def test_working_hours_follow_local_time_across_dst(db, world):
     with db.read() as session:
         start = at(spring, 9)
         assert start.hour == 8
-        assert working_hours_cover(session, world.provider_id, world.clinic_id, start,
-                                   start + timedelta(minutes=30))  # fmt: skip
-        assert not working_hours_cover(session, world.provider_id, world.clinic_id,
-                                       start - timedelta(minutes=30), start)  # fmt: skip
+        assert working_hours_cover(
+            session, world.provider_id, world.clinic_id, start, start + timedelta(minutes=30)
+        )
+        assert not working_hours_cover(
+            session, world.provider_id, world.clinic_id, start - timedelta(minutes=30), start
+        )
 
 
 def test_suggest_slots_skips_bookings_and_respects_time_of_day(db, world):
@@ -87,16 +113,33 @@ def test_suggest_slots_skips_bookings_and_respects_time_of_day(db, world):
     with db.write() as session:
         book(session, world, at(day, 9), minutes=60)
     with db.read() as session:
-        slots = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=30, day=day,
-                              limit=3)  # fmt: skip
-        assert [to_local(s.start_at, TZ).time() for s in slots] == [time(10), time(10, 15),
-                                                                     time(10, 30)]  # fmt: skip
+        slots = suggest_slots(
+            session, clinic_id=world.clinic_id, duration_minutes=30, day=day, limit=3
+        )
+        assert [to_local(s.start_at, TZ).time() for s in slots] == [
+            time(10),
+            time(10, 15),
+            time(10, 30),
+        ]
         assert slots[0].provider_name == "Dr Test"
-        afternoon = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=60,
-                                  day=day, time_of_day="afternoon", limit=2)  # fmt: skip
+        afternoon = suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=60,
+            day=day,
+            time_of_day="afternoon",
+            limit=2,
+        )
         assert [to_local(s.start_at, TZ).time() for s in afternoon] == [time(12), time(12, 15)]
-        evening = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=30,
-                                day=day, time_of_day="evening", limit=2, search_days=3)  # fmt: skip
+        evening = suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=30,
+            day=day,
+            time_of_day="evening",
+            limit=2,
+            search_days=3,
+        )
         assert evening == []  # the provider works 09–17 only
 
 
@@ -107,22 +150,38 @@ def test_suggest_slots_chooses_between_providers_and_moves_to_next_day(db, world
         session.add(other)
         session.flush()
         clinic = session.get(Clinic, world.clinic_id)
-        session.add(WorkingHours(provider_id=other.id, clinic_id=clinic.id,
-                                 weekday=day.weekday(), starts=time(16), ends=time(17)))  # fmt: skip
+        session.add(
+            WorkingHours(
+                provider_id=other.id,
+                clinic_id=clinic.id,
+                weekday=day.weekday(),
+                starts=time(16),
+                ends=time(17),
+            )
+        )
         book(session, world, at(day, 9), minutes=8 * 60)  # Dr Test is full that day
     with db.read() as session:
-        slots = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=60, day=day,
-                              limit=2)  # fmt: skip
+        slots = suggest_slots(
+            session, clinic_id=world.clinic_id, duration_minutes=60, day=day, limit=2
+        )
         assert (slots[0].provider_name, to_local(slots[0].start_at, TZ)) == (
-            "Dr Other", to_local(at(day, 16), TZ))  # fmt: skip
+            "Dr Other",
+            to_local(at(day, 16), TZ),
+        )
         assert to_local(slots[1].start_at, TZ).date() == day + timedelta(days=1)
-        only = suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=60, day=day,
-                             provider_id=world.provider_id, limit=1)  # fmt: skip
+        only = suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=60,
+            day=day,
+            provider_id=world.provider_id,
+            limit=1,
+        )
         assert to_local(only[0].start_at, TZ) == to_local(at(day + timedelta(days=1), 9), TZ)
 
 
 def test_suggest_slots_rejects_bad_duration(db, world):
-    from core.errors import ValidationError
+    from core.kernel.errors import ValidationError
 
     with db.read() as session, pytest.raises(ValidationError, match="duration"):
         suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=0, day=future_day())

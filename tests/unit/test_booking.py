@@ -10,9 +10,9 @@ from datetime import date, time, timedelta
 import pytest
 from sqlalchemy import select
 
-from core import booking
-from core.clock import local_to_utc, to_local
-from core.errors import Conflict, PermissionDenied, ValidationError
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import Conflict, PermissionDenied, ValidationError
+from core.scheduling import booking
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -37,8 +37,13 @@ def at(hour: int, minute: int = 0, days: int = 4):
 
 
 def book(db, world, actor=None, **extra):
-    values = dict(clinic_id=world.clinic_id, provider_id=world.provider_id, start_at=at(10),
-                  service_ids=[world.service_id], patient_id=world.patient_id)  # fmt: skip
+    values = dict(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        start_at=at(10),
+        service_ids=[world.service_id],
+        patient_id=world.patient_id,
+    )
     with db.write() as session:
         return booking.book(session, actor or world.staff, **(values | extra))
 
@@ -64,16 +69,22 @@ def test_services_add_up_and_the_message_can_be_edited_and_sent_by_email_only(db
         session.flush()
         extra_id = extra.id
         assert booking.total_minutes(session, [world.service_id, extra_id]) == 75
-    booked = book(db, world, service_ids=[world.service_id, extra_id],
-                  notify_channels=[booking.Channel.EMAIL], subject="See you soon",
-                  body="Edited text")  # fmt: skip
+    booked = book(
+        db,
+        world,
+        service_ids=[world.service_id, extra_id],
+        notify_channels=[booking.Channel.EMAIL],
+        subject="See you soon",
+        body="Edited text",
+    )
     with db.read() as session:
         row = session.get(Appointment, booked.appointment_id)
         assert row.end_at - row.start_at == timedelta(minutes=75)
         assert [s.service_id for s in row.services] == [world.service_id, extra_id]
         sent = session.scalars(select(Notification)).all()
     assert [(n.channel.value, n.subject, n.body) for n in sent] == [
-        ("email", "See you soon", "Edited text")]  # fmt: skip
+        ("email", "See you soon", "Edited text")
+    ]
 
 
 def test_do_not_notify_queues_nothing(db, world):
@@ -84,11 +95,18 @@ def test_do_not_notify_queues_nothing(db, world):
 
 
 def test_new_patient_inline_with_consent_and_card_on_file(db, world):
-    new = booking.NewPatient(first_name="Rosa", last_name="Diaz", date_of_birth=date(1990, 1, 2),
-                             email="rosa@example.org", phone="07700 900555",
-                             consent_email=True, consent_sms=False)  # fmt: skip
-    booked = book(db, world, patient_id=None, new_patient=new, card_on_file=True,
-                  invite_to_portal=True)  # fmt: skip
+    new = booking.NewPatient(
+        first_name="Rosa",
+        last_name="Diaz",
+        date_of_birth=date(1990, 1, 2),
+        email="rosa@example.org",
+        phone="07700 900555",
+        consent_email=True,
+        consent_sms=False,
+    )
+    booked = book(
+        db, world, patient_id=None, new_patient=new, card_on_file=True, invite_to_portal=True
+    )
     assert booked.notes[0] == "New patient Rosa Diaz created."
     assert "Portal invitation sent." in booked.notes
     with db.read() as session:
@@ -137,14 +155,16 @@ def test_provider_choices_offer_free_providers_and_say_why_others_are_not(db, wo
                 weekday=day_ahead().weekday(),
                 starts=time(8),
                 ends=time(9, 30),
-            )  # fmt: skip
+            )
         )
     book(db, world)
     with db.read() as session:
-        choices = booking.provider_choices(session, world.staff, clinic_id=world.clinic_id,
-                                           start_at=at(10), minutes=30)  # fmt: skip
-        early = booking.provider_choices(session, world.staff, clinic_id=world.clinic_id,
-                                         start_at=at(8), minutes=30)  # fmt: skip
+        choices = booking.provider_choices(
+            session, world.staff, clinic_id=world.clinic_id, start_at=at(10), minutes=30
+        )
+        early = booking.provider_choices(
+            session, world.staff, clinic_id=world.clinic_id, start_at=at(8), minutes=30
+        )
     assert [(c.name, c.free) for c in choices] == [("Dr Early", False), ("Dr Test", False)]
     assert choices[0].why == "not working then (outside hours or on time off)"
     assert choices[1].why.startswith("booked 10:00–10:30")
@@ -152,13 +172,22 @@ def test_provider_choices_offer_free_providers_and_say_why_others_are_not(db, wo
 
 
 def test_out_of_office_block_needs_no_patient_and_blocks_the_provider(db, world):
-    booked = book(db, world, patient_id=None, service_ids=[], kind="out_of_office",
-                  start_at=at(12), end_at=at(13), notes="Training")  # fmt: skip
+    booked = book(
+        db,
+        world,
+        patient_id=None,
+        service_ids=[],
+        kind="out_of_office",
+        start_at=at(12),
+        end_at=at(13),
+        notes="Training",
+    )
     with db.read() as session:
         row = session.get(Appointment, booked.appointment_id)
         assert row.kind == AppointmentKind.OUT_OF_OFFICE and row.patient_id is None
-        choices = booking.provider_choices(session, world.staff, clinic_id=world.clinic_id,
-                                           start_at=at(12, 30), minutes=30)  # fmt: skip
+        choices = booking.provider_choices(
+            session, world.staff, clinic_id=world.clinic_id, start_at=at(12, 30), minutes=30
+        )
     assert choices[0].why.startswith("out of office 12:00–13:00")
     with pytest.raises(Conflict, match="out of office"):
         book(db, world, start_at=at(12, 15))
@@ -167,14 +196,20 @@ def test_out_of_office_block_needs_no_patient_and_blocks_the_provider(db, world)
 def test_preview_shows_the_confirmation_text(db, world):
     with db.read() as session:
         subject, body = booking.preview_confirmation(
-            session, world.staff, clinic_id=world.clinic_id, provider_name="Dr Test",
-            service_names=["Consultation"], start_at=at(10), patient_name="Alex Morgan")  # fmt: skip
+            session,
+            world.staff,
+            clinic_id=world.clinic_id,
+            provider_name="Dr Test",
+            service_names=["Consultation"],
+            start_at=at(10),
+            patient_name="Alex Morgan",
+        )
     assert "is confirmed" in subject and "Dear Alex Morgan" in body and "Dr Test" in body
     assert "Test Clinic" in body
 
 
 def test_booking_needs_the_permission(db, world):
-    from core.authz import patient_actor
+    from core.kernel.authz import patient_actor
 
     with pytest.raises(PermissionDenied):
         book(db, world, actor=patient_actor("Alex"))
@@ -182,26 +217,41 @@ def test_booking_needs_the_permission(db, world):
 
 def test_provider_choices_agree_with_the_per_provider_checks(db, world):
     """The clinic-wide queries give each provider the verdict availability's own checks give."""
-    from core import availability
+    from core.scheduling import availability
     from db.models import TimeOff
 
     with db.write() as session:
         early = Provider(name="Dr Early")
         session.add(early)
         session.flush()
-        early.working_hours.append(WorkingHours(clinic_id=world.clinic_id, weekday=day_ahead().weekday(),
-                                                starts=time(8), ends=time(12)))  # fmt: skip
+        early.working_hours.append(
+            WorkingHours(
+                clinic_id=world.clinic_id,
+                weekday=day_ahead().weekday(),
+                starts=time(8),
+                ends=time(12),
+            )
+        )
         session.add(
             TimeOff(provider_id=early.id, starts_at=at(10), ends_at=at(11), reason="Dentist")
         )
     book(db, world)
-    book(db, world, patient_id=None, service_ids=[], kind="out_of_office", start_at=at(12),
-         end_at=at(13), notes="Training")  # fmt: skip
+    book(
+        db,
+        world,
+        patient_id=None,
+        service_ids=[],
+        kind="out_of_office",
+        start_at=at(12),
+        end_at=at(13),
+        notes="Training",
+    )
     with db.read() as session:
         for hour, minute in [(7, 45), (8, 0), (9, 45), (10, 15), (11, 45), (12, 30), (17, 45)]:
             start = at(hour, minute)
-            choices = booking.provider_choices(session, world.staff, clinic_id=world.clinic_id,
-                                               start_at=start, minutes=30)  # fmt: skip
+            choices = booking.provider_choices(
+                session, world.staff, clinic_id=world.clinic_id, start_at=start, minutes=30
+            )
             end = start + timedelta(minutes=30)
             for choice in choices:
                 fits = availability.working_hours_cover(

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from core import calendar
-from core.authz import patient_actor
-from core.clock import local_to_utc
-from core.errors import PermissionDenied, ValidationError
+from core.kernel.authz import patient_actor
+from core.kernel.clock import local_to_utc
+from core.kernel.errors import PermissionDenied, ValidationError
+from core.scheduling import calendar
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -32,9 +32,15 @@ TZ = "Europe/London"
 
 
 def add(session, world, start, minutes=30, status=S.SCHEDULED, **extra) -> int:
-    values = dict(clinic_id=world.clinic_id, provider_id=world.provider_id,
-                  patient_id=world.patient_id, service_id=world.service_id, status=status,
-                  start_at=start, end_at=start + timedelta(minutes=minutes))  # fmt: skip
+    values = dict(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        patient_id=world.patient_id,
+        service_id=world.service_id,
+        status=status,
+        start_at=start,
+        end_at=start + timedelta(minutes=minutes),
+    )
     row = Appointment(**(values | extra))
     session.add(row)
     session.flush()
@@ -47,8 +53,9 @@ def local(day: date, hour: int, minute: int = 0, tz: str = TZ) -> datetime:
 
 def events(db, world, start, end, **filters):
     with db.read() as session:
-        return calendar.list_events(session, world.staff, clinic_id=world.clinic_id, start=start,
-                                    end=end, **filters)  # fmt: skip
+        return calendar.list_events(
+            session, world.staff, clinic_id=world.clinic_id, start=start, end=end, **filters
+        )
 
 
 def test_only_events_overlapping_the_window_are_read(db, world):
@@ -60,8 +67,12 @@ def test_only_events_overlapping_the_window_are_read(db, world):
         add(session, world, local(day, 0) - timedelta(hours=2))  # ended before the window
         add(session, world, local(day + timedelta(days=1), 0))  # starts when the window ends
         add(session, world, local(day - timedelta(days=3), 10))
-        requested = Appointment(clinic_id=world.clinic_id, patient_id=world.patient_id,
-                                status=S.REQUESTED, requested_day=day)  # fmt: skip
+        requested = Appointment(
+            clinic_id=world.clinic_id,
+            patient_id=world.patient_id,
+            status=S.REQUESTED,
+            requested_day=day,
+        )
         session.add(requested)
     found = events(db, world, first, last)
     assert [int(e["id"]) for e in found] == [straddles, inside]
@@ -72,8 +83,14 @@ def test_events_carry_clinic_local_times_with_offset_and_status_colours(db, worl
     with db.write() as session:
         add(session, world, local(summer, 9))
         add(session, world, local(winter, 9), status=S.CHECKED_IN)
-        add(session, world, local(winter, 13), kind=AppointmentKind.OUT_OF_OFFICE,
-            notes="Team meeting", patient_id=None)  # fmt: skip
+        add(
+            session,
+            world,
+            local(winter, 13),
+            kind=AppointmentKind.OUT_OF_OFFICE,
+            notes="Team meeting",
+            patient_id=None,
+        )
     found = events(db, world, local(summer, 0), local(summer, 0) + timedelta(days=1))
     found += events(db, world, local(winter, 0), local(winter, 0) + timedelta(days=1))
     assert found[0]["start"] == "2026-07-01T09:00:00+01:00"
@@ -96,25 +113,48 @@ def test_time_off_of_the_clinics_providers_shows_as_background(db, world):
         other = Provider(name="Dr Elsewhere")  # works at no hours of this clinic
         session.add(other)
         session.flush()
-        session.add_all([
-            TimeOff(provider_id=world.provider_id, starts_at=local(day, 12), ends_at=local(day, 14),
-                    reason="Training"),
-            TimeOff(provider_id=world.provider_id, starts_at=local(day + timedelta(days=3), 9),
-                    ends_at=local(day + timedelta(days=3), 10)),  # after the window
-            TimeOff(provider_id=other.id, starts_at=local(day, 9), ends_at=local(day, 17)),
-        ])  # fmt: skip
+        session.add_all(
+            [
+                TimeOff(
+                    provider_id=world.provider_id,
+                    starts_at=local(day, 12),
+                    ends_at=local(day, 14),
+                    reason="Training",
+                ),
+                TimeOff(
+                    provider_id=world.provider_id,
+                    starts_at=local(day + timedelta(days=3), 9),
+                    ends_at=local(day + timedelta(days=3), 10),
+                ),  # after the window
+                TimeOff(provider_id=other.id, starts_at=local(day, 9), ends_at=local(day, 17)),
+            ]
+        )
         add(session, world, local(day, 10))
         other_id = other.id
     first, last = calendar.window_bounds(day, day + timedelta(days=1), TZ)
     with db.read() as session:
-        found = calendar.window_events(session, world.staff, clinic_id=world.clinic_id,
-                                       start=first, end=last)  # fmt: skip
-        mine_only = calendar.window_events(session, world.staff, clinic_id=world.clinic_id,
-                                           start=first, end=last, provider_ids=[other_id])  # fmt: skip
+        found = calendar.window_events(
+            session, world.staff, clinic_id=world.clinic_id, start=first, end=last
+        )
+        mine_only = calendar.window_events(
+            session,
+            world.staff,
+            clinic_id=world.clinic_id,
+            start=first,
+            end=last,
+            provider_ids=[other_id],
+        )
     away = [e for e in found if e.get("display") == "background"]
-    assert away == [{"start": "2026-06-10T12:00:00+01:00", "end": "2026-06-10T14:00:00+01:00",
-                     "resourceId": str(world.provider_id), "display": "background",
-                     "color": calendar.OUT_OF_OFFICE_COLOUR, "title": "Time off: Training"}]  # fmt: skip
+    assert away == [
+        {
+            "start": "2026-06-10T12:00:00+01:00",
+            "end": "2026-06-10T14:00:00+01:00",
+            "resourceId": str(world.provider_id),
+            "display": "background",
+            "color": calendar.OUT_OF_OFFICE_COLOUR,
+            "title": "Time off: Training",
+        }
+    ]
     assert len(found) == 2 and mine_only == []
 
 
@@ -152,8 +192,13 @@ def test_window_is_validated_and_permission_checked(db, world):
     with pytest.raises(ValidationError, match="time zones"):
         events(db, world, start.replace(tzinfo=None), start + timedelta(days=1))
     with db.read() as session, pytest.raises(PermissionDenied):
-        calendar.list_events(session, patient_actor("X"), clinic_id=world.clinic_id,
-                             start=start, end=start + timedelta(days=1))  # fmt: skip
+        calendar.list_events(
+            session,
+            patient_actor("X"),
+            clinic_id=world.clinic_id,
+            start=start,
+            end=start + timedelta(days=1),
+        )
 
 
 def test_week_across_the_spring_dst_change_keeps_wall_times(db, world):
@@ -203,9 +248,13 @@ def test_visible_windows_of_each_view():
     anchor = date(2026, 11, 25)  # a Wednesday
     assert calendar.visible_window("timeGridDay", anchor, TZ) == (anchor, date(2026, 11, 26))
     assert calendar.visible_window("resourceTimeGridWeek", anchor, TZ) == (
-        date(2026, 11, 23), date(2026, 11, 30))  # fmt: skip
+        date(2026, 11, 23),
+        date(2026, 11, 30),
+    )
     assert calendar.visible_window("dayGridMonth", anchor, TZ) == (
-        date(2026, 10, 26), date(2026, 12, 7))  # fmt: skip
+        date(2026, 10, 26),
+        date(2026, 12, 7),
+    )
     with pytest.raises(ValidationError):
         calendar.visible_window("yearView", anchor, TZ)
 
@@ -217,10 +266,12 @@ def test_resources_and_business_hours_come_from_the_schedules(db, world):
         second = Clinic(name="Second", timezone="America/New_York")
         session.add_all([other, nowhere, second])
         session.flush()
-        other.working_hours.extend([
-            WorkingHours(clinic_id=world.clinic_id, weekday=0, starts=time(8), ends=time(12)),
-            WorkingHours(clinic_id=world.clinic_id, weekday=6, starts=time(8), ends=time(12)),
-        ])  # fmt: skip
+        other.working_hours.extend(
+            [
+                WorkingHours(clinic_id=world.clinic_id, weekday=0, starts=time(8), ends=time(12)),
+                WorkingHours(clinic_id=world.clinic_id, weekday=6, starts=time(8), ends=time(12)),
+            ]
+        )
         nowhere.working_hours.append(
             WorkingHours(clinic_id=second.id, weekday=0, starts=time(8), ends=time(12))
         )
@@ -254,20 +305,24 @@ def test_week_query_uses_the_clinic_start_index(db, world):
             plan = "\n".join(
                 r[0]
                 for r in session.execute(
-                    text("EXPLAIN SELECT id FROM appointments WHERE clinic_id = :c AND "
-                         "start_at > :a AND start_at < :b"),
+                    text(
+                        "EXPLAIN SELECT id FROM appointments WHERE clinic_id = :c AND "
+                        "start_at > :a AND start_at < :b"
+                    ),
                     {"c": world.clinic_id, "a": start, "b": start + timedelta(days=7)},
                 )
-            )  # fmt: skip
+            )
         else:
             plan = "\n".join(
                 str(r[-1])
                 for r in session.execute(
-                    text("EXPLAIN QUERY PLAN SELECT id FROM appointments WHERE clinic_id = :c "
-                         "AND start_at > :a AND start_at < :b"),
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT id FROM appointments WHERE clinic_id = :c "
+                        "AND start_at > :a AND start_at < :b"
+                    ),
                     {"c": world.clinic_id, "a": start.isoformat(), "b": "2026-06-08"},
                 )
-            )  # fmt: skip
+            )
     assert "ix_appointments_clinic_id_start_at" in plan
 
 

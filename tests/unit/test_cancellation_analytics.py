@@ -29,10 +29,11 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlalchemy import func, insert, select
 
-from core import cancellation_analytics as ca
-from core import cancellation_rollups as rollups
-from core.clock import local_to_utc
-from core.errors import PermissionDenied, ValidationError
+from core.analytics import cancellation_parts as parts
+from core.analytics import cancellation_rollups as rollups
+from core.analytics import cancellations as ca
+from core.kernel.clock import local_to_utc
+from core.kernel.errors import PermissionDenied, ValidationError
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -49,7 +50,7 @@ from db.models import (
 from tests.factories import make_patient
 
 S = AppointmentStatus
-FILTERS = ca.AnalyticsFilters(start=date(2026, 3, 23), end=date(2026, 4, 5))
+FILTERS = parts.AnalyticsFilters(start=date(2026, 3, 23), end=date(2026, 4, 5))
 H, D = timedelta(hours=1), timedelta(days=1)
 
 
@@ -64,14 +65,30 @@ def data(db, world):
         session.flush()
         p1, p2 = world.patient_id, make_patient(session, first_name="Bea").id
 
-        def add(start_local, status, *, clinic=world.clinic_id, tz="Europe/London",
-                lead=D, sms=False, **fields):  # fmt: skip
+        def add(
+            start_local,
+            status,
+            *,
+            clinic=world.clinic_id,
+            tz="Europe/London",
+            lead=D,
+            sms=False,
+            **fields,
+        ):
             day, at = start_local
             start = local_to_utc(day, at, tz)
-            values = dict(clinic_id=clinic, provider_id=world.provider_id, patient_id=p1,
-                          service_id=world.service_id, status=status, start_at=start,
-                          end_at=start + timedelta(minutes=30), booked_at=start - lead,
-                          created_at=start - lead, sms_reminder=sms)  # fmt: skip
+            values = dict(
+                clinic_id=clinic,
+                provider_id=world.provider_id,
+                patient_id=p1,
+                service_id=world.service_id,
+                status=status,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+                booked_at=start - lead,
+                created_at=start - lead,
+                sms_reminder=sms,
+            )
             values |= fields
             if "notice" in values:
                 values["cancelled_at"] = start - values.pop("notice")
@@ -81,44 +98,95 @@ def data(db, world):
             return appointment
 
         def fee(appointment, kind, cents=0, points=0, waived=False):
-            session.add(LedgerEntry(
-                patient_id=appointment.patient_id, appointment_id=appointment.id, kind=kind,
-                amount_cents=cents, points=points,
-                waived_at=datetime(2026, 4, 10, tzinfo=UTC) if waived else None))  # fmt: skip
+            session.add(
+                LedgerEntry(
+                    patient_id=appointment.patient_id,
+                    appointment_id=appointment.id,
+                    kind=kind,
+                    amount_cents=cents,
+                    points=points,
+                    waived_at=datetime(2026, 4, 10, tzinfo=UTC) if waived else None,
+                )
+            )
 
         mar, apr = (lambda d: date(2026, 3, d)), (lambda d: date(2026, 4, d))
         a1 = add((mar(23), time(9)), S.COMPLETED, lead=10 * D, sms=True)
         a2 = add((mar(23), time(10)), S.NO_SHOW, lead=2 * D, patient_id=p2)
-        a3 = add((mar(24), time(9)), S.CANCELLED, lead=20 * D, sms=True, notice=5 * H,
-                 late_cancellation=True, cancel_reason="Work")  # fmt: skip
-        a4 = add((mar(30), time(9)), S.COMPLETED, lead=12 * H, sms=True,
-                 provider_id=provider2.id, source=Source.ONLINE)  # fmt: skip
+        a3 = add(
+            (mar(24), time(9)),
+            S.CANCELLED,
+            lead=20 * D,
+            sms=True,
+            notice=5 * H,
+            late_cancellation=True,
+            cancel_reason="Work",
+        )
+        a4 = add(
+            (mar(30), time(9)),
+            S.COMPLETED,
+            lead=12 * H,
+            sms=True,
+            provider_id=provider2.id,
+            source=Source.ONLINE,
+        )
         a4.decided_at = a4.created_at + 2 * H
-        a5 = add((mar(30), time(9)), S.CANCELLED, lead=4 * D, notice=30 * H,
-                 cancel_reason="Travel")  # fmt: skip
+        a5 = add((mar(30), time(9)), S.CANCELLED, lead=4 * D, notice=30 * H, cancel_reason="Travel")
         add((mar(30), time(9, 15)), S.COMPLETED, lead=10 * H)  # A6 refills A5
         a7 = add((apr(2), time(14)), S.NO_SHOW, lead=5 * D, sms=True, patient_id=p2)
-        a8 = add((apr(3), time(16)), S.CANCELLED, lead=40 * D, notice=H, patient_id=p2,
-                 late_cancellation=True)  # fmt: skip
-        session.add_all([AppointmentService(appointment_id=a8.id, service_id=world.service_id),
-                         AppointmentService(appointment_id=a8.id, service_id=peel.id,
-                                            position=1)])  # fmt: skip
+        a8 = add(
+            (apr(3), time(16)),
+            S.CANCELLED,
+            lead=40 * D,
+            notice=H,
+            patient_id=p2,
+            late_cancellation=True,
+        )
+        session.add_all(
+            [
+                AppointmentService(appointment_id=a8.id, service_id=world.service_id),
+                AppointmentService(appointment_id=a8.id, service_id=peel.id, position=1),
+            ]
+        )
         add((apr(5), time(23, 30)), S.COMPLETED, lead=3 * D)  # A13
-        add((mar(25), time(8)), S.COMPLETED, clinic=ny.id, tz="America/New_York", lead=D,
-            sms=True, provider_id=provider2.id, service_id=peel.id)  # fmt: skip
-        add((mar(25), time(8, 30)), S.NO_SHOW, clinic=ny.id, tz="America/New_York",
-            lead=40 * D, service_id=peel.id)  # fmt: skip
+        add(
+            (mar(25), time(8)),
+            S.COMPLETED,
+            clinic=ny.id,
+            tz="America/New_York",
+            lead=D,
+            sms=True,
+            provider_id=provider2.id,
+            service_id=peel.id,
+        )
+        add(
+            (mar(25), time(8, 30)),
+            S.NO_SHOW,
+            clinic=ny.id,
+            tz="America/New_York",
+            lead=40 * D,
+            service_id=peel.id,
+        )
         # not counted
         add((mar(23), time(13)), S.SCHEDULED, kind=AppointmentKind.OUT_OF_OFFICE, patient_id=None)
         declined = add((mar(25), time(11)), S.DECLINED, lead=3 * D, source=Source.ONLINE)
         declined.decided_at = declined.created_at + 30 * H
         add((mar(24), time(9)), S.DECLINED, lead=5 * H)  # overlaps A3, created after: declined
-        session.add(Appointment(
-            clinic_id=world.clinic_id, patient_id=p1, status=S.DECLINED, source=Source.ONLINE,
-            requested_day=mar(26), created_at=datetime(2026, 3, 20, 9, tzinfo=UTC),
-            decided_at=datetime(2026, 3, 20, 9, 30, tzinfo=UTC)))  # fmt: skip
-        session.add(Appointment(clinic_id=world.clinic_id, patient_id=p1, status=S.REQUESTED,
-                                requested_day=mar(27)))  # fmt: skip
+        session.add(
+            Appointment(
+                clinic_id=world.clinic_id,
+                patient_id=p1,
+                status=S.DECLINED,
+                source=Source.ONLINE,
+                requested_day=mar(26),
+                created_at=datetime(2026, 3, 20, 9, tzinfo=UTC),
+                decided_at=datetime(2026, 3, 20, 9, 30, tzinfo=UTC),
+            )
+        )
+        session.add(
+            Appointment(
+                clinic_id=world.clinic_id, patient_id=p1, status=S.REQUESTED, requested_day=mar(27)
+            )
+        )
         add((mar(22), time(23, 30)), S.COMPLETED)
         outside = add((apr(6), time(0, 30)), S.CANCELLED, notice=H, late_cancellation=True)
         fee(a2, LedgerKind.NO_SHOW_FEE, 4000)
@@ -127,8 +195,15 @@ def data(db, world):
         fee(a7, LedgerKind.NO_SHOW_FEE, 4000, waived=True)
         fee(a8, LedgerKind.LATE_CANCEL_FEE, 2500)
         fee(outside, LedgerKind.LATE_CANCEL_FEE, 2500)
-        return {"ny": ny.id, "peel": peel.id, "provider2": provider2.id, "p1": p1, "p2": p2,
-                "a1": a1.id, "a5": a5.id}  # fmt: skip
+        return {
+            "ny": ny.id,
+            "peel": peel.id,
+            "provider2": provider2.id,
+            "p1": p1,
+            "p2": p2,
+            "a1": a1.id,
+            "a5": a5.id,
+        }
 
 
 def figures(db, world, filters=FILTERS, actor=None):
@@ -136,7 +211,7 @@ def figures(db, world, filters=FILTERS, actor=None):
         return ca.compute_figures(session, actor or world.owner, filters)
 
 
-def counts(c: ca.Counts) -> tuple[int, int, int, int, int]:
+def counts(c: parts.Counts) -> tuple[int, int, int, int, int]:
     return c.booked, c.cancelled, c.late, c.no_shows, c.attended
 
 
@@ -157,14 +232,26 @@ def test_no_show_rate_by_sms_reminder(db, world, data):
 def test_weekday_hour_and_heatmap_are_clinic_local(db, world, data):
     f = figures(db, world)
     assert [counts(c) for c in f.by_weekday] == [
-        (5, 1, 0, 1, 3), (1, 1, 1, 0, 0), (2, 0, 0, 1, 1), (1, 0, 0, 1, 0),
-        (1, 1, 1, 0, 0), (0, 0, 0, 0, 0), (1, 0, 0, 0, 1)]  # fmt: skip
+        (5, 1, 0, 1, 3),
+        (1, 1, 1, 0, 0),
+        (2, 0, 0, 1, 1),
+        (1, 0, 0, 1, 0),
+        (1, 1, 1, 0, 0),
+        (0, 0, 0, 0, 0),
+        (1, 0, 0, 0, 1),
+    ]
     # A4-A6 start at 08:00 UTC after the clocks changed: still 09:00 in London;
     # the New York visits are at 08:00 local (12:00 UTC); A13 is Sunday 23:00 local
     cells = {(c.weekday, c.hour): counts(c.counts) for c in f.heatmap}
-    assert cells == {(0, 9): (4, 1, 0, 0, 3), (0, 10): (1, 0, 0, 1, 0), (1, 9): (1, 1, 1, 0, 0),
-                     (2, 8): (2, 0, 0, 1, 1), (3, 14): (1, 0, 0, 1, 0), (4, 16): (1, 1, 1, 0, 0),
-                     (6, 23): (1, 0, 0, 0, 1)}  # fmt: skip
+    assert cells == {
+        (0, 9): (4, 1, 0, 0, 3),
+        (0, 10): (1, 0, 0, 1, 0),
+        (1, 9): (1, 1, 1, 0, 0),
+        (2, 8): (2, 0, 0, 1, 1),
+        (3, 14): (1, 0, 0, 1, 0),
+        (4, 16): (1, 1, 1, 0, 0),
+        (6, 23): (1, 0, 0, 0, 1),
+    }
     assert [c.label for c in f.by_hour] == ["08:00", "09:00", "10:00", "14:00", "16:00", "23:00"]
     assert [c.booked for c in f.by_hour] == [2, 5, 1, 1, 1, 1]
 
@@ -172,84 +259,129 @@ def test_weekday_hour_and_heatmap_are_clinic_local(db, world, data):
 def test_lead_time_and_weekly_trend(db, world, data):
     f = figures(db, world)
     assert [(c.label, counts(c)) for c in f.by_lead_time] == [
-        ("under 1 day", (2, 0, 0, 0, 2)), ("1–3 days", (2, 0, 0, 1, 1)),
-        ("3–7 days", (3, 1, 0, 1, 1)), ("7–14 days", (1, 0, 0, 0, 1)),
-        ("14–30 days", (1, 1, 1, 0, 0)), ("30+ days", (2, 1, 1, 1, 0))]  # fmt: skip
+        ("under 1 day", (2, 0, 0, 0, 2)),
+        ("1–3 days", (2, 0, 0, 1, 1)),
+        ("3–7 days", (3, 1, 0, 1, 1)),
+        ("7–14 days", (1, 0, 0, 0, 1)),
+        ("14–30 days", (1, 1, 1, 0, 0)),
+        ("30+ days", (2, 1, 1, 1, 0)),
+    ]
     assert [(c.label, counts(c)) for c in f.weekly] == [
-        ("2026-03-23", (5, 1, 1, 2, 2)), ("2026-03-30", (6, 2, 1, 1, 3))]  # fmt: skip
+        ("2026-03-23", (5, 1, 1, 2, 2)),
+        ("2026-03-30", (6, 2, 1, 1, 3)),
+    ]
 
 
 def test_notice_turnaround_and_reasons(db, world, data):
     f = figures(db, world)
-    assert dict(f.notice) == {"under 2 h": 1, "2–12 h": 1, "12–24 h": 0, "24–48 h": 1,
-                              "2–7 days": 0, "7+ days": 0}  # fmt: skip
-    assert dict(f.turnaround) == {"under 1 h": 1, "1–4 h": 1, "4–24 h": 0, "1–3 days": 1,
-                                  "3+ days": 0}  # fmt: skip
+    assert dict(f.notice) == {
+        "under 2 h": 1,
+        "2–12 h": 1,
+        "12–24 h": 0,
+        "24–48 h": 1,
+        "2–7 days": 0,
+        "7+ days": 0,
+    }
+    assert dict(f.turnaround) == {
+        "under 1 h": 1,
+        "1–4 h": 1,
+        "4–24 h": 0,
+        "1–3 days": 1,
+        "3+ days": 0,
+    }
     assert f.turnaround_mean_hours == pytest.approx((2 + 30 + 0.5) / 3)
     assert f.reasons == [("(no reason)", 1), ("Travel", 1), ("Work", 1)]
 
 
 def test_fees_revenue_refill_and_repeat_patients(db, world, data):
     f = figures(db, world)
-    assert f.fees == ca.Fees(late_assessed_cents=5000, late_waived_cents=0,
-                             no_show_assessed_cents=8000, no_show_waived_cents=4000,
-                             points_assessed=20, points_waived=0, cancellation_points=20)  # fmt: skip
+    assert f.fees == parts.Fees(
+        late_assessed_cents=5000,
+        late_waived_cents=0,
+        no_show_assessed_cents=8000,
+        no_show_waived_cents=4000,
+        points_assessed=20,
+        points_waived=0,
+        cancellation_points=20,
+    )
     assert f.revenue_at_risk_cents == 6000 * 4 + (6000 + 15000) + 15000
     assert f.refilled == 1 and f.refill_rate == pytest.approx(1 / 3)
-    assert f.repeat_patients == [ca.RepeatPatient(data["p2"], "Bea Morgan", 1, 2),
-                                 ca.RepeatPatient(data["p1"], "Alex Morgan", 1, 1)]  # fmt: skip
+    assert f.repeat_patients == [
+        parts.RepeatPatient(data["p2"], "Bea Morgan", 1, 2),
+        parts.RepeatPatient(data["p1"], "Alex Morgan", 1, 1),
+    ]
 
 
 @pytest.mark.parametrize(("window", "late"), [(0, 0), (1, 0), (2, 1), (6, 2), (36, 3)])
 def test_what_if_next_to_the_actual_policy(db, world, data, window, late):
-    what_if = ca.WhatIf(window_hours=window, late_fee_cents=1000, points=5)
-    f = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if))
-    assert f.what_if == ca.WhatIfResult(actual_late=2, actual_fee_cents=5000, actual_points=20,
-                                        window_hours=window, late=late, fee_cents=1000 * late,
-                                        points=5 * late)  # fmt: skip
+    what_if = parts.WhatIf(window_hours=window, late_fee_cents=1000, points=5)
+    f = figures(db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if))
+    assert f.what_if == parts.WhatIfResult(
+        actual_late=2,
+        actual_fee_cents=5000,
+        actual_points=20,
+        window_hours=window,
+        late=late,
+        fee_cents=1000 * late,
+        points=5 * late,
+    )
 
 
 def test_what_if_leaves_out_the_practices_own_cancellations(db, world, data):
-    what_if = ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=ca.WhatIf(6, 1000, 5))
+    what_if = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(6, 1000, 5))
     assert figures(db, world, what_if).what_if.late == 2
     with db.write() as session:
         start = local_to_utc(date(2026, 3, 26), time(11), "Europe/London")
         for by in ("Max Manager", "patient"):
-            session.add(Appointment(
-                clinic_id=world.clinic_id, patient_id=world.patient_id, status=S.CANCELLED,
-                start_at=start, end_at=start + 0.5 * H, cancelled_at=start - 2 * H,
-                cancelled_by=by, booked_at=start - 2 * D))  # fmt: skip
+            session.add(
+                Appointment(
+                    clinic_id=world.clinic_id,
+                    patient_id=world.patient_id,
+                    status=S.CANCELLED,
+                    start_at=start,
+                    end_at=start + 0.5 * H,
+                    cancelled_at=start - 2 * H,
+                    cancelled_by=by,
+                    booked_at=start - 2 * D,
+                )
+            )
     f = figures(db, world, what_if)
     assert f.totals.cancelled == 5 and f.what_if.late == 3 and f.what_if.fee_cents == 3000
 
 
 def test_filters_by_clinic_provider_and_service(db, world, data):
-    london = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
-                                                    clinic_id=world.clinic_id))  # fmt: skip
+    london = figures(
+        db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, clinic_id=world.clinic_id)
+    )
     assert counts(london.totals) == (9, 3, 2, 2, 4)
     assert london.totals.no_show_rate == pytest.approx(2 / 6)
-    two = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
-                                                 provider_id=data["provider2"]))  # fmt: skip
+    two = figures(
+        db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, provider_id=data["provider2"])
+    )
     assert counts(two.totals) == (2, 0, 0, 0, 2)
-    peel = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
-                                                  service_id=data["peel"]))  # fmt: skip
+    peel = figures(
+        db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, service_id=data["peel"])
+    )
     assert counts(peel.totals) == (2, 0, 0, 1, 1) and peel.revenue_at_risk_cents == 15000
-    one_day = figures(db, world, ca.AnalyticsFilters(date(2026, 3, 30), date(2026, 3, 30)))
+    one_day = figures(db, world, parts.AnalyticsFilters(date(2026, 3, 30), date(2026, 3, 30)))
     assert counts(one_day.totals) == (3, 1, 0, 0, 2) and one_day.refilled == 1
 
 
 def test_a_screen_may_leave_out_the_optional_parts(db, world, data):
-    lean = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, parts=frozenset()))
+    lean = figures(db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, parts=frozenset()))
     assert lean.reasons == [] and lean.repeat_patients == []
     assert counts(lean.totals) == (11, 3, 2, 3, 5) and lean.fees.late_assessed_cents == 5000
     with db.write() as session:
-        payload = ca.export_csv(session, world.owner, ca.AnalyticsFilters(
-            FILTERS.start, FILTERS.end, parts=frozenset())).decode("utf-8-sig")  # fmt: skip
+        payload = ca.export_csv(
+            session,
+            world.owner,
+            parts.AnalyticsFilters(FILTERS.start, FILTERS.end, parts=frozenset()),
+        ).decode("utf-8-sig")
     assert "reason,Work,cancelled,1" in payload and "repeat_patient" in payload
 
 
 def test_empty_range_has_no_rates(db, world, data):
-    f = figures(db, world, ca.AnalyticsFilters(date(2025, 1, 1), date(2025, 1, 2)))
+    f = figures(db, world, parts.AnalyticsFilters(date(2025, 1, 1), date(2025, 1, 2)))
     assert counts(f.totals) == (0, 0, 0, 0, 0)
     assert f.totals.no_show_rate is None and f.refill_rate is None and f.heatmap == []
 
@@ -259,13 +391,19 @@ def test_permission_and_invalid_filters(db, world, data):
         figures(db, world, actor=world.staff)
     assert figures(db, world, actor=world.manager).totals.booked == 11
     with pytest.raises(ValidationError, match="before the start"):
-        figures(db, world, ca.AnalyticsFilters(date(2026, 4, 5), date(2026, 3, 1)))
+        figures(db, world, parts.AnalyticsFilters(date(2026, 4, 5), date(2026, 3, 1)))
     with pytest.raises(ValidationError, match="between 0 and 336"):
-        figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
-                                               what_if=ca.WhatIf(-1, 0, 0)))  # fmt: skip
+        figures(
+            db,
+            world,
+            parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(-1, 0, 0)),
+        )
     with pytest.raises(ValidationError, match="cannot be negative"):
-        figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
-                                               what_if=ca.WhatIf(4, -100, 0)))  # fmt: skip
+        figures(
+            db,
+            world,
+            parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(4, -100, 0)),
+        )
 
 
 def test_as_dict_has_what_the_cli_prints(db, world, data):
@@ -287,7 +425,7 @@ def test_export_is_audited_and_spreadsheet_safe(db, world, data):
     assert "totals,All,booked,11" in payload
     assert "repeat_patient" in payload and "Bea Morgan" in payload
     with db.read() as session:
-        from core import audit
+        from core.kernel import audit
 
         events = audit.list_events(session, world.owner, action="export")
         assert events[0].entity == "cancellation_analytics" and events[0].details["rows"] > 10
@@ -297,10 +435,12 @@ def test_export_is_audited_and_spreadsheet_safe(db, world, data):
 
 def test_offset_periods_find_dst_changes_to_the_second():
     start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
-    assert ca.offset_periods("Europe/London", start, end) == [
-        (start, 0), (datetime(2026, 3, 29, 1, tzinfo=UTC), 3600),
-        (datetime(2026, 10, 25, 1, tzinfo=UTC), 0)]  # fmt: skip
-    assert ca.offset_periods("Asia/Kolkata", start, end) == [(start, 19800)]
+    assert parts.offset_periods("Europe/London", start, end) == [
+        (start, 0),
+        (datetime(2026, 3, 29, 1, tzinfo=UTC), 3600),
+        (datetime(2026, 10, 25, 1, tzinfo=UTC), 0),
+    ]
+    assert parts.offset_periods("Asia/Kolkata", start, end) == [(start, 19800)]
 
 
 # ---------------------------------------------------------------- the maintained roll-ups
@@ -318,17 +458,19 @@ def _both(db, filters):
 
 
 def test_the_roll_ups_give_the_same_figures_as_the_appointments(db, world, data):
-    what_if = ca.WhatIf(6, 1000, 5)
-    for filters in (ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if),
-                    ca.AnalyticsFilters(FILTERS.start, FILTERS.end, clinic_id=data["ny"]),
-                    ca.AnalyticsFilters(date(2026, 3, 30), date(2026, 4, 5), what_if=what_if),
-                    ca.AnalyticsFilters(date(2026, 3, 22), date(2026, 4, 6),
-                                        what_if=ca.WhatIf(36, 0, 0))):  # fmt: skip
+    what_if = parts.WhatIf(6, 1000, 5)
+    for filters in (
+        parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if),
+        parts.AnalyticsFilters(FILTERS.start, FILTERS.end, clinic_id=data["ny"]),
+        parts.AnalyticsFilters(date(2026, 3, 30), date(2026, 4, 5), what_if=what_if),
+        parts.AnalyticsFilters(date(2026, 3, 22), date(2026, 4, 6), what_if=parts.WhatIf(36, 0, 0)),
+    ):
         direct, rolled = _both(db, filters)
         assert rolled == direct
     assert figures(db, world).from_rollups  # the page's unfiltered view reads them
-    by_provider = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
-                                                         provider_id=data["provider2"]))  # fmt: skip
+    by_provider = figures(
+        db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, provider_id=data["provider2"])
+    )
     assert not by_provider.from_rollups
 
 
@@ -340,25 +482,42 @@ def test_the_roll_ups_follow_every_change(db, world, data):
         moved.end_at = moved.start_at + timedelta(minutes=30)
         cancelled = session.get(Appointment, data["a5"])
         cancelled.cancelled_by = "Max Manager"
-        fee = session.scalars(select(LedgerEntry).where(
-            LedgerEntry.kind == LedgerKind.LATE_CANCEL_FEE)).first()  # fmt: skip
+        fee = session.scalars(
+            select(LedgerEntry).where(LedgerEntry.kind == LedgerKind.LATE_CANCEL_FEE)
+        ).first()
         fee.waived_at = datetime(2026, 5, 1, tzinfo=UTC)
-        session.add(Appointment(clinic_id=data["ny"], patient_id=data["p1"], status=S.NO_SHOW,
-                                start_at=datetime(2026, 3, 31, 15, tzinfo=UTC),
-                                end_at=datetime(2026, 3, 31, 15, 30, tzinfo=UTC),
-                                booked_at=datetime(2026, 3, 1, tzinfo=UTC)))  # fmt: skip
+        session.add(
+            Appointment(
+                clinic_id=data["ny"],
+                patient_id=data["p1"],
+                status=S.NO_SHOW,
+                start_at=datetime(2026, 3, 31, 15, tzinfo=UTC),
+                end_at=datetime(2026, 3, 31, 15, 30, tzinfo=UTC),
+                booked_at=datetime(2026, 3, 1, tzinfo=UTC),
+            )
+        )
     with db.read() as session:
         assert not rollups.is_fresh(session)
-    what_if = ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=ca.WhatIf(36, 100, 1))
+    what_if = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(36, 100, 1))
     direct, rolled = _both(db, what_if)
     assert rolled == direct
     assert rolled["totals"]["no_shows"] == 4 and rolled["by_weekday"][5]["booked"] == 1
     assert rolled["what_if"]["late"] == 2 and rolled["fees"]["late_waived_cents"] == 2500
     with db.write() as session:  # a bulk insert, as an import does, bypassing the ORM
-        session.execute(insert(Appointment), [dict(
-            clinic_id=world.clinic_id, status="completed", kind="appointment", mode="in_person",
-            source="import", start_at=datetime(2026, 3, 25, 10, tzinfo=UTC),
-            booked_at=datetime(2026, 3, 1, tzinfo=UTC))])  # fmt: skip
+        session.execute(
+            insert(Appointment),
+            [
+                dict(
+                    clinic_id=world.clinic_id,
+                    status="completed",
+                    kind="appointment",
+                    mode="in_person",
+                    source="import",
+                    start_at=datetime(2026, 3, 25, 10, tzinfo=UTC),
+                    booked_at=datetime(2026, 3, 1, tzinfo=UTC),
+                )
+            ],
+        )
     direct, rolled = _both(db, FILTERS)
     assert rolled == direct and rolled["totals"]["booked"] == 13
     with db.write() as session:
@@ -387,10 +546,15 @@ def test_a_new_service_price_recomputes_the_revenue_at_risk(db, world, data):
 @pytest.mark.parametrize("window", [1, 6, 24, 48])
 def test_without_the_per_day_part_the_other_figures_are_the_same(db, world, data, window):
     """The page's first view leaves out "by_day" (weekday, weekly, heatmap): the rest agrees."""
-    what_if = ca.WhatIf(window, 1000, 5)
-    whole = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if))
-    light = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if,
-                                                   parts=frozenset({"timing"})))  # fmt: skip
+    what_if = parts.WhatIf(window, 1000, 5)
+    whole = figures(db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if))
+    light = figures(
+        db,
+        world,
+        parts.AnalyticsFilters(
+            FILTERS.start, FILTERS.end, what_if=what_if, parts=frozenset({"timing"})
+        ),
+    )
     assert counts(light.totals) == counts(whole.totals) and light.totals.booked > 0
     assert [counts(c) for c in light.by_hour] == [counts(c) for c in whole.by_hour]
     assert light.notice == whole.notice and light.what_if == whole.what_if
@@ -405,13 +569,20 @@ def test_without_the_per_day_part_the_other_figures_are_the_same(db, world, data
 def test_the_first_view_reads_no_timing_but_the_same_what_if(db, world, data, window, direct):
     """Without "timing" (lead time, SMS, notice histogram) the key figures and the what-if,
     which counts short-notice cancellations from the filtered notice rows, stay the same."""
-    what_if = ca.WhatIf(window, 1000, 5)
+    what_if = parts.WhatIf(window, 1000, 5)
     provider = world.provider_id if direct else None
-    whole = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
-                                                   provider_id=provider, what_if=what_if))  # fmt: skip
-    first = figures(db, world, ca.AnalyticsFilters(FILTERS.start, FILTERS.end,
-                                                   provider_id=provider, what_if=what_if,
-                                                   parts=frozenset()))  # fmt: skip
+    whole = figures(
+        db,
+        world,
+        parts.AnalyticsFilters(FILTERS.start, FILTERS.end, provider_id=provider, what_if=what_if),
+    )
+    first = figures(
+        db,
+        world,
+        parts.AnalyticsFilters(
+            FILTERS.start, FILTERS.end, provider_id=provider, what_if=what_if, parts=frozenset()
+        ),
+    )
     assert first.from_rollups is not direct and whole.totals.cancelled > 0
     assert counts(first.totals) == counts(whole.totals) and first.what_if == whole.what_if
     assert first.fees == whole.fees and first.turnaround == whole.turnaround

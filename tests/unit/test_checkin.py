@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from core import checkin, lifecycle, today, tokens
-from core.clock import local_to_utc, to_local
-from core.errors import InvalidTransition, PermissionDenied, ValidationError
+from core.kernel import tokens
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import InvalidTransition, PermissionDenied, ValidationError
+from core.scheduling import checkin, codes, moves, today
 from db.models import Appointment, AppointmentStatus, Clinic, LinkToken
 from db.types import utcnow
 
@@ -24,10 +25,15 @@ TZ = "Europe/London"
 def scheduled(db, world, start=None, minutes=30) -> int:
     start = start or utcnow() + timedelta(hours=2)
     with db.write() as session:
-        row = Appointment(clinic_id=world.clinic_id, provider_id=world.provider_id,
-                          patient_id=world.patient_id, service_id=world.service_id,
-                          status=S.SCHEDULED, start_at=start,
-                          end_at=start + timedelta(minutes=minutes))  # fmt: skip
+        row = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=S.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=minutes),
+        )
         session.add(row)
         session.flush()
         return row.id
@@ -36,7 +42,7 @@ def scheduled(db, world, start=None, minutes=30) -> int:
 def code_for(db, world, appointment_id) -> str:
     with db.write() as session:
         code, png = checkin.issue_code_for(session, world.staff, appointment_id)
-    assert png.startswith(b"\x89PNG") and code.startswith(checkin.CODE_PREFIX)
+    assert png.startswith(b"\x89PNG") and code.startswith(codes.CODE_PREFIX)
     return code
 
 
@@ -59,7 +65,7 @@ def test_a_code_checks_the_patient_in_once(db, world):
 
 def test_the_raw_token_without_prefix_works_too(db, world):
     code = code_for(db, world, scheduled(db, world))
-    assert scan(db, world.staff, code.removeprefix(checkin.CODE_PREFIX)).status == S.CHECKED_IN
+    assert scan(db, world.staff, code.removeprefix(codes.CODE_PREFIX)).status == S.CHECKED_IN
 
 
 @pytest.mark.parametrize("code", ["", "hello world", "CDCHK:nope", "x" * 300])
@@ -95,7 +101,7 @@ def test_a_cancelled_appointment_is_not_checked_in_and_the_code_stays_unused(db,
     appointment_id = scheduled(db, world)
     code = code_for(db, world, appointment_id)
     with db.write() as session:
-        lifecycle.cancel_appointment(session, world.staff, appointment_id, reason="Ill")
+        moves.cancel_appointment(session, world.staff, appointment_id, reason="Ill")
     with pytest.raises(InvalidTransition, match="cancelled appointment cannot be checked in"):
         scan(db, world.staff, code)
     with db.read() as session:
@@ -104,7 +110,7 @@ def test_a_cancelled_appointment_is_not_checked_in_and_the_code_stays_unused(db,
 
 
 def test_check_in_needs_permission(db, world):
-    from core.authz import patient_actor
+    from core.kernel.authz import patient_actor
 
     code = code_for(db, world, scheduled(db, world))
     with pytest.raises(PermissionDenied):
@@ -112,7 +118,7 @@ def test_check_in_needs_permission(db, world):
 
 
 def test_qr_pictures_decode_to_the_code():
-    png = checkin.qr_png("CDCHK:abc123")
+    png = codes.qr_png("CDCHK:abc123")
     assert checkin.decode_qr(png) == "CDCHK:abc123"
     # a camera shot: JPEG, larger, on a grey background
     shot = Image.new("RGB", (900, 700), (200, 200, 200))
@@ -136,7 +142,7 @@ def test_pictures_without_a_code_get_a_clear_message():
 def test_camera_picture_to_check_in(db, world):
     appointment_id = scheduled(db, world)
     code = code_for(db, world, appointment_id)
-    text = checkin.decode_qr(checkin.qr_png(code))
+    text = checkin.decode_qr(codes.qr_png(code))
     assert scan(db, world.staff, text).status == S.CHECKED_IN
 
 
@@ -153,8 +159,10 @@ def test_today_board_stages_waiting_time_and_allowed_actions(db, world):
     waiting = scheduled(db, world, now + timedelta(minutes=30))
     seen = scheduled(db, world, now - timedelta(minutes=5))
     with db.write() as session:
-        for ident, arrived in ((waiting, now - timedelta(minutes=12)),
-                               (seen, now - timedelta(minutes=20))):  # fmt: skip
+        for ident, arrived in (
+            (waiting, now - timedelta(minutes=12)),
+            (seen, now - timedelta(minutes=20)),
+        ):
             row = session.get(Appointment, ident)
             row.status, row.checked_in_at = S.CHECKED_IN, arrived
     with db.read() as session:

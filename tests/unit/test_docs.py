@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from core import config
-from core.authz import matrix_markdown
+from core.kernel import config
+from core.kernel.authz import matrix_markdown
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

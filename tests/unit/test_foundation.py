@@ -4,11 +4,16 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from core import tokens
-from core.authz import MATRIX, Actor, Permission, ensure, matrix_markdown
-from core.clock import format_local, local_day_bounds, local_days_bounds, local_to_utc
-from core.config import load_settings
-from core.errors import ConfigurationError, DatabaseUnavailable, LinkInvalid, PermissionDenied
+from core.kernel import tokens
+from core.kernel.authz import MATRIX, Actor, Permission, ensure, matrix_markdown
+from core.kernel.clock import format_local, local_day_bounds, local_days_bounds, local_to_utc
+from core.kernel.config import load_settings
+from core.kernel.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    LinkInvalid,
+    PermissionDenied,
+)
 from core.startup import open_database
 from db import migrate
 from db.models import Role
@@ -25,13 +30,15 @@ def test_settings_come_from_environment_with_safe_defaults(tmp_path):
 
 @pytest.mark.parametrize(
     ("env", "named"),
-    [({"SMTP_HOST": "mail", "SMTP_PORT": "abc"}, "SMTP_PORT"),
-     ({"SMTP_HOST": "mail", "SMTP_SECURITY": "tls1"}, "SMTP_SECURITY"),
-     ({"CLINICDESK_IDLE_MINUTES": "0"}, "CLINICDESK_IDLE_MINUTES"),
-     ({"DATABASE_URL": "clinicdesk.db"}, "DATABASE_URL"),
-     ({"SMS_PROVIDER": "pigeon"}, "SMS_PROVIDER"),
-     ({"CLINICDESK_BASE_URL": "clinic.example"}, "CLINICDESK_BASE_URL")],
-)  # fmt: skip
+    [
+        ({"SMTP_HOST": "mail", "SMTP_PORT": "abc"}, "SMTP_PORT"),
+        ({"SMTP_HOST": "mail", "SMTP_SECURITY": "tls1"}, "SMTP_SECURITY"),
+        ({"CLINICDESK_IDLE_MINUTES": "0"}, "CLINICDESK_IDLE_MINUTES"),
+        ({"DATABASE_URL": "clinicdesk.db"}, "DATABASE_URL"),
+        ({"SMS_PROVIDER": "pigeon"}, "SMS_PROVIDER"),
+        ({"CLINICDESK_BASE_URL": "clinic.example"}, "CLINICDESK_BASE_URL"),
+    ],
+)
 def test_malformed_settings_name_the_setting(tmp_path, env, named):
     with pytest.raises(ConfigurationError, match=named):
         load_settings({"CLINICDESK_DATA_DIR": str(tmp_path), **env}, tmp_path / "none.toml")
@@ -42,13 +49,20 @@ def test_secrets_file_is_read_and_environment_wins(tmp_path):
     secrets.write_text('[smtp]\nhost = "smtp.example.org"\nport = 587\nsecurity = "starttls"\n')
     settings = load_settings({"CLINICDESK_DATA_DIR": str(tmp_path), "SMTP_PORT": "2525"}, secrets)
     assert (settings.smtp.host, settings.smtp.port, settings.smtp.security) == (
-        "smtp.example.org", 2525, "starttls")  # fmt: skip
+        "smtp.example.org",
+        2525,
+        "starttls",
+    )
 
 
 def test_unreachable_database_is_one_clear_line(tmp_path):
-    settings = load_settings({"CLINICDESK_DATA_DIR": str(tmp_path),
-                              "DATABASE_URL": "postgresql+psycopg://u:secret@127.0.0.1:9/x"},
-                             tmp_path / "none.toml")  # fmt: skip
+    settings = load_settings(
+        {
+            "CLINICDESK_DATA_DIR": str(tmp_path),
+            "DATABASE_URL": "postgresql+psycopg://u:secret@127.0.0.1:9/x",
+        },
+        tmp_path / "none.toml",
+    )
     with pytest.raises(DatabaseUnavailable) as failure:
         open_database(settings)
     message = str(failure.value)
@@ -105,10 +119,13 @@ def test_clinic_local_times_across_daylight_saving():
     assert end - start == timedelta(hours=23)
     # a range of local days: from the first day's midnight to the midnight after the last
     assert local_days_bounds(date(2026, 3, 28), date(2026, 3, 29), "Europe/London") == (
-        datetime(2026, 3, 28, 0, 0, tzinfo=UTC), datetime(2026, 3, 29, 23, 0, tzinfo=UTC))  # fmt: skip
+        datetime(2026, 3, 28, 0, 0, tzinfo=UTC),
+        datetime(2026, 3, 29, 23, 0, tzinfo=UTC),
+    )
     # New York falls back on 1 November 2026: 01:30 happens twice; we take the first
     assert local_to_utc(date(2026, 11, 1), time(1, 30), "America/New_York") == datetime(
-        2026, 11, 1, 5, 30, tzinfo=UTC)  # fmt: skip
+        2026, 11, 1, 5, 30, tzinfo=UTC
+    )
     assert (
         format_local(datetime(2026, 7, 1, 8, 30, tzinfo=UTC), "Europe/London")
         == "Wed 01 Jul 2026, 09:30"

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from core import imports
-from core.authz import SYSTEM
-from core.errors import PermissionDenied, ValidationError
+from core.interchange import csv_files, imports
+from core.kernel.authz import SYSTEM
+from core.kernel.errors import PermissionDenied, ValidationError
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -46,8 +46,9 @@ def count(db, model):
 
 def test_kaggle_slice_imports_patients_and_appointments_as_the_file_says(db, world, kaggle_slice):
     with db.write() as session:
-        report = imports.import_appointments(session, world.owner, kaggle_slice,
-                                             imports.KAGGLE_NOSHOW)  # fmt: skip
+        report = imports.import_appointments(
+            session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW
+        )
     assert report.problem_count == 0 and report.created == KAGGLE_ROWS
     with open(kaggle_slice, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -59,7 +60,9 @@ def test_kaggle_slice_imports_patients_and_appointments_as_the_file_says(db, wor
     assert report.patients_created == len({r["PatientId"] for r in rows})
     for row in rows:
         appointment = by_ref[f"kaggle-noshow:{row['AppointmentID']}"]
-        expected = AppointmentStatus.NO_SHOW if row["No-show"] == "Yes" else AppointmentStatus.COMPLETED  # fmt: skip
+        expected = (
+            AppointmentStatus.NO_SHOW if row["No-show"] == "Yes" else AppointmentStatus.COMPLETED
+        )
         assert appointment.status == expected
         assert appointment.sms_reminder == (row["SMS_received"] == "1")
         assert appointment.source == Source.IMPORT and appointment.clinic_id == clinic.id
@@ -86,8 +89,9 @@ def test_reimporting_the_same_file_creates_nothing_twice(db, world, kaggle_slice
         imports.import_appointments(session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW)
     before = count(db, Appointment), count(db, Patient), count(db, Clinic)
     with db.write() as session:
-        again = imports.import_appointments(session, world.owner, kaggle_slice,
-                                            imports.KAGGLE_NOSHOW)  # fmt: skip
+        again = imports.import_appointments(
+            session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW
+        )
     assert (again.created, again.already_imported, again.patients_created) == (0, KAGGLE_ROWS, 0)
     assert (count(db, Appointment), count(db, Patient), count(db, Clinic)) == before
     with db.read() as session:
@@ -128,8 +132,13 @@ def test_a_failed_import_leaves_nothing_half_written(db, world, kaggle_slice, mo
             raise RuntimeError("the process died")
 
     with pytest.raises(RuntimeError), db.write() as session:
-        imports.import_appointments(session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW,
-                                    progress=stop_after_first_chunk)  # fmt: skip
+        imports.import_appointments(
+            session,
+            world.owner,
+            kaggle_slice,
+            imports.KAGGLE_NOSHOW,
+            progress=stop_after_first_chunk,
+        )
     assert count(db, Appointment) == 0
     assert count(db, Patient) == 1  # the world's patient only
     assert count(db, Clinic) == 1
@@ -143,19 +152,26 @@ def test_only_the_owner_may_import(db, world, kaggle_slice):
 
 
 def test_the_mapping_screen_gets_clear_messages(db, world, kaggle_slice):
-    mapping = imports.AppointmentMapping(columns={"patient_ref": "PatientId", "day": "AppointmentDay",
-                                                  "status": "No-show"})  # fmt: skip
-    with pytest.raises(ValidationError, match="Appointment id in the other system"), db.write() as s:  # fmt: skip
+    mapping = imports.AppointmentMapping(
+        columns={"patient_ref": "PatientId", "day": "AppointmentDay", "status": "No-show"}
+    )
+    with (
+        pytest.raises(ValidationError, match="Appointment id in the other system"),
+        db.write() as s,
+    ):
         imports.import_appointments(s, world.owner, kaggle_slice, mapping)
     mapping = imports.AppointmentMapping(columns=imports.KAGGLE_NOSHOW.columns | {"gender": "Sex"})
     with pytest.raises(ValidationError, match="no column 'Sex'"), db.write() as s:
         imports.import_appointments(s, world.owner, kaggle_slice, mapping)
     with pytest.raises(ValidationError, match="IANA"), db.write() as s:
-        imports.import_appointments(s, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW,
-                                    timezone="Mars/Olympus")  # fmt: skip
-    header = imports.read_header(kaggle_slice.read_text())
-    assert imports.guess_mapping(header, imports.APPOINTMENT_FIELDS) == {"gender": "Gender",
-                                                                         "age": "Age"}  # fmt: skip
+        imports.import_appointments(
+            s, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW, timezone="Mars/Olympus"
+        )
+    header = csv_files.read_header(kaggle_slice.read_text())
+    assert csv_files.guess_mapping(header, imports.APPOINTMENT_FIELDS) == {
+        "gender": "Gender",
+        "age": "Age",
+    }
 
 
 def test_a_generic_file_with_status_words_and_times(db, world, tmp_path):
@@ -168,14 +184,23 @@ def test_a_generic_file_with_status_words_and_times(db, world, tmp_path):
         "A4,P2,Ben,Ng,2025-04-02,25:00,attended,\n"
     )
     mapping = imports.AppointmentMapping(
-        columns={"appointment_ref": "ref", "patient_ref": "patient", "first_name": "first",
-                 "last_name": "last", "day": "date", "start_time": "at", "status": "state",
-                 "email": "email"},
-        duration_minutes=30, source="oldsys",
-    )  # fmt: skip
+        columns={
+            "appointment_ref": "ref",
+            "patient_ref": "patient",
+            "first_name": "first",
+            "last_name": "last",
+            "day": "date",
+            "start_time": "at",
+            "status": "state",
+            "email": "email",
+        },
+        duration_minutes=30,
+        source="oldsys",
+    )
     with db.write() as session:
-        report = imports.import_appointments(session, world.owner, path, mapping,
-                                             clinic_name="Test Clinic", timezone="Europe/London")  # fmt: skip
+        report = imports.import_appointments(
+            session, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+        )
     assert report.created == 3 and report.clinics_created == []
     assert report.problems[0].row == 5 and "not a time" in report.problems[0].reason
     with db.read() as session:
@@ -186,7 +211,10 @@ def test_a_generic_file_with_status_words_and_times(db, world, tmp_path):
     assert rows["oldsys:A1"].start_at == datetime(2025, 3, 30, 8, 30, tzinfo=UTC)
     assert rows["oldsys:A1"].end_at == datetime(2025, 3, 30, 9, 0, tzinfo=UTC)
     assert [rows[r].status for r in ("oldsys:A1", "oldsys:A2", "oldsys:A3")] == [
-        AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW, AppointmentStatus.CANCELLED]  # fmt: skip
+        AppointmentStatus.COMPLETED,
+        AppointmentStatus.NO_SHOW,
+        AppointmentStatus.CANCELLED,
+    ]
 
 
 def test_nhs_friends_and_family_survey_preset(db, world, tmp_path):
@@ -202,8 +230,13 @@ def test_nhs_friends_and_family_survey_preset(db, world, tmp_path):
     with db.read() as session:
         responses = list(session.scalars(select(SurveyResponse).order_by(SurveyResponse.id)))
         clinics = {c.id: c for c in session.scalars(select(Clinic))}
-    words = {"Extremely likely": 5, "Likely": 4, "Neither likely nor unlikely": 3,
-             "Unlikely": 2, "Extremely unlikely": 1}  # fmt: skip
+    words = {
+        "Extremely likely": 5,
+        "Likely": 4,
+        "Neither likely nor unlikely": 3,
+        "Unlikely": 2,
+        "Extremely unlikely": 1,
+    }
     for row, response in zip(rows, responses, strict=True):
         assert response.rating == words.get(row["rating"])
         assert response.comment == row["free_text"]
@@ -221,11 +254,13 @@ def test_nhs_friends_and_family_survey_preset(db, world, tmp_path):
 
 def test_survey_rows_with_bad_values_are_skipped(db, world, tmp_path):
     path = tmp_path / "s.csv"
-    path.write_text("time,rating,free_text,do_better,surgery\n"
-                    "2024-01-02 10:00:00,4,ok,,Main\n"
-                    "2024-01-02 10:00:00,7,too high,,Main\n"
-                    "yesterday,5,,,Main\n"
-                    "2024-01-03 10:00:00,Don't know,,,\n")  # fmt: skip
+    path.write_text(
+        "time,rating,free_text,do_better,surgery\n"
+        "2024-01-02 10:00:00,4,ok,,Main\n"
+        "2024-01-02 10:00:00,7,too high,,Main\n"
+        "yesterday,5,,,Main\n"
+        "2024-01-03 10:00:00,Don't know,,,\n"
+    )
     with db.write() as session:
         report = imports.import_surveys(session, SYSTEM, path, imports.NHS_FFT)
     assert report.created == 1
@@ -236,7 +271,9 @@ def test_survey_rows_with_bad_values_are_skipped(db, world, tmp_path):
     ]
 
 
-def test_cli_imports_the_file_and_prints_the_analytics_figures(tmp_path, kaggle_slice, monkeypatch, capsys):  # fmt: skip
+def test_cli_imports_the_file_and_prints_the_analytics_figures(
+    tmp_path, kaggle_slice, monkeypatch, capsys
+):
     from core import cli
 
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
@@ -260,6 +297,7 @@ def test_cli_imports_the_file_and_prints_the_analytics_figures(tmp_path, kaggle_
     expected = {}
     for r in rows:
         name = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][
-            datetime.fromisoformat(r["AppointmentDay"][:10]).weekday()]  # fmt: skip
+            datetime.fromisoformat(r["AppointmentDay"][:10]).weekday()
+        ]
         expected[name] = expected.get(name, 0) + 1
     assert {k: v for k, v in weekdays.items() if v} == expected

@@ -9,15 +9,22 @@ from fhir.resources.R4B.bundle import Bundle
 from icalendar import Calendar
 from sqlalchemy import select
 
-from core import interchange
-from core.errors import NotFound, PermissionDenied
+from core.interchange import standards as interchange
+from core.kernel.errors import NotFound, PermissionDenied
 from db.models import Appointment, AppointmentStatus, AuditEvent, Patient, Provider, Source
 
 FHIR_DIR = Path("/work/shared/data/fhir")
 S = AppointmentStatus
-DESIGN_TABLE = {S.REQUESTED: "proposed", S.TENTATIVE: "pending", S.SCHEDULED: "booked",
-                S.CHECKED_IN: "arrived", S.COMPLETED: "fulfilled", S.NO_SHOW: "noshow",
-                S.DECLINED: "cancelled", S.CANCELLED: "cancelled"}  # fmt: skip
+DESIGN_TABLE = {
+    S.REQUESTED: "proposed",
+    S.TENTATIVE: "pending",
+    S.SCHEDULED: "booked",
+    S.CHECKED_IN: "arrived",
+    S.COMPLETED: "fulfilled",
+    S.NO_SHOW: "noshow",
+    S.DECLINED: "cancelled",
+    S.CANCELLED: "cancelled",
+}
 SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
 
 
@@ -29,14 +36,17 @@ def one_of_each(db, world):
         for n, status in enumerate(S):
             timed = status != S.REQUESTED
             a = Appointment(
-                clinic_id=world.clinic_id, provider_id=world.provider_id,
-                patient_id=world.patient_id, service_id=world.service_id, status=status,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                patient_id=world.patient_id,
+                service_id=world.service_id,
+                status=status,
                 start_at=SOON + timedelta(hours=n) if timed else None,
                 end_at=SOON + timedelta(hours=n, minutes=30) if timed else None,
                 requested_day=None if timed else SOON.date(),
                 cancel_reason="Travel" if status == S.CANCELLED else None,
                 decline_reason="No slots" if status == S.DECLINED else None,
-            )  # fmt: skip
+            )
             session.add(a)
             session.flush()
             ids[status] = a.id
@@ -88,16 +98,26 @@ def test_hl7_example_appointments_import_with_their_participants(db, world):
         report = interchange.import_fhir(session, world.owner, files)
     assert (report.created, report.problem_count) == (3, 0)
     with db.read() as session:
-        rows = {a.external_ref: a for a in session.scalars(
-            select(Appointment).where(Appointment.source == Source.IMPORT))}  # fmt: skip
-        peter = session.scalar(select(Patient).where(Patient.external_ref == "fhir:Patient/example"))  # fmt: skip
-        adam = session.scalar(select(Provider).where(Provider.external_ref == "fhir:Practitioner/example"))  # fmt: skip
+        rows = {
+            a.external_ref: a
+            for a in session.scalars(select(Appointment).where(Appointment.source == Source.IMPORT))
+        }
+        peter = session.scalar(
+            select(Patient).where(Patient.external_ref == "fhir:Patient/example")
+        )
+        adam = session.scalar(
+            select(Provider).where(Provider.external_ref == "fhir:Practitioner/example")
+        )
     assert set(rows) == {"fhir:example", "fhir:123", "fhir:2docs"}
     assert rows["fhir:example"].status == S.SCHEDULED
     assert rows["fhir:example"].start_at == datetime(2013, 12, 10, 9, tzinfo=UTC)
     assert rows["fhir:123"].status == S.REQUESTED
     assert rows["fhir:123"].requested_day == date(2016, 6, 2)
-    assert (peter.first_name, peter.last_name, peter.date_of_birth) == ("Peter James", "Chalmers", date(1974, 12, 25))  # fmt: skip
+    assert (peter.first_name, peter.last_name, peter.date_of_birth) == (
+        "Peter James",
+        "Chalmers",
+        date(1974, 12, 25),
+    )
     assert peter.phone == "(03) 5555 6473"
     assert adam.name == "Dr Adam Careful"
     assert rows["fhir:example"].patient_id == peter.id
@@ -108,10 +128,23 @@ def test_hl7_example_appointments_import_with_their_participants(db, world):
 
 
 def test_invalid_fhir_is_reported_not_imported(db, world):
-    bad_status = json.dumps({"resourceType": "Appointment", "id": "x1", "status": "entered-in-error",
-                             "participant": [{"status": "accepted", "actor": {"reference": "Patient/a"}}]})  # fmt: skip
-    not_fhir = json.dumps({"resourceType": "Appointment", "id": "x2", "status": "booked",
-                           "start": "yesterday", "participant": []})  # fmt: skip
+    bad_status = json.dumps(
+        {
+            "resourceType": "Appointment",
+            "id": "x1",
+            "status": "entered-in-error",
+            "participant": [{"status": "accepted", "actor": {"reference": "Patient/a"}}],
+        }
+    )
+    not_fhir = json.dumps(
+        {
+            "resourceType": "Appointment",
+            "id": "x2",
+            "status": "booked",
+            "start": "yesterday",
+            "participant": [],
+        }
+    )
     with db.write() as session:
         report = interchange.import_fhir(session, world.owner, [bad_status, not_fhir, "{oops"])
     assert report.created == 0 and report.problem_count == 3
@@ -129,8 +162,10 @@ def test_exported_bundle_imports_back_with_the_same_statuses(db, world, one_of_e
         report = interchange.import_fhir(session, world.owner, [export.content])
     assert report.created == 8
     with db.read() as session:
-        back = {a.external_ref: a.status for a in session.scalars(
-            select(Appointment).where(Appointment.source == Source.IMPORT))}  # fmt: skip
+        back = {
+            a.external_ref: a.status
+            for a in session.scalars(select(Appointment).where(Appointment.source == Source.IMPORT))
+        }
     for status, appointment_id in one_of_each.items():
         expected = S.CANCELLED if status == S.DECLINED else status  # FHIR has one "cancelled"
         assert back[f"fhir:{appointment_id}"] == expected
@@ -170,9 +205,13 @@ def test_cli_imports_fhir_and_writes_a_bundle_and_a_calendar(tmp_path, monkeypat
     assert "3 FHIR appointments imported" in capsys.readouterr().out
     assert cli.main(["export-fhir", "--out", str(tmp_path / "bundle.json")]) == 0
     bundle = Bundle.model_validate_json((tmp_path / "bundle.json").read_bytes())
-    statuses = sorted(e.resource.status for e in bundle.entry if e.resource.get_resource_type() == "Appointment")  # fmt: skip
+    statuses = sorted(
+        e.resource.status for e in bundle.entry if e.resource.get_resource_type() == "Appointment"
+    )
     assert statuses == ["booked", "booked", "proposed"]
-    practitioner = next(e.resource for e in bundle.entry if e.resource.get_resource_type() == "Practitioner")  # fmt: skip
+    practitioner = next(
+        e.resource for e in bundle.entry if e.resource.get_resource_type() == "Practitioner"
+    )
     provider_id = practitioner.id.removeprefix("practitioner-")
     assert (
         cli.main(["export-ical", "--provider", provider_id, "--out", str(tmp_path / "p.ics")]) == 0

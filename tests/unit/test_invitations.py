@@ -9,10 +9,12 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import insert, select
 
-from core import invitations, patient_links, tokens
-from core.authz import patient_actor
-from core.errors import LinkInvalid, PermissionDenied, ValidationError
-from core.invitations import PortalStatus
+from core.kernel import tokens
+from core.kernel.authz import patient_actor
+from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.patients import enrolment, invitations
+from core.patients.invitations import PortalStatus
+from core.portal import patient_links
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -80,10 +82,12 @@ def test_send_queues_the_email_with_a_working_link_and_audits(db, world):
     ("fields", "message"),
     [
         ({"email": None, "consent_email": False}, "has no email address: add one"),
-        ({"consent_email": False},
-         "The patient has not consented to email and text messages: record consent first"),
+        (
+            {"consent_email": False},
+            "The patient has not consented to email and text messages: record consent first",
+        ),
     ],
-)  # fmt: skip
+)
 def test_send_refuses_without_email_or_consent_and_says_why(db, world, fields, message):
     with db.write() as s:
         patient = make_patient(s, first_name="Nia", **fields)
@@ -110,13 +114,15 @@ def test_resend_issues_a_new_link_and_revokes_the_old(db, world):
         with pytest.raises(LinkInvalid):
             tokens.verify(s, _raw(first.link), "enroll")
         tokens.verify(s, _raw(second.link), "enroll")
-        history = invitations.invitation_history(s, world.staff, world.patient_id)
+        history = enrolment.invitation_history(s, world.staff, world.patient_id)
     assert [h.status for h in history] == ["pending", "revoked"]
     assert history[1].revoked_reason == "Replaced by a new invitation"
     assert history[0].sent_by == "Staff"
     assert _actions(db, world.patient_id) == [
-        "invitation_sent", "invitation_revoked", "invitation_resent"
-    ]  # fmt: skip
+        "invitation_sent",
+        "invitation_revoked",
+        "invitation_resent",
+    ]
 
 
 def test_expiry_is_configurable_and_validated(db, world):
@@ -144,9 +150,9 @@ def test_expired_invitations_show_as_expired_at_once_and_can_be_renewed(db, worl
     _expire(db, sent.invitation_id)
     assert _state(db, world.patient_id).status == PortalStatus.EXPIRED  # lazily, no job yet
     with db.read() as s:
-        rows = invitations.list_invitations(s, world.staff, status="expired")
+        rows = enrolment.list_invitations(s, world.staff, status="expired")
         assert [r.patient_id for r in rows] == [world.patient_id]
-        assert invitations.status_counts(s, world.staff)[PortalStatus.EXPIRED] == 1
+        assert enrolment.status_counts(s, world.staff)[PortalStatus.EXPIRED] == 1
         with pytest.raises(LinkInvalid):
             patient_links.enrollment_view(s, _raw(sent.link))
     with db.write() as s:
@@ -190,8 +196,9 @@ def test_enrolment_needs_date_of_birth_and_terms_and_works_once(db, world):
     with db.write() as s, pytest.raises(LinkInvalid):
         patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=True)
     assert _actions(db, world.patient_id)[-2:] == [
-        "enrollment_identity_failed", "invitation_enrolled"
-    ]  # fmt: skip
+        "enrollment_identity_failed",
+        "invitation_enrolled",
+    ]
     with pytest.raises(ValidationError, match="already enrolled"):
         _send(db, world)
 
@@ -200,8 +207,9 @@ def test_too_many_wrong_dates_of_birth_revoke_the_link(db, world):
     raw = _raw(_send(db, world).link)
     for attempt in range(patient_links.MAX_IDENTITY_ATTEMPTS):
         with db.write() as s:
-            result = patient_links.enroll(s, raw, date_of_birth=date(2000, 1, attempt + 1),
-                                          accept_terms=True)  # fmt: skip
+            result = patient_links.enroll(
+                s, raw, date_of_birth=date(2000, 1, attempt + 1), accept_terms=True
+            )
         assert not result.enrolled
     assert "not valid any more" in result.message
     assert _state(db, world.patient_id).status == PortalStatus.REVOKED
@@ -229,14 +237,14 @@ def test_status_in_sql_agrees_with_the_python_status_for_every_case(db, world):
             with db.write() as s:
                 invitations.revoke_invitation(s, world.staff, sent.invitation_id, "Wrong person")
     with db.read() as s:
-        listed = {r.patient_id: r.status for r in invitations.list_invitations(s, world.staff)}
+        listed = {r.patient_id: r.status for r in enrolment.list_invitations(s, world.staff)}
         for key, pid in ids.items():
             assert (
                 listed[pid]
                 == PortalStatus(key)
                 == invitations.state_of(s, s.get(Patient, pid)).status
             )
-        counts = invitations.status_counts(s, world.staff)
+        counts = enrolment.status_counts(s, world.staff)
     assert sum(counts.values()) == len(ids) + 1  # and the world's own patient
     assert counts[PortalStatus.NOT_INVITED] == 2
 
@@ -255,17 +263,23 @@ def test_search_and_clinic_filters(db, world):
         s.add(other)
         s.flush()
         zoe = make_patient(s, first_name="Zoë", last_name="Quinn", email="zq@example.org")
-        s.add(Appointment(clinic_id=other.id, patient_id=zoe.id, status=AppointmentStatus.REQUESTED,
-                          requested_day=date.today() + timedelta(days=3)))  # fmt: skip
+        s.add(
+            Appointment(
+                clinic_id=other.id,
+                patient_id=zoe.id,
+                status=AppointmentStatus.REQUESTED,
+                requested_day=date.today() + timedelta(days=3),
+            )
+        )
         other_id, zoe_id = other.id, zoe.id
     with db.read() as s:
         assert [
-            r.patient_id for r in invitations.list_invitations(s, world.staff, search="quinn")
+            r.patient_id for r in enrolment.list_invitations(s, world.staff, search="quinn")
         ] == [zoe_id]
         assert [
-            r.patient_id for r in invitations.list_invitations(s, world.staff, clinic_id=other_id)
+            r.patient_id for r in enrolment.list_invitations(s, world.staff, clinic_id=other_id)
         ] == [zoe_id]
-        assert invitations.list_invitations(s, world.staff, search="nobody-like-this") == []
+        assert enrolment.list_invitations(s, world.staff, search="nobody-like-this") == []
 
 
 def test_funnel_counts_rate_and_median_days(db, world):
@@ -275,31 +289,43 @@ def test_funnel_counts_rate_and_median_days(db, world):
             p = make_patient(s, first_name=f"F{days}")
             sent_at = now - timedelta(days=20)
             token = tokens.issue(s, "enroll", p.id, timedelta(days=14))
-            s.add(PortalInvitation(
-                patient_id=p.id, email=p.email, token_id=token.row.id, sent_at=sent_at,
-                expires_at=now + timedelta(days=1),
-                status=InvitationStatus.ENROLLED if enrolled else InvitationStatus.PENDING,
-                enrolled_at=sent_at + timedelta(days=days) if enrolled else None,
-            ))  # fmt: skip
+            s.add(
+                PortalInvitation(
+                    patient_id=p.id,
+                    email=p.email,
+                    token_id=token.row.id,
+                    sent_at=sent_at,
+                    expires_at=now + timedelta(days=1),
+                    status=InvitationStatus.ENROLLED if enrolled else InvitationStatus.PENDING,
+                    enrolled_at=sent_at + timedelta(days=days) if enrolled else None,
+                )
+            )
     with db.read() as s:
-        funnel = invitations.enrollment_funnel(s, world.staff)
+        funnel = enrolment.enrollment_funnel(s, world.staff)
     assert (funnel.invited, funnel.enrolled, funnel.pending) == (4, 3, 1)
     assert funnel.rate == pytest.approx(0.75)
     assert funnel.median_days == pytest.approx(3.0, abs=0.01)
     with db.write() as s:  # an even count takes the mean of the middle two
         p = make_patient(s, first_name="Even")
-        s.add(PortalInvitation(patient_id=p.id, email=p.email, sent_at=now - timedelta(days=10),
-                               expires_at=now, status=InvitationStatus.ENROLLED,
-                               enrolled_at=now - timedelta(days=5)))  # fmt: skip
+        s.add(
+            PortalInvitation(
+                patient_id=p.id,
+                email=p.email,
+                sent_at=now - timedelta(days=10),
+                expires_at=now,
+                status=InvitationStatus.ENROLLED,
+                enrolled_at=now - timedelta(days=5),
+            )
+        )
     with db.read() as s:
-        assert invitations.enrollment_funnel(s, world.staff).median_days == pytest.approx(
+        assert enrolment.enrollment_funnel(s, world.staff).median_days == pytest.approx(
             4.0, abs=0.01
         )
 
 
 def test_empty_funnel(db, world):
     with db.read() as s:
-        funnel = invitations.enrollment_funnel(s, world.staff)
+        funnel = enrolment.enrollment_funnel(s, world.staff)
     assert (funnel.invited, funnel.rate, funnel.median_days) == (0, 0.0, None)
 
 
@@ -316,23 +342,33 @@ def test_bulk_preview_counts_who_is_sent_and_who_is_skipped_why(db, world):
         }
         for key, p in made.items():
             day = today - timedelta(days=5) if key == "past_only" else today + timedelta(days=2)
-            s.add(Appointment(clinic_id=world.clinic_id, patient_id=p.id, requested_day=day,
-                              status=AppointmentStatus.REQUESTED))  # fmt: skip
+            s.add(
+                Appointment(
+                    clinic_id=world.clinic_id,
+                    patient_id=p.id,
+                    requested_day=day,
+                    status=AppointmentStatus.REQUESTED,
+                )
+            )
         ids = {k: p.id for k, p in made.items()}
     _send(db, world, ids["fresh2"])  # pending: skipped
     with db.read() as s:
-        preview = invitations.bulk_preview(s, world.staff)
+        preview = enrolment.bulk_preview(s, world.staff)
     assert preview.patient_ids == [ids["fresh"]]
-    assert preview.skipped == {"invitation still pending": 1, "no email address": 1,
-                               "no consent to email": 1, "already enrolled": 1}  # fmt: skip
+    assert preview.skipped == {
+        "invitation still pending": 1,
+        "no email address": 1,
+        "no consent to email": 1,
+        "already enrolled": 1,
+    }
     with db.read() as s:
-        everyone = invitations.bulk_preview(s, world.staff, upcoming_only=False, limit=2)
+        everyone = enrolment.bulk_preview(s, world.staff, upcoming_only=False, limit=2)
     assert len(everyone.patient_ids) == 2
     assert everyone.skipped["over the limit of 2 per run"] == 1  # world patient, fresh, past
     for pid in preview.patient_ids:
         _send(db, world, pid)
     with db.read() as s:
-        assert invitations.bulk_preview(s, world.staff).patient_ids == []
+        assert enrolment.bulk_preview(s, world.staff).patient_ids == []
         assert s.scalar(select(LinkToken).where(LinkToken.subject_id == ids["fresh"])) is not None
 
 
@@ -357,8 +393,14 @@ def _race(db, work, n=2):
 
 
 def test_two_staff_sending_at_once_leave_exactly_one_live_invitation(db, world):
-    outcomes = _race(db, lambda s: invitations.send_invitation(s, world.staff, world.patient_id,
-                                                                base_url=BASE).invitation_id)  # fmt: skip
+    outcomes = _race(
+        db,
+        lambda s: (
+            invitations.send_invitation(
+                s, world.staff, world.patient_id, base_url=BASE
+            ).invitation_id
+        ),
+    )
     assert all(isinstance(o, int) for o in outcomes), outcomes
     with db.read() as s:
         statuses = sorted(
@@ -392,8 +434,13 @@ def test_sql_status_equals_python_status_for_every_combination(db, world):
         for n, (email, consent, enrolled, kind) in enumerate(
             itertools.product([True, False], [True, False], [True, False], kinds)
         ):
-            p = make_patient(s, first_name=f"C{n}", email=f"c{n}@example.org" if email else None,
-                             consent_email=consent, portal_enrolled_at=now if enrolled else None)  # fmt: skip
+            p = make_patient(
+                s,
+                first_name=f"C{n}",
+                email=f"c{n}@example.org" if email else None,
+                consent_email=consent,
+                portal_enrolled_at=now if enrolled else None,
+            )
             if kind != "none":
                 status = {"live": "pending", "overdue": "pending"}.get(kind, kind)
                 expires = (
@@ -401,22 +448,29 @@ def test_sql_status_equals_python_status_for_every_combination(db, world):
                     if kind in ("overdue", "expired")
                     else now + timedelta(days=1)
                 )
-                s.add(PortalInvitation(patient_id=p.id, email="old@example.org", sent_at=now,
-                                       expires_at=expires, status=InvitationStatus(status)))  # fmt: skip
+                s.add(
+                    PortalInvitation(
+                        patient_id=p.id,
+                        email="old@example.org",
+                        sent_at=now,
+                        expires_at=expires,
+                        status=InvitationStatus(status),
+                    )
+                )
             ids.append(p.id)
     with db.read() as s:
         listed = {
             r.patient_id: r.status
-            for r in invitations.list_invitations(s, world.staff, page_size=100)
+            for r in enrolment.list_invitations(s, world.staff, page_size=100)
         }
         for pid in ids:
             assert listed[pid] == invitations.state_of(s, s.get(Patient, pid)).status, pid
-        counts = invitations.status_counts(s, world.staff)
+        counts = enrolment.status_counts(s, world.staff)
         expected = dict.fromkeys(PortalStatus, 0)
         for p in s.scalars(select(Patient)):
             expected[invitations.state_of(s, p).status] += 1
         # a clinic filter takes the one grouped query; unfiltered counts come from indexes
-        clinic = invitations.status_counts(s, world.staff, clinic_id=world.clinic_id)
+        clinic = enrolment.status_counts(s, world.staff, clinic_id=world.clinic_id)
     assert sum(counts.values()) == len(ids) + 1 and all(counts.values())
     assert counts == expected
     assert clinic[PortalStatus.NOT_INVITED] <= counts[PortalStatus.NOT_INVITED]
@@ -437,8 +491,11 @@ def test_the_database_keeps_the_portal_tally_whatever_writes_the_patients(db, wo
     """Inserts, every kind of change, deletes and a bulk insert past the ORM: the tally the
     status counts read stays equal to counting the patients."""
     with db.write() as s:
-        people = [make_patient(s, email=email, consent_email=consent)
-                  for email in ("a@example.org", "", None) for consent in (True, False)]  # fmt: skip
+        people = [
+            make_patient(s, email=email, consent_email=consent)
+            for email in ("a@example.org", "", None)
+            for consent in (True, False)
+        ]
     with db.write() as s:
         _tally_matches_the_patients(s)
         first, second, third = (s.get(Patient, p.id) for p in people[:3])
@@ -449,12 +506,21 @@ def test_the_database_keeps_the_portal_tally_whatever_writes_the_patients(db, wo
         s.delete(s.get(Patient, people[3].id))
     with db.write() as s:
         _tally_matches_the_patients(s)
-        s.execute(insert(Patient), [{"first_name": "Bulk", "last_name": str(i),
-                                     "email": f"bulk{i}@example.org", "consent_email": i % 2 == 0}
-                                    for i in range(10)])  # fmt: skip
+        s.execute(
+            insert(Patient),
+            [
+                {
+                    "first_name": "Bulk",
+                    "last_name": str(i),
+                    "email": f"bulk{i}@example.org",
+                    "consent_email": i % 2 == 0,
+                }
+                for i in range(10)
+            ],
+        )
     with db.read() as s:
         _tally_matches_the_patients(s)
-        counts = invitations.status_counts(s, world.staff)
+        counts = enrolment.status_counts(s, world.staff)
         expected = dict.fromkeys(PortalStatus, 0)
         for p in s.scalars(select(Patient)):
             expected[invitations.state_of(s, p).status] += 1
@@ -465,8 +531,10 @@ def test_concurrent_moves_between_buckets_keep_the_tally(db, world):
     """Two writers moving patients between the same two buckets in opposite directions, at
     once: both succeed (no deadlock on PostgreSQL) and the tally still counts right."""
     with db.write() as s:
-        ids = [make_patient(s, email=f"{n}@example.org", consent_email=consent).id
-               for n, consent in (("a", True), ("b", False))]  # fmt: skip
+        ids = [
+            make_patient(s, email=f"{n}@example.org", consent_email=consent).id
+            for n, consent in (("a", True), ("b", False))
+        ]
     start, errors = threading.Barrier(2), []
 
     def toggle(patient_id: int) -> None:

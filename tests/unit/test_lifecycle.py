@@ -12,10 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core import lifecycle, tokens
-from core.authz import patient_actor
-from core.clock import local_to_utc, to_local
-from core.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
+from core.kernel import tokens
+from core.kernel.authz import patient_actor
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
+from core.requests import bulk, changes, decisions
+from core.scheduling import moves, states, visits
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -45,28 +47,43 @@ def at(day: date, hour: int, minute: int = 0):
 
 def new_request(db, world, day=None, **extra) -> int:
     with db.write() as session:
-        row = lifecycle.request_appointment(
-            session, world.manager, patient_id=world.patient_id, clinic_id=world.clinic_id,
-            service_id=world.service_id, requested_day=day or future_day(),
-            time_of_day="morning", **extra,
-        )  # fmt: skip
+        row = decisions.request_appointment(
+            session,
+            world.manager,
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=day or future_day(),
+            time_of_day="morning",
+            **extra,
+        )
         return row.id
 
 
 def booked(db, world, start, **extra) -> int:
     with db.write() as session:
-        return lifecycle.schedule_appointment(
-            session, world.manager, patient_id=world.patient_id, clinic_id=world.clinic_id,
-            provider_id=world.provider_id, service_ids=[world.service_id], start_at=start,
-            mode="in_person", **extra,
-        ).id  # fmt: skip
+        return moves.schedule_appointment(
+            session,
+            world.manager,
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            service_ids=[world.service_id],
+            start_at=start,
+            mode="in_person",
+            **extra,
+        ).id
 
 
 def events(db, appointment_id) -> list[AuditEvent]:
     with db.read() as session:
-        return list(session.scalars(select(AuditEvent).where(
-            AuditEvent.entity == "appointment", AuditEvent.entity_id == appointment_id
-        ).order_by(AuditEvent.id)))  # fmt: skip
+        return list(
+            session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.entity == "appointment", AuditEvent.entity_id == appointment_id)
+                .order_by(AuditEvent.id)
+            )
+        )
 
 
 def messages(db, appointment_id, template=None) -> list[Notification]:
@@ -81,37 +98,42 @@ def messages(db, appointment_id, template=None) -> list[Notification]:
 
 
 def test_fhir_status_follows_design():
-    assert lifecycle.fhir_status("requested") == "proposed"
-    assert lifecycle.fhir_status(S.TENTATIVE) == "pending"
-    assert lifecycle.fhir_status(S.SCHEDULED) == "booked"
-    assert lifecycle.fhir_status(S.CHECKED_IN) == "arrived"
-    assert lifecycle.fhir_status(S.COMPLETED) == "fulfilled"
-    assert lifecycle.fhir_status(S.NO_SHOW) == "noshow"
-    assert lifecycle.fhir_status(S.DECLINED) == lifecycle.fhir_status(S.CANCELLED) == "cancelled"
+    assert states.fhir_status("requested") == "proposed"
+    assert states.fhir_status(S.TENTATIVE) == "pending"
+    assert states.fhir_status(S.SCHEDULED) == "booked"
+    assert states.fhir_status(S.CHECKED_IN) == "arrived"
+    assert states.fhir_status(S.COMPLETED) == "fulfilled"
+    assert states.fhir_status(S.NO_SHOW) == "noshow"
+    assert states.fhir_status(S.DECLINED) == states.fhir_status(S.CANCELLED) == "cancelled"
 
 
 def test_terminal_statuses_allow_nothing():
-    assert {S.COMPLETED, S.NO_SHOW, S.DECLINED, S.CANCELLED} == lifecycle.TERMINAL
-    assert lifecycle.TRANSITIONS[S.CHECKED_IN] == {S.COMPLETED}
+    assert {S.COMPLETED, S.NO_SHOW, S.DECLINED, S.CANCELLED} == states.TERMINAL
+    assert states.TRANSITIONS[S.CHECKED_IN] == {S.COMPLETED}
 
 
 # ---------------------------------------------------------------- requests
 
 
 def test_request_validates_input(db, world):
-    base = dict(patient_id=world.patient_id, clinic_id=world.clinic_id,
-                service_id=world.service_id, requested_day=future_day(), time_of_day="morning")  # fmt: skip
+    base = dict(
+        patient_id=world.patient_id,
+        clinic_id=world.clinic_id,
+        service_id=world.service_id,
+        requested_day=future_day(),
+        time_of_day="morning",
+    )
     with db.write() as session:
         with pytest.raises(ValidationError, match="known patient"):
-            lifecycle.request_appointment(session, world.manager, **(base | {"patient_id": 999}))
+            decisions.request_appointment(session, world.manager, **(base | {"patient_id": 999}))
         with pytest.raises(ValidationError, match="service"):
-            lifecycle.request_appointment(session, world.manager, **(base | {"service_id": 999}))
+            decisions.request_appointment(session, world.manager, **(base | {"service_id": 999}))
         with pytest.raises(ValidationError, match="has passed"):
-            lifecycle.request_appointment(
+            decisions.request_appointment(
                 session, world.manager, **(base | {"requested_day": future_day(-2)})
             )
         with pytest.raises(ValidationError, match="time of day"):
-            lifecycle.request_appointment(
+            decisions.request_appointment(
                 session, world.manager, **(base | {"time_of_day": "noon"})
             )
 
@@ -130,14 +152,24 @@ def test_approve_schedules_confirms_and_audits(db, world):
     day = future_day()
     request_id = new_request(db, world, day)
     with db.write() as session:
-        outcome = lifecycle.approve_request(session, world.manager, request_id,
-                                            provider_id=world.provider_id, start_at=at(day, 10),
-                                            expected_version=1, message="See you soon")  # fmt: skip
+        outcome = decisions.approve_request(
+            session,
+            world.manager,
+            request_id,
+            provider_id=world.provider_id,
+            start_at=at(day, 10),
+            expected_version=1,
+            message="See you soon",
+        )
     assert outcome.status == S.SCHEDULED and outcome.version == 2
     assert "email to alex@example.org" in outcome.notified
     approve = events(db, request_id)[-1]
     assert (approve.action, approve.from_status, approve.to_status, approve.actor_label) == (
-        "approve", "requested", "scheduled", "Manager")  # fmt: skip
+        "approve",
+        "requested",
+        "scheduled",
+        "Manager",
+    )
     assert approve.message == "See you soon"
     [email] = [m for m in messages(db, request_id, "appointment_scheduled") if m.channel == "email"]
     local = to_local(at(day, 10), TZ)
@@ -148,16 +180,21 @@ def test_approve_schedules_confirms_and_audits(db, world):
 def test_staff_may_not_approve(db, world):
     request_id = new_request(db, world)
     with db.write() as session, pytest.raises(PermissionDenied):
-        lifecycle.approve_request(session, world.staff, request_id,
-                                  provider_id=world.provider_id, start_at=at(future_day(), 10))  # fmt: skip
+        decisions.approve_request(
+            session,
+            world.staff,
+            request_id,
+            provider_id=world.provider_id,
+            start_at=at(future_day(), 10),
+        )
 
 
 def test_decline_needs_reason_and_tells_patient(db, world):
     request_id = new_request(db, world)
     with db.write() as session, pytest.raises(ValidationError, match="reason"):
-        lifecycle.decline_request(session, world.manager, request_id, reason="  ")
+        decisions.decline_request(session, world.manager, request_id, reason="  ")
     with db.write() as session:
-        lifecycle.decline_request(session, world.manager, request_id, reason="Fully booked")
+        decisions.decline_request(session, world.manager, request_id, reason="Fully booked")
     [email] = [m for m in messages(db, request_id, "appointment_declined") if m.channel == "email"]
     assert "Fully booked" in email.body
     assert events(db, request_id)[-1].reason == "Fully booked"
@@ -168,12 +205,22 @@ def test_double_booking_refused_naming_the_conflict_unless_allowed(db, world):
     first = booked(db, world, at(day, 10))
     request_id = new_request(db, world, day)
     with db.write() as session, pytest.raises(Conflict, match=f"appointment #{first}"):
-        lifecycle.approve_request(session, world.manager, request_id,
-                                  provider_id=world.provider_id, start_at=at(day, 10, 15))  # fmt: skip
+        decisions.approve_request(
+            session,
+            world.manager,
+            request_id,
+            provider_id=world.provider_id,
+            start_at=at(day, 10, 15),
+        )
     with db.write() as session:
-        lifecycle.approve_request(session, world.manager, request_id,
-                                  provider_id=world.provider_id, start_at=at(day, 10, 15),
-                                  allow_double_booking=True)  # fmt: skip
+        decisions.approve_request(
+            session,
+            world.manager,
+            request_id,
+            provider_id=world.provider_id,
+            start_at=at(day, 10, 15),
+            allow_double_booking=True,
+        )
     assert events(db, request_id)[-1].details["double_booked_with"] == [first]
     with db.read() as session:
         assert session.get(Appointment, request_id).allow_double_booking
@@ -183,26 +230,38 @@ def test_outside_working_hours_refused_unless_overridden(db, world):
     day = future_day()
     request_id = new_request(db, world, day)
     with db.write() as session, pytest.raises(ValidationError, match="not working"):
-        lifecycle.approve_request(session, world.manager, request_id,
-                                  provider_id=world.provider_id, start_at=at(day, 18))  # fmt: skip
+        decisions.approve_request(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 18)
+        )
     with db.write() as session:
-        lifecycle.approve_request(session, world.manager, request_id,
-                                  provider_id=world.provider_id, start_at=at(day, 18),
-                                  outside_hours_override=True)  # fmt: skip
+        decisions.approve_request(
+            session,
+            world.manager,
+            request_id,
+            provider_id=world.provider_id,
+            start_at=at(day, 18),
+            outside_hours_override=True,
+        )
     assert events(db, request_id)[-1].details["outside_hours_override"] is True
 
 
 def test_illegal_transition_says_what_is_allowed(db, world):
     past = utcnow() - timedelta(minutes=5)
     with db.write() as session:
-        row = Appointment(clinic_id=world.clinic_id, provider_id=world.provider_id,
-                          patient_id=world.patient_id, service_id=world.service_id,
-                          status=S.COMPLETED, start_at=past - timedelta(hours=1), end_at=past)  # fmt: skip
+        row = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=S.COMPLETED,
+            start_at=past - timedelta(hours=1),
+            end_at=past,
+        )
         session.add(row)
         session.flush()
         done_id = row.id
     with db.write() as session, pytest.raises(InvalidTransition) as caught:
-        lifecycle.cancel_appointment(session, world.manager, done_id, reason="Oops")
+        moves.cancel_appointment(session, world.manager, done_id, reason="Oops")
     assert str(caught.value).startswith("A completed appointment cannot be cancelled.")
 
 
@@ -213,20 +272,23 @@ def test_propose_then_patient_accepts(db, world):
     day = future_day()
     request_id = new_request(db, world, day)
     with db.write() as session:
-        raw = lifecycle.propose_time(session, world.manager, request_id,
-                                     provider_id=world.provider_id, start_at=at(day, 11))  # fmt: skip
+        raw = decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 11)
+        )
     with db.read() as session:
         assert tokens.verify(session, raw, "proposal").subject_id == request_id
         assert session.get(Appointment, request_id).status == S.TENTATIVE
     [email] = [m for m in messages(db, request_id, "appointment_proposed") if m.channel == "email"]
     assert f"p=proposal&t={raw}" in email.body
     with db.write() as session:
-        outcome = lifecycle.respond_to_proposal(session, patient_actor("Alex Morgan"), request_id,
-                                                accept=True)  # fmt: skip
+        outcome = decisions.respond_to_proposal(
+            session, patient_actor("Alex Morgan"), request_id, accept=True
+        )
     assert outcome.status == S.SCHEDULED
     with db.read() as session:
-        clinic_mail = session.scalars(select(Notification).where(
-            Notification.template == "proposal_answered")).one()  # fmt: skip
+        clinic_mail = session.scalars(
+            select(Notification).where(Notification.template == "proposal_answered")
+        ).one()
     assert clinic_mail.to_address == "clinic@example.org" and "accepted" in clinic_mail.subject
     assert events(db, request_id)[-1].actor_label == "Patient Alex Morgan (link)"
 
@@ -235,11 +297,13 @@ def test_patient_declining_a_proposal_puts_the_request_back(db, world):
     day = future_day()
     request_id = new_request(db, world, day)
     with db.write() as session:
-        lifecycle.propose_time(session, world.manager, request_id,
-                               provider_id=world.provider_id, start_at=at(day, 11))  # fmt: skip
+        decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 11)
+        )
     with db.write() as session:
-        outcome = lifecycle.respond_to_proposal(session, patient_actor("A"), request_id,
-                                                accept=False)  # fmt: skip
+        outcome = decisions.respond_to_proposal(
+            session, patient_actor("A"), request_id, accept=False
+        )
     assert outcome.status == S.REQUESTED
 
 
@@ -250,25 +314,33 @@ def test_reschedule_moves_and_tells_patient(db, world):
     day = future_day()
     appointment_id = booked(db, world, at(day, 10))
     with db.write() as session:
-        lifecycle.reschedule(session, world.staff, appointment_id, start_at=at(day, 15))
+        moves.reschedule(session, world.staff, appointment_id, start_at=at(day, 15))
     with db.read() as session:
         row = session.get(Appointment, appointment_id)
-        assert (row.start_at, row.end_at, row.reschedule_count) == (
-            at(day, 15), at(day, 15, 30), 1)  # fmt: skip
-    [email] = [m for m in messages(db, appointment_id, "appointment_rescheduled")
-               if m.channel == "email"]  # fmt: skip
+        assert (row.start_at, row.end_at, row.reschedule_count) == (at(day, 15), at(day, 15, 30), 1)
+    [email] = [
+        m for m in messages(db, appointment_id, "appointment_rescheduled") if m.channel == "email"
+    ]
     assert "15:00" in email.body and "10:00" in email.body
 
 
 def test_late_patient_cancellation_is_assessed(db, world):
     with db.write() as session:
-        session.add(CancellationPolicy(clinic_id=world.clinic_id, version=1,
-                                       effective_at=utcnow() - timedelta(days=1), window_hours=48,
-                                       late_cancel_fee_cents=2500, policy_text="48 h"))  # fmt: skip
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=48,
+                late_cancel_fee_cents=2500,
+                policy_text="48 h",
+            )
+        )
     appointment_id = booked(db, world, at(future_day(1), 10))
     with db.write() as session:
-        lifecycle.cancel_appointment(session, world.manager, appointment_id, reason="Ill",
-                                     by_patient=True)  # fmt: skip
+        moves.cancel_appointment(
+            session, world.manager, appointment_id, reason="Ill", by_patient=True
+        )
     with db.read() as session:
         row = session.get(Appointment, appointment_id)
         assert (row.status, row.late_cancellation, row.cancelled_by) == (
@@ -286,8 +358,9 @@ def test_reminders_off_still_gets_status_changes(db, world):
         session.get(Patient, world.patient_id).reminders_enabled = False
     appointment_id = booked(db, world, at(future_day(), 10))
     with db.write() as session:
-        outcome = lifecycle.cancel_appointment(session, world.manager, appointment_id,
-                                               reason="Provider ill")  # fmt: skip
+        outcome = moves.cancel_appointment(
+            session, world.manager, appointment_id, reason="Provider ill"
+        )
     assert len(outcome.notified) == 2
 
 
@@ -296,23 +369,23 @@ def test_consent_is_respected_and_skips_are_reported(db, world):
         session.get(Patient, world.patient_id).consent_sms = False
     appointment_id = booked(db, world, at(future_day(), 10))
     with db.write() as session:
-        outcome = lifecycle.cancel_appointment(session, world.manager, appointment_id,
-                                               reason="Provider ill")  # fmt: skip
+        outcome = moves.cancel_appointment(
+            session, world.manager, appointment_id, reason="Provider ill"
+        )
     assert outcome.skipped == ["no consent to text messages"]
 
 
 def test_complete_only_once_due_and_no_show_only_after_start(db, world):
     appointment_id = booked(db, world, at(future_day(), 10))
     with db.write() as session, pytest.raises(InvalidTransition, match="once it is due"):
-        lifecycle.complete(session, world.staff, appointment_id)
+        visits.complete(session, world.staff, appointment_id)
     with db.write() as session, pytest.raises(InvalidTransition, match="after it started"):
-        lifecycle.mark_no_show(session, world.staff, appointment_id)
+        visits.mark_no_show(session, world.staff, appointment_id)
     with db.write() as session:
-        lifecycle.check_in(session, world.staff, appointment_id)
+        visits.check_in(session, world.staff, appointment_id)
         later = at(future_day(), 10, 20)
         assert (
-            lifecycle.complete(session, world.staff, appointment_id, now=later).status
-            == S.COMPLETED
+            visits.complete(session, world.staff, appointment_id, now=later).status == S.COMPLETED
         )
 
 
@@ -324,49 +397,70 @@ def test_reschedule_request_approved_or_denied(db, world):
     first, second = booked(db, world, at(day, 10)), booked(db, world, at(day, 12))
     patient = patient_actor("Alex Morgan")
     with db.write() as session:
-        change = lifecycle.request_change(session, patient, first, kind="reschedule",
-                                          requested_start_at=at(day, 14), reason="Work")  # fmt: skip
-        other = lifecycle.request_change(session, patient, second, kind=ChangeKind.RESCHEDULE,
-                                         requested_start_at=at(day, 15))  # fmt: skip
+        change = changes.request_change(
+            session,
+            patient,
+            first,
+            kind="reschedule",
+            requested_start_at=at(day, 14),
+            reason="Work",
+        )
+        other = changes.request_change(
+            session, patient, second, kind=ChangeKind.RESCHEDULE, requested_start_at=at(day, 15)
+        )
         ids = change.id, other.id
     with db.write() as session:
-        lifecycle.approve_change(session, world.manager, ids[0])
-        lifecycle.deny_change(session, world.manager, ids[1], reason="That day is full")
+        changes.approve_change(session, world.manager, ids[0])
+        changes.deny_change(session, world.manager, ids[1], reason="That day is full")
     with db.read() as session:
         assert session.get(Appointment, first).start_at == at(day, 14)
         assert session.get(Appointment, second).start_at == at(day, 12)
         assert session.get(ChangeRequest, ids[1]).status == ChangeStatus.DENIED
     with db.write() as session, pytest.raises(Conflict, match="already handled by Manager"):
-        lifecycle.deny_change(session, world.manager, ids[1], reason="again")
+        changes.deny_change(session, world.manager, ids[1], reason="again")
 
 
 def test_cancel_request_stores_the_policy_evaluation(db, world):
     with db.write() as session:
-        session.add(CancellationPolicy(clinic_id=world.clinic_id, version=1,
-                                       effective_at=utcnow() - timedelta(days=1), window_hours=48,
-                                       late_cancel_fee_cents=2500, points_deducted=10,
-                                       policy_text="48 h"))  # fmt: skip
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=48,
+                late_cancel_fee_cents=2500,
+                points_deducted=10,
+                policy_text="48 h",
+            )
+        )
     appointment_id = booked(db, world, at(future_day(1), 10))
     with db.write() as session:
-        change = lifecycle.request_change(session, patient_actor("A"), appointment_id,
-                                          kind="cancel", reason="Away")  # fmt: skip
+        change = changes.request_change(
+            session, patient_actor("A"), appointment_id, kind="cancel", reason="Away"
+        )
         assert (change.inside_window, change.fee_cents, change.points) == (True, 2500, 10)
         change_id = change.id
     with db.write() as session:
-        lifecycle.approve_change(session, world.manager, change_id)
+        changes.approve_change(session, world.manager, change_id)
     with db.read() as session:
         assert session.get(Appointment, appointment_id).status == S.CANCELLED
 
 
 def test_outside_window_cancellation_auto_accepted(db, world):
     with db.write() as session:
-        session.add(CancellationPolicy(clinic_id=world.clinic_id, version=1,
-                                       effective_at=utcnow() - timedelta(days=1), window_hours=24,
-                                       outside_window_auto_accept=True, policy_text="24 h"))  # fmt: skip
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                outside_window_auto_accept=True,
+                policy_text="24 h",
+            )
+        )
     appointment_id = booked(db, world, at(future_day(5), 10))
     with db.write() as session:
-        change = lifecycle.request_change(session, patient_actor("A"), appointment_id,
-                                          kind="cancel")  # fmt: skip
+        change = changes.request_change(session, patient_actor("A"), appointment_id, kind="cancel")
         assert change.status == ChangeStatus.APPROVED
     with db.read() as session:
         row = session.get(Appointment, appointment_id)
@@ -377,14 +471,16 @@ def test_proposal_for_change_declined_restores_original(db, world):
     day = future_day()
     appointment_id = booked(db, world, at(day, 10))
     with db.write() as session:
-        change = lifecycle.request_change(session, patient_actor("A"), appointment_id,
-                                          kind="reschedule", requested_day=day)  # fmt: skip
+        change = changes.request_change(
+            session, patient_actor("A"), appointment_id, kind="reschedule", requested_day=day
+        )
         change_id = change.id
     with db.write() as session:
-        lifecycle.propose_for_change(session, world.manager, change_id, start_at=at(day, 16))
+        changes.propose_for_change(session, world.manager, change_id, start_at=at(day, 16))
     with db.write() as session:
-        outcome = lifecycle.respond_to_proposal(session, patient_actor("A"), appointment_id,
-                                                accept=False)  # fmt: skip
+        outcome = decisions.respond_to_proposal(
+            session, patient_actor("A"), appointment_id, accept=False
+        )
     assert outcome.status == S.SCHEDULED
     with db.read() as session:
         assert session.get(Appointment, appointment_id).start_at == at(day, 10)
@@ -399,7 +495,7 @@ def test_bulk_approve_reports_row_by_row(db, world):
     vague = new_request(db, world, day)
     taken = new_request(db, world, day, start_at=at(day, 9))
     with db.write() as session:
-        results = lifecycle.bulk_approve(session, world.manager, [exact, vague, taken])
+        results = bulk.bulk_approve(session, world.manager, [exact, vague, taken])
     assert [r.ok for r in results] == [True, False, False]
     assert "no exact time" in results[1].message
     assert "No provider is free" in results[2].message
@@ -411,9 +507,9 @@ def test_bulk_approve_reports_row_by_row(db, world):
 def test_bulk_decline_one_reason(db, world):
     ids = [new_request(db, world), new_request(db, world)]
     with db.write() as session:
-        lifecycle.decline_request(session, world.manager, ids[1], reason="first")
+        decisions.decline_request(session, world.manager, ids[1], reason="first")
     with db.write() as session:
-        results = lifecycle.bulk_decline(session, world.manager, ids, "Closed that week")
+        results = bulk.bulk_decline(session, world.manager, ids, "Closed that week")
     assert [r.ok for r in results] == [True, False]
     assert "already handled by Manager" in results[1].message
 
@@ -431,9 +527,14 @@ def test_two_managers_approving_the_same_request(db, world):
         try:
             with db.write() as session:
                 barrier.wait(timeout=10)
-                lifecycle.approve_request(session, world.manager, request_id,
-                                          provider_id=world.provider_id, start_at=at(day, hour),
-                                          expected_version=1)  # fmt: skip
+                decisions.approve_request(
+                    session,
+                    world.manager,
+                    request_id,
+                    provider_id=world.provider_id,
+                    start_at=at(day, hour),
+                    expected_version=1,
+                )
             results.append("ok")
         except Conflict as error:
             results.append(error)
@@ -462,8 +563,13 @@ def test_two_bookings_racing_for_one_slot(db, world):
     def approve(request_id):
         try:
             with db.write() as session:
-                lifecycle.approve_request(session, world.manager, request_id,
-                                          provider_id=world.provider_id, start_at=at(day, 10))  # fmt: skip
+                decisions.approve_request(
+                    session,
+                    world.manager,
+                    request_id,
+                    provider_id=world.provider_id,
+                    start_at=at(day, 10),
+                )
             results.append("ok")
         except Conflict as error:
             results.append(error)
@@ -481,35 +587,55 @@ def test_two_bookings_racing_for_one_slot(db, world):
 
 ACTIONS = st.lists(
     st.tuples(
-        st.sampled_from(["approve", "decline", "propose", "accept", "refuse", "reschedule",
-                         "cancel", "check_in", "complete", "no_show", "double"]),
+        st.sampled_from(
+            [
+                "approve",
+                "decline",
+                "propose",
+                "accept",
+                "refuse",
+                "reschedule",
+                "cancel",
+                "check_in",
+                "complete",
+                "no_show",
+                "double",
+            ]
+        ),
         st.integers(0, 2),  # which appointment
         st.integers(9, 16),  # hour
     ),
     min_size=1,
     max_size=12,
-)  # fmt: skip
+)
 
 
 def _act(s, world, name, appointment_id, start):
     patient = patient_actor("A")
     calls = {
-        "approve": lambda: lifecycle.approve_request(s, world.manager, appointment_id,
-                                                     provider_id=world.provider_id, start_at=start),
-        "double": lambda: lifecycle.approve_request(s, world.manager, appointment_id,
-                                                    provider_id=world.provider_id, start_at=start,
-                                                    allow_double_booking=True),
-        "decline": lambda: lifecycle.decline_request(s, world.manager, appointment_id, reason="r"),
-        "propose": lambda: lifecycle.propose_time(s, world.manager, appointment_id,
-                                                  provider_id=world.provider_id, start_at=start),
-        "accept": lambda: lifecycle.respond_to_proposal(s, patient, appointment_id, accept=True),
-        "refuse": lambda: lifecycle.respond_to_proposal(s, patient, appointment_id, accept=False),
-        "reschedule": lambda: lifecycle.reschedule(s, world.manager, appointment_id, start_at=start),
-        "cancel": lambda: lifecycle.cancel_appointment(s, world.manager, appointment_id, reason="r"),
-        "check_in": lambda: lifecycle.check_in(s, world.staff, appointment_id),
-        "complete": lambda: lifecycle.complete(s, world.staff, appointment_id, now=start),
-        "no_show": lambda: lifecycle.mark_no_show(s, world.staff, appointment_id, now=start),
-    }  # fmt: skip
+        "approve": lambda: decisions.approve_request(
+            s, world.manager, appointment_id, provider_id=world.provider_id, start_at=start
+        ),
+        "double": lambda: decisions.approve_request(
+            s,
+            world.manager,
+            appointment_id,
+            provider_id=world.provider_id,
+            start_at=start,
+            allow_double_booking=True,
+        ),
+        "decline": lambda: decisions.decline_request(s, world.manager, appointment_id, reason="r"),
+        "propose": lambda: decisions.propose_time(
+            s, world.manager, appointment_id, provider_id=world.provider_id, start_at=start
+        ),
+        "accept": lambda: decisions.respond_to_proposal(s, patient, appointment_id, accept=True),
+        "refuse": lambda: decisions.respond_to_proposal(s, patient, appointment_id, accept=False),
+        "reschedule": lambda: moves.reschedule(s, world.manager, appointment_id, start_at=start),
+        "cancel": lambda: moves.cancel_appointment(s, world.manager, appointment_id, reason="r"),
+        "check_in": lambda: visits.check_in(s, world.staff, appointment_id),
+        "complete": lambda: visits.complete(s, world.staff, appointment_id, now=start),
+        "no_show": lambda: visits.mark_no_show(s, world.staff, appointment_id, now=start),
+    }
     return calls[name]()
 
 
@@ -535,8 +661,13 @@ def test_random_actions_keep_the_invariants(db, world, steps):
             if succeeded:
                 assert after[-1].to_status == row.status.value
     with db.read() as session:
-        rows = list(session.scalars(select(Appointment).where(
-            Appointment.status.in_([S.TENTATIVE, S.SCHEDULED, S.CHECKED_IN]))))  # fmt: skip
+        rows = list(
+            session.scalars(
+                select(Appointment).where(
+                    Appointment.status.in_([S.TENTATIVE, S.SCHEDULED, S.CHECKED_IN])
+                )
+            )
+        )
         for a in rows:
             for b in rows:
                 overlap = a.id < b.id and a.start_at < b.end_at and b.start_at < a.end_at

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from core import notify
-from core.config import SmtpSettings
-from core.errors import PermissionDenied, ValidationError
+from core.kernel.config import SmtpSettings
+from core.kernel.errors import PermissionDenied, ValidationError
+from core.messaging import notify
 from db.models import Channel, DeliveryStatus, Notification, Patient
 from db.types import utcnow
 from tests.support.smtp import text_of
@@ -15,8 +15,13 @@ from tests.support.smtp import text_of
 def _queue(db, patient_id, **kwargs):
     with db.write() as session:
         patient = session.get(Patient, patient_id)
-        return notify.queue_for_patient(session, patient, "appointment_cancelled",
-                                        {"when": "Tue 01 Dec 2026, 09:30", "reason": "Ill"}, **kwargs)  # fmt: skip
+        return notify.queue_for_patient(
+            session,
+            patient,
+            "appointment_cancelled",
+            {"when": "Tue 01 Dec 2026, 09:30", "reason": "Ill"},
+            **kwargs,
+        )
 
 
 def test_messages_go_only_to_consented_channels_and_say_why_not(db, world):
@@ -31,8 +36,13 @@ def test_messages_go_only_to_consented_channels_and_say_why_not(db, world):
 
 def test_edited_template_is_used_and_unknown_placeholders_refused(db, world):
     with db.write() as session:
-        notify.save_template(session, world.manager, "appointment_cancelled", "Cancelled: {when}",
-                             "Hello {patient_name}, {reason}.")  # fmt: skip
+        notify.save_template(
+            session,
+            world.manager,
+            "appointment_cancelled",
+            "Cancelled: {when}",
+            "Hello {patient_name}, {reason}.",
+        )
         with pytest.raises(ValidationError, match="Unknown placeholder"):
             notify.save_template(session, world.manager, "appointment_cancelled", "x", "{secret}")
         with pytest.raises(PermissionDenied):

@@ -11,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core import lifecycle, patient_links, tokens
-from core.clock import local_to_utc
-from core.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.kernel import tokens
+from core.kernel.clock import local_to_utc
+from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.portal import patient_links
+from core.requests import decisions
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -81,8 +83,14 @@ def test_wrong_purpose_tampered_revoked_and_empty_tokens_are_refused_alike(db):
     flipped = issued.raw[:-1] + ("A" if issued.raw[-1] != "A" else "B")
     messages = set()
     with db.read() as s:
-        for raw, purpose in [(issued.raw, "enroll"), (flipped, "proposal"), (other.raw, "enroll"),
-                             ("", "proposal"), (None, "proposal"), ("x" * 500, "proposal")]:  # fmt: skip
+        for raw, purpose in [
+            (issued.raw, "enroll"),
+            (flipped, "proposal"),
+            (other.raw, "enroll"),
+            ("", "proposal"),
+            (None, "proposal"),
+            ("x" * 500, "proposal"),
+        ]:
             with pytest.raises(LinkInvalid) as caught:
                 tokens.verify(s, raw, purpose)
             messages.add(str(caught.value))
@@ -139,12 +147,22 @@ def _shared_db(factory, Database, Base):
 def _proposal(db, world, days=3):
     day = date.today() + timedelta(days=days)
     with db.write() as s:
-        request = lifecycle.request_appointment(
-            s, world.staff, patient_id=world.patient_id, clinic_id=world.clinic_id,
-            service_id=world.service_id, requested_day=day, time_of_day="morning",
-        )  # fmt: skip
-        raw = lifecycle.propose_time(s, world.manager, request.id, provider_id=world.provider_id,
-                                     start_at=local_to_utc(day, time(10), "Europe/London"))  # fmt: skip
+        request = decisions.request_appointment(
+            s,
+            world.staff,
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=day,
+            time_of_day="morning",
+        )
+        raw = decisions.propose_time(
+            s,
+            world.manager,
+            request.id,
+            provider_id=world.provider_id,
+            start_at=local_to_utc(day, time(10), "Europe/London"),
+        )
     return request.id, raw
 
 
@@ -175,8 +193,11 @@ def test_patient_accepts_a_proposal(db, world):
 def test_a_proposal_link_cannot_open_another_purpose(db, world):
     _, raw = _proposal(db, world)
     with db.read() as s:
-        for view in (patient_links.change_view, patient_links.enrollment_view,
-                     patient_links.booking_view):  # fmt: skip
+        for view in (
+            patient_links.change_view,
+            patient_links.enrollment_view,
+            patient_links.booking_view,
+        ):
             with pytest.raises(LinkInvalid):
                 view(s, raw)
 
@@ -187,16 +208,27 @@ def test_a_proposal_link_cannot_open_another_purpose(db, world):
 def _scheduled(db, world, hours_ahead: float, **policy):
     start = utcnow() + timedelta(hours=hours_ahead)
     with db.write() as s:
-        s.add(CancellationPolicy(
-            clinic_id=world.clinic_id, version=1, effective_at=utcnow() - timedelta(days=1),
-            window_hours=24, late_cancel_fee_cents=2500, points_deducted=20,
-            policy_text="Give us 24 hours' notice; later costs 25.00 and 20 points.", **policy,
-        ))  # fmt: skip
+        s.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                late_cancel_fee_cents=2500,
+                points_deducted=20,
+                policy_text="Give us 24 hours' notice; later costs 25.00 and 20 points.",
+                **policy,
+            )
+        )
         appointment = Appointment(
-            clinic_id=world.clinic_id, provider_id=world.provider_id, patient_id=world.patient_id,
-            service_id=world.service_id, status=AppointmentStatus.SCHEDULED, start_at=start,
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
             end_at=start + timedelta(minutes=30),
-        )  # fmt: skip
+        )
         s.add(appointment)
         s.flush()
         link = patient_links.change_link(s, appointment, BASE)
@@ -216,7 +248,11 @@ def test_inside_the_window_the_patient_sees_the_fee_and_points_before_confirming
     with db.read() as s:
         change = s.scalars(select(ChangeRequest)).one()
         assert (change.status, change.inside_window, change.fee_cents, change.points) == (
-            ChangeStatus.OPEN, True, 2500, 20)  # fmt: skip
+            ChangeStatus.OPEN,
+            True,
+            2500,
+            20,
+        )
         assert change.reason == "Flu <b>bad</b>"  # stored as typed, escaped on display
         assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
     with db.write() as s, pytest.raises(ValidationError, match="already an open request"):
@@ -241,8 +277,13 @@ def test_reschedule_needs_a_day(db, world):
     with db.write() as s, pytest.raises(ValidationError, match="day you would prefer"):
         patient_links.submit_change(s, raw, kind="reschedule")
     with db.write() as s:
-        patient_links.submit_change(s, raw, kind="reschedule", time_of_day="afternoon",
-                                    requested_day=date.today() + timedelta(days=6))  # fmt: skip
+        patient_links.submit_change(
+            s,
+            raw,
+            kind="reschedule",
+            time_of_day="afternoon",
+            requested_day=date.today() + timedelta(days=6),
+        )
     with db.read() as s:
         change = s.scalars(select(ChangeRequest)).one()
     assert change.kind.value == "reschedule" and change.time_of_day.value == "afternoon"
@@ -255,14 +296,23 @@ def _booking_link(db, world):
     with db.write() as s:
         with pytest.raises(PermissionDenied):
             patient_links.issue_booking_link(s, world.staff, world.clinic_id, base_url=BASE)
-        return _raw(patient_links.issue_booking_link(s, world.manager, world.clinic_id,
-                                                     base_url=BASE))  # fmt: skip
+        return _raw(
+            patient_links.issue_booking_link(s, world.manager, world.clinic_id, base_url=BASE)
+        )
 
 
 def _book(db, raw, **fields):
-    values = dict(service_id=1, requested_day=date.today() + timedelta(days=4),
-                  time_of_day="morning", first_name="Robin", last_name="Hart",
-                  email="robin@example.org", phone="", consent=True, ip="203.0.113.9")  # fmt: skip
+    values = dict(
+        service_id=1,
+        requested_day=date.today() + timedelta(days=4),
+        time_of_day="morning",
+        first_name="Robin",
+        last_name="Hart",
+        email="robin@example.org",
+        phone="",
+        consent=True,
+        ip="203.0.113.9",
+    )
     with db.write() as s:
         return patient_links.submit_booking(s, raw, **(values | fields))
 
@@ -304,9 +354,18 @@ def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
     assert keys and not any("example.org" in k or "192.0" in k for k in keys)
     later = utcnow() + timedelta(hours=1, minutes=1)
     with db.write() as s:
-        patient_links.submit_booking(s, raw, service_id=1, requested_day=date.today() + timedelta(days=4),
-                                     time_of_day="evening", first_name="A", last_name="B",
-                                     email="same@example.org", ip="192.0.2.200", now=later)  # fmt: skip
+        patient_links.submit_booking(
+            s,
+            raw,
+            service_id=1,
+            requested_day=date.today() + timedelta(days=4),
+            time_of_day="evening",
+            first_name="A",
+            last_name="B",
+            email="same@example.org",
+            ip="192.0.2.200",
+            now=later,
+        )
 
 
 def test_a_patient_with_no_points_left_is_kindly_refused(db, world):

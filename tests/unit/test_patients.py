@@ -8,9 +8,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import select
 
-from core import invitations, patients, tokens
-from core.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
-from core.invitations import PortalStatus
+from core.kernel import tokens
+from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
+from core.patients import enrolment, invitations
+from core.patients import records as patients
+from core.patients.invitations import PortalStatus
 from db.models import AuditEvent, Notification, Patient
 
 BASE = "https://desk.example"
@@ -34,12 +36,16 @@ def test_email_change_revokes_the_pending_invitation_and_offers_a_new_one(db, wo
         assert invitations.state_of(s, patient).status == PortalStatus.REVOKED
         with pytest.raises(LinkInvalid):
             tokens.verify(s, raw, "enroll")
-        history = invitations.invitation_history(s, world.staff, world.patient_id)
+        history = enrolment.invitation_history(s, world.staff, world.patient_id)
         assert history[0].revoked_reason == "Email address changed"
         assert history[0].email == "alex@example.org"
-        events = list(s.execute(select(AuditEvent.action, AuditEvent.details)
-                                .where(AuditEvent.patient_id == world.patient_id)
-                                .order_by(AuditEvent.id)))  # fmt: skip
+        events = list(
+            s.execute(
+                select(AuditEvent.action, AuditEvent.details)
+                .where(AuditEvent.patient_id == world.patient_id)
+                .order_by(AuditEvent.id)
+            )
+        )
     assert [a for a, _ in events] == ["invitation_sent", "invitation_revoked", "patient_updated"]
     assert events[-1][1] == {"email": "changed"}  # the audit keeps that it changed, not the value
     # a new invitation goes to the new address; the old one is never resent there
@@ -53,8 +59,14 @@ def test_email_change_revokes_the_pending_invitation_and_offers_a_new_one(db, wo
 def test_other_changes_keep_the_invitation(db, world):
     _invite(db, world)
     with db.write() as s:
-        result = patients.update_patient(s, world.staff, world.patient_id, last_name="Morgan-Lee",
-                                         email="alex@example.org", phone="07700 900999")  # fmt: skip
+        result = patients.update_patient(
+            s,
+            world.staff,
+            world.patient_id,
+            last_name="Morgan-Lee",
+            email="alex@example.org",
+            phone="07700 900999",
+        )
     assert result.changed == ["last_name", "phone"]
     assert not result.invitation_revoked and not result.offer_new_invitation
     with db.read() as s:
@@ -108,7 +120,7 @@ def test_nothing_changed_writes_no_audit(db, world):
 
 
 def test_permissions_and_unknown_patient(db, world):
-    from core.authz import patient_actor
+    from core.kernel.authz import patient_actor
 
     with db.write() as s:
         with pytest.raises(PermissionDenied):
@@ -135,15 +147,29 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_staff_name(db
 
     booked = datetime(2026, 7, 1, 13, 5, tzinfo=UTC)
     with db.write() as s:
-        s.add_all([
-            Appointment(clinic_id=world.clinic_id, patient_id=world.patient_id, source=Source.ONLINE,
-                        status=AppointmentStatus.REQUESTED, requested_day=date(2026, 7, 9),
-                        time_of_day="morning", booked_at=booked,
-                        created_at=booked),
-            Appointment(clinic_id=world.clinic_id, patient_id=world.patient_id, source=Source.STAFF,
-                        status=AppointmentStatus.SCHEDULED, created_by_user_id=world.staff.user_id,
-                        start_at=booked + timedelta(days=30), end_at=booked + timedelta(days=30, hours=1)),
-        ])  # fmt: skip
+        s.add_all(
+            [
+                Appointment(
+                    clinic_id=world.clinic_id,
+                    patient_id=world.patient_id,
+                    source=Source.ONLINE,
+                    status=AppointmentStatus.REQUESTED,
+                    requested_day=date(2026, 7, 9),
+                    time_of_day="morning",
+                    booked_at=booked,
+                    created_at=booked,
+                ),
+                Appointment(
+                    clinic_id=world.clinic_id,
+                    patient_id=world.patient_id,
+                    source=Source.STAFF,
+                    status=AppointmentStatus.SCHEDULED,
+                    created_by_user_id=world.staff.user_id,
+                    start_at=booked + timedelta(days=30),
+                    end_at=booked + timedelta(days=30, hours=1),
+                ),
+            ]
+        )
     with db.read() as s:
         rows = patients.list_patient_appointments(s, world.staff, world.patient_id)
     assert [r.booked_by for r in rows] == ["Staff", "Online appointment · Wed 01 Jul 2026, 14:05"]

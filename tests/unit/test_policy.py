@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core import audit, policy
-from core.clock import local_to_utc
-from core.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from core.kernel import audit
+from core.kernel.clock import local_to_utc
+from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from core.policy import cancellation as policy
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -24,25 +25,46 @@ from db.models import (
     Service,
 )
 
-ZONES = ["Europe/London", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC",
-         "America/Sao_Paulo", "Pacific/Chatham"]  # fmt: skip
+ZONES = [
+    "Europe/London",
+    "America/New_York",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "UTC",
+    "America/Sao_Paulo",
+    "Pacific/Chatham",
+]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def save(session, world, actor=None, **overrides):
-    values = dict(clinic_id=world.clinic_id, window_hours=24, late_cancel_fee_cents=2500,
-                  no_show_fee_cents=4000, points_deducted=20, inside_window_needs_approval=True,
-                  outside_window_auto_accept=True, online_cancel_allowed=True, max_reschedules=2,
-                  policy_text="Give us 24 hours' notice.", effective_at=T0)  # fmt: skip
+    values = dict(
+        clinic_id=world.clinic_id,
+        window_hours=24,
+        late_cancel_fee_cents=2500,
+        no_show_fee_cents=4000,
+        points_deducted=20,
+        inside_window_needs_approval=True,
+        outside_window_auto_accept=True,
+        online_cancel_allowed=True,
+        max_reschedules=2,
+        policy_text="Give us 24 hours' notice.",
+        effective_at=T0,
+    )
     return policy.save_policy(session, actor or world.owner, **(values | overrides))
 
 
 def booked(session, world, start: datetime, **fields) -> Appointment:
     values = dict(
-        clinic_id=world.clinic_id, provider_id=world.provider_id, patient_id=world.patient_id,
-        service_id=world.service_id, status=AppointmentStatus.SCHEDULED, start_at=start,
-        end_at=start + timedelta(minutes=30), booked_at=start - timedelta(days=7),
-    )  # fmt: skip
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        patient_id=world.patient_id,
+        service_id=world.service_id,
+        status=AppointmentStatus.SCHEDULED,
+        start_at=start,
+        end_at=start + timedelta(minutes=30),
+        booked_at=start - timedelta(days=7),
+    )
     appointment = Appointment(**(values | fields))
     session.add(appointment)
     session.flush()
@@ -112,11 +134,13 @@ def test_window_counts_real_elapsed_hours(tz, day, minute, window, elapsed_minut
 @given(window=st.integers(0, 72), hours_before=st.integers(-3, 100), tz=st.sampled_from(ZONES))
 def test_evaluate_agrees_with_the_window(db, world, window, hours_before, tz):
     with db.write() as session:
-        clinic_policy = save(session, world, window_hours=window, late_cancel_fee_cents=1500,
-                             points_deducted=5)  # fmt: skip
+        clinic_policy = save(
+            session, world, window_hours=window, late_cancel_fee_cents=1500, points_deducted=5
+        )
         start = local_to_utc(date(2026, 3, 29), time(10), tz)  # a DST day in Europe
-        appointment = Appointment(clinic_id=world.clinic_id, service_id=world.service_id,
-                                  start_at=start)  # fmt: skip
+        appointment = Appointment(
+            clinic_id=world.clinic_id, service_id=world.service_id, start_at=start
+        )
         result = policy.evaluate(session, appointment, start - timedelta(hours=hours_before))
         late = hours_before < window
         assert result.policy_id == clinic_policy.id
@@ -138,8 +162,14 @@ def test_versions_apply_by_effective_time_and_overrides_win(db, world):
         other = Service(name="Botox", duration_minutes=45, price_cents=25000)
         session.add(other)
         session.flush()
-        override = save(session, world, service_id=world.service_id, window_hours=48,
-                        late_cancel_fee_cents=9000, effective_at=T0 + timedelta(days=20))  # fmt: skip
+        override = save(
+            session,
+            world,
+            service_id=world.service_id,
+            window_hours=48,
+            late_cancel_fee_cents=9000,
+            effective_at=T0 + timedelta(days=20),
+        )
         assert (v1.version, v2.version, override.version) == (1, 2, 1)
         start = T0 + timedelta(days=30)
         appointment = booked(session, world, start)
@@ -175,8 +205,16 @@ def test_no_policy_means_nothing_is_late(db, world):
 def test_invalid_values_are_refused_with_every_reason(db, world):
     with db.write() as session:
         with pytest.raises(ValidationError) as error:
-            save(session, world, window_hours=-1, late_cancel_fee_cents=-5,
-                 no_show_fee_cents=-1, points_deducted=-2, max_reschedules=-1, policy_text="  ")  # fmt: skip
+            save(
+                session,
+                world,
+                window_hours=-1,
+                late_cancel_fee_cents=-5,
+                no_show_fee_cents=-1,
+                points_deducted=-2,
+                max_reschedules=-1,
+                policy_text="  ",
+            )
         message = str(error.value)
         assert "window must be zero or more whole hours" in message
         assert "late-cancellation fee cannot be negative" in message
@@ -218,7 +256,9 @@ def test_late_cancellation_records_version_fee_and_points(db, world):
         session.flush()
         assert appointment.policy_id == version.id and appointment.late_cancellation
         assert sorted((e.kind, e.amount_cents, e.points) for e in entries) == [
-            (LedgerKind.LATE_CANCEL_FEE, 2500, 0), (LedgerKind.POINTS, 0, 30)]  # fmt: skip
+            (LedgerKind.LATE_CANCEL_FEE, 2500, 0),
+            (LedgerKind.POINTS, 0, 30),
+        ]
         assert session.get(Patient, world.patient_id).points_balance == 70
         early = booked(session, world, start + timedelta(days=5))
         assert (
@@ -229,12 +269,18 @@ def test_late_cancellation_records_version_fee_and_points(db, world):
 
 def test_no_show_costs_the_no_show_fee(db, world):
     with db.write() as session:
-        version = save(session, world, no_show_fee_cents=4000, points_deducted=0,
-                       effective_at=datetime(2020, 1, 1, tzinfo=UTC))  # fmt: skip
+        version = save(
+            session,
+            world,
+            no_show_fee_cents=4000,
+            points_deducted=0,
+            effective_at=datetime(2020, 1, 1, tzinfo=UTC),
+        )
         appointment = booked(session, world, T0 - timedelta(days=1))
         entries = policy.assess_no_show(session, appointment)
         assert [(e.kind, e.amount_cents, e.policy_id) for e in entries] == [
-            (LedgerKind.NO_SHOW_FEE, 4000, version.id)]  # fmt: skip
+            (LedgerKind.NO_SHOW_FEE, 4000, version.id)
+        ]
 
 
 def test_points_reaching_zero_block_online_requests_until_points_are_added(db, world):
@@ -261,15 +307,21 @@ def test_points_reaching_zero_block_online_requests_until_points_are_added(db, w
         assert patient.points_balance == 50 and not policy.online_booking_blocked(patient)
         event = audit.history_of(session, "patient", patient.id)[-1]
         assert (event.action, event.reason, event.details["points"]) == (
-            "points_added", "Talked it through", 50)  # fmt: skip
+            "points_added",
+            "Talked it through",
+            50,
+        )
 
 
 def test_manager_waives_a_fee_with_a_reason_once(db, world):
     with db.write() as session:
         save(session, world, late_cancel_fee_cents=2500, points_deducted=20)
         appointment = booked(session, world, T0 + timedelta(days=2))
-        entries = policy.assess_cancellation(session, appointment, policy.evaluate(
-            session, appointment, appointment.start_at - timedelta(hours=3)))  # fmt: skip
+        entries = policy.assess_cancellation(
+            session,
+            appointment,
+            policy.evaluate(session, appointment, appointment.start_at - timedelta(hours=3)),
+        )
         session.flush()
         fee = next(e for e in entries if e.kind == LedgerKind.LATE_CANCEL_FEE)
         points = next(e for e in entries if e.kind == LedgerKind.POINTS)

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlalchemy import select
 
-from core import availability, booking, schedules
-from core.clock import local_to_utc, to_local
-from core.errors import NotFound, PermissionDenied, ValidationError
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import NotFound, PermissionDenied, ValidationError
+from core.scheduling import availability, booking, schedules
 from db.models import Appointment, AuditEvent, Clinic
 from db.types import utcnow
 
@@ -26,11 +26,17 @@ def next_weekday(weekday: int) -> date:
 def test_set_weekly_hours_replaces_them_and_is_audited(db, world):
     with db.write() as session:
         saved = schedules.set_weekly_hours(
-            session, world.manager, provider_id=world.provider_id, clinic_id=world.clinic_id,
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
             hours=[H(2, time(13), time(18)), H(0, time(9), time(12)), H(0, time(13), time(17))],
-        )  # fmt: skip
-    assert [h.label for h in saved] == ["Monday 09:00–12:00", "Monday 13:00–17:00",
-                                        "Wednesday 13:00–18:00"]  # fmt: skip
+        )
+    assert [h.label for h in saved] == [
+        "Monday 09:00–12:00",
+        "Monday 13:00–17:00",
+        "Wednesday 13:00–18:00",
+    ]
     with db.read() as session:
         assert (
             schedules.get_hours(session, world.staff, world.provider_id, world.clinic_id) == saved
@@ -59,8 +65,13 @@ def test_set_weekly_hours_replaces_them_and_is_audited(db, world):
 )
 def test_weekly_hours_are_validated(db, world, hours, message):
     with db.write() as session, pytest.raises(ValidationError, match=message):
-        schedules.set_weekly_hours(session, world.manager, provider_id=world.provider_id,
-                                   clinic_id=world.clinic_id, hours=hours)  # fmt: skip
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=hours,
+        )
 
 
 def test_a_provider_cannot_work_at_two_clinics_at_once(db, world):
@@ -70,28 +81,46 @@ def test_a_provider_cannot_work_at_two_clinics_at_once(db, world):
         session.flush()
         other_id = other.id
     with db.write() as session, pytest.raises(ValidationError, match="already works at Test"):
-        schedules.set_weekly_hours(session, world.manager, provider_id=world.provider_id,
-                                   clinic_id=other_id, hours=[H(3, time(16), time(19))])  # fmt: skip
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=other_id,
+            hours=[H(3, time(16), time(19))],
+        )
     with db.write() as session:
-        schedules.set_weekly_hours(session, world.manager, provider_id=world.provider_id,
-                                   clinic_id=other_id, hours=[H(3, time(17), time(19))])  # fmt: skip
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=other_id,
+            hours=[H(3, time(17), time(19))],
+        )
 
 
 def test_staff_may_not_change_schedules(db, world):
     with db.write() as session, pytest.raises(PermissionDenied, match="set provider hours"):
-        schedules.set_weekly_hours(session, world.staff, provider_id=world.provider_id,
-                                   clinic_id=world.clinic_id, hours=[])  # fmt: skip
+        schedules.set_weekly_hours(
+            session, world.staff, provider_id=world.provider_id, clinic_id=world.clinic_id, hours=[]
+        )
     with db.write() as session, pytest.raises(NotFound):
-        schedules.set_weekly_hours(session, world.owner, provider_id=999,
-                                   clinic_id=world.clinic_id, hours=[])  # fmt: skip
+        schedules.set_weekly_hours(
+            session, world.owner, provider_id=999, clinic_id=world.clinic_id, hours=[]
+        )
 
 
 def test_time_off_blocks_working_hours_and_can_be_removed(db, world):
     day = next_weekday(1)
     start, end = local_to_utc(day, time(0), TZ), local_to_utc(day + timedelta(days=1), time(0), TZ)
     with db.write() as session:
-        row = schedules.add_time_off(session, world.manager, provider_id=world.provider_id,
-                                     starts_at=start, ends_at=end, reason="Conference")  # fmt: skip
+        row = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=start,
+            ends_at=end,
+            reason="Conference",
+        )
         off_id = row.id
     with db.read() as session:
         ten = local_to_utc(day, time(10), TZ)
@@ -100,10 +129,16 @@ def test_time_off_blocks_working_hours_and_can_be_removed(db, world):
         )
         listed = schedules.list_time_off(session, world.staff, since=utcnow())
         assert [(t.id, t.reason, t.provider_name) for t in listed] == [
-            (off_id, "Conference", "Dr Test")]  # fmt: skip
+            (off_id, "Conference", "Dr Test")
+        ]
     with db.write() as session, pytest.raises(ValidationError, match="already has time off"):
-        schedules.add_time_off(session, world.manager, provider_id=world.provider_id,
-                               starts_at=start + timedelta(hours=5), ends_at=end + timedelta(hours=5))  # fmt: skip
+        schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=start + timedelta(hours=5),
+            ends_at=end + timedelta(hours=5),
+        )
     with db.write() as session:
         schedules.remove_time_off(session, world.manager, off_id)
     with db.read() as session:
@@ -124,18 +159,29 @@ def test_time_off_blocks_working_hours_and_can_be_removed(db, world):
 )
 def test_time_off_is_validated(db, world, starts, ends, message):
     with db.write() as session, pytest.raises(ValidationError, match=message):
-        schedules.add_time_off(session, world.manager, provider_id=world.provider_id,
-                               starts_at=starts, ends_at=ends)  # fmt: skip
+        schedules.add_time_off(
+            session, world.manager, provider_id=world.provider_id, starts_at=starts, ends_at=ends
+        )
 
 
 def test_booking_outside_hours_needs_an_override_that_is_recorded(db, world):
     day = next_weekday(2)
     with db.write() as session:
-        schedules.set_weekly_hours(session, world.manager, provider_id=world.provider_id,
-                                   clinic_id=world.clinic_id, hours=[H(2, time(9), time(12))])  # fmt: skip
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[H(2, time(9), time(12))],
+        )
     evening = local_to_utc(day, time(18), TZ)
-    kwargs = dict(clinic_id=world.clinic_id, provider_id=world.provider_id, start_at=evening,
-                  service_ids=[world.service_id], patient_id=world.patient_id)  # fmt: skip
+    kwargs = dict(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        start_at=evening,
+        service_ids=[world.service_id],
+        patient_id=world.patient_id,
+    )
     with db.write() as session, pytest.raises(ValidationError, match="not working"):
         booking.book(session, world.staff, **kwargs)
     with db.write() as session:
@@ -144,8 +190,15 @@ def test_booking_outside_hours_needs_an_override_that_is_recorded(db, world):
     with db.read() as session:
         row = session.get(Appointment, booked.appointment_id)
         assert row.outside_hours_override
-        event = session.scalar(select(AuditEvent).where(AuditEvent.entity_id == row.id,
-                                                        AuditEvent.entity == "appointment"))  # fmt: skip
+        event = session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == row.id, AuditEvent.entity == "appointment"
+            )
+        )
         assert event.details["outside_hours_override"] is True
-        assert schedules.bookings_during(session, world.staff, world.provider_id, evening,
-                                         evening + timedelta(hours=1)) == 1  # fmt: skip
+        assert (
+            schedules.bookings_during(
+                session, world.staff, world.provider_id, evening, evening + timedelta(hours=1)
+            )
+            == 1
+        )

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from core import survey_analytics as sa
-from core.errors import PermissionDenied, ValidationError
+from core.analytics import surveys as sa
+from core.kernel.errors import PermissionDenied, ValidationError
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -35,11 +35,19 @@ def at(day: int, hour: int = 12, minute: int = 0, month: int = 11) -> datetime:
     return datetime(2026, month, day, hour, minute, tzinfo=UTC)
 
 
-def response(session, when, nps, rating, *, clinic, provider=None, service=None, comment="",
-             appointment=None):  # fmt: skip
-    row = SurveyResponse(submitted_at=when, nps=nps, rating=rating, clinic_id=clinic,
-                         provider_id=provider, service_id=service, comment=comment,
-                         appointment_id=appointment)  # fmt: skip
+def response(
+    session, when, nps, rating, *, clinic, provider=None, service=None, comment="", appointment=None
+):
+    row = SurveyResponse(
+        submitted_at=when,
+        nps=nps,
+        rating=rating,
+        clinic_id=clinic,
+        provider_id=provider,
+        service_id=service,
+        comment=comment,
+        appointment_id=appointment,
+    )
     session.add(row)
     session.flush()
     return row.id
@@ -65,8 +73,14 @@ def practice(db, world):
         response(session, at(12), None, 2, clinic=c)  # imported: rating only, no provider
         response(session, at(13), 0, 1, clinic=other.id, provider=second.id)
         response(session, at(20, month=10), 0, 1, clinic=c, provider=one)  # before the period
-        return {"clinic": c, "other": other.id, "one": one, "second": second.id,
-                "service": svc, "peel": peel.id}  # fmt: skip
+        return {
+            "clinic": c,
+            "other": other.id,
+            "one": one,
+            "second": second.id,
+            "service": svc,
+            "peel": peel.id,
+        }
 
 
 def test_summary_nps_csat_mean_and_interval(db, world, practice):
@@ -100,7 +114,12 @@ def test_all_clinics_and_empty_periods(db, world, practice):
     assert (everything.responses, everything.nps_n) == (10, 9)
     assert everything.nps == pytest.approx(100 * (4 - 3) / 9)
     assert (nothing.responses, nothing.nps, nothing.csat, nothing.mean, nothing.interval) == (
-        0, None, None, None, None)  # fmt: skip
+        0,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def test_imported_responses_without_nps_count_only_for_ratings(db, world):
@@ -133,7 +152,10 @@ def test_by_provider_service_and_clinic_with_small_groups_marked(db, world, prac
     assert (second.n, second.nps, second.mean) == (3, pytest.approx(100 / 3), pytest.approx(10 / 3))
     assert rows["(not recorded)"].n == 1 and math.isnan(rows["(not recorded)"].ci_low)
     assert sorted(zip(services.service, services.n, strict=True)) == [
-        ("(not recorded)", 2), ("Consultation", 6), ("Peel", 2)]  # fmt: skip
+        ("(not recorded)", 2),
+        ("Consultation", 6),
+        ("Peel", 2),
+    ]
     assert dict(zip(clinics.clinic, clinics.n, strict=True)) == {
         "Test Clinic": 9,
         "Other Clinic": 1,
@@ -181,11 +203,22 @@ def test_weekly_and_monthly_trends_bucket_on_monday_and_month_starts(db, world):
     assert monthly["mean"][1] == pytest.approx(11 / 4)
 
 
-def visit(session, world, start, status=AppointmentStatus.COMPLETED, feedback=FeedbackStatus.NONE,
-          clinic=None):  # fmt: skip
-    appointment = Appointment(clinic_id=clinic or world.clinic_id, patient_id=world.patient_id,
-                              status=status, start_at=start, end_at=start + timedelta(minutes=30),
-                              feedback_status=feedback)  # fmt: skip
+def visit(
+    session,
+    world,
+    start,
+    status=AppointmentStatus.COMPLETED,
+    feedback=FeedbackStatus.NONE,
+    clinic=None,
+):
+    appointment = Appointment(
+        clinic_id=clinic or world.clinic_id,
+        patient_id=world.patient_id,
+        status=status,
+        start_at=start,
+        end_at=start + timedelta(minutes=30),
+        feedback_status=feedback,
+    )
     session.add(appointment)
     session.flush()
     return appointment.id
@@ -193,8 +226,12 @@ def visit(session, world, start, status=AppointmentStatus.COMPLETED, feedback=Fe
 
 def test_funnel_completed_requested_answered(db, world, practice):
     with db.write() as session:
-        for feedback in (FeedbackStatus.NONE, FeedbackStatus.NONE, FeedbackStatus.PENDING,
-                         FeedbackStatus.COLLECTED):  # fmt: skip
+        for feedback in (
+            FeedbackStatus.NONE,
+            FeedbackStatus.NONE,
+            FeedbackStatus.PENDING,
+            FeedbackStatus.COLLECTED,
+        ):
             visit(session, world, MID, feedback=feedback)
         visit(session, world, MID, status=AppointmentStatus.CANCELLED)
         visit(session, world, at(20, month=10), feedback=FeedbackStatus.COLLECTED)
@@ -215,8 +252,15 @@ def test_detractors_of_the_last_seven_days_link_to_their_visit(db, world, practi
     now = at(25)
     with db.write() as session:
         appointment = visit(session, world, at(22))
-        response(session, at(23), 3, 2, clinic=world.clinic_id, appointment=appointment,
-                 comment="Waited <an hour>")  # fmt: skip
+        response(
+            session,
+            at(23),
+            3,
+            2,
+            clinic=world.clinic_id,
+            appointment=appointment,
+            comment="Waited <an hour>",
+        )
         response(session, at(24), 9, 5, clinic=world.clinic_id)  # a promoter
         response(session, at(17, 11), 5, 2, clinic=world.clinic_id)  # eight days ago
         response(session, at(24), 6, 3, clinic=practice["other"])
@@ -233,8 +277,16 @@ def test_detractors_of_the_last_seven_days_link_to_their_visit(db, world, practi
 
 def test_comment_feed_is_searchable_literal_and_paginated(db, world):
     with db.write() as session:
-        texts = ["Great staff", "great PARKING", "100% happy", "100 happy", "snake_case",
-                 "snakeXcase", "", "<script>alert(1)</script>"]  # fmt: skip
+        texts = [
+            "Great staff",
+            "great PARKING",
+            "100% happy",
+            "100 happy",
+            "snake_case",
+            "snakeXcase",
+            "",
+            "<script>alert(1)</script>",
+        ]
         for i, text in enumerate(texts):
             response(session, at(2 + i), 8, 4, clinic=world.clinic_id, comment=text)
     with db.read() as session:
@@ -253,28 +305,46 @@ def test_comment_feed_is_searchable_literal_and_paginated(db, world):
 
 def test_export_is_spreadsheet_safe_and_audited(db, world):
     with db.write() as session:
-        response(session, MID, 2, 1, clinic=world.clinic_id, provider=world.provider_id,
-                 comment='=HYPERLINK("http://evil.example")')  # fmt: skip
+        response(
+            session,
+            MID,
+            2,
+            1,
+            clinic=world.clinic_id,
+            provider=world.provider_id,
+            comment='=HYPERLINK("http://evil.example")',
+        )
         session.get(SurveyResponse, 1).answers = {"timely": 2, "courtesy": 3}
     with db.write() as session:
         data = sa.export_csv(session, world.manager, NOV)
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows[0] == sa.EXPORT_HEADER
-    assert rows[1][3:9] == ["Test Clinic", "Dr Test", "2", "1", "courtesy=3;timely=2",
-                            "'=HYPERLINK(\"http://evil.example\")"]  # fmt: skip
+    assert rows[1][3:9] == [
+        "Test Clinic",
+        "Dr Test",
+        "2",
+        "1",
+        "courtesy=3;timely=2",
+        '\'=HYPERLINK("http://evil.example")',
+    ]
     with db.read() as session:
         event = session.scalar(select(AuditEvent).where(AuditEvent.action == "export"))
         assert (event.entity, event.details["rows"], event.actor_label) == (
-            "survey_responses", 1, "Manager")  # fmt: skip
+            "survey_responses",
+            1,
+            "Manager",
+        )
     with pytest.raises(PermissionDenied), db.write() as session:
         sa.export_csv(session, world.staff, NOV)
 
 
 def test_every_read_needs_analytics_permission(db, world):
     with db.read() as session:
-        for read in (lambda: sa.summary(session, world.staff, NOV),
-                     lambda: sa.get_dashboard(session, world.staff, NOV),
-                     lambda: sa.comments(session, world.staff, NOV)):  # fmt: skip
+        for read in (
+            lambda: sa.summary(session, world.staff, NOV),
+            lambda: sa.get_dashboard(session, world.staff, NOV),
+            lambda: sa.comments(session, world.staff, NOV),
+        ):
             with pytest.raises(PermissionDenied):
                 read()
 
@@ -316,10 +386,12 @@ def test_real_nhs_friends_and_family_answers_show_ratings_but_no_nps(db, world):
             SurveyResponse(
                 submitted_at=datetime.fromisoformat(r["time"]).replace(tzinfo=UTC),
                 rating=int(float(r["rating_score"])) if r["rating_score"] else None,
-                comment=r["free_text"], clinic_id=clinic.id, source="import",
+                comment=r["free_text"],
+                clinic_id=clinic.id,
+                source="import",
             )
             for r in rows
-        )  # fmt: skip
+        )
     scores = [int(float(r["rating_score"])) for r in rows if r["rating_score"]]
     everything = sa.SurveyFilter(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
     with db.read() as session:
@@ -334,8 +406,12 @@ def test_real_nhs_friends_and_family_answers_show_ratings_but_no_nps(db, world):
     assert len(found) == sum("friendly" in r["free_text"].lower() for r in rows)
 
 
-answer = st.tuples(st.one_of(st.none(), st.integers(0, 10)), st.one_of(st.none(), st.integers(1, 5)),
-                   st.integers(0, 200), st.sampled_from([None, 1]))  # fmt: skip
+answer = st.tuples(
+    st.one_of(st.none(), st.integers(0, 10)),
+    st.one_of(st.none(), st.integers(1, 5)),
+    st.integers(0, 200),
+    st.sampled_from([None, 1]),
+)
 
 
 @settings(
@@ -346,8 +422,14 @@ def test_figures_match_a_plain_python_count_and_add_up_across_groupings(db, worl
     with db.write() as session:
         session.execute(delete(SurveyResponse))
         for nps, rating, hours, provider in answers:
-            response(session, datetime(2026, 6, 1, tzinfo=UTC) + timedelta(hours=hours), nps,
-                     rating, clinic=world.clinic_id, provider=provider)  # fmt: skip
+            response(
+                session,
+                datetime(2026, 6, 1, tzinfo=UTC) + timedelta(hours=hours),
+                nps,
+                rating,
+                clinic=world.clinic_id,
+                provider=provider,
+            )
     with db.read() as session:
         fig = sa.summary(session, world.owner, NOV_AND_BEFORE)
         board = sa.get_dashboard(session, world.owner, NOV_AND_BEFORE)

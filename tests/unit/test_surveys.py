@@ -10,10 +10,18 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import func, select
 
-from core import jobs, surveys, tokens
-from core.authz import SYSTEM
-from core.config import Settings
-from core.errors import Conflict, InvalidTransition, LinkInvalid, PermissionDenied, ValidationError
+from core import jobs
+from core.feedback import surveys
+from core.kernel import tokens
+from core.kernel.authz import SYSTEM
+from core.kernel.config import Settings
+from core.kernel.errors import (
+    Conflict,
+    InvalidTransition,
+    LinkInvalid,
+    PermissionDenied,
+    ValidationError,
+)
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -33,11 +41,16 @@ NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 def completed_visit(session, world, *, ended=NOW - timedelta(hours=3), patient_id=None, **extra):
     appointment = Appointment(
-        clinic_id=world.clinic_id, provider_id=world.provider_id,
-        patient_id=patient_id or world.patient_id, service_id=world.service_id,
-        status=AppointmentStatus.COMPLETED, start_at=ended - timedelta(minutes=30), end_at=ended,
-        completed_at=ended, **extra,
-    )  # fmt: skip
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        patient_id=patient_id or world.patient_id,
+        service_id=world.service_id,
+        status=AppointmentStatus.COMPLETED,
+        start_at=ended - timedelta(minutes=30),
+        end_at=ended,
+        completed_at=ended,
+        **extra,
+    )
     session.add(appointment)
     session.flush()
     return appointment.id
@@ -149,7 +162,7 @@ def test_only_completed_visits_and_only_until_answered(db, world):
 
 
 def test_request_needs_the_feedback_permission(db, world, visit):
-    from core.authz import Actor
+    from core.kernel.authz import Actor
 
     with pytest.raises(PermissionDenied):
         send(db, Actor(user_id=None, name="Someone"), visit)
@@ -171,7 +184,10 @@ def test_survey_is_stored_as_typed_once_and_the_clinic_is_told(db, world, visit)
         assert (response.nps, response.rating, response.comment) == (9, 5, "<b>Great</b> & quick")
         assert response.answers == {"timely": 4, "courtesy": 5}
         assert (response.clinic_id, response.provider_id, response.service_id) == (
-            world.clinic_id, world.provider_id, world.service_id)  # fmt: skip
+            world.clinic_id,
+            world.provider_id,
+            world.service_id,
+        )
         assert session.get(Appointment, visit).feedback_status == FeedbackStatus.COLLECTED
         assert session.scalar(select(FeedbackRequest.answered_at)) == NOW
         to_clinic = session.scalar(
@@ -180,8 +196,10 @@ def test_survey_is_stored_as_typed_once_and_the_clinic_is_told(db, world, visit)
         assert to_clinic.to_address == "clinic@example.org" and "recommend 9/10" in to_clinic.body
         event = session.scalar(select(AuditEvent).where(AuditEvent.action == "survey_received"))
         assert event.actor_label == "Patient Alex Morgan (link)" and event.to_status == "collected"
-    for attempt in (lambda s: surveys.open_survey(s, token_of(link), now=NOW),
-                    lambda s: surveys.submit_survey(s, token_of(link), ANSWERS, now=NOW)):  # fmt: skip
+    for attempt in (
+        lambda s: surveys.open_survey(s, token_of(link), now=NOW),
+        lambda s: surveys.submit_survey(s, token_of(link), ANSWERS, now=NOW),
+    ):
         with pytest.raises(LinkInvalid, match="not valid any more"), db.write() as session:
             attempt(session)
     with db.read() as session:
@@ -242,10 +260,14 @@ def test_concurrent_double_submit_stores_one_response(db, world, visit):
     assert sorted(outcomes) == ["refused", "stored"]
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(SurveyResponse)) == 1
-        assert session.scalar(
-            select(func.count()).select_from(Notification)
-            .where(Notification.template == "survey_received")
-        ) == 1  # fmt: skip
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.template == "survey_received")
+            )
+            == 1
+        )
 
 
 def test_the_job_asks_after_the_delay_once_and_only_recent_consented_visits(db, world):
@@ -278,22 +300,27 @@ def test_settings_switch_the_job_off_change_the_delay_and_the_questions(db, worl
         due = completed_visit(session, world, ended=NOW - timedelta(hours=3))
     with db.write() as session:
         saved = surveys.save_survey_settings(
-            session, world.owner, auto=True, delay_hours=4,
+            session,
+            world.owner,
+            auto=True,
+            delay_hours=4,
             questions=["Getting a timely appointment", "  Parking  ", ""],
-        )  # fmt: skip
+        )
     assert saved.delay_hours == 4
     assert saved.questions == (("timely", "Getting a timely appointment"), ("parking", "Parking"))
     with db.read() as session:
         assert surveys.due_for_feedback(session, now=NOW) == []
         assert surveys.due_for_feedback(session, now=NOW + timedelta(hours=1)) == [due]
     with db.write() as session:
-        surveys.save_survey_settings(session, world.owner, auto=False, delay_hours=2,
-                                     questions=["Parking"])  # fmt: skip
+        surveys.save_survey_settings(
+            session, world.owner, auto=False, delay_hours=2, questions=["Parking"]
+        )
     with db.read() as session:
         assert surveys.due_for_feedback(session, now=NOW + timedelta(hours=1)) == []
     with pytest.raises(PermissionDenied), db.write() as session:
-        surveys.save_survey_settings(session, world.manager, auto=True, delay_hours=2,
-                                     questions=["Parking"])  # fmt: skip
+        surveys.save_survey_settings(
+            session, world.manager, auto=True, delay_hours=2, questions=["Parking"]
+        )
     with pytest.raises(ValidationError, match="one to eight"), db.write() as session:
         surveys.save_survey_settings(session, world.owner, auto=True, delay_hours=2, questions=[])
 
@@ -303,8 +330,7 @@ def test_periodic_job_runs_from_the_jobs_list(db, world, tmp_path):
     with db.write() as session:
         ended = datetime.now(UTC) - timedelta(hours=3)
         appointment_id = completed_visit(session, world, ended=ended)
-    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path,
-                        base_url=BASE)  # fmt: skip
+    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path, base_url=BASE)
     surveys.feedback_job(db, settings)
     with db.read() as session:
         assert session.get(Appointment, appointment_id).feedback_status == FeedbackStatus.PENDING

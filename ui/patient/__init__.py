@@ -1,10 +1,10 @@
-"""The public patient pages behind signed links (pages/patient.py dispatches here).
+"""The public patient pages behind signed links (app_pages/patient.py dispatches here).
 
 One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey.
-Each exposes `render(token: str) -> None`. It may raise core.errors.LinkInvalid anywhere; the
+Each exposes `render(token: str) -> None`. It may raise core.kernel.errors.LinkInvalid anywhere; the
 dispatcher then shows the one neutral "link not valid" page, which reveals nothing about the
 patient or whether the token ever existed. There is no signed-in actor here: the token is the
-credential and core.patient_links acts as the patient. Patient text is always shown escaped.
+credential and core.portal.patient_links acts as the patient. Patient text is always shown escaped.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from core.errors import DomainError, LinkInvalid
+from core.kernel.errors import DomainError, LinkInvalid
 from ui.context import database, show_error
 
 T = TypeVar("T")

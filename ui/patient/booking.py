@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import patient_links
+from core.portal import patient_links
 from ui.patient import escape, mark_done, public_read, public_write, show_done
 
 
@@ -23,30 +23,53 @@ def render(token: str) -> None:
     st.title(f"Request an appointment at {escape(view.clinic_name)}")
     services = dict(view.services)
     with st.form("patient_booking_form"):
-        service = st.selectbox("Treatment", list(services), format_func=services.get,
-                               key="patient_booking_service")  # fmt: skip
-        day = st.date_input("Preferred day", value=None, min_value=view.first_day,
-                            max_value=view.last_day, format="DD/MM/YYYY", key="patient_booking_day")  # fmt: skip
-        moment = st.selectbox("Time of day", list(patient_links.TIME_OF_DAY_LABELS),
-                              format_func=patient_links.TIME_OF_DAY_LABELS.get,
-                              key="patient_booking_time")  # fmt: skip
+        service = st.selectbox(
+            "Treatment", list(services), format_func=services.get, key="patient_booking_service"
+        )
+        day = st.date_input(
+            "Preferred day",
+            value=None,
+            min_value=view.first_day,
+            max_value=view.last_day,
+            format="DD/MM/YYYY",
+            key="patient_booking_day",
+        )
+        moment = st.selectbox(
+            "Time of day",
+            list(patient_links.TIME_OF_DAY_LABELS),
+            format_func=patient_links.TIME_OF_DAY_LABELS.get,
+            key="patient_booking_time",
+        )
         first, last = st.columns(2)
         first_name = first.text_input("First name", max_chars=80, key="patient_booking_first")
         last_name = last.text_input("Last name", max_chars=80, key="patient_booking_last")
         email = st.text_input("Email", max_chars=254, key="patient_booking_email")
         phone = st.text_input("Phone", max_chars=40, key="patient_booking_phone")
-        notes = st.text_area("Anything we should know? (optional)", max_chars=2000,
-                             key="patient_booking_notes")  # fmt: skip
-        consent = st.checkbox("You may contact me by email or text message about my appointments",
-                              key="patient_booking_consent")  # fmt: skip
+        notes = st.text_area(
+            "Anything we should know? (optional)", max_chars=2000, key="patient_booking_notes"
+        )
+        consent = st.checkbox(
+            "You may contact me by email or text message about my appointments",
+            key="patient_booking_consent",
+        )
         submitted = st.form_submit_button("Send request", type="primary")
     if submitted and day is None:
         st.error("Please choose the day you would prefer.")
     elif submitted:
-        message = public_write(patient_links.submit_booking, token, service_id=service,
-                               requested_day=day, time_of_day=moment, first_name=first_name,
-                               last_name=last_name, email=email, phone=phone, notes=notes,
-                               consent=consent, ip=_ip())  # fmt: skip
+        message = public_write(
+            patient_links.submit_booking,
+            token,
+            service_id=service,
+            requested_day=day,
+            time_of_day=moment,
+            first_name=first_name,
+            last_name=last_name,
+            email=email,
+            phone=phone,
+            notes=notes,
+            consent=consent,
+            ip=_ip(),
+        )
         if message:
             mark_done("booking", token, message)
             st.rerun()

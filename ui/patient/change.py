@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import streamlit as st
 
-from core import patient_links
+from core.portal import patient_links
 from ui.patient import escape, mark_done, public_read, public_write, show_done
 
 
@@ -47,25 +47,44 @@ def render(token: str) -> None:
     if not kinds:
         st.info(f"Please call the practice on {a.clinic_phone} to change this appointment.")
         return
-    kind = st.radio("What would you like to do?", list(kinds), format_func=kinds.get,
-                    key="patient_change_kind", horizontal=True)  # fmt: skip
+    kind = st.radio(
+        "What would you like to do?",
+        list(kinds),
+        format_func=kinds.get,
+        key="patient_change_kind",
+        horizontal=True,
+    )
     with st.form("patient_change_form"):
         day = moment = None
         if kind == "reschedule":
-            day = st.date_input("Preferred day", value=None, min_value=date.today(),
-                                max_value=date.today() + timedelta(days=180), format="DD/MM/YYYY",
-                                key="patient_change_day")  # fmt: skip
-            moment = st.selectbox("Time of day", list(patient_links.TIME_OF_DAY_LABELS),
-                                  format_func=patient_links.TIME_OF_DAY_LABELS.get,
-                                  key="patient_change_time")  # fmt: skip
+            day = st.date_input(
+                "Preferred day",
+                value=None,
+                min_value=date.today(),
+                max_value=date.today() + timedelta(days=180),
+                format="DD/MM/YYYY",
+                key="patient_change_day",
+            )
+            moment = st.selectbox(
+                "Time of day",
+                list(patient_links.TIME_OF_DAY_LABELS),
+                format_func=patient_links.TIME_OF_DAY_LABELS.get,
+                key="patient_change_time",
+            )
         reason = st.text_area("Reason (optional)", max_chars=1000, key="patient_change_reason")
         agreed = st.checkbox("I have read the cancellation policy", key="patient_change_agree")
         submitted = st.form_submit_button("Send my request", type="primary")
     if submitted and not agreed:
         st.error("Please confirm that you have read the cancellation policy.")
     elif submitted:
-        message = public_write(patient_links.submit_change, token, kind=kind, requested_day=day,
-                               time_of_day=moment, reason=reason)  # fmt: skip
+        message = public_write(
+            patient_links.submit_change,
+            token,
+            kind=kind,
+            requested_day=day,
+            time_of_day=moment,
+            reason=reason,
+        )
         if message:
             mark_done("change", token, message)
             st.rerun()

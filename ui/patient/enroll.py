@@ -6,7 +6,7 @@ from datetime import date
 
 import streamlit as st
 
-from core import patient_links
+from core.portal import patient_links
 from ui.patient import escape, mark_done, public_read, public_write, show_done
 
 TERMS = (
@@ -25,15 +25,21 @@ def render(token: str) -> None:
     st.markdown(f"Hello {escape(view.first_name)}, welcome{clinic}.")
     st.write("Please confirm your date of birth so we know it is you, then accept the terms.")
     with st.form("patient_enroll_form"):
-        born = st.date_input("Your date of birth", value=None, min_value=date(1900, 1, 1),
-                             max_value=date.today(), format="DD/MM/YYYY",
-                             key="patient_enroll_dob")  # fmt: skip
+        born = st.date_input(
+            "Your date of birth",
+            value=None,
+            min_value=date(1900, 1, 1),
+            max_value=date.today(),
+            format="DD/MM/YYYY",
+            key="patient_enroll_dob",
+        )
         st.caption(TERMS)
         accepted = st.checkbox("I accept the terms of use", key="patient_enroll_terms")
         submitted = st.form_submit_button("Enrol", type="primary")
     if submitted:
-        result = public_write(patient_links.enroll, token, date_of_birth=born,
-                              accept_terms=accepted)  # fmt: skip
+        result = public_write(
+            patient_links.enroll, token, date_of_birth=born, accept_terms=accepted
+        )
         if result is not None and result.enrolled:
             mark_done("enroll", token, result.message)
             st.rerun()

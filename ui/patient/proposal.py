@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import patient_links
+from core.portal import patient_links
 from ui.patient import escape, mark_done, public_read, public_write, show_done
 
 
@@ -15,7 +15,8 @@ def render(token: str) -> None:
     st.title("Your proposed appointment")
     st.markdown(f"Hello {escape(view.first_name)}, the practice proposes:")
     st.markdown(
-        f"**{escape(view.service or 'Appointment')}** with {escape(view.provider or 'our team')}  \n"
+        f"**{escape(view.service or 'Appointment')}** "
+        f"with {escape(view.provider or 'our team')}  \n"
         f"**{escape(view.when)}** at {escape(view.clinic)}"
     )
     left, right = st.columns(2)

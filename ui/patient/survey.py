@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import surveys
+from core.feedback import surveys
 from ui.patient import escape, mark_done, public_read, public_write, show_done
 
 THANKS = "Thank you for your feedback! It helps us improve the care we give."
@@ -22,18 +22,29 @@ def render(token: str) -> None:
     with st.form("survey_form"):
         nps = st.radio(
             "How likely are you to recommend us to friends and family? (0 = not at all, "
-            "10 = extremely likely)", list(range(11)), index=None, horizontal=True,
+            "10 = extremely likely)",
+            list(range(11)),
+            index=None,
+            horizontal=True,
             key="survey_nps",
-        )  # fmt: skip
-        rating = st.radio("Overall, how would you rate your visit? (1 = poor, 5 = excellent)",
-                          SCALE, index=None, horizontal=True, key="survey_rating")  # fmt: skip
+        )
+        rating = st.radio(
+            "Overall, how would you rate your visit? (1 = poor, 5 = excellent)",
+            SCALE,
+            index=None,
+            horizontal=True,
+            key="survey_rating",
+        )
         st.caption("Optional: rate each from 1 (poor) to 5 (excellent).")
         answers = {
             key: st.radio(label, SCALE, index=None, horizontal=True, key=f"survey_q_{key}")
             for key, label in form.questions
         }
-        comment = st.text_area("Anything you would like to tell us?", max_chars=surveys.COMMENT_MAX,
-                               key="survey_comment")  # fmt: skip
+        comment = st.text_area(
+            "Anything you would like to tell us?",
+            max_chars=surveys.COMMENT_MAX,
+            key="survey_comment",
+        )
         submitted = st.form_submit_button("Send my answers", type="primary")
     if submitted:
         answered = surveys.SurveyAnswers(nps, rating, answers, comment)

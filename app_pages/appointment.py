@@ -1,0 +1,30 @@
+"""One appointment (`?id=`): patient, service, provider, clinic-local times, who created it,
+the full history, and the actions its status allows for the signed-in role."""
+
+import streamlit as st
+
+from core.kernel.errors import DomainError
+from ui import actor, show_error
+from ui.appointment_views import appointment_panel, load_detail, show_flash
+from ui.feedback import feedback_panel
+
+st.title("Appointment")
+me = actor()
+show_flash()
+raw = st.query_params.get("id") or st.session_state.get("appointment_id")
+typed = st.text_input("Appointment number", value=str(raw or ""), key="appointment_lookup")
+if not typed.strip():
+    st.info("Open an appointment from the queue or the calendar, or type its number.")
+    st.stop()
+if not typed.strip().lstrip("#").isdigit():
+    st.error("An appointment number is a whole number, like 1234.")
+    st.stop()
+appointment_id = int(typed.strip().lstrip("#"))
+st.query_params["id"] = str(appointment_id)
+try:
+    detail = load_detail(me, appointment_id)
+except DomainError as error:
+    show_error(error)
+    st.stop()
+appointment_panel(me, detail, "appointment")
+feedback_panel(appointment_id)  # issue 7: Feedback none/pending/collected and the request

@@ -1,0 +1,83 @@
+"""Owner: the audit log, filtered by user, action, patient and date."""
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from core.kernel import accounts, audit
+from core.kernel.clock import local_days_bounds, utcnow
+from ui import actor
+from ui.context import read
+
+PAGE_SIZE = 200
+
+
+@st.cache_data(ttl=15, max_entries=50, show_spinner=False)
+def _events(current, user_id, action, patient_id, since, until, page):
+    rows = read(
+        audit.list_events,
+        current,
+        user_id=user_id,
+        action=action or None,
+        patient_id=patient_id,
+        since=since,
+        until=until,
+        page=page,
+        page_size=PAGE_SIZE,
+    )
+    return pd.DataFrame(
+        [
+            {
+                "When (UTC)": e.at,
+                "Who": e.actor_label,
+                "Action": e.action,
+                "Record": e.entity,
+                "Record #": e.entity_id,
+                "Patient #": e.patient_id,
+                "From": e.from_status,
+                "To": e.to_status,
+                "Reason": e.reason,
+                "Message": e.message,
+                "Details": str(e.details) if e.details else "",
+            }
+            for e in rows
+        ]
+    )
+
+
+@st.cache_data(ttl=60, max_entries=5, show_spinner=False)
+def _choices(current):
+    return read(accounts.list_users, current), read(audit.list_actions, current)
+
+
+st.title("Audit log")
+me = actor()
+users, actions = _choices(me)
+with st.form("audit_filters"):
+    c1, c2, c3, c4 = st.columns(4)
+    user = c1.selectbox(
+        "User",
+        [None, *users],
+        key="audit_user",
+        format_func=lambda u: "Anyone" if u is None else u.display_name,
+    )
+    action = c2.selectbox(
+        "Action", ["", *actions], key="audit_action", format_func=lambda a: a or "Any action"
+    )
+    patient = c3.number_input("Patient #", min_value=0, step=1, value=0, key="audit_patient")
+    today = utcnow().date()
+    days = c4.date_input("Dates (UTC)", (today - timedelta(days=30), today), key="audit_dates")
+    st.form_submit_button("Apply")
+page = st.session_state.setdefault("audit_page", 0)
+since, until = local_days_bounds(days[0], days[-1], "UTC") if days else (None, None)
+frame = _events(me, user.id if user else None, action, patient or None, since, until, page)
+st.dataframe(frame, hide_index=True, width="stretch")
+prev, info, nxt = st.columns([1, 3, 1])
+if prev.button("Newer", disabled=page == 0, key="audit_prev"):
+    st.session_state.audit_page -= 1
+    st.rerun()
+info.caption(f"Page {page + 1} · {len(frame)} events shown, newest first")
+if nxt.button("Older", disabled=len(frame) < PAGE_SIZE, key="audit_next"):
+    st.session_state.audit_page += 1
+    st.rerun()

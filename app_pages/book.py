@@ -1,0 +1,158 @@
+"""New appointment (in office), or an out-of-office block: clinic, time, services, a free
+provider, the patient (found or new), options, and the confirmation to send."""
+
+from datetime import time, timedelta
+
+import streamlit as st
+
+from core.kernel.clock import local_to_utc, to_local, utcnow
+from core.scheduling import booking, schedules
+from ui import actor, refresh, run_action, settings
+from ui.booking_form import apply_prefill, message_editor, patient_picker
+from ui.context import read
+from ui.front_desk import require
+
+
+@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+def _setup(me):
+    return read(schedules.list_clinics, me), read(booking.list_services, me)
+
+
+@st.cache_data(ttl=15, max_entries=100, show_spinner=False)
+def _choices(me, clinic_id, start_at, minutes):
+    return read(
+        booking.provider_choices, me, clinic_id=clinic_id, start_at=start_at, minutes=minutes
+    )
+
+
+@st.cache_data(ttl=60, max_entries=100, show_spinner=False)
+def _preview(me, clinic_id, provider, services, start_at, patient):
+    return read(
+        booking.preview_confirmation,
+        me,
+        clinic_id=clinic_id,
+        provider_name=provider,
+        service_names=list(services),
+        start_at=start_at,
+        patient_name=patient,
+    )
+
+
+st.title("New appointment")
+me = actor()
+clinics, services = _setup(me)
+require(clinics)
+zones = {c[0]: c[2] for c in clinics}
+apply_prefill("book", zones)  # a slot selected on the calendar
+done = st.session_state.pop("book_done", None)
+if done:
+    st.success(
+        " ".join([f"Booked #{done.appointment_id}.", *done.notes]), icon=":material/check_circle:"
+    )
+
+kind = st.segmented_control(
+    "What", ["Appointment", "Out of office"], key="book_kind", default="Appointment"
+)
+out_of_office = kind == "Out of office"
+c1, c2, c3 = st.columns(3)
+clinic_id = c1.selectbox(
+    "Clinic", list(zones), format_func=dict((c[0], c[1]) for c in clinics).get, key="book_clinic"
+)
+tz = zones[clinic_id]
+st.session_state.setdefault("book_day", to_local(utcnow(), tz).date() + timedelta(days=1))
+st.session_state.setdefault("book_time", time(9))
+day = c2.date_input("Date", key="book_day")
+at = c3.time_input("Start (clinic time)", step=900, key="book_time")
+start_at = local_to_utc(day, at, tz)
+if out_of_office:
+    until = c3.time_input(
+        "Until", time(at.hour + 1 if at.hour < 23 else 23, at.minute), step=900, key="book_until"
+    )
+    end_at, chosen = local_to_utc(day, until, tz), []
+    minutes = max(int((end_at - start_at) / timedelta(minutes=1)), 1)
+else:
+    chosen = st.multiselect(
+        "Services", services, format_func=lambda s: s.label, key="book_services"
+    )
+    minutes, end_at = sum(s.duration_minutes for s in chosen), None
+    can_virtual = bool(chosen) and all(s.virtual_allowed for s in chosen)
+    mode = st.radio(
+        "Visit",
+        ["in_person", "virtual"] if can_virtual else ["in_person"],
+        horizontal=True,
+        format_func=lambda m: m.replace("_", " ").capitalize(),
+        key="book_mode",
+    )
+    st.caption(
+        f"Length: {minutes} minutes"
+        + (
+            ""
+            if can_virtual or not chosen
+            else " · virtual is offered only when every chosen service allows it"
+        )
+    )
+
+choices = _choices(me, clinic_id, start_at, minutes or 15)
+free = [c for c in choices if c.free]
+show_all = st.checkbox(
+    "Also offer busy providers (double booking or outside hours)", key="book_all"
+)
+offered = choices if show_all else free
+labels = {c.id: c.name + ("" if c.free else f" — {c.why}") for c in offered}
+wanted = st.session_state.get("book_provider_wanted")
+if st.session_state.get("book_provider") not in labels:  # options changed with the time
+    st.session_state["book_provider"] = wanted if wanted in labels else next(iter(labels), None)
+provider_id = st.selectbox("Provider", list(labels), format_func=labels.get, key="book_provider")
+provider = next((c for c in offered if c.id == provider_id), None)
+busy = [f"{c.name}: {c.why}" for c in choices if not c.free]
+if busy:
+    st.caption("Not free then: " + " · ".join(busy))
+if not offered:
+    st.warning("No provider is free at that time. Choose another time, or offer busy providers.")
+
+if not out_of_office:
+    patient_id, new_patient, invite, patient_name = patient_picker(me, "book")
+notes = st.text_area("Notes", key="book_notes", height=80)
+c1, c2, c3 = st.columns(3)
+double = c1.checkbox("Allow double booking", key="book_double")
+outside = c2.checkbox("Outside working hours (override)", key="book_outside")
+card = c3.checkbox(
+    "Card on file (late-cancel and no-show fees)", key="book_card", disabled=out_of_office
+)
+channels, subject, body = [], None, None
+if not out_of_office and provider:
+    names = tuple(s.name for s in chosen)
+    preview = _preview(me, clinic_id, provider.name, names, start_at, patient_name)
+    channels, subject, body = message_editor(
+        "book", preview, f"{hash((preview, patient_name)) & 0xFFFF}"
+    )
+
+if st.button("Book", key="book_submit", type="primary", disabled=provider is None):
+    kwargs = dict(
+        clinic_id=clinic_id,
+        provider_id=provider.id,
+        start_at=start_at,
+        notes=notes,
+        allow_double_booking=double,
+        outside_hours_override=outside,
+    )
+    if out_of_office:
+        kwargs |= dict(kind="out_of_office", end_at=end_at, service_ids=[])
+    else:
+        kwargs |= dict(
+            service_ids=[s.id for s in chosen],
+            patient_id=patient_id,
+            new_patient=new_patient,
+            mode=mode,
+            card_on_file=card,
+            invite_to_portal=invite,
+            notify_channels=channels,
+            subject=subject,
+            body=body,
+            base_url=settings().base_url,
+        )
+    result = run_action(booking.book, **kwargs)
+    if result:
+        st.session_state["book_done"] = result.value
+        st.session_state.pop("book_provider_wanted", None)
+        refresh()

@@ -1,0 +1,128 @@
+"""Calendar: one clinic's appointments in the visible window, per provider or together; click
+for details and actions, select a free time to book, drag or resize to reschedule."""
+
+import streamlit as st
+
+from core.kernel.authz import Permission
+from core.kernel.clock import format_local, to_local, utcnow
+from core.kernel.errors import DomainError
+from core.scheduling import calendar as cal
+from core.scheduling import schedules
+from ui import actor, show_error
+from ui import calendar_widget as cw
+from ui.appointment_views import appointment_panel, load_detail, show_flash
+from ui.checkin_views import qr_panel
+from ui.context import read
+from ui.front_desk import require
+
+STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
+
+
+@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+def _clinics(me):
+    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+
+
+@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+def _frame(me, clinic_id, provider_ids):
+    return read(cal.get_frame, me, clinic_id, list(provider_ids))
+
+
+@st.cache_data(ttl=15, max_entries=50, show_spinner=False)
+def _events(me, clinic_id, start, end, provider_ids, statuses):
+    return read(
+        cal.window_events,
+        me,
+        clinic_id=clinic_id,
+        start=start,
+        end=end,
+        provider_ids=list(provider_ids),
+        statuses=list(statuses),
+    )
+
+
+st.title("Calendar")
+me = actor()
+show_flash()
+clinics = _clinics(me)
+require(clinics)
+c1, c2, c3, c4 = st.columns([2, 3, 3, 1.5], vertical_alignment="bottom")
+clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="calendar_clinic")
+everyone = _frame(me, clinic_id, ())
+names = {p.id: p.name for p in everyone.providers}
+chosen = tuple(
+    c2.multiselect("Providers", list(names), format_func=names.get, key="calendar_providers")
+)
+statuses = tuple(
+    c3.multiselect(
+        "Statuses",
+        list(cal.STATUS_COLOURS),
+        default=STATUSES,
+        format_func=cal.STATUS_LABELS.get,
+        key="calendar_statuses",
+    )
+)
+if c4.button("New appointment", key="calendar_new", icon=":material/add:"):
+    st.session_state["book_prefill"] = {"clinic_id": clinic_id}
+    st.switch_page("app_pages/book.py")
+frame, tz = _frame(me, clinic_id, chosen) if chosen else everyone, everyone.timezone
+view, day = cw.navigation(to_local(utcnow(), tz).date(), cw.default_view(len(names)))
+first, last = cal.visible_window(view, day, tz)
+start, end = cal.window_bounds(first, last, tz)
+events = _events(me, clinic_id, start, end, chosen, statuses)
+cw.legend(cal.legend())
+
+if st.session_state.get(cw.MOVE_KEY):  # a drag or resize waits for confirmation
+    cw.confirm_move(tz, names)
+
+key = f"calendar_fc_{view}_{first}_{st.session_state.get(cw.SUFFIX_KEY, 0)}"
+options = cw.options(
+    view,
+    first,
+    tz,
+    resources=frame.resources,
+    business_hours=frame.business_hours,
+    editable=me.can(Permission.APPOINTMENTS_RESCHEDULE),
+)
+value = cw.take(cw.render(events, options, key), "calendar_seen", key)
+intent = cw.interpret(value, tz) if value else None
+if isinstance(intent, cw.Open):
+    st.session_state["calendar_open"] = intent.appointment_id
+elif isinstance(intent, cw.Book):
+    st.session_state["calendar_slot"] = {
+        "clinic_id": clinic_id,
+        "start_at": intent.start_at,
+        "provider_id": intent.provider_id,
+    }
+elif isinstance(intent, cw.Move):
+    st.session_state[cw.MOVE_KEY] = {
+        "id": intent.appointment_id,
+        "start": intent.start_at,
+        "provider": intent.provider_id,
+    }
+    st.rerun()
+
+slot = st.session_state.get("calendar_slot")
+if slot:
+    st.info(
+        f"Selected {format_local(slot['start_at'], tz, True)}"
+        + (f" with {names.get(slot['provider_id'], '')}" if slot["provider_id"] else "")
+    )
+    if st.button("Book this time", key="calendar_book_slot", type="primary"):
+        st.session_state["book_prefill"] = st.session_state.pop("calendar_slot")
+        st.switch_page("app_pages/book.py")
+opened = st.session_state.get("calendar_open")
+if opened:
+    with st.container(border=True):
+        if st.button("Close", key="calendar_close", icon=":material/close:"):
+            st.session_state.pop("calendar_open")
+            cw.redraw()
+            st.rerun()
+        try:
+            detail = load_detail(me, opened)
+        except DomainError as error:
+            show_error(error)
+            st.stop()
+        appointment_panel(me, detail, "calendar")
+        if detail.status == "scheduled":
+            qr_panel(opened, "calendar")

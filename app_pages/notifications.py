@@ -1,0 +1,95 @@
+"""The notification outbox: delivery status, retry, and message templates with a preview."""
+
+import pandas as pd
+import streamlit as st
+
+from core.kernel.authz import Permission
+from core.messaging import notify
+from ui import actor, database, refresh, run_action, settings
+from ui.context import read
+
+STATUSES = ["", "queued", "sent", "failed"]
+
+
+@st.cache_data(ttl=10, max_entries=20, show_spinner=False)
+def _outbox(current, status, page):
+    return read(notify.list_outbox, current, status or None, page), read(
+        notify.outbox_counts, current
+    )
+
+
+st.title("Notifications")
+me = actor()
+status = st.segmented_control(
+    "Status",
+    STATUSES,
+    default="",
+    key="notifications_status",
+    format_func=lambda s: s.capitalize() or "All",
+)
+rows, counts = _outbox(me, status, 0)
+c1, c2, c3 = st.columns(3)
+c1.metric("Queued", counts["queued"])
+c2.metric("Sent", counts["sent"])
+c3.metric("Failed", counts["failed"])
+frame = pd.DataFrame(
+    [
+        {
+            "#": r.id,
+            "Created (UTC)": r.created_at,
+            "Channel": r.channel,
+            "To": r.to_address,
+            "Template": r.template,
+            "Subject": r.subject,
+            "Status": r.status,
+            "Attempts": r.attempts,
+            "Last error": r.last_error,
+            "Next attempt (UTC)": r.next_attempt_at,
+            "Sent (UTC)": r.sent_at,
+        }
+        for r in rows
+    ]
+)
+st.dataframe(frame, hide_index=True, width="stretch")
+
+if me.can(Permission.NOTIFICATIONS_MANAGE):
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Retry a message")
+        retryable = [r for r in rows if r.status != "sent"]
+        chosen = st.selectbox(
+            "Message",
+            retryable,
+            key="notifications_retry_pick",
+            format_func=lambda r: f"#{r.id} {r.channel} to {r.to_address}: {r.subject}",
+        )
+        if st.button("Retry now", key="notifications_retry", disabled=chosen is None):
+            if run_action(notify.retry, chosen.id, success="Queued again."):
+                refresh()
+        if st.button("Send due messages now", key="notifications_send_due"):
+            report = notify.deliver_now(database().write, me, settings())
+            st.success(f"Sent {report.sent}; failed {report.failed + report.retrying}.")
+            refresh()
+    with right:
+        st.subheader("Templates")
+        key = st.selectbox(
+            "Template",
+            list(notify.TEMPLATES),
+            key="notifications_template",
+            format_func=lambda k: f"{k} — {notify.TEMPLATES[k].description}",
+        )
+        current = read(notify.template_for, key)
+        with st.form("notifications_template_form"):
+            subject = st.text_input("Subject", current.subject, key=f"notifications_subject_{key}")
+            body = st.text_area("Text", current.body, height=220, key=f"notifications_body_{key}")
+            saved = st.form_submit_button("Save template")
+        if saved and run_action(
+            notify.save_template, key, subject, body, success="Template saved."
+        ):
+            refresh()
+        preview_subject, preview_body = notify.render(
+            notify.Template(subject, body, ""), notify.SAMPLE_CONTEXT
+        )
+        st.caption("Preview with sample values")
+        st.markdown(f"**{preview_subject}**")
+        st.text(preview_body)

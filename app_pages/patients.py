@@ -1,0 +1,128 @@
+"""Patients: find or add a patient; their record, consent, portal status and invitations."""
+
+import pandas as pd
+import streamlit as st
+
+from core.patients import invitations
+from core.patients import records as patients
+from ui import actor, refresh, run_action, settings
+from ui.context import read
+from ui.patient import escape
+from ui.portal import (
+    edit_form,
+    history_table,
+    new_patient_form,
+    qr_panel,
+    remember_qr,
+    send_label,
+    status_box,
+)
+
+SELECTED = "patients_selected"
+
+
+@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+def _search(current, text):
+    return read(patients.search_patients, current, text)
+
+
+@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+def _record(current, patient_id):
+    return read(patients.get_patient_record, current, patient_id), read(
+        patients.list_patient_appointments, current, patient_id
+    )
+
+
+st.title("Patients")
+me = actor()
+text = st.text_input("Find a patient", placeholder="Name, email or phone", key="patients_search")
+found = _search(me, text) if text.strip() else []
+if found:
+    chosen = st.selectbox("Matches", found, format_func=lambda p: p.label, key="patients_match")
+    st.session_state[SELECTED] = chosen.id
+elif text.strip():
+    st.caption("No patient matches; add them below.")
+
+new_patient_form(expanded=not found and bool(text.strip()))
+
+patient_id = st.session_state.get(SELECTED)
+if patient_id is None:
+    st.stop()
+record, visits = _record(me, patient_id)
+st.header(escape(record.name), divider="gray")
+left, right = st.columns(2)
+with left:
+    st.text(
+        f"Born: {record.date_of_birth:%d %b %Y}" if record.date_of_birth else "Born: not recorded"
+    )
+    st.text(f"Email: {record.email or '—'}   Phone: {record.phone or '—'}")
+    consent = [
+        n
+        for n, ok in (
+            ("email", record.consent_email),
+            ("text messages", record.consent_sms),
+            ("marketing", record.consent_marketing),
+        )
+        if ok
+    ]
+    st.text(f"Consent: {', '.join(consent) or 'none recorded'}   Points: {record.points_balance}")
+with right:
+    status_box(record.portal)
+    if record.portal.can_send:
+        a, b = st.columns(2)
+        if a.button(send_label(record.portal.status), key="patients_send_invite", type="primary"):
+            if run_action(
+                invitations.send_invitation,
+                patient_id,
+                base_url=settings().base_url,
+                success="Invitation sent.",
+            ):
+                refresh()
+        if b.button("Print QR for the desk", key="patients_qr"):
+            done = run_action(
+                invitations.send_invitation, patient_id, base_url=settings().base_url, email=False
+            )
+            if done:
+                remember_qr(done.value)
+                refresh()
+    qr_panel("patients")
+
+edit_form(record)
+if message := st.session_state.pop("patients_saved_message", None):
+    st.success(message)
+if st.session_state.get("patients_offer_invite") == patient_id:
+    st.warning(
+        "The email address changed, so the pending invitation was revoked. "
+        "Send a new one to the new address?"
+    )
+    if st.button("Send a new invitation", key="patients_offer_send"):
+        st.session_state.pop("patients_offer_invite")
+        if run_action(
+            invitations.send_invitation,
+            patient_id,
+            base_url=settings().base_url,
+            success="Invitation sent.",
+        ):
+            refresh()
+
+st.subheader("Appointments")
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "When": v.when,
+                "Service": v.service,
+                "Provider": v.provider,
+                "Clinic": v.clinic,
+                "Status": v.status,
+                "Booked by": v.booked_by,
+            }
+            for v in visits
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+    key="patients_visits",
+)
+st.subheader("Portal invitations")
+history_table(record.invitations, key="patients_history")

@@ -1,0 +1,153 @@
+"""Owner: the cancellation policy per clinic, with optional overrides per service. Every save
+is a new version; cancellations keep the version that applied."""
+
+import pandas as pd
+import streamlit as st
+
+from core.policy import cancellation as policy
+from ui import actor, refresh, run_action
+from ui.context import read
+
+
+@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+def _load(current, clinic_id, service_id):
+    scopes = read(policy.list_scopes, current)
+    versions = read(policy.list_policy_versions, current, clinic_id) if clinic_id else []
+    mine = [v for v in versions if v.service_id == service_id]
+    clinic_wide = [v for v in versions if v.service_id is None]
+    return scopes, versions, (mine or clinic_wide or [None])[0]
+
+
+def _money(cents: int) -> str:
+    return f"{cents / 100:.2f}"
+
+
+st.title("Cancellation policy")
+me = actor()
+scopes, _, _ = _load(me, None, None)
+if not scopes.clinics:
+    st.info("Add a clinic first; a policy belongs to a clinic.")
+    st.stop()
+clinics, services = dict(scopes.clinics), dict(scopes.services)
+c1, c2 = st.columns(2)
+clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="policy_clinic")
+service_id = c2.selectbox(
+    "Applies to",
+    [None, *services],
+    key="policy_service",
+    format_func=lambda s: (
+        "All services (clinic policy)" if s is None else f"Override for {services[s]}"
+    ),
+)
+_, versions, base = _load(me, clinic_id, service_id)
+if base is None:
+    st.info("No policy yet: nothing is charged and every cancellation counts as on time.")
+elif service_id and base.service_id is None:
+    st.caption(
+        f"{services[service_id]} follows the clinic policy; saving here creates an override."
+    )
+
+with st.form("policy_form"):
+    a, b, c = st.columns(3)
+    window = a.number_input(
+        "Late-cancellation window (hours)",
+        value=base.window_hours if base else 24,
+        step=1,
+        key="policy_window",
+        help="Cancelling fewer real hours than this before the start is late.",
+    )
+    late_fee = b.number_input(
+        "Late-cancellation fee",
+        value=base.late_cancel_fee_cents / 100 if base else 0.0,
+        step=5.0,
+        format="%.2f",
+        key="policy_late_fee",
+    )
+    no_show_fee = c.number_input(
+        "No-show fee",
+        value=base.no_show_fee_cents / 100 if base else 0.0,
+        step=5.0,
+        format="%.2f",
+        key="policy_no_show_fee",
+    )
+    points = a.number_input(
+        "Points deducted", value=base.points_deducted if base else 0, step=1, key="policy_points"
+    )
+    reschedules = b.number_input(
+        "Most reschedules per appointment",
+        value=base.max_reschedules if base else 2,
+        step=1,
+        key="policy_reschedules",
+    )
+    approval = c.checkbox(
+        "Late requests need a manager's approval",
+        key="policy_approval",
+        value=base.inside_window_needs_approval if base else True,
+    )
+    auto = c.checkbox(
+        "Accept requests outside the window automatically",
+        key="policy_auto",
+        value=base.outside_window_auto_accept if base else False,
+    )
+    online = c.checkbox(
+        "Patients may cancel online",
+        key="policy_online",
+        value=base.online_cancel_allowed if base else True,
+    )
+    text = st.text_area(
+        "Policy text shown to patients", value=base.policy_text if base else "", key="policy_text"
+    )
+    saved = st.form_submit_button("Save as a new version", type="primary")
+if saved:
+    done = run_action(
+        policy.save_policy,
+        clinic_id=clinic_id,
+        service_id=service_id,
+        window_hours=int(window),
+        late_cancel_fee_cents=round(late_fee * 100),
+        no_show_fee_cents=round(no_show_fee * 100),
+        points_deducted=int(points),
+        inside_window_needs_approval=approval,
+        outside_window_auto_accept=auto,
+        online_cancel_allowed=online,
+        max_reschedules=int(reschedules),
+        policy_text=text,
+        success="Policy saved; it applies from now on.",
+    )
+    if done:
+        refresh()
+
+if base is not None:
+    st.subheader("In force now")
+    st.text(base.policy_text)
+    st.caption(
+        f"Version {base.version} since {base.effective_at:%d %b %Y %H:%M} UTC: "
+        f"{base.window_hours} h window, late fee {_money(base.late_cancel_fee_cents)}, "
+        f"no-show fee {_money(base.no_show_fee_cents)}, {base.points_deducted} points."
+    )
+
+st.subheader("Versions")
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "Applies to": v.service_name or "All services",
+                "Version": v.version,
+                "Effective (UTC)": v.effective_at,
+                "Window (h)": v.window_hours,
+                "Late fee": _money(v.late_cancel_fee_cents),
+                "No-show fee": _money(v.no_show_fee_cents),
+                "Points": v.points_deducted,
+                "Approval inside window": v.inside_window_needs_approval,
+                "Auto-accept outside": v.outside_window_auto_accept,
+                "Online cancel": v.online_cancel_allowed,
+                "Max reschedules": v.max_reschedules,
+                "Text": v.policy_text,
+            }
+            for v in versions
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+    key="policy_versions",
+)

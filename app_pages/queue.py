@@ -1,0 +1,132 @@
+"""Managers: the request queue — new requests, reschedule and cancellation requests, and
+proposals waiting for the patient — with per-row decisions and bulk approve/decline."""
+
+import pandas as pd
+import streamlit as st
+
+from core.requests import bulk, queue
+from core.requests.queue import KIND_LABELS, QueueKind
+from ui import actor, refresh, run_action
+from ui.appointment_views import bulk_results, queue_actions, show_flash
+from ui.context import read
+
+
+@st.cache_data(ttl=10, max_entries=50, show_spinner=False)
+def _queue(me, kind, clinic_id, provider_id, sort, page):
+    return read(
+        queue.queue_view,
+        me,
+        kind,
+        clinic_id=clinic_id,
+        provider_id=provider_id,
+        sort=sort,
+        page=page,
+    )
+
+
+@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+def _options(me):
+    return read(queue.filter_options, me)
+
+
+st.title("Request queue")
+me = actor()
+show_flash()
+options = _options(me)
+clinics, providers = dict(options.clinics), dict(options.providers)
+c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+clinic_id = c1.selectbox(
+    "Clinic",
+    [None, *clinics],
+    key="queue_clinic",
+    format_func=lambda c: "All clinics" if c is None else clinics[c],
+)
+provider_id = c2.selectbox(
+    "Provider",
+    [None, *providers],
+    key="queue_provider",
+    format_func=lambda p: "All providers" if p is None else providers[p],
+)
+sort = c3.segmented_control(
+    "Sort",
+    ["age", "soon"],
+    default="age",
+    key="queue_sort",
+    format_func={"age": "Oldest first", "soon": "Soonest first"}.get,
+)
+page = c4.number_input("Page", min_value=1, value=1, step=1, key="queue_page") - 1
+counts, _, limit = _queue(me, QueueKind.REQUESTS, clinic_id, provider_id, sort or "age", 0)
+kind = (
+    st.segmented_control(
+        "Kind",
+        list(QueueKind),
+        default=QueueKind.REQUESTS,
+        key="queue_kind",
+        format_func=lambda k: f"{KIND_LABELS[k]} ({counts[k]})",
+    )
+    or QueueKind.REQUESTS
+)
+_, rows, _ = _queue(me, kind, clinic_id, provider_id, sort or "age", page)
+
+with st.expander("Stale limit"):
+    hours = st.number_input(
+        "Flag requests waiting longer than (hours)", 1, 720, limit, key="queue_stale_hours"
+    )
+    if st.button("Save limit", key="queue_stale_save"):
+        if run_action(queue.set_stale_hours, int(hours), success="Limit saved."):
+            refresh()
+if not rows:
+    st.info("Nothing waiting here.")
+    st.stop()
+stale = sum(r.stale for r in rows)
+if stale:
+    st.warning(f"{stale} waiting longer than {limit} h.", icon=":material/schedule:")
+st.dataframe(
+    pd.DataFrame([queue.describe(r) for r in rows]),
+    hide_index=True,
+    width="stretch",
+    key="queue_table",
+)
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Decide")
+    row = st.selectbox(
+        "Item",
+        rows,
+        key=f"queue_item_{kind}",
+        format_func=lambda r: f"#{r.appointment_id} · {r.patient_name} · {r.service_name}",
+    )
+    st.page_link(
+        "app_pages/appointment.py",
+        label="Open the appointment",
+        query_params={"id": row.appointment_id},
+        icon=":material/open_in_new:",
+    )
+    queue_actions(me, row)
+
+if kind == QueueKind.REQUESTS:
+    with right:
+        st.subheader("Several at once")
+        if not st.toggle("Approve or decline several", key="queue_bulk_on"):
+            st.stop()
+        picked = st.multiselect(
+            "Requests",
+            [r.appointment_id for r in rows],
+            key="queue_bulk_ids",
+            help="Bulk approval takes only requests with an exact, free time.",
+        )
+        if st.button("Approve selected", key="queue_bulk_approve", disabled=not picked):
+            done = run_action(bulk.bulk_approve, picked)
+            if done:
+                st.session_state["queue_bulk_results"] = done.value
+        reason = st.text_input("Reason for declining (required)", key="queue_bulk_reason")
+        if st.button("Decline selected", key="queue_bulk_decline", disabled=not picked):
+            done = run_action(bulk.bulk_decline, picked, reason)
+            if done:
+                st.session_state["queue_bulk_results"] = done.value
+        if st.session_state.get("queue_bulk_results"):
+            bulk_results(st.session_state["queue_bulk_results"])
+            if st.button("Clear results and reload", key="queue_bulk_clear"):
+                st.session_state.pop("queue_bulk_results")
+                refresh()

@@ -1,0 +1,135 @@
+"""Provider schedules: weekly hours per clinic (one period per weekday here) and time off.
+Bookings outside these need an explicit override, which is recorded on the appointment."""
+
+from datetime import time
+
+import pandas as pd
+import streamlit as st
+
+from core.kernel.clock import format_local, local_to_utc, utcnow
+from core.scheduling import schedules
+from ui import actor, refresh, run_action
+from ui.context import read
+from ui.front_desk import require
+
+
+@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+def _setup(me):
+    return read(schedules.list_all_providers, me), read(schedules.list_clinics, me)
+
+
+@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+def _hours(me, provider_id, clinic_id):
+    return read(schedules.get_hours, me, provider_id, clinic_id)
+
+
+@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+def _time_off(me, provider_id):
+    return read(schedules.list_time_off, me, since=utcnow(), provider_id=provider_id)
+
+
+st.title("Provider schedules")
+me = actor()
+providers, clinics = _setup(me)
+require(clinics)
+require(providers, "provider")
+c1, c2 = st.columns(2)
+provider = c1.selectbox(
+    "Provider", providers, format_func=lambda p: p.name, key="schedules_provider"
+)
+clinic = c2.selectbox(
+    "Clinic", clinics, format_func=lambda c: f"{c[1]} ({c[2]})", key="schedules_clinic"
+)
+hours = {h.weekday: h for h in _hours(me, provider.id, clinic[0])}
+if len(hours) < len(_hours(me, provider.id, clinic[0])):
+    st.warning("Some days have split shifts; saving here keeps one period per day.")
+
+with st.form(f"schedules_week_{provider.id}_{clinic[0]}"):
+    st.markdown(f"**Weekly hours at {clinic[1]}** (clinic time)")
+    week = []
+    for weekday, name in enumerate(schedules.WEEKDAYS):
+        row = hours.get(weekday)
+        a, b, c = st.columns([1.5, 1, 1], vertical_alignment="bottom")
+        works = a.checkbox(
+            name, value=row is not None, key=f"schedules_works_{provider.id}_{clinic[0]}_{weekday}"
+        )
+        starts = b.time_input(
+            "From",
+            row.starts if row else time(9),
+            step=900,
+            key=f"schedules_from_{provider.id}_{clinic[0]}_{weekday}",
+        )
+        ends = c.time_input(
+            "To",
+            row.ends if row else time(17),
+            step=900,
+            key=f"schedules_to_{provider.id}_{clinic[0]}_{weekday}",
+        )
+        if works:
+            week.append(schedules.HoursRow(weekday, starts, ends))
+    if st.form_submit_button("Save weekly hours", type="primary"):
+        if run_action(
+            schedules.set_weekly_hours,
+            provider_id=provider.id,
+            clinic_id=clinic[0],
+            hours=week,
+            success="Weekly hours saved.",
+        ):
+            refresh()
+
+st.subheader("Time off")
+tz = clinic[2]
+away = _time_off(me, provider.id)
+if away:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "From": format_local(t.starts_at, tz),
+                    "To": format_local(t.ends_at, tz),
+                    "Reason": t.reason,
+                }
+                for t in away
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    gone = st.selectbox(
+        "Remove",
+        away,
+        key="schedules_remove_pick",
+        format_func=lambda t: f"{format_local(t.starts_at, tz)} → {format_local(t.ends_at, tz)}",
+    )
+    if st.button("Remove this time off", key="schedules_remove"):
+        if run_action(schedules.remove_time_off, gone.id, success="Time off removed."):
+            refresh()
+else:
+    st.caption(f"{provider.name} has no time off planned.")
+with st.form("schedules_time_off", clear_on_submit=True):
+    a, b, c, d = st.columns(4)
+    first = a.date_input("From day", key="schedules_off_from_day")
+    first_at = b.time_input("From time", time(0), step=900, key="schedules_off_from_time")
+    last = c.date_input("To day", key="schedules_off_to_day")
+    last_at = d.time_input("To time", time(23, 45), step=900, key="schedules_off_to_time")
+    reason = st.text_input("Reason", key="schedules_off_reason")
+    if st.form_submit_button("Add time off"):
+        starts, ends = local_to_utc(first, first_at, tz), local_to_utc(last, last_at, tz)
+        done = run_action(
+            schedules.add_time_off,
+            provider_id=provider.id,
+            starts_at=starts,
+            ends_at=ends,
+            reason=reason,
+            success="Time off added.",
+        )
+        if done:
+            clash = read(schedules.bookings_during, me, provider.id, starts, ends)
+            if clash:
+                st.session_state["schedules_clash"] = clash
+            refresh()
+clash = st.session_state.pop("schedules_clash", None)
+if clash:
+    st.warning(
+        f"{clash} booked appointment(s) fall in that time off; reschedule them from the calendar."
+    )

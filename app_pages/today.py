@@ -1,0 +1,102 @@
+"""Today: one clinic's day at a glance — by provider, who is expected, waiting, with the
+provider or done, how long they waited, and the next step for the selected appointment (the
+default page). One table with row selection and one action area, not a row of buttons per
+appointment: a 57-provider clinic has hundreds of appointments a day."""
+
+import pandas as pd
+import streamlit as st
+
+from core.kernel.authz import Permission
+from core.scheduling import schedules, today, visits
+from ui import actor, refresh, run_action
+from ui.appointment_views import FLASH, show_flash
+from ui.context import read
+from ui.front_desk import require
+
+ICONS = {
+    "Expected": "🕘",
+    "Not arrived yet": "⏳",
+    "Waiting": "🪑",
+    "With provider": "🩺",
+    "Done": "✅",
+    "No-show": "❌",
+}
+ALL = 0
+
+
+def _finish(done, text: str) -> None:
+    if done:
+        st.session_state[FLASH] = f"{text} {done.value.summary}"
+        refresh()
+
+
+@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+def _clinics(me):
+    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+
+
+@st.cache_data(ttl=15, max_entries=20, show_spinner=False)
+def _rows(me, clinic_id):
+    return read(today.list_today, me, clinic_id)
+
+
+st.title("Today")
+me = actor()
+show_flash()
+clinics = _clinics(me)
+require(clinics)
+c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="today_clinic")
+if c3.button("Refresh", key="today_refresh", icon=":material/refresh:"):
+    _rows.clear()
+rows = _rows(me, clinic_id)
+counts = today.stage_counts(rows)
+for column, (stage, count) in zip(st.columns(len(counts)), counts.items(), strict=True):
+    column.metric(f"{ICONS[stage]} {stage}", count)
+providers = {r.provider_id or ALL: r.provider for r in rows}
+provider = c2.selectbox(
+    "Provider",
+    [ALL, *providers],
+    key="today_provider",
+    format_func=lambda p: providers.get(p, "All providers") if p else "All providers",
+)
+if provider:
+    rows = [r for r in rows if r.provider_id == provider]
+if not rows:
+    st.info("No appointments today at this clinic.")
+    st.stop()
+table = pd.DataFrame(
+    {
+        "Provider": [r.provider for r in rows],
+        "Time": [r.time for r in rows],
+        "Patient": [r.patient for r in rows],
+        "Service": [r.service for r in rows],
+        "Stage": [f"{ICONS[r.stage]} {r.stage}" for r in rows],
+        "Waited (min)": pd.array([r.waited_minutes for r in rows], dtype="Int64"),
+    },
+    index=pd.Index([r.id for r in rows], name="Appointment"),
+)
+picked = st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key="today_table",
+)
+chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
+if not chosen:
+    st.caption("Select an appointment to mark it arrived, complete or a no-show.")
+    st.stop()
+row = chosen[0]
+st.text(f"{row.time} · {row.patient} · {row.service} · {row.provider} · {row.stage}")
+if not me.can(Permission.APPOINTMENTS_CHECK_IN):
+    st.stop()
+version = dict(expected_version=row.version)
+b = st.columns(3)
+if row.can_check_in and b[0].button("Arrived", key=f"today_in_{row.id}"):
+    _finish(run_action(visits.check_in, row.id, **version), f"{row.patient} arrived.")
+if row.can_complete and b[1].button("Complete", key=f"today_done_{row.id}"):
+    _finish(run_action(visits.complete, row.id, **version), f"{row.patient}: done.")
+if row.can_no_show and b[2].button("No-show", key=f"today_noshow_{row.id}"):
+    _finish(run_action(visits.mark_no_show, row.id, **version), f"{row.patient}: no-show.")

@@ -1,0 +1,80 @@
+"""Owner: staff accounts (create, deactivate, reset password, change role) and the role matrix."""
+
+import pandas as pd
+import streamlit as st
+
+from core.kernel import accounts
+from core.kernel.authz import Role, matrix_markdown
+from ui import actor, refresh, run_action
+from ui.context import read
+
+
+@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+def _users(current):
+    return read(accounts.list_users, current)
+
+
+st.title("Users")
+me = actor()
+users = _users(me)
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "Username": u.username,
+                "Name": u.display_name,
+                "Email": u.email,
+                "Role": u.role.value,
+                "Active": u.active,
+                "Locked until": u.locked_until,
+                "Last sign-in": u.last_login_at,
+            }
+            for u in users
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+)
+
+left, right = st.columns(2)
+with left, st.form("users_create", clear_on_submit=True):
+    st.subheader("Add a user")
+    username = st.text_input("Username", key="users_new_username")
+    name = st.text_input("Name", key="users_new_name")
+    email = st.text_input("Email (for single sign-on, optional)", key="users_new_email")
+    role = st.selectbox("Role", [r.value for r in Role], index=2, key="users_new_role")
+    password = st.text_input("First password", type="password", key="users_new_password")
+    if st.form_submit_button("Create user", type="primary"):
+        if run_action(
+            accounts.create_user,
+            username,
+            name,
+            role,
+            password,
+            email,
+            success=f"User {username} created.",
+        ):
+            refresh()
+
+with right:
+    st.subheader("Change a user")
+    chosen = st.selectbox(
+        "User", users, format_func=lambda u: f"{u.display_name} ({u.username})", key="users_chosen"
+    )
+    if chosen:
+        new_role = st.selectbox(
+            "Role", [r.value for r in Role], index=list(Role).index(chosen.role), key="users_role"
+        )
+        if st.button("Change role", key="users_change_role"):
+            if run_action(accounts.change_role, chosen.id, new_role, success="Role changed."):
+                refresh()
+        new_password = st.text_input("New password", type="password", key="users_reset_password")
+        if st.button("Reset password", key="users_reset"):
+            run_action(accounts.reset_password, chosen.id, new_password, success="Password reset.")
+        label = "Deactivate" if chosen.active else "Reactivate"
+        if st.button(label, key="users_toggle_active"):
+            if run_action(accounts.set_active, chosen.id, not chosen.active, success=f"{label}d."):
+                refresh()
+
+with st.expander("What each role may do"):
+    st.markdown(matrix_markdown())

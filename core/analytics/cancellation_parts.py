@@ -1,0 +1,459 @@
+"""The shared parts of the cancellation analytics: filters, values and SQL building blocks.
+
+The figures (core.analytics.cancellations) and the roll-ups that keep them fast
+(core.analytics.cancellation_rollups) both build on these; this module imports neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    and_,
+    case,
+    cast,
+    exists,
+    extract,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session, aliased
+
+from core.kernel.clock import local_days_bounds, zone
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentService,
+    AppointmentStatus,
+    Clinic,
+    Service,
+    Source,
+)
+
+S = AppointmentStatus
+
+
+BOOKED = (S.SCHEDULED, S.CHECKED_IN, S.COMPLETED, S.NO_SHOW, S.CANCELLED)
+
+
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+HOUR, DAY = 3600, 86400
+
+
+# (label, upper bound in seconds); the last bucket is open-ended
+LEAD_BUCKETS = [
+    ("under 1 day", DAY),
+    ("1–3 days", 3 * DAY),
+    ("3–7 days", 7 * DAY),
+    ("7–14 days", 14 * DAY),
+    ("14–30 days", 30 * DAY),
+    ("30+ days", None),
+]
+
+
+NOTICE_BUCKETS = [
+    ("under 2 h", 2 * HOUR),
+    ("2–12 h", 12 * HOUR),
+    ("12–24 h", DAY),
+    ("24–48 h", 2 * DAY),
+    ("2–7 days", 7 * DAY),
+    ("7+ days", None),
+]
+
+
+TURNAROUND_BUCKETS = [
+    ("under 1 h", HOUR),
+    ("1–4 h", 4 * HOUR),
+    ("4–24 h", DAY),
+    ("1–3 days", 3 * DAY),
+    ("3+ days", None),
+]
+
+
+MAX_RANGE_DAYS = 3 * 366
+
+
+REPEAT_THRESHOLD = 2
+
+
+MAX_WHAT_IF_HOURS = 24 * 14
+
+
+NOTICE_CAP = MAX_WHAT_IF_HOURS + 1  # hours of notice are stored up to this
+
+
+# by_day: the weekday, weekly and weekday × hour figures (per-day rows: the heaviest read)
+# timing: lead-time buckets, SMS reminder split and the notice histogram (without it the
+# what-if still counts the short-notice cancellations, from the few roll-up rows it needs)
+PARTS = ("reasons", "repeat_patients", "by_day", "timing")
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    window_hours: int
+    late_fee_cents: int
+    points: int
+
+
+@dataclass(frozen=True)
+class AnalyticsFilters:
+    start: date  # first clinic-local day
+    end: date  # last clinic-local day (inclusive)
+    clinic_id: int | None = None
+    provider_id: int | None = None
+    service_id: int | None = None
+    what_if: WhatIf | None = None
+    # optional parts a screen may leave out when it does not show them (default: everything)
+    parts: frozenset[str] = frozenset(PARTS)
+
+
+def rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+@dataclass
+class Counts:
+    label: str
+    booked: int = 0
+    cancelled: int = 0
+    late: int = 0
+    no_shows: int = 0
+    attended: int = 0
+
+    @property
+    def cancellation_rate(self) -> float | None:
+        return rate(self.cancelled, self.booked)
+
+    @property
+    def late_cancellation_rate(self) -> float | None:
+        return rate(self.late, self.booked)
+
+    @property
+    def no_show_rate(self) -> float | None:
+        return rate(self.no_shows, self.no_shows + self.attended)
+
+    def add(self, booked, cancelled, late, no_shows, attended) -> None:
+        self.booked += booked
+        self.cancelled += cancelled
+        self.late += late
+        self.no_shows += no_shows
+        self.attended += attended
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "cancellation_rate": self.cancellation_rate,
+            "late_cancellation_rate": self.late_cancellation_rate,
+            "no_show_rate": self.no_show_rate,
+        }
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    weekday: int  # 0 = Monday, clinic-local
+    hour: int  # clinic-local
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class Fees:
+    late_assessed_cents: int = 0
+    late_waived_cents: int = 0
+    no_show_assessed_cents: int = 0
+    no_show_waived_cents: int = 0
+    points_assessed: int = 0
+    points_waived: int = 0
+    cancellation_points: int = 0  # points deducted for late cancellations (not waived or waived)
+
+
+@dataclass(frozen=True)
+class WhatIfResult:
+    actual_late: int
+    actual_fee_cents: int
+    actual_points: int
+    window_hours: int
+    late: int
+    fee_cents: int
+    points: int
+
+
+@dataclass(frozen=True)
+class RepeatPatient:
+    patient_id: int
+    name: str
+    late_cancellations: int
+    no_shows: int
+
+
+@dataclass
+class CancellationFigures:
+    filters: AnalyticsFilters
+    totals: Counts
+    by_sms: list[Counts]
+    by_weekday: list[Counts]
+    by_hour: list[Counts]
+    heatmap: list[HeatCell]
+    by_lead_time: list[Counts]
+    weekly: list[Counts]
+    notice: list[tuple[str, int]]
+    turnaround: list[tuple[str, int]]
+    turnaround_mean_hours: float | None
+    reasons: list[tuple[str, int]]
+    fees: Fees
+    revenue_at_risk_cents: int
+    refilled: int
+    repeat_patients: list[RepeatPatient]
+    what_if: WhatIfResult | None = None
+    from_rollups: bool = field(default=False)
+
+    @property
+    def refill_rate(self) -> float | None:
+        return rate(self.refilled, self.totals.cancelled)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (dates as ISO text): what `python -m core.cli stats --json` prints."""
+        f = self.filters
+        return {
+            "filters": {
+                "start": f.start.isoformat(),
+                "end": f.end.isoformat(),
+                "clinic_id": f.clinic_id,
+                "provider_id": f.provider_id,
+                "service_id": f.service_id,
+                "what_if": asdict(f.what_if) if f.what_if else None,
+            },
+            "totals": self.totals.as_dict(),
+            "no_show_rate": self.totals.no_show_rate,
+            "no_show_rate_by_sms": {c.label: c.no_show_rate for c in self.by_sms},
+            "by_sms": [c.as_dict() for c in self.by_sms],
+            "by_weekday": [c.as_dict() for c in self.by_weekday],
+            "by_hour": [c.as_dict() for c in self.by_hour],
+            "heatmap": [
+                {"weekday": h.weekday, "hour": h.hour} | h.counts.as_dict() for h in self.heatmap
+            ],
+            "lead_time_buckets": [c.as_dict() for c in self.by_lead_time],
+            "weekly": [c.as_dict() for c in self.weekly],
+            "cancellation_notice": dict(self.notice),
+            "request_turnaround": dict(self.turnaround),
+            "request_turnaround_mean_hours": self.turnaround_mean_hours,
+            "reasons": dict(self.reasons),
+            "fees": asdict(self.fees),
+            "revenue_at_risk_cents": self.revenue_at_risk_cents,
+            "refilled": self.refilled,
+            "refill_rate": self.refill_rate,
+            "repeat_patients": [asdict(p) for p in self.repeat_patients],
+            "what_if": asdict(self.what_if) if self.what_if else None,
+        }
+
+
+def epoch_seconds(column, dialect: str):
+    """Seconds since 1970 of a stored (naive UTC) timestamp, as an integer."""
+    if dialect == "sqlite":
+        if sqlite3.sqlite_version_info >= (3, 38):
+            return func.unixepoch(column, type_=BigInteger)  # about twice as fast as strftime('%s')
+        return cast(func.strftime("%s", column), BigInteger)
+    return cast(extract("epoch", column), BigInteger)
+
+
+def offset_periods(tz: str, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """The UTC-offset periods of `tz` between two UTC moments: [(from, offset seconds)], the
+    first starting at `start`. DST changes are found day by day, then to the second."""
+    z = zone(tz)
+
+    def offset(moment: datetime) -> int:
+        return int(moment.astimezone(z).utcoffset().total_seconds())
+
+    periods = [(start, offset(start))]
+    cursor = start
+    while cursor < end:
+        nxt = min(cursor + timedelta(days=1), end)
+        if offset(nxt) != periods[-1][1]:
+            low, high = cursor, nxt  # offset(low) is the old one, offset(high) the new
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                low, high = (middle, high) if offset(middle) == periods[-1][1] else (low, middle)
+            periods.append((high.replace(microsecond=0), offset(nxt)))
+        cursor = nxt
+    return periods
+
+
+@dataclass(frozen=True)
+class Scope:
+    clinics: list[tuple[int, str]]  # (id, time zone)
+    bounds: dict[int, tuple[datetime, datetime]]  # clinic → UTC [start, end)
+    periods: dict[int, list[tuple[datetime, int]]]
+
+
+def scope_of(session: Session, filters: AnalyticsFilters, periods_too: bool = True) -> Scope:
+    query = select(Clinic.id, Clinic.timezone).order_by(Clinic.id)
+    if filters.clinic_id is not None:
+        query = query.where(Clinic.id == filters.clinic_id)
+    clinics = [(cid, tz) for cid, tz in session.execute(query)]
+    bounds, periods = {}, {}
+    for cid, tz in clinics:
+        begin, finish = local_days_bounds(filters.start, filters.end, tz)
+        bounds[cid] = (begin, finish)
+        if periods_too:  # only the direct path needs the UTC offsets
+            periods[cid] = offset_periods(tz, begin, finish)
+    return Scope(clinics, bounds, periods)
+
+
+def where_clauses(scope: Scope, filters: AnalyticsFilters, a=Appointment) -> list:
+    in_range = [
+        and_(a.clinic_id == cid, a.start_at >= lo, a.start_at < hi)
+        for cid, (lo, hi) in scope.bounds.items()
+    ]
+    conditions = [a.kind == AppointmentKind.APPOINTMENT, or_(*in_range) if in_range else False]
+    if filters.provider_id is not None:
+        conditions.append(a.provider_id == filters.provider_id)
+    if filters.service_id is not None:
+        conditions.append(a.service_id == filters.service_id)
+    return conditions
+
+
+def local_offset(scope: Scope):
+    whens = []
+    for cid, periods in scope.periods.items():
+        for (_, offset), (following, _) in zip(periods, periods[1:], strict=False):
+            whens.append(
+                (
+                    and_(Appointment.clinic_id == cid, Appointment.start_at < following),
+                    literal_column(str(offset), Integer),
+                )
+            )
+        whens.append((Appointment.clinic_id == cid, literal_column(str(periods[-1][1]), Integer)))
+    return case(*whens, else_=0) if whens else literal_column("0", Integer)
+
+
+def bucket_case(seconds, buckets):
+    whens = [(seconds < bound, index) for index, (_, bound) in enumerate(buckets) if bound]
+    return case(*whens, else_=len(buckets) - 1)
+
+
+def refill_horizon(dialect: str):
+    """The outer appointment's start minus 12 hours: bounds the refill look-up on the
+    (provider_id, start_at) index (a refilling visit is assumed to last under 12 hours)."""
+    if dialect == "sqlite":
+        return literal_column("datetime(appointments.start_at, '-12 hours')")
+    return literal_column("(appointments.start_at - INTERVAL '12 hours')")
+
+
+def extra_services_price():
+    """The price of an appointment's other booked services (beyond its first): a look-up on
+    appointment_services' primary key, made only for cancelled and no-show rows."""
+    a = Appointment
+    return (
+        select(func.coalesce(func.sum(Service.price_cents), 0))
+        .select_from(AppointmentService)
+        .join(Service, Service.id == AppointmentService.service_id)
+        .where(
+            AppointmentService.appointment_id == a.id,
+            or_(a.service_id.is_(None), AppointmentService.service_id != a.service_id),
+        )
+        .scalar_subquery()
+    )
+
+
+def row_values(dialect: str, scope: Scope):
+    """The per-appointment values every figure is summed from (labelled SQL expressions)."""
+    a = Appointment
+    start_s = epoch_seconds(a.start_at, dialect)
+    local = start_s + local_offset(scope)
+    notice = start_s - epoch_seconds(a.cancelled_at, dialect)
+    turn = epoch_seconds(a.decided_at, dialect) - epoch_seconds(a.created_at, dialect)
+    other = aliased(Appointment)
+    refill = exists().where(
+        other.provider_id == a.provider_id,
+        other.id != a.id,
+        other.kind == AppointmentKind.APPOINTMENT,
+        other.status.in_(BOOKED),
+        other.start_at >= refill_horizon(dialect),
+        other.start_at < a.end_at,
+        other.end_at > a.start_at,
+        other.created_at > a.cancelled_at,
+    )
+    cancelled = a.status == S.CANCELLED
+    # the practice's own cancellations are never charged (core.scheduling.moves);
+    # unknown = patient
+    by_patient = or_(a.cancelled_by.is_(None), a.cancelled_by == "patient")
+    decided_online = and_(a.source == Source.ONLINE, a.decided_at.is_not(None))
+    # whole hours of notice (negative: after the start), capped above the longest window
+    notice_hours = case(
+        (notice < 0, -1), (notice >= NOTICE_CAP * HOUR, NOTICE_CAP), else_=notice // HOUR
+    )
+    return [
+        (local // DAY).label("daynum"),
+        ((local % DAY) // HOUR).label("hour"),
+        case((a.sms_reminder, 1), else_=0).label("sms"),
+        bucket_case(start_s - epoch_seconds(a.booked_at, dialect), LEAD_BUCKETS).label("lead"),
+        case((a.status.in_(BOOKED), 1), else_=0).label("booked"),
+        case((cancelled, 1), else_=0).label("cancelled"),
+        case((and_(cancelled, a.late_cancellation), 1), else_=0).label("late"),
+        case((a.status == S.NO_SHOW, 1), else_=0).label("no_show"),
+        case((a.status.in_((S.COMPLETED, S.CHECKED_IN)), 1), else_=0).label("attended"),
+        case(
+            (
+                a.status.in_((S.CANCELLED, S.NO_SHOW)),
+                func.coalesce(Service.price_cents, 0) + extra_services_price(),
+            ),
+            else_=0,
+        ).label("risk"),
+        case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
+        case((cancelled, notice_hours), else_=None).label("notice_h"),
+        case((by_patient, 1), else_=0).label("by_patient"),
+        case((decided_online, bucket_case(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),
+        case((decided_online, turn), else_=None).label("turn_s"),
+    ]
+
+
+def rows_subquery(dialect: str, scope: Scope, where: list):
+    return (
+        select(*row_values(dialect, scope))
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .where(*where, Appointment.status.in_((*BOOKED, S.DECLINED)))
+        .subquery()
+    )
+
+
+def untimed_declines_query(
+    dialect, clinic_ids, first: date, last: date, provider_id=None, service_id=None
+):
+    """Declined online requests that never had a time, by clinic-local requested day:
+    (clinic, day number, turnaround bucket, count, seconds)."""
+    a = Appointment
+    conditions = [
+        a.status == S.DECLINED,
+        a.start_at.is_(None),
+        a.requested_day >= first,
+        a.requested_day <= last,
+        a.source == Source.ONLINE,
+        a.decided_at.is_not(None),
+        a.clinic_id.in_(clinic_ids),
+    ]
+    if service_id is not None:
+        conditions.append(a.service_id == service_id)
+    if provider_id is not None:
+        conditions.append(a.provider_id == provider_id)
+    turn = epoch_seconds(a.decided_at, dialect) - epoch_seconds(a.created_at, dialect)
+    if dialect == "sqlite":
+        daynum = cast(func.julianday(a.requested_day) - 2440587.5, Integer)
+    else:
+        daynum = a.requested_day - literal_column("DATE '1970-01-01'")
+    inner = select(
+        a.clinic_id.label("clinic_id"),
+        daynum.label("daynum"),
+        bucket_case(turn, TURNAROUND_BUCKETS).label("b"),
+        turn.label("s"),
+    )
+    i = inner.where(*conditions).subquery().c
+    return select(i.clinic_id, i.daynum, i.b, func.count(), func.sum(i.s)).group_by(
+        i.clinic_id, i.daynum, i.b
+    )

@@ -1,0 +1,556 @@
+"""Maintained roll-ups behind the cancellation analytics, so the figures of a clinic (or of all
+clinics) for any range are read from a few thousand small rows instead of every appointment.
+
+One row per clinic, clinic-local day (days since 1970-01-01), kind and key:
+
+    kind    k1                     k2            v0 … v4
+    hour    local hour             0             booked, cancelled, late, no-shows, attended
+    lead    SMS reminder (0/1)     lead bucket   booked, cancelled, late, no-shows, attended
+    notice  whole hours of notice  by patient    cancellations
+    money   0                      0             revenue at risk, refilled slots
+    turn    turnaround bucket      0             requests, seconds
+    fees    ledger kind            waived (0/1)  cents, points, points on cancellations
+
+Keeping them current:
+- every ORM flush that touches an appointment or a ledger entry marks the clinic-local days
+  involved (old and new start) in `cancellation_rollup_dirty`, in the same transaction (a
+  changed service price or clinic time zone marks everything)
+  (a `before_flush` hook registered when this module is imported; core.policy imports it);
+- rows inserted in bulk (imports, the benchmark generator) are found by id beyond the last
+  ones the roll-ups have seen;
+- `refresh` recomputes the marked days from the appointments (the same SQL as the direct
+  path); it runs in the periodic jobs and, when the roll-ups are stale, before a read
+  (`ensure_fresh`, in its own short transaction). Bulk UPDATEs that bypass the ORM are not seen:
+  after one, call `rebuild`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from core.analytics.cancellation_parts import (
+    DAY,
+    HOUR,
+    NOTICE_BUCKETS,
+    AnalyticsFilters,
+    Fees,
+    Scope,
+    epoch_seconds,
+    local_offset,
+    offset_periods,
+    rows_subquery,
+    untimed_declines_query,
+    where_clauses,
+)
+from core.kernel.clock import local_days_bounds, zone
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    CancellationRollup,
+    CancellationRollupDirty,
+    Clinic,
+    LedgerEntry,
+    LedgerKind,
+    Service,
+    Setting,
+)
+
+log = logging.getLogger("clinicdesk.rollups")
+STATE_KEY = "cancellation_rollups"
+EPOCH = date(1970, 1, 1)
+FULL_REBUILD_DAYS = 2000  # more changed days than this: rebuild everything
+EVERYTHING = (0, 0)  # the mark that asks for a full rebuild
+LEDGER_CODES = {LedgerKind.LATE_CANCEL_FEE: 0, LedgerKind.NO_SHOW_FEE: 1, LedgerKind.POINTS: 2}
+R = CancellationRollup
+
+
+def daynum(moment, tz: str) -> int:
+    return (moment.astimezone(zone(tz)).date() - EPOCH).days
+
+
+def _zone_of(session: Session, clinic_id: int) -> str:
+    zones = session.info.setdefault("clinic_zones", {})  # per session: never stale for long
+    if clinic_id not in zones:
+        zones[clinic_id] = session.scalar(select(Clinic.timezone).where(Clinic.id == clinic_id))
+    return zones[clinic_id]
+
+
+def _days_of(session: Session, appointment: Appointment, old_too: bool) -> set[tuple[int, int]]:
+    if appointment.clinic_id is None:
+        return set()
+    tz = _zone_of(session, appointment.clinic_id)
+    moments = [appointment.start_at]
+    days = [appointment.requested_day]
+    if old_too:
+        state = inspect(appointment)
+        moments += list(state.attrs.start_at.history.deleted or ())
+        days += list(state.attrs.requested_day.history.deleted or ())
+    found = {(appointment.clinic_id, daynum(m, tz)) for m in moments if m is not None}
+    found |= {(appointment.clinic_id, (d - EPOCH).days) for d in days if d is not None}
+    return found
+
+
+def track_changes() -> None:
+    """Mark the days every flush changes, so the roll-ups can catch up. Called once where the
+    database is opened (core.startup, the test fixtures); calling it again changes nothing."""
+    if not event.contains(Session, "before_flush", _mark_changed_days):
+        event.listen(Session, "before_flush", _mark_changed_days)
+
+
+def _mark_changed_days(session: Session, _context, _instances) -> None:
+    days: set[tuple[int, int]] = set()
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, Appointment):
+            days |= _days_of(session, obj, old_too=obj not in session.new)
+        elif isinstance(obj, LedgerEntry) and obj.appointment_id is not None:
+            appointment = session.get(Appointment, obj.appointment_id)
+            if appointment is not None:
+                days |= _days_of(session, appointment, old_too=False)
+        elif isinstance(obj, Service | Clinic) and obj not in session.new:
+            days.add(EVERYTHING)  # a price or a time zone changed: every day may differ
+    session.add_all(CancellationRollupDirty(clinic_id=c, daynum=d) for c, d in days)
+
+
+# ---------------------------------------------------------------- state
+
+
+def _state(session: Session, lock: bool = False) -> Setting | None:
+    query = select(Setting).where(Setting.key == STATE_KEY)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def _latest_ids(session: Session) -> tuple[int, int]:
+    return (
+        session.scalar(select(func.max(Appointment.id))) or 0,
+        session.scalar(select(func.max(LedgerEntry.id))) or 0,
+    )
+
+
+def is_fresh(session: Session) -> bool:
+    """True when the roll-ups reflect every committed change (one round trip: this runs
+    before every read of the figures)."""
+    value, dirty, appointment_id, ledger_id = session.execute(
+        select(
+            select(Setting.value).where(Setting.key == STATE_KEY).scalar_subquery(),
+            select(CancellationRollupDirty.id).limit(1).scalar_subquery(),
+            select(func.max(Appointment.id)).scalar_subquery(),
+            select(func.max(LedgerEntry.id)).scalar_subquery(),
+        )
+    ).one()
+    if not value or not value.get("built") or dirty is not None:
+        return False
+    return (appointment_id or 0) <= value["appointment_id"] and (ledger_id or 0) <= value[
+        "ledger_id"
+    ]
+
+
+def ensure_fresh(session: Session) -> bool:
+    """Bring the roll-ups up to date if needed, in a separate short transaction when the
+    caller's session has not started one yet; True when they can be read."""
+    busy = session.in_transaction()  # the caller's own transaction: never end it here
+    if is_fresh(session):
+        return True
+    if busy:
+        return False
+    session.rollback()  # end the read transaction is_fresh began, so the refresh can write
+    engine = session.get_bind()
+    if engine.dialect.name == "sqlite":
+        engine = engine.execution_options(sqlite_write=True)
+    try:
+        with Session(engine) as writer, writer.begin():
+            refresh(writer)
+    except Exception:  # the figures can always be computed without them
+        log.exception("refreshing the cancellation roll-ups failed")
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- refresh
+
+
+def rebuild(session: Session) -> int:
+    """Recompute every roll-up row from the appointments (after bulk UPDATEs, say)."""
+    state = _state(session, lock=True)
+    if state is not None:
+        state.value = {"built": False}
+    return refresh(session)
+
+
+def refresh(session: Session) -> int:
+    """Recompute the clinic-local days that changed; returns how many days were recomputed."""
+    state = _state(session, lock=True)
+    if state is None:
+        state = Setting(key=STATE_KEY, value={"built": False})
+        session.add(state)
+        session.flush()
+    value = dict(state.value or {})
+    appointment_id, ledger_id = _latest_ids(session)
+    dirty_max = session.scalar(select(func.max(CancellationRollupDirty.id))) or 0
+    if not value.get("built"):
+        days = None
+    else:
+        days = _changed_days(session, value, dirty_max, appointment_id, ledger_id)
+        if days is not None and len(days) > FULL_REBUILD_DAYS:
+            days = None
+    if days is None:
+        session.execute(delete(R))
+        done = _recompute(session, _all_days(session))
+    else:
+        done = _recompute(session, days)
+    session.execute(delete(CancellationRollupDirty).where(CancellationRollupDirty.id <= dirty_max))
+    state.value = {"built": True, "appointment_id": appointment_id, "ledger_id": ledger_id}
+    session.flush()
+    return done
+
+
+def _changed_days(session, value, dirty_max, appointment_id, ledger_id):
+    """The (clinic, day) pairs to recompute, or None for everything."""
+    D = CancellationRollupDirty
+    days = {
+        (c, d)
+        for c, d in session.execute(
+            select(D.clinic_id, D.daynum).where(D.id <= dirty_max).distinct()
+        )
+    }
+    if EVERYTHING in days:
+        return None
+    new = select(Appointment.clinic_id, Appointment.start_at, Appointment.requested_day).where(
+        Appointment.id > value["appointment_id"], Appointment.id <= appointment_id
+    )
+    fees = (
+        select(Appointment.clinic_id, Appointment.start_at, Appointment.requested_day)
+        .join(LedgerEntry, LedgerEntry.appointment_id == Appointment.id)
+        .where(LedgerEntry.id > value["ledger_id"], LedgerEntry.id <= ledger_id)
+    )
+    for query in (new, fees):
+        for clinic_id, start_at, requested_day in session.execute(query.limit(200_000)):
+            if start_at is not None:
+                days.add((clinic_id, daynum(start_at, _zone_of(session, clinic_id))))
+            if requested_day is not None:
+                days.add((clinic_id, (requested_day - EPOCH).days))
+            if len(days) > FULL_REBUILD_DAYS:
+                return days
+    return days
+
+
+def _all_days(session: Session) -> dict[int, list[tuple[int, int]]]:
+    """Per clinic, one range of day numbers covering all its appointments."""
+    ranges = {}
+    rows = session.execute(
+        select(
+            Appointment.clinic_id,
+            func.min(Appointment.start_at),
+            func.max(Appointment.start_at),
+            func.min(Appointment.requested_day),
+            func.max(Appointment.requested_day),
+        ).group_by(Appointment.clinic_id)
+    )
+    for clinic_id, first, last, first_day, last_day in rows:
+        tz = _zone_of(session, clinic_id)
+        bounds = [daynum(m, tz) for m in (first, last) if m is not None]
+        bounds += [(d - EPOCH).days for d in (first_day, last_day) if d is not None]
+        if bounds:
+            ranges[clinic_id] = [(min(bounds), max(bounds))]
+    return ranges
+
+
+def _ranges(days: set[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
+    per_clinic: dict[int, list[tuple[int, int]]] = {}
+    for clinic_id, day in sorted(days):
+        spans = per_clinic.setdefault(clinic_id, [])
+        if spans and day <= spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], max(day, spans[-1][1]))
+        else:
+            spans.append((day, day))
+    return per_clinic
+
+
+def _recompute(session: Session, days) -> int:
+    ranges = days if isinstance(days, dict) else _ranges(days)
+    dialect = session.get_bind().dialect.name
+    count = 0
+    for clinic_id, spans in ranges.items():
+        tz = _zone_of(session, clinic_id)
+        for first, last in spans:
+            count += last - first + 1
+            session.execute(
+                delete(R).where(R.clinic_id == clinic_id, R.daynum >= first, R.daynum <= last)
+            )
+            _insert_span(session, dialect, clinic_id, tz, first, last)
+    return count
+
+
+def _insert_span(session: Session, dialect: str, clinic_id: int, tz: str, first: int, last: int):
+    first_day, last_day = EPOCH + timedelta(days=first), EPOCH + timedelta(days=last)
+    lo, hi = local_days_bounds(first_day, last_day, tz)
+    scope = Scope([(clinic_id, tz)], {clinic_id: (lo, hi)}, {clinic_id: offset_periods(tz, lo, hi)})
+    filters = AnalyticsFilters(first_day, last_day, clinic_id)
+    where = where_clauses(scope, filters)
+    i = rows_subquery(dialect, scope, where).c
+    c = literal(clinic_id)
+    core5 = [
+        func.sum(i.booked),
+        func.sum(i.cancelled),
+        func.sum(i.late),
+        func.sum(i.no_show),
+        func.sum(i.attended),
+    ]
+    zero = literal(0)
+    columns = ["clinic_id", "daynum", "kind", "k1", "k2", "v0", "v1", "v2", "v3", "v4"]
+    selects = [
+        select(c, i.daynum, literal("hour"), i.hour, zero, *core5)
+        .group_by(i.daynum, i.hour)
+        .having(func.sum(i.booked) > 0),
+        select(c, i.daynum, literal("lead"), i.sms, i.lead, *core5)
+        .group_by(i.daynum, i.sms, i.lead)
+        .having(func.sum(i.booked) > 0),
+        select(
+            c,
+            i.daynum,
+            literal("notice"),
+            i.notice_h,
+            i.by_patient,
+            func.count(),
+            zero,
+            zero,
+            zero,
+            zero,
+        )
+        .where(i.notice_h.is_not(None))
+        .group_by(i.daynum, i.notice_h, i.by_patient),
+        select(
+            c,
+            i.daynum,
+            literal("money"),
+            zero,
+            zero,
+            func.sum(i.risk),
+            func.sum(i.refill),
+            zero,
+            zero,
+            zero,
+        )
+        .group_by(i.daynum)
+        .having(func.sum(i.risk) + func.sum(i.refill) > 0),
+        select(
+            c,
+            i.daynum,
+            literal("turn"),
+            i.turn,
+            zero,
+            func.count(),
+            func.sum(i.turn_s),
+            zero,
+            zero,
+            zero,
+        )
+        .where(i.turn.is_not(None))
+        .group_by(i.daynum, i.turn),
+    ]
+    for query in selects:
+        session.execute(insert(R).from_select(columns, query))
+    untimed = untimed_declines_query(dialect, [clinic_id], first_day, last_day).subquery().c
+    session.execute(
+        insert(R).from_select(
+            columns,
+            select(
+                untimed[0],
+                untimed[1],
+                literal("turn"),
+                untimed[2],
+                zero,
+                untimed[3],
+                untimed[4],
+                zero,
+                zero,
+                zero,
+            ),
+        )
+    )
+    _insert_fees(session, dialect, scope, where, columns)
+
+
+def _insert_fees(session, dialect, scope, where, columns) -> None:
+    L = LedgerEntry
+    local = epoch_seconds(Appointment.start_at, dialect) + local_offset(scope)
+    code = case(*[(L.kind == kind, n) for kind, n in LEDGER_CODES.items()], else_=2)
+    waived = case((L.waived_at.is_not(None), 1), else_=0)
+    on_cancelled = case(
+        (and_(Appointment.status == AppointmentStatus.CANCELLED, L.waived_at.is_(None)), L.points),
+        else_=0,
+    )
+    inner = (
+        select(
+            literal(scope.clinics[0][0]).label("c"),
+            (local // DAY).label("daynum"),
+            code.label("code"),
+            waived.label("waived"),
+            L.amount_cents.label("cents"),
+            L.points.label("points"),
+            on_cancelled.label("cpoints"),
+        )
+        .join(Appointment, Appointment.id == L.appointment_id)
+        .where(
+            *where, Appointment.status.in_((AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW))
+        )
+        .subquery()
+    ).c
+    query = select(
+        inner.c,
+        inner.daynum,
+        literal("fees"),
+        inner.code,
+        inner.waived,
+        func.sum(inner.cents),
+        func.sum(inner.points),
+        func.sum(inner.cpoints),
+        literal(0),
+        literal(0),
+    ).group_by(inner.c, inner.daynum, inner.code, inner.waived)
+    session.execute(insert(R).from_select(columns, query))
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], window: int):
+    """Add the roll-ups of the clinics' local days start..end into `sums`; returns the Fees."""
+    # by_day: hours per day (weekday / weekly / heatmap figures); without timing (the first
+    # view) no lead rows and no notice histogram
+    by_day, timing = "by_day" in filters.parts, "timing" in filters.parts
+    values = {
+        "clinics": clinic_ids,
+        "first": (filters.start - EPOCH).days,
+        "last": (filters.end - EPOCH).days,
+        "window": window,
+    }
+    fees: dict[str, int] = {}
+    for kind, day, k1, k2, *row in session.execute(_read_statement(by_day, timing), values):
+        row = [int(v or 0) for v in row]
+        if kind == "hour":
+            sums.hour(int(day), int(k1), row)
+        elif kind == "lead":
+            sums.lead(bool(k1), int(k2), row)
+        elif kind == "notice":
+            sums.notice[int(k1)] += row[0] if timing else 0
+            if k2 == 2:
+                sums.whatif_late += row[0]
+        elif kind == "money":
+            sums.risk += row[0]
+            sums.refilled += row[1]
+        elif kind == "turn":
+            sums.turnaround(int(k1), row[0], row[1])
+        elif kind == "fees":
+            _add_fees(fees, int(k1), bool(k2), row)
+    return Fees(**fees)
+
+
+@functools.cache
+def _read_statement(by_day: bool, timing: bool):
+    """One simple grouped select per kind, read in one round trip: each one is a single range
+    of the covering index ix_cancellation_rollups_read (clinic, kind, day, keys, values). Built
+    once per shape; the clinics, days and what-if window are parameters."""
+    zero = literal_column("0")
+    v = [func.sum(R.v0), func.sum(R.v1), func.sum(R.v2), func.sum(R.v3), func.sum(R.v4)]
+
+    def of(kind: str, *conditions):
+        return (
+            R.clinic_id.in_(bindparam("clinics", expanding=True)),
+            R.kind == kind,
+            R.daynum >= bindparam("first"),
+            R.daynum <= bindparam("last"),
+            *conditions,
+        )
+
+    day = R.daynum if by_day else zero
+    hours = select(func.min(R.kind), day, R.k1, zero, *v).where(*of("hour"))
+    hours = hours.group_by(R.daynum, R.k1) if by_day else hours.group_by(R.k1)
+    # k2 = 1: a patient's cancellation; inside the what-if window it would have been late
+    inside = and_(R.k2 == 1, R.k1 < bindparam("window"))
+    if timing:
+        bucket = case(
+            *[
+                (R.k1 * HOUR < bound, index)
+                for index, (_, bound) in enumerate(NOTICE_BUCKETS)
+                if bound is not None
+            ],
+            else_=len(NOTICE_BUCKETS) - 1,
+        )
+        flag = case((inside, 2), else_=0)
+        notice = (
+            select(func.min(R.kind), zero, bucket, flag, func.sum(R.v0), zero, zero, zero, zero)
+            .where(*of("notice"))
+            .group_by(bucket, flag)
+        )
+    else:  # only the cancellations inside the what-if window, summed into one number
+        notice = select(
+            func.min(R.kind),
+            zero,
+            zero,
+            literal_column("2"),
+            func.sum(R.v0),
+            zero,
+            zero,
+            zero,
+            zero,
+        ).where(*of("notice", inside))
+    parts = [
+        hours,
+        notice,
+        select(func.min(R.kind), zero, zero, zero, *v).where(*of("money")),
+        select(func.min(R.kind), zero, R.k1, zero, *v).where(*of("turn")).group_by(R.k1),
+        select(func.min(R.kind), zero, R.k1, R.k2, *v).where(*of("fees")).group_by(R.k1, R.k2),
+    ]
+    if timing:
+        parts.append(
+            select(func.min(R.kind), zero, R.k1, R.k2, *v).where(*of("lead")).group_by(R.k1, R.k2)
+        )
+    return union_all(*parts)
+
+
+def _add_fees(fees: dict[str, int], code: int, waived: bool, values: list[int]) -> None:
+    def bump(key, value):
+        fees[key] = fees.get(key, 0) + value
+
+    cents, points, cancelled_points = values[0], values[1], values[2]
+    if code == 0:
+        bump("late_assessed_cents", cents)
+        bump("late_waived_cents", cents if waived else 0)
+    elif code == 1:
+        bump("no_show_assessed_cents", cents)
+        bump("no_show_waived_cents", cents if waived else 0)
+    else:
+        bump("points_assessed", points)
+        bump("points_waived", points if waived else 0)
+        bump("cancellation_points", cancelled_points)
+
+
+def refresh_job(database, settings) -> None:
+    """Periodic job (core.jobs): recompute the days changed since the last run."""
+    with database.read() as session:
+        if is_fresh(session):
+            return
+    with database.write() as session:
+        days = refresh(session)
+    log.info("cancellation roll-ups: %s day(s) recomputed", days)

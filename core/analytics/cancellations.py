@@ -1,0 +1,412 @@
+"""Cancellation and no-show analytics, with a what-if on the cancellation window.
+
+`compute_figures` is the one entry the analytics page, the CSV export and `core.cli stats` use.
+Every figure is aggregated in SQL, in a handful of queries over the filtered range (the
+appointments table is never loaded): one query builds a small "cube" grouped by clinic-local
+day, clinic-local hour, SMS-reminder flag and lead-time bucket with conditional sums, and the
+overall, weekday, hour, heatmap, weekly, SMS and lead-time figures are added up from it.
+
+Clinic-local weekday and hour in SQL, the same on SQLite and PostgreSQL: for every clinic in the
+filter the UTC-offset periods of its IANA zone over the range are computed in Python (a DST
+change is one more period), and the query adds the right offset with a CASE on clinic and start
+time to the start's epoch seconds; day number and hour then come from integer arithmetic.
+
+Formulas (also written on the page):
+- booked = appointments (not out-of-office blocks) starting in the range whose status is
+  scheduled, checked in, completed, no-show or cancelled
+- cancellation rate = cancelled ÷ booked; late-cancellation rate = late cancelled ÷ booked
+- no-show rate = no-shows ÷ (no-shows + completed + checked in) — the visits that were due
+- lead time = start − booked; cancellation notice = start − cancelled
+- request turnaround = decided − requested, for online requests
+- revenue at risk = price of the services of cancelled and no-show appointments
+- refill rate = cancelled slots booked again ÷ cancelled; booked again = another appointment of
+  the same provider overlapping the cancelled slot, created after the cancellation
+- what-if: patients' cancellations with notice < the chosen window would have been late;
+  charged = late × fee, points = late × points
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    case,
+    func,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from core.analytics import cancellation_rollups
+from core.analytics.cancellation_parts import (
+    HOUR,
+    LEAD_BUCKETS,
+    MAX_RANGE_DAYS,
+    MAX_WHAT_IF_HOURS,
+    NOTICE_BUCKETS,
+    PARTS,
+    REPEAT_THRESHOLD,
+    TURNAROUND_BUCKETS,
+    WEEKDAYS,
+    AnalyticsFilters,
+    CancellationFigures,
+    Counts,
+    Fees,
+    HeatCell,
+    RepeatPatient,
+    S,
+    WhatIfResult,
+    rows_subquery,
+    scope_of,
+    untimed_declines_query,
+    where_clauses,
+)
+from core.kernel import exports
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.errors import ValidationError
+from db.models import (
+    Appointment,
+    Clinic,
+    LedgerEntry,
+    LedgerKind,
+    Patient,
+    Provider,
+    Service,
+)
+
+
+@dataclass(frozen=True)
+class Choices:
+    clinics: list[tuple[int, str]]
+    providers: list[tuple[int, str]]
+    services: list[tuple[int, str]]
+
+
+def list_choices(session: Session, actor: Actor) -> Choices:
+    """The clinics, providers and services the page's filters offer."""
+    ensure(actor, Permission.ANALYTICS_READ)
+
+    # one round trip for the three lists (the page asks on every first view)
+    parts = [
+        select(literal(n).label("list"), m.id, m.name.label("name"))
+        for n, m in enumerate((Clinic, Provider, Service))
+    ]
+    found: list[list[tuple[int, str]]] = [[], [], []]
+    for n, id_, name in session.execute(union_all(*parts).order_by("list", "name")):
+        found[n].append((id_, name))
+    return Choices(*found)
+
+
+def validate_filters(filters: AnalyticsFilters) -> None:
+    if filters.end < filters.start:
+        raise ValidationError("The end date is before the start date; swap them.")
+    if (filters.end - filters.start).days > MAX_RANGE_DAYS:
+        raise ValidationError("Choose a range of at most three years.")
+    w = filters.what_if
+    if w is not None:
+        if not 0 <= w.window_hours <= MAX_WHAT_IF_HOURS:
+            raise ValidationError(
+                f"The what-if window must be between 0 and {MAX_WHAT_IF_HOURS} hours."
+            )
+        if w.late_fee_cents < 0 or w.points < 0:
+            raise ValidationError("The what-if fee and points cannot be negative.")
+
+
+def compute_figures(
+    session: Session, actor: Actor, filters: AnalyticsFilters
+) -> CancellationFigures:
+    """Every cancellation and no-show figure for the filters, aggregated in SQL: from the
+    maintained roll-ups (core.analytics.cancellation_rollups) when no provider or service is chosen,
+    otherwise straight from the appointments of the range."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    validate_filters(filters)
+
+    use_rollups = filters.provider_id is None and filters.service_id is None
+    use_rollups = use_rollups and cancellation_rollups.ensure_fresh(session)
+    return _compute(session, filters, use_rollups)
+
+
+class _Sums:
+    """Adds up the grouped rows (from the appointments or from the roll-ups) into figures."""
+
+    def __init__(self, by_day: bool = True, timing: bool = True) -> None:
+        self.by_day = by_day  # False: the rows carry no day, so no weekday, week or cell
+        self.timing = timing  # False: no lead-time, SMS or notice buckets (what-if still)
+        self.totals = Counts("All")
+        self.sms = {True: Counts("SMS reminder"), False: Counts("No SMS reminder")}
+        self.weekdays = [Counts(name) for name in WEEKDAYS]
+        self.hours: dict[int, Counts] = {}
+        self.cells: dict[tuple[int, int], Counts] = {}
+        self.leads = [Counts(label) for label, _ in LEAD_BUCKETS]
+        self.weeks: dict[int, Counts] = {}
+        self.risk = self.refilled = self.turn_n = self.turn_total = self.whatif_late = 0
+        self.notice = [0] * len(NOTICE_BUCKETS)
+        self.turn = [0] * len(TURNAROUND_BUCKETS)
+
+    def hour(self, daynum: int, hour: int, core5: list[int]) -> None:
+        if not core5[0]:  # declined requests only count towards the turnaround
+            return
+        self.totals.add(*core5)
+        self.hours.setdefault(hour, Counts(f"{hour:02d}:00")).add(*core5)
+        if not self.by_day:
+            return
+        weekday = (daynum + 3) % 7  # 1970-01-01 was a Thursday
+        self.weekdays[weekday].add(*core5)
+        label = f"{WEEKDAYS[weekday]} {hour:02d}:00"
+        self.cells.setdefault((weekday, hour), Counts(label)).add(*core5)
+        monday = daynum - weekday
+        start_of_week = (date(1970, 1, 1) + timedelta(days=monday)).isoformat()
+        self.weeks.setdefault(monday, Counts(start_of_week)).add(*core5)
+
+    def lead(self, sms: bool, lead: int, core5: list[int]) -> None:
+        if core5[0] and self.timing:
+            self.sms[sms].add(*core5)
+            self.leads[lead].add(*core5)
+
+    def notice_hours(self, hours: int, by_patient: bool, count: int, window: int) -> None:
+        for index, (_, bound) in enumerate(NOTICE_BUCKETS):
+            if bound is None or hours * HOUR < bound:
+                self.notice[index] += count if self.timing else 0
+                break
+        if by_patient and hours < window:
+            self.whatif_late += count
+
+    def turnaround(self, bucket: int, count: int, seconds: int) -> None:
+        self.turn[bucket] += count
+        self.turn_n += count
+        self.turn_total += seconds
+
+
+def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
+    dialect = session.get_bind().dialect.name
+    scope = scope_of(session, filters, periods_too=not use_rollups)
+    # the appointment conditions: only for the direct path, the reasons and repeat patients
+    direct = not use_rollups or {"reasons", "repeat_patients"} & filters.parts
+    where = where_clauses(scope, filters) if direct else []
+    window = filters.what_if.window_hours if filters.what_if else 0
+    sums = _Sums(by_day="by_day" in filters.parts, timing="timing" in filters.parts)
+    if use_rollups:
+        fees = cancellation_rollups.read_into(
+            session, sums, filters, [c for c, _ in scope.clinics], window
+        )
+    else:
+        _raw_into(session, sums, dialect, scope, where, filters, window)
+        fees = _fees(session, where)
+    figures = CancellationFigures(
+        filters=filters,
+        totals=sums.totals,
+        by_sms=[sums.sms[True], sums.sms[False]],
+        by_weekday=sums.weekdays,
+        by_hour=[sums.hours[h] for h in sorted(sums.hours)],
+        heatmap=[HeatCell(w, h, c) for (w, h), c in sorted(sums.cells.items())],
+        by_lead_time=sums.leads,
+        weekly=[sums.weeks[k] for k in sorted(sums.weeks)],
+        notice=[(label, n) for (label, _), n in zip(NOTICE_BUCKETS, sums.notice, strict=True)],
+        turnaround=[
+            (label, n) for (label, _), n in zip(TURNAROUND_BUCKETS, sums.turn, strict=True)
+        ],
+        turnaround_mean_hours=sums.turn_total / sums.turn_n / HOUR if sums.turn_n else None,
+        reasons=_reasons(session, where) if "reasons" in filters.parts else [],
+        fees=fees,
+        revenue_at_risk_cents=sums.risk,
+        refilled=sums.refilled,
+        repeat_patients=(
+            _repeat_patients(session, where) if "repeat_patients" in filters.parts else []
+        ),
+        from_rollups=use_rollups,
+    )
+    if filters.what_if is not None:
+        w = filters.what_if
+        figures.what_if = WhatIfResult(
+            actual_late=sums.totals.late,
+            actual_fee_cents=fees.late_assessed_cents - fees.late_waived_cents,
+            actual_points=fees.cancellation_points,
+            window_hours=w.window_hours,
+            late=sums.whatif_late,
+            fee_cents=sums.whatif_late * w.late_fee_cents,
+            points=sums.whatif_late * w.points,
+        )
+    return figures
+
+
+def _raw_into(session, sums: _Sums, dialect, scope, where, filters, window) -> None:
+    i = rows_subquery(dialect, scope, where).c
+    core5 = [
+        func.sum(i.booked),
+        func.sum(i.cancelled),
+        func.sum(i.late),
+        func.sum(i.no_show),
+        func.sum(i.attended),
+    ]
+    extra = [func.sum(i.risk), func.sum(i.refill)]
+    keys = (i.daynum, i.hour, i.sms, i.lead)
+    for row in session.execute(select(*keys, *core5, *extra).group_by(*keys)):
+        values = [int(v or 0) for v in row[4:]]
+        sums.hour(int(row[0]), int(row[1]), values[:5])
+        sums.lead(bool(row[2]), int(row[3]), values[:5])
+        sums.risk += values[5]
+        sums.refilled += values[6]
+    notice = select(i.notice_h, i.by_patient, func.count()).where(i.notice_h.is_not(None))
+    for hours, by_patient, count in session.execute(notice.group_by(i.notice_h, i.by_patient)):
+        sums.notice_hours(int(hours), bool(by_patient), int(count), window)
+    turn = select(i.turn, func.count(), func.sum(i.turn_s)).where(i.turn.is_not(None))
+    for bucket, count, seconds in session.execute(turn.group_by(i.turn)):
+        sums.turnaround(int(bucket), int(count), int(seconds or 0))
+    # declined online requests that never had a time: their turnaround still counts
+    for bucket, count, seconds in _untimed_declines(session, scope, filters, dialect):
+        sums.turnaround(bucket, count, seconds)
+
+
+def _untimed_declines(session, scope, filters, dialect) -> list[tuple[int, int, int]]:
+    query = untimed_declines_query(
+        dialect,
+        [c for c, _ in scope.clinics],
+        filters.start,
+        filters.end,
+        filters.provider_id,
+        filters.service_id,
+    )
+    rows = session.execute(query).all()
+    return [(int(b), int(n), int(s or 0)) for _, _, b, n, s in rows]
+
+
+def _reasons(session: Session, where: list, limit: int = 12) -> list[tuple[str, int]]:
+    reason = func.coalesce(func.nullif(func.trim(Appointment.cancel_reason), ""), "(no reason)")
+    inner = select(reason.label("reason")).where(*where, Appointment.status == S.CANCELLED)
+    inner = inner.subquery()
+    count = func.count().label("n")
+    query = (
+        select(inner.c.reason, count)
+        .group_by(inner.c.reason)
+        .order_by(count.desc(), inner.c.reason)
+        .limit(limit)
+    )
+    return [(r, int(n)) for r, n in session.execute(query)]
+
+
+def _fees(session: Session, where: list) -> Fees:
+    waived = LedgerEntry.waived_at.is_not(None)
+    query = (
+        select(
+            LedgerEntry.kind,
+            Appointment.status,
+            waived.label("waived"),
+            func.sum(LedgerEntry.amount_cents),
+            func.sum(LedgerEntry.points),
+        )
+        .join(Appointment, Appointment.id == LedgerEntry.appointment_id)
+        .where(*where, Appointment.status.in_((S.CANCELLED, S.NO_SHOW)))
+        .group_by(LedgerEntry.kind, Appointment.status, waived)
+    )
+    totals: dict[str, int] = {}
+    for kind, status, is_waived, cents, points in session.execute(query):
+        cents, points = int(cents or 0), int(points or 0)
+
+        def bump(key, value):
+            totals[key] = totals.get(key, 0) + value
+
+        if kind == LedgerKind.LATE_CANCEL_FEE:
+            bump("late_assessed_cents", cents)
+            bump("late_waived_cents", cents if is_waived else 0)
+        elif kind == LedgerKind.NO_SHOW_FEE:
+            bump("no_show_assessed_cents", cents)
+            bump("no_show_waived_cents", cents if is_waived else 0)
+        else:
+            bump("points_assessed", points)
+            bump("points_waived", points if is_waived else 0)
+            if status == S.CANCELLED and not is_waived:
+                bump("cancellation_points", points)
+    return Fees(**totals)
+
+
+def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[RepeatPatient]:
+    a = Appointment
+    late = func.sum(case((and_(a.status == S.CANCELLED, a.late_cancellation), 1), else_=0))
+    missed = func.sum(case((a.status == S.NO_SHOW, 1), else_=0))
+    query = (
+        select(Patient.id, Patient.first_name, Patient.last_name, late, missed)
+        .join(Patient, Patient.id == a.patient_id)
+        .where(*where, a.status.in_((S.CANCELLED, S.NO_SHOW)))
+        .group_by(Patient.id, Patient.first_name, Patient.last_name)
+        .having(late + missed >= REPEAT_THRESHOLD)
+        .order_by((late + missed).desc(), Patient.id)
+        .limit(limit)
+    )
+    return [
+        RepeatPatient(pid, f"{first} {last}".strip(), int(lc), int(ns))
+        for pid, first, last, lc, ns in session.execute(query)
+    ]
+
+
+def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> bytes:
+    """The figures as CSV (one row per figure, every part), audited, safe to open in a
+    spreadsheet."""
+    figures = compute_figures(session, actor, replace(filters, parts=frozenset(PARTS)))
+    rows: list[tuple[str, str, str, Any]] = []
+    t = figures.totals
+    for metric in ("booked", "cancelled", "late", "no_shows", "attended"):
+        rows.append(("totals", "All", metric, getattr(t, metric)))
+    for metric in ("cancellation_rate", "late_cancellation_rate", "no_show_rate"):
+        rows.append(("totals", "All", metric, _fmt_rate(getattr(t, metric))))
+    for section, groups in (
+        ("sms", figures.by_sms),
+        ("weekday", figures.by_weekday),
+        ("hour", figures.by_hour),
+        ("lead_time", figures.by_lead_time),
+        ("week", figures.weekly),
+    ):
+        for c in groups:
+            rows += [
+                (section, c.label, "booked", c.booked),
+                (section, c.label, "cancellation_rate", _fmt_rate(c.cancellation_rate)),
+                (section, c.label, "no_show_rate", _fmt_rate(c.no_show_rate)),
+            ]
+    rows += [("cancellation_notice", label, "cancelled", n) for label, n in figures.notice]
+    rows += [("request_turnaround", label, "requests", n) for label, n in figures.turnaround]
+    rows += [("reason", label, "cancelled", n) for label, n in figures.reasons]
+    rows += [("fees", key, "value", value) for key, value in asdict(figures.fees).items()]
+    rows += [
+        ("revenue_at_risk", "All", "cents", figures.revenue_at_risk_cents),
+        ("refill", "All", "refilled", figures.refilled),
+        ("refill", "All", "refill_rate", _fmt_rate(figures.refill_rate)),
+    ]
+    for p in figures.repeat_patients:
+        rows += [
+            (
+                "repeat_patient",
+                f"#{p.patient_id} {p.name}",
+                "late_cancellations",
+                p.late_cancellations,
+            ),
+            ("repeat_patient", f"#{p.patient_id} {p.name}", "no_shows", p.no_shows),
+        ]
+    if figures.what_if:
+        for key, value in asdict(figures.what_if).items():
+            rows.append(("what_if", "All", key, value))
+    exports.record_export(
+        session,
+        actor,
+        "cancellation_analytics",
+        len(rows),
+        {
+            "start": filters.start,
+            "end": filters.end,
+            "clinic_id": filters.clinic_id,
+            "provider_id": filters.provider_id,
+            "service_id": filters.service_id,
+        },
+    )
+    return exports.to_csv(("section", "group", "metric", "value"), rows)
+
+
+def _fmt_rate(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def default_filters(today: date | None = None, days: int = 90) -> AnalyticsFilters:
+    today = today or datetime.now(UTC).date()
+    return AnalyticsFilters(start=today - timedelta(days=days), end=today)

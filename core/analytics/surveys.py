@@ -1,0 +1,598 @@
+"""Survey analytics: NPS, CSAT, average ratings with 95% intervals, trends, the response funnel,
+recent detractors and the comment feed. Every figure is aggregated in SQL (counts and sums of x
+and x² per group); Python only turns those sums into percentages and intervals.
+
+Formulas (also written on the page):
+- NPS = % promoters (9–10) − % detractors (0–6), over responses that have a 0–10 answer
+  (imported responses with only a star rating have none and are left out of NPS).
+- CSAT = share of 4s and 5s among the 1–5 ratings.
+- Mean rating x̄ with n ratings; 95% interval x̄ ± t(0.975, n−1) · s/√n, where
+  s² = (Σx² − (Σx)²/n)/(n − 1). Groups with fewer than MIN_N ratings are marked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta
+from functools import cache
+
+import pandas as pd
+from sqlalchemy import Date, bindparam, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from core.kernel import exports
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import local_days_bounds, to_local
+from core.kernel.errors import ValidationError
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    Clinic,
+    FeedbackStatus,
+    Provider,
+    Service,
+    SurveyResponse,
+)
+from db.types import UTCDateTime, utcnow
+
+MIN_N = 10
+COMMENTS_PAGE = 20
+DETRACTOR_DAYS = 7
+R = SurveyResponse
+# two-sided 95% Student t quantiles for 1..30 degrees of freedom
+_T95 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
+
+
+def t95(df: int) -> float:
+    """The 97.5% quantile of Student's t with `df` degrees of freedom (z + (z³+z)/4df above 30)."""
+    if df < 1:
+        raise ValueError("at least one degree of freedom is needed")
+    return _T95[df - 1] if df <= 30 else 1.959964 + 2.3719 / df
+
+
+@dataclass(frozen=True)
+class SurveyFilter:
+    """Responses submitted in [since, until) (UTC), optionally of one clinic."""
+
+    since: datetime
+    until: datetime
+    clinic_id: int | None = None
+
+
+def filter_for_days(first: date, last: date, tz: str = "UTC", clinic_id: int | None = None):
+    """The filter for clinic-local days `first`..`last` (both included)."""
+    if last < first:
+        raise ValidationError("The end date must be on or after the start date.")
+    return SurveyFilter(*local_days_bounds(first, last, tz), clinic_id)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The SQL sums one group's figures come from."""
+
+    responses: int = 0
+    nps_n: int = 0
+    promoters: int = 0
+    passives: int = 0
+    detractors: int = 0
+    rating_n: int = 0
+    rating_sum: int = 0
+    rating_sumsq: int = 0
+    satisfied: int = 0  # ratings of 4 or 5
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(*(getattr(self, n) + getattr(other, n) for n in _FIELDS))
+
+    @property
+    def nps(self) -> float | None:
+        return 100 * (self.promoters - self.detractors) / self.nps_n if self.nps_n else None
+
+    @property
+    def csat(self) -> float | None:
+        return 100 * self.satisfied / self.rating_n if self.rating_n else None
+
+    @property
+    def mean(self) -> float | None:
+        return self.rating_sum / self.rating_n if self.rating_n else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        n = self.rating_n
+        if n < 2:
+            return None
+        variance = max(0.0, (self.rating_sumsq - self.rating_sum**2 / n) / (n - 1))
+        half = t95(n - 1) * math.sqrt(variance / n)
+        return self.mean - half, self.mean + half
+
+    @property
+    def enough(self) -> bool:
+        return self.rating_n >= MIN_N
+
+
+_FIELDS = tuple(f.name for f in fields(Figures))
+
+
+def _sums():
+    return (
+        func.count(),
+        func.count(R.nps),
+        func.coalesce(func.sum(case((R.nps >= 9, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((R.nps.between(7, 8), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((R.nps <= 6, 1), else_=0)), 0),
+        func.count(R.rating),
+        func.coalesce(func.sum(R.rating), 0),
+        func.coalesce(func.sum(R.rating * R.rating), 0),
+        func.coalesce(func.sum(case((R.rating >= 4, 1), else_=0)), 0),
+    )
+
+
+def _figures(values) -> Figures:
+    return Figures(*(int(v or 0) for v in values))
+
+
+def _where(query, f: SurveyFilter):
+    query = query.where(R.submitted_at >= f.since, R.submitted_at < f.until)
+    return query.where(R.clinic_id == f.clinic_id) if f.clinic_id is not None else query
+
+
+def _cube(
+    session: Session, f: SurveyFilter
+) -> list[tuple[int | None, int | None, int | None, Figures]]:
+    """One SQL pass: the sums per (service, provider, clinic) — at most a few hundred rows,
+    which add up exactly to the sums of any coarser group (all figures are additive sums)."""
+    columns = (R.service_id, R.provider_id, R.clinic_id)
+    query = _where(select(*columns, *_sums()), f).group_by(*columns)
+    return [(c, p, s, _figures(values)) for s, p, c, *values in session.execute(query)]
+
+
+def _daily(session: Session, f: SurveyFilter) -> list[tuple[date, Figures]]:
+    """One SQL pass: the sums per UTC day, from which weeks and months are added up."""
+    if session.bind.dialect.name == "postgresql":
+        day = cast(R.submitted_at, Date)
+    else:
+        day = func.date(R.submitted_at)
+    query = _where(select(day.label("day"), *_sums()), f).group_by(day).order_by(day)
+    return [
+        (date.fromisoformat(str(d)[:10]), _figures(values)) for d, *values in session.execute(query)
+    ]
+
+
+def _total(figures) -> Figures:
+    return sum(figures, Figures())
+
+
+NPS_BUCKETS = ((9, 10), (7, 8), (0, 1, 2, 3, 4, 5, 6))  # promoters, passives, detractors
+RATINGS = (1, 2, 3, 4, 5)
+
+
+def _summary_counts(f: SurveyFilter):
+    """The period's figures as plain counts, one scalar subquery each: all responses, each NPS
+    bucket and each star rating. Every count is a range of a covering index (submitted_at /
+    (nps, submitted_at, clinic_id) / (rating, submitted_at, clinic_id)) counted without
+    evaluating anything per row; the sums of x and x² follow exactly from the counts per star
+    (the CHECK constraints keep nps in 0–10 and rating in 1–5)."""
+    parts = [None, *(R.nps.in_(b) for b in NPS_BUCKETS), *(R.rating == r for r in RATINGS)]
+    return [
+        _where(
+            select(func.count()) if c is None else select(func.count()).where(c), f
+        ).scalar_subquery()
+        for c in parts
+    ]
+
+
+def _summary(total, promoters, passives, detractors, *per_star) -> Figures:
+    counts = [int(c) for c in per_star]
+    return Figures(
+        int(total),
+        int(promoters) + int(passives) + int(detractors),
+        int(promoters),
+        int(passives),
+        int(detractors),
+        sum(counts),
+        sum(r * c for r, c in zip(RATINGS, counts, strict=True)),
+        sum(r * r * c for r, c in zip(RATINGS, counts, strict=True)),
+        sum(c for r, c in zip(RATINGS, counts, strict=True) if r >= 4),
+    )
+
+
+def _overview_query(f: SurveyFilter):
+    """All clinics: the figures as counts (above). One clinic: its responses are a single
+    (clinic_id, submitted_at) range, summed in one pass, which beats counting every clinic's
+    buckets and checking the clinic in each entry."""
+    if f.clinic_id is None:
+        return select(*_summary_counts(f)), _summary
+    return _where(select(*_sums()), f), lambda *row: _figures(row)
+
+
+# the first view's statements are built once with bound parameters: building a dozen
+# subqueries costs more than running them
+_BOUND = SurveyFilter(
+    bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()), None
+)
+
+
+@cache
+def _statement(part: str, by_clinic: bool):
+    """The summary's or the funnel's one-row statement, and what turns its row into figures."""
+    bound = SurveyFilter(_BOUND.since, _BOUND.until, bindparam("clinic") if by_clinic else None)
+    if part == "funnel":
+        return select(*_funnel_counts(bound)), _funnel
+    return _overview_query(bound)
+
+
+def _run(session: Session, f: SurveyFilter, part: str):
+    query, to_result = _statement(part, f.clinic_id is not None)
+    params = {"since": f.since, "until": f.until}
+    if f.clinic_id is not None:
+        params["clinic"] = f.clinic_id
+    return to_result(*session.execute(query, params).one())
+
+
+def summary(session: Session, actor: Actor, f: SurveyFilter) -> Figures:
+    ensure(actor, Permission.ANALYTICS_READ)
+    return _run(session, f, "summary")
+
+
+GROUPS = {"clinic": (0, Clinic), "provider": (1, Provider), "service": (2, Service)}
+
+
+def _groups(session: Session, cube, group: str) -> pd.DataFrame:
+    position, model = GROUPS[group]
+    sums: dict[int | None, Figures] = {}
+    for row in cube:
+        sums[row[position]] = sums.get(row[position], Figures()) + row[3]
+    ids = [key for key in sums if key is not None]
+    names = dict(session.execute(select(model.id, model.name).where(model.id.in_(ids))).all())
+    records = []
+    for key, fig in sums.items():
+        low, high = fig.interval or (None, None)
+        records.append(
+            {
+                group: names.get(key, "(not recorded)"),
+                "n": fig.rating_n,
+                "mean": fig.mean,
+                "ci_low": low,
+                "ci_high": high,
+                "csat": fig.csat,
+                "nps": fig.nps,
+                "nps_n": fig.nps_n,
+                "enough": fig.enough,
+            }
+        )
+    columns = [group, "n", "mean", "ci_low", "ci_high", "csat", "nps", "nps_n", "enough"]
+    frame = pd.DataFrame(records, columns=columns)
+    return frame.sort_values(["enough", "mean"], ascending=False, ignore_index=True)
+
+
+def by_group(session: Session, actor: Actor, f: SurveyFilter, group: str) -> pd.DataFrame:
+    """One row per provider, service or clinic: n, mean rating with its 95% interval, CSAT, NPS,
+    and whether the group has at least MIN_N ratings."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    if group not in GROUPS:
+        raise ValidationError("Group by provider, service or clinic.")
+    return _groups(session, _cube(session, f), group)
+
+
+def _period_start(day: date, period: str) -> date:
+    return day - timedelta(days=day.weekday()) if period == "week" else day.replace(day=1)
+
+
+def _trend(daily, period: str) -> pd.DataFrame:
+    sums: dict[date, Figures] = {}
+    for day, fig in daily:
+        key = _period_start(day, period)
+        sums[key] = sums.get(key, Figures()) + fig
+    records = [
+        {
+            "period": pd.Timestamp(key),
+            "responses": fig.responses,
+            "nps": fig.nps,
+            "csat": fig.csat,
+            "mean": fig.mean,
+        }
+        for key, fig in sorted(sums.items())
+    ]
+    return pd.DataFrame(records, columns=["period", "responses", "nps", "csat", "mean"])
+
+
+def trend(session: Session, actor: Actor, f: SurveyFilter, period: str) -> pd.DataFrame:
+    """Weekly (Monday-based) or monthly NPS, CSAT and mean rating, by UTC submission day."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    if period not in ("week", "month"):
+        raise ValidationError("The trend period is week or month.")
+    return _trend(_daily(session, f), period)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    completed: int
+    requested: int
+    answered: int
+
+    @property
+    def request_rate(self) -> float | None:
+        return 100 * self.requested / self.completed if self.completed else None
+
+    @property
+    def answer_rate(self) -> float | None:
+        return 100 * self.answered / self.requested if self.requested else None
+
+
+def _funnel_counts(f: SurveyFilter):
+    """Completed visits in the period per feedback status, one scalar subquery each: every one
+    is a single range of ix_appointments_feedback_day (status, feedback_status, start_at,
+    clinic_id), counted without evaluating anything per row."""
+    a = Appointment
+    counts = []
+    for status in (FeedbackStatus.NONE, FeedbackStatus.PENDING, FeedbackStatus.COLLECTED):
+        query = select(func.count()).where(
+            a.status == AppointmentStatus.COMPLETED,
+            a.feedback_status == status,
+            a.start_at >= f.since,
+            a.start_at < f.until,
+        )  # only visits complete: no out-of-office block
+        if f.clinic_id is not None:
+            query = query.where(a.clinic_id == f.clinic_id)
+        counts.append(query.scalar_subquery())
+    return counts
+
+
+def _funnel(none: int, pending: int, collected: int) -> Funnel:
+    return Funnel(
+        int(none) + int(pending) + int(collected), int(pending) + int(collected), int(collected)
+    )
+
+
+def funnel(session: Session, actor: Actor, f: SurveyFilter) -> Funnel:
+    """Visits in the period (by start time) that were completed → asked for feedback →
+    answered. Imported responses without an appointment are not part of it."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    return _run(session, f, "funnel")
+
+
+def _feed_columns():
+    return (
+        R.id,
+        R.submitted_at,
+        R.appointment_id,
+        Clinic.name.label("clinic"),
+        Clinic.timezone,
+        Provider.name.label("provider"),
+        R.nps,
+        R.rating,
+        R.comment,
+    )
+
+
+def _feed_frame(rows) -> pd.DataFrame:
+    records = [
+        {
+            "id": r.id,
+            "submitted": to_local(r.submitted_at, r.timezone or "UTC").strftime("%Y-%m-%d %H:%M"),
+            "appointment_id": r.appointment_id,
+            "clinic": r.clinic or "",
+            "provider": r.provider or "",
+            "nps": r.nps,
+            "rating": r.rating,
+            "comment": r.comment,
+        }
+        for r in rows
+    ]
+    columns = [
+        "id",
+        "submitted",
+        "appointment_id",
+        "clinic",
+        "provider",
+        "nps",
+        "rating",
+        "comment",
+    ]
+    return pd.DataFrame(records, columns=columns).astype({"appointment_id": "Int64"})
+
+
+def _feed(f: SurveyFilter | None):
+    query = (
+        select(*_feed_columns())
+        .outerjoin(Clinic, Clinic.id == R.clinic_id)
+        .outerjoin(Provider, Provider.id == R.provider_id)
+    )
+    return _where(query, f) if f else query
+
+
+def recent_detractors(
+    session: Session,
+    actor: Actor,
+    clinic_id: int | None = None,
+    *,
+    days: int = DETRACTOR_DAYS,
+    now: datetime | None = None,
+    limit: int = 100,
+) -> pd.DataFrame:
+    """Responses of the last `days` days with a 0–6 recommendation, newest first."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    now = now or utcnow()
+    query = _feed(SurveyFilter(now - timedelta(days=days), now + timedelta(seconds=1), clinic_id))
+    query = query.where(R.nps <= 6).order_by(R.submitted_at.desc(), R.id.desc()).limit(limit)
+    return _feed_frame(session.execute(query))
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def comments(
+    session: Session,
+    actor: Actor,
+    f: SurveyFilter,
+    search: str = "",
+    page: int = 0,
+    page_size: int = COMMENTS_PAGE,
+) -> tuple[pd.DataFrame, bool]:
+    """Non-empty comments, newest first, containing `search` (case-insensitive, taken
+    literally), one page at a time, and whether there is a next page. (No total: counting
+    every match would read the whole period; a page reads only as far as it needs.)"""
+    ensure(actor, Permission.ANALYTICS_READ)
+    condition = R.comment != ""
+    if search.strip():
+        condition = condition & R.comment.ilike(_like(search.strip()), escape="\\")
+    query = _feed(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
+    rows = list(session.execute(query.limit(page_size + 1).offset(max(0, page) * page_size)))
+    return _feed_frame(rows[:page_size]), len(rows) > page_size
+
+
+def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
+    ensure(actor, Permission.ANALYTICS_READ)
+    return [
+        tuple(r)
+        for r in session.execute(
+            select(Clinic.id, Clinic.name, Clinic.timezone).order_by(Clinic.name)
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class Groups:
+    providers: pd.DataFrame
+    services: pd.DataFrame
+    clinics: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Trends:
+    weekly: pd.DataFrame
+    monthly: pd.DataFrame
+
+
+def get_groups(session: Session, actor: Actor, f: SurveyFilter) -> Groups:
+    ensure(actor, Permission.ANALYTICS_READ)
+    cube = _cube(session, f)
+    return Groups(*(_groups(session, cube, g) for g in ("provider", "service", "clinic")))
+
+
+def get_trends(session: Session, actor: Actor, f: SurveyFilter) -> Trends:
+    ensure(actor, Permission.ANALYTICS_READ)
+    daily = _daily(session, f)
+    return Trends(_trend(daily, "week"), _trend(daily, "month"))
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    summary: Figures
+    providers: pd.DataFrame
+    services: pd.DataFrame
+    clinics: pd.DataFrame
+    weekly: pd.DataFrame
+    monthly: pd.DataFrame
+    funnel: Funnel
+    detractors: pd.DataFrame
+
+
+def get_dashboard(
+    session: Session, actor: Actor, f: SurveyFilter, *, now: datetime | None = None
+) -> Dashboard:
+    """Every figure of the page except the comment feed, in one read (two grouped passes)."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    cube, daily = _cube(session, f), _daily(session, f)
+    return Dashboard(
+        _total(row[3] for row in cube),
+        _groups(session, cube, "provider"),
+        _groups(session, cube, "service"),
+        _groups(session, cube, "clinic"),
+        _trend(daily, "week"),
+        _trend(daily, "month"),
+        funnel(session, actor, f),
+        recent_detractors(session, actor, f.clinic_id, now=now),
+    )
+
+
+EXPORT_HEADER = [
+    "response_id",
+    "submitted_at_utc",
+    "appointment_id",
+    "clinic",
+    "provider",
+    "nps",
+    "rating",
+    "answers",
+    "comment",
+    "source",
+]
+
+
+def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
+    """The responses of the filter as spreadsheet-safe CSV; audited (needs data export)."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    query = _where(
+        select(
+            R.id,
+            R.submitted_at,
+            R.appointment_id,
+            Clinic.name,
+            Provider.name,
+            R.nps,
+            R.rating,
+            R.answers,
+            R.comment,
+            R.source,
+        )
+        .outerjoin(Clinic, Clinic.id == R.clinic_id)
+        .outerjoin(Provider, Provider.id == R.provider_id),
+        f,
+    ).order_by(R.submitted_at, R.id)
+    rows = [
+        [
+            r[0],
+            r[1].isoformat(),
+            r[2],
+            r[3] or "",
+            r[4] or "",
+            r[5],
+            r[6],
+            ";".join(f"{k}={v}" for k, v in sorted((r[7] or {}).items())),
+            r[8],
+            r[9],
+        ]
+        for r in session.execute(query.execution_options(yield_per=2000))
+    ]
+    exports.record_export(
+        session,
+        actor,
+        "survey_responses",
+        len(rows),
+        {"since": f.since, "until": f.until, "clinic_id": f.clinic_id},
+    )
+    return exports.to_csv(EXPORT_HEADER, rows)

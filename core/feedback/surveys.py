@@ -1,0 +1,517 @@
+"""Post-visit surveys: feedback requests (by staff or automatically after a completed visit) and
+the patient's answer through a signed link.
+
+Feedback on a visit is its own small state on the appointment: none → pending (a request was
+sent; at most one per appointment per clinic-local day) → collected (the patient answered).
+Requests respect consent: `core.messaging.notify` sends only on channels the patient has an
+address and consent for, and a request with no usable channel is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.kernel import audit, tokens
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
+from core.kernel.clock import format_local, to_local
+from core.kernel.config import Settings
+from core.kernel.errors import (
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    LinkInvalid,
+    NotFound,
+    ValidationError,
+)
+from core.messaging import notify
+from db.engine import Database
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    Channel,
+    Clinic,
+    FeedbackRequest,
+    FeedbackStatus,
+    Patient,
+    Provider,
+    Setting,
+    SurveyResponse,
+)
+from db.types import utcnow
+
+log = logging.getLogger("clinicdesk.surveys")
+
+PURPOSE = "survey"
+TOKEN_TTL = timedelta(days=30)
+LOOKBACK = timedelta(days=7)  # the job never asks about visits completed longer ago than this
+BATCH = 50  # requests the job sends per run at most
+COMMENT_MAX = 4000
+DEFAULT_DELAY_HOURS = 2
+DEFAULT_QUESTIONS: tuple[tuple[str, str], ...] = (
+    ("timely", "Getting a timely appointment"),
+    ("courtesy", "Courtesy of the staff"),
+    ("explained", "How well the provider explained things"),
+)
+SETTING_AUTO, SETTING_DELAY, SETTING_QUESTIONS = (
+    "feedback_auto",
+    "feedback_delay_hours",
+    "survey_questions",
+)
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class SurveySettings:
+    auto: bool = True
+    delay_hours: int = DEFAULT_DELAY_HOURS
+    questions: tuple[tuple[str, str], ...] = DEFAULT_QUESTIONS  # (key, label), each rated 1–5
+
+
+def _setting(session: Session, key: str, default: Any) -> Any:
+    row = session.get(Setting, key)
+    if row is None or row.value is None:
+        return default
+    value = row.value
+    return value.get("value", default) if isinstance(value, dict) else value
+
+
+def survey_settings(session: Session) -> SurveySettings:
+    """The feedback settings, with defaults for anything not set (malformed values fall back)."""
+    auto = _setting(session, SETTING_AUTO, True)
+    delay = _setting(session, SETTING_DELAY, DEFAULT_DELAY_HOURS)
+    raw_questions = _setting(session, SETTING_QUESTIONS, None)
+    questions = DEFAULT_QUESTIONS
+    if isinstance(raw_questions, list) and raw_questions:
+        parsed = tuple(
+            (str(q["key"]), str(q["label"]))
+            for q in raw_questions
+            if isinstance(q, dict) and q.get("key") and q.get("label")
+        )
+        questions = parsed or DEFAULT_QUESTIONS
+    try:
+        delay = max(0, int(delay))
+    except (TypeError, ValueError):
+        delay = DEFAULT_DELAY_HOURS
+    return SurveySettings(bool(auto), delay, questions)
+
+
+def save_survey_settings(
+    session: Session,
+    actor: Actor,
+    *,
+    auto: bool,
+    delay_hours: int,
+    questions: list[str],
+) -> SurveySettings:
+    """Set automatic sending, its delay after completion, and the 1–5 questions (one label each;
+    existing questions keep their keys so earlier answers stay comparable)."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    if not 0 <= int(delay_hours) <= 24 * 14:
+        raise ValidationError("The delay after the visit must be from 0 to 336 hours.")
+    labels = [q.strip() for q in questions if q and q.strip()]
+    if not 1 <= len(labels) <= 8:
+        raise ValidationError("Give from one to eight survey questions, one per line.")
+    if any(len(label) > 200 for label in labels):
+        raise ValidationError("Each survey question must be 200 characters or fewer.")
+    known = {label: key for key, label in survey_settings(session).questions}
+    used: set[str] = set()
+    stored = []
+    for label in labels:
+        key = known.get(label) or _key_for(label, used)
+        used.add(key)
+        stored.append({"key": key, "label": label})
+    for key, value in (
+        (SETTING_AUTO, bool(auto)),
+        (SETTING_DELAY, int(delay_hours)),
+        (SETTING_QUESTIONS, stored),
+    ):
+        row = session.get(Setting, key) or Setting(key=key)
+        row.value, row.updated_by_user_id = {"value": value}, actor.user_id
+        session.add(row)
+    audit.record(
+        session,
+        actor,
+        "survey_settings_saved",
+        "setting",
+        None,
+        details={"auto": bool(auto), "delay_hours": int(delay_hours), "questions": labels},
+    )
+    session.flush()
+    return survey_settings(session)
+
+
+def _key_for(label: str, used: set[str]) -> str:
+    base = "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")[:24] or "q"
+    key, n = base, 2
+    while key in used:
+        key, n = f"{base}_{n}", n + 1
+    return key
+
+
+# ---------------------------------------------------------------- feedback requests
+
+
+@dataclass(frozen=True)
+class FeedbackSent:
+    request_id: int
+    channels: list[str]
+    skipped: list[str]  # channels not used and why (no consent, no address), for the screen
+    link: str = field(repr=False)
+
+
+def _visit_context(appointment: Appointment) -> dict[str, object]:
+    clinic = appointment.clinic
+    return {
+        "clinic_name": clinic.name,
+        "clinic_phone": clinic.phone,
+        "when": format_local(appointment.start_at, clinic.timezone),
+        "provider_name": appointment.provider.name if appointment.provider else "",
+        "service_name": appointment.service.name if appointment.service else "",
+    }
+
+
+def request_feedback(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    base_url: str,
+    now: datetime | None = None,
+) -> FeedbackSent:
+    """Send the survey link for a completed visit (the "Collect feedback" action and the job)."""
+    ensure(actor, Permission.FEEDBACK_REQUEST)
+    now = now or utcnow()
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    if appointment.status != AppointmentStatus.COMPLETED:
+        raise InvalidTransition(
+            "Feedback can be asked for only after the visit is completed; this appointment is "
+            f"{appointment.status.value.replace('_', ' ')}."
+        )
+    patient = appointment.patient
+    if patient is None:
+        raise ValidationError("This appointment has no patient to ask for feedback.")
+    if appointment.feedback_status == FeedbackStatus.COLLECTED:
+        raise InvalidTransition("The patient has already answered the survey for this visit.")
+    tz = appointment.clinic.timezone
+    today = to_local(now, tz).date()
+    earlier = session.scalar(
+        select(FeedbackRequest).where(
+            FeedbackRequest.appointment_id == appointment.id, FeedbackRequest.sent_on == today
+        )
+    )
+    if earlier is not None:
+        raise Conflict(_already_sent(earlier, tz))
+    usable, skipped = notify.channels_for(patient)
+    if not usable:
+        raise ValidationError(
+            f"{patient.full_name} cannot be asked for feedback: {'; '.join(skipped)}. "
+            "Update the patient's contact details or consent first."
+        )
+    request = FeedbackRequest(
+        appointment_id=appointment.id,
+        patient_id=patient.id,
+        sent_at=now,
+        sent_on=today,
+        created_by_user_id=actor.user_id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(request)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(
+            "A feedback request for this visit was sent a moment ago by someone else; "
+            "you can send another tomorrow."
+        ) from None
+    for old_token in session.scalars(
+        select(FeedbackRequest.token_id).where(
+            FeedbackRequest.appointment_id == appointment.id,
+            FeedbackRequest.id != request.id,
+            FeedbackRequest.token_id.is_not(None),
+        )
+    ):
+        tokens.revoke(session, old_token)  # only the newest link answers
+    token = tokens.issue(session, PURPOSE, request.id, TOKEN_TTL)
+    request.token_id = token.row.id
+    link = tokens.link(base_url, PURPOSE, token.raw)
+    queued = notify.queue_for_patient(
+        session,
+        patient,
+        "feedback_request",
+        {**_visit_context(appointment), "link": link},
+        appointment_id=appointment.id,
+    )
+    before = appointment.feedback_status
+    _set_feedback_status(session, appointment.id, FeedbackStatus.PENDING)
+    audit.record(
+        session,
+        actor,
+        "feedback_requested",
+        "appointment",
+        appointment.id,
+        patient_id=patient.id,
+        from_status=before.value,
+        to_status=FeedbackStatus.PENDING.value,
+        details={
+            "request_id": request.id,
+            "channels": [n.channel.value for n in queued.notifications],
+            "skipped": queued.skipped,
+        },
+    )
+    return FeedbackSent(
+        request.id, [n.channel.value for n in queued.notifications], queued.skipped, link
+    )
+
+
+def _already_sent(earlier: FeedbackRequest, tz: str) -> str:
+    return (
+        f"A feedback request for this visit was already sent today at "
+        f"{to_local(earlier.sent_at, tz):%H:%M}; you can send another tomorrow."
+    )
+
+
+def _set_feedback_status(session: Session, appointment_id: int, status: FeedbackStatus) -> None:
+    # A plain UPDATE that bumps the version: feedback never conflicts with a colleague's edit of
+    # the appointment, but their stale copy must still notice the row changed.
+    session.execute(
+        update(Appointment)
+        .where(Appointment.id == appointment_id)
+        .values(feedback_status=status, version=Appointment.version + 1)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def _consented():
+    return or_(
+        and_(Patient.email.is_not(None), Patient.email != "", Patient.consent_email.is_(True)),
+        and_(Patient.phone.is_not(None), Patient.phone != "", Patient.consent_sms.is_(True)),
+    )
+
+
+def due_for_feedback(session: Session, *, now: datetime | None = None, limit: int = BATCH):
+    """Ids of completed visits the job should ask about now: completed at least the configured
+    delay ago (and not more than LOOKBACK before that), never asked, with a consented channel."""
+    config = survey_settings(session)
+    if not config.auto:
+        return []
+    now = now or utcnow()
+    cutoff = now - timedelta(hours=config.delay_hours)
+    oldest = cutoff - LOOKBACK
+    query = (
+        select(Appointment.id)
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .where(
+            Appointment.status == AppointmentStatus.COMPLETED,
+            Appointment.start_at > oldest - timedelta(days=1),  # the (status, start_at) index
+            Appointment.start_at <= cutoff,
+            Appointment.completed_at > oldest,
+            Appointment.completed_at <= cutoff,
+            Appointment.feedback_status == FeedbackStatus.NONE,
+            _consented(),
+            ~exists().where(FeedbackRequest.appointment_id == Appointment.id),
+        )
+        .order_by(Appointment.completed_at, Appointment.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def send_due_feedback_requests(
+    session: Session, *, base_url: str, now: datetime | None = None, limit: int = BATCH
+) -> int:
+    """The automatic requests, sent as the system; each in its own savepoint so one refusal
+    (a colleague sent one a moment ago, say) does not stop the rest."""
+    sent = 0
+    for appointment_id in due_for_feedback(session, now=now, limit=limit):
+        try:
+            with session.begin_nested():
+                request_feedback(session, SYSTEM, appointment_id, base_url=base_url, now=now)
+            sent += 1
+        except DomainError as error:
+            log.info("no feedback request for appointment %s: %s", appointment_id, error)
+    return sent
+
+
+def feedback_job(database: Database, settings: Settings) -> None:
+    """The periodic job (core.jobs.JOBS): one bounded batch per run."""
+    with database.write() as session:
+        sent = send_due_feedback_requests(session, base_url=settings.base_url)
+    if sent:
+        log.info("sent %d feedback request(s)", sent)
+
+
+# ---------------------------------------------------------------- the appointment's feedback
+
+
+@dataclass(frozen=True)
+class FeedbackInfo:
+    appointment_id: int
+    status: str  # none, pending, collected
+    completed: bool
+    requests: list[tuple[str, bool]]  # (sent, clinic-local text; answered)
+    sent_today: bool
+    nps: int | None
+    rating: int | None
+
+    @property
+    def can_request(self) -> bool:
+        return self.completed and self.status != "collected" and not self.sent_today
+
+
+def get_feedback(
+    session: Session, actor: Actor, appointment_id: int, *, now: datetime | None = None
+) -> FeedbackInfo:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    tz = appointment.clinic.timezone
+    today = to_local(now or utcnow(), tz).date()
+    rows = session.execute(
+        select(FeedbackRequest.sent_at, FeedbackRequest.sent_on, FeedbackRequest.answered_at)
+        .where(FeedbackRequest.appointment_id == appointment_id)
+        .order_by(FeedbackRequest.sent_at.desc())
+        .limit(20)
+    ).all()
+    response = session.execute(
+        select(SurveyResponse.nps, SurveyResponse.rating)
+        .where(SurveyResponse.appointment_id == appointment_id)
+        .limit(1)
+    ).first()
+    return FeedbackInfo(
+        appointment_id,
+        appointment.feedback_status.value,
+        appointment.status == AppointmentStatus.COMPLETED,
+        [(format_local(sent_at, tz), answered is not None) for sent_at, _, answered in rows],
+        any(sent_on == today for _, sent_on, _ in rows),
+        response.nps if response else None,
+        response.rating if response else None,
+    )
+
+
+# ---------------------------------------------------------------- the patient's survey
+
+
+@dataclass(frozen=True)
+class SurveyForm:
+    clinic_name: str
+    visit: str  # clinic-local date and time of the visit
+    provider_name: str
+    questions: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class SurveyAnswers:
+    nps: int | None  # would you recommend us, 0–10
+    rating: int | None  # overall, 1–5
+    answers: dict[str, int | None] = field(default_factory=dict)  # question key → 1–5
+    comment: str = ""
+
+
+def _live_request(
+    session: Session, raw: str | None, now: datetime | None
+) -> tuple[Any, FeedbackRequest, Appointment]:
+    token = tokens.verify(session, raw, PURPOSE, now=now)
+    request = session.get(FeedbackRequest, token.subject_id)
+    if request is None or request.answered_at is not None:
+        raise LinkInvalid()
+    return token, request, session.get(Appointment, request.appointment_id)
+
+
+def open_survey(session: Session, raw: str | None, *, now: datetime | None = None) -> SurveyForm:
+    """What the survey page shows for a live link; LinkInvalid for an expired or used one.
+    The signed link is the patient's only credential, so there is no actor here."""
+    _, _, appointment = _live_request(session, raw, now)
+    clinic: Clinic = appointment.clinic
+    provider: Provider | None = appointment.provider
+    return SurveyForm(
+        clinic.name,
+        format_local(appointment.start_at, clinic.timezone),
+        provider.name if provider else "",
+        survey_settings(session).questions,
+    )
+
+
+def _validate(answers: SurveyAnswers, questions: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    if answers.nps is None or not 0 <= int(answers.nps) <= 10:
+        raise ValidationError("Please choose how likely you are to recommend us, from 0 to 10.")
+    if answers.rating is None or not 1 <= int(answers.rating) <= 5:
+        raise ValidationError("Please rate your visit overall, from 1 to 5 stars.")
+    keys = {key for key, _ in questions}
+    given: dict[str, int] = {}
+    for key, value in (answers.answers or {}).items():
+        if value is None:
+            continue  # a question may be left out
+        if key not in keys:
+            raise ValidationError("The survey has changed; please reload the page.")
+        if not 1 <= int(value) <= 5:
+            raise ValidationError("Each question is answered from 1 to 5.")
+        given[key] = int(value)
+    if len(answers.comment or "") > COMMENT_MAX:
+        raise ValidationError(f"Please keep your comment under {COMMENT_MAX} characters.")
+    return given
+
+
+def submit_survey(
+    session: Session, raw: str | None, answers: SurveyAnswers, *, now: datetime | None = None
+) -> int:
+    """Store the patient's answers (comment exactly as typed) and consume the link, once:
+    a second or concurrent submission of the same link gets LinkInvalid and stores nothing."""
+    now = now or utcnow()
+    token, request, appointment = _live_request(session, raw, now)
+    given = _validate(answers, survey_settings(session).questions)
+    tokens.consume(session, token)
+    response = SurveyResponse(
+        feedback_request_id=request.id,
+        appointment_id=appointment.id,
+        clinic_id=appointment.clinic_id,
+        provider_id=appointment.provider_id,
+        service_id=appointment.service_id,
+        submitted_at=now,
+        nps=int(answers.nps),
+        rating=int(answers.rating),
+        answers=given,
+        comment=answers.comment or "",
+        source="link",
+    )
+    try:
+        with session.begin_nested():
+            session.add(response)
+            session.flush()
+    except IntegrityError:
+        raise LinkInvalid() from None
+    request.answered_at = now
+    before = appointment.feedback_status
+    _set_feedback_status(session, appointment.id, FeedbackStatus.COLLECTED)
+    patient = session.get(Patient, request.patient_id)
+    audit.record(
+        session,
+        patient_actor(patient.full_name if patient else ""),
+        "survey_received",
+        "appointment",
+        appointment.id,
+        patient_id=request.patient_id,
+        from_status=before.value,
+        to_status=FeedbackStatus.COLLECTED.value,
+        details={"response_id": response.id, "nps": response.nps, "rating": response.rating},
+    )
+    clinic = appointment.clinic
+    notify.queue_to_address(
+        session,
+        Channel.EMAIL,
+        clinic.email,
+        "survey_received",
+        {**_visit_context(appointment), "nps": response.nps, "rating": response.rating},
+    )
+    return response.id

@@ -1,0 +1,165 @@
+"""Reading CSV files for import: text and encoding, the header, rows checked against it, column
+mapping, value parsing, and the report of what was imported and what was not."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from core.kernel.clock import local_to_utc
+from core.kernel.errors import ValidationError
+
+MAX_PROBLEMS_KEPT = 1_000
+YES = {"1", "yes", "y", "true", "t"}
+NO = {"0", "no", "n", "false", "f", ""}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    key: str
+    label: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    row: int  # spreadsheet row number: the header is row 1
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    what: str
+    rows_read: int = 0
+    created: int = 0
+    already_imported: int = 0
+    patients_created: int = 0
+    clinics_created: list[str] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+    problem_count: int = 0
+
+    def problem(self, row: int, reason: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append(RowProblem(row, reason))
+
+    @property
+    def summary(self) -> str:
+        text = (
+            f"{self.rows_read:,} rows read: {self.created:,} {self.what} imported, "
+            f"{self.already_imported:,} already imported, {self.problem_count:,} skipped "
+            f"with problems"
+        )
+        if self.patients_created:
+            text += f"; {self.patients_created:,} new patients"
+        return text + "."
+
+
+def read_text(source: str | Path | bytes | BinaryIO) -> str:
+    """The file's text (UTF-8, a byte-order mark dropped)."""
+    if isinstance(source, str | Path):
+        data = Path(source).read_bytes()
+    elif isinstance(source, bytes):
+        data = source
+    else:
+        data = source.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def read_header(text: str) -> list[str]:
+    """The column names of a CSV text (its first row)."""
+    first = next(csv.reader(io.StringIO(text)), None)
+    if not first:
+        raise ValidationError("The file is empty: the first row must name the columns.")
+    return [name.strip() for name in first]
+
+
+def preview(text: str, rows: int = 5) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(text))
+    return [dict(r) for _, r in zip(range(rows), reader, strict=False)]
+
+
+def guess_mapping(header: list[str], fields: tuple[FieldSpec, ...]) -> dict[str, str]:
+    """A first guess for the mapping screen: a column named like the field (ignoring case)."""
+    simple = {_simple(h): h for h in header}
+    return {f.key: simple[_simple(f.key)] for f in fields if _simple(f.key) in simple}
+
+
+def _simple(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def numbered_rows(text: str) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]], int]:
+    header = read_header(text)
+    total = max(text.count("\n") - 1, 1)
+    reader = csv.reader(io.StringIO(text))
+    next(reader)
+
+    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+        for number, values in enumerate(reader, start=2):
+            if not any(v.strip() for v in values):
+                continue
+            yield number, dict(zip(header, values, strict=False))
+
+    return header, rows(), total
+
+
+def check_columns(
+    header: list[str], columns: dict[str, str], fields: tuple[FieldSpec, ...], extra: Iterable[str]
+) -> None:
+    missing_fields = [f.label for f in fields if f.required and not columns.get(f.key)]
+    if missing_fields:
+        raise ValidationError("Choose a column for: " + ", ".join(missing_fields) + ".")
+    absent = sorted({c for c in [*columns.values(), *extra] if c and c not in header})
+    if absent:
+        raise ValidationError(
+            "The file has no column "
+            + ", ".join(repr(c) for c in absent)
+            + ". Check the mapping against the file's first row."
+        )
+
+
+def parse_datetime(value: str, tz: str, local: bool) -> tuple[datetime | None, bool]:
+    """(UTC moment, whether the text had a time of day) or raise ValueError."""
+    text = value.strip()
+    if not text:
+        raise ValueError("empty")
+    has_time = len(text) > 10
+    parsed = datetime.fromisoformat(text.replace("/", "-"))
+    if parsed.tzinfo is None or (local and parsed.utcoffset() == timedelta(0)):
+        return local_to_utc(parsed.date(), parsed.time(), tz), has_time
+    return parsed.astimezone(UTC), has_time
+
+
+def parse_flag(value: str) -> bool:
+    text = value.strip().lower()
+    if text in YES:
+        return True
+    if text in NO:
+        return False
+    raise ValueError(f"{value!r} is not yes/no or 1/0")
+
+
+def quarter_up(moment: datetime) -> datetime:
+    base = moment.replace(second=0, microsecond=0)
+    extra = (-base.minute) % 15
+    if extra == 0 and moment > base:
+        extra = 15
+    return base + timedelta(minutes=extra)
+
+
+def parse_number(value: str) -> float | int | str:
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() else number

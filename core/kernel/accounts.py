@@ -1,0 +1,366 @@
+"""Staff accounts: argon2 passwords, lockout, server-side sessions, and the owner's user admin."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure
+from core.kernel.errors import AuthenticationFailed, Conflict, NotFound, ValidationError
+from core.kernel.tokens import hash_token
+from db.models import Role, User, UserSession
+from db.types import utcnow
+
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+HANDOFF_TTL = timedelta(minutes=2)
+TOUCH_EVERY = timedelta(seconds=30)  # how often activity is written to a session row
+MIN_PASSWORD = 10
+SIGN_IN_FAILED = "Unknown username or wrong password."
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("not a real password, used to keep timing even")
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    username: str
+    display_name: str
+    email: str | None
+    role: Role
+    active: bool
+    locked_until: datetime | None
+    last_login_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    actor: Actor
+    session_id: int
+    handoff_code: str  # exchanged once by the browser for the HttpOnly session cookie
+
+
+def actor_of(user: User) -> Actor:
+    return Actor(user_id=user.id, name=user.display_name, role=user.role)
+
+
+# ---------------------------------------------------------------- passwords and users
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError(f"The password must have at least {MIN_PASSWORD} characters.")
+
+
+def count_users(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(User)) or 0
+
+
+def create_user(
+    session: Session,
+    actor: Actor,
+    username: str,
+    display_name: str,
+    role: Role | str,
+    password: str,
+    email: str | None = None,
+) -> User:
+    ensure(actor, Permission.USERS_MANAGE)
+    return insert_user(session, actor, username, display_name, role, password, email)
+
+
+def create_first_owner(
+    session: Session, username: str, display_name: str, password: str, email: str | None = None
+) -> User:
+    """The first-run screen: allowed only while there is no user at all."""
+    if count_users(session):
+        raise Conflict("An owner account exists already. Sign in instead.")
+    return insert_user(session, SYSTEM, username, display_name, Role.OWNER, password, email)
+
+
+def insert_user(session, actor, username, display_name, role, password, email) -> User:
+    username = username.strip().lower()
+    if not USERNAME.match(username):
+        raise ValidationError(
+            "The username must be 2 to 63 characters: lower-case letters, digits, dot, dash "
+            "or underscore, starting with a letter or digit."
+        )
+    if not display_name.strip():
+        raise ValidationError("Enter the person's name as colleagues should see it.")
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValidationError(f"Role must be one of {', '.join(r.value for r in Role)}.") from None
+    _check_password(password)
+    email = (email or "").strip().lower() or None
+    if email and "@" not in email:
+        raise ValidationError("The email address needs an @.")
+    user = User(
+        username=username,
+        display_name=display_name.strip(),
+        email=email,
+        role=role,
+        password_hash=_hasher.hash(password),
+    )
+    try:
+        with session.begin_nested():
+            session.add(user)
+    except IntegrityError:
+        raise Conflict(f"The username {username!r} or that email address is taken.") from None
+    audit.record(
+        session,
+        actor,
+        "user_created",
+        "user",
+        user.id,
+        to_status=role.value,
+        details={"username": username},
+    )
+    return user
+
+
+def list_users(session: Session, actor: Actor) -> list[UserRow]:
+    ensure(actor, Permission.USERS_MANAGE)
+    users = session.scalars(select(User).order_by(User.active.desc(), User.username))
+    return [
+        UserRow(
+            u.id,
+            u.username,
+            u.display_name,
+            u.email,
+            u.role,
+            u.active,
+            u.locked_until,
+            u.last_login_at,
+        )
+        for u in users
+    ]
+
+
+def _user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"There is no user #{user_id}.")
+    return user
+
+
+def _keep_an_owner(session: Session, user: User) -> None:
+    others = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == Role.OWNER, User.active.is_(True), User.id != user.id)
+    )
+    if user.role == Role.OWNER and not others:
+        raise ValidationError("This is the last active owner: make another owner first.")
+
+
+def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> None:
+    ensure(actor, Permission.USERS_MANAGE)
+    user = _user(session, user_id)
+    if not active:
+        if user.id == actor.user_id:
+            raise ValidationError("You cannot deactivate your own account.")
+        _keep_an_owner(session, user)
+        end_all_sessions(session, user.id)
+    user.active = active
+    audit.record(
+        session,
+        actor,
+        "user_activated" if active else "user_deactivated",
+        "user",
+        user.id,
+        details={"username": user.username},
+    )
+
+
+def change_role(session: Session, actor: Actor, user_id: int, role: Role | str) -> None:
+    ensure(actor, Permission.USERS_MANAGE)
+    user = _user(session, user_id)
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValidationError(f"Role must be one of {', '.join(r.value for r in Role)}.") from None
+    if role != Role.OWNER:
+        _keep_an_owner(session, user)
+    old = user.role
+    user.role = role
+    end_all_sessions(session, user.id)  # the navigation must be rebuilt for the new role
+    audit.record(
+        session,
+        actor,
+        "user_role_changed",
+        "user",
+        user.id,
+        from_status=old.value,
+        to_status=role.value,
+    )
+
+
+def reset_password(session: Session, actor: Actor, user_id: int, new_password: str) -> None:
+    ensure(actor, Permission.USERS_MANAGE)
+    _check_password(new_password)
+    user = _user(session, user_id)
+    user.password_hash = _hasher.hash(new_password)
+    user.failed_attempts = 0
+    user.locked_until = None
+    end_all_sessions(session, user.id)
+    audit.record(session, actor, "password_reset", "user", user.id)
+
+
+# ---------------------------------------------------------------- signing in
+
+
+def authenticate(
+    session: Session, username: str, password: str, *, now: datetime | None = None
+) -> User:
+    """The user for these credentials, or AuthenticationFailed with one message for every cause
+    (a locked account says so, since the lockout is the protection, not a secret)."""
+    now = now or utcnow()
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None or not user.active:
+        _verify(_DUMMY_HASH, password)
+        raise AuthenticationFailed(SIGN_IN_FAILED)
+    if user.locked_until and user.locked_until > now:
+        raise AuthenticationFailed(
+            "Too many failed attempts: this account is locked for 15 minutes. Try again later "
+            "or ask the owner to reset the password."
+        )
+    if not _verify(user.password_hash, password):
+        user.failed_attempts += 1
+        if user.failed_attempts >= MAX_FAILURES:
+            user.locked_until = now + LOCKOUT
+            user.failed_attempts = 0
+            audit.record(session, SYSTEM, "account_locked", "user", user.id)
+        else:
+            audit.record(session, SYSTEM, "sign_in_failed", "user", user.id)
+        raise AuthenticationFailed(SIGN_IN_FAILED)
+    user.failed_attempts = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def sign_in(session: Session, username: str, password: str) -> SignedIn | AuthenticationFailed:
+    """Check credentials and start a session. A failure is returned, not raised, so that the
+    caller's transaction still commits the failure count and lockout."""
+    try:
+        return start_session(session, authenticate(session, username, password))
+    except AuthenticationFailed as failure:
+        return failure
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def user_for_email(session: Session, email: str | None) -> User:
+    """OIDC sign-in: the active local user with this email address."""
+    user = session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    if user is None or not user.active:
+        raise AuthenticationFailed(
+            "Your account is not set up in ClinicDesk. Ask the practice owner to add your email."
+        )
+    return user
+
+
+def start_session(session: Session, user: User, via: str = "password") -> SignedIn:
+    handoff = secrets.token_urlsafe(32)
+    row = UserSession(
+        user_id=user.id,
+        token_hash=hash_token(secrets.token_urlsafe(32)),  # replaced when the cookie is set
+        handoff_hash=hash_token(handoff),
+    )
+    session.add(row)
+    session.flush()
+    audit.record(session, actor_of(user), "sign_in", "user", user.id, details={"via": via})
+    return SignedIn(actor_of(user), row.id, handoff)
+
+
+def exchange_handoff(session: Session, code: str, *, now: datetime | None = None) -> str | None:
+    """Swap a fresh one-time handoff code for the raw cookie token (None if not valid)."""
+    now = now or utcnow()
+    row = session.scalar(select(UserSession).where(UserSession.handoff_hash == hash_token(code)))
+    if row is None or row.ended_at is not None or row.created_at + HANDOFF_TTL < now:
+        return None
+    cookie = secrets.token_urlsafe(32)
+    row.token_hash = hash_token(cookie)
+    row.handoff_hash = None
+    return cookie
+
+
+def resume_session(
+    session: Session, cookie: str | None, idle_minutes: int, *, now: datetime | None = None
+) -> tuple[Actor, int] | None:
+    """The signed-in actor for a session cookie, or None (ended, idle too long, user inactive)."""
+    if not cookie:
+        return None
+    row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_token(cookie)))
+    if row is None:
+        return None
+    return _alive(session, row, idle_minutes, now or utcnow())
+
+
+def touch_session(
+    session: Session, session_id: int, idle_minutes: int, *, now: datetime | None = None
+) -> Actor | None:
+    """Keep a session alive on activity; None once it has ended or gone idle."""
+    row = session.get(UserSession, session_id)
+    alive = _alive(session, row, idle_minutes, now or utcnow()) if row else None
+    return alive[0] if alive else None
+
+
+def peek_session(
+    session: Session, session_id: int, idle_minutes: int, *, now: datetime | None = None
+) -> Actor | None:
+    """The actor of a live session that needs no write right now (seen within TOUCH_EVERY);
+    None means: call touch_session in a write transaction to renew or end it."""
+    now = now or utcnow()
+    row = session.get(UserSession, session_id)
+    if row is None or row.ended_at is not None or not row.user.active:
+        return None
+    fresh = now - row.last_seen_at <= TOUCH_EVERY
+    return actor_of(row.user) if fresh else None
+
+
+def _alive(session: Session, row: UserSession, idle_minutes: int, now: datetime):
+    user = row.user
+    if row.ended_at is not None or not user.active:
+        return None
+    if row.last_seen_at + timedelta(minutes=idle_minutes) < now:
+        row.ended_at = now
+        audit.record(session, SYSTEM, "session_expired", "user", user.id)
+        return None
+    if now - row.last_seen_at > TOUCH_EVERY:
+        row.last_seen_at = now
+    return actor_of(user), row.id
+
+
+def end_session(session: Session, session_id: int) -> None:
+    row = session.get(UserSession, session_id)
+    if row is not None and row.ended_at is None:
+        row.ended_at = utcnow()
+        audit.record(session, actor_of(row.user), "sign_out", "user", row.user_id)
+
+
+def end_all_sessions(session: Session, user_id: int) -> None:
+    session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )

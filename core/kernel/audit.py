@@ -1,0 +1,88 @@
+"""The audit trail: one event per change, written in the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel.authz import Actor, Permission, ensure
+from db.models import AuditEvent
+
+PAGE_SIZE = 200
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_id: int | None = None,
+    *,
+    patient_id: int | None = None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    reason: str | None = None,
+    message: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        user_id=actor.user_id,
+        actor_label=actor.label,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        patient_id=patient_id,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+        message=message,
+        details=details,
+    )
+    session.add(event)
+    return event
+
+
+def list_events(
+    session: Session,
+    actor: Actor,
+    *,
+    user_id: int | None = None,
+    action: str | None = None,
+    patient_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page: int = 0,
+    page_size: int = PAGE_SIZE,
+) -> list[AuditEvent]:
+    """Newest first, filtered and paginated in SQL."""
+    ensure(actor, Permission.AUDIT_READ)
+    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    if user_id is not None:
+        query = query.where(AuditEvent.user_id == user_id)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if patient_id is not None:
+        query = query.where(AuditEvent.patient_id == patient_id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    return list(session.scalars(query.limit(page_size).offset(page * page_size)))
+
+
+def list_actions(session: Session, actor: Actor) -> list[str]:
+    ensure(actor, Permission.AUDIT_READ)
+    return list(session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)))
+
+
+def history_of(session: Session, entity: str, entity_id: int) -> list[AuditEvent]:
+    """Every event of one record, oldest first (callers check their own read permission)."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.entity == entity, AuditEvent.entity_id == entity_id)
+        .order_by(AuditEvent.at, AuditEvent.id)
+    )
+    return list(session.scalars(query))

@@ -1,0 +1,101 @@
+"""Who may do what. Every service that changes or reveals data calls `ensure` first.
+
+The matrix below is the single source: the navigation is built from it, and the README shows it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from core.kernel.errors import PermissionDenied
+from db.models import Role
+
+
+class Permission(enum.StrEnum):
+    QUEUE_WORK = "work the request queue"
+    REQUESTS_DECIDE = "approve, decline or propose on requests"
+    APPOINTMENTS_READ = "see appointments and the calendar"
+    APPOINTMENTS_BOOK = "book appointments in office"
+    APPOINTMENTS_RESCHEDULE = "move appointments"
+    APPOINTMENTS_CANCEL = "cancel appointments"
+    APPOINTMENTS_CHECK_IN = "check patients in and mark visits done"
+    SCHEDULES_MANAGE = "set provider hours and time off"
+    PATIENTS_READ = "see patient records"
+    PATIENTS_EDIT = "create and edit patients"
+    INVITATIONS_SEND = "send portal invitations"
+    FEEDBACK_REQUEST = "send feedback requests"
+    FEES_WAIVE = "waive fees"
+    NOTIFICATIONS_READ = "see the notification outbox"
+    NOTIFICATIONS_MANAGE = "retry notifications and edit templates"
+    ANALYTICS_READ = "read cancellation and survey analytics"
+    DATA_EXPORT = "export patient data"
+    DATA_IMPORT = "import data"
+    POLICY_MANAGE = "set the cancellation policy"
+    USERS_MANAGE = "manage user accounts"
+    AUDIT_READ = "read the audit log"
+
+
+P = Permission
+_STAFF = {
+    P.APPOINTMENTS_READ, P.APPOINTMENTS_BOOK, P.APPOINTMENTS_RESCHEDULE, P.APPOINTMENTS_CANCEL,
+    P.APPOINTMENTS_CHECK_IN, P.PATIENTS_READ, P.PATIENTS_EDIT, P.INVITATIONS_SEND,
+    P.FEEDBACK_REQUEST, P.NOTIFICATIONS_READ,
+}  # fmt: skip
+_MANAGER = _STAFF | {
+    P.QUEUE_WORK, P.REQUESTS_DECIDE, P.SCHEDULES_MANAGE, P.FEES_WAIVE, P.NOTIFICATIONS_MANAGE,
+    P.ANALYTICS_READ, P.DATA_EXPORT,
+}  # fmt: skip
+MATRIX: dict[Role, frozenset[Permission]] = {
+    Role.OWNER: frozenset(Permission),
+    Role.MANAGER: frozenset(_MANAGER),
+    Role.STAFF: frozenset(_STAFF),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a signed-in user, a patient through a link, or the system itself."""
+
+    user_id: int | None
+    name: str
+    role: Role | None = None  # None for patients and the system
+
+    def can(self, permission: Permission) -> bool:
+        return self.role is not None and permission in MATRIX[self.role]
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+SYSTEM = Actor(user_id=None, name="System")
+
+
+def patient_actor(patient_name: str = "") -> Actor:
+    return Actor(user_id=None, name=f"Patient {patient_name} (link)".replace("  ", " "))
+
+
+def ensure(actor: Actor | None, permission: Permission) -> None:
+    """Raise PermissionDenied unless `actor` holds `permission`."""
+    if actor is None:
+        raise PermissionDenied("Please sign in first.")
+    if actor is SYSTEM or actor.can(permission):
+        return
+    role = actor.role.value if actor.role else "a patient"
+    raise PermissionDenied(
+        f"Your role ({role}) may not {permission.value}. Ask the practice owner."
+    )
+
+
+def matrix_markdown() -> str:
+    """The permission matrix as a Markdown table (README and the Users page show it)."""
+    roles = list(Role)
+    lines = [
+        "| permission | " + " | ".join(r.value for r in roles) + " |",
+        "|---|" + "---|" * len(roles),
+    ]
+    for permission in Permission:
+        marks = ["✓" if permission in MATRIX[r] else "" for r in roles]
+        lines.append(f"| {permission.value} | " + " | ".join(marks) + " |")
+    return "\n".join(lines)

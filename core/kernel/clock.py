@@ -1,0 +1,62 @@
+"""Time-zone arithmetic: times are stored in UTC and shown in the clinic's IANA zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from core.kernel.errors import ValidationError
+from db.types import utcnow
+
+__all__ = ["utcnow", "zone", "to_local", "local_to_utc", "format_local", "local_day_bounds"]
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{name!r} is not an IANA time zone (e.g. Europe/London).") from None
+
+
+def is_time_zone(name: str) -> bool:
+    return name in available_timezones()
+
+
+def to_local(moment: datetime, tz: str) -> datetime:
+    return moment.astimezone(zone(tz))
+
+
+def local_to_utc(day: date, at: time, tz: str) -> datetime:
+    """A clinic-local wall time as UTC. A time skipped by a DST change moves forward by the gap;
+    an ambiguous one (clocks going back) means its first occurrence."""
+    # fold=0 does both: a skipped wall time takes the offset before the change
+    return datetime.combine(day, at).replace(tzinfo=zone(tz), fold=0).astimezone(UTC)
+
+
+def parse_utc(value: str, tz_if_naive: str = "UTC") -> datetime:
+    """An ISO-8601 string (as the calendar sends) as an aware UTC datetime."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(f"{value!r} is not a date and time.") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone(tz_if_naive))
+    return parsed.astimezone(UTC)
+
+
+def local_day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
+    """UTC start and end of a clinic-local day (23 or 25 hours long on DST days)."""
+    return local_days_bounds(day, day, tz)
+
+
+def local_days_bounds(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
+    """UTC [start, end) of the clinic-local days first..last, both included."""
+    return local_to_utc(first, time(0), tz), local_to_utc(last + timedelta(days=1), time(0), tz)
+
+
+def format_local(moment: datetime | None, tz: str, with_zone: bool = False) -> str:
+    if moment is None:
+        return ""
+    local = to_local(moment, tz)
+    text = f"{local:%a %d %b %Y, %H:%M}"
+    return f"{text} ({local.tzname()})" if with_zone else text

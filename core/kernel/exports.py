@@ -1,0 +1,46 @@
+"""Exports of patient data: always audited, and safe to open in a spreadsheet."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Neutralise text a spreadsheet would run as a formula (OWASP CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([spreadsheet_safe(v) for v in row])
+    return buffer.getvalue().encode("utf-8-sig")  # the BOM lets Excel read UTF-8
+
+
+def record_export(
+    session: Session, actor: Actor, what: str, row_count: int, filters: dict[str, Any] | None = None
+) -> None:
+    """Check the export permission and write the audit event; call in the export's transaction."""
+    ensure(actor, Permission.DATA_EXPORT)
+    audit.record(
+        session,
+        actor,
+        "export",
+        what,
+        None,
+        details={"rows": row_count, "filters": {k: str(v) for k, v in (filters or {}).items()}},
+    )

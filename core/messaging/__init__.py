@@ -1,0 +1,3 @@
+"""Messages to patients and the clinic: the outbox, templates and senders (SMTP, SMS).
+Imports only core.kernel.
+"""

@@ -1,0 +1,513 @@
+"""Notifications: the outbox (written in the caller's transaction), templates, and the sender.
+
+Consent is per patient and channel. Appointment messages go to every channel the patient has
+an address and consent for, whether or not reminders are switched on; invitations and marketing
+are never sent without consent, and the caller is told why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import string
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Protocol
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.config import Settings, SmsSettings, SmtpSettings
+from core.kernel.errors import NotFound, ValidationError
+from db.models import (
+    Channel,
+    DeliveryStatus,
+    Notification,
+    NotificationTemplate,
+    Patient,
+)
+from db.types import utcnow
+
+log = logging.getLogger("clinicdesk.notify")
+
+MAX_ATTEMPTS = 6
+BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=12),
+)
+LEASE = timedelta(minutes=5)  # a claimed message is not picked up again before this
+
+
+@dataclass(frozen=True)
+class Template:
+    subject: str
+    body: str
+    description: str
+
+
+_SIGN = "\n\n{clinic_name}\n{clinic_phone}"
+TEMPLATES: dict[str, Template] = {
+    "request_received": Template(
+        "We received your appointment request",
+        "Dear {patient_name},\n\nThank you for your request for {service_name} on {when}. "
+        "We will confirm a time shortly.{message}" + _SIGN,
+        "A booking request arrived (online or by phone).",
+    ),
+    "appointment_scheduled": Template(
+        "Your appointment on {when} is confirmed",
+        "Dear {patient_name},\n\nYour appointment for {service_name} with {provider_name} is "
+        "confirmed for {when} at {clinic_name}.{message}\n\nShow the attached QR code at the "
+        "desk to check in.\n\nTo cancel or reschedule: {link}" + _SIGN,
+        "A request was approved or an appointment booked.",
+    ),
+    "appointment_declined": Template(
+        "About your appointment request",
+        "Dear {patient_name},\n\nWe are sorry: we cannot offer the appointment you asked for "
+        "({service_name}, {when}).\nReason: {reason}{message}" + _SIGN,
+        "A request was declined.",
+    ),
+    "appointment_proposed": Template(
+        "We propose {when} for your appointment",
+        "Dear {patient_name},\n\nWe can offer {service_name} with {provider_name} on {when}."
+        "{message}\n\nPlease accept or decline here: {link}" + _SIGN,
+        "The practice proposed another time; the patient answers through the link.",
+    ),
+    "appointment_rescheduled": Template(
+        "Your appointment has moved to {when}",
+        "Dear {patient_name},\n\nYour appointment for {service_name} with {provider_name} is "
+        "now on {when} (was {previous_when}).{message}" + _SIGN,
+        "An appointment was moved.",
+    ),
+    "appointment_updated": Template(
+        "Your appointment has been updated",
+        "Dear {patient_name},\n\nYour appointment for {service_name} is now on {when} with "
+        "{provider_name}.{message}" + _SIGN,
+        "An appointment was changed without the patient's approval.",
+    ),
+    "appointment_cancelled": Template(
+        "Your appointment on {when} is cancelled",
+        "Dear {patient_name},\n\nYour appointment for {service_name} on {when} is cancelled.\n"
+        "Reason: {reason}{fee}{message}" + _SIGN,
+        "An appointment was cancelled.",
+    ),
+    "appointment_no_show": Template(
+        "We missed you on {when}",
+        "Dear {patient_name},\n\nWe missed you at your appointment for {service_name} on "
+        "{when}. Please contact us to book a new time.{fee}{message}" + _SIGN,
+        "An appointment was recorded as a no-show.",
+    ),
+    "change_request_denied": Template(
+        "About your request to change your appointment",
+        "Dear {patient_name},\n\nWe could not make the change you asked for. Your appointment "
+        "stays on {when}.\nReason: {reason}{message}" + _SIGN,
+        "A reschedule or cancellation request was denied.",
+    ),
+    "proposal_answered": Template(
+        "Proposal {answer} by {patient_name}",
+        "{patient_name} {answer} the proposed time {when}.",
+        "Tells the clinic that a patient answered a proposal.",
+    ),
+    "portal_invitation": Template(
+        "Your invitation to the {clinic_name} patient portal",
+        "Dear {patient_name},\n\nYou are invited to the {clinic_name} patient portal. "
+        "Enrol here (the link works once and expires on {expires}): {link}" + _SIGN,
+        "A portal invitation.",
+    ),
+    "feedback_request": Template(
+        "How was your visit to {clinic_name}?",
+        "Dear {patient_name},\n\nThank you for your visit on {when}. Would you tell us how it "
+        "went? It takes two minutes: {link}" + _SIGN,
+        "A post-visit survey request.",
+    ),
+    "survey_received": Template(
+        "New survey response for {clinic_name}",
+        "A patient answered the survey for the visit on {when}: recommend {nps}/10, rating "
+        "{rating}/5.",
+        "Tells the clinic that a survey arrived.",
+    ),
+}
+SAMPLE_CONTEXT = {
+    "patient_name": "Alex Morgan",
+    "clinic_name": "ClinicDesk Demo Clinic",
+    "clinic_phone": "020 7946 0000",
+    "when": "Tue 01 Dec 2026, 09:30",
+    "previous_when": "Mon 30 Nov 2026, 14:00",
+    "service_name": "Consultation",
+    "provider_name": "Dr Rivera",
+    "reason": "The provider is away that day.",
+    "message": "\n\nMessage from the practice: see you soon.",
+    "fee": "\nA late-cancellation fee of £25.00 applies.",
+    "link": "https://example.org/patient?t=…",
+    "expires": "Tue 15 Dec 2026",
+    "answer": "accepted",
+    "nps": "9",
+    "rating": "5",
+}
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render(template: Template, context: dict[str, object]) -> tuple[str, str]:
+    values = _Blank({k: "" if v is None else str(v) for k, v in context.items()})
+    return template.subject.format_map(values), template.body.format_map(values)
+
+
+def template_for(session: Session, key: str) -> Template:
+    if key not in TEMPLATES:
+        raise NotFound(f"There is no message template {key!r}.")
+    edited = session.get(NotificationTemplate, key)
+    base = TEMPLATES[key]
+    return Template(edited.subject, edited.body, base.description) if edited else base
+
+
+def save_template(session: Session, actor: Actor, key: str, subject: str, body: str) -> None:
+    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
+    template_for(session, key)
+    if not body.strip():
+        raise ValidationError("The message text cannot be empty.")
+    allowed = set(SAMPLE_CONTEXT)
+    for text in (subject, body):
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+        except ValueError as exc:
+            raise ValidationError(f"Braces must come in pairs like {{when}}: {exc}.") from None
+        unknown = names - allowed
+        if unknown:
+            raise ValidationError(
+                f"Unknown placeholder {{{sorted(unknown)[0]}}}. Available: "
+                + ", ".join(f"{{{n}}}" for n in sorted(allowed))
+            )
+    row = session.get(NotificationTemplate, key) or NotificationTemplate(key=key)
+    row.subject, row.body, row.updated_by_user_id = subject, body, actor.user_id
+    session.add(row)
+    audit.record(session, actor, "template_saved", "template", None, details={"key": key})
+
+
+def preview(
+    session: Session, key: str, context: dict[str, object] | None = None
+) -> tuple[str, str]:
+    return render(template_for(session, key), {**SAMPLE_CONTEXT, **(context or {})})
+
+
+# ---------------------------------------------------------------- queueing
+
+
+@dataclass(frozen=True)
+class Queued:
+    notifications: list[Notification]
+    skipped: list[str]  # why a channel was not used, in words for the screen
+
+
+def channels_for(
+    patient: Patient, *, needs_consent: bool = True
+) -> tuple[list[Channel], list[str]]:
+    usable, skipped = [], []
+    for channel, address, consent in (
+        (Channel.EMAIL, patient.email, patient.consent_email),
+        (Channel.SMS, patient.phone, patient.consent_sms),
+    ):
+        if not address:
+            skipped.append(f"no {'email address' if channel == Channel.EMAIL else 'phone number'}")
+        elif needs_consent and not consent:
+            skipped.append(
+                f"no consent to {'email' if channel == Channel.EMAIL else 'text messages'}"
+            )
+        else:
+            usable.append(channel)
+    return usable, skipped
+
+
+def queue_for_patient(
+    session: Session,
+    patient: Patient,
+    key: str,
+    context: dict[str, object],
+    *,
+    appointment_id: int | None = None,
+    channels: list[Channel] | None = None,
+    attachment: tuple[str, bytes] | None = None,
+    subject: str | None = None,
+    body: str | None = None,
+) -> Queued:
+    """Queue `key` to the patient on each consented channel (or only on `channels`).
+    `subject`/`body` replace the rendered text when staff edited the message before sending."""
+    usable, skipped = channels_for(patient)
+    if channels is not None:
+        skipped += [f"{c.value} not chosen" for c in usable if c not in channels]
+        usable = [c for c in usable if c in channels]
+    rendered_subject, rendered_body = render(
+        template_for(session, key), {"patient_name": patient.full_name, **context}
+    )
+    subject, body = subject or rendered_subject, body or rendered_body
+    rows = []
+    for channel in usable:
+        rows.append(
+            Notification(
+                patient_id=patient.id,
+                appointment_id=appointment_id,
+                channel=channel,
+                template=key,
+                to_address=patient.email if channel == Channel.EMAIL else patient.phone,
+                subject=subject,
+                body=body if channel == Channel.EMAIL else _sms_text(subject, body),
+                attachment_name=attachment[0] if attachment and channel == Channel.EMAIL else None,
+                attachment=attachment[1] if attachment and channel == Channel.EMAIL else None,
+            )
+        )
+    session.add_all(rows)
+    return Queued(rows, skipped)
+
+
+def queue_to_address(
+    session: Session, channel: Channel, address: str, key: str, context: dict[str, object]
+) -> Notification | None:
+    """A message to the practice itself (for example a clinic's email); None without address."""
+    if not address:
+        return None
+    subject, body = render(template_for(session, key), context)
+    row = Notification(
+        channel=channel,
+        template=key,
+        to_address=address,
+        subject=subject,
+        body=body if channel == Channel.EMAIL else _sms_text(subject, body),
+    )
+    session.add(row)
+    return row
+
+
+def _sms_text(subject: str, body: str, limit: int = 459) -> str:
+    text = f"{subject}. {' '.join(body.split())}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------- outbox screen
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    created_at: datetime
+    channel: str
+    to_address: str
+    template: str
+    subject: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
+def list_outbox(
+    session: Session, actor: Actor, status: str | None = None, page: int = 0, page_size: int = 100
+) -> list[OutboxRow]:
+    ensure(actor, Permission.NOTIFICATIONS_READ)
+    query = select(Notification).order_by(Notification.id.desc())
+    if status:
+        query = query.where(Notification.status == status)
+    rows = session.scalars(query.limit(page_size).offset(page * page_size))
+    return [
+        OutboxRow(
+            n.id,
+            n.created_at,
+            n.channel.value,
+            n.to_address,
+            n.template,
+            n.subject,
+            n.status.value,
+            n.attempts,
+            n.last_error,
+            None
+            if n.status == DeliveryStatus.SENT or n.attempts >= MAX_ATTEMPTS
+            else n.next_attempt_at,
+            n.sent_at,
+        )
+        for n in rows
+    ]
+
+
+def outbox_counts(session: Session, actor: Actor) -> dict[str, int]:
+    ensure(actor, Permission.NOTIFICATIONS_READ)
+    rows = session.execute(
+        select(Notification.status, func.count()).group_by(Notification.status)
+    ).all()
+    counts = {s.value: 0 for s in DeliveryStatus}
+    counts.update({status.value: n for status, n in rows})
+    return counts
+
+
+def retry(session: Session, actor: Actor, notification_id: int) -> None:
+    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
+    row = session.get(Notification, notification_id)
+    if row is None:
+        raise NotFound(f"There is no notification #{notification_id}.")
+    if row.status == DeliveryStatus.SENT:
+        raise ValidationError("This message was sent already; there is nothing to retry.")
+    row.status, row.next_attempt_at = DeliveryStatus.QUEUED, utcnow()
+    audit.record(
+        session, actor, "notification_retry", "notification", row.id, patient_id=row.patient_id
+    )
+
+
+# ---------------------------------------------------------------- delivery
+
+
+class Transport(Protocol):
+    def send(self, notification: Notification) -> None: ...
+
+
+class SmtpTransport:
+    def __init__(self, settings: SmtpSettings, timeout: float = 20) -> None:
+        self.settings, self.timeout = settings, timeout
+
+    def send(self, notification: Notification) -> None:
+        s = self.settings
+        message = EmailMessage()
+        message["From"], message["To"] = s.sender, notification.to_address
+        message["Subject"] = notification.subject
+        message.set_content(notification.body)
+        if notification.attachment:
+            message.add_attachment(
+                notification.attachment,
+                maintype="image",
+                subtype="png",
+                filename=notification.attachment_name or "attachment.png",
+            )
+        smtp_class = smtplib.SMTP_SSL if s.security == "ssl" else smtplib.SMTP
+        with smtp_class(s.host, s.port, timeout=self.timeout) as client:
+            if s.security == "starttls":
+                client.starttls()
+            if s.username:
+                client.login(s.username, s.password)
+            client.send_message(message)
+
+
+class LoggingSmsTransport:
+    """The default SMS transport: writes the message to the log (no provider configured)."""
+
+    def send(self, notification: Notification) -> None:
+        log.info("SMS to %s: %s", notification.to_address, notification.body)
+
+
+class HttpSmsTransport:
+    """Posts {"to", "text"} as JSON with a bearer token to the configured provider address."""
+
+    def __init__(self, settings: SmsSettings, timeout: float = 20) -> None:
+        self.settings, self.timeout = settings, timeout
+
+    def send(self, notification: Notification) -> None:
+        request = urllib.request.Request(
+            self.settings.http_url,
+            data=json.dumps({"to": notification.to_address, "text": notification.body}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.settings.http_token}",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            if response.status >= 300:
+                raise RuntimeError(f"SMS provider answered HTTP {response.status}")
+
+
+class NoEmailTransport:
+    def send(self, notification: Notification) -> None:
+        raise RuntimeError("SMTP is not configured: set SMTP_HOST (see README, Configuration).")
+
+
+def transports(settings: Settings) -> dict[Channel, Transport]:
+    email = SmtpTransport(settings.smtp) if settings.smtp else NoEmailTransport()
+    sms = (
+        HttpSmsTransport(settings.sms) if settings.sms.provider == "http" else LoggingSmsTransport()
+    )
+    return {Channel.EMAIL: email, Channel.SMS: sms}
+
+
+def _due():
+    return or_(
+        Notification.status == DeliveryStatus.QUEUED,
+        and_(Notification.status == DeliveryStatus.FAILED, Notification.attempts < MAX_ATTEMPTS),
+    )
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int
+    failed: int
+    retrying: int
+
+
+def send_due(
+    write: Callable[[], object],
+    channels: dict[Channel, Transport],
+    *,
+    limit: int = 100,
+    now: datetime | None = None,
+) -> DeliveryReport:
+    """Deliver due messages. `write` opens a write transaction (Database.write).
+
+    Messages are claimed in one short transaction (a lease, FOR UPDATE SKIP LOCKED on
+    PostgreSQL, so several instances never send one message twice), sent outside it, and each
+    result recorded in its own transaction.
+    """
+    now = now or utcnow()
+    with write() as session:
+        query = (
+            select(Notification)
+            .where(_due(), Notification.next_attempt_at <= now)
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(limit)
+        )
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        claimed = list(session.scalars(query))
+        for row in claimed:
+            row.next_attempt_at = now + LEASE
+        session.flush()
+        session.expunge_all()
+    sent = failed = retrying = 0
+    for row in claimed:
+        error = None
+        try:
+            channels[row.channel].send(row)
+        except Exception as exc:  # any transport failure is recorded on the message
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+        with write() as session:
+            values: dict[str, object] = {"attempts": Notification.attempts + 1}
+            if error is None:
+                values |= {"status": DeliveryStatus.SENT, "sent_at": utcnow(), "last_error": None}
+                sent += 1
+            else:
+                # failed shows on screen at once; the sender retries it with back-off
+                # until MAX_ATTEMPTS, after which only a person's "retry" sends it again
+                backoff = BACKOFF[min(row.attempts, len(BACKOFF) - 1)]
+                values |= {
+                    "status": DeliveryStatus.FAILED,
+                    "last_error": error,
+                    "next_attempt_at": now + backoff,
+                }
+                if row.attempts + 1 >= MAX_ATTEMPTS:
+                    failed += 1
+                else:
+                    retrying += 1
+            session.execute(update(Notification).where(Notification.id == row.id).values(**values))
+    return DeliveryReport(sent, failed, retrying)
+
+
+def deliver_now(write: Callable[[], object], actor: Actor, settings: Settings) -> DeliveryReport:
+    """A person's "send now" on the Notifications page (the background sender runs anyway)."""
+    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
+    return send_due(write, transports(settings))

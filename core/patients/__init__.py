@@ -1,0 +1,1 @@
+"""Patient records and portal invitations. Imports core.messaging and core.kernel."""

@@ -1,0 +1,461 @@
+"""Patient-portal invitations: send, resend, revoke, expire, enrol, and the enrolment funnel.
+
+Each patient has one portal status, derived from the patient row and their latest invitation
+(`status_expr` computes it in SQL so lists, counts and filters agree with `portal_status`).
+Pending invitations past their expiry count as expired at once (lazily, by comparing
+`expires_at`); the `expire_invitations` job also marks them, audited, for the record.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
+
+from core.kernel import audit, tokens
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure
+from core.kernel.errors import NotFound, ValidationError
+from core.messaging import notify
+from db.models import (
+    Appointment,
+    Channel,
+    Clinic,
+    InvitationStatus,
+    Patient,
+    PortalInvitation,
+    Setting,
+)
+from db.types import utcnow
+
+EXPIRY_SETTING = "invitation_expiry_days"
+
+
+DEFAULT_EXPIRY_DAYS = 14
+
+
+MAX_EXPIRY_DAYS = 90
+
+
+PAGE_SIZE = 50
+
+
+class PortalStatus(enum.StrEnum):
+    NO_EMAIL = "no_email"
+    OPTED_OUT = "opted_out"
+    NOT_INVITED = "not_invited"
+    INVITED = "invited"
+    ENROLLED = "enrolled"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+    @property
+    def label(self) -> str:
+        return LABELS[self]
+
+
+LABELS = {
+    PortalStatus.NO_EMAIL: "No email",
+    PortalStatus.OPTED_OUT: "Opted out",
+    PortalStatus.NOT_INVITED: "Not invited",
+    PortalStatus.INVITED: "Invited",
+    PortalStatus.ENROLLED: "Enrolled",
+    PortalStatus.EXPIRED: "Expired",
+    PortalStatus.REVOKED: "Revoked",
+}
+
+
+# what a status means for the desk, and what to do next
+ADVICE = {
+    PortalStatus.NO_EMAIL: "The patient has no email address: add one to the record first.",
+    PortalStatus.OPTED_OUT: "The patient has not consented to email and text messages: "
+    "record consent first.",
+    PortalStatus.NOT_INVITED: "Not invited yet.",
+    PortalStatus.INVITED: "Invitation sent; waiting for the patient to enrol.",
+    PortalStatus.ENROLLED: "Enrolled in the patient portal.",
+    PortalStatus.EXPIRED: "The invitation expired before the patient enrolled: renew it.",
+    PortalStatus.REVOKED: "The invitation was revoked: send a new one if appropriate.",
+}
+
+
+SENDABLE = (PortalStatus.NOT_INVITED, PortalStatus.EXPIRED, PortalStatus.REVOKED)
+
+
+def get_expiry_days(session: Session) -> int:
+    row = session.get(Setting, EXPIRY_SETTING)
+    value = (row.value or {}).get("days") if row else None
+    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_EXPIRY_DAYS
+
+
+def set_expiry_days(session: Session, actor: Actor, days: int) -> None:
+    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
+    if not isinstance(days, int) or not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise ValidationError(f"Invitations must expire after 1 to {MAX_EXPIRY_DAYS} days.")
+    row = session.get(Setting, EXPIRY_SETTING) or Setting(key=EXPIRY_SETTING)
+    before = (row.value or {}).get("days")
+    row.value, row.updated_by_user_id = {"days": days}, actor.user_id
+    session.add(row)
+    audit.record(
+        session,
+        actor,
+        "setting_changed",
+        "setting",
+        None,
+        details={"key": EXPIRY_SETTING, "from": before, "to": days},
+    )
+
+
+def latest_invitation():
+    latest = (
+        select(PortalInvitation.patient_id, func.max(PortalInvitation.id).label("invitation_id"))
+        .group_by(PortalInvitation.patient_id)
+        .subquery("latest")
+    )
+    return latest, aliased(PortalInvitation, name="inv")
+
+
+def status_expr(inv, now: datetime) -> ColumnElement[str]:
+    """The portal status of `Patient` joined (outer) to its latest invitation `inv`."""
+    return case(
+        (Patient.portal_enrolled_at.is_not(None), literal(PortalStatus.ENROLLED.value)),
+        (or_(Patient.email.is_(None), Patient.email == ""), literal(PortalStatus.NO_EMAIL.value)),
+        (Patient.consent_email.is_(False), literal(PortalStatus.OPTED_OUT.value)),
+        (inv.id.is_(None), literal(PortalStatus.NOT_INVITED.value)),
+        (
+            and_(inv.status == InvitationStatus.PENDING, inv.expires_at > now),
+            literal(PortalStatus.INVITED.value),
+        ),
+        (inv.status == InvitationStatus.REVOKED, literal(PortalStatus.REVOKED.value)),
+        (inv.status == InvitationStatus.ENROLLED, literal(PortalStatus.ENROLLED.value)),
+        else_=literal(PortalStatus.EXPIRED.value),
+    )
+
+
+@dataclass(frozen=True)
+class PortalState:
+    status: PortalStatus
+    invitation_id: int | None
+    sent_at: datetime | None
+    expires_at: datetime | None
+    enrolled_at: datetime | None
+
+    @property
+    def label(self) -> str:
+        if self.status == PortalStatus.INVITED and self.expires_at:
+            return f"Invited (expires {self.expires_at:%d %b %Y})"
+        return self.status.label
+
+    @property
+    def advice(self) -> str:
+        return ADVICE[self.status]
+
+    @property
+    def can_send(self) -> bool:
+        return self.status in (*SENDABLE, PortalStatus.INVITED)
+
+
+def state_of(session: Session, patient: Patient, now: datetime | None = None) -> PortalState:
+    """The portal state of one patient (no permission check: callers check their own)."""
+    now = now or utcnow()
+    inv = session.scalar(
+        select(PortalInvitation)
+        .where(PortalInvitation.patient_id == patient.id)
+        .order_by(PortalInvitation.id.desc())
+        .limit(1)
+    )
+    if patient.portal_enrolled_at is not None:
+        status = PortalStatus.ENROLLED
+    elif not patient.email:
+        status = PortalStatus.NO_EMAIL
+    elif not patient.consent_email:
+        status = PortalStatus.OPTED_OUT
+    elif inv is None:
+        status = PortalStatus.NOT_INVITED
+    elif inv.status == InvitationStatus.PENDING and inv.expires_at > now:
+        status = PortalStatus.INVITED
+    elif inv.status == InvitationStatus.REVOKED:
+        status = PortalStatus.REVOKED
+    elif inv.status == InvitationStatus.ENROLLED:
+        status = PortalStatus.ENROLLED
+    else:
+        status = PortalStatus.EXPIRED
+    return PortalState(
+        status,
+        inv.id if inv else None,
+        inv.sent_at if inv else None,
+        inv.expires_at if inv else None,
+        patient.portal_enrolled_at or (inv.enrolled_at if inv else None),
+    )
+
+
+def get_portal_state(session: Session, actor: Actor, patient_id: int) -> PortalState:
+    ensure(actor, Permission.PATIENTS_READ)
+    return state_of(session, _patient(session, patient_id))
+
+
+@dataclass(frozen=True)
+class InvitationSent:
+    invitation_id: int
+    patient_id: int
+    email: str
+    link: str
+    expires_at: datetime
+    replaced: int  # how many earlier pending invitations this one revoked
+    queued: bool  # whether an email was queued (False for a desk QR only)
+    patient_name: str = ""
+
+
+def _patient(session: Session, patient_id: int, *, lock: bool = False) -> Patient:
+    patient = session.get(Patient, patient_id, with_for_update=lock)
+    if patient is None:
+        raise NotFound(f"There is no patient #{patient_id}.")
+    return patient
+
+
+def check_invitable(patient: Patient) -> None:
+    """Raise ValidationError saying exactly why `patient` cannot be invited and what to do."""
+    if patient.portal_enrolled_at is not None:
+        raise ValidationError(
+            f"{patient.full_name} is already enrolled in the portal: no invitation is needed."
+        )
+    if not patient.email:
+        raise ValidationError(
+            "The patient has no email address: add one to the patient's record first."
+        )
+    if not patient.consent_email:
+        raise ValidationError(
+            "The patient has not consented to email and text messages: record consent first."
+        )
+
+
+def clinic_for(session: Session, patient_id: int) -> Clinic | None:
+    """The clinic the patient most likely knows: their latest appointment's, else the first."""
+    clinic_id = session.scalar(
+        select(Appointment.clinic_id)
+        .where(Appointment.patient_id == patient_id)
+        .order_by(Appointment.created_at.desc(), Appointment.id.desc())
+        .limit(1)
+    )
+    if clinic_id is not None:
+        return session.get(Clinic, clinic_id)
+    return session.scalar(select(Clinic).order_by(Clinic.id).limit(1))
+
+
+def _revoke_pending(
+    session: Session, actor: Actor, patient_id: int, reason: str, now: datetime
+) -> int:
+    pending = list(
+        session.scalars(
+            select(PortalInvitation).where(
+                PortalInvitation.patient_id == patient_id,
+                PortalInvitation.status == InvitationStatus.PENDING,
+            )
+        )
+    )
+    for inv in pending:
+        inv.status, inv.revoked_at, inv.revoked_reason = InvitationStatus.REVOKED, now, reason
+        if inv.token_id:
+            tokens.revoke(session, inv.token_id)
+        audit.record(
+            session,
+            actor,
+            "invitation_revoked",
+            "invitation",
+            inv.id,
+            patient_id=patient_id,
+            from_status=InvitationStatus.PENDING.value,
+            to_status=InvitationStatus.REVOKED.value,
+            reason=reason,
+        )
+    return len(pending)
+
+
+def send_invitation(
+    session: Session,
+    actor: Actor,
+    patient_id: int,
+    *,
+    base_url: str,
+    expiry_days: int | None = None,
+    email: bool = True,
+) -> InvitationSent:
+    """Invite a patient to the portal (or resend/renew: the earlier link is revoked).
+    With `email=False` no message is queued: the desk prints the link as a QR code instead."""
+    ensure(actor, Permission.INVITATIONS_SEND)
+    patient = _patient(session, patient_id, lock=True)
+    check_invitable(patient)
+    days = expiry_days if expiry_days is not None else get_expiry_days(session)
+    if not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise ValidationError(f"Invitations must expire after 1 to {MAX_EXPIRY_DAYS} days.")
+    now = utcnow()
+    previous = state_of(session, patient, now)
+    replaced = _revoke_pending(session, actor, patient.id, "Replaced by a new invitation", now)
+    issued = tokens.issue(session, "enroll", patient.id, timedelta(days=days))
+    invitation = PortalInvitation(
+        patient_id=patient.id,
+        email=patient.email,
+        status=InvitationStatus.PENDING,
+        token_id=issued.row.id,
+        sent_at=now,
+        expires_at=issued.row.expires_at,
+        created_by_user_id=actor.user_id,
+    )
+    session.add(invitation)
+    session.flush()
+    url = tokens.link(base_url.rstrip("/"), "enroll", issued.raw)
+    queued = False
+    if email:
+        clinic = clinic_for(session, patient.id)
+        result = notify.queue_for_patient(
+            session,
+            patient,
+            "portal_invitation",
+            {
+                "clinic_name": clinic.name if clinic else "",
+                "clinic_phone": clinic.phone if clinic else "",
+                "link": url,
+                "expires": f"{invitation.expires_at:%a %d %b %Y}",
+            },
+            channels=[Channel.EMAIL],
+        )
+        queued = bool(result.notifications)
+    action = {
+        PortalStatus.EXPIRED: "invitation_renewed",
+        PortalStatus.INVITED: "invitation_resent",
+        PortalStatus.REVOKED: "invitation_resent",
+    }.get(previous.status, "invitation_sent")
+    audit.record(
+        session,
+        actor,
+        action,
+        "invitation",
+        invitation.id,
+        patient_id=patient.id,
+        from_status=previous.status.value,
+        to_status=PortalStatus.INVITED.value,
+        details={
+            "expires_at": invitation.expires_at.isoformat(),
+            "email_queued": queued,
+            "replaced": replaced,
+        },
+    )
+    return InvitationSent(
+        invitation.id,
+        patient.id,
+        patient.email,
+        url,
+        invitation.expires_at,
+        replaced,
+        queued,
+        patient.full_name,
+    )
+
+
+def revoke_invitation(session: Session, actor: Actor, invitation_id: int, reason: str = "") -> None:
+    ensure(actor, Permission.INVITATIONS_SEND)
+    inv = session.get(PortalInvitation, invitation_id)
+    if inv is None:
+        raise NotFound(f"There is no invitation #{invitation_id}.")
+    if inv.status != InvitationStatus.PENDING:
+        raise ValidationError(
+            f"This invitation is {inv.status.value} already; only a pending one can be revoked."
+        )
+    now = utcnow()
+    inv.status, inv.revoked_at = InvitationStatus.REVOKED, now
+    inv.revoked_reason = reason.strip()[:200] or "Revoked by the practice"
+    if inv.token_id:
+        tokens.revoke(session, inv.token_id)
+    audit.record(
+        session,
+        actor,
+        "invitation_revoked",
+        "invitation",
+        inv.id,
+        patient_id=inv.patient_id,
+        from_status=InvitationStatus.PENDING.value,
+        to_status=InvitationStatus.REVOKED.value,
+        reason=inv.revoked_reason,
+    )
+
+
+def revoke_pending_for_patient(session: Session, actor: Actor, patient_id: int, reason: str) -> int:
+    """Revoke the patient's pending invitations (e.g. their email address changed)."""
+    ensure(actor, Permission.PATIENTS_EDIT)
+    return _revoke_pending(session, actor, patient_id, reason, utcnow())
+
+
+def expire_due(session: Session, now: datetime | None = None, limit: int = 500) -> int:
+    """Mark pending invitations past their expiry as expired (audited as the system)."""
+    now = now or utcnow()
+    due = list(
+        session.scalars(
+            select(PortalInvitation)
+            .where(
+                PortalInvitation.status == InvitationStatus.PENDING,
+                PortalInvitation.expires_at <= now,
+            )
+            .order_by(PortalInvitation.id)
+            .limit(limit)
+        )
+    )
+    for inv in due:
+        done = session.execute(
+            update(PortalInvitation)
+            .where(
+                PortalInvitation.id == inv.id, PortalInvitation.status == InvitationStatus.PENDING
+            )
+            .values(status=InvitationStatus.EXPIRED)
+        )
+        if done.rowcount == 1:
+            audit.record(
+                session,
+                SYSTEM,
+                "invitation_expired",
+                "invitation",
+                inv.id,
+                patient_id=inv.patient_id,
+                from_status="pending",
+                to_status="expired",
+            )
+    session.expire_all()
+    return len(due)
+
+
+def enrolment_target(session: Session, token_id: int) -> PortalInvitation | None:
+    return session.scalar(select(PortalInvitation).where(PortalInvitation.token_id == token_id))
+
+
+def mark_enrolled(
+    session: Session, actor: Actor, invitation: PortalInvitation, now: datetime
+) -> None:
+    """Record the enrolment (the caller verified the token and the patient's identity)."""
+    patient = _patient(session, invitation.patient_id)
+    invitation.status, invitation.enrolled_at = InvitationStatus.ENROLLED, now
+    patient.portal_enrolled_at = now
+    audit.record(
+        session,
+        actor,
+        "invitation_enrolled",
+        "invitation",
+        invitation.id,
+        patient_id=patient.id,
+        from_status=PortalStatus.INVITED.value,
+        to_status=PortalStatus.ENROLLED.value,
+    )
+
+
+def expire_job(database, settings) -> None:
+    """Periodic job (core.jobs.JOBS): mark invitations past their expiry as expired."""
+    with database.write() as session:
+        expire_due(session)

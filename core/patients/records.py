@@ -1,0 +1,340 @@
+"""Patient records: search with suggestions, create, read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import format_local
+from core.kernel.errors import NotFound, ValidationError
+from core.patients import enrolment, invitations
+from db.models import Patient
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE = re.compile(r"^\+?[0-9 ()-]{6,20}$")
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    id: int
+    name: str
+    date_of_birth: date | None
+    email: str | None
+    phone: str | None
+
+    @property
+    def label(self) -> str:
+        born = f", born {self.date_of_birth:%d %b %Y}" if self.date_of_birth else ""
+        contact = self.email or self.phone or "no contact details"
+        return f"{self.name}{born} · {contact}"
+
+
+def _summary(p: Patient) -> PatientSummary:
+    return PatientSummary(p.id, p.full_name, p.date_of_birth, p.email, p.phone)
+
+
+def search_patients(
+    session: Session, actor: Actor, text: str, limit: int = 20
+) -> list[PatientSummary]:
+    """Patients whose name, email or phone contains `text` (case-insensitive), best first."""
+    ensure(actor, Permission.PATIENTS_READ)
+    words = text.strip().lower().split()
+    if not words:
+        return []
+    query = select(Patient)
+    for word in words:
+        like = f"%{word}%"
+        digits = re.sub(r"\D", "", word)
+        conditions = [
+            func.lower(Patient.first_name).like(like),
+            func.lower(Patient.last_name).like(like),
+            func.lower(Patient.email).like(like),
+        ]
+        if len(digits) >= 3:
+            conditions.append(func.replace(Patient.phone, " ", "").like(f"%{digits}%"))
+        query = query.where(or_(*conditions))
+    query = query.order_by(Patient.last_name, Patient.first_name, Patient.id).limit(limit)
+    return [_summary(p) for p in session.scalars(query)]
+
+
+def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
+    ensure(actor, Permission.PATIENTS_READ)
+    patient = session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(f"There is no patient #{patient_id}.")
+    return patient
+
+
+def validate_contact(email: str | None, phone: str | None) -> tuple[str | None, str | None]:
+    email = (email or "").strip().lower() or None
+    phone = (phone or "").strip() or None
+    if email and not EMAIL.match(email):
+        raise ValidationError(f"{email!r} is not an email address (like name@example.org).")
+    if phone and not PHONE.match(phone):
+        raise ValidationError(
+            f"{phone!r} is not a phone number: use digits, spaces and an optional +."
+        )
+    return email, phone
+
+
+def create_patient(
+    session: Session,
+    actor: Actor,
+    *,
+    first_name: str,
+    last_name: str,
+    date_of_birth: date | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+    consent_email: bool = False,
+    consent_sms: bool = False,
+    card_on_file: bool = False,
+) -> Patient:
+    ensure(actor, Permission.PATIENTS_EDIT)
+    if not first_name.strip() or not last_name.strip():
+        raise ValidationError("Enter the patient's first and last name.")
+    if date_of_birth and date_of_birth > date.today():
+        raise ValidationError("The date of birth cannot be in the future.")
+    email, phone = validate_contact(email, phone)
+    patient = Patient(
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
+        date_of_birth=date_of_birth,
+        email=email,
+        phone=phone,
+        consent_email=consent_email and bool(email),
+        consent_sms=consent_sms and bool(phone),
+        card_on_file=card_on_file,
+    )
+    session.add(patient)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "patient_created",
+        "patient",
+        patient.id,
+        patient_id=patient.id,
+        details={"consent_email": patient.consent_email, "consent_sms": patient.consent_sms},
+    )
+    return patient
+
+
+# ---------------------------------------------------------------- editing and the record
+
+EDITABLE = (
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "email",
+    "phone",
+    "consent_email",
+    "consent_sms",
+    "consent_marketing",
+    "reminders_enabled",
+    "card_on_file",
+)
+
+
+@dataclass(frozen=True)
+class PatientUpdate:
+    patient_id: int
+    changed: list[str]
+    invitation_revoked: bool  # a pending portal invitation was revoked by this change
+    offer_new_invitation: bool  # the page should offer to send a new one
+
+    @property
+    def message(self) -> str:
+        if not self.changed:
+            return "Nothing changed."
+        text = "Saved: " + ", ".join(f.replace("_", " ") for f in self.changed) + "."
+        if self.invitation_revoked:
+            text += " The pending portal invitation went to the old address and was revoked."
+        return text
+
+
+def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -> PatientUpdate:
+    """Change a patient's details. When the email address changes (or email consent is
+    withdrawn) a pending portal invitation is revoked, audited, and never resent to the new
+    address: the result tells the page to offer a new invitation instead."""
+
+    ensure(actor, Permission.PATIENTS_EDIT)
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValidationError(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+    patient = session.get(Patient, patient_id, with_for_update=True)
+    if patient is None:
+        raise NotFound(f"There is no patient #{patient_id}.")
+    for field in ("first_name", "last_name"):
+        if field in changes:
+            changes[field] = (changes[field] or "").strip()
+            if not changes[field]:
+                raise ValidationError("Enter the patient's first and last name.")
+    if changes.get("date_of_birth") and changes["date_of_birth"] > date.today():
+        raise ValidationError("The date of birth cannot be in the future.")
+    if "email" in changes or "phone" in changes:
+        email, phone = validate_contact(
+            changes.get("email", patient.email), changes.get("phone", patient.phone)
+        )
+        if "email" in changes:
+            changes["email"] = email
+        if "phone" in changes:
+            changes["phone"] = phone
+    email_after = changes.get("email", patient.email)
+    if not email_after:
+        changes["consent_email"] = False  # no consent to an address we do not have
+    if not changes.get("phone", patient.phone):
+        changes["consent_sms"] = False
+    changed = [f for f in EDITABLE if f in changes and getattr(patient, f) != changes[f]]
+    details = {}
+    for field in changed:
+        before, after = getattr(patient, field), changes[field]
+        # contact details are personal data: the audit trail keeps that they changed, not values
+        details[field] = {"from": before, "to": after} if isinstance(after, bool) else "changed"
+        setattr(patient, field, after)
+    revoked = 0
+    if "email" in changed:
+        revoked = invitations.revoke_pending_for_patient(
+            session, actor, patient.id, "Email address changed"
+        )
+    elif "consent_email" in changed and not patient.consent_email:
+        revoked = invitations.revoke_pending_for_patient(
+            session, actor, patient.id, "Consent to email withdrawn"
+        )
+    if changed:
+        audit.record(
+            session,
+            actor,
+            "patient_updated",
+            "patient",
+            patient.id,
+            patient_id=patient.id,
+            details=details,
+        )
+        session.flush()
+    offer = bool(revoked) and bool(patient.email) and patient.consent_email
+    return PatientUpdate(patient.id, changed, bool(revoked), offer)
+
+
+def portal_status(session: Session, actor: Actor, patient_id: int):
+    """The patient's portal status (core.patients.invitations.PortalState)."""
+
+    return invitations.get_portal_state(session, actor, patient_id)
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    id: int
+    first_name: str
+    last_name: str
+    date_of_birth: date | None
+    email: str | None
+    phone: str | None
+    consent_email: bool
+    consent_sms: bool
+    consent_marketing: bool
+    reminders_enabled: bool
+    card_on_file: bool
+    points_balance: int
+    portal: object  # core.patients.invitations.PortalState
+    invitations: list  # core.patients.invitations.HistoryRow, newest first
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+def get_patient_record(session: Session, actor: Actor, patient_id: int) -> PatientRecord:
+    """A patient's details, consent, portal status and invitation history."""
+
+    patient = get_patient(session, actor, patient_id)
+    return PatientRecord(
+        patient.id,
+        patient.first_name,
+        patient.last_name,
+        patient.date_of_birth,
+        patient.email,
+        patient.phone,
+        patient.consent_email,
+        patient.consent_sms,
+        patient.consent_marketing,
+        patient.reminders_enabled,
+        patient.card_on_file,
+        patient.points_balance,
+        invitations.state_of(session, patient),
+        enrolment.invitation_history(session, actor, patient.id),
+    )
+
+
+@dataclass(frozen=True)
+class PatientAppointment:
+    id: int
+    when: str  # clinic-local start, or the requested day and time of day
+    service: str
+    provider: str
+    clinic: str
+    status: str
+    booked_by: str  # a staff name, or "Online appointment · <time>"
+
+
+def booked_by_label(source, created_by: str | None, booked_at, tz: str) -> str:
+    """Who created an appointment: "Online appointment" and the time in place of a staff name."""
+    from db.models import Source
+
+    if source == Source.ONLINE:
+        return f"Online appointment · {format_local(booked_at, tz)}"
+    return created_by or ("Imported" if source == Source.IMPORT else "Practice")
+
+
+def list_patient_appointments(
+    session: Session, actor: Actor, patient_id: int, limit: int = 20
+) -> list[PatientAppointment]:
+    """The patient's latest appointments and requests, newest first."""
+    from db.models import Appointment, Clinic, Provider, Service, User
+
+    ensure(actor, Permission.PATIENTS_READ)
+    rows = session.execute(
+        select(
+            Appointment,
+            Service.name,
+            Provider.name,
+            Clinic.name,
+            Clinic.timezone,
+            User.display_name,
+        )
+        .join(Clinic, Clinic.id == Appointment.clinic_id)
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .outerjoin(Provider, Provider.id == Appointment.provider_id)
+        .outerjoin(User, User.id == Appointment.created_by_user_id)
+        .where(Appointment.patient_id == patient_id)
+        .order_by(
+            func.coalesce(Appointment.start_at, Appointment.created_at).desc(),
+            Appointment.id.desc(),
+        )
+        .limit(limit)
+    ).all()
+    result = []
+    for a, service, provider, clinic, tz, creator in rows:
+        if a.start_at is not None:
+            when = format_local(a.start_at, tz)
+        else:
+            part = a.time_of_day.value.replace("_", " ") if a.time_of_day else "any time"
+            when = f"{a.requested_day:%a %d %b %Y}, {part}" if a.requested_day else ""
+        result.append(
+            PatientAppointment(
+                a.id,
+                when,
+                service or "",
+                provider or "",
+                clinic,
+                a.status.value.replace("_", " "),
+                booked_by_label(a.source, creator, a.booked_at, tz),
+            )
+        )
+    return result

@@ -1,0 +1,497 @@
+"""Cancellation policy: the one evaluation every cancellation path uses.
+
+`evaluate` answers, for an appointment and a moment, which policy version applies, whether the
+moment falls inside the late-cancellation window, and what it would cost. The queue's alert, the
+patient's warning and the actual cancellation all call it, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.errors import Conflict, NotFound, ValidationError
+from db.models import (
+    Appointment,
+    CancellationPolicy,
+    Clinic,
+    LedgerEntry,
+    LedgerKind,
+    Patient,
+    Service,
+)
+from db.types import utcnow
+
+MAX_WINDOW_HOURS = 24 * 14
+MAX_FEE_CENTS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    policy_id: int | None
+    inside_window: bool
+    fee_cents: int
+    points: int
+    window_hours: int
+    needs_approval: bool  # a patient's request needs a manager
+    auto_accept: bool  # a patient's request is accepted at once
+    online_allowed: bool
+    max_reschedules: int
+    policy_text: str
+
+    @property
+    def late(self) -> bool:
+        return self.inside_window
+
+
+NO_POLICY = Evaluation(None, False, 0, 0, 0, True, False, True, 99, "")
+
+
+def current_policy(
+    session: Session, clinic_id: int, service_id: int | None, at: datetime | None = None
+) -> CancellationPolicy | None:
+    """The version in force at `at`: a service override wins over the clinic's policy."""
+    at = at or utcnow()
+    query = (
+        select(CancellationPolicy)
+        .where(CancellationPolicy.clinic_id == clinic_id, CancellationPolicy.effective_at <= at)
+        .order_by(CancellationPolicy.effective_at.desc(), CancellationPolicy.id.desc())
+        .limit(1)
+    )
+    if service_id is not None:
+        override = session.scalar(query.where(CancellationPolicy.service_id == service_id))
+        if override is not None:
+            return override
+    return session.scalar(query.where(CancellationPolicy.service_id.is_(None)))
+
+
+def inside_window(start_at: datetime, at: datetime, window_hours: int) -> bool:
+    """Late when fewer than `window_hours` real elapsed hours remain before the start (or it has
+    started). Both moments are compared in UTC: subtracting two datetimes that share one
+    ZoneInfo would count wall-clock hours, and a DST change would move the window by an hour."""
+    if start_at.tzinfo is None or at.tzinfo is None:
+        raise ValueError("inside_window needs time-zone-aware datetimes")
+    return start_at.astimezone(UTC) - at.astimezone(UTC) < timedelta(hours=window_hours)
+
+
+def evaluate(session: Session, appointment: Appointment, at: datetime | None = None) -> Evaluation:
+    at = at or utcnow()
+    policy = current_policy(session, appointment.clinic_id, appointment.service_id, at)
+    if policy is None or appointment.start_at is None:
+        return NO_POLICY
+    late = inside_window(appointment.start_at, at, policy.window_hours)
+    return Evaluation(
+        policy_id=policy.id,
+        inside_window=late,
+        fee_cents=policy.late_cancel_fee_cents if late else 0,
+        points=policy.points_deducted if late else 0,
+        window_hours=policy.window_hours,
+        needs_approval=late and policy.inside_window_needs_approval,
+        auto_accept=not late and policy.outside_window_auto_accept,
+        online_allowed=policy.online_cancel_allowed,
+        max_reschedules=policy.max_reschedules,
+        policy_text=policy.policy_text,
+    )
+
+
+def assess_cancellation(
+    session: Session, appointment: Appointment, evaluation: Evaluation
+) -> list[LedgerEntry]:
+    """Record what a cancellation costs under `evaluation` (late: fee and/or points)."""
+    appointment.policy_id = evaluation.policy_id
+    appointment.late_cancellation = evaluation.inside_window
+    if not evaluation.inside_window or appointment.patient_id is None:
+        return []
+    entries = []
+    if evaluation.fee_cents:
+        entries.append(
+            LedgerEntry(
+                patient_id=appointment.patient_id,
+                appointment_id=appointment.id,
+                kind=LedgerKind.LATE_CANCEL_FEE,
+                amount_cents=evaluation.fee_cents,
+                policy_id=evaluation.policy_id,
+            )
+        )
+    if evaluation.points:
+        entries.append(
+            _deduct_points(session, appointment, evaluation.points, evaluation.policy_id)
+        )
+    session.add_all(entries)
+    return entries
+
+
+def assess_no_show(session: Session, appointment: Appointment) -> list[LedgerEntry]:
+    """A no-show costs the no-show fee (and the policy's points) of the version in force."""
+    policy = current_policy(session, appointment.clinic_id, appointment.service_id)
+    if policy is None or appointment.patient_id is None:
+        return []
+    appointment.policy_id = policy.id
+    entries = []
+    if policy.no_show_fee_cents:
+        entries.append(
+            LedgerEntry(
+                patient_id=appointment.patient_id,
+                appointment_id=appointment.id,
+                kind=LedgerKind.NO_SHOW_FEE,
+                amount_cents=policy.no_show_fee_cents,
+                policy_id=policy.id,
+            )
+        )
+    if policy.points_deducted:
+        entries.append(_deduct_points(session, appointment, policy.points_deducted, policy.id))
+    session.add_all(entries)
+    return entries
+
+
+def _deduct_points(
+    session: Session, appointment: Appointment, points: int, policy_id
+) -> LedgerEntry:
+    patient = session.get(Patient, appointment.patient_id)
+    patient.points_balance = max(0, patient.points_balance - points)
+    return LedgerEntry(
+        patient_id=patient.id,
+        appointment_id=appointment.id,
+        kind=LedgerKind.POINTS,
+        points=points,
+        policy_id=policy_id,
+    )
+
+
+# ---------------------------------------------------------------- settings (versions)
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    id: int
+    clinic_id: int
+    service_id: int | None
+    service_name: str | None
+    version: int
+    effective_at: datetime
+    window_hours: int
+    late_cancel_fee_cents: int
+    no_show_fee_cents: int
+    points_deducted: int
+    inside_window_needs_approval: bool
+    outside_window_auto_accept: bool
+    online_cancel_allowed: bool
+    max_reschedules: int
+    policy_text: str
+    created_at: datetime
+
+
+def _check_policy_values(window_hours, late_fee, no_show_fee, points, max_reschedules, text):
+    problems = []
+    if not isinstance(window_hours, int) or window_hours < 0:
+        problems.append("The cancellation window must be zero or more whole hours.")
+    elif window_hours > MAX_WINDOW_HOURS:
+        problems.append(f"The cancellation window can be at most {MAX_WINDOW_HOURS} hours.")
+    for label, value in (("late-cancellation fee", late_fee), ("no-show fee", no_show_fee)):
+        if not isinstance(value, int) or value < 0:
+            problems.append(f"The {label} cannot be negative; use 0 for no fee.")
+        elif value > MAX_FEE_CENTS:
+            problems.append(f"The {label} can be at most {MAX_FEE_CENTS / 100:.2f}.")
+    if not isinstance(points, int) or points < 0:
+        problems.append("The points deducted cannot be negative; use 0 to deduct none.")
+    if not isinstance(max_reschedules, int) or max_reschedules < 0:
+        problems.append("The most reschedules allowed cannot be negative.")
+    if not (text or "").strip():
+        problems.append("Write the policy text patients will see; it cannot be empty.")
+    if problems:
+        raise ValidationError(" ".join(problems))
+
+
+def save_policy(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    service_id: int | None = None,
+    window_hours: int,
+    late_cancel_fee_cents: int,
+    no_show_fee_cents: int,
+    points_deducted: int,
+    inside_window_needs_approval: bool,
+    outside_window_auto_accept: bool,
+    online_cancel_allowed: bool,
+    max_reschedules: int,
+    policy_text: str,
+    effective_at: datetime | None = None,
+) -> CancellationPolicy:
+    """Save a new version of a clinic's policy (or of a service override). Older versions stay:
+    each cancellation keeps pointing at the version that applied when it happened."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    _check_policy_values(
+        window_hours,
+        late_cancel_fee_cents,
+        no_show_fee_cents,
+        points_deducted,
+        max_reschedules,
+        policy_text,
+    )
+    if session.get(Clinic, clinic_id) is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    if service_id is not None and session.get(Service, service_id) is None:
+        raise NotFound(f"There is no service #{service_id}.")
+    if effective_at is not None and effective_at.tzinfo is None:
+        raise ValidationError("The effective time needs a time zone.")
+    scope = (
+        CancellationPolicy.clinic_id == clinic_id,
+        CancellationPolicy.service_id.is_(None)
+        if service_id is None
+        else CancellationPolicy.service_id == service_id,
+    )
+    last = session.scalar(select(func.max(CancellationPolicy.version)).where(*scope)) or 0
+    policy = CancellationPolicy(
+        clinic_id=clinic_id,
+        service_id=service_id,
+        version=last + 1,
+        effective_at=effective_at or utcnow(),
+        window_hours=window_hours,
+        late_cancel_fee_cents=late_cancel_fee_cents,
+        no_show_fee_cents=no_show_fee_cents,
+        points_deducted=points_deducted,
+        inside_window_needs_approval=inside_window_needs_approval,
+        outside_window_auto_accept=outside_window_auto_accept,
+        online_cancel_allowed=online_cancel_allowed,
+        max_reschedules=max_reschedules,
+        policy_text=policy_text.strip(),
+        created_by_user_id=actor.user_id,
+    )
+    session.add(policy)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "policy_saved",
+        "cancellation_policy",
+        policy.id,
+        message=f"Version {policy.version}: {window_hours} h window",
+        details={
+            "clinic_id": clinic_id,
+            "service_id": service_id,
+            "version": policy.version,
+            "window_hours": window_hours,
+            "late_cancel_fee_cents": late_cancel_fee_cents,
+            "no_show_fee_cents": no_show_fee_cents,
+            "points_deducted": points_deducted,
+            "effective_at": policy.effective_at.isoformat(),
+        },
+    )
+    return policy
+
+
+def list_policy_versions(
+    session: Session, actor: Actor, clinic_id: int, limit: int = 100
+) -> list[PolicyVersion]:
+    """Every version of a clinic's policy and its service overrides, newest first."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    query = (
+        select(CancellationPolicy, Service.name)
+        .outerjoin(Service, Service.id == CancellationPolicy.service_id)
+        .where(CancellationPolicy.clinic_id == clinic_id)
+        .order_by(CancellationPolicy.effective_at.desc(), CancellationPolicy.id.desc())
+        .limit(limit)
+    )
+    return [
+        PolicyVersion(
+            p.id,
+            p.clinic_id,
+            p.service_id,
+            name,
+            p.version,
+            p.effective_at,
+            p.window_hours,
+            p.late_cancel_fee_cents,
+            p.no_show_fee_cents,
+            p.points_deducted,
+            p.inside_window_needs_approval,
+            p.outside_window_auto_accept,
+            p.online_cancel_allowed,
+            p.max_reschedules,
+            p.policy_text,
+            p.created_at,
+        )
+        for p, name in session.execute(query)
+    ]
+
+
+def get_policy(
+    session: Session, actor: Actor, clinic_id: int, service_id: int | None = None
+) -> PolicyVersion | None:
+    """The version in force now for this scope (a service without an override: None)."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    for version in list_policy_versions(session, actor, clinic_id, limit=1000):
+        if version.service_id == service_id and version.effective_at <= utcnow():
+            return version
+    return None
+
+
+# ---------------------------------------------------------------- fees and points
+
+
+@dataclass(frozen=True)
+class FeeRow:
+    id: int
+    patient_id: int
+    patient_name: str
+    appointment_id: int | None
+    kind: str
+    amount_cents: int
+    points: int
+    created_at: datetime
+    waived_at: datetime | None
+    waive_reason: str | None
+
+
+def list_fees(
+    session: Session,
+    actor: Actor,
+    *,
+    patient_id: int | None = None,
+    open_only: bool = False,
+    page: int = 0,
+    page_size: int = 50,
+) -> list[FeeRow]:
+    """Fees and points deductions, newest first (paginated in SQL)."""
+    ensure(actor, Permission.FEES_WAIVE)
+    query = (
+        select(LedgerEntry, Patient.first_name, Patient.last_name)
+        .join(Patient, Patient.id == LedgerEntry.patient_id)
+        .order_by(LedgerEntry.id.desc())  # newest first, on the primary key (no sort)
+    )
+    if patient_id is not None:
+        query = query.where(LedgerEntry.patient_id == patient_id)
+    if open_only:
+        query = query.where(LedgerEntry.waived_at.is_(None))
+    query = query.limit(page_size).offset(page * page_size)
+    return [
+        FeeRow(
+            e.id,
+            e.patient_id,
+            f"{first} {last}".strip(),
+            e.appointment_id,
+            e.kind.value,
+            e.amount_cents,
+            e.points,
+            e.created_at,
+            e.waived_at,
+            e.waive_reason,
+        )
+        for e, first, last in session.execute(query)
+    ]
+
+
+def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str) -> LedgerEntry:
+    """Waive a fee (or give back deducted points). The entry stays, marked waived, with who,
+    when and why; the audit trail records it too."""
+    ensure(actor, Permission.FEES_WAIVE)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Say why the fee is waived; the reason is kept in the audit log.")
+    entry = session.get(LedgerEntry, ledger_entry_id)
+    if entry is None:
+        raise NotFound(f"There is no fee #{ledger_entry_id}.")
+    if entry.waived_at is not None:
+        raise Conflict(
+            f"Fee #{entry.id} was already waived at {entry.waived_at:%d %b %Y %H:%M} UTC."
+        )
+    entry.waived_at = utcnow()
+    entry.waived_by_user_id = actor.user_id
+    entry.waive_reason = reason
+    if entry.kind == LedgerKind.POINTS and entry.points:
+        patient = session.get(Patient, entry.patient_id)
+        patient.points_balance += entry.points
+    audit.record(
+        session,
+        actor,
+        "fee_waived",
+        "ledger_entry",
+        entry.id,
+        patient_id=entry.patient_id,
+        reason=reason,
+        details={
+            "kind": entry.kind.value,
+            "amount_cents": entry.amount_cents,
+            "points": entry.points,
+            "appointment_id": entry.appointment_id,
+        },
+    )
+    return entry
+
+
+def online_booking_blocked(patient: Patient) -> bool:
+    """A patient with no points left may not request appointments online until points are
+    added (the queue and the patient's record show the flag)."""
+    return patient.points_balance <= 0
+
+
+def points_flag(patient: Patient) -> str | None:
+    """The flag's wording for screens, or None when the patient may book online."""
+    if online_booking_blocked(patient):
+        return "No points left: online requests are blocked until points are added."
+    return None
+
+
+def add_points(
+    session: Session, actor: Actor, patient_id: int, points: int, reason: str
+) -> Patient:
+    """Give a patient points (e.g. after a conversation); lifts the online-booking block."""
+    ensure(actor, Permission.FEES_WAIVE)
+    if not isinstance(points, int) or points <= 0:
+        raise ValidationError("Add a positive whole number of points.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Say why the points are added; the reason is kept in the audit log.")
+    patient = session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(f"There is no patient #{patient_id}.")
+    before = patient.points_balance
+    patient.points_balance = before + points
+    audit.record(
+        session,
+        actor,
+        "points_added",
+        "patient",
+        patient.id,
+        patient_id=patient.id,
+        reason=reason,
+        details={
+            "points": points,
+            "balance_before": before,
+            "balance_after": patient.points_balance,
+        },
+    )
+    return patient
+
+
+@dataclass(frozen=True)
+class Scopes:
+    clinics: list[tuple[int, str]]
+    services: list[tuple[int, str]]
+
+
+def list_scopes(session: Session, actor: Actor) -> Scopes:
+    """The clinics and services a policy (or an override) can be set for."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    clinics = session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))
+    services = session.execute(select(Service.id, Service.name).order_by(Service.name))
+    return Scopes([tuple(c) for c in clinics], [tuple(s) for s in services])
+
+
+def preview(
+    session: Session, actor: Actor, clinic_id: int, service_id: int | None, hours_before: float
+) -> Evaluation:
+    """What a patient cancelling `hours_before` hours ahead would be told under the version in
+    force now (the same evaluation the cancellation itself uses)."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    now = utcnow()
+    start = now + timedelta(hours=hours_before)
+    probe = Appointment(clinic_id=clinic_id, service_id=service_id, start_at=start)
+    return evaluate(session, probe, now)

@@ -1,0 +1,515 @@
+"""The public services behind signed patient links (no staff sign-in).
+
+Each service takes the raw token from the link, verifies it for its one purpose
+(core.kernel.tokens: hashed, expiring, constant-time) and acts as the patient. A wrong,
+expired, used or revoked token raises LinkInvalid, whose message says nothing about the
+patient or whether the token ever existed. Patient-typed text is stored as typed; pages show
+it escaped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit, tokens
+from core.kernel.authz import Actor, Permission, ensure, patient_actor
+from core.kernel.clock import format_local, to_local
+from core.kernel.errors import LinkInvalid, ValidationError
+from core.patients import invitations
+from core.patients.records import validate_contact
+from core.policy.cancellation import evaluate
+from core.requests import changes, decisions
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    ChangeKind,
+    Clinic,
+    InvitationStatus,
+    LinkToken,
+    Patient,
+    Provider,
+    RateLimitHit,
+    Service,
+    Source,
+    TimeOfDay,
+)
+from db.types import utcnow
+
+MAX_IDENTITY_ATTEMPTS = 5  # wrong dates of birth before an enrolment link stops working
+BOOKING_LIMIT_PER_HOUR = 3  # online booking requests per IP address and per contact
+BOOKING_DAYS_AHEAD = 180
+TIME_OF_DAY_LABELS = {
+    TimeOfDay.EARLY_MORNING: "Early morning (before 9:00)",
+    TimeOfDay.MORNING: "Morning (9:00–12:00)",
+    TimeOfDay.AFTERNOON: "Afternoon (12:00–17:00)",
+    TimeOfDay.EVENING: "Evening (after 17:00)",
+}
+
+
+def _actor_for(patient: Patient | None) -> Actor:
+    return patient_actor(patient.first_name if patient else "")
+
+
+def _money(cents: int) -> str:
+    return f"{cents / 100:,.2f}"
+
+
+# ---------------------------------------------------------------- enrolment
+
+
+@dataclass(frozen=True)
+class EnrollView:
+    first_name: str
+    clinic_name: str
+    expires_at: datetime
+
+
+def _live_invitation(session: Session, raw: str | None) -> tuple[LinkToken, object]:
+    token = tokens.verify(session, raw, "enroll")
+    invitation = invitations.enrolment_target(session, token.id)
+    if invitation is None or invitation.status != InvitationStatus.PENDING:
+        raise LinkInvalid()
+    if invitation.expires_at <= utcnow():
+        raise LinkInvalid()
+    return token, invitation
+
+
+def enrollment_view(session: Session, raw: str | None) -> EnrollView:
+    _, invitation = _live_invitation(session, raw)
+    patient = session.get(Patient, invitation.patient_id)
+    clinic = invitations.clinic_for(session, patient.id)
+    return EnrollView(patient.first_name, clinic.name if clinic else "", invitation.expires_at)
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    enrolled: bool
+    message: str
+
+
+def enroll(
+    session: Session, raw: str | None, *, date_of_birth: date | None, accept_terms: bool
+) -> EnrollResult:
+    """Confirm identity (date of birth) and the terms; the link then works no more.
+    A wrong date of birth is recorded (so the caller commits) and after
+    MAX_IDENTITY_ATTEMPTS wrong answers the link is revoked."""
+    token, invitation = _live_invitation(session, raw)
+    patient = session.get(Patient, invitation.patient_id)
+    if not accept_terms:
+        raise ValidationError("Please read and accept the terms of use to continue.")
+    if date_of_birth is None:
+        raise ValidationError("Please enter your date of birth.")
+    actor = _actor_for(patient)
+    if patient.date_of_birth is None or patient.date_of_birth != date_of_birth:
+        audit.record(
+            session,
+            actor,
+            "enrollment_identity_failed",
+            "invitation",
+            invitation.id,
+            patient_id=patient.id,
+        )
+        failures = session.scalar(
+            select(func.count()).where(
+                AuditEvent.entity == "invitation",
+                AuditEvent.entity_id == invitation.id,
+                AuditEvent.action == "enrollment_identity_failed",
+            )
+        )
+        if failures >= MAX_IDENTITY_ATTEMPTS:
+            invitation.status, invitation.revoked_at = InvitationStatus.REVOKED, utcnow()
+            invitation.revoked_reason = "Too many wrong dates of birth"
+            tokens.revoke(session, token.id)
+            audit.record(
+                session,
+                actor,
+                "invitation_revoked",
+                "invitation",
+                invitation.id,
+                patient_id=patient.id,
+                from_status="pending",
+                to_status="revoked",
+                reason=invitation.revoked_reason,
+            )
+            return EnrollResult(False, LinkInvalid().args[0])
+        return EnrollResult(
+            False,
+            "The date of birth does not match our records. Please check it and try again, "
+            "or contact the practice.",
+        )
+    tokens.consume(session, token)
+    invitations.mark_enrolled(session, actor, invitation, utcnow())
+    return EnrollResult(True, f"Welcome, {patient.first_name}: you are now enrolled.")
+
+
+# ---------------------------------------------------------------- appointments by link
+
+
+@dataclass(frozen=True)
+class AppointmentView:
+    appointment_id: int
+    first_name: str
+    service: str
+    provider: str
+    clinic: str
+    clinic_phone: str
+    when: str  # clinic-local, with the zone
+    status: str
+
+
+def _appointment_view(session: Session, appointment: Appointment) -> AppointmentView:
+    patient = session.get(Patient, appointment.patient_id) if appointment.patient_id else None
+    service = session.get(Service, appointment.service_id) if appointment.service_id else None
+    provider = session.get(Provider, appointment.provider_id) if appointment.provider_id else None
+    clinic = session.get(Clinic, appointment.clinic_id)
+    return AppointmentView(
+        appointment.id,
+        patient.first_name if patient else "",
+        service.name if service else "",
+        provider.name if provider else "",
+        clinic.name,
+        clinic.phone,
+        format_local(appointment.start_at, clinic.timezone, with_zone=True),
+        appointment.status.value,
+    )
+
+
+def _appointment_for(session: Session, raw: str | None, purpose: str):
+    token = tokens.verify(session, raw, purpose)
+    appointment = session.get(Appointment, token.subject_id)
+    if appointment is None or appointment.patient_id is None:
+        raise LinkInvalid()
+    return token, appointment
+
+
+def proposal_view(session: Session, raw: str | None) -> AppointmentView:
+    _, appointment = _appointment_for(session, raw, "proposal")
+    if appointment.status != AppointmentStatus.TENTATIVE:
+        raise LinkInvalid()
+    return _appointment_view(session, appointment)
+
+
+def answer_proposal(session: Session, raw: str | None, *, accept: bool) -> str:
+    """Accept or decline the time the practice proposed (decisions.respond_to_proposal)."""
+    token, appointment = _appointment_for(session, raw, "proposal")
+    if appointment.status != AppointmentStatus.TENTATIVE:
+        raise LinkInvalid()
+    if token.single_use:
+        tokens.consume(session, token)
+    patient = session.get(Patient, appointment.patient_id)
+    decisions.respond_to_proposal(session, _actor_for(patient), appointment.id, accept=accept)
+    if accept:
+        return "Thank you: your appointment is confirmed. We have sent you the details."
+    return "Thank you for letting us know. The practice will be in touch about another time."
+
+
+@dataclass(frozen=True)
+class ChangeView:
+    appointment: AppointmentView
+    changeable: bool
+    reason_not: str  # why it cannot be changed online, when it cannot
+    inside_window: bool
+    fee: str  # "25.00" or ""
+    points: int
+    window_hours: int
+    policy_text: str
+    cancel_online: bool
+    reschedules_left: int
+    needs_approval: bool
+    auto_accept: bool
+
+
+CHANGEABLE = (AppointmentStatus.SCHEDULED, AppointmentStatus.TENTATIVE)
+
+
+def change_view(session: Session, raw: str | None, *, now: datetime | None = None) -> ChangeView:
+    """What the patient sees before asking to cancel or reschedule: the policy and, inside
+    the window, the fee and points it will cost (core.policy.evaluate, as everywhere else)."""
+    _, appointment = _appointment_for(session, raw, "change")
+    now = now or utcnow()
+    ev = evaluate(session, appointment, now)
+    reason = ""
+    if appointment.status not in CHANGEABLE:
+        reason = f"This appointment is {appointment.status.value.replace('_', ' ')} already."
+    elif appointment.start_at is None or appointment.start_at <= now:
+        reason = "This appointment has started or passed."
+    left = max(0, ev.max_reschedules - appointment.reschedule_count)
+    return ChangeView(
+        _appointment_view(session, appointment),
+        not reason,
+        reason,
+        ev.inside_window,
+        _money(ev.fee_cents) if ev.fee_cents else "",
+        ev.points,
+        ev.window_hours,
+        ev.policy_text,
+        ev.online_allowed,
+        left,
+        ev.needs_approval,
+        ev.auto_accept,
+    )
+
+
+def submit_change(
+    session: Session,
+    raw: str | None,
+    *,
+    kind: str,
+    requested_day: date | None = None,
+    time_of_day: str | None = None,
+    reason: str = "",
+) -> str:
+    """Ask to cancel or reschedule; the request lands in the managers' queue, or is accepted
+    at once where the policy allows (core.scheduling.lifecycle.request_change decides)."""
+
+    token, appointment = _appointment_for(session, raw, "change")
+    view = change_view(session, raw)
+    if not view.changeable:
+        raise ValidationError(view.reason_not + " Please contact the practice.")
+    kind = ChangeKind(kind)
+    if kind == ChangeKind.CANCEL and not view.cancel_online:
+        raise ValidationError(
+            "This appointment cannot be cancelled online. Please call the practice."
+        )
+    if kind == ChangeKind.RESCHEDULE:
+        if view.reschedules_left <= 0:
+            raise ValidationError(
+                "This appointment has been moved as often as we can arrange online. "
+                "Please call the practice."
+            )
+        if requested_day is None:
+            raise ValidationError("Please choose the day you would prefer.")
+        if requested_day < to_local(utcnow(), appointment.clinic.timezone).date():
+            raise ValidationError("Please choose a day from today onwards.")
+    reason = (reason or "").strip()[:1000]
+    if token.single_use:
+        tokens.consume(session, token)
+    patient = session.get(Patient, appointment.patient_id)
+    request = changes.request_change(
+        session,
+        _actor_for(patient),
+        appointment.id,
+        kind=kind,
+        requested_day=requested_day if kind == ChangeKind.RESCHEDULE else None,
+        time_of_day=TimeOfDay(time_of_day) if time_of_day else None,
+        reason=reason,
+    )
+    status = getattr(getattr(request, "status", None), "value", "open")
+    if status == "approved":
+        done = "cancelled" if kind == ChangeKind.CANCEL else "changed"
+        return f"Your appointment has been {done}. We have sent you a confirmation."
+    return "Thank you: your request has been sent to the practice. We will confirm by email."
+
+
+def change_link(session: Session, appointment: Appointment, base_url: str) -> str:
+    """A reusable link to ask for a change, valid until the appointment starts."""
+    ttl = max(appointment.start_at - utcnow(), timedelta(hours=1))
+    issued = tokens.issue(session, "change", appointment.id, ttl, single_use=False)
+    return tokens.link(base_url.rstrip("/"), "change", issued.raw)
+
+
+# ---------------------------------------------------------------- public booking request
+
+
+@dataclass(frozen=True)
+class BookingView:
+    clinic_id: int
+    clinic_name: str
+    clinic_phone: str
+    services: list[tuple[int, str]]
+    first_day: date
+    last_day: date
+
+
+def issue_booking_link(
+    session: Session, actor: Actor, clinic_id: int, *, base_url: str, days: int = 365
+) -> str:
+    """A clinic's public booking-request link (for its website), reusable until it expires."""
+    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise ValidationError("Choose a clinic for the booking link.")
+    if not 1 <= days <= 3650:
+        raise ValidationError("A booking link must last between 1 and 3650 days.")
+    issued = tokens.issue(session, "booking", clinic.id, timedelta(days=days), single_use=False)
+    audit.record(
+        session,
+        actor,
+        "booking_link_issued",
+        "clinic",
+        clinic.id,
+        details={"token_id": issued.row.id, "days": days},
+    )
+    return tokens.link(base_url.rstrip("/"), "booking", issued.raw)
+
+
+def booking_view(session: Session, raw: str | None) -> BookingView:
+    token = tokens.verify(session, raw, "booking")
+    clinic = session.get(Clinic, token.subject_id)
+    if clinic is None:
+        raise LinkInvalid()
+    services = session.execute(
+        select(Service.id, Service.name).where(Service.active.is_(True)).order_by(Service.name)
+    ).all()
+    today = to_local(utcnow(), clinic.timezone).date()
+    return BookingView(
+        clinic.id,
+        clinic.name,
+        clinic.phone,
+        [tuple(s) for s in services],
+        today,
+        today + timedelta(days=BOOKING_DAYS_AHEAD),
+    )
+
+
+def _hashed(kind: str, value: str) -> str:
+    return f"booking:{kind}:" + hashlib.sha256(value.encode()).hexdigest()[:64]
+
+
+def _over_limit(session: Session, keys: list[str], now: datetime) -> bool:
+    recent = session.scalar(
+        select(func.count())
+        .select_from(RateLimitHit)
+        .where(RateLimitHit.key.in_(keys), RateLimitHit.at > now - timedelta(hours=1))
+        .group_by(RateLimitHit.key)
+        .order_by(func.count().desc())
+        .limit(1)
+    )
+    return (recent or 0) >= BOOKING_LIMIT_PER_HOUR
+
+
+def submit_booking(
+    session: Session,
+    raw: str | None,
+    *,
+    service_id: int,
+    requested_day: date,
+    time_of_day: str,
+    first_name: str,
+    last_name: str,
+    email: str = "",
+    phone: str = "",
+    notes: str = "",
+    consent: bool = False,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """A booking request from the clinic's public link. The answer is the same whether or not
+    the contact details belong to a known patient; the request lands in the queue as online."""
+
+    view = booking_view(session, raw)
+    now = now or utcnow()
+    first_name, last_name = (first_name or "").strip()[:80], (last_name or "").strip()[:80]
+    if not first_name or not last_name:
+        raise ValidationError("Please enter your first and last name.")
+    email, phone = validate_contact(email, phone)
+    if not email and not phone:
+        raise ValidationError("Please give an email address or a phone number so we can reply.")
+    if service_id not in {s for s, _ in view.services}:
+        raise ValidationError("Please choose a treatment from the list.")
+    if not view.first_day <= requested_day <= view.last_day:
+        raise ValidationError(
+            f"Please choose a day between {view.first_day:%d %b %Y} and {view.last_day:%d %b %Y}."
+        )
+    try:
+        moment = TimeOfDay(time_of_day)
+    except ValueError:
+        raise ValidationError("Please choose a time of day.") from None
+    keys = [_hashed("ip", ip)] if ip else []
+    keys += [_hashed("email", email)] if email else []
+    keys += [_hashed("phone", re.sub(r"\D", "", phone))] if phone else []
+    if _over_limit(session, keys, now):
+        raise ValidationError(
+            "We have received several requests from you in the last hour. Please try again "
+            f"later, or call us on {view.clinic_phone}."
+        )
+    session.add_all([RateLimitHit(key=k, at=now) for k in keys])
+    patient = _find_patient(session, email, phone)
+    if patient is None:
+        patient = Patient(
+            first_name=first_name,
+            last_name=last_name,
+            email=email,
+            phone=phone,
+            consent_email=consent and bool(email),
+            consent_sms=consent and bool(phone),
+        )
+        session.add(patient)
+        session.flush()
+        audit.record(
+            session,
+            _actor_for(patient),
+            "patient_created",
+            "patient",
+            patient.id,
+            patient_id=patient.id,
+            message="Created by an online booking request",
+        )
+    elif patient.points_balance <= 0:
+        raise ValidationError(
+            "We are sorry: we cannot take this request online. Please call us on "
+            f"{view.clinic_phone} and we will gladly help you book."
+        )
+    note = (notes or "").strip()[:2000]
+    decisions.request_appointment(
+        session,
+        _actor_for(patient),
+        patient_id=patient.id,
+        clinic_id=view.clinic_id,
+        service_id=service_id,
+        requested_day=requested_day,
+        time_of_day=moment,
+        notes=note,
+        source=Source.ONLINE,
+    )
+    return (
+        "Thank you: your request has been received. The practice will contact you to confirm "
+        "a time."
+    )
+
+
+def _find_patient(session: Session, email: str | None, phone: str | None) -> Patient | None:
+    conditions = []
+    if email:
+        conditions.append(func.lower(Patient.email) == email)
+    if phone:
+        conditions.append(func.replace(Patient.phone, " ", "") == phone.replace(" ", ""))
+    if not conditions:
+        return None
+    by_email = (
+        session.scalar(
+            select(Patient).where(func.lower(Patient.email) == email).order_by(Patient.id).limit(1)
+        )
+        if email
+        else None
+    )
+    return by_email or session.scalar(
+        select(Patient).where(or_(*conditions)).order_by(Patient.id).limit(1)
+    )
+
+
+__all__ = [
+    "TIME_OF_DAY_LABELS",
+    "EnrollView",
+    "EnrollResult",
+    "enrollment_view",
+    "enroll",
+    "AppointmentView",
+    "proposal_view",
+    "answer_proposal",
+    "ChangeView",
+    "change_view",
+    "submit_change",
+    "change_link",
+    "BookingView",
+    "issue_booking_link",
+    "booking_view",
+    "submit_booking",
+]

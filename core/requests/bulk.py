@@ -1,0 +1,93 @@
+"""Bulk decisions: approve several requests with an exact free time, decline several with one
+reason; one savepoint per row, results row by row.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel.authz import Actor, ensure
+from core.kernel.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from core.requests.decisions import approve_request, decline_request
+from core.scheduling.availability import (
+    find_conflicts,
+    working_hours_cover,
+)
+from core.scheduling.lifecycle import RowResult, duration_of, load, require_reason
+from core.scheduling.states import Action, P
+from db.models import (
+    Appointment,
+    Provider,
+)
+
+# ---------------------------------------------------------------- bulk
+
+
+def _exact_free_provider(session: Session, appointment: Appointment) -> int:
+    if appointment.start_at is None:
+        raise ValidationError("The patient gave no exact time; approve it on its own with a time.")
+    end_at = appointment.start_at + duration_of(appointment)
+    if appointment.provider_id:
+        candidates = [appointment.provider_id]
+    else:
+        from db.models import WorkingHours
+
+        candidates = list(
+            session.scalars(
+                select(WorkingHours.provider_id)
+                .join(Provider)
+                .where(WorkingHours.clinic_id == appointment.clinic_id, Provider.active.is_(True))
+                .distinct()
+                .order_by(WorkingHours.provider_id)
+            )
+        )
+    for provider_id in candidates:
+        if working_hours_cover(
+            session, provider_id, appointment.clinic_id, appointment.start_at, end_at
+        ) and not find_conflicts(
+            session, provider_id, appointment.start_at, end_at, appointment.id
+        ):
+            return provider_id
+    raise Conflict("No provider is free and working at the requested time.")
+
+
+def bulk_approve(session: Session, actor: Actor, appointment_ids: list[int]) -> list[RowResult]:
+    """Approve each request whose requested time is exact and free; each row in its own
+    savepoint, so one refusal does not undo the others."""
+    ensure(actor, P.REQUESTS_DECIDE)
+    results = []
+    for appointment_id in appointment_ids:
+        try:
+            with session.begin_nested():
+                appointment = load(session, appointment_id, Action.APPROVE, handled_if_moved=True)
+                provider_id = _exact_free_provider(session, appointment)
+                outcome = approve_request(
+                    session,
+                    actor,
+                    appointment_id,
+                    provider_id=provider_id,
+                    start_at=appointment.start_at,
+                )
+            results.append(RowResult(appointment_id, True, f"Approved. {outcome.summary}"))
+        except (ValidationError, Conflict, InvalidTransition, NotFound) as error:
+            results.append(RowResult(appointment_id, False, str(error)))
+    return results
+
+
+def bulk_decline(
+    session: Session, actor: Actor, appointment_ids: list[int], reason: str, message: str = ""
+) -> list[RowResult]:
+    ensure(actor, P.REQUESTS_DECIDE)
+    reason = require_reason(reason, "decline")
+    results = []
+    for appointment_id in appointment_ids:
+        try:
+            with session.begin_nested():
+                outcome = decline_request(
+                    session, actor, appointment_id, reason=reason, message=message
+                )
+            results.append(RowResult(appointment_id, True, f"Declined. {outcome.summary}"))
+        except (ValidationError, Conflict, InvalidTransition, NotFound) as error:
+            results.append(RowResult(appointment_id, False, str(error)))
+    return results

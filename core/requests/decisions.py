@@ -1,0 +1,311 @@
+"""Booking requests: a patient's request, and the practice's approval, decline or proposal,
+and the patient's answer to a proposal.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel import tokens
+from core.kernel.authz import Actor
+from core.kernel.clock import to_local
+from core.kernel.errors import Conflict, ValidationError
+from core.messaging import notify
+from core.scheduling.availability import (
+    find_conflicts,
+    lock_provider,
+)
+from core.scheduling.lifecycle import (
+    Outcome,
+    aware,
+    base_url,
+    confirm,
+    duration_of,
+    flush,
+    load,
+    message_context,
+    outcome_of,
+    place,
+    record,
+    require_reason,
+    tell_patient,
+    when_text,
+)
+from core.scheduling.states import ENTITY, PROPOSAL_TTL, Action, S, ensure_allowed
+from db.models import (
+    Appointment,
+    AppointmentService,
+    AuditEvent,
+    ChangeRequest,
+    ChangeStatus,
+    Channel,
+    Clinic,
+    Patient,
+    Service,
+    Source,
+    TimeOfDay,
+)
+from db.types import utcnow
+
+# ---------------------------------------------------------------- requests
+
+
+def request_appointment(
+    session: Session,
+    actor: Actor,
+    *,
+    patient_id: int,
+    clinic_id: int,
+    service_id: int,
+    requested_day: date,
+    time_of_day: TimeOfDay | str | None,
+    notes: str = "",
+    source: Source = Source.STAFF,
+    start_at: datetime | None = None,
+    provider_id: int | None = None,
+    today: date | None = None,
+) -> Appointment:
+    """A booking request (staff on the phone, or online through a patient link)."""
+    if actor.role is not None:  # online requests come through a patient link
+        ensure_allowed(actor, Action.REQUEST)
+    patient = session.get(Patient, patient_id)
+    if patient is None:
+        raise ValidationError("Choose a known patient (search by name, email or phone).")
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise ValidationError("Choose one of the practice's clinics.")
+    service = session.get(Service, service_id)
+    if service is None or not service.active:
+        raise ValidationError("Choose a service the practice offers.")
+    if not isinstance(requested_day, date) or isinstance(requested_day, datetime):
+        raise ValidationError("Give the requested day as a date.")
+    if time_of_day not in (None, ""):
+        try:
+            time_of_day = TimeOfDay(time_of_day)
+        except ValueError:
+            raise ValidationError(
+                "The time of day must be early morning, morning, afternoon or evening."
+            ) from None
+    else:
+        time_of_day = None
+    local_today = today or to_local(utcnow(), clinic.timezone).date()
+    if requested_day < local_today:
+        raise ValidationError("The requested day has passed; choose today or a later day.")
+    if len(notes) > 4000:
+        raise ValidationError("Keep the notes under 4,000 characters.")
+    appointment = Appointment(
+        clinic_id=clinic.id,
+        clinic=clinic,
+        patient_id=patient.id,
+        patient=patient,
+        service_id=service.id,
+        service=service,
+        status=S.REQUESTED,
+        requested_day=requested_day,
+        time_of_day=time_of_day,
+        notes=notes.strip(),
+        source=Source(source),
+        created_by_user_id=actor.user_id,
+        booked_at=utcnow(),
+        provider_id=provider_id,
+    )
+    appointment.services.append(AppointmentService(service_id=service.id, service=service))
+    if start_at is not None:  # the patient asked for an exact time
+        appointment.start_at = aware(start_at, "requested time")
+        appointment.end_at = appointment.start_at + timedelta(minutes=service.duration_minutes)
+    session.add(appointment)
+    session.flush()
+    record(session, actor, appointment, Action.REQUEST, None, message=notes or None)
+    tell_patient(session, appointment, "request_received")
+    return appointment
+
+
+def approve_request(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    provider_id: int,
+    start_at: datetime,
+    expected_version: int | None = None,
+    message: str = "",
+    allow_double_booking: bool = False,
+    outside_hours_override: bool = False,
+) -> Outcome:
+    ensure_allowed(actor, Action.APPROVE)
+    appointment = load(
+        session, appointment_id, Action.APPROVE, expected_version, handled_if_moved=True
+    )
+    before = appointment.status
+    details = place(
+        session,
+        appointment,
+        provider_id=provider_id,
+        start_at=start_at,
+        allow_double_booking=allow_double_booking,
+        outside_hours_override=outside_hours_override,
+    )
+    appointment.status, appointment.decided_at = S.SCHEDULED, utcnow()
+    flush(session, appointment)
+    record(session, actor, appointment, Action.APPROVE, before, message=message, details=details)
+    return outcome_of(appointment, confirm(session, appointment, message=message))
+
+
+def decline_request(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    reason: str,
+    message: str = "",
+    expected_version: int | None = None,
+) -> Outcome:
+    ensure_allowed(actor, Action.DECLINE)
+    reason = require_reason(reason, "decline")
+    appointment = load(
+        session, appointment_id, Action.DECLINE, expected_version, handled_if_moved=True
+    )
+    before = appointment.status
+    appointment.status, appointment.decided_at = S.DECLINED, utcnow()
+    appointment.decline_reason = reason
+    flush(session, appointment)
+    record(session, actor, appointment, Action.DECLINE, before, reason=reason, message=message)
+    queued = tell_patient(
+        session, appointment, "appointment_declined", message=message, reason=reason
+    )
+    return outcome_of(appointment, queued)
+
+
+def propose_time(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    provider_id: int,
+    start_at: datetime,
+    message: str = "",
+    expected_version: int | None = None,
+    allow_double_booking: bool = False,
+    outside_hours_override: bool = False,
+) -> str:
+    """Offer a time (→ tentative); the patient answers through the returned link token."""
+    ensure_allowed(actor, Action.PROPOSE)
+    appointment = load(
+        session, appointment_id, Action.PROPOSE, expected_version, handled_if_moved=True
+    )
+    before = appointment.status
+    details = place(
+        session,
+        appointment,
+        provider_id=provider_id,
+        start_at=start_at,
+        allow_double_booking=allow_double_booking,
+        outside_hours_override=outside_hours_override,
+    )
+    appointment.status = S.TENTATIVE
+    flush(session, appointment)
+    record(session, actor, appointment, Action.PROPOSE, before, message=message, details=details)
+    return send_proposal(session, appointment, message)
+
+
+def send_proposal(session: Session, appointment: Appointment, message: str) -> str:
+    ttl = min(PROPOSAL_TTL, max(appointment.start_at - utcnow(), timedelta(hours=1)))
+    issued = tokens.issue(session, "proposal", appointment.id, ttl)
+    tell_patient(
+        session,
+        appointment,
+        "appointment_proposed",
+        message=message,
+        link=tokens.link(base_url(), "proposal", issued.raw),
+    )
+    return issued.raw
+
+
+def open_change(session: Session, appointment_id: int, *statuses: ChangeStatus):
+    return session.scalar(
+        select(ChangeRequest)
+        .where(
+            ChangeRequest.appointment_id == appointment_id,
+            ChangeRequest.status.in_(statuses or (ChangeStatus.OPEN,)),
+        )
+        .order_by(ChangeRequest.id.desc())
+        .limit(1)
+    )
+
+
+def respond_to_proposal(
+    session: Session, actor: Actor, appointment_id: int, *, accept: bool
+) -> Outcome:
+    """The patient's answer to a tentative time (the caller verified the proposal link).
+    Accept → scheduled (checked again for conflicts). Decline → back in the queue as a request,
+    or, when the proposal answered a change request, back to the original booking."""
+    action = Action.ACCEPT_PROPOSAL if accept else Action.DECLINE_PROPOSAL
+    ensure_allowed(actor, action)
+    appointment = load(session, appointment_id, action)
+    before = appointment.status
+    change = open_change(session, appointment.id, ChangeStatus.PROPOSED)
+    proposed_when = when_text(appointment)
+    details: dict[str, Any] = {"change_request_id": change.id} if change else {}
+    if accept:
+        lock_provider(session, appointment.provider_id)
+        conflicts = find_conflicts(
+            session,
+            appointment.provider_id,
+            appointment.start_at,
+            appointment.end_at,
+            appointment.id,
+        )
+        if conflicts and not appointment.allow_double_booking:
+            raise Conflict(
+                "Sorry, this time has just been taken. Please contact the practice for another one."
+            )
+        appointment.status, appointment.decided_at = S.SCHEDULED, utcnow()
+        if change:
+            change.status = ChangeStatus.APPROVED
+            appointment.reschedule_count += 1
+    elif change:  # restore the booking the patient had
+        original = _proposal_original(session, appointment.id)
+        appointment.start_at = change.original_start_at
+        appointment.end_at = change.original_start_at + duration_of(appointment)
+        if original.get("provider_id"):
+            appointment.provider_id = original["provider_id"]
+        appointment.status = S.SCHEDULED
+        change.status = ChangeStatus.DENIED
+        change.decision_note = "The patient turned down the proposed time."
+    else:
+        appointment.status = S.REQUESTED
+    flush(session, appointment)
+    reason = None if accept else "The patient turned down the proposed time."
+    record(session, actor, appointment, action, before, reason=reason, details=details or None)
+    notify.queue_to_address(
+        session,
+        Channel.EMAIL,
+        appointment.clinic.email,
+        "proposal_answered",
+        message_context(
+            appointment,
+            when=proposed_when,
+            patient_name=appointment.patient.full_name if appointment.patient else "",
+            answer="accepted" if accept else "declined",
+        ),
+    )
+    queued = confirm(session, appointment) if appointment.status == S.SCHEDULED else None
+    return outcome_of(appointment, queued)
+
+
+def _proposal_original(session: Session, appointment_id: int) -> dict[str, Any]:
+    event = session.scalar(
+        select(AuditEvent)
+        .where(
+            AuditEvent.entity == ENTITY,
+            AuditEvent.entity_id == appointment_id,
+            AuditEvent.action == Action.PROPOSE_FOR_CHANGE.value,
+        )
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    return (event.details or {}).get("original", {}) if event else {}

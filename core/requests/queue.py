@@ -1,0 +1,453 @@
+"""The managers' request queue: four kinds of pending work, counted and listed in SQL.
+
+- requests: booking requests waiting for a decision (status requested)
+- reschedules / cancellations: patients' open change requests on scheduled appointments
+- proposals: times the practice proposed, waiting for the patient (status tentative)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, aliased
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import to_local
+from core.kernel.errors import NotFound, ValidationError
+from core.scheduling.availability import TIME_OF_DAY_LABELS, Slot, suggest_slots
+from core.scheduling.lifecycle import duration_of
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    ChangeKind,
+    ChangeRequest,
+    ChangeStatus,
+    Clinic,
+    Patient,
+    Provider,
+    Service,
+    Setting,
+    WorkingHours,
+)
+from db.types import utcnow
+
+STALE_KEY = "queue_stale_hours"
+DEFAULT_STALE_HOURS = 24
+PAGE_SIZE = 20  # a screenful: the table, the item picker and the bulk picker show one page
+
+
+class QueueKind(enum.StrEnum):
+    REQUESTS = "requests"
+    RESCHEDULES = "reschedules"
+    CANCELLATIONS = "cancellations"
+    PROPOSALS = "proposals"
+
+
+KIND_LABELS = {
+    QueueKind.REQUESTS: "New requests",
+    QueueKind.RESCHEDULES: "Reschedule requests",
+    QueueKind.CANCELLATIONS: "Cancellation requests",
+    QueueKind.PROPOSALS: "Waiting for the patient",
+}
+
+
+class QueueSort(enum.StrEnum):
+    AGE = "age"  # oldest first
+    SOON = "soon"  # the appointment (or requested day) soonest first
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    kind: QueueKind
+    appointment_id: int
+    version: int
+    change_id: int | None
+    change_version: int | None
+    patient_name: str
+    clinic_id: int
+    clinic_name: str
+    timezone: str
+    service_name: str
+    duration_minutes: int
+    provider_id: int | None
+    provider_name: str
+    source: str
+    requested_day: date | None
+    time_of_day: str | None
+    start_at: datetime | None  # the booked / proposed / exact requested time
+    requested_start_at: datetime | None  # a reschedule request's new time
+    created_at: datetime  # when the request arrived (the proposal was made)
+    age_hours: float
+    stale: bool
+    inside_window: bool
+    fee_cents: int
+    points: int
+    reason: str
+    notes: str
+
+    def local(self, moment: datetime | None) -> datetime | None:
+        return to_local(moment, self.timezone) if moment else None
+
+
+def stale_hours(session: Session) -> int:
+    row = session.get(Setting, STALE_KEY)
+    try:
+        return (
+            int((row.value or {}).get("hours", DEFAULT_STALE_HOURS)) if row else DEFAULT_STALE_HOURS
+        )
+    except (TypeError, ValueError):
+        return DEFAULT_STALE_HOURS
+
+
+def set_stale_hours(session: Session, actor: Actor, hours: int) -> None:
+    ensure(actor, Permission.REQUESTS_DECIDE)
+    if not isinstance(hours, int) or not 1 <= hours <= 24 * 30:
+        raise ValidationError("The stale limit must be a whole number of hours from 1 to 720.")
+    row = session.get(Setting, STALE_KEY) or Setting(key=STALE_KEY)
+    row.value, row.updated_by_user_id = {"hours": hours}, actor.user_id
+    session.add(row)
+    audit.record(
+        session, actor, "setting_saved", "setting", None, details={"key": STALE_KEY, "hours": hours}
+    )
+
+
+def _filtered(query: Select, clinic_id: int | None, provider_id: int | None) -> Select:
+    if clinic_id is not None:
+        query = query.where(Appointment.clinic_id == clinic_id)
+    if provider_id is not None:
+        query = query.where(Appointment.provider_id == provider_id)
+    return query
+
+
+def _appointments_of(status: AppointmentStatus) -> Select:
+    return select(Appointment).where(Appointment.status == status)
+
+
+def _changes_of(kind: ChangeKind) -> Select:
+    return (
+        select(ChangeRequest)
+        .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
+        .where(ChangeRequest.status == ChangeStatus.OPEN, ChangeRequest.kind == kind)
+    )
+
+
+def queue_counts(
+    session: Session, actor: Actor, *, clinic_id: int | None = None, provider_id: int | None = None
+) -> dict[QueueKind, int]:
+    """How many items of each kind wait: four index-backed counts in one statement."""
+    ensure(actor, Permission.QUEUE_WORK)
+    bases = {
+        QueueKind.REQUESTS: _appointments_of(AppointmentStatus.REQUESTED),
+        QueueKind.RESCHEDULES: _changes_of(ChangeKind.RESCHEDULE),
+        QueueKind.CANCELLATIONS: _changes_of(ChangeKind.CANCEL),
+        QueueKind.PROPOSALS: _appointments_of(AppointmentStatus.TENTATIVE),
+    }
+    counts = [
+        _filtered(base, clinic_id, provider_id)
+        .with_only_columns(func.count())
+        .order_by(None)
+        .scalar_subquery()
+        for base in bases.values()
+    ]
+    return {
+        kind: n or 0 for kind, n in zip(bases, session.execute(select(*counts)).one(), strict=True)
+    }
+
+
+# what a queue row reads of the appointment and, for change requests, of the request
+_APPOINTMENT_COLUMNS = (
+    Appointment.id,
+    Appointment.version,
+    Appointment.clinic_id,
+    Appointment.provider_id,
+    Appointment.source,
+    Appointment.requested_day,
+    Appointment.time_of_day,
+    Appointment.start_at,
+    Appointment.notes,
+)
+_CHANGE_COLUMNS = (
+    ChangeRequest.id,
+    ChangeRequest.version,
+    ChangeRequest.requested_day,
+    ChangeRequest.time_of_day,
+    ChangeRequest.requested_start_at,
+    ChangeRequest.inside_window,
+    ChangeRequest.fee_cents,
+    ChangeRequest.points,
+    ChangeRequest.reason,
+)
+
+
+def list_queue(
+    session: Session,
+    actor: Actor,
+    kind: QueueKind | str,
+    *,
+    clinic_id: int | None = None,
+    provider_id: int | None = None,
+    sort: QueueSort | str = QueueSort.AGE,
+    page: int = 0,
+    page_size: int = PAGE_SIZE,
+    now: datetime | None = None,
+) -> list[QueueRow]:
+    """One page of one kind, sorted and filtered in SQL (plain columns, no ORM objects)."""
+    ensure(actor, Permission.QUEUE_WORK)
+    kind, sort = QueueKind(kind), QueueSort(sort)
+    now = now or utcnow()
+    limit = timedelta(hours=stale_hours(session))
+    provider = aliased(Provider)
+    is_change = kind in (QueueKind.RESCHEDULES, QueueKind.CANCELLATIONS)
+    if is_change:
+        arrived = ChangeRequest.created_at
+        query = _changes_of(
+            ChangeKind.RESCHEDULE if kind == QueueKind.RESCHEDULES else ChangeKind.CANCEL
+        ).with_only_columns(*_APPOINTMENT_COLUMNS, *_CHANGE_COLUMNS)
+        soon = [Appointment.start_at]
+    else:
+        status = (
+            AppointmentStatus.REQUESTED
+            if kind == QueueKind.REQUESTS
+            else AppointmentStatus.TENTATIVE
+        )
+        arrived = Appointment.created_at if kind == QueueKind.REQUESTS else Appointment.updated_at
+        query = _appointments_of(status).with_only_columns(*_APPOINTMENT_COLUMNS)
+        soon = (
+            [Appointment.requested_day, Appointment.start_at]
+            if kind == QueueKind.REQUESTS
+            else [Appointment.start_at]
+        )
+    query = _filtered(query, clinic_id, provider_id)
+    query = query.add_columns(
+        arrived,
+        Patient.first_name,
+        Patient.last_name,
+        Clinic.name,
+        Clinic.timezone,
+        Service.name,
+        Service.duration_minutes,
+        provider.name,
+    )
+    query = (
+        query.join(Clinic, Clinic.id == Appointment.clinic_id)
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .outerjoin(provider, provider.id == Appointment.provider_id)
+    )
+    order = (
+        [arrived, Appointment.id]
+        if sort == QueueSort.AGE
+        else [*(c.asc().nulls_last() for c in soon), arrived, Appointment.id]
+    )
+    query = query.order_by(*order).limit(page_size).offset(max(page, 0) * page_size)
+    rows = []
+    for record in session.execute(query):
+        (
+            appointment_id,
+            version,
+            clinic,
+            provider_id_,
+            source,
+            requested_day,
+            time_of_day,
+            start_at,
+            notes,
+        ) = record[:9]
+        change = record[9:18] if is_change else None
+        created, first, last, clinic_name, tz, service_name, minutes, provider_name = record[-8:]
+        if change:
+            (
+                change_id,
+                change_version,
+                requested_day,
+                time_of_day,
+                requested_start_at,
+                inside_window,
+                fee_cents,
+                points,
+                reason,
+            ) = change
+        else:
+            change_id = change_version = requested_start_at = None
+            inside_window, fee_cents, points, reason = False, 0, 0, ""
+        age = (now - created).total_seconds() / 3600
+        rows.append(
+            QueueRow(
+                kind=kind,
+                appointment_id=appointment_id,
+                version=version,
+                change_id=change_id,
+                change_version=change_version,
+                patient_name=f"{first or ''} {last or ''}".strip() or "—",
+                clinic_id=clinic,
+                clinic_name=clinic_name,
+                timezone=tz,
+                service_name=service_name or "—",
+                duration_minutes=minutes or 30,
+                provider_id=provider_id_,
+                provider_name=provider_name or "",
+                source=source.value,
+                requested_day=requested_day,
+                time_of_day=time_of_day or None,
+                start_at=start_at,
+                requested_start_at=requested_start_at,
+                created_at=created,
+                age_hours=round(age, 1),
+                stale=now - created > limit,
+                inside_window=inside_window,
+                fee_cents=fee_cents,
+                points=points,
+                reason=reason or "",
+                notes=notes or "",
+            )
+        )
+    return rows
+
+
+def queue_view(
+    session: Session,
+    actor: Actor,
+    kind: QueueKind | str,
+    *,
+    clinic_id: int | None = None,
+    provider_id: int | None = None,
+    sort: str = "age",
+    page: int = 0,
+) -> tuple[dict[QueueKind, int], list[QueueRow], int]:
+    """What the queue page shows, in one session: the counts, a page of one kind, the stale
+    limit in hours."""
+    counts = queue_counts(session, actor, clinic_id=clinic_id, provider_id=provider_id)
+    rows = list_queue(
+        session, actor, kind, clinic_id=clinic_id, provider_id=provider_id, sort=sort, page=page
+    )
+    return counts, rows, stale_hours(session)
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    clinics: list[tuple[int, str]]
+    providers: list[tuple[int, str]]
+
+
+def filter_options(session: Session, actor: Actor) -> FilterOptions:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinics = session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name)).all()
+    providers = session.execute(
+        select(Provider.id, Provider.name).where(Provider.active.is_(True)).order_by(Provider.name)
+    ).all()
+    return FilterOptions([tuple(c) for c in clinics], [tuple(p) for p in providers])
+
+
+def providers_at(session: Session, actor: Actor, clinic_id: int) -> list[tuple[int, str]]:
+    """Active providers with working hours at the clinic."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    rows = session.execute(
+        select(Provider.id, Provider.name)
+        .join(WorkingHours, WorkingHours.provider_id == Provider.id)
+        .where(WorkingHours.clinic_id == clinic_id, Provider.active.is_(True))
+        .distinct()
+        .order_by(Provider.name)
+    ).all()
+    return [tuple(r) for r in rows]
+
+
+def suggest_for(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    change_id: int | None = None,
+    provider_id: int | None = None,
+    day: date | None = None,
+    limit: int = 5,
+) -> list[Slot]:
+    """Slot suggestions for a request (or a change request): its service's duration, its
+    requested day (or today) and time-of-day preference."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    change = session.get(ChangeRequest, change_id) if change_id else None
+    tz = appointment.clinic.timezone
+    today = to_local(utcnow(), tz).date()
+    wanted = change.requested_day if change else appointment.requested_day
+    if change and change.requested_start_at:
+        wanted = to_local(change.requested_start_at, tz).date()
+    time_of_day = change.time_of_day if change else appointment.time_of_day
+    minutes = int(duration_of(appointment).total_seconds() // 60)
+    # Days are searched in order and the search stops at `limit`, so a short window that
+    # already fills the list gives the same slots as the full two weeks while reading a
+    # fraction of the bookings (a busy clinic has thousands in two weeks).
+    slots: list[Slot] = []
+    for days in SEARCH_WINDOWS:
+        slots = suggest_slots(
+            session,
+            clinic_id=appointment.clinic_id,
+            duration_minutes=minutes,
+            day=max(day or wanted or today, today),
+            provider_id=provider_id,
+            time_of_day=time_of_day,
+            limit=limit,
+            search_days=days,
+        )
+        if len(slots) >= limit:
+            break
+    return slots
+
+
+SEARCH_WINDOWS = (1, 14)  # days: the short first try, then suggest_slots' full window
+
+
+def describe(row: QueueRow) -> dict[str, Any]:
+    """A row as the queue table shows it (clinic-local times)."""
+
+    def fmt(moment):
+        return f"{row.local(moment):%a %d %b %H:%M}" if moment else ""
+
+    wish = ""
+    if row.requested_day:
+        wish = f"{row.requested_day:%a %d %b}"
+        if row.time_of_day:
+            wish += f", {TIME_OF_DAY_LABELS[row.time_of_day]}"
+    base = {
+        "#": row.appointment_id,
+        "Patient": row.patient_name,
+        "Service": row.service_name,
+        "Clinic": row.clinic_name,
+    }
+    if row.kind == QueueKind.REQUESTS:
+        base |= {"Requested": fmt(row.start_at) or wish, "Source": row.source, "Notes": row.notes}
+    elif row.kind == QueueKind.RESCHEDULES:
+        base |= {
+            "Provider": row.provider_name,
+            "Original": fmt(row.start_at),
+            "Requested": fmt(row.requested_start_at) or wish,
+            "Reason": row.reason,
+        }
+    elif row.kind == QueueKind.CANCELLATIONS:
+        alert = "⚠ inside window" if row.inside_window else ""
+        cost = ", ".join(
+            filter(
+                None,
+                [
+                    f"fee {row.fee_cents / 100:.2f}" if row.fee_cents else "",
+                    f"{row.points} points" if row.points else "",
+                ],
+            )
+        )
+        base |= {
+            "Provider": row.provider_name,
+            "Appointment": fmt(row.start_at),
+            "Policy": alert,
+            "Would cost": cost,
+            "Reason": row.reason,
+        }
+    else:
+        base |= {"Provider": row.provider_name, "Proposed": fmt(row.start_at)}
+    base |= {"Waiting (h)": row.age_hours, "Stale": "● stale" if row.stale else ""}
+    return base

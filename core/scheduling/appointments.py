@@ -1,0 +1,179 @@
+"""One appointment as the detail panel shows it: who, what, when (clinic-local), who created it,
+its full history from the audit trail, and the actions this actor may take now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import format_local
+from core.kernel.errors import NotFound
+from core.scheduling.availability import TIME_OF_DAY_LABELS
+from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
+from db.models import Appointment, ChangeRequest, ChangeStatus, Source, User
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: str  # clinic-local
+    who: str
+    action: str
+    from_status: str
+    to_status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class OpenChange:
+    id: int
+    version: int
+    kind: str
+    requested: str
+    reason: str
+    inside_window: bool
+    fee_cents: int
+    points: int
+
+
+@dataclass(frozen=True)
+class AppointmentDetail:
+    id: int
+    version: int
+    status: str
+    status_words: str
+    fhir_status: str
+    kind: str
+    mode: str
+    patient_id: int | None
+    patient_name: str
+    patient_email: str
+    patient_phone: str
+    clinic_id: int
+    clinic_name: str
+    timezone: str
+    service_ids: list[int]
+    services: str
+    duration_minutes: int
+    provider_id: int | None
+    provider_name: str
+    start_at: datetime | None
+    end_at: datetime | None
+    when: str  # clinic-local text ("" for a request without a time)
+    requested: str  # requested day and time of day, for requests
+    requested_day: date | None
+    time_of_day: str | None
+    created_by: str
+    notes: str
+    decline_reason: str
+    cancel_reason: str
+    cancelled_by: str
+    late_cancellation: bool
+    double_booked: bool
+    history: list[HistoryEntry]
+    actions: list[Action]
+    open_change: OpenChange | None
+
+
+def get_appointment_detail(
+    session: Session, actor: Actor, appointment_id: int
+) -> AppointmentDetail:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    a = session.get(Appointment, appointment_id)
+    if a is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    tz = a.clinic.timezone
+    services = [s.service for s in a.services] or ([a.service] if a.service else [])
+    if a.source == Source.ONLINE:
+        created_by = f"Online appointment · {format_local(a.booked_at or a.created_at, tz)}"
+    else:
+        user = session.get(User, a.created_by_user_id) if a.created_by_user_id else None
+        origin = (
+            "Imported" if a.source == Source.IMPORT else (user.display_name if user else "Staff")
+        )
+        created_by = f"{origin} · {format_local(a.created_at, tz)}"
+    requested = ""
+    if a.requested_day:
+        requested = f"{a.requested_day:%a %d %b %Y}"
+        if a.time_of_day:
+            requested += f", {TIME_OF_DAY_LABELS[a.time_of_day]}"
+    history = [
+        HistoryEntry(
+            format_local(e.at, tz),
+            e.actor_label,
+            e.action.replace("_", " "),
+            e.from_status or "",
+            e.to_status or "",
+            e.reason or "",
+            e.message or "",
+        )
+        for e in audit.history_of(session, "appointment", a.id)
+    ]
+    change = session.scalar(
+        select(ChangeRequest)
+        .where(ChangeRequest.appointment_id == a.id, ChangeRequest.status == ChangeStatus.OPEN)
+        .order_by(ChangeRequest.id.desc())
+        .limit(1)
+    )
+    open_change = None
+    if change:
+        wish = format_local(change.requested_start_at, tz) if change.requested_start_at else ""
+        if not wish and change.requested_day:
+            wish = f"{change.requested_day:%a %d %b %Y}"
+        open_change = OpenChange(
+            change.id,
+            change.version,
+            change.kind.value,
+            wish,
+            change.reason,
+            change.inside_window,
+            change.fee_cents,
+            change.points,
+        )
+    patient = a.patient
+    return AppointmentDetail(
+        id=a.id,
+        version=a.version,
+        status=a.status.value,
+        status_words=STATUS_WORDS[a.status],
+        fhir_status=fhir_status(a.status),
+        kind=a.kind.value,
+        mode=a.mode.value,
+        patient_id=a.patient_id,
+        patient_name=patient.full_name if patient else "",
+        patient_email=(patient.email or "") if patient else "",
+        patient_phone=(patient.phone or "") if patient else "",
+        clinic_id=a.clinic_id,
+        clinic_name=a.clinic.name,
+        timezone=tz,
+        service_ids=[s.id for s in services],
+        services=" + ".join(s.name for s in services),
+        duration_minutes=sum(s.duration_minutes for s in services) or 30,
+        provider_id=a.provider_id,
+        provider_name=a.provider.name if a.provider else "",
+        start_at=a.start_at,
+        end_at=a.end_at,
+        when=(
+            f"{format_local(a.start_at, tz, with_zone=True)} – {format_local(a.end_at, tz)[-5:]}"
+            if a.start_at and a.end_at
+            else ""
+        ),
+        requested=requested,
+        requested_day=a.requested_day,
+        time_of_day=a.time_of_day.value if a.time_of_day else None,
+        created_by=created_by,
+        notes=a.notes or "",
+        decline_reason=a.decline_reason or "",
+        cancel_reason=a.cancel_reason or "",
+        cancelled_by=a.cancelled_by or "",
+        late_cancellation=a.late_cancellation,
+        double_booked=a.allow_double_booking,
+        history=history,
+        actions=allowed_actions(a.status, actor),
+        open_change=open_change,
+    )

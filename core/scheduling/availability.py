@@ -1,0 +1,263 @@
+"""Provider availability: conflicts, working hours and free-slot suggestions.
+
+Working hours are weekly, clinic-local wall times; every comparison is done in UTC after turning
+the local period into UTC with core.kernel.clock (DST days are 23 or 25 hours long, still right).
+An appointment is at most 12 hours long, which bounds every range scan on (provider_id, start_at).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import NotFound, ValidationError
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    Clinic,
+    Provider,
+    TimeOfDay,
+    TimeOff,
+    WorkingHours,
+)
+from db.types import utcnow
+
+MAX_LENGTH = timedelta(hours=12)
+OCCUPYING = (AppointmentStatus.TENTATIVE, AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
+TIME_OF_DAY_WINDOWS: dict[TimeOfDay, tuple[time, time]] = {
+    TimeOfDay.EARLY_MORNING: (time(7), time(9)),
+    TimeOfDay.MORNING: (time(9), time(12)),
+    TimeOfDay.AFTERNOON: (time(12), time(17)),
+    TimeOfDay.EVENING: (time(17), time(21)),
+}
+TIME_OF_DAY_LABELS = {
+    TimeOfDay.EARLY_MORNING: "early morning (07–09)",
+    TimeOfDay.MORNING: "morning (09–12)",
+    TimeOfDay.AFTERNOON: "afternoon (12–17)",
+    TimeOfDay.EVENING: "evening (17–21)",
+}
+
+
+@dataclass(frozen=True)
+class Slot:
+    provider_id: int
+    provider_name: str
+    start_at: datetime
+    end_at: datetime
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None:
+        raise ValidationError(f"The {name} needs a time zone (times are stored in UTC).")
+    return moment.astimezone(UTC)
+
+
+def find_conflicts(
+    session: Session,
+    provider_id: int,
+    start_at: datetime,
+    end_at: datetime,
+    exclude_appointment_id: int | None = None,
+) -> list[Appointment]:
+    """Appointments and out-of-office blocks of the provider overlapping [start_at, end_at)."""
+    start_at, end_at = _aware(start_at, "start"), _aware(end_at, "end")
+    query = (
+        select(Appointment)
+        .where(
+            Appointment.provider_id == provider_id,
+            Appointment.start_at > start_at - MAX_LENGTH,
+            Appointment.start_at < end_at,
+            Appointment.end_at > start_at,
+            Appointment.status.in_(OCCUPYING),
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+    )
+    if exclude_appointment_id is not None:
+        query = query.where(Appointment.id != exclude_appointment_id)
+    return list(session.scalars(query))
+
+
+def lock_provider(session: Session, provider_id: int) -> None:
+    """Serialise bookings of one provider: PostgreSQL takes a row lock until the transaction
+    ends (SQLite's writers are serialised by BEGIN IMMEDIATE already)."""
+    found = session.execute(
+        select(Provider.id).where(Provider.id == provider_id).with_for_update()
+    ).scalar()
+    if found is None:
+        raise NotFound(f"There is no provider #{provider_id}.")
+
+
+def working_periods(
+    hours: list[WorkingHours], day: date, tz: str
+) -> list[tuple[datetime, datetime]]:
+    """The provider's working periods on one clinic-local day, in UTC, merged when they touch."""
+    spans = sorted(
+        (local_to_utc(day, h.starts, tz), local_to_utc(day, h.ends, tz))
+        for h in hours
+        if h.weekday == day.weekday()
+    )
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def working_hours_cover(
+    session: Session, provider_id: int, clinic_id: int, start_at: datetime, end_at: datetime
+) -> bool:
+    """True when [start_at, end_at) lies inside one working period at that clinic and touches
+    no time off."""
+    start_at, end_at = _aware(start_at, "start"), _aware(end_at, "end")
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    hours = list(
+        session.scalars(
+            select(WorkingHours).where(
+                WorkingHours.provider_id == provider_id, WorkingHours.clinic_id == clinic_id
+            )
+        )
+    )
+    day = to_local(start_at, clinic.timezone).date()
+    covered = any(
+        start <= start_at and end_at <= end
+        for d in (day - timedelta(days=1), day)
+        for start, end in working_periods(hours, d, clinic.timezone)
+    )
+    if not covered:
+        return False
+    away = session.scalar(
+        select(TimeOff.id)
+        .where(
+            TimeOff.provider_id == provider_id,
+            TimeOff.starts_at < end_at,
+            TimeOff.ends_at > start_at,
+        )
+        .limit(1)
+    )
+    return away is None
+
+
+def suggest_slots(
+    session: Session,
+    *,
+    clinic_id: int,
+    duration_minutes: int,
+    day: date,
+    provider_id: int | None = None,
+    time_of_day: TimeOfDay | str | None = None,
+    limit: int = 5,
+    search_days: int = 14,
+    step_minutes: int = 15,
+    now: datetime | None = None,
+) -> list[Slot]:
+    """The earliest free slots from `day` on (clinic-local) that fit the duration, the providers'
+    working hours and time off, existing bookings and the time-of-day preference.
+
+    One query each for hours, time off and bookings over the whole window; the rest is Python."""
+    if duration_minutes <= 0 or duration_minutes > 12 * 60:
+        raise ValidationError("The duration must be between 1 minute and 12 hours.")
+    if step_minutes <= 0:
+        raise ValidationError("The step must be at least one minute.")
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    tz = clinic.timezone
+    window = TIME_OF_DAY_WINDOWS[TimeOfDay(time_of_day)] if time_of_day else None
+    now = now or utcnow()
+    duration, step = timedelta(minutes=duration_minutes), timedelta(minutes=step_minutes)
+
+    hours_query = (
+        select(WorkingHours, Provider.name)
+        .join(Provider, Provider.id == WorkingHours.provider_id)
+        .where(WorkingHours.clinic_id == clinic_id, Provider.active.is_(True))
+    )
+    if provider_id is not None:
+        hours_query = hours_query.where(WorkingHours.provider_id == provider_id)
+    hours: dict[int, list[WorkingHours]] = defaultdict(list)
+    names: dict[int, str] = {}
+    for row, name in session.execute(hours_query):
+        hours[row.provider_id].append(row)
+        names[row.provider_id] = name
+    if not hours:
+        return []
+
+    first, last = day - timedelta(days=1), day + timedelta(days=search_days + 1)
+    scan_start, scan_end = local_to_utc(first, time(0), tz), local_to_utc(last, time(0), tz)
+    busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+    bookings = session.execute(
+        select(Appointment.provider_id, Appointment.start_at, Appointment.end_at).where(
+            Appointment.provider_id.in_(list(hours)),
+            Appointment.start_at > scan_start - MAX_LENGTH,
+            Appointment.start_at < scan_end,
+            Appointment.status.in_(OCCUPYING),
+        )
+    )
+    for pid, start, end in bookings:
+        if end is not None:
+            busy[pid].append((start, end))
+    for pid, start, end in session.execute(
+        select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at).where(
+            TimeOff.provider_id.in_(list(hours)),
+            TimeOff.starts_at < scan_end,
+            TimeOff.ends_at > scan_start - timedelta(days=366),
+        )
+    ):
+        busy[pid].append((start, end))
+    intervals = {pid: _Busy(spans) for pid, spans in busy.items()}
+    empty = _Busy([])
+
+    found: list[Slot] = []
+    for offset in range(search_days):
+        current = day + timedelta(days=offset)
+        todays: list[Slot] = []
+        for pid, rows in hours.items():
+            taken = intervals.get(pid, empty)
+            for period_start, period_end in working_periods(rows, current, tz):
+                if window:
+                    period_start = max(period_start, local_to_utc(current, window[0], tz))
+                    period_end = min(period_end, local_to_utc(current, window[1], tz))
+                cursor = period_start
+                while cursor + duration <= period_end:
+                    if cursor >= now:
+                        blocker = taken.first_overlap(cursor, cursor + duration)
+                        if blocker is None:
+                            todays.append(Slot(pid, names[pid], cursor, cursor + duration))
+                        else:  # jump past the blocking booking, staying on the step grid
+                            skip = max(1, -(-(blocker - cursor) // step))
+                            cursor += step * skip
+                            continue
+                    cursor += step
+        todays.sort(key=lambda s: (s.start_at, s.provider_name, s.provider_id))
+        found.extend(todays)
+        if len(found) >= limit:
+            break
+    return found[:limit]
+
+
+class _Busy:
+    """Sorted busy intervals of one provider; `first_overlap` returns when the blocking
+    interval ends (or None when [start, end) is free)."""
+
+    def __init__(self, spans: list[tuple[datetime, datetime]]) -> None:
+        self.spans = sorted(spans)
+        self.starts = [s for s, _ in self.spans]
+        # running maximum of ends, so one bisect answers "does anything before end overlap?"
+        self.max_end: list[datetime] = []
+        for _, end in self.spans:
+            self.max_end.append(max(end, self.max_end[-1]) if self.max_end else end)
+
+    def first_overlap(self, start: datetime, end: datetime) -> datetime | None:
+        index = bisect.bisect_left(self.starts, end)  # spans starting before `end`
+        if index == 0 or self.max_end[index - 1] <= start:
+            return None
+        return self.max_end[index - 1]

@@ -1,0 +1,281 @@
+"""In-office booking: finding or creating the patient, saying which providers are free, and
+handing the booking itself to the life cycle (core.scheduling.moves.schedule_appointment),
+which owns the rules (working hours, conflicts, double booking, overrides) and the
+confirmation message."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import format_local, to_local
+from core.kernel.errors import DomainError, NotFound, ValidationError
+from core.messaging import notify
+from core.patients import records as patients
+from core.patients.invitations import send_invitation
+from core.scheduling import moves
+from core.scheduling.availability import MAX_LENGTH, OCCUPYING, working_periods
+from core.scheduling.calendar import list_providers
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    Channel,
+    Clinic,
+    Patient,
+    Service,
+    TimeOff,
+    VisitMode,
+    WorkingHours,
+)
+
+NOTIFY_CHOICES = {
+    "Email and SMS": [Channel.EMAIL, Channel.SMS],
+    "Email": [Channel.EMAIL],
+    "SMS": [Channel.SMS],
+    "Do not notify": [],
+}
+
+
+@dataclass(frozen=True)
+class ServiceOption:
+    id: int
+    name: str
+    duration_minutes: int
+    virtual_allowed: bool
+
+    @property
+    def label(self) -> str:
+        online = ", can be virtual" if self.virtual_allowed else ""
+        return f"{self.name} ({self.duration_minutes} min{online})"
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    id: int
+    name: str
+    free: bool
+    why: str  # empty when free
+
+
+@dataclass(frozen=True)
+class NewPatient:
+    first_name: str
+    last_name: str
+    date_of_birth: date | None = None
+    email: str | None = None
+    phone: str | None = None
+    consent_email: bool = False
+    consent_sms: bool = False
+
+
+@dataclass(frozen=True)
+class Booked:
+    appointment_id: int
+    patient_id: int | None
+    start_at: datetime
+    notes: list[str] = field(default_factory=list)  # what else happened, in words
+
+
+def list_services(session: Session, actor: Actor) -> list[ServiceOption]:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    rows = session.execute(
+        select(Service.id, Service.name, Service.duration_minutes, Service.virtual_allowed)
+        .where(Service.active.is_(True))
+        .order_by(Service.name)
+    )
+    return [ServiceOption(*row) for row in rows]
+
+
+def total_minutes(session: Session, service_ids: list[int]) -> int:
+    """The booking's length: the services' durations added up."""
+    if not service_ids:
+        return 0
+    rows = session.scalars(select(Service.duration_minutes).where(Service.id.in_(service_ids)))
+    return sum(rows)
+
+
+def provider_choices(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    start_at: datetime,
+    minutes: int,
+) -> list[ProviderChoice]:
+    """Every provider of the clinic for that time: free ones first, the others with the reason."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    if start_at.tzinfo is None:
+        raise ValidationError("The start time needs a time zone.")
+    start_at = start_at.astimezone(UTC)
+    end_at = start_at + timedelta(minutes=max(minutes, 1))
+    tz = clinic.timezone
+    providers = list_providers(session, clinic_id)
+    ids = [p.id for p in providers]
+    # three queries for the whole clinic (not two per provider), with the same rules as
+    # availability.working_hours_cover and availability.find_conflicts
+    hours: dict[int, list[WorkingHours]] = defaultdict(list)
+    for row in session.scalars(
+        select(WorkingHours).where(
+            WorkingHours.clinic_id == clinic_id, WorkingHours.provider_id.in_(ids)
+        )
+    ):
+        hours[row.provider_id].append(row)
+    away = set(
+        session.scalars(
+            select(TimeOff.provider_id).where(
+                TimeOff.provider_id.in_(ids), TimeOff.starts_at < end_at, TimeOff.ends_at > start_at
+            )
+        )
+    )
+    first_conflict: dict[int, tuple] = {}
+    for pid, kind, first_start, first_end in session.execute(
+        select(Appointment.provider_id, Appointment.kind, Appointment.start_at, Appointment.end_at)
+        .where(
+            Appointment.provider_id.in_(ids),
+            Appointment.start_at > start_at - MAX_LENGTH,
+            Appointment.start_at < end_at,
+            Appointment.end_at > start_at,
+            Appointment.status.in_(OCCUPYING),
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+    ):
+        first_conflict.setdefault(pid, (kind, first_start, first_end))
+    day = to_local(start_at, tz).date()
+    choices = []
+    for provider in providers:
+        why = ""
+        covered = any(
+            start <= start_at and end_at <= end
+            for d in (day - timedelta(days=1), day)
+            for start, end in working_periods(hours[provider.id], d, tz)
+        )
+        if not covered or provider.id in away:
+            why = "not working then (outside hours or on time off)"
+        if provider.id in first_conflict:
+            kind, first_start, first_end = first_conflict[provider.id]
+            what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
+            busy = f"{what} {format_local(first_start, tz)[-5:]}–{format_local(first_end, tz)[-5:]}"
+            why = f"{why}; {busy}" if why else busy
+        choices.append(ProviderChoice(provider.id, provider.name, not why, why))
+    return sorted(choices, key=lambda c: (not c.free, c.name))
+
+
+def preview_confirmation(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    provider_name: str,
+    service_names: list[str],
+    start_at: datetime,
+    patient_name: str,
+) -> tuple[str, str]:
+    """The confirmation as the patient would get it, for staff to edit before sending."""
+    ensure(actor, Permission.APPOINTMENTS_BOOK)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    return notify.preview(
+        session,
+        "appointment_scheduled",
+        {
+            "patient_name": patient_name or "the patient",
+            "clinic_name": clinic.name,
+            "clinic_phone": clinic.phone,
+            "when": format_local(start_at, clinic.timezone, True),
+            "service_name": " + ".join(service_names) or "your appointment",
+            "provider_name": provider_name,
+            "message": "",
+            "link": "(a personal link to cancel or reschedule is added when sending)",
+        },
+    )
+
+
+def book(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    provider_id: int,
+    start_at: datetime,
+    service_ids: list[int] | None = None,
+    patient_id: int | None = None,
+    new_patient: NewPatient | None = None,
+    kind: AppointmentKind | str = AppointmentKind.APPOINTMENT,
+    end_at: datetime | None = None,
+    mode: VisitMode | str = VisitMode.IN_PERSON,
+    notes: str = "",
+    allow_double_booking: bool = False,
+    outside_hours_override: bool = False,
+    card_on_file: bool = False,
+    invite_to_portal: bool = False,
+    notify_channels: list[Channel] | None = None,
+    subject: str | None = None,
+    body: str | None = None,
+    base_url: str = "http://localhost:8501",
+) -> Booked:
+    """Book an appointment (or an out-of-office block) in office, in one transaction."""
+    ensure(actor, Permission.APPOINTMENTS_BOOK)
+    kind = AppointmentKind(kind)
+    if start_at is None or start_at.tzinfo is None:
+        raise ValidationError("Choose the date and time of the appointment.")
+    done: list[str] = []
+    patient: Patient | None = None
+    if kind == AppointmentKind.APPOINTMENT:
+        if new_patient is not None and patient_id is None:
+            patient = patients.create_patient(
+                session, actor, **vars(new_patient), card_on_file=card_on_file
+            )
+            done.append(f"New patient {patient.full_name} created.")
+        elif patient_id is not None:
+            patient = patients.get_patient(session, actor, patient_id)
+            if card_on_file and not patient.card_on_file:
+                patient.card_on_file = True
+                done.append("Card on file recorded.")
+        else:
+            raise ValidationError("Find the patient (name, phone or email) or add a new one.")
+    appointment = moves.schedule_appointment(
+        session,
+        actor,
+        patient_id=patient.id if patient else None,
+        clinic_id=clinic_id,
+        provider_id=provider_id,
+        service_ids=list(service_ids or []),
+        start_at=start_at.astimezone(UTC),
+        mode=mode,
+        notes=notes,
+        allow_double_booking=allow_double_booking,
+        outside_hours_override=outside_hours_override,
+        kind=kind,
+        notify_channels=notify_channels,
+        subject=subject,
+        body=body,
+        end_at=end_at.astimezone(UTC) if end_at else None,
+    )
+    if appointment.outside_hours_override:
+        done.append("Booked outside working hours (override recorded).")
+    skipped = getattr(appointment, "notify_skipped", [])
+    if patient is not None and notify_channels != []:
+        done.append(
+            "Confirmation queued." + (f" Not sent: {'; '.join(skipped)}." if skipped else "")
+        )
+    if patient is not None and invite_to_portal:
+        done.append(_invite(session, actor, patient.id, base_url))
+    return Booked(appointment.id, patient.id if patient else None, appointment.start_at, done)
+
+
+def _invite(session: Session, actor: Actor, patient_id: int, base_url: str) -> str:
+    try:
+        with session.begin_nested():
+            send_invitation(session, actor, patient_id, base_url=base_url)
+    except DomainError as error:
+        return f"No portal invitation sent: {error}"
+    return "Portal invitation sent."

@@ -1,0 +1,431 @@
+"""Calendar reads: the events of one clinic inside the visible window, providers as resources,
+and working hours for shading.
+
+Only the window the calendar shows is read, through the (clinic_id, start_at) index: an
+appointment lasts at most 12 hours, so `start_at` in (window start − 12 h, window end) bounds the
+scan. Times leave here as clinic-local ISO strings with their UTC offset.
+
+The calendar component (FullCalendar) runs with the clinic's IANA zone as its `timeZone` and no
+time-zone plugin, so it shows each event at the wall time written in its string and hands
+clicked times back as wall times labelled "Z". `callback_time` turns any time the component sends
+back into UTC by reading its wall-clock part in the clinic's zone (DST-safe: core.kernel.clock).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import local_to_utc, to_local, zone
+from core.kernel.errors import NotFound, ValidationError
+from core.scheduling.availability import MAX_LENGTH
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    Patient,
+    Provider,
+    Service,
+    TimeOff,
+    WorkingHours,
+)
+
+S = AppointmentStatus
+STATUS_COLOURS: dict[str, str] = {
+    S.REQUESTED.value: "#7e57c2",  # purple
+    S.TENTATIVE.value: "#f9a825",  # amber
+    S.SCHEDULED.value: "#2e7d32",  # green
+    S.CHECKED_IN.value: "#1565c0",  # blue
+    S.COMPLETED.value: "#455a64",  # slate
+    S.NO_SHOW.value: "#c62828",  # red
+    S.DECLINED.value: "#8d6e63",  # brown
+    S.CANCELLED.value: "#9e9e9e",  # grey
+}
+OUT_OF_OFFICE_COLOUR = "#616161"  # dark grey, drawn striped (class cd-out-of-office)
+OUT_OF_OFFICE_CLASS = "cd-out-of-office"
+STATUS_LABELS = {
+    S.REQUESTED.value: "Requested",
+    S.TENTATIVE.value: "Tentative (proposed)",
+    S.SCHEDULED.value: "Scheduled",
+    S.CHECKED_IN.value: "Checked in",
+    S.COMPLETED.value: "Completed",
+    S.NO_SHOW.value: "No-show",
+    S.DECLINED.value: "Declined",
+    S.CANCELLED.value: "Cancelled",
+}
+MOVABLE = (S.SCHEDULED,)  # what drag and resize may change (the life cycle decides the rest)
+MAX_WINDOW = timedelta(days=62)  # a month view with its leading and trailing weeks fits
+MAX_EVENTS = 5000
+
+
+def legend() -> list[tuple[str, str]]:
+    """(label, colour) for the page's legend, out-of-office last."""
+    return [(STATUS_LABELS[s], c) for s, c in STATUS_COLOURS.items()] + [
+        ("Out of office", OUT_OF_OFFICE_COLOUR)
+    ]
+
+
+def _clinic(session: Session, clinic_id: int) -> Clinic:
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    return clinic
+
+
+def local_iso(moment: datetime, tz: str) -> str:
+    """A UTC moment as the clinic's wall time with its offset, e.g. 2026-03-29T09:00:00+01:00."""
+    return to_local(moment, tz).isoformat(timespec="seconds")
+
+
+def _window_query(
+    start: datetime,
+    end: datetime,
+    clinic_id: int,
+    provider_ids: list[int] | None,
+    statuses: list[str] | None,
+):
+    """The clinic's appointments overlapping [start, end): an indexed range on
+    (clinic_id, start_at), longest appointment as the look-back."""
+    query = (
+        select(
+            Appointment.id,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.status,
+            Appointment.kind,
+            Appointment.provider_id,
+            Appointment.notes,
+            Patient.first_name,
+            Patient.last_name,
+            Service.name,
+        )
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .where(
+            Appointment.clinic_id == clinic_id,
+            Appointment.start_at > start - MAX_LENGTH,
+            Appointment.start_at < end,
+            Appointment.end_at > start,
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+        .limit(MAX_EVENTS)
+    )
+    if provider_ids:
+        query = query.where(Appointment.provider_id.in_(provider_ids))
+    if statuses:
+        query = query.where(Appointment.status.in_([S(s) for s in statuses]))
+    return query
+
+
+def _checked_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValidationError("The calendar window needs time zones (times are stored in UTC).")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if not start < end:
+        raise ValidationError("The calendar window must end after it starts.")
+    if end - start > MAX_WINDOW:
+        raise ValidationError("Show at most two months at a time.")
+    return start, end
+
+
+def _title(out_of_office: bool, notes: str | None, patient: str, service: str | None) -> str:
+    if out_of_office:
+        return "Out of office" + (f": {notes}" if notes else "")
+    return " · ".join(part for part in (patient, service) if part) or "Appointment"
+
+
+def list_events(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    start: datetime,
+    end: datetime,
+    provider_ids: list[int] | None = None,
+    statuses: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The clinic's appointments and out-of-office blocks overlapping [start, end), as the
+    dicts FullCalendar draws (clinic-local times with their offset; a click sends the id)."""
+    start, end, tz = _open_window(session, actor, clinic_id, start, end)
+    return _events(session, tz, clinic_id, start, end, provider_ids, statuses)
+
+
+def _open_window(session, actor, clinic_id, start, end) -> tuple[datetime, datetime, str]:
+    """Permission, the checked UTC window and the clinic's time zone."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    start, end = _checked_window(start, end)
+    return start, end, _clinic(session, clinic_id).timezone
+
+
+def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[dict[str, Any]]:
+    local, stamps = zone(tz), {}
+
+    def iso(moment: datetime) -> str:  # appointments share their start and end times
+        text = stamps.get(moment)
+        if text is None:
+            text = stamps[moment] = moment.astimezone(local).isoformat(timespec="seconds")
+        return text
+
+    colours = {S(k): v for k, v in STATUS_COLOURS.items()}
+    ooo = AppointmentKind.OUT_OF_OFFICE
+    events = []
+    for (
+        ident,
+        start_at,
+        end_at,
+        status,
+        kind,
+        provider_id,
+        notes,
+        first,
+        last,
+        service,
+    ) in session.execute(_window_query(start, end, clinic_id, provider_ids, statuses)):
+        out_of_office = kind == ooo
+        patient = f"{first} {last}".strip() if first is not None else ""
+        event = {
+            "id": str(ident),
+            "title": _title(out_of_office, notes, patient, service),
+            "start": iso(start_at),
+            "end": iso(end_at),
+            "color": OUT_OF_OFFICE_COLOUR if out_of_office else colours[status],
+            "resourceId": str(provider_id or ""),
+            "editable": status in MOVABLE and not out_of_office,
+        }
+        if out_of_office:
+            event["classNames"] = [OUT_OF_OFFICE_CLASS]
+        events.append(event)
+    return events
+
+
+@dataclass(frozen=True)
+class ProviderOption:
+    id: int
+    name: str
+    colour: str
+
+
+def list_providers(session: Session, clinic_id: int) -> list[ProviderOption]:
+    """Active providers who work at the clinic (have weekly hours there), by name."""
+    rows = session.execute(
+        select(Provider.id, Provider.name, Provider.colour)
+        .where(
+            Provider.active.is_(True),
+            Provider.id.in_(
+                select(WorkingHours.provider_id).where(WorkingHours.clinic_id == clinic_id)
+            ),
+        )
+        .order_by(Provider.name, Provider.id)
+    )
+    return [ProviderOption(*row) for row in rows]
+
+
+def _hours_spec(rows: list[Any]) -> list[dict[str, Any]]:
+    """Weekly hours as FullCalendar businessHours (daysOfWeek: 0 = Sunday)."""
+    spans: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row in rows:
+        spans[(f"{row.starts:%H:%M}", f"{row.ends:%H:%M}")].append((row.weekday + 1) % 7)
+    return [
+        {"daysOfWeek": sorted(days), "startTime": s, "endTime": e}
+        for (s, e), days in sorted(spans.items())
+    ]
+
+
+def _hours_by_provider(session: Session, clinic_id: int) -> dict[int, list[Any]]:
+    """Each provider's weekly hours at the clinic: rows with weekday, starts and ends."""
+    W = WorkingHours
+    found: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(
+        select(W.provider_id, W.weekday, W.starts, W.ends)
+        .where(W.clinic_id == clinic_id)
+        .order_by(W.weekday, W.starts)
+    ):
+        found[row.provider_id].append(row)
+    return found
+
+
+def list_resources(
+    session: Session,
+    clinic_id: int,
+    provider_ids: list[int] | None = None,
+    *,
+    hours: dict[int, list[Any]] | None = None,
+    providers: list[ProviderOption] | None = None,
+) -> list[dict[str, Any]]:
+    """The clinic's providers as FullCalendar resources, each shaded outside its own hours."""
+    hours = _hours_by_provider(session, clinic_id) if hours is None else hours
+    providers = list_providers(session, clinic_id) if providers is None else providers
+    return [
+        {
+            "id": str(p.id),
+            "title": p.name,
+            "eventColor": p.colour,
+            "businessHours": _hours_spec(hours.get(p.id, [])) or {"daysOfWeek": []},
+        }
+        for p in providers
+        if not provider_ids or p.id in provider_ids
+    ]
+
+
+def business_hours(
+    session: Session,
+    clinic_id: int,
+    provider_ids: list[int] | None = None,
+    *,
+    hours: dict[int, list[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The union of the chosen providers' hours (all the clinic's when none chosen): plain views
+    shade the time when none of them works."""
+    hours = _hours_by_provider(session, clinic_id) if hours is None else hours
+    rows = [r for pid, rs in hours.items() if not provider_ids or pid in provider_ids for r in rs]
+    return _hours_spec(rows)
+
+
+def _time_off(
+    session: Session,
+    clinic_id: int,
+    tz: str,
+    start: datetime,
+    end: datetime,
+    provider_ids: list[int] | None,
+) -> list[dict[str, Any]]:
+    """Time off of the clinic's active providers (or the chosen ones) in the window, as
+    background events: one query."""
+    working_here = select(WorkingHours.provider_id).where(WorkingHours.clinic_id == clinic_id)
+    query = (
+        select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at, TimeOff.reason)
+        .join(Provider, Provider.id == TimeOff.provider_id)
+        .where(
+            Provider.active.is_(True),
+            TimeOff.provider_id.in_(working_here),
+            TimeOff.starts_at < end,
+            TimeOff.ends_at > start,
+        )
+    )
+    if provider_ids:
+        query = query.where(TimeOff.provider_id.in_(provider_ids))
+    return [
+        {
+            "start": local_iso(s, tz),
+            "end": local_iso(e, tz),
+            "resourceId": str(pid),
+            "display": "background",
+            "color": OUT_OF_OFFICE_COLOUR,
+            "title": f"Time off{': ' + reason if reason else ''}",
+        }
+        for pid, s, e, reason in session.execute(query)
+    ]
+
+
+# ---------------------------------------------------------------- the visible window
+
+
+def callback_time(value: str, tz: str) -> datetime:
+    """A time the calendar component sent back, as UTC.
+
+    dateClick/select send the clicked wall time as "…Z"; events send "…+01:00" with the offset
+    they were given (still the old one after a drag across a DST change). Both show the wall time
+    the user saw, so the wall-clock part is read in the clinic's zone and any offset ignored."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise ValidationError(f"{value!r} is not a date and time.") from None
+    return local_to_utc(parsed.date(), parsed.time().replace(tzinfo=None), tz)
+
+
+def callback_day(value: str) -> date:
+    """The calendar date of a component value ("2026-03-29" or a full ISO time)."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+    except (ValueError, AttributeError):
+        try:
+            return date.fromisoformat(value[:10])
+        except (ValueError, TypeError):
+            raise ValidationError(f"{value!r} is not a date.") from None
+
+
+VIEW_DAYS = {
+    "timeGridDay": 1,
+    "resourceTimeGridDay": 1,
+    "listDay": 1,
+    "timeGridWeek": 7,
+    "resourceTimeGridWeek": 7,
+    "listWeek": 7,
+    "dayGridMonth": 42,
+}
+
+
+def visible_window(view: str, anchor: date, tz: str, first_day: int = 1) -> tuple[date, date]:
+    """The local days [first, last) a view shows around `anchor` (weeks start on Monday)."""
+    days = VIEW_DAYS.get(view)
+    if days is None:
+        raise ValidationError(f"Unknown calendar view {view!r}.")
+    zone(tz)
+    if days == 1:
+        return anchor, anchor + timedelta(days=1)
+    if days == 7:
+        start = anchor - timedelta(days=(anchor.weekday() - (first_day - 1)) % 7)
+        return start, start + timedelta(days=7)
+    first_of_month = anchor.replace(day=1)
+    start = first_of_month - timedelta(days=(first_of_month.weekday() - (first_day - 1)) % 7)
+    return start, start + timedelta(days=42)
+
+
+def window_bounds(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
+    """UTC bounds of clinic-local days [first, last)."""
+    return local_to_utc(first, time(0), tz), local_to_utc(last, time(0), tz)
+
+
+# ---------------------------------------------------------------- what the page reads
+
+
+@dataclass(frozen=True)
+class CalendarFrame:
+    """What a clinic's calendar needs besides its events."""
+
+    clinic_id: int
+    clinic_name: str
+    timezone: str
+    providers: list[ProviderOption]
+    resources: list[dict[str, Any]]
+    business_hours: list[dict[str, Any]]
+
+
+def get_frame(
+    session: Session, actor: Actor, clinic_id: int, provider_ids: list[int] | None = None
+) -> CalendarFrame:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinic = _clinic(session, clinic_id)
+    providers, hours = list_providers(session, clinic_id), _hours_by_provider(session, clinic_id)
+    return CalendarFrame(
+        clinic.id,
+        clinic.name,
+        clinic.timezone,
+        providers,
+        list_resources(session, clinic_id, provider_ids, hours=hours, providers=providers),
+        business_hours(session, clinic_id, provider_ids, hours=hours),
+    )
+
+
+def window_events(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    start: datetime,
+    end: datetime,
+    provider_ids: list[int] | None = None,
+    statuses: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The window's events as FullCalendar dicts, with providers' time off as background."""
+    start, end, tz = _open_window(session, actor, clinic_id, start, end)
+    return _events(session, tz, clinic_id, start, end, provider_ids, statuses) + _time_off(
+        session, clinic_id, tz, start, end, provider_ids
+    )

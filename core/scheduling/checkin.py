@@ -1,0 +1,121 @@
+"""Check-in at the desk: a scanned or typed code, a photo of the QR code, or a manual arrival."""
+
+from __future__ import annotations
+
+import io
+
+import zxingcpp
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel import tokens
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import format_local
+from core.kernel.errors import LinkInvalid, NotFound, ValidationError
+from core.scheduling import visits
+from core.scheduling.codes import CODE_PREFIX, issue_code, qr_png
+from core.scheduling.lifecycle import Outcome
+from db.models import Appointment, AppointmentKind, AppointmentStatus, LinkToken
+from db.types import utcnow
+
+# ---------------------------------------------------------------- at the desk
+
+
+MAX_IMAGE_BYTES = 15 * 1024 * 1024
+_NOT_A_CODE = (
+    "This is not a ClinicDesk check-in code. Scan the QR code from the confirmation email, "
+    "or find the appointment and mark the patient arrived."
+)
+
+
+def _raw(code: str | None) -> str:
+    text = (code or "").strip()
+    if text.upper().startswith(CODE_PREFIX):
+        text = text[len(CODE_PREFIX) :].strip()
+    if not text or len(text) > 128 or any(c.isspace() for c in text):
+        raise ValidationError(_NOT_A_CODE)
+    return text
+
+
+def check_in_by_code(
+    session: Session, actor: Actor, code: str, *, clinic_id: int | None = None
+) -> Outcome:
+    """Check the patient in from a scanned or typed code; a code works once.
+
+    Wrong, foreign (another kind of link, or another clinic's appointment), expired and used
+    codes each get their own message; the whole step is one transaction with the check-in."""
+    ensure(actor, Permission.APPOINTMENTS_CHECK_IN)
+    raw = _raw(code)
+    row = session.scalar(select(LinkToken).where(LinkToken.token_hash == tokens.hash_token(raw)))
+    if row is None:
+        raise ValidationError(_NOT_A_CODE)
+    if row.purpose != "check_in":
+        raise ValidationError(
+            "This code is not a check-in code (it belongs to another kind of patient link). "
+            "Ask for the QR code from the appointment confirmation."
+        )
+    appointment = session.get(Appointment, row.subject_id)
+    if appointment is None:
+        raise ValidationError(_NOT_A_CODE)
+    who = appointment.patient.full_name if appointment.patient else "the patient"
+    tz = appointment.clinic.timezone
+    if clinic_id is not None and appointment.clinic_id != clinic_id:
+        raise ValidationError(
+            f"This code is for {who}'s appointment at {appointment.clinic.name}, not at this "
+            "clinic. Send the patient to the right clinic, or switch clinic above."
+        )
+    if row.revoked_at is not None:
+        raise ValidationError("This check-in code was withdrawn. Mark the patient arrived by hand.")
+    if row.used_at is not None:
+        raise ValidationError(
+            f"This code was used already at {format_local(row.used_at, tz)}; a code works once. "
+            f"The appointment of {who} is {appointment.status.value.replace('_', ' ')}."
+        )
+    if row.expires_at <= utcnow():
+        raise ValidationError(
+            f"This check-in code expired on {format_local(row.expires_at, tz)}. "
+            f"Find {who}'s appointment and mark them arrived by hand."
+        )
+    try:
+        tokens.consume(session, row)
+    except LinkInvalid:
+        raise ValidationError("This code was used a moment ago at another desk.") from None
+
+    return visits.check_in(session, actor, appointment.id)
+
+
+def issue_code_for(session: Session, actor: Actor, appointment_id: int) -> tuple[str, bytes]:
+    """A fresh check-in code and its QR image for an appointment (to show or print)."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None or appointment.kind != AppointmentKind.APPOINTMENT:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    if appointment.status != AppointmentStatus.SCHEDULED or appointment.start_at is None:
+        raise ValidationError("Only a scheduled appointment has a check-in code.")
+    code = issue_code(session, appointment)
+    return code, qr_png(code)
+
+
+def decode_qr(image_bytes: bytes) -> str:
+    """The text of the first QR code in a picture (a camera shot or an uploaded file)."""
+    if not image_bytes:
+        raise ValidationError("The picture is empty; take it again.")
+    if len(image_bytes) > MAX_IMAGE_BYTES:
+        raise ValidationError("The picture is too large (at most 15 MB).")
+    try:
+        image = Image.open(io.BytesIO(image_bytes))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ValidationError("This file is not a picture ClinicDesk can read.") from None
+    found = [
+        r
+        for r in zxingcpp.read_barcodes(image.convert("RGB"))
+        if r.valid and r.format == zxingcpp.BarcodeFormat.QRCode
+    ]
+    if not found:
+        raise ValidationError(
+            "No QR code found in the picture. Hold the code flat, closer and in good light, or "
+            "type the code under it."
+        )
+    return found[0].text

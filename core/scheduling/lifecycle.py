@@ -1,0 +1,361 @@
+"""The life cycle's shared steps: load (row-locked, version-checked), place, record the audit
+event, tell the patient. Every transition module (core.requests.decisions, .changes, .bulk;
+core.scheduling.moves, .visits) is built from these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from core.kernel import audit, tokens
+from core.kernel.authz import Actor
+from core.kernel.clock import format_local
+from core.kernel.config import load_settings
+from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.messaging import notify
+from core.scheduling.availability import (
+    MAX_LENGTH,
+    TIME_OF_DAY_LABELS,
+    find_conflicts,
+    lock_provider,
+    working_hours_cover,
+)
+from core.scheduling.codes import confirmation_attachment
+from core.scheduling.states import ENTITY, PAST_GRACE, RULES, STATUS_WORDS, Action, check_transition
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    AuditEvent,
+    Channel,
+    Provider,
+    Service,
+)
+from db.types import utcnow
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a transition did: the new status and version, and who was told what."""
+
+    appointment_id: int
+    status: AppointmentStatus
+    version: int
+    notified: list[str] = field(default_factory=list)  # "email to a@b" …
+    skipped: list[str] = field(default_factory=list)  # why a channel was not used
+
+    @property
+    def summary(self) -> str:
+        told = "; ".join(self.notified) or "nobody"
+        text = f"Now {STATUS_WORDS[self.status]}. Notified: {told}."
+        return text + (f" Not sent: {'; '.join(self.skipped)}." if self.skipped else "")
+
+
+@dataclass(frozen=True)
+class RowResult:
+    id: int
+    ok: bool
+    message: str
+
+
+# ---------------------------------------------------------------- loading and locking
+
+
+def latest_event(session: Session, appointment_id: int) -> AuditEvent | None:
+    return session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.entity == ENTITY, AuditEvent.entity_id == appointment_id)
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+
+
+def _handled_message(session: Session, appointment: Appointment) -> str:
+    event = latest_event(session, appointment.id)
+    words = STATUS_WORDS[appointment.status]
+    if event is None:
+        return f"Appointment #{appointment.id} was changed meanwhile (now {words}). Reload it."
+    when = format_local(event.at, appointment.clinic.timezone)
+    return (
+        f"Appointment #{appointment.id} was already handled by {event.actor_label} at {when} "
+        f"(now {words}). Reload to see it."
+    )
+
+
+def load(
+    session: Session,
+    appointment_id: int,
+    action: Action,
+    expected_version: int | None = None,
+    *,
+    handled_if_moved: bool = False,
+) -> Appointment:
+    """The appointment, row-locked on PostgreSQL (SQLite serialises writers), checked against
+    the version the user saw and against the rules."""
+    appointment = session.execute(
+        select(Appointment)
+        .where(Appointment.id == appointment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar()
+    if appointment is None or appointment.kind != AppointmentKind.APPOINTMENT:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    if expected_version is not None and appointment.version != expected_version:
+        raise Conflict(_handled_message(session, appointment))
+    if handled_if_moved and appointment.status not in RULES[action].sources:
+        raise Conflict(_handled_message(session, appointment))
+    check_transition(appointment, action)
+    return appointment
+
+
+def flush(session: Session, appointment: Appointment) -> None:
+    """Write now, so a concurrent change surfaces here as a Conflict, not at commit."""
+    try:
+        session.flush()
+    except StaleDataError:
+        raise Conflict(
+            f"Appointment #{appointment.id} was changed by someone else at the same moment. "
+            "Reload it to see what was done."
+        ) from None
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def base_url() -> str:
+
+    try:
+        return load_settings().base_url
+    except Exception:  # noqa: BLE001 - a link with the default address beats no message
+        return "http://localhost:8501"
+
+
+def _services_of(appointment: Appointment) -> list[Service]:
+    if appointment.services:
+        return [s.service for s in appointment.services]
+    return [appointment.service] if appointment.service else []
+
+
+def duration_of(appointment: Appointment) -> timedelta:
+    minutes = sum(s.duration_minutes for s in _services_of(appointment))
+    if not minutes and appointment.start_at and appointment.end_at:
+        return appointment.end_at - appointment.start_at
+    return timedelta(minutes=minutes or 30)
+
+
+def when_text(appointment: Appointment) -> str:
+    tz = appointment.clinic.timezone
+    if appointment.start_at is not None:
+        return format_local(appointment.start_at, tz, with_zone=True)
+    if appointment.requested_day is not None:
+        text = f"{appointment.requested_day:%a %d %b %Y}"
+        if appointment.time_of_day:
+            text += f", {TIME_OF_DAY_LABELS[appointment.time_of_day]}"
+        return text
+    return "a time to be agreed"
+
+
+def message_context(appointment: Appointment, *, message: str = "", **extra: Any) -> dict[str, Any]:
+    clinic = appointment.clinic
+    services = _services_of(appointment)
+    context = {
+        "clinic_name": clinic.name,
+        "clinic_phone": clinic.phone,
+        "when": when_text(appointment),
+        "service_name": " + ".join(s.name for s in services) or "your appointment",
+        "provider_name": appointment.provider.name if appointment.provider else "our team",
+        "message": f"\n\nMessage from the practice: {message.strip()}" if message.strip() else "",
+    }
+    context.update(extra)
+    return context
+
+
+def tell_patient(
+    session: Session,
+    appointment: Appointment,
+    key: str,
+    *,
+    message: str = "",
+    channels: list[Channel] | None = None,
+    attachment: tuple[str, bytes] | None = None,
+    subject: str | None = None,
+    body: str | None = None,
+    **extra: Any,
+) -> notify.Queued:
+    patient = appointment.patient
+    if patient is None:
+        return notify.Queued([], ["no patient on this appointment"])
+    return notify.queue_for_patient(
+        session,
+        patient,
+        key,
+        message_context(appointment, message=message, **extra),
+        appointment_id=appointment.id,
+        channels=channels,
+        attachment=attachment,
+        subject=subject,
+        body=body,
+    )
+
+
+def outcome_of(appointment: Appointment, queued: notify.Queued | None = None) -> Outcome:
+    notified = [
+        f"{n.channel.value} to {n.to_address}" for n in (queued.notifications if queued else [])
+    ]
+    return Outcome(
+        appointment.id,
+        appointment.status,
+        appointment.version,
+        notified,
+        list(queued.skipped) if queued else [],
+    )
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    appointment: Appointment,
+    action: Action,
+    from_status: AppointmentStatus | None,
+    *,
+    reason: str | None = None,
+    message: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        session,
+        actor,
+        action.value,
+        ENTITY,
+        appointment.id,
+        patient_id=appointment.patient_id,
+        from_status=from_status.value if from_status else None,
+        to_status=appointment.status.value,
+        reason=reason or None,
+        message=message.strip() if message and message.strip() else None,
+        details=details,
+    )
+
+
+def aware(moment: datetime | None, name: str = "time") -> datetime:
+    if moment is None:
+        raise ValidationError(f"Choose a {name}.")
+    if moment.tzinfo is None:
+        raise ValidationError(f"The {name} needs a time zone (times are stored in UTC).")
+    return moment.astimezone(UTC)
+
+
+def require_reason(reason: str | None, what: str) -> str:
+    if not reason or not reason.strip():
+        raise ValidationError(f"Give a reason for the {what}; the patient is told.")
+    if len(reason) > 2000:
+        raise ValidationError("Keep the reason under 2,000 characters.")
+    return reason.strip()
+
+
+def place(
+    session: Session,
+    appointment: Appointment,
+    *,
+    provider_id: int,
+    start_at: datetime,
+    allow_double_booking: bool,
+    outside_hours_override: bool,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Put the appointment at provider/start (duration from its services), refusing a past
+    time, a time outside the provider's hours and a taken slot unless explicitly allowed.
+    Returns the audit details worth keeping."""
+    start_at = aware(start_at, "start time")
+    now = now or utcnow()
+    if start_at < now - PAST_GRACE:
+        raise ValidationError("That time has passed; choose a time in the future.")
+    provider = session.get(Provider, provider_id)
+    if provider is None or not provider.active:
+        raise ValidationError("Choose an active provider.")
+    end_at = start_at + duration_of(appointment)
+    if end_at - start_at > MAX_LENGTH:
+        raise ValidationError("An appointment can last at most 12 hours.")
+    details: dict[str, Any] = {"provider_id": provider_id, "start_at": start_at.isoformat()}
+    if not working_hours_cover(session, provider_id, appointment.clinic_id, start_at, end_at):
+        if not outside_hours_override:
+            tz = appointment.clinic.timezone
+            raise ValidationError(
+                f"{provider.name} is not working at {appointment.clinic.name} from "
+                f"{format_local(start_at, tz)} to {format_local(end_at, tz)[-5:]} (or is on time "
+                "off). Choose another time, or book outside working hours explicitly."
+            )
+        details["outside_hours_override"] = True
+        appointment.outside_hours_override = True
+    lock_provider(session, provider_id)
+    conflicts = find_conflicts(session, provider_id, start_at, end_at, appointment.id)
+    if conflicts:
+        if not allow_double_booking:
+            raise Conflict(_conflict_message(provider, conflicts))
+        details["double_booked_with"] = [c.id for c in conflicts]
+        appointment.allow_double_booking = True
+    appointment.provider_id, appointment.provider = provider_id, provider
+    appointment.start_at, appointment.end_at = start_at, end_at
+    return details
+
+
+def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:
+    first = conflicts[0]
+    tz = first.clinic.timezone
+    what = (
+        "is out of office"
+        if first.kind == AppointmentKind.OUT_OF_OFFICE
+        else f"already has appointment #{first.id}"
+    )
+    more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+    return (
+        f"{provider.name} {what} from {format_local(first.start_at, tz)} to "
+        f"{format_local(first.end_at, tz)[-5:]}{more}. Choose another time or allow double "
+        "booking for this appointment."
+    )
+
+
+def confirm(
+    session: Session,
+    appointment: Appointment,
+    *,
+    message: str = "",
+    channels=None,
+    subject=None,
+    body=None,
+) -> notify.Queued:
+    change = tokens.issue(
+        session,
+        "change",
+        appointment.id,
+        max(appointment.start_at - utcnow(), timedelta(hours=1)),
+        single_use=False,
+    )
+    return tell_patient(
+        session,
+        appointment,
+        "appointment_scheduled",
+        message=message,
+        channels=channels,
+        attachment=confirmation_attachment(session, appointment),
+        subject=subject,
+        body=body,
+        link=tokens.link(base_url(), "change", change.raw),
+    )
+
+
+def count_audit_events(session: Session, appointment_id: int) -> int:
+    """How many audit events an appointment has (tests and the detail page use it)."""
+    return session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.entity == ENTITY, AuditEvent.entity_id == appointment_id)
+    )

@@ -1,0 +1,307 @@
+"""Booking, moving and cancelling appointments (schedule, reschedule, update, cancel)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from core.kernel.authz import Actor
+from core.kernel.errors import ValidationError
+from core.policy import cancellation as policy
+from core.scheduling.availability import (
+    MAX_LENGTH,
+)
+from core.scheduling.lifecycle import (
+    Outcome,
+    aware,
+    confirm,
+    flush,
+    load,
+    outcome_of,
+    place,
+    record,
+    require_reason,
+    tell_patient,
+    when_text,
+)
+from core.scheduling.states import Action, S, ensure_allowed
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentService,
+    Channel,
+    Clinic,
+    Patient,
+    Service,
+    Source,
+    VisitMode,
+)
+from db.types import utcnow
+
+# ---------------------------------------------------------------- booking and moving
+
+
+def schedule_appointment(
+    session: Session,
+    actor: Actor,
+    *,
+    patient_id: int | None,
+    clinic_id: int,
+    provider_id: int,
+    service_ids: list[int],
+    start_at: datetime,
+    mode: VisitMode | str = VisitMode.IN_PERSON,
+    notes: str = "",
+    allow_double_booking: bool = False,
+    outside_hours_override: bool = False,
+    source: Source = Source.STAFF,
+    kind: AppointmentKind = AppointmentKind.APPOINTMENT,
+    notify_channels: list[Channel] | None = None,
+    subject: str | None = None,
+    body: str | None = None,
+    end_at: datetime | None = None,
+) -> Appointment:
+    """Book in office. An out-of-office block needs no patient or service (give `end_at`).
+    The returned appointment carries `notify_skipped` (why a channel was not used)."""
+    ensure_allowed(actor, Action.SCHEDULE)
+    kind = AppointmentKind(kind)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise ValidationError("Choose one of the practice's clinics.")
+    services = [session.get(Service, sid) for sid in dict.fromkeys(service_ids or [])]
+    if any(s is None or not s.active for s in services):
+        raise ValidationError("Choose services the practice offers.")
+    patient = session.get(Patient, patient_id) if patient_id is not None else None
+    if kind == AppointmentKind.APPOINTMENT:
+        if patient is None:
+            raise ValidationError("Choose a known patient (search by name, email or phone).")
+        if not services:
+            raise ValidationError("Choose at least one service.")
+    mode = VisitMode(mode)
+    if mode == VisitMode.VIRTUAL and not all(s.virtual_allowed for s in services):
+        names = ", ".join(s.name for s in services if not s.virtual_allowed)
+        raise ValidationError(f"{names} cannot be done virtually; choose in person.")
+    appointment = Appointment(
+        clinic_id=clinic.id,
+        clinic=clinic,
+        patient_id=patient.id if patient else None,
+        patient=patient,
+        service_id=services[0].id if services else None,
+        service=services[0] if services else None,
+        kind=kind,
+        mode=mode,
+        status=S.SCHEDULED,
+        notes=(notes or "").strip(),
+        source=Source(source),
+        created_by_user_id=actor.user_id,
+        booked_at=utcnow(),
+        decided_at=utcnow(),
+    )
+    for position, service in enumerate(services):
+        appointment.services.append(
+            AppointmentService(service_id=service.id, service=service, position=position)
+        )
+    session.add(appointment)
+    session.flush()
+    if kind == AppointmentKind.OUT_OF_OFFICE:
+        start_at, end_at = aware(start_at, "start time"), aware(end_at, "end time")
+        if not start_at < end_at <= start_at + MAX_LENGTH:
+            raise ValidationError("An out-of-office block lasts between 1 minute and 12 hours.")
+        appointment.provider_id, appointment.start_at, appointment.end_at = (
+            provider_id,
+            start_at,
+            end_at,
+        )
+        details = {"provider_id": provider_id, "start_at": start_at.isoformat()}
+    else:
+        details = place(
+            session,
+            appointment,
+            provider_id=provider_id,
+            start_at=start_at,
+            allow_double_booking=allow_double_booking,
+            outside_hours_override=outside_hours_override,
+        )
+    session.flush()
+    record(session, actor, appointment, Action.SCHEDULE, None, details=details)
+    queued = (
+        confirm(session, appointment, channels=notify_channels, subject=subject, body=body)
+        if patient
+        else None
+    )
+    appointment.notify_skipped = list(queued.skipped) if queued else []
+    return appointment
+
+
+def reschedule(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    start_at: datetime,
+    provider_id: int | None = None,
+    notify: bool = True,
+    message: str = "",
+    expected_version: int | None = None,
+    allow_double_booking: bool = False,
+    outside_hours_override: bool = False,
+) -> Outcome:
+    """Move a scheduled appointment (the patient agreed, e.g. on the phone) and tell them."""
+    return move(
+        session,
+        actor,
+        appointment_id,
+        Action.RESCHEDULE,
+        start_at=start_at,
+        provider_id=provider_id,
+        tell=notify,
+        message=message,
+        expected_version=expected_version,
+        allow_double_booking=allow_double_booking,
+        outside_hours_override=outside_hours_override,
+    )
+
+
+def update_appointment(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    start_at: datetime | None = None,
+    provider_id: int | None = None,
+    notes: str | None = None,
+    message: str = "",
+    expected_version: int | None = None,
+    allow_double_booking: bool = False,
+    outside_hours_override: bool = False,
+) -> Outcome:
+    """Change time, provider or notes directly without asking the patient; they are informed."""
+    return move(
+        session,
+        actor,
+        appointment_id,
+        Action.UPDATE,
+        start_at=start_at,
+        provider_id=provider_id,
+        tell=True,
+        message=message,
+        notes=notes,
+        expected_version=expected_version,
+        allow_double_booking=allow_double_booking,
+        outside_hours_override=outside_hours_override,
+    )
+
+
+def move(
+    session,
+    actor,
+    appointment_id,
+    action,
+    *,
+    start_at,
+    provider_id,
+    tell,
+    message,
+    expected_version,
+    allow_double_booking,
+    outside_hours_override,
+    notes=None,
+    extra: dict | None = None,
+) -> Outcome:
+    ensure_allowed(actor, action)
+    appointment = load(session, appointment_id, action, expected_version)
+    before, previous = appointment.status, when_text(appointment)
+    old = {
+        "provider_id": appointment.provider_id,
+        "start_at": appointment.start_at.isoformat() if appointment.start_at else None,
+    }
+    details = place(
+        session,
+        appointment,
+        provider_id=provider_id or appointment.provider_id,
+        start_at=start_at or appointment.start_at,
+        allow_double_booking=allow_double_booking or appointment.allow_double_booking,
+        outside_hours_override=outside_hours_override,
+    )
+    details["previous"] = old
+    details.update(extra or {})
+    if notes is not None:
+        appointment.notes = notes.strip()
+    if action == Action.RESCHEDULE:
+        appointment.reschedule_count += 1
+    flush(session, appointment)
+    record(session, actor, appointment, action, before, message=message, details=details)
+    key = "appointment_rescheduled" if action == Action.RESCHEDULE else "appointment_updated"
+    queued = (
+        tell_patient(session, appointment, key, message=message, previous_when=previous)
+        if tell
+        else None
+    )
+    return outcome_of(appointment, queued)
+
+
+def cancel_appointment(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    reason: str,
+    message: str = "",
+    by_patient: bool = False,
+    expected_version: int | None = None,
+    at: datetime | None = None,
+) -> Outcome:
+    """Cancel. A patient's cancellation is assessed under the policy in force (late flag, fee,
+    points); the practice's own cancellation records the policy version and charges nothing."""
+    ensure_allowed(actor, Action.CANCEL)
+    reason = require_reason(reason, "cancellation")
+    appointment = load(session, appointment_id, Action.CANCEL, expected_version)
+    return cancel(
+        session, actor, appointment, reason=reason, message=message, by_patient=by_patient, at=at
+    )
+
+
+def cancel(
+    session, actor, appointment, *, reason, message, by_patient, at=None, details=None
+) -> Outcome:
+    before = appointment.status
+    now = at or utcnow()
+    evaluation = policy.evaluate(session, appointment, now)
+    fee_text = ""
+    if by_patient and before == S.SCHEDULED:
+        entries = policy.assess_cancellation(session, appointment, evaluation)
+        fee = sum(e.amount_cents or 0 for e in entries)
+        points = sum(e.points or 0 for e in entries)
+        if fee:
+            fee_text += f"\nA late-cancellation fee of {fee / 100:.2f} applies."
+        if points:
+            fee_text += f"\n{points} points were deducted."
+    else:
+        appointment.policy_id = evaluation.policy_id
+        appointment.late_cancellation = False
+    appointment.status = S.CANCELLED
+    appointment.cancelled_at = now
+    appointment.cancelled_by = "patient" if by_patient else actor.name
+    appointment.cancel_reason = reason
+    flush(session, appointment)
+    recorded = {
+        "by_patient": by_patient,
+        "late": appointment.late_cancellation,
+        "policy_id": appointment.policy_id,
+        **(details or {}),
+    }
+    record(
+        session,
+        actor,
+        appointment,
+        Action.CANCEL,
+        before,
+        reason=reason,
+        message=message,
+        details=recorded,
+    )
+    queued = tell_patient(
+        session, appointment, "appointment_cancelled", message=message, reason=reason, fee=fee_text
+    )
+    return outcome_of(appointment, queued)

@@ -1,0 +1,290 @@
+"""Provider schedules: weekly working hours per clinic and time off.
+
+Hours are clinic-local wall times per weekday (0 = Monday); time off is a UTC period. Booking
+outside these needs an explicit override, which the life cycle records on the appointment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import format_local
+from core.kernel.errors import NotFound, ValidationError
+from core.scheduling.availability import OCCUPYING
+from db.models import Appointment, AppointmentKind, Clinic, Provider, TimeOff, WorkingHours
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MAX_TIME_OFF = timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class HoursRow:
+    weekday: int
+    starts: time
+    ends: time
+
+    @property
+    def label(self) -> str:
+        return f"{WEEKDAYS[self.weekday]} {self.starts:%H:%M}–{self.ends:%H:%M}"
+
+
+@dataclass(frozen=True)
+class TimeOffRow:
+    id: int
+    provider_id: int
+    provider_name: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProviderRow:
+    id: int
+    name: str
+
+
+def _provider(session: Session, provider_id: int) -> Provider:
+    provider = session.get(Provider, provider_id)
+    if provider is None:
+        raise NotFound(f"There is no provider #{provider_id}.")
+    return provider
+
+
+def _clinic(session: Session, clinic_id: int) -> Clinic:
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    return clinic
+
+
+def list_all_providers(session: Session, actor: Actor) -> list[ProviderRow]:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    rows = session.execute(
+        select(Provider.id, Provider.name).where(Provider.active.is_(True)).order_by(Provider.name)
+    )
+    return [ProviderRow(*row) for row in rows]
+
+
+def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
+    """(id, name, time zone) of every clinic, by name."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    return [
+        tuple(row)
+        for row in session.execute(
+            select(Clinic.id, Clinic.name, Clinic.timezone).order_by(Clinic.name)
+        )
+    ]
+
+
+def get_hours(session: Session, actor: Actor, provider_id: int, clinic_id: int) -> list[HoursRow]:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    rows = session.scalars(
+        select(WorkingHours)
+        .where(WorkingHours.provider_id == provider_id, WorkingHours.clinic_id == clinic_id)
+        .order_by(WorkingHours.weekday, WorkingHours.starts)
+    )
+    return [HoursRow(r.weekday, r.starts, r.ends) for r in rows]
+
+
+def _validate(hours: list[HoursRow]) -> list[HoursRow]:
+    cleaned = []
+    for row in hours:
+        if not 0 <= row.weekday <= 6:
+            raise ValidationError("A weekday is a number from 0 (Monday) to 6 (Sunday).")
+        if not row.starts < row.ends:
+            raise ValidationError(
+                f"{WEEKDAYS[row.weekday]}: the hours must end after they start "
+                f"({row.starts:%H:%M}–{row.ends:%H:%M}); a shift cannot run past midnight."
+            )
+        cleaned.append(row)
+    cleaned.sort(key=lambda r: (r.weekday, r.starts))
+    for before, after in zip(cleaned, cleaned[1:], strict=False):
+        if before.weekday == after.weekday and after.starts < before.ends:
+            raise ValidationError(
+                f"{WEEKDAYS[after.weekday]}: {before.starts:%H:%M}–{before.ends:%H:%M} and "
+                f"{after.starts:%H:%M}–{after.ends:%H:%M} overlap; merge them into one period."
+            )
+    return cleaned
+
+
+def set_weekly_hours(
+    session: Session, actor: Actor, *, provider_id: int, clinic_id: int, hours: list[HoursRow]
+) -> list[HoursRow]:
+    """Replace the provider's weekly hours at the clinic (an empty list: not working there)."""
+    ensure(actor, Permission.SCHEDULES_MANAGE)
+    provider, clinic = _provider(session, provider_id), _clinic(session, clinic_id)
+    cleaned = _validate([HoursRow(int(h.weekday), h.starts, h.ends) for h in hours])
+    elsewhere = session.execute(
+        select(WorkingHours, Clinic.name)
+        .join(Clinic, Clinic.id == WorkingHours.clinic_id)
+        .where(WorkingHours.provider_id == provider_id, WorkingHours.clinic_id != clinic_id)
+    ).all()
+    for row in cleaned:
+        for other, clinic_name in elsewhere:
+            if other.weekday == row.weekday and other.starts < row.ends and row.starts < other.ends:
+                raise ValidationError(
+                    f"{provider.name} already works at {clinic_name} on {WEEKDAYS[row.weekday]} "
+                    f"{other.starts:%H:%M}–{other.ends:%H:%M}; change those hours first."
+                )
+    before = [h.label for h in get_hours(session, actor, provider_id, clinic_id)]
+    session.execute(
+        delete(WorkingHours).where(
+            WorkingHours.provider_id == provider_id, WorkingHours.clinic_id == clinic_id
+        )
+    )
+    session.add_all(
+        WorkingHours(
+            provider_id=provider_id,
+            clinic_id=clinic_id,
+            weekday=r.weekday,
+            starts=r.starts,
+            ends=r.ends,
+        )
+        for r in cleaned
+    )
+    session.flush()
+    session.expire(provider, ["working_hours"])
+    audit.record(
+        session,
+        actor,
+        "working_hours_set",
+        "provider",
+        provider_id,
+        message=f"Weekly hours at {clinic.name}",
+        details={"clinic_id": clinic_id, "before": before, "after": [r.label for r in cleaned]},
+    )
+    return cleaned
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment is None or moment.tzinfo is None:
+        raise ValidationError(f"The {name} needs a date, a time and a time zone.")
+    return moment.astimezone(UTC)
+
+
+def add_time_off(
+    session: Session,
+    actor: Actor,
+    *,
+    provider_id: int,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str = "",
+) -> TimeOff:
+    ensure(actor, Permission.SCHEDULES_MANAGE)
+    provider = _provider(session, provider_id)
+    starts_at, ends_at = _aware(starts_at, "start of the time off"), _aware(ends_at, "end")
+    if not starts_at < ends_at:
+        raise ValidationError("Time off must end after it starts.")
+    if ends_at - starts_at > MAX_TIME_OFF:
+        raise ValidationError("Enter time off of at most a year at once.")
+    reason = (reason or "").strip()
+    if len(reason) > 200:
+        raise ValidationError("Keep the reason under 200 characters.")
+    overlap = session.scalar(
+        select(TimeOff).where(
+            TimeOff.provider_id == provider_id,
+            TimeOff.starts_at < ends_at,
+            TimeOff.ends_at > starts_at,
+        )
+    )
+    if overlap is not None:
+        raise ValidationError(
+            f"{provider.name} already has time off from {format_local(overlap.starts_at, 'UTC')} "
+            f"to {format_local(overlap.ends_at, 'UTC')} UTC that overlaps; change that one instead."
+        )
+    row = TimeOff(provider_id=provider_id, starts_at=starts_at, ends_at=ends_at, reason=reason)
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "time_off_added",
+        "provider",
+        provider_id,
+        reason=reason or None,
+        details={
+            "time_off_id": row.id,
+            "starts_at": starts_at.isoformat(),
+            "ends_at": ends_at.isoformat(),
+        },
+    )
+    return row
+
+
+def remove_time_off(session: Session, actor: Actor, time_off_id: int) -> None:
+    ensure(actor, Permission.SCHEDULES_MANAGE)
+    row = session.get(TimeOff, time_off_id)
+    if row is None:
+        raise NotFound(f"There is no time off #{time_off_id} (removed already?).")
+    details = {
+        "time_off_id": row.id,
+        "starts_at": row.starts_at.isoformat(),
+        "ends_at": row.ends_at.isoformat(),
+    }
+    provider_id, reason = row.provider_id, row.reason
+    session.delete(row)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "time_off_removed",
+        "provider",
+        provider_id,
+        reason=reason or None,
+        details=details,
+    )
+
+
+def list_time_off(
+    session: Session,
+    actor: Actor,
+    *,
+    since: datetime,
+    provider_id: int | None = None,
+    limit: int = 200,
+) -> list[TimeOffRow]:
+    """Time off ending after `since`, soonest first."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    query = (
+        select(
+            TimeOff.id,
+            TimeOff.provider_id,
+            Provider.name,
+            TimeOff.starts_at,
+            TimeOff.ends_at,
+            TimeOff.reason,
+        )
+        .join(Provider, Provider.id == TimeOff.provider_id)
+        .where(TimeOff.ends_at > since)
+        .order_by(TimeOff.starts_at, TimeOff.id)
+        .limit(limit)
+    )
+    if provider_id is not None:
+        query = query.where(TimeOff.provider_id == provider_id)
+    return [TimeOffRow(*row) for row in session.execute(query)]
+
+
+def bookings_during(
+    session: Session, actor: Actor, provider_id: int, starts_at: datetime, ends_at: datetime
+) -> int:
+    """How many live appointments the provider has in a period (to warn before time off)."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    return len(
+        session.scalars(
+            select(Appointment.id).where(
+                Appointment.provider_id == provider_id,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status.in_(OCCUPYING),
+                Appointment.start_at < ends_at,
+                Appointment.end_at > starts_at,
+            )
+        ).all()
+    )

@@ -1,0 +1,152 @@
+"""The Today board: one clinic's appointments of the clinic-local day, by provider, with where
+each patient is (expected, late, waiting, with the provider, done) and how long they waited.
+
+There is no "called in" timestamp: a checked-in patient counts as waiting until the appointment's
+start and as with the provider from then on; waiting time runs from arrival to the start (or to
+now while still before it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import local_day_bounds, to_local
+from core.kernel.errors import NotFound
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    Patient,
+    Provider,
+    Service,
+)
+from db.types import utcnow
+
+S = AppointmentStatus
+SHOWN = (S.SCHEDULED, S.CHECKED_IN, S.COMPLETED, S.NO_SHOW)
+STAGES = ("Expected", "Not arrived yet", "Waiting", "With provider", "Done", "No-show")
+
+
+@dataclass(frozen=True)
+class TodayRow:
+    id: int
+    version: int
+    time: str  # clinic-local "09:30–10:00"
+    start_at: datetime
+    provider_id: int | None
+    provider: str
+    patient: str
+    service: str
+    status: str
+    stage: str
+    waited_minutes: int | None
+    can_check_in: bool
+    can_complete: bool
+    can_no_show: bool
+
+
+def _stage(status: S, start: datetime, now: datetime) -> str:
+    if status == S.COMPLETED:
+        return "Done"
+    if status == S.NO_SHOW:
+        return "No-show"
+    if status == S.CHECKED_IN:
+        return "Waiting" if now < start else "With provider"
+    return "Expected" if now < start else "Not arrived yet"
+
+
+def _waited(status: S, start: datetime, checked_in: datetime | None, now: datetime) -> int | None:
+    if checked_in is None or status not in (S.CHECKED_IN, S.COMPLETED):
+        return None
+    until = min(now, max(start, checked_in))
+    return max(0, int((until - checked_in) / timedelta(minutes=1)))
+
+
+def list_today(
+    session: Session,
+    actor: Actor,
+    clinic_id: int,
+    *,
+    day: date | None = None,
+    now: datetime | None = None,
+) -> list[TodayRow]:
+    """The clinic-local day's appointments (not cancelled or declined), by provider and time."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    now = now or utcnow()
+    day = day or to_local(now, clinic.timezone).date()
+    first, last = local_day_bounds(day, clinic.timezone)
+    query = (
+        select(
+            Appointment.id,
+            Appointment.version,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.status,
+            Appointment.checked_in_at,
+            Appointment.provider_id,
+            Provider.name,
+            Patient.first_name,
+            Patient.last_name,
+            Service.name,
+        )
+        .outerjoin(Provider, Provider.id == Appointment.provider_id)
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .where(
+            Appointment.clinic_id == clinic_id,
+            Appointment.start_at >= first,
+            Appointment.start_at < last,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.status.in_(SHOWN),
+        )
+        .order_by(Provider.name, Appointment.start_at, Appointment.id)
+    )
+    rows = []
+    tz = clinic.timezone
+    for (
+        ident,
+        version,
+        start,
+        end,
+        status,
+        checked_in,
+        provider_id,
+        provider,
+        first_name,
+        last_name,
+        service,
+    ) in session.execute(query):
+        rows.append(
+            TodayRow(
+                id=ident,
+                version=version,
+                start_at=start,
+                time=f"{to_local(start, tz):%H:%M}–{to_local(end, tz):%H:%M}",
+                provider_id=provider_id,
+                provider=provider or "No provider",
+                patient=f"{first_name or ''} {last_name or ''}".strip() or "—",
+                service=service or "",
+                status=status.value,
+                stage=_stage(status, start, now),
+                waited_minutes=_waited(status, start, checked_in, now),
+                can_check_in=status == S.SCHEDULED,
+                can_complete=status in (S.SCHEDULED, S.CHECKED_IN) and start <= now,
+                can_no_show=status == S.SCHEDULED and start < now,
+            )
+        )
+    return rows
+
+
+def stage_counts(rows: list[TodayRow]) -> dict[str, int]:
+    counts = dict.fromkeys(STAGES, 0)
+    for row in rows:
+        counts[row.stage] += 1
+    return counts

@@ -1,0 +1,91 @@
+"""The day itself: check-in, completion and no-show."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from core.kernel.authz import Actor
+from core.kernel.clock import format_local
+from core.kernel.errors import InvalidTransition
+from core.policy import cancellation as policy
+from core.scheduling.lifecycle import Outcome, flush, load, outcome_of, record, tell_patient
+from core.scheduling.states import Action, S, ensure_allowed
+from db.models import (
+    Appointment,
+)
+from db.types import utcnow
+
+# ---------------------------------------------------------------- the day itself
+
+
+def check_in(
+    session: Session, actor: Actor, appointment_id: int, *, expected_version: int | None = None
+) -> Outcome:
+    ensure_allowed(actor, Action.CHECK_IN)
+    appointment = load(session, appointment_id, Action.CHECK_IN, expected_version)
+    before = appointment.status
+    appointment.status, appointment.checked_in_at = S.CHECKED_IN, utcnow()
+    flush(session, appointment)
+    record(session, actor, appointment, Action.CHECK_IN, before)
+    return outcome_of(appointment)
+
+
+def _require_started(appointment: Appointment, now: datetime, rule: str) -> None:
+    if appointment.start_at > now:
+        starts = format_local(appointment.start_at, appointment.clinic.timezone)
+        raise InvalidTransition(f"This visit starts at {starts}; {rule}.")
+
+
+def complete(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    ensure_allowed(actor, Action.COMPLETE)
+    appointment = load(session, appointment_id, Action.COMPLETE, expected_version)
+    now = now or utcnow()
+    _require_started(appointment, now, "it can be completed once it is due")
+    before = appointment.status
+    appointment.status, appointment.completed_at = S.COMPLETED, now
+    flush(session, appointment)
+    record(session, actor, appointment, Action.COMPLETE, before)
+    return outcome_of(appointment)
+
+
+def mark_no_show(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    ensure_allowed(actor, Action.NO_SHOW)
+    appointment = load(session, appointment_id, Action.NO_SHOW, expected_version)
+    now = now or utcnow()
+    _require_started(appointment, now, "a no-show can only be recorded after it started")
+    before = appointment.status
+    appointment.status = S.NO_SHOW
+    entries = policy.assess_no_show(session, appointment)
+    flush(session, appointment)
+    fee = sum(e.amount_cents or 0 for e in entries)
+    record(
+        session,
+        actor,
+        appointment,
+        Action.NO_SHOW,
+        before,
+        details={"fee_cents": fee, "points": sum(e.points or 0 for e in entries)},
+    )
+    queued = tell_patient(
+        session,
+        appointment,
+        "appointment_no_show",
+        fee=f"\nA no-show fee of {fee / 100:.2f} applies." if fee else "",
+    )
+    return outcome_of(appointment, queued)
