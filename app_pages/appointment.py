@@ -3,8 +3,7 @@ the full history, and the actions its status allows for the signed-in role."""
 
 import streamlit as st
 
-from core.kernel.errors import DomainError
-from ui import actor, show_error
+from ui import actor, shown
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.feedback import feedback_panel
 
@@ -21,10 +20,6 @@ if not typed.strip().lstrip("#").isdigit():
     st.stop()
 appointment_id = int(typed.strip().lstrip("#"))
 st.query_params["id"] = str(appointment_id)
-try:
-    detail = load_detail(me, appointment_id)
-except DomainError as error:
-    show_error(error)
-    st.stop()
+detail = shown(load_detail, me, appointment_id)
 appointment_panel(me, detail, "appointment")
-feedback_panel(appointment_id)  # issue 7: Feedback none/pending/collected and the request
+feedback_panel(appointment_id)  # feedback: none / pending / collected, and the request

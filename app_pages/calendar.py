@@ -5,10 +5,9 @@ import streamlit as st
 
 from core.kernel.authz import Permission
 from core.kernel.clock import format_local, to_local, utcnow
-from core.kernel.errors import DomainError
 from core.scheduling import calendar as cal
 from core.scheduling import schedules
-from ui import actor, show_error
+from ui import actor, shown
 from ui import calendar_widget as cw
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.checkin_views import qr_panel
@@ -118,11 +117,7 @@ if opened:
             st.session_state.pop("calendar_open")
             cw.redraw()
             st.rerun()
-        try:
-            detail = load_detail(me, opened)
-        except DomainError as error:
-            show_error(error)
-            st.stop()
+        detail = shown(load_detail, me, opened)
         appointment_panel(me, detail, "calendar")
         if detail.status == "scheduled":
             qr_panel(opened, "calendar")

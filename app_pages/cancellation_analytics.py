@@ -8,8 +8,7 @@ import streamlit as st
 from core.analytics import cancellation_parts as parts
 from core.analytics import cancellations as ca
 from core.kernel.clock import utcnow
-from core.kernel.errors import DomainError
-from ui import actor, run_action, show_error
+from ui import actor, run_action, shown
 from ui import cancellation_view as view
 from ui.context import read
 from ui.fees import waiver_panel
@@ -59,11 +58,7 @@ what_if = view.what_if_inputs() if section == view.WHAT_IF else None
 filters = parts.AnalyticsFilters(
     start, end, clinic, provider, service, what_if, view.NEEDS.get(section, frozenset())
 )
-try:
-    figures = _figures(me, filters)
-except DomainError as error:
-    show_error(error)
-    st.stop()
+figures = shown(_figures, me, filters)
 
 with key_figures:
     view.key_figures(figures)

@@ -3,9 +3,8 @@ the QR code, or the patient is marked arrived by hand. A code works once."""
 
 import streamlit as st
 
-from core.kernel.errors import DomainError
 from core.scheduling import checkin, schedules, today, visits
-from ui import actor, run_action, show_error
+from ui import actor, run_action, shown
 from ui.context import read
 from ui.front_desk import require
 
@@ -31,12 +30,7 @@ def _picture(upload, seen_key: str) -> None:
     if upload is None or st.session_state.get(seen_key) == upload.file_id:
         return
     st.session_state[seen_key] = upload.file_id
-    try:
-        code = checkin.decode_qr(upload.getvalue())
-    except DomainError as error:
-        show_error(error)
-        return
-    _check_in(code)
+    _check_in(shown(checkin.decode_qr, upload.getvalue()))
 
 
 st.title("Check-in")

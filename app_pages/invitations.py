@@ -6,10 +6,17 @@ import streamlit as st
 from core.kernel.authz import Permission
 from core.patients import enrolment, invitations
 from core.patients.invitations import PortalStatus
-from ui import actor, refresh, run_action
+from ui import actor
 from ui.context import read
-from ui.patient import escape
-from ui.portal import funnel_panel, history_table, results_table, send_many, settings_panel
+from ui.portal import (
+    funnel_panel,
+    history_table,
+    results_table,
+    revoke_many,
+    send_many,
+    settings_panel,
+)
+from ui.text import escape
 
 
 @st.cache_data(ttl=20, max_entries=50, show_spinner=False)
@@ -120,9 +127,8 @@ if chosen:
         st.rerun()
     pending = [r for r in chosen if r.status == PortalStatus.INVITED]
     if b.button(f"Revoke {len(pending)} pending", disabled=not pending, key="invitations_revoke"):
-        for r in pending:
-            run_action(invitations.revoke_invitation, r.invitation_id, "Revoked from the list")
-        refresh()
+        revoke_many([r.invitation_id for r in pending], "invitations_selected")
+        st.rerun()
     results_table("invitations_selected")
     if len(chosen) == 1:
         st.caption(f"Invitation history of {escape(chosen[0].name)}")

@@ -7,7 +7,6 @@ from core.patients import invitations
 from core.patients import records as patients
 from ui import actor, refresh, run_action, settings
 from ui.context import read
-from ui.patient import escape
 from ui.portal import (
     edit_form,
     history_table,
@@ -17,6 +16,7 @@ from ui.portal import (
     send_label,
     status_box,
 )
+from ui.text import escape
 
 SELECTED = "patients_selected"
 

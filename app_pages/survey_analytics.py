@@ -107,7 +107,7 @@ if prepared and prepared[0] == f:
         "text/csv",
         key="survey_analytics_download",
     )
-if me.can(Permission.POLICY_MANAGE) and st.toggle(
+if me.can(Permission.SURVEYS_MANAGE) and st.toggle(
     "Edit survey settings", key="survey_analytics_settings"
 ):
     survey_settings_form("survey_analytics")

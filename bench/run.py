@@ -15,7 +15,7 @@ Figures
   one-line Streamlit script's run is printed too); target ≤ 4×.
 - memory: tracemalloc peak of one page run at 100k and at 1M appointments; target: the 1M
   peak within 1.5× the 100k peak (memory does not grow with the table).
-- core: calendar week (core.scheduling.calendar.list_events, ≤ 30 ms), slot suggestions
+- core: calendar week (core.scheduling.calendar.window_events, ≤ 30 ms), slot suggestions
   (core.scheduling.availability.suggest_slots for a provider with years of bookings, ≤ 50 ms), queue
   (core.requests.queue counts + first page), analytics (compute_figures, survey dashboard).
 - naive: the same cancellation figures computed by reading the appointments table into pandas
@@ -230,7 +230,9 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
 
         def week():
             with database.read() as session:
-                return calendar.list_events(session, owner, clinic_id=busiest, start=start, end=end)
+                return calendar.window_events(
+                    session, owner, clinic_id=busiest, start=start, end=end
+                )
 
         events = len(week())
         out["calendar_week_ms"] = median_ms(week, repeat * 4)

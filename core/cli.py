@@ -1,4 +1,4 @@
-"""`python -m core.cli COMMAND`: migrate, seed-demo, create-user, send-notifications."""
+"""The command line: `python -m core.cli COMMAND`; `--help` lists every command."""
 
 from __future__ import annotations
 

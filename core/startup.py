@@ -17,7 +17,11 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Databas
     """Connect and check the schema. `migrate=None`: SQLite is migrated automatically and an
     out-of-date PostgreSQL is refused with the command to run; `migrate=True` always upgrades."""
     try:
-        database = Database(settings.database_url)
+        database = Database(
+            settings.database_url,
+            info={"base_url": settings.base_url},
+            connect_timeout=settings.connect_timeout,
+        )
         with database.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except (SQLAlchemyError, ArgumentError, ImportError, ValueError) as exc:

@@ -15,8 +15,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout, PostgreSQL a pool."""
+def make_engine(url: str, *, connect_timeout: int = 5, **kwargs) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout, PostgreSQL a pool
+    and a connect timeout (seconds), so an unreachable host fails fast instead of hanging."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -27,6 +28,7 @@ def make_engine(url: str, **kwargs) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("connect_args", {"connect_timeout": connect_timeout})
     kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
 
@@ -51,12 +53,14 @@ def _sqlite_begin(conn) -> None:
 class Database:
     """One database: a reader and a writer session factory over one connection pool."""
 
-    def __init__(self, url: str, **engine_kwargs) -> None:
+    def __init__(self, url: str, *, info: dict | None = None, **engine_kwargs) -> None:
+        """`info` is handed to every session (Session.info): the app's explicit dependencies,
+        such as the public base URL for patient links."""
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
-        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = sessionmaker(self.engine, expire_on_commit=False, info=info)
         self._writer = sessionmaker(
-            self.engine.execution_options(sqlite_write=True), expire_on_commit=False
+            self.engine.execution_options(sqlite_write=True), expire_on_commit=False, info=info
         )
 
     @property

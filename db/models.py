@@ -1,4 +1,4 @@
-"""ClinicDesk's data model: typed SQLAlchemy 2 models for every entity in DESIGN.md.
+"""ClinicDesk's data model: typed SQLAlchemy 2 models for every entity of the practice.
 
 All timestamps are UTC (`UTCDateTime`); each clinic carries its IANA time zone for display.
 Nothing clinical is deleted: statuses and timestamps record what happened.

@@ -1,25 +1,52 @@
 """Shared fixtures. `db` is a fresh SQLite database per test under tests/unit and a fresh
 PostgreSQL database (on a throwaway server started by the run) under tests/integration, so the
-integration modules can re-run the unit modules' tests unchanged."""
+integration modules can re-run the unit modules' tests unchanged. Each is a copy of one template
+database per test process, migrated once; passwords are hashed with a cheap argon2 cost."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from core.analytics import cancellation_rollups
+from core.kernel import accounts
+from db import migrate
 from db.engine import Database
-from db.models import Base
-from tests.support.browser import chromium_browser  # noqa: F401  (fixture)
-from tests.support.postgres import temp_postgres  # noqa: F401  (fixture)
-from tests.support.smtp import loopback_smtp  # noqa: F401  (fixture)
+
+pytest_plugins = ["tests.support.browser", "tests.support.postgres", "tests.support.smtp"]
 
 
 def _backend(request: pytest.FixtureRequest) -> str:
     return "postgresql" if "integration" in request.node.path.parts else "sqlite"
+
+
+accounts.configure_hashing(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+def _migrated(url: str) -> None:
+    template = Database(url)
+    migrate.upgrade(template.engine)
+    template.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    _migrated(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(request: pytest.FixtureRequest) -> str:
+    name = f"tpl_{uuid.uuid4().hex[:12]}"
+    _migrated(request.getfixturevalue("temp_postgres").create_database(name))
+    return name
 
 
 @pytest.fixture
@@ -27,10 +54,12 @@ def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
     if _backend(request) == "postgresql":
         server = request.getfixturevalue("temp_postgres")
         name = f"t_{uuid.uuid4().hex[:12]}"
-        database = Database(server.create_database(name))
+        template = request.getfixturevalue("postgres_template")
+        database = Database(server.create_database(name, template=template))
     else:
-        database = Database(f"sqlite:///{tmp_path / 'test.db'}")
-    Base.metadata.create_all(database.engine)
+        path = tmp_path / "test.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        database = Database(f"sqlite:///{path}")
     cancellation_rollups.track_changes()
     yield database
     database.dispose()

@@ -1,5 +1,23 @@
 """Streamlit glue shared by pages: database, signed-in actor, cached reads, actions, errors."""
 
-from ui.context import actor, database, refresh, require_actor, run_action, settings, show_error
+from ui.context import (
+    actor,
+    database,
+    refresh,
+    require_actor,
+    run_action,
+    settings,
+    show_error,
+    shown,
+)
 
-__all__ = ["actor", "database", "refresh", "require_actor", "run_action", "settings", "show_error"]
+__all__ = [
+    "actor",
+    "database",
+    "refresh",
+    "require_actor",
+    "run_action",
+    "settings",
+    "show_error",
+    "shown",
+]

@@ -21,6 +21,7 @@ from core.scheduling.appointments import AppointmentDetail, get_appointment_deta
 from core.scheduling.availability import Slot
 from core.scheduling.states import Action
 from ui.context import read, refresh, run_action
+from ui.text import escape
 
 FLASH = "appointment_views_flash"
 OTHER = "other"
@@ -45,14 +46,6 @@ def load_detail(me, appointment_id: int) -> AppointmentDetail:
 
 
 # ---------------------------------------------------------------- small pieces
-
-
-def escape(text: str) -> str:
-    """Patient-supplied text inside Markdown elements: every Markdown character escaped."""
-    return "".join(f"\\{c}" if c in MARKDOWN else c for c in str(text))
-
-
-MARKDOWN = set("\\\\`*_{}[]<>#|~$:")  # enough inline: links, emphasis, code, math, icons
 
 
 def show_flash() -> None:

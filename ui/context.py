@@ -14,6 +14,7 @@ from core.kernel.config import Settings, load_settings
 from core.kernel.errors import DomainError
 from core.startup import open_database
 from db.engine import Database
+from ui.text import escape
 
 log = logging.getLogger("clinicdesk.ui")
 T = TypeVar("T")
@@ -49,10 +50,11 @@ def require_actor() -> Actor:
 
 
 def show_error(error: Exception) -> None:
-    """One place that turns an error into what the user sees: domain errors as they are,
-    anything else as a short apology while the details go to the log."""
+    """The one place that turns an error into what the user sees: a domain error's sentence as
+    plain text (it may quote what someone typed), anything else as a short apology while the
+    details go to the log."""
     if isinstance(error, DomainError):
-        st.error(str(error), icon=":material/error:")
+        st.error(escape(str(error)), icon=":material/error:")
     else:
         log.exception("unexpected error", exc_info=error)
         st.error("Something went wrong and nothing was changed. The details are in the log.")
@@ -81,6 +83,16 @@ def run_action(
     if success:
         st.toast(success, icon=":material/check_circle:")
     return Done(result)
+
+
+def shown(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a read (or any core call that may refuse) for the page; a DomainError is shown
+    through show_error and the page stops there."""
+    try:
+        return call(*args, **kwargs)
+    except DomainError as error:
+        show_error(error)
+        st.stop()
 
 
 def read(reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -9,19 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
-from core.kernel.errors import DomainError
-from ui.context import show_error
+from ui.context import shown
 
 NOT_IN_FILE = "— not in the file —"
 
 
 def file_header(upload) -> list[str]:
     """The uploaded CSV's column names; an unreadable file stops the page with the reason."""
-    try:
-        return read_header(read_text(upload.getvalue()))
-    except DomainError as error:
-        show_error(error)
-        st.stop()
+    return shown(lambda: read_header(read_text(upload.getvalue())))
 
 
 def mapping_editor(

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.kernel.errors import DomainError
 from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
 from core.portal import patient_links
 from core.scheduling.codes import qr_png
-from ui.context import database, read, refresh, require_actor, run_action, settings
+from ui.context import read, refresh, run_action, settings
 
 STATUS_ICONS = {
     PortalStatus.NO_EMAIL: ":material/mail_off:",
@@ -97,42 +94,43 @@ def remember_qr(sent: invitations.InvitationSent) -> None:
     st.session_state[QR_KEY] = (sent.patient_name, sent.link)
 
 
-@dataclass(frozen=True)
-class BulkResult:
-    patient_id: int
-    patient: str
-    outcome: str
-    detail: str
-
-
-def send_many(patient_ids: list[int], key: str) -> list[BulkResult]:
-    """Invite each patient in their own transaction, with a progress bar; errors are kept per
-    patient (a refusal for one does not stop the others)."""
-    me, base_url = require_actor(), settings().base_url
-    results: list[BulkResult] = []
+def send_many(patient_ids: list[int], key: str) -> None:
+    """Invite each patient (core: one savepoint each, a refusal kept as that row's reason),
+    with a progress bar; the rows are kept for results_table."""
     bar = st.progress(0.0, text="Sending invitations…")
-    for number, patient_id in enumerate(patient_ids, start=1):
-        try:
-            with database().write() as session:
-                sent = invitations.send_invitation(session, me, patient_id, base_url=base_url)
-            results.append(BulkResult(patient_id, sent.patient_name, "sent", sent.email))
-        except DomainError as error:
-            results.append(BulkResult(patient_id, f"#{patient_id}", "skipped", str(error)))
-        bar.progress(number / len(patient_ids), text=f"Sent {number} of {len(patient_ids)}")
-    st.cache_data.clear()
-    st.session_state[f"{key}_results"] = results
-    return results
+
+    def progress(number: int, total: int) -> None:
+        bar.progress(number / total, text=f"Sent {number} of {total}")
+
+    done = run_action(
+        invitations.send_many, patient_ids, base_url=settings().base_url, progress=progress
+    )
+    if done:
+        st.session_state[f"{key}_results"] = ("sent", done.value)
+
+
+def revoke_many(invitation_ids: list[int], key: str) -> None:
+    done = run_action(invitations.revoke_many, invitation_ids, "Revoked from the list")
+    if done:
+        st.session_state[f"{key}_results"] = ("revoked", done.value)
 
 
 def results_table(key: str) -> None:
-    results = st.session_state.get(f"{key}_results")
+    verb, results = st.session_state.get(f"{key}_results") or ("", [])
     if not results:
         return
-    sent = sum(r.outcome == "sent" for r in results)
-    st.success(f"Invitations sent: {sent}; skipped: {len(results) - sent}.")
+    done = sum(r.done for r in results)
+    st.success(f"Invitations {verb}: {done}; skipped: {len(results) - done}.")
     st.dataframe(
         pd.DataFrame(
-            [{"Patient": r.patient, "Outcome": r.outcome, "Detail": r.detail} for r in results]
+            [
+                {
+                    "Patient": r.patient,
+                    "Outcome": verb if r.done else "skipped",
+                    "Detail": r.detail,
+                }
+                for r in results
+            ]
         ),
         hide_index=True,
         width="stretch",

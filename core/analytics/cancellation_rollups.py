@@ -15,13 +15,13 @@ Keeping them current:
 - every ORM flush that touches an appointment or a ledger entry marks the clinic-local days
   involved (old and new start) in `cancellation_rollup_dirty`, in the same transaction (a
   changed service price or clinic time zone marks everything)
-  (a `before_flush` hook registered when this module is imported; core.policy imports it);
+  (a `before_flush` hook that `track_changes` registers where the database is opened);
 - rows inserted in bulk (imports, the benchmark generator) are found by id beyond the last
   ones the roll-ups have seen;
 - `refresh` recomputes the marked days from the appointments (the same SQL as the direct
-  path); it runs in the periodic jobs and, when the roll-ups are stale, before a read
-  (`ensure_fresh`, in its own short transaction). Bulk UPDATEs that bypass the ORM are not seen:
-  after one, call `rebuild`.
+  path); the jobs loop runs it (`refresh_job`). A read never writes: while the roll-ups lag,
+  the figures are computed from the appointments. Bulk UPDATEs that bypass the ORM are not
+  seen: after one, call `rebuild`.
 """
 
 from __future__ import annotations
@@ -163,27 +163,6 @@ def is_fresh(session: Session) -> bool:
     return (appointment_id or 0) <= value["appointment_id"] and (ledger_id or 0) <= value[
         "ledger_id"
     ]
-
-
-def ensure_fresh(session: Session) -> bool:
-    """Bring the roll-ups up to date if needed, in a separate short transaction when the
-    caller's session has not started one yet; True when they can be read."""
-    busy = session.in_transaction()  # the caller's own transaction: never end it here
-    if is_fresh(session):
-        return True
-    if busy:
-        return False
-    session.rollback()  # end the read transaction is_fresh began, so the refresh can write
-    engine = session.get_bind()
-    if engine.dialect.name == "sqlite":
-        engine = engine.execution_options(sqlite_write=True)
-    try:
-        with Session(engine) as writer, writer.begin():
-            refresh(writer)
-    except Exception:  # the figures can always be computed without them
-        log.exception("refreshing the cancellation roll-ups failed")
-        return False
-    return True
 
 
 # ---------------------------------------------------------------- refresh

@@ -126,7 +126,7 @@ def compute_figures(
     validate_filters(filters)
 
     use_rollups = filters.provider_id is None and filters.service_id is None
-    use_rollups = use_rollups and cancellation_rollups.ensure_fresh(session)
+    use_rollups = use_rollups and cancellation_rollups.is_fresh(session)
     return _compute(session, filters, use_rollups)
 
 

@@ -114,7 +114,7 @@ def save_survey_settings(
 ) -> SurveySettings:
     """Set automatic sending, its delay after completion, and the 1–5 questions (one label each;
     existing questions keep their keys so earlier answers stay comparable)."""
-    ensure(actor, Permission.POLICY_MANAGE)
+    ensure(actor, Permission.SURVEYS_MANAGE)
     if not 0 <= int(delay_hours) <= 24 * 14:
         raise ValidationError("The delay after the visit must be from 0 to 336 hours.")
     labels = [q.strip() for q in questions if q and q.strip()]

@@ -32,6 +32,14 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a real password, used to keep timing even")
 
 
+def configure_hashing(hasher: PasswordHasher) -> None:
+    """Set the argon2 cost: the app keeps argon2's defaults; the test suite asks for a cheap one
+    (hashes carry their own parameters, so either verifies the other's)."""
+    global _hasher, _DUMMY_HASH
+    _hasher = hasher
+    _DUMMY_HASH = hasher.hash("not a real password, used to keep timing even")
+
+
 @dataclass(frozen=True)
 class UserRow:
     id: int

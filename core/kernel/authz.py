@@ -32,6 +32,7 @@ class Permission(enum.StrEnum):
     DATA_EXPORT = "export patient data"
     DATA_IMPORT = "import data"
     POLICY_MANAGE = "set the cancellation policy"
+    SURVEYS_MANAGE = "set the survey questions and timing"
     USERS_MANAGE = "manage user accounts"
     AUDIT_READ = "read the audit log"
 

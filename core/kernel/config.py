@@ -6,6 +6,7 @@
 | secret key | CLINICDESK_SECRET_KEY | [clinicdesk] secret_key | generated into data/secret_key |
 | idle sign-out | CLINICDESK_IDLE_MINUTES | [clinicdesk] idle_minutes | 480 |
 | public address for links | CLINICDESK_BASE_URL | [clinicdesk] base_url | http://localhost:8501 |
+| database connect timeout | CLINICDESK_DB_CONNECT_TIMEOUT | [clinicdesk] db_connect_timeout | 5 |
 | SMTP | SMTP_HOST, _PORT, _USERNAME, _PASSWORD, _FROM, _SECURITY | [smtp] host, port, … | none |
 | SMS | SMS_PROVIDER, SMS_HTTP_URL, SMS_HTTP_TOKEN | [sms] provider, http_url, http_token | log |
 """
@@ -42,13 +43,17 @@ class SmsSettings:
     http_token: str = ""
 
 
+DEFAULT_BASE_URL = "http://localhost:8501"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
     secret_key: str
     data_dir: Path
     idle_minutes: int = 480
-    base_url: str = "http://localhost:8501"
+    base_url: str = DEFAULT_BASE_URL
+    connect_timeout: int = 5
     smtp: SmtpSettings | None = None
     sms: SmsSettings = SmsSettings()
 
@@ -80,12 +85,18 @@ def load_settings(
         1,
         7 * 24 * 60,
     )
+    connect_timeout = _whole_number(
+        pick("CLINICDESK_DB_CONNECT_TIMEOUT", app, "db_connect_timeout", 5),
+        "CLINICDESK_DB_CONNECT_TIMEOUT",
+        1,
+        300,
+    )
     smtp = _smtp(env, file.get("smtp", {}), pick)
     sms = _sms(file.get("sms", {}), pick)
     secret_key = pick("CLINICDESK_SECRET_KEY", app, "secret_key") or _stored_secret_key(data_dir)
     if len(secret_key) < 32:
         raise ConfigurationError("CLINICDESK_SECRET_KEY must be at least 32 characters long.")
-    base_url = str(pick("CLINICDESK_BASE_URL", app, "base_url", "http://localhost:8501"))
+    base_url = str(pick("CLINICDESK_BASE_URL", app, "base_url", DEFAULT_BASE_URL))
     if not base_url.startswith(("http://", "https://")):
         raise ConfigurationError(
             f"CLINICDESK_BASE_URL must start with http:// or https://, got {base_url!r}."
@@ -96,6 +107,7 @@ def load_settings(
         data_dir=data_dir,
         idle_minutes=idle,
         base_url=base_url.rstrip("/"),
+        connect_timeout=connect_timeout,
         smtp=smtp,
         sms=sms,
     )

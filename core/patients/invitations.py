@@ -9,6 +9,7 @@ Pending invitations past their expiry count as expired at once (lazily, by compa
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -387,6 +388,59 @@ def revoke_invitation(session: Session, actor: Actor, invitation_id: int, reason
         to_status=InvitationStatus.REVOKED.value,
         reason=inv.revoked_reason,
     )
+
+
+@dataclass(frozen=True)
+class BulkRow:
+    """One row of a bulk invite or revoke: done, or skipped with the reason."""
+
+    patient_id: int
+    patient: str
+    done: bool
+    detail: str
+
+
+def send_many(
+    session: Session,
+    actor: Actor,
+    patient_ids: list[int],
+    *,
+    base_url: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[BulkRow]:
+    """Invite each patient in a savepoint of its own, so a refusal for one (no email, opted
+    out…) is kept as that row's reason and does not undo the others."""
+    ensure(actor, Permission.INVITATIONS_SEND)
+    rows = []
+    for number, patient_id in enumerate(patient_ids, start=1):
+        try:
+            with session.begin_nested():
+                sent = send_invitation(session, actor, patient_id, base_url=base_url)
+            rows.append(BulkRow(patient_id, sent.patient_name, True, sent.email))
+        except (ValidationError, NotFound) as error:
+            rows.append(BulkRow(patient_id, f"#{patient_id}", False, str(error)))
+        if progress:
+            progress(number, len(patient_ids))
+    return rows
+
+
+def revoke_many(
+    session: Session, actor: Actor, invitation_ids: list[int], reason: str
+) -> list[BulkRow]:
+    """Revoke each pending invitation in a savepoint of its own; the others are kept."""
+    ensure(actor, Permission.INVITATIONS_SEND)
+    rows = []
+    for invitation_id in invitation_ids:
+        invitation = session.get(PortalInvitation, invitation_id)
+        patient = session.get(Patient, invitation.patient_id) if invitation else None
+        name = patient.full_name if patient else f"invitation #{invitation_id}"
+        try:
+            with session.begin_nested():
+                revoke_invitation(session, actor, invitation_id, reason)
+            rows.append(BulkRow(patient.id if patient else 0, name, True, "revoked"))
+        except (ValidationError, NotFound) as error:
+            rows.append(BulkRow(patient.id if patient else 0, name, False, str(error)))
+    return rows
 
 
 def revoke_pending_for_patient(session: Session, actor: Actor, patient_id: int, reason: str) -> int:

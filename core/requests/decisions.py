@@ -220,7 +220,7 @@ def send_proposal(session: Session, appointment: Appointment, message: str) -> s
         appointment,
         "appointment_proposed",
         message=message,
-        link=tokens.link(base_url(), "proposal", issued.raw),
+        link=tokens.link(base_url(session), "proposal", issued.raw),
     )
     return issued.raw
 

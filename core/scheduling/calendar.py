@@ -141,22 +141,6 @@ def _title(out_of_office: bool, notes: str | None, patient: str, service: str | 
     return " · ".join(part for part in (patient, service) if part) or "Appointment"
 
 
-def list_events(
-    session: Session,
-    actor: Actor,
-    *,
-    clinic_id: int,
-    start: datetime,
-    end: datetime,
-    provider_ids: list[int] | None = None,
-    statuses: list[str] | None = None,
-) -> list[dict[str, Any]]:
-    """The clinic's appointments and out-of-office blocks overlapping [start, end), as the
-    dicts FullCalendar draws (clinic-local times with their offset; a click sends the id)."""
-    start, end, tz = _open_window(session, actor, clinic_id, start, end)
-    return _events(session, tz, clinic_id, start, end, provider_ids, statuses)
-
-
 def _open_window(session, actor, clinic_id, start, end) -> tuple[datetime, datetime, str]:
     """Permission, the checked UTC window and the clinic's time zone."""
     ensure(actor, Permission.APPOINTMENTS_READ)

@@ -16,7 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from core.kernel import audit, tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import format_local
-from core.kernel.config import load_settings
+from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.messaging import notify
 from core.scheduling.availability import (
@@ -130,12 +130,10 @@ def flush(session: Session, appointment: Appointment) -> None:
 # ---------------------------------------------------------------- helpers
 
 
-def base_url() -> str:
-
-    try:
-        return load_settings().base_url
-    except Exception:  # noqa: BLE001 - a link with the default address beats no message
-        return "http://localhost:8501"
+def base_url(session: Session) -> str:
+    """The public address patient links start with: the app hands it to every session
+    (core.startup), so no service reads the settings itself."""
+    return session.info.get("base_url", DEFAULT_BASE_URL)
 
 
 def _services_of(appointment: Appointment) -> list[Service]:
@@ -348,7 +346,7 @@ def confirm(
         attachment=confirmation_attachment(session, appointment),
         subject=subject,
         body=body,
-        link=tokens.link(base_url(), "change", change.raw),
+        link=tokens.link(base_url(session), "change", change.raw),
     )
 
 

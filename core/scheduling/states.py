@@ -138,7 +138,7 @@ ACTION_LABELS = {
 
 
 def fhir_status(status: AppointmentStatus | str) -> str:
-    """FHIR R4 Appointment.status for a ClinicDesk status (DESIGN.md's table)."""
+    """FHIR R4 Appointment.status for a ClinicDesk status (FHIR_STATUS above)."""
     return FHIR_STATUS[AppointmentStatus(status)]
 
 

@@ -201,9 +201,13 @@ class TempPostgres:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = self.port = None
 
-    def create_database(self, name: str) -> str:
-        """Create database `name` and return its SQLAlchemy URL."""
-        self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database `name` (a copy of database `template` when given) and return its
+        SQLAlchemy URL."""
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
+        self._execute(statement)
         return self.database_url(name)
 
     def drop_database(self, name: str) -> None:

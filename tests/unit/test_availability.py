@@ -86,7 +86,10 @@ def test_working_hours_and_time_off(db, world):
             )
         )
     with db.read() as session:
-        cover = lambda a, b: working_hours_cover(session, world.provider_id, world.clinic_id, a, b)  # noqa: E731
+
+        def cover(a, b):
+            return working_hours_cover(session, world.provider_id, world.clinic_id, a, b)
+
         assert cover(at(day, 9), at(day, 9, 30))
         assert cover(at(day, 16, 30), at(day, 17))
         assert not cover(at(day, 8, 45), at(day, 9, 15))

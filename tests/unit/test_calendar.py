@@ -53,7 +53,7 @@ def local(day: date, hour: int, minute: int = 0, tz: str = TZ) -> datetime:
 
 def events(db, world, start, end, **filters):
     with db.read() as session:
-        return calendar.list_events(
+        return calendar.window_events(
             session, world.staff, clinic_id=world.clinic_id, start=start, end=end, **filters
         )
 
@@ -192,7 +192,7 @@ def test_window_is_validated_and_permission_checked(db, world):
     with pytest.raises(ValidationError, match="time zones"):
         events(db, world, start.replace(tzinfo=None), start + timedelta(days=1))
     with db.read() as session, pytest.raises(PermissionDenied):
-        calendar.list_events(
+        calendar.window_events(
             session,
             patient_actor("X"),
             clinic_id=world.clinic_id,

@@ -1,5 +1,6 @@
 """Configuration, permissions, tokens, clock and start-up checks."""
 
+import socket
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -67,6 +68,26 @@ def test_unreachable_database_is_one_clear_line(tmp_path):
         open_database(settings)
     message = str(failure.value)
     assert "\n" not in message and "secret" not in message and "DATABASE_URL" in message
+
+
+def test_a_silent_database_host_fails_after_the_connect_timeout(tmp_path):
+    """A host that accepts the connection and never answers (a firewall, a hung server) must
+    not hang start-up: the configured connect timeout ends it with the one-line message."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        settings = load_settings(
+            {
+                "CLINICDESK_DATA_DIR": str(tmp_path),
+                "DATABASE_URL": f"postgresql+psycopg://u:secret@127.0.0.1:{port}/x",
+                "CLINICDESK_DB_CONNECT_TIMEOUT": "1",
+            },
+            tmp_path / "none.toml",
+        )
+        assert settings.connect_timeout == 1
+        with pytest.raises(DatabaseUnavailable, match="Cannot open the database"):
+            open_database(settings)
 
 
 def test_sqlite_is_migrated_on_start(tmp_path):

@@ -556,3 +556,36 @@ def test_concurrent_moves_between_buckets_keep_the_tally(db, world):
     with db.read() as s:
         _tally_matches_the_patients(s)
         assert [s.get(Patient, i).consent_email for i in ids] == [False, True]
+
+
+def test_bulk_invite_and_revoke_keep_each_rows_outcome(db, world):
+    """One savepoint per patient: a refused row keeps its reason and the others go through."""
+    with db.write() as s:
+        opted_out = s.get(Patient, world.patient_id)
+        other_id = make_patient(s, first_name="Ada", email="ada.bulk@example.org").id
+        opted_out.consent_email = False
+    seen = []
+    with db.write() as s:
+        rows = invitations.send_many(
+            s,
+            world.staff,
+            [world.patient_id, other_id, 999_999],
+            base_url="https://clinic.example",
+            progress=lambda n, total: seen.append((n, total)),
+        )
+    assert [(r.patient_id, r.done) for r in rows] == [
+        (world.patient_id, False),
+        (other_id, True),
+        (999_999, False),
+    ]
+    assert "consent" in rows[0].detail.lower() and seen[-1] == (3, 3)
+    with db.read() as s:
+        pending = s.scalars(
+            select(PortalInvitation).where(PortalInvitation.patient_id == other_id)
+        ).all()
+    assert [p.status for p in pending] == [InvitationStatus.PENDING]
+    with db.write() as s:
+        revoked = invitations.revoke_many(s, world.staff, [pending[0].id, pending[0].id], "Oops")
+    assert [r.done for r in revoked] == [True, False] and "only a pending" in revoked[1].detail
+    with pytest.raises(PermissionDenied), db.write() as s:
+        invitations.send_many(s, patient_actor("Ada"), [other_id], base_url="https://x.example")

@@ -18,6 +18,7 @@ from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from core.requests import bulk, changes, decisions
 from core.scheduling import moves, states, visits
+from db.engine import Database
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -266,6 +267,20 @@ def test_illegal_transition_says_what_is_allowed(db, world):
 
 
 # ---------------------------------------------------------------- proposals
+
+
+def test_patient_links_use_the_base_url_the_app_hands_to_its_sessions(db, world):
+    """No service reads the settings: the public address comes from the database's sessions."""
+    day = future_day()
+    request_id = new_request(db, world, day)
+    clinic_db = Database(db.url, info={"base_url": "https://book.clinic.example"})
+    with clinic_db.write() as session:
+        raw = decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+    clinic_db.dispose()
+    [email] = [m for m in messages(db, request_id, "appointment_proposed") if m.channel == "email"]
+    assert f"https://book.clinic.example/patient?p=proposal&t={raw}" in email.body
 
 
 def test_propose_then_patient_accepts(db, world):

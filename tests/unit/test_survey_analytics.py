@@ -290,7 +290,10 @@ def test_comment_feed_is_searchable_literal_and_paginated(db, world):
         for i, text in enumerate(texts):
             response(session, at(2 + i), 8, 4, clinic=world.clinic_id, comment=text)
     with db.read() as session:
-        feed = lambda *a, **k: sa.comments(session, world.owner, NOV, *a, **k)  # noqa: E731
+
+        def feed(*a, **k):
+            return sa.comments(session, world.owner, NOV, *a, **k)
+
         everything, more = feed()
         assert len(everything) == 7 and not more
         assert everything.comment[0] == "<script>alert(1)</script>"

@@ -317,7 +317,7 @@ def test_settings_switch_the_job_off_change_the_delay_and_the_questions(db, worl
         )
     with db.read() as session:
         assert surveys.due_for_feedback(session, now=NOW + timedelta(hours=1)) == []
-    with pytest.raises(PermissionDenied), db.write() as session:
+    with pytest.raises(PermissionDenied, match="set the survey questions"), db.write() as session:
         surveys.save_survey_settings(
             session, world.manager, auto=True, delay_hours=2, questions=["Parking"]
         )

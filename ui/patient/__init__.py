@@ -10,7 +10,6 @@ credential and core.portal.patient_links acts as the patient. Patient text is al
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,12 +20,6 @@ from ui.context import database, show_error
 
 T = TypeVar("T")
 PURPOSES = ("enroll", "proposal", "change", "booking", "survey")
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
-
-
-def escape(text: object) -> str:
-    """Text safe to put into st.markdown: every Markdown and HTML character backslashed."""
-    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def public_read(reader: Callable[..., T], token: str, *args: Any, **kwargs: Any) -> T:
