@@ -117,15 +117,15 @@ def validate_filters(filters: AnalyticsFilters) -> None:
 
 
 def compute_figures(
-    session: Session, actor: Actor, filters: AnalyticsFilters
+    session: Session, actor: Actor, filters: AnalyticsFilters, *, use_rollups: bool = True
 ) -> CancellationFigures:
     """Every cancellation and no-show figure for the filters, aggregated in SQL: from the
-    maintained roll-ups (core.analytics.cancellation_rollups) when no provider or service is chosen,
-    otherwise straight from the appointments of the range."""
+    maintained roll-ups (core.analytics.cancellation_rollups) when they are fresh and no
+    provider or service is chosen, otherwise straight from the appointments of the range
+    (`use_rollups=False` asks for that path)."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
-
-    use_rollups = filters.provider_id is None and filters.service_id is None
+    use_rollups = use_rollups and filters.provider_id is None and filters.service_id is None
     use_rollups = use_rollups and cancellation_rollups.is_fresh(session)
     return _compute(session, filters, use_rollups)
 

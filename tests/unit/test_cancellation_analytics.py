@@ -446,12 +446,12 @@ def test_offset_periods_find_dst_changes_to_the_second():
 # ---------------------------------------------------------------- the maintained roll-ups
 
 
-def _both(db, filters):
+def _both(db, world, filters):
     with db.read() as session:
-        direct = ca._compute(session, filters, use_rollups=False)
+        direct = ca.compute_figures(session, world.owner, filters, use_rollups=False)
     rollups.refresh_job(db, None)
     with db.read() as session:
-        rolled = ca._compute(session, filters, use_rollups=True)
+        rolled = ca.compute_figures(session, world.owner, filters)
     assert rolled.from_rollups and not direct.from_rollups
     return direct.as_dict(), rolled.as_dict()
 
@@ -464,7 +464,7 @@ def test_the_roll_ups_give_the_same_figures_as_the_appointments(db, world, data)
         parts.AnalyticsFilters(date(2026, 3, 30), date(2026, 4, 5), what_if=what_if),
         parts.AnalyticsFilters(date(2026, 3, 22), date(2026, 4, 6), what_if=parts.WhatIf(36, 0, 0)),
     ):
-        direct, rolled = _both(db, filters)
+        direct, rolled = _both(db, world, filters)
         assert rolled == direct
     assert figures(db, world).from_rollups  # the page's unfiltered view reads them
     by_provider = figures(
@@ -498,7 +498,7 @@ def test_the_roll_ups_follow_every_change(db, world, data):
     with db.read() as session:
         assert not rollups.is_fresh(session)
     what_if = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(36, 100, 1))
-    direct, rolled = _both(db, what_if)
+    direct, rolled = _both(db, world, what_if)
     assert rolled == direct
     assert rolled["totals"]["no_shows"] == 4 and rolled["by_weekday"][5]["booked"] == 1
     assert rolled["what_if"]["late"] == 2 and rolled["fees"]["late_waived_cents"] == 2500
@@ -517,7 +517,7 @@ def test_the_roll_ups_follow_every_change(db, world, data):
                 )
             ],
         )
-    direct, rolled = _both(db, FILTERS)
+    direct, rolled = _both(db, world, FILTERS)
     assert rolled == direct and rolled["totals"]["booked"] == 13
     with db.write() as session:
         assert rollups.rebuild(session) > 0
@@ -538,7 +538,7 @@ def test_a_new_service_price_recomputes_the_revenue_at_risk(db, world, data):
     assert figures(db, world).revenue_at_risk_cents == 60000
     with db.write() as session:
         session.get(Service, data["peel"]).price_cents = 20000  # N2, and A8's second service
-    direct, rolled = _both(db, FILTERS)
+    direct, rolled = _both(db, world, FILTERS)
     assert rolled == direct and rolled["revenue_at_risk_cents"] == 70000
 
 
