@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.scheduling import booking, schedules
-from ui import actor, refresh, run_action, settings
+from ui import actor, refresh, run_action
 from ui.booking_form import apply_prefill, message_editor, patient_picker
 from ui.context import read
 from ui.front_desk import require
@@ -149,9 +149,8 @@ if st.button("Book", key="book_submit", type="primary", disabled=provider is Non
             notify_channels=channels,
             subject=subject,
             body=body,
-            base_url=settings().base_url,
         )
-    result = run_action(booking.book, **kwargs)
+    result = run_action(booking.book, booking.InOffice(**kwargs))
     if result:
         st.session_state["book_done"] = result.value
         st.session_state.pop("book_provider_wanted", None)

@@ -6,7 +6,7 @@ confirmation message."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
@@ -21,6 +21,8 @@ from core.patients.invitations import send_invitation
 from core.scheduling import moves
 from core.scheduling.availability import MAX_LENGTH, OCCUPYING, working_periods
 from core.scheduling.calendar import list_providers
+from core.scheduling.lifecycle import base_url
+from core.scheduling.moves import NewBooking
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -29,7 +31,6 @@ from db.models import (
     Patient,
     Service,
     TimeOff,
-    VisitMode,
     WorkingHours,
 )
 
@@ -199,45 +200,34 @@ def preview_confirmation(
     )
 
 
-def book(
-    session: Session,
-    actor: Actor,
-    *,
-    clinic_id: int,
-    provider_id: int,
-    start_at: datetime,
-    service_ids: list[int] | None = None,
-    patient_id: int | None = None,
-    new_patient: NewPatient | None = None,
-    kind: AppointmentKind | str = AppointmentKind.APPOINTMENT,
-    end_at: datetime | None = None,
-    mode: VisitMode | str = VisitMode.IN_PERSON,
-    notes: str = "",
-    allow_double_booking: bool = False,
-    outside_hours_override: bool = False,
-    card_on_file: bool = False,
-    invite_to_portal: bool = False,
-    notify_channels: list[Channel] | None = None,
-    subject: str | None = None,
-    body: str | None = None,
-    base_url: str = "http://localhost:8501",
-) -> Booked:
+@dataclass(frozen=True)
+class InOffice(NewBooking):
+    """The booking form's values: a NewBooking plus who the patient is (found or new), the card
+    on file and the portal invitation."""
+
+    new_patient: NewPatient | None = None
+    card_on_file: bool = False
+    invite_to_portal: bool = False
+
+
+def book(session: Session, actor: Actor, request: InOffice) -> Booked:
     """Book an appointment (or an out-of-office block) in office, in one transaction."""
     ensure(actor, Permission.APPOINTMENTS_BOOK)
-    kind = AppointmentKind(kind)
-    if start_at is None or start_at.tzinfo is None:
+    r = request
+    kind = AppointmentKind(r.kind)
+    if r.start_at is None or r.start_at.tzinfo is None:
         raise ValidationError("Choose the date and time of the appointment.")
     done: list[str] = []
     patient: Patient | None = None
     if kind == AppointmentKind.APPOINTMENT:
-        if new_patient is not None and patient_id is None:
+        if r.new_patient is not None and r.patient_id is None:
             patient = patients.create_patient(
-                session, actor, **vars(new_patient), card_on_file=card_on_file
+                session, actor, **vars(r.new_patient), card_on_file=r.card_on_file
             )
             done.append(f"New patient {patient.full_name} created.")
-        elif patient_id is not None:
-            patient = patients.get_patient(session, actor, patient_id)
-            if card_on_file and not patient.card_on_file:
+        elif r.patient_id is not None:
+            patient = patients.get_patient(session, actor, r.patient_id)
+            if r.card_on_file and not patient.card_on_file:
                 patient.card_on_file = True
                 done.append("Card on file recorded.")
         else:
@@ -245,37 +235,31 @@ def book(
     appointment = moves.schedule_appointment(
         session,
         actor,
-        patient_id=patient.id if patient else None,
-        clinic_id=clinic_id,
-        provider_id=provider_id,
-        service_ids=list(service_ids or []),
-        start_at=start_at.astimezone(UTC),
-        mode=mode,
-        notes=notes,
-        allow_double_booking=allow_double_booking,
-        outside_hours_override=outside_hours_override,
-        kind=kind,
-        notify_channels=notify_channels,
-        subject=subject,
-        body=body,
-        end_at=end_at.astimezone(UTC) if end_at else None,
+        NewBooking(
+            **{f.name: getattr(r, f.name) for f in fields(NewBooking)}
+            | {
+                "patient_id": patient.id if patient else None,
+                "start_at": r.start_at.astimezone(UTC),
+                "end_at": r.end_at.astimezone(UTC) if r.end_at else None,
+            }
+        ),
     )
     if appointment.outside_hours_override:
         done.append("Booked outside working hours (override recorded).")
     skipped = getattr(appointment, "notify_skipped", [])
-    if patient is not None and notify_channels != []:
+    if patient is not None and r.notify_channels != []:
         done.append(
             "Confirmation queued." + (f" Not sent: {'; '.join(skipped)}." if skipped else "")
         )
-    if patient is not None and invite_to_portal:
-        done.append(_invite(session, actor, patient.id, base_url))
+    if patient is not None and r.invite_to_portal:
+        done.append(_invite(session, actor, patient.id))
     return Booked(appointment.id, patient.id if patient else None, appointment.start_at, done)
 
 
-def _invite(session: Session, actor: Actor, patient_id: int, base_url: str) -> str:
+def _invite(session: Session, actor: Actor, patient_id: int) -> str:
     try:
         with session.begin_nested():
-            send_invitation(session, actor, patient_id, base_url=base_url)
+            send_invitation(session, actor, patient_id, base_url=base_url(session))
     except DomainError as error:
         return f"No portal invitation sent: {error}"
     return "Portal invitation sent."

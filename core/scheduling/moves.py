@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -42,43 +43,47 @@ from db.types import utcnow
 # ---------------------------------------------------------------- booking and moving
 
 
-def schedule_appointment(
-    session: Session,
-    actor: Actor,
-    *,
-    patient_id: int | None,
-    clinic_id: int,
-    provider_id: int,
-    service_ids: list[int],
-    start_at: datetime,
-    mode: VisitMode | str = VisitMode.IN_PERSON,
-    notes: str = "",
-    allow_double_booking: bool = False,
-    outside_hours_override: bool = False,
-    source: Source = Source.STAFF,
-    kind: AppointmentKind = AppointmentKind.APPOINTMENT,
-    notify_channels: list[Channel] | None = None,
-    subject: str | None = None,
-    body: str | None = None,
-    end_at: datetime | None = None,
-) -> Appointment:
+@dataclass(frozen=True)
+class NewBooking:
+    """What schedule_appointment books: where and when, for whom, and what the booking
+    explicitly overrides. An out-of-office block has no patient or service but an `end_at`."""
+
+    clinic_id: int
+    provider_id: int
+    start_at: datetime
+    patient_id: int | None = None
+    service_ids: tuple[int, ...] | list[int] = ()
+    end_at: datetime | None = None
+    kind: AppointmentKind | str = AppointmentKind.APPOINTMENT
+    mode: VisitMode | str = VisitMode.IN_PERSON
+    notes: str = ""
+    allow_double_booking: bool = False
+    outside_hours_override: bool = False
+    source: Source = Source.STAFF
+    notify_channels: list[Channel] | None = None  # None: every channel with consent
+    subject: str | None = None
+    body: str | None = None
+
+
+def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) -> Appointment:
     """Book in office. An out-of-office block needs no patient or service (give `end_at`).
     The returned appointment carries `notify_skipped` (why a channel was not used)."""
     ensure_allowed(actor, Action.SCHEDULE)
-    kind = AppointmentKind(kind)
-    clinic = session.get(Clinic, clinic_id)
+    b = booking
+    kind = AppointmentKind(b.kind)
+    clinic = session.get(Clinic, b.clinic_id)
     if clinic is None:
         raise ValidationError("Choose one of the practice's clinics.")
-    services = [session.get(Service, sid) for sid in dict.fromkeys(service_ids or [])]
+    services = [session.get(Service, sid) for sid in dict.fromkeys(b.service_ids or [])]
     if any(s is None or not s.active for s in services):
         raise ValidationError("Choose services the practice offers.")
-    patient = session.get(Patient, patient_id) if patient_id is not None else None
+    patient = session.get(Patient, b.patient_id) if b.patient_id is not None else None
     if kind == AppointmentKind.APPOINTMENT:
         if patient is None:
             raise ValidationError("Choose a known patient (search by name, email or phone).")
         if not services:
             raise ValidationError("Choose at least one service.")
-    mode = VisitMode(mode)
+    mode = VisitMode(b.mode)
     if mode == VisitMode.VIRTUAL and not all(s.virtual_allowed for s in services):
         names = ", ".join(s.name for s in services if not s.virtual_allowed)
         raise ValidationError(f"{names} cannot be done virtually; choose in person.")
@@ -92,8 +97,8 @@ def schedule_appointment(
         kind=kind,
         mode=mode,
         status=S.SCHEDULED,
-        notes=(notes or "").strip(),
-        source=Source(source),
+        notes=(b.notes or "").strip(),
+        source=Source(b.source),
         created_by_user_id=actor.user_id,
         booked_at=utcnow(),
         decided_at=utcnow(),
@@ -105,28 +110,28 @@ def schedule_appointment(
     session.add(appointment)
     session.flush()
     if kind == AppointmentKind.OUT_OF_OFFICE:
-        start_at, end_at = aware(start_at, "start time"), aware(end_at, "end time")
+        start_at, end_at = aware(b.start_at, "start time"), aware(b.end_at, "end time")
         if not start_at < end_at <= start_at + MAX_LENGTH:
             raise ValidationError("An out-of-office block lasts between 1 minute and 12 hours.")
         appointment.provider_id, appointment.start_at, appointment.end_at = (
-            provider_id,
+            b.provider_id,
             start_at,
             end_at,
         )
-        details = {"provider_id": provider_id, "start_at": start_at.isoformat()}
+        details = {"provider_id": b.provider_id, "start_at": start_at.isoformat()}
     else:
         details = place(
             session,
             appointment,
-            provider_id=provider_id,
-            start_at=start_at,
-            allow_double_booking=allow_double_booking,
-            outside_hours_override=outside_hours_override,
+            provider_id=b.provider_id,
+            start_at=b.start_at,
+            allow_double_booking=b.allow_double_booking,
+            outside_hours_override=b.outside_hours_override,
         )
     session.flush()
     record(session, actor, appointment, Action.SCHEDULE, None, details=details)
     queued = (
-        confirm(session, appointment, channels=notify_channels, subject=subject, body=body)
+        confirm(session, appointment, channels=b.notify_channels, subject=b.subject, body=b.body)
         if patient
         else None
     )

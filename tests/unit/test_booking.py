@@ -45,7 +45,7 @@ def book(db, world, actor=None, **extra):
         patient_id=world.patient_id,
     )
     with db.write() as session:
-        return booking.book(session, actor or world.staff, **(values | extra))
+        return booking.book(session, actor or world.staff, booking.InOffice(**(values | extra)))
 
 
 def test_booking_an_existing_patient_sends_the_confirmation_with_qr(db, world):

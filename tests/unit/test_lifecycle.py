@@ -63,17 +63,16 @@ def new_request(db, world, day=None, **extra) -> int:
 
 def booked(db, world, start, **extra) -> int:
     with db.write() as session:
-        return moves.schedule_appointment(
-            session,
-            world.manager,
-            patient_id=world.patient_id,
+        booking = moves.NewBooking(
             clinic_id=world.clinic_id,
             provider_id=world.provider_id,
-            service_ids=[world.service_id],
             start_at=start,
+            patient_id=world.patient_id,
+            service_ids=[world.service_id],
             mode="in_person",
             **extra,
-        ).id
+        )
+        return moves.schedule_appointment(session, world.manager, booking).id
 
 
 def events(db, appointment_id) -> list[AuditEvent]:

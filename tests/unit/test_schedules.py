@@ -183,9 +183,11 @@ def test_booking_outside_hours_needs_an_override_that_is_recorded(db, world):
         patient_id=world.patient_id,
     )
     with db.write() as session, pytest.raises(ValidationError, match="not working"):
-        booking.book(session, world.staff, **kwargs)
+        booking.book(session, world.staff, booking.InOffice(**kwargs))
     with db.write() as session:
-        booked = booking.book(session, world.staff, outside_hours_override=True, **kwargs)
+        booked = booking.book(
+            session, world.staff, booking.InOffice(outside_hours_override=True, **kwargs)
+        )
     assert "override recorded" in " ".join(booked.notes)
     with db.read() as session:
         row = session.get(Appointment, booked.appointment_id)
