@@ -15,8 +15,8 @@ from core.interchange import standards as interchange
 from core.kernel import accounts
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
-from core.kernel.errors import DomainError
-from core.messaging import notify
+from core.kernel.errors import DatabaseUnavailable, DomainError
+from core.messaging import delivery
 from core.startup import open_database
 from db.models import Role
 
@@ -90,11 +90,14 @@ def _create_user(args) -> int:
 def _send(args) -> int:
     settings = load_settings()
     database = open_database(settings)
-    transports = notify.transports(settings)
+    transports = delivery.transports(settings)
     while True:
-        report = notify.send_due(database.write, transports)
+        report = delivery.send_due(database.write, transports)
         if report.sent or report.failed or report.retrying or not args.loop:
-            print(f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}")
+            print(
+                f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, "
+                f"waiting for a transport {report.waiting}"
+            )
         if not args.loop:
             return 0
         time.sleep(args.every)
@@ -104,7 +107,12 @@ def _run_jobs(args) -> int:
     settings = load_settings()
     database = open_database(settings)
     while True:
-        jobs.run_due(database, settings)
+        try:
+            jobs.run_due(database, settings)
+        except DatabaseUnavailable as exc:
+            if not args.loop:
+                raise
+            print(f"error: {exc}", file=sys.stderr)  # one line a round until it is back
         if not args.loop:
             return 0
         time.sleep(args.every)

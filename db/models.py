@@ -620,6 +620,10 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # issue 13: the sender holding the claim (its lease is next_attempt_at); a permanent
+    # failure (5xx, invalid address) is not retried until a person asks
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    permanent_failure: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class NotificationTemplate(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 14:15:27.822736
+Create Date: 2026-12-02 11:54:49.253909
 """
 
 from collections.abc import Sequence
@@ -506,6 +506,8 @@ def upgrade() -> None:
     sa.Column('next_attempt_at', db.types.UTCDateTime(), nullable=False),
     sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
     sa.Column('sent_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('claim_token', sa.String(length=32), nullable=True),
+    sa.Column('permanent_failure', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_notifications_appointment_id_appointments')),
     sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_notifications_patient_id_patients')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications'))
