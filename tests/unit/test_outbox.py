@@ -170,7 +170,7 @@ def test_two_senders_at_once_send_every_message_exactly_once(db):
 
 def test_a_server_slower_than_the_lease_still_gets_the_message_once(db):
     (id_,) = _queue(db)
-    lease = timedelta(seconds=0.6)
+    lease = timedelta(seconds=1.5)
     reports: dict[str, delivery.DeliveryReport] = {}
     with LoopbackSMTP() as server:
         server.hold()
