@@ -1,11 +1,24 @@
 """The whole Kaggle no-show file (found beside the repository, ../shared/data), and the CLI's
 one line for a file that is not there."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from core import cli
+from core.analytics import stats
 from core.interchange import imports
+from core.kernel.authz import SYSTEM
+from db.engine import Database
 from db.models import Appointment, ImportBatch, Patient
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_whole_kaggle_file_imports_every_appointment_with_six_warnings(db, world):
@@ -31,3 +44,51 @@ def test_the_cli_says_one_line_for_a_missing_file_or_a_folder(tmp_path, monkeypa
         assert cli.main(["import-appointments", str(target)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and words in err
+
+
+def test_an_import_killed_part_way_is_finished_by_running_it_again(tmp_path):
+    """A real process killed with SIGKILL between chunks: its rows stay out of the analytics,
+    and the same command again finishes the import without duplicates."""
+    rows = 20_000
+    with open(imports.NOSHOW_FILE, "rb") as handle:
+        lines = [line for _, line in zip(range(rows + 1), handle, strict=False)]
+    source = tmp_path / "slice.csv"
+    source.write_bytes(b"".join(lines))
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'kill.db'}",
+        "CLINICDESK_DATA_DIR": str(tmp_path),
+        "CLINICDESK_SECRET_KEY": "k" * 40,
+    }
+    command = [sys.executable, "-m", "core.cli", "import-appointments", str(source)]
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    database = Database(env["DATABASE_URL"])
+    try:
+        while process.poll() is None and _saved(database) == 0:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert 0 < _saved(database) < rows  # killed part-way
+        assert _counted(database) == 0
+        again = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert "note: Resumed import #1" in again.stdout
+        assert f"{rows:,} appointments imported, 0 already imported" in again.stdout
+        assert _saved(database) == rows and _counted(database) == rows
+    finally:
+        process.kill()
+        database.dispose()
+
+
+def _saved(database: Database) -> int:
+    try:
+        with database.read() as session:
+            return session.scalar(select(func.count()).select_from(Appointment))
+    except OperationalError:  # the command has not created the tables yet
+        return 0
+
+
+def _counted(database: Database) -> int:
+    with database.read() as session:
+        totals = stats.plain(stats.figures(session, SYSTEM))["totals"]
+    return totals["no_shows"] + totals["attended"]
