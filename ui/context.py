@@ -134,8 +134,9 @@ def read(reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         with _unreachable_as_domain_error(), database().read() as session:
             return reader(session, *args, **kwargs)
-    except DatabaseUnavailable as error:
-        stop_with(error)
+    except DatabaseUnavailable as error:  # went down during this run: the next run's check
+        st.error(str(error), icon=":material/error:")  # (app.py) waits for it to come back
+        st.stop()
         raise
 
 
