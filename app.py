@@ -4,16 +4,15 @@ import streamlit as st
 
 from core.kernel.errors import DomainError
 from ui import auth
-from ui.context import database
+from ui.context import reachable_database, stop_with
 from ui.navigation import PATIENT_PAGE, pages_for
 
 st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
 
 try:
-    database()
+    reachable_database()
 except DomainError as error:  # unreachable database or a malformed setting: one clear line
-    st.error(str(error))
-    st.stop()
+    stop_with(error)
 
 actor = auth.current_actor() or auth.oidc_sign_in()
 # the page behind signed patient links, open without sign-in

@@ -4,7 +4,6 @@ loop that runs core.jobs (delivering the notification outbox among them)."""
 
 import asyncio
 import logging
-import os
 from contextlib import asynccontextmanager
 
 import streamlit as st
@@ -21,7 +20,6 @@ from core.startup import open_database
 from ui.auth import COOKIE
 
 log = logging.getLogger("clinicdesk.serve")
-JOB_SECONDS = float(os.environ.get("CLINICDESK_JOB_SECONDS", "15"))
 _database = None
 
 
@@ -69,18 +67,27 @@ async def end_session(request: Request) -> Response:
     return response
 
 
-async def _background_jobs() -> None:
+async def _background_jobs(seconds: float) -> None:
     while True:
         try:
             await run_in_threadpool(jobs.run_due, _db(), load_settings())
         except DomainError as error:  # database down or a bad setting: say it once a round
             log.error("background jobs paused: %s", error)
-        await asyncio.sleep(JOB_SECONDS)
+        await asyncio.sleep(seconds)
+
+
+def _job_seconds() -> float:
+    try:
+        return load_settings().job_seconds
+    except DomainError as error:  # the page says the same; the loop stays off
+        log.error("background jobs off: %s", error)
+        return 0
 
 
 @asynccontextmanager
 async def lifespan(_app):
-    task = asyncio.create_task(_background_jobs()) if JOB_SECONDS > 0 else None
+    seconds = _job_seconds()
+    task = asyncio.create_task(_background_jobs(seconds)) if seconds > 0 else None
     yield
     if task:
         task.cancel()

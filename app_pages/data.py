@@ -11,7 +11,7 @@ from core.interchange import standards as interchange
 from core.kernel.clock import local_days_bounds, utcnow
 from ui import actor, run_action
 from ui.context import read
-from ui.data_view import file_header, mapping_editor, progress_bar, show_report
+from ui.data_view import file_header, mapping_editor, progress_bar, run_import, show_report
 
 
 @st.cache_data(ttl=60, max_entries=5, show_spinner=False)
@@ -27,9 +27,9 @@ appointments_tab, surveys_tab, exchange_tab = st.tabs(
 
 with appointments_tab:
     st.caption(
-        "Imports run as one transaction (nothing is half-written) and skip rows already "
-        "imported; the practice owner may import. Other staff wait a few seconds while "
-        "a large file is saved."
+        "Imports are saved in small steps, so colleagues keep working; the analytics count "
+        "the file once all of it is saved. Importing the same file again skips rows already "
+        "imported and finishes an import that stopped part-way. The practice owner may import."
     )
     upload = st.file_uploader("CSV file", type=["csv"], key="data_appt_file")
     preset = st.selectbox(
@@ -77,17 +77,21 @@ with appointments_tab:
             duration_minutes=int(minutes),
             source=base.source if preset != "custom" else "csv",
         )
+        encoding = st.text_input(
+            "File encoding (empty: UTF-8, else guessed and reported)", key="data_appt_encoding"
+        )
         if st.button("Import appointments", type="primary", key="data_appt_import"):
-            done = run_action(
+            report = run_import(
                 imports.import_appointments,
                 upload.getvalue(),
                 mapping,
                 clinic_name=clinic,
                 timezone=tz,
                 progress=progress_bar("Starting"),
+                encoding=encoding.strip() or None,
             )
-            if done:
-                show_report(done.value)
+            if report:
+                show_report(report)
 
 with surveys_tab:
     upload = st.file_uploader("CSV file", type=["csv"], key="data_survey_file")

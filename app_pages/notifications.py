@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
-from core.messaging import notify
+from core.messaging import delivery, notify
 from ui import actor, database, refresh, run_action, settings
 from ui.context import read
 
@@ -67,8 +67,11 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             if run_action(notify.retry, chosen.id, success="Queued again."):
                 refresh()
         if st.button("Send due messages now", key="notifications_send_due"):
-            report = notify.deliver_now(database().write, me, settings())
-            st.success(f"Sent {report.sent}; failed {report.failed + report.retrying}.")
+            report = delivery.deliver_now(database().write, me, settings())
+            st.success(
+                f"Sent {report.sent}; retrying later {report.retrying}; failed for good "
+                f"{report.failed}; waiting for a transport {report.waiting}."
+            )
             refresh()
     with right:
         st.subheader("Templates")

@@ -481,10 +481,9 @@ def import_throughput() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         database = open_db(f"sqlite:///{folder}/import.db")
         started = time.perf_counter()
-        with database.write() as session:
-            report = imports.import_appointments(
-                session, SYSTEM, imports.NOSHOW_FILE, imports.KAGGLE_NOSHOW
-            )
+        report = imports.import_appointments(
+            database.write, SYSTEM, imports.NOSHOW_FILE, imports.KAGGLE_NOSHOW
+        )
         seconds = time.perf_counter() - started
         database.dispose()
     return {

@@ -15,8 +15,8 @@ from core.interchange import standards as interchange
 from core.kernel import accounts
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
-from core.kernel.errors import DomainError
-from core.messaging import notify
+from core.kernel.errors import DatabaseUnavailable, DomainError
+from core.messaging import delivery
 from core.startup import open_database
 from db.models import Role
 
@@ -90,11 +90,14 @@ def _create_user(args) -> int:
 def _send(args) -> int:
     settings = load_settings()
     database = open_database(settings)
-    transports = notify.transports(settings)
+    transports = delivery.transports(settings)
     while True:
-        report = notify.send_due(database.write, transports)
+        report = delivery.send_due(database.write, transports)
         if report.sent or report.failed or report.retrying or not args.loop:
-            print(f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}")
+            print(
+                f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, "
+                f"waiting for a transport {report.waiting}"
+            )
         if not args.loop:
             return 0
         time.sleep(args.every)
@@ -104,7 +107,12 @@ def _run_jobs(args) -> int:
     settings = load_settings()
     database = open_database(settings)
     while True:
-        jobs.run_due(database, settings)
+        try:
+            jobs.run_due(database, settings)
+        except DatabaseUnavailable as exc:
+            if not args.loop:
+                raise
+            print(f"error: {exc}", file=sys.stderr)  # one line a round until it is back
         if not args.loop:
             return 0
         time.sleep(args.every)
@@ -124,6 +132,10 @@ def _add_data_commands(commands) -> None:
     surveys = commands.add_parser("import-surveys", help="import survey responses (CSV)")
     surveys.add_argument("file")
     surveys.add_argument("--preset", choices=sorted(imports.SURVEY_PRESETS), default="nhs-fft")
+    for command in (appointments, surveys):
+        command.add_argument(
+            "--encoding", help="the file's encoding (default: UTF-8, else guessed and reported)"
+        )
     fhir_in = commands.add_parser("import-fhir", help="import FHIR R4 Appointment resources")
     fhir_in.add_argument("files", nargs="+")
     fhir_out = commands.add_parser("export-fhir", help="write a FHIR R4 Bundle of appointments")
@@ -145,11 +157,17 @@ def _data_command(args) -> int:
     database = open_database(load_settings())
 
     def report(result) -> int:
+        for note in getattr(result, "notes", []):
+            print(f"note: {note}")
         print(result.summary)
         for problem in result.problems[:50]:
             print(f"  row {problem.row}: {problem.reason}")
         if result.problem_count > 50:
             print(f"  … and {result.problem_count - 50} more")
+        for warning in getattr(result, "warnings", [])[:50]:
+            print(f"  row {warning.row} (imported): {warning.reason}")
+        if getattr(result, "warning_count", 0) > 50:
+            print(f"  … and {result.warning_count - 50} more warnings")
         return 0
 
     def out(content: bytes) -> None:
@@ -159,22 +177,27 @@ def _data_command(args) -> int:
         else:
             sys.stdout.buffer.write(content)
 
-    with database.write() as session:
-        if args.command == "import-appointments":
-            return report(
-                imports.import_appointments(
-                    session,
-                    SYSTEM,
-                    args.file,
-                    imports.APPOINTMENT_PRESETS[args.preset],
-                    clinic_name=args.clinic,
-                    timezone=args.timezone,
-                )
+    if args.command == "import-appointments":  # saved in chunks, each its own transaction
+        return report(
+            imports.import_appointments(
+                database.write,
+                SYSTEM,
+                args.file,
+                imports.APPOINTMENT_PRESETS[args.preset],
+                clinic_name=args.clinic,
+                timezone=args.timezone,
+                encoding=args.encoding,
             )
+        )
+    with database.write() as session:
         if args.command == "import-surveys":
             return report(
                 imports.import_surveys(
-                    session, SYSTEM, args.file, imports.SURVEY_PRESETS[args.preset]
+                    session,
+                    SYSTEM,
+                    args.file,
+                    imports.SURVEY_PRESETS[args.preset],
+                    encoding=args.encoding,
                 )
             )
         if args.command == "import-fhir":

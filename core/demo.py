@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.kernel import accounts, tokens
 from core.kernel.authz import SYSTEM
 from core.kernel.clock import format_local, local_to_utc, to_local
-from core.messaging import notify
+from core.messaging import delivery, notify
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -553,8 +553,10 @@ def _outbox(session, rng, appointments, now):
             notification.attempts = 1
             if rng.random() < 0.12:
                 notification.status = DeliveryStatus.FAILED
-                notification.attempts = notify.MAX_ATTEMPTS
-                notification.last_error = "SMTPRecipientsRefused: 550 mailbox unavailable"
+                notification.permanent_failure = True  # a 5xx answer is not retried
+                notification.last_error = (
+                    delivery.PERMANENT + "the mail server answered 550 mailbox unavailable"
+                )
             else:
                 notification.status, notification.sent_at = (
                     DeliveryStatus.SENT,

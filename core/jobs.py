@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from core.analytics import cancellation_rollups
 from core.feedback import surveys
 from core.kernel.config import Settings
-from core.messaging import notify
+from core.kernel.errors import DatabaseUnavailable
+from core.messaging import delivery
 from core.patients import invitations
 from db.engine import Database
 
@@ -20,7 +23,7 @@ log = logging.getLogger("clinicdesk.jobs")
 
 
 def deliver_notifications(database: Database, settings: Settings) -> None:
-    notify.send_due(database.write, notify.transports(settings))
+    delivery.send_due(database.write, delivery.transports(settings))
 
 
 JOBS: list[Callable[[Database, Settings], None]] = [
@@ -32,8 +35,22 @@ JOBS: list[Callable[[Database, Settings], None]] = [
 
 
 def run_due(database: Database, settings: Settings) -> None:
+    """Run every job once. An unreachable database stops the round with one
+    DatabaseUnavailable (one line for the log) instead of a traceback per job."""
     for job in JOBS:
         try:
             job(database, settings)
+        except (OperationalError, InterfaceError) as exc:
+            if not database.reachable():
+                raise DatabaseUnavailable(
+                    f"The database cannot be reached ({_first_line(exc)}); "
+                    "the jobs run again when it is back."
+                ) from None
+            log.exception("job %s failed", job.__name__)
         except Exception:  # one failing job must not stop the others
             log.exception("job %s failed", job.__name__)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(exc).__name__

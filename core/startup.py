@@ -1,14 +1,18 @@
-"""Opening the database at start: reachable, and migrated (SQLite) or current (PostgreSQL)."""
+"""Opening the database at start: reachable, and migrated (SQLite) or current (PostgreSQL).
+A new SQLite file and its folder are created readable by their owner only (0600 / 0700)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from core.analytics import cancellation_rollups
-from core.kernel.config import Settings
-from core.kernel.errors import DatabaseUnavailable
+from core.kernel.config import Settings, ensure_private_folder
+from core.kernel.errors import ConfigurationError, DatabaseUnavailable
 from db import migrate as migrations
 from db.engine import Database
 
@@ -16,6 +20,7 @@ from db.engine import Database
 def open_database(settings: Settings, *, migrate: bool | None = None) -> Database:
     """Connect and check the schema. `migrate=None`: SQLite is migrated automatically and an
     out-of-date PostgreSQL is refused with the command to run; `migrate=True` always upgrades."""
+    _private_sqlite_file(settings)
     try:
         database = Database(
             settings.database_url,
@@ -38,6 +43,27 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Databas
             "(or `make migrate`) once, then start ClinicDesk again."
         )
     return database
+
+
+def _private_sqlite_file(settings: Settings) -> None:
+    try:
+        url = make_url(settings.database_url)
+    except (ArgumentError, ValueError):
+        return  # reported with the URL when the engine is made
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database).absolute()
+    inside = path.parent == settings.data_dir.absolute()
+    ensure_private_folder(path.parent, "CLINICDESK_DATA_DIR" if inside else "DATABASE_URL")
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"DATABASE_URL: cannot create the database file {str(path)!r} "
+            f"({exc.strerror or exc}). Choose a folder ClinicDesk may write to."
+        ) from None
 
 
 def _safe(url: str) -> str:

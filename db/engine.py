@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -77,6 +78,15 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self._reader() as session:
             yield session
+
+    def reachable(self) -> bool:
+        """Whether a fresh connection answers (a lock or a bad query is not "unreachable")."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except DBAPIError:
+            return False
+        return True
 
     def dispose(self) -> None:
         self.engine.dispose()

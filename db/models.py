@@ -334,6 +334,8 @@ class Appointment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # issue 13: set on imported rows; analytics ignore them until the batch is finished
+    import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -620,6 +622,10 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # issue 13: the sender holding the claim (its lease is next_attempt_at); a permanent
+    # failure (5xx, invalid address) is not retried until a person asks
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    permanent_failure: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class NotificationTemplate(Base):
@@ -701,3 +707,24 @@ class Setting(Base):
     value: Mapped[dict[str, Any] | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     updated_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+# ---------------------------------------------------------------- issue 13: import batches
+
+
+class ImportBatch(Base):
+    """One import of a file, saved in chunks (each its own short transaction). Its
+    appointments are left out of the analytics until `finished_at` is set; importing the same
+    file into the same clinic again resumes an unfinished batch."""
+
+    __tablename__ = "import_batches"
+    __table_args__ = (Index(None, "fingerprint", "finished_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    what: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of file, mapping and clinic
+    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id"))
+    started_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    summary: Mapped[str | None] = mapped_column(Text)

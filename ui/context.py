@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import streamlit as st
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.kernel.authz import Actor
 from core.kernel.config import Settings, load_settings
-from core.kernel.errors import DomainError
+from core.kernel.errors import DatabaseUnavailable, DomainError
 from core.startup import open_database
 from db.engine import Database
 from ui.text import escape
@@ -19,6 +21,10 @@ from ui.text import escape
 log = logging.getLogger("clinicdesk.ui")
 T = TypeVar("T")
 SESSION_KEY = "auth_session_id"
+DOWN = (
+    "The database cannot be reached; nothing was changed. This page tries again by itself "
+    "every few seconds."
+)
 
 
 def settings() -> Settings:
@@ -28,6 +34,46 @@ def settings() -> Settings:
 def database() -> Database:
     """The process-wide Database for the configured URL (one pool per Streamlit process)."""
     return _open(settings().database_url)
+
+
+def reachable_database() -> Database:
+    """database(), checked to answer: app.py calls this once per run, so a database that went
+    down shows one line (stop_with) instead of an error in the middle of a page."""
+    current = database()
+    if not current.reachable():
+        raise DatabaseUnavailable(DOWN)
+    return current
+
+
+def stop_with(error: DomainError) -> None:
+    """Show why the app cannot run (one line) and stop; with the database down, rerun the app
+    by itself once it answers again."""
+    st.error(str(error), icon=":material/error:")
+    if isinstance(error, DatabaseUnavailable):
+        _rerun_when_reachable()
+    st.stop()
+
+
+@st.fragment(run_every=5)
+def _rerun_when_reachable() -> None:
+    try:
+        back = database().reachable()
+    except DomainError:
+        back = False
+    if back:
+        st.rerun(scope="app")
+
+
+@contextmanager
+def _unreachable_as_domain_error() -> Iterator[None]:
+    """A driver error from a database that does not answer becomes DatabaseUnavailable(DOWN);
+    any other database error (a lock, a bug) stays what it is."""
+    try:
+        yield
+    except (OperationalError, InterfaceError):
+        if database().reachable():
+            raise
+        raise DatabaseUnavailable(DOWN) from None
 
 
 @st.cache_resource(show_spinner=False)
@@ -73,7 +119,7 @@ def run_action(
     """Run one service as one transaction with the current actor; show its error or success.
     Read caches are cleared afterwards so every page shows the new state."""
     try:
-        with database().write() as session:
+        with _unreachable_as_domain_error(), database().write() as session:
             result = service(session, require_actor(), *args, **kwargs)
     except DomainError as error:
         show_error(error)
@@ -97,8 +143,13 @@ def shown(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def read(reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a core read in a read-only session (pages cache the functions that call this)."""
-    with database().read() as session:
-        return reader(session, *args, **kwargs)
+    try:
+        with _unreachable_as_domain_error(), database().read() as session:
+            return reader(session, *args, **kwargs)
+    except DatabaseUnavailable as error:  # went down during this run: the next run's check
+        st.error(str(error), icon=":material/error:")  # (app.py) waits for it to come back
+        st.stop()
+        raise
 
 
 def refresh() -> None:

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
-from ui.context import shown
+from core.kernel.errors import DomainError
+from ui.context import database, require_actor, show_error, shown
 
 NOT_IN_FILE = "— not in the file —"
 
@@ -52,7 +53,21 @@ def progress_bar(label: str) -> Callable[[float, str], None]:
     return lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
 
+def run_import(service: Callable[..., ImportReport], *args, **kwargs) -> ImportReport | None:
+    """Run an import that saves in chunks (its own short transactions, given Database.write)
+    as the signed-in actor; its domain error is shown, and the read caches are cleared."""
+    try:
+        return service(database().write, require_actor(), *args, **kwargs)
+    except DomainError as error:
+        show_error(error)
+        return None
+    finally:
+        st.cache_data.clear()
+
+
 def show_report(report: ImportReport) -> None:
+    for note in report.notes:
+        st.info(note, icon=":material/info:")
     st.success(report.summary, icon=":material/task_alt:")
     if report.clinics_created:
         st.caption("New clinics: " + ", ".join(report.clinics_created))
@@ -66,4 +81,15 @@ def show_report(report: ImportReport) -> None:
         problems = pd.DataFrame([{"Row": p.row, "Problem": p.reason} for p in report.problems])
         st.dataframe(
             problems, hide_index=True, width="stretch", height=min(400, 40 + 35 * len(problems))
+        )
+    if report.warnings:
+        more = report.warning_count - len(report.warnings)
+        st.warning(
+            f"{report.warning_count:,} rows were imported with one field left out"
+            + (f" (the first {len(report.warnings):,} are listed)" if more else "")
+            + ":"
+        )
+        warnings = pd.DataFrame([{"Row": w.row, "Warning": w.reason} for w in report.warnings])
+        st.dataframe(
+            warnings, hide_index=True, width="stretch", height=min(400, 40 + 35 * len(warnings))
         )

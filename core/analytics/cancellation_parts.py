@@ -33,6 +33,7 @@ from db.models import (
     AppointmentService,
     AppointmentStatus,
     Clinic,
+    ImportBatch,
     Service,
     Source,
 )
@@ -306,12 +307,21 @@ def scope_of(session: Session, filters: AnalyticsFilters, periods_too: bool = Tr
     return Scope(clinics, bounds, periods)
 
 
+def unfinished_imports():
+    """Import batches still being saved: their appointments are not counted yet."""
+    return select(ImportBatch.id).where(ImportBatch.finished_at.is_(None))
+
+
 def where_clauses(scope: Scope, filters: AnalyticsFilters, a=Appointment) -> list:
     in_range = [
         and_(a.clinic_id == cid, a.start_at >= lo, a.start_at < hi)
         for cid, (lo, hi) in scope.bounds.items()
     ]
-    conditions = [a.kind == AppointmentKind.APPOINTMENT, or_(*in_range) if in_range else False]
+    conditions = [
+        a.kind == AppointmentKind.APPOINTMENT,
+        or_(*in_range) if in_range else False,
+        or_(a.import_batch_id.is_(None), a.import_batch_id.not_in(unfinished_imports())),
+    ]
     if filters.provider_id is not None:
         conditions.append(a.provider_id == filters.provider_id)
     if filters.service_id is not None:

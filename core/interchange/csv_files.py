@@ -42,11 +42,19 @@ class ImportReport:
     clinics_created: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     problem_count: int = 0
+    warnings: list[RowProblem] = field(default_factory=list)  # imported, one field left empty
+    warning_count: int = 0
+    notes: list[str] = field(default_factory=list)  # about the whole file (its encoding, …)
 
     def problem(self, row: int, reason: str) -> None:
         self.problem_count += 1
         if len(self.problems) < MAX_PROBLEMS_KEPT:
             self.problems.append(RowProblem(row, reason))
+
+    def warn(self, row: int, reason: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < MAX_PROBLEMS_KEPT:
+            self.warnings.append(RowProblem(row, reason))
 
     @property
     def summary(self) -> str:
@@ -55,31 +63,80 @@ class ImportReport:
             f"{self.already_imported:,} already imported, {self.problem_count:,} skipped "
             f"with problems"
         )
+        if self.warning_count:
+            text += f", {self.warning_count:,} imported with a warning"
         if self.patients_created:
             text += f"; {self.patients_created:,} new patients"
         return text + "."
 
 
-def read_text(source: str | Path | bytes | BinaryIO) -> str:
-    """The file's text (UTF-8, a byte-order mark dropped)."""
-    if isinstance(source, str | Path):
-        data = Path(source).read_bytes()
-    elif isinstance(source, bytes):
-        data = source
-    else:
-        data = source.read()
+ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in this order when none is given
+
+
+def read_bytes(source: str | Path | bytes | BinaryIO) -> bytes:
+    """The file's bytes; a missing file or a folder is a ValidationError in one line."""
+    if isinstance(source, bytes):
+        return source
+    if not isinstance(source, str | Path):
+        return source.read()
+    path = Path(source)
+    if path.is_dir():
+        raise ValidationError(f"{str(path)!r} is a folder; give the CSV file inside it.")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ValidationError(f"There is no file {str(path)!r}; check the name.") from None
+    except OSError as exc:
+        raise ValidationError(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
+
+
+def decode(data: bytes, encoding: str | None = None) -> tuple[str, str | None]:
+    """(text, a note when the encoding had to be guessed). A given encoding is used as is;
+    without one, UTF-8 (a byte-order mark dropped), else Windows-1252, else Latin-1."""
+    if encoding:
+        try:
+            return data.decode(encoding).removeprefix("\ufeff"), None
+        except LookupError:
+            raise ValidationError(f"{encoding!r} is not an encoding Python knows.") from None
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"The file is not {encoding}: byte {exc.start:,} cannot be read that way. "
+                "Give the file's encoding (often utf-8 or cp1252)."
+            ) from None
+    for candidate in ENCODINGS:
+        try:
+            text = data.decode("utf-8-sig" if candidate == "utf-8" else candidate)
+        except UnicodeDecodeError:
+            continue
+        if candidate == "utf-8":
+            return text, None
+        return text, (
+            f"The file is not UTF-8; it was read as {candidate}. If names look wrong, "
+            "give the file's encoding and import it again."
+        )
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def read_text(source: str | Path | bytes | BinaryIO, encoding: str | None = None) -> str:
+    """The file's text (see decode)."""
+    return decode(read_bytes(source), encoding)[0]
 
 
 def read_header(text: str) -> list[str]:
-    """The column names of a CSV text (its first row)."""
+    """The column names of a CSV text (its first row); a name used twice is refused."""
     first = next(csv.reader(io.StringIO(text)), None)
     if not first:
         raise ValidationError("The file is empty: the first row must name the columns.")
-    return [name.strip() for name in first]
+    header = [name.strip() for name in first]
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, start=1):
+        if name in seen:
+            raise ValidationError(
+                f"The first row names column {name!r} twice (columns {seen[name]} and "
+                f"{number}); rename one so each column has its own name."
+            )
+        seen[name] = number
+    return header
 
 
 def preview(text: str, rows: int = 5) -> list[dict[str, str]]:
@@ -97,17 +154,31 @@ def _simple(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def numbered_rows(text: str) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]], int]:
+def numbered_rows(
+    text: str,
+) -> tuple[list[str], Iterator[tuple[int, dict[str, str] | None, str | None]], int]:
+    """(header, rows, approximate row count). Each row is (number, values by column, None), or
+    (number, None, reason) when its field count differs from the header's."""
     header = read_header(text)
     total = max(text.count("\n") - 1, 1)
     reader = csv.reader(io.StringIO(text))
     next(reader)
 
-    def rows() -> Iterator[tuple[int, dict[str, str]]]:
-        for number, values in enumerate(reader, start=2):
+    def rows() -> Iterator[tuple[int, dict[str, str] | None, str | None]]:
+        for number, values in enumerate(reader, start=2):  # the spreadsheet's row number
             if not any(v.strip() for v in values):
                 continue
-            yield number, dict(zip(header, values, strict=False))
+            if len(values) != len(header):
+                yield (
+                    number,
+                    None,
+                    (
+                        f"the row has {len(values)} fields but the first row names {len(header)} "
+                        "columns (a stray comma or a missing field?)"
+                    ),
+                )
+                continue
+            yield number, dict(zip(header, values, strict=True)), None
 
     return header, rows(), total
 

@@ -1,13 +1,18 @@
 """Importing appointments and survey responses from CSV files of other systems.
 
-One import is one transaction (the caller's): either every good row is written or, on any
-failure, nothing is. Rows that cannot be read are skipped and reported by their spreadsheet row
-number (the header is row 1) with the reason. Rows are bulk-inserted in chunks (Core `insert`
-with lists of dicts), so the 110,527-row Kaggle no-show file imports in seconds.
+Appointments are saved in chunks of CHUNK rows, each its own short transaction (see
+core.interchange.import_batches), so people working meanwhile wait on SQLite's write lock for a
+fraction of a second at a time, not for the whole file. The rows of one import form an
+ImportBatch that the analytics leave out until its last chunk is saved: nothing is half-visible.
+An import that stops part-way (a crash, a killed process) is resumed by importing the same file
+into the same clinic again. Survey files are small and import as one transaction (the caller's).
 
-On SQLite the import's transaction holds the database's write lock while it saves (about
-10 s for the Kaggle file here); people working meanwhile wait (busy timeout 30 s) rather than
-fail, and reads go on (WAL). Import large files outside opening hours, or with the CLI.
+Rows that cannot be read are skipped and reported by their spreadsheet row number (the header is
+row 1) with the reason, including rows whose field count differs from the header's. A header
+that names a column twice is refused. Files are read as UTF-8 unless an encoding is given; a
+file that is not UTF-8 is read as Windows-1252 (or Latin-1) and the report says so. A row with
+one implausible field (an age outside 0–130, a booking day after the appointment day) is
+imported without that field, with a warning in the report.
 
 Re-importing the same file creates nothing twice: every imported patient, appointment and survey
 response carries `external_ref` = "<source>:<id in the file>" and rows whose reference exists are
@@ -18,9 +23,9 @@ the visit starts at `default_time` (08:00) clinic-local on that day and lasts
 `duration_minutes` (15); a booking made on the appointment day itself (a same-day or walk-in
 booking, about a third of that file) starts at the booking time rounded up to the next quarter
 hour instead, so that lead time = start − booked is never negative (same-day = 0 days).
-A booking day after the appointment day is a bad row. The Kaggle file marks ScheduledDay with
-"Z", but its times (07:00–21:00) are the Vitória clinics' opening hours, so the preset reads
-them as clinic-local wall times (`times_are_local`).
+A booking without a usable time counts as made at the start. The Kaggle file marks
+ScheduledDay with "Z", but its times (07:00–21:00) are the Vitória clinics' opening hours, so
+the preset reads them as clinic-local wall times (`times_are_local`).
 """
 
 from __future__ import annotations
@@ -33,32 +38,30 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from core.interchange import import_batches
 from core.interchange.csv_files import (
     NO,
     YES,
     FieldSpec,
     ImportReport,
     check_columns,
+    decode,
     numbered_rows,
     parse_datetime,
     parse_flag,
     parse_number,
     quarter_up,
-    read_text,
+    read_bytes,
 )
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import is_time_zone, local_to_utc, to_local
 from core.kernel.errors import ValidationError
 from db.models import (
-    Appointment,
     AppointmentStatus,
-    Clinic,
-    Patient,
-    Provider,
     Source,
     SurveyResponse,
 )
@@ -66,13 +69,24 @@ from db.models import (
 Progress = Callable[[float, str], None]
 
 
-CHUNK = 5_000
+CHUNK = 1_000  # rows per transaction: each holds the SQLite write lock well under a second
 
 
-NOSHOW_FILE = Path("/work/shared/data/noshow/KaggleV2-May-2016.csv")
+def shared_data(relative: str) -> Path:
+    """A file of the data shipped beside the project (`../shared/data/…`), looked for from the
+    repository's folder upwards so a git worktree finds it too."""
+    root = Path(__file__).resolve().parents[2]
+    for folder in (root, *root.parents):
+        candidate = folder.parent / "shared" / "data" / relative
+        if candidate.exists():
+            return candidate
+    return root.parent / "shared" / "data" / relative
 
 
-SURVEY_FILE = Path("/work/shared/data/survey/nhs_fft_gp.csv")
+NOSHOW_FILE = shared_data("noshow/KaggleV2-May-2016.csv")
+
+
+SURVEY_FILE = shared_data("survey/nhs_fft_gp.csv")
 
 
 APPOINTMENT_FIELDS: tuple[FieldSpec, ...] = (
@@ -210,7 +224,7 @@ STATUS_WORDS = {
 
 
 def import_appointments(
-    session: Session,
+    write: Callable[[], Any],
     actor: Actor,
     source: str | Path | bytes | BinaryIO,
     mapping: AppointmentMapping,
@@ -219,9 +233,13 @@ def import_appointments(
     timezone: str = KAGGLE_CLINIC[1],
     provider_name: str = IMPORTED_PROVIDER,
     progress: Progress | None = None,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import appointments (and their patients) from CSV into one clinic and provider, both
-    created if missing. Runs inside the caller's transaction; never commits."""
+    created if missing. `write` opens a write transaction (Database.write): the rows are saved
+    in chunks of CHUNK, each its own transaction, in an ImportBatch the analytics ignore until
+    the last chunk is saved. Interrupted, the same call again resumes: rows already saved are
+    skipped, and the batch is finished."""
     ensure(actor, Permission.DATA_IMPORT)
     if not is_time_zone(timezone):
         raise ValidationError(f"{timezone!r} is not an IANA time zone (e.g. America/Sao_Paulo).")
@@ -231,20 +249,32 @@ def import_appointments(
         raise ValidationError("The default duration must be from 5 to 600 minutes.")
     report = ImportReport(what="appointments")
     tick = progress or (lambda _f, _m: None)
-    text = read_text(source)
+    data = read_bytes(source)
+    text, note = decode(data, encoding)
+    report.notes += [note] if note else []
     header, rows, total = numbered_rows(text)
     check_columns(header, mapping.columns, APPOINTMENT_FIELDS, mapping.extra_columns)
-    clinic_id = _clinic(session, clinic_name.strip(), timezone, report)
-    provider_id = _provider(session, provider_name.strip() or IMPORTED_PROVIDER, mapping.source)
+    fingerprint = hashlib.sha256(
+        data + repr((mapping, clinic_name.strip(), timezone)).encode()
+    ).hexdigest()
+    with write() as session:
+        clinic_id = import_batches.clinic(session, clinic_name.strip(), timezone, report)
+        provider_id = import_batches.provider(
+            session, provider_name.strip() or IMPORTED_PROVIDER, mapping.source
+        )
+        batch_id = import_batches.batch(session, actor, fingerprint, clinic_id, report)
     tick(0.0, f"Reading {total:,} rows")
 
     patients: dict[str, dict[str, Any]] = {}
     appointments: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for number, row in rows:
+    for number, row, wrong in rows:
         report.rows_read += 1
+        if row is None:
+            report.problem(number, wrong or "unreadable row")
+            continue
         try:
-            record, patient = _appointment_row(row, mapping, timezone)
+            record, patient, warnings = _appointment_row(row, mapping, timezone)
         except ValueError as exc:
             report.problem(number, str(exc))
             continue
@@ -253,52 +283,53 @@ def import_appointments(
             report.problem(number, f"appointment id appears again (first at row {seen[ref]})")
             continue
         seen[ref] = number
+        for warning in warnings:
+            report.warn(number, warning)
         patients.setdefault(record.pop("patient_ref"), patient)
         appointments.append(record)
         if report.rows_read % 20_000 == 0:
             tick(0.3 * report.rows_read / max(total, 1), f"Read {report.rows_read:,} rows")
     tick(0.3, f"Adding {len(patients):,} patients")
-
-    patient_ids = _upsert_patients(session, patients, report)
-    existing = _existing(session, Appointment, [a["external_ref"] for a in appointments])
-    fresh = [a for a in appointments if a["external_ref"] not in existing]
-    report.already_imported = len(appointments) - len(fresh)
-    for start in range(0, len(fresh), CHUNK):
-        chunk = fresh[start : start + CHUNK]
-        for a in chunk:
-            a["patient_id"] = patient_ids[a["patient_external_ref"]]
-            del a["patient_external_ref"]
-            a["clinic_id"] = clinic_id
-            a["provider_id"] = provider_id
-        session.execute(insert(Appointment), chunk)
-        report.created += len(chunk)
-        tick(
-            0.4 + 0.6 * (start + len(chunk)) / len(fresh), f"Saved {report.created:,} appointments"
+    patient_ids = import_batches.upsert_patients(write, patients, report, CHUNK)
+    for start in range(0, len(appointments), CHUNK):
+        chunk = appointments[start : start + CHUNK]
+        with write() as session:
+            import_batches.save_chunk(
+                session, chunk, patient_ids, clinic_id, provider_id, batch_id, report
+            )
+        done = start + len(chunk)
+        tick(0.4 + 0.6 * done / len(appointments), f"Saved {report.created:,} appointments")
+    with write() as session:
+        import_batches.finish(session, actor, batch_id, appointments, timezone, report)
+        audit.record(
+            session,
+            actor,
+            "import",
+            "appointments",
+            None,
+            message=report.summary,
+            details={
+                "clinic": clinic_name,
+                "source": mapping.source,
+                "batch": batch_id,
+                "created": report.created,
+                "already_imported": report.already_imported,
+                "patients_created": report.patients_created,
+                "problems": report.problem_count,
+                "warnings": report.warning_count,
+            },
         )
-    audit.record(
-        session,
-        actor,
-        "import",
-        "appointments",
-        None,
-        message=report.summary,
-        details={
-            "clinic": clinic_name,
-            "source": mapping.source,
-            "created": report.created,
-            "already_imported": report.already_imported,
-            "patients_created": report.patients_created,
-            "problems": report.problem_count,
-        },
-    )
     tick(1.0, report.summary)
     return report
 
 
 def _appointment_row(
     row: dict[str, str], mapping: AppointmentMapping, tz: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(appointment, patient, warnings): a row with one implausible field is imported with
+    that field left out and a warning; an unreadable required field is a ValueError."""
     cols = mapping.columns
+    warnings: list[str] = []
 
     def get(key: str) -> str:
         column = cols.get(key)
@@ -340,7 +371,11 @@ def _appointment_row(
             if _local_day(start, tz) != local_day:
                 start = booked
     if booked is not None and _local_day(booked, tz) > local_day:
-        raise ValueError("the booking day is after the appointment day")
+        warnings.append(
+            f"the booking day {_local_day(booked, tz)} is after the appointment day "
+            f"{local_day}; imported without the booking time"
+        )
+        booked = None
     if booked is not None and booked > start:
         booked = start
     status = _status(get("status"), mapping.status_is_no_show_flag)
@@ -351,7 +386,7 @@ def _appointment_row(
             sms = parse_flag(get("sms_reminder"))
         except ValueError as exc:
             raise ValueError(f"SMS reminder: {exc}") from None
-    patient = _patient_fields(get, row, mapping, patient_ref, local_day)
+    patient = _patient_fields(get, row, mapping, patient_ref, local_day, warnings)
     pref = f"{mapping.source}:{patient_ref}"
     record = {
         "patient_ref": pref,
@@ -366,20 +401,21 @@ def _appointment_row(
         "allow_double_booking": True,  # the file has no times: visits share the default time
         "completed_at": end if status == AppointmentStatus.COMPLETED else None,
     }
-    return record, patient
+    return record, patient, warnings
 
 
-def _patient_fields(get, row, mapping, patient_ref, local_day) -> dict[str, Any]:
+def _patient_fields(get, row, mapping, patient_ref, local_day, warnings) -> dict[str, Any]:
     extra: dict[str, Any] = {c: parse_number(row.get(c) or "") for c in mapping.extra_columns}
     if get("age"):
         try:
             age = int(float(get("age")))
         except ValueError:
             raise ValueError(f"age {get('age')!r} is not a number") from None
-        if not 0 <= age <= 130:
-            raise ValueError(f"age {age} is not between 0 and 130")
-        extra["age"] = age
-        extra["age_on"] = local_day.isoformat()
+        if 0 <= age <= 130:
+            extra["age"] = age
+            extra["age_on"] = local_day.isoformat()
+        else:
+            warnings.append(f"age {age} is not between 0 and 130; imported without an age")
     birth = None
     if get("date_of_birth"):
         try:
@@ -423,51 +459,6 @@ def _local_time(moment: datetime, tz: str) -> time:
     return to_local(moment, tz).time()
 
 
-def _clinic(session: Session, name: str, tz: str, report: ImportReport) -> int:
-    clinic_id = session.scalar(select(Clinic.id).where(Clinic.name == name))
-    if clinic_id is None:
-        clinic = Clinic(name=name[:120], timezone=tz)
-        session.add(clinic)
-        session.flush()
-        clinic_id = clinic.id
-        report.clinics_created.append(name)
-    return clinic_id
-
-
-def _provider(session: Session, name: str, source: str) -> int:
-    ref = f"{source}:provider:{name}"[:120]
-    provider_id = session.scalar(select(Provider.id).where(Provider.external_ref == ref))
-    if provider_id is None:
-        provider = Provider(name=name[:120], external_ref=ref)
-        session.add(provider)
-        session.flush()
-        provider_id = provider.id
-    return provider_id
-
-
-def _existing(session: Session, model, refs: list[str]) -> dict[str, int]:
-    """external_ref -> id of the rows that exist already (looked up in chunks)."""
-    found: dict[str, int] = {}
-    for start in range(0, len(refs), CHUNK):
-        chunk = refs[start : start + CHUNK]
-        query = select(model.external_ref, model.id).where(model.external_ref.in_(chunk))
-        found.update({ref: id_ for ref, id_ in session.execute(query)})
-    return found
-
-
-def _upsert_patients(
-    session: Session, patients: dict[str, dict[str, Any]], report: ImportReport
-) -> dict[str, int]:
-    ids = _existing(session, Patient, list(patients))
-    fresh = [p for ref, p in patients.items() if ref not in ids]
-    for start in range(0, len(fresh), CHUNK):
-        chunk = fresh[start : start + CHUNK]
-        result = session.execute(insert(Patient).returning(Patient.external_ref, Patient.id), chunk)
-        ids.update({ref: id_ for ref, id_ in result})
-    report.patients_created = len(fresh)
-    return ids
-
-
 def import_surveys(
     session: Session,
     actor: Actor,
@@ -475,6 +466,7 @@ def import_surveys(
     mapping: SurveyMapping,
     *,
     progress: Progress | None = None,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import survey responses; each names its clinic (created if missing, in the mapping's
     time zone) or falls back to `default_clinic`. Naive times are clinic-local."""
@@ -485,7 +477,8 @@ def import_surveys(
         )
     report = ImportReport(what="survey responses")
     tick = progress or (lambda _f, _m: None)
-    text = read_text(source)
+    text, note = decode(read_bytes(source), encoding)
+    report.notes += [note] if note else []
     header, rows, total = numbered_rows(text)
     check_columns(header, mapping.columns, SURVEY_FIELDS, mapping.answer_columns)
     if not mapping.columns.get("clinic") and not mapping.default_clinic.strip():
@@ -496,15 +489,18 @@ def import_surveys(
     records: list[dict[str, Any]] = []
     occurrences: dict[str, int] = {}
     seen: set[str] = set()
-    for number, row in rows:
+    for number, row, wrong in rows:
         report.rows_read += 1
+        if row is None:
+            report.problem(number, wrong or "unreadable row")
+            continue
         try:
             record, clinic = _survey_row(row, mapping)
         except ValueError as exc:
             report.problem(number, str(exc))
             continue
         if clinic not in clinics:
-            clinics[clinic] = _clinic(session, clinic, mapping.timezone, report)
+            clinics[clinic] = import_batches.clinic(session, clinic, mapping.timezone, report)
         record["clinic_id"] = clinics[clinic]
         if record["external_ref"] is None:  # no id in the file: a fingerprint of the row
             digest = hashlib.sha256(
@@ -518,7 +514,9 @@ def import_surveys(
         seen.add(record["external_ref"])
         records.append(record)
     tick(0.5, f"Read {report.rows_read:,} of {total:,} rows")
-    existing = _existing(session, SurveyResponse, [r["external_ref"] for r in records])
+    existing = import_batches.existing(
+        session, SurveyResponse, [r["external_ref"] for r in records]
+    )
     fresh = [r for r in records if r["external_ref"] not in existing]
     report.already_imported = len(records) - len(fresh)
     for start in range(0, len(fresh), CHUNK):

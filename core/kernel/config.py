@@ -9,6 +9,8 @@
 | database connect timeout | CLINICDESK_DB_CONNECT_TIMEOUT | [clinicdesk] db_connect_timeout | 5 |
 | SMTP | SMTP_HOST, _PORT, _USERNAME, _PASSWORD, _FROM, _SECURITY | [smtp] host, port, … | none |
 | SMS | SMS_PROVIDER, SMS_HTTP_URL, SMS_HTTP_TOKEN | [sms] provider, http_url, http_token | log |
+| data folder | CLINICDESK_DATA_DIR | — | data/ (created readable by its owner only) |
+| jobs interval | CLINICDESK_JOB_SECONDS | — | 15 (0 = off) |
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Settings:
     connect_timeout: int = 5
     smtp: SmtpSettings | None = None
     sms: SmsSettings = SmsSettings()
+    job_seconds: float = 15.0
 
 
 def load_settings(
@@ -74,11 +77,7 @@ def load_settings(
     database_url = (
         pick("DATABASE_URL", file, "database_url") or f"sqlite:///{data_dir}/clinicdesk.db"
     )
-    if "://" not in str(database_url):
-        raise ConfigurationError(
-            f"DATABASE_URL must look like postgresql+psycopg://user@host/db or sqlite:///path, "
-            f"got {database_url!r}."
-        )
+    _check_database_url(str(database_url))
     idle = _whole_number(
         pick("CLINICDESK_IDLE_MINUTES", app, "idle_minutes", 480),
         "CLINICDESK_IDLE_MINUTES",
@@ -101,6 +100,7 @@ def load_settings(
         raise ConfigurationError(
             f"CLINICDESK_BASE_URL must start with http:// or https://, got {base_url!r}."
         )
+    job_seconds = _seconds(env.get("CLINICDESK_JOB_SECONDS") or "15", "CLINICDESK_JOB_SECONDS")
     return Settings(
         database_url=str(database_url),
         secret_key=secret_key,
@@ -110,7 +110,46 @@ def load_settings(
         connect_timeout=connect_timeout,
         smtp=smtp,
         sms=sms,
+        job_seconds=job_seconds,
     )
+
+
+def _check_database_url(url: str) -> None:
+    shape = "postgresql+psycopg://user@host/db or sqlite:///path"
+    if "://" not in url:
+        raise ConfigurationError(f"DATABASE_URL must look like {shape}, got {url!r}.")
+    authority = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
+    port = authority.rpartition("]")[2].rpartition(":")[2] if ":" in authority else ""
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigurationError(
+            f"DATABASE_URL has port {port!r}; a port is a whole number from 1 to 65535."
+        )
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 24 * 3600:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds from 0 (off) to 86400, got {value!r}."
+        )
+    return number
+
+
+def ensure_private_folder(folder: Path, setting: str) -> None:
+    """Create `folder` readable by its owner only (0700) unless it exists; a folder that
+    cannot be created is a ConfigurationError naming `setting`."""
+    if folder.is_dir():
+        return
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{setting}: cannot create the folder {str(folder)!r} ({exc.strerror or exc}). "
+            "Choose a folder ClinicDesk may write to."
+        ) from None
 
 
 def _read_secrets(path: Path) -> dict:
@@ -172,7 +211,7 @@ def _stored_secret_key(data_dir: Path) -> str:
     path = data_dir / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_folder(data_dir, "CLINICDESK_DATA_DIR")
     key = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

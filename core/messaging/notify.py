@@ -7,24 +7,18 @@ are never sent without consent, and the caller is told why.
 
 from __future__ import annotations
 
-import json
 import logging
-import smtplib
 import string
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.message import EmailMessage
-from typing import Protocol
+from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.kernel.errors import NotFound, ValidationError
+from core.messaging.delivery import MAX_ATTEMPTS
 from db.models import (
     Channel,
     DeliveryStatus,
@@ -35,16 +29,6 @@ from db.models import (
 from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.notify")
-
-MAX_ATTEMPTS = 6
-BACKOFF = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=12),
-)
-LEASE = timedelta(minutes=5)  # a claimed message is not picked up again before this
 
 
 @dataclass(frozen=True)
@@ -331,7 +315,9 @@ def list_outbox(
             n.attempts,
             n.last_error,
             None
-            if n.status == DeliveryStatus.SENT or n.attempts >= MAX_ATTEMPTS
+            if n.status == DeliveryStatus.SENT
+            or n.permanent_failure
+            or (n.status == DeliveryStatus.FAILED and n.attempts >= MAX_ATTEMPTS)
             else n.next_attempt_at,
             n.sent_at,
         )
@@ -357,157 +343,7 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
     if row.status == DeliveryStatus.SENT:
         raise ValidationError("This message was sent already; there is nothing to retry.")
     row.status, row.next_attempt_at = DeliveryStatus.QUEUED, utcnow()
+    row.permanent_failure = False
     audit.record(
         session, actor, "notification_retry", "notification", row.id, patient_id=row.patient_id
     )
-
-
-# ---------------------------------------------------------------- delivery
-
-
-class Transport(Protocol):
-    def send(self, notification: Notification) -> None: ...
-
-
-class SmtpTransport:
-    def __init__(self, settings: SmtpSettings, timeout: float = 20) -> None:
-        self.settings, self.timeout = settings, timeout
-
-    def send(self, notification: Notification) -> None:
-        s = self.settings
-        message = EmailMessage()
-        message["From"], message["To"] = s.sender, notification.to_address
-        message["Subject"] = notification.subject
-        message.set_content(notification.body)
-        if notification.attachment:
-            message.add_attachment(
-                notification.attachment,
-                maintype="image",
-                subtype="png",
-                filename=notification.attachment_name or "attachment.png",
-            )
-        smtp_class = smtplib.SMTP_SSL if s.security == "ssl" else smtplib.SMTP
-        with smtp_class(s.host, s.port, timeout=self.timeout) as client:
-            if s.security == "starttls":
-                client.starttls()
-            if s.username:
-                client.login(s.username, s.password)
-            client.send_message(message)
-
-
-class LoggingSmsTransport:
-    """The default SMS transport: writes the message to the log (no provider configured)."""
-
-    def send(self, notification: Notification) -> None:
-        log.info("SMS to %s: %s", notification.to_address, notification.body)
-
-
-class HttpSmsTransport:
-    """Posts {"to", "text"} as JSON with a bearer token to the configured provider address."""
-
-    def __init__(self, settings: SmsSettings, timeout: float = 20) -> None:
-        self.settings, self.timeout = settings, timeout
-
-    def send(self, notification: Notification) -> None:
-        request = urllib.request.Request(
-            self.settings.http_url,
-            data=json.dumps({"to": notification.to_address, "text": notification.body}).encode(),
-            headers={
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {self.settings.http_token}",
-            },
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            if response.status >= 300:
-                raise RuntimeError(f"SMS provider answered HTTP {response.status}")
-
-
-class NoEmailTransport:
-    def send(self, notification: Notification) -> None:
-        raise RuntimeError("SMTP is not configured: set SMTP_HOST (see README, Configuration).")
-
-
-def transports(settings: Settings) -> dict[Channel, Transport]:
-    email = SmtpTransport(settings.smtp) if settings.smtp else NoEmailTransport()
-    sms = (
-        HttpSmsTransport(settings.sms) if settings.sms.provider == "http" else LoggingSmsTransport()
-    )
-    return {Channel.EMAIL: email, Channel.SMS: sms}
-
-
-def _due():
-    return or_(
-        Notification.status == DeliveryStatus.QUEUED,
-        and_(Notification.status == DeliveryStatus.FAILED, Notification.attempts < MAX_ATTEMPTS),
-    )
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    sent: int
-    failed: int
-    retrying: int
-
-
-def send_due(
-    write: Callable[[], object],
-    channels: dict[Channel, Transport],
-    *,
-    limit: int = 100,
-    now: datetime | None = None,
-) -> DeliveryReport:
-    """Deliver due messages. `write` opens a write transaction (Database.write).
-
-    Messages are claimed in one short transaction (a lease, FOR UPDATE SKIP LOCKED on
-    PostgreSQL, so several instances never send one message twice), sent outside it, and each
-    result recorded in its own transaction.
-    """
-    now = now or utcnow()
-    with write() as session:
-        query = (
-            select(Notification)
-            .where(_due(), Notification.next_attempt_at <= now)
-            .order_by(Notification.next_attempt_at, Notification.id)
-            .limit(limit)
-        )
-        if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        claimed = list(session.scalars(query))
-        for row in claimed:
-            row.next_attempt_at = now + LEASE
-        session.flush()
-        session.expunge_all()
-    sent = failed = retrying = 0
-    for row in claimed:
-        error = None
-        try:
-            channels[row.channel].send(row)
-        except Exception as exc:  # any transport failure is recorded on the message
-            error = f"{type(exc).__name__}: {exc}"[:1000]
-        with write() as session:
-            values: dict[str, object] = {"attempts": Notification.attempts + 1}
-            if error is None:
-                values |= {"status": DeliveryStatus.SENT, "sent_at": utcnow(), "last_error": None}
-                sent += 1
-            else:
-                # failed shows on screen at once; the sender retries it with back-off
-                # until MAX_ATTEMPTS, after which only a person's "retry" sends it again
-                backoff = BACKOFF[min(row.attempts, len(BACKOFF) - 1)]
-                values |= {
-                    "status": DeliveryStatus.FAILED,
-                    "last_error": error,
-                    "next_attempt_at": now + backoff,
-                }
-                if row.attempts + 1 >= MAX_ATTEMPTS:
-                    failed += 1
-                else:
-                    retrying += 1
-            session.execute(update(Notification).where(Notification.id == row.id).values(**values))
-    return DeliveryReport(sent, failed, retrying)
-
-
-def deliver_now(write: Callable[[], object], actor: Actor, settings: Settings) -> DeliveryReport:
-    """A person's "send now" on the Notifications page (the background sender runs anyway)."""
-    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
-    return send_due(write, transports(settings))

@@ -54,16 +54,21 @@ def test_owner_imports_the_kaggle_file_with_the_preset(app_as, app_db):
     assert "0 appointments imported, 60 already imported" in at.success[0].value
 
 
-def test_bad_rows_are_listed_and_a_manager_may_not_import(app_as, app_db):
+def test_bad_rows_and_warnings_are_listed_and_a_manager_may_not_import(app_as, app_db):
     content = (
-        kaggle_bytes(2) + b"9,77,F,2016-05-02T10:00:00Z,2016-04-29T00:00:00Z,30,X,0,0,0,0,0,0,No\n"
+        kaggle_bytes(2)
+        + b"9,77,F,2016-05-02T10:00:00Z,2016-04-29T00:00:00Z,30,X,0,0,0,0,0,0,No\n"
+        + b"9,78,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,X,Y,0,0,0,0,0,0,No\n"
     )
     owner = app_as("owner", PAGE)
     owner.file_uploader(key="data_appt_file").set_value(("f.csv", content, "text/csv")).run()
     owner.button(key="data_appt_import").click().run()
-    problems = owner.dataframe[-1].value
-    assert list(problems["Row"]) == [4]
-    assert list(problems["Problem"]) == ["the booking day is after the appointment day"]
+    assert not owner.exception
+    problems, warnings = owner.dataframe[-2].value, owner.dataframe[-1].value
+    assert list(problems["Row"]) == [5]
+    assert list(problems["Problem"])[0].startswith("the row has 15 fields")
+    assert list(warnings["Row"]) == [4]
+    assert list(warnings["Warning"])[0].startswith("the booking day 2016-05-02 is after")
     manager = app_as("manager", PAGE)
     manager.file_uploader(key="data_appt_file").set_value(("f.csv", content, "text/csv")).run()
     manager.button(key="data_appt_import").click().run()
@@ -71,7 +76,7 @@ def test_bad_rows_are_listed_and_a_manager_may_not_import(app_as, app_db):
     [(count,)] = query(
         app_db, select(func.count()).where(Appointment.external_ref.like("kaggle-noshow:%"))
     )
-    assert count == 2  # the owner's rows only
+    assert count == 3  # the owner's rows only
 
 
 def test_a_custom_layout_is_mapped_on_screen(app_as, app_db):

@@ -3,6 +3,7 @@ all-or-nothing failures, generic mappings and the NHS Friends and Family survey 
 
 import csv
 import json
+import re
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,10 +46,7 @@ def count(db, model):
 
 
 def test_kaggle_slice_imports_patients_and_appointments_as_the_file_says(db, world, kaggle_slice):
-    with db.write() as session:
-        report = imports.import_appointments(
-            session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW
-        )
+    report = imports.import_appointments(db.write, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW)
     assert report.problem_count == 0 and report.created == KAGGLE_ROWS
     with open(kaggle_slice, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -85,13 +83,9 @@ def test_kaggle_slice_imports_patients_and_appointments_as_the_file_says(db, wor
 
 
 def test_reimporting_the_same_file_creates_nothing_twice(db, world, kaggle_slice):
-    with db.write() as session:
-        imports.import_appointments(session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW)
+    imports.import_appointments(db.write, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW)
     before = count(db, Appointment), count(db, Patient), count(db, Clinic)
-    with db.write() as session:
-        again = imports.import_appointments(
-            session, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW
-        )
+    again = imports.import_appointments(db.write, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW)
     assert (again.created, again.already_imported, again.patients_created) == (0, KAGGLE_ROWS, 0)
     assert (count(db, Appointment), count(db, Patient), count(db, Clinic)) == before
     with db.read() as session:
@@ -99,7 +93,7 @@ def test_reimporting_the_same_file_creates_nothing_twice(db, world, kaggle_slice
     assert len(events) == 2 and events[0].details["created"] == KAGGLE_ROWS
 
 
-def test_bad_rows_are_reported_by_row_number_and_skipped(db, world, tmp_path):
+def test_bad_rows_are_reported_by_row_number_and_implausible_fields_left_out(db, world, tmp_path):
     header, *good = real_rows(imports.NOSHOW_FILE, 3)
     bad = [
         "111,900001,F,2016-04-29T10:00:00Z,not-a-day,30,CENTRO,0,0,0,0,0,0,No\n",
@@ -108,46 +102,115 @@ def test_bad_rows_are_reported_by_row_number_and_skipped(db, world, tmp_path):
         "114,900004,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,-1,CENTRO,0,0,0,0,0,0,No\n",
         ",900005,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,CENTRO,0,0,0,0,0,0,No\n",
         good[0],  # the same appointment id again
+        # a stray comma in the neighbourhood: every later column shifts by one
+        "116,900006,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,CENTRO,NORTE,0,0,0,0,0,1,No\n",
+        "117,900007,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,CENTRO,0,0,0,0,0,No\n",
     ]
     path = tmp_path / "bad.csv"
     path.write_text(header + "".join(good) + "".join(bad))
-    with db.write() as session:
-        report = imports.import_appointments(session, world.owner, path, imports.KAGGLE_NOSHOW)
-    assert report.created == 3 and report.problem_count == 6
+    report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
+    assert (report.created, report.problem_count, report.warning_count) == (5, 6, 2)
     reasons = {p.row: p.reason for p in report.problems}
     assert "not a date" in reasons[5]
-    assert reasons[6] == "the booking day is after the appointment day"
     assert "no-show flag 'Maybe'" in reasons[7]
-    assert reasons[8] == "age -1 is not between 0 and 130"
     assert reasons[9] == "the patient id is empty"
     assert reasons[10] == "appointment id appears again (first at row 2)"
-    assert count(db, Appointment) == 3
+    assert reasons[11].startswith("the row has 15 fields but the first row names 14 columns")
+    assert reasons[12].startswith("the row has 13 fields but the first row names 14 columns")
+    warnings = {w.row: w.reason for w in report.warnings}
+    assert warnings == {
+        6: "the booking day 2016-05-02 is after the appointment day 2016-04-29; "
+        "imported without the booking time",
+        8: "age -1 is not between 0 and 130; imported without an age",
+    }
+    assert "2 imported with a warning" in report.summary
+    with db.read() as session:
+        late = session.scalar(select(Appointment).where(Appointment.external_ref.like("%900002")))
+        assert late.booked_at == late.start_at
+        ageless = session.scalar(select(Patient).where(Patient.external_ref.like("%:114")))
+        assert "age" not in ageless.extra and ageless.extra["Neighbourhood"] == "CENTRO"
+    assert count(db, Appointment) == 5
 
 
-def test_a_failed_import_leaves_nothing_half_written(db, world, kaggle_slice, monkeypatch):
+def _figures(db):
+    from core.analytics import stats
+
+    with db.read() as session:
+        return json.loads(stats.render(stats.figures(session, SYSTEM), as_json=True))["totals"]
+
+
+def test_an_interrupted_import_stays_out_of_the_analytics_and_resumes(
+    db, world, kaggle_slice, monkeypatch
+):
     monkeypatch.setattr(imports, "CHUNK", 50)
 
-    def stop_after_first_chunk(fraction, message):
+    def die_after_two_chunks(fraction, message):
         if message.startswith("Saved 100"):
-            raise RuntimeError("the process died")
+            raise KeyboardInterrupt  # as when the process is stopped part-way
 
-    with pytest.raises(RuntimeError), db.write() as session:
+    with pytest.raises(KeyboardInterrupt):
         imports.import_appointments(
-            session,
+            db.write,
             world.owner,
             kaggle_slice,
             imports.KAGGLE_NOSHOW,
-            progress=stop_after_first_chunk,
+            progress=die_after_two_chunks,
         )
+    assert count(db, Appointment) == 100  # two chunks were committed …
+    assert _figures(db)["booked"] == 0  # … and nothing of them is counted yet
+    report = imports.import_appointments(db.write, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW)
+    assert (report.created, report.already_imported) == (KAGGLE_ROWS, 0)
+    assert report.notes[0].startswith("Resumed import #1")
+    assert count(db, Appointment) == KAGGLE_ROWS
+    with db.read() as session:
+        refs = session.scalars(select(Appointment.external_ref)).all()
+    assert len(set(refs)) == KAGGLE_ROWS
+    totals = _figures(db)
+    assert totals["no_shows"] + totals["attended"] == KAGGLE_ROWS
+
+
+def test_the_file_itself_gets_one_clear_line(db, world, tmp_path):
+    header, first = real_rows(imports.NOSHOW_FILE, 1)
+    twice = tmp_path / "twice.csv"
+    twice.write_text(header.replace("Gender", "Age") + first)
+    cases = [
+        (tmp_path / "missing.csv", "There is no file"),
+        (tmp_path, "is a folder; give the CSV file inside it"),
+        (twice, "names column 'Age' twice (columns 3 and 6)"),
+    ]
+    for source, words in cases:
+        with pytest.raises(ValidationError, match=re.escape(words)):
+            imports.import_appointments(db.write, world.owner, source, imports.KAGGLE_NOSHOW)
     assert count(db, Appointment) == 0
-    assert count(db, Patient) == 1  # the world's patient only
-    assert count(db, Clinic) == 1
+
+
+def test_the_encoding_is_given_or_the_fallback_reported(db, world, tmp_path):
+    header, first = real_rows(imports.NOSHOW_FILE, 1)
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes((header + first.replace("JARDIM", "SÃO JOSÉ")).encode("cp1252"))
+    with pytest.raises(ValidationError, match="The file is not utf-8: byte"):
+        imports.import_appointments(
+            db.write, world.owner, path, imports.KAGGLE_NOSHOW, encoding="utf-8"
+        )
+    report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
+    assert report.created == 1
+    assert report.notes == [
+        "The file is not UTF-8; it was read as cp1252. If names look wrong, give the file's "
+        "encoding and import it again."
+    ]
+    with db.read() as session:
+        extra = session.scalar(select(Patient.extra).where(Patient.external_ref.like("kaggle%")))
+    assert "SÃO JOSÉ" in extra["Neighbourhood"]
+    given = imports.import_appointments(
+        db.write, world.owner, path, imports.KAGGLE_NOSHOW, encoding="cp1252"
+    )
+    assert given.notes == [] and given.already_imported == 1
 
 
 def test_only_the_owner_may_import(db, world, kaggle_slice):
     for actor in (world.manager, world.staff):
-        with pytest.raises(PermissionDenied), db.write() as session:
-            imports.import_appointments(session, actor, kaggle_slice, imports.KAGGLE_NOSHOW)
+        with pytest.raises(PermissionDenied):
+            imports.import_appointments(db.write, actor, kaggle_slice, imports.KAGGLE_NOSHOW)
     assert count(db, Appointment) == 0
 
 
@@ -155,17 +218,14 @@ def test_the_mapping_screen_gets_clear_messages(db, world, kaggle_slice):
     mapping = imports.AppointmentMapping(
         columns={"patient_ref": "PatientId", "day": "AppointmentDay", "status": "No-show"}
     )
-    with (
-        pytest.raises(ValidationError, match="Appointment id in the other system"),
-        db.write() as s,
-    ):
-        imports.import_appointments(s, world.owner, kaggle_slice, mapping)
+    with pytest.raises(ValidationError, match="Appointment id in the other system"):
+        imports.import_appointments(db.write, world.owner, kaggle_slice, mapping)
     mapping = imports.AppointmentMapping(columns=imports.KAGGLE_NOSHOW.columns | {"gender": "Sex"})
-    with pytest.raises(ValidationError, match="no column 'Sex'"), db.write() as s:
-        imports.import_appointments(s, world.owner, kaggle_slice, mapping)
-    with pytest.raises(ValidationError, match="IANA"), db.write() as s:
+    with pytest.raises(ValidationError, match="no column 'Sex'"):
+        imports.import_appointments(db.write, world.owner, kaggle_slice, mapping)
+    with pytest.raises(ValidationError, match="IANA"):
         imports.import_appointments(
-            s, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW, timezone="Mars/Olympus"
+            db.write, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW, timezone="Mars/Olympus"
         )
     header = csv_files.read_header(kaggle_slice.read_text())
     assert csv_files.guess_mapping(header, imports.APPOINTMENT_FIELDS) == {
@@ -197,10 +257,9 @@ def test_a_generic_file_with_status_words_and_times(db, world, tmp_path):
         duration_minutes=30,
         source="oldsys",
     )
-    with db.write() as session:
-        report = imports.import_appointments(
-            session, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
-        )
+    report = imports.import_appointments(
+        db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+    )
     assert report.created == 3 and report.clinics_created == []
     assert report.problems[0].row == 5 and "not a time" in report.problems[0].reason
     with db.read() as session:

@@ -6,7 +6,7 @@ import pytest
 
 from core.kernel.config import SmtpSettings
 from core.kernel.errors import PermissionDenied, ValidationError
-from core.messaging import notify
+from core.messaging import delivery, notify
 from db.models import Channel, DeliveryStatus, Notification, Patient
 from db.types import utcnow
 from tests.support.smtp import text_of
@@ -56,10 +56,10 @@ def test_sender_delivers_a_real_email_with_attachment(db, world, loopback_smtp):
     _queue(db, world.patient_id, channels=[Channel.EMAIL], attachment=("qr.png", b"\x89PNG fake"))
     smtp = SmtpSettings(host=loopback_smtp.host, port=loopback_smtp.port)
     channels = {
-        Channel.EMAIL: notify.SmtpTransport(smtp),
-        Channel.SMS: notify.LoggingSmsTransport(),
+        Channel.EMAIL: delivery.SmtpTransport(smtp),
+        Channel.SMS: delivery.LoggingSmsTransport(),
     }
-    report = notify.send_due(db.write, channels)
+    report = delivery.send_due(db.write, channels)
     assert report.sent == 1
     message = loopback_smtp.wait_for(lambda m: m["To"] == "alex@example.org")
     assert "cancelled" in message["Subject"] and "Reason: Ill" in text_of(message)
@@ -72,22 +72,22 @@ def test_sender_delivers_a_real_email_with_attachment(db, world, loopback_smtp):
 def test_failed_delivery_is_visible_retried_with_backoff_then_given_up(db, world):
     _queue(db, world.patient_id, channels=[Channel.EMAIL])
     dead = SmtpSettings(host="127.0.0.1", port=9)  # nothing listens on the discard port
-    channels = {Channel.EMAIL: notify.SmtpTransport(dead, timeout=2)}
+    channels = {Channel.EMAIL: delivery.SmtpTransport(dead, timeout=2)}
     now = utcnow()
-    report = notify.send_due(db.write, channels, now=now)
+    report = delivery.send_due(db.write, channels, now=now)
     assert (report.sent, report.retrying) == (0, 1)
     with db.read() as session:
         row = session.query(Notification).one()
         assert row.status == DeliveryStatus.FAILED and "Connection" in row.last_error
-        assert row.next_attempt_at - now == notify.BACKOFF[0]
-    assert notify.send_due(db.write, channels, now=now).retrying == 0  # not due yet
+        assert row.next_attempt_at - now == delivery.BACKOFF[0]
+    assert delivery.send_due(db.write, channels, now=now).retrying == 0  # not due yet
     later = now
-    for _ in range(notify.MAX_ATTEMPTS - 1):
+    for _ in range(delivery.MAX_ATTEMPTS - 1):
         later += timedelta(days=1)
-        notify.send_due(db.write, channels, now=later)
+        delivery.send_due(db.write, channels, now=later)
     with db.read() as session:
-        assert session.query(Notification).one().attempts == notify.MAX_ATTEMPTS
-    assert notify.send_due(db.write, channels, now=later + timedelta(days=1)).retrying == 0
+        assert session.query(Notification).one().attempts == delivery.MAX_ATTEMPTS
+    assert delivery.send_due(db.write, channels, now=later + timedelta(days=1)).retrying == 0
     with db.write() as session:
         notify.retry(session, world.manager, session.query(Notification).one().id)
     with db.read() as session:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 14:15:27.822736
+Create Date: 2026-12-02 12:05:17.900947
 """
 
 from collections.abc import Sequence
@@ -284,6 +284,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_cancellation_rollups_clinic_id_daynum_kind'), ['clinic_id', 'daynum', 'kind'], unique=False)
         batch_op.create_index('ix_cancellation_rollups_read', ['clinic_id', 'kind', 'daynum', 'k1', 'k2', 'v0', 'v1', 'v2', 'v3', 'v4'], unique=False)
 
+    op.create_table('import_batches',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('what', sa.String(length=32), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('clinic_id', sa.Integer(), nullable=True),
+    sa.Column('started_by_user_id', sa.Integer(), nullable=True),
+    sa.Column('started_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('finished_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('summary', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_import_batches_clinic_id_clinics')),
+    sa.ForeignKeyConstraint(['started_by_user_id'], ['users.id'], name=op.f('fk_import_batches_started_by_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_import_batches'))
+    )
+    with op.batch_alter_table('import_batches', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_import_batches_fingerprint_finished_at'), ['fingerprint', 'finished_at'], unique=False)
+
     op.create_table('notification_templates',
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('subject', sa.String(length=250), nullable=False),
@@ -399,9 +415,11 @@ def upgrade() -> None:
     sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
     sa.Column('updated_at', db.types.UTCDateTime(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('import_batch_id', sa.Integer(), nullable=True),
     sa.CheckConstraint('end_at IS NULL OR start_at < end_at', name=op.f('ck_appointments_start_before_end')),
     sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_appointments_clinic_id_clinics')),
     sa.ForeignKeyConstraint(['created_by_user_id'], ['users.id'], name=op.f('fk_appointments_created_by_user_id_users')),
+    sa.ForeignKeyConstraint(['import_batch_id'], ['import_batches.id'], name=op.f('fk_appointments_import_batch_id_import_batches')),
     sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_appointments_patient_id_patients')),
     sa.ForeignKeyConstraint(['policy_id'], ['cancellation_policies.id'], name=op.f('fk_appointments_policy_id_cancellation_policies')),
     sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_appointments_provider_id_providers')),
@@ -506,6 +524,8 @@ def upgrade() -> None:
     sa.Column('next_attempt_at', db.types.UTCDateTime(), nullable=False),
     sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
     sa.Column('sent_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('claim_token', sa.String(length=32), nullable=True),
+    sa.Column('permanent_failure', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_notifications_appointment_id_appointments')),
     sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_notifications_patient_id_patients')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications'))
@@ -608,6 +628,10 @@ def downgrade() -> None:
 
     op.drop_table('portal_invitations')
     op.drop_table('notification_templates')
+    with op.batch_alter_table('import_batches', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_import_batches_fingerprint_finished_at'))
+
+    op.drop_table('import_batches')
     with op.batch_alter_table('cancellation_rollups', schema=None) as batch_op:
         batch_op.drop_index('ix_cancellation_rollups_read')
         batch_op.drop_index(batch_op.f('ix_cancellation_rollups_clinic_id_daynum_kind'))

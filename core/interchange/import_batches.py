@@ -1,0 +1,148 @@
+"""Saving an appointment import in chunks: its batch (new or resumed), its clinic and provider,
+patients and appointments chunk by chunk (each chunk one short transaction, so nobody waits on
+SQLite's write lock for long), and the finish that makes the batch visible to the analytics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from core.analytics.cancellation_rollups import EVERYTHING, daynum
+from core.interchange.csv_files import ImportReport
+from core.kernel.authz import Actor
+from db.models import (
+    Appointment,
+    CancellationRollupDirty,
+    Clinic,
+    ImportBatch,
+    Patient,
+    Provider,
+)
+from db.types import utcnow
+
+CHUNK = 1_000  # rows per transaction: each holds the SQLite write lock well under a second
+
+
+def batch(session: Session, actor: Actor, fingerprint: str, clinic_id: int, report) -> int:
+    """The unfinished batch of the same file and clinic (resumed), or a new one."""
+    resumed = session.scalar(
+        select(ImportBatch.id).where(
+            ImportBatch.fingerprint == fingerprint, ImportBatch.finished_at.is_(None)
+        )
+    )
+    if resumed is not None:
+        report.notes.append(f"Resumed import #{resumed}, which had stopped part-way.")
+        return resumed
+    batch = ImportBatch(
+        what="appointments",
+        fingerprint=fingerprint,
+        clinic_id=clinic_id,
+        started_by_user_id=actor.user_id,
+    )
+    session.add(batch)
+    session.flush()
+    return batch.id
+
+
+def save_chunk(session, chunk, patient_ids, clinic_id, provider_id, batch_id, report) -> None:
+    found = dict(
+        session.execute(
+            select(Appointment.external_ref, Appointment.import_batch_id).where(
+                Appointment.external_ref.in_([a["external_ref"] for a in chunk])
+            )
+        ).all()
+    )
+    fresh = []
+    for a in chunk:
+        if a["external_ref"] in found:
+            # saved by an interrupted run of this batch: counted as this import's
+            mine = found[a["external_ref"]] == batch_id
+            report.created += mine
+            report.already_imported += not mine
+            continue
+        fresh.append(
+            {
+                **{k: v for k, v in a.items() if k != "patient_external_ref"},
+                "patient_id": patient_ids[a["patient_external_ref"]],
+                "clinic_id": clinic_id,
+                "provider_id": provider_id,
+                "import_batch_id": batch_id,
+            }
+        )
+    if fresh:
+        session.execute(insert(Appointment), fresh)
+    report.created += len(fresh)
+
+
+def finish(session, actor, batch_id, appointments, tz: str, report: ImportReport) -> None:
+    """Make the batch visible to the analytics and mark its days for the roll-ups."""
+    batch = session.get(ImportBatch, batch_id)
+    batch.finished_at, batch.summary = utcnow(), report.summary
+    starts = [a["start_at"] for a in appointments]
+    if starts:
+        first, last = daynum(min(starts), tz), daynum(max(starts), tz)
+        days = [(batch.clinic_id, d) for d in range(first, last + 1)]
+        if len(days) > 2_000:
+            days = [EVERYTHING]  # years of data: the roll-ups are rebuilt whole
+        session.execute(
+            insert(CancellationRollupDirty), [{"clinic_id": c, "daynum": d} for c, d in days]
+        )
+
+
+def clinic(session: Session, name: str, tz: str, report: ImportReport) -> int:
+    clinic_id = session.scalar(select(Clinic.id).where(Clinic.name == name))
+    if clinic_id is None:
+        clinic = Clinic(name=name[:120], timezone=tz)
+        session.add(clinic)
+        session.flush()
+        clinic_id = clinic.id
+        report.clinics_created.append(name)
+    return clinic_id
+
+
+def provider(session: Session, name: str, source: str) -> int:
+    ref = f"{source}:provider:{name}"[:120]
+    provider_id = session.scalar(select(Provider.id).where(Provider.external_ref == ref))
+    if provider_id is None:
+        provider = Provider(name=name[:120], external_ref=ref)
+        session.add(provider)
+        session.flush()
+        provider_id = provider.id
+    return provider_id
+
+
+def existing(session: Session, model, refs: list[str]) -> dict[str, int]:
+    """external_ref -> id of the rows that exist already (looked up in chunks)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(refs), CHUNK):
+        chunk = refs[start : start + CHUNK]
+        query = select(model.external_ref, model.id).where(model.external_ref.in_(chunk))
+        found.update({ref: id_ for ref, id_ in session.execute(query)})
+    return found
+
+
+def upsert_patients(
+    write: Callable[[], Any],
+    patients: dict[str, dict[str, Any]],
+    report: ImportReport,
+    chunk_size: int = CHUNK,
+) -> dict[str, int]:
+    """external_ref -> id of every patient of the file, inserting the new ones in chunks."""
+    ids: dict[str, int] = {}
+    refs = list(patients)
+    for start in range(0, len(refs), chunk_size):
+        chunk = refs[start : start + chunk_size]
+        with write() as session:
+            found = existing(session, Patient, chunk)
+            fresh = [patients[ref] for ref in chunk if ref not in found]
+            if fresh:
+                result = session.execute(
+                    insert(Patient).returning(Patient.external_ref, Patient.id), fresh
+                )
+                found.update({ref: id_ for ref, id_ in result})
+        ids.update(found)
+        report.patients_created += len(fresh)
+    return ids

@@ -1,0 +1,367 @@
+"""Delivering the outbox: transports (SMTP, SMS) and the sender's claim, send and result.
+
+A sender claims due messages with a claim token of its own (FOR UPDATE SKIP LOCKED on
+PostgreSQL; SQLite's write lock serialises claims) and a lease, renews the lease while it sends,
+and writes a result only where the message still carries its token: a message is never sent by
+two senders at once, and a sender whose claim was taken over writes nothing. Each email carries
+a Message-ID derived from the notification, the same on every attempt, so a receiver can drop
+a resend. A permanent failure (an SMTP 5xx answer, an address that is not one) is not retried.
+A channel without a configured transport keeps its messages queued, saying why, until one is
+configured. After delivery the stored text keeps no usable link: tokens are replaced by their
+hash, and the check-in code image is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import smtplib
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Protocol
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import and_, func, or_, select, update
+
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.config import Settings, SmsSettings, SmtpSettings
+from core.kernel.tokens import hash_token
+from db.models import Channel, DeliveryStatus, Notification
+from db.types import utcnow
+
+log = logging.getLogger("clinicdesk.notify")
+
+MAX_ATTEMPTS = 6
+BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=12),
+)
+LEASE = timedelta(minutes=5)  # a claim not renewed for this long may be taken over
+BATCH = 100
+WAITING = {
+    Channel.EMAIL: "Waiting: SMTP is not configured (set SMTP_HOST, see README, Configuration); "
+    "it goes out once it is.",
+    Channel.SMS: "Waiting: no SMS transport is configured; it goes out once one is.",
+}
+PERMANENT = "Permanent failure, not retried (correct the address, then retry): "
+_TOKEN_IN_LINK = re.compile(r"([?&]t=)([A-Za-z0-9_\-]{16,128})")
+
+
+class PermanentFailure(Exception):
+    """A transport's answer that retrying cannot change (bad address, 5xx)."""
+
+
+class Transport(Protocol):
+    def send(self, notification: Notification) -> None: ...
+
+
+def message_id(notification: Notification, sender: str) -> str:
+    """The same Message-ID on every attempt at one notification."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "clinicdesk.local"
+    return f"<notification-{notification.id}.{notification.created_at:%Y%m%d%H%M%S}@{domain}>"
+
+
+class SmtpTransport:
+    def __init__(self, settings: SmtpSettings, timeout: float = 20) -> None:
+        self.settings, self.timeout = settings, timeout
+
+    def send(self, notification: Notification) -> None:
+        s = self.settings
+        try:
+            validate_email(
+                notification.to_address,
+                check_deliverability=False,
+                globally_deliverable=False,
+                test_environment=True,
+            )
+        except EmailNotValidError as exc:
+            raise PermanentFailure(
+                f"{notification.to_address!r} is not an email address: {exc}"
+            ) from None
+        message = EmailMessage()
+        message["From"], message["To"] = s.sender, notification.to_address
+        message["Subject"] = notification.subject
+        message["Message-ID"] = message_id(notification, s.sender)
+        message.set_content(notification.body)
+        if notification.attachment:
+            message.add_attachment(
+                notification.attachment,
+                maintype="image",
+                subtype="png",
+                filename=notification.attachment_name or "attachment.png",
+            )
+        smtp_class = smtplib.SMTP_SSL if s.security == "ssl" else smtplib.SMTP
+        try:
+            with smtp_class(s.host, s.port, timeout=self.timeout) as client:
+                if s.security == "starttls":
+                    client.starttls()
+                if s.username:
+                    client.login(s.username, s.password)
+                client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if codes and all(code >= 500 for code in codes):
+                raise PermanentFailure(_smtp_answer(*exc.recipients.popitem()[1])) from None
+            raise
+        except smtplib.SMTPDataError as exc:
+            if exc.smtp_code >= 500:
+                raise PermanentFailure(_smtp_answer(exc.smtp_code, exc.smtp_error)) from None
+            raise
+
+
+def _smtp_answer(code: int, text: bytes | str) -> str:
+    words = text.decode(errors="replace") if isinstance(text, bytes) else text
+    return f"the mail server answered {code} {words}"
+
+
+class LoggingSmsTransport:
+    """The default SMS transport: writes the message to the log (no provider configured)."""
+
+    def send(self, notification: Notification) -> None:
+        log.info("SMS to %s: %s", notification.to_address, notification.body)
+
+
+class HttpSmsTransport:
+    """Posts {"to", "text"} as JSON with a bearer token to the configured provider address."""
+
+    def __init__(self, settings: SmsSettings, timeout: float = 20) -> None:
+        self.settings, self.timeout = settings, timeout
+
+    def send(self, notification: Notification) -> None:
+        request = urllib.request.Request(
+            self.settings.http_url,
+            data=json.dumps({"to": notification.to_address, "text": notification.body}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.settings.http_token}",
+            },
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                if response.status >= 300:
+                    raise RuntimeError(f"SMS provider answered HTTP {response.status}")
+        except urllib.error.HTTPError as exc:
+            if 400 <= exc.code < 500 and exc.code not in (401, 403, 408, 429):
+                raise PermanentFailure(f"the SMS provider answered HTTP {exc.code}") from None
+            raise
+
+
+def transports(settings: Settings) -> dict[Channel, Transport]:
+    """The configured transports; a channel without one keeps its messages queued."""
+    sms = (
+        HttpSmsTransport(settings.sms) if settings.sms.provider == "http" else LoggingSmsTransport()
+    )
+    found: dict[Channel, Transport] = {Channel.SMS: sms}
+    if settings.smtp:
+        found[Channel.EMAIL] = SmtpTransport(settings.smtp)
+    return found
+
+
+def _due():
+    return and_(
+        Notification.permanent_failure.is_(False),
+        or_(
+            Notification.status == DeliveryStatus.QUEUED,
+            and_(
+                Notification.status == DeliveryStatus.FAILED,
+                Notification.attempts < MAX_ATTEMPTS,
+            ),
+        ),
+    )
+
+
+def redact(text: str) -> str:
+    """`text` with every link token replaced by its SHA-256 (what LinkToken stores)."""
+    return _TOKEN_IN_LINK.sub(lambda m: f"{m[1]}redacted-sha256-{hash_token(m[2])}", text)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int
+    failed: int
+    retrying: int
+    waiting: int = 0
+    lost: int = 0  # results not written: another sender had taken the claim over
+
+
+def claim(
+    write: Callable[[], object],
+    token: str,
+    channels: list[Channel],
+    now: datetime,
+    *,
+    lease: timedelta = LEASE,
+    limit: int = BATCH,
+) -> list[Notification]:
+    """Claim up to `limit` due messages for `token` until now + lease (detached copies)."""
+    with write() as session:
+        query = (
+            select(Notification)
+            .where(_due(), Notification.next_attempt_at <= now, Notification.channel.in_(channels))
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(limit)
+        )
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        claimed = list(session.scalars(query))
+        for row in claimed:
+            row.claim_token, row.next_attempt_at = token, now + lease
+        session.flush()
+        session.expunge_all()
+    return claimed
+
+
+def renew(write: Callable[[], object], token: str, until: datetime, ids: list[int]) -> set[int]:
+    """Extend the lease of the messages still held by `token`; the ids it still holds."""
+    if not ids:
+        return set()
+    with write() as session:
+        held = Notification.claim_token == token
+        session.execute(
+            update(Notification)
+            .where(held, Notification.id.in_(ids))
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        return set(session.scalars(select(Notification.id).where(held, Notification.id.in_(ids))))
+
+
+def record(
+    write: Callable[[], object],
+    token: str,
+    row: Notification,
+    error: Exception | None,
+    now: datetime,
+) -> str:
+    """Write one attempt's result if `token` still holds the claim: "sent", "retrying",
+    "failed" (for good) or "lost" (the claim was taken over; nothing written)."""
+    values: dict[str, object] = {"attempts": Notification.attempts + 1, "claim_token": None}
+    if error is None:
+        outcome = "sent"
+        values |= {
+            "status": DeliveryStatus.SENT,
+            "sent_at": utcnow(),
+            "last_error": None,
+            "body": redact(row.body),
+            "attachment": None,
+        }
+    elif isinstance(error, PermanentFailure):
+        outcome = "failed"
+        values |= {
+            "status": DeliveryStatus.FAILED,
+            "last_error": (PERMANENT + str(error))[:1000],
+            "permanent_failure": True,
+        }
+    else:
+        # failed shows on screen at once; the sender retries it with back-off until
+        # MAX_ATTEMPTS, after which only a person's "retry" sends it again
+        outcome = "failed" if row.attempts + 1 >= MAX_ATTEMPTS else "retrying"
+        values |= {
+            "status": DeliveryStatus.FAILED,
+            "last_error": f"{type(error).__name__}: {error}"[:1000],
+            "next_attempt_at": now + BACKOFF[min(row.attempts, len(BACKOFF) - 1)],
+        }
+    with write() as session:
+        result = session.execute(
+            update(Notification)
+            .where(Notification.id == row.id, Notification.claim_token == token)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 0:
+            log.warning("notification %s: claim taken over; result not written", row.id)
+            return "lost"
+    return outcome
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the current batch's claim every third of the lease while it is being sent."""
+
+    def __init__(self, write, token: str, lease: timedelta, clock: Callable[[], datetime]):
+        super().__init__(daemon=True, name=f"outbox-claim-{token[:8]}")
+        self.write, self.token, self.lease, self.clock = write, token, lease, clock
+        self.ids: list[int] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.lease.total_seconds() / 3):
+            try:
+                renew(self.write, self.token, self.clock() + self.lease, list(self.ids))
+            except Exception as exc:  # the result write is fenced anyway; say it once a beat
+                log.warning("could not renew the outbox claim: %s", exc)
+
+
+def _mark_waiting(write: Callable[[], object], channels: dict[Channel, Transport]) -> int:
+    """Say on each queued message of a channel without transport why it waits; how many."""
+    waiting = 0
+    for channel in sorted(set(Channel) - set(channels)):
+        queued = and_(Notification.channel == channel, Notification.status == DeliveryStatus.QUEUED)
+        with write() as session:
+            session.execute(
+                update(Notification)
+                .where(queued, Notification.last_error.is_distinct_from(WAITING[channel]))
+                .values(last_error=WAITING[channel])
+                .execution_options(synchronize_session=False)
+            )
+            waiting += session.scalar(select(func.count()).where(queued)) or 0
+    return waiting
+
+
+def send_due(
+    write: Callable[[], object],
+    channels: dict[Channel, Transport],
+    *,
+    limit: int = BATCH,
+    now: datetime | None = None,
+    lease: timedelta = LEASE,
+) -> DeliveryReport:
+    """Deliver everything due, `limit` messages a batch. `write` opens a write transaction
+    (Database.write). Messages of a channel missing from `channels` stay queued and say why."""
+    start, started = now or utcnow(), time.monotonic()
+    token = uuid.uuid4().hex
+    counts = dict.fromkeys(("sent", "failed", "retrying", "lost"), 0)
+    waiting = _mark_waiting(write, channels)
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=time.monotonic() - started)
+
+    heartbeat = _Heartbeat(write, token, lease, clock)
+    heartbeat.start()
+    try:
+        while batch := claim(write, token, list(channels), start, lease=lease, limit=limit):
+            heartbeat.ids = [row.id for row in batch]
+            for row in batch:
+                if row.id not in renew(write, token, clock() + lease, [row.id]):
+                    counts["lost"] += 1  # taken over while this batch waited: not ours to send
+                    continue
+                error = None
+                try:
+                    channels[row.channel].send(row)
+                except Exception as exc:  # any transport failure is recorded on the message
+                    error = exc
+                counts[record(write, token, row, error, start)] += 1
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
+    return DeliveryReport(
+        counts["sent"], counts["failed"], counts["retrying"], waiting, counts["lost"]
+    )
+
+
+def deliver_now(write: Callable[[], object], actor: Actor, settings: Settings) -> DeliveryReport:
+    """A person's "send now" on the Notifications page (the background sender runs anyway)."""
+    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
+    return send_due(write, transports(settings))

@@ -1,0 +1,212 @@
+"""The sender under faults: claims and their renewal, two senders at once, Message-ID, permanent
+and temporary failures on real (faulty) SMTP servers, no transport, draining, redacted links."""
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core.kernel import tokens
+from core.kernel.config import Settings, SmtpSettings
+from core.messaging import delivery, notify
+from db.models import Channel, DeliveryStatus, Notification
+from db.types import utcnow
+from tests.support.smtp import LoopbackSMTP, text_of
+
+
+class Recording:
+    """An SMS transport that keeps what it was asked to send (thread-safe)."""
+
+    def __init__(self, pause: float = 0) -> None:
+        self.sent: list[int] = []
+        self.pause = pause
+        self.lock = threading.Lock()
+
+    def send(self, notification: Notification) -> None:
+        time.sleep(self.pause)
+        with self.lock:
+            self.sent.append(notification.id)
+
+
+def _queue(db, n: int = 1, channel: Channel = Channel.EMAIL, body: str = "Hello") -> list[int]:
+    with db.write() as session:
+        rows = [
+            Notification(
+                channel=channel,
+                template="feedback_request",
+                to_address="alex@example.org" if channel == Channel.EMAIL else "+447700900123",
+                subject=f"Message {i}",
+                body=body,
+            )
+            for i in range(n)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [r.id for r in rows]
+
+
+def _row(db, id_: int) -> Notification:
+    with db.read() as session:
+        return session.get(Notification, id_)
+
+
+def _smtp(server: LoopbackSMTP) -> dict:
+    settings = SmtpSettings(host=server.host, port=server.port, sender="Clinic <desk@clinic.org>")
+    return {Channel.EMAIL: delivery.SmtpTransport(settings, timeout=5)}
+
+
+def test_a_dropped_connection_is_retried_with_the_same_message_id(db):
+    (id_,) = _queue(db)
+    now = utcnow()
+    with LoopbackSMTP("drop") as server:
+        first = delivery.send_due(db.write, _smtp(server), now=now)
+        assert (first.sent, first.retrying) == (0, 1)
+        row = _row(db, id_)
+        assert row.status == DeliveryStatus.FAILED and "SMTPServerDisconnected" in row.last_error
+        server.behaviour = "accept"
+        assert delivery.send_due(db.write, _smtp(server), now=now).sent == 0  # backing off
+        assert delivery.send_due(db.write, _smtp(server), now=now + timedelta(hours=1)).sent == 1
+        ids = [m["Message-ID"] for m in server.messages]
+    assert len(ids) == 2 and ids[0] == ids[1]
+    assert ids[0] == f"<notification-{id_}.{row.created_at:%Y%m%d%H%M%S}@clinic.org>"
+    assert (_row(db, id_).status, _row(db, id_).attempts) == (DeliveryStatus.SENT, 2)
+
+
+def test_a_4xx_answer_is_retried_later(db):
+    (id_,) = _queue(db)
+    now = utcnow()
+    with LoopbackSMTP("temporary") as server:
+        report = delivery.send_due(db.write, _smtp(server), now=now)
+    row = _row(db, id_)
+    assert (report.retrying, report.failed) == (1, 0)
+    assert "451" in row.last_error and not row.permanent_failure
+    assert row.next_attempt_at - now == delivery.BACKOFF[0]
+
+
+def test_a_5xx_answer_or_an_invalid_address_fails_for_good_and_says_so(db, world):
+    refused, broken = _queue(db, 2)
+    with db.write() as session:
+        session.get(Notification, broken).to_address = "alex at example dot org"
+    now = utcnow()
+    with LoopbackSMTP("permanent") as server:
+        report = delivery.send_due(db.write, _smtp(server), now=now)
+        assert (report.failed, report.retrying) == (2, 0)
+        later = delivery.send_due(db.write, _smtp(server), now=now + timedelta(days=3))
+        assert (later.sent, later.failed, later.retrying) == (0, 0, 0)
+    for id_, words in ((refused, "550"), (broken, "is not an email address")):
+        row = _row(db, id_)
+        assert (
+            row.last_error.startswith("Permanent failure, not retried") and words in row.last_error
+        )
+        assert (row.attempts, row.permanent_failure) == (1, True)
+    with db.read() as session:
+        listed = {r.id: r for r in notify.list_outbox(session, world.manager)}
+    assert listed[refused].next_attempt_at is None
+    with db.write() as session:  # a person fixes the address and retries
+        session.get(Notification, broken).to_address = "alex@example.org"
+        notify.retry(session, world.manager, broken)
+    with LoopbackSMTP() as server:
+        assert delivery.send_due(db.write, _smtp(server)).sent == 1
+
+
+def test_without_smtp_email_stays_queued_saying_why_then_goes_out_once_configured(db):
+    (id_,) = _queue(db)
+    unconfigured = delivery.transports(Settings("sqlite://", "k" * 40, data_dir=None))
+    assert Channel.EMAIL not in unconfigured
+    for _ in range(delivery.MAX_ATTEMPTS + 2):
+        report = delivery.send_due(db.write, unconfigured, now=utcnow() + timedelta(days=1))
+        assert (report.waiting, report.sent, report.failed, report.retrying) == (1, 0, 0, 0)
+    row = _row(db, id_)
+    assert (row.status, row.attempts) == (DeliveryStatus.QUEUED, 0)
+    assert row.last_error == delivery.WAITING[Channel.EMAIL]
+    with LoopbackSMTP() as server:
+        assert delivery.send_due(db.write, _smtp(server)).sent == 1
+        assert len(server.messages) == 1
+    assert (_row(db, id_).status, _row(db, id_).last_error) == (DeliveryStatus.SENT, None)
+
+
+def test_one_run_drains_everything_due_in_batches(db):
+    ids = _queue(db, 230, Channel.SMS)
+    sms = Recording()
+    report = delivery.send_due(db.write, {Channel.SMS: sms}, limit=50)
+    assert report.sent == 230 and sorted(sms.sent) == ids
+
+
+def test_a_claim_taken_over_after_its_lease_lets_its_first_holder_write_nothing(db):
+    (id_,) = _queue(db, 1, Channel.SMS)
+    now = utcnow()
+    first = delivery.claim(db.write, "a" * 32, [Channel.SMS], now)
+    assert delivery.claim(db.write, "b" * 32, [Channel.SMS], now) == []  # lease still live
+    second = delivery.claim(db.write, "b" * 32, [Channel.SMS], now + delivery.LEASE)
+    assert [r.id for r in first] == [r.id for r in second] == [id_]
+    assert delivery.record(db.write, "a" * 32, first[0], None, now) == "lost"
+    assert _row(db, id_).status == DeliveryStatus.QUEUED
+    assert delivery.record(db.write, "b" * 32, second[0], None, now) == "sent"
+    assert (_row(db, id_).attempts, _row(db, id_).claim_token) == (1, None)
+
+
+def test_two_senders_at_once_send_every_message_exactly_once(db):
+    ids = _queue(db, 60, Channel.SMS)
+    sms = Recording(pause=0.005)
+    reports = []
+
+    def sender():
+        reports.append(delivery.send_due(db.write, {Channel.SMS: sms}, limit=7))
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(sms.sent) == ids and max(Counter(sms.sent).values()) == 1
+    assert sum(r.sent for r in reports) == 60 and sum(r.lost for r in reports) == 0
+    with db.read() as session:
+        states = session.execute(select(Notification.status, Notification.attempts)).all()
+    assert set(states) == {(DeliveryStatus.SENT, 1)}
+
+
+def test_a_server_slower_than_the_lease_still_gets_the_message_once(db):
+    (id_,) = _queue(db)
+    lease = timedelta(seconds=1.5)
+    reports: dict[str, delivery.DeliveryReport] = {}
+    with LoopbackSMTP() as server:
+        server.hold()
+
+        def sender(name):
+            reports[name] = delivery.send_due(db.write, _smtp(server), lease=lease)
+
+        first = threading.Thread(target=sender, args=("first",))
+        first.start()
+        assert server.data_started.wait(10)
+        time.sleep(3 * lease.total_seconds())  # the first claim's lease would have run out
+        second = threading.Thread(target=sender, args=("second",))
+        second.start()
+        second.join(10)
+        server.release()
+        first.join(10)
+        second.join(10)
+        received = server.messages
+    assert reports["second"] == delivery.DeliveryReport(0, 0, 0)
+    assert reports["first"].sent == 1 and len(received) == 1
+    assert (_row(db, id_).status, _row(db, id_).attempts) == (DeliveryStatus.SENT, 1)
+
+
+@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.SMS])
+def test_a_delivered_message_keeps_no_usable_link(db, channel):
+    with db.write() as session:
+        issued = tokens.issue(session, "survey", 1, timedelta(days=7))
+    link = tokens.link("https://clinic.example.org", "survey", issued.raw)
+    (id_,) = _queue(db, 1, channel, body=f"Tell us how it went: {link}\n")
+    with db.write() as session:
+        session.get(Notification, id_).attachment = b"\x89PNG check-in code"
+    with LoopbackSMTP() as server:
+        channels = {**_smtp(server), Channel.SMS: Recording()}
+        assert delivery.send_due(db.write, channels).sent == 1
+        if channel == Channel.EMAIL:
+            assert issued.raw in text_of(server.messages[0])  # the patient got the link
+    row = _row(db, id_)
+    assert issued.raw not in row.body and row.attachment is None
+    assert f"t=redacted-sha256-{tokens.hash_token(issued.raw)}" in row.body
