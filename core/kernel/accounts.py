@@ -17,6 +17,7 @@ from zxcvbn import zxcvbn
 from core.kernel import audit
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.errors import AuthenticationFailed, Conflict, NotFound, ValidationError
+from core.kernel.text import clean
 from core.kernel.tokens import hash_token
 from db.models import Role, User, UserSession
 from db.types import utcnow
@@ -114,7 +115,9 @@ def create_first_owner(
 
 
 def insert_user(session, actor, username, display_name, role, password, email) -> User:
-    username = username.strip().lower()
+    username = clean(username, field="username", limit=64).strip().lower()
+    display_name = clean(display_name, field="name", limit=120)
+    email = clean(email, field="email address", limit=254)
     if not USERNAME.match(username):
         raise ValidationError(
             "The username must be 2 to 63 characters: lower-case letters, digits, dot, dash "
@@ -262,7 +265,11 @@ def check_credentials(session: Session, username: str, password: str) -> Attempt
     the account (a dummy hash for an unknown or inactive one), so neither the answer nor its
     time tells an unknown user from a wrong password or a locked account. Run it outside any
     write transaction: the hashing is the slow part and must not hold SQLite's write lock."""
-    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    try:  # an impossible username is just an unknown one (same answer, same work)
+        name = clean(username, field="username", limit=64).strip().lower()
+    except ValidationError:
+        name = ""
+    user = session.scalar(select(User).where(User.username == name)) if name else None
     if user is None or not user.active:
         _verify(_DUMMY_HASH, password)
         return Attempt(None, None, False)
@@ -318,7 +325,8 @@ def _verify(password_hash: str, password: str) -> bool:
 
 def user_for_email(session: Session, email: str | None) -> User:
     """OIDC sign-in: the active local user with this email address."""
-    user = session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    address = (clean(email, field="email address") or "").strip().lower()
+    user = session.scalar(select(User).where(User.email == address)) if address else None
     if user is None or not user.active:
         raise AuthenticationFailed(
             "Your account is not set up in ClinicDesk. Ask the practice owner to add your email."
