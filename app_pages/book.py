@@ -11,6 +11,7 @@ from ui import actor, refresh, run_action, settings
 from ui.booking_form import apply_prefill, message_editor, patient_picker
 from ui.context import read
 from ui.front_desk import require
+from ui.text import escape
 
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
@@ -47,7 +48,8 @@ apply_prefill("book", zones)  # a slot selected on the calendar
 done = st.session_state.pop("book_done", None)
 if done:
     st.success(
-        " ".join([f"Booked #{done.appointment_id}.", *done.notes]), icon=":material/check_circle:"
+        escape(" ".join([f"Booked #{done.appointment_id}.", *done.notes])),
+        icon=":material/check_circle:",
     )
 
 kind = st.segmented_control(
@@ -106,7 +108,7 @@ provider_id = st.selectbox("Provider", list(labels), format_func=labels.get, key
 provider = next((c for c in offered if c.id == provider_id), None)
 busy = [f"{c.name}: {c.why}" for c in choices if not c.free]
 if busy:
-    st.caption("Not free then: " + " · ".join(busy))
+    st.caption(escape("Not free then: " + " · ".join(busy)))
 if not offered:
     st.warning("No provider is free at that time. Choose another time, or offer busy providers.")
 

@@ -14,6 +14,7 @@ from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.checkin_views import qr_panel
 from ui.context import read
 from ui.front_desk import require
+from ui.text import escape
 
 STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
 
@@ -106,7 +107,7 @@ slot = st.session_state.get("calendar_slot")
 if slot:
     st.info(
         f"Selected {format_local(slot['start_at'], tz, True)}"
-        + (f" with {names.get(slot['provider_id'], '')}" if slot["provider_id"] else "")
+        + (f" with {escape(names.get(slot['provider_id'], ''))}" if slot["provider_id"] else "")
     )
     if st.button("Book this time", key="calendar_book_slot", type="primary"):
         st.session_state["book_prefill"] = st.session_state.pop("calendar_slot")

@@ -8,6 +8,7 @@ from core.scheduling import checkin, schedules, today, visits
 from ui import actor, run_action, show_error
 from ui.context import read
 from ui.front_desk import require
+from ui.text import escape
 
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
@@ -70,7 +71,7 @@ with upload:
     )
 last = st.session_state.pop("check_in_last", None)
 if last:
-    st.success(last, icon=":material/how_to_reg:")
+    st.success(escape(last), icon=":material/how_to_reg:")
     _expected.clear()
 
 st.subheader("Mark arrived by hand")

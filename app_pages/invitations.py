@@ -8,8 +8,8 @@ from core.patients import enrolment, invitations
 from core.patients.invitations import PortalStatus
 from ui import actor, refresh, run_action
 from ui.context import read
-from ui.patient import escape
 from ui.portal import funnel_panel, history_table, results_table, send_many, settings_panel
+from ui.text import escape
 
 
 @st.cache_data(ttl=20, max_entries=50, show_spinner=False)

@@ -7,6 +7,7 @@ from core.kernel.authz import Permission
 from core.messaging import notify
 from ui import actor, database, refresh, run_action, settings
 from ui.context import read
+from ui.text import escape
 
 STATUSES = ["", "queued", "sent", "failed"]
 
@@ -91,5 +92,5 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             notify.Template(subject, body, ""), notify.SAMPLE_CONTEXT
         )
         st.caption("Preview with sample values")
-        st.markdown(f"**{preview_subject}**")
+        st.markdown(f"**{escape(preview_subject)}**")
         st.text(preview_body)

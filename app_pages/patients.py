@@ -7,7 +7,6 @@ from core.patients import invitations
 from core.patients import records as patients
 from ui import actor, refresh, run_action, settings
 from ui.context import read
-from ui.patient import escape
 from ui.portal import (
     edit_form,
     history_table,
@@ -17,6 +16,7 @@ from ui.portal import (
     send_label,
     status_box,
 )
+from ui.text import escape
 
 SELECTED = "patients_selected"
 
@@ -89,7 +89,7 @@ with right:
 
 edit_form(record)
 if message := st.session_state.pop("patients_saved_message", None):
-    st.success(message)
+    st.success(escape(message))
 if st.session_state.get("patients_offer_invite") == patient_id:
     st.warning(
         "The email address changed, so the pending invitation was revoked. "

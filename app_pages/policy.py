@@ -7,6 +7,7 @@ import streamlit as st
 from core.policy import cancellation as policy
 from ui import actor, refresh, run_action
 from ui.context import read
+from ui.text import escape
 
 
 @st.cache_data(ttl=30, max_entries=20, show_spinner=False)
@@ -44,7 +45,8 @@ if base is None:
     st.info("No policy yet: nothing is charged and every cancellation counts as on time.")
 elif service_id and base.service_id is None:
     st.caption(
-        f"{services[service_id]} follows the clinic policy; saving here creates an override."
+        f"{escape(services[service_id])} follows the clinic policy; "
+        "saving here creates an override."
     )
 
 with st.form("policy_form"):

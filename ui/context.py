@@ -14,6 +14,7 @@ from core.kernel.config import Settings, load_settings
 from core.kernel.errors import DomainError
 from core.startup import open_database
 from db.engine import Database
+from ui.text import escape
 
 log = logging.getLogger("clinicdesk.ui")
 T = TypeVar("T")
@@ -52,7 +53,7 @@ def show_error(error: Exception) -> None:
     """One place that turns an error into what the user sees: domain errors as they are,
     anything else as a short apology while the details go to the log."""
     if isinstance(error, DomainError):
-        st.error(str(error), icon=":material/error:")
+        st.error(escape(str(error)), icon=":material/error:")
     else:
         log.exception("unexpected error", exc_info=error)
         st.error("Something went wrong and nothing was changed. The details are in the log.")
@@ -79,7 +80,7 @@ def run_action(
     finally:
         st.cache_data.clear()
     if success:
-        st.toast(success, icon=":material/check_circle:")
+        st.toast(escape(success), icon=":material/check_circle:")
     return Done(result)
 
 

@@ -11,6 +11,7 @@ import streamlit as st
 from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
 from core.kernel.errors import DomainError
 from ui.context import show_error
+from ui.text import escape
 
 NOT_IN_FILE = "— not in the file —"
 
@@ -58,9 +59,9 @@ def progress_bar(label: str) -> Callable[[float, str], None]:
 
 
 def show_report(report: ImportReport) -> None:
-    st.success(report.summary, icon=":material/task_alt:")
+    st.success(escape(report.summary), icon=":material/task_alt:")
     if report.clinics_created:
-        st.caption("New clinics: " + ", ".join(report.clinics_created))
+        st.caption(escape("New clinics: " + ", ".join(report.clinics_created)))
     if report.problems:
         more = report.problem_count - len(report.problems)
         st.warning(

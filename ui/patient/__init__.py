@@ -10,7 +10,6 @@ credential and core.portal.patient_links acts as the patient. Patient text is al
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,15 +17,10 @@ import streamlit as st
 
 from core.kernel.errors import DomainError, LinkInvalid
 from ui.context import database, show_error
+from ui.text import escape
 
 T = TypeVar("T")
 PURPOSES = ("enroll", "proposal", "change", "booking", "survey")
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
-
-
-def escape(text: object) -> str:
-    """Text safe to put into st.markdown: every Markdown and HTML character backslashed."""
-    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def public_read(reader: Callable[..., T], token: str, *args: Any, **kwargs: Any) -> T:
@@ -62,7 +56,7 @@ def mark_done(purpose: str, token: str, message: str) -> None:
 def show_done(purpose: str, token: str) -> bool:
     message = st.session_state.get(_done_key(purpose, token))
     if message:
-        st.success(message, icon=":material/check_circle:")
+        st.success(escape(message), icon=":material/check_circle:")
         st.caption("You can close this page now.")
     return bool(message)
 

@@ -7,7 +7,8 @@ from datetime import date
 import streamlit as st
 
 from core.portal import patient_links
-from ui.patient import escape, mark_done, public_read, public_write, show_done
+from ui.patient import mark_done, public_read, public_write, show_done
+from ui.text import escape
 
 TERMS = (
     "By enrolling you agree that the practice may send you appointment messages by email, and "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.portal import patient_links
-from ui.patient import escape, mark_done, public_read, public_write, show_done
+from ui.patient import mark_done, public_read, public_write, show_done
+from ui.text import escape
 
 
 def render(token: str) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.feedback import surveys
-from ui.patient import escape, mark_done, public_read, public_write, show_done
+from ui.patient import mark_done, public_read, public_write, show_done
+from ui.text import escape
 
 THANKS = "Thank you for your feedback! It helps us improve the care we give."
 SCALE = [1, 2, 3, 4, 5]

@@ -1,0 +1,48 @@
+"""The one rule for showing text that someone typed: it is never markup.
+
+Streamlit renders headings, alerts, captions, toasts, Markdown and widget labels as Markdown
+(with HTML, LaTeX, colour directives, icons and autolinked URLs); plotly renders a subset of HTML
+in chart labels. Typed text (patient fields, staff-entered names, notes, reasons, error messages
+that quote them) goes through `escape` before any of those, or through `for_html` before a chart
+label or an HTML part. Tables and `st.text` show text as it is and need neither.
+
+Both functions also make invisible direction overrides visible (U+202E would otherwise reverse
+what follows it on screen) and drop NUL and other control characters.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import string
+
+# every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them
+# covers emphasis, links and images, headings, lists, tables, code, HTML and entities (&), maths
+# ($), Streamlit's :colour[...] directives and :icons:, and bare URLs (the ":" and "." of
+# "https://x.y" or "www.x.y" no longer form an autolink)
+_MARKDOWN = re.compile("([" + re.escape(string.punctuation) + "])")
+# direction overrides and isolates, and the marks: shown as their code point instead
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Streamlit's Markdown also turns bare "https://…", "www.…" and "name@host" in plain text into
+# links after escapes are resolved: an invisible word joiner keeps them apart
+_AUTOLINK = re.compile(r"(?i)(https?(?=:)|www(?=\.)|(?=@))")
+_JOINER = "\u2060"
+# C0 and C1 control characters except tab and newline (NUL included)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(text: object) -> str:
+    value = _CONTROL.sub("", "" if text is None else str(text))
+    return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+
+
+def escape(text: object) -> str:
+    """Text that a Markdown-rendering Streamlit element shows literally, character for
+    character (newlines become spaces: no typed text starts a block of its own)."""
+    flat = _visible(text).replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    return _MARKDOWN.sub(r"\\\1", _AUTOLINK.sub(lambda m: m.group() + _JOINER, flat))
+
+
+def for_html(text: object) -> str:
+    """Text inside HTML (a chart label, an email's HTML part): entities for <, >, & and quotes."""
+    return html.escape(_visible(text), quote=True)
