@@ -8,6 +8,7 @@
 | public address for links | CLINICDESK_BASE_URL | [clinicdesk] base_url | http://localhost:8501 |
 | SMTP | SMTP_HOST, _PORT, _USERNAME, _PASSWORD, _FROM, _SECURITY | [smtp] host, port, … | none |
 | SMS | SMS_PROVIDER, SMS_HTTP_URL, SMS_HTTP_TOKEN | [sms] provider, http_url, http_token | log |
+| bookings an hour | CLINICDESK_BOOKING_PER_CONTACT, _LINK, _CLINIC | booking_per_… | 3 20 60 |
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ class SmsSettings:
 
 
 @dataclass(frozen=True)
+class BookingLimits:
+    """Public booking requests accepted an hour: per email, per phone and per client address
+    (each), per booking link, and per clinic (whatever the link)."""
+
+    per_contact: int = 3
+    per_link: int = 20
+    per_clinic: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     secret_key: str
@@ -51,6 +62,7 @@ class Settings:
     base_url: str = "http://localhost:8501"
     smtp: SmtpSettings | None = None
     sms: SmsSettings = SmsSettings()
+    booking_limits: BookingLimits = BookingLimits()
 
 
 def load_settings(
@@ -90,6 +102,17 @@ def load_settings(
         raise ConfigurationError(
             f"CLINICDESK_BASE_URL must start with http:// or https://, got {base_url!r}."
         )
+    limits = BookingLimits(
+        *(
+            _whole_number(
+                pick(f"CLINICDESK_BOOKING_PER_{part.upper()}", app, f"booking_per_{part}", default),
+                f"CLINICDESK_BOOKING_PER_{part.upper()}",
+                1,
+                100_000,
+            )
+            for part, default in (("contact", 3), ("link", 20), ("clinic", 60))
+        )
+    )
     return Settings(
         database_url=str(database_url),
         secret_key=secret_key,
@@ -98,6 +121,7 @@ def load_settings(
         base_url=base_url.rstrip("/"),
         smtp=smtp,
         sms=sms,
+        booking_limits=limits,
     )
 
 
