@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import html
 import re
-import string
 
-# every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them
-# covers emphasis, links and images, headings, lists, tables, code, HTML and entities (&), maths
-# ($), Streamlit's :colour[...] directives and :icons:, and bare URLs (the ":" and "." of
-# "https://x.y" or "www.x.y" no longer form an autolink)
-_MARKDOWN = re.compile("([" + re.escape(string.punctuation) + "])")
+# Typed text is flattened to one line, so only inline syntax can act anywhere in it: code (`),
+# emphasis (* _ ~), links, images and :directives[...] ([ ]), HTML and autolinks (< >), entities
+# (&), maths ($), :emoji: and :material/icons: (a colon before a word) and the escape character
+# itself. Block syntax can act only at the very start (# heading, - + * list, "1." list, > quote,
+# indentation). Everything else (. , ! ( ) # inside a sentence, "12: 15") stays as typed, so a
+# sentence reads the same in the page source, in AppTest and on screen.
+_INLINE = re.compile(r"([\\`*_~\[\]<>&$|]|:(?=[\w\[/]))")
+_BLOCK_START = re.compile(r"^(\d+(?=[.)])|(?=[#+\-=]))")
 # direction overrides and isolates, and the marks: shown as their code point instead
 _BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Streamlit's Markdown also turns bare "https://…", "www.…" and "name@host" in plain text into
@@ -39,8 +41,9 @@ def _visible(text: object) -> str:
 def escape(text: object) -> str:
     """Text that a Markdown-rendering Streamlit element shows literally, character for
     character (newlines become spaces: no typed text starts a block of its own)."""
-    flat = _visible(text).replace("\r", " ").replace("\n", " ").replace("\t", " ")
-    return _MARKDOWN.sub(r"\\\1", _AUTOLINK.sub(lambda m: m.group() + _JOINER, flat))
+    flat = _visible(text).replace("\r", " ").replace("\n", " ").replace("\t", " ").strip()
+    inline = _INLINE.sub(r"\\\1", _AUTOLINK.sub(lambda m: m.group() + _JOINER, flat))
+    return _BLOCK_START.sub(lambda m: m.group() + "\\", inline)
 
 
 def for_html(text: object) -> str:

@@ -43,7 +43,7 @@ def test_bare_urls_and_emails_get_a_word_joiner_so_no_autolink_forms():
 
 
 def test_direction_overrides_and_control_characters_are_made_visible_or_dropped():
-    assert escape("abc\u202edef\x00") == "abc\\[U\\+202E\\]def"
+    assert escape("abc\u202edef\x00") == "abc\\[U+202E\\]def"
     assert for_html("<b>\u2066x</b>") == "&lt;b&gt;[U+2066]x&lt;/b&gt;"
 
 
