@@ -7,12 +7,13 @@ from core.kernel.authz import Permission
 from core.patients import enrolment, invitations
 from core.patients.invitations import PortalStatus
 from ui import actor, refresh, run_action
+from ui.caches import cached
 from ui.context import read
 from ui.portal import funnel_panel, history_table, results_table, send_many, settings_panel
 from ui.text import escape
 
 
-@st.cache_data(ttl=20, max_entries=50, show_spinner=False)
+@cached("patients", "appointments", ttl=20, max_entries=50)
 def _overview(current, status, clinic_id, search, page):
     board = read(
         enrolment.get_overview,
@@ -25,12 +26,12 @@ def _overview(current, status, clinic_id, search, page):
     return board.rows, board.counts
 
 
-@st.cache_data(ttl=20, max_entries=20, show_spinner=False)
+@cached("patients", ttl=20, max_entries=20)
 def _funnel(current, clinic_id):
     return read(enrolment.enrollment_funnel, current, clinic_id=clinic_id)
 
 
-@st.cache_data(ttl=20, max_entries=20, show_spinner=False)
+@cached("patients", "appointments", ttl=20, max_entries=20)
 def _preview(current, clinic_id, upcoming_only, include_expired):
     return read(
         enrolment.bulk_preview,
@@ -41,7 +42,7 @@ def _preview(current, clinic_id, upcoming_only, include_expired):
     )
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _clinics(current):
     return dict(read(enrolment.clinic_choices, current))
 

@@ -6,13 +6,14 @@ import streamlit as st
 from core.kernel.authz import Permission
 from core.messaging import notify
 from ui import actor, database, refresh, run_action, settings
+from ui.caches import cached
 from ui.context import read
 from ui.text import escape
 
 STATUSES = ["", "queued", "sent", "failed"]
 
 
-@st.cache_data(ttl=10, max_entries=20, show_spinner=False)
+@cached("outbox", ttl=10, max_entries=20)
 def _outbox(current, status, page):
     return read(notify.list_outbox, current, status or None, page), read(
         notify.outbox_counts, current
@@ -70,7 +71,7 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
         if st.button("Send due messages now", key="notifications_send_due"):
             report = notify.deliver_now(database().write, me, settings())
             st.success(f"Sent {report.sent}; failed {report.failed + report.retrying}.")
-            refresh()
+            refresh("outbox", "audit")
     with right:
         st.subheader("Templates")
         key = st.selectbox(

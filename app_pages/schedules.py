@@ -9,22 +9,23 @@ import streamlit as st
 from core.kernel.clock import format_local, local_to_utc, utcnow
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
+from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 from ui.text import escape
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _setup(me):
     return read(schedules.list_all_providers, me), read(schedules.list_clinics, me)
 
 
-@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+@cached("setup", ttl=30, max_entries=50)
 def _hours(me, provider_id, clinic_id):
     return read(schedules.get_hours, me, provider_id, clinic_id)
 
 
-@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+@cached("setup", "appointments", ttl=30, max_entries=20)
 def _time_off(me, provider_id):
     return read(schedules.list_time_off, me, since=utcnow(), provider_id=provider_id)
 

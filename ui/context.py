@@ -14,6 +14,7 @@ from core.kernel.config import Settings, load_settings
 from core.kernel.errors import DomainError
 from core.startup import open_database
 from db.engine import Database
+from ui import caches
 from ui.text import escape
 
 log = logging.getLogger("clinicdesk.ui")
@@ -70,7 +71,7 @@ def run_action(
     service: Callable[..., T], *args: Any, success: str | None = None, **kwargs: Any
 ) -> Done[T] | None:
     """Run one service as one transaction with the current actor; show its error or success.
-    Read caches are cleared afterwards so every page shows the new state."""
+    Afterwards the cached reads this service can have changed are cleared (ui.caches)."""
     try:
         with database().write() as session:
             result = service(session, require_actor(), *args, **kwargs)
@@ -78,7 +79,7 @@ def run_action(
         show_error(error)
         return None
     finally:
-        st.cache_data.clear()
+        caches.clear_for(service)
     if success:
         st.toast(escape(success), icon=":material/check_circle:")
     return Done(result)
@@ -90,6 +91,8 @@ def read(reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return reader(session, *args, **kwargs)
 
 
-def refresh() -> None:
-    st.cache_data.clear()
+def refresh(*domains: str) -> None:
+    """Rerun to show the new state. run_action has cleared what its service changed; a write
+    made another way names the cached domains it changed."""
+    caches.clear(*domains)
     st.rerun()

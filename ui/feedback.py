@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.feedback import surveys
 from core.kernel.authz import Permission
+from ui.caches import cached
 from ui.context import actor, read, refresh, run_action, settings
 from ui.text import escape
 
@@ -22,7 +23,7 @@ ICONS = {
 }
 
 
-@st.cache_data(ttl=10, max_entries=200, show_spinner=False)
+@cached("feedback", "appointments", ttl=10, max_entries=200)
 def _feedback(current, appointment_id: int) -> surveys.FeedbackInfo:
     return read(surveys.get_feedback, current, appointment_id)
 

@@ -14,6 +14,7 @@ from core.patients import records as patients
 from core.patients.invitations import PortalStatus
 from core.portal import patient_links
 from core.scheduling.codes import qr_png
+from ui import caches
 from ui.context import database, read, refresh, require_actor, run_action, settings
 from ui.text import escape
 
@@ -120,7 +121,7 @@ def send_many(patient_ids: list[int], key: str) -> list[BulkResult]:
         except DomainError as error:
             results.append(BulkResult(patient_id, f"#{patient_id}", "skipped", str(error)))
         bar.progress(number / len(patient_ids), text=f"Sent {number} of {len(patient_ids)}")
-    st.cache_data.clear()
+    caches.clear_for(invitations.send_invitation)
     st.session_state[f"{key}_results"] = results
     return results
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from core.kernel.errors import DomainError, LinkInvalid
+from ui import caches
 from ui.context import database, show_error
 from ui.text import escape
 
@@ -40,7 +41,7 @@ def public_write(service: Callable[..., T], token: str, *args: Any, **kwargs: An
         show_error(error)
         return None
     finally:
-        st.cache_data.clear()
+        caches.clear_for(service)
 
 
 def _done_key(purpose: str, token: str) -> str:
