@@ -10,7 +10,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.portal import funnel_panel, history_table, results_table, send_many, settings_panel
-from ui.text import escape
+from ui.text import escape, plain
 
 
 @cached("patients", "appointments", ttl=20, max_entries=50)
@@ -85,8 +85,8 @@ if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
 table = pd.DataFrame(
     [
         {
-            "Patient": r.name,
-            "Email": r.email or "",
+            "Patient": plain(r.name),
+            "Email": plain(r.email or ""),
             "Status": r.status.label,
             "Sent (UTC)": _utc(r.sent_at),
             "Expires (UTC)": _utc(r.expires_at),

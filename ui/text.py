@@ -16,12 +16,12 @@ import html
 import re
 
 # Typed text is flattened to one line, so only inline syntax can act anywhere in it: code (`),
-# emphasis (* _ ~), links, images and :directives[...] ([ ]), HTML and autolinks (< >), entities
-# (&), maths ($), :emoji: and :material/icons: (a colon before a word) and the escape character
-# itself. Block syntax can act only at the very start (# heading, - + * list, "1." list, > quote,
-# indentation). Everything else (. , ! ( ) # inside a sentence, "12: 15") stays as typed, so a
-# sentence reads the same in the page source, in AppTest and on screen.
-_INLINE = re.compile(r"([\\`*_~\[\]<>&$|]|:(?=[\w\[/]))")
+# emphasis (* ~, and _ unless inside a word like SOME_NAME), links, images and :directives[...]
+# ([ ]), HTML and autolinks (< >), entities (&), maths ($), :emoji: and :material/icons: (a colon
+# before a word) and the escape character itself. Block syntax can act only at the very start
+# (# heading, - + * list, "1." list, > quote). Everything else (. , ! ( ) # inside a sentence,
+# "Note: x") stays as typed, so a sentence reads the same in the source, in AppTest and on screen.
+_INLINE = re.compile(r"([\\`*~\[\]<>&$|]|:(?=[\w\[/])|(?<![^\W_])_|_(?![^\W_]))")
 _BLOCK_START = re.compile(r"^(\d+(?=[.)])|(?=[#+\-=]))")
 # direction overrides and isolates, and the marks: shown as their code point instead
 _BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -36,6 +36,12 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def _visible(text: object) -> str:
     value = _CONTROL.sub("", "" if text is None else str(text))
     return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+
+
+def plain(text: object) -> str:
+    """Text for places that show it as it is (tables, select options): only the invisible
+    characters are dealt with (controls dropped, direction overrides shown as [U+202E])."""
+    return _visible(text)
 
 
 def escape(text: object) -> str:
