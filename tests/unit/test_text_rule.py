@@ -54,3 +54,11 @@ def test_emails_are_plain_text_and_a_typed_line_break_cannot_reach_a_header():
     )
     assert subject == "Hello Eve Bcc: all@example.org"
     assert body == "Dear Eve\nBcc: all@example.org, <b>see</b> <a href=x>now</a>"
+
+
+def test_ordinary_sentences_read_as_typed():
+    for sentence in (
+        "CLINICDESK_IDLE_MINUTES must be a whole number.",
+        "Cancel: done. Dr Rahman has appointment #541 (Wed).",
+    ):
+        assert escape(sentence) == sentence
