@@ -6,6 +6,7 @@ from core.kernel.errors import DomainError
 from ui import auth
 from ui.context import reachable_database, stop_with
 from ui.navigation import PATIENT_PAGE, pages_for
+from ui.text import escape
 
 st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
 
@@ -38,7 +39,7 @@ else:
         )
     sections.setdefault("Front desk", []).append(public)
     with st.sidebar:
-        st.caption(f"Signed in as **{actor.name}** ({actor.role.value})")
+        st.caption(f"Signed in as **{escape(actor.name)}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):
             auth.sign_out()
     st.navigation(sections, expanded=True).run()  # every page listed, none behind "View more"

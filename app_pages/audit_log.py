@@ -8,12 +8,13 @@ import streamlit as st
 from core.kernel import accounts, audit
 from core.kernel.clock import local_days_bounds, utcnow
 from ui import actor
+from ui.caches import cached
 from ui.context import read
 
 PAGE_SIZE = 200
 
 
-@st.cache_data(ttl=15, max_entries=50, show_spinner=False)
+@cached("audit", ttl=15, max_entries=50)
 def _events(current, user_id, action, patient_id, since, until, page):
     rows = read(
         audit.list_events,
@@ -46,7 +47,7 @@ def _events(current, user_id, action, patient_id, since, until, page):
     )
 
 
-@st.cache_data(ttl=60, max_entries=5, show_spinner=False)
+@cached("audit", "users", ttl=60, max_entries=5)
 def _choices(current):
     return read(accounts.list_users, current), read(audit.list_actions, current)
 

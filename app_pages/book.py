@@ -9,23 +9,25 @@ from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.scheduling import booking, schedules
 from ui import actor, refresh, run_action
 from ui.booking_form import apply_prefill, message_editor, patient_picker
+from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.text import escape
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _setup(me):
     return read(schedules.list_clinics, me), read(booking.list_services, me)
 
 
-@st.cache_data(ttl=15, max_entries=100, show_spinner=False)
+@cached("appointments", "setup", ttl=15, max_entries=100)
 def _choices(me, clinic_id, start_at, minutes):
     return read(
         booking.provider_choices, me, clinic_id=clinic_id, start_at=start_at, minutes=minutes
     )
 
 
-@st.cache_data(ttl=60, max_entries=100, show_spinner=False)
+@cached("appointments", "policy", "patients", ttl=60, max_entries=100)
 def _preview(me, clinic_id, provider, services, start_at, patient):
     return read(
         booking.preview_confirmation,
@@ -47,7 +49,8 @@ apply_prefill("book", zones)  # a slot selected on the calendar
 done = st.session_state.pop("book_done", None)
 if done:
     st.success(
-        " ".join([f"Booked #{done.appointment_id}.", *done.notes]), icon=":material/check_circle:"
+        escape(" ".join([f"Booked #{done.appointment_id}.", *done.notes])),
+        icon=":material/check_circle:",
     )
 
 kind = st.segmented_control(
@@ -106,7 +109,7 @@ provider_id = st.selectbox("Provider", list(labels), format_func=labels.get, key
 provider = next((c for c in offered if c.id == provider_id), None)
 busy = [f"{c.name}: {c.why}" for c in choices if not c.free]
 if busy:
-    st.caption("Not free then: " + " · ".join(busy))
+    st.caption(escape("Not free then: " + " · ".join(busy)))
 if not offered:
     st.warning("No provider is free at that time. Choose another time, or offer busy providers.")
 

@@ -10,24 +10,26 @@ from core.scheduling import schedules
 from ui import actor, shown
 from ui import calendar_widget as cw
 from ui.appointment_views import appointment_panel, load_detail, show_flash
+from ui.caches import cached
 from ui.checkin_views import qr_panel
 from ui.context import read
 from ui.front_desk import require
+from ui.text import escape
 
 STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
     return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
 
 
-@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+@cached("setup", ttl=60, max_entries=20)
 def _frame(me, clinic_id, provider_ids):
     return read(cal.get_frame, me, clinic_id, list(provider_ids))
 
 
-@st.cache_data(ttl=15, max_entries=50, show_spinner=False)
+@cached("appointments", "patients", "setup", ttl=15, max_entries=50)
 def _events(me, clinic_id, start, end, provider_ids, statuses):
     return read(
         cal.window_events,
@@ -105,7 +107,7 @@ slot = st.session_state.get("calendar_slot")
 if slot:
     st.info(
         f"Selected {format_local(slot['start_at'], tz, True)}"
-        + (f" with {names.get(slot['provider_id'], '')}" if slot["provider_id"] else "")
+        + (f" with {escape(names.get(slot['provider_id'], ''))}" if slot["provider_id"] else "")
     )
     if st.button("Book this time", key="calendar_book_slot", type="primary"):
         st.session_state["book_prefill"] = st.session_state.pop("calendar_slot")

@@ -10,16 +10,19 @@ from core.analytics import cancellations as ca
 from core.kernel.clock import utcnow
 from ui import actor, run_action, shown
 from ui import cancellation_view as view
+from ui.caches import cached
 from ui.context import read
 from ui.fees import waiver_panel
 
 
-@st.cache_data(ttl=60, max_entries=5, show_spinner=False)
+@cached("setup", ttl=60, max_entries=5)
 def _choices(current):
     return read(ca.list_choices, current)
 
 
-@st.cache_data(ttl=60, max_entries=30, show_spinner="Computing figures…")
+@cached(
+    "analytics", "appointments", "policy", ttl=60, max_entries=30, show_spinner="Computing figures…"
+)
 def _figures(current, filters):
     return read(ca.compute_figures, current, filters)
 

@@ -5,16 +5,18 @@ import streamlit as st
 
 from core.scheduling import checkin, schedules, today, visits
 from ui import actor, run_action, shown
+from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.text import escape
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
     return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
 
 
-@st.cache_data(ttl=15, max_entries=20, show_spinner=False)
+@cached("appointments", "patients", ttl=15, max_entries=20)
 def _expected(me, clinic_id):
     return [r for r in read(today.list_today, me, clinic_id) if r.can_check_in]
 
@@ -64,7 +66,7 @@ with upload:
     )
 last = st.session_state.pop("check_in_last", None)
 if last:
-    st.success(last, icon=":material/how_to_reg:")
+    st.success(escape(last), icon=":material/how_to_reg:")
     _expected.clear()
 
 st.subheader("Mark arrived by hand")

@@ -10,11 +10,12 @@ from core.interchange import csv_files, imports
 from core.interchange import standards as interchange
 from core.kernel.clock import local_days_bounds, utcnow
 from ui import actor, run_action
+from ui.caches import cached
 from ui.context import read
 from ui.data_view import file_header, mapping_editor, progress_bar, run_import, show_report
 
 
-@st.cache_data(ttl=60, max_entries=5, show_spinner=False)
+@cached("setup", ttl=60, max_entries=5)
 def _choices(current):
     return read(interchange.list_export_choices, current)
 

@@ -7,6 +7,7 @@ from core.kernel.authz import Permission
 from core.patients import enrolment, invitations
 from core.patients.invitations import PortalStatus
 from ui import actor
+from ui.caches import cached
 from ui.context import read
 from ui.portal import (
     funnel_panel,
@@ -16,10 +17,10 @@ from ui.portal import (
     send_many,
     settings_panel,
 )
-from ui.text import escape
+from ui.text import escape, plain
 
 
-@st.cache_data(ttl=20, max_entries=50, show_spinner=False)
+@cached("patients", "appointments", ttl=20, max_entries=50)
 def _overview(current, status, clinic_id, search, page):
     board = read(
         enrolment.get_overview,
@@ -32,12 +33,12 @@ def _overview(current, status, clinic_id, search, page):
     return board.rows, board.counts
 
 
-@st.cache_data(ttl=20, max_entries=20, show_spinner=False)
+@cached("patients", ttl=20, max_entries=20)
 def _funnel(current, clinic_id):
     return read(enrolment.enrollment_funnel, current, clinic_id=clinic_id)
 
 
-@st.cache_data(ttl=20, max_entries=20, show_spinner=False)
+@cached("patients", "appointments", ttl=20, max_entries=20)
 def _preview(current, clinic_id, upcoming_only, include_expired):
     return read(
         enrolment.bulk_preview,
@@ -48,7 +49,7 @@ def _preview(current, clinic_id, upcoming_only, include_expired):
     )
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _clinics(current):
     return dict(read(enrolment.clinic_choices, current))
 
@@ -91,8 +92,8 @@ if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
 table = pd.DataFrame(
     [
         {
-            "Patient": r.name,
-            "Email": r.email or "",
+            "Patient": plain(r.name),
+            "Email": plain(r.email or ""),
             "Status": r.status.label,
             "Sent (UTC)": _utc(r.sent_at),
             "Expires (UTC)": _utc(r.expires_at),

@@ -6,12 +6,14 @@ import streamlit as st
 from core.kernel.authz import Permission
 from core.messaging import delivery, notify
 from ui import actor, database, refresh, run_action, settings
+from ui.caches import cached
 from ui.context import read
+from ui.text import escape
 
 STATUSES = ["", "queued", "sent", "failed"]
 
 
-@st.cache_data(ttl=10, max_entries=20, show_spinner=False)
+@cached("outbox", ttl=10, max_entries=20)
 def _outbox(current, status, page):
     return read(notify.list_outbox, current, status or None, page), read(
         notify.outbox_counts, current
@@ -72,7 +74,7 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
                 f"Sent {report.sent}; retrying later {report.retrying}; failed for good "
                 f"{report.failed}; waiting for a transport {report.waiting}."
             )
-            refresh()
+            refresh("outbox", "audit")
     with right:
         st.subheader("Templates")
         key = st.selectbox(
@@ -94,5 +96,5 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             notify.Template(subject, body, ""), notify.SAMPLE_CONTEXT
         )
         st.caption("Preview with sample values")
-        st.markdown(f"**{preview_subject}**")
+        st.markdown(f"**{escape(preview_subject)}**")
         st.text(preview_body)

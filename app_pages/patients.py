@@ -6,6 +6,7 @@ import streamlit as st
 from core.patients import invitations
 from core.patients import records as patients
 from ui import actor, refresh, run_action, settings
+from ui.caches import cached
 from ui.context import read
 from ui.portal import (
     edit_form,
@@ -21,12 +22,12 @@ from ui.text import escape
 SELECTED = "patients_selected"
 
 
-@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+@cached("patients", ttl=30, max_entries=50)
 def _search(current, text):
     return read(patients.search_patients, current, text)
 
 
-@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+@cached("patients", "appointments", "policy", "outbox", ttl=30, max_entries=50)
 def _record(current, patient_id):
     return read(patients.get_patient_record, current, patient_id), read(
         patients.list_patient_appointments, current, patient_id
@@ -89,7 +90,7 @@ with right:
 
 edit_form(record)
 if message := st.session_state.pop("patients_saved_message", None):
-    st.success(message)
+    st.success(escape(message))
 if st.session_state.get("patients_offer_invite") == patient_id:
     st.warning(
         "The email address changed, so the pending invitation was revoked. "

@@ -6,10 +6,12 @@ import streamlit as st
 
 from core.policy import cancellation as policy
 from ui import actor, refresh, run_action
+from ui.caches import cached
 from ui.context import read
+from ui.text import escape
 
 
-@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+@cached("policy", "setup", ttl=30, max_entries=20)
 def _load(current, clinic_id, service_id):
     scopes = read(policy.list_scopes, current)
     versions = read(policy.list_policy_versions, current, clinic_id) if clinic_id else []
@@ -44,7 +46,8 @@ if base is None:
     st.info("No policy yet: nothing is charged and every cancellation counts as on time.")
 elif service_id and base.service_id is None:
     st.caption(
-        f"{services[service_id]} follows the clinic policy; saving here creates an override."
+        f"{escape(services[service_id])} follows the clinic policy; "
+        "saving here creates an override."
     )
 
 with st.form("policy_form"):

@@ -8,10 +8,11 @@ from core.requests import bulk, queue
 from core.requests.queue import KIND_LABELS, QueueKind
 from ui import actor, refresh, run_action
 from ui.appointment_views import bulk_results, queue_actions, show_flash
+from ui.caches import cached
 from ui.context import read
 
 
-@st.cache_data(ttl=10, max_entries=50, show_spinner=False)
+@cached("appointments", "patients", ttl=10, max_entries=50)
 def _queue(me, kind, clinic_id, provider_id, sort, page):
     return read(
         queue.queue_view,
@@ -24,7 +25,7 @@ def _queue(me, kind, clinic_id, provider_id, sort, page):
     )
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _options(me):
     return read(queue.filter_options, me)
 

@@ -9,21 +9,23 @@ import streamlit as st
 from core.kernel.clock import format_local, local_to_utc, utcnow
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
+from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.text import escape
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _setup(me):
     return read(schedules.list_all_providers, me), read(schedules.list_clinics, me)
 
 
-@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+@cached("setup", ttl=30, max_entries=50)
 def _hours(me, provider_id, clinic_id):
     return read(schedules.get_hours, me, provider_id, clinic_id)
 
 
-@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+@cached("setup", "appointments", ttl=30, max_entries=20)
 def _time_off(me, provider_id):
     return read(schedules.list_time_off, me, since=utcnow(), provider_id=provider_id)
 
@@ -45,7 +47,7 @@ if len(hours) < len(_hours(me, provider.id, clinic[0])):
     st.warning("Some days have split shifts; saving here keeps one period per day.")
 
 with st.form(f"schedules_week_{provider.id}_{clinic[0]}"):
-    st.markdown(f"**Weekly hours at {clinic[1]}** (clinic time)")
+    st.markdown(f"**Weekly hours at {escape(clinic[1])}** (clinic time)")
     week = []
     for weekday, name in enumerate(schedules.WEEKDAYS):
         row = hours.get(weekday)
@@ -105,7 +107,7 @@ if away:
         if run_action(schedules.remove_time_off, gone.id, success="Time off removed."):
             refresh()
 else:
-    st.caption(f"{provider.name} has no time off planned.")
+    st.caption(f"{escape(provider.name)} has no time off planned.")
 with st.form("schedules_time_off", clear_on_submit=True):
     a, b, c, d = st.columns(4)
     first = a.date_input("From day", key="schedules_off_from_day")

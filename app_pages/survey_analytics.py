@@ -9,6 +9,7 @@ from core.analytics import surveys as sa
 from core.kernel.authz import Permission
 from ui import actor, run_action
 from ui import survey_view as view
+from ui.caches import cached
 from ui.context import read
 from ui.feedback import survey_settings_form
 
@@ -21,22 +22,22 @@ READERS = {
 }
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _clinics(current):
     return read(sa.list_clinics, current)
 
 
-@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+@cached("feedback", ttl=60, max_entries=20)
 def _section(current, f, name):  # one core read per section: only what is shown is computed
     return read(READERS[name], current, f)
 
 
-@st.cache_data(ttl=60, max_entries=10, show_spinner=False)
+@cached("feedback", ttl=60, max_entries=10)
 def _detractors(current, clinic_id):
     return read(sa.recent_detractors, current, clinic_id)
 
 
-@st.cache_data(ttl=60, max_entries=50, show_spinner=False)
+@cached("feedback", ttl=60, max_entries=50)
 def _comments(current, f, search, page):
     return read(sa.comments, current, f, search, page)
 

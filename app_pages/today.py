@@ -10,6 +10,7 @@ from core.kernel.authz import Permission
 from core.scheduling import schedules, today, visits
 from ui import actor, refresh, run_action
 from ui.appointment_views import FLASH, show_flash
+from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 
@@ -30,12 +31,12 @@ def _finish(done, text: str) -> None:
         refresh()
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
     return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
 
 
-@st.cache_data(ttl=15, max_entries=20, show_spinner=False)
+@cached("appointments", "patients", "setup", ttl=15, max_entries=20)
 def _rows(me, clinic_id):
     return read(today.list_today, me, clinic_id)
 

@@ -6,10 +6,11 @@ import streamlit as st
 from core.kernel import accounts
 from core.kernel.authz import Role, matrix_markdown
 from ui import actor, refresh, run_action
+from ui.caches import cached
 from ui.context import read
 
 
-@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+@cached("users", ttl=30, max_entries=20)
 def _users(current):
     return read(accounts.list_users, current)
 

@@ -728,3 +728,21 @@ class ImportBatch(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     summary: Mapped[str | None] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------- issue 13: public booking form
+
+
+class RequestFlag(Base):
+    """Why a public booking request needs a person's look before it is trusted: its email or
+    phone belongs to a known patient but the typed name does not ("check identity"), or the
+    patient may not book online. The request waits in the queue with the flag shown; the
+    answer to the person who typed it is the same as for any request."""
+
+    __tablename__ = "request_flags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"), unique=True)
+    flag: Mapped[str] = mapped_column(String(300))
+    typed_name: Mapped[str] = mapped_column(String(170), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -20,6 +20,7 @@ from core.scheduling import lifecycle, moves, visits
 from core.scheduling.appointments import AppointmentDetail, get_appointment_detail
 from core.scheduling.availability import Slot
 from core.scheduling.states import Action
+from ui.caches import cached
 from ui.context import read, refresh, run_action
 from ui.text import escape
 
@@ -30,17 +31,19 @@ OTHER = "other"
 # ---------------------------------------------------------------- cached reads
 
 
-@st.cache_data(ttl=15, max_entries=200, show_spinner=False)
+@cached("appointments", "setup", ttl=15, max_entries=200)
 def _suggestions(me, appointment_id: int, change_id: int | None, provider_id: int | None):
     return read(queue.suggest_for, me, appointment_id, change_id=change_id, provider_id=provider_id)
 
 
-@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+@cached("setup", ttl=60, max_entries=20)
 def _providers(me, clinic_id: int):
     return read(queue.providers_at, me, clinic_id)
 
 
-@st.cache_data(ttl=10, max_entries=100, show_spinner=False)
+@cached(
+    "appointments", "patients", "policy", "feedback", ttl=10, max_entries=100, show_spinner=False
+)
 def load_detail(me, appointment_id: int) -> AppointmentDetail:
     return read(get_appointment_detail, me, appointment_id)
 
@@ -327,6 +330,8 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
         hide_index=True,
         width="stretch",
     )
+    if detail.check:
+        st.warning(escape(detail.check), icon=":material/person_alert:")
     if detail.open_change:
         change = detail.open_change
         st.info(escape(f"Open {change.kind} request: {change.requested} {change.reason}".strip()))

@@ -91,8 +91,12 @@ def sign_in_page() -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
+        # the slow password hashing runs in a read session; only the short bookkeeping
+        # (failure count or the new session row) takes the write lock
+        with database().read() as session:
+            attempt = accounts.check_credentials(session, username, password)
         with database().write() as session:
-            result = accounts.sign_in(session, username, password)
+            result = accounts.finish_sign_in(session, attempt)
         if isinstance(result, DomainError):
             show_error(result)
         else:
@@ -134,7 +138,9 @@ def first_run_page() -> None:
         name = st.text_input("Your name", key="first_run_name")
         email = st.text_input("Email (optional)", key="first_run_email")
         password = st.text_input(
-            "Password (10 characters or more)", type="password", key="first_run_password"
+            "Password (10 characters or more; a few unrelated words work well)",
+            type="password",
+            key="first_run_password",
         )
         submitted = st.form_submit_button("Create owner account", type="primary")
     if submitted:

@@ -10,12 +10,13 @@ import streamlit as st
 from core.kernel.clock import to_local
 from core.patients import records as patients
 from core.scheduling import booking
+from ui.caches import cached
 from ui.context import read
 
 NEW = "new"
 
 
-@st.cache_data(ttl=30, max_entries=100, show_spinner=False)
+@cached("patients", ttl=30, max_entries=100)
 def _search(me, text: str):
     return read(patients.search_patients, me, text, 15)
 

@@ -30,6 +30,7 @@ from core.scheduling.calendar import OUT_OF_OFFICE_CLASS, callback_time
 from db.types import utcnow
 from ui.appointment_views import FLASH as FLASH_KEY
 from ui.context import refresh, run_action
+from ui.text import escape
 
 LICENSE_KEY = "GPL-My-Project-Is-Open-Source"  # FullCalendar Scheduler under the GPL
 CALLBACKS = ["eventClick", "select", "eventChange"]
@@ -247,7 +248,7 @@ def confirm_move(tz: str, provider_names: dict[int, str]) -> None:
     who = provider_names.get(move["provider"], "another provider") if move["provider"] else ""
     st.warning(
         f"Move appointment #{move['id']} to {format_local(move['start'], tz, True)}"
-        + (f" with {who}" if who else "")
+        + (f" with {escape(who)}" if who else "")
         + "?",
         icon=":material/open_with:",
     )

@@ -3,8 +3,6 @@ Everything shown is computed by core.analytics.cancellations; this module only d
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 import streamlit as st
 
@@ -168,10 +166,10 @@ def time_charts(f: CancellationFigures) -> None:
 def reasons_and_fees(f: CancellationFigures) -> None:
     left, right = st.columns(2)
     with left:
-        # reasons may be typed by patients: escaped for the chart, plain text in the table
+        # reasons may be typed by patients: charts escape every label (ui.text.for_html)
         charts.show(
             charts.bars(
-                [html.escape(r) for r, _ in f.reasons],
+                [r for r, _ in f.reasons],
                 {"Cancellations": [n for _, n in f.reasons]},
                 title="Cancellations by reason",
             ),

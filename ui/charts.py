@@ -1,5 +1,6 @@
 """Plotly chart helpers shared by the report pages: one look, rates as percentages, no
-patient-supplied text rendered as HTML (plotly escapes labels; callers pass plain values)."""
+typed text rendered as HTML: plotly reads <b>, <a href> … in labels, so every text label, series
+name and title goes through ui.text.for_html here (callers pass plain values)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 import streamlit as st
 
+from ui.text import for_html
+
 COLOURS = ["#4c78a8", "#f58518", "#e45756", "#54a24b", "#b279a2", "#72b7b2"]
+
+
+def _labels(values: Sequence) -> list:
+    return [for_html(v) if isinstance(v, str) else v for v in values]
 
 
 def _figure(
@@ -23,7 +30,7 @@ def _figure(
         {
             "data": traces,
             "layout": {
-                "title": {"text": title},
+                "title": {"text": for_html(title)},
                 "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
                 "height": 320,
                 "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
@@ -50,9 +57,9 @@ def bars(
     traces = [
         {
             "type": "bar",
-            "x": list(labels),
+            "x": _labels(labels),
             "y": list(values),
-            "name": name,
+            "name": for_html(name),
             "marker": {"color": COLOURS[index % len(COLOURS)]},
         }
         for index, (name, values) in enumerate(series.items())
@@ -72,9 +79,9 @@ def lines(
         {
             "type": "scatter",
             "mode": "lines+markers",
-            "x": list(labels),
+            "x": _labels(labels),
             "y": list(values),
-            "name": name,
+            "name": for_html(name),
             "line": {"color": COLOURS[index % len(COLOURS)]},
         }
         for index, (name, values) in enumerate(series.items())
@@ -93,8 +100,8 @@ def heatmap(
     trace = {
         "type": "heatmap",
         "z": [list(r) for r in values],
-        "x": list(columns),
-        "y": list(rows),
+        "x": _labels(columns),
+        "y": _labels(rows),
         "colorscale": "Reds",
         "hoverongaps": False,
         "zmin": 0,

@@ -16,6 +16,7 @@ from core.kernel.config import Settings, load_settings
 from core.kernel.errors import DatabaseUnavailable, DomainError
 from core.startup import open_database
 from db.engine import Database
+from ui import caches
 from ui.text import escape
 
 log = logging.getLogger("clinicdesk.ui")
@@ -48,7 +49,7 @@ def reachable_database() -> Database:
 def stop_with(error: DomainError) -> None:
     """Show why the app cannot run (one line) and stop; with the database down, rerun the app
     by itself once it answers again."""
-    st.error(str(error), icon=":material/error:")
+    st.error(escape(str(error)), icon=":material/error:")
     if isinstance(error, DatabaseUnavailable):
         _rerun_when_reachable()
     st.stop()
@@ -117,7 +118,7 @@ def run_action(
     service: Callable[..., T], *args: Any, success: str | None = None, **kwargs: Any
 ) -> Done[T] | None:
     """Run one service as one transaction with the current actor; show its error or success.
-    Read caches are cleared afterwards so every page shows the new state."""
+    Afterwards the cached reads this service can have changed are cleared (ui.caches)."""
     try:
         with _unreachable_as_domain_error(), database().write() as session:
             result = service(session, require_actor(), *args, **kwargs)
@@ -125,9 +126,9 @@ def run_action(
         show_error(error)
         return None
     finally:
-        st.cache_data.clear()
+        caches.clear_for(service)
     if success:
-        st.toast(success, icon=":material/check_circle:")
+        st.toast(escape(success), icon=":material/check_circle:")
     return Done(result)
 
 
@@ -147,11 +148,13 @@ def read(reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with _unreachable_as_domain_error(), database().read() as session:
             return reader(session, *args, **kwargs)
     except DatabaseUnavailable as error:  # went down during this run: the next run's check
-        st.error(str(error), icon=":material/error:")  # (app.py) waits for it to come back
+        st.error(escape(str(error)), icon=":material/error:")  # (app.py) waits for it to come back
         st.stop()
         raise
 
 
-def refresh() -> None:
-    st.cache_data.clear()
+def refresh(*domains: str) -> None:
+    """Rerun to show the new state. run_action has cleared what its service changed; a write
+    made another way names the cached domains it changed."""
+    caches.clear(*domains)
     st.rerun()

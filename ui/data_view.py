@@ -10,7 +10,9 @@ import streamlit as st
 
 from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
 from core.kernel.errors import DomainError
+from ui import caches
 from ui.context import database, require_actor, show_error, shown
+from ui.text import escape
 
 NOT_IN_FILE = "— not in the file —"
 
@@ -62,15 +64,15 @@ def run_import(service: Callable[..., ImportReport], *args, **kwargs) -> ImportR
         show_error(error)
         return None
     finally:
-        st.cache_data.clear()
+        caches.clear(*caches.DOMAINS)
 
 
 def show_report(report: ImportReport) -> None:
     for note in report.notes:
-        st.info(note, icon=":material/info:")
-    st.success(report.summary, icon=":material/task_alt:")
+        st.info(escape(note), icon=":material/info:")
+    st.success(escape(report.summary), icon=":material/task_alt:")
     if report.clinics_created:
-        st.caption("New clinics: " + ", ".join(report.clinics_created))
+        st.caption(escape("New clinics: " + ", ".join(report.clinics_created)))
     if report.problems:
         more = report.problem_count - len(report.problems)
         st.warning(

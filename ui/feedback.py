@@ -7,7 +7,9 @@ import streamlit as st
 
 from core.feedback import surveys
 from core.kernel.authz import Permission
+from ui.caches import cached
 from ui.context import actor, read, refresh, run_action, settings
+from ui.text import escape
 
 LABELS = {
     "none": "Feedback: none",
@@ -21,7 +23,7 @@ ICONS = {
 }
 
 
-@st.cache_data(ttl=10, max_entries=200, show_spinner=False)
+@cached("feedback", "appointments", ttl=10, max_entries=200)
 def _feedback(current, appointment_id: int) -> surveys.FeedbackInfo:
     return read(surveys.get_feedback, current, appointment_id)
 
@@ -34,7 +36,7 @@ def feedback_panel(appointment_id: int) -> None:
         return  # feedback belongs to completed visits only
     st.markdown(f"{ICONS[info.status]} **{LABELS[info.status]}**")
     if flash := st.session_state.pop("feedback_flash", None):
-        st.success(flash, icon=":material/check_circle:")
+        st.success(escape(flash), icon=":material/check_circle:")
     if info.nps is not None:
         st.caption(f"Recommend {info.nps}/10 · overall {info.rating}/5")
     for sent, answered in info.requests:

@@ -6,10 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core.policy import cancellation as policy
+from ui.caches import cached
 from ui.context import read, refresh, run_action
 
 
-@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+@cached("policy", "appointments", "patients", ttl=30, max_entries=20)
 def _open_fees(current, patient_id):
     return read(policy.list_fees, current, patient_id=patient_id, open_only=True)
 

@@ -12,6 +12,7 @@ from core.patients.invitations import PortalStatus
 from core.portal import patient_links
 from core.scheduling.codes import qr_png
 from ui.context import read, refresh, run_action, settings
+from ui.text import escape, plain
 
 STATUS_ICONS = {
     PortalStatus.NO_EMAIL: ":material/mail_off:",
@@ -37,11 +38,11 @@ def status_box(state: invitations.PortalState) -> None:
     """The portal status and what it means / what to do next."""
     icon = STATUS_ICONS[state.status]
     if state.status in (PortalStatus.NO_EMAIL, PortalStatus.OPTED_OUT):
-        st.warning(f"**Portal: {state.label}.** {state.advice}", icon=icon)
+        st.warning(f"**Portal: {escape(state.label)}.** {escape(state.advice)}", icon=icon)
     elif state.status == PortalStatus.ENROLLED:
-        st.success(f"**Portal: {state.label}.** {state.advice}", icon=icon)
+        st.success(f"**Portal: {escape(state.label)}.** {escape(state.advice)}", icon=icon)
     else:
-        st.info(f"**Portal: {state.label}.** {state.advice}", icon=icon)
+        st.info(f"**Portal: {escape(state.label)}.** {escape(state.advice)}", icon=icon)
 
 
 def history_table(rows: list[enrolment.HistoryRow], key: str) -> None:
@@ -125,7 +126,7 @@ def results_table(key: str) -> None:
         pd.DataFrame(
             [
                 {
-                    "Patient": r.patient,
+                    "Patient": plain(r.patient),
                     "Outcome": verb if r.done else "skipped",
                     "Detail": r.detail,
                 }

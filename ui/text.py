@@ -1,27 +1,57 @@
-"""The one escaping rule: text a patient or user typed, shown inside Markdown-rendering elements
-(headings, alerts, captions, st.markdown), appears as the literal characters typed.
+"""The one rule for showing text that someone typed: it is never markup.
 
-Characters that are markup anywhere are always backslashed; those that are markup only at the
-start of a line (headings, lists, quotes) are backslashed there; colons only where they would
-open a directive (`:red[…]`, `:smile:`) or a bare URL (`https://`), and `www.` so it is not
-turned into a link. Ordinary sentences ("Reason: late, at 10:30 - see note.") stay readable.
+Streamlit renders headings, alerts, captions, toasts, Markdown and widget labels as Markdown
+(with HTML, LaTeX, colour directives, icons and autolinked URLs); plotly renders a subset of HTML
+in chart labels. Typed text (patient fields, staff-entered names, notes, reasons, error messages
+that quote them) goes through `escape` before any of those, or through `for_html` before a chart
+label or an HTML part. Tables and `st.text` show text as it is and need neither.
+
+Both functions also make invisible direction overrides visible (U+202E would otherwise reverse
+what follows it on screen) and drop NUL and other control characters.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
-_ANYWHERE = re.compile(r"([\\`*_\[\]<>|~$])")
-_LINE_START = re.compile(r"(?m)^(\s*)([#+\-=])")
-_ORDERED = re.compile(r"(?m)^(\s*\d+)([.)])")
-_COLON = re.compile(r":(?=[A-Za-z/])")
-_WWW = re.compile(r"(?i)\b(www)\.")
+# Typed text is flattened to one line, so only inline syntax can act anywhere in it: code (`),
+# emphasis (* ~, and _ unless inside a word like SOME_NAME), links, images and :directives[...]
+# ([ ]), HTML and autolinks (< >), entities (&), maths ($), :emoji: and :material/icons: (a colon
+# before a word) and the escape character itself. Block syntax can act only at the very start
+# (# heading, - + * list, "1." list, > quote). Everything else (. , ! ( ) # inside a sentence,
+# "Note: x") stays as typed, so a sentence reads the same in the source, in AppTest and on screen.
+_INLINE = re.compile(r"([\\`*~\[\]<>&$|]|:(?=[\w\[/])|(?<![^\W_])_|_(?![^\W_]))")
+_BLOCK_START = re.compile(r"^(\d+(?=[.)])|(?=[#+\-=]))")
+# direction overrides and isolates, and the marks: shown as their code point instead
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Streamlit's Markdown also turns bare "https://…", "www.…" and "name@host" in plain text into
+# links after escapes are resolved: an invisible word joiner keeps them apart
+_AUTOLINK = re.compile(r"(?i)(https?(?=:)|www(?=\.)|(?=@))")
+_JOINER = "\u2060"
+# C0 and C1 control characters except tab and newline (NUL included)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(text: object) -> str:
+    value = _CONTROL.sub("", "" if text is None else str(text))
+    return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+
+
+def plain(text: object) -> str:
+    """Text for places that show it as it is (tables, select options): only the invisible
+    characters are dealt with (controls dropped, direction overrides shown as [U+202E])."""
+    return _visible(text)
 
 
 def escape(text: object) -> str:
-    """Text safe inside Markdown: no links, images, HTML, colours, maths or headings."""
-    out = _ANYWHERE.sub(r"\\\1", str(text))
-    out = _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), out)
-    out = _ORDERED.sub(lambda m: m.group(1) + "\\" + m.group(2), out)
-    out = _COLON.sub(r"\\:", out)
-    return _WWW.sub(r"\1\\.", out)
+    """Text that a Markdown-rendering Streamlit element shows literally, character for
+    character (newlines become spaces: no typed text starts a block of its own)."""
+    flat = _visible(text).replace("\r", " ").replace("\n", " ").replace("\t", " ").strip()
+    inline = _INLINE.sub(r"\\\1", _AUTOLINK.sub(lambda m: m.group() + _JOINER, flat))
+    return _BLOCK_START.sub(lambda m: m.group() + "\\", inline)
+
+
+def for_html(text: object) -> str:
+    """Text inside HTML (a chart label, an email's HTML part): entities for <, >, & and quotes."""
+    return html.escape(_visible(text), quote=True)

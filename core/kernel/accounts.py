@@ -12,10 +12,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from zxcvbn import zxcvbn
 
 from core.kernel import audit
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.errors import AuthenticationFailed, Conflict, NotFound, ValidationError
+from core.kernel.text import clean
 from core.kernel.tokens import hash_token
 from db.models import Role, User, UserSession
 from db.types import utcnow
@@ -25,7 +27,16 @@ LOCKOUT = timedelta(minutes=15)
 HANDOFF_TTL = timedelta(minutes=2)
 TOUCH_EVERY = timedelta(seconds=30)  # how often activity is written to a session row
 MIN_PASSWORD = 10
-SIGN_IN_FAILED = "Unknown username or wrong password."
+MIN_STRENGTH = 3  # zxcvbn score 0..4: 3 is "safely unguessable" for an online attack
+SIGN_IN_FAILED = (
+    "Unknown username or wrong password, or the account is locked after too many failed "
+    "attempts. Check both and try again; a locked account opens again after 15 minutes, or the "
+    "owner can reset the password."
+)
+CHOOSE_BETTER = (
+    "Choose a longer one: three or four unrelated words, or a sentence only you would write, "
+    "is strong and easy to remember."
+)
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 
 _hasher = PasswordHasher()
@@ -66,9 +77,23 @@ def actor_of(user: User) -> Actor:
 # ---------------------------------------------------------------- passwords and users
 
 
-def _check_password(password: str) -> None:
+def check_password_strength(password: str, *, user_inputs: tuple[str, ...] = ()) -> None:
+    """A minimum length, then zxcvbn's estimate (which knows common passwords, repeats,
+    keyboard walks, dates and the person's own name); the message says how to do better."""
     if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"The password must have at least {MIN_PASSWORD} characters.")
+        raise ValidationError(
+            f"The password must have at least {MIN_PASSWORD} characters. {CHOOSE_BETTER}"
+        )
+    # zxcvbn's cost grows with the length; a long enough prefix decides the score
+    verdict = zxcvbn(password[:64], user_inputs=[i for i in user_inputs if i])
+    if verdict["score"] < MIN_STRENGTH:
+        feedback = verdict["feedback"]
+        hints = " ".join([feedback.get("warning") or "", *feedback.get("suggestions", [])])
+        raise ValidationError(
+            f"This password is too easy to guess. {hints.strip()} {CHOOSE_BETTER}".replace(
+                "  ", " "
+            )
+        )
 
 
 def count_users(session: Session) -> int:
@@ -98,7 +123,9 @@ def create_first_owner(
 
 
 def insert_user(session, actor, username, display_name, role, password, email) -> User:
-    username = username.strip().lower()
+    username = clean(username, field="username", limit=64).strip().lower()
+    display_name = clean(display_name, field="name", limit=120)
+    email = clean(email, field="email address", limit=254)
     if not USERNAME.match(username):
         raise ValidationError(
             "The username must be 2 to 63 characters: lower-case letters, digits, dot, dash "
@@ -110,7 +137,7 @@ def insert_user(session, actor, username, display_name, role, password, email) -
         role = Role(role)
     except ValueError:
         raise ValidationError(f"Role must be one of {', '.join(r.value for r in Role)}.") from None
-    _check_password(password)
+    check_password_strength(password, user_inputs=(username, display_name, email or ""))
     email = (email or "").strip().lower() or None
     if email and "@" not in email:
         raise ValidationError("The email address needs an @.")
@@ -217,8 +244,10 @@ def change_role(session: Session, actor: Actor, user_id: int, role: Role | str) 
 
 def reset_password(session: Session, actor: Actor, user_id: int, new_password: str) -> None:
     ensure(actor, Permission.USERS_MANAGE)
-    _check_password(new_password)
     user = _user(session, user_id)
+    check_password_strength(
+        new_password, user_inputs=(user.username, user.display_name, user.email or "")
+    )
     user.password_hash = _hasher.hash(new_password)
     user.failed_attempts = 0
     user.locked_until = None
@@ -229,22 +258,50 @@ def reset_password(session: Session, actor: Actor, user_id: int, new_password: s
 # ---------------------------------------------------------------- signing in
 
 
-def authenticate(
-    session: Session, username: str, password: str, *, now: datetime | None = None
-) -> User:
-    """The user for these credentials, or AuthenticationFailed with one message for every cause
-    (a locked account says so, since the lockout is the protection, not a secret)."""
-    now = now or utcnow()
-    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of checking a password, computed outside any write transaction."""
+
+    user_id: int | None
+    checked_hash: str | None  # the hash the password was verified against
+    password_ok: bool
+    new_hash: str | None = None  # a rehash with current parameters, when one is due
+
+
+def check_credentials(session: Session, username: str, password: str) -> Attempt:
+    """Verify the password in a read-only session: exactly one argon2 verification whatever
+    the account (a dummy hash for an unknown or inactive one), so neither the answer nor its
+    time tells an unknown user from a wrong password or a locked account. Run it outside any
+    write transaction: the hashing is the slow part and must not hold SQLite's write lock."""
+    try:  # an impossible username is just an unknown one (same answer, same work)
+        name = clean(username, field="username", limit=64).strip().lower()
+    except ValidationError:
+        name = ""
+    user = session.scalar(select(User).where(User.username == name)) if name else None
     if user is None or not user.active:
         _verify(_DUMMY_HASH, password)
-        raise AuthenticationFailed(SIGN_IN_FAILED)
+        return Attempt(None, None, False)
+    ok = _verify(user.password_hash, password)
+    new_hash = (
+        _hasher.hash(password) if ok and _hasher.check_needs_rehash(user.password_hash) else None
+    )
+    return Attempt(user.id, user.password_hash, ok, new_hash)
+
+
+def finish_sign_in(
+    session: Session, attempt: Attempt, *, now: datetime | None = None
+) -> SignedIn | AuthenticationFailed:
+    """The short write after check_credentials: count a failure (locking after MAX_FAILURES) or
+    start the session. Every failure returns the one SIGN_IN_FAILED message, also for a locked
+    account; it is returned, not raised, so the caller's transaction commits the count."""
+    now = now or utcnow()
+    user = session.get(User, attempt.user_id) if attempt.user_id is not None else None
+    if user is None or not user.active:
+        return AuthenticationFailed(SIGN_IN_FAILED)
     if user.locked_until and user.locked_until > now:
-        raise AuthenticationFailed(
-            "Too many failed attempts: this account is locked for 15 minutes. Try again later "
-            "or ask the owner to reset the password."
-        )
-    if not _verify(user.password_hash, password):
+        audit.record(session, SYSTEM, "sign_in_refused_locked", "user", user.id)
+        return AuthenticationFailed(SIGN_IN_FAILED)
+    if not attempt.password_ok or user.password_hash != attempt.checked_hash:
         user.failed_attempts += 1
         if user.failed_attempts >= MAX_FAILURES:
             user.locked_until = now + LOCKOUT
@@ -252,22 +309,19 @@ def authenticate(
             audit.record(session, SYSTEM, "account_locked", "user", user.id)
         else:
             audit.record(session, SYSTEM, "sign_in_failed", "user", user.id)
-        raise AuthenticationFailed(SIGN_IN_FAILED)
+        return AuthenticationFailed(SIGN_IN_FAILED)
     user.failed_attempts = 0
     user.locked_until = None
     user.last_login_at = now
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    return user
+    if attempt.new_hash:
+        user.password_hash = attempt.new_hash
+    return start_session(session, user)
 
 
 def sign_in(session: Session, username: str, password: str) -> SignedIn | AuthenticationFailed:
-    """Check credentials and start a session. A failure is returned, not raised, so that the
-    caller's transaction still commits the failure count and lockout."""
-    try:
-        return start_session(session, authenticate(session, username, password))
-    except AuthenticationFailed as failure:
-        return failure
+    """check_credentials and finish_sign_in in one session (the CLI and tests); the app runs the
+    first in a read session and only the second in a write transaction."""
+    return finish_sign_in(session, check_credentials(session, username, password))
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -279,7 +333,8 @@ def _verify(password_hash: str, password: str) -> bool:
 
 def user_for_email(session: Session, email: str | None) -> User:
     """OIDC sign-in: the active local user with this email address."""
-    user = session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    address = (clean(email, field="email address") or "").strip().lower()
+    user = session.scalar(select(User).where(User.email == address)) if address else None
     if user is None or not user.active:
         raise AuthenticationFailed(
             "Your account is not set up in ClinicDesk. Ask the practice owner to add your email."

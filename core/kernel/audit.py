@@ -30,7 +30,7 @@ def record(
 ) -> AuditEvent:
     event = AuditEvent(
         user_id=actor.user_id,
-        actor_label=actor.label,
+        actor_label=actor.label[:120],  # a label, never refused for its length
         action=action,
         entity=entity,
         entity_id=entity_id,

@@ -11,6 +11,7 @@
 | SMS | SMS_PROVIDER, SMS_HTTP_URL, SMS_HTTP_TOKEN | [sms] provider, http_url, http_token | log |
 | data folder | CLINICDESK_DATA_DIR | — | data/ (created readable by its owner only) |
 | jobs interval | CLINICDESK_JOB_SECONDS | — | 15 (0 = off) |
+| bookings an hour | CLINICDESK_BOOKING_PER_CONTACT, _LINK, _CLINIC | booking_per_… | 3 20 60 |
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ DEFAULT_BASE_URL = "http://localhost:8501"
 
 
 @dataclass(frozen=True)
+class BookingLimits:
+    """Public booking requests accepted an hour: per email, per phone and per client address
+    (each), per booking link, and per clinic (whatever the link)."""
+
+    per_contact: int = 3
+    per_link: int = 20
+    per_clinic: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     secret_key: str
@@ -59,6 +70,7 @@ class Settings:
     smtp: SmtpSettings | None = None
     sms: SmsSettings = SmsSettings()
     job_seconds: float = 15.0
+    booking_limits: BookingLimits = BookingLimits()
 
 
 def load_settings(
@@ -101,6 +113,17 @@ def load_settings(
             f"CLINICDESK_BASE_URL must start with http:// or https://, got {base_url!r}."
         )
     job_seconds = _seconds(env.get("CLINICDESK_JOB_SECONDS") or "15", "CLINICDESK_JOB_SECONDS")
+    limits = BookingLimits(
+        *(
+            _whole_number(
+                pick(f"CLINICDESK_BOOKING_PER_{part.upper()}", app, f"booking_per_{part}", default),
+                f"CLINICDESK_BOOKING_PER_{part.upper()}",
+                1,
+                100_000,
+            )
+            for part, default in (("contact", 3), ("link", 20), ("clinic", 60))
+        )
+    )
     return Settings(
         database_url=str(database_url),
         secret_key=secret_key,
@@ -111,6 +134,7 @@ def load_settings(
         smtp=smtp,
         sms=sms,
         job_seconds=job_seconds,
+        booking_limits=limits,
     )
 
 

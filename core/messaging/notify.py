@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.text import clean
 from core.messaging.delivery import MAX_ATTEMPTS
 from db.models import (
     Channel,
@@ -138,14 +139,22 @@ SAMPLE_CONTEXT = {
 }
 
 
+SUBJECT_MAX = 250  # Notification.subject
+
+
 class _Blank(dict):
     def __missing__(self, key: str) -> str:
         return ""
 
 
 def render(template: Template, context: dict[str, object]) -> tuple[str, str]:
-    values = _Blank({k: "" if v is None else str(v) for k, v in context.items()})
-    return template.subject.format_map(values), template.body.format_map(values)
+    """Plain text only (emails carry no HTML part): typed values lose control characters, and
+    the subject is one line (a typed line break must never reach a mail header)."""
+    values = _Blank(
+        {k: clean("" if v is None else str(v), field=k, multiline=True) for k, v in context.items()}
+    )
+    subject = clean(template.subject.format_map(values), field="subject")
+    return subject[:SUBJECT_MAX], template.body.format_map(values)
 
 
 def template_for(session: Session, key: str) -> Template:

@@ -13,6 +13,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import format_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.text import clean
 from core.patients import enrolment, invitations
 from db.models import Patient
 
@@ -44,7 +45,7 @@ def search_patients(
 ) -> list[PatientSummary]:
     """Patients whose name, email or phone contains `text` (case-insensitive), best first."""
     ensure(actor, Permission.PATIENTS_READ)
-    words = text.strip().lower().split()
+    words = (clean(text, field="search", limit=200) or "").strip().lower().split()
     if not words:
         return []
     query = select(Patient)
@@ -72,8 +73,8 @@ def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
 
 
 def validate_contact(email: str | None, phone: str | None) -> tuple[str | None, str | None]:
-    email = (email or "").strip().lower() or None
-    phone = (phone or "").strip() or None
+    email = (clean(email, field="email address", limit=254) or "").strip().lower() or None
+    phone = (clean(phone, field="phone number", limit=40) or "").strip() or None
     if email and not EMAIL.match(email):
         raise ValidationError(f"{email!r} is not an email address (like name@example.org).")
     if phone and not PHONE.match(phone):
@@ -97,7 +98,9 @@ def create_patient(
     card_on_file: bool = False,
 ) -> Patient:
     ensure(actor, Permission.PATIENTS_EDIT)
-    if not first_name.strip() or not last_name.strip():
+    first_name = clean(first_name, field="first name", limit=80).strip()
+    last_name = clean(last_name, field="last name", limit=80).strip()
+    if not first_name or not last_name:
         raise ValidationError("Enter the patient's first and last name.")
     if date_of_birth and date_of_birth > date.today():
         raise ValidationError("The date of birth cannot be in the future.")
@@ -173,7 +176,8 @@ def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -
         raise NotFound(f"There is no patient #{patient_id}.")
     for field in ("first_name", "last_name"):
         if field in changes:
-            changes[field] = (changes[field] or "").strip()
+            typed = clean(changes[field] or "", field=field.replace("_", " "), limit=80)
+            changes[field] = typed.strip()
             if not changes[field]:
                 raise ValidationError("Enter the patient's first and last name.")
     if changes.get("date_of_birth") and changes["date_of_birth"] > date.today():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -20,7 +21,9 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import format_local, to_local
+from core.kernel.config import BookingLimits
 from core.kernel.errors import LinkInvalid, ValidationError
+from core.kernel.text import clean
 from core.patients import invitations
 from core.patients.records import validate_contact
 from core.policy.cancellation import evaluate
@@ -36,6 +39,7 @@ from db.models import (
     Patient,
     Provider,
     RateLimitHit,
+    RequestFlag,
     Service,
     Source,
     TimeOfDay,
@@ -43,7 +47,6 @@ from db.models import (
 from db.types import utcnow
 
 MAX_IDENTITY_ATTEMPTS = 5  # wrong dates of birth before an enrolment link stops working
-BOOKING_LIMIT_PER_HOUR = 3  # online booking requests per IP address and per contact
 BOOKING_DAYS_AHEAD = 180
 TIME_OF_DAY_LABELS = {
     TimeOfDay.EARLY_MORNING: "Early morning (before 9:00)",
@@ -326,6 +329,7 @@ class BookingView:
     services: list[tuple[int, str]]
     first_day: date
     last_day: date
+    link_id: int = 0  # the booking link's token row (its own request limit)
 
 
 def issue_booking_link(
@@ -366,6 +370,7 @@ def booking_view(session: Session, raw: str | None) -> BookingView:
         [tuple(s) for s in services],
         today,
         today + timedelta(days=BOOKING_DAYS_AHEAD),
+        token.id,
     )
 
 
@@ -373,16 +378,42 @@ def _hashed(kind: str, value: str) -> str:
     return f"booking:{kind}:" + hashlib.sha256(value.encode()).hexdigest()[:64]
 
 
-def _over_limit(session: Session, keys: list[str], now: datetime) -> bool:
-    recent = session.scalar(
-        select(func.count())
-        .select_from(RateLimitHit)
-        .where(RateLimitHit.key.in_(keys), RateLimitHit.at > now - timedelta(hours=1))
+def _limit_keys(
+    view: BookingView, limits: BookingLimits, email: str | None, phone: str | None, ip: str | None
+) -> dict[str, int]:
+    """Each rate-limit key of this request and its hourly limit. The link and clinic keys hold
+    whether or not the client's address is known (without a proxy it is not)."""
+    keys = {
+        f"booking:link:{view.link_id}": limits.per_link,
+        f"booking:clinic:{view.clinic_id}": limits.per_clinic,
+    }
+    if ip:
+        keys[_hashed("ip", ip)] = limits.per_contact
+    if email:
+        keys[_hashed("email", email)] = limits.per_contact
+    if phone:
+        keys[_hashed("phone", re.sub(r"\D", "", phone))] = limits.per_contact
+    return keys
+
+
+def _over_limit(session: Session, keys: dict[str, int], now: datetime) -> bool:
+    counts = session.execute(
+        select(RateLimitHit.key, func.count())
+        .where(RateLimitHit.key.in_(list(keys)), RateLimitHit.at > now - timedelta(hours=1))
         .group_by(RateLimitHit.key)
-        .order_by(func.count().desc())
-        .limit(1)
-    )
-    return (recent or 0) >= BOOKING_LIMIT_PER_HOUR
+    ).all()
+    return any(n >= keys[key] for key, n in counts)
+
+
+def _same_name(a: str, b: str) -> bool:
+    """Names compared as a person would: case, accents and spacing aside."""
+
+    def plain(name: str) -> str:
+        decomposed = unicodedata.normalize("NFKD", name.casefold())
+        letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+        return " ".join(re.sub(r"[^\w]+", " ", letters).split())
+
+    return plain(a) == plain(b)
 
 
 def submit_booking(
@@ -399,14 +430,18 @@ def submit_booking(
     notes: str = "",
     consent: bool = False,
     ip: str | None = None,
+    limits: BookingLimits = BookingLimits(),
     now: datetime | None = None,
 ) -> str:
-    """A booking request from the clinic's public link. The answer is the same whether or not
-    the contact details belong to a known patient; the request lands in the queue as online."""
+    """A booking request from the clinic's public link, answered the same whether or not the
+    contact details belong to a known patient. A known email or phone with another name, or
+    a patient who may not book online, is not refused and not attached silently: the request
+    goes to the queue flagged for a person to check."""
 
     view = booking_view(session, raw)
     now = now or utcnow()
-    first_name, last_name = (first_name or "").strip()[:80], (last_name or "").strip()[:80]
+    first_name = (clean(first_name, field="first name", limit=80) or "").strip()
+    last_name = (clean(last_name, field="last name", limit=80) or "").strip()
     if not first_name or not last_name:
         raise ValidationError("Please enter your first and last name.")
     email, phone = validate_contact(email, phone)
@@ -422,16 +457,17 @@ def submit_booking(
         moment = TimeOfDay(time_of_day)
     except ValueError:
         raise ValidationError("Please choose a time of day.") from None
-    keys = [_hashed("ip", ip)] if ip else []
-    keys += [_hashed("email", email)] if email else []
-    keys += [_hashed("phone", re.sub(r"\D", "", phone))] if phone else []
+    note = (clean(notes, field="note", limit=2000, multiline=True) or "").strip()
+    keys = _limit_keys(view, limits, email, phone, ip)
     if _over_limit(session, keys, now):
         raise ValidationError(
-            "We have received several requests from you in the last hour. Please try again "
-            f"later, or call us on {view.clinic_phone}."
+            "We have received many requests in the last hour. Please try again later, or call "
+            f"us on {view.clinic_phone}."
         )
     session.add_all([RateLimitHit(key=k, at=now) for k in keys])
     patient = _find_patient(session, email, phone)
+    flags = []
+    typed = f"{first_name} {last_name}"
     if patient is None:
         patient = Patient(
             first_name=first_name,
@@ -452,13 +488,16 @@ def submit_booking(
             patient_id=patient.id,
             message="Created by an online booking request",
         )
-    elif patient.points_balance <= 0:
-        raise ValidationError(
-            "We are sorry: we cannot take this request online. Please call us on "
-            f"{view.clinic_phone} and we will gladly help you book."
-        )
-    note = (notes or "").strip()[:2000]
-    decisions.request_appointment(
+    else:
+        if not _same_name(typed, patient.full_name):
+            flags.append(
+                f"Check identity: typed as “{typed}”, but the "
+                f"{'email address' if email and (patient.email or '') == email else 'phone number'}"
+                f" belongs to patient #{patient.id}, {patient.full_name}."
+            )
+        if patient.points_balance <= 0:
+            flags.append("No online booking for this patient (points used up): call them.")
+    appointment = decisions.request_appointment(
         session,
         _actor_for(patient),
         patient_id=patient.id,
@@ -469,10 +508,24 @@ def submit_booking(
         notes=note,
         source=Source.ONLINE,
     )
-    return (
-        "Thank you: your request has been received. The practice will contact you to confirm "
-        "a time."
-    )
+    if flags:
+        flag = " ".join(flags)[:300]
+        session.add(RequestFlag(appointment_id=appointment.id, flag=flag, typed_name=typed))
+        audit.record(
+            session,
+            _actor_for(None),
+            "request_flagged",
+            "appointment",
+            appointment.id,
+            patient_id=patient.id,
+            reason=flag,
+        )
+    return BOOKING_RECEIVED
+
+
+BOOKING_RECEIVED = (
+    "Thank you: your request has been received. The practice will contact you to confirm a time."
+)
 
 
 def _find_patient(session: Session, email: str | None, phone: str | None) -> Patient | None:

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from db.models import (
     Clinic,
     Patient,
     Provider,
+    RequestFlag,
     Service,
     Setting,
     WorkingHours,
@@ -89,6 +90,7 @@ class QueueRow:
     points: int
     reason: str
     notes: str
+    check: str = ""  # a public request's flag for a person to check (db RequestFlag)
 
     def local(self, moment: datetime | None) -> datetime | None:
         return to_local(moment, self.timezone) if moment else None
@@ -306,7 +308,24 @@ def list_queue(
                 notes=notes or "",
             )
         )
-    return rows
+    return _with_flags(session, rows)
+
+
+def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
+    """The page's rows with their "check identity" (and similar) flags, in one query."""
+    ids = [r.appointment_id for r in rows]
+    flags = dict(
+        session.execute(
+            select(RequestFlag.appointment_id, RequestFlag.flag).where(
+                RequestFlag.appointment_id.in_(ids)
+            )
+        ).all()
+        if ids
+        else []
+    )
+    return [
+        replace(r, check=flags[r.appointment_id]) if r.appointment_id in flags else r for r in rows
+    ]
 
 
 def queue_view(
@@ -421,7 +440,12 @@ def describe(row: QueueRow) -> dict[str, Any]:
         "Clinic": row.clinic_name,
     }
     if row.kind == QueueKind.REQUESTS:
-        base |= {"Requested": fmt(row.start_at) or wish, "Source": row.source, "Notes": row.notes}
+        base |= {
+            "Check": f"⚠ {row.check}" if row.check else "",
+            "Requested": fmt(row.start_at) or wish,
+            "Source": row.source,
+            "Notes": row.notes,
+        }
     elif row.kind == QueueKind.RESCHEDULES:
         base |= {
             "Provider": row.provider_name,

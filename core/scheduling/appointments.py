@@ -15,7 +15,7 @@ from core.kernel.clock import format_local
 from core.kernel.errors import NotFound
 from core.scheduling.availability import TIME_OF_DAY_LABELS
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
-from db.models import Appointment, ChangeRequest, ChangeStatus, Source, User
+from db.models import Appointment, ChangeRequest, ChangeStatus, RequestFlag, Source, User
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class AppointmentDetail:
     history: list[HistoryEntry]
     actions: list[Action]
     open_change: OpenChange | None
+    check: str = ""  # a public request's flag for a person to check ("Check identity: …")
 
 
 def get_appointment_detail(
@@ -176,4 +177,6 @@ def get_appointment_detail(
         history=history,
         actions=allowed_actions(a.status, actor),
         open_change=open_change,
+        check=session.scalar(select(RequestFlag.flag).where(RequestFlag.appointment_id == a.id))
+        or "",
     )

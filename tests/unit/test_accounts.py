@@ -36,7 +36,7 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(db, world):
     for _ in range(accounts.MAX_FAILURES):
         assert isinstance(_sign_in(db, "staff", "wrong password!"), AuthenticationFailed)
     locked = _sign_in(db, "staff", PASSWORD)
-    assert isinstance(locked, AuthenticationFailed) and "locked" in str(locked)
+    assert isinstance(locked, AuthenticationFailed) and str(locked) == accounts.SIGN_IN_FAILED
     with db.write() as session:
         user = session.query(User).filter_by(username="staff").one()
         assert user.locked_until - utcnow() > timedelta(minutes=14)
@@ -84,6 +84,10 @@ def test_only_the_owner_manages_users(db, world):
     [
         ("x", PASSWORD, "username"),
         ("good.name", "short", "at least 10"),
+        ("good.name", "aaaaaaaaaa", "too easy to guess.*unrelated words"),
+        ("good.name", "password123", "too easy to guess.*common"),
+        ("good.name", "good.name.2024", "too easy to guess"),
+        ("good.name", "qwertyuiop", "too easy to guess"),
         ("UPPER ok", PASSWORD, "username"),
     ],
 )
@@ -132,3 +136,49 @@ def test_single_sign_on_maps_an_email_to_an_active_local_user(db, world):
         accounts.set_active(session, world.owner, world.manager.user_id, False)
     with db.write() as session, pytest.raises(AuthenticationFailed):
         accounts.user_for_email(session, "manager@example.org")
+
+
+class _CountingHasher(type(accounts._hasher)):
+    verifications = 0
+
+    def verify(self, hash, password):  # noqa: A002 - argon2's own parameter name
+        type(self).verifications += 1
+        return super().verify(hash, password)
+
+
+def test_unknown_wrong_and_locked_get_one_answer_and_one_verification_each(db, world, monkeypatch):
+    monkeypatch.setattr(accounts, "_hasher", _CountingHasher())
+    with db.write() as session:
+        session.query(User).filter_by(username="staff").one().locked_until = utcnow() + (
+            timedelta(minutes=10)
+        )
+    answers = {}
+    for case, (username, password) in {
+        "unknown": ("nobody", PASSWORD),
+        "wrong": ("manager", "not the password"),
+        "locked, right password": ("staff", PASSWORD),
+        "locked, wrong password": ("staff", "not the password"),
+    }.items():
+        before = _CountingHasher.verifications
+        answers[case] = str(_sign_in(db, username, password))
+        assert _CountingHasher.verifications - before == 1, case
+    assert set(answers.values()) == {accounts.SIGN_IN_FAILED}
+
+
+def test_the_password_is_checked_in_a_read_session_without_the_write_lock(db, world):
+    with db.read() as session:
+        attempt = accounts.check_credentials(session, "manager", PASSWORD)
+        assert not session.new and not session.dirty
+    # a writer can take the lock while nothing of the sign-in holds it
+    with db.write() as session:
+        result = accounts.finish_sign_in(session, attempt)
+    assert isinstance(result, accounts.SignedIn)
+
+
+def test_a_password_changed_between_check_and_finish_does_not_sign_in(db, world):
+    with db.read() as session:
+        attempt = accounts.check_credentials(session, "staff", PASSWORD)
+    with db.write() as session:
+        accounts.reset_password(session, world.owner, world.staff.user_id, "a brand new password")
+    with db.write() as session:
+        assert isinstance(accounts.finish_sign_in(session, attempt), AuthenticationFailed)

@@ -13,9 +13,11 @@ from sqlalchemy import func, select
 
 from core.kernel import tokens
 from core.kernel.clock import local_to_utc
+from core.kernel.config import BookingLimits
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
 from core.portal import patient_links
-from core.requests import decisions
+from core.requests import decisions, queue
+from core.scheduling.appointments import get_appointment_detail
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -25,6 +27,7 @@ from db.models import (
     LinkToken,
     Patient,
     RateLimitHit,
+    RequestFlag,
     Source,
 )
 from db.types import utcnow
@@ -330,7 +333,12 @@ def test_a_new_contact_becomes_a_patient_and_an_online_request(db, world):
     assert request.created_by_user_id is None and request.notes == "<script>alert(1)</script>"
     assert patient.consent_email and not patient.consent_sms
     # a known contact gets the same answer and no duplicate patient
-    assert _book(db, raw, first_name="Alex", email="ALEX@example.org", ip="198.51.100.1") == message
+    assert (
+        _book(
+            db, raw, first_name="Alex", last_name="Morgan", email="ALEX@example.org", ip="1.2.3.4"
+        )
+        == message
+    )
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Patient)) == 2
         known = s.scalars(
@@ -341,17 +349,22 @@ def test_a_new_contact_becomes_a_patient_and_an_online_request(db, world):
 
 def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
     raw = _booking_link(db, world)
-    for i in range(patient_links.BOOKING_LIMIT_PER_HOUR):
+    per = BookingLimits().per_contact
+    for i in range(per):
         _book(db, raw, email=f"p{i}@example.org")
-    with pytest.raises(ValidationError, match="several requests from you in the last hour"):
+    with pytest.raises(ValidationError, match="many requests in the last hour"):
         _book(db, raw, email="p9@example.org")  # same IP
-    for i in range(patient_links.BOOKING_LIMIT_PER_HOUR):
+    for i in range(per):
         _book(db, raw, email="same@example.org", ip=f"192.0.2.{i}")
-    with pytest.raises(ValidationError, match="several requests"):
-        _book(db, raw, email="same@example.org", ip="192.0.2.200")  # same contact
+    with pytest.raises(ValidationError, match="many requests"):
+        _book(db, raw, email="same@example.org", ip="192.0.2.200")  # same email
+    for i in range(per):
+        _book(db, raw, email=f"q{i}@example.org", phone="07700 900999", ip=f"192.0.2.{50 + i}")
+    with pytest.raises(ValidationError, match="many requests"):
+        _book(db, raw, email="q9@example.org", phone="07700900999", ip="192.0.2.99")  # same phone
     with db.read() as s:  # stored hashed, never the address itself
         keys = list(s.scalars(select(RateLimitHit.key)))
-    assert keys and not any("example.org" in k or "192.0" in k for k in keys)
+    assert keys and not any("example.org" in k or "192.0" in k or "900999" in k for k in keys)
     later = utcnow() + timedelta(hours=1, minutes=1)
     with db.write() as s:
         patient_links.submit_booking(
@@ -368,14 +381,52 @@ def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
         )
 
 
-def test_a_patient_with_no_points_left_is_kindly_refused(db, world):
+def test_without_a_client_address_the_link_and_clinic_limits_still_hold(db, world):
+    raw = _booking_link(db, world)
+    limits = BookingLimits(per_contact=3, per_link=4, per_clinic=6)
+    for i in range(4):  # every request from a new contact, no address known
+        _book(db, raw, email=f"r{i}@example.org", ip=None, limits=limits)
+    with pytest.raises(ValidationError, match="many requests in the last hour"):
+        _book(db, raw, email="r9@example.org", ip=None, limits=limits)  # the link's limit
+    second = _booking_link(db, world)  # another link of the same clinic
+    for i in range(2):
+        _book(db, second, email=f"s{i}@example.org", ip=None, limits=limits)
+    with pytest.raises(ValidationError, match="many requests in the last hour"):
+        _book(db, second, email="s9@example.org", ip=None, limits=limits)  # the clinic's limit
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Appointment)) == 6
+
+
+def test_a_known_email_with_another_name_is_flagged_check_identity_not_attached_silently(db, world):
+    raw = _booking_link(db, world)
+    unknown = _book(db, raw, first_name="Mallory", last_name="Stone", email="m@example.org")
+    known = _book(db, raw, first_name="Mallory", last_name="Stone", email="alex@example.org")
+    same = _book(db, raw, first_name="alex", last_name="MORGAN ", email="alex@example.org")
+    assert unknown == known == same == patient_links.BOOKING_RECEIVED
+    with db.read() as s:
+        flagged = s.scalars(select(RequestFlag)).one()
+        request = s.get(Appointment, flagged.appointment_id)
+        rows = queue.list_queue(s, world.manager, "requests")
+        detail = get_appointment_detail(s, world.manager, flagged.appointment_id)
+    assert request.patient_id == world.patient_id and flagged.typed_name == "Mallory Stone"
+    assert flagged.flag.startswith("Check identity: typed as “Mallory Stone”")
+    by_id = {r.appointment_id: r for r in rows}
+    assert by_id[flagged.appointment_id].check == flagged.flag
+    assert [r.check for r in rows].count("") == 2  # the new patient and the matching name
+    assert queue.describe(by_id[flagged.appointment_id])["Check"].startswith("⚠ Check identity")
+    assert detail.check == flagged.flag
+
+
+def test_a_patient_with_no_points_left_gets_the_same_answer_and_a_flagged_request(db, world):
     raw = _booking_link(db, world)
     with db.write() as s:
-        make_patient(s, email="zero@example.org", points_balance=0)
-    with pytest.raises(
-        ValidationError, match="cannot take this request online. Please call us on 020"
-    ):
-        _book(db, raw, email="zero@example.org")
+        make_patient(
+            s, first_name="Zed", last_name="Zero", email="zero@example.org", points_balance=0
+        )
+    answer = _book(db, raw, first_name="Zed", last_name="Zero", email="zero@example.org")
+    assert answer == patient_links.BOOKING_RECEIVED
+    with db.read() as s:
+        assert "No online booking for this patient" in s.scalars(select(RequestFlag.flag)).one()
 
 
 @pytest.mark.parametrize(

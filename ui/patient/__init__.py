@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from core.kernel.errors import DomainError, LinkInvalid
+from ui import caches
 from ui.context import database, show_error
+from ui.text import escape
 
 T = TypeVar("T")
 PURPOSES = ("enroll", "proposal", "change", "booking", "survey")
@@ -39,7 +41,7 @@ def public_write(service: Callable[..., T], token: str, *args: Any, **kwargs: An
         show_error(error)
         return None
     finally:
-        st.cache_data.clear()
+        caches.clear_for(service)
 
 
 def _done_key(purpose: str, token: str) -> str:
@@ -55,7 +57,7 @@ def mark_done(purpose: str, token: str, message: str) -> None:
 def show_done(purpose: str, token: str) -> bool:
     message = st.session_state.get(_done_key(purpose, token))
     if message:
-        st.success(message, icon=":material/check_circle:")
+        st.success(escape(message), icon=":material/check_circle:")
         st.caption("You can close this page now.")
     return bool(message)
 

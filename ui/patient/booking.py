@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.portal import patient_links
+from ui.context import settings
 from ui.patient import mark_done, public_read, public_write, show_done
 from ui.text import escape
 
@@ -70,6 +71,7 @@ def render(token: str) -> None:
             notes=notes,
             consent=consent,
             ip=_ip(),
+            limits=settings().booking_limits,
         )
         if message:
             mark_done("booking", token, message)

@@ -22,7 +22,10 @@ def render(token: str) -> None:
         f" with {escape(a.provider or 'our team')}, **{escape(a.when)}** at {escape(a.clinic)}."
     )
     if not view.changeable:
-        st.info(f"{view.reason_not} Please call the practice on {a.clinic_phone} if you need help.")
+        st.info(
+            f"{escape(view.reason_not)} Please call the practice on "
+            f"{escape(a.clinic_phone)} if you need help."
+        )
         return
     if view.policy_text:
         with st.container(border=True):
@@ -46,7 +49,7 @@ def render(token: str) -> None:
     if view.reschedules_left <= 0:
         kinds.pop("reschedule")
     if not kinds:
-        st.info(f"Please call the practice on {a.clinic_phone} to change this appointment.")
+        st.info(f"Please call the practice on {escape(a.clinic_phone)} to change this appointment.")
         return
     kind = st.radio(
         "What would you like to do?",

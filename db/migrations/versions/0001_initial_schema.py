@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-02 12:05:17.900947
+Create Date: 2026-12-02 12:50:16.092494
 """
 
 from collections.abc import Sequence
@@ -534,6 +534,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_notifications_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_notifications_status_next_attempt_at'), ['status', 'next_attempt_at'], unique=False)
 
+    op.create_table('request_flags',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('appointment_id', sa.Integer(), nullable=False),
+    sa.Column('flag', sa.String(length=300), nullable=False),
+    sa.Column('typed_name', sa.String(length=170), nullable=False),
+    sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_request_flags_appointment_id_appointments')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_request_flags')),
+    sa.UniqueConstraint('appointment_id', name=op.f('uq_request_flags_appointment_id'))
+    )
     op.create_table('survey_responses',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('feedback_request_id', sa.Integer(), nullable=True),
@@ -586,6 +596,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_survey_responses_clinic_id_submitted_at'))
 
     op.drop_table('survey_responses')
+    op.drop_table('request_flags')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_notifications_status_next_attempt_at'))
         batch_op.drop_index(batch_op.f('ix_notifications_patient_id'))

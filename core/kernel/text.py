@@ -1,0 +1,91 @@
+"""Typed text on its way into the database: one rule, the same on SQLite and PostgreSQL.
+
+Every text a person typed is cleaned and bounded before it is stored or used in a query:
+- NUL and the other control characters are dropped (PostgreSQL refuses NUL outright; SQLite
+  would store it), as are invisible direction overrides (U+202A–U+202E, U+2066–U+2069);
+- a single-line field (a `String(n)` column) gets its line breaks and tabs turned into spaces;
+  a multi-line one (a `Text` column: notes, reasons, comments, message bodies) keeps newlines;
+- the length is bounded by the column (`String(n)`) or by MAX_TEXT, with a message that names the
+  field instead of a database error (PostgreSQL would refuse an over-long value, SQLite would
+  silently keep it).
+
+`clean` is for services that use a value before storing it (a lookup by email, a username); the
+`before_flush` hook installed by `install()` (from core.kernel's __init__, so every use of core
+has it) applies the same rule to every string attribute of every new or changed row, so no
+service can forget it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Enum, String, event, inspect
+from sqlalchemy.orm import Session
+
+from core.kernel.errors import ValidationError
+
+MAX_TEXT = 20_000  # characters in a multi-line (Text) field
+_CONTROL_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_MULTI = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SPACE_LIKE = re.compile("[\t\n\r]")
+
+
+def clean(
+    value: str | None, *, field: str, limit: int | None = None, multiline: bool = False
+) -> str | None:
+    """The value without control characters (line breaks kept only when multi-line), or a
+    ValidationError naming the field when it is longer than `limit` characters."""
+    if value is None:
+        return None
+    if multiline:
+        text = _CONTROL_MULTI.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+    else:
+        text = _CONTROL_LINE.sub("", _SPACE_LIKE.sub(" ", value))
+    bound = limit if limit is not None else (MAX_TEXT if multiline else None)
+    if bound is not None and len(text) > bound:
+        raise ValidationError(
+            f"The {field} is too long: {len(text):,} characters where at most {bound:,} fit. "
+            "Shorten it."
+        )
+    return text
+
+
+def _field_name(entity: str, key: str) -> str:
+    words = re.sub(r"(?<!^)(?=[A-Z])", " ", entity).lower()
+    return f"{words} {key.replace('_', ' ')}"
+
+
+def _bound_row(obj: object, new: bool) -> None:
+    state = inspect(obj)
+    for column_attr in state.mapper.column_attrs:
+        column = column_attr.columns[0]
+        if not isinstance(column.type, String) or isinstance(column.type, Enum):
+            continue
+        key = column_attr.key
+        value = state.dict.get(key)
+        if type(value) is not str:
+            continue
+        if not new and not state.attrs[key].history.has_changes():
+            continue
+        multiline = column.type.length is None
+        cleaned = clean(
+            value,
+            field=_field_name(type(obj).__name__, key),
+            limit=column.type.length,
+            multiline=multiline,
+        )
+        if cleaned != value:
+            setattr(obj, key, cleaned)
+
+
+def _before_flush(session: Session, _context, _instances) -> None:
+    for obj in session.new:
+        _bound_row(obj, new=True)
+    for obj in session.dirty:
+        _bound_row(obj, new=False)
+
+
+def install() -> None:
+    """Apply the rule to every session's flush (idempotent)."""
+    if not event.contains(Session, "before_flush", _before_flush):
+        event.listen(Session, "before_flush", _before_flush)

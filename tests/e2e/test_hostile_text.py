@@ -1,0 +1,158 @@
+"""Typed text is never markup: every patient carries hostile fields (Markdown images and links,
+colour directives, HTML, LaTeX, bare URLs and emails, a direction override, NUL, 10,000
+characters), written straight into the database as an old or imported row would be. Each role
+walks every page it may use in Chromium (one server, one sign-in per role); the test fails on
+any request to the hostile host, any link or image made from the text, any element (bold, code,
+LaTeX, colour, link) built from it, and any text where the typed syntax was consumed."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import create_engine, text
+
+from core.kernel.authz import MATRIX
+from db.models import Role
+from tests.pages.conftest import ROOT, demo_template  # noqa: F401  (fixture)
+from tests.support.browser import StreamlitServer, wait_for_app_idle
+from tests.support.postgres import free_port
+from ui.navigation import PAGES
+
+HOST = "evil.test"
+FIRST = "![zqimg](http://evil.test/first.png) :red[zqred]"
+LAST = "<b>zqhtml</b> $zqtex$ \u202ezqrtl\x00"
+EMAIL = "zqmail@evil.test"
+PHONE = "www.zqwww.evil.test"
+NOTES = "[zqlink](http://evil.test/n) **zqbold** https://evil.test/zqbare " + "long " * 2_000
+# each marker and the literal text around it that must survive on screen
+LITERAL = {
+    "zqimg": "![zqimg](",
+    "zqred": ":red[zqred]",
+    "zqhtml": "<b>zqhtml</b>",
+    "zqtex": "$zqtex$",
+    "zqlink": "[zqlink](",
+    "zqbold": "**zqbold**",
+}
+
+FIND_MARKUP = """(host) => {
+  const problems = [];
+  for (const el of document.querySelectorAll('a[href], img[src], [srcset], link[href]')) {
+    const url = el.getAttribute('href') || el.getAttribute('src') || el.getAttribute('srcset');
+    if (url.includes(host) || (url.startsWith('mailto:') && url.includes('zq')))
+      problems.push('link or image ' + el.tagName + ' ' + url);
+  }
+  const markup = 'strong, b, em, i, code, del, s, a, .katex, .stMarkdownColoredText, h1 a';
+  for (const el of document.querySelectorAll(markup)) {
+    if (el.textContent.includes('zq')) problems.push('markup <' + el.tagName + '> '
+      + el.textContent.slice(0, 80));
+  }
+  for (const el of document.querySelectorAll('[style*="color"]')) {
+    if (el.textContent.includes('zqred') && !el.textContent.includes(':red['))
+      problems.push('coloured ' + el.textContent.slice(0, 80));
+  }
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  while (walker.nextNode()) {
+    const value = walker.currentNode.nodeValue.replace(/\\u2060/g, '');
+    if (value.includes('zq')) texts.push(value);
+  }
+  return {problems, texts};
+}"""
+
+
+@pytest.fixture
+def hostile_server(demo_template, tmp_path) -> Iterator[StreamlitServer]:  # noqa: F811
+    shutil.copy(demo_template, tmp_path / "app.db")
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.begin() as connection:  # as an old or imported row: no cleaning on the way in
+        connection.execute(
+            text("UPDATE patients SET first_name=:f, last_name=:l, email=:e, phone=:p"),
+            {"f": FIRST, "l": LAST, "e": EMAIL, "p": PHONE},
+        )
+        connection.execute(
+            text("UPDATE appointments SET notes=:n WHERE status IN ('requested', 'scheduled')"),
+            {"n": NOTES},
+        )
+        connection.execute(text("UPDATE change_requests SET reason=:r"), {"r": FIRST})
+        connection.execute(
+            text("UPDATE appointments SET cancel_reason=:r WHERE cancel_reason IS NOT NULL"),
+            {"r": LAST},
+        )
+        connection.execute(text("UPDATE survey_responses SET comment=:c"), {"c": NOTES})
+        request_id = connection.execute(
+            text("SELECT id FROM appointments WHERE status='requested' ORDER BY id LIMIT 1")
+        ).scalar_one()
+    engine.dispose()
+    port = free_port()
+    env = {
+        "CLINICDESK_BASE_URL": f"http://127.0.0.1:{port}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+        "CLINICDESK_DATA_DIR": str(tmp_path),
+        "CLINICDESK_SECRET_KEY": "e2e-" + "k" * 40,
+        "CLINICDESK_JOB_SECONDS": "0",
+    }
+    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port) as server:
+        server.request_id = request_id
+        yield server
+
+
+def _sign_in(page: Page, url: str, username: str) -> None:
+    page.goto(url)
+    wait_for_app_idle(page)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(f"{username}-demo-pass")
+    with page.expect_response("**/_clinicdesk/session"):
+        page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Signed in as")).to_be_visible(timeout=30000)
+    wait_for_app_idle(page)
+
+
+def _check(page: Page, where: str, seen: dict[str, int]) -> list[str]:
+    found = page.evaluate(FIND_MARKUP, HOST)
+    problems = [f"{where}: {p}" for p in found["problems"]]
+    for value in found["texts"]:
+        for marker, literal in LITERAL.items():
+            if marker in value:
+                seen[marker] = seen.get(marker, 0) + 1
+                if literal not in value:
+                    problems.append(f"{where}: {literal!r} was consumed in {value[:120]!r}")
+        if "\u202e" in value:
+            problems.append(f"{where}: a raw direction override in {value[:60]!r}")
+    return problems
+
+
+def test_hostile_patient_text_stays_text_on_every_page_for_every_role(
+    chromium_browser, hostile_server
+):
+    fetched: list[str] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    base = hostile_server.url
+    for role in Role:
+        context = chromium_browser.new_context()
+        context.on("request", lambda r: fetched.append(r.url) if HOST in r.url else None)
+        page = context.new_page()
+        _sign_in(page, base, role.value)
+        visits = [
+            (spec.title, f"{base}/{spec.url_path}")
+            for spec in PAGES
+            if spec.permission in MATRIX[role] and not spec.hidden and spec.path.exists()
+        ]
+        visits.append(("Appointment", f"{base}/appointment?id={hostile_server.request_id}"))
+        for title, url in visits:
+            page.goto(url)
+            wait_for_app_idle(page)
+            if title == "Patients":
+                page.get_by_label("Find a patient").fill("zq")
+                page.keyboard.press("Enter")
+                expect(page.get_by_label("Matches")).to_be_visible(timeout=20000)
+                wait_for_app_idle(page)
+            problems += _check(page, f"{role.value} · {title}", seen)
+        context.close()
+    assert fetched == [], fetched
+    assert problems == [], "\n".join(problems[:40])
+    # the walk really met the text, in headings, alerts and captions, not only in tables
+    assert {"zqimg", "zqred", "zqhtml", "zqtex", "zqlink", "zqbold"} <= set(seen), seen

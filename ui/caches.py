@@ -1,0 +1,80 @@
+"""Cached reads by domain: an action clears only the reads it can have changed.
+
+Every cached read is declared with `@cached("domain", …)` (st.cache_data underneath, shared by
+every session of the process). After an action, `clear_for(service)` clears the domains that the
+service's core package changes (CHANGES, longest module prefix wins; a service it does not know
+clears everything, which is always correct). So a check-in does not throw away every colleague's
+cached user list, audit choices or analytics set-up.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+DOMAINS = (
+    "setup",  # clinics, services, providers, their hours
+    "appointments",  # calendar, today, queue, appointment detail, availability, fees
+    "patients",  # patient search and records, portal invitations
+    "users",  # staff accounts
+    "outbox",  # notifications
+    "policy",  # cancellation policies
+    "feedback",  # surveys and survey analytics
+    "analytics",  # cancellation analytics
+    "audit",  # the audit log (every action writes to it)
+)
+
+CHANGES: dict[str, frozenset[str]] = {
+    "core.kernel.accounts": frozenset({"users"}),
+    "core.scheduling.schedules": frozenset({"setup", "appointments"}),
+    "core.scheduling": frozenset({"appointments", "patients", "outbox", "analytics", "feedback"}),
+    "core.requests": frozenset({"appointments", "patients", "outbox", "analytics"}),
+    "core.patients": frozenset({"patients", "appointments", "outbox"}),
+    "core.policy": frozenset({"policy", "appointments", "patients", "analytics"}),
+    "core.messaging": frozenset({"outbox"}),
+    "core.feedback": frozenset({"feedback", "appointments", "outbox"}),
+    "core.portal": frozenset({"appointments", "patients", "outbox", "analytics", "feedback"}),
+}
+
+# domain → {function's module and name: its cached wrapper}; keyed, because a page script
+# re-runs (and re-decorates) on every interaction while st.cache_data keeps one cache per function
+_REGISTRY: dict[str, dict[str, Any]] = defaultdict(dict)
+
+
+def cached(*domains: str, ttl: int, max_entries: int, show_spinner: bool | str = False):
+    """st.cache_data, registered under the domains whose changes make it stale."""
+    unknown = set(domains) - set(DOMAINS)
+    if not domains or unknown:
+        raise ValueError(f"Cached reads name their domains from {DOMAINS}; got {domains}.")
+
+    def register(function: Callable) -> Callable:
+        wrapped = st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=show_spinner)(
+            function
+        )
+        for domain in domains:
+            _REGISTRY[domain][f"{function.__module__}.{function.__qualname__}"] = wrapped
+        return wrapped
+
+    return register
+
+
+def domains_changed_by(service: Callable) -> frozenset[str]:
+    module = getattr(service, "__module__", "") or ""
+    matches = [prefix for prefix in CHANGES if module == prefix or module.startswith(prefix + ".")]
+    if not matches:
+        return frozenset(DOMAINS)
+    return CHANGES[max(matches, key=len)] | {"audit"}
+
+
+def clear(*domains: str) -> None:
+    for domain in domains:
+        for function in list(_REGISTRY.get(domain, {}).values()):
+            function.clear()
+
+
+def clear_for(service: Callable) -> None:
+    """After `service` ran (or failed half-way): clear what it may have changed."""
+    clear(*domains_changed_by(service))
