@@ -6,8 +6,8 @@ import streamlit as st
 from core.kernel.authz import Permission
 from core.kernel.clock import format_local, to_local, utcnow
 from core.kernel.errors import DomainError
+from core.practice import choices
 from core.scheduling import calendar as cal
-from core.scheduling import schedules
 from ui import actor, show_error
 from ui import calendar_widget as cw
 from ui.appointment_views import appointment_panel, load_detail, show_flash
@@ -20,7 +20,7 @@ STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
 def _clinics(me):
-    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+    return {c.id: c.name for c in read(choices.list_choices, me).clinics}
 
 
 @st.cache_data(ttl=60, max_entries=20, show_spinner=False)

@@ -4,7 +4,8 @@ the QR code, or the patient is marked arrived by hand. A code works once."""
 import streamlit as st
 
 from core.kernel.errors import DomainError
-from core.scheduling import checkin, schedules, today, visits
+from core.practice import choices
+from core.scheduling import checkin, today, visits
 from ui import actor, run_action, show_error
 from ui.context import read
 from ui.front_desk import require
@@ -12,7 +13,7 @@ from ui.front_desk import require
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
 def _clinics(me):
-    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+    return {c.id: c.name for c in read(choices.list_choices, me).clinics}
 
 
 @st.cache_data(ttl=15, max_entries=20, show_spinner=False)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.analytics import surveys as sa
 from core.kernel.authz import Permission
+from core.practice import choices
 from ui import actor, run_action
 from ui import survey_view as view
 from ui.context import read
@@ -23,7 +24,10 @@ READERS = {
 
 @st.cache_data(ttl=300, max_entries=10, show_spinner=False)
 def _clinics(current):
-    return read(sa.list_clinics, current)
+    found = read(
+        choices.list_choices, current, include_inactive=True, permission=Permission.ANALYTICS_READ
+    )
+    return found.clinics
 
 
 @st.cache_data(ttl=60, max_entries=20, show_spinner=False)
@@ -43,7 +47,7 @@ def _comments(current, f, search, page):
 
 st.title("Survey analytics")
 me = actor()
-clinics = {c[0]: c for c in _clinics(me)}
+clinics = {c.id: c for c in _clinics(me)}
 today = date.today()
 with st.form("survey_analytics_filters"):
     left, right = st.columns(2)
@@ -59,11 +63,11 @@ with st.form("survey_analytics_filters"):
         "Clinic",
         [None, *clinics],
         key="survey_analytics_clinic",
-        format_func=lambda c: clinics[c][1] if c else "All clinics",
+        format_func=lambda c: clinics[c].name if c else "All clinics",
     )
     st.form_submit_button("Apply")
 first, last = (days[0], days[-1]) if days else (today, today)
-tz = clinics[clinic_id][2] if clinic_id else "UTC"
+tz = clinics[clinic_id].timezone if clinic_id else "UTC"
 f = sa.filter_for_days(first, last, tz, clinic_id)
 
 with st.expander("How the figures are computed"):

@@ -71,6 +71,25 @@ def check_questions(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return clean
 
 
+def parse_question_lines(text: str) -> list[dict[str, Any]]:
+    """Questions typed one per line as `key | question | type | options;… | required`."""
+    found = []
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split("|")] + ["", "", "", "", ""]
+        found.append(
+            {
+                "key": parts[0],
+                "label": parts[1],
+                "type": parts[2] or "text",
+                "options": [o for o in parts[3].split(";") if o.strip()],
+                "required": parts[4].lower() in {"required", "yes", "true"},
+            }
+        )
+    return found
+
+
 def save_document(
     session: Session,
     actor: Actor,

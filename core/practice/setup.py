@@ -37,6 +37,7 @@ from db.models import (
 )
 
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+RESOURCE_KINDS = [k.value for k in ResourceKind]
 LOCALES = ("en-GB", "en-US", "en-IE", "en-AU", "pt-BR", "pt-PT", "es-ES", "fr-FR", "de-DE")
 
 
@@ -91,7 +92,7 @@ class ServiceData:
 class ResourceData:
     clinic_id: int
     name: str
-    kind: ResourceKind = ResourceKind.ROOM
+    kind: ResourceKind | str = ResourceKind.ROOM
     quantity: int = 1
     active: bool = True
 

@@ -282,9 +282,10 @@ class BusyResource:
     appointment_ids: tuple[int, ...]  # the bookings using it then
 
     def message(self, clinic_name: str) -> str:
-        units = "it" if self.quantity == 1 else f"all {self.quantity}"
         taken = ", ".join(f"#{i}" for i in self.appointment_ids[:3])
-        return f"{self.name} at {clinic_name} is busy then ({units} in use by appointment {taken})"
+        plural = "s" if len(self.appointment_ids) > 1 else ""
+        units = "in use" if self.quantity == 1 else f"all {self.quantity} in use"
+        return f"{self.name} at {clinic_name} is busy then ({units} by appointment{plural} {taken})"
 
 
 def required_resources(session: Session, clinic_id: int, service_ids: list[int]) -> list[Resource]:
