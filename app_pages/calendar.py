@@ -14,6 +14,7 @@ from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.checkin_views import qr_panel
 from ui.context import read
 from ui.front_desk import require
+from ui.setup_forms import resource_view
 
 STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
 
@@ -39,6 +40,11 @@ def _events(me, clinic_id, start, end, provider_ids, statuses):
         provider_ids=list(provider_ids),
         statuses=list(statuses),
     )
+
+
+@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+def _rooms(me, clinic_id, start, end):
+    return read(cal.resource_view, me, clinic_id=clinic_id, start=start, end=end)
 
 
 st.title("Calendar")
@@ -102,6 +108,7 @@ elif isinstance(intent, cw.Move):
     }
     st.rerun()
 
+resource_view(_rooms(me, clinic_id, start, end))  # rooms and equipment in this window
 slot = st.session_state.get("calendar_slot")
 if slot:
     st.info(

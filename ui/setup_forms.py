@@ -55,3 +55,25 @@ def save(service: Any, data: Any, row: reads.Row | None, what: str) -> None:
 
 def money(cents: int, currency: str = "GBP", locale: str = "en-GB") -> str:
     return format_currency(cents / 100, currency, locale=locale.replace("-", "_"))
+
+
+def resource_view(rows: list) -> None:
+    """The calendar's resource view: which booking holds which room or equipment, when."""
+    if not rows:
+        return
+    with st.expander(f"Rooms and equipment in this view ({len(rows)} bookings)"):
+        st.dataframe(
+            [
+                {
+                    "Room or equipment": f"{r.resource} (×{r.quantity})",
+                    "From": r.starts,
+                    "To": r.ends,
+                    "Appointment": f"#{r.appointment_id}",
+                    "Provider": r.provider,
+                    "Service": r.service,
+                }
+                for r in rows
+            ],
+            hide_index=True,
+            width="stretch",
+        )

@@ -319,7 +319,7 @@ def lock_resources(session: Session, resource_ids: list[int]) -> None:
         ).all()
 
 
-def _resource_use(
+def resource_use(
     session: Session,
     clinic_id: int,
     resource_ids: list[int],
@@ -394,7 +394,7 @@ def resource_conflicts(
     needed = required_resources(session, clinic_id, service_ids)
     if not needed:
         return []
-    uses = _resource_use(
+    uses = resource_use(
         session, clinic_id, [r.id for r in needed], start_at, end_at, exclude_appointment_id
     )
     busy = []
@@ -422,7 +422,7 @@ def resource_full_spans(
     needed = required_resources(session, clinic_id, service_ids)
     if not needed:
         return []
-    uses = _resource_use(session, clinic_id, [r.id for r in needed], scan_start, scan_end)
+    uses = resource_use(session, clinic_id, [r.id for r in needed], scan_start, scan_end)
     return [
         (s, e)
         for resource in needed

@@ -423,3 +423,22 @@ def test_race_two_bookings_for_the_one_laser(db, world, laser):
             select(Appointment.id).where(Appointment.service_id == laser["service"])
         )
         assert len(list(booked)) == 1  # the loser's row went with its transaction
+
+
+def test_calendar_resource_view_lists_who_holds_the_laser(db, world, laser):
+    from core.scheduling import calendar
+
+    day = future_day()
+    with db.write() as session:
+        first = book(
+            session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10)
+        )
+        first_id = first.id
+        book(session, world, laser["second"], laser["other"], world.service_id, at(day, 11))
+    with db.read() as session:
+        rows = calendar.resource_view(
+            session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
+        )
+    assert [(r.resource, r.appointment_id, r.provider, r.ends) for r in rows] == [
+        ("Laser", first_id, "Dr Test", "10:30")
+    ]
