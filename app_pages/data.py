@@ -8,7 +8,9 @@ import streamlit as st
 
 from core.interchange import csv_files, imports
 from core.interchange import standards as interchange
+from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds, utcnow
+from core.practice import choices as practice_choices
 from ui import actor, run_action
 from ui.context import read
 from ui.data_view import file_header, mapping_editor, progress_bar, show_report
@@ -16,7 +18,12 @@ from ui.data_view import file_header, mapping_editor, progress_bar, show_report
 
 @st.cache_data(ttl=60, max_entries=5, show_spinner=False)
 def _choices(current):
-    return read(interchange.list_export_choices, current)
+    return read(
+        practice_choices.list_choices,
+        current,
+        include_inactive=True,
+        permission=Permission.DATA_EXPORT,
+    )
 
 
 st.title("Import and export")
@@ -131,7 +138,7 @@ with exchange_tab:
     choices = _choices(me)
     st.subheader("FHIR R4 bundle")
     with st.form("data_fhir_form"):
-        clinics = dict(choices.clinics)
+        clinics = {c.id: c.name for c in choices.clinics}
         c1, c2 = st.columns(2)
         clinic_id = c1.selectbox(
             "Clinic",
@@ -170,7 +177,7 @@ with exchange_tab:
             key="data_fhir_download",
         )
     st.subheader("Provider calendar (iCalendar)")
-    providers = dict(choices.providers)
+    providers = {p.id: p.name for p in choices.providers}
     provider_id = st.selectbox(
         "Provider", list(providers), format_func=providers.get, key="data_ical_provider"
     )
