@@ -138,8 +138,10 @@ def _walk(page: Page, empty_server, tmp_path) -> None:
     _eventually(tmp_path, select(func.count()).select_from(Provider))
 
     _open(page, empty_server.url, "schedules", "Provider schedules")
-    for weekday in range(7):
-        page.locator(f".st-key-schedules_works_1_1_{weekday} label").click()
+    for day in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"):
+        box = page.get_by_role("checkbox", name=day, exact=True)
+        page.locator("label").filter(has=box).click()
+        expect(page.get_by_role("checkbox", name=day, exact=True)).to_be_checked()
     _submit(page, "Save weekly hours")
     _eventually(tmp_path, select(func.count()).select_from(WorkingHours), 7)
 
@@ -151,8 +153,10 @@ def _walk(page: Page, empty_server, tmp_path) -> None:
     _eventually(tmp_path, select(func.count()).select_from(User).where(User.username == "fran"))
 
     page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You have signed out.")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
     page.get_by_label("Username").fill("fran")
+    expect(page.get_by_label("Username")).to_have_value("fran")
     page.get_by_label("Password", exact=True).fill("fran-front-desk-1")
     with page.expect_response("**/_clinicdesk/session"):
         page.get_by_role("button", name="Sign in").click()
