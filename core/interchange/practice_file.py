@@ -2,7 +2,8 @@
 packages, providers (clinics, services, weekly hours, time off), cancellation policies and
 edited message templates.
 
-`export_practice` writes it (sorted, so the same practice always gives the same file);
+`export_practice` writes it (in creation order, so the same practice always gives the same
+file and importing it into an empty database gives the rows the same ids);
 `import_practice` applies one in the caller's transaction: rows are matched by name, created or
 updated, and a report says what changed. A bad file is refused with its line and the reason, and
 because every step runs in one transaction, nothing is changed. The demo data is such a file
@@ -83,6 +84,8 @@ def _utc(moment: datetime) -> str:
 def practice_data(session: Session, actor: Actor) -> dict[str, Any]:
     ensure(actor, Permission.PRACTICE_READ)
     setup_ = reads.overview(session, actor)
+    for rows in (setup_.clinics, setup_.providers, setup_.services, setup_.packages):
+        rows.sort(key=lambda r: r.id)  # creation order: an import recreates the same ids
     clinic_name = {c.id: c.name for c in setup_.clinics}
     service_name = {s.id: s.name for s in setup_.services}
     resource_of = {r.id: r.data for r in setup_.resources}

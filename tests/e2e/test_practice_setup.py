@@ -139,8 +139,7 @@ def _walk(page: Page, empty_server, tmp_path) -> None:
 
     _open(page, empty_server.url, "schedules", "Provider schedules")
     for day in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"):
-        box = page.get_by_role("checkbox", name=day, exact=True)
-        page.locator("label").filter(has=box).click()
+        page.get_by_text(day, exact=True).click()
         expect(page.get_by_role("checkbox", name=day, exact=True)).to_be_checked()
     _submit(page, "Save weekly hours")
     _eventually(tmp_path, select(func.count()).select_from(WorkingHours), 7)
