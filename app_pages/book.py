@@ -6,7 +6,8 @@ from datetime import time, timedelta
 import streamlit as st
 
 from core.kernel.clock import local_to_utc, to_local, utcnow
-from core.scheduling import booking, schedules
+from core.practice import choices as practice_choices
+from core.scheduling import booking
 from ui import actor, refresh, run_action
 from ui.booking_form import apply_prefill, message_editor, patient_picker
 from ui.caches import cached
@@ -17,7 +18,7 @@ from ui.text import escape
 
 @cached("setup", ttl=300, max_entries=10)
 def _setup(me):
-    return read(schedules.list_clinics, me), read(booking.list_services, me)
+    return read(practice_choices.list_choices, me).clinics, read(booking.list_services, me)
 
 
 @cached("appointments", "setup", ttl=15, max_entries=100)
@@ -44,7 +45,7 @@ st.title("New appointment")
 me = actor()
 clinics, services = _setup(me)
 require(clinics)
-zones = {c[0]: c[2] for c in clinics}
+zones = {c.id: c.timezone for c in clinics}
 apply_prefill("book", zones)  # a slot selected on the calendar
 done = st.session_state.pop("book_done", None)
 if done:
@@ -59,7 +60,7 @@ kind = st.segmented_control(
 out_of_office = kind == "Out of office"
 c1, c2, c3 = st.columns(3)
 clinic_id = c1.selectbox(
-    "Clinic", list(zones), format_func=dict((c[0], c[1]) for c in clinics).get, key="book_clinic"
+    "Clinic", list(zones), format_func={c.id: c.name for c in clinics}.get, key="book_clinic"
 )
 tz = zones[clinic_id]
 st.session_state.setdefault("book_day", to_local(utcnow(), tz).date() + timedelta(days=1))

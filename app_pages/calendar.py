@@ -5,8 +5,8 @@ import streamlit as st
 
 from core.kernel.authz import Permission
 from core.kernel.clock import format_local, to_local, utcnow
+from core.practice import choices
 from core.scheduling import calendar as cal
-from core.scheduling import schedules
 from ui import actor, shown
 from ui import calendar_widget as cw
 from ui.appointment_views import appointment_panel, load_detail, show_flash
@@ -14,6 +14,7 @@ from ui.caches import cached
 from ui.checkin_views import qr_panel
 from ui.context import read
 from ui.front_desk import require
+from ui.setup_forms import resource_view
 from ui.text import escape
 
 STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
@@ -21,7 +22,7 @@ STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
 
 @cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
-    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+    return {c.id: c.name for c in read(choices.list_choices, me).clinics}
 
 
 @cached("setup", ttl=60, max_entries=20)
@@ -40,6 +41,11 @@ def _events(me, clinic_id, start, end, provider_ids, statuses):
         provider_ids=list(provider_ids),
         statuses=list(statuses),
     )
+
+
+@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+def _rooms(me, clinic_id, start, end):
+    return read(cal.resource_view, me, clinic_id=clinic_id, start=start, end=end)
 
 
 st.title("Calendar")
@@ -103,6 +109,7 @@ elif isinstance(intent, cw.Move):
     }
     st.rerun()
 
+resource_view(_rooms(me, clinic_id, start, end))  # rooms and equipment in this window
 slot = st.session_state.get("calendar_slot")
 if slot:
     st.info(

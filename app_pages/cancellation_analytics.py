@@ -7,7 +7,9 @@ import streamlit as st
 
 from core.analytics import cancellation_parts as parts
 from core.analytics import cancellations as ca
+from core.kernel.authz import Permission
 from core.kernel.clock import utcnow
+from core.practice import choices as practice_choices
 from ui import actor, run_action, shown
 from ui import cancellation_view as view
 from ui.caches import cached
@@ -17,7 +19,12 @@ from ui.fees import waiver_panel
 
 @cached("setup", ttl=60, max_entries=5)
 def _choices(current):
-    return read(ca.list_choices, current)
+    return read(
+        practice_choices.list_choices,
+        current,
+        include_inactive=True,
+        permission=Permission.ANALYTICS_READ,
+    )
 
 
 @cached(
@@ -27,8 +34,8 @@ def _figures(current, filters):
     return read(ca.compute_figures, current, filters)
 
 
-def _named(pairs, label):
-    names = dict(pairs)
+def _named(rows, label):
+    names = {r.id: r.name for r in rows}
     return [None, *names], lambda i: label if i is None else names[i]
 
 

@@ -3,7 +3,8 @@ the QR code, or the patient is marked arrived by hand. A code works once."""
 
 import streamlit as st
 
-from core.scheduling import checkin, schedules, today, visits
+from core.practice import choices
+from core.scheduling import checkin, today, visits
 from ui import actor, run_action, shown
 from ui.caches import cached
 from ui.context import read
@@ -13,7 +14,7 @@ from ui.text import escape
 
 @cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
-    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+    return {c.id: c.name for c in read(choices.list_choices, me).clinics}
 
 
 @cached("appointments", "patients", ttl=15, max_entries=20)

@@ -8,16 +8,23 @@ import streamlit as st
 
 from core.interchange import csv_files, imports
 from core.interchange import standards as interchange
+from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds, utcnow
+from core.practice import choices as practice_choices
 from ui import actor, run_action
 from ui.caches import cached
-from ui.context import read
-from ui.data_view import file_header, mapping_editor, progress_bar, run_import, show_report
+from ui.context import read, run_in_steps
+from ui.data_view import file_header, mapping_editor, progress_bar, show_report
 
 
 @cached("setup", ttl=60, max_entries=5)
 def _choices(current):
-    return read(interchange.list_export_choices, current)
+    return read(
+        practice_choices.list_choices,
+        current,
+        include_inactive=True,
+        permission=Permission.DATA_EXPORT,
+    )
 
 
 st.title("Import and export")
@@ -82,7 +89,7 @@ with appointments_tab:
             "File encoding (empty: UTF-8, else guessed and reported)", key="data_appt_encoding"
         )
         if st.button("Import appointments", type="primary", key="data_appt_import"):
-            report = run_import(
+            report = run_in_steps(
                 imports.import_appointments,
                 upload.getvalue(),
                 mapping,
@@ -136,7 +143,7 @@ with exchange_tab:
     choices = _choices(me)
     st.subheader("FHIR R4 bundle")
     with st.form("data_fhir_form"):
-        clinics = dict(choices.clinics)
+        clinics = {c.id: c.name for c in choices.clinics}
         c1, c2 = st.columns(2)
         clinic_id = c1.selectbox(
             "Clinic",
@@ -175,7 +182,7 @@ with exchange_tab:
             key="data_fhir_download",
         )
     st.subheader("Provider calendar (iCalendar)")
-    providers = dict(choices.providers)
+    providers = {p.id: p.name for p in choices.providers}
     provider_id = st.selectbox(
         "Provider", list(providers), format_func=providers.get, key="data_ical_provider"
     )

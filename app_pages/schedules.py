@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel.clock import format_local, local_to_utc, utcnow
+from core.practice import choices
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
 from ui.caches import cached
@@ -17,7 +18,7 @@ from ui.text import escape
 
 @cached("setup", ttl=300, max_entries=10)
 def _setup(me):
-    return read(schedules.list_all_providers, me), read(schedules.list_clinics, me)
+    return read(schedules.list_all_providers, me), read(choices.list_choices, me).clinics
 
 
 @cached("setup", ttl=30, max_entries=50)
@@ -40,32 +41,32 @@ provider = c1.selectbox(
     "Provider", providers, format_func=lambda p: p.name, key="schedules_provider"
 )
 clinic = c2.selectbox(
-    "Clinic", clinics, format_func=lambda c: f"{c[1]} ({c[2]})", key="schedules_clinic"
+    "Clinic", clinics, format_func=lambda c: f"{c.name} ({c.timezone})", key="schedules_clinic"
 )
-hours = {h.weekday: h for h in _hours(me, provider.id, clinic[0])}
-if len(hours) < len(_hours(me, provider.id, clinic[0])):
+hours = {h.weekday: h for h in _hours(me, provider.id, clinic.id)}
+if len(hours) < len(_hours(me, provider.id, clinic.id)):
     st.warning("Some days have split shifts; saving here keeps one period per day.")
 
-with st.form(f"schedules_week_{provider.id}_{clinic[0]}"):
-    st.markdown(f"**Weekly hours at {escape(clinic[1])}** (clinic time)")
+with st.form(f"schedules_week_{provider.id}_{clinic.id}"):
+    st.markdown(f"**Weekly hours at {escape(clinic.name)}** (clinic time)")
     week = []
     for weekday, name in enumerate(schedules.WEEKDAYS):
         row = hours.get(weekday)
         a, b, c = st.columns([1.5, 1, 1], vertical_alignment="bottom")
         works = a.checkbox(
-            name, value=row is not None, key=f"schedules_works_{provider.id}_{clinic[0]}_{weekday}"
+            name, value=row is not None, key=f"schedules_works_{provider.id}_{clinic.id}_{weekday}"
         )
         starts = b.time_input(
             "From",
             row.starts if row else time(9),
             step=900,
-            key=f"schedules_from_{provider.id}_{clinic[0]}_{weekday}",
+            key=f"schedules_from_{provider.id}_{clinic.id}_{weekday}",
         )
         ends = c.time_input(
             "To",
             row.ends if row else time(17),
             step=900,
-            key=f"schedules_to_{provider.id}_{clinic[0]}_{weekday}",
+            key=f"schedules_to_{provider.id}_{clinic.id}_{weekday}",
         )
         if works:
             week.append(schedules.HoursRow(weekday, starts, ends))
@@ -73,14 +74,14 @@ with st.form(f"schedules_week_{provider.id}_{clinic[0]}"):
         if run_action(
             schedules.set_weekly_hours,
             provider_id=provider.id,
-            clinic_id=clinic[0],
+            clinic_id=clinic.id,
             hours=week,
             success="Weekly hours saved.",
         ):
             refresh()
 
 st.subheader("Time off")
-tz = clinic[2]
+tz = clinic.timezone
 away = _time_off(me, provider.id)
 if away:
     st.dataframe(

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.analytics import surveys as sa
 from core.kernel.authz import Permission
+from core.practice import choices
 from ui import actor, run_action
 from ui import survey_view as view
 from ui.caches import cached
@@ -24,7 +25,10 @@ READERS = {
 
 @cached("setup", ttl=300, max_entries=10)
 def _clinics(current):
-    return read(sa.list_clinics, current)
+    found = read(
+        choices.list_choices, current, include_inactive=True, permission=Permission.ANALYTICS_READ
+    )
+    return found.clinics
 
 
 @cached("feedback", ttl=60, max_entries=20)
@@ -44,7 +48,7 @@ def _comments(current, f, search, page):
 
 st.title("Survey analytics")
 me = actor()
-clinics = {c[0]: c for c in _clinics(me)}
+clinics = {c.id: c for c in _clinics(me)}
 today = date.today()
 with st.form("survey_analytics_filters"):
     left, right = st.columns(2)
@@ -60,11 +64,11 @@ with st.form("survey_analytics_filters"):
         "Clinic",
         [None, *clinics],
         key="survey_analytics_clinic",
-        format_func=lambda c: clinics[c][1] if c else "All clinics",
+        format_func=lambda c: clinics[c].name if c else "All clinics",
     )
     st.form_submit_button("Apply")
 first, last = (days[0], days[-1]) if days else (today, today)
-tz = clinics[clinic_id][2] if clinic_id else "UTC"
+tz = clinics[clinic_id].timezone if clinic_id else "UTC"
 f = sa.filter_for_days(first, last, tz, clinic_id)
 
 with st.expander("How the figures are computed"):

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
-from core.scheduling import schedules, today, visits
+from core.practice import choices
+from core.scheduling import today, visits
 from ui import actor, refresh, run_action
 from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
@@ -32,8 +33,8 @@ def _finish(done, text: str) -> None:
 
 
 @cached("setup", ttl=300, max_entries=10)
-def _clinics(me):
-    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+def _choices(me):
+    return read(choices.list_choices, me)
 
 
 @cached("appointments", "patients", "setup", ttl=15, max_entries=20)
@@ -44,10 +45,20 @@ def _rows(me, clinic_id):
 st.title("Today")
 me = actor()
 show_flash()
-clinics = _clinics(me)
+found = _choices(me)
+clinics = {c.id: c.name for c in found.clinics}
 require(clinics)
+# a provider who signs in sees their own day first
+mine = next((p for p in found.providers if p.user_id == me.user_id), None)
+home = next((c for c in (mine.clinic_ids if mine else ()) if c in clinics), None)
 c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="today_clinic")
+clinic_id = c1.selectbox(
+    "Clinic",
+    list(clinics),
+    list(clinics).index(home) if home else 0,
+    format_func=clinics.get,
+    key="today_clinic",
+)
 if c3.button("Refresh", key="today_refresh", icon=":material/refresh:"):
     _rows.clear()
 rows = _rows(me, clinic_id)
@@ -55,9 +66,13 @@ counts = today.stage_counts(rows)
 for column, (stage, count) in zip(st.columns(len(counts)), counts.items(), strict=True):
     column.metric(f"{ICONS[stage]} {stage}", count)
 providers = {r.provider_id or ALL: r.provider for r in rows}
+if mine and clinic_id in mine.clinic_ids:
+    providers.setdefault(mine.id, mine.name)
+options = [ALL, *(p for p in providers if p != ALL)]
 provider = c2.selectbox(
     "Provider",
-    [ALL, *providers],
+    options,
+    options.index(mine.id) if mine and mine.id in options else 0,
     key="today_provider",
     format_func=lambda p: providers.get(p, "All providers") if p else "All providers",
 )

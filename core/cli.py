@@ -10,7 +10,7 @@ import time
 
 from core import demo, jobs
 from core.analytics import stats
-from core.interchange import imports
+from core.interchange import imports, practice_file
 from core.interchange import standards as interchange
 from core.kernel import accounts
 from core.kernel.authz import SYSTEM
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     run_jobs.add_argument("--loop", action="store_true", help="repeat every --every seconds")
     run_jobs.add_argument("--every", type=float, default=30.0)
     _add_data_commands(commands)
+    export = commands.add_parser("export-practice", help="write the practice set-up (TOML)")
+    export.add_argument("file", help="the .toml file to write")
+    apply = commands.add_parser("import-practice", help="apply a practice set-up file (TOML)")
+    apply.add_argument("file", help="the .toml file to read")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -217,8 +221,33 @@ def _data_command(args) -> int:
     return 0
 
 
+def _practice_file(args) -> int:
+    """export-practice FILE / import-practice FILE (all or nothing, with a report)."""
+    from pathlib import Path
+
+    database = open_database(load_settings(), migrate=True)
+    if args.command == "export-practice":
+        with database.read() as session:
+            text = practice_file.export_practice(session, SYSTEM)
+        Path(args.file).write_text(text, encoding="utf-8")
+        print(f"Wrote {args.file}.")
+        return 0
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except OSError as error:
+        print(f"error: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return 2
+    with database.write() as session:
+        report = practice_file.import_practice(session, SYSTEM, text)
+    for line in report.lines:
+        print(line)
+    return 0
+
+
 COMMANDS = {
     "migrate": _migrate,
+    "export-practice": _practice_file,
+    "import-practice": _practice_file,
     "seed-demo": _seed,
     "create-user": _create_user,
     "send-notifications": _send,

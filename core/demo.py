@@ -7,13 +7,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.interchange import practice_file
 from core.kernel import accounts, tokens
 from core.kernel.authz import SYSTEM
 from core.kernel.clock import format_local, local_to_utc, to_local
 from core.messaging import delivery, notify
+from core.practice.checklist import TEST_MESSAGE_TEMPLATE
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -22,6 +26,7 @@ from db.models import (
     CancellationPolicy,
     ChangeKind,
     ChangeRequest,
+    Channel,
     Clinic,
     DeliveryStatus,
     FeedbackRequest,
@@ -29,6 +34,7 @@ from db.models import (
     InvitationStatus,
     LedgerEntry,
     LedgerKind,
+    Notification,
     Patient,
     PortalInvitation,
     Provider,
@@ -38,11 +44,11 @@ from db.models import (
     SurveyResponse,
     TimeOfDay,
     VisitMode,
-    WorkingHours,
 )
 from db.types import utcnow
 
 SEED = 20261125
+PRACTICE_FILE = Path(__file__).with_name("demo_practice.toml")
 DEMO_PASSWORDS = {
     "owner": ("Olivia Owner", Role.OWNER, "owner-demo-pass"),
     "manager": ("Max Manager", Role.MANAGER, "manager-demo-pass"),
@@ -168,57 +174,17 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
         )
     staff_user = accounts.count_users(session)  # ids 1..3; staff is the last
 
-    clinics = [
-        Clinic(
-            name="Harbour Street Clinic",
-            timezone="Europe/London",
-            phone="020 7946 0123",
-            address="12 Harbour Street, London",
-            email="harbour@clinicdesk.example",
-        ),
-        Clinic(
-            name="Lakeside Aesthetics",
-            timezone="America/New_York",
-            phone="(212) 555-0142",
-            address="40 Lakeside Avenue, New York",
-            email="lakeside@clinicdesk.example",
-        ),
-    ]
-    services = [
-        Service(name=n, duration_minutes=m, price_cents=p, virtual_allowed=v)
-        for n, m, p, v in SERVICES
-    ]
-    session.add_all(clinics + services)
-    session.flush()
-
-    colours = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2"]
-    names = [
-        "Dr Aisha Rahman",
-        "Dr Tom Becker",
-        "Nurse Priya Shah",
-        "Dr Elena Rossi",
-        "Dr Marcus Lee",
-        "Nurse Jo Carter",
-    ]
+    practice_file.import_practice(
+        session, SYSTEM, PRACTICE_FILE.read_text(), policy_effective_at=now - timedelta(days=400)
+    )
+    clinics = list(session.scalars(select(Clinic).order_by(Clinic.name)))
+    by_name = {s.name: s for s in session.scalars(select(Service))}
+    services = [by_name[name] for name, *_ in SERVICES]
     providers = []
-    for i, name in enumerate(names):
-        provider = Provider(
-            name=name,
-            title=name.split()[0],
-            colour=colours[i],
-            email=f"provider{i + 1}@clinicdesk.example",
-        )
-        clinic = clinics[i // 3]
-        for weekday in range(5):
-            if (i + weekday) % 5 == 4:  # each provider has one weekday off
-                continue
-            starts, ends = (time(8), time(16)) if i % 2 == 0 else (time(10), time(18, 30))
-            provider.working_hours.append(
-                WorkingHours(clinic_id=clinic.id, weekday=weekday, starts=starts, ends=ends)
-            )
-        providers.append((provider, clinic))
-    session.add_all([p for p, _ in providers])
-    session.flush()
+    for provider in session.scalars(select(Provider).order_by(Provider.id)):
+        clinic_id = min(h.clinic_id for h in provider.working_hours)
+        providers.append((provider, session.get(Clinic, clinic_id)))
+    _test_message(session)
 
     patients = []
     for i in range(500):
@@ -241,24 +207,14 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
         )
     session.add_all(patients)
     session.flush()
-    policies = {}
-    for clinic in clinics:
-        policy = CancellationPolicy(
-            clinic_id=clinic.id,
-            version=1,
-            effective_at=now - timedelta(days=400),
-            window_hours=24,
-            late_cancel_fee_cents=2500,
-            no_show_fee_cents=4000,
-            points_deducted=20,
-            policy_text=(
-                "Please give us at least 24 hours' notice to cancel or reschedule. Later "
-                "cancellations cost a fee of 25.00 and 20 points; a missed appointment costs 40.00."
-            ),
+    policies = {
+        clinic.id: session.scalar(
+            select(CancellationPolicy).where(
+                CancellationPolicy.clinic_id == clinic.id, CancellationPolicy.service_id.is_(None)
+            )
         )
-        session.add(policy)
-        policies[clinic.id] = policy
-    session.flush()
+        for clinic in clinics
+    }
 
     appointments = _appointments(
         session, rng, providers, services, patients, policies, today, now, staff_user
@@ -268,6 +224,22 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
     _surveys(session, rng, appointments, now)
     _outbox(session, rng, appointments, now)
     return DemoSummary(len(patients), len(appointments), DEMO_PASSWORDS)
+
+
+def _test_message(session: Session) -> None:
+    """The set-up checklist's last step, done: a test message was sent."""
+    session.add(
+        Notification(
+            channel=Channel.EMAIL,
+            template=TEST_MESSAGE_TEMPLATE,
+            to_address="owner@clinicdesk.example",
+            subject="ClinicDesk test message",
+            body="Message sending works.",
+            status=DeliveryStatus.SENT,
+            attempts=1,
+            sent_at=utcnow(),
+        )
+    )
 
 
 def _appointments(session, rng, providers, services, patients, policies, today, now, staff_user):

@@ -159,6 +159,9 @@ class Clinic(Base):
     phone: Mapped[str] = mapped_column(String(40), default="")
     email: Mapped[str] = mapped_column(String(254), default="")
     external_ref: Mapped[str | None] = mapped_column(String(120), unique=True)
+    locale: Mapped[str] = mapped_column(String(16), default="en-GB")  # issue 14
+    currency: Mapped[str] = mapped_column(String(3), default="GBP")  # issue 14
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # issue 14
 
 
 class Provider(Base):
@@ -171,6 +174,7 @@ class Provider(Base):
     colour: Mapped[str] = mapped_column(String(9), default="#4c78a8")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     external_ref: Mapped[str | None] = mapped_column(String(120), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # issue 14
 
     working_hours: Mapped[list[WorkingHours]] = relationship(
         back_populates="provider", cascade="all, delete-orphan"
@@ -224,6 +228,11 @@ class Service(Base):
     price_cents: Mapped[int] = mapped_column(Integer, default=0)
     virtual_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # issue 14: set-up fields
+    category: Mapped[str] = mapped_column(String(80), default="")
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    online_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 # ---------------------------------------------------------------- patients
@@ -746,3 +755,106 @@ class RequestFlag(Base):
     flag: Mapped[str] = mapped_column(String(300))
     typed_name: Mapped[str] = mapped_column(String(170), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------- service documents
+
+
+class DocumentKind(enum.StrEnum):
+    QUESTIONNAIRE = "questionnaire"
+    CONSENT = "consent"
+    INSTRUCTIONS = "instructions"
+
+
+class ServiceDocument(Base):
+    """A questionnaire, consent text or pre-treatment instructions attached to a service.
+    Versioned: an edit adds a row with version + 1 and deactivates the previous one, so answers
+    and signatures keep pointing at the exact text the patient saw."""
+
+    __tablename__ = "service_documents"
+    __table_args__ = (UniqueConstraint("service_id", "kind", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), index=True)
+    kind: Mapped[DocumentKind] = mapped_column(str_enum(DocumentKind, "document_kind"))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    # questionnaire only: [{"key": str, "label": str, "type": "text" | "yes_no" | "choice" |
+    # "number", "options": [str], "required": bool}]
+    questions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+
+
+# ---------------------------------------------------------------- issue 14: practice set-up
+
+
+class ResourceKind(enum.StrEnum):
+    ROOM = "room"
+    EQUIPMENT = "equipment"
+
+
+class ProviderClinic(Base):
+    """A clinic a provider works at."""
+
+    __tablename__ = "provider_clinics"
+
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), primary_key=True)
+
+
+class ProviderService(Base):
+    """A service a provider performs."""
+
+    __tablename__ = "provider_services"
+
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)
+
+
+class Resource(Base):
+    """A room or a piece of equipment at one clinic; `quantity` of them can be used at once."""
+
+    __tablename__ = "resources"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "name"),
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[ResourceKind] = mapped_column(str_enum(ResourceKind, "resource_kind"))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ServiceResource(Base):
+    """A resource a service needs (at the resource's clinic) for its whole duration."""
+
+    __tablename__ = "service_resources"
+
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id"), primary_key=True)
+
+
+class Package(Base):
+    """Services booked together: the durations add up, one price."""
+
+    __tablename__ = "packages"
+    __table_args__ = (CheckConstraint("price_cents >= 0", name="price_not_negative"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    price_cents: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class PackageService(Base):
+    __tablename__ = "package_services"
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)

@@ -37,6 +37,7 @@ CHANGES: dict[str, frozenset[str]] = {
     "core.messaging": frozenset({"outbox"}),
     "core.feedback": frozenset({"feedback", "appointments", "outbox"}),
     "core.portal": frozenset({"appointments", "patients", "outbox", "analytics", "feedback"}),
+    "core.practice": frozenset({"setup", "appointments", "policy", "outbox"}),
 }
 
 # domain → {function's module and name: its cached wrapper}; keyed, because a page script

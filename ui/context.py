@@ -132,6 +132,20 @@ def run_action(
     return Done(result)
 
 
+def run_in_steps(service: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Run a service that commits in steps of its own (an import in chunks, a test message
+    sent before its result is recorded): it is handed Database.write and the signed-in actor.
+    Its domain error is shown; every cached read is cleared afterwards."""
+    try:
+        with _unreachable_as_domain_error():
+            return service(database().write, require_actor(), *args, **kwargs)
+    except DomainError as error:
+        show_error(error)
+        return None
+    finally:
+        caches.clear(*caches.DOMAINS)
+
+
 def shown(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a read (or any core call that may refuse) for the page; a DomainError is shown
     through show_error and the page stops there."""

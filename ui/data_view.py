@@ -9,9 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
-from core.kernel.errors import DomainError
-from ui import caches
-from ui.context import database, require_actor, show_error, shown
+from ui.context import shown
 from ui.text import escape
 
 NOT_IN_FILE = "— not in the file —"
@@ -53,18 +51,6 @@ def progress_bar(label: str) -> Callable[[float, str], None]:
     """A progress bar and the callback core imports report to."""
     bar = st.progress(0.0, text=label)
     return lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-
-
-def run_import(service: Callable[..., ImportReport], *args, **kwargs) -> ImportReport | None:
-    """Run an import that saves in chunks (its own short transactions, given Database.write)
-    as the signed-in actor; its domain error is shown, and the read caches are cleared."""
-    try:
-        return service(database().write, require_actor(), *args, **kwargs)
-    except DomainError as error:
-        show_error(error)
-        return None
-    finally:
-        caches.clear(*caches.DOMAINS)
 
 
 def show_report(report: ImportReport) -> None:

@@ -7,8 +7,8 @@ from collections.abc import Sized
 import streamlit as st
 
 EMPTY = (
-    "There is no {what} yet. Load the demo data with `python -m core.cli seed-demo`, or bring "
-    "in the practice's clinics and providers by import (README, Import and export)."
+    "There is no {what} yet. Add it on the Practice set-up pages (Practice section), apply a "
+    "practice file (`python -m core.cli import-practice FILE.toml`) or load the demo data."
 )
 
 

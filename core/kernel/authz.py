@@ -33,6 +33,8 @@ class Permission(enum.StrEnum):
     DATA_IMPORT = "import data"
     POLICY_MANAGE = "set the cancellation policy"
     SURVEYS_MANAGE = "set the survey questions and timing"
+    PRACTICE_READ = "see the practice set-up"
+    PRACTICE_MANAGE = "set up clinics, providers, services, packages and resources"
     USERS_MANAGE = "manage user accounts"
     AUDIT_READ = "read the audit log"
 
@@ -41,11 +43,11 @@ P = Permission
 _STAFF = {
     P.APPOINTMENTS_READ, P.APPOINTMENTS_BOOK, P.APPOINTMENTS_RESCHEDULE, P.APPOINTMENTS_CANCEL,
     P.APPOINTMENTS_CHECK_IN, P.PATIENTS_READ, P.PATIENTS_EDIT, P.INVITATIONS_SEND,
-    P.FEEDBACK_REQUEST, P.NOTIFICATIONS_READ,
+    P.FEEDBACK_REQUEST, P.NOTIFICATIONS_READ, P.PRACTICE_READ,
 }  # fmt: skip
 _MANAGER = _STAFF | {
     P.QUEUE_WORK, P.REQUESTS_DECIDE, P.SCHEDULES_MANAGE, P.FEES_WAIVE, P.NOTIFICATIONS_MANAGE,
-    P.ANALYTICS_READ, P.DATA_EXPORT,
+    P.ANALYTICS_READ, P.DATA_EXPORT, P.PRACTICE_MANAGE,
 }  # fmt: skip
 MATRIX: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),

@@ -360,7 +360,9 @@ def booking_view(session: Session, raw: str | None) -> BookingView:
     if clinic is None:
         raise LinkInvalid()
     services = session.execute(
-        select(Service.id, Service.name).where(Service.active.is_(True)).order_by(Service.name)
+        select(Service.id, Service.name)
+        .where(Service.active.is_(True), Service.online_allowed.is_(True))
+        .order_by(Service.name)
     ).all()
     today = to_local(utcnow(), clinic.timezone).date()
     return BookingView(

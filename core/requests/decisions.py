@@ -26,6 +26,7 @@ from core.scheduling.lifecycle import (
     confirm,
     duration_of,
     flush,
+    hold_resources,
     load,
     message_context,
     outcome_of,
@@ -263,6 +264,18 @@ def respond_to_proposal(
             raise Conflict(
                 "Sorry, this time has just been taken. Please contact the practice for another one."
             )
+        try:
+            hold_resources(
+                session,
+                appointment,
+                appointment.start_at,
+                appointment.end_at,
+                appointment.allow_double_booking,
+            )
+        except Conflict:
+            raise Conflict(
+                "Sorry, this time has just been taken. Please contact the practice for another one."
+            ) from None
         appointment.status, appointment.decided_at = S.SCHEDULED, utcnow()
         if change:
             change.status = ChangeStatus.APPROVED

@@ -20,7 +20,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.scheduling.availability import TIME_OF_DAY_LABELS, Slot, suggest_slots
-from core.scheduling.lifecycle import duration_of
+from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -413,6 +413,7 @@ def suggest_for(
             time_of_day=time_of_day,
             limit=limit,
             search_days=days,
+            service_ids=[s.id for s in services_of(appointment)],
         )
         if len(slots) >= limit:
             break

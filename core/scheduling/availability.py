@@ -19,9 +19,12 @@ from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
 from db.models import (
     Appointment,
+    AppointmentService,
     AppointmentStatus,
     Clinic,
     Provider,
+    Resource,
+    ServiceResource,
     TimeOfDay,
     TimeOff,
     WorkingHours,
@@ -159,9 +162,11 @@ def suggest_slots(
     search_days: int = 14,
     step_minutes: int = 15,
     now: datetime | None = None,
+    service_ids: list[int] | None = None,
 ) -> list[Slot]:
     """The earliest free slots from `day` on (clinic-local) that fit the duration, the providers'
-    working hours and time off, existing bookings and the time-of-day preference.
+    working hours and time off, existing bookings, the rooms and equipment the services need
+    (`service_ids`) and the time-of-day preference.
 
     One query each for hours, time off and bookings over the whole window; the rest is Python."""
     if duration_minutes <= 0 or duration_minutes > 12 * 60:
@@ -213,8 +218,9 @@ def suggest_slots(
         )
     ):
         busy[pid].append((start, end))
-    intervals = {pid: _Busy(spans) for pid, spans in busy.items()}
-    empty = _Busy([])
+    full = resource_full_spans(session, clinic_id, service_ids or [], scan_start, scan_end)
+    intervals = {pid: _Busy(spans + full) for pid, spans in busy.items()}
+    empty = _Busy(full)
 
     found: list[Slot] = []
     for offset in range(search_days):
@@ -261,3 +267,164 @@ class _Busy:
         if index == 0 or self.max_end[index - 1] <= start:
             return None
         return self.max_end[index - 1]
+
+
+# ---------------------------------------------------------------- rooms and equipment (issue 14)
+
+
+@dataclass(frozen=True)
+class BusyResource:
+    """A room or piece of equipment whose every unit is taken during part of a period."""
+
+    resource_id: int
+    name: str
+    quantity: int
+    appointment_ids: tuple[int, ...]  # the bookings using it then
+
+    def message(self, clinic_name: str) -> str:
+        taken = ", ".join(f"#{i}" for i in self.appointment_ids[:3])
+        plural = "s" if len(self.appointment_ids) > 1 else ""
+        units = "in use" if self.quantity == 1 else f"all {self.quantity} in use"
+        return f"{self.name} at {clinic_name} is busy then ({units} by appointment{plural} {taken})"
+
+
+def required_resources(session: Session, clinic_id: int, service_ids: list[int]) -> list[Resource]:
+    """The active rooms and equipment of this clinic that any of the services needs, by id."""
+    if not service_ids:
+        return []
+    return list(
+        session.scalars(
+            select(Resource)
+            .join(ServiceResource, ServiceResource.resource_id == Resource.id)
+            .where(
+                ServiceResource.service_id.in_(service_ids),
+                Resource.clinic_id == clinic_id,
+                Resource.active.is_(True),
+            )
+            .distinct()
+            .order_by(Resource.id)
+        )
+    )
+
+
+def lock_resources(session: Session, resource_ids: list[int]) -> None:
+    """Serialise bookings that need the same room or equipment (PostgreSQL row locks, in id
+    order so two bookings never wait on each other; SQLite serialises writers already)."""
+    if resource_ids:
+        session.execute(
+            select(Resource.id)
+            .where(Resource.id.in_(sorted(resource_ids)))
+            .order_by(Resource.id)
+            .with_for_update()
+        ).all()
+
+
+def resource_use(
+    session: Session,
+    clinic_id: int,
+    resource_ids: list[int],
+    start_at: datetime,
+    end_at: datetime,
+    exclude_appointment_id: int | None = None,
+) -> dict[int, list[tuple[datetime, datetime, int]]]:
+    """Per resource: (start, end, appointment id) of the clinic's occupying bookings that need it
+    and overlap [start_at, end_at)."""
+    first_service = select(Appointment.id.label("aid"), Appointment.service_id.label("sid")).where(
+        Appointment.service_id.is_not(None)
+    )
+    listed = select(AppointmentService.appointment_id, AppointmentService.service_id)
+    uses = first_service.union(listed).subquery()
+    query = (
+        select(
+            ServiceResource.resource_id, Appointment.start_at, Appointment.end_at, Appointment.id
+        )
+        .join(uses, uses.c.aid == Appointment.id)
+        .join(ServiceResource, ServiceResource.service_id == uses.c.sid)
+        .where(
+            Appointment.clinic_id == clinic_id,
+            Appointment.start_at > start_at - MAX_LENGTH,
+            Appointment.start_at < end_at,
+            Appointment.end_at > start_at,
+            Appointment.status.in_(OCCUPYING),
+            ServiceResource.resource_id.in_(resource_ids),
+        )
+        .distinct()
+    )
+    if exclude_appointment_id is not None:
+        query = query.where(Appointment.id != exclude_appointment_id)
+    found: dict[int, list[tuple[datetime, datetime, int]]] = defaultdict(list)
+    for rid, start, end, aid in session.execute(query):
+        found[rid].append((start, end, aid))
+    return found
+
+
+def _full_spans(
+    uses: list[tuple[datetime, datetime, int]], quantity: int
+) -> list[tuple[datetime, datetime, tuple[int, ...]]]:
+    """The periods in which at least `quantity` bookings use the resource at once."""
+    edges = sorted(
+        [(s, 1, aid) for s, _, aid in uses] + [(e, -1, aid) for _, e, aid in uses],
+        key=lambda edge: (edge[0], edge[1]),  # an end before a start at the same moment
+    )
+    active: set[int] = set()
+    spans: list[tuple[datetime, datetime, tuple[int, ...]]] = []
+    opened: datetime | None = None
+    for moment, step, aid in edges:
+        if opened is not None and moment > opened:
+            spans.append((opened, moment, tuple(sorted(active))))
+        if step == 1:
+            active.add(aid)
+        else:
+            active.discard(aid)
+        opened = moment if len(active) >= quantity else None
+    return spans
+
+
+def resource_conflicts(
+    session: Session,
+    clinic_id: int,
+    service_ids: list[int],
+    start_at: datetime,
+    end_at: datetime,
+    exclude_appointment_id: int | None = None,
+) -> list[BusyResource]:
+    """The rooms and equipment the services need that are fully in use during part of
+    [start_at, end_at) at this clinic (an appointment using them counts once per resource)."""
+    start_at, end_at = _aware(start_at, "start"), _aware(end_at, "end")
+    needed = required_resources(session, clinic_id, service_ids)
+    if not needed:
+        return []
+    uses = resource_use(
+        session, clinic_id, [r.id for r in needed], start_at, end_at, exclude_appointment_id
+    )
+    busy = []
+    for resource in needed:
+        spans = [
+            holders
+            for s, e, holders in _full_spans(uses.get(resource.id, []), resource.quantity)
+            if s < end_at and e > start_at
+        ]
+        if spans:
+            holders = tuple(sorted({aid for h in spans for aid in h}))
+            busy.append(BusyResource(resource.id, resource.name, resource.quantity, holders))
+    return busy
+
+
+def resource_full_spans(
+    session: Session,
+    clinic_id: int,
+    service_ids: list[int],
+    scan_start: datetime,
+    scan_end: datetime,
+) -> list[tuple[datetime, datetime]]:
+    """Every period in the scan window when a resource the services need is fully in use
+    (slot suggestions skip them)."""
+    needed = required_resources(session, clinic_id, service_ids)
+    if not needed:
+        return []
+    uses = resource_use(session, clinic_id, [r.id for r in needed], scan_start, scan_end)
+    return [
+        (s, e)
+        for resource in needed
+        for s, e, _ in _full_spans(uses.get(resource.id, []), resource.quantity)
+    ]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_to_utc, to_local, zone
 from core.kernel.errors import NotFound, ValidationError
-from core.scheduling.availability import MAX_LENGTH
+from core.scheduling.availability import MAX_LENGTH, resource_use
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -32,6 +32,7 @@ from db.models import (
     Clinic,
     Patient,
     Provider,
+    Resource,
     Service,
     TimeOff,
     WorkingHours,
@@ -413,3 +414,53 @@ def window_events(
     return _events(session, tz, clinic_id, start, end, provider_ids, statuses) + _time_off(
         session, clinic_id, tz, start, end, provider_ids
     )
+
+
+# ---------------------------------------------------------------- rooms and equipment (issue 14)
+
+
+@dataclass(frozen=True)
+class ResourceBooking:
+    """One booking's use of a room or piece of equipment, for the calendar's resource view."""
+
+    resource: str
+    quantity: int
+    appointment_id: int
+    starts: str  # clinic-local "Mon 01 Dec 09:00"
+    ends: str  # "09:30"
+    provider: str
+    service: str
+
+
+def resource_view(
+    session: Session, actor: Actor, *, clinic_id: int, start: datetime, end: datetime
+) -> list[ResourceBooking]:
+    """Which bookings use which of the clinic's rooms and equipment in [start, end), by resource
+    then time (cancelled and finished visits do not hold a resource)."""
+    start, end, tz = _open_window(session, actor, clinic_id, start, end)
+    resources = list(
+        session.scalars(
+            select(Resource).where(Resource.clinic_id == clinic_id, Resource.active.is_(True))
+        )
+    )
+    if not resources:
+        return []
+    uses = resource_use(session, clinic_id, [r.id for r in resources], start, end)
+    ids = {aid for spans in uses.values() for _, _, aid in spans}
+    who = {a.id: a for a in session.scalars(select(Appointment).where(Appointment.id.in_(ids)))}
+    rows = []
+    for resource in sorted(resources, key=lambda r: r.name):
+        for begins, finishes, aid in sorted(uses.get(resource.id, [])):
+            a = who[aid]
+            rows.append(
+                ResourceBooking(
+                    resource.name,
+                    resource.quantity,
+                    aid,
+                    f"{to_local(begins, tz):%a %d %b %H:%M}",
+                    f"{to_local(finishes, tz):%H:%M}",
+                    a.provider.name if a.provider else "",
+                    a.service.name if a.service else "",
+                )
+            )
+    return rows

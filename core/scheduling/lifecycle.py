@@ -24,6 +24,9 @@ from core.scheduling.availability import (
     TIME_OF_DAY_LABELS,
     find_conflicts,
     lock_provider,
+    lock_resources,
+    required_resources,
+    resource_conflicts,
     working_hours_cover,
 )
 from core.scheduling.codes import confirmation_attachment
@@ -136,14 +139,14 @@ def base_url(session: Session) -> str:
     return session.info.get("base_url", DEFAULT_BASE_URL)
 
 
-def _services_of(appointment: Appointment) -> list[Service]:
+def services_of(appointment: Appointment) -> list[Service]:
     if appointment.services:
         return [s.service for s in appointment.services]
     return [appointment.service] if appointment.service else []
 
 
 def duration_of(appointment: Appointment) -> timedelta:
-    minutes = sum(s.duration_minutes for s in _services_of(appointment))
+    minutes = sum(s.duration_minutes for s in services_of(appointment))
     if not minutes and appointment.start_at and appointment.end_at:
         return appointment.end_at - appointment.start_at
     return timedelta(minutes=minutes or 30)
@@ -163,7 +166,7 @@ def when_text(appointment: Appointment) -> str:
 
 def message_context(appointment: Appointment, *, message: str = "", **extra: Any) -> dict[str, Any]:
     clinic = appointment.clinic
-    services = _services_of(appointment)
+    services = services_of(appointment)
     context = {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
@@ -300,9 +303,41 @@ def place(
             raise Conflict(_conflict_message(provider, conflicts))
         details["double_booked_with"] = [c.id for c in conflicts]
         appointment.allow_double_booking = True
+    details.update(hold_resources(session, appointment, start_at, end_at, allow_double_booking))
     appointment.provider_id, appointment.provider = provider_id, provider
     appointment.start_at, appointment.end_at = start_at, end_at
     return details
+
+
+def hold_resources(
+    session: Session,
+    appointment: Appointment,
+    start_at: datetime,
+    end_at: datetime,
+    allow_double_booking: bool,
+) -> dict[str, Any]:
+    """Refuse the time when a room or piece of equipment the appointment's services need is
+    fully in use at its clinic (naming it), unless double booking is explicitly allowed, which
+    the returned audit details record. Locks the resources until the transaction ends."""
+    service_ids = [s.id for s in services_of(appointment)]
+    needed = required_resources(session, appointment.clinic_id, service_ids)
+    if not needed:
+        return {}
+    lock_resources(session, [r.id for r in needed])
+    busy = resource_conflicts(
+        session, appointment.clinic_id, service_ids, start_at, end_at, appointment.id
+    )
+    if not busy:
+        return {}
+    if not allow_double_booking:
+        tz = appointment.clinic.timezone
+        names = "; ".join(b.message(appointment.clinic.name) for b in busy)
+        raise Conflict(
+            f"{names}, from {format_local(start_at, tz)} to {format_local(end_at, tz)[-5:]}. "
+            "Choose another time or allow double booking for this appointment."
+        )
+    appointment.allow_double_booking = True
+    return {"resources_overbooked": [b.name for b in busy]}
 
 
 def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-02 12:50:16.092494
+Create Date: 2026-12-02 13:01:01.836131
 """
 
 from collections.abc import Sequence
@@ -109,6 +109,9 @@ def upgrade() -> None:
     sa.Column('phone', sa.String(length=40), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('external_ref', sa.String(length=120), nullable=True),
+    sa.Column('locale', sa.String(length=16), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_clinics')),
     sa.UniqueConstraint('external_ref', name=op.f('uq_clinics_external_ref')),
     sa.UniqueConstraint('name', name=op.f('uq_clinics_name'))
@@ -129,6 +132,15 @@ def upgrade() -> None:
     with op.batch_alter_table('link_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_link_tokens_purpose_subject_id'), ['purpose', 'subject_id'], unique=False)
 
+    op.create_table('packages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('price_cents', sa.Integer(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.CheckConstraint('price_cents >= 0', name=op.f('ck_packages_price_not_negative')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_packages')),
+    sa.UniqueConstraint('name', name=op.f('uq_packages_name'))
+    )
     op.create_table('patient_portal_tally',
     sa.Column('bucket', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('patients', sa.BigInteger(), nullable=False),
@@ -163,17 +175,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_patients_phone'), ['phone'], unique=False)
         batch_op.create_index(batch_op.f('ix_patients_portal_enrolled_at'), ['portal_enrolled_at'], unique=False)
 
-    op.create_table('providers',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('name', sa.String(length=120), nullable=False),
-    sa.Column('title', sa.String(length=80), nullable=False),
-    sa.Column('email', sa.String(length=254), nullable=False),
-    sa.Column('colour', sa.String(length=9), nullable=False),
-    sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('external_ref', sa.String(length=120), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_providers')),
-    sa.UniqueConstraint('external_ref', name=op.f('uq_providers_external_ref'))
-    )
     op.create_table('rate_limit_hits',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key', sa.String(length=96), nullable=False),
@@ -190,6 +191,10 @@ def upgrade() -> None:
     sa.Column('price_cents', sa.Integer(), nullable=False),
     sa.Column('virtual_allowed', sa.Boolean(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('category', sa.String(length=80), nullable=False),
+    sa.Column('buffer_before_minutes', sa.Integer(), nullable=False),
+    sa.Column('buffer_after_minutes', sa.Integer(), nullable=False),
+    sa.Column('online_allowed', sa.Boolean(), nullable=False),
     sa.CheckConstraint('duration_minutes > 0', name=op.f('ck_services_positive_duration')),
     sa.CheckConstraint('price_cents >= 0', name=op.f('ck_services_price_not_negative')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_services')),
@@ -309,6 +314,14 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['updated_by_user_id'], ['users.id'], name=op.f('fk_notification_templates_updated_by_user_id_users')),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_notification_templates'))
     )
+    op.create_table('package_services',
+    sa.Column('package_id', sa.Integer(), nullable=False),
+    sa.Column('service_id', sa.Integer(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['package_id'], ['packages.id'], name=op.f('fk_package_services_package_id_packages')),
+    sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_package_services_service_id_services')),
+    sa.PrimaryKeyConstraint('package_id', 'service_id', name=op.f('pk_package_services'))
+    )
     op.create_table('portal_invitations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=False),
@@ -330,6 +343,52 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_portal_invitations_patient_id_status'), ['patient_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_portal_invitations_status_expires_at'), ['status', 'expires_at'], unique=False)
 
+    op.create_table('providers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('title', sa.String(length=80), nullable=False),
+    sa.Column('email', sa.String(length=254), nullable=False),
+    sa.Column('colour', sa.String(length=9), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('external_ref', sa.String(length=120), nullable=True),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_providers_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_providers')),
+    sa.UniqueConstraint('external_ref', name=op.f('uq_providers_external_ref'))
+    )
+    op.create_table('resources',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('clinic_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('kind', sa.Enum('room', 'equipment', name='resource_kind', native_enum=False, create_constraint=True, length=24), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.CheckConstraint('quantity >= 1', name=op.f('ck_resources_quantity_positive')),
+    sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_resources_clinic_id_clinics')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_resources')),
+    sa.UniqueConstraint('clinic_id', 'name', name=op.f('uq_resources_clinic_id_name'))
+    )
+    with op.batch_alter_table('resources', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_resources_clinic_id'), ['clinic_id'], unique=False)
+
+    op.create_table('service_documents',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('service_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.Enum('questionnaire', 'consent', 'instructions', name='document_kind', native_enum=False, create_constraint=True, length=24), nullable=False),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('questions', sa.JSON(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('created_by', sa.String(length=120), nullable=False),
+    sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_service_documents_service_id_services')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_service_documents')),
+    sa.UniqueConstraint('service_id', 'kind', 'version', name=op.f('uq_service_documents_service_id_kind_version'))
+    )
+    with op.batch_alter_table('service_documents', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_service_documents_service_id'), ['service_id'], unique=False)
+
     op.create_table('settings',
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('value', sa.JSON(), nullable=True),
@@ -338,19 +397,6 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['updated_by_user_id'], ['users.id'], name=op.f('fk_settings_updated_by_user_id_users')),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_settings'))
     )
-    op.create_table('time_off',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('provider_id', sa.Integer(), nullable=False),
-    sa.Column('starts_at', db.types.UTCDateTime(), nullable=False),
-    sa.Column('ends_at', db.types.UTCDateTime(), nullable=False),
-    sa.Column('reason', sa.String(length=200), nullable=False),
-    sa.CheckConstraint('starts_at < ends_at', name=op.f('ck_time_off_starts_before_ends')),
-    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_time_off_provider_id_providers')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_time_off'))
-    )
-    with op.batch_alter_table('time_off', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_time_off_provider_id_starts_at'), ['provider_id', 'starts_at'], unique=False)
-
     op.create_table('user_sessions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
@@ -364,22 +410,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('handoff_hash', name=op.f('uq_user_sessions_handoff_hash')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_user_sessions_token_hash'))
     )
-    op.create_table('working_hours',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('provider_id', sa.Integer(), nullable=False),
-    sa.Column('clinic_id', sa.Integer(), nullable=False),
-    sa.Column('weekday', sa.Integer(), nullable=False),
-    sa.Column('starts', sa.Time(), nullable=False),
-    sa.Column('ends', sa.Time(), nullable=False),
-    sa.CheckConstraint('starts < ends', name=op.f('ck_working_hours_starts_before_ends')),
-    sa.CheckConstraint('weekday BETWEEN 0 AND 6', name=op.f('ck_working_hours_weekday_range')),
-    sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_working_hours_clinic_id_clinics')),
-    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_working_hours_provider_id_providers')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_working_hours'))
-    )
-    with op.batch_alter_table('working_hours', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_working_hours_provider_id_clinic_id_weekday'), ['provider_id', 'clinic_id', 'weekday'], unique=False)
-
     op.create_table('appointments',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('clinic_id', sa.Integer(), nullable=False),
@@ -434,6 +464,56 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_appointments_provider_id_start_at'), ['provider_id', 'start_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointments_status_created_at'), ['status', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointments_status_start_at'), ['status', 'start_at'], unique=False)
+
+    op.create_table('provider_clinics',
+    sa.Column('provider_id', sa.Integer(), nullable=False),
+    sa.Column('clinic_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_provider_clinics_clinic_id_clinics')),
+    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_provider_clinics_provider_id_providers')),
+    sa.PrimaryKeyConstraint('provider_id', 'clinic_id', name=op.f('pk_provider_clinics'))
+    )
+    op.create_table('provider_services',
+    sa.Column('provider_id', sa.Integer(), nullable=False),
+    sa.Column('service_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_provider_services_provider_id_providers')),
+    sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_provider_services_service_id_services')),
+    sa.PrimaryKeyConstraint('provider_id', 'service_id', name=op.f('pk_provider_services'))
+    )
+    op.create_table('service_resources',
+    sa.Column('service_id', sa.Integer(), nullable=False),
+    sa.Column('resource_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['resource_id'], ['resources.id'], name=op.f('fk_service_resources_resource_id_resources')),
+    sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_service_resources_service_id_services')),
+    sa.PrimaryKeyConstraint('service_id', 'resource_id', name=op.f('pk_service_resources'))
+    )
+    op.create_table('time_off',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider_id', sa.Integer(), nullable=False),
+    sa.Column('starts_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('ends_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('reason', sa.String(length=200), nullable=False),
+    sa.CheckConstraint('starts_at < ends_at', name=op.f('ck_time_off_starts_before_ends')),
+    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_time_off_provider_id_providers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_time_off'))
+    )
+    with op.batch_alter_table('time_off', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_time_off_provider_id_starts_at'), ['provider_id', 'starts_at'], unique=False)
+
+    op.create_table('working_hours',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider_id', sa.Integer(), nullable=False),
+    sa.Column('clinic_id', sa.Integer(), nullable=False),
+    sa.Column('weekday', sa.Integer(), nullable=False),
+    sa.Column('starts', sa.Time(), nullable=False),
+    sa.Column('ends', sa.Time(), nullable=False),
+    sa.CheckConstraint('starts < ends', name=op.f('ck_working_hours_starts_before_ends')),
+    sa.CheckConstraint('weekday BETWEEN 0 AND 6', name=op.f('ck_working_hours_weekday_range')),
+    sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_working_hours_clinic_id_clinics')),
+    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_working_hours_provider_id_providers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_working_hours'))
+    )
+    with op.batch_alter_table('working_hours', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_working_hours_provider_id_clinic_id_weekday'), ['provider_id', 'clinic_id', 'weekday'], unique=False)
 
     op.create_table('appointment_services',
     sa.Column('appointment_id', sa.Integer(), nullable=False),
@@ -614,6 +694,17 @@ def downgrade() -> None:
 
     op.drop_table('change_requests')
     op.drop_table('appointment_services')
+    with op.batch_alter_table('working_hours', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_working_hours_provider_id_clinic_id_weekday'))
+
+    op.drop_table('working_hours')
+    with op.batch_alter_table('time_off', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_time_off_provider_id_starts_at'))
+
+    op.drop_table('time_off')
+    op.drop_table('service_resources')
+    op.drop_table('provider_services')
+    op.drop_table('provider_clinics')
     with op.batch_alter_table('appointments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_appointments_status_start_at'))
         batch_op.drop_index(batch_op.f('ix_appointments_status_created_at'))
@@ -623,21 +714,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_appointments_clinic_id_start_at_status'))
 
     op.drop_table('appointments')
-    with op.batch_alter_table('working_hours', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_working_hours_provider_id_clinic_id_weekday'))
-
-    op.drop_table('working_hours')
     op.drop_table('user_sessions')
-    with op.batch_alter_table('time_off', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_time_off_provider_id_starts_at'))
-
-    op.drop_table('time_off')
     op.drop_table('settings')
+    with op.batch_alter_table('service_documents', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_service_documents_service_id'))
+
+    op.drop_table('service_documents')
+    with op.batch_alter_table('resources', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_resources_clinic_id'))
+
+    op.drop_table('resources')
+    op.drop_table('providers')
     with op.batch_alter_table('portal_invitations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_portal_invitations_status_expires_at'))
         batch_op.drop_index(batch_op.f('ix_portal_invitations_patient_id_status'))
 
     op.drop_table('portal_invitations')
+    op.drop_table('package_services')
     op.drop_table('notification_templates')
     with op.batch_alter_table('import_batches', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_import_batches_fingerprint_finished_at'))
@@ -666,7 +759,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_rate_limit_hits_key_at'))
 
     op.drop_table('rate_limit_hits')
-    op.drop_table('providers')
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patients_portal_enrolled_at'))
         batch_op.drop_index(batch_op.f('ix_patients_phone'))
@@ -676,6 +768,7 @@ def downgrade() -> None:
 
     op.drop_table('patients')
     op.drop_table('patient_portal_tally')
+    op.drop_table('packages')
     with op.batch_alter_table('link_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_link_tokens_purpose_subject_id'))
 

@@ -1,0 +1,107 @@
+"""Clinics and their rooms and equipment: create, edit, deactivate (never delete). Owners and
+managers edit; staff read. Every change is audited."""
+
+import pandas as pd
+import streamlit as st
+
+from core.practice import setup
+from core.practice.setup import RESOURCE_KINDS
+from ui import actor
+from ui.setup_forms import can_edit, overview, pick, save, toggle_active
+
+
+@st.cache_data(ttl=3600, show_spinner=False)
+def _zones():
+    return setup.time_zones()
+
+
+st.title("Clinics, rooms and equipment")
+me = actor()
+current = overview(me)
+editable = can_edit(me)
+if current.clinics:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Clinic": c.name,
+                    "Time zone": c.data.timezone,
+                    "Locale": c.data.locale,
+                    "Currency": c.data.currency,
+                    "Email": c.data.email,
+                    "Active": c.data.active,
+                }
+                for c in current.clinics
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+else:
+    st.info("Add your first clinic below.", icon=":material/info:")
+
+if editable:
+    row = pick(current.clinics, "clinic", "clinics_pick")
+    old = row.data if row else setup.ClinicData("", "Europe/London")
+    zones = _zones()
+    with st.form(f"clinics_form_{row.id if row else 'new'}"):
+        name = st.text_input("Name", old.name, key="clinics_name")
+        address = st.text_input("Address", old.address, key="clinics_address")
+        a, b = st.columns(2)
+        phone = a.text_input("Phone", old.phone, key="clinics_phone")
+        email = b.text_input("Clinic inbox (email)", old.email, key="clinics_email")
+        a, b, c = st.columns(3)
+        zone = a.selectbox("Time zone", zones, zones.index(old.timezone), key="clinics_zone")
+        locales = list(setup.LOCALES)
+        locale = b.selectbox(
+            "Locale (dates and money)",
+            locales,
+            locales.index(old.locale) if old.locale in locales else 0,
+            key="clinics_locale",
+        )
+        currency = c.text_input("Currency (ISO code)", old.currency, key="clinics_currency")
+        if st.form_submit_button("Save clinic", type="primary"):
+            data = setup.ClinicData(name, zone, address, phone, email, locale, currency, old.active)
+            save(setup.save_clinic, data, row, "Clinic")
+    toggle_active("clinic", row, "clinics_toggle")
+
+st.subheader("Rooms and equipment")
+names = {c.id: c.name for c in current.clinics}
+if current.resources:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Clinic": names.get(r.data.clinic_id, ""),
+                    "Name": r.name,
+                    "Kind": r.data.kind.value,
+                    "Quantity": r.data.quantity,
+                    "Active": r.data.active,
+                }
+                for r in current.resources
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+if editable and current.clinics:
+    row = pick(current.resources, "room or equipment", "clinics_resource_pick")
+    old = row.data if row else setup.ResourceData(current.clinics[0].id, "")
+    with st.form(f"clinics_resource_form_{row.id if row else 'new'}"):
+        a, b, c, d = st.columns([2, 2, 1, 1])
+        clinic_id = a.selectbox(
+            "Clinic",
+            list(names),
+            list(names).index(old.clinic_id),
+            format_func=names.get,
+            key="clinics_resource_clinic",
+        )
+        name = b.text_input("Name (e.g. Treatment room, Laser)", old.name, key="clinics_rname")
+        kind = c.selectbox(
+            "Kind", RESOURCE_KINDS, RESOURCE_KINDS.index(old.kind.value), key="clinics_rkind"
+        )
+        quantity = d.number_input("Quantity", 1, 100, old.quantity, key="clinics_rquantity")
+        if st.form_submit_button("Save room or equipment", type="primary"):
+            data = setup.ResourceData(clinic_id, name, kind, int(quantity), old.active)
+            save(setup.save_resource, data, row, "Room or equipment")
+    toggle_active("resource", row, "clinics_resource_toggle")

@@ -1,0 +1,50 @@
+"""Packages: services booked together (their durations add up) for one price. Owners and
+managers edit; staff read."""
+
+import pandas as pd
+import streamlit as st
+
+from core.practice import setup
+from ui import actor
+from ui.setup_forms import can_edit, money, overview, pick, save, toggle_active
+
+st.title("Packages")
+me = actor()
+current = overview(me)
+services = {s.id: s for s in current.services}
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "Package": p.name,
+                "Services": " + ".join(services[s].name for s in p.data.service_ids),
+                "Minutes": sum(services[s].data.duration_minutes for s in p.data.service_ids),
+                "Price": money(p.data.price_cents),
+                "Active": p.data.active,
+            }
+            for p in current.packages
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+)
+if can_edit(me):
+    row = pick(current.packages, "package", "packages_pick")
+    old = row.data if row else setup.PackageData("")
+    with st.form(f"packages_form_{row.id if row else 'new'}"):
+        a, b = st.columns([3, 1])
+        name = a.text_input("Name", old.name, key="packages_name")
+        price = b.number_input(
+            "Price", 0.0, 100000.0, old.price_cents / 100, 1.0, key="packages_price"
+        )
+        chosen = st.multiselect(
+            "Services, in the order they are done",
+            list(services),
+            list(old.service_ids),
+            format_func=lambda s: services[s].name,
+            key="packages_services",
+        )
+        if st.form_submit_button("Save package", type="primary"):
+            data = setup.PackageData(name, tuple(chosen), round(price * 100), old.active)
+            save(setup.save_package, data, row, "Package")
+    toggle_active("package", row, "packages_toggle")

@@ -1,0 +1,61 @@
+"""Practice set-up: the getting-started checklist (until every step is done) and the test
+message that proves email or SMS sending works. Owners and managers act; staff read."""
+
+import streamlit as st
+
+from core.messaging.test_message import send_test_message
+from core.practice import checklist
+from ui import actor, settings
+from ui.caches import cached
+from ui.context import read, run_in_steps
+from ui.navigation import PAGES
+from ui.setup_forms import can_edit, overview
+from ui.text import escape
+
+
+@cached("setup", ttl=60, max_entries=20)
+def _checklist(me):
+    return read(checklist.checklist, me)
+
+
+st.title("Practice set-up")
+me = actor()
+steps = _checklist(me)
+specs = {p.file: p for p in PAGES}
+if steps.complete:
+    st.success("Every set-up step is done. Change anything on the pages of this section.")
+else:
+    st.subheader(f"Getting started: {steps.done_count} of {len(steps.steps)} done")
+    for step in steps.steps:
+        icon = ":material/check_circle:" if step.done else ":material/radio_button_unchecked:"
+        spec = specs.get(step.page)
+        label = f"{step.title}: {step.hint}"
+        if spec is not None and me.can(spec.permission) and spec.path.exists():
+            st.page_link(f"app_pages/{step.page}", label=label, icon=icon)
+        else:
+            st.markdown(f"{icon} {label}")
+
+current = overview(me)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Clinics", sum(c.data.active for c in current.clinics))
+c2.metric("Providers", sum(p.data.active for p in current.providers))
+c3.metric("Services", sum(s.data.active for s in current.services))
+c4.metric("Rooms and equipment", sum(r.data.active for r in current.resources))
+
+st.subheader("Send a test message")
+if can_edit(me):
+    with st.form("practice_test_message"):
+        channel = st.radio(
+            "Channel",
+            ["email", "sms"],
+            format_func={"email": "Email (SMTP)", "sms": "SMS"}.get,
+            horizontal=True,
+            key="practice_test_channel",
+        )
+        address = st.text_input("Send it to (email address or phone number)", key="practice_to")
+        if st.form_submit_button("Send a test message", type="primary"):
+            result = run_in_steps(send_test_message, settings(), channel, address)
+            if result:
+                (st.success if result.sent else st.error)(escape(result.summary))
+else:
+    st.caption("The practice owner or a manager sends the test message.")

@@ -1,0 +1,557 @@
+"""The practice as one TOML file: clinics, rooms and equipment, services (with their documents),
+packages, providers (clinics, services, weekly hours, time off), cancellation policies and
+edited message templates.
+
+`export_practice` writes it (in creation order, so the same practice always gives the same
+file and importing it into an empty database gives the rows the same ids);
+`import_practice` applies one in the caller's transaction: rows are matched by name, created or
+updated, and a report says what changed. A bad file is refused with its line and the reason, and
+because every step runs in one transaction, nothing is changed. The demo data is such a file
+(core/demo_practice.toml).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+
+import tomli_w
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.errors import DomainError, ValidationError
+from core.messaging import notify
+from core.policy import cancellation
+from core.practice import documents, reads, setup
+from core.scheduling import schedules
+from db.models import (
+    AuditEvent,
+    CancellationPolicy,
+    Clinic,
+    DocumentKind,
+    NotificationTemplate,
+    Package,
+    Provider,
+    Resource,
+    ResourceKind,
+    Service,
+    ServiceDocument,
+    TimeOff,
+    User,
+    WorkingHours,
+)
+
+FORMAT = 1
+POLICY_FIELDS = (
+    "window_hours",
+    "late_cancel_fee_cents",
+    "no_show_fee_cents",
+    "points_deducted",
+    "inside_window_needs_approval",
+    "outside_window_auto_accept",
+    "online_cancel_allowed",
+    "max_reschedules",
+    "policy_text",
+)
+
+
+@dataclass
+class Report:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def lines(self) -> list[str]:
+        return (
+            [f"created {c}" for c in self.created]
+            + [f"updated {u}" for u in self.updated]
+            + [f"{self.unchanged} unchanged"]
+        )
+
+
+# ---------------------------------------------------------------- export
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def practice_data(session: Session, actor: Actor) -> dict[str, Any]:
+    ensure(actor, Permission.PRACTICE_READ)
+    setup_ = reads.overview(session, actor)
+    for rows in (setup_.clinics, setup_.providers, setup_.services, setup_.packages):
+        rows.sort(key=lambda r: r.id)  # creation order: an import recreates the same ids
+    clinic_name = {c.id: c.name for c in setup_.clinics}
+    service_name = {s.id: s.name for s in setup_.services}
+    resource_of = {r.id: r.data for r in setup_.resources}
+    usernames = dict(session.execute(select(User.id, User.username)).all())
+    clinics = [
+        {
+            "name": c.name,
+            "timezone": c.data.timezone,
+            "address": c.data.address,
+            "phone": c.data.phone,
+            "email": c.data.email,
+            "locale": c.data.locale,
+            "currency": c.data.currency,
+            "active": c.data.active,
+        }
+        for c in setup_.clinics
+    ]
+    resources = sorted(
+        (
+            {
+                "clinic": clinic_name[r.data.clinic_id],
+                "name": r.name,
+                "kind": r.data.kind.value,
+                "quantity": r.data.quantity,
+                "active": r.data.active,
+            }
+            for r in setup_.resources
+        ),
+        key=lambda r: (r["clinic"], r["name"]),
+    )
+    services = []
+    for s in setup_.services:
+        d = s.data
+        entry = {
+            "name": s.name,
+            "category": d.category,
+            "duration_minutes": d.duration_minutes,
+            "buffer_before_minutes": d.buffer_before_minutes,
+            "buffer_after_minutes": d.buffer_after_minutes,
+            "price_cents": d.price_cents,
+            "virtual_allowed": d.virtual_allowed,
+            "online_allowed": d.online_allowed,
+            "active": d.active,
+            "needs": sorted(
+                [
+                    {
+                        "clinic": clinic_name[resource_of[r].clinic_id],
+                        "resource": resource_of[r].name,
+                    }
+                    for r in d.resource_ids
+                ],
+                key=lambda n: (n["clinic"], n["resource"]),
+            ),
+        }
+        docs = session.scalars(
+            select(ServiceDocument)
+            .where(ServiceDocument.service_id == s.id, ServiceDocument.active.is_(True))
+            .order_by(ServiceDocument.kind)
+        )
+        entry["documents"] = [
+            {
+                "kind": doc.kind.value,
+                "title": doc.title,
+                "body": doc.body,
+                "questions": list(doc.questions or []),
+            }
+            for doc in docs
+        ]
+        services.append(entry)
+    packages = [
+        {
+            "name": p.name,
+            "services": [service_name[i] for i in p.data.service_ids],
+            "price_cents": p.data.price_cents,
+            "active": p.data.active,
+        }
+        for p in setup_.packages
+    ]
+    providers = []
+    for p in setup_.providers:
+        d = p.data
+        hours = session.execute(
+            select(Clinic.name, WorkingHours.weekday, WorkingHours.starts, WorkingHours.ends)
+            .join(Clinic, Clinic.id == WorkingHours.clinic_id)
+            .where(WorkingHours.provider_id == p.id)
+            .order_by(Clinic.name, WorkingHours.weekday, WorkingHours.starts)
+        )
+        away = session.scalars(
+            select(TimeOff).where(TimeOff.provider_id == p.id).order_by(TimeOff.starts_at)
+        )
+        providers.append(
+            {
+                "name": p.name,
+                "title": d.title,
+                "email": d.email,
+                "colour": d.colour,
+                "active": d.active,
+                "clinics": sorted(clinic_name[c] for c in d.clinic_ids),
+                "services": sorted(service_name[s] for s in d.service_ids),
+                "user": usernames.get(d.user_id, "") if d.user_id else "",
+                "hours": [
+                    {
+                        "clinic": c,
+                        "day": schedules.WEEKDAYS[w],
+                        "starts": f"{a:%H:%M}",
+                        "ends": f"{b:%H:%M}",
+                    }
+                    for c, w, a, b in hours
+                ],
+                "time_off": [
+                    {"starts": _utc(t.starts_at), "ends": _utc(t.ends_at), "reason": t.reason}
+                    for t in away
+                ],
+            }
+        )
+    policies = []
+    seen: dict[tuple[int, int | None], CancellationPolicy] = {}
+    for row in session.scalars(select(CancellationPolicy).order_by(CancellationPolicy.version)):
+        seen[(row.clinic_id, row.service_id)] = row
+    for (clinic_id, service_id), row in seen.items():
+        entry = {"clinic": clinic_name[clinic_id], "service": service_name.get(service_id, "")}
+        entry |= {f: getattr(row, f) for f in POLICY_FIELDS}
+        policies.append(entry)
+    policies.sort(key=lambda p: (p["clinic"], p["service"]))
+    templates = {
+        t.key: {"subject": t.subject, "body": t.body}
+        for t in session.scalars(select(NotificationTemplate).order_by(NotificationTemplate.key))
+    }
+    return {
+        "format": FORMAT,
+        "clinics": clinics,
+        "resources": resources,
+        "services": services,
+        "packages": packages,
+        "providers": providers,
+        "policies": policies,
+        "templates": templates,
+    }
+
+
+def export_practice(session: Session, actor: Actor) -> str:
+    """The practice file's text."""
+    return tomli_w.dumps(practice_data(session, actor), multiline_strings=True)
+
+
+# ---------------------------------------------------------------- import
+
+
+class _Where:
+    """Finds the line of the n-th [[table]] header, so an error can name it."""
+
+    def __init__(self, text: str) -> None:
+        self.headers: dict[str, list[int]] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            found = re.match(r"\s*\[\[\s*([A-Za-z_.]+)\s*\]\]", line)
+            if found:
+                self.headers.setdefault(found.group(1), []).append(number)
+
+    def line(self, table: str, index: int) -> int | None:
+        lines = self.headers.get(table, [])
+        return lines[index] if index < len(lines) else None
+
+
+class _Step(Exception):
+    def __init__(self, table: str, index: int, name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.table, self.index, self.name, self.reason = table, index, name, reason
+
+
+def parse(text: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValidationError(f"The practice file is not valid TOML: {error}.") from None
+    if data.get("format") != FORMAT:
+        raise ValidationError(f"The practice file must say format = {FORMAT} on its first lines.")
+    return data
+
+
+def import_practice(
+    session: Session,
+    actor: Actor,
+    text: str,
+    *,
+    policy_effective_at: datetime | None = None,
+) -> Report:
+    """Apply a practice file (see the module's docstring). Raises ValidationError naming the
+    line and the reason; the caller's transaction then changes nothing."""
+    ensure(actor, Permission.PRACTICE_MANAGE)
+    data = parse(text)
+    where = _Where(text)
+    report = Report()
+    try:
+        _apply(session, actor, data, report, policy_effective_at)
+    except _Step as step:
+        line = where.line(step.table, step.index)
+        at = f"line {line}" if line else f"[[{step.table}]] #{step.index + 1}"
+        raise ValidationError(
+            f"Nothing was imported. {at} ({step.table} {step.name!r}): {step.reason}"
+        ) from None
+    return report
+
+
+def _latest_policy(session: Session, clinic_id: int, service_id: int | None):
+    scope = (
+        CancellationPolicy.service_id.is_(None)
+        if service_id is None
+        else CancellationPolicy.service_id == service_id
+    )
+    return session.scalar(
+        select(CancellationPolicy)
+        .where(CancellationPolicy.clinic_id == clinic_id, scope)
+        .order_by(CancellationPolicy.version.desc())
+        .limit(1)
+    )
+
+
+def _marker(session: Session) -> int:
+    return session.scalar(select(func.max(AuditEvent.id))) or 0
+
+
+def _track(session, report: Report, what: str, existed: bool, before: int) -> None:
+    if not existed:
+        report.created.append(what)
+    elif _marker(session) > before:
+        report.updated.append(what)
+    else:
+        report.unchanged += 1
+
+
+def _id(session: Session, model, name: str, *where) -> int | None:
+    return session.scalar(select(model.id).where(model.name == name, *where))
+
+
+def _get(entry: dict, key: str, kind: type, default: Any = None) -> Any:
+    value = entry.get(key, default)
+    if value is None:
+        raise ValueError(f"{key} is missing")
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{key} must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def _run(table: str, entries: list[dict], step) -> None:
+    if not isinstance(entries, list):
+        raise _Step(table, 0, "", f"{table} must be a list of [[{table}]] tables")
+    for index, entry in enumerate(entries):
+        name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError("expected a table")
+            step(entry)
+        except KeyError as error:
+            raise _Step(table, index, name, f"{error.args[0]} is missing") from None
+        except (DomainError, ValueError) as error:
+            raise _Step(table, index, name, str(error)) from None
+
+
+def _apply(session, actor, data, report, effective_at) -> None:
+    def clinic_id(name: str) -> int:
+        found = _id(session, Clinic, name)
+        if found is None:
+            raise ValueError(f"there is no clinic {name!r} (list it under [[clinics]])")
+        return found
+
+    def service_id(name: str) -> int:
+        found = _id(session, Service, name)
+        if found is None:
+            raise ValueError(f"there is no service {name!r} (list it under [[services]])")
+        return found
+
+    def clinic(entry):
+        name = _get(entry, "name", str)
+        existing, before = _id(session, Clinic, name), _marker(session)
+        values = setup.ClinicData(
+            name,
+            _get(entry, "timezone", str),
+            _get(entry, "address", str, ""),
+            _get(entry, "phone", str, ""),
+            _get(entry, "email", str, ""),
+            _get(entry, "locale", str, "en-GB"),
+            _get(entry, "currency", str, "GBP"),
+            _get(entry, "active", bool, True),
+        )
+        setup.save_clinic(session, actor, values, existing)
+        _track(session, report, f"clinic {name}", existing is not None, before)
+
+    def resource(entry):
+        name, cid = _get(entry, "name", str), clinic_id(_get(entry, "clinic", str))
+        existing, before = _id(session, Resource, name, Resource.clinic_id == cid), _marker(session)
+        kind = _get(entry, "kind", str, "room")
+        if kind not in {k.value for k in ResourceKind}:
+            raise ValueError("kind must be room or equipment")
+        values = setup.ResourceData(
+            cid,
+            name,
+            ResourceKind(kind),
+            _get(entry, "quantity", int, 1),
+            _get(entry, "active", bool, True),
+        )
+        setup.save_resource(session, actor, values, existing)
+        _track(
+            session, report, f"resource {name} ({entry['clinic']})", existing is not None, before
+        )
+
+    def service(entry):
+        name = _get(entry, "name", str)
+        needs = []
+        for need in _get(entry, "needs", list, []):
+            cid = clinic_id(need["clinic"])
+            rid = _id(session, Resource, need["resource"], Resource.clinic_id == cid)
+            if rid is None:
+                raise ValueError(f"there is no resource {need['resource']!r} at {need['clinic']}")
+            needs.append(rid)
+        existing, before = _id(session, Service, name), _marker(session)
+        keep = (
+            reads.overview(session, actor).services if existing is not None else []
+        )  # providers are set from the provider side
+        providers = next((s.data.provider_ids for s in keep if s.id == existing), ())
+        values = setup.ServiceData(
+            name,
+            _get(entry, "duration_minutes", int),
+            _get(entry, "category", str, ""),
+            _get(entry, "buffer_before_minutes", int, 0),
+            _get(entry, "buffer_after_minutes", int, 0),
+            _get(entry, "price_cents", int, 0),
+            _get(entry, "virtual_allowed", bool, False),
+            _get(entry, "online_allowed", bool, True),
+            tuple(providers),
+            tuple(needs),
+            _get(entry, "active", bool, True),
+        )
+        sid = setup.save_service(session, actor, values, existing)
+        for doc in _get(entry, "documents", list, []):
+            kind = doc.get("kind", "")
+            if kind not in {k.value for k in DocumentKind}:
+                raise ValueError("a document's kind must be questionnaire, consent or instructions")
+            documents.save_document(
+                session,
+                actor,
+                sid,
+                kind,
+                doc.get("title", ""),
+                doc.get("body", ""),
+                doc.get("questions", []),
+            )
+        _track(session, report, f"service {name}", existing is not None, before)
+
+    def package(entry):
+        name = _get(entry, "name", str)
+        existing, before = _id(session, Package, name), _marker(session)
+        values = setup.PackageData(
+            name,
+            tuple(service_id(s) for s in _get(entry, "services", list)),
+            _get(entry, "price_cents", int, 0),
+            _get(entry, "active", bool, True),
+        )
+        setup.save_package(session, actor, values, existing)
+        _track(session, report, f"package {name}", existing is not None, before)
+
+    def provider(entry):
+        name = _get(entry, "name", str)
+        existing, before = _id(session, Provider, name), _marker(session)
+        username = _get(entry, "user", str, "")
+        user_id = None
+        if username:
+            user_id = session.scalar(select(User.id).where(User.username == username))
+            if user_id is None:
+                raise ValueError(f"there is no user account {username!r}; create it first")
+        values = setup.ProviderData(
+            name,
+            _get(entry, "title", str, ""),
+            _get(entry, "email", str, ""),
+            _get(entry, "colour", str, "#4c78a8"),
+            tuple(clinic_id(c) for c in _get(entry, "clinics", list, [])),
+            tuple(service_id(s) for s in _get(entry, "services", list, [])),
+            user_id,
+            _get(entry, "active", bool, True),
+        )
+        pid = setup.save_provider(session, actor, values, existing)
+        by_clinic: dict[str, list[schedules.HoursRow]] = {}
+        for h in _get(entry, "hours", list, []):
+            if h.get("day") not in schedules.WEEKDAYS:
+                raise ValueError(f"day must be one of {', '.join(schedules.WEEKDAYS)}")
+            by_clinic.setdefault(h["clinic"], []).append(
+                schedules.HoursRow(
+                    schedules.WEEKDAYS.index(h["day"]),
+                    time.fromisoformat(h["starts"]),
+                    time.fromisoformat(h["ends"]),
+                )
+            )
+        known = set(
+            session.scalars(
+                select(Clinic.name)
+                .join(WorkingHours, WorkingHours.clinic_id == Clinic.id)
+                .where(WorkingHours.provider_id == pid)
+            )
+        )
+        for clinic_name in sorted(known | set(by_clinic)):
+            cid = clinic_id(clinic_name)
+            wanted = sorted(by_clinic.get(clinic_name, []), key=lambda r: (r.weekday, r.starts))
+            current = schedules.get_hours(session, actor, pid, cid)
+            if [(r.weekday, r.starts, r.ends) for r in current] != [
+                (r.weekday, r.starts, r.ends) for r in wanted
+            ]:
+                schedules.set_weekly_hours(
+                    session, actor, provider_id=pid, clinic_id=cid, hours=wanted
+                )
+        for t in _get(entry, "time_off", list, []):
+            starts = datetime.fromisoformat(t["starts"])
+            ends = datetime.fromisoformat(t["ends"])
+            same = session.scalar(
+                select(TimeOff.id).where(
+                    TimeOff.provider_id == pid, TimeOff.starts_at == starts, TimeOff.ends_at == ends
+                )
+            )
+            if same is None:
+                schedules.add_time_off(
+                    session,
+                    actor,
+                    provider_id=pid,
+                    starts_at=starts,
+                    ends_at=ends,
+                    reason=t.get("reason", ""),
+                )
+        _track(session, report, f"provider {name}", existing is not None, before)
+
+    def policy(entry):
+        cid = clinic_id(_get(entry, "clinic", str))
+        sname = _get(entry, "service", str, "")
+        sid = service_id(sname) if sname else None
+        values = {f: entry[f] for f in POLICY_FIELDS if f in entry}
+        current = _latest_policy(session, cid, sid)
+        before = _marker(session)
+        same = (
+            current is not None
+            and current.service_id == sid
+            and all(getattr(current, f) == v for f, v in values.items())
+        )
+        if not same:
+            base = {f: getattr(current, f) for f in POLICY_FIELDS} if current else {}
+            cancellation.save_policy(
+                session,
+                actor,
+                clinic_id=cid,
+                service_id=sid,
+                effective_at=effective_at,
+                **(base | values),
+            )
+        what = f"policy {entry['clinic']}" + (f" / {sname}" if sname else "")
+        _track(session, report, what, current is not None, before)
+
+    _run("clinics", data.get("clinics", []), clinic)
+    _run("resources", data.get("resources", []), resource)
+    _run("services", data.get("services", []), service)
+    _run("packages", data.get("packages", []), package)
+    _run("providers", data.get("providers", []), provider)
+    _run("policies", data.get("policies", []), policy)
+    templates = data.get("templates", {})
+    for index, (key, value) in enumerate(sorted(templates.items())):
+        try:
+            edited = session.get(NotificationTemplate, key)
+            if edited and (edited.subject, edited.body) == (value["subject"], value["body"]):
+                report.unchanged += 1
+                continue
+            notify.save_template(session, actor, key, value.get("subject", ""), value["body"])
+            (report.updated if edited else report.created).append(f"template {key}")
+        except (DomainError, KeyError, TypeError) as error:
+            raise _Step("templates", index, key, str(error)) from None

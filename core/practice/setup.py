@@ -1,0 +1,411 @@
+"""Create, edit and deactivate the practice's clinics, providers, services, rooms and equipment
+and packages. Nothing is deleted: a deactivated provider or service stays on past appointments
+and in reports, and can be activated again. Every change is audited with the fields it changed.
+
+Each `save_*` takes the complete new state as a frozen dataclass, creates the row when `id` is
+None and updates it otherwise; `find_*_id` looks a row up by name (the practice file uses them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from zoneinfo import available_timezones
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import list_currencies
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.errors import NotFound, ValidationError
+from db.models import (
+    Clinic,
+    Package,
+    PackageService,
+    Provider,
+    ProviderClinic,
+    ProviderService,
+    Resource,
+    ResourceKind,
+    Service,
+    ServiceResource,
+    User,
+)
+
+COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+RESOURCE_KINDS = [k.value for k in ResourceKind]
+LOCALES = ("en-GB", "en-US", "en-IE", "en-AU", "pt-BR", "pt-PT", "es-ES", "fr-FR", "de-DE")
+
+
+def time_zones() -> list[str]:
+    """IANA zones a clinic may choose, by name (the page offers them as a list)."""
+    return sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class ClinicData:
+    name: str
+    timezone: str
+    address: str = ""
+    phone: str = ""
+    email: str = ""
+    locale: str = "en-GB"
+    currency: str = "GBP"
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class ProviderData:
+    name: str
+    title: str = ""
+    email: str = ""
+    colour: str = "#4c78a8"
+    clinic_ids: tuple[int, ...] = ()
+    service_ids: tuple[int, ...] = ()
+    user_id: int | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceData:
+    name: str
+    duration_minutes: int
+    category: str = ""
+    buffer_before_minutes: int = 0
+    buffer_after_minutes: int = 0
+    price_cents: int = 0
+    virtual_allowed: bool = False
+    online_allowed: bool = True
+    provider_ids: tuple[int, ...] = ()
+    resource_ids: tuple[int, ...] = ()
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class ResourceData:
+    clinic_id: int
+    name: str
+    kind: ResourceKind | str = ResourceKind.ROOM
+    quantity: int = 1
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class PackageData:
+    name: str
+    service_ids: tuple[int, ...] = field(default_factory=tuple)
+    price_cents: int = 0
+    active: bool = True
+
+
+# ---------------------------------------------------------------- shared steps
+
+
+def _text(value: str, what: str, limit: int, *, required: bool = False) -> str:
+    value = (value or "").strip()
+    if required and not value:
+        raise ValidationError(f"Give the {what}.")
+    if len(value) > limit:
+        raise ValidationError(f"Keep the {what} under {limit} characters.")
+    return value
+
+
+def _email(value: str, what: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise ValidationError(f"The {what} is not a valid address: {error}") from None
+
+
+def _minutes(value: int, what: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"The {what} must be a whole number from {low} to {high} minutes.")
+    return value
+
+
+def _unique_name(session: Session, model, name: str, row_id: int | None, what: str, *extra):
+    clash = session.scalar(
+        select(model.id).where(func.lower(model.name) == name.lower(), *extra).limit(1)
+    )
+    if clash is not None and clash != row_id:
+        raise ValidationError(f"There is already a {what} called {name!r}; choose another name.")
+
+
+def _get(session: Session, model, row_id: int, what: str):
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"There is no {what} #{row_id}.")
+    return row
+
+
+def _existing(session: Session, model, ids: tuple[int, ...], what: str) -> list[int]:
+    ids = sorted(set(ids))
+    found = set(session.scalars(select(model.id).where(model.id.in_(ids)))) if ids else set()
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ValidationError(f"There is no {what} #{missing[0]}; reload the page.")
+    return ids
+
+
+def _apply(session: Session, actor: Actor, row, values: dict[str, Any], entity: str) -> dict:
+    """Set the columns, audit what changed; returns the changes (empty when nothing did)."""
+    created = row.id is None
+    changes = {}
+    for key, value in values.items():
+        old = None if created else getattr(row, key)
+        if created or old != value:
+            changes[key] = {"from": _plain(old), "to": _plain(value)}
+            setattr(row, key, value)
+    if created:
+        session.add(row)
+    session.flush()
+    if changes:
+        action = "created" if created else _verb(changes)
+        audit.record(
+            session,
+            actor,
+            f"{entity}.{action}",
+            entity,
+            row.id,
+            message=getattr(row, "name", None),
+            details=changes,
+        )
+    return changes
+
+
+def _verb(changes: dict) -> str:
+    if set(changes) == {"active"}:
+        return "activated" if changes["active"]["to"] else "deactivated"
+    return "updated"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.value if hasattr(value, "value") else value
+
+
+def _links(session: Session, model, own: str, own_id: int, other: str, ids: list[int]) -> list:
+    current = sorted(
+        session.scalars(select(getattr(model, other)).where(getattr(model, own) == own_id))
+    )
+    if current != ids:
+        session.execute(delete(model).where(getattr(model, own) == own_id))
+        session.add_all([model(**{own: own_id, other: i}) for i in ids])
+        session.flush()
+    return current
+
+
+def _audit_links(session, actor, entity, row_id, name, what, before, after) -> None:
+    if before != after:
+        audit.record(
+            session,
+            actor,
+            f"{entity}.updated",
+            entity,
+            row_id,
+            message=name,
+            details={what: {"from": before, "to": after}},
+        )
+
+
+# ---------------------------------------------------------------- clinics
+
+
+def save_clinic(session: Session, actor: Actor, data: ClinicData, id: int | None = None) -> int:
+    ensure(actor, Permission.PRACTICE_MANAGE)
+    name = _text(data.name, "clinic name", 120, required=True)
+    if data.timezone not in available_timezones():
+        raise ValidationError(
+            f"{data.timezone!r} is not an IANA time zone; choose one from the list."
+        )
+    try:
+        Locale.parse(data.locale, sep="-")
+    except (ValueError, UnknownLocaleError):
+        raise ValidationError(
+            f"{data.locale!r} is not a locale; use a tag such as en-GB."
+        ) from None
+    currency = (data.currency or "").upper()
+    if currency not in list_currencies():
+        raise ValidationError(f"{data.currency!r} is not a currency code; use one such as GBP.")
+    _unique_name(session, Clinic, name, id, "clinic")
+    row = Clinic() if id is None else _get(session, Clinic, id, "clinic")
+    values = asdict(data) | {
+        "name": name,
+        "address": _text(data.address, "address", 250),
+        "phone": _text(data.phone, "phone number", 40),
+        "email": _email(data.email, "clinic email"),
+        "currency": currency,
+    }
+    _apply(session, actor, row, values, "clinic")
+    return row.id
+
+
+# ---------------------------------------------------------------- providers
+
+
+def save_provider(session: Session, actor: Actor, data: ProviderData, id: int | None = None) -> int:
+    ensure(actor, Permission.PRACTICE_MANAGE)
+    name = _text(data.name, "provider's name", 120, required=True)
+    if not COLOUR.match(data.colour or ""):
+        raise ValidationError("Choose the calendar colour as #rrggbb.")
+    clinics = _existing(session, Clinic, data.clinic_ids, "clinic")
+    services = _existing(session, Service, data.service_ids, "service")
+    if data.user_id is not None:
+        _get(session, User, data.user_id, "user account")
+        other = session.scalar(
+            select(Provider.name).where(Provider.user_id == data.user_id, Provider.id != id)
+        )
+        if other:
+            raise ValidationError(f"That user account is already linked to {other}.")
+    _unique_name(session, Provider, name, id, "provider")
+    row = Provider() if id is None else _get(session, Provider, id, "provider")
+    values = {
+        "name": name,
+        "title": _text(data.title, "title", 80),
+        "email": _email(data.email, "provider's email"),
+        "colour": data.colour.lower(),
+        "user_id": data.user_id,
+        "active": data.active,
+    }
+    _apply(session, actor, row, values, "provider")
+    before = _links(session, ProviderClinic, "provider_id", row.id, "clinic_id", clinics)
+    _audit_links(session, actor, "provider", row.id, name, "clinic_ids", before, clinics)
+    before = _links(session, ProviderService, "provider_id", row.id, "service_id", services)
+    _audit_links(session, actor, "provider", row.id, name, "service_ids", before, services)
+    return row.id
+
+
+# ---------------------------------------------------------------- services
+
+
+def save_service(session: Session, actor: Actor, data: ServiceData, id: int | None = None) -> int:
+    ensure(actor, Permission.PRACTICE_MANAGE)
+    name = _text(data.name, "service name", 120, required=True)
+    values = {
+        "name": name,
+        "category": _text(data.category, "category", 80),
+        "duration_minutes": _minutes(data.duration_minutes, "duration", 5, 12 * 60),
+        "buffer_before_minutes": _minutes(data.buffer_before_minutes, "buffer before", 0, 240),
+        "buffer_after_minutes": _minutes(data.buffer_after_minutes, "buffer after", 0, 240),
+        "price_cents": data.price_cents,
+        "virtual_allowed": data.virtual_allowed,
+        "online_allowed": data.online_allowed,
+        "active": data.active,
+    }
+    if not isinstance(data.price_cents, int) or data.price_cents < 0:
+        raise ValidationError("The price cannot be negative.")
+    providers = _existing(session, Provider, data.provider_ids, "provider")
+    resources = _existing(session, Resource, data.resource_ids, "room or equipment")
+    _unique_name(session, Service, name, id, "service")
+    row = Service() if id is None else _get(session, Service, id, "service")
+    _apply(session, actor, row, values, "service")
+    before = sorted(
+        session.scalars(
+            select(ProviderService.provider_id).where(ProviderService.service_id == row.id)
+        )
+    )
+    if before != providers:
+        session.execute(delete(ProviderService).where(ProviderService.service_id == row.id))
+        session.add_all([ProviderService(provider_id=p, service_id=row.id) for p in providers])
+        session.flush()
+    _audit_links(session, actor, "service", row.id, name, "provider_ids", before, providers)
+    before = _links(session, ServiceResource, "service_id", row.id, "resource_id", resources)
+    _audit_links(session, actor, "service", row.id, name, "resource_ids", before, resources)
+    return row.id
+
+
+# ---------------------------------------------------------------- rooms and equipment
+
+
+def save_resource(session: Session, actor: Actor, data: ResourceData, id: int | None = None) -> int:
+    ensure(actor, Permission.PRACTICE_MANAGE)
+    name = _text(data.name, "room or equipment name", 120, required=True)
+    _get(session, Clinic, data.clinic_id, "clinic")
+    if not isinstance(data.quantity, int) or not 1 <= data.quantity <= 100:
+        raise ValidationError("The quantity must be a whole number from 1 to 100.")
+    _unique_name(
+        session,
+        Resource,
+        name,
+        id,
+        "room or equipment at this clinic",
+        Resource.clinic_id == data.clinic_id,
+    )
+    row = Resource() if id is None else _get(session, Resource, id, "room or equipment")
+    values = asdict(data) | {"name": name, "kind": ResourceKind(data.kind)}
+    _apply(session, actor, row, values, "resource")
+    return row.id
+
+
+# ---------------------------------------------------------------- packages
+
+
+def save_package(session: Session, actor: Actor, data: PackageData, id: int | None = None) -> int:
+    ensure(actor, Permission.PRACTICE_MANAGE)
+    name = _text(data.name, "package name", 120, required=True)
+    if len(data.service_ids) < 2:
+        raise ValidationError("A package bundles at least two services; choose them.")
+    if len(set(data.service_ids)) != len(data.service_ids):
+        raise ValidationError("Choose each service of a package once.")
+    _existing(session, Service, tuple(data.service_ids), "service")
+    if not isinstance(data.price_cents, int) or data.price_cents < 0:
+        raise ValidationError("The price cannot be negative.")
+    _unique_name(session, Package, name, id, "package")
+    row = Package() if id is None else _get(session, Package, id, "package")
+    _apply(
+        session,
+        actor,
+        row,
+        {"name": name, "price_cents": data.price_cents, "active": data.active},
+        "package",
+    )
+    wanted = list(data.service_ids)
+    current = list(
+        session.scalars(
+            select(PackageService.service_id)
+            .where(PackageService.package_id == row.id)
+            .order_by(PackageService.position)
+        )
+    )
+    if current != wanted:
+        session.execute(delete(PackageService).where(PackageService.package_id == row.id))
+        session.flush()
+        session.add_all(
+            [
+                PackageService(package_id=row.id, service_id=s, position=n)
+                for n, s in enumerate(wanted)
+            ]
+        )
+        session.flush()
+        _audit_links(session, actor, "package", row.id, name, "service_ids", current, wanted)
+    return row.id
+
+
+def set_active(session: Session, actor: Actor, entity: str, row_id: int, active: bool) -> None:
+    """Deactivate (or activate again) a clinic, provider, service, resource or package."""
+    ensure(actor, Permission.PRACTICE_MANAGE)
+    model = MODELS.get(entity)
+    if model is None:
+        raise ValidationError(f"{entity!r} is not part of the set-up.")
+    row = _get(session, model, row_id, entity)
+    _apply(session, actor, row, {"active": active}, entity)
+
+
+MODELS = {
+    "clinic": Clinic,
+    "provider": Provider,
+    "service": Service,
+    "resource": Resource,
+    "package": Package,
+}

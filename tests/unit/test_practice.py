@@ -1,0 +1,443 @@
+"""Practice set-up (issue 14): clinics, providers, services, rooms and equipment, packages,
+documents, the checklist, the choices reader and rooms/equipment respected when booking.
+
+Re-run on PostgreSQL by tests/integration/test_practice_pg.py (the race included)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, time, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import Conflict, PermissionDenied, ValidationError
+from core.practice import checklist, choices, documents, reads, setup
+from core.scheduling import availability, moves
+from db.models import (
+    Appointment,
+    AuditEvent,
+    CancellationPolicy,
+    DocumentKind,
+    Provider,
+    ResourceKind,
+    WorkingHours,
+)
+from db.types import utcnow
+from tests.factories import make_patient
+
+TZ = "Europe/London"
+
+
+def future_day(days: int = 3) -> date:
+    return to_local(utcnow(), TZ).date() + timedelta(days=days)
+
+
+def at(day: date, hour: int, minute: int = 0):
+    return local_to_utc(day, time(hour, minute), TZ)
+
+
+def actions(db, entity: str) -> list[str]:
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(AuditEvent.action).where(AuditEvent.entity == entity).order_by(AuditEvent.id)
+            )
+        )
+
+
+@pytest.fixture
+def laser(db, world):
+    """One laser at the clinic, a service needing it, and a second provider who can do it."""
+    with db.write() as session:
+        laser_id = setup.save_resource(
+            session,
+            world.owner,
+            setup.ResourceData(world.clinic_id, "Laser", ResourceKind.EQUIPMENT, 1),
+        )
+        service_id = setup.save_service(
+            session,
+            world.owner,
+            setup.ServiceData("Laser hair removal", 30, resource_ids=(laser_id,)),
+        )
+        second = Provider(name="Dr Second")
+        session.add(second)
+        session.flush()
+        for weekday in range(7):
+            second.working_hours.append(
+                WorkingHours(
+                    clinic_id=world.clinic_id, weekday=weekday, starts=time(9), ends=time(17)
+                )
+            )
+        other_patient = make_patient(session, first_name="Sam", email="sam@example.org").id
+        return {
+            "laser": laser_id,
+            "service": service_id,
+            "second": second.id,
+            "other": other_patient,
+        }
+
+
+def book(session, world, provider_id, patient_id, service_id, start, **extra):
+    booking = moves.NewBooking(
+        clinic_id=world.clinic_id,
+        provider_id=provider_id,
+        start_at=start,
+        patient_id=patient_id,
+        service_ids=[service_id],
+        notify_channels=[],
+        **extra,
+    )
+    return moves.schedule_appointment(session, world.staff, booking)
+
+
+# ---------------------------------------------------------------- set-up rules
+
+
+def test_owner_creates_a_clinic_and_every_change_is_audited(db, world):
+    with db.write() as session:
+        clinic_id = setup.save_clinic(
+            session,
+            world.owner,
+            setup.ClinicData("North", "Europe/Lisbon", email="north@example.org", currency="eur"),
+        )
+    with db.write() as session:
+        data = setup.ClinicData("North", "Europe/Lisbon", phone="123", currency="EUR")
+        setup.save_clinic(session, world.manager, data, clinic_id)
+        setup.set_active(session, world.manager, "clinic", clinic_id, False)
+    assert actions(db, "clinic") == ["clinic.created", "clinic.updated", "clinic.deactivated"]
+    with db.read() as session:
+        row = next(c for c in reads.overview(session, world.staff).clinics if c.id == clinic_id)
+    assert row.data.currency == "EUR" and not row.data.active and row.data.phone == "123"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("timezone", "Mars/Olympus", "IANA time zone"),
+        ("locale", "xx-QQ-zz", "not a locale"),
+        ("currency", "ABC", "not a currency code"),
+        ("email", "not-an-address", "not a valid address"),
+        ("name", " ", "Give the clinic name"),
+    ],
+)
+def test_a_bad_clinic_is_refused_with_what_to_fix(db, world, field, value, words):
+    data = setup.ClinicData("South", "Europe/London")
+    data = setup.ClinicData(**(data.__dict__ | {field: value}))
+    with db.write() as session, pytest.raises(ValidationError, match=words):
+        setup.save_clinic(session, world.owner, data)
+
+
+def test_staff_read_the_set_up_but_may_not_change_it(db, world):
+    with db.read() as session:
+        assert reads.overview(session, world.staff).clinics
+    with db.write() as session, pytest.raises(PermissionDenied):
+        setup.save_clinic(session, world.staff, setup.ClinicData("X", "Europe/London"))
+
+
+def test_duplicate_names_are_refused(db, world):
+    with db.write() as session, pytest.raises(ValidationError, match="already a service"):
+        setup.save_service(session, world.owner, setup.ServiceData("consultation", 20))
+
+
+def test_provider_links_clinics_services_and_a_user(db, world):
+    with db.write() as session:
+        pid = setup.save_provider(
+            session,
+            world.manager,
+            setup.ProviderData(
+                "Dr New",
+                colour="#AA3300",
+                clinic_ids=(world.clinic_id,),
+                service_ids=(world.service_id,),
+                user_id=world.staff.user_id,
+            ),
+        )
+    with db.read() as session:
+        found = choices.list_choices(session, world.staff)
+        row = next(p for p in found.providers if p.id == pid)
+        assert row.clinic_ids == (world.clinic_id,) and row.user_id == world.staff.user_id
+        assert row.colour == "#aa3300"
+        assert [p.id for p in found.providers_at(world.clinic_id)] == [pid, world.provider_id]
+    with db.write() as session, pytest.raises(ValidationError, match="already linked to Dr New"):
+        setup.save_provider(
+            session, world.owner, setup.ProviderData("Dr Other", user_id=world.staff.user_id)
+        )
+
+
+def test_a_deactivated_service_stays_on_past_appointments(db, world):
+    day = future_day()
+    with db.write() as session:
+        appt = book(
+            session, world, world.provider_id, world.patient_id, world.service_id, at(day, 10)
+        )
+        appt_id = appt.id
+    with db.write() as session:
+        setup.set_active(session, world.owner, "service", world.service_id, False)
+    with db.read() as session:
+        assert session.get(Appointment, appt_id).service.name == "Consultation"
+        assert not choices.list_choices(session, world.staff).services
+        everything = choices.list_choices(session, world.staff, include_inactive=True)
+        assert [s.name for s in everything.services] == ["Consultation"]
+
+
+def test_a_package_bundles_services(db, world, laser):
+    with db.write() as session:
+        pkg = setup.save_package(
+            session,
+            world.owner,
+            setup.PackageData("Consult + laser", (world.service_id, laser["service"]), 9000),
+        )
+    with db.read() as session:
+        [row] = choices.list_choices(session, world.staff).packages
+    assert row.id == pkg and row.service_ids == (world.service_id, laser["service"])
+    with db.write() as session, pytest.raises(ValidationError, match="at least two"):
+        setup.save_package(session, world.owner, setup.PackageData("Solo", (world.service_id,)))
+
+
+# ---------------------------------------------------------------- documents
+
+
+def test_documents_are_versioned_and_previewed_as_plain_text(db, world):
+    questions = [
+        {"key": "allergies", "label": "Any allergies?", "type": "yes_no", "required": True},
+        {"key": "skin", "label": "Skin type", "type": "choice", "options": ["I", "II", "III"]},
+    ]
+    with db.write() as session:
+        first = documents.save_document(
+            session,
+            world.owner,
+            world.service_id,
+            "questionnaire",
+            "Before your visit",
+            "",
+            questions,
+        )
+        same = documents.save_document(
+            session,
+            world.owner,
+            world.service_id,
+            "questionnaire",
+            "Before your visit",
+            "",
+            questions,
+        )
+        second = documents.save_document(
+            session,
+            world.owner,
+            world.service_id,
+            "questionnaire",
+            "Before your visit",
+            "",
+            questions[:1],
+        )
+    assert first == same != second
+    with db.read() as session:
+        rows = documents.list_documents(session, world.staff, world.service_id, all_versions=True)
+        [current] = documents.list_documents(session, world.staff, world.service_id)
+    assert [(r.version, r.active) for r in rows] == [(2, True), (1, False)]
+    assert current.kind == DocumentKind.QUESTIONNAIRE
+    assert "1. Any allergies? (required) — yes / no" in documents.preview(current)
+
+
+def test_a_bad_question_is_named(db, world):
+    bad = [{"key": "skin", "label": "Skin type", "type": "choice", "options": ["I"]}]
+    with db.write() as session, pytest.raises(ValidationError, match="Question 1: a choice"):
+        documents.save_document(
+            session, world.owner, world.service_id, "questionnaire", "Q", "", bad
+        )
+
+
+# ---------------------------------------------------------------- checklist
+
+
+def test_checklist_shows_what_is_left(db, world):
+    with db.read() as session:
+        steps = {s.key: s.done for s in checklist.checklist(session, world.owner).steps}
+    assert steps == {
+        "clinic": True,
+        "services": True,
+        "providers": True,
+        "staff": True,
+        "policy": False,
+        "messages": False,
+    }
+    with db.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id, version=1, effective_at=utcnow(), policy_text="24 h"
+            )
+        )
+    with db.read() as session:
+        done = checklist.checklist(session, world.owner)
+    assert done.done_count == 5 and not done.complete
+
+
+# ---------------------------------------------------------------- rooms and equipment
+
+
+def test_the_one_laser_cannot_be_booked_twice(db, world, laser):
+    day = future_day()
+    with db.write() as session:
+        first = book(
+            session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10)
+        )
+        first_id = first.id
+    with db.write() as session, pytest.raises(Conflict, match="Laser at Test Clinic is busy") as e:
+        book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10, 15))
+    assert f"#{first_id}" in str(e.value)
+    with db.write() as session:  # a service that needs no laser is fine then
+        book(session, world, laser["second"], laser["other"], world.service_id, at(day, 10, 15))
+    with db.write() as session:  # explicitly allowed: booked, and the audit says so
+        appt = book(
+            session,
+            world,
+            laser["second"],
+            laser["other"],
+            laser["service"],
+            at(day, 12),
+        )
+        moves_id = appt.id
+    with db.write() as session:
+        over = book(
+            session,
+            world,
+            laser["second"],
+            laser["other"],
+            laser["service"],
+            at(day, 10),
+            allow_double_booking=True,
+            outside_hours_override=False,
+        )
+        over_id = over.id
+    with db.read() as session:
+        event = session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == over_id, AuditEvent.action == "schedule"
+            )
+        )
+        assert event.details["resources_overbooked"] == ["Laser"]
+        assert session.get(Appointment, moves_id).provider_id == laser["second"]
+
+
+def test_two_lasers_allow_two_bookings_then_refuse_a_third(db, world, laser):
+    day = future_day()
+    with db.write() as session:
+        data = setup.ResourceData(world.clinic_id, "Laser", ResourceKind.EQUIPMENT, 2)
+        setup.save_resource(session, world.owner, data, laser["laser"])
+        third = Provider(name="Dr Third")
+        session.add(third)
+        session.flush()
+        session.add(
+            WorkingHours(
+                provider_id=third.id,
+                clinic_id=world.clinic_id,
+                weekday=day.weekday(),
+                starts=time(9),
+                ends=time(17),
+            )
+        )
+        third_id = third.id
+    with db.write() as session:
+        book(session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10))
+        book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10))
+    with db.write() as session, pytest.raises(Conflict, match="all 2 in use"):
+        book(session, world, third_id, laser["other"], laser["service"], at(day, 10, 15))
+
+
+def test_moving_onto_a_busy_laser_is_refused(db, world, laser):
+    day = future_day()
+    with db.write() as session:
+        book(session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10))
+        other = book(session, world, laser["second"], laser["other"], laser["service"], at(day, 14))
+        other_id, version = other.id, other.version
+    with db.write() as session, pytest.raises(Conflict, match="Laser"):
+        moves.reschedule(
+            session,
+            world.staff,
+            other_id,
+            provider_id=laser["second"],
+            start_at=at(day, 10),
+            expected_version=version,
+            notify=False,
+        )
+
+
+def test_slot_suggestions_skip_the_busy_laser(db, world, laser):
+    day = future_day()
+    with db.write() as session:
+        book(session, world, world.provider_id, world.patient_id, laser["service"], at(day, 9))
+    with db.read() as session:
+        slots = availability.suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=30,
+            day=day,
+            limit=1,
+            service_ids=[laser["service"]],
+        )
+        plain = availability.suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=30,
+            day=day,
+            limit=1,
+            provider_id=laser["second"],
+        )
+    assert slots[0].start_at == at(day, 9, 30)
+    assert plain[0].start_at == at(day, 9)
+
+
+def test_race_two_bookings_for_the_one_laser(db, world, laser):
+    day = future_day()
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+    who = [(world.provider_id, world.patient_id), (laser["second"], laser["other"])]
+
+    def attempt(n):
+        try:
+            with db.write() as session:
+                barrier.wait(timeout=10)
+                book(session, world, *who[n], laser["service"], at(day, 11))
+            results.append("ok")
+        except Conflict as error:
+            results.append(error)
+        except threading.BrokenBarrierError:  # SQLite: the second writer waits at BEGIN
+            results.append(("waited", n))
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for waited in [r for r in results if isinstance(r, tuple)]:
+        results.remove(waited)
+        attempt(waited[1])
+    assert results.count("ok") == 1
+    [conflict] = [r for r in results if isinstance(r, Conflict)]
+    assert "Laser at Test Clinic is busy" in str(conflict)
+    with db.read() as session:
+        booked = session.scalars(
+            select(Appointment.id).where(Appointment.service_id == laser["service"])
+        )
+        assert len(list(booked)) == 1  # the loser's row went with its transaction
+
+
+def test_calendar_resource_view_lists_who_holds_the_laser(db, world, laser):
+    from core.scheduling import calendar
+
+    day = future_day()
+    with db.write() as session:
+        first = book(
+            session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10)
+        )
+        first_id = first.id
+        book(session, world, laser["second"], laser["other"], world.service_id, at(day, 11))
+    with db.read() as session:
+        rows = calendar.resource_view(
+            session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
+        )
+    assert [(r.resource, r.appointment_id, r.provider, r.ends) for r in rows] == [
+        ("Laser", first_id, "Dr Test", "10:30")
+    ]

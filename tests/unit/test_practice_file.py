@@ -1,0 +1,118 @@
+"""The practice file (issue 14): export, import by name with a report, a bad file refused with
+its line and nothing changed, the demo built from the file and the round trip.
+
+Re-run on PostgreSQL by tests/integration/test_practice_pg.py."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from core import cli, demo
+from core.interchange import practice_file
+from core.kernel.authz import SYSTEM
+from core.kernel.errors import PermissionDenied, ValidationError
+from core.practice import checklist
+from db.engine import Database
+from db.models import AuditEvent, Base, Clinic, Provider, Resource, Service, ServiceDocument
+
+DEMO_FILE = demo.PRACTICE_FILE.read_text()
+
+
+def fresh(tmp_path, name: str) -> Database:
+    database = Database(f"sqlite:///{tmp_path / name}")
+    Base.metadata.create_all(database.engine)
+    return database
+
+
+def test_round_trip_of_the_demo_practice(db, tmp_path):
+    with db.write() as session:
+        demo.seed_demo(session, today=date(2026, 11, 20))
+    with db.read() as session:
+        exported = practice_file.export_practice(session, SYSTEM)
+        assert checklist.checklist(session, SYSTEM).complete
+    empty = fresh(tmp_path, "empty.db")
+    with empty.write() as session:
+        report = practice_file.import_practice(session, SYSTEM, exported)
+    assert "created clinic Harbour Street Clinic" in report.lines
+    with empty.read() as session:
+        again = practice_file.export_practice(session, SYSTEM)
+    assert again == exported
+    body = DEMO_FILE[DEMO_FILE.index("format = 1") :]
+    assert exported == body  # the kept demo file is exactly what the demo exports
+
+
+def test_importing_the_same_file_again_changes_nothing(db):
+    with db.write() as session:
+        practice_file.import_practice(session, SYSTEM, DEMO_FILE)
+    with db.read() as session:
+        events = session.scalar(select(func.count()).select_from(AuditEvent))
+    with db.write() as session:
+        report = practice_file.import_practice(session, SYSTEM, DEMO_FILE)
+    assert report.created == [] and report.updated == [] and report.unchanged > 20
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
+
+
+def test_an_edited_file_updates_by_name_and_reports_it(db):
+    with db.write() as session:
+        practice_file.import_practice(session, SYSTEM, DEMO_FILE)
+    edited = DEMO_FILE.replace(
+        'name = "Blood test"\ncategory = "General"\nduration_minutes = 15',
+        'name = "Blood test"\ncategory = "General"\nduration_minutes = 20',
+    )
+    edited = edited.replace("quantity = 3", "quantity = 4")
+    with db.write() as session:
+        report = practice_file.import_practice(session, SYSTEM, edited)
+    assert report.updated == ["resource Treatment room (Lakeside Aesthetics)", "service Blood test"]
+    with db.read() as session:
+        assert (
+            session.scalar(select(Service.duration_minutes).where(Service.name == "Blood test"))
+            == 20
+        )
+        assert session.scalar(select(func.count()).select_from(Clinic)) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            ('timezone = "America/New_York"', 'timezone = "Moon/Base"'),
+            "line 15 (clinics 'Lakeside Aesthetics'): 'Moon/Base' is not an IANA",
+        ),
+        (('resource = "Laser"', 'resource = "Lazer"'), "there is no resource 'Lazer'"),
+        (('day = "Monday"', 'day = "Mon"'), "day must be one of Monday"),
+        (("duration_minutes = 15", 'duration_minutes = "15"'), "duration_minutes must be int"),
+        (("format = 1", "format = 1\n[[clinics"), "not valid TOML"),
+    ],
+)
+def test_a_bad_file_is_refused_with_line_and_reason_and_nothing_changes(db, change, words):
+    bad = DEMO_FILE.replace(*change, 1)
+    with pytest.raises(ValidationError) as error, db.write() as session:
+        practice_file.import_practice(session, SYSTEM, bad)
+    assert words in str(error.value)
+    with db.read() as session:
+        for model in (Clinic, Provider, Service, Resource, ServiceDocument, AuditEvent):
+            assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
+def test_staff_may_not_import(db, world):
+    with db.write() as session, pytest.raises(PermissionDenied):
+        practice_file.import_practice(session, world.staff, DEMO_FILE)
+
+
+def test_cli_export_and_import(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    source = tmp_path / "practice.toml"
+    source.write_text(DEMO_FILE)
+    assert cli.main(["import-practice", str(source)]) == 0
+    assert "created service Laser hair removal" in capsys.readouterr().out
+    out = tmp_path / "out.toml"
+    assert cli.main(["export-practice", str(out)]) == 0
+    assert out.read_text() == DEMO_FILE[DEMO_FILE.index("format = 1") :]
+    source.write_text(DEMO_FILE.replace('currency = "USD"', 'currency = "XYZ"'))
+    assert cli.main(["import-practice", str(source)]) == 2
+    assert "'XYZ' is not a currency code" in capsys.readouterr().err

@@ -1,0 +1,80 @@
+"""Shared pieces of the practice set-up pages: the cached set-up read, "edit which one",
+activate / deactivate, and money as the clinic's currency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+from babel.numbers import format_currency
+
+from core.kernel.authz import Actor, Permission
+from core.practice import reads, setup
+from ui.caches import cached
+from ui.context import read, refresh, run_action
+
+NEW = None
+
+
+@cached("setup", ttl=60, max_entries=20)
+def overview(me: Actor) -> reads.Setup:
+    return read(reads.overview, me)
+
+
+def can_edit(me: Actor) -> bool:
+    return me.can(Permission.PRACTICE_MANAGE)
+
+
+def pick(rows: list[reads.Row], what: str, key: str) -> reads.Row | None:
+    """A select box of the rows plus "New …"; None means a new one."""
+    return st.selectbox(
+        f"Edit a {what} or add one",
+        [NEW, *rows],
+        format_func=lambda r: f"New {what}" if r is None else _label(r),
+        key=key,
+    )
+
+
+def _label(row: reads.Row) -> str:
+    return row.name + ("" if row.data.active else " (inactive)")
+
+
+def toggle_active(entity: str, row: reads.Row | None, key: str) -> None:
+    """Deactivate (or activate again) the chosen row; history stays."""
+    if row is None:
+        return
+    word = "Deactivate" if row.data.active else "Activate again"
+    if st.button(f"{word} {row.name}", key=key):
+        if run_action(setup.set_active, entity, row.id, not row.data.active, success="Saved."):
+            refresh()
+
+
+def save(service: Any, data: Any, row: reads.Row | None, what: str) -> None:
+    if run_action(service, data, None if row is None else row.id, success=f"{what} saved."):
+        refresh()
+
+
+def money(cents: int, currency: str = "GBP", locale: str = "en-GB") -> str:
+    return format_currency(cents / 100, currency, locale=locale.replace("-", "_"))
+
+
+def resource_view(rows: list) -> None:
+    """The calendar's resource view: which booking holds which room or equipment, when."""
+    if not rows:
+        return
+    with st.expander(f"Rooms and equipment in this view ({len(rows)} bookings)"):
+        st.dataframe(
+            [
+                {
+                    "Room or equipment": f"{r.resource} (×{r.quantity})",
+                    "From": r.starts,
+                    "To": r.ends,
+                    "Appointment": f"#{r.appointment_id}",
+                    "Provider": r.provider,
+                    "Service": r.service,
+                }
+                for r in rows
+            ],
+            hide_index=True,
+            width="stretch",
+        )
