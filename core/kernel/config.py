@@ -8,6 +8,7 @@
 | public address for links | CLINICDESK_BASE_URL | [clinicdesk] base_url | http://localhost:8501 |
 | SMTP | SMTP_HOST, _PORT, _USERNAME, _PASSWORD, _FROM, _SECURITY | [smtp] host, port, … | none |
 | SMS | SMS_PROVIDER, SMS_HTTP_URL, SMS_HTTP_TOKEN | [sms] provider, http_url, http_token | log |
+| SMS replies | SMS_INBOUND_SECRET, TWILIO_AUTH_TOKEN | [sms] inbound_secret, … | off |
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class SmsSettings:
     provider: str = "log"
     http_url: str = ""
     http_token: str = ""
+    inbound_secret: str = ""  # shared secret of the inbound route (X-ClinicDesk-Secret)
+    twilio_auth_token: str = ""  # verifies Twilio's X-Twilio-Signature on the inbound route
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,13 @@ def _sms(section: dict, pick) -> SmsSettings:
         raise ConfigurationError(
             "SMS_HTTP_URL must be set to an http(s) address when SMS_PROVIDER=http."
         )
-    return SmsSettings(provider, url, str(pick("SMS_HTTP_TOKEN", section, "http_token", "")))
+    return SmsSettings(
+        provider,
+        url,
+        str(pick("SMS_HTTP_TOKEN", section, "http_token", "")),
+        str(pick("SMS_INBOUND_SECRET", section, "inbound_secret", "")),
+        str(pick("TWILIO_AUTH_TOKEN", section, "twilio_auth_token", "")),
+    )
 
 
 def _stored_secret_key(data_dir: Path) -> str:
