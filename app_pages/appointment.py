@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.kernel.errors import DomainError
 from ui import actor, show_error
+from ui.appointment_messages import messages_panel
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.feedback import feedback_panel
 
@@ -28,3 +29,4 @@ except DomainError as error:
     st.stop()
 appointment_panel(me, detail, "appointment")
 feedback_panel(appointment_id)  # issue 7: Feedback none/pending/collected and the request
+messages_panel(me, appointment_id)  # issue 15: forms, text replies, every message

@@ -6,12 +6,13 @@ appointment: a 57-provider clinic has hundreds of appointments a day."""
 import pandas as pd
 import streamlit as st
 
+from core.forms import after_booking
 from core.kernel.authz import Permission
 from core.scheduling import schedules, today, visits
 from ui import actor, refresh, run_action
 from ui.appointment_views import FLASH, show_flash
 from ui.context import read
-from ui.front_desk import require
+from ui.front_desk import call_list_panel, require
 
 ICONS = {
     "Expected": "🕘",
@@ -37,7 +38,13 @@ def _clinics(me):
 
 @st.cache_data(ttl=15, max_entries=20, show_spinner=False)
 def _rows(me, clinic_id):
-    return read(today.list_today, me, clinic_id)
+    rows = read(today.list_today, me, clinic_id)
+    return rows, read(after_booking.form_summaries, me, [r.id for r in rows])
+
+
+@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+def _calls(me, clinic_id):
+    return read(today.call_list, me, clinic_id)
 
 
 st.title("Today")
@@ -49,7 +56,9 @@ c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="today_clinic")
 if c3.button("Refresh", key="today_refresh", icon=":material/refresh:"):
     _rows.clear()
-rows = _rows(me, clinic_id)
+rows, forms = _rows(me, clinic_id)
+calls = _calls(me, clinic_id)
+call_list_panel(calls)
 counts = today.stage_counts(rows)
 for column, (stage, count) in zip(st.columns(len(counts)), counts.items(), strict=True):
     column.metric(f"{ICONS[stage]} {stage}", count)
@@ -73,6 +82,8 @@ table = pd.DataFrame(
         "Service": [r.service for r in rows],
         "Stage": [f"{ICONS[r.stage]} {r.stage}" for r in rows],
         "Waited (min)": pd.array([r.waited_minutes for r in rows], dtype="Int64"),
+        "Confirmed": [r.confirmed.removeprefix("Confirmed by the patient · ") for r in rows],
+        "Forms": [forms.get(r.id, "") for r in rows],
     },
     index=pd.Index([r.id for r in rows], name="Appointment"),
 )
@@ -90,6 +101,7 @@ if not chosen:
     st.stop()
 row = chosen[0]
 st.text(f"{row.time} · {row.patient} · {row.service} · {row.provider} · {row.stage}")
+st.caption(row.confirmed or "Not confirmed by the patient yet.")
 if not me.can(Permission.APPOINTMENTS_CHECK_IN):
     st.stop()
 version = dict(expected_version=row.version)

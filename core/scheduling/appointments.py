@@ -13,6 +13,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import format_local
 from core.kernel.errors import NotFound
+from core.messaging import reminders
 from core.scheduling.availability import TIME_OF_DAY_LABELS
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
 from db.models import Appointment, ChangeRequest, ChangeStatus, Source, User
@@ -78,6 +79,7 @@ class AppointmentDetail:
     history: list[HistoryEntry]
     actions: list[Action]
     open_change: OpenChange | None
+    confirmed: str = ""  # "Confirmed by the patient · when · channel" for the current time
 
 
 def get_appointment_detail(
@@ -136,6 +138,7 @@ def get_appointment_detail(
             change.points,
         )
     patient = a.patient
+    confirmed = reminders.confirmations(session, [a.id])
     return AppointmentDetail(
         id=a.id,
         version=a.version,
@@ -176,4 +179,5 @@ def get_appointment_detail(
         history=history,
         actions=allowed_actions(a.status, actor),
         open_change=open_change,
+        confirmed=confirmed[a.id].text(tz) if a.id in confirmed else "",
     )
