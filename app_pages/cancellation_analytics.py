@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.analytics import cancellation_parts as parts
 from core.analytics import cancellations as ca
+from core.analytics import confirmations
 from core.kernel.clock import utcnow
 from core.kernel.errors import DomainError
 from ui import actor, run_action, show_error
@@ -18,6 +19,11 @@ from ui.fees import waiver_panel
 @st.cache_data(ttl=60, max_entries=5, show_spinner=False)
 def _choices(current):
     return read(ca.list_choices, current)
+
+
+@st.cache_data(ttl=60, max_entries=30, show_spinner=False)
+def _confirmed(current, start, end, clinic):
+    return read(confirmations.confirmation_rate, current, start, end, clinic)
 
 
 @st.cache_data(ttl=60, max_entries=30, show_spinner="Computing figures…")
@@ -67,6 +73,13 @@ except DomainError as error:
 
 with key_figures:
     view.key_figures(figures)
+    rate = _confirmed(me, start, end, clinic)  # issue 15: reminders answered with a confirmation
+    st.metric(
+        "Confirmed by the patient",
+        f"{rate.rate:.0%}" if rate.rate is not None else "—",
+        help=f"{rate.confirmed} of {rate.reminded} reminded appointments in the range were "
+        "confirmed by reminder link or text reply.",
+    )
 view.SECTIONS[section](figures)
 with st.expander("Formulas"):
     st.markdown(view.FORMULAS)

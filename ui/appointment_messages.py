@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.forms import after_booking
+from core.interchange import patient_export
 from core.kernel.authz import Permission
 from core.kernel.errors import DomainError
 from core.messaging import history
@@ -133,3 +134,22 @@ def messages_panel(me, appointment_id: int) -> None:
         width="stretch",
         key=f"appointment_messages_{appointment_id}",
     )
+
+
+def patient_export_button(me, patient_id: int) -> None:
+    """The patient's own file (record, appointments, forms and answers), audited on prepare."""
+    if not me.can(Permission.DATA_EXPORT):
+        return
+    key = f"patients_export_{patient_id}"
+    if st.button("Prepare the patient's file (JSON, audited)", key=f"{key}_go"):
+        done = run_action(patient_export.export_patient, patient_id)
+        if done:
+            st.session_state[key] = done.value
+    if st.session_state.get(key):
+        st.download_button(
+            "Download the patient's file",
+            st.session_state[key],
+            file_name=f"patient-{patient_id}.json",
+            mime="application/json",
+            key=f"{key}_download",
+        )

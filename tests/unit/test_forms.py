@@ -4,6 +4,7 @@ Re-run on PostgreSQL by tests/integration/test_forms_pg.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, time
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.forms import after_booking as forms
+from core.interchange import patient_export
 from core.kernel.authz import Actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
@@ -215,3 +217,22 @@ def test_answers_need_the_patient_read_permission(db, world):
         form_id = forms.forms_of(session, world.staff, appointment_id)[0].id
     with db.write() as session, pytest.raises(PermissionDenied):
         forms.read_answers(session, Actor(None, "Patient"), form_id)
+
+
+def test_the_patients_file_carries_the_forms_and_is_audited(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Consent to treatment"]
+    today = to_local(utcnow(), TZ).date()
+    with db.write() as session:
+        forms.submit_form(session, raw, signed_name="Alex Morgan", signed_on=today)
+    with db.write() as session:
+        with pytest.raises(PermissionDenied):
+            patient_export.export_patient(session, world.staff, world.patient_id)
+        data = json.loads(patient_export.export_patient(session, world.manager, world.patient_id))
+    assert data["appointments"][0]["id"] == appointment_id
+    consent = next(f for f in data["forms"] if f["kind"] == "consent")
+    assert consent["signed_name"] == "Alex Morgan" and consent["signed_on"] == today.isoformat()
+    with db.read() as session:
+        assert session.scalar(select(AuditEvent).where(AuditEvent.entity == "patient_file"))

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from core.analytics import confirmations
 from core.kernel import tokens
 from core.kernel.clock import local_to_utc
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
@@ -340,3 +341,18 @@ def test_preferences_are_validated_and_need_the_permission(db, world):
             world.clinic_id,
             PreferencesForm(quiet_start=time(9), quiet_end=time(9)),
         )
+
+
+def test_confirmation_rate_counts_reminded_appointments_confirmed(db, world):
+    first = book(db, world, local(PLAIN_THURSDAY, 10))
+    book(db, world, local(PLAIN_THURSDAY, 11))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 11))
+    with db.write() as session:
+        replies.confirm_by_link(session, _confirm_token(db, first))
+    with db.read() as session:
+        rate = confirmations.confirmation_rate(
+            session, world.manager, PLAIN_THURSDAY, PLAIN_THURSDAY, world.clinic_id
+        )
+        with pytest.raises(PermissionDenied):
+            confirmations.confirmation_rate(session, world.staff, PLAIN_THURSDAY, PLAIN_THURSDAY)
+    assert (rate.reminded, rate.confirmed, rate.rate) == (2, 1, 0.5)
