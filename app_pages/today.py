@@ -12,7 +12,7 @@ from core.scheduling import schedules, today, visits
 from ui import actor, refresh, run_action
 from ui.appointment_views import FLASH, show_flash
 from ui.context import read
-from ui.front_desk import call_list_panel, require
+from ui.front_desk import call_list_panel, confirmed_caption, require
 
 ICONS = {
     "Expected": "🕘",
@@ -71,6 +71,7 @@ provider = c2.selectbox(
 )
 if provider:
     rows = [r for r in rows if r.provider_id == provider]
+confirmed_caption(rows)
 if not rows:
     st.info("No appointments today at this clinic.")
     st.stop()

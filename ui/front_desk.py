@@ -41,3 +41,14 @@ def call_list_panel(calls: list) -> None:
             width="stretch",
             key="today_calls",
         )
+
+
+def confirmed_caption(rows: list) -> None:
+    """Who confirmed today's appointments (Today), as plain text the desk can scan."""
+    done = [r for r in rows if r.confirmed]
+    if not done:
+        return
+    names = " · ".join(
+        f"{r.time[:5]} {r.patient} ({r.confirmed.rsplit(' · ', 1)[-1]})" for r in done
+    )
+    st.text(f"Confirmed by the patient: {names}")
