@@ -46,12 +46,12 @@ def confirmation_rate(
         reminded += session.scalar(
             select(func.count(distinct(ReminderSent.appointment_id)))
             .join(Appointment, Appointment.id == ReminderSent.appointment_id)
-            .where(in_range)
+            .where(in_range, ReminderSent.channels != "")
         )
         confirmed += session.scalar(
             select(func.count(distinct(AppointmentConfirmation.appointment_id)))
             .join(Appointment, Appointment.id == AppointmentConfirmation.appointment_id)
             .join(ReminderSent, ReminderSent.appointment_id == Appointment.id)
-            .where(in_range)
+            .where(in_range, ReminderSent.channels != "")
         )
     return ConfirmationRate(reminded, confirmed)

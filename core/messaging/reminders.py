@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,7 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     Channel,
+    Clinic,
     Patient,
     ReminderSent,
 )
@@ -49,7 +50,8 @@ from db.types import utcnow
 log = logging.getLogger("clinicdesk.reminders")
 MAX_LATE = timedelta(hours=6)  # a reminder missed by more than this (app down) is not sent
 MIN_LEAD = timedelta(hours=1)  # waiting out quiet hours must leave at least this much notice
-HORIZON_SLACK = timedelta(days=2)  # the job reads appointments up to max offset + this ahead
+WINDOW_BEFORE = MAX_LATE + timedelta(hours=25)  # a DST hour and quiet hours may delay one
+WINDOW_AFTER = timedelta(hours=25)  # quiet hours may bring one forward to the evening before
 BATCH = 500
 
 
@@ -243,16 +245,54 @@ def queue_reminder(
     return sent
 
 
-def _candidates(session: Session, now: datetime, horizon: timedelta, limit: int):
+def _claim(session: Session, appointment: Appointment, offset: int, why: str) -> bool:
+    """Record that this reminder will not be sent (and why), so the job stops looking at it."""
+    try:
+        with session.begin_nested():
+            session.add(
+                ReminderSent(
+                    appointment_id=appointment.id,
+                    offset_minutes=offset,
+                    start_at=appointment.start_at,
+                    skipped=f"not sent: {why}",
+                )
+            )
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def _why_not(planned: list[Planned], item: Planned, now: datetime, confirmed: bool) -> str:
+    if any(p.due_at <= now for p in planned if p.due_at > item.due_at):
+        return "a later reminder was due"
+    if now - item.due_at > MAX_LATE:
+        return "missed by more than 6 hours"
+    return "confirmed by the patient" if confirmed else "not due"
+
+
+def _candidates(session: Session, now: datetime, minutes: int, clinic_ids: list[int], limit: int):
+    """Scheduled appointments of the clinics using this offset whose reminder at it may be due:
+    the start lies within the offset of now, widened for late runs, DST and quiet hours; the
+    ones already decided (sent or skipped) are left out in SQL."""
+    decided = exists().where(
+        ReminderSent.appointment_id == Appointment.id,
+        ReminderSent.start_at == Appointment.start_at,
+        ReminderSent.offset_minutes == minutes,
+    )
+    offset = timedelta(minutes=minutes)
     query = (
         select(Appointment)
         .join(Patient, Patient.id == Appointment.patient_id)
         .where(
             Appointment.status == AppointmentStatus.SCHEDULED,
-            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.clinic_id.in_(clinic_ids),
             Appointment.start_at > now,
-            Appointment.start_at <= now + horizon,
+            Appointment.start_at >= now + offset - WINDOW_BEFORE,
+            Appointment.start_at <= now + offset + WINDOW_AFTER,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
             Patient.reminders_enabled.is_(True),
+            ~decided,
         )
         .order_by(Appointment.start_at, Appointment.id)
         .limit(limit)
@@ -263,33 +303,35 @@ def _candidates(session: Session, now: datetime, horizon: timedelta, limit: int)
 def queue_due_reminders(
     session: Session, *, base_url: str, now: datetime | None = None, limit: int = BATCH
 ) -> list[ReminderSent]:
+    """Queue every reminder due now, once; record the ones that will never go (a later one was
+    due, missed while the app was down, the patient confirmed) so they are not looked at again."""
     now = now or utcnow()
-    prefs_by_clinic: dict[int, MessagePreferences] = {}
-    longest = timedelta(days=14, hours=1)
+    prefs = {c: preferences(session, c) for c in session.scalars(select(Clinic.id))}
+    by_offset: dict[int, list[int]] = {}
+    for clinic_id, p in prefs.items():
+        for minutes, _ in p.offsets_minutes:
+            by_offset.setdefault(minutes, []).append(clinic_id)
     done = []
-    for appointment in _candidates(session, now, longest + HORIZON_SLACK, limit):
-        prefs = prefs_by_clinic.setdefault(
-            appointment.clinic_id, preferences(session, appointment.clinic_id)
-        )
-        planned = plan(appointment.start_at, appointment.clinic.timezone, prefs)
-        confirmed = appointment.id in confirmations(session, [appointment.id])
-        pick = due_now(
-            planned, now, confirmed=confirmed, confirmed_get_last=prefs.confirmed_get_last
-        )
-        if pick is None:
-            continue
-        sent_before = session.scalar(
-            select(ReminderSent.id).where(
-                ReminderSent.appointment_id == appointment.id,
-                ReminderSent.offset_minutes == pick.offset_minutes,
-                ReminderSent.start_at == appointment.start_at,
+    for minutes, clinic_ids in sorted(by_offset.items()):
+        for appointment in _candidates(session, now, minutes, clinic_ids, limit):
+            clinic_prefs = prefs[appointment.clinic_id]
+            planned = plan(appointment.start_at, appointment.clinic.timezone, clinic_prefs)
+            item = next(p for p in planned if p.offset_minutes == minutes)
+            if item.due_at > now:
+                continue
+            confirmed = appointment.id in confirmations(session, [appointment.id])
+            pick = due_now(
+                planned,
+                now,
+                confirmed=confirmed,
+                confirmed_get_last=clinic_prefs.confirmed_get_last,
             )
-        )
-        if sent_before:
-            continue
-        row = queue_reminder(session, appointment, pick, base_url)
-        if row is not None:
-            done.append(row)
+            if pick is not item:
+                _claim(session, appointment, minutes, _why_not(planned, item, now, confirmed))
+                continue
+            row = queue_reminder(session, appointment, pick, base_url)
+            if row is not None:
+                done.append(row)
     return done
 
 

@@ -164,8 +164,11 @@ def test_cancellation_asked_through_a_reminder_reaches_the_clinic_inbox_and_the_
     wait_for_app_idle(manager)
     manager.get_by_role("radio", name=re.compile(r"^Cancellation requests")).click()
     wait_for_app_idle(manager)
-    expect(manager.locator(".st-key-queue_item_cancellations")).to_contain_text(
-        f"#{appointment_id}", timeout=20000
+    box = manager.locator(".st-key-queue_item_cancellations").get_by_role("combobox")
+    box.click()
+    manager.keyboard.type(f"#{appointment_id} ")  # the demo has other requests waiting too
+    expect(manager.get_by_role("option", name=f"#{appointment_id} · {name}")).to_be_visible(
+        timeout=20000
     )
 
 

@@ -153,6 +153,22 @@ def test_job_queues_each_reminder_once_to_every_consented_channel_with_links(db,
     assert run_job(db, due - timedelta(minutes=1)) == []  # the 72 h one is >6 h late: skipped
     assert run_job(db, due) == [(appointment_id, 24 * 60)]
     assert run_job(db, due + timedelta(minutes=5)) == []  # once
+    with db.read() as session:
+        decided = dict(
+            session.execute(
+                select(ReminderSent.offset_minutes, ReminderSent.skipped).where(
+                    ReminderSent.appointment_id == appointment_id
+                )
+            ).all()
+        )
+    assert decided == {24 * 60: ""}  # the 72-hour one was never due in time: not even looked at
+    later = book(db, world, local(PLAIN_THURSDAY, 15))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=3), 15) + timedelta(hours=7))
+    with db.read() as session:
+        skipped = session.scalar(
+            select(ReminderSent.skipped).where(ReminderSent.appointment_id == later)
+        )
+    assert skipped == "not sent: missed by more than 6 hours"  # decided once, not retried
     sent = reminder_messages(db, appointment_id)
     assert sorted(n.channel for n in sent) == [Channel.EMAIL, Channel.SMS]
     email = next(n for n in sent if n.channel == Channel.EMAIL)
