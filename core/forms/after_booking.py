@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -55,8 +55,8 @@ KIND_WORDS = {
 
 
 def _documents_for(session: Session, appointment: Appointment) -> list[ServiceDocument]:
-    service_ids = [s.service_id for s in appointment.services] or (
-        [appointment.service_id] if appointment.service_id else []
+    service_ids = {s.service_id for s in appointment.services} | (
+        {appointment.service_id} if appointment.service_id else set()
     )
     if not service_ids:
         return []
@@ -137,9 +137,14 @@ def send_forms(session: Session, appointment: Appointment, *, base_url: str) -> 
 
 def due_for_forms(session: Session, *, now: datetime | None = None, limit: int = BATCH):
     now = now or utcnow()
+    services = select(AppointmentService.service_id).where(
+        AppointmentService.appointment_id == Appointment.id
+    )
     has_unsent = exists().where(
-        AppointmentService.appointment_id == Appointment.id,
-        ServiceDocument.service_id == AppointmentService.service_id,
+        or_(
+            ServiceDocument.service_id == Appointment.service_id,
+            ServiceDocument.service_id.in_(services),
+        ),
         ServiceDocument.active.is_(True),
         ~exists().where(
             and_(
