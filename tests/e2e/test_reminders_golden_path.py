@@ -214,9 +214,9 @@ def test_consent_signed_through_its_link_shows_as_signed_on_the_appointment(
     wait_for_app_idle(patient)
     patient.get_by_label("Full name").fill(name)
     today = to_local(utcnow(), tz).date()
-    date_box = patient.get_by_label("Today's date")
-    date_box.fill(f"{today:%d/%m/%Y}")
-    date_box.press("Enter")
+    for part, value in (("day", f"{today:%d}"), ("month", f"{today:%m}"), ("year", f"{today:%Y}")):
+        patient.get_by_role("spinbutton", name=f"{part}, Today's date").click()
+        patient.keyboard.type(value)
     patient.get_by_role("button", name="Sign").click()
     expect(patient.get_by_text("consent is signed", exact=False)).to_be_visible(timeout=20000)
 
