@@ -39,6 +39,7 @@ def _forms_section(me, appointment_id: int) -> None:
     if not rows:
         st.caption("No questionnaire, consent or instructions were sent for this appointment.")
         return
+    st.text(" · ".join(f"{r.kind}: {r.title} — {r.state}" for r in rows))  # at a glance
     st.dataframe(
         pd.DataFrame(
             {

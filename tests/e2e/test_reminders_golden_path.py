@@ -224,6 +224,6 @@ def test_consent_signed_through_its_link_shows_as_signed_on_the_appointment(
     manager.goto(f"{app_server.url}/appointment?id={appointment_id}")
     expect(manager.get_by_role("heading", name="Appointment")).to_be_visible(timeout=20000)
     wait_for_app_idle(manager)
-    expect(manager.locator(f".st-key-appointment_form_pick_{appointment_id}")).to_contain_text(
-        "Consent to treatment (e2e) — signed", timeout=20000
+    expect(manager.get_by_text("Consent: Consent to treatment (e2e) — signed")).to_be_visible(
+        timeout=20000
     )
