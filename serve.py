@@ -1,6 +1,7 @@
 """The ASGI app that `streamlit run serve.py` serves: app.py, two small routes that set and clear
-the HttpOnly session cookie (a script cannot set HttpOnly cookies itself), and the background
-loop that runs core.jobs (delivering the notification outbox among them)."""
+the HttpOnly session cookie (a script cannot set HttpOnly cookies itself), the inbound SMS route
+(ui.webhooks), and the background loop that runs core.jobs (delivering the notification outbox,
+reminders and forms among them)."""
 
 import asyncio
 import logging
@@ -18,6 +19,7 @@ from core.kernel.config import load_settings
 from core.kernel.errors import DomainError
 from core.startup import open_database
 from ui.auth import COOKIE
+from ui.webhooks import sms_route
 
 log = logging.getLogger("clinicdesk.serve")
 _database = None
@@ -99,5 +101,6 @@ app = st.App(
     routes=[
         Route("/_clinicdesk/session", set_session, methods=["POST"]),
         Route("/_clinicdesk/signout", end_session, methods=["POST"]),
+        sms_route(_db, load_settings),  # text replies to reminders (issue 15)
     ],
 )

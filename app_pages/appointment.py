@@ -4,6 +4,7 @@ the full history, and the actions its status allows for the signed-in role."""
 import streamlit as st
 
 from ui import actor, shown
+from ui.appointment_messages import messages_panel
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.feedback import feedback_panel
 
@@ -23,3 +24,4 @@ st.query_params["id"] = str(appointment_id)
 detail = shown(load_detail, me, appointment_id)
 appointment_panel(me, detail, "appointment")
 feedback_panel(appointment_id)  # feedback: none / pending / collected, and the request
+messages_panel(me, appointment_id)  # forms, text replies, every message

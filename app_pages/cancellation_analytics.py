@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.analytics import cancellation_parts as parts
 from core.analytics import cancellations as ca
+from core.analytics import confirmations
 from core.kernel.authz import Permission
 from core.kernel.clock import utcnow
 from core.practice import choices as practice_choices
@@ -25,6 +26,11 @@ def _choices(current):
         include_inactive=True,
         permission=Permission.ANALYTICS_READ,
     )
+
+
+@cached("analytics", "appointments", ttl=60, max_entries=30)
+def _confirmed(current, start, end, clinic):
+    return read(confirmations.confirmation_rate, current, start, end, clinic)
 
 
 @cached(
@@ -72,6 +78,13 @@ figures = shown(_figures, me, filters)
 
 with key_figures:
     view.key_figures(figures)
+    rate = _confirmed(me, start, end, clinic)  # issue 15: reminders answered with a confirmation
+    st.metric(
+        "Confirmed by the patient",
+        f"{rate.rate:.0%}" if rate.rate is not None else "—",
+        help=f"{rate.confirmed} of {rate.reminded} reminded appointments in the range were "
+        "confirmed by reminder link or text reply.",
+    )
 view.SECTIONS[section](figures)
 with st.expander("Formulas"):
     st.markdown(view.FORMULAS)

@@ -6,6 +6,7 @@ import streamlit as st
 from core.patients import invitations
 from core.patients import records as patients
 from ui import actor, refresh, run_action, settings
+from ui.appointment_messages import patient_export_button
 from ui.caches import cached
 from ui.context import read
 from ui.portal import (
@@ -125,5 +126,6 @@ st.dataframe(
     width="stretch",
     key="patients_visits",
 )
+patient_export_button(me, patient_id)  # issue 15: the record, appointments and forms as JSON
 st.subheader("Portal invitations")
 history_table(record.invitations, key="patients_history")

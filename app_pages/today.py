@@ -6,6 +6,7 @@ appointment: a 57-provider clinic has hundreds of appointments a day."""
 import pandas as pd
 import streamlit as st
 
+from core.forms import after_booking
 from core.kernel.authz import Permission
 from core.practice import choices
 from core.scheduling import today, visits
@@ -13,7 +14,7 @@ from ui import actor, refresh, run_action
 from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
-from ui.front_desk import require
+from ui.front_desk import call_list_panel, confirmed_caption, require
 
 ICONS = {
     "Expected": "🕘",
@@ -39,7 +40,13 @@ def _choices(me):
 
 @cached("appointments", "patients", "setup", ttl=15, max_entries=20)
 def _rows(me, clinic_id):
-    return read(today.list_today, me, clinic_id)
+    rows = read(today.list_today, me, clinic_id)
+    return rows, read(after_booking.form_summaries, me, [r.id for r in rows])
+
+
+@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+def _calls(me, clinic_id):
+    return read(today.call_list, me, clinic_id)
 
 
 st.title("Today")
@@ -61,7 +68,9 @@ clinic_id = c1.selectbox(
 )
 if c3.button("Refresh", key="today_refresh", icon=":material/refresh:"):
     _rows.clear()
-rows = _rows(me, clinic_id)
+rows, forms = _rows(me, clinic_id)
+calls = _calls(me, clinic_id)
+call_list_panel(calls)
 counts = today.stage_counts(rows)
 for column, (stage, count) in zip(st.columns(len(counts)), counts.items(), strict=True):
     column.metric(f"{ICONS[stage]} {stage}", count)
@@ -78,6 +87,7 @@ provider = c2.selectbox(
 )
 if provider:
     rows = [r for r in rows if r.provider_id == provider]
+confirmed_caption(rows)
 if not rows:
     st.info("No appointments today at this clinic.")
     st.stop()
@@ -89,6 +99,8 @@ table = pd.DataFrame(
         "Service": [r.service for r in rows],
         "Stage": [f"{ICONS[r.stage]} {r.stage}" for r in rows],
         "Waited (min)": pd.array([r.waited_minutes for r in rows], dtype="Int64"),
+        "Confirmed": [r.confirmed.removeprefix("Confirmed by the patient · ") for r in rows],
+        "Forms": [forms.get(r.id, "") for r in rows],
     },
     index=pd.Index([r.id for r in rows], name="Appointment"),
 )
@@ -106,6 +118,7 @@ if not chosen:
     st.stop()
 row = chosen[0]
 st.text(f"{row.time} · {row.patient} · {row.service} · {row.provider} · {row.stage}")
+st.caption(row.confirmed or "Not confirmed by the patient yet.")
 if not me.can(Permission.APPOINTMENTS_CHECK_IN):
     st.stop()
 version = dict(expected_version=row.version)

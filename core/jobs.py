@@ -13,9 +13,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.analytics import cancellation_rollups
 from core.feedback import surveys
+from core.forms import after_booking
 from core.kernel.config import Settings
 from core.kernel.errors import DatabaseUnavailable
-from core.messaging import delivery
+from core.messaging import clinic_events, delivery, reminders
 from core.patients import invitations
 from db.engine import Database
 
@@ -28,6 +29,9 @@ def deliver_notifications(database: Database, settings: Settings) -> None:
 
 JOBS: list[Callable[[Database, Settings], None]] = [
     surveys.feedback_job,  # before delivery, so a request goes out in the same run
+    reminders.reminders_job,  # each due reminder once (issue 15)
+    after_booking.forms_job,  # the service's forms after booking or approval
+    clinic_events.digest_job,  # the clinics' daily digests when due
     deliver_notifications,
     invitations.expire_job,  # pending portal invitations past expiry → expired
     cancellation_rollups.refresh_job,  # keeps the cancellation analytics' sums current

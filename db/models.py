@@ -858,3 +858,102 @@ class PackageService(Base):
     package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"), primary_key=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# ---------------------------------------------------------------- issue 15: reminders, replies,
+# clinic notices and forms after booking
+
+
+class ReminderSent(Base):
+    """One reminder queued for an appointment at one offset, for the start time it reminded of:
+    the unique key makes the job queue each reminder once, and a moved appointment (new start)
+    is reminded again for its new time."""
+
+    __tablename__ = "reminders_sent"
+    __table_args__ = (UniqueConstraint("appointment_id", "offset_minutes", "start_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    offset_minutes: Mapped[int] = mapped_column(Integer)
+    start_at: Mapped[datetime]
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    channels: Mapped[str] = mapped_column(String(40), default="")  # "email,sms"; "" = none usable
+    skipped: Mapped[str] = mapped_column(Text, default="")  # why a channel was not used
+
+
+class AppointmentConfirmation(Base):
+    """The patient confirmed the appointment for the start time it had then (a move needs a new
+    confirmation)."""
+
+    __tablename__ = "appointment_confirmations"
+    __table_args__ = (Index(None, "appointment_id", "start_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    start_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    channel: Mapped[str] = mapped_column(String(24))  # "email link", "SMS link", "SMS reply"
+
+
+class SmsReply(Base):
+    """A text message a patient sent back: confirmed, asked to cancel, or left for staff."""
+
+    __tablename__ = "sms_replies"
+    __table_args__ = (Index(None, "handled_at", "received_at"), Index(None, "appointment_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    provider_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    from_number: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)  # stored as typed; escape on display
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    outcome: Mapped[str] = mapped_column(String(24))  # confirmed, cancel_requested, inbox, …
+    note: Mapped[str] = mapped_column(Text, default="")
+    handled_at: Mapped[datetime | None]
+    handled_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class ClinicEvent(Base):
+    """Something the clinic's inbox hears of: emailed at once or gathered into the daily digest."""
+
+    __tablename__ = "clinic_events"
+    __table_args__ = (Index(None, "clinic_id", "digested_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    event: Mapped[str] = mapped_column(String(32))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    summary: Mapped[str] = mapped_column(Text)
+    link: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    emailed: Mapped[bool] = mapped_column(Boolean, default=False)  # sent on its own
+    digested_at: Mapped[datetime | None]  # included in a daily digest
+
+
+class FormRequest(Base):
+    """A service document sent to the patient for one appointment, and the answer: the
+    questionnaire's answers or the consent's signature (typed name, date, time, client
+    address). Never deleted; a resend issues a fresh link."""
+
+    __tablename__ = "form_requests"
+    __table_args__ = (
+        UniqueConstraint("appointment_id", "document_id"),
+        Index(None, "patient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    document_id: Mapped[int] = mapped_column(ForeignKey("service_documents.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    kind: Mapped[DocumentKind] = mapped_column(str_enum(DocumentKind, "document_kind"))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("link_tokens.id"))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    times_sent: Mapped[int] = mapped_column(Integer, default=1)
+    completed_at: Mapped[datetime | None]
+    answers: Mapped[dict[str, Any] | None]
+    signed_name: Mapped[str | None] = mapped_column(String(200))
+    signed_on: Mapped[date | None] = mapped_column(Date)
+    client_address: Mapped[str | None] = mapped_column(String(64))
+
+    document: Mapped[ServiceDocument] = relationship()

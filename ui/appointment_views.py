@@ -299,6 +299,7 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
         "Provider": detail.provider_name,
         "Clinic": detail.clinic_name,
         "When": detail.when or f"Requested: {detail.requested or 'no day given'}",
+        "Confirmed": detail.confirmed,
         "Notes": detail.notes,
         "Declined because": detail.decline_reason,
         "Cancelled": (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sized
 
+import pandas as pd
 import streamlit as st
 
 EMPTY = (
@@ -17,3 +18,37 @@ def require(items: Sized, what: str = "clinic") -> None:
     if not items:
         st.info(EMPTY.format(what=what), icon=":material/info:")
         st.stop()
+
+
+def call_list_panel(calls: list) -> None:
+    """Tomorrow's appointments the patient has not confirmed: the desk's call list (Today)."""
+    with st.expander(f"Call list: {len(calls)} unconfirmed for tomorrow", icon=":material/call:"):
+        if not calls:
+            st.caption("Every appointment tomorrow is confirmed.")
+            return
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "#": [c.id for c in calls],
+                    "Time": [c.time for c in calls],
+                    "Patient": [c.patient for c in calls],
+                    "Phone": [c.phone for c in calls],
+                    "Provider": [c.provider for c in calls],
+                    "Service": [c.service for c in calls],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+            key="today_calls",
+        )
+
+
+def confirmed_caption(rows: list) -> None:
+    """Who confirmed today's appointments (Today), as plain text the desk can scan."""
+    done = [r for r in rows if r.confirmed]
+    if not done:
+        return
+    names = " · ".join(
+        f"{r.time[:5]} {r.patient} ({r.confirmed.rsplit(' · ', 1)[-1]})" for r in done
+    )
+    st.text(f"Confirmed by the patient: {names}")

@@ -30,12 +30,12 @@ from core.kernel.errors import (
     NotFound,
     ValidationError,
 )
-from core.messaging import notify
+from core.messaging import clinic_events, notify
+from core.scheduling.lifecycle import base_url
 from db.engine import Database
 from db.models import (
     Appointment,
     AppointmentStatus,
-    Channel,
     Clinic,
     FeedbackRequest,
     FeedbackStatus,
@@ -506,12 +506,16 @@ def submit_survey(
         to_status=FeedbackStatus.COLLECTED.value,
         details={"response_id": response.id, "nps": response.nps, "rating": response.rating},
     )
-    clinic = appointment.clinic
-    notify.queue_to_address(
+    context = {**_visit_context(appointment), "nps": response.nps, "rating": response.rating}
+    clinic_events.tell_clinic(
         session,
-        Channel.EMAIL,
-        clinic.email,
+        appointment.clinic_id,
         "survey_received",
-        {**_visit_context(appointment), "nps": response.nps, "rating": response.rating},
+        f"A patient answered the survey for the visit on {context['when']}: recommend "
+        f"{response.nps}/10, rating {response.rating}/5.",
+        appointment_id=appointment.id,
+        link=clinic_events.item_link(base_url(session), appointment.id),
+        template="survey_received",
+        context=context,
     )
     return response.id

@@ -12,6 +12,7 @@
 | data folder | CLINICDESK_DATA_DIR | — | data/ (created readable by its owner only) |
 | jobs interval | CLINICDESK_JOB_SECONDS | — | 15 (0 = off) |
 | bookings an hour | CLINICDESK_BOOKING_PER_CONTACT, _LINK, _CLINIC | booking_per_… | 3 20 60 |
+| SMS replies | SMS_INBOUND_SECRET, TWILIO_AUTH_TOKEN | [sms] inbound_secret, … | off |
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class SmsSettings:
     provider: str = "log"
     http_url: str = ""
     http_token: str = ""
+    inbound_secret: str = ""  # shared secret of the inbound route (X-ClinicDesk-Secret)
+    twilio_auth_token: str = ""  # verifies Twilio's X-Twilio-Signature on the inbound route
 
 
 DEFAULT_BASE_URL = "http://localhost:8501"
@@ -227,7 +230,13 @@ def _sms(section: dict, pick) -> SmsSettings:
         raise ConfigurationError(
             "SMS_HTTP_URL must be set to an http(s) address when SMS_PROVIDER=http."
         )
-    return SmsSettings(provider, url, str(pick("SMS_HTTP_TOKEN", section, "http_token", "")))
+    return SmsSettings(
+        provider,
+        url,
+        str(pick("SMS_HTTP_TOKEN", section, "http_token", "")),
+        str(pick("SMS_INBOUND_SECRET", section, "inbound_secret", "")),
+        str(pick("TWILIO_AUTH_TOKEN", section, "twilio_auth_token", "")),
+    )
 
 
 def _stored_secret_key(data_dir: Path) -> str:

@@ -119,6 +119,46 @@ TEMPLATES: dict[str, Template] = {
         "{rating}/5.",
         "Tells the clinic that a survey arrived.",
     ),
+    # ------------------------------------------------ issue 15: reminders, visits, clinic, forms
+    "appointment_reminder": Template(
+        "Reminder: your appointment on {when}",
+        "Dear {patient_name},\n\nA reminder of your appointment for {service_name} with "
+        "{provider_name} on {when} at {clinic_name}.\n\nPlease confirm you are coming: "
+        "{confirm_link}\nAsk to cancel (our cancellation policy and any fee are shown before "
+        "you confirm): {cancel_link}\nAsk to move it: {reschedule_link}\n\nBy text message "
+        "you can also reply C to confirm or X to cancel." + _SIGN,
+        "A reminder before the appointment (offsets per clinic), with confirm, cancel and "
+        "reschedule links.",
+    ),
+    "appointment_checked_in": Template(
+        "You are checked in at {clinic_name}",
+        "Dear {patient_name},\n\nYou are checked in for {service_name} with {provider_name}. "
+        "Please take a seat; we will call you shortly." + _SIGN,
+        "The patient was checked in (only where the clinic chose to send it).",
+    ),
+    "appointment_completed": Template(
+        "Thank you for your visit to {clinic_name}",
+        "Dear {patient_name},\n\nThank you for visiting us on {when} for {service_name} with "
+        "{provider_name}.{survey}{message}" + _SIGN,
+        "A visit was completed: a thank-you (with the survey link when the feedback rules "
+        "allow it).",
+    ),
+    "forms_to_complete": Template(
+        "Before your appointment on {when}: {forms_titles}",
+        "Dear {patient_name},\n\nBefore your appointment for {service_name} on {when}, "
+        "please read or complete the following (each link works once):\n\n{forms}" + _SIGN,
+        "The service's questionnaire, consent and instructions, sent after booking.",
+    ),
+    "clinic_event": Template(
+        "{event}: {summary}",
+        "{event} at {clinic_name}:\n\n{summary}\n\nOpen it: {link}",
+        "Tells the clinic's inbox of an event it selected (one email per event).",
+    ),
+    "clinic_digest": Template(
+        "{clinic_name}: {count} event(s) of {day}",
+        "What happened at {clinic_name} ({day}):\n\n{items}",
+        "The clinic's daily digest of the events it selected.",
+    ),
 }
 SAMPLE_CONTEXT = {
     "patient_name": "Alex Morgan",
@@ -136,6 +176,17 @@ SAMPLE_CONTEXT = {
     "answer": "accepted",
     "nps": "9",
     "rating": "5",
+    "confirm_link": "https://example.org/patient?p=confirm&t=…",
+    "cancel_link": "https://example.org/patient?p=change&t=…&k=cancel",
+    "reschedule_link": "https://example.org/patient?p=change&t=…&k=reschedule",
+    "survey": "\n\nWould you tell us how it went? It takes two minutes: https://example.org/…",
+    "forms": "Consent to treatment: https://example.org/patient?p=form&t=…",
+    "forms_titles": "Consent to treatment",
+    "event": "Late cancellation",
+    "summary": "Alex Morgan cancelled Consultation on Tue 01 Dec 2026, 09:30.",
+    "day": "Tue 01 Dec 2026",
+    "count": "3",
+    "items": "- 08:10 · No-show: Alex Morgan, Consultation",
 }
 
 

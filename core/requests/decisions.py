@@ -14,7 +14,6 @@ from core.kernel import tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, ValidationError
-from core.messaging import notify
 from core.scheduling.availability import (
     find_conflicts,
     lock_provider,
@@ -28,7 +27,6 @@ from core.scheduling.lifecycle import (
     flush,
     hold_resources,
     load,
-    message_context,
     outcome_of,
     place,
     record,
@@ -43,7 +41,6 @@ from db.models import (
     AuditEvent,
     ChangeRequest,
     ChangeStatus,
-    Channel,
     Clinic,
     Patient,
     Service,
@@ -251,6 +248,7 @@ def respond_to_proposal(
     change = open_change(session, appointment.id, ChangeStatus.PROPOSED)
     proposed_when = when_text(appointment)
     details: dict[str, Any] = {"change_request_id": change.id} if change else {}
+    details["proposed_when"] = proposed_when
     if accept:
         lock_provider(session, appointment.provider_id)
         conflicts = find_conflicts(
@@ -294,18 +292,7 @@ def respond_to_proposal(
     flush(session, appointment)
     reason = None if accept else "The patient turned down the proposed time."
     record(session, actor, appointment, action, before, reason=reason, details=details or None)
-    notify.queue_to_address(
-        session,
-        Channel.EMAIL,
-        appointment.clinic.email,
-        "proposal_answered",
-        message_context(
-            appointment,
-            when=proposed_when,
-            patient_name=appointment.patient.full_name if appointment.patient else "",
-            answer="accepted" if accept else "declined",
-        ),
-    )
+    # the clinic hears of the answer through lifecycle.record (core.messaging.clinic_events)
     queued = confirm(session, appointment) if appointment.status == S.SCHEDULED else None
     return outcome_of(appointment, queued)
 

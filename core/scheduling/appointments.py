@@ -13,6 +13,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import format_local
 from core.kernel.errors import NotFound
+from core.messaging import reminders
 from core.scheduling.availability import TIME_OF_DAY_LABELS
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
 from db.models import Appointment, ChangeRequest, ChangeStatus, RequestFlag, Source, User
@@ -79,6 +80,7 @@ class AppointmentDetail:
     actions: list[Action]
     open_change: OpenChange | None
     check: str = ""  # a public request's flag for a person to check ("Check identity: …")
+    confirmed: str = ""  # "Confirmed by the patient · when · channel" for the current time
 
 
 def get_appointment_detail(
@@ -137,6 +139,7 @@ def get_appointment_detail(
             change.points,
         )
     patient = a.patient
+    confirmed = reminders.confirmations(session, [a.id])
     return AppointmentDetail(
         id=a.id,
         version=a.version,
@@ -179,4 +182,5 @@ def get_appointment_detail(
         open_change=open_change,
         check=session.scalar(select(RequestFlag.flag).where(RequestFlag.appointment_id == a.id))
         or "",
+        confirmed=confirmed[a.id].text(tz) if a.id in confirmed else "",
     )

@@ -18,7 +18,7 @@ from core.kernel.authz import Actor
 from core.kernel.clock import format_local
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.messaging import notify
+from core.messaging import clinic_events, notify
 from core.scheduling.availability import (
     MAX_LENGTH,
     TIME_OF_DAY_LABELS,
@@ -39,6 +39,7 @@ from db.models import (
     Channel,
     Provider,
     Service,
+    Source,
 )
 from db.types import utcnow
 
@@ -244,6 +245,73 @@ def record(
         message=message.strip() if message and message.strip() else None,
         details=details,
     )
+    tell_clinic_of(session, appointment, action, details or {})
+
+
+def _clinic_events_for(appointment: Appointment, action: Action, details: dict[str, Any]):
+    """The clinic events (core.messaging.preferences.CLINIC_EVENTS) a transition may raise,
+    most specific first; the clinic hears of the first one it selected."""
+    if action == Action.REQUEST and appointment.source == Source.ONLINE:
+        return ["new_request"]
+    if action == Action.REQUEST_CHANGE:
+        return ["change_request"]
+    if action == Action.CANCEL and appointment.cancelled_by == "patient":
+        return (["late_cancellation"] if appointment.late_cancellation else []) + ["change_request"]
+    if action in (Action.ACCEPT_PROPOSAL, Action.DECLINE_PROPOSAL):
+        return ["proposal_answered"]
+    if action == Action.NO_SHOW:
+        return ["no_show"]
+    return []
+
+
+CLINIC_SUMMARIES = {
+    "new_request": "{patient} asked online for {service} on {when}.",
+    "change_request": "{patient} asked to {kind} {service} on {when}.",
+    "late_cancellation": "{patient} cancelled {service} on {when}, inside the policy window.",
+    "proposal_answered": "{patient} {answer} the proposed time {proposed} for {service} "
+    "(now {status}).",
+    "no_show": "{patient} did not come to {service} on {when}.",
+}
+
+
+def tell_clinic_of(
+    session: Session, appointment: Appointment, action: Action, details: dict[str, Any]
+) -> None:
+    """Tell the clinic's inbox of this transition, if it raises an event the clinic selected."""
+    for event in _clinic_events_for(appointment, action, details):
+        kind = details.get("kind") or ("cancel" if action == Action.CANCEL else "change")
+        summary = CLINIC_SUMMARIES[event].format(
+            patient=appointment.patient.full_name if appointment.patient else "A patient",
+            service=message_context(appointment)["service_name"],
+            when=when_text(appointment),
+            kind=kind,
+            answer="accepted" if action == Action.ACCEPT_PROPOSAL else "turned down",
+            status=STATUS_WORDS[appointment.status],
+            proposed=details.get("proposed_when", ""),
+        )
+        link = clinic_events.item_link(base_url(session), appointment.id)
+        extra: dict[str, Any] = {}
+        if event == "proposal_answered":  # the clinic's own (editable) template for it
+            extra = dict(
+                template="proposal_answered",
+                context=message_context(
+                    appointment,
+                    when=details.get("proposed_when", ""),
+                    patient_name=appointment.patient.full_name if appointment.patient else "",
+                    answer="accepted" if action == Action.ACCEPT_PROPOSAL else "declined",
+                ),
+            )
+        row = clinic_events.tell_clinic(
+            session,
+            appointment.clinic_id,
+            event,
+            summary,
+            appointment_id=appointment.id,
+            link=link,
+            **extra,
+        )
+        if row is not None:
+            return
 
 
 def aware(moment: datetime | None, name: str = "time") -> datetime:

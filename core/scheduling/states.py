@@ -13,8 +13,8 @@ Choices worth knowing:
 - A practice-initiated cancellation records the policy version but charges nothing; a patient's
   cancellation (by_patient=True) is assessed under the policy (late flag, fee, points).
 - Patients are told about every status change they did not cause (consent per channel is
-  respected by core.messaging.notify; reminders being off does not matter). Check-in and
-  completion are not messaged: the patient is at the desk.
+  respected by core.messaging.notify; reminders being off does not matter). Completion sends a
+  thank-you; check-in is messaged only where the clinic chose it (core.messaging.preferences).
 """
 
 from __future__ import annotations

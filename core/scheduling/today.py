@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.errors import NotFound
+from core.messaging import reminders
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -48,6 +49,7 @@ class TodayRow:
     can_check_in: bool
     can_complete: bool
     can_no_show: bool
+    confirmed: str = ""  # "Confirmed by the patient · when · channel" (issue 15)
 
 
 def _stage(status: S, start: datetime, now: datetime) -> str:
@@ -111,6 +113,8 @@ def list_today(
     )
     rows = []
     tz = clinic.timezone
+    result = session.execute(query).all()
+    confirmed = reminders.confirmations(session, [r[0] for r in result])
     for (
         ident,
         version,
@@ -123,7 +127,7 @@ def list_today(
         first_name,
         last_name,
         service,
-    ) in session.execute(query):
+    ) in result:
         rows.append(
             TodayRow(
                 id=ident,
@@ -140,6 +144,7 @@ def list_today(
                 can_check_in=status == S.SCHEDULED,
                 can_complete=status in (S.SCHEDULED, S.CHECKED_IN) and start <= now,
                 can_no_show=status == S.SCHEDULED and start < now,
+                confirmed=confirmed[ident].text(tz) if ident in confirmed else "",
             )
         )
     return rows
@@ -150,3 +155,63 @@ def stage_counts(rows: list[TodayRow]) -> dict[str, int]:
     for row in rows:
         counts[row.stage] += 1
     return counts
+
+
+@dataclass(frozen=True)
+class CallRow:
+    id: int
+    time: str  # clinic-local
+    patient: str
+    phone: str
+    provider: str
+    service: str
+
+
+def call_list(
+    session: Session, actor: Actor, clinic_id: int, *, now: datetime | None = None
+) -> list[CallRow]:
+    """Tomorrow's (clinic-local) scheduled appointments the patient has not confirmed yet."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    now = now or utcnow()
+    first, last = local_day_bounds(
+        to_local(now, clinic.timezone).date() + timedelta(days=1), clinic.timezone
+    )
+    query = (
+        select(
+            Appointment.id,
+            Appointment.start_at,
+            Patient.first_name,
+            Patient.last_name,
+            Patient.phone,
+            Provider.name,
+            Service.name,
+        )
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .outerjoin(Provider, Provider.id == Appointment.provider_id)
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .where(
+            Appointment.clinic_id == clinic_id,
+            Appointment.start_at >= first,
+            Appointment.start_at < last,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.status == S.SCHEDULED,
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+    )
+    rows = session.execute(query).all()
+    confirmed = reminders.confirmations(session, [r[0] for r in rows])
+    return [
+        CallRow(
+            ident,
+            f"{to_local(start, clinic.timezone):%a %H:%M}",
+            f"{first_name} {last_name}".strip(),
+            phone or "",
+            provider or "",
+            service or "",
+        )
+        for ident, start, first_name, last_name, phone, provider, service in rows
+        if ident not in confirmed
+    ]

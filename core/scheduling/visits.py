@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor
 from core.kernel.clock import format_local
 from core.kernel.errors import InvalidTransition
+from core.messaging.preferences import preferences
 from core.policy import cancellation as policy
 from core.scheduling.lifecycle import Outcome, flush, load, outcome_of, record, tell_patient
 from core.scheduling.states import Action, S, ensure_allowed
@@ -29,7 +30,10 @@ def check_in(
     appointment.status, appointment.checked_in_at = S.CHECKED_IN, utcnow()
     flush(session, appointment)
     record(session, actor, appointment, Action.CHECK_IN, before)
-    return outcome_of(appointment)
+    queued = None
+    if preferences(session, appointment.clinic_id).tell_checked_in:  # the practice's choice
+        queued = tell_patient(session, appointment, "appointment_checked_in")
+    return outcome_of(appointment, queued)
 
 
 def _require_started(appointment: Appointment, now: datetime, rule: str) -> None:
@@ -54,7 +58,10 @@ def complete(
     appointment.status, appointment.completed_at = S.COMPLETED, now
     flush(session, appointment)
     record(session, actor, appointment, Action.COMPLETE, before)
-    return outcome_of(appointment)
+    # the thank-you; the survey link follows from the feedback job under its own rules (delay,
+    # consent, one request a day), so it is not repeated here
+    queued = tell_patient(session, appointment, "appointment_completed", survey="")
+    return outcome_of(appointment, queued)
 
 
 def mark_no_show(

@@ -1,6 +1,7 @@
 """The public patient pages behind signed links (app_pages/patient.py dispatches here).
 
-One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey.
+One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey,
+confirm (a reminder's confirm link), form (a form after booking).
 Each exposes `render(token: str) -> None`. It may raise core.kernel.errors.LinkInvalid anywhere; the
 dispatcher then shows the one neutral "link not valid" page, which reveals nothing about the
 patient or whether the token ever existed. There is no signed-in actor here: the token is the
@@ -21,7 +22,7 @@ from ui.context import database, show_error
 from ui.text import escape
 
 T = TypeVar("T")
-PURPOSES = ("enroll", "proposal", "change", "booking", "survey")
+PURPOSES = ("enroll", "proposal", "change", "booking", "survey", "confirm", "form")
 
 
 def public_read(reader: Callable[..., T], token: str, *args: Any, **kwargs: Any) -> T:

@@ -51,9 +51,11 @@ def render(token: str) -> None:
     if not kinds:
         st.info(f"Please call the practice on {escape(a.clinic_phone)} to change this appointment.")
         return
+    wanted = str(st.query_params.get("k", ""))  # a reminder's cancel or reschedule link
     kind = st.radio(
         "What would you like to do?",
         list(kinds),
+        index=list(kinds).index(wanted) if wanted in kinds else 0,
         format_func=kinds.get,
         key="patient_change_kind",
         horizontal=True,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-02 13:01:01.836131
+Create Date: 2026-12-02 13:17:19.854520
 """
 
 from collections.abc import Sequence
@@ -515,6 +515,18 @@ def upgrade() -> None:
     with op.batch_alter_table('working_hours', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_working_hours_provider_id_clinic_id_weekday'), ['provider_id', 'clinic_id', 'weekday'], unique=False)
 
+    op.create_table('appointment_confirmations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('appointment_id', sa.Integer(), nullable=False),
+    sa.Column('start_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('confirmed_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('channel', sa.String(length=24), nullable=False),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_appointment_confirmations_appointment_id_appointments')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_appointment_confirmations'))
+    )
+    with op.batch_alter_table('appointment_confirmations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_appointment_confirmations_appointment_id_start_at'), ['appointment_id', 'start_at'], unique=False)
+
     op.create_table('appointment_services',
     sa.Column('appointment_id', sa.Integer(), nullable=False),
     sa.Column('service_id', sa.Integer(), nullable=False),
@@ -549,6 +561,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_change_requests_appointment_id'), ['appointment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_change_requests_status_created_at'), ['status', 'created_at'], unique=False)
 
+    op.create_table('clinic_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('clinic_id', sa.Integer(), nullable=False),
+    sa.Column('event', sa.String(length=32), nullable=False),
+    sa.Column('appointment_id', sa.Integer(), nullable=True),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('link', sa.String(length=500), nullable=False),
+    sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('emailed', sa.Boolean(), nullable=False),
+    sa.Column('digested_at', db.types.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_clinic_events_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_clinic_events_clinic_id_clinics')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_clinic_events'))
+    )
+    with op.batch_alter_table('clinic_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_clinic_events_clinic_id_digested_at_created_at'), ['clinic_id', 'digested_at', 'created_at'], unique=False)
+
     op.create_table('feedback_requests',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('appointment_id', sa.Integer(), nullable=False),
@@ -565,6 +594,30 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback_requests')),
     sa.UniqueConstraint('appointment_id', 'sent_on', name=op.f('uq_feedback_requests_appointment_id_sent_on'))
     )
+    op.create_table('form_requests',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('appointment_id', sa.Integer(), nullable=False),
+    sa.Column('document_id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.Enum('questionnaire', 'consent', 'instructions', name='document_kind', native_enum=False, create_constraint=True, length=24), nullable=False),
+    sa.Column('token_id', sa.Integer(), nullable=True),
+    sa.Column('sent_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('times_sent', sa.Integer(), nullable=False),
+    sa.Column('completed_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('answers', sa.JSON(), nullable=True),
+    sa.Column('signed_name', sa.String(length=200), nullable=True),
+    sa.Column('signed_on', sa.Date(), nullable=True),
+    sa.Column('client_address', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_form_requests_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['document_id'], ['service_documents.id'], name=op.f('fk_form_requests_document_id_service_documents')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_form_requests_patient_id_patients')),
+    sa.ForeignKeyConstraint(['token_id'], ['link_tokens.id'], name=op.f('fk_form_requests_token_id_link_tokens')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_form_requests')),
+    sa.UniqueConstraint('appointment_id', 'document_id', name=op.f('uq_form_requests_appointment_id_document_id'))
+    )
+    with op.batch_alter_table('form_requests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_form_requests_patient_id'), ['patient_id'], unique=False)
+
     op.create_table('ledger_entries',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=False),
@@ -614,6 +667,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_notifications_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_notifications_status_next_attempt_at'), ['status', 'next_attempt_at'], unique=False)
 
+    op.create_table('reminders_sent',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('appointment_id', sa.Integer(), nullable=False),
+    sa.Column('offset_minutes', sa.Integer(), nullable=False),
+    sa.Column('start_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('queued_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('channels', sa.String(length=40), nullable=False),
+    sa.Column('skipped', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_reminders_sent_appointment_id_appointments')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_reminders_sent')),
+    sa.UniqueConstraint('appointment_id', 'offset_minutes', 'start_at', name=op.f('uq_reminders_sent_appointment_id_offset_minutes_start_at'))
+    )
     op.create_table('request_flags',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('appointment_id', sa.Integer(), nullable=False),
@@ -624,6 +689,28 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_request_flags')),
     sa.UniqueConstraint('appointment_id', name=op.f('uq_request_flags_appointment_id'))
     )
+    op.create_table('sms_replies',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('received_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('provider_ref', sa.String(length=64), nullable=True),
+    sa.Column('from_number', sa.String(length=40), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=True),
+    sa.Column('appointment_id', sa.Integer(), nullable=True),
+    sa.Column('outcome', sa.String(length=24), nullable=False),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('handled_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('handled_by_user_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_sms_replies_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['handled_by_user_id'], ['users.id'], name=op.f('fk_sms_replies_handled_by_user_id_users')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_sms_replies_patient_id_patients')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sms_replies')),
+    sa.UniqueConstraint('provider_ref', name=op.f('uq_sms_replies_provider_ref'))
+    )
+    with op.batch_alter_table('sms_replies', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sms_replies_appointment_id'), ['appointment_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sms_replies_handled_at_received_at'), ['handled_at', 'received_at'], unique=False)
+
     op.create_table('survey_responses',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('feedback_request_id', sa.Integer(), nullable=True),
@@ -676,7 +763,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_survey_responses_clinic_id_submitted_at'))
 
     op.drop_table('survey_responses')
+    with op.batch_alter_table('sms_replies', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sms_replies_handled_at_received_at'))
+        batch_op.drop_index(batch_op.f('ix_sms_replies_appointment_id'))
+
+    op.drop_table('sms_replies')
     op.drop_table('request_flags')
+    op.drop_table('reminders_sent')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_notifications_status_next_attempt_at'))
         batch_op.drop_index(batch_op.f('ix_notifications_patient_id'))
@@ -687,13 +780,25 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ledger_entries_appointment_id'))
 
     op.drop_table('ledger_entries')
+    with op.batch_alter_table('form_requests', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_form_requests_patient_id'))
+
+    op.drop_table('form_requests')
     op.drop_table('feedback_requests')
+    with op.batch_alter_table('clinic_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_clinic_events_clinic_id_digested_at_created_at'))
+
+    op.drop_table('clinic_events')
     with op.batch_alter_table('change_requests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_change_requests_status_created_at'))
         batch_op.drop_index(batch_op.f('ix_change_requests_appointment_id'))
 
     op.drop_table('change_requests')
     op.drop_table('appointment_services')
+    with op.batch_alter_table('appointment_confirmations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_appointment_confirmations_appointment_id_start_at'))
+
+    op.drop_table('appointment_confirmations')
     with op.batch_alter_table('working_hours', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_working_hours_provider_id_clinic_id_weekday'))
 

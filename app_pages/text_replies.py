@@ -1,0 +1,59 @@
+"""Front desk: text messages patients sent back that need a person (not a plain C/YES or
+X/CANCEL, or one that could not be acted on). Each is kept on its appointment; mark it handled
+once dealt with. Texts are shown exactly as typed, never as formatting."""
+
+import pandas as pd
+import streamlit as st
+
+from core.portal import replies
+from ui import actor, refresh, run_action
+from ui.context import read
+
+
+@st.cache_data(ttl=15, max_entries=10, show_spinner=False)
+def _inbox(me, open_only: bool):
+    return read(replies.list_replies, me, open_only=open_only)
+
+
+st.title("Text replies")
+me = actor()
+open_only = st.toggle("Only those waiting for staff", True, key="text_replies_open")
+rows = _inbox(me, open_only)
+if not rows:
+    st.info("No text replies waiting." if open_only else "No text replies yet.")
+    st.stop()
+picked = st.dataframe(
+    pd.DataFrame(
+        {
+            "Received": [r.received for r in rows],
+            "From": [r.from_number for r in rows],
+            "Patient": [r.patient for r in rows],
+            "Appointment": [f"#{r.appointment_id}" if r.appointment_id else "" for r in rows],
+            "Text (as typed)": [r.body for r in rows],
+            "Outcome": [r.outcome.replace("_", " ") for r in rows],
+            "Note": [r.note for r in rows],
+            "Handled": ["✓" if r.handled else "" for r in rows],
+        }
+    ),
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key="text_replies_table",
+)
+chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
+if not chosen:
+    st.caption("Select a reply to open its appointment or mark it handled.")
+    st.stop()
+row = chosen[0]
+if row.appointment_id:
+    st.page_link(
+        "app_pages/appointment.py",
+        label=f"Open appointment #{row.appointment_id}",
+        query_params={"id": str(row.appointment_id)},
+        icon=":material/event_note:",
+    )
+note = st.text_input("Note (optional)", key="text_replies_note")
+if not row.handled and st.button("Mark handled", type="primary", key="text_replies_done"):
+    if run_action(replies.mark_handled, row.id, note, success="Marked handled."):
+        refresh()

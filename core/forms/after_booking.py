@@ -1,0 +1,498 @@
+"""Sending the service's documents after booking, the patient's single-use form link, and the
+staff's view of each appointment's forms.
+
+Sending is a job (core.jobs): every scheduled, future appointment whose services have active
+documents that were not sent yet gets one message listing one link per document — so booking,
+approval and an accepted proposal all lead here without each transition knowing about forms.
+One FormRequest per (appointment, document version) makes that once-only across instances.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.kernel import audit, tokens
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
+from core.kernel.clock import format_local, to_local
+from core.kernel.config import Settings
+from core.kernel.errors import LinkInvalid, NotFound, ValidationError
+from core.messaging import clinic_events, notify
+from core.scheduling.lifecycle import base_url as default_base_url
+from core.scheduling.lifecycle import message_context
+from db.engine import Database
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentService,
+    AppointmentStatus,
+    DocumentKind,
+    FormRequest,
+    Patient,
+    ServiceDocument,
+)
+from db.types import utcnow
+
+log = logging.getLogger("clinicdesk.forms")
+BATCH = 200
+LOOKBACK = timedelta(days=30)  # appointments booked longer ago than this are not sent forms
+MIN_TTL = timedelta(days=2)
+QUESTION_TYPES = ("text", "yes_no", "choice", "number")
+KIND_WORDS = {
+    DocumentKind.QUESTIONNAIRE: "Questionnaire",
+    DocumentKind.CONSENT: "Consent",
+    DocumentKind.INSTRUCTIONS: "Instructions",
+}
+
+
+# ---------------------------------------------------------------- sending
+
+
+def _documents_for(session: Session, appointment: Appointment) -> list[ServiceDocument]:
+    service_ids = {s.service_id for s in appointment.services} | (
+        {appointment.service_id} if appointment.service_id else set()
+    )
+    if not service_ids:
+        return []
+    return list(
+        session.scalars(
+            select(ServiceDocument)
+            .where(ServiceDocument.service_id.in_(service_ids), ServiceDocument.active.is_(True))
+            .order_by(ServiceDocument.service_id, ServiceDocument.kind, ServiceDocument.id)
+        )
+    )
+
+
+def _link(session: Session, form: FormRequest, appointment: Appointment, base: str) -> str:
+    ttl = max(appointment.start_at - utcnow() + timedelta(days=1), MIN_TTL)
+    issued = tokens.issue(session, "form", form.id, ttl, single_use=True)
+    if form.token_id:
+        tokens.revoke(session, form.token_id)
+    form.token_id = issued.row.id
+    return tokens.link(base.rstrip("/"), "form", issued.raw)
+
+
+def _queue(
+    session: Session, appointment: Appointment, lines: list[tuple[str, str]]
+) -> notify.Queued:
+    listing = "\n".join(f"{title}: {link}" for title, link in lines)
+    return notify.queue_for_patient(
+        session,
+        appointment.patient,
+        "forms_to_complete",
+        message_context(appointment)
+        | {"forms": listing, "forms_titles": ", ".join(t for t, _ in lines)},
+        appointment_id=appointment.id,
+    )
+
+
+def send_forms(session: Session, appointment: Appointment, *, base_url: str) -> list[FormRequest]:
+    """Send the documents of this appointment's services that were not sent yet."""
+    if appointment.patient is None or appointment.start_at is None:
+        return []
+    created, lines = [], []
+    for document in _documents_for(session, appointment):
+        try:
+            with session.begin_nested():
+                form = FormRequest(
+                    appointment_id=appointment.id,
+                    document_id=document.id,
+                    patient_id=appointment.patient_id,
+                    kind=document.kind,
+                )
+                session.add(form)
+                session.flush()
+        except IntegrityError:
+            continue  # sent already (or by another instance a moment ago)
+        created.append(form)
+        lines.append(
+            (
+                f"{KIND_WORDS[document.kind]}: {document.title}",
+                _link(session, form, appointment, base_url),
+            )
+        )
+    if created:
+        queued = _queue(session, appointment, lines)
+        audit.record(
+            session,
+            SYSTEM,
+            "forms_sent",
+            "appointment",
+            appointment.id,
+            patient_id=appointment.patient_id,
+            details={
+                "documents": [f.document_id for f in created],
+                "channels": [n.channel.value for n in queued.notifications],
+                "skipped": queued.skipped,
+            },
+        )
+    return created
+
+
+def due_for_forms(session: Session, *, now: datetime | None = None, limit: int = BATCH):
+    now = now or utcnow()
+    services = select(AppointmentService.service_id).where(
+        AppointmentService.appointment_id == Appointment.id
+    )
+    has_unsent = exists().where(
+        or_(
+            ServiceDocument.service_id == Appointment.service_id,
+            ServiceDocument.service_id.in_(services),
+        ),
+        ServiceDocument.active.is_(True),
+        ~exists().where(
+            and_(
+                FormRequest.appointment_id == Appointment.id,
+                FormRequest.document_id == ServiceDocument.id,
+            )
+        ),
+    )
+    query = (
+        select(Appointment)
+        .where(
+            Appointment.status == AppointmentStatus.SCHEDULED,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.patient_id.is_not(None),
+            Appointment.start_at > now,
+            Appointment.booked_at > now - LOOKBACK,
+            has_unsent,
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def send_due_forms(session: Session, *, base_url: str, now: datetime | None = None) -> int:
+    sent = 0
+    for appointment in due_for_forms(session, now=now):
+        sent += len(send_forms(session, appointment, base_url=base_url))
+    return sent
+
+
+def forms_job(database: Database, settings: Settings) -> None:
+    with database.write() as session:
+        sent = send_due_forms(session, base_url=settings.base_url)
+    if sent:
+        log.info("sent %d form(s) after booking", sent)
+
+
+def resend(
+    session: Session, actor: Actor, form_id: int, *, base_url: str | None = None
+) -> notify.Queued:
+    """A fresh single-use link (the old one stops working), sent again."""
+    ensure(actor, Permission.APPOINTMENTS_BOOK)
+    form = session.get(FormRequest, form_id)
+    if form is None:
+        raise NotFound(f"There is no form #{form_id}.")
+    if form.completed_at is not None and form.kind != DocumentKind.INSTRUCTIONS:
+        raise ValidationError("This form was answered already; there is nothing to resend.")
+    appointment = session.get(Appointment, form.appointment_id)
+    if appointment.status != AppointmentStatus.SCHEDULED or appointment.start_at <= utcnow():
+        raise ValidationError("Forms go only to scheduled appointments that have not started.")
+    link = _link(session, form, appointment, base_url or default_base_url(session))
+    form.sent_at, form.times_sent = utcnow(), form.times_sent + 1
+    queued = _queue(
+        session, appointment, [(f"{KIND_WORDS[form.kind]}: {form.document.title}", link)]
+    )
+    audit.record(
+        session,
+        actor,
+        "form_resent",
+        "appointment",
+        appointment.id,
+        patient_id=appointment.patient_id,
+        details={"form_id": form.id, "times_sent": form.times_sent},
+    )
+    return queued
+
+
+# ---------------------------------------------------------------- the patient's link
+
+
+@dataclass(frozen=True)
+class FormView:
+    kind: str
+    title: str
+    body: str
+    questions: list[dict[str, Any]]
+    first_name: str
+    full_name: str
+    when: str
+    clinic: str
+    today: date  # clinic-local, for the signature's date
+
+
+def _live_form(session: Session, raw: str | None) -> tuple[Any, FormRequest]:
+    token = tokens.verify(session, raw, "form")
+    form = session.get(FormRequest, token.subject_id)
+    if form is None or form.token_id != token.id:
+        raise LinkInvalid()
+    return token, form
+
+
+def open_form(session: Session, raw: str | None, *, client_address: str = "") -> FormView:
+    """What the patient sees; the opening is audited (so the caller commits)."""
+    _, form = _live_form(session, raw)
+    appointment = session.get(Appointment, form.appointment_id)
+    patient = session.get(Patient, form.patient_id)
+    document = form.document
+    audit.record(
+        session,
+        patient_actor(patient.first_name),
+        "form_opened",
+        "appointment",
+        appointment.id,
+        patient_id=patient.id,
+        details={"form_id": form.id, "client_address": client_address[:64]},
+    )
+    tz = appointment.clinic.timezone
+    return FormView(
+        document.kind.value,
+        document.title,
+        document.body,
+        [q for q in (document.questions or []) if isinstance(q, dict) and q.get("key")],
+        patient.first_name,
+        patient.full_name,
+        format_local(appointment.start_at, tz, with_zone=True),
+        appointment.clinic.name,
+        to_local(utcnow(), tz).date(),
+    )
+
+
+def _clean_answers(questions: list[dict[str, Any]], answers: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for q in questions:
+        key, label = str(q["key"]), str(q.get("label") or q["key"])
+        value = answers.get(key)
+        if isinstance(value, str):
+            value = value.strip()[:4000]
+        empty = value is None or value == ""
+        if empty and q.get("required"):
+            raise ValidationError(f"Please answer: {label}")
+        if empty:
+            continue
+        kind = q.get("type", "text")
+        if kind == "number":
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ValidationError(f"Please give a number for: {label}") from None
+        elif kind == "yes_no" and value not in ("yes", "no", True, False):
+            raise ValidationError(f"Please answer yes or no: {label}")
+        elif kind == "choice" and value not in (q.get("options") or []):
+            raise ValidationError(f"Please choose one of the options for: {label}")
+        kept[key] = value
+    return kept
+
+
+def submit_form(
+    session: Session,
+    raw: str | None,
+    *,
+    answers: dict[str, Any] | None = None,
+    signed_name: str = "",
+    signed_on: date | None = None,
+    client_address: str = "",
+) -> str:
+    """Answer the questionnaire, sign the consent (typed full name and today's date), or mark
+    the instructions read. The link then works no more."""
+    token, form = _live_form(session, raw)
+    appointment = session.get(Appointment, form.appointment_id)
+    patient = session.get(Patient, form.patient_id)
+    document = form.document
+    now = utcnow()
+    details: dict[str, Any] = {"form_id": form.id, "kind": form.kind.value}
+    if form.kind == DocumentKind.QUESTIONNAIRE:
+        form.answers = _clean_answers(document.questions or [], answers or {})
+        done = "Thank you: your answers have been sent to the practice."
+    elif form.kind == DocumentKind.CONSENT:
+        typed = " ".join((signed_name or "").split())
+        if typed.casefold() != patient.full_name.casefold():
+            raise ValidationError(
+                "To sign, type your full name exactly as the practice has it: "
+                f"{patient.first_name} and your last name."
+            )
+        today = to_local(now, appointment.clinic.timezone).date()
+        if signed_on != today:
+            raise ValidationError(f"To sign, give today's date ({today:%d/%m/%Y}).")
+        form.signed_name, form.signed_on = typed, signed_on
+        details["signed_name"] = typed
+        done = "Thank you: your consent is signed and recorded."
+    else:
+        done = "Thank you for reading the instructions."
+    tokens.consume(session, token)
+    form.completed_at, form.client_address = now, (client_address or "")[:64] or None
+    details["client_address"] = form.client_address
+    audit.record(
+        session,
+        patient_actor(patient.first_name),
+        "form_completed",
+        "appointment",
+        appointment.id,
+        patient_id=patient.id,
+        details=details,
+    )
+    clinic_events.tell_clinic(
+        session,
+        appointment.clinic_id,
+        "form_completed",
+        f"{patient.full_name}: {KIND_WORDS[form.kind].lower()} “{document.title}” "
+        f"{FORM_DONE_WORDS[form.kind]}.",
+        appointment_id=appointment.id,
+        link=clinic_events.item_link(default_base_url(session), appointment.id),
+    )
+    return done
+
+
+FORM_DONE_WORDS = {
+    DocumentKind.QUESTIONNAIRE: "answered",
+    DocumentKind.CONSENT: "signed",
+    DocumentKind.INSTRUCTIONS: "read",
+}
+
+
+# ---------------------------------------------------------------- the staff's view
+
+
+@dataclass(frozen=True)
+class FormRow:
+    id: int
+    kind: str
+    title: str
+    version: int
+    state: str  # outstanding, answered, signed, read
+    sent: str
+    times_sent: int
+    completed: str
+    signed: str  # "Name · date · address" for a consent
+
+
+def _state(form: FormRequest) -> str:
+    if form.completed_at is None:
+        return "outstanding"
+    return FORM_DONE_WORDS[form.kind]
+
+
+def forms_of(session: Session, actor: Actor, appointment_id: int) -> list[FormRow]:
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    tz = appointment.clinic.timezone
+    rows = session.scalars(
+        select(FormRequest)
+        .where(FormRequest.appointment_id == appointment_id)
+        .order_by(FormRequest.id)
+    )
+    return [
+        FormRow(
+            f.id,
+            KIND_WORDS[f.kind],
+            f.document.title,
+            f.document.version,
+            _state(f),
+            format_local(f.sent_at, tz),
+            f.times_sent,
+            format_local(f.completed_at, tz),
+            f"{f.signed_name} · {f.signed_on:%d/%m/%Y} · {f.client_address or 'address unknown'}"
+            if f.signed_name
+            else "",
+        )
+        for f in rows
+    ]
+
+
+def form_summaries(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[int, str]:
+    """'2 outstanding · 1 signed' per appointment (Today's column)."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    if not appointment_ids:
+        return {}
+    counts: dict[int, dict[str, int]] = {}
+    for form in session.scalars(
+        select(FormRequest).where(FormRequest.appointment_id.in_(appointment_ids))
+    ):
+        state = _state(form)
+        counts.setdefault(form.appointment_id, {}).setdefault(state, 0)
+        counts[form.appointment_id][state] += 1
+    return {
+        ident: " · ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
+        for ident, by_state in counts.items()
+    }
+
+
+@dataclass(frozen=True)
+class FormAnswers:
+    title: str
+    kind: str
+    version: int
+    body: str
+    answers: list[tuple[str, str]]  # (question, answer)
+    signed: str
+
+
+def read_answers(session: Session, actor: Actor, form_id: int) -> FormAnswers:
+    """A patient's answers or signature; reading them is audited."""
+    ensure(actor, Permission.PATIENTS_READ)
+    form = session.get(FormRequest, form_id)
+    if form is None:
+        raise NotFound(f"There is no form #{form_id}.")
+    document = form.document
+    labels = {str(q.get("key")): str(q.get("label") or q.get("key")) for q in document.questions}
+    answers = [(labels.get(k, k), _answer_text(v)) for k, v in (form.answers or {}).items()]
+    audit.record(
+        session,
+        actor,
+        "form_answers_viewed",
+        "appointment",
+        form.appointment_id,
+        patient_id=form.patient_id,
+        details={"form_id": form.id},
+    )
+    signed = (
+        f"Signed by {form.signed_name} on {form.signed_on:%d/%m/%Y} at "
+        f"{form.completed_at:%Y-%m-%d %H:%M} UTC from {form.client_address or 'an unknown address'}"
+        if form.signed_name
+        else ""
+    )
+    return FormAnswers(
+        document.title, KIND_WORDS[form.kind], document.version, document.body, answers, signed
+    )
+
+
+def _answer_text(value: Any) -> str:
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return str(value)
+
+
+def patient_forms_export(session: Session, patient_id: int) -> list[dict[str, Any]]:
+    """Every form of one patient with its answers, for the patient's data export (the caller
+    checks DATA_EXPORT and records the export)."""
+    rows = []
+    for form in session.scalars(
+        select(FormRequest).where(FormRequest.patient_id == patient_id).order_by(FormRequest.id)
+    ):
+        rows.append(
+            {
+                "appointment_id": form.appointment_id,
+                "kind": form.kind.value,
+                "title": form.document.title,
+                "version": form.document.version,
+                "sent_at": form.sent_at.isoformat(),
+                "completed_at": form.completed_at.isoformat() if form.completed_at else None,
+                "answers": form.answers or {},
+                "signed_name": form.signed_name,
+                "signed_on": form.signed_on.isoformat() if form.signed_on else None,
+                "client_address": form.client_address,
+            }
+        )
+    return rows

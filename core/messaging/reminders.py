@@ -1,0 +1,349 @@
+"""Appointment reminders and the patient's confirmation.
+
+The schedule, per clinic (core.messaging.preferences): one reminder per offset (default 72 h
+and 24 h before, to every channel the patient consented to) and optionally a 2-hour text.
+Whole days count in clinic-local wall time, so a 24-hour reminder for a 09:00 appointment goes
+at 09:00 the day before even across a DST change; the rest is real time. A reminder that falls
+in the clinic's quiet hours waits until they end, or, when that is less than an hour before the
+appointment, goes just before they begin.
+
+Rules: only scheduled appointments are reminded (never a cancelled one); a moved appointment
+is reminded for its new time (the key is the start time reminded of); a patient with reminders
+off gets none (status-change messages are not reminders and still go); a confirmed appointment
+gets no further reminder except, where the practice chooses, the last one. The job queues the
+one reminder most recently due (never one more than MAX_LATE late), once: a unique row per
+appointment, offset and start time holds that across instances.
+
+Each reminder carries three links: confirm (core.kernel.tokens purpose "confirm"), ask to cancel
+and ask to reschedule (purpose "change": the page shows the policy and any fee first).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.kernel import audit, tokens
+from core.kernel.authz import SYSTEM, Actor
+from core.kernel.clock import format_local, local_to_utc, to_local
+from core.kernel.config import Settings
+from core.messaging import notify
+from core.messaging.preferences import MessagePreferences, in_quiet_hours, preferences
+from db.engine import Database
+from db.models import (
+    Appointment,
+    AppointmentConfirmation,
+    AppointmentKind,
+    AppointmentStatus,
+    Channel,
+    Clinic,
+    Patient,
+    ReminderSent,
+)
+from db.types import utcnow
+
+log = logging.getLogger("clinicdesk.reminders")
+MAX_LATE = timedelta(hours=6)  # a reminder missed by more than this (app down) is not sent
+MIN_LEAD = timedelta(hours=1)  # waiting out quiet hours must leave at least this much notice
+WINDOW_BEFORE = MAX_LATE + timedelta(hours=25)  # a DST hour and quiet hours may delay one
+WINDOW_AFTER = timedelta(hours=25)  # quiet hours may bring one forward to the evening before
+BATCH = 500
+
+
+# ---------------------------------------------------------------- the schedule
+
+
+@dataclass(frozen=True)
+class Planned:
+    offset_minutes: int
+    sms_only: bool
+    due_at: datetime  # UTC, after quiet hours
+
+
+def _before(start_at: datetime, tz: str, minutes: int) -> datetime:
+    """`minutes` before the start: whole days in clinic-local wall time, the rest real time."""
+    days, rest = divmod(minutes, 24 * 60)
+    local = to_local(start_at, tz)
+    wall_day = local.date() - timedelta(days=days)
+    moment = local_to_utc(wall_day, local.time().replace(tzinfo=None), tz)
+    return moment - timedelta(minutes=rest)
+
+
+def _out_of_quiet(due_at: datetime, start_at: datetime, tz: str, prefs: MessagePreferences):
+    local = to_local(due_at, tz)
+    if not in_quiet_hours(local.time().replace(tzinfo=None), prefs):
+        return due_at
+    end_day = local.date()
+    if prefs.quiet_start > prefs.quiet_end and local.time().replace(tzinfo=None) >= (
+        prefs.quiet_start
+    ):
+        end_day += timedelta(days=1)  # evening: quiet hours end tomorrow morning
+    after = local_to_utc(end_day, prefs.quiet_end, tz)
+    if after <= start_at - MIN_LEAD:
+        return after
+    begin_day = end_day - timedelta(days=1) if prefs.quiet_start > prefs.quiet_end else end_day
+    return local_to_utc(begin_day, prefs.quiet_start, tz) - timedelta(minutes=1)
+
+
+def plan(start_at: datetime, tz: str, prefs: MessagePreferences) -> list[Planned]:
+    """Every reminder of one appointment, earliest first."""
+    planned = []
+    for minutes, sms_only in prefs.offsets_minutes:
+        due = _out_of_quiet(_before(start_at, tz, minutes), start_at, tz, prefs)
+        planned.append(Planned(minutes, sms_only, due))
+    return sorted(planned, key=lambda p: p.due_at)
+
+
+def due_now(
+    planned: list[Planned], now: datetime, *, confirmed: bool, confirmed_get_last: bool
+) -> Planned | None:
+    """The one reminder to queue now, if any (see the module's rules)."""
+    ready = [p for p in planned if p.due_at <= now]
+    if not ready:
+        return None
+    latest = ready[-1]
+    if now - latest.due_at > MAX_LATE:
+        return None
+    if confirmed and not (confirmed_get_last and latest is planned[-1]):
+        return None
+    return latest
+
+
+# ---------------------------------------------------------------- confirmation
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    confirmed_at: datetime
+    channel: str
+
+    def text(self, tz: str) -> str:
+        return f"Confirmed by the patient · {format_local(self.confirmed_at, tz)} · {self.channel}"
+
+
+def confirmations(session: Session, appointment_ids: list[int]) -> dict[int, Confirmation]:
+    """The confirmation of each appointment for its current start time (a move voids it)."""
+    if not appointment_ids:
+        return {}
+    rows = session.execute(
+        select(
+            AppointmentConfirmation.appointment_id,
+            AppointmentConfirmation.confirmed_at,
+            AppointmentConfirmation.channel,
+        )
+        .join(Appointment, Appointment.id == AppointmentConfirmation.appointment_id)
+        .where(
+            AppointmentConfirmation.appointment_id.in_(appointment_ids),
+            AppointmentConfirmation.start_at == Appointment.start_at,
+        )
+        .order_by(AppointmentConfirmation.confirmed_at)
+    )
+    return {ident: Confirmation(at, channel) for ident, at, channel in rows}
+
+
+def record_confirmation(
+    session: Session, actor: Actor, appointment: Appointment, channel: str
+) -> tuple[Confirmation, bool]:
+    """Confirm for the current start time; a second confirmation changes nothing.
+    Returns the confirmation and whether it is new."""
+    earlier = confirmations(session, [appointment.id]).get(appointment.id)
+    if earlier is not None:
+        return earlier, False
+    row = AppointmentConfirmation(
+        appointment_id=appointment.id, start_at=appointment.start_at, channel=channel
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "confirmed_by_patient",
+        "appointment",
+        appointment.id,
+        patient_id=appointment.patient_id,
+        details={"channel": channel, "start_at": appointment.start_at.isoformat()},
+    )
+    return Confirmation(row.confirmed_at, channel), True
+
+
+# ---------------------------------------------------------------- queueing
+
+
+def reminder_links(session: Session, appointment: Appointment, base_url: str) -> dict[str, str]:
+    ttl = max(appointment.start_at - utcnow(), timedelta(hours=1))
+    confirm = tokens.issue(session, "confirm", appointment.id, ttl, single_use=False)
+    change = tokens.issue(session, "change", appointment.id, ttl, single_use=False)
+    base = base_url.rstrip("/")
+    change_link = tokens.link(base, "change", change.raw)
+    return {
+        "confirm_link": tokens.link(base, "confirm", confirm.raw),
+        "cancel_link": f"{change_link}&k=cancel",
+        "reschedule_link": f"{change_link}&k=reschedule",
+    }
+
+
+def appointment_context(appointment: Appointment) -> dict[str, object]:
+    clinic = appointment.clinic
+    services = [s.service for s in appointment.services] or (
+        [appointment.service] if appointment.service else []
+    )
+    return {
+        "clinic_name": clinic.name,
+        "clinic_phone": clinic.phone,
+        "when": format_local(appointment.start_at, clinic.timezone, with_zone=True),
+        "service_name": " + ".join(s.name for s in services) or "your appointment",
+        "provider_name": appointment.provider.name if appointment.provider else "our team",
+    }
+
+
+def queue_reminder(
+    session: Session, appointment: Appointment, planned: Planned, base_url: str
+) -> ReminderSent | None:
+    """Queue one reminder (in a savepoint: a concurrent instance that queued it first wins)."""
+    patient = appointment.patient
+    try:
+        with session.begin_nested():
+            sent = ReminderSent(
+                appointment_id=appointment.id,
+                offset_minutes=planned.offset_minutes,
+                start_at=appointment.start_at,
+            )
+            session.add(sent)
+            session.flush()
+    except IntegrityError:
+        return None
+    channels = [Channel.SMS] if planned.sms_only else None
+    context = appointment_context(appointment) | reminder_links(session, appointment, base_url)
+    queued = notify.queue_for_patient(
+        session,
+        patient,
+        "appointment_reminder",
+        context,
+        appointment_id=appointment.id,
+        channels=channels,
+    )
+    sent.channels = ",".join(n.channel.value for n in queued.notifications)
+    sent.skipped = "; ".join(queued.skipped)
+    audit.record(
+        session,
+        SYSTEM,
+        "reminder_queued",
+        "appointment",
+        appointment.id,
+        patient_id=patient.id,
+        details={
+            "offset_minutes": planned.offset_minutes,
+            "channels": sent.channels,
+            "skipped": sent.skipped,
+        },
+    )
+    return sent
+
+
+def _claim(session: Session, appointment: Appointment, offset: int, why: str) -> bool:
+    """Record that this reminder will not be sent (and why), so the job stops looking at it."""
+    try:
+        with session.begin_nested():
+            session.add(
+                ReminderSent(
+                    appointment_id=appointment.id,
+                    offset_minutes=offset,
+                    start_at=appointment.start_at,
+                    skipped=f"not sent: {why}",
+                )
+            )
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def _why_not(planned: list[Planned], item: Planned, now: datetime, confirmed: bool) -> str:
+    if any(p.due_at <= now for p in planned if p.due_at > item.due_at):
+        return "a later reminder was due"
+    if now - item.due_at > MAX_LATE:
+        return "missed by more than 6 hours"
+    return "confirmed by the patient" if confirmed else "not due"
+
+
+def _candidates(session: Session, now: datetime, minutes: int, clinic_ids: list[int], limit: int):
+    """Scheduled appointments of the clinics using this offset whose reminder at it may be due:
+    the start lies within the offset of now, widened for late runs, DST and quiet hours; the
+    ones already decided (sent or skipped) are left out in SQL."""
+    decided = exists().where(
+        ReminderSent.appointment_id == Appointment.id,
+        ReminderSent.start_at == Appointment.start_at,
+        ReminderSent.offset_minutes == minutes,
+    )
+    offset = timedelta(minutes=minutes)
+    query = (
+        select(Appointment)
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .where(
+            Appointment.status == AppointmentStatus.SCHEDULED,
+            Appointment.clinic_id.in_(clinic_ids),
+            Appointment.start_at > now,
+            Appointment.start_at >= now + offset - WINDOW_BEFORE,
+            Appointment.start_at <= now + offset + WINDOW_AFTER,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Patient.reminders_enabled.is_(True),
+            ~decided,
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def queue_due_reminders(
+    session: Session, *, base_url: str, now: datetime | None = None, limit: int = BATCH
+) -> list[ReminderSent]:
+    """Queue every reminder due now, once; record the ones that will never go (a later one was
+    due, missed while the app was down, the patient confirmed) so they are not looked at again."""
+    now = now or utcnow()
+    prefs = {c: preferences(session, c) for c in session.scalars(select(Clinic.id))}
+    by_offset: dict[int, list[int]] = {}
+    for clinic_id, p in prefs.items():
+        for minutes, _ in p.offsets_minutes:
+            by_offset.setdefault(minutes, []).append(clinic_id)
+    done = []
+    for minutes, clinic_ids in sorted(by_offset.items()):
+        for appointment in _candidates(session, now, minutes, clinic_ids, limit):
+            clinic_prefs = prefs[appointment.clinic_id]
+            planned = plan(appointment.start_at, appointment.clinic.timezone, clinic_prefs)
+            item = next(p for p in planned if p.offset_minutes == minutes)
+            if item.due_at > now:
+                continue
+            confirmed = appointment.id in confirmations(session, [appointment.id])
+            pick = due_now(
+                planned,
+                now,
+                confirmed=confirmed,
+                confirmed_get_last=clinic_prefs.confirmed_get_last,
+            )
+            if pick is not item:
+                _claim(session, appointment, minutes, _why_not(planned, item, now, confirmed))
+                continue
+            row = queue_reminder(session, appointment, pick, base_url)
+            if row is not None:
+                done.append(row)
+    return done
+
+
+def reminders_job(database: Database, settings: Settings) -> None:
+    """The periodic job (core.jobs.JOBS): queue the reminders due now, once."""
+    with database.write() as session:
+        queued = queue_due_reminders(session, base_url=settings.base_url)
+    if queued:
+        log.info("queued %d reminder(s)", len(queued))
+
+
+def quiet_window_text(prefs: MessagePreferences) -> str:
+    if prefs.quiet_start == prefs.quiet_end:
+        return "no quiet hours"
+    return f"no reminders from {prefs.quiet_start:%H:%M} to {prefs.quiet_end:%H:%M}"

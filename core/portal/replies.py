@@ -1,0 +1,317 @@
+"""The patient's answers to reminders: the confirm link, and text-message replies.
+
+A confirm link (token purpose "confirm", valid until the appointment starts) records
+"Confirmed by the patient" for the appointment's current time. A text reply arrives on the
+inbound SMS route (serve.py, authenticated by core.messaging.sms_inbound): "C"/"YES" confirms the
+patient's next scheduled appointment, "X"/"CANCEL" asks to cancel it under the cancellation
+policy (core.requests.changes.request_change decides: the queue, or at once outside the window),
+and anything else — or a reply that cannot be acted on — lands in the staff inbox on that
+appointment. Every reply is stored and audited.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit, tokens
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
+from core.kernel.clock import format_local
+from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationError
+from core.messaging import clinic_events, reminders
+from core.messaging.sms_inbound import Intent, parse_reply
+from core.portal.patient_links import AppointmentView, _appointment_view
+from core.requests import changes
+from core.scheduling.lifecycle import base_url
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    ChangeKind,
+    ChangeStatus,
+    Patient,
+    SmsReply,
+)
+from db.types import utcnow
+
+LINK_CHANNEL = "reminder link"
+SMS_CHANNEL = "SMS reply"
+
+
+# ---------------------------------------------------------------- the confirm link
+
+
+@dataclass(frozen=True)
+class ConfirmView:
+    appointment: AppointmentView
+    confirmable: bool
+    reason_not: str
+    confirmed: str  # "" or "Confirmed by the patient · …"
+
+
+def _confirm_target(session: Session, raw: str | None) -> Appointment:
+    token = tokens.verify(session, raw, "confirm")
+    appointment = session.get(Appointment, token.subject_id)
+    if appointment is None or appointment.patient_id is None:
+        raise LinkInvalid()
+    return appointment
+
+
+def _why_not(appointment: Appointment, now: datetime) -> str:
+    if appointment.status != AppointmentStatus.SCHEDULED:
+        return f"This appointment is {appointment.status.value.replace('_', ' ')}."
+    if appointment.start_at is None or appointment.start_at <= now:
+        return "This appointment has started or passed."
+    return ""
+
+
+def confirm_view(session: Session, raw: str | None) -> ConfirmView:
+    appointment = _confirm_target(session, raw)
+    done = reminders.confirmations(session, [appointment.id]).get(appointment.id)
+    reason = _why_not(appointment, utcnow())
+    return ConfirmView(
+        _appointment_view(session, appointment),
+        not reason,
+        reason,
+        done.text(appointment.clinic.timezone) if done else "",
+    )
+
+
+def _confirm(session: Session, appointment: Appointment, channel: str) -> bool:
+    actor = patient_actor(appointment.patient.first_name if appointment.patient else "")
+    confirmation, new = reminders.record_confirmation(session, actor, appointment, channel)
+    if new:
+        clinic_events.tell_clinic(
+            session,
+            appointment.clinic_id,
+            "confirmed",
+            f"{appointment.patient.full_name} confirmed "
+            f"{format_local(appointment.start_at, appointment.clinic.timezone)} ({channel}).",
+            appointment_id=appointment.id,
+            link=clinic_events.item_link(base_url(session), appointment.id),
+        )
+    return new
+
+
+def confirm_by_link(session: Session, raw: str | None) -> str:
+    appointment = _confirm_target(session, raw)
+    reason = _why_not(appointment, utcnow())
+    if reason:
+        raise ValidationError(reason + " Please contact the practice if you need help.")
+    new = _confirm(session, appointment, LINK_CHANNEL)
+    when = format_local(appointment.start_at, appointment.clinic.timezone, with_zone=True)
+    if new:
+        return f"Thank you: your appointment on {when} is confirmed. See you then."
+    return f"Your appointment on {when} was confirmed already. See you then."
+
+
+# ---------------------------------------------------------------- text replies
+
+
+def _digits(number: str) -> str:
+    return re.sub(r"\D", "", number or "")
+
+
+def find_patient_by_phone(session: Session, number: str) -> Patient | None:
+    """The patient whose phone number ends with the same 9 digits (national and international
+    forms of one number match); None when nobody or more than one patient matches."""
+    tail = _digits(number)[-9:]
+    if len(tail) < 7:
+        return None
+    stripped = Patient.phone
+    for char in (" ", "-", "(", ")", ".", "+"):
+        stripped = func.replace(stripped, char, "")
+    matches = list(session.scalars(select(Patient).where(stripped.like(f"%{tail}")).limit(2)))
+    return matches[0] if len(matches) == 1 else None
+
+
+def next_appointment(session: Session, patient_id: int, now: datetime) -> Appointment | None:
+    return session.scalar(
+        select(Appointment)
+        .where(
+            Appointment.patient_id == patient_id,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.status == AppointmentStatus.SCHEDULED,
+            Appointment.start_at > now,
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+        .limit(1)
+    )
+
+
+@dataclass(frozen=True)
+class ReplyOutcome:
+    reply_id: int
+    outcome: str  # confirmed, cancel_requested, cancelled, inbox, duplicate
+    answer: str  # what to text back to the patient ("" for nothing)
+
+
+def receive_sms(
+    session: Session,
+    *,
+    from_number: str,
+    body: str,
+    provider_ref: str | None = None,
+    now: datetime | None = None,
+) -> ReplyOutcome:
+    """Act on one inbound text (the route authenticated it) and keep it."""
+    now = now or utcnow()
+    if provider_ref:
+        earlier = session.scalar(select(SmsReply).where(SmsReply.provider_ref == provider_ref))
+        if earlier is not None:  # the provider retried a delivery: act once
+            return ReplyOutcome(earlier.id, "duplicate", "")
+    body = (body or "")[:2000]
+    patient = find_patient_by_phone(session, from_number)
+    appointment = next_appointment(session, patient.id, now) if patient else None
+    intent = parse_reply(body)
+    outcome, note, answer = "inbox", "", ""
+    actor = patient_actor(patient.first_name if patient else "")
+    if patient is None:
+        note = "No single patient has this phone number."
+    elif appointment is None:
+        note = "The patient has no upcoming scheduled appointment."
+    elif intent == Intent.CONFIRM:
+        _confirm(session, appointment, SMS_CHANNEL)
+        outcome = "confirmed"
+        answer = f"Thank you, your appointment on {_when(appointment)} is confirmed."
+    elif intent == Intent.CANCEL:
+        try:
+            with session.begin_nested():
+                request = changes.request_change(
+                    session,
+                    actor,
+                    appointment.id,
+                    kind=ChangeKind.CANCEL,
+                    reason="Asked by text message.",
+                    now=now,
+                )
+            if request.status == ChangeStatus.APPROVED:
+                outcome = "cancelled"
+                answer = f"Your appointment on {_when(request.appointment)} is cancelled."
+            else:
+                outcome = "cancel_requested"
+                cost = (
+                    f" It is inside the cancellation window: a fee of "
+                    f"{request.fee_cents / 100:.2f} may apply."
+                    if request.inside_window and request.fee_cents
+                    else ""
+                )
+                answer = f"Your request to cancel is with the practice.{cost}"
+        except DomainError as error:
+            note = f"Could not ask to cancel: {error}"
+    else:
+        note = "Not a C/YES or X/CANCEL reply."
+    reply = SmsReply(
+        received_at=now,
+        provider_ref=provider_ref,
+        from_number=from_number[:40],
+        body=body,
+        patient_id=patient.id if patient else None,
+        appointment_id=appointment.id if appointment else None,
+        outcome=outcome,
+        note=note,
+    )
+    session.add(reply)
+    session.flush()
+    audit.record(
+        session,
+        actor if patient else SYSTEM,
+        "sms_reply_received",
+        "appointment" if appointment else "sms_reply",
+        appointment.id if appointment else reply.id,
+        patient_id=patient.id if patient else None,
+        message=body,
+        details={"reply_id": reply.id, "outcome": outcome, "intent": intent.value},
+    )
+    if outcome == "inbox" and appointment is not None:
+        clinic_events.tell_clinic(
+            session,
+            appointment.clinic_id,
+            "sms_reply",
+            f"{patient.full_name} replied by text about {_when(appointment)}.",
+            appointment_id=appointment.id,
+            link=clinic_events.item_link(base_url(session), appointment.id),
+        )
+    return ReplyOutcome(reply.id, outcome, answer)
+
+
+def _when(appointment: Appointment) -> str:
+    return format_local(appointment.start_at, appointment.clinic.timezone)
+
+
+# ---------------------------------------------------------------- the staff inbox
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    received: str
+    from_number: str
+    patient: str
+    appointment_id: int | None
+    body: str
+    outcome: str
+    note: str
+    handled: bool
+
+
+def list_replies(
+    session: Session,
+    actor: Actor,
+    *,
+    appointment_id: int | None = None,
+    open_only: bool = False,
+    limit: int = 200,
+) -> list[InboxRow]:
+    """Text replies, newest first: the inbox (open_only) or one appointment's."""
+    ensure(actor, Permission.NOTIFICATIONS_READ)
+    query = (
+        select(SmsReply, Patient)
+        .outerjoin(Patient, Patient.id == SmsReply.patient_id)
+        .order_by(SmsReply.received_at.desc(), SmsReply.id.desc())
+        .limit(limit)
+    )
+    if appointment_id is not None:
+        query = query.where(SmsReply.appointment_id == appointment_id)
+    if open_only:
+        query = query.where(SmsReply.outcome == "inbox", SmsReply.handled_at.is_(None))
+    return [
+        InboxRow(
+            r.id,
+            format_local(r.received_at, "UTC") + " UTC",
+            r.from_number,
+            p.full_name if p else "",
+            r.appointment_id,
+            r.body,
+            r.outcome,
+            r.note,
+            r.handled_at is not None,
+        )
+        for r, p in session.execute(query)
+    ]
+
+
+def mark_handled(session: Session, actor: Actor, reply_id: int, note: str = "") -> None:
+    ensure(actor, Permission.NOTIFICATIONS_READ)
+    reply = session.get(SmsReply, reply_id)
+    if reply is None:
+        raise NotFound(f"There is no text reply #{reply_id}.")
+    if reply.handled_at is not None:
+        raise ValidationError("This reply was marked handled already.")
+    reply.handled_at, reply.handled_by_user_id = utcnow(), actor.user_id
+    if note.strip():
+        reply.note = (reply.note + "\n" if reply.note else "") + note.strip()[:1000]
+    audit.record(
+        session,
+        actor,
+        "sms_reply_handled",
+        "appointment" if reply.appointment_id else "sms_reply",
+        reply.appointment_id or reply.id,
+        patient_id=reply.patient_id,
+        reason=note.strip() or None,
+        details={"reply_id": reply.id},
+    )

@@ -1,0 +1,3 @@
+"""The clinic notification tests again on PostgreSQL."""
+
+from tests.unit.test_clinic_events import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""The forms tests again on PostgreSQL."""
+
+from tests.unit.test_forms import *  # noqa: F403

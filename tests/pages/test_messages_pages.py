@@ -1,0 +1,213 @@
+"""AppTest: the issue 15 screens — Reminders and notices, Text replies, Today's confirmation
+and call list, the appointment's forms and messages, and the patient's confirm and form links."""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from core.forms import after_booking
+from core.kernel import tokens
+from core.kernel.authz import SYSTEM
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.config import load_settings
+from core.messaging import preferences, reminders
+from core.portal import replies
+from core.startup import open_database
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    DocumentKind,
+    FormRequest,
+    Notification,
+    Patient,
+    ServiceDocument,
+)
+from db.types import utcnow
+from tests.pages.conftest import ROOT, sign_in_session
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    st.cache_data.clear()
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _appointment(url, start) -> tuple[int, str]:
+    """A scheduled appointment of patient 1 at clinic 1; returns (id, the patient's phone)."""
+    database = _db(url)
+    with database.write() as session:
+        patient = session.get(Patient, 1)
+        patient.phone = patient.phone or "07700 900555"
+        row = Appointment(
+            clinic_id=1,
+            provider_id=1,
+            patient_id=1,
+            service_id=1,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            kind=AppointmentKind.APPOINTMENT,
+        )
+        session.add(row)
+        session.flush()
+        result = row.id, patient.phone
+    database.dispose()
+    return result
+
+
+def _patient_page(purpose: str, token: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.query_params["p"], at.query_params["t"] = purpose, token
+    at.run()
+    at.switch_page("app_pages/patient.py")
+    return at.run()
+
+
+def test_owner_sets_reminders_and_clinic_events(app_as, app_db):
+    at = app_as("owner", "app_pages/messages.py")
+    assert not at.exception, at.exception
+    at.multiselect(key="messages_hours").set_value([48, 24])
+    at.checkbox(key="messages_2h").check()
+    at.multiselect(key="messages_events").set_value(["no_show", "survey_received"])
+    at.toggle(key="messages_digest").set_value(True)
+    at.button[0].click()  # the form's Save
+    at.run()
+    assert not at.exception and not at.error, at.error
+    database = _db(app_db)
+    with database.read() as session:
+        saved = preferences.preferences(session, 1)
+    database.dispose()
+    assert saved.reminder_hours == (48, 24) and saved.sms_two_hours
+    assert saved.clinic_events == ("no_show", "survey_received") and saved.clinic_digest
+
+
+def test_staff_may_not_open_the_settings_but_see_text_replies(app_as, app_db):
+    appointment_id, phone = _appointment(app_db, utcnow() + timedelta(days=2))
+    database = _db(app_db)
+    with database.write() as session:
+        replies.receive_sms(session, from_number=phone, body="**Can I bring my son?**")
+    database.dispose()
+    at = app_as("staff", "app_pages/text_replies.py")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert "**Can I bring my son?**" in list(table["Text (as typed)"])
+    assert f"#{appointment_id}" in list(table["Appointment"])
+    assert all("messages.py" not in str(p) for p in at.session_state)  # no settings state
+
+
+def test_today_shows_confirmation_and_tomorrows_call_list(app_as, app_db):
+    database = _db(app_db)
+    with database.read() as session:
+        tz = session.get(Clinic, 1).timezone
+    database.dispose()
+    day = to_local(utcnow(), tz).date()
+    today_id, _ = _appointment(app_db, local_to_utc(day, time(12), tz))
+    tomorrow_id, _ = _appointment(app_db, local_to_utc(day + timedelta(days=1), time(12), tz))
+    database = _db(app_db)
+    with database.write() as session:
+        appointment = session.get(Appointment, today_id)
+        reminders.record_confirmation(session, SYSTEM, appointment, "phone")
+    database.dispose()
+    at = app_as("staff")
+    assert not at.exception, at.exception
+    frames = [f.value for f in at.dataframe]
+    board = next(f for f in frames if "Confirmed" in f.columns)
+    assert "phone" in board.loc[today_id, "Confirmed"]
+    calls = next(f for f in frames if "Phone" in f.columns)
+    assert tomorrow_id in list(calls["#"])
+
+
+def test_appointment_page_shows_forms_messages_and_confirmation(app_as, app_db):
+    appointment_id, _ = _appointment(app_db, utcnow() + timedelta(days=3))
+    database = _db(app_db)
+    with database.write() as session:
+        session.add(
+            ServiceDocument(
+                service_id=1, kind=DocumentKind.CONSENT, title="Consent to treatment", body="OK"
+            )
+        )
+        session.flush()
+        after_booking.send_forms(
+            session, session.get(Appointment, appointment_id), base_url="http://x"
+        )
+        issued = tokens.issue(session, "confirm", appointment_id, timedelta(days=1))
+        replies.confirm_by_link(session, issued.raw)
+    database.dispose()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.session_state["auth_session_id"] = sign_in_session(app_db, "manager")
+    at.query_params["id"] = str(appointment_id)
+    at.run()
+    at.switch_page("app_pages/appointment.py")
+    at.run()
+    assert not at.exception, at.exception
+    frames = [f.value for f in at.dataframe]
+    facts = frames[0]
+    assert any(str(v).startswith("Confirmed by the patient") for v in facts["Value"])
+    forms = next(f for f in frames if "Form" in f.columns)
+    assert "outstanding" in forms["State"].iloc[0]
+    messages = next(f for f in frames if "Channel" in f.columns)
+    assert "forms to complete" in list(messages["Message"])
+    at.button(key=f"appointment_form_resend_{forms.index[0] + 1}").click().run()
+    assert not at.exception, at.exception
+
+
+def test_patient_confirms_through_the_link(app_db):
+    appointment_id, _ = _appointment(app_db, utcnow() + timedelta(days=2))
+    database = _db(app_db)
+    with database.write() as session:
+        raw = tokens.issue(session, "confirm", appointment_id, timedelta(days=2)).raw
+    database.dispose()
+    at = _patient_page("confirm", raw)
+    assert not at.exception, at.exception
+    at.button(key="patient_confirm_yes").click().run()
+    assert "is confirmed" in at.success[0].value
+    database = _db(app_db)
+    with database.read() as session:
+        assert appointment_id in reminders.confirmations(session, [appointment_id])
+    database.dispose()
+
+
+def test_patient_signs_a_consent_through_the_link(app_db):
+    appointment_id, _ = _appointment(app_db, utcnow() + timedelta(days=2))
+    database = _db(app_db)
+    with database.write() as session:
+        session.add(
+            ServiceDocument(
+                service_id=1, kind=DocumentKind.CONSENT, title="Consent to treatment", body="OK"
+            )
+        )
+        session.flush()
+        after_booking.send_forms(
+            session, session.get(Appointment, appointment_id), base_url="http://x"
+        )
+        form_id = session.scalar(select(FormRequest.id))
+        name = session.get(Patient, 1).full_name
+        tz = session.get(Clinic, 1).timezone
+        body = session.scalar(
+            select(Notification.body).where(Notification.template == "forms_to_complete")
+        )
+    raw = re.search(r"p=form&t=(\S+)", body).group(1)
+    database.dispose()
+    at = _patient_page("form", raw)
+    assert not at.exception, at.exception
+    at.text_input(key="patient_form_name").input(name)
+    at.date_input(key="patient_form_date").set_value(to_local(utcnow(), tz).date())
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "consent is signed" in at.success[0].value
+    database = _db(app_db)
+    with database.read() as session:
+        signed = session.get(FormRequest, form_id)
+        assert signed.signed_name == name and signed.completed_at is not None
+    database.dispose()

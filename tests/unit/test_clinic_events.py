@@ -1,0 +1,195 @@
+"""The clinic's inbox: which events reach it (the practice's selection), one email each or a
+daily digest, and the patient's messages on check-in and completion.
+Re-run on PostgreSQL by tests/integration/test_clinic_events_pg.py."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
+
+from core.kernel.authz import patient_actor
+from core.kernel.clock import local_to_utc
+from core.messaging import clinic_events
+from core.messaging.preferences import PreferencesForm, save_preferences
+from core.portal import patient_links
+from core.requests import changes
+from core.scheduling import moves, visits
+from db.models import (
+    Appointment,
+    CancellationPolicy,
+    Clinic,
+    ClinicEvent,
+    Notification,
+)
+from db.types import utcnow
+
+TZ = "Europe/London"
+DAY = date(2027, 2, 11)
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    return local_to_utc(day, time(hour, minute), TZ)
+
+
+def book(db, world, start=None) -> int:
+    with db.write() as session:
+        return moves.schedule_appointment(
+            session,
+            world.manager,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=start or local(DAY, 10),
+            ),
+        ).id
+
+
+def clinic_mail(db) -> list[Notification]:
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Notification)
+                .where(Notification.to_address == "clinic@example.org")
+                .order_by(Notification.id)
+            )
+        )
+
+
+def choose(db, world, events: list[str], digest: bool = False, **extra) -> None:
+    with db.write() as session:
+        save_preferences(
+            session,
+            world.owner,
+            world.clinic_id,
+            PreferencesForm(clinic_events=events, clinic_digest=digest, **extra),
+        )
+
+
+def patient_cancels(db, appointment_id: int) -> None:
+    with db.write() as session:
+        changes.request_change(
+            session, patient_actor("Alex"), appointment_id, kind="cancel", reason="Away"
+        )
+
+
+def test_by_default_a_patients_cancellation_request_emails_the_clinic_with_a_link(db, world):
+    appointment_id = book(db, world)
+    patient_cancels(db, appointment_id)
+    (mail,) = clinic_mail(db)
+    assert mail.template == "clinic_event"
+    assert mail.subject.startswith("Patient cancellation or change request:")
+    assert "Alex Morgan asked to cancel Consultation" in mail.body
+    assert f"/appointment?id={appointment_id}" in mail.body
+
+
+def test_an_unselected_event_is_not_sent_and_a_selected_one_is(db, world):
+    choose(db, world, ["no_show"])
+    appointment_id = book(db, world, local(DAY, 10))
+    patient_cancels(db, appointment_id)
+    assert clinic_mail(db) == []
+    other = book(db, world, local(DAY, 11))
+    with db.write() as session:
+        visits.mark_no_show(session, world.staff, other, now=local(DAY, 11, 30))
+    (mail,) = clinic_mail(db)
+    assert mail.subject.startswith("No-show:") and "did not come" in mail.body
+
+
+def test_a_late_cancellation_is_named_as_such(db, world):
+    with db.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                late_cancel_fee_cents=2500,
+                policy_text="A day's notice please.",
+            )
+        )
+    appointment_id = book(db, world)
+    with db.write() as session:
+        moves.cancel(
+            session,
+            patient_actor("Alex"),
+            session.get(Appointment, appointment_id),
+            reason="Ill",
+            message="",
+            by_patient=True,
+            at=local(DAY, 8),
+        )
+    (mail,) = clinic_mail(db)
+    assert mail.subject.startswith("Late cancellation:")
+
+
+def test_an_online_request_reaches_the_clinic(db, world):
+    with db.write() as session:
+        raw = patient_links.issue_booking_link(
+            session, world.manager, world.clinic_id, base_url="https://desk.test"
+        ).split("t=")[1]
+    with db.write() as session:
+        patient_links.submit_booking(
+            session,
+            raw,
+            service_id=world.service_id,
+            requested_day=DAY,
+            time_of_day="morning",
+            first_name="Sam",
+            last_name="Lee",
+            email="sam@example.org",
+            phone="",
+            consent=True,
+            ip="127.0.0.1",
+        )
+    (mail,) = clinic_mail(db)
+    assert mail.subject.startswith("New online request:") and "Sam Lee asked online" in mail.body
+
+
+def test_digest_gathers_the_days_events_into_one_email_once_a_day(db, world):
+    choose(db, world, ["change_request", "no_show"], digest=True, digest_hour=7)
+    first = book(db, world, local(DAY, 10))
+    second = book(db, world, local(DAY, 11))
+    patient_cancels(db, first)
+    with db.write() as session:
+        visits.mark_no_show(session, world.staff, second, now=local(DAY, 11, 30))
+    assert clinic_mail(db) == []  # nothing one by one
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        assert clinic_events.send_digest(session, clinic, now=local(DAY + timedelta(1), 6)) == 0
+        assert clinic_events.send_digest(session, clinic, now=local(DAY + timedelta(1), 7)) == 2
+        assert clinic_events.send_digest(session, clinic, now=local(DAY + timedelta(1), 9)) == 0
+    (mail,) = clinic_mail(db)
+    assert mail.template == "clinic_digest" and "2 event(s)" in mail.subject
+    assert "Patient cancellation or change request" in mail.body and "No-show" in mail.body
+    with db.read() as session:
+        assert all(e.digested_at for e in session.scalars(select(ClinicEvent)))
+
+
+def test_a_clinic_without_email_keeps_the_events_without_sending(db, world):
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).email = ""
+    patient_cancels(db, book(db, world))
+    assert clinic_mail(db) == []
+    with db.read() as session:
+        assert [e.event for e in session.scalars(select(ClinicEvent))] == ["change_request"]
+
+
+def test_patient_hears_of_completion_and_of_check_in_only_when_chosen(db, world):
+    appointment_id = book(db, world, local(DAY, 10))
+    with db.write() as session:
+        outcome = visits.check_in(session, world.staff, appointment_id)
+    assert outcome.notified == []
+    with db.write() as session:
+        visits.complete(session, world.staff, appointment_id, now=local(DAY, 10, 30))
+    with db.read() as session:
+        thanks = session.scalars(
+            select(Notification).where(Notification.template == "appointment_completed")
+        ).all()
+    assert thanks and thanks[0].subject.startswith("Thank you for your visit")
+    choose(db, world, ["no_show"], tell_checked_in=True)
+    other = book(db, world, local(DAY, 12))
+    with db.write() as session:
+        outcome = visits.check_in(session, world.staff, other)
+    assert [n.split(" to ")[0] for n in outcome.notified] == ["email", "sms"]

@@ -1,0 +1,376 @@
+"""Reminders: the schedule (DST, quiet hours), the job's rules (moves, cancellations, consent,
+reminders off, confirmations) and the confirm link. Re-run on PostgreSQL by
+tests/integration/test_reminders_pg.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from core.analytics import confirmations
+from core.kernel import tokens
+from core.kernel.clock import local_to_utc
+from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.messaging import reminders
+from core.messaging.preferences import MessagePreferences, PreferencesForm, save_preferences
+from core.portal import replies
+from core.scheduling import moves, today
+from db.models import Appointment, AuditEvent, Channel, Notification, Patient, ReminderSent
+
+TZ = "Europe/London"
+# far enough ahead to book, on both sides of the 2027 DST changes (28 Mar and 31 Oct)
+SPRING_SUNDAY = date(2027, 3, 28)  # clocks go forward at 01:00 UTC
+AUTUMN_MONDAY = date(2027, 11, 1)
+PLAIN_THURSDAY = date(2027, 2, 11)
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    return local_to_utc(day, time(hour, minute), TZ)
+
+
+def book(db, world, start: datetime) -> int:
+    with db.write() as session:
+        return moves.schedule_appointment(
+            session,
+            world.manager,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=start,
+            ),
+        ).id
+
+
+def run_job(db, now: datetime) -> list[tuple[int, int]]:
+    with db.write() as session:
+        rows = reminders.queue_due_reminders(session, base_url="https://desk.test", now=now)
+        return [(r.appointment_id, r.offset_minutes) for r in rows]
+
+
+def reminder_messages(db, appointment_id: int) -> list[Notification]:
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Notification)
+                .where(
+                    Notification.appointment_id == appointment_id,
+                    Notification.template == "appointment_reminder",
+                )
+                .order_by(Notification.id)
+            )
+        )
+
+
+def set_prefs(db, world, **fields) -> None:
+    with db.write() as session:
+        save_preferences(session, world.owner, world.clinic_id, PreferencesForm(**fields))
+
+
+# ---------------------------------------------------------------- the schedule
+
+
+def test_default_schedule_is_72_and_24_hours_before():
+    start = local(PLAIN_THURSDAY, 10)
+    planned = reminders.plan(start, TZ, MessagePreferences())
+    assert [(p.offset_minutes, p.due_at) for p in planned] == [
+        (72 * 60, local(PLAIN_THURSDAY - timedelta(days=3), 10)),
+        (24 * 60, local(PLAIN_THURSDAY - timedelta(days=1), 10)),
+    ]
+
+
+def test_whole_days_keep_the_wall_clock_across_the_spring_dst_change():
+    start = local(SPRING_SUNDAY, 9)  # 09:00 BST = 08:00 UTC
+    day_before = reminders.plan(start, TZ, MessagePreferences())[-1]
+    assert day_before.due_at == datetime(2027, 3, 27, 9, 0, tzinfo=UTC)  # 09:00 GMT, Saturday
+    assert start - day_before.due_at == timedelta(hours=23)  # the night was an hour short
+    three_days = reminders.plan(start, TZ, MessagePreferences())[0]
+    assert three_days.due_at == datetime(2027, 3, 25, 9, 0, tzinfo=UTC)  # 09:00 GMT, Thursday
+
+
+def test_whole_days_keep_the_wall_clock_across_the_autumn_dst_change():
+    start = local(AUTUMN_MONDAY, 9)  # 09:00 GMT
+    planned = reminders.plan(start, TZ, MessagePreferences())
+    assert planned[0].due_at == datetime(2027, 10, 29, 8, 0, tzinfo=UTC)  # 09:00 BST on Friday
+    assert start - planned[0].due_at == timedelta(hours=73)
+
+
+def test_quiet_hours_delay_a_reminder_to_their_end():
+    start = local(PLAIN_THURSDAY, 7)  # the day-before reminder would be 07:00 Wednesday
+    prefs = MessagePreferences(quiet_start=time(21), quiet_end=time(8))
+    day_before = reminders.plan(start, TZ, prefs)[-1]
+    assert day_before.due_at == local(PLAIN_THURSDAY - timedelta(days=1), 8)
+
+
+def test_quiet_hours_bring_a_short_reminder_forward_when_waiting_leaves_too_little_notice():
+    prefs = MessagePreferences(reminder_hours=(), sms_two_hours=True)
+    early = reminders.plan(local(PLAIN_THURSDAY, 8, 30), TZ, prefs)[0]  # 06:30 is quiet
+    assert early.sms_only and early.offset_minutes == 120
+    assert early.due_at == local(PLAIN_THURSDAY - timedelta(days=1), 20, 59)
+    later = reminders.plan(local(PLAIN_THURSDAY, 9, 30), TZ, prefs)[0]  # 07:30 is quiet
+    assert later.due_at == local(PLAIN_THURSDAY, 8)  # 08:00 still leaves 90 minutes
+
+
+def test_quiet_hours_use_clinic_local_time():
+    prefs = MessagePreferences(reminder_hours=(24,), quiet_start=time(21), quiet_end=time(8))
+    start = datetime(2027, 2, 11, 22, 30, tzinfo=UTC)  # 14:30 in Los Angeles, 07:30 in Tokyo
+    assert reminders.plan(start, "America/Los_Angeles", prefs)[0].due_at == start - timedelta(
+        days=1
+    )
+    assert reminders.plan(start, "Asia/Tokyo", prefs)[0].due_at == local_to_utc(
+        date(2027, 2, 11), time(8), "Asia/Tokyo"
+    )  # 07:30 Tokyo is quiet: delayed to 08:00 the same day
+
+
+def test_only_the_latest_due_reminder_counts_and_never_much_later():
+    planned = reminders.plan(local(PLAIN_THURSDAY, 10), TZ, MessagePreferences())
+    first, last = planned
+    assert reminders.due_now(planned, first.due_at - timedelta(minutes=1), **unconfirmed) is None
+    assert reminders.due_now(planned, first.due_at, **unconfirmed) == first
+    assert reminders.due_now(planned, last.due_at + timedelta(hours=1), **unconfirmed) == last
+    late = last.due_at + reminders.MAX_LATE + timedelta(minutes=1)
+    assert reminders.due_now(planned, late, **unconfirmed) is None
+
+
+unconfirmed = {"confirmed": False, "confirmed_get_last": True}
+
+
+def test_confirmed_appointments_get_only_the_last_reminder_and_only_if_the_practice_says():
+    planned = reminders.plan(local(PLAIN_THURSDAY, 10), TZ, MessagePreferences())
+    first, last = planned
+    assert reminders.due_now(planned, first.due_at, confirmed=True, confirmed_get_last=True) is None
+    assert reminders.due_now(planned, last.due_at, confirmed=True, confirmed_get_last=True) == last
+    assert reminders.due_now(planned, last.due_at, confirmed=True, confirmed_get_last=False) is None
+
+
+# ---------------------------------------------------------------- the job
+
+
+def test_job_queues_each_reminder_once_to_every_consented_channel_with_links(db, world):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    due = local(PLAIN_THURSDAY - timedelta(days=1), 10)
+    assert run_job(db, due - timedelta(minutes=1)) == []  # the 72 h one is >6 h late: skipped
+    assert run_job(db, due) == [(appointment_id, 24 * 60)]
+    assert run_job(db, due + timedelta(minutes=5)) == []  # once
+    with db.read() as session:
+        decided = dict(
+            session.execute(
+                select(ReminderSent.offset_minutes, ReminderSent.skipped).where(
+                    ReminderSent.appointment_id == appointment_id
+                )
+            ).all()
+        )
+    assert decided == {24 * 60: ""}  # the 72-hour one was never due in time: not even looked at
+    later = book(db, world, local(PLAIN_THURSDAY, 15))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=3), 15) + timedelta(hours=7))
+    with db.read() as session:
+        skipped = session.scalar(
+            select(ReminderSent.skipped).where(ReminderSent.appointment_id == later)
+        )
+    assert skipped == "not sent: missed by more than 6 hours"  # decided once, not retried
+    sent = reminder_messages(db, appointment_id)
+    assert sorted(n.channel for n in sent) == [Channel.EMAIL, Channel.SMS]
+    email = next(n for n in sent if n.channel == Channel.EMAIL)
+    assert "https://desk.test/patient?p=confirm&t=" in email.body
+    assert "p=change&t=" in email.body and "&k=cancel" in email.body
+    assert "&k=reschedule" in email.body
+    with db.read() as session:
+        assert session.scalar(
+            select(func.count()).where(
+                AuditEvent.action == "reminder_queued", AuditEvent.entity_id == appointment_id
+            )
+        )
+
+
+def test_two_reminders_when_booked_well_ahead(db, world):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=3), 10, 1)) == [
+        (appointment_id, 72 * 60)
+    ]
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 10, 1)) == [
+        (appointment_id, 24 * 60)
+    ]
+
+
+def test_job_follows_dst_for_the_day_before_reminder(db, world):
+    appointment_id = book(db, world, local(SPRING_SUNDAY, 9))
+    due = datetime(2027, 3, 27, 9, 0, tzinfo=UTC)
+    assert run_job(db, due - timedelta(minutes=1)) == []
+    assert run_job(db, due) == [(appointment_id, 24 * 60)]
+
+
+def test_no_reminder_for_a_cancelled_appointment(db, world):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, appointment_id, reason="Provider ill")
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 10)) == []
+
+
+def test_a_moved_appointment_is_reminded_for_its_new_time(db, world):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 10)) == [(appointment_id, 24 * 60)]
+    new_day = PLAIN_THURSDAY + timedelta(days=2)
+    with db.write() as session:
+        moves.reschedule(
+            session, world.manager, appointment_id, start_at=local(new_day, 11), provider_id=None
+        )
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 10, 30)) == []
+    assert run_job(db, local(new_day - timedelta(days=1), 11)) == [(appointment_id, 24 * 60)]
+    latest = reminder_messages(db, appointment_id)[-1]
+    assert f"{new_day:%d %b %Y}, 11:00" in latest.body
+
+
+def test_reminders_off_means_none_but_status_messages_still_go(db, world):
+    with db.write() as session:
+        session.get(Patient, world.patient_id).reminders_enabled = False
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 10)) == []
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, appointment_id, reason="Provider ill")
+    with db.read() as session:
+        templates = set(
+            session.scalars(
+                select(Notification.template).where(Notification.appointment_id == appointment_id)
+            )
+        )
+    assert {"appointment_scheduled", "appointment_cancelled"} <= templates
+
+
+def test_reminders_follow_consent_and_the_two_hour_text_is_sms_only(db, world):
+    with db.write() as session:
+        session.get(Patient, world.patient_id).consent_sms = False
+    set_prefs(db, world, reminder_hours=[24], sms_two_hours=True)
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 14))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 14))
+    assert [n.channel for n in reminder_messages(db, appointment_id)] == [Channel.EMAIL]
+    assert run_job(db, local(PLAIN_THURSDAY, 12)) == [(appointment_id, 120)]
+    assert [n.channel for n in reminder_messages(db, appointment_id)] == [Channel.EMAIL]
+    with db.read() as session:
+        row = session.scalar(select(ReminderSent).where(ReminderSent.offset_minutes == 120))
+        assert row.channels == "" and "no consent to text messages" in row.skipped
+
+
+def test_confirmed_appointment_skips_reminders_unless_the_practice_keeps_the_last(db, world):
+    first = book(db, world, local(PLAIN_THURSDAY, 10))
+    second = book(db, world, local(PLAIN_THURSDAY, 11))
+    with db.write() as session:
+        for ident in (first, second):
+            link = reminders.reminder_links(session, session.get(Appointment, ident), "https://x")
+            raw = link["confirm_link"].split("t=")[1]
+            replies.confirm_by_link(session, raw)
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 11)) == [
+        (first, 24 * 60),
+        (second, 24 * 60),
+    ]
+    set_prefs(db, world, confirmed_get_last=False)
+    third = book(db, world, local(PLAIN_THURSDAY, 12))
+    with db.write() as session:
+        reminders.record_confirmation(
+            session, world.staff, session.get(Appointment, third), "phone"
+        )
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 12)) == []
+
+
+# ---------------------------------------------------------------- confirmation
+
+
+def _confirm_token(db, appointment_id: int) -> str:
+    with db.write() as session:
+        issued = tokens.issue(
+            session, "confirm", appointment_id, timedelta(days=30), single_use=False
+        )
+        return issued.raw
+
+
+def test_confirm_link_shows_confirmed_on_today_and_is_idempotent(db, world):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    raw = _confirm_token(db, appointment_id)
+    with db.write() as session:
+        assert "is confirmed" in replies.confirm_by_link(session, raw)
+    with db.write() as session:
+        assert "confirmed already" in replies.confirm_by_link(session, raw)
+    with db.read() as session:
+        rows = today.list_today(session, world.staff, world.clinic_id, day=PLAIN_THURSDAY)
+        view = replies.confirm_view(session, raw)
+    assert rows[0].confirmed.startswith("Confirmed by the patient")
+    assert "reminder link" in rows[0].confirmed
+    assert view.confirmed.startswith("Confirmed by the patient")
+    with db.read() as session:
+        events = session.scalar(
+            select(func.count()).where(AuditEvent.action == "confirmed_by_patient")
+        )
+    assert events == 1
+
+
+def test_a_move_needs_a_new_confirmation_and_a_wrong_token_reveals_nothing(db, world):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    with db.write() as session:
+        replies.confirm_by_link(session, _confirm_token(db, appointment_id))
+    with db.write() as session:
+        moves.reschedule(
+            session,
+            world.manager,
+            appointment_id,
+            start_at=local(PLAIN_THURSDAY, 15),
+            provider_id=None,
+        )
+    with db.read() as session:
+        assert reminders.confirmations(session, [appointment_id]) == {}
+        with pytest.raises(LinkInvalid):
+            replies.confirm_view(session, "not-a-token")
+        change = tokens.issue(session, "change", appointment_id, timedelta(days=1))
+        with pytest.raises(LinkInvalid):  # single purpose: a change link does not confirm
+            replies.confirm_view(session, change.raw)
+
+
+def test_a_cancelled_appointment_cannot_be_confirmed(db, world):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    raw = _confirm_token(db, appointment_id)
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, appointment_id, reason="Provider ill")
+    with db.write() as session, pytest.raises(ValidationError, match="cancelled"):
+        replies.confirm_by_link(session, raw)
+
+
+def test_tomorrows_call_list_holds_the_unconfirmed(db, world):
+    first = book(db, world, local(PLAIN_THURSDAY, 10))
+    second = book(db, world, local(PLAIN_THURSDAY, 11))
+    with db.write() as session:
+        replies.confirm_by_link(session, _confirm_token(db, first))
+    now = local(PLAIN_THURSDAY - timedelta(days=1), 12)
+    with db.read() as session:
+        calls = today.call_list(session, world.staff, world.clinic_id, now=now)
+    assert [c.id for c in calls] == [second]
+    assert calls[0].phone == "07700 900123"
+
+
+def test_preferences_are_validated_and_need_the_permission(db, world):
+    with db.write() as session, pytest.raises(PermissionDenied):
+        save_preferences(session, world.staff, world.clinic_id, PreferencesForm())
+    with db.write() as session, pytest.raises(ValidationError, match="from 1 to"):
+        save_preferences(session, world.owner, world.clinic_id, PreferencesForm(reminder_hours=[0]))
+    with db.write() as session, pytest.raises(ValidationError, match="same time"):
+        save_preferences(
+            session,
+            world.owner,
+            world.clinic_id,
+            PreferencesForm(quiet_start=time(9), quiet_end=time(9)),
+        )
+
+
+def test_confirmation_rate_counts_reminded_appointments_confirmed(db, world):
+    first = book(db, world, local(PLAIN_THURSDAY, 10))
+    book(db, world, local(PLAIN_THURSDAY, 11))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 11))
+    with db.write() as session:
+        replies.confirm_by_link(session, _confirm_token(db, first))
+    with db.read() as session:
+        rate = confirmations.confirmation_rate(
+            session, world.manager, PLAIN_THURSDAY, PLAIN_THURSDAY, world.clinic_id
+        )
+        with pytest.raises(PermissionDenied):
+            confirmations.confirmation_rate(session, world.staff, PLAIN_THURSDAY, PLAIN_THURSDAY)
+    assert (rate.reminded, rate.confirmed, rate.rate) == (2, 1, 0.5)

@@ -1,0 +1,262 @@
+"""Two-way SMS: parsing, the inbound route's authentication (shared secret and Twilio's
+signature, as real HTTP requests to a loopback server), and what each reply does.
+Re-run on PostgreSQL by tests/integration/test_sms_replies_pg.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import date, timedelta
+from datetime import time as clock
+
+import pytest
+import uvicorn
+from sqlalchemy import select
+from starlette.applications import Starlette
+
+from core.kernel.clock import local_to_utc
+from core.kernel.config import Settings, SmsSettings
+from core.messaging import reminders
+from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
+from core.portal import replies
+from core.scheduling import moves
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    CancellationPolicy,
+    ChangeRequest,
+    ChangeStatus,
+    SmsReply,
+)
+from db.types import utcnow
+from tests.support.postgres import free_port
+from ui.webhooks import SMS_PATH, sms_route
+
+TZ = "Europe/London"
+DAY = date(2027, 2, 11)
+SECRET = "s3cret-shared-with-the-sms-provider"
+TWILIO_TOKEN = "twilio-auth-token-0123456789abcdef"
+
+
+def book(db, world, day=DAY, hour=10) -> int:
+    with db.write() as session:
+        return moves.schedule_appointment(
+            session,
+            world.manager,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=local_to_utc(day, clock(hour), TZ),
+            ),
+        ).id
+
+
+# ---------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("C", Intent.CONFIRM),
+        (" yes ", Intent.CONFIRM),
+        ("Yes!", Intent.CONFIRM),
+        ("c.", Intent.CONFIRM),
+        ("X", Intent.CANCEL),
+        ("cancel", Intent.CANCEL),
+        ("CANCEL ", Intent.CANCEL),
+        ("Can I come at 3 instead?", Intent.OTHER),
+        ("yes but late", Intent.OTHER),
+        ("", Intent.OTHER),
+        ("NO", Intent.OTHER),
+    ],
+)
+def test_replies_are_parsed_strictly(text, intent):
+    assert parse_reply(text) == intent
+
+
+def test_twilio_signature_matches_twilios_documented_example():
+    # the vector of Twilio's request-validation docs and its SDKs' RequestValidator tests
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+14158675309",
+        "Digits": "1234",
+        "From": "+14158675309",
+        "To": "+18005551212",
+    }
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert twilio_signature(url, params, "12345") == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+
+
+# ---------------------------------------------------------------- acting on replies
+
+
+def test_c_confirms_the_next_appointment_by_sms(db, world):
+    later = book(db, world, DAY + timedelta(days=2))
+    first = book(db, world)
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="+44 7700 900123", body="C")
+    assert outcome.outcome == "confirmed" and "is confirmed" in outcome.answer
+    with db.read() as session:
+        confirmed = reminders.confirmations(session, [first, later])
+        reply = session.get(SmsReply, outcome.reply_id)
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "sms_reply_received"))
+    assert list(confirmed) == [first] and confirmed[first].channel == "SMS reply"
+    assert reply.appointment_id == first and reply.body == "C"
+    assert event.entity_id == first and event.message == "C"
+
+
+def test_x_asks_to_cancel_under_the_policy(db, world):
+    appointment_id = book(db, world)
+    with db.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                late_cancel_fee_cents=2500,
+                policy_text="24 hours' notice please.",
+            )
+        )
+    now = local_to_utc(DAY, clock(8), TZ)  # two hours before: inside the window
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="07700900123", body="X", now=now)
+    assert outcome.outcome == "cancel_requested" and "25.00" in outcome.answer
+    with db.read() as session:
+        change = session.scalar(select(ChangeRequest))
+        assert change.status == ChangeStatus.OPEN and change.inside_window
+        assert session.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
+
+
+def test_x_outside_the_window_cancels_where_the_policy_accepts_at_once(db, world):
+    appointment_id = book(db, world)
+    with db.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                outside_window_auto_accept=True,
+                policy_text="Free until a day before.",
+            )
+        )
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="07700 900123", body="cancel")
+    assert outcome.outcome == "cancelled"
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED
+
+
+def test_anything_else_lands_in_the_staff_inbox_on_that_appointment(db, world):
+    appointment_id = book(db, world)
+    with db.write() as session:
+        outcome = replies.receive_sms(
+            session, from_number="07700 900123", body="Running late, sorry <b>x</b>"
+        )
+    assert outcome.outcome == "inbox" and outcome.answer == ""
+    with db.read() as session:
+        inbox = replies.list_replies(session, world.staff, open_only=True)
+        mine = replies.list_replies(session, world.staff, appointment_id=appointment_id)
+    assert [r.appointment_id for r in inbox] == [appointment_id]
+    assert mine[0].body == "Running late, sorry <b>x</b>"  # kept as typed; pages escape it
+    with db.write() as session:
+        replies.mark_handled(session, world.staff, outcome.reply_id, "Called back.")
+    with db.read() as session:
+        assert replies.list_replies(session, world.staff, open_only=True) == []
+
+
+def test_unknown_number_is_kept_for_staff_and_provider_retries_act_once(db, world):
+    book(db, world)
+    with db.write() as session:
+        unknown = replies.receive_sms(session, from_number="+1 555 0100 999", body="C")
+    assert unknown.outcome == "inbox"
+    with db.write() as session:
+        first = replies.receive_sms(session, from_number="07700900123", body="C", provider_ref="m1")
+    with db.write() as session:
+        again = replies.receive_sms(session, from_number="07700900123", body="C", provider_ref="m1")
+    assert first.outcome == "confirmed" and again.outcome == "duplicate"
+
+
+# ---------------------------------------------------------------- the route, over real HTTP
+
+
+class _Server:
+    def __init__(self, db, base_url: str, port: int) -> None:
+        settings = Settings(
+            database_url="sqlite://",
+            secret_key="x" * 40,
+            data_dir=None,
+            base_url=base_url,
+            sms=SmsSettings(inbound_secret=SECRET, twilio_auth_token=TWILIO_TOKEN),
+        )
+        app = Starlette(routes=[sms_route(lambda: db, lambda: settings)])
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def route(db):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with _Server(db, base, port):
+        yield base + SMS_PATH
+
+
+def _post(url: str, data: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_route_takes_the_shared_secret_and_refuses_without_it(db, world, route):
+    appointment_id = book(db, world)
+    body = json.dumps({"from": "+447700900123", "text": "YES", "id": "p-1"}).encode()
+    json_headers = {"Content-Type": "application/json"}
+    assert _post(route, body, json_headers)[0] == 403
+    assert _post(route, body, json_headers | {"X-ClinicDesk-Secret": "wrong"})[0] == 403
+    with db.read() as session:
+        assert session.scalar(select(SmsReply)) is None  # nothing was touched
+    status, text = _post(route, body, json_headers | {"X-ClinicDesk-Secret": SECRET})
+    assert status == 200 and json.loads(text)["outcome"] == "confirmed"
+    with db.read() as session:
+        assert appointment_id in reminders.confirmations(session, [appointment_id])
+
+
+def test_route_takes_twilios_signed_form_and_refuses_a_forged_one(db, world, route):
+    appointment_id = book(db, world)
+    fields = {"From": "+447700900123", "Body": "C", "MessageSid": "SM123", "To": "+4420"}
+    data = urllib.parse.urlencode(fields).encode()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    forged = twilio_signature(route, fields, "not-the-token")
+    assert _post(route, data, form | {"X-Twilio-Signature": forged})[0] == 403
+    tampered = urllib.parse.urlencode(fields | {"Body": "X"}).encode()
+    good = twilio_signature(route, fields, TWILIO_TOKEN)
+    assert _post(route, tampered, form | {"X-Twilio-Signature": good})[0] == 403
+    status, text = _post(route, data, form | {"X-Twilio-Signature": good})
+    assert status == 200 and "<Message>Thank you, your appointment" in text
+    with db.read() as session:
+        assert appointment_id in reminders.confirmations(session, [appointment_id])
+        assert session.scalar(select(SmsReply.provider_ref)) == "SM123"

@@ -1,0 +1,156 @@
+"""The appointment's messages (issue 15): forms sent after booking (outstanding, answered,
+signed; resend; answers opened on request and audited), the patient's text replies, and every
+message sent or queued with its delivery status. Shown on the appointment page."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.forms import after_booking
+from core.interchange import patient_export
+from core.kernel.authz import Permission
+from core.kernel.errors import DomainError
+from core.messaging import history
+from core.portal import replies
+from ui.context import read, refresh, run_action, show_error
+
+STATE_ICONS = {"outstanding": "⏳", "answered": "✅", "signed": "✍️", "read": "👁"}
+
+
+@st.cache_data(ttl=15, max_entries=100, show_spinner=False)
+def _forms(me, appointment_id: int):
+    return read(after_booking.forms_of, me, appointment_id)
+
+
+@st.cache_data(ttl=15, max_entries=100, show_spinner=False)
+def _replies(me, appointment_id: int):
+    return read(replies.list_replies, me, appointment_id=appointment_id)
+
+
+@st.cache_data(ttl=15, max_entries=100, show_spinner=False)
+def _messages(me, appointment_id: int):
+    return read(history.messages_of, me, appointment_id)
+
+
+def _forms_section(me, appointment_id: int) -> None:
+    rows = _forms(me, appointment_id)
+    st.markdown("**Forms**")
+    if not rows:
+        st.caption("No questionnaire, consent or instructions were sent for this appointment.")
+        return
+    st.text(" · ".join(f"{r.kind}: {r.title} — {r.state}" for r in rows))  # at a glance
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Form": [f"{r.kind}: {r.title} (v{r.version})" for r in rows],
+                "State": [f"{STATE_ICONS[r.state]} {r.state}" for r in rows],
+                "Sent": [f"{r.sent} (×{r.times_sent})" for r in rows],
+                "Done": [r.completed for r in rows],
+                "Signature": [r.signed for r in rows],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key=f"appointment_forms_{appointment_id}",
+    )
+    labels = {r.id: f"{r.kind}: {r.title} — {r.state}" for r in rows}
+    picked = st.selectbox(
+        "Form", list(labels), format_func=labels.get, key=f"appointment_form_pick_{appointment_id}"
+    )
+    row = next(r for r in rows if r.id == picked)
+    c1, c2 = st.columns(2)
+    if row.state == "outstanding" and c1.button("Resend", key=f"appointment_form_resend_{picked}"):
+        if run_action(after_booking.resend, picked):
+            st.toast("Sent again with a fresh link.")
+            refresh()
+    if row.state in ("answered", "signed") and me.can(Permission.PATIENTS_READ):
+        if c2.button("Show answers (audited)", key=f"appointment_form_show_{picked}"):
+            done = run_action(after_booking.read_answers, picked)
+            if done:
+                answers = done.value
+                st.text(answers.signed or "")
+                if answers.answers:
+                    st.dataframe(
+                        pd.DataFrame(answers.answers, columns=["Question", "Answer"]),
+                        hide_index=True,
+                        key=f"appointment_form_answers_{picked}",
+                    )
+
+
+def _replies_section(me, appointment_id: int) -> None:
+    rows = _replies(me, appointment_id)
+    if not rows:
+        return
+    st.markdown("**Text replies**")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Received": [r.received for r in rows],
+                "Text (as typed)": [r.body for r in rows],
+                "Outcome": [r.outcome.replace("_", " ") for r in rows],
+                "Note": [r.note for r in rows],
+                "Handled": ["✓" if r.handled else "" for r in rows],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key=f"appointment_replies_{appointment_id}",
+    )
+    waiting = [r for r in rows if r.outcome == "inbox" and not r.handled]
+    if waiting and st.button("Mark the replies handled", key=f"appointment_sms_{appointment_id}"):
+        for r in waiting:
+            run_action(replies.mark_handled, r.id)
+        refresh()
+
+
+def messages_panel(me, appointment_id: int) -> None:
+    if not me.can(Permission.NOTIFICATIONS_READ):
+        return
+    try:
+        _forms_section(me, appointment_id)
+        _replies_section(me, appointment_id)
+        rows = _messages(me, appointment_id)
+    except DomainError as error:
+        show_error(error)
+        return
+    st.markdown("**Messages**")
+    if not rows:
+        st.caption("No message was sent or queued for this appointment.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Queued": [r.created_at for r in rows],
+                "Message": [r.template.replace("_", " ") for r in rows],
+                "Channel": [r.channel for r in rows],
+                "To": [r.to_address for r in rows],
+                "Status": [r.status for r in rows],
+                "Attempts": [r.attempts for r in rows],
+                "Sent": [r.sent_at for r in rows],
+                "Error": [r.last_error for r in rows],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key=f"appointment_messages_{appointment_id}",
+    )
+
+
+def patient_export_button(me, patient_id: int) -> None:
+    """The patient's own file (record, appointments, forms and answers), audited on prepare."""
+    if not me.can(Permission.DATA_EXPORT):
+        return
+    key = f"patients_export_{patient_id}"
+    if st.button("Prepare the patient's file (JSON, audited)", key=f"{key}_go"):
+        done = run_action(patient_export.export_patient, patient_id)
+        if done:
+            st.session_state[key] = done.value
+    if st.session_state.get(key):
+        st.download_button(
+            "Download the patient's file",
+            st.session_state[key],
+            file_name=f"patient-{patient_id}.json",
+            mime="application/json",
+            key=f"{key}_download",
+        )
