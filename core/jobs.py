@@ -14,6 +14,7 @@ from core.feedback import surveys
 from core.kernel.config import Settings
 from core.messaging import notify
 from core.patients import invitations
+from core.payments import prepay
 from db.engine import Database
 
 log = logging.getLogger("clinicdesk.jobs")
@@ -28,6 +29,7 @@ JOBS: list[Callable[[Database, Settings], None]] = [
     deliver_notifications,
     invitations.expire_job,  # pending portal invitations past expiry → expired
     cancellation_rollups.refresh_job,  # keeps the cancellation analytics' sums current
+    prepay.refunds_job,  # card refunds due through the payment provider (when configured)
 ]
 
 

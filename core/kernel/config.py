@@ -8,6 +8,8 @@
 | public address for links | CLINICDESK_BASE_URL | [clinicdesk] base_url | http://localhost:8501 |
 | SMTP | SMTP_HOST, _PORT, _USERNAME, _PASSWORD, _FROM, _SECURITY | [smtp] host, port, … | none |
 | SMS | SMS_PROVIDER, SMS_HTTP_URL, SMS_HTTP_TOKEN | [sms] provider, http_url, http_token | log |
+| portal idle sign-out | CLINICDESK_PORTAL_IDLE_MINUTES | [clinicdesk] portal_idle_minutes | 30 |
+| Stripe | STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET | [stripe] secret_key, webhook_secret | none |
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ class SmsSettings:
 
 
 @dataclass(frozen=True)
+class StripeSettings:
+    secret_key: str
+    webhook_secret: str
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     secret_key: str
@@ -51,6 +59,8 @@ class Settings:
     base_url: str = "http://localhost:8501"
     smtp: SmtpSettings | None = None
     sms: SmsSettings = SmsSettings()
+    portal_idle_minutes: int = 30
+    stripe: StripeSettings | None = None
 
 
 def load_settings(
@@ -90,7 +100,15 @@ def load_settings(
         raise ConfigurationError(
             f"CLINICDESK_BASE_URL must start with http:// or https://, got {base_url!r}."
         )
+    portal_idle = _whole_number(
+        pick("CLINICDESK_PORTAL_IDLE_MINUTES", app, "portal_idle_minutes", 30),
+        "CLINICDESK_PORTAL_IDLE_MINUTES",
+        1,
+        24 * 60,
+    )
     return Settings(
+        portal_idle_minutes=portal_idle,
+        stripe=_stripe(file.get("stripe", {}), pick),
         database_url=str(database_url),
         secret_key=secret_key,
         data_dir=data_dir,
@@ -153,6 +171,21 @@ def _sms(section: dict, pick) -> SmsSettings:
             "SMS_HTTP_URL must be set to an http(s) address when SMS_PROVIDER=http."
         )
     return SmsSettings(provider, url, str(pick("SMS_HTTP_TOKEN", section, "http_token", "")))
+
+
+def _stripe(section: dict, pick) -> StripeSettings | None:
+    key = str(pick("STRIPE_SECRET_KEY", section, "secret_key", "") or "")
+    hook = str(pick("STRIPE_WEBHOOK_SECRET", section, "webhook_secret", "") or "")
+    if not key and not hook:
+        return None
+    if not key.startswith(("sk_", "rk_")):
+        raise ConfigurationError("STRIPE_SECRET_KEY must be a Stripe secret key (sk_…).")
+    if not hook.startswith("whsec_"):
+        raise ConfigurationError(
+            "STRIPE_WEBHOOK_SECRET must be set to the endpoint's signing secret (whsec_…) "
+            "when STRIPE_SECRET_KEY is set."
+        )
+    return StripeSettings(key, hook)
 
 
 def _stored_secret_key(data_dir: Path) -> str:
