@@ -7,6 +7,7 @@ from core.kernel.errors import DomainError
 from ui import actor, show_error
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.feedback import feedback_panel
+from ui.payments_panel import payments_panel
 
 st.title("Appointment")
 me = actor()
@@ -28,3 +29,4 @@ except DomainError as error:
     st.stop()
 appointment_panel(me, detail, "appointment")
 feedback_panel(appointment_id)  # issue 7: Feedback none/pending/collected and the request
+payments_panel(appointment_id)  # issue 16: paid / deposit badge, payments, refunds, fees

@@ -505,12 +505,10 @@ def export_payments(session: Session, actor: Actor, first: datetime, last: datet
         .order_by(Payment.id)
     ).all()
     exports.record_export(session, actor, "payments", len(rows), {"from": first, "to": last})
-    header = (
-        "reference", "created_utc", "paid_utc", "appointment", "patient", "kind", "method",
-        "status", "amount_cents", "currency", "points", "refund_of", "note",
-    )  # fmt: skip
+    header = "reference created_utc paid_utc appointment patient kind method status amount_cents "
+    header += "currency points refund_of note"
     return exports.to_csv(
-        header,
+        header.split(),
         (
             (
                 f"P-{p.id}",
@@ -672,3 +670,55 @@ def refunds_job(database: Database, settings: Settings) -> None:
         return
     with database.write() as session:
         process_refunds(session, provider_for(settings.stripe))
+
+
+@dataclass(frozen=True)
+class OpenFee:
+    ledger_entry_id: int
+    kind: str
+    amount: str
+
+
+def unpaid_fees(session: Session, actor: Actor, appointment_id: int) -> list[OpenFee]:
+    """Late-cancellation and no-show fees on the appointment, neither waived nor paid."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    rules = get_settings(session)
+    paid = select(Payment.ledger_entry_id).where(Payment.ledger_entry_id.is_not(None))
+    rows = session.scalars(
+        select(LedgerEntry).where(
+            LedgerEntry.appointment_id == appointment_id,
+            LedgerEntry.kind.in_((LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE)),
+            LedgerEntry.waived_at.is_(None),
+            LedgerEntry.amount_cents > 0,
+            LedgerEntry.id.not_in(paid),
+        )
+    )
+    return [
+        OpenFee(e.id, e.kind.value.replace("_", " "), rules.money(e.amount_cents)) for e in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Summary:
+    badge: str
+    due: str
+    outstanding: str
+    rows: list[PaymentRow]
+    fees: list[OpenFee]
+
+
+def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
+    """What the appointment page shows: the badge, what is asked and owed, every payment."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    rules = get_settings(session)
+    owed = due(session, appointment, rules)
+    return Summary(
+        badges(session, [appointment_id]).get(appointment_id, ""),
+        rules.money(owed.asked_cents) if owed.asked_cents else "",
+        rules.money(owed.outstanding_cents) if owed.outstanding_cents else "",
+        list_payments(session, actor, appointment_id),
+        unpaid_fees(session, actor, appointment_id),
+    )

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from babel.numbers import format_currency
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -135,3 +136,31 @@ def due_for(appointment: Appointment, rules: PaymentSettings, paid_cents: int) -
     if rule.mode == "none":
         asked = 0
     return Due(rule.mode, price, asked, paid_cents, rule.mode in ("required", "deposit"))
+
+
+@dataclass(frozen=True)
+class ServiceLine:
+    service_id: int
+    name: str
+    price_cents: int
+    mode: str
+    deposit_cents: int
+
+
+def service_lines(session: Session, actor: Actor) -> list[ServiceLine]:
+    """Each active service with its prepayment rule (the settings page's table)."""
+    ensure(actor, Permission.POINTS_ADJUST)
+    current = get_settings(session)
+    services = session.scalars(
+        select(Service).where(Service.active.is_(True)).order_by(Service.name)
+    )
+    return [
+        ServiceLine(
+            s.id,
+            s.name,
+            s.price_cents,
+            current.rule_for(s.id).mode,
+            current.rule_for(s.id).deposit_cents,
+        )
+        for s in services
+    ]

@@ -160,16 +160,21 @@ def start_session(session: Session, raw: str | None, *, now: datetime | None = N
     return cookie
 
 
-def resume(
-    session: Session, cookie: str | None, idle_minutes: int, *, now: datetime | None = None
-) -> int | None:
-    """The signed-in patient's id for a portal cookie, touching the session; None when the
-    cookie is unknown, ended or idle longer than `idle_minutes` (the session then ends)."""
+def session_id_for(session: Session, cookie: str | None) -> int | None:
+    """The portal session a cookie names (ended or not), or None."""
     if not cookie or len(cookie) > 128:
         return None
-    row = session.scalar(
-        select(PortalSession).where(PortalSession.token_hash == tokens.hash_token(cookie))
+    return session.scalar(
+        select(PortalSession.id).where(PortalSession.token_hash == tokens.hash_token(cookie))
     )
+
+
+def touch(
+    session: Session, session_id: int | None, idle_minutes: int, *, now: datetime | None = None
+) -> int | None:
+    """The signed-in patient's id for a live portal session, touching it; None when it is
+    unknown, ended, or idle longer than `idle_minutes` (it then ends)."""
+    row = session.get(PortalSession, session_id) if session_id else None
     now = now or utcnow()
     if row is None or row.ended_at is not None:
         return None
@@ -180,11 +185,14 @@ def resume(
     return row.patient_id
 
 
-def end_session(session: Session, cookie: str | None) -> None:
-    if not cookie or len(cookie) > 128:
-        return
-    row = session.scalar(
-        select(PortalSession).where(PortalSession.token_hash == tokens.hash_token(cookie))
-    )
+def resume(
+    session: Session, cookie: str | None, idle_minutes: int, *, now: datetime | None = None
+) -> int | None:
+    """The signed-in patient's id for a portal cookie (see `touch`)."""
+    return touch(session, session_id_for(session, cookie), idle_minutes, now=now)
+
+
+def end_session(session: Session, session_id: int | None) -> None:
+    row = session.get(PortalSession, session_id) if session_id else None
     if row is not None and row.ended_at is None:
         row.ended_at = utcnow()

@@ -7,7 +7,7 @@ now while still before it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.errors import NotFound
+from core.payments import prepay
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -48,6 +49,7 @@ class TodayRow:
     can_check_in: bool
     can_complete: bool
     can_no_show: bool
+    payment: str = ""  # issue 16: "Paid", "Deposit paid", "Part paid" or ""
 
 
 def _stage(status: S, start: datetime, now: datetime) -> str:
@@ -142,7 +144,8 @@ def list_today(
                 can_no_show=status == S.SCHEDULED and start < now,
             )
         )
-    return rows
+    paid = prepay.badges(session, [r.id for r in rows])
+    return [replace(r, payment=paid[r.id]) if r.id in paid else r for r in rows]
 
 
 def stage_counts(rows: list[TodayRow]) -> dict[str, int]:

@@ -155,7 +155,7 @@ def test_a_portal_session_ends_after_the_idle_limit_and_on_sign_out(db, world):
         assert sign_in.resume(s, cookie, 30) is None
         again = sign_in.start_session(s, sign_in.issue_sign_in(s, world.patient_id))
     with db.write() as s:
-        sign_in.end_session(s, again)
+        sign_in.end_session(s, sign_in.session_id_for(s, again))
     with db.write() as s:
         assert sign_in.resume(s, again, 30) is None
         assert sign_in.resume(s, "forged", 30) is None
