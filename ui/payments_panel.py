@@ -52,8 +52,7 @@ def payments_panel(appointment_id: int) -> None:
     if info.due:
         st.caption(f"Prepayment asked: {info.due} · still to pay: {info.outstanding or 'nothing'}")
     if info.rows:
-        frame = pd.DataFrame([_row(r) for r in info.rows])
-        st.dataframe(frame, hide_index=True, width="stretch", key="payments_table")
+        st.table(pd.DataFrame([_row(r) for r in info.rows]).set_index("Ref"))  # a few rows
     else:
         st.caption("No payments recorded.")
     with st.expander("Record a payment taken at the desk"), st.form("payments_desk_form"):

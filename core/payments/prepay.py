@@ -14,7 +14,7 @@ are made by the background job; desk refunds are recorded by staff.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import case, func, select
@@ -715,6 +715,8 @@ def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
         raise NotFound(f"There is no appointment #{appointment_id}.")
     rules = get_settings(session)
     owed = due(session, appointment, rules)
+    if appointment.status not in (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN):
+        owed = replace(owed, asked_cents=0)  # nothing is asked of a closed appointment
     return Summary(
         badges(session, [appointment_id]).get(appointment_id, ""),
         rules.money(owed.asked_cents) if owed.asked_cents else "",

@@ -432,3 +432,31 @@ def test_survey_points_can_be_switched_off(db, world):
         rules.save_settings(s, world.owner, rules.PaymentSettings(survey_points_enabled=False))
     with db.write() as s:
         assert points.award_survey_points(s, s.get(Appointment, appointment_id)) == 0
+
+
+def test_the_same_event_delivered_twice_at_once_is_applied_once(db, world):
+    import threading
+
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout())
+    with db.read() as s:
+        reference = s.scalars(select(Payment.provider_ref)).one()
+    body = json.loads(event("evt_race", reference, 6000))
+    barrier, outcomes = threading.Barrier(2), []
+
+    def deliver():
+        barrier.wait()
+        with db.write() as s:
+            outcomes.append(webhooks.apply_event(s, "stripe", body))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["applied", "duplicate"]
+    with db.read() as s:
+        assert len(s.scalars(select(PaymentEvent)).all()) == 1
+        receipts = s.scalars(select(Notification).where(Notification.template == "payment_receipt"))
+        assert len(receipts.all()) == 1
