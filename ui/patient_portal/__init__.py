@@ -100,6 +100,7 @@ def sign_in_form() -> None:
             ip = st.context.ip_address
         except Exception:  # no browser behind this run
             ip = None
-        answer = act(sign_in.request_sign_in, address, base_url=settings().base_url, ip=ip or None)
+        ip = ip if isinstance(ip, str) and ip else None
+        answer = act(sign_in.request_sign_in, address, base_url=settings().base_url, ip=ip)
         if answer:
             st.info(answer, icon=":material/mail:")
