@@ -35,12 +35,13 @@ show_flash()
 if "paid" in st.query_params:
     st.info("Thank you: your card payment is being confirmed. It shows here within a minute.")
 a, b = st.columns(2)
-a.metric("Points", view.points_balance)
+a.metric("Your points", view.points_balance)
 b.metric("Upcoming appointments", len(view.upcoming))
 if view.locked:
     st.warning(home.LOCKED, icon=":material/lock:")
 
-tabs = st.tabs(["Upcoming", "Calendar", "Visits and surveys", "History", "Points", "Request"])
+labels = ["Upcoming", "Calendar", "Visits and surveys", "History", "Points", "Request"]
+tabs = st.tabs(labels, key="portal_tab", on_change="rerun")  # keyed: a rerun keeps the tab
 with tabs[0]:
     if not view.upcoming:
         st.caption("No upcoming appointments.")

@@ -77,6 +77,8 @@ def _pay(appointment_id: int) -> None:
         )
         if not view.card_online:
             st.caption("Anything points do not cover is paid at the desk.")
+        if view.max_points and view.max_points >= view.balance:
+            st.caption("Using all your points leaves a zero balance, which pauses online requests.")
         go = st.form_submit_button("Pay now", type="primary")
     if go:
         result = act(
