@@ -5,7 +5,7 @@ import streamlit as st
 from core.kernel.errors import DomainError
 from ui import auth
 from ui.context import reachable_database, stop_with
-from ui.navigation import PATIENT_PAGE, pages_for
+from ui.navigation import PATIENT_PAGE, PORTAL_PAGE, pages_for
 from ui.text import escape
 
 st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
@@ -18,11 +18,13 @@ except DomainError as error:  # unreachable database or a malformed setting: one
 actor = auth.current_actor() or auth.oidc_sign_in()
 # the page behind signed patient links, open without sign-in
 public = st.Page(str(PATIENT_PAGE), title="Patient", url_path="patient", visibility="hidden")
+# the patient portal: its own passwordless sign-in and session, never a staff one
+portal = st.Page(str(PORTAL_PAGE), title="Patient portal", url_path="portal", visibility="hidden")
 
 if actor is None:
     auth.clear_cookie_in_browser()
     entry = auth.sign_in_page if auth.has_users() else auth.first_run_page
-    pages = [st.Page(entry, title="Sign in", default=True), public]
+    pages = [st.Page(entry, title="Sign in", default=True), public, portal]
     st.navigation(pages, position="hidden").run()
 else:
     auth.set_cookie_in_browser()
@@ -37,7 +39,7 @@ else:
                 visibility="hidden" if spec.hidden else "visible",
             )
         )
-    sections.setdefault("Front desk", []).append(public)
+    sections.setdefault("Front desk", []).extend([public, portal])
     with st.sidebar:
         st.caption(f"Signed in as **{escape(actor.name)}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):

@@ -1,22 +1,26 @@
-"""The ASGI app that `streamlit run serve.py` serves: app.py, two small routes that set and clear
-the HttpOnly session cookie (a script cannot set HttpOnly cookies itself), the inbound SMS route
-(ui.webhooks), and the background loop that runs core.jobs (delivering the notification outbox,
-reminders and forms among them)."""
+"""The ASGI app that `streamlit run serve.py` serves: app.py, small routes that set and clear
+the HttpOnly session cookies (a script cannot set HttpOnly cookies itself) — the staff session
+and, separately, the patient portal's — the inbound SMS route (ui.webhooks), the payment
+provider's webhook, and the background loop that runs core.jobs (delivering the notification
+outbox, reminders and forms among them)."""
 
 import asyncio
+import html
 import logging
 from contextlib import asynccontextmanager
 
 import streamlit as st
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from core import jobs
 from core.kernel import accounts
 from core.kernel.config import load_settings
-from core.kernel.errors import DomainError
+from core.kernel.errors import DomainError, LinkInvalid
+from core.payments import providers, webhooks
+from core.portal import sign_in as portal_sign_in
 from core.startup import open_database
 from ui.auth import COOKIE
 from ui.webhooks import sms_route
@@ -69,6 +73,92 @@ async def end_session(request: Request) -> Response:
     return response
 
 
+# ---------------------------------------------------------------- patient portal (issue 16)
+
+_PORTAL_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Patient portal</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}
+button{{font-size:1.1rem;padding:.6rem 1.2rem;border-radius:.4rem;border:0;background:#2e7d32;
+color:#fff;cursor:pointer}}</style></head><body><h1>Patient portal</h1>{body}</body></html>"""
+
+
+def _portal_page(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_PORTAL_PAGE.format(body=body), status_code=status)
+
+
+async def portal_sign_in_form(request: Request) -> Response:
+    """The emailed link opens this page; only its button (a POST) uses the one-time token, so a
+    mail scanner that follows links cannot spend it."""
+    token = html.escape(request.query_params.get("t", ""), quote=True)
+    return _portal_page(
+        f'<form method="post"><input type="hidden" name="t" value="{token}">'
+        "<p>Sign in to see your appointments, pay, answer surveys and more.</p>"
+        '<button type="submit">Sign in to my portal</button></form>'
+    )
+
+
+def _portal_start(raw: str) -> str | None:
+    try:
+        with _db().write() as session:
+            return portal_sign_in.start_session(session, raw)
+    except LinkInvalid:
+        return None
+
+
+async def portal_open_session(request: Request) -> Response:
+    raw = str((await request.form()).get("t", ""))
+    cookie = await run_in_threadpool(_portal_start, raw) if raw else None
+    if cookie is None:
+        return _portal_page(
+            "<p>This sign-in link is not valid any more (each works once, for "
+            f"{portal_sign_in.SIGN_IN_MINUTES} minutes).</p>"
+            '<p><a href="/portal">Ask for a new sign-in link</a></p>',
+            status=400,
+        )
+    response = RedirectResponse("/portal", status_code=303)
+    response.set_cookie(
+        portal_sign_in.COOKIE,
+        cookie,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        secure=request.url.scheme == "https",
+    )  # a browser-session cookie; the server ends it after the idle limit
+    return response
+
+
+def _portal_end(cookie: str | None) -> None:
+    with _db().write() as session:
+        portal_sign_in.end_session(session, portal_sign_in.session_id_for(session, cookie))
+
+
+async def portal_sign_out(request: Request) -> Response:
+    await run_in_threadpool(_portal_end, request.cookies.get(portal_sign_in.COOKIE))
+    response = Response(status_code=204)
+    response.delete_cookie(portal_sign_in.COOKIE, path="/")
+    return response
+
+
+def _apply_webhook(payload: bytes, signature: str | None) -> str:
+    provider = providers.provider_for(load_settings().stripe)
+    with _db().write() as session:
+        return webhooks.handle(session, provider, payload, signature)
+
+
+async def stripe_webhook(request: Request) -> Response:
+    """Stripe's events: verified with the endpoint secret, each applied once."""
+    if load_settings().stripe is None:
+        return Response("no payment provider configured", status_code=404)
+    payload = await request.body()
+    try:
+        outcome = await run_in_threadpool(
+            _apply_webhook, payload, request.headers.get("stripe-signature")
+        )
+    except DomainError as error:
+        return Response(str(error), status_code=400)
+    return Response(outcome, status_code=200)
+
+
 async def _background_jobs(seconds: float) -> None:
     while True:
         try:
@@ -102,5 +192,9 @@ app = st.App(
         Route("/_clinicdesk/session", set_session, methods=["POST"]),
         Route("/_clinicdesk/signout", end_session, methods=["POST"]),
         sms_route(_db, load_settings),  # text replies to reminders (issue 15)
+        Route(portal_sign_in.ROUTE, portal_sign_in_form, methods=["GET"]),
+        Route(portal_sign_in.ROUTE, portal_open_session, methods=["POST"]),
+        Route("/_clinicdesk/portal/signout", portal_sign_out, methods=["POST"]),
+        Route("/_clinicdesk/payments/stripe", stripe_webhook, methods=["POST"]),
     ],
 )

@@ -7,6 +7,7 @@ from ui import actor, shown
 from ui.appointment_messages import messages_panel
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.feedback import feedback_panel
+from ui.payments_panel import payments_panel
 
 st.title("Appointment")
 me = actor()
@@ -25,3 +26,4 @@ detail = shown(load_detail, me, appointment_id)
 appointment_panel(me, detail, "appointment")
 feedback_panel(appointment_id)  # feedback: none / pending / collected, and the request
 messages_panel(me, appointment_id)  # forms, text replies, every message
+payments_panel(appointment_id)  # paid / deposit badge, payments, refunds, fees

@@ -97,6 +97,7 @@ table = pd.DataFrame(
         "Time": [r.time for r in rows],
         "Patient": [r.patient for r in rows],
         "Service": [r.service for r in rows],
+        "Paid": [r.payment for r in rows],
         "Stage": [f"{ICONS[r.stage]} {r.stage}" for r in rows],
         "Waited (min)": pd.array([r.waited_minutes for r in rows], dtype="Int64"),
         "Confirmed": [r.confirmed.removeprefix("Confirmed by the patient · ") for r in rows],

@@ -18,6 +18,7 @@ from core.kernel.config import Settings
 from core.kernel.errors import DatabaseUnavailable
 from core.messaging import clinic_events, delivery, reminders
 from core.patients import invitations
+from core.payments import prepay
 from db.engine import Database
 
 log = logging.getLogger("clinicdesk.jobs")
@@ -35,6 +36,7 @@ JOBS: list[Callable[[Database, Settings], None]] = [
     deliver_notifications,
     invitations.expire_job,  # pending portal invitations past expiry → expired
     cancellation_rollups.refresh_job,  # keeps the cancellation analytics' sums current
+    prepay.refunds_job,  # card refunds due through the payment provider (when configured)
 ]
 
 

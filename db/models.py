@@ -143,7 +143,11 @@ class DeliveryStatus(enum.StrEnum):
 class LedgerKind(enum.StrEnum):
     LATE_CANCEL_FEE = "late_cancel_fee"
     NO_SHOW_FEE = "no_show_fee"
-    POINTS = "points"
+    POINTS = "points"  # points deducted by the policy (points > 0 = taken away)
+    POINTS_EARNED = "points_earned"  # issue 16: points added (a survey answered)
+    POINTS_SPENT = "points_spent"  # issue 16: points used to prepay an appointment
+    POINTS_ADJUSTED = "points_adjusted"  # issue 16: staff correction, signed, with a reason
+    POINTS_REFUNDED = "points_refunded"  # issue 16: prepaid points given back
 
 
 # ---------------------------------------------------------------- practice
@@ -957,3 +961,66 @@ class FormRequest(Base):
     client_address: Mapped[str | None] = mapped_column(String(64))
 
     document: Mapped[ServiceDocument] = relationship()
+
+
+# ---------------------------------------------------------------- issue 16: portal and payments
+
+
+class PortalSession(Base):
+    """A patient's signed-in portal browser: the HttpOnly cookie carries a random token, the row
+    only its hash. Separate from staff sessions: it never grants a staff page."""
+
+    __tablename__ = "portal_sessions"
+    __table_args__ = (Index(None, "patient_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
+class Payment(Base):
+    """Money or points moving for an appointment, in integer cents. A refund is its own row
+    (negative direction by kind), pointing at the payment it gives back."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+        CheckConstraint("points >= 0", name="points_not_negative"),
+        Index(None, "appointment_id"),
+        Index(None, "patient_id", "created_at"),
+        Index(None, "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    ledger_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # prepayment, deposit, fee, refund
+    method: Mapped[str] = mapped_column(String(16))  # points, card, cash, stripe
+    status: Mapped[str] = mapped_column(String(16))  # pending, paid, refund_due, refunded, failed
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    provider_ref: Mapped[str | None] = mapped_column(String(255), unique=True)
+    provider_customer: Mapped[str | None] = mapped_column(String(255))  # card on file
+    refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paid_at: Mapped[datetime | None]
+
+
+class PaymentEvent(Base):
+    """A payment provider's webhook event, kept by its id so each is applied once."""
+
+    __tablename__ = "payment_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))

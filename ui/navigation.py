@@ -54,6 +54,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("packages.py", "Packages", "inventory_2", PRACTICE, P.PRACTICE_READ),
     PageSpec("schedules.py", "Provider schedules", "schedule", PRACTICE, P.SCHEDULES_MANAGE),
     PageSpec("policy.py", "Cancellation policy", "policy", PRACTICE, P.POLICY_MANAGE),
+    PageSpec("payments.py", "Payments and points", "payments", PRACTICE, P.POINTS_ADJUST),
     PageSpec("notifications.py", "Notifications", "outgoing_mail", PRACTICE, P.NOTIFICATIONS_READ),
     PageSpec("messages.py", "Reminders and notices", "alarm", PRACTICE, P.NOTIFICATIONS_MANAGE),
     PageSpec("data.py", "Import and export", "swap_horiz", PRACTICE, P.DATA_EXPORT),
@@ -61,6 +62,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("audit_log.py", "Audit log", "history", ADMIN, P.AUDIT_READ),
 )  # fmt: skip
 PATIENT_PAGE = PAGES_DIR / "patient.py"  # the public page behind signed patient links
+PORTAL_PAGE = PAGES_DIR / "portal.py"  # the patient portal: its own sign-in and session
 
 
 def pages_for(actor: Actor) -> list[PageSpec]:

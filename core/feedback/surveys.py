@@ -31,6 +31,7 @@ from core.kernel.errors import (
     ValidationError,
 )
 from core.messaging import clinic_events, notify
+from core.payments import points
 from core.scheduling.lifecycle import base_url
 from db.engine import Database
 from db.models import (
@@ -492,6 +493,7 @@ def submit_survey(
     except IntegrityError:
         raise LinkInvalid() from None
     request.answered_at = now
+    earned = points.award_survey_points(session, appointment)  # issue 16
     before = appointment.feedback_status
     _set_feedback_status(session, appointment.id, FeedbackStatus.COLLECTED)
     patient = session.get(Patient, request.patient_id)
@@ -504,7 +506,12 @@ def submit_survey(
         patient_id=request.patient_id,
         from_status=before.value,
         to_status=FeedbackStatus.COLLECTED.value,
-        details={"response_id": response.id, "nps": response.nps, "rating": response.rating},
+        details={
+            "response_id": response.id,
+            "nps": response.nps,
+            "rating": response.rating,
+            "points_earned": earned,
+        },
     )
     context = {**_visit_context(appointment), "nps": response.nps, "rating": response.rating}
     clinic_events.tell_clinic(

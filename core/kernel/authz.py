@@ -37,6 +37,9 @@ class Permission(enum.StrEnum):
     PRACTICE_MANAGE = "set up clinics, providers, services, packages and resources"
     USERS_MANAGE = "manage user accounts"
     AUDIT_READ = "read the audit log"
+    PAYMENTS_RECORD = "record payments, refunds and fees paid"
+    POINTS_ADJUST = "adjust patient points"
+    PAYMENTS_MANAGE = "set prepayment rules and the value of a point"
 
 
 P = Permission
@@ -44,10 +47,11 @@ _STAFF = {
     P.APPOINTMENTS_READ, P.APPOINTMENTS_BOOK, P.APPOINTMENTS_RESCHEDULE, P.APPOINTMENTS_CANCEL,
     P.APPOINTMENTS_CHECK_IN, P.PATIENTS_READ, P.PATIENTS_EDIT, P.INVITATIONS_SEND,
     P.FEEDBACK_REQUEST, P.NOTIFICATIONS_READ, P.PRACTICE_READ,
+    P.PAYMENTS_RECORD,
 }  # fmt: skip
 _MANAGER = _STAFF | {
     P.QUEUE_WORK, P.REQUESTS_DECIDE, P.SCHEDULES_MANAGE, P.FEES_WAIVE, P.NOTIFICATIONS_MANAGE,
-    P.ANALYTICS_READ, P.DATA_EXPORT, P.PRACTICE_MANAGE,
+    P.ANALYTICS_READ, P.DATA_EXPORT, P.PRACTICE_MANAGE, P.POINTS_ADJUST,
 }  # fmt: skip
 MATRIX: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),

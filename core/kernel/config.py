@@ -13,6 +13,8 @@
 | jobs interval | CLINICDESK_JOB_SECONDS | — | 15 (0 = off) |
 | bookings an hour | CLINICDESK_BOOKING_PER_CONTACT, _LINK, _CLINIC | booking_per_… | 3 20 60 |
 | SMS replies | SMS_INBOUND_SECRET, TWILIO_AUTH_TOKEN | [sms] inbound_secret, … | off |
+| portal idle sign-out | CLINICDESK_PORTAL_IDLE_MINUTES | [clinicdesk] portal_idle_minutes | 30 |
+| Stripe | STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET | [stripe] secret_key, webhook_secret | none |
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ class BookingLimits:
 
 
 @dataclass(frozen=True)
+class StripeSettings:
+    secret_key: str
+    webhook_secret: str
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     secret_key: str
@@ -74,6 +82,8 @@ class Settings:
     sms: SmsSettings = SmsSettings()
     job_seconds: float = 15.0
     booking_limits: BookingLimits = BookingLimits()
+    portal_idle_minutes: int = 30
+    stripe: StripeSettings | None = None
 
 
 def load_settings(
@@ -127,7 +137,15 @@ def load_settings(
             for part, default in (("contact", 3), ("link", 20), ("clinic", 60))
         )
     )
+    portal_idle = _whole_number(
+        pick("CLINICDESK_PORTAL_IDLE_MINUTES", app, "portal_idle_minutes", 30),
+        "CLINICDESK_PORTAL_IDLE_MINUTES",
+        1,
+        24 * 60,
+    )
     return Settings(
+        portal_idle_minutes=portal_idle,
+        stripe=_stripe(file.get("stripe", {}), pick),
         database_url=str(database_url),
         secret_key=secret_key,
         data_dir=data_dir,
@@ -237,6 +255,21 @@ def _sms(section: dict, pick) -> SmsSettings:
         str(pick("SMS_INBOUND_SECRET", section, "inbound_secret", "")),
         str(pick("TWILIO_AUTH_TOKEN", section, "twilio_auth_token", "")),
     )
+
+
+def _stripe(section: dict, pick) -> StripeSettings | None:
+    key = str(pick("STRIPE_SECRET_KEY", section, "secret_key", "") or "")
+    hook = str(pick("STRIPE_WEBHOOK_SECRET", section, "webhook_secret", "") or "")
+    if not key and not hook:
+        return None
+    if not key.startswith(("sk_", "rk_")):
+        raise ConfigurationError("STRIPE_SECRET_KEY must be a Stripe secret key (sk_…).")
+    if not hook.startswith("whsec_"):
+        raise ConfigurationError(
+            "STRIPE_WEBHOOK_SECRET must be set to the endpoint's signing secret (whsec_…) "
+            "when STRIPE_SECRET_KEY is set."
+        )
+    return StripeSettings(key, hook)
 
 
 def _stored_secret_key(data_dir: Path) -> str:

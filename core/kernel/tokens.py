@@ -19,7 +19,17 @@ from core.kernel.errors import LinkInvalid
 from db.models import LinkToken
 from db.types import utcnow
 
-PURPOSES = ("enroll", "proposal", "change", "survey", "check_in", "booking", "confirm", "form")
+PURPOSES = (
+    "enroll",
+    "proposal",
+    "change",
+    "survey",
+    "check_in",
+    "booking",
+    "confirm",
+    "form",
+    "portal",
+)
 
 
 def hash_token(raw: str) -> str:

@@ -159,6 +159,25 @@ TEMPLATES: dict[str, Template] = {
         "What happened at {clinic_name} ({day}):\n\n{items}",
         "The clinic's daily digest of the events it selected.",
     ),
+    "portal_sign_in": Template(
+        "Your sign-in link for the {clinic_name} patient portal",
+        "Dear {patient_name},\n\nUse this link to sign in to your patient portal. It works "
+        "once and expires in {minutes} minutes: {link}\n\nIf you did not ask for it, you can "
+        "ignore this message." + _SIGN,
+        "A one-time portal sign-in link the patient asked for.",
+    ),
+    "payment_receipt": Template(
+        "Your receipt from {clinic_name}",
+        "Dear {patient_name},\n\nThank you for your payment for {service_name} on {when}.\n"
+        "{lines}\nTotal paid: {total}\nReference: {reference}" + _SIGN,
+        "The receipt after a prepayment (points and/or card).",
+    ),
+    "payment_refund": Template(
+        "Your refund from {clinic_name}",
+        "Dear {patient_name},\n\nYour appointment for {service_name} on {when} was "
+        "cancelled.\n{lines}{message}" + _SIGN,
+        "What a cancellation gives back of a prepayment.",
+    ),
 }
 SAMPLE_CONTEXT = {
     "patient_name": "Alex Morgan",
@@ -187,6 +206,10 @@ SAMPLE_CONTEXT = {
     "day": "Tue 01 Dec 2026",
     "count": "3",
     "items": "- 08:10 · No-show: Alex Morgan, Consultation",
+    "minutes": "15",
+    "lines": "Points: 200 (£20.00)\nCard: £40.00",
+    "total": "£60.00",
+    "reference": "P-42",
 }
 
 

@@ -27,6 +27,7 @@ from core.kernel.text import clean
 from core.patients import invitations
 from core.patients.records import validate_contact
 from core.policy.cancellation import evaluate
+from core.portal import sign_in
 from core.requests import changes, decisions
 from db.models import (
     Appointment,
@@ -95,6 +96,7 @@ def enrollment_view(session: Session, raw: str | None) -> EnrollView:
 class EnrollResult:
     enrolled: bool
     message: str
+    portal_token: str | None = None  # a one-time portal sign-in (enrolment opens the portal)
 
 
 def enroll(
@@ -149,7 +151,12 @@ def enroll(
         )
     tokens.consume(session, token)
     invitations.mark_enrolled(session, actor, invitation, utcnow())
-    return EnrollResult(True, f"Welcome, {patient.first_name}: you are now enrolled.")
+    session.flush()
+    return EnrollResult(
+        True,
+        f"Welcome, {patient.first_name}: you are now enrolled.",
+        sign_in.issue_sign_in(session, patient.id),
+    )
 
 
 # ---------------------------------------------------------------- appointments by link

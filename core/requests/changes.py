@@ -124,9 +124,14 @@ def request_change(
         "fee_cents": change.fee_cents,
         "points": change.points,
     }
-    if kind == ChangeKind.CANCEL and evaluation.auto_accept:
+    late_without_approval = evaluation.inside_window and not evaluation.needs_approval
+    if kind == ChangeKind.CANCEL and (evaluation.auto_accept or late_without_approval):
         change.status, change.decided_at = ChangeStatus.APPROVED, now
-        change.decision_note = "Accepted at once: outside the cancellation window."
+        change.decision_note = (
+            "Accepted at once: inside the window, the policy needs no approval."
+            if late_without_approval
+            else "Accepted at once: outside the cancellation window."
+        )
         cancel(
             session,
             actor,

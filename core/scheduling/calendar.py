@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_to_utc, to_local, zone
 from core.kernel.errors import NotFound, ValidationError
+from core.payments import prepay
 from core.scheduling.availability import MAX_LENGTH, resource_use
 from db.models import (
     Appointment,
@@ -187,6 +188,10 @@ def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[
         if out_of_office:
             event["classNames"] = [OUT_OF_OFFICE_CLASS]
         events.append(event)
+    paid = prepay.badges(session, [int(e["id"]) for e in events if "classNames" not in e])
+    for event in events:  # issue 16: the paid or deposit badge
+        if badge := paid.get(int(event["id"])):
+            event["title"] += f" · {badge}"
     return events
 
 

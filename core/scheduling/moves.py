@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor
 from core.kernel.errors import ValidationError
+from core.payments import prepay
 from core.policy import cancellation as policy
 from core.scheduling.availability import (
     MAX_LENGTH,
@@ -274,8 +275,19 @@ def cancel(
     now = at or utcnow()
     evaluation = policy.evaluate(session, appointment, now)
     fee_text = ""
-    if by_patient and before == S.SCHEDULED:
+    entries = []
+    assessed = by_patient and before == S.SCHEDULED
+    settled = prepay.settle_on_cancel(  # refunds first, then the policy's deduction (issue 16)
+        session,
+        actor,
+        appointment,
+        by_patient=by_patient,
+        keep_cents=evaluation.fee_cents if assessed else 0,
+    )
+    if assessed:
         entries = policy.assess_cancellation(session, appointment, evaluation)
+        session.flush()
+        prepay.link_fee(settled, entries)
         fee = sum(e.amount_cents or 0 for e in entries)
         points = sum(e.points or 0 for e in entries)
         if fee:

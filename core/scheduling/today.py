@@ -7,7 +7,7 @@ now while still before it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.errors import NotFound
 from core.messaging import reminders
+from core.payments import prepay
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -50,6 +51,7 @@ class TodayRow:
     can_complete: bool
     can_no_show: bool
     confirmed: str = ""  # "Confirmed by the patient · when · channel" (issue 15)
+    payment: str = ""  # issue 16: "Paid", "Deposit paid", "Part paid" or ""
 
 
 def _stage(status: S, start: datetime, now: datetime) -> str:
@@ -147,7 +149,8 @@ def list_today(
                 confirmed=confirmed[ident].text(tz) if ident in confirmed else "",
             )
         )
-    return rows
+    paid = prepay.badges(session, [r.id for r in rows])
+    return [replace(r, payment=paid[r.id]) if r.id in paid else r for r in rows]
 
 
 def stage_counts(rows: list[TodayRow]) -> dict[str, int]:

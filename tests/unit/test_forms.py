@@ -61,11 +61,13 @@ def book(db, world, hour=10) -> int:
             session,
             world.manager,
             moves.NewBooking(
-                patient_id=world.patient_id,
-                clinic_id=world.clinic_id,
-                provider_id=world.provider_id,
-                service_ids=[world.service_id],
-                start_at=local_to_utc(DAY, time(hour), TZ),
+                moves.NewBooking(
+                    patient_id=world.patient_id,
+                    clinic_id=world.clinic_id,
+                    provider_id=world.provider_id,
+                    service_ids=[world.service_id],
+                    start_at=local_to_utc(DAY, time(hour), TZ),
+                ),
             ),
         ).id
 

@@ -36,11 +36,13 @@ def book(db, world, start: datetime) -> int:
             session,
             world.manager,
             moves.NewBooking(
-                patient_id=world.patient_id,
-                clinic_id=world.clinic_id,
-                provider_id=world.provider_id,
-                service_ids=[world.service_id],
-                start_at=start,
+                moves.NewBooking(
+                    patient_id=world.patient_id,
+                    clinic_id=world.clinic_id,
+                    provider_id=world.provider_id,
+                    service_ids=[world.service_id],
+                    start_at=start,
+                ),
             ),
         ).id
 

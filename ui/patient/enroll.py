@@ -6,7 +6,7 @@ from datetime import date
 
 import streamlit as st
 
-from core.portal import patient_links
+from core.portal import patient_links, sign_in
 from ui.patient import mark_done, public_read, public_write, show_done
 from ui.text import escape
 
@@ -17,8 +17,13 @@ TERMS = (
 )
 
 
+PORTAL_KEY = "patient_enroll_portal_link"
+
+
 def render(token: str) -> None:
     if show_done("enroll", token):
+        if link := st.session_state.get(PORTAL_KEY):  # enrolment opens the portal
+            st.link_button("Open my patient portal", link, type="primary")
         return
     view = public_read(patient_links.enrollment_view, token)
     st.title("Patient portal")
@@ -42,6 +47,7 @@ def render(token: str) -> None:
             patient_links.enroll, token, date_of_birth=born, accept_terms=accepted
         )
         if result is not None and result.enrolled:
+            st.session_state[PORTAL_KEY] = sign_in.sign_in_link("", result.portal_token)
             mark_done("enroll", token, result.message)
             st.rerun()
         elif result is not None:

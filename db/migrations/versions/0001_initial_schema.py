@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-02 13:17:19.854520
+Create Date: 2026-12-02 13:18:18.962356
 """
 
 from collections.abc import Sequence
@@ -343,6 +343,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_portal_invitations_patient_id_status'), ['patient_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_portal_invitations_status_expires_at'), ['status', 'expires_at'], unique=False)
 
+    op.create_table('portal_sessions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('last_seen_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('ended_at', db.types.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_portal_sessions_patient_id_patients')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_portal_sessions')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_portal_sessions_token_hash'))
+    )
+    with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_portal_sessions_patient_id'), ['patient_id'], unique=False)
+
     op.create_table('providers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
@@ -622,7 +636,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=False),
     sa.Column('appointment_id', sa.Integer(), nullable=True),
-    sa.Column('kind', sa.Enum('late_cancel_fee', 'no_show_fee', 'points', name='kind', native_enum=False, create_constraint=True, length=24), nullable=False),
+    sa.Column('kind', sa.Enum('late_cancel_fee', 'no_show_fee', 'points', 'points_earned', 'points_spent', 'points_adjusted', 'points_refunded', name='kind', native_enum=False, create_constraint=True, length=24), nullable=False),
     sa.Column('amount_cents', sa.Integer(), nullable=False),
     sa.Column('points', sa.Integer(), nullable=False),
     sa.Column('policy_id', sa.Integer(), nullable=True),
@@ -711,6 +725,39 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_sms_replies_appointment_id'), ['appointment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sms_replies_handled_at_received_at'), ['handled_at', 'received_at'], unique=False)
 
+    op.create_table('payments',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('appointment_id', sa.Integer(), nullable=True),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('ledger_entry_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('method', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('amount_cents', sa.Integer(), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('provider_ref', sa.String(length=255), nullable=True),
+    sa.Column('provider_customer', sa.String(length=255), nullable=True),
+    sa.Column('refund_of_id', sa.Integer(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('recorded_by_user_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('paid_at', db.types.UTCDateTime(), nullable=True),
+    sa.CheckConstraint('amount_cents >= 0', name=op.f('ck_payments_amount_not_negative')),
+    sa.CheckConstraint('points >= 0', name=op.f('ck_payments_points_not_negative')),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_payments_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['ledger_entry_id'], ['ledger_entries.id'], name=op.f('fk_payments_ledger_entry_id_ledger_entries')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_payments_patient_id_patients')),
+    sa.ForeignKeyConstraint(['recorded_by_user_id'], ['users.id'], name=op.f('fk_payments_recorded_by_user_id_users')),
+    sa.ForeignKeyConstraint(['refund_of_id'], ['payments.id'], name=op.f('fk_payments_refund_of_id_payments')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payments')),
+    sa.UniqueConstraint('provider_ref', name=op.f('uq_payments_provider_ref'))
+    )
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payments_appointment_id'), ['appointment_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payments_patient_id_created_at'), ['patient_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payments_status_created_at'), ['status', 'created_at'], unique=False)
+
     op.create_table('survey_responses',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('feedback_request_id', sa.Integer(), nullable=True),
@@ -744,6 +791,17 @@ def upgrade() -> None:
         batch_op.create_index('ix_survey_responses_rating_day', ['rating', 'submitted_at', 'clinic_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_survey_responses_submitted_at'), ['submitted_at'], unique=False)
 
+    op.create_table('payment_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider', sa.String(length=16), nullable=False),
+    sa.Column('event_id', sa.String(length=255), nullable=False),
+    sa.Column('event_type', sa.String(length=64), nullable=False),
+    sa.Column('received_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('payment_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], name=op.f('fk_payment_events_payment_id_payments')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_events')),
+    sa.UniqueConstraint('event_id', name=op.f('uq_payment_events_event_id'))
+    )
     # ### end Alembic commands ###
     # db/triggers.py, copied by db.regen_initial
     for statement in TRIGGERS.get(op.get_bind().dialect.name, []):
@@ -754,6 +812,7 @@ def downgrade() -> None:
     for statement in DROP_TRIGGERS.get(op.get_bind().dialect.name, []):
         op.execute(statement)
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('payment_events')
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_survey_responses_submitted_at'))
         batch_op.drop_index('ix_survey_responses_rating_day')
@@ -763,6 +822,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_survey_responses_clinic_id_submitted_at'))
 
     op.drop_table('survey_responses')
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payments_status_created_at'))
+        batch_op.drop_index(batch_op.f('ix_payments_patient_id_created_at'))
+        batch_op.drop_index(batch_op.f('ix_payments_appointment_id'))
+
+    op.drop_table('payments')
     with op.batch_alter_table('sms_replies', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sms_replies_handled_at_received_at'))
         batch_op.drop_index(batch_op.f('ix_sms_replies_appointment_id'))
@@ -830,6 +895,10 @@ def downgrade() -> None:
 
     op.drop_table('resources')
     op.drop_table('providers')
+    with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_portal_sessions_patient_id'))
+
+    op.drop_table('portal_sessions')
     with op.batch_alter_table('portal_invitations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_portal_invitations_status_expires_at'))
         batch_op.drop_index(batch_op.f('ix_portal_invitations_patient_id_status'))

@@ -1,0 +1,119 @@
+"""Payments and points: the practice's prepayment rules per service, the value of a point and
+the points a survey earns (owner); points adjusted with a reason (managers); the audited CSV
+export of payments and refunds."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pandas as pd
+import streamlit as st
+
+from core.kernel.authz import Permission
+from core.kernel.clock import local_days_bounds
+from core.payments import points, prepay, rules
+from ui import actor, refresh, run_action
+from ui.context import read
+
+
+@st.cache_data(ttl=60, max_entries=10, show_spinner=False)
+def _lines(me):
+    return read(rules.service_lines, me), read(rules.get_settings)
+
+
+def _cents(value: float) -> int:
+    return int((Decimal(str(value)) * 100).to_integral_value())
+
+
+st.title("Payments and points")
+me = actor()
+lines, current = _lines(me)
+st.caption(
+    f"One point is worth {current.money(current.point_value_cents)}; an answered survey earns "
+    f"{current.survey_points if current.survey_points_enabled else 0} points."
+)
+table = pd.DataFrame(
+    [
+        {
+            "Service": s.name,
+            "Price": current.money(s.price_cents),
+            "Prepayment": rules.MODES[s.mode],
+            "Deposit": current.money(s.deposit_cents) if s.mode == "deposit" else "",
+        }
+        for s in lines
+    ]
+)
+st.dataframe(table, hide_index=True, width="stretch", key="payments_rules_table")
+
+if me.can(Permission.PAYMENTS_MANAGE):
+    with st.expander("Change the rules"), st.form("payments_rules_form"):
+        value = st.number_input(
+            "Value of one point",
+            0.0,
+            100.0,
+            current.point_value_cents / 100,
+            step=0.01,
+            key="payments_point_value",
+        )
+        survey = st.number_input(
+            "Points per answered survey",
+            0,
+            10_000,
+            current.survey_points,
+            key="payments_survey_points",
+        )
+        enabled = st.checkbox(
+            "Award points for surveys", current.survey_points_enabled, key="payments_survey_on"
+        )
+        new_rules = {}
+        for s in lines:
+            a, b = st.columns([2, 1])
+            mode = a.selectbox(
+                s.name,
+                list(rules.MODES),
+                list(rules.MODES).index(s.mode),
+                format_func=rules.MODES.get,
+                key=f"payments_mode_{s.service_id}",
+            )
+            deposit = b.number_input(
+                "Deposit", 0.0, value=s.deposit_cents / 100, key=f"payments_deposit_{s.service_id}"
+            )
+            new_rules[s.service_id] = rules.ServiceRule(mode, _cents(deposit))
+        if st.form_submit_button("Save rules", type="primary"):
+            wanted = rules.PaymentSettings(
+                current.currency,
+                current.locale,
+                _cents(value),
+                int(survey),
+                enabled,
+                current.default_mode,
+                new_rules,
+            )
+            if run_action(rules.save_settings, wanted, success="Rules saved."):
+                refresh()
+
+with st.expander("Adjust a patient's points"), st.form("payments_points_form"):
+    a, b = st.columns(2)
+    who = a.number_input("Patient #", min_value=1, step=1, key="payments_points_patient")
+    change = b.number_input("Points (negative to remove)", step=5, value=10, key="payments_pts")
+    why = st.text_input("Reason (kept in the ledger)", key="payments_points_reason")
+    if st.form_submit_button("Adjust points"):
+        done = run_action(points.adjust_points, int(who), int(change), why, success="Adjusted.")
+        if done:
+            refresh()
+
+if me.can(Permission.DATA_EXPORT):
+    st.subheader("Export payments and refunds")
+    c1, c2 = st.columns(2)
+    first = c1.date_input("From", date.today() - timedelta(days=30), key="payments_export_from")
+    last = c2.date_input("To", date.today(), key="payments_export_to")
+    if st.button("Prepare CSV", key="payments_export"):
+        start, end = local_days_bounds(first, last, "UTC")
+        made = run_action(prepay.export_payments, start, end)
+        if made:
+            st.download_button(
+                "Download payments.csv",
+                made.value,
+                "payments.csv",
+                "text/csv",
+                key="payments_export_download",
+            )

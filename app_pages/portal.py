@@ -1,0 +1,59 @@
+"""The patient portal (/portal), open to patients only through their own portal session.
+
+Signed out: the email-or-phone form that sends a one-time sign-in link. Signed in (an HttpOnly
+cookie set by serve.py, 30 minutes idle by default): upcoming appointments with pay, cancel or
+reschedule and proposal answers; the calendar; completed visits and surveys; history; points;
+and the request form. The staff session never opens it and it never opens a staff page."""
+
+import streamlit as st
+
+from core.portal import home
+from ui.context import database
+from ui.patient import escape
+from ui.patient_portal import current_patient_id, show_flash, sign_in_form, sign_out, views
+from ui.patient_portal.appointments import card
+
+
+@st.cache_data(ttl=30, max_entries=500, show_spinner=False)
+def _home(patient_id: int) -> home.Home:
+    with database().read() as session:
+        return home.home(session, patient_id)
+
+
+patient_id = current_patient_id()
+if patient_id is None:
+    sign_in_form()
+    st.stop()
+
+st.session_state["portal_patient_id"] = patient_id
+view = _home(patient_id)
+top, out = st.columns([5, 1], vertical_alignment="bottom")
+top.title(f"Hello {escape(view.first_name)}")
+if out.button("Sign out", key="portal_sign_out", icon=":material/logout:"):
+    sign_out()
+show_flash()
+if "paid" in st.query_params:
+    st.info("Thank you: your card payment is being confirmed. It shows here within a minute.")
+a, b = st.columns(2)
+a.metric("Your points", view.points_balance)
+b.metric("Upcoming appointments", len(view.upcoming))
+if view.locked:
+    st.warning(home.LOCKED, icon=":material/lock:")
+
+labels = ["Upcoming", "Calendar", "Visits and surveys", "History", "Points", "Request"]
+tabs = st.tabs(labels, key="portal_tab", on_change="rerun")  # keyed: a rerun keeps the tab
+with tabs[0]:
+    if not view.upcoming:
+        st.caption("No upcoming appointments.")
+    for item in view.upcoming:
+        card(item)
+with tabs[1]:
+    views.calendar(view)
+with tabs[2]:
+    views.visits(view)
+with tabs[3]:
+    views.history(view)
+with tabs[4]:
+    views.points(view)
+with tabs[5]:
+    views.request(view)

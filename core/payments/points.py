@@ -1,0 +1,164 @@
+"""The points ledger: every change to a patient's points balance writes a LedgerEntry.
+Earned per answered survey, spent on a prepayment, deducted by the cancellation policy
+(core.policy), adjusted by staff with a reason, given back when a prepaid appointment is
+cancelled. A zero balance blocks online requests (core.policy.cancellation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure, patient_actor
+from core.kernel.errors import NotFound, ValidationError
+from core.payments.rules import get_settings
+from db.models import Appointment, LedgerEntry, LedgerKind, Patient
+
+LABELS = {
+    LedgerKind.POINTS: "Deducted by the cancellation policy",
+    LedgerKind.POINTS_EARNED: "Earned",
+    LedgerKind.POINTS_SPENT: "Spent on a prepayment",
+    LedgerKind.POINTS_ADJUSTED: "Adjusted by the practice",
+    LedgerKind.POINTS_REFUNDED: "Given back",
+    LedgerKind.LATE_CANCEL_FEE: "Late-cancellation fee",
+    LedgerKind.NO_SHOW_FEE: "No-show fee",
+}
+MAX_ADJUST = 100_000
+
+
+def delta(entry: LedgerEntry) -> int:
+    """The entry's effect on the points balance (a waived deduction has none)."""
+    if entry.kind == LedgerKind.POINTS:
+        return 0 if entry.waived_at else -entry.points
+    if entry.kind == LedgerKind.POINTS_SPENT:
+        return -entry.points
+    if entry.kind in (LedgerKind.POINTS_EARNED, LedgerKind.POINTS_REFUNDED):
+        return entry.points
+    if entry.kind == LedgerKind.POINTS_ADJUSTED:
+        return entry.points  # signed
+    return 0
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    id: int
+    at: datetime
+    what: str
+    appointment_id: int | None
+    points: int  # signed change of the balance
+    amount_cents: int  # fees
+    waived: bool
+    note: str
+
+
+def ledger_rows(session: Session, patient_id: int, limit: int = 200) -> list[LedgerRow]:
+    """A patient's ledger, newest first (callers check who may see it)."""
+    entries = session.scalars(
+        select(LedgerEntry)
+        .where(LedgerEntry.patient_id == patient_id)
+        .order_by(LedgerEntry.id.desc())
+        .limit(limit)
+    )
+    return [
+        LedgerRow(
+            e.id,
+            e.created_at,
+            LABELS.get(e.kind, e.kind.value),
+            e.appointment_id,
+            delta(e),
+            e.amount_cents,
+            e.waived_at is not None,
+            e.waive_reason or "",
+        )
+        for e in entries
+    ]
+
+
+def _entry(patient: Patient, kind: LedgerKind, points: int, appointment_id: int | None, note=""):
+    return LedgerEntry(
+        patient_id=patient.id,
+        appointment_id=appointment_id,
+        kind=kind,
+        points=points,
+        waive_reason=note or None,
+    )
+
+
+def award_survey_points(session: Session, appointment: Appointment) -> int:
+    """Points for an answered survey (settings: on by default); returns the points added."""
+    rules = get_settings(session)
+    if not rules.survey_points_enabled or rules.survey_points <= 0 or not appointment.patient_id:
+        return 0
+    patient = session.get(Patient, appointment.patient_id)
+    patient.points_balance += rules.survey_points
+    session.add(_entry(patient, LedgerKind.POINTS_EARNED, rules.survey_points, appointment.id))
+    audit.record(
+        session,
+        patient_actor(patient.first_name),
+        "points_earned",
+        "patient",
+        patient.id,
+        patient_id=patient.id,
+        details={"points": rules.survey_points, "appointment_id": appointment.id},
+    )
+    return rules.survey_points
+
+
+def spend(session: Session, patient: Patient, points: int, appointment_id: int) -> LedgerEntry:
+    if points <= 0:
+        raise ValidationError("Choose a positive number of points.")
+    if points > patient.points_balance:
+        raise ValidationError(
+            f"You have {patient.points_balance} points; choose at most that many."
+        )
+    patient.points_balance -= points
+    entry = _entry(patient, LedgerKind.POINTS_SPENT, points, appointment_id)
+    session.add(entry)
+    return entry
+
+
+def give_back(session: Session, patient: Patient, points: int, appointment_id: int | None):
+    patient.points_balance += points
+    entry = _entry(patient, LedgerKind.POINTS_REFUNDED, points, appointment_id)
+    session.add(entry)
+    return entry
+
+
+def adjust_points(
+    session: Session, actor: Actor, patient_id: int, points: int, reason: str
+) -> Patient:
+    """Staff add (positive) or remove (negative) points with a reason; the ledger and the audit
+    log keep it. Adding to a zero balance lifts the online-request block."""
+    ensure(actor, Permission.POINTS_ADJUST)
+    if not isinstance(points, int) or points == 0 or abs(points) > MAX_ADJUST:
+        raise ValidationError(
+            f"Enter a whole number of points other than 0 (at most {MAX_ADJUST} either way)."
+        )
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Say why the points change; the reason is kept in the ledger.")
+    patient = session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(f"There is no patient #{patient_id}.")
+    if patient.points_balance + points < 0:
+        raise ValidationError(
+            f"{patient.full_name} has {patient.points_balance} points; "
+            f"remove at most {patient.points_balance}."
+        )
+    before = patient.points_balance
+    patient.points_balance += points
+    session.add(_entry(patient, LedgerKind.POINTS_ADJUSTED, points, None, reason))
+    audit.record(
+        session,
+        actor,
+        "points_adjusted",
+        "patient",
+        patient.id,
+        patient_id=patient.id,
+        reason=reason,
+        details={"points": points, "balance_before": before, "balance_after": before + points},
+    )
+    return patient

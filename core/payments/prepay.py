@@ -1,0 +1,726 @@
+"""Prepayments, deposits, desk payments, fees paid and refunds for appointments.
+
+Amounts are integer cents; points count at the practice's value per point. A prepayment may mix
+points and card: the points are spent at once, the card part goes through the provider (Stripe
+Checkout: a pending payment until the signed webhook says it is paid) or, without a provider,
+is paid at the desk and recorded by staff. A receipt is emailed with what was paid.
+
+When the practice cancels, everything paid is refunded. When the patient cancels, the policy
+decides: outside the window everything is refunded; inside it, the late-cancellation fee is kept
+from the money paid (the fee is then settled) and the rest refunded. Points are always given
+back as points (the policy's own points deduction is separate). Card refunds through the provider
+are made by the background job; desk refunds are recorded by staff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit, exports
+from core.kernel.authz import Actor, Permission, ensure, patient_actor
+from core.kernel.clock import format_local
+from core.kernel.config import Settings
+from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.messaging import notify
+from core.payments import points as ledger_points
+from core.payments.providers import PaymentProvider, provider_for
+from core.payments.rules import Due, PaymentSettings, due_for, get_settings
+from db.engine import Database
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    LedgerEntry,
+    LedgerKind,
+    Patient,
+    Payment,
+    Service,
+)
+from db.types import utcnow
+
+PAID_KINDS = ("prepayment", "deposit")
+DESK_METHODS = ("card", "cash")
+METHOD_LABELS = {"points": "Points", "card": "Card (desk)", "cash": "Cash", "stripe": "Card"}
+
+
+# ---------------------------------------------------------------- reads
+
+
+def paid_cents(session: Session, appointment_id: int) -> int:
+    """Money and points (at their value when paid) received for the appointment, less refunds."""
+    refunds = session.scalar(
+        select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+            Payment.appointment_id == appointment_id,
+            Payment.kind == "refund",
+            Payment.status != "failed",
+        )
+    )
+    kept = session.scalar(
+        select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+            Payment.appointment_id == appointment_id,
+            Payment.kind == "fee",
+            Payment.refund_of_id.is_not(None),
+        )
+    )
+    received = session.scalar(
+        select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+            Payment.appointment_id == appointment_id,
+            Payment.kind.in_(PAID_KINDS),
+            Payment.status == "paid",
+        )
+    )
+    return int(received) - int(refunds) - int(kept)
+
+
+def due(session: Session, appointment: Appointment, rules: PaymentSettings | None = None) -> Due:
+    rules = rules or get_settings(session)
+    return due_for(appointment, rules, paid_cents(session, appointment.id))
+
+
+def badges(session: Session, appointment_ids: list[int]) -> dict[int, str]:
+    """'Paid', 'Deposit paid' or 'Part paid' per appointment with money received (one grouped
+    query; for the calendar, Today and the appointment)."""
+    if not appointment_ids:
+        return {}
+    received = Payment.kind.in_(PAID_KINDS) & (Payment.status == "paid")
+    rows = session.execute(
+        select(
+            Payment.appointment_id,
+            func.sum(
+                case(
+                    (received, Payment.amount_cents),
+                    (Payment.kind == "refund", -Payment.amount_cents),
+                    else_=0,
+                )
+            ),
+            func.max(case((Payment.kind == "deposit", 1), else_=0)),
+            func.max(Service.price_cents),
+        )
+        .join(Appointment, Appointment.id == Payment.appointment_id)
+        .outerjoin(Service, Service.id == Appointment.service_id)
+        .where(Payment.appointment_id.in_(appointment_ids))
+        .group_by(Payment.appointment_id)
+    )
+    out = {}
+    for appointment_id, paid, deposit, price in rows:
+        if (paid or 0) <= 0:
+            continue
+        if deposit:
+            out[appointment_id] = "Deposit paid"
+        else:
+            out[appointment_id] = "Paid" if paid >= (price or 0) else "Part paid"
+    return out
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    id: int
+    at: datetime
+    kind: str
+    method: str
+    status: str
+    amount: str
+    amount_cents: int
+    points: int
+    reference: str
+    note: str
+
+
+def _rows(session: Session, query, rules: PaymentSettings) -> list[PaymentRow]:
+    return [
+        PaymentRow(
+            p.id,
+            p.paid_at or p.created_at,
+            p.kind,
+            METHOD_LABELS.get(p.method, p.method),
+            p.status.replace("_", " "),
+            rules.money(p.amount_cents),
+            p.amount_cents,
+            p.points,
+            f"P-{p.id}",
+            p.note,
+        )
+        for p in session.scalars(query)
+    ]
+
+
+def list_payments(session: Session, actor: Actor, appointment_id: int) -> list[PaymentRow]:
+    """Payments, fees paid and refunds on one appointment (staff)."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    query = select(Payment).where(Payment.appointment_id == appointment_id).order_by(Payment.id)
+    return _rows(session, query, get_settings(session))
+
+
+def patient_payments(session: Session, patient_id: int, appointment_id: int) -> list[PaymentRow]:
+    """The same for the signed-in patient (core.portal checks the appointment is theirs)."""
+    query = (
+        select(Payment)
+        .where(Payment.appointment_id == appointment_id, Payment.patient_id == patient_id)
+        .order_by(Payment.id)
+    )
+    return _rows(session, query, get_settings(session))
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _context(appointment: Appointment) -> dict[str, object]:
+    clinic = appointment.clinic
+    return {
+        "clinic_name": clinic.name,
+        "clinic_phone": clinic.phone,
+        "service_name": appointment.service.name if appointment.service else "your appointment",
+        "when": format_local(appointment.start_at, clinic.timezone),
+    }
+
+
+def _line(payment: Payment, rules: PaymentSettings) -> str:
+    if payment.method == "points":
+        return f"Points: {payment.points} ({rules.money(payment.amount_cents)})"
+    label = METHOD_LABELS.get(payment.method, payment.method)
+    return f"{label}: {rules.money(payment.amount_cents)}"
+
+
+def send_receipt(session: Session, appointment: Appointment, paid: list[Payment]) -> None:
+    patient = session.get(Patient, appointment.patient_id)
+    rules = get_settings(session)
+    notify.queue_for_patient(
+        session,
+        patient,
+        "payment_receipt",
+        {
+            **_context(appointment),
+            "lines": "\n".join(_line(p, rules) for p in paid),
+            "total": rules.money(sum(p.amount_cents for p in paid)),
+            "reference": ", ".join(f"P-{p.id}" for p in paid),
+        },
+        appointment_id=appointment.id,
+        channels=[notify.Channel.EMAIL],
+    )
+
+
+# ---------------------------------------------------------------- the patient pays
+
+
+@dataclass(frozen=True)
+class PayResult:
+    message: str
+    checkout_url: str | None = None
+
+
+def _payable_appointment(session: Session, patient_id: int, appointment_id: int) -> Appointment:
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None or appointment.patient_id != patient_id:
+        raise NotFound("There is no such appointment in your portal.")
+    if appointment.status != AppointmentStatus.SCHEDULED:
+        raise ValidationError("Only a scheduled appointment can be paid in advance.")
+    if appointment.start_at is None or appointment.start_at <= utcnow():
+        raise ValidationError("This appointment has started or passed; please pay at the desk.")
+    return appointment
+
+
+def prepay(
+    session: Session,
+    patient_id: int,
+    appointment_id: int,
+    *,
+    points: int,
+    card: bool,
+    provider: PaymentProvider,
+    return_url: str,
+) -> PayResult:
+    """Pay a scheduled appointment with `points` and (with `card`) the rest by card. The amounts
+    come from the server: the price or deposit, less what is paid already."""
+    appointment = _payable_appointment(session, patient_id, appointment_id)
+    rules = get_settings(session)
+    owed = due(session, appointment, rules)
+    if not owed.payable:
+        raise ValidationError("Nothing is left to pay for this appointment.")
+    patient = session.get(Patient, patient_id)
+    points = int(points or 0)
+    value = rules.point_value_cents
+    if points < 0:
+        raise ValidationError("Choose zero or more points.")
+    if points and value <= 0:
+        raise ValidationError("The practice does not take points as payment.")
+    if points * value > owed.outstanding_cents:
+        most = owed.outstanding_cents // value
+        raise ValidationError(f"{points} points are worth more than is owed; use at most {most}.")
+    rest = owed.outstanding_cents - points * value
+    if not points and not card:
+        raise ValidationError("Choose points, card or both.")
+    if rest and card and not provider.online:
+        provider.checkout()  # says how to pay instead, before anything is written
+    if points > patient.points_balance:
+        raise ValidationError(f"You have {patient.points_balance} points; use at most that many.")
+    kind = "deposit" if owed.mode == "deposit" else "prepayment"
+    actor = patient_actor(patient.first_name)
+    paid: list[Payment] = []
+    if points:
+        entry = ledger_points.spend(session, patient, points, appointment.id)
+        session.flush()
+        paid.append(
+            Payment(
+                appointment_id=appointment.id,
+                patient_id=patient.id,
+                ledger_entry_id=entry.id,
+                kind=kind,
+                method="points",
+                status="paid",
+                amount_cents=points * value,
+                points=points,
+                currency=rules.currency,
+                paid_at=utcnow(),
+            )
+        )
+        session.add(paid[-1])
+        session.flush()
+    checkout_url = None
+    if rest and card:
+        pending = Payment(
+            appointment_id=appointment.id,
+            patient_id=patient.id,
+            kind=kind,
+            method="stripe",
+            status="pending",
+            amount_cents=rest,
+            currency=rules.currency,
+        )
+        session.add(pending)
+        session.flush()
+        made = provider.checkout(
+            amount_cents=rest,
+            currency=rules.currency,
+            description=f"{_context(appointment)['service_name']}, {_context(appointment)['when']}",
+            payment_id=pending.id,
+            email=patient.email,
+            success_url=f"{return_url}?paid={pending.id}",
+            cancel_url=return_url,
+        )
+        pending.provider_ref = made.reference
+        checkout_url = made.url
+    audit.record(
+        session,
+        actor,
+        "prepayment_started" if checkout_url else "prepayment_received",
+        "appointment",
+        appointment.id,
+        patient_id=patient.id,
+        details={"points": points, "points_cents": points * value, "card_cents": rest * card},
+    )
+    if paid:
+        send_receipt(session, appointment, paid)
+    if checkout_url:
+        return PayResult("Continue to the secure card payment.", checkout_url)
+    if rest:
+        return PayResult(
+            f"Paid {rules.money(points * value)} with {points} points. Please pay the remaining "
+            f"{rules.money(rest)} at the desk."
+        )
+    return PayResult(f"Paid in full with {points} points. We have emailed your receipt.")
+
+
+# ---------------------------------------------------------------- provider events
+
+
+def checkout_completed(
+    session: Session, reference: str, amount_total: int, customer: str | None
+) -> Payment | None:
+    """A Stripe Checkout session was paid: the pending payment becomes paid once, if the amount
+    is the one the server asked for; a mismatch is recorded as failed."""
+    payment = session.scalar(select(Payment).where(Payment.provider_ref == reference))
+    if payment is None or payment.status != "pending":
+        return payment
+    actor = patient_actor("")
+    if int(amount_total) != payment.amount_cents:
+        payment.status, payment.note = "failed", f"Amount mismatch: provider said {amount_total}"
+        audit.record(session, actor, "payment_mismatch", "payment", payment.id)
+        return payment
+    payment.status, payment.paid_at, payment.provider_customer = "paid", utcnow(), customer
+    appointment = session.get(Appointment, payment.appointment_id)
+    audit.record(
+        session,
+        actor,
+        "payment_received",
+        "appointment",
+        payment.appointment_id,
+        patient_id=payment.patient_id,
+        details={"payment_id": payment.id, "amount_cents": payment.amount_cents},
+    )
+    send_receipt(session, appointment, [payment])
+    return payment
+
+
+def checkout_expired(session: Session, reference: str) -> Payment | None:
+    payment = session.scalar(select(Payment).where(Payment.provider_ref == reference))
+    if payment is not None and payment.status == "pending":
+        payment.status, payment.note = "failed", "The checkout expired unpaid."
+    return payment
+
+
+# ---------------------------------------------------------------- staff
+
+
+def record_desk_payment(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    amount_cents: int,
+    method: str,
+    note: str = "",
+) -> Payment:
+    """Staff record a card or cash payment taken at the desk (a receipt is emailed)."""
+    ensure(actor, Permission.PAYMENTS_RECORD)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None or appointment.patient_id is None:
+        raise NotFound(f"There is no appointment #{appointment_id} with a patient.")
+    if method not in DESK_METHODS:
+        raise ValidationError("Record a desk payment as card or cash.")
+    if not isinstance(amount_cents, int) or amount_cents <= 0:
+        raise ValidationError("Enter the amount paid, more than 0.")
+    rules = get_settings(session)
+    owed = due(session, appointment, rules)
+    payment = Payment(
+        appointment_id=appointment.id,
+        patient_id=appointment.patient_id,
+        kind="deposit" if owed.mode == "deposit" else "prepayment",
+        method=method,
+        status="paid",
+        amount_cents=amount_cents,
+        currency=rules.currency,
+        note=(note or "").strip()[:500],
+        recorded_by_user_id=actor.user_id,
+        paid_at=utcnow(),
+    )
+    session.add(payment)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "payment_recorded",
+        "appointment",
+        appointment.id,
+        patient_id=appointment.patient_id,
+        details={"payment_id": payment.id, "method": method, "amount_cents": amount_cents},
+    )
+    send_receipt(session, appointment, [payment])
+    return payment
+
+
+def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "") -> Payment:
+    """A refund due at the desk was handed back: record it."""
+    ensure(actor, Permission.PAYMENTS_RECORD)
+    refund = session.get(Payment, payment_id)
+    if refund is None or refund.kind != "refund":
+        raise NotFound(f"There is no refund #{payment_id}.")
+    if refund.status != "refund_due":
+        raise Conflict(f"Refund P-{refund.id} is {refund.status.replace('_', ' ')} already.")
+    refund.status, refund.paid_at = "refunded", utcnow()
+    refund.note = (note or refund.note or "").strip()[:500]
+    refund.recorded_by_user_id = actor.user_id
+    audit.record(
+        session,
+        actor,
+        "refund_recorded",
+        "appointment",
+        refund.appointment_id,
+        patient_id=refund.patient_id,
+        details={"payment_id": refund.id, "amount_cents": refund.amount_cents},
+    )
+    return refund
+
+
+def pay_fee(
+    session: Session,
+    actor: Actor,
+    ledger_entry_id: int,
+    *,
+    method: str,
+    provider: PaymentProvider,
+) -> Payment:
+    """A late-cancellation or no-show fee paid: at the desk (card or cash), or charged to the
+    card on file through the provider when one is configured (`card_on_file`)."""
+    ensure(actor, Permission.PAYMENTS_RECORD)
+    entry = session.get(LedgerEntry, ledger_entry_id)
+    if entry is None or entry.kind not in (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE):
+        raise NotFound(f"There is no fee #{ledger_entry_id}.")
+    if entry.waived_at is not None:
+        raise Conflict(f"Fee #{entry.id} was waived.")
+    if session.scalar(select(Payment.id).where(Payment.ledger_entry_id == entry.id)):
+        raise Conflict(f"Fee #{entry.id} is paid already.")
+    rules = get_settings(session)
+    reference = None
+    if method == "card_on_file":
+        customer = session.scalar(
+            select(Payment.provider_customer)
+            .where(Payment.patient_id == entry.patient_id, Payment.provider_customer.is_not(None))
+            .order_by(Payment.id.desc())
+            .limit(1)
+        )
+        if not customer:
+            raise ValidationError("The patient has no card on file with the payment provider.")
+        reference = provider.charge_saved_card(
+            customer, entry.amount_cents, rules.currency, f"Fee #{entry.id}"
+        )
+    elif method not in DESK_METHODS:
+        raise ValidationError("Choose card, cash or the card on file.")
+    payment = Payment(
+        appointment_id=entry.appointment_id,
+        patient_id=entry.patient_id,
+        ledger_entry_id=entry.id,
+        kind="fee",
+        method="stripe" if reference else method,
+        status="paid",
+        amount_cents=entry.amount_cents,
+        currency=rules.currency,
+        provider_ref=reference,
+        recorded_by_user_id=actor.user_id,
+        paid_at=utcnow(),
+    )
+    session.add(payment)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "fee_paid",
+        "ledger_entry",
+        entry.id,
+        patient_id=entry.patient_id,
+        details={"payment_id": payment.id, "method": payment.method, "cents": entry.amount_cents},
+    )
+    return payment
+
+
+def export_payments(session: Session, actor: Actor, first: datetime, last: datetime) -> bytes:
+    """Every payment, fee paid and refund created in [first, last) as CSV (audited)."""
+    ensure(actor, Permission.PAYMENTS_RECORD)
+    rows = session.execute(
+        select(Payment, Patient.first_name, Patient.last_name)
+        .join(Patient, Patient.id == Payment.patient_id)
+        .where(Payment.created_at >= first, Payment.created_at < last)
+        .order_by(Payment.id)
+    ).all()
+    exports.record_export(session, actor, "payments", len(rows), {"from": first, "to": last})
+    header = "reference created_utc paid_utc appointment patient kind method status amount_cents "
+    header += "currency points refund_of note"
+    return exports.to_csv(
+        header.split(),
+        (
+            (
+                f"P-{p.id}",
+                p.created_at.isoformat(),
+                p.paid_at.isoformat() if p.paid_at else "",
+                p.appointment_id,
+                f"{first_name} {last_name}",
+                p.kind,
+                p.method,
+                p.status,
+                p.amount_cents,
+                p.currency,
+                p.points,
+                f"P-{p.refund_of_id}" if p.refund_of_id else "",
+                p.note,
+            )
+            for p, first_name, last_name in rows
+        ),
+    )
+
+
+# ---------------------------------------------------------------- cancellation
+
+
+def settle_on_cancel(
+    session: Session,
+    actor: Actor,
+    appointment: Appointment,
+    *,
+    by_patient: bool,
+    keep_cents: int,
+) -> list[Payment]:
+    """Refund what was paid for a cancelled appointment (see the module's rules), keeping
+    `keep_cents` of the money for the late-cancellation fee. Called before the policy's own
+    points deduction, so points given back count first; `link_fee` then ties what was kept to
+    the fee's ledger entry."""
+    paid = list(
+        session.scalars(
+            select(Payment)
+            .where(
+                Payment.appointment_id == appointment.id,
+                Payment.kind.in_(PAID_KINDS),
+                Payment.status == "paid",
+            )
+            .order_by(Payment.id)
+        )
+    )
+    if not paid:
+        return []
+    rules = get_settings(session)
+    keep = keep_cents if by_patient else 0
+    patient = session.get(Patient, appointment.patient_id)
+    made: list[Payment] = []
+    for original in paid:
+        amount = original.amount_cents
+        if original.method != "points" and keep:
+            kept = min(keep, amount)
+            keep -= kept
+            amount -= kept
+            session.flush()
+            made.append(
+                Payment(
+                    appointment_id=appointment.id,
+                    patient_id=original.patient_id,
+                    kind="fee",
+                    method=original.method,
+                    status="paid",
+                    amount_cents=kept,
+                    currency=original.currency,
+                    refund_of_id=original.id,
+                    note="Kept from the prepayment for the late-cancellation fee.",
+                    paid_at=utcnow(),
+                )
+            )
+        if amount <= 0:
+            continue
+        refund = Payment(
+            appointment_id=appointment.id,
+            patient_id=original.patient_id,
+            kind="refund",
+            method=original.method,
+            status="refund_due",
+            amount_cents=amount,
+            points=original.points,
+            currency=original.currency,
+            refund_of_id=original.id,
+        )
+        if original.method == "points":
+            ledger_points.give_back(session, patient, original.points, appointment.id)
+            refund.status, refund.paid_at = "refunded", utcnow()
+        made.append(refund)
+    session.add_all(made)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "prepayment_settled",
+        "appointment",
+        appointment.id,
+        patient_id=appointment.patient_id,
+        details={
+            "by_patient": by_patient,
+            "refunded_cents": sum(p.amount_cents for p in made if p.kind == "refund"),
+            "kept_cents": sum(p.amount_cents for p in made if p.kind == "fee"),
+        },
+    )
+    lines = []
+    for p in made:
+        if p.kind == "fee":
+            lines.append(f"Kept for the late-cancellation fee: {rules.money(p.amount_cents)}")
+        elif p.method == "points":
+            lines.append(f"{p.points} points given back to your balance.")
+        else:
+            lines.append(f"Refund of {rules.money(p.amount_cents)} ({METHOD_LABELS[p.method]}).")
+    if patient is not None:
+        notify.queue_for_patient(
+            session,
+            patient,
+            "payment_refund",
+            {**_context(appointment), "lines": "\n".join(lines)},
+            appointment_id=appointment.id,
+            channels=[notify.Channel.EMAIL],
+        )
+    return made
+
+
+def link_fee(settled: list[Payment], entries: list[LedgerEntry]) -> None:
+    """Tie the money kept from a prepayment to the late-cancellation fee it pays."""
+    fee = next((e for e in entries if e.kind == LedgerKind.LATE_CANCEL_FEE), None)
+    for payment in settled:
+        if fee is not None and payment.kind == "fee":
+            payment.ledger_entry_id = fee.id
+
+
+def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20) -> int:
+    """Send card refunds due through the provider (background job); returns how many."""
+    due_rows = list(
+        session.scalars(
+            select(Payment)
+            .where(
+                Payment.kind == "refund",
+                Payment.status == "refund_due",
+                Payment.method == "stripe",
+            )
+            .order_by(Payment.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for refund in due_rows:
+        original = session.get(Payment, refund.refund_of_id)
+        refund.provider_ref = provider.refund(original.provider_ref, refund.amount_cents)
+        refund.status, refund.paid_at = "refunded", utcnow()
+    return len(due_rows)
+
+
+def refunds_job(database: Database, settings: Settings) -> None:
+    if settings.stripe is None:
+        return
+    with database.write() as session:
+        process_refunds(session, provider_for(settings.stripe))
+
+
+@dataclass(frozen=True)
+class OpenFee:
+    ledger_entry_id: int
+    kind: str
+    amount: str
+
+
+def unpaid_fees(session: Session, actor: Actor, appointment_id: int) -> list[OpenFee]:
+    """Late-cancellation and no-show fees on the appointment, neither waived nor paid."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    rules = get_settings(session)
+    paid = select(Payment.ledger_entry_id).where(Payment.ledger_entry_id.is_not(None))
+    rows = session.scalars(
+        select(LedgerEntry).where(
+            LedgerEntry.appointment_id == appointment_id,
+            LedgerEntry.kind.in_((LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE)),
+            LedgerEntry.waived_at.is_(None),
+            LedgerEntry.amount_cents > 0,
+            LedgerEntry.id.not_in(paid),
+        )
+    )
+    return [
+        OpenFee(e.id, e.kind.value.replace("_", " "), rules.money(e.amount_cents)) for e in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Summary:
+    badge: str
+    due: str
+    outstanding: str
+    rows: list[PaymentRow]
+    fees: list[OpenFee]
+
+
+def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
+    """What the appointment page shows: the badge, what is asked and owed, every payment."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    rules = get_settings(session)
+    owed = due(session, appointment, rules)
+    if appointment.status not in (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN):
+        owed = replace(owed, asked_cents=0)  # nothing is asked of a closed appointment
+    return Summary(
+        badges(session, [appointment_id]).get(appointment_id, ""),
+        rules.money(owed.asked_cents) if owed.asked_cents else "",
+        rules.money(owed.outstanding_cents) if owed.outstanding_cents else "",
+        list_payments(session, actor, appointment_id),
+        unpaid_fees(session, actor, appointment_id),
+    )

@@ -1,0 +1,147 @@
+"""Payment-provider adapters. `DeskProvider` (the default) takes no card online: patients pay
+the rest at the desk and staff record it. `StripeProvider` uses Stripe Checkout through the
+`stripe` library: the amount always comes from the server, webhooks are verified with Stripe's
+own signature scheme, and refunds and card-on-file fees go through the same client. Which one
+applies is decided by the caller from the settings (`provider_for`); services never read the
+environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import stripe
+
+from core.kernel.config import StripeSettings
+from core.kernel.errors import ValidationError
+
+
+@dataclass(frozen=True)
+class Checkout:
+    reference: str  # the provider's id for the checkout (stored on the payment)
+    url: str  # where the patient's browser goes to pay
+
+
+class PaymentProvider(Protocol):
+    name: str
+    online: bool  # can take a card online
+
+    def checkout(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        description: str,
+        payment_id: int,
+        email: str | None,
+        success_url: str,
+        cancel_url: str,
+    ) -> Checkout: ...
+
+    def refund(self, reference: str, amount_cents: int) -> str: ...
+
+    def charge_saved_card(
+        self, customer: str, amount_cents: int, currency: str, description: str
+    ) -> str: ...
+
+    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
+
+
+class DeskProvider:
+    name, online = "desk", False
+
+    def checkout(self, **_: Any) -> Checkout:
+        raise ValidationError(
+            "Card payment online is not available at this practice: please pay the rest at "
+            "the desk."
+        )
+
+    def refund(self, reference: str, amount_cents: int) -> str:
+        raise ValidationError("There is no card provider: refund at the desk and record it.")
+
+    def charge_saved_card(self, *_: Any) -> str:
+        raise ValidationError("There is no card provider: take the fee at the desk.")
+
+    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        raise ValidationError("No payment provider is configured.")
+
+
+class StripeProvider:
+    name, online = "stripe", True
+
+    def __init__(self, settings: StripeSettings) -> None:
+        self._client = stripe.StripeClient(settings.secret_key)
+        self._webhook_secret = settings.webhook_secret
+
+    def checkout(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        description: str,
+        payment_id: int,
+        email: str | None,
+        success_url: str,
+        cancel_url: str,
+    ) -> Checkout:
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": int(amount_cents),
+                        "product_data": {"name": description},
+                    },
+                }
+            ],
+            "client_reference_id": str(payment_id),
+            "metadata": {"payment_id": str(payment_id)},
+            "customer_creation": "always",
+            "payment_intent_data": {"setup_future_usage": "off_session"},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        }
+        if email:
+            params["customer_email"] = email
+        made = self._client.v1.checkout.sessions.create(params=params)
+        return Checkout(made.id, made.url)
+
+    def refund(self, reference: str, amount_cents: int) -> str:
+        session = self._client.v1.checkout.sessions.retrieve(reference)
+        made = self._client.v1.refunds.create(
+            params={"payment_intent": session.payment_intent, "amount": int(amount_cents)}
+        )
+        return made.id
+
+    def charge_saved_card(
+        self, customer: str, amount_cents: int, currency: str, description: str
+    ) -> str:
+        methods = self._client.v1.payment_methods.list(params={"customer": customer, "limit": 1})
+        if not methods.data:
+            raise ValidationError("The patient has no card on file with the provider.")
+        intent = self._client.v1.payment_intents.create(
+            params={
+                "amount": int(amount_cents),
+                "currency": currency.lower(),
+                "customer": customer,
+                "payment_method": methods.data[0].id,
+                "off_session": True,
+                "confirm": True,
+                "description": description,
+            }
+        )
+        return intent.id
+
+    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """The event, if Stripe signed it with this endpoint's secret (else ValidationError)."""
+        try:
+            event = stripe.Webhook.construct_event(payload, signature or "", self._webhook_secret)
+        except (ValueError, stripe.SignatureVerificationError):
+            raise ValidationError("The webhook signature is not valid.") from None
+        return event.to_dict()
+
+
+def provider_for(settings: StripeSettings | None) -> PaymentProvider:
+    return StripeProvider(settings) if settings else DeskProvider()

@@ -1,0 +1,49 @@
+"""The payment provider's webhook: verify the signature (the provider's own scheme), keep the
+event id so each event is applied once (a replay changes nothing), then apply it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.payments import prepay
+from core.payments.providers import PaymentProvider
+from db.models import PaymentEvent
+
+
+def handle(session: Session, provider: PaymentProvider, payload: bytes, signature: str | None):
+    """Verify and apply one webhook delivery; returns 'applied', 'duplicate' or 'ignored'.
+    A bad signature raises ValidationError (the route answers 400)."""
+    event = provider.verify_event(payload, signature)
+    return apply_event(session, provider.name, event)
+
+
+def apply_event(session: Session, provider_name: str, event: dict[str, Any]) -> str:
+    event_id, kind = str(event.get("id", "")), str(event.get("type", ""))
+    if not event_id:
+        return "ignored"
+    if session.scalar(select(PaymentEvent.id).where(PaymentEvent.event_id == event_id)):
+        return "duplicate"
+    row = PaymentEvent(provider=provider_name, event_id=event_id, event_type=kind[:64])
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:  # the same event delivered twice at once: the other one applies it
+        return "duplicate"
+    obj = (event.get("data") or {}).get("object") or {}
+    payment = None
+    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        if obj.get("payment_status") == "paid":
+            payment = prepay.checkout_completed(
+                session, str(obj.get("id")), int(obj.get("amount_total") or 0), obj.get("customer")
+            )
+    elif kind in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+        payment = prepay.checkout_expired(session, str(obj.get("id")))
+    else:
+        return "ignored"
+    row.payment_id = payment.id if payment else None
+    return "applied"

@@ -1,0 +1,487 @@
+"""The signed-in patient's portal: what they see (upcoming appointments, a calendar, completed
+visits with their survey state, history, points and ledger) and what they do (request, ask to
+cancel or reschedule, answer a proposal, answer a survey, prepay).
+
+Every function takes the signed-in patient's id (from the portal session, core.portal.sign_in)
+and only ever reads or acts on that patient's rows: another patient's appointment id is refused
+with the same "no such appointment" as an unknown one. Actions go through the same services as
+the emailed links (core.requests, core.feedback, core.payments), acting as the patient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.feedback import surveys
+from core.kernel import tokens
+from core.kernel.authz import patient_actor
+from core.kernel.clock import format_local, to_local
+from core.kernel.errors import NotFound, ValidationError
+from core.payments import points as ledger_points
+from core.payments import prepay
+from core.payments.providers import PaymentProvider
+from core.payments.rules import get_settings
+from core.policy.cancellation import evaluate, online_booking_blocked
+from core.portal.patient_links import TIME_OF_DAY_LABELS
+from core.requests import changes, decisions
+from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    ChangeKind,
+    Clinic,
+    FeedbackRequest,
+    FeedbackStatus,
+    Patient,
+    Service,
+    Source,
+    TimeOfDay,
+)
+from db.types import utcnow
+
+S = AppointmentStatus
+UPCOMING = (S.REQUESTED, S.TENTATIVE, S.SCHEDULED, S.CHECKED_IN)
+PAST = (S.COMPLETED, S.CANCELLED, S.DECLINED, S.NO_SHOW)
+NOT_YOURS = "There is no such appointment in your portal."
+LOCKED = (
+    "Your points balance is zero, so online requests are paused. Please call the practice: "
+    "they can add points and book for you."
+)
+FEEDBACK_LABELS = {
+    FeedbackStatus.NONE: "Take survey",
+    FeedbackStatus.PENDING: "Take survey",
+    FeedbackStatus.COLLECTED: "Answered — thank you",
+}
+
+
+@dataclass(frozen=True)
+class PortalAppointment:
+    id: int
+    status: str
+    status_label: str
+    when: str  # clinic-local
+    start_iso: str | None
+    end_iso: str | None
+    provider: str
+    service: str
+    clinic: str
+    payment: str  # "Paid", "Deposit paid", "Part paid", "Not paid" or "" (nothing to pay)
+    outstanding: str
+    payable: bool
+    feedback: str
+    survey_open: bool
+
+
+@dataclass(frozen=True)
+class Home:
+    patient_id: int
+    first_name: str
+    points_balance: int
+    locked: bool
+    point_value: str
+    survey_points: int
+    timezone: str
+    upcoming: list[PortalAppointment]
+    completed: list[PortalAppointment]
+    history: list[PortalAppointment]
+    ledger: list[ledger_points.LedgerRow]
+
+    def calendar_events(self) -> list[dict[str, object]]:
+        """FullCalendar events in the staff calendar's colours (no one else's data)."""
+        return [
+            {
+                "id": str(a.id),
+                "title": f"{a.service or 'Appointment'} · {a.provider}".strip(" ·"),
+                "start": a.start_iso,
+                "end": a.end_iso,
+                "color": STATUS_COLOURS[a.status],
+            }
+            for a in self.upcoming + self.history
+            if a.start_iso
+        ]
+
+
+def _patient(session: Session, patient_id: int) -> Patient:
+    patient = session.get(Patient, patient_id)
+    if patient is None or patient.portal_enrolled_at is None:
+        raise NotFound("Please sign in to the portal again.")
+    return patient
+
+
+def own_appointment(session: Session, patient_id: int, appointment_id: int) -> Appointment:
+    """The patient's own appointment, or NotFound (also for another patient's id)."""
+    appointment = session.get(Appointment, appointment_id)
+    if (
+        appointment is None
+        or appointment.patient_id != patient_id
+        or appointment.kind != AppointmentKind.APPOINTMENT
+    ):
+        raise NotFound(NOT_YOURS)
+    return appointment
+
+
+def _view(session, appointment: Appointment, badges, rules, now) -> PortalAppointment:
+    clinic: Clinic = appointment.clinic
+    tz = clinic.timezone
+    when = format_local(appointment.start_at, tz, with_zone=True)
+    if appointment.start_at is None and appointment.requested_day:
+        moment = TIME_OF_DAY_LABELS.get(appointment.time_of_day, "")
+        when = f"Requested for {appointment.requested_day:%a %d %b %Y} {moment}".strip()
+    payment, outstanding, payable = badges.get(appointment.id, ""), "", False
+    if appointment.status == S.SCHEDULED:
+        owed = prepay.due(session, appointment, rules)
+        payable = owed.payable and appointment.start_at is not None and appointment.start_at > now
+        outstanding = rules.money(owed.outstanding_cents) if owed.outstanding_cents else ""
+        if not payment and owed.asked_cents:
+            payment = "Not paid"
+    survey_open = appointment.status == S.COMPLETED and (
+        appointment.feedback_status != FeedbackStatus.COLLECTED
+    )
+    return PortalAppointment(
+        appointment.id,
+        appointment.status.value,
+        STATUS_LABELS[appointment.status.value],
+        when,
+        to_local(appointment.start_at, tz).isoformat() if appointment.start_at else None,
+        to_local(appointment.end_at, tz).isoformat() if appointment.end_at else None,
+        appointment.provider.name if appointment.provider else "",
+        appointment.service.name if appointment.service else "",
+        clinic.name,
+        payment,
+        outstanding,
+        payable,
+        FEEDBACK_LABELS[appointment.feedback_status] if appointment.status == S.COMPLETED else "",
+        survey_open,
+    )
+
+
+def home(session: Session, patient_id: int, *, now: datetime | None = None) -> Home:
+    patient = _patient(session, patient_id)
+    now = now or utcnow()
+    rules = get_settings(session)
+    rows = list(
+        session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.patient_id == patient.id,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+            )
+            .order_by(Appointment.start_at.desc(), Appointment.id.desc())
+            .limit(500)
+        )
+    )
+    badges = prepay.badges(session, [a.id for a in rows])
+    views = {a.id: _view(session, a, badges, rules, now) for a in rows}
+    upcoming = sorted(
+        (views[a.id] for a in rows if a.status in UPCOMING),
+        key=lambda v: (v.start_iso or "9999", v.id),
+    )
+    completed = [views[a.id] for a in rows if a.status == S.COMPLETED]
+    history = [views[a.id] for a in rows if a.status in PAST]
+    tz = rows[0].clinic.timezone if rows else "UTC"
+    return Home(
+        patient.id,
+        patient.first_name,
+        patient.points_balance,
+        online_booking_blocked(patient),
+        rules.money(rules.point_value_cents),
+        rules.survey_points if rules.survey_points_enabled else 0,
+        tz,
+        upcoming,
+        completed,
+        history,
+        ledger_points.ledger_rows(session, patient.id),
+    )
+
+
+# ---------------------------------------------------------------- cancel or reschedule
+
+
+@dataclass(frozen=True)
+class ChangePreview:
+    appointment_id: int
+    changeable: bool
+    reason_not: str
+    inside_window: bool
+    window_hours: int
+    fee: str
+    points: int
+    balance_after: int
+    locks: bool  # the deduction leaves a zero balance: online requests are blocked
+    prepayment: str  # what happens to what was paid
+    cancel_online: bool
+    reschedules_left: int
+    policy_text: str
+
+
+def change_preview(
+    session: Session, patient_id: int, appointment_id: int, *, now: datetime | None = None
+) -> ChangePreview:
+    """What cancelling now would cost, in the policy's one evaluation."""
+    patient = _patient(session, patient_id)
+    appointment = own_appointment(session, patient_id, appointment_id)
+    now = now or utcnow()
+    ev = evaluate(session, appointment, now)
+    reason = ""
+    if appointment.status not in (S.SCHEDULED, S.TENTATIVE):
+        reason = f"This appointment is {STATUS_LABELS[appointment.status.value].lower()}."
+    elif appointment.start_at is None or appointment.start_at <= now:
+        reason = "This appointment has started or passed."
+    rules = get_settings(session)
+    paid = prepay.paid_cents(session, appointment.id)
+    if not paid:
+        prepaid = ""
+    elif ev.inside_window and ev.fee_cents:
+        kept = min(paid, ev.fee_cents)
+        prepaid = (
+            f"Of your prepayment, {rules.money(kept)} is kept for the late-cancellation fee; "
+            f"the rest is refunded (points go back to your balance)."
+        )
+    else:
+        prepaid = "Your prepayment is refunded in full (points go back to your balance)."
+    after = max(0, patient.points_balance - ev.points)
+    return ChangePreview(
+        appointment.id,
+        not reason,
+        reason,
+        ev.inside_window,
+        ev.window_hours,
+        rules.money(ev.fee_cents) if ev.fee_cents else "",
+        ev.points,
+        after,
+        bool(ev.points) and after <= 0,
+        prepaid,
+        ev.online_allowed,
+        max(0, ev.max_reschedules - appointment.reschedule_count),
+        ev.policy_text,
+    )
+
+
+def ask_change(
+    session: Session,
+    patient_id: int,
+    appointment_id: int,
+    *,
+    kind: str,
+    requested_day: date | None = None,
+    time_of_day: str | None = None,
+    reason: str = "",
+) -> str:
+    """Ask to cancel or reschedule (core.requests.changes decides, as for the emailed link)."""
+    patient = _patient(session, patient_id)
+    preview = change_preview(session, patient_id, appointment_id)
+    if not preview.changeable:
+        raise ValidationError(preview.reason_not + " Please contact the practice.")
+    kind = ChangeKind(kind)
+    if kind == ChangeKind.RESCHEDULE and requested_day is None:
+        raise ValidationError("Please choose the day you would prefer.")
+    request = changes.request_change(
+        session,
+        patient_actor(patient.first_name),
+        appointment_id,
+        kind=kind,
+        requested_day=requested_day if kind == ChangeKind.RESCHEDULE else None,
+        time_of_day=TimeOfDay(time_of_day) if time_of_day else None,
+        reason=(reason or "").strip()[:1000],
+    )
+    if request.status.value == "approved":
+        return "Your appointment has been cancelled. We have sent you a confirmation."
+    return "Thank you: your request has been sent to the practice. We will confirm by email."
+
+
+def answer_proposal(session: Session, patient_id: int, appointment_id: int, *, accept: bool):
+    patient = _patient(session, patient_id)
+    appointment = own_appointment(session, patient_id, appointment_id)
+    if appointment.status != S.TENTATIVE:
+        raise ValidationError("There is no proposed time waiting for your answer here.")
+    decisions.respond_to_proposal(
+        session, patient_actor(patient.first_name), appointment.id, accept=accept
+    )
+    return "Thank you: your appointment is confirmed." if accept else "Thank you for telling us."
+
+
+# ---------------------------------------------------------------- surveys
+
+
+def _survey_token(session: Session, patient_id: int, appointment_id: int) -> str:
+    appointment = own_appointment(session, patient_id, appointment_id)
+    if appointment.status != S.COMPLETED:
+        raise ValidationError("A survey opens once the visit is completed.")
+    if appointment.feedback_status == FeedbackStatus.COLLECTED:
+        raise ValidationError("You have answered the survey for this visit. Thank you!")
+    request = session.scalar(
+        select(FeedbackRequest)
+        .where(
+            FeedbackRequest.appointment_id == appointment.id,
+            FeedbackRequest.answered_at.is_(None),
+        )
+        .order_by(FeedbackRequest.id.desc())
+        .limit(1)
+    )
+    if request is None:
+        request = FeedbackRequest(
+            appointment_id=appointment.id,
+            patient_id=patient_id,
+            sent_on=to_local(utcnow(), appointment.clinic.timezone).date(),
+        )
+        session.add(request)
+        session.flush()
+    return tokens.issue(session, surveys.PURPOSE, request.id, timedelta(hours=2)).raw
+
+
+def survey_form(session: Session, patient_id: int, appointment_id: int) -> surveys.SurveyForm:
+    appointment = own_appointment(session, patient_id, appointment_id)
+    if appointment.status != S.COMPLETED or appointment.feedback_status == FeedbackStatus.COLLECTED:
+        raise ValidationError("There is no survey waiting for this visit.")
+    return surveys.SurveyForm(
+        appointment.clinic.name,
+        format_local(appointment.start_at, appointment.clinic.timezone),
+        appointment.provider.name if appointment.provider else "",
+        surveys.survey_settings(session).questions,
+    )
+
+
+def answer_survey(
+    session: Session, patient_id: int, appointment_id: int, answers: surveys.SurveyAnswers
+) -> str:
+    """The same survey as the emailed link (and the same points earned)."""
+    _patient(session, patient_id)
+    before = session.get(Patient, patient_id).points_balance
+    surveys.submit_survey(session, _survey_token(session, patient_id, appointment_id), answers)
+    earned = session.get(Patient, patient_id).points_balance - before
+    thanks = "Thank you for your feedback!"
+    return f"{thanks} {earned} points were added to your balance." if earned else thanks
+
+
+# ---------------------------------------------------------------- request and pay
+
+
+@dataclass(frozen=True)
+class RequestForm:
+    clinics: list[tuple[int, str]]
+    services: list[tuple[int, str]]
+    clinic_id: int | None  # prefilled: the clinic of the latest appointment
+    service_id: int | None  # prefilled: the latest service
+    first_day: date
+    locked: bool
+
+
+def request_form(session: Session, patient_id: int) -> RequestForm:
+    patient = _patient(session, patient_id)
+    last = session.scalar(
+        select(Appointment)
+        .where(Appointment.patient_id == patient.id)
+        .order_by(Appointment.created_at.desc(), Appointment.id.desc())
+        .limit(1)
+    )
+    clinics = [
+        tuple(r) for r in session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))
+    ]
+    services = [
+        tuple(r)
+        for r in session.execute(
+            select(Service.id, Service.name).where(Service.active.is_(True)).order_by(Service.name)
+        )
+    ]
+    return RequestForm(
+        clinics,
+        services,
+        last.clinic_id if last else (clinics[0][0] if clinics else None),
+        last.service_id if last else None,
+        date.today(),
+        online_booking_blocked(patient),
+    )
+
+
+def request_appointment(
+    session: Session,
+    patient_id: int,
+    *,
+    clinic_id: int,
+    service_id: int,
+    requested_day: date,
+    time_of_day: str,
+    notes: str = "",
+) -> str:
+    patient = _patient(session, patient_id)
+    if online_booking_blocked(patient):
+        raise ValidationError(LOCKED)
+    if requested_day is None or requested_day < date.today():
+        raise ValidationError("Please choose a day from today onwards.")
+    decisions.request_appointment(
+        session,
+        patient_actor(patient.first_name),
+        patient_id=patient.id,
+        clinic_id=clinic_id,
+        service_id=service_id,
+        requested_day=requested_day,
+        time_of_day=TimeOfDay(time_of_day),
+        notes=(notes or "").strip()[:2000],
+        source=Source.ONLINE,
+    )
+    return "Thank you: your request has been received. The practice will confirm a time."
+
+
+@dataclass(frozen=True)
+class PayView:
+    appointment_id: int
+    outstanding_cents: int
+    outstanding: str
+    deposit: bool
+    balance: int
+    point_value_cents: int
+    point_value: str
+    max_points: int
+    card_online: bool
+    payments: list[prepay.PaymentRow]
+
+
+def pay_view(
+    session: Session, patient_id: int, appointment_id: int, *, card_online: bool
+) -> PayView:
+    patient = _patient(session, patient_id)
+    appointment = own_appointment(session, patient_id, appointment_id)
+    rules = get_settings(session)
+    owed = prepay.due(session, appointment, rules)
+    value = rules.point_value_cents
+    most = min(patient.points_balance, owed.outstanding_cents // value) if value else 0
+    return PayView(
+        appointment.id,
+        owed.outstanding_cents,
+        rules.money(owed.outstanding_cents),
+        owed.mode == "deposit",
+        patient.points_balance,
+        value,
+        rules.money(value),
+        most,
+        card_online,
+        prepay.patient_payments(session, patient_id, appointment.id),
+    )
+
+
+def pay(
+    session: Session,
+    patient_id: int,
+    appointment_id: int,
+    *,
+    points: int,
+    card: bool,
+    provider: PaymentProvider,
+    return_url: str,
+) -> prepay.PayResult:
+    _patient(session, patient_id)
+    own_appointment(session, patient_id, appointment_id)
+    return prepay.prepay(
+        session,
+        patient_id,
+        appointment_id,
+        points=points,
+        card=card,
+        provider=provider,
+        return_url=return_url,
+    )

@@ -1,0 +1,198 @@
+"""Passwordless sign-in to the patient portal and the portal's own short sessions.
+
+Enrolment opens the portal (a one-time sign-in link is issued with it). Afterwards the patient
+types their email address or phone number and, if it belongs to an enrolled patient, receives a
+one-time sign-in link (purpose `portal`: 256 random bits stored as a hash, single use, expiring
+after SIGN_IN_MINUTES). The answer is the same whether or not the address is known, and requests
+are rate-limited per address and per IP address (in the database, so across instances).
+
+The link opens `/_clinicdesk/portal/sign-in` (serve.py), which exchanges it for a portal session:
+a random token in an HttpOnly cookie, its hash in `portal_sessions`, ended after the idle limit
+(30 minutes by default). Portal sessions are not staff sessions: nothing here ever yields a
+staff actor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit, tokens
+from core.kernel.authz import patient_actor
+from core.kernel.errors import LinkInvalid, ValidationError
+from core.messaging import notify
+from core.patients import invitations
+from db.models import Channel, Patient, PortalSession, RateLimitHit
+from db.types import utcnow
+
+PURPOSE = "portal"
+COOKIE = "clinicdesk_portal"
+SIGN_IN_MINUTES = 15
+LIMIT_PER_HOUR = 5  # sign-in requests per address and per IP address
+ROUTE = "/_clinicdesk/portal/sign-in"
+NEUTRAL = (
+    "If this address belongs to a patient enrolled in our portal, we have sent a sign-in link. "
+    f"It works once and expires in {SIGN_IN_MINUTES} minutes."
+)
+TOO_MANY = (
+    "There have been too many sign-in requests for this address or from this network. "
+    "Please wait an hour and try again, or call the practice."
+)
+
+
+def _key(kind: str, value: str) -> str:
+    return f"portal:{kind}:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _normalise(address: str) -> tuple[str, str]:
+    address = (address or "").strip()
+    if "@" in address:
+        return "email", address.lower()
+    digits = re.sub(r"\D", "", address)
+    if len(digits) < 6:
+        raise ValidationError("Please enter your email address or your mobile number.")
+    return "phone", digits
+
+
+def _enrolled_patient(session: Session, kind: str, value: str) -> Patient | None:
+    enrolled = Patient.portal_enrolled_at.is_not(None)
+    if kind == "email":
+        match = func.lower(Patient.email) == value
+    else:
+        bare = func.replace(func.replace(func.replace(Patient.phone, " ", ""), "-", ""), "+", "")
+        match = or_(bare == value, bare == value.lstrip("0"))
+    return session.scalar(select(Patient).where(enrolled, match).order_by(Patient.id).limit(1))
+
+
+def sign_in_link(base_url: str, raw: str) -> str:
+    return f"{base_url.rstrip('/')}{ROUTE}?t={raw}"
+
+
+def issue_sign_in(session: Session, patient_id: int) -> str:
+    """A fresh one-time sign-in token for the patient (after enrolment, or by request)."""
+    issued = tokens.issue(session, PURPOSE, patient_id, timedelta(minutes=SIGN_IN_MINUTES))
+    return issued.raw
+
+
+def request_sign_in(
+    session: Session,
+    address: str,
+    *,
+    base_url: str,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Send a sign-in link to an enrolled patient's email or phone; the same answer for any
+    address. Over the hourly limit (per address or IP) the request is refused, also alike."""
+    kind, value = _normalise(address)
+    now = now or utcnow()
+    keys = [_key(kind, value)] + ([_key("ip", ip)] if ip else [])
+    busiest = session.scalar(
+        select(func.count())
+        .select_from(RateLimitHit)
+        .where(RateLimitHit.key.in_(keys), RateLimitHit.at > now - timedelta(hours=1))
+        .group_by(RateLimitHit.key)
+        .order_by(func.count().desc())
+        .limit(1)
+    )
+    if (busiest or 0) >= LIMIT_PER_HOUR:
+        raise ValidationError(TOO_MANY)
+    session.add_all([RateLimitHit(key=k, at=now) for k in keys])
+    patient = _enrolled_patient(session, kind, value)
+    if patient is None:
+        return NEUTRAL
+    raw = issue_sign_in(session, patient.id)
+    clinic = invitations.clinic_for(session, patient.id)
+    notify.queue_for_patient(
+        session,
+        patient,
+        "portal_sign_in",
+        {
+            "clinic_name": clinic.name if clinic else "",
+            "clinic_phone": clinic.phone if clinic else "",
+            "minutes": SIGN_IN_MINUTES,
+            "link": sign_in_link(base_url, raw),
+        },
+        channels=[Channel.EMAIL if kind == "email" else Channel.SMS],
+    )
+    audit.record(
+        session,
+        patient_actor(patient.first_name),
+        "portal_sign_in_requested",
+        "patient",
+        patient.id,
+        patient_id=patient.id,
+        details={"by": kind},
+    )
+    return NEUTRAL
+
+
+def start_session(session: Session, raw: str | None, *, now: datetime | None = None) -> str:
+    """Exchange a sign-in token (once) for a portal session; returns the cookie's value."""
+    token = tokens.verify(session, raw, PURPOSE, now=now)
+    patient = session.get(Patient, token.subject_id)
+    if patient is None or patient.portal_enrolled_at is None:
+        raise LinkInvalid()
+    tokens.consume(session, token)
+    cookie = secrets.token_urlsafe(32)
+    moment = now or utcnow()
+    session.add(
+        PortalSession(
+            token_hash=tokens.hash_token(cookie),
+            patient_id=patient.id,
+            created_at=moment,
+            last_seen_at=moment,
+        )
+    )
+    audit.record(
+        session,
+        patient_actor(patient.first_name),
+        "portal_signed_in",
+        "patient",
+        patient.id,
+        patient_id=patient.id,
+    )
+    return cookie
+
+
+def session_id_for(session: Session, cookie: str | None) -> int | None:
+    """The portal session a cookie names (ended or not), or None."""
+    if not cookie or len(cookie) > 128:
+        return None
+    return session.scalar(
+        select(PortalSession.id).where(PortalSession.token_hash == tokens.hash_token(cookie))
+    )
+
+
+def touch(
+    session: Session, session_id: int | None, idle_minutes: int, *, now: datetime | None = None
+) -> int | None:
+    """The signed-in patient's id for a live portal session, touching it; None when it is
+    unknown, ended, or idle longer than `idle_minutes` (it then ends)."""
+    row = session.get(PortalSession, session_id) if session_id else None
+    now = now or utcnow()
+    if row is None or row.ended_at is not None:
+        return None
+    if row.last_seen_at <= now - timedelta(minutes=idle_minutes):
+        row.ended_at = now
+        return None
+    row.last_seen_at = now
+    return row.patient_id
+
+
+def resume(
+    session: Session, cookie: str | None, idle_minutes: int, *, now: datetime | None = None
+) -> int | None:
+    """The signed-in patient's id for a portal cookie (see `touch`)."""
+    return touch(session, session_id_for(session, cookie), idle_minutes, now=now)
+
+
+def end_session(session: Session, session_id: int | None) -> None:
+    row = session.get(PortalSession, session_id) if session_id else None
+    if row is not None and row.ended_at is None:
+        row.ended_at = utcnow()

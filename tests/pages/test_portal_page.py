@@ -1,0 +1,163 @@
+"""The patient portal page (/portal) and the staff's payments panel, in AppTest (issue 16)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from core.kernel.config import load_settings
+from core.portal import sign_in
+from core.startup import open_database
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    CancellationPolicy,
+    Notification,
+    Patient,
+    Payment,
+    PortalSession,
+)
+from db.types import utcnow
+from tests.pages.conftest import ROOT
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _patient_with_appointment(url) -> tuple[int, int]:
+    """An enrolled demo patient with a scheduled appointment three days ahead."""
+    database = _db(url)
+    with database.write() as s:
+        appointment = s.scalars(
+            select(Appointment)
+            .where(
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+                Appointment.start_at > utcnow() + timedelta(days=1),
+            )
+            .limit(1)
+        ).one()
+        patient = s.get(Patient, appointment.patient_id)
+        patient.portal_enrolled_at, patient.points_balance = utcnow(), 1000
+        ids = patient.id, appointment.id
+    database.dispose()
+    return ids
+
+
+def _portal(url, patient_id: int | None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    if patient_id is not None:
+        database = _db(url)
+        with database.write() as s:
+            cookie = sign_in.start_session(s, sign_in.issue_sign_in(s, patient_id))
+            at.session_state["portal_session_id"] = sign_in.session_id_for(s, cookie)
+        database.dispose()
+    at.run()
+    at.switch_page("app_pages/portal.py")
+    return at.run()
+
+
+def test_signed_out_the_portal_offers_the_passwordless_form(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, None)
+    assert at.title[0].value == "Patient portal"
+    database = _db(app_db)
+    with database.read() as s:
+        email = s.get(Patient, patient_id).email
+    at.text_input(key="portal_sign_in_address").input(email)
+    at.button[0].click().run()
+    assert sign_in.NEUTRAL in [i.value for i in at.info]
+    at.text_input(key="portal_sign_in_address").input("nobody@example.invalid")
+    at.button[0].click().run()
+    assert sign_in.NEUTRAL in [i.value for i in at.info]  # the same answer
+    with database.read() as s:
+        sent = s.scalars(
+            select(Notification.to_address).where(Notification.template == "portal_sign_in")
+        )
+        assert sent.all() == [email]
+    database.dispose()
+
+
+def test_signed_in_the_patient_sees_their_appointment_and_pays_with_points(app_db):
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    assert not at.exception
+    assert at.title[0].value.startswith("Hello")
+    at.button(key=f"portal_pay_{appointment_id}").click().run()
+    at.button(key=f"FormSubmitter:portal_pay_form_{appointment_id}-Pay now").click().run()
+    assert not at.exception and not at.error
+    database = _db(app_db)
+    with database.read() as s:
+        paid = s.scalars(select(Payment).where(Payment.appointment_id == appointment_id)).one()
+        assert (paid.method, paid.status) == ("points", "paid")
+    database.dispose()
+
+
+def test_cancelling_asks_for_the_two_button_confirmation(app_db):
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:  # outside the window, accepted at once
+        appointment = s.get(Appointment, appointment_id)
+        for service_id in (None, appointment.service_id):
+            s.add(
+                CancellationPolicy(
+                    clinic_id=appointment.clinic_id,
+                    service_id=service_id,
+                    version=99,
+                    effective_at=utcnow() - timedelta(minutes=1),
+                    window_hours=12,
+                    outside_window_auto_accept=True,
+                    points_deducted=20,
+                    policy_text="12 hours' notice, please.",
+                )
+            )
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_change_{appointment_id}").click().run()
+    assert any(
+        "zero points balance locks online requests" in str(x.value) for x in [*at.info, *at.warning]
+    )
+    at.button(key="portal_change_no").click().run()
+    assert "portal_change_yes" not in [b.key for b in at.button]
+    at.button(key=f"portal_change_{appointment_id}").click().run()
+    at.button(key="portal_change_yes").click().run()
+    assert not at.exception and not at.error
+    database = _db(app_db)
+    with database.read() as s:
+        status = s.get(Appointment, appointment_id).status
+    database.dispose()
+    assert status == AppointmentStatus.CANCELLED
+    assert "cancelled" in at.success[0].value
+
+
+def test_sign_out_ends_the_portal_session(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    at.button(key="portal_sign_out").click().run()
+    assert at.title[0].value == "Patient portal"
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.scalars(select(PortalSession.ended_at)).one() is not None
+    database.dispose()
+
+
+def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
+    _, appointment_id = _patient_with_appointment(app_db)
+    at = app_as("staff")
+    at.query_params["id"] = str(appointment_id)
+    at.switch_page("app_pages/appointment.py")
+    at.run()
+    assert "Payments" in [h.value for h in at.subheader]
+    at.number_input(key="payments_desk_amount").set_value(25.0)
+    at.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
+    assert not at.exception
+    database = _db(app_db)
+    with database.read() as s:
+        paid = s.scalars(select(Payment).where(Payment.appointment_id == appointment_id)).one()
+    database.dispose()
+    assert (paid.amount_cents, paid.method) == (2500, "card")
+    badges = [m.value for m in at.markdown]
+    assert any("Paid" in b or "Part paid" in b for b in badges), badges

@@ -1,0 +1,462 @@
+"""Payments and points (issue 16): integer cents, prepayment by points and/or card, desk
+payments, refunds by the policy, fees paid, the audited export, and the Stripe webhook signed
+with Stripe's own scheme (signature, replay, idempotency)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from core.kernel.config import StripeSettings
+from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from core.payments import points, prepay, rules, webhooks
+from core.payments.providers import Checkout, DeskProvider, StripeProvider
+from core.scheduling import moves
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    CancellationPolicy,
+    LedgerEntry,
+    LedgerKind,
+    Notification,
+    Patient,
+    Payment,
+    PaymentEvent,
+)
+from db.types import utcnow
+
+SECRET = "whsec_test_secret_for_clinicdesk"
+STRIPE = StripeSettings("sk_test_clinicdesk", SECRET)
+
+
+class FakeCheckout(DeskProvider):
+    """A provider that hands out checkout references like Stripe's, without the network (the
+    webhook below is verified by the real StripeProvider)."""
+
+    name, online = "stripe", True
+
+    def __init__(self):
+        self.made = []
+        self.refunds = []
+
+    def checkout(self, **kwargs):
+        self.made.append(kwargs)
+        return Checkout(f"cs_test_{kwargs['payment_id']}", "https://checkout.stripe.test/pay")
+
+    def refund(self, reference, amount_cents):
+        self.refunds.append((reference, amount_cents))
+        return f"re_{len(self.refunds)}"
+
+
+def signed(payload: bytes, secret: str = SECRET, at: int | None = None) -> str:
+    """A Stripe-Signature header made by Stripe's documented scheme: HMAC-SHA256 of
+    "timestamp.payload" with the endpoint secret."""
+    at = at or int(time.time())
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={at},v1={mac}"
+
+
+def event(event_id: str, reference: str, amount: int, kind="checkout.session.completed"):
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": kind,
+            "data": {
+                "object": {
+                    "id": reference,
+                    "object": "checkout.session",
+                    "amount_total": amount,
+                    "payment_status": "paid",
+                    "customer": "cus_test_1",
+                }
+            },
+        }
+    ).encode()
+
+
+def _appointment(db, world, hours_ahead=72, price=6000):
+    start = utcnow() + timedelta(hours=hours_ahead)
+    with db.write() as s:
+        a = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def pay(s, patient_id, appointment_id, points, card, provider, return_url="x"):
+    return prepay.prepay(
+        s,
+        patient_id,
+        appointment_id,
+        points=points,
+        card=card,
+        provider=provider,
+        return_url=return_url,
+    )
+
+
+def _balance(db, world):
+    with db.read() as s:
+        return s.get(Patient, world.patient_id).points_balance
+
+
+# ---------------------------------------------------------------- rules and arithmetic
+
+
+def test_default_rules_and_money_formatting(db, world):
+    with db.read() as s:
+        r = rules.get_settings(s)
+    assert (r.point_value_cents, r.survey_points, r.survey_points_enabled) == (10, 10, True)
+    assert r.money(6000) == "£60.00" and r.money(5) == "£0.05"
+
+
+@given(price=st.integers(0, 10_000_000), deposit=st.integers(1, 10_000_000))
+def test_due_is_integer_cents_and_never_more_than_the_price(price, deposit):
+    service = rules.ServiceRule("deposit", deposit)
+    settings = rules.PaymentSettings(services={1: service})
+    probe = Appointment(service_id=1)
+    probe.services = []
+    from db.models import Service
+
+    probe.service = Service(price_cents=price)
+    due = rules.due_for(probe, settings, paid_cents=0)
+    assert isinstance(due.asked_cents, int) and 0 <= due.asked_cents <= price
+    assert due.asked_cents == min(deposit, price)
+
+
+def test_only_owners_set_the_rules_and_bad_values_are_named(db, world):
+    with db.write() as s, pytest.raises(PermissionDenied):
+        rules.save_settings(s, world.manager, rules.PaymentSettings())
+    with db.write() as s, pytest.raises(ValidationError, match="deposit"):
+        rules.save_settings(
+            s,
+            world.owner,
+            rules.PaymentSettings(services={world.service_id: rules.ServiceRule("deposit", 0)}),
+        )
+    with db.write() as s:
+        saved = rules.save_settings(
+            s,
+            world.owner,
+            rules.PaymentSettings(
+                point_value_cents=5,
+                services={world.service_id: rules.ServiceRule("deposit", 2000)},
+            ),
+        )
+    assert saved.rule_for(world.service_id) == rules.ServiceRule("deposit", 2000)
+    with db.read() as s:
+        assert "payment_settings_saved" in s.scalars(select(AuditEvent.action)).all()
+
+
+# ---------------------------------------------------------------- prepayment
+
+
+def test_paying_in_full_with_points_spends_them_and_emails_a_receipt(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        s.get(Patient, world.patient_id).points_balance = 1000
+    with db.write() as s:
+        result = prepay.prepay(
+            s,
+            world.patient_id,
+            appointment_id,
+            points=600,
+            card=False,
+            provider=DeskProvider(),
+            return_url="https://desk.example/portal",
+        )
+    assert "in full" in result.message and result.checkout_url is None
+    assert _balance(db, world) == 400
+    with db.read() as s:
+        payment = s.scalars(select(Payment)).one()
+        assert (payment.amount_cents, payment.points, payment.status) == (6000, 600, "paid")
+        entry = s.get(LedgerEntry, payment.ledger_entry_id)
+        assert entry.kind == LedgerKind.POINTS_SPENT and points.delta(entry) == -600
+        receipt = s.scalars(select(Notification).where(Notification.template == "payment_receipt"))
+        assert "£60.00" in receipt.one().body
+        assert prepay.badges(s, [appointment_id]) == {appointment_id: "Paid"}
+        assert not prepay.due(s, s.get(Appointment, appointment_id)).payable
+
+
+def test_points_worth_more_than_owed_or_held_are_refused(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s, pytest.raises(ValidationError, match="at most 600"):
+        pay(s, world.patient_id, appointment_id, 601, False, DeskProvider(), return_url="x")
+    with db.write() as s, pytest.raises(ValidationError, match="You have 100 points"):
+        pay(s, world.patient_id, appointment_id, 300, False, DeskProvider(), return_url="x")
+
+
+def test_points_and_card_without_a_provider_leaves_the_rest_for_the_desk(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        result = pay(
+            s, world.patient_id, appointment_id, 100, False, DeskProvider(), return_url="x"
+        )
+    assert "remaining £50.00 at the desk" in result.message
+    with db.write() as s, pytest.raises(ValidationError, match="at the desk"):
+        pay(s, world.patient_id, appointment_id, 0, True, DeskProvider(), return_url="x")
+    with db.write() as s:
+        prepay.record_desk_payment(s, world.staff, appointment_id, amount_cents=5000, method="cash")
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 6000
+        rows = prepay.list_payments(s, world.staff, appointment_id)
+    assert [(r.method, r.amount) for r in rows] == [("Points", "£10.00"), ("Cash", "£50.00")]
+
+
+def test_another_patients_appointment_cannot_be_paid(db, world):
+    from tests.factories import make_patient
+
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        other = make_patient(s, first_name="Sam", email="sam@example.org").id
+    with db.write() as s, pytest.raises(NotFound):
+        pay(s, other, appointment_id, 10, False, DeskProvider(), return_url="x")
+
+
+def test_card_payment_goes_through_checkout_and_the_signed_webhook_applies_it_once(db, world):
+    appointment_id = _appointment(db, world)
+    fake = FakeCheckout()
+    with db.write() as s:
+        result = pay(
+            s,
+            world.patient_id,
+            appointment_id,
+            100,
+            True,
+            fake,
+            return_url="https://desk.example/portal",
+        )
+    assert result.checkout_url and fake.made[0]["amount_cents"] == 5000  # from the server
+    with db.read() as s:
+        pending = s.scalars(select(Payment).where(Payment.method == "stripe")).one()
+    assert pending.status == "pending"
+    stripe_provider = StripeProvider(STRIPE)
+    body = event("evt_1", pending.provider_ref, 5000)
+    with db.write() as s:
+        assert webhooks.handle(s, stripe_provider, body, signed(body)) == "applied"
+    with db.write() as s:  # a replay of the same event changes nothing
+        assert webhooks.handle(s, stripe_provider, body, signed(body)) == "duplicate"
+    with db.read() as s:
+        paid = s.get(Payment, pending.id)
+        assert (paid.status, paid.provider_customer) == ("paid", "cus_test_1")
+        assert prepay.paid_cents(s, appointment_id) == 6000
+        assert s.scalars(select(PaymentEvent)).one().payment_id == paid.id
+        receipts = s.scalars(select(Notification).where(Notification.template == "payment_receipt"))
+        assert len(receipts.all()) == 2  # the points, then the card
+
+
+def test_webhook_signatures_are_checked_with_stripes_scheme(db, world):
+    provider = StripeProvider(STRIPE)
+    body = event("evt_2", "cs_test_x", 100)
+    with db.write() as s:
+        for header in (
+            signed(body, secret="whsec_wrong"),
+            signed(body, at=int(time.time()) - 3600),  # too old: a replay from long ago
+            signed(body + b" "),
+            "",
+        ):
+            with pytest.raises(ValidationError, match="signature"):
+                webhooks.handle(s, provider, body, header)
+    with db.read() as s:
+        assert not s.scalars(select(PaymentEvent)).all()
+
+
+def test_a_checkout_for_another_amount_is_not_taken_as_paid(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout(), return_url="x")
+    with db.write() as s:
+        reference = s.scalars(select(Payment.provider_ref)).one()
+        webhooks.apply_event(
+            s, "stripe", json.loads(event("evt_3", reference, 100)) | {"id": "evt_3"}
+        )
+    with db.read() as s:
+        assert s.scalars(select(Payment.status)).one() == "failed"
+        assert prepay.paid_cents(s, appointment_id) == 0
+
+
+# ---------------------------------------------------------------- refunds and fees
+
+
+def _late_policy(db, world, fee=2500, pts=20):
+    with db.write() as s:
+        s.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                late_cancel_fee_cents=fee,
+                points_deducted=pts,
+                inside_window_needs_approval=False,
+                policy_text="24 hours' notice.",
+            )
+        )
+
+
+def _paid_by_card_and_points(db, world, hours_ahead):
+    appointment_id = _appointment(db, world, hours_ahead=hours_ahead)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 100, True, FakeCheckout(), return_url="x")
+    with db.write() as s:
+        reference = s.scalars(select(Payment.provider_ref).where(Payment.method == "stripe")).one()
+        prepay.checkout_completed(s, reference, 5000, "cus_1")
+    return appointment_id
+
+
+def test_the_practice_cancelling_refunds_everything(db, world):
+    appointment_id = _paid_by_card_and_points(db, world, hours_ahead=5)
+    _late_policy(db, world)
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Provider ill")
+    assert _balance(db, world) == 100  # the 100 points spent came back
+    with db.read() as s:
+        refunds = s.scalars(select(Payment).where(Payment.kind == "refund")).all()
+        assert sorted((r.method, r.amount_cents, r.status) for r in refunds) == [
+            ("points", 1000, "refunded"),
+            ("stripe", 5000, "refund_due"),
+        ]
+        assert prepay.paid_cents(s, appointment_id) == 0
+    fake = FakeCheckout()
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 1
+    assert fake.refunds == [(f"cs_test_{2}", 5000)]
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 0  # each refund once
+
+
+def test_a_late_patient_cancellation_keeps_the_fee_from_the_prepayment(db, world):
+    appointment_id = _paid_by_card_and_points(db, world, hours_ahead=5)
+    _late_policy(db, world, fee=2500, pts=20)
+    with db.write() as s:
+        moves.cancel_appointment(
+            s, world.staff, appointment_id, reason="Patient asked", by_patient=True
+        )
+    assert _balance(db, world) == 100 - 20  # points back, the policy's 20 deducted
+    with db.read() as s:
+        fee = s.scalars(select(Payment).where(Payment.kind == "fee")).one()
+        card_refund = s.scalars(
+            select(Payment).where(Payment.kind == "refund", Payment.method == "stripe")
+        ).one()
+        assert (fee.amount_cents, card_refund.amount_cents) == (2500, 2500)
+        assert s.get(LedgerEntry, fee.ledger_entry_id).kind == LedgerKind.LATE_CANCEL_FEE
+    with db.write() as s, pytest.raises(Conflict, match="paid already"):
+        prepay.pay_fee(s, world.staff, fee.ledger_entry_id, method="cash", provider=DeskProvider())
+
+
+def test_fees_are_paid_at_the_desk_or_charged_to_the_card_on_file(db, world):
+    with db.write() as s:
+        fee = LedgerEntry(
+            patient_id=world.patient_id, kind=LedgerKind.NO_SHOW_FEE, amount_cents=3000
+        )
+        s.add(fee)
+        s.flush()
+        fee_id = fee.id
+    with db.write() as s, pytest.raises(ValidationError, match="no card on file"):
+        prepay.pay_fee(s, world.staff, fee_id, method="card_on_file", provider=DeskProvider())
+    with db.write() as s:
+        paid = prepay.pay_fee(s, world.staff, fee_id, method="card", provider=DeskProvider())
+    assert (paid.kind, paid.amount_cents, paid.status) == ("fee", 3000, "paid")
+
+
+def test_desk_refunds_are_recorded_once(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        prepay.record_desk_payment(s, world.staff, appointment_id, amount_cents=6000, method="card")
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Clinic closed")
+    with db.read() as s:
+        refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+    assert refund.status == "refund_due"
+    with db.write() as s:
+        prepay.mark_refunded(s, world.staff, refund.id, note="Card refund at the terminal")
+    with db.write() as s, pytest.raises(Conflict):
+        prepay.mark_refunded(s, world.staff, refund.id)
+
+
+def test_the_payments_export_is_audited_and_spreadsheet_safe(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        prepay.record_desk_payment(
+            s, world.staff, appointment_id, amount_cents=6000, method="cash", note="=HYPERLINK()"
+        )
+    first, last = utcnow() - timedelta(days=1), utcnow() + timedelta(days=1)
+    with db.write() as s, pytest.raises(PermissionDenied):
+        prepay.export_payments(s, world.staff, first, last)
+    with db.write() as s:
+        data = prepay.export_payments(s, world.manager, first, last).decode("utf-8-sig")
+    assert "6000" in data and "'=HYPERLINK()" in data
+    with db.read() as s:
+        assert "export" in s.scalars(select(AuditEvent.action)).all()
+
+
+# ---------------------------------------------------------------- points
+
+
+def test_staff_adjust_points_with_a_reason_and_never_below_zero(db, world):
+    with db.write() as s, pytest.raises(PermissionDenied):
+        points.adjust_points(s, world.staff, world.patient_id, 10, "goodwill")
+    with db.write() as s, pytest.raises(ValidationError, match="why"):
+        points.adjust_points(s, world.manager, world.patient_id, 10, " ")
+    with db.write() as s, pytest.raises(ValidationError, match="at most 100"):
+        points.adjust_points(s, world.manager, world.patient_id, -101, "correction")
+    with db.write() as s:
+        points.adjust_points(s, world.manager, world.patient_id, -30, "correction")
+        points.adjust_points(s, world.manager, world.patient_id, 5, "goodwill")
+    assert _balance(db, world) == 75
+    with db.read() as s:
+        rows = points.ledger_rows(s, world.patient_id)
+    assert [(r.points, r.note) for r in rows] == [(5, "goodwill"), (-30, "correction")]
+
+
+def test_survey_points_can_be_switched_off(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        rules.save_settings(s, world.owner, rules.PaymentSettings(survey_points_enabled=False))
+    with db.write() as s:
+        assert points.award_survey_points(s, s.get(Appointment, appointment_id)) == 0
+
+
+def test_the_same_event_delivered_twice_at_once_is_applied_once(db, world):
+    import threading
+
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout())
+    with db.read() as s:
+        reference = s.scalars(select(Payment.provider_ref)).one()
+    body = json.loads(event("evt_race", reference, 6000))
+    barrier, outcomes = threading.Barrier(2), []
+
+    def deliver():
+        barrier.wait()
+        with db.write() as s:
+            outcomes.append(webhooks.apply_event(s, "stripe", body))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["applied", "duplicate"]
+    with db.read() as s:
+        assert len(s.scalars(select(PaymentEvent)).all()) == 1
+        receipts = s.scalars(select(Notification).where(Notification.template == "payment_receipt"))
+        assert len(receipts.all()) == 1

@@ -1,0 +1,296 @@
+"""The patient portal (issue 16): passwordless sign-in, short sessions, rate limits, a patient
+sees and acts on their own data only, survey points, late cancellation from the portal."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from sqlalchemy import select
+
+from core.feedback import surveys
+from core.kernel.errors import LinkInvalid, NotFound, ValidationError
+from core.portal import home, patient_links, sign_in
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    CancellationPolicy,
+    ChangeRequest,
+    FeedbackStatus,
+    LedgerEntry,
+    LedgerKind,
+    Notification,
+    Patient,
+    PortalSession,
+)
+from db.types import utcnow
+from tests.factories import make_patient
+
+BASE = "https://desk.example"
+
+
+def _enrol(db, patient_id):
+    with db.write() as s:
+        s.get(Patient, patient_id).portal_enrolled_at = utcnow()
+
+
+def _link_raw(db, patient_id) -> str:
+    with db.read() as s:
+        body = s.scalars(
+            select(Notification.body)
+            .where(Notification.patient_id == patient_id, Notification.template == "portal_sign_in")
+            .order_by(Notification.id.desc())
+        ).first()
+    link = next(w for w in body.split() if sign_in.ROUTE in w)
+    return parse_qs(urlparse(link).query)["t"][0]
+
+
+def _appointment(db, world, hours_ahead=72, status=AppointmentStatus.SCHEDULED, patient_id=None):
+    start = utcnow() + timedelta(hours=hours_ahead)
+    with db.write() as s:
+        a = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=patient_id or world.patient_id,
+            service_id=world.service_id,
+            status=status,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def _policy(db, world, **fields):
+    values = dict(
+        clinic_id=world.clinic_id,
+        version=1,
+        effective_at=utcnow() - timedelta(days=1),
+        window_hours=12,
+        late_cancel_fee_cents=0,
+        points_deducted=20,
+        inside_window_needs_approval=False,
+        policy_text="Cancel 12 hours ahead; later costs 20 points.",
+    )
+    with db.write() as s:
+        s.add(CancellationPolicy(**(values | fields)))
+
+
+# ---------------------------------------------------------------- sign-in
+
+
+def test_an_enrolled_patient_gets_a_one_time_link_that_opens_a_session_once(db, world):
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        answer = sign_in.request_sign_in(s, "ALEX@example.org", base_url=BASE, ip="1.2.3.4")
+    assert answer == sign_in.NEUTRAL
+    raw = _link_raw(db, world.patient_id)
+    with db.write() as s:
+        cookie = sign_in.start_session(s, raw)
+    with db.read() as s:
+        stored = s.scalars(select(PortalSession.token_hash)).all()
+    assert cookie not in stored and len(stored) == 1  # only the hash is kept
+    with db.write() as s:
+        assert sign_in.resume(s, cookie, 30) == world.patient_id
+    with db.write() as s, pytest.raises(LinkInvalid):  # single use
+        sign_in.start_session(s, raw)
+
+
+def test_unknown_and_unenrolled_addresses_get_the_same_answer_and_no_message(db, world):
+    with db.write() as s:
+        unknown = sign_in.request_sign_in(s, "nobody@example.org", base_url=BASE)
+        not_enrolled = sign_in.request_sign_in(s, "alex@example.org", base_url=BASE)
+    assert unknown == not_enrolled == sign_in.NEUTRAL
+    with db.read() as s:
+        assert not s.scalars(
+            select(Notification).where(Notification.template == "portal_sign_in")
+        ).all()
+
+
+def test_sign_in_by_phone_sends_a_text(db, world):
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        sign_in.request_sign_in(s, "07700-900-123", base_url=BASE)
+    with db.read() as s:
+        sent = s.scalars(select(Notification).where(Notification.template == "portal_sign_in"))
+        assert [n.channel.value for n in sent] == ["sms"]
+
+
+def test_sign_in_links_expire(db, world):
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        raw = sign_in.issue_sign_in(s, world.patient_id)
+    later = utcnow() + timedelta(minutes=sign_in.SIGN_IN_MINUTES, seconds=1)
+    with db.write() as s, pytest.raises(LinkInvalid):
+        sign_in.start_session(s, raw, now=later)
+
+
+def test_sign_in_requests_are_rate_limited_per_address_and_per_ip(db, world):
+    with db.write() as s:
+        for n in range(sign_in.LIMIT_PER_HOUR):
+            sign_in.request_sign_in(s, "x@example.org", base_url=BASE, ip=f"10.0.0.{n}")
+    with db.write() as s, pytest.raises(ValidationError, match="too many"):
+        sign_in.request_sign_in(s, "x@example.org", base_url=BASE, ip="10.0.1.1")
+    with db.write() as s:
+        for n in range(sign_in.LIMIT_PER_HOUR):
+            sign_in.request_sign_in(s, f"y{n}@example.org", base_url=BASE, ip="9.9.9.9")
+    with db.write() as s, pytest.raises(ValidationError, match="too many"):
+        sign_in.request_sign_in(s, "z@example.org", base_url=BASE, ip="9.9.9.9")
+    later = utcnow() + timedelta(hours=1, minutes=1)
+    with db.write() as s:  # an hour later the address may ask again
+        sign_in.request_sign_in(s, "x@example.org", base_url=BASE, now=later)
+
+
+def test_a_portal_session_ends_after_the_idle_limit_and_on_sign_out(db, world):
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        cookie = sign_in.start_session(s, sign_in.issue_sign_in(s, world.patient_id))
+    with db.write() as s:
+        assert sign_in.resume(s, cookie, 30, now=utcnow() + timedelta(minutes=29)) is not None
+    with db.write() as s:
+        assert sign_in.resume(s, cookie, 30, now=utcnow() + timedelta(minutes=61)) is None
+    with db.write() as s:  # ended for good
+        assert sign_in.resume(s, cookie, 30) is None
+        again = sign_in.start_session(s, sign_in.issue_sign_in(s, world.patient_id))
+    with db.write() as s:
+        sign_in.end_session(s, sign_in.session_id_for(s, again))
+    with db.write() as s:
+        assert sign_in.resume(s, again, 30) is None
+        assert sign_in.resume(s, "forged", 30) is None
+
+
+def test_enrolment_opens_the_portal(db, world):
+    from core.patients import invitations
+
+    with db.write() as s:
+        sent = invitations.send_invitation(s, world.staff, world.patient_id, base_url=BASE)
+    raw = parse_qs(urlparse(sent.link).query)["t"][0]
+    with db.write() as s:
+        result = patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=True)
+    assert result.enrolled and result.portal_token
+    with db.write() as s:
+        cookie = sign_in.start_session(s, result.portal_token)
+        assert sign_in.resume(s, cookie, 30) == world.patient_id
+
+
+# ---------------------------------------------------------------- own data only
+
+
+def test_a_patient_sees_only_their_own_appointments(db, world):
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        other = make_patient(s, first_name="Sam", email="sam@example.org").id
+    mine = _appointment(db, world)
+    theirs = _appointment(db, world, patient_id=other)
+    with db.read() as s:
+        view = home.home(s, world.patient_id)
+        assert [a.id for a in view.upcoming] == [mine]
+        assert [e["id"] for e in view.calendar_events()] == [str(mine)]
+        assert view.upcoming[0].payment == "Not paid"
+        for reader in (home.change_preview, home.survey_form):
+            with pytest.raises(NotFound, match="no such appointment"):
+                reader(s, world.patient_id, theirs)
+    with db.write() as s, pytest.raises(NotFound, match="no such appointment"):
+        home.ask_change(s, world.patient_id, theirs, kind="cancel")
+    with db.write() as s, pytest.raises(NotFound, match="no such appointment"):
+        home.answer_proposal(s, world.patient_id, theirs, accept=True)
+    with db.read() as s:
+        assert s.get(Appointment, theirs).status == AppointmentStatus.SCHEDULED
+
+
+def test_a_patient_not_enrolled_has_no_portal(db, world):
+    with db.read() as s, pytest.raises(NotFound):
+        home.home(s, world.patient_id)
+
+
+# ---------------------------------------------------------------- acting
+
+
+def test_late_cancellation_from_the_portal_warns_then_deducts_points(db, world):
+    _enrol(db, world.patient_id)
+    _policy(db, world)
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    with db.write() as s:
+        s.get(Patient, world.patient_id).points_balance = 20
+    with db.read() as s:
+        preview = home.change_preview(s, world.patient_id, appointment_id)
+    assert preview.inside_window and preview.points == 20 and preview.locks
+    with db.write() as s:
+        message = home.ask_change(s, world.patient_id, appointment_id, kind="cancel")
+    assert "cancelled" in message
+    with db.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED
+        assert s.get(Patient, world.patient_id).points_balance == 0
+        view = home.home(s, world.patient_id)
+    assert view.locked and view.ledger[0].points == -20
+    with db.write() as s, pytest.raises(ValidationError, match="zero"):
+        home.request_appointment(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=date.today() + timedelta(days=3),
+            time_of_day="morning",
+        )
+
+
+def test_a_request_from_the_portal_lands_in_the_queue_prefilled(db, world):
+    _enrol(db, world.patient_id)
+    _appointment(db, world)
+    with db.read() as s:
+        form = home.request_form(s, world.patient_id)
+    assert form.clinic_id == world.clinic_id and form.service_id == world.service_id
+    with db.write() as s:
+        home.request_appointment(
+            s,
+            world.patient_id,
+            clinic_id=form.clinic_id,
+            service_id=form.service_id,
+            requested_day=date.today() + timedelta(days=3),
+            time_of_day="morning",
+        )
+    with db.read() as s:
+        statuses = s.scalars(select(Appointment.status)).all()
+    assert AppointmentStatus.REQUESTED in statuses
+
+
+def test_reschedule_request_goes_to_the_practice(db, world):
+    _enrol(db, world.patient_id)
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        home.ask_change(
+            s,
+            world.patient_id,
+            appointment_id,
+            kind="reschedule",
+            requested_day=date.today() + timedelta(days=9),
+            time_of_day="afternoon",
+        )
+    with db.read() as s:
+        change = s.scalars(select(ChangeRequest)).one()
+    assert change.kind.value == "reschedule" and change.status.value == "open"
+
+
+def test_a_survey_from_the_portal_earns_points_and_closes_the_emailed_link(db, world):
+    _enrol(db, world.patient_id)
+    appointment_id = _appointment(db, world, hours_ahead=-3, status=AppointmentStatus.COMPLETED)
+    with db.write() as s:
+        sent = surveys.request_feedback(s, world.staff, appointment_id, base_url=BASE)
+    emailed = parse_qs(urlparse(sent.link).query)["t"][0]
+    with db.read() as s:
+        before = s.get(Patient, world.patient_id).points_balance
+        assert home.home(s, world.patient_id).completed[0].survey_open
+    with db.write() as s:
+        message = home.answer_survey(
+            s, world.patient_id, appointment_id, surveys.SurveyAnswers(9, 5)
+        )
+    assert "10 points" in message
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).points_balance == before + 10
+        entry = s.scalars(select(LedgerEntry)).one()
+        assert entry.kind == LedgerKind.POINTS_EARNED and entry.points == 10
+        assert s.get(Appointment, appointment_id).feedback_status == FeedbackStatus.COLLECTED
+    with db.write() as s, pytest.raises(LinkInvalid):
+        surveys.submit_survey(s, emailed, surveys.SurveyAnswers(9, 5))

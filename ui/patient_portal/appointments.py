@@ -1,0 +1,154 @@
+"""The portal's appointment cards and their actions: pay, ask to cancel or reschedule (the
+seed's two-button confirmation), accept or decline a proposed time."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import streamlit as st
+
+from core.payments.providers import provider_for
+from core.portal import home
+from core.portal.patient_links import TIME_OF_DAY_LABELS
+from ui.context import database, settings
+from ui.patient import escape
+from ui.patient_portal import act, flash
+
+CHANGE_KEY, PAY_KEY = "portal_change", "portal_pay"
+
+
+def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
+    with st.container(border=True, key=f"portal_appt_{item.id}"):
+        left, right = st.columns([3, 1])
+        service, provider = item.service or "Appointment", item.provider or "our team"
+        left.markdown(
+            f"**{escape(service)}** with {escape(provider)}"
+            f"  \n{escape(item.when)} · {escape(item.clinic)}"
+        )
+        right.markdown(f":blue-badge[{item.status_label}]")
+        if item.payment:
+            colour = "green" if item.payment in ("Paid", "Deposit paid") else "orange"
+            right.markdown(f":{colour}-badge[{item.payment}]")
+        if item.outstanding:
+            right.caption(f"To pay: {item.outstanding}")
+        if not actions:
+            return
+        buttons = st.columns(4)
+        if item.payable and buttons[0].button("Pay", key=f"portal_pay_{item.id}"):
+            st.session_state[PAY_KEY], st.session_state[CHANGE_KEY] = item.id, None
+        if item.status in ("scheduled", "tentative") and buttons[1].button(
+            "Cancel or reschedule", key=f"portal_change_{item.id}"
+        ):
+            st.session_state[CHANGE_KEY], st.session_state[PAY_KEY] = item.id, None
+        if item.status == "tentative":
+            if buttons[2].button("Accept this time", key=f"portal_accept_{item.id}"):
+                if done := act(home.answer_proposal, _me(), item.id, accept=True):
+                    flash(done)
+            if buttons[3].button("Decline", key=f"portal_decline_{item.id}"):
+                if done := act(home.answer_proposal, _me(), item.id, accept=False):
+                    flash(done)
+        if st.session_state.get(PAY_KEY) == item.id:
+            _pay(item.id)
+        if st.session_state.get(CHANGE_KEY) == item.id:
+            _change(item.id)
+
+
+def _me() -> int:
+    return st.session_state["portal_patient_id"]
+
+
+def _pay(appointment_id: int) -> None:
+    provider = provider_for(settings().stripe)
+    with database().read() as session:
+        view = home.pay_view(session, _me(), appointment_id, card_online=provider.online)
+    what = "deposit" if view.deposit else "amount"
+    st.markdown(
+        f"**Pay in advance** — {what} due: **{view.outstanding}**. You have {view.balance} "
+        f"points; one point is worth {view.point_value}."
+    )
+    with st.form(f"portal_pay_form_{appointment_id}"):
+        points = st.number_input(
+            "Points to use", 0, max(view.max_points, 0), view.max_points, key="portal_pay_points"
+        )
+        card = (
+            st.checkbox("Pay the rest by card", True, key="portal_pay_card")
+            if view.card_online
+            else False
+        )
+        if not view.card_online:
+            st.caption("Anything points do not cover is paid at the desk.")
+        if view.max_points and view.max_points >= view.balance:
+            st.caption("Using all your points leaves a zero balance, which pauses online requests.")
+        go = st.form_submit_button("Pay now", type="primary")
+    if go:
+        result = act(
+            home.pay,
+            _me(),
+            appointment_id,
+            points=int(points),
+            card=card,
+            provider=provider,
+            return_url=f"{settings().base_url}/portal",
+        )
+        if result and result.checkout_url:
+            st.link_button("Continue to the secure card payment", result.checkout_url)
+        elif result:
+            st.session_state[PAY_KEY] = None
+            flash(result.message)
+
+
+def _change(appointment_id: int) -> None:
+    with database().read() as session:
+        view = home.change_preview(session, _me(), appointment_id)
+    if not view.changeable:
+        st.info(view.reason_not)
+        return
+    kinds = {"cancel": "Cancel it", "reschedule": "Move it to another day"}
+    if not view.cancel_online:
+        kinds.pop("cancel")
+    if view.reschedules_left <= 0:
+        kinds.pop("reschedule")
+    kind = st.radio(
+        "What would you like to do?", list(kinds), format_func=kinds.get, key="portal_change_kind"
+    )
+    day = moment = None
+    if kind == "reschedule":
+        soon = date.today() + timedelta(days=7)
+        day = st.date_input("Preferred day", soon, date.today(), key="portal_change_day")
+        moment = st.selectbox(
+            "Time of day",
+            list(TIME_OF_DAY_LABELS),
+            format_func=TIME_OF_DAY_LABELS.get,
+            key="portal_change_time",
+        )
+    else:
+        _cancel_warning(view)
+    reason = st.text_input("Reason (optional)", key="portal_change_reason")
+    no, yes = st.columns(2)
+    if no.button("No, I'm having second thoughts", key="portal_change_no"):
+        st.session_state[CHANGE_KEY] = None
+        st.rerun()
+    if yes.button("Yes, pretty sure", key="portal_change_yes", type="primary"):
+        change = {"kind": kind, "requested_day": day, "time_of_day": moment, "reason": reason}
+        done = act(home.ask_change, _me(), appointment_id, **change)
+        if done:
+            st.session_state[CHANGE_KEY] = None
+            flash(done)
+
+
+def _cancel_warning(view: home.ChangePreview) -> None:
+    general = (
+        f"Points may be deducted when you cancel less than {view.window_hours} hours before "
+        "the appointment, and a zero points balance locks online requests."
+    )
+    if view.inside_window:
+        costs = [f"a fee of {view.fee}" if view.fee else "", f"{view.points} points"]
+        cost = " and ".join(c for c in costs if c and c != "0 points") or "nothing"
+        text = f"**Are you sure?** You are inside the window: cancelling now costs {cost}."
+        if view.locks:
+            text += " Your balance would be zero, which locks online requests."
+        st.warning(f"{text} {general}", icon=":material/warning:")
+    else:
+        st.info(f"Are you sure? {general}", icon=":material/info:")
+    if view.prepayment:
+        st.caption(view.prepayment)

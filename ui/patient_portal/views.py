@@ -1,0 +1,156 @@
+"""The signed-in patient's home: upcoming appointments, the calendar (the staff calendar's
+colours and legend), completed visits with their surveys, history, points and the request
+form."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from core.feedback.surveys import COMMENT_MAX, SurveyAnswers
+from core.portal import home
+from core.portal.patient_links import TIME_OF_DAY_LABELS
+from core.scheduling.calendar import legend
+from ui import calendar_widget
+from ui.context import database
+from ui.patient import escape
+from ui.patient_portal import act, flash
+from ui.patient_portal.appointments import card
+
+SURVEY_KEY = "portal_survey"
+CAL_VIEWS = {"Month": "dayGridMonth", "Week": "timeGridWeek", "Day": "timeGridDay"}
+SCALE = [1, 2, 3, 4, 5]
+
+
+def calendar(view: home.Home) -> None:
+    label = st.segmented_control(
+        "View", list(CAL_VIEWS), default="Month", key="portal_calendar_view"
+    )
+    opts = calendar_widget.options(
+        CAL_VIEWS[label or "Month"],
+        date.today(),
+        view.timezone,
+        resources=[],
+        business_hours=[],
+        editable=False,
+    )
+    opts["height"] = 620
+    calendar_widget.render(view.calendar_events(), opts, key=f"portal_calendar_{label}")
+    calendar_widget.legend(legend()[:-1])
+
+
+def visits(view: home.Home) -> None:
+    if not view.completed:
+        st.caption("No completed visits yet.")
+    for item in view.completed:
+        with st.container(border=True, key=f"portal_visit_{item.id}"):
+            left, right = st.columns([3, 1])
+            left.markdown(f"**{escape(item.service or 'Visit')}** · {escape(item.when)}")
+            if item.survey_open:
+                if right.button("Take survey", key=f"portal_take_survey_{item.id}"):
+                    st.session_state[SURVEY_KEY] = item.id
+            else:
+                right.markdown(f":green-badge[{item.feedback}]")
+            if st.session_state.get(SURVEY_KEY) == item.id:
+                survey(view, item.id)
+
+
+def survey(view: home.Home, appointment_id: int) -> None:
+    with database().read() as session:
+        form = home.survey_form(session, view.patient_id, appointment_id)
+    if view.survey_points:
+        st.caption(f"Answering earns you {view.survey_points} points.")
+    with st.form(f"portal_survey_form_{appointment_id}"):
+        nps = st.radio(
+            "How likely are you to recommend us? (0 = not at all, 10 = extremely likely)",
+            list(range(11)),
+            index=None,
+            horizontal=True,
+            key="portal_survey_nps",
+        )
+        rating = st.radio(
+            "Overall, how would you rate your visit?",
+            SCALE,
+            index=None,
+            horizontal=True,
+            key="portal_survey_rating",
+        )
+        answers = {
+            key: st.radio(label, SCALE, index=None, horizontal=True, key=f"portal_survey_{key}")
+            for key, label in form.questions
+        }
+        comment = st.text_area("Anything else?", max_chars=COMMENT_MAX, key="portal_survey_text")
+        sent = st.form_submit_button("Send my answers", type="primary")
+    if sent:
+        answered = SurveyAnswers(nps, rating, answers, comment)
+        if done := act(home.answer_survey, view.patient_id, appointment_id, answered):
+            st.session_state[SURVEY_KEY] = None
+            flash(done)
+
+
+def points(view: home.Home) -> None:
+    st.metric("Points balance", view.points_balance)
+    st.caption(f"One point is worth {view.point_value} when you pay in advance.")
+    if view.locked:
+        st.warning(home.LOCKED, icon=":material/lock:")
+    rows = [
+        {"When (UTC)": r.at, "What": r.what, "Points": r.points, "Appointment": r.appointment_id}
+        for r in view.ledger
+        if r.points
+    ]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="portal_ledger")
+
+
+def history(view: home.Home) -> None:
+    if not view.history:
+        st.caption("Nothing here yet.")
+    for item in view.history:
+        card(item, actions=False)
+
+
+def request(view: home.Home) -> None:
+    if view.locked:
+        st.warning(home.LOCKED, icon=":material/lock:")
+        return
+    with database().read() as session:
+        form = home.request_form(session, view.patient_id)
+    services = dict(form.services)
+    clinics = dict(form.clinics)
+    with st.form("portal_request_form"):
+        clinic = st.selectbox(
+            "Clinic",
+            list(clinics),
+            index=list(clinics).index(form.clinic_id) if form.clinic_id in clinics else 0,
+            format_func=clinics.get,
+            key="portal_request_clinic",
+        )
+        service = st.selectbox(
+            "Treatment",
+            list(services),
+            index=list(services).index(form.service_id) if form.service_id in services else 0,
+            format_func=services.get,
+            key="portal_request_service",
+        )
+        day = st.date_input(
+            "Preferred day",
+            date.today() + timedelta(days=1),
+            date.today(),
+            key="portal_request_day",
+        )
+        moment = st.selectbox(
+            "Time of day",
+            list(TIME_OF_DAY_LABELS),
+            format_func=TIME_OF_DAY_LABELS.get,
+            key="portal_request_time",
+        )
+        notes = st.text_area("Anything we should know?", key="portal_request_notes")
+        sent = st.form_submit_button("Send my request", type="primary")
+    if sent:
+        wanted = {"clinic_id": clinic, "service_id": service, "requested_day": day}
+        if done := act(
+            home.request_appointment, view.patient_id, **wanted, time_of_day=moment, notes=notes
+        ):
+            flash(done)

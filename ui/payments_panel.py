@@ -1,0 +1,84 @@
+"""Payments on the appointment page (issue 16): the paid or deposit badge, every payment,
+refund and fee paid; record a desk payment, a desk refund, or a fee (at the desk or charged to
+the card on file through the provider when one is configured)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import streamlit as st
+
+from core.payments import prepay
+from core.payments.providers import provider_for
+from ui.context import actor, read, refresh, run_action, settings
+
+FEE_METHODS = {
+    "card": "Card at the desk",
+    "cash": "Cash",
+    "card_on_file": "Charge the card on file",
+}
+
+
+@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+def _summary(me, appointment_id: int) -> prepay.Summary:
+    return read(prepay.summary, me, appointment_id)
+
+
+def _cents(value: float) -> int:
+    return int((Decimal(str(value)) * 100).to_integral_value())
+
+
+def _row(r: prepay.PaymentRow) -> dict[str, object]:
+    return {
+        "Ref": r.reference,
+        "When (UTC)": r.at,
+        "Kind": r.kind,
+        "Method": r.method,
+        "Status": r.status,
+        "Amount": r.amount,
+        "Points": r.points or None,
+        "Note": r.note,
+    }
+
+
+def payments_panel(appointment_id: int) -> None:
+    me = actor()
+    info = _summary(me, appointment_id)
+    st.subheader("Payments")
+    if info.badge:
+        colour = "orange" if info.badge == "Part paid" else "green"
+        st.markdown(f":{colour}-badge[{info.badge}]")
+    if info.due:
+        st.caption(f"Prepayment asked: {info.due} · still to pay: {info.outstanding or 'nothing'}")
+    if info.rows:
+        st.table(pd.DataFrame([_row(r) for r in info.rows]).set_index("Ref"))  # a few rows
+    else:
+        st.caption("No payments recorded.")
+    with st.expander("Record a payment taken at the desk"), st.form("payments_desk_form"):
+        amount = st.number_input("Amount", min_value=0.0, step=5.0, key="payments_desk_amount")
+        method = st.radio("Method", ["card", "cash"], horizontal=True, key="payments_desk_method")
+        note = st.text_input("Note", key="payments_desk_note")
+        if st.form_submit_button("Record payment"):
+            kwargs = {"amount_cents": _cents(amount), "method": method, "note": note}
+            if run_action(prepay.record_desk_payment, appointment_id, **kwargs, success="Saved."):
+                refresh()
+    due_refunds = [r for r in info.rows if r.status == "refund due" and r.method != "Card"]
+    for r in due_refunds:
+        label = f"Mark {r.reference} ({r.amount}) refunded at the desk"
+        if st.button(label, key=f"payments_refund_{r.id}"):
+            if run_action(prepay.mark_refunded, r.id, success="Refund recorded."):
+                refresh()
+    for fee in info.fees:
+        provider = provider_for(settings().stripe)
+        methods = ["card", "cash"] + (["card_on_file"] if provider.online else [])
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        label = f"Fee #{fee.ledger_entry_id}: {fee.kind}, {fee.amount}"
+        key = f"payments_fee_{fee.ledger_entry_id}"
+        how = c1.selectbox(label, methods, format_func=FEE_METHODS.get, key=f"{key}_method")
+        if c2.button("Record fee paid", key=key):
+            paid = run_action(
+                prepay.pay_fee, fee.ledger_entry_id, method=how, provider=provider, success="Paid."
+            )
+            if paid:
+                refresh()
