@@ -38,13 +38,11 @@ def book(db, world, start=None) -> int:
             session,
             world.manager,
             moves.NewBooking(
-                moves.NewBooking(
-                    patient_id=world.patient_id,
-                    clinic_id=world.clinic_id,
-                    provider_id=world.provider_id,
-                    service_ids=[world.service_id],
-                    start_at=start or local(DAY, 10),
-                ),
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=start or local(DAY, 10),
             ),
         ).id
 

@@ -49,13 +49,11 @@ def book(db, world, day=DAY, hour=10) -> int:
             session,
             world.manager,
             moves.NewBooking(
-                moves.NewBooking(
-                    patient_id=world.patient_id,
-                    clinic_id=world.clinic_id,
-                    provider_id=world.provider_id,
-                    service_ids=[world.service_id],
-                    start_at=local_to_utc(day, clock(hour), TZ),
-                ),
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=local_to_utc(day, clock(hour), TZ),
             ),
         ).id
 
