@@ -34,17 +34,20 @@ class Permission(enum.StrEnum):
     POLICY_MANAGE = "set the cancellation policy"
     USERS_MANAGE = "manage user accounts"
     AUDIT_READ = "read the audit log"
+    WAITLIST_EDIT = "put patients on the waitlist"
+    WAITLIST_OFFER = "offer freed slots and set the waitlist rules"
+    RISK_MANAGE = "train and run the no-show risk model"
 
 
 P = Permission
 _STAFF = {
     P.APPOINTMENTS_READ, P.APPOINTMENTS_BOOK, P.APPOINTMENTS_RESCHEDULE, P.APPOINTMENTS_CANCEL,
     P.APPOINTMENTS_CHECK_IN, P.PATIENTS_READ, P.PATIENTS_EDIT, P.INVITATIONS_SEND,
-    P.FEEDBACK_REQUEST, P.NOTIFICATIONS_READ,
+    P.FEEDBACK_REQUEST, P.NOTIFICATIONS_READ, P.WAITLIST_EDIT,
 }  # fmt: skip
 _MANAGER = _STAFF | {
     P.QUEUE_WORK, P.REQUESTS_DECIDE, P.SCHEDULES_MANAGE, P.FEES_WAIVE, P.NOTIFICATIONS_MANAGE,
-    P.ANALYTICS_READ, P.DATA_EXPORT,
+    P.ANALYTICS_READ, P.DATA_EXPORT, P.WAITLIST_OFFER, P.RISK_MANAGE,
 }  # fmt: skip
 MATRIX: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),

@@ -19,7 +19,7 @@ from core.kernel.errors import LinkInvalid
 from db.models import LinkToken
 from db.types import utcnow
 
-PURPOSES = ("enroll", "proposal", "change", "survey", "check_in", "booking")
+PURPOSES = ("enroll", "proposal", "change", "survey", "check_in", "booking", "waitlist_offer")
 
 
 def hash_token(raw: str) -> str:

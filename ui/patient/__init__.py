@@ -1,6 +1,7 @@
 """The public patient pages behind signed links (app_pages/patient.py dispatches here).
 
-One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey.
+One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey,
+waitlist_offer.
 Each exposes `render(token: str) -> None`. It may raise core.kernel.errors.LinkInvalid anywhere; the
 dispatcher then shows the one neutral "link not valid" page, which reveals nothing about the
 patient or whether the token ever existed. There is no signed-in actor here: the token is the
@@ -20,7 +21,7 @@ from core.kernel.errors import DomainError, LinkInvalid
 from ui.context import database, show_error
 
 T = TypeVar("T")
-PURPOSES = ("enroll", "proposal", "change", "booking", "survey")
+PURPOSES = ("enroll", "proposal", "change", "booking", "survey", "waitlist_offer")
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
 
 
