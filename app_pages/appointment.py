@@ -7,6 +7,8 @@ from core.kernel.errors import DomainError
 from ui import actor, show_error
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.feedback import feedback_panel
+from ui.risk import badge
+from ui.waitlist_views import offer_freed_button
 
 st.title("Appointment")
 me = actor()
@@ -26,5 +28,8 @@ try:
 except DomainError as error:
     show_error(error)
     st.stop()
+badge(me, appointment_id)
 appointment_panel(me, detail, "appointment")
+if detail.status == "cancelled":
+    offer_freed_button(me, appointment_id, "appointment")
 feedback_panel(appointment_id)  # issue 7: Feedback none/pending/collected and the request

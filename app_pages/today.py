@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.kernel.authz import Permission
 from core.scheduling import schedules, today, visits
-from ui import actor, refresh, run_action
+from ui import actor, refresh, risk, run_action
 from ui.appointment_views import FLASH, show_flash
 from ui.context import read
 from ui.front_desk import require
@@ -73,6 +73,7 @@ table = pd.DataFrame(
         "Service": [r.service for r in rows],
         "Stage": [f"{ICONS[r.stage]} {r.stage}" for r in rows],
         "Waited (min)": pd.array([r.waited_minutes for r in rows], dtype="Int64"),
+        "No-show risk": risk.column(me, [r.id for r in rows]),
     },
     index=pd.Index([r.id for r in rows], name="Appointment"),
 )
@@ -83,6 +84,7 @@ picked = st.dataframe(
     on_select="rerun",
     selection_mode="single-row",
     key="today_table",
+    column_config={"No-show risk": st.column_config.TextColumn(help=risk.COLUMN_HELP)},
 )
 chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
 if not chosen:
@@ -90,6 +92,7 @@ if not chosen:
     st.stop()
 row = chosen[0]
 st.text(f"{row.time} · {row.patient} · {row.service} · {row.provider} · {row.stage}")
+risk.badge(me, row.id)
 if not me.can(Permission.APPOINTMENTS_CHECK_IN):
     st.stop()
 version = dict(expected_version=row.version)

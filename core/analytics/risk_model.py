@@ -317,3 +317,91 @@ def probabilities(session: Session, appointment_ids: list[int]) -> dict[int, flo
             )
         ).all()
     )
+
+
+def risk_of(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[int, float]:
+    """The badges' figures: stored probabilities of appointments the actor may see."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    return probabilities(session, appointment_ids[:5000])
+
+
+@dataclass(frozen=True)
+class CallRow:
+    appointment_id: int
+    when: str
+    patient: str
+    phone: str
+    provider: str
+    probability: float
+
+
+def call_list(
+    session: Session, actor: Actor, *, clinic_id: int, days: int = 3, threshold: float = 0.30
+) -> list[CallRow]:
+    """Scheduled visits in the next `days` whose predicted no-show risk is high: call them."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    from core.kernel.clock import format_local
+    from db.models import Clinic, Patient, Provider
+
+    tz = session.get(Clinic, clinic_id).timezone
+    now = utcnow()
+    rows = session.execute(
+        select(Appointment.id, Appointment.start_at, Patient, Provider.name, RiskScore.probability)
+        .join(RiskScore, RiskScore.appointment_id == Appointment.id)
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .outerjoin(Provider, Provider.id == Appointment.provider_id)
+        .where(
+            Appointment.clinic_id == clinic_id,
+            Appointment.status == SCORABLE[0],
+            Appointment.start_at >= now,
+            Appointment.start_at < now + timedelta(days=days),
+            RiskScore.probability >= threshold,
+        )
+        .order_by(RiskScore.probability.desc())
+        .limit(200)
+    )
+    return [
+        CallRow(i, format_local(start, tz), p.full_name, p.phone or "", prov or "", prob)
+        for i, start, p, prov, prob in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Overbooking:
+    provider_id: int
+    provider: str
+    day: date
+    expected_no_shows: float
+    visits: int
+
+
+def overbooking_suggestions(
+    session: Session, actor: Actor, *, clinic_id: int, start: datetime, end: datetime
+) -> list[Overbooking]:
+    """Provider-days in [start, end) where the expected no-shows (sum of probabilities) exceed
+    one: a suggestion to book one extra visit, never done automatically."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    from core.kernel.clock import to_local
+    from db.models import Clinic, Provider
+
+    tz = session.get(Clinic, clinic_id).timezone
+    sums: dict[tuple[int, date], list[float]] = {}
+    names: dict[int, str] = {}
+    for pid, name, at, p in session.execute(
+        select(Appointment.provider_id, Provider.name, Appointment.start_at, RiskScore.probability)
+        .join(RiskScore, RiskScore.appointment_id == Appointment.id)
+        .join(Provider, Provider.id == Appointment.provider_id)
+        .where(
+            Appointment.clinic_id == clinic_id,
+            Appointment.status == SCORABLE[0],
+            Appointment.start_at >= start,
+            Appointment.start_at < end,
+        )
+    ):
+        names[pid] = name
+        sums.setdefault((pid, to_local(at, tz).date()), []).append(p)
+    return [
+        Overbooking(pid, names[pid], day, sum(ps), len(ps))
+        for (pid, day), ps in sorted(sums.items(), key=lambda kv: (kv[0][1], names[kv[0][0]]))
+        if sum(ps) > 1
+    ]
