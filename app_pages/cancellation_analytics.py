@@ -13,6 +13,7 @@ from ui import actor, run_action, show_error
 from ui import cancellation_view as view
 from ui.context import read
 from ui.fees import waiver_panel
+from ui.waitlist_views import refill_metrics
 
 
 @st.cache_data(ttl=60, max_entries=5, show_spinner=False)
@@ -67,6 +68,7 @@ except DomainError as error:
 
 with key_figures:
     view.key_figures(figures)
+    refill_metrics(me, clinic, start, end)  # issue 17: the waitlist's refills
 view.SECTIONS[section](figures)
 with st.expander("Formulas"):
     st.markdown(view.FORMULAS)

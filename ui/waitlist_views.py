@@ -130,3 +130,46 @@ def rules_form(current: rules.Rules) -> None:
         if st.form_submit_button("Save rules"):
             new = rules.Rules(mode, ranking, int(hold), int(batch), int(notice), start, end)
             run_action(rules.set_rules, new, success="Waitlist rules saved.")
+
+
+@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+def _refill(me, clinic_id, first, last):
+    from datetime import UTC, time, timedelta
+
+    since = datetime.combine(first, time(0), tzinfo=UTC)
+    until = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
+    return read(offers.refill_figures, me, clinic_id=clinic_id, since=since, until=until)
+
+
+def refill_metrics(me, clinic_id, first, last) -> None:
+    """The waitlist's part of the cancellation figures: freed slots refilled, time to fill."""
+    f = _refill(me, clinic_id, first, last)
+    cols = st.columns(4)
+    rate = "–" if f.refill_rate is None else f"{f.refill_rate:.1%}"
+    cols[0].metric(
+        "Waitlist refill rate", rate, f"{f.filled:,} of {f.opened:,} freed", delta_color="off"
+    )
+    minutes = f.median_minutes_to_fill
+    cols[1].metric(
+        "Median time to fill",
+        "–"
+        if minutes is None
+        else f"{minutes / 60:.1f} h"
+        if minutes >= 90
+        else f"{minutes:.0f} min",
+    )
+    cols[2].metric("Freed slots offered", f"{f.offered:,}")
+
+
+def waitlist_request_button(me, appointment_id: int) -> None:
+    """A request no time can be found for: decline it and wait-list the patient instead."""
+    from core.waitlist import entries
+
+    if me.can(Permission.WAITLIST_EDIT) and st.button(
+        "No time free: put on the waitlist",
+        key=f"queue_waitlist_{appointment_id}",
+        help="Declines the request (the patient is told) and adds them to the waitlist for the "
+        "same service, clinic, provider and time of day for four weeks.",
+    ):
+        if run_action(entries.add_from_request, appointment_id, success="Put on the waitlist."):
+            st.rerun()

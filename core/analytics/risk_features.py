@@ -8,6 +8,7 @@ later never reach its features (tests/unit/test_risk.py proves it).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,8 +35,17 @@ FEATURES = (
     "service",
     "provider",
     "clinic",
+    "gender",  # 0 female, 1 male, missing otherwise
+    "area",  # the patient's recorded neighbourhood (imported records), as a category
+    "welfare",  # recorded welfare support (imported records)
+    "conditions",  # recorded chronic conditions and disabilities, counted
 )
-CATEGORICAL = ("weekday", "service", "provider", "clinic")
+CATEGORICAL = ("weekday", "service", "provider", "clinic", "area")
+# patient attributes kept from imported records (Patient.extra) that describe the patient, not
+# the visit; absent keys are simply missing values
+AREA_KEYS = ("Neighbourhood", "neighbourhood", "area")
+WELFARE_KEYS = ("Scholarship",)
+CONDITION_KEYS = ("Hipertension", "Hypertension", "Diabetes", "Alcoholism", "Handcap")
 OUTCOMES = {S.COMPLETED: 0, S.CHECKED_IN: 0, S.NO_SHOW: 1}
 SCORABLE = (S.SCHEDULED, S.CHECKED_IN, S.COMPLETED, S.NO_SHOW)
 DAY_SLACK = timedelta(hours=15)  # UTC bounds wide enough for any clinic's local day
@@ -80,6 +90,26 @@ def _age(day: date, birth: date | None, extra: dict | None) -> float:
     return NAN
 
 
+def _code(text: object) -> float:
+    """A stable number for a category's text (the model maps it to a small code)."""
+    digest = hashlib.sha256(str(text).strip().lower().encode()).digest()
+    return float(int.from_bytes(digest[:6], "big"))
+
+
+def _record(extra: dict | None, gender: str | None) -> tuple[float, ...]:
+    extra = extra or {}
+    sex = (gender or "").strip().lower()[:1]
+    area = next((extra[k] for k in AREA_KEYS if extra.get(k) not in (None, "")), None)
+    welfare = [extra[k] for k in WELFARE_KEYS if isinstance(extra.get(k), int | float)]
+    conditions = [extra[k] for k in CONDITION_KEYS if isinstance(extra.get(k), int | float)]
+    return (
+        {"f": 0.0, "m": 1.0}.get(sex, NAN),
+        _code(area) if area is not None else NAN,
+        float(sum(welfare)) if welfare else NAN,
+        float(sum(1 for c in conditions if c)) if conditions else NAN,
+    )
+
+
 def _values(row, local: datetime, history: _History, day: date) -> tuple[float, ...]:
     booked = row.booked_at or row.start_at
     seen = history.visits + history.no_shows
@@ -98,6 +128,7 @@ def _values(row, local: datetime, history: _History, day: date) -> tuple[float, 
         float(row.service_id) if row.service_id is not None else NAN,
         float(row.provider_id) if row.provider_id is not None else NAN,
         float(row.clinic_id),
+        *_record(row.extra, row.gender),
     )
 
 
@@ -132,6 +163,7 @@ def iter_features(
             Clinic.timezone,
             Patient.date_of_birth,
             Patient.extra,
+            Patient.gender,
         )
         .join(Clinic, Clinic.id == a.clinic_id)
         .join(Patient, Patient.id == a.patient_id)
