@@ -30,6 +30,7 @@ from core.kernel.errors import NotFound, ValidationError
 from db.models import Appointment, RiskModel, RiskScore
 from db.types import utcnow
 
+SMALL = 20_000  # fewer visits than this train a smaller ensemble
 MIN_ROWS = 200  # fewer past visits than this: not enough to learn from
 VALIDATION_SHARE = 0.2  # the latest fifth of the training days is held out for the figures
 MAX_CODES = 250  # category codes per column (HistGradientBoosting's bins); rarer ones share one
@@ -71,8 +72,8 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Fitted:
     codes = _codes(x)
     boosted = HistGradientBoostingClassifier(
         categorical_features=[FEATURES.index(c) for c in CATEGORICAL],
-        learning_rate=0.05,
-        max_iter=300,
+        learning_rate=0.05 if len(y) >= SMALL else 0.1,
+        max_iter=300 if len(y) >= SMALL else 60,  # a small practice: fewer, bolder trees
         max_leaf_nodes=31,
         min_samples_leaf=80,
         l2_regularization=1.0,
