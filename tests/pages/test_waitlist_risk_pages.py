@@ -67,30 +67,30 @@ def test_waitlist_page_lists_entries_and_shows_offers_to_managers(app_as, app_db
             entries.Wish(1, 1, 1, today, today + timedelta(days=10), note="**bold** <b>x</b>"),
         )
     database.dispose()
-    staff = app_as("staff", "app_pages/waitlist.py")
+    staff = app_as("staff", "app_pages/waitlist.py", timeout=120)
     assert not staff.exception
     [table] = staff.dataframe
     assert "**bold** <b>x</b>" in table.value["Note"].tolist()  # typed text shown as text
     assert "Offers" not in [h.value for h in staff.subheader]
-    manager = app_as("manager", "app_pages/waitlist.py")
+    manager = app_as("manager", "app_pages/waitlist.py", timeout=120)
     assert not manager.exception
     assert "Offers" in [h.value for h in manager.subheader]
 
 
 def test_call_list_shows_high_risk_visits(app_as, app_db):
     ident = _upcoming_with_risk(app_db, 0.42)
-    calls = app_as("staff", "app_pages/call_list.py")
+    calls = app_as("staff", "app_pages/call_list.py", timeout=120)
     assert not calls.exception
     assert ident in calls.dataframe[0].value.index.tolist()
 
 
 def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
-    empty = app_as("manager", "app_pages/no_show_risk.py")
+    empty = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
     assert not empty.exception
     assert "No model yet" in empty.info[0].value
     _upcoming_with_risk(app_db, 0.1)
     st.cache_data.clear()
-    page = app_as("owner", "app_pages/no_show_risk.py")
+    page = app_as("owner", "app_pages/no_show_risk.py", timeout=120)
     assert not page.exception
     values = {m.label: m.value for m in page.metric}
     assert values["ROC-AUC"] == "0.771" and values["Largest decile gap"] == "2.1 pts"
