@@ -4,7 +4,7 @@ reminder call each (Shah et al., JGIM 2016: a call above 15% risk cut no-shows b
 import pandas as pd
 import streamlit as st
 
-from core.analytics import risk_model
+from core.analytics import risk_scores
 from core.scheduling import schedules
 from ui import actor
 from ui.context import read
@@ -18,7 +18,7 @@ def _clinics(me):
 
 @st.cache_data(ttl=60, max_entries=20, show_spinner=False)
 def _rows(me, clinic_id, days, threshold):
-    return read(risk_model.call_list, me, clinic_id=clinic_id, days=days, threshold=threshold)
+    return read(risk_scores.call_list, me, clinic_id=clinic_id, days=days, threshold=threshold)
 
 
 st.title("Call list")

@@ -4,7 +4,7 @@ PR-AUC, Brier score, calibration by decile) beside the lead-time-alone baseline;
 import pandas as pd
 import streamlit as st
 
-from core.analytics import risk_model
+from core.analytics import risk_scores
 from core.kernel.authz import Permission
 from ui import actor, charts, run_action
 from ui.context import read
@@ -12,7 +12,7 @@ from ui.context import read
 
 @st.cache_data(ttl=60, max_entries=5, show_spinner=False)
 def _info(me):
-    return read(risk_model.get_model_info, me)
+    return read(risk_scores.get_model_info, me)
 
 
 def _figure(value) -> str:
@@ -23,6 +23,8 @@ st.title("No-show risk model")
 me = actor()
 info = _info(me)
 if me.can(Permission.RISK_MANAGE) and st.button("Retrain now", key="risk_train"):
+    from core.analytics import risk_model  # scikit-learn loads only when training
+
     done = run_action(risk_model.train)
     if done:
         st.success(done.value.summary)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analytics import risk_model
+from core.analytics import risk_scores
 from ui.context import read
 
 ICONS = {"low": "🟢", "medium": "🟠", "high": "🔴"}
@@ -17,12 +17,12 @@ COLUMN_HELP = (
 
 @st.cache_data(ttl=300, max_entries=50, show_spinner=False)
 def probabilities(me, appointment_ids: tuple[int, ...]) -> dict[int, float]:
-    return read(risk_model.risk_of, me, list(appointment_ids))
+    return read(risk_scores.risk_of, me, list(appointment_ids))
 
 
 def label(probability: float | None) -> str:
     """A table cell: icon, level and the probability (tables have no per-cell hover)."""
-    level = risk_model.level(probability)
+    level = risk_scores.level(probability)
     return f"{ICONS[level]} {level} {probability:.0%}" if level else ""
 
 
@@ -33,7 +33,7 @@ def column(me, appointment_ids: list[int]) -> list[str]:
 
 def badge(me, appointment_id: int) -> None:
     probability = probabilities(me, (appointment_id,)).get(appointment_id)
-    level = risk_model.level(probability)
+    level = risk_scores.level(probability)
     if level:
         st.badge(
             f"{level.title()} no-show risk",

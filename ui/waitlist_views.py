@@ -8,7 +8,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from core.analytics import risk_model
+from core.analytics import risk_scores
 from core.kernel.authz import Permission
 from core.kernel.clock import format_local
 from core.waitlist import offers, rules
@@ -23,7 +23,7 @@ def with_risk(me, events: list[dict]) -> list[dict]:
     marked = []
     for event in events:
         p = found.get(int(event["id"])) if str(event.get("id", "")).isdigit() else None
-        level = risk_model.level(p)
+        level = risk_scores.level(p)
         if level in ("medium", "high"):
             event = {**event, "title": f"{ICONS[level]} {p:.0%} · {event['title']}"}
         marked.append(event)
@@ -32,7 +32,7 @@ def with_risk(me, events: list[dict]) -> list[dict]:
 
 @st.cache_data(ttl=300, max_entries=20, show_spinner=False)
 def _overbooking(me, clinic_id: int, start: datetime, end: datetime):
-    return read(risk_model.overbooking_suggestions, me, clinic_id=clinic_id, start=start, end=end)
+    return read(risk_scores.overbooking_suggestions, me, clinic_id=clinic_id, start=start, end=end)
 
 
 def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:

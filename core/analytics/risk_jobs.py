@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from core.analytics import risk_model
+from core.analytics import risk_scores
 from core.kernel.authz import SYSTEM
 from core.kernel.config import Settings
 from core.kernel.errors import DomainError
@@ -37,6 +37,8 @@ def retrain_job(database: Database, settings: Settings) -> None:
     with database.write() as session:
         if not _claim(session, "risk_retrained", RETRAIN_EVERY, utcnow()):
             return
+    from core.analytics import risk_model  # scikit-learn loads only when there is work
+
     try:
         with database.write() as session:
             log.info(risk_model.train(session, SYSTEM).summary)
@@ -46,9 +48,11 @@ def retrain_job(database: Database, settings: Settings) -> None:
 
 def score_job(database: Database, settings: Settings) -> None:
     with database.write() as session:
-        if risk_model.latest_model(session) is None:
+        if risk_scores.latest_model_id(session) is None:
             return
         if not _claim(session, "risk_scored", SCORE_EVERY, utcnow()):
             return
+    from core.analytics import risk_model
+
     with database.write() as session:
         risk_model.store_upcoming(session, SYSTEM)

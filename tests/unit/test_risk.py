@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
-from core.analytics import risk_features, risk_model
+from core.analytics import risk_features, risk_model, risk_scores
 from core.kernel.authz import SYSTEM
 from core.kernel.errors import PermissionDenied, ValidationError
 from db.models import Appointment, AppointmentStatus, RiskModel, RiskScore, Source
@@ -142,7 +142,7 @@ def test_a_known_signal_is_learnt_and_validated_on_later_days(db, world):
     assert len(m["deciles"]) == 10
     assert "ROC-AUC" in trained.summary
     with db.read() as session:
-        info = risk_model.get_model_info(session, world.manager)
+        info = risk_scores.get_model_info(session, world.manager)
         assert info.rows == trained.rows and info.features == list(risk_features.FEATURES)
         scored = risk_model.score(session, world.manager, since=START + timedelta(days=45))
     assert scored and all(0 <= p <= 1 for *_, p in scored)
@@ -170,7 +170,7 @@ def test_upcoming_visits_are_scored_for_the_badges(db, world):
         [row] = session.scalars(select(RiskScore)).all()
         assert row.appointment_id == upcoming
         assert row.model_id == session.scalar(select(RiskModel.id))
-        assert risk_model.probabilities(session, [upcoming]) == {upcoming: row.probability}
-    assert risk_model.level(0.05) == "low"
-    assert risk_model.level(0.2) == "medium"
-    assert risk_model.level(0.5) == "high"
+        assert risk_scores.probabilities(session, [upcoming]) == {upcoming: row.probability}
+    assert risk_scores.level(0.05) == "low"
+    assert risk_scores.level(0.2) == "medium"
+    assert risk_scores.level(0.5) == "high"
