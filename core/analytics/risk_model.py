@@ -39,17 +39,20 @@ LEAD = FEATURES.index("lead_days")
 
 @dataclass
 class Fitted:
-    """What is pickled: the calibrated classifier and the category codes it was fitted with."""
+    """What is saved: the calibrated classifier, the category codes and the feature columns it
+    was fitted with (a feature the practice has no data for, e.g. imported patient attributes,
+    is left out)."""
 
     model: Any
     codes: dict[str, dict[float, int]]
+    columns: list[int]
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         x = x.copy()
         for name, mapping in self.codes.items():
             col = FEATURES.index(name)
             x[:, col] = [mapping.get(v, MAX_CODES) if v == v else np.nan for v in x[:, col]]
-        return x
+        return x[:, self.columns]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
@@ -69,8 +72,12 @@ def _codes(x: np.ndarray) -> dict[str, dict[float, int]]:
 def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Fitted:
     """Boosted trees, isotonically calibrated across forward-in-time folds (rows in day order)."""
     codes = _codes(x)
+    earliest = x[: len(x) // 4 + 1]  # the first calibration fold must see every column used
+    columns = [i for i in range(len(FEATURES)) if not np.isnan(earliest[:, i]).all()]
     boosted = HistGradientBoostingClassifier(
-        categorical_features=[FEATURES.index(c) for c in CATEGORICAL],
+        categorical_features=[
+            columns.index(FEATURES.index(c)) for c in CATEGORICAL if FEATURES.index(c) in columns
+        ],
         learning_rate=0.05 if len(y) >= SMALL else 0.1,
         max_iter=300 if len(y) >= SMALL else 60,  # a small practice: fewer, bolder trees
         max_leaf_nodes=31,
@@ -80,7 +87,7 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Fitted:
         random_state=seed,
     )
     calibrated = CalibratedClassifierCV(boosted, method="isotonic", cv=TimeSeriesSplit(3))
-    fitted = Fitted(calibrated, codes)
+    fitted = Fitted(calibrated, codes, columns)
     calibrated.fit(fitted.encode(x), y)
     return fitted
 
@@ -178,7 +185,10 @@ def train(session: Session, actor: Actor, *, until: date | None = None) -> Train
         data_from=days[0],
         data_until=until,
         rows=len(y),
-        features={"names": list(FEATURES), "categorical": list(CATEGORICAL)},
+        features={
+            "names": [FEATURES[i] for i in final.columns],
+            "categorical": [c for c in CATEGORICAL if FEATURES.index(c) in final.columns],
+        },
         metrics=metrics,
         payload=_dumped(final),
     )
