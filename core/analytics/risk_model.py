@@ -81,7 +81,7 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Fitted:
         learning_rate=0.05 if len(y) >= SMALL else 0.1,
         max_iter=300 if len(y) >= SMALL else 60,  # a small practice: fewer, bolder trees
         max_leaf_nodes=31,
-        min_samples_leaf=80,
+        min_samples_leaf=min(80, max(10, len(y) // 100)),
         l2_regularization=1.0,
         early_stopping=False,
         random_state=seed,
