@@ -8,6 +8,8 @@ from ui.appointment_messages import messages_panel
 from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.feedback import feedback_panel
 from ui.payments_panel import payments_panel
+from ui.risk import badge
+from ui.waitlist_views import offer_freed_button
 
 st.title("Appointment")
 me = actor()
@@ -23,7 +25,10 @@ if not typed.strip().lstrip("#").isdigit():
 appointment_id = int(typed.strip().lstrip("#"))
 st.query_params["id"] = str(appointment_id)
 detail = shown(load_detail, me, appointment_id)
+badge(me, appointment_id)
 appointment_panel(me, detail, "appointment")
+if detail.status == "cancelled":
+    offer_freed_button(me, appointment_id, "appointment")
 feedback_panel(appointment_id)  # feedback: none / pending / collected, and the request
 messages_panel(me, appointment_id)  # forms, text replies, every message
 payments_panel(appointment_id)  # paid / deposit badge, payments, refunds, fees

@@ -16,6 +16,7 @@ from ui.context import read
 from ui.front_desk import require
 from ui.setup_forms import resource_view
 from ui.text import escape
+from ui.waitlist_views import offer_freed_button, offer_slot_button, overbooking, with_risk
 
 STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
 
@@ -76,8 +77,9 @@ frame, tz = _frame(me, clinic_id, chosen) if chosen else everyone, everyone.time
 view, day = cw.navigation(to_local(utcnow(), tz).date(), cw.default_view(len(names)))
 first, last = cal.visible_window(view, day, tz)
 start, end = cal.window_bounds(first, last, tz)
-events = _events(me, clinic_id, start, end, chosen, statuses)
+events = with_risk(me, _events(me, clinic_id, start, end, chosen, statuses))
 cw.legend(cal.legend())
+overbooking(me, clinic_id, start, end)
 
 if st.session_state.get(cw.MOVE_KEY):  # a drag or resize waits for confirmation
     cw.confirm_move(tz, names)
@@ -100,6 +102,7 @@ elif isinstance(intent, cw.Book):
         "clinic_id": clinic_id,
         "start_at": intent.start_at,
         "provider_id": intent.provider_id,
+        "end_at": intent.end_at,
     }
 elif isinstance(intent, cw.Move):
     st.session_state[cw.MOVE_KEY] = {
@@ -119,6 +122,7 @@ if slot:
     if st.button("Book this time", key="calendar_book_slot", type="primary"):
         st.session_state["book_prefill"] = st.session_state.pop("calendar_slot")
         st.switch_page("app_pages/book.py")
+    offer_slot_button(me, clinic_id, slot, "calendar")
 opened = st.session_state.get("calendar_open")
 if opened:
     with st.container(border=True):
@@ -130,3 +134,5 @@ if opened:
         appointment_panel(me, detail, "calendar")
         if detail.status == "scheduled":
             qr_panel(opened, "calendar")
+        if detail.status == "cancelled":
+            offer_freed_button(me, opened, "calendar")

@@ -16,6 +16,7 @@ from ui import cancellation_view as view
 from ui.caches import cached
 from ui.context import read
 from ui.fees import waiver_panel
+from ui.waitlist_views import refill_metrics
 
 
 @cached("setup", ttl=60, max_entries=5)
@@ -85,6 +86,7 @@ with key_figures:
         help=f"{rate.confirmed} of {rate.reminded} reminded appointments in the range were "
         "confirmed by reminder link or text reply.",
     )
+    refill_metrics(me, clinic, start, end)  # the waitlist's refills
 view.SECTIONS[section](figures)
 with st.expander("Formulas"):
     st.markdown(view.FORMULAS)

@@ -6,10 +6,11 @@ import streamlit as st
 
 from core.requests import bulk, queue
 from core.requests.queue import KIND_LABELS, QueueKind
-from ui import actor, refresh, run_action
+from ui import actor, refresh, risk, run_action
 from ui.appointment_views import bulk_results, queue_actions, show_flash
 from ui.caches import cached
 from ui.context import read
+from ui.waitlist_views import waitlist_request_button
 
 
 @cached("appointments", "patients", ttl=10, max_entries=50)
@@ -83,7 +84,9 @@ stale = sum(r.stale for r in rows)
 if stale:
     st.warning(f"{stale} waiting longer than {limit} h.", icon=":material/schedule:")
 st.dataframe(
-    pd.DataFrame([queue.describe(r) for r in rows]),
+    pd.DataFrame([queue.describe(r) for r in rows]).assign(
+        **{"No-show risk": risk.column(me, [r.appointment_id for r in rows])}
+    ),
     hide_index=True,
     width="stretch",
     key="queue_table",
@@ -104,7 +107,10 @@ with left:
         query_params={"id": row.appointment_id},
         icon=":material/open_in_new:",
     )
+    risk.badge(me, row.appointment_id)
     queue_actions(me, row)
+    if kind == QueueKind.REQUESTS:
+        waitlist_request_button(me, row.appointment_id)
 
 if kind == QueueKind.REQUESTS:
     with right:

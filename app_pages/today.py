@@ -10,7 +10,7 @@ from core.forms import after_booking
 from core.kernel.authz import Permission
 from core.practice import choices
 from core.scheduling import today, visits
-from ui import actor, refresh, run_action
+from ui import actor, refresh, risk, run_action
 from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
@@ -102,6 +102,7 @@ table = pd.DataFrame(
         "Waited (min)": pd.array([r.waited_minutes for r in rows], dtype="Int64"),
         "Confirmed": [r.confirmed.removeprefix("Confirmed by the patient · ") for r in rows],
         "Forms": [forms.get(r.id, "") for r in rows],
+        "No-show risk": risk.column(me, [r.id for r in rows]),
     },
     index=pd.Index([r.id for r in rows], name="Appointment"),
 )
@@ -112,6 +113,7 @@ picked = st.dataframe(
     on_select="rerun",
     selection_mode="single-row",
     key="today_table",
+    column_config={"No-show risk": st.column_config.TextColumn(help=risk.COLUMN_HELP)},
 )
 chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
 if not chosen:
@@ -120,6 +122,7 @@ if not chosen:
 row = chosen[0]
 st.text(f"{row.time} · {row.patient} · {row.service} · {row.provider} · {row.stage}")
 st.caption(row.confirmed or "Not confirmed by the patient yet.")
+risk.badge(me, row.id)
 if not me.can(Permission.APPOINTMENTS_CHECK_IN):
     st.stop()
 version = dict(expected_version=row.version)

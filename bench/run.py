@@ -645,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     results["backends"]["SQLite"] = backend
     log("import throughput")
     results["import"] = import_throughput()
+    results["risk_training"] = importlib.import_module("bench.risk").risk_training(url)
     if args.pg is None:
         try:
             from tests.support.postgres import postgres_available

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("file", help="the .toml file to write")
     apply = commands.add_parser("import-practice", help="apply a practice set-up file (TOML)")
     apply.add_argument("file", help="the .toml file to read")
+    _add_risk_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -244,10 +245,42 @@ def _practice_file(args) -> int:
     return 0
 
 
+def _add_risk_commands(commands) -> None:
+    from datetime import date
+
+    train = commands.add_parser("train-risk", help="train the no-show risk model")
+    train.add_argument(
+        "--until", type=date.fromisoformat, help="train on days before (default: today)"
+    )
+    score = commands.add_parser("score-risk", help="write no-show probabilities as CSV")
+    score.add_argument("--from", dest="since", type=date.fromisoformat, required=True)
+    score.add_argument("--until", type=date.fromisoformat, help="first day not scored")
+    score.add_argument("--out", required=True, help="CSV file to write")
+
+
+def _risk_command(args) -> int:
+    from pathlib import Path
+
+    from core.analytics import risk_model
+
+    database = open_database(load_settings())
+    if args.command == "train-risk":
+        with database.write() as session:
+            print(risk_model.train(session, SYSTEM, until=args.until).summary)
+        return 0
+    with database.read() as session:
+        scored = risk_model.score(session, SYSTEM, since=args.since, until=args.until)
+    Path(args.out).write_bytes(risk_model.scores_csv(scored))
+    print(f"Wrote {len(scored):,} probabilities to {args.out}.")
+    return 0
+
+
 COMMANDS = {
     "migrate": _migrate,
     "export-practice": _practice_file,
     "import-practice": _practice_file,
+    "train-risk": _risk_command,
+    "score-risk": _risk_command,
     "seed-demo": _seed,
     "create-user": _create_user,
     "send-notifications": _send,

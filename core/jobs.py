@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from core.analytics import cancellation_rollups
+from core.analytics import cancellation_rollups, risk_jobs
 from core.feedback import surveys
 from core.forms import after_booking
 from core.kernel.config import Settings
@@ -19,6 +19,7 @@ from core.kernel.errors import DatabaseUnavailable
 from core.messaging import clinic_events, delivery, reminders
 from core.patients import invitations
 from core.payments import prepay
+from core.waitlist import jobs as waitlist_jobs
 from db.engine import Database
 
 log = logging.getLogger("clinicdesk.jobs")
@@ -33,10 +34,13 @@ JOBS: list[Callable[[Database, Settings], None]] = [
     reminders.reminders_job,  # each due reminder once (issue 15)
     after_booking.forms_job,  # the service's forms after booking or approval
     clinic_events.digest_job,  # the clinics' daily digests when due
+    waitlist_jobs.offer_job,  # freed slots → offers, lapsed offers → the next patient
     deliver_notifications,
     invitations.expire_job,  # pending portal invitations past expiry → expired
     cancellation_rollups.refresh_job,  # keeps the cancellation analytics' sums current
     prepay.refunds_job,  # card refunds due through the payment provider (when configured)
+    risk_jobs.retrain_job,  # weekly: a fresh no-show model from the practice's history
+    risk_jobs.score_job,  # daily: upcoming visits' no-show risk for the badges
 ]
 
 

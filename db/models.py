@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -1024,3 +1025,156 @@ class PaymentEvent(Base):
     event_type: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+
+
+# ---------------------------------------------------------------- issue 17: waitlist and risk
+
+
+class WaitlistStatus(enum.StrEnum):
+    WAITING = "waiting"  # matches freed slots
+    BOOKED = "booked"  # accepted an offer (or was booked by staff)
+    WITHDRAWN = "withdrawn"  # removed by staff or the patient
+    EXPIRED = "expired"  # its date range passed
+
+
+class OpeningStatus(enum.StrEnum):
+    PENDING = "pending"  # queued by a transition; the jobs loop has not looked yet
+    OFFERING = "offering"  # offers are out
+    FILLED = "filled"  # a waitlisted patient took it
+    UNFILLED = "unfilled"  # nobody matched, or every offer lapsed
+    CLOSED = "closed"  # the slot is gone (booked otherwise, passed, too close to start)
+
+
+class OfferStatus(enum.StrEnum):
+    QUEUED = "queued"  # ranked, waiting its turn (one-at-a-time mode)
+    SENT = "sent"
+    ACCEPTED = "accepted"
+    TAKEN = "taken"  # someone else accepted first; the patient was told
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"  # the slot went another way before this offer was answered
+
+
+class WaitlistEntry(Base):
+    """A patient waiting for a slot: service, clinic, provider (or any), dates, weekdays and
+    time-of-day windows. Entries are never deleted; their status records what happened."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (
+        CheckConstraint("earliest <= latest", name="earliest_before_latest"),
+        Index(None, "clinic_id", "status", "latest"),
+        Index(None, "patient_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))  # None: any
+    earliest: Mapped[date] = mapped_column(Date)  # clinic-local days, inclusive
+    latest: Mapped[date] = mapped_column(Date)
+    weekdays: Mapped[str] = mapped_column(String(7), default="01234")  # 0 = Monday
+    windows: Mapped[str] = mapped_column(String(80), default="")  # TimeOfDay values; "" = any
+    note: Mapped[str] = mapped_column(Text, default="")  # as typed: escape on display
+    status: Mapped[WaitlistStatus] = mapped_column(
+        str_enum(WaitlistStatus, "status"), default=WaitlistStatus.WAITING
+    )
+    source: Mapped[str] = mapped_column(String(16), default="staff")  # staff, request, portal
+    request_appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    booked_appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closed_at: Mapped[datetime | None]
+
+    patient: Mapped[Patient] = relationship()
+    service: Mapped[Service] = relationship()
+
+
+class SlotOpening(Base):
+    """Time a transition freed (or added) for a provider at a clinic, queued in the same
+    transaction by core.scheduling.openings; the waitlist job offers it."""
+
+    __tablename__ = "slot_openings"
+    __table_args__ = (
+        CheckConstraint("start_at < end_at", name="start_before_end"),
+        Index(None, "status", "created_at"),
+        Index(None, "clinic_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(24))  # cancelled, moved, declined, hours, time_off
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    status: Mapped[OpeningStatus] = mapped_column(
+        str_enum(OpeningStatus, "status"), default=OpeningStatus.PENDING
+    )
+    by_hand: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    filled_at: Mapped[datetime | None]
+    filled_appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class WaitlistOffer(Base):
+    """One slot offered to one waitlisted patient through a signed link."""
+
+    __tablename__ = "waitlist_offers"
+    __table_args__ = (
+        UniqueConstraint("opening_id", "entry_id"),
+        Index(None, "status", "expires_at"),
+        Index(None, "entry_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    opening_id: Mapped[int] = mapped_column(ForeignKey("slot_openings.id"))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("waitlist_entries.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    rank: Mapped[int] = mapped_column(Integer)
+    start_at: Mapped[datetime]  # the slot offered (within the opening)
+    status: Mapped[OfferStatus] = mapped_column(
+        str_enum(OfferStatus, "status"), default=OfferStatus.QUEUED
+    )
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("link_tokens.id"))
+    sent_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+
+    entry: Mapped[WaitlistEntry] = relationship()
+    opening: Mapped[SlotOpening] = relationship()
+
+
+class RiskModel(Base):
+    """A trained no-show model (core.analytics.risk_model) and what it was trained and
+    validated on. The newest row is the one in use."""
+
+    __tablename__ = "risk_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trained_at: Mapped[datetime] = mapped_column(default=utcnow)
+    data_from: Mapped[date | None] = mapped_column(Date)
+    data_until: Mapped[date | None] = mapped_column(Date)  # exclusive: days before this
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    features: Mapped[dict[str, Any] | None]
+    metrics: Mapped[dict[str, Any] | None]
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RiskScore(Base):
+    """An upcoming appointment's predicted no-show probability (scored by the jobs loop)."""
+
+    __tablename__ = "risk_scores"
+
+    appointment_id: Mapped[int] = mapped_column(
+        ForeignKey("appointments.id"), primary_key=True, autoincrement=False
+    )
+    model_id: Mapped[int] = mapped_column(ForeignKey("risk_models.id"))
+    probability: Mapped[float] = mapped_column(Float)
+    scored_at: Mapped[datetime] = mapped_column(default=utcnow)

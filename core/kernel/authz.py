@@ -40,6 +40,9 @@ class Permission(enum.StrEnum):
     PAYMENTS_RECORD = "record payments, refunds and fees paid"
     POINTS_ADJUST = "adjust patient points"
     PAYMENTS_MANAGE = "set prepayment rules and the value of a point"
+    WAITLIST_EDIT = "put patients on the waitlist"
+    WAITLIST_OFFER = "offer freed slots and set the waitlist rules"
+    RISK_MANAGE = "train and run the no-show risk model"
 
 
 P = Permission
@@ -47,11 +50,12 @@ _STAFF = {
     P.APPOINTMENTS_READ, P.APPOINTMENTS_BOOK, P.APPOINTMENTS_RESCHEDULE, P.APPOINTMENTS_CANCEL,
     P.APPOINTMENTS_CHECK_IN, P.PATIENTS_READ, P.PATIENTS_EDIT, P.INVITATIONS_SEND,
     P.FEEDBACK_REQUEST, P.NOTIFICATIONS_READ, P.PRACTICE_READ,
-    P.PAYMENTS_RECORD,
+    P.PAYMENTS_RECORD, P.WAITLIST_EDIT,
 }  # fmt: skip
 _MANAGER = _STAFF | {
     P.QUEUE_WORK, P.REQUESTS_DECIDE, P.SCHEDULES_MANAGE, P.FEES_WAIVE, P.NOTIFICATIONS_MANAGE,
     P.ANALYTICS_READ, P.DATA_EXPORT, P.PRACTICE_MANAGE, P.POINTS_ADJUST,
+    P.WAITLIST_OFFER, P.RISK_MANAGE,
 }  # fmt: skip
 MATRIX: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),

@@ -29,6 +29,7 @@ PURPOSES = (
     "confirm",
     "form",
     "portal",
+    "waitlist_offer",
 )
 
 

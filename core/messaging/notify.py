@@ -178,6 +178,21 @@ TEMPLATES: dict[str, Template] = {
         "cancelled.\n{lines}{message}" + _SIGN,
         "What a cancellation gives back of a prepayment.",
     ),
+    "waitlist_offer": Template(
+        "A time is free: {service_name} on {when}",
+        "Dear {patient_name},\n\nYou are on our waitlist, and a time has just freed up: "
+        "{service_name} with {provider_name} on {when}.\n\nTo take it, accept here before "
+        "{expires}: {link}\nOther patients may have been offered it too; the first to accept "
+        "gets it." + _SIGN,
+        "A freed slot offered to a waitlisted patient.",
+    ),
+    "waitlist_taken": Template(
+        "The time on {when} has been taken",
+        "Dear {patient_name},\n\nThe time we offered you ({service_name} on {when}) has been "
+        "taken by another patient. You stay on our waitlist; we will write again when another "
+        "time frees up." + _SIGN,
+        "Tells a waitlisted patient that the slot offered went to someone else.",
+    ),
 }
 SAMPLE_CONTEXT = {
     "patient_name": "Alex Morgan",

@@ -34,6 +34,7 @@ from core.scheduling.lifecycle import (
     tell_patient,
     when_text,
 )
+from core.scheduling.openings import appointment_freed
 from core.scheduling.states import ENTITY, PROPOSAL_TTL, Action, S, ensure_allowed
 from db.models import (
     Appointment,
@@ -171,6 +172,8 @@ def decline_request(
     appointment.status, appointment.decided_at = S.DECLINED, utcnow()
     appointment.decline_reason = reason
     flush(session, appointment)
+    if before == S.TENTATIVE:
+        appointment_freed(session, appointment, "declined")
     record(session, actor, appointment, Action.DECLINE, before, reason=reason, message=message)
     queued = tell_patient(
         session, appointment, "appointment_declined", message=message, reason=reason
@@ -279,6 +282,7 @@ def respond_to_proposal(
             change.status = ChangeStatus.APPROVED
             appointment.reschedule_count += 1
     elif change:  # restore the booking the patient had
+        appointment_freed(session, appointment, "declined")
         original = _proposal_original(session, appointment.id)
         appointment.start_at = change.original_start_at
         appointment.end_at = change.original_start_at + duration_of(appointment)
@@ -288,6 +292,7 @@ def respond_to_proposal(
         change.status = ChangeStatus.DENIED
         change.decision_note = "The patient turned down the proposed time."
     else:
+        appointment_freed(session, appointment, "declined")
         appointment.status = S.REQUESTED
     flush(session, appointment)
     reason = None if accept else "The patient turned down the proposed time."

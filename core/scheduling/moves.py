@@ -27,6 +27,7 @@ from core.scheduling.lifecycle import (
     tell_patient,
     when_text,
 )
+from core.scheduling.openings import appointment_freed
 from core.scheduling.states import Action, S, ensure_allowed
 from db.models import (
     Appointment,
@@ -222,6 +223,7 @@ def move(
         "provider_id": appointment.provider_id,
         "start_at": appointment.start_at.isoformat() if appointment.start_at else None,
     }
+    held = (appointment.provider_id, appointment.start_at, appointment.end_at)
     details = place(
         session,
         appointment,
@@ -237,6 +239,10 @@ def move(
     if action == Action.RESCHEDULE:
         appointment.reschedule_count += 1
     flush(session, appointment)
+    if held != (appointment.provider_id, appointment.start_at, appointment.end_at):
+        appointment_freed(
+            session, appointment, "moved", provider_id=held[0], start_at=held[1], end_at=held[2]
+        )
     record(session, actor, appointment, action, before, message=message, details=details)
     key = "appointment_rescheduled" if action == Action.RESCHEDULE else "appointment_updated"
     queued = (
@@ -302,6 +308,8 @@ def cancel(
     appointment.cancelled_by = "patient" if by_patient else actor.name
     appointment.cancel_reason = reason
     flush(session, appointment)
+    if before in (S.SCHEDULED, S.TENTATIVE):
+        appointment_freed(session, appointment, "cancelled")
     recorded = {
         "by_patient": by_patient,
         "late": appointment.late_cancellation,

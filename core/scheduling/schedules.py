@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import format_local
+from core.kernel.clock import format_local, local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.scheduling import openings
 from core.scheduling.availability import OCCUPYING
 from db.models import Appointment, AppointmentKind, Clinic, Provider, TimeOff, WorkingHours
+from db.types import utcnow
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_TIME_OFF = timedelta(days=366)
@@ -133,7 +135,8 @@ def set_weekly_hours(
                     f"{provider.name} already works at {clinic_name} on {WEEKDAYS[row.weekday]} "
                     f"{other.starts:%H:%M}–{other.ends:%H:%M}; change those hours first."
                 )
-    before = [h.label for h in get_hours(session, actor, provider_id, clinic_id)]
+    previous = get_hours(session, actor, provider_id, clinic_id)
+    before = [h.label for h in previous]
     session.execute(
         delete(WorkingHours).where(
             WorkingHours.provider_id == provider_id, WorkingHours.clinic_id == clinic_id
@@ -151,6 +154,7 @@ def set_weekly_hours(
     )
     session.flush()
     session.expire(provider, ["working_hours"])
+    _hours_added(session, provider_id, clinic, previous, cleaned)
     audit.record(
         session,
         actor,
@@ -230,6 +234,15 @@ def remove_time_off(session: Session, actor: Actor, time_off_id: int) -> None:
         "ends_at": row.ends_at.isoformat(),
     }
     provider_id, reason = row.provider_id, row.reason
+    for clinic_id in _clinics_of(session, provider_id):
+        openings.slot_opened(
+            session,
+            clinic_id=clinic_id,
+            provider_id=provider_id,
+            start_at=row.starts_at,
+            end_at=min(row.ends_at, utcnow() + openings.HOURS_HORIZON),
+            reason="time_off",
+        )
     session.delete(row)
     session.flush()
     audit.record(
@@ -288,3 +301,39 @@ def bookings_during(
             )
         ).all()
     )
+
+
+def _clinics_of(session: Session, provider_id: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(WorkingHours.clinic_id).where(WorkingHours.provider_id == provider_id).distinct()
+        )
+    )
+
+
+def _hours_added(
+    session: Session, provider_id: int, clinic: Clinic, old: list[HoursRow], new: list[HoursRow]
+) -> None:
+    """Queue the coming weeks' occurrences of newly added hours for the waitlist."""
+
+    def covered(row: HoursRow) -> bool:
+        return any(
+            o.weekday == row.weekday and o.starts <= row.starts <= row.ends <= o.ends for o in old
+        )
+
+    added = [r for r in new if not covered(r)]
+    if not added:
+        return
+    today = to_local(utcnow(), clinic.timezone).date()
+    for offset in range(openings.HOURS_HORIZON.days):
+        day = today + timedelta(days=offset)
+        for row in added:
+            if row.weekday == day.weekday():
+                openings.slot_opened(
+                    session,
+                    clinic_id=clinic.id,
+                    provider_id=provider_id,
+                    start_at=local_to_utc(day, row.starts, clinic.timezone),
+                    end_at=local_to_utc(day, row.ends, clinic.timezone),
+                    reason="hours",
+                )

@@ -1,7 +1,8 @@
 """The public patient pages behind signed links (app_pages/patient.py dispatches here).
 
 One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey,
-confirm (a reminder's confirm link), form (a form after booking).
+confirm (a reminder's confirm link), form (a form after booking), waitlist_offer (a freed
+slot offered to a waitlisted patient).
 Each exposes `render(token: str) -> None`. It may raise core.kernel.errors.LinkInvalid anywhere; the
 dispatcher then shows the one neutral "link not valid" page, which reveals nothing about the
 patient or whether the token ever existed. There is no signed-in actor here: the token is the
@@ -22,7 +23,16 @@ from ui.context import database, show_error
 from ui.text import escape
 
 T = TypeVar("T")
-PURPOSES = ("enroll", "proposal", "change", "booking", "survey", "confirm", "form")
+PURPOSES = (
+    "enroll",
+    "proposal",
+    "change",
+    "booking",
+    "survey",
+    "confirm",
+    "form",
+    "waitlist_offer",
+)
 
 
 def public_read(reader: Callable[..., T], token: str, *args: Any, **kwargs: Any) -> T:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-02 13:18:18.962356
+Create Date: 2026-12-02 13:19:16.350970
 """
 
 from collections.abc import Sequence
@@ -184,6 +184,17 @@ def upgrade() -> None:
     with op.batch_alter_table('rate_limit_hits', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_rate_limit_hits_key_at'), ['key', 'at'], unique=False)
 
+    op.create_table('risk_models',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('trained_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('data_from', sa.Date(), nullable=True),
+    sa.Column('data_until', sa.Date(), nullable=True),
+    sa.Column('rows', sa.Integer(), nullable=False),
+    sa.Column('features', sa.JSON(), nullable=True),
+    sa.Column('metrics', sa.JSON(), nullable=True),
+    sa.Column('payload', sa.LargeBinary(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_risk_models'))
+    )
     op.create_table('services',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
@@ -703,6 +714,42 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_request_flags')),
     sa.UniqueConstraint('appointment_id', name=op.f('uq_request_flags_appointment_id'))
     )
+    op.create_table('risk_scores',
+    sa.Column('appointment_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('model_id', sa.Integer(), nullable=False),
+    sa.Column('probability', sa.Float(), nullable=False),
+    sa.Column('scored_at', db.types.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_risk_scores_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['model_id'], ['risk_models.id'], name=op.f('fk_risk_scores_model_id_risk_models')),
+    sa.PrimaryKeyConstraint('appointment_id', name=op.f('pk_risk_scores'))
+    )
+    op.create_table('slot_openings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('clinic_id', sa.Integer(), nullable=False),
+    sa.Column('provider_id', sa.Integer(), nullable=False),
+    sa.Column('start_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('end_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('reason', sa.String(length=24), nullable=False),
+    sa.Column('appointment_id', sa.Integer(), nullable=True),
+    sa.Column('status', sa.Enum('pending', 'offering', 'filled', 'unfilled', 'closed', name='status', native_enum=False, create_constraint=True, length=24), nullable=False),
+    sa.Column('by_hand', sa.Boolean(), nullable=False),
+    sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('processed_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('filled_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('filled_appointment_id', sa.Integer(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.CheckConstraint('start_at < end_at', name=op.f('ck_slot_openings_start_before_end')),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_slot_openings_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_slot_openings_clinic_id_clinics')),
+    sa.ForeignKeyConstraint(['filled_appointment_id'], ['appointments.id'], name=op.f('fk_slot_openings_filled_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_slot_openings_provider_id_providers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_slot_openings'))
+    )
+    with op.batch_alter_table('slot_openings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_slot_openings_clinic_id_created_at'), ['clinic_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_slot_openings_status_created_at'), ['status', 'created_at'], unique=False)
+
     op.create_table('sms_replies',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('received_at', db.types.UTCDateTime(), nullable=False),
@@ -724,6 +771,38 @@ def upgrade() -> None:
     with op.batch_alter_table('sms_replies', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sms_replies_appointment_id'), ['appointment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sms_replies_handled_at_received_at'), ['handled_at', 'received_at'], unique=False)
+
+    op.create_table('waitlist_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('clinic_id', sa.Integer(), nullable=False),
+    sa.Column('service_id', sa.Integer(), nullable=False),
+    sa.Column('provider_id', sa.Integer(), nullable=True),
+    sa.Column('earliest', sa.Date(), nullable=False),
+    sa.Column('latest', sa.Date(), nullable=False),
+    sa.Column('weekdays', sa.String(length=7), nullable=False),
+    sa.Column('windows', sa.String(length=80), nullable=False),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('status', sa.Enum('waiting', 'booked', 'withdrawn', 'expired', name='status', native_enum=False, create_constraint=True, length=24), nullable=False),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('request_appointment_id', sa.Integer(), nullable=True),
+    sa.Column('booked_appointment_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('created_by_user_id', sa.Integer(), nullable=True),
+    sa.Column('closed_at', db.types.UTCDateTime(), nullable=True),
+    sa.CheckConstraint('earliest <= latest', name=op.f('ck_waitlist_entries_earliest_before_latest')),
+    sa.ForeignKeyConstraint(['booked_appointment_id'], ['appointments.id'], name=op.f('fk_waitlist_entries_booked_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], name=op.f('fk_waitlist_entries_clinic_id_clinics')),
+    sa.ForeignKeyConstraint(['created_by_user_id'], ['users.id'], name=op.f('fk_waitlist_entries_created_by_user_id_users')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_waitlist_entries_patient_id_patients')),
+    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], name=op.f('fk_waitlist_entries_provider_id_providers')),
+    sa.ForeignKeyConstraint(['request_appointment_id'], ['appointments.id'], name=op.f('fk_waitlist_entries_request_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_waitlist_entries_service_id_services')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_waitlist_entries'))
+    )
+    with op.batch_alter_table('waitlist_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_waitlist_entries_clinic_id_status_latest'), ['clinic_id', 'status', 'latest'], unique=False)
+        batch_op.create_index(batch_op.f('ix_waitlist_entries_patient_id_status'), ['patient_id', 'status'], unique=False)
 
     op.create_table('payments',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -791,6 +870,31 @@ def upgrade() -> None:
         batch_op.create_index('ix_survey_responses_rating_day', ['rating', 'submitted_at', 'clinic_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_survey_responses_submitted_at'), ['submitted_at'], unique=False)
 
+    op.create_table('waitlist_offers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('opening_id', sa.Integer(), nullable=False),
+    sa.Column('entry_id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('rank', sa.Integer(), nullable=False),
+    sa.Column('start_at', db.types.UTCDateTime(), nullable=False),
+    sa.Column('status', sa.Enum('queued', 'sent', 'accepted', 'taken', 'declined', 'expired', 'withdrawn', name='status', native_enum=False, create_constraint=True, length=24), nullable=False),
+    sa.Column('token_id', sa.Integer(), nullable=True),
+    sa.Column('sent_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('expires_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('answered_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('appointment_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_waitlist_offers_appointment_id_appointments')),
+    sa.ForeignKeyConstraint(['entry_id'], ['waitlist_entries.id'], name=op.f('fk_waitlist_offers_entry_id_waitlist_entries')),
+    sa.ForeignKeyConstraint(['opening_id'], ['slot_openings.id'], name=op.f('fk_waitlist_offers_opening_id_slot_openings')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_waitlist_offers_patient_id_patients')),
+    sa.ForeignKeyConstraint(['token_id'], ['link_tokens.id'], name=op.f('fk_waitlist_offers_token_id_link_tokens')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_waitlist_offers')),
+    sa.UniqueConstraint('opening_id', 'entry_id', name=op.f('uq_waitlist_offers_opening_id_entry_id'))
+    )
+    with op.batch_alter_table('waitlist_offers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_waitlist_offers_entry_id'), ['entry_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_waitlist_offers_status_expires_at'), ['status', 'expires_at'], unique=False)
+
     op.create_table('payment_events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('provider', sa.String(length=16), nullable=False),
@@ -813,6 +917,11 @@ def downgrade() -> None:
         op.execute(statement)
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table('payment_events')
+    with op.batch_alter_table('waitlist_offers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_waitlist_offers_status_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_waitlist_offers_entry_id'))
+
+    op.drop_table('waitlist_offers')
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_survey_responses_submitted_at'))
         batch_op.drop_index('ix_survey_responses_rating_day')
@@ -828,11 +937,22 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_payments_appointment_id'))
 
     op.drop_table('payments')
+    with op.batch_alter_table('waitlist_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_waitlist_entries_patient_id_status'))
+        batch_op.drop_index(batch_op.f('ix_waitlist_entries_clinic_id_status_latest'))
+
+    op.drop_table('waitlist_entries')
     with op.batch_alter_table('sms_replies', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sms_replies_handled_at_received_at'))
         batch_op.drop_index(batch_op.f('ix_sms_replies_appointment_id'))
 
     op.drop_table('sms_replies')
+    with op.batch_alter_table('slot_openings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_slot_openings_status_created_at'))
+        batch_op.drop_index(batch_op.f('ix_slot_openings_clinic_id_created_at'))
+
+    op.drop_table('slot_openings')
+    op.drop_table('risk_scores')
     op.drop_table('request_flags')
     op.drop_table('reminders_sent')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
@@ -929,6 +1049,7 @@ def downgrade() -> None:
     op.drop_table('audit_events')
     op.drop_table('users')
     op.drop_table('services')
+    op.drop_table('risk_models')
     with op.batch_alter_table('rate_limit_hits', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_rate_limit_hits_key_at'))
 

@@ -1,0 +1,50 @@
+"""Call list: scheduled visits in the next days with a high predicted no-show risk — one
+reminder call each (Shah et al., JGIM 2016: a call above 15% risk cut no-shows by a fifth)."""
+
+import pandas as pd
+import streamlit as st
+
+from core.analytics import risk_scores
+from core.scheduling import schedules
+from ui import actor
+from ui.context import read
+from ui.front_desk import require
+
+
+@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+def _clinics(me):
+    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+
+
+@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+def _rows(me, clinic_id, days, threshold):
+    return read(risk_scores.call_list, me, clinic_id=clinic_id, days=days, threshold=threshold)
+
+
+st.title("Call list")
+me = actor()
+clinics = _clinics(me)
+require(clinics)
+c1, c2, c3 = st.columns(3)
+clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="call_list_clinic")
+days = c2.number_input("Days ahead", 1, 14, 3, key="call_list_days")
+threshold = c3.slider("Risk from", 0.05, 0.9, 0.30, 0.05, key="call_list_threshold")
+rows = _rows(me, clinic_id, int(days), float(threshold))
+if not rows:
+    st.info("No upcoming visit above this risk (or no scores yet: see the model page).")
+    st.stop()
+st.dataframe(
+    pd.DataFrame(
+        {
+            "When": [r.when for r in rows],
+            "Patient": [r.patient for r in rows],
+            "Phone": [r.phone for r in rows],
+            "Provider": [r.provider for r in rows],
+            "No-show risk": [r.probability for r in rows],
+        },
+        index=pd.Index([r.appointment_id for r in rows], name="Appointment"),
+    ),
+    width="stretch",
+    key="call_list_table",
+    column_config={"No-show risk": st.column_config.ProgressColumn(format="percent")},
+)

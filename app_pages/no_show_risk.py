@@ -1,0 +1,79 @@
+"""No-show risk model: what it was trained on, its honest validation on a time split (ROC-AUC,
+PR-AUC, Brier score, calibration by decile) beside the lead-time-alone baseline; retrain."""
+
+import pandas as pd
+import streamlit as st
+
+from core.analytics import risk_scores
+from core.kernel.authz import Permission
+from ui import actor, charts, run_action
+from ui.context import read
+
+
+@st.cache_data(ttl=60, max_entries=5, show_spinner=False)
+def _info(me):
+    return read(risk_scores.get_model_info, me)
+
+
+def _figure(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+st.title("No-show risk model")
+me = actor()
+info = _info(me)
+if me.can(Permission.RISK_MANAGE) and st.button("Retrain now", key="risk_train"):
+    from core.analytics import risk_model  # scikit-learn loads only when training
+
+    done = run_action(risk_model.train)
+    if done:
+        st.success(done.value.summary)
+        st.rerun()
+if info is None:
+    st.info(
+        "No model yet. It is trained weekly by the background jobs once there are enough past "
+        "visits, or now with the button above (or `python -m core.cli train-risk`)."
+    )
+    st.stop()
+m, b = info.metrics.get("model", {}), info.metrics.get("baseline", {})
+st.caption(
+    f"Model #{info.id}, trained {info.trained_at:%d %b %Y %H:%M} UTC on {info.rows:,} visits "
+    f"from {info.data_from} to before {info.data_until}. Validated on {m.get('rows', 0):,} visits "
+    f"from {info.metrics.get('validation_from')} on, with a model fitted only on earlier days."
+)
+c = st.columns(4)
+c[0].metric("ROC-AUC", _figure(m.get("roc_auc")), help="Ranking quality; 0.5 is chance.")
+c[1].metric("PR-AUC", _figure(m.get("pr_auc")), help=f"Base rate {m.get('base_rate', 0):.1%}.")
+c[2].metric("Brier score", _figure(m.get("brier")), help="Mean squared error; lower is better.")
+c[3].metric("Largest decile gap", f"{m.get('max_decile_gap', 0) * 100:.1f} pts")
+st.dataframe(
+    pd.DataFrame(
+        {
+            "": ["This model", "Lead time alone"],
+            "ROC-AUC": [m.get("roc_auc"), b.get("roc_auc")],
+            "PR-AUC": [m.get("pr_auc"), b.get("pr_auc")],
+            "Brier": [m.get("brier"), b.get("brier")],
+        }
+    ),
+    hide_index=True,
+    key="risk_compare",
+)
+bins = m.get("deciles", [])
+if bins:
+    labels = [f"{i + 1}" for i in range(len(bins))]
+    charts.show(
+        charts.lines(
+            labels,
+            {
+                "Predicted": [d["predicted"] for d in bins],
+                "Observed": [d["observed"] for d in bins],
+                "Lead time alone (observed)": [d["observed"] for d in b.get("deciles", [])],
+            },
+            title="Calibration: no-show rate by decile of predicted risk",
+            y_title="No-show rate",
+            percent=True,
+        ),
+        key="risk_calibration",
+    )
+st.caption("Features (all known the day before the visit): " + ", ".join(info.features) + ".")
+st.caption("Nothing leaves the practice: the model is trained and kept in this database.")

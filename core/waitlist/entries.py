@@ -1,0 +1,327 @@
+"""Waitlist entries: added by staff, from a request that cannot be placed, or by the patient
+(through the portal); listed with their age and the free slots that match them now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure, patient_actor
+from core.kernel.clock import to_local
+from core.kernel.errors import NotFound, ValidationError
+from core.requests.decisions import decline_request
+from core.scheduling.availability import TIME_OF_DAY_WINDOWS, suggest_slots
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    Clinic,
+    Patient,
+    Provider,
+    Service,
+    TimeOfDay,
+    WaitlistEntry,
+    WaitlistStatus,
+)
+from db.types import utcnow
+
+ENTITY = "waitlist_entry"
+MAX_DAYS = 366
+PAGE_SIZE = 50
+MATCH_DAYS = 14  # "current matches" look this far ahead
+
+
+@dataclass(frozen=True)
+class Wish:
+    """What the patient waits for (plain values: staff form, request, or portal)."""
+
+    patient_id: int
+    clinic_id: int
+    service_id: int
+    earliest: date
+    latest: date
+    provider_id: int | None = None
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
+    windows: tuple[TimeOfDay, ...] = ()  # empty: any time of day
+    note: str = ""
+
+
+def _validate(session: Session, wish: Wish, today: date) -> None:
+    if session.get(Patient, wish.patient_id) is None:
+        raise ValidationError("Choose a known patient.")
+    if session.get(Clinic, wish.clinic_id) is None:
+        raise ValidationError("Choose one of the practice's clinics.")
+    service = session.get(Service, wish.service_id)
+    if service is None or not service.active:
+        raise ValidationError("Choose a service the practice offers.")
+    if wish.provider_id is not None:
+        provider = session.get(Provider, wish.provider_id)
+        if provider is None or not provider.active:
+            raise ValidationError("Choose an active provider, or any provider.")
+    if wish.latest < wish.earliest:
+        raise ValidationError("The last day must not be before the first day.")
+    if wish.latest < today:
+        raise ValidationError("The date range has passed; choose days from today on.")
+    if (wish.latest - wish.earliest).days > MAX_DAYS:
+        raise ValidationError("Wait for at most a year at once.")
+    if not wish.weekdays or any(not 0 <= d <= 6 for d in wish.weekdays):
+        raise ValidationError("Choose at least one weekday.")
+    if len(wish.note) > 1000:
+        raise ValidationError("Keep the note under 1,000 characters.")
+
+
+def _insert(session: Session, actor: Actor, wish: Wish, source: str, **extra) -> WaitlistEntry:
+    clinic = session.get(Clinic, wish.clinic_id)
+    _validate(session, wish, to_local(utcnow(), clinic.timezone).date() if clinic else date.min)
+    waiting = session.scalar(
+        select(WaitlistEntry.id).where(
+            WaitlistEntry.patient_id == wish.patient_id,
+            WaitlistEntry.service_id == wish.service_id,
+            WaitlistEntry.clinic_id == wish.clinic_id,
+            WaitlistEntry.status == WaitlistStatus.WAITING,
+        )
+    )
+    if waiting is not None:
+        raise ValidationError(
+            f"This patient already waits for this service at this clinic (entry #{waiting}); "
+            "change or withdraw that entry instead."
+        )
+    entry = WaitlistEntry(
+        patient_id=wish.patient_id,
+        clinic_id=wish.clinic_id,
+        service_id=wish.service_id,
+        provider_id=wish.provider_id,
+        earliest=wish.earliest,
+        latest=wish.latest,
+        weekdays="".join(str(d) for d in sorted(set(wish.weekdays))),
+        windows=",".join(TimeOfDay(w).value for w in wish.windows),
+        note=wish.note.strip(),
+        source=source,
+        created_by_user_id=actor.user_id,
+        **extra,
+    )
+    session.add(entry)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "waitlist_added",
+        ENTITY,
+        entry.id,
+        patient_id=entry.patient_id,
+        to_status=entry.status.value,
+        details={"source": source, "service_id": wish.service_id, "clinic_id": wish.clinic_id},
+    )
+    return entry
+
+
+def add_entry(session: Session, actor: Actor, wish: Wish) -> WaitlistEntry:
+    """Staff put a patient on the waitlist."""
+    ensure(actor, Permission.WAITLIST_EDIT)
+    return _insert(session, actor, wish, "staff")
+
+
+def add_for_patient(session: Session, wish: Wish) -> WaitlistEntry:
+    """The patient joins the waitlist through the portal (the caller verified their link)."""
+    patient = session.get(Patient, wish.patient_id)
+    if patient is None:
+        raise NotFound("We could not find your record; please contact the practice.")
+    return _insert(session, patient_actor(patient.full_name), wish, "portal")
+
+
+def add_from_request(
+    session: Session, actor: Actor, appointment_id: int, *, latest: date | None = None
+) -> WaitlistEntry:
+    """A booking request that cannot be placed: decline it (the patient is told) and wait-list
+    the patient for the same service, clinic, provider and time of day."""
+    ensure(actor, Permission.WAITLIST_EDIT)
+    request = session.get(Appointment, appointment_id)
+    if request is None or request.status != AppointmentStatus.REQUESTED:
+        raise NotFound(f"Appointment #{appointment_id} is not an open booking request.")
+    if request.patient_id is None or request.service_id is None:
+        raise ValidationError("The request needs a patient and a service to wait-list them.")
+    today = to_local(utcnow(), request.clinic.timezone).date()
+    earliest = max(request.requested_day or today, today)
+    wish = Wish(
+        patient_id=request.patient_id,
+        clinic_id=request.clinic_id,
+        service_id=request.service_id,
+        provider_id=request.provider_id,
+        earliest=earliest,
+        latest=latest or earliest + timedelta(days=28),
+        weekdays=tuple(range(7)),
+        windows=(request.time_of_day,) if request.time_of_day else (),
+        note="From a booking request that could not be placed.",
+    )
+    entry = _insert(session, actor, wish, "request", request_appointment_id=request.id)
+    decline_request(
+        session,
+        actor,
+        appointment_id,
+        reason="No time is free for this request; you are on our waitlist and we will offer "
+        "you the first matching time that frees up.",
+    )
+    return entry
+
+
+def withdraw(session: Session, actor: Actor, entry_id: int, reason: str = "") -> None:
+    ensure(actor, Permission.WAITLIST_EDIT)
+    entry = session.get(WaitlistEntry, entry_id)
+    if entry is None:
+        raise NotFound(f"There is no waitlist entry #{entry_id}.")
+    if entry.status != WaitlistStatus.WAITING:
+        raise ValidationError(f"Entry #{entry_id} is {entry.status.value} already.")
+    entry.status, entry.closed_at = WaitlistStatus.WITHDRAWN, utcnow()
+    audit.record(
+        session,
+        actor,
+        "waitlist_withdrawn",
+        ENTITY,
+        entry.id,
+        patient_id=entry.patient_id,
+        from_status=WaitlistStatus.WAITING.value,
+        to_status=entry.status.value,
+        reason=reason.strip() or None,
+    )
+
+
+def expire_entries(session: Session, today: date) -> int:
+    """Entries whose last day has passed stop waiting."""
+    rows = session.scalars(
+        select(WaitlistEntry).where(
+            WaitlistEntry.status == WaitlistStatus.WAITING, WaitlistEntry.latest < today
+        )
+    ).all()
+    for entry in rows:
+        entry.status, entry.closed_at = WaitlistStatus.EXPIRED, utcnow()
+    return len(rows)
+
+
+def fits(entry: WaitlistEntry, start: datetime, end: datetime, tz: str) -> bool:
+    """Does [start, end) suit the entry's days, weekdays and time-of-day windows?"""
+    local_start, local_end = to_local(start, tz), to_local(end, tz)
+    day = local_start.date()
+    if not entry.earliest <= day <= entry.latest or str(day.weekday()) not in entry.weekdays:
+        return False
+    if not entry.windows:
+        return True
+    for value in entry.windows.split(","):
+        low, high = TIME_OF_DAY_WINDOWS[TimeOfDay(value)]
+        if low <= local_start.time() and local_end.time() <= high and local_end.date() == day:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    id: int
+    patient_id: int
+    patient: str
+    service: str
+    provider: str
+    days: str
+    weekdays: str
+    windows: str
+    note: str
+    status: str
+    source: str
+    waiting_days: int
+    matches: int | None  # free matching slots in the next two weeks (waiting entries)
+    next_match: str
+
+
+WEEKDAY_LETTERS = "MTWTFSS"
+
+
+def list_entries(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    status: WaitlistStatus | None = WaitlistStatus.WAITING,
+    service_id: int | None = None,
+    provider_id: int | None = None,
+    with_matches: bool = True,
+    now: datetime | None = None,
+) -> list[EntryRow]:
+    ensure(actor, Permission.PATIENTS_READ)
+    now = now or utcnow()
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    query = (
+        select(WaitlistEntry, Patient, Service.name, Provider.name)
+        .join(Patient, Patient.id == WaitlistEntry.patient_id)
+        .join(Service, Service.id == WaitlistEntry.service_id)
+        .outerjoin(Provider, Provider.id == WaitlistEntry.provider_id)
+        .where(WaitlistEntry.clinic_id == clinic_id)
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+        .limit(PAGE_SIZE)
+    )
+    if status is not None:
+        query = query.where(WaitlistEntry.status == status)
+    if service_id is not None:
+        query = query.where(WaitlistEntry.service_id == service_id)
+    if provider_id is not None:
+        query = query.where(
+            (WaitlistEntry.provider_id == provider_id) | WaitlistEntry.provider_id.is_(None)
+        )
+    today = to_local(now, clinic.timezone).date()
+    rows = []
+    for entry, patient, service, provider in session.execute(query):
+        matches, first = None, ""
+        if with_matches and entry.status == WaitlistStatus.WAITING:
+            found = current_matches(session, entry, clinic.timezone, today, now)
+            matches = len(found)
+            if found:
+                first = f"{to_local(found[0].start_at, clinic.timezone):%a %d %b %H:%M}"
+        rows.append(
+            EntryRow(
+                entry.id,
+                patient.id,
+                patient.full_name,
+                service,
+                provider or "any",
+                f"{entry.earliest:%d %b} – {entry.latest:%d %b %Y}",
+                "".join(WEEKDAY_LETTERS[d] if str(d) in entry.weekdays else "·" for d in range(7)),
+                entry.windows.replace("_", " ").replace(",", ", ") or "any time",
+                entry.note,
+                entry.status.value,
+                entry.source,
+                (now - entry.created_at).days,
+                matches,
+                first,
+            )
+        )
+    return rows
+
+
+def current_matches(session: Session, entry: WaitlistEntry, tz: str, today: date, now: datetime):
+    """Free slots suiting the entry in the next two weeks (at most 20)."""
+    first = max(entry.earliest, today)
+    days = min(MATCH_DAYS, (entry.latest - first).days + 1)
+    if days <= 0:
+        return []
+    slots = suggest_slots(
+        session,
+        clinic_id=entry.clinic_id,
+        duration_minutes=entry.service.duration_minutes,
+        day=first,
+        provider_id=entry.provider_id,
+        limit=200,
+        search_days=days,
+        step_minutes=15,
+        now=now,
+    )
+    return [s for s in slots if fits(entry, s.start_at, s.end_at, tz)][:20]
+
+
+def waiting_count(session: Session, clinic_id: int) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(WaitlistEntry)
+        .where(WaitlistEntry.clinic_id == clinic_id, WaitlistEntry.status == WaitlistStatus.WAITING)
+    )

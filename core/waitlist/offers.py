@@ -1,0 +1,551 @@
+"""Freed slots offered to the waitlist: match, rank, send (respecting quiet hours and the
+minimum notice), accept through the life cycle, tell the others, expire, refill figures.
+
+The jobs loop calls `process_openings` and `expire_offers`; a manager may offer a slot by hand
+(`offer_slot`). Accepting locks the opening row, so two patients accepting at once get one
+booking and one "just taken" (on PostgreSQL the row lock, on SQLite the serialised writer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit, tokens
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
+from core.kernel.clock import format_local, to_local
+from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
+from core.messaging import notify
+from core.scheduling.availability import find_conflicts, working_hours_cover
+from core.scheduling.moves import schedule_appointment
+from core.waitlist.entries import fits
+from core.waitlist.rules import Mode, Ranking, Rules, get_rules
+from db.models import (
+    Appointment,
+    Clinic,
+    OfferStatus,
+    OpeningStatus,
+    Patient,
+    Provider,
+    Service,
+    SlotOpening,
+    Source,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
+)
+from db.types import utcnow
+
+PURPOSE = "waitlist_offer"
+STEP = timedelta(minutes=15)
+OPEN = (OfferStatus.QUEUED, OfferStatus.SENT)
+
+
+@dataclass(frozen=True)
+class Match:
+    entry: WaitlistEntry
+    start_at: datetime
+
+
+def _free(session: Session, opening: SlotOpening, start: datetime, end: datetime) -> bool:
+    return working_hours_cover(
+        session, opening.provider_id, opening.clinic_id, start, end
+    ) and not find_conflicts(session, opening.provider_id, start, end)
+
+
+def find_matches(
+    session: Session, opening: SlotOpening, rules: Rules, now: datetime
+) -> list[Match]:
+    """Waiting entries the opening suits (earliest fitting free start each), ranked."""
+    tz = session.get(Clinic, opening.clinic_id).timezone
+    already = select(WaitlistOffer.entry_id).where(WaitlistOffer.opening_id == opening.id)
+    busy = select(WaitlistOffer.entry_id).where(WaitlistOffer.status == OfferStatus.SENT)
+    entries = session.scalars(
+        select(WaitlistEntry)
+        .where(
+            WaitlistEntry.clinic_id == opening.clinic_id,
+            WaitlistEntry.status == WaitlistStatus.WAITING,
+            (WaitlistEntry.provider_id == opening.provider_id)
+            | WaitlistEntry.provider_id.is_(None),
+            WaitlistEntry.latest >= to_local(opening.start_at, tz).date(),
+            WaitlistEntry.earliest <= to_local(opening.end_at, tz).date(),
+            WaitlistEntry.id.not_in(already),
+            WaitlistEntry.id.not_in(busy),
+        )
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+    ).all()
+    found = []
+    for entry in entries:
+        duration = timedelta(minutes=entry.service.duration_minutes)
+        start = opening.start_at
+        while start + duration <= opening.end_at:
+            if start >= now + rules.min_notice and fits(entry, start, start + duration, tz):
+                if _free(session, opening, start, start + duration):
+                    found.append(Match(entry, start))
+                    break
+            start += STEP
+    if rules.ranking == Ranking.SOONEST_NEED:
+        found.sort(key=lambda m: (m.entry.latest, m.entry.created_at, m.entry.id))
+    return found
+
+
+def _context(session: Session, offer: WaitlistOffer, **extra) -> dict[str, object]:
+    opening = offer.opening
+    clinic = session.get(Clinic, opening.clinic_id)
+    provider = session.get(Provider, opening.provider_id)
+    return {
+        "clinic_name": clinic.name,
+        "clinic_phone": clinic.phone,
+        "when": format_local(offer.start_at, clinic.timezone, with_zone=True),
+        "service_name": offer.entry.service.name,
+        "provider_name": provider.name if provider else "our team",
+        **extra,
+    }
+
+
+def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, base_url: str):
+    hold = min(rules.hold, offer.start_at - now - rules.min_notice / 2)
+    token = tokens.issue(session, PURPOSE, offer.id, max(hold, timedelta(minutes=5)))
+    offer.status, offer.sent_at, offer.token_id = OfferStatus.SENT, now, token.row.id
+    offer.expires_at = now + max(hold, timedelta(minutes=5))
+    patient = session.get(Patient, offer.patient_id)
+    clinic = session.get(Clinic, offer.opening.clinic_id)
+    notify.queue_for_patient(
+        session,
+        patient,
+        "waitlist_offer",
+        _context(
+            session,
+            offer,
+            link=tokens.link(base_url, PURPOSE, token.raw),
+            expires=format_local(offer.expires_at, clinic.timezone),
+        ),
+    )
+
+
+def _slot_still_open(session: Session, opening: SlotOpening, offer: WaitlistOffer, rules, now):
+    end = offer.start_at + timedelta(minutes=offer.entry.service.duration_minutes)
+    return offer.start_at >= now + rules.min_notice and _free(session, opening, offer.start_at, end)
+
+
+def _advance(
+    session: Session, opening: SlotOpening, rules: Rules, now: datetime, base_url: str
+) -> None:
+    """Send the next queued offers (per mode), or close the opening when none is left."""
+    offers = session.scalars(
+        select(WaitlistOffer)
+        .where(WaitlistOffer.opening_id == opening.id, WaitlistOffer.status.in_(OPEN))
+        .order_by(WaitlistOffer.rank)
+    ).all()
+    live = [o for o in offers if o.status == OfferStatus.SENT]
+    queued = [o for o in offers if o.status == OfferStatus.QUEUED]
+    want = 1 if rules.mode == Mode.ONE_AT_A_TIME else rules.batch
+    tz = session.get(Clinic, opening.clinic_id).timezone
+    if rules.quiet(now, tz) and queued and len(live) < want:
+        return  # sent when quiet hours end
+    for offer in queued:
+        if len(live) >= want:
+            break
+        if not _slot_still_open(session, opening, offer, rules, now):
+            offer.status = OfferStatus.WITHDRAWN
+            continue
+        _send(session, offer, rules, now, base_url)
+        live.append(offer)
+    if not live:
+        opening.status, opening.processed_at = OpeningStatus.UNFILLED, now
+    else:
+        opening.status = OpeningStatus.OFFERING
+
+
+def open_offers(
+    session: Session, opening: SlotOpening, rules: Rules, now: datetime, base_url: str
+) -> int:
+    """Rank the matches of an opening into queued offers and send the first ones."""
+    matches = find_matches(session, opening, rules, now)
+    if not matches:
+        opening.status, opening.processed_at = OpeningStatus.UNFILLED, now
+        return 0
+    for rank, match in enumerate(matches, start=1):
+        session.add(
+            WaitlistOffer(
+                opening_id=opening.id,
+                opening=opening,
+                entry_id=match.entry.id,
+                entry=match.entry,
+                patient_id=match.entry.patient_id,
+                rank=rank,
+                start_at=match.start_at,
+            )
+        )
+    session.flush()
+    opening.processed_at = now
+    _advance(session, opening, rules, now, base_url)
+    return len(matches)
+
+
+def process_openings(
+    session: Session, *, base_url: str, now: datetime | None = None, limit: int = 50
+) -> int:
+    """The jobs loop: offer pending openings (not in quiet hours), oldest first."""
+    now = now or utcnow()
+    rules = get_rules(session)
+    pending = session.scalars(
+        select(SlotOpening)
+        .where(SlotOpening.status == OpeningStatus.PENDING)
+        .order_by(SlotOpening.created_at, SlotOpening.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    done = 0
+    for opening in pending:
+        tz = session.get(Clinic, opening.clinic_id).timezone
+        if opening.end_at <= now + rules.min_notice:
+            opening.status, opening.processed_at = OpeningStatus.CLOSED, now
+            continue
+        if rules.quiet(now, tz):
+            continue
+        open_offers(session, opening, rules, now, base_url)
+        done += 1
+    return done
+
+
+def expire_offers(session: Session, *, base_url: str, now: datetime | None = None) -> int:
+    """Sent offers past their hold lapse; the next patient in line gets the slot."""
+    now = now or utcnow()
+    rules = get_rules(session)
+    lapsed = session.scalars(
+        select(WaitlistOffer).where(
+            WaitlistOffer.status == OfferStatus.SENT, WaitlistOffer.expires_at <= now
+        )
+    ).all()
+    openings = {}
+    for offer in lapsed:
+        offer.status = OfferStatus.EXPIRED
+        if offer.token_id:
+            tokens.revoke(session, offer.token_id)
+        openings[offer.opening_id] = offer.opening
+    waiting = session.scalars(
+        select(SlotOpening).where(SlotOpening.status == OpeningStatus.OFFERING)
+    ).all()
+    for opening in waiting:
+        openings.setdefault(opening.id, opening)
+    session.flush()
+    for opening in openings.values():
+        if opening.status == OpeningStatus.OFFERING:
+            _advance(session, opening, rules, now, base_url)
+    return len(lapsed)
+
+
+def offer_slot(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    provider_id: int,
+    start_at: datetime,
+    end_at: datetime,
+    base_url: str,
+    appointment_id: int | None = None,
+    now: datetime | None = None,
+) -> SlotOpening:
+    """A manager offers a slot by hand (from the calendar or a cancellation): matched, ranked
+    and offered at once, in the practice's mode."""
+    ensure(actor, Permission.WAITLIST_OFFER)
+    now = now or utcnow()
+    if start_at.tzinfo is None or end_at.tzinfo is None or not start_at < end_at:
+        raise ValidationError("Choose a time range with a start before its end.")
+    if end_at <= now:
+        raise ValidationError("That time has passed; choose a slot in the future.")
+    opening = SlotOpening(
+        clinic_id=clinic_id,
+        provider_id=provider_id,
+        start_at=max(start_at, now),
+        end_at=end_at,
+        reason="by_hand",
+        by_hand=True,
+        appointment_id=appointment_id,
+        status=OpeningStatus.PENDING,
+    )
+    session.add(opening)
+    session.flush()
+    rules = get_rules(session)
+    count = open_offers(session, opening, rules, now, base_url)
+    audit.record(
+        session,
+        actor,
+        "slot_offered",
+        "slot_opening",
+        opening.id,
+        details={"matches": count, "start_at": start_at.isoformat()},
+    )
+    if count == 0:
+        raise ValidationError(
+            "No waitlisted patient matches this slot (service length, days, weekdays, time of "
+            "day, provider) with the minimum notice; nothing was sent."
+        )
+    return opening
+
+
+def offer_freed(
+    session: Session, actor: Actor, appointment_id: int, *, base_url: str
+) -> SlotOpening:
+    """Offer the time a cancelled appointment held."""
+    ensure(actor, Permission.WAITLIST_OFFER)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None or appointment.start_at is None or appointment.provider_id is None:
+        raise NotFound(f"Appointment #{appointment_id} has no time to offer.")
+    return offer_slot(
+        session,
+        actor,
+        clinic_id=appointment.clinic_id,
+        provider_id=appointment.provider_id,
+        start_at=appointment.start_at,
+        end_at=appointment.end_at,
+        base_url=base_url,
+        appointment_id=appointment.id,
+    )
+
+
+# ---------------------------------------------------------------- the patient's link
+
+
+@dataclass(frozen=True)
+class OfferView:
+    patient_name: str
+    clinic_name: str
+    service_name: str
+    provider_name: str
+    when: str
+    expires: str
+    status: str
+
+
+def _offer_for(session: Session, raw: str | None, *, lock: bool = False):
+    token = tokens.verify(session, raw, PURPOSE)
+    offer = session.get(WaitlistOffer, token.subject_id)
+    if offer is None:
+        raise LinkInvalid()
+    return token, offer
+
+
+def offer_view(session: Session, raw: str | None) -> OfferView:
+    _, offer = _offer_for(session, raw)
+    context = _context(session, offer)
+    tz = session.get(Clinic, offer.opening.clinic_id).timezone
+    return OfferView(
+        session.get(Patient, offer.patient_id).full_name,
+        str(context["clinic_name"]),
+        str(context["service_name"]),
+        str(context["provider_name"]),
+        str(context["when"]),
+        format_local(offer.expires_at, tz) if offer.expires_at else "",
+        offer.status.value,
+    )
+
+
+TAKEN = "Sorry, this time has just been taken by another patient. You stay on our waitlist."
+
+
+def accept_offer(session: Session, raw: str | None, *, now: datetime | None = None) -> Appointment:
+    """Book the offered slot through the life cycle; the others are told it is taken."""
+    now = now or utcnow()
+    token, offer = _offer_for(session, raw)
+    opening = session.execute(
+        select(SlotOpening)
+        .where(SlotOpening.id == offer.opening_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    session.refresh(offer)
+    if offer.status != OfferStatus.SENT or opening.status != OpeningStatus.OFFERING:
+        raise Conflict(TAKEN if offer.status == OfferStatus.TAKEN else _closed(offer))
+    if offer.expires_at <= now:
+        raise Conflict("This offer has expired; the time went to the next patient in line.")
+    tokens.consume(session, token)
+    entry = offer.entry
+    try:
+        with session.begin_nested():
+            appointment = schedule_appointment(
+                session,
+                SYSTEM,
+                patient_id=offer.patient_id,
+                clinic_id=opening.clinic_id,
+                provider_id=opening.provider_id,
+                service_ids=[entry.service_id],
+                start_at=offer.start_at,
+                source=Source.ONLINE,
+                notes="Booked from the waitlist.",
+            )
+    except (Conflict, ValidationError):
+        offer.status, offer.answered_at = OfferStatus.TAKEN, now
+        raise Conflict(TAKEN) from None
+    offer.status, offer.answered_at, offer.appointment_id = (
+        OfferStatus.ACCEPTED,
+        now,
+        appointment.id,
+    )
+    entry.status, entry.closed_at = WaitlistStatus.BOOKED, now
+    entry.booked_appointment_id = appointment.id
+    opening.status, opening.filled_at = OpeningStatus.FILLED, now
+    opening.filled_appointment_id = appointment.id
+    patient = session.get(Patient, offer.patient_id)
+    audit.record(
+        session,
+        patient_actor(patient.full_name),
+        "waitlist_offer_accepted",
+        "waitlist_offer",
+        offer.id,
+        patient_id=offer.patient_id,
+        from_status=OfferStatus.SENT.value,
+        to_status=OfferStatus.ACCEPTED.value,
+        details={"appointment_id": appointment.id, "opening_id": opening.id},
+    )
+    _tell_others(session, opening, offer, now)
+    session.flush()  # the opening's version check: a concurrent winner surfaces here
+    return appointment
+
+
+def _closed(offer: WaitlistOffer) -> str:
+    if offer.status == OfferStatus.EXPIRED:
+        return "This offer has expired; the time went to the next patient in line."
+    if offer.status == OfferStatus.ACCEPTED:
+        return "You have accepted this time already; the confirmation is in your inbox."
+    return TAKEN
+
+
+def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, now) -> None:
+    others = session.scalars(
+        select(WaitlistOffer).where(
+            WaitlistOffer.opening_id == opening.id,
+            WaitlistOffer.id != winner.id,
+            WaitlistOffer.status.in_(OPEN),
+        )
+    ).all()
+    for other in others:
+        if other.status == OfferStatus.SENT:
+            other.status = OfferStatus.TAKEN
+            if other.token_id:
+                tokens.revoke(session, other.token_id)
+            notify.queue_for_patient(
+                session,
+                session.get(Patient, other.patient_id),
+                "waitlist_taken",
+                _context(session, other),
+            )
+        else:
+            other.status = OfferStatus.WITHDRAWN
+        other.answered_at = now
+
+
+def decline_offer(session: Session, raw: str | None, *, base_url: str) -> None:
+    token, offer = _offer_for(session, raw)
+    if offer.status != OfferStatus.SENT:
+        raise Conflict(_closed(offer))
+    tokens.consume(session, token)
+    offer.status, offer.answered_at = OfferStatus.DECLINED, utcnow()
+    session.flush()
+    _advance(session, offer.opening, get_rules(session), utcnow(), base_url)
+
+
+# ---------------------------------------------------------------- what managers see
+
+
+@dataclass(frozen=True)
+class OfferRow:
+    offer_id: int
+    opening_id: int
+    reason: str
+    slot: str
+    provider: str
+    patient: str
+    service: str
+    rank: int
+    status: str
+    sent: str
+    expires: str
+
+
+def list_offers(
+    session: Session, actor: Actor, *, clinic_id: int, limit: int = 100
+) -> list[OfferRow]:
+    ensure(actor, Permission.WAITLIST_OFFER)
+    tz = session.get(Clinic, clinic_id).timezone
+    rows = session.execute(
+        select(WaitlistOffer, SlotOpening, Patient, Service.name, Provider.name)
+        .join(SlotOpening, SlotOpening.id == WaitlistOffer.opening_id)
+        .join(Patient, Patient.id == WaitlistOffer.patient_id)
+        .join(WaitlistEntry, WaitlistEntry.id == WaitlistOffer.entry_id)
+        .join(Service, Service.id == WaitlistEntry.service_id)
+        .join(Provider, Provider.id == SlotOpening.provider_id)
+        .where(SlotOpening.clinic_id == clinic_id)
+        .order_by(SlotOpening.id.desc(), WaitlistOffer.rank)
+        .limit(limit)
+    )
+    return [
+        OfferRow(
+            o.id,
+            s.id,
+            s.reason,
+            format_local(o.start_at, tz),
+            provider,
+            p.full_name,
+            service,
+            o.rank,
+            o.status.value,
+            format_local(o.sent_at, tz) if o.sent_at else "",
+            format_local(o.expires_at, tz) if o.expires_at else "",
+        )
+        for o, s, p, service, provider in rows
+    ]
+
+
+@dataclass(frozen=True)
+class RefillFigures:
+    opened: int  # freed slots (cancellations, moves, declines; not added hours)
+    offered: int
+    filled: int
+    median_minutes_to_fill: float | None
+
+    @property
+    def refill_rate(self) -> float | None:
+        return self.filled / self.opened if self.opened else None
+
+
+FREED = ("cancelled", "moved", "declined", "by_hand")
+
+
+def refill_figures(
+    session: Session, actor: Actor, *, clinic_id: int | None, since: datetime, until: datetime
+) -> RefillFigures:
+    """Of the slots freed in [since, until): how many the waitlist refilled, and how fast."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    where = [
+        SlotOpening.created_at >= since,
+        SlotOpening.created_at < until,
+        SlotOpening.reason.in_(FREED),
+    ]
+    if clinic_id is not None:
+        where.append(SlotOpening.clinic_id == clinic_id)
+    opened, offered, filled = session.execute(
+        select(
+            func.count(),
+            func.count().filter(
+                SlotOpening.status.in_(
+                    [OpeningStatus.OFFERING, OpeningStatus.FILLED, OpeningStatus.UNFILLED]
+                )
+            ),
+            func.count().filter(SlotOpening.status == OpeningStatus.FILLED),
+        ).where(*where)
+    ).one()
+    waits = sorted(
+        (filled_at - created).total_seconds() / 60
+        for created, filled_at in session.execute(
+            select(SlotOpening.created_at, SlotOpening.filled_at)
+            .where(*where, SlotOpening.status == OpeningStatus.FILLED)
+            .limit(10000)
+        )
+    )
+    median = waits[len(waits) // 2] if waits else None
+    return RefillFigures(opened, offered, filled, median)

@@ -1,0 +1,101 @@
+"""The practice's waitlist rules as data (one `settings` row): how offers go out and to whom."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass
+from datetime import datetime, time, timedelta
+
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import to_local
+from core.kernel.errors import ValidationError
+from db.models import Setting
+
+KEY = "waitlist_rules"
+
+
+class Mode(enum.StrEnum):
+    ONE_AT_A_TIME = "one_at_a_time"  # one patient holds the slot for `hold_minutes`, then the next
+    FIRST_TO_ACCEPT = "first_to_accept"  # `batch` patients at once; the first to accept wins
+
+
+class Ranking(enum.StrEnum):
+    FIRST_COME = "first_come"  # longest waiting first
+    SOONEST_NEED = "soonest_need"  # the entry whose date range ends first
+
+
+MODE_LABELS = {
+    Mode.ONE_AT_A_TIME: "One at a time, with a hold",
+    Mode.FIRST_TO_ACCEPT: "Several at once, first to accept wins",
+}
+RANKING_LABELS = {
+    Ranking.FIRST_COME: "First come, first served",
+    Ranking.SOONEST_NEED: "Soonest need (date range ends first)",
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    mode: Mode = Mode.ONE_AT_A_TIME
+    ranking: Ranking = Ranking.FIRST_COME
+    hold_minutes: int = 30
+    batch: int = 3
+    min_notice_minutes: int = 120  # no offer for a slot starting sooner than this
+    quiet_start: time = time(21)  # clinic-local: no offer is sent from here ...
+    quiet_end: time = time(8)  # ... to here
+
+    def quiet(self, moment: datetime, tz: str) -> bool:
+        local = to_local(moment, tz).time()
+        if self.quiet_start <= self.quiet_end:
+            return self.quiet_start <= local < self.quiet_end
+        return local >= self.quiet_start or local < self.quiet_end
+
+    @property
+    def hold(self) -> timedelta:
+        return timedelta(minutes=self.hold_minutes)
+
+    @property
+    def min_notice(self) -> timedelta:
+        return timedelta(minutes=self.min_notice_minutes)
+
+
+def get_rules(session: Session) -> Rules:
+    row = session.get(Setting, KEY)
+    value = (row.value if row else None) or {}
+    try:
+        return Rules(
+            mode=Mode(value.get("mode", Mode.ONE_AT_A_TIME)),
+            ranking=Ranking(value.get("ranking", Ranking.FIRST_COME)),
+            hold_minutes=int(value.get("hold_minutes", 30)),
+            batch=int(value.get("batch", 3)),
+            min_notice_minutes=int(value.get("min_notice_minutes", 120)),
+            quiet_start=time.fromisoformat(value.get("quiet_start", "21:00")),
+            quiet_end=time.fromisoformat(value.get("quiet_end", "08:00")),
+        )
+    except (ValueError, TypeError):
+        return Rules()
+
+
+def set_rules(session: Session, actor: Actor, rules: Rules) -> Rules:
+    ensure(actor, Permission.WAITLIST_OFFER)
+    if not 5 <= rules.hold_minutes <= 24 * 60:
+        raise ValidationError("Hold an offer between 5 minutes and 24 hours.")
+    if not 1 <= rules.batch <= 20:
+        raise ValidationError("Offer a slot to between 1 and 20 patients at once.")
+    if not 0 <= rules.min_notice_minutes <= 7 * 24 * 60:
+        raise ValidationError("Set a minimum notice between 0 minutes and 7 days.")
+    value = asdict(rules)
+    value.update(
+        mode=rules.mode.value,
+        ranking=rules.ranking.value,
+        quiet_start=rules.quiet_start.strftime("%H:%M"),
+        quiet_end=rules.quiet_end.strftime("%H:%M"),
+    )
+    row = session.get(Setting, KEY) or Setting(key=KEY)
+    row.value, row.updated_by_user_id = value, actor.user_id
+    session.add(row)
+    audit.record(session, actor, "waitlist_rules_set", "setting", None, details=value)
+    return rules

@@ -1,0 +1,98 @@
+"""AppTest: the waitlist page, the call list, the no-show risk model page and the risk badge on
+Today — for each role that may see them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import streamlit as st
+
+from core.kernel.authz import SYSTEM
+from core.kernel.config import load_settings
+from core.startup import open_database
+from core.waitlist import entries
+from db.models import Appointment, AppointmentKind, AppointmentStatus, RiskModel, RiskScore
+from db.types import utcnow
+
+DECILES = [{"predicted": i / 10, "observed": i / 10, "n": 90} for i in range(10)]
+MODEL = dict(roc_auc=0.771, pr_auc=0.412, brier=0.1321, base_rate=0.2, rows=900, deciles=DECILES)
+METRICS = {
+    "model": MODEL | {"max_decile_gap": 0.021},
+    "baseline": {"roc_auc": 0.655, "pr_auc": 0.3, "brier": 0.15, "deciles": []},
+    "validation_from": "2026-01-20",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    st.cache_data.clear()
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _upcoming_with_risk(url, probability: float) -> int:
+    database = _db(url)
+    with database.write() as session:
+        model = RiskModel(rows=900, metrics=METRICS, features={"names": ["lead_days"]}, payload=b"")
+        start = utcnow().replace(microsecond=0) + timedelta(hours=20)
+        row = Appointment(
+            clinic_id=1,
+            provider_id=1,
+            patient_id=1,
+            service_id=1,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            kind=AppointmentKind.APPOINTMENT,
+            allow_double_booking=True,
+        )
+        session.add_all([model, row])
+        session.flush()
+        session.add(RiskScore(appointment_id=row.id, model_id=model.id, probability=probability))
+        ident = row.id
+    database.dispose()
+    return ident
+
+
+def test_waitlist_page_lists_entries_and_shows_offers_to_managers(app_as, app_db):
+    database = _db(app_db)
+    with database.write() as session:
+        today = utcnow().date()
+        entries.add_entry(
+            session,
+            SYSTEM,
+            entries.Wish(1, 1, 1, today, today + timedelta(days=10), note="**bold** <b>x</b>"),
+        )
+    database.dispose()
+    staff = app_as("staff", "app_pages/waitlist.py", timeout=120)
+    assert not staff.exception
+    [table] = staff.dataframe
+    assert "**bold** <b>x</b>" in table.value["Note"].tolist()  # typed text shown as text
+    assert "Offers" not in [h.value for h in staff.subheader]
+    manager = app_as("manager", "app_pages/waitlist.py", timeout=120)
+    assert not manager.exception
+    assert "Offers" in [h.value for h in manager.subheader]
+
+
+def test_call_list_shows_high_risk_visits(app_as, app_db):
+    ident = _upcoming_with_risk(app_db, 0.42)
+    calls = app_as("staff", "app_pages/call_list.py", timeout=120)
+    assert not calls.exception
+    assert ident in calls.dataframe[0].value.index.tolist()
+
+
+def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
+    empty = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
+    assert not empty.exception
+    assert "No model yet" in empty.info[0].value
+    _upcoming_with_risk(app_db, 0.1)
+    st.cache_data.clear()
+    page = app_as("owner", "app_pages/no_show_risk.py", timeout=120)
+    assert not page.exception
+    values = {m.label: m.value for m in page.metric}
+    assert values["ROC-AUC"] == "0.771" and values["Largest decile gap"] == "2.1 pts"
+    compare = page.dataframe[0].value
+    assert compare["ROC-AUC"].tolist() == [0.771, 0.655]

@@ -1,0 +1,178 @@
+"""The no-show risk model: leak-free features, a known signal learnt on a time split, scores
+written for the CLI and stored for the badges."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, update
+
+from core.analytics import risk_features, risk_model, risk_scores
+from core.kernel.authz import SYSTEM
+from core.kernel.errors import PermissionDenied, ValidationError
+from db.models import Appointment, AppointmentStatus, RiskModel, RiskScore, Source
+from tests.factories import make_patient
+
+S = AppointmentStatus
+START = date(2026, 1, 5)
+
+
+def visit(session, world, patient_id, day, status, *, lead=3, hour=9, sms=False):
+    start = datetime.combine(day, time(hour), tzinfo=UTC)
+    row = Appointment(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        patient_id=patient_id,
+        service_id=world.service_id,
+        status=status,
+        start_at=start,
+        end_at=start + timedelta(minutes=30),
+        booked_at=start - timedelta(days=lead),
+        sms_reminder=sms,
+        source=Source.IMPORT,
+        allow_double_booking=True,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def features_of(session, appointment_id, day):
+    rows = risk_features.iter_features(
+        session, since=day, until=day + timedelta(days=1), statuses=tuple(S)
+    )
+    return next(r.values for r in rows if r.appointment_id == appointment_id)
+
+
+# ---------------------------------------------------------------- leak-free
+
+
+def test_features_count_only_earlier_days(db, world):
+    with db.write() as session:
+        p = world.patient_id
+        visit(session, world, p, START, S.NO_SHOW)
+        visit(session, world, p, START + timedelta(days=2), S.COMPLETED)
+        same_day = visit(session, world, p, START + timedelta(days=5), S.NO_SHOW, hour=8)
+        target = visit(session, world, p, START + timedelta(days=5), S.COMPLETED, lead=10)
+        values = dict(
+            zip(
+                risk_features.FEATURES,
+                features_of(session, target, START + timedelta(days=5)),
+                strict=True,
+            )
+        )
+    assert same_day
+    assert values["prior_visits"] == 1 and values["prior_no_shows"] == 1  # not the same day
+    assert values["prior_no_show_rate"] == 0.5
+    assert values["days_since_last_visit"] == 3
+    assert values["lead_days"] == 10
+    assert values["age_band"] == (START + timedelta(days=5) - date(1985, 4, 12)).days / 365.25 // 5
+
+
+OUTCOME = st.sampled_from([S.COMPLETED, S.NO_SHOW, S.CANCELLED, S.SCHEDULED, S.CHECKED_IN])
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    earlier=st.lists(st.tuples(st.integers(1, 30), OUTCOME), max_size=5),
+    own=OUTCOME,
+    new_own=OUTCOME,
+    later=st.lists(st.tuples(st.integers(0, 30), OUTCOME, OUTCOME), max_size=5),
+)
+def test_own_outcome_and_later_visits_never_change_the_features(
+    db, world, earlier, own, new_own, later
+):
+    """Change the appointment's own outcome, and every later visit's outcome (and add more):
+    its features stay exactly the same."""
+    day = START + timedelta(days=40)
+    with db.write() as session:
+        patient = make_patient(session, email=None, phone=None)
+        for back, status in earlier:
+            visit(session, world, patient.id, day - timedelta(days=back), status)
+        target = visit(session, world, patient.id, day, own, hour=12)
+        later_ids = [
+            (visit(session, world, patient.id, day + timedelta(days=ahead), first, hour=15), second)
+            for ahead, first, second in later
+        ]
+        before = features_of(session, target, day)
+    with db.write() as session:
+        session.execute(update(Appointment).where(Appointment.id == target).values(status=new_own))
+        for appointment_id, second in later_ids:
+            session.execute(
+                update(Appointment).where(Appointment.id == appointment_id).values(status=second)
+            )
+        visit(session, world, patient.id, day + timedelta(days=1), S.NO_SHOW)
+        visit(session, world, patient.id, day, S.NO_SHOW, hour=17)  # later the same day
+        after = features_of(session, target, day)
+    assert repr(before) == repr(after)  # NaN-safe exact comparison
+
+
+# ---------------------------------------------------------------- learning
+
+
+def history(db, world, *, patients=160, days=60, seed=7):
+    """Visits whose no-show chance rises with lead time and the patient's habit (known signal)."""
+    rng = random.Random(seed)
+    with db.write() as session:
+        for n in range(patients):
+            patient = make_patient(session, email=None, phone=None, first_name=f"P{n}")
+            habit = rng.random() < 0.3
+            for _ in range(8):
+                day = START + timedelta(days=rng.randrange(days))
+                lead = rng.choice([0, 1, 2, 7, 14, 30, 45])
+                chance = 0.04 + 0.012 * lead + (0.35 if habit else 0)
+                status = S.NO_SHOW if rng.random() < min(chance, 0.95) else S.COMPLETED
+                visit(session, world, patient.id, day, status, lead=lead, hour=rng.choice([9, 14]))
+
+
+def test_a_known_signal_is_learnt_and_validated_on_later_days(db, world):
+    history(db, world)
+    with db.write() as session:
+        trained = risk_model.train(session, world.manager, until=START + timedelta(days=45))
+    m, b = trained.metrics["model"], trained.metrics["baseline"]
+    assert m["roc_auc"] > 0.7  # well above chance on ~300 later visits
+    assert b["roc_auc"] is not None and len(b["deciles"]) == 10  # the baseline sits beside it
+    assert trained.metrics["validation_from"] > str(START + timedelta(days=30))
+    assert len(m["deciles"]) == 10
+    assert "ROC-AUC" in trained.summary
+    with db.read() as session:
+        info = risk_scores.get_model_info(session, world.manager)
+        assert info.rows == trained.rows
+        assert {"lead_days", "prior_no_shows", "weekday"} <= set(info.features)
+        assert "area" not in info.features  # no imported patient attributes here: left out
+        scored = risk_model.score(session, world.manager, since=START + timedelta(days=45))
+    assert scored and all(0 <= p <= 1 for *_, p in scored)
+    assert all(day >= START + timedelta(days=45) for _, _, day, _ in scored)
+    csv_text = risk_model.scores_csv(scored).decode()
+    assert csv_text.splitlines()[0] == "appointment,day,no_show_probability"
+    assert len(csv_text.splitlines()) == len(scored) + 1
+
+
+def test_training_needs_enough_history_and_the_permission(db, world):
+    with db.write() as session, pytest.raises(ValidationError, match="past visits"):
+        risk_model.train(session, world.manager, until=START)
+    with db.write() as session, pytest.raises(PermissionDenied):
+        risk_model.train(session, world.staff, until=START)
+
+
+def test_upcoming_visits_are_scored_for_the_badges(db, world):
+    history(db, world, patients=60, days=40)
+    with db.write() as session:
+        risk_model.train(session, SYSTEM, until=START + timedelta(days=41))
+        tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+        upcoming = visit(session, world, world.patient_id, tomorrow, S.SCHEDULED, lead=20)
+        assert risk_model.store_upcoming(session, SYSTEM) == 1
+    with db.read() as session:
+        [row] = session.scalars(select(RiskScore)).all()
+        assert row.appointment_id == upcoming
+        assert row.model_id == session.scalar(select(RiskModel.id))
+        assert risk_scores.probabilities(session, [upcoming]) == {upcoming: row.probability}
+    assert risk_scores.level(0.05) == "low"
+    assert risk_scores.level(0.2) == "medium"
+    assert risk_scores.level(0.5) == "high"

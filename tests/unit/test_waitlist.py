@@ -1,0 +1,434 @@
+"""The waitlist: slot openings queued by transitions, matching and ranking, offers under the
+practice's rules (mode, hold, quiet hours, minimum notice), accepting through the life cycle,
+the others told, expiry, by-hand offers, refill figures, and the accept race.
+
+Re-run on PostgreSQL by tests/integration/test_waitlist_pg.py."""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import date, time, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
+from core.requests import decisions
+from core.scheduling import moves, schedules
+from core.waitlist import entries, offers
+from core.waitlist.rules import Mode, Ranking, Rules, set_rules
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    Notification,
+    OfferStatus,
+    OpeningStatus,
+    SlotOpening,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
+)
+from db.types import utcnow
+from tests.factories import make_patient
+
+TZ = "Europe/London"
+BASE = "http://clinic.test"
+NEVER_QUIET = dict(quiet_start=time(0), quiet_end=time(0))
+
+
+def future_day(days: int = 3) -> date:
+    return to_local(utcnow(), TZ).date() + timedelta(days=days)
+
+
+def at(day: date, hour: int, minute: int = 0):
+    return local_to_utc(day, time(hour, minute), TZ)
+
+
+def rules(db, world, **changes) -> None:
+    with db.write() as session:
+        set_rules(session, world.owner, Rules(**(NEVER_QUIET | changes)))
+
+
+def booked(db, world, day, hour=10) -> int:
+    with db.write() as session:
+        return moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=at(day, hour),
+            ),
+        ).id
+
+
+def waiting(db, world, day, *, name="Sam", latest=None, windows=(), provider=True) -> int:
+    with db.write() as session:
+        patient = make_patient(session, first_name=name, email=f"{name.lower()}@example.org")
+        return entries.add_entry(
+            session,
+            world.staff,
+            entries.Wish(
+                patient_id=patient.id,
+                clinic_id=world.clinic_id,
+                service_id=world.service_id,
+                provider_id=world.provider_id if provider else None,
+                earliest=day - timedelta(days=1),
+                latest=latest or day + timedelta(days=7),
+                weekdays=tuple(range(7)),
+                windows=windows,
+                note="Any morning *please*",
+            ),
+        ).id
+
+
+def cancel(db, world, appointment_id) -> None:
+    with db.write() as session:
+        moves.cancel_appointment(session, world.staff, appointment_id, reason="Feeling better")
+
+
+def process(db, **kw) -> None:
+    with db.write() as session:
+        offers.process_openings(session, base_url=BASE, **kw)
+
+
+def offer_links(db, template="waitlist_offer") -> dict[str, str]:
+    """The accept links sent so far, by recipient address (read from the outbox)."""
+    with db.read() as session:
+        rows = session.scalars(
+            select(Notification).where(
+                Notification.template == template, Notification.channel == "email"
+            )
+        ).all()
+        return {
+            n.to_address: re.search(r"t=([\w-]+)", n.body).group(1) for n in rows if "t=" in n.body
+        }
+
+
+def sent_to(db, template) -> list[str]:
+    with db.read() as session:
+        return sorted(
+            session.scalars(
+                select(Notification.to_address).where(
+                    Notification.template == template, Notification.channel == "email"
+                )
+            )
+        )
+
+
+def accept(db, token):
+    with db.write() as session:
+        return offers.accept_offer(session, token).id
+
+
+# ---------------------------------------------------------------- openings
+
+
+def test_a_cancellation_queues_the_freed_slot_in_the_same_transaction(db, world):
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    with db.read() as session:
+        [opening] = session.scalars(select(SlotOpening)).all()
+        assert (opening.reason, opening.status) == ("cancelled", OpeningStatus.PENDING)
+        assert (opening.start_at, opening.appointment_id) == (at(day, 10), appointment_id)
+
+
+def test_a_move_frees_the_old_time_and_a_declined_proposal_its_proposed_time(db, world):
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    with db.write() as session:
+        moves.reschedule(session, world.staff, appointment_id, start_at=at(day, 14))
+    with db.write() as session:
+        request = decisions.request_appointment(
+            session,
+            world.manager,
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=day,
+            time_of_day="morning",
+        )
+        decisions.propose_time(
+            session, world.manager, request.id, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+        decisions.respond_to_proposal(session, world.manager, request.id, accept=False)
+    with db.read() as session:
+        rows = session.execute(select(SlotOpening.reason, SlotOpening.start_at)).all()
+    assert sorted(rows) == [("declined", at(day, 11)), ("moved", at(day, 10))]
+
+
+def test_added_hours_and_removed_time_off_open_time(db, world):
+    day = future_day(2)
+    with db.write() as session:
+        off = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=at(day, 9),
+            ends_at=at(day, 12),
+        )
+    with db.write() as session:
+        schedules.remove_time_off(session, world.manager, off.id)
+    with db.write() as session:
+        hours = schedules.get_hours(session, world.manager, world.provider_id, world.clinic_id)
+        hours.append(schedules.HoursRow(day.weekday(), time(17), time(19)))
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=hours,
+        )
+    with db.read() as session:
+        rows = session.execute(select(SlotOpening.reason, SlotOpening.start_at)).all()
+    assert ("time_off", at(day, 9)) in rows
+    assert ("hours", at(day, 17)) in rows
+    assert {r for r, _ in rows} == {"time_off", "hours"}
+
+
+# ---------------------------------------------------------------- offers
+
+
+def test_one_at_a_time_offers_the_longest_waiting_then_the_next_after_the_hold(db, world):
+    rules(db, world, hold_minutes=30)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    first, second = waiting(db, world, day, name="Ann"), waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.write() as session:
+        assert offers.expire_offers(session, base_url=BASE, now=utcnow() + timedelta(minutes=31))
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
+    with pytest.raises(LinkInvalid):  # Ann's link lapsed with her hold
+        accept(db, offer_links(db)["ann@example.org"])
+    appointment = accept(db, offer_links(db)["ben@example.org"])
+    with db.read() as session:
+        row = session.get(Appointment, appointment)
+        assert (row.status, row.start_at) == (AppointmentStatus.SCHEDULED, at(day, 10))
+        assert session.get(WaitlistEntry, second).status == WaitlistStatus.BOOKED
+        assert session.get(WaitlistEntry, first).status == WaitlistStatus.WAITING
+        opening = session.scalar(select(SlotOpening))
+        assert (opening.status, opening.filled_appointment_id) == (OpeningStatus.FILLED, row.id)
+    assert "ben@example.org" in sent_to(db, "appointment_scheduled")
+
+
+def test_first_to_accept_wins_and_the_others_are_told(db, world):
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    for name in ("Ann", "Ben"):
+        waiting(db, world, day, name=name)
+    cancel(db, world, appointment_id)
+    process(db)
+    links = offer_links(db)
+    assert sorted(links) == ["ann@example.org", "ben@example.org"]
+    accept(db, links["ben@example.org"])
+    assert sent_to(db, "waitlist_taken") == ["ann@example.org"]
+    with pytest.raises(LinkInvalid):  # Ann's link was revoked when Ben took the slot
+        accept(db, links["ann@example.org"])
+    with db.read() as session:
+        states = dict(session.execute(select(WaitlistOffer.rank, WaitlistOffer.status)).all())
+    assert states == {1: OfferStatus.TAKEN, 2: OfferStatus.ACCEPTED}
+
+
+def test_soonest_need_ranks_by_the_end_of_the_date_range(db, world):
+    rules(db, world, ranking=Ranking.SOONEST_NEED)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann", latest=day + timedelta(days=20))
+    waiting(db, world, day, name="Ben", latest=day + timedelta(days=1))
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ben@example.org"]
+
+
+def test_time_of_day_windows_and_service_length_are_respected(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day, hour=10)
+    waiting(db, world, day, name="Eve", windows=("afternoon",))
+    waiting(db, world, day, name="Mo", windows=("morning",))
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["mo@example.org"]
+
+
+def test_nothing_is_sent_in_quiet_hours_or_closer_than_the_minimum_notice(db, world):
+    with db.write() as session:  # quiet all day long
+        set_rules(session, world.owner, Rules(quiet_start=time(0), quiet_end=time(23, 59)))
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == []
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.PENDING
+    rules(db, world, min_notice_minutes=7 * 24 * 60)  # quiet hours over, but too close now
+    process(db)
+    assert sent_to(db, "waitlist_offer") == []
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.CLOSED
+
+
+def test_a_slot_booked_meanwhile_withdraws_the_queued_offers(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    booked(db, world, day)  # the desk books the time by phone
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE, now=utcnow() + timedelta(hours=1))
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.UNFILLED
+        statuses = sorted(session.scalars(select(WaitlistOffer.status)))
+    assert statuses == sorted([OfferStatus.EXPIRED, OfferStatus.WITHDRAWN])
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+
+
+def test_declining_passes_the_slot_on(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    with db.write() as session:
+        offers.decline_offer(session, offer_links(db)["ann@example.org"], base_url=BASE)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
+
+
+def test_a_manager_offers_a_cancelled_slot_by_hand_staff_may_not(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    with db.write() as session, pytest.raises(ValidationError, match="No waitlisted patient"):
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    waiting(db, world, day, name="Ann")
+    with db.write() as session, pytest.raises(PermissionDenied):
+        offers.offer_freed(session, world.staff, appointment_id, base_url=BASE)
+    with db.write() as session:
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        [row] = [r for r in offers.list_offers(session, world.manager, clinic_id=world.clinic_id)]
+    assert (row.patient, row.status, row.reason) == ("Ann Morgan", "sent", "by_hand")
+
+
+def test_refill_figures_count_filled_freed_slots(db, world):
+    rules(db, world)
+    day = future_day()
+    first, second = booked(db, world, day, 10), booked(db, world, day, 14)
+    waiting(db, world, day, name="Ann", windows=("morning",))
+    cancel(db, world, first)
+    cancel(db, world, second)
+    process(db)
+    accept(db, offer_links(db)["ann@example.org"])
+    with db.read() as session:
+        figures = offers.refill_figures(
+            session,
+            world.manager,
+            clinic_id=world.clinic_id,
+            since=utcnow() - timedelta(days=1),
+            until=utcnow() + timedelta(days=1),
+        )
+    assert (figures.opened, figures.filled, figures.refill_rate) == (2, 1, 0.5)
+    assert figures.median_minutes_to_fill is not None
+
+
+def test_a_request_that_cannot_be_placed_goes_on_the_waitlist(db, world):
+    day = future_day()
+    with db.write() as session:
+        request = decisions.request_appointment(
+            session,
+            world.manager,
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=day,
+            time_of_day="afternoon",
+        )
+        entry = entries.add_from_request(session, world.manager, request.id)
+        assert request.status == AppointmentStatus.DECLINED
+        assert (entry.source, entry.windows, entry.earliest) == ("request", "afternoon", day)
+    with db.read() as session:
+        [row] = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+    assert row.matches and row.next_match
+    assert sent_to(db, "appointment_declined") == ["alex@example.org"]
+
+
+def test_portal_join_and_duplicate_entries(db, world):
+    day = future_day()
+    wish = entries.Wish(
+        patient_id=world.patient_id,
+        clinic_id=world.clinic_id,
+        service_id=world.service_id,
+        earliest=day,
+        latest=day + timedelta(days=5),
+    )
+    with db.write() as session:
+        entry = entries.add_for_patient(session, wish)
+        assert entry.source == "portal"
+    with db.write() as session, pytest.raises(ValidationError, match="already waits"):
+        entries.add_entry(session, world.staff, wish)
+    with db.write() as session:
+        entries.withdraw(session, world.staff, entry.id, "Found another practice")
+        assert session.get(WaitlistEntry, entry.id).status == WaitlistStatus.WITHDRAWN
+
+
+# ---------------------------------------------------------------- the race
+
+
+def test_two_patients_accepting_one_offer_at_once_one_wins_one_is_told(db, world):
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=2)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    links = offer_links(db)
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def take(address):
+        try:
+            with db.write() as session:
+                barrier.wait(timeout=10)
+                results[address] = offers.accept_offer(session, links[address]).id
+        except (Conflict, LinkInvalid) as error:
+            results[address] = error
+        except threading.BrokenBarrierError:  # SQLite: the second writer waits at BEGIN
+            results[address] = "waited"
+
+    threads = [threading.Thread(target=take, args=(a,)) for a in links]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for address, value in list(results.items()):
+        if value == "waited":  # SQLite serialised the writers: replay the loser now
+            take(address)
+    won = [a for a, v in results.items() if isinstance(v, int)]
+    lost = [a for a, v in results.items() if not isinstance(v, int)]
+    assert len(won) == 1 and len(lost) == 1
+    assert sent_to(db, "waitlist_taken") == lost
+    with db.read() as session:
+        booked_rows = session.scalars(
+            select(Appointment).where(
+                Appointment.start_at == at(day, 10),
+                Appointment.status == AppointmentStatus.SCHEDULED,
+            )
+        ).all()
+    assert len(booked_rows) == 1

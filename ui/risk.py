@@ -1,0 +1,43 @@
+"""No-show risk badges (low / medium / high, the probability on hover) for any page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.analytics import risk_scores
+from ui.context import read
+
+ICONS = {"low": "🟢", "medium": "🟠", "high": "🔴"}
+COLOURS = {"low": "green", "medium": "orange", "high": "red"}
+COLUMN_HELP = (
+    "Predicted no-show risk from the practice's own history (the model page explains it): "
+    "low under 15%, medium 15–30%, high 30% and over."
+)
+
+
+@st.cache_data(ttl=300, max_entries=50, show_spinner=False)
+def probabilities(me, appointment_ids: tuple[int, ...]) -> dict[int, float]:
+    return read(risk_scores.risk_of, me, list(appointment_ids))
+
+
+def label(probability: float | None) -> str:
+    """A table cell: icon, level and the probability (tables have no per-cell hover)."""
+    level = risk_scores.level(probability)
+    return f"{ICONS[level]} {level} {probability:.0%}" if level else ""
+
+
+def column(me, appointment_ids: list[int]) -> list[str]:
+    found = probabilities(me, tuple(appointment_ids))
+    return [label(found.get(i)) for i in appointment_ids]
+
+
+def badge(me, appointment_id: int) -> None:
+    probability = probabilities(me, (appointment_id,)).get(appointment_id)
+    level = risk_scores.level(probability)
+    if level:
+        st.badge(
+            f"{level.title()} no-show risk",
+            icon=":material/person_alert:" if level == "high" else None,
+            color=COLOURS[level],
+            help=f"Predicted no-show probability {probability:.0%}. {COLUMN_HELP}",
+        )

@@ -1,0 +1,175 @@
+"""Waitlist and risk pieces shared by the calendar, the appointment detail and the waitlist
+page: high-risk marks on calendar events, overbooking suggestions, offering a slot by hand."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from core.analytics import risk_scores
+from core.kernel.authz import Permission
+from core.kernel.clock import format_local
+from core.waitlist import offers, rules
+from ui.context import read, run_action, settings
+from ui.risk import ICONS, probabilities
+
+
+def with_risk(me, events: list[dict]) -> list[dict]:
+    """Prefix medium/high-risk appointments' titles with the risk icon and probability."""
+    ids = [int(e["id"]) for e in events if str(e.get("id", "")).isdigit()]
+    found = probabilities(me, tuple(ids)) if ids else {}
+    marked = []
+    for event in events:
+        p = found.get(int(event["id"])) if str(event.get("id", "")).isdigit() else None
+        level = risk_scores.level(p)
+        if level in ("medium", "high"):
+            event = {**event, "title": f"{ICONS[level]} {p:.0%} · {event['title']}"}
+        marked.append(event)
+    return marked
+
+
+@st.cache_data(ttl=300, max_entries=20, show_spinner=False)
+def _overbooking(me, clinic_id: int, start: datetime, end: datetime):
+    return read(risk_scores.overbooking_suggestions, me, clinic_id=clinic_id, start=start, end=end)
+
+
+def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:
+    rows = _overbooking(me, clinic_id, start, end)
+    if rows:
+        text = "; ".join(
+            f"{r.provider} on {r.day:%a %d %b} ({r.expected_no_shows:.1f} of {r.visits})"
+            for r in rows[:8]
+        )
+        st.caption(
+            f":material/lightbulb: Expected no-shows exceed one: consider one extra booking for "
+            f"{text}. A suggestion only; nothing is booked automatically."
+        )
+
+
+def offer_slot_button(me, clinic_id: int, slot: dict, prefix: str) -> None:
+    """Offer a selected free time (or a cancelled appointment's) to the waitlist."""
+    if not me.can(Permission.WAITLIST_OFFER) or not slot.get("provider_id"):
+        return
+    if st.button("Offer to the waitlist", key=f"{prefix}_offer_waitlist"):
+        done = run_action(
+            offers.offer_slot,
+            clinic_id=clinic_id,
+            provider_id=slot["provider_id"],
+            start_at=slot["start_at"],
+            end_at=slot["end_at"],
+            base_url=settings().base_url,
+        )
+        if done:
+            st.success("Offered to the matching waitlisted patients (see the Waitlist page).")
+
+
+def offer_freed_button(me, appointment_id: int, prefix: str) -> None:
+    if not me.can(Permission.WAITLIST_OFFER):
+        return
+    if st.button("Offer this freed time to the waitlist", key=f"{prefix}_offer_freed"):
+        if run_action(offers.offer_freed, appointment_id, base_url=settings().base_url):
+            st.success("Offered to the matching waitlisted patients (see the Waitlist page).")
+
+
+def offers_table(rows: list[offers.OfferRow]) -> None:
+    if not rows:
+        st.caption("No slot has been offered yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Slot": [r.slot for r in rows],
+                "Provider": [r.provider for r in rows],
+                "Freed by": [r.reason.replace("_", " ") for r in rows],
+                "Patient": [r.patient for r in rows],
+                "Service": [r.service for r in rows],
+                "Rank": [r.rank for r in rows],
+                "Offer": [r.status for r in rows],
+                "Sent": [r.sent for r in rows],
+                "Holds until": [r.expires for r in rows],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key="waitlist_offers_table",
+    )
+
+
+def when(moment: datetime | None, tz: str) -> str:
+    return format_local(moment, tz) if moment else ""
+
+
+def rules_form(current: rules.Rules) -> None:
+    """The practice's offer rules: mode, ranking, hold, batch, minimum notice, quiet hours."""
+    with st.expander("Offer rules"), st.form("waitlist_rules_form"):
+        r1, r2 = st.columns(2)
+        modes, rankings = list(rules.Mode), list(rules.Ranking)
+        mode = r1.radio(
+            "Mode",
+            modes,
+            format_func=rules.MODE_LABELS.get,
+            index=modes.index(current.mode),
+            key="waitlist_mode",
+        )
+        ranking = r2.radio(
+            "Ranking",
+            rankings,
+            format_func=rules.RANKING_LABELS.get,
+            index=rankings.index(current.ranking),
+            key="waitlist_ranking",
+        )
+        hold = r1.number_input("Hold (minutes)", 5, 1440, current.hold_minutes, key="waitlist_hold")
+        batch = r2.number_input("Patients at once", 1, 20, current.batch, key="waitlist_batch")
+        notice = r1.number_input(
+            "Minimum notice (minutes)", 0, 10080, current.min_notice_minutes, key="waitlist_notice"
+        )
+        start = r2.time_input("Quiet from", current.quiet_start, key="waitlist_quiet_start")
+        end = r2.time_input("Quiet until", current.quiet_end, key="waitlist_quiet_end")
+        if st.form_submit_button("Save rules"):
+            new = rules.Rules(mode, ranking, int(hold), int(batch), int(notice), start, end)
+            run_action(rules.set_rules, new, success="Waitlist rules saved.")
+
+
+@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+def _refill(me, clinic_id, first, last):
+    from datetime import UTC, time, timedelta
+
+    since = datetime.combine(first, time(0), tzinfo=UTC)
+    until = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
+    return read(offers.refill_figures, me, clinic_id=clinic_id, since=since, until=until)
+
+
+def refill_metrics(me, clinic_id, first, last) -> None:
+    """The waitlist's part of the cancellation figures: freed slots refilled, time to fill."""
+    f = _refill(me, clinic_id, first, last)
+    cols = st.columns(4)
+    rate = "–" if f.refill_rate is None else f"{f.refill_rate:.1%}"
+    cols[0].metric(
+        "Waitlist refill rate", rate, f"{f.filled:,} of {f.opened:,} freed", delta_color="off"
+    )
+    minutes = f.median_minutes_to_fill
+    cols[1].metric(
+        "Median time to fill",
+        "–"
+        if minutes is None
+        else f"{minutes / 60:.1f} h"
+        if minutes >= 90
+        else f"{minutes:.0f} min",
+    )
+    cols[2].metric("Freed slots offered", f"{f.offered:,}")
+
+
+def waitlist_request_button(me, appointment_id: int) -> None:
+    """A request no time can be found for: decline it and wait-list the patient instead."""
+    from core.waitlist import entries
+
+    if me.can(Permission.WAITLIST_EDIT) and st.button(
+        "No time free: put on the waitlist",
+        key=f"queue_waitlist_{appointment_id}",
+        help="Declines the request (the patient is told) and adds them to the waitlist for the "
+        "same service, clinic, provider and time of day for four weeks.",
+    ):
+        if run_action(entries.add_from_request, appointment_id, success="Put on the waitlist."):
+            st.rerun()
