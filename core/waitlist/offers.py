@@ -19,7 +19,7 @@ from core.kernel.clock import format_local, to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.messaging import notify
 from core.scheduling.availability import find_conflicts, working_hours_cover
-from core.scheduling.moves import schedule_appointment
+from core.scheduling.moves import NewBooking, schedule_appointment
 from core.waitlist.entries import fits
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
@@ -367,17 +367,16 @@ def accept_offer(session: Session, raw: str | None, *, now: datetime | None = No
     entry = offer.entry
     try:
         with session.begin_nested():
-            appointment = schedule_appointment(
-                session,
-                SYSTEM,
-                patient_id=offer.patient_id,
+            booking = NewBooking(
                 clinic_id=opening.clinic_id,
                 provider_id=opening.provider_id,
-                service_ids=[entry.service_id],
                 start_at=offer.start_at,
+                patient_id=offer.patient_id,
+                service_ids=[entry.service_id],
                 source=Source.ONLINE,
                 notes="Booked from the waitlist.",
             )
+            appointment = schedule_appointment(session, SYSTEM, booking)
     except (Conflict, ValidationError):
         offer.status, offer.answered_at = OfferStatus.TAKEN, now
         raise Conflict(TAKEN) from None
