@@ -27,17 +27,29 @@ if actor is None:
 else:
     auth.set_cookie_in_browser()
     sections: dict[str, list] = {}
+    role_pages = []
     for spec in pages_for(actor):
-        sections.setdefault(spec.section, []).append(
-            st.Page(
-                str(spec.path),
-                title=spec.title,
-                icon=spec.icon,
-                url_path=spec.url_path,
-                visibility="hidden" if spec.hidden else "visible",
-            )
+        page = st.Page(
+            str(spec.path),
+            title=spec.title,
+            icon=spec.icon,
+            url_path=spec.url_path,  # every page at its own address, /today included
+            visibility="hidden" if spec.hidden else "visible",
         )
+        role_pages.append(page)
+        sections.setdefault(spec.section, []).append(page)
+    # `/` is a hidden landing that moves on to the role's first page (Today for every role), so
+    # that page keeps its own address instead of being served at the root only
+    home = role_pages[0]
+    landing = st.Page(
+        lambda: st.switch_page(home),
+        title=home.title,
+        url_path="home",
+        default=True,
+        visibility="hidden",
+    )
     sections.setdefault("Front desk", []).append(public)
+    sections["Front desk"].insert(0, landing)
     with st.sidebar:
         st.caption(f"Signed in as **{actor.name}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):

@@ -159,6 +159,9 @@ class Clinic(Base):
     phone: Mapped[str] = mapped_column(String(40), default="")
     email: Mapped[str] = mapped_column(String(254), default="")
     external_ref: Mapped[str | None] = mapped_column(String(120), unique=True)
+    # issue 18 (also issue 12): how money, dates and times are shown for this clinic
+    locale: Mapped[str] = mapped_column(String(16), default="en-GB")
+    currency: Mapped[str] = mapped_column(String(3), default="GBP")
 
 
 class Provider(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 14:15:27.822736
+Create Date: 2026-12-02 11:52:35.247400
 """
 
 from collections.abc import Sequence
@@ -109,6 +109,8 @@ def upgrade() -> None:
     sa.Column('phone', sa.String(length=40), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('external_ref', sa.String(length=120), nullable=True),
+    sa.Column('locale', sa.String(length=16), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_clinics')),
     sa.UniqueConstraint('external_ref', name=op.f('uq_clinics_external_ref')),
     sa.UniqueConstraint('name', name=op.f('uq_clinics_name'))
