@@ -111,8 +111,8 @@ class ClinicFormat:
     def moment(self, moment: datetime | None) -> str:
         return format_moment(moment, self.timezone, self.locale)
 
-    def day(self, day: date | None) -> str:
-        return format_day(day, self.locale)
+    def day(self, day: date | None, weekday: bool = True) -> str:
+        return format_day(day, self.locale, weekday)
 
     def clock(self, at: time | datetime) -> str:
         return format_clock(at, self.locale)
