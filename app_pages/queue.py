@@ -7,7 +7,7 @@ import streamlit as st
 from core.requests import bulk, queue
 from core.requests.queue import KIND_LABELS, QueueKind
 from ui import actor, refresh, run_action
-from ui.appointment_views import bulk_results, queue_actions, show_flash
+from ui.appointment_views import bulk_results, pick_row, queue_actions, show_flash
 from ui.context import read
 
 
@@ -81,22 +81,20 @@ if not rows:
 stale = sum(r.stale for r in rows)
 if stale:
     st.warning(f"{stale} waiting longer than {limit} h.", icon=":material/schedule:")
-st.dataframe(
-    pd.DataFrame([queue.describe(r) for r in rows]),
-    hide_index=True,
-    width="stretch",
-    key="queue_table",
-)
-
 left, right = st.columns([3, 2])
 with left:
-    st.subheader("Decide")
-    row = st.selectbox(
-        "Item",
-        rows,
-        key=f"queue_item_{kind}",
-        format_func=lambda r: f"#{r.appointment_id} · {r.patient_name} · {r.service_name}",
+    event = st.dataframe(
+        pd.DataFrame([queue.describe(r) for r in rows]),
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"queue_table_{kind.value}",
     )
+    st.caption("Click a row to decide on it.")
+row = pick_row(rows, event.selection.rows, f"queue_position_{kind.value}")
+with right:
+    st.subheader(f"#{row.appointment_id} · {row.patient_name}")
     st.page_link(
         "app_pages/appointment.py",
         label="Open the appointment",
@@ -106,7 +104,7 @@ with left:
     queue_actions(me, row)
 
 if kind == QueueKind.REQUESTS:
-    with right:
+    with st.container():
         st.subheader("Several at once")
         if not st.toggle("Approve or decline several", key="queue_bulk_on"):
             st.stop()

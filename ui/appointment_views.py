@@ -159,6 +159,15 @@ QUEUE_CHOICES = {
 }
 
 
+def pick_row(rows: list[QueueRow], selected: list[int], memory: str) -> QueueRow:
+    """The queue row to decide on: the one clicked in the table; with none clicked, the one at
+    the position last worked on, so after an action (its row gone) the next item is selected."""
+    position = selected[0] if selected else st.session_state.get(memory, 0)
+    position = max(0, min(int(position), len(rows) - 1))
+    st.session_state[memory] = position
+    return rows[position]
+
+
 def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
     """What a manager can do with one queue row, each with an optional message to the patient
     and a required reason for declines and cancellations."""
