@@ -14,6 +14,7 @@ from ui.appointment_views import appointment_panel, load_detail, show_flash
 from ui.checkin_views import qr_panel
 from ui.context import read
 from ui.front_desk import require
+from ui.locale import display_format
 
 STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
 
@@ -83,6 +84,7 @@ options = cw.options(
     resources=frame.resources,
     business_hours=frame.business_hours,
     editable=me.can(Permission.APPOINTMENTS_RESCHEDULE),
+    locale=display_format(clinic_id).locale,
 )
 value = cw.take(cw.render(events, options, key), "calendar_seen", key)
 intent = cw.interpret(value, tz) if value else None
