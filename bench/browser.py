@@ -253,9 +253,16 @@ def main(argv: list[str] | None = None) -> int:
         "CLINICDESK_BASE_URL": "http://127.0.0.1",
     }
     sessions = [int(s) for s in args.sessions.split(",") if s]
-    with StreamlitServer("bench/browser_serve.py", cwd=ROOT, env=env) as server:
-        pid = server._process.pid  # noqa: SLF001  (the server's own process, for its memory)
-        out = asyncio.run(measure(server.url, args.repeat, sessions, pid, not args.no_pages))
+    launcher = ROOT / ".bench-browser-main.py"  # see bench/browser_serve.py
+    launcher.write_text(
+        'import runpy\n\nrunpy.run_path("bench/browser_app.py", run_name="__main__")\n'
+    )
+    try:
+        with StreamlitServer("bench/browser_serve.py", cwd=ROOT, env=env) as server:
+            pid = server._process.pid  # noqa: SLF001  (the server's own process, for its memory)
+            out = asyncio.run(measure(server.url, args.repeat, sessions, pid, not args.no_pages))
+    finally:
+        launcher.unlink(missing_ok=True)
     out["appointments"] = n
     report(out)
     (ROOT / "bench" / "browser-results.json").write_text(json.dumps(out, indent=2, default=str))
