@@ -25,6 +25,7 @@ class _BenchPage(navigation.PageSpec):
 EMPTY = _BenchPage(
     "browser_empty.py", "Empty page", "crop_square", "Bench", Permission.APPOINTMENTS_READ
 )
-if EMPTY not in navigation.PAGES:
+# this file runs on every rerun (a new class each time): compare by file, add once
+if not any(p.file == EMPTY.file for p in navigation.PAGES):
     navigation.PAGES = (*navigation.PAGES, EMPTY)
 runpy.run_path(str(HERE.parent / "app.py"), run_name="__main__")
