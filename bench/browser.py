@@ -73,7 +73,7 @@ def rss_mb(pid: int) -> float:
 
 
 async def sign_in(page: Page, url: str, user: str) -> None:
-    await page.goto(url)
+    await page.goto(url, timeout=TIMEOUT_MS)  # 10–20 page loads at once: not the 30 s default
     await page.get_by_label("Username").fill(user)
     await page.get_by_label("Password", exact=True).fill(f"{user}-demo-pass")
     async with page.expect_response("**/_clinicdesk/session"):
