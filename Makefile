@@ -62,6 +62,7 @@ check-migrations: venv
 
 bench: venv
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

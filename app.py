@@ -9,6 +9,9 @@ from ui.navigation import PATIENT_PAGE, PORTAL_PAGE, pages_for
 from ui.text import escape
 
 st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
+# captions in a darker grey than Streamlit's faded default: axe-core's colour-contrast rule
+# (4.5:1 for small text) fails the default on this theme's background
+st.html("<style>[data-testid='stCaptionContainer']{color:#4a5a63}</style>")
 
 try:
     reachable_database()
@@ -29,17 +32,29 @@ if actor is None:
 else:
     auth.set_cookie_in_browser()
     sections: dict[str, list] = {}
+    role_pages = []
     for spec in pages_for(actor):
-        sections.setdefault(spec.section, []).append(
-            st.Page(
-                str(spec.path),
-                title=spec.title,
-                icon=spec.icon,
-                url_path=spec.url_path,
-                visibility="hidden" if spec.hidden else "visible",
-            )
+        page = st.Page(
+            str(spec.path),
+            title=spec.title,
+            icon=spec.icon,
+            url_path=spec.url_path,  # every page at its own address, /today included
+            visibility="hidden" if spec.hidden else "visible",
         )
+        role_pages.append(page)
+        sections.setdefault(spec.section, []).append(page)
+    # `/` is a hidden landing that moves on to the role's first page (Today for every role), so
+    # that page keeps its own address instead of being served at the root only
+    home = role_pages[0]
+    landing = st.Page(
+        lambda: st.switch_page(home),
+        title=home.title,
+        url_path="home",
+        default=True,
+        visibility="hidden",
+    )
     sections.setdefault("Front desk", []).extend([public, portal])
+    sections["Front desk"].insert(0, landing)
     with st.sidebar:
         st.caption(f"Signed in as **{escape(actor.name)}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):

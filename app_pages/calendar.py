@@ -14,6 +14,7 @@ from ui.caches import cached
 from ui.checkin_views import qr_panel
 from ui.context import read
 from ui.front_desk import require
+from ui.locale import display_format
 from ui.setup_forms import resource_view
 from ui.text import escape
 from ui.waitlist_views import offer_freed_button, offer_slot_button, overbooking, with_risk
@@ -44,7 +45,7 @@ def _events(me, clinic_id, start, end, provider_ids, statuses):
     )
 
 
-@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
+@cached("appointments", "setup", ttl=30, max_entries=50)
 def _rooms(me, clinic_id, start, end):
     return read(cal.resource_view, me, clinic_id=clinic_id, start=start, end=end)
 
@@ -92,6 +93,7 @@ options = cw.options(
     resources=frame.resources,
     business_hours=frame.business_hours,
     editable=me.can(Permission.APPOINTMENTS_RESCHEDULE),
+    locale=display_format(clinic_id).locale,
 )
 value = cw.take(cw.render(events, options, key), "calendar_seen", key)
 intent = cw.interpret(value, tz) if value else None

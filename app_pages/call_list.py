@@ -7,16 +7,17 @@ import streamlit as st
 from core.analytics import risk_scores
 from core.scheduling import schedules
 from ui import actor
+from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
     return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
 
 
-@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+@cached("appointments", "analytics", ttl=60, max_entries=20)
 def _rows(me, clinic_id, days, threshold):
     return read(risk_scores.call_list, me, clinic_id=clinic_id, days=days, threshold=threshold)
 

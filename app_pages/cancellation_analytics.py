@@ -1,10 +1,14 @@
-"""Owners and managers: cancellation and no-show figures for a range, clinic, provider and
-service, with a what-if on the cancellation window, an audited CSV export and fee waivers."""
+"""Owners and managers: the cancellation dashboard — key figures against the previous period
+and the charts (by week with a year earlier, weekday and hour, provider, service, lead time);
+a click on a bar lists its appointments. Below: reasons and fees, turnaround, repeat patients,
+the what-if, the audited CSV export and fee waivers."""
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import streamlit as st
 
+from core.analytics import breakdowns as bd
 from core.analytics import cancellation_parts as parts
 from core.analytics import cancellations as ca
 from core.analytics import confirmations
@@ -16,70 +20,93 @@ from ui import cancellation_view as view
 from ui.caches import cached
 from ui.context import read
 from ui.fees import waiver_panel
+from ui.locale import display_format
 from ui.waitlist_views import refill_metrics
+
+# caches are keyed by role, not user: every owner (and every manager) shares one copy; the
+# leading underscore keeps the actor out of the key (core still checks its permission); an
+# action clears them by domain (ui.caches)
 
 
 @cached("setup", ttl=60, max_entries=5)
-def _choices(current):
+def _choices(_me, role):
     return read(
         practice_choices.list_choices,
-        current,
+        _me,
         include_inactive=True,
         permission=Permission.ANALYTICS_READ,
     )
 
 
+@cached("analytics", "appointments", "policy", ttl=60, max_entries=60, show_spinner="Computing…")
+def _figures(_me, role, filters):
+    return read(ca.compute_figures, _me, filters)
+
+
+@cached("analytics", "appointments", ttl=60, max_entries=60)
+def _groups(_me, role, filters, group):
+    return read(bd.rates_by, _me, filters, group)
+
+
 @cached("analytics", "appointments", ttl=60, max_entries=30)
-def _confirmed(current, start, end, clinic):
-    return read(confirmations.confirmation_rate, current, start, end, clinic)
+def _behind(_me, role, filters, dimension, value):
+    return read(bd.appointments_behind, _me, filters, dimension, value)
 
 
-@cached(
-    "analytics", "appointments", "policy", ttl=60, max_entries=30, show_spinner="Computing figures…"
-)
-def _figures(current, filters):
-    return read(ca.compute_figures, current, filters)
+@cached("analytics", "appointments", ttl=60, max_entries=30)
+def _confirmed(_me, role, start, end, clinic):
+    return read(confirmations.confirmation_rate, _me, start, end, clinic)
 
 
-def _named(rows, label):
-    names = {r.id: r.name for r in rows}
+def _named(items, label):
+    names = {item.id: item.name for item in items}
     return [None, *names], lambda i: label if i is None else names[i]
 
 
 st.title("Cancellations and no-shows")
 me = actor()
-choices = _choices(me)
+role = me.role.value
+choices = _choices(me, role)
 today = utcnow().date()
-with st.form("cancel_filters"):
-    c1, c2, c3, c4 = st.columns(4)
-    # imported history goes back years: not Streamlit's default of ten years back
-    days = c1.date_input(
-        "Clinic-local days",
-        (today - timedelta(days=90), today),
-        min_value=date(2000, 1, 1),
-        key="cancel_days",
+
+
+@st.fragment  # a filter change or a click on a bar reruns the dashboard only
+def dashboard():
+    with st.form("cancel_filters"):
+        c1, c2, c3, c4 = st.columns(4)
+        # imported history goes back years: not Streamlit's default of ten years back
+        days = c1.date_input(
+            "Clinic-local days",
+            (today - timedelta(days=90), today),
+            min_value=date(2000, 1, 1),
+            key="cancel_days",
+        )
+        options, label = _named(choices.clinics, "All clinics")
+        clinic = c2.selectbox("Clinic", options, format_func=label, key="cancel_clinic")
+        options, label = _named(choices.providers, "All providers")
+        provider = c3.selectbox("Provider", options, format_func=label, key="cancel_provider")
+        options, label = _named(choices.services, "All services")
+        service = c4.selectbox("Service", options, format_func=label, key="cancel_service")
+        st.form_submit_button("Apply", type="primary")
+    start, end = (days[0], days[-1]) if days else (today, today)
+    filters = parts.AnalyticsFilters(
+        start, end, clinic, provider, service, None, view.DASHBOARD_PARTS
     )
-    options, label = _named(choices.clinics, "All clinics")
-    clinic = c2.selectbox("Clinic", options, format_func=label, key="cancel_clinic")
-    options, label = _named(choices.providers, "All providers")
-    provider = c3.selectbox("Provider", options, format_func=label, key="cancel_provider")
-    options, label = _named(choices.services, "All services")
-    service = c4.selectbox("Service", options, format_func=label, key="cancel_service")
-    st.form_submit_button("Apply", type="primary")
-
-start, end = (days[0], days[-1]) if days else (today, today)
-key_figures = st.container()  # drawn above the section once the figures are computed
-names = list(view.SECTIONS)  # one section at a time: only what is shown is computed
-section = st.segmented_control("Show", names, default=names[0], key="cancel_section") or names[0]
-what_if = view.what_if_inputs() if section == view.WHAT_IF else None
-filters = parts.AnalyticsFilters(
-    start, end, clinic, provider, service, what_if, view.NEEDS.get(section, frozenset())
-)
-figures = shown(_figures, me, filters)
-
-with key_figures:
-    view.key_figures(figures)
-    rate = _confirmed(me, start, end, clinic)  # issue 15: reminders answered with a confirmation
+    st.session_state["cancel_filters_now"] = filters
+    length = timedelta(days=(end - start).days + 1)
+    before = replace(
+        filters, start=start - length, end=start - timedelta(days=1), parts=frozenset()
+    )
+    year = replace(
+        filters, start=start - view.YEAR, end=end - view.YEAR, parts=frozenset({"by_day"})
+    )
+    fmt = display_format(clinic)
+    figures = shown(_figures, me, role, filters)
+    previous = _figures(me, role, before)
+    year_before = _figures(me, role, year) if year.start >= date(2000, 1, 1) else None
+    groups = [_groups(me, role, filters, g) for g in ("provider", "service")]
+    view.key_figures(figures, previous, fmt)
+    rate = _confirmed(me, role, start, end, clinic)  # reminders answered with a confirmation
     st.metric(
         "Confirmed by the patient",
         f"{rate.rate:.0%}" if rate.rate is not None else "—",
@@ -87,7 +114,13 @@ with key_figures:
         "confirmed by reminder link or text reply.",
     )
     refill_metrics(me, clinic, start, end)  # the waitlist's refills
-view.SECTIONS[section](figures)
+    picked = view.dashboard(figures, year_before, *groups, fmt)
+    view.behind(picked, lambda d, v: _behind(me, role, filters, d, v))
+    view.more(lambda detail: _figures(me, role, detail), filters, fmt)
+
+
+dashboard()
+filters = st.session_state["cancel_filters_now"]
 with st.expander("Formulas"):
     st.markdown(view.FORMULAS)
 
@@ -101,7 +134,7 @@ if st.session_state.get("cancel_export_csv"):
         "Download CSV",
         st.session_state["cancel_export_csv"],
         mime="text/csv",
-        file_name=f"cancellations-{start}-{end}.csv",
+        file_name=f"cancellations-{filters.start}-{filters.end}.csv",
         key="cancel_download",
     )
 

@@ -9,6 +9,7 @@ from core.patients.invitations import PortalStatus
 from ui import actor
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 from ui.portal import (
     funnel_panel,
     history_table,
@@ -54,10 +55,6 @@ def _clinics(current):
     return dict(read(enrolment.clinic_choices, current))
 
 
-def _utc(moment):
-    return f"{moment:%Y-%m-%d %H:%M}" if moment else ""
-
-
 st.title("Portal invitations")
 me = actor()
 clinics = _clinics(me)
@@ -80,6 +77,7 @@ with st.form("invitations_filters"):
         st.session_state["invitations_page"] = 0
 page = st.session_state.get("invitations_page", 0)
 rows, counts = _overview(me, status, clinic_id, search, page)
+when = display_format(clinic_id).moment  # the clinic's local time, never UTC
 
 cols = st.columns(len(PortalStatus))
 for col, s in zip(cols, PortalStatus, strict=True):
@@ -95,9 +93,9 @@ table = pd.DataFrame(
             "Patient": plain(r.name),
             "Email": plain(r.email or ""),
             "Status": r.status.label,
-            "Sent (UTC)": _utc(r.sent_at),
-            "Expires (UTC)": _utc(r.expires_at),
-            "Enrolled (UTC)": _utc(r.enrolled_at),
+            "Sent": when(r.sent_at),
+            "Expires": when(r.expires_at),
+            "Enrolled": when(r.enrolled_at),
         }
         for r in rows
     ]

@@ -10,18 +10,19 @@ from core.messaging import preferences as prefs
 from core.messaging.reminders import quiet_window_text
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
+from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 
 OFFSETS = [2, 4, 12, 24, 48, 72, 96, 168]
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
     return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
 
 
-@st.cache_data(ttl=30, max_entries=20, show_spinner=False)
+@cached("setup", "outbox", ttl=30, max_entries=20)
 def _current(clinic_id):
     return read(prefs.preferences, clinic_id)
 

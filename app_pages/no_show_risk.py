@@ -7,10 +7,11 @@ import streamlit as st
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
 from ui import actor, charts, run_action
+from ui.caches import cached
 from ui.context import read
 
 
-@st.cache_data(ttl=60, max_entries=5, show_spinner=False)
+@cached("analytics", ttl=60, max_entries=5)
 def _info(me):
     return read(risk_scores.get_model_info, me)
 

@@ -12,10 +12,11 @@ from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds
 from core.payments import points, prepay, rules
 from ui import actor, refresh, run_action
+from ui.caches import cached
 from ui.context import read
 
 
-@st.cache_data(ttl=60, max_entries=10, show_spinner=False)
+@cached("setup", "policy", ttl=60, max_entries=10)
 def _lines(me):
     return read(rules.service_lines, me), read(rules.get_settings)
 

@@ -4,10 +4,12 @@ is a new version; cancellations keep the version that applied."""
 import pandas as pd
 import streamlit as st
 
+from core.kernel.money import currency_symbol, to_major, to_minor
 from core.policy import cancellation as policy
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 from ui.text import escape
 
 
@@ -18,10 +20,6 @@ def _load(current, clinic_id, service_id):
     mine = [v for v in versions if v.service_id == service_id]
     clinic_wide = [v for v in versions if v.service_id is None]
     return scopes, versions, (mine or clinic_wide or [None])[0]
-
-
-def _money(cents: int) -> str:
-    return f"{cents / 100:.2f}"
 
 
 st.title("Cancellation policy")
@@ -42,6 +40,9 @@ service_id = c2.selectbox(
     ),
 )
 _, versions, base = _load(me, clinic_id, service_id)
+fmt = display_format(clinic_id)
+_money = fmt.money
+symbol = currency_symbol(fmt.currency, fmt.locale)
 if base is None:
     st.info("No policy yet: nothing is charged and every cancellation counts as on time.")
 elif service_id and base.service_id is None:
@@ -60,15 +61,15 @@ with st.form("policy_form"):
         help="Cancelling fewer real hours than this before the start is late.",
     )
     late_fee = b.number_input(
-        "Late-cancellation fee",
-        value=base.late_cancel_fee_cents / 100 if base else 0.0,
+        f"Late-cancellation fee ({symbol})",
+        value=float(to_major(base.late_cancel_fee_cents, fmt.currency)) if base else 0.0,
         step=5.0,
         format="%.2f",
         key="policy_late_fee",
     )
     no_show_fee = c.number_input(
-        "No-show fee",
-        value=base.no_show_fee_cents / 100 if base else 0.0,
+        f"No-show fee ({symbol})",
+        value=float(to_major(base.no_show_fee_cents, fmt.currency)) if base else 0.0,
         step=5.0,
         format="%.2f",
         key="policy_no_show_fee",
@@ -107,8 +108,8 @@ if saved:
         clinic_id=clinic_id,
         service_id=service_id,
         window_hours=int(window),
-        late_cancel_fee_cents=round(late_fee * 100),
-        no_show_fee_cents=round(no_show_fee * 100),
+        late_cancel_fee_cents=to_minor(late_fee, fmt.currency),
+        no_show_fee_cents=to_minor(no_show_fee, fmt.currency),
         points_deducted=int(points),
         inside_window_needs_approval=approval,
         outside_window_auto_accept=auto,
@@ -124,7 +125,7 @@ if base is not None:
     st.subheader("In force now")
     st.text(base.policy_text)
     st.caption(
-        f"Version {base.version} since {base.effective_at:%d %b %Y %H:%M} UTC: "
+        f"Version {base.version} since {fmt.moment(base.effective_at)}: "
         f"{base.window_hours} h window, late fee {_money(base.late_cancel_fee_cents)}, "
         f"no-show fee {_money(base.no_show_fee_cents)}, {base.points_deducted} points."
     )
@@ -136,7 +137,7 @@ st.dataframe(
             {
                 "Applies to": v.service_name or "All services",
                 "Version": v.version,
-                "Effective (UTC)": v.effective_at,
+                "Effective": fmt.moment(v.effective_at),
                 "Window (h)": v.window_hours,
                 "Late fee": _money(v.late_cancel_fee_cents),
                 "No-show fee": _money(v.no_show_fee_cents),

@@ -8,13 +8,14 @@ and the request form. The staff session never opens it and it never opens a staf
 import streamlit as st
 
 from core.portal import home
+from ui.caches import cached
 from ui.context import database
 from ui.patient import escape
 from ui.patient_portal import current_patient_id, show_flash, sign_in_form, sign_out, views
 from ui.patient_portal.appointments import card
 
 
-@st.cache_data(ttl=30, max_entries=500, show_spinner=False)
+@cached("appointments", "patients", "feedback", ttl=30, max_entries=500)
 def _home(patient_id: int) -> home.Home:
     with database().read() as session:
         return home.home(session, patient_id)

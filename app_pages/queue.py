@@ -7,9 +7,10 @@ import streamlit as st
 from core.requests import bulk, queue
 from core.requests.queue import KIND_LABELS, QueueKind
 from ui import actor, refresh, risk, run_action
-from ui.appointment_views import bulk_results, queue_actions, show_flash
+from ui.appointment_views import bulk_results, pick_row, queue_actions, show_flash
 from ui.caches import cached
 from ui.context import read
+from ui.text import escape
 from ui.waitlist_views import waitlist_request_button
 
 
@@ -83,24 +84,22 @@ if not rows:
 stale = sum(r.stale for r in rows)
 if stale:
     st.warning(f"{stale} waiting longer than {limit} h.", icon=":material/schedule:")
-st.dataframe(
-    pd.DataFrame([queue.describe(r) for r in rows]).assign(
-        **{"No-show risk": risk.column(me, [r.appointment_id for r in rows])}
-    ),
-    hide_index=True,
-    width="stretch",
-    key="queue_table",
-)
-
 left, right = st.columns([3, 2])
 with left:
-    st.subheader("Decide")
-    row = st.selectbox(
-        "Item",
-        rows,
-        key=f"queue_item_{kind}",
-        format_func=lambda r: f"#{r.appointment_id} · {r.patient_name} · {r.service_name}",
+    event = st.dataframe(
+        pd.DataFrame([queue.describe(r) for r in rows]).assign(
+            **{"No-show risk": risk.column(me, [r.appointment_id for r in rows])}
+        ),
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"queue_table_{kind.value}",
     )
+    st.caption("Click a row to decide on it.")
+row = pick_row(rows, event.selection.rows, f"queue_position_{kind.value}")
+with right:
+    st.subheader(f"#{row.appointment_id} · {escape(row.patient_name)}")
     st.page_link(
         "app_pages/appointment.py",
         label="Open the appointment",
@@ -113,7 +112,7 @@ with left:
         waitlist_request_button(me, row.appointment_id)
 
 if kind == QueueKind.REQUESTS:
-    with right:
+    with st.container():
         st.subheader("Several at once")
         if not st.toggle("Approve or decline several", key="queue_bulk_on"):
             st.stop()

@@ -1,10 +1,12 @@
-"""Survey analytics: NPS, CSAT and ratings with intervals per provider, service and clinic,
-trends, the response funnel, recent detractors, the comment feed, and an audited CSV export."""
+"""Survey analytics: key figures against the previous period, NPS and CSAT by week, the rating
+distribution, NPS and CSAT by provider and service (a click lists the responses behind a bar)
+and the latest comments; then the funnel, detractors, groups, trends, comment search, export."""
 
 from datetime import date, timedelta
 
 import streamlit as st
 
+from core.analytics import breakdowns as bd
 from core.analytics import surveys as sa
 from core.kernel.authz import Permission
 from core.practice import choices
@@ -13,91 +15,101 @@ from ui import survey_view as view
 from ui.caches import cached
 from ui.context import read
 from ui.feedback import survey_settings_form
+from ui.locale import display_format
 
-SECTIONS = ["Overview", "Response funnel", "Detractors", "By group", "Trends", "Comments"]
 READERS = {
     "overview": sa.summary,
     "funnel": sa.funnel,
     "groups": sa.get_groups,
     "trends": sa.get_trends,
+    "distribution": bd.distribution,
 }
 
 
+# keyed by role, not user: sessions of one role share the cache (core checks the actor)
 @cached("setup", ttl=300, max_entries=10)
-def _clinics(current):
+def _clinics(_me, role):
     found = read(
-        choices.list_choices, current, include_inactive=True, permission=Permission.ANALYTICS_READ
+        choices.list_choices, _me, include_inactive=True, permission=Permission.ANALYTICS_READ
     )
     return found.clinics
 
 
-@cached("feedback", ttl=60, max_entries=20)
-def _section(current, f, name):  # one core read per section: only what is shown is computed
-    return read(READERS[name], current, f)
+@cached("feedback", ttl=60, max_entries=40)
+def _section(_me, role, f, name):  # one core read per part: only what is shown is computed
+    return read(READERS[name], _me, f)
 
 
 @cached("feedback", ttl=60, max_entries=10)
-def _detractors(current, clinic_id):
-    return read(sa.recent_detractors, current, clinic_id)
+def _detractors(_me, role, clinic_id):
+    return read(sa.recent_detractors, _me, clinic_id)
 
 
 @cached("feedback", ttl=60, max_entries=50)
-def _comments(current, f, search, page):
-    return read(sa.comments, current, f, search, page)
+def _comments(_me, role, f, search, page):
+    return read(sa.comments, _me, f, search, page)
+
+
+@cached("feedback", ttl=60, max_entries=30)
+def _behind(_me, role, f, dimension, value):
+    return read(bd.responses_behind, _me, f, dimension, value)
 
 
 st.title("Survey analytics")
 me = actor()
-clinics = {c.id: c for c in _clinics(me)}
+role = me.role.value
+clinics = {c.id: c for c in _clinics(me, role)}
 today = date.today()
-with st.form("survey_analytics_filters"):
-    left, right = st.columns(2)
-    # imported responses go back years: not Streamlit's default of ten years back
-    days = left.date_input(
-        "Submitted from – to",
-        (today - timedelta(days=89), today),
-        min_value=date(2000, 1, 1),
-        max_value=today,
-        key="survey_analytics_days",
-    )
-    clinic_id = right.selectbox(
-        "Clinic",
-        [None, *clinics],
-        key="survey_analytics_clinic",
-        format_func=lambda c: clinics[c].name if c else "All clinics",
-    )
-    st.form_submit_button("Apply")
-first, last = (days[0], days[-1]) if days else (today, today)
-tz = clinics[clinic_id].timezone if clinic_id else "UTC"
-f = sa.filter_for_days(first, last, tz, clinic_id)
 
+
+@st.fragment  # a filter change or a click on a bar reruns the dashboard only
+def dashboard():
+    with st.form("survey_analytics_filters"):
+        left, right = st.columns(2)
+        # imported responses go back years: not Streamlit's default of ten years back
+        days = left.date_input(
+            "Submitted from – to",
+            (today - timedelta(days=89), today),
+            min_value=date(2000, 1, 1),
+            max_value=today,
+            key="survey_analytics_days",
+        )
+        clinic_id = right.selectbox(
+            "Clinic",
+            [None, *clinics],
+            key="survey_analytics_clinic",
+            format_func=lambda c: clinics[c].name if c else "All clinics",
+        )
+        st.form_submit_button("Apply")
+    first, last = (days[0], days[-1]) if days else (today, today)
+    tz = clinics[clinic_id].timezone if clinic_id else "UTC"
+    f = sa.filter_for_days(first, last, tz, clinic_id)
+    st.session_state["survey_analytics_filter"] = f
+    length = (last - first).days + 1
+    before = sa.filter_for_days(
+        first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id
+    )
+    view.overview(_section(me, role, f, "overview"), _section(me, role, before, "overview"), length)
+    weekly = _section(me, role, f, "trends").weekly
+    distribution = _section(me, role, f, "distribution")
+    picked = view.dashboard(
+        weekly, distribution, _section(me, role, f, "groups"), display_format(clinic_id)
+    )
+    view.behind(picked, lambda d, v: _behind(me, role, f, d, v))
+    st.subheader("Latest comments")
+    view.comment_feed(_comments(me, role, f, "", 0)[0], key="survey_analytics_latest")
+    view.more(
+        f,
+        lambda name: _section(me, role, f, name),
+        lambda: _detractors(me, role, f.clinic_id),
+        lambda search, page: _comments(me, role, f, search, page),
+    )
+
+
+dashboard()
+f = st.session_state["survey_analytics_filter"]
 with st.expander("How the figures are computed"):
     st.markdown(view.FORMULAS)
-section = st.segmented_control("Show", SECTIONS, default="Overview", key="survey_analytics_section")
-if section in (None, "Overview"):
-    view.overview(_section(me, f, "overview"))
-elif section == "Response funnel":
-    view.funnel(_section(me, f, "funnel"))
-elif section == "Detractors":
-    view.detractors(_detractors(me, f.clinic_id))
-elif section == "By group":
-    small = st.toggle(
-        f"Show groups with fewer than {sa.MIN_N} ratings", key="survey_analytics_small"
-    )
-    view.groups(_section(me, f, "groups"), small)
-elif section == "Trends":
-    view.trends(_section(me, f, "trends"))
-else:
-    search = st.text_input(
-        "Search comments",
-        key="survey_analytics_search",
-        placeholder="a word or phrase, e.g. parking",
-    )
-    page = st.number_input("Page", min_value=1, value=1, key="survey_analytics_page") - 1
-    rows, more = _comments(me, f, search, page)
-    view.comment_feed(rows)
-    st.caption(f"Page {page + 1}" + (" · more on the next page" if more else " · last page"))
-
 st.divider()
 if st.button("Prepare CSV export", key="survey_analytics_export", icon=":material/download:"):
     done = run_action(sa.export_csv, f, success="Export ready; the download is audited.")

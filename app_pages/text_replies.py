@@ -7,10 +7,11 @@ import streamlit as st
 
 from core.portal import replies
 from ui import actor, refresh, run_action
+from ui.caches import cached
 from ui.context import read
 
 
-@st.cache_data(ttl=15, max_entries=10, show_spinner=False)
+@cached("outbox", "appointments", ttl=15, max_entries=10)
 def _inbox(me, open_only: bool):
     return read(replies.list_replies, me, open_only=open_only)
 

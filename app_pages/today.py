@@ -44,7 +44,7 @@ def _rows(me, clinic_id):
     return rows, read(after_booking.form_summaries, me, [r.id for r in rows])
 
 
-@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+@cached("appointments", "outbox", ttl=60, max_entries=20)
 def _calls(me, clinic_id):
     return read(today.call_list, me, clinic_id)
 

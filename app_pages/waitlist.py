@@ -12,6 +12,7 @@ from core.scheduling import booking, schedules
 from core.waitlist import entries, offers, rules
 from ui import actor, run_action
 from ui.booking_form import patient_picker
+from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 from ui.waitlist_views import offers_table, rules_form
@@ -19,7 +20,7 @@ from ui.waitlist_views import offers_table, rules_form
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
-@st.cache_data(ttl=300, max_entries=10, show_spinner=False)
+@cached("setup", ttl=300, max_entries=10)
 def _choices(me):
     clinics = {c[0]: c[1] for c in read(schedules.list_clinics, me)}
     services = {s.id: s.name for s in read(booking.list_services, me)}
@@ -27,7 +28,9 @@ def _choices(me):
     return clinics, services, providers
 
 
-@st.cache_data(ttl=30, max_entries=20, show_spinner="Looking for matching slots…")
+@cached(
+    "appointments", "patients", ttl=30, max_entries=20, show_spinner="Looking for matching slots…"
+)
 def _entries(me, clinic_id, status, service_id, provider_id):
     return read(
         entries.list_entries,

@@ -21,14 +21,12 @@ Figures
 - naive: the same cancellation figures computed by reading the appointments table into pandas
   and grouping there, against compute_figures; target ≥ 15× slower.
 - import: the Kaggle no-show file (110,527 rows) into a fresh SQLite; target ≤ 60 s.
-Modules not present yet are skipped with the reason printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 import os
 import platform
@@ -43,7 +41,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.analytics import cancellations as analytics
+from core.analytics import surveys
 from core.kernel import accounts
+from core.requests import queue
+from core.scheduling import availability, calendar
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
@@ -72,14 +74,6 @@ def median_ms(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
         fn()
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
-
-
-def present(module: str) -> Any | None:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        log(f"skipping {module}: not present ({exc})")
-        return None
 
 
 # ---------------------------------------------------------------- databases
@@ -221,78 +215,66 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
     today = datetime.now(UTC).date()
     monday = today - timedelta(days=today.weekday() + 7)  # last week: a full one
 
-    calendar = present("core.scheduling.calendar")
-    if calendar is not None:
-        from core.kernel.clock import local_to_utc
+    from core.kernel.clock import local_to_utc
 
-        start = local_to_utc(monday, datetime.min.time(), tz)
-        end = local_to_utc(monday + timedelta(days=7), datetime.min.time(), tz)
+    start = local_to_utc(monday, datetime.min.time(), tz)
+    end = local_to_utc(monday + timedelta(days=7), datetime.min.time(), tz)
 
-        def week():
-            with database.read() as session:
-                return calendar.window_events(
-                    session, owner, clinic_id=busiest, start=start, end=end
-                )
+    def week():
+        with database.read() as session:
+            return calendar.window_events(session, owner, clinic_id=busiest, start=start, end=end)
 
-        events = len(week())
-        out["calendar_week_ms"] = median_ms(week, repeat * 4)
-        out["calendar_week_events"] = events
-    availability = present("core.scheduling.availability")
-    if availability is not None:
-        clinic_of = _provider_clinic(database, provider_id)
+    events = len(week())
+    out["calendar_week_ms"] = median_ms(week, repeat * 4)
+    out["calendar_week_events"] = events
+    clinic_of = _provider_clinic(database, provider_id)
 
-        def slots():
-            with database.read() as session:
-                return availability.suggest_slots(
-                    session,
-                    clinic_id=clinic_of,
-                    duration_minutes=30,
-                    day=today + timedelta(days=1),
-                    provider_id=provider_id,
-                )
+    def slots():
+        with database.read() as session:
+            return availability.suggest_slots(
+                session,
+                clinic_id=clinic_of,
+                duration_minutes=30,
+                day=today + timedelta(days=1),
+                provider_id=provider_id,
+            )
 
-        out["slot_suggestions"] = len(slots())
-        out["slots_ms"] = median_ms(slots, repeat * 4)
-    queue = present("core.requests.queue")
-    if queue is not None:
+    out["slot_suggestions"] = len(slots())
+    out["slots_ms"] = median_ms(slots, repeat * 4)
 
-        def work():
-            with database.read() as session:
-                counts = queue.queue_counts(session, owner)
-                for kind in queue.QueueKind:
-                    queue.list_queue(session, owner, kind)
-                return counts
+    def work():
+        with database.read() as session:
+            counts = queue.queue_counts(session, owner)
+            for kind in queue.QueueKind:
+                queue.list_queue(session, owner, kind)
+            return counts
 
-        out["queue_counts"] = {str(k): v for k, v in work().items()}
-        out["queue_ms"] = median_ms(work, repeat * 2)
-    analytics = present("core.analytics.cancellations")
-    if analytics is not None:
-        filters = analytics.AnalyticsFilters(start=today - timedelta(days=365), end=today)
+    out["queue_counts"] = {str(k): v for k, v in work().items()}
+    out["queue_ms"] = median_ms(work, repeat * 2)
+    filters = analytics.AnalyticsFilters(start=today - timedelta(days=365), end=today)
 
-        def ours():
-            with database.read() as session:
-                return analytics.compute_figures(session, owner, filters)
+    def ours():
+        with database.read() as session:
+            return analytics.compute_figures(session, owner, filters)
 
-        result = ours()
-        out["analytics_ms"] = median_ms(ours, repeat)
-        naive_result, naive_ms = naive_analytics(database, filters, tz)
-        out["naive_analytics_ms"] = naive_ms
-        out["naive_ratio"] = naive_ms / out["analytics_ms"]
-        out["analytics_check"] = {
-            "ours_no_shows": result.totals.no_shows,
-            "naive_no_shows": naive_result["no_shows"],
-            "ours_booked": result.totals.booked,
-            "naive_booked": naive_result["booked"],
-        }
-    surveys = present("core.analytics.surveys")
-    if surveys is not None:
-        f = surveys.filter_for_days(today - timedelta(days=365), today)
+    result = ours()
+    out["analytics_ms"] = median_ms(ours, repeat)
+    naive_result, naive_ms = naive_analytics(database, filters, tz)
+    out["naive_analytics_ms"] = naive_ms
+    out["naive_ratio"] = naive_ms / out["analytics_ms"]
+    out["analytics_check"] = {
+        "ours_no_shows": result.totals.no_shows,
+        "naive_no_shows": naive_result["no_shows"],
+        "ours_booked": result.totals.booked,
+        "naive_booked": naive_result["booked"],
+    }
+    f = surveys.filter_for_days(today - timedelta(days=365), today)
 
-        def dashboard():
-            with database.read() as session:
-                return surveys.get_dashboard(session, owner, f)
+    def dashboard():
+        with database.read() as session:
+            return surveys.get_dashboard(session, owner, f)
 
-        out["survey_ms"] = median_ms(dashboard, repeat)
+    out["survey_ms"] = median_ms(dashboard, repeat)
     database.dispose()
     return out
 

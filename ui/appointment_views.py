@@ -14,6 +14,7 @@ import streamlit as st
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import DomainError
+from core.kernel.money import clinic_money
 from core.requests import changes, decisions, queue
 from core.requests.queue import QueueKind, QueueRow
 from core.scheduling import lifecycle, moves, visits
@@ -154,6 +155,15 @@ QUEUE_CHOICES = {
 }
 
 
+def pick_row(rows: list[QueueRow], selected: list[int], memory: str) -> QueueRow:
+    """The queue row to decide on: the one clicked in the table; with none clicked, the one at
+    the position last worked on, so after an action (its row gone) the next item is selected."""
+    position = selected[0] if selected else st.session_state.get(memory, 0)
+    position = max(0, min(int(position), len(rows) - 1))
+    st.session_state[memory] = position
+    return rows[position]
+
+
 def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
     """What a manager can do with one queue row, each with an optional message to the patient
     and a required reason for declines and cancellations."""
@@ -163,7 +173,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
     if choice is None:
         st.caption("Choose an action to see the suggested times and the message to send.")
     if row.kind == QueueKind.CANCELLATIONS and row.inside_window:
-        cost = f"a fee of {row.fee_cents / 100:.2f}" if row.fee_cents else "no fee"
+        cost = f"a fee of {clinic_money(row, row.fee_cents)}" if row.fee_cents else "no fee"
         st.warning(
             f"This request falls inside the cancellation-policy window: approving it "
             f"applies {cost}" + (f" and deducts {row.points} points." if row.points else "."),

@@ -38,6 +38,11 @@ CHANGES: dict[str, frozenset[str]] = {
     "core.feedback": frozenset({"feedback", "appointments", "outbox"}),
     "core.portal": frozenset({"appointments", "patients", "outbox", "analytics", "feedback"}),
     "core.practice": frozenset({"setup", "appointments", "policy", "outbox"}),
+    "core.payments": frozenset({"appointments", "patients", "policy", "outbox", "analytics"}),
+    "core.waitlist": frozenset({"appointments", "patients", "outbox", "analytics"}),
+    "core.forms": frozenset({"appointments", "patients", "outbox"}),
+    "core.messaging.preferences": frozenset({"setup", "outbox"}),
+    "core.analytics": frozenset({"analytics"}),
 }
 
 # domain → {function's module and name: its cached wrapper}; keyed, because a page script

@@ -25,6 +25,7 @@ import streamlit as st
 from streamlit_calendar import calendar as fullcalendar
 
 from core.kernel.clock import format_local, to_local
+from core.kernel.money import hour_cycle
 from core.scheduling import moves
 from core.scheduling.calendar import OUT_OF_OFFICE_CLASS, callback_time
 from db.types import utcnow
@@ -89,8 +90,13 @@ def options(
     resources: list[dict[str, Any]],
     business_hours: list[dict[str, Any]],
     editable: bool,
+    locale: str = "en-GB",
 ) -> dict[str, Any]:
+    # the clinic's locale: its day and month order and 24- or 12-hour clock (en-GB: 24 h)
+    hour12 = not hour_cycle(locale)
+    clock = {"hour": "2-digit" if not hour12 else "numeric", "minute": "2-digit", "hour12": hour12}
     return {
+        "locale": locale.lower(),
         "initialView": view,
         "initialDate": first_day.isoformat(),
         "timeZone": tz,
@@ -103,8 +109,8 @@ def options(
         "slotMaxTime": "21:00:00",
         "slotDuration": "00:15:00",
         "slotLabelInterval": "01:00",
-        "eventTimeFormat": {"hour": "2-digit", "minute": "2-digit", "hour12": False},
-        "slotLabelFormat": {"hour": "2-digit", "minute": "2-digit", "hour12": False},
+        "eventTimeFormat": clock,
+        "slotLabelFormat": clock,
         "height": 760,
         "editable": editable,
         "selectable": editable,

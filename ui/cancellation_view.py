@@ -3,11 +3,20 @@ Everything shown is computed by core.analytics.cancellations; this module only d
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import date, time, timedelta
+
 import pandas as pd
 import streamlit as st
 
+from core.analytics.breakdowns import Group
 from core.analytics.cancellation_parts import WEEKDAYS, CancellationFigures, Counts, WhatIf
+from core.kernel.errors import DomainError
+from core.kernel.money import ClinicFormat, to_major, to_minor
 from ui import charts
+from ui.context import show_error
+
+YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
 
 FORMULAS = """
 **How the figures are computed** (clinic-local days and hours; out-of-office blocks excluded)
@@ -34,112 +43,217 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def _money(cents: int) -> str:
-    return f"{cents / 100:,.2f}"
+def _points(now: float | None, before: float | None) -> str | None:
+    """A rate's change against the previous period, in percentage points."""
+    if now is None or before is None:
+        return None
+    return f"{(now - before) * 100:+.1f} pp"
 
 
-def key_figures(f: CancellationFigures) -> None:
-    t = f.totals
-    cols = st.columns(4)
-    cols[0].metric("Booked", f"{t.booked:,}")
-    cols[1].metric(
-        "Cancellation rate",
-        _pct(t.cancellation_rate),
-        f"{t.cancelled:,} cancelled",
-        delta_color="off",
+def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: ClinicFormat) -> None:
+    """The key figures with their change against the previous period of the same length."""
+    t, p = f.totals, before.totals
+    days = (f.filters.end - f.filters.start).days + 1
+    st.caption(
+        f"Changes compare with the {days} days before ({fmt.day(before.filters.start)} – "
+        f"{fmt.day(before.filters.end)})."
     )
+    cols = st.columns(4)
+    cols[0].metric(
+        "Booked",
+        f"{t.booked:,}",
+        f"{t.booked - p.booked:+,}" if p.booked or t.booked else None,
+        delta_color="off",
+        help=f"{p.booked:,} in the previous period",
+    )
+    for col, label, attribute, count in (
+        (cols[1], "Cancellation rate", "cancellation_rate", "cancelled"),
+        (cols[2], "Late-cancellation rate", "late_cancellation_rate", "late"),
+        (cols[3], "No-show rate", "no_show_rate", "no_shows"),
+    ):
+        now, earlier = getattr(t, attribute), getattr(p, attribute)
+        col.metric(
+            label,
+            _pct(now),
+            _points(now, earlier),
+            delta_color="inverse",  # a rise is bad news
+            help=f"{getattr(t, count):,} {count.replace('_', '-')}; before: {_pct(earlier)}",
+        )
+    cols = st.columns(4)
+    risk = f.revenue_at_risk_cents - before.revenue_at_risk_cents
+    cols[0].metric(
+        "Revenue at risk",
+        fmt.money(f.revenue_at_risk_cents),
+        (("+" if risk > 0 else "−" if risk < 0 else "±") + fmt.money(abs(risk))),
+        delta_color="inverse",
+        help=f"previous period {fmt.money(before.revenue_at_risk_cents)}",
+    )
+    cols[1].metric(
+        "Refill rate",
+        _pct(f.refill_rate),
+        _points(f.refill_rate, before.refill_rate),
+        help=f"{f.refilled:,} slots refilled · previous period {_pct(before.refill_rate)}",
+    )
+    mean, earlier = f.turnaround_mean_hours, before.turnaround_mean_hours
     cols[2].metric(
-        "Late-cancellation rate",
-        _pct(t.late_cancellation_rate),
-        f"{t.late:,} late",
-        delta_color="off",
+        "Mean request turnaround",
+        "–" if mean is None else f"{mean:.1f} h",
+        None if mean is None or earlier is None else f"{mean - earlier:+.1f} h",
+        delta_color="inverse",
     )
-    cols[3].metric(
-        "No-show rate", _pct(t.no_show_rate), f"{t.no_shows:,} no-shows", delta_color="off"
-    )
-    cols = st.columns(4)
-    cols[0].metric("Revenue at risk", _money(f.revenue_at_risk_cents))
-    cols[1].metric(
-        "Refill rate", _pct(f.refill_rate), f"{f.refilled:,} slots refilled", delta_color="off"
-    )
-    mean = f.turnaround_mean_hours
-    cols[2].metric("Mean request turnaround", "–" if mean is None else f"{mean:.1f} h")
-    fees = f.fees
+    fees, old = f.fees, before.fees
+    assessed = fees.late_assessed_cents + fees.no_show_assessed_cents
+    waived = fees.late_waived_cents + fees.no_show_waived_cents
+    change = assessed - old.late_assessed_cents - old.no_show_assessed_cents
     cols[3].metric(
         "Fees assessed",
-        _money(fees.late_assessed_cents + fees.no_show_assessed_cents),
-        f"{_money(fees.late_waived_cents + fees.no_show_waived_cents)} waived",
+        fmt.money(assessed),
+        ("+" if change > 0 else "−" if change < 0 else "±") + fmt.money(abs(change)),
         delta_color="off",
+        help=f"{fmt.money(waived)} waived",
     )
 
 
-def _rate_bars(groups: list[Counts], title: str, key: str) -> None:
-    charts.show(
+def _rate_bars(groups: list[Counts], title: str, key: str, selectable: bool = False) -> list:
+    return charts.show(
         charts.bars(
             [c.label for c in groups],
             {
                 "Cancellation rate": [c.cancellation_rate for c in groups],
                 "No-show rate": [c.no_show_rate for c in groups],
             },
-            title=title,
+            title=charts.with_n(title, sum(c.booked for c in groups), "booked"),
             percent=True,
+            n=[c.booked for c in groups],
         ),
         key=key,
+        selectable=selectable,
     )
 
 
-def rate_charts(f: CancellationFigures) -> None:
+def _clicked(key: str, points: list, keys: list) -> tuple | None:
+    """What a click on this chart chose, once per click: (dimension, value, bar label)."""
+    signature = [(p.get("curve_number"), p.get("point_index")) for p in points]
+    seen = st.session_state.get(f"{key}_seen")
+    st.session_state[f"{key}_seen"] = signature
+    if not points or signature == seen:
+        return None
+    index = points[0].get("point_index")
+    if index is None or not 0 <= index < len(keys) or keys[index] is None:
+        return None
+    return keys[index]
+
+
+def dashboard(
+    f: CancellationFigures,
+    year_before: CancellationFigures | None,
+    providers: list[Group],
+    services: list[Group],
+    fmt: ClinicFormat,
+) -> tuple | None:
+    """The charts an owner opens the page for; returns the bar clicked (dimension, value,
+    label) when there was a click, to list the appointments behind it."""
+    picks = []
+    weeks = f.weekly
+    earlier = {}
+    if year_before is not None:
+        by_monday = {c.label: c for c in year_before.weekly}
+        shifted = [by_monday.get(str(date.fromisoformat(c.label) - YEAR)) for c in weeks]
+        if any(c is not None and c.booked for c in shifted):
+            earlier = {
+                "Cancellation rate a year earlier": [
+                    c.cancellation_rate if c else None for c in shifted
+                ],
+                "No-show rate a year earlier": [c.no_show_rate if c else None for c in shifted],
+            }
+    labels = [fmt.day(date.fromisoformat(c.label), weekday=False) for c in weeks]
+    points = charts.show(
+        charts.lines(
+            labels,
+            {
+                "Cancellation rate": [c.cancellation_rate for c in weeks],
+                "No-show rate": [c.no_show_rate for c in weeks],
+            },
+            title=charts.with_n("Rates by week (week starting)", f.totals.booked, "booked"),
+            percent=True,
+            n=[c.booked for c in weeks],
+            earlier=earlier,
+        ),
+        key="cancel_chart_weekly",
+        selectable=True,
+    )
+    keys = [("week", c.label, f"week of {lab}") for c, lab in zip(weeks, labels, strict=True)]
+    picks.append(_clicked("cancel_chart_weekly", points, keys))
     left, right = st.columns(2)
     with left:
-        _rate_bars(f.by_weekday, "Rates by weekday", "cancel_chart_weekday")
+        points = _rate_bars(f.by_weekday, "Rates by weekday", "cancel_chart_weekday", True)
+        keys = [("weekday", i, c.label) for i, c in enumerate(f.by_weekday)]
+        picks.append(_clicked("cancel_chart_weekday", points, keys))
+    with right:
+        hours = sorted({cell.hour for cell in f.heatmap})
+        grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
+        values = [
+            [grid[(w, h)].cancellation_rate if (w, h) in grid else None for h in hours]
+            for w in range(7)
+        ]
+        counts = [[grid[(w, h)].booked if (w, h) in grid else 0 for h in hours] for w in range(7)]
+        charts.show(
+            charts.heatmap(
+                WEEKDAYS,
+                [fmt.clock(time(h)) for h in hours],
+                values,
+                title=charts.with_n(
+                    "Cancellation rate by weekday and hour", f.totals.booked, "booked"
+                ),
+                n=counts,
+            ),
+            key="cancel_chart_heatmap",
+        )
+    left, right = st.columns(2)
+    for column, groups, name in ((left, providers, "provider"), (right, services, "service")):
+        with column:
+            chart_key = f"cancel_chart_{name}"
+            points = _rate_bars([g.counts for g in groups], f"Rates by {name}", chart_key, True)
+            keys = [
+                None if g.counts.label == "Others" else (name, g.key, g.counts.label)
+                for g in groups
+            ]
+            picks.append(_clicked(chart_key, points, keys))
+    left, right = st.columns(2)
+    with left:
+        points = _rate_bars(
+            f.by_lead_time, "Rates by lead time (start − booked)", "cancel_chart_lead", True
+        )
+        keys = [("lead", i, f"lead time {c.label}") for i, c in enumerate(f.by_lead_time)]
+        picks.append(_clicked("cancel_chart_lead", points, keys))
     with right:
         charts.show(
-            charts.lines(
-                [c.label for c in f.weekly],
-                {
-                    "Cancellation rate": [c.cancellation_rate for c in f.weekly],
-                    "Late-cancellation rate": [c.late_cancellation_rate for c in f.weekly],
-                    "No-show rate": [c.no_show_rate for c in f.weekly],
-                },
-                title="Weekly trend (week starting)",
+            charts.bars(
+                ["SMS reminder", "No SMS reminder"],
+                {"No-show rate": [c.no_show_rate for c in f.by_sms]},
+                title=charts.with_n(
+                    "No-show rate by SMS reminder",
+                    sum(c.no_shows + c.attended for c in f.by_sms),
+                    "visits due",
+                ),
                 percent=True,
+                n=[c.no_shows + c.attended for c in f.by_sms],
             ),
-            key="cancel_chart_weekly",
+            key="cancel_chart_sms",
         )
-    heat_metric = st.segmented_control(
-        "Heatmap shows",
-        ["Cancellation rate", "No-show rate"],
-        default="Cancellation rate",
-        key="cancel_heat_metric",
-    )
-    heat_metric = heat_metric or "Cancellation rate"
-    hours = sorted({cell.hour for cell in f.heatmap})
-    grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
-    attribute = "no_show_rate" if heat_metric == "No-show rate" else "cancellation_rate"
-    values = [
-        [getattr(grid[(w, h)], attribute) if (w, h) in grid else None for h in hours]
-        for w in range(7)
-    ]
-    charts.show(
-        charts.heatmap(
-            WEEKDAYS,
-            [f"{h:02d}:00" for h in hours],
-            values,
-            title=f"{heat_metric} by weekday and hour",
-        ),
-        key="cancel_chart_heatmap",
-    )
+    return next((p for p in picks if p), None)
 
 
 def time_charts(f: CancellationFigures) -> None:
     left, right = st.columns(2)
     with left:
-        _rate_bars(f.by_lead_time, "Rates by lead time (start − booked)", "cancel_chart_lead")
         charts.show(
             charts.bars(
                 [label for label, _ in f.turnaround],
                 {"Requests": [n for _, n in f.turnaround]},
-                title="Request turnaround (decided − requested)",
+                title=charts.with_n(
+                    "Request turnaround (decided − requested)", sum(n for _, n in f.turnaround)
+                ),
             ),
             key="cancel_chart_turnaround",
         )
@@ -148,22 +262,15 @@ def time_charts(f: CancellationFigures) -> None:
             charts.bars(
                 [label for label, _ in f.notice],
                 {"Cancellations": [n for _, n in f.notice]},
-                title="Cancellation notice (start − cancelled)",
+                title=charts.with_n(
+                    "Cancellation notice (start − cancelled)", sum(n for _, n in f.notice)
+                ),
             ),
             key="cancel_chart_notice",
         )
-        charts.show(
-            charts.bars(
-                ["SMS reminder", "No SMS reminder"],
-                {"No-show rate": [c.no_show_rate for c in f.by_sms]},
-                title="No-show rate by SMS reminder",
-                percent=True,
-            ),
-            key="cancel_chart_sms",
-        )
 
 
-def reasons_and_fees(f: CancellationFigures) -> None:
+def reasons_and_fees(f: CancellationFigures, fmt: ClinicFormat) -> None:
     left, right = st.columns(2)
     with left:
         # reasons may be typed by patients: charts escape every label (ui.text.for_html)
@@ -171,7 +278,7 @@ def reasons_and_fees(f: CancellationFigures) -> None:
             charts.bars(
                 [r for r, _ in f.reasons],
                 {"Cancellations": [n for _, n in f.reasons]},
-                title="Cancellations by reason",
+                title=charts.with_n("Cancellations by reason", sum(n for _, n in f.reasons)),
             ),
             key="cancel_chart_reasons",
         )
@@ -181,30 +288,40 @@ def reasons_and_fees(f: CancellationFigures) -> None:
             charts.bars(
                 ["Late cancellation", "No-show"],
                 {
-                    "Assessed": [fees.late_assessed_cents / 100, fees.no_show_assessed_cents / 100],
-                    "Waived": [fees.late_waived_cents / 100, fees.no_show_waived_cents / 100],
+                    "Assessed": [
+                        float(to_major(c, fmt.currency))
+                        for c in (fees.late_assessed_cents, fees.no_show_assessed_cents)
+                    ],
+                    "Waived": [
+                        float(to_major(c, fmt.currency))
+                        for c in (fees.late_waived_cents, fees.no_show_waived_cents)
+                    ],
                 },
                 title="Fees assessed and waived",
-                y_title="amount",
+                y_title=fmt.currency,
             ),
             key="cancel_chart_fees",
         )
 
 
-def what_if_inputs() -> WhatIf:
+def what_if_inputs(fmt: ClinicFormat) -> WhatIf:
     with st.form("cancel_whatif"):
         st.markdown("Another window, fee or points value, replayed on the same history")
         w1, w2, w3 = st.columns(3)
         window = w1.number_input("Window (hours)", value=12, step=1, key="cancel_whatif_window")
         fee = w2.number_input(
-            "Late fee", value=25.0, step=5.0, format="%.2f", key="cancel_whatif_fee"
+            f"Late fee ({fmt.currency})",
+            value=25.0,
+            step=5.0,
+            format="%.2f",
+            key="cancel_whatif_fee",
         )
         points = w3.number_input("Points", value=20, step=5, key="cancel_whatif_points")
         st.form_submit_button("Compare")
-    return WhatIf(int(window), round(fee * 100), int(points))
+    return WhatIf(int(window), to_minor(fee, fmt.currency), int(points))
 
 
-def what_if_table(f: CancellationFigures) -> None:
+def what_if_table(f: CancellationFigures, fmt: ClinicFormat) -> None:
     w = f.what_if
     if w is None:
         return
@@ -214,12 +331,12 @@ def what_if_table(f: CancellationFigures) -> None:
                 "": ["Late cancellations", "Late-cancellation fees", "Points deducted"],
                 "Actual (policy in force)": [
                     f"{w.actual_late:,}",
-                    _money(w.actual_fee_cents),
+                    fmt.money(w.actual_fee_cents),
                     f"{w.actual_points:,}",
                 ],
                 f"What-if ({w.window_hours} h window)": [
                     f"{w.late:,}",
-                    _money(w.fee_cents),
+                    fmt.money(w.fee_cents),
                     f"{w.points:,}",
                 ],
             }
@@ -249,29 +366,56 @@ def repeat_patients(f: CancellationFigures) -> None:
     )
 
 
-# the optional parts of the figures each section needs (core.analytics.cancellations.PARTS)
-NEEDS = {
-    "Weekday, hour and trend": frozenset({"by_day"}),
-    "Lead time and turnaround": frozenset({"timing"}),
+# the further sections below the dashboard, and the optional parts of the figures each needs
+# (core.analytics.cancellations.PARTS); the dashboard itself needs "by_day" and "timing"
+WHAT_IF = "What-if on the policy"
+MORE = {
     "Reasons and fees": frozenset({"reasons"}),
+    "Turnaround and notice": frozenset({"timing"}),
     "Repeat patients": frozenset({"repeat_patients"}),
+    WHAT_IF: frozenset(),
 }
+DASHBOARD_PARTS = frozenset({"by_day", "timing"})
 
 
-def no_charts(f: CancellationFigures) -> None:
-    st.caption(
-        "Choose above: the what-if on another policy, or a group of charts (weekday, "
-        "hour and trend; lead time and turnaround; reasons and fees; repeat patients)."
+def behind(picked: tuple | None, read_behind) -> None:
+    """The appointments behind the last bar clicked (kept until another bar is clicked)."""
+    if picked:
+        st.session_state["cancel_picked"] = picked
+    picked = st.session_state.get("cancel_picked")
+    if not picked:
+        st.caption("Click a bar (or a week) to list the appointments behind it.")
+        return
+    dimension, value, label = picked
+    rows, total = read_behind(dimension, value)
+    st.subheader(f"Appointments behind {label}")
+    shown = f"; the latest {len(rows)} shown" if total > len(rows) else ""
+    st.caption(f"{total:,} booked{shown}")
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        key="cancel_behind_table",
+        column_config={"Start": st.column_config.DatetimeColumn("Start (clinic time)")},
     )
 
 
-WHAT_IF = "What-if"
-# the first one is shown on arrival: the key figures only, no charts to draw
-SECTIONS = {
-    "Key figures": no_charts,
-    WHAT_IF: what_if_table,
-    "Weekday, hour and trend": rate_charts,
-    "Lead time and turnaround": time_charts,
-    "Reasons and fees": reasons_and_fees,
-    "Repeat patients": repeat_patients,
-}
+def more(read_figures, filters, fmt: ClinicFormat) -> None:
+    """The further sections, one at a time: only what is shown is computed."""
+    section = st.segmented_control("More", list(MORE), key="cancel_section")
+    if not section:
+        return
+    what_if = what_if_inputs(fmt) if section == WHAT_IF else None
+    try:
+        figures = read_figures(replace(filters, what_if=what_if, parts=MORE[section]))
+    except DomainError as error:
+        show_error(error)
+        return
+    if section == WHAT_IF:
+        what_if_table(figures, fmt)
+    elif section == "Reasons and fees":
+        reasons_and_fees(figures, fmt)
+    elif section == "Turnaround and notice":
+        time_charts(figures)
+    else:
+        repeat_patients(figures)

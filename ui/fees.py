@@ -8,6 +8,7 @@ import streamlit as st
 from core.policy import cancellation as policy
 from ui.caches import cached
 from ui.context import read, refresh, run_action
+from ui.locale import display_format
 
 
 @cached("policy", "appointments", "patients", ttl=30, max_entries=20)
@@ -21,6 +22,7 @@ def waiver_panel(current, prefix: str) -> None:
         "Patient # (0 = everyone)", min_value=0, step=1, value=0, key=f"{prefix}_fee_patient"
     )
     fees = _open_fees(current, int(patient) or None)
+    fmt = display_format()
     st.dataframe(
         pd.DataFrame(
             [
@@ -30,9 +32,9 @@ def waiver_panel(current, prefix: str) -> None:
                     "Patient": f.patient_name,
                     "Appointment #": f.appointment_id,
                     "Kind": f.kind,
-                    "Amount": f"{f.amount_cents / 100:.2f}",
+                    "Amount": fmt.money(f.amount_cents) if f.amount_cents else "",
                     "Points": f.points,
-                    "Assessed (UTC)": f.created_at,
+                    "Assessed": fmt.moment(f.created_at),
                 }
                 for f in fees
             ]

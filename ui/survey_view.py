@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import surveys as sa
+from ui import charts
 
 FORMULAS = f"""
 - **NPS** = % promoters (answered 9–10) − % detractors (0–6), in percentage points from −100
@@ -28,15 +29,41 @@ def _pct(value: float | None, signed: bool = False) -> str:
     return f"{value:+.0f}" if signed else f"{value:.0f}%"
 
 
-def overview(s: sa.Figures) -> None:
+def _change(now: float | None, before: float | None, unit: str, digits: int = 0) -> str | None:
+    if now is None or before is None:
+        return None
+    return f"{now - before:+.{digits}f}{unit}"
+
+
+def overview(s: sa.Figures, before: sa.Figures | None = None, days: int | None = None) -> None:
+    """The key figures; with `before`, each against the previous period of the same length."""
+    p = before or sa.Figures()
+    if before is not None and days:
+        st.caption(f"Changes compare with the {days} days before.")
     cols = st.columns(4)
-    cols[0].metric("Responses", f"{s.responses:,}")
-    cols[1].metric("NPS", _pct(s.nps, signed=True), help=f"over {s.nps_n:,} answers (0–10)")
-    cols[2].metric("CSAT", _pct(s.csat), help=f"over {s.rating_n:,} ratings (1–5)")
+    cols[0].metric(
+        "Responses",
+        f"{s.responses:,}",
+        f"{s.responses - p.responses:+,}" if before is not None else None,
+        delta_color="off",
+    )
+    cols[1].metric(
+        "NPS",
+        _pct(s.nps, signed=True),
+        _change(s.nps, p.nps, " points") if before is not None else None,
+        help=f"over {s.nps_n:,} answers (0–10); previous period {_pct(p.nps, signed=True)}",
+    )
+    cols[2].metric(
+        "CSAT",
+        _pct(s.csat),
+        _change(s.csat, p.csat, " pp") if before is not None else None,
+        help=f"over {s.rating_n:,} ratings (1–5); previous period {_pct(p.csat)}",
+    )
     interval = s.interval
     cols[3].metric(
         "Average rating",
         "—" if s.mean is None else f"{s.mean:.2f} / 5",
+        _change(s.mean, p.mean, "", 2) if before is not None else None,
         help=f"n = {s.rating_n:,}"
         + (f", 95% interval {interval[0]:.2f}–{interval[1]:.2f}" if interval else ""),
     )
@@ -49,6 +76,99 @@ def overview(s: sa.Figures) -> None:
     groups[0].metric("Promoters (9–10)", f"{s.promoters:,}")
     groups[1].metric("Passives (7–8)", f"{s.passives:,}")
     groups[2].metric("Detractors (0–6)", f"{s.detractors:,}")
+
+
+def _clicked(key: str, points: list, keys: list) -> tuple | None:
+    signature = [(p.get("curve_number"), p.get("point_index")) for p in points]
+    seen = st.session_state.get(f"{key}_seen")
+    st.session_state[f"{key}_seen"] = signature
+    if not points or signature == seen:
+        return None
+    index = points[0].get("point_index")
+    if index is None or not 0 <= index < len(keys):
+        return None
+    return keys[index]
+
+
+def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None:
+    """NPS and CSAT by week, the rating distribution, NPS and CSAT by provider and service;
+    returns the bar clicked (dimension, value, label) to list the responses behind it."""
+    picks = []
+    charts.show(
+        charts.lines(
+            [fmt.day(p.date(), weekday=False) for p in weekly.period],
+            {"NPS": list(weekly.nps), "CSAT %": list(weekly.csat)},
+            title=charts.with_n(
+                "NPS and CSAT by week (week starting)", int(weekly.responses.sum()), "responses"
+            ),
+            y_title="points / %",
+            n=[int(n) for n in weekly.responses],
+        ),
+        key="survey_chart_weekly",
+    )
+    left, right = st.columns(2)
+    with left:
+        points = charts.show(
+            charts.bars(
+                [f"{r} ★" for r in range(1, 6)],
+                {"Responses": dist.ratings},
+                title=charts.with_n("Overall rating", sum(dist.ratings), "ratings"),
+                n=dist.ratings,
+            ),
+            key="survey_chart_ratings",
+            selectable=True,
+        )
+        keys = [("rating", r, f"{r} ★ ratings") for r in range(1, 6)]
+        picks.append(_clicked("survey_chart_ratings", points, keys))
+    with right:
+        charts.show(
+            charts.bars(
+                [str(v) for v in range(11)],
+                {"Answers": dist.nps},
+                title=charts.with_n("Would recommend (0–10)", sum(dist.nps), "answers"),
+                n=dist.nps,
+            ),
+            key="survey_chart_nps",
+        )
+    left, right = st.columns(2)
+    for column, frame, name in (
+        (left, board.providers, "provider"),
+        (right, board.services, "service"),
+    ):
+        with column:
+            shown = frame[frame.enough.astype(bool)].head(15)
+            key = f"survey_chart_{name}"
+            points = charts.show(
+                charts.bars(
+                    list(shown[name]),
+                    {"NPS": list(shown.nps), "CSAT %": list(shown.csat)},
+                    title=charts.with_n(f"NPS and CSAT by {name}", int(shown.n.sum()), "ratings"),
+                    y_title="points / %",
+                    n=[int(n) for n in shown.n],
+                ),
+                key=key,
+                selectable=True,
+            )
+            if len(shown) < len(frame):
+                st.caption(f"Groups with fewer than {sa.MIN_N} ratings are left out.")
+            keys = [
+                (name, None if pd.isna(i) else int(i), label)
+                for i, label in zip(shown.id, shown[name], strict=True)
+            ]
+            picks.append(_clicked(key, points, keys))
+    return next((p for p in picks if p), None)
+
+
+def behind(picked: tuple | None, read_behind) -> None:
+    if picked:
+        st.session_state["survey_analytics_picked"] = picked
+    picked = st.session_state.get("survey_analytics_picked")
+    if not picked:
+        st.caption("Click a bar to list the responses behind it.")
+        return
+    dimension, value, label = picked
+    st.subheader(f"Responses behind {label}")
+    comment_feed(read_behind(dimension, value), key="survey_analytics_behind")
 
 
 def funnel(f: sa.Funnel) -> None:
@@ -110,13 +230,13 @@ def groups(board: sa.Groups, show_small: bool) -> None:
         ("By clinic", board.clinics),
     ):
         st.subheader(title)
-        shown = frame if show_small else frame[frame.enough]
+        shown = frame if show_small else frame[frame.enough.astype(bool)]
         hidden = len(frame) - len(shown)
         if hidden:
             st.caption(f"{hidden} group(s) with fewer than {sa.MIN_N} ratings hidden.")
         shown = shown.assign(enough=shown.enough.map({True: "", False: "low n"}))
         st.dataframe(
-            shown,
+            shown.drop(columns="id"),
             hide_index=True,
             width="stretch",
             column_config={
@@ -173,7 +293,7 @@ def trends(board: sa.Trends) -> None:
         _chart(frame, f"{title}: NPS, CSAT and responses", label)
 
 
-def comment_feed(frame: pd.DataFrame) -> None:
+def comment_feed(frame: pd.DataFrame, key: str | None = None) -> None:
     if frame.empty:
         st.caption("No comments match.")
         return
@@ -185,4 +305,34 @@ def comment_feed(frame: pd.DataFrame) -> None:
             "comment": st.column_config.TextColumn("Comment", width="large"),
             "nps": "Recommend",
         },
+        key=key,
     )
+
+
+MORE = ["Response funnel", "Detractors", "By group", "Trends", "Comments"]
+
+
+def more(f: sa.SurveyFilter, part, recent_detractors, comment_page) -> None:
+    """The further sections, one at a time (only what is shown is read)."""
+    section = st.segmented_control("More", MORE, key="survey_analytics_section")
+    if section == "Response funnel":
+        funnel(part("funnel"))
+    elif section == "Detractors":
+        detractors(recent_detractors())
+    elif section == "By group":
+        small = st.toggle(
+            f"Show groups with fewer than {sa.MIN_N} ratings", key="survey_analytics_small"
+        )
+        groups(part("groups"), small)
+    elif section == "Trends":
+        trends(part("trends"))
+    elif section == "Comments":
+        search = st.text_input(
+            "Search comments",
+            key="survey_analytics_search",
+            placeholder="a word or phrase, e.g. parking",
+        )
+        page = st.number_input("Page", min_value=1, value=1, key="survey_analytics_page") - 1
+        rows, further = comment_page(search, page)
+        comment_feed(rows, key="survey_analytics_comments")
+        st.caption(f"Page {page + 1}" + (" · more on the next page" if further else " · last page"))

@@ -280,6 +280,7 @@ def _groups(session: Session, cube, group: str) -> pd.DataFrame:
         low, high = fig.interval or (None, None)
         records.append(
             {
+                "id": key,
                 group: names.get(key, "(not recorded)"),
                 "n": fig.rating_n,
                 "mean": fig.mean,
@@ -291,8 +292,8 @@ def _groups(session: Session, cube, group: str) -> pd.DataFrame:
                 "enough": fig.enough,
             }
         )
-    columns = [group, "n", "mean", "ci_low", "ci_high", "csat", "nps", "nps_n", "enough"]
-    frame = pd.DataFrame(records, columns=columns)
+    columns = ["id", group, "n", "mean", "ci_low", "ci_high", "csat", "nps", "nps_n", "enough"]
+    frame = pd.DataFrame(records, columns=columns).astype({"id": "Int64"})
     return frame.sort_values(["enough", "mean"], ascending=False, ignore_index=True)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import format_money
 from core.kernel.text import clean
 from core.messaging.delivery import MAX_ATTEMPTS
 from db.models import (
@@ -204,7 +205,7 @@ SAMPLE_CONTEXT = {
     "provider_name": "Dr Rivera",
     "reason": "The provider is away that day.",
     "message": "\n\nMessage from the practice: see you soon.",
-    "fee": "\nA late-cancellation fee of £25.00 applies.",
+    "fee": f"\nA late-cancellation fee of {format_money(2500)} applies.",
     "link": "https://example.org/patient?t=…",
     "expires": "Tue 15 Dec 2026",
     "answer": "accepted",

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.money import format_money
 from db.models import (
     Appointment,
     CancellationPolicy,
@@ -196,7 +197,7 @@ def _check_policy_values(window_hours, late_fee, no_show_fee, points, max_resche
         if not isinstance(value, int) or value < 0:
             problems.append(f"The {label} cannot be negative; use 0 for no fee.")
         elif value > MAX_FEE_CENTS:
-            problems.append(f"The {label} can be at most {MAX_FEE_CENTS / 100:.2f}.")
+            problems.append(f"The {label} can be at most {format_money(MAX_FEE_CENTS)}.")
     if not isinstance(points, int) or points < 0:
         problems.append("The points deducted cannot be negative; use 0 to deduct none.")
     if not isinstance(max_reschedules, int) or max_reschedules < 0:

@@ -23,6 +23,7 @@ from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import format_local, to_local
 from core.kernel.config import BookingLimits
 from core.kernel.errors import LinkInvalid, ValidationError
+from core.kernel.money import clinic_money
 from core.kernel.text import clean
 from core.patients import invitations
 from core.patients.records import validate_contact
@@ -59,10 +60,6 @@ TIME_OF_DAY_LABELS = {
 
 def _actor_for(patient: Patient | None) -> Actor:
     return patient_actor(patient.first_name if patient else "")
-
-
-def _money(cents: int) -> str:
-    return f"{cents / 100:,.2f}"
 
 
 # ---------------------------------------------------------------- enrolment
@@ -256,7 +253,7 @@ def change_view(session: Session, raw: str | None, *, now: datetime | None = Non
         not reason,
         reason,
         ev.inside_window,
-        _money(ev.fee_cents) if ev.fee_cents else "",
+        clinic_money(appointment.clinic, ev.fee_cents) if ev.fee_cents else "",
         ev.points,
         ev.window_hours,
         ev.policy_text,

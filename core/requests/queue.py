@@ -19,6 +19,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import clinic_money, format_day, format_moment
 from core.scheduling.availability import TIME_OF_DAY_LABELS, Slot, suggest_slots
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
@@ -91,6 +92,8 @@ class QueueRow:
     reason: str
     notes: str
     check: str = ""  # a public request's flag for a person to check (db RequestFlag)
+    locale: str = "en-GB"  # the clinic's: how times and money are shown
+    currency: str = "GBP"
 
     def local(self, moment: datetime | None) -> datetime | None:
         return to_local(moment, self.timezone) if moment else None
@@ -234,6 +237,8 @@ def list_queue(
         Service.name,
         Service.duration_minutes,
         provider.name,
+        Clinic.locale,
+        Clinic.currency,
     )
     query = (
         query.join(Clinic, Clinic.id == Appointment.clinic_id)
@@ -261,7 +266,8 @@ def list_queue(
             notes,
         ) = record[:9]
         change = record[9:18] if is_change else None
-        created, first, last, clinic_name, tz, service_name, minutes, provider_name = record[-8:]
+        created, first, last, clinic_name, tz, service_name, minutes, provider_name = record[-10:-2]
+        locale, currency = record[-2:]
         if change:
             (
                 change_id,
@@ -289,6 +295,8 @@ def list_queue(
                 clinic_id=clinic,
                 clinic_name=clinic_name,
                 timezone=tz,
+                locale=locale or "en-GB",
+                currency=currency or "GBP",
                 service_name=service_name or "—",
                 duration_minutes=minutes or 30,
                 provider_id=provider_id_,
@@ -427,11 +435,11 @@ def describe(row: QueueRow) -> dict[str, Any]:
     """A row as the queue table shows it (clinic-local times)."""
 
     def fmt(moment):
-        return f"{row.local(moment):%a %d %b %H:%M}" if moment else ""
+        return format_moment(moment, row.timezone, row.locale)
 
     wish = ""
     if row.requested_day:
-        wish = f"{row.requested_day:%a %d %b}"
+        wish = format_day(row.requested_day, row.locale)
         if row.time_of_day:
             wish += f", {TIME_OF_DAY_LABELS[row.time_of_day]}"
     base = {
@@ -460,7 +468,7 @@ def describe(row: QueueRow) -> dict[str, Any]:
             filter(
                 None,
                 [
-                    f"fee {row.fee_cents / 100:.2f}" if row.fee_cents else "",
+                    f"fee {clinic_money(row, row.fee_cents)}" if row.fee_cents else "",
                     f"{row.points} points" if row.points else "",
                 ],
             )

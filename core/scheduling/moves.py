@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor
 from core.kernel.errors import ValidationError
+from core.kernel.money import clinic_money
 from core.payments import prepay
 from core.policy import cancellation as policy
 from core.scheduling.availability import (
@@ -297,7 +298,8 @@ def cancel(
         fee = sum(e.amount_cents or 0 for e in entries)
         points = sum(e.points or 0 for e in entries)
         if fee:
-            fee_text += f"\nA late-cancellation fee of {fee / 100:.2f} applies."
+            amount = clinic_money(appointment.clinic, fee)
+            fee_text += f"\nA late-cancellation fee of {amount} applies."
         if points:
             fee_text += f"\n{points} points were deducted."
     else:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor
 from core.kernel.clock import format_local
 from core.kernel.errors import InvalidTransition
+from core.kernel.money import clinic_money
 from core.messaging.preferences import preferences
 from core.policy import cancellation as policy
 from core.scheduling.lifecycle import Outcome, flush, load, outcome_of, record, tell_patient
@@ -93,6 +94,6 @@ def mark_no_show(
         session,
         appointment,
         "appointment_no_show",
-        fee=f"\nA no-show fee of {fee / 100:.2f} applies." if fee else "",
+        fee=f"\nA no-show fee of {clinic_money(appointment.clinic, fee)} applies." if fee else "",
     )
     return outcome_of(appointment, queued)

@@ -1,6 +1,7 @@
 """The Cancellations page: figures for the demo practice, invalid values with their message,
 the what-if next to the actual policy, the audited CSV export and a fee waiver."""
 
+import json
 from datetime import date, timedelta
 
 from sqlalchemy import select
@@ -32,29 +33,70 @@ def _show(at, section):
     return at.segmented_control(key="cancel_section").set_value(section).run()
 
 
-def test_manager_sees_figures_charts_and_the_what_if(app_as):
+def _charts(at):
+    return {c.proto.id: c for c in at.get("plotly_chart")}
+
+
+def test_manager_opens_on_key_figures_and_charts_with_their_n(app_as):
     at = app_as("manager", PAGE)
     assert not at.exception and not at.error
     labels = [m.label for m in at.metric]
     assert labels[:4] == ["Booked", "Cancellation rate", "Late-cancellation rate", "No-show rate"]
-    assert int(at.metric[0].value.replace(",", "")) > 100
+    booked = int(at.metric[0].value.replace(",", ""))
+    assert booked > 100
     assert at.metric[3].value.endswith("%")
-    # key figures first: the what-if and the charts one section at a time
-    assert len(at.get("plotly_chart")) == 0 and len(at.dataframe) == 0
+    # deltas are changes against the previous period: percentage points, not counts
+    assert at.metric[1].proto.delta.endswith(" pp")
+    assert "days before" in at.caption[0].value
+    # the charts are there on arrival, no toggle first, each titled with its n
+    titles = []
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        titles.append(spec["layout"]["title"]["text"])
+        legend = spec["layout"].get("legend", {})
+        assert legend.get("y", 0) < 0, "the legend sits under the plot, never over the title"
+    assert len(titles) == 7
+    assert all(" · n = " in t for t in titles), titles
+    assert f"n = {booked:,} booked" in titles[0] and titles[0].startswith("Rates by week")
+    assert any(t.startswith("Rates by provider") for t in titles)
+    assert any(t.startswith("Rates by service") for t in titles)
+    assert any(t.startswith("Rates by lead time") for t in titles)
+    assert any(t.startswith("Cancellation rate by weekday and hour") for t in titles)
+
+
+def test_a_click_on_a_bar_lists_the_appointments_behind_it(app_as):
+    at = app_as("owner", PAGE)
+    # what Streamlit stores when a user clicks the first bar of the weekday chart (Monday)
+    at.session_state["cancel_chart_weekday"] = {
+        "selection": {
+            "points": [{"curve_number": 0, "point_index": 0, "point_number": 0, "x": "Mon"}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
+    at.run()
+    assert not at.exception, at.exception
+    assert "Appointments behind Mon" in [h.value for h in at.subheader]
+    rows = next(d.value for d in at.dataframe if "Status" in d.value.columns)
+    assert len(rows) > 0 and all(ts.weekday() == 0 for ts in rows["Start"])
+
+
+def test_the_what_if_next_to_the_policy_in_force(app_as):
+    at = app_as("manager", PAGE)
     for section, charts in (
-        ("Weekday, hour and trend", 3),
-        ("Lead time and turnaround", 4),
-        ("Reasons and fees", 2),
-        ("Repeat patients", 0),
+        ("Turnaround and notice", 9),
+        ("Reasons and fees", 9),
+        ("Repeat patients", 7),
     ):
         at = _show(at, section)
-        assert not at.exception and len(at.get("plotly_chart")) == charts
-        assert [m.label for m in at.metric] == labels  # the key figures stay on top
+        assert not at.exception and len(at.get("plotly_chart")) == charts, section
     repeat = next(d.value for d in at.dataframe if "Late cancellations" in d.value.columns)
     assert len(repeat) > 0 and (repeat["Late cancellations"] + repeat["No-shows"] >= 2).all()
-    at = _show(at, "What-if")
+    at = _show(at, "What-if on the policy")
     table = _what_if(at)
     assert list(table.columns) == ["", "Actual (policy in force)", "What-if (12 h window)"]
+    assert table.iloc[1, 1].startswith("£")  # the clinic's currency, by Babel
     at.number_input(key="cancel_whatif_window").set_value(48)
     at = _compare(at)
     widened = _what_if(at)
@@ -64,7 +106,7 @@ def test_manager_sees_figures_charts_and_the_what_if(app_as):
 
 
 def test_invalid_what_if_values_show_their_message(app_as):
-    at = _show(app_as("owner", PAGE), "What-if")
+    at = _show(app_as("owner", PAGE), "What-if on the policy")
     at.number_input(key="cancel_whatif_window").set_value(-5)
     at = _compare(at)
     assert not at.exception

@@ -161,7 +161,7 @@ def test_change_page_shows_the_policy_and_the_late_fee_before_confirming(app_db)
         appointment_id = appointment.id
     at = _open("change", raw)
     assert "Our cancellation policy" in [m.value for m in at.markdown][1]
-    assert "cancelling now costs a fee of 25.00 and 20 points" in at.warning[0].value
+    assert "cancelling now costs a fee of £25.00 and 20 points" in at.warning[0].value
     at.radio(key="patient_change_kind").set_value("cancel").run()
     at.text_area(key="patient_change_reason").input("Ill <script>x</script>")
     at.button(key="FormSubmitter:patient_change_form-Send my request").click().run()

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
+import pytest
+import streamlit as st
 from sqlalchemy import select
 
+from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
+from core.requests import queue
+from core.requests.queue import QueueKind
 from core.startup import open_database
-from db.models import Appointment, AppointmentStatus, AuditEvent, ChangeRequest, ChangeStatus
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    ChangeRequest,
+    ChangeStatus,
+    User,
+)
 
 PAGE = "app_pages/queue.py"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    """st.cache_data lives as long as the process: each test has its own database copy."""
+    st.cache_data.clear()
 
 
 def _db(url):
@@ -26,8 +45,16 @@ def _status(url, appointment_id):
 
 
 def _item(at, kind="requests", choice=None):
-    """The item heading the queue, with its action chosen (none is preselected)."""
-    row = at.selectbox(key=f"queue_item_{kind}").value
+    """The item selected in the queue (the first until a row is clicked), with its action
+    chosen (none is preselected)."""
+    heading = next(h.value for h in at.subheader if h.value.startswith("#"))
+    ident = int(heading[1:].split(" ", 1)[0])
+    database = _db(os.environ["DATABASE_URL"])  # the test's copy (the app_db fixture)
+    with database.read() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        _, rows, _ = queue.queue_view(session, manager, QueueKind(kind))
+    database.dispose()
+    row = next(r for r in rows if r.appointment_id == ident)
     if choice:
         at.button_group(key=f"queue_{kind}_{row.appointment_id}_choice").set_value(choice).run()
     return row
@@ -175,3 +202,26 @@ def test_waiting_proposal_can_be_declined(app_as, app_db):
     at.button(key=f"{prefix}_go").click().run()
     assert any("Declined." in s.value for s in at.success), _texts(at)
     assert _status(app_db, row.appointment_id) == AppointmentStatus.DECLINED
+
+
+def _click_row(at, position, kind="requests"):
+    at.session_state[f"queue_table_{kind}"] = {"selection": {"rows": [position], "columns": []}}
+    at.run()
+    return _item(at, kind)
+
+
+def test_a_click_on_a_row_opens_its_decision_and_the_next_follows_the_action(app_as, app_db):
+    at = app_as("manager", PAGE)
+    table = at.dataframe[0].value
+    first = _item(at)
+    assert first.appointment_id == table["#"].iloc[0]  # the head of the queue until a click
+    third = _click_row(at, 2)
+    assert third.appointment_id == table["#"].iloc[2]
+    fourth = table["#"].iloc[3]
+    prefix = f"queue_requests_{third.appointment_id}"
+    at.button_group(key=f"{prefix}_choice").set_value("Decline").run()
+    at.text_input(key=f"{prefix}_reason").input("No longer offered")
+    at.button(key=f"{prefix}_go").click().run()
+    assert not at.exception
+    assert _status(app_db, third.appointment_id) == AppointmentStatus.DECLINED
+    assert _item(at).appointment_id == fourth  # the next item, without another click

@@ -3,6 +3,7 @@ the core's, every section runs, the comment search, the audited export, roles an
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -55,8 +56,42 @@ def test_owner_sees_the_core_figures(app_as, app_db):
     assert metric(at, "Answered") == f"{board.funnel.answered:,}"
     assert len(board.detractors) > 0  # the demo has recent detractors
     at.segmented_control(key="survey_analytics_section").set_value("Detractors").run()
-    links = at.dataframe[0].value.visit
+    links = next(d.value for d in at.dataframe if "visit" in d.value.columns).visit
     assert list(links) == [f"/appointment?id={a}" for a in board.detractors.appointment_id]
+
+
+def test_the_dashboard_opens_on_its_charts_each_with_its_n(app_as, app_db):
+    at = app_as("manager", PAGE)
+    assert not at.exception and not at.error
+    s = expected(app_db).summary
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert len(titles) == 5 and all(" · n = " in t for t in titles), titles
+    assert titles[0] == f"NPS and CSAT by week (week starting) · n = {s.responses:,} responses"
+    assert titles[1] == f"Overall rating · n = {s.rating_n:,} ratings"
+    assert titles[2] == f"Would recommend (0–10) · n = {s.nps_n:,} answers"
+    assert titles[3].startswith("NPS and CSAT by provider")
+    assert titles[4].startswith("NPS and CSAT by service")
+    # deltas against the previous period, and the latest comments as plain text
+    assert next(m for m in at.metric if m.label == "NPS").proto.delta.endswith(" points")
+    latest = next(d.value for d in at.dataframe if "comment" in d.value.columns)
+    assert 0 < len(latest) <= sa.COMMENTS_PAGE and (latest.comment != "").all()
+
+
+def test_a_click_on_a_star_lists_the_responses_behind_it(app_as):
+    at = app_as("owner", PAGE)
+    at.session_state["survey_chart_ratings"] = {
+        "selection": {
+            "points": [{"curve_number": 0, "point_index": 4, "point_number": 4, "x": "5 ★"}],
+            "point_indices": [4],
+            "box": [],
+            "lasso": [],
+        }
+    }
+    at.run()
+    assert not at.exception, at.exception
+    assert "Responses behind 5 ★ ratings" in [h.value for h in at.subheader]
+    rows = next(d.value for d in at.dataframe if "comment" in d.value.columns)  # the first
+    assert len(rows) > 0 and set(rows.rating) == {5}
 
 
 def test_imported_2016_responses_can_be_chosen(app_as):
@@ -79,7 +114,7 @@ def test_every_section_runs_and_comments_are_searchable(app_as):
         at.segmented_control(key="survey_analytics_section").set_value(section).run()
         assert not at.exception and not at.error, (section, [e.value for e in at.exception])
     at.text_input(key="survey_analytics_search").input("parking").run()
-    comments = at.dataframe[0].value
+    comments = [d.value for d in at.dataframe if "comment" in d.value.columns][-1]
     assert len(comments) > 0 and comments.comment.str.contains("Parking").all()
     at.text_input(key="survey_analytics_search").input("zzz-no-such-comment").run()
     assert "No comments match." in [c.value for c in at.caption]
@@ -88,7 +123,7 @@ def test_every_section_runs_and_comments_are_searchable(app_as):
 def test_groups_below_the_minimum_are_hidden_until_asked(app_as):
     at = app_as("owner", PAGE)
     at.segmented_control(key="survey_analytics_section").set_value("By group").run()
-    providers = at.dataframe[0].value
+    providers = next(d.value for d in at.dataframe if "nps_n" in d.value.columns)
     assert len(providers) > 0 and (providers.n >= sa.MIN_N).all()
     at.toggle(key="survey_analytics_small").set_value(True).run()
     assert not at.exception

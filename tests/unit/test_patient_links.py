@@ -243,7 +243,7 @@ def test_inside_the_window_the_patient_sees_the_fee_and_points_before_confirming
     with db.read() as s:
         view = patient_links.change_view(s, raw)
     assert view.changeable and view.inside_window
-    assert (view.fee, view.points, view.window_hours) == ("25.00", 20, 24)
+    assert (view.fee, view.points, view.window_hours) == ("£25.00", 20, 24)
     assert "24 hours" in view.policy_text
     with db.write() as s:
         message = patient_links.submit_change(s, raw, kind="cancel", reason="Flu <b>bad</b>")

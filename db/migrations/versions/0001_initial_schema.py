@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-02 13:19:16.350970
+Create Date: 2026-12-02 13:20:48.288242
 """
 
 from collections.abc import Sequence

@@ -1,0 +1,224 @@
+"""The dashboards' breakdowns and drill-downs: cancellation and no-show rates by provider and
+service, the appointments behind one bar of any cancellation chart, the survey rating
+distribution and the responses behind one bar of a survey chart.
+
+Everything is aggregated in SQL over the same filters as core.analytics.cancellations (one
+grouped query per breakdown; a drill-down reads at most `limit` rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from core.analytics import surveys as sa
+from core.analytics.cancellation_parts import (
+    BOOKED,
+    LEAD_BUCKETS,
+    AnalyticsFilters,
+    Counts,
+    S,
+    row_values,
+    scope_of,
+    where_clauses,
+)
+from core.analytics.cancellations import validate_filters
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import to_local
+from core.kernel.errors import ValidationError
+from db.models import Appointment, Clinic, Patient, Provider, Service, SurveyResponse
+
+GROUPS = {
+    "provider": (Appointment.provider_id, Provider),
+    "service": (Appointment.service_id, Service),
+}
+DIMENSIONS = ("weekday", "hour", "week", "lead", "provider", "service", "all")
+TOP = 15  # groups shown per chart (the largest by bookings); the rest are summed as "Others"
+
+
+def _core5(a=Appointment):
+    cancelled = a.status == S.CANCELLED
+    return [
+        func.sum(case((a.status.in_(BOOKED), 1), else_=0)),
+        func.sum(case((cancelled, 1), else_=0)),
+        func.sum(case((and_(cancelled, a.late_cancellation), 1), else_=0)),
+        func.sum(case((a.status == S.NO_SHOW, 1), else_=0)),
+        func.sum(case((a.status.in_((S.COMPLETED, S.CHECKED_IN)), 1), else_=0)),
+    ]
+
+
+@dataclass(frozen=True)
+class Group:
+    """One bar group: its key (None for "not recorded" or "Others") and its counts."""
+
+    key: int | None
+    counts: Counts
+
+
+def rates_by(session: Session, actor: Actor, filters: AnalyticsFilters, group: str) -> list[Group]:
+    """Cancellation and no-show counts per provider or service, largest first (one query)."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    validate_filters(filters)
+    if group not in GROUPS:
+        raise ValidationError(f"Choose a breakdown by {' or '.join(GROUPS)}.")
+    column, model = GROUPS[group]
+    where = where_clauses(scope_of(session, filters, periods_too=False), filters)
+    query = (
+        select(column, model.name, *_core5())
+        .outerjoin(model, model.id == column)
+        .where(*where, Appointment.status.in_(BOOKED))
+        .group_by(column, model.name)
+    )
+    groups = []
+    for key, name, *values in session.execute(query):
+        counts = Counts(name or "(not recorded)")
+        counts.add(*(int(v or 0) for v in values))
+        groups.append(Group(key, counts))
+    groups.sort(key=lambda g: (-g.counts.booked, g.counts.label))
+    if len(groups) > TOP:
+        rest = Counts("Others")
+        for g in groups[TOP - 1 :]:
+            c = g.counts
+            rest.add(c.booked, c.cancelled, c.late, c.no_shows, c.attended)
+        groups = [*groups[: TOP - 1], Group(None, rest)]
+    return groups
+
+
+def _week_days(monday_iso: str) -> tuple[int, int]:
+    first = (date.fromisoformat(monday_iso) - date(1970, 1, 1)).days
+    return first, first + 6
+
+
+def appointments_behind(
+    session: Session,
+    actor: Actor,
+    filters: AnalyticsFilters,
+    dimension: str,
+    value: int | str | None,
+    limit: int = 200,
+) -> tuple[pd.DataFrame, int]:
+    """The booked appointments behind one bar: `dimension` is weekday (0 = Monday), hour,
+    week (its Monday, ISO), lead (bucket index), provider or service (id; None = not
+    recorded) or all. Newest first, at most `limit` rows, and how many there are in all."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    validate_filters(filters)
+    if dimension not in DIMENSIONS:
+        raise ValidationError(f"Unknown breakdown {dimension!r}.")
+    dialect = session.get_bind().dialect.name
+    scope = scope_of(session, filters)
+    a = Appointment
+    values = {c.name: c for c in row_values(dialect, scope)}
+    inner = (
+        select(
+            a.id.label("id"),
+            a.start_at.label("start_at"),
+            a.status.label("status"),
+            a.late_cancellation.label("late"),
+            a.patient_id.label("patient_id"),
+            a.provider_id.label("provider_id"),
+            a.service_id.label("service_id"),
+            a.clinic_id.label("clinic_id"),
+            values["daynum"],
+            values["hour"],
+            values["lead"],
+        )
+        .outerjoin(Service, Service.id == a.service_id)
+        .where(*where_clauses(scope, filters), a.status.in_(BOOKED))
+        .subquery()
+    )
+    i = inner.c
+    condition = {
+        "weekday": lambda v: (i.daynum + 3) % 7 == int(v),
+        "hour": lambda v: i.hour == int(v),
+        "week": lambda v: i.daynum.between(*_week_days(str(v))),
+        "lead": lambda v: i.lead == int(v),
+        "provider": lambda v: i.provider_id.is_(None) if v is None else i.provider_id == int(v),
+        "service": lambda v: i.service_id.is_(None) if v is None else i.service_id == int(v),
+        "all": lambda v: True,
+    }[dimension](value)
+    total = int(session.scalar(select(func.count()).select_from(inner).where(condition)) or 0)
+    query = (
+        select(
+            i.id,
+            i.start_at,
+            i.status,
+            i.late,
+            Clinic.timezone,
+            Patient.first_name,
+            Patient.last_name,
+            Provider.name,
+            Service.name,
+        )
+        .select_from(inner)
+        .join(Clinic, Clinic.id == i.clinic_id)
+        .outerjoin(Patient, Patient.id == i.patient_id)
+        .outerjoin(Provider, Provider.id == i.provider_id)
+        .outerjoin(Service, Service.id == i.service_id)
+        .where(condition)
+        .order_by(i.start_at.desc(), i.id.desc())
+        .limit(limit)
+    )
+    rows = [
+        {
+            "#": r[0],
+            "Start": to_local(r[1], r[4]).replace(tzinfo=None),
+            "Status": r[2].value.replace("_", " ") + (" (late)" if r[3] else ""),
+            "Patient": f"{r[5] or ''} {r[6] or ''}".strip(),
+            "Provider": r[7] or "",
+            "Service": r[8] or "",
+        }
+        for r in session.execute(query)
+    ]
+    columns = ["#", "Start", "Status", "Patient", "Provider", "Service"]
+    return pd.DataFrame(rows, columns=columns), total
+
+
+LEAD_LABELS = [label for label, _ in LEAD_BUCKETS]
+
+
+# ---------------------------------------------------------------- surveys
+
+R = SurveyResponse
+
+
+@dataclass(frozen=True)
+class Distribution:
+    ratings: list[int]  # count of each star, 1..5
+    nps: list[int]  # count of each answer, 0..10
+
+
+def distribution(session: Session, actor: Actor, f: sa.SurveyFilter) -> Distribution:
+    """How many responses gave each star rating and each 0–10 answer (two grouped queries)."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    ratings, nps = [0] * 5, [0] * 11
+    for column, counts, low in ((R.rating, ratings, 1), (R.nps, nps, 0)):
+        query = sa._where(select(column, func.count()).where(column.is_not(None)), f)
+        for value, n in session.execute(query.group_by(column)):
+            counts[int(value) - low] = int(n)
+    return Distribution(ratings, nps)
+
+
+SURVEY_DIMENSIONS = {"provider": R.provider_id, "service": R.service_id, "rating": R.rating}
+
+
+def responses_behind(
+    session: Session,
+    actor: Actor,
+    f: sa.SurveyFilter,
+    dimension: str,
+    value: int | None,
+    limit: int = 200,
+) -> pd.DataFrame:
+    """The responses behind one bar of a survey chart (provider or service id, or a star
+    rating), newest first; comments are patient text, for st.dataframe only."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    if dimension not in SURVEY_DIMENSIONS:
+        raise ValidationError(f"Unknown breakdown {dimension!r}.")
+    column = SURVEY_DIMENSIONS[dimension]
+    condition = column.is_(None) if value is None else column == int(value)
+    query = sa._feed(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
+    return sa._feed_frame(session.execute(query.limit(limit)))
