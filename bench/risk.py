@@ -1,4 +1,4 @@
-"""Bench: train the no-show risk model on the whole benchmark history (issue 17).
+"""Bench: train the no-show risk model on the whole benchmark history.
 
 `risk_training(url)` times core.analytics.risk_model.train (features streamed from SQL, the
 time-split validation fit and the final fit) and its tracemalloc peak, then rolls the stored

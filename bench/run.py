@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import risk
 from core.analytics import cancellations as analytics
 from core.analytics import surveys
 from core.kernel import accounts
@@ -627,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     results["backends"]["SQLite"] = backend
     log("import throughput")
     results["import"] = import_throughput()
-    results["risk_training"] = importlib.import_module("bench.risk").risk_training(url)
+    results["risk_training"] = risk.risk_training(url)
     if args.pg is None:
         try:
             from tests.support.postgres import postgres_available
