@@ -16,7 +16,7 @@ from core.portal import patient_links
 from core.scheduling.codes import qr_png
 from ui import caches
 from ui.context import database, read, refresh, require_actor, run_action, settings
-from ui.text import escape
+from ui.text import escape, plain
 
 STATUS_ICONS = {
     PortalStatus.NO_EMAIL: ":material/mail_off:",
@@ -80,7 +80,7 @@ def qr_panel(key: str) -> None:
     name, link = made
     with st.container(border=True):
         st.markdown("**Enrolment QR code for the desk**")
-        st.text(f"{name} — scan with a phone camera to enrol (works once).")
+        st.text(plain(f"{name} — scan with a phone camera to enrol (works once)."))
         png = qr_png(link)
         st.image(png, width=220)
         st.download_button(
