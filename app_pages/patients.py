@@ -18,7 +18,7 @@ from ui.portal import (
     send_label,
     status_box,
 )
-from ui.text import escape
+from ui.text import escape, plain
 
 SELECTED = "patients_selected"
 
@@ -57,7 +57,7 @@ with left:
     st.text(
         f"Born: {record.date_of_birth:%d %b %Y}" if record.date_of_birth else "Born: not recorded"
     )
-    st.text(f"Email: {record.email or '—'}   Phone: {record.phone or '—'}")
+    st.text(plain(f"Email: {record.email or '—'}   Phone: {record.phone or '—'}"))
     consent = [
         n
         for n, ok in (

@@ -15,6 +15,7 @@ from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import call_list_panel, confirmed_caption, require
+from ui.text import plain
 
 ICONS = {
     "Expected": "🕘",
@@ -120,7 +121,7 @@ if not chosen:
     st.caption("Select an appointment to mark it arrived, complete or a no-show.")
     st.stop()
 row = chosen[0]
-st.text(f"{row.time} · {row.patient} · {row.service} · {row.provider} · {row.stage}")
+st.text(plain(f"{row.time} · {row.patient} · {row.service} · {row.provider} · {row.stage}"))
 st.caption(row.confirmed or "Not confirmed by the patient yet.")
 risk.badge(me, row.id)
 if not me.can(Permission.APPOINTMENTS_CHECK_IN):

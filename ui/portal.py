@@ -76,7 +76,7 @@ def qr_panel(key: str) -> None:
     name, link = made
     with st.container(border=True):
         st.markdown("**Enrolment QR code for the desk**")
-        st.text(f"{name} — scan with a phone camera to enrol (works once).")
+        st.text(plain(f"{name} — scan with a phone camera to enrol (works once)."))
         png = qr_png(link)
         st.image(png, width=220)
         st.download_button(

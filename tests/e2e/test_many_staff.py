@@ -17,7 +17,7 @@ def test_twenty_simultaneous_sign_ins_and_page_loads_without_an_error(chromium_b
     contexts = [chromium_browser.new_context() for _ in range(PEOPLE)]
     pages = [context.new_page() for context in contexts]
     for number, page in enumerate(pages):
-        page.goto(app_server.url)
+        page.goto(app_server.url, timeout=300000)
         wait_for_app_idle(page, timeout_ms=60000)
         username = USERS[number % len(USERS)]
         page.get_by_label("Username").fill(username)
@@ -27,7 +27,7 @@ def test_twenty_simultaneous_sign_ins_and_page_loads_without_an_error(chromium_b
     for page in pages:
         expect(page.get_by_text("Signed in as")).to_be_visible(timeout=300000)
     for page in pages:  # every one loads the calendar (cookie resumed) at the same time
-        page.goto(f"{app_server.url}/calendar", wait_until="commit")
+        page.goto(f"{app_server.url}/calendar", wait_until="commit", timeout=300000)
     for number, page in enumerate(pages):
         expect(page.get_by_text("Signed in as")).to_be_visible(timeout=300000)
         wait_for_app_idle(page, timeout_ms=300000)
