@@ -165,7 +165,7 @@ def _walk(page: Page, empty_server, tmp_path) -> None:
     _open(page, empty_server.url, "book", "New appointment")  # tomorrow 09:00 by default
     _choose(page, "book_services", "Consultation")
     expect(page.locator(".st-key-book_provider input")).to_have_value(re.compile("Dr Ada First"))
-    page.locator(".st-key-book_who").get_by_role("button", name="New patient").click()
+    page.locator(".st-key-book_who").get_by_text("New patient", exact=True).click()
     wait_for_app_idle(page)
     _fill(page, "book_first", "Pat")
     _fill(page, "book_last", "Pioneer")
