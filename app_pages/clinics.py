@@ -7,10 +7,11 @@ import streamlit as st
 from core.practice import setup
 from core.practice.setup import RESOURCE_KINDS
 from ui import actor
+from ui.caches import cached
 from ui.setup_forms import can_edit, overview, pick, save, toggle_active
 
 
-@st.cache_data(ttl=3600, show_spinner=False)
+@cached("setup", ttl=3600, max_entries=1)
 def _zones():
     return setup.time_zones()
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds
-from core.payments import points, prepay, rules
+from core.payments import desk, points, rules
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
@@ -109,7 +109,7 @@ if me.can(Permission.DATA_EXPORT):
     last = c2.date_input("To", date.today(), key="payments_export_to")
     if st.button("Prepare CSV", key="payments_export"):
         start, end = local_days_bounds(first, last, "UTC")
-        made = run_action(prepay.export_payments, start, end)
+        made = run_action(desk.export_payments, start, end)
         if made:
             st.download_button(
                 "Download payments.csv",

@@ -11,10 +11,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from core.analytics import cancellation_rollups
+from core.kernel import text as text_rule
 from core.kernel.config import Settings, ensure_private_folder
 from core.kernel.errors import ConfigurationError, DatabaseUnavailable
 from db import migrate as migrations
 from db.engine import Database
+
+
+def install_session_rules() -> None:
+    """What every flush does, registered explicitly (never as an import side effect): typed
+    text cleaned and bounded (core.kernel.text), days changed marked for the cancellation
+    roll-ups. Idempotent; open_database calls it, and so do the test fixtures."""
+    text_rule.install()
+    cancellation_rollups.track_changes()
 
 
 def open_database(settings: Settings, *, migrate: bool | None = None) -> Database:

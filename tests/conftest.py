@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
-from core.analytics import cancellation_rollups
 from core.kernel import accounts
+from core.startup import install_session_rules
 from db import migrate
 from db.engine import Database
 
@@ -60,7 +60,7 @@ def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
         path = tmp_path / "test.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         database = Database(f"sqlite:///{path}")
-    cancellation_rollups.track_changes()
+    install_session_rules()
     yield database
     database.dispose()
     if _backend(request) == "postgresql":

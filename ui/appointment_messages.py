@@ -13,22 +13,23 @@ from core.kernel.authz import Permission
 from core.kernel.errors import DomainError
 from core.messaging import history
 from core.portal import replies
+from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
 
 STATE_ICONS = {"outstanding": "⏳", "answered": "✅", "signed": "✍️", "read": "👁"}
 
 
-@st.cache_data(ttl=15, max_entries=100, show_spinner=False)
+@cached("appointments", "patients", ttl=15, max_entries=100)
 def _forms(me, appointment_id: int):
     return read(after_booking.forms_of, me, appointment_id)
 
 
-@st.cache_data(ttl=15, max_entries=100, show_spinner=False)
+@cached("outbox", "appointments", ttl=15, max_entries=100)
 def _replies(me, appointment_id: int):
     return read(replies.list_replies, me, appointment_id=appointment_id)
 
 
-@st.cache_data(ttl=15, max_entries=100, show_spinner=False)
+@cached("outbox", "appointments", ttl=15, max_entries=100)
 def _messages(me, appointment_id: int):
     return read(history.messages_of, me, appointment_id)
 

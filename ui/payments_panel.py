@@ -9,8 +9,9 @@ from decimal import Decimal
 import pandas as pd
 import streamlit as st
 
-from core.payments import prepay
+from core.payments import desk, prepay
 from core.payments.providers import provider_for
+from ui.caches import cached
 from ui.context import actor, read, refresh, run_action, settings
 
 FEE_METHODS = {
@@ -20,9 +21,9 @@ FEE_METHODS = {
 }
 
 
-@st.cache_data(ttl=30, max_entries=50, show_spinner=False)
-def _summary(me, appointment_id: int) -> prepay.Summary:
-    return read(prepay.summary, me, appointment_id)
+@cached("appointments", "patients", ttl=30, max_entries=50)
+def _summary(me, appointment_id: int) -> desk.Summary:
+    return read(desk.summary, me, appointment_id)
 
 
 def _cents(value: float) -> int:
@@ -61,13 +62,13 @@ def payments_panel(appointment_id: int) -> None:
         note = st.text_input("Note", key="payments_desk_note")
         if st.form_submit_button("Record payment"):
             kwargs = {"amount_cents": _cents(amount), "method": method, "note": note}
-            if run_action(prepay.record_desk_payment, appointment_id, **kwargs, success="Saved."):
+            if run_action(desk.record_desk_payment, appointment_id, **kwargs, success="Saved."):
                 refresh()
     due_refunds = [r for r in info.rows if r.status == "refund due" and r.method != "Card"]
     for r in due_refunds:
         label = f"Mark {r.reference} ({r.amount}) refunded at the desk"
         if st.button(label, key=f"payments_refund_{r.id}"):
-            if run_action(prepay.mark_refunded, r.id, success="Refund recorded."):
+            if run_action(desk.mark_refunded, r.id, success="Refund recorded."):
                 refresh()
     for fee in info.fees:
         provider = provider_for(settings().stripe)
@@ -78,7 +79,7 @@ def payments_panel(appointment_id: int) -> None:
         how = c1.selectbox(label, methods, format_func=FEE_METHODS.get, key=f"{key}_method")
         if c2.button("Record fee paid", key=key):
             paid = run_action(
-                prepay.pay_fee, fee.ledger_entry_id, method=how, provider=provider, success="Paid."
+                desk.pay_fee, fee.ledger_entry_id, method=how, provider=provider, success="Paid."
             )
             if paid:
                 refresh()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.analytics import risk_scores
+from ui.caches import cached
 from ui.context import read
 
 ICONS = {"low": "🟢", "medium": "🟠", "high": "🔴"}
@@ -15,7 +16,7 @@ COLUMN_HELP = (
 )
 
 
-@st.cache_data(ttl=300, max_entries=50, show_spinner=False)
+@cached("analytics", "appointments", ttl=300, max_entries=50)
 def probabilities(me, appointment_ids: tuple[int, ...]) -> dict[int, float]:
     return read(risk_scores.risk_of, me, list(appointment_ids))
 

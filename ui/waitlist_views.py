@@ -12,6 +12,7 @@ from core.analytics import risk_scores
 from core.kernel.authz import Permission
 from core.kernel.clock import format_local
 from core.waitlist import offers, rules
+from ui.caches import cached
 from ui.context import read, run_action, settings
 from ui.risk import ICONS, probabilities
 
@@ -30,7 +31,7 @@ def with_risk(me, events: list[dict]) -> list[dict]:
     return marked
 
 
-@st.cache_data(ttl=300, max_entries=20, show_spinner=False)
+@cached("analytics", "appointments", ttl=300, max_entries=20)
 def _overbooking(me, clinic_id: int, start: datetime, end: datetime):
     return read(risk_scores.overbooking_suggestions, me, clinic_id=clinic_id, start=start, end=end)
 
@@ -132,7 +133,7 @@ def rules_form(current: rules.Rules) -> None:
             run_action(rules.set_rules, new, success="Waitlist rules saved.")
 
 
-@st.cache_data(ttl=60, max_entries=20, show_spinner=False)
+@cached("analytics", "appointments", ttl=60, max_entries=20)
 def _refill(me, clinic_id, first, last):
     from datetime import UTC, time, timedelta
 

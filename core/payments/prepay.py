@@ -14,17 +14,17 @@ are made by the background job; desk refunds are recorded by staff.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from core.kernel import audit, exports
+from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import format_local
 from core.kernel.config import Settings
-from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.errors import NotFound, ValidationError
 from core.messaging import notify
 from core.payments import points as ledger_points
 from core.payments.providers import PaymentProvider, provider_for
@@ -42,11 +42,12 @@ from db.models import (
 from db.types import utcnow
 
 PAID_KINDS = ("prepayment", "deposit")
+
+
 DESK_METHODS = ("card", "cash")
+
+
 METHOD_LABELS = {"points": "Points", "card": "Card (desk)", "cash": "Cash", "stripe": "Card"}
-
-
-# ---------------------------------------------------------------- reads
 
 
 def paid_cents(session: Session, appointment_id: int) -> int:
@@ -164,9 +165,6 @@ def patient_payments(session: Session, patient_id: int, appointment_id: int) -> 
     return _rows(session, query, get_settings(session))
 
 
-# ---------------------------------------------------------------- messages
-
-
 def _context(appointment: Appointment) -> dict[str, object]:
     clinic = appointment.clinic
     return {
@@ -200,9 +198,6 @@ def send_receipt(session: Session, appointment: Appointment, paid: list[Payment]
         appointment_id=appointment.id,
         channels=[notify.Channel.EMAIL],
     )
-
-
-# ---------------------------------------------------------------- the patient pays
 
 
 @dataclass(frozen=True)
@@ -323,9 +318,6 @@ def prepay(
     return PayResult(f"Paid in full with {points} points. We have emailed your receipt.")
 
 
-# ---------------------------------------------------------------- provider events
-
-
 def checkout_completed(
     session: Session, reference: str, amount_total: int, customer: str | None
 ) -> Payment | None:
@@ -359,178 +351,6 @@ def checkout_expired(session: Session, reference: str) -> Payment | None:
     if payment is not None and payment.status == "pending":
         payment.status, payment.note = "failed", "The checkout expired unpaid."
     return payment
-
-
-# ---------------------------------------------------------------- staff
-
-
-def record_desk_payment(
-    session: Session,
-    actor: Actor,
-    appointment_id: int,
-    *,
-    amount_cents: int,
-    method: str,
-    note: str = "",
-) -> Payment:
-    """Staff record a card or cash payment taken at the desk (a receipt is emailed)."""
-    ensure(actor, Permission.PAYMENTS_RECORD)
-    appointment = session.get(Appointment, appointment_id)
-    if appointment is None or appointment.patient_id is None:
-        raise NotFound(f"There is no appointment #{appointment_id} with a patient.")
-    if method not in DESK_METHODS:
-        raise ValidationError("Record a desk payment as card or cash.")
-    if not isinstance(amount_cents, int) or amount_cents <= 0:
-        raise ValidationError("Enter the amount paid, more than 0.")
-    rules = get_settings(session)
-    owed = due(session, appointment, rules)
-    payment = Payment(
-        appointment_id=appointment.id,
-        patient_id=appointment.patient_id,
-        kind="deposit" if owed.mode == "deposit" else "prepayment",
-        method=method,
-        status="paid",
-        amount_cents=amount_cents,
-        currency=rules.currency,
-        note=(note or "").strip()[:500],
-        recorded_by_user_id=actor.user_id,
-        paid_at=utcnow(),
-    )
-    session.add(payment)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "payment_recorded",
-        "appointment",
-        appointment.id,
-        patient_id=appointment.patient_id,
-        details={"payment_id": payment.id, "method": method, "amount_cents": amount_cents},
-    )
-    send_receipt(session, appointment, [payment])
-    return payment
-
-
-def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "") -> Payment:
-    """A refund due at the desk was handed back: record it."""
-    ensure(actor, Permission.PAYMENTS_RECORD)
-    refund = session.get(Payment, payment_id)
-    if refund is None or refund.kind != "refund":
-        raise NotFound(f"There is no refund #{payment_id}.")
-    if refund.status != "refund_due":
-        raise Conflict(f"Refund P-{refund.id} is {refund.status.replace('_', ' ')} already.")
-    refund.status, refund.paid_at = "refunded", utcnow()
-    refund.note = (note or refund.note or "").strip()[:500]
-    refund.recorded_by_user_id = actor.user_id
-    audit.record(
-        session,
-        actor,
-        "refund_recorded",
-        "appointment",
-        refund.appointment_id,
-        patient_id=refund.patient_id,
-        details={"payment_id": refund.id, "amount_cents": refund.amount_cents},
-    )
-    return refund
-
-
-def pay_fee(
-    session: Session,
-    actor: Actor,
-    ledger_entry_id: int,
-    *,
-    method: str,
-    provider: PaymentProvider,
-) -> Payment:
-    """A late-cancellation or no-show fee paid: at the desk (card or cash), or charged to the
-    card on file through the provider when one is configured (`card_on_file`)."""
-    ensure(actor, Permission.PAYMENTS_RECORD)
-    entry = session.get(LedgerEntry, ledger_entry_id)
-    if entry is None or entry.kind not in (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE):
-        raise NotFound(f"There is no fee #{ledger_entry_id}.")
-    if entry.waived_at is not None:
-        raise Conflict(f"Fee #{entry.id} was waived.")
-    if session.scalar(select(Payment.id).where(Payment.ledger_entry_id == entry.id)):
-        raise Conflict(f"Fee #{entry.id} is paid already.")
-    rules = get_settings(session)
-    reference = None
-    if method == "card_on_file":
-        customer = session.scalar(
-            select(Payment.provider_customer)
-            .where(Payment.patient_id == entry.patient_id, Payment.provider_customer.is_not(None))
-            .order_by(Payment.id.desc())
-            .limit(1)
-        )
-        if not customer:
-            raise ValidationError("The patient has no card on file with the payment provider.")
-        reference = provider.charge_saved_card(
-            customer, entry.amount_cents, rules.currency, f"Fee #{entry.id}"
-        )
-    elif method not in DESK_METHODS:
-        raise ValidationError("Choose card, cash or the card on file.")
-    payment = Payment(
-        appointment_id=entry.appointment_id,
-        patient_id=entry.patient_id,
-        ledger_entry_id=entry.id,
-        kind="fee",
-        method="stripe" if reference else method,
-        status="paid",
-        amount_cents=entry.amount_cents,
-        currency=rules.currency,
-        provider_ref=reference,
-        recorded_by_user_id=actor.user_id,
-        paid_at=utcnow(),
-    )
-    session.add(payment)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "fee_paid",
-        "ledger_entry",
-        entry.id,
-        patient_id=entry.patient_id,
-        details={"payment_id": payment.id, "method": payment.method, "cents": entry.amount_cents},
-    )
-    return payment
-
-
-def export_payments(session: Session, actor: Actor, first: datetime, last: datetime) -> bytes:
-    """Every payment, fee paid and refund created in [first, last) as CSV (audited)."""
-    ensure(actor, Permission.PAYMENTS_RECORD)
-    rows = session.execute(
-        select(Payment, Patient.first_name, Patient.last_name)
-        .join(Patient, Patient.id == Payment.patient_id)
-        .where(Payment.created_at >= first, Payment.created_at < last)
-        .order_by(Payment.id)
-    ).all()
-    exports.record_export(session, actor, "payments", len(rows), {"from": first, "to": last})
-    header = "reference created_utc paid_utc appointment patient kind method status amount_cents "
-    header += "currency points refund_of note"
-    return exports.to_csv(
-        header.split(),
-        (
-            (
-                f"P-{p.id}",
-                p.created_at.isoformat(),
-                p.paid_at.isoformat() if p.paid_at else "",
-                p.appointment_id,
-                f"{first_name} {last_name}",
-                p.kind,
-                p.method,
-                p.status,
-                p.amount_cents,
-                p.currency,
-                p.points,
-                f"P-{p.refund_of_id}" if p.refund_of_id else "",
-                p.note,
-            )
-            for p, first_name, last_name in rows
-        ),
-    )
-
-
-# ---------------------------------------------------------------- cancellation
 
 
 def settle_on_cancel(
@@ -670,57 +490,3 @@ def refunds_job(database: Database, settings: Settings) -> None:
         return
     with database.write() as session:
         process_refunds(session, provider_for(settings.stripe))
-
-
-@dataclass(frozen=True)
-class OpenFee:
-    ledger_entry_id: int
-    kind: str
-    amount: str
-
-
-def unpaid_fees(session: Session, actor: Actor, appointment_id: int) -> list[OpenFee]:
-    """Late-cancellation and no-show fees on the appointment, neither waived nor paid."""
-    ensure(actor, Permission.APPOINTMENTS_READ)
-    rules = get_settings(session)
-    paid = select(Payment.ledger_entry_id).where(Payment.ledger_entry_id.is_not(None))
-    rows = session.scalars(
-        select(LedgerEntry).where(
-            LedgerEntry.appointment_id == appointment_id,
-            LedgerEntry.kind.in_((LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE)),
-            LedgerEntry.waived_at.is_(None),
-            LedgerEntry.amount_cents > 0,
-            LedgerEntry.id.not_in(paid),
-        )
-    )
-    return [
-        OpenFee(e.id, e.kind.value.replace("_", " "), rules.money(e.amount_cents)) for e in rows
-    ]
-
-
-@dataclass(frozen=True)
-class Summary:
-    badge: str
-    due: str
-    outstanding: str
-    rows: list[PaymentRow]
-    fees: list[OpenFee]
-
-
-def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
-    """What the appointment page shows: the badge, what is asked and owed, every payment."""
-    ensure(actor, Permission.APPOINTMENTS_READ)
-    appointment = session.get(Appointment, appointment_id)
-    if appointment is None:
-        raise NotFound(f"There is no appointment #{appointment_id}.")
-    rules = get_settings(session)
-    owed = due(session, appointment, rules)
-    if appointment.status not in (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN):
-        owed = replace(owed, asked_cents=0)  # nothing is asked of a closed appointment
-    return Summary(
-        badges(session, [appointment_id]).get(appointment_id, ""),
-        rules.money(owed.asked_cents) if owed.asked_cents else "",
-        rules.money(owed.outstanding_cents) if owed.outstanding_cents else "",
-        list_payments(session, actor, appointment_id),
-        unpaid_fees(session, actor, appointment_id),
-    )

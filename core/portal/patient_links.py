@@ -171,7 +171,7 @@ class AppointmentView:
     status: str
 
 
-def _appointment_view(session: Session, appointment: Appointment) -> AppointmentView:
+def appointment_view(session: Session, appointment: Appointment) -> AppointmentView:
     patient = session.get(Patient, appointment.patient_id) if appointment.patient_id else None
     service = session.get(Service, appointment.service_id) if appointment.service_id else None
     provider = session.get(Provider, appointment.provider_id) if appointment.provider_id else None
@@ -200,7 +200,7 @@ def proposal_view(session: Session, raw: str | None) -> AppointmentView:
     _, appointment = _appointment_for(session, raw, "proposal")
     if appointment.status != AppointmentStatus.TENTATIVE:
         raise LinkInvalid()
-    return _appointment_view(session, appointment)
+    return appointment_view(session, appointment)
 
 
 def answer_proposal(session: Session, raw: str | None, *, accept: bool) -> str:
@@ -249,7 +249,7 @@ def change_view(session: Session, raw: str | None, *, now: datetime | None = Non
         reason = "This appointment has started or passed."
     left = max(0, ev.max_reschedules - appointment.reschedule_count)
     return ChangeView(
-        _appointment_view(session, appointment),
+        appointment_view(session, appointment),
         not reason,
         reason,
         ev.inside_window,

@@ -24,7 +24,7 @@ from core.kernel.clock import format_local
 from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationError
 from core.messaging import clinic_events, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
-from core.portal.patient_links import AppointmentView, _appointment_view
+from core.portal.patient_links import AppointmentView, appointment_view
 from core.requests import changes
 from core.scheduling.lifecycle import base_url
 from db.models import (
@@ -74,7 +74,7 @@ def confirm_view(session: Session, raw: str | None) -> ConfirmView:
     done = reminders.confirmations(session, [appointment.id]).get(appointment.id)
     reason = _why_not(appointment, utcnow())
     return ConfirmView(
-        _appointment_view(session, appointment),
+        appointment_view(session, appointment),
         not reason,
         reason,
         done.text(appointment.clinic.timezone) if done else "",

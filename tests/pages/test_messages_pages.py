@@ -146,9 +146,9 @@ def test_appointment_page_shows_forms_messages_and_confirmation(app_as, app_db):
     database.dispose()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
     at.session_state["auth_session_id"] = sign_in_session(app_db, "manager")
-    at.query_params["id"] = str(appointment_id)
     at.run()
     at.switch_page("app_pages/appointment.py")
+    at.query_params["id"] = str(appointment_id)  # after the landing page moved on to Today
     at.run()
     assert not at.exception, at.exception
     frames = [f.value for f in at.dataframe]

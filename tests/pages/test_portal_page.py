@@ -42,6 +42,7 @@ def _patient_with_appointment(url) -> tuple[int, int]:
         ).one()
         patient = s.get(Patient, appointment.patient_id)
         patient.portal_enrolled_at, patient.points_balance = utcnow(), 1000
+        patient.consent_email = True  # enrolment asks for it; some demo patients opted out
         ids = patient.id, appointment.id
     database.dispose()
     return ids

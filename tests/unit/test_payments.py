@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from core.kernel.config import StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from core.payments import points, prepay, rules, webhooks
+from core.payments import desk, points, prepay, rules, webhooks
 from core.payments.providers import Checkout, DeskProvider, StripeProvider
 from core.scheduling import moves
 from db.models import (
@@ -213,7 +213,7 @@ def test_points_and_card_without_a_provider_leaves_the_rest_for_the_desk(db, wor
     with db.write() as s, pytest.raises(ValidationError, match="at the desk"):
         pay(s, world.patient_id, appointment_id, 0, True, DeskProvider(), return_url="x")
     with db.write() as s:
-        prepay.record_desk_payment(s, world.staff, appointment_id, amount_cents=5000, method="cash")
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=5000, method="cash")
     with db.read() as s:
         assert prepay.paid_cents(s, appointment_id) == 6000
         rows = prepay.list_payments(s, world.staff, appointment_id)
@@ -358,7 +358,7 @@ def test_a_late_patient_cancellation_keeps_the_fee_from_the_prepayment(db, world
         assert (fee.amount_cents, card_refund.amount_cents) == (2500, 2500)
         assert s.get(LedgerEntry, fee.ledger_entry_id).kind == LedgerKind.LATE_CANCEL_FEE
     with db.write() as s, pytest.raises(Conflict, match="paid already"):
-        prepay.pay_fee(s, world.staff, fee.ledger_entry_id, method="cash", provider=DeskProvider())
+        desk.pay_fee(s, world.staff, fee.ledger_entry_id, method="cash", provider=DeskProvider())
 
 
 def test_fees_are_paid_at_the_desk_or_charged_to_the_card_on_file(db, world):
@@ -370,38 +370,38 @@ def test_fees_are_paid_at_the_desk_or_charged_to_the_card_on_file(db, world):
         s.flush()
         fee_id = fee.id
     with db.write() as s, pytest.raises(ValidationError, match="no card on file"):
-        prepay.pay_fee(s, world.staff, fee_id, method="card_on_file", provider=DeskProvider())
+        desk.pay_fee(s, world.staff, fee_id, method="card_on_file", provider=DeskProvider())
     with db.write() as s:
-        paid = prepay.pay_fee(s, world.staff, fee_id, method="card", provider=DeskProvider())
+        paid = desk.pay_fee(s, world.staff, fee_id, method="card", provider=DeskProvider())
     assert (paid.kind, paid.amount_cents, paid.status) == ("fee", 3000, "paid")
 
 
 def test_desk_refunds_are_recorded_once(db, world):
     appointment_id = _appointment(db, world)
     with db.write() as s:
-        prepay.record_desk_payment(s, world.staff, appointment_id, amount_cents=6000, method="card")
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=6000, method="card")
     with db.write() as s:
         moves.cancel_appointment(s, world.staff, appointment_id, reason="Clinic closed")
     with db.read() as s:
         refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
     assert refund.status == "refund_due"
     with db.write() as s:
-        prepay.mark_refunded(s, world.staff, refund.id, note="Card refund at the terminal")
+        desk.mark_refunded(s, world.staff, refund.id, note="Card refund at the terminal")
     with db.write() as s, pytest.raises(Conflict):
-        prepay.mark_refunded(s, world.staff, refund.id)
+        desk.mark_refunded(s, world.staff, refund.id)
 
 
 def test_the_payments_export_is_audited_and_spreadsheet_safe(db, world):
     appointment_id = _appointment(db, world)
     with db.write() as s:
-        prepay.record_desk_payment(
+        desk.record_desk_payment(
             s, world.staff, appointment_id, amount_cents=6000, method="cash", note="=HYPERLINK()"
         )
     first, last = utcnow() - timedelta(days=1), utcnow() + timedelta(days=1)
     with db.write() as s, pytest.raises(PermissionDenied):
-        prepay.export_payments(s, world.staff, first, last)
+        desk.export_payments(s, world.staff, first, last)
     with db.write() as s:
-        data = prepay.export_payments(s, world.manager, first, last).decode("utf-8-sig")
+        data = desk.export_payments(s, world.manager, first, last).decode("utf-8-sig")
     assert "6000" in data and "'=HYPERLINK()" in data
     with db.read() as s:
         assert "export" in s.scalars(select(AuditEvent.action)).all()

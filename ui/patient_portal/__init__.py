@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.kernel.errors import DomainError
 from core.portal import sign_in
+from ui import caches
 from ui.context import database, settings, show_error
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ def act(service: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         show_error(error)
         return None
     finally:
-        st.cache_data.clear()
+        caches.clear_for(service)
 
 
 def flash(message: str) -> None:
