@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import risk_scores
-from core.scheduling import schedules
+from core.practice import choices
 from ui import actor
 from ui.caches import cached
 from ui.context import read
@@ -14,7 +14,7 @@ from ui.front_desk import require
 
 @cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
-    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+    return {c.id: c.name for c in read(choices.list_choices, me).clinics}
 
 
 @cached("appointments", "analytics", ttl=60, max_entries=20)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.messaging import preferences as prefs
 from core.messaging.reminders import quiet_window_text
-from core.scheduling import schedules
+from core.practice import choices
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
@@ -19,7 +19,7 @@ OFFSETS = [2, 4, 12, 24, 48, 72, 96, 168]
 
 @cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
-    return {c[0]: c[1] for c in read(schedules.list_clinics, me)}
+    return {c.id: c.name for c in read(choices.list_choices, me).clinics}
 
 
 @cached("setup", "outbox", ttl=30, max_entries=20)
