@@ -30,7 +30,6 @@ if actor is None:
     pages = [st.Page(entry, title="Sign in", default=True), public, portal]
     st.navigation(pages, position="hidden").run()
 else:
-    auth.set_cookie_in_browser()
     sections: dict[str, list] = {}
     role_pages = []
     for spec in pages_for(actor):
@@ -59,4 +58,7 @@ else:
         st.caption(f"Signed in as **{escape(actor.name)}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):
             auth.sign_out()
-    st.navigation(sections, expanded=True).run()  # every page listed, none behind "View more"
+    chosen = st.navigation(sections, expanded=True)  # every page listed, none behind "View more"
+    if chosen is not landing:  # the landing moves on at once: the page it opens sets the cookie
+        auth.set_cookie_in_browser()
+    chosen.run()
