@@ -109,7 +109,8 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
     tomorrow = to_local(utcnow(), "Europe/London").date() + timedelta(days=1)
     frame = _calendar(page, f'.fc-resourceTimeGridDay-view [data-date="{tomorrow}"]')
     expect(frame.locator(".fc-toolbar-title")).to_have_text(
-        f"{tomorrow.day} {tomorrow:%B} {tomorrow.year}", timeout=30000  # en-GB: day month year
+        f"{tomorrow.day} {tomorrow:%B} {tomorrow.year}",
+        timeout=30000,  # en-GB: day month year
     )
     wait_for_app_idle(page)
     lane = frame.locator('.fc-timegrid-slot-lane[data-time="20:00:00"]')
