@@ -10,6 +10,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.setup_forms import can_edit, money, overview, pick, save, toggle_active
+from ui.text import escape
 
 
 @cached("setup", ttl=60, max_entries=50)
@@ -97,7 +98,7 @@ if editable:
     toggle_active("service", row, "services_toggle")
 
 if row is not None:
-    st.subheader(f"Documents of {row.name}")
+    st.subheader(f"Documents of {escape(row.name)}")
     docs = _documents(me, row.id)
     for doc in [d for d in docs if d.active]:
         with st.expander(f"{doc.kind.value.title()}: {doc.title} (version {doc.version})"):

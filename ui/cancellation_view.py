@@ -15,6 +15,7 @@ from core.kernel.errors import DomainError
 from core.kernel.money import ClinicFormat, to_major, to_minor
 from ui import charts
 from ui.context import show_error
+from ui.text import escape
 
 YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
 
@@ -388,7 +389,7 @@ def behind(picked: tuple | None, read_behind) -> None:
         return
     dimension, value, label = picked
     rows, total = read_behind(dimension, value)
-    st.subheader(f"Appointments behind {label}")
+    st.subheader(f"Appointments behind {escape(label)}")
     shown = f"; the latest {len(rows)} shown" if total > len(rows) else ""
     st.caption(f"{total:,} booked{shown}")
     st.dataframe(

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.analytics import surveys as sa
 from ui import charts
+from ui.text import escape
 
 FORMULAS = f"""
 - **NPS** = % promoters (answered 9–10) − % detractors (0–6), in percentage points from −100
@@ -167,7 +168,7 @@ def behind(picked: tuple | None, read_behind) -> None:
         st.caption("Click a bar to list the responses behind it.")
         return
     dimension, value, label = picked
-    st.subheader(f"Responses behind {label}")
+    st.subheader(f"Responses behind {escape(label)}")
     comment_feed(read_behind(dimension, value), key="survey_analytics_behind")
 
 
