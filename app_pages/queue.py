@@ -106,6 +106,9 @@ with right:
         query_params={"id": row.appointment_id},
         icon=":material/open_in_new:",
     )
+    said = row.notes if kind == QueueKind.REQUESTS else row.reason
+    if said:  # what the patient wrote, as text; the table cell cuts it short
+        st.caption(escape(f"{'Notes' if kind == QueueKind.REQUESTS else 'Reason'}: {said[:600]}"))
     risk.badge(me, row.appointment_id)
     queue_actions(me, row)
     if kind == QueueKind.REQUESTS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -266,6 +266,7 @@ class Attempt:
     checked_hash: str | None  # the hash the password was verified against
     password_ok: bool
     new_hash: str | None = None  # a rehash with current parameters, when one is due
+    password: str = field(default="", repr=False)  # kept only for a hash changed meanwhile
 
 
 def check_credentials(session: Session, username: str, password: str) -> Attempt:
@@ -285,7 +286,7 @@ def check_credentials(session: Session, username: str, password: str) -> Attempt
     new_hash = (
         _hasher.hash(password) if ok and _hasher.check_needs_rehash(user.password_hash) else None
     )
-    return Attempt(user.id, user.password_hash, ok, new_hash)
+    return Attempt(user.id, user.password_hash, ok, new_hash, password if ok else "")
 
 
 def finish_sign_in(
@@ -301,7 +302,12 @@ def finish_sign_in(
     if user.locked_until and user.locked_until > now:
         audit.record(session, SYSTEM, "sign_in_refused_locked", "user", user.id)
         return AuthenticationFailed(SIGN_IN_FAILED)
-    if not attempt.password_ok or user.password_hash != attempt.checked_hash:
+    if attempt.password_ok and user.password_hash != attempt.checked_hash:
+        # changed since the check: a concurrent sign-in's rehash (same password) or a new
+        # password; one more verification, in this rare case only, tells which
+        attempt = replace(attempt, password_ok=_verify(user.password_hash, attempt.password))
+        attempt = replace(attempt, checked_hash=user.password_hash, new_hash=None)
+    if not attempt.password_ok:
         user.failed_attempts += 1
         if user.failed_attempts >= MAX_FAILURES:
             user.locked_until = now + LOCKOUT

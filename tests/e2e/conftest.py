@@ -29,6 +29,7 @@ def app_server(demo_template, tmp_path, loopback_smtp) -> Iterator[StreamlitServ
     }
     with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port) as server:
         yield server
+        print(server.output_tail())  # pytest shows it only when the test failed
 
 
 @pytest.fixture

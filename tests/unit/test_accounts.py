@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from argon2 import PasswordHasher
 
 from core.kernel import accounts
 from core.kernel.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationError
@@ -182,3 +183,16 @@ def test_a_password_changed_between_check_and_finish_does_not_sign_in(db, world)
         accounts.reset_password(session, world.owner, world.staff.user_id, "a brand new password")
     with db.write() as session:
         assert isinstance(accounts.finish_sign_in(session, attempt), AuthenticationFailed)
+
+
+def test_concurrent_sign_ins_survive_a_rehash_by_the_first_of_them(db, world):
+    # two sign-ins checked at once; the first to finish stores a fresh hash (same password)
+    with db.read() as session:
+        first = accounts.check_credentials(session, "staff", PASSWORD)
+        second = accounts.check_credentials(session, "staff", PASSWORD)
+    with db.write() as session:
+        session.get(User, world.staff.user_id).password_hash = PasswordHasher(time_cost=1, memory_cost=64).hash(PASSWORD)
+        assert isinstance(accounts.finish_sign_in(session, first), accounts.SignedIn)
+    with db.write() as session:
+        assert isinstance(accounts.finish_sign_in(session, second), accounts.SignedIn)
+        assert session.get(User, world.staff.user_id).failed_attempts == 0
