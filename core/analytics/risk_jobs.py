@@ -40,8 +40,10 @@ def retrain_job(database: Database, settings: Settings) -> None:
     from core.analytics import risk_model  # scikit-learn loads only when there is work
 
     try:
+        with database.read() as session:  # seconds of fitting, outside SQLite's write lock
+            model = risk_model.learn(session, SYSTEM)
         with database.write() as session:
-            log.info(risk_model.train(session, SYSTEM).summary)
+            log.info(risk_model.save(session, SYSTEM, model).summary)
     except DomainError as exc:  # too little history yet: try again next week
         log.info("risk model not trained: %s", exc)
 

@@ -156,9 +156,11 @@ class Trained:
         )
 
 
-def train(session: Session, actor: Actor, *, until: date | None = None) -> Trained:
+def learn(session: Session, actor: Actor, *, until: date | None = None) -> RiskModel:
     """Train on visits whose day is before `until` (default: today), validate on the latest
-    fifth of those days with a model fitted on the days before, then refit on all of them."""
+    fifth of those days with a model fitted on the days before, then refit on all of them.
+    Reads only: the fitting takes seconds, so it runs outside any write transaction and the
+    unsaved model is stored by `save`."""
     ensure(actor, Permission.RISK_MANAGE)
     until = until or utcnow().date()
     x, y, days = matrix(session, until=until)
@@ -181,7 +183,7 @@ def train(session: Session, actor: Actor, *, until: date | None = None) -> Train
         "trained_rows": int(split),
     }
     final = fit(x, y)
-    row = RiskModel(
+    return RiskModel(
         data_from=days[0],
         data_until=until,
         rows=len(y),
@@ -192,12 +194,22 @@ def train(session: Session, actor: Actor, *, until: date | None = None) -> Train
         metrics=metrics,
         payload=_dumped(final),
     )
+
+
+def save(session: Session, actor: Actor, row: RiskModel) -> Trained:
+    """Store a model made by `learn` (a short write) and audit it."""
+    ensure(actor, Permission.RISK_MANAGE)
     session.add(row)
     session.flush()
     audit.record(
-        session, actor, "risk_model_trained", "risk_model", row.id, details={"rows": len(y)}
+        session, actor, "risk_model_trained", "risk_model", row.id, details={"rows": row.rows}
     )
-    return Trained(row.id, len(y), days[0], until, metrics)
+    return Trained(row.id, row.rows, row.data_from, row.data_until, row.metrics)
+
+
+def train(session: Session, actor: Actor, *, until: date | None = None) -> Trained:
+    """`learn` and `save` in one session (the CLI, the bench and tests)."""
+    return save(session, actor, learn(session, actor, until=until))
 
 
 def _dumped(fitted: Fitted) -> bytes:

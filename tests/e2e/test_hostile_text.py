@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from core.kernel.authz import MATRIX
 from db.models import Role
-from tests.pages.conftest import ROOT, demo_template  # noqa: F401  (fixture)
+from tests.pages.conftest import ROOT
 from tests.support.browser import StreamlitServer, wait_for_app_idle
 from tests.support.postgres import free_port
 from ui.navigation import PAGES
@@ -64,8 +64,8 @@ FIND_MARKUP = """(host) => {
 
 
 @pytest.fixture
-def hostile_server(demo_template, tmp_path) -> Iterator[StreamlitServer]:  # noqa: F811
-    shutil.copy(demo_template, tmp_path / "app.db")
+def hostile_server(e2e_template, tmp_path) -> Iterator[StreamlitServer]:
+    shutil.copy(e2e_template, tmp_path / "app.db")
     engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     with engine.begin() as connection:  # as an old or imported row: no cleaning on the way in
         connection.execute(

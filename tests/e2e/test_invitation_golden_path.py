@@ -40,8 +40,8 @@ LINK = re.compile(r"https?://\S+/patient\?p=enroll&t=[\w-]+")
 
 
 @pytest.fixture
-def portal_server(demo_template, tmp_path, loopback_smtp):
-    shutil.copy(demo_template, tmp_path / "app.db")
+def portal_server(e2e_template, tmp_path, loopback_smtp):
+    shutil.copy(e2e_template, tmp_path / "app.db")
     port = free_port()
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",

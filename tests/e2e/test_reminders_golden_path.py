@@ -152,7 +152,7 @@ def test_cancellation_asked_through_a_reminder_reaches_the_clinic_inbox_and_the_
     )
     wait_for_app_idle(patient)
     expect(patient.get_by_role("radio", name="Cancel it")).to_be_checked()
-    expect(patient.get_by_text("costs a fee of 25.00", exact=False)).to_be_visible()
+    expect(patient.get_by_text("cancelling now costs a fee of £25.00", exact=False)).to_be_visible()
     patient.get_by_label("Reason (optional)").fill("Away that week.")
     patient.get_by_text("I have read the cancellation policy").click()
     patient.get_by_role("button", name="Send my request").click()

@@ -27,8 +27,8 @@ COMMENT = "Dr was kind <b>and</b> on time — e2e"
 
 
 @pytest.fixture
-def survey_server(demo_template, tmp_path, loopback_smtp):
-    shutil.copy(demo_template, tmp_path / "app.db")
+def survey_server(e2e_template, tmp_path, loopback_smtp):
+    shutil.copy(e2e_template, tmp_path / "app.db")
     url = f"sqlite:///{tmp_path / 'app.db'}"
     port = free_port()
     env = {

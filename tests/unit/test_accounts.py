@@ -191,7 +191,9 @@ def test_concurrent_sign_ins_survive_a_rehash_by_the_first_of_them(db, world):
         first = accounts.check_credentials(session, "staff", PASSWORD)
         second = accounts.check_credentials(session, "staff", PASSWORD)
     with db.write() as session:
-        session.get(User, world.staff.user_id).password_hash = PasswordHasher(time_cost=1, memory_cost=64).hash(PASSWORD)
+        session.get(User, world.staff.user_id).password_hash = PasswordHasher(
+            time_cost=1, memory_cost=64
+        ).hash(PASSWORD)
         assert isinstance(accounts.finish_sign_in(session, first), accounts.SignedIn)
     with db.write() as session:
         assert isinstance(accounts.finish_sign_in(session, second), accounts.SignedIn)
