@@ -10,6 +10,7 @@ from core.kernel.clock import local_days_bounds, utcnow
 from ui import actor
 from ui.caches import cached
 from ui.context import read
+from ui.text import show_table
 
 PAGE_SIZE = 200
 
@@ -73,7 +74,7 @@ with st.form("audit_filters"):
 page = st.session_state.setdefault("audit_page", 0)
 since, until = local_days_bounds(days[0], days[-1], "UTC") if days else (None, None)
 frame = _events(me, user.id if user else None, action, patient or None, since, until, page)
-st.dataframe(frame, hide_index=True, width="stretch")
+show_table(frame, hide_index=True, width="stretch")
 prev, info, nxt = st.columns([1, 3, 1])
 if prev.button("Newer", disabled=page == 0, key="audit_prev"):
     st.session_state.audit_page -= 1

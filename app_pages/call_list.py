@@ -10,6 +10,7 @@ from ui import actor
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.text import show_table
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -34,7 +35,7 @@ rows = _rows(me, clinic_id, int(days), float(threshold))
 if not rows:
     st.info("No upcoming visit above this risk (or no scores yet: see the model page).")
     st.stop()
-st.dataframe(
+show_table(
     pd.DataFrame(
         {
             "When": [r.when for r in rows],

@@ -9,6 +9,7 @@ from core.practice.setup import RESOURCE_KINDS
 from ui import actor
 from ui.caches import cached
 from ui.setup_forms import can_edit, overview, pick, save, toggle_active
+from ui.text import show_table
 
 
 @cached("setup", ttl=3600, max_entries=1)
@@ -21,7 +22,7 @@ me = actor()
 current = overview(me)
 editable = can_edit(me)
 if current.clinics:
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {
@@ -69,7 +70,7 @@ if editable:
 st.subheader("Rooms and equipment")
 names = {c.id: c.name for c in current.clinics}
 if current.resources:
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {

@@ -18,7 +18,7 @@ from ui.portal import (
     send_many,
     settings_panel,
 )
-from ui.text import escape, plain
+from ui.text import escape, plain, show_table
 
 
 @cached("patients", "appointments", ttl=20, max_entries=50)
@@ -100,7 +100,7 @@ table = pd.DataFrame(
         for r in rows
     ]
 )
-picked = st.dataframe(
+picked = show_table(
     table,
     hide_index=True,
     width="stretch",

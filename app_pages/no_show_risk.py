@@ -10,6 +10,7 @@ from core.kernel.errors import DomainError
 from ui import actor, charts, run_action, show_error
 from ui.caches import cached
 from ui.context import read
+from ui.text import show_table
 
 
 @cached("analytics", ttl=60, max_entries=5)
@@ -53,7 +54,7 @@ c[0].metric("ROC-AUC", _figure(m.get("roc_auc")), help="Ranking quality; 0.5 is 
 c[1].metric("PR-AUC", _figure(m.get("pr_auc")), help=f"Base rate {m.get('base_rate', 0):.1%}.")
 c[2].metric("Brier score", _figure(m.get("brier")), help="Mean squared error; lower is better.")
 c[3].metric("Largest decile gap", f"{m.get('max_decile_gap', 0) * 100:.1f} pts")
-st.dataframe(
+show_table(
     pd.DataFrame(
         {
             "": ["This model", "Lead time alone"],

@@ -8,7 +8,7 @@ from core.messaging import delivery, notify
 from ui import actor, database, refresh, run_action, settings
 from ui.caches import cached
 from ui.context import read
-from ui.text import escape
+from ui.text import escape, show_table
 
 STATUSES = ["", "queued", "sent", "failed"]
 
@@ -52,7 +52,7 @@ frame = pd.DataFrame(
         for r in rows
     ]
 )
-st.dataframe(frame, hide_index=True, width="stretch")
+show_table(frame, hide_index=True, width="stretch")
 
 if me.can(Permission.NOTIFICATIONS_MANAGE):
     left, right = st.columns(2)

@@ -7,12 +7,13 @@ import streamlit as st
 from core.practice import setup
 from ui import actor
 from ui.setup_forms import can_edit, money, overview, pick, save, toggle_active
+from ui.text import show_table
 
 st.title("Packages")
 me = actor()
 current = overview(me)
 services = {s.id: s for s in current.services}
-st.dataframe(
+show_table(
     pd.DataFrame(
         [
             {

@@ -18,7 +18,7 @@ from ui.portal import (
     send_label,
     status_box,
 )
-from ui.text import escape, plain
+from ui.text import escape, plain, show_table
 
 SELECTED = "patients_selected"
 
@@ -108,7 +108,7 @@ if st.session_state.get("patients_offer_invite") == patient_id:
             refresh()
 
 st.subheader("Appointments")
-st.dataframe(
+show_table(
     pd.DataFrame(
         [
             {

@@ -14,6 +14,7 @@ from core.payments import desk, points, rules
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
+from ui.text import show_table
 
 
 @cached("setup", "policy", ttl=60, max_entries=10)
@@ -43,7 +44,7 @@ table = pd.DataFrame(
         for s in lines
     ]
 )
-st.dataframe(table, hide_index=True, width="stretch", key="payments_rules_table")
+show_table(table, hide_index=True, width="stretch", key="payments_rules_table")
 
 if me.can(Permission.PAYMENTS_MANAGE):
     with st.expander("Change the rules"), st.form("payments_rules_form"):

@@ -10,7 +10,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.locale import display_format
-from ui.text import escape
+from ui.text import escape, show_table
 
 
 @cached("policy", "setup", ttl=30, max_entries=20)
@@ -131,7 +131,7 @@ if base is not None:
     )
 
 st.subheader("Versions")
-st.dataframe(
+show_table(
     pd.DataFrame(
         [
             {

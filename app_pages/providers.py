@@ -8,6 +8,7 @@ import streamlit as st
 from core.practice import setup
 from ui import actor
 from ui.setup_forms import can_edit, overview, pick, save, toggle_active
+from ui.text import show_table
 
 st.title("Providers")
 me = actor()
@@ -15,7 +16,7 @@ current = overview(me)
 clinics = {c.id: c.name for c in current.clinics}
 services = {s.id: s.name for s in current.services}
 users = {u.id: u.name for u in current.users}
-st.dataframe(
+show_table(
     pd.DataFrame(
         [
             {

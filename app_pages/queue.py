@@ -10,7 +10,7 @@ from ui import actor, refresh, risk, run_action
 from ui.appointment_views import bulk_results, pick_row, queue_actions, show_flash
 from ui.caches import cached
 from ui.context import read
-from ui.text import escape
+from ui.text import escape, show_table
 from ui.waitlist_views import waitlist_request_button
 
 
@@ -86,7 +86,7 @@ if stale:
     st.warning(f"{stale} waiting longer than {limit} h.", icon=":material/schedule:")
 left, right = st.columns([3, 2])
 with left:
-    event = st.dataframe(
+    event = show_table(
         pd.DataFrame([queue.describe(r) for r in rows]).assign(
             **{"No-show risk": risk.column(me, [r.appointment_id for r in rows])}
         ),

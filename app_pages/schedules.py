@@ -13,7 +13,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
-from ui.text import escape
+from ui.text import escape, show_table
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -84,7 +84,7 @@ st.subheader("Time off")
 tz = clinic.timezone
 away = _time_off(me, provider.id)
 if away:
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {

@@ -10,7 +10,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.setup_forms import can_edit, money, overview, pick, save, toggle_active
-from ui.text import escape
+from ui.text import escape, show_table
 
 
 @cached("setup", ttl=60, max_entries=50)
@@ -24,7 +24,7 @@ current = overview(me)
 editable = can_edit(me)
 providers = {p.id: p.name for p in current.providers}
 resources = {r.id: f"{r.name} ({current.clinic_name(r.data.clinic_id)})" for r in current.resources}
-st.dataframe(
+show_table(
     pd.DataFrame(
         [
             {

@@ -9,6 +9,7 @@ from core.portal import replies
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
+from ui.text import show_table
 
 
 @cached("outbox", "appointments", ttl=15, max_entries=10)
@@ -23,7 +24,7 @@ rows = _inbox(me, open_only)
 if not rows:
     st.info("No text replies waiting." if open_only else "No text replies yet.")
     st.stop()
-picked = st.dataframe(
+picked = show_table(
     pd.DataFrame(
         {
             "Received": [r.received for r in rows],

@@ -15,7 +15,7 @@ from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import call_list_panel, confirmed_caption, require
-from ui.text import plain
+from ui.text import plain, show_table
 
 ICONS = {
     "Expected": "🕘",
@@ -107,7 +107,7 @@ table = pd.DataFrame(
     },
     index=pd.Index([r.id for r in rows], name="Appointment"),
 )
-picked = st.dataframe(
+picked = show_table(
     table,
     hide_index=True,
     width="stretch",

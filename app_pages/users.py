@@ -8,6 +8,7 @@ from core.kernel.authz import Role, matrix_markdown
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
+from ui.text import show_table
 
 
 @cached("users", ttl=30, max_entries=20)
@@ -18,7 +19,7 @@ def _users(current):
 st.title("Users")
 me = actor()
 users = _users(me)
-st.dataframe(
+show_table(
     pd.DataFrame(
         [
             {

@@ -16,6 +16,7 @@ from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.text import show_table
 from ui.waitlist_views import offers_table, rules_form
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -59,7 +60,7 @@ provider_id = c4.selectbox(
 rows = _entries(me, clinic_id, status, service_id, provider_id)
 frame = pd.DataFrame([r.__dict__ for r in rows])
 if rows:
-    st.dataframe(
+    show_table(
         frame.drop(columns=["id", "patient_id", "status"]).rename(columns=str.title),
         hide_index=True,
         width="stretch",

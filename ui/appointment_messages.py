@@ -15,6 +15,7 @@ from core.messaging import history
 from core.portal import replies
 from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
+from ui.text import plain, show_table
 
 STATE_ICONS = {"outstanding": "⏳", "answered": "✅", "signed": "✍️", "read": "👁"}
 
@@ -40,8 +41,8 @@ def _forms_section(me, appointment_id: int) -> None:
     if not rows:
         st.caption("No questionnaire, consent or instructions were sent for this appointment.")
         return
-    st.text(" · ".join(f"{r.kind}: {r.title} — {r.state}" for r in rows))  # at a glance
-    st.dataframe(
+    st.text(plain(" · ".join(f"{r.kind}: {r.title} — {r.state}" for r in rows)))  # at a glance
+    show_table(
         pd.DataFrame(
             {
                 "Form": [f"{r.kind}: {r.title} (v{r.version})" for r in rows],
@@ -70,9 +71,9 @@ def _forms_section(me, appointment_id: int) -> None:
             done = run_action(after_booking.read_answers, picked)
             if done:
                 answers = done.value
-                st.text(answers.signed or "")
+                st.text(plain(answers.signed or ""))
                 if answers.answers:
-                    st.dataframe(
+                    show_table(
                         pd.DataFrame(answers.answers, columns=["Question", "Answer"]),
                         hide_index=True,
                         key=f"appointment_form_answers_{picked}",
@@ -84,7 +85,7 @@ def _replies_section(me, appointment_id: int) -> None:
     if not rows:
         return
     st.markdown("**Text replies**")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Received": [r.received for r in rows],
@@ -119,7 +120,7 @@ def messages_panel(me, appointment_id: int) -> None:
     if not rows:
         st.caption("No message was sent or queued for this appointment.")
         return
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Queued": [r.created_at for r in rows],

@@ -23,7 +23,7 @@ from core.scheduling.availability import Slot
 from core.scheduling.states import Action
 from ui.caches import cached
 from ui.context import read, refresh, run_action
-from ui.text import escape
+from ui.text import escape, show_table
 
 FLASH = "appointment_views_flash"
 OTHER = "other"
@@ -283,7 +283,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
 def bulk_results(results: list[lifecycle.RowResult]) -> None:
     done = sum(r.ok for r in results)
     st.info(f"{done} done, {len(results) - done} refused.")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [{"#": r.id, "Done": "✓" if r.ok else "✗", "What happened": r.message} for r in results]
         ),
@@ -320,13 +320,13 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
         else "",
         "Double booking": "allowed" if detail.double_booked else "",
     }
-    st.dataframe(
+    show_table(
         pd.DataFrame([{"": k, "Value": v} for k, v in facts.items() if v]),
         hide_index=True,
         width="stretch",
     )
     st.markdown("**History**")
-    st.dataframe(
+    show_table(
         pd.DataFrame([h.__dict__ for h in detail.history]).rename(
             columns={
                 "at": "When",

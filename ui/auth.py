@@ -93,10 +93,8 @@ def sign_in_page() -> None:
     if submitted:
         # the slow password hashing runs in a read session; only the short bookkeeping
         # (failure count or the new session row) takes the write lock
-        with database().read() as session:
-            attempt = accounts.check_credentials(session, username, password)
-        with database().write() as session:
-            result = accounts.finish_sign_in(session, attempt)
+        db = database()
+        result = accounts.sign_in_in_steps(db.read, db.write, username, password)
         if isinstance(result, DomainError):
             show_error(result)
         else:

@@ -122,8 +122,28 @@ def options(
     }
 
 
+def ink(colour: str) -> str:
+    """Black or white, whichever reads better on a status colour (WCAG relative luminance):
+    white on amber or grey fails the 4.5:1 contrast a badge's small text needs."""
+    if not (colour.startswith("#") and len(colour) == 7):
+        return "white"
+
+    def channel(hex_pair: str) -> float:
+        v = int(hex_pair, 16) / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(colour[i : i + 2]) for i in (1, 3, 5))
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return "black" if (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) else "white"
+
+
 def render(events: list[dict[str, Any]], opts: dict[str, Any], key: str) -> dict[str, Any]:
-    """Draw the calendar; returns the component's current value ({} before any callback)."""
+    """Draw the calendar; returns the component's current value ({} before any callback).
+    Each coloured event gets the text colour that reads on it."""
+    events = [
+        {"textColor": ink(e["color"]), **e} if isinstance(e.get("color"), str) else e
+        for e in events
+    ]
     return (
         fullcalendar(
             events=events,
@@ -188,7 +208,7 @@ def legend(items: list[tuple[str, str]]) -> None:
     """The colour legend as coloured badges (fixed labels, no user text)."""
     st.markdown(
         " ".join(
-            f'<span style="background:{colour};color:white;border-radius:4px;'
+            f'<span style="background:{colour};color:{ink(colour)};border-radius:4px;'
             f'padding:2px 8px;margin-right:4px;font-size:0.8rem">{label}</span>'
             for label, colour in items
         ),

@@ -15,7 +15,7 @@ from core.kernel.errors import DomainError
 from core.kernel.money import ClinicFormat, to_major, to_minor
 from ui import charts
 from ui.context import show_error
-from ui.text import escape
+from ui.text import escape, show_table
 
 YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
 
@@ -326,7 +326,7 @@ def what_if_table(f: CancellationFigures, fmt: ClinicFormat) -> None:
     w = f.what_if
     if w is None:
         return
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "": ["Late cancellations", "Late-cancellation fees", "Points deducted"],
@@ -349,7 +349,7 @@ def what_if_table(f: CancellationFigures, fmt: ClinicFormat) -> None:
 
 
 def repeat_patients(f: CancellationFigures) -> None:
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {
@@ -392,7 +392,7 @@ def behind(picked: tuple | None, read_behind) -> None:
     st.subheader(f"Appointments behind {escape(label)}")
     shown = f"; the latest {len(rows)} shown" if total > len(rows) else ""
     st.caption(f"{total:,} booked{shown}")
-    st.dataframe(
+    show_table(
         rows,
         hide_index=True,
         width="stretch",

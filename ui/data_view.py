@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
 from ui.context import shown
-from ui.text import escape
+from ui.text import escape, show_table
 
 NOT_IN_FILE = "— not in the file —"
 
@@ -67,7 +67,7 @@ def show_report(report: ImportReport) -> None:
             + ":"
         )
         problems = pd.DataFrame([{"Row": p.row, "Problem": p.reason} for p in report.problems])
-        st.dataframe(
+        show_table(
             problems, hide_index=True, width="stretch", height=min(400, 40 + 35 * len(problems))
         )
     if report.warnings:
@@ -78,6 +78,6 @@ def show_report(report: ImportReport) -> None:
             + ":"
         )
         warnings = pd.DataFrame([{"Row": w.row, "Warning": w.reason} for w in report.warnings])
-        st.dataframe(
+        show_table(
             warnings, hide_index=True, width="stretch", height=min(400, 40 + 35 * len(warnings))
         )

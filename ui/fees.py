@@ -9,6 +9,7 @@ from core.policy import cancellation as policy
 from ui.caches import cached
 from ui.context import read, refresh, run_action
 from ui.locale import display_format
+from ui.text import show_table
 
 
 @cached("policy", "appointments", "patients", ttl=30, max_entries=20)
@@ -23,7 +24,7 @@ def waiver_panel(current, prefix: str) -> None:
     )
     fees = _open_fees(current, int(patient) or None)
     fmt = display_format()
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {

@@ -7,6 +7,8 @@ from collections.abc import Sized
 import pandas as pd
 import streamlit as st
 
+from ui.text import plain, show_table
+
 EMPTY = (
     "There is no {what} yet. Add it on the Practice set-up pages (Practice section), apply a "
     "practice file (`python -m core.cli import-practice FILE.toml`) or load the demo data."
@@ -26,7 +28,7 @@ def call_list_panel(calls: list) -> None:
         if not calls:
             st.caption("Every appointment tomorrow is confirmed.")
             return
-        st.dataframe(
+        show_table(
             pd.DataFrame(
                 {
                     "#": [c.id for c in calls],
@@ -51,4 +53,4 @@ def confirmed_caption(rows: list) -> None:
     names = " · ".join(
         f"{r.time[:5]} {r.patient} ({r.confirmed.rsplit(' · ', 1)[-1]})" for r in done
     )
-    st.text(f"Confirmed by the patient: {names}")
+    st.text(plain(f"Confirmed by the patient: {names}"))

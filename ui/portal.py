@@ -12,7 +12,7 @@ from core.patients.invitations import PortalStatus
 from core.portal import patient_links
 from core.scheduling.codes import qr_png
 from ui.context import read, refresh, run_action, settings
-from ui.text import escape, plain
+from ui.text import escape, plain, show_table
 
 STATUS_ICONS = {
     PortalStatus.NO_EMAIL: ":material/mail_off:",
@@ -65,7 +65,7 @@ def history_table(rows: list[enrolment.HistoryRow], key: str) -> None:
             for r in rows
         ]
     )
-    st.dataframe(frame, hide_index=True, width="stretch", key=key)
+    show_table(frame, hide_index=True, width="stretch", key=key)
 
 
 def qr_panel(key: str) -> None:
@@ -122,7 +122,7 @@ def results_table(key: str) -> None:
         return
     done = sum(r.done for r in results)
     st.success(f"Invitations {verb}: {done}; skipped: {len(results) - done}.")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {

@@ -12,6 +12,7 @@ from core.kernel.authz import Actor, Permission
 from core.practice import reads, setup
 from ui.caches import cached
 from ui.context import read, refresh, run_action
+from ui.text import show_table
 
 NEW = None
 
@@ -63,7 +64,7 @@ def resource_view(rows: list) -> None:
     if not rows:
         return
     with st.expander(f"Rooms and equipment in this view ({len(rows)} bookings)"):
-        st.dataframe(
+        show_table(
             [
                 {
                     "Room or equipment": f"{r.resource} (×{r.quantity})",

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.analytics import surveys as sa
 from ui import charts
-from ui.text import escape
+from ui.text import escape, show_table
 
 FORMULAS = f"""
 - **NPS** = % promoters (answered 9–10) − % detractors (0–6), in percentage points from −100
@@ -200,7 +200,7 @@ def detractors(frame: pd.DataFrame) -> None:
     shown = frame.assign(
         visit=[f"/appointment?id={int(a)}" if pd.notna(a) else None for a in frame.appointment_id]
     )
-    st.dataframe(
+    show_table(
         shown[
             [
                 "visit",
@@ -236,7 +236,7 @@ def groups(board: sa.Groups, show_small: bool) -> None:
         if hidden:
             st.caption(f"{hidden} group(s) with fewer than {sa.MIN_N} ratings hidden.")
         shown = shown.assign(enough=shown.enough.map({True: "", False: "low n"}))
-        st.dataframe(
+        show_table(
             shown.drop(columns="id"),
             hide_index=True,
             width="stretch",
@@ -298,7 +298,7 @@ def comment_feed(frame: pd.DataFrame, key: str | None = None) -> None:
     if frame.empty:
         st.caption("No comments match.")
         return
-    st.dataframe(
+    show_table(
         frame[["submitted", "clinic", "provider", "nps", "rating", "comment"]],
         hide_index=True,
         width="stretch",

@@ -15,6 +15,9 @@ from __future__ import annotations
 import html
 import re
 
+import pandas as pd
+import streamlit as st
+
 # Typed text is flattened to one line, so only inline syntax can act anywhere in it: code (`),
 # emphasis (* ~, and _ unless inside a word like SOME_NAME), links, images and :directives[...]
 # ([ ]), HTML and autolinks (< >), entities (&), maths ($), :emoji: and :material/icons: (a colon
@@ -55,3 +58,12 @@ def escape(text: object) -> str:
 def for_html(text: object) -> str:
     """Text inside HTML (a chart label, an email's HTML part): entities for <, >, & and quotes."""
     return html.escape(_visible(text), quote=True)
+
+
+def show_table(data, **kwargs):
+    """st.dataframe with every text cell `plain`: a table shows text as it is, but an old or
+    imported row can still carry a direction override or a control character (and the grid's
+    hidden accessible copy is real page text). Returns what st.dataframe returns."""
+    if isinstance(data, pd.DataFrame):
+        data = data.map(lambda v: plain(v) if isinstance(v, str) else v)
+    return st.dataframe(data, **kwargs)

@@ -15,6 +15,7 @@ from core.waitlist import offers, rules
 from ui.caches import cached
 from ui.context import read, run_action, settings
 from ui.risk import ICONS, probabilities
+from ui.text import show_table
 
 
 def with_risk(me, events: list[dict]) -> list[dict]:
@@ -78,7 +79,7 @@ def offers_table(rows: list[offers.OfferRow]) -> None:
     if not rows:
         st.caption("No slot has been offered yet.")
         return
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Slot": [r.slot for r in rows],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -266,7 +268,6 @@ class Attempt:
     checked_hash: str | None  # the hash the password was verified against
     password_ok: bool
     new_hash: str | None = None  # a rehash with current parameters, when one is due
-    password: str = field(default="", repr=False)  # kept only for a hash changed meanwhile
 
 
 def check_credentials(session: Session, username: str, password: str) -> Attempt:
@@ -286,7 +287,7 @@ def check_credentials(session: Session, username: str, password: str) -> Attempt
     new_hash = (
         _hasher.hash(password) if ok and _hasher.check_needs_rehash(user.password_hash) else None
     )
-    return Attempt(user.id, user.password_hash, ok, new_hash, password if ok else "")
+    return Attempt(user.id, user.password_hash, ok, new_hash)
 
 
 def finish_sign_in(
@@ -304,9 +305,8 @@ def finish_sign_in(
         return AuthenticationFailed(SIGN_IN_FAILED)
     if attempt.password_ok and user.password_hash != attempt.checked_hash:
         # changed since the check: a concurrent sign-in's rehash (same password) or a new
-        # password; one more verification, in this rare case only, tells which
-        attempt = replace(attempt, password_ok=_verify(user.password_hash, attempt.password))
-        attempt = replace(attempt, checked_hash=user.password_hash, new_hash=None)
+        # password. Hashing again here would hold the write lock: the caller checks again.
+        return RECHECK
     if not attempt.password_ok:
         user.failed_attempts += 1
         if user.failed_attempts >= MAX_FAILURES:
@@ -324,10 +324,32 @@ def finish_sign_in(
     return start_session(session, user)
 
 
+RECHECK = AuthenticationFailed("The password hash changed during sign-in; check again.")
+
+
 def sign_in(session: Session, username: str, password: str) -> SignedIn | AuthenticationFailed:
-    """check_credentials and finish_sign_in in one session (the CLI and tests); the app runs the
-    first in a read session and only the second in a write transaction."""
-    return finish_sign_in(session, check_credentials(session, username, password))
+    """check_credentials and finish_sign_in in one session (the CLI and tests)."""
+    result = finish_sign_in(session, check_credentials(session, username, password))
+    return AuthenticationFailed(SIGN_IN_FAILED) if result is RECHECK else result
+
+
+def sign_in_in_steps(
+    read: Callable[[], ContextManager[Session]],
+    write: Callable[[], ContextManager[Session]],
+    username: str,
+    password: str,
+) -> SignedIn | AuthenticationFailed:
+    """The app's sign-in: the slow hashing in read sessions, only the bookkeeping in short
+    writes (Database.read, Database.write). When the hash changed between the two (another
+    sign-in stored a rehash, or the password was changed) the password is checked again."""
+    for _ in range(3):
+        with read() as session:
+            attempt = check_credentials(session, username, password)
+        with write() as session:
+            result = finish_sign_in(session, attempt)
+        if result is not RECHECK:
+            return result
+    return AuthenticationFailed(SIGN_IN_FAILED)
 
 
 def _verify(password_hash: str, password: str) -> bool:

@@ -108,7 +108,7 @@ def _walk(page: Page, empty_server, tmp_path) -> None:
     expect(page.get_by_role("heading", name="Welcome to ClinicDesk")).to_be_visible()
     page.get_by_label("Username").fill("boss")
     page.get_by_label("Your name").fill("Bea Boss")
-    page.get_by_label("Password (10 characters or more)").fill("a long enough password")
+    page.get_by_label("Password (10 characters or more").fill("violet harbour tram ledger")
     page.get_by_role("button", name="Create owner account").click()
     expect(page.get_by_text("Signed in as")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)

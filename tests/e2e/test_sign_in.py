@@ -33,8 +33,8 @@ def test_role_signs_in_sees_its_pages_stays_after_refresh_and_signs_out(
     expect(page.get_by_text("Signed in as")).to_be_visible(timeout=20000)
 
     page.get_by_role("button", name="Sign out").click()
-    expect(page.get_by_label("Username")).to_be_visible()
+    expect(page.get_by_label("Username")).to_be_visible(timeout=20000)
     page.reload()
     wait_for_app_idle(page)
-    expect(page.get_by_label("Username")).to_be_visible()
+    expect(page.get_by_label("Username")).to_be_visible(timeout=20000)
     context.close()

@@ -16,6 +16,7 @@ from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus, AuditEvent, Clinic
 from db.types import utcnow
 from ui import calendar_widget as cw
+from ui.calendar_widget import ink
 
 PAGE = "app_pages/calendar.py"
 
@@ -235,3 +236,8 @@ def test_a_large_team_opens_on_the_day_by_provider(app_as, app_db):
     assert "resourceTimeGridDay" in _component_key(at)
     at.button_group(key="calendar_view").set_value("Week by provider").run()
     assert "resourceTimeGridWeek" in _component_key(at) and not at.exception
+
+
+def test_status_colours_get_the_text_colour_that_reads_on_them():
+    assert ink("#f9a825") == "black" and ink("#9e9e9e") == "black"  # amber, grey
+    assert ink("#1565c0") == "white" and ink("#6a1b9a") == "white"  # blue, purple

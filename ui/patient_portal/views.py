@@ -18,6 +18,7 @@ from ui.context import database
 from ui.patient import escape
 from ui.patient_portal import act, flash
 from ui.patient_portal.appointments import card
+from ui.text import show_table
 
 SURVEY_KEY = "portal_survey"
 CAL_VIEWS = {"Month": "dayGridMonth", "Week": "timeGridWeek", "Day": "timeGridDay"}
@@ -101,7 +102,7 @@ def points(view: home.Home) -> None:
         if r.points
     ]
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="portal_ledger")
+        show_table(pd.DataFrame(rows), hide_index=True, key="portal_ledger")
 
 
 def history(view: home.Home) -> None:
