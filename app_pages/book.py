@@ -18,7 +18,8 @@ from ui.text import escape
 
 @cached("setup", ttl=300, max_entries=10)
 def _setup(me):
-    return read(practice_choices.list_choices, me).clinics, read(booking.list_services, me)
+    found = read(practice_choices.list_choices, me)
+    return found.clinics, found.services
 
 
 @cached("appointments", "setup", ttl=15, max_entries=100)

@@ -6,6 +6,7 @@ import streamlit as st
 from core.kernel.authz import Permission
 from core.patients import enrolment, invitations
 from core.patients.invitations import PortalStatus
+from core.practice import choices
 from ui import actor
 from ui.caches import cached
 from ui.context import read
@@ -52,7 +53,10 @@ def _preview(current, clinic_id, upcoming_only, include_expired):
 
 @cached("setup", ttl=300, max_entries=10)
 def _clinics(current):
-    return dict(read(enrolment.clinic_choices, current))
+    found = read(
+        choices.list_choices, current, include_inactive=True, permission=Permission.PATIENTS_READ
+    )
+    return {c.id: c.name for c in found.clinics}
 
 
 st.title("Portal invitations")

@@ -4,8 +4,10 @@ is a new version; cancellations keep the version that applied."""
 import pandas as pd
 import streamlit as st
 
+from core.kernel.authz import Permission
 from core.kernel.money import currency_symbol, to_major, to_minor
 from core.policy import cancellation as policy
+from core.practice import choices
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
@@ -15,7 +17,9 @@ from ui.text import escape
 
 @cached("policy", "setup", ttl=30, max_entries=20)
 def _load(current, clinic_id, service_id):
-    scopes = read(policy.list_scopes, current)
+    scopes = read(
+        choices.list_choices, current, include_inactive=True, permission=Permission.POLICY_MANAGE
+    )
     versions = read(policy.list_policy_versions, current, clinic_id) if clinic_id else []
     mine = [v for v in versions if v.service_id == service_id]
     clinic_wide = [v for v in versions if v.service_id is None]
@@ -28,7 +32,8 @@ scopes, _, _ = _load(me, None, None)
 if not scopes.clinics:
     st.info("Add a clinic first; a policy belongs to a clinic.")
     st.stop()
-clinics, services = dict(scopes.clinics), dict(scopes.services)
+clinics = {c.id: c.name for c in scopes.clinics}
+services = {s.id: s.name for s in scopes.services}
 c1, c2 = st.columns(2)
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="policy_clinic")
 service_id = c2.selectbox(

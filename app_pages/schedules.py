@@ -18,7 +18,8 @@ from ui.text import escape
 
 @cached("setup", ttl=300, max_entries=10)
 def _setup(me):
-    return read(schedules.list_all_providers, me), read(choices.list_choices, me).clinics
+    found = read(choices.list_choices, me)
+    return found.providers, found.clinics
 
 
 @cached("setup", ttl=30, max_entries=50)

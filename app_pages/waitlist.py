@@ -9,7 +9,6 @@ import streamlit as st
 from core.kernel.authz import Permission
 from core.kernel.clock import utcnow
 from core.practice import choices
-from core.scheduling import booking, schedules
 from core.waitlist import entries, offers, rules
 from ui import actor, run_action
 from ui.booking_form import patient_picker
@@ -23,9 +22,10 @@ WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 @cached("setup", ttl=300, max_entries=10)
 def _choices(me):
-    clinics = {c.id: c.name for c in read(choices.list_choices, me).clinics}
-    services = {s.id: s.name for s in read(booking.list_services, me)}
-    providers = {p.id: p.name for p in read(schedules.list_all_providers, me)}
+    found = read(choices.list_choices, me)
+    clinics = {c.id: c.name for c in found.clinics}
+    services = {s.id: s.name for s in found.services}
+    providers = {p.id: p.name for p in found.providers}
     return clinics, services, providers
 
 
