@@ -73,7 +73,7 @@ async def end_session(request: Request) -> Response:
     return response
 
 
-# ---------------------------------------------------------------- patient portal (issue 16)
+# ---------------------------------------------------------------- patient portal
 
 _PORTAL_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Patient portal</title>
@@ -191,7 +191,7 @@ app = st.App(
     routes=[
         Route("/_clinicdesk/session", set_session, methods=["POST"]),
         Route("/_clinicdesk/signout", end_session, methods=["POST"]),
-        sms_route(_db, load_settings),  # text replies to reminders (issue 15)
+        sms_route(_db, load_settings),  # text replies to reminders
         Route(portal_sign_in.ROUTE, portal_sign_in_form, methods=["GET"]),
         Route(portal_sign_in.ROUTE, portal_open_session, methods=["POST"]),
         Route("/_clinicdesk/portal/signout", portal_sign_out, methods=["POST"]),

@@ -9,7 +9,13 @@ from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.practice import choices as practice_choices
 from core.scheduling import booking
 from ui import actor, refresh, run_action
-from ui.booking_form import apply_prefill, message_editor, patient_picker
+from ui.booking_form import (
+    apply_prefill,
+    confirmation_editor,
+    patient_picker,
+    provider_picker,
+    services_picker,
+)
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
@@ -18,27 +24,8 @@ from ui.text import escape
 
 @cached("setup", ttl=300, max_entries=10)
 def _setup(me):
-    return read(practice_choices.list_choices, me).clinics, read(booking.list_services, me)
-
-
-@cached("appointments", "setup", ttl=15, max_entries=100)
-def _choices(me, clinic_id, start_at, minutes):
-    return read(
-        booking.provider_choices, me, clinic_id=clinic_id, start_at=start_at, minutes=minutes
-    )
-
-
-@cached("appointments", "policy", "patients", ttl=60, max_entries=100)
-def _preview(me, clinic_id, provider, services, start_at, patient):
-    return read(
-        booking.preview_confirmation,
-        me,
-        clinic_id=clinic_id,
-        provider_name=provider,
-        service_names=list(services),
-        start_at=start_at,
-        patient_name=patient,
-    )
+    found = read(practice_choices.list_choices, me)
+    return found.clinics, found.services
 
 
 st.title("New appointment")
@@ -75,44 +62,10 @@ if out_of_office:
     end_at, chosen = local_to_utc(day, until, tz), []
     minutes = max(int((end_at - start_at) / timedelta(minutes=1)), 1)
 else:
-    chosen = st.multiselect(
-        "Services", services, format_func=lambda s: s.label, key="book_services"
-    )
+    chosen, mode = services_picker(services, "book")
     minutes, end_at = sum(s.duration_minutes for s in chosen), None
-    can_virtual = bool(chosen) and all(s.virtual_allowed for s in chosen)
-    mode = st.radio(
-        "Visit",
-        ["in_person", "virtual"] if can_virtual else ["in_person"],
-        horizontal=True,
-        format_func=lambda m: m.replace("_", " ").capitalize(),
-        key="book_mode",
-    )
-    st.caption(
-        f"Length: {minutes} minutes"
-        + (
-            ""
-            if can_virtual or not chosen
-            else " · virtual is offered only when every chosen service allows it"
-        )
-    )
 
-choices = _choices(me, clinic_id, start_at, minutes or 15)
-free = [c for c in choices if c.free]
-show_all = st.checkbox(
-    "Also offer busy providers (double booking or outside hours)", key="book_all"
-)
-offered = choices if show_all else free
-labels = {c.id: c.name + ("" if c.free else f" — {c.why}") for c in offered}
-wanted = st.session_state.get("book_provider_wanted")
-if st.session_state.get("book_provider") not in labels:  # options changed with the time
-    st.session_state["book_provider"] = wanted if wanted in labels else next(iter(labels), None)
-provider_id = st.selectbox("Provider", list(labels), format_func=labels.get, key="book_provider")
-provider = next((c for c in offered if c.id == provider_id), None)
-busy = [f"{c.name}: {c.why}" for c in choices if not c.free]
-if busy:
-    st.caption(escape("Not free then: " + " · ".join(busy)))
-if not offered:
-    st.warning("No provider is free at that time. Choose another time, or offer busy providers.")
+provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15)
 
 if not out_of_office:
     patient_id, new_patient, invite, patient_name = patient_picker(me, "book")
@@ -126,9 +79,8 @@ card = c3.checkbox(
 channels, subject, body = [], None, None
 if not out_of_office and provider:
     names = tuple(s.name for s in chosen)
-    preview = _preview(me, clinic_id, provider.name, names, start_at, patient_name)
-    channels, subject, body = message_editor(
-        "book", preview, f"{hash((preview, patient_name)) & 0xFFFF}"
+    channels, subject, body = confirmation_editor(
+        me, "book", clinic_id, provider.name, names, start_at, patient_name
     )
 
 if st.button("Book", key="book_submit", type="primary", disabled=provider is None):

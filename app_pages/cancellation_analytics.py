@@ -9,7 +9,6 @@ from datetime import date, timedelta
 import streamlit as st
 
 from core.analytics import breakdowns as bd
-from core.analytics import cancellation_parts as parts
 from core.analytics import cancellations as ca
 from core.analytics import confirmations
 from core.kernel.authz import Permission
@@ -18,6 +17,7 @@ from core.practice import choices as practice_choices
 from ui import actor, run_action, shown
 from ui import cancellation_view as view
 from ui.caches import cached
+from ui.cancellation_filters import filters_form
 from ui.context import read
 from ui.fees import waiver_panel
 from ui.locale import display_format
@@ -58,11 +58,6 @@ def _confirmed(_me, role, start, end, clinic):
     return read(confirmations.confirmation_rate, _me, start, end, clinic)
 
 
-def _named(items, label):
-    names = {item.id: item.name for item in items}
-    return [None, *names], lambda i: label if i is None else names[i]
-
-
 st.title("Cancellations and no-shows")
 me = actor()
 role = me.role.value
@@ -72,26 +67,8 @@ today = utcnow().date()
 
 @st.fragment  # a filter change or a click on a bar reruns the dashboard only
 def dashboard():
-    with st.form("cancel_filters"):
-        c1, c2, c3, c4 = st.columns(4)
-        # imported history goes back years: not Streamlit's default of ten years back
-        days = c1.date_input(
-            "Clinic-local days",
-            (today - timedelta(days=90), today),
-            min_value=date(2000, 1, 1),
-            key="cancel_days",
-        )
-        options, label = _named(choices.clinics, "All clinics")
-        clinic = c2.selectbox("Clinic", options, format_func=label, key="cancel_clinic")
-        options, label = _named(choices.providers, "All providers")
-        provider = c3.selectbox("Provider", options, format_func=label, key="cancel_provider")
-        options, label = _named(choices.services, "All services")
-        service = c4.selectbox("Service", options, format_func=label, key="cancel_service")
-        st.form_submit_button("Apply", type="primary")
-    start, end = (days[0], days[-1]) if days else (today, today)
-    filters = parts.AnalyticsFilters(
-        start, end, clinic, provider, service, None, view.DASHBOARD_PARTS
-    )
+    filters = filters_form(choices, today)
+    start, end, clinic = filters.start, filters.end, filters.clinic_id
     st.session_state["cancel_filters_now"] = filters
     length = timedelta(days=(end - start).days + 1)
     before = replace(

@@ -126,6 +126,6 @@ show_table(
     width="stretch",
     key="patients_visits",
 )
-patient_export_button(me, patient_id)  # issue 15: the record, appointments and forms as JSON
+patient_export_button(me, patient_id)  # the record, appointments and forms as JSON
 st.subheader("Portal invitations")
 history_table(record.invitations, key="patients_history")

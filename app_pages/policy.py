@@ -4,18 +4,22 @@ is a new version; cancellations keep the version that applied."""
 import pandas as pd
 import streamlit as st
 
-from core.kernel.money import currency_symbol, to_major, to_minor
+from core.kernel.authz import Permission
 from core.policy import cancellation as policy
-from ui import actor, refresh, run_action
+from core.practice import choices
+from ui import actor
 from ui.caches import cached
 from ui.context import read
 from ui.locale import display_format
+from ui.policy_form import policy_form
 from ui.text import escape, show_table
 
 
 @cached("policy", "setup", ttl=30, max_entries=20)
 def _load(current, clinic_id, service_id):
-    scopes = read(policy.list_scopes, current)
+    scopes = read(
+        choices.list_choices, current, include_inactive=True, permission=Permission.POLICY_MANAGE
+    )
     versions = read(policy.list_policy_versions, current, clinic_id) if clinic_id else []
     mine = [v for v in versions if v.service_id == service_id]
     clinic_wide = [v for v in versions if v.service_id is None]
@@ -28,7 +32,8 @@ scopes, _, _ = _load(me, None, None)
 if not scopes.clinics:
     st.info("Add a clinic first; a policy belongs to a clinic.")
     st.stop()
-clinics, services = dict(scopes.clinics), dict(scopes.services)
+clinics = {c.id: c.name for c in scopes.clinics}
+services = {s.id: s.name for s in scopes.services}
 c1, c2 = st.columns(2)
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="policy_clinic")
 service_id = c2.selectbox(
@@ -42,7 +47,6 @@ service_id = c2.selectbox(
 _, versions, base = _load(me, clinic_id, service_id)
 fmt = display_format(clinic_id)
 _money = fmt.money
-symbol = currency_symbol(fmt.currency, fmt.locale)
 if base is None:
     st.info("No policy yet: nothing is charged and every cancellation counts as on time.")
 elif service_id and base.service_id is None:
@@ -51,75 +55,7 @@ elif service_id and base.service_id is None:
         "saving here creates an override."
     )
 
-with st.form("policy_form"):
-    a, b, c = st.columns(3)
-    window = a.number_input(
-        "Late-cancellation window (hours)",
-        value=base.window_hours if base else 24,
-        step=1,
-        key="policy_window",
-        help="Cancelling fewer real hours than this before the start is late.",
-    )
-    late_fee = b.number_input(
-        f"Late-cancellation fee ({symbol})",
-        value=float(to_major(base.late_cancel_fee_cents, fmt.currency)) if base else 0.0,
-        step=5.0,
-        format="%.2f",
-        key="policy_late_fee",
-    )
-    no_show_fee = c.number_input(
-        f"No-show fee ({symbol})",
-        value=float(to_major(base.no_show_fee_cents, fmt.currency)) if base else 0.0,
-        step=5.0,
-        format="%.2f",
-        key="policy_no_show_fee",
-    )
-    points = a.number_input(
-        "Points deducted", value=base.points_deducted if base else 0, step=1, key="policy_points"
-    )
-    reschedules = b.number_input(
-        "Most reschedules per appointment",
-        value=base.max_reschedules if base else 2,
-        step=1,
-        key="policy_reschedules",
-    )
-    approval = c.checkbox(
-        "Late requests need a manager's approval",
-        key="policy_approval",
-        value=base.inside_window_needs_approval if base else True,
-    )
-    auto = c.checkbox(
-        "Accept requests outside the window automatically",
-        key="policy_auto",
-        value=base.outside_window_auto_accept if base else False,
-    )
-    online = c.checkbox(
-        "Patients may cancel online",
-        key="policy_online",
-        value=base.online_cancel_allowed if base else True,
-    )
-    text = st.text_area(
-        "Policy text shown to patients", value=base.policy_text if base else "", key="policy_text"
-    )
-    saved = st.form_submit_button("Save as a new version", type="primary")
-if saved:
-    done = run_action(
-        policy.save_policy,
-        clinic_id=clinic_id,
-        service_id=service_id,
-        window_hours=int(window),
-        late_cancel_fee_cents=to_minor(late_fee, fmt.currency),
-        no_show_fee_cents=to_minor(no_show_fee, fmt.currency),
-        points_deducted=int(points),
-        inside_window_needs_approval=approval,
-        outside_window_auto_accept=auto,
-        online_cancel_allowed=online,
-        max_reschedules=int(reschedules),
-        policy_text=text,
-        success="Policy saved; it applies from now on.",
-    )
-    if done:
-        refresh()
+policy_form(base, fmt, clinic_id, service_id)
 
 if base is not None:
     st.subheader("In force now")

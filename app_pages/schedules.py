@@ -13,12 +13,14 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.schedule_forms import weekly_hours_form
 from ui.text import escape, show_table
 
 
 @cached("setup", ttl=300, max_entries=10)
 def _setup(me):
-    return read(schedules.list_all_providers, me), read(choices.list_choices, me).clinics
+    found = read(choices.list_choices, me)
+    return found.providers, found.clinics
 
 
 @cached("setup", ttl=30, max_entries=50)
@@ -47,38 +49,7 @@ hours = {h.weekday: h for h in _hours(me, provider.id, clinic.id)}
 if len(hours) < len(_hours(me, provider.id, clinic.id)):
     st.warning("Some days have split shifts; saving here keeps one period per day.")
 
-with st.form(f"schedules_week_{provider.id}_{clinic.id}"):
-    st.markdown(f"**Weekly hours at {escape(clinic.name)}** (clinic time)")
-    week = []
-    for weekday, name in enumerate(schedules.WEEKDAYS):
-        row = hours.get(weekday)
-        a, b, c = st.columns([1.5, 1, 1], vertical_alignment="bottom")
-        works = a.checkbox(
-            name, value=row is not None, key=f"schedules_works_{provider.id}_{clinic.id}_{weekday}"
-        )
-        starts = b.time_input(
-            "From",
-            row.starts if row else time(9),
-            step=900,
-            key=f"schedules_from_{provider.id}_{clinic.id}_{weekday}",
-        )
-        ends = c.time_input(
-            "To",
-            row.ends if row else time(17),
-            step=900,
-            key=f"schedules_to_{provider.id}_{clinic.id}_{weekday}",
-        )
-        if works:
-            week.append(schedules.HoursRow(weekday, starts, ends))
-    if st.form_submit_button("Save weekly hours", type="primary"):
-        if run_action(
-            schedules.set_weekly_hours,
-            provider_id=provider.id,
-            clinic_id=clinic.id,
-            hours=week,
-            success="Weekly hours saved.",
-        ):
-            refresh()
+weekly_hours_form(provider, clinic, hours)
 
 st.subheader("Time off")
 tz = clinic.timezone

@@ -1,32 +1,26 @@
 """Waitlist: who waits for what (filters, age, current matches), adding a patient, the offers
 made for freed slots and their state, and the practice's offer rules."""
 
-from datetime import timedelta
-
 import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
-from core.kernel.clock import utcnow
 from core.practice import choices
-from core.scheduling import booking, schedules
 from core.waitlist import entries, offers, rules
 from ui import actor, run_action
-from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 from ui.text import show_table
-from ui.waitlist_views import offers_table, rules_form
-
-WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+from ui.waitlist_views import add_entry_form, offers_table, rules_form
 
 
 @cached("setup", ttl=300, max_entries=10)
 def _choices(me):
-    clinics = {c.id: c.name for c in read(choices.list_choices, me).clinics}
-    services = {s.id: s.name for s in read(booking.list_services, me)}
-    providers = {p.id: p.name for p in read(schedules.list_all_providers, me)}
+    found = read(choices.list_choices, me)
+    clinics = {c.id: c.name for c in found.clinics}
+    services = {s.id: s.name for s in found.services}
+    providers = {p.id: p.name for p in found.providers}
     return clinics, services, providers
 
 
@@ -79,45 +73,7 @@ if rows:
 else:
     st.info("Nobody matches these filters.")
 
-with st.expander("Add a patient to the waitlist", expanded=not rows):
-    patient_id, _, _, _ = patient_picker(me, "waitlist_add")
-    with st.form("waitlist_add_form"):
-        a1, a2 = st.columns(2)
-        service = a1.selectbox(
-            "Service", list(services), format_func=services.get, key="waitlist_add_svc"
-        )
-        provider = a2.selectbox(
-            "Provider",
-            [None, *providers],
-            format_func=lambda p: providers.get(p, "Any provider"),
-            key="waitlist_add_pr",
-        )
-        today = utcnow().date()
-        days = a1.date_input("Days", (today, today + timedelta(days=28)), key="waitlist_add_days")
-        weekdays = a2.multiselect(
-            "Weekdays",
-            range(7),
-            default=list(range(5)),
-            format_func=WEEKDAYS.__getitem__,
-            key="waitlist_add_wd",
-        )
-        windows = st.multiselect(
-            "Times of day (none: any)", list(entries.TimeOfDay), key="waitlist_add_tod"
-        )
-        note = st.text_input("Note", key="waitlist_add_note")
-        if st.form_submit_button("Add to the waitlist", type="primary") and patient_id:
-            wish = entries.Wish(
-                patient_id,
-                clinic_id,
-                service,
-                days[0],
-                days[-1],
-                provider,
-                tuple(weekdays),
-                tuple(windows),
-                note,
-            )
-            run_action(entries.add_entry, wish, success="Added to the waitlist.")
+add_entry_form(me, clinic_id, services, providers, expanded=not rows)
 
 if me.can(Permission.WAITLIST_OFFER):
     st.subheader("Offers")

@@ -31,7 +31,7 @@ def deliver_notifications(database: Database, settings: Settings) -> None:
 
 JOBS: list[Callable[[Database, Settings], None]] = [
     surveys.feedback_job,  # before delivery, so a request goes out in the same run
-    reminders.reminders_job,  # each due reminder once (issue 15)
+    reminders.reminders_job,  # each due reminder once
     after_booking.forms_job,  # the service's forms after booking or approval
     clinic_events.digest_job,  # the clinics' daily digests when due
     waitlist_jobs.offer_job,  # freed slots → offers, lapsed offers → the next patient

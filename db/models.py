@@ -145,10 +145,10 @@ class LedgerKind(enum.StrEnum):
     LATE_CANCEL_FEE = "late_cancel_fee"
     NO_SHOW_FEE = "no_show_fee"
     POINTS = "points"  # points deducted by the policy (points > 0 = taken away)
-    POINTS_EARNED = "points_earned"  # issue 16: points added (a survey answered)
-    POINTS_SPENT = "points_spent"  # issue 16: points used to prepay an appointment
-    POINTS_ADJUSTED = "points_adjusted"  # issue 16: staff correction, signed, with a reason
-    POINTS_REFUNDED = "points_refunded"  # issue 16: prepaid points given back
+    POINTS_EARNED = "points_earned"  # points added (a survey answered)
+    POINTS_SPENT = "points_spent"  # points used to prepay an appointment
+    POINTS_ADJUSTED = "points_adjusted"  # staff correction, signed, with a reason
+    POINTS_REFUNDED = "points_refunded"  # prepaid points given back
 
 
 # ---------------------------------------------------------------- practice
@@ -164,9 +164,9 @@ class Clinic(Base):
     phone: Mapped[str] = mapped_column(String(40), default="")
     email: Mapped[str] = mapped_column(String(254), default="")
     external_ref: Mapped[str | None] = mapped_column(String(120), unique=True)
-    locale: Mapped[str] = mapped_column(String(16), default="en-GB")  # issue 14
-    currency: Mapped[str] = mapped_column(String(3), default="GBP")  # issue 14
-    active: Mapped[bool] = mapped_column(Boolean, default=True)  # issue 14
+    locale: Mapped[str] = mapped_column(String(16), default="en-GB")
+    currency: Mapped[str] = mapped_column(String(3), default="GBP")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class Provider(Base):
@@ -179,7 +179,7 @@ class Provider(Base):
     colour: Mapped[str] = mapped_column(String(9), default="#4c78a8")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     external_ref: Mapped[str | None] = mapped_column(String(120), unique=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # issue 14
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # their sign-in
 
     working_hours: Mapped[list[WorkingHours]] = relationship(
         back_populates="provider", cascade="all, delete-orphan"
@@ -233,7 +233,7 @@ class Service(Base):
     price_cents: Mapped[int] = mapped_column(Integer, default=0)
     virtual_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # issue 14: set-up fields
+    # set-up: category, buffers around a visit, booking online
     category: Mapped[str] = mapped_column(String(80), default="")
     buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
     buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
@@ -348,7 +348,7 @@ class Appointment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    # issue 13: set on imported rows; analytics ignore them until the batch is finished
+    # set on imported rows; analytics ignore them until the batch is finished
     import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
 
     __mapper_args__ = {"version_id_col": version}
@@ -636,7 +636,7 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
-    # issue 13: the sender holding the claim (its lease is next_attempt_at); a permanent
+    # the sender holding the claim (its lease is next_attempt_at); a permanent
     # failure (5xx, invalid address) is not retried until a person asks
     claim_token: Mapped[str | None] = mapped_column(String(32))
     permanent_failure: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -723,7 +723,7 @@ class Setting(Base):
     updated_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
-# ---------------------------------------------------------------- issue 13: import batches
+# ---------------------------------------------------------------- import batches
 
 
 class ImportBatch(Base):
@@ -744,7 +744,7 @@ class ImportBatch(Base):
     summary: Mapped[str | None] = mapped_column(Text)
 
 
-# ---------------------------------------------------------------- issue 13: public booking form
+# ---------------------------------------------------------------- public booking form
 
 
 class RequestFlag(Base):
@@ -793,7 +793,7 @@ class ServiceDocument(Base):
     created_by: Mapped[str] = mapped_column(String(120), default="")
 
 
-# ---------------------------------------------------------------- issue 14: practice set-up
+# ---------------------------------------------------------------- practice set-up
 
 
 class ResourceKind(enum.StrEnum):
@@ -865,7 +865,7 @@ class PackageService(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
 
-# ---------------------------------------------------------------- issue 15: reminders, replies,
+# ---------------------------------------------------------------- reminders, replies,
 # clinic notices and forms after booking
 
 
@@ -964,7 +964,7 @@ class FormRequest(Base):
     document: Mapped[ServiceDocument] = relationship()
 
 
-# ---------------------------------------------------------------- issue 16: portal and payments
+# ---------------------------------------------------------------- portal and payments
 
 
 class PortalSession(Base):
@@ -1027,7 +1027,7 @@ class PaymentEvent(Base):
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
 
 
-# ---------------------------------------------------------------- issue 17: waitlist and risk
+# ---------------------------------------------------------------- waitlist and risk
 
 
 class WaitlistStatus(enum.StrEnum):

@@ -1,4 +1,4 @@
-"""The appointment's messages (issue 15): forms sent after booking (outstanding, answered,
+"""The appointment's messages: forms sent after booking (outstanding, answered,
 signed; resend; answers opened on request and audited), the patient's text replies, and every
 message sent or queued with its delivery status. Shown on the appointment page."""
 

@@ -15,6 +15,7 @@ import streamlit as st
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import DomainError
 from core.kernel.money import clinic_money
+from core.practice import choices
 from core.requests import changes, decisions, queue
 from core.requests.queue import QueueKind, QueueRow
 from core.scheduling import lifecycle, moves, visits
@@ -39,7 +40,8 @@ def _suggestions(me, appointment_id: int, change_id: int | None, provider_id: in
 
 @cached("setup", ttl=60, max_entries=20)
 def _providers(me, clinic_id: int):
-    return read(queue.providers_at, me, clinic_id)
+    """Active providers who work at the clinic, by name."""
+    return {p.id: p.name for p in read(choices.list_choices, me).providers_at(clinic_id)}
 
 
 @cached(
@@ -105,7 +107,7 @@ def time_picker(
         st.caption("No free slot in the next two weeks fits; enter a time.")
     if picked != OTHER:
         return picked.provider_id, picked.start_at
-    providers = dict(_providers(me, clinic_id))  # only when typing a time
+    providers = _providers(me, clinic_id)  # only when typing a time
     ids = list(providers)
     provider = st.selectbox(
         "Provider",

@@ -1,5 +1,6 @@
 """Pieces of the booking form: the patient picker (search with suggestions or a new patient
-inline) and the confirmation editor (preview, edit, choose channels)."""
+inline), the services and visit mode, the provider free at the time, and the confirmation
+editor (preview, edit, choose channels)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import streamlit as st
 
 from core.kernel.clock import to_local
 from core.patients import records as patients
+from core.practice.choices import ServiceChoice
 from core.scheduling import booking
 from ui.caches import cached
 from ui.context import read
+from ui.text import escape
 
 NEW = "new"
 
@@ -88,6 +91,28 @@ def message_editor(prefix: str, preview: tuple[str, str], version: str):
     return channels, (subject if edited else None), (body if edited else None)
 
 
+@cached("appointments", "policy", "patients", ttl=60, max_entries=100)
+def _preview(me, clinic_id, provider, services, start_at, patient):
+    return read(
+        booking.preview_confirmation,
+        me,
+        clinic_id=clinic_id,
+        provider_name=provider,
+        service_names=list(services),
+        start_at=start_at,
+        patient_name=patient,
+    )
+
+
+def confirmation_editor(
+    me, prefix: str, clinic_id, provider_name, service_names, start_at, patient
+):
+    """The confirmation the booking will send, previewed and editable; (channels, subject,
+    body)."""
+    preview = _preview(me, clinic_id, provider_name, service_names, start_at, patient)
+    return message_editor(prefix, preview, f"{hash((preview, patient)) & 0xFFFF}")
+
+
 def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
     """Fill the form from `{prefix}_prefill` (clinic, start, provider), set by the calendar when
     a free time was selected; used once."""
@@ -100,3 +125,61 @@ def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
         st.session_state[f"{prefix}_day"] = moment.date()
         st.session_state[f"{prefix}_time"] = moment.time()
     st.session_state[f"{prefix}_provider_wanted"] = prefill.get("provider_id")
+
+
+def services_picker(services: list[ServiceChoice], prefix: str) -> tuple[list[ServiceChoice], str]:
+    """The services of the visit and whether it is virtual (only when every service allows it);
+    shows the length."""
+    chosen = st.multiselect(
+        "Services", services, format_func=lambda s: s.label, key=f"{prefix}_services"
+    )
+    minutes = sum(s.duration_minutes for s in chosen)
+    can_virtual = bool(chosen) and all(s.virtual_allowed for s in chosen)
+    mode = st.radio(
+        "Visit",
+        ["in_person", "virtual"] if can_virtual else ["in_person"],
+        horizontal=True,
+        format_func=lambda m: m.replace("_", " ").capitalize(),
+        key=f"{prefix}_mode",
+    )
+    st.caption(
+        f"Length: {minutes} minutes"
+        + (
+            ""
+            if can_virtual or not chosen
+            else " · virtual is offered only when every chosen service allows it"
+        )
+    )
+    return chosen, mode
+
+
+@cached("appointments", "setup", ttl=15, max_entries=100)
+def _choices(me, clinic_id, start_at, minutes):
+    return read(
+        booking.provider_choices, me, clinic_id=clinic_id, start_at=start_at, minutes=minutes
+    )
+
+
+def provider_picker(
+    me, prefix: str, clinic_id: int, start_at, minutes: int
+) -> booking.ProviderChoice | None:
+    """The providers free at that time (busy ones on request, with why), keeping the one the
+    calendar asked for while the time changes."""
+    choices = _choices(me, clinic_id, start_at, minutes)
+    show_all = st.checkbox(
+        "Also offer busy providers (double booking or outside hours)", key=f"{prefix}_all"
+    )
+    offered = choices if show_all else [c for c in choices if c.free]
+    labels = {c.id: c.name + ("" if c.free else f" — {c.why}") for c in offered}
+    key, wanted = f"{prefix}_provider", st.session_state.get(f"{prefix}_provider_wanted")
+    if st.session_state.get(key) not in labels:  # options changed with the time
+        st.session_state[key] = wanted if wanted in labels else next(iter(labels), None)
+    provider_id = st.selectbox("Provider", list(labels), format_func=labels.get, key=key)
+    busy = [f"{c.name}: {c.why}" for c in choices if not c.free]
+    if busy:
+        st.caption(escape("Not free then: " + " · ".join(busy)))
+    if not offered:
+        st.warning(
+            "No provider is free at that time. Choose another time, or offer busy providers."
+        )
+    return next((c for c in offered if c.id == provider_id), None)

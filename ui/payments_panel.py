@@ -1,4 +1,4 @@
-"""Payments on the appointment page (issue 16): the paid or deposit badge, every payment,
+"""Payments on the appointment page: the paid or deposit badge, every payment,
 refund and fee paid; record a desk payment, a desk refund, or a fee (at the desk or charged to
 the card on file through the provider when one is configured)."""
 

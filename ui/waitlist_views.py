@@ -1,21 +1,25 @@
 """Waitlist and risk pieces shared by the calendar, the appointment detail and the waitlist
-page: high-risk marks on calendar events, overbooking suggestions, offering a slot by hand."""
+page: high-risk marks on calendar events, overbooking suggestions, offering a slot by hand,
+adding a patient to the waitlist."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
-from core.kernel.clock import format_local
-from core.waitlist import offers, rules
+from core.kernel.clock import format_local, utcnow
+from core.waitlist import entries, offers, rules
+from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import read, run_action, settings
 from ui.risk import ICONS, probabilities
 from ui.text import show_table
+
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
 def with_risk(me, events: list[dict]) -> list[dict]:
@@ -175,3 +179,51 @@ def waitlist_request_button(me, appointment_id: int) -> None:
     ):
         if run_action(entries.add_from_request, appointment_id, success="Put on the waitlist."):
             st.rerun()
+
+
+def add_entry_form(
+    me, clinic_id: int, services: dict[int, str], providers: dict[int, str], *, expanded: bool
+) -> None:
+    """Add a patient to the clinic's waitlist: service, provider (or any), days, weekdays and
+    times of day they can come."""
+    with st.expander("Add a patient to the waitlist", expanded=expanded):
+        patient_id, _, _, _ = patient_picker(me, "waitlist_add")
+        with st.form("waitlist_add_form"):
+            a1, a2 = st.columns(2)
+            service = a1.selectbox(
+                "Service", list(services), format_func=services.get, key="waitlist_add_svc"
+            )
+            provider = a2.selectbox(
+                "Provider",
+                [None, *providers],
+                format_func=lambda p: providers.get(p, "Any provider"),
+                key="waitlist_add_pr",
+            )
+            today = utcnow().date()
+            days = a1.date_input(
+                "Days", (today, today + timedelta(days=28)), key="waitlist_add_days"
+            )
+            weekdays = a2.multiselect(
+                "Weekdays",
+                range(7),
+                default=list(range(5)),
+                format_func=WEEKDAYS.__getitem__,
+                key="waitlist_add_wd",
+            )
+            windows = st.multiselect(
+                "Times of day (none: any)", list(entries.TimeOfDay), key="waitlist_add_tod"
+            )
+            note = st.text_input("Note", key="waitlist_add_note")
+            if st.form_submit_button("Add to the waitlist", type="primary") and patient_id:
+                wish = entries.Wish(
+                    patient_id,
+                    clinic_id,
+                    service,
+                    days[0],
+                    days[-1],
+                    provider,
+                    tuple(weekdays),
+                    tuple(windows),
+                    note,
+                )
+                run_action(entries.add_entry, wish, success="Added to the waitlist.")

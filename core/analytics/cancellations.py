@@ -27,7 +27,7 @@ Formulas (also written on the page):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -35,9 +35,7 @@ from sqlalchemy import (
     and_,
     case,
     func,
-    literal,
     select,
-    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -70,35 +68,10 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import ValidationError
 from db.models import (
     Appointment,
-    Clinic,
     LedgerEntry,
     LedgerKind,
     Patient,
-    Provider,
-    Service,
 )
-
-
-@dataclass(frozen=True)
-class Choices:
-    clinics: list[tuple[int, str]]
-    providers: list[tuple[int, str]]
-    services: list[tuple[int, str]]
-
-
-def list_choices(session: Session, actor: Actor) -> Choices:
-    """The clinics, providers and services the page's filters offer."""
-    ensure(actor, Permission.ANALYTICS_READ)
-
-    # one round trip for the three lists (the page asks on every first view)
-    parts = [
-        select(literal(n).label("list"), m.id, m.name.label("name"))
-        for n, m in enumerate((Clinic, Provider, Service))
-    ]
-    found: list[list[tuple[int, str]]] = [[], [], []]
-    for n, id_, name in session.execute(union_all(*parts).order_by("list", "name")):
-        found[n].append((id_, name))
-    return Choices(*found)
 
 
 def validate_filters(filters: AnalyticsFilters) -> None:

@@ -475,16 +475,6 @@ def comments(
     return _feed_frame(rows[:page_size]), len(rows) > page_size
 
 
-def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
-    ensure(actor, Permission.ANALYTICS_READ)
-    return [
-        tuple(r)
-        for r in session.execute(
-            select(Clinic.id, Clinic.name, Clinic.timezone).order_by(Clinic.name)
-        )
-    ]
-
-
 @dataclass(frozen=True)
 class Groups:
     providers: pd.DataFrame

@@ -493,7 +493,7 @@ def submit_survey(
     except IntegrityError:
         raise LinkInvalid() from None
     request.answered_at = now
-    earned = points.award_survey_points(session, appointment)  # issue 16
+    earned = points.award_survey_points(session, appointment)
     before = appointment.feedback_status
     _set_feedback_status(session, appointment.id, FeedbackStatus.COLLECTED)
     patient = session.get(Patient, request.patient_id)

@@ -74,25 +74,6 @@ ICAL_STATUS = {
 }
 
 
-# ---------------------------------------------------------------- choices for the page
-
-
-@dataclass(frozen=True)
-class ExportChoices:
-    clinics: list[tuple[int, str]]
-    providers: list[tuple[int, str]]
-
-
-def list_export_choices(session: Session, actor: Actor) -> ExportChoices:
-    """Clinics and providers to export from (active providers first, by name)."""
-    ensure(actor, Permission.DATA_EXPORT)
-    clinics = session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name)).all()
-    providers = session.execute(
-        select(Provider.id, Provider.name).order_by(Provider.active.desc(), Provider.name)
-    ).all()
-    return ExportChoices([tuple(c) for c in clinics], [tuple(p) for p in providers])
-
-
 # ---------------------------------------------------------------- FHIR export
 
 

@@ -120,7 +120,7 @@ TEMPLATES: dict[str, Template] = {
         "{rating}/5.",
         "Tells the clinic that a survey arrived.",
     ),
-    # ------------------------------------------------ issue 15: reminders, visits, clinic, forms
+    # ------------------------------------------------ reminders, visits, clinic notices, forms
     "appointment_reminder": Template(
         "Reminder: your appointment on {when}",
         "Dear {patient_name},\n\nA reminder of your appointment for {service_name} with "

@@ -29,7 +29,6 @@ from core.patients.invitations import (
 from db.models import (
     Appointment,
     AppointmentStatus,
-    Clinic,
     InvitationStatus,
     Patient,
     PatientPortalTally,
@@ -424,8 +423,3 @@ def bulk_preview(
     if over > 0:
         skipped[f"over the limit of {limit} per run"] = over
     return BulkPreview(ids, skipped)
-
-
-def clinic_choices(session: Session, actor: Actor) -> list[tuple[int, str]]:
-    ensure(actor, Permission.PATIENTS_READ)
-    return [tuple(r) for r in session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))]

@@ -472,20 +472,6 @@ def add_points(
     return patient
 
 
-@dataclass(frozen=True)
-class Scopes:
-    clinics: list[tuple[int, str]]
-    services: list[tuple[int, str]]
-
-
-def list_scopes(session: Session, actor: Actor) -> Scopes:
-    """The clinics and services a policy (or an override) can be set for."""
-    ensure(actor, Permission.POLICY_MANAGE)
-    clinics = session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))
-    services = session.execute(select(Service.id, Service.name).order_by(Service.name))
-    return Scopes([tuple(c) for c in clinics], [tuple(s) for s in services])
-
-
 def preview(
     session: Session, actor: Actor, clinic_id: int, service_id: int | None, hours_before: float
 ) -> Evaluation:

@@ -1,7 +1,7 @@
 """Documents attached to a service: a questionnaire (short typed questions), a consent text and
 pre-treatment instructions. Versioned: saving adds version + 1 and deactivates the previous one,
 so answers and signatures keep pointing at the text the patient saw. Sending them after booking
-belongs to messaging (issue 15)."""
+belongs to messaging."""
 
 from __future__ import annotations
 

@@ -34,7 +34,6 @@ from db.models import (
     RequestFlag,
     Service,
     Setting,
-    WorkingHours,
 )
 from db.types import utcnow
 
@@ -368,19 +367,6 @@ def filter_options(session: Session, actor: Actor) -> FilterOptions:
         select(Provider.id, Provider.name).where(Provider.active.is_(True)).order_by(Provider.name)
     ).all()
     return FilterOptions([tuple(c) for c in clinics], [tuple(p) for p in providers])
-
-
-def providers_at(session: Session, actor: Actor, clinic_id: int) -> list[tuple[int, str]]:
-    """Active providers with working hours at the clinic."""
-    ensure(actor, Permission.APPOINTMENTS_READ)
-    rows = session.execute(
-        select(Provider.id, Provider.name)
-        .join(WorkingHours, WorkingHours.provider_id == Provider.id)
-        .where(WorkingHours.clinic_id == clinic_id, Provider.active.is_(True))
-        .distinct()
-        .order_by(Provider.name)
-    ).all()
-    return [tuple(r) for r in rows]
 
 
 def suggest_for(

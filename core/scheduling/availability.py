@@ -269,7 +269,7 @@ class _Busy:
         return self.max_end[index - 1]
 
 
-# ---------------------------------------------------------------- rooms and equipment (issue 14)
+# ---------------------------------------------------------------- rooms and equipment
 
 
 @dataclass(frozen=True)

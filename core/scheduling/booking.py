@@ -43,19 +43,6 @@ NOTIFY_CHOICES = {
 
 
 @dataclass(frozen=True)
-class ServiceOption:
-    id: int
-    name: str
-    duration_minutes: int
-    virtual_allowed: bool
-
-    @property
-    def label(self) -> str:
-        online = ", can be virtual" if self.virtual_allowed else ""
-        return f"{self.name} ({self.duration_minutes} min{online})"
-
-
-@dataclass(frozen=True)
 class ProviderChoice:
     id: int
     name: str
@@ -80,16 +67,6 @@ class Booked:
     patient_id: int | None
     start_at: datetime
     notes: list[str] = field(default_factory=list)  # what else happened, in words
-
-
-def list_services(session: Session, actor: Actor) -> list[ServiceOption]:
-    ensure(actor, Permission.APPOINTMENTS_READ)
-    rows = session.execute(
-        select(Service.id, Service.name, Service.duration_minutes, Service.virtual_allowed)
-        .where(Service.active.is_(True))
-        .order_by(Service.name)
-    )
-    return [ServiceOption(*row) for row in rows]
 
 
 def total_minutes(session: Session, service_ids: list[int]) -> int:

@@ -189,7 +189,7 @@ def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[
             event["classNames"] = [OUT_OF_OFFICE_CLASS]
         events.append(event)
     paid = prepay.badges(session, [int(e["id"]) for e in events if "classNames" not in e])
-    for event in events:  # issue 16: the paid or deposit badge
+    for event in events:  # the paid or deposit badge
         if badge := paid.get(int(event["id"])):
             event["title"] += f" · {badge}"
     return events
@@ -421,7 +421,7 @@ def window_events(
     )
 
 
-# ---------------------------------------------------------------- rooms and equipment (issue 14)
+# ---------------------------------------------------------------- rooms and equipment
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,7 @@ def cancel(
     fee_text = ""
     entries = []
     assessed = by_patient and before == S.SCHEDULED
-    settled = prepay.settle_on_cancel(  # refunds first, then the policy's deduction (issue 16)
+    settled = prepay.settle_on_cancel(  # refunds first, then the policy's deduction
         session,
         actor,
         appointment,

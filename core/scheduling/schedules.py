@@ -46,12 +46,6 @@ class TimeOffRow:
     reason: str
 
 
-@dataclass(frozen=True)
-class ProviderRow:
-    id: int
-    name: str
-
-
 def _provider(session: Session, provider_id: int) -> Provider:
     provider = session.get(Provider, provider_id)
     if provider is None:
@@ -64,25 +58,6 @@ def _clinic(session: Session, clinic_id: int) -> Clinic:
     if clinic is None:
         raise NotFound(f"There is no clinic #{clinic_id}.")
     return clinic
-
-
-def list_all_providers(session: Session, actor: Actor) -> list[ProviderRow]:
-    ensure(actor, Permission.APPOINTMENTS_READ)
-    rows = session.execute(
-        select(Provider.id, Provider.name).where(Provider.active.is_(True)).order_by(Provider.name)
-    )
-    return [ProviderRow(*row) for row in rows]
-
-
-def list_clinics(session: Session, actor: Actor) -> list[tuple[int, str, str]]:
-    """(id, name, time zone) of every clinic, by name."""
-    ensure(actor, Permission.APPOINTMENTS_READ)
-    return [
-        tuple(row)
-        for row in session.execute(
-            select(Clinic.id, Clinic.name, Clinic.timezone).order_by(Clinic.name)
-        )
-    ]
 
 
 def get_hours(session: Session, actor: Actor, provider_id: int, clinic_id: int) -> list[HoursRow]:

@@ -50,8 +50,8 @@ class TodayRow:
     can_check_in: bool
     can_complete: bool
     can_no_show: bool
-    confirmed: str = ""  # "Confirmed by the patient · when · channel" (issue 15)
-    payment: str = ""  # issue 16: "Paid", "Deposit paid", "Part paid" or ""
+    confirmed: str = ""  # "Confirmed by the patient · when · channel"
+    payment: str = ""  # "Paid", "Deposit paid", "Part paid" or ""
 
 
 def _stage(status: S, start: datetime, now: datetime) -> str:

@@ -1,5 +1,6 @@
-"""AppTest: the issue 15 screens — Reminders and notices, Text replies, Today's confirmation
-and call list, the appointment's forms and messages, and the patient's confirm and form links."""
+"""AppTest: the reminder, reply and form screens — Reminders and notices, Text replies, Today's
+confirmation and call list, the appointment's forms and messages, and the patient's confirm and
+form links."""
 
 from __future__ import annotations
 

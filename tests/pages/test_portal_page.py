@@ -1,4 +1,4 @@
-"""The patient portal page (/portal) and the staff's payments panel, in AppTest (issue 16)."""
+"""The patient portal page (/portal) and the staff's payments panel, in AppTest."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AppTest: the practice set-up pages (issue 14) for each role — checklist, clinics, rooms and
+"""AppTest: the practice set-up pages for each role — checklist, clinics, rooms and
 equipment, providers, services with documents, packages; staff read, managers edit."""
 
 from __future__ import annotations

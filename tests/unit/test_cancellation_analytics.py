@@ -32,8 +32,10 @@ from sqlalchemy import func, insert, select
 from core.analytics import cancellation_parts as parts
 from core.analytics import cancellation_rollups as rollups
 from core.analytics import cancellations as ca
+from core.kernel.authz import Permission
 from core.kernel.clock import local_to_utc
 from core.kernel.errors import PermissionDenied, ValidationError
+from core.practice.choices import list_choices
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -595,17 +597,25 @@ def test_the_first_view_reads_no_timing_but_the_same_what_if(db, world, data, wi
 
 
 def test_the_filter_choices_list_each_kind_by_name(db, world, data):
+    """The page's filters read the one choices reader, every clinic, provider and service
+    (inactive ones too), under the analytics permission."""
+    analytics = {"include_inactive": True, "permission": Permission.ANALYTICS_READ}
     with db.read() as session:
-        choices = ca.list_choices(session, world.manager)
+        found = list_choices(session, world.manager, **analytics)
+        choices = [
+            [(c.id, c.name) for c in kind]
+            for kind in (found.clinics, found.providers, found.services)
+        ]
         expected = [
             [(r.id, r.name) for r in session.scalars(select(m).order_by(m.name))]
             for m in (Clinic, Provider, Service)
         ]
-    assert [choices.clinics, choices.providers, choices.services] == expected
-    assert (data["ny"], "NY") in choices.clinics and (data["peel"], "Peel") in choices.services
-    assert (data["provider2"], "Dr Two") in choices.providers
+    assert choices == expected
+    clinics, providers, services = choices
+    assert (data["ny"], "NY") in clinics and (data["peel"], "Peel") in services
+    assert (data["provider2"], "Dr Two") in providers
     with db.read() as session, pytest.raises(PermissionDenied):
-        ca.list_choices(session, world.staff)
+        list_choices(session, world.staff, **analytics)
 
 
 def test_a_read_never_writes_while_the_roll_ups_lag(db, world, data):

@@ -1,4 +1,4 @@
-"""Payments and points (issue 16): integer cents, prepayment by points and/or card, desk
+"""Payments and points: integer cents, prepayment by points and/or card, desk
 payments, refunds by the policy, fees paid, the audited export, and the Stripe webhook signed
 with Stripe's own scheme (signature, replay, idempotency)."""
 

@@ -1,4 +1,4 @@
-"""The patient portal (issue 16): passwordless sign-in, short sessions, rate limits, a patient
+"""The patient portal: passwordless sign-in, short sessions, rate limits, a patient
 sees and acts on their own data only, survey points, late cancellation from the portal."""
 
 from __future__ import annotations

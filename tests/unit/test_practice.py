@@ -1,4 +1,4 @@
-"""Practice set-up (issue 14): clinics, providers, services, rooms and equipment, packages,
+"""Practice set-up: clinics, providers, services, rooms and equipment, packages,
 documents, the checklist, the choices reader and rooms/equipment respected when booking.
 
 Re-run on PostgreSQL by tests/integration/test_practice_pg.py (the race included)."""

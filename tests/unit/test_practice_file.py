@@ -1,4 +1,4 @@
-"""The practice file (issue 14): export, import by name with a report, a bad file refused with
+"""The practice file: export, import by name with a report, a bad file refused with
 its line and nothing changed, the demo built from the file and the round trip.
 
 Re-run on PostgreSQL by tests/integration/test_practice_pg.py."""

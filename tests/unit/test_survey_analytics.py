@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from core.analytics import surveys as sa
+from core.kernel.authz import Permission
 from core.kernel.errors import PermissionDenied, ValidationError
+from core.practice.choices import list_choices
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -361,9 +363,11 @@ def test_dashboard_and_local_day_filter(db, world, practice):
         sa.filter_for_days(date(2026, 11, 2), date(2026, 11, 1))
     with db.read() as session:
         board = sa.get_dashboard(session, world.owner, f, now=at(25))
-        clinics = sa.list_clinics(session, world.owner)
+        clinics = list_choices(
+            session, world.owner, include_inactive=True, permission=Permission.ANALYTICS_READ
+        ).clinics
     assert board.summary.nps == 25.0 and len(board.providers) == 3 and len(board.weekly) == 2
-    assert [name for _, name, _ in clinics] == ["Other Clinic", "Test Clinic"]
+    assert [c.name for c in clinics] == ["Other Clinic", "Test Clinic"]
 
 
 def test_t_quantiles():

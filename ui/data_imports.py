@@ -1,0 +1,82 @@
+"""The Import and export page's appointments tab: a CSV file with its layout, column mapping,
+clinic and visit length, imported in steps, and the report."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from core.interchange import csv_files, imports
+from ui.context import run_in_steps
+from ui.data_view import file_header, mapping_editor, progress_bar, show_report
+
+
+def appointments_import() -> None:
+    """Appointments CSV: layout, column mapping, clinic and visit length, then import in steps."""
+    st.caption(
+        "Imports are saved in small steps, so colleagues keep working; the analytics count "
+        "the file once all of it is saved. Importing the same file again skips rows already "
+        "imported and finishes an import that stopped part-way. The practice owner may import."
+    )
+    upload = st.file_uploader("CSV file", type=["csv"], key="data_appt_file")
+    preset = st.selectbox(
+        "Layout",
+        ["kaggle-noshow", "custom"],
+        key="data_appt_preset",
+        format_func=lambda p: {
+            "kaggle-noshow": "Kaggle no-show (Vitória 2016)",
+            "custom": "Other: map the columns",
+        }[p],
+    )
+    if upload is not None:
+        header = file_header(upload)
+        base = (
+            imports.KAGGLE_NOSHOW if preset == "kaggle-noshow" else imports.AppointmentMapping({})
+        )
+        initial = (
+            base.columns
+            if preset != "custom"
+            else csv_files.guess_mapping(header, imports.APPOINTMENT_FIELDS)
+        )
+        columns = mapping_editor(imports.APPOINTMENT_FIELDS, header, initial, "data_appt_mapping")
+        c1, c2, c3 = st.columns(3)
+        clinic = c1.text_input("Clinic", imports.KAGGLE_CLINIC[0], key="data_appt_clinic")
+        tz = c2.text_input("Clinic time zone", imports.KAGGLE_CLINIC[1], key="data_appt_tz")
+        minutes = c3.number_input(
+            "Visit length (minutes) when the file has none", 5, 600, 15, key="data_appt_minutes"
+        )
+        extra = st.multiselect(
+            "Columns kept as patient data",
+            header,
+            [c for c in base.extra_columns if c in header],
+            key="data_appt_extra",
+        )
+        flag = st.checkbox(
+            "The status column is a no-show flag (Yes = did not come)",
+            base.status_is_no_show_flag,
+            key="data_appt_flag",
+        )
+        mapping = replace(
+            base,
+            columns=columns,
+            extra_columns=tuple(extra),
+            status_is_no_show_flag=flag,
+            duration_minutes=int(minutes),
+            source=base.source if preset != "custom" else "csv",
+        )
+        encoding = st.text_input(
+            "File encoding (empty: UTF-8, else guessed and reported)", key="data_appt_encoding"
+        )
+        if st.button("Import appointments", type="primary", key="data_appt_import"):
+            report = run_in_steps(
+                imports.import_appointments,
+                upload.getvalue(),
+                mapping,
+                clinic_name=clinic,
+                timezone=tz,
+                progress=progress_bar("Starting"),
+                encoding=encoding.strip() or None,
+            )
+            if report:
+                show_report(report)

@@ -1,0 +1,90 @@
+"""The cancellation policy form: window, fees, points, reschedules, approvals, online cancelling
+and the text patients see; saving adds a new version."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.kernel.money import ClinicFormat, currency_symbol, to_major, to_minor
+from core.policy import cancellation as policy
+from ui.context import refresh, run_action
+
+
+def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None) -> None:
+    """The form filled from `base` (the version in force for the scope, or None), in the
+    clinic's currency."""
+    symbol = currency_symbol(fmt.currency, fmt.locale)
+    with st.form("policy_form"):
+        a, b, c = st.columns(3)
+        window = a.number_input(
+            "Late-cancellation window (hours)",
+            value=base.window_hours if base else 24,
+            step=1,
+            key="policy_window",
+            help="Cancelling fewer real hours than this before the start is late.",
+        )
+        late_fee = b.number_input(
+            f"Late-cancellation fee ({symbol})",
+            value=float(to_major(base.late_cancel_fee_cents, fmt.currency)) if base else 0.0,
+            step=5.0,
+            format="%.2f",
+            key="policy_late_fee",
+        )
+        no_show_fee = c.number_input(
+            f"No-show fee ({symbol})",
+            value=float(to_major(base.no_show_fee_cents, fmt.currency)) if base else 0.0,
+            step=5.0,
+            format="%.2f",
+            key="policy_no_show_fee",
+        )
+        points = a.number_input(
+            "Points deducted",
+            value=base.points_deducted if base else 0,
+            step=1,
+            key="policy_points",
+        )
+        reschedules = b.number_input(
+            "Most reschedules per appointment",
+            value=base.max_reschedules if base else 2,
+            step=1,
+            key="policy_reschedules",
+        )
+        approval = c.checkbox(
+            "Late requests need a manager's approval",
+            key="policy_approval",
+            value=base.inside_window_needs_approval if base else True,
+        )
+        auto = c.checkbox(
+            "Accept requests outside the window automatically",
+            key="policy_auto",
+            value=base.outside_window_auto_accept if base else False,
+        )
+        online = c.checkbox(
+            "Patients may cancel online",
+            key="policy_online",
+            value=base.online_cancel_allowed if base else True,
+        )
+        text = st.text_area(
+            "Policy text shown to patients",
+            value=base.policy_text if base else "",
+            key="policy_text",
+        )
+        saved = st.form_submit_button("Save as a new version", type="primary")
+    if saved:
+        done = run_action(
+            policy.save_policy,
+            clinic_id=clinic_id,
+            service_id=service_id,
+            window_hours=int(window),
+            late_cancel_fee_cents=to_minor(late_fee, fmt.currency),
+            no_show_fee_cents=to_minor(no_show_fee, fmt.currency),
+            points_deducted=int(points),
+            inside_window_needs_approval=approval,
+            outside_window_auto_accept=auto,
+            online_cancel_allowed=online,
+            max_reschedules=int(reschedules),
+            policy_text=text,
+            success="Policy saved; it applies from now on.",
+        )
+        if done:
+            refresh()
