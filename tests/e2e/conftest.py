@@ -81,16 +81,3 @@ def sign_in(app_server) -> Callable[[Page, str], None]:
         wait_for_app_idle(page)
 
     return go
-
-
-QUARANTINE = Path(__file__).with_name("quarantine.txt")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Browser tests listed in quarantine.txt are known to fail on main after a merge: they run
-    as strict xfail (a listed test that passes fails the run, so the list cannot go stale) until
-    they are fixed and taken off the list. The list and the reason are in the repository."""
-    listed = {line.split("#")[0].strip() for line in QUARANTINE.read_text().splitlines()} - {""}
-    for item in items:
-        if item.nodeid in listed:
-            item.add_marker(pytest.mark.xfail(strict=True, reason="quarantined: quarantine.txt"))
