@@ -9,9 +9,6 @@ from ui.navigation import PATIENT_PAGE, PORTAL_PAGE, pages_for
 from ui.text import escape
 
 st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
-# captions in a darker grey than Streamlit's faded default: axe-core's colour-contrast rule
-# (4.5:1 for small text) fails the default on this theme's background
-st.html("<style>[data-testid='stCaptionContainer']{color:#4a5a63}</style>")
 
 try:
     reachable_database()

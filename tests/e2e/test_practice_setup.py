@@ -109,7 +109,9 @@ def _walk(page: Page, empty_server, tmp_path) -> None:
     page.get_by_label("Username").fill("boss")
     page.get_by_label("Your name").fill("Bea Boss")
     page.get_by_label("Password (10 characters or more").fill("violet harbour tram ledger")
-    page.get_by_role("button", name="Create owner account").click()
+    # the browser swaps a one-time code for the HttpOnly cookie; later visits need it
+    with page.expect_response("**/_clinicdesk/session", timeout=30000):
+        page.get_by_role("button", name="Create owner account").click()
     expect(page.get_by_text("Signed in as")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
 
