@@ -1,4 +1,4 @@
-"""Golden path of the patient portal (issue 16) in real Chromium against serve.py: an enrolled
+"""Golden path of the patient portal in real Chromium against serve.py: an enrolled
 patient asks for a sign-in link, opens it from the email (loopback SMTP), sees the upcoming
 appointment on the calendar, pays it with points, answers a survey and sees the points added,
 cancels late after the warning and sees the points deducted; staff then see the payment on the
