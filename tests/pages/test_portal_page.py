@@ -43,6 +43,7 @@ def _patient_with_appointment(url) -> tuple[int, int]:
         patient = s.get(Patient, appointment.patient_id)
         patient.portal_enrolled_at, patient.points_balance = utcnow(), 1000
         patient.consent_email = True  # enrolment asks for it; some demo patients opted out
+        patient.email = patient.email or f"portal.{patient.id}@patients.example"  # some have none
         ids = patient.id, appointment.id
     database.dispose()
     return ids
