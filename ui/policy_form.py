@@ -23,20 +23,17 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
             key="policy_window",
             help="Cancelling fewer real hours than this before the start is late.",
         )
-        late_fee = b.number_input(
-            f"Late-cancellation fee ({symbol})",
-            value=float(to_major(base.late_cancel_fee_cents, fmt.currency)) if base else 0.0,
-            step=5.0,
-            format="%.2f",
-            key="policy_late_fee",
+
+        def fee(column, label: str, cents: int | None, key: str) -> float:
+            major = float(to_major(cents, fmt.currency)) if base else 0.0
+            return column.number_input(
+                f"{label} ({symbol})", value=major, step=5.0, format="%.2f", key=key
+            )
+
+        late_fee = fee(
+            b, "Late-cancellation fee", base and base.late_cancel_fee_cents, "policy_late_fee"
         )
-        no_show_fee = c.number_input(
-            f"No-show fee ({symbol})",
-            value=float(to_major(base.no_show_fee_cents, fmt.currency)) if base else 0.0,
-            step=5.0,
-            format="%.2f",
-            key="policy_no_show_fee",
-        )
+        no_show_fee = fee(c, "No-show fee", base and base.no_show_fee_cents, "policy_no_show_fee")
         points = a.number_input(
             "Points deducted",
             value=base.points_deducted if base else 0,
