@@ -12,7 +12,6 @@ from ui.caches import cached
 from ui.context import database
 from ui.patient import escape
 from ui.patient_portal import current_patient_id, show_flash, sign_in_form, sign_out, views
-from ui.patient_portal.appointments import card
 
 
 @cached("appointments", "patients", "feedback", ttl=30, max_entries=500)
@@ -35,26 +34,25 @@ if out.button("Sign out", key="portal_sign_out", icon=":material/logout:"):
 show_flash()
 if "paid" in st.query_params:
     st.info("Thank you: your card payment is being confirmed. It shows here within a minute.")
+
+
 a, b = st.columns(2)
 a.metric("Your points", view.points_balance)
 b.metric("Upcoming appointments", len(view.upcoming))
 if view.locked:
     st.warning(home.LOCKED, icon=":material/lock:")
 
-labels = ["Upcoming", "Calendar", "Visits and surveys", "History", "Points", "Request"]
-tabs = st.tabs(labels, key="portal_tab", on_change="rerun")  # keyed: a rerun keeps the tab
-with tabs[0]:
-    if not view.upcoming:
-        st.caption("No upcoming appointments.")
-    for item in view.upcoming:
-        card(item)
-with tabs[1]:
-    views.calendar(view)
-with tabs[2]:
-    views.visits(view)
-with tabs[3]:
-    views.history(view)
-with tabs[4]:
-    views.points(view)
-with tabs[5]:
-    views.request(view)
+sections = {
+    "Upcoming": views.upcoming,
+    "Calendar": views.calendar,
+    "Visits and surveys": views.visits,
+    "History": views.history,
+    "Points": views.points,
+    "Request": views.request,
+}
+# Keyed with on_change: only the open tab runs, so the calendar is drawn at its visible size.
+tabs = st.tabs(list(sections), key="portal_tab", on_change="rerun")
+for tab, section in zip(tabs, sections.values(), strict=True):
+    if tab.open:
+        with tab:
+            section(view)

@@ -163,3 +163,15 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
     assert (paid.amount_cents, paid.method) == (2500, "card")
     badges = [m.value for m in at.markdown]
     assert any("Paid" in b or "Part paid" in b for b in badges), badges
+
+
+def test_only_the_chosen_section_runs(app_db):
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    assert at.button(key=f"portal_pay_{appointment_id}")  # Upcoming is open first
+    assert not at.get("segmented_control")  # the calendar's view picker has not run
+    at.session_state["portal_tab"] = "Points"
+    at.run()
+    assert not at.exception
+    assert "Points balance" in [m.label for m in at.metric]
+    assert not [b for b in at.button if b.key == f"portal_pay_{appointment_id}"]

@@ -25,6 +25,13 @@ CAL_VIEWS = {"Month": "dayGridMonth", "Week": "timeGridWeek", "Day": "timeGridDa
 SCALE = [1, 2, 3, 4, 5]
 
 
+def upcoming(view: home.Home) -> None:
+    if not view.upcoming:
+        st.caption("No upcoming appointments.")
+    for item in view.upcoming:
+        card(item)
+
+
 def calendar(view: home.Home) -> None:
     label = st.segmented_control(
         "View", list(CAL_VIEWS), default="Month", key="portal_calendar_view"
