@@ -100,6 +100,7 @@ def test_feedback_request_email_survey_and_analytics(
     chromium_browser, survey_server, loopback_smtp
 ):
     server, database = survey_server
+    loopback_smtp.clear()  # the inbox is shared: an earlier server may have mailed this patient
     appointment_id, email = older_visit(database)
     before = responses_shown(database)
 

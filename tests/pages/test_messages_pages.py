@@ -44,16 +44,22 @@ def _db(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
 
 
-def _appointment(url, start) -> tuple[int, str]:
-    """A scheduled appointment of patient 1 at clinic 1; returns (id, the patient's phone)."""
+def _appointment(url, start, new_patient: bool = False) -> tuple[int, str]:
+    """A scheduled appointment at clinic 1 of patient 1, or of a new patient with no other
+    appointment (the demo's own bookings depend on the clock); returns (id, the phone)."""
     database = _db(url)
     with database.write() as session:
         patient = session.get(Patient, 1)
+        if new_patient:
+            patient = Patient(first_name="Texting", last_name="Patient", consent_sms=True)
+            session.add(patient)
+            session.flush()
+            patient.phone = f"07700 9{patient.id:05d}"
         patient.phone = patient.phone or "07700 900555"
         row = Appointment(
             clinic_id=1,
             provider_id=1,
-            patient_id=1,
+            patient_id=patient.id,
             service_id=1,
             status=AppointmentStatus.SCHEDULED,
             start_at=start,
@@ -94,7 +100,7 @@ def test_owner_sets_reminders_and_clinic_events(app_as, app_db):
 
 
 def test_staff_may_not_open_the_settings_but_see_text_replies(app_as, app_db):
-    appointment_id, phone = _appointment(app_db, utcnow() + timedelta(days=2))
+    appointment_id, phone = _appointment(app_db, utcnow() + timedelta(days=2), new_patient=True)
     database = _db(app_db)
     with database.write() as session:
         replies.receive_sms(session, from_number=phone, body="**Can I bring my son?**")
