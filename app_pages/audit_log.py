@@ -6,10 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel import accounts, audit
-from core.kernel.clock import local_days_bounds, utcnow
+from core.kernel.clock import local_days_bounds, to_local, utcnow
 from ui import actor
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 from ui.text import show_table
 
 PAGE_SIZE = 200
@@ -28,15 +29,16 @@ def _events(current, user_id, action, patient_id, since, until, page):
         page=page,
         page_size=PAGE_SIZE,
     )
+    when = display_format().moment  # the practice's local time, never UTC
     return pd.DataFrame(
         [
             {
-                "When (UTC)": e.at,
+                "When": when(e.at),
                 "Who": e.actor_label,
                 "Action": e.action,
                 "Record": e.entity,
-                "Record #": e.entity_id,
-                "Patient #": e.patient_id,
+                "Record #": str(e.entity_id) if e.entity_id is not None else "",
+                "Patient #": str(e.patient_id) if e.patient_id is not None else "",
                 "From": e.from_status,
                 "To": e.to_status,
                 "Reason": e.reason,
@@ -56,6 +58,7 @@ def _choices(current):
 st.title("Audit log")
 me = actor()
 users, actions = _choices(me)
+practice = display_format()  # the practice's time zone: days and times as the clinic lives them
 with st.form("audit_filters"):
     c1, c2, c3, c4 = st.columns(4)
     user = c1.selectbox(
@@ -68,11 +71,11 @@ with st.form("audit_filters"):
         "Action", ["", *actions], key="audit_action", format_func=lambda a: a or "Any action"
     )
     patient = c3.number_input("Patient #", min_value=0, step=1, value=0, key="audit_patient")
-    today = utcnow().date()
-    days = c4.date_input("Dates (UTC)", (today - timedelta(days=30), today), key="audit_dates")
+    today = to_local(utcnow(), practice.timezone).date()
+    days = c4.date_input("Dates", (today - timedelta(days=30), today), key="audit_dates")
     st.form_submit_button("Apply")
 page = st.session_state.setdefault("audit_page", 0)
-since, until = local_days_bounds(days[0], days[-1], "UTC") if days else (None, None)
+since, until = local_days_bounds(days[0], days[-1], practice.timezone) if days else (None, None)
 frame = _events(me, user.id if user else None, action, patient or None, since, until, page)
 show_table(frame, hide_index=True, width="stretch")
 prev, info, nxt = st.columns([1, 3, 1])

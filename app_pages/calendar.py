@@ -4,7 +4,8 @@ for details and actions, select a free time to book, drag or resize to reschedul
 import streamlit as st
 
 from core.kernel.authz import Permission
-from core.kernel.clock import format_local, to_local, utcnow
+from core.kernel.clock import to_local, utcnow
+from core.kernel.money import format_moment
 from core.practice import choices
 from core.scheduling import calendar as cal
 from ui import actor, shown
@@ -75,6 +76,7 @@ if c4.button("New appointment", key="calendar_new", icon=":material/add:"):
     st.session_state["book_prefill"] = {"clinic_id": clinic_id}
     st.switch_page("app_pages/book.py")
 frame, tz = _frame(me, clinic_id, chosen) if chosen else everyone, everyone.timezone
+locale = display_format(clinic_id).locale
 view, day = cw.navigation(to_local(utcnow(), tz).date(), cw.default_view(len(names)))
 first, last = cal.visible_window(view, day, tz)
 start, end = cal.window_bounds(first, last, tz)
@@ -83,7 +85,7 @@ cw.legend(cal.legend())
 overbooking(me, clinic_id, start, end)
 
 if st.session_state.get(cw.MOVE_KEY):  # a drag or resize waits for confirmation
-    cw.confirm_move(tz, names)
+    cw.confirm_move(tz, locale, names)
 
 key = f"calendar_fc_{view}_{first}_{st.session_state.get(cw.SUFFIX_KEY, 0)}"
 options = cw.options(
@@ -93,7 +95,7 @@ options = cw.options(
     resources=frame.resources,
     business_hours=frame.business_hours,
     editable=me.can(Permission.APPOINTMENTS_RESCHEDULE),
-    locale=display_format(clinic_id).locale,
+    locale=locale,
 )
 value = cw.take(cw.render(events, options, key), "calendar_seen", key)
 intent = cw.interpret(value, tz) if value else None
@@ -118,7 +120,7 @@ resource_view(_rooms(me, clinic_id, start, end))  # rooms and equipment in this 
 slot = st.session_state.get("calendar_slot")
 if slot:
     st.info(
-        f"Selected {format_local(slot['start_at'], tz, True)}"
+        f"Selected {format_moment(slot['start_at'], tz, locale, zone=True)}"
         + (f" with {escape(names.get(slot['provider_id'], ''))}" if slot["provider_id"] else "")
     )
     if st.button("Book this time", key="calendar_book_slot", type="primary"):

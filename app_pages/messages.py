@@ -13,6 +13,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.locale import display_format
 
 OFFSETS = [2, 4, 12, 24, 48, 72, 96, 168]
 
@@ -36,7 +37,7 @@ now = _current(clinic_id)
 st.caption(
     f"Now: reminders {', '.join(f'{h} h' for h in now.reminder_hours) or 'off'} before"
     + (" and a text 2 h before" if now.sms_two_hours else "")
-    + f"; {quiet_window_text(now)} (clinic time)."
+    + f"; {quiet_window_text(now, display_format(clinic_id).locale)} (clinic time)."
 )
 with st.form("messages_form"):
     st.subheader("Reminders to patients")

@@ -1,6 +1,8 @@
 """No-show risk model: what it was trained on, its honest validation on a time split (ROC-AUC,
 PR-AUC, Brier score, calibration by decile) beside the lead-time-alone baseline; retrain."""
 
+from datetime import date
+
 import pandas as pd
 import streamlit as st
 
@@ -10,6 +12,7 @@ from core.kernel.errors import DomainError
 from ui import actor, charts, run_action, show_error
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 from ui.text import show_table
 
 
@@ -44,10 +47,14 @@ if info is None:
     )
     st.stop()
 m, b = info.metrics.get("model", {}), info.metrics.get("baseline", {})
+practice = display_format()  # the practice's local time and locale, never UTC
+validated = info.metrics.get("validation_from")
+validated = practice.day(date.fromisoformat(validated), weekday=False) if validated else ""
 st.caption(
-    f"Model #{info.id}, trained {info.trained_at:%d %b %Y %H:%M} UTC on {info.rows:,} visits "
-    f"from {info.data_from} to before {info.data_until}. Validated on {m.get('rows', 0):,} visits "
-    f"from {info.metrics.get('validation_from')} on, with a model fitted only on earlier days."
+    f"Model #{info.id}, trained {practice.moment(info.trained_at)} on {info.rows:,} visits from "
+    f"{practice.day(info.data_from, weekday=False)} to before "
+    f"{practice.day(info.data_until, weekday=False)}. Validated on {m.get('rows', 0):,} visits "
+    f"from {validated} on, with a model fitted only on earlier days."
 )
 c = st.columns(4)
 c[0].metric("ROC-AUC", _figure(m.get("roc_auc")), help="Ranking quality; 0.5 is chance.")

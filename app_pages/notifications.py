@@ -8,6 +8,7 @@ from core.messaging import delivery, notify
 from ui import actor, database, refresh, run_action, settings
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 from ui.text import escape, show_table
 
 STATUSES = ["", "queued", "sent", "failed"]
@@ -34,11 +35,12 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Queued", counts["queued"])
 c2.metric("Sent", counts["sent"])
 c3.metric("Failed", counts["failed"])
+when = display_format().moment  # the practice's local time, never UTC
 frame = pd.DataFrame(
     [
         {
             "#": r.id,
-            "Created (UTC)": r.created_at,
+            "Created": when(r.created_at),
             "Channel": r.channel,
             "To": r.to_address,
             "Template": r.template,
@@ -46,8 +48,8 @@ frame = pd.DataFrame(
             "Status": r.status,
             "Attempts": r.attempts,
             "Last error": r.last_error,
-            "Next attempt (UTC)": r.next_attempt_at,
-            "Sent (UTC)": r.sent_at,
+            "Next attempt": when(r.next_attempt_at),
+            "Sent": when(r.sent_at),
         }
         for r in rows
     ]

@@ -9,6 +9,7 @@ from ui import actor, refresh, run_action, settings
 from ui.appointment_messages import patient_export_button
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 from ui.portal import (
     edit_form,
     history_table,
@@ -55,7 +56,9 @@ st.header(escape(record.name), divider="gray")
 left, right = st.columns(2)
 with left:
     st.text(
-        f"Born: {record.date_of_birth:%d %b %Y}" if record.date_of_birth else "Born: not recorded"
+        f"Born: {display_format().day(record.date_of_birth, weekday=False)}"
+        if record.date_of_birth
+        else "Born: not recorded"
     )
     st.text(plain(f"Email: {record.email or '—'}   Phone: {record.phone or '—'}"))
     consent = [

@@ -14,6 +14,7 @@ from core.payments import desk, points, rules
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 from ui.text import show_table
 
 
@@ -109,7 +110,7 @@ if me.can(Permission.DATA_EXPORT):
     first = c1.date_input("From", date.today() - timedelta(days=30), key="payments_export_from")
     last = c2.date_input("To", date.today(), key="payments_export_to")
     if st.button("Prepare CSV", key="payments_export"):
-        start, end = local_days_bounds(first, last, "UTC")
+        start, end = local_days_bounds(first, last, display_format().timezone)
         made = run_action(desk.export_payments, start, end)
         if made:
             st.download_button(

@@ -6,7 +6,8 @@ from datetime import time
 import pandas as pd
 import streamlit as st
 
-from core.kernel.clock import format_local, local_to_utc, utcnow
+from core.kernel.clock import local_to_utc, utcnow
+from core.kernel.money import clinic_time, clinic_time_range
 from core.practice import choices
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
@@ -59,8 +60,8 @@ if away:
         pd.DataFrame(
             [
                 {
-                    "From": format_local(t.starts_at, tz),
-                    "To": format_local(t.ends_at, tz),
+                    "From": clinic_time(clinic, t.starts_at),
+                    "To": clinic_time(clinic, t.ends_at),
                     "Reason": t.reason,
                 }
                 for t in away
@@ -73,7 +74,7 @@ if away:
         "Remove",
         away,
         key="schedules_remove_pick",
-        format_func=lambda t: f"{format_local(t.starts_at, tz)} → {format_local(t.ends_at, tz)}",
+        format_func=lambda t: clinic_time_range(clinic, t.starts_at, t.ends_at),
     )
     if st.button("Remove this time off", key="schedules_remove"):
         if run_action(schedules.remove_time_off, gone.id, success="Time off removed."):
@@ -95,6 +96,7 @@ with st.form("schedules_time_off", clear_on_submit=True):
             starts_at=starts,
             ends_at=ends,
             reason=reason,
+            clinic_id=clinic.id,
             success="Time off added.",
         )
         if done:

@@ -82,7 +82,8 @@ def dashboard():
         )
         st.form_submit_button("Apply")
     first, last = (days[0], days[-1]) if days else (today, today)
-    tz = clinics[clinic_id].timezone if clinic_id else "UTC"
+    fmt = display_format(clinic_id)  # all clinics: the practice's time zone and locale
+    tz = fmt.timezone
     f = sa.filter_for_days(first, last, tz, clinic_id)
     st.session_state["survey_analytics_filter"] = f
     length = (last - first).days + 1
@@ -92,9 +93,7 @@ def dashboard():
     view.overview(_section(me, role, f, "overview"), _section(me, role, before, "overview"), length)
     weekly = _section(me, role, f, "trends").weekly
     distribution = _section(me, role, f, "distribution")
-    picked = view.dashboard(
-        weekly, distribution, _section(me, role, f, "groups"), display_format(clinic_id)
-    )
+    picked = view.dashboard(weekly, distribution, _section(me, role, f, "groups"), fmt)
     view.behind(picked, lambda d, v: _behind(me, role, f, d, v))
     st.subheader("Latest comments")
     view.comment_feed(_comments(me, role, f, "", 0)[0], key="survey_analytics_latest")
@@ -103,6 +102,7 @@ def dashboard():
         lambda name: _section(me, role, f, name),
         lambda: _detractors(me, role, f.clinic_id),
         lambda search, page: _comments(me, role, f, search, page),
+        fmt,
     )
 
 

@@ -8,6 +8,7 @@ from core.kernel.authz import Role, matrix_markdown
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 from ui.text import show_table
 
 
@@ -18,6 +19,7 @@ def _users(current):
 
 st.title("Users")
 me = actor()
+when = display_format().moment  # the practice's local time, never UTC
 users = _users(me)
 show_table(
     pd.DataFrame(
@@ -28,8 +30,8 @@ show_table(
                 "Email": u.email,
                 "Role": u.role.value,
                 "Active": u.active,
-                "Locked until": u.locked_until,
-                "Last sign-in": u.last_login_at,
+                "Locked until": when(u.locked_until),
+                "Last sign-in": when(u.last_login_at),
             }
             for u in users
         ]

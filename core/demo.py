@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from core.interchange import practice_file
 from core.kernel import accounts, tokens
 from core.kernel.authz import SYSTEM
-from core.kernel.clock import format_local, local_to_utc, to_local
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.money import clinic_time
 from core.messaging import delivery, notify
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
 from db.models import (
@@ -506,7 +507,7 @@ def _outbox(session, rng, appointments, now):
     ]
     for appointment in rng.sample(recent, min(25, len(recent))):
         patient = appointment.patient
-        when = format_local(appointment.start_at, appointment.clinic.timezone)
+        when = clinic_time(appointment.clinic, appointment.start_at, zone=True)
         queued = notify.queue_for_patient(
             session,
             patient,

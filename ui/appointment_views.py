@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import DomainError
-from core.kernel.money import clinic_money
+from core.kernel.money import clinic_money, format_moment
 from core.practice import choices
 from core.requests import changes, decisions, queue
 from core.requests.queue import QueueKind, QueueRow
@@ -24,6 +24,7 @@ from core.scheduling.availability import Slot
 from core.scheduling.states import Action
 from ui.caches import cached
 from ui.context import read, refresh, run_action
+from ui.locale import display_format
 from ui.text import escape, show_table
 
 FLASH = "appointment_views_flash"
@@ -73,10 +74,6 @@ def _finish(done, headline: str) -> None:
     refresh()
 
 
-def _when(moment: datetime, tz: str) -> str:
-    return f"{to_local(moment, tz):%a %d %b %Y, %H:%M}"
-
-
 def time_picker(
     me,
     prefix: str,
@@ -93,12 +90,15 @@ def time_picker(
     except DomainError:  # e.g. a request whose service was retired: type a time instead
         slots = []
     options = [*slots, OTHER]
+    locale = display_format(clinic_id).locale
     picked = st.selectbox(
         "Time",
         options,
         key=f"{prefix}_slot",
         format_func=lambda s: (
-            "Another time…" if s == OTHER else f"{_when(s.start_at, tz)} · {s.provider_name}"
+            "Another time…"
+            if s == OTHER
+            else f"{format_moment(s.start_at, tz, locale)} · {s.provider_name}"
         ),
         help="The earliest free slots that fit the service, working hours, bookings and the "
         "patient's time-of-day preference.",
@@ -223,9 +223,10 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
             _finish(done, "Proposal sent to the patient." if proposing else "Approved.")
     elif choice == "Approve the new time":
         st.caption(
-            f"Moves the appointment from {_when(row.start_at, row.timezone)} to "
+            f"Moves the appointment from "
+            f"{format_moment(row.start_at, row.timezone, row.locale)} to "
             + (
-                _when(row.requested_start_at, row.timezone)
+                format_moment(row.requested_start_at, row.timezone, row.locale)
                 if row.requested_start_at
                 else "a time you choose"
             )

@@ -24,8 +24,8 @@ from typing import Any
 import streamlit as st
 from streamlit_calendar import calendar as fullcalendar
 
-from core.kernel.clock import format_local, to_local
-from core.kernel.money import hour_cycle
+from core.kernel.clock import to_local
+from core.kernel.money import format_moment, hour_cycle
 from core.scheduling import moves
 from core.scheduling.calendar import OUT_OF_OFFICE_CLASS, callback_time
 from db.types import utcnow
@@ -267,13 +267,13 @@ def redraw() -> None:
     st.session_state[SUFFIX_KEY] = st.session_state.get(SUFFIX_KEY, 0) + 1
 
 
-def confirm_move(tz: str, provider_names: dict[int, str]) -> None:
+def confirm_move(tz: str, locale: str, provider_names: dict[int, str]) -> None:
     """Ask before moving: notify or not, a message, the overrides. A refused move is redrawn
     where it was, with the reason shown; a done one reruns with fresh data."""
     move = st.session_state[MOVE_KEY]
     who = provider_names.get(move["provider"], "another provider") if move["provider"] else ""
     st.warning(
-        f"Move appointment #{move['id']} to {format_local(move['start'], tz, True)}"
+        f"Move appointment #{move['id']} to {format_moment(move['start'], tz, locale, zone=True)}"
         + (f" with {escape(who)}" if who else "")
         + "?",
         icon=":material/open_with:",

@@ -8,15 +8,17 @@ from datetime import timedelta
 import streamlit as st
 
 from core.interchange import standards as interchange
-from core.kernel.clock import local_days_bounds, utcnow
+from core.kernel.clock import local_days_bounds, to_local, utcnow
 from core.practice.choices import Choices
 from ui.context import run_action
 from ui.data_view import show_report
+from ui.locale import display_format
 
 
 def exchange(choices: Choices) -> None:
     """FHIR and iCalendar exports from the practice's clinics and providers; FHIR import."""
     st.subheader("FHIR R4 bundle")
+    practice_tz = display_format().timezone
     with st.form("data_fhir_form"):
         clinics = {c.id: c.name for c in choices.clinics}
         c1, c2 = st.columns(2)
@@ -26,15 +28,16 @@ def exchange(choices: Choices) -> None:
             key="data_fhir_clinic",
             format_func=lambda c: "All clinics" if c is None else clinics[c],
         )
-        today = utcnow().date()
+        today = to_local(utcnow(), practice_tz).date()
         days = c2.date_input(
-            "Appointments starting (UTC days)",
+            "Appointments starting (days in the clinic's time zone)",
             (today - timedelta(days=90), today + timedelta(days=90)),
             key="data_fhir_days",
         )
         prepare_fhir = st.form_submit_button("Prepare FHIR bundle (audited)")
     if prepare_fhir and days:
-        since, until = local_days_bounds(days[0], days[-1], "UTC")
+        tz = display_format(clinic_id).timezone if clinic_id else practice_tz
+        since, until = local_days_bounds(days[0], days[-1], tz)
         done = run_action(interchange.export_fhir, clinic_id=clinic_id, since=since, until=until)
         if done:
             st.session_state["data_fhir_bundle"] = done.value

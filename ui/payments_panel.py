@@ -13,6 +13,7 @@ from core.payments import desk, prepay
 from core.payments.providers import provider_for
 from ui.caches import cached
 from ui.context import actor, read, refresh, run_action, settings
+from ui.locale import display_format
 
 FEE_METHODS = {
     "card": "Card at the desk",
@@ -30,15 +31,15 @@ def _cents(value: float) -> int:
     return int((Decimal(str(value)) * 100).to_integral_value())
 
 
-def _row(r: prepay.PaymentRow) -> dict[str, object]:
+def _row(r: prepay.PaymentRow, when) -> dict[str, object]:
     return {
         "Ref": r.reference,
-        "When (UTC)": r.at,
+        "When": when(r.at),
         "Kind": r.kind,
         "Method": r.method,
         "Status": r.status,
         "Amount": r.amount,
-        "Points": r.points or None,
+        "Points": str(r.points) if r.points else "",
         "Note": r.note,
     }
 
@@ -53,7 +54,9 @@ def payments_panel(appointment_id: int) -> None:
     if info.due:
         st.caption(f"Prepayment asked: {info.due} · still to pay: {info.outstanding or 'nothing'}")
     if info.rows:
-        st.table(pd.DataFrame([_row(r) for r in info.rows]).set_index("Ref"))  # a few rows
+        when = display_format(info.clinic_id).moment  # the clinic's local time, never UTC
+        rows = [_row(r, when) for r in info.rows]
+        st.table(pd.DataFrame(rows).set_index("Ref"))  # a few rows
     else:
         st.caption("No payments recorded.")
     with st.expander("Record a payment taken at the desk"), st.form("payments_desk_form"):

@@ -12,6 +12,7 @@ from core.patients.invitations import PortalStatus
 from core.portal import patient_links
 from core.scheduling.codes import qr_png
 from ui.context import read, refresh, run_action, settings
+from ui.locale import display_format
 from ui.text import escape, plain, show_table
 
 STATUS_ICONS = {
@@ -49,16 +50,17 @@ def history_table(rows: list[enrolment.HistoryRow], key: str) -> None:
     if not rows:
         st.caption("No invitations yet.")
         return
+    when = display_format().moment  # the practice's local time, never UTC
     frame = pd.DataFrame(
         [
             {
                 "#": r.invitation_id,
-                "Sent (UTC)": r.sent_at,
+                "Sent": when(r.sent_at),
                 "To": r.email,
                 "Status": r.status,
-                "Expires (UTC)": r.expires_at,
-                "Enrolled (UTC)": r.enrolled_at,
-                "Revoked (UTC)": r.revoked_at,
+                "Expires": when(r.expires_at),
+                "Enrolled": when(r.enrolled_at),
+                "Revoked": when(r.revoked_at),
                 "Why revoked": r.revoked_reason,
                 "Sent by": r.sent_by,
             }

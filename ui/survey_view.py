@@ -252,10 +252,10 @@ def groups(board: sa.Groups, show_small: bool) -> None:
         )
 
 
-def _chart(frame: pd.DataFrame, title: str, label: str) -> None:
+def _chart(frame: pd.DataFrame, title: str, label) -> None:
     """NPS and CSAT lines over the responses' bars: a plain Vega-Lite spec (no Altair objects
-    to build, so the page stays quick)."""
-    data = frame.assign(period=frame.period.dt.strftime(label))
+    to build, so the page stays quick). `label` names a period's first day."""
+    data = frame.assign(period=[label(p.date()) for p in frame.period])
     x = {"field": "period", "type": "ordinal", "title": None, "sort": None}
     spec = {
         "title": title,
@@ -283,10 +283,10 @@ def _chart(frame: pd.DataFrame, title: str, label: str) -> None:
     st.vega_lite_chart(data, spec, width="stretch")
 
 
-def trends(board: sa.Trends) -> None:
+def trends(board: sa.Trends, fmt) -> None:
     for title, frame, label in (
-        ("Weekly (weeks from Monday)", board.weekly, "%d %b %Y"),
-        ("Monthly", board.monthly, "%b %Y"),
+        ("Weekly (weeks from Monday)", board.weekly, lambda d: fmt.day(d, weekday=False)),
+        ("Monthly", board.monthly, fmt.month),
     ):
         if frame.empty:
             st.caption(f"{title}: no responses in this period.")
@@ -313,7 +313,7 @@ def comment_feed(frame: pd.DataFrame, key: str | None = None) -> None:
 MORE = ["Response funnel", "Detractors", "By group", "Trends", "Comments"]
 
 
-def more(f: sa.SurveyFilter, part, recent_detractors, comment_page) -> None:
+def more(f: sa.SurveyFilter, part, recent_detractors, comment_page, fmt) -> None:
     """The further sections, one at a time (only what is shown is read)."""
     section = st.segmented_control("More", MORE, key="survey_analytics_section")
     if section == "Response funnel":
@@ -326,7 +326,7 @@ def more(f: sa.SurveyFilter, part, recent_detractors, comment_page) -> None:
         )
         groups(part("groups"), small)
     elif section == "Trends":
-        trends(part("trends"))
+        trends(part("trends"), fmt)
     elif section == "Comments":
         search = st.text_input(
             "Search comments",

@@ -63,7 +63,10 @@ def for_html(text: object) -> str:
 def show_table(data, **kwargs):
     """st.dataframe with every text cell `plain`: a table shows text as it is, but an old or
     imported row can still carry a direction override or a control character (and the grid's
-    hidden accessible copy is real page text). Returns what st.dataframe returns."""
+    hidden accessible copy is real page text). A missing text is an empty cell, not the grid's
+    "None". Returns what st.dataframe returns."""
     if isinstance(data, pd.DataFrame):
         data = data.map(lambda v: plain(v) if isinstance(v, str) else v)
+        texts = data.select_dtypes(include=["object", "string"]).columns
+        data[texts] = data[texts].fillna("")
     return st.dataframe(data, **kwargs)

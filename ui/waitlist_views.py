@@ -11,11 +11,12 @@ import streamlit as st
 
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
-from core.kernel.clock import format_local, utcnow
+from core.kernel.clock import local_days_bounds, utcnow
 from core.waitlist import entries, offers, rules
 from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import read, run_action, settings
+from ui.locale import display_format
 from ui.risk import ICONS, probabilities
 from ui.text import show_table
 
@@ -44,8 +45,9 @@ def _overbooking(me, clinic_id: int, start: datetime, end: datetime):
 def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:
     rows = _overbooking(me, clinic_id, start, end)
     if rows:
+        day = display_format(clinic_id).day
         text = "; ".join(
-            f"{r.provider} on {r.day:%a %d %b} ({r.expected_no_shows:.1f} of {r.visits})"
+            f"{r.provider} on {day(r.day)} ({r.expected_no_shows:.1f} of {r.visits})"
             for r in rows[:8]
         )
         st.caption(
@@ -103,10 +105,6 @@ def offers_table(rows: list[offers.OfferRow]) -> None:
     )
 
 
-def when(moment: datetime | None, tz: str) -> str:
-    return format_local(moment, tz) if moment else ""
-
-
 def rules_form(current: rules.Rules) -> None:
     """The practice's offer rules: mode, ranking, hold, batch, minimum notice, quiet hours."""
     with st.expander("Offer rules"), st.form("waitlist_rules_form"):
@@ -140,10 +138,7 @@ def rules_form(current: rules.Rules) -> None:
 
 @cached("analytics", "appointments", ttl=60, max_entries=20)
 def _refill(me, clinic_id, first, last):
-    from datetime import UTC, time, timedelta
-
-    since = datetime.combine(first, time(0), tzinfo=UTC)
-    until = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
+    since, until = local_days_bounds(first, last, display_format(clinic_id).timezone)
     return read(offers.refill_figures, me, clinic_id=clinic_id, since=since, until=until)
 
 

@@ -221,4 +221,4 @@ def responses_behind(
     column = SURVEY_DIMENSIONS[dimension]
     condition = column.is_(None) if value is None else column == int(value)
     query = sa._feed(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
-    return sa._feed_frame(session.execute(query.limit(limit)))
+    return sa._feed_frame(session, session.execute(query.limit(limit)))

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from core.analytics.risk_features import SCORABLE
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import format_local, to_local
+from core.kernel.clock import to_local
+from core.kernel.errors import NotFound
+from core.kernel.money import clinic_time
 from db.models import Appointment, Clinic, Patient, Provider, RiskModel, RiskScore
 from db.types import utcnow
 
@@ -106,7 +108,9 @@ def call_list(
 ) -> list[CallRow]:
     """Scheduled visits in the next `days` whose predicted no-show risk is high: call them."""
     ensure(actor, Permission.APPOINTMENTS_READ)
-    tz = session.get(Clinic, clinic_id).timezone
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
     now = utcnow()
     rows = session.execute(
         select(Appointment.id, Appointment.start_at, Patient, Provider.name, RiskScore.probability)
@@ -124,7 +128,7 @@ def call_list(
         .limit(200)
     )
     return [
-        CallRow(i, format_local(start, tz), p.full_name, p.phone or "", prov or "", prob)
+        CallRow(i, clinic_time(clinic, start), p.full_name, p.phone or "", prov or "", prob)
         for i, start, p, prov, prob in rows
     ]
 

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 
 from core.kernel import exports
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import local_days_bounds, to_local
+from core.kernel.clock import local_days_bounds
 from core.kernel.errors import ValidationError
+from core.kernel.money import clinic_format, format_moment
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -390,6 +391,7 @@ def _feed_columns():
         R.appointment_id,
         Clinic.name.label("clinic"),
         Clinic.timezone,
+        Clinic.locale,
         Provider.name.label("provider"),
         R.nps,
         R.rating,
@@ -397,11 +399,19 @@ def _feed_columns():
     )
 
 
-def _feed_frame(rows) -> pd.DataFrame:
+def _feed_frame(session: Session, rows) -> pd.DataFrame:
+    """Responses as rows; submitted in their clinic's time and locale (an imported response
+    without a clinic in the practice's)."""
+    practice = clinic_format(session)
     records = [
         {
             "id": r.id,
-            "submitted": to_local(r.submitted_at, r.timezone or "UTC").strftime("%Y-%m-%d %H:%M"),
+            "submitted": format_moment(
+                r.submitted_at,
+                r.timezone or practice.timezone,
+                r.locale or practice.locale,
+                weekday=False,
+            ),
             "appointment_id": r.appointment_id,
             "clinic": r.clinic or "",
             "provider": r.provider or "",
@@ -447,7 +457,7 @@ def recent_detractors(
     now = now or utcnow()
     query = _feed(SurveyFilter(now - timedelta(days=days), now + timedelta(seconds=1), clinic_id))
     query = query.where(R.nps <= 6).order_by(R.submitted_at.desc(), R.id.desc()).limit(limit)
-    return _feed_frame(session.execute(query))
+    return _feed_frame(session, session.execute(query))
 
 
 def _like(text: str) -> str:
@@ -472,7 +482,7 @@ def comments(
         condition = condition & R.comment.ilike(_like(search.strip()), escape="\\")
     query = _feed(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
     rows = list(session.execute(query.limit(page_size + 1).offset(max(0, page) * page_size)))
-    return _feed_frame(rows[:page_size]), len(rows) > page_size
+    return _feed_frame(session, rows[:page_size]), len(rows) > page_size
 
 
 @dataclass(frozen=True)

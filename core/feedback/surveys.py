@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
-from core.kernel.clock import format_local, to_local
+from core.kernel.clock import to_local
 from core.kernel.config import Settings
 from core.kernel.errors import (
     Conflict,
@@ -30,6 +30,7 @@ from core.kernel.errors import (
     NotFound,
     ValidationError,
 )
+from core.kernel.money import clinic_time, format_clock
 from core.messaging import clinic_events, notify
 from core.payments import points
 from core.scheduling.lifecycle import base_url
@@ -174,7 +175,7 @@ def _visit_context(appointment: Appointment) -> dict[str, object]:
     return {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
-        "when": format_local(appointment.start_at, clinic.timezone),
+        "when": clinic_time(clinic, appointment.start_at),
         "provider_name": appointment.provider.name if appointment.provider else "",
         "service_name": appointment.service.name if appointment.service else "",
     }
@@ -212,7 +213,7 @@ def request_feedback(
         )
     )
     if earlier is not None:
-        raise Conflict(_already_sent(earlier, tz))
+        raise Conflict(_already_sent(earlier, appointment.clinic))
     usable, skipped = notify.channels_for(patient)
     if not usable:
         raise ValidationError(
@@ -275,10 +276,11 @@ def request_feedback(
     )
 
 
-def _already_sent(earlier: FeedbackRequest, tz: str) -> str:
+def _already_sent(earlier: FeedbackRequest, clinic: Clinic) -> str:
+    at = format_clock(to_local(earlier.sent_at, clinic.timezone).time(), clinic.locale)
     return (
-        f"A feedback request for this visit was already sent today at "
-        f"{to_local(earlier.sent_at, tz):%H:%M}; you can send another tomorrow."
+        f"A feedback request for this visit was already sent today at {at}; you can send "
+        "another tomorrow."
     )
 
 
@@ -377,8 +379,8 @@ def get_feedback(
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")
-    tz = appointment.clinic.timezone
-    today = to_local(now or utcnow(), tz).date()
+    clinic = appointment.clinic
+    today = to_local(now or utcnow(), clinic.timezone).date()
     rows = session.execute(
         select(FeedbackRequest.sent_at, FeedbackRequest.sent_on, FeedbackRequest.answered_at)
         .where(FeedbackRequest.appointment_id == appointment_id)
@@ -394,7 +396,7 @@ def get_feedback(
         appointment_id,
         appointment.feedback_status.value,
         appointment.status == AppointmentStatus.COMPLETED,
-        [(format_local(sent_at, tz), answered is not None) for sent_at, _, answered in rows],
+        [(clinic_time(clinic, sent_at), answered is not None) for sent_at, _, answered in rows],
         any(sent_on == today for _, sent_on, _ in rows),
         response.nps if response else None,
         response.rating if response else None,
@@ -438,7 +440,7 @@ def open_survey(session: Session, raw: str | None, *, now: datetime | None = Non
     provider: Provider | None = appointment.provider
     return SurveyForm(
         clinic.name,
-        format_local(appointment.start_at, clinic.timezone),
+        clinic_time(clinic, appointment.start_at),
         provider.name if provider else "",
         survey_settings(session).questions,
     )

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
-from core.kernel.clock import format_local, to_local
+from core.kernel.clock import to_local
 from core.kernel.config import Settings
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
+from core.kernel.money import clinic_time, format_day
 from core.messaging import clinic_events, notify
 from core.scheduling.lifecycle import base_url as default_base_url
 from core.scheduling.lifecycle import message_context
@@ -32,6 +33,7 @@ from db.models import (
     AppointmentKind,
     AppointmentService,
     AppointmentStatus,
+    Clinic,
     DocumentKind,
     FormRequest,
     Patient,
@@ -252,7 +254,7 @@ def open_form(session: Session, raw: str | None, *, client_address: str = "") ->
         patient_id=patient.id,
         details={"form_id": form.id, "client_address": client_address[:64]},
     )
-    tz = appointment.clinic.timezone
+    clinic = appointment.clinic
     return FormView(
         document.kind.value,
         document.title,
@@ -260,9 +262,9 @@ def open_form(session: Session, raw: str | None, *, client_address: str = "") ->
         [q for q in (document.questions or []) if isinstance(q, dict) and q.get("key")],
         patient.first_name,
         patient.full_name,
-        format_local(appointment.start_at, tz, with_zone=True),
-        appointment.clinic.name,
-        to_local(utcnow(), tz).date(),
+        clinic_time(clinic, appointment.start_at, zone=True),
+        clinic.name,
+        to_local(utcnow(), clinic.timezone).date(),
     )
 
 
@@ -385,7 +387,7 @@ def forms_of(session: Session, actor: Actor, appointment_id: int) -> list[FormRo
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")
-    tz = appointment.clinic.timezone
+    clinic = appointment.clinic
     rows = session.scalars(
         select(FormRequest)
         .where(FormRequest.appointment_id == appointment_id)
@@ -398,10 +400,10 @@ def forms_of(session: Session, actor: Actor, appointment_id: int) -> list[FormRo
             f.document.title,
             f.document.version,
             _state(f),
-            format_local(f.sent_at, tz),
+            clinic_time(clinic, f.sent_at),
             f.times_sent,
-            format_local(f.completed_at, tz),
-            f"{f.signed_name} · {f.signed_on:%d/%m/%Y} · {f.client_address or 'address unknown'}"
+            clinic_time(clinic, f.completed_at),
+            f"{f.signed_name} · {_signed_on(f, clinic)} · {f.client_address or 'address unknown'}"
             if f.signed_name
             else "",
         )
@@ -425,6 +427,11 @@ def form_summaries(session: Session, actor: Actor, appointment_ids: list[int]) -
         ident: " · ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
         for ident, by_state in counts.items()
     }
+
+
+def _signed_on(form: FormRequest, clinic: Clinic) -> str:
+    """The day the patient wrote beside their signature, in the clinic's locale."""
+    return format_day(form.signed_on, clinic.locale, weekday=False)
 
 
 @dataclass(frozen=True)
@@ -455,9 +462,11 @@ def read_answers(session: Session, actor: Actor, form_id: int) -> FormAnswers:
         patient_id=form.patient_id,
         details={"form_id": form.id},
     )
+    clinic = session.get(Appointment, form.appointment_id).clinic
     signed = (
-        f"Signed by {form.signed_name} on {form.signed_on:%d/%m/%Y} at "
-        f"{form.completed_at:%Y-%m-%d %H:%M} UTC from {form.client_address or 'an unknown address'}"
+        f"Signed by {form.signed_name} on {_signed_on(form, clinic)} at "
+        f"{clinic_time(clinic, form.completed_at, weekday=False, zone=True)} from "
+        f"{form.client_address or 'an unknown address'}"
         if form.signed_name
         else ""
     )

@@ -1,4 +1,5 @@
-"""Time-zone arithmetic: times are stored in UTC and shown in the clinic's IANA zone."""
+"""Time-zone arithmetic: times are stored in UTC and shown in the clinic's IANA zone (formatted
+for people, in the clinic's locale, by core.kernel.money: clinic_time, clinic_time_range)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from core.kernel.errors import ValidationError
 from db.types import utcnow
 
-__all__ = ["utcnow", "zone", "to_local", "local_to_utc", "format_local", "local_day_bounds"]
+__all__ = ["utcnow", "zone", "to_local", "local_to_utc", "local_day_bounds"]
 
 
 def zone(name: str) -> ZoneInfo:
@@ -52,11 +53,3 @@ def local_day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
 def local_days_bounds(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
     """UTC [start, end) of the clinic-local days first..last, both included."""
     return local_to_utc(first, time(0), tz), local_to_utc(last + timedelta(days=1), time(0), tz)
-
-
-def format_local(moment: datetime | None, tz: str, with_zone: bool = False) -> str:
-    if moment is None:
-        return ""
-    local = to_local(moment, tz)
-    text = f"{local:%a %d %b %Y, %H:%M}"
-    return f"{text} ({local.tzname()})" if with_zone else text

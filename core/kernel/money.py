@@ -1,8 +1,11 @@
 """Money and the clinic's locale, formatted by Babel in one place.
 
 Amounts are stored as integer minor units (cents, pence). `format_money` is the only formatter
-of amounts in ClinicDesk; `format_moment`, `format_day` and `format_clock` show dates and times
-in a clinic's locale (a London clinic, en-GB, sees 24-hour times and day-month dates).
+of amounts in ClinicDesk. Times are stored in UTC and reach people only through `clinic_time`
+and `clinic_time_range` (or `format_moment`/`format_moment_range` given a zone and a locale):
+clinic-local, in the clinic's locale (a London clinic, en-GB, sees 24-hour times and day-month
+dates; a New York one, en-US, 12-hour times and month-day dates), never in UTC. `format_day`,
+`format_clock` and their ranges show days and wall-clock times the same way.
 Imports nothing from core outside the kernel (clock, errors).
 """
 
@@ -13,7 +16,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_time
+from babel.dates import format_interval, format_skeleton, format_time
 from babel.numbers import format_currency, get_currency_precision
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -69,26 +72,93 @@ def currency_symbol(currency: str = DEFAULT_CURRENCY, locale: str | None = DEFAU
 
 
 def format_moment(
-    moment: datetime | None, tz: str, locale: str | None = DEFAULT_LOCALE, with_weekday=True
+    moment: datetime | None,
+    tz: str,
+    locale: str | None = DEFAULT_LOCALE,
+    weekday: bool = True,
+    zone: bool = False,
 ) -> str:
-    """A UTC moment as the clinic's local date and time in its locale ('' for None)."""
+    """A UTC moment as the clinic's local date and time in its locale ('' for None): en-GB
+    'Tue, 3 Mar 2026, 14:00', en-US 'Tue, Mar 3, 2026, 2:00 PM'; `zone` adds the local zone's
+    abbreviation of that day ('(GMT)', '(BST)')."""
     if moment is None:
         return ""
     local = to_local(moment, tz)
-    pattern = "EEE d MMM y" if with_weekday else "d MMM y"
-    day = format_date(local.date(), pattern, babel_locale(locale))
-    return f"{day}, {format_clock(local.time(), locale)}"
+    text = _day_and_time(local.date(), format_clock(local.time(), locale), locale, weekday)
+    return f"{text} ({local.tzname()})" if zone else text
+
+
+def format_moment_range(
+    start: datetime | None,
+    end: datetime | None,
+    tz: str,
+    locale: str | None = DEFAULT_LOCALE,
+    weekday: bool = True,
+    zone: bool = False,
+) -> str:
+    """From one UTC moment to another in the clinic's zone and locale: the day once and the two
+    times when both fall on the same local day (en-GB 'Tue, 3 Mar 2026, 14:00–14:30', en-US
+    'Tue, Mar 3, 2026, 2:00 – 2:30 PM'), otherwise both moments in full ('' with no start)."""
+    if start is None or end is None:
+        return format_moment(start, tz, locale, weekday, zone)
+    first, last = to_local(start, tz), to_local(end, tz)
+    if first.date() != last.date():
+        return f"{format_moment(start, tz, locale, weekday, zone)} – " + format_moment(
+            end, tz, locale, weekday, zone
+        )
+    times = format_clock_range(first.time(), last.time(), locale)
+    text = _day_and_time(first.date(), times, locale, weekday)
+    names = dict.fromkeys((first.tzname(), last.tzname()))  # both on a night the clocks change
+    return f"{text} ({'/'.join(names)})" if zone else text
+
+
+def _day_and_time(day: date, times: str, locale: str | None, weekday: bool) -> str:
+    joined = babel_locale(locale).datetime_formats["medium"]  # '{1}, {0}': day, then time
+    return joined.replace("{1}", format_day(day, locale, weekday)).replace("{0}", times)
+
+
+def format_day_range(first: date, last: date, locale: str | None = DEFAULT_LOCALE) -> str:
+    """From one day to another, each part once: en-GB '3–10 Mar 2026', en-US 'Mar 3 – 10, 2026'."""
+    return format_interval(first, last, "yMMMd", locale=babel_locale(locale))
+
+
+def clinic_time(clinic, moment: datetime | None, weekday: bool = True, zone: bool = False) -> str:
+    """A UTC moment in a clinic's time zone and locale (anything with .timezone and .locale:
+    a Clinic, a ClinicFormat). The one way a time reaches a user; never UTC."""
+    return format_moment(moment, clinic.timezone, clinic.locale, weekday, zone)
+
+
+def clinic_time_range(
+    clinic, start: datetime | None, end: datetime | None, weekday: bool = True, zone: bool = False
+) -> str:
+    """A visit's or a period's start and end in a clinic's time zone and locale."""
+    return format_moment_range(start, end, clinic.timezone, clinic.locale, weekday, zone)
 
 
 def format_day(day: date | None, locale: str | None = DEFAULT_LOCALE, weekday: bool = True) -> str:
+    """A calendar day in the locale's own order: en-GB 'Tue, 3 Mar 2026', en-US 'Tue, Mar 3,
+    2026' ('' for None)."""
     if day is None:
         return ""
-    return format_date(day, "EEE d MMM y" if weekday else "d MMM y", babel_locale(locale))
+    return format_skeleton("yMMMEd" if weekday else "yMMMd", day, locale=babel_locale(locale))
 
 
 def format_clock(at: time | datetime, locale: str | None = DEFAULT_LOCALE) -> str:
     """A wall-clock time in the locale's own short form (24-hour in en-GB, 12-hour in en-US)."""
     return format_time(at, "short", locale=babel_locale(locale))
+
+
+def format_clock_range(first: time, last: time, locale: str | None = DEFAULT_LOCALE) -> str:
+    """From one wall-clock time to another in the locale's form: en-GB '14:00–14:30', en-US
+    '2:00 – 2:30 PM'."""
+    skeleton = "Hm" if hour_cycle(locale) else "hm"
+    return format_interval(first, last, skeleton, locale=babel_locale(locale))
+
+
+def clinic_clock_range(clinic, start: datetime, end: datetime) -> str:
+    """The local times (no day) of a UTC start and end in a clinic's zone and locale."""
+    first, last = to_local(start, clinic.timezone), to_local(end, clinic.timezone)
+    return format_clock_range(first.time(), last.time(), clinic.locale)
 
 
 def hour_cycle(locale: str | None = DEFAULT_LOCALE) -> bool:
@@ -108,14 +178,18 @@ class ClinicFormat:
     def money(self, cents: int | None) -> str:
         return format_money(cents, self.currency, self.locale)
 
-    def moment(self, moment: datetime | None) -> str:
-        return format_moment(moment, self.timezone, self.locale)
+    def moment(self, moment: datetime | None, weekday: bool = True, zone: bool = False) -> str:
+        return format_moment(moment, self.timezone, self.locale, weekday, zone)
 
     def day(self, day: date | None, weekday: bool = True) -> str:
         return format_day(day, self.locale, weekday)
 
     def clock(self, at: time | datetime) -> str:
         return format_clock(at, self.locale)
+
+    def month(self, day: date) -> str:
+        """A month and year: en-GB 'Mar 2026', pt-BR 'mar. de 2026'."""
+        return format_skeleton("yMMM", day, locale=babel_locale(self.locale))
 
 
 def clinic_format(session: Session, clinic_id: int | None = None) -> ClinicFormat:

@@ -15,8 +15,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core.kernel.clock import format_local, to_local
+from core.kernel.clock import to_local
 from core.kernel.config import Settings
+from core.kernel.money import clinic_time, format_day
 from core.messaging import notify
 from core.messaging.preferences import CLINIC_EVENTS, preferences
 from db.engine import Database
@@ -88,10 +89,11 @@ def _digest_key(clinic_id: int) -> str:
     return f"clinic_digest_day_{clinic_id}"
 
 
-def digest_text(events: list[ClinicEvent], tz: str) -> str:
+def digest_text(events: list[ClinicEvent], clinic: Clinic) -> str:
     lines = []
     for e in events:
-        lines.append(f"- {format_local(e.created_at, tz)} · {CLINIC_EVENTS[e.event]}: {e.summary}")
+        when = clinic_time(clinic, e.created_at)
+        lines.append(f"- {when} · {CLINIC_EVENTS[e.event]}: {e.summary}")
         if e.link:
             lines.append(f"  {e.link}")
     return "\n".join(lines)
@@ -142,9 +144,9 @@ def send_digest(session: Session, clinic: Clinic, *, now: datetime | None = None
         "clinic_digest",
         {
             "clinic_name": clinic.name,
-            "day": f"{local:%a %d %b %Y}",
+            "day": format_day(local.date(), clinic.locale),
             "count": str(len(events)),
-            "items": digest_text(events, clinic.timezone),
+            "items": digest_text(events, clinic),
         },
     )
     session.flush()

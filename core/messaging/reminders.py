@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor
-from core.kernel.clock import format_local, local_to_utc, to_local
+from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import Settings
+from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_clock_range
 from core.messaging import notify
 from core.messaging.preferences import MessagePreferences, in_quiet_hours, preferences
 from db.engine import Database
@@ -122,8 +123,10 @@ class Confirmation:
     confirmed_at: datetime
     channel: str
 
-    def text(self, tz: str) -> str:
-        return f"Confirmed by the patient · {format_local(self.confirmed_at, tz)} · {self.channel}"
+    def text(self, clinic) -> str:
+        """In the clinic's (anything with .timezone and .locale) local time and locale."""
+        when = clinic_time(clinic, self.confirmed_at)
+        return f"Confirmed by the patient · {when} · {self.channel}"
 
 
 def confirmations(session: Session, appointment_ids: list[int]) -> dict[int, Confirmation]:
@@ -195,7 +198,7 @@ def appointment_context(appointment: Appointment) -> dict[str, object]:
     return {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
-        "when": format_local(appointment.start_at, clinic.timezone, with_zone=True),
+        "when": clinic_time(clinic, appointment.start_at, zone=True),
         "service_name": " + ".join(s.name for s in services) or "your appointment",
         "provider_name": appointment.provider.name if appointment.provider else "our team",
     }
@@ -343,7 +346,7 @@ def reminders_job(database: Database, settings: Settings) -> None:
         log.info("queued %d reminder(s)", len(queued))
 
 
-def quiet_window_text(prefs: MessagePreferences) -> str:
+def quiet_window_text(prefs: MessagePreferences, locale: str | None = DEFAULT_LOCALE) -> str:
     if prefs.quiet_start == prefs.quiet_end:
         return "no quiet hours"
-    return f"no reminders from {prefs.quiet_start:%H:%M} to {prefs.quiet_end:%H:%M}"
+    return f"no reminders {format_clock_range(prefs.quiet_start, prefs.quiet_end, locale)}"

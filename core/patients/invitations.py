@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session, aliased
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
+from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import clinic_format, format_day
 from core.messaging import notify
 from db.models import (
     Appointment,
@@ -150,11 +152,12 @@ class PortalState:
     sent_at: datetime | None
     expires_at: datetime | None
     enrolled_at: datetime | None
+    expires_on: str = ""  # the expiry day in the patient's clinic's zone and locale
 
     @property
     def label(self) -> str:
-        if self.status == PortalStatus.INVITED and self.expires_at:
-            return f"Invited (expires {self.expires_at:%d %b %Y})"
+        if self.status == PortalStatus.INVITED and self.expires_on:
+            return f"Invited (expires {self.expires_on})"
         return self.status.label
 
     @property
@@ -197,7 +200,13 @@ def state_of(session: Session, patient: Patient, now: datetime | None = None) ->
         inv.sent_at if inv else None,
         inv.expires_at if inv else None,
         patient.portal_enrolled_at or (inv.enrolled_at if inv else None),
+        _expiry_day(session, patient.id, inv.expires_at) if status == PortalStatus.INVITED else "",
     )
+
+
+def _expiry_day(session: Session, patient_id: int, expires_at: datetime) -> str:
+    local = clinic_for(session, patient_id) or clinic_format(session)
+    return format_day(to_local(expires_at, local.timezone).date(), local.locale)
 
 
 def get_portal_state(session: Session, actor: Actor, patient_id: int) -> PortalState:
@@ -326,7 +335,7 @@ def send_invitation(
                 "clinic_name": clinic.name if clinic else "",
                 "clinic_phone": clinic.phone if clinic else "",
                 "link": url,
-                "expires": f"{invitation.expires_at:%a %d %b %Y}",
+                "expires": _expiry_day(session, patient.id, invitation.expires_at),
             },
             channels=[Channel.EMAIL],
         )

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import format_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import ClinicFormat, clinic_time
 from core.kernel.text import clean
 from core.patients import enrolment, invitations
 from db.models import Patient
@@ -287,12 +287,13 @@ class PatientAppointment:
     booked_by: str  # a staff name, or "Online appointment · <time>"
 
 
-def booked_by_label(source, created_by: str | None, booked_at, tz: str) -> str:
-    """Who created an appointment: "Online appointment" and the time in place of a staff name."""
+def booked_by_label(source, created_by: str | None, booked_at, clinic) -> str:
+    """Who created an appointment: "Online appointment" and the time (in the clinic's zone and
+    locale) in place of a staff name."""
     from db.models import Source
 
     if source == Source.ONLINE:
-        return f"Online appointment · {format_local(booked_at, tz)}"
+        return f"Online appointment · {clinic_time(clinic, booked_at)}"
     return created_by or ("Imported" if source == Source.IMPORT else "Practice")
 
 
@@ -310,6 +311,7 @@ def list_patient_appointments(
             Provider.name,
             Clinic.name,
             Clinic.timezone,
+            Clinic.locale,
             User.display_name,
         )
         .join(Clinic, Clinic.id == Appointment.clinic_id)
@@ -324,12 +326,13 @@ def list_patient_appointments(
         .limit(limit)
     ).all()
     result = []
-    for a, service, provider, clinic, tz, creator in rows:
+    for a, service, provider, clinic, tz, locale, creator in rows:
+        local = ClinicFormat(tz, locale)
         if a.start_at is not None:
-            when = format_local(a.start_at, tz)
+            when = local.moment(a.start_at)
         else:
             part = a.time_of_day.value.replace("_", " ") if a.time_of_day else "any time"
-            when = f"{a.requested_day:%a %d %b %Y}, {part}" if a.requested_day else ""
+            when = f"{local.day(a.requested_day)}, {part}" if a.requested_day else ""
         result.append(
             PatientAppointment(
                 a.id,
@@ -338,7 +341,7 @@ def list_patient_appointments(
                 provider or "",
                 clinic,
                 a.status.value.replace("_", " "),
-                booked_by_label(a.source, creator, a.booked_at, tz),
+                booked_by_label(a.source, creator, a.booked_at, local),
             )
         )
     return result

@@ -225,6 +225,7 @@ class Summary:
     outstanding: str
     rows: list[PaymentRow]
     fees: list[OpenFee]
+    clinic_id: int  # whose local time and locale the rows are shown in
 
 
 def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
@@ -243,4 +244,5 @@ def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
         rules.money(owed.outstanding_cents) if owed.outstanding_cents else "",
         list_payments(session, actor, appointment_id),
         unpaid_fees(session, actor, appointment_id),
+        appointment.clinic_id,
     )

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
-from core.kernel.clock import format_local
 from core.kernel.config import Settings
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import clinic_time
 from core.messaging import notify
 from core.payments import points as ledger_points
 from core.payments.providers import PaymentProvider, provider_for
@@ -171,7 +171,7 @@ def _context(appointment: Appointment) -> dict[str, object]:
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
         "service_name": appointment.service.name if appointment.service else "your appointment",
-        "when": format_local(appointment.start_at, clinic.timezone),
+        "when": clinic_time(clinic, appointment.start_at, zone=True),
     }
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import format_money
+from core.kernel.money import clinic_format, clinic_time, format_money
 from db.models import (
     Appointment,
     CancellationPolicy,
@@ -400,9 +400,11 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
     if entry is None:
         raise NotFound(f"There is no fee #{ledger_entry_id}.")
     if entry.waived_at is not None:
-        raise Conflict(
-            f"Fee #{entry.id} was already waived at {entry.waived_at:%d %b %Y %H:%M} UTC."
+        clinic_id = session.scalar(
+            select(Appointment.clinic_id).where(Appointment.id == entry.appointment_id)
         )
+        when = clinic_time(clinic_format(session, clinic_id), entry.waived_at)
+        raise Conflict(f"Fee #{entry.id} was already waived at {when}.")
     entry.waived_at = utcnow()
     entry.waived_by_user_id = actor.user_id
     entry.waive_reason = reason

@@ -19,8 +19,15 @@ from sqlalchemy.orm import Session
 from core.feedback import surveys
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
-from core.kernel.clock import format_local, to_local
+from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import (
+    clinic_format,
+    clinic_time,
+    clinic_time_range,
+    format_day,
+    format_moment,
+)
 from core.payments import points as ledger_points
 from core.payments import prepay
 from core.payments.providers import PaymentProvider
@@ -85,11 +92,16 @@ class Home:
     locked: bool
     point_value: str
     survey_points: int
-    timezone: str
+    timezone: str  # the patient's latest clinic's (the practice's first without one)
+    locale: str
     upcoming: list[PortalAppointment]
     completed: list[PortalAppointment]
     history: list[PortalAppointment]
     ledger: list[ledger_points.LedgerRow]
+
+    def local_time(self, moment: datetime | None) -> str:
+        """A UTC moment in the patient's clinic's time zone and locale (never UTC)."""
+        return format_moment(moment, self.timezone, self.locale)
 
     def calendar_events(self) -> list[dict[str, object]]:
         """FullCalendar events in the staff calendar's colours (no one else's data)."""
@@ -128,10 +140,11 @@ def own_appointment(session: Session, patient_id: int, appointment_id: int) -> A
 def _view(session, appointment: Appointment, badges, rules, now) -> PortalAppointment:
     clinic: Clinic = appointment.clinic
     tz = clinic.timezone
-    when = format_local(appointment.start_at, tz, with_zone=True)
+    when = clinic_time_range(clinic, appointment.start_at, appointment.end_at, zone=True)
     if appointment.start_at is None and appointment.requested_day:
         moment = TIME_OF_DAY_LABELS.get(appointment.time_of_day, "")
-        when = f"Requested for {appointment.requested_day:%a %d %b %Y} {moment}".strip()
+        day = format_day(appointment.requested_day, clinic.locale)
+        when = f"Requested for {day} {moment}".strip()
     payment, outstanding, payable = badges.get(appointment.id, ""), "", False
     if appointment.status == S.SCHEDULED:
         owed = prepay.due(session, appointment, rules)
@@ -183,7 +196,7 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
     )
     completed = [views[a.id] for a in rows if a.status == S.COMPLETED]
     history = [views[a.id] for a in rows if a.status in PAST]
-    tz = rows[0].clinic.timezone if rows else "UTC"
+    local = clinic_format(session, rows[0].clinic_id if rows else None)
     return Home(
         patient.id,
         patient.first_name,
@@ -191,7 +204,8 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
         online_booking_blocked(patient),
         rules.money(rules.point_value_cents),
         rules.survey_points if rules.survey_points_enabled else 0,
-        tz,
+        local.timezone,
+        local.locale,
         upcoming,
         completed,
         history,
@@ -340,7 +354,7 @@ def survey_form(session: Session, patient_id: int, appointment_id: int) -> surve
         raise ValidationError("There is no survey waiting for this visit.")
     return surveys.SurveyForm(
         appointment.clinic.name,
-        format_local(appointment.start_at, appointment.clinic.timezone),
+        clinic_time(appointment.clinic, appointment.start_at),
         appointment.provider.name if appointment.provider else "",
         surveys.survey_settings(session).questions,
     )

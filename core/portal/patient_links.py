@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
-from core.kernel.clock import format_local, to_local
+from core.kernel.clock import to_local
 from core.kernel.config import BookingLimits
 from core.kernel.errors import LinkInvalid, ValidationError
-from core.kernel.money import clinic_money
+from core.kernel.money import DEFAULT_LOCALE, clinic_money, clinic_time, format_day
 from core.kernel.text import clean
 from core.patients import invitations
 from core.patients.records import validate_contact
@@ -183,7 +183,7 @@ def appointment_view(session: Session, appointment: Appointment) -> AppointmentV
         provider.name if provider else "",
         clinic.name,
         clinic.phone,
-        format_local(appointment.start_at, clinic.timezone, with_zone=True),
+        clinic_time(clinic, appointment.start_at, zone=True),
         appointment.status.value,
     )
 
@@ -334,6 +334,7 @@ class BookingView:
     first_day: date
     last_day: date
     link_id: int = 0  # the booking link's token row (its own request limit)
+    locale: str = DEFAULT_LOCALE  # the clinic's, for the days it names
 
 
 def issue_booking_link(
@@ -377,6 +378,7 @@ def booking_view(session: Session, raw: str | None) -> BookingView:
         today,
         today + timedelta(days=BOOKING_DAYS_AHEAD),
         token.id,
+        clinic.locale,
     )
 
 
@@ -456,9 +458,10 @@ def submit_booking(
     if service_id not in {s for s, _ in view.services}:
         raise ValidationError("Please choose a treatment from the list.")
     if not view.first_day <= requested_day <= view.last_day:
-        raise ValidationError(
-            f"Please choose a day between {view.first_day:%d %b %Y} and {view.last_day:%d %b %Y}."
+        first, last = (
+            format_day(d, view.locale, weekday=False) for d in (view.first_day, view.last_day)
         )
+        raise ValidationError(f"Please choose a day between {first} and {last}.")
     try:
         moment = TimeOfDay(time_of_day)
     except ValueError:

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
-from core.kernel.clock import format_local
 from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationError
+from core.kernel.money import clinic_format, clinic_time, format_moment
 from core.messaging import clinic_events, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
 from core.portal.patient_links import AppointmentView, appointment_view
@@ -33,6 +33,7 @@ from db.models import (
     AppointmentStatus,
     ChangeKind,
     ChangeStatus,
+    Clinic,
     Patient,
     SmsReply,
 )
@@ -77,7 +78,7 @@ def confirm_view(session: Session, raw: str | None) -> ConfirmView:
         appointment_view(session, appointment),
         not reason,
         reason,
-        done.text(appointment.clinic.timezone) if done else "",
+        done.text(appointment.clinic) if done else "",
     )
 
 
@@ -89,8 +90,7 @@ def _confirm(session: Session, appointment: Appointment, channel: str) -> bool:
             session,
             appointment.clinic_id,
             "confirmed",
-            f"{appointment.patient.full_name} confirmed "
-            f"{format_local(appointment.start_at, appointment.clinic.timezone)} ({channel}).",
+            f"{appointment.patient.full_name} confirmed {_when(appointment)} ({channel}).",
             appointment_id=appointment.id,
             link=clinic_events.item_link(base_url(session), appointment.id),
         )
@@ -103,7 +103,7 @@ def confirm_by_link(session: Session, raw: str | None) -> str:
     if reason:
         raise ValidationError(reason + " Please contact the practice if you need help.")
     new = _confirm(session, appointment, LINK_CHANNEL)
-    when = format_local(appointment.start_at, appointment.clinic.timezone, with_zone=True)
+    when = clinic_time(appointment.clinic, appointment.start_at, zone=True)
     if new:
         return f"Thank you: your appointment on {when} is confirmed. See you then."
     return f"Your appointment on {when} was confirmed already. See you then."
@@ -240,7 +240,7 @@ def receive_sms(
 
 
 def _when(appointment: Appointment) -> str:
-    return format_local(appointment.start_at, appointment.clinic.timezone)
+    return clinic_time(appointment.clinic, appointment.start_at)
 
 
 # ---------------------------------------------------------------- the staff inbox
@@ -269,9 +269,12 @@ def list_replies(
 ) -> list[InboxRow]:
     """Text replies, newest first: the inbox (open_only) or one appointment's."""
     ensure(actor, Permission.NOTIFICATIONS_READ)
+    practice = clinic_format(session)  # for a reply tied to no appointment
     query = (
-        select(SmsReply, Patient)
+        select(SmsReply, Patient, Clinic.timezone, Clinic.locale)
         .outerjoin(Patient, Patient.id == SmsReply.patient_id)
+        .outerjoin(Appointment, Appointment.id == SmsReply.appointment_id)
+        .outerjoin(Clinic, Clinic.id == Appointment.clinic_id)
         .order_by(SmsReply.received_at.desc(), SmsReply.id.desc())
         .limit(limit)
     )
@@ -282,7 +285,7 @@ def list_replies(
     return [
         InboxRow(
             r.id,
-            format_local(r.received_at, "UTC") + " UTC",
+            format_moment(r.received_at, tz or practice.timezone, locale or practice.locale),
             r.from_number,
             p.full_name if p else "",
             r.appointment_id,
@@ -291,7 +294,7 @@ def list_replies(
             r.note,
             r.handled_at is not None,
         )
-        for r, p in session.execute(query)
+        for r, p, tz, locale in session.execute(query)
     ]
 
 

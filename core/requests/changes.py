@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, ensure
-from core.kernel.clock import format_local
 from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.money import clinic_time
 from core.policy import cancellation as policy
 from core.requests.decisions import open_change, send_proposal
 from core.scheduling.lifecycle import (
@@ -51,7 +51,7 @@ def _load_change(session: Session, change_id: int, expected_version: int | None)
         appointment = change.appointment
         event = latest_event(session, appointment.id)
         who = (
-            f" by {event.actor_label} at {format_local(event.at, appointment.clinic.timezone)}"
+            f" by {event.actor_label} at {clinic_time(appointment.clinic, event.at)}"
             if event
             else ""
         )

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import format_local
 from core.kernel.errors import NotFound
+from core.kernel.money import clinic_time, clinic_time_range, format_day
 from core.messaging import reminders
 from core.scheduling.availability import TIME_OF_DAY_LABELS
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
@@ -90,24 +90,25 @@ def get_appointment_detail(
     a = session.get(Appointment, appointment_id)
     if a is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")
-    tz = a.clinic.timezone
+    clinic = a.clinic
+    tz = clinic.timezone
     services = [s.service for s in a.services] or ([a.service] if a.service else [])
     if a.source == Source.ONLINE:
-        created_by = f"Online appointment · {format_local(a.booked_at or a.created_at, tz)}"
+        created_by = f"Online appointment · {clinic_time(clinic, a.booked_at or a.created_at)}"
     else:
         user = session.get(User, a.created_by_user_id) if a.created_by_user_id else None
         origin = (
             "Imported" if a.source == Source.IMPORT else (user.display_name if user else "Staff")
         )
-        created_by = f"{origin} · {format_local(a.created_at, tz)}"
+        created_by = f"{origin} · {clinic_time(clinic, a.created_at)}"
     requested = ""
     if a.requested_day:
-        requested = f"{a.requested_day:%a %d %b %Y}"
+        requested = format_day(a.requested_day, clinic.locale)
         if a.time_of_day:
             requested += f", {TIME_OF_DAY_LABELS[a.time_of_day]}"
     history = [
         HistoryEntry(
-            format_local(e.at, tz),
+            clinic_time(clinic, e.at),
             e.actor_label,
             e.action.replace("_", " "),
             e.from_status or "",
@@ -125,9 +126,9 @@ def get_appointment_detail(
     )
     open_change = None
     if change:
-        wish = format_local(change.requested_start_at, tz) if change.requested_start_at else ""
+        wish = clinic_time(clinic, change.requested_start_at)
         if not wish and change.requested_day:
-            wish = f"{change.requested_day:%a %d %b %Y}"
+            wish = format_day(change.requested_day, clinic.locale)
         open_change = OpenChange(
             change.id,
             change.version,
@@ -162,11 +163,7 @@ def get_appointment_detail(
         provider_name=a.provider.name if a.provider else "",
         start_at=a.start_at,
         end_at=a.end_at,
-        when=(
-            f"{format_local(a.start_at, tz, with_zone=True)} – {format_local(a.end_at, tz)[-5:]}"
-            if a.start_at and a.end_at
-            else ""
-        ),
+        when=clinic_time_range(clinic, a.start_at, a.end_at, zone=True),
         requested=requested,
         requested_day=a.requested_day,
         time_of_day=a.time_of_day.value if a.time_of_day else None,
@@ -182,5 +179,5 @@ def get_appointment_detail(
         open_change=open_change,
         check=session.scalar(select(RequestFlag.flag).where(RequestFlag.appointment_id == a.id))
         or "",
-        confirmed=confirmed[a.id].text(tz) if a.id in confirmed else "",
+        confirmed=confirmed[a.id].text(clinic) if a.id in confirmed else "",
     )

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import format_local, to_local
+from core.kernel.clock import to_local
 from core.kernel.errors import DomainError, NotFound, ValidationError
+from core.kernel.money import clinic_clock_range, clinic_time
 from core.messaging import notify
 from core.patients import records as patients
 from core.patients.invitations import send_invitation
@@ -140,7 +141,7 @@ def provider_choices(
         if provider.id in first_conflict:
             kind, first_start, first_end = first_conflict[provider.id]
             what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
-            busy = f"{what} {format_local(first_start, tz)[-5:]}–{format_local(first_end, tz)[-5:]}"
+            busy = f"{what} {clinic_clock_range(clinic, first_start, first_end)}"
             why = f"{why}; {busy}" if why else busy
         choices.append(ProviderChoice(provider.id, provider.name, not why, why))
     return sorted(choices, key=lambda c: (not c.free, c.name))
@@ -168,7 +169,7 @@ def preview_confirmation(
             "patient_name": patient_name or "the patient",
             "clinic_name": clinic.name,
             "clinic_phone": clinic.phone,
-            "when": format_local(start_at, clinic.timezone, True),
+            "when": clinic_time(clinic, start_at, zone=True),
             "service_name": " + ".join(service_names) or "your appointment",
             "provider_name": provider_name,
             "message": "",

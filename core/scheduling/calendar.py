@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_to_utc, to_local, zone
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import format_clock, format_moment
 from core.payments import prepay
 from core.scheduling.availability import MAX_LENGTH, resource_use
 from db.models import (
@@ -431,7 +432,7 @@ class ResourceBooking:
     resource: str
     quantity: int
     appointment_id: int
-    starts: str  # clinic-local "Mon 01 Dec 09:00"
+    starts: str  # clinic-local, in its locale: "Mon, 1 Dec 2025, 09:00"
     ends: str  # "09:30"
     provider: str
     service: str
@@ -443,6 +444,7 @@ def resource_view(
     """Which bookings use which of the clinic's rooms and equipment in [start, end), by resource
     then time (cancelled and finished visits do not hold a resource)."""
     start, end, tz = _open_window(session, actor, clinic_id, start, end)
+    locale = _clinic(session, clinic_id).locale
     resources = list(
         session.scalars(
             select(Resource).where(Resource.clinic_id == clinic_id, Resource.active.is_(True))
@@ -462,8 +464,8 @@ def resource_view(
                     resource.name,
                     resource.quantity,
                     aid,
-                    f"{to_local(begins, tz):%a %d %b %H:%M}",
-                    f"{to_local(finishes, tz):%H:%M}",
+                    format_moment(begins, tz, locale),
+                    format_clock(to_local(finishes, tz).time(), locale),
                     a.provider.name if a.provider else "",
                     a.service.name if a.service else "",
                 )

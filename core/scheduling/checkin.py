@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from core.kernel import tokens
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import format_local
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
+from core.kernel.money import clinic_time
 from core.scheduling import visits
 from core.scheduling.codes import CODE_PREFIX, issue_code, qr_png
 from core.scheduling.lifecycle import Outcome
@@ -59,7 +59,7 @@ def check_in_by_code(
     if appointment is None:
         raise ValidationError(_NOT_A_CODE)
     who = appointment.patient.full_name if appointment.patient else "the patient"
-    tz = appointment.clinic.timezone
+    clinic = appointment.clinic
     if clinic_id is not None and appointment.clinic_id != clinic_id:
         raise ValidationError(
             f"This code is for {who}'s appointment at {appointment.clinic.name}, not at this "
@@ -69,12 +69,12 @@ def check_in_by_code(
         raise ValidationError("This check-in code was withdrawn. Mark the patient arrived by hand.")
     if row.used_at is not None:
         raise ValidationError(
-            f"This code was used already at {format_local(row.used_at, tz)}; a code works once. "
+            f"This code was used already at {clinic_time(clinic, row.used_at)}; a code works once. "
             f"The appointment of {who} is {appointment.status.value.replace('_', ' ')}."
         )
     if row.expires_at <= utcnow():
         raise ValidationError(
-            f"This check-in code expired on {format_local(row.expires_at, tz)}. "
+            f"This check-in code expired on {clinic_time(clinic, row.expires_at)}. "
             f"Find {who}'s appointment and mark them arrived by hand."
         )
     try:

@@ -15,9 +15,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from core.kernel import audit, tokens
 from core.kernel.authz import Actor
-from core.kernel.clock import format_local
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.money import clinic_time, clinic_time_range, format_day
 from core.messaging import clinic_events, notify
 from core.scheduling.availability import (
     MAX_LENGTH,
@@ -87,7 +87,7 @@ def _handled_message(session: Session, appointment: Appointment) -> str:
     words = STATUS_WORDS[appointment.status]
     if event is None:
         return f"Appointment #{appointment.id} was changed meanwhile (now {words}). Reload it."
-    when = format_local(event.at, appointment.clinic.timezone)
+    when = clinic_time(appointment.clinic, event.at)
     return (
         f"Appointment #{appointment.id} was already handled by {event.actor_label} at {when} "
         f"(now {words}). Reload to see it."
@@ -154,11 +154,11 @@ def duration_of(appointment: Appointment) -> timedelta:
 
 
 def when_text(appointment: Appointment) -> str:
-    tz = appointment.clinic.timezone
+    clinic = appointment.clinic
     if appointment.start_at is not None:
-        return format_local(appointment.start_at, tz, with_zone=True)
+        return clinic_time(clinic, appointment.start_at, zone=True)
     if appointment.requested_day is not None:
-        text = f"{appointment.requested_day:%a %d %b %Y}"
+        text = format_day(appointment.requested_day, clinic.locale)
         if appointment.time_of_day:
             text += f", {TIME_OF_DAY_LABELS[appointment.time_of_day]}"
         return text
@@ -356,11 +356,11 @@ def place(
     details: dict[str, Any] = {"provider_id": provider_id, "start_at": start_at.isoformat()}
     if not working_hours_cover(session, provider_id, appointment.clinic_id, start_at, end_at):
         if not outside_hours_override:
-            tz = appointment.clinic.timezone
+            clinic = appointment.clinic
             raise ValidationError(
-                f"{provider.name} is not working at {appointment.clinic.name} from "
-                f"{format_local(start_at, tz)} to {format_local(end_at, tz)[-5:]} (or is on time "
-                "off). Choose another time, or book outside working hours explicitly."
+                f"{provider.name} is not working at {clinic.name} on "
+                f"{clinic_time_range(clinic, start_at, end_at)} (or is on time off). Choose "
+                "another time, or book outside working hours explicitly."
             )
         details["outside_hours_override"] = True
         appointment.outside_hours_override = True
@@ -398,10 +398,10 @@ def hold_resources(
     if not busy:
         return {}
     if not allow_double_booking:
-        tz = appointment.clinic.timezone
-        names = "; ".join(b.message(appointment.clinic.name) for b in busy)
+        clinic = appointment.clinic
+        names = "; ".join(b.message(clinic.name) for b in busy)
         raise Conflict(
-            f"{names}, from {format_local(start_at, tz)} to {format_local(end_at, tz)[-5:]}. "
+            f"{names}, on {clinic_time_range(clinic, start_at, end_at)}. "
             "Choose another time or allow double booking for this appointment."
         )
     appointment.allow_double_booking = True
@@ -410,7 +410,6 @@ def hold_resources(
 
 def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:
     first = conflicts[0]
-    tz = first.clinic.timezone
     what = (
         "is out of office"
         if first.kind == AppointmentKind.OUT_OF_OFFICE
@@ -418,9 +417,8 @@ def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:
     )
     more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
     return (
-        f"{provider.name} {what} from {format_local(first.start_at, tz)} to "
-        f"{format_local(first.end_at, tz)[-5:]}{more}. Choose another time or allow double "
-        "booking for this appointment."
+        f"{provider.name} {what} on {clinic_time_range(first.clinic, first.start_at, first.end_at)}"
+        f"{more}. Choose another time or allow double booking for this appointment."
     )
 
 

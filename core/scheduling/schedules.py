@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import format_local, local_to_utc, to_local
+from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import clinic_format, clinic_time_range, format_clock_range
 from core.scheduling import openings
 from core.scheduling.availability import OCCUPYING
 from db.models import Appointment, AppointmentKind, Clinic, Provider, TimeOff, WorkingHours
@@ -70,7 +71,10 @@ def get_hours(session: Session, actor: Actor, provider_id: int, clinic_id: int) 
     return [HoursRow(r.weekday, r.starts, r.ends) for r in rows]
 
 
-def _validate(hours: list[HoursRow]) -> list[HoursRow]:
+def _validate(hours: list[HoursRow], locale: str) -> list[HoursRow]:
+    def span(row: HoursRow) -> str:
+        return format_clock_range(row.starts, row.ends, locale)
+
     cleaned = []
     for row in hours:
         if not 0 <= row.weekday <= 6:
@@ -78,15 +82,15 @@ def _validate(hours: list[HoursRow]) -> list[HoursRow]:
         if not row.starts < row.ends:
             raise ValidationError(
                 f"{WEEKDAYS[row.weekday]}: the hours must end after they start "
-                f"({row.starts:%H:%M}–{row.ends:%H:%M}); a shift cannot run past midnight."
+                f"({span(row)}); a shift cannot run past midnight."
             )
         cleaned.append(row)
     cleaned.sort(key=lambda r: (r.weekday, r.starts))
     for before, after in zip(cleaned, cleaned[1:], strict=False):
         if before.weekday == after.weekday and after.starts < before.ends:
             raise ValidationError(
-                f"{WEEKDAYS[after.weekday]}: {before.starts:%H:%M}–{before.ends:%H:%M} and "
-                f"{after.starts:%H:%M}–{after.ends:%H:%M} overlap; merge them into one period."
+                f"{WEEKDAYS[after.weekday]}: {span(before)} and {span(after)} overlap; merge them "
+                "into one period."
             )
     return cleaned
 
@@ -97,7 +101,7 @@ def set_weekly_hours(
     """Replace the provider's weekly hours at the clinic (an empty list: not working there)."""
     ensure(actor, Permission.SCHEDULES_MANAGE)
     provider, clinic = _provider(session, provider_id), _clinic(session, clinic_id)
-    cleaned = _validate([HoursRow(int(h.weekday), h.starts, h.ends) for h in hours])
+    cleaned = _validate([HoursRow(int(h.weekday), h.starts, h.ends) for h in hours], clinic.locale)
     elsewhere = session.execute(
         select(WorkingHours, Clinic.name)
         .join(Clinic, Clinic.id == WorkingHours.clinic_id)
@@ -108,7 +112,8 @@ def set_weekly_hours(
             if other.weekday == row.weekday and other.starts < row.ends and row.starts < other.ends:
                 raise ValidationError(
                     f"{provider.name} already works at {clinic_name} on {WEEKDAYS[row.weekday]} "
-                    f"{other.starts:%H:%M}–{other.ends:%H:%M}; change those hours first."
+                    f"{format_clock_range(other.starts, other.ends, clinic.locale)}; change those "
+                    "hours first."
                 )
     previous = get_hours(session, actor, provider_id, clinic_id)
     before = [h.label for h in previous]
@@ -156,7 +161,10 @@ def add_time_off(
     starts_at: datetime,
     ends_at: datetime,
     reason: str = "",
+    clinic_id: int | None = None,
 ) -> TimeOff:
+    """Time off for a provider; `clinic_id` is whose local time a refusal is told in (the
+    practice's first clinic when not given)."""
     ensure(actor, Permission.SCHEDULES_MANAGE)
     provider = _provider(session, provider_id)
     starts_at, ends_at = _aware(starts_at, "start of the time off"), _aware(ends_at, "end")
@@ -175,9 +183,11 @@ def add_time_off(
         )
     )
     if overlap is not None:
+        when = clinic_time_range(
+            clinic_format(session, clinic_id), overlap.starts_at, overlap.ends_at, zone=True
+        )
         raise ValidationError(
-            f"{provider.name} already has time off from {format_local(overlap.starts_at, 'UTC')} "
-            f"to {format_local(overlap.ends_at, 'UTC')} UTC that overlaps; change that one instead."
+            f"{provider.name} already has time off ({when}) that overlaps; change that one instead."
         )
     row = TimeOff(provider_id=provider_id, starts_at=starts_at, ends_at=ends_at, reason=reason)
     session.add(row)

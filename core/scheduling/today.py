@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.errors import NotFound
+from core.kernel.money import clinic_clock_range, clinic_time
 from core.messaging import reminders
 from core.payments import prepay
 from db.models import (
@@ -114,7 +115,6 @@ def list_today(
         .order_by(Provider.name, Appointment.start_at, Appointment.id)
     )
     rows = []
-    tz = clinic.timezone
     result = session.execute(query).all()
     confirmed = reminders.confirmations(session, [r[0] for r in result])
     for (
@@ -135,7 +135,7 @@ def list_today(
                 id=ident,
                 version=version,
                 start_at=start,
-                time=f"{to_local(start, tz):%H:%M}–{to_local(end, tz):%H:%M}",
+                time=clinic_clock_range(clinic, start, end),
                 provider_id=provider_id,
                 provider=provider or "No provider",
                 patient=f"{first_name or ''} {last_name or ''}".strip() or "—",
@@ -146,7 +146,7 @@ def list_today(
                 can_check_in=status == S.SCHEDULED,
                 can_complete=status in (S.SCHEDULED, S.CHECKED_IN) and start <= now,
                 can_no_show=status == S.SCHEDULED and start < now,
-                confirmed=confirmed[ident].text(tz) if ident in confirmed else "",
+                confirmed=confirmed[ident].text(clinic) if ident in confirmed else "",
             )
         )
     paid = prepay.badges(session, [r.id for r in rows])
@@ -209,7 +209,7 @@ def call_list(
     return [
         CallRow(
             ident,
-            f"{to_local(start, clinic.timezone):%a %H:%M}",
+            clinic_time(clinic, start),
             f"{first_name} {last_name}".strip(),
             phone or "",
             provider or "",

@@ -7,9 +7,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor
-from core.kernel.clock import format_local
 from core.kernel.errors import InvalidTransition
-from core.kernel.money import clinic_money
+from core.kernel.money import clinic_money, clinic_time
 from core.messaging.preferences import preferences
 from core.policy import cancellation as policy
 from core.scheduling.lifecycle import Outcome, flush, load, outcome_of, record, tell_patient
@@ -39,7 +38,7 @@ def check_in(
 
 def _require_started(appointment: Appointment, now: datetime, rule: str) -> None:
     if appointment.start_at > now:
-        starts = format_local(appointment.start_at, appointment.clinic.timezone)
+        starts = clinic_time(appointment.clinic, appointment.start_at)
         raise InvalidTransition(f"This visit starts at {starts}; {rule}.")
 
 

@@ -13,6 +13,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import clinic_time, format_day_range
 from core.requests.decisions import decline_request
 from core.scheduling.availability import TIME_OF_DAY_WINDOWS, suggest_slots
 from db.models import (
@@ -277,7 +278,7 @@ def list_entries(
             found = current_matches(session, entry, clinic.timezone, today, now)
             matches = len(found)
             if found:
-                first = f"{to_local(found[0].start_at, clinic.timezone):%a %d %b %H:%M}"
+                first = clinic_time(clinic, found[0].start_at)
         rows.append(
             EntryRow(
                 entry.id,
@@ -285,7 +286,7 @@ def list_entries(
                 patient.full_name,
                 service,
                 provider or "any",
-                f"{entry.earliest:%d %b} – {entry.latest:%d %b %Y}",
+                format_day_range(entry.earliest, entry.latest, clinic.locale),
                 "".join(WEEKDAY_LETTERS[d] if str(d) in entry.weekdays else "·" for d in range(7)),
                 entry.windows.replace("_", " ").replace(",", ", ") or "any time",
                 entry.note,

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
-from core.kernel.clock import format_local, to_local
+from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
+from core.kernel.money import clinic_time
 from core.messaging import notify
 from core.scheduling.availability import find_conflicts, working_hours_cover
 from core.scheduling.moves import NewBooking, schedule_appointment
@@ -98,7 +99,7 @@ def _context(session: Session, offer: WaitlistOffer, **extra) -> dict[str, objec
     return {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
-        "when": format_local(offer.start_at, clinic.timezone, with_zone=True),
+        "when": clinic_time(clinic, offer.start_at, zone=True),
         "service_name": offer.entry.service.name,
         "provider_name": provider.name if provider else "our team",
         **extra,
@@ -120,7 +121,7 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
             session,
             offer,
             link=tokens.link(base_url, PURPOSE, token.raw),
-            expires=format_local(offer.expires_at, clinic.timezone),
+            expires=clinic_time(clinic, offer.expires_at, zone=True),
         ),
     )
 
@@ -333,14 +334,14 @@ def _offer_for(session: Session, raw: str | None, *, lock: bool = False):
 def offer_view(session: Session, raw: str | None) -> OfferView:
     _, offer = _offer_for(session, raw)
     context = _context(session, offer)
-    tz = session.get(Clinic, offer.opening.clinic_id).timezone
+    clinic = session.get(Clinic, offer.opening.clinic_id)
     return OfferView(
         session.get(Patient, offer.patient_id).full_name,
         str(context["clinic_name"]),
         str(context["service_name"]),
         str(context["provider_name"]),
         str(context["when"]),
-        format_local(offer.expires_at, tz) if offer.expires_at else "",
+        clinic_time(clinic, offer.expires_at, zone=True),
         offer.status.value,
     )
 
@@ -470,7 +471,9 @@ def list_offers(
     session: Session, actor: Actor, *, clinic_id: int, limit: int = 100
 ) -> list[OfferRow]:
     ensure(actor, Permission.WAITLIST_OFFER)
-    tz = session.get(Clinic, clinic_id).timezone
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
     rows = session.execute(
         select(WaitlistOffer, SlotOpening, Patient, Service.name, Provider.name)
         .join(SlotOpening, SlotOpening.id == WaitlistOffer.opening_id)
@@ -487,14 +490,14 @@ def list_offers(
             o.id,
             s.id,
             s.reason,
-            format_local(o.start_at, tz),
+            clinic_time(clinic, o.start_at),
             provider,
             p.full_name,
             service,
             o.rank,
             o.status.value,
-            format_local(o.sent_at, tz) if o.sent_at else "",
-            format_local(o.expires_at, tz) if o.expires_at else "",
+            clinic_time(clinic, o.sent_at),
+            clinic_time(clinic, o.expires_at),
         )
         for o, s, p, service, provider in rows
     ]

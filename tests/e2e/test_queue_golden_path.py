@@ -9,14 +9,14 @@ import re
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from core.kernel.clock import format_local
 from core.kernel.config import load_settings
+from core.kernel.money import clinic_time
 from core.startup import open_database
 from db.models import Appointment, AppointmentStatus
 from tests.support.browser import wait_for_app_idle
 from tests.support.smtp import text_of
 
-LOCAL_TIME = re.compile(r"\w{3} \d{2} \w{3} \d{4}, \d{2}:\d{2}")
+LOCAL_TIME = re.compile(r"\w{3}, \d{1,2} \w{3} \d{4}, \d{2}:\d{2}")  # the demo's en-GB
 
 
 def _database(tmp_path):
@@ -57,7 +57,7 @@ def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
     shown = page.locator(f".st-key-{prefix}_slot").inner_html()
     match = LOCAL_TIME.search(shown)
     assert match, shown
-    slot_time = match.group(0)  # e.g. "Tue 01 Dec 2026, 09:00"
+    slot_time = match.group(0)  # e.g. "Tue, 1 Dec 2026, 09:00"
     page.locator(f".st-key-{prefix}_message textarea").fill("Looking forward to seeing you.")
     page.locator(f".st-key-{prefix}_go button").click()
     expect(page.get_by_text("Approved.", exact=False)).to_be_visible(timeout=20000)
@@ -70,7 +70,7 @@ def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
     body = text_of(email)
     with database.read() as session:
         approved = session.get(Appointment, request_id)
-        expected = format_local(approved.start_at, approved.clinic.timezone, with_zone=True)
+        expected = clinic_time(approved.clinic, approved.start_at, zone=True)
         assert approved.status == AppointmentStatus.SCHEDULED
     database.dispose()
     assert expected.startswith(slot_time)

@@ -1,5 +1,7 @@
 """Every page for every role, sign-in, lockout, first run, and the owner's admin pages."""
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -76,10 +78,18 @@ def test_owner_creates_a_user_and_the_audit_log_shows_it(app_as):
     at.text_input(key="users_new_name").input("Nina Nurse")
     at.text_input(key="users_new_password").input("nina-first-password")
     at.button(key="FormSubmitter:users_create-Create user").click().run()
-    assert not at.error and "nina" in at.dataframe[0].value["Username"].tolist()
+    users = at.dataframe[0].value
+    assert not at.error and "nina" in users["Username"].tolist()
+    nina = users[users.Username == "nina"].iloc[0]
+    assert nina["Locked until"] == "" and nina["Last sign-in"] == ""  # empty, not "None"
     at.switch_page("app_pages/audit_log.py").run()
-    actions = at.dataframe[0].value["Action"].tolist()
-    assert "user_created" in actions
+    table = at.dataframe[0].value
+    assert "user_created" in table["Action"].tolist()
+    assert not [c for c in table.columns if "UTC" in c]
+    created = table[table.Action == "user_created"].iloc[0]
+    # the practice's local time in its locale (the demo's clinics are en-GB), and empty cells
+    assert re.fullmatch(r"\w{3}, \d{1,2} \w{3} \d{4}, \d{2}:\d{2}", created["When"])
+    assert created["Patient #"] == "" and created["From"] == "" and created["Reason"] == ""
 
 
 def test_owner_cannot_deactivate_themselves(app_as):

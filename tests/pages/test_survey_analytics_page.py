@@ -12,6 +12,7 @@ from sqlalchemy import select
 from core.analytics import surveys as sa
 from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
+from core.kernel.money import clinic_format
 from core.startup import open_database
 from db.models import AuditEvent, Setting, User
 
@@ -27,7 +28,8 @@ def expected(url):
     with db.read() as session:
         owner = session.scalar(select(User).where(User.username == "owner"))
         today = date.today()
-        f = sa.filter_for_days(today - timedelta(days=89), today)
+        practice = clinic_format(session).timezone  # "All clinics": the practice's days, not UTC's
+        f = sa.filter_for_days(today - timedelta(days=89), today, practice)
         board = sa.get_dashboard(session, actor_of(owner), f)
     db.dispose()
     return board

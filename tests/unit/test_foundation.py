@@ -7,7 +7,7 @@ import pytest
 
 from core.kernel import tokens
 from core.kernel.authz import MATRIX, Actor, Permission, ensure, matrix_markdown
-from core.kernel.clock import format_local, local_day_bounds, local_days_bounds, local_to_utc
+from core.kernel.clock import local_day_bounds, local_days_bounds, local_to_utc
 from core.kernel.config import load_settings
 from core.kernel.errors import (
     ConfigurationError,
@@ -15,6 +15,7 @@ from core.kernel.errors import (
     LinkInvalid,
     PermissionDenied,
 )
+from core.kernel.money import format_moment
 from core.startup import open_database
 from db import migrate
 from db.models import Role
@@ -148,8 +149,8 @@ def test_clinic_local_times_across_daylight_saving():
         2026, 11, 1, 5, 30, tzinfo=UTC
     )
     assert (
-        format_local(datetime(2026, 7, 1, 8, 30, tzinfo=UTC), "Europe/London")
-        == "Wed 01 Jul 2026, 09:30"
+        format_moment(datetime(2026, 7, 1, 8, 30, tzinfo=UTC), "Europe/London", "en-GB")
+        == "Wed, 1 Jul 2026, 09:30"
     )
 
 

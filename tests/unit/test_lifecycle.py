@@ -173,7 +173,8 @@ def test_approve_schedules_confirms_and_audits(db, world):
     assert approve.message == "See you soon"
     [email] = [m for m in messages(db, request_id, "appointment_scheduled") if m.channel == "email"]
     local = to_local(at(day, 10), TZ)
-    assert f"{local:%a %d %b %Y}, 10:00" in email.body
+    # the clinic's locale (en-GB): weekday, day-month, 24-hour clock, and the zone of that day
+    assert f"{local:%a}, {local.day} {local:%b %Y}, 10:00 ({local.tzname()})" in email.body
     assert "See you soon" in email.body and email.attachment_name.endswith(".png")
 
 

@@ -1,6 +1,7 @@
 """The one money formatter and the clinic's locale (core.kernel.money), with Babel."""
 
-from datetime import UTC, datetime, time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
@@ -26,11 +27,86 @@ def test_minor_units_follow_the_currency():
 
 def test_london_sees_24_hour_times_and_day_month_dates():
     moment = datetime(2026, 7, 3, 14, 5, tzinfo=UTC)  # 15:05 in London (BST)
-    assert money.format_moment(moment, "Europe/London", "en-GB") == "Fri 3 Jul 2026, 15:05"
+    assert money.format_moment(moment, "Europe/London", "en-GB") == "Fri, 3 Jul 2026, 15:05"
     assert money.format_clock(time(14, 5), "en-GB") == "14:05"
     assert money.hour_cycle("en-GB") and not money.hour_cycle("en-US")
-    assert "AM" in money.format_moment(moment, "America/New_York", "en-US")
+    assert (
+        money.format_moment(moment, "America/New_York", "en-US")
+        == f"Fri, Jul 3, 2026, 10:05{NNBSP}AM"
+    )
     assert money.format_moment(None, "Europe/London") == ""
+
+
+NNBSP, THIN = "\u202f", "\u2009"  # CLDR's spaces: before AM/PM, around an en dash
+
+
+@dataclass
+class Place:  # anything with a time zone and a locale, as a Clinic row has
+    timezone: str
+    locale: str
+
+
+LONDON, NEW_YORK = Place("Europe/London", "en-GB"), Place("America/New_York", "en-US")
+
+
+def test_a_clinic_time_is_in_its_zone_and_locale_with_the_zone_of_that_day():
+    winter = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+    summer = datetime(2026, 7, 3, 14, 0, tzinfo=UTC)
+    assert money.clinic_time(LONDON, winter, zone=True) == "Tue, 3 Mar 2026, 14:00 (GMT)"
+    assert money.clinic_time(LONDON, summer, zone=True) == "Fri, 3 Jul 2026, 15:00 (BST)"
+    assert (
+        money.clinic_time(NEW_YORK, summer, zone=True) == f"Fri, Jul 3, 2026, 10:00{NNBSP}AM (EDT)"
+    )
+    assert money.clinic_time(LONDON, winter, weekday=False) == "3 Mar 2026, 14:00"
+    assert money.clinic_time(NEW_YORK, winter, weekday=False) == f"Mar 3, 2026, 9:00{NNBSP}AM"
+    assert money.clinic_time(LONDON, None) == ""
+
+
+def test_a_time_range_names_the_day_once_and_both_times_in_the_locale():
+    start = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+    end = start + timedelta(minutes=30)
+    assert money.clinic_time_range(LONDON, start, end) == "Tue, 3 Mar 2026, 14:00–14:30"
+    assert money.clinic_time_range(NEW_YORK, start, end) == (
+        f"Tue, Mar 3, 2026, 9:00{THIN}–{THIN}9:30{NNBSP}AM"
+    )
+    # across noon the 12-hour clock says both halves of the day
+    assert money.clinic_time_range(
+        NEW_YORK, start + timedelta(hours=2), end + timedelta(hours=3)
+    ) == (f"Tue, Mar 3, 2026, 11:00{NNBSP}AM{THIN}–{THIN}12:30{NNBSP}PM")
+    # over several days: both moments in full
+    assert money.clinic_time_range(LONDON, start, start + timedelta(days=2)) == (
+        "Tue, 3 Mar 2026, 14:00 – Thu, 5 Mar 2026, 14:00"
+    )
+    assert money.clinic_time_range(LONDON, None, end) == ""
+    assert money.clinic_clock_range(LONDON, start, end) == "14:00–14:30"
+
+
+def test_times_across_the_night_the_clocks_change_are_wall_times():
+    # London springs forward at 01:00 UTC on 29 March 2026: 00:30 GMT, then 02:30 BST
+    start = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    end = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert money.clinic_time_range(LONDON, start, end, zone=True) == (
+        "Sun, 29 Mar 2026, 00:30–02:30 (GMT/BST)"
+    )
+    # New York falls back on 1 November 2026: 01:30 happens twice, told apart by the zone
+    first, second = (
+        datetime(2026, 11, 1, 5, 30, tzinfo=UTC),
+        datetime(2026, 11, 1, 6, 30, tzinfo=UTC),
+    )
+    assert money.clinic_time(NEW_YORK, first, zone=True).endswith(f"1:30{NNBSP}AM (EDT)")
+    assert money.clinic_time(NEW_YORK, second, zone=True).endswith(f"1:30{NNBSP}AM (EST)")
+
+
+def test_days_follow_the_locales_order():
+    assert money.format_day(date(2026, 3, 3), "en-GB") == "Tue, 3 Mar 2026"
+    assert money.format_day(date(2026, 3, 3), "en-US") == "Tue, Mar 3, 2026"
+    assert money.format_day(date(2026, 3, 3), "en-US", weekday=False) == "Mar 3, 2026"
+    assert (
+        money.format_day_range(date(2026, 3, 3), date(2026, 3, 10), "en-GB")
+        == f"3{THIN}–{THIN}10 Mar 2026"
+    )
+    assert money.format_clock_range(time(21), time(8), "en-GB") == "21:00–08:00"
+    assert money.ClinicFormat(locale="en-US").month(date(2026, 3, 1)) == "Mar 2026"
 
 
 def test_an_unknown_locale_is_a_clear_error():

@@ -172,5 +172,5 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_staff_name(db
         )
     with db.read() as s:
         rows = patients.list_patient_appointments(s, world.staff, world.patient_id)
-    assert [r.booked_by for r in rows] == ["Staff", "Online appointment · Wed 01 Jul 2026, 14:05"]
-    assert rows[1].when == "Thu 09 Jul 2026, morning" and rows[0].when == "Fri 31 Jul 2026, 14:05"
+    assert [r.booked_by for r in rows] == ["Staff", "Online appointment · Wed, 1 Jul 2026, 14:05"]
+    assert rows[1].when == "Thu, 9 Jul 2026, morning" and rows[0].when == "Fri, 31 Jul 2026, 14:05"

@@ -61,7 +61,9 @@ def practice(db, world):
     in October. Provider 1: nps 10 9 8 7 6 0, ratings 5 5 4 4 3 1; provider 2: nps 10 10 and an
     imported response without nps, ratings 5 4 2."""
     with db.write() as session:
-        other = Clinic(name="Other Clinic", timezone="America/New_York", email="o@example.org")
+        other = Clinic(
+            name="Other Clinic", timezone="America/New_York", locale="en-US", email="o@example.org"
+        )
         second = Provider(name="Dr Second")
         peel = Service(name="Peel", duration_minutes=30)
         session.add_all([other, second, peel])
@@ -272,9 +274,10 @@ def test_detractors_of_the_last_seven_days_link_to_their_visit(db, world, practi
     assert list(mine.nps) == [3]
     assert mine.iloc[0].appointment_id == appointment
     assert mine.iloc[0].comment == "Waited <an hour>"
-    assert mine.iloc[0].submitted == "2026-11-23 12:00"  # London local time
+    assert mine.iloc[0].submitted == "23 Nov 2026, 12:00"  # London local time, en-GB
     assert list(everyone.nps) == [6, 3]
-    assert everyone.iloc[0].submitted == "2026-11-24 07:00"  # New York local time
+    # New York local time in its locale, en-US: month first, 12-hour clock
+    assert everyone.iloc[0].submitted == "Nov 24, 2026, 7:00\u202fAM"
 
 
 def test_comment_feed_is_searchable_literal_and_paginated(db, world):

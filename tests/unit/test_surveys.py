@@ -173,7 +173,7 @@ def test_survey_is_stored_as_typed_once_and_the_clinic_is_told(db, world, visit)
     with db.read() as session:
         form = surveys.open_survey(session, token_of(link), now=NOW)
     assert form.clinic_name == "Test Clinic" and form.provider_name == "Dr Test"
-    assert form.visit == "Tue 24 Nov 2026, 06:30"
+    assert form.visit == "Tue, 24 Nov 2026, 06:30"
     assert [k for k, _ in form.questions] == ["timely", "courtesy", "explained"]
 
     with db.write() as session:
@@ -346,7 +346,7 @@ def test_feedback_info_for_the_appointment_page(db, world, visit):
     with db.read() as session:
         info = surveys.get_feedback(session, world.staff, visit, now=NOW)
     assert (info.status, info.can_request, info.sent_today) == ("pending", False, True)
-    assert info.requests == [("Tue 24 Nov 2026, 10:00", False)]
+    assert info.requests == [("Tue, 24 Nov 2026, 10:00", False)]
     with db.write() as session:
         surveys.submit_survey(session, token_of(link), ANSWERS, now=NOW)
     with db.read() as session:

@@ -104,7 +104,12 @@ def points(view: home.Home) -> None:
     if view.locked:
         st.warning(home.LOCKED, icon=":material/lock:")
     rows = [
-        {"When (UTC)": r.at, "What": r.what, "Points": r.points, "Appointment": r.appointment_id}
+        {
+            "When": view.local_time(r.at),
+            "What": r.what,
+            "Points": r.points,
+            "Appointment": f"#{r.appointment_id}" if r.appointment_id else "",
+        }
         for r in view.ledger
         if r.points
     ]
