@@ -313,6 +313,7 @@ class Appointment(Base):
     provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))  # the first service
+    package_id: Mapped[int | None] = mapped_column(ForeignKey("packages.id"))  # booked as one
     kind: Mapped[AppointmentKind] = mapped_column(
         str_enum(AppointmentKind, "kind"), default=AppointmentKind.APPOINTMENT
     )
@@ -357,6 +358,7 @@ class Appointment(Base):
     provider: Mapped[Provider | None] = relationship()
     clinic: Mapped[Clinic] = relationship()
     service: Mapped[Service | None] = relationship()
+    package: Mapped[Package | None] = relationship()
     services: Mapped[list[AppointmentService]] = relationship(
         cascade="all, delete-orphan", order_by="AppointmentService.position"
     )

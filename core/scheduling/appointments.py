@@ -15,6 +15,7 @@ from core.kernel.clock import format_local
 from core.kernel.errors import NotFound
 from core.messaging import reminders
 from core.scheduling.availability import TIME_OF_DAY_LABELS
+from core.scheduling.lifecycle import treatment_text
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
 from db.models import Appointment, ChangeRequest, ChangeStatus, RequestFlag, Source, User
 
@@ -81,6 +82,7 @@ class AppointmentDetail:
     open_change: OpenChange | None
     check: str = ""  # a public request's flag for a person to check ("Check identity: …")
     confirmed: str = ""  # "Confirmed by the patient · when · channel" for the current time
+    package: str = ""  # the package booked, when the services are one
 
 
 def get_appointment_detail(
@@ -156,7 +158,7 @@ def get_appointment_detail(
         clinic_name=a.clinic.name,
         timezone=tz,
         service_ids=[s.id for s in services],
-        services=" + ".join(s.name for s in services),
+        services=treatment_text([s.name for s in services], a.package.name if a.package else None),
         duration_minutes=sum(s.duration_minutes for s in services) or 30,
         provider_id=a.provider_id,
         provider_name=a.provider.name if a.provider else "",
@@ -183,4 +185,5 @@ def get_appointment_detail(
         check=session.scalar(select(RequestFlag.flag).where(RequestFlag.appointment_id == a.id))
         or "",
         confirmed=confirmed[a.id].text(tz) if a.id in confirmed else "",
+        package=a.package.name if a.package else "",
     )

@@ -21,7 +21,7 @@ from core.patients.invitations import send_invitation
 from core.scheduling import moves
 from core.scheduling.availability import MAX_LENGTH, OCCUPYING, working_periods
 from core.scheduling.calendar import list_providers
-from core.scheduling.lifecycle import base_url
+from core.scheduling.lifecycle import base_url, treatment_text
 from core.scheduling.moves import NewBooking
 from db.models import (
     Appointment,
@@ -155,6 +155,7 @@ def preview_confirmation(
     service_names: list[str],
     start_at: datetime,
     patient_name: str,
+    package_name: str | None = None,
 ) -> tuple[str, str]:
     """The confirmation as the patient would get it, for staff to edit before sending."""
     ensure(actor, Permission.APPOINTMENTS_BOOK)
@@ -169,7 +170,7 @@ def preview_confirmation(
             "clinic_name": clinic.name,
             "clinic_phone": clinic.phone,
             "when": format_local(start_at, clinic.timezone, True),
-            "service_name": " + ".join(service_names) or "your appointment",
+            "service_name": treatment_text(service_names, package_name) or "your appointment",
             "provider_name": provider_name,
             "message": "",
             "link": "(a personal link to cancel or reschedule is added when sending)",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
@@ -31,6 +31,7 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     Clinic,
+    Package,
     Patient,
     Provider,
     Resource,
@@ -106,10 +107,11 @@ def _window_query(
             Appointment.notes,
             Patient.first_name,
             Patient.last_name,
-            Service.name,
+            func.coalesce(Package.name, Service.name),
         )
         .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .outerjoin(Service, Service.id == Appointment.service_id)
+        .outerjoin(Package, Package.id == Appointment.package_id)
         .where(
             Appointment.clinic_id == clinic_id,
             Appointment.start_at > start - MAX_LENGTH,
@@ -465,7 +467,7 @@ def resource_view(
                     f"{to_local(begins, tz):%a %d %b %H:%M}",
                     f"{to_local(finishes, tz):%H:%M}",
                     a.provider.name if a.provider else "",
-                    a.service.name if a.service else "",
+                    a.package.name if a.package else (a.service.name if a.service else ""),
                 )
             )
     return rows

@@ -146,6 +146,20 @@ def services_of(appointment: Appointment) -> list[Service]:
     return [appointment.service] if appointment.service else []
 
 
+def treatment_text(service_names: list[str], package_name: str | None = None) -> str:
+    """What is booked, in words: "Skin renewal (Skin check + Chemical peel)" for a package,
+    "Consultation + Blood test" for services."""
+    names = " + ".join(service_names)
+    if package_name:
+        return f"{package_name} ({names})" if names else package_name
+    return names
+
+
+def treatment_of(appointment: Appointment) -> str:
+    package = appointment.package.name if appointment.package else None
+    return treatment_text([s.name for s in services_of(appointment)], package)
+
+
 def duration_of(appointment: Appointment) -> timedelta:
     minutes = sum(s.duration_minutes for s in services_of(appointment))
     if not minutes and appointment.start_at and appointment.end_at:
@@ -167,12 +181,11 @@ def when_text(appointment: Appointment) -> str:
 
 def message_context(appointment: Appointment, *, message: str = "", **extra: Any) -> dict[str, Any]:
     clinic = appointment.clinic
-    services = services_of(appointment)
     context = {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
         "when": when_text(appointment),
-        "service_name": " + ".join(s.name for s in services) or "your appointment",
+        "service_name": treatment_of(appointment) or "your appointment",
         "provider_name": appointment.provider.name if appointment.provider else "our team",
         "message": f"\n\nMessage from the practice: {message.strip()}" if message.strip() else "",
     }

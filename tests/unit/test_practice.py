@@ -20,6 +20,7 @@ from db.models import (
     AuditEvent,
     CancellationPolicy,
     DocumentKind,
+    Patient,
     Provider,
     ResourceKind,
     WorkingHours,
@@ -441,3 +442,138 @@ def test_calendar_resource_view_lists_who_holds_the_laser(db, world, laser):
     assert [(r.resource, r.appointment_id, r.provider, r.ends) for r in rows] == [
         ("Laser", first_id, "Dr Test", "10:30")
     ]
+
+
+# ---------------------------------------------------------------- packages booked as one
+
+
+@pytest.fixture
+def glow(db, world, laser):
+    """A package: the consultation (30 min) then the laser (30 min), one price."""
+    with db.write() as session:
+        data = setup.PackageData("Glow", (world.service_id, laser["service"]), 9000)
+        return setup.save_package(session, world.owner, data)
+
+
+def test_a_package_is_booked_as_one_appointment_with_its_price(db, world, laser, glow):
+    from core.payments import rules
+    from core.scheduling import appointments, calendar
+
+    day = future_day()
+    with db.write() as session:
+        booked = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                start_at=at(day, 10),
+                patient_id=world.patient_id,
+                package_id=glow,
+                notify_channels=[],
+            ),
+        )
+        booked_id = booked.id
+    with db.read() as session:
+        row = session.get(Appointment, booked_id)
+        assert [s.service_id for s in row.services] == [world.service_id, laser["service"]]
+        assert (row.package_id, row.end_at - row.start_at) == (glow, timedelta(minutes=60))
+        assert rules.price_cents(row) == 9000  # the package's price, not 6000 + the laser's
+        detail = appointments.get_appointment_detail(session, world.staff, booked_id)
+        events = calendar.window_events(
+            session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
+        )
+        [room] = calendar.resource_view(
+            session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
+        )
+    assert detail.package == "Glow"
+    assert detail.services == "Glow (Consultation + Laser hair removal)"
+    assert [e["title"] for e in events if e.get("id") == str(booked_id)] == ["Alex Morgan · Glow"]
+    # the laser is held for the whole visit, the consultation part included
+    assert (room.resource, room.appointment_id, room.starts[-5:], room.ends) == (
+        "Laser",
+        booked_id,
+        "10:00",
+        "11:00",
+    )
+    with db.write() as session, pytest.raises(Conflict, match="Laser at Test Clinic is busy"):
+        book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10))
+
+
+def test_a_package_needs_every_resource_of_its_services_free(db, world, laser, glow):
+    day = future_day()
+    with db.write() as session:  # the laser is taken during the package's first service only
+        taken = book(session, world, laser["second"], laser["other"], laser["service"], at(day, 9))
+        taken_id = taken.id
+    booking = moves.NewBooking(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        start_at=at(day, 9),
+        patient_id=world.patient_id,
+        package_id=glow,
+        notify_channels=[],
+    )
+    with db.write() as session, pytest.raises(Conflict, match="Laser at Test Clinic") as error:
+        moves.schedule_appointment(session, world.staff, booking)
+    assert f"#{taken_id}" in str(error.value)
+    with db.write() as session, pytest.raises(ValidationError, match="booked on its own"):
+        extra = moves.NewBooking(**(vars(booking) | {"service_ids": [laser["service"]]}))
+        moves.schedule_appointment(session, world.staff, extra)
+    with db.write() as session:
+        setup.set_active(session, world.owner, "service", laser["service"], False)
+    with db.write() as session, pytest.raises(ValidationError, match="no longer offered"):
+        later = moves.NewBooking(**(vars(booking) | {"start_at": at(day, 14)}))
+        moves.schedule_appointment(session, world.staff, later)
+
+
+def test_patients_request_a_package_in_the_portal_and_by_the_public_link(db, world, laser, glow):
+    from urllib.parse import parse_qs, urlparse
+
+    from core.portal import home, patient_links
+
+    with db.write() as session:
+        session.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+        link = patient_links.issue_booking_link(
+            session, world.manager, world.clinic_id, base_url="https://clinic.example"
+        )
+    raw = parse_qs(urlparse(link).query)["t"][0]
+    with db.read() as session:
+        form = home.request_form(session, world.patient_id)
+        view = patient_links.booking_view(session, raw)
+    label = "Package: Glow (Consultation + Laser hair removal)"
+    assert form.packages == [(glow, label)] and view.packages == [(glow, label)]
+    day = future_day(4)
+    with db.write() as session:
+        home.request_appointment(
+            session,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            package_id=glow,
+            requested_day=day,
+            time_of_day="morning",
+        )
+        patient_links.submit_booking(
+            session,
+            raw,
+            package_id=glow,
+            requested_day=day,
+            time_of_day="afternoon",
+            first_name="Robin",
+            last_name="Hart",
+            email="robin@example.org",
+        )
+    with db.read() as session:
+        requests = session.scalars(select(Appointment).order_by(Appointment.id)).all()
+        assert [(a.package_id, len(a.services)) for a in requests] == [(glow, 2), (glow, 2)]
+    with db.write() as session:  # a package whose service may not be asked for online
+        setup.save_service(
+            session,
+            world.owner,
+            setup.ServiceData(
+                "Laser hair removal", 30, online_allowed=False, resource_ids=(laser["laser"],)
+            ),
+            laser["service"],
+        )
+    with db.read() as session:
+        assert patient_links.booking_view(session, raw).packages == []
+        assert home.request_form(session, world.patient_id).packages == [(glow, label)]
