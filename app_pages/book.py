@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.practice import choices as practice_choices
+from core.practice.timing import timing_of
 from core.scheduling import booking
 from ui import actor, refresh, run_action
 from ui.booking_form import (
@@ -59,14 +60,15 @@ if out_of_office:
     until = c3.time_input(
         "Until", time(at.hour + 1 if at.hour < 23 else 23, at.minute), step=900, key="book_until"
     )
-    end_at, chosen, package = local_to_utc(day, until, tz), [], None
+    end_at, chosen, package, timing = local_to_utc(day, until, tz), [], None, None
     minutes = max(int((end_at - start_at) / timedelta(minutes=1)), 1)
 else:
     clinic = next(c for c in clinics if c.id == clinic_id)
     chosen, package, mode = services_picker(services, "book", packages, clinic)
-    minutes, end_at = sum(s.duration_minutes for s in chosen), None
+    timing = timing_of(chosen)  # the visit's length and the buffers kept free around it
+    minutes, end_at = timing.minutes, None
 
-provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15)
+provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15, timing)
 
 if not out_of_office:
     patient_id, new_patient, invite, patient_name = patient_picker(me, "book")

@@ -323,6 +323,9 @@ class Appointment(Base):
     status: Mapped[AppointmentStatus] = mapped_column(str_enum(AppointmentStatus, "status"))
     start_at: Mapped[datetime | None]
     end_at: Mapped[datetime | None]
+    # the services' buffers when placed: provider and rooms stay free this long around the visit
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     requested_day: Mapped[date | None] = mapped_column(Date)
     time_of_day: Mapped[TimeOfDay | None] = mapped_column(str_enum(TimeOfDay, "time_of_day"))
     source: Mapped[Source] = mapped_column(str_enum(Source, "source"), default=Source.STAFF)

@@ -12,6 +12,7 @@ from core.kernel.clock import to_local
 from core.kernel.money import format_money
 from core.patients import records as patients
 from core.practice.choices import ClinicChoice, PackageChoice, ServiceChoice
+from core.practice.timing import Timing, timing_of
 from core.scheduling import booking
 from ui.caches import cached
 from ui.context import read
@@ -149,7 +150,7 @@ def services_picker(
         if isinstance(item, ServiceChoice):
             return item.label
         members = [by_id[i] for i in item.service_ids]
-        minutes = sum(s.duration_minutes for s in members)
+        minutes = timing_of(members).minutes
         names = " + ".join(s.name for s in members)
         return f"Package: {item.name} ({names}; {minutes} min" + (
             f", {price(item)})" if clinic else ")"
@@ -168,7 +169,7 @@ def services_picker(
                 icon=":material/inventory_2:",
             )
         chosen = [by_id[i] for i in package.service_ids] + chosen
-    minutes = sum(s.duration_minutes for s in chosen)
+    timing = timing_of(chosen)
     can_virtual = bool(chosen) and all(s.virtual_allowed for s in chosen)
     mode = st.radio(
         "Visit",
@@ -178,7 +179,8 @@ def services_picker(
         key=f"{prefix}_mode",
     )
     st.caption(
-        f"Length: {minutes} minutes"
+        f"Length: {timing.minutes} minutes"
+        + (f" ({timing.words()})" if timing.words() else "")
         + (f" · one price: {price(package)}" if package and clinic else "")
         + (
             ""
@@ -190,18 +192,25 @@ def services_picker(
 
 
 @cached("appointments", "setup", ttl=15, max_entries=100)
-def _choices(me, clinic_id, start_at, minutes):
+def _choices(me, clinic_id, start_at, minutes, before, after):
     return read(
-        booking.provider_choices, me, clinic_id=clinic_id, start_at=start_at, minutes=minutes
+        booking.provider_choices,
+        me,
+        clinic_id=clinic_id,
+        start_at=start_at,
+        minutes=minutes,
+        before=before,
+        after=after,
     )
 
 
 def provider_picker(
-    me, prefix: str, clinic_id: int, start_at, minutes: int
+    me, prefix: str, clinic_id: int, start_at, minutes: int, timing: Timing | None = None
 ) -> booking.ProviderChoice | None:
-    """The providers free at that time (busy ones on request, with why), keeping the one the
-    calendar asked for while the time changes."""
-    choices = _choices(me, clinic_id, start_at, minutes)
+    """The providers free at that time, the visit's buffers kept free too (busy ones on
+    request, with why), keeping the one the calendar asked for while the time changes."""
+    before, after = (timing.before, timing.after) if timing else (0, 0)
+    choices = _choices(me, clinic_id, start_at, minutes, before, after)
     show_all = st.checkbox(
         "Also offer busy providers (double booking or outside hours)", key=f"{prefix}_all"
     )

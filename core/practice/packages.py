@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import ValidationError
+from core.practice.timing import timing_of
 from db.models import Package, PackageService, Service
 
 
@@ -17,7 +18,7 @@ class PackageOffer:
     id: int
     name: str
     service_names: tuple[str, ...]
-    minutes: int  # the services' durations added up
+    minutes: int  # the services' durations and the buffers between them
     price_cents: int
 
     @property
@@ -68,7 +69,7 @@ def offered_packages(session: Session, *, online_only: bool) -> list[PackageOffe
             package_id,
             name,
             tuple(s.name for s in services),
-            sum(s.duration_minutes for s in services),
+            timing_of(services).minutes,
             price,
         )
         for package_id, (name, price, services) in found.items()

@@ -273,6 +273,8 @@ def respond_to_proposal(
             appointment.start_at,
             appointment.end_at,
             appointment.id,
+            before=timedelta(minutes=appointment.buffer_before_minutes or 0),
+            after=timedelta(minutes=appointment.buffer_after_minutes or 0),
         )
         if conflicts and not appointment.allow_double_booking:
             raise Conflict(

@@ -14,6 +14,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import format_local
 from core.kernel.errors import NotFound
 from core.messaging import reminders
+from core.practice.timing import timing_of
 from core.scheduling.availability import TIME_OF_DAY_LABELS
 from core.scheduling.lifecycle import treatment_text
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
@@ -159,7 +160,7 @@ def get_appointment_detail(
         timezone=tz,
         service_ids=[s.id for s in services],
         services=treatment_text([s.name for s in services], a.package.name if a.package else None),
-        duration_minutes=sum(s.duration_minutes for s in services) or 30,
+        duration_minutes=timing_of(services).minutes or 30,
         provider_id=a.provider_id,
         provider_name=a.provider.name if a.provider else "",
         start_at=a.start_at,

@@ -18,8 +18,9 @@ from core.kernel.errors import DomainError, NotFound, ValidationError
 from core.messaging import notify
 from core.patients import records as patients
 from core.patients.invitations import send_invitation
+from core.practice.timing import Timing
 from core.scheduling import moves
-from core.scheduling.availability import MAX_LENGTH, OCCUPYING, working_periods
+from core.scheduling.availability import MAX_BUFFER, MAX_LENGTH, OCCUPYING, working_periods
 from core.scheduling.calendar import list_providers
 from core.scheduling.lifecycle import base_url, treatment_text
 from core.scheduling.moves import NewBooking
@@ -84,8 +85,11 @@ def provider_choices(
     clinic_id: int,
     start_at: datetime,
     minutes: int,
+    before: int = 0,
+    after: int = 0,
 ) -> list[ProviderChoice]:
-    """Every provider of the clinic for that time: free ones first, the others with the reason."""
+    """Every provider of the clinic for that time: free ones first, the others with the reason.
+    `before` and `after` are the booking's buffers (minutes kept free around the visit)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
@@ -114,18 +118,31 @@ def provider_choices(
         )
     )
     first_conflict: dict[int, tuple] = {}
-    for pid, kind, first_start, first_end in session.execute(
-        select(Appointment.provider_id, Appointment.kind, Appointment.start_at, Appointment.end_at)
+    wanted = Timing(0, before, after)
+    free_from, free_until = start_at - wanted.padding[0], end_at + wanted.padding[1]
+    for pid, kind, first_start, first_end, ahead, behind in session.execute(
+        select(
+            Appointment.provider_id,
+            Appointment.kind,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.buffer_before_minutes,
+            Appointment.buffer_after_minutes,
+        )
         .where(
             Appointment.provider_id.in_(ids),
-            Appointment.start_at > start_at - MAX_LENGTH,
-            Appointment.start_at < end_at,
-            Appointment.end_at > start_at,
+            Appointment.start_at > free_from - MAX_LENGTH - MAX_BUFFER,
+            Appointment.start_at < free_until + MAX_BUFFER,
+            Appointment.end_at > free_from - MAX_BUFFER,
             Appointment.status.in_(OCCUPYING),
         )
         .order_by(Appointment.start_at, Appointment.id)
     ):
-        first_conflict.setdefault(pid, (kind, first_start, first_end))
+        theirs = Timing(0, ahead or 0, behind or 0)
+        held_from, held_until = first_start - theirs.padding[0], first_end + theirs.padding[1]
+        if held_from < free_until and held_until > free_from:
+            overlaps = first_start < end_at and first_end > start_at
+            first_conflict.setdefault(pid, (kind, first_start, first_end, overlaps, theirs))
     day = to_local(start_at, tz).date()
     choices = []
     for provider in providers:
@@ -138,9 +155,13 @@ def provider_choices(
         if not covered or provider.id in away:
             why = "not working then (outside hours or on time off)"
         if provider.id in first_conflict:
-            kind, first_start, first_end = first_conflict[provider.id]
+            kind, first_start, first_end, overlaps, theirs = first_conflict[provider.id]
             what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
             busy = f"{what} {format_local(first_start, tz)[-5:]}–{format_local(first_end, tz)[-5:]}"
+            if not overlaps:  # only the buffers meet
+                kept = [f"{theirs.words()} it"] if theirs.words() else []
+                kept += [f"{wanted.words()} this booking"] if wanted.words() else []
+                busy += f", with {' and '.join(kept)}"
             why = f"{why}; {busy}" if why else busy
         choices.append(ProviderChoice(provider.id, provider.name, not why, why))
     return sorted(choices, key=lambda c: (not c.free, c.name))

@@ -452,7 +452,7 @@ def resource_view(
     )
     if not resources:
         return []
-    uses = resource_use(session, clinic_id, [r.id for r in resources], start, end)
+    uses = resource_use(session, clinic_id, [r.id for r in resources], start, end, buffers=False)
     ids = {aid for spans in uses.values() for _, _, aid in spans}
     who = {a.id: a for a in session.scalars(select(Appointment).where(Appointment.id.in_(ids)))}
     rows = []

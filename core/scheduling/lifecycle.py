@@ -19,6 +19,7 @@ from core.kernel.clock import format_local
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.messaging import clinic_events, notify
+from core.practice.timing import Timing, timing_of
 from core.scheduling.availability import (
     MAX_LENGTH,
     TIME_OF_DAY_LABELS,
@@ -161,7 +162,7 @@ def treatment_of(appointment: Appointment) -> str:
 
 
 def duration_of(appointment: Appointment) -> timedelta:
-    minutes = sum(s.duration_minutes for s in services_of(appointment))
+    minutes = timing_of(services_of(appointment)).minutes
     if not minutes and appointment.start_at and appointment.end_at:
         return appointment.end_at - appointment.start_at
     return timedelta(minutes=minutes or 30)
@@ -364,6 +365,11 @@ def place(
     if provider is None or not provider.active:
         raise ValidationError("Choose an active provider.")
     end_at = start_at + duration_of(appointment)
+    timing = timing_of(services_of(appointment))
+    appointment.buffer_before_minutes, appointment.buffer_after_minutes = (
+        timing.before,
+        timing.after,
+    )
     if end_at - start_at > MAX_LENGTH:
         raise ValidationError("An appointment can last at most 12 hours.")
     details: dict[str, Any] = {"provider_id": provider_id, "start_at": start_at.isoformat()}
@@ -378,10 +384,13 @@ def place(
         details["outside_hours_override"] = True
         appointment.outside_hours_override = True
     lock_provider(session, provider_id)
-    conflicts = find_conflicts(session, provider_id, start_at, end_at, appointment.id)
+    before, after = timing.padding
+    conflicts = find_conflicts(
+        session, provider_id, start_at, end_at, appointment.id, before=before, after=after
+    )
     if conflicts:
         if not allow_double_booking:
-            raise Conflict(_conflict_message(provider, conflicts))
+            raise Conflict(_conflict_message(provider, conflicts, start_at, end_at, timing))
         details["double_booked_with"] = [c.id for c in conflicts]
         appointment.allow_double_booking = True
     details.update(hold_resources(session, appointment, start_at, end_at, allow_double_booking))
@@ -398,30 +407,46 @@ def hold_resources(
     allow_double_booking: bool,
 ) -> dict[str, Any]:
     """Refuse the time when a room or piece of equipment the appointment's services need is
-    fully in use at its clinic (naming it), unless double booking is explicitly allowed, which
-    the returned audit details record. Locks the resources until the transaction ends."""
+    fully in use at its clinic during the visit or its buffers (naming it), unless double
+    booking is explicitly allowed, which the returned audit details record. Locks the
+    resources until the transaction ends."""
     service_ids = [s.id for s in services_of(appointment)]
     needed = required_resources(session, appointment.clinic_id, service_ids)
     if not needed:
         return {}
     lock_resources(session, [r.id for r in needed])
+    timing = Timing(0, appointment.buffer_before_minutes, appointment.buffer_after_minutes)
+    before, after = timing.padding
     busy = resource_conflicts(
-        session, appointment.clinic_id, service_ids, start_at, end_at, appointment.id
+        session,
+        appointment.clinic_id,
+        service_ids,
+        start_at - before,
+        end_at + after,
+        appointment.id,
     )
     if not busy:
         return {}
     if not allow_double_booking:
         tz = appointment.clinic.timezone
         names = "; ".join(b.message(appointment.clinic.name) for b in busy)
+        kept = f" (with {timing.words()})" if timing.words() else ""
         raise Conflict(
-            f"{names}, from {format_local(start_at, tz)} to {format_local(end_at, tz)[-5:]}. "
-            "Choose another time or allow double booking for this appointment."
+            f"{names}, from {format_local(start_at, tz)} to {format_local(end_at, tz)[-5:]}"
+            f"{kept}. Choose another time or allow double booking for this appointment."
         )
     appointment.allow_double_booking = True
     return {"resources_overbooked": [b.name for b in busy]}
 
 
-def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:
+def _conflict_message(
+    provider: Provider,
+    conflicts: list[Appointment],
+    start_at: datetime,
+    end_at: datetime,
+    timing: Timing,
+) -> str:
+    """Who is busy when; when only buffers overlap, which ones keep the time free."""
     first = conflicts[0]
     tz = first.clinic.timezone
     what = (
@@ -430,10 +455,16 @@ def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:
         else f"already has appointment #{first.id}"
     )
     more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+    kept = ""
+    if not (first.start_at < end_at and first.end_at > start_at):  # only the buffers overlap
+        theirs = Timing(0, first.buffer_before_minutes, first.buffer_after_minutes).words()
+        ours = timing.words()
+        parts = ([f"{theirs} it"] if theirs else []) + ([f"{ours} this booking"] if ours else [])
+        kept = f", with {' and '.join(parts)} (buffers)"
     return (
         f"{provider.name} {what} from {format_local(first.start_at, tz)} to "
-        f"{format_local(first.end_at, tz)[-5:]}{more}. Choose another time or allow double "
-        "booking for this appointment."
+        f"{format_local(first.end_at, tz)[-5:]}{kept}{more}. Choose another time or allow "
+        "double booking for this appointment."
     )
 
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
-from core.practice import checklist, choices, documents, reads, setup
-from core.scheduling import availability, moves
+from core.practice import checklist, choices, documents, packages, reads, setup
+from core.scheduling import availability, booking, moves
 from db.models import (
     Appointment,
     AuditEvent,
@@ -577,3 +577,163 @@ def test_patients_request_a_package_in_the_portal_and_by_the_public_link(db, wor
     with db.read() as session:
         assert patient_links.booking_view(session, raw).packages == []
         assert home.request_form(session, world.patient_id).packages == [(glow, label)]
+
+
+# ---------------------------------------------------------------- buffers before and after
+
+
+@pytest.fixture
+def buffered(db, world):
+    """A peel (30 min, 15 kept free after) needing the one treatment room, and a prep visit
+    (30 min, 10 kept free before); a second provider."""
+    with db.write() as session:
+        room = setup.save_resource(
+            session, world.owner, setup.ResourceData(world.clinic_id, "Room 1", "room", 1)
+        )
+        peel = setup.save_service(
+            session,
+            world.owner,
+            setup.ServiceData("Peel", 30, buffer_after_minutes=15, resource_ids=(room,)),
+        )
+        prep = setup.save_service(
+            session, world.owner, setup.ServiceData("Prep", 30, buffer_before_minutes=10)
+        )
+        second = Provider(name="Dr Second")
+        session.add(second)
+        session.flush()
+        for weekday in range(7):
+            second.working_hours.append(
+                WorkingHours(
+                    clinic_id=world.clinic_id, weekday=weekday, starts=time(9), ends=time(17)
+                )
+            )
+        other = make_patient(session, first_name="Sam", email="sam@example.org").id
+        return {"room": room, "peel": peel, "prep": prep, "second": second.id, "other": other}
+
+
+def test_a_booking_touching_another_ones_buffer_is_refused_naming_it(db, world, buffered):
+    day = future_day()
+    with db.write() as session:
+        peel = book(
+            session, world, world.provider_id, world.patient_id, buffered["peel"], at(day, 10)
+        )
+        peel_id = peel.id
+        assert (peel.buffer_before_minutes, peel.buffer_after_minutes) == (0, 15)
+        assert peel.end_at == at(day, 10, 30)  # the buffer is not part of the visit
+    # the visit is over at 10:30, but its 15 minutes after keep the provider until 10:45
+    with db.write() as session, pytest.raises(Conflict) as refused:
+        book(
+            session, world, world.provider_id, buffered["other"], world.service_id, at(day, 10, 30)
+        )
+    assert f"Dr Test already has appointment #{peel_id}" in str(refused.value)
+    assert "15 minutes kept free after it (buffers)" in str(refused.value)
+    # a visit with its own buffer before: 10:50 - 10 min reaches into the peel's buffer
+    with db.write() as session, pytest.raises(Conflict) as refused:
+        book(
+            session, world, world.provider_id, buffered["other"], buffered["prep"], at(day, 10, 50)
+        )
+    assert "with 15 minutes kept free after it and 10 minutes kept free before this booking" in str(
+        refused.value
+    )
+    # the room the peel used stays free for its buffer too, for any provider
+    with db.write() as session, pytest.raises(Conflict, match="Room 1 at Test Clinic is busy"):
+        book(
+            session, world, buffered["second"], buffered["other"], buffered["peel"], at(day, 10, 40)
+        )
+    with db.write() as session:  # just clear of the buffers: fine
+        book(
+            session, world, world.provider_id, buffered["other"], buffered["prep"], at(day, 10, 55)
+        )
+        book(
+            session, world, buffered["second"], buffered["other"], buffered["peel"], at(day, 10, 45)
+        )
+    with db.read() as session:  # and the booking form says why the provider is not free
+
+        def choice(provider_id, start, minutes, **buffers):
+            return next(
+                c
+                for c in booking.provider_choices(
+                    session,
+                    world.staff,
+                    clinic_id=world.clinic_id,
+                    start_at=start,
+                    minutes=minutes,
+                    **buffers,
+                )
+                if c.id == provider_id
+            )
+
+        near = choice(world.provider_id, at(day, 10, 35), 15, before=10)
+        clear = choice(world.provider_id, at(day, 11, 35), 15, before=10)
+    assert not near.free and near.why == (
+        "booked 10:00–10:30, with 15 minutes kept free after it and 10 minutes kept free before "
+        "this booking"
+    )
+    assert clear.free
+
+
+def test_moving_next_to_a_buffer_is_refused_and_suggestions_skip_it(db, world, buffered):
+    day = future_day()
+    with db.write() as session:
+        book(session, world, world.provider_id, world.patient_id, buffered["peel"], at(day, 9))
+        later = book(
+            session, world, world.provider_id, buffered["other"], world.service_id, at(day, 14)
+        )
+        later_id, version = later.id, later.version
+    with db.write() as session, pytest.raises(Conflict, match="15 minutes kept free after it"):
+        moves.reschedule(
+            session,
+            world.staff,
+            later_id,
+            start_at=at(day, 9, 30),
+            expected_version=version,
+            notify=False,
+        )
+    with db.read() as session:
+
+        def first_slot(**extra):
+            return availability.suggest_slots(
+                session,
+                clinic_id=world.clinic_id,
+                day=day,
+                limit=1,
+                **({"duration_minutes": 30, "provider_id": world.provider_id} | extra),
+            )[0].start_at
+
+        plain = first_slot()
+        with_own_buffer = first_slot(buffer_before_minutes=10)
+        room = first_slot(provider_id=buffered["second"], service_ids=[buffered["peel"]])
+        around = first_slot(provider_id=buffered["second"], buffer_after_minutes=15)
+    assert plain == at(day, 9, 45)  # not 9:30: the peel's 15 minutes after
+    assert with_own_buffer == at(day, 10)  # 9:45 - 10 minutes would reach into them
+    assert room == at(day, 9, 45)  # another provider, but the peel's room is still held
+    assert around == at(day, 9)  # nothing of the second provider's day is taken
+
+
+def test_buffers_between_a_packages_services_are_part_of_the_visit(db, world, buffered):
+    with db.write() as session:
+        pkg = setup.save_package(
+            session,
+            world.owner,
+            setup.PackageData("Peel and prep", (buffered["peel"], buffered["prep"]), 12000),
+        )
+    day = future_day()
+    with db.write() as session:
+        booked = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                start_at=at(day, 10),
+                patient_id=world.patient_id,
+                package_id=pkg,
+                notify_channels=[],
+            ),
+        )
+        # 30 + 15 after the peel + 10 before the prep + 30; nothing kept free around it
+        assert booked.end_at - booked.start_at == timedelta(minutes=85)
+        assert (booked.buffer_before_minutes, booked.buffer_after_minutes) == (0, 0)
+    with db.read() as session:
+        [offer] = packages.offered_packages(session, online_only=False)
+    assert offer.minutes == 85

@@ -447,6 +447,8 @@ def upgrade() -> None:
     sa.Column('status', sa.Enum('requested', 'tentative', 'scheduled', 'checked_in', 'completed', 'no_show', 'declined', 'cancelled', name='status', native_enum=False, create_constraint=True, length=24), nullable=False),
     sa.Column('start_at', db.types.UTCDateTime(), nullable=True),
     sa.Column('end_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('buffer_before_minutes', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('buffer_after_minutes', sa.Integer(), server_default='0', nullable=False),
     sa.Column('requested_day', sa.Date(), nullable=True),
     sa.Column('time_of_day', sa.Enum('early_morning', 'morning', 'afternoon', 'evening', name='time_of_day', native_enum=False, create_constraint=True, length=24), nullable=True),
     sa.Column('source', sa.Enum('online', 'staff', 'import', name='source', native_enum=False, create_constraint=True, length=24), nullable=False),
