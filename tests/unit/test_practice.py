@@ -425,23 +425,33 @@ def test_race_two_bookings_for_the_one_laser(db, world, laser):
         assert len(list(booked)) == 1  # the loser's row went with its transaction
 
 
-def test_calendar_resource_view_lists_who_holds_the_laser(db, world, laser):
+def test_calendar_room_view_shows_who_holds_the_laser(db, world, laser):
     from core.scheduling import calendar
 
     day = future_day()
     with db.write() as session:
+        setup.save_resource(
+            session, world.owner, setup.ResourceData(world.clinic_id, "Treatment room", "room", 2)
+        )
         first = book(
             session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10)
         )
-        first_id = first.id
+        first_id, laser_row = first.id, f"room-{laser['laser']}"
         book(session, world, laser["second"], laser["other"], world.service_id, at(day, 11))
     with db.read() as session:
-        rows = calendar.resource_view(
+        frame = calendar.get_frame(session, world.staff, world.clinic_id)
+        events = calendar.room_events(
             session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
         )
-    assert [(r.resource, r.appointment_id, r.provider, r.ends) for r in rows] == [
-        ("Laser", first_id, "Dr Test", "10:30")
+    assert [(r["title"], r["kind"]) for r in frame.rooms] == [
+        ("Treatment room (×2)", "Rooms"),
+        ("Laser", "Equipment"),
     ]
+    # the consultation uses no room: only the laser booking is in the room view
+    assert [(e["id"], e["resourceIds"], e["title"], e["editable"]) for e in events] == [
+        (str(first_id), [laser_row], "Alex Morgan · Laser hair removal · Dr Test", False)
+    ]
+    assert (events[0]["start"][11:16], events[0]["end"][11:16]) == ("10:00", "10:30")
 
 
 # ---------------------------------------------------------------- packages booked as one
@@ -483,16 +493,16 @@ def test_a_package_is_booked_as_one_appointment_with_its_price(db, world, laser,
         events = calendar.window_events(
             session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
         )
-        [room] = calendar.resource_view(
+        [room] = calendar.room_events(
             session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
         )
     assert detail.package == "Glow"
     assert detail.services == "Glow (Consultation + Laser hair removal)"
     assert [e["title"] for e in events if e.get("id") == str(booked_id)] == ["Alex Morgan · Glow"]
     # the laser is held for the whole visit, the consultation part included
-    assert (room.resource, room.appointment_id, room.starts[-5:], room.ends) == (
-        "Laser",
-        booked_id,
+    assert (room["resourceIds"], room["id"], room["start"][11:16], room["end"][11:16]) == (
+        [f"room-{laser['laser']}"],
+        str(booked_id),
         "10:00",
         "11:00",
     )
@@ -647,6 +657,22 @@ def test_a_booking_touching_another_ones_buffer_is_refused_naming_it(db, world, 
         book(
             session, world, buffered["second"], buffered["other"], buffered["peel"], at(day, 10, 45)
         )
+    with db.read() as session:  # the room view shows the time the peel keeps free
+        from core.scheduling import calendar
+
+        shown = calendar.room_events(
+            session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
+        )
+    assert [
+        (e.get("display", "event"), e["start"][11:16], e["end"][11:16])
+        for e in shown
+        if e["resourceIds"] == [f"room-{buffered['room']}"]
+    ] == [
+        ("event", "10:00", "10:30"),
+        ("background", "10:30", "10:45"),
+        ("event", "10:45", "11:15"),
+        ("background", "11:15", "11:30"),
+    ]
     with db.read() as session:  # and the booking form says why the provider is not free
 
         def choice(provider_id, start, minutes, **buffers):
