@@ -372,6 +372,7 @@ class RequestForm:
     first_day: date
     locked: bool
     packages: list[tuple[int, str]] = field(default_factory=list)  # after the services
+    package_id: int | None = None  # prefilled: the latest package, if it was one
 
 
 def request_form(session: Session, patient_id: int) -> RequestForm:
@@ -399,6 +400,7 @@ def request_form(session: Session, patient_id: int) -> RequestForm:
         date.today(),
         online_booking_blocked(patient),
         [(p.id, p.label) for p in offered_packages(session, online_only=False)],
+        last.package_id if last else None,
     )
 
 

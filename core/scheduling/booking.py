@@ -18,7 +18,7 @@ from core.kernel.errors import DomainError, NotFound, ValidationError
 from core.messaging import notify
 from core.patients import records as patients
 from core.patients.invitations import send_invitation
-from core.practice.timing import Timing
+from core.practice.timing import Timing, timing_of
 from core.scheduling import moves
 from core.scheduling.availability import MAX_BUFFER, MAX_LENGTH, OCCUPYING, working_periods
 from core.scheduling.calendar import list_providers
@@ -71,11 +71,11 @@ class Booked:
 
 
 def total_minutes(session: Session, service_ids: list[int]) -> int:
-    """The booking's length: the services' durations added up."""
+    """The booking's length: the services' durations and the buffers between them."""
     if not service_ids:
         return 0
-    rows = session.scalars(select(Service.duration_minutes).where(Service.id.in_(service_ids)))
-    return sum(rows)
+    found = {s.id: s for s in session.scalars(select(Service).where(Service.id.in_(service_ids)))}
+    return timing_of([found[i] for i in dict.fromkeys(service_ids) if i in found]).minutes
 
 
 def provider_choices(

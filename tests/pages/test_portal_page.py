@@ -15,6 +15,7 @@ from db.models import (
     AppointmentStatus,
     CancellationPolicy,
     Notification,
+    Package,
     Patient,
     Payment,
     PortalSession,
@@ -163,3 +164,27 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
     assert (paid.amount_cents, paid.method) == (2500, "card")
     badges = [m.value for m in at.markdown]
     assert any("Paid" in b or "Part paid" in b for b in badges), badges
+
+
+def test_the_request_form_offers_packages_after_the_services(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    treatments = at.selectbox(key="portal_request_service")
+    packages = [o for o in treatments.options if o.startswith("Package: ")]
+    assert packages and packages == treatments.options[-len(packages) :]
+    database = _db(app_db)
+    with database.read() as s:
+        renewal = s.scalar(select(Package.id).where(Package.name == "Skin renewal"))
+    treatments.set_value(("package", renewal))
+    at.button(key="FormSubmitter:portal_request_form-Send my request").click().run()
+    assert not at.exception and not at.error, at.error
+    with database.read() as s:
+        asked = s.scalars(
+            select(Appointment)
+            .where(Appointment.patient_id == patient_id)
+            .order_by(Appointment.id.desc())
+            .limit(1)
+        ).one()
+        assert (asked.status, asked.package_id) == (AppointmentStatus.REQUESTED, renewal)
+        assert [a.service.name for a in asked.services] == ["Skin check", "Chemical peel"]
+    database.dispose()

@@ -575,6 +575,7 @@ def test_patients_request_a_package_in_the_portal_and_by_the_public_link(db, wor
     with db.read() as session:
         requests = session.scalars(select(Appointment).order_by(Appointment.id)).all()
         assert [(a.package_id, len(a.services)) for a in requests] == [(glow, 2), (glow, 2)]
+        assert home.request_form(session, world.patient_id).package_id == glow  # asked again
     with db.write() as session:  # a package whose service may not be asked for online
         setup.save_service(
             session,

@@ -122,7 +122,8 @@ def request(view: home.Home) -> None:
     treatments = {("service", i): name for i, name in form.services} | {
         ("package", i): name for i, name in form.packages
     }
-    options, last = list(treatments), ("service", form.service_id)
+    last = ("package", form.package_id) if form.package_id else ("service", form.service_id)
+    options = list(treatments)
     clinics = dict(form.clinics)
     with st.form("portal_request_form"):
         clinic = st.selectbox(
