@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.practice import choices as practice_choices
+from core.practice.timing import timing_of
 from core.scheduling import booking
 from ui import actor, refresh, run_action
 from ui.booking_form import (
@@ -25,12 +26,12 @@ from ui.text import escape
 @cached("setup", ttl=300, max_entries=10)
 def _setup(me):
     found = read(practice_choices.list_choices, me)
-    return found.clinics, found.services
+    return found.clinics, found.services, found.packages
 
 
 st.title("New appointment")
 me = actor()
-clinics, services = _setup(me)
+clinics, services, packages = _setup(me)
 require(clinics)
 zones = {c.id: c.timezone for c in clinics}
 apply_prefill("book", zones)  # a slot selected on the calendar
@@ -59,13 +60,15 @@ if out_of_office:
     until = c3.time_input(
         "Until", time(at.hour + 1 if at.hour < 23 else 23, at.minute), step=900, key="book_until"
     )
-    end_at, chosen = local_to_utc(day, until, tz), []
+    end_at, chosen, package, timing = local_to_utc(day, until, tz), [], None, None
     minutes = max(int((end_at - start_at) / timedelta(minutes=1)), 1)
 else:
-    chosen, mode = services_picker(services, "book")
-    minutes, end_at = sum(s.duration_minutes for s in chosen), None
+    clinic = next(c for c in clinics if c.id == clinic_id)
+    chosen, package, mode = services_picker(services, "book", packages, clinic)
+    timing = timing_of(chosen)  # the visit's length and the buffers kept free around it
+    minutes, end_at = timing.minutes, None
 
-provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15)
+provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15, timing)
 
 if not out_of_office:
     patient_id, new_patient, invite, patient_name = patient_picker(me, "book")
@@ -80,7 +83,7 @@ channels, subject, body = [], None, None
 if not out_of_office and provider:
     names = tuple(s.name for s in chosen)
     channels, subject, body = confirmation_editor(
-        me, "book", clinic_id, provider.name, names, start_at, patient_name
+        me, "book", clinic_id, provider.name, names, start_at, patient_name, package
     )
 
 if st.button("Book", key="book_submit", type="primary", disabled=provider is None):
@@ -97,6 +100,7 @@ if st.button("Book", key="book_submit", type="primary", disabled=provider is Non
     else:
         kwargs |= dict(
             service_ids=[s.id for s in chosen],
+            package_id=package.id if package else None,
             patient_id=patient_id,
             new_patient=new_patient,
             mode=mode,

@@ -1,5 +1,6 @@
-"""Calendar: one clinic's appointments in the visible window, per provider or together; click
-for details and actions, select a free time to book, drag or resize to reschedule."""
+"""Calendar: one clinic's appointments in the visible window, per provider, per room or piece of
+equipment, or together; click for details and actions, select a free time to book, drag or
+resize to reschedule (in the provider and plain views)."""
 
 import streamlit as st
 
@@ -16,7 +17,6 @@ from ui.checkin_views import qr_panel
 from ui.context import read
 from ui.front_desk import require
 from ui.locale import display_format
-from ui.setup_forms import resource_view
 from ui.text import escape
 from ui.waitlist_views import offer_freed_button, offer_slot_button, overbooking, with_risk
 
@@ -46,9 +46,17 @@ def _events(me, clinic_id, start, end, provider_ids, statuses):
     )
 
 
-@cached("appointments", "setup", ttl=30, max_entries=50)
-def _rooms(me, clinic_id, start, end):
-    return read(cal.resource_view, me, clinic_id=clinic_id, start=start, end=end)
+@cached("appointments", "patients", "setup", ttl=15, max_entries=50)
+def _room_events(me, clinic_id, start, end, provider_ids, statuses):
+    return read(
+        cal.room_events,
+        me,
+        clinic_id=clinic_id,
+        start=start,
+        end=end,
+        provider_ids=list(provider_ids),
+        statuses=list(statuses),
+    )
 
 
 st.title("Calendar")
@@ -80,7 +88,13 @@ locale = display_format(clinic_id).locale
 view, day = cw.navigation(to_local(utcnow(), tz).date(), cw.default_view(len(names)))
 first, last = cal.visible_window(view, day, tz)
 start, end = cal.window_bounds(first, last, tz)
-events = with_risk(me, _events(me, clinic_id, start, end, chosen, statuses))
+by_room = view in cw.ROOM_VIEWS
+if by_room:
+    events = with_risk(me, _room_events(me, clinic_id, start, end, chosen, statuses))
+    if not frame.rooms:
+        st.info("This clinic has no rooms or equipment yet: add them on Clinics and rooms.")
+else:
+    events = with_risk(me, _events(me, clinic_id, start, end, chosen, statuses))
 cw.legend(cal.legend())
 overbooking(me, clinic_id, start, end)
 
@@ -92,9 +106,9 @@ options = cw.options(
     view,
     first,
     tz,
-    resources=frame.resources,
+    resources=everyone.rooms if by_room else frame.resources,
     business_hours=frame.business_hours,
-    editable=me.can(Permission.APPOINTMENTS_RESCHEDULE),
+    editable=me.can(Permission.APPOINTMENTS_RESCHEDULE) and not by_room,
     locale=locale,
 )
 value = cw.take(cw.render(events, options, key), "calendar_seen", key)
@@ -116,7 +130,6 @@ elif isinstance(intent, cw.Move):
     }
     st.rerun()
 
-resource_view(_rooms(me, clinic_id, start, end))  # rooms and equipment in this window
 slot = st.session_state.get("calendar_slot")
 if slot:
     st.info(

@@ -313,6 +313,7 @@ class Appointment(Base):
     provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))  # the first service
+    package_id: Mapped[int | None] = mapped_column(ForeignKey("packages.id"))  # booked as one
     kind: Mapped[AppointmentKind] = mapped_column(
         str_enum(AppointmentKind, "kind"), default=AppointmentKind.APPOINTMENT
     )
@@ -322,6 +323,9 @@ class Appointment(Base):
     status: Mapped[AppointmentStatus] = mapped_column(str_enum(AppointmentStatus, "status"))
     start_at: Mapped[datetime | None]
     end_at: Mapped[datetime | None]
+    # the services' buffers when placed: provider and rooms stay free this long around the visit
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     requested_day: Mapped[date | None] = mapped_column(Date)
     time_of_day: Mapped[TimeOfDay | None] = mapped_column(str_enum(TimeOfDay, "time_of_day"))
     source: Mapped[Source] = mapped_column(str_enum(Source, "source"), default=Source.STAFF)
@@ -357,6 +361,7 @@ class Appointment(Base):
     provider: Mapped[Provider | None] = relationship()
     clinic: Mapped[Clinic] = relationship()
     service: Mapped[Service | None] = relationship()
+    package: Mapped[Package | None] = relationship()
     services: Mapped[list[AppointmentService]] = relationship(
         cascade="all, delete-orphan", order_by="AppointmentService.position"
     )

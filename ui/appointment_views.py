@@ -308,7 +308,9 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
     facts = {
         "Patient": detail.patient_name,
         "Contact": " · ".join(filter(None, [detail.patient_email, detail.patient_phone])),
-        "Service": f"{detail.services} ({detail.duration_minutes} min, {mode})",
+        ("Package" if detail.package else "Service"): (
+            f"{detail.services} ({detail.duration_minutes} min, {mode})"
+        ),
         "Provider": detail.provider_name,
         "Clinic": detail.clinic_name,
         "When": detail.when or f"Requested: {detail.requested or 'no day given'}",

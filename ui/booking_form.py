@@ -9,8 +9,10 @@ from datetime import date
 import streamlit as st
 
 from core.kernel.clock import to_local
+from core.kernel.money import format_money
 from core.patients import records as patients
-from core.practice.choices import ServiceChoice
+from core.practice.choices import ClinicChoice, PackageChoice, ServiceChoice
+from core.practice.timing import Timing, timing_of
 from core.scheduling import booking
 from ui.caches import cached
 from ui.context import read
@@ -92,7 +94,7 @@ def message_editor(prefix: str, preview: tuple[str, str], version: str):
 
 
 @cached("appointments", "policy", "patients", ttl=60, max_entries=100)
-def _preview(me, clinic_id, provider, services, start_at, patient):
+def _preview(me, clinic_id, provider, services, start_at, patient, package):
     return read(
         booking.preview_confirmation,
         me,
@@ -101,15 +103,17 @@ def _preview(me, clinic_id, provider, services, start_at, patient):
         service_names=list(services),
         start_at=start_at,
         patient_name=patient,
+        package_name=package,
     )
 
 
 def confirmation_editor(
-    me, prefix: str, clinic_id, provider_name, service_names, start_at, patient
+    me, prefix: str, clinic_id, provider_name, service_names, start_at, patient, package=None
 ):
     """The confirmation the booking will send, previewed and editable; (channels, subject,
     body)."""
-    preview = _preview(me, clinic_id, provider_name, service_names, start_at, patient)
+    name = package.name if package else None
+    preview = _preview(me, clinic_id, provider_name, service_names, start_at, patient, name)
     return message_editor(prefix, preview, f"{hash((preview, patient)) & 0xFFFF}")
 
 
@@ -127,13 +131,45 @@ def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
     st.session_state[f"{prefix}_provider_wanted"] = prefill.get("provider_id")
 
 
-def services_picker(services: list[ServiceChoice], prefix: str) -> tuple[list[ServiceChoice], str]:
-    """The services of the visit and whether it is virtual (only when every service allows it);
-    shows the length."""
-    chosen = st.multiselect(
-        "Services", services, format_func=lambda s: s.label, key=f"{prefix}_services"
+def services_picker(
+    services: list[ServiceChoice],
+    prefix: str,
+    packages: list[PackageChoice] = (),
+    clinic: ClinicChoice | None = None,
+) -> tuple[list[ServiceChoice], PackageChoice | None, str]:
+    """The treatments of the visit — services, then packages (booked on their own, one price)
+    — and whether it is virtual (only when every service allows it); shows the length.
+    Returns (the services booked, the package or None, the visit mode)."""
+    by_id = {s.id: s for s in services}
+    offered = [p for p in packages if p.service_ids and all(i in by_id for i in p.service_ids)]
+
+    def price(package: PackageChoice) -> str:
+        return format_money(package.price_cents, clinic.currency, clinic.locale) if clinic else ""
+
+    def label(item: ServiceChoice | PackageChoice) -> str:
+        if isinstance(item, ServiceChoice):
+            return item.label
+        members = [by_id[i] for i in item.service_ids]
+        minutes = timing_of(members).minutes
+        names = " + ".join(s.name for s in members)
+        return f"Package: {item.name} ({names}; {minutes} min" + (
+            f", {price(item)})" if clinic else ")"
+        )
+
+    picked = st.multiselect(
+        "Services and packages", [*services, *offered], format_func=label, key=f"{prefix}_services"
     )
-    minutes = sum(s.duration_minutes for s in chosen)
+    package = next((p for p in picked if isinstance(p, PackageChoice)), None)
+    chosen = [s for s in picked if isinstance(s, ServiceChoice)]
+    if package is not None:
+        if len(picked) > 1:
+            st.warning(
+                f"The package {package.name} is booked on its own; book other services as a "
+                "separate appointment.",
+                icon=":material/inventory_2:",
+            )
+        chosen = [by_id[i] for i in package.service_ids] + chosen
+    timing = timing_of(chosen)
     can_virtual = bool(chosen) and all(s.virtual_allowed for s in chosen)
     mode = st.radio(
         "Visit",
@@ -143,29 +179,38 @@ def services_picker(services: list[ServiceChoice], prefix: str) -> tuple[list[Se
         key=f"{prefix}_mode",
     )
     st.caption(
-        f"Length: {minutes} minutes"
+        f"Length: {timing.minutes} minutes"
+        + (f" ({timing.words()})" if timing.words() else "")
+        + (f" · one price: {price(package)}" if package and clinic else "")
         + (
             ""
             if can_virtual or not chosen
             else " · virtual is offered only when every chosen service allows it"
         )
     )
-    return chosen, mode
+    return chosen, package, mode
 
 
 @cached("appointments", "setup", ttl=15, max_entries=100)
-def _choices(me, clinic_id, start_at, minutes):
+def _choices(me, clinic_id, start_at, minutes, before, after):
     return read(
-        booking.provider_choices, me, clinic_id=clinic_id, start_at=start_at, minutes=minutes
+        booking.provider_choices,
+        me,
+        clinic_id=clinic_id,
+        start_at=start_at,
+        minutes=minutes,
+        before=before,
+        after=after,
     )
 
 
 def provider_picker(
-    me, prefix: str, clinic_id: int, start_at, minutes: int
+    me, prefix: str, clinic_id: int, start_at, minutes: int, timing: Timing | None = None
 ) -> booking.ProviderChoice | None:
-    """The providers free at that time (busy ones on request, with why), keeping the one the
-    calendar asked for while the time changes."""
-    choices = _choices(me, clinic_id, start_at, minutes)
+    """The providers free at that time, the visit's buffers kept free too (busy ones on
+    request, with why), keeping the one the calendar asked for while the time changes."""
+    before, after = (timing.before, timing.after) if timing else (0, 0)
+    choices = _choices(me, clinic_id, start_at, minutes, before, after)
     show_all = st.checkbox(
         "Also offer busy providers (double booking or outside hours)", key=f"{prefix}_all"
     )

@@ -38,11 +38,14 @@ CALLBACKS = ["eventClick", "select", "eventChange"]
 VIEWS = {
     "Week by provider": "resourceTimeGridWeek",
     "Day by provider": "resourceTimeGridDay",
+    "Day by room": "resourceTimelineDay",
+    "Week by room": "resourceTimelineWeek",
     "Week": "timeGridWeek",
     "Day": "timeGridDay",
     "Month": "dayGridMonth",
     "List (week)": "listWeek",
 }
+ROOM_VIEWS = ("resourceTimelineDay", "resourceTimelineWeek")  # rows: rooms and equipment
 CSS = f"""
 .fc-event.{OUT_OF_OFFICE_CLASS} {{
   background-image: repeating-linear-gradient(45deg, rgba(255,255,255,.25) 0 6px,
@@ -119,6 +122,11 @@ def options(
         "resources": resources,
         "businessHours": business_hours or {"daysOfWeek": []},
         "datesAboveResources": True,
+        # the room views: one row per room or piece of equipment, grouped by kind
+        "resourceGroupField": "kind",
+        "resourceAreaHeaderContent": "Rooms and equipment",
+        "resourceAreaWidth": "22%",
+        "views": {"resourceTimelineWeek": {"slotDuration": "01:00:00"}},
     }
 
 

@@ -12,7 +12,6 @@ from core.kernel.authz import Actor, Permission
 from core.practice import reads, setup
 from ui.caches import cached
 from ui.context import read, refresh, run_action
-from ui.text import show_table
 
 NEW = None
 
@@ -57,25 +56,3 @@ def save(service: Any, data: Any, row: reads.Row | None, what: str) -> None:
 
 def money(cents: int, currency: str = "GBP", locale: str = "en-GB") -> str:
     return format_currency(cents / 100, currency, locale=locale.replace("-", "_"))
-
-
-def resource_view(rows: list) -> None:
-    """The calendar's resource view: which booking holds which room or equipment, when."""
-    if not rows:
-        return
-    with st.expander(f"Rooms and equipment in this view ({len(rows)} bookings)"):
-        show_table(
-            [
-                {
-                    "Room or equipment": f"{r.resource} (×{r.quantity})",
-                    "From": r.starts,
-                    "To": r.ends,
-                    "Appointment": f"#{r.appointment_id}",
-                    "Provider": r.provider,
-                    "Service": r.service,
-                }
-                for r in rows
-            ],
-            hide_index=True,
-            width="stretch",
-        )

@@ -35,6 +35,7 @@ from db.models import (
     AppointmentStatus,
     LedgerEntry,
     LedgerKind,
+    Package,
     Patient,
     Payment,
     Service,
@@ -98,10 +99,11 @@ def badges(session: Session, appointment_ids: list[int]) -> dict[int, str]:
                 )
             ),
             func.max(case((Payment.kind == "deposit", 1), else_=0)),
-            func.max(Service.price_cents),
+            func.max(func.coalesce(Package.price_cents, Service.price_cents)),
         )
         .join(Appointment, Appointment.id == Payment.appointment_id)
         .outerjoin(Service, Service.id == Appointment.service_id)
+        .outerjoin(Package, Package.id == Appointment.package_id)
         .where(Payment.appointment_id.in_(appointment_ids))
         .group_by(Payment.appointment_id)
     )

@@ -105,7 +105,10 @@ def save_settings(session: Session, actor: Actor, new: PaymentSettings) -> Payme
 
 
 def price_cents(appointment: Appointment) -> int:
-    """The appointment's price: its services' prices added up (integer cents)."""
+    """The appointment's price (integer cents): a package's one price, otherwise its services'
+    prices added up."""
+    if appointment.package is not None:
+        return appointment.package.price_cents
     services = [link.service for link in appointment.services] or (
         [appointment.service] if appointment.service else []
     )

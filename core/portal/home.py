@@ -10,7 +10,7 @@ the emailed links (core.requests, core.feedback, core.payments), acting as the p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
@@ -34,8 +34,10 @@ from core.payments.providers import PaymentProvider
 from core.payments.rules import get_settings
 from core.policy.cancellation import evaluate, online_booking_blocked
 from core.portal.patient_links import TIME_OF_DAY_LABELS
+from core.practice.packages import offered_packages
 from core.requests import changes, decisions
 from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
+from core.scheduling.lifecycle import treatment_of
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -163,7 +165,7 @@ def _view(session, appointment: Appointment, badges, rules, now) -> PortalAppoin
         to_local(appointment.start_at, tz).isoformat() if appointment.start_at else None,
         to_local(appointment.end_at, tz).isoformat() if appointment.end_at else None,
         appointment.provider.name if appointment.provider else "",
-        appointment.service.name if appointment.service else "",
+        treatment_of(appointment),
         clinic.name,
         payment,
         outstanding,
@@ -383,6 +385,8 @@ class RequestForm:
     service_id: int | None  # prefilled: the latest service
     first_day: date
     locked: bool
+    packages: list[tuple[int, str]] = field(default_factory=list)  # after the services
+    package_id: int | None = None  # prefilled: the latest package, if it was one
 
 
 def request_form(session: Session, patient_id: int) -> RequestForm:
@@ -409,6 +413,8 @@ def request_form(session: Session, patient_id: int) -> RequestForm:
         last.service_id if last else None,
         date.today(),
         online_booking_blocked(patient),
+        [(p.id, p.label) for p in offered_packages(session, online_only=False)],
+        last.package_id if last else None,
     )
 
 
@@ -417,11 +423,13 @@ def request_appointment(
     patient_id: int,
     *,
     clinic_id: int,
-    service_id: int,
+    service_id: int | None = None,
+    package_id: int | None = None,
     requested_day: date,
     time_of_day: str,
     notes: str = "",
 ) -> str:
+    """Ask for a service or a package (booked as one) on a day and time of day."""
     patient = _patient(session, patient_id)
     if online_booking_blocked(patient):
         raise ValidationError(LOCKED)
@@ -433,6 +441,7 @@ def request_appointment(
         patient_id=patient.id,
         clinic_id=clinic_id,
         service_id=service_id,
+        package_id=package_id,
         requested_day=requested_day,
         time_of_day=TimeOfDay(time_of_day),
         notes=(notes or "").strip()[:2000],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, or_, select
@@ -29,6 +29,7 @@ from core.patients import invitations
 from core.patients.records import validate_contact
 from core.policy.cancellation import evaluate
 from core.portal import sign_in
+from core.practice.packages import offered_packages
 from core.requests import changes, decisions
 from db.models import (
     Appointment,
@@ -335,6 +336,7 @@ class BookingView:
     last_day: date
     link_id: int = 0  # the booking link's token row (its own request limit)
     locale: str = DEFAULT_LOCALE  # the clinic's, for the days it names
+    packages: list[tuple[int, str]] = field(default_factory=list)  # after the services
 
 
 def issue_booking_link(
@@ -379,6 +381,7 @@ def booking_view(session: Session, raw: str | None) -> BookingView:
         today + timedelta(days=BOOKING_DAYS_AHEAD),
         token.id,
         clinic.locale,
+        [(p.id, p.label) for p in offered_packages(session, online_only=True)],
     )
 
 
@@ -428,7 +431,8 @@ def submit_booking(
     session: Session,
     raw: str | None,
     *,
-    service_id: int,
+    service_id: int | None = None,
+    package_id: int | None = None,
     requested_day: date,
     time_of_day: str,
     first_name: str,
@@ -455,7 +459,11 @@ def submit_booking(
     email, phone = validate_contact(email, phone)
     if not email and not phone:
         raise ValidationError("Please give an email address or a phone number so we can reply.")
-    if service_id not in {s for s, _ in view.services}:
+    if package_id is not None:
+        if package_id not in {p for p, _ in view.packages}:
+            raise ValidationError("Please choose a treatment from the list.")
+        service_id = None
+    elif service_id not in {s for s, _ in view.services}:
         raise ValidationError("Please choose a treatment from the list.")
     if not view.first_day <= requested_day <= view.last_day:
         first, last = (
@@ -512,6 +520,7 @@ def submit_booking(
         patient_id=patient.id,
         clinic_id=view.clinic_id,
         service_id=service_id,
+        package_id=package_id,
         requested_day=requested_day,
         time_of_day=moment,
         notes=note,

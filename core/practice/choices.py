@@ -49,6 +49,8 @@ class ServiceChoice:
     virtual_allowed: bool
     online_allowed: bool
     active: bool
+    buffer_before_minutes: int = 0
+    buffer_after_minutes: int = 0
 
     @property
     def label(self) -> str:
@@ -120,6 +122,8 @@ def list_choices(
             s.virtual_allowed,
             s.online_allowed,
             s.active,
+            s.buffer_before_minutes,
+            s.buffer_after_minutes,
         )
         for s in session.scalars(select(Service).where(*active(Service)).order_by(Service.name))
     ]

@@ -9,12 +9,13 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, ensure
 from core.kernel.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from core.practice.timing import timing_of
 from core.requests.decisions import approve_request, decline_request
 from core.scheduling.availability import (
     find_conflicts,
     working_hours_cover,
 )
-from core.scheduling.lifecycle import RowResult, duration_of, load, require_reason
+from core.scheduling.lifecycle import RowResult, duration_of, load, require_reason, services_of
 from core.scheduling.states import Action, P
 from db.models import (
     Appointment,
@@ -28,6 +29,7 @@ def _exact_free_provider(session: Session, appointment: Appointment) -> int:
     if appointment.start_at is None:
         raise ValidationError("The patient gave no exact time; approve it on its own with a time.")
     end_at = appointment.start_at + duration_of(appointment)
+    before, after = timing_of(services_of(appointment)).padding
     if appointment.provider_id:
         candidates = [appointment.provider_id]
     else:
@@ -46,7 +48,13 @@ def _exact_free_provider(session: Session, appointment: Appointment) -> int:
         if working_hours_cover(
             session, provider_id, appointment.clinic_id, appointment.start_at, end_at
         ) and not find_conflicts(
-            session, provider_id, appointment.start_at, end_at, appointment.id
+            session,
+            provider_id,
+            appointment.start_at,
+            end_at,
+            appointment.id,
+            before=before,
+            after=after,
         ):
             return provider_id
     raise Conflict("No provider is free and working at the requested time.")

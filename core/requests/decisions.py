@@ -14,6 +14,7 @@ from core.kernel import tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, ValidationError
+from core.practice.packages import package_services
 from core.scheduling.availability import (
     find_conflicts,
     lock_provider,
@@ -59,7 +60,8 @@ def request_appointment(
     *,
     patient_id: int,
     clinic_id: int,
-    service_id: int,
+    service_id: int | None = None,
+    package_id: int | None = None,
     requested_day: date,
     time_of_day: TimeOfDay | str | None,
     notes: str = "",
@@ -68,7 +70,8 @@ def request_appointment(
     provider_id: int | None = None,
     today: date | None = None,
 ) -> Appointment:
-    """A booking request (staff on the phone, or online through a patient link)."""
+    """A booking request (staff on the phone, or online through a patient link) for a service
+    or a package (its services, booked as one)."""
     if actor.role is not None:  # online requests come through a patient link
         ensure_allowed(actor, Action.REQUEST)
     patient = session.get(Patient, patient_id)
@@ -77,9 +80,14 @@ def request_appointment(
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
         raise ValidationError("Choose one of the practice's clinics.")
-    service = session.get(Service, service_id)
-    if service is None or not service.active:
-        raise ValidationError("Choose a service the practice offers.")
+    package = None
+    if package_id is not None:
+        package, services = package_services(session, package_id)
+    else:
+        service = session.get(Service, service_id) if service_id is not None else None
+        if service is None or not service.active:
+            raise ValidationError("Choose a service the practice offers.")
+        services = [service]
     if not isinstance(requested_day, date) or isinstance(requested_day, datetime):
         raise ValidationError("Give the requested day as a date.")
     if time_of_day not in (None, ""):
@@ -101,8 +109,10 @@ def request_appointment(
         clinic=clinic,
         patient_id=patient.id,
         patient=patient,
-        service_id=service.id,
-        service=service,
+        service_id=services[0].id,
+        service=services[0],
+        package_id=package.id if package else None,
+        package=package,
         status=S.REQUESTED,
         requested_day=requested_day,
         time_of_day=time_of_day,
@@ -112,10 +122,13 @@ def request_appointment(
         booked_at=utcnow(),
         provider_id=provider_id,
     )
-    appointment.services.append(AppointmentService(service_id=service.id, service=service))
+    for position, service in enumerate(services):
+        appointment.services.append(
+            AppointmentService(service_id=service.id, service=service, position=position)
+        )
     if start_at is not None:  # the patient asked for an exact time
         appointment.start_at = aware(start_at, "requested time")
-        appointment.end_at = appointment.start_at + timedelta(minutes=service.duration_minutes)
+        appointment.end_at = appointment.start_at + duration_of(appointment)
     session.add(appointment)
     session.flush()
     record(session, actor, appointment, Action.REQUEST, None, message=notes or None)
@@ -260,6 +273,8 @@ def respond_to_proposal(
             appointment.start_at,
             appointment.end_at,
             appointment.id,
+            before=timedelta(minutes=appointment.buffer_before_minutes or 0),
+            after=timedelta(minutes=appointment.buffer_after_minutes or 0),
         )
         if conflicts and not appointment.allow_double_booking:
             raise Conflict(

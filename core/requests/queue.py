@@ -20,6 +20,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import clinic_money, format_day, format_moment
+from core.practice.timing import timing_of
 from core.scheduling.availability import TIME_OF_DAY_LABELS, Slot, suggest_slots
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
@@ -393,6 +394,7 @@ def suggest_for(
         wanted = to_local(change.requested_start_at, tz).date()
     time_of_day = change.time_of_day if change else appointment.time_of_day
     minutes = int(duration_of(appointment).total_seconds() // 60)
+    timing = timing_of(services_of(appointment))
     # Days are searched in order and the search stops at `limit`, so a short window that
     # already fills the list gives the same slots as the full two weeks while reading a
     # fraction of the bookings (a busy clinic has thousands in two weeks).
@@ -408,6 +410,8 @@ def suggest_for(
             limit=limit,
             search_days=days,
             service_ids=[s.id for s in services_of(appointment)],
+            buffer_before_minutes=timing.before,
+            buffer_after_minutes=timing.after,
         )
         if len(slots) >= limit:
             break

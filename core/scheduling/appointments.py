@@ -14,7 +14,9 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound
 from core.kernel.money import clinic_time, clinic_time_range, format_day
 from core.messaging import reminders
+from core.practice.timing import timing_of
 from core.scheduling.availability import TIME_OF_DAY_LABELS
+from core.scheduling.lifecycle import treatment_text
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
 from db.models import Appointment, ChangeRequest, ChangeStatus, RequestFlag, Source, User
 
@@ -81,6 +83,7 @@ class AppointmentDetail:
     open_change: OpenChange | None
     check: str = ""  # a public request's flag for a person to check ("Check identity: …")
     confirmed: str = ""  # "Confirmed by the patient · when · channel" for the current time
+    package: str = ""  # the package booked, when the services are one
 
 
 def get_appointment_detail(
@@ -157,8 +160,8 @@ def get_appointment_detail(
         clinic_name=a.clinic.name,
         timezone=tz,
         service_ids=[s.id for s in services],
-        services=" + ".join(s.name for s in services),
-        duration_minutes=sum(s.duration_minutes for s in services) or 30,
+        services=treatment_text([s.name for s in services], a.package.name if a.package else None),
+        duration_minutes=timing_of(services).minutes or 30,
         provider_id=a.provider_id,
         provider_name=a.provider.name if a.provider else "",
         start_at=a.start_at,
@@ -180,4 +183,5 @@ def get_appointment_detail(
         check=session.scalar(select(RequestFlag.flag).where(RequestFlag.appointment_id == a.id))
         or "",
         confirmed=confirmed[a.id].text(clinic) if a.id in confirmed else "",
+        package=a.package.name if a.package else "",
     )

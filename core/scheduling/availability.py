@@ -3,6 +3,11 @@
 Working hours are weekly, clinic-local wall times; every comparison is done in UTC after turning
 the local period into UTC with core.kernel.clock (DST days are 23 or 25 hours long, still right).
 An appointment is at most 12 hours long, which bounds every range scan on (provider_id, start_at).
+
+Buffers: a service's buffer before and after keeps the provider and the rooms it uses free
+around the visit. An appointment stores the buffers of its first and last service when placed
+(the ones between its services are part of the visit), and two bookings conflict when their
+visits widened by their buffers overlap. A buffer is at most MAX_BUFFER, which widens the scans.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ import bisect
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.practice.timing import Timing
 from db.models import (
     Appointment,
     AppointmentService,
@@ -32,6 +39,7 @@ from db.models import (
 from db.types import utcnow
 
 MAX_LENGTH = timedelta(hours=12)
+MAX_BUFFER = timedelta(minutes=240)  # core.practice.setup refuses a longer buffer
 OCCUPYING = (AppointmentStatus.TENTATIVE, AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
 TIME_OF_DAY_WINDOWS: dict[TimeOfDay, tuple[time, time]] = {
     TimeOfDay.EARLY_MORNING: (time(7), time(9)),
@@ -55,6 +63,14 @@ class Slot:
     end_at: datetime
 
 
+def padded(appointment: Any) -> tuple[datetime, datetime]:
+    """The time an appointment keeps its provider and rooms: its visit and its buffers."""
+    return (
+        appointment.start_at - timedelta(minutes=appointment.buffer_before_minutes or 0),
+        appointment.end_at + timedelta(minutes=appointment.buffer_after_minutes or 0),
+    )
+
+
 def _aware(moment: datetime, name: str) -> datetime:
     if moment.tzinfo is None:
         raise ValidationError(f"The {name} needs a time zone (times are stored in UTC).")
@@ -67,23 +83,27 @@ def find_conflicts(
     start_at: datetime,
     end_at: datetime,
     exclude_appointment_id: int | None = None,
+    *,
+    before: timedelta = timedelta(0),
+    after: timedelta = timedelta(0),
 ) -> list[Appointment]:
-    """Appointments and out-of-office blocks of the provider overlapping [start_at, end_at)."""
-    start_at, end_at = _aware(start_at, "start"), _aware(end_at, "end")
+    """Appointments and out-of-office blocks of the provider whose visit and buffers overlap
+    [start_at - before, end_at + after) (a new booking's own buffers)."""
+    start_at, end_at = _aware(start_at, "start") - before, _aware(end_at, "end") + after
     query = (
         select(Appointment)
         .where(
             Appointment.provider_id == provider_id,
-            Appointment.start_at > start_at - MAX_LENGTH,
-            Appointment.start_at < end_at,
-            Appointment.end_at > start_at,
+            Appointment.start_at > start_at - MAX_LENGTH - MAX_BUFFER,
+            Appointment.start_at < end_at + MAX_BUFFER,
+            Appointment.end_at > start_at - MAX_BUFFER,
             Appointment.status.in_(OCCUPYING),
         )
         .order_by(Appointment.start_at, Appointment.id)
     )
     if exclude_appointment_id is not None:
         query = query.where(Appointment.id != exclude_appointment_id)
-    return list(session.scalars(query))
+    return [a for a in session.scalars(query) if padded(a)[0] < end_at and padded(a)[1] > start_at]
 
 
 def lock_provider(session: Session, provider_id: int) -> None:
@@ -163,10 +183,13 @@ def suggest_slots(
     step_minutes: int = 15,
     now: datetime | None = None,
     service_ids: list[int] | None = None,
+    buffer_before_minutes: int = 0,
+    buffer_after_minutes: int = 0,
 ) -> list[Slot]:
     """The earliest free slots from `day` on (clinic-local) that fit the duration, the providers'
-    working hours and time off, existing bookings, the rooms and equipment the services need
-    (`service_ids`) and the time-of-day preference.
+    working hours and time off, existing bookings and their buffers, the rooms and equipment
+    the services need (`service_ids`) and the time-of-day preference. The visit lies inside
+    working hours; its own buffers must only be free of other bookings.
 
     One query each for hours, time off and bookings over the whole window; the rest is Python."""
     if duration_minutes <= 0 or duration_minutes > 12 * 60:
@@ -180,6 +203,7 @@ def suggest_slots(
     window = TIME_OF_DAY_WINDOWS[TimeOfDay(time_of_day)] if time_of_day else None
     now = now or utcnow()
     duration, step = timedelta(minutes=duration_minutes), timedelta(minutes=step_minutes)
+    before, after = Timing(0, buffer_before_minutes, buffer_after_minutes).padding
 
     hours_query = (
         select(WorkingHours, Provider.name)
@@ -200,16 +224,24 @@ def suggest_slots(
     scan_start, scan_end = local_to_utc(first, time(0), tz), local_to_utc(last, time(0), tz)
     busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
     bookings = session.execute(
-        select(Appointment.provider_id, Appointment.start_at, Appointment.end_at).where(
+        select(
+            Appointment.provider_id,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.buffer_before_minutes,
+            Appointment.buffer_after_minutes,
+        ).where(
             Appointment.provider_id.in_(list(hours)),
-            Appointment.start_at > scan_start - MAX_LENGTH,
-            Appointment.start_at < scan_end,
+            Appointment.start_at > scan_start - MAX_LENGTH - MAX_BUFFER,
+            Appointment.start_at < scan_end + MAX_BUFFER,
             Appointment.status.in_(OCCUPYING),
         )
     )
-    for pid, start, end in bookings:
+    for pid, start, end, ahead, behind in bookings:
         if end is not None:
-            busy[pid].append((start, end))
+            busy[pid].append(
+                (start - timedelta(minutes=ahead or 0), end + timedelta(minutes=behind or 0))
+            )
     for pid, start, end in session.execute(
         select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at).where(
             TimeOff.provider_id.in_(list(hours)),
@@ -235,11 +267,11 @@ def suggest_slots(
                 cursor = period_start
                 while cursor + duration <= period_end:
                     if cursor >= now:
-                        blocker = taken.first_overlap(cursor, cursor + duration)
+                        blocker = taken.first_overlap(cursor - before, cursor + duration + after)
                         if blocker is None:
                             todays.append(Slot(pid, names[pid], cursor, cursor + duration))
                         else:  # jump past the blocking booking, staying on the step grid
-                            skip = max(1, -(-(blocker - cursor) // step))
+                            skip = max(1, -(-(blocker + before - cursor) // step))
                             cursor += step * skip
                             continue
                     cursor += step
@@ -326,9 +358,11 @@ def resource_use(
     start_at: datetime,
     end_at: datetime,
     exclude_appointment_id: int | None = None,
+    *,
+    buffers: bool = True,
 ) -> dict[int, list[tuple[datetime, datetime, int]]]:
     """Per resource: (start, end, appointment id) of the clinic's occupying bookings that need it
-    and overlap [start_at, end_at)."""
+    and overlap [start_at, end_at), their buffers included (the visits alone: `buffers=False`)."""
     first_service = select(Appointment.id.label("aid"), Appointment.service_id.label("sid")).where(
         Appointment.service_id.is_not(None)
     )
@@ -336,15 +370,20 @@ def resource_use(
     uses = first_service.union(listed).subquery()
     query = (
         select(
-            ServiceResource.resource_id, Appointment.start_at, Appointment.end_at, Appointment.id
+            ServiceResource.resource_id,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.id,
+            Appointment.buffer_before_minutes,
+            Appointment.buffer_after_minutes,
         )
         .join(uses, uses.c.aid == Appointment.id)
         .join(ServiceResource, ServiceResource.service_id == uses.c.sid)
         .where(
             Appointment.clinic_id == clinic_id,
-            Appointment.start_at > start_at - MAX_LENGTH,
-            Appointment.start_at < end_at,
-            Appointment.end_at > start_at,
+            Appointment.start_at > start_at - MAX_LENGTH - MAX_BUFFER,
+            Appointment.start_at < end_at + MAX_BUFFER,
+            Appointment.end_at > start_at - MAX_BUFFER,
             Appointment.status.in_(OCCUPYING),
             ServiceResource.resource_id.in_(resource_ids),
         )
@@ -353,8 +392,11 @@ def resource_use(
     if exclude_appointment_id is not None:
         query = query.where(Appointment.id != exclude_appointment_id)
     found: dict[int, list[tuple[datetime, datetime, int]]] = defaultdict(list)
-    for rid, start, end, aid in session.execute(query):
-        found[rid].append((start, end, aid))
+    for rid, start, end, aid, ahead, behind in session.execute(query):
+        if buffers:
+            start, end = start - timedelta(minutes=ahead or 0), end + timedelta(minutes=behind or 0)
+        if start < end_at and end > start_at:
+            found[rid].append((start, end, aid))
     return found
 
 

@@ -19,10 +19,11 @@ from core.kernel.money import clinic_clock_range, clinic_time
 from core.messaging import notify
 from core.patients import records as patients
 from core.patients.invitations import send_invitation
+from core.practice.timing import Timing, timing_of
 from core.scheduling import moves
-from core.scheduling.availability import MAX_LENGTH, OCCUPYING, working_periods
+from core.scheduling.availability import MAX_BUFFER, MAX_LENGTH, OCCUPYING, working_periods
 from core.scheduling.calendar import list_providers
-from core.scheduling.lifecycle import base_url
+from core.scheduling.lifecycle import base_url, treatment_text
 from core.scheduling.moves import NewBooking
 from db.models import (
     Appointment,
@@ -71,11 +72,11 @@ class Booked:
 
 
 def total_minutes(session: Session, service_ids: list[int]) -> int:
-    """The booking's length: the services' durations added up."""
+    """The booking's length: the services' durations and the buffers between them."""
     if not service_ids:
         return 0
-    rows = session.scalars(select(Service.duration_minutes).where(Service.id.in_(service_ids)))
-    return sum(rows)
+    found = {s.id: s for s in session.scalars(select(Service).where(Service.id.in_(service_ids)))}
+    return timing_of([found[i] for i in dict.fromkeys(service_ids) if i in found]).minutes
 
 
 def provider_choices(
@@ -85,8 +86,11 @@ def provider_choices(
     clinic_id: int,
     start_at: datetime,
     minutes: int,
+    before: int = 0,
+    after: int = 0,
 ) -> list[ProviderChoice]:
-    """Every provider of the clinic for that time: free ones first, the others with the reason."""
+    """Every provider of the clinic for that time: free ones first, the others with the reason.
+    `before` and `after` are the booking's buffers (minutes kept free around the visit)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
@@ -115,18 +119,31 @@ def provider_choices(
         )
     )
     first_conflict: dict[int, tuple] = {}
-    for pid, kind, first_start, first_end in session.execute(
-        select(Appointment.provider_id, Appointment.kind, Appointment.start_at, Appointment.end_at)
+    wanted = Timing(0, before, after)
+    free_from, free_until = start_at - wanted.padding[0], end_at + wanted.padding[1]
+    for pid, kind, first_start, first_end, ahead, behind in session.execute(
+        select(
+            Appointment.provider_id,
+            Appointment.kind,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.buffer_before_minutes,
+            Appointment.buffer_after_minutes,
+        )
         .where(
             Appointment.provider_id.in_(ids),
-            Appointment.start_at > start_at - MAX_LENGTH,
-            Appointment.start_at < end_at,
-            Appointment.end_at > start_at,
+            Appointment.start_at > free_from - MAX_LENGTH - MAX_BUFFER,
+            Appointment.start_at < free_until + MAX_BUFFER,
+            Appointment.end_at > free_from - MAX_BUFFER,
             Appointment.status.in_(OCCUPYING),
         )
         .order_by(Appointment.start_at, Appointment.id)
     ):
-        first_conflict.setdefault(pid, (kind, first_start, first_end))
+        theirs = Timing(0, ahead or 0, behind or 0)
+        held_from, held_until = first_start - theirs.padding[0], first_end + theirs.padding[1]
+        if held_from < free_until and held_until > free_from:
+            overlaps = first_start < end_at and first_end > start_at
+            first_conflict.setdefault(pid, (kind, first_start, first_end, overlaps, theirs))
     day = to_local(start_at, tz).date()
     choices = []
     for provider in providers:
@@ -139,9 +156,13 @@ def provider_choices(
         if not covered or provider.id in away:
             why = "not working then (outside hours or on time off)"
         if provider.id in first_conflict:
-            kind, first_start, first_end = first_conflict[provider.id]
+            kind, first_start, first_end, overlaps, theirs = first_conflict[provider.id]
             what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
             busy = f"{what} {clinic_clock_range(clinic, first_start, first_end)}"
+            if not overlaps:  # only the buffers meet
+                kept = [f"{theirs.words()} it"] if theirs.words() else []
+                kept += [f"{wanted.words()} this booking"] if wanted.words() else []
+                busy += f", with {' and '.join(kept)}"
             why = f"{why}; {busy}" if why else busy
         choices.append(ProviderChoice(provider.id, provider.name, not why, why))
     return sorted(choices, key=lambda c: (not c.free, c.name))
@@ -156,6 +177,7 @@ def preview_confirmation(
     service_names: list[str],
     start_at: datetime,
     patient_name: str,
+    package_name: str | None = None,
 ) -> tuple[str, str]:
     """The confirmation as the patient would get it, for staff to edit before sending."""
     ensure(actor, Permission.APPOINTMENTS_BOOK)
@@ -170,7 +192,7 @@ def preview_confirmation(
             "clinic_name": clinic.name,
             "clinic_phone": clinic.phone,
             "when": clinic_time(clinic, start_at, zone=True),
-            "service_name": " + ".join(service_names) or "your appointment",
+            "service_name": treatment_text(service_names, package_name) or "your appointment",
             "provider_name": provider_name,
             "message": "",
             "link": "(a personal link to cancel or reschedule is added when sending)",

@@ -1,5 +1,5 @@
-"""Calendar reads: the events of one clinic inside the visible window, providers as resources,
-and working hours for shading.
+"""Calendar reads: the events of one clinic inside the visible window, providers (or rooms and
+equipment) as resources, and working hours for shading.
 
 Only the window the calendar shows is read, through the (clinic_id, start_at) index: an
 appointment lasts at most 12 hours, so `start_at` in (window start − 12 h, window end) bounds the
@@ -14,28 +14,31 @@ back into UTC by reading its wall-clock part in the clinic's zone (DST-safe: cor
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_to_utc, to_local, zone
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import format_clock, format_moment
 from core.payments import prepay
-from core.scheduling.availability import MAX_LENGTH, resource_use
+from core.scheduling.availability import MAX_LENGTH
 from db.models import (
     Appointment,
     AppointmentKind,
+    AppointmentService,
     AppointmentStatus,
     Clinic,
+    Package,
     Patient,
     Provider,
     Resource,
+    ResourceKind,
     Service,
+    ServiceResource,
     TimeOff,
     WorkingHours,
 )
@@ -107,10 +110,11 @@ def _window_query(
             Appointment.notes,
             Patient.first_name,
             Patient.last_name,
-            Service.name,
+            func.coalesce(Package.name, Service.name),
         )
         .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .outerjoin(Service, Service.id == Appointment.service_id)
+        .outerjoin(Package, Package.id == Appointment.package_id)
         .where(
             Appointment.clinic_id == clinic_id,
             Appointment.start_at > start - MAX_LENGTH,
@@ -348,6 +352,8 @@ VIEW_DAYS = {
     "listDay": 1,
     "timeGridWeek": 7,
     "resourceTimeGridWeek": 7,
+    "resourceTimelineDay": 1,
+    "resourceTimelineWeek": 7,
     "listWeek": 7,
     "dayGridMonth": 42,
 }
@@ -387,6 +393,7 @@ class CalendarFrame:
     providers: list[ProviderOption]
     resources: list[dict[str, Any]]
     business_hours: list[dict[str, Any]]
+    rooms: list[dict[str, Any]] = field(default_factory=list)  # rooms and equipment, by kind
 
 
 def get_frame(
@@ -402,6 +409,7 @@ def get_frame(
         providers,
         list_resources(session, clinic_id, provider_ids, hours=hours, providers=providers),
         business_hours(session, clinic_id, provider_ids, hours=hours),
+        list_rooms(session, clinic_id),
     )
 
 
@@ -424,50 +432,111 @@ def window_events(
 
 # ---------------------------------------------------------------- rooms and equipment
 
-
-@dataclass(frozen=True)
-class ResourceBooking:
-    """One booking's use of a room or piece of equipment, for the calendar's resource view."""
-
-    resource: str
-    quantity: int
-    appointment_id: int
-    starts: str  # clinic-local, in its locale: "Mon, 1 Dec 2025, 09:00"
-    ends: str  # "09:30"
-    provider: str
-    service: str
+ROOM_PREFIX = "room-"  # resource ids of the room view, apart from the providers' ids
+KIND_GROUPS = {ResourceKind.ROOM: "Rooms", ResourceKind.EQUIPMENT: "Equipment"}
 
 
-def resource_view(
-    session: Session, actor: Actor, *, clinic_id: int, start: datetime, end: datetime
-) -> list[ResourceBooking]:
-    """Which bookings use which of the clinic's rooms and equipment in [start, end), by resource
-    then time (cancelled and finished visits do not hold a resource)."""
-    start, end, tz = _open_window(session, actor, clinic_id, start, end)
-    locale = _clinic(session, clinic_id).locale
-    resources = list(
-        session.scalars(
-            select(Resource).where(Resource.clinic_id == clinic_id, Resource.active.is_(True))
-        )
+def list_rooms(session: Session, clinic_id: int) -> list[dict[str, Any]]:
+    """The clinic's active rooms and equipment as FullCalendar resources, grouped by kind."""
+    rows = session.scalars(
+        select(Resource)
+        .where(Resource.clinic_id == clinic_id, Resource.active.is_(True))
+        .order_by(Resource.kind.desc(), Resource.name)  # rooms, then equipment
     )
-    if not resources:
-        return []
-    uses = resource_use(session, clinic_id, [r.id for r in resources], start, end)
-    ids = {aid for spans in uses.values() for _, _, aid in spans}
-    who = {a.id: a for a in session.scalars(select(Appointment).where(Appointment.id.in_(ids)))}
-    rows = []
-    for resource in sorted(resources, key=lambda r: r.name):
-        for begins, finishes, aid in sorted(uses.get(resource.id, [])):
-            a = who[aid]
-            rows.append(
-                ResourceBooking(
-                    resource.name,
-                    resource.quantity,
-                    aid,
-                    format_moment(begins, tz, locale),
-                    format_clock(to_local(finishes, tz).time(), locale),
-                    a.provider.name if a.provider else "",
-                    a.service.name if a.service else "",
+    return [
+        {
+            "id": f"{ROOM_PREFIX}{r.id}",
+            "title": r.name + (f" (×{r.quantity})" if r.quantity > 1 else ""),
+            "kind": KIND_GROUPS[r.kind],
+        }
+        for r in rows
+    ]
+
+
+def _rooms_held(
+    session: Session, clinic_id: int, appointment_ids: list[int]
+) -> dict[int, tuple[list[int], int, int]]:
+    """Per appointment: the active rooms and equipment of the clinic its services need, and
+    its buffers before and after (minutes)."""
+    if not appointment_ids:
+        return {}
+    first = select(Appointment.id.label("aid"), Appointment.service_id.label("sid")).where(
+        Appointment.id.in_(appointment_ids), Appointment.service_id.is_not(None)
+    )
+    listed = select(AppointmentService.appointment_id, AppointmentService.service_id).where(
+        AppointmentService.appointment_id.in_(appointment_ids)
+    )
+    uses = first.union(listed).subquery()
+    rows = session.execute(
+        select(
+            uses.c.aid,
+            ServiceResource.resource_id,
+            Appointment.buffer_before_minutes,
+            Appointment.buffer_after_minutes,
+        )
+        .join(ServiceResource, ServiceResource.service_id == uses.c.sid)
+        .join(Resource, Resource.id == ServiceResource.resource_id)
+        .join(Appointment, Appointment.id == uses.c.aid)
+        .where(Resource.clinic_id == clinic_id, Resource.active.is_(True))
+        .distinct()
+        .order_by(uses.c.aid, ServiceResource.resource_id)
+    )
+    held: dict[int, tuple[list[int], int, int]] = {}
+    for aid, rid, before, after in rows:
+        held.setdefault(aid, ([], before or 0, after or 0))[0].append(rid)
+    return held
+
+
+def room_events(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    start: datetime,
+    end: datetime,
+    provider_ids: list[int] | None = None,
+    statuses: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The window's appointments in the rows of the rooms and equipment they use (one event
+    across all of them), with the provider in the title and the buffers kept free around each
+    as background; nothing to drag here."""
+    start, end, tz = _open_window(session, actor, clinic_id, start, end)
+    events = [
+        e
+        for e in _events(session, tz, clinic_id, start, end, provider_ids, statuses)
+        if "classNames" not in e  # out-of-office blocks hold no room
+    ]
+    held = _rooms_held(session, clinic_id, [int(e["id"]) for e in events])
+    names = {str(p.id): p.name for p in list_providers(session, clinic_id)}
+    shown: list[dict[str, Any]] = []
+    for event in events:
+        if int(event["id"]) not in held:
+            continue
+        resource_ids, before, after = held[int(event["id"])]
+        rows = [f"{ROOM_PREFIX}{r}" for r in resource_ids]
+        who = names.get(event.pop("resourceId"), "")
+        shown.append(
+            event
+            | {
+                "title": event["title"] + (f" · {who}" if who else ""),
+                "resourceIds": rows,
+                "editable": False,
+            }
+        )
+        begins, ends = datetime.fromisoformat(event["start"]), datetime.fromisoformat(event["end"])
+        for minutes, span in (
+            (before, (begins - timedelta(minutes=before), begins)),
+            (after, (ends, ends + timedelta(minutes=after))),
+        ):
+            if minutes:
+                shown.append(
+                    {
+                        "start": span[0].isoformat(timespec="seconds"),
+                        "end": span[1].isoformat(timespec="seconds"),
+                        "resourceIds": rows,
+                        "display": "background",
+                        "color": OUT_OF_OFFICE_COLOUR,
+                        "title": "Kept free (buffer)",
+                    }
                 )
-            )
-    return rows
+    return shown

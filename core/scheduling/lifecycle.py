@@ -19,6 +19,7 @@ from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time, clinic_time_range, format_day
 from core.messaging import clinic_events, notify
+from core.practice.timing import Timing, timing_of
 from core.scheduling.availability import (
     MAX_LENGTH,
     TIME_OF_DAY_LABELS,
@@ -146,8 +147,22 @@ def services_of(appointment: Appointment) -> list[Service]:
     return [appointment.service] if appointment.service else []
 
 
+def treatment_text(service_names: list[str], package_name: str | None = None) -> str:
+    """What is booked, in words: "Skin renewal (Skin check + Chemical peel)" for a package,
+    "Consultation + Blood test" for services."""
+    names = " + ".join(service_names)
+    if package_name:
+        return f"{package_name} ({names})" if names else package_name
+    return names
+
+
+def treatment_of(appointment: Appointment) -> str:
+    package = appointment.package.name if appointment.package else None
+    return treatment_text([s.name for s in services_of(appointment)], package)
+
+
 def duration_of(appointment: Appointment) -> timedelta:
-    minutes = sum(s.duration_minutes for s in services_of(appointment))
+    minutes = timing_of(services_of(appointment)).minutes
     if not minutes and appointment.start_at and appointment.end_at:
         return appointment.end_at - appointment.start_at
     return timedelta(minutes=minutes or 30)
@@ -167,12 +182,11 @@ def when_text(appointment: Appointment) -> str:
 
 def message_context(appointment: Appointment, *, message: str = "", **extra: Any) -> dict[str, Any]:
     clinic = appointment.clinic
-    services = services_of(appointment)
     context = {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
         "when": when_text(appointment),
-        "service_name": " + ".join(s.name for s in services) or "your appointment",
+        "service_name": treatment_of(appointment) or "your appointment",
         "provider_name": appointment.provider.name if appointment.provider else "our team",
         "message": f"\n\nMessage from the practice: {message.strip()}" if message.strip() else "",
     }
@@ -351,6 +365,11 @@ def place(
     if provider is None or not provider.active:
         raise ValidationError("Choose an active provider.")
     end_at = start_at + duration_of(appointment)
+    timing = timing_of(services_of(appointment))
+    appointment.buffer_before_minutes, appointment.buffer_after_minutes = (
+        timing.before,
+        timing.after,
+    )
     if end_at - start_at > MAX_LENGTH:
         raise ValidationError("An appointment can last at most 12 hours.")
     details: dict[str, Any] = {"provider_id": provider_id, "start_at": start_at.isoformat()}
@@ -365,10 +384,13 @@ def place(
         details["outside_hours_override"] = True
         appointment.outside_hours_override = True
     lock_provider(session, provider_id)
-    conflicts = find_conflicts(session, provider_id, start_at, end_at, appointment.id)
+    before, after = timing.padding
+    conflicts = find_conflicts(
+        session, provider_id, start_at, end_at, appointment.id, before=before, after=after
+    )
     if conflicts:
         if not allow_double_booking:
-            raise Conflict(_conflict_message(provider, conflicts))
+            raise Conflict(_conflict_message(provider, conflicts, start_at, end_at, timing))
         details["double_booked_with"] = [c.id for c in conflicts]
         appointment.allow_double_booking = True
     details.update(hold_resources(session, appointment, start_at, end_at, allow_double_booking))
@@ -385,30 +407,46 @@ def hold_resources(
     allow_double_booking: bool,
 ) -> dict[str, Any]:
     """Refuse the time when a room or piece of equipment the appointment's services need is
-    fully in use at its clinic (naming it), unless double booking is explicitly allowed, which
-    the returned audit details record. Locks the resources until the transaction ends."""
+    fully in use at its clinic during the visit or its buffers (naming it), unless double
+    booking is explicitly allowed, which the returned audit details record. Locks the
+    resources until the transaction ends."""
     service_ids = [s.id for s in services_of(appointment)]
     needed = required_resources(session, appointment.clinic_id, service_ids)
     if not needed:
         return {}
     lock_resources(session, [r.id for r in needed])
+    timing = Timing(0, appointment.buffer_before_minutes, appointment.buffer_after_minutes)
+    before, after = timing.padding
     busy = resource_conflicts(
-        session, appointment.clinic_id, service_ids, start_at, end_at, appointment.id
+        session,
+        appointment.clinic_id,
+        service_ids,
+        start_at - before,
+        end_at + after,
+        appointment.id,
     )
     if not busy:
         return {}
     if not allow_double_booking:
         clinic = appointment.clinic
         names = "; ".join(b.message(clinic.name) for b in busy)
+        kept = f" (with {timing.words()})" if timing.words() else ""
         raise Conflict(
-            f"{names}, on {clinic_time_range(clinic, start_at, end_at)}. "
-            "Choose another time or allow double booking for this appointment."
+            f"{names}, on {clinic_time_range(clinic, start_at, end_at)}"
+            f"{kept}. Choose another time or allow double booking for this appointment."
         )
     appointment.allow_double_booking = True
     return {"resources_overbooked": [b.name for b in busy]}
 
 
-def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:
+def _conflict_message(
+    provider: Provider,
+    conflicts: list[Appointment],
+    start_at: datetime,
+    end_at: datetime,
+    timing: Timing,
+) -> str:
+    """Who is busy when; when only buffers overlap, which ones keep the time free."""
     first = conflicts[0]
     what = (
         "is out of office"
@@ -416,9 +454,15 @@ def _conflict_message(provider: Provider, conflicts: list[Appointment]) -> str:
         else f"already has appointment #{first.id}"
     )
     more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+    kept = ""
+    if not (first.start_at < end_at and first.end_at > start_at):  # only the buffers overlap
+        theirs = Timing(0, first.buffer_before_minutes, first.buffer_after_minutes).words()
+        ours = timing.words()
+        parts = ([f"{theirs} it"] if theirs else []) + ([f"{ours} this booking"] if ours else [])
+        kept = f", with {' and '.join(parts)} (buffers)"
     return (
         f"{provider.name} {what} on {clinic_time_range(first.clinic, first.start_at, first.end_at)}"
-        f"{more}. Choose another time or allow double booking for this appointment."
+        f"{kept}{more}. Choose another time or allow double booking for this appointment."
     )
 
 

@@ -12,6 +12,7 @@ from core.kernel.errors import ValidationError
 from core.kernel.money import clinic_money
 from core.payments import prepay
 from core.policy import cancellation as policy
+from core.practice.packages import package_services
 from core.scheduling.availability import (
     MAX_LENGTH,
 )
@@ -56,6 +57,7 @@ class NewBooking:
     start_at: datetime
     patient_id: int | None = None
     service_ids: tuple[int, ...] | list[int] = ()
+    package_id: int | None = None  # booked as one: its services, its price
     end_at: datetime | None = None
     kind: AppointmentKind | str = AppointmentKind.APPOINTMENT
     mode: VisitMode | str = VisitMode.IN_PERSON
@@ -80,6 +82,15 @@ def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) ->
     services = [session.get(Service, sid) for sid in dict.fromkeys(b.service_ids or [])]
     if any(s is None or not s.active for s in services):
         raise ValidationError("Choose services the practice offers.")
+    package = None
+    if b.package_id is not None:
+        package, members = package_services(session, b.package_id)
+        if services and services != members:
+            raise ValidationError(
+                f"The package {package.name} is booked on its own; book other services as a "
+                "separate appointment."
+            )
+        services = members
     patient = session.get(Patient, b.patient_id) if b.patient_id is not None else None
     if kind == AppointmentKind.APPOINTMENT:
         if patient is None:
@@ -97,6 +108,8 @@ def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) ->
         patient=patient,
         service_id=services[0].id if services else None,
         service=services[0] if services else None,
+        package_id=package.id if package else None,
+        package=package,
         kind=kind,
         mode=mode,
         status=S.SCHEDULED,

@@ -310,6 +310,8 @@ def current_matches(session: Session, entry: WaitlistEntry, tz: str, today: date
         session,
         clinic_id=entry.clinic_id,
         duration_minutes=entry.service.duration_minutes,
+        buffer_before_minutes=entry.service.buffer_before_minutes,
+        buffer_after_minutes=entry.service.buffer_after_minutes,
         day=first,
         provider_id=entry.provider_id,
         limit=200,

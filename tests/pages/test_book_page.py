@@ -94,6 +94,36 @@ def test_staff_books_a_found_patient_with_an_edited_message(app_as, app_db):
     assert all(m.subject == "Booked: see you soon" for m in booked["mails"])
 
 
+def test_staff_books_a_package_as_one_appointment(app_as, app_db):
+    at = app_as("staff", PAGE)
+    day = _weekday_ahead(13)
+    at = _fill(at, day, 9, 0, service="Package: Consultation and blood test")
+    for moment in (time(h, m) for h in range(9, 17) for m in (0, 15, 30, 45)):
+        at.time_input(key="book_time").set_value(moment).run()  # the demo's first free time
+        if at.selectbox(key="book_provider").options:
+            break
+    labels = at.multiselect(key="book_services").options
+    kinds = [o.startswith("Package: ") for o in labels]
+    assert kinds == sorted(kinds) and kinds[0] is False  # services first, then the packages
+    assert "Package: Consultation and blood test (Consultation + Blood test; 45 min, £85.00)" in (
+        labels
+    )
+    assert any("Length: 45 minutes" in c.value and "£85.00" in c.value for c in at.caption)
+    at.text_input(key="book_search").input("Smith").run()
+    at.selectbox(key="book_patient").select_index(0).run()
+    at.radio(key="book_notify").set_value("Do not notify").run()
+    at.button(key="book_submit").click().run()
+    assert not at.exception and not at.error, at.error
+    booked = _last(app_db)
+    assert booked["end"] - booked["start"] == timedelta(minutes=45)
+    database = _db(app_db)
+    with database.read() as session:
+        row = session.get(Appointment, booked["id"])
+        assert row.package.name == "Consultation and blood test"
+        assert [s.service.name for s in row.services] == ["Consultation", "Blood test"]
+    database.dispose()
+
+
 def test_new_patient_inline_and_virtual_only_for_allowed_services(app_as, app_db):
     at = app_as("manager", PAGE)
     at = _fill(at, _weekday_ahead(9), 11, 30, service="Skin check")

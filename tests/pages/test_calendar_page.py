@@ -3,6 +3,7 @@ browser would send (the payload shapes of streamlit-calendar 1.4) into the widge
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,15 @@ from core.kernel.clock import to_local
 from core.kernel.config import load_settings
 from core.scheduling import calendar as cal
 from core.startup import open_database
-from db.models import Appointment, AppointmentKind, AppointmentStatus, AuditEvent, Clinic
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    AuditEvent,
+    Clinic,
+    Resource,
+    ServiceResource,
+)
 from db.types import utcnow
 from ui import calendar_widget as cw
 from ui.calendar_widget import ink
@@ -236,6 +245,69 @@ def test_a_large_team_opens_on_the_day_by_provider(app_as, app_db):
     assert "resourceTimeGridDay" in _component_key(at)
     at.button_group(key="calendar_view").set_value("Week by provider").run()
     assert "resourceTimeGridWeek" in _component_key(at) and not at.exception
+
+
+def _drawn(at) -> dict:
+    """The events and options the calendar component was given in the last run."""
+    component = next(e for e in at.main if e.type == "component_instance")
+    return json.loads(component.proto.json_args)
+
+
+def test_the_room_view_lays_out_the_day_by_room_and_equipment(app_as, app_db):
+    database = _database(app_db)
+    with database.read() as session:  # an upcoming booking that needs a room or the laser
+        row = session.scalars(
+            select(Appointment)
+            .join(ServiceResource, ServiceResource.service_id == Appointment.service_id)
+            .join(Resource, Resource.id == ServiceResource.resource_id)
+            .where(
+                Appointment.clinic_id == 1,
+                Resource.clinic_id == 1,
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.start_at > utcnow() + timedelta(hours=2),
+            )
+            .order_by(Appointment.start_at)
+            .limit(1)
+        ).one()
+        ident, start, end, provider = row.id, row.start_at, row.end_at, row.provider_id
+        tz = session.get(Clinic, 1).timezone
+        rooms = {
+            f"room-{r.id}": r.name
+            for r in session.scalars(select(Resource).where(Resource.clinic_id == 1))
+        }
+        needed = {
+            f"room-{r}"
+            for r in session.scalars(
+                select(ServiceResource.resource_id).where(
+                    ServiceResource.service_id == row.service_id,
+                    ServiceResource.resource_id.in_([int(k[5:]) for k in rooms]),
+                )
+            )
+        }
+    database.dispose()
+    at = _goto(app_as("staff", PAGE), start, tz)
+    at.button_group(key="calendar_view").set_value("Day by room").run()
+    assert not at.exception, at.exception
+    assert "resourceTimelineDay" in _component_key(at)
+    drawn = _drawn(at)
+    options, events = drawn["options"], drawn["events"]
+    assert {r["id"]: r["title"].split(" (×")[0] for r in options["resources"]} == rooms
+    assert {r["kind"] for r in options["resources"]} == {"Rooms", "Equipment"}
+    assert options["editable"] is False and options["selectable"] is False  # nothing to drag
+    [mine] = [e for e in events if e.get("id") == str(ident)]
+    assert set(mine["resourceIds"]) == needed and mine["editable"] is False
+    held = {r for e in events for r in e.get("resourceIds", [])}
+    assert held <= set(rooms)  # every event sits in a room's or equipment's row
+    at = _send(
+        at,
+        {
+            "callback": "eventClick",
+            "eventClick": {"event": _event(ident, start, end, provider, tz), "view": {}},
+        },
+    )
+    assert not at.exception and any(f"{ident} · " in h.value for h in at.subheader)
+    at.button_group(key="calendar_view").set_value("Week by room").run()
+    assert "resourceTimelineWeek" in _component_key(at) and not at.exception
 
 
 def test_status_colours_get_the_text_colour_that_reads_on_them():

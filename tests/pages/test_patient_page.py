@@ -19,6 +19,7 @@ from db.models import (
     Appointment,
     AppointmentStatus,
     ChangeRequest,
+    Package,
     Patient,
     PortalInvitation,
     Role,
@@ -206,3 +207,31 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
     assert {(r.status, r.source) for r in requests} == {
         (AppointmentStatus.REQUESTED, Source.ONLINE)
     }
+
+
+def test_public_booking_request_offers_the_packages_after_the_services(app_db):
+    database = _db(app_db)
+    with database.write() as s:
+        owner = make_user(s, "h14owner", Role.OWNER)
+        raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
+    at = _open("booking", raw)
+    treatments = at.selectbox(key="patient_booking_service")
+    packages = [o for o in treatments.options if o.startswith("Package: ")]
+    assert packages == treatments.options[-len(packages) :]
+    assert "Package: Skin renewal (Skin check + Chemical peel)" in packages
+    with database.read() as s:
+        renewal = s.scalar(select(Package.id).where(Package.name == "Skin renewal"))
+    treatments.set_value(("package", renewal))
+    at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
+    at.text_input(key="patient_booking_first").input("Rowan")
+    at.text_input(key="patient_booking_last").input("Ashe")
+    at.text_input(key="patient_booking_email").input("rowan.ashe@example.org")
+    at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+    assert not at.exception and "your request has been received" in at.success[0].value
+    with database.read() as s:
+        request = s.scalars(
+            select(Appointment).join(Patient).where(Patient.email == "rowan.ashe@example.org")
+        ).one()
+        assert request.package.name == "Skin renewal"
+        assert [a.service.name for a in request.services] == ["Skin check", "Chemical peel"]
+    database.dispose()

@@ -15,6 +15,7 @@ from db.models import (
     AppointmentStatus,
     CancellationPolicy,
     Notification,
+    Package,
     Patient,
     Payment,
     PortalSession,
@@ -175,3 +176,29 @@ def test_only_the_chosen_section_runs(app_db):
     assert not at.exception
     assert "Points balance" in [m.label for m in at.metric]
     assert not [b for b in at.button if b.key == f"portal_pay_{appointment_id}"]
+
+
+def test_the_request_form_offers_packages_after_the_services(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Request"  # only the open tab runs
+    at.run()
+    treatments = at.selectbox(key="portal_request_service")
+    packages = [o for o in treatments.options if o.startswith("Package: ")]
+    assert packages and packages == treatments.options[-len(packages) :]
+    database = _db(app_db)
+    with database.read() as s:
+        renewal = s.scalar(select(Package.id).where(Package.name == "Skin renewal"))
+    treatments.set_value(("package", renewal))
+    at.button(key="FormSubmitter:portal_request_form-Send my request").click().run()
+    assert not at.exception and not at.error, at.error
+    with database.read() as s:
+        asked = s.scalars(
+            select(Appointment)
+            .where(Appointment.patient_id == patient_id)
+            .order_by(Appointment.id.desc())
+            .limit(1)
+        ).one()
+        assert (asked.status, asked.package_id) == (AppointmentStatus.REQUESTED, renewal)
+        assert [a.service.name for a in asked.services] == ["Skin check", "Chemical peel"]
+    database.dispose()

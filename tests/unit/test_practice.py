@@ -13,13 +13,14 @@ from sqlalchemy import select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
-from core.practice import checklist, choices, documents, reads, setup
-from core.scheduling import availability, moves
+from core.practice import checklist, choices, documents, packages, reads, setup
+from core.scheduling import availability, booking, moves
 from db.models import (
     Appointment,
     AuditEvent,
     CancellationPolicy,
     DocumentKind,
+    Patient,
     Provider,
     ResourceKind,
     WorkingHours,
@@ -424,20 +425,342 @@ def test_race_two_bookings_for_the_one_laser(db, world, laser):
         assert len(list(booked)) == 1  # the loser's row went with its transaction
 
 
-def test_calendar_resource_view_lists_who_holds_the_laser(db, world, laser):
+def test_calendar_room_view_shows_who_holds_the_laser(db, world, laser):
     from core.scheduling import calendar
 
     day = future_day()
     with db.write() as session:
+        setup.save_resource(
+            session, world.owner, setup.ResourceData(world.clinic_id, "Treatment room", "room", 2)
+        )
         first = book(
             session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10)
         )
-        first_id = first.id
+        first_id, laser_row = first.id, f"room-{laser['laser']}"
         book(session, world, laser["second"], laser["other"], world.service_id, at(day, 11))
     with db.read() as session:
-        rows = calendar.resource_view(
+        frame = calendar.get_frame(session, world.staff, world.clinic_id)
+        events = calendar.room_events(
             session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
         )
-    assert [(r.resource, r.appointment_id, r.provider, r.ends) for r in rows] == [
-        ("Laser", first_id, "Dr Test", "10:30")
+    assert [(r["title"], r["kind"]) for r in frame.rooms] == [
+        ("Treatment room (×2)", "Rooms"),
+        ("Laser", "Equipment"),
     ]
+    # the consultation uses no room: only the laser booking is in the room view
+    assert [(e["id"], e["resourceIds"], e["title"], e["editable"]) for e in events] == [
+        (str(first_id), [laser_row], "Alex Morgan · Laser hair removal · Dr Test", False)
+    ]
+    assert (events[0]["start"][11:16], events[0]["end"][11:16]) == ("10:00", "10:30")
+
+
+# ---------------------------------------------------------------- packages booked as one
+
+
+@pytest.fixture
+def glow(db, world, laser):
+    """A package: the consultation (30 min) then the laser (30 min), one price."""
+    with db.write() as session:
+        data = setup.PackageData("Glow", (world.service_id, laser["service"]), 9000)
+        return setup.save_package(session, world.owner, data)
+
+
+def test_a_package_is_booked_as_one_appointment_with_its_price(db, world, laser, glow):
+    from core.payments import rules
+    from core.scheduling import appointments, calendar
+
+    day = future_day()
+    with db.write() as session:
+        booked = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                start_at=at(day, 10),
+                patient_id=world.patient_id,
+                package_id=glow,
+                notify_channels=[],
+            ),
+        )
+        booked_id = booked.id
+    with db.read() as session:
+        row = session.get(Appointment, booked_id)
+        assert [s.service_id for s in row.services] == [world.service_id, laser["service"]]
+        assert (row.package_id, row.end_at - row.start_at) == (glow, timedelta(minutes=60))
+        assert rules.price_cents(row) == 9000  # the package's price, not 6000 + the laser's
+        detail = appointments.get_appointment_detail(session, world.staff, booked_id)
+        events = calendar.window_events(
+            session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
+        )
+        [room] = calendar.room_events(
+            session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
+        )
+    assert detail.package == "Glow"
+    assert detail.services == "Glow (Consultation + Laser hair removal)"
+    assert [e["title"] for e in events if e.get("id") == str(booked_id)] == ["Alex Morgan · Glow"]
+    # the laser is held for the whole visit, the consultation part included
+    assert (room["resourceIds"], room["id"], room["start"][11:16], room["end"][11:16]) == (
+        [f"room-{laser['laser']}"],
+        str(booked_id),
+        "10:00",
+        "11:00",
+    )
+    with db.write() as session, pytest.raises(Conflict, match="Laser at Test Clinic is busy"):
+        book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10))
+
+
+def test_a_package_needs_every_resource_of_its_services_free(db, world, laser, glow):
+    day = future_day()
+    with db.write() as session:  # the laser is taken during the package's first service only
+        taken = book(session, world, laser["second"], laser["other"], laser["service"], at(day, 9))
+        taken_id = taken.id
+    booking = moves.NewBooking(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        start_at=at(day, 9),
+        patient_id=world.patient_id,
+        package_id=glow,
+        notify_channels=[],
+    )
+    with db.write() as session, pytest.raises(Conflict, match="Laser at Test Clinic") as error:
+        moves.schedule_appointment(session, world.staff, booking)
+    assert f"#{taken_id}" in str(error.value)
+    with db.write() as session, pytest.raises(ValidationError, match="booked on its own"):
+        extra = moves.NewBooking(**(vars(booking) | {"service_ids": [laser["service"]]}))
+        moves.schedule_appointment(session, world.staff, extra)
+    with db.write() as session:
+        setup.set_active(session, world.owner, "service", laser["service"], False)
+    with db.write() as session, pytest.raises(ValidationError, match="no longer offered"):
+        later = moves.NewBooking(**(vars(booking) | {"start_at": at(day, 14)}))
+        moves.schedule_appointment(session, world.staff, later)
+
+
+def test_patients_request_a_package_in_the_portal_and_by_the_public_link(db, world, laser, glow):
+    from urllib.parse import parse_qs, urlparse
+
+    from core.portal import home, patient_links
+
+    with db.write() as session:
+        session.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+        link = patient_links.issue_booking_link(
+            session, world.manager, world.clinic_id, base_url="https://clinic.example"
+        )
+    raw = parse_qs(urlparse(link).query)["t"][0]
+    with db.read() as session:
+        form = home.request_form(session, world.patient_id)
+        view = patient_links.booking_view(session, raw)
+    label = "Package: Glow (Consultation + Laser hair removal)"
+    assert form.packages == [(glow, label)] and view.packages == [(glow, label)]
+    day = future_day(4)
+    with db.write() as session:
+        home.request_appointment(
+            session,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            package_id=glow,
+            requested_day=day,
+            time_of_day="morning",
+        )
+        patient_links.submit_booking(
+            session,
+            raw,
+            package_id=glow,
+            requested_day=day,
+            time_of_day="afternoon",
+            first_name="Robin",
+            last_name="Hart",
+            email="robin@example.org",
+        )
+    with db.read() as session:
+        requests = session.scalars(select(Appointment).order_by(Appointment.id)).all()
+        assert [(a.package_id, len(a.services)) for a in requests] == [(glow, 2), (glow, 2)]
+        assert home.request_form(session, world.patient_id).package_id == glow  # asked again
+    with db.write() as session:  # a package whose service may not be asked for online
+        setup.save_service(
+            session,
+            world.owner,
+            setup.ServiceData(
+                "Laser hair removal", 30, online_allowed=False, resource_ids=(laser["laser"],)
+            ),
+            laser["service"],
+        )
+    with db.read() as session:
+        assert patient_links.booking_view(session, raw).packages == []
+        assert home.request_form(session, world.patient_id).packages == [(glow, label)]
+
+
+# ---------------------------------------------------------------- buffers before and after
+
+
+@pytest.fixture
+def buffered(db, world):
+    """A peel (30 min, 15 kept free after) needing the one treatment room, and a prep visit
+    (30 min, 10 kept free before); a second provider."""
+    with db.write() as session:
+        room = setup.save_resource(
+            session, world.owner, setup.ResourceData(world.clinic_id, "Room 1", "room", 1)
+        )
+        peel = setup.save_service(
+            session,
+            world.owner,
+            setup.ServiceData("Peel", 30, buffer_after_minutes=15, resource_ids=(room,)),
+        )
+        prep = setup.save_service(
+            session, world.owner, setup.ServiceData("Prep", 30, buffer_before_minutes=10)
+        )
+        second = Provider(name="Dr Second")
+        session.add(second)
+        session.flush()
+        for weekday in range(7):
+            second.working_hours.append(
+                WorkingHours(
+                    clinic_id=world.clinic_id, weekday=weekday, starts=time(9), ends=time(17)
+                )
+            )
+        other = make_patient(session, first_name="Sam", email="sam@example.org").id
+        return {"room": room, "peel": peel, "prep": prep, "second": second.id, "other": other}
+
+
+def test_a_booking_touching_another_ones_buffer_is_refused_naming_it(db, world, buffered):
+    day = future_day()
+    with db.write() as session:
+        peel = book(
+            session, world, world.provider_id, world.patient_id, buffered["peel"], at(day, 10)
+        )
+        peel_id = peel.id
+        assert (peel.buffer_before_minutes, peel.buffer_after_minutes) == (0, 15)
+        assert peel.end_at == at(day, 10, 30)  # the buffer is not part of the visit
+    # the visit is over at 10:30, but its 15 minutes after keep the provider until 10:45
+    with db.write() as session, pytest.raises(Conflict) as refused:
+        book(
+            session, world, world.provider_id, buffered["other"], world.service_id, at(day, 10, 30)
+        )
+    assert f"Dr Test already has appointment #{peel_id}" in str(refused.value)
+    assert "15 minutes kept free after it (buffers)" in str(refused.value)
+    # a visit with its own buffer before: 10:50 - 10 min reaches into the peel's buffer
+    with db.write() as session, pytest.raises(Conflict) as refused:
+        book(
+            session, world, world.provider_id, buffered["other"], buffered["prep"], at(day, 10, 50)
+        )
+    assert "with 15 minutes kept free after it and 10 minutes kept free before this booking" in str(
+        refused.value
+    )
+    # the room the peel used stays free for its buffer too, for any provider
+    with db.write() as session, pytest.raises(Conflict, match="Room 1 at Test Clinic is busy"):
+        book(
+            session, world, buffered["second"], buffered["other"], buffered["peel"], at(day, 10, 40)
+        )
+    with db.write() as session:  # just clear of the buffers: fine
+        book(
+            session, world, world.provider_id, buffered["other"], buffered["prep"], at(day, 10, 55)
+        )
+        book(
+            session, world, buffered["second"], buffered["other"], buffered["peel"], at(day, 10, 45)
+        )
+    with db.read() as session:  # the room view shows the time the peel keeps free
+        from core.scheduling import calendar
+
+        shown = calendar.room_events(
+            session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
+        )
+    assert [
+        (e.get("display", "event"), e["start"][11:16], e["end"][11:16])
+        for e in shown
+        if e["resourceIds"] == [f"room-{buffered['room']}"]
+    ] == [
+        ("event", "10:00", "10:30"),
+        ("background", "10:30", "10:45"),
+        ("event", "10:45", "11:15"),
+        ("background", "11:15", "11:30"),
+    ]
+    with db.read() as session:  # and the booking form says why the provider is not free
+
+        def choice(provider_id, start, minutes, **buffers):
+            return next(
+                c
+                for c in booking.provider_choices(
+                    session,
+                    world.staff,
+                    clinic_id=world.clinic_id,
+                    start_at=start,
+                    minutes=minutes,
+                    **buffers,
+                )
+                if c.id == provider_id
+            )
+
+        near = choice(world.provider_id, at(day, 10, 35), 15, before=10)
+        clear = choice(world.provider_id, at(day, 11, 35), 15, before=10)
+    assert not near.free and near.why == (
+        "booked 10:00–10:30, with 15 minutes kept free after it and 10 minutes kept free before "
+        "this booking"
+    )
+    assert clear.free
+
+
+def test_moving_next_to_a_buffer_is_refused_and_suggestions_skip_it(db, world, buffered):
+    day = future_day()
+    with db.write() as session:
+        book(session, world, world.provider_id, world.patient_id, buffered["peel"], at(day, 9))
+        later = book(
+            session, world, world.provider_id, buffered["other"], world.service_id, at(day, 14)
+        )
+        later_id, version = later.id, later.version
+    with db.write() as session, pytest.raises(Conflict, match="15 minutes kept free after it"):
+        moves.reschedule(
+            session,
+            world.staff,
+            later_id,
+            start_at=at(day, 9, 30),
+            expected_version=version,
+            notify=False,
+        )
+    with db.read() as session:
+
+        def first_slot(**extra):
+            return availability.suggest_slots(
+                session,
+                clinic_id=world.clinic_id,
+                day=day,
+                limit=1,
+                **({"duration_minutes": 30, "provider_id": world.provider_id} | extra),
+            )[0].start_at
+
+        plain = first_slot()
+        with_own_buffer = first_slot(buffer_before_minutes=10)
+        room = first_slot(provider_id=buffered["second"], service_ids=[buffered["peel"]])
+        around = first_slot(provider_id=buffered["second"], buffer_after_minutes=15)
+    assert plain == at(day, 9, 45)  # not 9:30: the peel's 15 minutes after
+    assert with_own_buffer == at(day, 10)  # 9:45 - 10 minutes would reach into them
+    assert room == at(day, 9, 45)  # another provider, but the peel's room is still held
+    assert around == at(day, 9)  # nothing of the second provider's day is taken
+
+
+def test_buffers_between_a_packages_services_are_part_of_the_visit(db, world, buffered):
+    with db.write() as session:
+        pkg = setup.save_package(
+            session,
+            world.owner,
+            setup.PackageData("Peel and prep", (buffered["peel"], buffered["prep"]), 12000),
+        )
+    day = future_day()
+    with db.write() as session:
+        booked = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                start_at=at(day, 10),
+                patient_id=world.patient_id,
+                package_id=pkg,
+                notify_channels=[],
+            ),
+        )
+        # 30 + 15 after the peel + 10 before the prep + 30; nothing kept free around it
+        assert booked.end_at - booked.start_at == timedelta(minutes=85)
+        assert (booked.buffer_before_minutes, booked.buffer_after_minutes) == (0, 0)
+    with db.read() as session:
+        [offer] = packages.offered_packages(session, online_only=False)
+    assert offer.minutes == 85

@@ -23,10 +23,16 @@ def render(token: str) -> None:
         return
     view = public_read(patient_links.booking_view, token)
     st.title(f"Request an appointment at {escape(view.clinic_name)}")
-    services = dict(view.services)
+    # services, then packages (a package's services are booked together for one price)
+    treatments = {("service", i): name for i, name in view.services} | {
+        ("package", i): name for i, name in view.packages
+    }
     with st.form("patient_booking_form"):
-        service = st.selectbox(
-            "Treatment", list(services), format_func=services.get, key="patient_booking_service"
+        treatment = st.selectbox(
+            "Treatment",
+            list(treatments),
+            format_func=treatments.get,
+            key="patient_booking_service",
         )
         day = st.date_input(
             "Preferred day",
@@ -58,10 +64,11 @@ def render(token: str) -> None:
     if submitted and day is None:
         st.error("Please choose the day you would prefer.")
     elif submitted:
+        kind, ident = treatment or ("service", None)
         message = public_write(
             patient_links.submit_booking,
             token,
-            service_id=service,
+            **{f"{kind}_id": ident},
             requested_day=day,
             time_of_day=moment,
             first_name=first_name,

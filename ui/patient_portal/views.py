@@ -130,7 +130,12 @@ def request(view: home.Home) -> None:
         return
     with database().read() as session:
         form = home.request_form(session, view.patient_id)
-    services = dict(form.services)
+    # services, then packages (a package's services are booked together for one price)
+    treatments = {("service", i): name for i, name in form.services} | {
+        ("package", i): name for i, name in form.packages
+    }
+    last = ("package", form.package_id) if form.package_id else ("service", form.service_id)
+    options = list(treatments)
     clinics = dict(form.clinics)
     with st.form("portal_request_form"):
         clinic = st.selectbox(
@@ -140,11 +145,11 @@ def request(view: home.Home) -> None:
             format_func=clinics.get,
             key="portal_request_clinic",
         )
-        service = st.selectbox(
+        treatment = st.selectbox(
             "Treatment",
-            list(services),
-            index=list(services).index(form.service_id) if form.service_id in services else 0,
-            format_func=services.get,
+            options,
+            index=options.index(last) if last in treatments else 0,
+            format_func=treatments.get,
             key="portal_request_service",
         )
         day = st.date_input(
@@ -162,7 +167,8 @@ def request(view: home.Home) -> None:
         notes = st.text_area("Anything we should know?", key="portal_request_notes")
         sent = st.form_submit_button("Send my request", type="primary")
     if sent:
-        wanted = {"clinic_id": clinic, "service_id": service, "requested_day": day}
+        kind, ident = treatment or ("service", None)
+        wanted = {"clinic_id": clinic, f"{kind}_id": ident, "requested_day": day}
         if done := act(
             home.request_appointment, view.patient_id, **wanted, time_of_day=moment, notes=notes
         ):
