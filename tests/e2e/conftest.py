@@ -18,6 +18,7 @@ from db.types import utcnow
 from tests.pages.conftest import ROOT, demo_template  # noqa: F401  (fixture)
 from tests.support.browser import StreamlitServer, wait_for_app_idle
 from tests.support.postgres import free_port
+from tests.support.shared import built_once
 
 SECRET = "e2e-" + "k" * 40
 
@@ -28,25 +29,27 @@ def e2e_template(demo_template, tmp_path_factory) -> Path:  # noqa: F811
     and survey requests due before the tests began are recorded as sent and the weekly no-show
     model is trained, so a test's own messages do not queue behind the demo's backlog and no
     server spends its first minute training."""
-    folder = tmp_path_factory.mktemp("e2e")
-    shutil.copy(demo_template, folder / "app.db")
-    settings = load_settings(
-        {
-            "DATABASE_URL": f"sqlite:///{folder / 'app.db'}",
-            "CLINICDESK_DATA_DIR": str(folder),
-            "CLINICDESK_SECRET_KEY": SECRET,
-        }
-    )
-    database = open_database(settings)
-    jobs.run_due(database, settings)  # no SMTP configured: the messages stay queued
-    with database.write() as session:
-        session.execute(
-            update(Notification)
-            .where(Notification.status == DeliveryStatus.QUEUED)
-            .values(status=DeliveryStatus.SENT, sent_at=utcnow())
+
+    def build(folder: Path) -> None:
+        shutil.copy(demo_template, folder / "app.db")
+        settings = load_settings(
+            {
+                "DATABASE_URL": f"sqlite:///{folder / 'app.db'}",
+                "CLINICDESK_DATA_DIR": str(folder),
+                "CLINICDESK_SECRET_KEY": SECRET,
+            }
         )
-    database.dispose()
-    return folder / "app.db"
+        database = open_database(settings)
+        jobs.run_due(database, settings)  # no SMTP configured: the messages stay queued
+        with database.write() as session:
+            session.execute(
+                update(Notification)
+                .where(Notification.status == DeliveryStatus.QUEUED)
+                .values(status=DeliveryStatus.SENT, sent_at=utcnow())
+            )
+        database.dispose()
+
+    return built_once(tmp_path_factory, "app.db", build)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
@@ -16,6 +17,7 @@ from core.kernel import accounts
 from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import User
+from tests.support.shared import built_once
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,20 +25,23 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory) -> Path:
     """One migrated (Alembic, as in production) and demo-seeded SQLite file per test run."""
-    folder = tmp_path_factory.mktemp("demo")
-    settings = load_settings(
-        {"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}", "CLINICDESK_DATA_DIR": str(folder)}
-    )
-    database = open_database(settings)
-    with database.write() as session:
-        demo.seed_demo(session)
-    database.dispose()
-    return folder / "demo.db"
+
+    def build(folder: Path) -> None:
+        settings = load_settings(
+            {"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}", "CLINICDESK_DATA_DIR": str(folder)}
+        )
+        database = open_database(settings)
+        with database.write() as session:
+            demo.seed_demo(session)
+        database.dispose()
+
+    return built_once(tmp_path_factory, "demo.db", build)
 
 
 @pytest.fixture
 def app_db(demo_template, tmp_path, monkeypatch) -> str:
     """A private copy of the demo database, configured for the app under test."""
+    st.cache_data.clear()  # the read caches are per process: none may outlive its database
     target = tmp_path / "app.db"
     shutil.copy(demo_template, target)
     url = f"sqlite:///{target}"
