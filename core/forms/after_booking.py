@@ -10,11 +10,12 @@ One FormRequest per (appointment, document version) makes that once-only across 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -242,6 +243,10 @@ def _live_form(session: Session, raw: str | None) -> tuple[Any, FormRequest]:
 def open_form(session: Session, raw: str | None, *, client_address: str = "") -> FormView:
     """What the patient sees; the opening is audited (so the caller commits)."""
     _, form = _live_form(session, raw)
+    return _open(session, form, client_address, via="link")
+
+
+def _open(session: Session, form: FormRequest, client_address: str, *, via: str) -> FormView:
     appointment = session.get(Appointment, form.appointment_id)
     patient = session.get(Patient, form.patient_id)
     document = form.document
@@ -252,7 +257,7 @@ def open_form(session: Session, raw: str | None, *, client_address: str = "") ->
         "appointment",
         appointment.id,
         patient_id=patient.id,
-        details={"form_id": form.id, "client_address": client_address[:64]},
+        details={"form_id": form.id, "client_address": client_address[:64], "via": via},
     )
     clinic = appointment.clinic
     return FormView(
@@ -306,32 +311,73 @@ def submit_form(
     """Answer the questionnaire, sign the consent (typed full name and today's date), or mark
     the instructions read. The link then works no more."""
     token, form = _live_form(session, raw)
+    answer = Answer(answers, signed_name, signed_on, client_address)
+    return _complete(session, form, answer, via="link", then=lambda: tokens.consume(session, token))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the patient sent: the questionnaire's answers, or the consent's typed name and
+    date; the client address is recorded with it."""
+
+    answers: dict[str, Any] | None = None
+    signed_name: str = ""
+    signed_on: date | None = None
+    client_address: str = ""
+
+
+def _complete(
+    session: Session,
+    form: FormRequest,
+    answer: Answer,
+    *,
+    via: str,
+    then: Callable[[], None] | None = None,
+) -> str:
+    """Validate and record one answer (the link's and the portal's one rule set): once only,
+    audited, and the clinic told. `then` runs once the answer is valid (the link's token is
+    consumed there, so a refused answer leaves the link working)."""
     appointment = session.get(Appointment, form.appointment_id)
     patient = session.get(Patient, form.patient_id)
     document = form.document
     now = utcnow()
-    details: dict[str, Any] = {"form_id": form.id, "kind": form.kind.value}
+    details: dict[str, Any] = {"form_id": form.id, "kind": form.kind.value, "via": via}
     if form.kind == DocumentKind.QUESTIONNAIRE:
-        form.answers = _clean_answers(document.questions or [], answers or {})
+        kept = _clean_answers(document.questions or [], answer.answers or {})
         done = "Thank you: your answers have been sent to the practice."
     elif form.kind == DocumentKind.CONSENT:
-        typed = " ".join((signed_name or "").split())
+        typed = " ".join((answer.signed_name or "").split())
         if typed.casefold() != patient.full_name.casefold():
             raise ValidationError(
                 "To sign, type your full name exactly as the practice has it: "
                 f"{patient.first_name} and your last name."
             )
         today = to_local(now, appointment.clinic.timezone).date()
-        if signed_on != today:
+        if answer.signed_on != today:
             raise ValidationError(f"To sign, give today's date ({today:%d/%m/%Y}).")
-        form.signed_name, form.signed_on = typed, signed_on
         details["signed_name"] = typed
         done = "Thank you: your consent is signed and recorded."
     else:
         done = "Thank you for reading the instructions."
-    tokens.consume(session, token)
-    form.completed_at, form.client_address = now, (client_address or "")[:64] or None
+    if then is not None:
+        then()
+    # Claimed in one statement: of two answers racing (link and portal), one wins.
+    claimed = session.execute(
+        update(FormRequest)
+        .where(FormRequest.id == form.id, FormRequest.completed_at.is_(None))
+        .values(completed_at=now)
+    )
+    if claimed.rowcount != 1:
+        raise ValidationError(ALREADY_DONE)
+    session.expire(form, ["completed_at"])
+    if form.kind == DocumentKind.QUESTIONNAIRE:
+        form.answers = kept
+    elif form.kind == DocumentKind.CONSENT:
+        form.signed_name, form.signed_on = details["signed_name"], answer.signed_on
+    form.client_address = (answer.client_address or "")[:64] or None
     details["client_address"] = form.client_address
+    if form.token_id:
+        tokens.revoke(session, form.token_id)  # the emailed link stops working
     audit.record(
         session,
         patient_actor(patient.first_name),
@@ -353,11 +399,93 @@ def submit_form(
     return done
 
 
+ALREADY_DONE = "This form was answered already. Thank you!"
+
+
 FORM_DONE_WORDS = {
     DocumentKind.QUESTIONNAIRE: "answered",
     DocumentKind.CONSENT: "signed",
     DocumentKind.INSTRUCTIONS: "read",
 }
+
+
+# ---------------------------------------------------------------- the patient's portal
+
+NO_SUCH_FORM = "There is no such form in your portal."
+OPEN_FOR = (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
+
+
+@dataclass(frozen=True)
+class PatientForm:
+    id: int
+    appointment_id: int
+    kind: str  # questionnaire, consent, instructions
+    kind_word: str  # Questionnaire, Consent, Instructions
+    title: str
+    state: str  # outstanding, answered, signed, read
+
+
+def _own_form(session: Session, patient_id: int, form_id: int) -> FormRequest:
+    """The patient's own form, or NotFound: another patient's id reads like an unknown one."""
+    form = session.get(FormRequest, form_id) if isinstance(form_id, int) else None
+    if form is None or form.patient_id != patient_id:
+        raise NotFound(NO_SUCH_FORM)
+    appointment = session.get(Appointment, form.appointment_id)
+    if appointment.patient_id != patient_id:
+        raise NotFound(NO_SUCH_FORM)
+    if appointment.status not in OPEN_FOR:
+        raise ValidationError(
+            "This appointment is no longer scheduled, so its forms are closed. "
+            "Please contact the practice."
+        )
+    return form
+
+
+def patient_forms(
+    session: Session, patient_id: int, appointment_ids: list[int]
+) -> dict[int, list[PatientForm]]:
+    """The forms of these appointments of this patient, by appointment (the portal's cards)."""
+    if not appointment_ids:
+        return {}
+    rows: dict[int, list[PatientForm]] = {}
+    for form in session.scalars(
+        select(FormRequest)
+        .where(
+            FormRequest.patient_id == patient_id,
+            FormRequest.appointment_id.in_(appointment_ids),
+        )
+        .order_by(FormRequest.appointment_id, FormRequest.id)
+    ):
+        rows.setdefault(form.appointment_id, []).append(
+            PatientForm(
+                form.id,
+                form.appointment_id,
+                form.kind.value,
+                KIND_WORDS[form.kind],
+                form.document.title,
+                _state(form),
+            )
+        )
+    return rows
+
+
+def open_patient_form(
+    session: Session, patient_id: int, form_id: int, *, client_address: str = ""
+) -> FormView:
+    """A form opened from the portal, audited as the link's opening is. Instructions stay
+    readable once read; an answered questionnaire or a signed consent is not reopened."""
+    form = _own_form(session, patient_id, form_id)
+    if form.completed_at is not None and form.kind != DocumentKind.INSTRUCTIONS:
+        raise ValidationError(ALREADY_DONE)
+    return _open(session, form, client_address, via="portal")
+
+
+def submit_patient_form(session: Session, patient_id: int, form_id: int, answer: Answer) -> str:
+    """The portal's answer, under the link's rules; the emailed link then works no more."""
+    form = _own_form(session, patient_id, form_id)
+    if form.completed_at is not None:
+        raise ValidationError(ALREADY_DONE)
+    return _complete(session, form, answer, via="portal")
 
 
 # ---------------------------------------------------------------- the staff's view

@@ -1,11 +1,13 @@
 """The signed-in patient's portal: what they see (upcoming appointments, a calendar, completed
 visits with their survey state, history, points and ledger) and what they do (request, ask to
-cancel or reschedule, answer a proposal, answer a survey, prepay).
+cancel or reschedule, answer a proposal, answer a survey, answer or sign the forms sent after
+booking, prepay).
 
 Every function takes the signed-in patient's id (from the portal session, core.portal.sign_in)
 and only ever reads or acts on that patient's rows: another patient's appointment id is refused
 with the same "no such appointment" as an unknown one. Actions go through the same services as
-the emailed links (core.requests, core.feedback, core.payments), acting as the patient.
+the emailed links (core.requests, core.feedback, core.forms, core.payments), acting as the
+patient.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.feedback import surveys
+from core.forms import after_booking
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.clock import to_local
@@ -84,6 +87,11 @@ class PortalAppointment:
     payable: bool
     feedback: str
     survey_open: bool
+    forms: tuple[after_booking.PatientForm, ...] = ()  # a scheduled appointment's documents
+
+    @property
+    def forms_outstanding(self) -> int:
+        return sum(f.state == "outstanding" for f in self.forms)
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,7 @@ def own_appointment(session: Session, patient_id: int, appointment_id: int) -> A
     return appointment
 
 
-def _view(session, appointment: Appointment, badges, rules, now) -> PortalAppointment:
+def _view(session, appointment: Appointment, badges, rules, now, forms) -> PortalAppointment:
     clinic: Clinic = appointment.clinic
     tz = clinic.timezone
     when = clinic_time_range(clinic, appointment.start_at, appointment.end_at, zone=True)
@@ -172,6 +180,7 @@ def _view(session, appointment: Appointment, badges, rules, now) -> PortalAppoin
         payable,
         FEEDBACK_LABELS[appointment.feedback_status] if appointment.status == S.COMPLETED else "",
         survey_open,
+        tuple(forms.get(appointment.id, ())),
     )
 
 
@@ -191,7 +200,10 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
         )
     )
     badges = prepay.badges(session, [a.id for a in rows])
-    views = {a.id: _view(session, a, badges, rules, now) for a in rows}
+    forms = after_booking.patient_forms(
+        session, patient.id, [a.id for a in rows if a.status in after_booking.OPEN_FOR]
+    )
+    views = {a.id: _view(session, a, badges, rules, now, forms) for a in rows}
     upcoming = sorted(
         (views[a.id] for a in rows if a.status in UPCOMING),
         key=lambda v: (v.start_iso or "9999", v.id),
@@ -372,6 +384,28 @@ def answer_survey(
     earned = session.get(Patient, patient_id).points_balance - before
     thanks = "Thank you for your feedback!"
     return f"{thanks} {earned} points were added to your balance." if earned else thanks
+
+
+# ---------------------------------------------------------------- forms after booking
+
+
+def open_form(
+    session: Session, patient_id: int, form_id: int, *, client_address: str = ""
+) -> after_booking.FormView:
+    """One of the patient's own forms, opened (and audited) as its emailed link would be."""
+    _patient(session, patient_id)
+    return after_booking.open_patient_form(
+        session, patient_id, form_id, client_address=client_address
+    )
+
+
+def answer_form(
+    session: Session, patient_id: int, form_id: int, answer: after_booking.Answer
+) -> str:
+    """Answer the questionnaire, sign the consent or mark the instructions read: the link's
+    rules and record; the form's emailed link then works no more."""
+    _patient(session, patient_id)
+    return after_booking.submit_patient_form(session, patient_id, form_id, answer)
 
 
 # ---------------------------------------------------------------- request and pay

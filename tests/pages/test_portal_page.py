@@ -4,24 +4,38 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from core.forms import after_booking
+from core.kernel.clock import to_local
 from core.kernel.config import load_settings
 from core.portal import sign_in
 from core.startup import open_database
 from db.models import (
     Appointment,
     AppointmentStatus,
+    AuditEvent,
     CancellationPolicy,
+    DocumentKind,
+    FormRequest,
     Notification,
     Package,
     Patient,
     Payment,
     PortalSession,
+    ServiceDocument,
 )
 from db.types import utcnow
 from tests.pages.conftest import ROOT
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    """st.cache_data lives as long as the process: each test has its own database copy."""
+    st.cache_data.clear()
 
 
 def _db(url):
@@ -202,3 +216,87 @@ def test_the_request_form_offers_packages_after_the_services(app_db):
         assert (asked.status, asked.package_id) == (AppointmentStatus.REQUESTED, renewal)
         assert [a.service.name for a in asked.services] == ["Skin check", "Chemical peel"]
     database.dispose()
+
+
+def _send_forms(url, appointment_id: int) -> dict[str, int]:
+    """A questionnaire and a consent on the appointment's service, sent as after booking."""
+    database = _db(url)
+    with database.write() as s:
+        appointment = s.get(Appointment, appointment_id)
+        service_id = appointment.service_id or appointment.services[0].service_id
+        s.add_all(
+            [
+                ServiceDocument(
+                    service_id=service_id,
+                    kind=DocumentKind.QUESTIONNAIRE,
+                    title="Portal questionnaire",
+                    questions=[{"key": "allergies", "label": "Any allergies?", "required": True}],
+                ),
+                ServiceDocument(
+                    service_id=service_id,
+                    kind=DocumentKind.CONSENT,
+                    title="Portal consent",
+                    body="I consent to the treatment.",
+                ),
+            ]
+        )
+        s.flush()
+        sent = after_booking.send_forms(s, appointment, base_url="https://desk.test")
+        ids = {f.document.title: f.id for f in sent}
+    database.dispose()
+    return ids
+
+
+def test_the_patient_answers_and_signs_forms_from_the_portal(app_as, app_db):
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    ids = _send_forms(app_db, appointment_id)
+    questionnaire, consent = ids["Portal questionnaire"], ids["Portal consent"]
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Points"  # only the open tab runs
+    at.run()
+    assert not [b for b in at.button if b.key == f"portal_form_open_{questionnaire}"]
+    at.session_state["portal_tab"] = "Upcoming"
+    at.run()
+    assert any("to complete before your visit" in i.value for i in at.info)
+
+    at.button(key=f"portal_form_open_{questionnaire}").click().run()
+    typed = "<b>Penicillin</b> **and** [x](javascript:alert(1))"
+    at.text_area(key=f"portal_form_{questionnaire}_q_allergies").input(typed)
+    at.button(key=f"FormSubmitter:portal_form_{questionnaire}-Send my answers").click().run()
+    assert not at.exception and not at.error, at.error
+    assert "answers have been sent" in at.success[0].value
+
+    database = _db(app_db)
+    with database.read() as s:
+        full_name = s.get(Patient, patient_id).full_name
+        today = to_local(utcnow(), s.get(Appointment, appointment_id).clinic.timezone).date()
+    at.button(key=f"portal_form_open_{consent}").click().run()
+    assert "I consent to the treatment." in [t.value for t in at.text]
+    at.text_input(key=f"portal_form_{consent}_name").input(full_name.upper())
+    at.date_input(key=f"portal_form_{consent}_date").set_value(today)
+    at.button(key=f"FormSubmitter:portal_form_{consent}-Sign").click().run()
+    assert not at.exception and not at.error, at.error
+    assert "consent is signed" in at.success[0].value
+    shown = " ".join(m.value for m in at.markdown)
+    assert "Portal questionnaire" in shown and ":green-badge[Answered]" in shown
+    assert ":green-badge[Signed]" in shown and "Penicillin" not in shown
+    assert not [b for b in at.button if b.key == f"portal_form_open_{consent}"]
+    with database.read() as s:
+        answered, signed = s.get(FormRequest, questionnaire), s.get(FormRequest, consent)
+        assert answered.answers == {"allergies": typed}
+        assert (signed.signed_name, signed.signed_on) == (full_name.upper(), today)
+        assert signed.completed_at is not None
+        vias = s.scalars(
+            select(AuditEvent.details).where(AuditEvent.action == "form_completed")
+        ).all()
+        mine = [d["via"] for d in vias if d["form_id"] in (questionnaire, consent)]
+        assert mine == ["portal", "portal"]
+    database.dispose()
+
+    staff = app_as("staff")  # the appointment page shows them as it shows a link's answers
+    staff.query_params["id"] = str(appointment_id)
+    staff.switch_page("app_pages/appointment.py")
+    staff.run()
+    glance = " ".join(t.value for t in staff.text)
+    assert "Questionnaire: Portal questionnaire — answered" in glance
+    assert "Consent: Portal consent — signed" in glance

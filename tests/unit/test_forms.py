@@ -15,10 +15,12 @@ from core.forms import after_booking as forms
 from core.interchange import patient_export
 from core.kernel.authz import Actor
 from core.kernel.clock import local_to_utc, to_local
-from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
+from core.portal import home
 from core.scheduling import moves
-from db.models import AuditEvent, DocumentKind, Notification, ServiceDocument
+from db.models import AuditEvent, DocumentKind, FormRequest, Notification, Patient, ServiceDocument
 from db.types import utcnow
+from tests.factories import make_patient
 
 TZ = "Europe/London"
 DAY = date(2027, 2, 11)
@@ -238,3 +240,209 @@ def test_the_patients_file_carries_the_forms_and_is_audited(db, world):
     assert consent["signed_name"] == "Alex Morgan" and consent["signed_on"] == today.isoformat()
     with db.read() as session:
         assert session.scalar(select(AuditEvent).where(AuditEvent.entity == "patient_file"))
+
+
+# ---------------------------------------------------------------- answered from the portal
+
+
+def enrol(db, patient_id) -> None:
+    with db.write() as session:
+        session.get(Patient, patient_id).portal_enrolled_at = utcnow()
+
+
+def portal_forms(db, patient_id, appointment_id) -> dict[str, forms.PatientForm]:
+    with db.read() as session:
+        card = next(a for a in home.home(session, patient_id).upcoming if a.id == appointment_id)
+    return {f.title: f for f in card.forms}
+
+
+def completed_details(db) -> list[dict]:
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(AuditEvent.details)
+                .where(AuditEvent.action == "form_completed")
+                .order_by(AuditEvent.id)
+            )
+        )
+
+
+def test_the_portal_answers_and_signs_under_the_links_rules_and_records(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    enrol(db, world.patient_id)
+    emailed = links(db, appointment_id)
+    shown = portal_forms(db, world.patient_id, appointment_id)
+    assert {t: f.state for t, f in shown.items()} == {
+        "Health questionnaire": "outstanding",
+        "Consent to treatment": "outstanding",
+        "Before your visit": "outstanding",
+    }
+    questionnaire = shown["Health questionnaire"].id
+    with db.write() as session:
+        view = home.open_form(session, world.patient_id, questionnaire, client_address="192.0.2.4")
+    assert view.kind == "questionnaire" and [q["key"] for q in view.questions][0] == "allergies"
+    with db.write() as session, pytest.raises(ValidationError, match="Skin type"):
+        home.answer_form(
+            session, world.patient_id, questionnaire, forms.Answer({"allergies": "x", "skin": "IX"})
+        )
+    with db.write() as session:
+        done = home.answer_form(
+            session,
+            world.patient_id,
+            questionnaire,
+            forms.Answer({"allergies": "Penicillin", "skin": "II"}, client_address="192.0.2.4"),
+        )
+    assert "answers have been sent" in done
+
+    consent = shown["Consent to treatment"].id
+    today = to_local(utcnow(), TZ).date()
+    with db.write() as session, pytest.raises(ValidationError, match="full name"):
+        home.answer_form(
+            session, world.patient_id, consent, forms.Answer(signed_name="Alex", signed_on=today)
+        )
+    with db.write() as session, pytest.raises(ValidationError, match="today's date"):
+        home.answer_form(
+            session,
+            world.patient_id,
+            consent,
+            forms.Answer(signed_name="Alex Morgan", signed_on=date(2020, 1, 1)),
+        )
+    with db.write() as session:
+        home.answer_form(
+            session,
+            world.patient_id,
+            consent,
+            forms.Answer(signed_name=" alex   Morgan", signed_on=today, client_address="192.0.2.4"),
+        )
+    with db.write() as session:
+        instructions = shown["Before your visit"].id
+        assert home.open_form(session, world.patient_id, instructions).body.startswith("No make")
+        home.answer_form(session, world.patient_id, instructions, forms.Answer())
+
+    # The staff's appointment and Today show it as they show a link's answer.
+    with db.write() as session:
+        rows = {r.kind: r for r in forms.forms_of(session, world.staff, appointment_id)}
+        summary = forms.form_summaries(session, world.staff, [appointment_id])
+        answers = forms.read_answers(session, world.manager, rows["Questionnaire"].id)
+        signed = forms.read_answers(session, world.manager, rows["Consent"].id)
+    assert {k: r.state for k, r in rows.items()} == {
+        "Questionnaire": "answered",
+        "Consent": "signed",
+        "Instructions": "read",
+    }
+    assert summary[appointment_id] == "1 answered · 1 read · 1 signed"
+    assert answers.answers == [("Any allergies?", "Penicillin"), ("Skin type", "II")]
+    assert "alex Morgan" in rows["Consent"].signed and "192.0.2.4" in rows["Consent"].signed
+    assert signed.signed.startswith("Signed by alex Morgan on ")
+    after = portal_forms(db, world.patient_id, appointment_id)
+    assert {t: f.state for t, f in after.items()} == {
+        "Health questionnaire": "answered",
+        "Consent to treatment": "signed",
+        "Before your visit": "read",
+    }
+    # Audited like the link, and the emailed links work no more.
+    details = completed_details(db)
+    assert [(d["kind"], d["via"], d["client_address"]) for d in details] == [
+        ("questionnaire", "portal", "192.0.2.4"),
+        ("consent", "portal", "192.0.2.4"),
+        ("instructions", "portal", None),
+    ]
+    with db.read() as session:
+        opened = session.scalars(
+            select(AuditEvent.details).where(AuditEvent.action == "form_opened")
+        ).all()
+    assert [(d["form_id"], d["via"]) for d in opened] == [
+        (questionnaire, "portal"),
+        (instructions, "portal"),
+    ]
+    for raw in emailed.values():
+        with db.write() as session, pytest.raises(LinkInvalid):
+            forms.open_form(session, raw)
+
+
+def test_the_portal_refuses_another_patients_form_like_an_unknown_one(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    with db.write() as session:
+        other = make_patient(session, first_name="Sam", email="sam@example.org").id
+    enrol(db, world.patient_id)
+    enrol(db, other)
+    theirs = portal_forms(db, world.patient_id, appointment_id)["Consent to treatment"].id
+    today = to_local(utcnow(), TZ).date()
+    refusals = []
+    for form_id in (theirs, 987654):
+        with db.write() as session, pytest.raises(NotFound) as opened:
+            home.open_form(session, other, form_id)
+        with db.write() as session, pytest.raises(NotFound) as answered:
+            home.answer_form(
+                session, other, form_id, forms.Answer(signed_name="Sam Morgan", signed_on=today)
+            )
+        refusals.append((str(opened.value), str(answered.value)))
+    assert refusals[0] == refusals[1] == (forms.NO_SUCH_FORM, forms.NO_SUCH_FORM)
+    with db.read() as session:
+        touched = select(func.count()).where(
+            AuditEvent.action.in_(("form_opened", "form_completed"))
+        )
+        assert session.scalar(touched) == 0
+        assert {r.state for r in forms.forms_of(session, world.staff, appointment_id)} == {
+            "outstanding"
+        }
+    with db.read() as session:
+        assert not home.home(session, other).upcoming
+
+
+def test_a_form_is_answered_once_whether_from_the_portal_or_the_link(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    enrol(db, world.patient_id)
+    emailed = links(db, appointment_id)
+    shown = portal_forms(db, world.patient_id, appointment_id)
+    questionnaire = shown["Health questionnaire"].id
+    first = forms.Answer({"allergies": "None"})
+    with db.write() as session:
+        home.answer_form(session, world.patient_id, questionnaire, first)
+    for again in (first, forms.Answer({"allergies": "Latex"})):
+        with db.write() as session, pytest.raises(ValidationError, match="answered already"):
+            home.answer_form(session, world.patient_id, questionnaire, again)
+    with db.write() as session, pytest.raises(ValidationError, match="answered already"):
+        home.open_form(session, world.patient_id, questionnaire)
+    with db.write() as session, pytest.raises(LinkInvalid):
+        forms.submit_form(session, emailed["Health questionnaire"], answers={"allergies": "Latex"})
+
+    # Signed through the emailed link first: the portal then refuses it too.
+    today = to_local(utcnow(), TZ).date()
+    with db.write() as session:
+        forms.submit_form(
+            session, emailed["Consent to treatment"], signed_name="Alex Morgan", signed_on=today
+        )
+    consent = shown["Consent to treatment"].id
+    with db.write() as session, pytest.raises(ValidationError, match="answered already"):
+        home.answer_form(
+            session,
+            world.patient_id,
+            consent,
+            forms.Answer(signed_name="Alex Morgan", signed_on=today),
+        )
+    with db.read() as session:
+        form = session.get(FormRequest, questionnaire)
+        assert form.answers == {"allergies": "None"}
+    assert [(d["kind"], d["via"]) for d in completed_details(db)] == [
+        ("questionnaire", "portal"),
+        ("consent", "link"),
+    ]
+
+
+def test_the_portal_closes_the_forms_of_a_cancelled_appointment(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    enrol(db, world.patient_id)
+    form_id = portal_forms(db, world.patient_id, appointment_id)["Before your visit"].id
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, appointment_id, reason="Provider ill")
+    with db.write() as session, pytest.raises(ValidationError, match="forms are closed"):
+        home.answer_form(session, world.patient_id, form_id, forms.Answer())

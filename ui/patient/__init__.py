@@ -55,6 +55,15 @@ def public_write(service: Callable[..., T], token: str, *args: Any, **kwargs: An
         caches.clear_for(service)
 
 
+def client_address() -> str:
+    """The browser's address, recorded with an answer or a signature ("" when unknown)."""
+    try:
+        value = st.context.ip_address
+    except Exception:  # no browser behind this run (tests)
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 def _done_key(purpose: str, token: str) -> str:
     return f"patient_done_{purpose}_{hashlib.sha256(token.encode()).hexdigest()[:16]}"
 

@@ -8,30 +8,22 @@ import hashlib
 import streamlit as st
 
 from core.forms import after_booking
-from ui.patient import escape, mark_done, public_write, show_done
-
-
-def _ip() -> str:
-    try:
-        value = st.context.ip_address
-    except Exception:  # no browser behind this run (tests)
-        return ""
-    return value if isinstance(value, str) else ""
+from ui.patient import client_address, escape, mark_done, public_write, show_done
 
 
 def _view(token: str):
     """Opened (and audited) once per browser session, not on every rerun."""
     key = f"patient_form_view_{hashlib.sha256(token.encode()).hexdigest()[:16]}"
     if key not in st.session_state:
-        view = public_write(after_booking.open_form, token, client_address=_ip())
+        view = public_write(after_booking.open_form, token, client_address=client_address())
         if view is None:
             st.stop()
         st.session_state[key] = view
     return st.session_state[key]
 
 
-def _question(q: dict):
-    key, label = f"patient_form_q_{q['key']}", str(q.get("label") or q["key"])
+def _question(q: dict, prefix: str):
+    key, label = f"{prefix}_q_{q['key']}", str(q.get("label") or q["key"])
     label += "" if q.get("required") else " (optional)"
     kind = q.get("type", "text")
     if kind == "yes_no":
@@ -43,35 +35,43 @@ def _question(q: dict):
     return st.text_area(label, max_chars=4000, key=key, height=80)
 
 
+def fields(view: after_booking.FormView, prefix: str) -> tuple[dict, str]:
+    """The form's inputs (inside the caller's st.form) and its button's label; the portal
+    draws the same ones with its own key prefix."""
+    found: dict = {}
+    if view.kind == "questionnaire":
+        found["answers"] = {q["key"]: _question(q, prefix) for q in view.questions}
+        return found, "Send my answers"
+    if view.kind == "consent":
+        st.markdown(f"To sign, type your full name ({escape(view.first_name)} and your last name).")
+        found["signed_name"] = st.text_input("Full name", key=f"{prefix}_name")
+        found["signed_on"] = st.date_input(
+            "Today's date", value=None, format="DD/MM/YYYY", key=f"{prefix}_date"
+        )
+        return found, "Sign"
+    return found, "I have read these instructions"
+
+
+def show_document(view: after_booking.FormView) -> None:
+    if view.body:
+        with st.container(border=True):
+            st.text(view.body)  # the practice's text, shown as plain text
+
+
 def render(token: str) -> None:
     if show_done("form", token):
         return
     view = _view(token)
     st.title(escape(view.title))
     st.caption(escape(f"{view.clinic} · your appointment on {view.when}"))
-    if view.body:
-        with st.container(border=True):
-            st.text(view.body)  # the practice's text, shown as plain text
+    show_document(view)
     with st.form("patient_form"):
-        fields: dict = {}
-        if view.kind == "questionnaire":
-            answers = {q["key"]: _question(q) for q in view.questions}
-            fields["answers"] = answers
-            label = "Send my answers"
-        elif view.kind == "consent":
-            st.markdown(
-                f"To sign, type your full name ({escape(view.first_name)} and your last name)."
-            )
-            fields["signed_name"] = st.text_input("Full name", key="patient_form_name")
-            fields["signed_on"] = st.date_input(
-                "Today's date", value=None, format="DD/MM/YYYY", key="patient_form_date"
-            )
-            label = "Sign"
-        else:
-            label = "I have read these instructions"
+        answer, label = fields(view, "patient_form")
         submitted = st.form_submit_button(label, type="primary")
     if submitted:
-        message = public_write(after_booking.submit_form, token, client_address=_ip(), **fields)
+        message = public_write(
+            after_booking.submit_form, token, client_address=client_address(), **answer
+        )
         if message:
             mark_done("form", token, message)
             st.rerun()

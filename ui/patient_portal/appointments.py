@@ -1,5 +1,6 @@
 """The portal's appointment cards and their actions: pay, ask to cancel or reschedule (the
-seed's two-button confirmation), accept or decline a proposed time."""
+seed's two-button confirmation), accept or decline a proposed time, and the forms sent after
+booking (answer the questionnaire, sign the consent, read the instructions)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ from datetime import date, timedelta
 
 import streamlit as st
 
+from core.forms.after_booking import Answer
 from core.payments.providers import provider_for
 from core.portal import home
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from ui.context import database, settings
-from ui.patient import escape
+from ui.patient import client_address, escape
+from ui.patient.form import fields, show_document
 from ui.patient_portal import act, flash
 
-CHANGE_KEY, PAY_KEY = "portal_change", "portal_pay"
+CHANGE_KEY, PAY_KEY, FORM_KEY = "portal_change", "portal_pay", "portal_form"
+FORM_STATES = {
+    "outstanding": ("orange", "To complete"),
+    "answered": ("green", "Answered"),
+    "signed": ("green", "Signed"),
+    "read": ("green", "Read"),
+}
+FORM_ACTIONS = {"questionnaire": "Answer", "consent": "Read and sign", "instructions": "Read"}
 
 
 def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
@@ -51,10 +61,64 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             _pay(item.id)
         if st.session_state.get(CHANGE_KEY) == item.id:
             _change(item.id)
+        if item.forms:
+            _forms(item)
 
 
 def _me() -> int:
     return st.session_state["portal_patient_id"]
+
+
+def _forms(item: home.PortalAppointment) -> None:
+    """The appointment's documents with their state; an outstanding one opens in place (and
+    instructions stay readable once read)."""
+    todo = item.forms_outstanding
+    st.markdown("**Forms**" + (f" · {todo} to complete before your visit" if todo else ""))
+    for form in item.forms:
+        left, right = st.columns([3, 1], vertical_alignment="center")
+        colour, state = FORM_STATES[form.state]
+        left.markdown(f"{form.kind_word}: {escape(form.title)} :{colour}-badge[{state}]")
+        openable = form.state == "outstanding" or form.kind == "instructions"
+        label = FORM_ACTIONS[form.kind] if form.state == "outstanding" else "Read again"
+        if openable and right.button(label, key=f"portal_form_open_{form.id}"):
+            st.session_state[FORM_KEY] = form.id
+        if st.session_state.get(FORM_KEY) == form.id:
+            _form(form)
+
+
+def _form_view(form_id: int):
+    """Opened (and audited) once per browser session, not on every rerun."""
+    key = f"portal_form_view_{form_id}"
+    if key not in st.session_state:
+        view = act(home.open_form, _me(), form_id, client_address=client_address())
+        if view is None:
+            return None
+        st.session_state[key] = view
+    return st.session_state[key]
+
+
+def _form(form) -> None:
+    view = _form_view(form.id)
+    if view is None:
+        st.session_state[FORM_KEY] = None
+        return
+    show_document(view)
+    if form.state != "outstanding":  # instructions read already: nothing to send
+        if st.button("Close", key=f"portal_form_close_{form.id}"):
+            st.session_state[FORM_KEY] = None
+            st.rerun()
+        return
+    with st.form(f"portal_form_{form.id}"):
+        answer, label = fields(view, f"portal_form_{form.id}")
+        sent = st.form_submit_button(label, type="primary")
+    if sent:
+        done = act(
+            home.answer_form, _me(), form.id, Answer(client_address=client_address(), **answer)
+        )
+        if done:
+            st.session_state[FORM_KEY] = None
+            st.session_state.pop(f"portal_form_view_{form.id}", None)
+            flash(done)
 
 
 def _pay(appointment_id: int) -> None:

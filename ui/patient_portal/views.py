@@ -28,6 +28,9 @@ SCALE = [1, 2, 3, 4, 5]
 def upcoming(view: home.Home) -> None:
     if not view.upcoming:
         st.caption("No upcoming appointments.")
+    if todo := sum(item.forms_outstanding for item in view.upcoming):
+        forms = "form" if todo == 1 else "forms"
+        st.info(f"You have {todo} {forms} to complete before your visit.", icon=":material/edit:")
     for item in view.upcoming:
         card(item)
 
