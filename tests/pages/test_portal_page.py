@@ -224,6 +224,12 @@ def _send_forms(url, appointment_id: int) -> dict[str, int]:
     with database.write() as s:
         appointment = s.get(Appointment, appointment_id)
         service_id = appointment.service_id or appointment.services[0].service_id
+        demo_documents = s.scalars(
+            select(ServiceDocument).where(ServiceDocument.service_id == service_id)
+        ).all()
+        for document in demo_documents:  # the demo gives some services their own documents
+            document.active = False
+        version = 1 + max((d.version for d in demo_documents), default=0)
         s.add_all(
             [
                 ServiceDocument(
@@ -231,12 +237,14 @@ def _send_forms(url, appointment_id: int) -> dict[str, int]:
                     kind=DocumentKind.QUESTIONNAIRE,
                     title="Portal questionnaire",
                     questions=[{"key": "allergies", "label": "Any allergies?", "required": True}],
+                    version=version,
                 ),
                 ServiceDocument(
                     service_id=service_id,
                     kind=DocumentKind.CONSENT,
                     title="Portal consent",
                     body="I consent to the treatment.",
+                    version=version,
                 ),
             ]
         )
