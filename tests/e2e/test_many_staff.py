@@ -18,8 +18,10 @@ ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 def test_twenty_simultaneous_sign_ins_and_page_loads_without_an_error(chromium_browser, app_server):
     contexts = [chromium_browser.new_context() for _ in range(PEOPLE)]
     pages = [context.new_page() for context in contexts]
+    for page in pages:  # the sign-in form opens in all twenty at once
+        page.goto(app_server.url, wait_until="commit", timeout=300000)
     for number, page in enumerate(pages):
-        page.goto(app_server.url, timeout=300000)
+        expect(page.get_by_label("Username")).to_be_visible(timeout=300000)
         wait_for_app_idle(page, timeout_ms=60000)
         username = USERS[number % len(USERS)]
         page.get_by_label("Username").fill(username)
