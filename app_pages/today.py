@@ -6,7 +6,7 @@ appointment: a 57-provider clinic has hundreds of appointments a day."""
 import pandas as pd
 import streamlit as st
 
-from core.forms import after_booking
+from core.forms import records
 from core.kernel.authz import Permission
 from core.practice import choices
 from core.scheduling import today, visits
@@ -42,7 +42,7 @@ def _choices(me):
 @cached("appointments", "patients", "setup", ttl=15, max_entries=20)
 def _rows(me, clinic_id):
     rows = read(today.list_today, me, clinic_id)
-    return rows, read(after_booking.form_summaries, me, [r.id for r in rows])
+    return rows, read(records.form_summaries, me, [r.id for r in rows])
 
 
 @cached("appointments", "outbox", ttl=60, max_entries=20)

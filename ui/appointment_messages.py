@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.forms import after_booking
+from core.forms import after_booking, records
 from core.interchange import patient_export
 from core.kernel.authz import Permission
 from core.kernel.errors import DomainError
@@ -22,7 +22,7 @@ STATE_ICONS = {"outstanding": "⏳", "answered": "✅", "signed": "✍️", "rea
 
 @cached("appointments", "patients", ttl=15, max_entries=100)
 def _forms(me, appointment_id: int):
-    return read(after_booking.forms_of, me, appointment_id)
+    return read(records.forms_of, me, appointment_id)
 
 
 @cached("outbox", "appointments", ttl=15, max_entries=100)
@@ -68,7 +68,7 @@ def _forms_section(me, appointment_id: int) -> None:
             refresh()
     if row.state in ("answered", "signed") and me.can(Permission.PATIENTS_READ):
         if c2.button("Show answers (audited)", key=f"appointment_form_show_{picked}"):
-            done = run_action(after_booking.read_answers, picked)
+            done = run_action(records.read_answers, picked)
             if done:
                 answers = done.value
                 st.text(plain(answers.signed or ""))

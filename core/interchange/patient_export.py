@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.forms.after_booking import patient_forms_export
+from core.forms.records import patient_forms_export
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound
 from core.kernel.exports import record_export

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.forms import after_booking as forms
+from core.forms import records
 from core.interchange import patient_export
 from core.kernel.authz import Actor
 from core.kernel.clock import local_to_utc, to_local
@@ -105,7 +106,7 @@ def test_forms_go_out_once_after_booking_in_one_message(db, world):
         "Before your visit",
     }
     with db.read() as session:
-        rows = forms.forms_of(session, world.staff, appointment_id)
+        rows = records.forms_of(session, world.staff, appointment_id)
     assert [r.state for r in rows] == ["outstanding"] * 3
 
 
@@ -146,12 +147,12 @@ def test_questionnaire_is_answered_once_and_its_opening_audited(db, world):
         assert opened == 1
         row = next(
             r
-            for r in forms.forms_of(session, world.staff, appointment_id)
+            for r in records.forms_of(session, world.staff, appointment_id)
             if r.kind == "Questionnaire"
         )
     assert row.state == "answered"
     with db.write() as session:
-        answers = forms.read_answers(session, world.manager, row.id)
+        answers = records.read_answers(session, world.manager, row.id)
     assert answers.answers == [
         ("Any allergies?", "Penicillin"),
         ("Pregnant?", "no"),
@@ -161,7 +162,7 @@ def test_questionnaire_is_answered_once_and_its_opening_audited(db, world):
         viewed = session.scalar(
             select(func.count()).where(AuditEvent.action == "form_answers_viewed")
         )
-        exported = forms.patient_forms_export(session, world.patient_id)
+        exported = records.patient_forms_export(session, world.patient_id)
     assert viewed == 1
     (questionnaire,) = [f for f in exported if f["kind"] == "questionnaire"]
     assert questionnaire["answers"]["allergies"] == "Penicillin"
@@ -183,9 +184,9 @@ def test_consent_needs_the_full_name_and_todays_date_and_records_time_and_addres
         )
     with db.read() as session:
         consent = next(
-            r for r in forms.forms_of(session, world.staff, appointment_id) if r.kind == "Consent"
+            r for r in records.forms_of(session, world.staff, appointment_id) if r.kind == "Consent"
         )
-        summary = forms.form_summaries(session, world.staff, [appointment_id])
+        summary = records.form_summaries(session, world.staff, [appointment_id])
     assert consent.state == "signed" and "alex morgan" in consent.signed
     assert "198.51.100.7" in consent.signed
     assert summary[appointment_id] == "2 outstanding · 1 signed"
@@ -198,7 +199,7 @@ def test_resend_issues_a_fresh_link_and_the_old_one_stops_working(db, world):
     old = links(db, appointment_id)["Consent to treatment"]
     with db.read() as session:
         consent = next(
-            r for r in forms.forms_of(session, world.staff, appointment_id) if r.kind == "Consent"
+            r for r in records.forms_of(session, world.staff, appointment_id) if r.kind == "Consent"
         )
     with db.write() as session:
         forms.resend(session, world.staff, consent.id, base_url="https://desk.test")
@@ -209,7 +210,8 @@ def test_resend_issues_a_fresh_link_and_the_old_one_stops_working(db, world):
     with db.write() as session:
         assert forms.open_form(session, new).title == "Consent to treatment"
     with db.read() as session:
-        sent = {r.kind: r.times_sent for r in forms.forms_of(session, world.staff, appointment_id)}
+        rows = records.forms_of(session, world.staff, appointment_id)
+        sent = {r.kind: r.times_sent for r in rows}
     assert sent == {"Consent": 2, "Instructions": 1, "Questionnaire": 1}
 
 
@@ -218,9 +220,9 @@ def test_answers_need_the_patient_read_permission(db, world):
     appointment_id = book(db, world)
     send(db)
     with db.read() as session:
-        form_id = forms.forms_of(session, world.staff, appointment_id)[0].id
+        form_id = records.forms_of(session, world.staff, appointment_id)[0].id
     with db.write() as session, pytest.raises(PermissionDenied):
-        forms.read_answers(session, Actor(None, "Patient"), form_id)
+        records.read_answers(session, Actor(None, "Patient"), form_id)
 
 
 def test_the_patients_file_carries_the_forms_and_is_audited(db, world):
@@ -323,10 +325,10 @@ def test_the_portal_answers_and_signs_under_the_links_rules_and_records(db, worl
 
     # The staff's appointment and Today show it as they show a link's answer.
     with db.write() as session:
-        rows = {r.kind: r for r in forms.forms_of(session, world.staff, appointment_id)}
-        summary = forms.form_summaries(session, world.staff, [appointment_id])
-        answers = forms.read_answers(session, world.manager, rows["Questionnaire"].id)
-        signed = forms.read_answers(session, world.manager, rows["Consent"].id)
+        rows = {r.kind: r for r in records.forms_of(session, world.staff, appointment_id)}
+        summary = records.form_summaries(session, world.staff, [appointment_id])
+        answers = records.read_answers(session, world.manager, rows["Questionnaire"].id)
+        signed = records.read_answers(session, world.manager, rows["Consent"].id)
     assert {k: r.state for k, r in rows.items()} == {
         "Questionnaire": "answered",
         "Consent": "signed",
@@ -387,7 +389,7 @@ def test_the_portal_refuses_another_patients_form_like_an_unknown_one(db, world)
             AuditEvent.action.in_(("form_opened", "form_completed"))
         )
         assert session.scalar(touched) == 0
-        assert {r.state for r in forms.forms_of(session, world.staff, appointment_id)} == {
+        assert {r.state for r in records.forms_of(session, world.staff, appointment_id)} == {
             "outstanding"
         }
     with db.read() as session:
