@@ -21,7 +21,8 @@ def _choices(me):
     clinics = {c.id: c.name for c in found.clinics}
     services = {s.id: s.name for s in found.services}
     providers = {p.id: p.name for p in found.providers}
-    return clinics, services, providers
+    packages = {p.id: p.name for p in found.packages}
+    return clinics, services, providers, packages
 
 
 @cached(
@@ -40,7 +41,7 @@ def _entries(me, clinic_id, status, service_id, provider_id):
 
 st.title("Waitlist")
 me = actor()
-clinics, services, providers = _choices(me)
+clinics, services, providers, packages = _choices(me)
 require(clinics)
 c1, c2, c3, c4 = st.columns(4)
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="waitlist_clinic")
@@ -73,7 +74,7 @@ if rows:
 else:
     st.info("Nobody matches these filters.")
 
-add_entry_form(me, clinic_id, services, providers, expanded=not rows)
+add_entry_form(me, clinic_id, services, providers, packages, expanded=not rows)
 
 if me.can(Permission.WAITLIST_OFFER):
     st.subheader("Offers")

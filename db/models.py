@@ -1061,8 +1061,9 @@ class OfferStatus(enum.StrEnum):
 
 
 class WaitlistEntry(Base):
-    """A patient waiting for a slot: service, clinic, provider (or any), dates, weekdays and
-    time-of-day windows. Entries are never deleted; their status records what happened."""
+    """A patient waiting for a slot: service (or package: its services, service_id its first),
+    clinic, provider (or any), dates, weekdays and time-of-day windows. Entries are never
+    deleted; their status records what happened."""
 
     __tablename__ = "waitlist_entries"
     __table_args__ = (
@@ -1075,6 +1076,7 @@ class WaitlistEntry(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"))
+    package_id: Mapped[int | None] = mapped_column(ForeignKey("packages.id"))  # booked as one
     provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))  # None: any
     earliest: Mapped[date] = mapped_column(Date)  # clinic-local days, inclusive
     latest: Mapped[date] = mapped_column(Date)
@@ -1093,6 +1095,7 @@ class WaitlistEntry(Base):
 
     patient: Mapped[Patient] = relationship()
     service: Mapped[Service] = relationship()
+    package: Mapped[Package | None] = relationship()
 
 
 class SlotOpening(Base):

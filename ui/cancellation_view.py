@@ -29,7 +29,8 @@ FORMULAS = """
 - **no-show rate** = no-shows ÷ (no-shows + completed + checked in)
 - **lead time** = start − booked · **cancellation notice** = start − cancelled
 - **request turnaround** = decided − requested, online requests (approved or declined)
-- **revenue at risk** = price of the services of cancelled and no-show appointments
+- **revenue at risk** = price of cancelled and no-show appointments (a package's one price,
+  otherwise the prices of its services)
 - **refill rate** = cancelled slots booked again ÷ cancelled; booked again = another
   appointment of the same provider overlapping the slot, created after the cancellation
 - **fees** = fees assessed on these appointments, and the part waived

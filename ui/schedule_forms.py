@@ -7,6 +7,7 @@ from datetime import time
 
 import streamlit as st
 
+from core.kernel.money import weekday_name
 from core.practice.choices import ClinicChoice, ProviderChoice
 from core.scheduling import schedules
 from ui.context import refresh, run_action
@@ -20,11 +21,11 @@ def weekly_hours_form(
     with st.form(f"schedules_week_{provider.id}_{clinic.id}"):
         st.markdown(f"**Weekly hours at {escape(clinic.name)}** (clinic time)")
         week = []
-        for weekday, name in enumerate(schedules.WEEKDAYS):
+        for weekday in range(7):
             row = hours.get(weekday)
             a, b, c = st.columns([1.5, 1, 1], vertical_alignment="bottom")
             works = a.checkbox(
-                name,
+                weekday_name(weekday, clinic.locale),
                 value=row is not None,
                 key=f"schedules_works_{provider.id}_{clinic.id}_{weekday}",
             )

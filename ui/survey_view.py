@@ -20,7 +20,8 @@ FORMULAS = f"""
   *low n* (hidden unless you ask for them): their figures move a lot with each answer.
 - **Funnel**: completed visits in the period (by visit date) → asked for feedback → answered;
   the rates are requested ÷ completed and answered ÷ requested.
-- Weeks start on Monday; weeks and months are by submission date (UTC).
+- Weeks start on Monday; weeks and months are by local submission date (the clinic's time
+  zone; the practice's for all clinics), like the date filter.
 """
 
 

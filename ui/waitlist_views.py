@@ -12,6 +12,7 @@ import streamlit as st
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds, utcnow
+from core.kernel.money import weekday_name
 from core.waitlist import entries, offers, rules
 from ui.booking_form import patient_picker
 from ui.caches import cached
@@ -19,8 +20,6 @@ from ui.context import read, run_action, settings
 from ui.locale import display_format
 from ui.risk import ICONS, probabilities
 from ui.text import show_table
-
-WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
 def with_risk(me, events: list[dict]) -> list[dict]:
@@ -177,17 +176,32 @@ def waitlist_request_button(me, appointment_id: int) -> None:
 
 
 def add_entry_form(
-    me, clinic_id: int, services: dict[int, str], providers: dict[int, str], *, expanded: bool
+    me,
+    clinic_id: int,
+    services: dict[int, str],
+    providers: dict[int, str],
+    packages: dict[int, str] | None = None,
+    *,
+    expanded: bool,
 ) -> None:
-    """Add a patient to the clinic's waitlist: service, provider (or any), days, weekdays and
-    times of day they can come."""
+    """Add a patient to the clinic's waitlist: service or package, provider (or any), days,
+    weekdays and times of day they can come."""
+    packages = packages or {}
+    locale = display_format(clinic_id).locale
+    treatments = {("service", i): name for i, name in services.items()} | {
+        ("package", i): f"Package: {name}" for i, name in packages.items()
+    }
     with st.expander("Add a patient to the waitlist", expanded=expanded):
         patient_id, _, _, _ = patient_picker(me, "waitlist_add")
         with st.form("waitlist_add_form"):
             a1, a2 = st.columns(2)
-            service = a1.selectbox(
-                "Service", list(services), format_func=services.get, key="waitlist_add_svc"
+            picked = a1.selectbox(
+                "Service or package",
+                list(treatments),
+                format_func=treatments.get,
+                key="waitlist_add_svc",
             )
+            kind, treatment = picked or (None, None)
             provider = a2.selectbox(
                 "Provider",
                 [None, *providers],
@@ -202,7 +216,7 @@ def add_entry_form(
                 "Weekdays",
                 range(7),
                 default=list(range(5)),
-                format_func=WEEKDAYS.__getitem__,
+                format_func=lambda d: weekday_name(d, locale),
                 key="waitlist_add_wd",
             )
             windows = st.multiselect(
@@ -213,12 +227,13 @@ def add_entry_form(
                 wish = entries.Wish(
                     patient_id,
                     clinic_id,
-                    service,
+                    treatment if kind == "service" else None,
                     days[0],
                     days[-1],
                     provider,
                     tuple(weekdays),
                     tuple(windows),
                     note,
+                    package_id=treatment if kind == "package" else None,
                 )
                 run_action(entries.add_entry, wish, success="Added to the waitlist.")

@@ -34,6 +34,7 @@ from db.models import (
     AppointmentStatus,
     Clinic,
     ImportBatch,
+    Package,
     Service,
     Source,
 )
@@ -372,6 +373,17 @@ def extra_services_price():
     )
 
 
+def price_at_risk():
+    """What a cancelled or no-show appointment was worth: its package's one price, otherwise
+    the price of its services (the first joined as Service, the others looked up)."""
+    a = Appointment
+    package_price = select(Package.price_cents).where(Package.id == a.package_id)
+    return case(
+        (a.package_id.is_not(None), func.coalesce(package_price.scalar_subquery(), 0)),
+        else_=func.coalesce(Service.price_cents, 0) + extra_services_price(),
+    )
+
+
 def row_values(dialect: str, scope: Scope):
     """The per-appointment values every figure is summed from (labelled SQL expressions)."""
     a = Appointment
@@ -409,13 +421,7 @@ def row_values(dialect: str, scope: Scope):
         case((and_(cancelled, a.late_cancellation), 1), else_=0).label("late"),
         case((a.status == S.NO_SHOW, 1), else_=0).label("no_show"),
         case((a.status.in_((S.COMPLETED, S.CHECKED_IN)), 1), else_=0).label("attended"),
-        case(
-            (
-                a.status.in_((S.CANCELLED, S.NO_SHOW)),
-                func.coalesce(Service.price_cents, 0) + extra_services_price(),
-            ),
-            else_=0,
-        ).label("risk"),
+        case((a.status.in_((S.CANCELLED, S.NO_SHOW)), price_at_risk()), else_=0).label("risk"),
         case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
         case((cancelled, notice_hours), else_=None).label("notice_h"),
         case((by_patient, 1), else_=0).label("by_patient"),

@@ -14,7 +14,7 @@ One row per clinic, clinic-local day (days since 1970-01-01), kind and key:
 Keeping them current:
 - every ORM flush that touches an appointment or a ledger entry marks the clinic-local days
   involved (old and new start) in `cancellation_rollup_dirty`, in the same transaction (a
-  changed service price or clinic time zone marks everything)
+  changed service or package price or clinic time zone marks everything)
   (a `before_flush` hook that `track_changes` registers where the database is opened);
 - rows inserted in bulk (imports, the benchmark generator) are found by id beyond the last
   ones the roll-ups have seen;
@@ -70,6 +70,7 @@ from db.models import (
     Clinic,
     LedgerEntry,
     LedgerKind,
+    Package,
     Service,
     Setting,
 )
@@ -125,7 +126,7 @@ def _mark_changed_days(session: Session, _context, _instances) -> None:
             appointment = session.get(Appointment, obj.appointment_id)
             if appointment is not None:
                 days |= _days_of(session, appointment, old_too=False)
-        elif isinstance(obj, Service | Clinic) and obj not in session.new:
+        elif isinstance(obj, Service | Package | Clinic) and obj not in session.new:
             days.add(EVERYTHING)  # a price or a time zone changed: every day may differ
     session.add_all(CancellationRollupDirty(clinic_id=c, daynum=d) for c, d in days)
 

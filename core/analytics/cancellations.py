@@ -18,7 +18,8 @@ Formulas (also written on the page):
 - no-show rate = no-shows ÷ (no-shows + completed + checked in) — the visits that were due
 - lead time = start − booked; cancellation notice = start − cancelled
 - request turnaround = decided − requested, for online requests
-- revenue at risk = price of the services of cancelled and no-show appointments
+- revenue at risk = price of cancelled and no-show appointments: a package's one price,
+  otherwise the prices of its services
 - refill rate = cancelled slots booked again ÷ cancelled; booked again = another appointment of
   the same provider overlapping the cancelled slot, created after the cancellation
 - what-if: patients' cancellations with notice < the chosen window would have been late;

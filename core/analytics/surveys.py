@@ -18,9 +18,10 @@ from datetime import date, datetime, timedelta
 from functools import cache
 
 import pandas as pd
-from sqlalchemy import Date, bindparam, case, cast, func, select
+from sqlalchemy import Integer, bindparam, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
+from core.analytics.cancellation_parts import DAY, epoch_seconds, offset_periods
 from core.kernel import exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds
@@ -85,18 +86,20 @@ def t95(df: int) -> float:
 
 @dataclass(frozen=True)
 class SurveyFilter:
-    """Responses submitted in [since, until) (UTC), optionally of one clinic."""
+    """Responses submitted in [since, until) (UTC), optionally of one clinic; `tz` is the zone
+    whose days the trends are grouped by (the clinic's, or the practice's for all clinics)."""
 
     since: datetime
     until: datetime
     clinic_id: int | None = None
+    tz: str = "UTC"
 
 
 def filter_for_days(first: date, last: date, tz: str = "UTC", clinic_id: int | None = None):
-    """The filter for clinic-local days `first`..`last` (both included)."""
+    """The filter for clinic-local days `first`..`last` (both included), trends by those days."""
     if last < first:
         raise ValidationError("The end date must be on or after the start date.")
-    return SurveyFilter(*local_days_bounds(first, last, tz), clinic_id)
+    return SurveyFilter(*local_days_bounds(first, last, tz), clinic_id, tz)
 
 
 @dataclass(frozen=True)
@@ -178,15 +181,32 @@ def _cube(
     return [(c, p, s, _figures(values)) for s, p, c, *values in session.execute(query)]
 
 
+EPOCH = date(1970, 1, 1)
+
+
+def _local_daynum(dialect: str, f: SurveyFilter):
+    """A response's day in the filter's zone as days since 1970, in SQL: its epoch seconds
+    plus the zone's UTC offset (a CASE over the offset periods of the range, one more per
+    DST change, found in Python), divided by a day — the same on SQLite and PostgreSQL."""
+    seconds = epoch_seconds(R.submitted_at, dialect)
+    if f.tz == "UTC":
+        return seconds // DAY
+    periods = offset_periods(f.tz, f.since, f.until)
+    whens = [
+        (R.submitted_at < following, literal_column(str(offset), Integer))
+        for (_, offset), (following, _) in zip(periods, periods[1:], strict=False)
+    ]
+    last = literal_column(str(periods[-1][1]), Integer)
+    return (seconds + (case(*whens, else_=last) if whens else last)) // DAY
+
+
 def _daily(session: Session, f: SurveyFilter) -> list[tuple[date, Figures]]:
-    """One SQL pass: the sums per UTC day, from which weeks and months are added up."""
-    if session.bind.dialect.name == "postgresql":
-        day = cast(R.submitted_at, Date)
-    else:
-        day = func.date(R.submitted_at)
-    query = _where(select(day.label("day"), *_sums()), f).group_by(day).order_by(day)
+    """One SQL pass: the sums per local day of the filter's zone, from which weeks and months
+    are added up."""
+    day = _local_daynum(session.get_bind().dialect.name, f).label("daynum")
+    query = _where(select(day, *_sums()), f).group_by(day).order_by(day)
     return [
-        (date.fromisoformat(str(d)[:10]), _figures(values)) for d, *values in session.execute(query)
+        (EPOCH + timedelta(days=int(d)), _figures(values)) for d, *values in session.execute(query)
     ]
 
 
@@ -330,7 +350,8 @@ def _trend(daily, period: str) -> pd.DataFrame:
 
 
 def trend(session: Session, actor: Actor, f: SurveyFilter, period: str) -> pd.DataFrame:
-    """Weekly (Monday-based) or monthly NPS, CSAT and mean rating, by UTC submission day."""
+    """Weekly (Monday-based) or monthly NPS, CSAT and mean rating, by local submission day
+    (in the filter's zone)."""
     ensure(actor, Permission.ANALYTICS_READ)
     if period not in ("week", "month"):
         raise ValidationError("The trend period is week or month.")

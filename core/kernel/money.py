@@ -5,7 +5,8 @@ of amounts in ClinicDesk. Times are stored in UTC and reach people only through 
 and `clinic_time_range` (or `format_moment`/`format_moment_range` given a zone and a locale):
 clinic-local, in the clinic's locale (a London clinic, en-GB, sees 24-hour times and day-month
 dates; a New York one, en-US, 12-hour times and month-day dates), never in UTC. `format_day`,
-`format_clock` and their ranges show days and wall-clock times the same way.
+`format_clock` and their ranges show days and wall-clock times the same way; `weekday_name`
+names a weekday.
 Imports nothing from core outside the kernel (clock, errors).
 """
 
@@ -161,6 +162,16 @@ def clinic_clock_range(clinic, start: datetime, end: datetime) -> str:
     return format_clock_range(first.time(), last.time(), clinic.locale)
 
 
+def weekday_name(weekday: int, locale: str | None = DEFAULT_LOCALE, in_text: bool = False) -> str:
+    """A weekday (0 = Monday) by its name in the locale: en-GB 'Monday', de-DE 'Montag',
+    fr-FR 'lundi'; `in_text` for a name inside a sentence (some languages capitalise only a
+    name that stands alone)."""
+    if not 0 <= weekday <= 6:
+        raise ValidationError("A weekday is a number from 0 (Monday) to 6 (Sunday).")
+    days = babel_locale(locale).days["format" if in_text else "stand-alone"]["wide"]
+    return days[weekday]
+
+
 def hour_cycle(locale: str | None = DEFAULT_LOCALE) -> bool:
     """True when the locale writes times on a 24-hour clock."""
     pattern = babel_locale(locale).time_formats["short"].pattern
@@ -186,6 +197,10 @@ class ClinicFormat:
 
     def clock(self, at: time | datetime) -> str:
         return format_clock(at, self.locale)
+
+    def weekday(self, weekday: int) -> str:
+        """A weekday (0 = Monday) by its name in the clinic's locale."""
+        return weekday_name(weekday, self.locale)
 
     def month(self, day: date) -> str:
         """A month and year: en-GB 'Mar 2026', pt-BR 'mar. de 2026'."""

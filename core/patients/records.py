@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import ClinicFormat, clinic_time
+from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clinic_time, format_day
 from core.kernel.text import clean
 from core.patients import enrolment, invitations
 from db.models import Patient
@@ -28,22 +28,26 @@ class PatientSummary:
     date_of_birth: date | None
     email: str | None
     phone: str | None
+    locale: str = DEFAULT_LOCALE  # the practice's display locale, for the date of birth
 
     @property
     def label(self) -> str:
-        born = f", born {self.date_of_birth:%d %b %Y}" if self.date_of_birth else ""
+        """'Alex Morgan, born 12 Apr 1985 · alex@…' (en-GB); 'born Apr 12, 1985' in en-US."""
+        born = format_day(self.date_of_birth, self.locale, weekday=False)
+        born = f", born {born}" if born else ""
         contact = self.email or self.phone or "no contact details"
         return f"{self.name}{born} · {contact}"
 
 
-def _summary(p: Patient) -> PatientSummary:
-    return PatientSummary(p.id, p.full_name, p.date_of_birth, p.email, p.phone)
+def _summary(p: Patient, locale: str) -> PatientSummary:
+    return PatientSummary(p.id, p.full_name, p.date_of_birth, p.email, p.phone, locale)
 
 
 def search_patients(
     session: Session, actor: Actor, text: str, limit: int = 20
 ) -> list[PatientSummary]:
-    """Patients whose name, email or phone contains `text` (case-insensitive), best first."""
+    """Patients whose name, email or phone contains `text` (case-insensitive), best first;
+    their labels show dates in the practice's display locale."""
     ensure(actor, Permission.PATIENTS_READ)
     words = (clean(text, field="search", limit=200) or "").strip().lower().split()
     if not words:
@@ -61,7 +65,9 @@ def search_patients(
             conditions.append(func.replace(Patient.phone, " ", "").like(f"%{digits}%"))
         query = query.where(or_(*conditions))
     query = query.order_by(Patient.last_name, Patient.first_name, Patient.id).limit(limit)
-    return [_summary(p) for p in session.scalars(query)]
+    found = list(session.scalars(query))
+    locale = clinic_format(session).locale if found else DEFAULT_LOCALE
+    return [_summary(p, locale) for p in found]
 
 
 def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:

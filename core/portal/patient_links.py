@@ -31,6 +31,7 @@ from core.policy.cancellation import evaluate
 from core.portal import sign_in
 from core.practice.packages import offered_packages
 from core.requests import changes, decisions
+from core.scheduling.lifecycle import treatment_of
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -164,7 +165,7 @@ def enroll(
 class AppointmentView:
     appointment_id: int
     first_name: str
-    service: str
+    service: str  # the treatment: a package and its services, or the services
     provider: str
     clinic: str
     clinic_phone: str
@@ -174,13 +175,12 @@ class AppointmentView:
 
 def appointment_view(session: Session, appointment: Appointment) -> AppointmentView:
     patient = session.get(Patient, appointment.patient_id) if appointment.patient_id else None
-    service = session.get(Service, appointment.service_id) if appointment.service_id else None
     provider = session.get(Provider, appointment.provider_id) if appointment.provider_id else None
     clinic = session.get(Clinic, appointment.clinic_id)
     return AppointmentView(
         appointment.id,
         patient.first_name if patient else "",
-        service.name if service else "",
+        treatment_of(appointment),
         provider.name if provider else "",
         clinic.name,
         clinic.phone,

@@ -16,12 +16,19 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import clinic_format, clinic_time_range, format_clock_range
+from core.kernel.money import (
+    DEFAULT_LOCALE,
+    clinic_format,
+    clinic_time_range,
+    format_clock_range,
+    weekday_name,
+)
 from core.scheduling import openings
 from core.scheduling.availability import OCCUPYING
 from db.models import Appointment, AppointmentKind, Clinic, Provider, TimeOff, WorkingHours
 from db.types import utcnow
 
+# The practice file's day names (a file format, not a display: screens use `weekday_name`)
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_TIME_OFF = timedelta(days=366)
 
@@ -32,9 +39,20 @@ class HoursRow:
     starts: time
     ends: time
 
+    def label(self, locale: str | None = DEFAULT_LOCALE) -> str:
+        """The day and hours in the clinic's locale: en-GB 'Monday 09:00–12:00', de-DE
+        'Montag 09:00–12:00'."""
+        hours = format_clock_range(self.starts, self.ends, locale)
+        return f"{weekday_name(self.weekday, locale)} {hours}"
+
     @property
-    def label(self) -> str:
-        return f"{WEEKDAYS[self.weekday]} {self.starts:%H:%M}–{self.ends:%H:%M}"
+    def record(self) -> dict:
+        """For the audit trail: the ISO weekday (1 = Monday) and 24-hour times."""
+        return {
+            "weekday": self.weekday + 1,
+            "starts": f"{self.starts:%H:%M}",
+            "ends": f"{self.ends:%H:%M}",
+        }
 
 
 @dataclass(frozen=True)
@@ -75,13 +93,16 @@ def _validate(hours: list[HoursRow], locale: str) -> list[HoursRow]:
     def span(row: HoursRow) -> str:
         return format_clock_range(row.starts, row.ends, locale)
 
+    def day(row: HoursRow) -> str:
+        return weekday_name(row.weekday, locale)
+
     cleaned = []
     for row in hours:
         if not 0 <= row.weekday <= 6:
             raise ValidationError("A weekday is a number from 0 (Monday) to 6 (Sunday).")
         if not row.starts < row.ends:
             raise ValidationError(
-                f"{WEEKDAYS[row.weekday]}: the hours must end after they start "
+                f"{day(row)}: the hours must end after they start "
                 f"({span(row)}); a shift cannot run past midnight."
             )
         cleaned.append(row)
@@ -89,7 +110,7 @@ def _validate(hours: list[HoursRow], locale: str) -> list[HoursRow]:
     for before, after in zip(cleaned, cleaned[1:], strict=False):
         if before.weekday == after.weekday and after.starts < before.ends:
             raise ValidationError(
-                f"{WEEKDAYS[after.weekday]}: {span(before)} and {span(after)} overlap; merge them "
+                f"{day(after)}: {span(before)} and {span(after)} overlap; merge them "
                 "into one period."
             )
     return cleaned
@@ -111,12 +132,13 @@ def set_weekly_hours(
         for other, clinic_name in elsewhere:
             if other.weekday == row.weekday and other.starts < row.ends and row.starts < other.ends:
                 raise ValidationError(
-                    f"{provider.name} already works at {clinic_name} on {WEEKDAYS[row.weekday]} "
+                    f"{provider.name} already works at {clinic_name} on "
+                    f"{weekday_name(row.weekday, clinic.locale, in_text=True)} "
                     f"{format_clock_range(other.starts, other.ends, clinic.locale)}; change those "
                     "hours first."
                 )
     previous = get_hours(session, actor, provider_id, clinic_id)
-    before = [h.label for h in previous]
+    before = [h.record for h in previous]
     session.execute(
         delete(WorkingHours).where(
             WorkingHours.provider_id == provider_id, WorkingHours.clinic_id == clinic_id
@@ -142,7 +164,7 @@ def set_weekly_hours(
         "provider",
         provider_id,
         message=f"Weekly hours at {clinic.name}",
-        details={"clinic_id": clinic_id, "before": before, "after": [r.label for r in cleaned]},
+        details={"clinic_id": clinic_id, "before": before, "after": [r.record for r in cleaned]},
     )
     return cleaned
 

@@ -14,12 +14,16 @@ from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day_range
+from core.practice.packages import package_services
+from core.practice.timing import Timing, timing_of
 from core.requests.decisions import decline_request
 from core.scheduling.availability import TIME_OF_DAY_WINDOWS, suggest_slots
+from core.scheduling.lifecycle import treatment_text
 from db.models import (
     Appointment,
     AppointmentStatus,
     Clinic,
+    PackageService,
     Patient,
     Provider,
     Service,
@@ -37,17 +41,29 @@ MATCH_DAYS = 14  # "current matches" look this far ahead
 
 @dataclass(frozen=True)
 class Wish:
-    """What the patient waits for (plain values: staff form, request, or portal)."""
+    """What the patient waits for (plain values: staff form, request, or portal): a service,
+    or a package (`package_id`; then `service_id` may be None)."""
 
     patient_id: int
     clinic_id: int
-    service_id: int
+    service_id: int | None
     earliest: date
     latest: date
     provider_id: int | None = None
     weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
     windows: tuple[TimeOfDay, ...] = ()  # empty: any time of day
     note: str = ""
+    package_id: int | None = None
+
+
+def _first_service(session: Session, wish: Wish) -> int:
+    """The service the entry is stored under: the package's first, or the one chosen."""
+    if wish.package_id is not None:
+        return package_services(session, wish.package_id)[1][0].id
+    service = session.get(Service, wish.service_id) if wish.service_id is not None else None
+    if service is None or not service.active:
+        raise ValidationError("Choose a service or a package the practice offers.")
+    return service.id
 
 
 def _validate(session: Session, wish: Wish, today: date) -> None:
@@ -55,9 +71,6 @@ def _validate(session: Session, wish: Wish, today: date) -> None:
         raise ValidationError("Choose a known patient.")
     if session.get(Clinic, wish.clinic_id) is None:
         raise ValidationError("Choose one of the practice's clinics.")
-    service = session.get(Service, wish.service_id)
-    if service is None or not service.active:
-        raise ValidationError("Choose a service the practice offers.")
     if wish.provider_id is not None:
         provider = session.get(Provider, wish.provider_id)
         if provider is None or not provider.active:
@@ -77,23 +90,31 @@ def _validate(session: Session, wish: Wish, today: date) -> None:
 def _insert(session: Session, actor: Actor, wish: Wish, source: str, **extra) -> WaitlistEntry:
     clinic = session.get(Clinic, wish.clinic_id)
     _validate(session, wish, to_local(utcnow(), clinic.timezone).date() if clinic else date.min)
+    service_id = _first_service(session, wish)
+    same = (
+        WaitlistEntry.package_id == wish.package_id
+        if wish.package_id is not None
+        else (WaitlistEntry.service_id == service_id) & WaitlistEntry.package_id.is_(None)
+    )
     waiting = session.scalar(
         select(WaitlistEntry.id).where(
             WaitlistEntry.patient_id == wish.patient_id,
-            WaitlistEntry.service_id == wish.service_id,
+            same,
             WaitlistEntry.clinic_id == wish.clinic_id,
             WaitlistEntry.status == WaitlistStatus.WAITING,
         )
     )
     if waiting is not None:
+        what = "package" if wish.package_id is not None else "service"
         raise ValidationError(
-            f"This patient already waits for this service at this clinic (entry #{waiting}); "
+            f"This patient already waits for this {what} at this clinic (entry #{waiting}); "
             "change or withdraw that entry instead."
         )
     entry = WaitlistEntry(
         patient_id=wish.patient_id,
         clinic_id=wish.clinic_id,
-        service_id=wish.service_id,
+        service_id=service_id,
+        package_id=wish.package_id,
         provider_id=wish.provider_id,
         earliest=wish.earliest,
         latest=wish.latest,
@@ -114,7 +135,12 @@ def _insert(session: Session, actor: Actor, wish: Wish, source: str, **extra) ->
         entry.id,
         patient_id=entry.patient_id,
         to_status=entry.status.value,
-        details={"source": source, "service_id": wish.service_id, "clinic_id": wish.clinic_id},
+        details={
+            "source": source,
+            "service_id": service_id,
+            "package_id": wish.package_id,
+            "clinic_id": wish.clinic_id,
+        },
     )
     return entry
 
@@ -137,12 +163,12 @@ def add_from_request(
     session: Session, actor: Actor, appointment_id: int, *, latest: date | None = None
 ) -> WaitlistEntry:
     """A booking request that cannot be placed: decline it (the patient is told) and wait-list
-    the patient for the same service, clinic, provider and time of day."""
+    the patient for the same service or package, clinic, provider and time of day."""
     ensure(actor, Permission.WAITLIST_EDIT)
     request = session.get(Appointment, appointment_id)
     if request is None or request.status != AppointmentStatus.REQUESTED:
         raise NotFound(f"Appointment #{appointment_id} is not an open booking request.")
-    if request.patient_id is None or request.service_id is None:
+    if request.patient_id is None or (request.service_id is None and request.package_id is None):
         raise ValidationError("The request needs a patient and a service to wait-list them.")
     today = to_local(utcnow(), request.clinic.timezone).date()
     earliest = max(request.requested_day or today, today)
@@ -151,6 +177,7 @@ def add_from_request(
         clinic_id=request.clinic_id,
         service_id=request.service_id,
         provider_id=request.provider_id,
+        package_id=request.package_id,
         earliest=earliest,
         latest=latest or earliest + timedelta(days=28),
         weekdays=tuple(range(7)),
@@ -199,6 +226,32 @@ def expire_entries(session: Session, today: date) -> int:
     for entry in rows:
         entry.status, entry.closed_at = WaitlistStatus.EXPIRED, utcnow()
     return len(rows)
+
+
+def services_of(session: Session, entry: WaitlistEntry) -> list[Service]:
+    """The services the entry waits for, in booking order: its package's, or its one."""
+    if entry.package_id is None:
+        return [entry.service]
+    return list(
+        session.scalars(
+            select(Service)
+            .join(PackageService, PackageService.service_id == Service.id)
+            .where(PackageService.package_id == entry.package_id)
+            .order_by(PackageService.position, Service.id)
+        )
+    )
+
+
+def timing(session: Session, entry: WaitlistEntry) -> Timing:
+    """How long the visit lasts (a package's services and the buffers between them) and the
+    buffers kept free around it."""
+    return timing_of(services_of(session, entry))
+
+
+def treatment(session: Session, entry: WaitlistEntry) -> str:
+    """What the entry waits for, in words: "Skin renewal (Skin check + Chemical peel)"."""
+    package = entry.package.name if entry.package_id is not None else None
+    return treatment_text([s.name for s in services_of(session, entry)], package)
 
 
 def fits(entry: WaitlistEntry, start: datetime, end: datetime, tz: str) -> bool:
@@ -264,7 +317,7 @@ def list_entries(
     )
     if status is not None:
         query = query.where(WaitlistEntry.status == status)
-    if service_id is not None:
+    if service_id is not None:  # a package entry waits for its first service too
         query = query.where(WaitlistEntry.service_id == service_id)
     if provider_id is not None:
         query = query.where(
@@ -272,7 +325,12 @@ def list_entries(
         )
     today = to_local(now, clinic.timezone).date()
     rows = []
+    packages: dict[int, str] = {}  # a package's words, read once per page
     for entry, patient, service, provider in session.execute(query):
+        if entry.package_id is not None:
+            if entry.package_id not in packages:
+                packages[entry.package_id] = treatment(session, entry)
+            service = packages[entry.package_id]
         matches, first = None, ""
         if with_matches and entry.status == WaitlistStatus.WAITING:
             found = current_matches(session, entry, clinic.timezone, today, now)
@@ -306,12 +364,13 @@ def current_matches(session: Session, entry: WaitlistEntry, tz: str, today: date
     days = min(MATCH_DAYS, (entry.latest - first).days + 1)
     if days <= 0:
         return []
+    visit = timing(session, entry)
     slots = suggest_slots(
         session,
         clinic_id=entry.clinic_id,
-        duration_minutes=entry.service.duration_minutes,
-        buffer_before_minutes=entry.service.buffer_before_minutes,
-        buffer_after_minutes=entry.service.buffer_after_minutes,
+        duration_minutes=visit.minutes,
+        buffer_before_minutes=visit.before,
+        buffer_after_minutes=visit.after,
         day=first,
         provider_id=entry.provider_id,
         limit=200,

@@ -21,13 +21,14 @@ from core.kernel.money import clinic_time
 from core.messaging import notify
 from core.scheduling.availability import find_conflicts, working_hours_cover
 from core.scheduling.moves import NewBooking, schedule_appointment
-from core.waitlist.entries import fits
+from core.waitlist.entries import fits, services_of, timing, treatment
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
     Appointment,
     Clinic,
     OfferStatus,
     OpeningStatus,
+    Package,
     Patient,
     Provider,
     Service,
@@ -79,7 +80,7 @@ def find_matches(
     ).all()
     found = []
     for entry in entries:
-        duration = timedelta(minutes=entry.service.duration_minutes)
+        duration = timedelta(minutes=timing(session, entry).minutes)
         start = opening.start_at
         while start + duration <= opening.end_at:
             if start >= now + rules.min_notice and fits(entry, start, start + duration, tz):
@@ -100,7 +101,7 @@ def _context(session: Session, offer: WaitlistOffer, **extra) -> dict[str, objec
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
         "when": clinic_time(clinic, offer.start_at, zone=True),
-        "service_name": offer.entry.service.name,
+        "service_name": treatment(session, offer.entry),
         "provider_name": provider.name if provider else "our team",
         **extra,
     }
@@ -127,7 +128,7 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
 
 
 def _slot_still_open(session: Session, opening: SlotOpening, offer: WaitlistOffer, rules, now):
-    end = offer.start_at + timedelta(minutes=offer.entry.service.duration_minutes)
+    end = offer.start_at + timedelta(minutes=timing(session, offer.entry).minutes)
     return offer.start_at >= now + rules.min_notice and _free(session, opening, offer.start_at, end)
 
 
@@ -373,7 +374,8 @@ def accept_offer(session: Session, raw: str | None, *, now: datetime | None = No
                 provider_id=opening.provider_id,
                 start_at=offer.start_at,
                 patient_id=offer.patient_id,
-                service_ids=[entry.service_id],
+                service_ids=[s.id for s in services_of(session, entry)],
+                package_id=entry.package_id,
                 source=Source.ONLINE,
                 notes="Booked from the waitlist.",
             )
@@ -475,11 +477,18 @@ def list_offers(
     if clinic is None:
         raise NotFound(f"There is no clinic #{clinic_id}.")
     rows = session.execute(
-        select(WaitlistOffer, SlotOpening, Patient, Service.name, Provider.name)
+        select(
+            WaitlistOffer,
+            SlotOpening,
+            Patient,
+            func.coalesce(Package.name, Service.name),  # a package by its name
+            Provider.name,
+        )
         .join(SlotOpening, SlotOpening.id == WaitlistOffer.opening_id)
         .join(Patient, Patient.id == WaitlistOffer.patient_id)
         .join(WaitlistEntry, WaitlistEntry.id == WaitlistOffer.entry_id)
         .join(Service, Service.id == WaitlistEntry.service_id)
+        .outerjoin(Package, Package.id == WaitlistEntry.package_id)
         .join(Provider, Provider.id == SlotOpening.provider_id)
         .where(SlotOpening.clinic_id == clinic_id)
         .order_by(SlotOpening.id.desc(), WaitlistOffer.rank)

@@ -6,11 +6,11 @@ from datetime import date, time, timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import AuditEvent, TimeOff, WorkingHours
+from db.models import AuditEvent, Clinic, TimeOff, WorkingHours
 
 PAGE = "app_pages/schedules.py"
 
@@ -64,6 +64,26 @@ def test_manager_sets_weekly_hours_and_bad_hours_are_explained(app_as, app_db):
         assert [(r.starts, r.ends) for r in rows] == [(time(12), time(14))]
         assert session.scalar(select(AuditEvent).where(AuditEvent.action == "working_hours_set"))
     database.dispose()
+
+
+def test_weekday_names_follow_the_clinics_locale(app_as, app_db):
+    database = _db(app_db)
+    with database.write() as session:
+        session.execute(update(Clinic).values(locale="de-DE"))
+    database.dispose()
+    at = app_as("manager", PAGE)
+    saturday = _key(at, "schedules_works_", 5)
+    assert at.checkbox(key=saturday).label == "Samstag"
+    assert at.checkbox(key=_key(at, "schedules_works_", 0)).label == "Montag"
+    at.checkbox(key=saturday).check()
+    at.time_input(key=_key(at, "schedules_from_", 5)).set_value(time(12))
+    at.time_input(key=_key(at, "schedules_to_", 5)).set_value(time(10))
+    at.button(
+        key="FormSubmitter:"
+        + next(f for f in _forms(at) if f.startswith("schedules_week_"))
+        + "-Save weekly hours"
+    ).click().run()
+    assert at.error[0].value.startswith("Samstag: the hours must end after they start")
 
 
 def _forms(at):

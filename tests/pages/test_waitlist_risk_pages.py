@@ -7,12 +7,22 @@ from datetime import timedelta
 
 import pytest
 import streamlit as st
+from sqlalchemy import select
 
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.startup import open_database
 from core.waitlist import entries
-from db.models import Appointment, AppointmentKind, AppointmentStatus, RiskModel, RiskScore
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Package,
+    Patient,
+    RiskModel,
+    RiskScore,
+    WaitlistEntry,
+)
 from db.types import utcnow
 
 DECILES = [{"predicted": i / 10, "observed": i / 10, "n": 90} for i in range(10)]
@@ -96,3 +106,28 @@ def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
     assert values["ROC-AUC"] == "0.771" and values["Largest decile gap"] == "2.1 pts"
     compare = page.dataframe[0].value
     assert compare["ROC-AUC"].tolist() == [0.771, 0.655]
+
+
+def test_a_manager_wait_lists_a_patient_for_a_package(app_as, app_db):
+    database = _db(app_db)
+    with database.read() as session:
+        package = session.scalar(select(Package).where(Package.name == "Skin renewal"))
+        patient = session.scalar(
+            select(Patient).where(Patient.email.is_not(None)).order_by(Patient.id).limit(1)
+        )
+        package_id, email, patient_id = package.id, patient.email, patient.id
+    database.dispose()
+    at = app_as("manager", "app_pages/waitlist.py", timeout=120)
+    at.text_input(key="waitlist_add_search").input(email).run()
+    at.selectbox(key="waitlist_add_patient").select_index(0).run()
+    at.selectbox(key="waitlist_add_svc").set_value(("package", package_id))
+    at.multiselect(key="waitlist_add_wd").set_value(list(range(7)))
+    at.button(key="FormSubmitter:waitlist_add_form-Add to the waitlist").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    database = _db(app_db)
+    with database.read() as session:
+        entry = session.scalar(select(WaitlistEntry).where(WaitlistEntry.patient_id == patient_id))
+        assert entry.package_id == package_id
+    database.dispose()
+    [table] = at.run().dataframe  # the list above the form, read again
+    assert any(s.startswith("Skin renewal (") for s in table.value["Service"])

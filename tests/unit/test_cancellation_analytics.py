@@ -45,6 +45,7 @@ from db.models import (
     Clinic,
     LedgerEntry,
     LedgerKind,
+    Package,
     Provider,
     Service,
     Source,
@@ -205,6 +206,7 @@ def data(db, world):
             "p2": p2,
             "a1": a1.id,
             "a5": a5.id,
+            "a8": a8.id,
         }
 
 
@@ -542,6 +544,24 @@ def test_a_new_service_price_recomputes_the_revenue_at_risk(db, world, data):
         session.get(Service, data["peel"]).price_cents = 20000  # N2, and A8's second service
     direct, rolled = _both(db, world, FILTERS)
     assert rolled == direct and rolled["revenue_at_risk_cents"] == 70000
+
+
+def test_an_appointment_booked_as_a_package_puts_the_package_price_at_risk(db, world, data):
+    assert figures(db, world).revenue_at_risk_cents == 60000  # A8: its two services, 60 + 150
+    rollups.refresh_job(db, None)  # the roll-ups must catch up with the package too
+    with db.write() as session:
+        package = Package(name="Consult and peel", price_cents=18000)
+        session.add(package)
+        session.flush()
+        a8 = session.get(Appointment, data["a8"])
+        a8.package_id = package.id
+        package_id = package.id
+    direct, rolled = _both(db, world, FILTERS)
+    assert rolled == direct and rolled["revenue_at_risk_cents"] == 60000 - 21000 + 18000
+    with db.write() as session:  # a new package price marks every day, like a service's
+        session.get(Package, package_id).price_cents = 20000
+    direct, rolled = _both(db, world, FILTERS)
+    assert rolled == direct and rolled["revenue_at_risk_cents"] == 60000 - 21000 + 20000
 
 
 @pytest.mark.parametrize("window", [1, 6, 24, 48])

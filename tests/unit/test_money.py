@@ -124,3 +124,10 @@ def test_clinic_format_reads_the_clinics_columns(db, world):
     assert fmt == money.ClinicFormat("Europe/Berlin", "de-DE", "EUR")
     assert fmt.money(1000).replace("\xa0", " ") == "10,00 €"
     assert first.currency == "GBP" and first.locale == "en-GB"  # the defaults of a new clinic
+
+
+def test_weekday_names_come_from_the_locale():
+    assert money.weekday_name(0) == "Monday" and money.weekday_name(6, "de-DE") == "Sonntag"
+    assert money.ClinicFormat(locale="fr-FR").weekday(1) == "mardi"
+    with pytest.raises(ValidationError, match="from 0 \\(Monday\\) to 6"):
+        money.weekday_name(7)

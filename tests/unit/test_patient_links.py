@@ -20,14 +20,17 @@ from core.requests import decisions, queue
 from core.scheduling.appointments import get_appointment_detail
 from db.models import (
     Appointment,
+    AppointmentService,
     AppointmentStatus,
     CancellationPolicy,
     ChangeRequest,
     ChangeStatus,
     LinkToken,
+    Package,
     Patient,
     RateLimitHit,
     RequestFlag,
+    Service,
     Source,
 )
 from db.types import utcnow
@@ -260,6 +263,28 @@ def test_inside_the_window_the_patient_sees_the_fee_and_points_before_confirming
         assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
     with db.write() as s, pytest.raises(ValidationError, match="already an open request"):
         patient_links.submit_change(s, raw, kind="cancel")
+
+
+def test_the_change_page_names_the_whole_treatment_not_only_the_first_service(db, world):
+    appointment_id, raw = _scheduled(db, world, hours_ahead=72)
+    with db.write() as s:
+        peel = Service(name="Peel", duration_minutes=30, price_cents=9000)
+        package = Package(name="Skin renewal", price_cents=12000)
+        s.add_all([peel, package])
+        s.flush()
+        s.add_all(
+            [
+                AppointmentService(appointment_id=appointment_id, service_id=world.service_id),
+                AppointmentService(appointment_id=appointment_id, service_id=peel.id, position=1),
+            ]
+        )
+        two_services = patient_links.change_view(s, raw).appointment.service
+        s.get(Appointment, appointment_id).package_id = package.id
+        s.flush()
+        s.expire_all()
+        as_package = patient_links.change_view(s, raw).appointment.service
+    assert two_services == "Consultation + Peel"
+    assert as_package == "Skin renewal (Consultation + Peel)"
 
 
 def test_outside_the_window_with_auto_accept_the_cancellation_is_done_at_once(db, world):

@@ -13,7 +13,7 @@ from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, Validati
 from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
-from db.models import AuditEvent, Notification, Patient
+from db.models import AuditEvent, Clinic, Notification, Patient
 
 BASE = "https://desk.example"
 
@@ -174,3 +174,14 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_staff_name(db
         rows = patients.list_patient_appointments(s, world.staff, world.patient_id)
     assert [r.booked_by for r in rows] == ["Staff", "Online appointment · Wed, 1 Jul 2026, 14:05"]
     assert rows[1].when == "Thu, 9 Jul 2026, morning" and rows[0].when == "Fri, 31 Jul 2026, 14:05"
+
+
+def test_search_labels_show_the_date_of_birth_in_the_practices_locale(db, world):
+    with db.read() as s:
+        (found,) = patients.search_patients(s, world.staff, "Morgan")
+    assert found.label == "Alex Morgan, born 12 Apr 1985 · alex@example.org"  # en-GB by default
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).locale = "en-US"
+    with db.read() as s:
+        (found,) = patients.search_patients(s, world.staff, "Morgan")
+    assert found.label == "Alex Morgan, born Apr 12, 1985 · alex@example.org"

@@ -32,17 +32,25 @@ def test_set_weekly_hours_replaces_them_and_is_audited(db, world):
             clinic_id=world.clinic_id,
             hours=[H(2, time(13), time(18)), H(0, time(9), time(12)), H(0, time(13), time(17))],
         )
-    assert [h.label for h in saved] == [
+    assert [h.label() for h in saved] == [
         "Monday 09:00–12:00",
         "Monday 13:00–17:00",
         "Wednesday 13:00–18:00",
     ]
+    assert [h.label("de-DE") for h in saved][-1] == "Mittwoch 13:00–18:00 Uhr"
+    us = saved[-1].label("en-US")  # a 12-hour clock in en-US
+    assert us.startswith("Wednesday 1:00") and us.endswith("PM")
     with db.read() as session:
         assert (
             schedules.get_hours(session, world.staff, world.provider_id, world.clinic_id) == saved
         )
         event = session.scalar(select(AuditEvent).where(AuditEvent.action == "working_hours_set"))
         assert event.actor_label == "Manager" and len(event.details["before"]) == 7
+        assert event.details["after"] == [  # machine-readable: ISO weekdays, 24-hour times
+            {"weekday": 1, "starts": "09:00", "ends": "12:00"},
+            {"weekday": 1, "starts": "13:00", "ends": "17:00"},
+            {"weekday": 3, "starts": "13:00", "ends": "18:00"},
+        ]
         monday = next_weekday(0)
         start = local_to_utc(monday, time(12, 15), TZ)
         assert not availability.working_hours_cover(
@@ -71,6 +79,35 @@ def test_weekly_hours_are_validated(db, world, hours, message):
             provider_id=world.provider_id,
             clinic_id=world.clinic_id,
             hours=hours,
+        )
+
+
+def test_weekday_names_in_messages_follow_the_clinics_locale(db, world):
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).locale = "fr-FR"
+    with db.write() as session, pytest.raises(ValidationError, match="^mardi : |^mardi: "):
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[H(1, time(17), time(9))],
+        )
+    with db.write() as session:
+        other = Clinic(name="Berlin", timezone="Europe/Berlin", locale="de-DE")
+        session.add(other)
+        session.flush()
+        other_id = other.id
+    with (
+        db.write() as session,
+        pytest.raises(ValidationError, match="at Test Clinic on Donnerstag"),
+    ):
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=other_id,
+            hours=[H(3, time(16), time(19))],
         )
 
 

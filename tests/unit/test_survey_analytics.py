@@ -207,6 +207,34 @@ def test_weekly_and_monthly_trends_bucket_on_monday_and_month_starts(db, world):
     assert monthly["mean"][1] == pytest.approx(11 / 4)
 
 
+def test_trends_group_by_the_local_day_of_the_filters_zone(db, world):
+    with db.write() as session:
+        c = world.clinic_id
+        # Sun 1 Nov 23:30 UTC is Mon 2 Nov 00:30 in Berlin (UTC+1): the next local day and week
+        response(session, at(1, 23, 30), 10, 5, clinic=c)
+        response(session, at(31, 12, month=10), 0, 1, clinic=c)  # Sat 31 Oct everywhere
+        # Tue 31 Mar 21:30 UTC is Wed 1 Apr 00:30 in Athens, on summer time (UTC+3) since 29 Mar
+        response(session, at(31, 21, 30, month=3), 9, 4, clinic=c)
+        response(session, at(2, 12, month=3), 9, 4, clinic=c)  # 2 Mar, on winter time
+    berlin = sa.filter_for_days(date(2026, 10, 1), date(2026, 11, 30), "Europe/Berlin", c)
+    utc = sa.filter_for_days(date(2026, 10, 1), date(2026, 11, 30))
+    spring = sa.filter_for_days(date(2026, 3, 1), date(2026, 4, 30), "Europe/Athens")
+    with db.read() as session:
+        local_weeks = sa.trend(session, world.owner, berlin, "week")
+        utc_weeks = sa.trend(session, world.owner, utc, "week")
+        months = sa.trend(session, world.owner, spring, "month")
+
+    def counts(frame):
+        return {p.date(): n for p, n in zip(frame.period, frame.responses, strict=True)}
+
+    assert counts(utc_weeks) == {date(2026, 10, 26): 2}
+    assert counts(local_weeks) == {date(2026, 10, 26): 1, date(2026, 11, 2): 1}
+    assert counts(months) == {date(2026, 3, 1): 1, date(2026, 4, 1): 1}
+    with db.read() as session:  # the dashboard's trends are the same as the section's
+        board = sa.get_dashboard(session, world.owner, berlin, now=at(25))
+    assert counts(board.weekly) == counts(local_weeks)
+
+
 def visit(
     session,
     world,

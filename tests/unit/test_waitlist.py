@@ -25,6 +25,9 @@ from db.models import (
     Notification,
     OfferStatus,
     OpeningStatus,
+    Package,
+    PackageService,
+    Service,
     SlotOpening,
     WaitlistEntry,
     WaitlistOffer,
@@ -432,3 +435,115 @@ def test_two_patients_accepting_one_offer_at_once_one_wins_one_is_told(db, world
             )
         ).all()
     assert len(booked_rows) == 1
+
+
+# ---------------------------------------------------------------- packages
+
+
+def _package(db, world) -> int:
+    with db.write() as session:
+        peel = Service(name="Peel", duration_minutes=30, price_cents=9000)
+        package = Package(name="Skin renewal", price_cents=12000)
+        session.add_all([peel, package])
+        session.flush()
+        session.add_all(
+            [
+                PackageService(package_id=package.id, service_id=world.service_id, position=0),
+                PackageService(package_id=package.id, service_id=peel.id, position=1),
+            ]
+        )
+        return package.id
+
+
+def test_a_package_waits_for_a_slot_long_enough_and_is_booked_as_one(db, world):
+    rules(db, world)
+    package_id = _package(db, world)
+    day = future_day()
+    with db.write() as session:
+        patient = make_patient(session, first_name="Pat", email="pat@example.org")
+        wish = entries.Wish(
+            patient_id=patient.id,
+            clinic_id=world.clinic_id,
+            service_id=None,
+            package_id=package_id,
+            provider_id=world.provider_id,
+            earliest=day - timedelta(days=1),
+            latest=day + timedelta(days=7),
+            weekdays=tuple(range(7)),
+        )
+        entry_id = entries.add_entry(session, world.staff, wish).id
+    with db.write() as session, pytest.raises(ValidationError, match="already waits for this pac"):
+        entries.add_entry(session, world.staff, wish)
+    with db.read() as session:
+        (row,) = entries.list_entries(
+            session, world.staff, clinic_id=world.clinic_id, with_matches=False
+        )
+        assert row.service == "Skin renewal (Consultation + Peel)"
+        assert session.get(WaitlistEntry, entry_id).service_id == world.service_id
+    short = booked(db, world, day, hour=10)  # 30 minutes free: too short for the package
+    long = booked(db, world, day, hour=14)
+    with db.write() as session:
+        moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=at(day, 14, 30),
+            ),
+        )
+    cancel(db, world, short)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == []
+    cancel(db, world, long)  # 14:00–14:30 freed, but 14:30 is still booked
+    process(db)
+    assert sent_to(db, "waitlist_offer") == []
+    with db.write() as session:  # the next hour is freed: the package fits
+        later = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                package_id=package_id,
+                start_at=at(day, 16),
+            ),
+        ).id
+    cancel(db, world, later)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["pat@example.org"]
+    with db.read() as session:
+        body = session.scalar(
+            select(Notification.body).where(Notification.template == "waitlist_offer")
+        )
+    assert "Skin renewal (Consultation + Peel)" in body
+    appointment_id = accept(db, offer_links(db)["pat@example.org"])
+    with db.read() as session:
+        appointment = session.get(Appointment, appointment_id)
+        assert appointment.package_id == package_id
+        assert [s.service.name for s in appointment.services] == ["Consultation", "Peel"]
+        assert (appointment.start_at, appointment.end_at) == (at(day, 16), at(day, 17))
+        assert session.get(WaitlistEntry, entry_id).status == WaitlistStatus.BOOKED
+
+
+def test_a_package_request_that_cannot_be_placed_waits_for_the_package(db, world):
+    package_id = _package(db, world)
+    day = future_day()
+    with db.write() as session:
+        request = decisions.request_appointment(
+            session,
+            world.manager,
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            package_id=package_id,
+            requested_day=day,
+            time_of_day="afternoon",
+        )
+        entry = entries.add_from_request(session, world.manager, request.id)
+        assert (entry.package_id, entry.service_id) == (package_id, world.service_id)
+    with db.read() as session:
+        [row] = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+    assert row.service == "Skin renewal (Consultation + Peel)" and row.matches
