@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import streamlit as st
 
 from core.analytics import breakdowns as bd
+from core.analytics import survey_export
 from core.analytics import surveys as sa
 from core.kernel.authz import Permission
 from core.practice import choices
@@ -112,7 +113,7 @@ with st.expander("How the figures are computed"):
     st.markdown(view.FORMULAS)
 st.divider()
 if st.button("Prepare CSV export", key="survey_analytics_export", icon=":material/download:"):
-    done = run_action(sa.export_csv, f, success="Export ready; the download is audited.")
+    done = run_action(survey_export.export_csv, f, success="Export ready; the download is audited.")
     if done:
         st.session_state["survey_analytics_csv"] = (f, done.value)
 prepared = st.session_state.get("survey_analytics_csv")

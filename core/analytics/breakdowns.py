@@ -196,7 +196,7 @@ def distribution(session: Session, actor: Actor, f: sa.SurveyFilter) -> Distribu
     ensure(actor, Permission.ANALYTICS_READ)
     ratings, nps = [0] * 5, [0] * 11
     for column, counts, low in ((R.rating, ratings, 1), (R.nps, nps, 0)):
-        query = sa._where(select(column, func.count()).where(column.is_not(None)), f)
+        query = sa.apply_filter(select(column, func.count()).where(column.is_not(None)), f)
         for value, n in session.execute(query.group_by(column)):
             counts[int(value) - low] = int(n)
     return Distribution(ratings, nps)
@@ -220,5 +220,5 @@ def responses_behind(
         raise ValidationError(f"Unknown breakdown {dimension!r}.")
     column = SURVEY_DIMENSIONS[dimension]
     condition = column.is_(None) if value is None else column == int(value)
-    query = sa._feed(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
-    return sa._feed_frame(session, session.execute(query.limit(limit)))
+    query = sa.feed_query(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
+    return sa.feed_frame(session, session.execute(query.limit(limit)))

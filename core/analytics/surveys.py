@@ -22,7 +22,6 @@ from sqlalchemy import Integer, bindparam, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from core.analytics.cancellation_parts import DAY, epoch_seconds, offset_periods
-from core.kernel import exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds
 from core.kernel.errors import ValidationError
@@ -166,7 +165,7 @@ def _figures(values) -> Figures:
     return Figures(*(int(v or 0) for v in values))
 
 
-def _where(query, f: SurveyFilter):
+def apply_filter(query, f: SurveyFilter):
     query = query.where(R.submitted_at >= f.since, R.submitted_at < f.until)
     return query.where(R.clinic_id == f.clinic_id) if f.clinic_id is not None else query
 
@@ -177,7 +176,7 @@ def _cube(
     """One SQL pass: the sums per (service, provider, clinic) — at most a few hundred rows,
     which add up exactly to the sums of any coarser group (all figures are additive sums)."""
     columns = (R.service_id, R.provider_id, R.clinic_id)
-    query = _where(select(*columns, *_sums()), f).group_by(*columns)
+    query = apply_filter(select(*columns, *_sums()), f).group_by(*columns)
     return [(c, p, s, _figures(values)) for s, p, c, *values in session.execute(query)]
 
 
@@ -204,7 +203,7 @@ def _daily(session: Session, f: SurveyFilter) -> list[tuple[date, Figures]]:
     """One SQL pass: the sums per local day of the filter's zone, from which weeks and months
     are added up."""
     day = _local_daynum(session.get_bind().dialect.name, f).label("daynum")
-    query = _where(select(day, *_sums()), f).group_by(day).order_by(day)
+    query = apply_filter(select(day, *_sums()), f).group_by(day).order_by(day)
     return [
         (EPOCH + timedelta(days=int(d)), _figures(values)) for d, *values in session.execute(query)
     ]
@@ -226,7 +225,7 @@ def _summary_counts(f: SurveyFilter):
     (the CHECK constraints keep nps in 0–10 and rating in 1–5)."""
     parts = [None, *(R.nps.in_(b) for b in NPS_BUCKETS), *(R.rating == r for r in RATINGS)]
     return [
-        _where(
+        apply_filter(
             select(func.count()) if c is None else select(func.count()).where(c), f
         ).scalar_subquery()
         for c in parts
@@ -254,7 +253,7 @@ def _overview_query(f: SurveyFilter):
     buckets and checking the clinic in each entry."""
     if f.clinic_id is None:
         return select(*_summary_counts(f)), _summary
-    return _where(select(*_sums()), f), lambda *row: _figures(row)
+    return apply_filter(select(*_sums()), f), lambda *row: _figures(row)
 
 
 # the first view's statements are built once with bound parameters: building a dozen
@@ -420,7 +419,7 @@ def _feed_columns():
     )
 
 
-def _feed_frame(session: Session, rows) -> pd.DataFrame:
+def feed_frame(session: Session, rows) -> pd.DataFrame:
     """Responses as rows; submitted in their clinic's time and locale (an imported response
     without a clinic in the practice's)."""
     practice = clinic_format(session)
@@ -455,13 +454,13 @@ def _feed_frame(session: Session, rows) -> pd.DataFrame:
     return pd.DataFrame(records, columns=columns).astype({"appointment_id": "Int64"})
 
 
-def _feed(f: SurveyFilter | None):
+def feed_query(f: SurveyFilter | None):
     query = (
         select(*_feed_columns())
         .outerjoin(Clinic, Clinic.id == R.clinic_id)
         .outerjoin(Provider, Provider.id == R.provider_id)
     )
-    return _where(query, f) if f else query
+    return apply_filter(query, f) if f else query
 
 
 def recent_detractors(
@@ -476,9 +475,11 @@ def recent_detractors(
     """Responses of the last `days` days with a 0–6 recommendation, newest first."""
     ensure(actor, Permission.ANALYTICS_READ)
     now = now or utcnow()
-    query = _feed(SurveyFilter(now - timedelta(days=days), now + timedelta(seconds=1), clinic_id))
+    query = feed_query(
+        SurveyFilter(now - timedelta(days=days), now + timedelta(seconds=1), clinic_id)
+    )
     query = query.where(R.nps <= 6).order_by(R.submitted_at.desc(), R.id.desc()).limit(limit)
-    return _feed_frame(session, session.execute(query))
+    return feed_frame(session, session.execute(query))
 
 
 def _like(text: str) -> str:
@@ -501,9 +502,9 @@ def comments(
     condition = R.comment != ""
     if search.strip():
         condition = condition & R.comment.ilike(_like(search.strip()), escape="\\")
-    query = _feed(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
+    query = feed_query(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
     rows = list(session.execute(query.limit(page_size + 1).offset(max(0, page) * page_size)))
-    return _feed_frame(session, rows[:page_size]), len(rows) > page_size
+    return feed_frame(session, rows[:page_size]), len(rows) > page_size
 
 
 @dataclass(frozen=True)
@@ -559,62 +560,3 @@ def get_dashboard(
         funnel(session, actor, f),
         recent_detractors(session, actor, f.clinic_id, now=now),
     )
-
-
-EXPORT_HEADER = [
-    "response_id",
-    "submitted_at_utc",
-    "appointment_id",
-    "clinic",
-    "provider",
-    "nps",
-    "rating",
-    "answers",
-    "comment",
-    "source",
-]
-
-
-def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
-    """The responses of the filter as spreadsheet-safe CSV; audited (needs data export)."""
-    ensure(actor, Permission.ANALYTICS_READ)
-    query = _where(
-        select(
-            R.id,
-            R.submitted_at,
-            R.appointment_id,
-            Clinic.name,
-            Provider.name,
-            R.nps,
-            R.rating,
-            R.answers,
-            R.comment,
-            R.source,
-        )
-        .outerjoin(Clinic, Clinic.id == R.clinic_id)
-        .outerjoin(Provider, Provider.id == R.provider_id),
-        f,
-    ).order_by(R.submitted_at, R.id)
-    rows = [
-        [
-            r[0],
-            r[1].isoformat(),
-            r[2],
-            r[3] or "",
-            r[4] or "",
-            r[5],
-            r[6],
-            ";".join(f"{k}={v}" for k, v in sorted((r[7] or {}).items())),
-            r[8],
-            r[9],
-        ]
-        for r in session.execute(query.execution_options(yield_per=2000))
-    ]
-    exports.record_export(
-        session,
-        actor,
-        "survey_responses",
-        len(rows),
-        {"since": f.since, "until": f.until, "clinic_id": f.clinic_id},
-    )
-    return exports.to_csv(EXPORT_HEADER, rows)

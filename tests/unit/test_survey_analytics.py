@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
+from core.analytics import survey_export
 from core.analytics import surveys as sa
 from core.kernel.authz import Permission
 from core.kernel.errors import PermissionDenied, ValidationError
@@ -352,9 +353,9 @@ def test_export_is_spreadsheet_safe_and_audited(db, world):
         )
         session.get(SurveyResponse, 1).answers = {"timely": 2, "courtesy": 3}
     with db.write() as session:
-        data = sa.export_csv(session, world.manager, NOV)
+        data = survey_export.export_csv(session, world.manager, NOV)
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-    assert rows[0] == sa.EXPORT_HEADER
+    assert rows[0] == survey_export.EXPORT_HEADER
     assert rows[1][3:9] == [
         "Test Clinic",
         "Dr Test",
@@ -371,7 +372,7 @@ def test_export_is_spreadsheet_safe_and_audited(db, world):
             "Manager",
         )
     with pytest.raises(PermissionDenied), db.write() as session:
-        sa.export_csv(session, world.staff, NOV)
+        survey_export.export_csv(session, world.staff, NOV)
 
 
 def test_every_read_needs_analytics_permission(db, world):
