@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from core.analytics import surveys as sa
 from core.kernel.authz import SYSTEM
+from core.kernel.money import clinic_format
 from db.engine import Database
 from db.models import Appointment, AppointmentStatus, FeedbackStatus, Patient
 from db.types import utcnow
@@ -65,9 +66,11 @@ def older_visit(database: Database) -> tuple[int, str]:
 
 
 def responses_shown(database: Database) -> int:
+    """The page's default figure: the last 90 days, as days in the practice's own zone."""
     today = date.today()
     with database.read() as session:
-        f = sa.filter_for_days(today - timedelta(days=89), today)
+        tz = clinic_format(session).timezone
+        f = sa.filter_for_days(today - timedelta(days=89), today, tz)
         return sa.summary(session, SYSTEM, f).responses
 
 
