@@ -1,6 +1,7 @@
 """Practice: per clinic, when reminders go (offsets, the optional 2-hour text, quiet hours,
-whether confirmed appointments still get the last one), whether check-in is messaged, and which
-events the clinic's inbox hears of — one email each or a daily digest."""
+whether confirmed appointments still get the last one, the extra reminder of high-risk visits),
+whether check-in is messaged, and which events the clinic's inbox hears of — one email each or a
+daily digest."""
 
 from datetime import time
 
@@ -37,7 +38,12 @@ now = _current(clinic_id)
 st.caption(
     f"Now: reminders {', '.join(f'{h} h' for h in now.reminder_hours) or 'off'} before"
     + (" and a text 2 h before" if now.sms_two_hours else "")
-    + f"; {quiet_window_text(now, display_format(clinic_id).locale)} (clinic time)."
+    + f"; {quiet_window_text(now, display_format(clinic_id).locale)} (clinic time); "
+    + (
+        f"high-risk visits get an extra one {now.high_risk_hours} h before."
+        if now.high_risk_minutes
+        else "no extra reminder for high-risk visits."
+    )
 )
 with st.form("messages_form"):
     st.subheader("Reminders to patients")
@@ -58,6 +64,21 @@ with st.form("messages_form"):
         "Confirmed appointments still get the last reminder",
         now.confirmed_get_last,
         key="messages_confirmed_last",
+    )
+    c, d = st.columns(2)
+    extra = c.number_input(
+        f"Extra reminder for visits with a no-show risk of {prefs.HIGH_RISK:.0%} or more, "
+        "hours before (0 = none)",
+        0,
+        prefs.MAX_OFFSET_HOURS,
+        now.high_risk_hours,
+        key="messages_high_risk_hours",
+        help="By text message where the patient agreed to texts, otherwise by email.",
+    )
+    extra_confirmed = d.checkbox(
+        "Confirmed high-risk visits get it too",
+        now.high_risk_confirmed,
+        key="messages_high_risk_confirmed",
     )
     checked_in = st.checkbox(
         "Message the patient when checked in", now.tell_checked_in, key="messages_checked_in"
@@ -82,6 +103,8 @@ if saved:
         quiet_start=quiet_start or time(0),
         quiet_end=quiet_end or time(0),
         confirmed_get_last=last,
+        high_risk_hours=int(extra),
+        high_risk_confirmed=extra_confirmed,
         tell_checked_in=checked_in,
         clinic_events=events,
         clinic_digest=digest,

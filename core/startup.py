@@ -11,19 +11,23 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from core.analytics import cancellation_rollups
+from core.feedback import surveys
 from core.kernel import text as text_rule
 from core.kernel.config import Settings, ensure_private_folder
 from core.kernel.errors import ConfigurationError, DatabaseUnavailable
+from core.scheduling import visits
 from db import migrate as migrations
 from db.engine import Database
 
 
 def install_session_rules() -> None:
-    """What every flush does, registered explicitly (never as an import side effect): typed
+    """What every session does, registered explicitly (never as an import side effect): typed
     text cleaned and bounded (core.kernel.text), days changed marked for the cancellation
-    roll-ups. Idempotent; open_database calls it, and so do the test fixtures."""
+    roll-ups, a completed visit's thank-you given its survey line by the feedback rules.
+    Idempotent; open_database calls it, and so do the test fixtures."""
     text_rule.install()
     cancellation_rollups.track_changes()
+    visits.use_survey_line(surveys.thank_you_survey)
 
 
 def open_database(settings: Settings, *, migrate: bool | None = None) -> Database:
@@ -43,7 +47,7 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Databas
             f"Cannot open the database at {_safe(settings.database_url)}: "
             f"{_first_line(exc)}. Check DATABASE_URL and that the server is running."
         ) from None
-    cancellation_rollups.track_changes()
+    install_session_rules()
     if migrate or (migrate is None and database.dialect == "sqlite"):
         migrations.upgrade(database.engine)
     elif not migrations.is_current(database.engine):

@@ -1,9 +1,17 @@
 """No-show risk features, built from what was known the day before each visit.
 
 One streamed query, ordered by patient and start time (the (patient_id, start_at) index), reads
-only the appointments of the patients concerned; each patient's history is folded day by day,
-so an appointment sees only visits on earlier clinic-local days. Its own outcome and anything
-later never reach its features (tests/unit/test_risk.py proves it).
+only the appointments of the patients concerned; each patient's appointments are gathered and
+then read in two ways:
+
+- outcomes: the patient's history is folded day by day, so an appointment sees only the
+  outcomes of visits on earlier clinic-local days;
+- bookings: the patient's other appointments count only when they were already booked when
+  this one was booked (how many on the same day, how many later), whatever became of them.
+
+The appointment's own reminder and confirmation count only when they came before its day. Its
+own outcome, and anything about a later visit beyond a booking made before this one, never
+reach its features (tests/unit/test_risk.py proves it).
 """
 
 from __future__ import annotations
@@ -14,24 +22,48 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.clock import to_local
-from db.models import Appointment, AppointmentKind, AppointmentStatus, Clinic, Patient
+from db.models import (
+    Appointment,
+    AppointmentConfirmation,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    Patient,
+    ReminderSent,
+)
 
 S = AppointmentStatus
 FEATURES = (
     "lead_days",  # from booking to start
+    "lead_calendar_days",  # clinic-local days from the booking day to the visit day
+    "booking_hour",  # clinic-local time of day the booking was made
+    "booking_weekday",
     "prior_visits",  # attended visits on earlier days
     "prior_no_shows",
     "prior_no_show_rate",  # no-shows / (visits + no-shows), missing without history
     "prior_cancellations",
     "days_since_last_visit",  # missing without an earlier visit
-    "age_band",  # five-year bands at the visit day
+    "days_since_last_no_show",  # missing without an earlier no-show
+    "days_since_last_outcome",  # since the last visit or no-show
+    "last_was_no_show",  # the latest earlier outcome; missing without one
+    "same_day_booked",  # the patient's other visits that day, already booked when this one was
+    "later_booked",  # the patient's visits on later days, already booked when this one was
+    "earlier_bookings",  # every other booking of the patient made before this one
+    "batch_earlier",  # earlier-day visits booked on the same day as this one
+    "batch_no_shows",  # … of which no-shows
+    "booked_since",  # earlier-day visits booked after this one was
+    "booked_since_no_shows",  # … of which no-shows
+    "no_shows_since_booking",  # earlier-day no-shows after this one was booked
+    "age",  # whole years at the visit day
     "weekday",
     "hour",
-    "sms_reminder",
+    "sms_reminder",  # an imported record's reminder flag
+    "reminded",  # a reminder was queued to a channel before the visit day
+    "confirmed",  # the patient confirmed before the visit day
     "service",
     "provider",
     "clinic",
@@ -40,7 +72,7 @@ FEATURES = (
     "welfare",  # recorded welfare support (imported records)
     "conditions",  # recorded chronic conditions and disabilities, counted
 )
-CATEGORICAL = ("weekday", "service", "provider", "clinic", "area")
+CATEGORICAL = ("weekday", "booking_weekday", "service", "provider", "clinic", "area")
 # patient attributes kept from imported records (Patient.extra) that describe the patient, not
 # the visit; absent keys are simply missing values
 AREA_KEYS = ("Neighbourhood", "neighbourhood", "area")
@@ -67,15 +99,62 @@ class _History:
     no_shows: int = 0
     cancellations: int = 0
     last_visit: date | None = None
+    last_no_show: date | None = None
+    last_outcome: tuple[date, int] | None = None  # (day, 1 no-show / 0 attended)
 
     def fold(self, day: date, status: S) -> None:
         if status in (S.COMPLETED, S.CHECKED_IN):
             self.visits += 1
             self.last_visit = max(self.last_visit or day, day)
+            self.last_outcome = max(self.last_outcome or (day, 0), (day, 0))
         elif status == S.NO_SHOW:
             self.no_shows += 1
+            self.last_no_show = max(self.last_no_show or day, day)
+            self.last_outcome = max(self.last_outcome or (day, 1), (day, 1))
         elif status == S.CANCELLED:
             self.cancellations += 1
+
+
+@dataclass(frozen=True)
+class _Visit:
+    """One of the patient's appointments, as the feature builder reads it."""
+
+    row: object  # the query's row
+    local: datetime  # clinic-local start
+    day: date
+    booked: datetime  # UTC
+    booked_day: date  # clinic-local
+
+
+def _since(day: date, earlier: date | None) -> float:
+    return float((day - earlier).days) if earlier is not None else NAN
+
+
+def _bookings(visit: _Visit, others: list[_Visit]) -> tuple[float, ...]:
+    """What the patient's other appointments tell, each only as far as it was known: its
+    booking if made before this one, its outcome if its day is earlier."""
+    same = later = before = batch = batch_ns = since = since_ns = ns_after = 0
+    for other in others:
+        if other is visit:
+            continue
+        if other.booked <= visit.booked:
+            before += 1
+            same += other.day == visit.day
+            later += other.day > visit.day
+        if other.day >= visit.day:
+            continue
+        no_show = other.row.status == S.NO_SHOW
+        if other.booked_day == visit.booked_day:
+            batch += 1
+            batch_ns += no_show
+        if other.booked > visit.booked:
+            since += 1
+            since_ns += no_show
+        if no_show and other.row.start_at > visit.booked:
+            ns_after += 1
+    return tuple(
+        float(v) for v in (same, later, before, batch, batch_ns, since, since_ns, ns_after)
+    )
 
 
 def _age(day: date, birth: date | None, extra: dict | None) -> float:
@@ -110,21 +189,35 @@ def _record(extra: dict | None, gender: str | None) -> tuple[float, ...]:
     )
 
 
-def _values(row, local: datetime, history: _History, day: date) -> tuple[float, ...]:
-    booked = row.booked_at or row.start_at
+def _before_day(moment: datetime | None, tz: str, day: date) -> float:
+    return 1.0 if moment is not None and to_local(moment, tz).date() < day else 0.0
+
+
+def _values(visit: _Visit, history: _History, others: list[_Visit]) -> tuple[float, ...]:
+    row, local, day = visit.row, visit.local, visit.day
     seen = history.visits + history.no_shows
     age = _age(day, row.date_of_birth, row.extra)
+    booked_local = to_local(visit.booked, row.timezone)
     return (
-        max((row.start_at - booked).total_seconds(), 0.0) / 86400,
+        max((row.start_at - visit.booked).total_seconds(), 0.0) / 86400,
+        float(max((day - visit.booked_day).days, 0)),
+        booked_local.hour + booked_local.minute / 60,
+        float(booked_local.weekday()),
         float(history.visits),
         float(history.no_shows),
         history.no_shows / seen if seen else NAN,
         float(history.cancellations),
-        float((day - history.last_visit).days) if history.last_visit else NAN,
-        NAN if math.isnan(age) else float(max(age, 0) // 5),
+        _since(day, history.last_visit),
+        _since(day, history.last_no_show),
+        _since(day, history.last_outcome[0] if history.last_outcome else None),
+        float(history.last_outcome[1]) if history.last_outcome else NAN,
+        *_bookings(visit, others),
+        NAN if math.isnan(age) else float(max(age, 0) // 1),
         float(local.weekday()),
         local.hour + local.minute / 60,
         1.0 if row.sms_reminder else 0.0,
+        _before_day(row.reminded_at, row.timezone, day),
+        _before_day(row.confirmed_at, row.timezone, day),
         float(row.service_id) if row.service_id is not None else NAN,
         float(row.provider_id) if row.provider_id is not None else NAN,
         float(row.clinic_id),
@@ -148,6 +241,24 @@ def iter_features(
         window = window.where(a.start_at >= _utc(since) - DAY_SLACK)
     if until is not None:
         window = window.where(a.start_at < _utc(until) + DAY_SLACK)
+    # the first reminder queued to a channel, and the confirmation, for the current start time
+    reminded = (
+        select(func.min(ReminderSent.queued_at))
+        .where(
+            ReminderSent.appointment_id == a.id,
+            ReminderSent.start_at == a.start_at,
+            ReminderSent.channels != "",
+        )
+        .scalar_subquery()
+    )
+    confirmed = (
+        select(func.min(AppointmentConfirmation.confirmed_at))
+        .where(
+            AppointmentConfirmation.appointment_id == a.id,
+            AppointmentConfirmation.start_at == a.start_at,
+        )
+        .scalar_subquery()
+    )
     query = (
         select(
             a.id,
@@ -160,6 +271,8 @@ def iter_features(
             a.status,
             a.sms_reminder,
             a.external_ref,
+            reminded.label("reminded_at"),
+            confirmed.label("confirmed_at"),
             Clinic.timezone,
             Patient.date_of_birth,
             Patient.extra,
@@ -176,29 +289,42 @@ def iter_features(
         .execution_options(yield_per=batch)
     )
     wanted = set(statuses)
-    patient, history, pending, pending_day = None, _History(), [], None
+
+    def patient_rows(visits: list[_Visit]) -> Iterator[FeatureRow]:
+        history, pending, pending_day = _History(), [], None
+        for visit in visits:
+            if pending_day is not None and visit.day > pending_day:
+                for earlier in pending:  # a day is over: its outcomes are history from now on
+                    history.fold(pending_day, earlier)
+                pending = []
+            pending_day = visit.day
+            pending.append(visit.row.status)
+            row = visit.row
+            if row.status not in wanted:
+                continue
+            if (since is not None and visit.day < since) or (
+                until is not None and visit.day >= until
+            ):
+                continue
+            yield FeatureRow(
+                row.id,
+                row.external_ref,
+                visit.day,
+                OUTCOMES.get(row.status),
+                _values(visit, history, visits),
+            )
+
+    patient, visits = None, []
     for row in session.execute(query):
-        local = to_local(row.start_at, row.timezone)
-        day = local.date()
         if row.patient_id != patient:
-            patient, history, pending, pending_day = row.patient_id, _History(), [], None
-        if pending_day is not None and day > pending_day:
-            for earlier in pending:  # a day is over: its outcomes are history from now on
-                history.fold(pending_day, earlier)
-            pending = []
-        pending_day = day
-        pending.append(row.status)
-        if row.status not in wanted:
-            continue
-        if (since is not None and day < since) or (until is not None and day >= until):
-            continue
-        yield FeatureRow(
-            row.id,
-            row.external_ref,
-            day,
-            OUTCOMES.get(row.status),
-            _values(row, local, history, day),
+            yield from patient_rows(visits)
+            patient, visits = row.patient_id, []
+        local = to_local(row.start_at, row.timezone)
+        booked = min(row.booked_at or row.start_at, row.start_at)
+        visits.append(
+            _Visit(row, local, local.date(), booked, to_local(booked, row.timezone).date())
         )
+    yield from patient_rows(visits)
 
 
 def _utc(day: date) -> datetime:

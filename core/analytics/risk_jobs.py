@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from core.analytics import risk_scores
+from core.analytics.risk_features import FEATURES
 from core.kernel.authz import SYSTEM
 from core.kernel.config import Settings
 from core.kernel.errors import DomainError
 from db.engine import Database
-from db.models import Setting
+from db.models import RiskModel, Setting
 from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.risk")
@@ -33,9 +34,16 @@ def _claim(session, key: str, every: timedelta, now: datetime) -> bool:
     return True
 
 
+def _outdated(session) -> bool:
+    """The newest model was trained on another feature list (an upgrade): retrain at once."""
+    features = session.scalar(select(RiskModel.features).order_by(RiskModel.id.desc()).limit(1))
+    return features is not None and features.get("all") != list(FEATURES)
+
+
 def retrain_job(database: Database, settings: Settings) -> None:
     with database.write() as session:
-        if not _claim(session, "risk_retrained", RETRAIN_EVERY, utcnow()):
+        every = timedelta(hours=1) if _outdated(session) else RETRAIN_EVERY
+        if not _claim(session, "risk_retrained", every, utcnow()):
             return
     from core.analytics import risk_model  # scikit-learn loads only when there is work
 

@@ -15,10 +15,12 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound
 from core.kernel.money import clinic_time
+from core.messaging.preferences import HIGH_RISK
 from db.models import Appointment, Clinic, Patient, Provider, RiskModel, RiskScore
 from db.types import utcnow
 
-LEVELS = ((0.15, "medium"), (0.30, "high"))  # probability thresholds of the badge
+HIGH = HIGH_RISK  # the practice's high-risk threshold: badge, call list and extra reminder
+LEVELS = ((0.15, "medium"), (HIGH, "high"))  # probability thresholds of the badge
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,10 @@ class CallRow:
 
 
 def call_list(
-    session: Session, actor: Actor, *, clinic_id: int, days: int = 3, threshold: float = 0.30
+    session: Session, actor: Actor, *, clinic_id: int, days: int = 3, threshold: float = HIGH
 ) -> list[CallRow]:
-    """Scheduled visits in the next `days` whose predicted no-show risk is high: call them."""
+    """Scheduled visits in the next `days` whose predicted no-show risk is at least `threshold`
+    (default: high, the visits that also get the extra reminder): call them."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select, update
@@ -56,6 +56,7 @@ LOOKBACK = timedelta(days=7)  # the job never asks about visits completed longer
 BATCH = 50  # requests the job sends per run at most
 COMMENT_MAX = 4000
 DEFAULT_DELAY_HOURS = 2
+SURVEY_LINE = "\n\nWould you tell us how it went? It takes two minutes: {link}"
 DEFAULT_QUESTIONS: tuple[tuple[str, str], ...] = (
     ("timely", "Getting a timely appointment"),
     ("courtesy", "Courtesy of the staff"),
@@ -220,9 +221,41 @@ def request_feedback(
             f"{patient.full_name} cannot be asked for feedback: {'; '.join(skipped)}. "
             "Update the patient's contact details or consent first."
         )
+    request, link = _open_request(session, actor, appointment, now, today, base_url)
+    queued = notify.queue_for_patient(
+        session,
+        patient,
+        "feedback_request",
+        {**_visit_context(appointment), "link": link},
+        appointment_id=appointment.id,
+    )
+    _mark_pending(
+        session,
+        actor,
+        appointment,
+        {
+            "request_id": request.id,
+            "channels": [n.channel.value for n in queued.notifications],
+            "skipped": queued.skipped,
+        },
+    )
+    return FeedbackSent(
+        request.id, [n.channel.value for n in queued.notifications], queued.skipped, link
+    )
+
+
+def _open_request(
+    session: Session,
+    actor: Actor,
+    appointment: Appointment,
+    now: datetime,
+    today: date,
+    base_url: str,
+) -> tuple[FeedbackRequest, str]:
+    """Record today's request and issue its link (earlier links of the visit stop answering)."""
     request = FeedbackRequest(
         appointment_id=appointment.id,
-        patient_id=patient.id,
+        patient_id=appointment.patient_id,
         sent_at=now,
         sent_on=today,
         created_by_user_id=actor.user_id,
@@ -246,14 +279,12 @@ def request_feedback(
         tokens.revoke(session, old_token)  # only the newest link answers
     token = tokens.issue(session, PURPOSE, request.id, TOKEN_TTL)
     request.token_id = token.row.id
-    link = tokens.link(base_url, PURPOSE, token.raw)
-    queued = notify.queue_for_patient(
-        session,
-        patient,
-        "feedback_request",
-        {**_visit_context(appointment), "link": link},
-        appointment_id=appointment.id,
-    )
+    return request, tokens.link(base_url, PURPOSE, token.raw)
+
+
+def _mark_pending(
+    session: Session, actor: Actor, appointment: Appointment, details: dict[str, Any]
+) -> None:
     before = appointment.feedback_status
     _set_feedback_status(session, appointment.id, FeedbackStatus.PENDING)
     audit.record(
@@ -262,18 +293,33 @@ def request_feedback(
         "feedback_requested",
         "appointment",
         appointment.id,
-        patient_id=patient.id,
+        patient_id=appointment.patient_id,
         from_status=before.value,
         to_status=FeedbackStatus.PENDING.value,
-        details={
-            "request_id": request.id,
-            "channels": [n.channel.value for n in queued.notifications],
-            "skipped": queued.skipped,
-        },
+        details=details,
     )
-    return FeedbackSent(
-        request.id, [n.channel.value for n in queued.notifications], queued.skipped, link
-    )
+
+
+def thank_you_survey(session: Session, appointment: Appointment, now: datetime) -> str:
+    """The survey line of a just-completed visit's thank-you (core.scheduling.visits).
+
+    The link rides in the thank-you exactly when the feedback rules would ask now: automatic
+    requests on with no delay after the visit, a channel the patient agreed to, and the visit
+    neither asked about nor answered yet. The request is recorded as the job would record it,
+    so the job sends no second one. Otherwise the thank-you has no link and the job (or staff)
+    asks later under the same rules, after the practice's delay."""
+    config = survey_settings(session)
+    patient = appointment.patient
+    if not config.auto or config.delay_hours or patient is None:
+        return ""
+    if appointment.feedback_status != FeedbackStatus.NONE or not notify.channels_for(patient)[0]:
+        return ""
+    if session.scalar(select(exists().where(FeedbackRequest.appointment_id == appointment.id))):
+        return ""
+    today = to_local(now, appointment.clinic.timezone).date()
+    request, link = _open_request(session, SYSTEM, appointment, now, today, base_url(session))
+    _mark_pending(session, SYSTEM, appointment, {"request_id": request.id, "with": "thank-you"})
+    return SURVEY_LINE.format(link=link)
 
 
 def _already_sent(earlier: FeedbackRequest, clinic: Clinic) -> str:

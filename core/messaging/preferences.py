@@ -1,6 +1,7 @@
 """Each clinic's message preferences: reminder offsets, the optional 2-hour text, quiet hours,
-whether confirmed appointments still get the last reminder, the check-in message, and which
-events the clinic's inbox hears of (one email each, or one daily digest).
+whether confirmed appointments still get the last reminder, the extra reminder for visits with a
+high predicted no-show risk, the check-in message, and which events the clinic's inbox hears of
+(one email each, or one daily digest).
 
 Stored as one settings row per clinic (`messaging_clinic_<id>`); anything unset or malformed
 falls back to the defaults below, so a fresh clinic works without being configured.
@@ -39,6 +40,8 @@ DEFAULT_EVENTS = (
     "survey_received",
 )
 MAX_OFFSET_HOURS = 14 * 24
+HIGH_RISK = 0.30  # predicted no-show probability from which a visit is high risk (badge, call
+# list, extra reminder; core.analytics.risk_scores reads it from here)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class MessagePreferences:
     quiet_start: time = time(21, 0)  # clinic-local; no reminder between quiet_start and quiet_end
     quiet_end: time = time(8, 0)
     confirmed_get_last: bool = True  # a confirmed appointment still gets the last reminder
+    high_risk_hours: int = 48  # one extra reminder this long before a high-risk visit; 0 = none
+    high_risk_confirmed: bool = False  # whether a confirmed high-risk visit still gets it
     tell_checked_in: bool = False  # message the patient on check-in
     clinic_events: tuple[str, ...] = DEFAULT_EVENTS
     clinic_digest: bool = False  # one email a day instead of one per event
@@ -60,6 +65,15 @@ class MessagePreferences:
         if self.sms_two_hours and 2 not in self.reminder_hours:
             pairs.append((120, True))
         return sorted(pairs, key=lambda p: -p[0])
+
+    @property
+    def high_risk_minutes(self) -> int | None:
+        """The extra reminder's offset; None when off or when it is one of the usual ones
+        (every visit gets that one already)."""
+        minutes = self.high_risk_hours * 60
+        if not minutes or minutes in {m for m, _ in self.offsets_minutes}:
+            return None
+        return minutes
 
 
 def _key(clinic_id: int) -> str:
@@ -88,12 +102,20 @@ def preferences(session: Session, clinic_id: int) -> MessagePreferences:
         digest_hour = min(23, max(0, int(raw.get("digest_hour", base.digest_hour))))
     except (TypeError, ValueError):
         digest_hour = base.digest_hour
+    try:
+        high_risk_hours = int(raw.get("high_risk_hours", base.high_risk_hours))
+    except (TypeError, ValueError):
+        high_risk_hours = base.high_risk_hours
+    if not 0 <= high_risk_hours <= MAX_OFFSET_HOURS:
+        high_risk_hours = base.high_risk_hours
     return MessagePreferences(
         reminder_hours=tuple(h for h in hours if 0 < h <= MAX_OFFSET_HOURS),
         sms_two_hours=bool(raw.get("sms_two_hours", base.sms_two_hours)),
         quiet_start=_time(raw.get("quiet_start"), base.quiet_start),
         quiet_end=_time(raw.get("quiet_end"), base.quiet_end),
         confirmed_get_last=bool(raw.get("confirmed_get_last", base.confirmed_get_last)),
+        high_risk_hours=high_risk_hours,
+        high_risk_confirmed=bool(raw.get("high_risk_confirmed", base.high_risk_confirmed)),
         tell_checked_in=bool(raw.get("tell_checked_in", base.tell_checked_in)),
         clinic_events=tuple(e for e in events if e in CLINIC_EVENTS),
         clinic_digest=bool(raw.get("clinic_digest", base.clinic_digest)),
@@ -110,6 +132,8 @@ class PreferencesForm:
     quiet_start: time = time(21, 0)
     quiet_end: time = time(8, 0)
     confirmed_get_last: bool = True
+    high_risk_hours: int = 48
+    high_risk_confirmed: bool = False
     tell_checked_in: bool = False
     clinic_events: list[str] = field(default_factory=lambda: list(DEFAULT_EVENTS))
     clinic_digest: bool = False
@@ -127,6 +151,12 @@ def save_preferences(
         raise ValidationError("Choose at most four reminder times.")
     if any(not 1 <= h <= MAX_OFFSET_HOURS for h in hours):
         raise ValidationError(f"Reminder times must be from 1 to {MAX_OFFSET_HOURS} hours before.")
+    extra = int(form.high_risk_hours)
+    if not 0 <= extra <= MAX_OFFSET_HOURS:
+        raise ValidationError(
+            f"The extra reminder for high-risk visits must be from 1 to {MAX_OFFSET_HOURS} hours "
+            "before, or 0 for none."
+        )
     if form.quiet_start == form.quiet_end and form.quiet_start != time(0):
         raise ValidationError(
             "Quiet hours that start and end at the same time are empty; set both to 00:00 for "
@@ -142,6 +172,7 @@ def save_preferences(
         "quiet_start": form.quiet_start.strftime("%H:%M"),
         "quiet_end": form.quiet_end.strftime("%H:%M"),
         "digest_hour": int(form.digest_hour),
+        "high_risk_hours": extra,
     }
     row = session.get(Setting, _key(clinic_id)) or Setting(key=_key(clinic_id))
     row.value, row.updated_by_user_id = value, actor.user_id

@@ -14,6 +14,12 @@ gets no further reminder except, where the practice chooses, the last one. The j
 one reminder most recently due (never one more than MAX_LATE late), once: a unique row per
 appointment, offset and start time holds that across instances.
 
+A visit whose stored no-show probability (core.analytics.risk_scores) is at least HIGH_RISK
+gets one extra reminder at the clinic's extra offset (default 48 h; quiet hours apply), by text
+message when the patient consented to texts, otherwise by email; a confirmed one gets it only
+where the practice says so. It is keyed like the others (appointment, offset, start time), so
+it goes once, and again only for a moved visit that is still high risk.
+
 Each reminder carries three links: confirm (core.kernel.tokens purpose "confirm"), ask to cancel
 and ask to reschedule (purpose "change": the page shows the policy and any fee first).
 """
@@ -34,7 +40,12 @@ from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import Settings
 from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_clock_range
 from core.messaging import notify
-from core.messaging.preferences import MessagePreferences, in_quiet_hours, preferences
+from core.messaging.preferences import (
+    HIGH_RISK,
+    MessagePreferences,
+    in_quiet_hours,
+    preferences,
+)
 from db.engine import Database
 from db.models import (
     Appointment,
@@ -45,6 +56,7 @@ from db.models import (
     Clinic,
     Patient,
     ReminderSent,
+    RiskScore,
 )
 from db.types import utcnow
 
@@ -205,9 +217,15 @@ def appointment_context(appointment: Appointment) -> dict[str, object]:
 
 
 def queue_reminder(
-    session: Session, appointment: Appointment, planned: Planned, base_url: str
+    session: Session,
+    appointment: Appointment,
+    planned: Planned,
+    base_url: str,
+    *,
+    channels: list[Channel] | None = None,
 ) -> ReminderSent | None:
-    """Queue one reminder (in a savepoint: a concurrent instance that queued it first wins)."""
+    """Queue one reminder (in a savepoint: a concurrent instance that queued it first wins),
+    to every consented channel, or only to `channels`."""
     patient = appointment.patient
     try:
         with session.begin_nested():
@@ -220,7 +238,8 @@ def queue_reminder(
             session.flush()
     except IntegrityError:
         return None
-    channels = [Channel.SMS] if planned.sms_only else None
+    if planned.sms_only:
+        channels = [Channel.SMS]
     context = appointment_context(appointment) | reminder_links(session, appointment, base_url)
     queued = notify.queue_for_patient(
         session,
@@ -274,10 +293,19 @@ def _why_not(planned: list[Planned], item: Planned, now: datetime, confirmed: bo
     return "confirmed by the patient" if confirmed else "not due"
 
 
-def _candidates(session: Session, now: datetime, minutes: int, clinic_ids: list[int], limit: int):
+def _candidates(
+    session: Session,
+    now: datetime,
+    minutes: int,
+    clinic_ids: list[int],
+    limit: int,
+    *,
+    high_risk: bool = False,
+):
     """Scheduled appointments of the clinics using this offset whose reminder at it may be due:
     the start lies within the offset of now, widened for late runs, DST and quiet hours; the
-    ones already decided (sent or skipped) are left out in SQL."""
+    ones already decided (sent or skipped) are left out in SQL. `high_risk`: only those whose
+    stored no-show probability is at least HIGH_RISK."""
     decided = exists().where(
         ReminderSent.appointment_id == Appointment.id,
         ReminderSent.start_at == Appointment.start_at,
@@ -300,6 +328,10 @@ def _candidates(session: Session, now: datetime, minutes: int, clinic_ids: list[
         .order_by(Appointment.start_at, Appointment.id)
         .limit(limit)
     )
+    if high_risk:
+        query = query.join(RiskScore, RiskScore.appointment_id == Appointment.id).where(
+            RiskScore.probability >= HIGH_RISK
+        )
     return list(session.scalars(query))
 
 
@@ -333,6 +365,45 @@ def queue_due_reminders(
                 _claim(session, appointment, minutes, _why_not(planned, item, now, confirmed))
                 continue
             row = queue_reminder(session, appointment, pick, base_url)
+            if row is not None:
+                done.append(row)
+    return done + queue_high_risk_reminders(session, prefs, base_url=base_url, now=now, limit=limit)
+
+
+def queue_high_risk_reminders(
+    session: Session,
+    prefs: dict[int, MessagePreferences],
+    *,
+    base_url: str,
+    now: datetime,
+    limit: int = BATCH,
+) -> list[ReminderSent]:
+    """The extra reminder of high-risk visits (see the module's rules), once each."""
+    by_offset: dict[int, list[int]] = {}
+    for clinic_id, p in prefs.items():
+        if p.high_risk_minutes:
+            by_offset.setdefault(p.high_risk_minutes, []).append(clinic_id)
+    done = []
+    for minutes, clinic_ids in sorted(by_offset.items()):
+        for appointment in _candidates(session, now, minutes, clinic_ids, limit, high_risk=True):
+            clinic_prefs = prefs[appointment.clinic_id]
+            tz = appointment.clinic.timezone
+            due = _out_of_quiet(
+                _before(appointment.start_at, tz, minutes), appointment.start_at, tz, clinic_prefs
+            )
+            if due > now:
+                continue
+            confirmed = appointment.id in confirmations(session, [appointment.id])
+            if now - due > MAX_LATE:
+                _claim(session, appointment, minutes, "missed by more than 6 hours")
+                continue
+            if confirmed and not clinic_prefs.high_risk_confirmed:
+                _claim(session, appointment, minutes, "confirmed by the patient")
+                continue
+            usable, _ = notify.channels_for(appointment.patient)
+            channel = Channel.SMS if Channel.SMS in usable else Channel.EMAIL
+            planned = Planned(minutes, False, due)
+            row = queue_reminder(session, appointment, planned, base_url, channels=[channel])
             if row is not None:
                 done.append(row)
     return done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -17,6 +18,17 @@ from db.models import (
     Appointment,
 )
 from db.types import utcnow
+
+# The survey line of a completed visit's thank-you. Surveys sit above scheduling, so the
+# feedback layer hands it in (core.startup.install_session_rules, also run by the test
+# fixtures); without it the thank-you simply has no survey line.
+SurveyLine = Callable[[Session, Appointment, datetime], str]
+_survey_line: list[SurveyLine] = []
+
+
+def use_survey_line(line: SurveyLine) -> None:
+    _survey_line[:] = [line]
+
 
 # ---------------------------------------------------------------- the day itself
 
@@ -58,9 +70,9 @@ def complete(
     appointment.status, appointment.completed_at = S.COMPLETED, now
     flush(session, appointment)
     record(session, actor, appointment, Action.COMPLETE, before)
-    # the thank-you; the survey link follows from the feedback job under its own rules (delay,
-    # consent, one request a day), so it is not repeated here
-    queued = tell_patient(session, appointment, "appointment_completed", survey="")
+    # the thank-you, with the survey link only when the feedback rules would ask right now
+    survey = _survey_line[0](session, appointment, now) if _survey_line else ""
+    queued = tell_patient(session, appointment, "appointment_completed", survey=survey)
     return outcome_of(appointment, queued)
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from core.analytics import confirmations
+from core.analytics import confirmations, risk_scores
 from core.kernel import tokens
 from core.kernel.clock import local_to_utc
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
@@ -17,7 +17,17 @@ from core.messaging import reminders
 from core.messaging.preferences import MessagePreferences, PreferencesForm, save_preferences
 from core.portal import replies
 from core.scheduling import moves, today
-from db.models import Appointment, AuditEvent, Channel, Notification, Patient, ReminderSent
+from db.models import (
+    Appointment,
+    AuditEvent,
+    Channel,
+    Notification,
+    Patient,
+    ReminderSent,
+    RiskModel,
+    RiskScore,
+)
+from db.types import utcnow
 
 TZ = "Europe/London"
 # far enough ahead to book, on both sides of the 2027 DST changes (28 Mar and 31 Oct)
@@ -272,6 +282,111 @@ def test_confirmed_appointment_skips_reminders_unless_the_practice_keeps_the_las
             session, world.staff, session.get(Appointment, third), "phone"
         )
     assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 12)) == []
+
+
+# ---------------------------------------------------------------- high-risk visits
+
+
+def set_risk(db, appointment_id: int, probability: float) -> None:
+    """Store a no-show probability as the scoring job would."""
+    with db.write() as session:
+        model_id = session.scalar(select(RiskModel.id).limit(1))
+        if model_id is None:
+            model = RiskModel(rows=0, features={}, metrics={}, payload=b"")
+            session.add(model)
+            session.flush()
+            model_id = model.id
+        session.merge(
+            RiskScore(appointment_id=appointment_id, model_id=model_id, probability=probability)
+        )
+
+
+def test_a_high_risk_visit_gets_one_extra_reminder_by_text_48_hours_before(db, world):
+    risky = book(db, world, local(PLAIN_THURSDAY, 10))
+    edge = book(db, world, local(PLAIN_THURSDAY, 11))
+    safe = book(db, world, local(PLAIN_THURSDAY, 12))
+    set_risk(db, risky, 0.45)
+    set_risk(db, edge, risk_scores.HIGH)  # at the threshold counts
+    set_risk(db, safe, risk_scores.HIGH - 0.01)
+    two_days = local(PLAIN_THURSDAY - timedelta(days=2), 10)
+    assert run_job(db, two_days - timedelta(minutes=1)) == []
+    assert run_job(db, two_days) == [(risky, 48 * 60)]
+    assert run_job(db, two_days + timedelta(minutes=5)) == []  # once
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=2), 12)) == [(edge, 48 * 60)]
+    [extra] = reminder_messages(db, risky)
+    assert extra.channel == Channel.SMS  # the patient agreed to texts: one text, not both
+    assert "p=confirm&t=" in extra.body
+    assert reminder_messages(db, safe) == []
+    # the usual day-before reminder still follows, to every channel
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 10)) == [(risky, 24 * 60)]
+    assert len(reminder_messages(db, risky)) == 3
+
+
+def test_the_extra_reminder_goes_by_email_without_text_consent_and_follows_the_rules(db, world):
+    with db.write() as session:
+        session.get(Patient, world.patient_id).consent_sms = False
+    set_prefs(db, world, high_risk_hours=30, quiet_start=time(21), quiet_end=time(8))
+    by_email = book(db, world, local(PLAIN_THURSDAY, 9))  # 30 h before: 03:00, quiet
+    cancelled = book(db, world, local(PLAIN_THURSDAY, 14))
+    confirmed = book(db, world, local(PLAIN_THURSDAY, 15))
+    for ident in (by_email, cancelled, confirmed):
+        set_risk(db, ident, 0.6)
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, cancelled, reason="Provider ill")
+        reminders.record_confirmation(
+            session, world.staff, session.get(Appointment, confirmed), "phone"
+        )
+    day_before = PLAIN_THURSDAY - timedelta(days=1)
+    assert run_job(db, local(day_before, 7, 59)) == []  # quiet hours hold it back
+    assert run_job(db, local(day_before, 8)) == [(by_email, 30 * 60)]
+    assert [n.channel for n in reminder_messages(db, by_email)] == [Channel.EMAIL]
+    assert run_job(db, local(day_before, 9, 5)) == [(by_email, 24 * 60)]
+    run_job(db, local(day_before, 15))
+    assert reminder_messages(db, cancelled) == []
+    with db.read() as session:
+        skipped = session.scalar(
+            select(ReminderSent.skipped).where(
+                ReminderSent.appointment_id == confirmed, ReminderSent.offset_minutes == 30 * 60
+            )
+        )
+    assert skipped == "not sent: confirmed by the patient"
+    set_prefs(db, world, high_risk_hours=0)
+    off = book(db, world, local(PLAIN_THURSDAY + timedelta(days=7), 10))
+    set_risk(db, off, 0.9)
+    assert run_job(db, local(PLAIN_THURSDAY + timedelta(days=5), 10)) == []  # none when off
+
+
+def test_confirmed_high_risk_visits_get_it_where_the_practice_says_so(db, world):
+    set_prefs(db, world, high_risk_confirmed=True)
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    set_risk(db, appointment_id, 0.5)
+    with db.write() as session:
+        reminders.record_confirmation(
+            session, world.staff, session.get(Appointment, appointment_id), "phone"
+        )
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=2), 10)) == [(appointment_id, 48 * 60)]
+
+
+def test_the_extra_reminder_never_repeats_a_usual_one(db, world):
+    set_prefs(db, world, reminder_hours=[48, 24])  # the extra one's default time is a usual one
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    set_risk(db, appointment_id, 0.5)
+    assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=2), 10)) == [(appointment_id, 48 * 60)]
+    assert len(reminder_messages(db, appointment_id)) == 2  # the usual one, to both channels
+    with db.write() as session, pytest.raises(ValidationError, match="or 0 for none"):
+        save_preferences(session, world.owner, world.clinic_id, PreferencesForm(high_risk_hours=-1))
+
+
+def test_high_risk_visits_are_on_the_call_list(db, world):
+    in_two_days = utcnow().date() + timedelta(days=2)  # 10:00 then is 34 to 58 hours away
+    risky = book(db, world, local(in_two_days, 10))
+    low = book(db, world, local(in_two_days, 11))
+    set_risk(db, risky, risk_scores.HIGH + 0.05)
+    set_risk(db, low, 0.05)
+    with db.read() as session:
+        calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id)
+    assert [c.appointment_id for c in calls] == [risky]
+    assert calls[0].phone == "07700 900123"
 
 
 # ---------------------------------------------------------------- confirmation

@@ -14,7 +14,14 @@ from sqlalchemy import select, update
 from core.analytics import risk_features, risk_model, risk_scores
 from core.kernel.authz import SYSTEM
 from core.kernel.errors import PermissionDenied, ValidationError
-from db.models import Appointment, AppointmentStatus, RiskModel, RiskScore, Source
+from db.models import (
+    Appointment,
+    AppointmentConfirmation,
+    AppointmentStatus,
+    RiskModel,
+    RiskScore,
+    Source,
+)
 from tests.factories import make_patient
 
 S = AppointmentStatus
@@ -70,7 +77,7 @@ def test_features_count_only_earlier_days(db, world):
     assert values["prior_no_show_rate"] == 0.5
     assert values["days_since_last_visit"] == 3
     assert values["lead_days"] == 10
-    assert values["age_band"] == (START + timedelta(days=5) - date(1985, 4, 12)).days / 365.25 // 5
+    assert values["age"] == (START + timedelta(days=5) - date(1985, 4, 12)).days // 365.25
 
 
 OUTCOME = st.sampled_from([S.COMPLETED, S.NO_SHOW, S.CANCELLED, S.SCHEDULED, S.CHECKED_IN])
@@ -176,3 +183,33 @@ def test_upcoming_visits_are_scored_for_the_badges(db, world):
     assert risk_scores.level(0.05) == "low"
     assert risk_scores.level(0.2) == "medium"
     assert risk_scores.level(0.5) == "high"
+
+
+def test_a_confirmation_counts_only_when_it_came_before_the_day(db, world):
+    day = START + timedelta(days=10)
+    with db.write() as session:
+        target = visit(session, world, world.patient_id, day, S.COMPLETED)
+        start = datetime.combine(day, time(9), tzinfo=UTC)
+        session.add(
+            AppointmentConfirmation(
+                appointment_id=target,
+                start_at=start,
+                channel="SMS reply",
+                confirmed_at=start - timedelta(hours=1),  # on the day itself
+            )
+        )
+        session.flush()
+        on_the_day = dict(
+            zip(risk_features.FEATURES, features_of(session, target, day), strict=True)
+        )
+        session.add(
+            AppointmentConfirmation(
+                appointment_id=target,
+                start_at=start,
+                channel="email link",
+                confirmed_at=start - timedelta(days=1),
+            )
+        )
+        session.flush()
+        before = dict(zip(risk_features.FEATURES, features_of(session, target, day), strict=True))
+    assert on_the_day["confirmed"] == 0 and before["confirmed"] == 1

@@ -14,7 +14,7 @@ from core import jobs
 from core.feedback import surveys
 from core.kernel import tokens
 from core.kernel.authz import SYSTEM
-from core.kernel.config import Settings
+from core.kernel.config import Settings, SmtpSettings
 from core.kernel.errors import (
     Conflict,
     InvalidTransition,
@@ -22,10 +22,13 @@ from core.kernel.errors import (
     PermissionDenied,
     ValidationError,
 )
+from core.messaging import delivery
+from core.scheduling import visits
 from db.models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    Channel,
     FeedbackRequest,
     FeedbackStatus,
     LinkToken,
@@ -33,6 +36,7 @@ from db.models import (
     SurveyResponse,
 )
 from tests.factories import make_patient
+from tests.support.smtp import LoopbackSMTP, text_of
 
 BASE = "https://clinic.example"
 # 10:00 in London (GMT in late November); the visit ended at 09:30
@@ -352,3 +356,101 @@ def test_feedback_info_for_the_appointment_page(db, world, visit):
     with db.read() as session:
         info = surveys.get_feedback(session, world.staff, visit, now=NOW + timedelta(days=1))
     assert (info.status, info.can_request, info.nps, info.rating) == ("collected", False, 9, 5)
+
+
+# ---------------------------------------------------------------- the thank-you
+
+
+def complete_now(db, world, *, delay_hours: int, patient_id=None) -> int:
+    """A scheduled visit that started at 09:00, completed through the life cycle at NOW."""
+    with db.write() as session:
+        surveys.save_survey_settings(
+            session, world.owner, auto=True, delay_hours=delay_hours, questions=["Timely"]
+        )
+        start = NOW - timedelta(hours=1)
+        appointment = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=patient_id or world.patient_id,
+            service_id=world.service_id,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        session.add(appointment)
+        session.flush()
+        visits.complete(session, world.staff, appointment.id, now=NOW)
+        return appointment.id
+
+
+def delivered_thank_you(db) -> str:
+    """The thank-you email as the patient receives it (the real sender, a loopback server)."""
+    with LoopbackSMTP() as server:
+        smtp = SmtpSettings(host=server.host, port=server.port, sender="Clinic <desk@clinic.org>")
+        transport = {Channel.EMAIL: delivery.SmtpTransport(smtp, timeout=5)}
+        assert delivery.send_due(db.write, transport).sent == 1
+        [message] = [m for m in server.messages if m["Subject"].startswith("Thank you")]
+    return text_of(message)
+
+
+def test_the_thank_you_carries_the_survey_link_when_the_rules_ask_at_once(db, world):
+    appointment_id = complete_now(db, world, delay_hours=0)
+    text = delivered_thank_you(db)
+    assert "Thank you for visiting us" in text
+    link = next(w for w in text.split() if "p=survey" in w)
+    with db.read() as session:
+        form = surveys.open_survey(session, token_of(link), now=NOW)
+        appointment = session.get(Appointment, appointment_id)
+        requests = session.scalars(select(FeedbackRequest)).all()
+    assert form.questions == (("timely", "Timely"),)
+    assert appointment.feedback_status == FeedbackStatus.PENDING
+    assert len(requests) == 1 and requests[0].appointment_id == appointment_id
+    with db.write() as session:  # the job sees the request: no second, separate survey email
+        assert surveys.send_due_feedback_requests(session, base_url=BASE, now=NOW) == 0
+        sent = session.scalars(select(Notification.template)).all()
+    assert "feedback_request" not in sent
+    assert sent.count("appointment_completed") == 2  # email and text, one thank-you each
+
+
+def test_after_a_delay_the_thank_you_has_no_link_and_the_job_asks_later(db, world):
+    appointment_id = complete_now(db, world, delay_hours=2)
+    text = delivered_thank_you(db)
+    assert "Thank you for visiting us" in text and "p=survey" not in text
+    assert "how it went" not in text
+    with db.write() as session:
+        assert surveys.send_due_feedback_requests(session, base_url=BASE, now=NOW) == 0
+        later = NOW + timedelta(hours=2)
+        assert surveys.send_due_feedback_requests(session, base_url=BASE, now=later) == 1
+        assert session.get(Appointment, appointment_id).feedback_status == FeedbackStatus.PENDING
+
+
+def test_no_survey_line_without_automatic_surveys_or_consent(db, world):
+    with db.write() as session:
+        surveys.save_survey_settings(
+            session, world.owner, auto=False, delay_hours=0, questions=["Timely"]
+        )
+        start = NOW - timedelta(hours=1)
+        off = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        session.add(off)
+        session.flush()
+        visits.complete(session, world.staff, off.id, now=NOW)
+        body = session.scalar(
+            select(Notification.body).where(
+                Notification.appointment_id == off.id, Notification.channel == Channel.EMAIL
+            )
+        )
+    assert body.startswith("Dear") and "p=survey" not in body
+    with db.write() as session:
+        silent = make_patient(session, consent_email=False, consent_sms=False).id
+    appointment_id = complete_now(db, world, delay_hours=0, patient_id=silent)
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).feedback_status == FeedbackStatus.NONE
+        assert session.scalar(select(func.count()).select_from(FeedbackRequest)) == 0
