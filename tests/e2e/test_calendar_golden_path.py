@@ -101,6 +101,15 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
     wait_for_app_idle(page)
     expect(page.get_by_text("Status: scheduled")).to_be_visible()
 
+    # rooms and equipment in rows: a booking sits in the row of each room it uses
+    page.locator(".st-key-calendar_view").get_by_role("radio", name="Week by room").click()
+    frame = _calendar(page, ".fc-resourceTimelineWeek-view")
+    expect(frame.locator(".fc-datagrid-cell", has_text="Treatment room")).to_be_visible(
+        timeout=30000
+    )
+    expect(frame.locator(".fc-timeline-event").first).to_be_attached(timeout=30000)
+    wait_for_app_idle(page)
+
     # tomorrow, one provider per column: select 20:00 in the first column and book there
     page.locator(".st-key-calendar_view").get_by_role("radio", name="Day by provider").click()
     _calendar(page, ".fc-resourceTimeGridDay-view")
