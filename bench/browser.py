@@ -69,6 +69,7 @@ RERUN_BEGUN = """([panel, before]) => {
 }"""
 TIMEOUT_MS = 120_000
 EMPTY = "bench-empty"
+FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -147,6 +148,50 @@ async def pages_run(browser, url: str, repeat: int) -> dict:
 STEPS = ("sign_in", "queue", "decide", "calendar", "today")
 
 
+class PanelMoved(Exception):
+    """The queue's decision panel shows another request than the one being decided."""
+
+
+async def click_for(page: Page, target, expected, heading: str, tries: int = 3) -> int:
+    """Click `target` on the queue until `expected` shows; how many clicks were lost. Under
+    load a click can reach a widget that a pending rerun then replaces: when the page has
+    settled without the outcome, the click is repeated (counted, never silently). PanelMoved
+    when the panel now shows another request than `heading`."""
+    for attempt in range(tries):
+        with contextlib.suppress(PlaywrightTimeout):
+            await target.click(timeout=30_000)
+            await expected.first.wait_for(timeout=30_000)
+            return attempt
+        await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
+        if await expected.count():
+            return attempt
+        if await page.locator(PANEL).first.inner_text() != heading:
+            raise PanelMoved(heading)
+    raise PlaywrightTimeout(f"no {expected} after {tries} clicks on {target}")
+
+
+async def decline_shown(page: Page, index: int, out: dict) -> None:
+    """Decline the request the panel shows; when the queue changes under the form (another
+    session's decision shifts the rows, and the panel follows the row position to another
+    request, its form reset), decide on the one it shows then, as a person would (counted)."""
+    choice = page.locator('[class*="st-key-queue_requests_"][class*="_choice"]').first
+    reason = page.locator('[class*="st-key-queue_requests_"][class*="_reason"] input').first
+    decline = choice.get_by_role("radio", name="Decline", exact=True)
+    go = page.locator('[class*="st-key-queue_requests_"][class*="_go"] button').first
+    outcome = page.get_by_text("Declined.").or_(page.get_by_test_id("stAlertContentError"))
+    for attempt in range(3):
+        heading = await page.locator(PANEL).first.inner_text()
+        try:
+            out["clicks_again"] += await click_for(page, decline, reason, heading)
+            await reason.fill(f"Bench session {index}")
+            out["clicks_again"] += await click_for(page, go, outcome, heading)
+            return
+        except PanelMoved:
+            out["panel_moved"] += 1
+            if attempt == 2:
+                raise
+
+
 async def one_session(browser, url: str, index: int, out: dict) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)  # 20 sessions at once: not the 30 s default either
@@ -171,13 +216,7 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
                     RERUN_BEGUN, arg=[PANEL, heading], timeout=30_000, polling=20
                 )
             await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
-        choice = page.locator('[class*="st-key-queue_requests_"][class*="_choice"]').first
-        await choice.get_by_role("radio", name="Decline", exact=True).click()
-        reason = page.locator('[class*="st-key-queue_requests_"][class*="_reason"] input').first
-        await reason.fill(f"Bench session {index}")
-        await page.locator('[class*="st-key-queue_requests_"][class*="_go"] button').first.click()
-        outcome = page.get_by_text("Declined.").or_(page.get_by_test_id("stAlertContentError"))
-        await outcome.first.wait_for(timeout=TIMEOUT_MS)
+        await decline_shown(page, index, out)
         await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
         out["decide"].append((time.perf_counter() - started) * 1000)
         if await page.get_by_text("Declined.").count() == 0:
@@ -195,14 +234,22 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
             out["errors"] += 1
     except Exception as error:  # a timeout or a crash: an error of this run, reported
         out["errors"] += 1
-        out["messages"].append(f"session {index}: {type(error).__name__}: {str(error)[:200]}")
+        shown = ""
+        with contextlib.suppress(Exception):
+            shown = await page.locator('[data-testid="stMain"]').inner_text(timeout=5000)
+            FAILURES.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=FAILURES / f"session-{index}.png", timeout=10_000)
+        shown = " ".join(shown.split())[:300]
+        out["messages"].append(
+            f"session {index}: {type(error).__name__}: {str(error)[:200]} · page: {shown}"
+        )
     finally:
         out["contexts"].append(context)
 
 
 async def concurrency_run(browser, url: str, sessions: int, pids: list[int]) -> dict:
     out = {s: [] for s in STEPS} | {"errors": 0, "refused": 0, "messages": [], "contexts": []}
-    out["refusals"] = []
+    out["refusals"], out["clicks_again"], out["panel_moved"] = [], 0, 0
     before = rss_mb(pids)
     await asyncio.gather(*(one_session(browser, url, i, out) for i in range(sessions)))
     after = rss_mb(pids)  # every session still open
@@ -219,6 +266,8 @@ async def concurrency_run(browser, url: str, sessions: int, pids: list[int]) -> 
         "refused": out["refused"],
         "messages": out["messages"][:5],
         "refusals": out["refusals"][:5],
+        "clicks_again": out["clicks_again"],
+        "panel_moved": out["panel_moved"],
         "rss_before_mb": before,
         "rss_after_mb": after,
         "mb_per_session": (after - before) / sessions,
@@ -260,7 +309,9 @@ def report(out: dict) -> None:
         print(
             f"{n:>8} errors {r['errors']} (refused by the domain: {r['refused']}), page-switch "
             f"p95 {r['page_switch_p95_ms']:.0f} ms = {ratio:.2f}× single, "
-            f"{r['mb_per_session']:.1f} MB per session"
+            f"{r['mb_per_session']:.1f} MB per session, clicks repeated "
+            f"(lost to a pending rerun): {r.get('clicks_again', 0)}, decision forms reset "
+            f"by the queue changing under them: {r.get('panel_moved', 0)}"
         )
         for message in r["messages"]:
             print(f"         {message}")
