@@ -1,6 +1,7 @@
 """Speed as the user feels it: real Chromium against `streamlit run` on the bench database.
 
     python -m bench.browser [--appointments 1000000] [--repeat 5] [--sessions 1,10,20]
+    python -m bench.browser --scale-out [--appointments 20000] [--sessions 20]
 
 1. Pages: signed in as the owner, for every page the time from the click on its sidebar link
    to the page settled — Streamlit's script state back to notRunning, no stale element
@@ -15,14 +16,23 @@
    server's resident memory per extra session. Targets: 0 errors at 20 sessions on one SQLite
    process, p95 page switch ≤ 3× the single session's p95, < 15 MB per extra session.
 
+3. Scale-out (`--scale-out`, instead of 1 and 2): the concurrency run through nginx
+   (deploy/nginx.conf) in front of two processes on one throwaway PostgreSQL, both running the
+   jobs loop against a loopback SMTP server (bench/scaleout.py): besides the figures of 2, how
+   the sessions spread over the processes, whether each browser stayed on one, and whether
+   every email queued (the declines' among them) reached the SMTP server exactly once.
+   Targets: 0 errors at 20 sessions, no browser on two processes, no message twice or lost.
+
 The database is bench.run's (generated when missing; `--appointments 20000` for a quick try).
-Results go to bench/browser-results.json. Timings are never asserted in tests.
+Results go to bench/browser-results.json (a scale-out run under "scale_out"). Timings are never
+asserted in tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -31,6 +41,7 @@ import time
 from pathlib import Path
 
 from playwright.async_api import Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from bench.run import DATA, ROOT, SECRET, ensure_sqlite, log
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitServer
@@ -49,12 +60,21 @@ SETTLED = """(path) => {
   return true;
 }"""
 ERRORS = '[data-testid="stException"]'
+PANEL = '[data-testid="stMain"] h3'  # the queue's decision panel: "#id · patient"
+RERUN_BEGUN = """([panel, before]) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (app && app.getAttribute('data-test-script-state') === 'running') return true;
+  const heading = document.querySelector(panel);
+  return !!heading && heading.innerText !== before;
+}"""
 TIMEOUT_MS = 120_000
 EMPTY = "bench-empty"
+FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the streamlit server), in MB."""
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of the servers' processes and their children, in MB."""
+    groups = {os.getpgid(pid) for pid in pids}
     total = 0
     for task in Path("/proc").iterdir():
         if not task.name.isdigit():
@@ -64,7 +84,7 @@ def rss_mb(pid: int) -> float:
             stat = (task / "stat").read_text().split()
         except OSError:
             continue
-        if int(task.name) != pid and int(stat[4]) != os.getpgid(pid):
+        if int(task.name) not in pids and int(stat[4]) not in groups:
             continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
@@ -128,8 +148,53 @@ async def pages_run(browser, url: str, repeat: int) -> dict:
 STEPS = ("sign_in", "queue", "decide", "calendar", "today")
 
 
+class PanelMoved(Exception):
+    """The queue's decision panel shows another request than the one being decided."""
+
+
+async def click_for(page: Page, target, expected, heading: str, tries: int = 3) -> int:
+    """Click `target` on the queue until `expected` shows; how many clicks were lost. Under
+    load a click can reach a widget that a pending rerun then replaces: when the page has
+    settled without the outcome, the click is repeated (counted, never silently). PanelMoved
+    when the panel now shows another request than `heading`."""
+    for attempt in range(tries):
+        with contextlib.suppress(PlaywrightTimeout):
+            await target.click(timeout=30_000)
+            await expected.first.wait_for(timeout=30_000)
+            return attempt
+        await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
+        if await expected.count():
+            return attempt
+        if await page.locator(PANEL).first.inner_text() != heading:
+            raise PanelMoved(heading)
+    raise PlaywrightTimeout(f"no {expected} after {tries} clicks on {target}")
+
+
+async def decline_shown(page: Page, index: int, out: dict) -> None:
+    """Decline the request the panel shows; when the queue changes under the form (another
+    session's decision shifts the rows, and the panel follows the row position to another
+    request, its form reset), decide on the one it shows then, as a person would (counted)."""
+    choice = page.locator('[class*="st-key-queue_requests_"][class*="_choice"]').first
+    reason = page.locator('[class*="st-key-queue_requests_"][class*="_reason"] input').first
+    decline = choice.get_by_role("radio", name="Decline", exact=True)
+    go = page.locator('[class*="st-key-queue_requests_"][class*="_go"] button').first
+    outcome = page.get_by_text("Declined.").or_(page.get_by_test_id("stAlertContentError"))
+    for attempt in range(3):
+        heading = await page.locator(PANEL).first.inner_text()
+        try:
+            out["clicks_again"] += await click_for(page, decline, reason, heading)
+            await reason.fill(f"Bench session {index}")
+            out["clicks_again"] += await click_for(page, go, outcome, heading)
+            return
+        except PanelMoved:
+            out["panel_moved"] += 1
+            if attempt == 2:
+                raise
+
+
 async def one_session(browser, url: str, index: int, out: dict) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)  # 20 sessions at once: not the 30 s default either
     page = await context.new_page()
     try:
         started = time.perf_counter()
@@ -142,18 +207,24 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
         # decide: the row this session works on (a canvas grid: click its row by position)
         box = await table.bounding_box()
         if box:
+            heading = await page.locator(PANEL).first.inner_text()
             await page.mouse.click(box["x"] + 20, box["y"] + 35 * (1 + index % 8) + 17)
+            # the rerun may not have begun yet (the state still reads notRunning): wait for it
+            # or for the panel to show another row, then for the page to settle
+            with contextlib.suppress(PlaywrightTimeout):
+                await page.wait_for_function(
+                    RERUN_BEGUN, arg=[PANEL, heading], timeout=30_000, polling=20
+                )
             await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
-        choice = page.locator('[class*="st-key-queue_requests_"][class*="_choice"]').first
-        await choice.get_by_role("radio", name="Decline", exact=True).click()
-        reason = page.locator('[class*="st-key-queue_requests_"][class*="_reason"] input').first
-        await reason.fill(f"Bench session {index}")
-        await page.locator('[class*="st-key-queue_requests_"][class*="_go"] button').first.click()
-        await page.locator('[data-testid="stAlert"]').first.wait_for(timeout=TIMEOUT_MS)
+        await decline_shown(page, index, out)
         await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
         out["decide"].append((time.perf_counter() - started) * 1000)
         if await page.get_by_text("Declined.").count() == 0:
+            refusal = await page.get_by_test_id("stAlertContentError").first.inner_text()
+            if "Something went wrong" in refusal:
+                raise RuntimeError(f"deciding: {refusal.strip()[:160]}")
             out["refused"] += 1  # e.g. another session decided that request first
+            out["refusals"].append(f"session {index}: {refusal.strip()[:160]}")
         out["calendar"].append(await click_page(page, "Calendar", "calendar"))
         out["today"].append(await click_page(page, "Today", "today"))
         if (
@@ -163,16 +234,25 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
             out["errors"] += 1
     except Exception as error:  # a timeout or a crash: an error of this run, reported
         out["errors"] += 1
-        out["messages"].append(f"session {index}: {type(error).__name__}: {str(error)[:200]}")
+        shown = ""
+        with contextlib.suppress(Exception):
+            shown = await page.locator('[data-testid="stMain"]').inner_text(timeout=5000)
+            FAILURES.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=FAILURES / f"session-{index}.png", timeout=10_000)
+        shown = " ".join(shown.split())[:300]
+        out["messages"].append(
+            f"session {index}: {type(error).__name__}: {str(error)[:200]} · page: {shown}"
+        )
     finally:
         out["contexts"].append(context)
 
 
-async def concurrency_run(browser, url: str, sessions: int, server_pid: int) -> dict:
+async def concurrency_run(browser, url: str, sessions: int, pids: list[int]) -> dict:
     out = {s: [] for s in STEPS} | {"errors": 0, "refused": 0, "messages": [], "contexts": []}
-    before = rss_mb(server_pid)
+    out["refusals"], out["clicks_again"], out["panel_moved"] = [], 0, 0
+    before = rss_mb(pids)
     await asyncio.gather(*(one_session(browser, url, i, out) for i in range(sessions)))
-    after = rss_mb(server_pid)  # every session still open
+    after = rss_mb(pids)  # every session still open
     for context in out.pop("contexts"):
         await context.close()
     result = {
@@ -185,6 +265,9 @@ async def concurrency_run(browser, url: str, sessions: int, server_pid: int) -> 
         "errors": out["errors"],
         "refused": out["refused"],
         "messages": out["messages"][:5],
+        "refusals": out["refusals"][:5],
+        "clicks_again": out["clicks_again"],
+        "panel_moved": out["panel_moved"],
         "rss_before_mb": before,
         "rss_after_mb": after,
         "mb_per_session": (after - before) / sessions,
@@ -192,7 +275,7 @@ async def concurrency_run(browser, url: str, sessions: int, server_pid: int) -> 
     return result
 
 
-async def measure(url: str, repeat: int, sessions: list[int], pid: int, pages: bool) -> dict:
+async def measure(url: str, repeat: int, sessions: list[int], pids: list[int], pages: bool) -> dict:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
@@ -204,7 +287,7 @@ async def measure(url: str, repeat: int, sessions: list[int], pid: int, pages: b
         out["concurrency"] = {}
         for n in sessions:
             log(f"{n} concurrent session(s): queue → decide → calendar → today")
-            out["concurrency"][n] = await concurrency_run(browser, url, n, pid)
+            out["concurrency"][n] = await concurrency_run(browser, url, n, pids)
         await browser.close()
     return out
 
@@ -226,24 +309,111 @@ def report(out: dict) -> None:
         print(
             f"{n:>8} errors {r['errors']} (refused by the domain: {r['refused']}), page-switch "
             f"p95 {r['page_switch_p95_ms']:.0f} ms = {ratio:.2f}× single, "
-            f"{r['mb_per_session']:.1f} MB per session"
+            f"{r['mb_per_session']:.1f} MB per session, clicks repeated "
+            f"(lost to a pending rerun): {r.get('clicks_again', 0)}, decision forms reset "
+            f"by the queue changing under them: {r.get('panel_moved', 0)}"
         )
         for message in r["messages"]:
             print(f"         {message}")
+        for refusal in r.get("refusals", []):
+            print(f"         refused: {refusal}")
+
+
+def report_scale_out(figures: dict) -> None:
+    spread, mail = figures["spread"], figures["outbox"]
+    sessions = ", ".join(f"{k} {v}" for k, v in spread["websocket_sessions"].items())
+    print(
+        f"\nscale-out: 2 processes ({figures['ports']}) on one PostgreSQL behind nginx "
+        f"(deploy/nginx.conf), {figures['appointments']:,} appointments"
+    )
+    print(
+        f"  sessions per process (WebSockets): {sessions or 'none'}; browsers {spread['routes']},"
+        f" of them on both processes: {spread['routes_on_two_processes']}"
+        f"  {'ok' if spread['routes_on_two_processes'] == 0 else 'MISS (not sticky)'}"
+    )
+    once = (
+        mail["duplicates"] == 0
+        and mail["sent_not_received"] == 0
+        and mail["received_not_sent"] == 0
+        and mail["wrong_recipient"] == 0
+        and mail["queued_left"] == 0
+    )
+    print(
+        f"  email outbox: {mail['email_rows']} queued, {mail['sent']} sent, {mail['failed']} "
+        f"failed, {mail['queued_left']} still queued; SMTP received {mail['received']}: "
+        f"duplicates {mail['duplicates']}, sent but not received {mail['sent_not_received']}, "
+        f"received but not sent {mail['received_not_sent']}, "
+        f"wrong recipient {mail['wrong_recipient']}  {'ok' if once else 'MISS'}"
+    )
+    print(
+        f"  the sessions' declines queued {mail['declines_queued']} patient email(s), "
+        f"{mail['declines_received_once']} received exactly once"
+    )
+    for line in figures["server_problems"]:
+        print(f"  server: {line}")
+    errors = {n: r["errors"] for n, r in figures["concurrency"].items()}
+    print(f"  errors per round: {errors}  {'ok' if not any(errors.values()) else 'MISS'}")
+
+
+def scale_out(args, sessions: list[int]) -> dict:
+    """Two processes on a throwaway PostgreSQL behind nginx: the concurrency run through it."""
+    from bench.scaleout import ScaleOut
+
+    n = args.appointments
+    patients, responses = args.patients or max(1000, n // 5), args.responses or n * 3 // 10
+    with ScaleOut(n, patients, responses) as cluster:
+        log("waiting for both processes to settle (start-up, the jobs loops' first round)")
+        log(f"  settled after {cluster.wait_idle():.0f} s")
+        after_id = cluster.last_notification_id()
+        out = asyncio.run(measure(cluster.url, args.repeat, sessions, cluster.pids, False))
+        log("waiting for both jobs loops to empty the email outbox")
+        out["outbox"] = cluster.outbox(after_id)
+        cluster.nginx.stop()  # its access log complete: every WebSocket closed
+        out["spread"] = cluster.spread()
+        out["server_problems"] = cluster.problems()
+        out["ports"] = {name: port for name, port in zip("AB", cluster.ports, strict=True)}
+    out["appointments"] = n
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.browser", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--appointments", type=int, default=1_000_000)
+    parser.add_argument(
+        "--appointments", type=int, default=None, help="default 1,000,000; 20,000 with --scale-out"
+    )
     parser.add_argument("--patients", type=int, default=None)
     parser.add_argument("--responses", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=5, help="visits per page")
-    parser.add_argument("--sessions", default="1,10,20", help="concurrent sessions per round")
+    parser.add_argument(
+        "--sessions", default=None, help="concurrent sessions per round (1,10,20; 20 scaled out)"
+    )
     parser.add_argument("--no-pages", action="store_true", help="the concurrency run only")
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="two processes on a throwaway PostgreSQL behind nginx (deploy/nginx.conf)",
+    )
     args = parser.parse_args(argv)
-    n = args.appointments
+    results_path = ROOT / "bench" / "browser-results.json"
+    try:
+        saved = json.loads(results_path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if args.scale_out:
+        args.appointments = args.appointments or 20_000
+        sessions = [int(s) for s in (args.sessions or "20").split(",") if s]
+        launcher = write_launcher()
+        try:
+            figures = scale_out(args, sessions)
+        finally:
+            launcher.unlink(missing_ok=True)
+        report(figures)
+        report_scale_out(figures)
+        results_path.write_text(json.dumps(saved | {"scale_out": figures}, indent=2, default=str))
+        return 0
+    n = args.appointments = args.appointments or 1_000_000
     path = DATA / ("bench.db" if n == 1_000_000 else f"bench-{n}.db")
     url = ensure_sqlite(path, n, args.patients or max(1000, n // 5), args.responses or n * 3 // 10)
     env = {
@@ -252,21 +422,29 @@ def main(argv: list[str] | None = None) -> int:
         "CLINICDESK_DATA_DIR": str(DATA),
         "CLINICDESK_BASE_URL": "http://127.0.0.1",
     }
-    sessions = [int(s) for s in args.sessions.split(",") if s]
-    launcher = ROOT / ".bench-browser-main.py"  # see bench/browser_serve.py
-    launcher.write_text(
-        'import runpy\n\nrunpy.run_path("bench/browser_app.py", run_name="__main__")\n'
-    )
+    sessions = [int(s) for s in (args.sessions or "1,10,20").split(",") if s]
+    launcher = write_launcher()
     try:
         with StreamlitServer("bench/browser_serve.py", cwd=ROOT, env=env) as server:
-            pid = server._process.pid  # noqa: SLF001  (the server's own process, for its memory)
-            out = asyncio.run(measure(server.url, args.repeat, sessions, pid, not args.no_pages))
+            pids = [server._process.pid]  # noqa: SLF001  (the server's own process, for its memory)
+            out = asyncio.run(measure(server.url, args.repeat, sessions, pids, not args.no_pages))
     finally:
         launcher.unlink(missing_ok=True)
     out["appointments"] = n
     report(out)
-    (ROOT / "bench" / "browser-results.json").write_text(json.dumps(out, indent=2, default=str))
+    if "scale_out" in saved:
+        out["scale_out"] = saved["scale_out"]  # the last scale-out run's figures stay
+    results_path.write_text(json.dumps(out, indent=2, default=str))
     return 0
+
+
+def write_launcher() -> Path:
+    """The one-line main script at the root that bench/browser_serve.py serves."""
+    launcher = ROOT / ".bench-browser-main.py"
+    launcher.write_text(
+        'import runpy\n\nrunpy.run_path("bench/browser_app.py", run_name="__main__")\n'
+    )
+    return launcher
 
 
 if __name__ == "__main__":
