@@ -158,11 +158,26 @@ QUEUE_CHOICES = {
 
 
 def pick_row(rows: list[QueueRow], selected: list[int], memory: str) -> QueueRow:
-    """The queue row to decide on: the one clicked in the table; with none clicked, the one at
-    the position last worked on, so after an action (its row gone) the next item is selected."""
-    position = selected[0] if selected else st.session_state.get(memory, 0)
-    position = max(0, min(int(position), len(rows) - 1))
-    st.session_state[memory] = position
+    """The queue row to decide on, remembered by its request, not its place: another manager's
+    decision shifts the rows under this one. A click picks the row it landed on in the table as
+    it was shown; with no new click the remembered request stays; once it is gone (decided here
+    or elsewhere) the row now at its place is next."""
+    state = st.session_state.get(memory) or {}
+    keys = [(r.appointment_id, r.change_id) for r in rows]
+    chosen = state.get("key")
+    if selected and selected != state.get("clicked"):  # a new click on the rows then shown
+        shown = state.get("shown", keys)
+        chosen = shown[selected[0]] if selected[0] < len(shown) else chosen
+    if chosen in keys:
+        position = keys.index(chosen)
+    else:
+        position = max(0, min(int(state.get("position", 0)), len(rows) - 1))
+    st.session_state[memory] = {
+        "key": keys[position],
+        "position": position,
+        "clicked": list(selected),
+        "shown": keys,
+    }
     return rows[position]
 
 

@@ -225,3 +225,17 @@ def test_a_click_on_a_row_opens_its_decision_and_the_next_follows_the_action(app
     assert not at.exception
     assert _status(app_db, third.appointment_id) == AppointmentStatus.DECLINED
     assert _item(at).appointment_id == fourth  # the next item, without another click
+
+
+def test_the_chosen_request_stays_chosen_when_another_manager_decides_one_above(app_as, app_db):
+    at = app_as("manager", PAGE)
+    table = at.dataframe[0].value
+    third = _click_row(at, 2)
+    database = _db(app_db)
+    with database.write() as session:  # elsewhere, someone declines the head of the queue
+        session.get(Appointment, int(table["#"].iloc[0])).status = AppointmentStatus.DECLINED
+    database.dispose()
+    st.cache_data.clear()
+    at.run()
+    assert at.dataframe[0].value["#"].iloc[1] == third.appointment_id  # the rows moved up
+    assert _item(at).appointment_id == third.appointment_id  # the decision panel did not
