@@ -34,7 +34,7 @@ def _options(me):
 
 st.title("Request queue")
 me = actor()
-show_flash()
+flashed = show_flash()
 options = _options(me)
 clinics, providers = dict(options.clinics), dict(options.providers)
 c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
@@ -97,8 +97,9 @@ with left:
         key=f"queue_table_{kind.value}",
     )
     st.caption("Click a row to decide on it.")
-row = pick_row(rows, event.selection.rows, f"queue_position_{kind.value}")
 with right:
+    scope = (clinic_id, provider_id, sort, page)
+    row = pick_row(rows, event.selection.rows, f"queue_position_{kind.value}", scope, flashed)
     st.subheader(f"#{row.appointment_id} · {escape(row.patient_name)}")
     st.page_link(
         "app_pages/appointment.py",

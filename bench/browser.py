@@ -170,26 +170,31 @@ async def click_for(page: Page, target, expected, heading: str, tries: int = 3) 
     raise PlaywrightTimeout(f"no {expected} after {tries} clicks on {target}")
 
 
-async def decline_shown(page: Page, index: int, out: dict) -> None:
-    """Decline the request the panel shows; when the queue changes under the form (another
-    session's decision shifts the rows, and the panel follows the row position to another
-    request, its form reset), decide on the one it shows then, as a person would (counted)."""
+async def decline_shown(page: Page, index: int, out: dict) -> bool:
+    """Decline the request the panel shows. When another session decides it first, the panel
+    says so ("no longer waiting") and shows the next request, which the session then declines,
+    as a person would (counted); a panel that moves without saying why is an error. Three
+    moves in a row are counted as a refusal (True)."""
     choice = page.locator('[class*="st-key-queue_requests_"][class*="_choice"]').first
     reason = page.locator('[class*="st-key-queue_requests_"][class*="_reason"] input').first
     decline = choice.get_by_role("radio", name="Decline", exact=True)
     go = page.locator('[class*="st-key-queue_requests_"][class*="_go"] button').first
     outcome = page.get_by_text("Declined.").or_(page.get_by_test_id("stAlertContentError"))
-    for attempt in range(3):
+    told = page.get_by_text("is no longer waiting", exact=False)
+    for _ in range(3):
         heading = await page.locator(PANEL).first.inner_text()
         try:
             out["clicks_again"] += await click_for(page, decline, reason, heading)
             await reason.fill(f"Bench session {index}")
             out["clicks_again"] += await click_for(page, go, outcome, heading)
-            return
+            return False
         except PanelMoved:
             out["panel_moved"] += 1
-            if attempt == 2:
+            if not await told.count():
                 raise
+    out["refused"] += 1
+    out["refusals"].append(f"session {index}: the queue moved under it three times, each told")
+    return True
 
 
 async def one_session(browser, url: str, index: int, out: dict) -> None:
@@ -216,10 +221,10 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
                     RERUN_BEGUN, arg=[PANEL, heading], timeout=30_000, polling=20
                 )
             await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
-        await decline_shown(page, index, out)
+        moved_away = await decline_shown(page, index, out)
         await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
         out["decide"].append((time.perf_counter() - started) * 1000)
-        if await page.get_by_text("Declined.").count() == 0:
+        if not moved_away and await page.get_by_text("Declined.").count() == 0:
             refusal = await page.get_by_test_id("stAlertContentError").first.inner_text()
             if "Something went wrong" in refusal:
                 raise RuntimeError(f"deciding: {refusal.strip()[:160]}")

@@ -55,11 +55,13 @@ def load_detail(me, appointment_id: int) -> AppointmentDetail:
 # ---------------------------------------------------------------- small pieces
 
 
-def show_flash() -> None:
-    """The last action's outcome, shown once after the rerun (addresses escaped)."""
+def show_flash() -> bool:
+    """The last action's outcome, shown once after the rerun (addresses escaped); whether
+    there was one."""
     text = st.session_state.pop(FLASH, None)
     if text:
         st.success(escape(text), icon=":material/check_circle:")
+    return bool(text)
 
 
 def _finish(done, headline: str) -> None:
@@ -157,11 +159,18 @@ QUEUE_CHOICES = {
 }
 
 
-def pick_row(rows: list[QueueRow], selected: list[int], memory: str) -> QueueRow:
+def pick_row(
+    rows: list[QueueRow],
+    selected: list[int],
+    memory: str,
+    scope: tuple = (),
+    decided_here: bool = False,
+) -> QueueRow:
     """The queue row to decide on, remembered by its request, not its place: another manager's
     decision shifts the rows under this one. A click picks the row it landed on in the table as
-    it was shown; with no new click the remembered request stays; once it is gone (decided here
-    or elsewhere) the row now at its place is next."""
+    it was shown; with no new click the remembered request stays; once it is gone the row now
+    at its place is next, and unless this session decided it or changed the filters (`scope`)
+    the manager is told that it left."""
     state = st.session_state.get(memory) or {}
     keys = [(r.appointment_id, r.change_id) for r in rows]
     chosen = state.get("key")
@@ -172,11 +181,18 @@ def pick_row(rows: list[QueueRow], selected: list[int], memory: str) -> QueueRow
         position = keys.index(chosen)
     else:
         position = max(0, min(int(state.get("position", 0)), len(rows) - 1))
+        if chosen is not None and not decided_here and state.get("scope") == list(scope):
+            st.info(
+                f"#{chosen[0]} is no longer waiting: someone else handled it, or the patient "
+                f"withdrew it, while it was open here. Next: #{rows[position].appointment_id}.",
+                icon=":material/info:",
+            )
     st.session_state[memory] = {
         "key": keys[position],
         "position": position,
         "clicked": list(selected),
         "shown": keys,
+        "scope": list(scope),
     }
     return rows[position]
 

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics.breakdowns import Group
-from core.analytics.cancellation_parts import WEEKDAYS, CancellationFigures, Counts, WhatIf
+from core.analytics.cancellation_parts import CancellationFigures, Counts, WhatIf
 from core.kernel.errors import DomainError
 from core.kernel.money import ClinicFormat, to_major, to_minor
 from ui import charts
@@ -188,8 +188,9 @@ def dashboard(
     picks.append(_clicked("cancel_chart_weekly", points, keys))
     left, right = st.columns(2)
     with left:
-        points = _rate_bars(f.by_weekday, "Rates by weekday", "cancel_chart_weekday", True)
-        keys = [("weekday", i, c.label) for i, c in enumerate(f.by_weekday)]
+        days = [replace(c, label=fmt.weekday(i, "abbreviated")) for i, c in enumerate(f.by_weekday)]
+        points = _rate_bars(days, "Rates by weekday", "cancel_chart_weekday", True)
+        keys = [("weekday", i, fmt.weekday(i)) for i in range(7)]
         picks.append(_clicked("cancel_chart_weekday", points, keys))
     with right:
         hours = sorted({cell.hour for cell in f.heatmap})
@@ -201,7 +202,7 @@ def dashboard(
         counts = [[grid[(w, h)].booked if (w, h) in grid else 0 for h in hours] for w in range(7)]
         charts.show(
             charts.heatmap(
-                WEEKDAYS,
+                [fmt.weekday(w, "abbreviated") for w in range(7)],
                 [fmt.clock(time(h)) for h in hours],
                 values,
                 title=charts.with_n(

@@ -162,13 +162,15 @@ def clinic_clock_range(clinic, start: datetime, end: datetime) -> str:
     return format_clock_range(first.time(), last.time(), clinic.locale)
 
 
-def weekday_name(weekday: int, locale: str | None = DEFAULT_LOCALE, in_text: bool = False) -> str:
+def weekday_name(
+    weekday: int, locale: str | None = DEFAULT_LOCALE, in_text: bool = False, width: str = "wide"
+) -> str:
     """A weekday (0 = Monday) by its name in the locale: en-GB 'Monday', de-DE 'Montag',
     fr-FR 'lundi'; `in_text` for a name inside a sentence (some languages capitalise only a
-    name that stands alone)."""
+    name that stands alone); `width` "abbreviated" ('Mon', 'seg.') or "narrow" ('M', 'S')."""
     if not 0 <= weekday <= 6:
         raise ValidationError("A weekday is a number from 0 (Monday) to 6 (Sunday).")
-    days = babel_locale(locale).days["format" if in_text else "stand-alone"]["wide"]
+    days = babel_locale(locale).days["format" if in_text else "stand-alone"][width]
     return days[weekday]
 
 
@@ -198,9 +200,9 @@ class ClinicFormat:
     def clock(self, at: time | datetime) -> str:
         return format_clock(at, self.locale)
 
-    def weekday(self, weekday: int) -> str:
-        """A weekday (0 = Monday) by its name in the clinic's locale."""
-        return weekday_name(weekday, self.locale)
+    def weekday(self, weekday: int, width: str = "wide") -> str:
+        """A weekday (0 = Monday) by its name in the clinic's locale (`width` as weekday_name)."""
+        return weekday_name(weekday, self.locale, width=width)
 
     def month(self, day: date) -> str:
         """A month and year: en-GB 'Mar 2026', pt-BR 'mar. de 2026'."""

@@ -13,7 +13,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import clinic_time, format_day_range
+from core.kernel.money import clinic_time, format_day_range, weekday_name
 from core.practice.packages import package_services
 from core.practice.timing import Timing, timing_of
 from core.requests.decisions import decline_request
@@ -287,9 +287,6 @@ class EntryRow:
     next_match: str
 
 
-WEEKDAY_LETTERS = "MTWTFSS"
-
-
 def list_entries(
     session: Session,
     actor: Actor,
@@ -324,6 +321,7 @@ def list_entries(
             (WaitlistEntry.provider_id == provider_id) | WaitlistEntry.provider_id.is_(None)
         )
     today = to_local(now, clinic.timezone).date()
+    letters = [weekday_name(d, clinic.locale, width="narrow") for d in range(7)]
     rows = []
     packages: dict[int, str] = {}  # a package's words, read once per page
     for entry, patient, service, provider in session.execute(query):
@@ -345,7 +343,7 @@ def list_entries(
                 service,
                 provider or "any",
                 format_day_range(entry.earliest, entry.latest, clinic.locale),
-                "".join(WEEKDAY_LETTERS[d] if str(d) in entry.weekdays else "·" for d in range(7)),
+                "".join(letters[d] if str(d) in entry.weekdays else "·" for d in range(7)),
                 entry.windows.replace("_", " ").replace(",", ", ") or "any time",
                 entry.note,
                 entry.status.value,

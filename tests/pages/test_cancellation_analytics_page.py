@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import AuditEvent, LedgerEntry
+from db.models import AuditEvent, Clinic, LedgerEntry
 
 PAGE = "app_pages/cancellation_analytics.py"
 
@@ -77,9 +77,22 @@ def test_a_click_on_a_bar_lists_the_appointments_behind_it(app_as):
     }
     at.run()
     assert not at.exception, at.exception
-    assert "Appointments behind Mon" in [h.value for h in at.subheader]
+    assert "Appointments behind Monday" in [h.value for h in at.subheader]
     rows = next(d.value for d in at.dataframe if "Status" in d.value.columns)
     assert len(rows) > 0 and all(ts.weekday() == 0 for ts in rows["Start"])
+
+
+def test_weekday_labels_follow_the_clinics_locale(app_as, app_db):
+    database = _db(app_db)
+    with database.write() as session:
+        for clinic in session.scalars(select(Clinic)):
+            clinic.locale = "pt-BR"
+    database.dispose()
+    charts = _charts(app_as("owner", PAGE))
+    weekday = json.loads(charts[next(k for k in charts if "cancel_chart_weekday" in k)].proto.spec)
+    assert list(weekday["data"][0]["x"]) == ["seg.", "ter.", "qua.", "qui.", "sex.", "sáb.", "dom."]
+    heatmap = json.loads(charts[next(k for k in charts if "cancel_chart_heatmap" in k)].proto.spec)
+    assert list(heatmap["data"][0]["y"])[:2] == ["seg.", "ter."]
 
 
 def test_the_what_if_next_to_the_policy_in_force(app_as):

@@ -225,6 +225,7 @@ def test_a_click_on_a_row_opens_its_decision_and_the_next_follows_the_action(app
     assert not at.exception
     assert _status(app_db, third.appointment_id) == AppointmentStatus.DECLINED
     assert _item(at).appointment_id == fourth  # the next item, without another click
+    assert not [i.value for i in at.info if "no longer waiting" in i.value]  # decided here
 
 
 def test_the_chosen_request_stays_chosen_when_another_manager_decides_one_above(app_as, app_db):
@@ -239,3 +240,28 @@ def test_the_chosen_request_stays_chosen_when_another_manager_decides_one_above(
     at.run()
     assert at.dataframe[0].value["#"].iloc[1] == third.appointment_id  # the rows moved up
     assert _item(at).appointment_id == third.appointment_id  # the decision panel did not
+
+
+def test_the_manager_is_told_when_the_open_request_is_decided_elsewhere(app_as, app_db):
+    at = app_as("manager", PAGE)
+    table = at.dataframe[0].value
+    third = _click_row(at, 2)
+    database = _db(app_db)
+    with database.write() as session:  # elsewhere, someone declines the one open here
+        session.get(Appointment, third.appointment_id).status = AppointmentStatus.DECLINED
+    database.dispose()
+    st.cache_data.clear()
+    at.run()
+    nxt = int(table["#"].iloc[3])
+    assert _item(at).appointment_id == nxt
+    told = [i.value for i in at.info if "no longer waiting" in i.value]
+    assert told == [
+        f"#{third.appointment_id} is no longer waiting: someone else handled it, or the "
+        f"patient withdrew it, while it was open here. Next: #{nxt}."
+    ]
+    shown = _item(at)  # a filter that leaves the open request out moves on without a notice
+    clinics = at.selectbox(key="queue_clinic").options
+    other = next(c for c in clinics[1:] if c != shown.clinic_name)
+    at.selectbox(key="queue_clinic").select_index(clinics.index(other)).run()
+    assert shown.appointment_id not in set(at.dataframe[0].value["#"])
+    assert not [i.value for i in at.info if "no longer waiting" in i.value]

@@ -22,6 +22,7 @@ from core.waitlist.rules import Mode, Ranking, Rules, set_rules
 from db.models import (
     Appointment,
     AppointmentStatus,
+    Clinic,
     Notification,
     OfferStatus,
     OpeningStatus,
@@ -388,6 +389,29 @@ def test_portal_join_and_duplicate_entries(db, world):
     with db.write() as session:
         entries.withdraw(session, world.staff, entry.id, "Found another practice")
         assert session.get(WaitlistEntry, entry.id).status == WaitlistStatus.WITHDRAWN
+
+
+@pytest.mark.parametrize(("locale", "letters"), [("en-GB", "M·W·F··"), ("pt-BR", "S·Q·S··")])
+def test_the_weekdays_an_entry_waits_for_are_lettered_in_the_clinics_locale(
+    db, world, locale, letters
+):
+    day = future_day()
+    wish = entries.Wish(
+        patient_id=world.patient_id,
+        clinic_id=world.clinic_id,
+        service_id=world.service_id,
+        earliest=day,
+        latest=day + timedelta(days=14),
+        weekdays=(0, 2, 4),
+    )
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).locale = locale
+        entries.add_entry(session, world.staff, wish)
+    with db.read() as session:
+        [row] = entries.list_entries(
+            session, world.staff, clinic_id=world.clinic_id, with_matches=False
+        )
+    assert row.weekdays == letters
 
 
 # ---------------------------------------------------------------- the race
