@@ -1,15 +1,16 @@
 """Payments and points: the practice's prepayment rules per service, the value of a point and
 the points a survey earns (owner); points adjusted with a reason (managers); the audited CSV
-export of payments and refunds."""
+export of payments and refunds. Amounts are charged in the currency of the appointment's clinic;
+the rules' numbers are minor units of that currency."""
 
 from datetime import date, timedelta
-from decimal import Decimal
 
 import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds
+from core.kernel.money import to_major, to_minor
 from core.payments import desk, points, rules
 from ui import actor, refresh, run_action
 from ui.caches import cached
@@ -20,27 +21,33 @@ from ui.text import show_table
 
 @cached("setup", "policy", ttl=60, max_entries=10)
 def _lines(me):
-    return read(rules.service_lines, me), read(rules.get_settings)
+    return read(rules.service_lines, me), read(rules.get_settings), read(rules.point_values, me)
 
 
-def _cents(value: float) -> int:
-    return int((Decimal(str(value)) * 100).to_integral_value())
-
-
+POINT_HELP = (
+    "In minor units (pence, cents) of the currency of the clinic where the point is spent: 10 "
+    "is £0.10 at a GBP clinic and $0.10 at a USD clinic. Points are never converted at an "
+    "exchange rate."
+)
 st.title("Payments and points")
 me = actor()
-lines, current = _lines(me)
+lines, current, values = _lines(me)
+worth = ", ".join(f"{v.point} at {v.clinic}" for v in values)
+worth = f" ({worth})" if worth else ""
 st.caption(
-    f"One point is worth {current.money(current.point_value_cents)}; an answered survey earns "
-    f"{current.survey_points if current.survey_points_enabled else 0} points."
+    f"One point is worth {current.point_value_cents} minor units of the paying clinic's currency"
+    f"{worth}; an answered survey earns "
+    f"{current.survey_points if current.survey_points_enabled else 0} points. Prices and "
+    "deposits are charged in the currency of the appointment's clinic."
 )
+currency = display_format().currency  # for the number of minor digits only
 table = pd.DataFrame(
     [
         {
             "Service": s.name,
-            "Price": current.money(s.price_cents),
+            "Price": f"{to_major(s.price_cents, currency)}",
             "Prepayment": rules.MODES[s.mode],
-            "Deposit": current.money(s.deposit_cents) if s.mode == "deposit" else "",
+            "Deposit": f"{to_major(s.deposit_cents, currency)}" if s.mode == "deposit" else "",
         }
         for s in lines
     ]
@@ -50,11 +57,11 @@ show_table(table, hide_index=True, width="stretch", key="payments_rules_table")
 if me.can(Permission.PAYMENTS_MANAGE):
     with st.expander("Change the rules"), st.form("payments_rules_form"):
         value = st.number_input(
-            "Value of one point",
-            0.0,
-            100.0,
-            current.point_value_cents / 100,
-            step=0.01,
+            "Value of one point (minor units of the clinic's currency)",
+            0,
+            10_000,
+            current.point_value_cents,
+            help=POINT_HELP,
             key="payments_point_value",
         )
         survey = st.number_input(
@@ -78,18 +85,20 @@ if me.can(Permission.PAYMENTS_MANAGE):
                 key=f"payments_mode_{s.service_id}",
             )
             deposit = b.number_input(
-                "Deposit", 0.0, value=s.deposit_cents / 100, key=f"payments_deposit_{s.service_id}"
+                "Deposit",
+                0.0,
+                value=float(to_major(s.deposit_cents, currency)),
+                help="In the currency of the appointment's clinic.",
+                key=f"payments_deposit_{s.service_id}",
             )
-            new_rules[s.service_id] = rules.ServiceRule(mode, _cents(deposit))
+            new_rules[s.service_id] = rules.ServiceRule(mode, to_minor(deposit, currency))
         if st.form_submit_button("Save rules", type="primary"):
             wanted = rules.PaymentSettings(
-                current.currency,
-                current.locale,
-                _cents(value),
-                int(survey),
-                enabled,
-                current.default_mode,
-                new_rules,
+                point_value_cents=int(value),
+                survey_points=int(survey),
+                survey_points_enabled=enabled,
+                default_mode=current.default_mode,
+                services=new_rules,
             )
             if run_action(rules.save_settings, wanted, success="Rules saved."):
                 refresh()

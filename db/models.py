@@ -1009,7 +1009,7 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending, paid, refund_due, refunded, failed
     amount_cents: Mapped[int] = mapped_column(Integer, default=0)
     points: Mapped[int] = mapped_column(Integer, default=0)
-    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    currency: Mapped[str] = mapped_column(String(3))  # the clinic's, as when it was paid
     provider_ref: Mapped[str | None] = mapped_column(String(255), unique=True)
     provider_customer: Mapped[str | None] = mapped_column(String(255))  # card on file
     refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))

@@ -1,14 +1,14 @@
 """Payments on the appointment page: the paid or deposit badge, every payment,
 refund and fee paid; record a desk payment, a desk refund, or a fee (at the desk or charged to
-the card on file through the provider when one is configured)."""
+the card on file through the provider when one is configured). Amounts are in the currency of
+the appointment's clinic."""
 
 from __future__ import annotations
-
-from decimal import Decimal
 
 import pandas as pd
 import streamlit as st
 
+from core.kernel.money import currency_symbol, to_minor
 from core.payments import desk, prepay
 from core.payments.providers import provider_for
 from ui.caches import cached
@@ -27,10 +27,6 @@ def _summary(me, appointment_id: int) -> desk.Summary:
     return read(desk.summary, me, appointment_id)
 
 
-def _cents(value: float) -> int:
-    return int((Decimal(str(value)) * 100).to_integral_value())
-
-
 def _row(r: prepay.PaymentRow, when) -> dict[str, object]:
     return {
         "Ref": r.reference,
@@ -47,6 +43,7 @@ def _row(r: prepay.PaymentRow, when) -> dict[str, object]:
 def payments_panel(appointment_id: int) -> None:
     me = actor()
     info = _summary(me, appointment_id)
+    fmt = display_format(info.clinic_id)  # the clinic's local time and locale, never UTC
     st.subheader("Payments")
     if info.badge:
         colour = "orange" if info.badge == "Part paid" else "green"
@@ -54,17 +51,24 @@ def payments_panel(appointment_id: int) -> None:
     if info.due:
         st.caption(f"Prepayment asked: {info.due} · still to pay: {info.outstanding or 'nothing'}")
     if info.rows:
-        when = display_format(info.clinic_id).moment  # the clinic's local time, never UTC
-        rows = [_row(r, when) for r in info.rows]
+        rows = [_row(r, fmt.moment) for r in info.rows]
         st.table(pd.DataFrame(rows).set_index("Ref"))  # a few rows
     else:
         st.caption("No payments recorded.")
+    symbol = currency_symbol(info.currency, fmt.locale)
     with st.expander("Record a payment taken at the desk"), st.form("payments_desk_form"):
-        amount = st.number_input("Amount", min_value=0.0, step=5.0, key="payments_desk_amount")
+        amount = st.number_input(
+            f"Amount ({symbol})",
+            min_value=0.0,
+            step=5.0,
+            help=f"In the clinic's currency, {info.currency}.",
+            key="payments_desk_amount",
+        )
         method = st.radio("Method", ["card", "cash"], horizontal=True, key="payments_desk_method")
         note = st.text_input("Note", key="payments_desk_note")
         if st.form_submit_button("Record payment"):
-            kwargs = {"amount_cents": _cents(amount), "method": method, "note": note}
+            cents = to_minor(amount, info.currency)
+            kwargs = {"amount_cents": cents, "method": method, "note": note}
             if run_action(desk.record_desk_payment, appointment_id, **kwargs, success="Saved."):
                 refresh()
     due_refunds = [r for r in info.rows if r.status == "refund due" and r.method != "Card"]

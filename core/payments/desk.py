@@ -1,5 +1,6 @@
 """Payments at the desk and on the appointment: staff record card or cash payments and refunds,
-fees paid or charged to the card on file, the audited export, and what is still owed."""
+fees paid or charged to the card on file, the audited export, and what is still owed. Every
+amount is in the currency of the appointment's clinic (core.payments.rules.money_format)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.money import ClinicFormat, clinic_format
 from core.payments.prepay import DESK_METHODS, PaymentRow, badges, due, list_payments, send_receipt
 from core.payments.providers import PaymentProvider
-from core.payments.rules import get_settings
+from core.payments.rules import get_settings, money_format
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -44,8 +46,7 @@ def record_desk_payment(
         raise ValidationError("Record a desk payment as card or cash.")
     if not isinstance(amount_cents, int) or amount_cents <= 0:
         raise ValidationError("Enter the amount paid, more than 0.")
-    rules = get_settings(session)
-    owed = due(session, appointment, rules)
+    owed = due(session, appointment, get_settings(session))
     payment = Payment(
         appointment_id=appointment.id,
         patient_id=appointment.patient_id,
@@ -53,7 +54,7 @@ def record_desk_payment(
         method=method,
         status="paid",
         amount_cents=amount_cents,
-        currency=rules.currency,
+        currency=money_format(appointment.clinic).currency,
         note=(note or "").strip()[:500],
         recorded_by_user_id=actor.user_id,
         paid_at=utcnow(),
@@ -114,7 +115,7 @@ def pay_fee(
         raise Conflict(f"Fee #{entry.id} was waived.")
     if session.scalar(select(Payment.id).where(Payment.ledger_entry_id == entry.id)):
         raise Conflict(f"Fee #{entry.id} is paid already.")
-    rules = get_settings(session)
+    currency = _fee_format(session, entry).currency
     reference = None
     if method == "card_on_file":
         customer = session.scalar(
@@ -126,7 +127,7 @@ def pay_fee(
         if not customer:
             raise ValidationError("The patient has no card on file with the payment provider.")
         reference = provider.charge_saved_card(
-            customer, entry.amount_cents, rules.currency, f"Fee #{entry.id}"
+            customer, entry.amount_cents, currency, f"Fee #{entry.id}"
         )
     elif method not in DESK_METHODS:
         raise ValidationError("Choose card, cash or the card on file.")
@@ -138,7 +139,7 @@ def pay_fee(
         method="stripe" if reference else method,
         status="paid",
         amount_cents=entry.amount_cents,
-        currency=rules.currency,
+        currency=currency,
         provider_ref=reference,
         recorded_by_user_id=actor.user_id,
         paid_at=utcnow(),
@@ -155,6 +156,22 @@ def pay_fee(
         details={"payment_id": payment.id, "method": payment.method, "cents": entry.amount_cents},
     )
     return payment
+
+
+def _fee_format(session: Session, entry: LedgerEntry) -> ClinicFormat:
+    """A fee is in its appointment's clinic's currency; one on no appointment, in that of the
+    patient's latest clinic (the practice's first clinic for a patient with none)."""
+    appointment = session.get(Appointment, entry.appointment_id) if entry.appointment_id else None
+    if appointment is None:
+        appointment = session.scalar(
+            select(Appointment)
+            .where(Appointment.patient_id == entry.patient_id)
+            .order_by(Appointment.start_at.desc(), Appointment.id.desc())
+            .limit(1)
+        )
+    if appointment is None:
+        return clinic_format(session)
+    return money_format(appointment.clinic)
 
 
 def export_payments(session: Session, actor: Actor, first: datetime, last: datetime) -> bytes:
@@ -202,7 +219,8 @@ class OpenFee:
 def unpaid_fees(session: Session, actor: Actor, appointment_id: int) -> list[OpenFee]:
     """Late-cancellation and no-show fees on the appointment, neither waived nor paid."""
     ensure(actor, Permission.APPOINTMENTS_READ)
-    rules = get_settings(session)
+    appointment = session.get(Appointment, appointment_id)
+    fmt = money_format(appointment.clinic if appointment else None)
     paid = select(Payment.ledger_entry_id).where(Payment.ledger_entry_id.is_not(None))
     rows = session.scalars(
         select(LedgerEntry).where(
@@ -213,9 +231,7 @@ def unpaid_fees(session: Session, actor: Actor, appointment_id: int) -> list[Ope
             LedgerEntry.id.not_in(paid),
         )
     )
-    return [
-        OpenFee(e.id, e.kind.value.replace("_", " "), rules.money(e.amount_cents)) for e in rows
-    ]
+    return [OpenFee(e.id, e.kind.value.replace("_", " "), fmt.money(e.amount_cents)) for e in rows]
 
 
 @dataclass(frozen=True)
@@ -226,6 +242,7 @@ class Summary:
     rows: list[PaymentRow]
     fees: list[OpenFee]
     clinic_id: int  # whose local time and locale the rows are shown in
+    currency: str  # the clinic's: what a desk payment is recorded in
 
 
 def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
@@ -234,15 +251,16 @@ def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")
-    rules = get_settings(session)
-    owed = due(session, appointment, rules)
+    fmt = money_format(appointment.clinic)
+    owed = due(session, appointment)
     if appointment.status not in (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN):
         owed = replace(owed, asked_cents=0)  # nothing is asked of a closed appointment
     return Summary(
         badges(session, [appointment_id]).get(appointment_id, ""),
-        rules.money(owed.asked_cents) if owed.asked_cents else "",
-        rules.money(owed.outstanding_cents) if owed.outstanding_cents else "",
+        fmt.money(owed.asked_cents) if owed.asked_cents else "",
+        fmt.money(owed.outstanding_cents) if owed.outstanding_cents else "",
         list_payments(session, actor, appointment_id),
         unpaid_fees(session, actor, appointment_id),
         appointment.clinic_id,
+        fmt.currency,
     )

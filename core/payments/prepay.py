@@ -1,9 +1,11 @@
 """Prepayments, deposits, desk payments, fees paid and refunds for appointments.
 
-Amounts are integer cents; points count at the practice's value per point. A prepayment may mix
-points and card: the points are spent at once, the card part goes through the provider (Stripe
-Checkout: a pending payment until the signed webhook says it is paid) or, without a provider,
-is paid at the desk and recorded by staff. A receipt is emailed with what was paid.
+Amounts are integer minor units in the currency of the appointment's clinic (a payment stores
+it; a refund or a fee kept takes the original's); a point is worth the practice's value in minor
+units of that currency (core.payments.rules). A prepayment may mix points and card: the points
+are spent at once, the card part goes through the provider (Stripe Checkout: a pending payment
+until the signed webhook says it is paid) or, without a provider, is paid at the desk and
+recorded by staff. A receipt is emailed with what was paid.
 
 When the practice cancels, everything paid is refunded. When the patient cancels, the policy
 decides: outside the window everything is refunded; inside it, the late-cancellation fee is kept
@@ -24,11 +26,18 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.config import Settings
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import clinic_time
+from core.kernel.money import ClinicFormat, clinic_time, format_money
 from core.messaging import notify
 from core.payments import points as ledger_points
 from core.payments.providers import PaymentProvider, provider_for
-from core.payments.rules import Due, PaymentSettings, due_for, get_settings
+from core.payments.rules import (
+    Due,
+    PaymentSettings,
+    due_for,
+    get_settings,
+    money_format,
+    payment_money,
+)
 from db.engine import Database
 from db.models import (
     Appointment,
@@ -132,7 +141,7 @@ class PaymentRow:
     note: str
 
 
-def _rows(session: Session, query, rules: PaymentSettings) -> list[PaymentRow]:
+def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
     return [
         PaymentRow(
             p.id,
@@ -140,7 +149,7 @@ def _rows(session: Session, query, rules: PaymentSettings) -> list[PaymentRow]:
             p.kind,
             METHOD_LABELS.get(p.method, p.method),
             p.status.replace("_", " "),
-            rules.money(p.amount_cents),
+            payment_money(p, fmt),
             p.amount_cents,
             p.points,
             f"P-{p.id}",
@@ -154,7 +163,7 @@ def list_payments(session: Session, actor: Actor, appointment_id: int) -> list[P
     """Payments, fees paid and refunds on one appointment (staff)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     query = select(Payment).where(Payment.appointment_id == appointment_id).order_by(Payment.id)
-    return _rows(session, query, get_settings(session))
+    return _rows(session, query, _format_of(session, appointment_id))
 
 
 def patient_payments(session: Session, patient_id: int, appointment_id: int) -> list[PaymentRow]:
@@ -164,7 +173,12 @@ def patient_payments(session: Session, patient_id: int, appointment_id: int) -> 
         .where(Payment.appointment_id == appointment_id, Payment.patient_id == patient_id)
         .order_by(Payment.id)
     )
-    return _rows(session, query, get_settings(session))
+    return _rows(session, query, _format_of(session, appointment_id))
+
+
+def _format_of(session: Session, appointment_id: int) -> ClinicFormat:
+    appointment = session.get(Appointment, appointment_id)
+    return money_format(appointment.clinic if appointment else None)
 
 
 def _context(appointment: Appointment) -> dict[str, object]:
@@ -177,24 +191,33 @@ def _context(appointment: Appointment) -> dict[str, object]:
     }
 
 
-def _line(payment: Payment, rules: PaymentSettings) -> str:
+def _line(payment: Payment, fmt: ClinicFormat) -> str:
     if payment.method == "points":
-        return f"Points: {payment.points} ({rules.money(payment.amount_cents)})"
+        return f"Points: {payment.points} ({payment_money(payment, fmt)})"
     label = METHOD_LABELS.get(payment.method, payment.method)
-    return f"{label}: {rules.money(payment.amount_cents)}"
+    return f"{label}: {payment_money(payment, fmt)}"
+
+
+def _total(paid: list[Payment], fmt: ClinicFormat) -> str:
+    """The sum per currency (one currency, unless older rows were stored in another)."""
+    sums: dict[str, int] = {}
+    for p in paid:
+        code = p.currency or fmt.currency
+        sums[code] = sums.get(code, 0) + p.amount_cents
+    return " + ".join(format_money(cents, code, fmt.locale) for code, cents in sums.items())
 
 
 def send_receipt(session: Session, appointment: Appointment, paid: list[Payment]) -> None:
     patient = session.get(Patient, appointment.patient_id)
-    rules = get_settings(session)
+    fmt = money_format(appointment.clinic)
     notify.queue_for_patient(
         session,
         patient,
         "payment_receipt",
         {
             **_context(appointment),
-            "lines": "\n".join(_line(p, rules) for p in paid),
-            "total": rules.money(sum(p.amount_cents for p in paid)),
+            "lines": "\n".join(_line(p, fmt) for p in paid),
+            "total": _total(paid, fmt),
             "reference": ", ".join(f"P-{p.id}" for p in paid),
         },
         appointment_id=appointment.id,
@@ -230,9 +253,11 @@ def prepay(
     return_url: str,
 ) -> PayResult:
     """Pay a scheduled appointment with `points` and (with `card`) the rest by card. The amounts
-    come from the server: the price or deposit, less what is paid already."""
+    come from the server: the price or deposit, less what is paid already, in the currency of
+    the appointment's clinic."""
     appointment = _payable_appointment(session, patient_id, appointment_id)
     rules = get_settings(session)
+    fmt = money_format(appointment.clinic)
     owed = due(session, appointment, rules)
     if not owed.payable:
         raise ValidationError("Nothing is left to pay for this appointment.")
@@ -269,7 +294,7 @@ def prepay(
                 status="paid",
                 amount_cents=points * value,
                 points=points,
-                currency=rules.currency,
+                currency=fmt.currency,
                 paid_at=utcnow(),
             )
         )
@@ -284,13 +309,13 @@ def prepay(
             method="stripe",
             status="pending",
             amount_cents=rest,
-            currency=rules.currency,
+            currency=fmt.currency,
         )
         session.add(pending)
         session.flush()
         made = provider.checkout(
             amount_cents=rest,
-            currency=rules.currency,
+            currency=fmt.currency,
             description=f"{_context(appointment)['service_name']}, {_context(appointment)['when']}",
             payment_id=pending.id,
             email=patient.email,
@@ -314,23 +339,31 @@ def prepay(
         return PayResult("Continue to the secure card payment.", checkout_url)
     if rest:
         return PayResult(
-            f"Paid {rules.money(points * value)} with {points} points. Please pay the remaining "
-            f"{rules.money(rest)} at the desk."
+            f"Paid {fmt.money(points * value)} with {points} points. Please pay the remaining "
+            f"{fmt.money(rest)} at the desk."
         )
     return PayResult(f"Paid in full with {points} points. We have emailed your receipt.")
 
 
 def checkout_completed(
-    session: Session, reference: str, amount_total: int, customer: str | None
+    session: Session,
+    reference: str,
+    amount_total: int,
+    customer: str | None,
+    currency: str | None = None,
 ) -> Payment | None:
     """A Stripe Checkout session was paid: the pending payment becomes paid once, if the amount
-    is the one the server asked for; a mismatch is recorded as failed."""
+    (and, when the event names it, the currency) is the one the server asked for; a mismatch is
+    recorded as failed."""
     payment = session.scalar(select(Payment).where(Payment.provider_ref == reference))
     if payment is None or payment.status != "pending":
         return payment
     actor = patient_actor("")
-    if int(amount_total) != payment.amount_cents:
-        payment.status, payment.note = "failed", f"Amount mismatch: provider said {amount_total}"
+    said = f"{amount_total} {currency.upper()}" if currency else str(amount_total)
+    if int(amount_total) != payment.amount_cents or (
+        currency and currency.upper() != (payment.currency or "").upper()
+    ):
+        payment.status, payment.note = "failed", f"Amount mismatch: provider said {said}"
         audit.record(session, actor, "payment_mismatch", "payment", payment.id)
         return payment
     payment.status, payment.paid_at, payment.provider_customer = "paid", utcnow(), customer
@@ -380,7 +413,7 @@ def settle_on_cancel(
     )
     if not paid:
         return []
-    rules = get_settings(session)
+    fmt = money_format(appointment.clinic)
     keep = keep_cents if by_patient else 0
     patient = session.get(Patient, appointment.patient_id)
     made: list[Payment] = []
@@ -440,11 +473,11 @@ def settle_on_cancel(
     lines = []
     for p in made:
         if p.kind == "fee":
-            lines.append(f"Kept for the late-cancellation fee: {rules.money(p.amount_cents)}")
+            lines.append(f"Kept for the late-cancellation fee: {payment_money(p, fmt)}")
         elif p.method == "points":
             lines.append(f"{p.points} points given back to your balance.")
         else:
-            lines.append(f"Refund of {rules.money(p.amount_cents)} ({METHOD_LABELS[p.method]}).")
+            lines.append(f"Refund of {payment_money(p, fmt)} ({METHOD_LABELS[p.method]}).")
     if patient is not None:
         notify.queue_for_patient(
             session,

@@ -1,6 +1,7 @@
 """Payment-provider adapters. `DeskProvider` (the default) takes no card online: patients pay
 the rest at the desk and staff record it. `StripeProvider` uses Stripe Checkout through the
-`stripe` library: the amount always comes from the server, webhooks are verified with Stripe's
+`stripe` library: the amount and its currency (the appointment's clinic's) always come from
+the server, webhooks are verified with Stripe's
 own signature scheme, and refunds and card-on-file fees go through the same client. Which one
 applies is decided by the caller from the settings (`provider_for`); services never read the
 environment."""
@@ -69,8 +70,10 @@ class DeskProvider:
 class StripeProvider:
     name, online = "stripe", True
 
-    def __init__(self, settings: StripeSettings) -> None:
-        self._client = stripe.StripeClient(settings.secret_key)
+    def __init__(self, settings: StripeSettings, http_client: Any = None) -> None:
+        """`http_client` is a stripe.HTTPClient (tests pass one that answers without the
+        network); None is the library's own."""
+        self._client = stripe.StripeClient(settings.secret_key, http_client=http_client)
         self._webhook_secret = settings.webhook_secret
 
     def checkout(

@@ -1,21 +1,24 @@
 """The practice's payment rules as data: which services allow or require prepayment or a
-deposit, the value of a point, the points a survey earns, and the currency. Stored as one
-setting row (key `payments`); absent values take the defaults below."""
+deposit, the value of a point and the points a survey earns. Stored as one setting row (key
+`payments`); absent values take the defaults below.
+
+There is no practice-wide currency: every amount for an appointment (price, deposit, payment,
+refund, checkout, receipt) is in the currency of the appointment's clinic (`money_format`), and
+the rules' numbers (deposits, the value of a point) are minor units of that currency."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import Any
 
-from babel.numbers import format_currency
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import ValidationError
-from db.models import Appointment, Service, Setting
+from core.kernel.money import DEFAULT_CURRENCY, DEFAULT_LOCALE, ClinicFormat, format_money
+from db.models import Appointment, Clinic, Service, Setting
 
 SETTING_KEY = "payments"
 MODES = {
@@ -35,9 +38,11 @@ class ServiceRule:
 
 @dataclass(frozen=True)
 class PaymentSettings:
-    currency: str = "GBP"
-    locale: str = "en_GB"
-    point_value_cents: int = 10  # what one point is worth when paying
+    """The practice's rules. `point_value_cents` is what one point is worth in minor units of
+    the currency of the clinic where it is spent: 10 is £0.10 at a GBP clinic and $0.10 at a
+    USD clinic (one number for the practice, never converted at an exchange rate)."""
+
+    point_value_cents: int = 10  # minor units of the paying clinic's currency
     survey_points: int = 10  # points earned per answered survey
     survey_points_enabled: bool = True
     default_mode: str = "allowed"
@@ -47,9 +52,6 @@ class PaymentSettings:
         if service_id is not None and service_id in self.services:
             return self.services[service_id]
         return ServiceRule(self.default_mode)
-
-    def money(self, cents: int) -> str:
-        return format_currency(Decimal(cents) / 100, self.currency, locale=self.locale)
 
 
 def get_settings(session: Session) -> PaymentSettings:
@@ -68,11 +70,12 @@ def save_settings(session: Session, actor: Actor, new: PaymentSettings) -> Payme
     ensure(actor, Permission.PAYMENTS_MANAGE)
     problems = []
     if not isinstance(new.point_value_cents, int) or not 0 <= new.point_value_cents <= 10_000:
-        problems.append("A point must be worth between 0 and 100.00 (in cents: 0–10000).")
+        problems.append(
+            "A point must be worth between 0 and 10000 minor units (pence, cents) of the "
+            "clinic's currency."
+        )
     if not isinstance(new.survey_points, int) or not 0 <= new.survey_points <= 10_000:
         problems.append("Points per survey must be a whole number from 0 to 10000.")
-    if len(new.currency) != 3 or not new.currency.isalpha():
-        problems.append("The currency is a three-letter ISO code such as GBP or EUR.")
     for service_id, rule in {0: ServiceRule(new.default_mode), **new.services}.items():
         if rule.mode not in MODES:
             problems.append(f"Unknown prepayment mode {rule.mode!r}.")
@@ -83,8 +86,6 @@ def save_settings(session: Session, actor: Actor, new: PaymentSettings) -> Payme
     if problems:
         raise ValidationError(" ".join(problems))
     value = {
-        "currency": new.currency.upper(),
-        "locale": new.locale,
         "point_value_cents": new.point_value_cents,
         "survey_points": new.survey_points,
         "survey_points_enabled": bool(new.survey_points_enabled),
@@ -102,6 +103,20 @@ def save_settings(session: Session, actor: Actor, new: PaymentSettings) -> Payme
     audit.record(session, actor, "payment_settings_saved", "setting", None, details=value)
     session.flush()
     return get_settings(session)
+
+
+def money_format(clinic: Clinic | None) -> ClinicFormat:
+    """How an appointment's money is charged and shown: in its clinic's currency and locale."""
+    if clinic is None:
+        return ClinicFormat()
+    currency = (clinic.currency or DEFAULT_CURRENCY).upper()
+    return ClinicFormat(clinic.timezone, clinic.locale or DEFAULT_LOCALE, currency)
+
+
+def payment_money(payment, fmt: ClinicFormat) -> str:
+    """A stored payment's amount in its own stored currency (older rows keep theirs), in the
+    clinic's locale."""
+    return format_money(payment.amount_cents, payment.currency or fmt.currency, fmt.locale)
 
 
 def price_cents(appointment: Appointment) -> int:
@@ -166,4 +181,22 @@ def service_lines(session: Session, actor: Actor) -> list[ServiceLine]:
             current.rule_for(s.id).deposit_cents,
         )
         for s in services
+    ]
+
+
+@dataclass(frozen=True)
+class ClinicPointValue:
+    clinic: str
+    currency: str
+    point: str  # one point, in the clinic's currency and locale
+
+
+def point_values(session: Session, actor: Actor) -> list[ClinicPointValue]:
+    """What one point is worth at each active clinic, in its own currency (the settings page)."""
+    ensure(actor, Permission.POINTS_ADJUST)
+    value = get_settings(session).point_value_cents
+    clinics = session.scalars(select(Clinic).where(Clinic.active.is_(True)).order_by(Clinic.name))
+    return [
+        ClinicPointValue(c.name, money_format(c).currency, money_format(c).money(value))
+        for c in clinics
     ]

@@ -39,7 +39,11 @@ def apply_event(session: Session, provider_name: str, event: dict[str, Any]) -> 
     if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         if obj.get("payment_status") == "paid":
             payment = prepay.checkout_completed(
-                session, str(obj.get("id")), int(obj.get("amount_total") or 0), obj.get("customer")
+                session,
+                str(obj.get("id")),
+                int(obj.get("amount_total") or 0),
+                obj.get("customer"),
+                obj.get("currency"),
             )
     elif kind in ("checkout.session.expired", "checkout.session.async_payment_failed"):
         payment = prepay.checkout_expired(session, str(obj.get("id")))

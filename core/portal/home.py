@@ -34,7 +34,7 @@ from core.kernel.money import (
 from core.payments import points as ledger_points
 from core.payments import prepay
 from core.payments.providers import PaymentProvider
-from core.payments.rules import get_settings
+from core.payments.rules import get_settings, money_format
 from core.policy.cancellation import evaluate, online_booking_blocked
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.practice.packages import offered_packages
@@ -100,7 +100,7 @@ class Home:
     first_name: str
     points_balance: int
     locked: bool
-    point_value: str
+    point_value: str  # in the currency of the patient's latest clinic
     survey_points: int
     timezone: str  # the patient's latest clinic's (the practice's first without one)
     locale: str
@@ -159,7 +159,8 @@ def _view(session, appointment: Appointment, badges, rules, now, forms) -> Porta
     if appointment.status == S.SCHEDULED:
         owed = prepay.due(session, appointment, rules)
         payable = owed.payable and appointment.start_at is not None and appointment.start_at > now
-        outstanding = rules.money(owed.outstanding_cents) if owed.outstanding_cents else ""
+        money = money_format(clinic).money
+        outstanding = money(owed.outstanding_cents) if owed.outstanding_cents else ""
         if not payment and owed.asked_cents:
             payment = "Not paid"
     survey_open = appointment.status == S.COMPLETED and (
@@ -216,7 +217,7 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
         patient.first_name,
         patient.points_balance,
         online_booking_blocked(patient),
-        rules.money(rules.point_value_cents),
+        local.money(rules.point_value_cents),
         rules.survey_points if rules.survey_points_enabled else 0,
         local.timezone,
         local.locale,
@@ -260,14 +261,14 @@ def change_preview(
         reason = f"This appointment is {STATUS_LABELS[appointment.status.value].lower()}."
     elif appointment.start_at is None or appointment.start_at <= now:
         reason = "This appointment has started or passed."
-    rules = get_settings(session)
+    money = money_format(appointment.clinic).money
     paid = prepay.paid_cents(session, appointment.id)
     if not paid:
         prepaid = ""
     elif ev.inside_window and ev.fee_cents:
         kept = min(paid, ev.fee_cents)
         prepaid = (
-            f"Of your prepayment, {rules.money(kept)} is kept for the late-cancellation fee; "
+            f"Of your prepayment, {money(kept)} is kept for the late-cancellation fee; "
             f"the rest is refunded (points go back to your balance)."
         )
     else:
@@ -279,7 +280,7 @@ def change_preview(
         reason,
         ev.inside_window,
         ev.window_hours,
-        rules.money(ev.fee_cents) if ev.fee_cents else "",
+        money(ev.fee_cents) if ev.fee_cents else "",
         ev.points,
         after,
         bool(ev.points) and after <= 0,
@@ -491,7 +492,7 @@ class PayView:
     outstanding: str
     deposit: bool
     balance: int
-    point_value_cents: int
+    point_value_cents: int  # minor units of the clinic's currency
     point_value: str
     max_points: int
     card_online: bool
@@ -504,17 +505,18 @@ def pay_view(
     patient = _patient(session, patient_id)
     appointment = own_appointment(session, patient_id, appointment_id)
     rules = get_settings(session)
+    money = money_format(appointment.clinic).money
     owed = prepay.due(session, appointment, rules)
     value = rules.point_value_cents
     most = min(patient.points_balance, owed.outstanding_cents // value) if value else 0
     return PayView(
         appointment.id,
         owed.outstanding_cents,
-        rules.money(owed.outstanding_cents),
+        money(owed.outstanding_cents),
         owed.mode == "deposit",
         patient.points_balance,
         value,
-        rules.money(value),
+        money(value),
         most,
         card_online,
         prepay.patient_payments(session, patient_id, appointment.id),

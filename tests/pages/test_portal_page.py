@@ -19,6 +19,7 @@ from db.models import (
     AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
+    Clinic,
     DocumentKind,
     FormRequest,
     Notification,
@@ -26,6 +27,7 @@ from db.models import (
     Patient,
     Payment,
     PortalSession,
+    Service,
     ServiceDocument,
 )
 from db.types import utcnow
@@ -308,3 +310,67 @@ def test_the_patient_answers_and_signs_forms_from_the_portal(app_as, app_db):
     glance = " ".join(t.value for t in staff.text)
     assert "Questionnaire: Portal questionnaire — answered" in glance
     assert "Consent: Portal consent — signed" in glance
+
+
+def _at_clinic(url, currency: str) -> tuple[int, int, int]:
+    """An enrolled demo patient's priced, scheduled appointment (a day or more ahead) at the
+    demo clinic in `currency`: the patient, the appointment and its price."""
+    database = _db(url)
+    with database.write() as s:
+        appointment = s.scalars(
+            select(Appointment)
+            .join(Clinic, Clinic.id == Appointment.clinic_id)
+            .join(Service, Service.id == Appointment.service_id)
+            .where(
+                Clinic.currency == currency,
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+                Appointment.package_id.is_(None),
+                Appointment.start_at > utcnow() + timedelta(days=1),
+                Service.price_cents > 0,
+            )
+            .order_by(Appointment.start_at)
+            .limit(1)
+        ).one()
+        patient = s.get(Patient, appointment.patient_id)
+        patient.portal_enrolled_at, patient.points_balance = utcnow(), 5
+        patient.consent_email = True
+        patient.email = patient.email or f"portal.{patient.id}@patients.example"
+        found = patient.id, appointment.id, appointment.service.price_cents
+    database.dispose()
+    return found
+
+
+@pytest.mark.parametrize("currency, sign", [("USD", "$"), ("GBP", "£")])
+def test_the_portal_and_the_desk_show_payments_in_the_clinics_currency(
+    app_as, app_db, currency, sign
+):
+    patient_id, appointment_id, price = _at_clinic(app_db, currency)
+    amount = f"{sign}{price // 100:,}.{price % 100:02d}"
+    other = "£" if sign == "$" else "$"
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_pay_{appointment_id}").click().run()
+    assert not at.exception
+    shown = " ".join(str(m.value) for m in [*at.markdown, *at.caption])
+    assert f"due: **{amount}**" in shown and f"one point is worth {sign}0.10" in shown
+    assert f"To pay: {amount}" in shown
+    at.button(key=f"FormSubmitter:portal_pay_form_{appointment_id}-Pay now").click().run()
+    assert f"Paid {sign}0.50 with 5 points" in at.success[0].value
+
+    staff = app_as("staff")
+    staff.query_params["id"] = str(appointment_id)
+    staff.switch_page("app_pages/appointment.py")
+    staff.run()
+    assert staff.number_input(key="payments_desk_amount").label == f"Amount ({sign})"
+    staff.number_input(key="payments_desk_amount").set_value(10.0)
+    staff.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
+    assert not staff.exception and not staff.error
+    panel = " ".join(str(x.value) for x in [*staff.caption, *staff.table])
+    assert f"Prepayment asked: {amount}" in panel and other not in panel
+    table = staff.table[0].value
+    assert list(table["Amount"]) == [f"{sign}0.50", f"{sign}10.00"]
+    database = _db(app_db)
+    with database.read() as s:
+        stored = s.scalars(select(Payment.currency).where(Payment.appointment_id == appointment_id))
+        assert stored.all() == [currency, currency]
+    database.dispose()

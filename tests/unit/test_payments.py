@@ -9,8 +9,11 @@ import hmac
 import json
 import time
 from datetime import timedelta
+from urllib.parse import parse_qs
 
 import pytest
+import stripe
+from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -19,18 +22,23 @@ from core.kernel.config import StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.payments import desk, points, prepay, rules, webhooks
 from core.payments.providers import Checkout, DeskProvider, StripeProvider
+from core.portal import home
 from core.scheduling import moves
+from db import migrate
 from db.models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
+    Clinic,
     LedgerEntry,
     LedgerKind,
     Notification,
     Patient,
     Payment,
     PaymentEvent,
+    Service,
+    Setting,
 )
 from db.types import utcnow
 
@@ -65,7 +73,14 @@ def signed(payload: bytes, secret: str = SECRET, at: int | None = None) -> str:
     return f"t={at},v1={mac}"
 
 
-def event(event_id: str, reference: str, amount: int, kind="checkout.session.completed"):
+def event(
+    event_id: str,
+    reference: str,
+    amount: int,
+    kind="checkout.session.completed",
+    currency: str | None = None,
+):
+    extra = {"currency": currency} if currency else {}
     return json.dumps(
         {
             "id": event_id,
@@ -79,16 +94,17 @@ def event(event_id: str, reference: str, amount: int, kind="checkout.session.com
                     "payment_status": "paid",
                     "customer": "cus_test_1",
                 }
+                | extra
             },
         }
     ).encode()
 
 
-def _appointment(db, world, hours_ahead=72, price=6000):
+def _appointment(db, world, hours_ahead=72, price=6000, clinic_id=None):
     start = utcnow() + timedelta(hours=hours_ahead)
     with db.write() as s:
         a = Appointment(
-            clinic_id=world.clinic_id,
+            clinic_id=clinic_id or world.clinic_id,
             provider_id=world.provider_id,
             patient_id=world.patient_id,
             service_id=world.service_id,
@@ -124,8 +140,9 @@ def _balance(db, world):
 def test_default_rules_and_money_formatting(db, world):
     with db.read() as s:
         r = rules.get_settings(s)
+        fmt = rules.money_format(s.get(Clinic, world.clinic_id))
     assert (r.point_value_cents, r.survey_points, r.survey_points_enabled) == (10, 10, True)
-    assert r.money(6000) == "£60.00" and r.money(5) == "£0.05"
+    assert fmt.money(6000) == "£60.00" and fmt.money(5) == "£0.05"
 
 
 @given(price=st.integers(0, 10_000_000), deposit=st.integers(1, 10_000_000))
@@ -134,8 +151,6 @@ def test_due_is_integer_cents_and_never_more_than_the_price(price, deposit):
     settings = rules.PaymentSettings(services={1: service})
     probe = Appointment(service_id=1)
     probe.services = []
-    from db.models import Service
-
     probe.service = Service(price_cents=price)
     due = rules.due_for(probe, settings, paid_cents=0)
     assert isinstance(due.asked_cents, int) and 0 <= due.asked_cents <= price
@@ -460,3 +475,225 @@ def test_the_same_event_delivered_twice_at_once_is_applied_once(db, world):
         assert len(s.scalars(select(PaymentEvent)).all()) == 1
         receipts = s.scalars(select(Notification).where(Notification.template == "payment_receipt"))
         assert len(receipts.all()) == 1
+
+
+# ---------------------------------------------------------------- each clinic's own currency
+
+SIGNS = {"USD": "$", "GBP": "£"}  # the New York clinic's and the London one's
+
+
+def _clinic(db, world, currency: str) -> int:
+    """The world's London clinic (GBP), or a New York one in USD beside it."""
+    with db.write() as s:
+        s.get(Service, world.service_id).price_cents = 4500
+        if currency == "GBP":
+            return world.clinic_id
+        clinic = Clinic(
+            name="Lakeside", timezone="America/New_York", locale="en-US", currency="USD"
+        )
+        s.add(clinic)
+        s.flush()
+        return clinic.id
+
+
+def _mail(s, template: str) -> str:
+    query = select(Notification.body).where(Notification.template == template)
+    return s.scalars(query.order_by(Notification.id.desc())).first()
+
+
+def test_desk_payments_refunds_and_the_export_are_in_the_clinics_currency(db, world):
+    made = {}
+    for currency, sign in SIGNS.items():
+        shown = f"{sign}45.00"
+        appointment_id = _appointment(db, world, clinic_id=_clinic(db, world, currency))
+        with db.write() as s:
+            desk.record_desk_payment(
+                s, world.staff, appointment_id, amount_cents=4500, method="card"
+            )
+            assert shown in _mail(s, "payment_receipt")
+        with db.read() as s:
+            info = desk.summary(s, world.staff, appointment_id)
+        assert [r.amount for r in info.rows] == [shown] and info.currency == currency
+        assert info.due == shown
+        with db.write() as s:
+            moves.cancel_appointment(s, world.staff, appointment_id, reason="Clinic closed")
+            assert f"Refund of {shown} (Card (desk))." in _mail(s, "payment_refund")
+        with db.read() as s:
+            rows = s.scalars(select(Payment).where(Payment.appointment_id == appointment_id))
+            made[currency] = [(p.kind, p.amount_cents, p.currency) for p in rows]
+            refund = prepay.list_payments(s, world.staff, appointment_id)[-1]
+        assert (refund.kind, refund.amount, refund.status) == ("refund", shown, "refund due")
+    assert made == {c: [("prepayment", 4500, c), ("refund", 4500, c)] for c in ("USD", "GBP")}
+    first, last = utcnow() - timedelta(days=1), utcnow() + timedelta(days=1)
+    with db.write() as s:
+        data = desk.export_payments(s, world.manager, first, last).decode("utf-8-sig")
+    currencies = [line.split(",")[9] for line in data.splitlines()[1:]]
+    assert currencies == ["USD", "USD", "GBP", "GBP"]
+
+
+def test_points_and_checkout_are_in_the_clinics_currency_and_the_webhook_applies_it(db, world):
+    provider = StripeProvider(STRIPE)
+    for number, (currency, sign) in enumerate(SIGNS.items()):
+        appointment_id = _appointment(db, world, clinic_id=_clinic(db, world, currency))
+        fake = FakeCheckout()
+        with db.write() as s:
+            pay(s, world.patient_id, appointment_id, 100, True, fake)
+        assert (fake.made[0]["amount_cents"], fake.made[0]["currency"]) == (3500, currency)
+        with db.read() as s:
+            rows = s.scalars(select(Payment).where(Payment.appointment_id == appointment_id))
+            by_method = {p.method: p for p in rows}
+            assert [(p.amount_cents, p.currency) for p in by_method.values()] == [
+                (1000, currency),  # 100 points at 10 minor units of the clinic's currency
+                (3500, currency),
+            ]
+            assert f"Points: 100 ({sign}10.00)" in _mail(s, "payment_receipt")
+        reference = by_method["stripe"].provider_ref
+        body = event(f"evt_{number}", reference, 3500, currency=currency.lower())
+        with db.write() as s:
+            assert webhooks.handle(s, provider, body, signed(body)) == "applied"
+        with db.read() as s:
+            assert s.get(Payment, by_method["stripe"].id).status == "paid"
+            assert f"Card: {sign}35.00" in _mail(s, "payment_receipt")
+            assert prepay.badges(s, [appointment_id]) == {appointment_id: "Paid"}
+        with db.write() as s:
+            points.adjust_points(s, world.manager, world.patient_id, 100, "next clinic")
+
+
+def test_a_checkout_paid_in_another_currency_is_not_taken_as_paid(db, world):
+    appointment_id = _appointment(db, world, clinic_id=_clinic(db, world, "USD"))
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout())
+    with db.read() as s:
+        reference = s.scalars(select(Payment.provider_ref)).one()
+    body = event("evt_gbp", reference, 4500, currency="gbp")
+    with db.write() as s:
+        assert webhooks.handle(s, StripeProvider(STRIPE), body, signed(body)) == "applied"
+    with db.read() as s:
+        paid = s.scalars(select(Payment)).one()
+        assert (paid.status, paid.note) == ("failed", "Amount mismatch: provider said 4500 GBP")
+        assert prepay.paid_cents(s, appointment_id) == 0
+
+
+class RecordingStripe(stripe.HTTPClient):
+    """Stripe's HTTP layer answering from here: the library builds the real request."""
+
+    name = "recording"
+
+    def __init__(self):
+        super().__init__()
+        self.posted: list[dict[str, list[str]]] = []
+
+    def request(self, method, url, headers, post_data=None, *, _usage=None):
+        self.posted.append(parse_qs(post_data or ""))
+        made = {"id": f"cs_test_{len(self.posted)}", "object": "checkout.session"}
+        return json.dumps(made | {"url": "https://checkout.stripe.test/c"}), 200, {}
+
+    def close(self):
+        pass
+
+
+def test_the_stripe_checkout_session_asks_for_the_clinics_currency(db, world):
+    http = RecordingStripe()
+    provider = StripeProvider(STRIPE, http_client=http)
+    for currency in SIGNS:
+        appointment_id = _appointment(db, world, clinic_id=_clinic(db, world, currency))
+        with db.write() as s:
+            result = pay(s, world.patient_id, appointment_id, 0, True, provider)
+        assert result.checkout_url == "https://checkout.stripe.test/c"
+    asked = [
+        (p["line_items[0][price_data][currency]"], p["line_items[0][price_data][unit_amount]"])
+        for p in http.posted
+    ]
+    assert asked == [(["usd"], ["4500"]), (["gbp"], ["4500"])]
+
+
+def test_a_late_cancellation_keeps_the_fee_and_refunds_in_the_clinics_currency(db, world):
+    clinic_id = _clinic(db, world, "USD")
+    appointment_id = _appointment(db, world, hours_ahead=5, clinic_id=clinic_id)
+    with db.write() as s:
+        s.add(
+            CancellationPolicy(
+                clinic_id=clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                late_cancel_fee_cents=2500,
+                points_deducted=0,
+                inside_window_needs_approval=False,
+                policy_text="24 hours' notice.",
+            )
+        )
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=4500, method="cash")
+        s.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+    with db.read() as s:  # what the portal warns of before the patient asks
+        preview = home.change_preview(s, world.patient_id, appointment_id)
+    assert preview.fee == "$25.00" and "Of your prepayment, $25.00 is kept" in preview.prepayment
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Asked", by_patient=True)
+        mail = _mail(s, "payment_refund")
+    assert "fee: $25.00" in mail and "Refund of $20.00 (Cash)." in mail
+    with db.read() as s:
+        rows = s.scalars(select(Payment).where(Payment.kind.in_(("fee", "refund"))))
+        assert sorted((p.kind, p.amount_cents, p.currency) for p in rows) == [
+            ("fee", 2500, "USD"),
+            ("refund", 2000, "USD"),
+        ]
+
+
+def test_a_fee_is_shown_and_paid_in_its_appointments_clinics_currency(db, world):
+    appointment_id = _appointment(db, world, clinic_id=_clinic(db, world, "USD"))
+    with db.write() as s:
+        fee = LedgerEntry(
+            patient_id=world.patient_id,
+            appointment_id=appointment_id,
+            kind=LedgerKind.NO_SHOW_FEE,
+            amount_cents=3000,
+        )
+        s.add(fee)
+        s.flush()
+        fee_id = fee.id
+    with db.read() as s:
+        assert [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)] == ["$30.00"]
+    with db.write() as s:
+        paid = desk.pay_fee(s, world.staff, fee_id, method="cash", provider=DeskProvider())
+    assert (paid.amount_cents, paid.currency) == (3000, "USD")
+
+
+def test_the_portal_shows_amounts_and_a_points_value_in_the_clinics_currency(db, world):
+    with db.write() as s:
+        s.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+    shown = {}
+    for hours, (currency, sign) in enumerate(SIGNS.items(), start=48):
+        appointment_id = _appointment(db, world, hours, clinic_id=_clinic(db, world, currency))
+        with db.read() as s:
+            view = home.pay_view(s, world.patient_id, appointment_id, card_online=False)
+        assert (view.outstanding, view.point_value) == (f"{sign}45.00", f"{sign}0.10")
+        assert view.max_points == 100  # the balance; 450 points would cover the 45.00
+        with db.read() as s:
+            upcoming = home.home(s, world.patient_id).upcoming
+        shown[currency] = next(a.outstanding for a in upcoming if a.id == appointment_id)
+    assert shown == {"USD": "$45.00", "GBP": "£45.00"}
+    with db.read() as s:  # the points tab: the latest clinic's currency (the GBP visit is later)
+        assert home.home(s, world.patient_id).point_value == "£0.10"
+
+
+def test_the_migration_drops_the_practice_currency_and_keeps_stored_ones(db, world):
+    appointment_id = _appointment(db, world, clinic_id=_clinic(db, world, "USD"))
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    old = {"currency": "EUR", "locale": "de_DE", "point_value_cents": 5, "survey_points": 7}
+    with db.write() as s:  # the rules and a payment as the older code stored them
+        s.add(Setting(key=rules.SETTING_KEY, value=old))
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=4500, method="cash")
+        s.scalars(select(Payment)).one().currency = "GBP"
+    migrate.upgrade(db.engine)
+    with db.read() as s:
+        assert s.get(Setting, rules.SETTING_KEY).value == {
+            "point_value_cents": 5,
+            "survey_points": 7,
+        }
+        assert s.scalars(select(Payment.currency)).one() == "GBP"
+        row = prepay.list_payments(s, world.staff, appointment_id)[0]
+    assert row.amount == "£45.00"  # in its stored currency, in the clinic's locale
