@@ -76,7 +76,7 @@ def _sign_in(page: Page, url: str, username: str) -> None:
 
 def _go(page: Page, link_name: str, heading: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=link_name).click()
-    expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=20000)
+    expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=60000)
     wait_for_app_idle(page)
 
 

@@ -31,14 +31,20 @@ def test_a_cancelled_slot_is_offered_accepted_and_booked(
     chromium_browser, sign_in, app_server, loopback_smtp, tmp_path
 ):
     database = _database(tmp_path)
-    tomorrow = to_local(utcnow(), TZ).date() + timedelta(days=1)
+    today = to_local(utcnow(), TZ).date()
     with database.write() as session:
         set_rules(
             session, SYSTEM, Rules(min_notice_minutes=0, quiet_start=time(0), quiet_end=time(0))
         )
         slot = suggest_slots(
-            session, clinic_id=1, duration_minutes=30, day=tomorrow, provider_id=1, limit=1
-        )[0]
+            session,
+            clinic_id=1,
+            duration_minutes=30,
+            day=today + timedelta(days=1),
+            provider_id=1,
+            limit=1,
+        )[0]  # tomorrow or, when the demo has filled it, the next free day
+        day = to_local(slot.start_at, TZ).date()
         booked = moves.schedule_appointment(
             session,
             SYSTEM,
@@ -58,8 +64,8 @@ def test_a_cancelled_slot_is_offered_accepted_and_booked(
                 waiter.id,
                 1,
                 1,
-                tomorrow,
-                tomorrow + timedelta(days=2),
+                day,
+                day + timedelta(days=2),
                 provider_id=1,
                 weekdays=tuple(range(7)),
             ),
@@ -101,7 +107,9 @@ def test_a_cancelled_slot_is_offered_accepted_and_booked(
     page.locator(".st-key-calendar_view").get_by_role("radio", name="Day by provider").click()
     _calendar(page, ".fc-resourceTimeGridDay-view")
     wait_for_app_idle(page)
-    page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
-    frame = _calendar(page, f'.fc-resourceTimeGridDay-view [data-date="{tomorrow}"]')
+    for ahead in range(1, (day - today).days + 1):
+        page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
+        on = today + timedelta(days=ahead)
+        frame = _calendar(page, f'.fc-resourceTimeGridDay-view [data-date="{on}"]')
     expect(frame.locator('.fc-event:has-text("Wanda Waitlist")')).to_be_visible(timeout=30000)
     context.close()
