@@ -83,7 +83,7 @@ def _last(url):
 def test_staff_books_a_found_patient_with_an_edited_message(app_as, app_db):
     at = app_as("staff", PAGE)
     assert not at.exception, at.exception
-    day = _weekday_ahead()
+    day = _weekday_ahead(30)  # after the demo's bookings: someone is free at 11:15
     at = _fill(at, day, 7, 0)  # before everyone's hours: nobody is offered
     assert "No provider is free" in at.warning[0].value
     at.time_input(key="book_time").set_value(time(11, 15)).run()
