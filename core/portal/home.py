@@ -1,13 +1,13 @@
 """The signed-in patient's portal: what they see (upcoming appointments, a calendar, completed
-visits with their survey state, history, points and ledger) and what they do (request, ask to
-cancel or reschedule, answer a proposal, answer a survey, answer or sign the forms sent after
-booking, prepay).
+visits with their survey state, history, points and ledger) and what they do (request, join
+the waitlist, ask to cancel or reschedule, answer a proposal, answer a survey, answer or sign
+the forms sent after booking, prepay).
 
 Every function takes the signed-in patient's id (from the portal session, core.portal.sign_in)
 and only ever reads or acts on that patient's rows: another patient's appointment id is refused
 with the same "no such appointment" as an unknown one. Actions go through the same services as
-the emailed links (core.requests, core.feedback, core.forms, core.payments), acting as the
-patient.
+the emailed links (core.requests, core.waitlist, core.feedback, core.forms, core.payments),
+acting as the patient.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from core.practice.packages import offered_packages
 from core.requests import changes, decisions
 from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
 from core.scheduling.lifecycle import treatment_of
+from core.waitlist import entries
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -482,6 +483,45 @@ def request_appointment(
         source=Source.ONLINE,
     )
     return "Thank you: your request has been received. The practice will confirm a time."
+
+
+def join_waitlist(
+    session: Session,
+    patient_id: int,
+    *,
+    clinic_id: int,
+    service_id: int | None = None,
+    package_id: int | None = None,
+    earliest: date,
+    latest: date,
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4),
+    windows: tuple[str, ...] = (),
+    note: str = "",
+) -> str:
+    """Wait for a service or a package (booked as one) at a clinic between two days, on the
+    weekdays and times of day given (none: any): the practice offers the first matching time
+    that frees up (core.waitlist)."""
+    patient = _patient(session, patient_id)
+    if online_booking_blocked(patient):
+        raise ValidationError(LOCKED)
+    if earliest is None or latest is None:
+        raise ValidationError("Please choose the first and the last day you could come.")
+    wish = entries.Wish(
+        patient_id=patient.id,
+        clinic_id=clinic_id,
+        service_id=None if package_id is not None else service_id,
+        package_id=package_id,
+        earliest=earliest,
+        latest=latest,
+        weekdays=tuple(weekdays),
+        windows=tuple(TimeOfDay(w) for w in windows),
+        note=(note or "").strip(),
+    )
+    entries.add_for_patient(session, wish)
+    return (
+        "Thank you: you are on the waitlist. We will offer you the first matching time that "
+        "frees up."
+    )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ from db.models import (
     Patient,
     Payment,
     PortalSession,
+    Service,
     ServiceDocument,
+    WaitlistEntry,
 )
 from db.types import utcnow
 from tests.pages.conftest import ROOT
@@ -216,6 +218,34 @@ def test_the_request_form_offers_packages_after_the_services(app_db):
         assert (asked.status, asked.package_id) == (AppointmentStatus.REQUESTED, renewal)
         assert [a.service.name for a in asked.services] == ["Skin check", "Chemical peel"]
     database.dispose()
+
+
+def test_the_patient_joins_the_waitlist_for_a_package(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Waitlist"  # only the open tab runs
+    at.run()
+    assert not at.exception, at.exception
+    treatments = at.selectbox(key="portal_waitlist_service")
+    packages = [o for o in treatments.options if o.startswith("Package: ")]
+    assert packages and packages == treatments.options[-len(packages) :]  # as the request form
+    database = _db(app_db)
+    with database.read() as s:
+        renewal = s.scalar(select(Package.id).where(Package.name == "Skin renewal"))
+    treatments.set_value(("package", renewal))
+    at.multiselect(key="portal_waitlist_times").set_value(["afternoon"])
+    at.text_area(key="portal_waitlist_note").input("**Not** on Fridays <b>please</b>")
+    at.button(key="FormSubmitter:portal_waitlist_form-Join the waitlist").click().run()
+    assert not at.exception and not at.error, at.error
+    assert at.success[0].value.startswith("Thank you: you are on the waitlist")
+    with database.read() as s:
+        entry = s.scalars(select(WaitlistEntry).where(WaitlistEntry.patient_id == patient_id)).one()
+        first = s.scalar(select(Service.name).where(Service.id == entry.service_id))
+    database.dispose()
+    assert (entry.package_id, first, entry.source) == (renewal, "Skin check", "portal")
+    assert (entry.windows, entry.note) == ("afternoon", "**Not** on Fridays <b>please</b>")
+    at.button(key="FormSubmitter:portal_waitlist_form-Join the waitlist").click().run()
+    assert "already waits for this package" in at.error[0].value  # once per package and clinic
 
 
 def _send_forms(url, appointment_id: int) -> dict[str, int]:

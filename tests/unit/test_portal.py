@@ -23,6 +23,7 @@ from db.models import (
     Notification,
     Patient,
     PortalSession,
+    WaitlistEntry,
 )
 from db.types import utcnow
 from tests.factories import make_patient
@@ -254,6 +255,52 @@ def test_a_request_from_the_portal_lands_in_the_queue_prefilled(db, world):
     with db.read() as s:
         statuses = s.scalars(select(Appointment.status)).all()
     assert AppointmentStatus.REQUESTED in statuses
+
+
+def test_the_patient_joins_the_waitlist_for_a_package_or_a_service(db, world):
+    from core.practice import setup
+
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        peel = setup.save_service(s, world.owner, setup.ServiceData("Peel", 30))
+        glow = setup.save_package(
+            s, world.owner, setup.PackageData("Glow", (world.service_id, peel), 9000)
+        )
+    with db.read() as s:
+        form = home.request_form(s, world.patient_id)
+    assert glow in [i for i, _ in form.packages]  # what the portal's forms offer
+    days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))
+    with db.write() as s:
+        said = home.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            package_id=glow,
+            windows=("morning",),
+            **days,
+        )
+        home.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=peel,
+            note=" Mornings ",
+            **days,
+        )
+    assert said.startswith("Thank you: you are on the waitlist")
+    with db.read() as s:
+        rows = s.scalars(select(WaitlistEntry).order_by(WaitlistEntry.id)).all()
+        got = [(r.package_id, r.service_id, r.source, r.windows, r.note) for r in rows]
+    assert got == [
+        (glow, world.service_id, "portal", "morning", ""),  # stored under its first service
+        (None, peel, "portal", "", "Mornings"),
+    ]
+    with db.write() as s, pytest.raises(ValidationError, match="already waits for this package"):
+        home.join_waitlist(s, world.patient_id, clinic_id=world.clinic_id, package_id=glow, **days)
+    with db.write() as s:  # a zero balance pauses online requests, the waitlist too
+        s.get(Patient, world.patient_id).points_balance = 0
+    with db.write() as s, pytest.raises(ValidationError, match="online requests are paused"):
+        home.join_waitlist(s, world.patient_id, clinic_id=world.clinic_id, service_id=peel, **days)
 
 
 def test_reschedule_request_goes_to_the_practice(db, world):
