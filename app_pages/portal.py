@@ -3,8 +3,8 @@
 Signed out: the email-or-phone form that sends a one-time sign-in link. Signed in (an HttpOnly
 cookie set by serve.py, 30 minutes idle by default): upcoming appointments with pay, cancel or
 reschedule and proposal answers; the calendar; completed visits and surveys; history; points;
-the request form; and joining the waitlist. The staff session never opens it and it never
-opens a staff page."""
+the request form; and the waitlist (join, see and withdraw entries). The staff session never
+opens it and it never opens a staff page."""
 
 import streamlit as st
 

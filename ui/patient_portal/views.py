@@ -186,10 +186,40 @@ def request(view: home.Home) -> None:
 
 
 def waitlist(view: home.Home) -> None:
-    """Join the waitlist for a service or a package: offered the first matching freed time."""
+    """Join the waitlist for a service or a package; below, the patient's entries to withdraw."""
     if view.locked:
         st.warning(home.LOCKED, icon=":material/lock:")
-        return
+    else:
+        _join_waitlist(view)
+    with database().read() as session:
+        waiting = home.waitlist_entries(session, view.patient_id)
+    st.subheader("Your waitlist entries")
+    if not waiting:
+        st.caption("You are not on the waitlist.")
+    for entry in waiting:
+        with st.container(border=True, key=f"portal_waitlist_entry_{entry.id}"):
+            left, right = st.columns([3, 1])
+            left.markdown(
+                f"**{escape(entry.treatment)}** · {escape(entry.clinic)}  \n"
+                f"{escape(entry.days)} · {escape(entry.weekdays)} · {escape(entry.times)}"
+            )
+            if entry.note:
+                left.caption(escape(entry.note))
+            if entry.offer:
+                right.markdown(":orange-badge[Time offered]")
+                st.info(
+                    f"We offered you {escape(entry.offer.when)}. Accept it with the link in the "
+                    f"message we sent you before {escape(entry.offer.expires)}.",
+                    icon=":material/event_available:",
+                )
+            else:
+                right.markdown(":blue-badge[Waiting]")
+            if right.button("Withdraw", key=f"portal_waitlist_withdraw_{entry.id}"):
+                if done := act(home.withdraw_from_waitlist, view.patient_id, entry.id):
+                    flash(done)
+
+
+def _join_waitlist(view: home.Home) -> None:
     with database().read() as session:
         form = home.request_form(session, view.patient_id)
     st.caption(
