@@ -15,6 +15,8 @@ from ui.booking_form import (
     confirmation_editor,
     patient_picker,
     provider_picker,
+    resource_notice,
+    resources_taken,
     services_picker,
 )
 from ui.caches import cached
@@ -62,11 +64,14 @@ if out_of_office:
     )
     end_at, chosen, package, timing = local_to_utc(day, until, tz), [], None, None
     minutes = max(int((end_at - start_at) / timedelta(minutes=1)), 1)
+    taken = []
 else:
     clinic = next(c for c in clinics if c.id == clinic_id)
     chosen, package, mode = services_picker(services, "book", packages, clinic)
     timing = timing_of(chosen)  # the visit's length and the buffers kept free around it
     minutes, end_at = timing.minutes, None
+    taken = resources_taken(me, clinic_id, chosen, start_at)  # rooms and equipment
+notice = st.container()  # filled once the double-booking choice is known
 
 provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15, timing)
 
@@ -79,6 +84,8 @@ outside = c2.checkbox("Outside working hours (override)", key="book_outside")
 card = c3.checkbox(
     "Card on file (late-cancel and no-show fees)", key="book_card", disabled=out_of_office
 )
+with notice:
+    resource_notice(taken, double)
 channels, subject, body = [], None, None
 if not out_of_office and provider:
     names = tuple(s.name for s in chosen)
@@ -86,7 +93,12 @@ if not out_of_office and provider:
         me, "book", clinic_id, provider.name, names, start_at, patient_name, package
     )
 
-if st.button("Book", key="book_submit", type="primary", disabled=provider is None):
+if st.button(
+    "Book",
+    key="book_submit",
+    type="primary",
+    disabled=provider is None or (bool(taken) and not double),
+):
     kwargs = dict(
         clinic_id=clinic_id,
         provider_id=provider.id,

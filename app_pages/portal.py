@@ -3,7 +3,8 @@
 Signed out: the email-or-phone form that sends a one-time sign-in link. Signed in (an HttpOnly
 cookie set by serve.py, 30 minutes idle by default): upcoming appointments with pay, cancel or
 reschedule and proposal answers; the calendar; completed visits and surveys; history; points;
-and the request form. The staff session never opens it and it never opens a staff page."""
+the request form; and the waitlist (join, see and withdraw entries). The staff session never
+opens it and it never opens a staff page."""
 
 import streamlit as st
 
@@ -49,6 +50,7 @@ sections = {
     "History": views.history,
     "Points": views.points,
     "Request": views.request,
+    "Waitlist": views.waitlist,
 }
 # Keyed with on_change: only the open tab runs, so the calendar is drawn at its visible size.
 tabs = st.tabs(list(sections), key="portal_tab", on_change="rerun")

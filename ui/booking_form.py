@@ -1,6 +1,6 @@
 """Pieces of the booking form: the patient picker (search with suggestions or a new patient
-inline), the services and visit mode, the provider free at the time, and the confirmation
-editor (preview, edit, choose channels)."""
+inline), the services and visit mode, the provider free at the time, the rooms and equipment
+taken then, and the confirmation editor (preview, edit, choose channels)."""
 
 from __future__ import annotations
 
@@ -228,3 +228,42 @@ def provider_picker(
             "No provider is free at that time. Choose another time, or offer busy providers."
         )
     return next((c for c in offered if c.id == provider_id), None)
+
+
+@cached("appointments", "setup", ttl=15, max_entries=100)
+def _taken(me, clinic_id, service_ids, start_at):
+    return read(
+        booking.taken_resources,
+        me,
+        clinic_id=clinic_id,
+        service_ids=list(service_ids),
+        start_at=start_at,
+    )
+
+
+def resources_taken(
+    me, clinic_id: int, services: list[ServiceChoice], start_at
+) -> list[booking.TakenResource]:
+    """The rooms and equipment the services need that are fully taken at that time (the
+    check that refuses the booking)."""
+    return _taken(me, clinic_id, tuple(s.id for s in services), start_at) if services else []
+
+
+def resource_notice(taken: list[booking.TakenResource], double: bool) -> None:
+    """Say which needed room or equipment is taken: the time is not bookable unless double
+    booking is allowed (which the audit records)."""
+    if not taken:
+        return
+    names = "; ".join(t.text() for t in taken)
+    if double:
+        st.warning(
+            escape(f"{names}. Double booking is allowed: it is booked anyway and audited."),
+            icon=":material/warning:",
+        )
+    else:
+        st.error(
+            escape(
+                f"Not bookable at this time: {names}. Choose another time, or allow double booking."
+            ),
+            icon=":material/event_busy:",
+        )

@@ -1,13 +1,13 @@
 """The signed-in patient's portal: what they see (upcoming appointments, a calendar, completed
-visits with their survey state, history, points and ledger) and what they do (request, ask to
-cancel or reschedule, answer a proposal, answer a survey, answer or sign the forms sent after
-booking, prepay).
+visits with their survey state, history, points and ledger, waitlist entries) and what they do
+(request, join or leave the waitlist, ask to cancel or reschedule, answer a proposal, answer a
+survey, answer or sign the forms sent after booking, prepay).
 
 Every function takes the signed-in patient's id (from the portal session, core.portal.sign_in)
 and only ever reads or acts on that patient's rows: another patient's appointment id is refused
 with the same "no such appointment" as an unknown one. Actions go through the same services as
-the emailed links (core.requests, core.feedback, core.forms, core.payments), acting as the
-patient.
+the emailed links (core.requests, core.waitlist, core.feedback, core.forms, core.payments),
+acting as the patient.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from core.kernel.authz import patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import (
+    babel_locale,
     clinic_format,
     clinic_time,
     clinic_time_range,
     format_day,
+    format_day_range,
     format_moment,
 )
 from core.payments import points as ledger_points
@@ -41,6 +43,7 @@ from core.practice.packages import offered_packages
 from core.requests import changes, decisions
 from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
 from core.scheduling.lifecycle import treatment_of
+from core.waitlist import entries
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -49,10 +52,14 @@ from db.models import (
     Clinic,
     FeedbackRequest,
     FeedbackStatus,
+    OfferStatus,
     Patient,
     Service,
     Source,
     TimeOfDay,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
 )
 from db.types import utcnow
 
@@ -483,6 +490,134 @@ def request_appointment(
         source=Source.ONLINE,
     )
     return "Thank you: your request has been received. The practice will confirm a time."
+
+
+def join_waitlist(
+    session: Session,
+    patient_id: int,
+    *,
+    clinic_id: int,
+    service_id: int | None = None,
+    package_id: int | None = None,
+    earliest: date,
+    latest: date,
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4),
+    windows: tuple[str, ...] = (),
+    note: str = "",
+) -> str:
+    """Wait for a service or a package (booked as one) at a clinic between two days, on the
+    weekdays and times of day given (none: any): the practice offers the first matching time
+    that frees up (core.waitlist)."""
+    patient = _patient(session, patient_id)
+    if online_booking_blocked(patient):
+        raise ValidationError(LOCKED)
+    if earliest is None or latest is None:
+        raise ValidationError("Please choose the first and the last day you could come.")
+    wish = entries.Wish(
+        patient_id=patient.id,
+        clinic_id=clinic_id,
+        service_id=None if package_id is not None else service_id,
+        package_id=package_id,
+        earliest=earliest,
+        latest=latest,
+        weekdays=tuple(weekdays),
+        windows=tuple(TimeOfDay(w) for w in windows),
+        note=(note or "").strip(),
+    )
+    entries.add_for_patient(session, wish)
+    return (
+        "Thank you: you are on the waitlist. We will offer you the first matching time that "
+        "frees up."
+    )
+
+
+@dataclass(frozen=True)
+class PortalOffer:
+    """A freed time offered to the patient, open until `expires` (both clinic-local)."""
+
+    id: int
+    when: str
+    expires: str
+
+
+@dataclass(frozen=True)
+class PortalWaitlistEntry:
+    id: int
+    clinic: str
+    treatment: str  # as the staff list names it: "Skin renewal (Skin check + Chemical peel)"
+    days: str  # clinic-local, in the clinic's locale
+    weekdays: str
+    times: str
+    note: str  # as typed: escape on display
+    offer: PortalOffer | None
+
+
+def _weekdays(stored: str, locale: str) -> str:
+    if len(stored) == 7:
+        return "Any day"
+    names = babel_locale(locale).days["stand-alone"]["abbreviated"]
+    return ", ".join(names[int(d)] for d in stored)
+
+
+def waitlist_entries(
+    session: Session, patient_id: int, *, now: datetime | None = None
+) -> list[PortalWaitlistEntry]:
+    """The patient's entries still waiting (oldest first), each with the offer out to it."""
+    _patient(session, patient_id)
+    now = now or utcnow()
+    rows = session.execute(
+        select(WaitlistEntry, Clinic)
+        .join(Clinic, Clinic.id == WaitlistEntry.clinic_id)
+        .where(
+            WaitlistEntry.patient_id == patient_id,
+            WaitlistEntry.status == WaitlistStatus.WAITING,
+        )
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+        .limit(entries.PAGE_SIZE)
+    ).all()
+    sent = session.execute(
+        select(WaitlistOffer)
+        .where(
+            WaitlistOffer.entry_id.in_([entry.id for entry, _ in rows]),
+            WaitlistOffer.status == OfferStatus.SENT,
+            WaitlistOffer.expires_at > now,
+        )
+        .order_by(WaitlistOffer.expires_at)
+    ).scalars()
+    offers: dict[int, WaitlistOffer] = {}
+    for offer in sent:
+        offers.setdefault(offer.entry_id, offer)
+    result = []
+    for entry, clinic in rows:
+        offer = offers.get(entry.id)
+        windows = [TIME_OF_DAY_LABELS[TimeOfDay(w)] for w in entry.windows.split(",") if w]
+        result.append(
+            PortalWaitlistEntry(
+                entry.id,
+                clinic.name,
+                entries.treatment(session, entry),
+                format_day_range(entry.earliest, entry.latest, clinic.locale),
+                _weekdays(entry.weekdays, clinic.locale),
+                ", ".join(windows) or "Any time of day",
+                entry.note,
+                None
+                if offer is None
+                else PortalOffer(
+                    offer.id,
+                    clinic_time(clinic, offer.start_at, zone=True),
+                    clinic_time(clinic, offer.expires_at, zone=True),
+                ),
+            )
+        )
+    return result
+
+
+def withdraw_from_waitlist(session: Session, patient_id: int, entry_id: int) -> str:
+    """Withdraw one of the patient's own entries (another patient's id: the same NotFound as
+    an unknown one); an offer out to it lapses and goes to the next patient in line."""
+    _patient(session, patient_id)
+    entries.withdraw_for_patient(session, patient_id, entry_id)
+    return "You have left the waitlist for this treatment."
 
 
 @dataclass(frozen=True)

@@ -452,6 +452,24 @@ def resource_conflicts(
     return busy
 
 
+def resources_taken(
+    session: Session,
+    clinic_id: int,
+    service_ids: list[int],
+    start_at: datetime,
+    end_at: datetime,
+    timing: Timing,
+    exclude_appointment_id: int | None = None,
+) -> list[BusyResource]:
+    """The check a booking must pass (core.scheduling.lifecycle.hold_resources) and the booking
+    form warns of: the needed rooms and equipment fully in use during the visit [start_at,
+    end_at) widened by its buffers (`timing`)."""
+    before, after = timing.padding
+    return resource_conflicts(
+        session, clinic_id, service_ids, start_at - before, end_at + after, exclude_appointment_id
+    )
+
+
 def resource_full_spans(
     session: Session,
     clinic_id: int,

@@ -21,7 +21,13 @@ from core.patients import records as patients
 from core.patients.invitations import send_invitation
 from core.practice.timing import Timing, timing_of
 from core.scheduling import moves
-from core.scheduling.availability import MAX_BUFFER, MAX_LENGTH, OCCUPYING, working_periods
+from core.scheduling.availability import (
+    MAX_BUFFER,
+    MAX_LENGTH,
+    OCCUPYING,
+    resources_taken,
+    working_periods,
+)
 from core.scheduling.calendar import list_providers
 from core.scheduling.lifecycle import base_url, treatment_text
 from core.scheduling.moves import NewBooking
@@ -166,6 +172,81 @@ def provider_choices(
             why = f"{why}; {busy}" if why else busy
         choices.append(ProviderChoice(provider.id, provider.name, not why, why))
     return sorted(choices, key=lambda c: (not c.free, c.name))
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A booking using a room or piece of equipment: its clinic-local times, and the buffers
+    that keep the time when only they meet the new booking."""
+
+    appointment_id: int
+    when: str  # "10:00–10:45"
+    kept: str = ""  # "15 minutes kept free after it"
+
+    def text(self) -> str:
+        return f"{self.when} by #{self.appointment_id}" + (f" ({self.kept})" if self.kept else "")
+
+
+@dataclass(frozen=True)
+class TakenResource:
+    """A room or piece of equipment the booking needs, every unit taken then, and by whom."""
+
+    name: str
+    quantity: int
+    held: tuple[Holder, ...]  # by start
+
+    def text(self) -> str:
+        """ "Laser (1 of 1) is booked 10:00–10:45 by #123"."""
+        by = ", ".join(h.text() for h in self.held)
+        return f"{self.name} ({self.quantity} of {self.quantity}) is booked {by}"
+
+
+def taken_resources(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    service_ids: list[int],
+    start_at: datetime,
+) -> list[TakenResource]:
+    """The rooms and equipment the services (in booking order) need that are fully taken at
+    that start, by the check that refuses the booking (availability.resources_taken): what
+    the form warns of before the booking is submitted."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    if start_at.tzinfo is None:
+        raise ValidationError("The start time needs a time zone.")
+    if not service_ids:
+        return []
+    found = {s.id: s for s in session.scalars(select(Service).where(Service.id.in_(service_ids)))}
+    services = [found[i] for i in dict.fromkeys(service_ids) if i in found]
+    timing = timing_of(services)
+    start_at = start_at.astimezone(UTC)
+    end_at = start_at + timedelta(minutes=timing.minutes or 30)  # as lifecycle.duration_of
+    busy = resources_taken(session, clinic_id, [s.id for s in services], start_at, end_at, timing)
+    ids = {aid for b in busy for aid in b.appointment_ids}
+    rows = session.scalars(
+        select(Appointment)
+        .where(Appointment.id.in_(ids))
+        .order_by(Appointment.start_at, Appointment.id)
+    )
+    holders = {}
+    for a in rows:
+        kept = []
+        if not (a.start_at < end_at and a.end_at > start_at):  # only the buffers meet
+            theirs = Timing(0, a.buffer_before_minutes or 0, a.buffer_after_minutes or 0)
+            kept = [f"{theirs.words()} it"] if theirs.words() else []
+            kept += [f"{timing.words()} this booking"] if timing.words() else []
+        when = clinic_clock_range(clinic, a.start_at, a.end_at)
+        holders[a.id] = Holder(a.id, when, " and ".join(kept))
+    return [
+        TakenResource(
+            b.name, b.quantity, tuple(h for i, h in holders.items() if i in b.appointment_ids)
+        )
+        for b in busy
+    ]
 
 
 def preview_confirmation(

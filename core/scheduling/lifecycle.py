@@ -27,7 +27,7 @@ from core.scheduling.availability import (
     lock_provider,
     lock_resources,
     required_resources,
-    resource_conflicts,
+    resources_taken,
     working_hours_cover,
 )
 from core.scheduling.codes import confirmation_attachment
@@ -416,14 +416,8 @@ def hold_resources(
         return {}
     lock_resources(session, [r.id for r in needed])
     timing = Timing(0, appointment.buffer_before_minutes, appointment.buffer_after_minutes)
-    before, after = timing.padding
-    busy = resource_conflicts(
-        session,
-        appointment.clinic_id,
-        service_ids,
-        start_at - before,
-        end_at + after,
-        appointment.id,
+    busy = resources_taken(
+        session, appointment.clinic_id, service_ids, start_at, end_at, timing, appointment.id
     )
     if not busy:
         return {}

@@ -1,5 +1,6 @@
 """Waitlist entries: added by staff, from a request that cannot be placed, or by the patient
-(through the portal); listed with their age and the free slots that match them now."""
+(through the portal); listed with their age and the free slots that match them now; withdrawn
+by staff or by the patient (their own entries only), which closes the entry's open offers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.kernel import audit
+from core.kernel import audit, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
@@ -23,17 +24,28 @@ from db.models import (
     Appointment,
     AppointmentStatus,
     Clinic,
+    OfferStatus,
     PackageService,
     Patient,
     Provider,
     Service,
     TimeOfDay,
     WaitlistEntry,
+    WaitlistOffer,
     WaitlistStatus,
 )
 from db.types import utcnow
 
 ENTITY = "waitlist_entry"
+ALREADY_STAFF = (
+    "This patient already waits for this {what} at this clinic (entry #{entry}); "
+    "change or withdraw that entry instead."
+)
+ALREADY_PATIENT = (
+    "You are already on the waitlist for this {what} at this clinic; withdraw that entry below "
+    "to change it."
+)
+NOT_YOURS = "There is no such waitlist entry in your portal."
 MAX_DAYS = 366
 PAGE_SIZE = 50
 MATCH_DAYS = 14  # "current matches" look this far ahead
@@ -87,7 +99,14 @@ def _validate(session: Session, wish: Wish, today: date) -> None:
         raise ValidationError("Keep the note under 1,000 characters.")
 
 
-def _insert(session: Session, actor: Actor, wish: Wish, source: str, **extra) -> WaitlistEntry:
+def _insert(
+    session: Session,
+    actor: Actor,
+    wish: Wish,
+    source: str,
+    already: str = ALREADY_STAFF,
+    **extra,
+) -> WaitlistEntry:
     clinic = session.get(Clinic, wish.clinic_id)
     _validate(session, wish, to_local(utcnow(), clinic.timezone).date() if clinic else date.min)
     service_id = _first_service(session, wish)
@@ -106,10 +125,7 @@ def _insert(session: Session, actor: Actor, wish: Wish, source: str, **extra) ->
     )
     if waiting is not None:
         what = "package" if wish.package_id is not None else "service"
-        raise ValidationError(
-            f"This patient already waits for this {what} at this clinic (entry #{waiting}); "
-            "change or withdraw that entry instead."
-        )
+        raise ValidationError(already.format(what=what, entry=waiting))
     entry = WaitlistEntry(
         patient_id=wish.patient_id,
         clinic_id=wish.clinic_id,
@@ -156,7 +172,8 @@ def add_for_patient(session: Session, wish: Wish) -> WaitlistEntry:
     patient = session.get(Patient, wish.patient_id)
     if patient is None:
         raise NotFound("We could not find your record; please contact the practice.")
-    return _insert(session, patient_actor(patient.full_name), wish, "portal")
+    actor = patient_actor(patient.full_name)
+    return _insert(session, actor, wish, "portal", already=ALREADY_PATIENT)
 
 
 def add_from_request(
@@ -195,14 +212,21 @@ def add_from_request(
     return entry
 
 
-def withdraw(session: Session, actor: Actor, entry_id: int, reason: str = "") -> None:
-    ensure(actor, Permission.WAITLIST_EDIT)
-    entry = session.get(WaitlistEntry, entry_id)
-    if entry is None:
-        raise NotFound(f"There is no waitlist entry #{entry_id}.")
-    if entry.status != WaitlistStatus.WAITING:
-        raise ValidationError(f"Entry #{entry_id} is {entry.status.value} already.")
-    entry.status, entry.closed_at = WaitlistStatus.WITHDRAWN, utcnow()
+def _withdraw(session: Session, actor: Actor, entry: WaitlistEntry, reason: str, via: str) -> None:
+    """Stop the entry waiting; an offer out to it (or queued for it) is withdrawn and its link
+    revoked, so the jobs loop offers that slot to the next patient in line."""
+    now = utcnow()
+    entry.status, entry.closed_at = WaitlistStatus.WITHDRAWN, now
+    open_offers = session.scalars(
+        select(WaitlistOffer).where(
+            WaitlistOffer.entry_id == entry.id,
+            WaitlistOffer.status.in_((OfferStatus.QUEUED, OfferStatus.SENT)),
+        )
+    ).all()
+    for offer in open_offers:
+        offer.status, offer.answered_at = OfferStatus.WITHDRAWN, now
+        if offer.token_id:
+            tokens.revoke(session, offer.token_id)
     audit.record(
         session,
         actor,
@@ -213,7 +237,32 @@ def withdraw(session: Session, actor: Actor, entry_id: int, reason: str = "") ->
         from_status=WaitlistStatus.WAITING.value,
         to_status=entry.status.value,
         reason=reason.strip() or None,
+        details={"via": via, "offers_withdrawn": [o.id for o in open_offers]},
     )
+
+
+def withdraw(session: Session, actor: Actor, entry_id: int, reason: str = "") -> None:
+    ensure(actor, Permission.WAITLIST_EDIT)
+    entry = session.get(WaitlistEntry, entry_id)
+    if entry is None:
+        raise NotFound(f"There is no waitlist entry #{entry_id}.")
+    if entry.status != WaitlistStatus.WAITING:
+        raise ValidationError(f"Entry #{entry_id} is {entry.status.value} already.")
+    _withdraw(session, actor, entry, reason, "staff")
+
+
+def withdraw_for_patient(
+    session: Session, patient_id: int, entry_id: int, reason: str = ""
+) -> None:
+    """The patient withdraws one of their own entries (the portal): another patient's entry
+    is refused exactly like an unknown one."""
+    entry = session.get(WaitlistEntry, entry_id)
+    if entry is None or entry.patient_id != patient_id:
+        raise NotFound(NOT_YOURS)
+    if entry.status != WaitlistStatus.WAITING:
+        raise ValidationError(f"This entry is {entry.status.value} already; nothing to withdraw.")
+    patient = session.get(Patient, patient_id)
+    _withdraw(session, patient_actor(patient.full_name), entry, reason, "portal")
 
 
 def expire_entries(session: Session, today: date) -> int:

@@ -1,5 +1,6 @@
 """AppTest: booking in office — a found patient, a new patient, an out-of-office block, the
-edited confirmation, and the prefill from a calendar selection."""
+edited confirmation, the prefill from a calendar selection, and the warning that a needed room
+or piece of equipment is taken."""
 
 from __future__ import annotations
 
@@ -9,10 +10,22 @@ import pytest
 import streamlit as st
 from sqlalchemy import func, select
 
+from core.kernel import accounts
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import load_settings
+from core.practice import setup
+from core.scheduling import moves
 from core.startup import open_database
-from db.models import Appointment, AppointmentKind, Notification, Patient
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AuditEvent,
+    Notification,
+    Patient,
+    Provider,
+    Service,
+    User,
+)
 from db.types import utcnow
 
 PAGE = "app_pages/book.py"
@@ -70,7 +83,7 @@ def _last(url):
 def test_staff_books_a_found_patient_with_an_edited_message(app_as, app_db):
     at = app_as("staff", PAGE)
     assert not at.exception, at.exception
-    day = _weekday_ahead()
+    day = _weekday_ahead(30)  # after the demo's bookings: someone is free at 11:15
     at = _fill(at, day, 7, 0)  # before everyone's hours: nobody is offered
     assert "No provider is free" in at.warning[0].value
     at.time_input(key="book_time").set_value(time(11, 15)).run()
@@ -201,3 +214,79 @@ def test_every_role_can_open_the_booking_page(app_as):
     for user in ("owner", "manager", "staff"):
         at = app_as(user, PAGE)
         assert not at.exception and at.title[0].value == "New appointment"
+
+
+def _laser_booked(url, day) -> int:
+    """A laser hair removal at 10:00 on that day at the first clinic (whatever else is there)."""
+    database = _db(url)
+    with database.write() as session:
+        staff = accounts.actor_of(session.scalar(select(User).where(User.username == "staff")))
+        laser = session.scalar(select(Service.id).where(Service.name == "Laser hair removal"))
+        booked = moves.schedule_appointment(
+            session,
+            staff,
+            moves.NewBooking(
+                clinic_id=1,
+                provider_id=session.scalar(select(Provider.id).order_by(Provider.id).limit(1)),
+                start_at=local_to_utc(day, time(10), TZ),
+                patient_id=session.scalar(select(Patient.id).order_by(Patient.id).limit(1)),
+                service_ids=[laser],
+                allow_double_booking=True,
+                outside_hours_override=True,
+                notify_channels=[],
+            ),
+        )
+        booked_id = booked.id
+    database.dispose()
+    return booked_id
+
+
+def test_the_form_names_the_taken_laser_and_books_it_only_when_double_booking(app_as, app_db):
+    day = _weekday_ahead(35)  # after the demo's bookings
+    held = _laser_booked(app_db, day)
+    at = _fill(app_as("staff", PAGE), day, 10, 15, service="Laser hair removal")
+    at.checkbox(key="book_all").check().run()  # a provider is offered: only the laser is taken
+    assert at.selectbox(key="book_provider").value is not None
+    [said] = [e.value.replace("\\", "") for e in at.error]  # shown escaped, read unescaped
+    assert said.startswith("Not bookable at this time: Laser (1 of 1) is booked ")
+    assert said.endswith(f"10:00–10:30 by #{held}. Choose another time, or allow double booking.")
+    assert at.button(key="book_submit").disabled
+    at.time_input(key="book_time").set_value(time(10, 30)).run()  # its buffer keeps the laser
+    assert "5 minutes kept free after it" in at.error[0].value
+    at.time_input(key="book_time").set_value(time(10, 45)).run()
+    assert not at.error and not at.button(key="book_submit").disabled
+    at.time_input(key="book_time").set_value(time(10, 15)).run()
+    at.checkbox(key="book_double").check().run()
+    assert not at.error and "Double booking is allowed" in at.warning[-1].value
+    assert not at.button(key="book_submit").disabled
+    at.text_input(key="book_search").input("Smith").run()
+    at.selectbox(key="book_patient").select_index(0).run()
+    at.radio(key="book_notify").set_value("Do not notify").run()
+    at.button(key="book_submit").click().run()
+    assert not at.exception and not at.error, at.error
+    booked = _last(app_db)
+    database = _db(app_db)
+    with database.read() as session:
+        event = session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == booked["id"], AuditEvent.action == "schedule"
+            )
+        )
+        assert event.details["resources_overbooked"] == ["Laser"]
+    database.dispose()
+
+
+def test_a_package_needing_the_taken_laser_is_not_bookable_then(app_as, app_db):
+    day = _weekday_ahead(37)
+    held = _laser_booked(app_db, day)
+    database = _db(app_db)
+    with database.write() as session:  # a package ending with the laser
+        owner = accounts.actor_of(session.scalar(select(User).where(User.username == "owner")))
+        names = ("Consultation", "Laser hair removal")
+        ids = tuple(session.scalar(select(Service.id).where(Service.name == n)) for n in names)
+        setup.save_package(session, owner, setup.PackageData("Smooth start", ids, 15000))
+    database.dispose()
+    at = _fill(app_as("staff", PAGE), day, 9, 30, service="Package: Smooth start")
+    said = [e.value.replace("\\", "") for e in at.error]
+    assert any(f"Laser (1 of 1) is booked 10:00–10:30 by #{held}" in e for e in said), said
+    assert at.button(key="book_submit").disabled

@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from core.forms import after_booking
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
-from core.portal import sign_in
+from core.kernel.money import format_day_range
+from core.portal import home, sign_in
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -29,9 +30,11 @@ from db.models import (
     PortalSession,
     Service,
     ServiceDocument,
+    WaitlistEntry,
 )
 from db.types import utcnow
 from tests.pages.conftest import ROOT
+from ui.text import escape
 
 
 @pytest.fixture(autouse=True)
@@ -218,6 +221,81 @@ def test_the_request_form_offers_packages_after_the_services(app_db):
         assert (asked.status, asked.package_id) == (AppointmentStatus.REQUESTED, renewal)
         assert [a.service.name for a in asked.services] == ["Skin check", "Chemical peel"]
     database.dispose()
+
+
+def test_the_patient_joins_the_waitlist_for_a_package(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Waitlist"  # only the open tab runs
+    at.run()
+    assert not at.exception, at.exception
+    treatments = at.selectbox(key="portal_waitlist_service")
+    packages = [o for o in treatments.options if o.startswith("Package: ")]
+    assert packages and packages == treatments.options[-len(packages) :]  # as the request form
+    database = _db(app_db)
+    with database.read() as s:
+        renewal = s.scalar(select(Package.id).where(Package.name == "Skin renewal"))
+    treatments.set_value(("package", renewal))
+    at.multiselect(key="portal_waitlist_times").set_value(["afternoon"])
+    at.text_area(key="portal_waitlist_note").input("**Not** on Fridays <b>please</b>")
+    at.button(key="FormSubmitter:portal_waitlist_form-Join the waitlist").click().run()
+    assert not at.exception and not at.error, at.error
+    assert at.success[0].value.startswith("Thank you: you are on the waitlist")
+    with database.read() as s:
+        entry = s.scalars(select(WaitlistEntry).where(WaitlistEntry.patient_id == patient_id)).one()
+        first = s.scalar(select(Service.name).where(Service.id == entry.service_id))
+    database.dispose()
+    assert (entry.package_id, first, entry.source) == (renewal, "Skin check", "portal")
+    assert (entry.windows, entry.note) == ("afternoon", "**Not** on Fridays <b>please</b>")
+    at.button(key="FormSubmitter:portal_waitlist_form-Join the waitlist").click().run()
+    assert at.error[0].value.startswith(  # once per package and clinic, in the patient's words
+        "You are already on the waitlist for this package at this clinic; withdraw that entry"
+    )
+
+
+def test_the_patient_sees_and_withdraws_their_waitlist_entry(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        renewal = s.scalars(select(Package).where(Package.name == "Skin renewal")).one()
+        clinic_id = s.scalars(select(Clinic.id).order_by(Clinic.id)).first()
+        first = to_local(utcnow(), s.get(Clinic, clinic_id).timezone).date()
+        home.join_waitlist(
+            s,
+            patient_id,
+            clinic_id=clinic_id,
+            package_id=renewal.id,
+            earliest=first,
+            latest=first + timedelta(days=20),
+            note="<b>Only</b> mornings",
+        )
+        entry_id = s.scalars(
+            select(WaitlistEntry.id).where(WaitlistEntry.patient_id == patient_id)
+        ).one()
+        clinic = s.get(Clinic, clinic_id)
+        days = format_day_range(first, first + timedelta(days=20), clinic.locale)
+        names = (renewal.name, clinic.name)
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Waitlist"
+    at.run()
+    assert not at.exception, at.exception
+    shown = "\n".join(m.value for m in at.markdown)
+    assert f"**{names[0]} (Skin check + " in shown and names[1] in shown and days in shown
+    assert escape("<b>Only</b> mornings") in [c.value for c in at.caption]  # shown as typed
+    at.button(key=f"portal_waitlist_withdraw_{entry_id}").click().run()
+    assert not at.exception and not at.error, at.error
+    assert at.success[0].value == "You have left the waitlist for this treatment."
+    assert f"portal_waitlist_withdraw_{entry_id}" not in [b.key for b in at.button]
+    assert "You are not on the waitlist." in [c.value for c in at.caption]
+    with database.read() as s:
+        entry = s.get(WaitlistEntry, entry_id)
+        event = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "waitlist_withdrawn", AuditEvent.entity_id == entry_id
+            )
+        ).one()
+    database.dispose()
+    assert entry.status == "withdrawn" and event.details["via"] == "portal"
 
 
 def _send_forms(url, appointment_id: int) -> dict[str, int]:

@@ -3,26 +3,37 @@ sees and acts on their own data only, survey points, late cancellation from the 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.feedback import surveys
+from core.kernel.clock import local_to_utc
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
+from core.kernel.money import clinic_time, format_day_range
 from core.portal import home, patient_links, sign_in
+from core.waitlist import entries, offers
+from core.waitlist.rules import Rules, set_rules
 from db.models import (
     Appointment,
     AppointmentStatus,
+    AuditEvent,
     CancellationPolicy,
     ChangeRequest,
+    Clinic,
     FeedbackStatus,
     LedgerEntry,
     LedgerKind,
+    LinkToken,
     Notification,
+    OfferStatus,
     Patient,
     PortalSession,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
 )
 from db.types import utcnow
 from tests.factories import make_patient
@@ -254,6 +265,217 @@ def test_a_request_from_the_portal_lands_in_the_queue_prefilled(db, world):
     with db.read() as s:
         statuses = s.scalars(select(Appointment.status)).all()
     assert AppointmentStatus.REQUESTED in statuses
+
+
+def test_the_patient_joins_the_waitlist_for_a_package_or_a_service(db, world):
+    from core.practice import setup
+
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        peel = setup.save_service(s, world.owner, setup.ServiceData("Peel", 30))
+        glow = setup.save_package(
+            s, world.owner, setup.PackageData("Glow", (world.service_id, peel), 9000)
+        )
+    with db.read() as s:
+        form = home.request_form(s, world.patient_id)
+    assert glow in [i for i, _ in form.packages]  # what the portal's forms offer
+    days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))
+    with db.write() as s:
+        said = home.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            package_id=glow,
+            windows=("morning",),
+            **days,
+        )
+        home.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=peel,
+            note=" Mornings ",
+            **days,
+        )
+    assert said.startswith("Thank you: you are on the waitlist")
+    with db.read() as s:
+        rows = s.scalars(select(WaitlistEntry).order_by(WaitlistEntry.id)).all()
+        got = [(r.package_id, r.service_id, r.source, r.windows, r.note) for r in rows]
+    assert got == [
+        (glow, world.service_id, "portal", "morning", ""),  # stored under its first service
+        (None, peel, "portal", "", "Mornings"),
+    ]
+    with db.write() as s, pytest.raises(ValidationError, match="already on the waitlist for"):
+        home.join_waitlist(s, world.patient_id, clinic_id=world.clinic_id, package_id=glow, **days)
+    with db.write() as s:  # a zero balance pauses online requests, the waitlist too
+        s.get(Patient, world.patient_id).points_balance = 0
+    with db.write() as s, pytest.raises(ValidationError, match="online requests are paused"):
+        home.join_waitlist(s, world.patient_id, clinic_id=world.clinic_id, service_id=peel, **days)
+
+
+def _offer_hours(db, world, day: date):
+    """The practice offers 10:00–11:00 (clinic time) on `day` to the waitlist, by hand."""
+    with db.write() as s:
+        set_rules(s, world.owner, Rules(quiet_start=time(0), quiet_end=time(0)))
+    with db.write() as s:
+        offers.offer_slot(
+            s,
+            world.manager,
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            start_at=local_to_utc(day, time(10), "Europe/London"),
+            end_at=local_to_utc(day, time(11), "Europe/London"),
+            base_url=BASE,
+        )
+
+
+def test_twice_on_the_waitlist_the_patient_reads_their_own_words(db, world):
+    _enrol(db, world.patient_id)
+    days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))
+    with db.write() as s:
+        home.join_waitlist(
+            s, world.patient_id, clinic_id=world.clinic_id, service_id=world.service_id, **days
+        )
+    with db.write() as s, pytest.raises(ValidationError) as said:
+        home.join_waitlist(
+            s, world.patient_id, clinic_id=world.clinic_id, service_id=world.service_id, **days
+        )
+    assert str(said.value) == (
+        "You are already on the waitlist for this service at this clinic; withdraw that entry "
+        "below to change it."
+    )
+    wish = entries.Wish(world.patient_id, world.clinic_id, world.service_id, **days)
+    with db.write() as s, pytest.raises(ValidationError, match=r"This patient already waits"):
+        entries.add_entry(s, world.staff, wish)  # the staff wording is unchanged
+
+
+def test_the_patient_sees_their_waiting_entries_with_an_open_offer(db, world):
+    from core.practice import setup
+
+    _enrol(db, world.patient_id)
+    day = date.today() + timedelta(days=3)
+    days = dict(earliest=day - timedelta(days=1), latest=day + timedelta(days=7))
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).locale = "de-DE"
+        peel = setup.save_service(s, world.owner, setup.ServiceData("Peel", 30))
+        glow = setup.save_package(
+            s, world.owner, setup.PackageData("Glow", (world.service_id, peel), 9000)
+        )
+        home.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            weekdays=tuple(range(7)),
+            note="<b>Mornings</b>",
+            **days,
+        )
+        home.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            package_id=glow,
+            weekdays=(0, 2),
+            windows=("morning",),
+            **days,
+        )
+        other = make_patient(s, first_name="Olga", email="olga@example.org")
+        entries.add_entry(
+            s, world.staff, entries.Wish(other.id, world.clinic_id, peel, **days)
+        )  # someone else's entry is never shown
+    _offer_hours(db, world, day)
+    with db.read() as s:
+        mine = home.waitlist_entries(s, world.patient_id)
+        offer = s.scalars(select(WaitlistOffer).where(WaitlistOffer.status == "sent")).one()
+        clinic = s.get(Clinic, world.clinic_id)
+        expires = clinic_time(clinic, offer.expires_at, zone=True)
+    assert [(e.treatment, e.clinic) for e in mine] == [
+        ("Consultation", "Test Clinic"),
+        ("Glow (Consultation + Peel)", "Test Clinic"),  # as the staff list names a package
+    ]
+    first, second = mine
+    german = format_day_range(days["earliest"], days["latest"], "de-DE")
+    assert first.days == german != format_day_range(days["earliest"], days["latest"], "en-US")
+    assert (first.weekdays, first.times, first.note) == (
+        "Any day",
+        "Any time of day",
+        "<b>Mornings</b>",
+    )
+    assert (second.weekdays, second.times) == ("Mo, Mi", "Morning (9:00–12:00)")
+    assert offer.entry_id == first.id and offer.status == OfferStatus.SENT
+    assert first.offer == home.PortalOffer(
+        offer.id, clinic_time(clinic, offer.start_at, zone=True), expires
+    )
+    assert "10:00" in first.offer.when and second.offer is None
+    with db.read() as s, pytest.raises(NotFound):
+        home.waitlist_entries(s, other.id)  # not enrolled: no portal
+
+
+def test_the_patient_withdraws_their_own_entry_audited_via_the_portal(db, world):
+    _enrol(db, world.patient_id)
+    day = date.today() + timedelta(days=3)
+    days = dict(earliest=day - timedelta(days=1), latest=day + timedelta(days=7))
+    with db.write() as s:
+        home.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            weekdays=tuple(range(7)),
+            **days,
+        )
+    _offer_hours(db, world, day)
+    with db.read() as s:
+        (entry,) = home.waitlist_entries(s, world.patient_id)
+        token_id = s.scalars(select(WaitlistOffer.token_id)).one()
+    assert entry.offer is not None
+    with db.write() as s:
+        said = home.withdraw_from_waitlist(s, world.patient_id, entry.id)
+    assert said == "You have left the waitlist for this treatment."
+    with db.read() as s:
+        assert home.waitlist_entries(s, world.patient_id) == []
+        row = s.get(WaitlistEntry, entry.id)
+        offer = s.scalars(select(WaitlistOffer)).one()
+        token = s.get(LinkToken, token_id)
+        event = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "waitlist_withdrawn", AuditEvent.entity_id == entry.id
+            )
+        ).one()
+    assert (row.status, row.closed_at is not None) == (WaitlistStatus.WITHDRAWN, True)
+    assert offer.status == OfferStatus.WITHDRAWN and token.revoked_at is not None
+    assert (event.entity, event.patient_id, event.user_id) == (
+        "waitlist_entry",
+        world.patient_id,
+        None,
+    )
+    assert (event.from_status, event.to_status) == ("waiting", "withdrawn")
+    assert event.actor_label.startswith("Patient ")
+    assert event.details == {"via": "portal", "offers_withdrawn": [offer.id]}
+    with db.write() as s, pytest.raises(ValidationError, match="withdrawn already"):
+        home.withdraw_from_waitlist(s, world.patient_id, entry.id)
+
+
+def test_another_patients_waitlist_entry_is_refused_like_an_unknown_one(db, world):
+    _enrol(db, world.patient_id)
+    days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))
+    with db.write() as s:
+        other = make_patient(s, first_name="Olga", email="olga@example.org")
+        theirs = entries.add_entry(
+            s, world.staff, entries.Wish(other.id, world.clinic_id, world.service_id, **days)
+        ).id
+    with db.write() as s, pytest.raises(NotFound) as foreign:
+        home.withdraw_from_waitlist(s, world.patient_id, theirs)
+    with db.write() as s, pytest.raises(NotFound) as unknown:
+        home.withdraw_from_waitlist(s, world.patient_id, theirs + 1000)
+    assert (
+        str(foreign.value)
+        == str(unknown.value)
+        == "There is no such waitlist entry in your portal."
+    )
+    with db.read() as s:
+        assert s.get(WaitlistEntry, theirs).status == WaitlistStatus.WAITING
+        assert s.scalar(select(func.count()).where(AuditEvent.action == "waitlist_withdrawn")) == 0
 
 
 def test_reschedule_request_goes_to_the_practice(db, world):

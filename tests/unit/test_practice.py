@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from core.kernel.clock import local_to_utc, to_local
-from core.kernel.errors import Conflict, PermissionDenied, ValidationError
+from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.practice import checklist, choices, documents, packages, reads, setup
 from core.scheduling import availability, booking, moves
 from db.models import (
@@ -764,3 +764,75 @@ def test_buffers_between_a_packages_services_are_part_of_the_visit(db, world, bu
     with db.read() as session:
         [offer] = packages.offered_packages(session, online_only=False)
     assert offer.minutes == 85
+
+
+# ---------------------------------------------------------------- the booking form's warning
+
+
+def taken(db, world, service_ids, start):
+    with db.read() as session:
+        found = booking.taken_resources(
+            session, world.staff, clinic_id=world.clinic_id, service_ids=service_ids, start_at=start
+        )
+    return [t.text() for t in found]
+
+
+def test_the_form_names_the_taken_laser_by_the_check_that_refuses_the_booking(
+    db, world, laser, glow
+):
+    day = future_day()
+    with db.write() as session:
+        first = book(
+            session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10)
+        )
+        first_id = first.id
+    said = f"Laser (1 of 1) is booked 10:00–10:30 by #{first_id}"
+    assert taken(db, world, [laser["service"]], at(day, 10, 15)) == [said]
+    with db.write() as session, pytest.raises(Conflict, match=f"#{first_id}"):  # the same check
+        book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10, 15))
+    # a package holds the laser for its whole visit (9:30–10:30): taken, named the same way
+    assert taken(db, world, [world.service_id, laser["service"]], at(day, 9, 30)) == [said]
+    assert taken(db, world, [world.service_id], at(day, 10)) == []  # needs no laser
+    assert taken(db, world, [laser["service"]], at(day, 10, 30)) == []
+    with db.write() as session:  # bookable where the form says it is
+        later = book(
+            session, world, laser["second"], laser["other"], laser["service"], at(day, 10, 30)
+        )
+        later_id = later.id
+    with db.write() as session:  # a second laser: one is still free at 10:15
+        data = setup.ResourceData(world.clinic_id, "Laser", ResourceKind.EQUIPMENT, 2)
+        setup.save_resource(session, world.owner, data, laser["laser"])
+    assert taken(db, world, [laser["service"]], at(day, 10, 15)) == []
+    with db.write() as session:  # double booked on purpose: both lasers taken 10:15–10:45
+        over = book(
+            session,
+            world,
+            world.provider_id,
+            laser["other"],
+            laser["service"],
+            at(day, 10, 15),
+            allow_double_booking=True,
+        )
+        over_id = over.id
+    assert taken(db, world, [laser["service"]], at(day, 10, 20)) == [
+        f"Laser (2 of 2) is booked 10:00–10:30 by #{first_id}, 10:15–10:45 by #{over_id}, "
+        f"10:30–11:00 by #{later_id}"
+    ]
+    with db.read() as session, pytest.raises(NotFound):
+        booking.taken_resources(
+            session, world.staff, clinic_id=999, service_ids=[laser["service"]], start_at=at(day, 9)
+        )
+
+
+def test_the_form_says_when_only_the_buffers_keep_the_room(db, world, buffered):
+    day = future_day()
+    with db.write() as session:
+        peel = book(
+            session, world, world.provider_id, world.patient_id, buffered["peel"], at(day, 10)
+        )
+        peel_id = peel.id
+    assert taken(db, world, [buffered["peel"]], at(day, 10, 40)) == [
+        f"Room 1 (1 of 1) is booked 10:00–10:30 by #{peel_id} (15 minutes kept free after it "
+        "and 15 minutes kept free after this booking)"
+    ]
+    assert taken(db, world, [buffered["peel"]], at(day, 10, 45)) == []

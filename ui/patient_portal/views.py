@@ -1,6 +1,6 @@
 """The signed-in patient's home: upcoming appointments, the calendar (the staff calendar's
-colours and legend), completed visits with their surveys, history, points and the request
-form."""
+colours and legend), completed visits with their surveys, history, points, the request form
+and the waitlist."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.feedback.surveys import COMMENT_MAX, SurveyAnswers
+from core.kernel.money import weekday_name
 from core.portal import home
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.scheduling.calendar import legend
@@ -127,34 +128,40 @@ def history(view: home.Home) -> None:
         card(item, actions=False)
 
 
-def request(view: home.Home) -> None:
-    if view.locked:
-        st.warning(home.LOCKED, icon=":material/lock:")
-        return
-    with database().read() as session:
-        form = home.request_form(session, view.patient_id)
-    # services, then packages (a package's services are booked together for one price)
+def _clinic_and_treatment(form: home.RequestForm, key: str) -> tuple[int, tuple[str, int]]:
+    """The clinic and the treatment: services, then packages (a package's services are booked
+    together for one price), the latest appointment's chosen first."""
     treatments = {("service", i): name for i, name in form.services} | {
         ("package", i): name for i, name in form.packages
     }
     last = ("package", form.package_id) if form.package_id else ("service", form.service_id)
     options = list(treatments)
     clinics = dict(form.clinics)
+    clinic = st.selectbox(
+        "Clinic",
+        list(clinics),
+        index=list(clinics).index(form.clinic_id) if form.clinic_id in clinics else 0,
+        format_func=clinics.get,
+        key=f"{key}_clinic",
+    )
+    treatment = st.selectbox(
+        "Treatment",
+        options,
+        index=options.index(last) if last in treatments else 0,
+        format_func=treatments.get,
+        key=f"{key}_service",
+    )
+    return clinic, treatment
+
+
+def request(view: home.Home) -> None:
+    if view.locked:
+        st.warning(home.LOCKED, icon=":material/lock:")
+        return
+    with database().read() as session:
+        form = home.request_form(session, view.patient_id)
     with st.form("portal_request_form"):
-        clinic = st.selectbox(
-            "Clinic",
-            list(clinics),
-            index=list(clinics).index(form.clinic_id) if form.clinic_id in clinics else 0,
-            format_func=clinics.get,
-            key="portal_request_clinic",
-        )
-        treatment = st.selectbox(
-            "Treatment",
-            options,
-            index=options.index(last) if last in treatments else 0,
-            format_func=treatments.get,
-            key="portal_request_service",
-        )
+        clinic, treatment = _clinic_and_treatment(form, "portal_request")
         day = st.date_input(
             "Preferred day",
             date.today() + timedelta(days=1),
@@ -174,5 +181,87 @@ def request(view: home.Home) -> None:
         wanted = {"clinic_id": clinic, f"{kind}_id": ident, "requested_day": day}
         if done := act(
             home.request_appointment, view.patient_id, **wanted, time_of_day=moment, notes=notes
+        ):
+            flash(done)
+
+
+def waitlist(view: home.Home) -> None:
+    """Join the waitlist for a service or a package; below, the patient's entries to withdraw."""
+    if view.locked:
+        st.warning(home.LOCKED, icon=":material/lock:")
+    else:
+        _join_waitlist(view)
+    with database().read() as session:
+        waiting = home.waitlist_entries(session, view.patient_id)
+    st.subheader("Your waitlist entries")
+    if not waiting:
+        st.caption("You are not on the waitlist.")
+    for entry in waiting:
+        with st.container(border=True, key=f"portal_waitlist_entry_{entry.id}"):
+            left, right = st.columns([3, 1])
+            left.markdown(
+                f"**{escape(entry.treatment)}** · {escape(entry.clinic)}  \n"
+                f"{escape(entry.days)} · {escape(entry.weekdays)} · {escape(entry.times)}"
+            )
+            if entry.note:
+                left.caption(escape(entry.note))
+            if entry.offer:
+                right.markdown(":orange-badge[Time offered]")
+                st.info(
+                    f"We offered you {escape(entry.offer.when)}. Accept it with the link in the "
+                    f"message we sent you before {escape(entry.offer.expires)}.",
+                    icon=":material/event_available:",
+                )
+            else:
+                right.markdown(":blue-badge[Waiting]")
+            if right.button("Withdraw", key=f"portal_waitlist_withdraw_{entry.id}"):
+                if done := act(home.withdraw_from_waitlist, view.patient_id, entry.id):
+                    flash(done)
+
+
+def _join_waitlist(view: home.Home) -> None:
+    with database().read() as session:
+        form = home.request_form(session, view.patient_id)
+    st.caption(
+        "No time that suits you? Join the waitlist: when a matching time frees up, we offer it "
+        "to you by email or text message."
+    )
+    today = date.today()
+    with st.form("portal_waitlist_form"):
+        clinic, treatment = _clinic_and_treatment(form, "portal_waitlist")
+        days = st.date_input(
+            "Days you could come (first and last)",
+            (today + timedelta(days=1), today + timedelta(days=28)),
+            today,
+            key="portal_waitlist_days",
+        )
+        weekdays = st.multiselect(
+            "Weekdays",
+            range(7),
+            default=list(range(5)),
+            format_func=lambda d: weekday_name(d, view.locale),
+            key="portal_waitlist_weekdays",
+        )
+        windows = st.multiselect(
+            "Times of day (none: any)",
+            list(TIME_OF_DAY_LABELS),
+            format_func=TIME_OF_DAY_LABELS.get,
+            key="portal_waitlist_times",
+        )
+        note = st.text_area("Anything we should know?", key="portal_waitlist_note")
+        sent = st.form_submit_button("Join the waitlist", type="primary")
+    if sent:
+        kind, ident = treatment or ("service", None)
+        first, last = (days[0], days[-1]) if days else (None, None)
+        if done := act(
+            home.join_waitlist,
+            view.patient_id,
+            clinic_id=clinic,
+            **{f"{kind}_id": ident},
+            earliest=first,
+            latest=last,
+            weekdays=tuple(weekdays),
+            windows=tuple(windows),
+            note=note,
         ):
             flash(done)
