@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PORT ?= 8501
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: run venv migrate demo test test-unit test-integration test-pages test-e2e bench lint format check-migrations chromium postgres clean
+.PHONY: run venv migrate demo test test-unit test-integration test-pages test-e2e bench chromium-desktop lint format check-migrations chromium postgres clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,9 @@ run: demo
 
 chromium:
 	scripts/ensure-chromium
+
+chromium-desktop:
+	scripts/ensure-chromium --desktop
 
 postgres:
 	scripts/ensure-postgres-binaries
@@ -60,7 +63,7 @@ format: venv
 check-migrations: venv
 	$(BIN)/python -m db.check_migrations
 
-bench: venv
+bench: venv chromium-desktop
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.browser
 
