@@ -34,9 +34,14 @@ postgres:
 	scripts/ensure-postgres-binaries
 
 # Browser tests run in their own process: Playwright's sync API refuses to start in a worker
-# where an earlier test left an asyncio loop behind.
+# where an earlier test left an asyncio loop behind. Both runs share one folder of template
+# databases, built in the background while the first runs (tests/support/templates.py).
 test: venv chromium postgres lint check-migrations
-	$(PYTEST) -n 2 --dist loadfile tests --ignore=tests/e2e
+	@templates=$$(mktemp -d) && trap 'rm -rf "$$templates"' EXIT && \
+	export CLINICDESK_TEST_TEMPLATES=$$templates && \
+	{ $(BIN)/python -m tests.support.templates $$templates & builder=$$!; } && \
+	$(PYTEST) -n 2 --dist loadfile tests --ignore=tests/e2e && \
+	{ wait $$builder || echo "template build failed: the browser run builds its own"; } && \
 	$(PYTEST) -n 2 --dist loadfile tests/e2e
 
 test-unit: venv

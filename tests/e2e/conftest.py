@@ -8,48 +8,20 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
-from sqlalchemy import update
 
-from core import jobs
-from core.kernel.config import load_settings
-from core.startup import open_database
-from db.models import DeliveryStatus, Notification
-from db.types import utcnow
 from tests.pages.conftest import ROOT, demo_template  # noqa: F401  (fixture)
 from tests.support.browser import StreamlitServer, wait_for_app_idle
 from tests.support.postgres import free_port
 from tests.support.shared import built_once
+from tests.support.templates import E2E_SECRET, build_e2e
 
-SECRET = "e2e-" + "k" * 40
+SECRET = E2E_SECRET
 
 
 @pytest.fixture(scope="session")
 def e2e_template(demo_template, tmp_path_factory) -> Path:  # noqa: F811
-    """The demo practice as it stands once its background jobs have run: the reminders, forms
-    and survey requests due before the tests began are recorded as sent and the weekly no-show
-    model is trained, so a test's own messages do not queue behind the demo's backlog and no
-    server spends its first minute training."""
-
-    def build(folder: Path) -> None:
-        shutil.copy(demo_template, folder / "app.db")
-        settings = load_settings(
-            {
-                "DATABASE_URL": f"sqlite:///{folder / 'app.db'}",
-                "CLINICDESK_DATA_DIR": str(folder),
-                "CLINICDESK_SECRET_KEY": SECRET,
-            }
-        )
-        database = open_database(settings)
-        jobs.run_due(database, settings)  # no SMTP configured: the messages stay queued
-        with database.write() as session:
-            session.execute(
-                update(Notification)
-                .where(Notification.status == DeliveryStatus.QUEUED)
-                .values(status=DeliveryStatus.SENT, sent_at=utcnow())
-            )
-        database.dispose()
-
-    return built_once(tmp_path_factory, "app.db", build)
+    """The demo practice after its background jobs (tests.support.templates.build_e2e)."""
+    return built_once(tmp_path_factory, "app.db", lambda folder: build_e2e(folder, demo_template))
 
 
 @pytest.fixture

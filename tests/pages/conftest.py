@@ -12,12 +12,12 @@ import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from core import demo
 from core.kernel import accounts
 from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import User
 from tests.support.shared import built_once
+from tests.support.templates import build_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,17 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory) -> Path:
     """One migrated (Alembic, as in production) and demo-seeded SQLite file per test run."""
-
-    def build(folder: Path) -> None:
-        settings = load_settings(
-            {"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}", "CLINICDESK_DATA_DIR": str(folder)}
-        )
-        database = open_database(settings)
-        with database.write() as session:
-            demo.seed_demo(session)
-        database.dispose()
-
-    return built_once(tmp_path_factory, "demo.db", build)
+    return built_once(tmp_path_factory, "demo.db", build_demo)
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""The test runs' template databases, copied by each test: the demo practice (migrated with
+Alembic, as in production, and seeded) and the e2e one built from it.
+
+`make test` runs `python -m tests.support.templates FOLDER` in the background while the suite
+without a browser runs, and points both pytest runs at FOLDER (CLINICDESK_TEST_TEMPLATES): the
+browser run then starts on finished templates instead of one worker building them while the
+other waits. Without the variable each run builds its own, once (tests.support.shared)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from sqlalchemy import update
+
+from core import demo, jobs
+from core.kernel.config import load_settings
+from core.startup import open_database
+from db.models import DeliveryStatus, Notification
+from db.types import utcnow
+from tests.support.shared import build_once_in
+
+E2E_SECRET = "e2e-" + "k" * 40
+
+
+def build_demo(folder: Path) -> None:
+    settings = load_settings(
+        {"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}", "CLINICDESK_DATA_DIR": str(folder)}
+    )
+    database = open_database(settings)
+    with database.write() as session:
+        demo.seed_demo(session)
+    database.dispose()
+
+
+def build_e2e(folder: Path, demo_template: Path) -> None:
+    """The demo practice as it stands once its background jobs have run: the reminders, forms
+    and survey requests due before the tests began are recorded as sent and the weekly no-show
+    model is trained, so a test's own messages do not queue behind the demo's backlog and no
+    server spends its first minute training."""
+    shutil.copy(demo_template, folder / "app.db")
+    settings = load_settings(
+        {
+            "DATABASE_URL": f"sqlite:///{folder / 'app.db'}",
+            "CLINICDESK_DATA_DIR": str(folder),
+            "CLINICDESK_SECRET_KEY": E2E_SECRET,
+        }
+    )
+    database = open_database(settings)
+    jobs.run_due(database, settings)  # no SMTP configured: the messages stay queued
+    with database.write() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.status == DeliveryStatus.QUEUED)
+            .values(status=DeliveryStatus.SENT, sent_at=utcnow())
+        )
+    database.dispose()
+
+
+def build_all(root: Path) -> None:
+    demo_template = build_once_in(root, "demo.db", build_demo)
+    build_once_in(root, "app.db", lambda folder: build_e2e(folder, demo_template))
+
+
+if __name__ == "__main__":
+    build_all(Path(sys.argv[1]))
