@@ -26,6 +26,40 @@ def _labels(values: Sequence) -> list:
     return [for_html(v) if isinstance(v, str) else v for v in values]
 
 
+# Plotly's automargin makes room for tick labels and the legend after a first draw and then
+# draws the whole figure again, often twice: most of a chart's time in the browser. Margins
+# estimated from the labels up front (measured in Chromium with Streamlit's theme) leave it
+# nothing to add, so a chart is drawn once; automargin stays on as the safety net for a
+# narrower screen or labels wider than the estimate.
+CHAR_PX = 6  # a generous average width of a character of Streamlit's 12 px chart font
+PLOT_PX = {False: 330, True: 800}  # the plot area of a half- and a full-width chart
+LEGEND_B = 70  # a one-row legend at y = −0.12 under a 340 px plot (Plotly's own push)
+
+
+def _margins(
+    x: Sequence, legend: bool, *, wide: bool = False, y: Sequence = (), colorbar: bool = False
+) -> dict:
+    """Left, right and bottom margins that hold the tick labels (Plotly tilts the x labels by
+    30°, or 90° when even that is too tight, when they do not fit side by side), the legend
+    and a colour bar."""
+    labels = [str(v) for v in x]
+    widest = max(map(len, labels), default=0)
+    room = PLOT_PX[wide]
+    if sum(CHAR_PX * len(v) + 12 for v in labels) <= room:  # level
+        ticks, right = 38, 12
+    elif room / len(labels) >= 30:  # tilted by 30°: the last label reaches to the right
+        ticks, right = CHAR_PX * widest // 2 + 46, CHAR_PX * len(labels[-1]) // 2 + 24
+    else:  # upright
+        ticks, right = CHAR_PX * widest + 24, 24
+    left = CHAR_PX * max((len(str(v)) for v in y), default=0) + 32 if y else 82
+    return {
+        "l": left,
+        "r": 100 if colorbar else right,
+        "t": 48,
+        "b": max(ticks, LEGEND_B if legend else 0),
+    }
+
+
 def _figure(
     traces: list[dict],
     title: str,
@@ -33,9 +67,14 @@ def _figure(
     percent: bool = False,
     yaxis: dict | None = None,
     height: int = 340,
+    margin: dict | None = None,
+    wide: bool = False,
 ) -> go.Figure:
     """One figure built in a single pass (plotly validates once, not per update call). The
     title sits in the top margin and the legend under the x axis, so they cannot overlap."""
+    if margin is None:
+        shown = [t for t in traces if t.get("showlegend", True)]
+        margin = _margins(traces[0].get("x", ()) if traces else (), len(shown) > 1, wide=wide)
     return go.Figure(
         {
             "data": traces,
@@ -47,7 +86,7 @@ def _figure(
                     "y": 0.98,
                     "yanchor": "top",
                 },
-                "margin": {"l": 10, "r": 10, "t": 48, "b": 10},
+                "margin": margin,
                 "height": height,
                 "legend": {
                     "orientation": "h",
@@ -109,8 +148,10 @@ def lines(
     percent: bool = False,
     n: Sequence[int] | None = None,
     earlier: dict[str, Sequence[float | None]] | None = None,
+    wide: bool = True,
 ) -> go.Figure:
-    """Lines over the labels; `earlier` adds the same series a year before, dotted."""
+    """Lines over the labels; `earlier` adds the same series a year before, dotted. `wide`:
+    drawn across the page (the report pages' weekly lines), for the margins' estimate."""
     traces = [
         {
             "type": "scatter",
@@ -135,7 +176,7 @@ def lines(
                 "connectgaps": False,
             }
         )
-    return _figure(traces, title, y_title, percent)
+    return _figure(traces, title, y_title, percent, wide=wide)
 
 
 def heatmap(
@@ -160,7 +201,10 @@ def heatmap(
     if n is not None:
         trace["customdata"] = [list(r) for r in n]
         trace["hovertemplate"] = "%{y} %{x}: %{z:.1%}<br>n = %{customdata:,}<extra></extra>"
-    return _figure([trace], title, yaxis={"autorange": "reversed", "automargin": True})
+    margin = _margins(columns, False, y=rows, colorbar=True)
+    return _figure(
+        [trace], title, yaxis={"autorange": "reversed", "automargin": True}, margin=margin
+    )
 
 
 def show(fig: go.Figure, key: str, selectable: bool = False) -> list[dict]:

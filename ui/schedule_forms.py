@@ -22,6 +22,9 @@ def weekly_hours_form(
         st.markdown(f"**Weekly hours at {escape(clinic.name)}** (clinic time)")
         week = []
         for weekday in range(7):
+            # "From" and "To" head the first row only, like a table's header (the other rows
+            # keep them for screen readers): a lighter form, the same fields
+            shown = "visible" if weekday == 0 else "collapsed"
             row = hours.get(weekday)
             a, b, c = st.columns([1.5, 1, 1], vertical_alignment="bottom")
             works = a.checkbox(
@@ -33,12 +36,14 @@ def weekly_hours_form(
                 "From",
                 row.starts if row else time(9),
                 step=900,
+                label_visibility=shown,
                 key=f"schedules_from_{provider.id}_{clinic.id}_{weekday}",
             )
             ends = c.time_input(
                 "To",
                 row.ends if row else time(17),
                 step=900,
+                label_visibility=shown,
                 key=f"schedules_to_{provider.id}_{clinic.id}_{weekday}",
             )
             if works:
