@@ -35,10 +35,11 @@ postgres:
 
 # Browser tests run in their own process: Playwright's sync API refuses to start in a worker
 # where an earlier test left an asyncio loop behind. Both runs share one folder of template
-# databases, built in the background while the first runs (tests/support/templates.py).
+# databases, built in the background while the first runs (tests/support/templates.py); one
+# OpenMP thread per worker, as two workers already fill both cores.
 test: venv chromium postgres lint check-migrations
 	@templates=$$(mktemp -d) && trap 'rm -rf "$$templates"' EXIT && \
-	export CLINICDESK_TEST_TEMPLATES=$$templates && \
+	export CLINICDESK_TEST_TEMPLATES=$$templates OMP_NUM_THREADS=1 && \
 	{ $(BIN)/python -m tests.support.templates $$templates & builder=$$!; } && \
 	$(PYTEST) -n 2 --dist loadfile tests --ignore=tests/e2e && \
 	{ wait $$builder || echo "template build failed: the browser run builds its own"; } && \

@@ -45,10 +45,14 @@ def retrain_job(database: Database, settings: Settings) -> None:
         every = timedelta(hours=1) if _outdated(session) else RETRAIN_EVERY
         if not _claim(session, "risk_retrained", every, utcnow()):
             return
-    from core.analytics import risk_model  # scikit-learn loads only when there is work
+    from threadpoolctl import threadpool_limits  # scikit-learn loads only when there is work
+
+    from core.analytics import risk_model
 
     try:
-        with database.read() as session:  # seconds of fitting, outside SQLite's write lock
+        # seconds of fitting, outside SQLite's write lock, on one core: OpenMP threads spinning
+        # beside the sessions' page runs made a fit 70 times slower on a busy machine
+        with database.read() as session, threadpool_limits(limits=1):
             model = risk_model.learn(session, SYSTEM)
         with database.write() as session:
             log.info(risk_model.save(session, SYSTEM, model).summary)
@@ -62,7 +66,9 @@ def score_job(database: Database, settings: Settings) -> None:
             return
         if not _claim(session, "risk_scored", SCORE_EVERY, utcnow()):
             return
+    from threadpoolctl import threadpool_limits
+
     from core.analytics import risk_model
 
-    with database.write() as session:
+    with database.write() as session, threadpool_limits(limits=1):
         risk_model.store_upcoming(session, SYSTEM)
