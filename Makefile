@@ -33,17 +33,15 @@ chromium-desktop:
 postgres:
 	scripts/ensure-postgres-binaries
 
-# Browser tests run in their own process: Playwright's sync API refuses to start in a worker
-# where an earlier test left an asyncio loop behind. Both runs share one folder of template
-# databases, built in the background while the first runs (tests/support/templates.py); one
+# One run, tests handed out one by one to two workers: the browser tests' waits (servers
+# starting, pages settling, mail arriving) are filled with the others' work. The template
+# databases are built in the background as the run starts (tests/support/templates.py); one
 # OpenMP thread per worker, as two workers already fill both cores.
 test: venv chromium postgres lint check-migrations
 	@templates=$$(mktemp -d) && trap 'rm -rf "$$templates"' EXIT && \
 	export CLINICDESK_TEST_TEMPLATES=$$templates OMP_NUM_THREADS=1 && \
-	{ $(BIN)/python -m tests.support.templates $$templates & builder=$$!; } && \
-	$(PYTEST) -n 2 --dist loadfile tests --ignore=tests/e2e && \
-	{ wait $$builder || echo "template build failed: the browser run builds its own"; } && \
-	$(PYTEST) -n 2 --dist loadfile tests/e2e
+	{ $(BIN)/python -m tests.support.templates $$templates & } && \
+	$(PYTEST) -n 2 --dist load tests
 
 test-unit: venv
 	$(PYTEST) tests/unit

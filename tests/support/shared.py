@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-TEMPLATES = "CLINICDESK_TEST_TEMPLATES"  # a folder shared by the runs of one `make test`
+TEMPLATES = "CLINICDESK_TEST_TEMPLATES"  # a folder that `make test` fills in the background
 
 
 def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:

@@ -1,10 +1,10 @@
 """The test runs' template databases, copied by each test: the demo practice (migrated with
 Alembic, as in production, and seeded) and the e2e one built from it.
 
-`make test` runs `python -m tests.support.templates FOLDER` in the background while the suite
-without a browser runs, and points both pytest runs at FOLDER (CLINICDESK_TEST_TEMPLATES): the
-browser run then starts on finished templates instead of one worker building them while the
-other waits. Without the variable each run builds its own, once (tests.support.shared)."""
+`make test` runs `python -m tests.support.templates FOLDER` in the background as its pytest run
+starts and points the run at FOLDER (CLINICDESK_TEST_TEMPLATES): the templates are built while
+the first tests, which need none, run, instead of one worker building them while the other
+waits. Without the variable each run builds its own, once (tests.support.shared)."""
 
 from __future__ import annotations
 

@@ -13,14 +13,12 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
-from . import browser, smtp
 from .browser import StreamlitServer, wait_for_app_idle
 from .postgres import TempPostgres
 from .smtp import text_of
 
-# The session fixtures that conftest.py can import, registered here to be checked too.
-chromium_browser = browser.chromium_browser
-loopback_smtp = smtp.loopback_smtp
+# chromium_browser and loopback_smtp come from the plugins tests/conftest.py registers: one
+# browser per worker for the whole run (a second Playwright beside it would refuse to start).
 
 
 def test_temp_postgres_serves_a_fresh_database_and_cleans_up() -> None:
