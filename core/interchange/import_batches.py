@@ -72,8 +72,8 @@ def save_chunk(session, chunk, patient_ids, clinic_id, provider_id, batch_id, re
                 "import_batch_id": batch_id,
             }
         )
-    if fresh:
-        session.execute(insert(Appointment), fresh)
+    if fresh:  # NULLs rendered, so rows with and without a completion time share one batch
+        session.execute(insert(Appointment).execution_options(render_nulls=True), fresh)
     report.created += len(fresh)
 
 
