@@ -5,6 +5,7 @@ database per test process, migrated once; passwords are hashed with a cheap argo
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from streamlit.components.v2 import manifest_scanner
 
 from core.kernel import accounts
 from core.startup import install_session_rules
@@ -27,6 +29,12 @@ def _backend(request: pytest.FixtureRequest) -> str:
 
 
 accounts.configure_hashing(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+# Every AppTest run scans the metadata of every installed distribution for component manifests
+# (about 0.2 s, a quarter of a page test); the installed packages do not change during a run.
+manifest_scanner.scan_component_manifests = functools.cache(
+    manifest_scanner.scan_component_manifests
+)
 
 
 def _migrated(url: str) -> None:
