@@ -12,7 +12,8 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -r requirements-dev.txt
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null  # on every core, not pip's one
 	rm -f $(VENV)/.installed-* && touch $@
 
 migrate: venv
