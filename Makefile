@@ -2,18 +2,22 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-tools.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 PORT ?= 8501
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: run venv migrate demo test test-unit test-integration test-pages test-e2e bench chromium-desktop lint format check-migrations chromium postgres clean
+.PHONY: run venv migrate demo test system-packages test-unit test-integration test-pages test-e2e bench chromium-desktop lint format check-migrations chromium postgres clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+# uv installs the pinned requirements; then bytecode for every package on every core, except
+# the packages' own test folders and the installers, which the app and its tests never import.
+$(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -r requirements-dev.txt
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null  # on every core, not pip's one
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	$(BIN)/uv pip install --quiet --native-tls --python $(BIN)/python -r requirements-dev.txt
+	$(BIN)/python -m compileall -q -j 0 -x '/(tests?|pip|setuptools)/' $(VENV)/lib >/dev/null
 	rm -f $(VENV)/.installed-* && touch $@
 
 migrate: venv
@@ -34,14 +38,22 @@ chromium-desktop:
 postgres:
 	scripts/ensure-postgres-binaries
 
-# One run, tests handed out one by one to two workers: the browser tests' waits (servers
-# starting, pages settling, mail arriving) are filled with the others' work. The template
-# databases are built in the background as the run starts (tests/support/templates.py); one
-# OpenMP thread per worker, as two workers already fill both cores.
-test: venv chromium postgres lint check-migrations
+# Debian's packages one after the other (one apt at a time), beside the virtualenv's install.
+system-packages:
+	scripts/ensure-chromium
+	scripts/ensure-postgres-binaries
+
+# Set-up in parallel where it can be: the virtualenv beside Debian's packages, then the lint
+# and the migration check beside the template databases' build (tests/support/templates.py).
+# Then one run, tests handed out one by one to two workers: the browser tests' waits (servers
+# starting, pages settling, mail arriving) are filled with the others' work; one OpenMP thread
+# per worker, as two workers already fill both cores.
+test:
+	@$(MAKE) --no-print-directory -j 2 venv system-packages
 	@templates=$$(mktemp -d) && trap 'rm -rf "$$templates"' EXIT && \
 	export CLINICDESK_TEST_TEMPLATES=$$templates OMP_NUM_THREADS=1 && \
 	{ $(BIN)/python -m tests.support.templates $$templates & } && \
+	$(MAKE) --no-print-directory -j 2 lint check-migrations && \
 	$(PYTEST) -n 2 --dist load tests
 
 test-unit: venv
