@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pkgutil
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +15,31 @@ from tests.support.browser import StreamlitServer, wait_for_app_idle
 from tests.support.postgres import free_port
 from tests.support.shared import built_once
 from tests.support.templates import E2E_SECRET, build_e2e
+from tests.support.zygote import Zygote
 
 SECRET = E2E_SECRET
+# What every server imports before its first page: Streamlit's server, the app and its pages'
+# building blocks. The page scripts still run fresh in each server. A module that declares a
+# Streamlit component registers it only when a page run imports it, so it is left out (the
+# zygote refuses any).
+WITH_COMPONENTS = {"ui.calendar_widget", "ui.patient_portal.views"}
+PRELOAD = [
+    "streamlit.web.cli",
+    "streamlit.web.server.starlette.starlette_server",
+    "serve",
+    *(
+        module.name
+        for module in pkgutil.walk_packages([str(ROOT / "ui")], "ui.")
+        if module.name not in WITH_COMPONENTS
+    ),
+]
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    """One process per test worker that has imported PRELOAD; the e2e servers fork from it."""
+    with Zygote(PRELOAD, cwd=ROOT) as forks:
+        yield forks
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +49,7 @@ def e2e_template(demo_template, tmp_path_factory) -> Path:  # noqa: F811
 
 
 @pytest.fixture
-def app_server(e2e_template, tmp_path, loopback_smtp) -> Iterator[StreamlitServer]:
+def app_server(e2e_template, tmp_path, loopback_smtp, zygote) -> Iterator[StreamlitServer]:
     shutil.copy(e2e_template, tmp_path / "app.db")
     port = free_port()
     env = {
@@ -37,7 +61,7 @@ def app_server(e2e_template, tmp_path, loopback_smtp) -> Iterator[StreamlitServe
         "SMTP_PORT": str(loopback_smtp.port),
         "CLINICDESK_JOB_SECONDS": "1",
     }
-    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port) as server:
+    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port, zygote=zygote) as server:
         yield server
         print(server.output_tail())  # pytest shows it only when the test failed
 

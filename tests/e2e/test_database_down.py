@@ -20,7 +20,7 @@ PAUSED = re.compile(r"background jobs paused: The database cannot be reached")
 
 
 @pytest.fixture
-def server_behind_proxy(temp_postgres, tmp_path):
+def server_behind_proxy(temp_postgres, tmp_path, zygote):
     name = f"t_{uuid.uuid4().hex[:12]}"
     direct = temp_postgres.create_database(name)
     with Switchable("127.0.0.1", temp_postgres.port) as proxy:
@@ -31,7 +31,9 @@ def server_behind_proxy(temp_postgres, tmp_path):
             "CLINICDESK_JOB_SECONDS": "1",
         }
         open_database(load_settings(env), migrate=True).dispose()
-        with StreamlitServer("serve.py", cwd=ROOT, env=env, port=free_port()) as server:
+        with StreamlitServer(
+            "serve.py", cwd=ROOT, env=env, port=free_port(), zygote=zygote
+        ) as server:
             yield proxy, server
     temp_postgres.drop_database(name)
 

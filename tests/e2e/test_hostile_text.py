@@ -71,7 +71,7 @@ FIND_MARKUP = """(host) => {
 
 
 @pytest.fixture
-def hostile_server(e2e_template, tmp_path) -> Iterator[StreamlitServer]:
+def hostile_server(e2e_template, tmp_path, zygote) -> Iterator[StreamlitServer]:
     shutil.copy(e2e_template, tmp_path / "app.db")
     engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     with engine.begin() as connection:  # as an old or imported row: no cleaning on the way in
@@ -101,7 +101,7 @@ def hostile_server(e2e_template, tmp_path) -> Iterator[StreamlitServer]:
         "CLINICDESK_SECRET_KEY": "e2e-" + "k" * 40,
         "CLINICDESK_JOB_SECONDS": "0",
     }
-    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port) as server:
+    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port, zygote=zygote) as server:
         server.request_id = request_id
         yield server
 

@@ -40,7 +40,7 @@ LINK = re.compile(r"https?://\S+/patient\?p=enroll&t=[\w-]+")
 
 
 @pytest.fixture
-def portal_server(e2e_template, tmp_path, loopback_smtp):
+def portal_server(e2e_template, tmp_path, loopback_smtp, zygote):
     shutil.copy(e2e_template, tmp_path / "app.db")
     port = free_port()
     env = {
@@ -52,7 +52,7 @@ def portal_server(e2e_template, tmp_path, loopback_smtp):
         "CLINICDESK_JOB_SECONDS": "1",
         "CLINICDESK_BASE_URL": f"http://127.0.0.1:{port}",
     }
-    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port) as server:
+    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port, zygote=zygote) as server:
         yield server
 
 

@@ -26,7 +26,7 @@ CALENDAR_FRAME = 'iframe[title="streamlit_calendar.calendar"]'
 
 
 @pytest.fixture
-def empty_server(tmp_path, loopback_smtp) -> Iterator[StreamlitServer]:
+def empty_server(tmp_path, loopback_smtp, zygote) -> Iterator[StreamlitServer]:
     port = free_port()
     env = {
         "CLINICDESK_BASE_URL": f"http://127.0.0.1:{port}",
@@ -37,7 +37,7 @@ def empty_server(tmp_path, loopback_smtp) -> Iterator[StreamlitServer]:
         "SMTP_PORT": str(loopback_smtp.port),
         "CLINICDESK_JOB_SECONDS": "1",
     }
-    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port) as server:
+    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port, zygote=zygote) as server:
         yield server
 
 

@@ -28,7 +28,7 @@ COMMENT = "Dr was kind <b>and</b> on time — e2e"
 
 
 @pytest.fixture
-def survey_server(e2e_template, tmp_path, loopback_smtp):
+def survey_server(e2e_template, tmp_path, loopback_smtp, zygote):
     shutil.copy(e2e_template, tmp_path / "app.db")
     url = f"sqlite:///{tmp_path / 'app.db'}"
     port = free_port()
@@ -41,7 +41,7 @@ def survey_server(e2e_template, tmp_path, loopback_smtp):
         "CLINICDESK_JOB_SECONDS": "1",
         "CLINICDESK_BASE_URL": f"http://127.0.0.1:{port}",
     }
-    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port) as server:
+    with StreamlitServer("serve.py", cwd=ROOT, env=env, port=port, zygote=zygote) as server:
         yield server, Database(url)
 
 

@@ -31,6 +31,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from .postgres import free_port
+from .zygote import Zygote
 
 CHROMIUM = "/usr/bin/chromium"  # the desktop browser: the browser benchmark, screenshots
 # the tests' browser: Debian's headless shell of the same Chromium (Blink, V8, the same
@@ -55,7 +56,8 @@ class StreamlitServer:
     """`python -m streamlit run SCRIPT` on 127.0.0.1 at a free port; a context manager.
 
     `script` may be a classic Streamlit script or an `st.App` ASGI file; `streamlit run`
-    detects which. `env` is merged over os.environ for the server process.
+    detects which. `env` is merged over os.environ for the server process. With a `zygote`
+    (tests.support.zygote) the server is forked from it instead of starting Python afresh.
     """
 
     def __init__(
@@ -65,12 +67,15 @@ class StreamlitServer:
         cwd: str | os.PathLike[str] | None = None,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        zygote: Zygote | None = None,
     ) -> None:
         self.script = str(script)
         self.cwd = cwd
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.port = port or free_port()
+        self.zygote = zygote
         self._process: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
         self._output: BinaryIO | None = None
 
     @property
@@ -78,10 +83,7 @@ class StreamlitServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
-        command = [
-            sys.executable,
-            "-m",
-            "streamlit",
+        arguments = [
             "run",
             self.script,
             "--server.headless",
@@ -96,16 +98,20 @@ class StreamlitServer:
             "none",
         ]
         # Kept open for the server's lifetime and closed in stop().
-        self._output = tempfile.TemporaryFile()  # noqa: SIM115
+        self._output = tempfile.NamedTemporaryFile()  # noqa: SIM115
         # Own process group, so stop() also ends anything the server started.
-        self._process = subprocess.Popen(
-            command,
-            cwd=self.cwd,
-            env=self.env,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        if self.zygote is not None:
+            self._pid = self.zygote.spawn(arguments, self.cwd, self.env, self._output.name)
+        else:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", *arguments],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=self._output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self._pid = self._process.pid
         try:
             self._wait_until_healthy()
         except BaseException:
@@ -115,15 +121,14 @@ class StreamlitServer:
 
     def stop(self) -> None:
         """Terminate the server's process group (SIGKILL after 10 s) and drop its output."""
-        if self._process is not None:
+        if self._pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait()
-            self._process = None
+                os.killpg(self._pid, signal.SIGTERM)
+            if not self._ended_within(10):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._pid, signal.SIGKILL)
+                self._ended_within(10)
+            self._process = self._pid = None
         if self._output is not None:
             self._output.close()
             self._output = None
@@ -143,13 +148,31 @@ class StreamlitServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def _exit_code(self) -> int | str | None:
+        """None while the server runs. A forked one is reaped by its zygote: "unknown" code."""
+        if self._process is not None:
+            return self._process.poll()
+        try:
+            os.kill(self._pid, 0)
+        except ProcessLookupError:
+            return "unknown"
+        return None
+
+    def _ended_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self._exit_code() is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_INTERVAL_S / 2)
+        return True
+
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         health_url = f"{self.url}/_stcore/health"
         while True:
-            if self._process.poll() is not None:
+            if self._exit_code() is not None:
                 raise RuntimeError(
-                    f"streamlit exited with code {self._process.returncode}:\n{self.output_tail()}"
+                    f"streamlit exited with code {self._exit_code()}:\n{self.output_tail()}"
                 )
             try:
                 with urllib.request.urlopen(health_url, timeout=2) as response:
