@@ -1,6 +1,6 @@
 """The signed-in patient's portal: what they see (upcoming appointments, a calendar, completed
-visits with their survey state, history, points and ledger, waitlist entries) and what they do
-(request, join or leave the waitlist, ask to cancel or reschedule, answer a proposal, answer a
+visits with their survey state, history, points and ledger) and what they do
+(request, ask to cancel or reschedule, answer a proposal, answer a
 survey, answer or sign the forms sent after booking, prepay).
 
 Every function takes the signed-in patient's id (from the portal session, core.portal.sign_in)
@@ -25,12 +25,10 @@ from core.kernel.authz import patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import (
-    babel_locale,
     clinic_format,
     clinic_time,
     clinic_time_range,
     format_day,
-    format_day_range,
     format_moment,
 )
 from core.payments import points as ledger_points
@@ -43,7 +41,6 @@ from core.practice.packages import offered_packages
 from core.requests import changes, decisions
 from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
 from core.scheduling.lifecycle import treatment_of
-from core.waitlist import entries
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -52,14 +49,10 @@ from db.models import (
     Clinic,
     FeedbackRequest,
     FeedbackStatus,
-    OfferStatus,
     Patient,
     Service,
     Source,
     TimeOfDay,
-    WaitlistEntry,
-    WaitlistOffer,
-    WaitlistStatus,
 )
 from db.types import utcnow
 
@@ -135,7 +128,8 @@ class Home:
         ]
 
 
-def _patient(session: Session, patient_id: int) -> Patient:
+def portal_patient(session: Session, patient_id: int) -> Patient:
+    """The signed-in patient, or NotFound when they are no longer enrolled in the portal."""
     patient = session.get(Patient, patient_id)
     if patient is None or patient.portal_enrolled_at is None:
         raise NotFound("Please sign in to the portal again.")
@@ -193,7 +187,7 @@ def _view(session, appointment: Appointment, badges, rules, now, forms) -> Porta
 
 
 def home(session: Session, patient_id: int, *, now: datetime | None = None) -> Home:
-    patient = _patient(session, patient_id)
+    patient = portal_patient(session, patient_id)
     now = now or utcnow()
     rules = get_settings(session)
     rows = list(
@@ -259,7 +253,7 @@ def change_preview(
     session: Session, patient_id: int, appointment_id: int, *, now: datetime | None = None
 ) -> ChangePreview:
     """What cancelling now would cost, in the policy's one evaluation."""
-    patient = _patient(session, patient_id)
+    patient = portal_patient(session, patient_id)
     appointment = own_appointment(session, patient_id, appointment_id)
     now = now or utcnow()
     ev = evaluate(session, appointment, now)
@@ -309,7 +303,7 @@ def ask_change(
     reason: str = "",
 ) -> str:
     """Ask to cancel or reschedule (core.requests.changes decides, as for the emailed link)."""
-    patient = _patient(session, patient_id)
+    patient = portal_patient(session, patient_id)
     preview = change_preview(session, patient_id, appointment_id)
     if not preview.changeable:
         raise ValidationError(preview.reason_not + " Please contact the practice.")
@@ -331,7 +325,7 @@ def ask_change(
 
 
 def answer_proposal(session: Session, patient_id: int, appointment_id: int, *, accept: bool):
-    patient = _patient(session, patient_id)
+    patient = portal_patient(session, patient_id)
     appointment = own_appointment(session, patient_id, appointment_id)
     if appointment.status != S.TENTATIVE:
         raise ValidationError("There is no proposed time waiting for your answer here.")
@@ -386,7 +380,7 @@ def answer_survey(
     session: Session, patient_id: int, appointment_id: int, answers: surveys.SurveyAnswers
 ) -> str:
     """The same survey as the emailed link (and the same points earned)."""
-    _patient(session, patient_id)
+    portal_patient(session, patient_id)
     before = session.get(Patient, patient_id).points_balance
     surveys.submit_survey(session, _survey_token(session, patient_id, appointment_id), answers)
     earned = session.get(Patient, patient_id).points_balance - before
@@ -401,7 +395,7 @@ def open_form(
     session: Session, patient_id: int, form_id: int, *, client_address: str = ""
 ) -> after_booking.FormView:
     """One of the patient's own forms, opened (and audited) as its emailed link would be."""
-    _patient(session, patient_id)
+    portal_patient(session, patient_id)
     return after_booking.open_patient_form(
         session, patient_id, form_id, client_address=client_address
     )
@@ -412,7 +406,7 @@ def answer_form(
 ) -> str:
     """Answer the questionnaire, sign the consent or mark the instructions read: the link's
     rules and record; the form's emailed link then works no more."""
-    _patient(session, patient_id)
+    portal_patient(session, patient_id)
     return after_booking.submit_patient_form(session, patient_id, form_id, answer)
 
 
@@ -432,7 +426,7 @@ class RequestForm:
 
 
 def request_form(session: Session, patient_id: int) -> RequestForm:
-    patient = _patient(session, patient_id)
+    patient = portal_patient(session, patient_id)
     last = session.scalar(
         select(Appointment)
         .where(Appointment.patient_id == patient.id)
@@ -472,7 +466,7 @@ def request_appointment(
     notes: str = "",
 ) -> str:
     """Ask for a service or a package (booked as one) on a day and time of day."""
-    patient = _patient(session, patient_id)
+    patient = portal_patient(session, patient_id)
     if online_booking_blocked(patient):
         raise ValidationError(LOCKED)
     if requested_day is None or requested_day < date.today():
@@ -492,134 +486,6 @@ def request_appointment(
     return "Thank you: your request has been received. The practice will confirm a time."
 
 
-def join_waitlist(
-    session: Session,
-    patient_id: int,
-    *,
-    clinic_id: int,
-    service_id: int | None = None,
-    package_id: int | None = None,
-    earliest: date,
-    latest: date,
-    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4),
-    windows: tuple[str, ...] = (),
-    note: str = "",
-) -> str:
-    """Wait for a service or a package (booked as one) at a clinic between two days, on the
-    weekdays and times of day given (none: any): the practice offers the first matching time
-    that frees up (core.waitlist)."""
-    patient = _patient(session, patient_id)
-    if online_booking_blocked(patient):
-        raise ValidationError(LOCKED)
-    if earliest is None or latest is None:
-        raise ValidationError("Please choose the first and the last day you could come.")
-    wish = entries.Wish(
-        patient_id=patient.id,
-        clinic_id=clinic_id,
-        service_id=None if package_id is not None else service_id,
-        package_id=package_id,
-        earliest=earliest,
-        latest=latest,
-        weekdays=tuple(weekdays),
-        windows=tuple(TimeOfDay(w) for w in windows),
-        note=(note or "").strip(),
-    )
-    entries.add_for_patient(session, wish)
-    return (
-        "Thank you: you are on the waitlist. We will offer you the first matching time that "
-        "frees up."
-    )
-
-
-@dataclass(frozen=True)
-class PortalOffer:
-    """A freed time offered to the patient, open until `expires` (both clinic-local)."""
-
-    id: int
-    when: str
-    expires: str
-
-
-@dataclass(frozen=True)
-class PortalWaitlistEntry:
-    id: int
-    clinic: str
-    treatment: str  # as the staff list names it: "Skin renewal (Skin check + Chemical peel)"
-    days: str  # clinic-local, in the clinic's locale
-    weekdays: str
-    times: str
-    note: str  # as typed: escape on display
-    offer: PortalOffer | None
-
-
-def _weekdays(stored: str, locale: str) -> str:
-    if len(stored) == 7:
-        return "Any day"
-    names = babel_locale(locale).days["stand-alone"]["abbreviated"]
-    return ", ".join(names[int(d)] for d in stored)
-
-
-def waitlist_entries(
-    session: Session, patient_id: int, *, now: datetime | None = None
-) -> list[PortalWaitlistEntry]:
-    """The patient's entries still waiting (oldest first), each with the offer out to it."""
-    _patient(session, patient_id)
-    now = now or utcnow()
-    rows = session.execute(
-        select(WaitlistEntry, Clinic)
-        .join(Clinic, Clinic.id == WaitlistEntry.clinic_id)
-        .where(
-            WaitlistEntry.patient_id == patient_id,
-            WaitlistEntry.status == WaitlistStatus.WAITING,
-        )
-        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
-        .limit(entries.PAGE_SIZE)
-    ).all()
-    sent = session.execute(
-        select(WaitlistOffer)
-        .where(
-            WaitlistOffer.entry_id.in_([entry.id for entry, _ in rows]),
-            WaitlistOffer.status == OfferStatus.SENT,
-            WaitlistOffer.expires_at > now,
-        )
-        .order_by(WaitlistOffer.expires_at)
-    ).scalars()
-    offers: dict[int, WaitlistOffer] = {}
-    for offer in sent:
-        offers.setdefault(offer.entry_id, offer)
-    result = []
-    for entry, clinic in rows:
-        offer = offers.get(entry.id)
-        windows = [TIME_OF_DAY_LABELS[TimeOfDay(w)] for w in entry.windows.split(",") if w]
-        result.append(
-            PortalWaitlistEntry(
-                entry.id,
-                clinic.name,
-                entries.treatment(session, entry),
-                format_day_range(entry.earliest, entry.latest, clinic.locale),
-                _weekdays(entry.weekdays, clinic.locale),
-                ", ".join(windows) or "Any time of day",
-                entry.note,
-                None
-                if offer is None
-                else PortalOffer(
-                    offer.id,
-                    clinic_time(clinic, offer.start_at, zone=True),
-                    clinic_time(clinic, offer.expires_at, zone=True),
-                ),
-            )
-        )
-    return result
-
-
-def withdraw_from_waitlist(session: Session, patient_id: int, entry_id: int) -> str:
-    """Withdraw one of the patient's own entries (another patient's id: the same NotFound as
-    an unknown one); an offer out to it lapses and goes to the next patient in line."""
-    _patient(session, patient_id)
-    entries.withdraw_for_patient(session, patient_id, entry_id)
-    return "You have left the waitlist for this treatment."
-
-
 @dataclass(frozen=True)
 class PayView:
     appointment_id: int
@@ -637,7 +503,7 @@ class PayView:
 def pay_view(
     session: Session, patient_id: int, appointment_id: int, *, card_online: bool
 ) -> PayView:
-    patient = _patient(session, patient_id)
+    patient = portal_patient(session, patient_id)
     appointment = own_appointment(session, patient_id, appointment_id)
     rules = get_settings(session)
     money = money_format(appointment.clinic).money
@@ -668,7 +534,7 @@ def pay(
     provider: PaymentProvider,
     return_url: str,
 ) -> prepay.PayResult:
-    _patient(session, patient_id)
+    portal_patient(session, patient_id)
     own_appointment(session, patient_id, appointment_id)
     return prepay.prepay(
         session,

@@ -13,7 +13,8 @@ from core.forms import after_booking
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
 from core.kernel.money import format_day_range
-from core.portal import home, sign_in
+from core.portal import sign_in
+from core.portal import waitlist as portal_waitlist
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -260,7 +261,7 @@ def test_the_patient_sees_and_withdraws_their_waitlist_entry(app_db):
         renewal = s.scalars(select(Package).where(Package.name == "Skin renewal")).one()
         clinic_id = s.scalars(select(Clinic.id).order_by(Clinic.id)).first()
         first = to_local(utcnow(), s.get(Clinic, clinic_id).timezone).date()
-        home.join_waitlist(
+        portal_waitlist.join_waitlist(
             s,
             patient_id,
             clinic_id=clinic_id,

@@ -14,6 +14,7 @@ from core.kernel.clock import local_to_utc
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day_range
 from core.portal import home, patient_links, sign_in
+from core.portal import waitlist as portal_waitlist
 from core.waitlist import entries, offers
 from core.waitlist.rules import Rules, set_rules
 from db.models import (
@@ -281,7 +282,7 @@ def test_the_patient_joins_the_waitlist_for_a_package_or_a_service(db, world):
     assert glow in [i for i, _ in form.packages]  # what the portal's forms offer
     days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))
     with db.write() as s:
-        said = home.join_waitlist(
+        said = portal_waitlist.join_waitlist(
             s,
             world.patient_id,
             clinic_id=world.clinic_id,
@@ -289,7 +290,7 @@ def test_the_patient_joins_the_waitlist_for_a_package_or_a_service(db, world):
             windows=("morning",),
             **days,
         )
-        home.join_waitlist(
+        portal_waitlist.join_waitlist(
             s,
             world.patient_id,
             clinic_id=world.clinic_id,
@@ -306,11 +307,15 @@ def test_the_patient_joins_the_waitlist_for_a_package_or_a_service(db, world):
         (None, peel, "portal", "", "Mornings"),
     ]
     with db.write() as s, pytest.raises(ValidationError, match="already on the waitlist for"):
-        home.join_waitlist(s, world.patient_id, clinic_id=world.clinic_id, package_id=glow, **days)
+        portal_waitlist.join_waitlist(
+            s, world.patient_id, clinic_id=world.clinic_id, package_id=glow, **days
+        )
     with db.write() as s:  # a zero balance pauses online requests, the waitlist too
         s.get(Patient, world.patient_id).points_balance = 0
     with db.write() as s, pytest.raises(ValidationError, match="online requests are paused"):
-        home.join_waitlist(s, world.patient_id, clinic_id=world.clinic_id, service_id=peel, **days)
+        portal_waitlist.join_waitlist(
+            s, world.patient_id, clinic_id=world.clinic_id, service_id=peel, **days
+        )
 
 
 def _offer_hours(db, world, day: date):
@@ -333,11 +338,11 @@ def test_twice_on_the_waitlist_the_patient_reads_their_own_words(db, world):
     _enrol(db, world.patient_id)
     days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))
     with db.write() as s:
-        home.join_waitlist(
+        portal_waitlist.join_waitlist(
             s, world.patient_id, clinic_id=world.clinic_id, service_id=world.service_id, **days
         )
     with db.write() as s, pytest.raises(ValidationError) as said:
-        home.join_waitlist(
+        portal_waitlist.join_waitlist(
             s, world.patient_id, clinic_id=world.clinic_id, service_id=world.service_id, **days
         )
     assert str(said.value) == (
@@ -361,7 +366,7 @@ def test_the_patient_sees_their_waiting_entries_with_an_open_offer(db, world):
         glow = setup.save_package(
             s, world.owner, setup.PackageData("Glow", (world.service_id, peel), 9000)
         )
-        home.join_waitlist(
+        portal_waitlist.join_waitlist(
             s,
             world.patient_id,
             clinic_id=world.clinic_id,
@@ -370,7 +375,7 @@ def test_the_patient_sees_their_waiting_entries_with_an_open_offer(db, world):
             note="<b>Mornings</b>",
             **days,
         )
-        home.join_waitlist(
+        portal_waitlist.join_waitlist(
             s,
             world.patient_id,
             clinic_id=world.clinic_id,
@@ -385,7 +390,7 @@ def test_the_patient_sees_their_waiting_entries_with_an_open_offer(db, world):
         )  # someone else's entry is never shown
     _offer_hours(db, world, day)
     with db.read() as s:
-        mine = home.waitlist_entries(s, world.patient_id)
+        mine = portal_waitlist.waitlist_entries(s, world.patient_id)
         offer = s.scalars(select(WaitlistOffer).where(WaitlistOffer.status == "sent")).one()
         clinic = s.get(Clinic, world.clinic_id)
         expires = clinic_time(clinic, offer.expires_at, zone=True)
@@ -403,12 +408,12 @@ def test_the_patient_sees_their_waiting_entries_with_an_open_offer(db, world):
     )
     assert (second.weekdays, second.times) == ("Mo, Mi", "Morning (9:00–12:00)")
     assert offer.entry_id == first.id and offer.status == OfferStatus.SENT
-    assert first.offer == home.PortalOffer(
+    assert first.offer == portal_waitlist.PortalOffer(
         offer.id, clinic_time(clinic, offer.start_at, zone=True), expires
     )
     assert "10:00" in first.offer.when and second.offer is None
     with db.read() as s, pytest.raises(NotFound):
-        home.waitlist_entries(s, other.id)  # not enrolled: no portal
+        portal_waitlist.waitlist_entries(s, other.id)  # not enrolled: no portal
 
 
 def test_the_patient_withdraws_their_own_entry_audited_via_the_portal(db, world):
@@ -416,7 +421,7 @@ def test_the_patient_withdraws_their_own_entry_audited_via_the_portal(db, world)
     day = date.today() + timedelta(days=3)
     days = dict(earliest=day - timedelta(days=1), latest=day + timedelta(days=7))
     with db.write() as s:
-        home.join_waitlist(
+        portal_waitlist.join_waitlist(
             s,
             world.patient_id,
             clinic_id=world.clinic_id,
@@ -426,14 +431,14 @@ def test_the_patient_withdraws_their_own_entry_audited_via_the_portal(db, world)
         )
     _offer_hours(db, world, day)
     with db.read() as s:
-        (entry,) = home.waitlist_entries(s, world.patient_id)
+        (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
         token_id = s.scalars(select(WaitlistOffer.token_id)).one()
     assert entry.offer is not None
     with db.write() as s:
-        said = home.withdraw_from_waitlist(s, world.patient_id, entry.id)
+        said = portal_waitlist.withdraw_from_waitlist(s, world.patient_id, entry.id)
     assert said == "You have left the waitlist for this treatment."
     with db.read() as s:
-        assert home.waitlist_entries(s, world.patient_id) == []
+        assert portal_waitlist.waitlist_entries(s, world.patient_id) == []
         row = s.get(WaitlistEntry, entry.id)
         offer = s.scalars(select(WaitlistOffer)).one()
         token = s.get(LinkToken, token_id)
@@ -453,7 +458,7 @@ def test_the_patient_withdraws_their_own_entry_audited_via_the_portal(db, world)
     assert event.actor_label.startswith("Patient ")
     assert event.details == {"via": "portal", "offers_withdrawn": [offer.id]}
     with db.write() as s, pytest.raises(ValidationError, match="withdrawn already"):
-        home.withdraw_from_waitlist(s, world.patient_id, entry.id)
+        portal_waitlist.withdraw_from_waitlist(s, world.patient_id, entry.id)
 
 
 def test_another_patients_waitlist_entry_is_refused_like_an_unknown_one(db, world):
@@ -465,9 +470,9 @@ def test_another_patients_waitlist_entry_is_refused_like_an_unknown_one(db, worl
             s, world.staff, entries.Wish(other.id, world.clinic_id, world.service_id, **days)
         ).id
     with db.write() as s, pytest.raises(NotFound) as foreign:
-        home.withdraw_from_waitlist(s, world.patient_id, theirs)
+        portal_waitlist.withdraw_from_waitlist(s, world.patient_id, theirs)
     with db.write() as s, pytest.raises(NotFound) as unknown:
-        home.withdraw_from_waitlist(s, world.patient_id, theirs + 1000)
+        portal_waitlist.withdraw_from_waitlist(s, world.patient_id, theirs + 1000)
     assert (
         str(foreign.value)
         == str(unknown.value)

@@ -12,6 +12,7 @@ import streamlit as st
 from core.feedback.surveys import COMMENT_MAX, SurveyAnswers
 from core.kernel.money import weekday_name
 from core.portal import home
+from core.portal import waitlist as portal_waitlist
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.scheduling.calendar import legend
 from ui import calendar_widget
@@ -192,7 +193,7 @@ def waitlist(view: home.Home) -> None:
     else:
         _join_waitlist(view)
     with database().read() as session:
-        waiting = home.waitlist_entries(session, view.patient_id)
+        waiting = portal_waitlist.waitlist_entries(session, view.patient_id)
     st.subheader("Your waitlist entries")
     if not waiting:
         st.caption("You are not on the waitlist.")
@@ -215,7 +216,7 @@ def waitlist(view: home.Home) -> None:
             else:
                 right.markdown(":blue-badge[Waiting]")
             if right.button("Withdraw", key=f"portal_waitlist_withdraw_{entry.id}"):
-                if done := act(home.withdraw_from_waitlist, view.patient_id, entry.id):
+                if done := act(portal_waitlist.withdraw_from_waitlist, view.patient_id, entry.id):
                     flash(done)
 
 
@@ -254,7 +255,7 @@ def _join_waitlist(view: home.Home) -> None:
         kind, ident = treatment or ("service", None)
         first, last = (days[0], days[-1]) if days else (None, None)
         if done := act(
-            home.join_waitlist,
+            portal_waitlist.join_waitlist,
             view.patient_id,
             clinic_id=clinic,
             **{f"{kind}_id": ident},

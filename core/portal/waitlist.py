@@ -1,0 +1,149 @@
+"""The signed-in patient's waitlist in the portal: join it for a service or a package, see the
+entries still waiting with any offer out to them, and leave one. As everywhere in the portal,
+only the signed-in patient's rows: another patient's entry is the same NotFound as an unknown one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel.errors import ValidationError
+from core.kernel.money import babel_locale, clinic_time, format_day_range
+from core.policy.cancellation import online_booking_blocked
+from core.portal.home import LOCKED, portal_patient
+from core.portal.patient_links import TIME_OF_DAY_LABELS
+from core.waitlist import entries
+from db.models import Clinic, OfferStatus, TimeOfDay, WaitlistEntry, WaitlistOffer, WaitlistStatus
+from db.types import utcnow
+
+
+def join_waitlist(
+    session: Session,
+    patient_id: int,
+    *,
+    clinic_id: int,
+    service_id: int | None = None,
+    package_id: int | None = None,
+    earliest: date,
+    latest: date,
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4),
+    windows: tuple[str, ...] = (),
+    note: str = "",
+) -> str:
+    """Wait for a service or a package (booked as one) at a clinic between two days, on the
+    weekdays and times of day given (none: any): the practice offers the first matching time
+    that frees up (core.waitlist)."""
+    patient = portal_patient(session, patient_id)
+    if online_booking_blocked(patient):
+        raise ValidationError(LOCKED)
+    if earliest is None or latest is None:
+        raise ValidationError("Please choose the first and the last day you could come.")
+    wish = entries.Wish(
+        patient_id=patient.id,
+        clinic_id=clinic_id,
+        service_id=None if package_id is not None else service_id,
+        package_id=package_id,
+        earliest=earliest,
+        latest=latest,
+        weekdays=tuple(weekdays),
+        windows=tuple(TimeOfDay(w) for w in windows),
+        note=(note or "").strip(),
+    )
+    entries.add_for_patient(session, wish)
+    return (
+        "Thank you: you are on the waitlist. We will offer you the first matching time that "
+        "frees up."
+    )
+
+
+@dataclass(frozen=True)
+class PortalOffer:
+    """A freed time offered to the patient, open until `expires` (both clinic-local)."""
+
+    id: int
+    when: str
+    expires: str
+
+
+@dataclass(frozen=True)
+class PortalWaitlistEntry:
+    id: int
+    clinic: str
+    treatment: str  # as the staff list names it: "Skin renewal (Skin check + Chemical peel)"
+    days: str  # clinic-local, in the clinic's locale
+    weekdays: str
+    times: str
+    note: str  # as typed: escape on display
+    offer: PortalOffer | None
+
+
+def _weekdays(stored: str, locale: str) -> str:
+    if len(stored) == 7:
+        return "Any day"
+    names = babel_locale(locale).days["stand-alone"]["abbreviated"]
+    return ", ".join(names[int(d)] for d in stored)
+
+
+def waitlist_entries(
+    session: Session, patient_id: int, *, now: datetime | None = None
+) -> list[PortalWaitlistEntry]:
+    """The patient's entries still waiting (oldest first), each with the offer out to it."""
+    portal_patient(session, patient_id)
+    now = now or utcnow()
+    rows = session.execute(
+        select(WaitlistEntry, Clinic)
+        .join(Clinic, Clinic.id == WaitlistEntry.clinic_id)
+        .where(
+            WaitlistEntry.patient_id == patient_id,
+            WaitlistEntry.status == WaitlistStatus.WAITING,
+        )
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+        .limit(entries.PAGE_SIZE)
+    ).all()
+    sent = session.execute(
+        select(WaitlistOffer)
+        .where(
+            WaitlistOffer.entry_id.in_([entry.id for entry, _ in rows]),
+            WaitlistOffer.status == OfferStatus.SENT,
+            WaitlistOffer.expires_at > now,
+        )
+        .order_by(WaitlistOffer.expires_at)
+    ).scalars()
+    offers: dict[int, WaitlistOffer] = {}
+    for offer in sent:
+        offers.setdefault(offer.entry_id, offer)
+    result = []
+    for entry, clinic in rows:
+        offer = offers.get(entry.id)
+        windows = [TIME_OF_DAY_LABELS[TimeOfDay(w)] for w in entry.windows.split(",") if w]
+        result.append(
+            PortalWaitlistEntry(
+                entry.id,
+                clinic.name,
+                entries.treatment(session, entry),
+                format_day_range(entry.earliest, entry.latest, clinic.locale),
+                _weekdays(entry.weekdays, clinic.locale),
+                ", ".join(windows) or "Any time of day",
+                entry.note,
+                None
+                if offer is None
+                else PortalOffer(
+                    offer.id,
+                    clinic_time(clinic, offer.start_at, zone=True),
+                    clinic_time(clinic, offer.expires_at, zone=True),
+                ),
+            )
+        )
+    return result
+
+
+def withdraw_from_waitlist(session: Session, patient_id: int, entry_id: int) -> str:
+    """Withdraw one of the patient's own entries (another patient's id: the same NotFound as
+    an unknown one); an offer out to it lapses and goes to the next patient in line."""
+    portal_patient(session, patient_id)
+    entries.withdraw_for_patient(session, patient_id, entry_id)
+    return "You have left the waitlist for this treatment."
