@@ -6,6 +6,7 @@ services never commit.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,25 @@ def make_engine(url: str, *, connect_timeout: int = 5, **kwargs) -> Engine:
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("connect_args", {"connect_timeout": connect_timeout})
     kwargs.setdefault("max_overflow", 10)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    pool_log = engine.pool.logger
+    if isinstance(pool_log, logging.Logger) and LostCursorClose not in map(type, pool_log.filters):
+        pool_log.addFilter(LostCursorClose((engine.dialect.loaded_dbapi.OperationalError,)))
+    return engine
+
+
+class LostCursorClose(logging.Filter):
+    """Drops SQLAlchemy's "Error closing cursor" traceback when the connection itself is gone:
+    a streamed read (a server-side cursor) cut by an outage cannot close on the server, and the
+    outage is already reported once, by the page or the jobs loop (core.jobs)."""
+
+    def __init__(self, lost: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.lost = lost
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (record.msg == "Error closing cursor" and isinstance(error, self.lost))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

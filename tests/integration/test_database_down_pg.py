@@ -6,7 +6,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from streamlit.testing.v1 import AppTest
 
 from core import demo, jobs
@@ -73,3 +74,20 @@ def test_a_page_shows_one_line_while_the_database_is_down_and_recovers(behind_pr
     proxy.up()
     at.run()
     assert not at.exception and not at.error and at.title[0].value == "Notifications"
+
+
+def test_a_streamed_read_cut_by_the_outage_leaves_no_traceback(behind_proxy, caplog):
+    """A server-side cursor (yield_per, as the risk features read) cannot close once the
+    connection is gone; SQLAlchemy's "Error closing cursor" traceback is not logged for that:
+    the outage is reported once, by the page or the jobs loop."""
+    proxy, database, _ = behind_proxy
+    caplog.set_level(logging.ERROR)
+    series = text("SELECT generate_series(1, 10000)").execution_options(yield_per=10)
+    with pytest.raises(OperationalError), database.read() as session:  # the session's end
+        rows = session.execute(series)
+        next(iter(rows))
+        proxy.down()
+        rows.close()  # as a reader stopping early does (a generator's end, an error)
+    proxy.up()
+    assert "Error closing cursor" not in caplog.text
+    assert "Traceback" not in caplog.text
