@@ -1,12 +1,12 @@
 """The signed-in patient's portal: what they see (upcoming appointments, a calendar, completed
-visits with their survey state, history, points and ledger) and what they do
-(request, ask to cancel or reschedule, answer a proposal, answer a
-survey, answer or sign the forms sent after booking, prepay).
+visits with their survey state, history, points and ledger) and what they do (request, ask to
+cancel or reschedule, answer a proposal, answer a survey, answer or sign the forms sent after
+booking, prepay). Their waitlist is core.portal.waitlist.
 
 Every function takes the signed-in patient's id (from the portal session, core.portal.sign_in)
 and only ever reads or acts on that patient's rows: another patient's appointment id is refused
 with the same "no such appointment" as an unknown one. Actions go through the same services as
-the emailed links (core.requests, core.waitlist, core.feedback, core.forms, core.payments),
+the emailed links (core.requests, core.feedback, core.forms, core.payments),
 acting as the patient.
 """
 
