@@ -71,13 +71,22 @@ FEATURES = (
     "area",  # the patient's recorded neighbourhood (imported records), as a category
     "welfare",  # recorded welfare support (imported records)
     "conditions",  # recorded chronic conditions and disabilities, counted
+    "hypertension",  # each recorded condition on its own: they pull in different directions
+    "diabetes",
+    "alcohol_use",
+    "disability",  # the recorded level (0 none)
 )
 CATEGORICAL = ("weekday", "booking_weekday", "service", "provider", "clinic", "area")
 # patient attributes kept from imported records (Patient.extra) that describe the patient, not
 # the visit; absent keys are simply missing values
 AREA_KEYS = ("Neighbourhood", "neighbourhood", "area")
 WELFARE_KEYS = ("Scholarship",)
-CONDITION_KEYS = ("Hipertension", "Hypertension", "Diabetes", "Alcoholism", "Handcap")
+CONDITION_KEYS = (  # keys of each condition feature, in FEATURES order
+    ("Hipertension", "Hypertension"),
+    ("Diabetes",),
+    ("Alcoholism",),
+    ("Handcap", "Handicap"),
+)
 OUTCOMES = {S.COMPLETED: 0, S.CHECKED_IN: 0, S.NO_SHOW: 1}
 SCORABLE = (S.SCHEDULED, S.CHECKED_IN, S.COMPLETED, S.NO_SHOW)
 DAY_SLACK = timedelta(hours=15)  # UTC bounds wide enough for any clinic's local day
@@ -180,13 +189,20 @@ def _record(extra: dict | None, gender: str | None) -> tuple[float, ...]:
     sex = (gender or "").strip().lower()[:1]
     area = next((extra[k] for k in AREA_KEYS if extra.get(k) not in (None, "")), None)
     welfare = [extra[k] for k in WELFARE_KEYS if isinstance(extra.get(k), int | float)]
-    conditions = [extra[k] for k in CONDITION_KEYS if isinstance(extra.get(k), int | float)]
+    conditions = [_number(extra, keys) for keys in CONDITION_KEYS]
+    recorded = [c for c in conditions if c == c]
     return (
         {"f": 0.0, "m": 1.0}.get(sex, NAN),
         _code(area) if area is not None else NAN,
         float(sum(welfare)) if welfare else NAN,
-        float(sum(1 for c in conditions if c)) if conditions else NAN,
+        float(sum(1 for c in recorded if c)) if recorded else NAN,
+        *conditions,
     )
+
+
+def _number(extra: dict, keys: tuple[str, ...]) -> float:
+    """The first of `keys` recorded as a number, else missing."""
+    return next((float(extra[k]) for k in keys if isinstance(extra.get(k), int | float)), NAN)
 
 
 def _before_day(moment: datetime | None, tz: str, day: date) -> float:

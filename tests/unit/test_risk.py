@@ -213,3 +213,21 @@ def test_a_confirmation_counts_only_when_it_came_before_the_day(db, world):
         session.flush()
         before = dict(zip(risk_features.FEATURES, features_of(session, target, day), strict=True))
     assert on_the_day["confirmed"] == 0 and before["confirmed"] == 1
+
+
+def test_imported_conditions_are_counted_and_each_kept_on_its_own(db, world):
+    day = START + timedelta(days=3)
+    with db.write() as session:
+        imported = make_patient(
+            session,
+            email="imported@example.org",
+            extra={"Hipertension": 1, "Diabetes": 0, "Alcoholism": 0, "Handcap": 2},
+        ).id
+        own = visit(session, world, imported, day, S.COMPLETED)
+        plain = visit(session, world, world.patient_id, day, S.COMPLETED)
+        values = dict(zip(risk_features.FEATURES, features_of(session, own, day), strict=True))
+        none = dict(zip(risk_features.FEATURES, features_of(session, plain, day), strict=True))
+    assert values["conditions"] == 2  # hypertension and a disability
+    assert (values["hypertension"], values["diabetes"], values["alcohol_use"]) == (1, 0, 0)
+    assert values["disability"] == 2  # the recorded level, not a flag
+    assert all(none[k] != none[k] for k in ("conditions", "hypertension", "disability"))
