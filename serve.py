@@ -5,6 +5,7 @@ provider's webhook, and the background loop that runs core.jobs (delivering the 
 outbox, reminders and forms among them)."""
 
 import asyncio
+import gc
 import html
 import logging
 from contextlib import asynccontextmanager
@@ -178,6 +179,7 @@ def _job_seconds() -> float:
 
 @asynccontextmanager
 async def lifespan(_app):
+    gc.freeze()  # modules and settings live as long as the process: no collection rescans them
     seconds = _job_seconds()
     task = asyncio.create_task(_background_jobs(seconds)) if seconds > 0 else None
     yield
