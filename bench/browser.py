@@ -61,9 +61,16 @@ SETTLED = """(path) => {
 }"""
 ERRORS = '[data-testid="stException"]'
 PANEL = '[data-testid="stMain"] h3'  # the queue's decision panel: "#id · patient"
-RERUN_BEGUN = """([panel, before]) => {
+# a run can begin and end between two polls: an observer installed before the click records it
+WATCH_RUNS = """() => {
+  window.__benchRuns = 0;
   const app = document.querySelector('[data-testid="stApp"]');
-  if (app && app.getAttribute('data-test-script-state') === 'running') return true;
+  new MutationObserver(() => {
+    if (app.getAttribute('data-test-script-state') === 'running') window.__benchRuns += 1;
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+RERUN_BEGUN = """([panel, before]) => {
+  if (window.__benchRuns > 0) return true;
   const heading = document.querySelector(panel);
   return !!heading && heading.innerText !== before;
 }"""
@@ -213,9 +220,10 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
         box = await table.bounding_box()
         if box:
             heading = await page.locator(PANEL).first.inner_text()
+            await page.evaluate(WATCH_RUNS)
             await page.mouse.click(box["x"] + 20, box["y"] + 35 * (1 + index % 8) + 17)
-            # the rerun may not have begun yet (the state still reads notRunning): wait for it
-            # or for the panel to show another row, then for the page to settle
+            # the rerun may not have begun yet (the state still reads notRunning): wait until
+            # one has begun or the panel shows another row, then for the page to settle
             with contextlib.suppress(PlaywrightTimeout):
                 await page.wait_for_function(
                     RERUN_BEGUN, arg=[PANEL, heading], timeout=30_000, polling=20
@@ -446,9 +454,7 @@ def main(argv: list[str] | None = None) -> int:
 def write_launcher() -> Path:
     """The one-line main script at the root that bench/browser_serve.py serves."""
     launcher = ROOT / ".bench-browser-main.py"
-    launcher.write_text(
-        'import runpy\n\nrunpy.run_path("bench/browser_app.py", run_name="__main__")\n'
-    )
+    launcher.write_text("from bench.browser_app import run\n\nrun()\n")
     return launcher
 
 
