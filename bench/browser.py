@@ -99,6 +99,29 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds used so far by the servers' processes (and their children) and by the
+    benchmark's Chromium: the browsers run on the server's CPUs here, which a practice's
+    front desk does not, so each round reports how the CPU time was shared."""
+    groups = {os.getpgid(pid) for pid in pids}
+    tick = os.sysconf("SC_CLK_TCK")
+    server = browsers = 0
+    for task in Path("/proc").iterdir():
+        if not task.name.isdigit():
+            continue
+        try:
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (task / "cmdline").read_bytes()
+        except OSError:
+            continue
+        used = sum(int(v) for v in stat[11:15])  # utime, stime and the reaped children's
+        if int(task.name) in pids or int(stat[2]) in groups:
+            server += used
+        elif b"chromium" in command:  # the browser and every helper process it started
+            browsers += used
+    return server / tick, browsers / tick
+
+
 async def sign_in(page: Page, url: str, user: str) -> None:
     await page.goto(url, timeout=TIMEOUT_MS)  # 10–20 page loads at once: not the 30 s default
     await page.get_by_label("Username").fill(user)
@@ -263,9 +286,9 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
 async def concurrency_run(browser, url: str, sessions: int, pids: list[int]) -> dict:
     out = {s: [] for s in STEPS} | {"errors": 0, "refused": 0, "messages": [], "contexts": []}
     out["refusals"], out["clicks_again"], out["panel_moved"] = [], 0, 0
-    before = rss_mb(pids)
+    before, cpu_before = rss_mb(pids), cpu_seconds(pids)
     await asyncio.gather(*(one_session(browser, url, i, out) for i in range(sessions)))
-    after = rss_mb(pids)  # every session still open
+    after, cpu_after = rss_mb(pids), cpu_seconds(pids)  # every session still open
     for context in out.pop("contexts"):
         await context.close()
     result = {
@@ -284,6 +307,8 @@ async def concurrency_run(browser, url: str, sessions: int, pids: list[int]) -> 
         "rss_before_mb": before,
         "rss_after_mb": after,
         "mb_per_session": (after - before) / sessions,
+        "server_cpu_s": cpu_after[0] - cpu_before[0],
+        "browser_cpu_s": cpu_after[1] - cpu_before[1],
     }
     return result
 
@@ -326,6 +351,11 @@ def report(out: dict) -> None:
             f"(lost to a pending rerun): {r.get('clicks_again', 0)}, decision forms reset "
             f"by the queue changing under them: {r.get('panel_moved', 0)}"
         )
+        if "server_cpu_s" in r:
+            print(
+                f"{n:>8} CPU time: server {r['server_cpu_s']:.0f} s, the benchmark's browsers "
+                f"{r['browser_cpu_s']:.0f} s, on the same {os.cpu_count()} CPUs"
+            )
         for message in r["messages"]:
             print(f"         {message}")
         for refusal in r.get("refusals", []):
