@@ -99,13 +99,13 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-def cpu_seconds(pids: list[int]) -> tuple[float, float]:
-    """CPU seconds used so far by the servers' processes (and their children) and by the
-    benchmark's Chromium: the browsers run on the server's CPUs here, which a practice's
-    front desk does not, so each round reports how the CPU time was shared."""
+def cpu_seconds(pids: list[int]) -> dict[tuple[str, int], float]:
+    """CPU seconds used so far by each process of the servers (and their children) and of the
+    benchmark's Chromium: the browsers run on the server's CPUs here, which a practice's front
+    desk does not, so each round reports how the CPU time was shared (`cpu_used`)."""
     groups = {os.getpgid(pid) for pid in pids}
     tick = os.sysconf("SC_CLK_TCK")
-    server = browsers = 0
+    used = {}
     for task in Path("/proc").iterdir():
         if not task.name.isdigit():
             continue
@@ -114,12 +114,18 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float]:
             command = (task / "cmdline").read_bytes()
         except OSError:
             continue
-        used = sum(int(v) for v in stat[11:15])  # utime, stime and the reaped children's
+        seconds = (int(stat[11]) + int(stat[12])) / tick  # utime and stime
         if int(task.name) in pids or int(stat[2]) in groups:
-            server += used
+            used["server", int(task.name)] = seconds
         elif b"chromium" in command:  # the browser and every helper process it started
-            browsers += used
-    return server / tick, browsers / tick
+            used["browsers", int(task.name)] = seconds
+    return used
+
+
+def cpu_used(before: dict, after: dict, who: str) -> float:
+    """CPU seconds used between the two readings by the processes alive at the second (a
+    round's browser processes live until its contexts close, after the reading)."""
+    return sum(s - before.get(key, 0) for key, s in after.items() if key[0] == who)
 
 
 async def sign_in(page: Page, url: str, user: str) -> None:
@@ -307,8 +313,8 @@ async def concurrency_run(browser, url: str, sessions: int, pids: list[int]) -> 
         "rss_before_mb": before,
         "rss_after_mb": after,
         "mb_per_session": (after - before) / sessions,
-        "server_cpu_s": cpu_after[0] - cpu_before[0],
-        "browser_cpu_s": cpu_after[1] - cpu_before[1],
+        "server_cpu_s": cpu_used(cpu_before, cpu_after, "server"),
+        "browser_cpu_s": cpu_used(cpu_before, cpu_after, "browsers"),
     }
     return result
 
