@@ -1,6 +1,7 @@
 """The signed-in patient's waitlist in the portal: join it for a service or a package, see the
-entries still waiting with any offer out to them, and leave one. As everywhere in the portal,
-only the signed-in patient's rows: another patient's entry is the same NotFound as an unknown one.
+entries still waiting with any offer out to them, accept an offer, and leave an entry. As
+everywhere in the portal, only the signed-in patient's rows: another patient's entry or offer is
+the same NotFound as an unknown one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from core.kernel.money import babel_locale, clinic_time, format_day_range
 from core.policy.cancellation import online_booking_blocked
 from core.portal.home import LOCKED, portal_patient
 from core.portal.patient_links import TIME_OF_DAY_LABELS
-from core.waitlist import entries
+from core.waitlist import entries, offers
 from db.models import Clinic, OfferStatus, TimeOfDay, WaitlistEntry, WaitlistOffer, WaitlistStatus
 from db.types import utcnow
 
@@ -147,3 +148,13 @@ def withdraw_from_waitlist(session: Session, patient_id: int, entry_id: int) -> 
     portal_patient(session, patient_id)
     entries.withdraw_for_patient(session, patient_id, entry_id)
     return "You have left the waitlist for this treatment."
+
+
+def accept_offer(session: Session, patient_id: int, offer_id: int) -> str:
+    """Book a time offered to the patient, as the link in the offer would: through the life
+    cycle, first come first served; the other patients offered it are told it is taken."""
+    portal_patient(session, patient_id)
+    appointment = offers.accept_own_offer(session, patient_id, offer_id)
+    clinic = session.get(Clinic, appointment.clinic_id)
+    when = clinic_time(clinic, appointment.start_at, zone=True)
+    return f"Booked: {when}. We have sent you the details."

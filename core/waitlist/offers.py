@@ -351,9 +351,24 @@ TAKEN = "Sorry, this time has just been taken by another patient. You stay on ou
 
 
 def accept_offer(session: Session, raw: str | None, *, now: datetime | None = None) -> Appointment:
-    """Book the offered slot through the life cycle; the others are told it is taken."""
-    now = now or utcnow()
+    """The link in the offer: book the offered slot through the life cycle; the others are told
+    it is taken."""
     token, offer = _offer_for(session, raw)
+    return _accept(session, offer, now or utcnow(), token)
+
+
+def accept_own_offer(
+    session: Session, patient_id: int, offer_id: int, *, now: datetime | None = None
+) -> Appointment:
+    """The portal: the signed-in patient accepts an offer of theirs, as the link would (another
+    patient's offer is the same NotFound as an unknown one). The link then reads as accepted."""
+    offer = session.get(WaitlistOffer, offer_id)
+    if offer is None or offer.patient_id != patient_id:
+        raise NotFound("This offer is not yours or no longer exists.")
+    return _accept(session, offer, now or utcnow(), None)
+
+
+def _accept(session: Session, offer: WaitlistOffer, now: datetime, token) -> Appointment:
     opening = session.execute(
         select(SlotOpening)
         .where(SlotOpening.id == offer.opening_id)
@@ -365,7 +380,8 @@ def accept_offer(session: Session, raw: str | None, *, now: datetime | None = No
         raise Conflict(TAKEN if offer.status == OfferStatus.TAKEN else _closed(offer))
     if offer.expires_at <= now:
         raise Conflict("This offer has expired; the time went to the next patient in line.")
-    tokens.consume(session, token)
+    if token is not None:
+        tokens.consume(session, token)
     entry = offer.entry
     try:
         with session.begin_nested():

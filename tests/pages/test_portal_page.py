@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
 from core.forms import after_booking
+from core.kernel.authz import SYSTEM
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
 from core.kernel.money import format_day_range
 from core.portal import sign_in
 from core.portal import waitlist as portal_waitlist
+from core.scheduling.availability import suggest_slots
 from core.startup import open_database
+from core.waitlist import offers
+from core.waitlist.rules import Rules, set_rules
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -32,6 +36,8 @@ from db.models import (
     Service,
     ServiceDocument,
     WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
 )
 from db.types import utcnow
 from tests.pages.conftest import ROOT
@@ -453,3 +459,55 @@ def test_the_portal_and_the_desk_show_payments_in_the_clinics_currency(
         stored = s.scalars(select(Payment.currency).where(Payment.appointment_id == appointment_id))
         assert stored.all() == [currency, currency]
     database.dispose()
+
+
+def test_the_patient_books_a_time_offered_to_them_in_the_portal(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        set_rules(s, SYSTEM, Rules(min_notice_minutes=0, quiet_start=time(0), quiet_end=time(0)))
+        s.execute(update(WaitlistEntry).values(status=WaitlistStatus.WITHDRAWN))  # ours alone
+        clinic = s.scalars(select(Clinic).order_by(Clinic.id)).first()
+        today = to_local(utcnow(), clinic.timezone).date()
+        slot = suggest_slots(
+            s, clinic_id=clinic.id, duration_minutes=30, day=today + timedelta(days=2), limit=1
+        )[0]
+        day = to_local(slot.start_at, clinic.timezone).date()
+        service = s.scalars(select(Service).where(Service.duration_minutes <= 30)).first()
+        portal_waitlist.join_waitlist(
+            s,
+            patient_id,
+            clinic_id=clinic.id,
+            service_id=service.id,
+            earliest=day,
+            latest=day + timedelta(days=1),
+            weekdays=tuple(range(7)),
+        )
+        offers.offer_slot(
+            s,
+            SYSTEM,
+            clinic_id=clinic.id,
+            provider_id=slot.provider_id,
+            start_at=slot.start_at,
+            end_at=slot.start_at + timedelta(minutes=30),
+            base_url="http://clinic.example",
+        )
+        offer_id = s.scalars(select(WaitlistOffer.id)).one()
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Waitlist"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Book it here or with the link" in i.value for i in at.info)
+    at.button(key=f"portal_offer_accept_{offer_id}").click().run()
+    assert not at.exception and not at.error, at.error
+    assert at.success[0].value.startswith("Booked: ")
+    assert "You are not on the waitlist." in [c.value for c in at.caption]  # booked: not waiting
+    with database.read() as s:
+        offer = s.get(WaitlistOffer, offer_id)
+        booked = s.get(Appointment, offer.appointment_id)
+    database.dispose()
+    assert (offer.status, booked.patient_id, booked.start_at) == (
+        "accepted",
+        patient_id,
+        slot.start_at,
+    )

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from core.feedback import surveys
 from core.kernel.clock import local_to_utc
-from core.kernel.errors import LinkInvalid, NotFound, ValidationError
+from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day_range
 from core.portal import home, patient_links, sign_in
 from core.portal import waitlist as portal_waitlist
@@ -521,3 +521,52 @@ def test_a_survey_from_the_portal_earns_points_and_closes_the_emailed_link(db, w
         assert s.get(Appointment, appointment_id).feedback_status == FeedbackStatus.COLLECTED
     with db.write() as s, pytest.raises(LinkInvalid):
         surveys.submit_survey(s, emailed, surveys.SurveyAnswers(9, 5))
+
+
+def test_the_patient_accepts_their_offer_in_the_portal_and_the_link_then_reads_accepted(db, world):
+    _enrol(db, world.patient_id)
+    day = date.today() + timedelta(days=3)
+    days = dict(earliest=day - timedelta(days=1), latest=day + timedelta(days=7))
+    with db.write() as s:
+        portal_waitlist.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            weekdays=tuple(range(7)),
+            **days,
+        )
+        other = make_patient(s, first_name="Olga", email="olga@example.org").id
+        s.get(Patient, other).portal_enrolled_at = utcnow()
+    _offer_hours(db, world, day)
+    with db.read() as s:
+        (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
+        body = s.scalars(
+            select(Notification.body).where(
+                Notification.template == "waitlist_offer", Notification.channel == "email"
+            )
+        ).one()
+        clinic = s.get(Clinic, world.clinic_id)
+        when = clinic_time(clinic, local_to_utc(day, time(10), "Europe/London"), zone=True)
+    raw = parse_qs(urlparse(next(w for w in body.split() if "t=" in w)).query)["t"][0]
+    with db.write() as s, pytest.raises(NotFound):
+        portal_waitlist.accept_offer(s, other, entry.offer.id)  # not Olga's offer
+    with db.write() as s:
+        said = portal_waitlist.accept_offer(s, world.patient_id, entry.offer.id)
+    assert said == f"Booked: {when}. We have sent you the details."
+    with db.read() as s:
+        offer = s.get(WaitlistOffer, entry.offer.id)
+        booked = s.get(Appointment, offer.appointment_id)
+        row = s.get(WaitlistEntry, entry.id)
+        event = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "waitlist_offer_accepted")
+        ).one()
+        assert portal_waitlist.waitlist_entries(s, world.patient_id) == []  # booked: not waiting
+    assert offer.status == OfferStatus.ACCEPTED and row.status == WaitlistStatus.BOOKED
+    assert (booked.patient_id, booked.status) == (world.patient_id, AppointmentStatus.SCHEDULED)
+    assert booked.start_at == local_to_utc(day, time(10), "Europe/London")
+    assert event.entity_id == offer.id and event.patient_id == world.patient_id
+    with db.write() as s, pytest.raises(Conflict):
+        offers.accept_offer(s, raw)  # the emailed link cannot book it a second time
+    with db.write() as s, pytest.raises(Conflict):
+        portal_waitlist.accept_offer(s, world.patient_id, entry.offer.id)

@@ -209,10 +209,16 @@ def waitlist(view: home.Home) -> None:
             if entry.offer:
                 right.markdown(":orange-badge[Time offered]")
                 st.info(
-                    f"We offered you {escape(entry.offer.when)}. Accept it with the link in the "
-                    f"message we sent you before {escape(entry.offer.expires)}.",
+                    f"We offered you {escape(entry.offer.when)}, until "
+                    f"{escape(entry.offer.expires)}. Book it here or with the link in our "
+                    "message; the first patient to accept gets it.",
                     icon=":material/event_available:",
                 )
+                if st.button(
+                    "Book this time", type="primary", key=f"portal_offer_accept_{entry.offer.id}"
+                ):
+                    if done := act(portal_waitlist.accept_offer, view.patient_id, entry.offer.id):
+                        flash(done)
             else:
                 right.markdown(":blue-badge[Waiting]")
             if right.button("Withdraw", key=f"portal_waitlist_withdraw_{entry.id}"):
