@@ -38,6 +38,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from playwright.async_api import Page, async_playwright
@@ -79,23 +80,27 @@ EMPTY = "bench-empty"
 FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)
 
 
-def rss_mb(pids: list[int]) -> float:
-    """Resident memory of the servers' processes and their children, in MB."""
+def _processes(pids: list[int]) -> Iterator[tuple[Path, list[str], bool]]:
+    """Every process: its /proc folder, its stat fields after the command name, and whether it
+    is one of the servers' (`pids` and their process groups)."""
     groups = {os.getpgid(pid) for pid in pids}
-    total = 0
     for task in Path("/proc").iterdir():
         if not task.name.isdigit():
             continue
         try:
-            status = (task / "status").read_text()
-            stat = (task / "stat").read_text().split()
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(task.name) not in pids and int(stat[4]) not in groups:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
+        yield task, stat, int(task.name) in pids or int(stat[2]) in groups
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of the servers' processes and their children, in MB."""
+    total = 0
+    for task, _, server in _processes(pids):
+        with contextlib.suppress(OSError):
+            status = (task / "status").read_text() if server else ""
+            total += sum(int(v.split()[1]) for v in status.splitlines() if v.startswith("VmRSS:"))
     return total / 1024
 
 
@@ -103,22 +108,16 @@ def cpu_seconds(pids: list[int]) -> dict[tuple[str, int], float]:
     """CPU seconds used so far by each process of the servers (and their children) and of the
     benchmark's Chromium: the browsers run on the server's CPUs here, which a practice's front
     desk does not, so each round reports how the CPU time was shared (`cpu_used`)."""
-    groups = {os.getpgid(pid) for pid in pids}
     tick = os.sysconf("SC_CLK_TCK")
     used = {}
-    for task in Path("/proc").iterdir():
-        if not task.name.isdigit():
-            continue
-        try:
-            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (task / "cmdline").read_bytes()
-        except OSError:
-            continue
+    for task, stat, server in _processes(pids):
         seconds = (int(stat[11]) + int(stat[12])) / tick  # utime and stime
-        if int(task.name) in pids or int(stat[2]) in groups:
+        if server:
             used["server", int(task.name)] = seconds
-        elif b"chromium" in command:  # the browser and every helper process it started
-            used["browsers", int(task.name)] = seconds
+        else:
+            with contextlib.suppress(OSError):
+                if b"chromium" in (task / "cmdline").read_bytes():  # the browser and its helpers
+                    used["browsers", int(task.name)] = seconds
     return used
 
 

@@ -114,12 +114,12 @@ def waitlist_entries(
         )
         .order_by(WaitlistOffer.expires_at)
     ).scalars()
-    offers: dict[int, WaitlistOffer] = {}
+    soonest: dict[int, WaitlistOffer] = {}  # the open offer of each entry expiring first
     for offer in sent:
-        offers.setdefault(offer.entry_id, offer)
+        soonest.setdefault(offer.entry_id, offer)
     result = []
     for entry, clinic in rows:
-        offer = offers.get(entry.id)
+        offer = soonest.get(entry.id)
         windows = [TIME_OF_DAY_LABELS[TimeOfDay(w)] for w in entry.windows.split(",") if w]
         result.append(
             PortalWaitlistEntry(

@@ -26,6 +26,7 @@ from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
     Appointment,
     Clinic,
+    LinkToken,
     OfferStatus,
     OpeningStatus,
     Package,
@@ -368,7 +369,10 @@ def accept_own_offer(
     return _accept(session, offer, now or utcnow(), None)
 
 
-def _accept(session: Session, offer: WaitlistOffer, now: datetime, token) -> Appointment:
+def _accept(
+    session: Session, offer: WaitlistOffer, now: datetime, token: LinkToken | None
+) -> Appointment:
+    """Either way in: the link's token is spent with the booking; the portal has none."""
     opening = session.execute(
         select(SlotOpening)
         .where(SlotOpening.id == offer.opening_id)

@@ -334,6 +334,26 @@ def _offer_hours(db, world, day: date):
         )
 
 
+def _waiting_with_an_offer(db, world) -> portal_waitlist.PortalWaitlistEntry:
+    """The enrolled patient waits for the service (any day) and is offered 10:00 in 3 days."""
+    _enrol(db, world.patient_id)
+    day = date.today() + timedelta(days=3)
+    days = dict(earliest=day - timedelta(days=1), latest=day + timedelta(days=7))
+    with db.write() as s:
+        portal_waitlist.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            weekdays=tuple(range(7)),
+            **days,
+        )
+    _offer_hours(db, world, day)
+    with db.read() as s:
+        (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
+    return entry
+
+
 def test_twice_on_the_waitlist_the_patient_reads_their_own_words(db, world):
     _enrol(db, world.patient_id)
     days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))
@@ -417,21 +437,8 @@ def test_the_patient_sees_their_waiting_entries_with_an_open_offer(db, world):
 
 
 def test_the_patient_withdraws_their_own_entry_audited_via_the_portal(db, world):
-    _enrol(db, world.patient_id)
-    day = date.today() + timedelta(days=3)
-    days = dict(earliest=day - timedelta(days=1), latest=day + timedelta(days=7))
-    with db.write() as s:
-        portal_waitlist.join_waitlist(
-            s,
-            world.patient_id,
-            clinic_id=world.clinic_id,
-            service_id=world.service_id,
-            weekdays=tuple(range(7)),
-            **days,
-        )
-    _offer_hours(db, world, day)
+    entry = _waiting_with_an_offer(db, world)
     with db.read() as s:
-        (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
         token_id = s.scalars(select(WaitlistOffer.token_id)).one()
     assert entry.offer is not None
     with db.write() as s:
@@ -524,23 +531,12 @@ def test_a_survey_from_the_portal_earns_points_and_closes_the_emailed_link(db, w
 
 
 def test_the_patient_accepts_their_offer_in_the_portal_and_the_link_then_reads_accepted(db, world):
-    _enrol(db, world.patient_id)
+    entry = _waiting_with_an_offer(db, world)
     day = date.today() + timedelta(days=3)
-    days = dict(earliest=day - timedelta(days=1), latest=day + timedelta(days=7))
     with db.write() as s:
-        portal_waitlist.join_waitlist(
-            s,
-            world.patient_id,
-            clinic_id=world.clinic_id,
-            service_id=world.service_id,
-            weekdays=tuple(range(7)),
-            **days,
-        )
         other = make_patient(s, first_name="Olga", email="olga@example.org").id
         s.get(Patient, other).portal_enrolled_at = utcnow()
-    _offer_hours(db, world, day)
     with db.read() as s:
-        (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
         body = s.scalars(
             select(Notification.body).where(
                 Notification.template == "waitlist_offer", Notification.channel == "email"
