@@ -1,55 +1,77 @@
 """The weekly hours form of the Provider schedules page: one period per weekday at a clinic,
-in the clinic's time."""
+in the clinic's time, as one editable table (a row per weekday: works, from, to)."""
 
 from __future__ import annotations
 
 from datetime import time
 
+import pandas as pd
 import streamlit as st
 
-from core.kernel.money import weekday_name
+from core.kernel.money import hour_cycle, weekday_name
 from core.practice.choices import ClinicChoice, ProviderChoice
 from core.scheduling import schedules
 from ui.context import refresh, run_action
 from ui.text import escape
+
+# one table, not fourteen time pickers: each picker is a select that costs the browser about
+# 12 ms to draw, most of this page's time (bench.browser); the table draws in one canvas
+COLUMNS = ("Day", "Works", "From", "To")
+
+
+def _week(hours: dict[int, schedules.HoursRow], locale: str) -> pd.DataFrame:
+    rows = []
+    for weekday in range(7):
+        row = hours.get(weekday)
+        rows.append(
+            {
+                "Day": weekday_name(weekday, locale),
+                "Works": row is not None,
+                "From": row.starts if row else time(9),
+                "To": row.ends if row else time(17),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def hours_from(table: pd.DataFrame, locale: str) -> list[schedules.HoursRow] | str:
+    """The working days of the edited table, or what to fix (a working day without a time)."""
+    week = []
+    for weekday, row in enumerate(table.itertuples(index=False)):
+        if not row.Works:
+            continue
+        if pd.isna(row.From) or pd.isna(row.To):
+            return f"{weekday_name(weekday, locale)}: give the time work starts and ends."
+        week.append(schedules.HoursRow(weekday, row.From, row.To))
+    return week
 
 
 def weekly_hours_form(
     provider: ProviderChoice, clinic: ClinicChoice, hours: dict[int, schedules.HoursRow]
 ) -> None:
     """A row per weekday (works, from, to) filled from `hours`; saving replaces the week."""
+    clock = "HH:mm" if hour_cycle(clinic.locale) else "h:mm A"  # the clinic's, not the browser's
     with st.form(f"schedules_week_{provider.id}_{clinic.id}"):
         st.markdown(f"**Weekly hours at {escape(clinic.name)}** (clinic time)")
-        week = []
-        for weekday in range(7):
-            # "From" and "To" head the first row only, like a table's header (the other rows
-            # keep them for screen readers): a lighter form, the same fields
-            shown = "visible" if weekday == 0 else "collapsed"
-            row = hours.get(weekday)
-            a, b, c = st.columns([1.5, 1, 1], vertical_alignment="bottom")
-            works = a.checkbox(
-                weekday_name(weekday, clinic.locale),
-                value=row is not None,
-                key=f"schedules_works_{provider.id}_{clinic.id}_{weekday}",
-            )
-            starts = b.time_input(
-                "From",
-                row.starts if row else time(9),
-                step=900,
-                label_visibility=shown,
-                key=f"schedules_from_{provider.id}_{clinic.id}_{weekday}",
-            )
-            ends = c.time_input(
-                "To",
-                row.ends if row else time(17),
-                step=900,
-                label_visibility=shown,
-                key=f"schedules_to_{provider.id}_{clinic.id}_{weekday}",
-            )
-            if works:
-                week.append(schedules.HoursRow(weekday, starts, ends))
+        st.caption("Tick the days worked; double-click a time to change it.")
+        edited = st.data_editor(
+            _week(hours, clinic.locale),
+            hide_index=True,
+            num_rows="fixed",
+            width="content",
+            key=f"schedules_hours_{provider.id}_{clinic.id}",
+            column_config={
+                "Day": st.column_config.TextColumn("Day", disabled=True, width=160),
+                "Works": st.column_config.CheckboxColumn("Works", width=80),
+                "From": st.column_config.TimeColumn("From", format=clock, step=900, width=120),
+                "To": st.column_config.TimeColumn("To", format=clock, step=900, width=120),
+            },
+        )
         if st.form_submit_button("Save weekly hours", type="primary"):
-            if run_action(
+            week = hours_from(edited, clinic.locale)
+            if isinstance(week, str):
+                st.error(week)
+            elif run_action(
                 schedules.set_weekly_hours,
                 provider_id=provider.id,
                 clinic_id=clinic.id,

@@ -25,34 +25,31 @@ def _db(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
 
 
-def _key(at, prefix, weekday):
-    return next(
-        w.key
-        for w in at.main
-        if getattr(w, "key", "") and w.key.startswith(prefix) and w.key.endswith(f"_{weekday}")
-    )
+def _week(at):
+    """The weekly hours table's key (one per provider and clinic) and the form's save button."""
+    provider = at.selectbox(key="schedules_provider").value
+    clinic = at.selectbox(key="schedules_clinic").value
+    form = f"schedules_week_{provider.id}_{clinic.id}"
+    return f"schedules_hours_{provider.id}_{clinic.id}", f"FormSubmitter:{form}-Save weekly hours"
+
+
+def _edit(at, rows):
+    """What the table sends after cell edits: {weekday: {column: value}}; times as the browser
+    sends them."""
+    table, save = _week(at)
+    at.session_state[table] = {"edited_rows": rows, "added_rows": [], "deleted_rows": []}
+    at.button(key=save).click().run()
 
 
 def test_manager_sets_weekly_hours_and_bad_hours_are_explained(app_as, app_db):
     at = app_as("manager", PAGE)
     assert not at.exception, at.exception
     provider = at.selectbox(key="schedules_provider").value
-    saturday = _key(at, "schedules_works_", 5)
-    at.checkbox(key=saturday).check()
-    at.time_input(key=_key(at, "schedules_from_", 5)).set_value(time(12))
-    at.time_input(key=_key(at, "schedules_to_", 5)).set_value(time(10))
-    at.button(
-        key="FormSubmitter:"
-        + next(f for f in _forms(at) if f.startswith("schedules_week_"))
-        + "-Save weekly hours"
-    ).click().run()
+    week = at.data_editor[0].value
+    assert list(week.columns) == ["Day", "Works", "From", "To"] and len(week) == 7
+    _edit(at, {5: {"Works": True, "From": "12:00:00.000", "To": "10:00:00.000"}})
     assert "Saturday: the hours must end after they start" in at.error[0].value
-    at.time_input(key=_key(at, "schedules_to_", 5)).set_value(time(14))
-    at.button(
-        key="FormSubmitter:"
-        + next(f for f in _forms(at) if f.startswith("schedules_week_"))
-        + "-Save weekly hours"
-    ).click().run()
+    _edit(at, {5: {"Works": True, "From": "12:00:00.000", "To": "14:00:00.000"}})
     assert not at.error, at.error
     database = _db(app_db)
     with database.read() as session:
@@ -64,30 +61,49 @@ def test_manager_sets_weekly_hours_and_bad_hours_are_explained(app_as, app_db):
         assert [(r.starts, r.ends) for r in rows] == [(time(12), time(14))]
         assert session.scalar(select(AuditEvent).where(AuditEvent.action == "working_hours_set"))
     database.dispose()
+    saturday = at.data_editor[0].value.iloc[5]
+    assert (saturday.Works, saturday.From, saturday.To) == (True, time(12), time(14))
 
 
-def test_weekday_names_follow_the_clinics_locale(app_as, app_db):
+def test_a_working_day_without_a_time_is_explained_and_nothing_is_saved(app_as, app_db):
+    at = app_as("manager", PAGE)
+    provider = at.selectbox(key="schedules_provider").value
+    database = _db(app_db)
+    with database.read() as session:
+        before = session.scalars(
+            select(WorkingHours).where(WorkingHours.provider_id == provider.id)
+        ).all()
+        before = sorted((r.clinic_id, r.weekday, r.starts, r.ends) for r in before)
+    _edit(at, {0: {"Works": True, "From": None}, 6: {"Works": True}})
+    assert at.error[0].value == "Monday: give the time work starts and ends."
+    with database.read() as session:
+        after = session.scalars(
+            select(WorkingHours).where(WorkingHours.provider_id == provider.id)
+        ).all()
+        assert sorted((r.clinic_id, r.weekday, r.starts, r.ends) for r in after) == before
+    database.dispose()
+
+
+def test_weekday_names_and_times_follow_the_clinics_locale(app_as, app_db):
     database = _db(app_db)
     with database.write() as session:
         session.execute(update(Clinic).values(locale="de-DE"))
     database.dispose()
     at = app_as("manager", PAGE)
-    saturday = _key(at, "schedules_works_", 5)
-    assert at.checkbox(key=saturday).label == "Samstag"
-    assert at.checkbox(key=_key(at, "schedules_works_", 0)).label == "Montag"
-    at.checkbox(key=saturday).check()
-    at.time_input(key=_key(at, "schedules_from_", 5)).set_value(time(12))
-    at.time_input(key=_key(at, "schedules_to_", 5)).set_value(time(10))
-    at.button(
-        key="FormSubmitter:"
-        + next(f for f in _forms(at) if f.startswith("schedules_week_"))
-        + "-Save weekly hours"
-    ).click().run()
+    days = list(at.data_editor[0].value["Day"])
+    assert days[0] == "Montag" and days[5] == "Samstag"
+    assert '"HH:mm"' in at.data_editor[0].proto.columns
+    _edit(at, {5: {"Works": True, "From": "12:00:00.000", "To": "10:00:00.000"}})
     assert at.error[0].value.startswith("Samstag: the hours must end after they start")
 
 
-def _forms(at):
-    return [b.proto.form_id for b in at.button if getattr(b.proto, "form_id", "")]
+def test_a_twelve_hour_clinic_sees_twelve_hour_times(app_as, app_db):
+    database = _db(app_db)
+    with database.write() as session:
+        session.execute(update(Clinic).values(locale="en-US"))
+    database.dispose()
+    at = app_as("manager", PAGE)
+    assert '"h:mm A"' in at.data_editor[0].proto.columns
 
 
 def test_time_off_is_added_and_removed(app_as, app_db):
@@ -98,7 +114,7 @@ def test_time_off_is_added_and_removed(app_as, app_db):
     at.text_input(key="schedules_off_reason").input("Conference")
     at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
     assert not at.error, at.error
-    assert "Conference" in at.dataframe[0].value.to_string()
+    assert "Conference" in at.dataframe[1].value.to_string()  # [0]: the weekly hours
     at.button(key="schedules_remove").click().run()
     database = _db(app_db)
     with database.read() as session:
