@@ -27,3 +27,51 @@ def test_the_value_of_a_point_is_shown_in_each_clinics_currency_and_saved(app_as
     with database.read() as session:
         assert rules.get_settings(session).point_value_cents == 25
     database.dispose()
+
+
+def _rules(app_db):
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.read() as session:
+        saved = rules.get_settings(session)
+    database.dispose()
+    return saved
+
+
+def test_the_owner_sets_a_deposit_in_the_rules_table_and_a_missing_amount_is_explained(
+    app_as, app_db
+):
+    at = app_as("owner", PAGE)
+    table = at.data_editor(key="payments_service_rules").value
+    assert list(table.columns) == ["Service", "Price", "Prepayment", "Deposit"]
+    row = list(table["Service"]).index("Botox treatment")
+    save = "FormSubmitter:payments_rules_form-Save rules"
+
+    at.session_state["payments_service_rules"] = {
+        "edited_rows": {row: {"Prepayment": "Deposit required", "Deposit": 0}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.button(key=save).click().run()
+    assert "a deposit must be more than 0" in at.error[0].value
+    before = _rules(app_db)
+    assert all(rule.mode != "deposit" for rule in before.services.values())
+
+    at.session_state["payments_service_rules"] = {
+        "edited_rows": {row: {"Prepayment": "Deposit required", "Deposit": 49.995}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.button(key=save).click().run()
+    assert not at.error, [e.value for e in at.error]
+    deposits = [r for r in _rules(app_db).services.values() if r.mode == "deposit"]
+    assert [r.deposit_cents for r in deposits] == [5000]  # rounded half up to the penny
+    assert at.data_editor(key="payments_service_rules").value.iloc[row]["Deposit"] == 50.0
+
+
+def test_staff_see_the_rules_but_cannot_edit_them(app_as):
+    at = app_as("manager", PAGE)
+    assert not at.exception
+    assert not at.data_editor and "payments_rules_form" not in str(at.main)
+    assert "Botox treatment" in at.dataframe[0].value.to_string()
