@@ -244,12 +244,15 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
         table = page.locator('[data-testid="stDataFrame"]').first
         started = time.perf_counter()
         await table.wait_for(timeout=TIMEOUT_MS)
-        # decide: the row this session works on (a canvas grid: click its row by position)
+        # decide: the row this session works on (a canvas grid: click its row by position,
+        # once the grid has drawn it: its accessible cell exists; a click before is lost)
+        row = index % 8
+        await table.locator(f'tr[aria-rowindex="{row + 2}"]').wait_for(state="attached")
         box = await table.bounding_box()
         if box:
             heading = await page.locator(PANEL).first.inner_text()
             await page.evaluate(WATCH_RUNS)
-            await page.mouse.click(box["x"] + 20, box["y"] + 35 * (1 + index % 8) + 17)
+            await page.mouse.click(box["x"] + 20, box["y"] + 35 * (1 + row) + 17)
             # the rerun may not have begun yet (the state still reads notRunning): wait until
             # one has begun or the panel shows another row, then for the page to settle
             with contextlib.suppress(PlaywrightTimeout):
