@@ -15,6 +15,7 @@ from core.payments import desk, points, rules
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
+from ui.folds import fold
 from ui.locale import display_format
 from ui.text import show_table
 
@@ -121,15 +122,16 @@ else:
             if run_action(rules.save_settings, wanted, success="Rules saved."):
                 refresh()
 
-with st.expander("Adjust a patient's points"), st.form("payments_points_form"):
-    a, b = st.columns(2)
-    who = a.number_input("Patient #", min_value=1, step=1, key="payments_points_patient")
-    change = b.number_input("Points (negative to remove)", step=5, value=10, key="payments_pts")
-    why = st.text_input("Reason (kept in the ledger)", key="payments_points_reason")
-    if st.form_submit_button("Adjust points"):
-        done = run_action(points.adjust_points, int(who), int(change), why, success="Adjusted.")
-        if done:
-            refresh()
+if box := fold("Adjust a patient's points", "payments_points_open"):
+    with box, st.form("payments_points_form"):
+        a, b = st.columns(2)
+        who = a.number_input("Patient #", min_value=1, step=1, key="payments_points_patient")
+        change = b.number_input("Points (negative to remove)", step=5, value=10, key="payments_pts")
+        why = st.text_input("Reason (kept in the ledger)", key="payments_points_reason")
+        if st.form_submit_button("Adjust points"):
+            done = run_action(points.adjust_points, int(who), int(change), why, success="Adjusted.")
+            if done:
+                refresh()
 
 if me.can(Permission.DATA_EXPORT):
     st.subheader("Export payments and refunds")

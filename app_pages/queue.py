@@ -10,6 +10,7 @@ from ui import actor, refresh, risk, run_action
 from ui.appointment_views import bulk_results, pick_row, queue_actions, show_flash
 from ui.caches import cached
 from ui.context import read
+from ui.folds import fold
 from ui.text import escape, show_table
 from ui.waitlist_views import waitlist_request_button
 
@@ -71,13 +72,14 @@ kind = (
 )
 _, rows, _ = _queue(me, kind, clinic_id, provider_id, sort or "age", page)
 
-with st.expander("Stale limit"):
-    hours = st.number_input(
-        "Flag requests waiting longer than (hours)", 1, 720, limit, key="queue_stale_hours"
-    )
-    if st.button("Save limit", key="queue_stale_save"):
-        if run_action(queue.set_stale_hours, int(hours), success="Limit saved."):
-            refresh()
+if box := fold("Stale limit", "queue_stale_open"):
+    with box:
+        hours = st.number_input(
+            "Flag requests waiting longer than (hours)", 1, 720, limit, key="queue_stale_hours"
+        )
+        if st.button("Save limit", key="queue_stale_save"):
+            if run_action(queue.set_stale_hours, int(hours), success="Limit saved."):
+                refresh()
 if not rows:
     st.info("Nothing waiting here.")
     st.stop()

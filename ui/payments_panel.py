@@ -13,6 +13,7 @@ from core.payments import desk, prepay
 from core.payments.providers import provider_for
 from ui.caches import cached
 from ui.context import actor, read, refresh, run_action, settings
+from ui.folds import fold
 from ui.locale import display_format
 
 FEE_METHODS = {
@@ -56,21 +57,24 @@ def payments_panel(appointment_id: int) -> None:
     else:
         st.caption("No payments recorded.")
     symbol = currency_symbol(info.currency, fmt.locale)
-    with st.expander("Record a payment taken at the desk"), st.form("payments_desk_form"):
-        amount = st.number_input(
-            f"Amount ({symbol})",
-            min_value=0.0,
-            step=5.0,
-            help=f"In the clinic's currency, {info.currency}.",
-            key="payments_desk_amount",
-        )
-        method = st.radio("Method", ["card", "cash"], horizontal=True, key="payments_desk_method")
-        note = st.text_input("Note", key="payments_desk_note")
-        if st.form_submit_button("Record payment"):
-            cents = to_minor(amount, info.currency)
-            kwargs = {"amount_cents": cents, "method": method, "note": note}
-            if run_action(desk.record_desk_payment, appointment_id, **kwargs, success="Saved."):
-                refresh()
+    if box := fold("Record a payment taken at the desk", "payments_desk_open"):
+        with box, st.form("payments_desk_form"):
+            amount = st.number_input(
+                f"Amount ({symbol})",
+                min_value=0.0,
+                step=5.0,
+                help=f"In the clinic's currency, {info.currency}.",
+                key="payments_desk_amount",
+            )
+            method = st.radio(
+                "Method", ["card", "cash"], horizontal=True, key="payments_desk_method"
+            )
+            note = st.text_input("Note", key="payments_desk_note")
+            if st.form_submit_button("Record payment"):
+                cents = to_minor(amount, info.currency)
+                kwargs = {"amount_cents": cents, "method": method, "note": note}
+                if run_action(desk.record_desk_payment, appointment_id, **kwargs, success="Saved."):
+                    refresh()
     due_refunds = [r for r in info.rows if r.status == "refund due" and r.method != "Card"]
     for r in due_refunds:
         label = f"Mark {r.reference} ({r.amount}) refunded at the desk"

@@ -12,6 +12,7 @@ from core.patients.invitations import PortalStatus
 from core.portal import patient_links
 from core.scheduling.codes import qr_png
 from ui.context import read, refresh, run_action, settings
+from ui.folds import fold
 from ui.locale import display_format
 from ui.text import escape, plain, show_table
 
@@ -143,10 +144,9 @@ def results_table(key: str) -> None:
 
 def new_patient_form(expanded: bool) -> None:
     """Add a patient, optionally sending the portal invitation at once."""
-    with (
-        st.expander("Add a patient", expanded=expanded),
-        st.form("patients_new", clear_on_submit=True),
-    ):
+    if not (box := fold("Add a patient", "patients_new_open", expanded=expanded)):
+        return
+    with box, st.form("patients_new", clear_on_submit=True):
         a, b = st.columns(2)
         first, last = (
             a.text_input("First name", key="patients_new_first"),
@@ -189,10 +189,9 @@ def edit_form(record) -> None:
     """Edit details and consent; the outcome (and an offer of a new invitation) is kept in
     session state for the page to show after the refresh."""
     patient_id = record.id
-    with (
-        st.expander("Edit details and consent"),
-        st.form(f"patients_edit_{patient_id}"),
-    ):
+    if not (box := fold("Edit details and consent", f"patients_edit_{patient_id}_open")):
+        return
+    with box, st.form(f"patients_edit_{patient_id}"):
         a, b = st.columns(2)
         k = f"patients_edit_{patient_id}"
         changes = dict(

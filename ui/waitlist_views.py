@@ -17,6 +17,7 @@ from core.waitlist import entries, offers, rules
 from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import read, run_action, settings
+from ui.folds import fold
 from ui.locale import display_format
 from ui.risk import ICONS, probabilities
 from ui.text import show_table
@@ -106,7 +107,9 @@ def offers_table(rows: list[offers.OfferRow]) -> None:
 
 def rules_form(current: rules.Rules) -> None:
     """The practice's offer rules: mode, ranking, hold, batch, minimum notice, quiet hours."""
-    with st.expander("Offer rules"), st.form("waitlist_rules_form"):
+    if not (box := fold("Offer rules", "waitlist_rules_open")):
+        return
+    with box, st.form("waitlist_rules_form"):
         r1, r2 = st.columns(2)
         modes, rankings = list(rules.Mode), list(rules.Ranking)
         mode = r1.radio(
@@ -191,7 +194,9 @@ def add_entry_form(
     treatments = {("service", i): name for i, name in services.items()} | {
         ("package", i): f"Package: {name}" for i, name in packages.items()
     }
-    with st.expander("Add a patient to the waitlist", expanded=expanded):
+    if not (box := fold("Add a patient to the waitlist", "waitlist_add_open", expanded=expanded)):
+        return
+    with box:
         patient_id, _, _, _ = patient_picker(me, "waitlist_add")
         with st.form("waitlist_add_form"):
             a1, a2 = st.columns(2)

@@ -89,6 +89,8 @@ def test_email_change_revokes_and_offers_a_new_invitation(app_as, app_db):
         ),
     )
     at = _open(app_as, patient)
+    at.session_state[f"patients_edit_{patient.id}_open"] = True  # a click on the fold
+    at.run()
     at.text_input(key=f"patients_edit_{patient.id}_email").input("brand.new@example.org")
     at.button(key=f"FormSubmitter:patients_edit_{patient.id}-Save changes").click().run()
     assert not at.error
@@ -148,6 +150,8 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_name(app_as, 
 
 def test_new_patient_with_invitation(app_as, app_db):
     at = app_as("staff", PAGE)
+    at.session_state["patients_new_open"] = True  # a click on the fold
+    at.run()
     at.text_input(key="patients_new_first").input("Quinn")
     at.text_input(key="patients_new_last").input("<b>Fox</b>")
     at.text_input(key="patients_new_email").input("quinn.fox@example.org")

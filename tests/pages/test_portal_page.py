@@ -180,6 +180,8 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
     at.switch_page("app_pages/appointment.py")
     at.run()
     assert "Payments" in [h.value for h in at.subheader]
+    at.session_state["payments_desk_open"] = True  # a click on the fold
+    at.run()
     at.number_input(key="payments_desk_amount").set_value(25.0)
     at.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
     assert not at.exception
@@ -445,6 +447,7 @@ def test_the_portal_and_the_desk_show_payments_in_the_clinics_currency(
     staff = app_as("staff")
     staff.query_params["id"] = str(appointment_id)
     staff.switch_page("app_pages/appointment.py")
+    staff.session_state["payments_desk_open"] = True  # a click on the fold
     staff.run()
     assert staff.number_input(key="payments_desk_amount").label == f"Amount ({sign})"
     staff.number_input(key="payments_desk_amount").set_value(10.0)

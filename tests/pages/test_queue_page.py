@@ -187,6 +187,9 @@ def test_bulk_decline_and_refused_bulk_approve_row_by_row(app_as, app_db):
 def test_stale_limit_is_configurable(app_as):
     at = app_as("manager", PAGE)
     assert any("waiting longer than 24 h" in w.value for w in at.warning)
+    assert not [n for n in at.number_input if n.key == "queue_stale_hours"]  # folded: not built
+    at.session_state["queue_stale_open"] = True  # what a click on "Stale limit" sends
+    at.run()
     at.number_input(key="queue_stale_hours").set_value(720).run()
     at.button(key="queue_stale_save").click().run()
     assert not any("waiting longer than" in w.value for w in at.warning)
