@@ -219,7 +219,11 @@ def provider_picker(
     key, wanted = f"{prefix}_provider", st.session_state.get(f"{prefix}_provider_wanted")
     if st.session_state.get(key) not in labels:  # options changed with the time
         st.session_state[key] = wanted if wanted in labels else next(iter(labels), None)
-    provider_id = st.selectbox("Provider", list(labels), format_func=labels.get, key=key)
+    # no empty, disabled select when nobody is offered: its faded label fails contrast (axe),
+    # and the warning below says what to do
+    provider_id = (
+        st.selectbox("Provider", list(labels), format_func=labels.get, key=key) if labels else None
+    )
     busy = [f"{c.name}: {c.why}" for c in choices if not c.free]
     if busy:
         st.caption(escape("Not free then: " + " · ".join(busy)))
