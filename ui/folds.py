@@ -15,5 +15,7 @@ def fold(label: str, key: str, *, expanded: bool = False) -> ExpanderContainer |
         with box, st.form(...):
             ...
     """
+    # `expanded` is part of the expander's identity (Streamlit's key_as_main_identity=False):
+    # a page that asks for the fold open (a search found nobody) gets it open
     box = st.expander(label, expanded=expanded, key=key, on_change="rerun")
     return box if box.open else None

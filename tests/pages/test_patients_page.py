@@ -161,3 +161,11 @@ def test_new_patient_with_invitation(app_as, app_db):
     assert not at.error and not at.exception
     assert "<b>" not in at.header[0].value.replace("\\<b\\>", "")  # shown escaped
     assert "Portal: Invited" in at.info[0].value
+
+
+def test_a_search_that_finds_nobody_opens_the_add_a_patient_fold(app_as):
+    at = app_as("staff", PAGE)
+    assert "patients_new_first" not in [t.key for t in at.text_input]  # folded: not built
+    at.text_input(key="patients_search").input("Nobody Byth-Atname").run()
+    assert "No patient matches; add them below." in [c.value for c in at.caption]
+    assert "patients_new_first" in [t.key for t in at.text_input]
