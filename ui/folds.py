@@ -8,7 +8,9 @@ import streamlit as st
 from streamlit.elements.lib.mutable_expander_container import ExpanderContainer
 
 
-def fold(label: str, key: str, *, expanded: bool = False) -> ExpanderContainer | None:
+def fold(
+    label: str, key: str, *, expanded: bool = False, icon: str | None = None
+) -> ExpanderContainer | None:
     """The expander when it is open, else None (its content is not built):
 
     if box := fold("Offer rules", "waitlist_rules_open"):
@@ -17,5 +19,5 @@ def fold(label: str, key: str, *, expanded: bool = False) -> ExpanderContainer |
     """
     # `expanded` is part of the expander's identity (Streamlit's key_as_main_identity=False):
     # a page that asks for the fold open (a search found nobody) gets it open
-    box = st.expander(label, expanded=expanded, key=key, on_change="rerun")
+    box = st.expander(label, expanded=expanded, key=key, icon=icon, on_change="rerun")
     return box if box.open else None

@@ -7,6 +7,7 @@ from collections.abc import Sized
 import pandas as pd
 import streamlit as st
 
+from ui.folds import fold
 from ui.text import plain, show_table
 
 EMPTY = (
@@ -24,7 +25,10 @@ def require(items: Sized, what: str = "clinic") -> None:
 
 def call_list_panel(calls: list) -> None:
     """Tomorrow's appointments the patient has not confirmed: the desk's call list (Today)."""
-    with st.expander(f"Call list: {len(calls)} unconfirmed for tomorrow", icon=":material/call:"):
+    label = f"Call list: {len(calls)} unconfirmed for tomorrow"
+    if not (box := fold(label, "today_calls_open", icon=":material/call:")):
+        return  # folded: the table is drawn only once the desk opens it
+    with box:
         if not calls:
             st.caption("Every appointment tomorrow is confirmed.")
             return

@@ -113,3 +113,20 @@ def test_provider_filter_narrows_the_board(app_as, app_db):
     shown = _board(at)
     assert len(set(shown["Provider"])) == 1 and ident in shown.index
     assert not at.exception, at.exception
+
+
+def test_the_call_list_is_folded_and_opens_on_tomorrows_unconfirmed_visits(app_as, app_db):
+    tomorrow = utcnow().replace(hour=10, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    _add(app_db, tomorrow)  # scheduled, not confirmed by the patient
+    at = app_as("staff", PAGE)
+
+    def panel():
+        return next(e for e in at.expander if e.label.startswith("Call list: "))
+
+    count = int(panel().label.split()[2])
+    assert count >= 1
+    assert not panel().dataframe  # folded: the table is not built
+    at.session_state["today_calls_open"] = True  # a click on the fold
+    at.run()
+    calls = panel().dataframe[0].value
+    assert len(calls) == count and list(calls.columns)[:3] == ["#", "Time", "Patient"]
