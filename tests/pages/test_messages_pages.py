@@ -128,6 +128,8 @@ def test_today_shows_confirmation_and_tomorrows_call_list(app_as, app_db):
     database.dispose()
     at = app_as("staff")
     assert not at.exception, at.exception
+    at.session_state["today_calls_open"] = True  # the call list is a fold: open it, as a click
+    at.run()
     frames = [f.value for f in at.dataframe]
     board = next(f for f in frames if "Confirmed" in f.columns)
     assert "phone" in board.loc[today_id, "Confirmed"]
