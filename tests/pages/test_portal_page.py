@@ -25,6 +25,8 @@ from db.models import (
     AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
+    ChangeRequest,
+    ChangeStatus,
     Clinic,
     DocumentKind,
     FormRequest,
@@ -64,7 +66,16 @@ def _patient_with_appointment(url) -> tuple[int, int]:
                 Appointment.status == AppointmentStatus.SCHEDULED,
                 Appointment.patient_id.is_not(None),
                 Appointment.start_at > utcnow() + timedelta(days=1),
+                # the demo has open requests on some visits: a visit with one would refuse
+                # another request, so which visit is picked must not depend on the hour
+                ~select(ChangeRequest.id)
+                .where(
+                    ChangeRequest.appointment_id == Appointment.id,
+                    ChangeRequest.status.in_((ChangeStatus.OPEN, ChangeStatus.PROPOSED)),
+                )
+                .exists(),
             )
+            .order_by(Appointment.id)
             .limit(1)
         ).one()
         patient = s.get(Patient, appointment.patient_id)
