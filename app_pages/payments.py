@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds
-from core.kernel.money import to_major, to_minor
+from core.kernel.money import minor_digits, to_major, to_minor
 from core.payments import desk, points, rules
 from ui import actor, refresh, run_action
 from ui.caches import cached
@@ -80,7 +80,7 @@ else:
                 "Deposit": st.column_config.NumberColumn(
                     "Deposit",
                     min_value=0.0,
-                    format=f"%.{-to_major(1, currency).as_tuple().exponent}f",
+                    format=f"%.{minor_digits(currency)}f",
                     help="In the currency of the appointment's clinic; for a deposit only.",
                 ),
             },

@@ -4,8 +4,12 @@ sees them; a fold draws nothing until it is opened, which reruns the page with i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
-from streamlit.elements.lib.mutable_expander_container import ExpanderContainer
+
+if TYPE_CHECKING:
+    from streamlit.elements.lib.mutable_expander_container import ExpanderContainer
 
 
 def fold(

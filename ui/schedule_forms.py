@@ -34,16 +34,15 @@ def _week(hours: dict[int, schedules.HoursRow], locale: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def hours_from(table: pd.DataFrame, locale: str) -> list[schedules.HoursRow] | str:
-    """The working days of the edited table, or what to fix (a working day without a time)."""
-    week = []
-    for weekday, row in enumerate(table.itertuples(index=False)):
-        if not row.Works:
-            continue
-        if pd.isna(row.From) or pd.isna(row.To):
-            return f"{weekday_name(weekday, locale)}: give the time work starts and ends."
-        week.append(schedules.HoursRow(weekday, row.From, row.To))
-    return week
+def _hours(table: pd.DataFrame) -> list[schedules.HoursRow]:
+    """The working days of the edited table; a cleared time is None (core says what to fix)."""
+    return [
+        schedules.HoursRow(
+            weekday, None if pd.isna(row.From) else row.From, None if pd.isna(row.To) else row.To
+        )
+        for weekday, row in enumerate(table.itertuples(index=False))
+        if row.Works
+    ]
 
 
 def weekly_hours_form(
@@ -68,14 +67,11 @@ def weekly_hours_form(
             },
         )
         if st.form_submit_button("Save weekly hours", type="primary"):
-            week = hours_from(edited, clinic.locale)
-            if isinstance(week, str):
-                st.error(week)
-            elif run_action(
+            if run_action(
                 schedules.set_weekly_hours,
                 provider_id=provider.id,
                 clinic_id=clinic.id,
-                hours=week,
+                hours=_hours(edited),
                 success="Weekly hours saved.",
             ):
                 refresh()

@@ -38,18 +38,19 @@ def babel_locale(name: str | None) -> Locale:
         raise ValidationError(f"{name!r} is not a locale (e.g. en-GB, de-DE, fr-FR).") from None
 
 
-def _minor_digits(currency: str) -> int:
+def minor_digits(currency: str) -> int:
+    """Digits after the decimal point of the currency's amounts: GBP 2, JPY 0."""
     return get_currency_precision(currency)
 
 
 def to_major(cents: int, currency: str = DEFAULT_CURRENCY) -> Decimal:
     """Minor units as an exact major amount (Decimal), e.g. 2550 GBP -> 25.50."""
-    return Decimal(int(cents)).scaleb(-_minor_digits(currency))
+    return Decimal(int(cents)).scaleb(-minor_digits(currency))
 
 
 def to_minor(amount: float | Decimal, currency: str = DEFAULT_CURRENCY) -> int:
     """A major amount typed by a user as integer minor units (rounded half up)."""
-    scaled = Decimal(str(amount)).scaleb(_minor_digits(currency))
+    scaled = Decimal(str(amount)).scaleb(minor_digits(currency))
     return int(scaled.quantize(Decimal(1), rounding="ROUND_HALF_UP"))
 
 

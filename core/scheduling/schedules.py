@@ -100,6 +100,8 @@ def _validate(hours: list[HoursRow], locale: str) -> list[HoursRow]:
     for row in hours:
         if not 0 <= row.weekday <= 6:
             raise ValidationError("A weekday is a number from 0 (Monday) to 6 (Sunday).")
+        if row.starts is None or row.ends is None:  # a cleared cell of the weekly table
+            raise ValidationError(f"{day(row)}: give the time work starts and ends.")
         if not row.starts < row.ends:
             raise ValidationError(
                 f"{day(row)}: the hours must end after they start "

@@ -25,6 +25,13 @@ def _db(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
 
 
+def _every_clinic_speaks(app_db, locale):
+    database = _db(app_db)
+    with database.write() as session:
+        session.execute(update(Clinic).values(locale=locale))
+    database.dispose()
+
+
 def _week(at):
     """The weekly hours table's key (one per provider and clinic) and the form's save button."""
     provider = at.selectbox(key="schedules_provider").value
@@ -85,10 +92,7 @@ def test_a_working_day_without_a_time_is_explained_and_nothing_is_saved(app_as, 
 
 
 def test_weekday_names_and_times_follow_the_clinics_locale(app_as, app_db):
-    database = _db(app_db)
-    with database.write() as session:
-        session.execute(update(Clinic).values(locale="de-DE"))
-    database.dispose()
+    _every_clinic_speaks(app_db, "de-DE")
     at = app_as("manager", PAGE)
     days = list(at.data_editor[0].value["Day"])
     assert days[0] == "Montag" and days[5] == "Samstag"
@@ -98,10 +102,7 @@ def test_weekday_names_and_times_follow_the_clinics_locale(app_as, app_db):
 
 
 def test_a_twelve_hour_clinic_sees_twelve_hour_times(app_as, app_db):
-    database = _db(app_db)
-    with database.write() as session:
-        session.execute(update(Clinic).values(locale="en-US"))
-    database.dispose()
+    _every_clinic_speaks(app_db, "en-US")
     at = app_as("manager", PAGE)
     assert '"h:mm A"' in at.data_editor[0].proto.columns
 

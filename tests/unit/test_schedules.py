@@ -69,6 +69,7 @@ def test_set_weekly_hours_replaces_them_and_is_audited(db, world):
         ([H(1, time(9), time(9))], "must end after they start"),
         ([H(4, time(9), time(13)), H(4, time(12), time(15))], "Friday: 09:00–13:00 and 12:00"),
         ([H(7, time(9), time(13))], "from 0 \\(Monday\\) to 6"),
+        ([H(2, None, time(13))], "Wednesday: give the time work starts and ends"),
     ],
 )
 def test_weekly_hours_are_validated(db, world, hours, message):
