@@ -5,10 +5,11 @@
 
 1. Pages: signed in as the owner, for every page the time from the click on its sidebar link
    to the page settled — Streamlit's script state back to notRunning, no stale element
-   left, every Plotly chart drawn (its SVG present) — as the median of `--repeat`
-   visits, each right after a visit to the empty page (bench/browser_empty.py, a title only,
-   registered like any page), whose own time is measured the same way in the same run. The
-   first (cold-cache) visit of each page is printed beside it. Target: every page ≤ 2× empty.
+   left, every chart drawn (ECharts no longer busy, its canvas present) — as the median of
+   `--repeat` visits, each right after a visit to the empty page (bench/browser_empty.py, a
+   title only, registered like any page), whose own time is measured the same way in the same
+   run. The first (cold-cache) visit of each page is printed beside it. Target: every page
+   ≤ 2× empty.
 2. Concurrency: 1, 10 and 20 browser sessions at once, each signing in as the manager and
    working queue → decide (declines one request, a different row per session) → calendar →
    today; p50 and p95 per step, errors (a timeout, an exception box or "Something went
@@ -55,8 +56,8 @@ SETTLED = """(path) => {
   if (!location.pathname.endsWith('/' + path)) return false;
   if (document.querySelector('[data-stale="true"]')) return false;
   if (!document.querySelector('[data-testid="stMain"] h1')) return false;
-  for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]')) {
-    if (!chart.querySelector('.main-svg')) return false;
+  for (const chart of document.querySelectorAll('[data-testid="stEChartsChart"]')) {
+    if (chart.getAttribute('aria-busy') !== 'false' || !chart.querySelector('canvas')) return false;
   }
   return true;
 }"""

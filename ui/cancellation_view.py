@@ -133,19 +133,6 @@ def _rate_bars(groups: list[Counts], title: str, key: str, selectable: bool = Fa
     )
 
 
-def _clicked(key: str, points: list, keys: list) -> tuple | None:
-    """What a click on this chart chose, once per click: (dimension, value, bar label)."""
-    signature = [(p.get("curve_number"), p.get("point_index")) for p in points]
-    seen = st.session_state.get(f"{key}_seen")
-    st.session_state[f"{key}_seen"] = signature
-    if not points or signature == seen:
-        return None
-    index = points[0].get("point_index")
-    if index is None or not 0 <= index < len(keys) or keys[index] is None:
-        return None
-    return keys[index]
-
-
 def dashboard(
     f: CancellationFigures,
     year_before: CancellationFigures | None,
@@ -185,13 +172,13 @@ def dashboard(
         selectable=True,
     )
     keys = [("week", c.label, f"week of {lab}") for c, lab in zip(weeks, labels, strict=True)]
-    picks.append(_clicked("cancel_chart_weekly", points, keys))
+    picks.append(charts.clicked("cancel_chart_weekly", points, keys))
     left, right = st.columns(2)
     with left:
         days = [replace(c, label=fmt.weekday(i, "abbreviated")) for i, c in enumerate(f.by_weekday)]
         points = _rate_bars(days, "Rates by weekday", "cancel_chart_weekday", True)
         keys = [("weekday", i, fmt.weekday(i)) for i in range(7)]
-        picks.append(_clicked("cancel_chart_weekday", points, keys))
+        picks.append(charts.clicked("cancel_chart_weekday", points, keys))
     with right:
         hours = sorted({cell.hour for cell in f.heatmap})
         grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
@@ -221,14 +208,14 @@ def dashboard(
                 None if g.counts.label == "Others" else (name, g.key, g.counts.label)
                 for g in groups
             ]
-            picks.append(_clicked(chart_key, points, keys))
+            picks.append(charts.clicked(chart_key, points, keys))
     left, right = st.columns(2)
     with left:
         points = _rate_bars(
             f.by_lead_time, "Rates by lead time (start − booked)", "cancel_chart_lead", True
         )
         keys = [("lead", i, f"lead time {c.label}") for i, c in enumerate(f.by_lead_time)]
-        picks.append(_clicked("cancel_chart_lead", points, keys))
+        picks.append(charts.clicked("cancel_chart_lead", points, keys))
     with right:
         charts.show(
             charts.bars(
@@ -276,7 +263,7 @@ def time_charts(f: CancellationFigures) -> None:
 def reasons_and_fees(f: CancellationFigures, fmt: ClinicFormat) -> None:
     left, right = st.columns(2)
     with left:
-        # reasons may be typed by patients: charts escape every label (ui.text.for_html)
+        # reasons may be typed by patients: charts draw every label as plain text (ui.charts)
         charts.show(
             charts.bars(
                 [r for r, _ in f.reasons],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core.patients import enrolment, invitations
@@ -225,21 +224,29 @@ def edit_form(record) -> None:
 def funnel_panel(funnel: enrolment.Funnel, key: str) -> None:
     """Invited → enrolled as a funnel chart, with the rate, median days and open invitations."""
     left, right = st.columns([2, 1])
-    # built in one pass (plotly validates once), no mode bar logo
-    figure = go.Figure(
+    left.echarts_chart(
         {
-            "data": [
+            "animation": False,
+            "tooltip": {"trigger": "item"},
+            "series": [
                 {
                     "type": "funnel",
-                    "y": ["Invited", "Enrolled"],
-                    "x": [funnel.invited, funnel.enrolled],
-                    "textinfo": "value+percent initial",
+                    "left": 8,
+                    "right": 8,
+                    "top": 8,
+                    "bottom": 8,
+                    "sort": "none",
+                    "label": {"position": "inside", "formatter": "{b}: {c}"},
+                    "data": [
+                        {"name": "Invited", "value": funnel.invited},
+                        {"name": "Enrolled", "value": funnel.enrolled},
+                    ],
                 }
             ],
-            "layout": {"height": 220, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}},
-        }
+        },
+        key=f"{key}_funnel",
+        height=220,
     )
-    left.plotly_chart(figure, key=f"{key}_funnel", config={"displaylogo": False})
     right.metric("Enrolment rate", f"{funnel.rate:.0%}")
     right.metric("Median days to enrol", "—" if funnel.median_days is None else funnel.median_days)
     right.metric("Pending invitations", funnel.pending)

@@ -80,18 +80,6 @@ def overview(s: sa.Figures, before: sa.Figures | None = None, days: int | None =
     groups[2].metric("Detractors (0–6)", f"{s.detractors:,}")
 
 
-def _clicked(key: str, points: list, keys: list) -> tuple | None:
-    signature = [(p.get("curve_number"), p.get("point_index")) for p in points]
-    seen = st.session_state.get(f"{key}_seen")
-    st.session_state[f"{key}_seen"] = signature
-    if not points or signature == seen:
-        return None
-    index = points[0].get("point_index")
-    if index is None or not 0 <= index < len(keys):
-        return None
-    return keys[index]
-
-
 def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None:
     """NPS and CSAT by week, the rating distribution, NPS and CSAT by provider and service;
     returns the bar clicked (dimension, value, label) to list the responses behind it."""
@@ -121,7 +109,7 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
             selectable=True,
         )
         keys = [("rating", r, f"{r} ★ ratings") for r in range(1, 6)]
-        picks.append(_clicked("survey_chart_ratings", points, keys))
+        picks.append(charts.clicked("survey_chart_ratings", points, keys))
     with right:
         charts.show(
             charts.bars(
@@ -157,7 +145,7 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
                 (name, None if pd.isna(i) else int(i), label)
                 for i, label in zip(shown.id, shown[name], strict=True)
             ]
-            picks.append(_clicked(key, points, keys))
+            picks.append(charts.clicked(key, points, keys))
     return next((p for p in picks if p), None)
 
 

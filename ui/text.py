@@ -1,10 +1,11 @@
 """The one rule for showing text that someone typed: it is never markup.
 
 Streamlit renders headings, alerts, captions, toasts, Markdown and widget labels as Markdown
-(with HTML, LaTeX, colour directives, icons and autolinked URLs); plotly renders a subset of HTML
-in chart labels. Typed text (patient fields, staff-entered names, notes, reasons, error messages
-that quote them) goes through `escape` before any of those, or through `for_html` before a chart
-label or an HTML part. Tables and `st.text` show text as it is and need neither.
+(with HTML, LaTeX, colour directives, icons and autolinked URLs). Typed text (patient fields,
+staff-entered names, notes, reasons, error messages that quote them) goes through `escape`
+before any of those, or through `for_html` before an HTML part. Tables, `st.text` and charts
+(ECharts draws labels as plain text; Streamlit escapes what it puts in a tooltip) show text as
+it is: `plain` is enough there.
 
 Both functions also make invisible direction overrides visible (U+202E would otherwise reverse
 what follows it on screen) and drop NUL and other control characters.

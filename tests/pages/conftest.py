@@ -69,3 +69,14 @@ def app_as(app_db) -> Callable[..., AppTest]:
         return at
 
     return make
+
+
+def chart_click(series: int, index: int) -> dict:
+    """What Streamlit stores for an ECharts chart when a user clicks point `index` of `series`."""
+    selected = {"series_index": series, "series_id": None, "series_name": None}
+    return {
+        "selection": {
+            "selected": [{**selected, "data_type": "main", "data_indices": [index]}],
+            "areas": [],
+        }
+    }

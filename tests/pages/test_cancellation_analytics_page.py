@@ -9,6 +9,7 @@ from sqlalchemy import select
 from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import AuditEvent, Clinic, LedgerEntry
+from tests.pages.conftest import chart_click
 
 PAGE = "app_pages/cancellation_analytics.py"
 
@@ -34,7 +35,7 @@ def _show(at, section):
 
 
 def _charts(at):
-    return {c.proto.id: c for c in at.get("plotly_chart")}
+    return {c.proto.id: c for c in at.get("echarts_chart")}
 
 
 def test_manager_opens_on_key_figures_and_charts_with_their_n(app_as):
@@ -50,11 +51,12 @@ def test_manager_opens_on_key_figures_and_charts_with_their_n(app_as):
     assert "days before" in at.caption[0].value
     # the charts are there on arrival, no toggle first, each titled with its n
     titles = []
-    for chart in at.get("plotly_chart"):
+    for chart in at.get("echarts_chart"):
         spec = json.loads(chart.proto.spec)
-        titles.append(spec["layout"]["title"]["text"])
-        legend = spec["layout"].get("legend", {})
-        assert legend.get("y", 0) < 0, "the legend sits under the plot, never over the title"
+        titles.append(spec["title"]["text"])
+        # the title above the plot, the legend under it: they never overlap
+        assert spec["title"]["top"] < spec["grid"]["top"]
+        assert spec["legend"]["bottom"] == 0 and "top" not in spec["legend"]
     assert len(titles) == 7
     assert all(" · n = " in t for t in titles), titles
     assert f"n = {booked:,} booked" in titles[0] and titles[0].startswith("Rates by week")
@@ -67,19 +69,20 @@ def test_manager_opens_on_key_figures_and_charts_with_their_n(app_as):
 def test_a_click_on_a_bar_lists_the_appointments_behind_it(app_as):
     at = app_as("owner", PAGE)
     # what Streamlit stores when a user clicks the first bar of the weekday chart (Monday)
-    at.session_state["cancel_chart_weekday"] = {
-        "selection": {
-            "points": [{"curve_number": 0, "point_index": 0, "point_number": 0, "x": "Mon"}],
-            "point_indices": [0],
-            "box": [],
-            "lasso": [],
-        }
-    }
+    at.session_state["cancel_chart_weekday"] = chart_click(0, 0)  # Monday's first bar
     at.run()
     assert not at.exception, at.exception
     assert "Appointments behind Monday" in [h.value for h in at.subheader]
     rows = next(d.value for d in at.dataframe if "Status" in d.value.columns)
     assert len(rows) > 0 and all(ts.weekday() == 0 for ts in rows["Start"])
+    # a click on Tuesday's no-show bar: ECharts keeps Monday selected in the other series
+    tuesday = chart_click(1, 1)["selection"]["selected"]
+    monday = at.session_state["cancel_chart_weekday"]["selection"]["selected"]
+    at.session_state["cancel_chart_weekday"] = {
+        "selection": {"selected": monday + tuesday, "areas": []}
+    }
+    at.run()
+    assert "Appointments behind Tuesday" in [h.value for h in at.subheader]
 
 
 def test_weekday_labels_follow_the_clinics_locale(app_as, app_db):
@@ -90,9 +93,9 @@ def test_weekday_labels_follow_the_clinics_locale(app_as, app_db):
     database.dispose()
     charts = _charts(app_as("owner", PAGE))
     weekday = json.loads(charts[next(k for k in charts if "cancel_chart_weekday" in k)].proto.spec)
-    assert list(weekday["data"][0]["x"]) == ["seg.", "ter.", "qua.", "qui.", "sex.", "sáb.", "dom."]
+    assert weekday["xAxis"]["data"] == ["seg.", "ter.", "qua.", "qui.", "sex.", "sáb.", "dom."]
     heatmap = json.loads(charts[next(k for k in charts if "cancel_chart_heatmap" in k)].proto.spec)
-    assert list(heatmap["data"][0]["y"])[:2] == ["seg.", "ter."]
+    assert heatmap["yAxis"]["data"][:2] == ["seg.", "ter."]
 
 
 def test_the_what_if_next_to_the_policy_in_force(app_as):
@@ -103,7 +106,7 @@ def test_the_what_if_next_to_the_policy_in_force(app_as):
         ("Repeat patients", 7),
     ):
         at = _show(at, section)
-        assert not at.exception and len(at.get("plotly_chart")) == charts, section
+        assert not at.exception and len(at.get("echarts_chart")) == charts, section
     repeat = next(d.value for d in at.dataframe if "Late cancellations" in d.value.columns)
     assert len(repeat) > 0 and (repeat["Late cancellations"] + repeat["No-shows"] >= 2).all()
     at = _show(at, "What-if on the policy")

@@ -36,10 +36,10 @@ def test_counts_funnel_and_filters(app_as):
         "Opted out",
         "Not invited",
     } <= set(labels)
-    assert int(labels["Enrolled"]) > 0 and not at.get("plotly_chart")
+    assert int(labels["Enrolled"]) > 0 and not at.get("echarts_chart")
     at.toggle(key="invitations_funnel_open").set_value(True).run()
     rate = next(m.value for m in at.metric if m.label == "Enrolment rate")
-    assert rate.endswith("%") and rate != "0%" and len(at.get("plotly_chart")) == 1
+    assert rate.endswith("%") and rate != "0%" and len(at.get("echarts_chart")) == 1
     at.selectbox(key="invitations_status").select_index(
         list(at.selectbox(key="invitations_status").options).index("Enrolled")
     )

@@ -15,6 +15,7 @@ from core.kernel.config import load_settings
 from core.kernel.money import clinic_format
 from core.startup import open_database
 from db.models import AuditEvent, Setting, User
+from tests.pages.conftest import chart_click
 
 PAGE = "app_pages/survey_analytics.py"
 
@@ -66,7 +67,7 @@ def test_the_dashboard_opens_on_its_charts_each_with_its_n(app_as, app_db):
     at = app_as("manager", PAGE)
     assert not at.exception and not at.error
     s = expected(app_db).summary
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("echarts_chart")]
     assert len(titles) == 5 and all(" · n = " in t for t in titles), titles
     assert titles[0] == f"NPS and CSAT by week (week starting) · n = {s.responses:,} responses"
     assert titles[1] == f"Overall rating · n = {s.rating_n:,} ratings"
@@ -81,14 +82,7 @@ def test_the_dashboard_opens_on_its_charts_each_with_its_n(app_as, app_db):
 
 def test_a_click_on_a_star_lists_the_responses_behind_it(app_as):
     at = app_as("owner", PAGE)
-    at.session_state["survey_chart_ratings"] = {
-        "selection": {
-            "points": [{"curve_number": 0, "point_index": 4, "point_number": 4, "x": "5 ★"}],
-            "point_indices": [4],
-            "box": [],
-            "lasso": [],
-        }
-    }
+    at.session_state["survey_chart_ratings"] = chart_click(0, 4)  # the 5 ★ bar
     at.run()
     assert not at.exception, at.exception
     assert "Responses behind 5 ★ ratings" in [h.value for h in at.subheader]

@@ -1,0 +1,86 @@
+"""The report charts' ECharts options: n on every chart and in every tooltip, the legend under
+the plot only when there is more than one series, x labels tilted only when they do not fit,
+empty values left empty, typed labels kept as plain text, and a description for screen
+readers that says what the chart shows."""
+
+import json
+
+import pytest
+
+from ui import charts
+
+
+def test_bars_carry_their_shown_values_and_n_into_the_tooltip():
+    spec = charts.bars(
+        ["Mon", "Tue"], {"A": [0.1, None], "B": [0.2, 0.3]}, title="t", percent=True, n=[3, 1200]
+    )
+    first = spec["series"][0]
+    assert first["data"][0][1] == pytest.approx(10.0)  # percentages, for the axis
+    assert first["data"][0][2:4] == ["10.0%", "Mon"]
+    assert first["data"][1][1] is None and first["data"][1][2] == "–"  # empty, not zero
+    assert first["data"][1][4] == "1,200"
+    assert first["tooltip"]["formatter"] == "{@[3]}<br/>{a}: {@[2]}<br/>n = {@[4]}"
+    assert spec["yAxis"]["axisLabel"]["formatter"] == "{value}%"
+    assert spec["legend"]["show"] and spec["legend"]["bottom"] == 0
+    assert spec["title"]["top"] < spec["grid"]["top"]  # the title above the plot
+    assert (
+        spec["aria"]["label"]["description"] == "t. A: Mon 10.0%, Tue –. B: Mon 20.0%, Tue 30.0%."
+    )
+
+
+def test_one_series_has_no_legend_and_counts_are_not_percentages():
+    spec = charts.bars(["1 ★", "2 ★"], {"Responses": [4, 2500]}, title="t", n=[4, 2500])
+    assert not spec["legend"]["show"]
+    assert [d[2] for d in spec["series"][0]["data"]] == ["4", "2,500"]
+    assert "axisLabel" not in spec["yAxis"]
+
+
+def test_labels_tilt_only_when_they_do_not_fit():
+    assert (
+        charts.bars(["Mon", "Tue", "Wed"], {"A": [1, 2, 3]}, title="t")["xAxis"]["axisLabel"][
+            "rotate"
+        ]
+        == 0
+    )
+    services = ["Consultation", "Laser hair removal", "Vaccination", "Chemical peel"] * 2
+    assert charts.bars(services, {"A": [1] * 8}, title="t")["xAxis"]["axisLabel"]["rotate"] == 30
+    names = [f"Dr Bench {i:03}" for i in range(15)]
+    assert charts.bars(names, {"A": [1] * 15}, title="t")["xAxis"]["axisLabel"]["rotate"] == 90
+    weeks = [f"{d} Sept 2026" for d in range(1, 15)]
+    wide = charts.lines(weeks, {"A": [0.1] * 14}, title="t", percent=True)
+    assert (
+        wide["xAxis"]["axisLabel"]["rotate"] == 30 and wide["xAxis"]["axisLabel"]["interval"] == 0
+    )
+
+
+def test_a_year_earlier_is_dotted_and_faded():
+    spec = charts.lines(
+        ["w1", "w2"], {"Rate": [0.1, 0.2]}, title="t", percent=True, earlier={"Before": [0.3, None]}
+    )
+    earlier = spec["series"][1]
+    assert earlier["lineStyle"] == {"color": charts.FADED[0], "type": "dotted"}
+    assert earlier["data"][1][1] is None and "n =" not in earlier["tooltip"]["formatter"]
+
+
+def test_a_heatmap_leaves_empty_cells_blank_and_scales_to_its_highest_rate():
+    spec = charts.heatmap(
+        ["Mon", "Tue"], ["08:00", "09:00"], [[0.1, 0.2], [0.4, None]], title="t", n=[[1, 2], [3, 0]]
+    )
+    cells = spec["series"][0]["data"]
+    assert [(c[0], c[1]) for c in cells] == [(0, 0), (1, 0), (0, 1)]  # no Tue 09:00
+    assert spec["visualMap"]["max"] == 40.0 and spec["visualMap"]["dimension"] == 2
+    assert spec["yAxis"]["data"] == ["Mon", "Tue"] and spec["yAxis"]["inverse"]
+    assert "Tue 08:00 40.0%" in spec["aria"]["label"]["description"]
+
+
+def test_typed_labels_stay_plain_text():
+    label = "<b>zq</b> \u202eevil\x00"
+    spec = charts.bars([label], {"Cancellations": [2]}, title=f"Reasons {label}")
+    text = json.dumps(spec, ensure_ascii=False)
+    assert "<b>zq</b> [U+202E]evil" in text  # drawn as it is on the canvas, never as markup
+    assert "&lt;" not in text and "\x00" not in text and "\u202e" not in text
+
+
+def test_a_series_without_figures_is_empty_not_an_error():
+    spec = charts.lines(["1", "2"], {"Predicted": [0.1, 0.2], "Baseline": []}, title="t")
+    assert [d[1] for d in spec["series"][1]["data"]] == [None, None]
