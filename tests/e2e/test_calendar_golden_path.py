@@ -8,10 +8,10 @@ import re
 from datetime import timedelta
 
 from playwright.sync_api import expect
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.kernel.authz import SYSTEM
-from core.kernel.clock import to_local
+from core.kernel.clock import local_days_bounds, to_local
 from core.kernel.config import load_settings
 from core.scheduling import checkin
 from core.scheduling.availability import find_conflicts
@@ -21,6 +21,7 @@ from db.types import utcnow
 from tests.support.browser import wait_for_app_idle
 
 CALENDAR_FRAME = 'iframe[title="streamlit_calendar.calendar"]'
+TZ = "Europe/London"
 
 
 def _database(tmp_path):
@@ -60,6 +61,27 @@ def _pick(page, key: str, text: str, tries: int = 30) -> None:
     raise AssertionError(f"no option matching {text!r} in {key}")
 
 
+def _twin_in_its_week(session, appointment) -> bool:
+    """Whether the week view would show another event with the appointment's title (its
+    patient and service), which the click on the first one found might open instead."""
+    day = to_local(appointment.start_at, TZ).date()
+    monday = day - timedelta(days=day.weekday())
+    start, end = local_days_bounds(monday, monday + timedelta(days=6), TZ)
+    return bool(
+        session.scalar(
+            select(func.count())
+            .select_from(Appointment)
+            .where(
+                Appointment.id != appointment.id,
+                Appointment.patient_id == appointment.patient_id,
+                Appointment.service_id == appointment.service_id,
+                Appointment.start_at >= start,
+                Appointment.start_at < end,
+            )
+        )
+    )
+
+
 def _open(page, title):
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=20000)
@@ -68,9 +90,12 @@ def _open(page, title):
 
 def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign_in, tmp_path):
     database = _database(tmp_path)
+    now = utcnow()
+    today = to_local(now, TZ).date()
+    this_week = today - timedelta(days=today.weekday())  # the week shown first (from Monday)
+    next_week = this_week + timedelta(days=7)
     with database.read() as session:  # a demo appointment of Harbour Street later this week
-        now = utcnow()
-        week_end = now + timedelta(days=6 - to_local(now, "Europe/London").weekday())
+        # or, after Friday's last visit and at the weekend (nobody works then), next week
         candidates = session.scalars(
             select(Appointment)
             .where(
@@ -78,21 +103,29 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
                 Appointment.status == AppointmentStatus.SCHEDULED,
                 Appointment.kind == AppointmentKind.APPOINTMENT,
                 Appointment.start_at > now,
-                Appointment.start_at < week_end,
+                Appointment.start_at
+                < local_days_bounds(this_week, next_week + timedelta(days=6), TZ)[1],
             )
-            .order_by(Appointment.start_at)
+            .order_by(Appointment.start_at, Appointment.id)
         )
         shown = next(  # one no other event overlaps on screen (the team meeting may)
             a
             for a in candidates
             if not find_conflicts(session, a.provider_id, a.start_at, a.end_at, a.id)
+            and not _twin_in_its_week(session, a)
         )
         ident, title = shown.id, f"{shown.patient.full_name} · {shown.service.name}"
+        ahead = to_local(shown.start_at, TZ).date() >= next_week
     context = chromium_browser.new_context(viewport={"width": 1600, "height": 1100})
     page = context.new_page()
     sign_in(page, "staff")
     _open(page, "Calendar")
-    frame = _calendar(page, ".fc-resourceTimeGridWeek-view .fc-event")
+    frame = _calendar(page, ".fc-resourceTimeGridWeek-view")
+    if ahead:
+        wait_for_app_idle(page)
+        page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
+        frame = _calendar(page, f'.fc-resourceTimeGridWeek-view [data-date="{next_week}"]')
+        wait_for_app_idle(page)
     expect(frame.locator(".fc-event").first).to_be_visible(timeout=30000)
     event = frame.locator(f'.fc-event:has-text("{title}")').first
     expect(event).to_be_attached()
@@ -114,6 +147,10 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
     page.locator(".st-key-calendar_view").get_by_role("radio", name="Day by provider").click()
     _calendar(page, ".fc-resourceTimeGridDay-view")
     wait_for_app_idle(page)
+    if ahead:  # the calendar shows a day of next week: back to today first
+        page.locator(".st-key-calendar_today").get_by_role("button", name="Today").click()
+        _calendar(page, f'.fc-resourceTimeGridDay-view [data-date="{today}"]')
+        wait_for_app_idle(page)
     page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
     tomorrow = to_local(utcnow(), "Europe/London").date() + timedelta(days=1)
     frame = _calendar(page, f'.fc-resourceTimeGridDay-view [data-date="{tomorrow}"]')

@@ -8,11 +8,13 @@ from datetime import timedelta
 import pytest
 import streamlit as st
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
 from core.requests import queue
 from core.requests.queue import QueueKind
+from core.scheduling.availability import OCCUPYING
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -22,6 +24,7 @@ from db.models import (
     ChangeStatus,
     User,
 )
+from db.types import utcnow
 
 PAGE = "app_pages/queue.py"
 
@@ -116,15 +119,29 @@ def test_taken_slot_is_refused_naming_the_conflict(app_as, app_db):
     prefix = f"queue_requests_{row.appointment_id}"
     database = _db(app_db)
     with database.read() as session:  # a scheduled appointment of a provider at this clinic
+        other = aliased(Appointment)
         busy = session.scalars(
             select(Appointment)
             .where(
                 Appointment.clinic_id == row.clinic_id,
                 Appointment.status == AppointmentStatus.SCHEDULED,
                 Appointment.patient_id.is_not(None),
-                Appointment.start_at > row.created_at + timedelta(days=1),
+                # a day ahead of now, not of the request (up to 60 hours old): the next visit
+                # may start within minutes, and a past time is refused before any conflict
+                Appointment.start_at > utcnow() + timedelta(days=1),
+                # alone in its provider's diary: the refusal names the first event the time
+                # overlaps, and the demo's weekly team meeting (13:00) overlaps some visits
+                ~select(other.id)
+                .where(
+                    other.provider_id == Appointment.provider_id,
+                    other.id != Appointment.id,
+                    other.status.in_(OCCUPYING),
+                    other.start_at < Appointment.end_at,
+                    other.end_at > Appointment.start_at,
+                )
+                .exists(),
             )
-            .order_by(Appointment.start_at)
+            .order_by(Appointment.start_at, Appointment.id)
             .limit(1)
         ).one()
         tz = busy.clinic.timezone
