@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from core.kernel import accounts
+from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import User
+from db.types import utcnow
 from tests.support.shared import built_once
 from tests.support.templates import build_demo
 
@@ -80,3 +83,12 @@ def chart_click(series: int, index: int) -> dict:
             "areas": [],
         }
     }
+
+
+def today_in(minutes: int, tz: str = "Europe/London") -> datetime:
+    """`minutes` from now (negative: ago), kept inside the clinic-local day: a visit added for
+    today's board stays on it when a test runs near midnight (then it starts a minute before
+    the day ends, or at the day's start)."""
+    now = utcnow()
+    start, end = local_day_bounds(to_local(now, tz).date(), tz)
+    return max(start, min(now + timedelta(minutes=minutes), end - timedelta(minutes=1)))

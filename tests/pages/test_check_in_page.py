@@ -14,7 +14,7 @@ from core.kernel.config import load_settings
 from core.scheduling import checkin
 from core.startup import open_database
 from db.models import Appointment, AppointmentStatus
-from db.types import utcnow
+from tests.pages.conftest import today_in
 
 PAGE = "app_pages/check_in.py"
 
@@ -35,7 +35,7 @@ def _db(url):
 def _appointment_with_code(url, clinic_id=1):
     database = _db(url)
     with database.write() as session:
-        start = utcnow() + timedelta(minutes=40)
+        start = today_in(40, "Europe/London" if clinic_id == 1 else "America/New_York")
         row = Appointment(
             clinic_id=clinic_id,
             provider_id=1 if clinic_id == 1 else 4,

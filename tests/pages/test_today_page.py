@@ -12,6 +12,7 @@ from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus
 from db.types import utcnow
+from tests.pages.conftest import today_in
 
 PAGE = "app_pages/today.py"
 
@@ -80,9 +81,8 @@ def _stage_of(at, ident):
 
 
 def test_buttons_follow_the_time_and_status(app_as, app_db):
-    now = utcnow()
-    later = _add(app_db, now + timedelta(minutes=20))
-    started = _add(app_db, now - timedelta(minutes=5))
+    later = _add(app_db, today_in(20))
+    started = _add(app_db, today_in(-5))
     at = app_as("staff", PAGE)
     assert not any(b.key.startswith("today_in_") for b in at.button)  # nothing selected yet
     keys = _select(at, later)
@@ -103,8 +103,7 @@ def test_buttons_follow_the_time_and_status(app_as, app_db):
 
 
 def test_provider_filter_narrows_the_board(app_as, app_db):
-    now = utcnow()
-    ident = _add(app_db, now + timedelta(minutes=40))
+    ident = _add(app_db, today_in(40))
     at = app_as("staff", PAGE)
     assert ident in _board(at).index
     box = at.selectbox(key="today_provider")
