@@ -236,6 +236,8 @@ def funnel_panel(funnel: enrolment.Funnel, key: str) -> None:
                     "top": 8,
                     "bottom": 8,
                     "sort": "none",
+                    "min": 0,
+                    "max": max(funnel.invited, funnel.enrolled, 1),  # widths in proportion
                     "label": {"position": "inside", "formatter": "{b}: {c}"},
                     "data": [
                         {"name": "Invited", "value": funnel.invited},

@@ -3,9 +3,8 @@
 Streamlit renders headings, alerts, captions, toasts, Markdown and widget labels as Markdown
 (with HTML, LaTeX, colour directives, icons and autolinked URLs). Typed text (patient fields,
 staff-entered names, notes, reasons, error messages that quote them) goes through `escape`
-before any of those, or through `for_html` before an HTML part. Tables, `st.text` and charts
-(ECharts draws labels as plain text; Streamlit escapes what it puts in a tooltip) show text as
-it is: `plain` is enough there.
+before any of those. Tables, `st.text` and charts (ECharts draws labels as plain text;
+Streamlit escapes what it puts in a tooltip) show text as it is: `plain` is enough there.
 
 Both functions also make invisible direction overrides visible (U+202E would otherwise reverse
 what follows it on screen) and drop NUL and other control characters.
@@ -13,7 +12,6 @@ what follows it on screen) and drop NUL and other control characters.
 
 from __future__ import annotations
 
-import html
 import re
 
 import pandas as pd
@@ -54,11 +52,6 @@ def escape(text: object) -> str:
     flat = _visible(text).replace("\r", " ").replace("\n", " ").replace("\t", " ").strip()
     inline = _INLINE.sub(r"\\\1", _AUTOLINK.sub(lambda m: m.group() + _JOINER, flat))
     return _BLOCK_START.sub(lambda m: m.group() + "\\", inline)
-
-
-def for_html(text: object) -> str:
-    """Text inside HTML (a chart label, an email's HTML part): entities for <, >, & and quotes."""
-    return html.escape(_visible(text), quote=True)
 
 
 def show_table(data, **kwargs):

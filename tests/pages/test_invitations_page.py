@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import streamlit as st
 from sqlalchemy import func, select
@@ -40,6 +42,9 @@ def test_counts_funnel_and_filters(app_as):
     at.toggle(key="invitations_funnel_open").set_value(True).run()
     rate = next(m.value for m in at.metric if m.label == "Enrolment rate")
     assert rate.endswith("%") and rate != "0%" and len(at.get("echarts_chart")) == 1
+    funnel = json.loads(at.get("echarts_chart")[0].proto.spec)["series"][0]
+    invited, enrolled = (step["value"] for step in funnel["data"])
+    assert 0 < enrolled < invited == funnel["max"]  # each step's width in proportion
     at.selectbox(key="invitations_status").select_index(
         list(at.selectbox(key="invitations_status").options).index("Enrolled")
     )

@@ -9,7 +9,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from core.messaging import notify
-from ui.text import escape, for_html
+from ui.text import escape, plain
 
 HOSTILE = [
     "![x](https://evil.example/pixel.png)",
@@ -44,7 +44,7 @@ def test_bare_urls_and_emails_get_a_word_joiner_so_no_autolink_forms():
 
 def test_direction_overrides_and_control_characters_are_made_visible_or_dropped():
     assert escape("abc\u202edef\x00") == "abc\\[U+202E\\]def"
-    assert for_html("<b>\u2066x</b>") == "&lt;b&gt;[U+2066]x&lt;/b&gt;"
+    assert plain("<b>\u2066x</b>\x00") == "<b>[U+2066]x</b>"  # charts and tables: as typed
 
 
 def test_emails_are_plain_text_and_a_typed_line_break_cannot_reach_a_header():
