@@ -225,9 +225,8 @@ def show(spec: Spec, key: str, selectable: bool = False) -> list[tuple[int, int]
     if not selectable:
         st.echarts_chart(spec, key=key, height=HEIGHT)
         return []
-    for series in spec["series"]:
-        series["selectedMode"] = "single"
-    event = st.echarts_chart(spec, key=key, height=HEIGHT, on_select="rerun")
+    series = [{**one, "selectedMode": "single"} for one in spec["series"]]
+    event = st.echarts_chart({**spec, "series": series}, key=key, height=HEIGHT, on_select="rerun")
     try:
         groups = event["selection"]["selected"]
     except (KeyError, TypeError):
