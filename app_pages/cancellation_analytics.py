@@ -86,13 +86,13 @@ def dashboard():
     rate = _confirmed(me, role, start, end, clinic)  # reminders answered with a confirmation
     st.metric(
         "Confirmed by the patient",
-        f"{rate.rate:.0%}" if rate.rate is not None else "—",
-        help=f"{rate.confirmed} of {rate.reminded} reminded appointments in the range were "
-        "confirmed by reminder link or text reply.",
+        fmt.percent(rate.rate, 0),
+        help=f"{fmt.number(rate.confirmed)} of {fmt.number(rate.reminded)} reminded "
+        "appointments in the range were confirmed by reminder link or text reply.",
     )
     refill_metrics(me, clinic, start, end)  # the waitlist's refills
     picked = view.dashboard(figures, year_before, *groups, fmt)
-    view.behind(picked, lambda d, v: _behind(me, role, filters, d, v))
+    view.behind(picked, lambda d, v: _behind(me, role, filters, d, v), fmt)
     view.more(lambda detail: _figures(me, role, detail), filters, fmt)
 
 

@@ -69,7 +69,7 @@ for col, s in zip(cols, PortalStatus, strict=True):
     col.metric(s.label, counts[s])
 # the funnel reads every invitation: drawn when asked for, not on each page load
 if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
-    funnel_panel(_funnel(me, clinic_id), "invitations")
+    funnel_panel(_funnel(me, clinic_id), "invitations", display_format(clinic_id))
 
 chosen = overview_table(rows, when)
 prev, info, nxt = st.columns([1, 3, 1])

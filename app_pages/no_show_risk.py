@@ -22,7 +22,7 @@ def _info(me):
 
 
 def _figure(value) -> str:
-    return "—" if value is None else f"{value:.3f}"
+    return "—" if value is None else practice.number(value, 3)
 
 
 st.title("No-show risk model")
@@ -51,16 +51,19 @@ practice = display_format()  # the practice's local time and locale, never UTC
 validated = info.metrics.get("validation_from")
 validated = practice.day(date.fromisoformat(validated), weekday=False) if validated else ""
 st.caption(
-    f"Model #{info.id}, trained {practice.moment(info.trained_at)} on {info.rows:,} visits from "
-    f"{practice.day(info.data_from, weekday=False)} to before "
-    f"{practice.day(info.data_until, weekday=False)}. Validated on {m.get('rows', 0):,} visits "
-    f"from {validated} on, with a model fitted only on earlier days."
+    f"Model #{info.id}, trained {practice.moment(info.trained_at)} on "
+    f"{practice.number(info.rows)} visits from {practice.day(info.data_from, weekday=False)} "
+    f"to before {practice.day(info.data_until, weekday=False)}. Validated on "
+    f"{practice.number(m.get('rows', 0))} visits from {validated} on, with a model fitted only "
+    "on earlier days."
 )
 c = st.columns(4)
 c[0].metric("ROC-AUC", _figure(m.get("roc_auc")), help="Ranking quality; 0.5 is chance.")
-c[1].metric("PR-AUC", _figure(m.get("pr_auc")), help=f"Base rate {m.get('base_rate', 0):.1%}.")
+c[1].metric(
+    "PR-AUC", _figure(m.get("pr_auc")), help=f"Base rate {practice.percent(m.get('base_rate', 0))}."
+)
 c[2].metric("Brier score", _figure(m.get("brier")), help="Mean squared error; lower is better.")
-c[3].metric("Largest decile gap", f"{m.get('max_decile_gap', 0) * 100:.1f} pts")
+c[3].metric("Largest decile gap", f"{practice.number(m.get('max_decile_gap', 0) * 100, 1)} pts")
 show_table(
     pd.DataFrame(
         {
@@ -85,6 +88,7 @@ if bins:
                 "Lead time alone (observed)": [d["observed"] for d in b.get("deciles", [])],
             },
             title="Calibration: no-show rate by decile of predicted risk",
+            fmt=practice,
             y_title="No-show rate",
             percent=True,
         ),

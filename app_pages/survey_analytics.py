@@ -91,7 +91,9 @@ def dashboard():
     before = sa.filter_for_days(
         first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id
     )
-    view.overview(_section(me, role, f, "overview"), _section(me, role, before, "overview"), length)
+    view.overview(
+        _section(me, role, f, "overview"), fmt, _section(me, role, before, "overview"), length
+    )
     weekly = _section(me, role, f, "trends").weekly
     distribution = _section(me, role, f, "distribution")
     picked = view.dashboard(weekly, distribution, _section(me, role, f, "groups"), fmt)

@@ -41,17 +41,6 @@ FORMULAS = """
 """
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
-def _points(now: float | None, before: float | None) -> str | None:
-    """A rate's change against the previous period, in percentage points."""
-    if now is None or before is None:
-        return None
-    return f"{(now - before) * 100:+.1f} pp"
-
-
 def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: ClinicFormat) -> None:
     """The key figures with their change against the previous period of the same length."""
     t, p = f.totals, before.totals
@@ -63,10 +52,10 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
     cols = st.columns(4)
     cols[0].metric(
         "Booked",
-        f"{t.booked:,}",
-        f"{t.booked - p.booked:+,}" if p.booked or t.booked else None,
+        fmt.number(t.booked),
+        fmt.number(t.booked - p.booked, signed=True) if p.booked or t.booked else None,
         delta_color="off",
-        help=f"{p.booked:,} in the previous period",
+        help=f"{fmt.number(p.booked)} in the previous period",
     )
     for col, label, attribute, count in (
         (cols[1], "Cancellation rate", "cancellation_rate", "cancelled"),
@@ -76,31 +65,33 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
         now, earlier = getattr(t, attribute), getattr(p, attribute)
         col.metric(
             label,
-            _pct(now),
-            _points(now, earlier),
+            fmt.percent(now),
+            fmt.points(now, earlier),
             delta_color="inverse",  # a rise is bad news
-            help=f"{getattr(t, count):,} {count.replace('_', '-')}; before: {_pct(earlier)}",
+            help=f"{fmt.number(getattr(t, count))} {count.replace('_', '-')}; "
+            f"before: {fmt.percent(earlier)}",
         )
     cols = st.columns(4)
     risk = f.revenue_at_risk_cents - before.revenue_at_risk_cents
     cols[0].metric(
         "Revenue at risk",
         fmt.money(f.revenue_at_risk_cents),
-        (("+" if risk > 0 else "−" if risk < 0 else "±") + fmt.money(abs(risk))),
+        fmt.money_change(risk),
         delta_color="inverse",
         help=f"previous period {fmt.money(before.revenue_at_risk_cents)}",
     )
     cols[1].metric(
         "Refill rate",
-        _pct(f.refill_rate),
-        _points(f.refill_rate, before.refill_rate),
-        help=f"{f.refilled:,} slots refilled · previous period {_pct(before.refill_rate)}",
+        fmt.percent(f.refill_rate),
+        fmt.points(f.refill_rate, before.refill_rate),
+        help=f"{fmt.number(f.refilled)} slots refilled · previous period "
+        f"{fmt.percent(before.refill_rate)}",
     )
     mean, earlier = f.turnaround_mean_hours, before.turnaround_mean_hours
     cols[2].metric(
         "Mean request turnaround",
-        "–" if mean is None else f"{mean:.1f} h",
-        None if mean is None or earlier is None else f"{mean - earlier:+.1f} h",
+        "–" if mean is None else f"{fmt.number(mean, 1)} h",
+        None if mean is None or earlier is None else f"{fmt.number(mean - earlier, 1, True)} h",
         delta_color="inverse",
     )
     fees, old = f.fees, before.fees
@@ -110,13 +101,15 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
     cols[3].metric(
         "Fees assessed",
         fmt.money(assessed),
-        ("+" if change > 0 else "−" if change < 0 else "±") + fmt.money(abs(change)),
+        fmt.money_change(change),
         delta_color="off",
         help=f"{fmt.money(waived)} waived",
     )
 
 
-def _rate_bars(groups: list[Counts], title: str, key: str, selectable: bool = False) -> list:
+def _rate_bars(
+    groups: list[Counts], title: str, key: str, fmt: ClinicFormat, selectable: bool = False
+) -> list:
     return charts.show(
         charts.bars(
             [c.label for c in groups],
@@ -124,7 +117,8 @@ def _rate_bars(groups: list[Counts], title: str, key: str, selectable: bool = Fa
                 "Cancellation rate": [c.cancellation_rate for c in groups],
                 "No-show rate": [c.no_show_rate for c in groups],
             },
-            title=charts.with_n(title, sum(c.booked for c in groups), "booked"),
+            title=charts.with_n(title, sum(c.booked for c in groups), fmt, "booked"),
+            fmt=fmt,
             percent=True,
             n=[c.booked for c in groups],
         ),
@@ -163,7 +157,8 @@ def dashboard(
                 "Cancellation rate": [c.cancellation_rate for c in weeks],
                 "No-show rate": [c.no_show_rate for c in weeks],
             },
-            title=charts.with_n("Rates by week (week starting)", f.totals.booked, "booked"),
+            title=charts.with_n("Rates by week (week starting)", f.totals.booked, fmt, "booked"),
+            fmt=fmt,
             percent=True,
             n=[c.booked for c in weeks],
             earlier=earlier,
@@ -176,7 +171,7 @@ def dashboard(
     left, right = st.columns(2)
     with left:
         days = [replace(c, label=fmt.weekday(i, "abbreviated")) for i, c in enumerate(f.by_weekday)]
-        points = _rate_bars(days, "Rates by weekday", "cancel_chart_weekday", True)
+        points = _rate_bars(days, "Rates by weekday", "cancel_chart_weekday", fmt, True)
         keys = [("weekday", i, fmt.weekday(i)) for i in range(7)]
         picks.append(charts.clicked("cancel_chart_weekday", points, keys))
     with right:
@@ -193,8 +188,9 @@ def dashboard(
                 [fmt.clock(time(h)) for h in hours],
                 values,
                 title=charts.with_n(
-                    "Cancellation rate by weekday and hour", f.totals.booked, "booked"
+                    "Cancellation rate by weekday and hour", f.totals.booked, fmt, "booked"
                 ),
+                fmt=fmt,
                 n=counts,
             ),
             key="cancel_chart_heatmap",
@@ -203,7 +199,9 @@ def dashboard(
     for column, groups, name in ((left, providers, "provider"), (right, services, "service")):
         with column:
             chart_key = f"cancel_chart_{name}"
-            points = _rate_bars([g.counts for g in groups], f"Rates by {name}", chart_key, True)
+            points = _rate_bars(
+                [g.counts for g in groups], f"Rates by {name}", chart_key, fmt, True
+            )
             keys = [
                 None if g.counts.label == "Others" else (name, g.key, g.counts.label)
                 for g in groups
@@ -212,7 +210,7 @@ def dashboard(
     left, right = st.columns(2)
     with left:
         points = _rate_bars(
-            f.by_lead_time, "Rates by lead time (start − booked)", "cancel_chart_lead", True
+            f.by_lead_time, "Rates by lead time (start − booked)", "cancel_chart_lead", fmt, True
         )
         keys = [("lead", i, f"lead time {c.label}") for i, c in enumerate(f.by_lead_time)]
         picks.append(charts.clicked("cancel_chart_lead", points, keys))
@@ -224,8 +222,10 @@ def dashboard(
                 title=charts.with_n(
                     "No-show rate by SMS reminder",
                     sum(c.no_shows + c.attended for c in f.by_sms),
+                    fmt,
                     "visits due",
                 ),
+                fmt=fmt,
                 percent=True,
                 n=[c.no_shows + c.attended for c in f.by_sms],
             ),
@@ -234,7 +234,7 @@ def dashboard(
     return next((p for p in picks if p), None)
 
 
-def time_charts(f: CancellationFigures) -> None:
+def time_charts(f: CancellationFigures, fmt: ClinicFormat) -> None:
     left, right = st.columns(2)
     with left:
         charts.show(
@@ -242,8 +242,11 @@ def time_charts(f: CancellationFigures) -> None:
                 [label for label, _ in f.turnaround],
                 {"Requests": [n for _, n in f.turnaround]},
                 title=charts.with_n(
-                    "Request turnaround (decided − requested)", sum(n for _, n in f.turnaround)
+                    "Request turnaround (decided − requested)",
+                    sum(n for _, n in f.turnaround),
+                    fmt,
                 ),
+                fmt=fmt,
             ),
             key="cancel_chart_turnaround",
         )
@@ -253,8 +256,9 @@ def time_charts(f: CancellationFigures) -> None:
                 [label for label, _ in f.notice],
                 {"Cancellations": [n for _, n in f.notice]},
                 title=charts.with_n(
-                    "Cancellation notice (start − cancelled)", sum(n for _, n in f.notice)
+                    "Cancellation notice (start − cancelled)", sum(n for _, n in f.notice), fmt
                 ),
+                fmt=fmt,
             ),
             key="cancel_chart_notice",
         )
@@ -268,7 +272,8 @@ def reasons_and_fees(f: CancellationFigures, fmt: ClinicFormat) -> None:
             charts.bars(
                 [r for r, _ in f.reasons],
                 {"Cancellations": [n for _, n in f.reasons]},
-                title=charts.with_n("Cancellations by reason", sum(n for _, n in f.reasons)),
+                title=charts.with_n("Cancellations by reason", sum(n for _, n in f.reasons), fmt),
+                fmt=fmt,
             ),
             key="cancel_chart_reasons",
         )
@@ -288,6 +293,7 @@ def reasons_and_fees(f: CancellationFigures, fmt: ClinicFormat) -> None:
                     ],
                 },
                 title="Fees assessed and waived",
+                fmt=fmt,
                 y_title=fmt.currency,
             ),
             key="cancel_chart_fees",
@@ -320,14 +326,14 @@ def what_if_table(f: CancellationFigures, fmt: ClinicFormat) -> None:
             {
                 "": ["Late cancellations", "Late-cancellation fees", "Points deducted"],
                 "Actual (policy in force)": [
-                    f"{w.actual_late:,}",
+                    fmt.number(w.actual_late),
                     fmt.money(w.actual_fee_cents),
-                    f"{w.actual_points:,}",
+                    fmt.number(w.actual_points),
                 ],
                 f"What-if ({w.window_hours} h window)": [
-                    f"{w.late:,}",
+                    fmt.number(w.late),
                     fmt.money(w.fee_cents),
-                    f"{w.points:,}",
+                    fmt.number(w.points),
                 ],
             }
         ),
@@ -368,7 +374,7 @@ MORE = {
 DASHBOARD_PARTS = frozenset({"by_day", "timing"})
 
 
-def behind(picked: tuple | None, read_behind) -> None:
+def behind(picked: tuple | None, read_behind, fmt: ClinicFormat) -> None:
     """The appointments behind the last bar clicked (kept until another bar is clicked)."""
     if picked:
         st.session_state["cancel_picked"] = picked
@@ -379,8 +385,8 @@ def behind(picked: tuple | None, read_behind) -> None:
     dimension, value, label = picked
     rows, total = read_behind(dimension, value)
     st.subheader(f"Appointments behind {escape(label)}")
-    shown = f"; the latest {len(rows)} shown" if total > len(rows) else ""
-    st.caption(f"{total:,} booked{shown}")
+    shown = f"; the latest {fmt.number(len(rows))} shown" if total > len(rows) else ""
+    st.caption(f"{fmt.number(total)} booked{shown}")
     show_table(
         rows,
         hide_index=True,
@@ -406,6 +412,6 @@ def more(read_figures, filters, fmt: ClinicFormat) -> None:
     elif section == "Reasons and fees":
         reasons_and_fees(figures, fmt)
     elif section == "Turnaround and notice":
-        time_charts(figures)
+        time_charts(figures, fmt)
     else:
         repeat_patients(figures)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.kernel.money import ClinicFormat
 from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
@@ -221,7 +222,7 @@ def edit_form(record) -> None:
                 refresh()
 
 
-def funnel_panel(funnel: enrolment.Funnel, key: str) -> None:
+def funnel_panel(funnel: enrolment.Funnel, key: str, fmt: ClinicFormat) -> None:
     """Invited → enrolled as a funnel chart, with the rate, median days and open invitations."""
     left, right = st.columns([2, 1])
     left.echarts_chart(
@@ -249,9 +250,9 @@ def funnel_panel(funnel: enrolment.Funnel, key: str) -> None:
         key=f"{key}_funnel",
         height=220,
     )
-    right.metric("Enrolment rate", f"{funnel.rate:.0%}")
+    right.metric("Enrolment rate", fmt.percent(funnel.rate, 0))
     right.metric("Median days to enrol", "—" if funnel.median_days is None else funnel.median_days)
-    right.metric("Pending invitations", funnel.pending)
+    right.metric("Pending invitations", fmt.number(funnel.pending))
 
 
 def settings_panel(clinics: dict[int, str], key: str) -> None:

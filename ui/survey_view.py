@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import surveys as sa
+from core.kernel.money import ClinicFormat
 from ui import charts
 from ui.text import escape, show_table
 
@@ -25,19 +26,27 @@ FORMULAS = f"""
 """
 
 
-def _pct(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "—"
-    return f"{value:+.0f}" if signed else f"{value:.0f}%"
+def _nps(value: float | None, fmt: ClinicFormat) -> str:
+    """NPS in points from −100 to +100, signed."""
+    return "—" if value is None else fmt.number(value, signed=True)
 
 
-def _change(now: float | None, before: float | None, unit: str, digits: int = 0) -> str | None:
+def _csat(value: float | None, fmt: ClinicFormat) -> str:
+    """CSAT, a percentage already (0–100)."""
+    return "—" if value is None else fmt.percent(value / 100, 0)
+
+
+def _change(
+    now: float | None, before: float | None, unit: str, fmt: ClinicFormat, digits: int = 0
+) -> str | None:
     if now is None or before is None:
         return None
-    return f"{now - before:+.{digits}f}{unit}"
+    return f"{fmt.number(now - before, digits, signed=True)}{unit}"
 
 
-def overview(s: sa.Figures, before: sa.Figures | None = None, days: int | None = None) -> None:
+def overview(
+    s: sa.Figures, fmt: ClinicFormat, before: sa.Figures | None = None, days: int | None = None
+) -> None:
     """The key figures; with `before`, each against the previous period of the same length."""
     p = before or sa.Figures()
     if before is not None and days:
@@ -45,39 +54,39 @@ def overview(s: sa.Figures, before: sa.Figures | None = None, days: int | None =
     cols = st.columns(4)
     cols[0].metric(
         "Responses",
-        f"{s.responses:,}",
-        f"{s.responses - p.responses:+,}" if before is not None else None,
+        fmt.number(s.responses),
+        fmt.number(s.responses - p.responses, signed=True) if before is not None else None,
         delta_color="off",
     )
     cols[1].metric(
         "NPS",
-        _pct(s.nps, signed=True),
-        _change(s.nps, p.nps, " points") if before is not None else None,
-        help=f"over {s.nps_n:,} answers (0–10); previous period {_pct(p.nps, signed=True)}",
+        _nps(s.nps, fmt),
+        _change(s.nps, p.nps, " points", fmt) if before is not None else None,
+        help=f"over {fmt.number(s.nps_n)} answers (0–10); previous period {_nps(p.nps, fmt)}",
     )
     cols[2].metric(
         "CSAT",
-        _pct(s.csat),
-        _change(s.csat, p.csat, " pp") if before is not None else None,
-        help=f"over {s.rating_n:,} ratings (1–5); previous period {_pct(p.csat)}",
+        _csat(s.csat, fmt),
+        _change(s.csat, p.csat, " pp", fmt) if before is not None else None,
+        help=f"over {fmt.number(s.rating_n)} ratings (1–5); previous period {_csat(p.csat, fmt)}",
     )
     interval = s.interval
+    span = f"{fmt.number(interval[0], 2)}–{fmt.number(interval[1], 2)}" if interval else ""
     cols[3].metric(
         "Average rating",
-        "—" if s.mean is None else f"{s.mean:.2f} / 5",
-        _change(s.mean, p.mean, "", 2) if before is not None else None,
-        help=f"n = {s.rating_n:,}"
-        + (f", 95% interval {interval[0]:.2f}–{interval[1]:.2f}" if interval else ""),
+        "—" if s.mean is None else f"{fmt.number(s.mean, 2)} / 5",
+        _change(s.mean, p.mean, "", fmt, 2) if before is not None else None,
+        help=f"n = {fmt.number(s.rating_n)}" + (f", 95% interval {span}" if interval else ""),
     )
     if interval:
         st.caption(
-            f"Average rating {s.mean:.2f} (95% interval {interval[0]:.2f}–"
-            f"{interval[1]:.2f}, n = {s.rating_n:,})"
+            f"Average rating {fmt.number(s.mean, 2)} (95% interval {span}, "
+            f"n = {fmt.number(s.rating_n)})"
         )
     groups = st.columns(3)
-    groups[0].metric("Promoters (9–10)", f"{s.promoters:,}")
-    groups[1].metric("Passives (7–8)", f"{s.passives:,}")
-    groups[2].metric("Detractors (0–6)", f"{s.detractors:,}")
+    groups[0].metric("Promoters (9–10)", fmt.number(s.promoters))
+    groups[1].metric("Passives (7–8)", fmt.number(s.passives))
+    groups[2].metric("Detractors (0–6)", fmt.number(s.detractors))
 
 
 def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None:
@@ -89,8 +98,12 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
             [fmt.day(p.date(), weekday=False) for p in weekly.period],
             {"NPS": list(weekly.nps), "CSAT %": list(weekly.csat)},
             title=charts.with_n(
-                "NPS and CSAT by week (week starting)", int(weekly.responses.sum()), "responses"
+                "NPS and CSAT by week (week starting)",
+                int(weekly.responses.sum()),
+                fmt,
+                "responses",
             ),
+            fmt=fmt,
             y_title="points / %",
             n=[int(n) for n in weekly.responses],
         ),
@@ -102,7 +115,8 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
             charts.bars(
                 [f"{r} ★" for r in range(1, 6)],
                 {"Responses": dist.ratings},
-                title=charts.with_n("Overall rating", sum(dist.ratings), "ratings"),
+                title=charts.with_n("Overall rating", sum(dist.ratings), fmt, "ratings"),
+                fmt=fmt,
                 n=dist.ratings,
             ),
             key="survey_chart_ratings",
@@ -115,7 +129,8 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
             charts.bars(
                 [str(v) for v in range(11)],
                 {"Answers": dist.nps},
-                title=charts.with_n("Would recommend (0–10)", sum(dist.nps), "answers"),
+                title=charts.with_n("Would recommend (0–10)", sum(dist.nps), fmt, "answers"),
+                fmt=fmt,
                 n=dist.nps,
             ),
             key="survey_chart_nps",
@@ -132,7 +147,10 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
                 charts.bars(
                     list(shown[name]),
                     {"NPS": list(shown.nps), "CSAT %": list(shown.csat)},
-                    title=charts.with_n(f"NPS and CSAT by {name}", int(shown.n.sum()), "ratings"),
+                    title=charts.with_n(
+                        f"NPS and CSAT by {name}", int(shown.n.sum()), fmt, "ratings"
+                    ),
+                    fmt=fmt,
                     y_title="points / %",
                     n=[int(n) for n in shown.n],
                 ),
@@ -161,21 +179,21 @@ def behind(picked: tuple | None, read_behind) -> None:
     comment_feed(read_behind(dimension, value), key="survey_analytics_behind")
 
 
-def funnel(f: sa.Funnel) -> None:
+def funnel(f: sa.Funnel, fmt: ClinicFormat) -> None:
     st.subheader("Response funnel")
     steps = st.columns(3)
-    steps[0].metric("Completed visits", f"{f.completed:,}")
+    steps[0].metric("Completed visits", fmt.number(f.completed))
     steps[1].metric(
         "Asked for feedback",
-        f"{f.requested:,}",
-        _pct(f.request_rate) + " of completed",
+        fmt.number(f.requested),
+        _csat(f.request_rate, fmt) + " of completed",
         delta_color="off",
         delta_arrow="off",
     )
     steps[2].metric(
         "Answered",
-        f"{f.answered:,}",
-        _pct(f.answer_rate) + " of asked",
+        fmt.number(f.answered),
+        _csat(f.answer_rate, fmt) + " of asked",
         delta_color="off",
         delta_arrow="off",
     )
@@ -306,7 +324,7 @@ def more(f: sa.SurveyFilter, part, recent_detractors, comment_page, fmt) -> None
     """The further sections, one at a time (only what is shown is read)."""
     section = st.segmented_control("More", MORE, key="survey_analytics_section")
     if section == "Response funnel":
-        funnel(part("funnel"))
+        funnel(part("funnel"), fmt)
     elif section == "Detractors":
         detractors(recent_detractors())
     elif section == "By group":

@@ -45,9 +45,10 @@ def _overbooking(me, clinic_id: int, start: datetime, end: datetime):
 def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:
     rows = _overbooking(me, clinic_id, start, end)
     if rows:
-        day = display_format(clinic_id).day
+        fmt = display_format(clinic_id)
         text = "; ".join(
-            f"{r.provider} on {day(r.day)} ({r.expected_no_shows:.1f} of {r.visits})"
+            f"{r.provider} on {fmt.day(r.day)} "
+            f"({fmt.number(r.expected_no_shows, 1)} of {fmt.number(r.visits)})"
             for r in rows[:8]
         )
         st.caption(
@@ -147,21 +148,25 @@ def _refill(me, clinic_id, first, last):
 def refill_metrics(me, clinic_id, first, last) -> None:
     """The waitlist's part of the cancellation figures: freed slots refilled, time to fill."""
     f = _refill(me, clinic_id, first, last)
+    fmt = display_format(clinic_id)
     cols = st.columns(4)
-    rate = "–" if f.refill_rate is None else f"{f.refill_rate:.1%}"
     cols[0].metric(
-        "Waitlist refill rate", rate, f"{f.filled:,} of {f.opened:,} freed", delta_color="off"
+        "Waitlist refill rate",
+        fmt.percent(f.refill_rate),
+        f"{fmt.number(f.filled)} of {fmt.number(f.opened)} freed",
+        delta_color="off",
+        delta_arrow="off",  # a count behind the rate, not a change
     )
     minutes = f.median_minutes_to_fill
     cols[1].metric(
         "Median time to fill",
         "–"
         if minutes is None
-        else f"{minutes / 60:.1f} h"
+        else f"{fmt.number(minutes / 60, 1)} h"
         if minutes >= 90
-        else f"{minutes:.0f} min",
+        else f"{fmt.number(minutes)} min",
     )
-    cols[2].metric("Freed slots offered", f"{f.offered:,}")
+    cols[2].metric("Freed slots offered", fmt.number(f.offered))
 
 
 def waitlist_request_button(me, appointment_id: int) -> None:

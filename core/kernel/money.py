@@ -6,7 +6,8 @@ and `clinic_time_range` (or `format_moment`/`format_moment_range` given a zone a
 clinic-local, in the clinic's locale (a London clinic, en-GB, sees 24-hour times and day-month
 dates; a New York one, en-US, 12-hour times and month-day dates), never in UTC. `format_day`,
 `format_clock` and their ranges show days and wall-clock times the same way; `weekday_name`
-names a weekday.
+names a weekday. `format_number` and `format_percent` show counts, figures and rates with the
+locale's separators and percent sign (en-GB '1,234' and '12.8%', pt-BR '1.234' and '12,8%').
 Imports nothing from core outside the kernel (clock, errors).
 """
 
@@ -18,7 +19,13 @@ from decimal import Decimal
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_interval, format_skeleton, format_time
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import (
+    format_currency,
+    get_currency_precision,
+    get_minus_sign_symbol,
+    get_plus_sign_symbol,
+    parse_pattern,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -62,6 +69,38 @@ def format_money(
     if cents is None:
         return ""
     return format_currency(to_major(cents, currency), currency, locale=babel_locale(locale))
+
+
+def _digits(pattern: str, digits: int, value: float, locale: Locale, signed: bool) -> str:
+    """A number by the locale's `pattern` with exactly `digits` decimals; `signed`: with its
+    sign, + included (a change)."""
+    number = parse_pattern(pattern)
+    number.frac_prec = (digits, digits)
+    shown = number.apply(abs(value), locale)
+    if signed or value < 0:
+        zero = number.apply(0, locale)
+        if shown != zero:  # no sign on a change that rounds to nothing
+            sign = get_plus_sign_symbol(locale) if value > 0 else get_minus_sign_symbol(locale)
+            shown = sign + shown
+    return shown
+
+
+def format_number(
+    value: float, digits: int = 0, locale: str | None = DEFAULT_LOCALE, signed: bool = False
+) -> str:
+    """A count or figure in the locale: 1234 -> en-GB '1,234', pt-BR '1.234', fr-FR '1 234';
+    `signed` shows + on a rise (a change against another period)."""
+    loc = babel_locale(locale)
+    return _digits(loc.decimal_formats[None].pattern, digits, value, loc, signed)
+
+
+def format_percent(
+    rate: float, digits: int = 1, locale: str | None = DEFAULT_LOCALE, signed: bool = False
+) -> str:
+    """A rate (0.128) as a percentage in the locale: en-GB '12.8%', pt-BR '12,8%', de-DE
+    '12,8 %'."""
+    loc = babel_locale(locale)
+    return _digits(loc.percent_formats[None].pattern, digits, rate, loc, signed)
 
 
 def clinic_money(clinic, cents: int | None) -> str:
@@ -183,7 +222,7 @@ def hour_cycle(locale: str | None = DEFAULT_LOCALE) -> bool:
 
 @dataclass(frozen=True)
 class ClinicFormat:
-    """How one clinic shows money, dates and times (its zone, locale and currency)."""
+    """How one clinic shows money, numbers, dates and times (its zone, locale and currency)."""
 
     timezone: str = "UTC"
     locale: str = DEFAULT_LOCALE
@@ -191,6 +230,32 @@ class ClinicFormat:
 
     def money(self, cents: int | None) -> str:
         return format_money(cents, self.currency, self.locale)
+
+    def money_change(self, cents: int) -> str:
+        """A change in money with its sign: '+£12.00', '-£3.50' (the locale's minus sign, which
+        Streamlit's metric reads as a fall), '±£0.00'."""
+        if cents == 0:
+            return "±" + self.money(0)
+        sign = babel_locale(self.locale)
+        sign = get_plus_sign_symbol(sign) if cents > 0 else get_minus_sign_symbol(sign)
+        return sign + self.money(abs(cents))
+
+    def number(self, value: float, digits: int = 0, signed: bool = False) -> str:
+        return format_number(value, digits, self.locale, signed)
+
+    def percent(self, rate: float | None, digits: int = 1, signed: bool = False) -> str:
+        """A rate as a percentage; a rate that cannot be computed (nothing booked) is '–'."""
+        return (
+            "–"
+            if rate is None or rate != rate
+            else format_percent(rate, digits, self.locale, signed)
+        )
+
+    def points(self, now: float | None, before: float | None) -> str | None:
+        """A rate's change against another period in percentage points ('+1.2 pp')."""
+        if now is None or before is None:
+            return None
+        return f"{format_number((now - before) * 100, 1, self.locale, signed=True)} pp"
 
     def moment(self, moment: datetime | None, weekday: bool = True, zone: bool = False) -> str:
         return format_moment(moment, self.timezone, self.locale, weekday, zone)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
 from core.kernel import accounts
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import User
+from db.models import Clinic, User
 from db.types import utcnow
 from tests.support.shared import built_once
 from tests.support.templates import build_demo
@@ -43,6 +43,16 @@ def app_db(demo_template, tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("CLINICDESK_SECRET_KEY", "k" * 40)
     monkeypatch.chdir(ROOT)
     return url
+
+
+def every_clinic_speaks(url: str, locale: str) -> None:
+    """Set every clinic of the test's database to `locale` (e.g. pt-BR)."""
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        session.execute(update(Clinic).values(locale=locale))
+    database.dispose()
 
 
 def sign_in_session(url: str, username: str) -> int:

@@ -2,14 +2,15 @@
 the what-if next to the actual policy, the audited CSV export and a fee waiver."""
 
 import json
+import re
 from datetime import date, timedelta
 
 from sqlalchemy import select
 
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import AuditEvent, Clinic, LedgerEntry
-from tests.pages.conftest import chart_click
+from db.models import AuditEvent, LedgerEntry
+from tests.pages.conftest import chart_click, every_clinic_speaks
 
 PAGE = "app_pages/cancellation_analytics.py"
 
@@ -85,17 +86,20 @@ def test_a_click_on_a_bar_lists_the_appointments_behind_it(app_as):
     assert "Appointments behind Tuesday" in [h.value for h in at.subheader]
 
 
-def test_weekday_labels_follow_the_clinics_locale(app_as, app_db):
-    database = _db(app_db)
-    with database.write() as session:
-        for clinic in session.scalars(select(Clinic)):
-            clinic.locale = "pt-BR"
-    database.dispose()
-    charts = _charts(app_as("owner", PAGE))
+def test_labels_and_figures_follow_the_clinics_locale(app_as, app_db):
+    every_clinic_speaks(app_db, "pt-BR")
+    at = app_as("owner", PAGE)
+    charts = _charts(at)
     weekday = json.loads(charts[next(k for k in charts if "cancel_chart_weekday" in k)].proto.spec)
     assert weekday["xAxis"]["data"] == ["seg.", "ter.", "qua.", "qui.", "sex.", "sáb.", "dom."]
     heatmap = json.loads(charts[next(k for k in charts if "cancel_chart_heatmap" in k)].proto.spec)
     assert heatmap["yAxis"]["data"][:2] == ["seg.", "ter."]
+    # rates with a decimal comma in the charts and the key figures, as Babel writes pt-BR
+    shown = [item[2] for one in weekday["series"] for item in one["data"] if item[1] is not None]
+    assert shown and all(re.fullmatch(r"\d+,\d%", value) for value in shown), shown
+    rate = next(m for m in at.metric if m.label == "Cancellation rate")
+    assert re.fullmatch(r"\d+,\d%", rate.value), rate.value
+    assert rate.delta is None or re.fullmatch(r"[+-]?\d+,\d pp", rate.delta), rate.delta
 
 
 def test_the_what_if_next_to_the_policy_in_force(app_as):

@@ -6,11 +6,12 @@ from datetime import date, time, timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import AuditEvent, Clinic, TimeOff, WorkingHours
+from db.models import AuditEvent, TimeOff, WorkingHours
+from tests.pages.conftest import every_clinic_speaks
 
 PAGE = "app_pages/schedules.py"
 
@@ -23,13 +24,6 @@ def _fresh_read_caches():
 
 def _db(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
-
-
-def _every_clinic_speaks(app_db, locale):
-    database = _db(app_db)
-    with database.write() as session:
-        session.execute(update(Clinic).values(locale=locale))
-    database.dispose()
 
 
 def _week(at):
@@ -92,7 +86,7 @@ def test_a_working_day_without_a_time_is_explained_and_nothing_is_saved(app_as, 
 
 
 def test_weekday_names_and_times_follow_the_clinics_locale(app_as, app_db):
-    _every_clinic_speaks(app_db, "de-DE")
+    every_clinic_speaks(app_db, "de-DE")
     at = app_as("manager", PAGE)
     days = list(at.data_editor[0].value["Day"])
     assert days[0] == "Montag" and days[5] == "Samstag"
@@ -102,7 +96,7 @@ def test_weekday_names_and_times_follow_the_clinics_locale(app_as, app_db):
 
 
 def test_a_twelve_hour_clinic_sees_twelve_hour_times(app_as, app_db):
-    _every_clinic_speaks(app_db, "en-US")
+    every_clinic_speaks(app_db, "en-US")
     at = app_as("manager", PAGE)
     assert '"h:mm A"' in at.data_editor[0].proto.columns
 

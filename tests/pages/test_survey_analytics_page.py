@@ -15,7 +15,7 @@ from core.kernel.config import load_settings
 from core.kernel.money import clinic_format
 from core.startup import open_database
 from db.models import AuditEvent, Setting, User
-from tests.pages.conftest import chart_click
+from tests.pages.conftest import chart_click, every_clinic_speaks
 
 PAGE = "app_pages/survey_analytics.py"
 
@@ -38,6 +38,15 @@ def expected(url):
 
 def metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
+
+
+def test_figures_follow_the_clinics_locale(app_as, app_db):
+    every_clinic_speaks(app_db, "pt-BR")
+    at = app_as("owner", PAGE)
+    s = expected(app_db).summary
+    assert metric(at, "Average rating") == f"{s.mean:.2f} / 5".replace(".", ",")  # 4,35 / 5
+    weekly = json.loads(at.get("echarts_chart")[0].proto.spec)
+    assert weekly["title"]["text"].endswith(f"n = {s.responses:,} responses".replace(",", "."))
 
 
 def test_owner_sees_the_core_figures(app_as, app_db):

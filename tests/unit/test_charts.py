@@ -7,12 +7,20 @@ import json
 
 import pytest
 
+from core.kernel.money import ClinicFormat
 from ui import charts
+
+GB = ClinicFormat(locale="en-GB")
 
 
 def test_bars_carry_their_shown_values_and_n_into_the_tooltip():
     spec = charts.bars(
-        ["Mon", "Tue"], {"A": [0.1, None], "B": [0.2, 0.3]}, title="t", percent=True, n=[3, 1200]
+        ["Mon", "Tue"],
+        {"A": [0.1, None], "B": [0.2, 0.3]},
+        title="t",
+        fmt=GB,
+        percent=True,
+        n=[3, 1200],
     )
     first = spec["series"][0]
     assert first["data"][0][1] == pytest.approx(10.0)  # percentages, for the axis
@@ -21,6 +29,7 @@ def test_bars_carry_their_shown_values_and_n_into_the_tooltip():
     assert first["data"][1][4] == "1,200"
     assert first["tooltip"]["formatter"] == "{@[3]}<br/>{a}: {@[2]}<br/>n = {@[4]}"
     assert spec["yAxis"]["axisLabel"]["formatter"] == "{value}%"
+    assert spec["yAxis"]["minInterval"] == 1  # whole percentages on the axis
     assert spec["legend"]["show"] and spec["legend"]["bottom"] == 0
     assert spec["title"]["top"] < spec["grid"]["top"]  # the title above the plot
     assert (
@@ -29,7 +38,7 @@ def test_bars_carry_their_shown_values_and_n_into_the_tooltip():
 
 
 def test_one_series_has_no_legend_and_counts_are_not_percentages():
-    spec = charts.bars(["1 ★", "2 ★"], {"Responses": [4, 2500]}, title="t", n=[4, 2500])
+    spec = charts.bars(["1 ★", "2 ★"], {"Responses": [4, 2500]}, title="t", fmt=GB, n=[4, 2500])
     assert not spec["legend"]["show"]
     assert [d[2] for d in spec["series"][0]["data"]] == ["4", "2,500"]
     assert "axisLabel" not in spec["yAxis"]
@@ -37,17 +46,22 @@ def test_one_series_has_no_legend_and_counts_are_not_percentages():
 
 def test_labels_tilt_only_when_they_do_not_fit():
     assert (
-        charts.bars(["Mon", "Tue", "Wed"], {"A": [1, 2, 3]}, title="t")["xAxis"]["axisLabel"][
-            "rotate"
-        ]
+        charts.bars(["Mon", "Tue", "Wed"], {"A": [1, 2, 3]}, title="t", fmt=GB)["xAxis"][
+            "axisLabel"
+        ]["rotate"]
         == 0
     )
     services = ["Consultation", "Laser hair removal", "Vaccination", "Chemical peel"] * 2
-    assert charts.bars(services, {"A": [1] * 8}, title="t")["xAxis"]["axisLabel"]["rotate"] == 30
+    assert (
+        charts.bars(services, {"A": [1] * 8}, title="t", fmt=GB)["xAxis"]["axisLabel"]["rotate"]
+        == 30
+    )
     names = [f"Dr Bench {i:03}" for i in range(15)]
-    assert charts.bars(names, {"A": [1] * 15}, title="t")["xAxis"]["axisLabel"]["rotate"] == 90
+    assert (
+        charts.bars(names, {"A": [1] * 15}, title="t", fmt=GB)["xAxis"]["axisLabel"]["rotate"] == 90
+    )
     weeks = [f"{d} Sept 2026" for d in range(1, 15)]
-    wide = charts.lines(weeks, {"A": [0.1] * 14}, title="t", percent=True)
+    wide = charts.lines(weeks, {"A": [0.1] * 14}, title="t", fmt=GB, percent=True)
     assert (
         wide["xAxis"]["axisLabel"]["rotate"] == 30 and wide["xAxis"]["axisLabel"]["interval"] == 0
     )
@@ -55,7 +69,12 @@ def test_labels_tilt_only_when_they_do_not_fit():
 
 def test_a_year_earlier_is_dotted_and_faded():
     spec = charts.lines(
-        ["w1", "w2"], {"Rate": [0.1, 0.2]}, title="t", percent=True, earlier={"Before": [0.3, None]}
+        ["w1", "w2"],
+        {"Rate": [0.1, 0.2]},
+        title="t",
+        fmt=GB,
+        percent=True,
+        earlier={"Before": [0.3, None]},
     )
     earlier = spec["series"][1]
     assert earlier["lineStyle"] == {"color": charts.FADED[0], "type": "dotted"}
@@ -64,7 +83,12 @@ def test_a_year_earlier_is_dotted_and_faded():
 
 def test_a_heatmap_leaves_empty_cells_blank_and_scales_to_its_highest_rate():
     spec = charts.heatmap(
-        ["Mon", "Tue"], ["08:00", "09:00"], [[0.1, 0.2], [0.4, None]], title="t", n=[[1, 2], [3, 0]]
+        ["Mon", "Tue"],
+        ["08:00", "09:00"],
+        [[0.1, 0.2], [0.4, None]],
+        title="t",
+        fmt=GB,
+        n=[[1, 2], [3, 0]],
     )
     cells = spec["series"][0]["data"]
     assert [(c[0], c[1]) for c in cells] == [(0, 0), (1, 0), (0, 1)]  # no Tue 09:00
@@ -75,12 +99,32 @@ def test_a_heatmap_leaves_empty_cells_blank_and_scales_to_its_highest_rate():
 
 def test_typed_labels_stay_plain_text():
     label = "<b>zq</b> \u202eevil\x00"
-    spec = charts.bars([label], {"Cancellations": [2]}, title=f"Reasons {label}")
+    spec = charts.bars([label], {"Cancellations": [2]}, title=f"Reasons {label}", fmt=GB)
     text = json.dumps(spec, ensure_ascii=False)
     assert "<b>zq</b> [U+202E]evil" in text  # drawn as it is on the canvas, never as markup
     assert "&lt;" not in text and "\x00" not in text and "\u202e" not in text
 
 
 def test_a_series_without_figures_is_empty_not_an_error():
-    spec = charts.lines(["1", "2"], {"Predicted": [0.1, 0.2], "Baseline": []}, title="t")
+    spec = charts.lines(["1", "2"], {"Predicted": [0.1, 0.2], "Baseline": []}, title="t", fmt=GB)
     assert [d[1] for d in spec["series"][1]["data"]] == [None, None]
+
+
+def test_values_and_counts_follow_the_clinics_locale():
+    brazil, germany = ClinicFormat(locale="pt-BR"), ClinicFormat(locale="de-DE")
+    spec = charts.bars(
+        ["Seg"],
+        {"A": [0.128]},
+        title=charts.with_n("t", 1234, brazil),
+        fmt=brazil,
+        percent=True,
+        n=[1234],
+    )
+    assert spec["title"]["text"] == "t · n = 1.234"
+    assert spec["series"][0]["data"][0][2:] == ["12,8%", "Seg", "1.234"]
+    assert spec["yAxis"]["axisLabel"]["formatter"] == "{value}%"
+    german = charts.bars(["Mo"], {"A": [0.128]}, title="t", fmt=germany, percent=True)
+    assert german["series"][0]["data"][0][2] == "12,8\xa0%"
+    assert german["yAxis"]["axisLabel"]["formatter"] == "{value}\xa0%"
+    counts = charts.bars(["x"], {"A": [2500.5]}, title="t", fmt=germany)
+    assert counts["series"][0]["data"][0][2] == "2.500,5"

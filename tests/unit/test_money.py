@@ -18,6 +18,27 @@ def test_money_in_the_clinics_currency_and_locale():
     assert money.format_money(None) == ""
 
 
+def test_counts_and_rates_follow_the_locale():
+    assert money.format_number(1234567, locale="en-GB") == "1,234,567"
+    assert money.format_number(1234567, locale="pt-BR") == "1.234.567"
+    assert money.format_number(1234567, locale="fr-FR") == "1\u202f234\u202f567"
+    assert money.format_number(2.5, 1, "de-DE") == "2,5"
+    assert money.format_percent(0.128, locale="en-GB") == "12.8%"
+    assert money.format_percent(0.128, locale="pt-BR") == "12,8%"
+    assert money.format_percent(0.2, 0, "de-DE") == "20\xa0%"
+    # a change shows its sign, + included; one that rounds to nothing shows none
+    assert money.format_number(12, locale="pt-BR", signed=True) == "+12"
+    assert money.format_number(-1234, locale="pt-BR", signed=True) == "-1.234"
+    assert money.format_number(0.04, 1, "en-GB", signed=True) == "0.0"
+    brazil = money.ClinicFormat(locale="pt-BR")
+    assert brazil.points(0.2, 0.188) == "+1,2 pp" and brazil.points(None, 0.1) is None
+    assert brazil.percent(None) == "–" and brazil.percent(-0.034, signed=True) == "-3,4%"
+    # a fall in money starts with the minus sign Streamlit's metric reads as a fall (down arrow)
+    gb = money.ClinicFormat()
+    assert gb.money_change(-350) == "-£3.50" and gb.money_change(1200) == "+£12.00"
+    assert gb.money_change(0) == "±£0.00"
+
+
 def test_minor_units_follow_the_currency():
     assert money.to_minor(25.5, "GBP") == 2550
     assert money.to_minor(0.1 + 0.2, "GBP") == 30  # no binary-float off-by-one
