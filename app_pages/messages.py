@@ -67,7 +67,8 @@ with st.form("messages_form"):
     )
     c, d = st.columns(2)
     extra = c.number_input(
-        f"Extra reminder for visits with a no-show risk of {prefs.HIGH_RISK:.0%} or more, "
+        "Extra reminder for visits with a no-show risk of "
+        f"{display_format(clinic_id).percent(prefs.HIGH_RISK, 0)} or more, "
         "hours before (0 = none)",
         0,
         prefs.MAX_OFFSET_HOURS,

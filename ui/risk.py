@@ -1,4 +1,5 @@
-"""No-show risk badges (low / medium / high, the probability on hover) for any page."""
+"""No-show risk badges (low / medium / high, the probability on hover) for any page; the
+probability in the practice's locale (its first clinic's, as pages with no clinic chosen)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import streamlit as st
 from core.analytics import risk_scores
 from ui.caches import cached
 from ui.context import read
+from ui.locale import display_format
 
 ICONS = {"low": "🟢", "medium": "🟠", "high": "🔴"}
 COLOURS = {"low": "green", "medium": "orange", "high": "red"}
@@ -21,10 +23,15 @@ def probabilities(me, appointment_ids: tuple[int, ...]) -> dict[int, float]:
     return read(risk_scores.risk_of, me, list(appointment_ids))
 
 
+def shown(probability: float) -> str:
+    """A probability as a whole percentage: '23%' (de-DE '23 %')."""
+    return display_format().percent(probability, 0)
+
+
 def label(probability: float | None) -> str:
     """A table cell: icon, level and the probability (tables have no per-cell hover)."""
     level = risk_scores.level(probability)
-    return f"{ICONS[level]} {level} {probability:.0%}" if level else ""
+    return f"{ICONS[level]} {level} {shown(probability)}" if level else ""
 
 
 def column(me, appointment_ids: list[int]) -> list[str]:
@@ -40,5 +47,5 @@ def badge(me, appointment_id: int) -> None:
             f"{level.title()} no-show risk",
             icon=":material/person_alert:" if level == "high" else None,
             color=COLOURS[level],
-            help=f"Predicted no-show probability {probability:.0%}. {COLUMN_HELP}",
+            help=f"Predicted no-show probability {shown(probability)}. {COLUMN_HELP}",
         )

@@ -19,7 +19,7 @@ from ui.caches import cached
 from ui.context import read, run_action, settings
 from ui.folds import fold
 from ui.locale import display_format
-from ui.risk import ICONS, probabilities
+from ui.risk import ICONS, probabilities, shown
 from ui.text import show_table
 
 
@@ -32,7 +32,7 @@ def with_risk(me, events: list[dict]) -> list[dict]:
         p = found.get(int(event["id"])) if str(event.get("id", "")).isdigit() else None
         level = risk_scores.level(p)
         if level in ("medium", "high"):
-            event = {**event, "title": f"{ICONS[level]} {p:.0%} · {event['title']}"}
+            event = {**event, "title": f"{ICONS[level]} {shown(p)} · {event['title']}"}
         marked.append(event)
     return marked
 

@@ -24,6 +24,7 @@ from db.models import (
     WaitlistEntry,
 )
 from db.types import utcnow
+from tests.pages.conftest import every_clinic_speaks, today_in
 
 DECILES = [{"predicted": i / 10, "observed": i / 10, "n": 90} for i in range(10)]
 MODEL = dict(roc_auc=0.771, pr_auc=0.412, brier=0.1321, base_rate=0.2, rows=900, deciles=DECILES)
@@ -43,11 +44,11 @@ def _db(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
 
 
-def _upcoming_with_risk(url, probability: float) -> int:
+def _upcoming_with_risk(url, probability: float, start=None) -> int:
     database = _db(url)
     with database.write() as session:
         model = RiskModel(rows=900, metrics=METRICS, features={"names": ["lead_days"]}, payload=b"")
-        start = utcnow().replace(microsecond=0) + timedelta(hours=20)
+        start = start or utcnow().replace(microsecond=0) + timedelta(hours=20)
         row = Appointment(
             clinic_id=1,
             provider_id=1,
@@ -106,6 +107,18 @@ def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
     assert values["ROC-AUC"] == "0.771" and values["Largest decile gap"] == "2.1 pts"
     compare = page.dataframe[0].value
     assert compare["ROC-AUC"].tolist() == [0.771, 0.655]
+
+
+def test_risk_and_model_figures_follow_the_practices_locale(app_as, app_db):
+    every_clinic_speaks(app_db, "de-DE")
+    ident = _upcoming_with_risk(app_db, 0.42, today_in(30).replace(microsecond=0))
+    today = app_as("staff", "app_pages/today.py", timeout=120)
+    assert not today.exception
+    board = next(d.value for d in today.dataframe if "No-show risk" in d.value.columns)
+    assert board.loc[ident, "No-show risk"] == "🔴 high 42\xa0%"  # de-DE: a space before %
+    page = app_as("owner", "app_pages/no_show_risk.py", timeout=120)
+    values = {m.label: m.value for m in page.metric}
+    assert values["ROC-AUC"] == "0,771" and values["Largest decile gap"] == "2,1 pts"
 
 
 def test_a_manager_wait_lists_a_patient_for_a_package(app_as, app_db):
