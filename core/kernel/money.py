@@ -16,10 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_interval, format_skeleton, format_time
 from babel.numbers import (
+    NumberPattern,
     format_currency,
     get_currency_precision,
     get_minus_sign_symbol,
@@ -71,17 +73,22 @@ def format_money(
     return format_currency(to_major(cents, currency), currency, locale=babel_locale(locale))
 
 
-def _digits(pattern: str, digits: int, value: float, locale: Locale, signed: bool) -> str:
-    """A number by the locale's `pattern` with exactly `digits` decimals; `signed`: with its
-    sign, + included (a change)."""
-    number = parse_pattern(pattern)
-    number.frac_prec = (digits, digits)
-    shown = number.apply(abs(value), locale)
-    if signed or value < 0:
-        zero = number.apply(0, locale)
-        if shown != zero:  # no sign on a change that rounds to nothing
-            sign = get_plus_sign_symbol(locale) if value > 0 else get_minus_sign_symbol(locale)
-            shown = sign + shown
+@lru_cache(maxsize=128)
+def _pattern(locale: str | None, percent: bool, digits: int) -> tuple[NumberPattern, Locale]:
+    """The locale's decimal or percent pattern with exactly `digits` decimals (parsed once:
+    a report page formats hundreds of values)."""
+    loc = babel_locale(locale)
+    pattern = parse_pattern((loc.percent_formats if percent else loc.decimal_formats)[None].pattern)
+    pattern.frac_prec = (digits, digits)
+    return pattern, loc
+
+
+def _shown(value: float, locale: str | None, percent: bool, digits: int, signed: bool) -> str:
+    """`signed`: with its sign, + included (a change); none on a change that rounds to zero."""
+    pattern, loc = _pattern(locale, percent, digits)
+    shown = pattern.apply(abs(value), loc)
+    if (signed or value < 0) and shown != pattern.apply(0, loc):
+        shown = (get_plus_sign_symbol(loc) if value > 0 else get_minus_sign_symbol(loc)) + shown
     return shown
 
 
@@ -90,8 +97,7 @@ def format_number(
 ) -> str:
     """A count or figure in the locale: 1234 -> en-GB '1,234', pt-BR '1.234', fr-FR '1 234';
     `signed` shows + on a rise (a change against another period)."""
-    loc = babel_locale(locale)
-    return _digits(loc.decimal_formats[None].pattern, digits, value, loc, signed)
+    return _shown(value, locale, False, digits, signed)
 
 
 def format_percent(
@@ -99,8 +105,7 @@ def format_percent(
 ) -> str:
     """A rate (0.128) as a percentage in the locale: en-GB '12.8%', pt-BR '12,8%', de-DE
     '12,8 %'."""
-    loc = babel_locale(locale)
-    return _digits(loc.percent_formats[None].pattern, digits, rate, loc, signed)
+    return _shown(rate, locale, True, digits, signed)
 
 
 def clinic_money(clinic, cents: int | None) -> str:
