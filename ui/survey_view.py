@@ -31,8 +31,8 @@ def _nps(value: float | None, fmt: ClinicFormat) -> str:
     return "—" if value is None else fmt.number(value, signed=True)
 
 
-def _csat(value: float | None, fmt: ClinicFormat) -> str:
-    """CSAT, a percentage already (0–100)."""
+def _of_100(value: float | None, fmt: ClinicFormat) -> str:
+    """A figure that is a percentage already (CSAT, the funnel's rates: 0–100)."""
     return "—" if value is None else fmt.percent(value / 100, 0)
 
 
@@ -66,9 +66,9 @@ def overview(
     )
     cols[2].metric(
         "CSAT",
-        _csat(s.csat, fmt),
+        _of_100(s.csat, fmt),
         _change(s.csat, p.csat, " pp", fmt) if before is not None else None,
-        help=f"over {fmt.number(s.rating_n)} ratings (1–5); previous period {_csat(p.csat, fmt)}",
+        help=f"over {fmt.number(s.rating_n)} ratings (1–5); previous period {_of_100(p.csat, fmt)}",
     )
     interval = s.interval
     span = f"{fmt.number(interval[0], 2)}–{fmt.number(interval[1], 2)}" if interval else ""
@@ -186,14 +186,14 @@ def funnel(f: sa.Funnel, fmt: ClinicFormat) -> None:
     steps[1].metric(
         "Asked for feedback",
         fmt.number(f.requested),
-        _csat(f.request_rate, fmt) + " of completed",
+        _of_100(f.request_rate, fmt) + " of completed",
         delta_color="off",
         delta_arrow="off",
     )
     steps[2].metric(
         "Answered",
         fmt.number(f.answered),
-        _csat(f.answer_rate, fmt) + " of asked",
+        _of_100(f.answer_rate, fmt) + " of asked",
         delta_color="off",
         delta_arrow="off",
     )
