@@ -15,6 +15,7 @@ from core.kernel.errors import DomainError
 from core.kernel.money import ClinicFormat, to_major, to_minor
 from ui import charts
 from ui.context import show_error
+from ui.figures import key_figure
 from ui.text import escape, show_table
 
 YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
@@ -50,11 +51,12 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
         f"{fmt.day(before.filters.end)})."
     )
     cols = st.columns(4)
-    cols[0].metric(
+    key_figure(
+        cols[0],
         "Booked",
         fmt.number(t.booked),
         fmt.number(t.booked - p.booked, signed=True) if p.booked or t.booked else None,
-        delta_color="off",
+        colour="off",
         help=f"{fmt.number(p.booked)} in the previous period",
     )
     for col, label, attribute, count in (
@@ -63,24 +65,26 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
         (cols[3], "No-show rate", "no_show_rate", "no_shows"),
     ):
         now, earlier = getattr(t, attribute), getattr(p, attribute)
-        col.metric(
+        key_figure(
+            col,
             label,
             fmt.percent(now),
             fmt.points(now, earlier),
-            delta_color="inverse",  # a rise is bad news
+            colour="inverse",  # a rise is bad news
             help=f"{fmt.number(getattr(t, count))} {count.replace('_', '-')}; "
             f"before: {fmt.percent(earlier)}",
         )
     cols = st.columns(4)
-    risk = f.revenue_at_risk_cents - before.revenue_at_risk_cents
-    cols[0].metric(
+    key_figure(
+        cols[0],
         "Revenue at risk",
         fmt.money(f.revenue_at_risk_cents),
-        fmt.money_change(risk),
-        delta_color="inverse",
+        fmt.money_change(f.revenue_at_risk_cents - before.revenue_at_risk_cents),
+        colour="inverse",
         help=f"previous period {fmt.money(before.revenue_at_risk_cents)}",
     )
-    cols[1].metric(
+    key_figure(
+        cols[1],
         "Refill rate",
         fmt.percent(f.refill_rate),
         fmt.points(f.refill_rate, before.refill_rate),
@@ -88,21 +92,23 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
         f"{fmt.percent(before.refill_rate)}",
     )
     mean, earlier = f.turnaround_mean_hours, before.turnaround_mean_hours
-    cols[2].metric(
+    key_figure(
+        cols[2],
         "Mean request turnaround",
         "–" if mean is None else f"{fmt.number(mean, 1)} h",
         None if mean is None or earlier is None else f"{fmt.number(mean - earlier, 1, True)} h",
-        delta_color="inverse",
+        colour="inverse",
     )
     fees, old = f.fees, before.fees
     assessed = fees.late_assessed_cents + fees.no_show_assessed_cents
     waived = fees.late_waived_cents + fees.no_show_waived_cents
     change = assessed - old.late_assessed_cents - old.no_show_assessed_cents
-    cols[3].metric(
+    key_figure(
+        cols[3],
         "Fees assessed",
         fmt.money(assessed),
         fmt.money_change(change),
-        delta_color="off",
+        colour="off",
         help=f"{fmt.money(waived)} waived",
     )
 

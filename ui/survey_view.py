@@ -9,6 +9,7 @@ import streamlit as st
 from core.analytics import surveys as sa
 from core.kernel.money import ClinicFormat
 from ui import charts
+from ui.figures import key_figure
 from ui.text import escape, show_table
 
 FORMULAS = f"""
@@ -52,19 +53,22 @@ def overview(
     if before is not None and days:
         st.caption(f"Changes compare with the {days} days before.")
     cols = st.columns(4)
-    cols[0].metric(
+    key_figure(
+        cols[0],
         "Responses",
         fmt.number(s.responses),
         fmt.number(s.responses - p.responses, signed=True) if before is not None else None,
-        delta_color="off",
+        colour="off",
     )
-    cols[1].metric(
+    key_figure(
+        cols[1],
         "NPS",
         _nps(s.nps, fmt),
         _change(s.nps, p.nps, " points", fmt) if before is not None else None,
         help=f"over {fmt.number(s.nps_n)} answers (0–10); previous period {_nps(p.nps, fmt)}",
     )
-    cols[2].metric(
+    key_figure(
+        cols[2],
         "CSAT",
         _of_100(s.csat, fmt),
         _change(s.csat, p.csat, " pp", fmt) if before is not None else None,
@@ -72,7 +76,8 @@ def overview(
     )
     interval = s.interval
     span = f"{fmt.number(interval[0], 2)}–{fmt.number(interval[1], 2)}" if interval else ""
-    cols[3].metric(
+    key_figure(
+        cols[3],
         "Average rating",
         "—" if s.mean is None else f"{fmt.number(s.mean, 2)} / 5",
         _change(s.mean, p.mean, "", fmt, 2) if before is not None else None,
