@@ -40,10 +40,10 @@ def with_n(title: str, n: int, fmt: ClinicFormat, what: str = "") -> str:
 
 
 def _shown(value: float | None, percent: bool, fmt: ClinicFormat) -> str:
+    if percent:
+        return fmt.percent(value)  # '–' for no value, as below
     if value is None or value != value:
         return "–"
-    if percent:
-        return fmt.percent(value)
     return fmt.number(value, 0 if float(value).is_integer() else 1)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.analytics import risk_scores
+from core.kernel.money import ClinicFormat
 from ui.caches import cached
 from ui.context import read
 from ui.locale import display_format
@@ -23,20 +24,21 @@ def probabilities(me, appointment_ids: tuple[int, ...]) -> dict[int, float]:
     return read(risk_scores.risk_of, me, list(appointment_ids))
 
 
-def shown(probability: float) -> str:
+def shown(probability: float, fmt: ClinicFormat) -> str:
     """A probability as a whole percentage: '23%' (de-DE '23 %')."""
-    return display_format().percent(probability, 0)
+    return fmt.percent(probability, 0)
 
 
-def label(probability: float | None) -> str:
+def label(probability: float | None, fmt: ClinicFormat) -> str:
     """A table cell: icon, level and the probability (tables have no per-cell hover)."""
     level = risk_scores.level(probability)
-    return f"{ICONS[level]} {level} {shown(probability)}" if level else ""
+    return f"{ICONS[level]} {level} {shown(probability, fmt)}" if level else ""
 
 
 def column(me, appointment_ids: list[int]) -> list[str]:
     found = probabilities(me, tuple(appointment_ids))
-    return [label(found.get(i)) for i in appointment_ids]
+    fmt = display_format()  # once for the whole column
+    return [label(found.get(i), fmt) for i in appointment_ids]
 
 
 def badge(me, appointment_id: int) -> None:
@@ -47,5 +49,6 @@ def badge(me, appointment_id: int) -> None:
             f"{level.title()} no-show risk",
             icon=":material/person_alert:" if level == "high" else None,
             color=COLOURS[level],
-            help=f"Predicted no-show probability {shown(probability)}. {COLUMN_HELP}",
+            help=f"Predicted no-show probability {shown(probability, display_format())}. "
+            f"{COLUMN_HELP}",
         )

@@ -27,12 +27,13 @@ def with_risk(me, events: list[dict]) -> list[dict]:
     """Prefix medium/high-risk appointments' titles with the risk icon and probability."""
     ids = [int(e["id"]) for e in events if str(e.get("id", "")).isdigit()]
     found = probabilities(me, tuple(ids)) if ids else {}
+    fmt = display_format()  # once for every event
     marked = []
     for event in events:
         p = found.get(int(event["id"])) if str(event.get("id", "")).isdigit() else None
         level = risk_scores.level(p)
         if level in ("medium", "high"):
-            event = {**event, "title": f"{ICONS[level]} {shown(p)} · {event['title']}"}
+            event = {**event, "title": f"{ICONS[level]} {shown(p, fmt)} · {event['title']}"}
         marked.append(event)
     return marked
 

@@ -83,12 +83,18 @@ def _pattern(locale: str | None, percent: bool, digits: int) -> tuple[NumberPatt
     return pattern, loc
 
 
+def _sign(value: float, locale: Locale) -> str:
+    """The locale's plus or minus sign for a change (its minus is the '-' Streamlit's metric
+    reads as a fall)."""
+    return get_plus_sign_symbol(locale) if value > 0 else get_minus_sign_symbol(locale)
+
+
 def _shown(value: float, locale: str | None, percent: bool, digits: int, signed: bool) -> str:
     """`signed`: with its sign, + included (a change); none on a change that rounds to zero."""
     pattern, loc = _pattern(locale, percent, digits)
     shown = pattern.apply(abs(value), loc)
     if (signed or value < 0) and shown != pattern.apply(0, loc):
-        shown = (get_plus_sign_symbol(loc) if value > 0 else get_minus_sign_symbol(loc)) + shown
+        shown = _sign(value, loc) + shown
     return shown
 
 
@@ -237,12 +243,8 @@ class ClinicFormat:
         return format_money(cents, self.currency, self.locale)
 
     def money_change(self, cents: int) -> str:
-        """A change in money with its sign: '+£12.00', '-£3.50' (the locale's minus sign, which
-        Streamlit's metric reads as a fall), '±£0.00'."""
-        if cents == 0:
-            return "±" + self.money(0)
-        sign = babel_locale(self.locale)
-        sign = get_plus_sign_symbol(sign) if cents > 0 else get_minus_sign_symbol(sign)
+        """A change in money with its sign: '+£12.00', '-£3.50', '±£0.00'."""
+        sign = "±" if cents == 0 else _sign(cents, babel_locale(self.locale))
         return sign + self.money(abs(cents))
 
     def number(self, value: float, digits: int = 0, signed: bool = False) -> str:
