@@ -83,6 +83,7 @@ check-migrations: venv
 bench: venv chromium-desktop
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.browser
+	$(BIN)/python -m bench.browser --desks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

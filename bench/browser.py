@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import time
@@ -443,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-pages", action="store_true", help="the concurrency run only")
     parser.add_argument(
+        "--desks",
+        action="store_true",
+        help="instead: one Chromium session a round, the others over the wire (bench/desks.py)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per size with --desks")
+    parser.add_argument(
         "--scale-out",
         action="store_true",
         help="two processes on a throwaway PostgreSQL behind nginx (deploy/nginx.conf)",
@@ -468,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.appointments = args.appointments or 1_000_000
     path = DATA / ("bench.db" if n == 1_000_000 else f"bench-{n}.db")
     url = ensure_sqlite(path, n, args.patients or max(1000, n // 5), args.responses or n * 3 // 10)
+    log(f"{restock_queue(path)} requests declined by earlier runs put back in the queue")
     env = {
         "DATABASE_URL": url,
         "CLINICDESK_SECRET_KEY": SECRET,
@@ -479,15 +487,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with StreamlitServer("bench/browser_serve.py", cwd=ROOT, env=env) as server:
             pids = [server._process.pid]  # noqa: SLF001  (the server's own process, for its memory)
-            out = asyncio.run(measure(server.url, args.repeat, sessions, pids, not args.no_pages))
+            if args.desks:
+                from bench import desks
+
+                figures = asyncio.run(desks.measure(server.url, sessions, args.rounds, pids))
+            else:
+                pages = not args.no_pages
+                out = asyncio.run(measure(server.url, args.repeat, sessions, pids, pages))
     finally:
         launcher.unlink(missing_ok=True)
+    if args.desks:
+        desks.report(figures)
+        results_path.write_text(json.dumps(saved | {"desks": figures}, indent=2, default=str))
+        return 0
     out["appointments"] = n
     report(out)
-    if "scale_out" in saved:
-        out["scale_out"] = saved["scale_out"]  # the last scale-out run's figures stay
+    for kept in ("scale_out", "desks"):  # the last scale-out and desks runs' figures stay
+        if kept in saved:
+            out[kept] = saved[kept]
     results_path.write_text(json.dumps(out, indent=2, default=str))
     return 0
+
+
+def restock_queue(path: Path) -> int:
+    """Put back the requests that earlier runs' sessions declined ("Bench session …"), so
+    that every run finds the same queue instead of draining it."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        return db.execute(
+            "UPDATE appointments SET decided_at = NULL, status = CASE WHEN start_at IS NULL"
+            " THEN 'requested' ELSE 'tentative' END,"
+            " decline_reason = NULL WHERE status = 'declined'"
+            " AND decline_reason LIKE 'Bench session %'"
+        ).rowcount
 
 
 def write_launcher() -> Path:
