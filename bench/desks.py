@@ -187,9 +187,11 @@ def report(out: dict) -> None:
     )
     for n, f in sorted(out["runs"].items(), key=lambda item: int(item[0])):
         b, w = f["browser"], f["wire"]
+        wired = w["page_switch_p95_ms"]
+        wired = "—" if wired != wired else f"{wired:.0f}ms"  # no wire session alone: NaN
         print(
             f"{n:>8} {f['errors']:>6} {b['page_switch_p95_ms']:>8.0f}ms {f['ratio']:>5.2f}× "
-            f"{w['page_switch_p95_ms']:>7.0f}ms {b['sign_in']['p50_ms'] / 1000:>7.1f}s "
+            f"{wired:>9} {b['sign_in']['p50_ms'] / 1000:>7.1f}s "
             f"{f['mb_per_session']:>8.1f} {f['server_cpu_s']:>5.0f}/{f['browser_cpu_s']:<5.0f}"
         )
         for message in f["messages"] + f["refusals"]:
