@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from bench import wire
+
+
+def _run(coroutine):
+    """asyncio.run in a thread of its own: Playwright's sync API, which other tests in this
+    worker use, keeps an event loop running in the main thread."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def _declined(database: str, reason: str) -> list[tuple]:
@@ -36,7 +44,7 @@ def test_a_wire_session_works_the_queue_script_as_a_browser_would(app_server, tm
         finally:
             await session.close()
 
-    seen = asyncio.run(script())
+    seen = _run(script())
     assert seen["cookie"], "the one-time code was not swapped for the session cookie"
     assert seen["said"] == "Declined."
     assert _declined(str(tmp_path / "app.db"), "Bench session 0") == [("declined",)]
@@ -46,4 +54,4 @@ def test_a_wire_session_works_the_queue_script_as_a_browser_would(app_server, tm
 
 def test_a_wire_session_with_a_wrong_password_stays_out(app_server):
     with pytest.raises(wire.WireError, match="not signed in"):
-        asyncio.run(wire.sign_in(app_server.url, "manager", "not-the-password"))
+        _run(wire.sign_in(app_server.url, "manager", "not-the-password"))
