@@ -9,6 +9,7 @@ import streamlit as st
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
 from core.kernel.errors import DomainError
+from core.kernel.money import NO_VALUE
 from ui import actor, charts, run_action, show_error
 from ui.caches import cached
 from ui.context import read
@@ -21,8 +22,8 @@ def _info(me):
     return read(risk_scores.get_model_info, me)
 
 
-def _figure(value) -> str:
-    return "—" if value is None else practice.number(value, 3)
+def _figure(value, fmt) -> str:
+    return NO_VALUE if value is None else fmt.number(value, 3)
 
 
 st.title("No-show risk model")
@@ -58,11 +59,15 @@ st.caption(
     "on earlier days."
 )
 c = st.columns(4)
-c[0].metric("ROC-AUC", _figure(m.get("roc_auc")), help="Ranking quality; 0.5 is chance.")
+c[0].metric("ROC-AUC", _figure(m.get("roc_auc"), practice), help="Ranking quality; 0.5 is chance.")
 c[1].metric(
-    "PR-AUC", _figure(m.get("pr_auc")), help=f"Base rate {practice.percent(m.get('base_rate', 0))}."
+    "PR-AUC",
+    _figure(m.get("pr_auc"), practice),
+    help=f"Base rate {practice.percent(m.get('base_rate', 0))}.",
 )
-c[2].metric("Brier score", _figure(m.get("brier")), help="Mean squared error; lower is better.")
+c[2].metric(
+    "Brier score", _figure(m.get("brier"), practice), help="Mean squared error; lower is better."
+)
 c[3].metric("Largest decile gap", f"{practice.number(m.get('max_decile_gap', 0) * 100, 1)} pts")
 show_table(
     pd.DataFrame(

@@ -12,7 +12,7 @@ import streamlit as st
 from core.analytics.breakdowns import Group
 from core.analytics.cancellation_parts import CancellationFigures, Counts, WhatIf
 from core.kernel.errors import DomainError
-from core.kernel.money import ClinicFormat, to_major, to_minor
+from core.kernel.money import NO_VALUE, ClinicFormat, to_major, to_minor
 from ui import charts
 from ui.context import show_error
 from ui.figures import key_figure
@@ -95,7 +95,7 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
     key_figure(
         cols[2],
         "Mean request turnaround",
-        "–" if mean is None else f"{fmt.number(mean, 1)} h",
+        NO_VALUE if mean is None else f"{fmt.number(mean, 1)} h",
         None if mean is None or earlier is None else f"{fmt.number(mean - earlier, 1, True)} h",
         colour="inverse",
     )

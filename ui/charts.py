@@ -21,7 +21,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.kernel.money import ClinicFormat
+from core.kernel.money import NO_VALUE, ClinicFormat
 from ui.text import plain
 
 COLOURS = ["#4c78a8", "#f58518", "#e45756", "#54a24b", "#b279a2", "#72b7b2"]
@@ -41,9 +41,9 @@ def with_n(title: str, n: int, fmt: ClinicFormat, what: str = "") -> str:
 
 def _shown(value: float | None, percent: bool, fmt: ClinicFormat) -> str:
     if percent:
-        return fmt.percent(value)  # '–' for no value, as below
+        return fmt.percent(value)  # NO_VALUE for no value, as below
     if value is None or value != value:
-        return "–"
+        return NO_VALUE
     return fmt.number(value, 0 if float(value).is_integer() else 1)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.kernel.money import ClinicFormat
+from core.kernel.money import NO_VALUE, ClinicFormat
 from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
@@ -251,7 +251,8 @@ def funnel_panel(funnel: enrolment.Funnel, key: str, fmt: ClinicFormat) -> None:
         height=220,
     )
     right.metric("Enrolment rate", fmt.percent(funnel.rate, 0))
-    right.metric("Median days to enrol", "—" if funnel.median_days is None else funnel.median_days)
+    days = funnel.median_days
+    right.metric("Median days to enrol", NO_VALUE if days is None else fmt.number(days, 1))
     right.metric("Pending invitations", fmt.number(funnel.pending))
 
 

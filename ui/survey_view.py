@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import surveys as sa
-from core.kernel.money import ClinicFormat
+from core.kernel.money import NO_VALUE, ClinicFormat
 from ui import charts
 from ui.figures import key_figure
 from ui.text import escape, show_table
@@ -29,12 +29,12 @@ FORMULAS = f"""
 
 def _nps(value: float | None, fmt: ClinicFormat) -> str:
     """NPS in points from −100 to +100, signed."""
-    return "—" if value is None else fmt.number(value, signed=True)
+    return NO_VALUE if value is None else fmt.number(value, signed=True)
 
 
 def _of_100(value: float | None, fmt: ClinicFormat) -> str:
     """A figure that is a percentage already (CSAT, the funnel's rates: 0–100)."""
-    return "—" if value is None else fmt.percent(value / 100, 0)
+    return NO_VALUE if value is None else fmt.percent(value / 100, 0)
 
 
 def _change(
@@ -79,7 +79,7 @@ def overview(
     key_figure(
         cols[3],
         "Average rating",
-        "—" if s.mean is None else f"{fmt.number(s.mean, 2)} / 5",
+        NO_VALUE if s.mean is None else f"{fmt.number(s.mean, 2)} / 5",
         _change(s.mean, p.mean, "", fmt, 2) if before is not None else None,
         help=f"n = {fmt.number(s.rating_n)}" + (f", 95% interval {span}" if interval else ""),
     )

@@ -12,7 +12,7 @@ import streamlit as st
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds, utcnow
-from core.kernel.money import weekday_name
+from core.kernel.money import NO_VALUE, weekday_name
 from core.waitlist import entries, offers, rules
 from ui.booking_form import patient_picker
 from ui.caches import cached
@@ -161,7 +161,7 @@ def refill_metrics(me, clinic_id, first, last) -> None:
     minutes = f.median_minutes_to_fill
     cols[1].metric(
         "Median time to fill",
-        "–"
+        NO_VALUE
         if minutes is None
         else f"{fmt.number(minutes / 60, 1)} h"
         if minutes >= 90

@@ -37,6 +37,8 @@ from db.models import Clinic
 
 DEFAULT_LOCALE = "en-GB"
 DEFAULT_CURRENCY = "GBP"
+# a figure that cannot be computed (nothing booked, no answers yet), on every page and chart
+NO_VALUE = "—"
 
 
 def babel_locale(name: str | None) -> Locale:
@@ -251,9 +253,9 @@ class ClinicFormat:
         return format_number(value, digits, self.locale, signed)
 
     def percent(self, rate: float | None, digits: int = 1, signed: bool = False) -> str:
-        """A rate as a percentage; a rate that cannot be computed (nothing booked) is '–'."""
+        """A rate as a percentage; a rate that cannot be computed (nothing booked) is NO_VALUE."""
         return (
-            "–"
+            NO_VALUE
             if rate is None or rate != rate
             else format_percent(rate, digits, self.locale, signed)
         )

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 
 from core.kernel.config import load_settings
+from core.kernel.money import NO_VALUE
 from core.startup import open_database
 from db.models import AuditEvent, LedgerEntry
 from tests.pages.conftest import chart_click, every_clinic_speaks
@@ -147,7 +148,7 @@ def test_filters_narrow_the_figures(app_as):
     later = date.today() + timedelta(days=400)  # after the demo data
     at.date_input(key="cancel_days").set_value((later, later + timedelta(days=1)))
     at = _apply(at)
-    assert at.metric[0].value == "0" and at.metric[3].value == "–"
+    assert at.metric[0].value == "0" and at.metric[3].value == NO_VALUE
 
 
 def test_imported_2016_history_can_be_chosen(app_as):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core.kernel.money import ClinicFormat
+from core.kernel.money import NO_VALUE, ClinicFormat
 from ui import charts
 
 GB = ClinicFormat(locale="en-GB")
@@ -25,7 +25,7 @@ def test_bars_carry_their_shown_values_and_n_into_the_tooltip():
     first = spec["series"][0]
     assert first["data"][0][1] == pytest.approx(10.0)  # percentages, for the axis
     assert first["data"][0][2:4] == ["10.0%", "Mon"]
-    assert first["data"][1][1] is None and first["data"][1][2] == "–"  # empty, not zero
+    assert first["data"][1][1] is None and first["data"][1][2] == NO_VALUE  # empty, not zero
     assert first["data"][1][4] == "1,200"
     assert first["tooltip"]["formatter"] == "{@[3]}<br/>{a}: {@[2]}<br/>n = {@[4]}"
     assert spec["yAxis"]["axisLabel"]["formatter"] == "{value}%"
@@ -33,7 +33,8 @@ def test_bars_carry_their_shown_values_and_n_into_the_tooltip():
     assert spec["legend"]["show"] and spec["legend"]["bottom"] == 0
     assert spec["title"]["top"] < spec["grid"]["top"]  # the title above the plot
     assert (
-        spec["aria"]["label"]["description"] == "t. A: Mon 10.0%, Tue –. B: Mon 20.0%, Tue 30.0%."
+        spec["aria"]["label"]["description"]
+        == f"t. A: Mon 10.0%, Tue {NO_VALUE}. B: Mon 20.0%, Tue 30.0%."
     )
 
 
