@@ -14,6 +14,7 @@ from ui.context import read
 from ui.data_exchange import exchange
 from ui.data_imports import appointments_import
 from ui.data_view import file_header, mapping_editor, progress_bar, show_report
+from ui.locale import display_format
 
 
 @cached("setup", ttl=60, max_entries=5)
@@ -70,6 +71,6 @@ with surveys_tab:
                 progress=progress_bar("Starting"),
             )
             if done:
-                show_report(done.value)
+                show_report(done.value, display_format())
 with exchange_tab:
     exchange(_choices(me))

@@ -43,11 +43,12 @@ def exchange(choices: Choices) -> None:
             st.session_state["data_fhir_bundle"] = done.value
     bundle = st.session_state.get("data_fhir_bundle")
     if bundle:
+        n = display_format(clinic_id).number
         st.caption(
-            f"{bundle.appointments:,} appointments, {bundle.patients:,} patients, "
-            f"{bundle.practitioners:,} practitioners"
+            f"{n(bundle.appointments)} appointments, {n(bundle.patients)} patients, "
+            f"{n(bundle.practitioners)} practitioners"
             + (
-                f" — only the newest {interchange.EXPORT_LIMIT:,}; narrow the dates for the rest"
+                f" — only the newest {n(interchange.EXPORT_LIMIT)}; narrow the dates for the rest"
                 if bundle.truncated
                 else ""
             )
@@ -71,7 +72,7 @@ def exchange(choices: Choices) -> None:
     feed = st.session_state.get("data_ical_feed")
     if feed:
         st.caption(
-            f"{feed.events:,} events from 30 days ago to a year ahead; "
+            f"{display_format().number(feed.events)} events from 30 days ago to a year ahead; "
             "calendar apps import the file."
         )
         st.download_button(
@@ -91,4 +92,4 @@ def exchange(choices: Choices) -> None:
     if files and st.button("Import FHIR appointments", key="data_fhir_import"):
         done = run_action(interchange.import_fhir, [f.getvalue() for f in files])
         if done:
-            show_report(done.value)
+            show_report(done.value, display_format())

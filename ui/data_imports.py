@@ -10,6 +10,7 @@ import streamlit as st
 from core.interchange import csv_files, imports
 from ui.context import run_in_steps
 from ui.data_view import file_header, mapping_editor, progress_bar, show_report
+from ui.locale import display_format
 
 
 def appointments_import() -> None:
@@ -79,4 +80,4 @@ def appointments_import() -> None:
                 encoding=encoding.strip() or None,
             )
             if report:
-                show_report(report)
+                show_report(report, display_format())

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
+from core.kernel.money import ClinicFormat
 from ui.context import shown
 from ui.text import escape, show_table
 
@@ -53,17 +54,20 @@ def progress_bar(label: str) -> Callable[[float, str], None]:
     return lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
 
-def show_report(report: ImportReport) -> None:
+def show_report(report: ImportReport, fmt: ClinicFormat) -> None:
+    """The import's outcome, its counts in the practice's locale, and the rows it skipped or
+    imported with a field left out."""
+    n = fmt.number
     for note in report.notes:
         st.info(escape(note), icon=":material/info:")
-    st.success(escape(report.summary), icon=":material/task_alt:")
+    st.success(escape(report.summarise(n)), icon=":material/task_alt:")
     if report.clinics_created:
         st.caption(escape("New clinics: " + ", ".join(report.clinics_created)))
     if report.problems:
         more = report.problem_count - len(report.problems)
         st.warning(
-            f"{report.problem_count:,} rows were skipped"
-            + (f" (the first {len(report.problems):,} are listed)" if more else "")
+            f"{n(report.problem_count)} rows were skipped"
+            + (f" (the first {n(len(report.problems))} are listed)" if more else "")
             + ":"
         )
         problems = pd.DataFrame([{"Row": p.row, "Problem": p.reason} for p in report.problems])
@@ -73,8 +77,8 @@ def show_report(report: ImportReport) -> None:
     if report.warnings:
         more = report.warning_count - len(report.warnings)
         st.warning(
-            f"{report.warning_count:,} rows were imported with one field left out"
-            + (f" (the first {len(report.warnings):,} are listed)" if more else "")
+            f"{n(report.warning_count)} rows were imported with one field left out"
+            + (f" (the first {n(len(report.warnings))} are listed)" if more else "")
             + ":"
         )
         warnings = pd.DataFrame([{"Row": w.row, "Warning": w.reason} for w in report.warnings])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,15 +58,20 @@ class ImportReport:
 
     @property
     def summary(self) -> str:
+        return self.summarise()
+
+    def summarise(self, number: Callable[[int], str] = "{:,}".format) -> str:
+        """What the import did, in one sentence; `number` writes the counts (the app passes
+        the practice's locale: 1.234 in pt-BR)."""
         text = (
-            f"{self.rows_read:,} rows read: {self.created:,} {self.what} imported, "
-            f"{self.already_imported:,} already imported, {self.problem_count:,} skipped "
-            f"with problems"
+            f"{number(self.rows_read)} rows read: {number(self.created)} {self.what} imported, "
+            f"{number(self.already_imported)} already imported, "
+            f"{number(self.problem_count)} skipped with problems"
         )
         if self.warning_count:
-            text += f", {self.warning_count:,} imported with a warning"
+            text += f", {number(self.warning_count)} imported with a warning"
         if self.patients_created:
-            text += f"; {self.patients_created:,} new patients"
+            text += f"; {number(self.patients_created)} new patients"
         return text + "."
 
 

@@ -11,6 +11,7 @@ from core.interchange import imports
 from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AuditEvent, Clinic, SurveyResponse
+from tests.pages.conftest import every_clinic_speaks
 
 PAGE = "app_pages/data.py"
 
@@ -52,6 +53,18 @@ def test_owner_imports_the_kaggle_file_with_the_preset(app_as, app_db):
     ]
     at.button(key="data_appt_import").click().run()  # again: nothing new
     assert "0 appointments imported, 60 already imported" in at.success[0].value
+
+
+def test_a_brazilian_practice_reads_the_import_counts_its_own_way(app_as, app_db):
+    every_clinic_speaks(app_db, "pt-BR")
+    at = app_as("owner", PAGE)
+    upload = ("noshow.csv", kaggle_bytes(1001), "text/csv")
+    at.file_uploader(key="data_appt_file").set_value(upload)
+    at.run()
+    at.button(key="data_appt_import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = at.success[0].value.replace("\\.", ".")  # a leading "1." is escaped: not a list
+    assert said.startswith("1.001 rows read: 1.001 appointments imported")
 
 
 def test_bad_rows_and_warnings_are_listed_and_a_manager_may_not_import(app_as, app_db):
