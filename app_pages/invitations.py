@@ -62,14 +62,15 @@ with st.form("invitations_filters"):
         st.session_state["invitations_page"] = 0
 page = st.session_state.get("invitations_page", 0)
 rows, counts = _overview(me, status, clinic_id, search, page)
-when = display_format(clinic_id).moment  # the clinic's local time, never UTC
+fmt = display_format(clinic_id)
+when = fmt.moment  # the clinic's local time, never UTC
 
 cols = st.columns(len(PortalStatus))
 for col, s in zip(cols, PortalStatus, strict=True):
-    col.metric(s.label, counts[s])
+    col.metric(s.label, fmt.number(counts[s]))
 # the funnel reads every invitation: drawn when asked for, not on each page load
 if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
-    funnel_panel(_funnel(me, clinic_id), "invitations", display_format(clinic_id))
+    funnel_panel(_funnel(me, clinic_id), "invitations", fmt)
 
 chosen = overview_table(rows, when)
 prev, info, nxt = st.columns([1, 3, 1])

@@ -31,11 +31,12 @@ status = st.segmented_control(
     format_func=lambda s: s.capitalize() or "All",
 )
 rows, counts = _outbox(me, status, 0)
+practice = display_format()  # the practice's locale and local time, never UTC
 c1, c2, c3 = st.columns(3)
-c1.metric("Queued", counts["queued"])
-c2.metric("Sent", counts["sent"])
-c3.metric("Failed", counts["failed"])
-when = display_format().moment  # the practice's local time, never UTC
+c1.metric("Queued", practice.number(counts["queued"]))
+c2.metric("Sent", practice.number(counts["sent"]))
+c3.metric("Failed", practice.number(counts["failed"]))
+when = practice.moment
 frame = pd.DataFrame(
     [
         {

@@ -38,8 +38,8 @@ if "paid" in st.query_params:
 
 
 a, b = st.columns(2)
-a.metric("Your points", view.points_balance)
-b.metric("Upcoming appointments", len(view.upcoming))
+a.metric("Your points", view.count(view.points_balance))
+b.metric("Upcoming appointments", view.count(len(view.upcoming)))
 if view.locked:
     st.warning(home.LOCKED, icon=":material/lock:")
 

@@ -30,6 +30,7 @@ from core.kernel.money import (
     clinic_time_range,
     format_day,
     format_moment,
+    format_number,
 )
 from core.payments import points as ledger_points
 from core.payments import prepay
@@ -112,6 +113,10 @@ class Home:
     def local_time(self, moment: datetime | None) -> str:
         """A UTC moment in the patient's clinic's time zone and locale (never UTC)."""
         return format_moment(moment, self.timezone, self.locale)
+
+    def count(self, n: int) -> str:
+        """A count (points, visits) in the patient's clinic's locale: 1.250 in pt-BR."""
+        return format_number(n, 0, self.locale)
 
     def calendar_events(self) -> list[dict[str, object]]:
         """FullCalendar events in the staff calendar's colours (no one else's data)."""

@@ -109,7 +109,7 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     page.get_by_role("button", name="Sign in to my portal").click()
     expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible(timeout=30000)
     wait_for_app_idle(page)
-    expect(_points(page)).to_have_text("1000", timeout=20000)
+    expect(_points(page)).to_have_text(f"{1000:,}", timeout=20000)  # the clinic's locale
 
     page.get_by_role("tab", name="Calendar").click()
     frame = page.frame_locator(CALENDAR_FRAME)
@@ -125,7 +125,7 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     )
     wait_for_app_idle(page)
     after_paying = 1000 - points_needed
-    expect(_points(page)).to_have_text(str(after_paying), timeout=20000)
+    expect(_points(page)).to_have_text(f"{after_paying:,}", timeout=20000)
 
     page.get_by_role("tab", name="Visits and surveys").click()
     visit = page.locator(f".st-key-portal_visit_{visit_id}")
@@ -138,7 +138,7 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     page.get_by_role("button", name="Send my answers").click()
     expect(page.get_by_text("10 points were added")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
-    expect(_points(page)).to_have_text(str(after_paying + 10), timeout=20000)
+    expect(_points(page)).to_have_text(f"{after_paying + 10:,}", timeout=20000)
 
     page.get_by_role("tab", name="Upcoming").click()
     card.get_by_role("button", name="Cancel or reschedule").click()
@@ -149,7 +149,7 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     expect(page.get_by_text("Your appointment has been cancelled")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
     # the prepaid points come back, then the policy's 20 are deducted
-    expect(_points(page)).to_have_text(str(1000 + 10 - 20), timeout=20000)
+    expect(_points(page)).to_have_text(f"{1000 + 10 - 20:,}", timeout=20000)
 
     with database.read() as s:
         assert s.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED

@@ -42,7 +42,7 @@ from db.models import (
     WaitlistStatus,
 )
 from db.types import utcnow
-from tests.pages.conftest import ROOT
+from tests.pages.conftest import ROOT, every_clinic_speaks
 from ui.text import escape
 
 
@@ -207,13 +207,15 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
 
 def test_only_the_chosen_section_runs(app_db):
     patient_id, appointment_id = _patient_with_appointment(app_db)
+    every_clinic_speaks(app_db, "pt-BR")  # the points read the patient's clinic's way
     at = _portal(app_db, patient_id)
     assert at.button(key=f"portal_pay_{appointment_id}")  # Upcoming is open first
     assert not at.get("segmented_control")  # the calendar's view picker has not run
     at.session_state["portal_tab"] = "Points"
     at.run()
     assert not at.exception
-    assert "Points balance" in [m.label for m in at.metric]
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Points balance"] == shown["Your points"] == "1.000"
     assert not [b for b in at.button if b.key == f"portal_pay_{appointment_id}"]
 
 

@@ -104,7 +104,7 @@ def survey(view: home.Home, appointment_id: int) -> None:
 
 
 def points(view: home.Home) -> None:
-    st.metric("Points balance", view.points_balance)
+    st.metric("Points balance", view.count(view.points_balance))
     st.caption(f"One point is worth {view.point_value} when you pay in advance.")
     if view.locked:
         st.warning(home.LOCKED, icon=":material/lock:")
