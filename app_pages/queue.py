@@ -11,6 +11,7 @@ from ui.appointment_views import bulk_results, pick_row, queue_actions, show_fla
 from ui.caches import cached
 from ui.context import read
 from ui.folds import fold
+from ui.locale import display_format
 from ui.text import escape, show_table
 from ui.waitlist_views import waitlist_request_button
 
@@ -60,13 +61,14 @@ sort = c3.segmented_control(
 )
 page = c4.number_input("Page", min_value=1, value=1, step=1, key="queue_page") - 1
 counts, _, limit = _queue(me, QueueKind.REQUESTS, clinic_id, provider_id, sort or "age", 0)
+count = display_format(clinic_id).number  # 1.234 waiting in a pt-BR practice
 kind = (
     st.segmented_control(
         "Kind",
         list(QueueKind),
         default=QueueKind.REQUESTS,
         key="queue_kind",
-        format_func=lambda k: f"{KIND_LABELS[k]} ({counts[k]})",
+        format_func=lambda k: f"{KIND_LABELS[k]} ({count(counts[k])})",
     )
     or QueueKind.REQUESTS
 )
