@@ -10,8 +10,11 @@ wire session pauses after a step for as long as a browser took to draw it, measu
 run (the single browser's step time less a single wire session's), so the colleagues keep a
 browser's pace instead of clicking faster than any browser could.
 
-A round is repeated `rounds` times (new sign-ins each time) so that the browser's p95 is read
-over several page switches; the one-session round (the browser alone) is the yardstick.
+A wire session that has finished the script goes on opening queue, calendar and Today at the
+same pace until the browser has finished too, so that the browser's every step (even one held
+up by a click a rerun swallowed) is measured under the same load. A round is repeated `rounds`
+times (new sign-ins each time) so that the browser's p95 is read over several page switches;
+the one-session round (the browser alone) is the yardstick.
 """
 
 from __future__ import annotations
@@ -41,9 +44,13 @@ def _empty() -> dict:
     return out
 
 
-async def wire_session(url: str, index: int, out: dict, pause: dict, keep: list) -> None:
+async def wire_session(
+    url: str, index: int, out: dict, pause: dict, keep: list, until: asyncio.Event
+) -> None:
     """One colleague over the wire: the browser script's steps, each paused for a browser's
-    drawing time afterwards. Errors are counted as the browser's are."""
+    drawing time afterwards, then queue → calendar → today again until `until` is set (the
+    measured browser is done), so that every step of the browser is measured under the same
+    load. Errors are counted as the browser's are."""
     session = None
     try:
         started = time.perf_counter()
@@ -67,6 +74,9 @@ async def wire_session(url: str, index: int, out: dict, pause: dict, keep: list)
         await asyncio.sleep(pause["decide"])
         await _step(session, out, "calendar", pause)
         await _step(session, out, "today", pause)
+        while not until.is_set():
+            for page in ("queue", "calendar", "today"):
+                await _step(session, out, page, pause)
     except Exception as error:  # a timeout, a closed socket, an error on the page: reported
         out["errors"] += 1
         out["messages"].append(f"wire session {index}: {type(error).__name__}: {error}"[:300])
@@ -97,15 +107,23 @@ def _figures(out: dict) -> dict:
     return figures
 
 
+async def _measured(browser, url: str, seen: dict, done: asyncio.Event) -> None:
+    """The Chromium session of a round; `done` tells the colleagues it has finished."""
+    try:
+        await one_session(browser, url, 0, seen)
+    finally:
+        done.set()
+
+
 async def desks_run(browser, url: str, sessions: int, rounds: int, pause: dict, pids) -> dict:
     """`rounds` rounds of one Chromium session and sessions − 1 wire sessions at once."""
     seen, heard = _empty(), _empty()  # the browser's figures; the wire sessions'
     memory, cpu_before = [], cpu_seconds(pids)
     for _ in range(rounds):
-        before, keep = rss_mb(pids), []
+        before, keep, done = rss_mb(pids), [], asyncio.Event()
         await asyncio.gather(
-            one_session(browser, url, 0, seen),
-            *(wire_session(url, i, heard, pause, keep) for i in range(1, sessions)),
+            _measured(browser, url, seen, done),
+            *(wire_session(url, i, heard, pause, keep, done) for i in range(1, sessions)),
         )
         memory.append((rss_mb(pids) - before) / sessions)  # every session still open
         for context in seen.pop("contexts"):
@@ -132,9 +150,10 @@ async def desks_run(browser, url: str, sessions: int, rounds: int, pause: dict, 
 async def drawing_times(browser_figures: dict, url: str) -> dict:
     """Seconds a browser spends on each step beyond the server's part: the lone browser's
     median step time less a lone wire session's (measured now, on the same server)."""
-    alone, keep = _empty(), []
+    alone, keep, done = _empty(), [], asyncio.Event()
+    done.set()  # the script once, no more
     for i in range(3):
-        await wire_session(url, i, alone, dict.fromkeys(STEPS, 0.0), keep)
+        await wire_session(url, i, alone, dict.fromkeys(STEPS, 0.0), keep, done)
         for session in keep:
             await session.close()
         keep.clear()
