@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import streamlit as st
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -177,6 +178,66 @@ def _job_seconds() -> float:
         return 0
 
 
+# ---------------------------------------------------------------- static files
+
+
+class StaticFilesInMemory:
+    """Streamlit's static files (content-hashed names under /static/, unchanged while the
+    server runs) kept in memory after their first answer. A browser with a cold cache asks for
+    about sixty at sign-in; each otherwise goes through the whole middleware stack, a stat, an
+    open and threaded reads on the event loop that also sends every session its pages. Only a
+    plain GET answered 200 is kept, with its headers; a conditional or ranged request, and
+    anything else, goes through as before."""
+
+    PREFIX = "/static/"
+    LIMIT = 64 * 1024 * 1024  # bytes kept in all (Streamlit's own files are about 15 MB)
+    PASS = (b"range", b"if-none-match", b"if-modified-since")
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.files: dict[str, tuple[int, list, bytes]] = {}
+        self.size = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not path.startswith(self.PREFIX)
+            or any(name in self.PASS for name, _ in scope["headers"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        if kept := self.files.get(path):
+            status, headers, body = kept
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        start, chunks = {}, []
+
+        async def keep(message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    self._keep(path, start, b"".join(chunks))
+            await send(message)
+
+        await self.app(scope, receive, keep)
+
+    def _keep(self, path: str, start: dict, body: bytes) -> None:
+        headers = list(start.get("headers", []))
+        varies = any(name in (b"vary", b"content-encoding") for name, _ in headers)
+        if start.get("status") != 200 or varies or self.size + len(body) > self.LIMIT:
+            return
+        self.files[path] = (200, headers, body)
+        self.size += len(body)
+
+
+MIDDLEWARE = [Middleware(StaticFilesInMemory)]
+
+
 @asynccontextmanager
 async def lifespan(_app):
     gc.freeze()  # modules and settings live as long as the process: no collection rescans them
@@ -190,6 +251,7 @@ async def lifespan(_app):
 app = st.App(
     "app.py",
     lifespan=lifespan,
+    middleware=MIDDLEWARE,
     routes=[
         Route("/_clinicdesk/session", set_session, methods=["POST"]),
         Route("/_clinicdesk/signout", end_session, methods=["POST"]),

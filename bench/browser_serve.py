@@ -13,6 +13,7 @@ MAIN = ".bench-browser-main.py"
 app = st.App(
     f"../{MAIN}",
     lifespan=serve.lifespan,
+    middleware=serve.MIDDLEWARE,
     routes=[
         Route("/_clinicdesk/session", serve.set_session, methods=["POST"]),
         Route("/_clinicdesk/signout", serve.end_session, methods=["POST"]),

@@ -1,0 +1,80 @@
+"""serve.StaticFilesInMemory: Streamlit's static files are answered from memory after their
+first answer, with the same status, headers and bytes; anything it should not keep (a miss, a
+ranged or conditional request, a POST, another path) goes through to the app every time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from serve import StaticFilesInMemory
+
+
+def _get(app, path: str, method: str = "GET", headers: dict | None = None):
+    sent, requests = [], [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():  # the request, then a client that stays connected
+        if requests:
+            return requests.pop()
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()],
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1234),
+    }
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body
+
+
+def _app(folder):
+    inner = Starlette(routes=[Mount("/static", StaticFiles(directory=folder))])
+    return StaticFilesInMemory(inner)
+
+
+def test_a_static_file_is_answered_from_memory_after_its_first_answer(tmp_path):
+    (tmp_path / "index.abc123.js").write_text("console.log('ClinicDesk')")
+    app = _app(tmp_path)
+    first = _get(app, "/static/index.abc123.js")
+    assert first[0] == 200 and first[2] == b"console.log('ClinicDesk')"
+    (tmp_path / "index.abc123.js").unlink()  # only memory can answer now
+    assert _get(app, "/static/index.abc123.js") == first
+    assert _get(app, "/static/index.abc123.js", headers={"range": "bytes=0-3"})[0] == 404
+    assert _get(app, "/static/index.abc123.js", method="HEAD")[0] == 404
+    assert app.size == len(first[2])
+
+
+def test_what_should_not_be_kept_goes_through_every_time(tmp_path):
+    app = _app(tmp_path)
+    assert _get(app, "/static/late.js")[0] == 404  # a miss is not kept
+    (tmp_path / "late.js").write_text("1")
+    assert _get(app, "/static/late.js")[:1] == (200,)
+    (tmp_path / "other.js").write_text("2")
+    etag = _get(app, "/static/other.js")[1][b"etag"].decode()
+    assert _get(app, "/static/other.js", headers={"if-none-match": etag})[0] == 304
+    assert set(app.files) == {"/static/late.js", "/static/other.js"}
+
+
+def test_the_memory_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(StaticFilesInMemory, "LIMIT", 10)
+    (tmp_path / "big.js").write_text("x" * 11)
+    app = _app(tmp_path)
+    assert _get(app, "/static/big.js")[0] == 200
+    assert app.files == {} and app.size == 0
