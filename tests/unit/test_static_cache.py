@@ -5,6 +5,7 @@ ranged or conditional request, a POST, another path) goes through to the app eve
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -38,7 +39,8 @@ def _get(app, path: str, method: str = "GET", headers: dict | None = None):
         "server": ("127.0.0.1", 80),
         "client": ("127.0.0.1", 1234),
     }
-    asyncio.run(app(scope, receive, send))
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own: Playwright's may be running here
+        thread.submit(asyncio.run, app(scope, receive, send)).result()
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict(start["headers"]), body
