@@ -229,7 +229,9 @@ class StaticFilesInMemory:
     def _keep(self, path: str, start: dict, body: bytes) -> None:
         headers = list(start.get("headers", []))
         varies = any(name in (b"vary", b"content-encoding") for name, _ in headers)
-        if start.get("status") != 200 or varies or self.size + len(body) > self.LIMIT:
+        too_big = self.size + len(body) > self.LIMIT
+        # two first requests for one file can both end here: the second is not counted again
+        if start.get("status") != 200 or varies or too_big or path in self.files:
             return
         self.files[path] = (200, headers, body)
         self.size += len(body)

@@ -14,18 +14,8 @@ from starlette.staticfiles import StaticFiles
 from serve import StaticFilesInMemory
 
 
-def _get(app, path: str, method: str = "GET", headers: dict | None = None):
-    sent, requests = [], [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive():  # the request, then a client that stays connected
-        if requests:
-            return requests.pop()
-        await asyncio.sleep(3600)
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {
+def _scope(path: str, method: str = "GET", headers: dict | None = None) -> dict:
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -39,8 +29,28 @@ def _get(app, path: str, method: str = "GET", headers: dict | None = None):
         "server": ("127.0.0.1", 80),
         "client": ("127.0.0.1", 1234),
     }
+
+
+def _receive():
+    """The request, then a client that stays connected."""
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if requests:
+            return requests.pop()
+        await asyncio.sleep(3600)
+
+    return receive
+
+
+def _get(app, path: str, method: str = "GET", headers: dict | None = None):
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
     with ThreadPoolExecutor(1) as thread:  # a loop of its own: Playwright's may be running here
-        thread.submit(asyncio.run, app(scope, receive, send)).result()
+        thread.submit(asyncio.run, app(_scope(path, method, headers), _receive(), send)).result()
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict(start["headers"]), body
@@ -80,3 +90,18 @@ def test_the_memory_is_bounded(tmp_path, monkeypatch):
     app = _app(tmp_path)
     assert _get(app, "/static/big.js")[0] == 200
     assert app.files == {} and app.size == 0
+
+
+def test_two_first_requests_for_one_file_count_it_once(tmp_path):
+    (tmp_path / "a.js").write_text("abc")
+    app = _app(tmp_path)
+
+    async def slow_client(message):  # both answers are in flight before either is kept
+        await asyncio.sleep(0.01)
+
+    async def both():
+        await asyncio.gather(*(app(_scope("/static/a.js"), _receive(), slow_client) for _ in "ab"))
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, both()).result()
+    assert app.size == 3 and list(app.files) == ["/static/a.js"]
