@@ -33,6 +33,7 @@ _AUTOLINK = re.compile(r"(?i)(https?(?=:)|www(?=\.)|(?=@))")
 _JOINER = "\u2060"
 # C0 and C1 control characters except tab and newline (NUL included)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_UNSEEN = re.compile(f"{_CONTROL.pattern}|{_BIDI.pattern}")  # either: `_visible` changes it
 
 
 def _visible(text: object) -> str:
@@ -54,13 +55,26 @@ def escape(text: object) -> str:
     return _BLOCK_START.sub(lambda m: m.group() + "\\", inline)
 
 
+def _plain_column(column: pd.Series) -> pd.Series | None:
+    """The column with every text `plain` and a missing text empty; None when it has neither.
+    One scan of the column's joined texts finds whether any cell needs `plain` (almost never),
+    instead of a call per cell."""
+    texts = [v for v in column.tolist() if isinstance(v, str)]
+    if _UNSEEN.search("\n".join(texts)):  # newline is neither a control nor a mark: a seam
+        column = column.map(lambda v: plain(v) if isinstance(v, str) else v)
+    elif len(texts) == len(column):
+        return None
+    return column.fillna("")
+
+
 def show_table(data, **kwargs):
     """st.dataframe with every text cell `plain`: a table shows text as it is, but an old or
     imported row can still carry a direction override or a control character (and the grid's
     hidden accessible copy is real page text). A missing text is an empty cell, not the grid's
     "None". Returns what st.dataframe returns."""
     if isinstance(data, pd.DataFrame):
-        data = data.map(lambda v: plain(v) if isinstance(v, str) else v)
         texts = data.select_dtypes(include=["object", "string"]).columns
-        data[texts] = data[texts].fillna("")
+        fixed = {name: _plain_column(data[name]) for name in texts}
+        if changed := {name: column for name, column in fixed.items() if column is not None}:
+            data = data.assign(**changed)
     return st.dataframe(data, **kwargs)

@@ -62,3 +62,33 @@ def test_ordinary_sentences_read_as_typed():
         "Cancel: done. Dr Rahman has appointment #541 (Wed).",
     ):
         assert escape(sentence) == sentence
+
+
+def _table():
+    import pandas as pd
+
+    from ui.text import show_table
+
+    show_table(
+        pd.DataFrame(
+            {
+                "Patient": ["Ana\u202eSilva", None, "Bo"],
+                "Note": ["ok", "bell\x07", None],
+                "Mixed": [1, "tab\x00", None],
+                "Clean": ["a", "b", "c"],
+                "Waited": pd.array([5, None, 7], dtype="Int64"),
+            }
+        )
+    )
+
+
+def test_a_table_shows_every_text_plain_and_a_missing_text_empty():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_table).run()
+    shown = at.dataframe[0].value
+    assert shown["Patient"].tolist() == ["Ana[U+202E]Silva", "", "Bo"]
+    assert shown["Note"].tolist() == ["ok", "bell", ""]
+    assert shown["Mixed"].tolist() == ["1", "tab", ""]  # Arrow sends a mixed column as text
+    assert shown["Clean"].tolist() == ["a", "b", "c"]
+    assert shown["Waited"].tolist()[::2] == [5, 7]  # numbers stay numbers
