@@ -5,12 +5,15 @@ provider's webhook, and the background loop that runs core.jobs (delivering the 
 outbox, reminders and forms among them)."""
 
 import asyncio
+import functools
 import gc
 import html
 import logging
+import socket
 from contextlib import asynccontextmanager
 
 import streamlit as st
+import uvicorn
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -238,6 +241,30 @@ class StaticFilesInMemory:
 
 
 MIDDLEWARE = [Middleware(StaticFilesInMemory)]
+
+
+def no_delay(sockets) -> None:
+    """Nagle's algorithm off (TCP_NODELAY) on the listening TCP sockets; accepted sockets
+    inherit it. Streamlit binds its listener as `socket.socket(family)`, protocol 0, and
+    asyncio turns Nagle off only on accepted sockets whose protocol reads IPPROTO_TCP (uvicorn
+    #3149 is the same bug): so a run's second burst of messages waited for the browser's
+    delayed ACK, 40 ms, on every click."""
+    for sock in sockets or ():
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _no_delay_first(startup):
+    @functools.wraps(startup)
+    async def started(server, sockets=None):
+        no_delay(sockets)
+        await startup(server, sockets=sockets)
+
+    return started
+
+
+# Streamlit's runner imports this module (the app) after binding, before uvicorn's startup
+uvicorn.Server.startup = _no_delay_first(uvicorn.Server.startup)
 
 
 @asynccontextmanager
