@@ -15,6 +15,8 @@ from typing import Any
 
 import streamlit as st
 
+from core.kernel.authz import Actor
+
 DOMAINS = (
     "setup",  # clinics, services, providers, their hours
     "appointments",  # calendar, today, queue, appointment detail, availability, fees
@@ -45,6 +47,10 @@ CHANGES: dict[str, frozenset[str]] = {
     "core.analytics": frozenset({"analytics"}),
 }
 
+# who asks, hashed by value: Streamlit's own hashing goes through dataclasses.asdict, about 80 µs
+# a call, and nearly every cached read takes the actor
+_HASH_FUNCS = {Actor: lambda actor: (actor.user_id, actor.name, actor.role)}
+
 # domain → {function's module and name: its cached wrapper}; keyed, because a page script
 # re-runs (and re-decorates) on every interaction while st.cache_data keeps one cache per function
 _REGISTRY: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -57,9 +63,9 @@ def cached(*domains: str, ttl: int, max_entries: int, show_spinner: bool | str =
         raise ValueError(f"Cached reads name their domains from {DOMAINS}; got {domains}.")
 
     def register(function: Callable) -> Callable:
-        wrapped = st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=show_spinner)(
-            function
-        )
+        wrapped = st.cache_data(
+            ttl=ttl, max_entries=max_entries, show_spinner=show_spinner, hash_funcs=_HASH_FUNCS
+        )(function)
         for domain in domains:
             _REGISTRY[domain][f"{function.__module__}.{function.__qualname__}"] = wrapped
         return wrapped

@@ -201,3 +201,24 @@ def test_concurrent_sign_ins_survive_a_rehash_by_the_first_of_them(db, world):
         assert session.get(User, world.staff.user_id).failed_attempts == 0
     result = accounts.sign_in_in_steps(db.read, db.write, "staff", PASSWORD)
     assert isinstance(result, accounts.SignedIn)
+
+
+def test_a_run_peeks_at_a_live_session_without_writing(db, world):
+    """peek_session, asked on every run: the actor while the session is live and was seen
+    lately; None (touch_session decides) once it is stale, ended, or its user deactivated."""
+    signed = _sign_in(db, "manager", PASSWORD)
+    with db.read() as session:
+        actor = accounts.peek_session(session, signed.session_id, 480)
+        assert (actor.user_id, actor.role) == (world.manager.user_id, Role.MANAGER)
+        later = utcnow() + accounts.TOUCH_EVERY + timedelta(seconds=1)
+        assert accounts.peek_session(session, signed.session_id, 480, now=later) is None
+        assert accounts.peek_session(session, signed.session_id + 1000, 480) is None
+    with db.write() as session:
+        accounts.set_active(session, world.owner, world.manager.user_id, False)
+    with db.read() as session:
+        assert accounts.peek_session(session, signed.session_id, 480) is None
+    staff = _sign_in(db, "staff", PASSWORD)
+    with db.write() as session:
+        accounts.end_session(session, staff.session_id)
+    with db.read() as session:
+        assert accounts.peek_session(session, staff.session_id, 480) is None
