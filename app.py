@@ -16,41 +16,58 @@ except DomainError as error:  # unreachable database or a malformed setting: one
     stop_with(error)
 
 actor = auth.current_actor() or auth.oidc_sign_in()
-# the page behind signed patient links, open without sign-in
-public = st.Page(str(PATIENT_PAGE), title="Patient", url_path="patient", visibility="hidden")
-# the patient portal: its own passwordless sign-in and session, never a staff one
-portal = st.Page(str(PORTAL_PAGE), title="Patient portal", url_path="portal", visibility="hidden")
+
+
+def _patient_pages() -> list:
+    return [
+        # the page behind signed patient links, open without sign-in
+        st.Page(str(PATIENT_PAGE), title="Patient", url_path="patient", visibility="hidden"),
+        # the patient portal: its own passwordless sign-in and session, never a staff one
+        st.Page(str(PORTAL_PAGE), title="Patient portal", url_path="portal", visibility="hidden"),
+    ]
+
+
+def _staff_pages(actor) -> tuple[dict[str, list], object]:
+    """The role's sections and the landing, built once per session and role (st.Page finds its
+    file on the disk and checks its icon each time: some 30 pages on every run). Never shared
+    between sessions: st.navigation marks the page object it picks runnable for that run."""
+    key = f"app_pages_{actor.role.value}"
+    if key not in st.session_state:
+        sections: dict[str, list] = {}
+        role_pages = []
+        for spec in pages_for(actor):
+            page = st.Page(
+                str(spec.path),
+                title=spec.title,
+                icon=spec.icon,
+                url_path=spec.url_path,  # every page at its own address, /today included
+                visibility="hidden" if spec.hidden else "visible",
+            )
+            role_pages.append(page)
+            sections.setdefault(spec.section, []).append(page)
+        # `/` is a hidden landing that moves on to the role's first page (Today for every
+        # role), so that page keeps its own address instead of being served at the root only
+        home = role_pages[0]
+        landing = st.Page(
+            lambda: st.switch_page(home),
+            title=home.title,
+            url_path="home",
+            default=True,
+            visibility="hidden",
+        )
+        sections.setdefault("Front desk", []).extend(_patient_pages())
+        sections["Front desk"].insert(0, landing)
+        st.session_state[key] = sections, landing
+    return st.session_state[key]
+
 
 if actor is None:
     auth.clear_cookie_in_browser()
     entry = auth.sign_in_page if auth.has_users() else auth.first_run_page
-    pages = [st.Page(entry, title="Sign in", default=True), public, portal]
+    pages = [st.Page(entry, title="Sign in", default=True), *_patient_pages()]
     st.navigation(pages, position="hidden").run()
 else:
-    sections: dict[str, list] = {}
-    role_pages = []
-    for spec in pages_for(actor):
-        page = st.Page(
-            str(spec.path),
-            title=spec.title,
-            icon=spec.icon,
-            url_path=spec.url_path,  # every page at its own address, /today included
-            visibility="hidden" if spec.hidden else "visible",
-        )
-        role_pages.append(page)
-        sections.setdefault(spec.section, []).append(page)
-    # `/` is a hidden landing that moves on to the role's first page (Today for every role), so
-    # that page keeps its own address instead of being served at the root only
-    home = role_pages[0]
-    landing = st.Page(
-        lambda: st.switch_page(home),
-        title=home.title,
-        url_path="home",
-        default=True,
-        visibility="hidden",
-    )
-    sections.setdefault("Front desk", []).extend([public, portal])
-    sections["Front desk"].insert(0, landing)
+    sections, landing = _staff_pages(actor)
     with st.sidebar:
         st.caption(f"Signed in as **{escape(actor.name)}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):

@@ -40,6 +40,20 @@ def test_sign_in_shows_the_roles_navigation_and_sign_out_ends_it(app_as):
     assert "signed out" in at.info[0].value
 
 
+def test_the_navigation_is_built_once_per_session_and_role(app_as):
+    """Each run reuses the session's page objects (st.Page reads the disk when built); another
+    session builds its own."""
+    at = app_as("manager", "app_pages/queue.py")
+    sections, landing = at.session_state["app_pages_manager"]
+    at.switch_page("app_pages/calendar.py").run()
+    assert not at.exception and at.title[0].value == "Calendar"
+    assert at.session_state["app_pages_manager"][1] is landing
+    other = app_as("manager")
+    assert other.session_state["app_pages_manager"][1] is not landing
+    titles = [p.title for pages in sections.values() for p in pages]
+    assert "Request queue" in titles and "Users" not in titles
+
+
 def test_wrong_password_gets_one_message_and_five_lock_the_account(app_as):
     at = app_as(None)
     for _ in range(5):
