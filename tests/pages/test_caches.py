@@ -57,3 +57,45 @@ def test_every_cached_read_of_the_app_is_registered_with_its_domains():
         if re.search(r"st\.cache_data\b", line)
     ]
     assert bare == []
+
+
+PAGE = compile(
+    "from ui import caches\n"
+    "@caches.cached('users', ttl=600, max_entries=5)\n"
+    "def read(key):\n"
+    "    seen.append(key)\n"
+    "    return key * 2\n",
+    "page.py",
+    "exec",
+)
+
+
+def test_a_page_rerun_keeps_its_cached_reads_wrapper_and_their_values():
+    """A page script defines its cached reads again on every run from the same compiled code:
+    the wrapper and its cache are the first run's."""
+    seen: list[int] = []
+    first, second = {"seen": seen}, {"seen": []}
+    exec(PAGE, first)  # noqa: S102  (a page run)
+    exec(PAGE, second)  # noqa: S102  (the next run)
+    assert second["read"] is first["read"]
+    first["read"].clear()
+    assert (second["read"](2), second["read"](2), first["read"](3)) == (4, 4, 6)
+    assert seen == [2, 3]  # computed once per argument, by whichever run asked first
+    assert second["read"] in caches._REGISTRY["users"].values()  # noqa: SLF001
+    caches.clear("users")
+    assert second["read"](2) == 4 and seen == [2, 3, 2]
+
+
+def test_a_closure_or_other_settings_get_a_wrapper_of_their_own():
+    def made(limit: int):
+        @caches.cached("users", ttl=600, max_entries=5)
+        def read(key: int) -> int:
+            return min(key, limit)
+
+        return read
+
+    assert made(1) is not made(1)  # a closure: never reused
+    page = {"seen": []}
+    exec(PAGE, page)  # noqa: S102
+    function = page["read"].__wrapped__
+    assert caches.cached("users", ttl=60, max_entries=5)(function) is not page["read"]
