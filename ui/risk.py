@@ -3,6 +3,9 @@ probability in the practice's locale (its first clinic's, as pages with no clini
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
+
 import streamlit as st
 
 from core.analytics import risk_scores
@@ -19,9 +22,16 @@ COLUMN_HELP = (
 )
 
 
+def probabilities(me, appointment_ids: Sequence[int]) -> dict[int, float]:
+    # packed as bytes, which the cache hashes at once; it hashed a tuple id by id in Python
+    return _probabilities(me, array("q", appointment_ids).tobytes())
+
+
 @cached("analytics", "appointments", ttl=300, max_entries=50)
-def probabilities(me, appointment_ids: tuple[int, ...]) -> dict[int, float]:
-    return read(risk_scores.risk_of, me, list(appointment_ids))
+def _probabilities(me, packed: bytes) -> dict[int, float]:
+    appointment_ids = array("q")
+    appointment_ids.frombytes(packed)
+    return read(risk_scores.risk_of, me, appointment_ids.tolist())
 
 
 def shown(probability: float, fmt: ClinicFormat) -> str:
@@ -36,7 +46,7 @@ def label(probability: float | None, fmt: ClinicFormat) -> str:
 
 
 def column(me, appointment_ids: list[int]) -> list[str]:
-    found = probabilities(me, tuple(appointment_ids))
+    found = probabilities(me, appointment_ids)
     fmt = display_format()  # once for the whole column
     return [label(found.get(i), fmt) for i in appointment_ids]
 

@@ -26,7 +26,7 @@ from ui.text import show_table
 def with_risk(me, events: list[dict]) -> list[dict]:
     """Prefix medium/high-risk appointments' titles with the risk icon and probability."""
     ids = [int(e["id"]) for e in events if str(e.get("id", "")).isdigit()]
-    found = probabilities(me, tuple(ids)) if ids else {}
+    found = probabilities(me, ids) if ids else {}
     fmt = display_format()  # once for every event
     marked = []
     for event in events:

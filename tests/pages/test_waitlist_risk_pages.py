@@ -9,7 +9,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
-from core.kernel.authz import SYSTEM
+from core.kernel.authz import SYSTEM, Actor
 from core.kernel.config import load_settings
 from core.startup import open_database
 from core.waitlist import entries
@@ -21,10 +21,12 @@ from db.models import (
     Patient,
     RiskModel,
     RiskScore,
+    Role,
     WaitlistEntry,
 )
 from db.types import utcnow
 from tests.pages.conftest import every_clinic_speaks, today_in
+from ui import risk
 
 DECILES = [{"predicted": i / 10, "observed": i / 10, "n": 90} for i in range(10)]
 MODEL = dict(roc_auc=0.771, pr_auc=0.412, brier=0.1321, base_rate=0.2, rows=900, deciles=DECILES)
@@ -144,3 +146,14 @@ def test_a_manager_wait_lists_a_patient_for_a_package(app_as, app_db):
     database.dispose()
     [table] = at.run().dataframe  # the list above the form, read again
     assert any(s.startswith("Skin renewal (") for s in table.value["Service"])
+
+
+def test_many_visits_risk_is_read_at_once_and_each_keeps_its_own(app_db):
+    """ui.risk packs the ids for the cache key; each visit still gets its own probability."""
+    first = _upcoming_with_risk(app_db, 0.42)
+    second = _upcoming_with_risk(app_db, 0.07)
+    st.cache_data.clear()
+    owner = Actor(user_id=1, name="Olivia Owner", role=Role.OWNER)
+    found = risk.probabilities(owner, [second, 2**40, first])
+    assert found == {first: pytest.approx(0.42), second: pytest.approx(0.07)}
+    assert risk.probabilities(owner, [first]) == {first: pytest.approx(0.42)}
