@@ -247,8 +247,8 @@ def no_delay(sockets) -> None:
     """Nagle's algorithm off (TCP_NODELAY) on the listening TCP sockets; accepted sockets
     inherit it. Streamlit binds its listener as `socket.socket(family)`, protocol 0, and
     asyncio turns Nagle off only on accepted sockets whose protocol reads IPPROTO_TCP (uvicorn
-    #3149 is the same bug): so a run's second burst of messages waited for the browser's
-    delayed ACK, 40 ms, on every click."""
+    #3149 is the same bug): so a run's second burst of messages waited for the peer's delayed
+    ACK, 40 ms on every click through nginx."""
     for sock in sockets or ():
         if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

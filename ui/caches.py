@@ -68,8 +68,9 @@ def cached(*domains: str, ttl: int, max_entries: int, show_spinner: bool | str =
         settings = (domains, ttl, max_entries, show_spinner)
         # a page script defines its cached reads again on every run, from the same compiled
         # code: the wrapper made the first time is kept (Streamlit would read and hash the
-        # function's source anew each time). A cached read depends on its arguments only, so
-        # the first run's function object answers as any later one would.
+        # function's source anew each time). A cached read depends on its arguments, imports
+        # and constants only (tests/pages/test_caches.py checks every page), so the first
+        # run's function object answers as any later one would.
         if function.__closure__ is None and (made := _MADE.get(function.__code__)):
             if made[0] == settings:
                 return made[1]

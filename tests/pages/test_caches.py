@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 from core.kernel import accounts
@@ -99,3 +100,32 @@ def test_a_closure_or_other_settings_get_a_wrapper_of_their_own():
     exec(PAGE, page)  # noqa: S102
     function = page["read"].__wrapped__
     assert caches.cached("users", ttl=60, max_entries=5)(function) is not page["read"]
+
+
+def test_a_pages_cached_reads_use_only_arguments_imports_and_constants():
+    """The first run's function object answers for every later run (cached() keeps its
+    wrapper), so a page's cached read may not read a name the page assigns on each run, unless
+    it is a constant (UPPER_CASE, the same every run)."""
+    for path in sorted((ROOT / "app_pages").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        assigned = {
+            name.id
+            for node in tree.body
+            if not isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))
+            for name in ast.walk(node)
+            if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store)
+        }
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and any(
+                "cached" in ast.unparse(d) for d in node.decorator_list
+            ):
+                args = node.args
+                own = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
+                own |= {
+                    n.id
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+                }
+                read = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - own
+                per_run = {name for name in read & assigned if not name.isupper()}
+                assert not per_run, f"{path.name}: {node.name} reads {per_run}"
