@@ -52,8 +52,8 @@ CHANGES: dict[str, frozenset[str]] = {
 # a call, and nearly every cached read takes the actor
 _HASH_FUNCS = {Actor: lambda actor: (actor.user_id, actor.name, actor.role)}
 
-# domain → {function's module and name: its cached wrapper}; keyed, because a page script
-# re-runs (and re-decorates) on every interaction while st.cache_data keeps one cache per function
+# domain → {function's file and name: its cached wrapper}; keyed, because a page script re-runs
+# (and re-decorates) on every interaction while st.cache_data keeps one cache per function
 _REGISTRY: dict[str, dict[str, Any]] = defaultdict(dict)
 _MADE: dict[CodeType, tuple[tuple, Any]] = {}  # compiled function → (its settings, its wrapper)
 
@@ -65,21 +65,21 @@ def cached(*domains: str, ttl: int, max_entries: int, show_spinner: bool | str =
         raise ValueError(f"Cached reads name their domains from {DOMAINS}; got {domains}.")
 
     def register(function: Callable) -> Callable:
-        settings = (domains, ttl, max_entries, show_spinner)
+        code, settings = function.__code__, (domains, ttl, max_entries, show_spinner)
         # a page script defines its cached reads again on every run, from the same compiled
         # code: the wrapper made the first time is kept (Streamlit would read and hash the
         # function's source anew each time). A cached read depends on its arguments, imports
         # and constants only (tests/pages/test_caches.py checks every page), so the first
         # run's function object answers as any later one would.
-        if function.__closure__ is None and (made := _MADE.get(function.__code__)):
+        if function.__closure__ is None and (made := _MADE.get(code)):
             if made[0] == settings:
                 return made[1]
         wrapped = st.cache_data(
             ttl=ttl, max_entries=max_entries, show_spinner=show_spinner, hash_funcs=_HASH_FUNCS
         )(function)
-        _MADE[function.__code__] = settings, wrapped
-        for domain in domains:
-            _REGISTRY[domain][f"{function.__module__}.{function.__qualname__}"] = wrapped
+        _MADE[code] = settings, wrapped
+        for domain in domains:  # by file: every page script's module is __main__
+            _REGISTRY[domain][f"{code.co_filename}:{function.__qualname__}"] = wrapped
         return wrapped
 
     return register

@@ -60,15 +60,14 @@ def test_every_cached_read_of_the_app_is_registered_with_its_domains():
     assert bare == []
 
 
-PAGE = compile(
+SOURCE = (
     "from ui import caches\n"
     "@caches.cached('users', ttl=600, max_entries=5)\n"
     "def read(key):\n"
     "    seen.append(key)\n"
-    "    return key * 2\n",
-    "page.py",
-    "exec",
+    "    return key * 2\n"
 )
+PAGE = compile(SOURCE, "page.py", "exec")
 
 
 def test_a_page_rerun_keeps_its_cached_reads_wrapper_and_their_values():
@@ -129,3 +128,18 @@ def test_a_pages_cached_reads_use_only_arguments_imports_and_constants():
                 read = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - own
                 per_run = {name for name in read & assigned if not name.isupper()}
                 assert not per_run, f"{path.name}: {node.name} reads {per_run}"
+
+
+def test_two_pages_reads_of_one_name_are_both_cleared():
+    """Every page script's module is __main__: two pages' `_rows` are told apart by file."""
+    pages = {}
+    for body, name in (("key * 2", "page_a.py"), ("-key", "page_b.py")):  # one name, two reads
+        pages[name] = {"seen": []}
+        exec(compile(SOURCE.replace("key * 2", body), name, "exec"), pages[name])  # noqa: S102
+    a, b = pages["page_a.py"], pages["page_b.py"]
+    a["read"](5), b["read"](5)
+    a["read"](5), b["read"](5)
+    assert (a["seen"], b["seen"]) == ([5], [5])
+    caches.clear("users")
+    a["read"](5), b["read"](5)
+    assert (a["seen"], b["seen"]) == ([5, 5], [5, 5])
