@@ -48,14 +48,33 @@ def _link(purpose: str, text: str) -> str:
     return found.group(0)
 
 
+def _midday_zone() -> str:
+    """A fixed-offset zone where it is about noon now (Etc/GMT signs are inverted)."""
+    ahead = 12 - utcnow().hour  # hours east of UTC: -11 … +12
+    return f"Etc/GMT{-ahead:+d}"
+
+
 def _appointment(
-    tmp_path, start_in: timedelta, *, reminder_hours: int | None = None, service_id=None
+    tmp_path,
+    start_in: timedelta,
+    *,
+    reminder_hours: int | None = None,
+    service_id=None,
+    on_today: bool = False,
 ):
     """A scheduled visit of one patient (our email) at the first clinic (Today's default),
-    `start_in` from now; optionally a reminder offset that makes a reminder due at once."""
+    `start_in` from now; optionally a reminder offset that makes a reminder due at once.
+    `on_today`: late in the clinic's evening the visit would fall on tomorrow, off Today's
+    list, so the clinic then moves to a zone where it is about noon."""
     database = _database(tmp_path)
     with database.write() as session:
         clinic = session.scalar(select(Clinic).order_by(Clinic.name).limit(1))
+        end = utcnow() + start_in + timedelta(minutes=30)
+        if (
+            on_today
+            and to_local(end, clinic.timezone).date() != to_local(utcnow(), clinic.timezone).date()
+        ):
+            clinic.timezone = _midday_zone()
         if reminder_hours is not None:
             save_preferences(
                 session,
@@ -104,7 +123,9 @@ def test_reminder_email_confirm_link_shows_confirmed_on_today(
 ):
     loopback_smtp.clear()
     # a 1-hour reminder for a visit 20 minutes from now is due at once (40 minutes ago)
-    _, name, _, _, _ = _appointment(tmp_path, timedelta(minutes=20), reminder_hours=1)
+    _, name, _, _, _ = _appointment(
+        tmp_path, timedelta(minutes=20), reminder_hours=1, on_today=True
+    )
     email = loopback_smtp.wait_for(
         lambda m: EMAIL in str(m["To"]) and m["Subject"].startswith("Reminder:"), timeout=60
     )
