@@ -48,9 +48,9 @@ CHANGES: dict[str, frozenset[str]] = {
     "core.analytics": frozenset({"analytics"}),
 }
 
-# who asks, hashed by value: Streamlit's own hashing goes through dataclasses.asdict, about 80 µs
-# a call, and nearly every cached read takes the actor
-_HASH_FUNCS = {Actor: lambda actor: (actor.user_id, actor.name, actor.role)}
+# who asks, hashed by its repr (every field, as the dataclass declares them): Streamlit's own
+# hashing goes through dataclasses.asdict, about 80 µs a call, and nearly every read takes it
+_HASH_FUNCS = {Actor: repr}
 
 # domain → {function's file and name: its cached wrapper}; keyed, because a page script re-runs
 # (and re-decorates) on every interaction while st.cache_data keeps one cache per function
@@ -71,9 +71,9 @@ def cached(*domains: str, ttl: int, max_entries: int, show_spinner: bool | str =
         # function's source anew each time). A cached read depends on its arguments, imports
         # and constants only (tests/pages/test_caches.py checks every page), so the first
         # run's function object answers as any later one would.
-        if function.__closure__ is None and (made := _MADE.get(code)):
-            if made[0] == settings:
-                return made[1]
+        made = _MADE.get(code) if function.__closure__ is None else None
+        if made and made[0] == settings:
+            return made[1]
         wrapped = st.cache_data(
             ttl=ttl, max_entries=max_entries, show_spinner=show_spinner, hash_funcs=_HASH_FUNCS
         )(function)

@@ -422,14 +422,14 @@ def peek_session(
     """The actor of a live session that needs no write right now (seen within TOUCH_EVERY);
     None means: call touch_session in a write transaction to renew or end it."""
     now = now or utcnow()
-    row = session.execute(  # every run of every page asks: one query, no ORM objects
-        select(UserSession.last_seen_at, User.id, User.display_name, User.role)
+    row = session.execute(  # every run of every page asks: one query for session and user
+        select(UserSession.last_seen_at, User)
         .join(User, User.id == UserSession.user_id)
         .where(UserSession.id == session_id, UserSession.ended_at.is_(None), User.active)
     ).first()
     if row is None or now - row.last_seen_at > TOUCH_EVERY:
         return None
-    return Actor(user_id=row.id, name=row.display_name, role=row.role)
+    return actor_of(row.User)
 
 
 def _alive(session: Session, row: UserSession, idle_minutes: int, now: datetime):
