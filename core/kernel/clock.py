@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from core.kernel.errors import ValidationError
 from db.types import utcnow
 
-__all__ = ["utcnow", "zone", "to_local", "local_to_utc", "local_day_bounds"]
+__all__ = ["utcnow", "zone", "to_local", "local_today", "local_to_utc", "local_day_bounds"]
 
 
 def zone(name: str) -> ZoneInfo:
@@ -25,6 +25,11 @@ def is_time_zone(name: str) -> bool:
 
 def to_local(moment: datetime, tz: str) -> datetime:
     return moment.astimezone(zone(tz))
+
+
+def local_today(tz: str, now: datetime | None = None) -> date:
+    """The clinic-local date at `now` (default: now): a clinic's today, never the server's."""
+    return to_local(now or utcnow(), tz).date()
 
 
 def local_to_utc(day: date, at: time, tz: str) -> datetime:

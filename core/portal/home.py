@@ -22,7 +22,7 @@ from core.feedback import surveys
 from core.forms import after_booking
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
-from core.kernel.clock import to_local
+from core.kernel.clock import local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import (
     clinic_format,
@@ -109,6 +109,11 @@ class Home:
     completed: list[PortalAppointment]
     history: list[PortalAppointment]
     ledger: list[ledger_points.LedgerRow]
+
+    @property
+    def today(self) -> date:
+        """Today in the patient's clinic (the first day a patient may ask for)."""
+        return local_today(self.timezone)
 
     def local_time(self, moment: datetime | None) -> str:
         """A UTC moment in the patient's clinic's time zone and locale (never UTC)."""
@@ -252,6 +257,7 @@ class ChangePreview:
     cancel_online: bool
     reschedules_left: int
     policy_text: str
+    today: date  # in the appointment's clinic: the first day a move may ask for
 
 
 def change_preview(
@@ -294,6 +300,7 @@ def change_preview(
         ev.online_allowed,
         max(0, ev.max_reschedules - appointment.reschedule_count),
         ev.policy_text,
+        local_today(appointment.clinic.timezone, now),
     )
 
 
@@ -424,7 +431,7 @@ class RequestForm:
     services: list[tuple[int, str]]
     clinic_id: int | None  # prefilled: the clinic of the latest appointment
     service_id: int | None  # prefilled: the latest service
-    first_day: date
+    first_day: date  # today in the prefilled clinic
     locked: bool
     packages: list[tuple[int, str]] = field(default_factory=list)  # after the services
     package_id: int | None = None  # prefilled: the latest package, if it was one
@@ -447,12 +454,14 @@ def request_form(session: Session, patient_id: int) -> RequestForm:
             select(Service.id, Service.name).where(Service.active.is_(True)).order_by(Service.name)
         )
     ]
+    clinic_id = last.clinic_id if last else (clinics[0][0] if clinics else None)
+    clinic = session.get(Clinic, clinic_id) if clinic_id is not None else None
     return RequestForm(
         clinics,
         services,
-        last.clinic_id if last else (clinics[0][0] if clinics else None),
+        clinic_id,
         last.service_id if last else None,
-        date.today(),
+        local_today(clinic.timezone) if clinic else utcnow().date(),
         online_booking_blocked(patient),
         [(p.id, p.label) for p in offered_packages(session, online_only=False)],
         last.package_id if last else None,
@@ -469,12 +478,16 @@ def request_appointment(
     requested_day: date,
     time_of_day: str,
     notes: str = "",
+    now: datetime | None = None,
 ) -> str:
-    """Ask for a service or a package (booked as one) on a day and time of day."""
+    """Ask for a service or a package (booked as one) on a day and time of day, from today
+    in the chosen clinic onwards."""
     patient = portal_patient(session, patient_id)
     if online_booking_blocked(patient):
         raise ValidationError(LOCKED)
-    if requested_day is None or requested_day < date.today():
+    clinic = session.get(Clinic, clinic_id) if clinic_id is not None else None
+    today = local_today(clinic.timezone, now) if clinic else None
+    if requested_day is None or (today is not None and requested_day < today):
         raise ValidationError("Please choose a day from today onwards.")
     decisions.request_appointment(
         session,
@@ -487,6 +500,7 @@ def request_appointment(
         time_of_day=TimeOfDay(time_of_day),
         notes=(notes or "").strip()[:2000],
         source=Source.ONLINE,
+        today=today,
     )
     return "Thank you: your request has been received. The practice will confirm a time."
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
-from core.kernel.clock import to_local
+from core.kernel.clock import local_today, to_local
 from core.kernel.config import BookingLimits
 from core.kernel.errors import LinkInvalid, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, clinic_money, clinic_time, format_day
@@ -232,6 +232,7 @@ class ChangeView:
     reschedules_left: int
     needs_approval: bool
     auto_accept: bool
+    today: date  # in the appointment's clinic: the first day a move may ask for
 
 
 CHANGEABLE = (AppointmentStatus.SCHEDULED, AppointmentStatus.TENTATIVE)
@@ -262,6 +263,7 @@ def change_view(session: Session, raw: str | None, *, now: datetime | None = Non
         left,
         ev.needs_approval,
         ev.auto_accept,
+        local_today(appointment.clinic.timezone, now),
     )
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, ensure
+from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time
 from core.policy import cancellation as policy
@@ -92,6 +93,10 @@ def request_change(
             raise ValidationError("Give the new time or at least the day you would prefer.")
         if requested_start_at is not None and aware(requested_start_at) < now:
             raise ValidationError("The new time has passed; choose a later one.")
+        if requested_day is not None and requested_day < local_today(
+            appointment.clinic.timezone, now
+        ):
+            raise ValidationError("The requested day has passed; choose today or a later day.")
         if appointment.reschedule_count >= evaluation.max_reschedules:
             raise ValidationError(
                 f"This appointment was moved {appointment.reschedule_count} times already, the "

@@ -3,14 +3,14 @@ sees and acts on their own data only, survey points, late cancellation from the 
 
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from sqlalchemy import func, select
 
 from core.feedback import surveys
-from core.kernel.clock import local_to_utc
+from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day_range
 from core.portal import home, patient_links, sign_in
@@ -266,6 +266,49 @@ def test_a_request_from_the_portal_lands_in_the_queue_prefilled(db, world):
     with db.read() as s:
         statuses = s.scalars(select(Appointment.status)).all()
     assert AppointmentStatus.REQUESTED in statuses
+
+
+def test_the_portal_counts_days_in_the_clinics_zone_not_the_servers(db, world):
+    """At 22:00 in New York it is already tomorrow in UTC: the clinic's today may still be
+    asked for, its yesterday may not, and the forms start on the clinic's today."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).timezone = "America/New_York"
+    now = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)  # Saturday 5 December, 22:00 in New York
+    asked = dict(
+        clinic_id=world.clinic_id,
+        service_id=world.service_id,
+        time_of_day="evening",
+        now=now,
+    )
+    with db.write() as s:
+        home.request_appointment(s, world.patient_id, requested_day=date(2026, 12, 5), **asked)
+    with db.write() as s, pytest.raises(ValidationError, match="from today onwards"):
+        home.request_appointment(s, world.patient_id, requested_day=date(2026, 12, 4), **asked)
+    with db.read() as s:
+        assert s.scalar(select(Appointment.requested_day)) == date(2026, 12, 5)
+        zone_today = to_local(utcnow(), "America/New_York").date()
+        assert home.request_form(s, world.patient_id).first_day == zone_today
+        assert home.home(s, world.patient_id).today == zone_today
+
+
+def test_a_move_may_not_ask_for_a_day_that_has_passed_in_the_clinic(db, world):
+    _enrol(db, world.patient_id)
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).timezone = "Pacific/Kiritimati"  # UTC+14
+    today = to_local(utcnow(), "Pacific/Kiritimati").date()
+    with db.read() as s:
+        assert home.change_preview(s, world.patient_id, appointment_id).today == today
+    move = dict(kind="reschedule", time_of_day="morning")
+    with db.write() as s, pytest.raises(ValidationError, match="has passed"):
+        home.ask_change(
+            s, world.patient_id, appointment_id, requested_day=today - timedelta(days=1), **move
+        )
+    with db.write() as s:
+        home.ask_change(s, world.patient_id, appointment_id, requested_day=today, **move)
+    with db.read() as s:
+        assert s.scalar(select(ChangeRequest.requested_day)) == today
 
 
 def test_the_patient_joins_the_waitlist_for_a_package_or_a_service(db, world):

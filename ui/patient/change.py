@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
@@ -66,8 +66,8 @@ def render(token: str) -> None:
             day = st.date_input(
                 "Preferred day",
                 value=None,
-                min_value=date.today(),
-                max_value=date.today() + timedelta(days=180),
+                min_value=view.today,
+                max_value=view.today + timedelta(days=180),
                 format="DD/MM/YYYY",
                 key="patient_change_day",
             )

@@ -4,7 +4,7 @@ booking (answer the questionnaire, sign the consent, read the instructions)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
@@ -177,8 +177,8 @@ def _change(appointment_id: int) -> None:
     )
     day = moment = None
     if kind == "reschedule":
-        soon = date.today() + timedelta(days=7)
-        day = st.date_input("Preferred day", soon, date.today(), key="portal_change_day")
+        soon = view.today + timedelta(days=7)
+        day = st.date_input("Preferred day", soon, view.today, key="portal_change_day")
         moment = st.selectbox(
             "Time of day",
             list(TIME_OF_DAY_LABELS),

@@ -4,7 +4,7 @@ and the waitlist."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
@@ -43,7 +43,7 @@ def calendar(view: home.Home) -> None:
     )
     opts = calendar_widget.options(
         CAL_VIEWS[label or "Month"],
-        date.today(),
+        view.today,
         view.timezone,
         resources=[],
         business_hours=[],
@@ -165,8 +165,8 @@ def request(view: home.Home) -> None:
         clinic, treatment = _clinic_and_treatment(form, "portal_request")
         day = st.date_input(
             "Preferred day",
-            date.today() + timedelta(days=1),
-            date.today(),
+            form.first_day + timedelta(days=1),
+            form.first_day,
             key="portal_request_day",
         )
         moment = st.selectbox(
@@ -233,7 +233,7 @@ def _join_waitlist(view: home.Home) -> None:
         "No time that suits you? Join the waitlist: when a matching time frees up, we offer it "
         "to you by email or text message."
     )
-    today = date.today()
+    today = form.first_day
     with st.form("portal_waitlist_form"):
         clinic, treatment = _clinic_and_treatment(form, "portal_waitlist")
         days = st.date_input(
