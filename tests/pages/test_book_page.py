@@ -140,10 +140,11 @@ def test_staff_books_a_package_as_one_appointment(app_as, app_db):
 
 def test_new_patient_inline_and_virtual_only_for_allowed_services(app_as, app_db):
     at = app_as("manager", PAGE)
-    at = _fill(at, _weekday_ahead(9), 11, 30, service="Skin check")
+    day = _weekday_ahead(30)  # after the demo's bookings: on some days all are booked at 11:30
+    at = _fill(at, day, 11, 30, service="Skin check")
     assert at.radio(key="book_mode").options == ["In person"]
     at.multiselect(key="book_services").set_value([]).run()
-    at = _fill(at, _weekday_ahead(9), 11, 30, service="Consultation")
+    at = _fill(at, day, 11, 30, service="Consultation")
     assert at.radio(key="book_mode").options == ["In person", "Virtual"]
     at.radio(key="book_mode").set_value("virtual").run()
     at.button_group(key="book_who").set_value("New patient").run()
@@ -171,7 +172,7 @@ def test_new_patient_inline_and_virtual_only_for_allowed_services(app_as, app_db
 
 
 def test_booking_without_a_patient_says_what_to_do(app_as):
-    at = _fill(app_as("staff", PAGE), _weekday_ahead(10), 11, 0)
+    at = _fill(app_as("staff", PAGE), _weekday_ahead(31), 11, 0)  # after the demo's bookings
     at.button(key="book_submit").click().run()
     assert "Find the patient" in at.error[0].value
 
