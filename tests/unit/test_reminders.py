@@ -28,12 +28,9 @@ from db.models import (
     RiskScore,
 )
 from db.types import utcnow
+from tests.support.days import AUTUMN_MONDAY, PLAIN_THURSDAY, SPRING_SUNDAY
 
 TZ = "Europe/London"
-# far enough ahead to book, on both sides of the 2027 DST changes (28 Mar and 31 Oct)
-SPRING_SUNDAY = date(2027, 3, 28)  # clocks go forward at 01:00 UTC
-AUTUMN_MONDAY = date(2027, 11, 1)
-PLAIN_THURSDAY = date(2027, 2, 11)
 
 
 def local(day: date, hour: int, minute: int = 0) -> datetime:
@@ -95,16 +92,18 @@ def test_default_schedule_is_72_and_24_hours_before():
 def test_whole_days_keep_the_wall_clock_across_the_spring_dst_change():
     start = local(SPRING_SUNDAY, 9)  # 09:00 BST = 08:00 UTC
     day_before = reminders.plan(start, TZ, MessagePreferences())[-1]
-    assert day_before.due_at == datetime(2027, 3, 27, 9, 0, tzinfo=UTC)  # 09:00 GMT, Saturday
+    saturday, thursday = (SPRING_SUNDAY - timedelta(days=n) for n in (1, 3))
+    assert day_before.due_at == datetime.combine(saturday, time(9), UTC)  # 09:00 GMT
     assert start - day_before.due_at == timedelta(hours=23)  # the night was an hour short
     three_days = reminders.plan(start, TZ, MessagePreferences())[0]
-    assert three_days.due_at == datetime(2027, 3, 25, 9, 0, tzinfo=UTC)  # 09:00 GMT, Thursday
+    assert three_days.due_at == datetime.combine(thursday, time(9), UTC)  # 09:00 GMT
 
 
 def test_whole_days_keep_the_wall_clock_across_the_autumn_dst_change():
     start = local(AUTUMN_MONDAY, 9)  # 09:00 GMT
     planned = reminders.plan(start, TZ, MessagePreferences())
-    assert planned[0].due_at == datetime(2027, 10, 29, 8, 0, tzinfo=UTC)  # 09:00 BST on Friday
+    friday = AUTUMN_MONDAY - timedelta(days=3)
+    assert planned[0].due_at == datetime.combine(friday, time(8), UTC)  # 09:00 BST
     assert start - planned[0].due_at == timedelta(hours=73)
 
 
@@ -126,12 +125,12 @@ def test_quiet_hours_bring_a_short_reminder_forward_when_waiting_leaves_too_litt
 
 def test_quiet_hours_use_clinic_local_time():
     prefs = MessagePreferences(reminder_hours=(24,), quiet_start=time(21), quiet_end=time(8))
-    start = datetime(2027, 2, 11, 22, 30, tzinfo=UTC)  # 14:30 in Los Angeles, 07:30 in Tokyo
+    start = datetime.combine(PLAIN_THURSDAY, time(22, 30), UTC)  # 14:30 LA, 07:30 in Tokyo
     assert reminders.plan(start, "America/Los_Angeles", prefs)[0].due_at == start - timedelta(
         days=1
     )
     assert reminders.plan(start, "Asia/Tokyo", prefs)[0].due_at == local_to_utc(
-        date(2027, 2, 11), time(8), "Asia/Tokyo"
+        PLAIN_THURSDAY, time(8), "Asia/Tokyo"
     )  # 07:30 Tokyo is quiet: delayed to 08:00 the same day
 
 
@@ -207,7 +206,7 @@ def test_two_reminders_when_booked_well_ahead(db, world):
 
 def test_job_follows_dst_for_the_day_before_reminder(db, world):
     appointment_id = book(db, world, local(SPRING_SUNDAY, 9))
-    due = datetime(2027, 3, 27, 9, 0, tzinfo=UTC)
+    due = datetime.combine(SPRING_SUNDAY - timedelta(days=1), time(9), UTC)
     assert run_job(db, due - timedelta(minutes=1)) == []
     assert run_job(db, due) == [(appointment_id, 24 * 60)]
 

@@ -10,8 +10,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import date, timedelta
 from datetime import time as clock
+from datetime import timedelta
 
 import pytest
 import uvicorn
@@ -34,11 +34,12 @@ from db.models import (
     SmsReply,
 )
 from db.types import utcnow
+from tests.support.days import PLAIN_THURSDAY
 from tests.support.postgres import free_port
 from ui.webhooks import SMS_PATH, sms_route
 
 TZ = "Europe/London"
-DAY = date(2027, 2, 11)
+DAY = PLAIN_THURSDAY  # ahead, in standard time
 SECRET = "s3cret-shared-with-the-sms-provider"
 TWILIO_TOKEN = "twilio-auth-token-0123456789abcdef"
 
