@@ -23,9 +23,10 @@ from db.models import (
     Notification,
 )
 from db.types import utcnow
+from tests.support.days import PLAIN_THURSDAY
 
 TZ = "Europe/London"
-DAY = date(2027, 2, 11)
+DAY = PLAIN_THURSDAY  # ahead, in standard time
 
 
 def local(day: date, hour: int, minute: int = 0) -> datetime:
@@ -134,7 +135,7 @@ def test_an_online_request_reaches_the_clinic(db, world):
             session,
             raw,
             service_id=world.service_id,
-            requested_day=DAY,
+            requested_day=date.today() + timedelta(days=14),  # inside the link's 180 days
             time_of_day="morning",
             first_name="Sam",
             last_name="Lee",

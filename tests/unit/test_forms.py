@@ -22,9 +22,10 @@ from core.scheduling import moves
 from db.models import AuditEvent, DocumentKind, FormRequest, Notification, Patient, ServiceDocument
 from db.types import utcnow
 from tests.factories import make_patient
+from tests.support.days import PLAIN_THURSDAY
 
 TZ = "Europe/London"
-DAY = date(2027, 2, 11)
+DAY = PLAIN_THURSDAY  # ahead, in standard time
 QUESTIONS = [
     {"key": "allergies", "label": "Any allergies?", "type": "text", "required": True},
     {"key": "pregnant", "label": "Pregnant?", "type": "yes_no", "required": False},
