@@ -485,9 +485,7 @@ def request_appointment(
     patient = portal_patient(session, patient_id)
     if online_booking_blocked(patient):
         raise ValidationError(LOCKED)
-    clinic = session.get(Clinic, clinic_id) if clinic_id is not None else None
-    today = local_today(clinic.timezone, now) if clinic else None
-    if requested_day is None or (today is not None and requested_day < today):
+    if requested_day is None:  # a past day is refused by decisions, in the clinic's zone
         raise ValidationError("Please choose a day from today onwards.")
     decisions.request_appointment(
         session,
@@ -500,7 +498,7 @@ def request_appointment(
         time_of_day=TimeOfDay(time_of_day),
         notes=(notes or "").strip()[:2000],
         source=Source.ONLINE,
-        today=today,
+        now=now,
     )
     return "Thank you: your request has been received. The practice will confirm a time."
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import tokens
 from core.kernel.authz import Actor
-from core.kernel.clock import to_local
+from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, ValidationError
 from core.practice.packages import package_services
 from core.scheduling.availability import (
@@ -68,7 +68,7 @@ def request_appointment(
     source: Source = Source.STAFF,
     start_at: datetime | None = None,
     provider_id: int | None = None,
-    today: date | None = None,
+    now: datetime | None = None,
 ) -> Appointment:
     """A booking request (staff on the phone, or online through a patient link) for a service
     or a package (its services, booked as one)."""
@@ -99,8 +99,7 @@ def request_appointment(
             ) from None
     else:
         time_of_day = None
-    local_today = today or to_local(utcnow(), clinic.timezone).date()
-    if requested_day < local_today:
+    if requested_day < local_today(clinic.timezone, now):
         raise ValidationError("The requested day has passed; choose today or a later day.")
     if len(notes) > 4000:
         raise ValidationError("Keep the notes under 4,000 characters.")
