@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import statistics
 import sys
@@ -207,19 +208,12 @@ async def click_for(page: Page, target, expected, heading: str, tries: int = 3) 
     raise PlaywrightTimeout(f"no {expected} after {tries} clicks on {target}")
 
 
-async def shown_or_moved(page: Page, expected, heading: str, seconds: float = 30) -> bool:
+async def shown_or_moved(page: Page, expected, heading: str) -> bool:
     """Wait until `expected` shows (True) or the decision panel shows another request than
-    `heading` (False: the queue moved under the click, as a person at the desk sees at once),
-    at most `seconds`."""
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        if await expected.count():
-            return True
-        shown = await page.locator(PANEL).all_inner_texts()
-        if shown and shown[0] != heading:
-            return False
-        await asyncio.sleep(0.05)
-    return False
+    `heading` (False: the queue moved under the click, as a person at the desk sees at once)."""
+    moved = page.locator(PANEL).first.filter(has_not_text=re.compile(f"^{re.escape(heading)}$"))
+    await expected.first.or_(moved).first.wait_for(timeout=30_000)
+    return await expected.count() > 0
 
 
 async def decline_shown(page: Page, index: int, out: dict) -> bool:
