@@ -203,6 +203,25 @@ def test_concurrent_sign_ins_survive_a_rehash_by_the_first_of_them(db, world):
     assert isinstance(result, accounts.SignedIn)
 
 
+def test_the_app_hashes_with_owasps_setting_and_upgrades_an_older_hash_at_sign_in(db, world):
+    """The app's setting is Argon2id at 46 MiB, one pass, one lane; a hash stored at
+    argon2-cffi's defaults (64 MiB, three passes, four lanes: the setting before) still signs
+    in and is stored again at the app's setting."""
+    assert accounts.HASHING.hash(PASSWORD).startswith("$argon2id$v=19$m=47104,t=1,p=1$")
+    with db.write() as session:
+        session.get(User, world.staff.user_id).password_hash = PasswordHasher().hash(PASSWORD)
+    test_setting = accounts._hasher
+    accounts.configure_hashing(accounts.HASHING)
+    try:
+        assert isinstance(_sign_in(db, "staff", PASSWORD), accounts.SignedIn)
+    finally:
+        accounts.configure_hashing(test_setting)
+    with db.read() as session:
+        stored = session.get(User, world.staff.user_id).password_hash
+    assert stored.startswith("$argon2id$v=19$m=47104,t=1,p=1$")
+    assert accounts.HASHING.verify(stored, PASSWORD)
+
+
 def test_a_run_peeks_at_a_live_session_without_writing(db, world):
     """peek_session, asked on every run: the actor while the session is live and was seen
     lately; None (touch_session decides) once it is stale, ended, or its user deactivated."""
