@@ -65,19 +65,6 @@ SETTLED = """(path) => {
 }"""
 ERRORS = '[data-testid="stException"]'
 PANEL = '[data-testid="stMain"] h3'  # the queue's decision panel: "#id · patient"
-# a run can begin and end between two polls: an observer installed before the click records it
-WATCH_RUNS = """() => {
-  window.__benchRuns = 0;
-  const app = document.querySelector('[data-testid="stApp"]');
-  new MutationObserver(() => {
-    if (app.getAttribute('data-test-script-state') === 'running') window.__benchRuns += 1;
-  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-}"""
-RERUN_BEGUN = """([panel, before]) => {
-  if (window.__benchRuns > 0) return true;
-  const heading = document.querySelector(panel);
-  return !!heading && heading.innerText !== before;
-}"""
 TIMEOUT_MS = 120_000
 EMPTY = "bench-empty"
 FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)
@@ -256,22 +243,24 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
         started = time.perf_counter()
         await table.wait_for(timeout=TIMEOUT_MS)
         # decide: the row this session works on (a canvas grid: click its row by position,
-        # once the grid has drawn it: its accessible cell exists; a click before is lost)
-        row = index % 8
-        await table.locator(f'tr[aria-rowindex="{row + 2}"]').wait_for(state="attached")
+        # once the grid has drawn it: its accessible cell exists; a click before is lost).
+        # Never the first row, which the panel shows already: a click on another moves the
+        # panel, so the bench sees the click's rerun, which can begin seconds later under load
+        # (a late rerun on the first row moved the panel on under the decision)
+        row = 1 + index % 8
+        cells = table.locator(f'tr[aria-rowindex="{row + 2}"] > *')
+        await cells.first.wait_for(state="attached")
         box = await table.bounding_box()
         if box:
-            heading = await page.locator(PANEL).first.inner_text()
-            await page.evaluate(WATCH_RUNS)
+            clicked = await cells.first.inner_text()  # the request's number
             await page.mouse.click(box["x"] + 20, box["y"] + 35 * (1 + row) + 17)
-            # the rerun may not have begun yet (the state still reads notRunning): wait until
-            # one has begun or the panel shows another row, then for the page to settle. A
-            # click the grid lost leaves the panel on its request, which is declined instead
-            # (a rerun that begins later and swallows the next click is handled by click_for)
+            # the panel shows the clicked request, or says it has gone; a click the grid lost
+            # leaves the panel where it was, and its request is declined instead (a rerun
+            # that swallows a later click is handled by click_for)
+            picked = page.locator(PANEL).first.filter(has_text=re.compile(f"^#{clicked} ·"))
+            told = page.get_by_text("is no longer waiting", exact=False)
             with contextlib.suppress(PlaywrightTimeout):
-                await page.wait_for_function(
-                    RERUN_BEGUN, arg=[PANEL, heading], timeout=5_000, polling=20
-                )
+                await picked.or_(told).first.wait_for(timeout=10_000)
             await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
         moved_away = await decline_shown(page, index, out)
         await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)
