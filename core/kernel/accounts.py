@@ -43,9 +43,9 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 
 # OWASP's Argon2id setting of 46 MiB, one pass, one lane (Password Storage Cheat Sheet), not
 # argon2-cffi's RFC 9106 default (64 MiB, three passes, four lanes): 57 ms of one core per check
-# here instead of 190 ms of two, so twenty desks signing in at once do not stall every page on a
-# 2-core server (bench/README.md). Above glibc's 32 MiB mmap limit, each check's memory goes
-# back to the system (OWASP's 19 MiB variant stayed in the heap: 6-10 MB more per session).
+# here instead of 190 ms of CPU over both, so twenty desks signing in at once do not stall every
+# page on a 2-core server (bench/README.md). Above glibc's 32 MiB mmap limit, each check's memory
+# goes back to the system (OWASP's 19 MiB variant stayed in the heap: 6-10 MB more per session).
 # Older hashes are rehashed at their next sign-in.
 HASHING = PasswordHasher(time_cost=1, memory_cost=47104, parallelism=1)
 _hasher = HASHING
