@@ -350,6 +350,7 @@ BARE_PAGE = "import streamlit as st\n\nst.title('Empty page')\n"
 EMPTY_PAGE = """
 import streamlit as st
 
+from core.kernel import accounts
 from ui import auth
 from ui.context import database
 
