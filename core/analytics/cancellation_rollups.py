@@ -42,6 +42,7 @@ from sqlalchemy import (
     inspect,
     literal,
     literal_column,
+    or_,
     select,
     union_all,
 )
@@ -148,13 +149,25 @@ def _latest_ids(session: Session) -> tuple[int, int]:
     )
 
 
-def is_fresh(session: Session) -> bool:
+def is_fresh(
+    session: Session, clinic_id: int | None = None, days: tuple[date, date] | None = None
+) -> bool:
     """True when the roll-ups reflect every committed change (one round trip: this runs
-    before every read of the figures)."""
+    before every read of the figures). With `days` (first and last clinic-local day), a
+    changed day outside them, or of another clinic than `clinic_id`, does not count: a read
+    takes only those days' rows, and the refresh would leave them as they are."""
+    D = CancellationRollupDirty
+    dirty = select(D.id)
+    if days is not None:
+        inside = D.daynum.between((days[0] - EPOCH).days, (days[1] - EPOCH).days)
+        if clinic_id is not None:
+            inside = and_(inside, D.clinic_id == clinic_id)
+        everything = and_(D.clinic_id == EVERYTHING[0], D.daynum == EVERYTHING[1])
+        dirty = dirty.where(or_(everything, inside))
     value, dirty, appointment_id, ledger_id = session.execute(
         select(
             select(Setting.value).where(Setting.key == STATE_KEY).scalar_subquery(),
-            select(CancellationRollupDirty.id).limit(1).scalar_subquery(),
+            dirty.limit(1).scalar_subquery(),
             select(func.max(Appointment.id)).scalar_subquery(),
             select(func.max(LedgerEntry.id)).scalar_subquery(),
         )

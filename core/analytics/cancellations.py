@@ -100,7 +100,9 @@ def compute_figures(
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
     use_rollups = use_rollups and filters.provider_id is None and filters.service_id is None
-    use_rollups = use_rollups and cancellation_rollups.is_fresh(session)
+    use_rollups = use_rollups and cancellation_rollups.is_fresh(
+        session, filters.clinic_id, (filters.start, filters.end)
+    )
     return _compute(session, filters, use_rollups)
 
 

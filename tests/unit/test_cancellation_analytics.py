@@ -653,3 +653,35 @@ def test_a_read_never_writes_while_the_roll_ups_lag(db, world, data):
     with db.read() as session:
         fresh = ca.compute_figures(session, world.owner, FILTERS)
     assert fresh.from_rollups and fresh.as_dict()["totals"] == read.as_dict()["totals"]
+
+
+def test_a_change_outside_the_range_leaves_its_figures_on_the_roll_ups(db, world, data):
+    """A read takes only its days' roll-ups: a change on another day, or at another clinic,
+    does not send it to the appointments; one on its days does, until the refresh."""
+    with db.write() as session:
+        later = Appointment(
+            clinic_id=data["ny"],
+            patient_id=data["p1"],
+            status=S.SCHEDULED,
+            start_at=datetime(2026, 4, 20, 15, tzinfo=UTC),
+            end_at=datetime(2026, 4, 20, 15, 30, tzinfo=UTC),
+            booked_at=datetime(2026, 3, 1, tzinfo=UTC),
+        )
+        session.add(later)
+    rollups.refresh_job(db, None)
+    with db.write() as session:  # cancelled: 20 April changes, after FILTERS' last day
+        session.get(Appointment, later.id).status = S.CANCELLED
+    with db.read() as session:
+        assert not rollups.is_fresh(session)
+        figures = ca.compute_figures(session, world.owner, FILTERS)
+        assert figures.from_rollups
+        april = parts.AnalyticsFilters(date(2026, 4, 6), date(2026, 4, 30))
+        assert not ca.compute_figures(session, world.owner, april).from_rollups
+        elsewhere = parts.AnalyticsFilters(april.start, april.end, clinic_id=world.clinic_id)
+        assert ca.compute_figures(session, world.owner, elsewhere).from_rollups
+    direct, rolled = _both(db, world, april)  # the refresh brings it back, the same figures
+    assert rolled == direct and rolled["totals"]["cancelled"] >= 1
+    with db.write() as session:  # a service's price marks every day
+        session.get(Service, world.service_id).price_cents += 100
+    with db.read() as session:
+        assert not ca.compute_figures(session, world.owner, FILTERS).from_rollups
