@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -153,13 +153,15 @@ def is_fresh(
     session: Session, clinic_id: int | None = None, days: tuple[date, date] | None = None
 ) -> bool:
     """True when the roll-ups reflect every committed change (one round trip: this runs
-    before every read of the figures). With `days` (first and last clinic-local day), a
-    changed day outside them, or of another clinic than `clinic_id`, does not count: a read
-    takes only those days' rows, and the refresh would leave them as they are."""
+    before every read of the figures). With `days` (first and last clinic-local day), a change
+    that lies more than a day outside them, or at another clinic than `clinic_id`, does not
+    count: a read takes only those days' rows (the day either side covers a slot across
+    midnight refilled from the next day)."""
     D = CancellationRollupDirty
     dirty = select(D.id)
     if days is not None:
-        inside = D.daynum.between((days[0] - EPOCH).days, (days[1] - EPOCH).days)
+        first, last = (days[0] - EPOCH).days - 1, (days[1] - EPOCH).days + 1
+        inside = D.daynum.between(first, last)
         if clinic_id is not None:
             inside = and_(inside, D.clinic_id == clinic_id)
         everything = and_(D.clinic_id == EVERYTHING[0], D.daynum == EVERYTHING[1])
@@ -174,9 +176,28 @@ def is_fresh(
     ).one()
     if not value or not value.get("built") or dirty is not None:
         return False
-    return (appointment_id or 0) <= value["appointment_id"] and (ledger_id or 0) <= value[
-        "ledger_id"
-    ]
+    if (ledger_id or 0) > value["ledger_id"]:
+        return False
+    if (appointment_id or 0) <= value["appointment_id"]:
+        return True
+    # rows beyond the last ones seen (a booking, or a bulk insert that marks nothing): fresh
+    # for these days only if none of them lies near them
+    seen = value["appointment_id"]
+    return days is not None and not _new_rows_near(session, seen, clinic_id, days)
+
+
+def _new_rows_near(session: Session, seen: int, clinic_id: int | None, days) -> bool:
+    """Whether an appointment beyond id `seen` starts, or was asked for, within a day of
+    `days` (UTC bounds widened by a day: a clinic-local day is within 14 hours of UTC's)."""
+    first, last = days[0] - timedelta(days=1), days[1] + timedelta(days=1)
+    low = datetime.combine(first - timedelta(days=1), time.min, UTC)
+    high = datetime.combine(last + timedelta(days=2), time.min, UTC)
+    A = Appointment
+    near = or_(and_(A.start_at >= low, A.start_at < high), A.requested_day.between(first, last))
+    query = select(A.id).where(A.id > seen, near)
+    if clinic_id is not None:
+        query = query.where(A.clinic_id == clinic_id)
+    return session.scalar(query.limit(1)) is not None
 
 
 # ---------------------------------------------------------------- refresh

@@ -681,6 +681,35 @@ def test_a_change_outside_the_range_leaves_its_figures_on_the_roll_ups(db, world
         assert ca.compute_figures(session, world.owner, elsewhere).from_rollups
     direct, rolled = _both(db, world, april)  # the refresh brings it back, the same figures
     assert rolled == direct and rolled["totals"]["cancelled"] >= 1
+    with db.write() as session:  # a booking on 20 April: a new row, beyond the last seen
+        session.add(
+            Appointment(
+                clinic_id=data["ny"],
+                patient_id=data["p1"],
+                status=S.SCHEDULED,
+                start_at=datetime(2026, 4, 20, 16, tzinfo=UTC),
+                end_at=datetime(2026, 4, 20, 16, 30, tzinfo=UTC),
+                booked_at=datetime(2026, 4, 1, tzinfo=UTC),
+            )
+        )
+    with db.read() as session:
+        assert ca.compute_figures(session, world.owner, FILTERS).from_rollups
+        assert not ca.compute_figures(session, world.owner, april).from_rollups
+    rollups.refresh_job(db, None)
+    row = dict(clinic_id=data["ny"], status="completed", kind="appointment", mode="in_person")
+    row |= dict(source="import", booked_at=datetime(2026, 3, 1, tzinfo=UTC))
+    with db.write() as session:  # bulk inserts mark no day: found by their start
+        session.execute(
+            insert(Appointment), [row | dict(start_at=datetime(2026, 5, 20, 10, tzinfo=UTC))]
+        )
+    with db.read() as session:
+        assert ca.compute_figures(session, world.owner, FILTERS).from_rollups
+    with db.write() as session:  # the day after FILTERS' last: a slot across midnight counts
+        session.execute(
+            insert(Appointment), [row | dict(start_at=datetime(2026, 4, 6, 10, tzinfo=UTC))]
+        )
+    with db.read() as session:
+        assert not ca.compute_figures(session, world.owner, FILTERS).from_rollups
     with db.write() as session:  # a service's price marks every day
         session.get(Service, world.service_id).price_cents += 100
     with db.read() as session:
