@@ -65,6 +65,7 @@ SETTLED = """(path) => {
 }"""
 ERRORS = '[data-testid="stException"]'
 PANEL = '[data-testid="stMain"] h3'  # the queue's decision panel: "#id · patient"
+TOLD = "is no longer waiting"  # the panel's word when another desk decided its request
 TIMEOUT_MS = 120_000
 EMPTY = "bench-empty"
 FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)
@@ -213,7 +214,7 @@ async def decline_shown(page: Page, index: int, out: dict) -> bool:
     decline = choice.get_by_role("radio", name="Decline", exact=True)
     go = page.locator('[class*="st-key-queue_requests_"][class*="_go"] button').first
     outcome = page.get_by_text("Declined.").or_(page.get_by_test_id("stAlertContentError"))
-    told = page.get_by_text("is no longer waiting", exact=False)
+    told = page.get_by_text(TOLD, exact=False)
     for _ in range(3):
         heading = await page.locator(PANEL).first.inner_text()
         try:
@@ -258,7 +259,7 @@ async def one_session(browser, url: str, index: int, out: dict) -> None:
             # leaves the panel where it was, and its request is declined instead (a rerun
             # that swallows a later click is handled by click_for)
             picked = page.locator(PANEL).first.filter(has_text=re.compile(f"^#{clicked} ·"))
-            told = page.get_by_text("is no longer waiting", exact=False)
+            told = page.get_by_text(TOLD, exact=False)
             with contextlib.suppress(PlaywrightTimeout):
                 await picked.or_(told).first.wait_for(timeout=10_000)
             await page.wait_for_function(SETTLED, arg="queue", timeout=TIMEOUT_MS, polling=20)

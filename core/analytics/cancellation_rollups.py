@@ -159,9 +159,9 @@ def is_fresh(
     midnight refilled from the next day)."""
     D = CancellationRollupDirty
     dirty = select(D.id)
-    if days is not None:
-        first, last = (days[0] - EPOCH).days - 1, (days[1] - EPOCH).days + 1
-        inside = D.daynum.between(first, last)
+    near = (days[0] - timedelta(days=1), days[1] + timedelta(days=1)) if days else None
+    if near is not None:
+        inside = D.daynum.between((near[0] - EPOCH).days, (near[1] - EPOCH).days)
         if clinic_id is not None:
             inside = and_(inside, D.clinic_id == clinic_id)
         everything = and_(D.clinic_id == EVERYTHING[0], D.daynum == EVERYTHING[1])
@@ -183,18 +183,17 @@ def is_fresh(
     # rows beyond the last ones seen (a booking, or a bulk insert that marks nothing): fresh
     # for these days only if none of them lies near them
     seen = value["appointment_id"]
-    return days is not None and not _new_rows_near(session, seen, clinic_id, days)
+    return near is not None and not _new_rows_within(session, seen, clinic_id, near)
 
 
-def _new_rows_near(session: Session, seen: int, clinic_id: int | None, days) -> bool:
-    """Whether an appointment beyond id `seen` starts, or was asked for, within a day of
-    `days` (UTC bounds widened by a day: a clinic-local day is within 14 hours of UTC's)."""
-    first, last = days[0] - timedelta(days=1), days[1] + timedelta(days=1)
-    low = datetime.combine(first - timedelta(days=1), time.min, UTC)
-    high = datetime.combine(last + timedelta(days=2), time.min, UTC)
+def _new_rows_within(session: Session, seen: int, clinic_id: int | None, days) -> bool:
+    """Whether an appointment beyond id `seen` starts, or was asked for, on the clinic-local
+    days `days` (UTC bounds a day wider: a clinic-local day is within 14 hours of UTC's)."""
+    low = datetime.combine(days[0] - timedelta(days=1), time.min, UTC)
+    high = datetime.combine(days[1] + timedelta(days=2), time.min, UTC)
     A = Appointment
-    near = or_(and_(A.start_at >= low, A.start_at < high), A.requested_day.between(first, last))
-    query = select(A.id).where(A.id > seen, near)
+    on_days = or_(and_(A.start_at >= low, A.start_at < high), A.requested_day.between(*days))
+    query = select(A.id).where(A.id > seen, on_days)
     if clinic_id is not None:
         query = query.where(A.clinic_id == clinic_id)
     return session.scalar(query.limit(1)) is not None

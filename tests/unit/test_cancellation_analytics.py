@@ -450,6 +450,31 @@ def test_offset_periods_find_dst_changes_to_the_second():
 # ---------------------------------------------------------------- the maintained roll-ups
 
 
+def _visit(data, status, start: datetime, booked: datetime) -> Appointment:
+    """A half-hour visit of the first patient at the NY clinic, added after the table above."""
+    return Appointment(
+        clinic_id=data["ny"],
+        patient_id=data["p1"],
+        status=status,
+        start_at=start,
+        end_at=start + timedelta(minutes=30),
+        booked_at=booked,
+    )
+
+
+def _imported(clinic_id: int, start: datetime) -> dict:
+    """A completed visit as an import inserts it, in bulk, bypassing the ORM (no day marked)."""
+    return dict(
+        clinic_id=clinic_id,
+        status="completed",
+        kind="appointment",
+        mode="in_person",
+        source="import",
+        start_at=start,
+        booked_at=datetime(2026, 3, 1, tzinfo=UTC),
+    )
+
+
 def _both(db, world, filters):
     with db.read() as session:
         direct = ca.compute_figures(session, world.owner, filters, use_rollups=False)
@@ -489,16 +514,8 @@ def test_the_roll_ups_follow_every_change(db, world, data):
             select(LedgerEntry).where(LedgerEntry.kind == LedgerKind.LATE_CANCEL_FEE)
         ).first()
         fee.waived_at = datetime(2026, 5, 1, tzinfo=UTC)
-        session.add(
-            Appointment(
-                clinic_id=data["ny"],
-                patient_id=data["p1"],
-                status=S.NO_SHOW,
-                start_at=datetime(2026, 3, 31, 15, tzinfo=UTC),
-                end_at=datetime(2026, 3, 31, 15, 30, tzinfo=UTC),
-                booked_at=datetime(2026, 3, 1, tzinfo=UTC),
-            )
-        )
+        march = datetime(2026, 3, 1, tzinfo=UTC)
+        session.add(_visit(data, S.NO_SHOW, datetime(2026, 3, 31, 15, tzinfo=UTC), march))
     with db.read() as session:
         assert not rollups.is_fresh(session)
     what_if = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(36, 100, 1))
@@ -507,20 +524,8 @@ def test_the_roll_ups_follow_every_change(db, world, data):
     assert rolled["totals"]["no_shows"] == 4 and rolled["by_weekday"][5]["booked"] == 1
     assert rolled["what_if"]["late"] == 2 and rolled["fees"]["late_waived_cents"] == 2500
     with db.write() as session:  # a bulk insert, as an import does, bypassing the ORM
-        session.execute(
-            insert(Appointment),
-            [
-                dict(
-                    clinic_id=world.clinic_id,
-                    status="completed",
-                    kind="appointment",
-                    mode="in_person",
-                    source="import",
-                    start_at=datetime(2026, 3, 25, 10, tzinfo=UTC),
-                    booked_at=datetime(2026, 3, 1, tzinfo=UTC),
-                )
-            ],
-        )
+        start = datetime(2026, 3, 25, 10, tzinfo=UTC)
+        session.execute(insert(Appointment), [_imported(world.clinic_id, start)])
     direct, rolled = _both(db, world, FILTERS)
     assert rolled == direct and rolled["totals"]["booked"] == 13
     with db.write() as session:
@@ -658,15 +663,9 @@ def test_a_read_never_writes_while_the_roll_ups_lag(db, world, data):
 def test_a_change_outside_the_range_leaves_its_figures_on_the_roll_ups(db, world, data):
     """A read takes only its days' roll-ups: a change on another day, or at another clinic,
     does not send it to the appointments; one on its days does, until the refresh."""
+    march = datetime(2026, 3, 1, tzinfo=UTC)
     with db.write() as session:
-        later = Appointment(
-            clinic_id=data["ny"],
-            patient_id=data["p1"],
-            status=S.SCHEDULED,
-            start_at=datetime(2026, 4, 20, 15, tzinfo=UTC),
-            end_at=datetime(2026, 4, 20, 15, 30, tzinfo=UTC),
-            booked_at=datetime(2026, 3, 1, tzinfo=UTC),
-        )
+        later = _visit(data, S.SCHEDULED, datetime(2026, 4, 20, 15, tzinfo=UTC), march)
         session.add(later)
     rollups.refresh_job(db, None)
     with db.write() as session:  # cancelled: 20 April changes, after FILTERS' last day
@@ -682,32 +681,20 @@ def test_a_change_outside_the_range_leaves_its_figures_on_the_roll_ups(db, world
     direct, rolled = _both(db, world, april)  # the refresh brings it back, the same figures
     assert rolled == direct and rolled["totals"]["cancelled"] >= 1
     with db.write() as session:  # a booking on 20 April: a new row, beyond the last seen
-        session.add(
-            Appointment(
-                clinic_id=data["ny"],
-                patient_id=data["p1"],
-                status=S.SCHEDULED,
-                start_at=datetime(2026, 4, 20, 16, tzinfo=UTC),
-                end_at=datetime(2026, 4, 20, 16, 30, tzinfo=UTC),
-                booked_at=datetime(2026, 4, 1, tzinfo=UTC),
-            )
-        )
+        april_1 = datetime(2026, 4, 1, tzinfo=UTC)
+        session.add(_visit(data, S.SCHEDULED, datetime(2026, 4, 20, 16, tzinfo=UTC), april_1))
     with db.read() as session:
         assert ca.compute_figures(session, world.owner, FILTERS).from_rollups
         assert not ca.compute_figures(session, world.owner, april).from_rollups
     rollups.refresh_job(db, None)
-    row = dict(clinic_id=data["ny"], status="completed", kind="appointment", mode="in_person")
-    row |= dict(source="import", booked_at=datetime(2026, 3, 1, tzinfo=UTC))
     with db.write() as session:  # bulk inserts mark no day: found by their start
-        session.execute(
-            insert(Appointment), [row | dict(start_at=datetime(2026, 5, 20, 10, tzinfo=UTC))]
-        )
+        may_20 = datetime(2026, 5, 20, 10, tzinfo=UTC)
+        session.execute(insert(Appointment), [_imported(data["ny"], may_20)])
     with db.read() as session:
         assert ca.compute_figures(session, world.owner, FILTERS).from_rollups
     with db.write() as session:  # the day after FILTERS' last: a slot across midnight counts
-        session.execute(
-            insert(Appointment), [row | dict(start_at=datetime(2026, 4, 6, 10, tzinfo=UTC))]
-        )
+        april_6 = datetime(2026, 4, 6, 10, tzinfo=UTC)
+        session.execute(insert(Appointment), [_imported(data["ny"], april_6)])
     with db.read() as session:
         assert not ca.compute_figures(session, world.owner, FILTERS).from_rollups
     with db.write() as session:  # a service's price marks every day
