@@ -259,8 +259,8 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
             return analytics.compute_figures(session, owner, filters)
 
     # changes that the jobs loop has not yet folded into the roll-ups (the browser runs' declines,
-    # say) send every read straight to the appointments: timed once as it is, then refreshed as
-    # the jobs loop would within its interval, so the figure below is the steady state
+    # say) send their days to the appointments: timed once as it is, then refreshed as the jobs
+    # loop would within its interval, so the figure below is the steady state
     with database.read() as session:
         lagging = not cancellation_rollups.is_fresh(session)
     if lagging:

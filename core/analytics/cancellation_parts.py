@@ -215,6 +215,7 @@ class CancellationFigures:
     repeat_patients: list[RepeatPatient]
     what_if: WhatIfResult | None = None
     from_rollups: bool = field(default=False)
+    lagging_days: int = 0  # of those, the clinic-days read from the appointments (a change)
 
     @property
     def refill_rate(self) -> float | None:

@@ -20,8 +20,8 @@ Keeping them current:
   ones the roll-ups have seen;
 - `refresh` recomputes the marked days from the appointments (the same SQL as the direct
   path); the jobs loop runs it (`refresh_job`). A read never writes: while the roll-ups lag,
-  the figures are computed from the appointments. Bulk UPDATEs that bypass the ORM are not
-  seen: after one, call `rebuild`.
+  it takes the lagging days of its range from the appointments and the rest from the roll-ups
+  (`lagging_days`). Bulk UPDATEs that bypass the ORM are not seen: after one, call `rebuild`.
 """
 
 from __future__ import annotations
@@ -81,8 +81,12 @@ STATE_KEY = "cancellation_rollups"
 EPOCH = date(1970, 1, 1)
 FULL_REBUILD_DAYS = 2000  # more changed days than this: rebuild everything
 EVERYTHING = (0, 0)  # the mark that asks for a full rebuild
+MAX_LAGGING_SPANS = 30  # a read takes at most this many runs of lagging days from the appointments
+DAY_KEY = 1_000_000  # clinic id × DAY_KEY + day number: one key per clinic-local day
+MAX_NEW_ROWS = 5000  # more new rows than this near a read's days: it reads the appointments
 LEDGER_CODES = {LedgerKind.LATE_CANCEL_FEE: 0, LedgerKind.NO_SHOW_FEE: 1, LedgerKind.POINTS: 2}
 R = CancellationRollup
+COLUMNS = ["clinic_id", "daynum", "kind", "k1", "k2", "v0", "v1", "v2", "v3", "v4"]
 
 
 def daynum(moment, tz: str) -> int:
@@ -152,20 +156,77 @@ def _latest_ids(session: Session) -> tuple[int, int]:
 def is_fresh(
     session: Session, clinic_id: int | None = None, days: tuple[date, date] | None = None
 ) -> bool:
-    """True when the roll-ups reflect every committed change (one round trip: this runs
-    before every read of the figures). With `days` (first and last clinic-local day), a change
-    that lies more than a day outside them, or at another clinic than `clinic_id`, does not
-    count: a read takes only those days' rows (the day either side covers a slot across
-    midnight refilled from the next day)."""
+    """True when the roll-ups reflect every committed change (one round trip). With `days`
+    (first and last clinic-local day), a change that lies more than a day outside them, or at
+    another clinic than `clinic_id`, does not count: a read takes only those days' rows (the
+    day either side covers a slot across midnight refilled from the next day)."""
+    return _probe(session, clinic_id, days) == set()
+
+
+def lagging_days(
+    session: Session, clinic_id: int | None, days: tuple[date, date]
+) -> set[tuple[int, int]] | None:
+    """The (clinic, day number) pairs within `days` whose roll-ups lag behind a committed
+    change, each with the day either side: a read takes those from the appointments and the
+    rest from the roll-ups. Empty when the roll-ups are fresh for these days (one round trip);
+    None when they cannot be used (not built yet, a price or time zone changed, or the lagging
+    days lie in more than MAX_LAGGING_SPANS separate runs)."""
+    probe = _probe(session, clinic_id, days)
+    if not probe:
+        return probe
+    value, dirty_found, appointment_id, ledger_id = probe
+    near = (days[0] - timedelta(days=1), days[1] + timedelta(days=1))
+    found: set[tuple[int, int]] = set()
+    if dirty_found:
+        D = CancellationRollupDirty
+        query = select(D.clinic_id, D.daynum).where(_dirty_near(clinic_id, near)).distinct()
+        found = {(c, d) for c, d in session.execute(query)}
+        if EVERYTHING in found:
+            return None
+    A = Appointment
+    on_days = _on_days(clinic_id, near)
+    changed = []
+    if (appointment_id or 0) > value["appointment_id"]:  # new rows (bulk inserts mark nothing)
+        changed.append(
+            select(A.clinic_id, A.start_at, A.requested_day).where(
+                A.id > value["appointment_id"], on_days
+            )
+        )
+    if (ledger_id or 0) > value["ledger_id"]:  # a new fee or points entry
+        changed.append(
+            select(A.clinic_id, A.start_at, A.requested_day)
+            .join(LedgerEntry, LedgerEntry.appointment_id == A.id)
+            .where(LedgerEntry.id > value["ledger_id"], on_days)
+        )
+    for query in changed:
+        rows = session.execute(query.limit(MAX_NEW_ROWS + 1)).all()
+        if len(rows) > MAX_NEW_ROWS:
+            return None
+        for c, start_at, requested_day in rows:
+            if start_at is not None:
+                found.add((c, daynum(start_at, _zone_of(session, c))))
+            if requested_day is not None:
+                found.add((c, (requested_day - EPOCH).days))
+    first, last = (days[0] - EPOCH).days, (days[1] - EPOCH).days
+    lagging = {
+        (c, d + step)
+        for c, d in found
+        for step in (-1, 0, 1)
+        if first <= d + step <= last and clinic_id in (None, c)
+    }
+    spans = sum(len(runs) for runs in _ranges(lagging).values())
+    return lagging if spans <= MAX_LAGGING_SPANS else None
+
+
+def _probe(session: Session, clinic_id: int | None, days: tuple[date, date] | None):
+    """An empty set when the roll-ups are fresh for the clinic's days (or everywhere, without
+    days); None when they were never built; otherwise what the check found: the state, whether
+    a changed day was marked near the days, and the latest appointment and ledger ids."""
     D = CancellationRollupDirty
     dirty = select(D.id)
     near = (days[0] - timedelta(days=1), days[1] + timedelta(days=1)) if days else None
     if near is not None:
-        inside = D.daynum.between((near[0] - EPOCH).days, (near[1] - EPOCH).days)
-        if clinic_id is not None:
-            inside = and_(inside, D.clinic_id == clinic_id)
-        everything = and_(D.clinic_id == EVERYTHING[0], D.daynum == EVERYTHING[1])
-        dirty = dirty.where(or_(everything, inside))
+        dirty = dirty.where(_dirty_near(clinic_id, near))
     value, dirty, appointment_id, ledger_id = session.execute(
         select(
             select(Setting.value).where(Setting.key == STATE_KEY).scalar_subquery(),
@@ -174,29 +235,39 @@ def is_fresh(
             select(func.max(LedgerEntry.id)).scalar_subquery(),
         )
     ).one()
-    if not value or not value.get("built") or dirty is not None:
-        return False
-    if (ledger_id or 0) > value["ledger_id"]:
-        return False
+    if not value or not value.get("built"):
+        return None
+    found = (value, dirty is not None, appointment_id, ledger_id)
+    if dirty is not None or (ledger_id or 0) > value["ledger_id"]:
+        return found
     if (appointment_id or 0) <= value["appointment_id"]:
-        return True
+        return set()
     # rows beyond the last ones seen (a booking, or a bulk insert that marks nothing): fresh
     # for these days only if none of them lies near them
-    seen = value["appointment_id"]
-    return near is not None and not _new_rows_within(session, seen, clinic_id, near)
+    if near is None:
+        return found
+    query = select(Appointment.id).where(
+        Appointment.id > value["appointment_id"], _on_days(clinic_id, near)
+    )
+    return found if session.scalar(query.limit(1)) is not None else set()
 
 
-def _new_rows_within(session: Session, seen: int, clinic_id: int | None, days) -> bool:
-    """Whether an appointment beyond id `seen` starts, or was asked for, on the clinic-local
-    days `days` (UTC bounds a day wider: a clinic-local day is within 14 hours of UTC's)."""
+def _dirty_near(clinic_id: int | None, near: tuple[date, date]):
+    D = CancellationRollupDirty
+    inside = D.daynum.between((near[0] - EPOCH).days, (near[1] - EPOCH).days)
+    if clinic_id is not None:
+        inside = and_(inside, D.clinic_id == clinic_id)
+    return or_(and_(D.clinic_id == EVERYTHING[0], D.daynum == EVERYTHING[1]), inside)
+
+
+def _on_days(clinic_id: int | None, days: tuple[date, date]):
+    """Appointments that start, or were asked for, on the clinic-local `days` (UTC bounds a
+    day wider: a clinic-local day is within 14 hours of UTC's)."""
     low = datetime.combine(days[0] - timedelta(days=1), time.min, UTC)
     high = datetime.combine(days[1] + timedelta(days=2), time.min, UTC)
     A = Appointment
     on_days = or_(and_(A.start_at >= low, A.start_at < high), A.requested_day.between(*days))
-    query = select(A.id).where(A.id > seen, on_days)
-    if clinic_id is not None:
-        query = query.where(A.clinic_id == clinic_id)
-    return session.scalar(query.limit(1)) is not None
+    return on_days if clinic_id is None else and_(on_days, A.clinic_id == clinic_id)
 
 
 # ---------------------------------------------------------------- refresh
@@ -315,6 +386,14 @@ def _recompute(session: Session, days) -> int:
 
 
 def _insert_span(session: Session, dialect: str, clinic_id: int, tz: str, first: int, last: int):
+    for query in _span_queries(dialect, clinic_id, tz, first, last):
+        session.execute(insert(R).from_select(COLUMNS, query))
+
+
+def _span_queries(dialect: str, clinic_id: int, tz: str, first: int, last: int) -> list:
+    """The roll-up rows of one clinic's local days first..last, as selects of COLUMNS: what
+    the refresh stores, and what a read takes straight from the appointments for days whose
+    roll-ups lag."""
     first_day, last_day = EPOCH + timedelta(days=first), EPOCH + timedelta(days=last)
     lo, hi = local_days_bounds(first_day, last_day, tz)
     scope = Scope([(clinic_id, tz)], {clinic_id: (lo, hi)}, {clinic_id: offset_periods(tz, lo, hi)})
@@ -330,8 +409,8 @@ def _insert_span(session: Session, dialect: str, clinic_id: int, tz: str, first:
         func.sum(i.attended),
     ]
     zero = literal(0)
-    columns = ["clinic_id", "daynum", "kind", "k1", "k2", "v0", "v1", "v2", "v3", "v4"]
-    selects = [
+    untimed = untimed_declines_query(dialect, [clinic_id], first_day, last_day).subquery().c
+    return [
         select(c, i.daynum, literal("hour"), i.hour, zero, *core5)
         .group_by(i.daynum, i.hour)
         .having(func.sum(i.booked) > 0),
@@ -380,31 +459,23 @@ def _insert_span(session: Session, dialect: str, clinic_id: int, tz: str, first:
         )
         .where(i.turn.is_not(None))
         .group_by(i.daynum, i.turn),
+        select(
+            untimed[0],
+            untimed[1],
+            literal("turn"),
+            untimed[2],
+            zero,
+            untimed[3],
+            untimed[4],
+            zero,
+            zero,
+            zero,
+        ),
+        _fees_query(dialect, scope, where),
     ]
-    for query in selects:
-        session.execute(insert(R).from_select(columns, query))
-    untimed = untimed_declines_query(dialect, [clinic_id], first_day, last_day).subquery().c
-    session.execute(
-        insert(R).from_select(
-            columns,
-            select(
-                untimed[0],
-                untimed[1],
-                literal("turn"),
-                untimed[2],
-                zero,
-                untimed[3],
-                untimed[4],
-                zero,
-                zero,
-                zero,
-            ),
-        )
-    )
-    _insert_fees(session, dialect, scope, where, columns)
 
 
-def _insert_fees(session, dialect, scope, where, columns) -> None:
+def _fees_query(dialect, scope, where):
     L = LedgerEntry
     local = epoch_seconds(Appointment.start_at, dialect) + local_offset(scope)
     code = case(*[(L.kind == kind, n) for kind, n in LEDGER_CODES.items()], else_=2)
@@ -429,7 +500,7 @@ def _insert_fees(session, dialect, scope, where, columns) -> None:
         )
         .subquery()
     ).c
-    query = select(
+    return select(
         inner.c,
         inner.daynum,
         literal("fees"),
@@ -441,14 +512,21 @@ def _insert_fees(session, dialect, scope, where, columns) -> None:
         literal(0),
         literal(0),
     ).group_by(inner.c, inner.daynum, inner.code, inner.waived)
-    session.execute(insert(R).from_select(columns, query))
 
 
 # ---------------------------------------------------------------- reading
 
 
-def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], window: int):
-    """Add the roll-ups of the clinics' local days start..end into `sums`; returns the Fees."""
+def read_into(
+    session: Session,
+    sums: Any,
+    filters,
+    clinic_ids: list[int],
+    window: int,
+    lagging: set[tuple[int, int]] = frozenset(),
+):
+    """Add the roll-ups of the clinics' local days start..end into `sums`, the `lagging`
+    (clinic, day) pairs taken from the appointments instead; returns the Fees."""
     # by_day: hours per day (weekday / weekly / heatmap figures); without timing (the first
     # view) no lead rows and no notice histogram
     by_day, timing = "by_day" in filters.parts, "timing" in filters.parts
@@ -458,33 +536,57 @@ def read_into(session: Session, sums: Any, filters, clinic_ids: list[int], windo
         "last": (filters.end - EPOCH).days,
         "window": window,
     }
+    if lagging:
+        values["skip"] = [c * DAY_KEY + d for c, d in lagging]
     fees: dict[str, int] = {}
-    for kind, day, k1, k2, *row in session.execute(_read_statement(by_day, timing), values):
+    statement = _read_statement(by_day, timing, bool(lagging))
+    for kind, day, k1, k2, *row in session.execute(statement, values):
         row = [int(v or 0) for v in row]
-        if kind == "hour":
-            sums.hour(int(day), int(k1), row)
-        elif kind == "lead":
-            sums.lead(bool(k1), int(k2), row)
-        elif kind == "notice":
+        if kind == "notice":
             sums.notice[int(k1)] += row[0] if timing else 0
             if k2 == 2:
                 sums.whatif_late += row[0]
-        elif kind == "money":
-            sums.risk += row[0]
-            sums.refilled += row[1]
-        elif kind == "turn":
-            sums.turnaround(int(k1), row[0], row[1])
-        elif kind == "fees":
-            _add_fees(fees, int(k1), bool(k2), row)
+        else:
+            _add(sums, fees, kind, day, k1, k2, row)
+    dialect = session.get_bind().dialect.name
+    for clinic_id, runs in _ranges(set(lagging)).items():
+        for first, last in runs:
+            for query in _span_queries(
+                dialect, clinic_id, _zone_of(session, clinic_id), first, last
+            ):
+                for _, day, kind, k1, k2, *row in session.execute(query):
+                    row = [int(v or 0) for v in row]
+                    if kind == "notice":
+                        sums.notice_hours(int(k1), k2 == 1, row[0], window)
+                    else:
+                        _add(sums, fees, kind, day, k1, k2, row)
     return Fees(**fees)
 
 
+def _add(sums: Any, fees: dict[str, int], kind: str, day, k1, k2, row: list[int]) -> None:
+    """One roll-up row (or a sum of them) into the figures, except the notice rows."""
+    if kind == "hour":
+        sums.hour(int(day), int(k1), row)
+    elif kind == "lead":
+        sums.lead(bool(k1), int(k2), row)
+    elif kind == "money":
+        sums.risk += row[0]
+        sums.refilled += row[1]
+    elif kind == "turn":
+        sums.turnaround(int(k1), row[0], row[1])
+    elif kind == "fees":
+        _add_fees(fees, int(k1), bool(k2), row)
+
+
 @functools.cache
-def _read_statement(by_day: bool, timing: bool):
+def _read_statement(by_day: bool, timing: bool, skipping: bool = False):
     """One simple grouped select per kind, read in one round trip: each one is a single range
     of the covering index ix_cancellation_rollups_read (clinic, kind, day, keys, values). Built
-    once per shape; the clinics, days and what-if window are parameters."""
+    once per shape; the clinics, days, what-if window and the (clinic, day) keys to leave out
+    while they lag (`skipping`) are parameters."""
     zero = literal_column("0")
+    skip = [(R.clinic_id * DAY_KEY + R.daynum).not_in(bindparam("skip", expanding=True))]
+    skip = skip if skipping else []
     v = [func.sum(R.v0), func.sum(R.v1), func.sum(R.v2), func.sum(R.v3), func.sum(R.v4)]
 
     def of(kind: str, *conditions):
@@ -494,6 +596,7 @@ def _read_statement(by_day: bool, timing: bool):
             R.daynum >= bindparam("first"),
             R.daynum <= bindparam("last"),
             *conditions,
+            *skip,
         )
 
     day = R.daynum if by_day else zero

@@ -94,16 +94,18 @@ def compute_figures(
     session: Session, actor: Actor, filters: AnalyticsFilters, *, use_rollups: bool = True
 ) -> CancellationFigures:
     """Every cancellation and no-show figure for the filters, aggregated in SQL: from the
-    maintained roll-ups (core.analytics.cancellation_rollups) when they are fresh and no
-    provider or service is chosen, otherwise straight from the appointments of the range
-    (`use_rollups=False` asks for that path)."""
+    maintained roll-ups (core.analytics.cancellation_rollups) when no provider or service is
+    chosen, with the few days whose roll-ups lag behind a change read from the appointments;
+    otherwise straight from the appointments of the range (`use_rollups=False` asks for that
+    path)."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
     use_rollups = use_rollups and filters.provider_id is None and filters.service_id is None
-    use_rollups = use_rollups and cancellation_rollups.is_fresh(
-        session, filters.clinic_id, (filters.start, filters.end)
-    )
-    return _compute(session, filters, use_rollups)
+    lagging = None
+    if use_rollups:
+        days = (filters.start, filters.end)
+        lagging = cancellation_rollups.lagging_days(session, filters.clinic_id, days)
+    return _compute(session, filters, lagging)
 
 
 class _Sums:
@@ -157,7 +159,8 @@ class _Sums:
         self.turn_total += seconds
 
 
-def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
+def _compute(session: Session, filters: AnalyticsFilters, lagging: set | None):
+    use_rollups = lagging is not None
     dialect = session.get_bind().dialect.name
     scope = scope_of(session, filters, periods_too=not use_rollups)
     # the appointment conditions: only for the direct path, the reasons and repeat patients
@@ -167,7 +170,7 @@ def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
     sums = _Sums(by_day="by_day" in filters.parts, timing="timing" in filters.parts)
     if use_rollups:
         fees = cancellation_rollups.read_into(
-            session, sums, filters, [c for c, _ in scope.clinics], window
+            session, sums, filters, [c for c, _ in scope.clinics], window, lagging
         )
     else:
         _raw_into(session, sums, dialect, scope, where, filters, window)
@@ -194,6 +197,7 @@ def _compute(session: Session, filters: AnalyticsFilters, use_rollups: bool):
             _repeat_patients(session, where) if "repeat_patients" in filters.parts else []
         ),
         from_rollups=use_rollups,
+        lagging_days=len(lagging or ()),
     )
     if filters.what_if is not None:
         w = filters.what_if

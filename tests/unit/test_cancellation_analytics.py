@@ -24,6 +24,7 @@ spring-forward change on 29 March, so clinic-local weekday/hour and local range 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -450,9 +451,10 @@ def test_offset_periods_find_dst_changes_to_the_second():
 # ---------------------------------------------------------------- the maintained roll-ups
 
 
-def _visit(data, status, start: datetime, booked: datetime) -> Appointment:
-    """A half-hour visit of the first patient at the NY clinic, added after the table above."""
-    return Appointment(
+def _visit(data, status, start: datetime, booked: datetime, **fields) -> Appointment:
+    """A half-hour visit of the first patient at the NY clinic (unless `fields` say otherwise),
+    added after the table above."""
+    values = dict(
         clinic_id=data["ny"],
         patient_id=data["p1"],
         status=status,
@@ -460,6 +462,7 @@ def _visit(data, status, start: datetime, booked: datetime) -> Appointment:
         end_at=start + timedelta(minutes=30),
         booked_at=booked,
     )
+    return Appointment(**values | fields)
 
 
 def _imported(clinic_id: int, start: datetime) -> dict:
@@ -476,13 +479,27 @@ def _imported(clinic_id: int, start: datetime) -> dict:
 
 
 def _both(db, world, filters):
+    """The figures from the appointments, and from the roll-ups after the jobs loop's refresh;
+    before it, a read with the lagging days from the appointments gives the same."""
     with db.read() as session:
         direct = ca.compute_figures(session, world.owner, filters, use_rollups=False)
+        lagging = ca.compute_figures(session, world.owner, filters)
+    assert lagging.as_dict() == direct.as_dict()
     rollups.refresh_job(db, None)
     with db.read() as session:
         rolled = ca.compute_figures(session, world.owner, filters)
-    assert rolled.from_rollups and not direct.from_rollups
+    assert rolled.from_rollups and not direct.from_rollups and rolled.lagging_days == 0
     return direct.as_dict(), rolled.as_dict()
+
+
+def _lagging(db, world, filters) -> int:
+    """How many clinic-days a read takes from the appointments while the roll-ups lag; its
+    figures are the appointments' own."""
+    with db.read() as session:
+        read = ca.compute_figures(session, world.owner, filters)
+        direct = ca.compute_figures(session, world.owner, filters, use_rollups=False)
+    assert read.from_rollups and read.as_dict() == direct.as_dict()
+    return read.lagging_days
 
 
 def test_the_roll_ups_give_the_same_figures_as_the_appointments(db, world, data):
@@ -660,9 +677,12 @@ def test_a_read_never_writes_while_the_roll_ups_lag(db, world, data):
     assert fresh.from_rollups and fresh.as_dict()["totals"] == read.as_dict()["totals"]
 
 
-def test_a_change_outside_the_range_leaves_its_figures_on_the_roll_ups(db, world, data):
-    """A read takes only its days' roll-ups: a change on another day, or at another clinic,
-    does not send it to the appointments; one on its days does, until the refresh."""
+def test_a_read_while_the_roll_ups_lag_takes_only_the_changed_days_from_the_appointments(
+    db, world, data
+):
+    """A read takes the days whose roll-ups lag behind a change (each with the day either
+    side, for a slot across midnight) from the appointments and the rest from the roll-ups: a
+    change on another day, or at another clinic, leaves it wholly on them."""
     march = datetime(2026, 3, 1, tzinfo=UTC)
     with db.write() as session:
         later = _visit(data, S.SCHEDULED, datetime(2026, 4, 20, 15, tzinfo=UTC), march)
@@ -672,31 +692,32 @@ def test_a_change_outside_the_range_leaves_its_figures_on_the_roll_ups(db, world
         session.get(Appointment, later.id).status = S.CANCELLED
     with db.read() as session:
         assert not rollups.is_fresh(session)
-        figures = ca.compute_figures(session, world.owner, FILTERS)
-        assert figures.from_rollups
-        april = parts.AnalyticsFilters(date(2026, 4, 6), date(2026, 4, 30))
-        assert not ca.compute_figures(session, world.owner, april).from_rollups
-        elsewhere = parts.AnalyticsFilters(april.start, april.end, clinic_id=world.clinic_id)
-        assert ca.compute_figures(session, world.owner, elsewhere).from_rollups
+    april = parts.AnalyticsFilters(date(2026, 4, 6), date(2026, 4, 30))
+    assert _lagging(db, world, FILTERS) == 0
+    assert _lagging(db, world, april) == 3  # 19, 20 and 21 April at the NY clinic
+    assert _lagging(db, world, replace(april, clinic_id=world.clinic_id)) == 0
+    assert _lagging(db, world, replace(april, parts=frozenset())) == 3  # the first view
     direct, rolled = _both(db, world, april)  # the refresh brings it back, the same figures
     assert rolled == direct and rolled["totals"]["cancelled"] >= 1
     with db.write() as session:  # a booking on 20 April: a new row, beyond the last seen
         april_1 = datetime(2026, 4, 1, tzinfo=UTC)
         session.add(_visit(data, S.SCHEDULED, datetime(2026, 4, 20, 16, tzinfo=UTC), april_1))
-    with db.read() as session:
-        assert ca.compute_figures(session, world.owner, FILTERS).from_rollups
-        assert not ca.compute_figures(session, world.owner, april).from_rollups
+    assert _lagging(db, world, FILTERS) == 0 and _lagging(db, world, april) == 3
     rollups.refresh_job(db, None)
     with db.write() as session:  # bulk inserts mark no day: found by their start
         may_20 = datetime(2026, 5, 20, 10, tzinfo=UTC)
         session.execute(insert(Appointment), [_imported(data["ny"], may_20)])
-    with db.read() as session:
-        assert ca.compute_figures(session, world.owner, FILTERS).from_rollups
-    with db.write() as session:  # the day after FILTERS' last: a slot across midnight counts
+    assert _lagging(db, world, FILTERS) == 0
+    with db.write() as session:  # the day after FILTERS' last: its last day lags with it
         april_6 = datetime(2026, 4, 6, 10, tzinfo=UTC)
         session.execute(insert(Appointment), [_imported(data["ny"], april_6)])
-    with db.read() as session:
-        assert not ca.compute_figures(session, world.owner, FILTERS).from_rollups
+    assert _lagging(db, world, FILTERS) == 1
+    rollups.refresh_job(db, None)
+    with db.write() as session:  # an imported fee on 3 April (A8), beyond the last seen entry
+        a8 = session.get(Appointment, data["a8"])
+        fee = dict(patient_id=a8.patient_id, appointment_id=a8.id, points=7)
+        session.execute(insert(LedgerEntry), [fee | {"kind": LedgerKind.POINTS}])
+    assert _lagging(db, world, FILTERS) == 3 and _lagging(db, world, april) == 0
     with db.write() as session:  # a service's price marks every day
         session.get(Service, world.service_id).price_cents += 100
     with db.read() as session:
