@@ -18,7 +18,8 @@ Keeping them current:
   (a `before_flush` hook that `track_changes` registers where the database is opened);
 - rows inserted in bulk (imports, the benchmark generator) are found by id beyond the last
   ones the roll-ups have seen;
-- `refresh` recomputes the marked days from the appointments (the same SQL as the direct
+- `refresh` recomputes the marked days, and the day either side of each (a slot across
+  midnight refilled from the next day), from the appointments (the same SQL as the direct
   path); the jobs loop runs it (`refresh_job`). A read never writes: while the roll-ups lag,
   it takes the lagging days of its range from the appointments and the rest from the roll-ups
   (`lagging_days`). Bulk UPDATEs that bypass the ORM are not seen: after one, call `rebuild`.
@@ -295,6 +296,8 @@ def refresh(session: Session) -> int:
         days = None
     else:
         days = _changed_days(session, value, dirty_max, appointment_id, ledger_id)
+        if days is not None:  # and the day either side: a slot across midnight, refilled
+            days = {(c, d + step) for c, d in days for step in (-1, 0, 1)}
         if days is not None and len(days) > FULL_REBUILD_DAYS:
             days = None
     if days is None:

@@ -722,3 +722,20 @@ def test_a_read_while_the_roll_ups_lag_takes_only_the_changed_days_from_the_appo
         session.get(Service, world.service_id).price_cents += 100
     with db.read() as session:
         assert not ca.compute_figures(session, world.owner, FILTERS).from_rollups
+
+
+def test_a_slot_refilled_across_midnight_is_refreshed_on_both_days(db, world, data):
+    """A booking at midnight refills the slot cancelled the evening before: the refresh
+    recomputes the day either side of a changed one, so the earlier day's refill is counted."""
+    evening = local_to_utc(date(2026, 4, 1), time(23, 45), "Europe/London")
+    london = dict(clinic_id=world.clinic_id, provider_id=world.provider_id)
+    march = datetime(2026, 3, 1, tzinfo=UTC)
+    with db.write() as session:
+        cancelled_at = datetime(2026, 3, 20, tzinfo=UTC)
+        session.add(_visit(data, S.CANCELLED, evening, march, cancelled_at=cancelled_at, **london))
+    before = _both(db, world, FILTERS)[1]["refilled"]
+    with db.write() as session:  # booked after the cancellation, at midnight on 2 April
+        midnight = evening + timedelta(minutes=15)
+        session.add(_visit(data, S.SCHEDULED, midnight, march, patient_id=data["p2"], **london))
+    direct, rolled = _both(db, world, FILTERS)
+    assert rolled == direct and rolled["refilled"] == before + 1
