@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import re
-import sqlite3
 import statistics
 import sys
 import time
@@ -47,7 +46,7 @@ from pathlib import Path
 from playwright.async_api import Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from bench.run import DATA, ROOT, SECRET, ensure_sqlite, log
+from bench.run import DATA, ROOT, SECRET, ensure_sqlite, log, reset
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitServer
 from ui.navigation import PAGES
 
@@ -476,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     n = args.appointments = args.appointments or 1_000_000
     path = DATA / ("bench.db" if n == 1_000_000 else f"bench-{n}.db")
     url = ensure_sqlite(path, n, args.patients or max(1000, n // 5), args.responses or n * 3 // 10)
-    log(f"{restock_queue(path)} requests declined by earlier runs put back in the queue")
+    back, dropped = reset(url)
+    log(f"reset: {back} requests back in the queue, {dropped} audit events dropped")
     env = {
         "DATABASE_URL": url,
         "CLINICDESK_SECRET_KEY": SECRET,
@@ -508,18 +508,6 @@ def main(argv: list[str] | None = None) -> int:
             out[kept] = saved[kept]
     results_path.write_text(json.dumps(out, indent=2, default=str))
     return 0
-
-
-def restock_queue(path: Path) -> int:
-    """Put back the requests that earlier runs' sessions declined ("Bench session …"), so
-    that every run finds the same queue instead of draining it."""
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        return db.execute(
-            "UPDATE appointments SET decided_at = NULL, status = CASE WHEN start_at IS NULL"
-            " THEN 'requested' ELSE 'tentative' END,"
-            " decline_reason = NULL WHERE status = 'declined'"
-            " AND decline_reason LIKE 'Bench session %'"
-        ).rowcount
 
 
 def write_launcher() -> Path:

@@ -44,6 +44,7 @@ from core.startup import open_database
 from db.models import Clinic, Provider, Service, WorkingHours
 
 SEED = 8_2026
+GENERATED_KEY = "bench_generated"  # a setting: what the generator left (see bench.run.reset)
 YEARS_BACK_DAYS = 1_790
 DAYS_AHEAD = 56
 DAY_START, DAY_END = 8 * 60, 18 * 60
@@ -182,6 +183,7 @@ def generate(
         conn.exec_driver_sql("ANALYZE")
     log(f"ANALYZE in {time.perf_counter() - t:.1f} s")
     _build_rollups(database)
+    _mark_generated(database)
     database.dispose()
     seconds = time.perf_counter() - started
     log(f"done in {seconds:.0f} s")
@@ -194,6 +196,18 @@ def generate(
         "seconds": round(seconds, 1),
         "bench_provider_id": int(provider_ids[0]),
     }
+
+
+def _mark_generated(database) -> None:
+    """Note the last audit event the generator wrote: the benches' resets (bench.run) drop
+    the events their own runs add after it."""
+    from sqlalchemy import func, select
+
+    from db.models import AuditEvent, Setting
+
+    with database.write() as session:
+        last = session.scalar(select(func.max(AuditEvent.id))) or 0
+        session.add(Setting(key=GENERATED_KEY, value={"audit_event_id": last}))
 
 
 def _build_rollups(database) -> None:

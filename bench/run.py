@@ -166,6 +166,40 @@ def open_db(url: str):
     )
 
 
+def reset(url: str) -> tuple[int, int]:
+    """Put the database back as the generator left it where earlier bench runs changed it, so
+    every run finds the same queue and audit log: the requests their sessions declined
+    ("Bench session …") go back in the queue (through the ORM, so their days are marked for
+    the cancellation roll-ups' refresh), and the audit events written since the generator's
+    last are dropped (a bench fixture, not a practice's log). Returns both counts."""
+    from sqlalchemy import delete, select
+
+    from bench.generate import GENERATED_KEY
+    from db.models import Appointment, AppointmentStatus, AuditEvent, Setting
+
+    S = AppointmentStatus
+    database = open_db(url)
+    try:
+        with database.write() as session:
+            declined = session.scalars(
+                select(Appointment).where(
+                    Appointment.status == S.DECLINED,
+                    Appointment.decline_reason.like("Bench session %"),
+                )
+            ).all()
+            for appointment in declined:
+                appointment.status = S.REQUESTED if appointment.start_at is None else S.TENTATIVE
+                appointment.decided_at = appointment.decline_reason = None
+            mark = session.get(Setting, GENERATED_KEY)
+            dropped = 0
+            if mark is not None:  # databases generated before the mark keep their events
+                last = mark.value["audit_event_id"]
+                dropped = session.execute(delete(AuditEvent).where(AuditEvent.id > last)).rowcount
+    finally:
+        database.dispose()
+    return len(declined), dropped
+
+
 def owner_actor(database):
     from sqlalchemy import select
 
@@ -631,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
         args.responses // 10,
         providers,
     )
+    for database_url in (url, small_url):
+        back, dropped = reset(database_url)
+        log(f"reset: {back} requests back in the queue, {dropped} audit events dropped")
     results: dict[str, Any] = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": (
