@@ -265,8 +265,12 @@ def _risk_command(args) -> int:
 
     database = open_database(load_settings())
     if args.command == "train-risk":
+        # the fit reads for minutes on a large practice: outside a write transaction, which on
+        # SQLite would hold every other writer off; the model is then stored in a short one
+        with database.read() as session:
+            model = risk_model.learn(session, SYSTEM, until=args.until)
         with database.write() as session:
-            print(risk_model.train(session, SYSTEM, until=args.until).summary)
+            print(risk_model.save(session, SYSTEM, model).summary)
         return 0
     with database.read() as session:
         scored = risk_model.score(session, SYSTEM, since=args.since, until=args.until)
