@@ -1,25 +1,42 @@
-"""The risk model's periodic work: retrain weekly, score upcoming visits daily. The last runs
-are remembered in `settings`, so several app instances do each at most about once."""
+"""The risk model's periodic work: retrain weekly (at night at the clinic, see
+`retrain_every`), score upcoming visits daily. The last runs are remembered in `settings`, so
+several app instances do each at most about once.
+
+The weekly fit runs in a child process (`python -m core.cli train-risk`, at low priority, on
+one core): on a large practice it takes minutes of one core, which inside the server would hold
+Python's interpreter lock from every session's page runs and hold up every other job (reminders,
+deliveries, the roll-ups) until it was done.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
 from core.analytics import risk_scores
 from core.analytics.risk_features import FEATURES
 from core.kernel.authz import SYSTEM
+from core.kernel.clock import to_local
 from core.kernel.config import Settings
-from core.kernel.errors import DomainError
 from db.engine import Database
-from db.models import RiskModel, Setting
+from db.models import Appointment, AppointmentStatus, Clinic, RiskModel, Setting
 from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.risk")
 RETRAIN_EVERY = timedelta(days=7)
 SCORE_EVERY = timedelta(days=1)
+ROOT = Path(__file__).resolve().parents[2]  # where `python -m core.cli` runs
+QUIET = range(1, 5)  # clinic-local hours in which the weekly fit runs
+LATE = RETRAIN_EVERY + timedelta(days=2)  # a fit this old runs whatever the hour
+MIN_OUTCOMES = 200  # fewer past visits with an outcome: no child is started (learn says why)
+_training: subprocess.Popen | None = None  # this process's fit, while it runs
 
 
 def _claim(session, key: str, every: timedelta, now: datetime) -> bool:
@@ -40,24 +57,64 @@ def _outdated(session) -> bool:
     return features is not None and features.get("all") != list(FEATURES)
 
 
+def retrain_every(session, now: datetime) -> timedelta | None:
+    """How long after the last claimed fit another may start, or None while none is due. An
+    upgraded feature list retrains within the hour and the first model at once; a model a week
+    old is refitted in QUIET hours at the first clinic, when nobody is at the desks, or at any
+    hour once it is LATE (a practice whose server sleeps at night)."""
+    if _outdated(session):
+        return timedelta(hours=1)
+    trained_at = session.scalar(select(RiskModel.trained_at).order_by(RiskModel.id.desc()).limit(1))
+    if trained_at is None:
+        return RETRAIN_EVERY
+    age = now - trained_at
+    if age < RETRAIN_EVERY:
+        return None
+    tz = session.scalar(select(Clinic.timezone).order_by(Clinic.id).limit(1)) or "UTC"
+    return RETRAIN_EVERY if to_local(now, tz).hour in QUIET or age >= LATE else None
+
+
 def retrain_job(database: Database, settings: Settings) -> None:
+    if training():
+        return
     with database.write() as session:
-        every = timedelta(hours=1) if _outdated(session) else RETRAIN_EVERY
-        if not _claim(session, "risk_retrained", every, utcnow()):
+        now = utcnow()
+        every = retrain_every(session, now)
+        if every is None or not _claim(session, "risk_retrained", every, now):
             return
-    from threadpoolctl import threadpool_limits  # scikit-learn loads only when there is work
+        outcomes = select(Appointment.id).where(
+            Appointment.status.in_((AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW)),
+            Appointment.start_at < utcnow(),
+        )
+        if session.scalar(outcomes.offset(MIN_OUTCOMES - 1).limit(1)) is None:
+            log.info("risk model not trained: too little history yet; trying again next week")
+            return
+    _start_training(settings)
 
-    from core.analytics import risk_model
 
-    try:
-        # seconds of fitting, outside SQLite's write lock, on one core: OpenMP threads spinning
-        # beside the sessions' page runs made a fit 70 times slower on a busy machine
-        with database.read() as session, threadpool_limits(limits=1):
-            model = risk_model.learn(session, SYSTEM)
-        with database.write() as session:
-            log.info(risk_model.save(session, SYSTEM, model).summary)
-    except DomainError as exc:  # too little history yet: try again next week
-        log.info("risk model not trained: %s", exc)
+def _start_training(settings: Settings) -> None:
+    global _training
+    env = os.environ | {
+        "DATABASE_URL": settings.database_url,
+        "CLINICDESK_SECRET_KEY": settings.secret_key,
+        "CLINICDESK_DATA_DIR": str(settings.data_dir),
+        "OMP_NUM_THREADS": "1",  # one core: OpenMP threads spinning beside page runs slow both
+    }
+    command = [sys.executable, "-m", "core.cli", "train-risk"]
+    _training = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    with contextlib.suppress(OSError):  # it has finished already, or no priorities here
+        os.setpriority(os.PRIO_PROCESS, _training.pid, 10)  # the desks' work comes first
+    log.info("risk model: training in process %s", _training.pid)
+
+
+def training() -> bool:
+    """Whether this process's fit is still running."""
+    return _training is not None and _training.poll() is None
+
+
+def wait_for_training(timeout: float | None = None) -> int | None:
+    """Wait for this process's fit (set-up scripts, tests); its exit code, None if none ran."""
+    return None if _training is None else _training.wait(timeout)
 
 
 def score_job(database: Database, settings: Settings) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from core import demo, jobs
+from core.analytics import risk_jobs
 from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import DeliveryStatus, Notification
@@ -49,6 +50,7 @@ def build_e2e(folder: Path, demo_template: Path) -> None:
     )
     database = open_database(settings)
     jobs.run_due(database, settings)  # no SMTP configured: the messages stay queued
+    assert risk_jobs.wait_for_training() == 0, "the demo's no-show model was not trained"
     with database.write() as session:
         session.execute(
             update(Notification)

@@ -3,23 +3,28 @@ written for the CLI and stored for the badges."""
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from core.analytics import risk_features, risk_model, risk_scores
+from core.analytics import risk_features, risk_jobs, risk_model, risk_scores
 from core.kernel.authz import SYSTEM
+from core.kernel.config import Settings
 from core.kernel.errors import PermissionDenied, ValidationError
 from db.models import (
     Appointment,
     AppointmentConfirmation,
     AppointmentStatus,
+    Clinic,
     RiskModel,
     RiskScore,
+    Setting,
     Source,
 )
 from tests.factories import make_patient
@@ -183,6 +188,56 @@ def test_upcoming_visits_are_scored_for_the_badges(db, world):
     assert risk_scores.level(0.05) == "low"
     assert risk_scores.level(0.2) == "medium"
     assert risk_scores.level(0.5) == "high"
+
+
+def test_the_jobs_loop_fits_in_a_child_process_and_goes_on(db, world, tmp_path, caplog):
+    """The weekly fit takes minutes of one core on a large practice: the jobs loop starts it in
+    a child process (`core.cli train-risk`) and returns, so the server's sessions and the other
+    jobs are not held up; the child stores the model."""
+    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)
+    caplog.set_level(logging.INFO, "clinicdesk.risk")
+    started = risk_jobs._training  # noqa: SLF001
+    risk_jobs.retrain_job(db, settings)  # too little history: nothing is started
+    assert risk_jobs._training is started and "too little history" in caplog.text  # noqa: SLF001
+    with db.write() as session:  # as if a week had passed
+        session.execute(delete(Setting).where(Setting.key == "risk_retrained"))
+    history(db, world, patients=60, days=40)
+    risk_jobs.retrain_job(db, settings)
+    [child] = [int(m.split()[-1]) for m in caplog.messages if "training in process" in m]
+    assert child != os.getpid()
+    risk_jobs.retrain_job(db, settings)  # claimed for the week: not started again
+    assert risk_jobs.wait_for_training(timeout=300) == 0
+    assert len([m for m in caplog.messages if "training in process" in m]) == 1
+    with db.read() as session:
+        [model] = session.scalars(select(RiskModel)).all()
+    assert model.rows > 200 and model.metrics["model"]["roc_auc"] > 0.5
+
+
+def test_a_weekly_refit_waits_for_the_night_unless_it_is_late(db, world):
+    """The first model is fitted at once; a week-old one at night at the clinic (01:00-05:00),
+    when nobody is at the desks, or at any hour once nine days old; a new feature list within
+    the hour."""
+    afternoon = datetime(2026, 7, 1, 13, tzinfo=UTC)  # 14:00 in London (summer time)
+    night = datetime(2026, 7, 1, 1, tzinfo=UTC)  # 02:00 in London
+    every = risk_jobs.RETRAIN_EVERY
+    with db.write() as session:
+        assert session.get(Clinic, world.clinic_id).timezone == "Europe/London"
+        assert risk_jobs.retrain_every(session, afternoon) == every  # no model yet
+        model = RiskModel(features={"all": list(risk_features.FEATURES)}, payload=b"")
+        session.add(model)
+        for now, age, due in [
+            (afternoon, timedelta(days=3), None),
+            (night, timedelta(days=3), None),
+            (afternoon, timedelta(days=8), None),
+            (night, timedelta(days=8), every),
+            (afternoon, timedelta(days=9), every),
+        ]:
+            model.trained_at = now - age
+            session.flush()
+            assert risk_jobs.retrain_every(session, now) == due, (now, age)
+        model.features = {"all": ["lead_days"]}  # trained before an upgrade
+        session.flush()
+        assert risk_jobs.retrain_every(session, afternoon) == timedelta(hours=1)
 
 
 def test_a_confirmation_counts_only_when_it_came_before_the_day(db, world):
