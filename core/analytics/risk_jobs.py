@@ -127,5 +127,7 @@ def score_job(database: Database, settings: Settings) -> None:
 
     from core.analytics import risk_model
 
-    with database.write() as session, threadpool_limits(limits=1):
-        risk_model.store_upcoming(session, SYSTEM)
+    with database.read() as session, threadpool_limits(limits=1):
+        model_id, scored = risk_model.upcoming(session, SYSTEM)  # seconds on 1M appointments
+    with database.write() as session:
+        risk_model.store_scores(session, SYSTEM, model_id, scored)

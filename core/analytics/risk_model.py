@@ -327,26 +327,26 @@ def scores_csv(scored: list[tuple[int, str | None, date, float]]) -> bytes:
     return out.getvalue().encode()
 
 
-def store_upcoming(session: Session, actor: Actor, *, days: int = 14) -> int:
-    """Score scheduled visits from today to `days` ahead and keep the figures for the badges."""
+def upcoming(session: Session, actor: Actor, *, days: int = 14) -> tuple[int, list]:
+    """The model's id and its scores of the visits from today to `days` ahead (reads only:
+    seconds on a large practice, so the jobs loop runs it outside any write transaction)."""
     ensure(actor, Permission.RISK_MANAGE)
     model_id, _ = _loaded(session)
     today = utcnow().date() - timedelta(days=1)
-    scored = [
-        s
-        for s in score(session, actor, since=today, until=today + timedelta(days=days + 2))
-        if s[3] == s[3]
-    ]
+    until = today + timedelta(days=days + 2)
+    return model_id, [s for s in score(session, actor, since=today, until=until) if s[3] == s[3]]
+
+
+def store_scores(session: Session, actor: Actor, model_id: int, scored: list) -> int:
+    """Keep the scores of the visits still scheduled, for the badges (a short write)."""
+    ensure(actor, Permission.RISK_MANAGE)
     ids = [s[0] for s in scored]
-    status = (
-        dict(
-            session.execute(
-                select(Appointment.id, Appointment.status).where(Appointment.id.in_(ids))
-            ).all()
+    status = {}
+    for start in range(0, len(ids), 500):
+        query = select(Appointment.id, Appointment.status)
+        status.update(
+            session.execute(query.where(Appointment.id.in_(ids[start : start + 500]))).all()
         )
-        if ids
-        else {}
-    )
     keep = [s for s in scored if status.get(s[0]) in SCORABLE[:2]]
     for start in range(0, len(keep), 500):
         chunk = keep[start : start + 500]
@@ -358,3 +358,8 @@ def store_upcoming(session: Session, actor: Actor, *, days: int = 14) -> int:
         )
     session.flush()
     return len(keep)
+
+
+def store_upcoming(session: Session, actor: Actor, *, days: int = 14) -> int:
+    """Score scheduled visits from today to `days` ahead and keep the figures for the badges."""
+    return store_scores(session, actor, *upcoming(session, actor, days=days))

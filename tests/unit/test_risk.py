@@ -7,6 +7,7 @@ import logging
 import os
 import random
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -185,6 +186,11 @@ def test_upcoming_visits_are_scored_for_the_badges(db, world):
         assert row.appointment_id == upcoming
         assert row.model_id == session.scalar(select(RiskModel.id))
         assert risk_scores.probabilities(session, [upcoming]) == {upcoming: row.probability}
+    with db.write() as session:  # the jobs loop's daily run: scored in a read, stored after
+        session.execute(delete(RiskScore))
+    risk_jobs.score_job(db, Settings(database_url=db.url, secret_key="k" * 40, data_dir=Path()))
+    with db.read() as session:
+        assert session.scalars(select(RiskScore.appointment_id)).all() == [upcoming]
     assert risk_scores.level(0.05) == "low"
     assert risk_scores.level(0.2) == "medium"
     assert risk_scores.level(0.5) == "high"
