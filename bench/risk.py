@@ -1,8 +1,9 @@
 """Bench: train the no-show risk model on the whole benchmark history.
 
 `risk_training(url)` times core.analytics.risk_model.train (features streamed from SQL, the
-time-split validation fit and the final fit) and its tracemalloc peak, then rolls the stored
-model back so the benchmark database stays as generated. Target: fits the 2-CPU, 24 GiB machine.
+time-split validation fit and the final fit) and its tracemalloc peak, and keeps the model in
+place of any earlier one: the browser runs after it meet the practice as the jobs loop keeps it,
+with this week's model and no fit running. Target: fits the 2-CPU, 24 GiB machine.
 
 `python -m bench.risk --url sqlite:///FILE [--split DAY] [--validate-from DAY]` scores the model
 on a time split of a database holding the Kaggle no-show file (`import-appointments`): fitted
@@ -21,6 +22,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 
@@ -28,7 +30,7 @@ def risk_training(url: str) -> dict[str, Any]:
     from core.analytics import risk_model
     from core.kernel.authz import SYSTEM
     from db.engine import Database
-    from db.models import RiskModel
+    from db.models import RiskModel, RiskScore
 
     database = Database(url)
     RiskModel.__table__.create(database.engine, checkfirst=True)
@@ -39,7 +41,9 @@ def risk_training(url: str) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        session.rollback()
+        session.execute(delete(RiskScore).where(RiskScore.model_id != trained.model_id))
+        session.execute(delete(RiskModel).where(RiskModel.id != trained.model_id))
+        session.commit()
     database.dispose()
     model = trained.metrics["model"]
     return {

@@ -59,14 +59,15 @@ def _outdated(session) -> bool:
 
 def retrain_every(session, now: datetime) -> timedelta | None:
     """How long after the last claimed fit another may start, or None while none is due. An
-    upgraded feature list retrains within the hour and the first model at once; a model a week
-    old is refitted in QUIET hours at the first clinic, when nobody is at the desks, or at any
-    hour once it is LATE (a practice whose server sleeps at night)."""
+    upgraded feature list retrains within the hour; the first model is fitted at once (again a
+    day later if none was stored: too little history, or the server stopped during the fit); a
+    model a week old is refitted in QUIET hours at the first clinic, when nobody is at the
+    desks, or at any hour once it is LATE (a practice whose server sleeps at night)."""
     if _outdated(session):
         return timedelta(hours=1)
     trained_at = session.scalar(select(RiskModel.trained_at).order_by(RiskModel.id.desc()).limit(1))
     if trained_at is None:
-        return RETRAIN_EVERY
+        return timedelta(days=1)
     age = now - trained_at
     if age < RETRAIN_EVERY:
         return None
@@ -87,7 +88,7 @@ def retrain_job(database: Database, settings: Settings) -> None:
             Appointment.start_at < utcnow(),
         )
         if session.scalar(outcomes.offset(MIN_OUTCOMES - 1).limit(1)) is None:
-            log.info("risk model not trained: too little history yet; trying again next week")
+            log.info("risk model not trained: too little history yet; trying again later")
             return
     _start_training(settings)
 

@@ -205,7 +205,7 @@ def test_the_jobs_loop_fits_in_a_child_process_and_goes_on(db, world, tmp_path, 
     started = risk_jobs._training  # noqa: SLF001
     risk_jobs.retrain_job(db, settings)  # too little history: nothing is started
     assert risk_jobs._training is started and "too little history" in caplog.text  # noqa: SLF001
-    with db.write() as session:  # as if a week had passed
+    with db.write() as session:  # as if a day had passed
         session.execute(delete(Setting).where(Setting.key == "risk_retrained"))
     history(db, world, patients=60, days=40)
     risk_jobs.retrain_job(db, settings)
@@ -220,7 +220,8 @@ def test_the_jobs_loop_fits_in_a_child_process_and_goes_on(db, world, tmp_path, 
 
 
 def test_a_weekly_refit_waits_for_the_night_unless_it_is_late(db, world):
-    """The first model is fitted at once; a week-old one at night at the clinic (01:00-05:00),
+    """The first model is fitted at once (and tried again daily until one is stored); a
+    week-old one at night at the clinic (01:00-05:00),
     when nobody is at the desks, or at any hour once nine days old; a new feature list within
     the hour."""
     afternoon = datetime(2026, 7, 1, 13, tzinfo=UTC)  # 14:00 in London (summer time)
@@ -228,7 +229,7 @@ def test_a_weekly_refit_waits_for_the_night_unless_it_is_late(db, world):
     every = risk_jobs.RETRAIN_EVERY
     with db.write() as session:
         assert session.get(Clinic, world.clinic_id).timezone == "Europe/London"
-        assert risk_jobs.retrain_every(session, afternoon) == every  # no model yet
+        assert risk_jobs.retrain_every(session, afternoon) == timedelta(days=1)  # no model yet
         model = RiskModel(features={"all": list(risk_features.FEATURES)}, payload=b"")
         session.add(model)
         for now, age, due in [
