@@ -41,8 +41,9 @@ DEFAULT_CURRENCY = "GBP"
 NO_VALUE = "—"
 
 
+@lru_cache(maxsize=256)
 def babel_locale(name: str | None) -> Locale:
-    """The Babel locale for a BCP 47 tag such as 'en-GB' or 'de_DE'."""
+    """The Babel locale for a BCP 47 tag such as 'en-GB' or 'de_DE' (parsed once per tag)."""
     try:
         return Locale.parse((name or DEFAULT_LOCALE).replace("-", "_"))
     except (UnknownLocaleError, ValueError):
@@ -202,9 +203,11 @@ def format_clock(at: time | datetime, locale: str | None = DEFAULT_LOCALE) -> st
     return format_time(at, "short", locale=babel_locale(locale))
 
 
+@lru_cache(maxsize=4096)
 def format_clock_range(first: time, last: time, locale: str | None = DEFAULT_LOCALE) -> str:
     """From one wall-clock time to another in the locale's form: en-GB '14:00–14:30', en-US
-    '2:00 – 2:30 PM'."""
+    '2:00 – 2:30 PM'. Remembered: a day's visits share a few dozen slots, and Babel's
+    interval formatting took 0.1 ms a row (two thirds of Today's list on a busy clinic)."""
     skeleton = "Hm" if hour_cycle(locale) else "hm"
     return format_interval(first, last, skeleton, locale=babel_locale(locale))
 
