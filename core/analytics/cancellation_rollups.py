@@ -551,19 +551,23 @@ def read_into(
                 sums.whatif_late += row[0]
         else:
             _add(sums, fees, kind, day, k1, k2, row)
-    dialect = session.get_bind().dialect.name
-    for clinic_id, runs in _ranges(set(lagging)).items():
-        for first, last in runs:
-            for query in _span_queries(
-                dialect, clinic_id, _zone_of(session, clinic_id), first, last
-            ):
-                for _, day, kind, k1, k2, *row in session.execute(query):
-                    row = [int(v or 0) for v in row]
-                    if kind == "notice":
-                        sums.notice_hours(int(k1), k2 == 1, row[0], window)
-                    else:
-                        _add(sums, fees, kind, day, k1, k2, row)
+    for _, day, kind, k1, k2, *row in _lagging_rows(session, lagging):
+        row = [int(v or 0) for v in row]
+        if kind == "notice":
+            sums.notice_hours(int(k1), k2 == 1, row[0], window)
+        else:
+            _add(sums, fees, kind, day, k1, k2, row)
     return Fees(**fees)
+
+
+def _lagging_rows(session: Session, lagging):
+    """The lagging days' roll-up rows, computed from the appointments as the refresh would."""
+    dialect = session.get_bind().dialect.name
+    for clinic_id, runs in _ranges(lagging).items():
+        tz = _zone_of(session, clinic_id)
+        for first, last in runs:
+            for query in _span_queries(dialect, clinic_id, tz, first, last):
+                yield from session.execute(query)
 
 
 def _add(sums: Any, fees: dict[str, int], kind: str, day, k1, k2, row: list[int]) -> None:

@@ -21,12 +21,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.analytics import risk_scores
-from core.analytics.risk_features import FEATURES
+from core.analytics.risk_features import FEATURES, MIN_ROWS, OUTCOMES
 from core.kernel.authz import SYSTEM
 from core.kernel.clock import to_local
 from core.kernel.config import Settings
 from db.engine import Database
-from db.models import Appointment, AppointmentStatus, Clinic, RiskModel, Setting
+from db.models import Appointment, Clinic, RiskModel, Setting
 from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.risk")
@@ -35,7 +35,6 @@ SCORE_EVERY = timedelta(days=1)
 ROOT = Path(__file__).resolve().parents[2]  # where `python -m core.cli` runs
 QUIET = range(1, 5)  # clinic-local hours in which the weekly fit runs
 LATE = RETRAIN_EVERY + timedelta(days=2)  # a fit this old runs whatever the hour
-MIN_OUTCOMES = 200  # fewer past visits with an outcome: no child is started (learn says why)
 _training: subprocess.Popen | None = None  # this process's fit, while it runs
 
 
@@ -51,23 +50,20 @@ def _claim(session, key: str, every: timedelta, now: datetime) -> bool:
     return True
 
 
-def _outdated(session) -> bool:
-    """The newest model was trained on another feature list (an upgrade): retrain at once."""
-    features = session.scalar(select(RiskModel.features).order_by(RiskModel.id.desc()).limit(1))
-    return features is not None and features.get("all") != list(FEATURES)
-
-
 def retrain_every(session, now: datetime) -> timedelta | None:
     """How long after the last claimed fit another may start, or None while none is due. An
     upgraded feature list retrains within the hour; the first model is fitted at once (again a
     day later if none was stored: too little history, or the server stopped during the fit); a
     model a week old is refitted in QUIET hours at the first clinic, when nobody is at the
     desks, or at any hour once it is LATE (a practice whose server sleeps at night)."""
-    if _outdated(session):
-        return timedelta(hours=1)
-    trained_at = session.scalar(select(RiskModel.trained_at).order_by(RiskModel.id.desc()).limit(1))
-    if trained_at is None:
+    newest = session.execute(
+        select(RiskModel.features, RiskModel.trained_at).order_by(RiskModel.id.desc()).limit(1)
+    ).first()
+    if newest is None:
         return timedelta(days=1)
+    features, trained_at = newest
+    if (features or {}).get("all") != list(FEATURES):  # trained before an upgrade
+        return timedelta(hours=1)
     age = now - trained_at
     if age < RETRAIN_EVERY:
         return None
@@ -84,10 +80,9 @@ def retrain_job(database: Database, settings: Settings) -> None:
         if every is None or not _claim(session, "risk_retrained", every, now):
             return
         outcomes = select(Appointment.id).where(
-            Appointment.status.in_((AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW)),
-            Appointment.start_at < utcnow(),
+            Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < now
         )
-        if session.scalar(outcomes.offset(MIN_OUTCOMES - 1).limit(1)) is None:
+        if session.scalar(outcomes.offset(MIN_ROWS - 1).limit(1)) is None:
             log.info("risk model not trained: too little history yet; trying again later")
             return
     _start_training(settings)

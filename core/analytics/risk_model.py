@@ -31,7 +31,13 @@ from sklearn.model_selection import TimeSeriesSplit
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from core.analytics.risk_features import CATEGORICAL, FEATURES, SCORABLE, iter_features
+from core.analytics.risk_features import (
+    CATEGORICAL,
+    FEATURES,
+    MIN_ROWS,
+    SCORABLE,
+    iter_features,
+)
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
@@ -39,7 +45,6 @@ from db.models import Appointment, RiskModel, RiskScore
 from db.types import utcnow
 
 SMALL = 20_000  # fewer visits than this train a smaller ensemble
-MIN_ROWS = 200  # fewer past visits than this: not enough to learn from
 VALIDATION_SHARE = 0.2  # the latest fifth of the training days is held out for the figures
 MAX_CODES = 250  # category codes per column (HistGradientBoosting's bins); rarer ones share one
 # the rows (in day order) whose forward scores calibrate: trees fitted before each slice
