@@ -12,6 +12,9 @@ Traps this module handles, so pages do not have to:
   time coming back goes through core.scheduling.calendar.callback_time (clinic zone, DST-safe).
 - The component keeps returning its last value on every rerun; `take` hands each new value out
   once.
+- A component's frame starts 0 px high unless its arguments carry a `height`, and Streamlit
+  sends the same events again once the frame reports its height: FullCalendar drew every visit
+  twice. `render` passes the height (FullCalendar's own) through the component's function.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import streamlit as st
-from streamlit_calendar import calendar as fullcalendar
+import streamlit_calendar
 
 from core.kernel.clock import to_local
 from core.kernel.money import format_moment, hour_cycle
@@ -45,6 +48,7 @@ VIEWS = {
     "Month": "dayGridMonth",
     "List (week)": "listWeek",
 }
+HEIGHT = 760  # px: FullCalendar's own height, and the frame's from its first draw
 ROOM_VIEWS = ("resourceTimelineDay", "resourceTimelineWeek")  # rows: rooms and equipment
 CSS = f"""
 .fc-event.{OUT_OF_OFFICE_CLASS} {{
@@ -114,7 +118,7 @@ def options(
         "slotLabelInterval": "01:00",
         "eventTimeFormat": clock,
         "slotLabelFormat": clock,
-        "height": 760,
+        "height": HEIGHT,
         "editable": editable,
         "selectable": editable,
         "selectMirror": True,
@@ -152,14 +156,18 @@ def render(events: list[dict[str, Any]], opts: dict[str, Any], key: str) -> dict
         {"textColor": ink(e["color"]), **e} if isinstance(e.get("color"), str) else e
         for e in events
     ]
+    # the component's own function: its wrapper has no `height` (see the module's docstring;
+    # the second drawing took about 110 ms of the browser's main thread on every visit)
     return (
-        fullcalendar(
+        streamlit_calendar._component_func(  # noqa: SLF001
             events=events,
             options=opts,
             custom_css=CSS,
             callbacks=CALLBACKS,
             license_key=LICENSE_KEY,
+            height=HEIGHT,
             key=key,
+            default={},
         )
         or {}
     )

@@ -22,6 +22,11 @@ from tests.support.browser import wait_for_app_idle
 
 CALENDAR_FRAME = 'iframe[title="streamlit_calendar.calendar"]'
 TZ = "Europe/London"
+# every frame counts the drawing requests ("streamlit:render") it receives, on the top window
+COUNT_RENDERS = """if (window !== window.top) window.addEventListener('message', (e) => {
+  const top = window.top;
+  if (e.data && e.data.type === 'streamlit:render') top.__renders = (top.__renders || 0) + 1;
+});"""
 
 
 def _database(tmp_path):
@@ -117,10 +122,16 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
         ident, title = shown.id, f"{shown.patient.full_name} · {shown.service.name}"
         ahead = to_local(shown.start_at, TZ).date() >= next_week
     context = chromium_browser.new_context(viewport={"width": 1600, "height": 1100})
+    context.add_init_script(COUNT_RENDERS)
     page = context.new_page()
     sign_in(page, "staff")
     _open(page, "Calendar")
     frame = _calendar(page, ".fc-resourceTimeGridWeek-view")
+    # the frame has its height from the start, so Streamlit sends the events once and
+    # FullCalendar draws them once (a frame that grows to its height is sent them again)
+    assert page.locator(CALENDAR_FRAME).get_attribute("height") == "760"
+    page.wait_for_timeout(500)  # a second drawing request would have arrived by now
+    assert page.evaluate("() => window.__renders") == 1
     if ahead:
         wait_for_app_idle(page)
         page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
