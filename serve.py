@@ -7,6 +7,7 @@ outbox, reminders and forms among them)."""
 import asyncio
 import functools
 import gc
+import hashlib
 import html
 import logging
 import socket
@@ -240,7 +241,60 @@ class StaticFilesInMemory:
         self.size += len(body)
 
 
-MIDDLEWARE = [Middleware(StaticFilesInMemory)]
+class ComponentFilesCached:
+    """A component's files (the calendar's: 870 kB of script, 200 kB of CSS) made cacheable.
+    Streamlit answers them "public" with no lifetime and no validator, so the browser fetched
+    every byte again on each visit to the calendar and could keep no compiled code. A file of
+    the build's `static/` folder has its content's hash in its name: kept a year, immutable.
+    Any other file (not the HTML) gets an ETag of its bytes, and a request that already holds
+    them is answered 304 without them."""
+
+    PART = "/component/"
+    YEAR = b"public, max-age=31536000, immutable"
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "GET" or self.PART not in path:
+            await self.app(scope, receive, send)
+            return
+        hashed = "/static/" in path.split(self.PART, 1)[1]
+        held = dict(scope["headers"]).get(b"if-none-match")
+        start = None
+
+        async def cacheable(message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if start is None:  # already sent (a body in several parts is passed on as it comes)
+                await send(message)
+                return
+            first, start = start, None
+            headers = [(k, v) for k, v in first["headers"] if k != b"content-length"]
+            html = any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+            if first["status"] != 200 or html or message.get("more_body"):
+                await send(first)
+                await send(message)
+                return
+            body = message.get("body", b"")
+            etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+            headers = [(k, v) for k, v in headers if k not in (b"cache-control", b"etag")]
+            headers += [(b"cache-control", self.YEAR if hashed else b"no-cache"), (b"etag", etag)]
+            if held == etag:
+                status, body = 304, b""
+            else:
+                status = 200
+                headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, cacheable)
+
+
+MIDDLEWARE = [Middleware(StaticFilesInMemory), Middleware(ComponentFilesCached)]
 
 
 def no_delay(sockets) -> None:

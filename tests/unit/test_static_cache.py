@@ -1,6 +1,7 @@
 """serve.StaticFilesInMemory: Streamlit's static files are answered from memory after their
 first answer, with the same status, headers and bytes; anything it should not keep (a miss, a
-ranged or conditional request, a POST, another path) goes through to the app every time."""
+ranged or conditional request, a POST, another path) goes through to the app every time.
+serve.ComponentFilesCached: a component's files made cacheable by the browser."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from serve import StaticFilesInMemory
+from serve import ComponentFilesCached, StaticFilesInMemory
 
 
 def _scope(path: str, method: str = "GET", headers: dict | None = None) -> dict:
@@ -105,3 +106,49 @@ def test_two_first_requests_for_one_file_count_it_once(tmp_path):
     with ThreadPoolExecutor(1) as thread:
         thread.submit(asyncio.run, both()).result()
     assert app.size == 3 and list(app.files) == ["/static/a.js"]
+
+
+class _Components:
+    """Streamlit's component registry as its file route asks it: where a component's files are."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def get_component_path(self, name):
+        return str(self.folder) if name == "calendar" else None
+
+
+def _components(folder):
+    from streamlit.web.server.starlette.starlette_routes import create_component_routes
+
+    return ComponentFilesCached(Starlette(routes=create_component_routes(_Components(folder), "")))
+
+
+def test_a_components_built_files_are_cacheable(tmp_path):
+    """Streamlit's own component route behind the middleware: the build's hashed files are kept
+    a year; another file is revalidated by its ETag (304 without its bytes); the HTML stays as
+    Streamlit answers it."""
+    (tmp_path / "static" / "js").mkdir(parents=True)
+    (tmp_path / "static" / "js" / "main.a153ecd0.js").write_text("draw()")
+    (tmp_path / "bootstrap.min.css").write_text("body{margin:0}")
+    (tmp_path / "index.html").write_text("<div id=root></div>")
+    app = _components(tmp_path)
+
+    status, headers, body = _get(app, "/component/calendar/static/js/main.a153ecd0.js")
+    assert (status, body) == (200, b"draw()")
+    assert headers[b"cache-control"] == b"public, max-age=31536000, immutable"
+    assert headers[b"content-length"] == b"6"
+
+    status, headers, body = _get(app, "/component/calendar/bootstrap.min.css")
+    assert (status, body, headers[b"cache-control"]) == (200, b"body{margin:0}", b"no-cache")
+    etag = headers[b"etag"].decode()
+    held = _get(app, "/component/calendar/bootstrap.min.css", headers={"if-none-match": etag})
+    assert held[0] == 304 and held[2] == b"" and held[1][b"etag"] == etag.encode()
+    (tmp_path / "bootstrap.min.css").write_text("body{margin:1px}")  # a new version of it
+    changed = _get(app, "/component/calendar/bootstrap.min.css", headers={"if-none-match": etag})
+    assert changed[0] == 200 and changed[2] == b"body{margin:1px}"
+
+    status, headers, body = _get(app, "/component/calendar/index.html")
+    assert (status, headers[b"cache-control"]) == (200, b"no-cache") and b"etag" not in headers
+    assert _get(app, "/component/calendar/missing.js")[0] == 404
+    assert _get(app, "/component/other/static/x.js")[0] == 404
