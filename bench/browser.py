@@ -5,7 +5,8 @@
 
 1. Pages: signed in as the owner, for every page the time from the click on its sidebar link
    to the page settled — Streamlit's script state back to notRunning, no stale element
-   left, every chart drawn (ECharts no longer busy, its canvas present) — as the median of
+   left, no element still loading its code (a skeleton), every chart drawn (ECharts no longer
+   busy, its canvas present) — as the median of
    `--repeat` visits, each right after a visit to the empty page (bench/browser_empty.py, a
    title only, registered like any page), whose own time is measured the same way in the same
    run. The first (cold-cache) visit of each page is printed beside it. Target: every page
@@ -57,6 +58,13 @@ SETTLED = """(path) => {
   if (!location.pathname.endsWith('/' + path)) return false;
   if (document.querySelector('[data-stale="true"]')) return false;
   if (!document.querySelector('[data-testid="stMain"] h1')) return false;
+  // an element whose code is still loading (a first chart, say) stands in as a skeleton
+  if (document.querySelector('[data-testid="stMain"] [data-testid="stSkeleton"]')) return false;
+  // a component (the calendar) has drawn once its frame's root holds what it draws
+  for (const frame of document.querySelectorAll('[data-testid="stCustomComponentV1"]')) {
+    const root = frame.contentDocument && frame.contentDocument.getElementById('root');
+    if (!root || !root.firstElementChild) return false;
+  }
   for (const chart of document.querySelectorAll('[data-testid="stEChartsChart"]')) {
     if (chart.getAttribute('aria-busy') !== 'false' || !chart.querySelector('canvas')) return false;
   }
