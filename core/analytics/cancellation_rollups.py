@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -161,7 +162,7 @@ def is_fresh(
     (first and last clinic-local day), a change that lies more than a day outside them, or at
     another clinic than `clinic_id`, does not count: a read takes only those days' rows (the
     day either side covers a slot across midnight refilled from the next day)."""
-    return _probe(session, clinic_id, days) == set()
+    return _probe(session, clinic_id, days).fresh
 
 
 def lagging_days(
@@ -173,12 +174,14 @@ def lagging_days(
     None when they cannot be used (not built yet, a price or time zone changed, or the lagging
     days lie in more than MAX_LAGGING_SPANS separate runs)."""
     probe = _probe(session, clinic_id, days)
-    if not probe:
-        return probe
-    value, dirty_found, appointment_id, ledger_id = probe
+    if probe.fresh:
+        return set()
+    if not probe.built:
+        return None
+    value = probe.state
     near = (days[0] - timedelta(days=1), days[1] + timedelta(days=1))
     found: set[tuple[int, int]] = set()
-    if dirty_found:
+    if probe.dirty_found:
         D = CancellationRollupDirty
         query = select(D.clinic_id, D.daynum).where(_dirty_near(clinic_id, near)).distinct()
         found = {(c, d) for c, d in session.execute(query)}
@@ -187,13 +190,13 @@ def lagging_days(
     A = Appointment
     on_days = _on_days(clinic_id, near)
     changed = []
-    if (appointment_id or 0) > value["appointment_id"]:  # new rows (bulk inserts mark nothing)
+    if probe.appointment_id > value["appointment_id"]:  # new rows (bulk inserts mark nothing)
         changed.append(
             select(A.clinic_id, A.start_at, A.requested_day).where(
                 A.id > value["appointment_id"], on_days
             )
         )
-    if (ledger_id or 0) > value["ledger_id"]:  # a new fee or points entry
+    if probe.ledger_id > value["ledger_id"]:  # a new fee or points entry
         changed.append(
             select(A.clinic_id, A.start_at, A.requested_day)
             .join(LedgerEntry, LedgerEntry.appointment_id == A.id)
@@ -219,10 +222,22 @@ def lagging_days(
     return lagging if spans <= MAX_LAGGING_SPANS else None
 
 
-def _probe(session: Session, clinic_id: int | None, days: tuple[date, date] | None):
-    """An empty set when the roll-ups are fresh for the clinic's days (or everywhere, without
-    days); None when they were never built; otherwise what the check found: the state, whether
-    a changed day was marked near the days, and the latest appointment and ledger ids."""
+@dataclass(frozen=True)
+class _Probe:
+    """What the freshness check found in its one round trip: whether the roll-ups were ever
+    built and are fresh for the days asked about; when they lag, the stored state, whether a
+    changed day was marked near the days, and the latest appointment and ledger ids."""
+
+    built: bool
+    fresh: bool = False
+    state: dict | None = None
+    dirty_found: bool = False
+    appointment_id: int = 0
+    ledger_id: int = 0
+
+
+def _probe(session: Session, clinic_id: int | None, days: tuple[date, date] | None) -> _Probe:
+    """The roll-ups' freshness for the clinic's days (or everywhere, without days)."""
     D = CancellationRollupDirty
     dirty = select(D.id)
     near = (days[0] - timedelta(days=1), days[1] + timedelta(days=1)) if days else None
@@ -237,20 +252,20 @@ def _probe(session: Session, clinic_id: int | None, days: tuple[date, date] | No
         )
     ).one()
     if not value or not value.get("built"):
-        return None
-    found = (value, dirty is not None, appointment_id, ledger_id)
-    if dirty is not None or (ledger_id or 0) > value["ledger_id"]:
-        return found
-    if (appointment_id or 0) <= value["appointment_id"]:
-        return set()
+        return _Probe(built=False)
+    lags = _Probe(True, False, value, dirty is not None, appointment_id or 0, ledger_id or 0)
+    if lags.dirty_found or lags.ledger_id > value["ledger_id"]:
+        return lags
+    if lags.appointment_id <= value["appointment_id"]:
+        return _Probe(built=True, fresh=True)
     # rows beyond the last ones seen (a booking, or a bulk insert that marks nothing): fresh
     # for these days only if none of them lies near them
     if near is None:
-        return found
+        return lags
     query = select(Appointment.id).where(
         Appointment.id > value["appointment_id"], _on_days(clinic_id, near)
     )
-    return found if session.scalar(query.limit(1)) is not None else set()
+    return lags if session.scalar(query.limit(1)) is not None else _Probe(built=True, fresh=True)
 
 
 def _dirty_near(clinic_id: int | None, near: tuple[date, date]):
