@@ -247,7 +247,7 @@ class ComponentFilesCached:
     every byte again on each visit to the calendar and could keep no compiled code. A file of
     the build's `static/` folder has its content's hash in its name: kept a year, immutable.
     Any other file (not the HTML) gets an ETag of its bytes, and a request that already holds
-    them is answered 304 without them."""
+    them is answered 304 without them. (Streamlit's own /static/ files: StaticFilesInMemory.)"""
 
     PART = "/component/"
     YEAR = b"public, max-age=31536000, immutable"
@@ -273,20 +273,24 @@ class ComponentFilesCached:
                 await send(message)
                 return
             first, start = start, None
-            headers = [(k, v) for k, v in first["headers"] if k != b"content-length"]
-            html = any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+            html = any(
+                k == b"content-type" and v.startswith(b"text/html") for k, v in first["headers"]
+            )
             if first["status"] != 200 or html or message.get("more_body"):
                 await send(first)
                 await send(message)
                 return
-            body = message.get("body", b"")
-            etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
-            headers = [(k, v) for k, v in headers if k not in (b"cache-control", b"etag")]
-            headers += [(b"cache-control", self.YEAR if hashed else b"no-cache"), (b"etag", etag)]
-            if held == etag:
-                status, body = 304, b""
+            body, status = message.get("body", b""), 200
+            replaced = (b"content-length", b"cache-control", b"etag")
+            headers = [(k, v) for k, v in first["headers"] if k not in replaced]
+            if hashed:  # never asked for again while cached: no ETag to compute
+                headers.append((b"cache-control", self.YEAR))
             else:
-                status = 200
+                etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+                headers += [(b"cache-control", b"no-cache"), (b"etag", etag)]
+                if held == etag:
+                    status, body = 304, b""
+            if status == 200:
                 headers.append((b"content-length", str(len(body)).encode()))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
