@@ -2,8 +2,9 @@
 service, the appointments behind one bar of any cancellation chart, the survey rating
 distribution and the responses behind one bar of a survey chart.
 
-Everything is aggregated in SQL over the same filters as core.analytics.cancellations (one
-grouped query per breakdown; a drill-down reads at most `limit` rows).
+Everything is aggregated in SQL over the same filters as core.analytics.cancellations (the rates
+by provider and service from its roll-ups where it can, otherwise one grouped query per
+breakdown; a drill-down reads at most `limit` rows).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from core.analytics import cancellation_rollups
 from core.analytics import surveys as sa
 from core.analytics.cancellation_parts import (
     BOOKED,
@@ -59,22 +61,44 @@ class Group:
     counts: Counts
 
 
-def rates_by(session: Session, actor: Actor, filters: AnalyticsFilters, group: str) -> list[Group]:
-    """Cancellation and no-show counts per provider or service, largest first (one query)."""
+def rates_by(
+    session: Session,
+    actor: Actor,
+    filters: AnalyticsFilters,
+    group: str,
+    *,
+    use_rollups: bool = True,
+) -> list[Group]:
+    """Cancellation and no-show counts per provider or service, largest first: from the
+    maintained roll-ups when no provider or service is chosen (the days whose roll-ups lag
+    taken from the appointments), otherwise in one grouped query over the appointments."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
     if group not in GROUPS:
         raise ValidationError(f"Choose a breakdown by {' or '.join(GROUPS)}.")
     column, model = GROUPS[group]
-    where = where_clauses(scope_of(session, filters, periods_too=False), filters)
-    query = (
-        select(column, model.name, *_core5())
-        .outerjoin(model, model.id == column)
-        .where(*where, Appointment.status.in_(BOOKED))
-        .group_by(column, model.name)
-    )
+    scope = scope_of(session, filters, periods_too=False)
+    lagging = None
+    if use_rollups and filters.provider_id is None and filters.service_id is None:
+        days = (filters.start, filters.end)
+        lagging = cancellation_rollups.lagging_days(session, filters.clinic_id, days)
+    if lagging is None:
+        query = (
+            select(column, model.name, *_core5())
+            .outerjoin(model, model.id == column)
+            .where(*where_clauses(scope, filters), Appointment.status.in_(BOOKED))
+            .group_by(column, model.name)
+        )
+        rows = session.execute(query).all()
+    else:
+        clinics = [c for c, _ in scope.clinics]
+        counted = cancellation_rollups.read_groups(session, group, filters, clinics, lagging)
+        names = dict(
+            session.execute(select(model.id, model.name).where(model.id.in_(list(counted)))).all()
+        )
+        rows = [(key or None, names.get(key), *values) for key, values in counted.items()]
     groups = []
-    for key, name, *values in session.execute(query):
+    for key, name, *values in rows:
         counts = Counts(name or "(not recorded)")
         counts.add(*(int(v or 0) for v in values))
         groups.append(Group(key, counts))

@@ -428,6 +428,8 @@ def row_values(dialect: str, scope: Scope):
         case((by_patient, 1), else_=0).label("by_patient"),
         case((decided_online, bucket_case(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),
         case((decided_online, turn), else_=None).label("turn_s"),
+        func.coalesce(a.provider_id, 0).label("provider"),  # 0: none recorded
+        func.coalesce(a.service_id, 0).label("service"),
     ]
 
 

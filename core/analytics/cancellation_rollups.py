@@ -10,6 +10,8 @@ One row per clinic, clinic-local day (days since 1970-01-01), kind and key:
     money   0                      0             revenue at risk, refilled slots
     turn    turnaround bucket      0             requests, seconds
     fees    ledger kind            waived (0/1)  cents, points, points on cancellations
+    provider  provider (0: none)   0             booked, cancelled, late, no-shows, attended
+    service   first service (0: none) 0          booked, cancelled, late, no-shows, attended
 
 Keeping them current:
 - every ORM flush that touches an appointment or a ledger entry marks the clinic-local days
@@ -23,6 +25,8 @@ Keeping them current:
   path); the jobs loop runs it (`refresh_job`). A read never writes: while the roll-ups lag,
   it takes the lagging days of its range from the appointments and the rest from the roll-ups
   (`lagging_days`). Bulk UPDATEs that bypass the ORM are not seen: after one, call `rebuild`.
+- the state records the VERSION of the kinds stored: roll-ups built by an older version count as
+  not built (reads go to the appointments) until the jobs loop's next refresh rebuilds them.
 """
 
 from __future__ import annotations
@@ -80,6 +84,9 @@ from db.models import (
 
 log = logging.getLogger("clinicdesk.rollups")
 STATE_KEY = "cancellation_rollups"
+VERSION = 2  # the kinds stored (2: provider and service added); another version is rebuilt
+FIGURE_KINDS = frozenset({"hour", "lead", "notice", "money", "turn", "fees"})
+GROUP_KINDS = ("provider", "service")  # the rates by provider and by service
 EPOCH = date(1970, 1, 1)
 FULL_REBUILD_DAYS = 2000  # more changed days than this: rebuild everything
 EVERYTHING = (0, 0)  # the mark that asks for a full rebuild
@@ -251,7 +258,7 @@ def _probe(session: Session, clinic_id: int | None, days: tuple[date, date] | No
             select(func.max(LedgerEntry.id)).scalar_subquery(),
         )
     ).one()
-    if not value or not value.get("built"):
+    if not _built(value):
         return _Probe(built=False)
     lags = _Probe(True, False, value, dirty is not None, appointment_id or 0, ledger_id or 0)
     if lags.dirty_found or lags.ledger_id > value["ledger_id"]:
@@ -266,6 +273,10 @@ def _probe(session: Session, clinic_id: int | None, days: tuple[date, date] | No
         Appointment.id > value["appointment_id"], _on_days(clinic_id, near)
     )
     return lags if session.scalar(query.limit(1)) is not None else _Probe(built=True, fresh=True)
+
+
+def _built(value: dict | None) -> bool:
+    return bool(value and value.get("built") and value.get("version") == VERSION)
 
 
 def _dirty_near(clinic_id: int | None, near: tuple[date, date]):
@@ -307,7 +318,7 @@ def refresh(session: Session) -> int:
     value = dict(state.value or {})
     appointment_id, ledger_id = _latest_ids(session)
     dirty_max = session.scalar(select(func.max(CancellationRollupDirty.id))) or 0
-    if not value.get("built"):
+    if not _built(value):
         days = None
     else:
         days = _changed_days(session, value, dirty_max, appointment_id, ledger_id)
@@ -321,7 +332,12 @@ def refresh(session: Session) -> int:
     else:
         done = _recompute(session, days)
     session.execute(delete(CancellationRollupDirty).where(CancellationRollupDirty.id <= dirty_max))
-    state.value = {"built": True, "appointment_id": appointment_id, "ledger_id": ledger_id}
+    state.value = {
+        "built": True,
+        "version": VERSION,
+        "appointment_id": appointment_id,
+        "ledger_id": ledger_id,
+    }
     session.flush()
     return done
 
@@ -404,14 +420,14 @@ def _recompute(session: Session, days) -> int:
 
 
 def _insert_span(session: Session, dialect: str, clinic_id: int, tz: str, first: int, last: int):
-    for query in _span_queries(dialect, clinic_id, tz, first, last):
+    for _, query in _span_queries(dialect, clinic_id, tz, first, last):
         session.execute(insert(R).from_select(COLUMNS, query))
 
 
 def _span_queries(dialect: str, clinic_id: int, tz: str, first: int, last: int) -> list:
-    """The roll-up rows of one clinic's local days first..last, as selects of COLUMNS: what
-    the refresh stores, and what a read takes straight from the appointments for days whose
-    roll-ups lag."""
+    """The roll-up rows of one clinic's local days first..last, as (kind, select of COLUMNS):
+    what the refresh stores, and what a read takes straight from the appointments for days
+    whose roll-ups lag."""
     first_day, last_day = EPOCH + timedelta(days=first), EPOCH + timedelta(days=last)
     lo, hi = local_days_bounds(first_day, last_day, tz)
     scope = Scope([(clinic_id, tz)], {clinic_id: (lo, hi)}, {clinic_id: offset_periods(tz, lo, hi)})
@@ -428,13 +444,14 @@ def _span_queries(dialect: str, clinic_id: int, tz: str, first: int, last: int) 
     ]
     zero = literal(0)
     untimed = untimed_declines_query(dialect, [clinic_id], first_day, last_day).subquery().c
-    return [
+    booked = func.sum(i.booked) > 0
+    queries = [
         select(c, i.daynum, literal("hour"), i.hour, zero, *core5)
         .group_by(i.daynum, i.hour)
-        .having(func.sum(i.booked) > 0),
+        .having(booked),
         select(c, i.daynum, literal("lead"), i.sms, i.lead, *core5)
         .group_by(i.daynum, i.sms, i.lead)
-        .having(func.sum(i.booked) > 0),
+        .having(booked),
         select(
             c,
             i.daynum,
@@ -491,6 +508,16 @@ def _span_queries(dialect: str, clinic_id: int, tz: str, first: int, last: int) 
         ),
         _fees_query(dialect, scope, where),
     ]
+    kinds = ["hour", "lead", "notice", "money", "turn", "turn", "fees"]
+    for kind in GROUP_KINDS:
+        key = getattr(i, kind)
+        kinds.append(kind)
+        queries.append(
+            select(c, i.daynum, literal(kind), key, zero, *core5)
+            .group_by(i.daynum, key)
+            .having(booked)
+        )
+    return list(zip(kinds, queries, strict=True))
 
 
 def _fees_query(dialect, scope, where):
@@ -566,7 +593,7 @@ def read_into(
                 sums.whatif_late += row[0]
         else:
             _add(sums, fees, kind, day, k1, k2, row)
-    for _, day, kind, k1, k2, *row in _lagging_rows(session, lagging):
+    for _, day, kind, k1, k2, *row in _lagging_rows(session, lagging, FIGURE_KINDS):
         row = [int(v or 0) for v in row]
         if kind == "notice":
             sums.notice_hours(int(k1), k2 == 1, row[0], window)
@@ -575,14 +602,61 @@ def read_into(
     return Fees(**fees)
 
 
-def _lagging_rows(session: Session, lagging):
-    """The lagging days' roll-up rows, computed from the appointments as the refresh would."""
+def _lagging_rows(session: Session, lagging, kinds):
+    """The lagging days' roll-up rows of these kinds, computed from the appointments as the
+    refresh would."""
     dialect = session.get_bind().dialect.name
     for clinic_id, runs in _ranges(lagging).items():
         tz = _zone_of(session, clinic_id)
         for first, last in runs:
-            for query in _span_queries(dialect, clinic_id, tz, first, last):
-                yield from session.execute(query)
+            for kind, query in _span_queries(dialect, clinic_id, tz, first, last):
+                if kind in kinds:
+                    yield from session.execute(query)
+
+
+def read_groups(
+    session: Session,
+    kind: str,
+    filters,
+    clinic_ids: list[int],
+    lagging: set[tuple[int, int]] = frozenset(),
+) -> dict[int, list[int]]:
+    """Per provider or service id (`kind`; 0: none recorded), its booked, cancelled, late,
+    no-show and attended counts over the clinics' local days start..end, the `lagging`
+    (clinic, day) pairs taken from the appointments instead."""
+    values = {
+        "clinics": clinic_ids,
+        "kind": kind,
+        "first": (filters.start - EPOCH).days,
+        "last": (filters.end - EPOCH).days,
+    }
+    if lagging:
+        values["skip"] = [c * DAY_KEY + d for c, d in lagging]
+    counts: dict[int, list[int]] = {}
+    rows = list(session.execute(_groups_statement(bool(lagging)), values))
+    rows += [(k1, *row) for _, _, _, k1, _, *row in _lagging_rows(session, lagging, {kind})]
+    for key, *row in rows:
+        total = counts.setdefault(int(key), [0] * 5)
+        for index, value in enumerate(row):
+            total[index] += int(value or 0)
+    return counts
+
+
+@functools.cache
+def _groups_statement(skipping: bool):
+    """One range of the covering index per clinic: the kind's rows of the days, by key."""
+    conditions = [
+        R.clinic_id.in_(bindparam("clinics", expanding=True)),
+        R.kind == bindparam("kind"),
+        R.daynum >= bindparam("first"),
+        R.daynum <= bindparam("last"),
+    ]
+    if skipping:
+        conditions.append(
+            (R.clinic_id * DAY_KEY + R.daynum).not_in(bindparam("skip", expanding=True))
+        )
+    v = [func.sum(R.v0), func.sum(R.v1), func.sum(R.v2), func.sum(R.v3), func.sum(R.v4)]
+    return select(R.k1, *v).where(*conditions).group_by(R.k1)
 
 
 def _add(sums: Any, fees: dict[str, int], kind: str, day, k1, k2, row: list[int]) -> None:
