@@ -17,7 +17,8 @@ Figures
   peak within 1.5× the 100k peak (memory does not grow with the table).
 - core: calendar week (core.scheduling.calendar.window_events, ≤ 30 ms), slot suggestions
   (core.scheduling.availability.suggest_slots for a provider with years of bookings, ≤ 50 ms), queue
-  (core.requests.queue counts + first page), analytics (compute_figures, survey dashboard).
+  (core.requests.queue counts + first page), analytics (compute_figures, the rates by provider
+  and service from the roll-ups and from the appointments, survey dashboard).
 - naive: the same cancellation figures computed by reading the appointments table into pandas
   and grouping there, against compute_figures; target ≥ 15× slower.
 - import: the Kaggle no-show file (110,527 rows) into a fresh SQLite; target ≤ 60 s.
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import risk
-from core.analytics import cancellation_rollups, surveys
+from core.analytics import breakdowns, cancellation_rollups, surveys
 from core.analytics import cancellations as analytics
 from core.kernel import accounts
 from core.requests import queue
@@ -312,6 +313,17 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
         "ours_booked": result.totals.booked,
         "naive_booked": naive_result["booked"],
     }
+
+    def rates(use_rollups: bool):
+        def run():
+            with database.read() as session:
+                for group in breakdowns.GROUPS:
+                    breakdowns.rates_by(session, owner, filters, group, use_rollups=use_rollups)
+
+        return run
+
+    out["rates_ms"] = median_ms(rates(True), repeat)
+    out["rates_direct_ms"] = median_ms(rates(False), repeat)
     f = surveys.filter_for_days(today - timedelta(days=365), today)
 
     def dashboard():
@@ -575,6 +587,8 @@ def table(results: dict[str, Any]) -> str:
         row(
             "  naive ÷ ours", nr, "≥ 15×", None if nr is None else nr >= TARGETS["naive_ratio"], "×"
         )
+        row("rates by provider and service, 1 year", core.get("rates_ms"), "", None, " ms")
+        row("  from the appointments", core.get("rates_direct_ms"), "", None, " ms")
         row("survey analytics dashboard, 1 year", core.get("survey_ms"), "", None, " ms")
         pages = r.get("pages", {})
         empty = pages.get("empty_ms")
