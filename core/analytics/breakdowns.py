@@ -78,10 +78,7 @@ def rates_by(
         raise ValidationError(f"Choose a breakdown by {' or '.join(GROUPS)}.")
     column, model = GROUPS[group]
     scope = scope_of(session, filters, periods_too=False)
-    lagging = None
-    if use_rollups and filters.provider_id is None and filters.service_id is None:
-        days = (filters.start, filters.end)
-        lagging = cancellation_rollups.lagging_days(session, filters.clinic_id, days)
+    lagging = cancellation_rollups.usable_for(session, filters, use_rollups)
     if lagging is None:
         query = (
             select(column, model.name, *_core5())

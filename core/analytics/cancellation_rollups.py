@@ -172,6 +172,15 @@ def is_fresh(
     return _probe(session, clinic_id, days).fresh
 
 
+def usable_for(session: Session, filters, use_rollups: bool = True) -> set[tuple[int, int]] | None:
+    """The lagging days (see `lagging_days`) when a read with these filters can come from the
+    roll-ups, None when it must read the appointments: asked not to, a provider or service
+    chosen (the roll-ups are not kept per provider and service together), or not usable."""
+    if not use_rollups or filters.provider_id is not None or filters.service_id is not None:
+        return None
+    return lagging_days(session, filters.clinic_id, (filters.start, filters.end))
+
+
 def lagging_days(
     session: Session, clinic_id: int | None, days: tuple[date, date]
 ) -> set[tuple[int, int]] | None:
@@ -444,80 +453,85 @@ def _span_queries(dialect: str, clinic_id: int, tz: str, first: int, last: int) 
     ]
     zero = literal(0)
     untimed = untimed_declines_query(dialect, [clinic_id], first_day, last_day).subquery().c
-    booked = func.sum(i.booked) > 0
-    queries = [
-        select(c, i.daynum, literal("hour"), i.hour, zero, *core5)
-        .group_by(i.daynum, i.hour)
-        .having(booked),
-        select(c, i.daynum, literal("lead"), i.sms, i.lead, *core5)
-        .group_by(i.daynum, i.sms, i.lead)
-        .having(booked),
-        select(
-            c,
-            i.daynum,
-            literal("notice"),
-            i.notice_h,
-            i.by_patient,
-            func.count(),
-            zero,
-            zero,
-            zero,
-            zero,
-        )
-        .where(i.notice_h.is_not(None))
-        .group_by(i.daynum, i.notice_h, i.by_patient),
-        select(
-            c,
-            i.daynum,
-            literal("money"),
-            zero,
-            zero,
-            func.sum(i.risk),
-            func.sum(i.refill),
-            zero,
-            zero,
-            zero,
-        )
-        .group_by(i.daynum)
-        .having(func.sum(i.risk) + func.sum(i.refill) > 0),
-        select(
-            c,
-            i.daynum,
-            literal("turn"),
-            i.turn,
-            zero,
-            func.count(),
-            func.sum(i.turn_s),
-            zero,
-            zero,
-            zero,
-        )
-        .where(i.turn.is_not(None))
-        .group_by(i.daynum, i.turn),
-        select(
-            untimed[0],
-            untimed[1],
-            literal("turn"),
-            untimed[2],
-            zero,
-            untimed[3],
-            untimed[4],
-            zero,
-            zero,
-            zero,
+
+    def counted(kind: str, k1, k2=None):
+        """The five counts per day and key(s), for the days with a booking."""
+        keys = [k for k in (k1, k2) if k is not None]
+        query = select(c, i.daynum, literal(kind), k1, zero if k2 is None else k2, *core5)
+        return query.group_by(i.daynum, *keys).having(func.sum(i.booked) > 0)
+
+    return [
+        ("hour", counted("hour", i.hour)),
+        ("lead", counted("lead", i.sms, i.lead)),
+        (
+            "notice",
+            select(
+                c,
+                i.daynum,
+                literal("notice"),
+                i.notice_h,
+                i.by_patient,
+                func.count(),
+                zero,
+                zero,
+                zero,
+                zero,
+            )
+            .where(i.notice_h.is_not(None))
+            .group_by(i.daynum, i.notice_h, i.by_patient),
         ),
-        _fees_query(dialect, scope, where),
+        (
+            "money",
+            select(
+                c,
+                i.daynum,
+                literal("money"),
+                zero,
+                zero,
+                func.sum(i.risk),
+                func.sum(i.refill),
+                zero,
+                zero,
+                zero,
+            )
+            .group_by(i.daynum)
+            .having(func.sum(i.risk) + func.sum(i.refill) > 0),
+        ),
+        (
+            "turn",
+            select(
+                c,
+                i.daynum,
+                literal("turn"),
+                i.turn,
+                zero,
+                func.count(),
+                func.sum(i.turn_s),
+                zero,
+                zero,
+                zero,
+            )
+            .where(i.turn.is_not(None))
+            .group_by(i.daynum, i.turn),
+        ),
+        (
+            "turn",
+            select(
+                untimed[0],
+                untimed[1],
+                literal("turn"),
+                untimed[2],
+                zero,
+                untimed[3],
+                untimed[4],
+                zero,
+                zero,
+                zero,
+            ),
+        ),
+        ("fees", _fees_query(dialect, scope, where)),
+        *[(kind, counted(kind, getattr(i, kind))) for kind in GROUP_KINDS],
     ]
-    kinds = ["hour", "lead", "notice", "money", "turn", "turn", "fees"]
-    for kind in GROUP_KINDS:
-        key = getattr(i, kind)
-        kinds.append(kind)
-        queries.append(
-            select(c, i.daynum, literal(kind), key, zero, *core5)
-            .group_by(i.daynum, key)
-            .having(booked)
-        )
-    return list(zip(kinds, queries, strict=True))
 
 
 def _fees_query(dialect, scope, where):
@@ -575,14 +589,7 @@ def read_into(
     # by_day: hours per day (weekday / weekly / heatmap figures); without timing (the first
     # view) no lead rows and no notice histogram
     by_day, timing = "by_day" in filters.parts, "timing" in filters.parts
-    values = {
-        "clinics": clinic_ids,
-        "first": (filters.start - EPOCH).days,
-        "last": (filters.end - EPOCH).days,
-        "window": window,
-    }
-    if lagging:
-        values["skip"] = [c * DAY_KEY + d for c, d in lagging]
+    values = _range_values(filters, clinic_ids, lagging, window=window)
     fees: dict[str, int] = {}
     statement = _read_statement(by_day, timing, bool(lagging))
     for kind, day, k1, k2, *row in session.execute(statement, values):
@@ -624,14 +631,7 @@ def read_groups(
     """Per provider or service id (`kind`; 0: none recorded), its booked, cancelled, late,
     no-show and attended counts over the clinics' local days start..end, the `lagging`
     (clinic, day) pairs taken from the appointments instead."""
-    values = {
-        "clinics": clinic_ids,
-        "kind": kind,
-        "first": (filters.start - EPOCH).days,
-        "last": (filters.end - EPOCH).days,
-    }
-    if lagging:
-        values["skip"] = [c * DAY_KEY + d for c, d in lagging]
+    values = _range_values(filters, clinic_ids, lagging, kind=kind)
     counts: dict[int, list[int]] = {}
     rows = list(session.execute(_groups_statement(bool(lagging)), values))
     rows += [(k1, *row) for _, _, _, k1, _, *row in _lagging_rows(session, lagging, {kind})]
@@ -645,18 +645,39 @@ def read_groups(
 @functools.cache
 def _groups_statement(skipping: bool):
     """One range of the covering index per clinic: the kind's rows of the days, by key."""
-    conditions = [
+    conditions = _in_range(R.kind == bindparam("kind"), skipping)
+    return select(R.k1, *_sums()).where(*conditions).group_by(R.k1)
+
+
+def _in_range(kind, skipping: bool, *conditions) -> tuple:
+    """A kind's rows of the clinics' days first..last (parameters, see `_range_values`),
+    without the lagging days' keys when `skipping`."""
+    skip = (R.clinic_id * DAY_KEY + R.daynum).not_in(bindparam("skip", expanding=True))
+    return (
         R.clinic_id.in_(bindparam("clinics", expanding=True)),
-        R.kind == bindparam("kind"),
+        kind,
         R.daynum >= bindparam("first"),
         R.daynum <= bindparam("last"),
-    ]
-    if skipping:
-        conditions.append(
-            (R.clinic_id * DAY_KEY + R.daynum).not_in(bindparam("skip", expanding=True))
-        )
-    v = [func.sum(R.v0), func.sum(R.v1), func.sum(R.v2), func.sum(R.v3), func.sum(R.v4)]
-    return select(R.k1, *v).where(*conditions).group_by(R.k1)
+        *conditions,
+        *([skip] if skipping else []),
+    )
+
+
+def _sums() -> list:
+    return [func.sum(R.v0), func.sum(R.v1), func.sum(R.v2), func.sum(R.v3), func.sum(R.v4)]
+
+
+def _range_values(filters, clinic_ids: list[int], lagging, **more) -> dict[str, Any]:
+    """The parameters of `_in_range`: the clinics, the filters' days, the lagging keys."""
+    values = {
+        "clinics": clinic_ids,
+        "first": (filters.start - EPOCH).days,
+        "last": (filters.end - EPOCH).days,
+        **more,
+    }
+    if lagging:
+        values["skip"] = [c * DAY_KEY + d for c, d in lagging]
+    return values
 
 
 def _add(sums: Any, fees: dict[str, int], kind: str, day, k1, k2, row: list[int]) -> None:
@@ -681,19 +702,10 @@ def _read_statement(by_day: bool, timing: bool, skipping: bool = False):
     once per shape; the clinics, days, what-if window and the (clinic, day) keys to leave out
     while they lag (`skipping`) are parameters."""
     zero = literal_column("0")
-    skip = [(R.clinic_id * DAY_KEY + R.daynum).not_in(bindparam("skip", expanding=True))]
-    skip = skip if skipping else []
-    v = [func.sum(R.v0), func.sum(R.v1), func.sum(R.v2), func.sum(R.v3), func.sum(R.v4)]
+    v = _sums()
 
     def of(kind: str, *conditions):
-        return (
-            R.clinic_id.in_(bindparam("clinics", expanding=True)),
-            R.kind == kind,
-            R.daynum >= bindparam("first"),
-            R.daynum <= bindparam("last"),
-            *conditions,
-            *skip,
-        )
+        return _in_range(R.kind == kind, skipping, *conditions)
 
     day = R.daynum if by_day else zero
     hours = select(func.min(R.kind), day, R.k1, zero, *v).where(*of("hour"))

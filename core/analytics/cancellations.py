@@ -100,12 +100,9 @@ def compute_figures(
     path)."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
-    use_rollups = use_rollups and filters.provider_id is None and filters.service_id is None
-    lagging = None
-    if use_rollups:
-        days = (filters.start, filters.end)
-        lagging = cancellation_rollups.lagging_days(session, filters.clinic_id, days)
-    return _compute(session, filters, lagging)
+    return _compute(
+        session, filters, cancellation_rollups.usable_for(session, filters, use_rollups)
+    )
 
 
 class _Sums:
