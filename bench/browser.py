@@ -10,7 +10,9 @@
    `--repeat` visits, each right after a visit to the empty page (bench/browser_empty.py, a
    title only, registered like any page), whose own time is measured the same way in the same
    run. The first (cold-cache) visit of each page is printed beside it. Target: every page
-   ≤ 2× empty.
+   ≤ 2× empty. Then, measured the same way, Streamlit alone drawing the Cancellations
+   dashboard's and the Calendar's elements with fixed values (bench/browser_floor*.py): the
+   part of those pages' time that is Streamlit's and FullCalendar's, whatever ClinicDesk does.
 2. Concurrency: 1, 10 and 20 browser sessions at once, each signing in as the manager and
    working queue → decide (declines one request, a different row per session) → calendar →
    today; p50 and p95 per step, errors (a timeout, an exception box or "Something went
@@ -75,6 +77,12 @@ PANEL = '[data-testid="stMain"] h3'  # the queue's decision panel: "#id · patie
 TOLD = "is no longer waiting"  # the panel's word when another desk decided its request
 TIMEOUT_MS = 120_000
 EMPTY = "bench-empty"
+# Streamlit alone drawing a page's elements with fixed values (bench/browser_floor*.py): the
+# bench page's title and path, and the page it copies
+FLOORS = {
+    "bench-floor": ("Streamlit alone: cancellations", "cancellation-analytics"),
+    "bench-floor-calendar": ("Streamlit alone: calendar", "calendar"),
+}
 FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)
 
 
@@ -159,23 +167,26 @@ async def pages_run(browser, url: str, repeat: int) -> dict:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
     await sign_in(page, url, "owner")
-    shown = [p for p in PAGES if not p.hidden and p.path.exists()]
+    shown = [(p.title, p.url_path) for p in PAGES if not p.hidden and p.path.exists()]
     results = {}
     empty: list[float] = []
-    for spec in shown:
+    floors = [(title, path) for path, (title, _) in FLOORS.items()]
+    for title, path in [*shown, *floors]:
         await click_page(page, "Empty page", EMPTY)
-        first = await click_page(page, spec.title, spec.url_path)  # cold caches: first visit
-        times = []
+        first = await click_page(page, title, path)  # cold caches: first visit
+        times, errors = [], await page.locator(ERRORS).count()
         for _ in range(repeat):
             empty.append(await click_page(page, "Empty page", EMPTY))
-            times.append(await click_page(page, spec.title, spec.url_path))
-        results[spec.url_path] = {"first_ms": first, "median_ms": _median(times)}
-        log(f"  {spec.url_path:28} first {first:7.0f} ms · median {_median(times):7.0f} ms")
+            times.append(await click_page(page, title, path))
+            errors += await page.locator(ERRORS).count()  # a failed page settles fast
+        results[path] = {"first_ms": first, "median_ms": _median(times), "errors": errors}
+        log(f"  {path:28} first {first:7.0f} ms · median {_median(times):7.0f} ms")
     await context.close()
     base = _median(empty)
     for figures in results.values():
         figures["ratio"] = figures["median_ms"] / base
-    return {"empty_ms": base, "pages": results}
+    floors = {path: results.pop(path) for path in FLOORS}
+    return {"empty_ms": base, "pages": results, "floors": floors}
 
 
 STEPS = ("sign_in", "queue", "decide", "calendar", "today")
@@ -354,8 +365,17 @@ def report(out: dict) -> None:
         print(f"\nempty page: {base:.0f} ms (median, sidebar click to settled)")
         print(f"{'page':28} {'first':>8} {'median':>8} {'× empty':>8}  target ≤ 2×")
         for name, f in out["pages"]["pages"].items():
-            mark = "ok" if f["ratio"] <= 2 else "MISS"
+            mark = "ERROR" if f.get("errors") else "ok" if f["ratio"] <= 2 else "MISS"
             print(f"{name:28} {f['first_ms']:8.0f} {f['median_ms']:8.0f} {f['ratio']:8.2f}  {mark}")
+        for path, floor in out["pages"]["floors"].items():
+            copied = FLOORS[path][1]
+            own = out["pages"]["pages"].get(copied)
+            print(
+                f"Streamlit alone, {copied}'s elements with fixed values: "
+                f"{floor['median_ms']:.0f} ms, {floor['ratio']:.2f}× empty"
+                + (f" (ERROR: {floor['errors']} exception boxes)" if floor["errors"] else "")
+                + (f"; {copied} {own['median_ms'] / floor['median_ms']:.2f}× that" if own else "")
+            )
     single = out["concurrency"].get(1, {}).get("page_switch_p95_ms")
     print(f"\n{'sessions':>8} {'step':10} {'p50 ms':>8} {'p95 ms':>8}")
     for n, r in out["concurrency"].items():

@@ -1,5 +1,7 @@
-"""bench.browser's app: ClinicDesk's app.py with one more page, an empty one (a title only),
-registered like every other page so it is measured the same way: the yardstick.
+"""bench.browser's app: ClinicDesk's app.py with three more pages, registered like every other
+page so they are measured the same way: an empty one (a title only), the yardstick, and
+Streamlit alone drawing the Cancellations dashboard's and the Calendar's elements with fixed
+values (bench/browser_floor.py, bench/browser_floor_calendar.py).
 
 The launcher at the root calls `run()` on every rerun. This module is imported once, as
 Streamlit compiles a main script once: the page is registered and app.py compiled at import,
@@ -23,13 +25,29 @@ class _BenchPage(navigation.PageSpec):
 
     @property
     def url_path(self) -> str:
-        return "bench-empty"
+        return "bench-" + self.file.removeprefix("browser_").removesuffix(".py").replace("_", "-")
 
 
 EMPTY = _BenchPage(
     "browser_empty.py", "Empty page", "crop_square", "Bench", Permission.APPOINTMENTS_READ
 )
-navigation.PAGES = (*navigation.PAGES, EMPTY)
+FLOORS = (
+    _BenchPage(
+        "browser_floor.py",
+        "Streamlit alone: cancellations",
+        "layers",
+        "Bench",
+        Permission.APPOINTMENTS_READ,
+    ),
+    _BenchPage(
+        "browser_floor_calendar.py",
+        "Streamlit alone: calendar",
+        "layers",
+        "Bench",
+        Permission.APPOINTMENTS_READ,
+    ),
+)
+navigation.PAGES = (*navigation.PAGES, EMPTY, *FLOORS)
 CODE = compile(APP.read_text(), str(APP), "exec")
 
 

@@ -23,3 +23,28 @@ def test_the_empty_page_refuses_to_measure_without_a_session(app_db):
 def test_the_bare_page_runs(app_db):
     at = AppTest.from_string(BARE_PAGE, default_timeout=30).run()
     assert not at.exception and [t.value for t in at.title] == ["Empty page"]
+
+
+def test_the_floor_pages_run_and_draw_what_they_copy():
+    """bench.browser's pages of Streamlit alone (bench/browser_floor*.py): a failed page settles
+    fast and would pass for a cheap one."""
+    cancellations = AppTest.from_file("../../bench/browser_floor.py", default_timeout=30).run()
+    assert not cancellations.exception
+    assert len(cancellations.metric) == 12  # the eight key figures, confirmed, three refills
+    charts = [e for e in cancellations.get("echarts_chart")]
+    assert len(charts) == 7
+    calendar = AppTest.from_file("../../bench/browser_floor_calendar.py", default_timeout=30).run()
+    assert not calendar.exception
+    assert len(calendar.get("component_instance")) == 1  # streamlit-calendar's frame
+
+
+def test_the_bench_app_serves_the_floor_pages_at_the_paths_the_bench_visits(monkeypatch):
+    from bench import browser
+    from ui import navigation
+
+    monkeypatch.setattr(navigation, "PAGES", navigation.PAGES)  # the bench app appends to it
+    from bench import browser_app
+
+    served = {page.url_path: page.title for page in browser_app.FLOORS}
+    assert served == {path: title for path, (title, _) in browser.FLOORS.items()}
+    assert browser_app.EMPTY.url_path == browser.EMPTY
