@@ -10,9 +10,10 @@
    `--repeat` visits, each right after a visit to the empty page (bench/browser_empty.py, a
    title only, registered like any page), whose own time is measured the same way in the same
    run. The first (cold-cache) visit of each page is printed beside it. Target: every page
-   ≤ 2× empty. Then, measured the same way, Streamlit alone drawing the Cancellations
-   dashboard's and the Calendar's elements with fixed values (bench/browser_floor*.py): the
-   part of those pages' time that is Streamlit's and FullCalendar's, whatever ClinicDesk does.
+   ≤ 2× empty. Then, measured the same way, Streamlit alone drawing the elements of the
+   Cancellations and Surveys dashboards and of the Calendar with fixed values
+   (bench/browser_floor*.py): the part of those pages' time that is Streamlit's (and
+   FullCalendar's), whatever ClinicDesk does.
 2. Concurrency: 1, 10 and 20 browser sessions at once, each signing in as the manager and
    working queue → decide (declines one request, a different row per session) → calendar →
    today; p50 and p95 per step, errors (a timeout, an exception box or "Something went
@@ -81,6 +82,7 @@ EMPTY = "bench-empty"
 # bench page's title and path, and the page it copies
 FLOORS = {
     "bench-floor": ("Streamlit alone: cancellations", "cancellation-analytics"),
+    "bench-floor-surveys": ("Streamlit alone: surveys", "survey-analytics"),
     "bench-floor-calendar": ("Streamlit alone: calendar", "calendar"),
 }
 FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)

@@ -31,8 +31,11 @@ def test_the_floor_pages_run_and_draw_what_they_copy():
     cancellations = AppTest.from_file("../../bench/browser_floor.py", default_timeout=30).run()
     assert not cancellations.exception
     assert len(cancellations.metric) == 12  # the eight key figures, confirmed, three refills
-    charts = [e for e in cancellations.get("echarts_chart")]
-    assert len(charts) == 7
+    assert len(cancellations.get("echarts_chart")) == 7
+    surveys = AppTest.from_file("../../bench/browser_floor_surveys.py", default_timeout=30).run()
+    assert not surveys.exception
+    assert len(surveys.metric) == 7 and len(surveys.dataframe) == 1
+    assert len(surveys.get("echarts_chart")) == 5
     calendar = AppTest.from_file("../../bench/browser_floor_calendar.py", default_timeout=30).run()
     assert not calendar.exception
     assert len(calendar.get("component_instance")) == 1  # streamlit-calendar's frame
