@@ -11,7 +11,7 @@
    title only, registered like any page), whose own time is measured the same way in the same
    run. The first (cold-cache) visit of each page is printed beside it. Target: every page
    ≤ 2× empty. Then, measured the same way, Streamlit alone drawing the elements of the
-   Cancellations and Surveys dashboards and of the Calendar with fixed values
+   Cancellations and Surveys dashboards, the Waitlist and the Calendar with fixed values
    (bench/browser_floor*.py): the part of those pages' time that is Streamlit's (and
    FullCalendar's), whatever ClinicDesk does.
 2. Concurrency: 1, 10 and 20 browser sessions at once, each signing in as the manager and
@@ -83,6 +83,7 @@ EMPTY = "bench-empty"
 FLOORS = {
     "bench-floor": ("Streamlit alone: cancellations", "cancellation-analytics"),
     "bench-floor-surveys": ("Streamlit alone: surveys", "survey-analytics"),
+    "bench-floor-waitlist": ("Streamlit alone: waitlist", "waitlist"),
     "bench-floor-calendar": ("Streamlit alone: calendar", "calendar"),
 }
 FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)

@@ -1,7 +1,7 @@
 """bench.browser's app: ClinicDesk's app.py with more pages, registered like every other
 page so they are measured the same way: an empty one (a title only), the yardstick, and
-Streamlit alone drawing the elements of the Cancellations and Surveys dashboards and of the
-Calendar with fixed values (bench/browser_floor*.py).
+Streamlit alone drawing the elements of the Cancellations and Surveys dashboards, the Waitlist
+and the Calendar with fixed values (bench/browser_floor*.py).
 
 The launcher at the root calls `run()` on every rerun. This module is imported once, as
 Streamlit compiles a main script once: the page is registered and app.py compiled at import,
@@ -42,6 +42,13 @@ FLOORS = (
     _BenchPage(
         "browser_floor_surveys.py",
         "Streamlit alone: surveys",
+        "layers",
+        "Bench",
+        Permission.APPOINTMENTS_READ,
+    ),
+    _BenchPage(
+        "browser_floor_waitlist.py",
+        "Streamlit alone: waitlist",
         "layers",
         "Bench",
         Permission.APPOINTMENTS_READ,

@@ -36,6 +36,9 @@ def test_the_floor_pages_run_and_draw_what_they_copy():
     assert not surveys.exception
     assert len(surveys.metric) == 7 and len(surveys.dataframe) == 1
     assert len(surveys.get("echarts_chart")) == 5
+    waitlist = AppTest.from_file("../../bench/browser_floor_waitlist.py", default_timeout=30).run()
+    assert not waitlist.exception
+    assert len(waitlist.selectbox) == 7 and len(waitlist.multiselect) == 2
     calendar = AppTest.from_file("../../bench/browser_floor_calendar.py", default_timeout=30).run()
     assert not calendar.exception
     assert len(calendar.get("component_instance")) == 1  # streamlit-calendar's frame
