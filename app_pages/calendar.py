@@ -20,8 +20,6 @@ from ui.locale import display_format
 from ui.text import escape
 from ui.waitlist_views import offer_freed_button, offer_slot_button, overbooking, with_risk
 
-STATUSES = [s for s in cal.STATUS_COLOURS if s not in ("cancelled", "declined")]
-
 
 @cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
@@ -75,7 +73,7 @@ statuses = tuple(
     c3.multiselect(
         "Statuses",
         list(cal.STATUS_COLOURS),
-        default=STATUSES,
+        default=cw.DEFAULT_STATUSES,
         format_func=cal.STATUS_LABELS.get,
         key="calendar_statuses",
     )

@@ -50,6 +50,7 @@ from pathlib import Path
 from playwright.async_api import Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from bench import floors
 from bench.run import DATA, ROOT, SECRET, ensure_sqlite, log, reset
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitServer
 from ui.navigation import PAGES
@@ -77,15 +78,9 @@ ERRORS = '[data-testid="stException"]'
 PANEL = '[data-testid="stMain"] h3'  # the queue's decision panel: "#id · patient"
 TOLD = "is no longer waiting"  # the panel's word when another desk decided its request
 TIMEOUT_MS = 120_000
-EMPTY = "bench-empty"
-# Streamlit alone drawing a page's elements with fixed values (bench/browser_floor*.py): the
-# bench page's title and path, and the page it copies
-FLOORS = {
-    "bench-floor": ("Streamlit alone: cancellations", "cancellation-analytics"),
-    "bench-floor-surveys": ("Streamlit alone: surveys", "survey-analytics"),
-    "bench-floor-waitlist": ("Streamlit alone: waitlist", "waitlist"),
-    "bench-floor-calendar": ("Streamlit alone: calendar", "calendar"),
-}
+EMPTY = floors.url_path(floors.EMPTY_FILE)
+# the floors by path: their sidebar title and the page each copies
+FLOORS = {floors.url_path(file): (title, copied) for file, title, copied in floors.FLOORS}
 FAILURES = DATA / "browser-failures"  # a screenshot of each failed session (git-ignored data)
 
 

@@ -10,6 +10,7 @@ so each run costs what app.py's own run costs in production and nothing more."""
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import floors
 from core.kernel.authz import Permission
 from ui import navigation
 
@@ -25,42 +26,15 @@ class _BenchPage(navigation.PageSpec):
 
     @property
     def url_path(self) -> str:
-        return "bench-" + self.file.removeprefix("browser_").removesuffix(".py").replace("_", "-")
+        return floors.url_path(self.file)
 
 
-EMPTY = _BenchPage(
-    "browser_empty.py", "Empty page", "crop_square", "Bench", Permission.APPOINTMENTS_READ
-)
-FLOORS = (
-    _BenchPage(
-        "browser_floor.py",
-        "Streamlit alone: cancellations",
-        "layers",
-        "Bench",
-        Permission.APPOINTMENTS_READ,
-    ),
-    _BenchPage(
-        "browser_floor_surveys.py",
-        "Streamlit alone: surveys",
-        "layers",
-        "Bench",
-        Permission.APPOINTMENTS_READ,
-    ),
-    _BenchPage(
-        "browser_floor_waitlist.py",
-        "Streamlit alone: waitlist",
-        "layers",
-        "Bench",
-        Permission.APPOINTMENTS_READ,
-    ),
-    _BenchPage(
-        "browser_floor_calendar.py",
-        "Streamlit alone: calendar",
-        "layers",
-        "Bench",
-        Permission.APPOINTMENTS_READ,
-    ),
-)
+def _page(file: str, title: str, symbol: str) -> _BenchPage:
+    return _BenchPage(file, title, symbol, "Bench", Permission.APPOINTMENTS_READ)
+
+
+EMPTY = _page(floors.EMPTY_FILE, "Empty page", "crop_square")
+FLOORS = tuple(_page(file, title, "layers") for file, title, _ in floors.FLOORS)
 navigation.PAGES = (*navigation.PAGES, EMPTY, *FLOORS)
 CODE = compile(APP.read_text(), str(APP), "exec")
 

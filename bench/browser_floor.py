@@ -8,6 +8,7 @@ from datetime import date, time, timedelta
 
 import streamlit as st
 
+from core.analytics.breakdowns import LEAD_LABELS
 from core.kernel.money import ClinicFormat
 from ui import charts
 from ui.figures import key_figure
@@ -15,7 +16,6 @@ from ui.figures import key_figure
 fmt = ClinicFormat(timezone="Europe/London", locale="en-GB", currency="GBP")
 WEEKS = 13
 PROVIDERS, SERVICES = 15, 10
-LEAD = ["same day", "1 day", "2–7 days", "8–14 days", "15–30 days", "over 30 days"]
 HOURS = range(8, 19)
 
 
@@ -101,7 +101,7 @@ def dashboard() -> None:
         rate_bars([f"Service {i + 1}" for i in range(SERVICES)], "Service", "floor_chart_service")
     left, right = st.columns(2)
     with left:
-        rate_bars(LEAD, "Lead time", "floor_chart_lead")
+        rate_bars(LEAD_LABELS, "Lead time", "floor_chart_lead")
     with right:
         sms = charts.bars(
             ["SMS reminder", "No SMS reminder"],

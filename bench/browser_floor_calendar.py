@@ -12,13 +12,12 @@ from ui import calendar_widget as cw
 
 DAY = date(2026, 12, 4)
 PROVIDERS, PER_PROVIDER = 18, 10
-STATUSES = [s for s in STATUS_COLOURS if s not in ("cancelled", "declined")]
 HOURS = [{"daysOfWeek": [1, 2, 3, 4, 5], "startTime": "08:00", "endTime": "18:00"}]
 
 
 def event(provider: int, n: int) -> dict:
     start = datetime.combine(DAY, time(8)) + timedelta(minutes=45 * n + 15 * (provider % 3))
-    status = STATUSES[(provider + n) % len(STATUSES)]
+    status = cw.DEFAULT_STATUSES[(provider + n) % len(cw.DEFAULT_STATUSES)]
     return {
         "id": str(provider * 100 + n),
         "title": f"Patient {provider}-{n} · Consultation",
@@ -37,13 +36,15 @@ c2.multiselect("Providers", [f"Provider {i}" for i in range(PROVIDERS)], key="fl
 c3.multiselect(
     "Statuses",
     list(STATUS_COLOURS),
-    default=STATUSES,
+    default=cw.DEFAULT_STATUSES,
     format_func=STATUS_LABELS.get,
     key="floor_cal_statuses",
 )
 c4.button("New appointment", key="floor_cal_new", icon=":material/add:")
 c1, c2, c3, c4, c5 = st.columns([5, 2, 0.5, 0.8, 0.5], vertical_alignment="bottom")
-c1.segmented_control("View", list(cw.VIEWS), key="floor_cal_view", default="Day by provider")
+c1.segmented_control(
+    "View", list(cw.VIEWS), key="floor_cal_view", default=cw.default_view(PROVIDERS)
+)
 c2.date_input("Date", DAY, key="floor_cal_day", format="YYYY-MM-DD")
 c3.button("◀", key="floor_cal_prev", help="Previous")
 c4.button("Today", key="floor_cal_today")
@@ -54,7 +55,7 @@ resources = [
     for p in range(PROVIDERS)
 ]
 options = cw.options(
-    "resourceTimeGridDay",
+    cw.VIEWS[cw.default_view(PROVIDERS)],
     DAY,
     "Europe/London",
     resources=resources,

@@ -7,18 +7,19 @@ from datetime import date, timedelta
 
 import streamlit as st
 
+from core.kernel.money import weekday_name
+from db.models import TimeOfDay, WaitlistStatus
 from ui.folds import fold
 
 CLINICS = ["Harbour Street Clinic", "North"]
-STATUSES = ["waiting", "offered", "booked", "withdrawn", "expired"]
 SERVICES = [f"Service {i + 1}" for i in range(10)]
 PROVIDERS = [f"Dr Bench {i:03}" for i in range(18)]
-WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+WEEKDAYS = [weekday_name(d, "en-GB") for d in range(7)]
 
 st.title("Streamlit alone: the Waitlist")
 c1, c2, c3, c4 = st.columns(4)
 c1.selectbox("Clinic", CLINICS, key="floor_wl_clinic")
-c2.selectbox("Status", STATUSES, key="floor_wl_status")
+c2.selectbox("Status", list(WaitlistStatus), key="floor_wl_status")
 c3.selectbox("Service", ["All", *SERVICES], key="floor_wl_svc")
 c4.selectbox("Provider", ["All", *PROVIDERS], key="floor_wl_pr")
 st.info("Nobody matches these filters.")
@@ -39,7 +40,7 @@ if box := fold("Add a patient to the waitlist", "floor_wl_add_open", expanded=Tr
             start = date(2026, 12, 4)
             a1.date_input("Days", (start, start + timedelta(days=28)), key="floor_wl_add_days")
             a2.multiselect("Weekdays", WEEKDAYS, default=WEEKDAYS[:5], key="floor_wl_add_wd")
-            st.multiselect("Times of day (none: any)", ["morning", "afternoon", "evening"])
+            st.multiselect("Times of day (none: any)", list(TimeOfDay), key="floor_wl_add_tod")
             st.text_input("Note", key="floor_wl_add_note")
             st.form_submit_button("Add to the waitlist", type="primary")
 st.subheader("Offers")

@@ -30,7 +30,7 @@ import streamlit_calendar
 from core.kernel.clock import to_local
 from core.kernel.money import format_moment, hour_cycle
 from core.scheduling import moves
-from core.scheduling.calendar import OUT_OF_OFFICE_CLASS, callback_time
+from core.scheduling.calendar import OUT_OF_OFFICE_CLASS, STATUS_COLOURS, callback_time
 from db.types import utcnow
 from ui.appointment_views import FLASH as FLASH_KEY
 from ui.context import refresh, run_action
@@ -48,6 +48,8 @@ VIEWS = {
     "Month": "dayGridMonth",
     "List (week)": "listWeek",
 }
+# what the page shows until staff choose otherwise: every status but the ones that free the slot
+DEFAULT_STATUSES = [s for s in STATUS_COLOURS if s not in ("cancelled", "declined")]
 HEIGHT = 760  # px: FullCalendar's own height, and the frame's from its first draw
 ROOM_VIEWS = ("resourceTimelineDay", "resourceTimelineWeek")  # rows: rooms and equipment
 CSS = f"""
