@@ -264,8 +264,15 @@ def test_time_of_day_windows_and_service_length_are_respected(db, world):
 
 
 def test_nothing_is_sent_in_quiet_hours_or_closer_than_the_minimum_notice(db, world):
-    with db.write() as session:  # quiet all day long
-        set_rules(session, world.owner, Rules(quiet_start=time(0), quiet_end=time(23, 59)))
+    # quiet from an hour before now to an hour after (a fixed 00:00–23:59 left the minute
+    # 23:59 loud, and a run in that minute sent the offer)
+    local = to_local(utcnow(), TZ)
+    quiet = Rules(
+        quiet_start=(local - timedelta(hours=1)).time(),
+        quiet_end=(local + timedelta(hours=1)).time(),
+    )
+    with db.write() as session:
+        set_rules(session, world.owner, quiet)
     day = future_day()
     appointment_id = booked(db, world, day)
     waiting(db, world, day, name="Ann")
