@@ -274,21 +274,28 @@ def _revoke_pending(
         )
     )
     for inv in pending:
-        inv.status, inv.revoked_at, inv.revoked_reason = InvitationStatus.REVOKED, now, reason
-        if inv.token_id:
-            tokens.revoke(session, inv.token_id)
-        audit.record(
-            session,
-            actor,
-            "invitation_revoked",
-            "invitation",
-            inv.id,
-            patient_id=patient_id,
-            from_status=InvitationStatus.PENDING.value,
-            to_status=InvitationStatus.REVOKED.value,
-            reason=reason,
-        )
+        _revoke(session, actor, inv, reason, now)
     return len(pending)
+
+
+def _revoke(
+    session: Session, actor: Actor, inv: PortalInvitation, reason: str, now: datetime
+) -> None:
+    """A pending invitation revoked: its link no longer works, and the audit log says why."""
+    inv.status, inv.revoked_at, inv.revoked_reason = InvitationStatus.REVOKED, now, reason
+    if inv.token_id:
+        tokens.revoke(session, inv.token_id)
+    audit.record(
+        session,
+        actor,
+        "invitation_revoked",
+        "invitation",
+        inv.id,
+        patient_id=inv.patient_id,
+        from_status=InvitationStatus.PENDING.value,
+        to_status=InvitationStatus.REVOKED.value,
+        reason=reason,
+    )
 
 
 def send_invitation(
@@ -381,22 +388,7 @@ def revoke_invitation(session: Session, actor: Actor, invitation_id: int, reason
         raise ValidationError(
             f"This invitation is {inv.status.value} already; only a pending one can be revoked."
         )
-    now = utcnow()
-    inv.status, inv.revoked_at = InvitationStatus.REVOKED, now
-    inv.revoked_reason = reason.strip()[:200] or "Revoked by the practice"
-    if inv.token_id:
-        tokens.revoke(session, inv.token_id)
-    audit.record(
-        session,
-        actor,
-        "invitation_revoked",
-        "invitation",
-        inv.id,
-        patient_id=inv.patient_id,
-        from_status=InvitationStatus.PENDING.value,
-        to_status=InvitationStatus.REVOKED.value,
-        reason=inv.revoked_reason,
-    )
+    _revoke(session, actor, inv, reason.strip()[:200] or "Revoked by the practice", utcnow())
 
 
 @dataclass(frozen=True)

@@ -108,23 +108,14 @@ def assess_cancellation(
     appointment.late_cancellation = evaluation.inside_window
     if not evaluation.inside_window or appointment.patient_id is None:
         return []
-    entries = []
-    if evaluation.fee_cents:
-        entries.append(
-            LedgerEntry(
-                patient_id=appointment.patient_id,
-                appointment_id=appointment.id,
-                kind=LedgerKind.LATE_CANCEL_FEE,
-                amount_cents=evaluation.fee_cents,
-                policy_id=evaluation.policy_id,
-            )
-        )
-    if evaluation.points:
-        entries.append(
-            _deduct_points(session, appointment, evaluation.points, evaluation.policy_id)
-        )
-    session.add_all(entries)
-    return entries
+    return _charge(
+        session,
+        appointment,
+        LedgerKind.LATE_CANCEL_FEE,
+        evaluation.fee_cents,
+        evaluation.points,
+        evaluation.policy_id,
+    )
 
 
 def assess_no_show(session: Session, appointment: Appointment) -> list[LedgerEntry]:
@@ -133,19 +124,38 @@ def assess_no_show(session: Session, appointment: Appointment) -> list[LedgerEnt
     if policy is None or appointment.patient_id is None:
         return []
     appointment.policy_id = policy.id
+    return _charge(
+        session,
+        appointment,
+        LedgerKind.NO_SHOW_FEE,
+        policy.no_show_fee_cents,
+        policy.points_deducted,
+        policy.id,
+    )
+
+
+def _charge(
+    session: Session,
+    appointment: Appointment,
+    kind: LedgerKind,
+    fee_cents: int | None,
+    points: int | None,
+    policy_id: int | None,
+) -> list[LedgerEntry]:
+    """The ledger entries of a fee and/or a points deduction, added to the session."""
     entries = []
-    if policy.no_show_fee_cents:
+    if fee_cents:
         entries.append(
             LedgerEntry(
                 patient_id=appointment.patient_id,
                 appointment_id=appointment.id,
-                kind=LedgerKind.NO_SHOW_FEE,
-                amount_cents=policy.no_show_fee_cents,
-                policy_id=policy.id,
+                kind=kind,
+                amount_cents=fee_cents,
+                policy_id=policy_id,
             )
         )
-    if policy.points_deducted:
-        entries.append(_deduct_points(session, appointment, policy.points_deducted, policy.id))
+    if points:
+        entries.append(_deduct_points(session, appointment, points, policy_id))
     session.add_all(entries)
     return entries
 
