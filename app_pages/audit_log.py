@@ -10,7 +10,7 @@ from core.kernel.clock import local_days_bounds, to_local, utcnow
 from ui import actor
 from ui.caches import cached
 from ui.context import read
-from ui.locale import display_format
+from ui.locale import date_picker, display_format
 from ui.text import show_table
 
 PAGE_SIZE = 200
@@ -72,7 +72,12 @@ with st.form("audit_filters"):
     )
     patient = c3.number_input("Patient #", min_value=0, step=1, value=0, key="audit_patient")
     today = to_local(utcnow(), practice.timezone).date()
-    days = c4.date_input("Dates", (today - timedelta(days=30), today), key="audit_dates")
+    days = c4.date_input(
+        "Dates",
+        (today - timedelta(days=30), today),
+        key="audit_dates",
+        format=date_picker(practice.locale),
+    )
     st.form_submit_button("Apply")
 page = st.session_state.setdefault("audit_page", 0)
 since, until = local_days_bounds(days[0], days[-1], practice.timezone) if days else (None, None)

@@ -22,6 +22,7 @@ from ui.booking_form import (
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.locale import clinic_pickers
 from ui.text import escape
 
 
@@ -55,12 +56,17 @@ clinic_id = c1.selectbox(
 tz = zones[clinic_id]
 st.session_state.setdefault("book_day", to_local(utcnow(), tz).date() + timedelta(days=1))
 st.session_state.setdefault("book_time", time(9))
-day = c2.date_input("Date", key="book_day")
-at = c3.time_input("Start (clinic time)", step=900, key="book_time")
+pick = clinic_pickers(clinic_id)  # the clinic's day order and clock
+day = c2.date_input("Date", key="book_day", format=pick.date)
+at = c3.time_input("Start (clinic time)", step=900, key="book_time", format=pick.clock)
 start_at = local_to_utc(day, at, tz)
 if out_of_office:
     until = c3.time_input(
-        "Until", time(at.hour + 1 if at.hour < 23 else 23, at.minute), step=900, key="book_until"
+        "Until",
+        time(at.hour + 1 if at.hour < 23 else 23, at.minute),
+        step=900,
+        key="book_until",
+        format=pick.clock,
     )
     end_at, chosen, package, timing = local_to_utc(day, until, tz), [], None, None
     minutes = max(int((end_at - start_at) / timedelta(minutes=1)), 1)
@@ -76,7 +82,7 @@ notice = st.container()  # filled once the double-booking choice is known
 provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15, timing)
 
 if not out_of_office:
-    patient_id, new_patient, invite, patient_name = patient_picker(me, "book")
+    patient_id, new_patient, invite, patient_name = patient_picker(me, "book", pick.date)
 notes = st.text_area("Notes", key="book_notes", height=80)
 c1, c2, c3 = st.columns(3)
 double = c1.checkbox("Allow double booking", key="book_double")

@@ -16,7 +16,7 @@ from ui.caches import cached
 from ui.checkin_views import qr_panel
 from ui.context import read
 from ui.front_desk import require
-from ui.locale import display_format
+from ui.locale import date_picker, display_format
 from ui.text import escape
 from ui.waitlist_views import offer_freed_button, offer_slot_button, overbooking, with_risk
 
@@ -83,7 +83,9 @@ if c4.button("New appointment", key="calendar_new", icon=":material/add:"):
     st.switch_page("app_pages/book.py")
 frame, tz = _frame(me, clinic_id, chosen) if chosen else everyone, everyone.timezone
 locale = display_format(clinic_id).locale
-view, day = cw.navigation(to_local(utcnow(), tz).date(), cw.default_view(len(names)))
+view, day = cw.navigation(
+    to_local(utcnow(), tz).date(), cw.default_view(len(names)), date_picker(locale)
+)
 first, last = cal.visible_window(view, day, tz)
 start, end = cal.window_bounds(first, last, tz)
 by_room = view in cw.ROOM_VIEWS

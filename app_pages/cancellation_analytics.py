@@ -67,7 +67,7 @@ today = utcnow().date()
 
 @st.fragment  # a filter change or a click on a bar reruns the dashboard only
 def dashboard():
-    filters = filters_form(choices, today)
+    filters = filters_form(choices, today, display_format().locale)  # the practice's day order
     start, end, clinic = filters.start, filters.end, filters.clinic_id
     st.session_state["cancel_filters_now"] = filters
     length = timedelta(days=(end - start).days + 1)

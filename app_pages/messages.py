@@ -14,7 +14,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
-from ui.locale import display_format
+from ui.locale import clinic_pickers, display_format
 
 OFFSETS = [2, 4, 12, 24, 48, 72, 96, 168]
 
@@ -57,8 +57,11 @@ with st.form("messages_form"):
         "Also a text message 2 hours before", now.sms_two_hours, key="messages_2h"
     )
     a, b = st.columns(2)
-    quiet_start = a.time_input("Quiet hours from", now.quiet_start, key="messages_quiet_start")
-    quiet_end = b.time_input("until", now.quiet_end, key="messages_quiet_end")
+    clock = clinic_pickers(clinic_id).clock
+    quiet_start = a.time_input(
+        "Quiet hours from", now.quiet_start, key="messages_quiet_start", format=clock
+    )
+    quiet_end = b.time_input("until", now.quiet_end, key="messages_quiet_end", format=clock)
     st.caption("Set both to 00:00 for no quiet hours. A reminder due in them waits for their end.")
     last = st.checkbox(
         "Confirmed appointments still get the last reminder",

@@ -16,7 +16,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.folds import fold
-from ui.locale import display_format
+from ui.locale import date_picker, display_format
 from ui.text import show_table
 
 
@@ -136,8 +136,11 @@ if box := fold("Adjust a patient's points", "payments_points_open"):
 if me.can(Permission.DATA_EXPORT):
     st.subheader("Export payments and refunds")
     c1, c2 = st.columns(2)
-    first = c1.date_input("From", date.today() - timedelta(days=30), key="payments_export_from")
-    last = c2.date_input("To", date.today(), key="payments_export_to")
+    shown = date_picker(display_format().locale)
+    first = c1.date_input(
+        "From", date.today() - timedelta(days=30), key="payments_export_from", format=shown
+    )
+    last = c2.date_input("To", date.today(), key="payments_export_to", format=shown)
     if st.button("Prepare CSV", key="payments_export"):
         start, end = local_days_bounds(first, last, display_format().timezone)
         made = run_action(desk.export_payments, start, end)

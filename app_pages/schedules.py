@@ -14,6 +14,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.locale import pickers
 from ui.schedule_forms import weekly_hours_form
 from ui.text import escape, show_table
 
@@ -83,10 +84,15 @@ else:
     st.caption(f"{escape(provider.name)} has no time off planned.")
 with st.form("schedules_time_off", clear_on_submit=True):
     a, b, c, d = st.columns(4)
-    first = a.date_input("From day", key="schedules_off_from_day")
-    first_at = b.time_input("From time", time(0), step=900, key="schedules_off_from_time")
-    last = c.date_input("To day", key="schedules_off_to_day")
-    last_at = d.time_input("To time", time(23, 45), step=900, key="schedules_off_to_time")
+    pick = pickers(clinic.locale)
+    first = a.date_input("From day", key="schedules_off_from_day", format=pick.date)
+    first_at = b.time_input(
+        "From time", time(0), step=900, key="schedules_off_from_time", format=pick.clock
+    )
+    last = c.date_input("To day", key="schedules_off_to_day", format=pick.date)
+    last_at = d.time_input(
+        "To time", time(23, 45), step=900, key="schedules_off_to_time", format=pick.clock
+    )
     reason = st.text_input("Reason", key="schedules_off_reason")
     if st.form_submit_button("Add time off"):
         starts, ends = local_to_utc(first, first_at, tz), local_to_utc(last, last_at, tz)

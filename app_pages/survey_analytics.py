@@ -16,7 +16,7 @@ from ui import survey_view as view
 from ui.caches import cached
 from ui.context import read
 from ui.feedback import survey_settings_form
-from ui.locale import display_format
+from ui.locale import date_picker, display_format
 
 READERS = {
     "overview": sa.summary,
@@ -74,6 +74,7 @@ def dashboard():
             min_value=date(2000, 1, 1),
             max_value=today,
             key="survey_analytics_days",
+            format=date_picker(display_format().locale),  # all clinics: the practice's
         )
         clinic_id = right.selectbox(
             "Clinic",

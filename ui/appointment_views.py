@@ -24,7 +24,7 @@ from core.scheduling.availability import Slot
 from core.scheduling.states import Action
 from ui.caches import cached
 from ui.context import read, refresh, run_action
-from ui.locale import display_format
+from ui.locale import display_format, pickers
 from ui.text import escape, show_table
 
 FLASH = "appointment_views_flash"
@@ -120,8 +120,13 @@ def time_picker(
     )
     c1, c2 = st.columns(2)
     today = to_local(datetime.now().astimezone(), tz).date()
-    day = c1.date_input("Day (clinic time)", today + timedelta(days=1), key=f"{prefix}_day")
-    at = c2.time_input("Start (clinic time)", time(9), step=900, key=f"{prefix}_time")
+    pick = pickers(locale)
+    day = c1.date_input(
+        "Day (clinic time)", today + timedelta(days=1), key=f"{prefix}_day", format=pick.date
+    )
+    at = c2.time_input(
+        "Start (clinic time)", time(9), step=900, key=f"{prefix}_time", format=pick.clock
+    )
     return provider, local_to_utc(day, at, tz) if day and at else None
 
 

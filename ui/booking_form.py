@@ -26,8 +26,11 @@ def _search(me, text: str):
     return read(patients.search_patients, me, text, 15)
 
 
-def patient_picker(me, prefix: str) -> tuple[int | None, booking.NewPatient | None, bool, str]:
-    """(patient id, new patient, invite to portal, name for the preview)."""
+def patient_picker(
+    me, prefix: str, date_format: str
+) -> tuple[int | None, booking.NewPatient | None, bool, str]:
+    """(patient id, new patient, invite to portal, name for the preview); a new patient's date
+    of birth is picked in `date_format` (st.date_input's: the clinic's day order)."""
     mode = st.segmented_control(
         "Patient", ["Find a patient", "New patient"], key=f"{prefix}_who", default="Find a patient"
     )
@@ -57,7 +60,7 @@ def patient_picker(me, prefix: str) -> tuple[int | None, booking.NewPatient | No
         value=None,
         min_value=date(1900, 1, 1),
         key=f"{prefix}_dob",
-        format="YYYY-MM-DD",
+        format=date_format,
     )
     c1, c2 = st.columns(2)
     email = c1.text_input("Email", key=f"{prefix}_email")

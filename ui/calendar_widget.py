@@ -263,12 +263,15 @@ def default_view(providers: int) -> str:
     return "Week by provider" if providers <= WEEK_COLUMNS_LIMIT else "Day by provider"
 
 
-def navigation(today: date, default: str = "Week by provider") -> tuple[str, date]:
-    """View and date pickers with previous / today / next; returns (FullCalendar view, day)."""
+def navigation(
+    today: date, default: str = "Week by provider", date_format: str = "YYYY-MM-DD"
+) -> tuple[str, date]:
+    """View and date pickers (the day in `date_format`, st.date_input's) with previous / today /
+    next; returns (FullCalendar view, day)."""
     st.session_state.setdefault(DAY_KEY, today)
     c1, c2, c3, c4, c5 = st.columns([5, 2, 0.5, 0.8, 0.5], vertical_alignment="bottom")
     label = c1.segmented_control("View", list(VIEWS), key=VIEW_KEY, default=default)
-    day = c2.date_input("Date", key=DAY_KEY, format="YYYY-MM-DD")
+    day = c2.date_input("Date", key=DAY_KEY, format=date_format)
     c3.button("◀", key="calendar_prev", on_click=_step, args=(-1,), help="Previous")
     c4.button("Today", key="calendar_today", on_click=_today, args=(today,))
     c5.button("▶", key="calendar_next", on_click=_step, args=(1,), help="Next")

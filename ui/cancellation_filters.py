@@ -9,6 +9,7 @@ import streamlit as st
 from core.analytics import cancellation_parts as parts
 from core.practice.choices import Choices
 from ui import cancellation_view as view
+from ui.locale import date_picker
 
 
 def _named(items, label):
@@ -16,8 +17,9 @@ def _named(items, label):
     return [None, *names], lambda i: label if i is None else names[i]
 
 
-def filters_form(choices: Choices, today: date) -> parts.AnalyticsFilters:
-    """The filter form (applied together); the last 90 days and everything by default."""
+def filters_form(choices: Choices, today: date, locale: str) -> parts.AnalyticsFilters:
+    """The filter form (applied together); the last 90 days and everything by default; days
+    picked in `locale`'s order (the practice's)."""
     with st.form("cancel_filters"):
         c1, c2, c3, c4 = st.columns(4)
         # imported history goes back years: not Streamlit's default of ten years back
@@ -26,6 +28,7 @@ def filters_form(choices: Choices, today: date) -> parts.AnalyticsFilters:
             (today - timedelta(days=90), today),
             min_value=date(2000, 1, 1),
             key="cancel_days",
+            format=date_picker(locale),
         )
         options, label = _named(choices.clinics, "All clinics")
         clinic = c2.selectbox("Clinic", options, format_func=label, key="cancel_clinic")

@@ -12,7 +12,7 @@ from core.kernel.clock import local_days_bounds, to_local, utcnow
 from core.practice.choices import Choices
 from ui.context import run_action
 from ui.data_view import show_report
-from ui.locale import display_format
+from ui.locale import date_picker, display_format
 
 
 def exchange(choices: Choices) -> None:
@@ -33,6 +33,7 @@ def exchange(choices: Choices) -> None:
             "Appointments starting (days in the clinic's time zone)",
             (today - timedelta(days=90), today + timedelta(days=90)),
             key="data_fhir_days",
+            format=date_picker(display_format().locale),
         )
         prepare_fhir = st.form_submit_button("Prepare FHIR bundle (audited)")
     if prepare_fhir and days:

@@ -1,13 +1,53 @@
-"""The clinic's display format (zone, locale, currency) for pages, cached across sessions."""
+"""The clinic's display format (zone, locale, currency) for pages, cached across sessions, and
+the formats of Streamlit's date and time pickers in a locale."""
 
 from __future__ import annotations
 
-from core.kernel.money import ClinicFormat, clinic_format
+from dataclasses import dataclass
+from typing import Literal
+
+from core.kernel.money import ClinicFormat, babel_locale, clinic_format, hour_cycle
 from ui.caches import cached
 from ui.context import read
+
+_PICKER_FIELDS = {"y": "YYYY", "M": "MM", "d": "DD"}
 
 
 @cached("setup", ttl=300, max_entries=50)
 def display_format(clinic_id: int | None = None) -> ClinicFormat:
     """How money and times are shown for a clinic (or the practice's first clinic)."""
     return read(clinic_format, clinic_id)
+
+
+def date_picker(locale: str | None) -> str:
+    """st.date_input's format in a locale's order and separator (Babel's short date):
+    DD/MM/YYYY in en-GB, MM/DD/YYYY in en-US, DD.MM.YYYY in de-DE, YYYY-MM-DD in sv-SE.
+    Streamlit knows the separators / - and . and the orders year-month-day, day-month-year and
+    month-day-year only; any other separator becomes /, any other order year-month-day."""
+    pattern = babel_locale(locale).date_formats["short"].pattern
+    order = "".join(sorted(_PICKER_FIELDS, key=pattern.find))
+    if order not in ("yMd", "dMy", "Mdy"):
+        order = "yMd"
+    separator = next((c for c in pattern if c in "/-."), "/")
+    return separator.join(_PICKER_FIELDS[field] for field in order)
+
+
+def clock_picker(locale: str | None) -> Literal["12h", "24h"]:
+    """st.time_input's format: the locale's own clock (24 h in en-GB, 12 h in en-US)."""
+    return "24h" if hour_cycle(locale) else "12h"
+
+
+@dataclass(frozen=True)
+class Pickers:
+    date: str  # st.date_input's `format`
+    clock: Literal["12h", "24h"]  # st.time_input's `format`
+
+
+def pickers(locale: str | None) -> Pickers:
+    """The date and time pickers' formats for a clinic's locale."""
+    return Pickers(date_picker(locale), clock_picker(locale))
+
+
+def clinic_pickers(clinic_id: int | None = None) -> Pickers:
+    """The pickers' formats for a clinic (or, with none chosen, the practice's first clinic)."""
+    return pickers(display_format(clinic_id).locale)

@@ -13,7 +13,7 @@ from core.portal import patient_links
 from core.scheduling.codes import qr_png
 from ui.context import read, refresh, run_action, settings
 from ui.folds import fold
-from ui.locale import display_format
+from ui.locale import date_picker, display_format
 from ui.text import escape, plain, show_table
 
 STATUS_ICONS = {
@@ -142,6 +142,11 @@ def results_table(key: str) -> None:
     )
 
 
+def _born_format() -> str:
+    """A patient has no clinic of their own here: the practice's day order."""
+    return date_picker(display_format().locale)
+
+
 def new_patient_form(expanded: bool) -> None:
     """Add a patient, optionally sending the portal invitation at once."""
     if not (box := fold("Add a patient", "patients_new_open", expanded=expanded)):
@@ -153,7 +158,7 @@ def new_patient_form(expanded: bool) -> None:
             b.text_input("Last name", key="patients_new_last"),
         )
         born = a.date_input(
-            "Date of birth", value=None, format="DD/MM/YYYY", key="patients_new_dob"
+            "Date of birth", value=None, format=_born_format(), key="patients_new_dob"
         )
         email, phone = (
             b.text_input("Email", key="patients_new_email"),
@@ -198,7 +203,7 @@ def edit_form(record) -> None:
             first_name=a.text_input("First name", record.first_name, key=f"{k}_first"),
             last_name=b.text_input("Last name", record.last_name, key=f"{k}_last"),
             date_of_birth=a.date_input(
-                "Date of birth", record.date_of_birth, format="DD/MM/YYYY", key=f"{k}_dob"
+                "Date of birth", record.date_of_birth, format=_born_format(), key=f"{k}_dob"
             ),
             email=b.text_input("Email", record.email or "", key=f"{k}_email"),
             phone=a.text_input("Phone", record.phone or "", key=f"{k}_phone"),

@@ -18,7 +18,7 @@ from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import read, run_action, settings
 from ui.folds import fold
-from ui.locale import display_format
+from ui.locale import clinic_pickers, date_picker, display_format
 from ui.risk import ICONS, probabilities, shown
 from ui.text import show_table
 
@@ -133,8 +133,13 @@ def rules_form(current: rules.Rules) -> None:
         notice = r1.number_input(
             "Minimum notice (minutes)", 0, 10080, current.min_notice_minutes, key="waitlist_notice"
         )
-        start = r2.time_input("Quiet from", current.quiet_start, key="waitlist_quiet_start")
-        end = r2.time_input("Quiet until", current.quiet_end, key="waitlist_quiet_end")
+        clock = clinic_pickers().clock  # the rules are the practice's: its first clinic's clock
+        start = r2.time_input(
+            "Quiet from", current.quiet_start, key="waitlist_quiet_start", format=clock
+        )
+        end = r2.time_input(
+            "Quiet until", current.quiet_end, key="waitlist_quiet_end", format=clock
+        )
         if st.form_submit_button("Save rules"):
             new = rules.Rules(mode, ranking, int(hold), int(batch), int(notice), start, end)
             run_action(rules.set_rules, new, success="Waitlist rules saved.")
@@ -203,7 +208,7 @@ def add_entry_form(
     if not (box := fold("Add a patient to the waitlist", "waitlist_add_open", expanded=expanded)):
         return
     with box:
-        patient_id, _, _, _ = patient_picker(me, "waitlist_add")
+        patient_id, _, _, _ = patient_picker(me, "waitlist_add", date_picker(locale))
         with st.form("waitlist_add_form"):
             a1, a2 = st.columns(2)
             picked = a1.selectbox(
@@ -221,7 +226,10 @@ def add_entry_form(
             )
             today = utcnow().date()
             days = a1.date_input(
-                "Days", (today, today + timedelta(days=28)), key="waitlist_add_days"
+                "Days",
+                (today, today + timedelta(days=28)),
+                key="waitlist_add_days",
+                format=date_picker(locale),
             )
             weekdays = a2.multiselect(
                 "Weekdays",

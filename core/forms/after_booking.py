@@ -225,6 +225,7 @@ class FormView:
     when: str
     clinic: str
     today: date  # clinic-local, for the signature's date
+    locale: str  # the clinic's, for the signature's date picker
 
 
 def _live_form(session: Session, raw: str | None) -> tuple[Any, FormRequest]:
@@ -265,6 +266,7 @@ def _open(session: Session, form: FormRequest, client_address: str, *, via: str)
         clinic_time(clinic, appointment.start_at, zone=True),
         clinic.name,
         to_local(utcnow(), clinic.timezone).date(),
+        clinic.locale,
     )
 
 

@@ -258,6 +258,7 @@ class ChangePreview:
     reschedules_left: int
     policy_text: str
     today: date  # in the appointment's clinic: the first day a move may ask for
+    locale: str  # the appointment's clinic's, for the day picker
 
 
 def change_preview(
@@ -301,6 +302,7 @@ def change_preview(
         max(0, ev.max_reschedules - appointment.reschedule_count),
         ev.policy_text,
         local_today(appointment.clinic.timezone, now),
+        appointment.clinic.locale,
     )
 
 

@@ -72,6 +72,7 @@ class EnrollView:
     first_name: str
     clinic_name: str
     expires_at: datetime
+    locale: str = DEFAULT_LOCALE  # the clinic's, for the date of birth's picker
 
 
 def _live_invitation(session: Session, raw: str | None) -> tuple[LinkToken, object]:
@@ -88,7 +89,12 @@ def enrollment_view(session: Session, raw: str | None) -> EnrollView:
     _, invitation = _live_invitation(session, raw)
     patient = session.get(Patient, invitation.patient_id)
     clinic = invitations.clinic_for(session, patient.id)
-    return EnrollView(patient.first_name, clinic.name if clinic else "", invitation.expires_at)
+    return EnrollView(
+        patient.first_name,
+        clinic.name if clinic else "",
+        invitation.expires_at,
+        clinic.locale if clinic else DEFAULT_LOCALE,
+    )
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,7 @@ class AppointmentView:
     clinic_phone: str
     when: str  # clinic-local, with the zone
     status: str
+    locale: str  # the clinic's, for the day picker of a move
 
 
 def appointment_view(session: Session, appointment: Appointment) -> AppointmentView:
@@ -186,6 +193,7 @@ def appointment_view(session: Session, appointment: Appointment) -> AppointmentV
         clinic.phone,
         clinic_time(clinic, appointment.start_at, zone=True),
         appointment.status.value,
+        clinic.locale,
     )
 
 

@@ -45,6 +45,15 @@ def app_db(demo_template, tmp_path, monkeypatch) -> str:
     return url
 
 
+def patient_page(purpose: str, token: str) -> AppTest:
+    """The public patient page (/patient?p=…&t=…) opened from a link with `token`."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.query_params["p"], at.query_params["t"] = purpose, token
+    at.run()
+    at.switch_page("app_pages/patient.py")
+    return at.run()
+
+
 def every_clinic_speaks(url: str, locale: str) -> None:
     """Set every clinic of the test's database to `locale` (e.g. pt-BR)."""
     database = open_database(

@@ -32,7 +32,7 @@ from db.models import (
     ServiceDocument,
 )
 from db.types import utcnow
-from tests.pages.conftest import ROOT, sign_in_session
+from tests.pages.conftest import ROOT, patient_page, sign_in_session
 
 
 @pytest.fixture(autouse=True)
@@ -71,14 +71,6 @@ def _appointment(url, start, new_patient: bool = False) -> tuple[int, str]:
         result = row.id, patient.phone
     database.dispose()
     return result
-
-
-def _patient_page(purpose: str, token: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.query_params["p"], at.query_params["t"] = purpose, token
-    at.run()
-    at.switch_page("app_pages/patient.py")
-    return at.run()
 
 
 def test_owner_sets_reminders_and_clinic_events(app_as, app_db):
@@ -177,7 +169,7 @@ def test_patient_confirms_through_the_link(app_db):
     with database.write() as session:
         raw = tokens.issue(session, "confirm", appointment_id, timedelta(days=2)).raw
     database.dispose()
-    at = _patient_page("confirm", raw)
+    at = patient_page("confirm", raw)
     assert not at.exception, at.exception
     at.button(key="patient_confirm_yes").click().run()
     assert "is confirmed" in at.success[0].value
@@ -208,7 +200,7 @@ def test_patient_signs_a_consent_through_the_link(app_db):
         )
     raw = re.search(r"p=form&t=(\S+)", body).group(1)
     database.dispose()
-    at = _patient_page("form", raw)
+    at = patient_page("form", raw)
     assert not at.exception, at.exception
     at.text_input(key="patient_form_name").input(name)
     at.date_input(key="patient_form_date").set_value(to_local(utcnow(), tz).date())

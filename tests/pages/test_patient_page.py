@@ -27,21 +27,13 @@ from db.models import (
 )
 from db.types import utcnow
 from tests.factories import make_user
-from tests.pages.conftest import ROOT
+from tests.pages.conftest import patient_page
 
 INVALID = "This link is not valid any more. Please contact the practice for a new one."
 
 
 def _db(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
-
-
-def _open(purpose: str, token: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.query_params["p"], at.query_params["t"] = purpose, token
-    at.run()
-    at.switch_page("app_pages/patient.py")
-    return at.run()
 
 
 def _raw(link: str) -> str:
@@ -75,18 +67,18 @@ def _only_invalid(at: AppTest) -> None:
 
 @pytest.mark.parametrize("purpose", ["enroll", "proposal", "change", "booking", "nonsense", ""])
 def test_wrong_tokens_and_purposes_get_one_neutral_page(app_db, purpose):
-    _only_invalid(_open(purpose, "made-up-token-value"))
+    _only_invalid(patient_page(purpose, "made-up-token-value"))
 
 
 def test_a_real_token_for_another_purpose_is_also_just_invalid(app_db):
     raw, _, _ = _invite(app_db)
-    _only_invalid(_open("booking", raw))
-    _only_invalid(_open("enroll", raw + "x"))
+    _only_invalid(patient_page("booking", raw))
+    _only_invalid(patient_page("enroll", raw + "x"))
 
 
 def test_enrolment_with_date_of_birth_and_terms_then_the_link_is_used(app_db):
     raw, born, invitation_id = _invite(app_db)
-    at = _open("enroll", raw)
+    at = patient_page("enroll", raw)
     assert at.title[0].value == "Patient portal"
     at.date_input(key="patient_enroll_dob").set_value(born + timedelta(days=1))
     at.checkbox(key="patient_enroll_terms").check()
@@ -99,12 +91,12 @@ def test_enrolment_with_date_of_birth_and_terms_then_the_link_is_used(app_db):
     with database.read() as s:
         assert s.get(PortalInvitation, invitation_id).status.value == "enrolled"
     database.dispose()
-    _only_invalid(_open("enroll", raw))  # a new browser session: the link worked once
+    _only_invalid(patient_page("enroll", raw))  # a new browser session: the link worked once
 
 
 def test_enrolment_needs_the_terms(app_db):
     raw, born, _ = _invite(app_db)
-    at = _open("enroll", raw)
+    at = patient_page("enroll", raw)
     at.date_input(key="patient_enroll_dob").set_value(born)
     at.button(key="FormSubmitter:patient_enroll_form-Enrol").click().run()
     assert "accept the terms" in at.error[0].value
@@ -124,7 +116,7 @@ def test_declining_a_proposal(app_db):
         ).one()
         raw = tokens.issue(s, "proposal", appointment.id, timedelta(days=2)).raw
         appointment_id = appointment.id
-    at = _open("proposal", raw)
+    at = patient_page("proposal", raw)
     assert at.title[0].value == "Your proposed appointment"
     at.button(key="patient_proposal_decline").click().run()
     assert not at.exception and "in touch" in at.success[0].value
@@ -163,7 +155,7 @@ def test_change_page_shows_the_policy_and_the_late_fee_before_confirming(app_db)
         appointment_id = appointment.id
         clinic = appointment.clinic
         fee = format_money(2500, clinic.currency, clinic.locale)
-    at = _open("change", raw)
+    at = patient_page("change", raw)
     assert "Our cancellation policy" in [m.value for m in at.markdown][1]
     assert f"cancelling now costs a fee of {fee} and 20 points" in at.warning[0].value
     at.radio(key="patient_change_kind").set_value("cancel").run()
@@ -187,7 +179,7 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
         owner = make_user(s, "h5owner", Role.OWNER)
         raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
     for attempt in range(4):
-        at = _open("booking", raw)
+        at = patient_page("booking", raw)
         assert at.title[0].value.startswith("Request an appointment at Harbour Street Clinic")
         at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
         at.text_input(key="patient_booking_first").input("Robin")
@@ -214,7 +206,7 @@ def test_public_booking_request_offers_the_packages_after_the_services(app_db):
     with database.write() as s:
         owner = make_user(s, "h14owner", Role.OWNER)
         raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
-    at = _open("booking", raw)
+    at = patient_page("booking", raw)
     treatments = at.selectbox(key="patient_booking_service")
     packages = [o for o in treatments.options if o.startswith("Package: ")]
     assert packages == treatments.options[-len(packages) :]

@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.portal import patient_links
 from ui.context import settings
+from ui.locale import date_picker
 from ui.patient import mark_done, public_read, public_write, show_done
 from ui.text import escape
 
@@ -39,7 +40,7 @@ def render(token: str) -> None:
             value=None,
             min_value=view.first_day,
             max_value=view.last_day,
-            format="DD/MM/YYYY",
+            format=date_picker(view.locale),
             key="patient_booking_day",
         )
         moment = st.selectbox(

@@ -7,6 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from core.portal import patient_links
+from ui.locale import date_picker
 from ui.patient import mark_done, public_read, public_write, show_done
 from ui.text import escape
 
@@ -68,7 +69,7 @@ def render(token: str) -> None:
                 value=None,
                 min_value=view.today,
                 max_value=view.today + timedelta(days=180),
-                format="DD/MM/YYYY",
+                format=date_picker(view.appointment.locale),
                 key="patient_change_day",
             )
             moment = st.selectbox(

@@ -7,6 +7,7 @@ from datetime import date
 import streamlit as st
 
 from core.portal import patient_links, sign_in
+from ui.locale import date_picker
 from ui.patient import mark_done, public_read, public_write, show_done
 from ui.text import escape
 
@@ -36,7 +37,7 @@ def render(token: str) -> None:
             value=None,
             min_value=date(1900, 1, 1),
             max_value=date.today(),
-            format="DD/MM/YYYY",
+            format=date_picker(view.locale),
             key="patient_enroll_dob",
         )
         st.caption(TERMS)

@@ -8,6 +8,7 @@ import hashlib
 import streamlit as st
 
 from core.forms import after_booking
+from ui.locale import date_picker
 from ui.patient import client_address, escape, mark_done, public_write, show_done
 
 
@@ -46,7 +47,7 @@ def fields(view: after_booking.FormView, prefix: str) -> tuple[dict, str]:
         st.markdown(f"To sign, type your full name ({escape(view.first_name)} and your last name).")
         found["signed_name"] = st.text_input("Full name", key=f"{prefix}_name")
         found["signed_on"] = st.date_input(
-            "Today's date", value=None, format="DD/MM/YYYY", key=f"{prefix}_date"
+            "Today's date", value=None, format=date_picker(view.locale), key=f"{prefix}_date"
         )
         return found, "Sign"
     return found, "I have read these instructions"

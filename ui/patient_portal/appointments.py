@@ -13,6 +13,7 @@ from core.payments.providers import provider_for
 from core.portal import home
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from ui.context import database, settings
+from ui.locale import date_picker
 from ui.patient import client_address, escape
 from ui.patient.form import fields, show_document
 from ui.patient_portal import act, flash
@@ -178,7 +179,13 @@ def _change(appointment_id: int) -> None:
     day = moment = None
     if kind == "reschedule":
         soon = view.today + timedelta(days=7)
-        day = st.date_input("Preferred day", soon, view.today, key="portal_change_day")
+        day = st.date_input(
+            "Preferred day",
+            soon,
+            view.today,
+            key="portal_change_day",
+            format=date_picker(view.locale),
+        )
         moment = st.selectbox(
             "Time of day",
             list(TIME_OF_DAY_LABELS),

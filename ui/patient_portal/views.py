@@ -17,6 +17,7 @@ from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.scheduling.calendar import legend
 from ui import calendar_widget
 from ui.context import database
+from ui.locale import date_picker
 from ui.patient import escape
 from ui.patient_portal import act, flash
 from ui.patient_portal.appointments import card
@@ -168,6 +169,7 @@ def request(view: home.Home) -> None:
             form.first_day + timedelta(days=1),
             form.first_day,
             key="portal_request_day",
+            format=date_picker(view.locale),
         )
         moment = st.selectbox(
             "Time of day",
@@ -241,6 +243,7 @@ def _join_waitlist(view: home.Home) -> None:
             (today + timedelta(days=1), today + timedelta(days=28)),
             today,
             key="portal_waitlist_days",
+            format=date_picker(view.locale),
         )
         weekdays = st.multiselect(
             "Weekdays",

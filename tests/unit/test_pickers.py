@@ -1,0 +1,36 @@
+"""The date and time pickers' formats come from the locale's own short date and time (Babel),
+and Streamlit accepts the date format of every locale Babel knows."""
+
+from __future__ import annotations
+
+import pytest
+from babel.localedata import locale_identifiers
+from streamlit.elements.widgets.time_widgets import ALLOWED_DATE_FORMATS
+
+from ui.locale import clock_picker, date_picker
+
+
+@pytest.mark.parametrize(
+    ("locale", "day", "clock"),
+    [
+        ("en-GB", "DD/MM/YYYY", "24h"),
+        ("en-US", "MM/DD/YYYY", "12h"),
+        ("de-DE", "DD.MM.YYYY", "24h"),
+        ("nl-NL", "DD-MM-YYYY", "24h"),
+        ("sv-SE", "YYYY-MM-DD", "24h"),
+        ("ja-JP", "YYYY/MM/DD", "24h"),
+        ("ko-KR", "YYYY.MM.DD", "12h"),
+        ("en-AU", "DD/MM/YYYY", "12h"),
+    ],
+)
+def test_a_locale_picks_days_in_its_own_order_and_on_its_own_clock(locale, day, clock):
+    assert (date_picker(locale), clock_picker(locale)) == (day, clock)
+
+
+def test_every_locale_gives_a_format_streamlit_accepts():
+    refused = {
+        name: date_picker(name)
+        for name in locale_identifiers()
+        if not ALLOWED_DATE_FORMATS.match(date_picker(name))
+    }
+    assert not refused
