@@ -16,6 +16,7 @@ from core.kernel.money import NO_VALUE, ClinicFormat, to_major, to_minor
 from ui import charts
 from ui.context import show_error
 from ui.figures import key_figure
+from ui.locale import table_moment
 from ui.text import escape, show_table
 
 YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
@@ -398,7 +399,11 @@ def behind(picked: tuple | None, read_behind, fmt: ClinicFormat) -> None:
         hide_index=True,
         width="stretch",
         key="cancel_behind_table",
-        column_config={"Start": st.column_config.DatetimeColumn("Start (clinic time)")},
+        column_config={
+            "Start": st.column_config.DatetimeColumn(
+                "Start (clinic time)", format=table_moment(fmt.locale)
+            )
+        },
     )
 
 

@@ -1,5 +1,5 @@
 """The clinic's display format (zone, locale, currency) for pages, cached across sessions, and
-the formats of Streamlit's date and time pickers in a locale."""
+the formats of Streamlit's date and time pickers and table columns in a locale."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def date_picker(locale: str | None) -> str:
 def clock_picker(locale: str | None) -> Literal["12h", "24h"]:
     """st.time_input's format: the locale's own clock (24 h in en-GB, 12 h in en-US)."""
     return "24h" if hour_cycle(locale) else "12h"
+
+
+def table_clock(locale: str | None) -> str:
+    """A table column's time (moment.js, as st.column_config takes it) on the locale's clock."""
+    return "HH:mm" if hour_cycle(locale) else "h:mm A"
+
+
+def table_moment(locale: str | None) -> str:
+    """A table column's date and time (moment.js) in the locale's order and on its clock."""
+    return f"{date_picker(locale)} {table_clock(locale)}"
 
 
 @dataclass(frozen=True)

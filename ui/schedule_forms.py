@@ -8,10 +8,11 @@ from datetime import time
 import pandas as pd
 import streamlit as st
 
-from core.kernel.money import hour_cycle, weekday_name
+from core.kernel.money import weekday_name
 from core.practice.choices import ClinicChoice, ProviderChoice
 from core.scheduling import schedules
 from ui.context import refresh, run_action
+from ui.locale import table_clock
 from ui.text import escape
 
 # one table, not fourteen time pickers: each picker is a select that costs the browser about
@@ -49,7 +50,7 @@ def weekly_hours_form(
     provider: ProviderChoice, clinic: ClinicChoice, hours: dict[int, schedules.HoursRow]
 ) -> None:
     """A row per weekday (works, from, to) filled from `hours`; saving replaces the week."""
-    clock = "HH:mm" if hour_cycle(clinic.locale) else "h:mm A"  # the clinic's, not the browser's
+    clock = table_clock(clinic.locale)  # the clinic's, not the browser's
     with st.form(f"schedules_week_{provider.id}_{clinic.id}"):
         st.markdown(f"**Weekly hours at {escape(clinic.name)}** (clinic time)")
         st.caption("Tick the days worked; double-click a time to change it.")

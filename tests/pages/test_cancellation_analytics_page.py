@@ -75,8 +75,10 @@ def test_a_click_on_a_bar_lists_the_appointments_behind_it(app_as):
     at.run()
     assert not at.exception, at.exception
     assert "Appointments behind Monday" in [h.value for h in at.subheader]
-    rows = next(d.value for d in at.dataframe if "Status" in d.value.columns)
+    table = next(d for d in at.dataframe if "Status" in d.value.columns)
+    rows = table.value
     assert len(rows) > 0 and all(ts.weekday() == 0 for ts in rows["Start"])
+    assert '"DD/MM/YYYY HH:mm"' in table.proto.columns  # a London clinic's day order and clock
     # a click on Tuesday's no-show bar: ECharts keeps Monday selected in the other series
     tuesday = chart_click(1, 1)["selection"]["selected"]
     monday = at.session_state["cancel_chart_weekday"]["selection"]["selected"]

@@ -1,4 +1,4 @@
-"""The date and time pickers' formats come from the locale's own short date and time (Babel),
+"""The date and time pickers' (and table columns') formats come from the locale's own short date and time (Babel),
 and Streamlit accepts the date format of every locale Babel knows."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from babel.localedata import locale_identifiers
 from streamlit.elements.widgets.time_widgets import ALLOWED_DATE_FORMATS
 
-from ui.locale import clock_picker, date_picker
+from ui.locale import clock_picker, date_picker, table_moment
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,9 @@ def test_every_locale_gives_a_format_streamlit_accepts():
         if not ALLOWED_DATE_FORMATS.match(date_picker(name))
     }
     assert not refused
+
+
+def test_a_table_shows_moments_in_the_locales_order_and_on_its_clock():
+    assert table_moment("en-GB") == "DD/MM/YYYY HH:mm"
+    assert table_moment("en-US") == "MM/DD/YYYY h:mm A"
+    assert table_moment("de-DE") == "DD.MM.YYYY HH:mm"
