@@ -1,5 +1,5 @@
-"""The date and time pickers' (and table columns') formats come from the locale's own short date and time (Babel),
-and Streamlit accepts the date format of every locale Babel knows."""
+"""The date and time pickers' (and table columns') formats come from the locale's own short
+date and time (Babel), and Streamlit accepts the date format of every locale Babel knows."""
 
 from __future__ import annotations
 
