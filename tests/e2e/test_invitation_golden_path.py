@@ -17,6 +17,7 @@ from sqlalchemy import select
 from core.kernel import accounts, tokens
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import load_settings
+from core.patients import invitations
 from core.requests import decisions
 from core.startup import open_database
 from db.models import (
@@ -36,6 +37,7 @@ from tests.support.smtp import text_of
 
 EMAIL = "e2e.enrol@patients.example"
 BORN = date(1980, 2, 3)
+ORDERS = {"en-GB": ("day", "month", "year"), "en-US": ("month", "day", "year")}  # the demo's
 LINK = re.compile(r"https?://\S+/patient\?p=enroll&t=[\w-]+")
 
 
@@ -94,6 +96,8 @@ def test_staff_invite_the_patient_enrols_from_the_email_and_the_page_shows_enrol
         ).one()
         patient.email, patient.consent_email, patient.date_of_birth = EMAIL, True, BORN
         patient_id = patient.id
+        # the date of birth is picked in the order of the patient's clinic's locale
+        shown = ORDERS[invitations.clinic_for(session, patient_id).locale]
     loopback_smtp.clear()
 
     staff = chromium_browser.new_context().new_page()
@@ -119,8 +123,12 @@ def test_staff_invite_the_patient_enrols_from_the_email_and_the_page_shows_enrol
     visitor.goto(found.group(0))
     expect(visitor.get_by_role("heading", name="Patient portal")).to_be_visible(timeout=20000)
     wait_for_app_idle(visitor)
-    visitor.get_by_role("spinbutton", name="day, Your date of birth").click()
-    visitor.keyboard.type(BORN.strftime("%d%m%Y"))  # the segments advance day → month → year
+    segments = visitor.get_by_role("group", name="Your date of birth").get_by_role("spinbutton")
+    for i, part in enumerate(shown):  # the clinic's order on screen (en-US: month first)
+        expect(segments.nth(i)).to_have_accessible_name(f"{part}, Your date of birth")
+    for part, value in (("day", f"{BORN:%d}"), ("month", f"{BORN:%m}"), ("year", f"{BORN:%Y}")):
+        visitor.get_by_role("spinbutton", name=f"{part}, Your date of birth").click()
+        visitor.keyboard.type(value)
     visitor.keyboard.press("Escape")  # close the calendar pop-over
     visitor.get_by_text("I accept the terms of use").click()
     visitor.get_by_role("button", name="Enrol").click()
