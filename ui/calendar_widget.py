@@ -60,6 +60,12 @@ CSS = f"""
 }}
 .fc-non-business {{ background: rgba(120,120,120,.16); }}
 .fc-toolbar-title {{ font-size: 1.2rem; }}
+/* a week by provider gives each name a narrow column: smaller, and broken inside the column
+   rather than written over the next one */
+.fc-col-header-cell {{ overflow: hidden; }}
+.fc-col-header-cell.fc-resource .fc-col-header-cell-cushion {{
+  font-size: .75rem; font-weight: 500; line-height: 1.15; overflow-wrap: anywhere;
+}}
 """
 
 

@@ -132,6 +132,11 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
     assert page.locator(CALENDAR_FRAME).get_attribute("height") == "760"
     page.wait_for_timeout(500)  # a second drawing request would have arrived by now
     assert page.evaluate("() => window.__renders") == 1
+    # each provider's name stays inside its own narrow column (it was written over the next one)
+    overflowing = frame.locator(".fc-col-header-cell.fc-resource").evaluate_all(
+        "cells => cells.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)"
+    )
+    assert frame.locator(".fc-col-header-cell.fc-resource").count() > 0 and not overflowing
     if ahead:
         wait_for_app_idle(page)
         page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
