@@ -433,6 +433,8 @@ def _invitations(session, rng, patients, now):
     for i, patient in enumerate(eligible[:160]):
         status = states[i % 4] if i < 120 else InvitationStatus.ENROLLED
         sent = now - timedelta(days=rng.randrange(1, 60))
+        if status == InvitationStatus.EXPIRED:  # its 14 days are over
+            sent = min(sent, now - timedelta(days=15))
         token = tokens.issue(session, "enroll", patient.id, timedelta(days=14))
         invitation = PortalInvitation(
             patient_id=patient.id,
@@ -445,7 +447,8 @@ def _invitations(session, rng, patients, now):
         if status == InvitationStatus.PENDING:
             invitation.expires_at = now + timedelta(days=rng.randrange(1, 14))
         elif status == InvitationStatus.ENROLLED:
-            invitation.enrolled_at = sent + timedelta(days=rng.randrange(0, 10), hours=3)
+            enrolled = sent + timedelta(days=rng.randrange(0, 10), hours=3)
+            invitation.enrolled_at = min(enrolled, now - timedelta(minutes=5))  # never ahead
             patient.portal_enrolled_at = invitation.enrolled_at
             token.row.used_at = invitation.enrolled_at
         elif status == InvitationStatus.REVOKED:
