@@ -1,6 +1,9 @@
 """Take the README's screenshots: a demo server, real Chromium, one PNG per main page.
 
 .venv/bin/python -m scripts.screenshots     # writes docs/screenshots/*.png
+
+Today's stage icons are emoji: a machine without an emoji font (Debian's
+fonts-noto-color-emoji) draws them as empty boxes, as no user's browser would.
 """
 
 import tempfile
