@@ -45,7 +45,9 @@ clinics, services, providers, packages = _choices(me)
 require(clinics)
 c1, c2, c3, c4 = st.columns(4)
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="waitlist_clinic")
-status = c2.selectbox("Status", list(entries.WaitlistStatus), key="waitlist_status")
+status = c2.selectbox(
+    "Status", list(entries.WaitlistStatus), format_func=str.capitalize, key="waitlist_status"
+)
 service_id = c3.selectbox(
     "Service", [None, *services], format_func=lambda s: services.get(s, "All"), key="waitlist_svc"
 )

@@ -19,7 +19,7 @@ WEEKDAYS = [weekday_name(d, "en-GB") for d in range(7)]
 st.title("Streamlit alone: the Waitlist")
 c1, c2, c3, c4 = st.columns(4)
 c1.selectbox("Clinic", CLINICS, key="floor_wl_clinic")
-c2.selectbox("Status", list(WaitlistStatus), key="floor_wl_status")
+c2.selectbox("Status", list(WaitlistStatus), format_func=str.capitalize, key="floor_wl_status")
 c3.selectbox("Service", ["All", *SERVICES], key="floor_wl_svc")
 c4.selectbox("Provider", ["All", *PROVIDERS], key="floor_wl_pr")
 st.info("Nobody matches these filters.")

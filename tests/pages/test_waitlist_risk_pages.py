@@ -85,6 +85,8 @@ def test_waitlist_page_lists_entries_and_shows_offers_to_managers(app_as, app_db
     [table] = staff.dataframe
     assert "**bold** <b>x</b>" in table.value["Note"].tolist()  # typed text shown as text
     assert "Offers" not in [h.value for h in staff.subheader]
+    statuses = staff.selectbox(key="waitlist_status").options
+    assert statuses == ["Waiting", "Booked", "Withdrawn", "Expired"]  # words, not stored values
     manager = app_as("manager", "app_pages/waitlist.py", timeout=120)
     assert not manager.exception
     assert "Offers" in [h.value for h in manager.subheader]
