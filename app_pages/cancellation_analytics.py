@@ -12,7 +12,7 @@ from core.analytics import breakdowns as bd
 from core.analytics import cancellations as ca
 from core.analytics import confirmations
 from core.kernel.authz import Permission
-from core.kernel.clock import utcnow
+from core.kernel.clock import local_today
 from core.practice import choices as practice_choices
 from ui import actor, run_action, shown
 from ui import cancellation_view as view
@@ -62,7 +62,7 @@ st.title("Cancellations and no-shows")
 me = actor()
 role = me.role.value
 choices = _choices(me, role)
-today = utcnow().date()
+today = local_today(display_format().timezone)  # the practice's day, not the server's
 
 
 @st.fragment  # a filter change or a click on a bar reruns the dashboard only

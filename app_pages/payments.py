@@ -3,13 +3,13 @@ the points a survey earns (owner); points adjusted with a reason (managers); the
 export of payments and refunds. Amounts are charged in the currency of the appointment's clinic;
 the rules' numbers are minor units of that currency."""
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
-from core.kernel.clock import local_days_bounds
+from core.kernel.clock import local_days_bounds, local_today
 from core.kernel.money import minor_digits, to_major, to_minor
 from core.payments import desk, points, rules
 from ui import actor, refresh, run_action
@@ -136,13 +136,14 @@ if box := fold("Adjust a patient's points", "payments_points_open"):
 if me.can(Permission.DATA_EXPORT):
     st.subheader("Export payments and refunds")
     c1, c2 = st.columns(2)
-    shown = date_picker(display_format().locale)
+    practice = display_format()  # the practice's days, in its order
+    today, shown = local_today(practice.timezone), date_picker(practice.locale)
     first = c1.date_input(
-        "From", date.today() - timedelta(days=30), key="payments_export_from", format=shown
+        "From", today - timedelta(days=30), key="payments_export_from", format=shown
     )
-    last = c2.date_input("To", date.today(), key="payments_export_to", format=shown)
+    last = c2.date_input("To", today, key="payments_export_to", format=shown)
     if st.button("Prepare CSV", key="payments_export"):
-        start, end = local_days_bounds(first, last, display_format().timezone)
+        start, end = local_days_bounds(first, last, practice.timezone)
         made = run_action(desk.export_payments, start, end)
         if made:
             st.download_button(

@@ -10,6 +10,7 @@ from core.analytics import breakdowns as bd
 from core.analytics import survey_export
 from core.analytics import surveys as sa
 from core.kernel.authz import Permission
+from core.kernel.clock import local_today
 from core.practice import choices
 from ui import actor, run_action
 from ui import survey_view as view
@@ -60,7 +61,7 @@ st.title("Survey analytics")
 me = actor()
 role = me.role.value
 clinics = {c.id: c for c in _clinics(me, role)}
-today = date.today()
+today = local_today(display_format().timezone)  # the practice's day, not the server's
 
 
 @st.fragment  # a filter change or a click on a bar reruns the dashboard only

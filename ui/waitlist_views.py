@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
-from core.kernel.clock import local_days_bounds, utcnow
+from core.kernel.clock import local_days_bounds, local_today
 from core.kernel.money import NO_VALUE, weekday_name
 from core.waitlist import entries, offers, rules
 from ui.booking_form import patient_picker
@@ -224,7 +224,7 @@ def add_entry_form(
                 format_func=lambda p: providers.get(p, "Any provider"),
                 key="waitlist_add_pr",
             )
-            today = utcnow().date()
+            today = local_today(display_format(clinic_id).timezone)  # the clinic's
             days = a1.date_input(
                 "Days",
                 (today, today + timedelta(days=28)),
