@@ -4,17 +4,20 @@ on staff pages and on the patient's own (links and portal) alike."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
+from core.kernel import clock
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.patients import invitations
 from core.portal import patient_links, sign_in
 from core.startup import open_database
-from db.models import Appointment, Patient, Role
+from db.models import Appointment, Clinic, Patient, Role
 from db.types import utcnow
 from tests.factories import make_user
 from tests.pages.conftest import ROOT, every_clinic_speaks, patient_page
@@ -118,3 +121,26 @@ def test_the_portal_picks_days_in_the_patients_clinics_locale(app_db, locale, da
     at.run()
     assert _formats(at) == ({day}, set())
     assert at.date_input(key="portal_request_day")
+
+
+@pytest.mark.parametrize(
+    ("page", "key"),
+    [
+        ("app_pages/cancellation_analytics.py", "cancel_days"),
+        ("app_pages/survey_analytics.py", "survey_analytics_days"),
+        ("app_pages/payments.py", "payments_export_to"),
+    ],
+)
+def test_day_ranges_end_on_the_practices_today_not_the_servers(
+    app_as, app_db, monkeypatch, page, key
+):
+    """At 03:00 UTC on 5 December it is still the 4th in New York."""
+    database = _db(app_db)
+    with database.write() as s:
+        s.execute(update(Clinic).values(timezone="America/New_York", locale="en-US"))
+    database.dispose()
+    monkeypatch.setattr(clock, "utcnow", lambda: datetime(2026, 12, 5, 3, 0, tzinfo=UTC))
+    at = app_as("owner", page)
+    assert not at.exception, at.exception
+    value = at.date_input(key=key).value
+    assert (value[-1] if isinstance(value, tuple) else value) == date(2026, 12, 4)
