@@ -6,7 +6,7 @@ from datetime import time
 import pandas as pd
 import streamlit as st
 
-from core.kernel.clock import local_to_utc, utcnow
+from core.kernel.clock import local_to_utc, local_today, utcnow
 from core.kernel.money import clinic_time, clinic_time_range
 from core.practice import choices
 from core.scheduling import schedules
@@ -84,12 +84,12 @@ else:
     st.caption(f"{escape(provider.name)} has no time off planned.")
 with st.form("schedules_time_off", clear_on_submit=True):
     a, b, c, d = st.columns(4)
-    pick = pickers(clinic.locale)
-    first = a.date_input("From day", key="schedules_off_from_day", format=pick.date)
+    pick, today = pickers(clinic.locale), local_today(tz)  # the clinic's, not the server's
+    first = a.date_input("From day", today, key="schedules_off_from_day", format=pick.date)
     first_at = b.time_input(
         "From time", time(0), step=900, key="schedules_off_from_time", format=pick.clock
     )
-    last = c.date_input("To day", key="schedules_off_to_day", format=pick.date)
+    last = c.date_input("To day", today, key="schedules_off_to_day", format=pick.date)
     last_at = d.time_input(
         "To time", time(23, 45), step=900, key="schedules_off_to_time", format=pick.clock
     )

@@ -129,12 +129,14 @@ def test_the_portal_picks_days_in_the_patients_clinics_locale(app_db, locale, da
         ("app_pages/cancellation_analytics.py", "cancel_days"),
         ("app_pages/survey_analytics.py", "survey_analytics_days"),
         ("app_pages/payments.py", "payments_export_to"),
+        ("app_pages/schedules.py", "schedules_off_from_day"),
     ],
 )
 def test_day_ranges_end_on_the_practices_today_not_the_servers(
     app_as, app_db, monkeypatch, page, key
 ):
-    """At 03:00 UTC on 5 December it is still the 4th in New York."""
+    """At 03:00 UTC on 5 December it is still the 4th in New York (a range ends on it, a
+    single day is it)."""
     database = _db(app_db)
     with database.write() as s:
         s.execute(update(Clinic).values(timezone="America/New_York", locale="en-US"))
