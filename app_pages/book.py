@@ -8,7 +8,7 @@ import streamlit as st
 from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.practice import choices as practice_choices
 from core.practice.timing import timing_of
-from core.scheduling import booking
+from core.scheduling import booking, schedules
 from ui import actor, refresh, run_action
 from ui.booking_form import (
     apply_prefill,
@@ -54,7 +54,9 @@ clinic_id = c1.selectbox(
     "Clinic", list(zones), format_func={c.id: c.name for c in clinics}.get, key="book_clinic"
 )
 tz = zones[clinic_id]
-st.session_state.setdefault("book_day", to_local(utcnow(), tz).date() + timedelta(days=1))
+if "book_day" not in st.session_state:  # the clinic's next working day from tomorrow
+    tomorrow = to_local(utcnow(), tz).date() + timedelta(days=1)
+    st.session_state["book_day"] = read(schedules.first_working_day, me, clinic_id, tomorrow)
 st.session_state.setdefault("book_time", time(9))
 pick = clinic_pickers(clinic_id)  # the clinic's day order and clock
 day = c2.date_input("Date", key="book_day", format=pick.date)

@@ -7,7 +7,7 @@ outside these needs an explicit override, which the life cycle records on the ap
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -169,6 +169,22 @@ def set_weekly_hours(
         details={"clinic_id": clinic_id, "before": before, "after": [r.record for r in cleaned]},
     )
     return cleaned
+
+
+def first_working_day(session: Session, actor: Actor, clinic_id: int, day: date) -> date:
+    """`day`, or the first day of the week from it on which an active provider works at the
+    clinic (`day` itself when nobody has hours there yet)."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    worked = set(
+        session.scalars(
+            select(WorkingHours.weekday)
+            .join(Provider, Provider.id == WorkingHours.provider_id)
+            .where(WorkingHours.clinic_id == clinic_id, Provider.active.is_(True))
+            .distinct()
+        )
+    )
+    ahead = next((n for n in range(7) if (day + timedelta(days=n)).weekday() in worked), 0)
+    return day + timedelta(days=ahead)
 
 
 def _aware(moment: datetime, name: str) -> datetime:

@@ -20,11 +20,13 @@ from db.models import (
     Appointment,
     AppointmentKind,
     AuditEvent,
+    Clinic,
     Notification,
     Patient,
     Provider,
     Service,
     User,
+    WorkingHours,
 )
 from db.types import utcnow
 
@@ -292,3 +294,20 @@ def test_a_package_needing_the_taken_laser_is_not_bookable_then(app_as, app_db):
     said = [e.value.replace("\\", "") for e in at.error]
     assert any(f"Laser (1 of 1) is booked 10:00–10:30 by #{held}" in e for e in said), said
     assert at.button(key="book_submit").disabled
+
+
+def test_the_page_opens_on_the_clinics_next_working_day(app_as, app_db):
+    at = app_as("staff", PAGE)
+    assert not at.exception, at.exception
+    clinic_id = at.selectbox(key="book_clinic").value
+    database = _db(app_db)
+    with database.read() as session:
+        worked = set(
+            session.scalars(select(WorkingHours.weekday).where(WorkingHours.clinic_id == clinic_id))
+        )
+        tz = session.get(Clinic, clinic_id).timezone
+    database.dispose()
+    tomorrow = to_local(utcnow(), tz).date() + timedelta(days=1)
+    day = at.date_input(key="book_day").value
+    skipped = [tomorrow + timedelta(days=n) for n in range((day - tomorrow).days)]
+    assert day.weekday() in worked and not any(d.weekday() in worked for d in skipped)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import NotFound, PermissionDenied, ValidationError
 from core.scheduling import availability, booking, schedules
-from db.models import Appointment, AuditEvent, Clinic
+from db.models import Appointment, AuditEvent, Clinic, WorkingHours
 from db.types import utcnow
 
 H = schedules.HoursRow
@@ -241,4 +241,29 @@ def test_booking_outside_hours_needs_an_override_that_is_recorded(db, world):
                 session, world.staff, world.provider_id, evening, evening + timedelta(hours=1)
             )
             == 1
+        )
+
+
+def test_the_first_working_day_skips_the_days_nobody_works(db, world):
+    with db.write() as session:
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[H(0, time(9), time(17)), H(3, time(9), time(17))],  # Mondays and Thursdays
+        )
+        session.execute(delete(WorkingHours).where(WorkingHours.provider_id != world.provider_id))
+    saturday = next_weekday(5)
+    with db.read() as session:
+        first = schedules.first_working_day(session, world.staff, world.clinic_id, saturday)
+        assert (first - saturday, first.weekday()) == (timedelta(days=2), 0)
+        tuesday = saturday + timedelta(days=3)
+        first = schedules.first_working_day(session, world.staff, world.clinic_id, tuesday)
+        assert first == tuesday + timedelta(days=2)  # Thursday
+    with db.write() as session:
+        session.execute(delete(WorkingHours))
+    with db.read() as session:  # nobody has hours yet: the day asked for
+        assert schedules.first_working_day(session, world.staff, world.clinic_id, saturday) == (
+            saturday
         )
