@@ -25,6 +25,7 @@ from core.kernel.authz import patient_actor
 from core.kernel.clock import local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import (
+    DEFAULT_LOCALE,
     clinic_format,
     clinic_time,
     clinic_time_range,
@@ -437,6 +438,7 @@ class RequestForm:
     locked: bool
     packages: list[tuple[int, str]] = field(default_factory=list)  # after the services
     package_id: int | None = None  # prefilled: the latest package, if it was one
+    locale: str = DEFAULT_LOCALE  # the prefilled clinic's, for the day pickers
 
 
 def request_form(session: Session, patient_id: int) -> RequestForm:
@@ -467,6 +469,7 @@ def request_form(session: Session, patient_id: int) -> RequestForm:
         online_booking_blocked(patient),
         [(p.id, p.label) for p in offered_packages(session, online_only=False)],
         last.package_id if last else None,
+        clinic.locale if clinic else DEFAULT_LOCALE,
     )
 
 

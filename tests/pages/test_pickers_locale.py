@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 import streamlit as st
-from sqlalchemy import select, update
+from sqlalchemy import distinct, func, select, update
 from streamlit.testing.v1 import AppTest
 
 from core.kernel import clock
@@ -146,3 +146,40 @@ def test_day_ranges_end_on_the_practices_today_not_the_servers(
     assert not at.exception, at.exception
     value = at.date_input(key=key).value
     assert (value[-1] if isinstance(value, tuple) else value) == date(2026, 12, 4)
+
+
+def test_the_portals_request_picks_days_in_the_prefilled_clinics_order(app_db):
+    """The demo's two clinics speak en-GB and en-US. The request form is prefilled with the
+    clinic of the patient's latest booking, and its day is picked in that clinic's order even
+    when their latest visit is at the other clinic."""
+    database = _db(app_db)
+    with database.write() as s:
+        both = (
+            select(Appointment.patient_id)
+            .where(Appointment.patient_id.is_not(None))
+            .group_by(Appointment.patient_id)
+            .having(func.count(distinct(Appointment.clinic_id)) == 2)
+        )
+        patient_id = s.scalars(both).first()
+        visits = s.scalars(
+            select(Appointment)
+            .where(Appointment.patient_id == patient_id)
+            .order_by(Appointment.start_at.desc(), Appointment.id.desc())
+        ).all()
+        booked_last = next(a for a in visits if a.clinic_id != visits[0].clinic_id)
+        booked_last.created_at = utcnow()  # the latest booking: at the other clinic
+        expected = {"en-GB": "DD/MM/YYYY", "en-US": "MM/DD/YYYY"}[booked_last.clinic.locale]
+        s.get(Patient, patient_id).portal_enrolled_at = utcnow()
+        portal_session = sign_in.session_id_for(
+            s, sign_in.start_session(s, sign_in.issue_sign_in(s, patient_id))
+        )
+    database.dispose()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.session_state["portal_session_id"] = portal_session
+    at.session_state["portal_tab"] = "Request"
+    at.run()
+    at.switch_page("app_pages/portal.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="portal_request_clinic").value == booked_last.clinic_id
+    assert at.date_input(key="portal_request_day").proto.format == expected

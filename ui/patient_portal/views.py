@@ -169,7 +169,7 @@ def request(view: home.Home) -> None:
             form.first_day + timedelta(days=1),
             form.first_day,
             key="portal_request_day",
-            format=date_picker(view.locale),
+            format=date_picker(form.locale),  # the prefilled clinic's order
         )
         moment = st.selectbox(
             "Time of day",
@@ -243,7 +243,7 @@ def _join_waitlist(view: home.Home) -> None:
             (today + timedelta(days=1), today + timedelta(days=28)),
             today,
             key="portal_waitlist_days",
-            format=date_picker(view.locale),
+            format=date_picker(form.locale),
         )
         weekdays = st.multiselect(
             "Weekdays",
