@@ -103,7 +103,7 @@ def options(
     tz: str,
     *,
     resources: list[dict[str, Any]],
-    business_hours: list[dict[str, Any]],
+    business_hours: list[dict[str, Any]] | None,
     editable: bool,
     locale: str = "en-GB",
 ) -> dict[str, Any]:
@@ -132,7 +132,8 @@ def options(
         "selectMirror": True,
         "eventDurationEditable": editable,
         "resources": resources,
-        "businessHours": business_hours or {"daysOfWeek": []},
+        # none (a patient's own calendar): no shading; [] (nobody works): every hour shaded
+        "businessHours": False if business_hours is None else business_hours or {"daysOfWeek": []},
         "datesAboveResources": True,
         # the room views: one row per room or piece of equipment, grouped by kind
         "resourceGroupField": "kind",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import time, timedelta
 
 import pytest
@@ -527,3 +528,16 @@ def test_the_patient_books_a_time_offered_to_them_in_the_portal(app_db):
         patient_id,
         slot.start_at,
     )
+
+
+def test_the_patients_calendar_shades_no_hours_and_speaks_their_clinics_locale(app_db):
+    patient_id, _ = _patient_with_appointment(app_db)
+    every_clinic_speaks(app_db, "en-US")  # not the widget's en-GB default
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Calendar"
+    at.run()
+    assert not at.exception, at.exception
+    component = next(e for e in at.main if e.type == "component_instance")
+    options = json.loads(component.proto.json_args)["options"]
+    assert options["businessHours"] is False  # a patient's month is not greyed out
+    assert options["locale"] == "en-us" and options["eventTimeFormat"]["hour12"]

@@ -47,8 +47,9 @@ def calendar(view: home.Home) -> None:
         view.today,
         view.timezone,
         resources=[],
-        business_hours=[],
+        business_hours=None,  # the patient's own visits: no working hours to shade
         editable=False,
+        locale=view.locale,
     )
     opts["height"] = 620
     calendar_widget.render(view.calendar_events(), opts, key=f"portal_calendar_{label}")
