@@ -49,9 +49,14 @@ from pathlib import Path
 
 from playwright.async_api import Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from sqlalchemy import func, select
 
 from bench import floors
 from bench.run import DATA, ROOT, SECRET, ensure_sqlite, log, reset
+from core.kernel.clock import local_days_bounds, local_today
+from core.kernel.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, Clinic
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitServer
 from ui.navigation import PAGES
 
@@ -357,6 +362,28 @@ async def measure(url: str, repeat: int, sessions: list[int], pids: list[int], p
     return out
 
 
+def calendar_day(url: str) -> dict:
+    """What the Calendar page opened on: the first clinic's visits on its today. On a day
+    nobody works (a weekend in the bench database) it draws an empty day, cheaper than the
+    weekday its floor copies: that run's Calendar figure is not comparable."""
+    database = open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": SECRET}))
+    with database.read() as session:
+        clinic = session.scalars(select(Clinic).order_by(Clinic.name)).first()
+        day = local_today(clinic.timezone)
+        start, end = local_days_bounds(day, day, clinic.timezone)
+        visits = session.scalar(
+            select(func.count())
+            .select_from(Appointment)
+            .where(
+                Appointment.clinic_id == clinic.id,
+                Appointment.start_at >= start,
+                Appointment.start_at < end,
+            )
+        )
+    database.dispose()
+    return {"clinic": clinic.name, "day": day.isoformat(), "visits": visits}
+
+
 def report(out: dict) -> None:
     if "pages" in out:
         base = out["pages"]["empty_ms"]
@@ -373,6 +400,11 @@ def report(out: dict) -> None:
                 f"{floor['median_ms']:.0f} ms, {floor['ratio']:.2f}× empty"
                 + (f" (ERROR: {floor['errors']} exception boxes)" if floor["errors"] else "")
                 + (f"; {copied} {own['median_ms'] / floor['median_ms']:.2f}× that" if own else "")
+            )
+        if day := out["pages"].get("calendar_day"):
+            print(
+                f"calendar opened on {day['day']} at {day['clinic']}: {day['visits']} visits"
+                + (" (an empty day: not comparable with its floor's)" if not day["visits"] else "")
             )
     single = out["concurrency"].get(1, {}).get("page_switch_p95_ms")
     print(f"\n{'sessions':>8} {'step':10} {'p50 ms':>8} {'p95 ms':>8}")
@@ -528,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         results_path.write_text(json.dumps(saved | {"desks": figures}, indent=2, default=str))
         return 0
     out["appointments"] = n
+    if "pages" in out:
+        out["pages"]["calendar_day"] = calendar_day(url)
     report(out)
     for kept in ("scale_out", "desks"):  # the last scale-out and desks runs' figures stay
         if kept in saved:

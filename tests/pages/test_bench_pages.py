@@ -1,9 +1,17 @@
 """The scripts `make bench` (bench.run) measures every page against: they run, signed in, on the
 demo database (the empty page lost an import in the house move and failed for days unseen)."""
 
+from datetime import date, time, timedelta
+
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from bench.run import BARE_PAGE, EMPTY_PAGE
+from bench.browser import calendar_day
+from bench.run import BARE_PAGE, EMPTY_PAGE, SECRET
+from core.kernel.clock import local_days_bounds, local_to_utc
+from core.kernel.config import load_settings
+from core.startup import open_database
+from db.models import Appointment, Clinic
 from tests.pages.conftest import sign_in_session
 
 
@@ -54,3 +62,26 @@ def test_the_bench_app_serves_the_floor_pages_at_the_paths_the_bench_visits(monk
     served = {page.url_path: page.title for page in browser_app.FLOORS}
     assert served == {path: title for path, (title, _) in browser.FLOORS.items()}
     assert browser_app.EMPTY.url_path == browser.EMPTY
+
+
+def test_the_bench_reports_how_many_visits_the_calendar_opened_on(app_db):
+    """Moving a visit of another day to noon today at the first clinic adds one."""
+    before = calendar_day(app_db)
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": SECRET})
+    )
+    with database.write() as session:
+        clinic = session.scalars(select(Clinic).where(Clinic.name == before["clinic"])).one()
+        day = date.fromisoformat(before["day"])
+        start, end = local_days_bounds(day, day, clinic.timezone)
+        other = session.scalars(
+            select(Appointment).where(
+                Appointment.clinic_id == clinic.id,
+                (Appointment.start_at < start) | (Appointment.start_at >= end),
+            )
+        ).first()
+        other.start_at = local_to_utc(day, time(12), clinic.timezone)
+        other.end_at = other.start_at + timedelta(minutes=30)
+    database.dispose()
+    after = calendar_day(app_db)
+    assert (after["day"], after["visits"]) == (before["day"], before["visits"] + 1)
