@@ -270,9 +270,7 @@ def default_view(providers: int) -> str:
     return "Week by provider" if providers <= WEEK_COLUMNS_LIMIT else "Day by provider"
 
 
-def navigation(
-    today: date, default: str = "Week by provider", date_format: str = "YYYY-MM-DD"
-) -> tuple[str, date]:
+def navigation(today: date, default: str, date_format: str) -> tuple[str, date]:
     """View and date pickers (the day in `date_format`, st.date_input's) with previous / today /
     next; returns (FullCalendar view, day)."""
     st.session_state.setdefault(DAY_KEY, today)
