@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
-from core.kernel.clock import to_local
+from core.kernel.clock import local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day_range, weekday_name
 from core.practice.packages import package_services
@@ -265,16 +265,23 @@ def withdraw_for_patient(
     _withdraw(session, patient_actor(patient.full_name), entry, reason, "portal")
 
 
-def expire_entries(session: Session, today: date) -> int:
-    """Entries whose last day has passed stop waiting."""
-    rows = session.scalars(
-        select(WaitlistEntry).where(
-            WaitlistEntry.status == WaitlistStatus.WAITING, WaitlistEntry.latest < today
-        )
-    ).all()
-    for entry in rows:
-        entry.status, entry.closed_at = WaitlistStatus.EXPIRED, utcnow()
-    return len(rows)
+def expire_entries(session: Session, now: datetime | None = None) -> int:
+    """Entries whose last day has passed in their clinic's zone stop waiting (in New York the
+    evening of their last day is still theirs when the UTC date has moved on)."""
+    now = now or utcnow()
+    expired = 0
+    for clinic_id, tz in session.execute(select(Clinic.id, Clinic.timezone)).all():
+        rows = session.scalars(
+            select(WaitlistEntry).where(
+                WaitlistEntry.clinic_id == clinic_id,
+                WaitlistEntry.status == WaitlistStatus.WAITING,
+                WaitlistEntry.latest < local_today(tz, now),
+            )
+        ).all()
+        for entry in rows:
+            entry.status, entry.closed_at = WaitlistStatus.EXPIRED, now
+        expired += len(rows)
+    return expired
 
 
 def services_of(session: Session, entry: WaitlistEntry) -> list[Service]:

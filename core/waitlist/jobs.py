@@ -5,7 +5,6 @@ from __future__ import annotations
 from core.kernel.config import Settings
 from core.waitlist import entries, offers
 from db.engine import Database
-from db.types import utcnow
 
 
 def offer_job(database: Database, settings: Settings) -> None:
@@ -15,4 +14,4 @@ def offer_job(database: Database, settings: Settings) -> None:
     with database.write() as session:
         offers.process_openings(session, base_url=settings.base_url)
     with database.write() as session:
-        entries.expire_entries(session, utcnow().date())
+        entries.expire_entries(session)

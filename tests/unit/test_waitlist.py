@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -578,3 +578,18 @@ def test_a_package_request_that_cannot_be_placed_waits_for_the_package(db, world
     with db.read() as session:
         [row] = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
     assert row.service == "Skin renewal (Consultation + Peel)" and row.matches
+
+
+def test_an_entry_waits_to_the_end_of_its_last_day_in_its_clinics_zone(db, world):
+    """New York: at 03:00 UTC the 4th is still the 4th there; at 05:00 UTC it is over."""
+    last = future_day(5)
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).timezone = "America/New_York"
+    entry_id = waiting(db, world, future_day(2), latest=last)
+    next_day = datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
+    with db.write() as session:
+        assert entries.expire_entries(session, next_day + timedelta(hours=3)) == 0
+        assert session.get(WaitlistEntry, entry_id).status == WaitlistStatus.WAITING
+    with db.write() as session:
+        assert entries.expire_entries(session, next_day + timedelta(hours=5)) == 1
+        assert session.get(WaitlistEntry, entry_id).status == WaitlistStatus.EXPIRED
