@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -16,6 +16,7 @@ from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clini
 from core.kernel.text import clean
 from core.patients import enrolment, invitations
 from db.models import Patient
+from db.types import utcnow
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+?[0-9 ()-]{6,20}$")
@@ -90,6 +91,13 @@ def validate_contact(email: str | None, phone: str | None) -> tuple[str | None, 
     return email, phone
 
 
+def _check_born(day: date | None) -> None:
+    """A date of birth is not after today anywhere on Earth (UTC+14), so a baby born today in
+    any clinic's zone can be registered, whatever the server's date."""
+    if day and day > (utcnow() + timedelta(hours=14)).date():
+        raise ValidationError("The date of birth cannot be in the future.")
+
+
 def create_patient(
     session: Session,
     actor: Actor,
@@ -108,8 +116,7 @@ def create_patient(
     last_name = clean(last_name, field="last name", limit=80).strip()
     if not first_name or not last_name:
         raise ValidationError("Enter the patient's first and last name.")
-    if date_of_birth and date_of_birth > date.today():
-        raise ValidationError("The date of birth cannot be in the future.")
+    _check_born(date_of_birth)
     email, phone = validate_contact(email, phone)
     patient = Patient(
         first_name=first_name.strip(),
@@ -186,8 +193,7 @@ def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -
             changes[field] = typed.strip()
             if not changes[field]:
                 raise ValidationError("Enter the patient's first and last name.")
-    if changes.get("date_of_birth") and changes["date_of_birth"] > date.today():
-        raise ValidationError("The date of birth cannot be in the future.")
+    _check_born(changes.get("date_of_birth"))
     if "email" in changes or "phone" in changes:
         email, phone = validate_contact(
             changes.get("email", patient.email), changes.get("phone", patient.phone)

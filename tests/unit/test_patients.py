@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -14,6 +14,7 @@ from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
 from db.models import AuditEvent, Clinic, Notification, Patient
+from db.types import utcnow
 
 BASE = "https://desk.example"
 
@@ -102,8 +103,11 @@ def test_removing_the_email_removes_email_consent(db, world):
         ({"email": "not-an-email"}, "is not an email address"),
         ({"phone": "call me"}, "is not a phone number"),
         ({"first_name": "  "}, "first and last name"),
-        # tomorrow as of the test's run, not its collection (a run may cross midnight)
-        ({"date_of_birth": lambda: date.today() + timedelta(days=1)}, "cannot be in the future"),
+        # after today in UTC+14, as of the test's run, not its collection
+        (
+            {"date_of_birth": lambda: (utcnow() + timedelta(hours=14, days=1)).date()},
+            "cannot be in the future",
+        ),
         ({"points_balance": 1000}, "cannot be edited here: points_balance"),
     ],
 )
@@ -111,6 +115,16 @@ def test_invalid_changes_are_refused(db, world, changes, message):
     changes = {key: value() if callable(value) else value for key, value in changes.items()}
     with db.write() as s, pytest.raises(ValidationError, match=message):
         patients.update_patient(s, world.staff, world.patient_id, **changes)
+
+
+def test_a_baby_born_today_in_any_zone_can_be_registered(db, world, monkeypatch):
+    """At 11:00 UTC on 5 December it is already the 6th on Kiritimati (UTC+14)."""
+    monkeypatch.setattr(patients, "utcnow", lambda: datetime(2026, 12, 5, 11, tzinfo=UTC))
+    born = date(2026, 12, 6)
+    with db.write() as s:
+        patients.update_patient(s, world.staff, world.patient_id, date_of_birth=born)
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).date_of_birth == born
 
 
 def test_nothing_changed_writes_no_audit(db, world):
