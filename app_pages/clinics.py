@@ -76,7 +76,7 @@ if current.resources:
                 {
                     "Clinic": names.get(r.data.clinic_id, ""),
                     "Name": r.name,
-                    "Kind": r.data.kind.value,
+                    "Kind": r.data.kind.value.capitalize(),
                     "Quantity": r.data.quantity,
                     "Active": r.data.active,
                 }
@@ -100,7 +100,11 @@ if editable and current.clinics:
         )
         name = b.text_input("Name (e.g. Treatment room, Laser)", old.name, key="clinics_rname")
         kind = c.selectbox(
-            "Kind", RESOURCE_KINDS, RESOURCE_KINDS.index(old.kind.value), key="clinics_rkind"
+            "Kind",
+            RESOURCE_KINDS,
+            RESOURCE_KINDS.index(old.kind.value),
+            format_func=str.capitalize,
+            key="clinics_rkind",
         )
         quantity = d.number_input("Quantity", 1, 100, old.quantity, key="clinics_rquantity")
         if st.form_submit_button("Save room or equipment", type="primary"):

@@ -69,10 +69,14 @@ def test_manager_adds_a_clinic_and_a_laser(app_as, app_db):
     assert _scalar(app_db, select(Clinic.currency).where(Clinic.id == clinic_id)) == "EUR"
     at.selectbox(key="clinics_resource_clinic").select(clinic_id)
     at.text_input(key="clinics_rname").input("Laser")
+    assert at.selectbox(key="clinics_rkind").options == ["Room", "Equipment"]  # words
     at.selectbox(key="clinics_rkind").select("equipment")
     next(b for b in at.button if b.label == "Save room or equipment").click().run()
     assert not at.error, at.error[0].value
     assert _scalar(app_db, select(Resource.quantity).where(Resource.clinic_id == clinic_id)) == 1
+    assert _scalar(app_db, select(Resource.kind).where(Resource.clinic_id == clinic_id)) == (
+        "equipment"
+    )
 
 
 def test_a_bad_clinic_says_what_to_fix(app_as):
