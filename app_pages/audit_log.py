@@ -60,7 +60,7 @@ me = actor()
 users, actions = _choices(me)
 practice = display_format()  # the practice's time zone: days and times as the clinic lives them
 with st.form("audit_filters"):
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.columns([1, 1, 0.8, 1.4])  # room for a date range
     user = c1.selectbox(
         "User",
         [None, *users],

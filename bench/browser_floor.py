@@ -41,7 +41,7 @@ st.title("Streamlit alone: the Cancellations elements")
 @st.fragment
 def dashboard() -> None:
     with st.form("floor_filters"):
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3, c4 = st.columns([1.4, 1, 1, 1])
         c1.date_input("Dates", (date(2026, 9, 5), date(2026, 12, 3)), key="floor_dates")
         c2.selectbox("Clinic", ["All clinics", "Central", "North"], key="floor_clinic")
         c3.selectbox("Provider", ["Any provider", "A. Provider"], key="floor_provider")

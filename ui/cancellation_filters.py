@@ -21,7 +21,7 @@ def filters_form(choices: Choices, today: date, locale: str) -> parts.AnalyticsF
     """The filter form (applied together); the last 90 days and everything by default; days
     picked in `locale`'s order (the practice's)."""
     with st.form("cancel_filters"):
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3, c4 = st.columns([1.4, 1, 1, 1])  # room for a date range
         # imported history goes back years: not Streamlit's default of ten years back
         days = c1.date_input(
             "Clinic-local days",
