@@ -478,10 +478,13 @@ def test_preferences_are_validated_and_need_the_permission(db, world):
 def test_confirmation_rate_counts_reminded_appointments_confirmed(db, world):
     first = book(db, world, local(PLAIN_THURSDAY, 10))
     book(db, world, local(PLAIN_THURSDAY, 11))
-    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 11))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=3), 11))  # 72 h before
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 11))  # and 24 h before
     with db.write() as session:
         replies.confirm_by_link(session, _confirm_token(db, first))
     with db.read() as session:
+        sent = session.scalar(select(func.count()).select_from(ReminderSent))
+        assert sent == 4  # two reminders each: every appointment still counts once
         rate = confirmations.confirmation_rate(
             session, world.manager, PLAIN_THURSDAY, PLAIN_THURSDAY, world.clinic_id
         )
