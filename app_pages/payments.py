@@ -41,7 +41,8 @@ st.caption(
     f"{current.survey_points if current.survey_points_enabled else 0} points. Prices and "
     "deposits are charged in the currency of the appointment's clinic."
 )
-currency = display_format().currency  # for the number of minor digits only
+practice = display_format()  # no clinic chosen here: the practice's first clinic's format
+currency = practice.currency  # for the number of minor digits only
 table = pd.DataFrame(
     [
         {
@@ -136,7 +137,6 @@ if box := fold("Adjust a patient's points", "payments_points_open"):
 if me.can(Permission.DATA_EXPORT):
     st.subheader("Export payments and refunds")
     c1, c2 = st.columns(2)
-    practice = display_format()  # the practice's days, in its order
     today, shown = local_today(practice.timezone), date_picker(practice.locale)
     first = c1.date_input(
         "From", today - timedelta(days=30), key="payments_export_from", format=shown

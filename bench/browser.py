@@ -173,8 +173,8 @@ async def pages_run(browser, url: str, repeat: int) -> dict:
     shown = [(p.title, p.url_path) for p in PAGES if not p.hidden and p.path.exists()]
     results = {}
     empty: list[float] = []
-    floors = [(title, path) for path, (title, _) in FLOORS.items()]
-    for title, path in [*shown, *floors]:
+    floor_pages = [(title, path) for path, (title, _) in FLOORS.items()]
+    for title, path in [*shown, *floor_pages]:
         await click_page(page, "Empty page", EMPTY)
         first = await click_page(page, title, path)  # cold caches: first visit
         times, errors = [], await page.locator(ERRORS).count()
@@ -188,8 +188,8 @@ async def pages_run(browser, url: str, repeat: int) -> dict:
     base = _median(empty)
     for figures in results.values():
         figures["ratio"] = figures["median_ms"] / base
-    floors = {path: results.pop(path) for path in FLOORS}
-    return {"empty_ms": base, "pages": results, "floors": floors}
+    measured_floors = {path: results.pop(path) for path in FLOORS}
+    return {"empty_ms": base, "pages": results, "floors": measured_floors}
 
 
 STEPS = ("sign_in", "queue", "decide", "calendar", "today")
@@ -363,12 +363,13 @@ async def measure(url: str, repeat: int, sessions: list[int], pids: list[int], p
 
 
 def calendar_day(url: str) -> dict:
-    """What the Calendar page opened on: the first clinic's visits on its today. On a day
+    """What the Calendar page opened on: the first active clinic's visits on its today. On a day
     nobody works (a weekend in the bench database) it draws an empty day, cheaper than the
     weekday its floor copies: that run's Calendar figure is not comparable."""
     database = open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": SECRET}))
     with database.read() as session:
-        clinic = session.scalars(select(Clinic).order_by(Clinic.name)).first()
+        first = select(Clinic).where(Clinic.active.is_(True)).order_by(Clinic.name)  # as the page
+        clinic = session.scalars(first).first()
         day = local_today(clinic.timezone)
         start, end = local_days_bounds(day, day, clinic.timezone)
         visits = session.scalar(

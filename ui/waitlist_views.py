@@ -201,7 +201,8 @@ def add_entry_form(
     """Add a patient to the clinic's waitlist: service or package, provider (or any), days,
     weekdays and times of day they can come."""
     packages = packages or {}
-    locale = display_format(clinic_id).locale
+    clinic = display_format(clinic_id)
+    locale = clinic.locale
     treatments = {("service", i): name for i, name in services.items()} | {
         ("package", i): f"Package: {name}" for i, name in packages.items()
     }
@@ -224,7 +225,7 @@ def add_entry_form(
                 format_func=lambda p: providers.get(p, "Any provider"),
                 key="waitlist_add_pr",
             )
-            today = local_today(display_format(clinic_id).timezone)  # the clinic's
+            today = local_today(clinic.timezone)  # the clinic's day, not the server's
             days = a1.date_input(
                 "Days",
                 (today, today + timedelta(days=28)),

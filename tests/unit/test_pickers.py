@@ -3,6 +3,9 @@ date and time (Babel), and Streamlit accepts the date format of every locale Bab
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from babel.localedata import locale_identifiers
 from streamlit.elements.widgets.time_widgets import ALLOWED_DATE_FORMATS
@@ -40,3 +43,22 @@ def test_a_table_shows_moments_in_the_locales_order_and_on_its_clock():
     assert table_moment("en-GB") == "DD/MM/YYYY HH:mm"
     assert table_moment("en-US") == "MM/DD/YYYY h:mm A"
     assert table_moment("de-DE") == "DD.MM.YYYY HH:mm"
+
+
+PICKERS = {"date_input", "time_input", "DatetimeColumn", "DateColumn", "TimeColumn"}
+
+
+def test_every_date_and_time_picker_in_the_app_is_given_its_format():
+    """Streamlit's defaults (YYYY/MM/DD, a 24-hour clock, ISO in tables) are no locale's: each
+    picker and date or time column on a page names its format (ui.locale)."""
+    root = Path(__file__).resolve().parents[2]
+    unformatted = [
+        f"{path.relative_to(root)}:{node.lineno} {node.func.attr}"
+        for path in [*(root / "app_pages").glob("*.py"), *(root / "ui").rglob("*.py")]
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in PICKERS
+        and not any(keyword.arg == "format" for keyword in node.keywords)
+    ]
+    assert not unformatted
