@@ -388,6 +388,50 @@ def checkout_expired(session: Session, reference: str) -> Payment | None:
     return payment
 
 
+def _received(session: Session, appointment_id: int) -> list[Payment]:
+    return list(
+        session.scalars(
+            select(Payment)
+            .where(
+                Payment.appointment_id == appointment_id,
+                Payment.kind.in_(PAID_KINDS),
+                Payment.status == "paid",
+            )
+            .order_by(Payment.id)
+        )
+    )
+
+
+def _split(paid: list[Payment], keep_cents: int) -> list[tuple[Payment, int, int]]:
+    """Per payment received: (the payment, cents kept for the fee, cents given back). Only money
+    (card, cash, Stripe) pays a fee, in the order paid; points always go back as points."""
+    out = []
+    for original in paid:
+        kept = min(keep_cents, original.amount_cents) if original.method != "points" else 0
+        keep_cents -= kept
+        out.append((original, kept, original.amount_cents - kept))
+    return out
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What cancelling would do to what was paid (the portal's warning, before it is done)."""
+
+    kept_cents: int  # money kept for the late-cancellation fee
+    refund_cents: int  # money refunded
+    points_back: int  # points given back to the balance
+
+
+def settlement(session: Session, appointment: Appointment, *, keep_cents: int) -> Settlement:
+    """The split `settle_on_cancel` would make now, keeping `keep_cents` for a fee."""
+    split = _split(_received(session, appointment.id), keep_cents)
+    return Settlement(
+        sum(kept for _, kept, _ in split),
+        sum(back for p, _, back in split if p.method != "points"),
+        sum(p.points for p, _, back in split if p.method == "points" and back > 0),
+    )
+
+
 def settle_on_cancel(
     session: Session,
     actor: Actor,
@@ -400,30 +444,14 @@ def settle_on_cancel(
     `keep_cents` of the money for the late-cancellation fee. Called before the policy's own
     points deduction, so points given back count first; `link_fee` then ties what was kept to
     the fee's ledger entry."""
-    paid = list(
-        session.scalars(
-            select(Payment)
-            .where(
-                Payment.appointment_id == appointment.id,
-                Payment.kind.in_(PAID_KINDS),
-                Payment.status == "paid",
-            )
-            .order_by(Payment.id)
-        )
-    )
+    paid = _received(session, appointment.id)
     if not paid:
         return []
     fmt = money_format(appointment.clinic)
-    keep = keep_cents if by_patient else 0
     patient = session.get(Patient, appointment.patient_id)
     made: list[Payment] = []
-    for original in paid:
-        amount = original.amount_cents
-        if original.method != "points" and keep:
-            kept = min(keep, amount)
-            keep -= kept
-            amount -= kept
-            session.flush()
+    for original, kept, amount in _split(paid, keep_cents if by_patient else 0):
+        if kept:
             made.append(
                 Payment(
                     appointment_id=appointment.id,

@@ -276,17 +276,8 @@ def change_preview(
     elif appointment.start_at is None or appointment.start_at <= now:
         reason = "This appointment has started or passed."
     money = money_format(appointment.clinic).money
-    paid = prepay.paid_cents(session, appointment.id)
-    if not paid:
-        prepaid = ""
-    elif ev.inside_window and ev.fee_cents:
-        kept = min(paid, ev.fee_cents)
-        prepaid = (
-            f"Of your prepayment, {money(kept)} is kept for the late-cancellation fee; "
-            f"the rest is refunded (points go back to your balance)."
-        )
-    else:
-        prepaid = "Your prepayment is refunded in full (points go back to your balance)."
+    fee = ev.fee_cents if appointment.status == S.SCHEDULED else 0  # as cancelling assesses it
+    plan = prepay.settlement(session, appointment, keep_cents=fee)
     after = max(0, patient.points_balance - ev.points)
     return ChangePreview(
         appointment.id,
@@ -298,13 +289,38 @@ def change_preview(
         ev.points,
         after,
         bool(ev.points) and after <= 0,
-        prepaid,
+        _prepayment_text(plan, fee, money),
         ev.online_allowed,
         max(0, ev.max_reschedules - appointment.reschedule_count),
         ev.policy_text,
         local_today(appointment.clinic.timezone, now),
         appointment.clinic.locale,
     )
+
+
+def _prepayment_text(plan: prepay.Settlement, fee_cents: int, money) -> str:
+    """What cancelling does to a prepayment, from the same split the cancellation makes: a fee
+    is kept only from money (card, cash); points always go back as points."""
+    said = []
+    if plan.kept_cents:
+        said.append(
+            f"Of what you paid by card or cash, {money(plan.kept_cents)} is kept for the "
+            "late-cancellation fee"
+            + (f"; {money(plan.refund_cents)} is refunded." if plan.refund_cents else ".")
+        )
+    elif plan.refund_cents:
+        said.append(f"What you paid by card or cash ({money(plan.refund_cents)}) is refunded.")
+    if plan.points_back:
+        said.append(f"The {plan.points_back} points you paid with go back to your balance.")
+    owed = fee_cents - plan.kept_cents
+    if said and plan.points_back and owed > 0:
+        rest = f"the {money(owed)} fee"
+        if plan.kept_cents:
+            rest = f"the remaining {money(owed)} of the fee"
+        said.append(
+            f"Points do not pay the late-cancellation fee: {rest} is still owed to the practice."
+        )
+    return " ".join(said)
 
 
 def ask_change(

@@ -23,6 +23,7 @@ from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationE
 from core.payments import desk, points, prepay, rules, webhooks
 from core.payments.providers import Checkout, DeskProvider, StripeProvider
 from core.portal import home
+from core.requests import changes
 from core.scheduling import moves
 from db import migrate
 from db.models import (
@@ -30,6 +31,7 @@ from db.models import (
     AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
+    ChangeRequest,
     Clinic,
     LedgerEntry,
     LedgerKind,
@@ -310,7 +312,7 @@ def test_a_checkout_for_another_amount_is_not_taken_as_paid(db, world):
 # ---------------------------------------------------------------- refunds and fees
 
 
-def _late_policy(db, world, fee=2500, pts=20):
+def _late_policy(db, world, fee=2500, pts=20, approval=False):
     with db.write() as s:
         s.add(
             CancellationPolicy(
@@ -320,7 +322,7 @@ def _late_policy(db, world, fee=2500, pts=20):
                 window_hours=24,
                 late_cancel_fee_cents=fee,
                 points_deducted=pts,
-                inside_window_needs_approval=False,
+                inside_window_needs_approval=approval,
                 policy_text="24 hours' notice.",
             )
         )
@@ -374,6 +376,63 @@ def test_a_late_patient_cancellation_keeps_the_fee_from_the_prepayment(db, world
         assert s.get(LedgerEntry, fee.ledger_entry_id).kind == LedgerKind.LATE_CANCEL_FEE
     with db.write() as s, pytest.raises(Conflict, match="paid already"):
         desk.pay_fee(s, world.staff, fee.ledger_entry_id, method="cash", provider=DeskProvider())
+
+
+def _cancel_late_from_the_portal(db, world, appointment_id) -> home.ChangePreview:
+    """The patient reads the warning and asks to cancel; the manager approves. Returns the
+    warning the patient read."""
+    with db.write() as s:
+        s.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+    with db.read() as s:
+        preview = home.change_preview(s, world.patient_id, appointment_id)
+    with db.write() as s:
+        home.ask_change(s, world.patient_id, appointment_id, kind="cancel")
+    with db.write() as s:
+        change_id = s.scalars(select(ChangeRequest.id)).one()
+        changes.approve_change(s, world.manager, change_id)
+    return preview
+
+
+def test_a_late_cancellation_of_a_points_prepayment_does_what_the_warning_said(db, world):
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    _late_policy(db, world, fee=2500, pts=0, approval=True)
+    with db.write() as s:
+        s.get(Patient, world.patient_id).points_balance = 600
+        pay(s, world.patient_id, appointment_id, 600, False, DeskProvider())
+    preview = _cancel_late_from_the_portal(db, world, appointment_id)
+    # points are given back as points and never pay a fee (README, Payments): the warning
+    # must not promise to keep part of them, and must say the fee is still owed
+    assert preview.fee == "£25.00" and "kept" not in preview.prepayment
+    assert preview.prepayment == (
+        "The 600 points you paid with go back to your balance. Points do not pay the "
+        "late-cancellation fee: the £25.00 fee is still owed to the practice."
+    )
+    assert _balance(db, world) == 600
+    with db.read() as s:
+        assert not s.scalars(select(Payment).where(Payment.kind == "fee")).all()
+        fees = desk.unpaid_fees(s, world.staff, appointment_id)
+        assert [f.amount for f in fees] == ["£25.00"]
+        assert "600 points given back" in _mail(s, "payment_refund")
+
+
+def test_a_late_cancellation_of_points_and_cash_keeps_the_fee_from_the_cash_as_warned(db, world):
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    _late_policy(db, world, fee=2500, pts=0, approval=True)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 100, False, DeskProvider())
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=1500, method="cash")
+    preview = _cancel_late_from_the_portal(db, world, appointment_id)
+    assert preview.prepayment == (
+        "Of what you paid by card or cash, £15.00 is kept for the late-cancellation fee. "
+        "The 100 points you paid with go back to your balance. Points do not pay the "
+        "late-cancellation fee: the remaining £10.00 of the fee is still owed to the practice."
+    )
+    assert _balance(db, world) == 100
+    with db.read() as s:
+        kept = s.scalars(select(Payment).where(Payment.kind == "fee")).one()
+        assert (kept.method, kept.amount_cents) == ("cash", 1500)
+        refunds = s.scalars(select(Payment).where(Payment.kind == "refund")).all()
+        assert [(r.method, r.points) for r in refunds] == [("points", 100)]
 
 
 def test_fees_are_paid_at_the_desk_or_charged_to_the_card_on_file(db, world):
@@ -627,7 +686,8 @@ def test_a_late_cancellation_keeps_the_fee_and_refunds_in_the_clinics_currency(d
         s.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
     with db.read() as s:  # what the portal warns of before the patient asks
         preview = home.change_preview(s, world.patient_id, appointment_id)
-    assert preview.fee == "$25.00" and "Of your prepayment, $25.00 is kept" in preview.prepayment
+    assert preview.fee == "$25.00"
+    assert "$25.00 is kept for the late-cancellation fee; $20.00 is refunded" in preview.prepayment
     with db.write() as s:
         moves.cancel_appointment(s, world.staff, appointment_id, reason="Asked", by_patient=True)
         mail = _mail(s, "payment_refund")
