@@ -91,6 +91,13 @@ def due(session: Session, appointment: Appointment, rules: PaymentSettings | Non
     return due_for(appointment, rules, paid_cents(session, appointment.id))
 
 
+def usable_points(balance: int, outstanding_cents: int, rules: PaymentSettings) -> int:
+    """The most points a patient can put towards what is owed: no more than they hold, and no
+    more than the amount is worth (0 when a point is worth nothing)."""
+    value = rules.point_value_cents
+    return max(0, min(balance, outstanding_cents // value)) if value > 0 else 0
+
+
 def badges(session: Session, appointment_ids: list[int]) -> dict[int, str]:
     """'Paid', 'Deposit paid' or 'Part paid' per appointment with money received (one grouped
     query; for the calendar, Today and the appointment)."""
@@ -273,6 +280,10 @@ def prepay(
         raise ValidationError(f"{points} points are worth more than is owed; use at most {most}.")
     rest = owed.outstanding_cents - points * value
     if not points and not card:
+        if not provider.online:
+            raise ValidationError(
+                "Choose how many points to use; anything they do not cover is paid at the desk."
+            )
         raise ValidationError("Choose points, card or both.")
     if rest and card and not provider.online:
         provider.checkout()  # says how to pay instead, before anything is written

@@ -86,14 +86,20 @@ class PortalAppointment:
     clinic: str
     payment: str  # "Paid", "Deposit paid", "Part paid", "Not paid" or "" (nothing to pay)
     outstanding: str
-    payable: bool
+    payable: bool  # something is asked in advance and the visit is still ahead
     feedback: str
     survey_open: bool
     forms: tuple[after_booking.PatientForm, ...] = ()  # a scheduled appointment's documents
+    points_usable: int = 0  # the most points the patient can put towards it now
 
     @property
     def forms_outstanding(self) -> int:
         return sum(f.state == "outstanding" for f in self.forms)
+
+    def pay_online(self, card_online: bool) -> bool:
+        """Whether Pay leads anywhere: points to spend on it, or a card provider (Stripe) for
+        the rest. Otherwise what is owed is paid at the desk."""
+        return self.payable and (card_online or self.points_usable > 0)
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,9 @@ def own_appointment(session: Session, patient_id: int, appointment_id: int) -> A
     return appointment
 
 
-def _view(session, appointment: Appointment, badges, rules, now, forms) -> PortalAppointment:
+def _view(
+    session, appointment: Appointment, badges, rules, now, forms, balance: int
+) -> PortalAppointment:
     clinic: Clinic = appointment.clinic
     tz = clinic.timezone
     when = clinic_time_range(clinic, appointment.start_at, appointment.end_at, zone=True)
@@ -167,10 +175,11 @@ def _view(session, appointment: Appointment, badges, rules, now, forms) -> Porta
         moment = TIME_OF_DAY_LABELS.get(appointment.time_of_day, "")
         day = format_day(appointment.requested_day, clinic.locale)
         when = f"Requested for {day} {moment}".strip()
-    payment, outstanding, payable = badges.get(appointment.id, ""), "", False
+    payment, outstanding, payable, usable = badges.get(appointment.id, ""), "", False, 0
     if appointment.status == S.SCHEDULED:
         owed = prepay.due(session, appointment, rules)
         payable = owed.payable and appointment.start_at is not None and appointment.start_at > now
+        usable = prepay.usable_points(balance, owed.outstanding_cents, rules) if payable else 0
         money = money_format(clinic).money
         outstanding = money(owed.outstanding_cents) if owed.outstanding_cents else ""
         if not payment and owed.asked_cents:
@@ -194,6 +203,7 @@ def _view(session, appointment: Appointment, badges, rules, now, forms) -> Porta
         FEEDBACK_LABELS[appointment.feedback_status] if appointment.status == S.COMPLETED else "",
         survey_open,
         tuple(forms.get(appointment.id, ())),
+        usable,
     )
 
 
@@ -216,7 +226,8 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
     forms = after_booking.patient_forms(
         session, patient.id, [a.id for a in rows if a.status in after_booking.OPEN_FOR]
     )
-    views = {a.id: _view(session, a, badges, rules, now, forms) for a in rows}
+    balance = patient.points_balance
+    views = {a.id: _view(session, a, badges, rules, now, forms, balance) for a in rows}
     upcoming = sorted(
         (views[a.id] for a in rows if a.status in UPCOMING),
         key=lambda v: (v.start_iso or "9999", v.id),
@@ -547,7 +558,7 @@ def pay_view(
     money = money_format(appointment.clinic).money
     owed = prepay.due(session, appointment, rules)
     value = rules.point_value_cents
-    most = min(patient.points_balance, owed.outstanding_cents // value) if value else 0
+    most = prepay.usable_points(patient.points_balance, owed.outstanding_cents, rules)
     return PayView(
         appointment.id,
         owed.outstanding_cents,

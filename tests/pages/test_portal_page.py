@@ -137,6 +137,33 @@ def test_signed_in_the_patient_sees_their_appointment_and_pays_with_points(app_d
     database.dispose()
 
 
+def test_with_no_points_and_no_card_provider_the_rest_is_paid_at_the_desk(app_db):
+    patient_id, appointment_id, price = _at_clinic(app_db, "GBP")
+    database = _db(app_db)
+    with database.write() as s:
+        s.get(Patient, patient_id).points_balance = 0
+        s.add(
+            Payment(
+                appointment_id=appointment_id,
+                patient_id=patient_id,
+                kind="prepayment",
+                method="cash",
+                status="paid",
+                amount_cents=100,
+                currency="GBP",
+                paid_at=utcnow(),
+            )
+        )
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    assert not at.exception
+    keys = [b.key for b in at.button]
+    assert f"portal_pay_{appointment_id}" not in keys  # Pay led to "Choose points, card or both."
+    rest = price - 100
+    line = f"Please pay the £{rest // 100:,}.{rest % 100:02d} at the desk when you come."
+    assert line in [c.value.replace("\\", "") for c in at.caption]
+
+
 def test_cancelling_asks_for_the_two_button_confirmation(app_db):
     patient_id, appointment_id = _patient_with_appointment(app_db)
     database = _db(app_db)

@@ -237,6 +237,26 @@ def test_points_and_card_without_a_provider_leaves_the_rest_for_the_desk(db, wor
     assert [(r.method, r.amount) for r in rows] == [("Points", "£10.00"), ("Cash", "£50.00")]
 
 
+def test_without_points_or_a_card_provider_the_portal_offers_no_pay_that_leads_nowhere(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        patient = s.get(Patient, world.patient_id)
+        patient.portal_enrolled_at, patient.points_balance = utcnow(), 0
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=2000, method="card")
+    with db.read() as s:
+        item = home.home(s, world.patient_id).upcoming[0]
+    assert (item.payment, item.outstanding, item.payable) == ("Part paid", "£40.00", True)
+    assert not item.pay_online(card_online=False)  # pay at the desk: no Pay button
+    assert item.pay_online(card_online=True)  # Stripe: the rest by card
+    with db.write() as s, pytest.raises(ValidationError, match="paid at the desk"):
+        pay(s, world.patient_id, appointment_id, 0, False, DeskProvider())
+    with db.write() as s:
+        s.get(Patient, world.patient_id).points_balance = 5
+    with db.read() as s:
+        item = home.home(s, world.patient_id).upcoming[0]
+    assert item.points_usable == 5 and item.pay_online(card_online=False)
+
+
 def test_another_patients_appointment_cannot_be_paid(db, world):
     from tests.factories import make_patient
 

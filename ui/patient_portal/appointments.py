@@ -44,8 +44,11 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             right.caption(f"To pay: {item.outstanding}")
         if not actions:
             return
+        online = item.pay_online(_card_online())
+        if item.payable and not online:  # no points to spend and no card provider
+            left.caption(f"Please pay the {escape(item.outstanding)} at the desk when you come.")
         buttons = st.columns(4)
-        if item.payable and buttons[0].button("Pay", key=f"portal_pay_{item.id}"):
+        if online and buttons[0].button("Pay", key=f"portal_pay_{item.id}"):
             st.session_state[PAY_KEY], st.session_state[CHANGE_KEY] = item.id, None
         if item.status in ("scheduled", "tentative") and buttons[1].button(
             "Cancel or reschedule", key=f"portal_change_{item.id}"
@@ -58,12 +61,17 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             if buttons[3].button("Decline", key=f"portal_decline_{item.id}"):
                 if done := act(home.answer_proposal, _me(), item.id, accept=False):
                     flash(done)
-        if st.session_state.get(PAY_KEY) == item.id:
+        if online and st.session_state.get(PAY_KEY) == item.id:
             _pay(item.id)
         if st.session_state.get(CHANGE_KEY) == item.id:
             _change(item.id)
         if item.forms:
             _forms(item)
+
+
+def _card_online() -> bool:
+    """Whether a card can be paid online (Stripe configured), or only at the desk."""
+    return provider_for(settings().stripe).online
 
 
 def _me() -> int:
