@@ -48,6 +48,8 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     ChangeKind,
+    ChangeRequest,
+    ChangeStatus,
     Clinic,
     FeedbackRequest,
     FeedbackStatus,
@@ -66,6 +68,10 @@ LOCKED = (
     "Your points balance is zero, so online requests are paused. Please call the practice: "
     "they can add points and book for you."
 )
+PENDING_CHANGE = {  # a change request waiting for the practice, as the card says it
+    ChangeKind.CANCEL: "Cancellation requested — waiting for the practice",
+    ChangeKind.RESCHEDULE: "Reschedule requested — waiting for the practice",
+}
 FEEDBACK_LABELS = {
     FeedbackStatus.NONE: "Take survey",
     FeedbackStatus.PENDING: "Take survey",
@@ -91,6 +97,8 @@ class PortalAppointment:
     survey_open: bool
     forms: tuple[after_booking.PatientForm, ...] = ()  # a scheduled appointment's documents
     points_usable: int = 0  # the most points the patient can put towards it now
+    change_pending: str = ""  # PENDING_CHANGE's line while a change request waits
+    can_ask_change: bool = False  # "Cancel or reschedule" leads somewhere (none is waiting)
 
     @property
     def forms_outstanding(self) -> int:
@@ -165,8 +173,23 @@ def own_appointment(session: Session, patient_id: int, appointment_id: int) -> A
     return appointment
 
 
+def _open_changes(session: Session, patient_id: int) -> dict[int, ChangeRequest]:
+    """The patient's change requests still waiting: open (for the practice) or answered with
+    a proposed time (for the patient), by appointment."""
+    waiting = session.scalars(
+        select(ChangeRequest)
+        .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
+        .where(
+            Appointment.patient_id == patient_id,
+            ChangeRequest.status.in_((ChangeStatus.OPEN, ChangeStatus.PROPOSED)),
+        )
+        .order_by(ChangeRequest.id)
+    )
+    return {c.appointment_id: c for c in waiting}
+
+
 def _view(
-    session, appointment: Appointment, badges, rules, now, forms, balance: int
+    session, appointment: Appointment, badges, rules, now, forms, balance: int, change=None
 ) -> PortalAppointment:
     clinic: Clinic = appointment.clinic
     tz = clinic.timezone
@@ -179,6 +202,8 @@ def _view(
     if appointment.status == S.SCHEDULED:
         owed = prepay.due(session, appointment, rules)
         payable = owed.payable and appointment.start_at is not None and appointment.start_at > now
+        if change is not None and change.kind == ChangeKind.CANCEL:
+            payable = False  # nothing is asked in advance for a visit the patient asked to cancel
         usable = prepay.usable_points(balance, owed.outstanding_cents, rules) if payable else 0
         money = money_format(clinic).money
         outstanding = money(owed.outstanding_cents) if owed.outstanding_cents else ""
@@ -204,6 +229,8 @@ def _view(
         survey_open,
         tuple(forms.get(appointment.id, ())),
         usable,
+        PENDING_CHANGE[change.kind] if change and change.status == ChangeStatus.OPEN else "",
+        change is None and appointment.status in (S.SCHEDULED, S.TENTATIVE),
     )
 
 
@@ -226,8 +253,10 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
     forms = after_booking.patient_forms(
         session, patient.id, [a.id for a in rows if a.status in after_booking.OPEN_FOR]
     )
-    balance = patient.points_balance
-    views = {a.id: _view(session, a, badges, rules, now, forms, balance) for a in rows}
+    balance, waiting = patient.points_balance, _open_changes(session, patient.id)
+    views = {
+        a.id: _view(session, a, badges, rules, now, forms, balance, waiting.get(a.id)) for a in rows
+    }
     upcoming = sorted(
         (views[a.id] for a in rows if a.status in UPCOMING),
         key=lambda v: (v.start_iso or "9999", v.id),
@@ -286,6 +315,12 @@ def change_preview(
         reason = f"This appointment is {STATUS_LABELS[appointment.status.value].lower()}."
     elif appointment.start_at is None or appointment.start_at <= now:
         reason = "This appointment has started or passed."
+    elif change := _open_changes(session, patient.id).get(appointment.id):
+        reason = (
+            f"{PENDING_CHANGE[change.kind]}."
+            if change.status == ChangeStatus.OPEN
+            else "The practice has proposed a new time: please accept or decline it."
+        )
     money = money_format(appointment.clinic).money
     fee = ev.fee_cents if appointment.status == S.SCHEDULED else 0  # as cancelling assesses it
     plan = prepay.settlement(session, appointment, keep_cents=fee)

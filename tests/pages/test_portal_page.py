@@ -201,6 +201,34 @@ def test_cancelling_asks_for_the_two_button_confirmation(app_db):
     assert "cancelled" in at.success[0].value
 
 
+def test_a_cancellation_waiting_for_the_practice_shows_on_the_card(app_db):
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:  # every cancellation waits for a manager
+        appointment = s.get(Appointment, appointment_id)
+        for service_id in (None, appointment.service_id):
+            s.add(
+                CancellationPolicy(
+                    clinic_id=appointment.clinic_id,
+                    service_id=service_id,
+                    version=99,
+                    effective_at=utcnow() - timedelta(minutes=1),
+                    window_hours=24 * 365,
+                    inside_window_needs_approval=True,
+                    policy_text="A year's notice, please.",
+                )
+            )
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_change_{appointment_id}").click().run()
+    at.button(key="portal_change_yes").click().run()
+    assert not at.exception and not at.error
+    assert "sent to the practice" in at.success[0].value
+    assert f"portal_change_{appointment_id}" not in [b.key for b in at.button]
+    shown = [str(m.value) for m in at.markdown]
+    assert ":orange-badge[Cancellation requested — waiting for the practice]" in shown
+
+
 def test_sign_out_ends_the_portal_session(app_db):
     patient_id, _ = _patient_with_appointment(app_db)
     at = _portal(app_db, patient_id)

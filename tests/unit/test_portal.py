@@ -15,6 +15,7 @@ from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day_range
 from core.portal import home, patient_links, sign_in
 from core.portal import waitlist as portal_waitlist
+from core.requests import changes
 from core.waitlist import entries, offers
 from core.waitlist.rules import Rules, set_rules
 from db.models import (
@@ -531,6 +532,37 @@ def test_another_patients_waitlist_entry_is_refused_like_an_unknown_one(db, worl
     with db.read() as s:
         assert s.get(WaitlistEntry, theirs).status == WaitlistStatus.WAITING
         assert s.scalar(select(func.count()).where(AuditEvent.action == "waitlist_withdrawn")) == 0
+
+
+def test_a_request_waiting_for_the_practice_shows_on_the_card_until_it_is_answered(db, world):
+    _enrol(db, world.patient_id)
+    _policy(db, world, inside_window_needs_approval=True)
+    late, later = _appointment(db, world, hours_ahead=5), _appointment(db, world, hours_ahead=96)
+    with db.write() as s:
+        home.ask_change(s, world.patient_id, late, kind="cancel")
+        home.ask_change(
+            s,
+            world.patient_id,
+            later,
+            kind="reschedule",
+            requested_day=date.today() + timedelta(days=9),
+            time_of_day="morning",
+        )
+    with db.read() as s:
+        cards = {a.id: a for a in home.home(s, world.patient_id).upcoming}
+        preview = home.change_preview(s, world.patient_id, late)
+    assert cards[late].status_label == "Scheduled"  # still booked: the practice decides
+    assert cards[late].change_pending == "Cancellation requested — waiting for the practice"
+    assert cards[later].change_pending == "Reschedule requested — waiting for the practice"
+    assert not cards[late].can_ask_change and not cards[later].can_ask_change
+    assert not cards[late].payable  # nothing asked in advance for a visit being cancelled
+    assert not preview.changeable and "waiting for the practice" in preview.reason_not
+    with db.write() as s:
+        change_id = s.scalars(select(ChangeRequest.id).where(ChangeRequest.appointment_id == late))
+        changes.deny_change(s, world.manager, change_id.one(), reason="We need the slot kept.")
+    with db.read() as s:
+        cards = {a.id: a for a in home.home(s, world.patient_id).upcoming}
+    assert cards[late].change_pending == "" and cards[late].can_ask_change
 
 
 def test_reschedule_request_goes_to_the_practice(db, world):

@@ -42,6 +42,8 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             right.markdown(f":{colour}-badge[{item.payment}]")
         if item.outstanding:
             right.caption(f"To pay: {item.outstanding}")
+        if item.change_pending:
+            left.markdown(f":orange-badge[{item.change_pending}]")
         if not actions:
             return
         online = item.pay_online(_card_online())
@@ -50,7 +52,7 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
         buttons = st.columns(4)
         if online and buttons[0].button("Pay", key=f"portal_pay_{item.id}"):
             st.session_state[PAY_KEY], st.session_state[CHANGE_KEY] = item.id, None
-        if item.status in ("scheduled", "tentative") and buttons[1].button(
+        if item.can_ask_change and buttons[1].button(
             "Cancel or reschedule", key=f"portal_change_{item.id}"
         ):
             st.session_state[CHANGE_KEY], st.session_state[PAY_KEY] = item.id, None
@@ -63,7 +65,7 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
                     flash(done)
         if online and st.session_state.get(PAY_KEY) == item.id:
             _pay(item.id)
-        if st.session_state.get(CHANGE_KEY) == item.id:
+        if item.can_ask_change and st.session_state.get(CHANGE_KEY) == item.id:
             _change(item.id)
         if item.forms:
             _forms(item)
