@@ -29,6 +29,7 @@ from core.kernel.money import (
     clinic_format,
     clinic_time,
     clinic_time_range,
+    format_clock,
     format_day,
     format_moment,
     format_number,
@@ -99,6 +100,7 @@ class PortalAppointment:
     points_usable: int = 0  # the most points the patient can put towards it now
     change_pending: str = ""  # PENDING_CHANGE's line while a change request waits
     can_ask_change: bool = False  # "Cancel or reschedule" leads somewhere (none is waiting)
+    clock: str = ""  # the start's wall-clock time in its clinic's zone and locale
 
     @property
     def forms_outstanding(self) -> int:
@@ -112,38 +114,59 @@ class PortalAppointment:
 
 @dataclass(frozen=True)
 class Home:
+    """The patient's home. Each visit and each amount is in its own clinic's zone, locale and
+    currency. What belongs to no single clinic (today on the calendar, the calendar's own
+    clock, counts, the point value quoted on the Points tab, ledger rows not tied to a visit)
+    is in the patient's home clinic's: the clinic of their latest booking, the one the request
+    form is prefilled with (the practice's first clinic before any booking)."""
+
     patient_id: int
     first_name: str
     points_balance: int
     locked: bool
-    point_value: str  # in the currency of the patient's latest clinic
+    point_value: str  # in the home clinic's currency
     survey_points: int
-    timezone: str  # the patient's latest clinic's (the practice's first without one)
+    timezone: str  # the home clinic's
     locale: str
     upcoming: list[PortalAppointment]
     completed: list[PortalAppointment]
     history: list[PortalAppointment]
     ledger: list[ledger_points.LedgerRow]
+    home_clinic: str = ""
+    # one point at each of the patient's clinics, the home clinic first: (clinic, value)
+    point_values: tuple[tuple[str, str], ...] = ()
+    # a visit's clinic's (zone, locale), for the ledger rows tied to a visit
+    visit_zones: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def today(self) -> date:
-        """Today in the patient's clinic (the first day a patient may ask for)."""
+        """Today in the home clinic (the calendar's today)."""
         return local_today(self.timezone)
 
-    def local_time(self, moment: datetime | None) -> str:
-        """A UTC moment in the patient's clinic's time zone and locale (never UTC)."""
-        return format_moment(moment, self.timezone, self.locale)
+    @property
+    def several_clinics(self) -> bool:
+        return len(self.point_values) > 1
+
+    def ledger_time(self, row: ledger_points.LedgerRow) -> str:
+        """When a ledger row happened, in its visit's clinic's zone and locale (the home
+        clinic's for a row tied to no visit, such as a staff adjustment)."""
+        tz, locale = self.visit_zones.get(row.appointment_id, (self.timezone, self.locale))
+        return format_moment(row.at, tz, locale)
 
     def count(self, n: int) -> str:
-        """A count (points, visits) in the patient's clinic's locale: 1.250 in pt-BR."""
+        """A count (points, visits) in the home clinic's locale: 1.250 in pt-BR."""
         return format_number(n, 0, self.locale)
 
     def calendar_events(self) -> list[dict[str, object]]:
-        """FullCalendar events in the staff calendar's colours (no one else's data)."""
+        """FullCalendar events in the staff calendar's colours (no one else's data). Each is
+        placed at its clinic's wall-clock time, which its title also gives in its clinic's
+        locale (the calendar itself draws no event time: it has one locale for all)."""
         return [
             {
                 "id": str(a.id),
-                "title": f"{a.service or 'Appointment'} · {a.provider}".strip(" ·"),
+                "title": " ".join(
+                    t for t in (a.clock, f"{a.service or 'Appointment'} · {a.provider}") if t
+                ).strip(" ·"),
                 "start": a.start_iso,
                 "end": a.end_iso,
                 "color": STATUS_COLOURS[a.status],
@@ -231,6 +254,9 @@ def _view(
         usable,
         PENDING_CHANGE[change.kind] if change and change.status == ChangeStatus.OPEN else "",
         change is None and appointment.status in (S.SCHEDULED, S.TENTATIVE),
+        format_clock(to_local(appointment.start_at, tz), clinic.locale)
+        if appointment.start_at
+        else "",
     )
 
 
@@ -263,7 +289,12 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
     )
     completed = [views[a.id] for a in rows if a.status == S.COMPLETED]
     history = [views[a.id] for a in rows if a.status in PAST]
-    local = clinic_format(session, rows[0].clinic_id if rows else None)
+    latest = _latest_booking(session, patient.id)
+    local = clinic_format(session, latest.clinic_id if latest else None)
+    ledger = ledger_points.ledger_rows(session, patient.id)
+    clinics = {a.clinic_id: a.clinic for a in rows}
+    if latest is not None:
+        clinics = {latest.clinic_id: latest.clinic} | clinics
     return Home(
         patient.id,
         patient.first_name,
@@ -276,8 +307,32 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
         upcoming,
         completed,
         history,
-        ledger_points.ledger_rows(session, patient.id),
+        ledger,
+        latest.clinic.name if latest else "",
+        tuple((c.name, money_format(c).money(rules.point_value_cents)) for c in clinics.values()),
+        _visit_zones(session, [r.appointment_id for r in ledger if r.appointment_id]),
     )
+
+
+def _latest_booking(session: Session, patient_id: int) -> Appointment | None:
+    """The patient's latest booking (by when it was made): its clinic is their home clinic."""
+    return session.scalar(
+        select(Appointment)
+        .where(Appointment.patient_id == patient_id)
+        .order_by(Appointment.created_at.desc(), Appointment.id.desc())
+        .limit(1)
+    )
+
+
+def _visit_zones(session: Session, appointment_ids: list[int]) -> dict[int, tuple[str, str]]:
+    if not appointment_ids:
+        return {}
+    rows = session.execute(
+        select(Appointment.id, Clinic.timezone, Clinic.locale)
+        .join(Clinic, Clinic.id == Appointment.clinic_id)
+        .where(Appointment.id.in_(set(appointment_ids)))
+    )
+    return {i: (tz, locale or DEFAULT_LOCALE) for i, tz, locale in rows}
 
 
 # ---------------------------------------------------------------- cancel or reschedule
@@ -505,12 +560,7 @@ class RequestForm:
 
 def request_form(session: Session, patient_id: int) -> RequestForm:
     patient = portal_patient(session, patient_id)
-    last = session.scalar(
-        select(Appointment)
-        .where(Appointment.patient_id == patient.id)
-        .order_by(Appointment.created_at.desc(), Appointment.id.desc())
-        .limit(1)
-    )
+    last = _latest_booking(session, patient.id)
     clinics = [
         tuple(r) for r in session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))
     ]

@@ -14,7 +14,7 @@ from core.forms import after_booking
 from core.kernel.authz import SYSTEM
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
-from core.kernel.money import format_day_range
+from core.kernel.money import format_day_range, format_moment, format_money
 from core.portal import sign_in
 from core.portal import waitlist as portal_waitlist
 from core.scheduling.availability import suggest_slots
@@ -31,6 +31,8 @@ from db.models import (
     Clinic,
     DocumentKind,
     FormRequest,
+    LedgerEntry,
+    LedgerKind,
     Notification,
     Package,
     Patient,
@@ -596,3 +598,55 @@ def test_the_patients_calendar_shades_no_hours_and_speaks_their_clinics_locale(a
     options = json.loads(component.proto.json_args)["options"]
     assert options["businessHours"] is False  # a patient's month is not greyed out
     assert options["locale"] == "en-us" and options["eventTimeFormat"]["hour12"]
+
+
+def test_a_patient_of_both_demo_clinics_sees_each_in_its_own_money_zone_and_clock(app_db):
+    """Nora White has visits at Harbour Street (GBP, London) and Lakeside (USD, New York)."""
+    database = _db(app_db)
+    with database.write() as s:
+        nora = s.scalars(
+            select(Patient).where(Patient.first_name == "Nora", Patient.last_name == "White")
+        ).one()
+        nora.portal_enrolled_at, nora.consent_email = utcnow(), True
+        latest = s.scalars(  # her home clinic: that of her latest booking
+            select(Appointment)
+            .where(Appointment.patient_id == nora.id)
+            .order_by(Appointment.created_at.desc(), Appointment.id.desc())
+        ).first()
+        other = s.scalars(
+            select(Appointment)
+            .where(Appointment.patient_id == nora.id, Appointment.clinic_id != latest.clinic_id)
+            .order_by(Appointment.start_at.desc())
+        ).first()
+        earned = LedgerEntry(
+            patient_id=nora.id,
+            appointment_id=other.id,
+            kind=LedgerKind.POINTS_EARNED,
+            points=10,
+            created_at=utcnow().replace(hour=23, minute=30, second=0, microsecond=0),
+        )
+        s.add(earned)
+        s.flush()
+        expected = format_moment(earned.created_at, other.clinic.timezone, other.clinic.locale)
+        home_clinic, other_clinic = latest.clinic, other.clinic
+        patient_id = nora.id
+    database.dispose()
+    assert home_clinic.currency != other_clinic.currency  # the demo's two clinics
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Points"
+    at.run()
+    assert not at.exception, at.exception
+    worth = " and ".join(
+        f"{escape(format_money(10, c.currency, c.locale))} at {c.name}"
+        for c in (home_clinic, other_clinic)
+    )
+    assert f"One point is worth {worth} when you pay in advance." in [c.value for c in at.caption]
+    table = at.dataframe[0].value
+    assert expected in list(table["When"])  # in the visit's own clinic's zone and locale
+    at.session_state["portal_tab"] = "Calendar"
+    at.run()
+    component = next(e for e in at.main if e.type == "component_instance")
+    sent = json.loads(component.proto.json_args)
+    assert sent["options"]["displayEventTime"] is False  # each title carries its own clock
+    assert any(e["title"].startswith(("1", "2", "0")) for e in sent["events"])
+    assert any(home_clinic.name in c.value for c in at.caption)  # the calendar says whose today

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import time as clock
 from datetime import timedelta
 from urllib.parse import parse_qs
 
@@ -18,8 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from core.kernel.money import format_moment
 from core.payments import desk, points, prepay, rules, webhooks
 from core.payments.providers import Checkout, DeskProvider, StripeProvider
 from core.portal import home
@@ -755,6 +758,66 @@ def test_the_portal_shows_amounts_and_a_points_value_in_the_clinics_currency(db,
     assert shown == {"USD": "$45.00", "GBP": "£45.00"}
     with db.read() as s:  # the points tab: the latest clinic's currency (the GBP visit is later)
         assert home.home(s, world.patient_id).point_value == "£0.10"
+
+
+def _visit_at(db, world, clinic_id, tz, day, at, created):
+    start = local_to_utc(day, at, tz)
+    with db.write() as s:
+        a = Appointment(
+            clinic_id=clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            created_at=created,
+        )
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def test_a_patient_of_two_clinics_sees_each_visit_and_payment_in_its_own_clinic(db, world):
+    """London (GBP, en-GB) and New York (USD, en-US). What belongs to no single clinic (today,
+    counts, the ledger rows of no visit) is the home clinic's: that of the latest booking (New
+    York here, though the London visit starts later)."""
+    new_york = _clinic(db, world, "USD")
+    day = local_today("Europe/London") + timedelta(days=9)
+    london = _visit_at(
+        db,
+        world,
+        world.clinic_id,
+        "Europe/London",
+        day,
+        clock(11, 45),
+        utcnow() - timedelta(days=2),
+    )
+    _visit_at(
+        db, world, new_york, "America/New_York", day - timedelta(days=3), clock(14, 15), utcnow()
+    )
+    with db.write() as s:
+        s.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+        pay(s, world.patient_id, london, 50, False, DeskProvider())
+        points.adjust_points(s, world.manager, world.patient_id, 5, "Goodwill")
+    with db.read() as s:
+        view = home.home(s, world.patient_id)
+    assert (view.home_clinic, view.timezone, view.locale) == (
+        "Lakeside",
+        "America/New_York",
+        "en-US",
+    )
+    assert view.point_values == (("Lakeside", "$0.10"), ("Test Clinic", "£0.10"))
+    spent = next(r for r in view.ledger if r.appointment_id == london)
+    adjusted = next(r for r in view.ledger if r.appointment_id is None)
+    assert view.ledger_time(spent) == format_moment(spent.at, "Europe/London", "en-GB")
+    assert view.ledger_time(adjusted) == format_moment(adjusted.at, "America/New_York", "en-US")
+    titles = sorted(e["title"] for e in view.calendar_events())
+    assert titles == ["11:45 Consultation · Dr Test", "2:15\u202fPM Consultation · Dr Test"]
+    assert [a.when.split(", ")[-1] for a in view.upcoming] == [
+        "2:15\u2009–\u20092:45\u202fPM (EST)",
+        "11:45–12:15 (GMT)",
+    ]
 
 
 def test_the_migration_drops_the_practice_currency_and_keeps_stored_ones(db, world):

@@ -52,8 +52,14 @@ def calendar(view: home.Home) -> None:
         locale=view.locale,
     )
     opts["height"] = 620
+    opts["displayEventTime"] = False  # each title gives its time in its own clinic's locale
     calendar_widget.render(view.calendar_events(), opts, key=f"portal_calendar_{label}")
     calendar_widget.legend(legend()[:-1])
+    if view.several_clinics:
+        st.caption(
+            f"Each visit is shown at its clinic's local time; today is today at "
+            f"{escape(view.home_clinic)}, where you booked last."
+        )
 
 
 def visits(view: home.Home) -> None:
@@ -107,12 +113,15 @@ def survey(view: home.Home, appointment_id: int) -> None:
 
 def points(view: home.Home) -> None:
     st.metric("Points balance", view.count(view.points_balance))
-    st.caption(f"One point is worth {view.point_value} when you pay in advance.")
+    worth = escape(view.point_value)
+    if len({value for _, value in view.point_values}) > 1:  # in the currency of where you pay
+        worth = " and ".join(f"{escape(v)} at {escape(c)}" for c, v in view.point_values)
+    st.caption(f"One point is worth {worth} when you pay in advance.")
     if view.locked:
         st.warning(home.LOCKED, icon=":material/lock:")
     rows = [
         {
-            "When": view.local_time(r.at),
+            "When": view.ledger_time(r),
             "What": r.what,
             "Points": r.points,
             "Appointment": f"#{r.appointment_id}" if r.appointment_id else "",
