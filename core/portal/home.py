@@ -632,6 +632,7 @@ class PayView:
     max_points: int
     card_online: bool
     payments: list[prepay.PaymentRow]
+    suggested_points: int = 0  # the form's default: the most that keeps a point in the balance
 
 
 def pay_view(
@@ -655,6 +656,7 @@ def pay_view(
         most,
         card_online,
         prepay.patient_payments(session, patient_id, appointment.id),
+        min(most, max(0, patient.points_balance - 1)),  # a zero balance pauses online requests
     )
 
 

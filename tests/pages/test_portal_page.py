@@ -166,6 +166,21 @@ def test_with_no_points_and_no_card_provider_the_rest_is_paid_at_the_desk(app_db
     assert line in [c.value.replace("\\", "") for c in at.caption]
 
 
+def test_one_click_on_pay_leaves_a_point_so_online_requests_stay_open(app_db):
+    patient_id, appointment_id, _ = _at_clinic(app_db, "GBP")
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_pay_{appointment_id}").click().run()
+    assert at.number_input(key="portal_pay_points").value == 5  # of 6; it offered all 6
+    assert any("left one point" in c.value for c in at.caption)
+    at.button(key=f"FormSubmitter:portal_pay_form_{appointment_id}-Pay now").click().run()
+    assert not at.exception and not at.error
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.get(Patient, patient_id).points_balance == 1
+    database.dispose()
+    assert not at.warning  # no "online requests are paused"
+
+
 def test_cancelling_asks_for_the_two_button_confirmation(app_db):
     patient_id, appointment_id = _patient_with_appointment(app_db)
     database = _db(app_db)
@@ -491,7 +506,8 @@ def _at_clinic(url, currency: str) -> tuple[int, int, int]:
             .limit(1)
         ).one()
         patient = s.get(Patient, appointment.patient_id)
-        patient.portal_enrolled_at, patient.points_balance = utcnow(), 5
+        # 6 points: the pay form offers 5 of them and keeps one (a zero balance locks)
+        patient.portal_enrolled_at, patient.points_balance = utcnow(), 6
         patient.consent_email = True
         patient.email = patient.email or f"portal.{patient.id}@patients.example"
         found = patient.id, appointment.id, appointment.service.price_cents

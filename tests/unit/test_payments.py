@@ -752,6 +752,7 @@ def test_the_portal_shows_amounts_and_a_points_value_in_the_clinics_currency(db,
             view = home.pay_view(s, world.patient_id, appointment_id, card_online=False)
         assert (view.outstanding, view.point_value) == (f"{sign}45.00", f"{sign}0.10")
         assert view.max_points == 100  # the balance; 450 points would cover the 45.00
+        assert view.suggested_points == 99  # the form's default keeps one: zero would lock
         with db.read() as s:
             upcoming = home.home(s, world.patient_id).upcoming
         shown[currency] = next(a.outstanding for a in upcoming if a.id == appointment_id)

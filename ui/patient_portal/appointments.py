@@ -143,7 +143,11 @@ def _pay(appointment_id: int) -> None:
     )
     with st.form(f"portal_pay_form_{appointment_id}"):
         points = st.number_input(
-            "Points to use", 0, max(view.max_points, 0), view.max_points, key="portal_pay_points"
+            "Points to use",
+            0,
+            max(view.max_points, 0),
+            view.suggested_points,
+            key="portal_pay_points",
         )
         card = (
             st.checkbox("Pay the rest by card", True, key="portal_pay_card")
@@ -153,7 +157,11 @@ def _pay(appointment_id: int) -> None:
         if not view.card_online:
             st.caption("Anything points do not cover is paid at the desk.")
         if view.max_points and view.max_points >= view.balance:
-            st.caption("Using all your points leaves a zero balance, which pauses online requests.")
+            every = "your last point" if view.balance == 1 else f"all {view.balance} points"
+            st.caption(
+                f"We have left one point in your balance: using {every} leaves it at zero, "
+                "which pauses online requests until the practice adds points."
+            )
         go = st.form_submit_button("Pay now", type="primary")
     if go:
         result = act(
