@@ -17,17 +17,20 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import phonenumbers
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import patient_actor
 from core.kernel.errors import LinkInvalid, ValidationError
+from core.kernel.money import babel_locale
 from core.messaging import notify
 from core.patients import invitations
-from db.models import Channel, Patient, PortalSession, RateLimitHit
+from db.models import Channel, Clinic, Patient, PortalSession, RateLimitHit
 from db.types import utcnow
 
 PURPOSE = "portal"
@@ -49,24 +52,65 @@ def _key(kind: str, value: str) -> str:
     return f"portal:{kind}:" + hashlib.sha256(value.encode()).hexdigest()
 
 
-def _normalise(address: str) -> tuple[str, str]:
+def _region(locale: str | None) -> str:
+    """A clinic's country for reading national phone numbers: its locale's (en-GB: GB)."""
+    return babel_locale(locale).territory or babel_locale(None).territory
+
+
+def _numbers(typed: str, regions: Iterable[str]) -> set[str]:
+    """A phone number in E.164 (+447700900123), read in each region a national form could
+    belong to (an international form reads the same in all): '+44 7700 900123',
+    '07700 900123' and '447700900123' in GB are one number."""
+    found = set()
+    for region in regions:
+        try:
+            number = phonenumbers.parse(typed, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_possible_number(number):
+            found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return found
+
+
+def _practice_regions(session: Session) -> list[str]:
+    locales = session.scalars(select(Clinic.locale).where(Clinic.active.is_(True)).distinct())
+    return sorted({_region(locale) for locale in locales}) or [_region(None)]
+
+
+def _normalise(session: Session, address: str) -> tuple[str, str, set[str]]:
+    """('email', the address) or ('phone', its canonical form, its E.164 readings): the same
+    key for every form of one number, so the rate limit counts them together."""
     address = (address or "").strip()
     if "@" in address:
-        return "email", address.lower()
+        return "email", address.lower(), set()
     digits = re.sub(r"\D", "", address)
     if len(digits) < 6:
         raise ValidationError("Please enter your email address or your mobile number.")
-    return "phone", digits
+    numbers = _numbers(address, _practice_regions(session))
+    return "phone", min(numbers, default=digits), numbers
 
 
-def _enrolled_patient(session: Session, kind: str, value: str) -> Patient | None:
+def _enrolled_patient(session: Session, kind: str, value: str, numbers: set[str]):
+    """The enrolled patient with this email address, or whose stored phone, read in their
+    clinic's country, is one of `numbers`. One query finds the stored numbers ending in the
+    same seven digits (usually none or one); only those are read in full."""
     enrolled = Patient.portal_enrolled_at.is_not(None)
     if kind == "email":
         match = func.lower(Patient.email) == value
-    else:
-        bare = func.replace(func.replace(func.replace(Patient.phone, " ", ""), "-", ""), "+", "")
-        match = or_(bare == value, bare == value.lstrip("0"))
-    return session.scalar(select(Patient).where(enrolled, match).order_by(Patient.id).limit(1))
+        return session.scalar(select(Patient).where(enrolled, match).order_by(Patient.id).limit(1))
+    if not numbers:
+        return None
+    bare = Patient.phone
+    for char in (" ", "-", "(", ")", ".", "+"):
+        bare = func.replace(bare, char, "")
+    tails = or_(*(bare.like(f"%{n[-7:]}") for n in sorted(numbers)))  # then read in full
+    for patient in session.scalars(
+        select(Patient).where(enrolled, tails).order_by(Patient.id).limit(20)
+    ):
+        clinic = invitations.clinic_for(session, patient.id)
+        if _numbers(patient.phone or "", [_region(clinic.locale if clinic else None)]) & numbers:
+            return patient
+    return None
 
 
 def sign_in_link(base_url: str, raw: str) -> str:
@@ -89,7 +133,7 @@ def request_sign_in(
 ) -> str:
     """Send a sign-in link to an enrolled patient's email or phone; the same answer for any
     address. Over the hourly limit (per address or IP) the request is refused, also alike."""
-    kind, value = _normalise(address)
+    kind, value, numbers = _normalise(session, address)
     now = now or utcnow()
     keys = [_key(kind, value)] + ([_key("ip", ip)] if ip else [])
     busiest = session.scalar(
@@ -103,7 +147,7 @@ def request_sign_in(
     if (busiest or 0) >= LIMIT_PER_HOUR:
         raise ValidationError(TOO_MANY)
     session.add_all([RateLimitHit(key=k, at=now) for k in keys])
-    patient = _enrolled_patient(session, kind, value)
+    patient = _enrolled_patient(session, kind, value, numbers)
     if patient is None:
         return NEUTRAL
     raw = issue_sign_in(session, patient.id)

@@ -131,6 +131,40 @@ def test_sign_in_by_phone_sends_a_text(db, world):
         assert [n.channel.value for n in sent] == ["sms"]
 
 
+@pytest.mark.parametrize(
+    "typed", ["+44 7700 900123", "07700 900123", "447700900123", "0044 (0)7700-900123"]
+)
+def test_sign_in_by_phone_matches_the_national_and_international_forms_of_one_number(
+    db, world, typed
+):
+    _enrol(db, world.patient_id)  # stored as "07700 900123" at a London (en-GB) clinic
+    with db.write() as s:
+        other = make_patient(s, first_name="Sam", email="sam@example.org", phone="07700 900124")
+        other.portal_enrolled_at = utcnow()
+        assert sign_in.request_sign_in(s, typed, base_url=BASE) == sign_in.NEUTRAL
+    with db.read() as s:
+        sent = s.scalars(select(Notification).where(Notification.template == "portal_sign_in"))
+        assert [(n.patient_id, n.channel.value) for n in sent] == [(world.patient_id, "sms")]
+
+
+def test_a_number_in_another_country_or_a_stranger_matches_no_one(db, world):
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        for typed in ("+1 770 090 0123", "+44 7700 900999", "7700900123000"):
+            assert sign_in.request_sign_in(s, typed, base_url=BASE) == sign_in.NEUTRAL
+    with db.read() as s:
+        assert not s.scalars(select(Notification)).all()
+
+
+def test_the_rate_limit_counts_every_form_of_one_number_together(db, world):
+    forms = ["+44 7700 900555", "07700 900555", "447700900555", "07700-900-555", "+447700900555"]
+    with db.write() as s:
+        for typed in forms:
+            sign_in.request_sign_in(s, typed, base_url=BASE)
+    with db.write() as s, pytest.raises(ValidationError, match="too many"):
+        sign_in.request_sign_in(s, "0044 7700 900555", base_url=BASE)
+
+
 def test_sign_in_links_expire(db, world):
     _enrol(db, world.patient_id)
     with db.write() as s:
