@@ -3,11 +3,18 @@
 Consent is per patient and channel. Appointment messages go to every channel the patient has
 an address and consent for, whether or not reminders are switched on; invitations and marketing
 are never sent without consent, and the caller is told why.
+
+A text message is never cut inside a link. A template that carries links has a short text form
+of its own (`Template.sms`), used unless staff edited the template or replaced the message's
+text; any other text is the subject and the flattened email, and the length guard
+(`fit_text`) cuts only prose after the last link, so a link always arrives whole even when the
+text then runs past SMS_LIMIT.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import string
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +45,7 @@ class Template:
     subject: str
     body: str
     description: str
+    sms: str = ""  # the short text-message form of a template with links ("" = the email's)
 
 
 _SIGN = "\n\n{clinic_name}\n{clinic_phone}"
@@ -54,6 +62,8 @@ TEMPLATES: dict[str, Template] = {
         "confirmed for {when} at {clinic_name}.{message}\n\nShow the attached QR code at the "
         "desk to check in.\n\nTo cancel or reschedule: {link}" + _SIGN,
         "A request was approved or an appointment booked.",
+        "{clinic_name}: your appointment for {service_name} with {provider_name} on {when} is "
+        "confirmed. To cancel or reschedule: {link}{message}",
     ),
     "appointment_declined": Template(
         "About your appointment request",
@@ -66,6 +76,8 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nWe can offer {service_name} with {provider_name} on {when}."
         "{message}\n\nPlease accept or decline here: {link}" + _SIGN,
         "The practice proposed another time; the patient answers through the link.",
+        "{clinic_name}: we can offer {service_name} with {provider_name} on {when}. Please "
+        "accept or decline here: {link}{message}",
     ),
     "appointment_rescheduled": Template(
         "Your appointment has moved to {when}",
@@ -107,12 +119,16 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nYou are invited to the {clinic_name} patient portal. "
         "Enrol here (the link works once and expires on {expires}): {link}" + _SIGN,
         "A portal invitation.",
+        "{clinic_name}: you are invited to our patient portal. Enrol here (works once, expires "
+        "on {expires}): {link}",
     ),
     "feedback_request": Template(
         "How was your visit to {clinic_name}?",
         "Dear {patient_name},\n\nThank you for your visit on {when}. Would you tell us how it "
         "went? It takes two minutes: {link}" + _SIGN,
         "A post-visit survey request.",
+        "{clinic_name}: thank you for your visit on {when}. Would you tell us how it went? It "
+        "takes two minutes: {link}",
     ),
     "survey_received": Template(
         "New survey response for {clinic_name}",
@@ -130,6 +146,9 @@ TEMPLATES: dict[str, Template] = {
         "you can also reply C to confirm or X to cancel." + _SIGN,
         "A reminder before the appointment (offsets per clinic), with confirm, cancel and "
         "reschedule links.",
+        "{clinic_name}: a reminder of {service_name} on {when}. Reply C to confirm or X to "
+        "cancel, or use a link.\nConfirm: {confirm_link}\nAsk to cancel: {cancel_link}\n"
+        "Ask to move it: {reschedule_link}",
     ),
     "appointment_checked_in": Template(
         "You are checked in at {clinic_name}",
@@ -143,12 +162,15 @@ TEMPLATES: dict[str, Template] = {
         "{provider_name}.{survey}{message}" + _SIGN,
         "A visit was completed: a thank-you (with the survey link when the feedback rules "
         "allow it).",
+        "{clinic_name}: thank you for your visit on {when}.{survey}{message}",
     ),
     "forms_to_complete": Template(
         "Before your appointment on {when}: {forms_titles}",
         "Dear {patient_name},\n\nBefore your appointment for {service_name} on {when}, "
         "please read or complete the following (each link works once):\n\n{forms}" + _SIGN,
         "The service's questionnaire, consent and instructions, sent after booking.",
+        "{clinic_name}: before your appointment on {when}, please read or complete (each link "
+        "works once):\n{forms}",
     ),
     "clinic_event": Template(
         "{event}: {summary}",
@@ -166,6 +188,8 @@ TEMPLATES: dict[str, Template] = {
         "once and expires in {minutes} minutes: {link}\n\nIf you did not ask for it, you can "
         "ignore this message." + _SIGN,
         "A one-time portal sign-in link the patient asked for.",
+        "{clinic_name}: your patient portal sign-in link (works once, expires in {minutes} "
+        "minutes): {link}\nIf you did not ask for it, ignore this message.",
     ),
     "payment_receipt": Template(
         "Your receipt from {clinic_name}",
@@ -186,6 +210,9 @@ TEMPLATES: dict[str, Template] = {
         "{expires}: {link}\nOther patients may have been offered it too; the first to accept "
         "gets it." + _SIGN,
         "A freed slot offered to a waitlisted patient.",
+        "{clinic_name}: a time is free for you: {service_name} with {provider_name} on {when}. "
+        "To take it, accept before {expires}: {link}\nOthers may have been offered it too; the "
+        "first to accept gets it.",
     ),
     "waitlist_taken": Template(
         "The time on {when} has been taken",
@@ -230,6 +257,7 @@ SAMPLE_CONTEXT = {
 
 
 SUBJECT_MAX = 250  # Notification.subject
+SMS_LIMIT = 459  # three concatenated segments; only a link that would be cut may pass it
 
 
 class _Blank(dict):
@@ -237,14 +265,26 @@ class _Blank(dict):
         return ""
 
 
+def _values(context: dict[str, object]) -> _Blank:
+    return _Blank(
+        {k: clean("" if v is None else str(v), field=k, multiline=True) for k, v in context.items()}
+    )
+
+
 def render(template: Template, context: dict[str, object]) -> tuple[str, str]:
     """Plain text only (emails carry no HTML part): typed values lose control characters, and
     the subject is one line (a typed line break must never reach a mail header)."""
-    values = _Blank(
-        {k: clean("" if v is None else str(v), field=k, multiline=True) for k, v in context.items()}
-    )
+    values = _values(context)
     subject = clean(template.subject.format_map(values), field="subject")
     return subject[:SUBJECT_MAX], template.body.format_map(values)
+
+
+def render_sms(template: Template, context: dict[str, object]) -> str | None:
+    """The template's own text-message form, one item a line (None when it has none)."""
+    if not template.sms:
+        return None
+    text = template.sms.format_map(_values(context))
+    return fit_text("\n".join(line.strip() for line in text.splitlines() if line.strip()))
 
 
 def template_for(session: Session, key: str) -> Template:
@@ -252,6 +292,7 @@ def template_for(session: Session, key: str) -> Template:
         raise NotFound(f"There is no message template {key!r}.")
     edited = session.get(NotificationTemplate, key)
     base = TEMPLATES[key]
+    # an edited template has no text form of its own: its text is the edited email, flattened
     return Template(edited.subject, edited.body, base.description) if edited else base
 
 
@@ -325,14 +366,16 @@ def queue_for_patient(
     body: str | None = None,
 ) -> Queued:
     """Queue `key` to the patient on each consented channel (or only on `channels`).
-    `subject`/`body` replace the rendered text when staff edited the message before sending."""
+    `subject`/`body` replace the rendered text when staff edited the message before sending
+    (the text message is then theirs too, flattened; otherwise it is the template's text form)."""
     usable, skipped = channels_for(patient)
     if channels is not None:
         skipped += [f"{c.value} not chosen" for c in usable if c not in channels]
         usable = [c for c in usable if c in channels]
-    rendered_subject, rendered_body = render(
-        template_for(session, key), {"patient_name": patient.full_name, **context}
-    )
+    template = template_for(session, key)
+    values = {"patient_name": patient.full_name, **context}
+    rendered_subject, rendered_body = render(template, values)
+    sms = None if body else render_sms(template, values)
     subject, body = subject or rendered_subject, body or rendered_body
     rows = []
     for channel in usable:
@@ -344,7 +387,7 @@ def queue_for_patient(
                 template=key,
                 to_address=patient.email if channel == Channel.EMAIL else patient.phone,
                 subject=subject,
-                body=body if channel == Channel.EMAIL else _sms_text(subject, body),
+                body=body if channel == Channel.EMAIL else sms or _sms_text(subject, body),
                 attachment_name=attachment[0] if attachment and channel == Channel.EMAIL else None,
                 attachment=attachment[1] if attachment and channel == Channel.EMAIL else None,
             )
@@ -371,9 +414,29 @@ def queue_to_address(
     return row
 
 
-def _sms_text(subject: str, body: str, limit: int = 459) -> str:
-    text = f"{subject}. {' '.join(body.split())}"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+_LINK = re.compile(r"https?://\S+")
+
+
+def _sms_text(subject: str, body: str) -> str:
+    """A text without a form of its own: the subject and the email on one line."""
+    return fit_text(f"{subject}. {' '.join(body.split())}")
+
+
+def fit_text(text: str, limit: int = SMS_LIMIT) -> str:
+    """`text` within `limit` characters, cut at a word with " …" — but never before the end of
+    its last link: a link arrives whole (a cut one opens nothing, or the wrong page), and the
+    text then runs as long as that link needs."""
+    if len(text) <= limit:
+        return text
+    last_link_end = max((m.end() for m in _LINK.finditer(text)), default=0)
+    keep = max(limit - 2, last_link_end)
+    if keep >= len(text):
+        return text
+    head = text[:keep]
+    space = max(head.rfind(" "), head.rfind("\n"))
+    if space >= last_link_end and space > 0 and not text[keep].isspace():
+        head = head[:space]  # the cut falls inside a word of prose: end at the word before
+    return head.rstrip() + " …"
 
 
 # ---------------------------------------------------------------- outbox screen

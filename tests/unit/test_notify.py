@@ -1,14 +1,27 @@
 """The outbox: consent, templates, and real delivery to an SMTP server on loopback."""
 
-from datetime import timedelta
+import re
+from datetime import time, timedelta
 
 import pytest
+from sqlalchemy import select
 
+from core.forms import after_booking as forms
+from core.kernel.clock import local_to_utc
 from core.kernel.config import SmtpSettings
 from core.kernel.errors import PermissionDenied, ValidationError
-from core.messaging import delivery, notify
-from db.models import Channel, DeliveryStatus, Notification, Patient
+from core.messaging import delivery, notify, reminders
+from core.scheduling import moves
+from db.models import (
+    Channel,
+    DeliveryStatus,
+    DocumentKind,
+    Notification,
+    Patient,
+    ServiceDocument,
+)
 from db.types import utcnow
+from tests.support.days import PLAIN_THURSDAY
 from tests.support.smtp import text_of
 
 
@@ -100,3 +113,113 @@ def test_outbox_listing_and_counts(db, world):
         rows = notify.list_outbox(session, world.staff)
         assert {r.channel for r in rows} == {"email", "sms"}
         assert notify.outbox_counts(session, world.staff)["queued"] == 2
+
+
+# ---------------------------------------------------------------- text messages keep links whole
+
+LONG_BASE = "https://bookings.harbourstreetclinic.co.uk"
+_URL = re.compile(r"https?://\S+")
+
+
+def _latest(db, appointment_id: int, template: str) -> dict[Channel, Notification]:
+    with db.read() as session:
+        rows = session.scalars(
+            select(Notification)
+            .where(Notification.appointment_id == appointment_id, Notification.template == template)
+            .order_by(Notification.id)
+        )
+        return {n.channel: n for n in rows}
+
+
+def _assert_links_whole(sent: dict[Channel, Notification], count: int) -> str:
+    """Every link of the email arrives whole in the text message (and it has `count`)."""
+    links = _URL.findall(sent[Channel.EMAIL].body)
+    assert len(links) == count and all(link.startswith(LONG_BASE) for link in links)
+    text = sent[Channel.SMS].body
+    assert sorted(_URL.findall(text)) == sorted(links), text
+    return text
+
+
+def _book(db, world, day=PLAIN_THURSDAY, hour=10) -> int:
+    with db.write() as session:
+        session.info["base_url"] = LONG_BASE
+        return moves.schedule_appointment(
+            session,
+            world.manager,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=local_to_utc(day, time(hour), "Europe/London"),
+            ),
+        ).id
+
+
+def test_a_reminder_text_carries_its_three_links_whole_under_a_long_address(db, world):
+    appointment_id = _book(db, world)
+    with db.write() as session:
+        reminders.queue_due_reminders(
+            session,
+            base_url=LONG_BASE,
+            now=local_to_utc(PLAIN_THURSDAY - timedelta(days=1), time(10), "Europe/London"),
+        )
+    text = _assert_links_whole(_latest(db, appointment_id, "appointment_reminder"), 3)
+    assert "reply C to confirm or X to cancel" in text.replace("Reply", "reply")
+
+
+def test_the_forms_text_of_a_service_with_three_documents_carries_every_link(db, world):
+    with db.write() as session:
+        session.add_all(
+            ServiceDocument(service_id=world.service_id, kind=kind, title=title, body="Read me.")
+            for kind, title in (
+                (DocumentKind.QUESTIONNAIRE, "Health questionnaire before your treatment"),
+                (DocumentKind.CONSENT, "Consent to the treatment and its risks"),
+                (DocumentKind.INSTRUCTIONS, "Before your visit: what to do and avoid"),
+            )
+        )
+    appointment_id = _book(db, world)
+    with db.write() as session:
+        assert forms.send_due_forms(session, base_url=LONG_BASE) == 3
+    _assert_links_whole(_latest(db, appointment_id, "forms_to_complete"), 3)
+
+
+def test_the_booking_text_keeps_its_link_and_promises_no_attachment(db, world):
+    appointment_id = _book(db, world)
+    sent = _latest(db, appointment_id, "appointment_scheduled")
+    assert "attached QR code" in sent[Channel.EMAIL].body and sent[Channel.EMAIL].attachment
+    text = _assert_links_whole(sent, 1)
+    assert "attach" not in text and "QR" not in text
+
+
+def test_an_edited_template_still_keeps_its_links_whole_in_a_text(db, world):
+    with db.write() as session:
+        notify.save_template(
+            session,
+            world.manager,
+            "appointment_reminder",
+            "Reminder {when}",
+            "Dear {patient_name}, "
+            + "please read this carefully. " * 12
+            + "Confirm {confirm_link} cancel {cancel_link} move {reschedule_link}. "
+            + "Thank you and see you soon. " * 8,
+        )
+    appointment_id = _book(db, world)
+    with db.write() as session:
+        reminders.queue_due_reminders(
+            session,
+            base_url=LONG_BASE,
+            now=local_to_utc(PLAIN_THURSDAY - timedelta(days=1), time(10), "Europe/London"),
+        )
+    text = _assert_links_whole(_latest(db, appointment_id, "appointment_reminder"), 3)
+    assert text.startswith("Reminder ") and "Thank you" not in text
+    assert text.endswith("&k=reschedule. …")  # past the limit up to the last link, not further
+
+
+def test_the_length_guard_cuts_prose_but_never_a_link():
+    link = "https://example.org/patient?p=form&t=" + "a" * 43
+    assert notify.fit_text("x" * 500, 459) == "x" * 457 + " …"
+    whole = notify.fit_text("word " * 85 + link + " and more words after it", 459)
+    assert link in whole.split() and whole.endswith(" …") and len(whole) > 459
+    short = notify.fit_text("word " * 20 + link + " trailing " * 60, 459)
+    assert link in short.split() and len(short) <= 459 and short.endswith(" …")
