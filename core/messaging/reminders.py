@@ -14,6 +14,14 @@ gets no further reminder except, where the practice chooses, the last one. The j
 one reminder most recently due (never one more than MAX_LATE late), once: a unique row per
 appointment, offset and start time holds that across instances.
 
+Nothing goes out while the clinic is in its quiet hours, whatever the schedule said: a reminder
+the job reaches late (the app was down, or the booking was made after it was due) and that
+falls in quiet hours waits until they end. Lateness counts only time outside quiet hours (a
+night spent waiting does not age a reminder: one due at 18:00 and reached at 23:00 is 3 hours
+late, and still 3 hours late at 08:00, so it goes then); one that is more than MAX_LATE late in
+that count, or that after waiting would leave less than MIN_LEAD before the appointment, is not
+sent, and that is recorded.
+
 A visit whose stored no-show probability (core.analytics.risk_scores) is at least HIGH_RISK
 gets one extra reminder at the clinic's extra offset (default 48 h; quiet hours apply), by text
 message when the patient consented to texts, otherwise by email; a confirmed one gets it only
@@ -63,7 +71,8 @@ from db.types import utcnow
 log = logging.getLogger("clinicdesk.reminders")
 MAX_LATE = timedelta(hours=6)  # a reminder missed by more than this (app down) is not sent
 MIN_LEAD = timedelta(hours=1)  # waiting out quiet hours must leave at least this much notice
-WINDOW_BEFORE = MAX_LATE + timedelta(hours=25)  # a DST hour and quiet hours may delay one
+WINDOW_BEFORE = MAX_LATE + timedelta(hours=25)  # a DST hour and quiet hours may delay one,
+# and a late one may wait out the quiet hours once more (quiet_length, added per clinic)
 WINDOW_AFTER = timedelta(hours=25)  # quiet hours may bring one forward to the evening before
 BATCH = 500
 
@@ -112,15 +121,61 @@ def plan(start_at: datetime, tz: str, prefs: MessagePreferences) -> list[Planned
     return sorted(planned, key=lambda p: p.due_at)
 
 
+def quiet_now(now: datetime, tz: str, prefs: MessagePreferences) -> bool:
+    """Whether `now` falls in the clinic's quiet hours (clinic-local wall time)."""
+    return in_quiet_hours(to_local(now, tz).time().replace(tzinfo=None), prefs)
+
+
+def quiet_length(prefs: MessagePreferences) -> timedelta:
+    """How long the clinic's quiet hours last on a day without a clock change."""
+    start, end = (t.hour * 60 + t.minute for t in (prefs.quiet_start, prefs.quiet_end))
+    return timedelta(minutes=(end - start) % (24 * 60))
+
+
+def quiet_between(first: datetime, last: datetime, tz: str, prefs: MessagePreferences):
+    """How much of [first, last) lies in the clinic's quiet hours (real time, across DST)."""
+    total = timedelta(0)
+    if prefs.quiet_start == prefs.quiet_end or last <= first:
+        return total
+    overnight = prefs.quiet_start > prefs.quiet_end
+    day = to_local(first, tz).date() - timedelta(days=1)
+    while day <= to_local(last, tz).date():
+        begins = local_to_utc(day, prefs.quiet_start, tz)
+        ends = local_to_utc(day + timedelta(days=1) if overnight else day, prefs.quiet_end, tz)
+        total += max(timedelta(0), min(last, ends) - max(first, begins))
+        day += timedelta(days=1)
+    return total
+
+
+def missed(
+    item: Planned, now: datetime, start_at: datetime, tz: str, prefs: MessagePreferences
+) -> str:
+    """Why a reminder due by now will never go ("" while it still may): see the module's rules
+    on lateness and quiet hours."""
+    waited = quiet_between(item.due_at, now, tz, prefs)
+    if now - item.due_at - waited > MAX_LATE:
+        return "missed by more than 6 hours"
+    if waited and start_at - now < MIN_LEAD:
+        return "quiet hours left too little notice"
+    return ""
+
+
 def due_now(
-    planned: list[Planned], now: datetime, *, confirmed: bool, confirmed_get_last: bool
+    planned: list[Planned],
+    now: datetime,
+    *,
+    confirmed: bool,
+    confirmed_get_last: bool,
+    start_at: datetime,
+    tz: str,
+    prefs: MessagePreferences,
 ) -> Planned | None:
-    """The one reminder to queue now, if any (see the module's rules)."""
+    """The one reminder to queue now, if any (see the module's rules): none in quiet hours."""
     ready = [p for p in planned if p.due_at <= now]
-    if not ready:
+    if not ready or quiet_now(now, tz, prefs):
         return None
     latest = ready[-1]
-    if now - latest.due_at > MAX_LATE:
+    if missed(latest, now, start_at, tz, prefs):
         return None
     if confirmed and not (confirmed_get_last and latest is planned[-1]):
         return None
@@ -285,12 +340,13 @@ def _claim(session: Session, appointment: Appointment, offset: int, why: str) ->
     return True
 
 
-def _why_not(planned: list[Planned], item: Planned, now: datetime, confirmed: bool) -> str:
+def _why_not(
+    planned: list[Planned], item: Planned, now: datetime, confirmed: bool, appointment, prefs
+) -> str:
     if any(p.due_at <= now for p in planned if p.due_at > item.due_at):
         return "a later reminder was due"
-    if now - item.due_at > MAX_LATE:
-        return "missed by more than 6 hours"
-    return "confirmed by the patient" if confirmed else "not due"
+    why = missed(item, now, appointment.start_at, appointment.clinic.timezone, prefs)
+    return why or ("confirmed by the patient" if confirmed else "not due")
 
 
 def _candidates(
@@ -301,6 +357,7 @@ def _candidates(
     limit: int,
     *,
     high_risk: bool = False,
+    before: timedelta = WINDOW_BEFORE,
 ):
     """Scheduled appointments of the clinics using this offset whose reminder at it may be due:
     the start lies within the offset of now, widened for late runs, DST and quiet hours; the
@@ -319,7 +376,7 @@ def _candidates(
             Appointment.status == AppointmentStatus.SCHEDULED,
             Appointment.clinic_id.in_(clinic_ids),
             Appointment.start_at > now,
-            Appointment.start_at >= now + offset - WINDOW_BEFORE,
+            Appointment.start_at >= now + offset - before,
             Appointment.start_at <= now + offset + WINDOW_AFTER,
             Appointment.kind == AppointmentKind.APPOINTMENT,
             Patient.reminders_enabled.is_(True),
@@ -348,26 +405,36 @@ def queue_due_reminders(
             by_offset.setdefault(minutes, []).append(clinic_id)
     done = []
     for minutes, clinic_ids in sorted(by_offset.items()):
-        for appointment in _candidates(session, now, minutes, clinic_ids, limit):
+        before = _window_before(prefs, clinic_ids)
+        for appointment in _candidates(session, now, minutes, clinic_ids, limit, before=before):
             clinic_prefs = prefs[appointment.clinic_id]
-            planned = plan(appointment.start_at, appointment.clinic.timezone, clinic_prefs)
+            tz = appointment.clinic.timezone
+            planned = plan(appointment.start_at, tz, clinic_prefs)
             item = next(p for p in planned if p.offset_minutes == minutes)
-            if item.due_at > now:
-                continue
+            if item.due_at > now or quiet_now(now, tz, clinic_prefs):
+                continue  # not due yet, or due but waiting for the quiet hours to end
             confirmed = appointment.id in confirmations(session, [appointment.id])
             pick = due_now(
                 planned,
                 now,
                 confirmed=confirmed,
                 confirmed_get_last=clinic_prefs.confirmed_get_last,
+                start_at=appointment.start_at,
+                tz=tz,
+                prefs=clinic_prefs,
             )
             if pick is not item:
-                _claim(session, appointment, minutes, _why_not(planned, item, now, confirmed))
+                why = _why_not(planned, item, now, confirmed, appointment, clinic_prefs)
+                _claim(session, appointment, minutes, why)
                 continue
             row = queue_reminder(session, appointment, pick, base_url)
             if row is not None:
                 done.append(row)
     return done + queue_high_risk_reminders(session, prefs, base_url=base_url, now=now, limit=limit)
+
+
+def _window_before(prefs: dict[int, MessagePreferences], clinic_ids: list[int]) -> timedelta:
+    return WINDOW_BEFORE + max(quiet_length(prefs[c]) for c in clinic_ids)
 
 
 def queue_high_risk_reminders(
@@ -385,24 +452,28 @@ def queue_high_risk_reminders(
             by_offset.setdefault(p.high_risk_minutes, []).append(clinic_id)
     done = []
     for minutes, clinic_ids in sorted(by_offset.items()):
-        for appointment in _candidates(session, now, minutes, clinic_ids, limit, high_risk=True):
+        before = _window_before(prefs, clinic_ids)
+        for appointment in _candidates(
+            session, now, minutes, clinic_ids, limit, high_risk=True, before=before
+        ):
             clinic_prefs = prefs[appointment.clinic_id]
             tz = appointment.clinic.timezone
             due = _out_of_quiet(
                 _before(appointment.start_at, tz, minutes), appointment.start_at, tz, clinic_prefs
             )
-            if due > now:
+            if due > now or quiet_now(now, tz, clinic_prefs):
+                continue  # not due yet, or waiting for the quiet hours to end
+            planned = Planned(minutes, False, due)
+            why = missed(planned, now, appointment.start_at, tz, clinic_prefs)
+            if why:
+                _claim(session, appointment, minutes, why)
                 continue
             confirmed = appointment.id in confirmations(session, [appointment.id])
-            if now - due > MAX_LATE:
-                _claim(session, appointment, minutes, "missed by more than 6 hours")
-                continue
             if confirmed and not clinic_prefs.high_risk_confirmed:
                 _claim(session, appointment, minutes, "confirmed by the patient")
                 continue
             usable, _ = notify.channels_for(appointment.patient)
             channel = Channel.SMS if Channel.SMS in usable else Channel.EMAIL
-            planned = Planned(minutes, False, due)
             row = queue_reminder(session, appointment, planned, base_url, channels=[channel])
             if row is not None:
                 done.append(row)

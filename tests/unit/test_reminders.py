@@ -21,6 +21,7 @@ from db.models import (
     Appointment,
     AuditEvent,
     Channel,
+    Clinic,
     Notification,
     Patient,
     ReminderSent,
@@ -37,7 +38,7 @@ def local(day: date, hour: int, minute: int = 0) -> datetime:
     return local_to_utc(day, time(hour, minute), TZ)
 
 
-def book(db, world, start: datetime) -> int:
+def book(db, world, start: datetime, outside_hours: bool = False) -> int:
     with db.write() as session:
         return moves.schedule_appointment(
             session,
@@ -48,6 +49,7 @@ def book(db, world, start: datetime) -> int:
                 provider_id=world.provider_id,
                 service_ids=[world.service_id],
                 start_at=start,
+                outside_hours_override=outside_hours,
             ),
         ).id
 
@@ -144,15 +146,76 @@ def test_only_the_latest_due_reminder_counts_and_never_much_later():
     assert reminders.due_now(planned, late, **unconfirmed) is None
 
 
-unconfirmed = {"confirmed": False, "confirmed_get_last": True}
+unconfirmed = {
+    "confirmed": False,
+    "confirmed_get_last": True,
+    "start_at": local(PLAIN_THURSDAY, 10),
+    "tz": TZ,
+    "prefs": MessagePreferences(),
+}
 
 
 def test_confirmed_appointments_get_only_the_last_reminder_and_only_if_the_practice_says():
     planned = reminders.plan(local(PLAIN_THURSDAY, 10), TZ, MessagePreferences())
     first, last = planned
-    assert reminders.due_now(planned, first.due_at, confirmed=True, confirmed_get_last=True) is None
-    assert reminders.due_now(planned, last.due_at, confirmed=True, confirmed_get_last=True) == last
-    assert reminders.due_now(planned, last.due_at, confirmed=True, confirmed_get_last=False) is None
+    at = {"start_at": local(PLAIN_THURSDAY, 10), "tz": TZ, "prefs": MessagePreferences()}
+    assert (
+        reminders.due_now(planned, first.due_at, confirmed=True, confirmed_get_last=True, **at)
+        is None
+    )
+    assert (
+        reminders.due_now(planned, last.due_at, confirmed=True, confirmed_get_last=True, **at)
+        == last
+    )
+    assert (
+        reminders.due_now(planned, last.due_at, confirmed=True, confirmed_get_last=False, **at)
+        is None
+    )
+
+
+def test_a_late_reminder_waits_out_the_quiet_hours_and_they_do_not_count_as_late():
+    start = local(PLAIN_THURSDAY, 18)  # the day-before reminder is due at 18:00 Wednesday
+    planned = reminders.plan(start, TZ, MessagePreferences())
+    wednesday = PLAIN_THURSDAY - timedelta(days=1)
+    at = {**unconfirmed, "start_at": start}
+    assert reminders.due_now(planned, local(wednesday, 20, 59), **at) == planned[-1]
+    assert reminders.due_now(planned, local(wednesday, 23), **at) is None  # quiet: it waits
+    assert reminders.due_now(planned, local(PLAIN_THURSDAY, 7, 59), **at) is None
+    # 14 hours after it was due, but only 3 of them outside the quiet hours
+    assert reminders.due_now(planned, local(PLAIN_THURSDAY, 8), **at) == planned[-1]
+    assert reminders.due_now(planned, local(PLAIN_THURSDAY, 11), **at) == planned[-1]
+    assert reminders.due_now(planned, local(PLAIN_THURSDAY, 11, 1), **at) is None  # 6 h 1 min
+
+
+def test_a_late_reminder_that_would_leave_too_little_notice_after_the_quiet_hours_is_dropped():
+    prefs = MessagePreferences(reminder_hours=(), sms_two_hours=True)
+    start = local(PLAIN_THURSDAY, 8, 30)  # the 2-hour text is planned at 20:59 the evening before
+    planned = reminders.plan(start, TZ, prefs)
+    at = {**unconfirmed, "start_at": start, "prefs": prefs}
+    assert reminders.due_now(planned, local(PLAIN_THURSDAY, 8), **at) is None  # 30 min' notice
+
+
+def test_the_job_sends_no_reminder_in_quiet_hours_and_the_late_one_when_they_end(db, world):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 18), outside_hours=True)
+    wednesday = PLAIN_THURSDAY - timedelta(days=1)
+    assert run_job(db, local(wednesday, 23)) == []  # due at 18:00; the job ran at 23:00
+    assert reminder_messages(db, appointment_id) == []
+    with db.read() as session:  # not given up either: it waits
+        assert session.scalar(select(func.count()).select_from(ReminderSent)) == 0
+    assert run_job(db, local(PLAIN_THURSDAY, 7, 59)) == []
+    assert run_job(db, local(PLAIN_THURSDAY, 8)) == [(appointment_id, 24 * 60)]
+
+
+def test_a_booking_late_in_a_new_york_evening_is_reminded_next_morning_not_at_once(db, world):
+    ny = "America/New_York"
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).timezone = ny
+    wednesday = PLAIN_THURSDAY - timedelta(days=1)
+    booked_at = local_to_utc(wednesday, time(21, 22), ny)
+    appointment_id = book(db, world, booked_at + timedelta(hours=20), True)  # 17:22 Thu
+    assert run_job(db, booked_at) == []  # the day-before reminder was due at 17:22 Wednesday
+    assert run_job(db, local_to_utc(PLAIN_THURSDAY, time(7, 59), ny)) == []
+    assert run_job(db, local_to_utc(PLAIN_THURSDAY, time(8), ny)) == [(appointment_id, 24 * 60)]
 
 
 # ---------------------------------------------------------------- the job
@@ -173,8 +236,8 @@ def test_job_queues_each_reminder_once_to_every_consented_channel_with_links(db,
             ).all()
         )
     assert decided == {24 * 60: ""}  # the 72-hour one was never due in time: not even looked at
-    later = book(db, world, local(PLAIN_THURSDAY, 15))
-    run_job(db, local(PLAIN_THURSDAY - timedelta(days=3), 15) + timedelta(hours=7))
+    later = book(db, world, local(PLAIN_THURSDAY, 12))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=3), 12) + timedelta(hours=7))  # 19:00
     with db.read() as session:
         skipped = session.scalar(
             select(ReminderSent.skipped).where(ReminderSent.appointment_id == later)
