@@ -7,6 +7,13 @@ Two ways in, both on `/_clinicdesk/sms/inbound` (serve.py):
   with the account's auth token (TWILIO_AUTH_TOKEN): base64 of HMAC-SHA1 over the full URL
   followed by each POST field's name and value, sorted by name.
 Both comparisons are constant-time. What a reply means is `parse_reply`.
+
+Opting out: the carriers' standard opt-out words (CTIA's STOP, STOPALL, UNSUBSCRIBE, END, QUIT,
+and Twilio's OPTOUT and REVOKE) withdraw the patient's consent to texts, and START or UNSTOP
+gives it back — except CANCEL, a standard opt-out word that here means "cancel my appointment"
+(the reminders say so), and YES, a standard opt-in word that here confirms. A provider that
+applies the standard list itself (Twilio's Advanced Opt-Out) may still block texts to a number
+that sent CANCEL; its own list is set in the provider's console.
 """
 
 from __future__ import annotations
@@ -20,18 +27,28 @@ from collections.abc import Mapping
 
 CONFIRM_WORDS = frozenset({"C", "YES", "Y", "CONFIRM"})
 CANCEL_WORDS = frozenset({"X", "CANCEL"})
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "OPTOUT", "REVOKE"})
+START_WORDS = frozenset({"START", "UNSTOP"})
 
 
 class Intent(enum.StrEnum):
     CONFIRM = "confirm"
     CANCEL = "cancel"
+    STOP = "stop"  # no more text messages
+    START = "start"  # text messages again
     OTHER = "other"
 
 
 def parse_reply(text: str) -> Intent:
     """ "C"/"YES" confirm and "X"/"CANCEL" cancel (any case, surrounding punctuation and spaces
-    ignored); any other text, including a longer sentence, is for a person to read."""
+    ignored); the opt-out and opt-in words (see the module) stop and restart texts, also
+    written in two ("STOP ALL", "OPT OUT"); any other text, including a longer sentence, is for
+    a person to read."""
     word = re.sub(r"[^A-Za-z]", "", (text or "").strip()).upper()
+    if word in STOP_WORDS and len((text or "").split()) <= 2:
+        return Intent.STOP
+    if word in START_WORDS and len((text or "").split()) <= 2:
+        return Intent.START
     if len((text or "").split()) > 1:
         return Intent.OTHER
     if word in CONFIRM_WORDS:

@@ -6,7 +6,10 @@ inbound SMS route (serve.py, authenticated by core.messaging.sms_inbound): "C"/"
 patient's next scheduled appointment, "X"/"CANCEL" asks to cancel it under the cancellation
 policy (core.requests.changes.request_change decides: the queue, or at once outside the window),
 and anything else — or a reply that cannot be acted on — lands in the staff inbox on that
-appointment. Every reply is stored and audited.
+appointment. STOP (and the other opt-out words of core.messaging.sms_inbound) withdraws the text
+consent of every patient with that number, audited, and the texts still waiting for them are not
+sent; START gives it back. Each is answered once (a second STOP gets no answer). Every reply is
+stored and audited.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
@@ -33,7 +36,10 @@ from db.models import (
     AppointmentStatus,
     ChangeKind,
     ChangeStatus,
+    Channel,
     Clinic,
+    DeliveryStatus,
+    Notification,
     Patient,
     SmsReply,
 )
@@ -41,6 +47,10 @@ from db.types import utcnow
 
 LINK_CHANNEL = "reminder link"
 SMS_CHANNEL = "SMS reply"
+SHARED_PHONE_MAX = 20  # patients one STOP reaches (a family may share a phone)
+STOP_ANSWER = "You will get no more text messages from us. Reply START to get them again."
+START_ANSWER = "You will get our text messages again. Reply STOP to stop them."
+STOPPED = "Not sent: the patient replied STOP to stop text messages."
 
 
 # ---------------------------------------------------------------- the confirm link
@@ -116,17 +126,55 @@ def _digits(number: str) -> str:
     return re.sub(r"\D", "", number or "")
 
 
-def find_patient_by_phone(session: Session, number: str) -> Patient | None:
-    """The patient whose phone number ends with the same 9 digits (national and international
-    forms of one number match); None when nobody or more than one patient matches."""
+def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Patient]:
+    """The patients whose phone number ends with the same 9 digits (national and international
+    forms of one number match), at most `limit`."""
     tail = _digits(number)[-9:]
     if len(tail) < 7:
-        return None
+        return []
     stripped = Patient.phone
     for char in (" ", "-", "(", ")", ".", "+"):
         stripped = func.replace(stripped, char, "")
-    matches = list(session.scalars(select(Patient).where(stripped.like(f"%{tail}")).limit(2)))
+    query = select(Patient).where(stripped.like(f"%{tail}")).order_by(Patient.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def find_patient_by_phone(session: Session, number: str) -> Patient | None:
+    """The one patient with this number (see patients_by_phone); None when nobody or more than
+    one patient matches."""
+    matches = patients_by_phone(session, number)
     return matches[0] if len(matches) == 1 else None
+
+
+def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, int]:
+    """Give or withdraw the text consent of every patient with this number, each audited; on
+    withdrawal their texts still waiting are not sent. (How many matched, how many changed.)"""
+    matched = patients_by_phone(session, number, limit=SHARED_PHONE_MAX)
+    changed = [p for p in matched if p.consent_sms != given]
+    for patient in changed:
+        patient.consent_sms = given
+        audit.record(
+            session,
+            patient_actor(patient.first_name),
+            "sms_consent_given" if given else "sms_consent_withdrawn",
+            "patient",
+            patient.id,
+            patient_id=patient.id,
+            details={"via": SMS_CHANNEL, "consent_sms": {"from": not given, "to": given}},
+        )
+    if changed and not given:
+        session.execute(
+            update(Notification)
+            .where(
+                Notification.patient_id.in_([p.id for p in changed]),
+                Notification.channel == Channel.SMS,
+                Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
+                Notification.permanent_failure.is_(False),
+            )
+            .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=STOPPED)
+            .execution_options(synchronize_session=False)
+        )
+    return len(matched), len(changed)
 
 
 def next_appointment(session: Session, patient_id: int, now: datetime) -> Appointment | None:
@@ -170,7 +218,17 @@ def receive_sms(
     intent = parse_reply(body)
     outcome, note, answer = "inbox", "", ""
     actor = patient_actor(patient.first_name if patient else "")
-    if patient is None:
+    if intent in (Intent.STOP, Intent.START):
+        given = intent == Intent.START
+        matched, changed = _set_text_consent(session, from_number, given)
+        if not matched:
+            note = "No patient has this phone number: there is no text consent to change."
+        else:
+            outcome = "opted_in" if given else "opted_out"
+            answer = (START_ANSWER if given else STOP_ANSWER) if changed else ""
+            if matched > 1:
+                note = f"{matched} patients share this number; the change applies to each."
+    elif patient is None:
         note = "No single patient has this phone number."
     elif appointment is None:
         note = "The patient has no upcoming scheduled appointment."

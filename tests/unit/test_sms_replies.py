@@ -15,12 +15,12 @@ from datetime import timedelta
 
 import pytest
 import uvicorn
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from core.kernel.clock import local_to_utc
 from core.kernel.config import Settings, SmsSettings
-from core.messaging import reminders
+from core.messaging import notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
 from core.portal import replies
 from core.scheduling import moves
@@ -31,6 +31,10 @@ from db.models import (
     CancellationPolicy,
     ChangeRequest,
     ChangeStatus,
+    Channel,
+    DeliveryStatus,
+    Notification,
+    Patient,
     SmsReply,
 )
 from db.types import utcnow
@@ -76,6 +80,15 @@ def book(db, world, day=DAY, hour=10) -> int:
         ("yes but late", Intent.OTHER),
         ("", Intent.OTHER),
         ("NO", Intent.OTHER),
+        ("STOP", Intent.STOP),
+        ("stop.", Intent.STOP),
+        ("Unsubscribe", Intent.STOP),
+        ("STOP ALL", Intent.STOP),
+        ("quit", Intent.STOP),
+        ("END", Intent.STOP),
+        ("start", Intent.START),
+        ("UNSTOP", Intent.START),
+        ("please stop the noise", Intent.OTHER),
     ],
 )
 def test_replies_are_parsed_strictly(text, intent):
@@ -184,6 +197,46 @@ def test_unknown_number_is_kept_for_staff_and_provider_retries_act_once(db, worl
     with db.write() as session:
         again = replies.receive_sms(session, from_number="07700900123", body="C", provider_ref="m1")
     assert first.outcome == "confirmed" and again.outcome == "duplicate"
+
+
+def test_stop_withdraws_text_consent_once_audited_and_start_gives_it_back(db, world):
+    appointment_id = book(db, world)
+    with db.write() as session:  # a reminder text waiting in the outbox
+        patient = session.get(Patient, world.patient_id)
+        notify.queue_for_patient(
+            session, patient, "appointment_cancelled", {"when": "x"}, appointment_id=appointment_id
+        )
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="+44 7700 900123", body="STOP")
+    assert outcome.outcome == "opted_out" and "START" in outcome.answer
+    with db.write() as session:
+        again = replies.receive_sms(session, from_number="07700900123", body="stop")
+    assert again.outcome == "opted_out" and again.answer == ""  # acknowledged once
+    with db.read() as session:
+        patient = session.get(Patient, world.patient_id)
+        assert patient.consent_sms is False
+        assert notify.channels_for(patient)[1] == ["no consent to text messages"]
+        withdrawn = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "sms_consent_withdrawn")
+        ).all()
+        waiting = session.scalar(select(Notification).where(Notification.channel == Channel.SMS))
+    assert [(e.entity, e.entity_id) for e in withdrawn] == [("patient", world.patient_id)]
+    assert waiting.status == DeliveryStatus.FAILED and waiting.permanent_failure
+    assert "STOP" in waiting.last_error
+    with db.write() as session:
+        back = replies.receive_sms(session, from_number="07700 900123", body="START")
+    assert back.outcome == "opted_in" and "STOP" in back.answer
+    with db.read() as session:
+        assert session.get(Patient, world.patient_id).consent_sms is True
+        assert session.scalar(select(func.count()).where(AuditEvent.action == "sms_consent_given"))
+
+
+def test_cancel_still_cancels_and_does_not_stop_texts(db, world):
+    book(db, world)
+    with db.write() as session:
+        replies.receive_sms(session, from_number="07700 900123", body="CANCEL")
+    with db.read() as session:
+        assert session.get(Patient, world.patient_id).consent_sms is True
 
 
 # ---------------------------------------------------------------- the route, over real HTTP
