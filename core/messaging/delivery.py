@@ -9,6 +9,12 @@ a resend. A permanent failure (an SMTP 5xx answer, an address that is not one) i
 A channel without a configured transport keeps its messages queued, saying why, until one is
 configured. After delivery the stored text keeps no usable link: tokens are replaced by their
 hash, and the check-in code image is dropped.
+
+A connection-level failure (refused, timed out, disconnected, unreachable) says the server is
+down, not that the message is wrong: that message counts the attempt and backs off, and the rest
+of the round's messages for that channel are handed back untried (no attempt counted, due at
+once) for the next round — so a server that accepts connections but never answers holds the
+jobs round for one timeout, not one per message.
 """
 
 from __future__ import annotations
@@ -71,6 +77,15 @@ def message_id(notification: Notification, sender: str) -> str:
     """The same Message-ID on every attempt at one notification."""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "clinicdesk.local"
     return f"<notification-{notification.id}.{notification.created_at:%Y%m%d%H%M%S}@{domain}>"
+
+
+def connection_failed(error: Exception) -> bool:
+    """Whether `error` says the server cannot be reached at all (see the module)."""
+    if isinstance(error, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
+        return True
+    if isinstance(error, (smtplib.SMTPException, urllib.error.HTTPError, PermanentFailure)):
+        return False  # the server answered
+    return isinstance(error, OSError)  # refused, reset, timed out, unreachable, TLS, URLError
 
 
 class SmtpTransport:
@@ -224,6 +239,19 @@ def claim(
     return claimed
 
 
+def release(write: Callable[[], object], token: str, ids: list[int], due: datetime) -> None:
+    """Hand back messages `token` claimed but did not try: due again at `due`, unclaimed."""
+    if not ids:
+        return
+    with write() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.claim_token == token, Notification.id.in_(ids))
+            .values(claim_token=None, next_attempt_at=due)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def renew(write: Callable[[], object], token: str, until: datetime, ids: list[int]) -> set[int]:
     """Extend the lease of the messages still held by `token`; the ids it still holds."""
     if not ids:
@@ -329,7 +357,8 @@ def send_due(
     lease: timedelta = LEASE,
 ) -> DeliveryReport:
     """Deliver everything due, `limit` messages a batch. `write` opens a write transaction
-    (Database.write). Messages of a channel missing from `channels` stay queued and say why."""
+    (Database.write). Messages of a channel missing from `channels` stay queued and say why;
+    a channel whose server cannot be reached is left for the next round (see the module)."""
     start, started = now or utcnow(), time.monotonic()
     token = uuid.uuid4().hex
     counts = dict.fromkeys(("sent", "failed", "retrying", "lost"), 0)
@@ -340,10 +369,17 @@ def send_due(
 
     heartbeat = _Heartbeat(write, token, lease, clock)
     heartbeat.start()
+    down: set[Channel] = set()  # unreachable this round
     try:
-        while batch := claim(write, token, list(channels), start, lease=lease, limit=limit):
+        while batch := claim(
+            write, token, [c for c in channels if c not in down], start, lease=lease, limit=limit
+        ):
             heartbeat.ids = [row.id for row in batch]
+            untried = []
             for row in batch:
+                if row.channel in down:
+                    untried.append(row.id)
+                    continue
                 if row.id not in renew(write, token, clock() + lease, [row.id]):
                     counts["lost"] += 1  # taken over while this batch waited: not ours to send
                     continue
@@ -353,6 +389,10 @@ def send_due(
                 except Exception as exc:  # any transport failure is recorded on the message
                     error = exc
                 counts[record(write, token, row, error, start)] += 1
+                if error is not None and connection_failed(error):
+                    down.add(row.channel)
+                    log.warning("%s server unreachable (%s): the rest waits", row.channel, error)
+            release(write, token, untried, start)
     finally:
         heartbeat.stopped.set()
         heartbeat.join()

@@ -1,6 +1,7 @@
 """The sender under faults: claims and their renewal, two senders at once, Message-ID, permanent
 and temporary failures on real (faulty) SMTP servers, no transport, draining, redacted links."""
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -210,3 +211,33 @@ def test_a_delivered_message_keeps_no_usable_link(db, channel):
     row = _row(db, id_)
     assert issued.raw not in row.body and row.attachment is None
     assert f"t=redacted-sha256-{tokens.hash_token(issued.raw)}" in row.body
+
+
+def test_a_server_that_never_answers_holds_the_round_for_one_message_only(db):
+    emails = _queue(db, 4)
+    (text,) = _queue(db, 1, Channel.SMS)
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    settings = SmtpSettings(host="127.0.0.1", port=silent.getsockname()[1])
+    sms = Recording()
+    channels = {Channel.EMAIL: delivery.SmtpTransport(settings, timeout=0.5), Channel.SMS: sms}
+    now = utcnow()
+    try:
+        started = time.monotonic()
+        report = delivery.send_due(db.write, channels, now=now)
+        took = time.monotonic() - started
+        assert took < 1.4, took  # one timeout, not four
+        assert (report.sent, report.retrying) == (1, 1) and sms.sent == [text]
+        first, *rest = (_row(db, i) for i in emails)
+        assert first.status == DeliveryStatus.FAILED and first.attempts == 1
+        for row in rest:  # left for the next round, not counted as an attempt
+            assert (row.status, row.attempts, row.claim_token) == (DeliveryStatus.QUEUED, 0, None)
+            assert row.next_attempt_at <= now
+        # the next round tries again, once
+        started = time.monotonic()
+        again = delivery.send_due(db.write, channels, now=now + timedelta(seconds=30))
+        assert time.monotonic() - started < 1.4 and again.retrying == 1
+        assert sum(_row(db, i).attempts for i in emails) == 2
+    finally:
+        silent.close()
