@@ -123,13 +123,13 @@ def messages_panel(me, appointment_id: int) -> None:
     show_table(
         pd.DataFrame(
             {
-                "Queued": [r.created_at for r in rows],
+                "Queued": [r.queued for r in rows],
                 "Message": [r.template.replace("_", " ") for r in rows],
                 "Channel": [r.channel for r in rows],
                 "To": [r.to_address for r in rows],
                 "Status": [r.status for r in rows],
                 "Attempts": [r.attempts for r in rows],
-                "Sent": [r.sent_at for r in rows],
+                "Sent": [r.sent for r in rows],
                 "Error": [r.last_error for r in rows],
             }
         ),

@@ -263,6 +263,8 @@ def receive_sms(
             note = f"Could not ask to cancel: {error}"
     else:
         note = "Not a C/YES or X/CANCEL reply."
+    if answer:  # it goes back in the webhook's response: kept with the reply it answers
+        note = (note + "\n" if note else "") + f"Answered by text: {answer}"
     reply = SmsReply(
         received_at=now,
         provider_ref=provider_ref,

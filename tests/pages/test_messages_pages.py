@@ -17,6 +17,7 @@ from core.kernel import tokens
 from core.kernel.authz import SYSTEM
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import load_settings
+from core.kernel.money import clinic_time
 from core.messaging import preferences, reminders
 from core.portal import replies
 from core.startup import open_database
@@ -144,7 +145,6 @@ def test_appointment_page_shows_forms_messages_and_confirmation(app_as, app_db):
         )
         issued = tokens.issue(session, "confirm", appointment_id, timedelta(days=1))
         replies.confirm_by_link(session, issued.raw)
-    database.dispose()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
     at.session_state["auth_session_id"] = sign_in_session(app_db, "manager")
     at.run()
@@ -159,6 +159,11 @@ def test_appointment_page_shows_forms_messages_and_confirmation(app_as, app_db):
     assert "outstanding" in forms["State"].iloc[0]
     messages = next(f for f in frames if "Channel" in f.columns)
     assert "forms to complete" in list(messages["Message"])
+    with database.read() as session:  # in the clinic's zone and locale, as every other time
+        clinic = session.get(Clinic, 1)
+        queued = session.scalar(select(Notification.created_at).order_by(Notification.id.desc()))
+        assert messages["Queued"].iloc[0] == clinic_time(clinic, queued)
+    database.dispose()
     at.button(key=f"appointment_form_resend_{forms.index[0] + 1}").click().run()
     assert not at.exception, at.exception
 

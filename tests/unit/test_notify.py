@@ -1,7 +1,7 @@
 """The outbox: consent, templates, and real delivery to an SMTP server on loopback."""
 
 import re
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -10,10 +10,11 @@ from core.forms import after_booking as forms
 from core.kernel.clock import local_to_utc
 from core.kernel.config import SmtpSettings
 from core.kernel.errors import PermissionDenied, ValidationError
-from core.messaging import delivery, notify, reminders
+from core.messaging import delivery, history, notify, reminders
 from core.scheduling import moves
 from db.models import (
     Channel,
+    Clinic,
     DeliveryStatus,
     DocumentKind,
     Notification,
@@ -152,6 +153,7 @@ def _book(db, world, day=PLAIN_THURSDAY, hour=10) -> int:
                 provider_id=world.provider_id,
                 service_ids=[world.service_id],
                 start_at=local_to_utc(day, time(hour), "Europe/London"),
+                outside_hours_override=True,  # whatever the clinic's zone
             ),
         ).id
 
@@ -223,3 +225,19 @@ def test_the_length_guard_cuts_prose_but_never_a_link():
     assert link in whole.split() and whole.endswith(" …") and len(whole) > 459
     short = notify.fit_text("word " * 20 + link + " trailing " * 60, 459)
     assert link in short.split() and len(short) <= 459 and short.endswith(" …")
+
+
+def test_an_appointments_messages_show_their_times_in_the_clinics_zone_and_locale(db, world):
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.timezone, clinic.locale = "America/New_York", "en-US"
+    appointment_id = _book(db, world)
+    at = datetime(2026, 12, 5, 2, 22, 34, tzinfo=UTC)  # 21:22 on the 4th in New York
+    with db.write() as session:
+        for row in session.scalars(select(Notification)):
+            row.created_at, row.sent_at = at, at + timedelta(minutes=1)
+    with db.read() as session:
+        rows = history.messages_of(session, world.staff, appointment_id)
+    assert {(r.queued.replace("\u202f", " "), r.sent.replace("\u202f", " ")) for r in rows} == {
+        ("Fri, Dec 4, 2026, 9:22 PM", "Fri, Dec 4, 2026, 9:23 PM")
+    }

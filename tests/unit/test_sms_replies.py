@@ -122,6 +122,9 @@ def test_c_confirms_the_next_appointment_by_sms(db, world):
         reply = session.get(SmsReply, outcome.reply_id)
         event = session.scalar(select(AuditEvent).where(AuditEvent.action == "sms_reply_received"))
     assert list(confirmed) == [first] and confirmed[first].channel == "SMS reply"
+    with db.read() as session:  # the answer texted back shows with the reply
+        (shown,) = replies.list_replies(session, world.staff, appointment_id=first)
+    assert shown.note == f"Answered by text: {outcome.answer}"
     assert reply.appointment_id == first and reply.body == "C"
     assert event.entity_id == first and event.message == "C"
 
