@@ -25,7 +25,7 @@ from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.config import Settings
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
-from core.kernel.money import clinic_time
+from core.kernel.money import clinic_time, format_day
 from core.messaging import clinic_events, notify
 from core.scheduling.lifecycle import base_url as default_base_url
 from core.scheduling.lifecycle import message_context
@@ -349,9 +349,11 @@ def _complete(
                 "To sign, type your full name exactly as the practice has it: "
                 f"{patient.first_name} and your last name."
             )
-        today = to_local(now, appointment.clinic.timezone).date()
+        clinic = appointment.clinic
+        today = to_local(now, clinic.timezone).date()
         if answer.signed_on != today:
-            raise ValidationError(f"To sign, give today's date ({today:%d/%m/%Y}).")
+            shown = format_day(today, clinic.locale, weekday=False)  # unambiguous in any locale
+            raise ValidationError(f"To sign, give today's date ({shown}).")
         details["signed_name"] = typed
         done = "Thank you: your consent is signed and recorded."
     else:

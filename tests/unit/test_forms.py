@@ -19,7 +19,15 @@ from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
 from core.portal import home
 from core.scheduling import moves
-from db.models import AuditEvent, DocumentKind, FormRequest, Notification, Patient, ServiceDocument
+from db.models import (
+    AuditEvent,
+    Clinic,
+    DocumentKind,
+    FormRequest,
+    Notification,
+    Patient,
+    ServiceDocument,
+)
 from db.types import utcnow
 from tests.factories import make_patient
 from tests.support.days import PLAIN_THURSDAY
@@ -449,3 +457,17 @@ def test_the_portal_closes_the_forms_of_a_cancelled_appointment(db, world):
         moves.cancel_appointment(session, world.manager, appointment_id, reason="Provider ill")
     with db.write() as session, pytest.raises(ValidationError, match="forms are closed"):
         home.answer_form(session, world.patient_id, form_id, forms.Answer())
+
+
+def test_the_signing_date_is_asked_for_in_the_clinics_locale(db, world):
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.timezone, clinic.locale = "America/New_York", "en-US"
+    add_documents(db, world)
+    appointment_id = book(db, world, hour=15)  # 10:00 in New York
+    send(db)
+    raw = links(db, appointment_id)["Consent to treatment"]
+    today = to_local(utcnow(), "America/New_York").date()
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        forms.submit_form(session, raw, signed_name="Alex Morgan", signed_on=date(2020, 1, 1))
+    assert f"today's date ({today:%b} {today.day}, {today.year})" in str(refused.value)
