@@ -47,6 +47,10 @@ BATCH = 200
 LOOKBACK = timedelta(days=30)  # appointments booked longer ago than this are not sent forms
 MIN_TTL = timedelta(days=2)
 QUESTION_TYPES = ("text", "yes_no", "choice", "number")
+OPEN_FOR = (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)  # forms may be answered
+FORMS_CLOSED = (
+    "This appointment is no longer scheduled, so its forms are closed. Please contact the practice."
+)
 
 
 # ---------------------------------------------------------------- sending
@@ -229,11 +233,19 @@ class FormView:
 
 
 def _live_form(session: Session, raw: str | None) -> tuple[Any, FormRequest]:
+    """The link's form, while its appointment is still open (scheduled or checked in): a
+    cancelled, declined or missed appointment's forms are closed, as in the portal."""
     token = tokens.verify(session, raw, "form")
     form = session.get(FormRequest, token.subject_id)
     if form is None or form.token_id != token.id:
         raise LinkInvalid()
+    _ensure_open(session.get(Appointment, form.appointment_id))
     return token, form
+
+
+def _ensure_open(appointment: Appointment) -> None:
+    if appointment.status not in OPEN_FOR:
+        raise ValidationError(FORMS_CLOSED)
 
 
 def open_form(session: Session, raw: str | None, *, client_address: str = "") -> FormView:
@@ -404,7 +416,6 @@ ALREADY_DONE = "This form was answered already. Thank you!"
 # ---------------------------------------------------------------- the patient's portal
 
 NO_SUCH_FORM = "There is no such form in your portal."
-OPEN_FOR = (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
 
 
 @dataclass(frozen=True)
@@ -425,11 +436,7 @@ def _own_form(session: Session, patient_id: int, form_id: int) -> FormRequest:
     appointment = session.get(Appointment, form.appointment_id)
     if appointment.patient_id != patient_id:
         raise NotFound(NO_SUCH_FORM)
-    if appointment.status not in OPEN_FOR:
-        raise ValidationError(
-            "This appointment is no longer scheduled, so its forms are closed. "
-            "Please contact the practice."
-        )
+    _ensure_open(appointment)
     return form
 
 

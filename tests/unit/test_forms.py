@@ -20,6 +20,8 @@ from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, Validati
 from core.portal import home
 from core.scheduling import moves
 from db.models import (
+    Appointment,
+    AppointmentStatus,
     AuditEvent,
     Clinic,
     DocumentKind,
@@ -471,3 +473,31 @@ def test_the_signing_date_is_asked_for_in_the_clinics_locale(db, world):
     with db.write() as session, pytest.raises(ValidationError) as refused:
         forms.submit_form(session, raw, signed_name="Alex Morgan", signed_on=date(2020, 1, 1))
     assert f"today's date ({today:%b} {today.day}, {today.year})" in str(refused.value)
+
+
+@pytest.mark.parametrize("end", ["cancel", "decline", "no_show"])
+def test_a_form_link_refuses_once_its_appointment_is_cancelled_or_missed(db, world, end):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Consent to treatment"]
+    with db.write() as session:
+        row = session.get(Appointment, appointment_id)
+        row.status = {
+            "cancel": AppointmentStatus.CANCELLED,
+            "decline": AppointmentStatus.DECLINED,
+            "no_show": AppointmentStatus.NO_SHOW,
+        }[end]
+    for act in (
+        lambda session: forms.open_form(session, raw),
+        lambda session: forms.submit_form(
+            session, raw, signed_name="Alex Morgan", signed_on=to_local(utcnow(), TZ).date()
+        ),
+    ):
+        with db.write() as session, pytest.raises(ValidationError, match="forms are closed"):
+            act(session)
+    with db.read() as session:
+        consent = session.scalar(
+            select(FormRequest).where(FormRequest.kind == DocumentKind.CONSENT)
+        )
+        assert consent.completed_at is None and consent.signed_name is None
