@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationError
-from core.kernel.money import clinic_format, clinic_time, format_moment
+from core.kernel.money import clinic_format, clinic_money, clinic_time, format_moment
 from core.messaging import clinic_events, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
 from core.portal.patient_links import AppointmentView, appointment_view
@@ -254,7 +254,7 @@ def receive_sms(
                 outcome = "cancel_requested"
                 cost = (
                     f" It is inside the cancellation window: a fee of "
-                    f"{request.fee_cents / 100:.2f} may apply."
+                    f"{clinic_money(appointment.clinic, request.fee_cents)} may apply."
                     if request.inside_window and request.fee_cents
                     else ""
                 )

@@ -145,7 +145,7 @@ def test_x_asks_to_cancel_under_the_policy(db, world):
     now = local_to_utc(DAY, clock(8), TZ)  # two hours before: inside the window
     with db.write() as session:
         outcome = replies.receive_sms(session, from_number="07700900123", body="X", now=now)
-    assert outcome.outcome == "cancel_requested" and "25.00" in outcome.answer
+    assert outcome.outcome == "cancel_requested" and "a fee of £25.00 may apply" in outcome.answer
     with db.read() as session:
         change = session.scalar(select(ChangeRequest))
         assert change.status == ChangeStatus.OPEN and change.inside_window
