@@ -111,7 +111,7 @@ TEMPLATES: dict[str, Template] = {
     ),
     "proposal_answered": Template(
         "Proposal {answer} by {patient_name}",
-        "{patient_name} {answer} the proposed time {when}.",
+        "{patient_name} {answer} the proposed time {when}.\n\nOpen it: {link}",
         "Tells the clinic that a patient answered a proposal.",
     ),
     "portal_invitation": Template(

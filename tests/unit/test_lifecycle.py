@@ -305,6 +305,7 @@ def test_propose_then_patient_accepts(db, world):
             select(Notification).where(Notification.template == "proposal_answered")
         ).one()
     assert clinic_mail.to_address == "clinic@example.org" and "accepted" in clinic_mail.subject
+    assert clinic_mail.body.endswith(f"Open it: http://localhost:8501/appointment?id={request_id}")
     assert events(db, request_id)[-1].actor_label == "Patient Alex Morgan (link)"
 
 
