@@ -3,7 +3,8 @@
 The practice selects the events per clinic (core.messaging.preferences; defaults: new online
 request, patient cancellation or change request, proposal answered, late cancellation, no-show,
 survey received). Each selected event is kept as a ClinicEvent row and either emailed at once,
-linking to the item, or gathered into one daily digest sent at the clinic-local digest hour.
+linking to the item, or gathered into one daily digest sent at the clinic-local digest hour
+and titled with the day (or days) its events happened on.
 An event the clinic did not select leaves no trace here (the audit trail has it anyway).
 """
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.clock import to_local
 from core.kernel.config import Settings
-from core.kernel.money import clinic_time, format_day
+from core.kernel.money import clinic_time, format_day, format_day_range
 from core.messaging import notify
 from core.messaging.preferences import CLINIC_EVENTS, preferences
 from db.engine import Database
@@ -99,6 +100,15 @@ def digest_text(events: list[ClinicEvent], clinic: Clinic) -> str:
     return "\n".join(lines)
 
 
+def _days_of(events: list[ClinicEvent], clinic: Clinic) -> str:
+    """The clinic-local day the events happened on (the digest goes the morning after), or
+    the days from the first to the last."""
+    first, last = (to_local(e.created_at, clinic.timezone).date() for e in (events[0], events[-1]))
+    if first == last:
+        return format_day(first, clinic.locale)
+    return format_day_range(first, last, clinic.locale)
+
+
 def send_digest(session: Session, clinic: Clinic, *, now: datetime | None = None) -> int:
     """Gather the clinic's undigested events into one email, once per clinic-local day at or
     after the digest hour. Returns how many events it carried (0: not due or nothing new)."""
@@ -144,7 +154,7 @@ def send_digest(session: Session, clinic: Clinic, *, now: datetime | None = None
         "clinic_digest",
         {
             "clinic_name": clinic.name,
-            "day": format_day(local.date(), clinic.locale),
+            "day": _days_of(events, clinic),
             "count": str(len(events)),
             "items": digest_text(events, clinic),
         },

@@ -194,3 +194,29 @@ def test_patient_hears_of_completion_and_of_check_in_only_when_chosen(db, world)
     with db.write() as session:
         outcome = visits.check_in(session, world.staff, other)
     assert [n.split(" to ")[0] for n in outcome.notified] == ["email", "sms"]
+
+
+def test_the_digest_is_titled_with_the_day_its_events_belong_to(db, world):
+    choose(db, world, ["change_request"], digest=True, digest_hour=7)
+    patient_cancels(db, book(db, world, local(DAY, 10)))
+    with db.write() as session:  # asked in the afternoon; the digest goes the next morning
+        session.scalar(select(ClinicEvent)).created_at = local(DAY, 15)
+        clinic = session.get(Clinic, world.clinic_id)
+        assert clinic_events.send_digest(session, clinic, now=local(DAY + timedelta(1), 7)) == 1
+    (mail,) = clinic_mail(db)
+    thursday = f"{DAY:%a}, {DAY.day} {DAY:%b} {DAY.year}"  # en-GB, as the clinic
+    assert mail.subject.endswith(f"1 event(s) of {thursday}") and f"({thursday})" in mail.body
+
+
+def test_a_digest_over_two_days_names_both(db, world):
+    choose(db, world, ["change_request"], digest=True, digest_hour=7)
+    patient_cancels(db, book(db, world, local(DAY + timedelta(2), 10)))
+    patient_cancels(db, book(db, world, local(DAY + timedelta(2), 11)))
+    with db.write() as session:
+        first, second = session.scalars(select(ClinicEvent).order_by(ClinicEvent.id))
+        first.created_at, second.created_at = local(DAY, 15), local(DAY + timedelta(1), 6, 30)
+        clinic = session.get(Clinic, world.clinic_id)
+        assert clinic_events.send_digest(session, clinic, now=local(DAY + timedelta(1), 7)) == 2
+    (mail,) = clinic_mail(db)
+    days = f"{DAY.day}–{DAY.day + 1} {DAY:%b} {DAY.year}"
+    assert mail.subject.replace("\u2009", "").endswith(f"2 event(s) of {days}")  # thin spaces
