@@ -504,6 +504,16 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
         raise NotFound(f"There is no notification #{notification_id}.")
     if row.status == DeliveryStatus.SENT:
         raise ValidationError("This message was sent already; there is nothing to retry.")
+    patient = session.get(Patient, row.patient_id) if row.patient_id else None
+    consent = patient and (
+        patient.consent_email if row.channel == Channel.EMAIL else patient.consent_sms
+    )
+    if patient and not consent:  # withdrawn since it was queued (a STOP reply, say)
+        what = "email" if row.channel == Channel.EMAIL else "text messages"
+        raise ValidationError(
+            f"{patient.full_name} has withdrawn consent to {what}; this message cannot be sent "
+            "again. Record their consent on the patient's page first if they gave it back."
+        )
     row.status, row.next_attempt_at = DeliveryStatus.QUEUED, utcnow()
     row.permanent_failure = False
     audit.record(

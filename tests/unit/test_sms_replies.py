@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from core.kernel.clock import local_to_utc
 from core.kernel.config import Settings, SmsSettings
+from core.kernel.errors import ValidationError
 from core.messaging import notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
 from core.portal import replies
@@ -226,6 +227,8 @@ def test_stop_withdraws_text_consent_once_audited_and_start_gives_it_back(db, wo
     assert [(e.entity, e.entity_id) for e in withdrawn] == [("patient", world.patient_id)]
     assert waiting.status == DeliveryStatus.FAILED and waiting.permanent_failure
     assert "STOP" in waiting.last_error
+    with db.write() as session, pytest.raises(ValidationError, match="withdrawn consent to text"):
+        notify.retry(session, world.manager, waiting.id)  # staff cannot send it after all
     with db.write() as session:
         back = replies.receive_sms(session, from_number="07700 900123", body="START")
     assert back.outcome == "opted_in" and "STOP" in back.answer
