@@ -17,7 +17,7 @@ from ui.caches import cached
 from ui.context import read
 from ui.folds import fold
 from ui.locale import date_picker, display_format
-from ui.text import show_table
+from ui.text import escape, show_table
 
 
 @cached("setup", "policy", ttl=60, max_entries=10)
@@ -33,7 +33,7 @@ POINT_HELP = (
 st.title("Payments and points")
 me = actor()
 lines, current, values = _lines(me)
-worth = ", ".join(f"{v.point} at {v.clinic}" for v in values)
+worth = ", ".join(f"{v.point} at {escape(v.clinic)}" for v in values)
 worth = f" ({worth})" if worth else ""
 st.caption(
     f"One point is worth {current.point_value_cents} minor units of the paying clinic's currency"

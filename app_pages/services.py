@@ -101,7 +101,7 @@ if row is not None:
     st.subheader(f"Documents of {escape(row.name)}")
     docs = _documents(me, row.id)
     for doc in [d for d in docs if d.active]:
-        with st.expander(f"{doc.kind.value.title()}: {doc.title} (version {doc.version})"):
+        with st.expander(escape(f"{doc.kind.value.title()}: {doc.title} (version {doc.version})")):
             st.text(documents.preview(doc))
     if not docs:
         st.caption("No questionnaire, consent or instructions yet.")

@@ -167,8 +167,8 @@ def services_picker(
     if package is not None:
         if len(picked) > 1:
             st.warning(
-                f"The package {package.name} is booked on its own; book other services as a "
-                "separate appointment.",
+                f"The package {escape(package.name)} is booked on its own; book other "
+                "services as a separate appointment.",
                 icon=":material/inventory_2:",
             )
         chosen = [by_id[i] for i in package.service_ids] + chosen

@@ -12,6 +12,7 @@ from core.kernel.authz import Actor, Permission
 from core.practice import reads, setup
 from ui.caches import cached
 from ui.context import read, refresh, run_action
+from ui.text import escape
 
 NEW = None
 
@@ -44,7 +45,7 @@ def toggle_active(entity: str, row: reads.Row | None, key: str) -> None:
     if row is None:
         return
     word = "Deactivate" if row.data.active else "Activate again"
-    if st.button(f"{word} {row.name}", key=key):
+    if st.button(f"{word} {escape(row.name)}", key=key):
         if run_action(setup.set_active, entity, row.id, not row.data.active, success="Saved."):
             refresh()
 

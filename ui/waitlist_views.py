@@ -20,7 +20,7 @@ from ui.context import read, run_action, settings
 from ui.folds import fold
 from ui.locale import clinic_pickers, date_picker, display_format
 from ui.risk import ICONS, probabilities, shown
-from ui.text import show_table
+from ui.text import escape, show_table
 
 
 def with_risk(me, events: list[dict]) -> list[dict]:
@@ -48,7 +48,7 @@ def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:
     if rows:
         fmt = display_format(clinic_id)
         text = "; ".join(
-            f"{r.provider} on {fmt.day(r.day)} "
+            f"{escape(r.provider)} on {fmt.day(r.day)} "
             f"({fmt.number(r.expected_no_shows, 1)} of {fmt.number(r.visits)})"
             for r in rows[:8]
         )

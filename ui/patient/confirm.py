@@ -22,7 +22,10 @@ def render(token: str) -> None:
         st.success(f"{view.confirmed}. See you then.", icon=":material/check_circle:")
         return
     if not view.confirmable:
-        st.info(f"{view.reason_not} Please call the practice on {a.clinic_phone} if you need help.")
+        st.info(
+            f"{view.reason_not} Please call the practice on {escape(a.clinic_phone)} if you "
+            "need help."
+        )
         return
     if st.button("Yes, I will come", type="primary", key="patient_confirm_yes"):
         message = public_write(replies.confirm_by_link, token)
