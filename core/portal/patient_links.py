@@ -418,6 +418,13 @@ def _limit_keys(
 
 
 def _over_limit(session: Session, keys: dict[str, int], now: datetime) -> bool:
+    """Whether any key has had its hour's share. On PostgreSQL each key is locked first (a
+    lock held until the transaction ends, taken in one order so two requests never wait on each
+    other): under READ COMMITTED, requests that count at the same moment would all see room and
+    all be let in. SQLite needs none: a writing transaction holds the database's write lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        for key in sorted(keys):
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
     counts = session.execute(
         select(RateLimitHit.key, func.count())
         .where(RateLimitHit.key.in_(list(keys)), RateLimitHit.at > now - timedelta(hours=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import threading
 from datetime import date, time, timedelta
 from urllib.parse import parse_qs, urlparse
 
@@ -404,6 +405,56 @@ def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
             ip="192.0.2.200",
             now=later,
         )
+
+
+@pytest.mark.parametrize("scope", ["contact", "link", "clinic"])
+def test_booking_limits_hold_when_requests_arrive_at_once(db, world, scope):
+    """Twelve requests at the same moment, each in its own transaction: exactly the limit's
+    number get in, on PostgreSQL (where each would count before any had written) as on SQLite."""
+    raw = _booking_link(db, world)
+    limits = {
+        "contact": BookingLimits(per_contact=3, per_link=100, per_clinic=100),
+        "link": BookingLimits(per_contact=100, per_link=4, per_clinic=100),
+        "clinic": BookingLimits(per_contact=100, per_link=100, per_clinic=5),
+    }[scope]
+    links = [raw if scope != "clinic" or i % 2 else _booking_link(db, world) for i in range(12)]
+    barrier = threading.Barrier(12)
+    results: list[str] = []
+
+    def submit(i: int) -> None:
+        email = "same@example.org" if scope == "contact" else f"t{i}@example.org"
+        try:
+            with db.write() as s:
+                barrier.wait(timeout=30)  # all begin before any counts (SQLite: at BEGIN)
+                patient_links.submit_booking(
+                    s,
+                    links[i],
+                    service_id=1,
+                    requested_day=date.today() + timedelta(days=4),
+                    time_of_day="morning",
+                    first_name="Robin",
+                    last_name="Hart",
+                    email=email,
+                    consent=True,
+                    ip=f"198.51.100.{i}",
+                    limits=limits,
+                )
+            results.append("accepted")
+        except ValidationError as error:
+            results.append("limited" if "many requests" in str(error) else str(error))
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    allowed = {"contact": 3, "link": 4, "clinic": 5}[scope]
+    assert sorted(results) == ["accepted"] * allowed + ["limited"] * (12 - allowed)
+    with db.read() as s:
+        requests = s.scalar(
+            select(func.count()).select_from(Appointment).where(Appointment.source == Source.ONLINE)
+        )
+    assert requests == allowed
 
 
 def test_without_a_client_address_the_link_and_clinic_limits_still_hold(db, world):

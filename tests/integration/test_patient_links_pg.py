@@ -1,0 +1,8 @@
+"""The public booking form's limits again on PostgreSQL, where requests counted at the same
+moment under READ COMMITTED must still not all be let in."""
+
+from tests.unit.test_patient_links import (  # noqa: F401
+    test_booking_limits_hold_when_requests_arrive_at_once,
+    test_booking_requests_are_rate_limited_per_ip_and_per_contact,
+    test_without_a_client_address_the_link_and_clinic_limits_still_hold,
+)
