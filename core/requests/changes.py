@@ -174,7 +174,9 @@ def approve_change(
     outside_hours_override: bool = False,
 ) -> Outcome:
     """Reschedule: move to the requested (or given) time. Cancel: cancel as the patient asked,
-    assessed under the policy."""
+    assessed under the policy as it stood when they asked (the fee, or none, they were shown):
+    the time a manager takes to approve never makes a cancellation late. The cancellation is
+    dated from the request, so its notice agrees with that assessment."""
     ensure_allowed(actor, Action.APPROVE_CHANGE)
     change = _load_change(session, change_id, expected_version)
     appointment = load(session, change.appointment_id, Action.APPROVE_CHANGE)
@@ -188,6 +190,7 @@ def approve_change(
             reason=(reason or change.reason or "Cancelled at the patient's request."),
             message=message,
             by_patient=True,
+            at=change.created_at,
             details={"change_request_id": change.id},
         )
     target = start_at or change.requested_start_at

@@ -462,6 +462,49 @@ def test_cancel_request_stores_the_policy_evaluation(db, world):
         assert session.get(Appointment, appointment_id).status == S.CANCELLED
 
 
+def test_an_approved_cancellation_costs_what_the_patient_was_shown_when_asking(db, world):
+    """Asked an hour before the window began (no fee shown), approved once inside it: no fee,
+    not late, and the patient is not told of one."""
+    start = at(future_day(3), 10)
+    window = int((start - utcnow()).total_seconds() // 3600) + 1  # inside it now
+    asked = start - timedelta(hours=window + 1)  # an hour or two ago: outside it then
+    with db.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=10),
+                window_hours=window,
+                late_cancel_fee_cents=2500,
+                points_deducted=10,
+                policy_text="late fee",
+            )
+        )
+    appointment_id = booked(db, world, start)
+    with db.write() as session:
+        change = changes.request_change(
+            session, patient_actor("A"), appointment_id, kind="cancel", reason="Away", now=asked
+        )
+        assert (change.status, change.inside_window, change.fee_cents) == (
+            ChangeStatus.OPEN,
+            False,
+            0,
+        )
+        change_id = change.id
+    with db.write() as session:
+        changes.approve_change(session, world.manager, change_id)
+    with db.read() as session:
+        appointment = session.get(Appointment, appointment_id)
+        assert (appointment.status, appointment.late_cancellation) == (S.CANCELLED, False)
+        assert appointment.cancelled_at == asked  # its notice agrees: more than the window
+        fees = session.scalars(
+            select(LedgerEntry).where(LedgerEntry.appointment_id == appointment_id)
+        )
+        assert list(fees) == []
+    told = messages(db, appointment_id, "appointment_cancelled")  # email and text
+    assert told and not any("fee" in m.body or "points" in m.body for m in told)
+
+
 def test_outside_window_cancellation_auto_accepted(db, world):
     with db.write() as session:
         session.add(
