@@ -9,14 +9,34 @@ what each element would hand to Streamlit's Markdown renderer, page by page, as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlparse
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import element_tree as et
 
+from core.feedback import surveys
+from core.forms import after_booking
+from core.kernel.authz import SYSTEM
+from core.kernel.config import load_settings
+from core.startup import open_database
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    DocumentKind,
+    FeedbackStatus,
+    Notification,
+    Patient,
+    ServiceDocument,
+    Setting,
+)
+from db.types import utcnow
+from tests.pages.conftest import patient_page
 from ui.navigation import PAGES
+from ui.text import escape
 
 HOSTILE = (
     "![zqimg](http://evil.test/x.png) :red[zqred] **zqbold** <b>zqhtml</b> https://evil.test/z"
@@ -120,3 +140,76 @@ def test_no_staff_typed_name_is_markup_on_any_page(app_db, app_as, page):
     if page == "services.py":
         assert at.expander, "the documented service shows its documents"
     assert not seen, seen
+
+
+def _database(url: str):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def test_the_practices_survey_questions_reach_the_patient_as_text(app_db):
+    """The owner's survey questions are radio labels on the patient's survey page."""
+    database = _database(app_db)
+    with database.write() as session:
+        session.merge(
+            Setting(key=surveys.SETTING_QUESTIONS, value=[{"key": "odd", "label": HOSTILE}])
+        )
+        appointment_id = session.scalar(
+            select(Appointment.id)
+            .join(Patient, Patient.id == Appointment.patient_id)
+            .where(
+                Appointment.status == AppointmentStatus.COMPLETED,
+                Appointment.feedback_status == FeedbackStatus.NONE,
+                Patient.consent_email.is_(True),
+                Patient.email.is_not(None),
+            )
+            .limit(1)
+        )
+        sent = surveys.request_feedback(session, SYSTEM, appointment_id, base_url="http://x")
+    database.dispose()
+    at = patient_page("survey", parse_qs(urlparse(sent.link).query)["t"][0])
+    assert not at.exception, at.exception
+    assert at.radio(key="survey_q_odd").label == escape(HOSTILE)
+    assert not unescaped(at), unescaped(at)
+
+
+def test_a_questionnaires_labels_reach_the_patient_as_text(app_db):
+    """Each kind of question a service's questionnaire asks, labelled with hostile text."""
+    kinds = ["yes_no", "choice", "number", "text"]
+    database = _database(app_db)
+    with database.write() as session:
+        appointment = session.scalar(
+            select(Appointment)
+            .where(
+                Appointment.status == AppointmentStatus.SCHEDULED, Appointment.start_at > utcnow()
+            )
+            .limit(1)
+        )
+        session.add(
+            ServiceDocument(
+                service_id=appointment.service_id,
+                kind=DocumentKind.QUESTIONNAIRE,
+                title=HOSTILE,
+                questions=[
+                    {"key": kind, "label": f"{kind} {HOSTILE}", "type": kind, "options": ["a"]}
+                    for kind in kinds
+                ],
+            )
+        )
+        session.flush()
+        after_booking.send_forms(session, appointment, base_url="http://x")
+        body = session.scalar(
+            select(Notification.body)
+            .where(Notification.template == "forms_to_complete", Notification.channel == "email")
+            .order_by(Notification.id.desc())
+        )
+    database.dispose()
+    at = patient_page("form", re.search(r"p=form&t=(\S+)", body).group(1))
+    assert not at.exception, at.exception
+    assert not unescaped(at), unescaped(at)
+    shown = [
+        at.radio[0].label,
+        at.selectbox[0].label,
+        at.number_input[0].label,
+        at.text_area[0].label,
+    ]
+    assert shown == [f"{k} {escape(HOSTILE)} (optional)" for k in kinds]

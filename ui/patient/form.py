@@ -24,8 +24,8 @@ def _view(token: str):
 
 
 def _question(q: dict, prefix: str):
-    key, label = f"{prefix}_q_{q['key']}", str(q.get("label") or q["key"])
-    label += "" if q.get("required") else " (optional)"
+    key, label = f"{prefix}_q_{q['key']}", escape(str(q.get("label") or q["key"]))
+    label += "" if q.get("required") else " (optional)"  # the practice's words: never markup
     kind = q.get("type", "text")
     if kind == "yes_no":
         return st.radio(label, ["yes", "no"], index=None, horizontal=True, key=key)

@@ -38,7 +38,7 @@ def render(token: str) -> None:
         )
         st.caption("Optional: rate each from 1 (poor) to 5 (excellent).")
         answers = {
-            key: st.radio(label, SCALE, index=None, horizontal=True, key=f"survey_q_{key}")
+            key: st.radio(escape(label), SCALE, index=None, horizontal=True, key=f"survey_q_{key}")
             for key, label in form.questions
         }
         comment = st.text_area(
