@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
@@ -315,20 +315,43 @@ def finish_sign_in(
         # password. Hashing again here would hold the write lock: the caller checks again.
         return RECHECK
     if not attempt.password_ok:
-        user.failed_attempts += 1
-        if user.failed_attempts >= MAX_FAILURES:
-            user.locked_until = now + LOCKOUT
-            user.failed_attempts = 0
-            audit.record(session, SYSTEM, "account_locked", "user", user.id)
-        else:
-            audit.record(session, SYSTEM, "sign_in_failed", "user", user.id)
-        return AuthenticationFailed(SIGN_IN_FAILED)
+        return _count_failure(session, user, now)
     user.failed_attempts = 0
     user.locked_until = None
     user.last_login_at = now
     if attempt.new_hash:
         user.password_hash = attempt.new_hash
     return start_session(session, user)
+
+
+def _count_failure(session: Session, user: User, now: datetime) -> AuthenticationFailed:
+    """One more failure, counted in the database itself (failed_attempts + 1, read back), not
+    from the row read before: parallel wrong passwords each count, in turn on the row's lock,
+    and the one that reaches MAX_FAILURES locks the account. A failure that finds the account
+    locked by then is refused as locked, not counted."""
+    unlocked = or_(User.locked_until.is_(None), User.locked_until <= now)
+    count = session.execute(
+        update(User)
+        .where(User.id == user.id, unlocked)
+        .values(failed_attempts=User.failed_attempts + 1)
+        .returning(User.failed_attempts),
+        execution_options={"synchronize_session": False},
+    ).scalar()
+    if count is None:
+        action = "sign_in_refused_locked"
+    elif count >= MAX_FAILURES:
+        session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(failed_attempts=0, locked_until=now + LOCKOUT),
+            execution_options={"synchronize_session": False},
+        )
+        action = "account_locked"
+    else:
+        action = "sign_in_failed"
+    session.expire(user, ["failed_attempts", "locked_until"])
+    audit.record(session, SYSTEM, action, "user", user.id)
+    return AuthenticationFailed(SIGN_IN_FAILED)
 
 
 RECHECK = AuthenticationFailed("The password hash changed during sign-in; check again.")

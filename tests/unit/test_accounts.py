@@ -1,9 +1,11 @@
 """Sign-in, lockout, sessions and the owner's user administration."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import func, select
 
 from core.kernel import accounts
 from core.kernel.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationError
@@ -43,6 +45,36 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(db, world):
         assert user.locked_until - utcnow() > timedelta(minutes=14)
         user.locked_until = utcnow() - timedelta(seconds=1)  # fifteen minutes later
     assert isinstance(_sign_in(db, "staff", PASSWORD), accounts.SignedIn)
+
+
+def test_wrong_passwords_at_once_each_count_and_lock_the_account(db, world):
+    """Twenty wrong passwords at the same moment, each in its own transaction: the first four
+    are counted, the fifth locks the account, the other fifteen find it locked (PostgreSQL
+    under-counted them: each added one to the count it had read)."""
+    barrier = threading.Barrier(20)
+
+    def attempt() -> None:
+        with db.write() as session:
+            barrier.wait(timeout=30)  # all begin before any counts (SQLite: at BEGIN)
+            accounts.sign_in(session, "staff", "wrong password!")
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with db.read() as session:
+        user = session.query(User).filter_by(username="staff").one()
+        actions = dict(
+            session.execute(
+                select(AuditEvent.action, func.count())
+                .where(AuditEvent.entity == "user", AuditEvent.entity_id == user.id)
+                .where(AuditEvent.action != "user_created")
+                .group_by(AuditEvent.action)
+            ).all()
+        )
+    assert actions == {"sign_in_failed": 4, "account_locked": 1, "sign_in_refused_locked": 15}
+    assert user.locked_until - utcnow() > timedelta(minutes=14) and user.failed_attempts == 0
 
 
 def test_cookie_handoff_works_once_and_resumes_the_session(db, world):
