@@ -270,7 +270,10 @@ def _clinic_events_for(appointment: Appointment, action: Action, details: dict[s
     if action == Action.REQUEST_CHANGE:
         return ["change_request"]
     if action == Action.CANCEL and appointment.cancelled_by == "patient":
-        return (["late_cancellation"] if appointment.late_cancellation else []) + ["change_request"]
+        late = ["late_cancellation"] if appointment.late_cancellation else []
+        # a request staff approved: the clinic heard of it when it was made (REQUEST_CHANGE)
+        heard = details.get("change_request_id") and not details.get("auto_accepted")
+        return late + ([] if heard else ["change_request"])
     if action in (Action.ACCEPT_PROPOSAL, Action.DECLINE_PROPOSAL):
         return ["proposal_answered"]
     if action == Action.NO_SHOW:

@@ -86,6 +86,22 @@ def test_by_default_a_patients_cancellation_request_emails_the_clinic_with_a_lin
     assert f"/appointment?id={appointment_id}" in mail.body
 
 
+def test_approving_a_cancellation_request_does_not_tell_the_clinic_again(db, world):
+    """The clinic hears of the request when the patient makes it; its manager's approval sends
+    no second "asked to cancel" notice."""
+    appointment_id = book(db, world)
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("Alex"), appointment_id, kind="cancel", reason="Away"
+        ).id
+    with db.write() as session:
+        changes.approve_change(session, world.manager, change_id)
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).cancelled_by == "patient"
+    (mail,) = clinic_mail(db)
+    assert "Alex Morgan asked to cancel Consultation" in mail.body
+
+
 def test_an_unselected_event_is_not_sent_and_a_selected_one_is(db, world):
     choose(db, world, ["no_show"])
     appointment_id = book(db, world, local(DAY, 10))
