@@ -31,6 +31,7 @@ from core.kernel.errors import (
     ValidationError,
 )
 from core.kernel.money import clinic_time, format_clock
+from core.kernel.text import clean
 from core.messaging import clinic_events, notify
 from core.payments import points
 from core.scheduling.lifecycle import base_url
@@ -120,7 +121,8 @@ def save_survey_settings(
     ensure(actor, Permission.SURVEYS_MANAGE)
     if not 0 <= int(delay_hours) <= 24 * 14:
         raise ValidationError("The delay after the visit must be from 0 to 336 hours.")
-    labels = [q.strip() for q in questions if q and q.strip()]
+    typed = (clean(q or "", field="survey question", limit=None) or "" for q in questions)
+    labels = [label.strip() for label in typed if label.strip()]
     if not 1 <= len(labels) <= 8:
         raise ValidationError("Give from one to eight survey questions, one per line.")
     if any(len(label) > 200 for label in labels):

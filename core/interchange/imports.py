@@ -60,6 +60,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import is_time_zone, local_to_utc, to_local
 from core.kernel.errors import ValidationError
+from core.kernel.text import clean
 from db.models import (
     AppointmentStatus,
     Source,
@@ -323,6 +324,13 @@ def import_appointments(
     return report
 
 
+def _cell(row: dict[str, str], column: str) -> str:
+    """A cell as text: control characters (NUL included) dropped, as for anything typed
+    (core.kernel.text), also for what goes into JSON (Patient.extra), which the database's
+    flush rule does not see, and for rows inserted in bulk."""
+    return (clean(row.get(column) or "", field=column) or "").strip()
+
+
 def _appointment_row(
     row: dict[str, str], mapping: AppointmentMapping, tz: str
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
@@ -333,7 +341,7 @@ def _appointment_row(
 
     def get(key: str) -> str:
         column = cols.get(key)
-        return (row.get(column) or "").strip() if column else ""
+        return _cell(row, column) if column else ""
 
     patient_ref, appointment_ref = get("patient_ref"), get("appointment_ref")
     if not patient_ref:
@@ -405,7 +413,7 @@ def _appointment_row(
 
 
 def _patient_fields(get, row, mapping, patient_ref, local_day, warnings) -> dict[str, Any]:
-    extra: dict[str, Any] = {c: parse_number(row.get(c) or "") for c in mapping.extra_columns}
+    extra: dict[str, Any] = {c: parse_number(_cell(row, c)) for c in mapping.extra_columns}
     if get("age"):
         try:
             age = int(float(get("age")))
@@ -545,7 +553,7 @@ def _survey_row(row: dict[str, str], mapping: SurveyMapping) -> tuple[dict[str, 
 
     def get(key: str) -> str:
         column = cols.get(key)
-        return (row.get(column) or "").strip() if column else ""
+        return _cell(row, column) if column else ""
 
     clinic = get("clinic") or mapping.default_clinic.strip()
     if not clinic:

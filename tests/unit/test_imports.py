@@ -132,6 +132,23 @@ def test_bad_rows_are_reported_by_row_number_and_implausible_fields_left_out(db,
     assert count(db, Appointment) == 5
 
 
+def test_control_characters_in_cells_are_dropped_also_from_the_patients_extra_fields(
+    db, world, tmp_path
+):
+    """Patients and their extra fields go in by bulk insert and as JSON, past the flush rule:
+    a NUL or a control character in a cell is dropped all the same (PostgreSQL refuses NUL)."""
+    header, *_ = real_rows(imports.NOSHOW_FILE, 1)
+    row = "118\x07,900008,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,CEN\x00TRO\x1b"
+    row += ",0,0,0,0,0,0,No\n"
+    path = tmp_path / "controls.csv"
+    path.write_text(header + row)
+    report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
+    assert (report.created, report.problem_count) == (1, 0)
+    with db.read() as session:
+        patient = session.scalar(select(Patient).where(Patient.external_ref.like("%:118%")))
+        assert patient.external_ref.endswith(":118") and patient.extra["Neighbourhood"] == "CENTRO"
+
+
 def _figures(db):
     from core.analytics import stats
 

@@ -329,6 +329,22 @@ def test_settings_switch_the_job_off_change_the_delay_and_the_questions(db, worl
         surveys.save_survey_settings(session, world.owner, auto=True, delay_hours=2, questions=[])
 
 
+def test_survey_questions_lose_nul_and_control_characters_like_any_typed_text(db, world):
+    """Questions are stored in a JSON setting, which the flush rule (core.kernel.text) does not
+    see: saving them cleans them the same way (PostgreSQL would refuse a NUL in the text)."""
+    with db.write() as session:
+        saved = surveys.save_survey_settings(
+            session,
+            world.owner,
+            auto=True,
+            delay_hours=4,
+            questions=["Park\x00ing\x07 \u202eeasy", "\x00\x1b"],
+        )
+    assert saved.questions == (("parking_easy", "Parking easy"),)
+    with db.read() as session:
+        assert surveys.survey_settings(session).questions == saved.questions
+
+
 def test_periodic_job_runs_from_the_jobs_list(db, world, tmp_path):
     assert surveys.feedback_job in jobs.JOBS
     with db.write() as session:
