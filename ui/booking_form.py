@@ -4,8 +4,6 @@ taken then, and the confirmation editor (preview, edit, choose channels)."""
 
 from __future__ import annotations
 
-from datetime import date
-
 import streamlit as st
 
 from core.kernel.clock import to_local
@@ -58,7 +56,8 @@ def patient_picker(
     born = c3.date_input(
         "Date of birth",
         value=None,
-        min_value=date(1900, 1, 1),
+        min_value=patients.birth_bounds()[0],
+        max_value=patients.birth_bounds()[1],
         key=f"{prefix}_dob",
         format=date_format,
     )

@@ -147,6 +147,11 @@ def _born_format() -> str:
     return date_picker(display_format().locale)
 
 
+def _born_bounds() -> dict:
+    earliest, latest = patients.birth_bounds()
+    return {"min_value": earliest, "max_value": latest}
+
+
 def new_patient_form(expanded: bool) -> None:
     """Add a patient, optionally sending the portal invitation at once."""
     if not (box := fold("Add a patient", "patients_new_open", expanded=expanded)):
@@ -158,7 +163,11 @@ def new_patient_form(expanded: bool) -> None:
             b.text_input("Last name", key="patients_new_last"),
         )
         born = a.date_input(
-            "Date of birth", value=None, format=_born_format(), key="patients_new_dob"
+            "Date of birth",
+            value=None,
+            format=_born_format(),
+            key="patients_new_dob",
+            **_born_bounds(),
         )
         email, phone = (
             b.text_input("Email", key="patients_new_email"),
@@ -203,7 +212,11 @@ def edit_form(record) -> None:
             first_name=a.text_input("First name", record.first_name, key=f"{k}_first"),
             last_name=b.text_input("Last name", record.last_name, key=f"{k}_last"),
             date_of_birth=a.date_input(
-                "Date of birth", record.date_of_birth, format=_born_format(), key=f"{k}_dob"
+                "Date of birth",
+                record.date_of_birth,
+                format=_born_format(),
+                key=f"{k}_dob",
+                **_born_bounds(),
             ),
             email=b.text_input("Email", record.email or "", key=f"{k}_email"),
             phone=a.text_input("Phone", record.phone or "", key=f"{k}_phone"),

@@ -61,6 +61,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import is_time_zone, local_to_utc, to_local
 from core.kernel.errors import ValidationError
 from core.kernel.text import clean
+from core.patients.records import birth_problem
 from db.models import (
     AppointmentStatus,
     Source,
@@ -430,6 +431,9 @@ def _patient_fields(get, row, mapping, patient_ref, local_day, warnings) -> dict
             birth = date.fromisoformat(get("date_of_birth")[:10])
         except ValueError:
             raise ValueError(f"date of birth {get('date_of_birth')!r} is not a date") from None
+        if problem := birth_problem(birth):
+            warnings.append(f"date of birth {birth} is {problem}; imported without it")
+            birth = None
     return {
         "external_ref": f"{mapping.source}:{patient_ref}",
         "first_name": get("first_name")[:80] or "Imported patient",

@@ -30,6 +30,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import is_time_zone
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.exports import record_export
+from core.patients.records import birth_problem
 from core.scheduling.states import fhir_status
 from db.models import (
     Appointment,
@@ -316,7 +317,12 @@ def import_fhir(
         values["clinic_id"] = clinic.id
         values["patient_id"] = (
             _fhir_patient(
-                session, patient_ref, people.get(patient_ref), displays[patient_ref], report
+                session,
+                patient_ref,
+                people.get(patient_ref),
+                displays[patient_ref],
+                report,
+                number,
             )
             if patient_ref
             else None
@@ -382,7 +388,9 @@ def _as_date(value: Any) -> date:
     return value.date() if isinstance(value, datetime) else date.fromisoformat(str(value)[:10])
 
 
-def _fhir_patient(session, ref: str, resource, display: str | None, report: ImportReport) -> int:
+def _fhir_patient(
+    session, ref: str, resource, display: str | None, report: ImportReport, number: int
+) -> int:
     external = f"fhir:{ref}"
     found = session.scalar(select(Patient.id).where(Patient.external_ref == external))
     if found:
@@ -395,6 +403,9 @@ def _fhir_patient(session, ref: str, resource, display: str | None, report: Impo
             first = " ".join(name.given or [])
             last = name.family or last
         birth, gender = parsed.birthDate, parsed.gender
+        if problem := birth_problem(birth):
+            report.warn(number, f"{ref}: date of birth {birth} is {problem}; imported without it")
+            birth = None
         for t in parsed.telecom or []:
             if t.system == "email" and not email:
                 email = t.value

@@ -91,11 +91,35 @@ def validate_contact(email: str | None, phone: str | None) -> tuple[str | None, 
     return email, phone
 
 
+MAX_AGE_YEARS = 130  # older than anyone alive: a mistyped year (1 for 1981, 1800 for 1980)
+
+
+def birth_problem(day: date | None) -> str | None:
+    """Why a date of birth cannot be right ("in the future", "more than 130 years ago"), or
+    None. Not after today anywhere on Earth (UTC+14), so a baby born today in any clinic's zone
+    can be registered, whatever the server's date."""
+    if day is None:
+        return None
+    if day > (utcnow() + timedelta(hours=14)).date():
+        return "in the future"
+    if day.year < utcnow().year - MAX_AGE_YEARS:
+        return f"more than {MAX_AGE_YEARS} years ago"
+    return None
+
+
+def birth_bounds() -> tuple[date, date]:
+    """The days a date-of-birth picker offers: from MAX_AGE_YEARS years back to today anywhere
+    on Earth (a picker without bounds offers only ten years either side of its value)."""
+    now = utcnow()
+    return date(now.year - MAX_AGE_YEARS, 1, 1), (now + timedelta(hours=14)).date()
+
+
 def _check_born(day: date | None) -> None:
-    """A date of birth is not after today anywhere on Earth (UTC+14), so a baby born today in
-    any clinic's zone can be registered, whatever the server's date."""
-    if day and day > (utcnow() + timedelta(hours=14)).date():
+    problem = birth_problem(day)
+    if problem == "in the future":
         raise ValidationError("The date of birth cannot be in the future.")
+    if problem:
+        raise ValidationError(f"The date of birth is {problem}: check the year ({day.year}).")
 
 
 def create_patient(

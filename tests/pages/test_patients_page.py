@@ -7,8 +7,10 @@ import streamlit as st
 from sqlalchemy import select
 
 from core.kernel.config import load_settings
+from core.patients.records import birth_bounds
 from core.startup import open_database
 from db.models import InvitationStatus, Notification, Patient, PortalInvitation, Source
+from db.types import utcnow
 
 PAGE = "app_pages/patients.py"
 
@@ -178,6 +180,18 @@ def test_new_patient_with_invitation(app_as, app_db):
     assert not at.error and not at.exception
     assert "<b>" not in at.header[0].value.replace("\\<b\\>", "")  # shown escaped
     assert "Portal: Invited" in at.info[0].value
+
+
+def test_the_date_of_birth_picker_reaches_back_130_years_and_stops_at_today(app_as):
+    """Without bounds Streamlit offers ten years either side of the value: no adult could be
+    given a date of birth when added."""
+    at = app_as("staff", PAGE)
+    at.session_state["patients_new_open"] = True
+    at.run()
+    picker = at.date_input(key="patients_new_dob").proto
+    earliest, latest = birth_bounds()
+    assert (picker.min, picker.max) == (earliest.isoformat(), latest.isoformat())
+    assert earliest.year == utcnow().year - 130
 
 
 def test_a_search_that_finds_nobody_opens_the_add_a_patient_fold(app_as):

@@ -293,6 +293,38 @@ def test_a_generic_file_with_status_words_and_times(db, world, tmp_path):
     ]
 
 
+def test_an_implausible_date_of_birth_is_left_out_with_a_warning(db, world, tmp_path):
+    path = tmp_path / "born.csv"
+    path.write_text(
+        "ref,patient,date,state,born\n"
+        "B1,Q1,2025-03-30,attended,1800-01-01\n"
+        "B2,Q2,2025-03-30,attended,0001-01-01\n"
+        "B3,Q3,2025-03-30,attended,1980-05-17\n"
+    )
+    mapping = imports.AppointmentMapping(
+        columns={
+            "appointment_ref": "ref",
+            "patient_ref": "patient",
+            "day": "date",
+            "status": "state",
+            "date_of_birth": "born",
+        },
+        source="oldsys",
+    )
+    report = imports.import_appointments(
+        db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+    )
+    assert (report.created, report.problem_count) == (3, 0)
+    assert {w.row: w.reason for w in report.warnings} == {
+        2: "date of birth 1800-01-01 is more than 130 years ago; imported without it",
+        3: "date of birth 0001-01-01 is more than 130 years ago; imported without it",
+    }
+    with db.read() as session:
+        born = dict(session.execute(select(Patient.external_ref, Patient.date_of_birth)).all())
+    assert born["oldsys:Q1"] is None and born["oldsys:Q2"] is None
+    assert str(born["oldsys:Q3"]) == "1980-05-17"
+
+
 def test_nhs_friends_and_family_survey_preset(db, world, tmp_path):
     lines = real_rows(imports.SURVEY_FILE, 120)
     path = tmp_path / "fft.csv"

@@ -156,6 +156,32 @@ def test_invalid_fhir_is_reported_not_imported(db, world):
         interchange.import_fhir(session, world.manager, [bad_status])
 
 
+def test_a_fhir_patient_born_implausibly_long_ago_imports_without_the_date(db, world):
+    patient = {"resourceType": "Patient", "id": "old", "birthDate": "1800-01-01"}
+    appointment = {
+        "resourceType": "Appointment",
+        "id": "o1",
+        "status": "booked",
+        "start": "2025-03-30T09:00:00Z",
+        "end": "2025-03-30T09:30:00Z",
+        "participant": [{"status": "accepted", "actor": {"reference": "Patient/old"}}],
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": patient}, {"resource": appointment}],
+    }
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, [json.dumps(bundle)])
+    assert (report.created, report.problem_count) == (1, 0)
+    assert [w.reason for w in report.warnings] == [
+        "Patient/old: date of birth 1800-01-01 is more than 130 years ago; imported without it"
+    ]
+    with db.read() as session:
+        old = session.scalar(select(Patient).where(Patient.external_ref == "fhir:Patient/old"))
+    assert old.date_of_birth is None
+
+
 def test_exported_bundle_imports_back_with_the_same_statuses(db, world, one_of_each):
     with db.write() as session:
         export = interchange.export_fhir(session, world.owner)

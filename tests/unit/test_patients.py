@@ -108,6 +108,8 @@ def test_removing_the_email_removes_email_consent(db, world):
             {"date_of_birth": lambda: (utcnow() + timedelta(hours=14, days=1)).date()},
             "cannot be in the future",
         ),
+        ({"date_of_birth": date(1, 1, 1)}, r"more than 130 years ago: check the year \(1\)"),
+        ({"date_of_birth": date(1800, 6, 1)}, "more than 130 years ago: check the year"),
         ({"points_balance": 1000}, "cannot be edited here: points_balance"),
     ],
 )
@@ -125,6 +127,20 @@ def test_a_baby_born_today_in_any_zone_can_be_registered(db, world, monkeypatch)
         patients.update_patient(s, world.staff, world.patient_id, date_of_birth=born)
     with db.read() as s:
         assert s.get(Patient, world.patient_id).date_of_birth == born
+
+
+def test_a_new_patient_older_than_anyone_alive_is_refused_and_a_centenarian_is_not(db, world):
+    with db.write() as s, pytest.raises(ValidationError, match="more than 130 years ago"):
+        patients.create_patient(
+            s, world.staff, first_name="Old", last_name="Year", date_of_birth=date(1800, 1, 1)
+        )
+    born = date(utcnow().year - 104, 1, 1)
+    with db.write() as s:
+        made = patients.create_patient(
+            s, world.staff, first_name="Ada", last_name="Hundred", date_of_birth=born
+        )
+    with db.read() as s:
+        assert s.get(Patient, made.id).date_of_birth == born
 
 
 def test_nothing_changed_writes_no_audit(db, world):
