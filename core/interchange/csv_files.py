@@ -3,6 +3,7 @@ mapping, value parsing, and the report of what was imported and what was not."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
@@ -76,6 +77,14 @@ class ImportReport:
 
 
 ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in this order when none is given
+# byte-order marks, the longer first (UTF-32-LE's starts with UTF-16-LE's)
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 
 
 def read_bytes(source: str | Path | bytes | BinaryIO) -> bytes:
@@ -97,7 +106,8 @@ def read_bytes(source: str | Path | bytes | BinaryIO) -> bytes:
 
 def decode(data: bytes, encoding: str | None = None) -> tuple[str, str | None]:
     """(text, a note when the encoding had to be guessed). A given encoding is used as is;
-    without one, UTF-8 (a byte-order mark dropped), else Windows-1252, else Latin-1."""
+    without one, the encoding a byte-order mark names (UTF-8, UTF-16, UTF-32), else UTF-8,
+    else Windows-1252, else Latin-1."""
     if encoding:
         try:
             return data.decode(encoding).removeprefix("\ufeff"), None
@@ -108,6 +118,15 @@ def decode(data: bytes, encoding: str | None = None) -> tuple[str, str | None]:
                 f"The file is not {encoding}: byte {exc.start:,} cannot be read that way. "
                 "Give the file's encoding (often utf-8 or cp1252)."
             ) from None
+    for mark, marked in BOMS:  # a byte-order mark says the encoding outright
+        if data.startswith(mark):
+            try:
+                return data[len(mark) :].decode(marked), None
+            except UnicodeDecodeError as exc:
+                raise ValidationError(
+                    f"The file starts as {marked} but byte {exc.start + len(mark):,} cannot "
+                    "be read that way. Give the file's encoding."
+                ) from None
     for candidate in ENCODINGS:
         try:
             text = data.decode("utf-8-sig" if candidate == "utf-8" else candidate)

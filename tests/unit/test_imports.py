@@ -1,6 +1,7 @@
 """CSV imports: the Kaggle no-show preset on a slice of the real file, bad rows, re-imports,
 all-or-nothing failures, generic mappings and the NHS Friends and Family survey preset."""
 
+import codecs
 import csv
 import json
 import re
@@ -222,6 +223,23 @@ def test_the_encoding_is_given_or_the_fallback_reported(db, world, tmp_path):
         db.write, world.owner, path, imports.KAGGLE_NOSHOW, encoding="cp1252"
     )
     assert given.notes == [] and given.already_imported == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_a_byte_order_mark_names_the_encoding(db, world, tmp_path, encoding):
+    """Excel's "Unicode text" is UTF-16 with a byte-order mark; it was read as cp1252 and the
+    header not found ("The file has no column 'Age'")."""
+    header, first = real_rows(imports.NOSHOW_FILE, 1)
+    path = tmp_path / "marked.csv"
+    text = header + first.replace("JARDIM", "SÃO JOSÉ")
+    path.write_bytes(
+        (codecs.BOM_UTF16_BE if encoding == "utf-16-be" else b"") + text.encode(encoding)
+    )
+    report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
+    assert (report.created, report.notes) == (1, [])
+    with db.read() as session:
+        extra = session.scalar(select(Patient.extra).where(Patient.external_ref.like("kaggle%")))
+    assert extra["Neighbourhood"].startswith("SÃO JOSÉ")
 
 
 def test_only_the_owner_may_import(db, world, kaggle_slice):
