@@ -335,8 +335,10 @@ def _cell(row: dict[str, str], column: str) -> str:
 def _appointment_row(
     row: dict[str, str], mapping: AppointmentMapping, tz: str
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """(appointment, patient, warnings): a row with one implausible field is imported with
-    that field left out and a warning; an unreadable required field is a ValueError."""
+    """(appointment, patient, warnings): a row with one unreadable or implausible optional
+    field (booking time, SMS flag, age, date of birth) is imported with that field left out and
+    a warning; an unreadable required one (the ids, the appointment's day and time, its
+    outcome) is a ValueError: the row is skipped with that reason."""
     cols = mapping.columns
     warnings: list[str] = []
 
@@ -364,7 +366,9 @@ def _appointment_row(
         try:
             booked, _ = parse_datetime(get("booked_at"), tz, mapping.times_are_local)
         except ValueError:
-            raise ValueError(f"booking time {get('booked_at')!r} is not a date and time") from None
+            warnings.append(
+                f"booking time {get('booked_at')!r} is not a date and time; imported without it"
+            )
     if get("start_time"):
         try:
             at = time.fromisoformat(get("start_time"))
@@ -394,7 +398,7 @@ def _appointment_row(
         try:
             sms = parse_flag(get("sms_reminder"))
         except ValueError as exc:
-            raise ValueError(f"SMS reminder: {exc}") from None
+            warnings.append(f"SMS reminder: {exc}; imported as not sent")
     patient = _patient_fields(get, row, mapping, patient_ref, local_day, warnings)
     pref = f"{mapping.source}:{patient_ref}"
     record = {
@@ -419,18 +423,22 @@ def _patient_fields(get, row, mapping, patient_ref, local_day, warnings) -> dict
         try:
             age = int(float(get("age")))
         except ValueError:
-            raise ValueError(f"age {get('age')!r} is not a number") from None
-        if 0 <= age <= 130:
-            extra["age"] = age
-            extra["age_on"] = local_day.isoformat()
+            warnings.append(f"age {get('age')!r} is not a number; imported without an age")
         else:
-            warnings.append(f"age {age} is not between 0 and 130; imported without an age")
+            if 0 <= age <= 130:
+                extra["age"] = age
+                extra["age_on"] = local_day.isoformat()
+            else:
+                warnings.append(f"age {age} is not between 0 and 130; imported without an age")
     birth = None
     if get("date_of_birth"):
         try:
             birth = date.fromisoformat(get("date_of_birth")[:10])
         except ValueError:
-            raise ValueError(f"date of birth {get('date_of_birth')!r} is not a date") from None
+            warnings.append(
+                f"date of birth {get('date_of_birth')!r} is not a date (YYYY-MM-DD); "
+                "imported without it"
+            )
         if problem := birth_problem(birth):
             warnings.append(f"date of birth {birth} is {problem}; imported without it")
             birth = None

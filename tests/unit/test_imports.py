@@ -150,6 +150,38 @@ def test_control_characters_in_cells_are_dropped_also_from_the_patients_extra_fi
         assert patient.external_ref.endswith(":118") and patient.extra["Neighbourhood"] == "CENTRO"
 
 
+def test_an_unreadable_optional_field_is_left_out_and_a_required_one_skips_the_row(
+    db, world, tmp_path
+):
+    """Booking time, SMS flag and age are optional: the visit is imported without them, with a
+    warning. The day and the outcome are what the visit is: without them the row is skipped."""
+    header, *_ = real_rows(imports.NOSHOW_FILE, 1)
+    rows = [
+        "121,900021,F,notadate,2016-04-29T00:00:00Z,30,CENTRO,0,0,0,0,0,0,No\n",
+        "122,900022,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,CENTRO,0,0,0,0,0,2,No\n",
+        "123,900023,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,old,CENTRO,0,0,0,0,0,1,No\n",
+        "124,900024,F,2016-04-20T10:00:00Z,2016-04-29T00:00:00Z,30,CENTRO,0,0,0,0,0,0,Maybe\n",
+        "125,900025,F,2016-04-20T10:00:00Z,someday,30,CENTRO,0,0,0,0,0,0,No\n",
+    ]
+    path = tmp_path / "fields.csv"
+    path.write_text(header + "".join(rows))
+    report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
+    assert (report.created, report.problem_count, report.warning_count) == (3, 2, 3)
+    assert {w.row: w.reason for w in report.warnings} == {
+        2: "booking time 'notadate' is not a date and time; imported without it",
+        3: "SMS reminder: '2' is not yes/no or 1/0; imported as not sent",
+        4: "age 'old' is not a number; imported without an age",
+    }
+    reasons = {p.row: p.reason for p in report.problems}
+    assert "no-show flag 'Maybe'" in reasons[5] and "'someday' is not a date" in reasons[6]
+    with db.read() as session:
+        visits = {a.external_ref.rsplit(":", 1)[1]: a for a in session.scalars(select(Appointment))}
+        ageless = session.scalar(select(Patient).where(Patient.external_ref.like("%:123")))
+    assert visits["900021"].booked_at == visits["900021"].start_at  # no booking time: the start
+    assert visits["900022"].sms_reminder is False and visits["900023"].sms_reminder is True
+    assert "age" not in ageless.extra
+
+
 def _figures(db):
     from core.analytics import stats
 
