@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from core.kernel import audit, tokens
+from core.kernel import audit, rate_limits, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import local_today, to_local
 from core.kernel.config import BookingLimits
@@ -42,7 +42,6 @@ from db.models import (
     LinkToken,
     Patient,
     Provider,
-    RateLimitHit,
     RequestFlag,
     Service,
     Source,
@@ -417,22 +416,6 @@ def _limit_keys(
     return keys
 
 
-def _over_limit(session: Session, keys: dict[str, int], now: datetime) -> bool:
-    """Whether any key has had its hour's share. On PostgreSQL each key is locked first (a
-    lock held until the transaction ends, taken in one order so two requests never wait on each
-    other): under READ COMMITTED, requests that count at the same moment would all see room and
-    all be let in. SQLite needs none: a writing transaction holds the database's write lock."""
-    if session.get_bind().dialect.name == "postgresql":
-        for key in sorted(keys):
-            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
-    counts = session.execute(
-        select(RateLimitHit.key, func.count())
-        .where(RateLimitHit.key.in_(list(keys)), RateLimitHit.at > now - timedelta(hours=1))
-        .group_by(RateLimitHit.key)
-    ).all()
-    return any(n >= keys[key] for key, n in counts)
-
-
 def _same_name(a: str, b: str) -> bool:
     """Names compared as a person would: case, accents and spacing aside."""
 
@@ -493,12 +476,12 @@ def submit_booking(
         raise ValidationError("Please choose a time of day.") from None
     note = (clean(notes, field="note", limit=2000, multiline=True) or "").strip()
     keys = _limit_keys(view, limits, email, phone, ip)
-    if _over_limit(session, keys, now):
+    if rate_limits.over_limit(session, keys, now):
         raise ValidationError(
             "We have received many requests in the last hour. Please try again later, or call "
             f"us on {view.clinic_phone}."
         )
-    session.add_all([RateLimitHit(key=k, at=now) for k in keys])
+    rate_limits.hit(session, keys, now)
     patient = _find_patient(session, email, phone)
     flags = []
     typed = f"{first_name} {last_name}"

@@ -24,13 +24,13 @@ import phonenumbers
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from core.kernel import audit, tokens
+from core.kernel import audit, rate_limits, tokens
 from core.kernel.authz import patient_actor
 from core.kernel.errors import LinkInvalid, ValidationError
 from core.kernel.money import babel_locale
 from core.messaging import notify
 from core.patients import invitations
-from db.models import Channel, Clinic, Patient, PortalSession, RateLimitHit
+from db.models import Channel, Clinic, Patient, PortalSession
 from db.types import utcnow
 
 PURPOSE = "portal"
@@ -136,17 +136,9 @@ def request_sign_in(
     kind, value, numbers = _normalise(session, address)
     now = now or utcnow()
     keys = [_key(kind, value)] + ([_key("ip", ip)] if ip else [])
-    busiest = session.scalar(
-        select(func.count())
-        .select_from(RateLimitHit)
-        .where(RateLimitHit.key.in_(keys), RateLimitHit.at > now - timedelta(hours=1))
-        .group_by(RateLimitHit.key)
-        .order_by(func.count().desc())
-        .limit(1)
-    )
-    if (busiest or 0) >= LIMIT_PER_HOUR:
+    if rate_limits.over_limit(session, dict.fromkeys(keys, LIMIT_PER_HOUR), now):
         raise ValidationError(TOO_MANY)
-    session.add_all([RateLimitHit(key=k, at=now) for k in keys])
+    rate_limits.hit(session, keys, now)
     patient = _enrolled_patient(session, kind, value, numbers)
     if patient is None:
         return NEUTRAL

@@ -3,6 +3,7 @@ sees and acts on their own data only, survey points, late cancellation from the 
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import parse_qs, urlparse
 
@@ -188,6 +189,31 @@ def test_sign_in_requests_are_rate_limited_per_address_and_per_ip(db, world):
     later = utcnow() + timedelta(hours=1, minutes=1)
     with db.write() as s:  # an hour later the address may ask again
         sign_in.request_sign_in(s, "x@example.org", base_url=BASE, now=later)
+
+
+def test_the_sign_in_limit_holds_when_requests_arrive_at_once(db, world):
+    """Twelve requests for one address at the same moment, each in its own transaction: the
+    limit's number get through, on PostgreSQL (where each would count before any had written)
+    as on SQLite."""
+    barrier = threading.Barrier(12)
+    results: list[str] = []
+
+    def ask(i: int) -> None:
+        try:
+            with db.write() as s:
+                barrier.wait(timeout=30)  # all begin before any counts (SQLite: at BEGIN)
+                sign_in.request_sign_in(s, "same@example.org", base_url=BASE, ip=f"10.9.0.{i}")
+            results.append("answered")
+        except ValidationError as error:
+            results.append("limited" if error.args[0] == sign_in.TOO_MANY else str(error))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    allowed = sign_in.LIMIT_PER_HOUR
+    assert sorted(results) == ["answered"] * allowed + ["limited"] * (12 - allowed)
 
 
 def test_a_portal_session_ends_after_the_idle_limit_and_on_sign_out(db, world):
