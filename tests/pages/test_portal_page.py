@@ -10,6 +10,7 @@ import streamlit as st
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
+from core.feedback import surveys
 from core.forms import after_booking
 from core.kernel.authz import SYSTEM
 from core.kernel.clock import to_local
@@ -30,6 +31,7 @@ from db.models import (
     ChangeStatus,
     Clinic,
     DocumentKind,
+    FeedbackStatus,
     FormRequest,
     LedgerEntry,
     LedgerKind,
@@ -40,12 +42,14 @@ from db.models import (
     PortalSession,
     Service,
     ServiceDocument,
+    Setting,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistStatus,
 )
 from db.types import utcnow
 from tests.pages.conftest import ROOT, every_clinic_speaks
+from tests.pages.test_hostile_names import HOSTILE, unescaped
 from ui.text import escape
 
 
@@ -666,3 +670,27 @@ def test_a_patient_of_both_demo_clinics_sees_each_in_its_own_money_zone_and_cloc
     assert sent["options"]["displayEventTime"] is False  # each title carries its own clock
     assert any(e["title"].startswith(("1", "2", "0")) for e in sent["events"])
     assert any(home_clinic.name in c.value for c in at.caption)  # the calendar says whose today
+
+
+def test_the_practices_survey_questions_reach_the_portal_as_text(app_db):
+    """The owner's survey questions are radio labels in the portal's survey too."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        s.merge(Setting(key=surveys.SETTING_QUESTIONS, value=[{"key": "odd", "label": HOSTILE}]))
+        visit = s.scalars(
+            select(Appointment).where(Appointment.patient_id == patient_id).limit(1)
+        ).one()
+        visit.status, visit.feedback_status = AppointmentStatus.COMPLETED, FeedbackStatus.NONE
+        visit.start_at -= timedelta(days=30)  # a completed visit is in the past
+        visit.end_at -= timedelta(days=30)
+        s.flush()
+        surveys.request_feedback(s, SYSTEM, visit.id, base_url="http://x")
+        visit_id = visit.id
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Visits and surveys"  # only the open tab runs
+    at.run().button(key=f"portal_take_survey_{visit_id}").click().run()
+    assert not at.exception, at.exception
+    assert at.radio(key="portal_survey_odd").label == escape(HOSTILE)
+    assert not unescaped(at), unescaped(at)

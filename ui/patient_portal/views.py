@@ -99,7 +99,9 @@ def survey(view: home.Home, appointment_id: int) -> None:
             key="portal_survey_rating",
         )
         answers = {
-            key: st.radio(label, SCALE, index=None, horizontal=True, key=f"portal_survey_{key}")
+            key: st.radio(
+                escape(label), SCALE, index=None, horizontal=True, key=f"portal_survey_{key}"
+            )
             for key, label in form.questions
         }
         comment = st.text_area("Anything else?", max_chars=COMMENT_MAX, key="portal_survey_text")
