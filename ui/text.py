@@ -70,11 +70,11 @@ def _plain_column(column: pd.Series) -> pd.Series | None:
 def show_table(data, **kwargs):
     """st.dataframe with every text cell `plain`: a table shows text as it is, but an old or
     imported row can still carry a direction override or a control character (and the grid's
-    hidden accessible copy is real page text). A missing text is an empty cell, not the grid's
-    "None". Returns what st.dataframe returns."""
+    hidden accessible copy is real page text). A missing value, text or number, is an empty
+    cell, not the grid's "None". Returns what st.dataframe returns."""
     if isinstance(data, pd.DataFrame):
         texts = data.select_dtypes(include=["object", "string"]).columns
         fixed = {name: _plain_column(data[name]) for name in texts}
         if changed := {name: column for name, column in fixed.items() if column is not None}:
             data = data.assign(**changed)
-    return st.dataframe(data, **kwargs)
+    return st.dataframe(data, **{"placeholder": "", **kwargs})

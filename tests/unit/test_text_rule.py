@@ -84,7 +84,7 @@ def _table():
     )
 
 
-def test_a_table_shows_every_text_plain_and_a_missing_text_empty():
+def test_a_table_shows_every_text_plain_and_a_missing_value_empty():
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_function(_table).run()
@@ -94,6 +94,8 @@ def test_a_table_shows_every_text_plain_and_a_missing_text_empty():
     assert shown["Mixed"].tolist() == ["1", "tab", ""]  # Arrow sends a mixed column as text
     assert shown["Clean"].tolist() == ["a", "b", "c"]
     assert shown["Waited"].tolist()[::2] == [5, 7]  # numbers stay numbers
+    proto = at.dataframe[0].proto  # and a missing one is an empty cell, not the grid's "None"
+    assert proto.HasField("placeholder") and proto.placeholder == ""
 
 
 # Streamlit calls whose text (first argument, label, help) is rendered as Markdown
