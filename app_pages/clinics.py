@@ -8,7 +8,7 @@ from core.practice import setup
 from core.practice.setup import RESOURCE_KINDS
 from ui import actor
 from ui.caches import cached
-from ui.setup_forms import can_edit, overview, pick, save, toggle_active
+from ui.setup_forms import can_edit, keys_for, overview, pick, save, toggle_active
 from ui.text import show_table
 
 
@@ -45,23 +45,24 @@ else:
 if editable:
     row = pick(current.clinics, "clinic", "clinics_pick")
     old = row.data if row else setup.ClinicData("", "Europe/London")
+    key = keys_for("clinics", row)
     zones = _zones()
     with st.form(f"clinics_form_{row.id if row else 'new'}"):
-        name = st.text_input("Name", old.name, key="clinics_name")
-        address = st.text_input("Address", old.address, key="clinics_address")
+        name = st.text_input("Name", old.name, key=key("name"))
+        address = st.text_input("Address", old.address, key=key("address"))
         a, b = st.columns(2)
-        phone = a.text_input("Phone", old.phone, key="clinics_phone")
-        email = b.text_input("Clinic inbox (email)", old.email, key="clinics_email")
+        phone = a.text_input("Phone", old.phone, key=key("phone"))
+        email = b.text_input("Clinic inbox (email)", old.email, key=key("email"))
         a, b, c = st.columns(3)
-        zone = a.selectbox("Time zone", zones, zones.index(old.timezone), key="clinics_zone")
+        zone = a.selectbox("Time zone", zones, zones.index(old.timezone), key=key("zone"))
         locales = list(setup.LOCALES)
         locale = b.selectbox(
             "Locale (dates and money)",
             locales,
             locales.index(old.locale) if old.locale in locales else 0,
-            key="clinics_locale",
+            key=key("locale"),
         )
-        currency = c.text_input("Currency (ISO code)", old.currency, key="clinics_currency")
+        currency = c.text_input("Currency (ISO code)", old.currency, key=key("currency"))
         if st.form_submit_button("Save clinic", type="primary"):
             data = setup.ClinicData(name, zone, address, phone, email, locale, currency, old.active)
             save(setup.save_clinic, data, row, "Clinic")
@@ -87,8 +88,14 @@ if current.resources:
         width="stretch",
     )
 if editable and current.clinics:
-    row = pick(current.resources, "room or equipment", "clinics_resource_pick")
+    row = pick(
+        current.resources,
+        "room or equipment",
+        "clinics_resource_pick",
+        lambda r: f"{r.name} ({names.get(r.data.clinic_id, '')})",
+    )
     old = row.data if row else setup.ResourceData(current.clinics[0].id, "")
+    key = keys_for("clinics", row)
     with st.form(f"clinics_resource_form_{row.id if row else 'new'}"):
         a, b, c, d = st.columns([2, 2, 1, 1])
         clinic_id = a.selectbox(
@@ -96,17 +103,17 @@ if editable and current.clinics:
             list(names),
             list(names).index(old.clinic_id),
             format_func=names.get,
-            key="clinics_resource_clinic",
+            key=key("resource_clinic"),
         )
-        name = b.text_input("Name (e.g. Treatment room, Laser)", old.name, key="clinics_rname")
+        name = b.text_input("Name (e.g. Treatment room, Laser)", old.name, key=key("rname"))
         kind = c.selectbox(
             "Kind",
             RESOURCE_KINDS,
             RESOURCE_KINDS.index(old.kind.value),
             format_func=str.capitalize,
-            key="clinics_rkind",
+            key=key("rkind"),
         )
-        quantity = d.number_input("Quantity", 1, 100, old.quantity, key="clinics_rquantity")
+        quantity = d.number_input("Quantity", 1, 100, old.quantity, key=key("rquantity"))
         if st.form_submit_button("Save room or equipment", type="primary"):
             data = setup.ResourceData(clinic_id, name, kind, int(quantity), old.active)
             save(setup.save_resource, data, row, "Room or equipment")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.practice import setup
 from ui import actor
-from ui.setup_forms import can_edit, money, overview, pick, save, toggle_active
+from ui.setup_forms import can_edit, keys_for, money, overview, pick, save, toggle_active
 from ui.text import show_table
 
 st.title("Packages")
@@ -32,18 +32,17 @@ show_table(
 if can_edit(me):
     row = pick(current.packages, "package", "packages_pick")
     old = row.data if row else setup.PackageData("")
+    key = keys_for("packages", row)
     with st.form(f"packages_form_{row.id if row else 'new'}"):
         a, b = st.columns([3, 1])
-        name = a.text_input("Name", old.name, key="packages_name")
-        price = b.number_input(
-            "Price", 0.0, 100000.0, old.price_cents / 100, 1.0, key="packages_price"
-        )
+        name = a.text_input("Name", old.name, key=key("name"))
+        price = b.number_input("Price", 0.0, 100000.0, old.price_cents / 100, 1.0, key=key("price"))
         chosen = st.multiselect(
             "Services, in the order they are done",
             list(services),
             list(old.service_ids),
             format_func=lambda s: services[s].name,
-            key="packages_services",
+            key=key("services"),
         )
         if st.form_submit_button("Save package", type="primary"):
             data = setup.PackageData(name, tuple(chosen), round(price * 100), old.active)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.practice import setup
 from ui import actor
-from ui.setup_forms import can_edit, overview, pick, save, toggle_active
+from ui.setup_forms import can_edit, keys_for, overview, pick, save, toggle_active
 from ui.text import show_table
 
 st.title("Providers")
@@ -36,25 +36,26 @@ show_table(
 if can_edit(me):
     row = pick(current.providers, "provider", "providers_pick")
     old = row.data if row else setup.ProviderData("")
+    key = keys_for("providers", row)
     with st.form(f"providers_form_{row.id if row else 'new'}"):
         a, b, c = st.columns([3, 2, 1])
-        name = a.text_input("Display name", old.name, key="providers_name")
-        title = b.text_input("Title", old.title, key="providers_title")
-        colour = c.color_picker("Calendar colour", old.colour, key="providers_colour")
-        email = st.text_input("Email", old.email, key="providers_email")
+        name = a.text_input("Display name", old.name, key=key("name"))
+        title = b.text_input("Title", old.title, key=key("title"))
+        colour = c.color_picker("Calendar colour", old.colour, key=key("colour"))
+        email = st.text_input("Email", old.email, key=key("email"))
         works = st.multiselect(
             "Clinics they work at",
             list(clinics),
             list(old.clinic_ids),
             format_func=clinics.get,
-            key="providers_clinics",
+            key=key("clinics"),
         )
         performs = st.multiselect(
             "Services they perform",
             list(services),
             list(old.service_ids),
             format_func=services.get,
-            key="providers_services",
+            key=key("services"),
         )
         options = [None, *users]
         user = st.selectbox(
@@ -62,7 +63,7 @@ if can_edit(me):
             options,
             options.index(old.user_id) if old.user_id in users else 0,
             format_func=lambda u: "None" if u is None else users[u],
-            key="providers_user",
+            key=key("user"),
         )
         if st.form_submit_button("Save provider", type="primary"):
             data = setup.ProviderData(

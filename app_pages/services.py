@@ -9,7 +9,7 @@ from core.practice import documents, setup
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
-from ui.setup_forms import can_edit, money, overview, pick, save, toggle_active
+from ui.setup_forms import can_edit, keys_for, money, overview, pick, save, toggle_active
 from ui.text import escape, show_table
 
 
@@ -45,40 +45,37 @@ show_table(
 )
 row = pick(current.services, "service", "services_pick")
 old = row.data if row else setup.ServiceData("", 30)
+key = keys_for("services", row)
 if editable:
     with st.form(f"services_form_{row.id if row else 'new'}"):
         a, b = st.columns(2)
-        name = a.text_input("Name", old.name, key="services_name")
-        category = b.text_input("Category", old.category, key="services_category")
+        name = a.text_input("Name", old.name, key=key("name"))
+        category = b.text_input("Category", old.category, key=key("category"))
         a, b, c, d = st.columns(4)
-        minutes = a.number_input("Minutes", 5, 720, old.duration_minutes, 5, key="services_min")
+        minutes = a.number_input("Minutes", 5, 720, old.duration_minutes, 5, key=key("min"))
         before = b.number_input(
-            "Buffer before", 0, 240, old.buffer_before_minutes, 5, key="services_before"
+            "Buffer before", 0, 240, old.buffer_before_minutes, 5, key=key("before")
         )
         after = c.number_input(
-            "Buffer after", 0, 240, old.buffer_after_minutes, 5, key="services_after"
+            "Buffer after", 0, 240, old.buffer_after_minutes, 5, key=key("after")
         )
-        price = d.number_input(
-            "Price", 0.0, 100000.0, old.price_cents / 100, 1.0, key="services_price"
-        )
+        price = d.number_input("Price", 0.0, 100000.0, old.price_cents / 100, 1.0, key=key("price"))
         a, b = st.columns(2)
-        virtual = a.checkbox("Can be virtual", old.virtual_allowed, key="services_virtual")
-        online = b.checkbox(
-            "Patients may request it online", old.online_allowed, key="services_online"
-        )
+        virtual = a.checkbox("Can be virtual", old.virtual_allowed, key=key("virtual"))
+        online = b.checkbox("Patients may request it online", old.online_allowed, key=key("online"))
         who = st.multiselect(
             "Providers who perform it",
             list(providers),
             list(old.provider_ids),
             format_func=providers.get,
-            key="services_providers",
+            key=key("providers"),
         )
         needs = st.multiselect(
             "Rooms and equipment it needs",
             list(resources),
             list(old.resource_ids),
             format_func=resources.get,
-            key="services_needs",
+            key=key("needs"),
         )
         if st.form_submit_button("Save service", type="primary"):
             data = setup.ServiceData(

@@ -13,11 +13,14 @@ from db.models import (
     AuditEvent,
     Clinic,
     Package,
+    PackageService,
     Provider,
     ProviderClinic,
+    ProviderService,
     Resource,
     Service,
     ServiceDocument,
+    ServiceResource,
     User,
 )
 
@@ -59,18 +62,18 @@ def test_staff_read_the_set_up_without_forms(app_as, page):
 
 def test_manager_adds_a_clinic_and_a_laser(app_as, app_db):
     at = app_as("manager", "app_pages/clinics.py")
-    at.text_input(key="clinics_name").input("Riverside Clinic")
-    at.selectbox(key="clinics_zone").select("Europe/Dublin")
-    at.text_input(key="clinics_currency").input("EUR")
+    at.text_input(key="clinics_name_new").input("Riverside Clinic")
+    at.selectbox(key="clinics_zone_new").select("Europe/Dublin")
+    at.text_input(key="clinics_currency_new").input("EUR")
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert not at.error, at.error[0].value
     clinic_id = _scalar(app_db, select(Clinic.id).where(Clinic.name == "Riverside Clinic"))
     assert _scalar(app_db, select(Clinic.currency).where(Clinic.id == clinic_id)) == "EUR"
-    at.selectbox(key="clinics_resource_clinic").select(clinic_id)
-    at.text_input(key="clinics_rname").input("Laser")
-    assert at.selectbox(key="clinics_rkind").options == ["Room", "Equipment"]  # words
-    at.selectbox(key="clinics_rkind").select("equipment")
+    at.selectbox(key="clinics_resource_clinic_new").select(clinic_id)
+    at.text_input(key="clinics_rname_new").input("Laser")
+    assert at.selectbox(key="clinics_rkind_new").options == ["Room", "Equipment"]  # words
+    at.selectbox(key="clinics_rkind_new").select("equipment")
     next(b for b in at.button if b.label == "Save room or equipment").click().run()
     assert not at.error, at.error[0].value
     assert _scalar(app_db, select(Resource.quantity).where(Resource.clinic_id == clinic_id)) == 1
@@ -81,17 +84,17 @@ def test_manager_adds_a_clinic_and_a_laser(app_as, app_db):
 
 def test_a_bad_clinic_says_what_to_fix(app_as):
     at = app_as("owner", "app_pages/clinics.py")
-    at.text_input(key="clinics_name").input("Harbour Street Clinic")
+    at.text_input(key="clinics_name_new").input("Harbour Street Clinic")
     at.button[0].click().run()
     assert "already a clinic called" in at.error[0].value
 
 
 def test_manager_creates_a_service_with_a_questionnaire(app_as, app_db):
     at = app_as("manager", "app_pages/services.py")
-    at.text_input(key="services_name").input("Tattoo removal")
-    at.number_input(key="services_min").set_value(45)
+    at.text_input(key="services_name_new").input("Tattoo removal")
+    at.number_input(key="services_min_new").set_value(45)
     laser = _scalar(app_db, select(Resource.id).where(Resource.name == "Laser"))
-    at.multiselect(key="services_needs").set_value([laser])
+    at.multiselect(key="services_needs_new").set_value([laser])
     next(b for b in at.button if b.label == "Save service").click().run()
     assert not at.error, at.error[0].value
     service_id = _scalar(app_db, select(Service.id).where(Service.name == "Tattoo removal"))
@@ -110,8 +113,8 @@ def test_manager_creates_a_service_with_a_questionnaire(app_as, app_db):
 
 def test_manager_adds_a_provider_and_a_package(app_as, app_db):
     at = app_as("manager", "app_pages/providers.py")
-    at.text_input(key="providers_name").input("Dr Nova Quinn")
-    at.multiselect(key="providers_clinics").set_value([1])
+    at.text_input(key="providers_name_new").input("Dr Nova Quinn")
+    at.multiselect(key="providers_clinics_new").set_value([1])
     next(b for b in at.button if b.label == "Save provider").click().run()
     assert not at.error, at.error[0].value
     pid = _scalar(app_db, select(Provider.id).where(Provider.name == "Dr Nova Quinn"))
@@ -119,8 +122,8 @@ def test_manager_adds_a_provider_and_a_package(app_as, app_db):
         app_db, select(ProviderClinic.clinic_id).where(ProviderClinic.provider_id == pid)
     )
     at = app_as("manager", "app_pages/packages.py")
-    at.text_input(key="packages_name").input("Double consult")
-    at.multiselect(key="packages_services").set_value([1, 2])
+    at.text_input(key="packages_name_new").input("Double consult")
+    at.multiselect(key="packages_services_new").set_value([1, 2])
     next(b for b in at.button if b.label == "Save package").click().run()
     assert not at.error, at.error[0].value
     assert _scalar(app_db, select(Package.id).where(Package.name == "Double consult"))
@@ -150,3 +153,236 @@ def test_a_provider_linked_to_a_user_sees_their_own_day_first(app_as, app_db):
     assert not at.exception, at.exception
     assert at.selectbox(key="today_clinic").value == home
     assert at.selectbox(key="today_provider").value == provider_id
+
+
+# ---------------------------------------------------------------- editing an existing row
+
+
+def _pick(at, key: str, label: str):
+    """Choose `label` in a set-up page's "Edit a … or add one" box and rerun."""
+    box = at.selectbox(key=key)
+    return box.select_index(box.options.index(label)).run()
+
+
+def _clinic_row(url, name):
+    database = _db(url)
+    with database.read() as session:
+        clinic = session.scalar(select(Clinic).where(Clinic.name == name))
+        values = {
+            c: getattr(clinic, c)
+            for c in ("id", "name", "address", "phone", "email", "timezone", "locale", "currency")
+        }
+    database.dispose()
+    return values
+
+
+def test_editing_a_clinic_shows_its_values_and_keeps_them(app_as, app_db):
+    before = _clinic_row(app_db, "Lakeside Aesthetics")
+    at = app_as("owner", "app_pages/clinics.py")
+    at.text_input(key="clinics_name_new").input("Half typed")  # the new form had some input
+    _pick(at, "clinics_pick", "Lakeside Aesthetics")
+    key = f"_{before['id']}"
+    shown = {
+        "name": at.text_input(key="clinics_name" + key).value,
+        "address": at.text_input(key="clinics_address" + key).value,
+        "phone": at.text_input(key="clinics_phone" + key).value,
+        "email": at.text_input(key="clinics_email" + key).value,
+        "timezone": at.selectbox(key="clinics_zone" + key).value,
+        "locale": at.selectbox(key="clinics_locale" + key).value,
+        "currency": at.text_input(key="clinics_currency" + key).value,
+    }
+    assert shown == {k: v for k, v in before.items() if k != "id"}
+    at.text_input(key="clinics_phone" + key).input("(212) 555-0199")
+    next(b for b in at.button if b.label == "Save clinic").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, at.error[0].value
+    assert _clinic_row(app_db, "Lakeside Aesthetics") == before | {"phone": "(212) 555-0199"}
+
+
+def test_editing_a_service_shows_its_values_and_keeps_them(app_as, app_db):
+    at = app_as("manager", "app_pages/services.py")
+    _pick(at, "services_pick", "Consultation")  # another service first, as the reviewer did
+    _pick(at, "services_pick", "Laser hair removal")
+    database = _db(app_db)
+    with database.read() as session:
+        laser = session.scalar(select(Service).where(Service.name == "Laser hair removal"))
+        sid = laser.id
+        stored = (
+            laser.category,
+            laser.duration_minutes,
+            laser.buffer_before_minutes,
+            laser.buffer_after_minutes,
+            laser.price_cents,
+            laser.virtual_allowed,
+            laser.online_allowed,
+        )
+        performers = sorted(
+            session.scalars(
+                select(ProviderService.provider_id).where(ProviderService.service_id == sid)
+            )
+        )
+        needs = sorted(
+            session.scalars(
+                select(ServiceResource.resource_id).where(ServiceResource.service_id == sid)
+            )
+        )
+    database.dispose()
+    assert performers and needs
+    key = f"_{sid}"
+    assert at.text_input(key="services_name" + key).value == "Laser hair removal"
+    shown = (
+        at.text_input(key="services_category" + key).value,
+        at.number_input(key="services_min" + key).value,
+        at.number_input(key="services_before" + key).value,
+        at.number_input(key="services_after" + key).value,
+        round(at.number_input(key="services_price" + key).value * 100),
+        at.checkbox(key="services_virtual" + key).value,
+        at.checkbox(key="services_online" + key).value,
+    )
+    assert shown == stored
+    assert sorted(at.multiselect(key="services_providers" + key).value) == performers
+    assert sorted(at.multiselect(key="services_needs" + key).value) == needs
+    at.number_input(key="services_min" + key).set_value(40)
+    next(b for b in at.button if b.label == "Save service").click().run()
+    assert not at.error, at.error[0].value
+    database = _db(app_db)
+    with database.read() as session:
+        laser = session.get(Service, sid)
+        assert laser.duration_minutes == 40
+        assert (laser.category, laser.price_cents, laser.buffer_after_minutes) == (
+            stored[0],
+            stored[4],
+            stored[3],
+        )
+        assert (
+            sorted(
+                session.scalars(
+                    select(ProviderService.provider_id).where(ProviderService.service_id == sid)
+                )
+            )
+            == performers
+        )
+        assert (
+            sorted(
+                session.scalars(
+                    select(ServiceResource.resource_id).where(ServiceResource.service_id == sid)
+                )
+            )
+            == needs
+        )
+    database.dispose()
+
+
+def _provider_row(url, name):
+    database = _db(url)
+    with database.read() as session:
+        p = session.scalar(select(Provider).where(Provider.name == name))
+        values = {
+            "id": p.id,
+            "title": p.title,
+            "email": p.email,
+            "colour": p.colour,
+            "clinics": sorted(
+                session.scalars(
+                    select(ProviderClinic.clinic_id).where(ProviderClinic.provider_id == p.id)
+                )
+            ),
+            "services": sorted(
+                session.scalars(
+                    select(ProviderService.service_id).where(ProviderService.provider_id == p.id)
+                )
+            ),
+        }
+    database.dispose()
+    return values
+
+
+def test_editing_a_provider_shows_their_values_and_keeps_their_links(app_as, app_db):
+    before = _provider_row(app_db, "Dr Tom Becker")
+    assert before["clinics"] and before["services"]
+    at = app_as("manager", "app_pages/providers.py")
+    _pick(at, "providers_pick", "Dr Aisha Rahman")
+    _pick(at, "providers_pick", "Dr Tom Becker")
+    key = f"_{before['id']}"
+    assert at.text_input(key="providers_name" + key).value == "Dr Tom Becker"
+    assert at.text_input(key="providers_title" + key).value == before["title"]
+    assert at.text_input(key="providers_email" + key).value == before["email"]
+    assert at.color_picker(key="providers_colour" + key).value == before["colour"]
+    assert sorted(at.multiselect(key="providers_clinics" + key).value) == before["clinics"]
+    assert sorted(at.multiselect(key="providers_services" + key).value) == before["services"]
+    at.text_input(key="providers_title" + key).input("Consultant")
+    next(b for b in at.button if b.label == "Save provider").click().run()
+    assert not at.error, at.error[0].value
+    assert _provider_row(app_db, "Dr Tom Becker") == before | {"title": "Consultant"}
+
+
+def test_editing_a_room_shows_its_values_and_keeps_them(app_as, app_db):
+    database = _db(app_db)
+    with database.read() as session:
+        lakeside = session.scalar(select(Clinic.id).where(Clinic.name == "Lakeside Aesthetics"))
+        room = session.scalar(
+            select(Resource).where(Resource.clinic_id == lakeside, Resource.kind == "room")
+        )
+        rid, name, quantity = room.id, room.name, room.quantity
+    database.dispose()
+    at = app_as("manager", "app_pages/clinics.py")
+    _pick(at, "clinics_resource_pick", f"{name} (Lakeside Aesthetics)")  # Harbour has one too
+    key = f"_{rid}"
+    assert at.selectbox(key="clinics_resource_clinic" + key).value == lakeside
+    assert at.text_input(key="clinics_rname" + key).value == name
+    assert at.selectbox(key="clinics_rkind" + key).value == "room"
+    assert at.number_input(key="clinics_rquantity" + key).value == quantity
+    at.number_input(key="clinics_rquantity" + key).set_value(quantity + 1)
+    next(b for b in at.button if b.label == "Save room or equipment").click().run()
+    assert not at.error, at.error[0].value
+    database = _db(app_db)
+    with database.read() as session:
+        room = session.get(Resource, rid)
+        assert (room.clinic_id, room.name, room.kind, room.quantity) == (
+            lakeside,
+            name,
+            "room",
+            quantity + 1,
+        )
+    database.dispose()
+
+
+def test_editing_a_package_shows_its_values_and_keeps_them(app_as, app_db):
+    database = _db(app_db)
+    with database.read() as session:
+        pid, price = session.execute(
+            select(Package.id, Package.price_cents).where(Package.name == "Skin renewal")
+        ).one()
+        members = list(
+            session.scalars(
+                select(PackageService.service_id)
+                .where(PackageService.package_id == pid)
+                .order_by(PackageService.position)
+            )
+        )
+    database.dispose()
+    at = app_as("manager", "app_pages/packages.py")
+    _pick(at, "packages_pick", "Consultation and blood test")
+    _pick(at, "packages_pick", "Skin renewal")
+    key = f"_{pid}"
+    assert at.text_input(key="packages_name" + key).value == "Skin renewal"
+    assert round(at.number_input(key="packages_price" + key).value * 100) == price
+    assert at.multiselect(key="packages_services" + key).value == members
+    at.number_input(key="packages_price" + key).set_value(180.0)
+    next(b for b in at.button if b.label == "Save package").click().run()
+    assert not at.error, at.error[0].value
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.get(Package, pid).price_cents == 18000
+        assert session.get(Package, pid).name == "Skin renewal"
+        assert (
+            list(
+                session.scalars(
+                    select(PackageService.service_id)
+                    .where(PackageService.package_id == pid)
+                    .order_by(PackageService.position)
+                )
+            )
+            == members
+        )
+    database.dispose()
