@@ -65,8 +65,8 @@ if editable:
         currency = c.text_input("Currency (ISO code)", old.currency, key=key("currency"))
         if st.form_submit_button("Save clinic", type="primary"):
             data = setup.ClinicData(name, zone, address, phone, email, locale, currency, old.active)
-            save(setup.save_clinic, data, row, "Clinic")
-    toggle_active("clinic", row, "clinics_toggle")
+            save(setup.save_clinic, data, row, "Clinic", "clinics_pick")
+    toggle_active("clinic", row, "clinics_toggle", "clinics_pick")
 
 st.subheader("Rooms and equipment")
 names = {c.id: c.name for c in current.clinics}
@@ -116,5 +116,5 @@ if editable and current.clinics:
         quantity = d.number_input("Quantity", 1, 100, old.quantity, key=key("rquantity"))
         if st.form_submit_button("Save room or equipment", type="primary"):
             data = setup.ResourceData(clinic_id, name, kind, int(quantity), old.active)
-            save(setup.save_resource, data, row, "Room or equipment")
-    toggle_active("resource", row, "clinics_resource_toggle")
+            save(setup.save_resource, data, row, "Room or equipment", "clinics_resource_pick")
+    toggle_active("resource", row, "clinics_resource_toggle", "clinics_resource_pick")

@@ -46,5 +46,5 @@ if can_edit(me):
         )
         if st.form_submit_button("Save package", type="primary"):
             data = setup.PackageData(name, tuple(chosen), round(price * 100), old.active)
-            save(setup.save_package, data, row, "Package")
-    toggle_active("package", row, "packages_toggle")
+            save(setup.save_package, data, row, "Package", "packages_pick")
+    toggle_active("package", row, "packages_toggle", "packages_pick")

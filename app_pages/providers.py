@@ -69,6 +69,6 @@ if can_edit(me):
             data = setup.ProviderData(
                 name, title, email, colour, tuple(works), tuple(performs), user, old.active
             )
-            save(setup.save_provider, data, row, "Provider")
-    toggle_active("provider", row, "providers_toggle")
+            save(setup.save_provider, data, row, "Provider", "providers_pick")
+    toggle_active("provider", row, "providers_toggle", "providers_pick")
     st.page_link("app_pages/schedules.py", label="Set weekly hours and time off", icon="⏰")

@@ -91,8 +91,8 @@ if editable:
                 tuple(needs),
                 old.active,
             )
-            save(setup.save_service, data, row, "Service")
-    toggle_active("service", row, "services_toggle")
+            save(setup.save_service, data, row, "Service", "services_pick")
+    toggle_active("service", row, "services_toggle", "services_pick")
 
 if row is not None:
     st.subheader(f"Documents of {escape(row.name)}")

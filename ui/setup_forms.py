@@ -3,7 +3,8 @@ activate / deactivate, and money as the clinic's currency.
 
 An edit form's widgets are keyed by the row they show (`keys_for`): Streamlit keeps a keyed
 widget's value across reruns and ignores a new `value=`, so one fixed key would show the
-previous row's values for the next one picked (and save them over it)."""
+previous row's values for the next one picked (and save them over it). After a save the picker
+shows the saved row and a confirmation above it (the toast would be lost in the rerun)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,14 @@ def keys_for(prefix: str, row: reads.Row | None) -> Callable[[str], str]:
 def pick(
     rows: list[reads.Row], what: str, key: str, name: Callable[[reads.Row], str] | None = None
 ) -> reads.Row | None:
-    """A select box of the rows plus "New …"; None means a new one. `name` tells rows apart
-    where names repeat (the box knows its choice by its label: two "Laser" rows would both pick
-    the first)."""
+    """A select box of the rows plus "New …"; None means a new one. After a save it shows the
+    saved row, with the confirmation above it. `name` tells rows apart where names repeat (the
+    box knows its choice by its label: two "Laser" rows would both pick the first)."""
+    shown = st.session_state.pop(_show_key(key), None)
+    if shown is not None:
+        st.session_state[key] = next((r for r in rows if r.id == shown), NEW)
+    if flash := st.session_state.pop(_flash_key(key), None):
+        st.success(flash, icon=":material/check_circle:")
     return st.selectbox(
         f"Edit a {what} or add one",
         [NEW, *rows],
@@ -56,19 +62,36 @@ def _label(row: reads.Row, name: Callable[[reads.Row], str] | None) -> str:
     return (name or (lambda r: r.name))(row) + ("" if row.data.active else " (inactive)")
 
 
-def toggle_active(entity: str, row: reads.Row | None, key: str) -> None:
+def _show_key(pick_key: str) -> str:
+    return f"{pick_key}_show"
+
+
+def _flash_key(pick_key: str) -> str:
+    return f"{pick_key}_flash"
+
+
+def _saved(pick_key: str, row_id: int, message: str) -> None:
+    """Show the saved row in the picker, with `message`, after the rerun."""
+    st.session_state[_show_key(pick_key)] = row_id
+    st.session_state[_flash_key(pick_key)] = message
+    refresh()
+
+
+def toggle_active(entity: str, row: reads.Row | None, key: str, pick_key: str) -> None:
     """Deactivate (or activate again) the chosen row; history stays."""
     if row is None:
         return
     word = "Deactivate" if row.data.active else "Activate again"
     if st.button(f"{word} {escape(row.name)}", key=key):
-        if run_action(setup.set_active, entity, row.id, not row.data.active, success="Saved."):
-            refresh()
+        if run_action(setup.set_active, entity, row.id, not row.data.active):
+            _saved(pick_key, row.id, "Deactivated." if row.data.active else "Active again.")
 
 
-def save(service: Any, data: Any, row: reads.Row | None, what: str) -> None:
-    if run_action(service, data, None if row is None else row.id, success=f"{what} saved."):
-        refresh()
+def save(service: Any, data: Any, row: reads.Row | None, what: str, pick_key: str) -> None:
+    """Save the form's row (a new one when `row` is None); on success the picker shows it."""
+    done = run_action(service, data, None if row is None else row.id)
+    if done:
+        _saved(pick_key, done.value, f"{what} saved.")
 
 
 def money(cents: int, currency: str = "GBP", locale: str = "en-GB") -> str:

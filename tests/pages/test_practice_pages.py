@@ -386,3 +386,36 @@ def test_editing_a_package_shows_its_values_and_keeps_them(app_as, app_db):
             == members
         )
     database.dispose()
+
+
+# ---------------------------------------------------------------- after saving a new row
+
+
+def test_a_saved_clinic_is_shown_with_a_confirmation_and_saves_again(app_as, app_db):
+    at = app_as("owner", "app_pages/clinics.py")
+    at.text_input(key="clinics_name_new").input("Riverside Clinic")
+    at.text_input(key="clinics_currency_new").input("EUR")
+    next(b for b in at.button if b.label == "Save clinic").click().run()
+    assert not at.error, at.error[0].value
+    assert [s.value for s in at.success] == ["Clinic saved."]  # still there after the rerun
+    clinic_id = _scalar(app_db, select(Clinic.id).where(Clinic.name == "Riverside Clinic"))
+    assert at.selectbox(key="clinics_pick").value.id == clinic_id
+    assert at.text_input(key=f"clinics_name_{clinic_id}").value == "Riverside Clinic"
+    at.text_input(key=f"clinics_phone_{clinic_id}").input("01 555 0100")
+    next(b for b in at.button if b.label == "Save clinic").click().run()
+    assert not at.error, at.error[0].value  # not "There is already a clinic called …"
+    assert _scalar(app_db, select(Clinic.phone).where(Clinic.id == clinic_id)) == "01 555 0100"
+    assert _scalar(app_db, select(Clinic.currency).where(Clinic.id == clinic_id)) == "EUR"
+
+
+def test_a_new_service_does_not_inherit_the_last_ones_values(app_as, app_db):
+    room = _scalar(app_db, select(Resource.id).where(Resource.name == "Treatment room"))
+    at = app_as("manager", "app_pages/services.py")
+    at.text_input(key="services_name_new").input("Microneedling")
+    at.multiselect(key="services_needs_new").set_value([room])
+    next(b for b in at.button if b.label == "Save service").click().run()
+    assert not at.error, at.error[0].value
+    assert [s.value for s in at.success] == ["Service saved."]
+    at.selectbox(key="services_pick").select_index(0).run()  # New service
+    assert at.text_input(key="services_name_new").value == ""
+    assert at.multiselect(key="services_needs_new").value == []
