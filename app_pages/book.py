@@ -81,7 +81,7 @@ else:
     taken = resources_taken(me, clinic_id, chosen, start_at)  # rooms and equipment
 notice = st.container()  # filled once the double-booking choice is known
 
-provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15, timing)
+provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15, timing, chosen)
 
 if not out_of_office:
     patient_id, new_patient, invite, patient_name = patient_picker(me, "book", pick.date)

@@ -56,6 +56,7 @@ if can_edit(me):
             list(old.service_ids),
             format_func=services.get,
             key=key("services"),
+            help="Booking offers them only for these. None chosen: any service.",
         )
         options = [None, *users]
         user = st.selectbox(

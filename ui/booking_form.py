@@ -143,7 +143,11 @@ def services_picker(
     — and whether it is virtual (only when every service allows it); shows the length.
     Returns (the services booked, the package or None, the visit mode)."""
     by_id = {s.id: s for s in services}
-    offered = [p for p in packages if p.service_ids and all(i in by_id for i in p.service_ids)]
+    offered = [
+        p
+        for p in packages
+        if p.service_ids and p.performed and all(i in by_id for i in p.service_ids)
+    ]
 
     def price(package: PackageChoice) -> str:
         return format_money(package.price_cents, clinic.currency, clinic.locale) if clinic else ""
@@ -194,7 +198,7 @@ def services_picker(
 
 
 @cached("appointments", "setup", ttl=15, max_entries=100)
-def _choices(me, clinic_id, start_at, minutes, before, after):
+def _choices(me, clinic_id, start_at, minutes, before, after, service_ids=()):
     return read(
         booking.provider_choices,
         me,
@@ -203,20 +207,30 @@ def _choices(me, clinic_id, start_at, minutes, before, after):
         minutes=minutes,
         before=before,
         after=after,
+        service_ids=service_ids,
     )
 
 
 def provider_picker(
-    me, prefix: str, clinic_id: int, start_at, minutes: int, timing: Timing | None = None
+    me,
+    prefix: str,
+    clinic_id: int,
+    start_at,
+    minutes: int,
+    timing: Timing | None = None,
+    services: list[ServiceChoice] = (),
 ) -> booking.ProviderChoice | None:
-    """The providers free at that time, the visit's buffers kept free too (busy ones on
-    request, with why), keeping the one the calendar asked for while the time changes."""
+    """The providers free at that time who perform every chosen service, the visit's buffers
+    kept free too (busy ones on request, with why; never one who does not perform a service),
+    keeping the one the calendar asked for while the time changes."""
     before, after = (timing.before, timing.after) if timing else (0, 0)
-    choices = _choices(me, clinic_id, start_at, minutes, before, after)
+    ids = tuple(s.id for s in services)
+    choices = _choices(me, clinic_id, start_at, minutes, before, after, ids)
     show_all = st.checkbox(
         "Also offer busy providers (double booking or outside hours)", key=f"{prefix}_all"
     )
-    offered = choices if show_all else [c for c in choices if c.free]
+    able = [c for c in choices if c.performs]
+    offered = able if show_all else [c for c in able if c.free]
     labels = {c.id: c.name + ("" if c.free else f" — {c.why}") for c in offered}
     key, wanted = f"{prefix}_provider", st.session_state.get(f"{prefix}_provider_wanted")
     if st.session_state.get(key) not in labels:  # options changed with the time
@@ -229,7 +243,14 @@ def provider_picker(
     busy = [f"{c.name}: {c.why}" for c in choices if not c.free]
     if busy:
         st.caption(escape("Not free then: " + " · ".join(busy)))
-    if not offered:
+    if services and not able:
+        st.warning(
+            escape(
+                f"No provider at this clinic performs {' + '.join(s.name for s in services)}. "
+                "Add it to a provider's services on the Providers page, or book another clinic."
+            )
+        )
+    elif not offered:
         st.warning(
             "No provider is free at that time. Choose another time, or offer busy providers."
         )

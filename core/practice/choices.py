@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
+from core.practice.skills import performed_packages
 from db.models import (
     Clinic,
     Package,
@@ -65,6 +66,7 @@ class PackageChoice:
     service_ids: tuple[int, ...]
     price_cents: int
     active: bool
+    performed: bool = True  # one active provider performs all its services (core.practice.skills)
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,11 @@ def list_choices(
         )
     ):
         members.setdefault(pkg, []).append(sid)
+    performed = performed_packages(session, members)
     packages = [
-        PackageChoice(p.id, p.name, tuple(members.get(p.id, [])), p.price_cents, p.active)
+        PackageChoice(
+            p.id, p.name, tuple(members.get(p.id, [])), p.price_cents, p.active, p.id in performed
+        )
         for p in session.scalars(select(Package).where(*active(Package)).order_by(Package.name))
     ]
     return Choices(clinics, providers, services, packages)

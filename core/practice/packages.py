@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import ValidationError
+from core.practice.skills import performed_packages
 from core.practice.timing import timing_of
 from db.models import Package, PackageService, Service
 
@@ -53,7 +54,8 @@ def package_services(session: Session, package_id: int) -> tuple[Package, list[S
 
 def offered_packages(session: Session, *, online_only: bool) -> list[PackageOffer]:
     """Active packages whose every service is active (and, `online_only`, may be requested
-    online), by name: offered wherever their services are."""
+    online) and that one active provider performs whole, by name: offered wherever their
+    services are."""
     rows = session.execute(
         select(Package.id, Package.name, Package.price_cents, Service)
         .join(PackageService, PackageService.package_id == Package.id)
@@ -64,6 +66,9 @@ def offered_packages(session: Session, *, online_only: bool) -> list[PackageOffe
     found: dict[int, tuple[str, int, list[Service]]] = {}
     for package_id, name, price, service in rows:
         found.setdefault(package_id, (name, price, []))[2].append(service)
+    performed = performed_packages(
+        session, {package_id: [s.id for s in found[package_id][2]] for package_id in found}
+    )
     return [
         PackageOffer(
             package_id,
@@ -74,4 +79,5 @@ def offered_packages(session: Session, *, online_only: bool) -> list[PackageOffe
         )
         for package_id, (name, price, services) in found.items()
         if all(s.active and (s.online_allowed or not online_only) for s in services)
+        and package_id in performed
     ]

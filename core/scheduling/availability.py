@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.practice.skills import able
 from core.practice.timing import Timing
 from db.models import (
     Appointment,
@@ -188,7 +189,8 @@ def suggest_slots(
 ) -> list[Slot]:
     """The earliest free slots from `day` on (clinic-local) that fit the duration, the providers'
     working hours and time off, existing bookings and their buffers, the rooms and equipment
-    the services need (`service_ids`) and the time-of-day preference. The visit lies inside
+    the services need (`service_ids`, whose every service the provider must perform) and the
+    time-of-day preference. The visit lies inside
     working hours; its own buffers must only be free of other bookings.
 
     One query each for hours, time off and bookings over the whole window; the rest is Python."""
@@ -217,6 +219,9 @@ def suggest_slots(
     for row, name in session.execute(hours_query):
         hours[row.provider_id].append(row)
         names[row.provider_id] = name
+    if service_ids:  # only providers who perform every service of the visit
+        performers = able(session, hours, service_ids)
+        hours = defaultdict(list, {p: rows for p, rows in hours.items() if p in performers})
     if not hours:
         return []
 

@@ -19,6 +19,7 @@ from core.kernel.money import clinic_clock_range, clinic_time
 from core.messaging import notify
 from core.patients import records as patients
 from core.patients.invitations import send_invitation
+from core.practice.skills import listed_services, performs
 from core.practice.timing import Timing, timing_of
 from core.scheduling import moves
 from core.scheduling.availability import (
@@ -56,6 +57,7 @@ class ProviderChoice:
     name: str
     free: bool
     why: str  # empty when free
+    performs: bool = True  # every chosen service (no override books one who does not)
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,11 @@ def provider_choices(
     minutes: int,
     before: int = 0,
     after: int = 0,
+    service_ids: tuple[int, ...] | list[int] = (),
 ) -> list[ProviderChoice]:
     """Every provider of the clinic for that time: free ones first, the others with the reason.
-    `before` and `after` are the booking's buffers (minutes kept free around the visit)."""
+    `before` and `after` are the booking's buffers (minutes kept free around the visit); a
+    provider who does not perform every one of `service_ids` is not free, and says which."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
@@ -151,16 +155,25 @@ def provider_choices(
             overlaps = first_start < end_at and first_end > start_at
             first_conflict.setdefault(pid, (kind, first_start, first_end, overlaps, theirs))
     day = to_local(start_at, tz).date()
+    listed = listed_services(session, ids)
+    names = dict(
+        session.execute(select(Service.id, Service.name).where(Service.id.in_(service_ids))).all()
+    )
     choices = []
     for provider in providers:
         why = ""
+        able = performs(listed.get(provider.id), service_ids)
+        if not able:
+            gap = [i for i in dict.fromkeys(service_ids) if i not in listed[provider.id]]
+            why = f"does not perform {', '.join(names.get(i, f'#{i}') for i in gap)}"
         covered = any(
             start <= start_at and end_at <= end
             for d in (day - timedelta(days=1), day)
             for start, end in working_periods(hours[provider.id], d, tz)
         )
         if not covered or provider.id in away:
-            why = "not working then (outside hours or on time off)"
+            off = "not working then (outside hours or on time off)"
+            why = f"{why}; {off}" if why else off
         if provider.id in first_conflict:
             kind, first_start, first_end, overlaps, theirs = first_conflict[provider.id]
             what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
@@ -170,8 +183,8 @@ def provider_choices(
                 kept += [f"{wanted.words()} this booking"] if wanted.words() else []
                 busy += f", with {' and '.join(kept)}"
             why = f"{why}; {busy}" if why else busy
-        choices.append(ProviderChoice(provider.id, provider.name, not why, why))
-    return sorted(choices, key=lambda c: (not c.free, c.name))
+        choices.append(ProviderChoice(provider.id, provider.name, not why, why, able))
+    return sorted(choices, key=lambda c: (not c.free, not c.performs, c.name))
 
 
 @dataclass(frozen=True)

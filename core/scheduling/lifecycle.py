@@ -19,9 +19,11 @@ from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time, clinic_time_range, format_day
 from core.messaging import clinic_events, notify
+from core.practice.skills import ensure_performs
 from core.practice.timing import Timing, timing_of
 from core.scheduling.availability import (
     MAX_LENGTH,
+    OCCUPYING,
     TIME_OF_DAY_LABELS,
     find_conflicts,
     lock_provider,
@@ -358,7 +360,8 @@ def place(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Put the appointment at provider/start (duration from its services), refusing a past
-    time, a time outside the provider's hours and a taken slot unless explicitly allowed.
+    time, a provider who does not perform its services (core.practice.skills; no override),
+    and a time outside the provider's hours or a taken slot unless explicitly allowed.
     Returns the audit details worth keeping."""
     start_at = aware(start_at, "start time")
     now = now or utcnow()
@@ -367,6 +370,9 @@ def place(
     provider = session.get(Provider, provider_id)
     if provider is None or not provider.active:
         raise ValidationError("Choose an active provider.")
+    if appointment.provider_id != provider_id or appointment.status not in OCCUPYING:
+        # a booking that keeps its provider (a move in time) was checked when it was placed
+        ensure_performs(session, provider, [s.id for s in services_of(appointment)])
     end_at = start_at + duration_of(appointment)
     timing = timing_of(services_of(appointment))
     appointment.buffer_before_minutes, appointment.buffer_after_minutes = (

@@ -431,6 +431,7 @@ def current_matches(session: Session, entry: WaitlistEntry, tz: str, today: date
         search_days=days,
         step_minutes=15,
         now=now,
+        service_ids=[s.id for s in services_of(session, entry)],  # who performs it; its rooms
     )
     return [s for s in slots if fits(entry, s.start_at, s.end_at, tz)][:20]
 

@@ -18,6 +18,7 @@ from core.kernel import accounts, tokens
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import load_settings
 from core.patients import invitations
+from core.practice import skills
 from core.requests import decisions
 from core.startup import open_database
 from db.models import (
@@ -162,11 +163,13 @@ def _propose(database, base_url: str) -> tuple[int, str, str, str]:
             .order_by(Appointment.created_at, Appointment.id)
             .limit(1)
         ).one()
-        hours = session.scalars(
+        rows = session.scalars(
             select(WorkingHours)
             .where(WorkingHours.clinic_id == request.clinic_id)
             .order_by(WorkingHours.id)
-        ).first()
+        ).all()
+        able = skills.able(session, {h.provider_id for h in rows}, [request.service_id])
+        hours = next(h for h in rows if h.provider_id in able)  # one who performs the service
         provider = session.get(Provider, hours.provider_id)
         day = to_local(utcnow(), request.clinic.timezone).date() + timedelta(days=60)
         day += timedelta(days=(hours.weekday - day.weekday()) % 7)

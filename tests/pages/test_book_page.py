@@ -24,6 +24,7 @@ from db.models import (
     Notification,
     Patient,
     Provider,
+    ProviderService,
     Service,
     User,
     WorkingHours,
@@ -231,7 +232,12 @@ def _laser_booked(url, day) -> int:
             staff,
             moves.NewBooking(
                 clinic_id=1,
-                provider_id=session.scalar(select(Provider.id).order_by(Provider.id).limit(1)),
+                provider_id=session.scalar(  # one who performs it (Dr Tom Becker)
+                    select(ProviderService.provider_id)
+                    .where(ProviderService.service_id == laser)
+                    .order_by(ProviderService.provider_id)
+                    .limit(1)
+                ),
                 start_at=local_to_utc(day, time(10), TZ),
                 patient_id=session.scalar(select(Patient.id).order_by(Patient.id).limit(1)),
                 service_ids=[laser],
@@ -311,3 +317,26 @@ def test_the_page_opens_on_the_clinics_next_working_day(app_as, app_db):
     day = at.date_input(key="book_day").value
     skipped = [tomorrow + timedelta(days=n) for n in range((day - tomorrow).days)]
     assert day.weekday() in worked and not any(d.weekday() in worked for d in skipped)
+
+
+def test_only_providers_who_perform_the_service_are_offered(app_as, app_db):
+    day = _weekday_ahead(40)  # after the demo's bookings
+    at = _fill(app_as("staff", PAGE), day, 10, service="Laser hair removal")
+    at.checkbox(key="book_all").check().run()  # busy ones too: still never a non-performer
+    database = _db(app_db)
+    with database.read() as session:
+        performers = set(
+            session.scalars(
+                select(Provider.name)
+                .join(ProviderService, ProviderService.provider_id == Provider.id)
+                .join(Service, Service.id == ProviderService.service_id)
+                .where(Service.name == "Laser hair removal")
+            )
+        )
+    database.dispose()
+    offered = at.selectbox(key="book_provider").options
+    assert offered and all(o.split(" — ")[0] in performers for o in offered), offered
+    assert "Dr Aisha Rahman" not in performers  # she works at this clinic but does no laser
+    assert any(
+        "Dr Aisha Rahman: does not perform Laser hair removal" in c.value for c in at.caption
+    )

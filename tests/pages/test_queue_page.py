@@ -12,9 +12,11 @@ from sqlalchemy.orm import aliased
 
 from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
+from core.practice import skills
 from core.requests import queue
 from core.requests.queue import QueueKind
 from core.scheduling.availability import OCCUPYING
+from core.scheduling.lifecycle import services_of
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -22,6 +24,7 @@ from db.models import (
     AuditEvent,
     ChangeRequest,
     ChangeStatus,
+    Provider,
     User,
 )
 from db.types import utcnow
@@ -119,6 +122,8 @@ def test_taken_slot_is_refused_naming_the_conflict(app_as, app_db):
     prefix = f"queue_requests_{row.appointment_id}"
     database = _db(app_db)
     with database.read() as session:  # a scheduled appointment of a provider at this clinic
+        wanted = [s.id for s in services_of(session.get(Appointment, row.appointment_id))]
+        able = skills.able(session, session.scalars(select(Provider.id)), wanted)
         other = aliased(Appointment)
         busy = session.scalars(
             select(Appointment)
@@ -126,6 +131,7 @@ def test_taken_slot_is_refused_naming_the_conflict(app_as, app_db):
                 Appointment.clinic_id == row.clinic_id,
                 Appointment.status == AppointmentStatus.SCHEDULED,
                 Appointment.patient_id.is_not(None),
+                Appointment.provider_id.in_(able),  # who performs the requested service
                 # a day ahead of now, not of the request (up to 60 hours old): the next visit
                 # may start within minutes, and a past time is refused before any conflict
                 Appointment.start_at > utcnow() + timedelta(days=1),

@@ -836,3 +836,166 @@ def test_the_form_says_when_only_the_buffers_keep_the_room(db, world, buffered):
         "and 15 minutes kept free after this booking)"
     ]
     assert taken(db, world, [buffered["peel"]], at(day, 10, 45)) == []
+
+
+# ---------------------------------------------------------------- who performs a service
+
+
+@pytest.fixture
+def consults_only(db, world, laser):
+    """Dr Test lists only the consultation; Dr Second lists no services (so performs any)."""
+    with db.write() as session:
+        data = setup.ProviderData(
+            "Dr Test", clinic_ids=(world.clinic_id,), service_ids=(world.service_id,)
+        )
+        setup.save_provider(session, world.owner, data, world.provider_id)
+    return laser
+
+
+def test_a_provider_is_booked_only_for_the_services_they_perform(db, world, consults_only):
+    day, laser = future_day(3), consults_only
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        book(session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10))
+    assert "Dr Test does not perform Laser hair removal" in str(refused.value)
+    with db.write() as session, pytest.raises(ValidationError):  # double booking does not help
+        book(
+            session,
+            world,
+            world.provider_id,
+            world.patient_id,
+            laser["service"],
+            at(day, 10),
+            allow_double_booking=True,
+            outside_hours_override=True,
+        )
+    with db.write() as session:  # what she performs, and a provider with no list
+        book(session, world, world.provider_id, world.patient_id, world.service_id, at(day, 10))
+        laser_id = book(
+            session, world, laser["second"], laser["other"], laser["service"], at(day, 10)
+        ).id
+    with db.write() as session, pytest.raises(ValidationError) as refused:  # moved to her
+        moves.reschedule(
+            session, world.staff, laser_id, start_at=at(day, 12), provider_id=world.provider_id
+        )
+    assert "does not perform Laser hair removal" in str(refused.value)
+
+
+def test_a_booking_keeping_its_provider_moves_after_their_list_changed(db, world, laser):
+    day = future_day(3)
+    with db.write() as session:
+        booked_id = book(
+            session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10)
+        ).id
+        data = setup.ProviderData("Dr Test", service_ids=(world.service_id,))
+        setup.save_provider(session, world.owner, data, world.provider_id)
+    with db.write() as session:  # the existing visit keeps its provider: no new check
+        moves.reschedule(session, world.staff, booked_id, start_at=at(day, 12))
+    with db.read() as session:
+        assert session.get(Appointment, booked_id).start_at == at(day, 12)
+
+
+def test_the_form_and_the_suggestions_offer_only_providers_who_perform_it(db, world, consults_only):
+    day, laser = future_day(3), consults_only
+    with db.read() as session:
+        offered = booking.provider_choices(
+            session,
+            world.staff,
+            clinic_id=world.clinic_id,
+            start_at=at(day, 10),
+            minutes=30,
+            service_ids=[laser["service"]],
+        )
+        slots = availability.suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=30,
+            day=day,
+            service_ids=[laser["service"]],
+            limit=20,
+        )
+        consult = availability.suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=30,
+            day=day,
+            service_ids=[world.service_id],
+            limit=20,
+        )
+    assert [(c.name, c.free, c.performs, c.why) for c in offered] == [
+        ("Dr Second", True, True, ""),
+        ("Dr Test", False, False, "does not perform Laser hair removal"),
+    ]
+    assert {s.provider_name for s in slots} == {"Dr Second"}
+    assert {s.provider_name for s in consult} == {"Dr Second", "Dr Test"}
+
+
+def test_a_request_is_approved_or_proposed_only_with_a_provider_who_performs_it(
+    db, world, consults_only
+):
+    from core.requests import decisions, queue
+
+    day, laser = future_day(4), consults_only
+    with db.write() as session:
+        request_id = decisions.request_appointment(
+            session,
+            world.manager,
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=laser["service"],
+            requested_day=day,
+            time_of_day="morning",
+        ).id
+    with db.read() as session:
+        suggested = queue.suggest_for(session, world.staff, request_id)
+    assert suggested and {s.provider_name for s in suggested} == {"Dr Second"}
+    for decide in (decisions.approve_request, decisions.propose_time):
+        with db.write() as session, pytest.raises(ValidationError) as refused:
+            decide(
+                session,
+                world.manager,
+                request_id,
+                provider_id=world.provider_id,
+                start_at=at(day, 10),
+            )
+        assert "Dr Test does not perform Laser hair removal" in str(refused.value)
+    with db.write() as session:
+        decisions.approve_request(
+            session, world.manager, request_id, provider_id=laser["second"], start_at=at(day, 10)
+        )
+
+
+def test_a_package_nobody_performs_whole_is_not_offered(db, world, consults_only, glow):
+    from core.portal import home, patient_links
+
+    laser = consults_only
+    with db.write() as session:
+        session.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+        link = patient_links.issue_booking_link(
+            session, world.manager, world.clinic_id, base_url="https://clinic.example"
+        )
+    raw = link.split("t=")[1]
+    with db.read() as session:  # Dr Second (no list) performs both of Glow's services
+        assert [p.id for p in packages.offered_packages(session, online_only=True)] == [glow]
+    with db.write() as session:  # now Dr Second does the laser only, Dr Test the consultation
+        data = setup.ProviderData("Dr Second", service_ids=(laser["service"],))
+        setup.save_provider(session, world.owner, data, laser["second"])
+    with db.read() as session:
+        assert packages.offered_packages(session, online_only=False) == []
+        assert patient_links.booking_view(session, raw).packages == []
+        assert home.request_form(session, world.patient_id).packages == []
+        found = choices.list_choices(session, world.staff)
+        assert [(p.id, p.performed) for p in found.packages] == [(glow, False)]
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=laser["second"],
+                start_at=at(future_day(3), 10),
+                patient_id=world.patient_id,
+                package_id=glow,
+                notify_channels=[],
+            ),
+        )
+    assert "Dr Second does not perform Consultation" in str(refused.value)

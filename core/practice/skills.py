@@ -1,0 +1,82 @@
+"""Which services a provider performs ("Services they perform" on the Providers page).
+
+A provider with services listed performs only those; one with none listed performs every
+service, so a practice books before it has listed them (and a file or test without the lists
+keeps working). One provider takes a whole visit, so a package is performed by a provider who
+performs each of its services. Booking, approvals, proposals, moves to another provider, slot
+suggestions and the packages offered all ask here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel.errors import ValidationError
+from db.models import Provider, ProviderService, Service
+
+
+def listed_services(session: Session, provider_ids: Iterable[int]) -> dict[int, frozenset[int]]:
+    """The services each provider has listed (absent: none listed, so every service)."""
+    ids = list(provider_ids)
+    found: dict[int, set[int]] = defaultdict(set)
+    if ids:
+        for pid, sid in session.execute(
+            select(ProviderService.provider_id, ProviderService.service_id).where(
+                ProviderService.provider_id.in_(ids)
+            )
+        ):
+            found[pid].add(sid)
+    return {pid: frozenset(sids) for pid, sids in found.items()}
+
+
+def performs(listed: frozenset[int] | None, service_ids: Iterable[int]) -> bool:
+    """Whether a provider with `listed` services (empty or None: none listed) performs all."""
+    return not listed or set(service_ids) <= listed
+
+
+def able(session: Session, provider_ids: Iterable[int], service_ids: Iterable[int]) -> set[int]:
+    """The providers among `provider_ids` who perform every one of the services."""
+    ids, wanted = list(provider_ids), set(service_ids)
+    listed = listed_services(session, ids)
+    return {pid for pid in ids if performs(listed.get(pid), wanted)}
+
+
+def performed_packages(session: Session, packages: dict[int, Iterable[int]]) -> set[int]:
+    """The packages (id: its service ids) that one active provider performs whole."""
+    active = list(session.scalars(select(Provider.id).where(Provider.active.is_(True))))
+    listed = listed_services(session, active)
+    return {
+        pid
+        for pid, sids in packages.items()
+        if any(performs(listed.get(provider), sids) for provider in active)
+    }
+
+
+def not_performed(session: Session, provider_id: int, service_ids: Iterable[int]) -> list[str]:
+    """The names of the services (in the order given) the provider does not perform."""
+    wanted = list(dict.fromkeys(service_ids))
+    listed = listed_services(session, [provider_id]).get(provider_id)
+    if performs(listed, wanted):
+        return []
+    names = dict(
+        session.execute(select(Service.id, Service.name).where(Service.id.in_(wanted))).all()
+    )
+    return [names.get(sid, f"#{sid}") for sid in wanted if sid not in listed]
+
+
+def ensure_performs(session: Session, provider: Provider, service_ids: Iterable[int]) -> None:
+    """Refuse a provider who does not perform every service of the visit, naming the gap."""
+    missing = not_performed(session, provider.id, service_ids)
+    if missing:
+        raise ValidationError(
+            f"{provider.name} does not perform {_and(missing)}. Choose a provider who does, "
+            "or add it to their services on the Providers page."
+        )
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
