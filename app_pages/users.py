@@ -40,8 +40,12 @@ show_table(
     width="stretch",
 )
 
+NEW_USER = ("username", "name", "email", "role", "password")
+if st.session_state.pop("users_new_done", False):  # created: an empty form for the next one
+    for field in NEW_USER:
+        st.session_state.pop(f"users_new_{field}", None)
 left, right = st.columns(2)
-with left, st.form("users_create", clear_on_submit=True):
+with left, st.form("users_create"):  # kept as typed when refused, to correct
     st.subheader("Add a user")
     username = st.text_input("Username", key="users_new_username")
     name = st.text_input("Name", key="users_new_name")
@@ -58,6 +62,7 @@ with left, st.form("users_create", clear_on_submit=True):
             email,
             success=f"User {username} created.",
         ):
+            st.session_state["users_new_done"] = True
             refresh()
 
 with right:

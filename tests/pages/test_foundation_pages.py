@@ -106,6 +106,29 @@ def test_owner_creates_a_user_and_the_audit_log_shows_it(app_as):
     assert created["Patient #"] == "" and created["From"] == "" and created["Reason"] == ""
 
 
+def test_a_refused_user_keeps_what_was_typed_and_a_created_one_clears_the_form(app_as):
+    at = app_as("owner", "app_pages/users.py")
+    typed = {
+        "users_new_username": "nina",
+        "users_new_name": "Nina Nurse",
+        "users_new_email": "nina@example.org",
+        "users_new_password": "short",  # refused: too short
+    }
+    for key, value in typed.items():
+        at.text_input(key=key).input(value)
+    at.selectbox(key="users_new_role").set_value("manager")
+    at.button(key="FormSubmitter:users_create-Create user").click().run()
+    assert at.error, "the short password is refused"
+    assert {k: at.text_input(key=k).value for k in typed} == typed  # to correct, not retype
+    assert at.selectbox(key="users_new_role").value == "manager"
+    at.text_input(key="users_new_password").input("nina-first-password")
+    at.button(key="FormSubmitter:users_create-Create user").click().run()
+    assert not at.error, at.error[0].value
+    assert "nina" in at.dataframe[0].value["Username"].tolist()
+    assert all(at.text_input(key=k).value == "" for k in typed)  # ready for the next one
+    assert at.selectbox(key="users_new_role").value == "staff"
+
+
 def test_owner_cannot_deactivate_themselves(app_as):
     at = app_as("owner", "app_pages/users.py")
     chooser = at.selectbox(key="users_chosen")
