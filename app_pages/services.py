@@ -103,7 +103,10 @@ if row is not None:
     if not docs:
         st.caption("No questionnaire, consent or instructions yet.")
     if editable:
-        with st.form(f"services_doc_form_{row.id}", clear_on_submit=True):
+        if st.session_state.pop("services_doc_done", False):  # saved: empty for the next one
+            for field in ("kind", "title", "body", "questions"):
+                st.session_state.pop(f"services_doc_{field}", None)
+        with st.form(f"services_doc_form_{row.id}"):  # kept as typed when refused
             kind = st.selectbox(
                 "Kind", ["questionnaire", "consent", "instructions"], key="services_doc_kind"
             )
@@ -126,4 +129,5 @@ if row is not None:
                     parsed,
                     success="Document saved as a new version.",
                 ):
+                    st.session_state["services_doc_done"] = True
                     refresh()

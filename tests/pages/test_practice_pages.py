@@ -419,3 +419,24 @@ def test_a_new_service_does_not_inherit_the_last_ones_values(app_as, app_db):
     at.selectbox(key="services_pick").select_index(0).run()  # New service
     assert at.text_input(key="services_name_new").value == ""
     assert at.multiselect(key="services_needs_new").value == []
+
+
+def test_a_refused_document_keeps_its_title_and_questions(app_as, app_db):
+    at = app_as("manager", "app_pages/services.py")
+    _pick(at, "services_pick", "Consultation")
+    at.selectbox(key="services_doc_kind").set_value("questionnaire")
+    at.text_input(key="services_doc_title").input("Before your consultation")
+    at.text_area(key="services_doc_questions").input("meds | Medicines you take? | colour")
+    next(b for b in at.button if b.label == "Save a new version").click().run()
+    assert "the type must be one of" in at.error[0].value
+    assert at.text_input(key="services_doc_title").value == "Before your consultation"
+    assert at.selectbox(key="services_doc_kind").value == "questionnaire"
+    at.text_area(key="services_doc_questions").input("meds | Medicines you take? | text")
+    next(b for b in at.button if b.label == "Save a new version").click().run()
+    assert not at.error, at.error[0].value
+    assert _scalar(
+        app_db,
+        select(ServiceDocument.title).where(ServiceDocument.title == "Before your consultation"),
+    )
+    assert at.text_input(key="services_doc_title").value == ""  # ready for the next one
+    assert at.text_area(key="services_doc_questions").value == ""
