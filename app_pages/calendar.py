@@ -44,6 +44,11 @@ def _events(me, clinic_id, start, end, provider_ids, statuses):
     )
 
 
+@cached("appointments", "setup", ttl=15, max_entries=50)
+def _inactive(me, clinic_id, start, end):
+    return read(cal.inactive_resources, me, clinic_id=clinic_id, start=start, end=end)
+
+
 @cached("appointments", "patients", "setup", ttl=15, max_entries=50)
 def _room_events(me, clinic_id, start, end, provider_ids, statuses):
     return read(
@@ -101,12 +106,15 @@ overbooking(me, clinic_id, start, end)
 if st.session_state.get(cw.MOVE_KEY):  # a drag or resize waits for confirmation
     cw.confirm_move(tz, locale, names)
 
+columns = everyone.rooms if by_room else frame.resources
+if not by_room and not chosen:  # a deactivated provider's bookings keep their column
+    columns = [*columns, *_inactive(me, clinic_id, start, end)]
 key = f"calendar_fc_{view}_{first}_{st.session_state.get(cw.SUFFIX_KEY, 0)}"
 options = cw.options(
     view,
     first,
     tz,
-    resources=everyone.rooms if by_room else frame.resources,
+    resources=columns,
     business_hours=frame.business_hours,
     editable=me.can(Permission.APPOINTMENTS_RESCHEDULE) and not by_room,
     locale=locale,

@@ -77,14 +77,41 @@ def _saved(pick_key: str, row_id: int, message: str) -> None:
     refresh()
 
 
-def toggle_active(entity: str, row: reads.Row | None, key: str, pick_key: str) -> None:
-    """Deactivate (or activate again) the chosen row; history stays."""
+def toggle_active(
+    entity: str,
+    row: reads.Row | None,
+    key: str,
+    pick_key: str,
+    warning: Callable[[int], str] | None = None,
+) -> None:
+    """Deactivate (or activate again) the chosen row; history stays. When `warning` has
+    something to say about deactivating it (a provider's upcoming appointments), it is shown
+    and deactivating waits for a confirmation."""
     if row is None:
+        return
+    asked = f"{key}_asked"
+    if warning and row.data.active and st.session_state.get(asked) == row.id:
+        _confirm_deactivation(entity, row, key, pick_key, warning(row.id))
         return
     word = "Deactivate" if row.data.active else "Activate again"
     if st.button(f"{word} {escape(row.name)}", key=key):
+        if row.data.active and warning and warning(row.id):
+            st.session_state[asked] = row.id
+            st.rerun()
         if run_action(setup.set_active, entity, row.id, not row.data.active):
             _saved(pick_key, row.id, "Deactivated." if row.data.active else "Active again.")
+
+
+def _confirm_deactivation(entity: str, row: reads.Row, key: str, pick_key: str, said: str):
+    st.warning(escape(said), icon=":material/warning:")
+    yes, no = st.columns(2)
+    if yes.button("Deactivate anyway", key=f"{key}_anyway", type="primary"):
+        st.session_state.pop(f"{key}_asked", None)
+        if run_action(setup.set_active, entity, row.id, False, despite_bookings=True):
+            _saved(pick_key, row.id, "Deactivated.")
+    if no.button("Keep active", key=f"{key}_keep"):
+        st.session_state.pop(f"{key}_asked", None)
+        st.rerun()
 
 
 def save(service: Any, data: Any, row: reads.Row | None, what: str, pick_key: str) -> None:

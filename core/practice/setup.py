@@ -22,7 +22,10 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.money import clinic_time
 from db.models import (
+    Appointment,
+    AppointmentStatus,
     Clinic,
     Package,
     PackageService,
@@ -35,9 +38,12 @@ from db.models import (
     ServiceResource,
     User,
 )
+from db.types import utcnow
 
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 RESOURCE_KINDS = [k.value for k in ResourceKind]
+# what a deactivated provider leaves behind (core.scheduling.availability.OCCUPYING)
+BOOKED = (AppointmentStatus.TENTATIVE, AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
 LOCALES = ("en-GB", "en-US", "en-IE", "en-AU", "pt-BR", "pt-PT", "es-ES", "fr-FR", "de-DE")
 
 
@@ -392,14 +398,56 @@ def save_package(session: Session, actor: Actor, data: PackageData, id: int | No
     return row.id
 
 
-def set_active(session: Session, actor: Actor, entity: str, row_id: int, active: bool) -> None:
-    """Deactivate (or activate again) a clinic, provider, service, resource or package."""
+def set_active(
+    session: Session,
+    actor: Actor,
+    entity: str,
+    row_id: int,
+    active: bool,
+    *,
+    despite_bookings: bool = False,
+) -> None:
+    """Deactivate (or activate again) a clinic, provider, service, resource or package. A
+    provider with upcoming appointments is deactivated only `despite_bookings` (they stay
+    booked, and on the calendar, until moved)."""
     ensure(actor, Permission.PRACTICE_MANAGE)
     model = MODELS.get(entity)
     if model is None:
         raise ValidationError(f"{entity!r} is not part of the set-up.")
     row = _get(session, model, row_id, entity)
+    if entity == "provider" and row.active and not active and not despite_bookings:
+        if warning := _upcoming_warning(session, row):
+            raise ValidationError(f"{warning} Confirm to deactivate anyway.")
     _apply(session, actor, row, {"active": active}, entity)
+
+
+def deactivation_warning(session: Session, actor: Actor, provider_id: int) -> str:
+    """What deactivating the provider leaves behind ("Dr X has 3 upcoming appointments, the
+    first on …; they stay booked …"), or "" when nothing is booked ahead."""
+    ensure(actor, Permission.PRACTICE_READ)
+    return _upcoming_warning(session, _get(session, Provider, provider_id, "provider"))
+
+
+def _upcoming_warning(session: Session, provider: Provider) -> str:
+    ahead = (
+        select(Appointment)
+        .where(
+            Appointment.provider_id == provider.id,
+            Appointment.status.in_(BOOKED),
+            Appointment.start_at >= utcnow(),
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+    )
+    first = session.scalars(ahead.limit(1)).first()
+    if first is None:
+        return ""
+    count = session.scalar(select(func.count()).select_from(ahead.subquery()))
+    plural = "s" if count > 1 else ""
+    return (
+        f"{provider.name} has {count} upcoming appointment{plural}, the first on "
+        f"{clinic_time(first.clinic, first.start_at)}. They stay booked and on the calendar; "
+        "nobody new can be booked with them. Move them on the Calendar to another provider."
+    )
 
 
 MODELS = {

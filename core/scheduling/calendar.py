@@ -430,6 +430,36 @@ def window_events(
     )
 
 
+def inactive_resources(
+    session: Session, actor: Actor, *, clinic_id: int, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Columns for deactivated providers who still have appointments at the clinic in the
+    window, named "(inactive)": the provider views show their bookings until they are moved
+    (the frame's columns are the active providers only)."""
+    start, end, _ = _open_window(session, actor, clinic_id, start, end)
+    booked = select(Appointment.provider_id).where(
+        Appointment.clinic_id == clinic_id,
+        Appointment.start_at > start - MAX_LENGTH,
+        Appointment.start_at < end,
+        Appointment.end_at > start,
+    )
+    rows = session.execute(
+        select(Provider.id, Provider.name, Provider.colour)
+        .where(Provider.active.is_(False), Provider.id.in_(booked))
+        .order_by(Provider.name, Provider.id)
+    ).all()
+    hours = _hours_by_provider(session, clinic_id) if rows else {}
+    return [
+        {
+            "id": str(pid),
+            "title": f"{name} (inactive)",
+            "eventColor": colour,
+            "businessHours": _hours_spec(hours.get(pid, [])) or {"daysOfWeek": []},
+        }
+        for pid, name, colour in rows
+    ]
+
+
 # ---------------------------------------------------------------- rooms and equipment
 
 ROOM_PREFIX = "room-"  # resource ids of the room view, apart from the providers' ids

@@ -313,3 +313,21 @@ def test_the_room_view_lays_out_the_day_by_room_and_equipment(app_as, app_db):
 def test_status_colours_get_the_text_colour_that_reads_on_them():
     assert ink("#f9a825") == "black" and ink("#9e9e9e") == "black"  # amber, grey
     assert ink("#1565c0") == "white" and ink("#6a1b9a") == "white"  # blue, purple
+
+
+def test_a_deactivated_provider_keeps_a_column_while_they_have_bookings(app_as, app_db):
+    from db.models import Provider
+
+    ident, start, _, provider_id, tz = _upcoming(app_db)
+    database = _database(app_db)
+    with database.write() as session:
+        provider = session.get(Provider, provider_id)
+        provider.active, name = False, provider.name
+    database.dispose()
+    at = _goto(app_as("staff", PAGE), start, tz)
+    assert "resourceTimeGridWeek" in _component_key(at)  # the week by provider
+    drawn = _drawn(at)
+    columns = {r["id"]: r["title"] for r in drawn["options"]["resources"]}
+    assert columns[str(provider_id)] == f"{name} (inactive)"
+    [event] = [e for e in drawn["events"] if e.get("id") == str(ident)]
+    assert event["resourceId"] == str(provider_id)

@@ -440,3 +440,19 @@ def test_a_refused_document_keeps_its_title_and_questions(app_as, app_db):
     )
     assert at.text_input(key="services_doc_title").value == ""  # ready for the next one
     assert at.text_area(key="services_doc_questions").value == ""
+
+
+def test_deactivating_a_provider_with_bookings_warns_and_waits_for_a_confirmation(app_as, app_db):
+    at = app_as("manager", "app_pages/providers.py")
+    _pick(at, "providers_pick", "Dr Tom Becker")
+    next(b for b in at.button if b.label.startswith("Deactivate")).click().run()
+    assert not at.exception, at.exception
+    [said] = [w.value.replace("\\", "") for w in at.warning]
+    assert said.startswith("Dr Tom Becker has ") and "upcoming appointments" in said
+    query = select(Provider.active).where(Provider.name == "Dr Tom Becker")
+    assert _scalar(app_db, query) is True  # nothing changed yet
+    next(b for b in at.button if b.label == "Deactivate anyway").click().run()
+    assert not at.error, at.error[0].value
+    assert _scalar(app_db, query) is False
+    assert [s.value for s in at.success] == ["Deactivated."]
+    assert at.selectbox(key="providers_pick").value.name == "Dr Tom Becker"

@@ -999,3 +999,27 @@ def test_a_package_nobody_performs_whole_is_not_offered(db, world, consults_only
             ),
         )
     assert "Dr Second does not perform Consultation" in str(refused.value)
+
+
+def test_deactivating_a_provider_with_upcoming_bookings_asks_for_confirmation(db, world):
+    day = future_day(3)
+    with db.write() as session:
+        book(session, world, world.provider_id, world.patient_id, world.service_id, at(day, 10))
+        book(session, world, world.provider_id, world.patient_id, world.service_id, at(day, 11))
+    with db.read() as session:
+        said = setup.deactivation_warning(session, world.manager, world.provider_id)
+    assert said.startswith("Dr Test has 2 upcoming appointments, the first on ")
+    assert "10:00" in said and "stay booked and on the calendar" in said
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.set_active(session, world.manager, "provider", world.provider_id, False)
+    assert str(refused.value) == f"{said} Confirm to deactivate anyway."
+    with db.write() as session:
+        setup.set_active(
+            session, world.manager, "provider", world.provider_id, False, despite_bookings=True
+        )
+    with db.read() as session:
+        assert not session.get(Provider, world.provider_id).active
+        assert session.scalar(
+            select(Appointment.id).where(Appointment.provider_id == world.provider_id)
+        )
+        assert setup.deactivation_warning(session, world.manager, world.provider_id) == said
