@@ -6,13 +6,24 @@ import streamlit as st
 
 from core.practice import setup
 from ui import actor
-from ui.setup_forms import can_edit, keys_for, money, overview, pick, save, toggle_active
+from ui.setup_forms import (
+    can_edit,
+    keys_for,
+    overview,
+    pick,
+    price_label,
+    price_note,
+    prices,
+    save,
+    toggle_active,
+)
 from ui.text import show_table
 
 st.title("Packages")
 me = actor()
 current = overview(me)
 services = {s.id: s for s in current.services}
+price = prices(current)  # in the clinics' currency
 show_table(
     pd.DataFrame(
         [
@@ -20,7 +31,7 @@ show_table(
                 "Package": p.name,
                 "Services": " + ".join(services[s].name for s in p.data.service_ids),
                 "Minutes": sum(services[s].data.duration_minutes for s in p.data.service_ids),
-                "Price": money(p.data.price_cents),
+                "Price": price(p.data.price_cents),
                 "Active": p.data.active,
             }
             for p in current.packages
@@ -29,6 +40,7 @@ show_table(
     hide_index=True,
     width="stretch",
 )
+price_note(current)
 if can_edit(me):
     row = pick(current.packages, "package", "packages_pick")
     old = row.data if row else setup.PackageData("")
@@ -36,7 +48,9 @@ if can_edit(me):
     with st.form(f"packages_form_{row.id if row else 'new'}"):
         a, b = st.columns([3, 1])
         name = a.text_input("Name", old.name, key=key("name"))
-        price = b.number_input("Price", 0.0, 100000.0, old.price_cents / 100, 1.0, key=key("price"))
+        cost = b.number_input(
+            price_label(current), 0.0, 100000.0, old.price_cents / 100, 1.0, key=key("price")
+        )
         chosen = st.multiselect(
             "Services, in the order they are done",
             list(services),
@@ -45,6 +59,6 @@ if can_edit(me):
             key=key("services"),
         )
         if st.form_submit_button("Save package", type="primary"):
-            data = setup.PackageData(name, tuple(chosen), round(price * 100), old.active)
+            data = setup.PackageData(name, tuple(chosen), round(cost * 100), old.active)
             save(setup.save_package, data, row, "Package", "packages_pick")
     toggle_active("package", row, "packages_toggle", "packages_pick")

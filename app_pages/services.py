@@ -9,7 +9,17 @@ from core.practice import documents, setup
 from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
-from ui.setup_forms import can_edit, keys_for, money, overview, pick, save, toggle_active
+from ui.setup_forms import (
+    can_edit,
+    keys_for,
+    overview,
+    pick,
+    price_label,
+    price_note,
+    prices,
+    save,
+    toggle_active,
+)
 from ui.text import escape, show_table
 
 
@@ -24,6 +34,7 @@ current = overview(me)
 editable = can_edit(me)
 providers = {p.id: p.name for p in current.providers}
 resources = {r.id: f"{r.name} ({current.clinic_name(r.data.clinic_id)})" for r in current.resources}
+price = prices(current)  # in the clinics' currency
 show_table(
     pd.DataFrame(
         [
@@ -31,7 +42,7 @@ show_table(
                 "Service": s.name,
                 "Category": s.data.category,
                 "Minutes": s.data.duration_minutes,
-                "Price": money(s.data.price_cents),
+                "Price": price(s.data.price_cents),
                 "Virtual": s.data.virtual_allowed,
                 "Online": s.data.online_allowed,
                 "Needs": ", ".join(resources[r] for r in s.data.resource_ids),
@@ -43,6 +54,7 @@ show_table(
     hide_index=True,
     width="stretch",
 )
+price_note(current)
 row = pick(current.services, "service", "services_pick")
 old = row.data if row else setup.ServiceData("", 30)
 key = keys_for("services", row)
@@ -59,7 +71,9 @@ if editable:
         after = c.number_input(
             "Buffer after", 0, 240, old.buffer_after_minutes, 5, key=key("after")
         )
-        price = d.number_input("Price", 0.0, 100000.0, old.price_cents / 100, 1.0, key=key("price"))
+        cost = d.number_input(
+            price_label(current), 0.0, 100000.0, old.price_cents / 100, 1.0, key=key("price")
+        )
         a, b = st.columns(2)
         virtual = a.checkbox("Can be virtual", old.virtual_allowed, key=key("virtual"))
         online = b.checkbox("Patients may request it online", old.online_allowed, key=key("online"))
@@ -84,7 +98,7 @@ if editable:
                 category,
                 int(before),
                 int(after),
-                round(price * 100),
+                round(cost * 100),
                 virtual,
                 online,
                 tuple(who),

@@ -1,5 +1,5 @@
 """Shared pieces of the practice set-up pages: the cached set-up read, "edit which one",
-activate / deactivate, and money as the clinic's currency.
+activate / deactivate, and prices in the clinics' currency.
 
 An edit form's widgets are keyed by the row they show (`keys_for`): Streamlit keeps a keyed
 widget's value across reruns and ignores a new `value=`, so one fixed key would show the
@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
-from babel.numbers import format_currency
 
 from core.kernel.authz import Actor, Permission
+from core.kernel.money import format_money
 from core.practice import reads, setup
 from ui.caches import cached
 from ui.context import read, refresh, run_action
@@ -121,5 +121,31 @@ def save(service: Any, data: Any, row: reads.Row | None, what: str, pick_key: st
         _saved(pick_key, done.value, f"{what} saved.")
 
 
-def money(cents: int, currency: str = "GBP", locale: str = "en-GB") -> str:
-    return format_currency(cents / 100, currency, locale=locale.replace("-", "_"))
+def currencies(current: reads.Setup) -> dict[str, str]:
+    """The active clinics' currencies, each with the locale of the first clinic using it
+    (GBP in en-GB before any clinic exists)."""
+    found: dict[str, str] = {}
+    for clinic in current.clinics:
+        if clinic.data.active:
+            found.setdefault(clinic.data.currency, clinic.data.locale)
+    return found or {"GBP": "en-GB"}
+
+
+def prices(current: reads.Setup) -> Callable[[int], str]:
+    """Service and package prices are one amount for the practice, charged in each clinic's
+    own currency (as the booking form shows it): in that currency when the active clinics
+    share one, else in each of theirs ("£60.00 · $60.00")."""
+    shown = currencies(current)
+    return lambda cents: " · ".join(format_money(cents, c, loc) for c, loc in shown.items())
+
+
+def price_label(current: reads.Setup) -> str:
+    """The price input's label, naming the currency or currencies it is charged in."""
+    return f"Price ({' or '.join(currencies(current))})"
+
+
+def price_note(current: reads.Setup) -> None:
+    """When the clinics charge in different currencies, say that a price is charged in each."""
+    if len(currencies(current)) > 1:
+        each = ", ".join(f"{c.name}: {c.data.currency}" for c in current.clinics if c.data.active)
+        st.caption(escape(f"A price is the same amount in each clinic's own currency ({each})."))

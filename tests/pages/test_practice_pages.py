@@ -456,3 +456,21 @@ def test_deactivating_a_provider_with_bookings_warns_and_waits_for_a_confirmatio
     assert _scalar(app_db, query) is False
     assert [s.value for s in at.success] == ["Deactivated."]
     assert at.selectbox(key="providers_pick").value.name == "Dr Tom Becker"
+
+
+@pytest.mark.parametrize("page", ["services.py", "packages.py"])
+def test_prices_show_in_the_clinics_currency(app_as, app_db, page):
+    at = app_as("owner", f"app_pages/{page}")  # the demo: London in GBP, New York in USD
+    prices = at.dataframe[0].value["Price"].tolist()
+    assert all(p.count("£") == 1 and p.count("$") == 1 for p in prices), prices
+    assert any("each clinic's own currency" in c.value for c in at.caption)
+    database = _db(app_db)
+    with database.write() as session:
+        for clinic in session.scalars(select(Clinic)):
+            clinic.currency, clinic.locale = "USD", "en-US"
+    database.dispose()
+    st.cache_data.clear()
+    at = app_as("owner", f"app_pages/{page}")
+    prices = at.dataframe[0].value["Price"].tolist()
+    assert prices and all(p.startswith("$") and "£" not in p for p in prices), prices
+    assert at.number_input(key=f"{page[:-3]}_price_new").label == "Price (USD)"
