@@ -51,6 +51,11 @@ def check_questions(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ValidationError(f"Question {n}: the key {key!r} is used twice.")
         if not label:
             raise ValidationError(f"Question {n}: give the question's text.")
+        if q.get("unread"):
+            raise ValidationError(
+                f"Question {n}: {q['unread'][0]!r} is not understood; write each question as "
+                f"{LINE_FORMAT}."
+            )
         if kind not in QUESTION_TYPES:
             raise ValidationError(
                 f"Question {n}: the type must be one of {', '.join(QUESTION_TYPES)}."
@@ -71,21 +76,35 @@ def check_questions(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return clean
 
 
+LINE_FORMAT = "key | question | type | options separated by ; | required"
+
+
 def parse_question_lines(text: str) -> list[dict[str, Any]]:
-    """Questions typed one per line as `key | question | type | options;… | required`."""
+    """Questions typed one per line as `key | question | type | options;… | required`. After
+    the type, "required" may stand anywhere (`allergies | Any allergies? | yes_no | required`
+    leaves the options out); a part that is neither the options nor "required" is refused by
+    check_questions, naming the format."""
     found = []
     for line in (text or "").splitlines():
         if not line.strip():
             continue
-        parts = [p.strip() for p in line.split("|")] + ["", "", "", "", ""]
+        parts = [p.strip() for p in line.split("|")] + ["", ""]
+        required, rest = False, []
+        for position, part in enumerate(parts[3:], start=3):
+            word = part.lower()
+            if word == "required" or (position == 4 and word in {"yes", "true"}):
+                required = True
+            elif word not in {"", "optional"}:
+                rest.append(part)
         found.append(
             {
                 "key": parts[0],
                 "label": parts[1],
                 "type": parts[2] or "text",
-                "options": [o for o in parts[3].split(";") if o.strip()],
-                "required": parts[4].lower() in {"required", "yes", "true"},
+                "options": [o for o in (rest[0] if rest else "").split(";") if o.strip()],
+                "required": required,
             }
+            | ({"unread": rest[1:]} if len(rest) > 1 else {})
         )
     return found
 

@@ -23,6 +23,7 @@ from db.models import (
     Patient,
     Provider,
     ResourceKind,
+    ServiceDocument,
     WorkingHours,
 )
 from db.types import utcnow
@@ -1023,3 +1024,45 @@ def test_deactivating_a_provider_with_upcoming_bookings_asks_for_confirmation(db
             select(Appointment.id).where(Appointment.provider_id == world.provider_id)
         )
         assert setup.deactivation_warning(session, world.manager, world.provider_id) == said
+
+
+def test_required_is_read_wherever_it_stands_after_the_type(db, world):
+    lines = "\n".join(
+        [
+            "allergies | Any allergies? | yes_no | required",  # the options left out
+            "tan | Recent sun tan? | yes_no | | required",
+            "skin | Skin type | choice | I;II;III | required",
+            "meds | Medicines you take | text | optional",
+            "pets | Any pets? | yes_no | | yes",  # as before: yes in the required place
+        ]
+    )
+    parsed = documents.parse_question_lines(lines)
+    assert [(q["key"], q["required"]) for q in parsed] == [
+        ("allergies", True),
+        ("tan", True),
+        ("skin", True),
+        ("meds", False),
+        ("pets", True),
+    ]
+    assert parsed[2]["options"] == ["I", "II", "III"] and parsed[0]["options"] == []
+    with db.write() as session:
+        doc = documents.save_document(
+            session, world.owner, world.service_id, "questionnaire", "Before", questions=parsed
+        )
+        stored = session.get(ServiceDocument, doc).questions
+    assert stored[0] == {
+        "key": "allergies",
+        "label": "Any allergies?",
+        "type": "yes_no",
+        "options": [],
+        "required": True,
+    }
+    odd = documents.parse_question_lines("x | Why? | text | a;b | mandatory")
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        documents.save_document(
+            session, world.owner, world.service_id, "questionnaire", "Before", questions=odd
+        )
+    assert str(refused.value) == (
+        "Question 1: 'mandatory' is not understood; write each question as "
+        "key | question | type | options separated by ; | required."
+    )
