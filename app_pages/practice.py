@@ -13,7 +13,9 @@ from ui.setup_forms import can_edit, overview
 from ui.text import escape
 
 
-@cached("setup", ttl=60, max_entries=20)
+# cleared by every write to what its steps read: set-up and hours, staff accounts, the
+# policy, the test message (a save elsewhere showed here up to a minute late)
+@cached("setup", "users", "policy", "outbox", ttl=60, max_entries=20)
 def _checklist(me):
     return read(checklist.checklist, me)
 

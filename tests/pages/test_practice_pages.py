@@ -474,3 +474,24 @@ def test_prices_show_in_the_clinics_currency(app_as, app_db, page):
     prices = at.dataframe[0].value["Price"].tolist()
     assert prices and all(p.startswith("$") and "£" not in p for p in prices), prices
     assert at.number_input(key=f"{page[:-3]}_price_new").label == "Price (USD)"
+
+
+def test_the_checklist_is_current_after_the_policy_is_saved(app_as, app_db):
+    from sqlalchemy import delete, update
+
+    from db.models import Appointment, CancellationPolicy, LedgerEntry
+
+    database = _db(app_db)
+    with database.write() as session:  # a practice that has not set its policy yet
+        session.execute(update(Appointment).values(policy_id=None))
+        session.execute(update(LedgerEntry).values(policy_id=None))
+        session.execute(delete(CancellationPolicy))
+    database.dispose()
+    at = app_as("owner", "app_pages/practice.py")
+    assert "5 of 6 done" in at.subheader[0].value
+    at.switch_page("app_pages/policy.py").run()
+    at.text_area(key="policy_text").input("Please give us 24 hours' notice.")
+    at.button(key="FormSubmitter:policy_form-Save as a new version").click().run()
+    assert not at.error, at.error[0].value
+    at.switch_page("app_pages/practice.py").run()  # within the read's minute
+    assert "Every set-up step is done" in at.success[0].value
