@@ -5,9 +5,10 @@ edited message templates.
 `export_practice` writes it (in creation order, so the same practice always gives the same
 file and importing it into an empty database gives the rows the same ids);
 `import_practice` applies one in the caller's transaction: rows are matched by name, created or
-updated, and a report says what changed. A bad file is refused with its line and the reason, and
-because every step runs in one transaction, nothing is changed. The demo data is such a file
-(core/demo_practice.toml).
+updated, and a report says what changed (and what was left out: a provider's link to a user
+account this site does not have, as accounts are per site). A bad file is refused with its line
+and the reason, and because every step runs in one transaction, nothing is changed. The demo
+data is such a file (core/demo_practice.toml).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Report:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: int = 0
+    warnings: list[str] = field(default_factory=list)  # imported, with something left out
 
     @property
     def lines(self) -> list[str]:
@@ -71,6 +73,7 @@ class Report:
             [f"created {c}" for c in self.created]
             + [f"updated {u}" for u in self.updated]
             + [f"{self.unchanged} unchanged"]
+            + [f"warning: {w}" for w in self.warnings]
         )
 
 
@@ -453,8 +456,14 @@ def _apply(session, actor, data, report, effective_at) -> None:
         user_id = None
         if username:
             user_id = session.scalar(select(User.id).where(User.username == username))
-            if user_id is None:
-                raise ValueError(f"there is no user account {username!r}; create it first")
+            if user_id is None:  # accounts (and passwords) belong to a site, not to the file
+                kept = session.get(Provider, existing).user_id if existing else None
+                user_id = kept
+                report.warnings.append(
+                    f"provider {name}: there is no user account {username!r} here, so "
+                    + ("their link to an account is kept" if kept else "no account is linked")
+                    + "; create it on Users and link it on Providers."
+                )
         values = setup.ProviderData(
             name,
             _get(entry, "title", str, ""),

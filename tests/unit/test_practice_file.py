@@ -14,7 +14,8 @@ from core.kernel.authz import SYSTEM
 from core.kernel.errors import PermissionDenied, ValidationError
 from core.practice import checklist
 from db.engine import Database
-from db.models import AuditEvent, Base, Clinic, Provider, Resource, Service, ServiceDocument
+from db.models import AuditEvent, Base, Clinic, Provider, Resource, Role, Service, ServiceDocument
+from tests.factories import make_user
 
 DEMO_FILE = demo.PRACTICE_FILE.read_text()
 
@@ -114,3 +115,29 @@ def test_cli_export_and_import(tmp_path, monkeypatch, capsys):
     source.write_text(DEMO_FILE.replace('currency = "USD"', 'currency = "XYZ"'))
     assert cli.main(["import-practice", str(source)]) == 2
     assert "'XYZ' is not a currency code" in capsys.readouterr().err
+
+
+def test_a_file_with_a_provider_linked_to_an_account_opens_a_new_site(db):
+    linked = DEMO_FILE.replace('user = ""', 'user = "ada"', 1)  # Dr Aisha Rahman's account
+    with db.write() as session:
+        report = practice_file.import_practice(session, SYSTEM, linked)
+    said = (
+        "provider Dr Aisha Rahman: there is no user account 'ada' here, so no account is "
+        "linked; create it on Users and link it on Providers."
+    )
+    assert report.warnings == [said] and f"warning: {said}" in report.lines
+    with db.read() as session:
+        aisha = session.scalar(select(Provider).where(Provider.name == "Dr Aisha Rahman"))
+        assert aisha.user_id is None
+        assert session.scalar(select(func.count()).select_from(Provider)) == 6
+    with db.write() as session:  # linked here to this site's own account: the link stays
+        aisha = session.scalar(select(Provider).where(Provider.name == "Dr Aisha Rahman"))
+        aisha.user_id = mine = make_user(session, "aisha", Role.STAFF).user_id
+    with db.write() as session:
+        report = practice_file.import_practice(session, SYSTEM, linked)
+    assert "their link to an account is kept" in report.warnings[0]
+    with db.read() as session:
+        assert (
+            session.scalar(select(Provider.user_id).where(Provider.name == "Dr Aisha Rahman"))
+            == mine
+        )
