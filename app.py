@@ -5,7 +5,7 @@ import streamlit as st
 from core.kernel.errors import DomainError
 from ui import auth
 from ui.context import reachable_database, stop_with
-from ui.navigation import PATIENT_PAGE, PORTAL_PAGE, pages_for
+from ui.navigation import PAGES, PATIENT_PAGE, PORTAL_PAGE, pages_for
 from ui.text import escape
 
 st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
@@ -64,7 +64,13 @@ def _staff_pages(actor) -> tuple[dict[str, list], object]:
 if actor is None:
     auth.clear_cookie_in_browser()
     entry = auth.sign_in_page if auth.has_users() else auth.first_run_page
-    pages = [st.Page(entry, title="Sign in", default=True), *_patient_pages()]
+    # every staff page's address asks to sign in too, so /today or a clinic email's
+    # /appointment?id=N opens that page once signed in instead of "Page not found"
+    addresses = [
+        st.Page(entry, title="Sign in", url_path=spec.url_path, visibility="hidden")
+        for spec in PAGES
+    ]
+    pages = [st.Page(entry, title="Sign in", default=True), *addresses, *_patient_pages()]
     st.navigation(pages, position="hidden").run()
 else:
     sections, landing = _staff_pages(actor)
