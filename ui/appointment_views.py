@@ -207,7 +207,8 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
     and a required reason for declines and cancellations."""
     p = f"{prefix}_{row.kind.value}_{row.appointment_id}"
     # nothing preselected: the free-slot search and the form are paid only once asked for
-    choice = st.segmented_control("Action", QUEUE_CHOICES[row.kind], key=f"{p}_choice")
+    # one per line: in the panel beside the table a row of buttons was cut off at 1400 px
+    choice = st.radio("Action", QUEUE_CHOICES[row.kind], index=None, key=f"{p}_choice")
     if choice is None:
         st.caption("Choose an action to see the suggested times and the message to send.")
     if row.kind == QueueKind.CANCELLATIONS and row.inside_window:

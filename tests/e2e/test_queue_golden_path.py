@@ -55,7 +55,7 @@ def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
 
     prefix = f"queue_requests_{request_id}"
     choices = page.locator(f".st-key-{prefix}_choice")  # no action is preselected
-    choices.get_by_role("radio", name="Approve", exact=True).click()
+    choices.get_by_text("Approve", exact=True).click()
     expect(page.locator(f".st-key-{prefix}_slot")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
     shown = page.locator(f".st-key-{prefix}_slot").inner_html()
@@ -81,4 +81,16 @@ def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
     assert expected in email["Subject"] and expected in body
     assert "Looking forward to seeing you." in body
     assert any(part.get_filename() == f"check-in-{request_id}.png" for part in email.walk())
+
+    # each kind's actions fit the decision panel beside the table (at 1400 px the third of a
+    # reschedule request's, "Deny, keep the original", was cut to "De…")
+    for kind in ("Reschedule requests", "Cancellation requests"):
+        page.get_by_role("radio", name=re.compile(rf"^{kind}")).click()
+        wait_for_app_idle(page)
+        panel = page.locator("[class*='st-key-queue_'][class*='_choice']").first
+        expect(panel).to_be_visible(timeout=20000)
+        edge = panel.bounding_box()
+        for option in panel.locator("label, button").all():  # radio labels, or buttons
+            box = option.bounding_box()
+            assert box["x"] + box["width"] <= edge["x"] + edge["width"] + 1, option.inner_text()
     context.close()

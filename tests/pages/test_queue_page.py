@@ -62,7 +62,7 @@ def _item(at, kind="requests", choice=None):
     database.dispose()
     row = next(r for r in rows if r.appointment_id == ident)
     if choice:
-        at.button_group(key=f"queue_{kind}_{row.appointment_id}_choice").set_value(choice).run()
+        at.radio(key=f"queue_{kind}_{row.appointment_id}_choice").set_value(choice).run()
     return row
 
 
@@ -95,7 +95,7 @@ def test_decline_without_reason_is_refused_with_its_message(app_as, app_db):
     at = app_as("manager", PAGE)
     row = _item(at)
     prefix = f"queue_requests_{row.appointment_id}"
-    at.button_group(key=f"{prefix}_choice").set_value("Decline").run()
+    at.radio(key=f"{prefix}_choice").set_value("Decline").run()
     at.button(key=f"{prefix}_go").click().run()
     assert any("Give a reason for the decline" in e.value for e in at.error)
     assert _status(app_db, row.appointment_id) == AppointmentStatus.REQUESTED
@@ -109,7 +109,7 @@ def test_propose_another_time(app_as, app_db):
     at = app_as("manager", PAGE)
     row = _item(at)
     prefix = f"queue_requests_{row.appointment_id}"
-    at.button_group(key=f"{prefix}_choice").set_value("Propose another time").run()
+    at.radio(key=f"{prefix}_choice").set_value("Propose another time").run()
     at.text_area(key=f"{prefix}_message").input("Would this suit you?").run()
     at.button(key=f"{prefix}_go").click().run()
     assert any("Proposal sent" in s.value for s in at.success), _texts(at)
@@ -168,7 +168,7 @@ def test_reschedule_request_denied_and_cancellation_approved(app_as, app_db):
     at.button_group(key="queue_kind").set_value("reschedules").run()
     row = _item(at, "reschedules")
     prefix = f"queue_reschedules_{row.appointment_id}"
-    at.button_group(key=f"{prefix}_choice").set_value("Deny, keep the original").run()
+    at.radio(key=f"{prefix}_choice").set_value("Deny, keep the original").run()
     at.text_input(key=f"{prefix}_reason").input("That day is full").run()
     at.button(key=f"{prefix}_go").click().run()
     assert any("Denied; the original stays." in s.value for s in at.success), _texts(at)
@@ -223,7 +223,7 @@ def test_waiting_proposal_can_be_declined(app_as, app_db):
     at.button_group(key="queue_kind").set_value("proposals").run()
     row = _item(at, "proposals")
     prefix = f"queue_proposals_{row.appointment_id}"
-    at.button_group(key=f"{prefix}_choice").set_value("Decline the request").run()
+    at.radio(key=f"{prefix}_choice").set_value("Decline the request").run()
     at.text_input(key=f"{prefix}_reason").input("The patient did not answer").run()
     at.button(key=f"{prefix}_go").click().run()
     assert any("Declined." in s.value for s in at.success), _texts(at)
@@ -245,7 +245,7 @@ def test_a_click_on_a_row_opens_its_decision_and_the_next_follows_the_action(app
     assert third.appointment_id == table["#"].iloc[2]
     fourth = table["#"].iloc[3]
     prefix = f"queue_requests_{third.appointment_id}"
-    at.button_group(key=f"{prefix}_choice").set_value("Decline").run()
+    at.radio(key=f"{prefix}_choice").set_value("Decline").run()
     at.text_input(key=f"{prefix}_reason").input("No longer offered")
     at.button(key=f"{prefix}_go").click().run()
     assert not at.exception
