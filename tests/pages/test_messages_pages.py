@@ -9,7 +9,7 @@ from datetime import time, timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
 from core.forms import after_booking
@@ -26,6 +26,7 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     Clinic,
+    DeliveryStatus,
     DocumentKind,
     FormRequest,
     Notification,
@@ -217,3 +218,23 @@ def test_patient_signs_a_consent_through_the_link(app_db):
         signed = session.get(FormRequest, form_id)
         assert signed.signed_name == name and signed.completed_at is not None
     database.dispose()
+
+
+def test_the_outbox_offers_a_retry_only_when_a_message_waits_for_one(app_as, app_db):
+    """With every message sent there is no empty, greyed-out picker, but a line saying so."""
+    database = _db(app_db)
+    with database.write() as session:
+        session.execute(update(Notification).values(status=DeliveryStatus.SENT))
+    database.dispose()
+    at = app_as("manager", "app_pages/notifications.py")
+    assert not at.exception
+    assert not [s for s in at.selectbox if s.key == "notifications_retry_pick"]
+    assert "nothing to retry" in " ".join(c.value for c in at.caption)
+    database = _db(app_db)
+    with database.write() as session:
+        last = session.scalar(select(func.max(Notification.id)))
+        session.get(Notification, last).status = DeliveryStatus.FAILED
+    database.dispose()
+    st.cache_data.clear()
+    at = app_as("manager", "app_pages/notifications.py")
+    assert at.selectbox(key="notifications_retry_pick").value.id == last
