@@ -32,7 +32,7 @@ from core.kernel.errors import (
 )
 from core.kernel.money import clinic_time, format_clock
 from core.kernel.text import clean
-from core.messaging import clinic_events, notify
+from core.messaging import clinic_events, notify, preferences, reminders
 from core.payments import points
 from core.scheduling.lifecycle import base_url
 from db.engine import Database
@@ -352,17 +352,25 @@ def _consented():
 
 def due_for_feedback(session: Session, *, now: datetime | None = None, limit: int = BATCH):
     """Ids of completed visits the job should ask about now: completed at least the configured
-    delay ago (and not more than LOOKBACK before that), never asked, with a consented channel."""
+    delay ago (and not more than LOOKBACK before that), never asked, with a consented channel,
+    at a clinic outside its quiet hours (a visit ending at 19:30 is asked about at 08:00, not at
+    21:30 when the delay runs out)."""
     config = survey_settings(session)
     if not config.auto:
         return []
     now = now or utcnow()
     cutoff = now - timedelta(hours=config.delay_hours)
     oldest = cutoff - LOOKBACK
+    quiet = [
+        clinic.id
+        for clinic in session.scalars(select(Clinic))
+        if reminders.quiet_now(now, clinic.timezone, preferences.preferences(session, clinic.id))
+    ]
     query = (
         select(Appointment.id)
         .join(Patient, Patient.id == Appointment.patient_id)
         .where(
+            Appointment.clinic_id.not_in(quiet),
             Appointment.status == AppointmentStatus.COMPLETED,
             Appointment.start_at > oldest - timedelta(days=1),  # the (status, start_at) index
             Appointment.start_at <= cutoff,

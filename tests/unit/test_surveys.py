@@ -4,7 +4,7 @@ through tests/integration/test_surveys_pg.py)."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -23,6 +23,7 @@ from core.kernel.errors import (
     ValidationError,
 )
 from core.messaging import delivery
+from core.messaging.preferences import PreferencesForm, save_preferences
 from core.scheduling import visits
 from db.models import (
     Appointment,
@@ -299,6 +300,23 @@ def test_the_job_asks_after_the_delay_once_and_only_recent_consented_visits(db, 
         assert event.actor_label == SYSTEM.label
 
 
+def test_the_job_asks_nobody_in_the_clinics_quiet_hours(db, world):
+    """A visit that ended at 19:30 is due at 21:30, inside the default quiet hours (21:00 to
+    08:00, clinic time): the job waits for the morning."""
+    evening = datetime(2026, 11, 24, 19, 30, tzinfo=UTC)  # London: GMT in November
+    with db.write() as session:
+        due = completed_visit(session, world, ended=evening)
+    with db.write() as session:
+        for night in ("21:35", "23:59", "07:59"):
+            hour, minute = map(int, night.split(":"))
+            at = evening.replace(hour=hour, minute=minute) + timedelta(days=hour < 12)
+            assert surveys.due_for_feedback(session, now=at) == [], night
+            assert surveys.send_due_feedback_requests(session, base_url=BASE, now=at) == 0
+        morning = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+        assert surveys.due_for_feedback(session, now=morning) == [due]
+        assert surveys.send_due_feedback_requests(session, base_url=BASE, now=morning) == 1
+
+
 def test_settings_switch_the_job_off_change_the_delay_and_the_questions(db, world):
     with db.write() as session:
         due = completed_visit(session, world, ended=NOW - timedelta(hours=3))
@@ -347,7 +365,9 @@ def test_survey_questions_lose_nul_and_control_characters_like_any_typed_text(db
 
 def test_periodic_job_runs_from_the_jobs_list(db, world, tmp_path):
     assert surveys.feedback_job in jobs.JOBS
-    with db.write() as session:
+    with db.write() as session:  # the job runs on the real clock: no quiet hours, any time
+        quiet = PreferencesForm(quiet_start=time(0), quiet_end=time(0))
+        save_preferences(session, world.owner, world.clinic_id, quiet)
         ended = datetime.now(UTC) - timedelta(hours=3)
         appointment_id = completed_visit(session, world, ended=ended)
     settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path, base_url=BASE)
