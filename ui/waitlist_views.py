@@ -72,15 +72,21 @@ def offer_slot_button(me, clinic_id: int, slot: dict, prefix: str) -> None:
             base_url=settings().base_url,
         )
         if done:
-            st.success("Offered to the matching waitlisted patients (see the Waitlist page).")
+            _offered(done.value)
 
 
 def offer_freed_button(me, appointment_id: int, prefix: str) -> None:
     if not me.can(Permission.WAITLIST_OFFER):
         return
     if st.button("Offer this freed time to the waitlist", key=f"{prefix}_offer_freed"):
-        if run_action(offers.offer_freed, appointment_id, base_url=settings().base_url):
-            st.success("Offered to the matching waitlisted patients (see the Waitlist page).")
+        done = run_action(offers.offer_freed, appointment_id, base_url=settings().base_url)
+        if done:
+            _offered(done.value)
+
+
+def _offered(result: offers.Offered) -> None:
+    """What was done: sent now, or held by quiet hours until they end."""
+    (st.success if result.sent else st.info)(escape(result.message()))
 
 
 def offers_table(rows: list[offers.OfferRow]) -> None:

@@ -17,7 +17,7 @@ from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
-from core.kernel.money import clinic_time
+from core.kernel.money import clinic_time, format_clock
 from core.messaging import notify
 from core.scheduling.availability import find_conflicts, working_hours_cover
 from core.scheduling.moves import NewBooking, schedule_appointment
@@ -63,8 +63,20 @@ def find_matches(
 ) -> list[Match]:
     """Waiting entries the opening suits (earliest fitting free start each), ranked."""
     tz = session.get(Clinic, opening.clinic_id).timezone
+    # a patient holding an offer for another time may be offered this one too (they choose);
+    # an entry is offered each opening once, and not while an offer of an overlapping opening of
+    # the same provider is out or queued for it (a cancelled time also offered by hand)
     already = select(WaitlistOffer.entry_id).where(WaitlistOffer.opening_id == opening.id)
-    busy = select(WaitlistOffer.entry_id).where(WaitlistOffer.status == OfferStatus.SENT)
+    overlapping = (
+        select(WaitlistOffer.entry_id)
+        .join(SlotOpening, SlotOpening.id == WaitlistOffer.opening_id)
+        .where(
+            WaitlistOffer.status.in_(OPEN),
+            SlotOpening.provider_id == opening.provider_id,
+            SlotOpening.start_at < opening.end_at,
+            SlotOpening.end_at > opening.start_at,
+        )
+    )
     entries = session.scalars(
         select(WaitlistEntry)
         .where(
@@ -75,7 +87,7 @@ def find_matches(
             WaitlistEntry.latest >= to_local(opening.start_at, tz).date(),
             WaitlistEntry.earliest <= to_local(opening.end_at, tz).date(),
             WaitlistEntry.id.not_in(already),
-            WaitlistEntry.id.not_in(busy),
+            WaitlistEntry.id.not_in(overlapping),
         )
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
@@ -133,10 +145,39 @@ def _slot_still_open(session: Session, opening: SlotOpening, offer: WaitlistOffe
     return offer.start_at >= now + rules.min_notice and _free(session, opening, offer.start_at, end)
 
 
+def _queue_matches(
+    session: Session, opening: SlotOpening, rules: Rules, now: datetime
+) -> list[WaitlistOffer]:
+    """The opening's new matches (entries not offered it yet), queued after those already in
+    line."""
+    matches = find_matches(session, opening, rules, now)
+    last = session.scalar(
+        select(func.max(WaitlistOffer.rank)).where(WaitlistOffer.opening_id == opening.id)
+    )
+    queued = []
+    for rank, match in enumerate(matches, start=(last or 0) + 1):
+        offer = WaitlistOffer(
+            opening_id=opening.id,
+            opening=opening,
+            entry_id=match.entry.id,
+            entry=match.entry,
+            patient_id=match.entry.patient_id,
+            rank=rank,
+            start_at=match.start_at,
+        )
+        session.add(offer)
+        queued.append(offer)
+    session.flush()
+    return queued
+
+
 def _advance(
     session: Session, opening: SlotOpening, rules: Rules, now: datetime, base_url: str
-) -> None:
-    """Send the next queued offers (per mode), or close the opening when none is left."""
+) -> int:
+    """Send the next queued offers (per mode), queueing new matches first when the line is too
+    short. In quiet hours the queued offers wait (the opening pending, for the jobs loop); with
+    nobody to offer, the opening is unfilled: the jobs loop matches it again while it is beyond
+    the minimum notice."""
     offers = session.scalars(
         select(WaitlistOffer)
         .where(WaitlistOffer.opening_id == opening.id, WaitlistOffer.status.in_(OPEN))
@@ -145,53 +186,54 @@ def _advance(
     live = [o for o in offers if o.status == OfferStatus.SENT]
     queued = [o for o in offers if o.status == OfferStatus.QUEUED]
     want = 1 if rules.mode == Mode.ONE_AT_A_TIME else rules.batch
+    new = _queue_matches(session, opening, rules, now) if len(live) + len(queued) < want else []
+    queued += new
+    opening.processed_at = now
     tz = session.get(Clinic, opening.clinic_id).timezone
     if rules.quiet(now, tz) and queued and len(live) < want:
-        return  # sent when quiet hours end
+        if not live:
+            opening.status = OpeningStatus.PENDING  # sent when quiet hours end
+        return len(new)
     for offer in queued:
         if len(live) >= want:
             break
-        if not _slot_still_open(session, opening, offer, rules, now):
-            offer.status = OfferStatus.WITHDRAWN
+        if offer.entry.status != WaitlistStatus.WAITING or not _slot_still_open(
+            session, opening, offer, rules, now
+        ):
+            offer.status, offer.answered_at = OfferStatus.WITHDRAWN, now
             continue
         _send(session, offer, rules, now, base_url)
         live.append(offer)
-    if not live:
-        opening.status, opening.processed_at = OpeningStatus.UNFILLED, now
-    else:
-        opening.status = OpeningStatus.OFFERING
+    opening.status = OpeningStatus.OFFERING if live else OpeningStatus.UNFILLED
+    return len(new)
 
 
 def open_offers(
     session: Session, opening: SlotOpening, rules: Rules, now: datetime, base_url: str
 ) -> int:
-    """Rank the matches of an opening into queued offers and send the first ones."""
-    matches = find_matches(session, opening, rules, now)
-    if not matches:
-        opening.status, opening.processed_at = OpeningStatus.UNFILLED, now
-        return 0
-    for rank, match in enumerate(matches, start=1):
-        session.add(
-            WaitlistOffer(
-                opening_id=opening.id,
-                opening=opening,
-                entry_id=match.entry.id,
-                entry=match.entry,
-                patient_id=match.entry.patient_id,
-                rank=rank,
-                start_at=match.start_at,
-            )
+    """Queue the opening's new matches (ranked) and send the first ones; how many were
+    queued."""
+    return _advance(session, opening, rules, now, base_url)
+
+
+RECHECK = timedelta(minutes=15)
+
+
+def _withdraw_queued(session: Session, opening: SlotOpening, now: datetime) -> None:
+    for offer in session.scalars(
+        select(WaitlistOffer).where(
+            WaitlistOffer.opening_id == opening.id, WaitlistOffer.status == OfferStatus.QUEUED
         )
-    session.flush()
-    opening.processed_at = now
-    _advance(session, opening, rules, now, base_url)
-    return len(matches)
+    ):
+        offer.status, offer.answered_at = OfferStatus.WITHDRAWN, now
 
 
 def process_openings(
     session: Session, *, base_url: str, now: datetime | None = None, limit: int = 50
 ) -> int:
-    """The jobs loop: offer pending openings (not in quiet hours), oldest first."""
+    """The jobs loop: offer pending openings (new, or queued through quiet hours), oldest
+    first; then match the unfilled ones again while they are beyond the minimum notice (every
+    RECHECK, or at once when a patient joined the clinic's waitlist since)."""
     now = now or utcnow()
     rules = get_rules(session)
     pending = session.scalars(
@@ -201,11 +243,34 @@ def process_openings(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    joined = (
+        select(WaitlistEntry.id)
+        .where(
+            WaitlistEntry.clinic_id == SlotOpening.clinic_id,
+            WaitlistEntry.status == WaitlistStatus.WAITING,
+            WaitlistEntry.created_at > SlotOpening.processed_at,
+        )
+        .exists()
+    )
+    again = session.scalars(
+        select(SlotOpening)
+        .where(
+            SlotOpening.status == OpeningStatus.UNFILLED,
+            SlotOpening.end_at > now + rules.min_notice,
+            SlotOpening.processed_at.is_(None)
+            | (SlotOpening.processed_at <= now - RECHECK)
+            | joined,
+        )
+        .order_by(SlotOpening.processed_at, SlotOpening.id)
+        .limit(max(limit - len(pending), 0))
+        .with_for_update(of=SlotOpening, skip_locked=True)
+    ).all()
     done = 0
-    for opening in pending:
+    for opening in [*pending, *again]:
         tz = session.get(Clinic, opening.clinic_id).timezone
         if opening.end_at <= now + rules.min_notice:
             opening.status, opening.processed_at = OpeningStatus.CLOSED, now
+            _withdraw_queued(session, opening, now)
             continue
         if rules.quiet(now, tz):
             continue
@@ -241,6 +306,31 @@ def expire_offers(session: Session, *, base_url: str, now: datetime | None = Non
     return len(lapsed)
 
 
+@dataclass(frozen=True)
+class Offered:
+    """What offering a slot by hand did: `matched` patients queued, `sent` offers out now; none
+    sent means quiet hours hold them until `quiet_end` (clinic-local, as the clinic's clock)."""
+
+    opening_id: int
+    matched: int
+    sent: int
+    quiet_end: str | None
+
+    def message(self) -> str:
+        if self.sent:
+            who = "1 patient" if self.sent == 1 else f"{self.sent} patients"
+            more = self.matched - self.sent
+            rest = f"; {more} more in line after them" if more > 0 else ""
+            return f"Offer sent to {who}{rest} (see the Waitlist page)."
+        who = "1 matching patient" if self.matched == 1 else f"{self.matched} matching patients"
+        if self.quiet_end is None:
+            return "No offer could be sent: the time is no longer free."
+        return (
+            f"Quiet hours: the offer to {who} will be sent at {self.quiet_end}, when quiet hours "
+            "end (see the Waitlist page)."
+        )
+
+
 def offer_slot(
     session: Session,
     actor: Actor,
@@ -252,7 +342,7 @@ def offer_slot(
     base_url: str,
     appointment_id: int | None = None,
     now: datetime | None = None,
-) -> SlotOpening:
+) -> Offered:
     """A manager offers a slot by hand (from the calendar or a cancellation): matched, ranked
     and offered at once, in the practice's mode."""
     ensure(actor, Permission.WAITLIST_OFFER)
@@ -275,6 +365,11 @@ def offer_slot(
     session.flush()
     rules = get_rules(session)
     count = open_offers(session, opening, rules, now, base_url)
+    sent = session.scalar(
+        select(func.count())
+        .select_from(WaitlistOffer)
+        .where(WaitlistOffer.opening_id == opening.id, WaitlistOffer.status == OfferStatus.SENT)
+    )
     audit.record(
         session,
         actor,
@@ -288,12 +383,13 @@ def offer_slot(
             "No waitlisted patient matches this slot (service length, days, weekdays, time of "
             "day, provider) with the minimum notice; nothing was sent."
         )
-    return opening
+    clinic = session.get(Clinic, clinic_id)
+    quiet = not sent and rules.quiet(now, clinic.timezone)
+    quiet_end = format_clock(rules.quiet_end, clinic.locale) if quiet else None
+    return Offered(opening.id, count, sent, quiet_end)
 
 
-def offer_freed(
-    session: Session, actor: Actor, appointment_id: int, *, base_url: str
-) -> SlotOpening:
+def offer_freed(session: Session, actor: Actor, appointment_id: int, *, base_url: str) -> Offered:
     """Offer the time a cancelled appointment held."""
     ensure(actor, Permission.WAITLIST_OFFER)
     appointment = session.get(Appointment, appointment_id)
@@ -425,6 +521,7 @@ def _accept(
         details={"appointment_id": appointment.id, "opening_id": opening.id},
     )
     _tell_others(session, opening, offer, now)
+    _withdraw_elsewhere(session, offer, now)
     session.flush()  # the opening's version check: a concurrent winner surfaces here
     return appointment
 
@@ -459,6 +556,21 @@ def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, 
         else:
             other.status = OfferStatus.WITHDRAWN
         other.answered_at = now
+
+
+def _withdraw_elsewhere(session: Session, winner: WaitlistOffer, now: datetime) -> None:
+    """The entry is booked: its offers for other times are withdrawn (their links then say so);
+    the jobs loop passes those times on to the next patient in line."""
+    for other in session.scalars(
+        select(WaitlistOffer).where(
+            WaitlistOffer.entry_id == winner.entry_id,
+            WaitlistOffer.id != winner.id,
+            WaitlistOffer.status.in_(OPEN),
+        )
+    ):
+        other.status, other.answered_at = OfferStatus.WITHDRAWN, now
+        if other.token_id:
+            tokens.revoke(session, other.token_id)
 
 
 def decline_offer(session: Session, raw: str | None, *, base_url: str) -> None:

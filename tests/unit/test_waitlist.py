@@ -11,7 +11,7 @@ import threading
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
@@ -335,6 +335,144 @@ def test_a_manager_offers_a_cancelled_slot_by_hand_staff_may_not(db, world):
     with db.read() as session:
         [row] = [r for r in offers.list_offers(session, world.manager, clinic_id=world.clinic_id)]
     assert (row.patient, row.status, row.reason) == ("Ann Morgan", "sent", "by_hand")
+
+
+def quiet_now(db, world) -> None:
+    """Quiet from an hour before now to an hour after (clinic time)."""
+    local = to_local(utcnow(), TZ)
+    quiet = Rules(
+        quiet_start=(local - timedelta(hours=1)).time(),
+        quiet_end=(local + timedelta(hours=1)).time(),
+    )
+    with db.write() as session:
+        set_rules(session, world.owner, quiet)
+
+
+def statuses(db) -> dict[str, OfferStatus]:
+    with db.read() as session:
+        rows = session.execute(
+            select(WaitlistOffer.opening_id, WaitlistOffer.rank, WaitlistOffer.status)
+        ).all()
+    return {f"{opening}/{rank}": status for opening, rank, status in rows}
+
+
+def test_an_offer_by_hand_in_quiet_hours_is_sent_when_they_end_and_the_manager_is_told(db, world):
+    quiet_now(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    with db.write() as session:
+        done = offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert (done.matched, done.sent) == (2, 0)
+    assert done.message().startswith("Quiet hours: the offer to 2 matching patients will be sent")
+    assert sent_to(db, "waitlist_offer") == []
+    process(db)  # still quiet: nothing goes, nothing is closed
+    assert sent_to(db, "waitlist_offer") == []
+    rules(db, world)  # quiet hours over
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        by_hand = session.scalar(select(SlotOpening).where(SlotOpening.by_hand.is_(True)))
+        assert by_hand.status == OpeningStatus.OFFERING
+        mine = session.scalars(
+            select(WaitlistOffer.status).where(WaitlistOffer.opening_id == by_hand.id)
+        )
+        assert sorted(mine) == [OfferStatus.QUEUED, OfferStatus.SENT]
+    with db.write() as session:  # out of quiet hours the manager is told who got it
+        done = offers.offer_slot(
+            session,
+            world.manager,
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            start_at=at(day, 15),
+            end_at=at(day, 16),
+            base_url=BASE,
+        )
+    assert (
+        done.message()
+        == "Offer sent to 1 patient; 1 more in line after them (see the Waitlist page)."
+    )
+
+
+def test_a_patient_offered_one_time_is_offered_another_too(db, world):
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3)
+    day = future_day()
+    early, late = booked(db, world, day, 10), booked(db, world, day, 14)
+    for name in ("Ann", "Ben", "Cy"):
+        waiting(db, world, day, name=name)
+    cancel(db, world, early)
+    process(db)  # each patient holds an offer for 10:00 ...
+    cancel(db, world, late)
+    process(db)  # ... and is offered 14:00 as well
+    with db.read() as session:
+        counts = dict(
+            session.execute(
+                select(WaitlistOffer.opening_id, func.count()).group_by(WaitlistOffer.opening_id)
+            ).all()
+        )
+        assert sorted(session.scalars(select(SlotOpening.status))) == [OpeningStatus.OFFERING] * 2
+    assert list(counts.values()) == [3, 3]
+    with db.read() as session:
+        first = session.scalars(select(WaitlistOffer).order_by(WaitlistOffer.id)).first()
+        ann_entry, early_opening = first.entry_id, first.opening_id  # Ann's offer of 10:00
+    accept(db, offer_links(db)["ann@example.org"])  # her latest link: 14:00
+    with db.read() as session:
+        mine = {
+            o.opening_id: o.status
+            for o in session.scalars(
+                select(WaitlistOffer).where(WaitlistOffer.entry_id == ann_entry)
+            )
+        }
+    assert sorted(mine.items()) == [
+        (early_opening, OfferStatus.WITHDRAWN),  # booked at 14:00: her 10:00 offer is withdrawn
+        (early_opening + 1, OfferStatus.ACCEPTED),
+    ]
+
+
+def test_an_unfilled_time_is_offered_to_a_patient_who_joins_later(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    process(db)
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.UNFILLED
+    waiting(db, world, day, name="Ann")
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.OFFERING
+
+
+def test_a_lapsed_hold_goes_to_patients_who_joined_meanwhile(db, world):
+    rules(db, world, hold_minutes=30)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    waiting(db, world, day, name="Ben")
+    waiting(db, world, day, name="Cy")
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE, now=utcnow() + timedelta(minutes=31))
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.OFFERING
+
+
+def test_an_unfilled_time_within_the_minimum_notice_is_not_offered_again(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    process(db)
+    waiting(db, world, day, name="Ann")
+    process(db, now=at(day, 9))  # an hour before: inside the two hours' notice
+    assert sent_to(db, "waitlist_offer") == []
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.UNFILLED
 
 
 def test_refill_figures_count_filled_freed_slots(db, world):
