@@ -419,18 +419,35 @@ class OfferView:
     when: str
     expires: str
     status: str
+    closed: str | None = None  # what became of an offer no longer open, for the patient
 
 
-def _offer_for(session: Session, raw: str | None, *, lock: bool = False):
-    token = tokens.verify(session, raw, PURPOSE)
-    offer = session.get(WaitlistOffer, token.subject_id)
-    if offer is None:
+def _offer_for(session: Session, raw: str | None) -> tuple[LinkToken | None, WaitlistOffer]:
+    """The offer behind a link, with its live token; a link spent, revoked or lapsed with its
+    offer (taken by another patient, expired, answered) still finds its own offer, with no
+    token, so the patient reads what became of it. Anything else is LinkInvalid."""
+    try:
+        token = tokens.verify(session, raw, PURPOSE)
+    except LinkInvalid:
+        if not raw or len(raw) > 128:
+            raise
+        token = None
+        row = session.scalar(
+            select(LinkToken).where(
+                LinkToken.token_hash == tokens.hash_token(raw), LinkToken.purpose == PURPOSE
+            )
+        )
+        if row is None:
+            raise
+    offer = session.get(WaitlistOffer, (token or row).subject_id)
+    if offer is None or offer.token_id != (token or row).id:
         raise LinkInvalid()
     return token, offer
 
 
-def offer_view(session: Session, raw: str | None) -> OfferView:
-    _, offer = _offer_for(session, raw)
+def offer_view(session: Session, raw: str | None, *, now: datetime | None = None) -> OfferView:
+    now = now or utcnow()
+    token, offer = _offer_for(session, raw)
     context = _context(session, offer)
     clinic = session.get(Clinic, offer.opening.clinic_id)
     return OfferView(
@@ -441,6 +458,7 @@ def offer_view(session: Session, raw: str | None) -> OfferView:
         str(context["when"]),
         clinic_time(clinic, offer.expires_at, zone=True),
         offer.status.value,
+        None if token and _open(offer, now) else _closed(offer, now),
     )
 
 
@@ -450,8 +468,11 @@ TAKEN = "Sorry, this time has just been taken by another patient. You stay on ou
 def accept_offer(session: Session, raw: str | None, *, now: datetime | None = None) -> Appointment:
     """The link in the offer: book the offered slot through the life cycle; the others are told
     it is taken."""
+    now = now or utcnow()
     token, offer = _offer_for(session, raw)
-    return _accept(session, offer, now or utcnow(), token)
+    if token is None:
+        raise Conflict(_closed(offer, now))
+    return _accept(session, offer, now, token)
 
 
 def accept_own_offer(
@@ -477,9 +498,9 @@ def _accept(
     ).scalar_one()
     session.refresh(offer)
     if offer.status != OfferStatus.SENT or opening.status != OpeningStatus.OFFERING:
-        raise Conflict(TAKEN if offer.status == OfferStatus.TAKEN else _closed(offer))
+        raise Conflict(_closed(offer, now))
     if offer.expires_at <= now:
-        raise Conflict("This offer has expired; the time went to the next patient in line.")
+        raise Conflict(EXPIRED)
     if token is not None:
         tokens.consume(session, token)
     entry = offer.entry
@@ -526,11 +547,28 @@ def _accept(
     return appointment
 
 
-def _closed(offer: WaitlistOffer) -> str:
-    if offer.status == OfferStatus.EXPIRED:
-        return "This offer has expired; the time went to the next patient in line."
+EXPIRED = "This offer has expired; the time went to the next patient in line."
+
+
+def _open(offer: WaitlistOffer, now: datetime) -> bool:
+    return offer.status == OfferStatus.SENT and offer.expires_at > now
+
+
+def _closed(offer: WaitlistOffer, now: datetime) -> str:
+    """What became of an offer no longer open, as its patient reads it."""
+    if offer.status == OfferStatus.EXPIRED or (
+        offer.status == OfferStatus.SENT and offer.expires_at <= now
+    ):
+        return EXPIRED
     if offer.status == OfferStatus.ACCEPTED:
         return "You have accepted this time already; the confirmation is in your inbox."
+    if offer.status == OfferStatus.DECLINED:
+        return "You have passed this time on to the next patient. You stay on our waitlist."
+    if offer.status == OfferStatus.WITHDRAWN:
+        return (
+            "This offer no longer stands: you have booked another time from our waitlist or "
+            "left it, or the time is no longer free."
+        )
     return TAKEN
 
 
@@ -575,8 +613,8 @@ def _withdraw_elsewhere(session: Session, winner: WaitlistOffer, now: datetime) 
 
 def decline_offer(session: Session, raw: str | None, *, base_url: str) -> None:
     token, offer = _offer_for(session, raw)
-    if offer.status != OfferStatus.SENT:
-        raise Conflict(_closed(offer))
+    if token is None or offer.status != OfferStatus.SENT:
+        raise Conflict(_closed(offer, utcnow()))
     tokens.consume(session, token)
     offer.status, offer.answered_at = OfferStatus.DECLINED, utcnow()
     session.flush()

@@ -3,29 +3,40 @@ Today — for each role that may see them."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import time, timedelta
 
 import pytest
 import streamlit as st
 from sqlalchemy import select
 
+from core.kernel import tokens
 from core.kernel.authz import SYSTEM, Actor
+from core.kernel.clock import to_local
 from core.kernel.config import load_settings
+from core.scheduling.availability import suggest_slots
 from core.startup import open_database
-from core.waitlist import entries
+from core.waitlist import entries, offers
+from core.waitlist.rules import Mode, Rules, set_rules
 from db.models import (
     Appointment,
     AppointmentKind,
     AppointmentStatus,
+    Clinic,
+    LinkToken,
+    Notification,
     Package,
     Patient,
     RiskModel,
     RiskScore,
     Role,
+    Service,
     WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
 )
 from db.types import utcnow
-from tests.pages.conftest import every_clinic_speaks, today_in
+from tests.pages.conftest import every_clinic_speaks, patient_page, today_in
 from ui import risk
 
 DECILES = [{"predicted": i / 10, "observed": i / 10, "n": 90} for i in range(10)]
@@ -159,3 +170,64 @@ def test_many_visits_risk_is_read_at_once_and_each_keeps_its_own(app_db):
     found = risk.probabilities(owner, [second, 2**40, first])
     assert found == {first: pytest.approx(0.42), second: pytest.approx(0.07)}
     assert risk.probabilities(owner, [first]) == {first: pytest.approx(0.42)}
+
+
+def test_a_patient_who_lost_the_race_for_an_offer_is_told_so_by_the_link(app_db):
+    """First to accept: two patients are offered a time, one books it; the other's link says
+    the time has been taken (it said 'This link is not valid any more')."""
+    database = _db(app_db)
+    with database.write() as s:
+        set_rules(
+            s,
+            SYSTEM,
+            Rules(
+                mode=Mode.FIRST_TO_ACCEPT,
+                batch=2,
+                min_notice_minutes=0,
+                quiet_start=time(0),
+                quiet_end=time(0),
+            ),
+        )
+        s.execute(
+            WaitlistEntry.__table__.update().values(status=WaitlistStatus.WITHDRAWN)
+        )  # these two alone
+        clinic = s.scalars(select(Clinic).order_by(Clinic.id)).first()
+        today = to_local(utcnow(), clinic.timezone).date()
+        slot = suggest_slots(
+            s, clinic_id=clinic.id, duration_minutes=30, day=today + timedelta(days=2), limit=1
+        )[0]
+        day = to_local(slot.start_at, clinic.timezone).date()
+        service = s.scalars(select(Service).where(Service.duration_minutes <= 30)).first()
+        patients = s.scalars(select(Patient.id).order_by(Patient.id).limit(2)).all()
+        for patient_id in patients:
+            entries.add_entry(
+                s,
+                SYSTEM,
+                entries.Wish(patient_id, clinic.id, service.id, day, day, weekdays=tuple(range(7))),
+            )
+        offers.offer_slot(
+            s,
+            SYSTEM,
+            clinic_id=clinic.id,
+            provider_id=slot.provider_id,
+            start_at=slot.start_at,
+            end_at=slot.start_at + timedelta(minutes=30),
+            base_url="http://clinic.example",
+        )
+        bodies = s.scalars(
+            select(Notification.body).where(Notification.template == "waitlist_offer")
+        )
+        links = {}  # offer id -> raw token, read from the messages sent
+        for raw in {m for body in bodies for m in re.findall(r"t=([\w-]+)", body)}:
+            token = s.scalar(
+                select(LinkToken).where(LinkToken.token_hash == tokens.hash_token(raw))
+            )
+            links[token.subject_id] = raw
+        winner, loser = sorted(s.scalars(select(WaitlistOffer.id)))
+        offers.accept_offer(s, links[winner])
+    database.dispose()
+    at = patient_page("waitlist_offer", links[loser])
+    assert not at.exception
+    assert [t.value for t in at.title] == ["This offer is closed"]
+    assert [i.value for i in at.info] == [offers.TAKEN]
+    assert not at.button  # nothing to accept any more

@@ -209,7 +209,7 @@ def test_one_at_a_time_offers_the_longest_waiting_then_the_next_after_the_hold(d
     with db.write() as session:
         assert offers.expire_offers(session, base_url=BASE, now=utcnow() + timedelta(minutes=31))
     assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
-    with pytest.raises(LinkInvalid):  # Ann's link lapsed with her hold
+    with pytest.raises(Conflict, match="This offer has expired"):  # lapsed with her hold
         accept(db, offer_links(db)["ann@example.org"])
     appointment = accept(db, offer_links(db)["ben@example.org"])
     with db.read() as session:
@@ -234,11 +234,39 @@ def test_first_to_accept_wins_and_the_others_are_told(db, world):
     assert sorted(links) == ["ann@example.org", "ben@example.org"]
     accept(db, links["ben@example.org"])
     assert sent_to(db, "waitlist_taken") == ["ann@example.org"]
-    with pytest.raises(LinkInvalid):  # Ann's link was revoked when Ben took the slot
+    with pytest.raises(Conflict, match="just been taken"):  # revoked when Ben took the slot
         accept(db, links["ann@example.org"])
+    with db.read() as session:  # her link's page says so too, not "not valid any more"
+        assert offers.offer_view(session, links["ann@example.org"]).closed == offers.TAKEN
     with db.read() as session:
         states = dict(session.execute(select(WaitlistOffer.rank, WaitlistOffer.status)).all())
     assert states == {1: OfferStatus.TAKEN, 2: OfferStatus.ACCEPTED}
+
+
+def test_a_link_whose_offer_closed_says_what_became_of_it_and_nothing_else(db, world):
+    rules(db, world, hold_minutes=30)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["ann@example.org"]
+    later = utcnow() + timedelta(minutes=31)
+    with db.read() as session:  # the hold has passed, the jobs loop has not run yet
+        view = offers.offer_view(session, link, now=later)
+        assert (view.closed, view.status) == (offers.EXPIRED, "sent")
+        assert offers.offer_view(session, link).closed is None  # still open now
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE, now=later)
+    with db.read() as session:
+        assert offers.offer_view(session, link).closed == offers.EXPIRED
+    with pytest.raises(Conflict, match="has expired"):
+        accept(db, link)
+    with db.write() as session, pytest.raises(Conflict, match="has expired"):
+        offers.decline_offer(session, link, base_url=BASE)
+    for wrong in ("", link[:-1] + ("A" if link[-1] != "A" else "B"), "x" * 200):
+        with db.read() as session, pytest.raises(LinkInvalid):
+            offers.offer_view(session, wrong)
 
 
 def test_soonest_need_ranks_by_the_end_of_the_date_range(db, world):

@@ -24,6 +24,10 @@ def render(token: str) -> None:
     if show_done("waitlist_offer", token):
         return
     view = public_read(offers.offer_view, token)
+    if view.closed:  # taken by another patient, expired, answered: say which
+        st.title("This offer is closed")
+        st.info(escape(view.closed), icon=":material/event_busy:")
+        return
     st.title("A time has freed up for you")
     st.markdown(f"Hello {escape(view.patient_name)}, you are on our waitlist. We can offer:")
     st.markdown(
