@@ -14,6 +14,7 @@ from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds, local_today
 from core.kernel.money import NO_VALUE, weekday_name
 from core.waitlist import entries, offers, rules
+from ui.appointment_views import FLASH
 from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import read, run_action, settings
@@ -191,7 +192,11 @@ def waitlist_request_button(me, appointment_id: int) -> None:
         help="Declines the request (the patient is told) and adds them to the waitlist for the "
         "same service, clinic, provider and time of day for four weeks.",
     ):
-        if run_action(entries.add_from_request, appointment_id, success="Put on the waitlist."):
+        if run_action(entries.add_from_request, appointment_id):
+            # shown once after the rerun; the queue then knows this session decided it
+            st.session_state[FLASH] = (
+                "Put on the waitlist: the patient is told the request is declined."
+            )
             st.rerun()
 
 

@@ -231,3 +231,26 @@ def test_a_patient_who_lost_the_race_for_an_offer_is_told_so_by_the_link(app_db)
     assert [t.value for t in at.title] == ["This offer is closed"]
     assert [i.value for i in at.info] == [offers.TAKEN]
     assert not at.button  # nothing to accept any more
+
+
+def test_a_request_put_on_the_waitlist_from_the_queue_says_so(app_as, app_db):
+    """It said '#… is no longer waiting: someone else handled it…' about this very action."""
+    at = app_as("manager", "app_pages/queue.py")
+    heading = next(h.value for h in at.subheader if h.value.startswith("#"))
+    ident = int(heading[1:].split(" ", 1)[0])
+    at.button(key=f"queue_waitlist_{ident}").click().run()
+    assert not at.exception and not at.error, at.error
+    assert [s.value for s in at.success] == [
+        "Put on the waitlist: the patient is told the request is declined."
+    ]
+    assert not [i.value for i in at.info if "no longer waiting" in i.value]
+    database = _db(app_db)
+    with database.read() as session:
+        entry = session.scalar(
+            select(WaitlistEntry)
+            .where(WaitlistEntry.source == "request")
+            .order_by(WaitlistEntry.id.desc())
+        )
+        assert session.get(Appointment, ident).status == AppointmentStatus.DECLINED
+        assert entry.status == WaitlistStatus.WAITING
+    database.dispose()
