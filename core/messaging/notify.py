@@ -207,12 +207,11 @@ TEMPLATES: dict[str, Template] = {
         "A time is free: {service_name} on {when}",
         "Dear {patient_name},\n\nYou are on our waitlist, and a time has just freed up: "
         "{service_name} with {provider_name} on {when}.\n\nTo take it, accept here before "
-        "{expires}: {link}\nOther patients may have been offered it too; the first to accept "
-        "gets it." + _SIGN,
-        "A freed slot offered to a waitlisted patient.",
+        "{expires}: {link}\n{terms}" + _SIGN,
+        "A freed slot offered to a waitlisted patient (the terms: held for them alone, or the "
+        "first of several to accept gets it, as the waitlist rules say).",
         "{clinic_name}: a time is free for you: {service_name} with {provider_name} on {when}. "
-        "To take it, accept before {expires}: {link}\nOthers may have been offered it too; the "
-        "first to accept gets it.",
+        "To take it, accept before {expires}: {link}\n{terms}",
     ),
     "waitlist_taken": Template(
         "The time on {when} has been taken",
@@ -235,6 +234,7 @@ SAMPLE_CONTEXT = {
     "fee": f"\nA late-cancellation fee of {format_money(2500)} applies.",
     "link": "https://example.org/patient?t=…",
     "expires": "Tue 15 Dec 2026",
+    "terms": "We are holding this time for you alone until then.",
     "answer": "accepted",
     "nps": "9",
     "rating": "5",

@@ -120,6 +120,13 @@ def _context(session: Session, offer: WaitlistOffer, **extra) -> dict[str, objec
     }
 
 
+TERMS = {  # the offer message's sentence on who else may take the time
+    Mode.ONE_AT_A_TIME: "We are holding this time for you alone until then.",
+    Mode.FIRST_TO_ACCEPT: "Other patients may have been offered it too; the first to accept "
+    "gets it.",
+}
+
+
 def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, base_url: str):
     hold = min(rules.hold, offer.start_at - now - rules.min_notice / 2)
     token = tokens.issue(session, PURPOSE, offer.id, max(hold, timedelta(minutes=5)))
@@ -136,6 +143,7 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
             offer,
             link=tokens.link(base_url, PURPOSE, token.raw),
             expires=clinic_time(clinic, offer.expires_at, zone=True),
+            terms=TERMS[rules.mode],
         ),
     )
 

@@ -269,6 +269,35 @@ def test_a_link_whose_offer_closed_says_what_became_of_it_and_nothing_else(db, w
             offers.offer_view(session, wrong)
 
 
+@pytest.mark.parametrize(
+    ("mode", "says", "not_said"),
+    [
+        (Mode.ONE_AT_A_TIME, "holding this time for you alone", "first to accept"),
+        (Mode.FIRST_TO_ACCEPT, "the first to accept gets it", "for you alone"),
+    ],
+)
+def test_the_offer_message_says_whether_the_time_is_held_or_first_come(
+    db, world, mode, says, not_said
+):
+    rules(db, world, mode=mode)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    with db.read() as session:
+        bodies = dict(
+            session.execute(
+                select(Notification.channel, Notification.body).where(
+                    Notification.template == "waitlist_offer"
+                )
+            ).all()
+        )
+    assert set(bodies) >= {"email", "sms"}  # the text message says the same
+    for body in bodies.values():
+        assert says in body and not_said not in body
+
+
 def test_soonest_need_ranks_by_the_end_of_the_date_range(db, world):
     rules(db, world, ranking=Ranking.SOONEST_NEED)
     day = future_day()
