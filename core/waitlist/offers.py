@@ -717,14 +717,15 @@ def refill_figures(
     ]
     if clinic_id is not None:
         where.append(SlotOpening.clinic_id == clinic_id)
+    sent = (
+        select(WaitlistOffer.id)
+        .where(WaitlistOffer.opening_id == SlotOpening.id, WaitlistOffer.sent_at.is_not(None))
+        .exists()
+    )
     opened, offered, filled = session.execute(
         select(
             func.count(),
-            func.count().filter(
-                SlotOpening.status.in_(
-                    [OpeningStatus.OFFERING, OpeningStatus.FILLED, OpeningStatus.UNFILLED]
-                )
-            ),
+            func.count().filter(sent),  # at least one offer went out (not merely matched)
             func.count().filter(SlotOpening.status == OpeningStatus.FILLED),
         ).where(*where)
     ).one()

@@ -550,6 +550,7 @@ def test_refill_figures_count_filled_freed_slots(db, world):
             until=utcnow() + timedelta(days=1),
         )
     assert (figures.opened, figures.filled, figures.refill_rate) == (2, 1, 0.5)
+    assert figures.offered == 1  # 14:00 matched nobody (Ann waits for mornings): not offered
     assert figures.median_minutes_to_fill is not None
 
 
