@@ -39,6 +39,23 @@ def _entries(me, clinic_id, status, service_id, provider_id):
     )
 
 
+# the table's headings, and widths (px) that fit the wide layout beside the sidebar at 1400 px
+# (about 1000 px: 1400 less the sidebar and the page margins)
+COLUMNS = {
+    "patient": "Patient",
+    "service": "Service",
+    "provider": "Provider",
+    "days": "Days",
+    "weekdays": "Weekdays",
+    "windows": "Times of day",
+    "note": "Note",
+    "source": "Source",
+    "waiting_days": "Waiting (days)",
+    "matches": "Matches",
+    "next_match": "Next match",
+}
+WIDTHS = dict(zip(COLUMNS.values(), (110, 100, 95, 100, 70, 80, 95, 60, 80, 60, 110), strict=True))
+
 st.title("Waitlist")
 me = actor()
 clinics, services, providers, packages = _choices(me)
@@ -58,9 +75,12 @@ rows = _entries(me, clinic_id, status, service_id, provider_id)
 frame = pd.DataFrame([r.__dict__ for r in rows])
 if rows:
     show_table(
-        frame.drop(columns=["id", "patient_id", "status"]).rename(columns=str.title),
+        frame.drop(columns=["id", "patient_id", "status"]).rename(columns=COLUMNS),
         hide_index=True,
         width="stretch",
+        column_config={
+            label: st.column_config.Column(label, width=width) for label, width in WIDTHS.items()
+        },
         key="waitlist_table",
     )  # a DataFrame shows typed notes as plain text
     leaving = st.selectbox(

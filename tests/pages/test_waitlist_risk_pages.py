@@ -3,6 +3,7 @@ Today — for each role that may see them."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import time, timedelta
 
@@ -95,6 +96,14 @@ def test_waitlist_page_lists_entries_and_shows_offers_to_managers(app_as, app_db
     assert not staff.exception
     [table] = staff.dataframe
     assert "**bold** <b>x</b>" in table.value["Note"].tolist()  # typed text shown as text
+    headings = list(table.value.columns)
+    assert headings[-3:] == ["Waiting (days)", "Matches", "Next match"]  # not "Waiting_Days"
+    widths = {
+        name: column["width"]
+        for name, column in json.loads(table.proto.columns).items()
+        if "width" in column
+    }
+    assert set(widths) == set(headings) and sum(widths.values()) <= 960  # fits at 1400 px
     assert "Offers" not in [h.value for h in staff.subheader]
     statuses = staff.selectbox(key="waitlist_status").options
     assert statuses == ["Waiting", "Booked", "Withdrawn", "Expired"]  # words, not stored values
