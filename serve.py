@@ -12,6 +12,7 @@ import html
 import logging
 import socket
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import streamlit as st
 import uvicorn
@@ -40,6 +41,34 @@ def _db():
     if _database is None:
         _database = open_database(load_settings())
     return _database
+
+
+def cross_site(headers) -> bool:
+    """Whether a browser sent this request from another site. A page elsewhere must not post a
+    sign-in code or link of its author's to these routes (login CSRF: the visitor would work
+    signed in as someone else); SameSite only governs when a cookie is sent, not whether it may
+    be set. Browsers send Sec-Fetch-Site with every request, older ones at least Origin with a
+    POST; a request with neither is no browser's cross-site form."""
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    # the host alone: a proxy may pass on Host without the port (nginx's $host)
+    return urlsplit(origin).hostname != urlsplit(f"//{headers.get('host', '')}").hostname
+
+
+def same_site_only(route):
+    """The route, refusing a request `cross_site` finds came from another site."""
+
+    @functools.wraps(route)
+    async def guarded(request: Request) -> Response:
+        if cross_site(request.headers):
+            return Response("refused: this request came from another site", status_code=403)
+        return await route(request)
+
+    return guarded
 
 
 def _exchange(code: str) -> str | None:
@@ -340,12 +369,12 @@ app = st.App(
     lifespan=lifespan,
     middleware=MIDDLEWARE,
     routes=[
-        Route("/_clinicdesk/session", set_session, methods=["POST"]),
-        Route("/_clinicdesk/signout", end_session, methods=["POST"]),
+        Route("/_clinicdesk/session", same_site_only(set_session), methods=["POST"]),
+        Route("/_clinicdesk/signout", same_site_only(end_session), methods=["POST"]),
         sms_route(_db, load_settings),  # text replies to reminders
         Route(portal_sign_in.ROUTE, portal_sign_in_form, methods=["GET"]),
-        Route(portal_sign_in.ROUTE, portal_open_session, methods=["POST"]),
-        Route("/_clinicdesk/portal/signout", portal_sign_out, methods=["POST"]),
+        Route(portal_sign_in.ROUTE, same_site_only(portal_open_session), methods=["POST"]),
+        Route("/_clinicdesk/portal/signout", same_site_only(portal_sign_out), methods=["POST"]),
         Route("/_clinicdesk/payments/stripe", stripe_webhook, methods=["POST"]),
     ],
 )
