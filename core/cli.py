@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
 import time
 
@@ -16,6 +17,7 @@ from core.kernel import accounts
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.kernel.errors import DatabaseUnavailable, DomainError
+from core.kernel.exports import record_export
 from core.messaging import delivery
 from core.startup import open_database
 from db.models import Role
@@ -177,7 +179,7 @@ def _data_command(args) -> int:
 
     def out(content: bytes) -> None:
         if args.out:
-            Path(args.out).write_bytes(content)
+            write_private(args.out, content)
             print(f"Wrote {args.out} ({len(content):,} bytes).", file=sys.stderr)
         else:
             sys.stdout.buffer.write(content)
@@ -259,7 +261,6 @@ def _add_risk_commands(commands) -> None:
 
 
 def _risk_command(args) -> int:
-    from pathlib import Path
 
     from core.analytics import risk_model
 
@@ -274,9 +275,21 @@ def _risk_command(args) -> int:
         return 0
     with database.read() as session:
         scored = risk_model.score(session, SYSTEM, since=args.since, until=args.until)
-    Path(args.out).write_bytes(risk_model.scores_csv(scored))
+    with database.write() as session:
+        filters = {"since": args.since, "until": args.until}
+        record_export(session, SYSTEM, "risk_scores", len(scored), filters)
+    write_private(args.out, risk_model.scores_csv(scored))
     print(f"Wrote {len(scored):,} probabilities to {args.out}.")
     return 0
+
+
+def write_private(path: str, content: bytes) -> None:
+    """Write an export readable by its owner only, as the data folder is: it holds patient
+    data (a file already there is narrowed too)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(content)
 
 
 COMMANDS = {

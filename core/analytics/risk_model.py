@@ -15,7 +15,6 @@ Training and scoring stay in the practice: the model is saved with joblib into `
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -41,6 +40,7 @@ from core.analytics.risk_features import (
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.exports import to_csv
 from db.models import Appointment, RiskModel, RiskScore
 from db.types import utcnow
 
@@ -324,12 +324,15 @@ def score(
 
 
 def scores_csv(scored: list[tuple[int, str | None, date, float]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["appointment", "day", "no_show_probability"])
-    for appointment_id, ref, day, p in scored:
-        writer.writerow([ref or appointment_id, day.isoformat(), f"{p:.4f}"])
-    return out.getvalue().encode()
+    """The scores as CSV, safe to open in a spreadsheet (an imported reference may start with
+    '=')."""
+    return to_csv(
+        ["appointment", "day", "no_show_probability"],
+        (
+            [ref or appointment_id, day.isoformat(), f"{p:.4f}"]
+            for appointment_id, ref, day, p in scored
+        ),
+    )
 
 
 def upcoming(session: Session, actor: Actor, *, days: int = 14) -> tuple[int, list]:

@@ -230,6 +230,7 @@ def test_cli_imports_fhir_and_writes_a_bundle_and_a_calendar(tmp_path, monkeypat
     assert cli.main(["import-fhir", *files]) == 0
     assert "3 FHIR appointments imported" in capsys.readouterr().out
     assert cli.main(["export-fhir", "--out", str(tmp_path / "bundle.json")]) == 0
+    assert (tmp_path / "bundle.json").stat().st_mode & 0o777 == 0o600  # patient data
     bundle = Bundle.model_validate_json((tmp_path / "bundle.json").read_bytes())
     statuses = sorted(
         e.resource.status for e in bundle.entry if e.resource.get_resource_type() == "Appointment"
@@ -242,6 +243,7 @@ def test_cli_imports_fhir_and_writes_a_bundle_and_a_calendar(tmp_path, monkeypat
     assert (
         cli.main(["export-ical", "--provider", provider_id, "--out", str(tmp_path / "p.ics")]) == 0
     )
+    assert (tmp_path / "p.ics").stat().st_mode & 0o777 == 0o600
     calendar = Calendar.from_ical((tmp_path / "p.ics").read_bytes())
     assert str(calendar["x-wr-calname"]) == "Dr Adam Careful — ClinicDesk"
     assert cli.main(["export-ical", "--provider", "999"]) == 2  # a clear error, not a traceback

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
+from core import cli
 from core.analytics import risk_features, risk_jobs, risk_model, risk_scores
 from core.kernel.authz import SYSTEM
 from core.kernel.config import Settings
@@ -22,6 +23,7 @@ from db.models import (
     Appointment,
     AppointmentConfirmation,
     AppointmentStatus,
+    AuditEvent,
     Clinic,
     RiskModel,
     RiskScore,
@@ -162,9 +164,36 @@ def test_a_known_signal_is_learnt_and_validated_on_later_days(db, world):
         scored = risk_model.score(session, world.manager, since=START + timedelta(days=45))
     assert scored and all(0 <= p <= 1 for *_, p in scored)
     assert all(day >= START + timedelta(days=45) for _, _, day, _ in scored)
-    csv_text = risk_model.scores_csv(scored).decode()
+    csv_text = risk_model.scores_csv(scored).decode("utf-8-sig")
     assert csv_text.splitlines()[0] == "appointment,day,no_show_probability"
     assert len(csv_text.splitlines()) == len(scored) + 1
+
+
+def test_score_risk_writes_a_private_audited_spreadsheet_safe_file(
+    db, world, tmp_path, monkeypatch
+):
+    history(db, world)
+    with db.write() as session:
+        risk_model.train(session, world.manager, until=START + timedelta(days=45))
+    for name, value in (
+        ("DATABASE_URL", db.url),
+        ("CLINICDESK_DATA_DIR", str(tmp_path)),
+        ("CLINICDESK_SECRET_KEY", "k" * 40),
+    ):
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "scores.csv"
+    out.write_text("an older file anyone could read")
+    out.chmod(0o644)
+    since = (START + timedelta(days=45)).isoformat()
+    assert cli.main(["score-risk", "--from", since, "--out", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600  # patient data: its owner's only
+    lines = out.read_bytes().decode("utf-8-sig").splitlines()
+    with db.read() as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.entity == "risk_scores"))
+    assert event.action == "export" and event.details["rows"] == len(lines) - 1 > 0
+    assert event.details["filters"]["since"] == since
+    # an imported reference that a spreadsheet would run as a formula stays text
+    assert b"'=HYPERLINK" in risk_model.scores_csv([(1, '=HYPERLINK("x")', START, 0.5)])
 
 
 def test_training_needs_enough_history_and_the_permission(db, world):
