@@ -232,7 +232,7 @@ async def decline_shown(page: Page, index: int, out: dict) -> bool:
     moves in a row are counted as a refusal (True)."""
     choice = page.locator('[class*="st-key-queue_requests_"][class*="_choice"]').first
     reason = page.locator('[class*="st-key-queue_requests_"][class*="_reason"] input').first
-    decline = choice.get_by_role("radio", name="Decline", exact=True)
+    decline = choice.get_by_text("Decline", exact=True)  # the radio's label: its input is hidden
     go = page.locator('[class*="st-key-queue_requests_"][class*="_go"] button').first
     outcome = page.get_by_text("Declined.").or_(page.get_by_test_id("stAlertContentError"))
     told = page.get_by_text(TOLD, exact=False)

@@ -255,8 +255,8 @@ async def decline(
         picked = json.dumps({"selection": {"rows": [index % 8], "columns": [], "cells": []}})
         clicks = [state(table, string_value=picked)]
         shown = await session.run(widgets=clicks)
-        choice = shown.widget("button_group", f"queue_{kind}_[0-9]+_choice")
-        clicks.append(state(choice, string_array_value=["Decline"]))
+        choice = shown.widget("radio", f"queue_{kind}_[0-9]+_choice")
+        clicks.append(state(choice, string_value="Decline"))
         shown = await session.run(widgets=clicks)
         reason = shown.widget("text_input", f"queue_{kind}_[0-9]+_reason")
         go = shown.widget("button", f"queue_{kind}_[0-9]+_go")
