@@ -30,7 +30,7 @@ from core.scheduling.availability import (
     working_periods,
 )
 from core.scheduling.calendar import list_providers
-from core.scheduling.lifecycle import base_url, treatment_text
+from core.scheduling.lifecycle import LINK_PLACEHOLDER, base_url, treatment_text
 from core.scheduling.moves import NewBooking
 from db.models import (
     Appointment,
@@ -289,7 +289,7 @@ def preview_confirmation(
             "service_name": treatment_text(service_names, package_name) or "your appointment",
             "provider_name": provider_name,
             "message": "",
-            "link": "(a personal link to cancel or reschedule is added when sending)",
+            "link": LINK_PLACEHOLDER,
         },
     )
 

@@ -469,6 +469,18 @@ def _conflict_message(
     )
 
 
+# what the confirmation staff may edit before sending shows where the patient's link goes
+LINK_PLACEHOLDER = "(a personal link to cancel or reschedule is added when sending)"
+
+
+def with_link(body: str, link: str) -> str:
+    """A confirmation staff edited, with the patient's change link where the placeholder
+    stood, or after the text when they took the placeholder out."""
+    if LINK_PLACEHOLDER in body:
+        return body.replace(LINK_PLACEHOLDER, link)
+    return f"{body.rstrip()}\n\nTo cancel or reschedule: {link}"
+
+
 def confirm(
     session: Session,
     appointment: Appointment,
@@ -485,6 +497,7 @@ def confirm(
         max(appointment.start_at - utcnow(), timedelta(hours=1)),
         single_use=False,
     )
+    link = tokens.link(base_url(session), "change", change.raw)
     return tell_patient(
         session,
         appointment,
@@ -493,8 +506,8 @@ def confirm(
         channels=channels,
         attachment=confirmation_attachment(session, appointment),
         subject=subject,
-        body=body,
-        link=tokens.link(base_url(session), "change", change.raw),
+        body=with_link(body, link) if body else None,
+        link=link,
     )
 
 

@@ -5,6 +5,7 @@ Re-run on PostgreSQL by tests/integration/test_calendar_pg.py."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, time, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
 from core.scheduling import booking
+from core.scheduling.lifecycle import LINK_PLACEHOLDER
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -82,9 +84,31 @@ def test_services_add_up_and_the_message_can_be_edited_and_sent_by_email_only(db
         assert row.end_at - row.start_at == timedelta(minutes=75)
         assert [s.service_id for s in row.services] == [world.service_id, extra_id]
         sent = session.scalars(select(Notification)).all()
-    assert [(n.channel.value, n.subject, n.body) for n in sent] == [
-        ("email", "See you soon", "Edited text")
-    ]
+    assert [(n.channel.value, n.subject) for n in sent] == [("email", "See you soon")]
+    # staff took the link's placeholder out: the patient's link still comes, after their text
+    assert re.fullmatch(r"Edited text\n\nTo cancel or reschedule: \S+p=change&t=\S+", sent[0].body)
+
+
+def test_an_edited_confirmation_gets_the_link_where_its_placeholder_stood(db, world):
+    with db.read() as session:
+        _, preview = booking.preview_confirmation(
+            session,
+            world.staff,
+            clinic_id=world.clinic_id,
+            provider_name="Dr Test",
+            service_names=["Consultation"],
+            start_at=at(10),
+            patient_name="Alex Morgan",
+        )
+    assert LINK_PLACEHOLDER in preview
+    edited = preview.replace("Dear Alex Morgan", "Hello Alex")
+    booked = book(db, world, notify_channels=[booking.Channel.EMAIL], body=edited)
+    with db.read() as session:
+        body = session.scalar(
+            select(Notification.body).where(Notification.appointment_id == booked.appointment_id)
+        )
+    assert body.startswith("Hello Alex") and LINK_PLACEHOLDER not in body
+    assert re.search(r"To cancel or reschedule: \S+p=change&t=\S+", body)
 
 
 def test_do_not_notify_queues_nothing(db, world):
