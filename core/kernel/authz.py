@@ -83,8 +83,9 @@ class Actor:
 SYSTEM = Actor(user_id=None, name="System")
 
 
-def patient_actor(patient_name: str = "") -> Actor:
-    return Actor(user_id=None, name=f"Patient {patient_name} (link)".replace("  ", " "))
+def patient_actor(patient_name: str = "", via: str = "link") -> Actor:
+    """The patient acting through a signed link, the portal or a text message (`via`)."""
+    return Actor(user_id=None, name=f"Patient {patient_name} ({via})".replace("  ", " "))
 
 
 def ensure(actor: Actor | None, permission: Permission) -> None:

@@ -290,7 +290,7 @@ def prepay(
     if points > patient.points_balance:
         raise ValidationError(f"You have {patient.points_balance} points; use at most that many.")
     kind = "deposit" if owed.mode == "deposit" else "prepayment"
-    actor = patient_actor(patient.first_name)
+    actor = patient_actor(patient.first_name, via="portal")
     paid: list[Payment] = []
     if points:
         entry = ledger_points.spend(session, patient, points, appointment.id)

@@ -444,7 +444,7 @@ def ask_change(
         raise ValidationError("Please choose the day you would prefer.")
     request = changes.request_change(
         session,
-        patient_actor(patient.first_name),
+        patient_actor(patient.first_name, via="portal"),
         appointment_id,
         kind=kind,
         requested_day=requested_day if kind == ChangeKind.RESCHEDULE else None,
@@ -462,7 +462,7 @@ def answer_proposal(session: Session, patient_id: int, appointment_id: int, *, a
     if appointment.status != S.TENTATIVE:
         raise ValidationError("There is no proposed time waiting for your answer here.")
     decisions.respond_to_proposal(
-        session, patient_actor(patient.first_name), appointment.id, accept=accept
+        session, patient_actor(patient.first_name, via="portal"), appointment.id, accept=accept
     )
     return "Thank you: your appointment is confirmed." if accept else "Thank you for telling us."
 
@@ -606,7 +606,7 @@ def request_appointment(
         raise ValidationError("Please choose a day from today onwards.")
     decisions.request_appointment(
         session,
-        patient_actor(patient.first_name),
+        patient_actor(patient.first_name, via="portal"),
         patient_id=patient.id,
         clinic_id=clinic_id,
         service_id=service_id,

@@ -93,7 +93,9 @@ def confirm_view(session: Session, raw: str | None) -> ConfirmView:
 
 
 def _confirm(session: Session, appointment: Appointment, channel: str) -> bool:
-    actor = patient_actor(appointment.patient.first_name if appointment.patient else "")
+    actor = patient_actor(
+        appointment.patient.first_name if appointment.patient else "", via="text message"
+    )
     confirmation, new = reminders.record_confirmation(session, actor, appointment, channel)
     if new:
         clinic_events.tell_clinic(
@@ -155,7 +157,7 @@ def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, 
         patient.consent_sms = given
         audit.record(
             session,
-            patient_actor(patient.first_name),
+            patient_actor(patient.first_name, via="text message"),
             "sms_consent_given" if given else "sms_consent_withdrawn",
             "patient",
             patient.id,
@@ -217,7 +219,7 @@ def receive_sms(
     appointment = next_appointment(session, patient.id, now) if patient else None
     intent = parse_reply(body)
     outcome, note, answer = "inbox", "", ""
-    actor = patient_actor(patient.first_name if patient else "")
+    actor = patient_actor(patient.first_name if patient else "", via="text message")
     if intent in (Intent.STOP, Intent.START):
         given = intent == Intent.START
         matched, changed = _set_text_consent(session, from_number, given)

@@ -158,7 +158,7 @@ def request_sign_in(
     )
     audit.record(
         session,
-        patient_actor(patient.first_name),
+        patient_actor(patient.first_name, via="portal"),
         "portal_sign_in_requested",
         "patient",
         patient.id,
@@ -187,7 +187,7 @@ def start_session(session: Session, raw: str | None, *, now: datetime | None = N
     )
     audit.record(
         session,
-        patient_actor(patient.first_name),
+        patient_actor(patient.first_name, via="portal"),
         "portal_signed_in",
         "patient",
         patient.id,

@@ -128,6 +128,7 @@ def test_c_confirms_the_next_appointment_by_sms(db, world):
     assert shown.note == f"Answered by text: {outcome.answer}"
     assert reply.appointment_id == first and reply.body == "C"
     assert event.entity_id == first and event.message == "C"
+    assert event.actor_label.endswith("(text message)")  # not "(link)"
 
 
 def test_x_asks_to_cancel_under_the_policy(db, world):
