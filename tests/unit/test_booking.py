@@ -90,16 +90,7 @@ def test_services_add_up_and_the_message_can_be_edited_and_sent_by_email_only(db
 
 
 def test_an_edited_confirmation_gets_the_link_where_its_placeholder_stood(db, world):
-    with db.read() as session:
-        _, preview = booking.preview_confirmation(
-            session,
-            world.staff,
-            clinic_id=world.clinic_id,
-            provider_name="Dr Test",
-            service_names=["Consultation"],
-            start_at=at(10),
-            patient_name="Alex Morgan",
-        )
+    _, preview = _preview(db, world)
     assert LINK_PLACEHOLDER in preview
     edited = preview.replace("Dear Alex Morgan", "Hello Alex")
     booked = book(db, world, notify_channels=[booking.Channel.EMAIL], body=edited)
@@ -217,9 +208,9 @@ def test_out_of_office_block_needs_no_patient_and_blocks_the_provider(db, world)
         book(db, world, start_at=at(12, 15))
 
 
-def test_preview_shows_the_confirmation_text(db, world):
+def _preview(db, world) -> tuple[str, str]:
     with db.read() as session:
-        subject, body = booking.preview_confirmation(
+        return booking.preview_confirmation(
             session,
             world.staff,
             clinic_id=world.clinic_id,
@@ -228,6 +219,10 @@ def test_preview_shows_the_confirmation_text(db, world):
             start_at=at(10),
             patient_name="Alex Morgan",
         )
+
+
+def test_preview_shows_the_confirmation_text(db, world):
+    subject, body = _preview(db, world)
     assert "is confirmed" in subject and "Dear Alex Morgan" in body and "Dr Test" in body
     assert "Test Clinic" in body
 
