@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.errors import NotFound, ValidationError
+from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clinic_time, format_day
 from core.kernel.text import clean
 from core.patients import enrolment, invitations
@@ -134,7 +134,12 @@ def create_patient(
     consent_email: bool = False,
     consent_sms: bool = False,
     card_on_file: bool = False,
+    different_person: bool = False,
 ) -> Patient:
+    """A new patient. One with the same name and date of birth as a patient on file is
+    refused as a likely duplicate, naming them, unless staff say it is a different person
+    (`different_person`). A shared email or phone alone is not a duplicate: families share
+    them."""
     ensure(actor, Permission.PATIENTS_EDIT)
     first_name = clean(first_name, field="first name", limit=80).strip()
     last_name = clean(last_name, field="last name", limit=80).strip()
@@ -142,6 +147,24 @@ def create_patient(
         raise ValidationError("Enter the patient's first and last name.")
     _check_born(date_of_birth)
     email, phone = validate_contact(email, phone)
+    if date_of_birth and not different_person:
+        same = session.scalar(
+            select(Patient)
+            .where(
+                func.lower(Patient.first_name) == first_name.lower(),
+                func.lower(Patient.last_name) == last_name.lower(),
+                Patient.date_of_birth == date_of_birth,
+            )
+            .order_by(Patient.id)
+            .limit(1)
+        )
+        if same is not None:
+            born = format_day(date_of_birth, DEFAULT_LOCALE, weekday=False)
+            raise Conflict(
+                f"{same.full_name} (#{same.id}), born {born}, "
+                "is already a patient: open their record instead, or tick "
+                "'A different person' to add this one."
+            )
     patient = Patient(
         first_name=first_name.strip(),
         last_name=last_name.strip(),

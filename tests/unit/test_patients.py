@@ -9,7 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from core.kernel import tokens
-from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
+from core.kernel.errors import (
+    Conflict,
+    LinkInvalid,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
 from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
@@ -141,6 +147,31 @@ def test_a_new_patient_older_than_anyone_alive_is_refused_and_a_centenarian_is_n
         )
     with db.read() as s:
         assert s.get(Patient, made.id).date_of_birth == born
+
+
+def test_a_likely_duplicate_is_named_unless_staff_say_it_is_someone_else(db, world):
+    """Same name and date of birth (whatever the case) is a likely duplicate; a shared email or
+    phone alone is not (families share them)."""
+    born = date(1996, 1, 9)
+    with db.write() as s:
+        zara = patients.create_patient(
+            s, world.staff, first_name="Zara", last_name="Brown", date_of_birth=born,
+            email="zara@example.org",
+        )  # fmt: skip
+    with db.write() as s, pytest.raises(Conflict, match=rf"Zara Brown \(#{zara.id}\), born"):
+        patients.create_patient(
+            s, world.staff, first_name="zara", last_name="BROWN ", date_of_birth=born
+        )
+    with db.write() as s:
+        twin = patients.create_patient(  # told: a different person
+            s, world.staff, first_name="Zara", last_name="Brown", date_of_birth=born,
+            different_person=True,
+        )  # fmt: skip
+        child = patients.create_patient(  # the family's email, another person
+            s, world.staff, first_name="Ben", last_name="Brown", date_of_birth=date(2020, 5, 1),
+            email="zara@example.org",
+        )  # fmt: skip
+    assert len({zara.id, twin.id, child.id}) == 3
 
 
 def test_nothing_changed_writes_no_audit(db, world):
