@@ -152,11 +152,19 @@ def _born_bounds() -> dict:
     return {"min_value": earliest, "max_value": latest}
 
 
+NEW_PATIENT = (
+    "first", "last", "dob", "email", "phone", "consent_email", "consent_sms", "invite", "different"
+)  # fmt: skip
+
+
 def new_patient_form(expanded: bool) -> None:
     """Add a patient, optionally sending the portal invitation at once."""
     if not (box := fold("Add a patient", "patients_new_open", expanded=expanded)):
         return
-    with box, st.form("patients_new", clear_on_submit=True):
+    if st.session_state.pop("patients_new_done", False):  # added: an empty form for the next
+        for field in NEW_PATIENT:
+            st.session_state.pop(f"patients_new_{field}", None)
+    with box, st.form("patients_new"):  # kept as typed when refused, to correct
         a, b = st.columns(2)
         first, last = (
             a.text_input("First name", key="patients_new_first"),
@@ -176,6 +184,11 @@ def new_patient_form(expanded: bool) -> None:
         c_email = st.checkbox("Consents to email", key="patients_new_consent_email")
         c_sms = st.checkbox("Consents to text messages", key="patients_new_consent_sms")
         invite = st.checkbox("Send portal invitation", key="patients_new_invite")
+        different = st.checkbox(
+            "A different person",
+            key="patients_new_different",
+            help="Add this patient although one with the same name and date of birth exists.",
+        )
         if st.form_submit_button("Add patient", type="primary"):
             made = run_action(
                 patients.create_patient,
@@ -186,10 +199,12 @@ def new_patient_form(expanded: bool) -> None:
                 phone=phone,
                 consent_email=c_email,
                 consent_sms=c_sms,
+                different_person=different,
                 success="Patient added.",
             )
             if made:
                 st.session_state["patients_selected"] = made.value.id
+                st.session_state["patients_new_done"] = True
                 if invite:
                     run_action(
                         invitations.send_invitation,
@@ -197,6 +212,7 @@ def new_patient_form(expanded: bool) -> None:
                         base_url=settings().base_url,
                         success="Invitation sent.",
                     )
+                refresh()
 
 
 def edit_form(record) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 import streamlit as st
 from sqlalchemy import select
@@ -180,6 +182,37 @@ def test_new_patient_with_invitation(app_as, app_db):
     assert not at.error and not at.exception
     assert "<b>" not in at.header[0].value.replace("\\<b\\>", "")  # shown escaped
     assert "Portal: Invited" in at.info[0].value
+
+
+def test_a_refused_new_patient_keeps_what_was_typed_and_a_duplicate_is_named(app_as, app_db):
+    at = app_as("staff", PAGE)
+    at.session_state["patients_new_open"] = True
+    at.run()
+    at.text_input(key="patients_new_first").input("Nina")
+    at.text_input(key="patients_new_last").input("Quill")
+    at.text_input(key="patients_new_email").input("nina@")
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert at.error and "email" in at.error[0].value.lower()
+    assert at.text_input(key="patients_new_first").value == "Nina"  # kept, to correct
+    assert at.text_input(key="patients_new_email").value == "nina@"
+    at.text_input(key="patients_new_email").input("nina@example.org")
+    at.date_input(key="patients_new_dob").set_value(date(1990, 4, 2))
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert not at.error and not at.exception
+    assert at.text_input(key="patients_new_first").value == ""  # added: empty for the next
+    for name in ("Nina", "Quill"):  # the same person again
+        at.text_input(key=f"patients_new_{'first' if name == 'Nina' else 'last'}").input(name)
+    at.date_input(key="patients_new_dob").set_value(date(1990, 4, 2))
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert "is already a patient" in at.error[0].value
+    at.checkbox(key="patients_new_different").check()
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert not at.error and not at.exception
+    database = _db(app_db)
+    with database.read() as s:
+        ninas = s.scalars(select(Patient.id).where(Patient.first_name == "Nina")).all()
+    database.dispose()
+    assert len(ninas) == 2
 
 
 def test_the_date_of_birth_picker_reaches_back_130_years_and_stops_at_today(app_as):
