@@ -30,8 +30,10 @@ require(clinics)
 c1, c2, c3 = st.columns(3)
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="call_list_clinic")
 days = c2.number_input("Days ahead", 1, 14, 3, key="call_list_days")
-threshold = c3.slider("Risk from", 0.05, 0.9, risk_scores.HIGH, 0.05, key="call_list_threshold")
-rows = _rows(me, clinic_id, int(days), float(threshold))
+percent = c3.slider(
+    "Risk from", 5, 90, round(risk_scores.HIGH * 100), 5, format="%d%%", key="call_list_threshold"
+)
+rows = _rows(me, clinic_id, int(days), percent / 100)
 if not rows:
     st.info("No upcoming visit above this risk (or no scores yet: see the model page).")
     st.stop()

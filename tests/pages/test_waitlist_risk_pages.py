@@ -117,6 +117,10 @@ def test_call_list_shows_high_risk_visits(app_as, app_db):
     calls = app_as("staff", "app_pages/call_list.py", timeout=120)
     assert not calls.exception
     assert ident in calls.dataframe[0].value.index.tolist()
+    threshold = calls.slider(key="call_list_threshold")
+    assert (threshold.value, threshold.proto.format) == (30, "%d%%")  # 30%, not 0.30
+    threshold.set_value(45).run()  # above this visit's 42%
+    assert not calls.dataframe and "No upcoming visit above this risk" in calls.info[0].value
 
 
 def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
