@@ -21,6 +21,7 @@ from core.requests.queue import QueueKind, QueueRow
 from core.scheduling import lifecycle, moves, visits
 from core.scheduling.appointments import AppointmentDetail, get_appointment_detail
 from core.scheduling.availability import Slot
+from core.scheduling.calendar import STATUS_LABELS
 from core.scheduling.states import Action
 from ui.caches import cached
 from ui.context import read, refresh, run_action
@@ -368,8 +369,12 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
         width="stretch",
     )
     st.markdown("**History**")
+    history = pd.DataFrame([h.__dict__ for h in detail.history])
+    for column in ("from_status", "to_status"):  # "Checked in", not checked_in
+        if column in history:
+            history[column] = history[column].map(lambda v: STATUS_LABELS.get(v, v))
     show_table(
-        pd.DataFrame([h.__dict__ for h in detail.history]).rename(
+        history.rename(
             columns={
                 "at": "When",
                 "who": "Who",

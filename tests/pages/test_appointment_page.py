@@ -69,6 +69,8 @@ def test_staff_cancels_with_reason_and_history_grows(app_as, app_db):
     at.button(key=f"{prefix}_go").click().run()
     assert any("Cancel: done." in s.value for s in at.success), [e.value for e in at.error]
     assert "Provider ill" in _cells(at) and "Staff" in _cells(at)
+    history = next(f.value for f in at.dataframe if "To" in f.value.columns)
+    assert "Cancelled" in history["To"].tolist()  # the word, not the stored "cancelled"
     assert _first(app_db, Appointment.id == appointment_id)[1] == AppointmentStatus.CANCELLED
 
 
