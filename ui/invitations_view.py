@@ -25,6 +25,9 @@ def _preview(current, clinic_id, upcoming_only, include_expired):
     )
 
 
+MOMENTS = ("Sent", "Expires", "Enrolled")
+
+
 def overview_table(rows: list[enrolment.InvitationRow], when) -> list[enrolment.InvitationRow]:
     """The page of patients with their portal status; returns the selected rows."""
     table = pd.DataFrame(
@@ -44,6 +47,11 @@ def overview_table(rows: list[enrolment.InvitationRow], when) -> list[enrolment.
         table,
         hide_index=True,
         width="stretch",
+        # a clinic-local moment ("Wed, 18 Nov 2026, 10:00") whole, not cut to "… 202…"
+        column_config={
+            "Email": st.column_config.TextColumn(width=210),
+            **{name: st.column_config.TextColumn(width=160) for name in MOMENTS},
+        },
         on_select="rerun",
         selection_mode="multi-row",
         key="invitations_table",
