@@ -130,6 +130,11 @@ version = dict(expected_version=row.version)
 b = st.columns(3)
 if row.can_check_in and b[0].button("Arrived", key=f"today_in_{row.id}"):
     _finish(run_action(visits.check_in, row.id, **version), f"{row.patient} arrived.")
+if row.status == "checked_in" and b[0].button("Undo check-in", key=f"today_undo_in_{row.id}"):
+    _finish(
+        run_action(visits.undo_check_in, row.id, **version),
+        f"{row.patient}: check-in undone.",
+    )
 if row.can_complete and b[1].button("Complete", key=f"today_done_{row.id}"):
     _finish(run_action(visits.complete, row.id, **version), f"{row.patient}: done.")
 if row.can_no_show and b[2].button("No-show", key=f"today_noshow_{row.id}"):

@@ -404,6 +404,7 @@ LABELS = {
     Action.UPDATE: "Update without asking",
     Action.CANCEL: "Cancel",
     Action.CHECK_IN: "Check in",
+    Action.UNDO_CHECK_IN: "Undo check-in",
     Action.COMPLETE: "Complete",
     Action.NO_SHOW: "No-show",
 }
@@ -411,6 +412,8 @@ LABELS = {
 
 def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
     actions = [a for a in d.actions if a in LABELS]
+    if Action.CHECK_IN in actions and not visits.is_check_in_day(d.start_at, d.timezone):
+        actions.remove(Action.CHECK_IN)  # check-in opens on the appointment's clinic-local day
     if not actions:
         st.caption("Nothing more can be done with this appointment.")
         return
@@ -468,6 +471,7 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
     else:
         service = {
             Action.CHECK_IN: visits.check_in,
+            Action.UNDO_CHECK_IN: visits.undo_check_in,
             Action.COMPLETE: visits.complete,
             Action.NO_SHOW: visits.mark_no_show,
         }[action]

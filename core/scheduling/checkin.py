@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime
 
 import zxingcpp
 from PIL import Image, UnidentifiedImageError
@@ -39,12 +40,18 @@ def _raw(code: str | None) -> str:
 
 
 def check_in_by_code(
-    session: Session, actor: Actor, code: str, *, clinic_id: int | None = None
+    session: Session,
+    actor: Actor,
+    code: str,
+    *,
+    clinic_id: int | None = None,
+    now: datetime | None = None,
 ) -> Outcome:
     """Check the patient in from a scanned or typed code; a code works once.
 
     Wrong, foreign (another kind of link, or another clinic's appointment), expired and used
-    codes each get their own message; the whole step is one transaction with the check-in."""
+    codes each get their own message, as does a code for another clinic-local day (the code
+    stays unused: it works on the day); the whole step is one transaction with the check-in."""
     ensure(actor, Permission.APPOINTMENTS_CHECK_IN)
     raw = _raw(code)
     row = session.scalar(select(LinkToken).where(LinkToken.token_hash == tokens.hash_token(raw)))
@@ -77,12 +84,21 @@ def check_in_by_code(
             f"This check-in code expired on {clinic_time(clinic, row.expires_at)}. "
             f"Find {who}'s appointment and mark them arrived by hand."
         )
+    if appointment.status == AppointmentStatus.SCHEDULED and appointment.start_at is not None:
+        if not visits.is_check_in_day(appointment.start_at, clinic.timezone, now):
+            when = clinic_time(clinic, appointment.start_at)
+            if appointment.start_at > (now or utcnow()):
+                raise ValidationError(f"This code is for {when}; check-in opens on the day.")
+            raise ValidationError(
+                f"This code was for {when}; that day is over. Find {who}'s appointment to "
+                "record it as completed or a no-show."
+            )
     try:
         tokens.consume(session, row)
     except LinkInvalid:
         raise ValidationError("This code was used a moment ago at another desk.") from None
 
-    return visits.check_in(session, actor, appointment.id)
+    return visits.check_in(session, actor, appointment.id, now=now)
 
 
 def issue_code_for(session: Session, actor: Actor, appointment_id: int) -> tuple[str, bytes]:

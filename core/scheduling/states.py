@@ -49,6 +49,7 @@ class Action(enum.StrEnum):
     UPDATE = "update"
     CANCEL = "cancel"
     CHECK_IN = "check_in"
+    UNDO_CHECK_IN = "undo_check_in"
     COMPLETE = "complete"
     NO_SHOW = "no_show"
     REQUEST_CHANGE = "request_change"
@@ -83,6 +84,9 @@ RULES: dict[Action, Rule] = {
         (S.REQUESTED, S.TENTATIVE, S.SCHEDULED), S.CANCELLED, P.APPOINTMENTS_CANCEL, "cancelled"
     ),
     Action.CHECK_IN: _rule((S.SCHEDULED,), S.CHECKED_IN, P.APPOINTMENTS_CHECK_IN, "checked in"),
+    Action.UNDO_CHECK_IN: _rule(
+        (S.CHECKED_IN,), S.SCHEDULED, P.APPOINTMENTS_CHECK_IN, "reset to scheduled"
+    ),
     Action.COMPLETE: _rule(
         (S.SCHEDULED, S.CHECKED_IN), S.COMPLETED, P.APPOINTMENTS_CHECK_IN, "completed"
     ),
@@ -132,6 +136,7 @@ ACTION_LABELS = {
     Action.UPDATE: "update",
     Action.CANCEL: "cancel",
     Action.CHECK_IN: "check in",
+    Action.UNDO_CHECK_IN: "undo the check-in",
     Action.COMPLETE: "complete",
     Action.NO_SHOW: "mark no-show",
 }

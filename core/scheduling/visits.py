@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor
+from core.kernel.clock import local_today
 from core.kernel.errors import InvalidTransition
 from core.kernel.money import clinic_money, clinic_time
 from core.messaging.preferences import preferences
@@ -33,11 +34,39 @@ def use_survey_line(line: SurveyLine) -> None:
 # ---------------------------------------------------------------- the day itself
 
 
+def is_check_in_day(start_at: datetime | None, tz: str, now: datetime | None = None) -> bool:
+    """Whether `now` falls on the appointment's clinic-local day: check-in is open that day only."""
+    return start_at is not None and local_today(tz, start_at) == local_today(tz, now)
+
+
+def check_in_day_refusal(appointment: Appointment, now: datetime | None = None) -> str:
+    """Why the appointment cannot be checked in at `now` ('' on its clinic-local day)."""
+    clinic = appointment.clinic
+    if is_check_in_day(appointment.start_at, clinic.timezone, now):
+        return ""
+    when = clinic_time(clinic, appointment.start_at)
+    if appointment.start_at > (now or utcnow()):
+        return f"This appointment is on {when}; check-in opens on the day."
+    return (
+        f"This appointment was on {when}; it can no longer be checked in. "
+        "Record it as completed or a no-show instead."
+    )
+
+
 def check_in(
-    session: Session, actor: Actor, appointment_id: int, *, expected_version: int | None = None
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    expected_version: int | None = None,
+    now: datetime | None = None,
 ) -> Outcome:
+    """Mark the patient arrived, on the appointment's clinic-local day only."""
     ensure_allowed(actor, Action.CHECK_IN)
     appointment = load(session, appointment_id, Action.CHECK_IN, expected_version)
+    refusal = check_in_day_refusal(appointment, now)
+    if refusal:
+        raise InvalidTransition(refusal)
     before = appointment.status
     appointment.status, appointment.checked_in_at = S.CHECKED_IN, utcnow()
     flush(session, appointment)
@@ -46,6 +75,19 @@ def check_in(
     if preferences(session, appointment.clinic_id).tell_checked_in:  # the practice's choice
         queued = tell_patient(session, appointment, "appointment_checked_in")
     return outcome_of(appointment, queued)
+
+
+def undo_check_in(
+    session: Session, actor: Actor, appointment_id: int, *, expected_version: int | None = None
+) -> Outcome:
+    """A mistaken check-in undone: back to scheduled, audited; the patient is not messaged."""
+    ensure_allowed(actor, Action.UNDO_CHECK_IN)
+    appointment = load(session, appointment_id, Action.UNDO_CHECK_IN, expected_version)
+    before = appointment.status
+    appointment.status, appointment.checked_in_at = S.SCHEDULED, None
+    flush(session, appointment)
+    record(session, actor, appointment, Action.UNDO_CHECK_IN, before)
+    return outcome_of(appointment)
 
 
 def _require_started(appointment: Appointment, now: datetime, rule: str) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus, Source
 from db.types import utcnow
+from tests.pages.conftest import today_in
 
 PAGE = "app_pages/appointment.py"
 
@@ -78,6 +81,48 @@ def test_completed_visit_offers_nothing(app_as, app_db):
     appointment_id, _ = _first(app_db, Appointment.status == AppointmentStatus.COMPLETED)
     at = _open(app_as, "staff", appointment_id)
     assert any("Nothing more can be done" in c.value for c in at.caption)
+
+
+def _add(url, start, status):
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        row = Appointment(
+            clinic_id=1,
+            provider_id=1,
+            patient_id=1,
+            service_id=1,
+            status=status,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        session.add(row)
+        session.flush()
+        ident = row.id
+    database.dispose()
+    return ident
+
+
+def _options(at, appointment_id):
+    group = at.button_group(key=f"appointment_{appointment_id}_action")
+    return [o.content for o in group.proto.options]
+
+
+def test_check_in_only_on_the_day_and_a_check_in_can_be_undone(app_as, app_db):
+    later = _add(app_db, today_in(0) + timedelta(days=3), AppointmentStatus.SCHEDULED)
+    at = _open(app_as, "staff", later)
+    assert "Check in" not in _options(at, later) and "Cancel" in _options(at, later)
+    todays = _add(app_db, today_in(30), AppointmentStatus.SCHEDULED)
+    assert "Check in" in _options(_open(app_as, "staff", todays), todays)
+    arrived = _add(app_db, today_in(0) + timedelta(days=3), AppointmentStatus.CHECKED_IN)
+    at = _open(app_as, "staff", arrived)
+    assert "Undo check-in" in _options(at, arrived)
+    at.button_group(key=f"appointment_{arrived}_action").set_value("undo_check_in").run()
+    at.button(key=f"appointment_{arrived}_go").click().run()
+    assert any("Undo check-in: done." in s.value for s in at.success), [e.value for e in at.error]
+    assert _first(app_db, Appointment.id == arrived)[1] == AppointmentStatus.SCHEDULED
+    assert "undo check in" in _cells(at)
 
 
 def test_unknown_and_malformed_numbers(app_as):

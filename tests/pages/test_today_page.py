@@ -102,6 +102,20 @@ def test_buttons_follow_the_time_and_status(app_as, app_db):
     assert "No-show" in _stage_of(at, started) and "Waiting" in _stage_of(at, later)
 
 
+def test_a_mistaken_arrival_can_be_undone(app_as, app_db):
+    ident = _add(app_db, today_in(20))
+    at = app_as("staff", PAGE)
+    _select(at, ident)
+    at.button(key=f"today_in_{ident}").click().run()
+    assert _status(app_db, ident) == AppointmentStatus.CHECKED_IN
+    assert f"today_undo_in_{ident}" in _select(at, ident)
+    at.button(key=f"today_undo_in_{ident}").click().run()
+    assert not at.error, at.error
+    assert _status(app_db, ident) == AppointmentStatus.SCHEDULED
+    assert "check-in undone" in at.success[0].value
+    assert f"today_in_{ident}" in _select(at, ident)
+
+
 def test_provider_filter_narrows_the_board(app_as, app_db):
     ident = _add(app_db, today_in(40))
     at = app_as("staff", PAGE)

@@ -14,8 +14,9 @@ from sqlalchemy import select, update
 from core.kernel import tokens
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import InvalidTransition, PermissionDenied, ValidationError
-from core.scheduling import checkin, codes, moves, today
-from db.models import Appointment, AppointmentStatus, Clinic, LinkToken
+from core.scheduling import appointments, checkin, codes, moves, today, visits
+from core.scheduling.states import Action
+from db.models import Appointment, AppointmentStatus, AuditEvent, Clinic, LinkToken
 from db.types import utcnow
 
 S = AppointmentStatus
@@ -23,7 +24,9 @@ TZ = "Europe/London"
 
 
 def scheduled(db, world, start=None, minutes=30) -> int:
-    start = start or utcnow() + timedelta(hours=2)
+    if start is None:  # in two hours, but on the clinic's today (check-in is open that day only)
+        midnight = local_to_utc(to_local(utcnow(), TZ).date() + timedelta(days=1), time(0), TZ)
+        start = min(utcnow() + timedelta(hours=2), midnight - timedelta(minutes=1))
     with db.write() as session:
         row = Appointment(
             clinic_id=world.clinic_id,
@@ -107,6 +110,60 @@ def test_a_cancelled_appointment_is_not_checked_in_and_the_code_stays_unused(db,
     with db.read() as session:
         token = session.scalar(select(LinkToken).where(LinkToken.purpose == "check_in"))
         assert token.used_at is None
+
+
+def test_a_code_for_another_day_is_refused_and_stays_usable_on_the_day(db, world):
+    day = to_local(utcnow(), TZ).date() + timedelta(days=3)
+    appointment_id = scheduled(db, world, local_to_utc(day, time(11), TZ))
+    code = code_for(db, world, appointment_id)
+    saturday = local_to_utc(day - timedelta(days=3), time(10), TZ)
+    with pytest.raises(
+        ValidationError, match=r"This code is for .*11:00; check-in opens on the day"
+    ):
+        scan(db, world.staff, code, now=saturday)
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).status == S.SCHEDULED
+        assert session.scalar(select(LinkToken.used_at)) is None
+    # the manual check-in is refused the same way
+    with db.write() as session, pytest.raises(InvalidTransition, match="check-in opens on the day"):
+        visits.check_in(session, world.staff, appointment_id, now=saturday)
+    # the day after, too late
+    with db.write() as session, pytest.raises(InvalidTransition, match="no longer be checked in"):
+        visits.check_in(
+            session,
+            world.staff,
+            appointment_id,
+            now=local_to_utc(day, time(9), TZ) + timedelta(days=1),
+        )
+    # on the day itself, before the time, the code works
+    on_the_day = local_to_utc(day, time(8, 30), TZ)
+    assert scan(db, world.staff, code, now=on_the_day).status == S.CHECKED_IN
+
+
+def test_a_mistaken_check_in_can_be_undone_and_is_audited(db, world):
+    appointment_id = scheduled(db, world)
+    scan(db, world.staff, code_for(db, world, appointment_id))
+    with db.read() as session:
+        detail = appointments.get_appointment_detail(session, world.staff, appointment_id)
+    assert Action.UNDO_CHECK_IN in detail.actions
+    with db.write() as session:
+        outcome = visits.undo_check_in(session, world.staff, appointment_id)
+    assert outcome.status == S.SCHEDULED and outcome.notified == []
+    with db.read() as session:
+        row = session.get(Appointment, appointment_id)
+        assert row.status == S.SCHEDULED and row.checked_in_at is None
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.entity_id == appointment_id)
+        ).all()[-1]
+        assert (event.action, event.from_status, event.to_status) == (
+            "undo_check_in",
+            "checked_in",
+            "scheduled",
+        )
+    with db.write() as session, pytest.raises(InvalidTransition, match="cannot be reset"):
+        visits.undo_check_in(session, world.staff, appointment_id)
+    with db.write() as session:  # and it can be checked in again by hand
+        assert visits.check_in(session, world.staff, appointment_id).status == S.CHECKED_IN
 
 
 def test_check_in_needs_permission(db, world):

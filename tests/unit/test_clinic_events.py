@@ -196,7 +196,7 @@ def test_a_clinic_without_email_keeps_the_events_without_sending(db, world):
 def test_patient_hears_of_completion_and_of_check_in_only_when_chosen(db, world):
     appointment_id = book(db, world, local(DAY, 10))
     with db.write() as session:
-        outcome = visits.check_in(session, world.staff, appointment_id)
+        outcome = visits.check_in(session, world.staff, appointment_id, now=local(DAY, 9))
     assert outcome.notified == []
     with db.write() as session:
         visits.complete(session, world.staff, appointment_id, now=local(DAY, 10, 30))
@@ -208,7 +208,7 @@ def test_patient_hears_of_completion_and_of_check_in_only_when_chosen(db, world)
     choose(db, world, ["no_show"], tell_checked_in=True)
     other = book(db, world, local(DAY, 12))
     with db.write() as session:
-        outcome = visits.check_in(session, world.staff, other)
+        outcome = visits.check_in(session, world.staff, other, now=local(DAY, 9))
     assert [n.split(" to ")[0] for n in outcome.notified] == ["email", "sms"]
 
 

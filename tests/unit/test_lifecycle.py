@@ -109,7 +109,7 @@ def test_fhir_status_follows_design():
 
 def test_terminal_statuses_allow_nothing():
     assert {S.COMPLETED, S.NO_SHOW, S.DECLINED, S.CANCELLED} == states.TERMINAL
-    assert states.TRANSITIONS[S.CHECKED_IN] == {S.COMPLETED}
+    assert states.TRANSITIONS[S.CHECKED_IN] == {S.COMPLETED, S.SCHEDULED}  # undo a check-in
 
 
 # ---------------------------------------------------------------- requests
@@ -398,7 +398,7 @@ def test_complete_only_once_due_and_no_show_only_after_start(db, world):
     with db.write() as session, pytest.raises(InvalidTransition, match="after it started"):
         visits.mark_no_show(session, world.staff, appointment_id)
     with db.write() as session:
-        visits.check_in(session, world.staff, appointment_id)
+        visits.check_in(session, world.staff, appointment_id, now=at(future_day(), 9, 50))
         later = at(future_day(), 10, 20)
         assert (
             visits.complete(session, world.staff, appointment_id, now=later).status == S.COMPLETED
@@ -691,7 +691,7 @@ def _act(s, world, name, appointment_id, start):
         "refuse": lambda: decisions.respond_to_proposal(s, patient, appointment_id, accept=False),
         "reschedule": lambda: moves.reschedule(s, world.manager, appointment_id, start_at=start),
         "cancel": lambda: moves.cancel_appointment(s, world.manager, appointment_id, reason="r"),
-        "check_in": lambda: visits.check_in(s, world.staff, appointment_id),
+        "check_in": lambda: visits.check_in(s, world.staff, appointment_id, now=start),
         "complete": lambda: visits.complete(s, world.staff, appointment_id, now=start),
         "no_show": lambda: visits.mark_no_show(s, world.staff, appointment_id, now=start),
     }
