@@ -25,7 +25,9 @@ def _expected(me, clinic_id):
 def _check_in(code: str) -> None:
     done = run_action(checkin.check_in_by_code, code, clinic_id=clinic_id)
     if done:
-        st.session_state["check_in_last"] = f"Checked in: appointment #{done.value.appointment_id}."
+        st.session_state["check_in_last"] = read(
+            checkin.arrival_text, me, done.value.appointment_id
+        )
 
 
 def _picture(upload, seen_key: str) -> None:
@@ -84,5 +86,5 @@ else:
     if st.button("Mark arrived", key="check_in_manual_go"):
         done = run_action(visits.check_in, row.id, expected_version=row.version)
         if done:
-            st.session_state["check_in_last"] = f"{row.patient} marked arrived."
+            st.session_state["check_in_last"] = read(checkin.arrival_text, me, row.id)
             st.rerun()

@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 
 from core.kernel import tokens
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import to_local
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
-from core.kernel.money import clinic_time
+from core.kernel.money import clinic_time, format_clock
 from core.scheduling import visits
 from core.scheduling.codes import CODE_PREFIX, issue_code, qr_png
-from core.scheduling.lifecycle import Outcome
+from core.scheduling.lifecycle import Outcome, treatment_of
 from db.models import Appointment, AppointmentKind, AppointmentStatus, LinkToken
 from db.types import utcnow
 
@@ -99,6 +100,22 @@ def check_in_by_code(
         raise ValidationError("This code was used a moment ago at another desk.") from None
 
     return visits.check_in(session, actor, appointment.id, now=now)
+
+
+def arrival_text(session: Session, actor: Actor, appointment_id: int) -> str:
+    """Who was checked in, for the desk: 'Checked in: Ivy Walker, Blood test at 11:00 (#3962).'
+    (patient text: the page escapes it)."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    who = appointment.patient.full_name if appointment.patient else "no patient"
+    what = treatment_of(appointment)
+    text = f"Checked in: {who}" + (f", {what}" if what else "")
+    if appointment.start_at is not None:
+        local = to_local(appointment.start_at, appointment.clinic.timezone)
+        text += f" at {format_clock(local, appointment.clinic.locale)}"
+    return f"{text} (#{appointment.id})."
 
 
 def issue_code_for(session: Session, actor: Actor, appointment_id: int) -> tuple[str, bytes]:

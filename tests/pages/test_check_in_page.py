@@ -10,11 +10,14 @@ import streamlit as st
 from sqlalchemy import select
 
 from core.kernel.authz import SYSTEM
+from core.kernel.clock import to_local
 from core.kernel.config import load_settings
+from core.kernel.money import format_clock
 from core.scheduling import checkin
 from core.startup import open_database
 from db.models import Appointment, AppointmentStatus
 from tests.pages.conftest import today_in
+from ui.text import escape
 
 PAGE = "app_pages/check_in.py"
 
@@ -60,6 +63,17 @@ def _status(url, ident):
     return status
 
 
+def _arrived(url, ident):
+    """'Checked in: Ivy Walker, Blood test at 11:00 (#3962).' for the appointment."""
+    database = _db(url)
+    with database.read() as session:
+        row = session.get(Appointment, ident)
+        clock = format_clock(to_local(row.start_at, row.clinic.timezone), row.clinic.locale)
+        text = f"Checked in: {row.patient.full_name}, {row.service.name} at {clock} (#{ident})."
+    database.dispose()
+    return text
+
+
 def _scan(at, text):
     at.text_input(key="check_in_code").input(text)
     return at.button(key=SUBMIT).click().run()
@@ -69,7 +83,7 @@ def test_scanned_code_checks_in_once(app_as, app_db):
     ident, code, _ = _appointment_with_code(app_db)
     at = _scan(app_as("staff", PAGE), code)
     assert not at.exception and not at.error, at.error
-    assert at.success[0].value == f"Checked in: appointment #{ident}."
+    assert at.success[0].value == escape(_arrived(app_db, ident))
     assert _status(app_db, ident) == AppointmentStatus.CHECKED_IN
     at = _scan(at, code)
     assert "a code works once" in at.error[0].value
@@ -92,7 +106,7 @@ def test_manual_mark_arrived(app_as, app_db):
     at.button(key="check_in_manual_go").click().run()
     assert not at.error, at.error
     assert _status(app_db, ident) == AppointmentStatus.CHECKED_IN
-    assert "marked arrived" in at.success[0].value
+    assert at.success[0].value == escape(_arrived(app_db, ident))
     # gone from the list (late in the clinic's day the list itself may be gone: nobody else)
     still = [box for box in at.selectbox if box.key == "check_in_manual"]
     assert not any(o.endswith(f"#{ident}") for box in still for o in box.options)
