@@ -15,7 +15,7 @@ from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import call_list_panel, confirmed_caption, require
-from ui.text import plain, show_table
+from ui.text import escape, plain, show_table
 
 ICONS = {
     "Expected": "🕘",
@@ -29,8 +29,12 @@ ALL = 0
 
 
 def _finish(done, text: str) -> None:
+    """The action's headline (it names the new status) and who was told."""
     if done:
-        st.session_state[FLASH] = f"{text} {done.value.summary}"
+        outcome = done.value
+        told = f"Notified: {'; '.join(outcome.notified) or 'nobody'}."
+        skipped = f" Not sent: {'; '.join(outcome.skipped)}." if outcome.skipped else ""
+        st.session_state[FLASH] = f"{text} {told}{skipped}"
         refresh()
 
 
@@ -137,5 +141,18 @@ if row.status == "checked_in" and b[0].button("Undo check-in", key=f"today_undo_
     )
 if row.can_complete and b[1].button("Complete", key=f"today_done_{row.id}"):
     _finish(run_action(visits.complete, row.id, **version), f"{row.patient}: done.")
-if row.can_no_show and b[2].button("No-show", key=f"today_noshow_{row.id}"):
-    _finish(run_action(visits.mark_no_show, row.id, **version), f"{row.patient}: no-show.")
+CONFIRM = "today_noshow_confirm"
+if row.can_no_show and b[2].button("No-show…", key=f"today_noshow_{row.id}"):
+    st.session_state[CONFIRM] = row.id
+if row.can_no_show and st.session_state.get(CONFIRM) == row.id:
+    st.warning(escape(read(visits.no_show_consequences, me, row.id)), icon=":material/warning:")
+    yes, no = st.columns(2)
+    if yes.button("Record the no-show", key=f"today_noshow_yes_{row.id}", type="primary"):
+        st.session_state.pop(CONFIRM, None)
+        _finish(
+            run_action(visits.mark_no_show, row.id, **version),
+            f"{row.patient}: recorded as a no-show.",
+        )
+    if no.button("Keep the appointment", key=f"today_noshow_no_{row.id}"):
+        st.session_state.pop(CONFIRM, None)
+        st.rerun()

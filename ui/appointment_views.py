@@ -475,5 +475,10 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
             Action.COMPLETE: visits.complete,
             Action.NO_SHOW: visits.mark_no_show,
         }[action]
+        if action == Action.NO_SHOW:  # say what it does before it is done: fee, the patient told
+            st.warning(
+                escape(read(visits.no_show_consequences, me, d.id)), icon=":material/warning:"
+            )
+            label = "Record the no-show"
         if st.button(label, key=f"{p}_go", type="primary"):
             _finish(run_action(service, d.id, **version), f"{label}: done.")

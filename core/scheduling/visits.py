@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor
 from core.kernel.clock import local_today
-from core.kernel.errors import InvalidTransition
+from core.kernel.errors import InvalidTransition, NotFound
 from core.kernel.money import clinic_money, clinic_time
 from core.messaging.preferences import preferences
 from core.policy import cancellation as policy
@@ -116,6 +116,31 @@ def complete(
     survey = _survey_line[0](session, appointment, now) if _survey_line else ""
     queued = tell_patient(session, appointment, "appointment_completed", survey=survey)
     return outcome_of(appointment, queued)
+
+
+def no_show_consequences(session: Session, actor: Actor, appointment_id: int) -> str:
+    """What recording a no-show will do, for the confirmation before it: the fee and points
+    of the cancellation policy in force (if any) and that the patient is told."""
+    ensure_allowed(actor, Action.NO_SHOW)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    who = appointment.patient.full_name if appointment.patient else "the patient"
+    charges = []
+    rules = policy.current_policy(session, appointment.clinic_id, appointment.service_id)
+    if rules is not None and appointment.patient_id is not None:
+        if rules.no_show_fee_cents:
+            fee = clinic_money(appointment.clinic, rules.no_show_fee_cents)
+            charges.append(f"a no-show fee of {fee} is recorded")
+        if rules.points_deducted:
+            charges.append(f"{rules.points_deducted} points are deducted")
+    text = f"Record {who} as a no-show? " + (
+        f"Under the cancellation policy {' and '.join(charges)}. "
+        if charges
+        else "No fee applies. "
+    )
+    told = "They are told at once (email and text, as they agreed)."
+    return text + (told if appointment.patient else "")
 
 
 def mark_no_show(

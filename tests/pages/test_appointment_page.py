@@ -125,6 +125,15 @@ def test_check_in_only_on_the_day_and_a_check_in_can_be_undone(app_as, app_db):
     assert "undo check in" in _cells(at)
 
 
+def test_no_show_says_what_it_will_do_before_it_is_recorded(app_as, app_db):
+    started = _add(app_db, today_in(-5), AppointmentStatus.SCHEDULED)
+    at = _open(app_as, "staff", started)
+    at.button_group(key=f"appointment_{started}_action").set_value("no_show").run()
+    assert "as a no-show?" in at.warning[0].value and "told at once" in at.warning[0].value
+    assert at.button(key=f"appointment_{started}_go").label == "Record the no-show"
+    assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.SCHEDULED
+
+
 def test_unknown_and_malformed_numbers(app_as):
     at = _open(app_as, "staff", 99999999)
     assert any("There is no appointment #99999999." in e.value for e in at.error)

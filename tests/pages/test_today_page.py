@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import Appointment, AppointmentKind, AppointmentStatus
+from db.models import Appointment, AppointmentKind, AppointmentStatus, CancellationPolicy
 from db.types import utcnow
 from tests.pages.conftest import today_in
 
@@ -98,7 +98,12 @@ def test_buttons_follow_the_time_and_status(app_as, app_db):
     assert f"today_done_{later}" not in _select(at, later)  # not due yet
     _select(at, started)
     at.button(key=f"today_noshow_{started}").click().run()
+    assert _status(app_db, started) == AppointmentStatus.SCHEDULED  # asked first
+    assert "as a no-show?" in at.warning[0].value and "told at once" in at.warning[0].value
+    at.button(key=f"today_noshow_yes_{started}").click().run()
     assert _status(app_db, started) == AppointmentStatus.NO_SHOW
+    flash = at.success[0].value
+    assert "recorded as a no-show." in flash and "Now no" not in flash, flash
     assert "No-show" in _stage_of(at, started) and "Waiting" in _stage_of(at, later)
 
 
@@ -114,6 +119,33 @@ def test_a_mistaken_arrival_can_be_undone(app_as, app_db):
     assert _status(app_db, ident) == AppointmentStatus.SCHEDULED
     assert "check-in undone" in at.success[0].value
     assert f"today_in_{ident}" in _select(at, ident)
+
+
+def test_a_no_show_is_confirmed_first_and_names_the_fee(app_as, app_db):
+    database = _db(app_db)
+    with database.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=1,
+                service_id=1,  # the visit's service: its override wins over the clinic's
+                version=99,
+                effective_at=utcnow() - timedelta(minutes=1),
+                window_hours=24,
+                late_cancel_fee_cents=0,
+                no_show_fee_cents=2500,
+                points_deducted=0,
+                policy_text="",
+            )
+        )
+    database.dispose()
+    ident = _add(app_db, today_in(-5))
+    at = app_as("staff", PAGE)
+    _select(at, ident)
+    at.button(key=f"today_noshow_{ident}").click().run()
+    assert "a no-show fee of £25.00 is recorded" in at.warning[0].value, at.warning
+    at.button(key=f"today_noshow_no_{ident}").click().run()
+    assert _status(app_db, ident) == AppointmentStatus.SCHEDULED
+    assert not at.warning and f"today_noshow_yes_{ident}" not in {b.key for b in at.button}
 
 
 def test_provider_filter_narrows_the_board(app_as, app_db):
