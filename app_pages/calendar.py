@@ -118,6 +118,7 @@ options = cw.options(
     business_hours=frame.business_hours,
     editable=me.can(Permission.APPOINTMENTS_RESCHEDULE) and not by_room,
     locale=locale,
+    events=events,
 )
 value = cw.take(cw.render(events, options, key), "calendar_seen", key)
 intent = cw.interpret(value, tz) if value else None

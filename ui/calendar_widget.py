@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import streamlit as st
@@ -97,6 +97,31 @@ class Move:
     old_provider_id: int | None
 
 
+DAY_HOURS = (7, 21)  # the time grid's default first and last hour (clinic wall time)
+
+
+def hours_shown(events: list[dict[str, Any]]) -> tuple[int, int]:
+    """The time grid's first and last hour: DAY_HOURS widened to the whole hours around every
+    event (clinic wall time, as written in its string), so a booking at 03:30 made with the
+    outside-hours override is not drawn above the grid's top. Background events (time off,
+    buffers) do not widen it: a day's time off would open the whole night."""
+    first, last = DAY_HOURS
+    for event in events:
+        if event.get("display") == "background":
+            continue
+        try:
+            begins = datetime.fromisoformat(event["start"])
+            ends = datetime.fromisoformat(event.get("end") or event["start"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if ends.date() > begins.date():  # across midnight: the grid shows both ends
+            first, last = (0 if ends.time() > time(0) else min(first, begins.hour)), 24
+            continue
+        first = min(first, begins.hour)
+        last = max(last, ends.hour + (1 if (ends.minute, ends.second) > (0, 0) else 0))
+    return first, last
+
+
 def options(
     view: str,
     first_day: date,
@@ -106,7 +131,10 @@ def options(
     business_hours: list[dict[str, Any]] | None,
     editable: bool,
     locale: str = "en-GB",
+    events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """FullCalendar's options; `events` (the ones drawn) widen the time grid past DAY_HOURS."""
+    first_hour, last_hour = hours_shown(events or [])
     # the clinic's locale: its day and month order and 24- or 12-hour clock (en-GB: 24 h)
     hour12 = not hour_cycle(locale)
     clock = {"hour": "2-digit" if not hour12 else "numeric", "minute": "2-digit", "hour12": hour12}
@@ -120,8 +148,8 @@ def options(
         "firstDay": 1,
         "nowIndicator": True,
         "allDaySlot": False,
-        "slotMinTime": "07:00:00",
-        "slotMaxTime": "21:00:00",
+        "slotMinTime": f"{first_hour:02d}:00:00",
+        "slotMaxTime": f"{last_hour:02d}:00:00",
         "slotDuration": "00:15:00",
         "slotLabelInterval": "01:00",
         "eventTimeFormat": clock,

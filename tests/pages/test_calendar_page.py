@@ -4,7 +4,7 @@ browser would send (the payload shapes of streamlit-calendar 1.4) into the widge
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, time, timedelta
 
 import pytest
 import streamlit as st
@@ -331,3 +331,50 @@ def test_a_deactivated_provider_keeps_a_column_while_they_have_bookings(app_as, 
     assert columns[str(provider_id)] == f"{name} (inactive)"
     [event] = [e for e in drawn["events"] if e.get("id") == str(ident)]
     assert event["resourceId"] == str(provider_id)
+
+
+def _booking(start: str, end: str, **extra) -> dict:
+    return {"id": "1", "title": "x", "start": start, "end": end, **extra}
+
+
+def test_the_time_grid_widens_to_every_booking_outside_its_default_hours():
+    opts = {"resources": [], "business_hours": [], "editable": True}
+    default = cw.options("resourceTimeGridDay", date(2026, 12, 7), "Europe/London", **opts)
+    assert (default["slotMinTime"], default["slotMaxTime"]) == ("07:00:00", "21:00:00")
+    early_late = [
+        _booking("2026-12-07T03:30:00+00:00", "2026-12-07T03:45:00+00:00"),
+        _booking("2026-12-07T10:00:00+00:00", "2026-12-07T10:30:00+00:00"),
+        _booking("2026-12-08T21:15:00+00:00", "2026-12-08T22:10:00+00:00"),
+        # time off does not open the night
+        _booking("2026-12-09T00:00:00+00:00", "2026-12-10T00:00:00+00:00", display="background"),
+    ]
+    wide = cw.options(
+        "resourceTimeGridWeek", date(2026, 12, 7), "Europe/London", events=early_late, **opts
+    )
+    assert (wide["slotMinTime"], wide["slotMaxTime"]) == ("03:00:00", "23:00:00")
+    # wall times as written (the clinic's), and a booking across midnight shows the whole day
+    assert cw.hours_shown([_booking("2026-12-07T20:00:00-05:00", "2026-12-07T21:00:00-05:00")]) == (
+        7,
+        21,
+    )
+    overnight = [_booking("2026-12-07T23:00:00+00:00", "2026-12-08T01:00:00+00:00")]
+    assert cw.hours_shown(overnight) == (0, 24)
+
+
+def test_a_booking_at_half_past_three_shows_in_the_day_by_provider(app_as, app_db):
+    from core.kernel.clock import local_to_utc
+
+    ident, start, _, _, tz = _upcoming(app_db)
+    early = local_to_utc(to_local(start, tz).date(), time(3, 30), tz)
+    database = _database(app_db)
+    with database.write() as session:  # as booked with the outside-hours override
+        row = session.get(Appointment, ident)
+        row.start_at, row.end_at = early, early + timedelta(minutes=15)
+    database.dispose()
+    at = _goto(app_as("staff", PAGE), early, tz)
+    at.button_group(key="calendar_view").set_value("Day by provider").run()
+    assert not at.exception, at.exception
+    drawn = _drawn(at)
+    assert any(e.get("id") == str(ident) for e in drawn["events"])
+    assert drawn["options"]["slotMinTime"] == "03:00:00"
+    assert drawn["options"]["slotMaxTime"] == "21:00:00"
