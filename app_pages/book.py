@@ -12,6 +12,7 @@ from core.scheduling import booking, schedules
 from ui import actor, refresh, run_action
 from ui.booking_form import (
     apply_prefill,
+    clear_booked,
     confirmation_editor,
     patient_picker,
     provider_picker,
@@ -38,12 +39,6 @@ clinics, services, packages = _setup(me)
 require(clinics)
 zones = {c.id: c.timezone for c in clinics}
 apply_prefill("book", zones)  # a slot selected on the calendar
-done = st.session_state.pop("book_done", None)
-if done:
-    st.success(
-        escape(" ".join([f"Booked #{done.appointment_id}.", *done.notes])),
-        icon=":material/check_circle:",
-    )
 
 kind = st.segmented_control(
     "What", ["Appointment", "Out of office"], key="book_kind", default="Appointment"
@@ -131,7 +126,13 @@ if st.button(
             body=body,
         )
     result = run_action(booking.book, booking.InOffice(**kwargs))
-    if result:
+    if result:  # a fresh form: the same patient is not booked again by a second press
         st.session_state["book_done"] = result.value
-        st.session_state.pop("book_provider_wanted", None)
+        clear_booked("book")
         refresh()
+done = st.session_state.pop("book_done", None)
+if done:  # where the button was pressed, not at the top out of view
+    st.success(
+        escape(" ".join([f"Booked #{done.appointment_id}.", *done.notes])),
+        icon=":material/check_circle:",
+    )

@@ -119,6 +119,22 @@ def confirmation_editor(
     return message_editor(prefix, preview, f"{hash((preview, patient)) & 0xFFFF}")
 
 
+# what one booking was for: forgotten once it is booked (the clinic, day and time stay)
+BOOKED_KEYS = (
+    *("who", "search", "patient", "first", "last", "dob", "email", "phone"),
+    *("consent_email", "consent_sms", "invite", "services", "mode", "notes"),
+    *("double", "outside", "card", "all", "provider", "provider_wanted", "notify"),
+)
+
+
+def clear_booked(prefix: str) -> None:
+    """Forget the booked patient, services, notes and overrides, so that pressing the button
+    again cannot book the same patient again (the provider picker would have moved on to the
+    next free provider)."""
+    for name in BOOKED_KEYS:
+        st.session_state.pop(f"{prefix}_{name}", None)
+
+
 def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
     """Fill the form from `{prefix}_prefill` (clinic, start, provider), set by the calendar when
     a free time was selected; used once."""

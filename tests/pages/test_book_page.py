@@ -340,3 +340,33 @@ def test_only_providers_who_perform_the_service_are_offered(app_as, app_db):
     assert any(
         "Dr Aisha Rahman: does not perform Laser hair removal" in c.value for c in at.caption
     )
+
+
+def test_pressing_book_twice_does_not_book_the_patient_twice(app_as, app_db):
+    """Before, the form kept everything and moved to the next free provider: a second press
+    booked the same patient again at the same time."""
+    at = _fill(app_as("staff", PAGE), _weekday_ahead(30), 11, 15)
+    at.text_input(key="book_search").input("Smith").run()
+    at.selectbox(key="book_patient").select_index(0).run()
+    at.button(key="book_submit").click().run()
+    assert not at.error, at.error
+    booked = _last(app_db)
+    # the success shows where the button was pressed, and the form is fresh for the next one
+    assert at.success[0].value.startswith(f"Booked #{booked['id']}.")
+    assert at.text_input(key="book_search").value == ""
+    assert at.selectbox(key="book_patient").value is None
+    assert at.multiselect(key="book_services").value == []
+    at.button(key="book_submit").click().run()
+    assert "Find the patient" in at.error[0].value
+    database = _db(app_db)
+    with database.read() as session:
+        twice = session.scalar(
+            select(func.count())
+            .select_from(Appointment)
+            .where(
+                Appointment.patient_id == booked["patient"],
+                Appointment.start_at == booked["start"],
+            )
+        )
+    database.dispose()
+    assert twice == 1

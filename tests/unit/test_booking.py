@@ -19,6 +19,7 @@ from db.models import (
     Appointment,
     AppointmentKind,
     AppointmentStatus,
+    AuditEvent,
     Notification,
     Patient,
     Provider,
@@ -280,3 +281,42 @@ def test_provider_choices_agree_with_the_per_provider_checks(db, world):
                 assert choice.free == (fits and not clash), (hour, minute, choice)
                 assert choice.why.startswith("not working") == (not fits), (hour, minute, choice)
                 assert (("booked" in choice.why) or ("out of office" in choice.why)) == bool(clash)
+
+
+def test_a_patient_is_not_booked_twice_at_the_same_time_unless_allowed(db, world):
+    """'Book' pressed twice: the second time the form had moved to the next free provider."""
+    with db.write() as session:
+        other = Provider(name="Nurse Priya")
+        other.working_hours.append(
+            WorkingHours(
+                clinic_id=world.clinic_id,
+                weekday=day_ahead().weekday(),
+                starts=time(8),
+                ends=time(18),
+            )
+        )
+        session.add(other)
+        session.flush()
+        other_id = other.id
+        name = session.get(Patient, world.patient_id).full_name
+    first = book(db, world, provider_id=other_id)
+    with pytest.raises(Conflict) as refused:
+        book(db, world, start_at=at(10, 15))  # overlaps 10:00-10:30, with another provider
+    message = str(refused.value)
+    assert message.startswith(f"{name} already has appointment #{first.appointment_id} on ")
+    assert "10:00–10:30" in message and "with Nurse Priya" in message
+    assert "allow double booking" in message
+    with db.read() as session:  # nothing was booked
+        assert session.scalars(
+            select(Appointment).where(Appointment.patient_id == world.patient_id)
+        ).all() == [session.get(Appointment, first.appointment_id)]
+    after = book(db, world, start_at=at(10, 30)).appointment_id  # right after: fine
+    booked = book(db, world, start_at=at(10, 15), allow_double_booking=True)
+    with db.read() as session:
+        assert session.get(Appointment, booked.appointment_id).allow_double_booking
+        audit = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == booked.appointment_id, AuditEvent.action == "schedule"
+            )
+        ).one()
+        assert audit.details["patient_double_booked_with"] == [first.appointment_id, after]
