@@ -82,7 +82,8 @@ if away:
             refresh()
 else:
     st.caption(f"{escape(provider.name)} has no time off planned.")
-with st.form("schedules_time_off", clear_on_submit=True):
+OFF_KEYS = ("from_day", "from_time", "to_day", "to_time", "reason")
+with st.form("schedules_time_off"):  # what was typed stays when it is refused
     a, b, c, d = st.columns(4)
     pick, today = pickers(clinic.locale), local_today(tz)  # the clinic's, not the server's
     first = a.date_input("From day", today, key="schedules_off_from_day", format=pick.date)
@@ -109,6 +110,8 @@ with st.form("schedules_time_off", clear_on_submit=True):
             clash = read(schedules.bookings_during, me, provider.id, starts, ends)
             if clash:
                 st.session_state["schedules_clash"] = clash
+            for name in OFF_KEYS:  # added: an empty form for the next one
+                st.session_state.pop(f"schedules_off_{name}", None)
             refresh()
 clash = st.session_state.pop("schedules_clash", None)
 if clash:

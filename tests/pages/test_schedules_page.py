@@ -110,6 +110,7 @@ def test_time_off_is_added_and_removed(app_as, app_db):
     at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
     assert not at.error, at.error
     assert "Conference" in at.dataframe[1].value.to_string()  # [0]: the weekly hours
+    assert at.text_input(key="schedules_off_reason").value == ""  # added: the form is empty
     at.button(key="schedules_remove").click().run()
     database = _db(app_db)
     with database.read() as session:
@@ -117,13 +118,31 @@ def test_time_off_is_added_and_removed(app_as, app_db):
     database.dispose()
 
 
-def test_time_off_ending_before_it_starts_is_refused(app_as):
+def test_time_off_ending_before_it_starts_is_refused_and_keeps_what_was_typed(app_as, app_db):
     at = app_as("owner", PAGE)
     day = date.today() + timedelta(days=30)
     at.date_input(key="schedules_off_from_day").set_value(day)
     at.date_input(key="schedules_off_to_day").set_value(day - timedelta(days=1))
+    at.time_input(key="schedules_off_from_time").set_value(time(9, 30))
+    at.text_input(key="schedules_off_reason").input("Dentist")
     at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
     assert "must end after it starts" in at.error[0].value
+    # what was typed stays, to be corrected (before, the form was emptied)
+    assert at.date_input(key="schedules_off_from_day").value == day
+    assert at.date_input(key="schedules_off_to_day").value == day - timedelta(days=1)
+    assert at.time_input(key="schedules_off_from_time").value == time(9, 30)
+    assert at.text_input(key="schedules_off_reason").value == "Dentist"
+    at.date_input(key="schedules_off_to_day").set_value(day)  # only the mistake corrected
+    at.time_input(key="schedules_off_to_time").set_value(time(11))
+    at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
+    assert not at.error, at.error
+    database = _db(app_db)
+    with database.read() as session:
+        [added] = session.scalars(select(TimeOff)).all()
+        assert added.reason == "Dentist" and added.ends_at - added.starts_at == timedelta(
+            minutes=90
+        )
+    database.dispose()
 
 
 def test_only_managers_and_owners_get_the_page():
