@@ -11,13 +11,14 @@ import streamlit as st
 from core.kernel.money import weekday_name
 from core.practice.choices import ClinicChoice, ProviderChoice
 from core.scheduling import schedules
-from ui.context import refresh, run_action
+from ui.context import actor, read, refresh, run_action
 from ui.locale import table_clock
 from ui.text import escape
 
 # one table, not fourteen time pickers: each picker is a select that costs the browser about
 # 12 ms to draw, most of this page's time (bench.browser); the table draws in one canvas
 COLUMNS = ("Day", "Works", "From", "To")
+LEFT_KEY = "schedules_left_outside"  # (count, first few) after saving hours
 
 
 def _week(hours: dict[int, schedules.HoursRow], locale: str) -> pd.DataFrame:
@@ -75,4 +76,17 @@ def weekly_hours_form(
                 hours=_hours(edited),
                 success="Weekly hours saved.",
             ):
+                left = read(schedules.bookings_outside_hours, actor(), provider.id, clinic.id)
+                if left[0]:
+                    st.session_state[LEFT_KEY] = left
                 refresh()
+    left = st.session_state.pop(LEFT_KEY, None)
+    if left:  # as time off warns: the bookings these hours no longer cover
+        count, first = left
+        more = f" and {count - len(first)} more" if count > len(first) else ""
+        st.warning(
+            escape(
+                f"{count} booked appointment(s) fall outside these hours ({'; '.join(first)}"
+                f"{more}); reschedule them from the calendar."
+            )
+        )

@@ -328,6 +328,40 @@ def bookings_during(
     )
 
 
+def bookings_outside_hours(
+    session: Session, actor: Actor, provider_id: int, clinic_id: int, shown: int = 3
+) -> tuple[int, list[str]]:
+    """The provider's coming appointments at the clinic that its weekly hours no longer cover
+    (to warn after the hours change, as time off does): how many, and the first `shown` as
+    '#12 Mon, 7 Dec 2026, 09:00–09:30' in the clinic's time. Ones booked with the
+    outside-hours override were outside already and are not counted again."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinic = _clinic(session, clinic_id)
+    hours = get_hours(session, actor, provider_id, clinic_id)
+    rows = session.execute(
+        select(Appointment.id, Appointment.start_at, Appointment.end_at)
+        .where(
+            Appointment.provider_id == provider_id,
+            Appointment.clinic_id == clinic_id,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.status.in_(OCCUPYING),
+            Appointment.outside_hours_override.is_(False),
+            Appointment.end_at > utcnow(),
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+    ).all()
+
+    def covered(start_at: datetime, end_at: datetime) -> bool:
+        begins, ends = to_local(start_at, clinic.timezone), to_local(end_at, clinic.timezone)
+        return begins.date() == ends.date() and any(
+            h.weekday == begins.weekday() and h.starts <= begins.time() and ends.time() <= h.ends
+            for h in hours
+        )
+
+    outside = [(i, s, e) for i, s, e in rows if not covered(s, e)]
+    return len(outside), [f"#{i} {clinic_time_range(clinic, s, e)}" for i, s, e in outside[:shown]]
+
+
 def _clinics_of(session: Session, provider_id: int) -> list[int]:
     return list(
         session.scalars(

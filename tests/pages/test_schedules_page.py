@@ -66,6 +66,15 @@ def test_manager_sets_weekly_hours_and_bad_hours_are_explained(app_as, app_db):
     assert (saturday.Works, saturday.From, saturday.To) == (True, time(12), time(14))
 
 
+def test_unticking_a_day_with_bookings_warns_about_them(app_as, app_db):
+    at = app_as("manager", PAGE)
+    _edit(at, {0: {"Works": False}})  # the demo's providers have bookings on Mondays
+    assert not at.error, at.error
+    [warning] = at.warning
+    assert "booked appointment(s) fall outside these hours (#" in warning.value
+    assert "reschedule them from the calendar" in warning.value
+
+
 def test_a_working_day_without_a_time_is_explained_and_nothing_is_saved(app_as, app_db):
     at = app_as("manager", PAGE)
     provider = at.selectbox(key="schedules_provider").value

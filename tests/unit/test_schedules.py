@@ -267,3 +267,49 @@ def test_the_first_working_day_skips_the_days_nobody_works(db, world):
         assert schedules.first_working_day(session, world.staff, world.clinic_id, saturday) == (
             saturday
         )
+
+
+def test_bookings_left_outside_changed_hours_are_counted_and_named(db, world):
+    monday = next_weekday(0)
+
+    def hours(rows):
+        with db.write() as session:
+            schedules.set_weekly_hours(
+                session,
+                world.manager,
+                provider_id=world.provider_id,
+                clinic_id=world.clinic_id,
+                hours=rows,
+            )
+
+    def left():
+        with db.read() as session:
+            return schedules.bookings_outside_hours(
+                session, world.manager, world.provider_id, world.clinic_id
+            )
+
+    hours([H(0, time(9), time(17)), H(2, time(9), time(17))])
+    ids = []
+    for hour in (9, 10, 11, 12):
+        with db.write() as session:
+            ids.append(
+                booking.book(
+                    session,
+                    world.staff,
+                    booking.InOffice(
+                        clinic_id=world.clinic_id,
+                        provider_id=world.provider_id,
+                        start_at=local_to_utc(monday, time(hour), TZ),
+                        service_ids=[world.service_id],
+                        patient_id=world.patient_id,
+                    ),
+                ).appointment_id
+            )
+    assert left() == (0, [])
+    hours([H(0, time(9), time(11)), H(2, time(9), time(17))])  # Monday afternoon off
+    count, first = left()
+    assert count == 2 and [f.split(" ")[0] for f in first] == [f"#{ids[2]}", f"#{ids[3]}"]
+    assert "11:00–11:30" in first[0]
+    hours([H(2, time(9), time(17))])  # Monday unticked
+    count, first = left()
+    assert count == 4 and [f.split(" ")[0] for f in first] == [f"#{i}" for i in ids[:3]]
