@@ -378,3 +378,18 @@ def test_a_booking_at_half_past_three_shows_in_the_day_by_provider(app_as, app_d
     assert any(e.get("id") == str(ident) for e in drawn["events"])
     assert drawn["options"]["slotMinTime"] == "03:00:00"
     assert drawn["options"]["slotMaxTime"] == "21:00:00"
+
+
+def test_the_controls_have_the_width_they_need_at_1400_px(app_as):
+    """The eight views need about 800 px: a row of their own (in a column they ended in
+    "Wee…"); the top row's button reads "New" (it was cut to "New appoin…")."""
+    at = app_as("staff", PAGE)
+
+    def keys(block):
+        for child in getattr(block, "children", {}).values():
+            yield getattr(child, "key", None)
+            yield from keys(child)
+
+    assert all("calendar_view" not in keys(column) for column in at.columns)
+    new = at.button(key="calendar_new")
+    assert new.label == "New" and new.help == "New appointment"
