@@ -30,7 +30,7 @@ def event(provider: int, n: int) -> dict:
 
 
 st.title("Streamlit alone: the Calendar")
-c1, c2, c3, c4 = st.columns([2, 3, 3, 1.5], vertical_alignment="bottom")
+c1, c2, c3, c4 = st.columns([2, 3, 4, 1], vertical_alignment="bottom")
 c1.selectbox("Clinic", ["Harbour Street Clinic", "North"], key="floor_cal_clinic")
 c2.multiselect("Providers", [f"Provider {i}" for i in range(PROVIDERS)], key="floor_cal_who")
 c3.multiselect(
@@ -40,11 +40,11 @@ c3.multiselect(
     format_func=STATUS_LABELS.get,
     key="floor_cal_statuses",
 )
-c4.button("New appointment", key="floor_cal_new", icon=":material/add:")
-c1, c2, c3, c4, c5 = st.columns([5, 2, 0.5, 0.8, 0.5], vertical_alignment="bottom")
-c1.segmented_control(
+c4.button("New", key="floor_cal_new", icon=":material/add:", help="New appointment")
+st.segmented_control(
     "View", list(cw.VIEWS), key="floor_cal_view", default=cw.default_view(PROVIDERS)
 )
+c2, c3, c4, c5, _ = st.columns([2.2, 0.6, 1.2, 0.6, 5.4], vertical_alignment="bottom")
 c2.date_input("Date", DAY, key="floor_cal_day", format="YYYY-MM-DD")
 c3.button("◀", key="floor_cal_prev", help="Previous")
 c4.button("Today", key="floor_cal_today")

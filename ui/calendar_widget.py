@@ -304,7 +304,7 @@ def navigation(today: date, default: str, date_format: str) -> tuple[str, date]:
     st.session_state.setdefault(DAY_KEY, today)
     # the eight views need about 800 px: a row of their own, not cut to "Wee…" at 1400 px
     label = st.segmented_control("View", list(VIEWS), key=VIEW_KEY, default=default)
-    c2, c3, c4, c5, _ = st.columns([2, 0.5, 0.8, 0.5, 6.2], vertical_alignment="bottom")
+    c2, c3, c4, c5, _ = st.columns([2.2, 0.6, 1.2, 0.6, 5.4], vertical_alignment="bottom")
     day = c2.date_input("Date", key=DAY_KEY, format=date_format)
     c3.button("◀", key="calendar_prev", on_click=_step, args=(-1,), help="Previous")
     c4.button("Today", key="calendar_today", on_click=_today, args=(today,))
