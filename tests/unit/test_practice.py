@@ -656,8 +656,8 @@ def test_a_booking_touching_another_ones_buffer_is_refused_naming_it(db, world, 
         book(
             session, world, world.provider_id, buffered["other"], buffered["prep"], at(day, 10, 55)
         )
-        book(
-            session, world, buffered["second"], buffered["other"], buffered["peel"], at(day, 10, 45)
+        book(  # another patient: "other" is with Dr Test at 10:55 by then
+            session, world, buffered["second"], world.patient_id, buffered["peel"], at(day, 10, 45)
         )
     with db.read() as session:  # the room view shows the time the peel keeps free
         from core.scheduling import calendar
