@@ -24,7 +24,7 @@ from core.kernel.money import (
     weekday_name,
 )
 from core.scheduling import openings
-from core.scheduling.availability import OCCUPYING
+from core.scheduling.availability import OCCUPYING, working_periods
 from db.models import Appointment, AppointmentKind, Clinic, Provider, TimeOff, WorkingHours
 from db.types import utcnow
 
@@ -351,11 +351,12 @@ def bookings_outside_hours(
         .order_by(Appointment.start_at, Appointment.id)
     ).all()
 
-    def covered(start_at: datetime, end_at: datetime) -> bool:
-        begins, ends = to_local(start_at, clinic.timezone), to_local(end_at, clinic.timezone)
-        return begins.date() == ends.date() and any(
-            h.weekday == begins.weekday() and h.starts <= begins.time() and ends.time() <= h.ends
-            for h in hours
+    def covered(start_at: datetime, end_at: datetime) -> bool:  # as booking's check reads it
+        day = to_local(start_at, clinic.timezone).date()
+        return any(
+            start <= start_at and end_at <= end
+            for d in (day - timedelta(days=1), day)
+            for start, end in working_periods(hours, d, clinic.timezone)
         )
 
     outside = [(i, s, e) for i, s, e in rows if not covered(s, e)]
