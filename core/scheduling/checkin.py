@@ -86,14 +86,8 @@ def check_in_by_code(
             f"Find {who}'s appointment and mark them arrived by hand."
         )
     if appointment.status == AppointmentStatus.SCHEDULED and appointment.start_at is not None:
-        if not visits.is_check_in_day(appointment.start_at, clinic.timezone, now):
-            when = clinic_time(clinic, appointment.start_at)
-            if appointment.start_at > (now or utcnow()):
-                raise ValidationError(f"This code is for {when}; check-in opens on the day.")
-            raise ValidationError(
-                f"This code was for {when}; that day is over. Find {who}'s appointment to "
-                "record it as completed or a no-show."
-            )
+        if refusal := visits.check_in_day_refusal(appointment, now, what="This code"):
+            raise ValidationError(refusal)
     try:
         tokens.consume(session, row)
     except LinkInvalid:

@@ -39,17 +39,20 @@ def is_check_in_day(start_at: datetime | None, tz: str, now: datetime | None = N
     return start_at is not None and local_today(tz, start_at) == local_today(tz, now)
 
 
-def check_in_day_refusal(appointment: Appointment, now: datetime | None = None) -> str:
-    """Why the appointment cannot be checked in at `now` ('' on its clinic-local day)."""
+def check_in_day_refusal(
+    appointment: Appointment, now: datetime | None = None, what: str = "This appointment"
+) -> str:
+    """Why the appointment cannot be checked in at `now` ('' on its clinic-local day); `what`
+    names what was tried ("This code" at the check-in desk)."""
     clinic = appointment.clinic
     if is_check_in_day(appointment.start_at, clinic.timezone, now):
         return ""
     when = clinic_time(clinic, appointment.start_at)
     if appointment.start_at > (now or utcnow()):
-        return f"This appointment is on {when}; check-in opens on the day."
+        return f"{what} is for {when}; check-in opens on the day."
     return (
-        f"This appointment was on {when}; it can no longer be checked in. "
-        "Record it as completed or a no-show instead."
+        f"{what} was for {when}; it can no longer be checked in. Record the visit as "
+        "completed or a no-show instead."
     )
 
 
