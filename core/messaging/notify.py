@@ -19,7 +19,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -395,6 +395,24 @@ def queue_for_patient(
         )
     session.add_all(rows)
     return Queued(rows, skipped)
+
+
+def withdraw_queued(
+    session: Session, patient_ids: list[int], channel: Channel, reason: str
+) -> None:
+    """The patients' messages on `channel` still waiting are not sent (consent withdrawn): marked
+    failed for good with `reason`, so neither the sender nor a Retry sends them."""
+    session.execute(
+        update(Notification)
+        .where(
+            Notification.patient_id.in_(patient_ids),
+            Notification.channel == channel,
+            Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
+            Notification.permanent_failure.is_(False),
+        )
+        .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def queue_to_address(

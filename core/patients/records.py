@@ -14,8 +14,9 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clinic_time, format_day
 from core.kernel.text import clean
+from core.messaging import notify
 from core.patients import enrolment, invitations
-from db.models import Patient
+from db.models import Channel, Patient
 from db.types import utcnow
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -270,6 +271,13 @@ def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -
         revoked = invitations.revoke_pending_for_patient(
             session, actor, patient.id, "Consent to email withdrawn"
         )
+    for field, channel, word in (
+        ("consent_email", Channel.EMAIL, "email"),
+        ("consent_sms", Channel.SMS, "text messages"),
+    ):
+        if field in changed and not getattr(patient, field):  # withdrawn: nothing more goes out
+            reason = f"Not sent: consent to {word} was withdrawn on the patient's record."
+            notify.withdraw_queued(session, [patient.id], channel, reason)
     if changed:
         audit.record(
             session,

@@ -18,14 +18,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_format, clinic_money, clinic_time, format_moment
-from core.messaging import clinic_events, reminders
+from core.messaging import clinic_events, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
 from core.portal.patient_links import AppointmentView, appointment_view
 from core.requests import changes
@@ -38,8 +38,6 @@ from db.models import (
     ChangeStatus,
     Channel,
     Clinic,
-    DeliveryStatus,
-    Notification,
     Patient,
     SmsReply,
 )
@@ -165,17 +163,7 @@ def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, 
             details={"via": SMS_CHANNEL, "consent_sms": {"from": not given, "to": given}},
         )
     if changed and not given:
-        session.execute(
-            update(Notification)
-            .where(
-                Notification.patient_id.in_([p.id for p in changed]),
-                Notification.channel == Channel.SMS,
-                Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
-                Notification.permanent_failure.is_(False),
-            )
-            .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=STOPPED)
-            .execution_options(synchronize_session=False)
-        )
+        notify.withdraw_queued(session, [p.id for p in changed], Channel.SMS, STOPPED)
     return len(matched), len(changed)
 
 

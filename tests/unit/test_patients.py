@@ -16,10 +16,11 @@ from core.kernel.errors import (
     PermissionDenied,
     ValidationError,
 )
+from core.messaging import notify
 from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
-from db.models import AuditEvent, Clinic, Notification, Patient
+from db.models import AuditEvent, Channel, Clinic, DeliveryStatus, Notification, Patient
 from db.types import utcnow
 
 BASE = "https://desk.example"
@@ -92,6 +93,22 @@ def test_withdrawing_email_consent_revokes_without_offering(db, world):
         assert state.status == PortalStatus.OPTED_OUT
         event = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient_updated")).one()
         assert event.details == {"consent_email": {"from": True, "to": False}}
+
+
+def test_withdrawing_text_consent_stops_the_texts_still_waiting(db, world):
+    """Unticked on the patient's record, as a STOP reply does: a text already queued is not
+    sent; the email still goes."""
+    with db.write() as s:
+        patient = s.get(Patient, world.patient_id)
+        patient.phone, patient.consent_sms, patient.consent_email = "07700 900123", True, True
+        notify.queue_for_patient(s, patient, "appointment_cancelled", {"when": "x"})
+    with db.write() as s:
+        patients.update_patient(s, world.staff, world.patient_id, consent_sms=False)
+    with db.read() as s:
+        rows = {n.channel: n for n in s.scalars(select(Notification))}
+    assert rows[Channel.SMS].status == DeliveryStatus.FAILED and rows[Channel.SMS].permanent_failure
+    assert "consent to text messages was withdrawn" in rows[Channel.SMS].last_error
+    assert rows[Channel.EMAIL].status == DeliveryStatus.QUEUED
 
 
 def test_removing_the_email_removes_email_consent(db, world):
