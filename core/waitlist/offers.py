@@ -269,7 +269,7 @@ def process_openings(
             | (SlotOpening.processed_at <= now - RECHECK)
             | joined,
         )
-        .order_by(SlotOpening.processed_at, SlotOpening.id)
+        .order_by(SlotOpening.processed_at.asc().nulls_first(), SlotOpening.id)  # never tried first
         .limit(max(limit - len(pending), 0))
         .with_for_update(of=SlotOpening, skip_locked=True)
     ).all()
