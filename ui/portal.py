@@ -205,14 +205,14 @@ def new_patient_form(expanded: bool) -> None:
             if made:
                 st.session_state["patients_selected"] = made.value.id
                 st.session_state["patients_new_done"] = True
-                if invite:
-                    run_action(
-                        invitations.send_invitation,
-                        made.value.id,
-                        base_url=settings().base_url,
-                        success="Invitation sent.",
-                    )
-                refresh()
+                invited = not invite or run_action(
+                    invitations.send_invitation,
+                    made.value.id,
+                    base_url=settings().base_url,
+                    success="Invitation sent.",
+                )
+                if invited:  # a refused invitation keeps its error on the screen: no rerun
+                    refresh()
 
 
 def edit_form(record) -> None:

@@ -215,6 +215,19 @@ def test_a_refused_new_patient_keeps_what_was_typed_and_a_duplicate_is_named(app
     assert len(ninas) == 2
 
 
+def test_a_refused_invitation_stays_on_the_screen_after_the_patient_is_added(app_as):
+    at = app_as("staff", PAGE)
+    at.session_state["patients_new_open"] = True
+    at.run()
+    at.text_input(key="patients_new_first").input("Ola")
+    at.text_input(key="patients_new_last").input("Nowak")
+    at.text_input(key="patients_new_email").input("ola.nowak@example.org")
+    at.checkbox(key="patients_new_invite").check()  # but no consent to email
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert not at.exception
+    assert at.error and "consent" in at.error[0].value.lower()
+
+
 def test_the_date_of_birth_picker_reaches_back_130_years_and_stops_at_today(app_as):
     """Without bounds Streamlit offers ten years either side of the value: no adult could be
     given a date of birth when added."""
