@@ -13,6 +13,7 @@ from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.kernel.money import format_money
 from core.patients import invitations
+from core.patients.records import birth_bounds
 from core.portal import patient_links
 from core.startup import open_database
 from db.models import (
@@ -80,6 +81,8 @@ def test_enrolment_with_date_of_birth_and_terms_then_the_link_is_used(app_db):
     raw, born, invitation_id = _invite(app_db)
     at = patient_page("enroll", raw)
     assert at.title[0].value == "Patient portal"
+    picker = at.date_input(key="patient_enroll_dob").proto  # as staff's: today anywhere on Earth
+    assert (picker.min, picker.max) == tuple(d.isoformat() for d in birth_bounds())
     at.date_input(key="patient_enroll_dob").set_value(born + timedelta(days=1))
     at.checkbox(key="patient_enroll_terms").check()
     at.button(key="FormSubmitter:patient_enroll_form-Enrol").click().run()

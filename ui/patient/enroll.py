@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import streamlit as st
 
+from core.patients.records import birth_bounds
 from core.portal import patient_links, sign_in
 from ui.locale import date_picker
 from ui.patient import mark_done, public_read, public_write, show_done
@@ -35,8 +34,7 @@ def render(token: str) -> None:
         born = st.date_input(
             "Your date of birth",
             value=None,
-            min_value=date(1900, 1, 1),
-            max_value=date.today(),
+            **dict(zip(("min_value", "max_value"), birth_bounds(), strict=True)),
             format=date_picker(view.locale),
             key="patient_enroll_dob",
         )
