@@ -31,10 +31,7 @@ ALL = 0
 def _finish(done, text: str) -> None:
     """The action's headline (it names the new status) and who was told."""
     if done:
-        outcome = done.value
-        told = f"Notified: {'; '.join(outcome.notified) or 'nobody'}."
-        skipped = f" Not sent: {'; '.join(outcome.skipped)}." if outcome.skipped else ""
-        st.session_state[FLASH] = f"{text} {told}{skipped}"
+        st.session_state[FLASH] = f"{text} {done.value.told}"
         refresh()
 
 

@@ -60,10 +60,14 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)  # why a channel was not used
 
     @property
-    def summary(self) -> str:
-        told = "; ".join(self.notified) or "nobody"
-        text = f"Now {STATUS_WORDS[self.status]}. Notified: {told}."
+    def told(self) -> str:
+        """Who was told, and why a channel was not used."""
+        text = f"Notified: {'; '.join(self.notified) or 'nobody'}."
         return text + (f" Not sent: {'; '.join(self.skipped)}." if self.skipped else "")
+
+    @property
+    def summary(self) -> str:
+        return f"Now {STATUS_WORDS[self.status]}. {self.told}"
 
 
 @dataclass(frozen=True)
