@@ -131,7 +131,7 @@ version = dict(expected_version=row.version)
 b = st.columns(3)
 if row.can_check_in and b[0].button("Arrived", key=f"today_in_{row.id}"):
     _finish(run_action(visits.check_in, row.id, **version), f"{row.patient} arrived.")
-if row.status == "checked_in" and b[0].button("Undo check-in", key=f"today_undo_in_{row.id}"):
+if row.can_undo_check_in and b[0].button("Undo check-in", key=f"today_undo_in_{row.id}"):
     _finish(
         run_action(visits.undo_check_in, row.id, **version),
         f"{row.patient}: check-in undone.",

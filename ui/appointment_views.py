@@ -412,8 +412,6 @@ LABELS = {
 
 def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
     actions = [a for a in d.actions if a in LABELS]
-    if Action.CHECK_IN in actions and not visits.is_check_in_day(d.start_at, d.timezone):
-        actions.remove(Action.CHECK_IN)  # check-in opens on the appointment's clinic-local day
     if not actions:
         st.caption("Nothing more can be done with this appointment.")
         return

@@ -18,6 +18,7 @@ from core.practice.timing import timing_of
 from core.scheduling.availability import TIME_OF_DAY_LABELS
 from core.scheduling.lifecycle import treatment_text
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
+from core.scheduling.visits import is_check_in_day
 from db.models import Appointment, ChangeRequest, ChangeStatus, RequestFlag, Source, User
 
 
@@ -178,7 +179,11 @@ def get_appointment_detail(
         late_cancellation=a.late_cancellation,
         double_booked=a.allow_double_booking,
         history=history,
-        actions=allowed_actions(a.status, actor),
+        actions=[
+            action
+            for action in allowed_actions(a.status, actor)  # check-in opens on the visit's day
+            if action != Action.CHECK_IN or is_check_in_day(a.start_at, clinic.timezone)
+        ],
         open_change=open_change,
         check=session.scalar(select(RequestFlag.flag).where(RequestFlag.appointment_id == a.id))
         or "",

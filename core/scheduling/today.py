@@ -49,6 +49,7 @@ class TodayRow:
     stage: str
     waited_minutes: int | None
     can_check_in: bool
+    can_undo_check_in: bool
     can_complete: bool
     can_no_show: bool
     confirmed: str = ""  # "Confirmed by the patient · when · channel"
@@ -144,6 +145,7 @@ def list_today(
                 stage=_stage(status, start, now),
                 waited_minutes=_waited(status, start, checked_in, now),
                 can_check_in=status == S.SCHEDULED,
+                can_undo_check_in=status == S.CHECKED_IN,
                 can_complete=status in (S.SCHEDULED, S.CHECKED_IN) and start <= now,
                 can_no_show=status == S.SCHEDULED and start < now,
                 confirmed=confirmed[ident].text(clinic) if ident in confirmed else "",
