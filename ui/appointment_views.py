@@ -411,7 +411,7 @@ LABELS = {
 
 
 def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
-    actions = [a for a in d.actions if a in LABELS]
+    actions = [a for a in d.actions if a in LABELS and (a != Action.CHECK_IN or d.check_in_open)]
     if not actions:
         st.caption("Nothing more can be done with this appointment.")
         return

@@ -80,8 +80,9 @@ class AppointmentDetail:
     late_cancellation: bool
     double_booked: bool
     history: list[HistoryEntry]
-    actions: list[Action]
+    actions: list[Action]  # what the status and the actor allow
     open_change: OpenChange | None
+    check_in_open: bool  # the visit's clinic-local day: Check in is offered then only
     check: str = ""  # a public request's flag for a person to check ("Check identity: …")
     confirmed: str = ""  # "Confirmed by the patient · when · channel" for the current time
     package: str = ""  # the package booked, when the services are one
@@ -179,11 +180,8 @@ def get_appointment_detail(
         late_cancellation=a.late_cancellation,
         double_booked=a.allow_double_booking,
         history=history,
-        actions=[
-            action
-            for action in allowed_actions(a.status, actor)  # check-in opens on the visit's day
-            if action != Action.CHECK_IN or is_check_in_day(a.start_at, clinic.timezone)
-        ],
+        actions=allowed_actions(a.status, actor),
+        check_in_open=is_check_in_day(a.start_at, clinic.timezone),
         open_change=open_change,
         check=session.scalar(select(RequestFlag.flag).where(RequestFlag.appointment_id == a.id))
         or "",
