@@ -56,7 +56,8 @@ st.caption(
     f"{practice.number(info.rows)} visits from {practice.day(info.data_from, weekday=False)} "
     f"to before {practice.day(info.data_until, weekday=False)}. Validated on "
     f"{practice.number(m.get('rows', 0))} visits from {validated} on, with a model fitted only "
-    "on earlier days."
+    "on earlier days. As after every fit, each day's scores follow the no-show rate of the "
+    "days since the fit before it."
 )
 c = st.columns(4)
 c[0].metric("ROC-AUC", _figure(m.get("roc_auc"), practice), help="Ranking quality; 0.5 is chance.")

@@ -10,7 +10,8 @@ on a time split of a database holding the Kaggle no-show file (`import-appointme
 on the visits before `--split` (default 2016-05-20), scored on those from then on. With
 `--validate-from` it fits on the days before that day and scores the days up to `--split`
 instead: a validation inside the training period, where choices are made before the test
-figures are read once (bench/README.md).
+figures are read once (bench/README.md). Each day's scores follow the drift the scored days
+before it showed, as `score-risk` does after a fit.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def time_split(url: str, split: date, validate_from: date | None = None) -> dict
     started = time.perf_counter()
     fitted = risk_model.fit(x[train], y[train])
     seconds = time.perf_counter() - started
-    figures = risk_model.evaluate(fitted.predict(x[scored]), y[scored])
+    scored_days = [d for d, keep in zip(days, scored, strict=True) if keep]
+    p = risk_model.following_drift(fitted.predict(x[scored]), scored_days, y[scored])
+    figures = risk_model.evaluate(p, y[scored])
     return {
         "trained": int(train.sum()),
         "scored": int(scored.sum()),

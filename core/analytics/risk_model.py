@@ -9,6 +9,9 @@ that map is applied to the trees refitted on every day (a hair of the raw score 
 the map's flat steps do not tie visits the trees told apart). Three slices rather than one
 steady the map against one fortnight's drift in the no-show rate.
 
+Between fits the model follows the practice's no-show rate (`following_drift`): each day's
+scores are shifted by what the visits since the fit, on the days before that day, showed.
+
 Training and scoring stay in the practice: the model is saved with joblib into `risk_models`
 (our own database; a model is only ever loaded from there), and nothing is sent anywhere.
 """
@@ -50,6 +53,7 @@ MAX_CODES = 250  # category codes per column (HistGradientBoosting's bins); rare
 # the rows (in day order) whose forward scores calibrate: trees fitted before each slice
 CALIBRATION_SLICES = ((0.4, 0.6), (0.6, 0.8), (0.8, 1.0))
 TIE_BREAK = 1e-6
+DRIFT_PRIOR = 2000  # visits: a shift seen on n visits since the fit counts n / (n + this)
 LEAD = FEATURES.index("lead_days")
 BASIC = (
     "lead_days",
@@ -160,6 +164,29 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Fitted:
     return final
 
 
+def following_drift(p: np.ndarray, days: list[date], outcomes: np.ndarray) -> np.ndarray:
+    """The scores `p` of visits after the model's fit, each day's shifted on the logit scale so
+    that the model's mean over the earlier days' visits with a known outcome (NaN: not yet
+    known) matches their no-show rate, shrunk towards no shift while those visits are few.
+    Only days before a visit's own day count: its own outcome and later ones never do."""
+    day = np.array(days, dtype="datetime64[D]")
+    logits = np.log(np.clip(p, 1e-4, 1 - 1e-4) / np.clip(1 - p, 1e-4, 1))
+    known = ~np.isnan(outcomes)
+    out = np.asarray(p, dtype=float).copy()
+    for current in np.unique(day):
+        seen = known & (day < current)
+        if not seen.any():
+            continue
+        shift, target = 0.0, outcomes[seen].mean()
+        for _ in range(4):  # Newton's method on mean(sigmoid(logit + shift)) = target
+            q = 1 / (1 + np.exp(-(logits[seen] + shift)))
+            shift -= (q.mean() - target) / max((q * (1 - q)).mean(), 1e-9)
+        n = int(seen.sum())
+        today = day == current
+        out[today] = 1 / (1 + np.exp(-(logits[today] + shift * n / (n + DRIFT_PRIOR))))
+    return out
+
+
 def lead_time_baseline(x: np.ndarray, y: np.ndarray) -> IsotonicRegression:
     """The honest yardstick: no-show rate as a monotone function of lead time alone."""
     return IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(x[:, LEAD], y)
@@ -245,7 +272,9 @@ def learn(session: Session, actor: Actor, *, until: date | None = None) -> RiskM
     early = fit(x[:split], y[:split])
     baseline = lead_time_baseline(x[:split], y[:split])
     metrics = {
-        "model": evaluate(early.predict(x[split:]), y[split:]),
+        "model": evaluate(
+            following_drift(early.predict(x[split:]), days[split:], y[split:]), y[split:]
+        ),
         "baseline": evaluate(baseline.predict(x[split:, LEAD]), y[split:]),
         "validation_from": str(days[split]),
         "trained_rows": int(split),
@@ -292,7 +321,7 @@ def latest_model(session: Session) -> RiskModel | None:
     return session.scalar(select(RiskModel).order_by(RiskModel.id.desc()).limit(1))
 
 
-def _loaded(session: Session) -> tuple[int, Fitted]:
+def _loaded(session: Session) -> tuple[RiskModel, Fitted]:
     row = latest_model(session)
     if row is None:
         raise NotFound("No risk model yet: train one (python -m core.cli train-risk).")
@@ -301,7 +330,7 @@ def _loaded(session: Session) -> tuple[int, Fitted]:
             "The stored risk model was trained on an older set of features: train it again "
             "(python -m core.cli train-risk)."
         )
-    return row.id, joblib.load(io.BytesIO(row.payload))  # written by `train` only
+    return row, joblib.load(io.BytesIO(row.payload))  # written by `train` only
 
 
 def is_current(row: RiskModel) -> bool:
@@ -312,14 +341,23 @@ def is_current(row: RiskModel) -> bool:
 def score(
     session: Session, actor: Actor, *, since: date, until: date | None = None
 ) -> list[tuple[int, str | None, date, float]]:
-    """(appointment id, external_ref, day, probability) for each visit from `since` on."""
+    """(appointment id, external_ref, day, probability) for each visit from `since` on; the
+    visits since the model's fit are read as well, for the drift they show."""
     ensure(actor, Permission.ANALYTICS_READ)
-    _, fitted = _loaded(session)
-    rows = list(iter_features(session, since=since, until=until, statuses=SCORABLE))
+    row, fitted = _loaded(session)
+    start = min(since, row.data_until)
+    rows = list(iter_features(session, since=start, until=until, statuses=SCORABLE))
     x = np.array([r.values for r in rows], dtype=float).reshape(-1, len(FEATURES))
     p = fitted.predict(x)
+    after = np.array([r.day >= row.data_until for r in rows], dtype=bool)
+    if after.any():
+        outcomes = np.array([np.nan if r.outcome is None else r.outcome for r in rows])
+        days = [r.day for r, a in zip(rows, after, strict=True) if a]
+        p[after] = following_drift(p[after], days, outcomes[after])
     return [
-        (r.appointment_id, r.external_ref, r.day, float(q)) for r, q in zip(rows, p, strict=True)
+        (r.appointment_id, r.external_ref, r.day, float(q))
+        for r, q in zip(rows, p, strict=True)
+        if r.day >= since
     ]
 
 
@@ -339,7 +377,7 @@ def upcoming(session: Session, actor: Actor, *, days: int = 14) -> tuple[int, li
     """The model's id and its scores of the visits from today to `days` ahead (reads only:
     seconds on a large practice, so the jobs loop runs it outside any write transaction)."""
     ensure(actor, Permission.RISK_MANAGE)
-    model_id, _ = _loaded(session)
+    model_id = _loaded(session)[0].id
     today = utcnow().date() - timedelta(days=1)
     until = today + timedelta(days=days + 2)
     return model_id, [s for s in score(session, actor, since=today, until=until) if s[3] == s[3]]

@@ -9,6 +9,7 @@ import random
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -167,6 +168,59 @@ def test_a_known_signal_is_learnt_and_validated_on_later_days(db, world):
     csv_text = risk_model.scores_csv(scored).decode("utf-8-sig")
     assert csv_text.splitlines()[0] == "appointment,day,no_show_probability"
     assert len(csv_text.splitlines()) == len(scored) + 1
+
+
+def test_scores_follow_the_no_show_rate_seen_since_the_fit():
+    """Every visit was given 30% but a tenth came: each day's scores move towards a tenth by
+    what the days before it showed, more as more visits are seen; the first day is unchanged."""
+    rng = np.random.default_rng(3)
+    days = [START + timedelta(days=d) for d in range(6) for _ in range(1000)]
+    outcomes = (rng.random(len(days)) < 0.1).astype(float)
+    p = np.full(len(days), 0.3)
+    followed = risk_model.following_drift(p, days, outcomes)
+    means = [followed[i * 1000 : (i + 1) * 1000].mean() for i in range(6)]
+    assert means[0] == pytest.approx(0.3)
+    assert 0.3 > means[1] > means[2] > means[5] > 0.1
+    assert means[5] == pytest.approx(0.1 + 0.2 * 2000 / 7000, abs=0.02)  # shrunk: 5,000 seen
+    # outcomes not yet known (NaN) count for nothing; with none known, nothing moves
+    assert (risk_model.following_drift(p, days, np.full(len(days), np.nan)) == p).all()
+    # the order of visits within and across days does not matter, only their days do
+    order = rng.permutation(len(days))
+    shuffled = risk_model.following_drift(p[order], [days[i] for i in order], outcomes[order])
+    assert np.allclose(shuffled, followed[order])
+
+
+def test_a_scored_visit_never_moves_with_its_own_or_later_outcomes(db, world):
+    """The drift a visit's score follows is read from earlier days only: changing the outcome
+    of every visit on its day and after leaves its score exactly as it was, while changing the
+    earlier days' moves it."""
+    history(db, world)
+    cut = START + timedelta(days=45)
+    with db.write() as session:
+        risk_model.train(session, world.manager, until=cut)
+    day = START + timedelta(days=52)
+
+    def scores():
+        with db.read() as session:
+            scored = risk_model.score(session, world.manager, since=day, until=day + timedelta(1))
+        return {appointment_id: p for appointment_id, _, _, p in scored}
+
+    def flip(since, until):
+        with db.write() as session:
+            ids = [
+                r.appointment_id
+                for r in risk_features.iter_features(session, since=since, until=until)
+            ]
+            for status, chosen in ((S.NO_SHOW, ids[::2]), (S.COMPLETED, ids[1::2])):
+                query = update(Appointment).where(Appointment.id.in_(chosen))
+                session.execute(query.values(status=status))
+
+    before = scores()
+    assert before
+    flip(day, START + timedelta(days=60))
+    assert scores() == before
+    flip(cut, day)
+    assert scores() != before
 
 
 def test_score_risk_writes_a_private_audited_spreadsheet_safe_file(
