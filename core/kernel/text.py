@@ -18,6 +18,7 @@ service can forget it.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from sqlalchemy import Enum, String, event, inspect
 from sqlalchemy.orm import Session
@@ -89,3 +90,14 @@ def install() -> None:
     """Apply the rule to every session's flush (idempotent)."""
     if not event.contains(Session, "before_flush", _before_flush):
         event.listen(Session, "before_flush", _before_flush)
+
+
+def plain_name(name: str) -> str:
+    """A name as a person compares it: case, accents, punctuation and spacing aside."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^\w]+", " ", letters).split())
+
+
+def same_name(a: str, b: str) -> bool:
+    return plain_name(a) == plain_name(b)

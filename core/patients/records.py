@@ -13,7 +13,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clinic_time, format_day
-from core.kernel.text import clean
+from core.kernel.text import clean, same_name
 from core.messaging import notify
 from core.patients import enrolment, invitations
 from db.models import Channel, Patient
@@ -149,15 +149,17 @@ def create_patient(
     _check_born(date_of_birth)
     email, phone = validate_contact(email, phone)
     if date_of_birth and not different_person:
-        same = session.scalar(
-            select(Patient)
-            .where(
-                func.lower(Patient.first_name) == first_name.lower(),
-                func.lower(Patient.last_name) == last_name.lower(),
-                Patient.date_of_birth == date_of_birth,
-            )
-            .order_by(Patient.id)
-            .limit(1)
+        # compared in Python: SQLite's lower() folds ASCII only, and accents differ by typist
+        born_that_day = session.scalars(
+            select(Patient).where(Patient.date_of_birth == date_of_birth).order_by(Patient.id)
+        )
+        same = next(
+            (
+                p
+                for p in born_that_day
+                if same_name(p.first_name, first_name) and same_name(p.last_name, last_name)
+            ),
+            None,
         )
         if same is not None:
             born = format_day(date_of_birth, DEFAULT_LOCALE, weekday=False)

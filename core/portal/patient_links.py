@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -24,7 +23,7 @@ from core.kernel.clock import local_today, to_local
 from core.kernel.config import BookingLimits
 from core.kernel.errors import LinkInvalid, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, clinic_money, clinic_time, format_day
-from core.kernel.text import clean
+from core.kernel.text import clean, same_name
 from core.patients import invitations
 from core.patients.records import validate_contact
 from core.policy.cancellation import evaluate
@@ -416,17 +415,6 @@ def _limit_keys(
     return keys
 
 
-def _same_name(a: str, b: str) -> bool:
-    """Names compared as a person would: case, accents and spacing aside."""
-
-    def plain(name: str) -> str:
-        decomposed = unicodedata.normalize("NFKD", name.casefold())
-        letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-        return " ".join(re.sub(r"[^\w]+", " ", letters).split())
-
-    return plain(a) == plain(b)
-
-
 def submit_booking(
     session: Session,
     raw: str | None,
@@ -506,7 +494,7 @@ def submit_booking(
             message="Created by an online booking request",
         )
     else:
-        if not _same_name(typed, patient.full_name):
+        if not same_name(typed, patient.full_name):
             flags.append(
                 f"Check identity: typed as “{typed}”, but the "
                 f"{'email address' if email and (patient.email or '') == email else 'phone number'}"

@@ -191,6 +191,25 @@ def test_a_likely_duplicate_is_named_unless_staff_say_it_is_someone_else(db, wor
     assert len({zara.id, twin.id, child.id}) == 3
 
 
+def test_a_duplicate_is_found_whatever_the_accents_and_case_on_every_database(db, world):
+    """SQLite's lower() folds ASCII only: ÉLODIE and élodie, or Elodie typed without its
+    accent, are the same person to the front desk on SQLite as on PostgreSQL."""
+    born = date(1988, 3, 14)
+    with db.write() as s:
+        elodie = patients.create_patient(
+            s, world.staff, first_name="Élodie", last_name="Müller-Ñúñez", date_of_birth=born
+        )
+    for first, last in (("ÉLODIE", "MÜLLER-ÑÚÑEZ"), ("elodie", "Muller Nunez")):
+        with db.write() as s, pytest.raises(Conflict, match=rf"\(#{elodie.id}\)"):
+            patients.create_patient(
+                s, world.staff, first_name=first, last_name=last, date_of_birth=born
+            )
+    with db.write() as s:  # another name the same day is someone else
+        patients.create_patient(
+            s, world.staff, first_name="Elodie", last_name="Martin", date_of_birth=born
+        )
+
+
 def test_nothing_changed_writes_no_audit(db, world):
     with db.write() as s:
         result = patients.update_patient(s, world.staff, world.patient_id, first_name="Alex")
