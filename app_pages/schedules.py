@@ -12,7 +12,7 @@ from core.practice import choices
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
 from ui.caches import cached
-from ui.context import read
+from ui.context import forget, read
 from ui.front_desk import require
 from ui.locale import pickers
 from ui.schedule_forms import weekly_hours_form
@@ -110,8 +110,7 @@ with st.form("schedules_time_off"):  # what was typed stays when it is refused
             clash = read(schedules.bookings_during, me, provider.id, starts, ends)
             if clash:
                 st.session_state["schedules_clash"] = clash
-            for name in OFF_KEYS:  # added: an empty form for the next one
-                st.session_state.pop(f"schedules_off_{name}", None)
+            forget("schedules_off", OFF_KEYS)  # added: an empty form for the next one
             refresh()
 clash = st.session_state.pop("schedules_clash", None)
 if clash:

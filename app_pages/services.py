@@ -8,7 +8,7 @@ import streamlit as st
 from core.practice import documents, setup
 from ui import actor, refresh, run_action
 from ui.caches import cached
-from ui.context import read
+from ui.context import forget_if_saved, mark_saved, read
 from ui.setup_forms import (
     can_edit,
     keys_for,
@@ -117,9 +117,7 @@ if row is not None:
     if not docs:
         st.caption("No questionnaire, consent or instructions yet.")
     if editable:
-        if st.session_state.pop("services_doc_done", False):  # saved: empty for the next one
-            for field in ("kind", "title", "body", "questions"):
-                st.session_state.pop(f"services_doc_{field}", None)
+        forget_if_saved("services_doc", ("kind", "title", "body", "questions"))
         with st.form(f"services_doc_form_{row.id}"):  # kept as typed when refused
             kind = st.selectbox(
                 "Kind", ["questionnaire", "consent", "instructions"], key="services_doc_kind"
@@ -143,5 +141,5 @@ if row is not None:
                     parsed,
                     success="Document saved as a new version.",
                 ):
-                    st.session_state["services_doc_done"] = True
+                    mark_saved("services_doc")
                     refresh()

@@ -7,7 +7,7 @@ from core.kernel import accounts
 from core.kernel.authz import Role, matrix_markdown
 from ui import actor, refresh, run_action
 from ui.caches import cached
-from ui.context import read
+from ui.context import forget_if_saved, mark_saved, read
 from ui.locale import display_format
 from ui.text import show_table
 
@@ -41,9 +41,7 @@ show_table(
 )
 
 NEW_USER = ("username", "name", "email", "role", "password")
-if st.session_state.pop("users_new_done", False):  # created: an empty form for the next one
-    for field in NEW_USER:
-        st.session_state.pop(f"users_new_{field}", None)
+forget_if_saved("users_new", NEW_USER)
 left, right = st.columns(2)
 with left, st.form("users_create"):  # kept as typed when refused, to correct
     st.subheader("Add a user")
@@ -62,7 +60,7 @@ with left, st.form("users_create"):  # kept as typed when refused, to correct
             email,
             success=f"User {username} created.",
         ):
-            st.session_state["users_new_done"] = True
+            mark_saved("users_new")
             refresh()
 
 with right:

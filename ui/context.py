@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -165,6 +165,24 @@ def read(reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         st.error(escape(str(error)), icon=":material/error:")  # (app.py) waits for it to come back
         st.stop()
         raise
+
+
+def forget(form: str, fields: Iterable[str]) -> None:
+    """Empty a form's fields (keyed f"{form}_{field}") for the next entry."""
+    for field in fields:
+        st.session_state.pop(f"{form}_{field}", None)
+
+
+def mark_saved(form: str) -> None:
+    """The form was saved: `forget_if_saved` empties it on the next run (a widget's value
+    cannot be changed once it is drawn in this run)."""
+    st.session_state[f"{form}_saved"] = True
+
+
+def forget_if_saved(form: str, fields: Iterable[str]) -> None:
+    """Before the form is drawn: empty it if it was saved, else keep what was typed to correct."""
+    if st.session_state.pop(f"{form}_saved", False):
+        forget(form, fields)
 
 
 def refresh(*domains: str) -> None:

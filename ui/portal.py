@@ -11,7 +11,7 @@ from core.patients import records as patients
 from core.patients.invitations import PortalStatus
 from core.portal import patient_links
 from core.scheduling.codes import qr_png
-from ui.context import read, refresh, run_action, settings
+from ui.context import forget_if_saved, mark_saved, read, refresh, run_action, settings
 from ui.folds import fold
 from ui.locale import date_picker, display_format
 from ui.text import escape, plain, show_table
@@ -161,9 +161,7 @@ def new_patient_form(expanded: bool) -> None:
     """Add a patient, optionally sending the portal invitation at once."""
     if not (box := fold("Add a patient", "patients_new_open", expanded=expanded)):
         return
-    if st.session_state.pop("patients_new_done", False):  # added: an empty form for the next
-        for field in NEW_PATIENT:
-            st.session_state.pop(f"patients_new_{field}", None)
+    forget_if_saved("patients_new", NEW_PATIENT)
     with box, st.form("patients_new"):  # kept as typed when refused, to correct
         a, b = st.columns(2)
         first, last = (
@@ -204,7 +202,7 @@ def new_patient_form(expanded: bool) -> None:
             )
             if made:
                 st.session_state["patients_selected"] = made.value.id
-                st.session_state["patients_new_done"] = True
+                mark_saved("patients_new")
                 invited = not invite or run_action(
                     invitations.send_invitation,
                     made.value.id,
