@@ -11,7 +11,7 @@ from ui.setup_forms import (
     keys_for,
     overview,
     pick,
-    price_label,
+    price_input,
     price_note,
     prices,
     save,
@@ -48,9 +48,7 @@ if can_edit(me):
     with st.form(f"packages_form_{row.id if row else 'new'}"):
         a, b = st.columns([3, 1])
         name = a.text_input("Name", old.name, key=key("name"))
-        cost = b.number_input(
-            price_label(current), 0.0, 100000.0, old.price_cents / 100, 1.0, key=key("price")
-        )
+        cost = price_input(b, current, old.price_cents, key("price"))
         chosen = st.multiselect(
             "Services, in the order they are done",
             list(services),
@@ -59,6 +57,6 @@ if can_edit(me):
             key=key("services"),
         )
         if st.form_submit_button("Save package", type="primary"):
-            data = setup.PackageData(name, tuple(chosen), round(cost * 100), old.active)
+            data = setup.PackageData(name, tuple(chosen), cost, old.active)
             save(setup.save_package, data, row, "Package", "packages_pick")
     toggle_active("package", row, "packages_toggle", "packages_pick")

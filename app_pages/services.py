@@ -14,7 +14,7 @@ from ui.setup_forms import (
     keys_for,
     overview,
     pick,
-    price_label,
+    price_input,
     price_note,
     prices,
     save,
@@ -71,9 +71,7 @@ if editable:
         after = c.number_input(
             "Buffer after", 0, 240, old.buffer_after_minutes, 5, key=key("after")
         )
-        cost = d.number_input(
-            price_label(current), 0.0, 100000.0, old.price_cents / 100, 1.0, key=key("price")
-        )
+        cost = price_input(d, current, old.price_cents, key("price"))
         a, b = st.columns(2)
         virtual = a.checkbox("Can be virtual", old.virtual_allowed, key=key("virtual"))
         online = b.checkbox("Patients may request it online", old.online_allowed, key=key("online"))
@@ -98,7 +96,7 @@ if editable:
                 category,
                 int(before),
                 int(after),
-                round(cost * 100),
+                cost,
                 virtual,
                 online,
                 tuple(who),

@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from core.kernel.authz import Actor, Permission
-from core.kernel.money import format_money
+from core.kernel.money import format_money, minor_digits, to_major, to_minor
 from core.practice import reads, setup
 from ui.caches import cached
 from ui.context import read, refresh, run_action
@@ -142,6 +142,23 @@ def prices(current: reads.Setup) -> Callable[[int], str]:
 def price_label(current: reads.Setup) -> str:
     """The price input's label, naming the currency or currencies it is charged in."""
     return f"Price ({' or '.join(currencies(current))})"
+
+
+def price_input(box: Any, current: reads.Setup, cents: int, key: str) -> int:
+    """A price typed in the clinics' currency, as minor units: pence for GBP, whole yen for
+    JPY (whose prices have no decimals)."""
+    currency = next(iter(currencies(current)))
+    digits = minor_digits(currency)
+    typed = box.number_input(
+        price_label(current),
+        min_value=0.0,
+        max_value=float(to_major(10**9, currency)),
+        value=float(to_major(cents, currency)),
+        step=1.0,
+        format=f"%.{digits}f",
+        key=key,
+    )
+    return to_minor(typed, currency)
 
 
 def price_note(current: reads.Setup) -> None:

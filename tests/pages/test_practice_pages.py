@@ -476,6 +476,31 @@ def test_prices_show_in_the_clinics_currency(app_as, app_db, page):
     assert at.number_input(key=f"{page[:-3]}_price_new").label == "Price (USD)"
 
 
+@pytest.mark.parametrize("page", ["services.py", "packages.py"])
+def test_a_yen_price_is_typed_and_kept_in_whole_yen(app_as, app_db, page):
+    """JPY has no minor unit: ¥12,000 typed is stored as 12000 and shown as ¥12,000 (before,
+    the form multiplied by 100 and showed ¥1,200,000, and read a stored ¥12,000 as 120)."""
+    database = _db(app_db)
+    with database.write() as session:
+        for clinic in session.scalars(select(Clinic)):
+            clinic.currency, clinic.locale = "JPY", "ja-JP"
+    database.dispose()
+    st.cache_data.clear()
+    at = app_as("owner", f"app_pages/{page}")
+    form = page[:-3]
+    at.text_input(key=f"{form}_name_new").input("Yen check")
+    if page == "packages.py":
+        chooser = at.multiselect(key="packages_services_new")
+        chooser.select(chooser.options[0]).select(chooser.options[1])
+    at.number_input(key=f"{form}_price_new").set_value(12000.0)
+    at.button(key=next(b.key for b in at.button if b.key and "Save" in b.key)).click().run()
+    assert not at.error, at.error[0].value
+    model = Service if page == "services.py" else Package
+    assert _scalar(app_db, select(model.price_cents).where(model.name == "Yen check")) == 12000
+    shown = at.dataframe[0].value
+    assert "￥12,000" in shown.loc[shown.iloc[:, 0] == "Yen check", "Price"].tolist()[0]
+
+
 def test_the_checklist_is_current_after_the_policy_is_saved(app_as, app_db):
     from sqlalchemy import delete, update
 
