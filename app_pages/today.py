@@ -10,7 +10,7 @@ from core.forms import records
 from core.kernel.authz import Permission
 from core.practice import choices
 from core.scheduling import today, visits
-from ui import actor, refresh, risk, run_action
+from ui import actor, refresh, risk, run_action, shown
 from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
@@ -152,4 +152,21 @@ if row.can_no_show and st.session_state.get(CONFIRM) == row.id:
         )
     if no.button("Keep the appointment", key=f"today_noshow_no_{row.id}"):
         st.session_state.pop(CONFIRM, None)
+        st.rerun()
+UNDO = "today_undo_noshow_confirm"
+if row.can_undo_no_show and b[2].button("Undo no-show…", key=f"today_undo_noshow_{row.id}"):
+    st.session_state[UNDO] = row.id
+if row.can_undo_no_show and st.session_state.get(UNDO) == row.id:
+    # what is reversed (fee, points, the patient told), or why it no longer can be
+    text = shown(read, visits.undo_no_show_consequences, me, row.id)
+    st.warning(escape(text), icon=":material/undo:")
+    yes, no = st.columns(2)
+    if yes.button("Undo the no-show", key=f"today_undo_noshow_yes_{row.id}", type="primary"):
+        st.session_state.pop(UNDO, None)
+        _finish(
+            run_action(visits.undo_no_show, row.id, **version),
+            f"{row.patient}: no-show undone, back to scheduled.",
+        )
+    if no.button("Keep the no-show", key=f"today_undo_noshow_no_{row.id}"):
+        st.session_state.pop(UNDO, None)
         st.rerun()

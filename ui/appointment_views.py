@@ -24,7 +24,7 @@ from core.scheduling.availability import Slot
 from core.scheduling.calendar import STATUS_LABELS
 from core.scheduling.states import Action
 from ui.caches import cached
-from ui.context import read, refresh, run_action
+from ui.context import read, refresh, run_action, show_error
 from ui.locale import display_format, pickers
 from ui.text import escape, show_table
 
@@ -407,11 +407,17 @@ LABELS = {
     Action.UNDO_CHECK_IN: "Undo check-in",
     Action.COMPLETE: "Complete",
     Action.NO_SHOW: "No-show",
+    Action.UNDO_NO_SHOW: "Undo no-show",
+}
+# offered only when core says so: check-in on the visit's day, an undo on the no-show's day
+OFFERED = {
+    Action.CHECK_IN: lambda d: d.check_in_open,
+    Action.UNDO_NO_SHOW: lambda d: d.undo_no_show_open,
 }
 
 
 def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
-    actions = [a for a in d.actions if a in LABELS and (a != Action.CHECK_IN or d.check_in_open)]
+    actions = [a for a in d.actions if a in LABELS and (a not in OFFERED or OFFERED[a](d))]
     if not actions:
         st.caption("Nothing more can be done with this appointment.")
         return
@@ -472,11 +478,20 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
             Action.UNDO_CHECK_IN: visits.undo_check_in,
             Action.COMPLETE: visits.complete,
             Action.NO_SHOW: visits.mark_no_show,
+            Action.UNDO_NO_SHOW: visits.undo_no_show,
         }[action]
         if action == Action.NO_SHOW:  # say what it does before it is done: fee, the patient told
             st.warning(
                 escape(read(visits.no_show_consequences, me, d.id)), icon=":material/warning:"
             )
             label = "Record the no-show"
+        if action == Action.UNDO_NO_SHOW:  # what it reverses: fee, points, the patient told
+            try:
+                text = read(visits.undo_no_show_consequences, me, d.id)
+            except DomainError as error:
+                show_error(error)
+                return
+            st.warning(escape(text), icon=":material/undo:")
+            label = "Undo the no-show"
         if st.button(label, key=f"{p}_go", type="primary"):
             _finish(run_action(service, d.id, **version), f"{label}: done.")

@@ -104,6 +104,15 @@ TEMPLATES: dict[str, Template] = {
         "{when}. Please contact us to book a new time.{fee}{message}" + _SIGN,
         "An appointment was recorded as a no-show.",
     ),
+    "appointment_no_show_withdrawn": Template(
+        "Please disregard our message: you were not a no-show on {when}",
+        "Dear {patient_name},\n\nWe wrote that you missed your appointment for {service_name} "
+        "on {when}. That was our mistake, and we are sorry: please disregard that message."
+        "{fee}{message}" + _SIGN,
+        "A no-show recorded by mistake was undone (only to a patient told of the no-show).",
+        "{clinic_name}: sorry, our message that you missed {service_name} on {when} was a "
+        "mistake; please disregard it.{fee}{message}",
+    ),
     "change_request_denied": Template(
         "About your request to change your appointment",
         "Dear {patient_name},\n\nWe could not make the change you asked for. Your appointment "
@@ -413,6 +422,43 @@ def withdraw_queued(
         .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
         .execution_options(synchronize_session=False)
     )
+
+
+def withdraw_unsent(session: Session, appointment_id: int, key: str, reason: str) -> None:
+    """The appointment's `key` messages not sent yet are not sent: marked failed for good with
+    `reason`. A message a sender holds right now (claimed) is left to go."""
+    session.execute(
+        update(Notification)
+        .where(
+            Notification.appointment_id == appointment_id,
+            Notification.template == key,
+            Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
+            Notification.permanent_failure.is_(False),
+            Notification.claim_token.is_(None),
+        )
+        .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reached_channels(
+    session: Session, appointment_id: int, key: str
+) -> tuple[list[Channel], list[Channel]]:
+    """The channels the appointment's `key` message went out on or is going out on right now
+    (sent, or held by a sender), and those where it still waits to be sent (withdraw_unsent
+    stops these)."""
+    rows = session.execute(
+        select(Notification.channel, Notification.status, Notification.claim_token).where(
+            Notification.appointment_id == appointment_id,
+            Notification.template == key,
+            Notification.permanent_failure.is_(False),
+        )
+    )
+    reached, waiting = set(), set()
+    for channel, status, claim in rows:
+        gone = status == DeliveryStatus.SENT or claim is not None
+        (reached if gone else waiting).add(channel)
+    return sorted(reached), sorted(waiting - reached)
 
 
 def queue_to_address(

@@ -406,7 +406,7 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError("Say why the fee is waived; the reason is kept in the audit log.")
-    entry = session.get(LedgerEntry, ledger_entry_id)
+    entry = session.get(LedgerEntry, ledger_entry_id, with_for_update=True, populate_existing=True)
     if entry is None:
         raise NotFound(f"There is no fee #{ledger_entry_id}.")
     if entry.waived_at is not None:
@@ -415,12 +415,26 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
         )
         when = clinic_time(clinic_format(session, clinic_id), entry.waived_at)
         raise Conflict(f"Fee #{entry.id} was already waived at {when}.")
+    return _waive(session, actor, entry, reason)
+
+
+def _waive(
+    session: Session,
+    actor: Actor,
+    entry: LedgerEntry,
+    reason: str,
+    points_back: int | None = None,
+) -> LedgerEntry:
+    """Mark the entry waived (who, when, why) and give deducted points back: all of them, or
+    `points_back` when fewer were taken (a balance never goes below zero)."""
     entry.waived_at = utcnow()
     entry.waived_by_user_id = actor.user_id
     entry.waive_reason = reason
+    given = 0
     if entry.kind == LedgerKind.POINTS and entry.points:
+        given = entry.points if points_back is None else max(0, min(points_back, entry.points))
         patient = session.get(Patient, entry.patient_id)
-        patient.points_balance += entry.points
+        patient.points_balance += given
     audit.record(
         session,
         actor,
@@ -433,10 +447,44 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
             "kind": entry.kind.value,
             "amount_cents": entry.amount_cents,
             "points": entry.points,
+            "points_given_back": given,
             "appointment_id": entry.appointment_id,
         },
     )
     return entry
+
+
+def no_show_charges(
+    session: Session, appointment_id: int, *, lock: bool = False
+) -> list[LedgerEntry]:
+    """The no-show fee and points deduction on the appointment not waived yet (row-locked
+    with `lock`, before waiving them)."""
+    query = (
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.appointment_id == appointment_id,
+            LedgerEntry.kind.in_((LedgerKind.NO_SHOW_FEE, LedgerKind.POINTS)),
+            LedgerEntry.waived_at.is_(None),
+        )
+        .order_by(LedgerEntry.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(query.with_for_update() if lock else query))
+
+
+def reverse_no_show(
+    session: Session,
+    actor: Actor,
+    entries: list[LedgerEntry],
+    reason: str,
+    points_taken: int | None = None,
+) -> None:
+    """Waive what a no-show assessed (`no_show_charges`): the entries stay, marked waived, and
+    the points come back to the balance: `points_taken` of them, what the deduction really
+    took when the balance was lower (None: all). The caller checked the permission to undo."""
+    for entry in entries:
+        back = points_taken if entry.kind == LedgerKind.POINTS else None
+        _waive(session, actor, entry, reason, back)
 
 
 def online_booking_blocked(patient: Patient) -> bool:

@@ -52,6 +52,7 @@ class Action(enum.StrEnum):
     UNDO_CHECK_IN = "undo_check_in"
     COMPLETE = "complete"
     NO_SHOW = "no_show"
+    UNDO_NO_SHOW = "undo_no_show"
     REQUEST_CHANGE = "request_change"
     APPROVE_CHANGE = "approve_change"
     DENY_CHANGE = "deny_change"
@@ -91,6 +92,10 @@ RULES: dict[Action, Rule] = {
         (S.SCHEDULED, S.CHECKED_IN), S.COMPLETED, P.APPOINTMENTS_CHECK_IN, "completed"
     ),
     Action.NO_SHOW: _rule((S.SCHEDULED,), S.NO_SHOW, P.APPOINTMENTS_CHECK_IN, "marked no-show"),
+    # a mistaken no-show, on the clinic-local day it was recorded (core.scheduling.visits)
+    Action.UNDO_NO_SHOW: _rule(
+        (S.NO_SHOW,), S.SCHEDULED, P.APPOINTMENTS_CHECK_IN, "reset to scheduled"
+    ),
     Action.REQUEST_CHANGE: _rule((S.SCHEDULED,), None, None, "changed on request"),
     Action.APPROVE_CHANGE: _rule((S.SCHEDULED,), None, P.REQUESTS_DECIDE, "changed"),
     Action.DENY_CHANGE: _rule((S.SCHEDULED,), S.SCHEDULED, P.REQUESTS_DECIDE, "kept"),
@@ -139,6 +144,7 @@ ACTION_LABELS = {
     Action.UNDO_CHECK_IN: "undo the check-in",
     Action.COMPLETE: "complete",
     Action.NO_SHOW: "mark no-show",
+    Action.UNDO_NO_SHOW: "undo the no-show (on the day it was recorded)",
 }
 
 

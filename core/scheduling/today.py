@@ -19,6 +19,7 @@ from core.kernel.errors import NotFound
 from core.kernel.money import clinic_clock_range, clinic_time
 from core.messaging import reminders
 from core.payments import prepay
+from core.scheduling.visits import no_show_recorded_at, undo_no_show_open
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -52,6 +53,7 @@ class TodayRow:
     can_undo_check_in: bool
     can_complete: bool
     can_no_show: bool
+    can_undo_no_show: bool = False  # a no-show recorded today (clinic-local) may be undone
     confirmed: str = ""  # "Confirmed by the patient · when · channel"
     payment: str = ""  # "Paid", "Deposit paid", "Part paid" or ""
 
@@ -118,6 +120,7 @@ def list_today(
     rows = []
     result = session.execute(query).all()
     confirmed = reminders.confirmations(session, [r[0] for r in result])
+    no_shows = no_show_recorded_at(session, [r[0] for r in result if r[4] == S.NO_SHOW])
     for (
         ident,
         version,
@@ -148,6 +151,8 @@ def list_today(
                 can_undo_check_in=status == S.CHECKED_IN,
                 can_complete=status in (S.SCHEDULED, S.CHECKED_IN) and start <= now,
                 can_no_show=status == S.SCHEDULED and start < now,
+                can_undo_no_show=status == S.NO_SHOW
+                and undo_no_show_open(no_shows.get(ident), clinic.timezone, now),
                 confirmed=confirmed[ident].text(clinic) if ident in confirmed else "",
             )
         )

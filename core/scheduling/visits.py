@@ -1,24 +1,43 @@
-"""The day itself: check-in, completion and no-show."""
+"""The day itself: check-in, completion and no-show, and undoing a mistaken check-in or no-show.
+
+A no-show recorded by mistake (the patient was in the waiting room) can be undone on the
+clinic-local day it was recorded, the day the desk works on the Today board: the visit goes back
+to scheduled (a no-show is only ever recorded from scheduled), the fee and points the policy
+assessed are waived (the ledger keeps the entries), a no-show message not sent yet is stopped and
+a patient it reached is told it was a mistake. Later, the no-show stands and a manager may waive
+the fee; a fee already paid is not undone here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor
 from core.kernel.clock import local_today
 from core.kernel.errors import InvalidTransition, NotFound
 from core.kernel.money import clinic_money, clinic_time
+from core.messaging import notify
 from core.messaging.preferences import preferences
 from core.policy import cancellation as policy
 from core.scheduling.lifecycle import Outcome, flush, load, outcome_of, record, tell_patient
-from core.scheduling.states import Action, S, ensure_allowed
+from core.scheduling.states import ENTITY, Action, S, check_transition, ensure_allowed
 from db.models import (
     Appointment,
+    AuditEvent,
+    Channel,
+    LedgerEntry,
+    LedgerKind,
+    Payment,
 )
 from db.types import utcnow
+
+NO_SHOW_NOTICE = "appointment_no_show"
+WITHDRAWN_NOTICE = "appointment_no_show_withdrawn"  # to a patient the no-show notice reached
+_CHANNEL_WORDS = {Channel.EMAIL: "email", Channel.SMS: "text message"}
 
 # The survey line of a completed visit's thank-you. Surveys sit above scheduling, so the
 # feedback layer hands it in (core.startup.install_session_rules, also run by the test
@@ -160,21 +179,213 @@ def mark_no_show(
     _require_started(appointment, now, "a no-show can only be recorded after it started")
     before = appointment.status
     appointment.status = S.NO_SHOW
+    balance = appointment.patient.points_balance if appointment.patient else 0
     entries = policy.assess_no_show(session, appointment)
     flush(session, appointment)
     fee = sum(e.amount_cents or 0 for e in entries)
+    taken = balance - (appointment.patient.points_balance if appointment.patient else 0)
     record(
         session,
         actor,
         appointment,
         Action.NO_SHOW,
         before,
-        details={"fee_cents": fee, "points": sum(e.points or 0 for e in entries)},
+        # points_taken: what the deduction took (a balance stops at zero); an undo gives it back
+        details={
+            "fee_cents": fee,
+            "points": sum(e.points or 0 for e in entries),
+            "points_taken": taken,
+        },
     )
     queued = tell_patient(
         session,
         appointment,
-        "appointment_no_show",
+        NO_SHOW_NOTICE,
         fee=f"\nA no-show fee of {clinic_money(appointment.clinic, fee)} applies." if fee else "",
     )
+    return outcome_of(appointment, queued)
+
+
+# ---------------------------------------------------------------- undoing a no-show
+
+
+def no_show_recorded_at(session: Session, appointment_ids: list[int]) -> dict[int, datetime]:
+    """When each appointment's latest no-show was recorded (its audit event)."""
+    if not appointment_ids:
+        return {}
+    rows = session.execute(
+        select(AuditEvent.entity_id, func.max(AuditEvent.at))
+        .where(
+            AuditEvent.entity == ENTITY,
+            AuditEvent.entity_id.in_(appointment_ids),
+            AuditEvent.action == Action.NO_SHOW.value,
+        )
+        .group_by(AuditEvent.entity_id)
+    )
+    return {ident: at for ident, at in rows}
+
+
+def undo_no_show_open(recorded_at: datetime | None, tz: str, now: datetime | None = None) -> bool:
+    """Whether a no-show recorded at `recorded_at` may still be undone at `now`: on the same
+    clinic-local day only."""
+    return recorded_at is not None and local_today(tz, recorded_at) == local_today(tz, now)
+
+
+@dataclass(frozen=True)
+class _Undo:
+    event: AuditEvent
+    charges: list[LedgerEntry]
+    points_taken: int | None  # what the deduction took (None: not recorded, all of it)
+    reached: list[Channel]  # where the no-show message went (or is going) out
+    waiting: list[Channel]  # where it still waits, and is stopped
+
+    @property
+    def fee_cents(self) -> int:
+        return sum(e.amount_cents or 0 for e in self.charges if e.kind != LedgerKind.POINTS)
+
+    @property
+    def points_back(self) -> int:
+        points = sum(e.points or 0 for e in self.charges if e.kind == LedgerKind.POINTS)
+        return points if self.points_taken is None else min(points, max(0, self.points_taken))
+
+    def reversed_text(self, appointment: Appointment) -> str:
+        """'the no-show fee of £25.00 is waived and the 5 points deducted are given back'."""
+        parts = []
+        if self.fee_cents:
+            fee = clinic_money(appointment.clinic, self.fee_cents)
+            parts.append(f"the no-show fee of {fee} is waived")
+        if self.points_back:
+            parts.append(f"the {self.points_back} points deducted are given back")
+        elif any(e.kind == LedgerKind.POINTS for e in self.charges):
+            parts.append("the points deduction is waived (it took none: the balance was 0)")
+        return " and ".join(parts)
+
+
+def _undo_plan(
+    session: Session, appointment: Appointment, now: datetime | None, *, lock: bool = False
+) -> _Undo:
+    """What undoing this no-show reverses, or InvalidTransition saying why it cannot be."""
+    event = session.scalar(
+        select(AuditEvent)
+        .where(
+            AuditEvent.entity == ENTITY,
+            AuditEvent.entity_id == appointment.id,
+            AuditEvent.action == Action.NO_SHOW.value,
+        )
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+    clinic = appointment.clinic
+    if event is None:
+        raise InvalidTransition(
+            "This no-show has no record of when it was recorded, so it cannot be undone here."
+        )
+    if not undo_no_show_open(event.at, clinic.timezone, now):
+        raise InvalidTransition(
+            f"This no-show was recorded on {clinic_time(clinic, event.at)}; it can be undone "
+            "only on the day it was recorded. A manager can still waive its fee."
+        )
+    charges = policy.no_show_charges(session, appointment.id, lock=lock)
+    paid = session.scalar(
+        select(Payment.id)
+        .where(
+            Payment.ledger_entry_id.in_([e.id for e in charges]),
+            Payment.status == "paid",
+        )
+        .limit(1)
+    )
+    if paid is not None:
+        raise InvalidTransition(
+            f"The no-show fee was paid already (P-{paid}), so the no-show cannot be undone "
+            "here; refund the payment first."
+        )
+    taken = (event.details or {}).get("points_taken")
+    reached, waiting = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE)
+    return _Undo(event, charges, taken if isinstance(taken, int) else None, reached, waiting)
+
+
+def _channel_words(channels: list[Channel]) -> str:
+    return " and ".join(_CHANNEL_WORDS[c] for c in channels)
+
+
+def undo_no_show_consequences(
+    session: Session, actor: Actor, appointment_id: int, *, now: datetime | None = None
+) -> str:
+    """What undoing the no-show will reverse, for the confirmation before it (or
+    InvalidTransition when it cannot be undone)."""
+    ensure_allowed(actor, Action.UNDO_NO_SHOW)
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    check_transition(appointment, Action.UNDO_NO_SHOW)
+    plan = _undo_plan(session, appointment, now)
+    patient = appointment.patient
+    who = f"{patient.full_name}'s" if patient else "this"
+    recorded = clinic_time(appointment.clinic, plan.event.at)
+    text = (
+        f"Undo {who} no-show (recorded by {plan.event.actor_label}, {recorded})? The visit goes "
+        "back to scheduled: check them in once they are here. "
+    )
+    reversed_ = plan.reversed_text(appointment)
+    text += (
+        f"Under the cancellation policy {reversed_}; the ledger keeps the entries, marked waived. "
+        if reversed_
+        else "No fee or points were charged. "
+    )
+    if plan.reached:
+        text += (
+            f"They were told of the no-show ({_channel_words(plan.reached)}), so they are told "
+            "it was a mistake, as they agreed to be contacted. "
+        )
+    if plan.waiting:
+        text += f"The no-show message not sent yet ({_channel_words(plan.waiting)}) is stopped."
+    return text.strip()
+
+
+def undo_no_show(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """A no-show recorded by mistake undone, on the clinic-local day it was recorded: back to
+    scheduled, the no-show's fee and points waived (the entries stay), its message stopped if
+    not sent yet, and a patient it reached told it was a mistake; audited."""
+    ensure_allowed(actor, Action.UNDO_NO_SHOW)
+    appointment = load(session, appointment_id, Action.UNDO_NO_SHOW, expected_version)
+    plan = _undo_plan(session, appointment, now, lock=True)
+    before = appointment.status
+    appointment.status = S.SCHEDULED
+    reason = f"No-show recorded by mistake; undone by {actor.label}."
+    policy.reverse_no_show(session, actor, plan.charges, reason, plan.points_taken)
+    notify.withdraw_unsent(
+        session, appointment.id, NO_SHOW_NOTICE, "Not sent: the no-show was undone."
+    )
+    flush(session, appointment)
+    record(
+        session,
+        actor,
+        appointment,
+        Action.UNDO_NO_SHOW,
+        before,
+        details={
+            "no_show_event_id": plan.event.id,
+            "fee_cents_waived": plan.fee_cents,
+            "points_given_back": plan.points_back,
+            "ledger_entry_ids": [e.id for e in plan.charges],
+        },
+    )
+    queued = None
+    reached, _ = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE)
+    if reached:  # a message that reached them (or is going out right now) is put right
+        reversed_ = plan.reversed_text(appointment)
+        queued = tell_patient(
+            session,
+            appointment,
+            WITHDRAWN_NOTICE,
+            channels=reached,
+            fee=f"\n{reversed_[0].upper()}{reversed_[1:]}." if reversed_ else "",
+        )
     return outcome_of(appointment, queued)

@@ -139,3 +139,27 @@ def test_unknown_and_malformed_numbers(app_as):
     assert any("There is no appointment #99999999." in e.value for e in at.error)
     at.text_input(key="appointment_lookup").input("abc").run()
     assert any("whole number" in e.value for e in at.error)
+
+
+def test_a_no_show_recorded_today_can_be_undone(app_as, app_db):
+    started = _add(app_db, today_in(-5), AppointmentStatus.SCHEDULED)
+    at = _open(app_as, "staff", started)
+    at.button_group(key=f"appointment_{started}_action").set_value("no_show").run()
+    at.button(key=f"appointment_{started}_go").click().run()
+    assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.NO_SHOW
+    assert "Undo no-show" in _options(at, started)
+    at.button_group(key=f"appointment_{started}_action").set_value("undo_no_show").run()
+    assert "no-show (recorded by Sam Staff" in at.warning[0].value, at.warning
+    assert "goes back to scheduled" in at.warning[0].value
+    assert at.button(key=f"appointment_{started}_go").label == "Undo the no-show"
+    at.button(key=f"appointment_{started}_go").click().run()
+    assert any("Undo the no-show: done." in s.value for s in at.success), [
+        e.value for e in at.error
+    ]
+    assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.SCHEDULED
+    assert "undo no show" in _cells(at)
+    # a no-show with no record of being recorded today is not offered the undo
+    earlier = _add(app_db, today_in(-5), AppointmentStatus.NO_SHOW)
+    at = _open(app_as, "staff", earlier)
+    assert f"appointment_{earlier}_action" not in {b.key for b in at.button_group}
+    assert any("Nothing more can be done" in c.value for c in at.caption)

@@ -175,3 +175,43 @@ def test_the_call_list_is_folded_and_opens_on_tomorrows_unconfirmed_visits(app_a
     at.run()
     calls = panel().dataframe[0].value
     assert len(calls) == count and list(calls.columns)[:3] == ["#", "Time", "Patient"]
+
+
+def test_a_mistaken_no_show_can_be_undone_after_a_confirmation(app_as, app_db):
+    database = _db(app_db)
+    with database.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=1,
+                service_id=1,
+                version=99,
+                effective_at=utcnow() - timedelta(minutes=1),
+                window_hours=24,
+                late_cancel_fee_cents=0,
+                no_show_fee_cents=2500,
+                points_deducted=0,
+                policy_text="",
+            )
+        )
+    database.dispose()
+    ident = _add(app_db, today_in(-5))
+    recorded_earlier = _add(app_db, today_in(-5), AppointmentStatus.NO_SHOW)  # no record of when
+    at = app_as("staff", PAGE)
+    _select(at, ident)
+    at.button(key=f"today_noshow_{ident}").click().run()
+    at.button(key=f"today_noshow_yes_{ident}").click().run()
+    assert _status(app_db, ident) == AppointmentStatus.NO_SHOW
+    assert f"today_undo_noshow_{recorded_earlier}" not in _select(at, recorded_earlier)
+    assert f"today_undo_noshow_{ident}" in _select(at, ident)
+    at.button(key=f"today_undo_noshow_{ident}").click().run()
+    warning = at.warning[0].value
+    assert "no-show" in warning and "the no-show fee of £25.00 is waived" in warning, warning
+    at.button(key=f"today_undo_noshow_no_{ident}").click().run()  # keep it
+    assert _status(app_db, ident) == AppointmentStatus.NO_SHOW and not at.warning
+    at.button(key=f"today_undo_noshow_{ident}").click().run()
+    at.button(key=f"today_undo_noshow_yes_{ident}").click().run()
+    assert not at.error, at.error
+    assert _status(app_db, ident) == AppointmentStatus.SCHEDULED
+    assert "no-show undone, back to scheduled." in at.success[0].value
+    keys = _select(at, ident)
+    assert f"today_in_{ident}" in keys and f"today_undo_noshow_{ident}" not in keys

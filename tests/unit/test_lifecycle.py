@@ -108,8 +108,9 @@ def test_fhir_status_follows_design():
 
 
 def test_terminal_statuses_allow_nothing():
-    assert {S.COMPLETED, S.NO_SHOW, S.DECLINED, S.CANCELLED} == states.TERMINAL
+    assert {S.COMPLETED, S.DECLINED, S.CANCELLED} == states.TERMINAL
     assert states.TRANSITIONS[S.CHECKED_IN] == {S.COMPLETED, S.SCHEDULED}  # undo a check-in
+    assert states.TRANSITIONS[S.NO_SHOW] == {S.SCHEDULED}  # undo a no-show, on its day
 
 
 # ---------------------------------------------------------------- requests

@@ -1,0 +1,307 @@
+"""Undoing a no-show recorded by mistake: on the clinic-local day it was recorded, back to
+scheduled, the policy's fee and points waived (the ledger keeps the entries), the patient told
+if the no-show message reached them, audited, once.
+
+Re-run on PostgreSQL by tests/integration/test_no_show_undo_pg.py."""
+
+from __future__ import annotations
+
+import threading
+from datetime import time, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from core.kernel.authz import patient_actor
+from core.kernel.clock import local_to_utc, local_today
+from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied
+from core.scheduling import appointments, today, visits
+from core.scheduling.states import Action
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    CancellationPolicy,
+    DeliveryStatus,
+    LedgerEntry,
+    Notification,
+    Patient,
+    Payment,
+)
+from db.types import utcnow
+
+S = AppointmentStatus
+TZ = "Europe/London"
+
+
+def _policy(db, world, fee=2500, points=5):
+    with db.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                no_show_fee_cents=fee,
+                points_deducted=points,
+                policy_text="24 h",
+            )
+        )
+
+
+def _no_show(db, world, balance=20, sent=True) -> int:
+    """A visit of today (clinic-local) that started, recorded as a no-show; its message to the
+    patient delivered (`sent`) or still waiting in the outbox."""
+    midnight = local_to_utc(local_today(TZ), time(0), TZ)
+    start = max(utcnow() - timedelta(hours=1), midnight)
+    with db.write() as session:
+        session.get(Patient, world.patient_id).points_balance = balance
+        row = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=S.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        session.add(row)
+        session.flush()
+        ident = row.id
+    with db.write() as session:
+        visits.mark_no_show(session, world.staff, ident)
+        if sent:
+            session.execute(
+                update(Notification)
+                .where(Notification.appointment_id == ident)
+                .values(status=DeliveryStatus.SENT, sent_at=utcnow())
+            )
+    return ident
+
+
+def _state(db, world, ident):
+    with db.read() as session:
+        row = session.get(Appointment, ident)
+        entries = list(
+            session.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.appointment_id == ident)
+                .order_by(LedgerEntry.id)
+            )
+        )
+        balance = session.get(Patient, world.patient_id).points_balance
+        return row.status, entries, balance
+
+
+def _messages(db, ident, template):
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Notification).where(
+                    Notification.appointment_id == ident, Notification.template == template
+                )
+            )
+        )
+
+
+def test_undo_reverses_the_fee_and_points_and_tells_the_patient(db, world):
+    _policy(db, world)
+    ident = _no_show(db, world, balance=20)
+    assert _state(db, world, ident)[2] == 15
+    with db.read() as session:
+        text = visits.undo_no_show_consequences(session, world.staff, ident)
+        detail = appointments.get_appointment_detail(session, world.staff, ident)
+        [row] = [
+            r for r in today.list_today(session, world.staff, world.clinic_id) if r.id == ident
+        ]
+    assert "Undo Alex Morgan's no-show" in text
+    assert "the no-show fee of £25.00 is waived" in text
+    assert "the 5 points deducted are given back" in text
+    assert "so they are told it was a mistake" in text
+    assert Action.UNDO_NO_SHOW in detail.actions and detail.undo_no_show_open
+    assert row.can_undo_no_show and not row.can_no_show
+    with db.write() as session:
+        outcome = visits.undo_no_show(session, world.staff, ident, expected_version=detail.version)
+    assert outcome.status == S.SCHEDULED
+    assert sorted(outcome.notified) == ["email to alex@example.org", "sms to 07700 900123"]
+    status, entries, balance = _state(db, world, ident)
+    assert status == S.SCHEDULED and balance == 20
+    # nothing deleted: the fee and the deduction stay, marked waived by the staff member
+    assert [(e.kind.value, e.amount_cents, e.points) for e in entries] == [
+        ("no_show_fee", 2500, 0),
+        ("points", 0, 5),
+    ]
+    assert all(e.waived_at and e.waived_by_user_id == world.staff.user_id for e in entries)
+    assert all("No-show recorded by mistake" in e.waive_reason for e in entries)
+    with db.read() as session:
+        undo = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.entity == "appointment", AuditEvent.entity_id == ident)
+            .order_by(AuditEvent.id)
+        ).all()[-1]
+        waived = session.scalars(select(AuditEvent).where(AuditEvent.action == "fee_waived")).all()
+    assert (undo.action, undo.from_status, undo.to_status, undo.user_id) == (
+        "undo_no_show",
+        "no_show",
+        "scheduled",
+        world.staff.user_id,
+    )
+    assert undo.details["fee_cents_waived"] == 2500 and undo.details["points_given_back"] == 5
+    assert len(waived) == 2
+    [email] = [m for m in _messages(db, ident, visits.WITHDRAWN_NOTICE) if m.channel == "email"]
+    assert "please disregard" in email.body
+    assert "The no-show fee of £25.00 is waived and the 5 points deducted" in email.body
+    [sms] = [m for m in _messages(db, ident, visits.WITHDRAWN_NOTICE) if m.channel == "sms"]
+    assert "mistake" in sms.body
+    # once undone it is an ordinary visit again: it can be checked in, not undone twice
+    with db.read() as session:
+        detail = appointments.get_appointment_detail(session, world.staff, ident)
+    assert Action.CHECK_IN in detail.actions and not detail.undo_no_show_open
+    with db.write() as session, pytest.raises(InvalidTransition, match="cannot be reset"):
+        visits.undo_no_show(session, world.staff, ident)
+
+
+def test_a_no_show_message_not_sent_yet_is_stopped_instead(db, world):
+    ident = _no_show(db, world, sent=False)  # no policy: nothing charged
+    with db.read() as session:
+        text = visits.undo_no_show_consequences(session, world.staff, ident)
+    assert "No fee or points were charged." in text and "is stopped" in text
+    assert "told it was a mistake" not in text
+    with db.write() as session:
+        outcome = visits.undo_no_show(session, world.staff, ident)
+    assert outcome.status == S.SCHEDULED and outcome.notified == []
+    stopped = _messages(db, ident, visits.NO_SHOW_NOTICE)
+    assert len(stopped) == 2
+    assert all(m.status == DeliveryStatus.FAILED and m.permanent_failure for m in stopped)
+    assert all("no-show was undone" in m.last_error for m in stopped)
+    assert _messages(db, ident, visits.WITHDRAWN_NOTICE) == []
+
+
+def test_the_patient_is_told_only_as_they_agreed(db, world):
+    ident = _no_show(db, world)
+    with db.write() as session:
+        session.get(Patient, world.patient_id).consent_sms = False  # withdrawn since
+        outcome = visits.undo_no_show(session, world.staff, ident)
+    assert outcome.notified == ["email to alex@example.org"]
+    assert outcome.skipped == ["no consent to text messages"]
+
+
+def test_points_come_back_as_far_as_they_were_taken(db, world):
+    _policy(db, world, fee=0, points=5)
+    ident = _no_show(db, world, balance=3)  # the deduction stops at zero
+    assert _state(db, world, ident)[2] == 0
+    with db.read() as session:
+        assert "the 3 points deducted are given back" in visits.undo_no_show_consequences(
+            session, world.staff, ident
+        )
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    assert _state(db, world, ident)[2] == 3
+
+
+def test_undo_is_refused_after_the_day_it_was_recorded(db, world):
+    _policy(db, world)
+    ident = _no_show(db, world)
+    tomorrow = utcnow() + timedelta(days=1)
+    with db.write() as session, pytest.raises(InvalidTransition, match="only on the day it was"):
+        visits.undo_no_show(session, world.staff, ident, now=tomorrow)
+    with db.write() as session:  # recorded yesterday (clinic-local): no longer offered
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.entity_id == ident, AuditEvent.action == "no_show")
+            .values(at=utcnow() - timedelta(days=1))
+        )
+    with db.read() as session:
+        detail = appointments.get_appointment_detail(session, world.staff, ident)
+        rows = today.list_today(session, world.staff, world.clinic_id)
+        with pytest.raises(InvalidTransition, match="only on the day it was recorded"):
+            visits.undo_no_show_consequences(session, world.staff, ident)
+    assert not detail.undo_no_show_open
+    assert not [r for r in rows if r.id == ident][0].can_undo_no_show
+    with db.write() as session, pytest.raises(InvalidTransition, match="only on the day it was"):
+        visits.undo_no_show(session, world.staff, ident)
+    status, entries, balance = _state(db, world, ident)
+    assert status == S.NO_SHOW and balance == 15 and not any(e.waived_at for e in entries)
+
+
+def test_undo_needs_the_permission_and_a_no_show(db, world):
+    ident = _no_show(db, world)
+    with db.write() as session, pytest.raises(PermissionDenied):
+        visits.undo_no_show(session, patient_actor("Alex"), ident)
+    with db.read() as session, pytest.raises(PermissionDenied):
+        visits.undo_no_show_consequences(session, patient_actor("Alex"), ident)
+    with db.write() as session:
+        row = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=S.COMPLETED,
+            start_at=utcnow() - timedelta(hours=2),
+            end_at=utcnow() - timedelta(hours=1),
+        )
+        session.add(row)
+        session.flush()
+        completed = row.id
+    with db.write() as session, pytest.raises(InvalidTransition, match="completed appointment"):
+        visits.undo_no_show(session, world.staff, completed)
+    with db.read() as session:
+        assert session.get(Appointment, ident).status == S.NO_SHOW
+
+
+def test_a_paid_no_show_fee_is_not_undone_here(db, world):
+    _policy(db, world, points=0)
+    ident = _no_show(db, world)
+    with db.write() as session:
+        fee = session.scalar(select(LedgerEntry).where(LedgerEntry.appointment_id == ident))
+        session.add(
+            Payment(
+                appointment_id=ident,
+                patient_id=world.patient_id,
+                ledger_entry_id=fee.id,
+                kind="fee",
+                method="cash",
+                status="paid",
+                amount_cents=2500,
+                currency="GBP",
+                paid_at=utcnow(),
+            )
+        )
+    with db.write() as session, pytest.raises(InvalidTransition, match="paid already"):
+        visits.undo_no_show(session, world.staff, ident)
+    assert _state(db, world, ident)[0] == S.NO_SHOW
+
+
+def test_two_people_undoing_the_same_no_show(db, world):
+    _policy(db, world)
+    ident = _no_show(db, world, balance=20)
+    with db.read() as session:
+        version = session.get(Appointment, ident).version
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def undo(actor):
+        try:
+            with db.write() as session:
+                barrier.wait(timeout=10)
+                visits.undo_no_show(session, actor, ident, expected_version=version)
+            results.append("ok")
+        except Conflict as error:
+            results.append(error)
+        except threading.BrokenBarrierError:  # SQLite: the second writer waits at BEGIN
+            results.append("waited")
+
+    threads = [threading.Thread(target=undo, args=(a,)) for a in (world.staff, world.manager)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    if "waited" in results:  # SQLite serialises writers at BEGIN: replay the loser now
+        results.remove("waited")
+        undo(world.manager)
+    assert results.count("ok") == 1
+    [conflict] = [r for r in results if isinstance(r, Conflict)]
+    assert "already handled by" in str(conflict)
+    status, entries, balance = _state(db, world, ident)
+    assert status == S.SCHEDULED and balance == 20  # the points came back once
+    assert len(_messages(db, ident, visits.WITHDRAWN_NOTICE)) == 2
