@@ -33,6 +33,7 @@ picked = show_table(
             "Appointment": [f"#{r.appointment_id}" if r.appointment_id else "" for r in rows],
             "Text (as typed)": [r.body for r in rows],
             "Outcome": [r.outcome.replace("_", " ") for r in rows],
+            "Answered by text": [r.answer for r in rows],
             "Note": [r.note for r in rows],
             "Handled": ["✓" if r.handled else "" for r in rows],
         }

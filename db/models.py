@@ -906,7 +906,8 @@ class AppointmentConfirmation(Base):
 
 
 class SmsReply(Base):
-    """A text message a patient sent back: confirmed, asked to cancel, or left for staff."""
+    """A text message a patient sent back: confirmed, asked to cancel, or left for staff, and the
+    answer texted back to it."""
 
     __tablename__ = "sms_replies"
     __table_args__ = (Index(None, "handled_at", "received_at"), Index(None, "appointment_id"))
@@ -920,6 +921,8 @@ class SmsReply(Base):
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
     outcome: Mapped[str] = mapped_column(String(24))  # confirmed, cancel_requested, inbox, …
     note: Mapped[str] = mapped_column(Text, default="")
+    # what ClinicDesk texted back at once, in the webhook's response ("" for nothing)
+    answer: Mapped[str] = mapped_column(Text, default="")
     handled_at: Mapped[datetime | None]
     handled_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 

@@ -1,6 +1,8 @@
 """The appointment's messages: forms sent after booking (outstanding, answered,
-signed; resend; answers opened on request and audited), the patient's text replies, and every
-message sent or queued with its delivery status. Shown on the appointment page."""
+signed; resend; answers opened on request and audited), the patient's text replies (outcome,
+note, handled by staff), and every message sent, queued or received — the text replies and the
+answers texted back among them, in time order — with its delivery status. Shown on the
+appointment page."""
 
 from __future__ import annotations
 
@@ -118,15 +120,16 @@ def messages_panel(me, appointment_id: int) -> None:
         return
     st.markdown("**Messages**")
     if not rows:
-        st.caption("No message was sent or queued for this appointment.")
+        st.caption("No message was sent, queued or received for this appointment.")
         return
-    show_table(
+    show_table(  # a table shows the patient's text as typed, never as formatting
         pd.DataFrame(
             {
-                "Queued": [r.queued for r in rows],
+                "When": [r.queued for r in rows],
                 "Message": [r.template.replace("_", " ") for r in rows],
+                "Text": [r.text for r in rows],
                 "Channel": [r.channel for r in rows],
-                "To": [r.to_address for r in rows],
+                "To / from": [r.to_address for r in rows],
                 "Status": [r.status for r in rows],
                 "Attempts": [r.attempts for r in rows],
                 "Sent": [r.sent for r in rows],

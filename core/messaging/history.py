@@ -1,35 +1,85 @@
-"""Every message of one appointment, sent or queued, with its delivery status (the appointment
-page's "Messages" list), its times in the clinic's zone and locale.
+"""Every message of one appointment (the appointment page's "Messages" list), newest first, its
+times in the clinic's zone and locale: what ClinicDesk sent or queued, with its delivery status,
+and the patient's text replies about this appointment with the answer texted back to each.
 
-The answers texted back to a patient's reply (core.portal.replies) are not here: they go back in
-the reply webhook's own response (Twilio's TwiML, the HTTP adapter's JSON), not through the
-outbox, so there is no message row or delivery status for them. They show with the reply they
-answer, in the appointment's "Text replies"."""
+A reply belongs to an appointment only when it came from the one patient with that number and
+was about that appointment (core.portal.replies: the visit it confirmed or asked to cancel, or
+the patient's next one); a reply from an unknown or shared number is on no appointment's list.
+The answer goes back in the reply webhook's own response (Twilio's TwiML, the HTTP adapter's
+JSON), not through the outbox: it is listed as sent when the reply came, with no attempts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.money import clinic_format, format_moment
-from db.models import Appointment, Clinic, DeliveryStatus, Notification
+from core.kernel.text import clean
+from core.messaging.notify import CHANNEL_WORDS
+from db.models import Appointment, Channel, Clinic, DeliveryStatus, Notification, SmsReply
+
+LIMIT = 500  # rows of each kind read
+TEXT_SHOWN = 300  # characters of a reply or an answer shown; Text replies has the whole text
+REPLY = "text reply from the patient"
+ANSWER = "automatic answer"
 
 
 @dataclass(frozen=True)
 class MessageRow:
-    id: int
-    queued: str  # when it was queued, clinic-local
-    template: str
-    channel: str
-    to_address: str
-    subject: str
-    status: str  # queued, sent, failed (retrying), failed
-    attempts: int
-    last_error: str
+    id: int  # the outbox row's, or the text reply's (kind "reply" or "answer")
+    queued: str  # when it was queued, or the reply received, clinic-local
+    template: str  # the template; REPLY or ANSWER for a text reply and its answer
+    channel: str  # "email", "text message"
+    to_address: str  # the recipient; the patient's number for a reply (its sender)
+    status: str  # queued, sent, failed (retrying), failed; received for a reply
     sent: str  # when it was sent, clinic-local ("" while not)
+    subject: str = ""
+    attempts: int | None = None  # None for a reply and its answer (no outbox delivery)
+    last_error: str = ""
+    kind: str = "outbox"  # "outbox", "reply" (from the patient), "answer" (to the reply)
+    text: str = ""  # a reply's or an answer's words: one line, no control characters, capped
+
+
+def shown_text(text: str) -> str:
+    """Words as typed or sent, for one cell of the list: control characters dropped, line
+    breaks and tabs made spaces, at most TEXT_SHOWN characters."""
+    line = (clean(text or "", field="text") or "").strip()
+    return line if len(line) <= TEXT_SHOWN else line[: TEXT_SHOWN - 1].rstrip() + "…"
+
+
+def _outbox_row(n: Notification, moment: Callable[[datetime | None], str]) -> MessageRow:
+    retrying = n.status == DeliveryStatus.FAILED and n.attempts < 6
+    return MessageRow(
+        n.id,
+        moment(n.created_at),
+        n.template,
+        CHANNEL_WORDS[n.channel],
+        n.to_address,
+        n.status.value + (" (retrying)" if retrying else ""),
+        moment(n.sent_at),
+        n.subject,
+        n.attempts,
+        n.last_error or "",
+    )
+
+
+def _reply_rows(r: SmsReply, moment: Callable[[datetime | None], str]) -> list[MessageRow]:
+    """The patient's text and, when there was one, the answer sent back at once in the
+    webhook's response (so sent when the reply came)."""
+    at, by = moment(r.received_at), CHANNEL_WORDS[Channel.SMS]
+    text = shown_text(r.body)
+    rows = [MessageRow(r.id, at, REPLY, by, r.from_number, "received", "", kind="reply", text=text)]
+    if r.answer:
+        text = shown_text(r.answer)
+        rows.append(
+            MessageRow(r.id, at, ANSWER, by, r.from_number, "sent", at, kind="answer", text=text)
+        )
+    return rows
 
 
 def messages_of(session: Session, actor: Actor, appointment_id: int) -> list[MessageRow]:
@@ -40,25 +90,25 @@ def messages_of(session: Session, actor: Actor, appointment_id: int) -> list[Mes
         .where(Appointment.id == appointment_id)
     ).scalar()
     shown = clinic_format(session, clinic)
-    rows = session.scalars(
+
+    def moment(at: datetime | None) -> str:
+        return format_moment(at, shown.timezone, shown.locale)
+
+    dated: list[tuple[datetime, int, MessageRow]] = []  # newest first; an answer above its reply
+    outbox = session.scalars(
         select(Notification)
         .where(Notification.appointment_id == appointment_id)
         .order_by(Notification.id.desc())
-        .limit(500)
+        .limit(LIMIT)
     )
-    return [
-        MessageRow(
-            n.id,
-            format_moment(n.created_at, shown.timezone, shown.locale),
-            n.template,
-            n.channel.value,
-            n.to_address,
-            n.subject,
-            n.status.value
-            + (" (retrying)" if n.status == DeliveryStatus.FAILED and n.attempts < 6 else ""),
-            n.attempts,
-            n.last_error or "",
-            format_moment(n.sent_at, shown.timezone, shown.locale),
-        )
-        for n in rows
-    ]
+    dated += [(n.created_at, n.id, _outbox_row(n, moment)) for n in outbox]
+    texts = session.scalars(
+        select(SmsReply)
+        .where(SmsReply.appointment_id == appointment_id)
+        .order_by(SmsReply.received_at.desc(), SmsReply.id.desc())
+        .limit(LIMIT)
+    )
+    for r in texts:
+        dated += [(r.received_at, r.id, row) for row in _reply_rows(r, moment)]
+    dated.sort(key=lambda d: (d[0], d[1], d[2].kind == "answer"), reverse=True)
+    return [row for *_, row in dated[:LIMIT]]

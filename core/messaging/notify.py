@@ -49,7 +49,7 @@ class Template:
 
 
 _SIGN = "\n\n{clinic_name}\n{clinic_phone}"
-_WORDS = {Channel.EMAIL: "email", Channel.SMS: "text message"}  # a channel, for the screen
+CHANNEL_WORDS = {Channel.EMAIL: "email", Channel.SMS: "text message"}  # a channel, for the screen
 TEMPLATES: dict[str, Template] = {
     "request_received": Template(
         "We received your appointment request",
@@ -380,7 +380,7 @@ def queue_for_patient(
     (the text message is then theirs too, flattened; otherwise it is the template's text form)."""
     usable, skipped = channels_for(patient)
     if channels is not None:
-        skipped += [f"{_WORDS[c]} not chosen" for c in usable if c not in channels]
+        skipped += [f"{CHANNEL_WORDS[c]} not chosen" for c in usable if c not in channels]
         usable = [c for c in usable if c in channels]
     template = template_for(session, key)
     values = {"patient_name": patient.full_name, **context}

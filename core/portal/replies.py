@@ -253,8 +253,6 @@ def receive_sms(
             note = f"Could not ask to cancel: {error}"
     else:
         note = "Not a C/YES or X/CANCEL reply."
-    if answer:  # it goes back in the webhook's response: kept with the reply it answers
-        note = (note + "\n" if note else "") + f"Answered by text: {answer}"
     reply = SmsReply(
         received_at=now,
         provider_ref=provider_ref,
@@ -264,6 +262,7 @@ def receive_sms(
         appointment_id=appointment.id if appointment else None,
         outcome=outcome,
         note=note,
+        answer=answer,  # it goes back in the webhook's response: kept with the reply it answers
     )
     session.add(reply)
     session.flush()
@@ -307,6 +306,7 @@ class InboxRow:
     outcome: str
     note: str
     handled: bool
+    answer: str  # texted back at once ("" for nothing)
 
 
 def list_replies(
@@ -343,6 +343,7 @@ def list_replies(
             r.outcome,
             r.note,
             r.handled_at is not None,
+            r.answer,
         )
         for r, p, tz, locale in session.execute(query)
     ]

@@ -32,6 +32,7 @@ from db.models import (
     Notification,
     Patient,
     ServiceDocument,
+    SmsReply,
 )
 from db.types import utcnow
 from tests.pages.conftest import ROOT, patient_page, sign_in_session
@@ -163,10 +164,42 @@ def test_appointment_page_shows_forms_messages_and_confirmation(app_as, app_db):
     with database.read() as session:  # in the clinic's zone and locale, as every other time
         clinic = session.get(Clinic, 1)
         queued = session.scalar(select(Notification.created_at).order_by(Notification.id.desc()))
-        assert messages["Queued"].iloc[0] == clinic_time(clinic, queued)
+        assert messages["When"].iloc[0] == clinic_time(clinic, queued)
     database.dispose()
     at.button(key=f"appointment_form_resend_{forms.index[0] + 1}").click().run()
     assert not at.exception, at.exception
+
+
+def test_a_text_reply_and_its_answer_are_messages_of_the_appointment_shown_as_text(app_db):
+    """The patient's reply and ClinicDesk's answer are listed among the appointment's messages
+    in the clinic's zone and locale; markup in the reply is shown as typed, never rendered."""
+    appointment_id, phone = _appointment(app_db, utcnow() + timedelta(days=2), new_patient=True)
+    hostile = "**URGENT** <img src=x onerror=alert(1)> [call](https://evil.example) # now"
+    database = _db(app_db)
+    with database.write() as session:
+        other = replies.receive_sms(session, from_number=phone, body=hostile)
+        confirmed = replies.receive_sms(session, from_number=phone, body="C")
+        received = session.get(SmsReply, confirmed.reply_id).received_at
+        clinic = session.get(Clinic, 1)
+        when = clinic_time(clinic, received)
+    database.dispose()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.session_state["auth_session_id"] = sign_in_session(app_db, "manager")
+    at.run()
+    at.switch_page("app_pages/appointment.py")
+    at.query_params["id"] = str(appointment_id)
+    at.run()
+    assert not at.exception, at.exception
+    messages = next(f for f in (d.value for d in at.dataframe) if "Channel" in f.columns)
+    texts = messages[messages["Channel"] == "text message"].head(3)  # newest first
+    reply, answer = "text reply from the patient", "automatic answer"
+    assert list(texts["Message"]) == [answer, reply, reply]
+    assert list(texts["Text"]) == [confirmed.answer, "C", hostile]  # as typed, in a table
+    assert list(texts["When"])[:2] == [when, when]
+    assert list(texts["Status"]) == ["sent", "received", "received"]
+    assert other.answer == ""  # left for staff: no answer row of its own
+    shown = [e.value for e in (*at.markdown, *at.caption, *at.text)]
+    assert not any("<img" in v or "**URGENT**" in v for v in shown)  # never as Markdown
 
 
 def test_patient_confirms_through_the_link(app_db):

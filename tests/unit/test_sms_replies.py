@@ -5,6 +5,7 @@ Re-run on PostgreSQL by tests/integration/test_sms_replies_pg.py."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -14,17 +15,21 @@ from datetime import time as clock
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 import uvicorn
+from alembic import command
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from core.kernel.clock import local_to_utc
 from core.kernel.config import Settings, SmsSettings
 from core.kernel.errors import ValidationError
-from core.messaging import notify, reminders
+from core.kernel.money import format_moment
+from core.messaging import history, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
 from core.portal import replies
 from core.scheduling import moves
+from db import migrate
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -33,6 +38,7 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     Channel,
+    Clinic,
     DeliveryStatus,
     Notification,
     Patient,
@@ -125,7 +131,7 @@ def test_c_confirms_the_next_appointment_by_sms(db, world):
     assert list(confirmed) == [first] and confirmed[first].channel == "SMS reply"
     with db.read() as session:  # the answer texted back shows with the reply
         (shown,) = replies.list_replies(session, world.staff, appointment_id=first)
-    assert shown.note == f"Answered by text: {outcome.answer}"
+    assert shown.answer == outcome.answer and shown.note == ""
     assert reply.appointment_id == first and reply.body == "C"
     assert event.entity_id == first and event.message == "C"
     assert event.actor_label.endswith("(text message)")  # not "(link)"
@@ -321,3 +327,118 @@ def test_route_takes_twilios_signed_form_and_refuses_a_forged_one(db, world, rou
     with db.read() as session:
         assert appointment_id in reminders.confirmations(session, [appointment_id])
         assert session.scalar(select(SmsReply.provider_ref)) == "SM123"
+
+
+# ---------------------------------------------------------------- the appointment's messages
+
+
+def _messages(db, world, appointment_id):
+    with db.read() as session:
+        return history.messages_of(session, world.staff, appointment_id)
+
+
+def test_replies_through_the_route_are_listed_with_their_answers_on_the_appointment(
+    db, world, route
+):
+    """C (Twilio's form) and STOP (the HTTP adapter's JSON) from the patient's phone: each is on
+    the Messages list of the appointment it was about, in the clinic's zone and locale, with
+    the answer sent back just after it, among the messages ClinicDesk sent; not on the
+    patient's other appointment."""
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).locale = "en-US"
+    later = book(db, world, DAY + timedelta(days=2))
+    first = book(db, world)
+    fields = {"From": "+447700900123", "Body": " c ", "MessageSid": "SM1", "To": "+4420"}
+    signed = {"X-Twilio-Signature": twilio_signature(route, fields, TWILIO_TOKEN)}
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, twiml = _post(route, urllib.parse.urlencode(fields).encode(), form | signed)
+    assert status == 200
+    answered = re.search(r"<Message>(.*)</Message>", twiml).group(1)
+    stop = json.dumps({"from": "+447700900123", "text": "STOP", "id": "p-2"}).encode()
+    headers = {"Content-Type": "application/json", "X-ClinicDesk-Secret": SECRET}
+    status, text = _post(route, stop, headers)
+    assert status == 200 and json.loads(text)["outcome"] == "opted_out"
+    with db.read() as session:
+        received = {r.body: r.received_at for r in session.scalars(select(SmsReply))}
+    rows = _messages(db, world, first)
+    texts = [(r.kind, r.template, r.text) for r in rows if r.kind != "outbox"]
+    assert texts == [
+        ("answer", history.ANSWER, json.loads(text)["reply"]),
+        ("reply", history.REPLY, "STOP"),
+        ("answer", history.ANSWER, answered),
+        ("reply", history.REPLY, "c"),
+    ]
+    reply = next(r for r in rows if r.kind == "reply" and r.text == "c")
+    assert reply.channel == "text message" and reply.to_address == "+447700900123"
+    assert reply.queued == format_moment(received[" c "], TZ, "en-US")  # 'Thu, Feb 11, …, AM'
+    assert reply.status == "received" and reply.attempts is None
+    sent = [r.kind for r in rows]  # the booking's own messages, queued before the replies
+    assert sent[-1] == "outbox" and sent.index("outbox") == len(texts)
+    assert {r.channel for r in rows if r.kind == "outbox"} <= {"email", "text message"}
+    assert [r.kind for r in _messages(db, world, later)] == ["outbox"] * (len(rows) - len(texts))
+
+
+def test_the_list_shows_a_reply_as_one_capped_line_of_plain_text(db, world):
+    appointment_id = book(db, world)
+    typed = "**Late**\r\n<b>sorry</b>\x07  " + "x" * 2000
+    with db.write() as session:
+        replies.receive_sms(session, from_number="07700900123", body=typed)
+    (reply,) = [r for r in _messages(db, world, appointment_id) if r.kind == "reply"]
+    assert reply.text.startswith("**Late** <b>sorry</b>  xxx") and reply.text.endswith("…")
+    assert len(reply.text) == history.TEXT_SHOWN
+
+
+def test_a_stranger_s_reply_is_on_nobody_s_list(db, world):
+    appointment_id = book(db, world)
+    with db.write() as session:
+        mine = replies.receive_sms(session, from_number="07700900123", body="Is there parking?")
+        theirs = replies.receive_sms(session, from_number="+1 555 0100 999", body="C")
+    with db.read() as session:
+        stranger = session.get(SmsReply, theirs.reply_id)
+        audited = session.scalar(
+            select(AuditEvent).where(AuditEvent.details["reply_id"].as_integer() == stranger.id)
+        )
+        confirmed = reminders.confirmations(session, [appointment_id])
+    assert (stranger.patient_id, stranger.appointment_id, audited.patient_id) == (None,) * 3
+    assert theirs.answer == "" and not confirmed
+    listed = [r.id for r in _messages(db, world, appointment_id) if r.kind == "reply"]
+    assert listed == [mine.reply_id]
+
+
+def test_the_migration_moves_the_answer_out_of_the_note(db, world):
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    old = sa.table(  # the table as the older code knew it
+        "sms_replies",
+        *(sa.column(name) for name in ("received_at", "from_number", "body", "outcome", "note")),
+    )
+    at, number = utcnow(), "07700900123"
+    with db.engine.begin() as connection:
+        connection.execute(
+            old.insert(),
+            [
+                {
+                    "received_at": at,
+                    "from_number": number,
+                    "outcome": "confirmed",
+                    "body": "C",
+                    "note": "Answered by text: Thank you.\nCalled back.",  # staff's, after
+                },
+                {
+                    "received_at": at,
+                    "from_number": number,
+                    "outcome": "inbox",
+                    "body": "Hi",
+                    "note": "Not a C/YES or X/CANCEL reply.",
+                },
+            ],
+        )
+    migrate.upgrade(db.engine)
+    with db.read() as session:
+        rows = session.scalars(select(SmsReply).order_by(SmsReply.id)).all()
+        assert [(r.answer, r.note) for r in rows] == [
+            ("Thank you.", "Called back."),
+            ("", "Not a C/YES or X/CANCEL reply."),
+        ]
