@@ -27,6 +27,8 @@ from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationErr
 from core.kernel.money import clinic_format, clinic_money, clinic_time, format_moment
 from core.messaging import clinic_events, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
+from core.patients import invitations
+from core.portal import sign_in
 from core.portal.patient_links import AppointmentView, appointment_view
 from core.requests import changes
 from core.scheduling.lifecycle import base_url
@@ -127,16 +129,28 @@ def _digits(number: str) -> str:
 
 
 def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Patient]:
-    """The patients whose phone number ends with the same 9 digits (national and international
-    forms of one number match), at most `limit`."""
-    tail = _digits(number)[-9:]
-    if len(tail) < 7:
+    """The patients whose stored phone, read in their clinic's country, is this number (read in
+    the practice's countries): the national and international forms of one number match, a
+    number of another country that only ends in the same digits does not. At most `limit`; one
+    query finds the stored numbers ending in the same seven digits, only those are read in
+    full."""
+    readings = sign_in.phone_readings(number, sign_in.practice_regions(session))
+    tail = _digits(number)[-7:]
+    if not readings or len(tail) < 7:
         return []
     stripped = Patient.phone
     for char in (" ", "-", "(", ")", ".", "+"):
         stripped = func.replace(stripped, char, "")
-    query = select(Patient).where(stripped.like(f"%{tail}")).order_by(Patient.id).limit(limit)
-    return list(session.scalars(query))
+    query = select(Patient).where(stripped.like(f"%{tail}")).order_by(Patient.id).limit(100)
+    found = []
+    for patient in session.scalars(query):
+        clinic = invitations.clinic_for(session, patient.id)
+        region = sign_in.phone_region(clinic.locale if clinic else None)
+        if sign_in.phone_readings(patient.phone or "", [region]) & readings:
+            found.append(patient)
+            if len(found) == limit:
+                break
+    return found
 
 
 def find_patient_by_phone(session: Session, number: str) -> Patient | None:

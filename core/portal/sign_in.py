@@ -52,12 +52,12 @@ def _key(kind: str, value: str) -> str:
     return f"portal:{kind}:" + hashlib.sha256(value.encode()).hexdigest()
 
 
-def _region(locale: str | None) -> str:
+def phone_region(locale: str | None) -> str:
     """A clinic's country for reading national phone numbers: its locale's (en-GB: GB)."""
     return babel_locale(locale).territory or babel_locale(None).territory
 
 
-def _numbers(typed: str, regions: Iterable[str]) -> set[str]:
+def phone_readings(typed: str, regions: Iterable[str]) -> set[str]:
     """A phone number in E.164 (+447700900123), read in each region a national form could
     belong to (an international form reads the same in all): '+44 7700 900123',
     '07700 900123' and '447700900123' in GB are one number."""
@@ -72,9 +72,9 @@ def _numbers(typed: str, regions: Iterable[str]) -> set[str]:
     return found
 
 
-def _practice_regions(session: Session) -> list[str]:
+def practice_regions(session: Session) -> list[str]:
     locales = session.scalars(select(Clinic.locale).where(Clinic.active.is_(True)).distinct())
-    return sorted({_region(locale) for locale in locales}) or [_region(None)]
+    return sorted({phone_region(locale) for locale in locales}) or [phone_region(None)]
 
 
 def _normalise(session: Session, address: str) -> tuple[str, str, set[str]]:
@@ -86,7 +86,7 @@ def _normalise(session: Session, address: str) -> tuple[str, str, set[str]]:
     digits = re.sub(r"\D", "", address)
     if len(digits) < 6:
         raise ValidationError("Please enter your email address or your mobile number.")
-    numbers = _numbers(address, _practice_regions(session))
+    numbers = phone_readings(address, practice_regions(session))
     return "phone", min(numbers, default=digits), numbers
 
 
@@ -108,7 +108,10 @@ def _enrolled_patient(session: Session, kind: str, value: str, numbers: set[str]
         select(Patient).where(enrolled, tails).order_by(Patient.id).limit(20)
     ):
         clinic = invitations.clinic_for(session, patient.id)
-        if _numbers(patient.phone or "", [_region(clinic.locale if clinic else None)]) & numbers:
+        if (
+            phone_readings(patient.phone or "", [phone_region(clinic.locale if clinic else None)])
+            & numbers
+        ):
             return patient
     return None
 

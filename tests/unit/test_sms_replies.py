@@ -344,8 +344,9 @@ def test_replies_through_the_route_are_listed_with_their_answers_on_the_appointm
     the Messages list of the appointment it was about, in the clinic's zone and locale, with
     the answer sent back just after it, among the messages ClinicDesk sent; not on the
     patient's other appointment."""
-    with db.write() as session:
+    with db.write() as session:  # a clinic speaking US English; a British patient's number
         session.get(Clinic, world.clinic_id).locale = "en-US"
+        session.get(Patient, world.patient_id).phone = "+44 7700 900123"
     later = book(db, world, DAY + timedelta(days=2))
     first = book(db, world)
     fields = {"From": "+447700900123", "Body": " c ", "MessageSid": "SM1", "To": "+4420"}
@@ -403,6 +404,31 @@ def test_a_stranger_s_reply_is_on_nobody_s_list(db, world):
     assert theirs.answer == "" and not confirmed
     listed = [r.id for r in _messages(db, world, appointment_id) if r.kind == "reply"]
     assert listed == [mine.reply_id]
+
+
+@pytest.mark.parametrize("body", ["C", "STOP", "Who is this?"])
+def test_a_number_that_only_ends_like_the_patients_is_a_stranger(db, world, body):
+    """+33 7 00 90 01 23 (France) ends in the same nine digits as the patient's 07700 900123
+    (United Kingdom): its texts confirm nothing, stop nothing and join nobody's messages."""
+    appointment_id = book(db, world)
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="+33700900123", body=body)
+    with db.read() as session:
+        reply = session.get(SmsReply, outcome.reply_id)
+        assert (reply.patient_id, reply.appointment_id) == (None, None)
+        assert session.get(Patient, world.patient_id).consent_sms is True
+        assert not reminders.confirmations(session, [appointment_id])
+    assert outcome.answer == ""
+    assert [r.kind for r in _messages(db, world, appointment_id)] == ["outbox"] * 2
+
+
+@pytest.mark.parametrize("number", ["+447700900123", "447700900123", "07700 900123"])
+def test_every_form_of_the_patients_number_is_theirs(db, world, number):
+    appointment_id = book(db, world)
+    with db.write() as session:
+        assert replies.receive_sms(session, from_number=number, body="C").outcome == "confirmed"
+    with db.read() as session:
+        assert appointment_id in reminders.confirmations(session, [appointment_id])
 
 
 def test_the_migration_moves_the_answer_out_of_the_note(db, world):
