@@ -37,7 +37,6 @@ from db.types import utcnow
 
 NO_SHOW_NOTICE = "appointment_no_show"
 WITHDRAWN_NOTICE = "appointment_no_show_withdrawn"  # to a patient the no-show notice reached
-_CHANNEL_WORDS = {Channel.EMAIL: "email", Channel.SMS: "text message"}
 
 # The survey line of a completed visit's thank-you. Surveys sit above scheduling, so the
 # feedback layer hands it in (core.startup.install_session_rules, also run by the test
@@ -305,7 +304,7 @@ def _undo_plan(
 
 
 def _channel_words(channels: list[Channel]) -> str:
-    return " and ".join(_CHANNEL_WORDS[c] for c in channels)
+    return " and ".join(notify.CHANNEL_WORDS[c] for c in channels)
 
 
 def undo_no_show_consequences(
