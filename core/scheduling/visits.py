@@ -295,8 +295,8 @@ def _undo_plan(
     )
     if paid is not None:
         raise InvalidTransition(
-            f"The no-show fee was paid already (P-{paid}), so the no-show cannot be undone "
-            "here; refund the payment first."
+            f"The no-show fee was paid already (P-{paid}), so the no-show stands: ClinicDesk "
+            "does not refund a fee once paid. Refund it on the card terminal or in cash."
         )
     taken = (event.details or {}).get("points_taken")
     reached, waiting = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE)
