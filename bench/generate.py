@@ -40,6 +40,7 @@ from sqlalchemy import column, func, select, table, text
 
 from core import demo
 from core.kernel.config import load_settings
+from core.kernel.text import search_text
 from core.startup import open_database
 from db.models import Clinic, Provider, Service, WorkingHours
 
@@ -270,6 +271,10 @@ def _patients(conn, rng, n, first_id, now, dialect) -> None:
     ).astype("timedelta64[s]")
     first_names = [FIRST[i] for i in first]
     last_names = [LAST[i] for i in last]
+    emails = [
+        f"{f}.{s}.{i}@patients.example".lower() if e else None
+        for f, s, i, e in zip(first_names, last_names, ids, has_email, strict=True)
+    ]
     cols = {
         "id": ids.tolist(),
         "external_ref": [f"BENCH-{i}" for i in ids],
@@ -278,11 +283,11 @@ def _patients(conn, rng, n, first_id, now, dialect) -> None:
         "date_of_birth": birth.astype("datetime64[D]").astype(str).tolist()
         if dialect == "sqlite"
         else birth.astype("datetime64[D]").tolist(),
-        "email": [
-            f"{f}.{s}.{i}@patients.example".lower() if e else None
-            for f, s, i, e in zip(first_names, last_names, ids, has_email, strict=True)
-        ],
+        "email": emails,
         "phone": [f"07{i:09d}" for i in ids],
+        "search_text": [
+            search_text(f, s, e) for f, s, e in zip(first_names, last_names, emails, strict=True)
+        ],
         "consent_email": (has_email & (rng.random(n) > 0.1)).tolist(),
         "consent_sms": (rng.random(n) > 0.3).tolist(),
         "consent_marketing": (rng.random(n) > 0.7).tolist(),

@@ -261,6 +261,8 @@ class Patient(Base):
     date_of_birth: Mapped[date | None] = mapped_column(Date)
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(40))
+    # the names and email as searched (core.kernel.text.search_text): case and accents aside
+    search_text: Mapped[str] = mapped_column(String(500), default="", server_default="")
     consent_email: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_sms: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_marketing: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core.analytics.cancellation_rollups import EVERYTHING, daynum
 from core.interchange.csv_files import ImportReport
 from core.kernel.authz import Actor
+from core.kernel.text import search_text
 from db.models import (
     Appointment,
     CancellationRollupDirty,
@@ -138,6 +139,10 @@ def upsert_patients(
         with write() as session:
             found = existing(session, Patient, chunk)
             fresh = [patients[ref] for ref in chunk if ref not in found]
+            for row in fresh:  # a bulk insert: no flush keeps the search text
+                row["search_text"] = search_text(
+                    row["first_name"], row["last_name"], row.get("email")
+                )
             if fresh:
                 result = session.execute(
                     insert(Patient).returning(Patient.external_ref, Patient.id), fresh

@@ -24,6 +24,7 @@ from sqlalchemy import Enum, String, event, inspect
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import ValidationError
+from db.models import Patient
 
 MAX_TEXT = 20_000  # characters in a multi-line (Text) field
 _CONTROL_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -82,8 +83,15 @@ def _bound_row(obj: object, new: bool) -> None:
 def _before_flush(session: Session, _context, _instances) -> None:
     for obj in session.new:
         _bound_row(obj, new=True)
+        _searchable(obj)
     for obj in session.dirty:
         _bound_row(obj, new=False)
+        _searchable(obj)
+
+
+def _searchable(obj: object) -> None:
+    if isinstance(obj, Patient):
+        obj.search_text = search_text(obj.first_name, obj.last_name, obj.email)
 
 
 def install() -> None:
@@ -101,3 +109,15 @@ def plain_name(name: str) -> str:
 
 def same_name(a: str, b: str) -> bool:
     return plain_name(a) == plain_name(b)
+
+
+def plain_words(typed: str) -> list[str]:
+    """The words of a search as `search_text` holds them."""
+    return plain_name(typed).split()
+
+
+def search_text(*parts: str | None) -> str:
+    """What a patient is found by (Patient.search_text, kept by every flush; bulk inserts call
+    it): their names and email as `plain_name`s, so 'elodie' finds Élodie and ÉLODIE on SQLite,
+    whose lower() folds ASCII only, as on PostgreSQL."""
+    return " ".join(plain_name(p) for p in parts if p)[:500]

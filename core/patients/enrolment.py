@@ -13,13 +13,13 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    or_,
     select,
     true,
 )
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.text import plain_words
 from core.patients.invitations import (
     PAGE_SIZE,
     PortalStatus,
@@ -87,15 +87,8 @@ def _filtered(*, clinic_id: int | None, search: str):
         query = query.where(
             exists().where(Appointment.patient_id == Patient.id, Appointment.clinic_id == clinic_id)
         )
-    for word in search.strip().lower().split():
-        like = f"%{word}%"
-        query = query.where(
-            or_(
-                func.lower(Patient.first_name).like(like),
-                func.lower(Patient.last_name).like(like),
-                func.lower(Patient.email).like(like),
-            )
-        )
+    for word in plain_words(search):
+        query = query.where(Patient.search_text.contains(word, autoescape=True))
     return query, status
 
 

@@ -6,14 +6,14 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clinic_time, format_day
-from core.kernel.text import clean, same_name
+from core.kernel.text import clean, plain_words, same_name
 from core.messaging import notify
 from core.patients import enrolment, invitations
 from db.models import Channel, Patient
@@ -48,24 +48,23 @@ def _summary(p: Patient, locale: str) -> PatientSummary:
 def search_patients(
     session: Session, actor: Actor, text: str, limit: int = 20
 ) -> list[PatientSummary]:
-    """Patients whose name, email or phone contains `text` (case-insensitive), best first;
-    their labels show dates in the practice's display locale."""
+    """Patients whose name, email or phone contains each word of `text` (case and accents
+    aside), best first; their labels show dates in the practice's display locale."""
     ensure(actor, Permission.PATIENTS_READ)
-    words = (clean(text, field="search", limit=200) or "").strip().lower().split()
-    if not words:
+    typed = (clean(text, field="search", limit=200) or "").split()
+    if not typed:
         return []
     query = select(Patient)
-    for word in words:
-        like = f"%{word}%"
+    for word in typed:
+        conditions = [Patient.search_text.contains(w, autoescape=True) for w in plain_words(word)]
+        named = and_(*conditions) if conditions else None
         digits = re.sub(r"\D", "", word)
-        conditions = [
-            func.lower(Patient.first_name).like(like),
-            func.lower(Patient.last_name).like(like),
-            func.lower(Patient.email).like(like),
-        ]
         if len(digits) >= 3:
-            conditions.append(func.replace(Patient.phone, " ", "").like(f"%{digits}%"))
-        query = query.where(or_(*conditions))
+            phone = func.replace(Patient.phone, " ", "").like(f"%{digits}%")
+            named = phone if named is None else or_(named, phone)
+        if named is None:
+            return []
+        query = query.where(named)
     query = query.order_by(Patient.last_name, Patient.first_name, Patient.id).limit(limit)
     found = list(session.scalars(query))
     locale = clinic_format(session).locale if found else DEFAULT_LOCALE

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from sqlalchemy import select
 
 from core.kernel import tokens
@@ -20,6 +22,7 @@ from core.messaging import notify
 from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
+from db import migrate
 from db.models import AuditEvent, Channel, Clinic, DeliveryStatus, Notification, Patient
 from db.types import utcnow
 
@@ -284,3 +287,47 @@ def test_search_labels_show_the_date_of_birth_in_the_practices_locale(db, world)
     with db.read() as s:
         (found,) = patients.search_patients(s, world.staff, "Morgan")
     assert found.label == "Alex Morgan, born Apr 12, 1985 · alex@example.org"
+
+
+def test_patients_are_found_whatever_the_accents_and_case(db, world):
+    """The front desk types 'elodie' or 'ÉLODIE' for Élodie Müller-Ñúñez: found on SQLite (whose
+    lower() folds ASCII only) as on PostgreSQL, by name, email or phone, and by her new name
+    after a change; LIKE's wildcard '_' typed is a plain character."""
+    with db.write() as s:
+        elodie = patients.create_patient(
+            s, world.staff, first_name="Élodie", last_name="Müller-Ñúñez",
+            email="Elodie.M@example.org", phone="07700 900777",
+        ).id  # fmt: skip
+        patients.create_patient(s, world.staff, first_name="Eloise", last_name="Martin")
+    with db.read() as s:
+        for typed in ("elodie", "ÉLODIE", "élodie muller", "MULLER NUNEZ", "ñúñez", "elodie.m@"):
+            found = [p.id for p in patients.search_patients(s, world.staff, typed)]
+            assert found == [elodie], typed
+        assert [p.id for p in patients.search_patients(s, world.staff, "900777")] == [elodie]
+        assert patients.search_patients(s, world.staff, "e_odie") == []
+        listed = enrolment.list_invitations(s, world.staff, search="MÜLLER")
+        assert [r.patient_id for r in listed] == [elodie]
+    with db.write() as s:
+        patients.update_patient(s, world.staff, elodie, last_name="Dubois")
+    with db.read() as s:
+        assert [p.id for p in patients.search_patients(s, world.staff, "dubois")] == [elodie]
+        assert patients.search_patients(s, world.staff, "muller") == []
+
+
+def test_the_migration_makes_every_earlier_patient_searchable(db, world):
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    row = {"first_name": "ZOË", "last_name": "Ångström", "points_balance": 100}
+    row |= dict.fromkeys(("consent_email", "consent_sms", "consent_marketing"), False)
+    row |= {"reminders_enabled": True, "card_on_file": False}
+    row |= dict.fromkeys(("created_at", "updated_at"), utcnow())
+    with db.engine.begin() as connection:
+        connection.execute(sa.table("patients", *map(sa.column, row)).insert(), [row])
+    migrate.upgrade(db.engine)
+    with db.read() as s:
+        (found,) = patients.search_patients(s, world.staff, "zoe angstrom")
+        assert found.name == "ZOË Ångström"
+        texts = s.scalars(select(Patient.search_text)).all()
+    assert texts and all(texts)  # every patient, the world's own included

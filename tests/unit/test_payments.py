@@ -823,15 +823,16 @@ def test_a_patient_of_two_clinics_sees_each_visit_and_payment_in_its_own_clinic(
 
 def test_the_migration_drops_the_practice_currency_and_keeps_stored_ones(db, world):
     appointment_id = _appointment(db, world, clinic_id=_clinic(db, world, "USD"))
+    with db.write() as s:  # a payment in a currency not the clinic's (0003 left payments be)
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=4500, method="cash")
+        s.scalars(select(Payment)).one().currency = "GBP"
     config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     old = {"currency": "EUR", "locale": "de_DE", "point_value_cents": 5, "survey_points": 7}
-    with db.write() as s:  # the rules and a payment as the older code stored them
+    with db.write() as s:  # the rules as the older code stored them
         s.add(Setting(key=rules.SETTING_KEY, value=old))
-        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=4500, method="cash")
-        s.scalars(select(Payment)).one().currency = "GBP"
     migrate.upgrade(db.engine)
     with db.read() as s:
         assert s.get(Setting, rules.SETTING_KEY).value == {
