@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.patients import invitations
 from core.patients import records as patients
+from core.payments import points
 from ui import actor, refresh, run_action, settings
 from ui.appointment_messages import patient_export_button
 from ui.caches import cached
@@ -34,6 +35,11 @@ def _record(current, patient_id):
     return read(patients.get_patient_record, current, patient_id), read(
         patients.list_patient_appointments, current, patient_id
     )
+
+
+@cached("patients", "appointments", "policy", ttl=30, max_entries=50)
+def _points(current, patient_id):
+    return read(points.points_history, current, patient_id)
 
 
 st.title("Patients")
@@ -130,5 +136,25 @@ show_table(
     key="patients_visits",
 )
 patient_export_button(me, patient_id)  # the record, appointments and forms as JSON
+st.subheader("Points")
+st.caption(f"Balance: {record.points_balance} points; the entries below add up to it.")
+when = display_format().moment
+show_table(
+    pd.DataFrame(
+        [
+            {
+                "When": when(r.at),
+                "What": r.what,
+                "Points": r.points,
+                "Appointment": f"#{r.appointment_id}" if r.appointment_id else "",
+                "Reason": r.note,
+            }
+            for r in _points(me, patient_id)
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+    key="patients_points",
+)
 st.subheader("Portal invitations")
 history_table(record.invitations, key="patients_history")

@@ -18,6 +18,7 @@ from core.kernel.authz import SYSTEM
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.money import clinic_time
 from core.messaging import delivery, notify
+from core.payments import points
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
 from db.models import (
     Appointment,
@@ -187,7 +188,7 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
         providers.append((provider, session.get(Clinic, clinic_id)))
     _test_message(session)
 
-    patients = []
+    patients, opening = [], []
     for i in range(500):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         has_email = rng.random() > 0.06
@@ -203,11 +204,14 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
                 consent_sms=rng.random() > 0.3,
                 reminders_enabled=rng.random() > 0.15,
                 card_on_file=rng.random() > 0.5,
-                points_balance=rng.choice([100] * 8 + [40, 0]),
             )
         )
+        # a mix of balances: some patients cannot request online
+        opening.append(rng.choice([points.OPENING_POINTS] * 8 + [40, 0]))
     session.add_all(patients)
     session.flush()
+    for patient, balance in zip(patients, opening, strict=True):
+        points.open_account(session, patient, balance)
     policies = {
         clinic.id: session.scalar(
             select(CancellationPolicy).where(

@@ -149,6 +149,7 @@ class LedgerKind(enum.StrEnum):
     POINTS_SPENT = "points_spent"  # points used to prepay an appointment
     POINTS_ADJUSTED = "points_adjusted"  # staff correction, signed, with a reason
     POINTS_REFUNDED = "points_refunded"  # prepaid points given back
+    POINTS_OPENING = "points_opening"  # a new patient's starting balance, signed
 
 
 # ---------------------------------------------------------------- practice
@@ -267,7 +268,9 @@ class Patient(Base):
     consent_sms: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_marketing: Mapped[bool] = mapped_column(Boolean, default=False)
     reminders_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    points_balance: Mapped[int] = mapped_column(Integer, default=100)
+    # the sum of the patient's ledger: a new patient's balance opens with a ledger entry
+    # (core.payments.points.open_account), never from a column default
+    points_balance: Mapped[int] = mapped_column(Integer, default=0)
     card_on_file: Mapped[bool] = mapped_column(Boolean, default=False)
     portal_enrolled_at: Mapped[datetime | None]
     gender: Mapped[str | None] = mapped_column(String(16))
@@ -491,7 +494,8 @@ class CancellationRollupDirty(Base):
 
 
 class LedgerEntry(Base):
-    """A fee or a points deduction assessed on a patient; waivers keep the entry."""
+    """A fee assessed on a patient, or a change of their points balance (the points entries
+    add up to it); waivers keep the entry."""
 
     __tablename__ = "ledger_entries"
     __table_args__ = (Index(None, "patient_id"), Index(None, "appointment_id"))

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import accounts
 from core.kernel.authz import SYSTEM, Actor
+from core.payments import points
 from db.models import Clinic, Patient, Provider, Role, Service, WorkingHours
 
 PASSWORD = "correct horse battery"
@@ -45,6 +46,8 @@ def make_patient(session: Session, **fields) -> Patient:
     patient = Patient(**(values | fields))
     session.add(patient)
     session.flush()
+    # opened as every way of adding a patient opens it: the ledger adds up to the balance
+    points.open_account(session, patient, fields.get("points_balance", points.OPENING_POINTS))
     return patient
 
 

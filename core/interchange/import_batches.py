@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core.analytics.cancellation_rollups import EVERYTHING, daynum
 from core.interchange.csv_files import ImportReport
 from core.kernel.authz import Actor
+from core.payments import points
 from core.kernel.text import search_text
 from db.models import (
     Appointment,
@@ -144,10 +145,13 @@ def upsert_patients(
                     row["first_name"], row["last_name"], row.get("email")
                 )
             if fresh:
+                fresh = [p | {"points_balance": points.OPENING_POINTS} for p in fresh]
                 result = session.execute(
                     insert(Patient).returning(Patient.external_ref, Patient.id), fresh
                 )
-                found.update({ref: id_ for ref, id_ in result})
+                created = dict(result.all())
+                points.open_accounts(session, list(created.values()))
+                found.update(created)
         ids.update(found)
         report.patients_created += len(fresh)
     return ids

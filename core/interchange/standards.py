@@ -31,6 +31,7 @@ from core.kernel.clock import is_time_zone
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.exports import record_export
 from core.patients.records import birth_problem
+from core.payments import points
 from core.scheduling.states import fhir_status
 from db.models import (
     Appointment,
@@ -424,6 +425,7 @@ def _fhir_patient(
     )
     session.add(patient)
     session.flush()
+    points.open_account(session, patient)
     report.patients_created += 1
     return patient.id
 

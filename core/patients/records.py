@@ -16,6 +16,7 @@ from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clini
 from core.kernel.text import clean, plain_words, same_name
 from core.messaging import notify
 from core.patients import enrolment, invitations
+from core.payments import points
 from db.models import Channel, Patient
 from db.types import utcnow
 
@@ -179,6 +180,7 @@ def create_patient(
     )
     session.add(patient)
     session.flush()
+    points.open_account(session, patient)
     audit.record(
         session,
         actor,

@@ -1,5 +1,6 @@
 """The points ledger: every change to a patient's points balance writes a LedgerEntry.
-Earned per answered survey, spent on a prepayment, deducted by the cancellation policy
+A new patient's balance opens with an entry (`open_account`, OPENING_POINTS), earned per
+answered survey, spent on a prepayment, deducted by the cancellation policy
 (core.policy), adjusted by staff with a reason, given back when a prepaid appointment is
 cancelled. A zero balance blocks online requests (core.policy.cancellation)."""
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -16,8 +17,11 @@ from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.errors import NotFound, ValidationError
 from core.payments.rules import get_settings
 from db.models import Appointment, LedgerEntry, LedgerKind, Patient
+from db.types import utcnow
 
+OPENING_POINTS = 100  # the points every new patient starts with (staff, import, online, demo)
 LABELS = {
+    LedgerKind.POINTS_OPENING: "Opening balance",
     LedgerKind.POINTS: "Deducted by the cancellation policy",
     LedgerKind.POINTS_EARNED: "Earned",
     LedgerKind.POINTS_SPENT: "Spent on a prepayment",
@@ -37,7 +41,7 @@ def delta(entry: LedgerEntry) -> int:
         return -entry.points
     if entry.kind in (LedgerKind.POINTS_EARNED, LedgerKind.POINTS_REFUNDED):
         return entry.points
-    if entry.kind == LedgerKind.POINTS_ADJUSTED:
+    if entry.kind in (LedgerKind.POINTS_ADJUSTED, LedgerKind.POINTS_OPENING):
         return entry.points  # signed
     return 0
 
@@ -59,7 +63,7 @@ def ledger_rows(session: Session, patient_id: int, limit: int = 200) -> list[Led
     entries = session.scalars(
         select(LedgerEntry)
         .where(LedgerEntry.patient_id == patient_id)
-        .order_by(LedgerEntry.id.desc())
+        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
         .limit(limit)
     )
     return [
@@ -75,6 +79,41 @@ def ledger_rows(session: Session, patient_id: int, limit: int = 200) -> list[Led
         )
         for e in entries
     ]
+
+
+def points_history(
+    session: Session, actor: Actor, patient_id: int, limit: int = 200
+) -> list[LedgerRow]:
+    """A patient's points ledger for staff, newest first; the entries add up to the balance."""
+    ensure(actor, Permission.PATIENTS_READ)
+    if session.get(Patient, patient_id) is None:
+        raise NotFound(f"There is no patient #{patient_id}.")
+    return [r for r in ledger_rows(session, patient_id, limit) if r.points]
+
+
+def open_account(session: Session, patient: Patient, points: int = OPENING_POINTS) -> None:
+    """Give a new patient (flushed, so it has an id) their balance and its opening entry, in
+    the caller's transaction. Every way a patient is created calls this or `open_accounts`."""
+    patient.points_balance = points
+    if points:
+        session.add(
+            LedgerEntry(
+                patient_id=patient.id,
+                kind=LedgerKind.POINTS_OPENING,
+                points=points,
+                created_at=patient.created_at or utcnow(),
+            )
+        )
+
+
+def open_accounts(session: Session, patient_ids: list[int], points: int = OPENING_POINTS) -> None:
+    """The opening entries of patients just inserted in bulk with `points` each (an import)."""
+    if points and patient_ids:
+        rows = [
+            {"patient_id": i, "kind": LedgerKind.POINTS_OPENING, "points": points}
+            for i in patient_ids
+        ]
+        session.execute(insert(LedgerEntry), rows)
 
 
 def _entry(patient: Patient, kind: LedgerKind, points: int, appointment_id: int | None, note=""):

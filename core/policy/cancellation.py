@@ -347,6 +347,11 @@ def get_policy(
 # ---------------------------------------------------------------- fees and points
 
 
+# what the policy assesses; the other ledger entries are points earned, spent, adjusted, given
+# back or a patient's opening balance (core.payments.points), which are not fees to waive
+FEE_KINDS = (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE, LedgerKind.POINTS)
+
+
 @dataclass(frozen=True)
 class FeeRow:
     id: int
@@ -375,6 +380,7 @@ def list_fees(
     query = (
         select(LedgerEntry, Patient.first_name, Patient.last_name)
         .join(Patient, Patient.id == LedgerEntry.patient_id)
+        .where(LedgerEntry.kind.in_(FEE_KINDS))
         .order_by(LedgerEntry.id.desc())  # newest first, on the primary key (no sort)
     )
     if patient_id is not None:
@@ -407,7 +413,7 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
     if not reason:
         raise ValidationError("Say why the fee is waived; the reason is kept in the audit log.")
     entry = session.get(LedgerEntry, ledger_entry_id, with_for_update=True, populate_existing=True)
-    if entry is None:
+    if entry is None or entry.kind not in FEE_KINDS:
         raise NotFound(f"There is no fee #{ledger_entry_id}.")
     if entry.waived_at is not None:
         clinic_id = session.scalar(

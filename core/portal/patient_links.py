@@ -26,6 +26,7 @@ from core.kernel.money import DEFAULT_LOCALE, clinic_money, clinic_time, format_
 from core.kernel.text import clean, same_name
 from core.patients import invitations
 from core.patients.records import validate_contact
+from core.payments import points as ledger_points
 from core.policy.cancellation import evaluate
 from core.portal import sign_in
 from core.practice.packages import offered_packages
@@ -484,6 +485,7 @@ def submit_booking(
         )
         session.add(patient)
         session.flush()
+        ledger_points.open_account(session, patient)
         audit.record(
             session,
             _actor_for(patient),

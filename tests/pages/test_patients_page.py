@@ -8,10 +8,19 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
+from core.kernel import accounts
 from core.kernel.config import load_settings
 from core.patients.records import birth_bounds
+from core.payments import points
 from core.startup import open_database
-from db.models import InvitationStatus, Notification, Patient, PortalInvitation, Source
+from db.models import (
+    InvitationStatus,
+    Notification,
+    Patient,
+    PortalInvitation,
+    Source,
+    User,
+)
 from db.types import utcnow
 
 PAGE = "app_pages/patients.py"
@@ -246,3 +255,23 @@ def test_a_search_that_finds_nobody_opens_the_add_a_patient_fold(app_as):
     at.text_input(key="patients_search").input("Nobody Byth-Atname").run()
     assert "No patient matches; add them below." in [c.value for c in at.caption]
     assert "patients_new_first" in [t.key for t in at.text_input]
+
+
+def test_the_record_shows_the_points_history_that_adds_up_to_the_balance(app_as, app_db):
+    """The staff's points history opens with the patient's opening balance (a demo patient
+    with an adjustment after it: newest first)."""
+    patient = _pick(app_db, Patient.email.is_not(None), Patient.points_balance == 100)
+    database = _db(app_db)
+    with database.write() as s:
+        manager = accounts.actor_of(s.scalar(select(User).where(User.username == "manager")))
+        points.adjust_points(s, manager, patient.id, -30, "Missed call <b>twice</b>")
+    database.dispose()
+    at = _open(app_as, patient)
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "Reason" in d.value.columns)
+    rows = list(zip(table["What"], table["Points"], table["Reason"], strict=True))
+    assert rows == [
+        ("Adjusted by the practice", -30, "Missed call <b>twice</b>"),  # shown as typed
+        ("Opening balance", 100, ""),
+    ]
+    assert any(c.value.startswith("Balance: 70 points;") for c in at.caption)

@@ -694,3 +694,26 @@ def test_the_practices_survey_questions_reach_the_portal_as_text(app_db):
     assert not at.exception, at.exception
     assert at.radio(key="portal_survey_odd").label == escape(HOSTILE)
     assert not unescaped(at), unescaped(at)
+
+
+def test_the_points_history_opens_with_the_opening_balance_and_adds_up(app_db):
+    database = _db(app_db)
+    with database.write() as s:
+        opening = s.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.kind == LedgerKind.POINTS_OPENING, LedgerEntry.points == 100)
+            .order_by(LedgerEntry.id)
+            .limit(1)
+        ).one()
+        patient = s.get(Patient, opening.patient_id)
+        patient.portal_enrolled_at, patient.consent_email = utcnow(), True
+        patient.email = patient.email or f"portal.{patient.id}@patients.example"
+        patient_id, balance = patient.id, patient.points_balance
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Points"
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert ("Opening balance", 100) in list(zip(table["What"], table["Points"], strict=True))
+    assert table["Points"].sum() == balance

@@ -520,7 +520,7 @@ def test_staff_adjust_points_with_a_reason_and_never_below_zero(db, world):
     assert _balance(db, world) == 75
     with db.read() as s:
         rows = points.ledger_rows(s, world.patient_id)
-    assert [(r.points, r.note) for r in rows] == [(5, "goodwill"), (-30, "correction")]
+    assert [(r.points, r.note) for r in rows] == [(5, "goodwill"), (-30, "correction"), (100, "")]
 
 
 def test_survey_points_can_be_switched_off(db, world):

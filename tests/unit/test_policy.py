@@ -343,4 +343,5 @@ def test_manager_waives_a_fee_with_a_reason_once(db, world):
         rows = policy.list_fees(session, world.manager, patient_id=world.patient_id)
         assert {r.id for r in rows} == {fee.id, points.id}
         assert policy.list_fees(session, world.manager, open_only=True) == []
-        assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 2
+        # the fee, the points and the patient's opening balance: waiving adds no entry
+        assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 3

@@ -1,0 +1,3 @@
+"""The points ledger's opening entries and their backfill migration again, on PostgreSQL."""
+
+from tests.unit.test_points_ledger import *  # noqa: F403

@@ -1,0 +1,255 @@
+"""A patient's points ledger adds up to their balance from the first day: every way a patient
+is created opens the balance with an entry, and the migration backfills the missing ones."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from alembic import command
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core import demo
+from core.interchange import imports
+from core.interchange import standards as interchange
+from core.kernel.authz import patient_actor
+from core.kernel.errors import NotFound, PermissionDenied
+from core.patients import records
+from core.payments import points
+from core.policy import cancellation as policy
+from core.portal import home, patient_links
+from db import migrate
+from db.models import LedgerEntry, LedgerKind, Patient
+
+OPENING = "Opening balance"
+
+
+def ledger_sums(session) -> dict[int, tuple[int, int]]:
+    """patient id -> (balance, what the ledger entries add up to)."""
+    sums = {p.id: [p.points_balance, 0] for p in session.scalars(select(Patient))}
+    for entry in session.scalars(select(LedgerEntry)):
+        sums[entry.patient_id][1] += points.delta(entry)
+    return {pid: tuple(pair) for pid, pair in sums.items()}
+
+
+def assert_adds_up(db) -> dict[int, tuple[int, int]]:
+    with db.read() as s:
+        sums = ledger_sums(s)
+    wrong = {pid: pair for pid, pair in sums.items() if pair[0] != pair[1]}
+    first = dict(list(wrong.items())[:8])
+    assert not wrong, f"{len(wrong)} patients' (balance, ledger) disagree, such as {first}"
+    return sums
+
+
+def openings(session, patient_id: int) -> list[LedgerEntry]:
+    return session.scalars(
+        select(LedgerEntry).where(
+            LedgerEntry.patient_id == patient_id, LedgerEntry.kind == LedgerKind.POINTS_OPENING
+        )
+    ).all()
+
+
+def test_a_patient_added_by_staff_opens_with_their_points_in_the_ledger(db, world):
+    with db.write() as s:
+        patient_id = records.create_patient(
+            s, world.staff, first_name="Nia", last_name="Shah", email="nia@example.org"
+        ).id
+    assert assert_adds_up(db)[patient_id] == (points.OPENING_POINTS, points.OPENING_POINTS)
+    with db.read() as s:
+        patient = s.get(Patient, patient_id)
+        (entry,) = openings(s, patient_id)
+        assert (entry.points, entry.created_at) == (100, patient.created_at)
+        history = points.points_history(s, world.staff, patient_id)
+        assert [(r.what, r.points, r.appointment_id) for r in history] == [(OPENING, 100, None)]
+        with pytest.raises(NotFound):
+            points.points_history(s, world.staff, patient_id + 99)
+
+
+def test_a_new_contact_from_the_public_booking_form_opens_with_their_points(db, world):
+    with db.write() as s:
+        link = patient_links.issue_booking_link(
+            s, world.manager, world.clinic_id, base_url="https://desk.example"
+        )
+    raw = parse_qs(urlparse(link).query)["t"][0]
+    with db.write() as s:
+        patient_links.submit_booking(
+            s,
+            raw,
+            service_id=world.service_id,
+            requested_day=date.today() + timedelta(days=4),
+            time_of_day="morning",
+            first_name="Robin",
+            last_name="Hart",
+            email="robin@example.org",
+            consent=True,
+        )
+    with db.read() as s:
+        robin = s.scalars(select(Patient).where(Patient.email == "robin@example.org")).one()
+        assert [e.points for e in openings(s, robin.id)] == [100]
+    assert assert_adds_up(db)[robin.id] == (100, 100)
+
+
+def test_patients_imported_from_a_csv_file_open_with_their_points(db, world, tmp_path):
+    with open(imports.NOSHOW_FILE, newline="") as handle:
+        head = [line for _, line in zip(range(41), handle, strict=False)]
+    path = tmp_path / "noshow.csv"
+    path.write_text("".join(head))
+    report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
+    assert report.patients_created > 10
+    sums = assert_adds_up(db)
+    with db.read() as s:
+        imported = s.scalars(select(Patient.id).where(Patient.external_ref.is_not(None))).all()
+        assert len(imported) == report.patients_created
+        assert all([e.points for e in openings(s, pid)] == [100] for pid in imported)
+    assert {sums[pid] for pid in imported} == {(100, 100)}
+    imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)  # again
+    with db.read() as s:
+        assert len(openings(s, imported[0])) == 1  # nobody is opened twice
+    assert_adds_up(db)
+
+
+def test_a_patient_imported_from_fhir_opens_with_their_points(db, world):
+    patient = {"resourceType": "Patient", "id": "p1", "name": [{"family": "Okafor"}]}
+    appointment = {
+        "resourceType": "Appointment",
+        "id": "a1",
+        "status": "booked",
+        "start": "2025-03-30T09:00:00Z",
+        "end": "2025-03-30T09:30:00Z",
+        "participant": [{"status": "accepted", "actor": {"reference": "Patient/p1"}}],
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": patient}, {"resource": appointment}],
+    }
+    with db.write() as s:
+        interchange.import_fhir(s, world.owner, [json.dumps(bundle)])
+    with db.read() as s:
+        okafor = s.scalars(select(Patient).where(Patient.last_name == "Okafor")).one()
+        assert [e.points for e in openings(s, okafor.id)] == [100]
+    assert assert_adds_up(db)[okafor.id] == (100, 100)
+
+
+def test_the_demo_patients_ledgers_add_up_to_their_balances(db):
+    with db.write() as s:
+        demo.seed_demo(s)
+    sums = assert_adds_up(db)
+    assert {balance for balance, _ in sums.values()} == {0, 40, 100}  # the demo's mix
+    with db.read() as s:
+        zero = next(pid for pid, (balance, _) in sums.items() if balance == 0)
+        assert openings(s, zero) == []  # nothing to open with
+
+
+def test_the_portal_and_staff_show_the_opening_entry_and_it_is_no_fee(db, world):
+    with db.write() as s:
+        s.get(Patient, world.patient_id).portal_enrolled_at = datetime.now(UTC)
+        points.adjust_points(s, world.manager, world.patient_id, 5, "Goodwill")
+    with db.read() as s:
+        portal = [(r.what, r.points) for r in home.home(s, world.patient_id).ledger]
+        staff = [
+            (r.what, r.points, r.note)
+            for r in points.points_history(s, world.staff, world.patient_id)
+        ]
+        assert policy.list_fees(s, world.manager, patient_id=world.patient_id) == []
+        (entry,) = openings(s, world.patient_id)
+    assert portal == [("Adjusted by the practice", 5), (OPENING, 100)]  # newest first
+    assert staff == [("Adjusted by the practice", 5, "Goodwill"), (OPENING, 100, "")]
+    with db.write() as s, pytest.raises(NotFound, match=f"no fee #{entry.id}"):
+        policy.waive_fee(s, world.manager, entry.id, "not a fee")
+    assert assert_adds_up(db)[world.patient_id] == (105, 105)
+
+
+def test_only_staff_read_a_patients_points_history_through_the_staff_read(db, world):
+    with db.read() as s, pytest.raises(PermissionDenied):
+        points.points_history(s, patient_actor("Alex"), world.patient_id)
+
+
+# ---------------------------------------------------------------- the backfill (migration 0004)
+
+
+def _alembic(db, verb: str, revision: str) -> None:
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, verb)(config, revision)
+
+
+def test_the_migration_backfills_an_opening_entry_where_the_ledger_falls_short(db, world):
+    _alembic(db, "downgrade", "0005")  # as the older code left things: balances without entries
+    created = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    with db.write() as s:
+
+        def patient(name: str, balance: int, *entries: tuple[LedgerKind, int, bool]) -> int:
+            p = Patient(first_name=name, last_name="Old", points_balance=balance)
+            p.created_at = created
+            s.add(p)
+            s.flush()
+            for kind, pts, waived in entries:
+                s.add(
+                    LedgerEntry(
+                        patient_id=p.id,
+                        kind=kind,
+                        points=pts,
+                        waived_at=created if waived else None,
+                        created_at=created + timedelta(days=3),
+                    )
+                )
+            return p.id
+
+        ids = {
+            "untouched": patient("Ann", 100),
+            "deducted": patient("Ben", 70, (LedgerKind.POINTS, 30, False)),
+            "waived and earned": patient(
+                "Cy",
+                110,
+                (LedgerKind.POINTS, 20, True),
+                (LedgerKind.POINTS_EARNED, 10, False),
+                (LedgerKind.LATE_CANCEL_FEE, 0, False),
+            ),
+            "clamped at zero": patient("Di", 0, (LedgerKind.POINTS, 60, False)),
+            "spent and given back": patient(
+                "Ed",
+                90,
+                (LedgerKind.POINTS_SPENT, 40, False),
+                (LedgerKind.POINTS_REFUNDED, 30, False),
+            ),
+            "nothing ever": patient("Flo", 0),
+            "already adds up": patient("Gus", 5, (LedgerKind.POINTS_ADJUSTED, 5, False)),
+            "more in the ledger": patient("Hal", 10, (LedgerKind.POINTS_EARNED, 30, False)),
+        }
+    with db.read() as s:  # the defect: the ledgers do not add up
+        assert ledger_sums(s)[ids["untouched"]] == (100, 0)
+        assert ledger_sums(s)[world.patient_id] == (100, 0)  # its opening went with 0004
+    _alembic(db, "upgrade", "head")
+    assert_adds_up(db)
+    with db.read() as s:
+        backfilled = {name: [e.points for e in openings(s, pid)] for name, pid in ids.items()}
+        assert backfilled == {
+            "untouched": [100],
+            "deducted": [100],
+            "waived and earned": [100],
+            "clamped at zero": [60],
+            "spent and given back": [100],
+            "nothing ever": [],
+            "already adds up": [],
+            "more in the ledger": [-20],
+        }
+        (entry,) = openings(s, ids["deducted"])
+        assert entry.created_at == created  # dated when the patient was created
+        assert [e.points for e in openings(s, world.patient_id)] == [100]
+        history = points.points_history(s, world.staff, ids["deducted"])
+        assert [(r.what, r.points) for r in history] == [
+            ("Deducted by the cancellation policy", -30),
+            (OPENING, 100),
+        ]
+    _alembic(db, "downgrade", "0005")  # and back: the older kinds only
+    with db.read() as s:
+        assert s.scalars(select(LedgerEntry.kind)).all().count(LedgerKind.POINTS_OPENING) == 0
+    with pytest.raises(IntegrityError), db.write() as s:
+        s.add(LedgerEntry(patient_id=world.patient_id, kind=LedgerKind.POINTS_OPENING, points=1))
+    _alembic(db, "upgrade", "head")
+    assert_adds_up(db)
