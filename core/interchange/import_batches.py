@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from core.analytics.cancellation_rollups import EVERYTHING, daynum
 from core.interchange.csv_files import ImportReport
 from core.kernel.authz import Actor
-from core.payments import points
 from core.kernel.text import search_text
+from core.payments import points
 from db.models import (
     Appointment,
     CancellationRollupDirty,
