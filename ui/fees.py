@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.payments import points as ledger
 from core.policy import cancellation as policy
 from ui.caches import cached
 from ui.context import read, refresh, run_action
@@ -59,8 +60,13 @@ def waiver_panel(current, prefix: str) -> None:
     with st.form(f"{prefix}_points_form"):
         c1, c2 = st.columns(2)
         who = c1.number_input("Patient #", min_value=0, step=1, key=f"{prefix}_points_patient")
-        points = c2.number_input("Points to add", step=5, value=20, key=f"{prefix}_points_value")
+        points = c2.number_input(
+            "Points to add", min_value=1, step=5, value=20, key=f"{prefix}_points_value"
+        )
         why = st.text_input("Reason", key=f"{prefix}_points_reason")
         add = st.form_submit_button("Add points")
-    if add and run_action(policy.add_points, int(who), int(points), why, success="Points added."):
+    added = add and run_action(
+        ledger.adjust_points, int(who), int(points), why, success="Points added."
+    )
+    if added:
         refresh()

@@ -163,13 +163,16 @@ def _charge(
 def _deduct_points(
     session: Session, appointment: Appointment, points: int, policy_id
 ) -> LedgerEntry:
+    """The policy's deduction as far as the balance goes (it stops at zero): the entry records
+    what was taken, so the ledger adds up to the balance and a waiver gives back no more."""
     patient = session.get(Patient, appointment.patient_id)
-    patient.points_balance = max(0, patient.points_balance - points)
+    taken = min(points, max(0, patient.points_balance))
+    patient.points_balance -= taken
     return LedgerEntry(
         patient_id=patient.id,
         appointment_id=appointment.id,
         kind=LedgerKind.POINTS,
-        points=points,
+        points=taken,
         policy_id=policy_id,
     )
 
@@ -504,38 +507,6 @@ def points_flag(patient: Patient) -> str | None:
     if online_booking_blocked(patient):
         return "No points left: online requests are blocked until points are added."
     return None
-
-
-def add_points(
-    session: Session, actor: Actor, patient_id: int, points: int, reason: str
-) -> Patient:
-    """Give a patient points (e.g. after a conversation); lifts the online-booking block."""
-    ensure(actor, Permission.FEES_WAIVE)
-    if not isinstance(points, int) or points <= 0:
-        raise ValidationError("Add a positive whole number of points.")
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError("Say why the points are added; the reason is kept in the audit log.")
-    patient = session.get(Patient, patient_id)
-    if patient is None:
-        raise NotFound(f"There is no patient #{patient_id}.")
-    before = patient.points_balance
-    patient.points_balance = before + points
-    audit.record(
-        session,
-        actor,
-        "points_added",
-        "patient",
-        patient.id,
-        patient_id=patient.id,
-        reason=reason,
-        details={
-            "points": points,
-            "balance_before": before,
-            "balance_after": patient.points_balance,
-        },
-    )
-    return patient
 
 
 def preview(

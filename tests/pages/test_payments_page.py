@@ -75,3 +75,35 @@ def test_staff_see_the_rules_but_cannot_edit_them(app_as):
     assert not at.exception
     assert not at.data_editor and "payments_rules_form" not in str(at.main)
     assert "Botox treatment" in at.dataframe[0].value.to_string()
+
+
+def test_points_added_on_the_cancellations_page_are_in_the_patients_ledger(app_as, app_db):
+    """Reports → Cancellations → fees: "Add points" writes a ledger entry with the reason, so
+    the patient's points history still adds up to the balance (before, only the balance and
+    the audit log changed)."""
+    from core.kernel.authz import SYSTEM
+    from core.payments import points
+    from db.models import Patient
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.read() as session:
+        patient_id = session.scalars(
+            Patient.__table__.select().with_only_columns(Patient.id)
+        ).first()
+        before = session.get(Patient, patient_id).points_balance
+    at = app_as("manager", "app_pages/cancellation_analytics.py")
+    at.toggle(key="cancel_show_fees").set_value(True).run()
+    at.number_input(key="cancel_points_patient").set_value(patient_id)
+    at.number_input(key="cancel_points_value").set_value(25)
+    at.text_input(key="cancel_points_reason").input("Goodwill after a late start")
+    at.button(key="FormSubmitter:cancel_points_form-Add points").click().run()
+    assert not at.error, at.error[0].value
+    with database.read() as session:
+        patient = session.get(Patient, patient_id)
+        history = points.points_history(session, SYSTEM, patient_id)
+    database.dispose()
+    assert patient.points_balance == before + 25
+    assert history[0].points == 25 and history[0].note == "Goodwill after a late start"
+    assert sum(row.points for row in history) == patient.points_balance

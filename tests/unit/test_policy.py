@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from core.kernel import audit
 from core.kernel.clock import local_to_utc
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from core.payments import points
 from core.policy import cancellation as policy
 from db.models import (
     Appointment,
@@ -283,6 +284,14 @@ def test_no_show_costs_the_no_show_fee(db, world):
         ]
 
 
+def ledger_of(patient_id, kind):
+    return (
+        select(LedgerEntry)
+        .where(LedgerEntry.patient_id == patient_id, LedgerEntry.kind == kind)
+        .order_by(LedgerEntry.id)
+    )
+
+
 def test_points_reaching_zero_block_online_requests_until_points_are_added(db, world):
     with db.write() as session:
         save(session, world, points_deducted=60, late_cancel_fee_cents=0)
@@ -297,20 +306,27 @@ def test_points_reaching_zero_block_online_requests_until_points_are_added(db, w
         assert patient.points_balance == 0  # 100 − 60 − 60, never below zero
         assert policy.online_booking_blocked(patient)
         assert "blocked" in policy.points_flag(patient)
-        with pytest.raises(ValidationError, match="positive"):
-            policy.add_points(session, world.manager, patient.id, 0, "goodwill")
+        # the ledger records what was taken (60, then the 40 left), so it adds up to the balance
+        assert [e.points for e in session.scalars(ledger_of(patient.id, LedgerKind.POINTS))] == [
+            60,
+            40,
+        ]
+        with pytest.raises(ValidationError, match="other than 0"):
+            points.adjust_points(session, world.manager, patient.id, 0, "goodwill")
         with pytest.raises(ValidationError, match="why"):
-            policy.add_points(session, world.manager, patient.id, 10, " ")
+            points.adjust_points(session, world.manager, patient.id, 10, " ")
         with pytest.raises(PermissionDenied):
-            policy.add_points(session, world.staff, patient.id, 10, "goodwill")
-        policy.add_points(session, world.manager, patient.id, 50, "Talked it through")
+            points.adjust_points(session, world.staff, patient.id, 10, "goodwill")
+        points.adjust_points(session, world.manager, patient.id, 50, "Talked it through")
         assert patient.points_balance == 50 and not policy.online_booking_blocked(patient)
         event = audit.history_of(session, "patient", patient.id)[-1]
         assert (event.action, event.reason, event.details["points"]) == (
-            "points_added",
+            "points_adjusted",
             "Talked it through",
             50,
         )
+        history = points.points_history(session, world.manager, patient.id)
+        assert sum(row.points for row in history) == patient.points_balance
 
 
 def test_manager_waives_a_fee_with_a_reason_once(db, world):
