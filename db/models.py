@@ -81,6 +81,10 @@ class AppointmentStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+# the statuses whose appointment holds its provider's (and rooms') time
+OCCUPYING = (AppointmentStatus.TENTATIVE, AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
+
+
 class AppointmentKind(enum.StrEnum):
     APPOINTMENT = "appointment"
     OUT_OF_OFFICE = "out_of_office"

@@ -24,8 +24,8 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import clinic_time
 from db.models import (
+    OCCUPYING,
     Appointment,
-    AppointmentStatus,
     Clinic,
     Package,
     PackageService,
@@ -42,8 +42,6 @@ from db.types import utcnow
 
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 RESOURCE_KINDS = [k.value for k in ResourceKind]
-# what a deactivated provider leaves behind (core.scheduling.availability.OCCUPYING)
-BOOKED = (AppointmentStatus.TENTATIVE, AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
 LOCALES = ("en-GB", "en-US", "en-IE", "en-AU", "pt-BR", "pt-PT", "es-ES", "fr-FR", "de-DE")
 
 
@@ -433,7 +431,7 @@ def _upcoming_warning(session: Session, provider: Provider) -> str:
         select(Appointment)
         .where(
             Appointment.provider_id == provider.id,
-            Appointment.status.in_(BOOKED),
+            Appointment.status.in_(OCCUPYING),
             Appointment.start_at >= utcnow(),
         )
         .order_by(Appointment.start_at, Appointment.id)

@@ -26,9 +26,9 @@ from core.kernel.errors import NotFound, ValidationError
 from core.practice.skills import able
 from core.practice.timing import Timing
 from db.models import (
+    OCCUPYING,
     Appointment,
     AppointmentService,
-    AppointmentStatus,
     Clinic,
     Provider,
     Resource,
@@ -41,7 +41,6 @@ from db.types import utcnow
 
 MAX_LENGTH = timedelta(hours=12)
 MAX_BUFFER = timedelta(minutes=240)  # core.practice.setup refuses a longer buffer
-OCCUPYING = (AppointmentStatus.TENTATIVE, AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
 TIME_OF_DAY_WINDOWS: dict[TimeOfDay, tuple[time, time]] = {
     TimeOfDay.EARLY_MORNING: (time(7), time(9)),
     TimeOfDay.MORNING: (time(9), time(12)),
