@@ -35,6 +35,25 @@ def _finish(done, text: str) -> None:
         refresh()
 
 
+def _confirmed(box, kind: str, row_id: int, opener: str, answers, says, icon: str) -> bool:
+    """A button that opens a warning saying what the action will do, then yes or no: True
+    once the yes is pressed."""
+    key = f"today_{kind}_confirm"
+    if box.button(opener, key=f"today_{kind}_{row_id}"):
+        st.session_state[key] = row_id
+    if st.session_state.get(key) != row_id:
+        return False
+    st.warning(escape(says()), icon=icon)
+    yes, no = st.columns(2)
+    if yes.button(answers[0], key=f"today_{kind}_yes_{row_id}", type="primary"):
+        st.session_state.pop(key, None)
+        return True
+    if no.button(answers[1], key=f"today_{kind}_no_{row_id}"):
+        st.session_state.pop(key, None)
+        st.rerun()
+    return False
+
+
 @cached("setup", ttl=300, max_entries=10)
 def _choices(me):
     return read(choices.list_choices, me)
@@ -138,35 +157,30 @@ if row.can_undo_check_in and b[0].button("Undo check-in", key=f"today_undo_in_{r
     )
 if row.can_complete and b[1].button("Complete", key=f"today_done_{row.id}"):
     _finish(run_action(visits.complete, row.id, **version), f"{row.patient}: done.")
-CONFIRM = "today_noshow_confirm"
-if row.can_no_show and b[2].button("No-show…", key=f"today_noshow_{row.id}"):
-    st.session_state[CONFIRM] = row.id
-if row.can_no_show and st.session_state.get(CONFIRM) == row.id:
-    st.warning(escape(read(visits.no_show_consequences, me, row.id)), icon=":material/warning:")
-    yes, no = st.columns(2)
-    if yes.button("Record the no-show", key=f"today_noshow_yes_{row.id}", type="primary"):
-        st.session_state.pop(CONFIRM, None)
-        _finish(
-            run_action(visits.mark_no_show, row.id, **version),
-            f"{row.patient}: recorded as a no-show.",
-        )
-    if no.button("Keep the appointment", key=f"today_noshow_no_{row.id}"):
-        st.session_state.pop(CONFIRM, None)
-        st.rerun()
-UNDO = "today_undo_noshow_confirm"
-if row.can_undo_no_show and b[2].button("Undo no-show…", key=f"today_undo_noshow_{row.id}"):
-    st.session_state[UNDO] = row.id
-if row.can_undo_no_show and st.session_state.get(UNDO) == row.id:
+if row.can_no_show and _confirmed(
+    b[2],
+    "noshow",
+    row.id,
+    "No-show…",
+    ("Record the no-show", "Keep the appointment"),
+    lambda: read(visits.no_show_consequences, me, row.id),
+    ":material/warning:",
+):
+    _finish(
+        run_action(visits.mark_no_show, row.id, **version),
+        f"{row.patient}: recorded as a no-show.",
+    )
+if row.can_undo_no_show and _confirmed(
+    b[2],
+    "undo_noshow",
+    row.id,
+    "Undo no-show…",
+    ("Undo the no-show", "Keep the no-show"),
     # what is reversed (fee, points, the patient told), or why it no longer can be
-    text = shown(read, visits.undo_no_show_consequences, me, row.id)
-    st.warning(escape(text), icon=":material/undo:")
-    yes, no = st.columns(2)
-    if yes.button("Undo the no-show", key=f"today_undo_noshow_yes_{row.id}", type="primary"):
-        st.session_state.pop(UNDO, None)
-        _finish(
-            run_action(visits.undo_no_show, row.id, **version),
-            f"{row.patient}: no-show undone, back to scheduled.",
-        )
-    if no.button("Keep the no-show", key=f"today_undo_noshow_no_{row.id}"):
-        st.session_state.pop(UNDO, None)
-        st.rerun()
+    lambda: shown(read, visits.undo_no_show_consequences, me, row.id),
+    ":material/undo:",
+):
+    _finish(
+        run_action(visits.undo_no_show, row.id, **version),
+        f"{row.patient}: no-show undone, back to scheduled.",
+    )
