@@ -52,5 +52,7 @@ def export_patient(session: Session, actor: Actor, patient_id: int) -> bytes:
         "appointments": appointments,
         "forms": patient_forms_export(session, patient_id),
     }
-    record_export(session, actor, "patient_file", 1, {"patient_id": patient_id})
+    record_export(
+        session, actor, "patient_file", 1, {"patient_id": patient_id}, patient_id=patient_id
+    )
     return json.dumps(data, indent=1, ensure_ascii=False).encode()

@@ -32,9 +32,17 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
 
 
 def record_export(
-    session: Session, actor: Actor, what: str, row_count: int, filters: dict[str, Any] | None = None
+    session: Session,
+    actor: Actor,
+    what: str,
+    row_count: int,
+    filters: dict[str, Any] | None = None,
+    *,
+    patient_id: int | None = None,
 ) -> None:
-    """Check the export permission and write the audit event; call in the export's transaction."""
+    """Check the export permission and write the audit event; call in the export's transaction.
+    An export of one patient's data names them in `patient_id`, so the audit log finds it by
+    patient like every other event about them."""
     ensure(actor, Permission.DATA_EXPORT)
     audit.record(
         session,
@@ -42,5 +50,6 @@ def record_export(
         "export",
         what,
         None,
+        patient_id=patient_id,
         details={"rows": row_count, "filters": {k: str(v) for k, v in (filters or {}).items()}},
     )

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from core.forms import after_booking as forms
 from core.forms import records
 from core.interchange import patient_export
+from core.kernel import audit
 from core.kernel.authz import Actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
@@ -253,6 +254,21 @@ def test_the_patients_file_carries_the_forms_and_is_audited(db, world):
     assert consent["signed_name"] == "Alex Morgan" and consent["signed_on"] == today.isoformat()
     with db.read() as session:
         assert session.scalar(select(AuditEvent).where(AuditEvent.entity == "patient_file"))
+
+
+def test_the_patients_file_export_is_found_by_patient_in_the_audit_log(db, world):
+    """The audit log's Patient # filter finds the export of that patient's file (it was only in
+    the event's details, so filtering by the patient showed nothing)."""
+    with db.write() as session:
+        other = make_patient(session, first_name="Noor", last_name="Other").id
+    with db.write() as session:
+        patient_export.export_patient(session, world.manager, world.patient_id)
+        patient_export.export_patient(session, world.manager, other)
+    with db.read() as session:
+        events = audit.list_events(session, world.owner, patient_id=world.patient_id)
+    assert [(e.action, e.entity, e.patient_id) for e in events] == [
+        ("export", "patient_file", world.patient_id)
+    ]
 
 
 # ---------------------------------------------------------------- answered from the portal
