@@ -78,11 +78,15 @@ with st.form("audit_filters"):
         key="audit_dates",
         format=date_picker(practice.locale),
     )
-    st.form_submit_button("Apply")
+    if st.form_submit_button("Apply"):
+        st.session_state.audit_page = 0  # new filters start again from the newest events
 page = st.session_state.setdefault("audit_page", 0)
 since, until = local_days_bounds(days[0], days[-1], practice.timezone) if days else (None, None)
 frame = _events(me, user.id if user else None, action, patient or None, since, until, page)
-show_table(frame, hide_index=True, width="stretch")
+if frame.empty:
+    st.info("No older events match these filters." if page else "No events match these filters.")
+else:
+    show_table(frame, hide_index=True, width="stretch")
 prev, info, nxt = st.columns([1, 3, 1])
 if prev.button("Newer", disabled=page == 0, key="audit_prev"):
     st.session_state.audit_page -= 1

@@ -1,0 +1,43 @@
+"""The audit log page: paging that starts again on new filters, a plain message when nothing
+matches."""
+
+from __future__ import annotations
+
+from core.kernel import audit
+from core.kernel.authz import SYSTEM
+from core.kernel.config import load_settings
+from core.startup import open_database
+
+APPLY = "FormSubmitter:audit_filters-Apply"
+
+
+def write_events(url: str, count: int, details: dict | None = None, action: str = "note") -> None:
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        for _ in range(count):
+            audit.record(session, SYSTEM, action, "setting", None, details=details)
+    database.dispose()
+
+
+def caption(at) -> str:
+    return next(c.value for c in at.caption if c.value.startswith("Page "))
+
+
+def test_apply_after_older_starts_again_on_the_first_page_and_says_when_nothing_matches(
+    app_as, app_db
+):
+    write_events(app_db, 250)  # more than one page of 200 whatever the demo holds
+    at = app_as("owner", "app_pages/audit_log.py")
+    at.button(key="audit_next").click().run()
+    assert caption(at).startswith("Page 2 ·")
+    at.number_input(key="audit_patient").set_value(999_999)  # no such patient
+    at.button(key=APPLY).click().run()
+    assert not at.exception and not at.error
+    assert caption(at).startswith("Page 1 · 0 events")
+    assert [i.value for i in at.info] == ["No events match these filters."]
+    assert not at.dataframe  # no table without columns
+    at.number_input(key="audit_patient").set_value(0)
+    at.button(key=APPLY).click().run()
+    assert caption(at).startswith("Page 1 · 200 events") and len(at.dataframe[0].value) == 200
