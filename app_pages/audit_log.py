@@ -29,11 +29,11 @@ def _events(current, user_id, action, patient_id, since, until, page):
         page=page,
         page_size=PAGE_SIZE,
     )
-    when = display_format().moment  # the practice's local time, never UTC
+    shown = display_format()  # the practice's local time and locale, never UTC
     return pd.DataFrame(
         [
             {
-                "When": when(e.at),
+                "When": shown.moment(e.at),
                 "Who": e.actor_label,
                 "Action": e.action,
                 "Record": e.entity,
@@ -43,7 +43,7 @@ def _events(current, user_id, action, patient_id, since, until, page):
                 "To": e.to_status,
                 "Reason": e.reason,
                 "Message": e.message,
-                "Details": str(e.details) if e.details else "",
+                "Details": audit.details_text(e.details, shown),
             }
             for e in rows
         ]

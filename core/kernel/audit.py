@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.money import ClinicFormat
 from db.models import AuditEvent
 
 PAGE_SIZE = 200
@@ -86,3 +88,44 @@ def history_of(session: Session, entity: str, entity_id: int) -> list[AuditEvent
         .order_by(AuditEvent.at, AuditEvent.id)
     )
     return list(session.scalars(query))
+
+
+# a stored day or moment: '2026-11-04', '2026-11-04 23:00:00+00:00', '2026-11-05T09:00:00Z'
+_STORED_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+)
+
+
+def details_text(details: Any, fmt: ClinicFormat) -> str:
+    """An event's details as a reader takes them, stored values unchanged: 'key: value' pairs
+    joined by '; ', a nested record in parentheses, a stored UTC moment in the clinic's zone and
+    locale, a day in its locale, yes or no; an empty value (None, the text 'None' that exports
+    used to store for a filter not set, '', [] or {}) is left out."""
+    return _detail(details, fmt)
+
+
+def _detail(value: Any, fmt: ClinicFormat) -> str:
+    if isinstance(value, dict):
+        pairs = ((str(k).replace("_", " "), _part(v, fmt)) for k, v in value.items())
+        return "; ".join(f"{key}: {shown}" for key, shown in pairs if shown)
+    if isinstance(value, list | tuple):
+        return ", ".join(shown for v in value if (shown := _part(v, fmt)))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return fmt.moment(value if value.tzinfo else value.replace(tzinfo=UTC))
+    text = "" if value is None else str(value).strip()
+    if text == "None":
+        return ""
+    if _STORED_TIME.fullmatch(text):
+        moment = datetime.fromisoformat(text)
+        if len(text) == 10:
+            return fmt.day(moment.date())
+        return fmt.moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return text
+
+
+def _part(value: Any, fmt: ClinicFormat) -> str:
+    """A value inside a record or list; a nested record in parentheses."""
+    shown = _detail(value, fmt)
+    return f"({shown})" if shown and isinstance(value, dict) else shown

@@ -51,5 +51,11 @@ def record_export(
         what,
         None,
         patient_id=patient_id,
-        details={"rows": row_count, "filters": {k: str(v) for k, v in (filters or {}).items()}},
+        details={"rows": row_count, "filters": _stored(filters or {})},
     )
+
+
+def _stored(filters: dict[str, Any]) -> dict[str, str]:
+    """The filters an export used, as text; one not set (None) is left out rather than stored
+    as the word 'None', which read as if the export had been filtered on it."""
+    return {k: str(v) for k, v in filters.items() if v is not None}

@@ -1,5 +1,5 @@
 """The audit log page: paging that starts again on new filters, a plain message when nothing
-matches."""
+matches, and details shown as a reader takes them (clinic-local times, no 'None')."""
 
 from __future__ import annotations
 
@@ -41,3 +41,22 @@ def test_apply_after_older_starts_again_on_the_first_page_and_says_when_nothing_
     at.number_input(key="audit_patient").set_value(0)
     at.button(key=APPLY).click().run()
     assert caption(at).startswith("Page 1 · 200 events") and len(at.dataframe[0].value) == 200
+
+
+def test_details_show_times_in_the_clinics_zone_and_leave_empty_values_out(app_as, app_db):
+    # as exports stored their filters until now: moments in UTC, a filter not set as 'None'
+    stored = {
+        "rows": 4,
+        "filters": {
+            "from": "2026-07-01 23:00:00+00:00",
+            "to": "2026-08-01 23:00:00+00:00",
+            "clinic_id": "None",
+        },
+    }
+    write_events(app_db, 1, stored, action="export")
+    at = app_as("owner", "app_pages/audit_log.py")
+    table = at.dataframe[0].value
+    details = table[table.Action == "export"].iloc[0]["Details"]
+    # the demo's clinics are in London (en-GB): 23:00 UTC on 1 July is midnight on 2 July, BST
+    assert details == "rows: 4; filters: (from: Thu, 2 Jul 2026, 00:00; to: Sun, 2 Aug 2026, 00:00)"
+    assert "None" not in details and "UTC" not in details and "+00:00" not in details

@@ -77,6 +77,16 @@ def test_fhir_bundle_holds_valid_resources_with_design_status_mapping(db, world,
     assert event.entity == "fhir_bundle" and event.details["rows"] == 8
 
 
+def test_an_exports_audit_keeps_only_the_filters_it_used(db, world, one_of_each):
+    """A filter not set is left out of the event, not stored as the word 'None'."""
+    since = datetime(2026, 7, 1, 23, tzinfo=UTC)
+    with db.write() as session:
+        interchange.export_fhir(session, world.manager, since=since)
+    with db.read() as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "export"))
+    assert event.details["filters"] == {"since": str(since)}
+
+
 def test_exports_need_the_export_permission(db, world, one_of_each):
     with pytest.raises(PermissionDenied), db.write() as session:
         interchange.export_fhir(session, world.staff)
