@@ -12,7 +12,7 @@ from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 from ui.text import show_table
-from ui.waitlist_views import add_entry_form, offers_table, rules_form
+from ui.waitlist_views import PAGE, add_entry_form, entries_pager, offers_table, rules_form
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -28,7 +28,7 @@ def _choices(me):
 @cached(
     "appointments", "patients", ttl=30, max_entries=20, show_spinner="Looking for matching slots…"
 )
-def _entries(me, clinic_id, status, service_id, provider_id):
+def _entries(me, clinic_id, status, service_id, provider_id, page):
     return read(
         entries.list_entries,
         me,
@@ -36,7 +36,24 @@ def _entries(me, clinic_id, status, service_id, provider_id):
         status=status,
         service_id=service_id,
         provider_id=provider_id,
+        page=page,
     )
+
+
+@cached("appointments", "patients", ttl=30, max_entries=20)
+def _count(me, clinic_id, status, service_id, provider_id):
+    return read(
+        entries.count_entries,
+        me,
+        clinic_id=clinic_id,
+        status=status,
+        service_id=service_id,
+        provider_id=provider_id,
+    )
+
+
+def _first_page():
+    st.session_state[PAGE] = 0  # other filters: start again with the longest waiting
 
 
 # the table's headings, and widths (px) that fit the wide layout beside the sidebar at 1400 px
@@ -61,17 +78,34 @@ me = actor()
 clinics, services, providers, packages = _choices(me)
 require(clinics)
 c1, c2, c3, c4 = st.columns(4)
-clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="waitlist_clinic")
+clinic_id = c1.selectbox(
+    "Clinic", list(clinics), format_func=clinics.get, key="waitlist_clinic", on_change=_first_page
+)
 status = c2.selectbox(
-    "Status", list(entries.WaitlistStatus), format_func=str.capitalize, key="waitlist_status"
+    "Status",
+    list(entries.WaitlistStatus),
+    format_func=str.capitalize,
+    key="waitlist_status",
+    on_change=_first_page,
 )
 service_id = c3.selectbox(
-    "Service", [None, *services], format_func=lambda s: services.get(s, "All"), key="waitlist_svc"
+    "Service",
+    [None, *services],
+    format_func=lambda s: services.get(s, "All"),
+    key="waitlist_svc",
+    on_change=_first_page,
 )
 provider_id = c4.selectbox(
-    "Provider", [None, *providers], format_func=lambda p: providers.get(p, "All"), key="waitlist_pr"
+    "Provider",
+    [None, *providers],
+    format_func=lambda p: providers.get(p, "All"),
+    key="waitlist_pr",
+    on_change=_first_page,
 )
-rows = _entries(me, clinic_id, status, service_id, provider_id)
+total = _count(me, clinic_id, status, service_id, provider_id)
+pages = max(1, -(-total // entries.PAGE_SIZE))
+page = min(st.session_state.setdefault(PAGE, 0), pages - 1)  # fewer since: the last
+rows = _entries(me, clinic_id, status, service_id, provider_id, page)
 frame = pd.DataFrame([r.__dict__ for r in rows])
 if rows:
     show_table(
@@ -83,6 +117,7 @@ if rows:
         },
         key="waitlist_table",
     )  # a DataFrame shows typed notes as plain text
+    entries_pager(clinic_id, page, pages, len(rows), total)  # every entry can be reached
     leaving = st.selectbox(
         "Withdraw an entry",
         [None, *[r.id for r in rows]],

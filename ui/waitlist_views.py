@@ -90,6 +90,33 @@ def _offered(result: offers.Offered) -> None:
     (st.success if result.sent else st.info)(escape(result.message()))
 
 
+PAGE = "waitlist_page"  # the page of entries shown, 0 the first
+
+
+def _turn(page: int) -> None:
+    st.session_state[PAGE] = page
+
+
+def entries_pager(clinic_id: int, page: int, pages: int, shown: int, total: int) -> None:
+    """Previous and Next under a waitlist longer than a page, and which entries are shown
+    ('Entries 51–55 of 55 shown'), like the audit log's Newer and Older."""
+    if pages <= 1:
+        return
+    number = display_format(clinic_id).number
+    first = page * entries.PAGE_SIZE + 1
+    earlier, info, later = st.columns([1, 3, 1])
+    earlier.button(
+        "Previous", disabled=page == 0, key="waitlist_prev", on_click=_turn, args=(page - 1,)
+    )
+    info.caption(
+        f"Entries {number(first)}–{number(first + shown - 1)} of {number(total)} shown, "
+        "longest waiting first"
+    )
+    later.button(
+        "Next", disabled=page >= pages - 1, key="waitlist_next", on_click=_turn, args=(page + 1,)
+    )
+
+
 def offers_table(rows: list[offers.OfferRow]) -> None:
     if not rows:
         st.caption("No slot has been offered yet.")

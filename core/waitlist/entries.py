@@ -343,6 +343,40 @@ class EntryRow:
     next_match: str
 
 
+def _filtered(
+    query,
+    clinic_id: int,
+    status: WaitlistStatus | None,
+    service_id: int | None,
+    provider_id: int | None,
+):
+    query = query.where(WaitlistEntry.clinic_id == clinic_id)
+    if status is not None:
+        query = query.where(WaitlistEntry.status == status)
+    if service_id is not None:  # a package entry waits for its first service too
+        query = query.where(WaitlistEntry.service_id == service_id)
+    if provider_id is not None:
+        query = query.where(
+            (WaitlistEntry.provider_id == provider_id) | WaitlistEntry.provider_id.is_(None)
+        )
+    return query
+
+
+def count_entries(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    status: WaitlistStatus | None = WaitlistStatus.WAITING,
+    service_id: int | None = None,
+    provider_id: int | None = None,
+) -> int:
+    """How many entries `list_entries` pages through with the same filters."""
+    ensure(actor, Permission.PATIENTS_READ)
+    query = select(func.count()).select_from(WaitlistEntry)
+    return session.scalar(_filtered(query, clinic_id, status, service_id, provider_id))
+
+
 def list_entries(
     session: Session,
     actor: Actor,
@@ -353,7 +387,10 @@ def list_entries(
     provider_id: int | None = None,
     with_matches: bool = True,
     now: datetime | None = None,
+    page: int = 0,
 ) -> list[EntryRow]:
+    """One page of PAGE_SIZE entries, longest waiting first (`page` 0 is the first);
+    `count_entries` says how many there are in all."""
     ensure(actor, Permission.PATIENTS_READ)
     now = now or utcnow()
     clinic = session.get(Clinic, clinic_id)
@@ -364,18 +401,11 @@ def list_entries(
         .join(Patient, Patient.id == WaitlistEntry.patient_id)
         .join(Service, Service.id == WaitlistEntry.service_id)
         .outerjoin(Provider, Provider.id == WaitlistEntry.provider_id)
-        .where(WaitlistEntry.clinic_id == clinic_id)
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
         .limit(PAGE_SIZE)
+        .offset(max(page, 0) * PAGE_SIZE)
     )
-    if status is not None:
-        query = query.where(WaitlistEntry.status == status)
-    if service_id is not None:  # a package entry waits for its first service too
-        query = query.where(WaitlistEntry.service_id == service_id)
-    if provider_id is not None:
-        query = query.where(
-            (WaitlistEntry.provider_id == provider_id) | WaitlistEntry.provider_id.is_(None)
-        )
+    query = _filtered(query, clinic_id, status, service_id, provider_id)
     today = to_local(now, clinic.timezone).date()
     letters = [weekday_name(d, clinic.locale, width="narrow") for d in range(7)]
     rows = []

@@ -37,6 +37,7 @@ from db.models import (
     WaitlistStatus,
 )
 from db.types import utcnow
+from tests.factories import make_patient
 from tests.pages.conftest import every_clinic_speaks, patient_page, today_in
 from ui import risk
 
@@ -266,4 +267,36 @@ def test_a_request_put_on_the_waitlist_from_the_queue_says_so(app_as, app_db):
         )
         assert session.get(Appointment, ident).status == AppointmentStatus.DECLINED
         assert entry.status == WaitlistStatus.WAITING
+    database.dispose()
+
+
+def test_a_waitlist_longer_than_a_page_is_paged_and_its_last_entry_withdrawn(app_as, app_db):
+    """Entries past the first 50 were neither shown nor offered for withdrawal."""
+    database = _db(app_db)
+    with database.write() as session:
+        day = to_local(utcnow(), "Europe/London").date() + timedelta(days=13)
+        added = []
+        for n in range(55):
+            patient = make_patient(session, first_name=f"Wait{n:02d}", email=f"w{n}@example.org")
+            wish = entries.Wish(patient.id, 1, 1, day, day, weekdays=tuple(range(7)))
+            added.append(entries.add_entry(session, SYSTEM, wish).id)
+        total = entries.count_entries(session, SYSTEM, clinic_id=1)
+    database.dispose()
+    assert total >= 55
+    at = app_as("staff", "app_pages/waitlist.py", timeout=180)
+    assert not at.exception
+    assert len(at.dataframe[0].value) == entries.PAGE_SIZE
+    assert any(c.value.startswith(f"Entries 1–50 of {total} shown") for c in at.caption)
+    while not at.button(key="waitlist_next").disabled:
+        at.button(key="waitlist_next").click().run()
+    assert not at.exception
+    last = (total - 1) // entries.PAGE_SIZE * entries.PAGE_SIZE + 1
+    assert any(c.value.startswith(f"Entries {last}–{total} of {total}") for c in at.caption)
+    assert "Wait54 Morgan" in at.dataframe[0].value["Patient"].tolist()
+    at.selectbox(key="waitlist_withdraw_pick").set_value(added[-1]).run()
+    at.button(key="waitlist_withdraw").click().run()
+    assert not at.exception and not at.error
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.get(WaitlistEntry, added[-1]).status == WaitlistStatus.WITHDRAWN
     database.dispose()

@@ -617,6 +617,35 @@ def test_the_weekdays_an_entry_waits_for_are_lettered_in_the_clinics_locale(
     assert row.weekdays == letters
 
 
+def test_entries_beyond_one_page_are_reached_by_paging_and_counted(db, world):
+    """55 waiting: the first page holds the 50 longest waiting, the second the other 5, and
+    the count says 55 (the list stopped at 50, so entries 51+ could not be seen)."""
+    day = future_day()
+    with db.write() as session:
+        for n in range(55):
+            patient = make_patient(session, first_name=f"P{n:02d}", email=f"p{n}@example.org")
+            wish = entries.Wish(patient.id, world.clinic_id, world.service_id, day, day)
+            entries.add_entry(session, world.staff, wish)
+    with db.read() as session:
+        pages = [
+            entries.list_entries(
+                session, world.staff, clinic_id=world.clinic_id, with_matches=False, page=page
+            )
+            for page in (0, 1, 2)
+        ]
+        total = entries.count_entries(session, world.staff, clinic_id=world.clinic_id)
+        others = entries.count_entries(
+            session, world.staff, clinic_id=world.clinic_id, status=WaitlistStatus.WITHDRAWN
+        )
+    assert [len(p) for p in pages] == [entries.PAGE_SIZE, 5, 0] and (total, others) == (55, 0)
+    names = [r.patient for r in pages[0] + pages[1]]
+    assert names == [f"P{n:02d} Morgan" for n in range(55)]  # oldest first, none twice
+    with db.write() as session:  # the 55th can be withdrawn like the first
+        entries.withdraw(session, world.staff, pages[1][-1].id)
+    with db.read() as session:
+        assert entries.count_entries(session, world.staff, clinic_id=world.clinic_id) == 54
+
+
 # ---------------------------------------------------------------- the race
 
 
