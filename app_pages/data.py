@@ -1,5 +1,6 @@
-"""Owners and managers: import appointments and survey answers from CSV (owner), FHIR R4 in and
-out, and a provider's iCalendar file. Every export is audited."""
+"""Owners and managers: import appointments and survey answers from CSV and FHIR R4 (the owner:
+a manager is offered the exports only), FHIR R4 out and a provider's iCalendar file. Every
+export is audited."""
 
 from dataclasses import replace
 
@@ -29,6 +30,10 @@ def _choices(current):
 
 st.title("Import and export")
 me = actor()
+if not me.can(Permission.DATA_IMPORT):  # core refuses it too: offer no upload to be refused
+    st.caption("Only the practice owner imports data; the exports below are yours to prepare.")
+    exchange(_choices(me), imports=False)
+    st.stop()
 appointments_tab, surveys_tab, exchange_tab = st.tabs(
     ["Appointments CSV", "Survey CSV", "FHIR and iCalendar"]
 )
@@ -73,4 +78,4 @@ with surveys_tab:
             if done:
                 show_report(done.value, display_format())
 with exchange_tab:
-    exchange(_choices(me))
+    exchange(_choices(me), imports=True)

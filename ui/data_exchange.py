@@ -15,8 +15,9 @@ from ui.data_view import show_report
 from ui.locale import date_picker, display_format
 
 
-def exchange(choices: Choices) -> None:
-    """FHIR and iCalendar exports from the practice's clinics and providers; FHIR import."""
+def exchange(choices: Choices, *, imports: bool) -> None:
+    """FHIR and iCalendar exports from the practice's clinics and providers; FHIR import when
+    `imports` (the actor may import data)."""
     st.subheader("FHIR R4 bundle")
     practice_tz = display_format().timezone
     with st.form("data_fhir_form"):
@@ -83,6 +84,8 @@ def exchange(choices: Choices) -> None:
             "text/calendar",
             key="data_ical_download",
         )
+    if not imports:
+        return
     st.subheader("Import FHIR appointments")
     files = st.file_uploader(
         "FHIR JSON (resources or bundles)",

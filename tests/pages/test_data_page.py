@@ -67,7 +67,7 @@ def test_a_brazilian_practice_reads_the_import_counts_its_own_way(app_as, app_db
     assert said.startswith("1.001 rows read: 1.001 appointments imported")
 
 
-def test_bad_rows_and_warnings_are_listed_and_a_manager_may_not_import(app_as, app_db):
+def test_bad_rows_and_warnings_are_listed(app_as, app_db):
     content = (
         kaggle_bytes(2)
         + b"9,77,F,2016-05-02T10:00:00Z,2016-04-29T00:00:00Z,30,X,0,0,0,0,0,0,No\n"
@@ -82,14 +82,10 @@ def test_bad_rows_and_warnings_are_listed_and_a_manager_may_not_import(app_as, a
     assert list(problems["Problem"])[0].startswith("the row has 15 fields")
     assert list(warnings["Row"]) == [4]
     assert list(warnings["Warning"])[0].startswith("the booking day 2016-05-02 is after")
-    manager = app_as("manager", PAGE)
-    manager.file_uploader(key="data_appt_file").set_value(("f.csv", content, "text/csv")).run()
-    manager.button(key="data_appt_import").click().run()
-    assert "may not import data" in manager.error[0].value
     [(count,)] = query(
         app_db, select(func.count()).where(Appointment.external_ref.like("kaggle-noshow:%"))
     )
-    assert count == 3  # the owner's rows only
+    assert count == 3
 
 
 def test_a_custom_layout_is_mapped_on_screen(app_as, app_db):
@@ -155,6 +151,19 @@ def test_manager_downloads_a_fhir_bundle_and_a_provider_calendar(app_as, app_db)
     assert len(Calendar.from_ical(feed.content).walk("VEVENT")) == feed.events > 0
     exports = query(app_db, select(AuditEvent.entity).where(AuditEvent.action == "export"))
     assert sorted(e for (e,) in exports) == ["fhir_bundle", "ical_feed"]
+
+
+def test_a_manager_is_offered_the_exports_and_no_import(app_as):
+    """A manager saw the upload and mapping screens and was refused only on Import."""
+    at = app_as("manager", PAGE)
+    assert not at.exception and not at.error
+    assert not at.file_uploader and not at.tabs  # no CSV, survey or FHIR upload
+    assert [c.value for c in at.caption][0] == (
+        "Only the practice owner imports data; the exports below are yours to prepare."
+    )
+    assert [h.value for h in at.subheader] == ["FHIR R4 bundle", "Provider calendar (iCalendar)"]
+    owner = app_as("owner", PAGE)
+    assert len(owner.tabs) == 3 and len(owner.file_uploader) == 3
 
 
 def test_owner_imports_fhir_examples(app_as, app_db):
