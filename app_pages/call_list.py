@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import risk_scores
+from core.kernel.authz import Permission
 from core.practice import choices
 from ui import actor
 from ui.caches import cached
@@ -35,7 +36,12 @@ percent = c3.slider(
 )
 rows = _rows(me, clinic_id, int(days), percent / 100)
 if not rows:
-    st.info("No upcoming visit above this risk (or no scores yet: see the model page).")
+    st.info(
+        "No upcoming visit above this risk (or no scores yet: see Reports → No-show risk)."
+        if me.can(Permission.ANALYTICS_READ)  # who may open the model page
+        else "No upcoming visit above this risk (or no scores yet: the no-show model is "
+        "trained weekly once there are enough past visits; a manager can say more)."
+    )
     st.stop()
 show_table(
     pd.DataFrame(

@@ -124,6 +124,19 @@ def test_call_list_shows_high_risk_visits(app_as, app_db):
     assert not calls.dataframe and "No upcoming visit above this risk" in calls.info[0].value
 
 
+def test_the_empty_call_list_points_each_role_to_what_it_can_open(app_as):
+    """Staff cannot open the model page the message sent them to."""
+    staff = app_as("staff", "app_pages/call_list.py", timeout=120)
+    staff.slider(key="call_list_threshold").set_value(90).run()  # none of the demo's visits
+    [said] = [i.value for i in staff.info]
+    assert said.startswith("No upcoming visit above this risk")
+    assert "model page" not in said and "No-show risk" not in said
+    assert "a manager can say more" in said
+    manager = app_as("manager", "app_pages/call_list.py", timeout=120)
+    manager.slider(key="call_list_threshold").set_value(90).run()
+    assert "see Reports → No-show risk" in manager.info[0].value
+
+
 def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
     empty = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
     assert not empty.exception
