@@ -11,6 +11,8 @@ from ui.appointment_messages import patient_export_button
 from ui.caches import cached
 from ui.context import read
 from ui.locale import display_format
+from ui.patient_merge import flash as merge_flash
+from ui.patient_merge import merge_panel, merged_notice, open_pending
 from ui.portal import (
     edit_form,
     history_table,
@@ -44,6 +46,7 @@ def _points(current, patient_id):
 
 st.title("Patients")
 me = actor()
+open_pending("patients_search")  # after a merge, or from a merged record's notice
 text = st.text_input("Find a patient", placeholder="Name, email or phone", key="patients_search")
 found = _search(me, text) if text.strip() else []
 if found:
@@ -59,6 +62,10 @@ if patient_id is None:
     st.stop()
 record, visits = _record(me, patient_id)
 st.header(escape(record.name), divider="gray")
+st.caption(f"Patient #{record.id}")
+merge_flash()
+if record.merged_into:
+    merged_notice(record)
 left, right = st.columns(2)
 with left:
     st.text(
@@ -79,7 +86,7 @@ with left:
     st.text(f"Consent: {', '.join(consent) or 'none recorded'}   Points: {record.points_balance}")
 with right:
     status_box(record.portal)
-    if record.portal.can_send:
+    if record.portal.can_send and not record.merged_into:
         a, b = st.columns(2)
         if a.button(send_label(record.portal.status), key="patients_send_invite", type="primary"):
             if run_action(
@@ -98,7 +105,9 @@ with right:
                 refresh()
     qr_panel("patients")
 
-edit_form(record)
+if not record.merged_into:
+    edit_form(record)
+    merge_panel(me, record)
 if message := st.session_state.pop("patients_saved_message", None):
     st.success(escape(message))
 if st.session_state.get("patients_offer_invite") == patient_id:

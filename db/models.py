@@ -281,6 +281,10 @@ class Patient(Base):
     extra: Mapped[dict[str, Any] | None]  # imported attributes kept as patient data
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # a duplicate merged into another record (core.patients.merge): kept, never deleted, but
+    # left out of search and lists and refused by booking, messages and invitations
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    merged_at: Mapped[datetime | None]
 
     @property
     def full_name(self) -> str:

@@ -23,6 +23,7 @@ class Permission(enum.StrEnum):
     SCHEDULES_MANAGE = "set provider hours and time off"
     PATIENTS_READ = "see patient records"
     PATIENTS_EDIT = "create and edit patients"
+    PATIENTS_MERGE = "merge duplicate patient records"
     INVITATIONS_SEND = "send portal invitations"
     FEEDBACK_REQUEST = "send feedback requests"
     FEES_WAIVE = "waive fees"
@@ -54,7 +55,7 @@ _STAFF = {
 }  # fmt: skip
 _MANAGER = _STAFF | {
     P.QUEUE_WORK, P.REQUESTS_DECIDE, P.SCHEDULES_MANAGE, P.FEES_WAIVE, P.NOTIFICATIONS_MANAGE,
-    P.ANALYTICS_READ, P.DATA_EXPORT, P.PRACTICE_MANAGE, P.POINTS_ADJUST,
+    P.PATIENTS_MERGE, P.ANALYTICS_READ, P.DATA_EXPORT, P.PRACTICE_MANAGE, P.POINTS_ADJUST,
     P.WAITLIST_OFFER, P.RISK_MANAGE,
 }  # fmt: skip
 MATRIX: dict[Role, frozenset[Permission]] = {

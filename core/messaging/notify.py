@@ -347,6 +347,8 @@ class Queued:
 def channels_for(
     patient: Patient, *, needs_consent: bool = True
 ) -> tuple[list[Channel], list[str]]:
+    if patient.merged_into_id is not None:  # core.patients.merge: nothing goes to a duplicate
+        return [], [f"the record was merged into #{patient.merged_into_id}"]
     usable, skipped = [], []
     for channel, address, consent in (
         (Channel.EMAIL, patient.email, patient.consent_email),

@@ -76,6 +76,7 @@ def _list_base():
         .select_from(Patient)
         .outerjoin(latest, latest.c.patient_id == Patient.id)
         .outerjoin(inv, inv.id == latest.c.invitation_id)
+        .where(Patient.merged_into_id.is_(None))  # a merged duplicate is not listed
     )
     return query, status
 

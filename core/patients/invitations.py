@@ -235,6 +235,11 @@ def _patient(session: Session, patient_id: int, *, lock: bool = False) -> Patien
 
 def check_invitable(patient: Patient) -> None:
     """Raise ValidationError saying exactly why `patient` cannot be invited and what to do."""
+    if patient.merged_into_id is not None:  # as core.patients.merge.refuse_merged says it
+        raise ValidationError(
+            f"{patient.full_name} (#{patient.id}) was merged into record "
+            f"#{patient.merged_into_id}. Open #{patient.merged_into_id} to invite them."
+        )
     if patient.portal_enrolled_at is not None:
         raise ValidationError(
             f"{patient.full_name} is already enrolled in the portal: no invitation is needed."

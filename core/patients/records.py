@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -15,7 +15,7 @@ from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clinic_time, format_day
 from core.kernel.text import clean, plain_words, same_name
 from core.messaging import notify
-from core.patients import enrolment, invitations
+from core.patients import enrolment, invitations, merge
 from core.payments import points
 from db.models import Channel, Patient
 from db.types import utcnow
@@ -32,6 +32,7 @@ class PatientSummary:
     email: str | None
     phone: str | None
     locale: str = DEFAULT_LOCALE  # the practice's display locale, for the date of birth
+    merged_into: int | None = None  # found by its number only (core.patients.merge)
 
     @property
     def label(self) -> str:
@@ -39,23 +40,33 @@ class PatientSummary:
         born = format_day(self.date_of_birth, self.locale, weekday=False)
         born = f", born {born}" if born else ""
         contact = self.email or self.phone or "no contact details"
-        return f"{self.name}{born} · {contact}"
+        merged = f" · merged into #{self.merged_into}" if self.merged_into else ""
+        return f"{self.name}{born} · {contact}{merged}"
 
 
 def _summary(p: Patient, locale: str) -> PatientSummary:
-    return PatientSummary(p.id, p.full_name, p.date_of_birth, p.email, p.phone, locale)
+    return PatientSummary(
+        p.id, p.full_name, p.date_of_birth, p.email, p.phone, locale, p.merged_into_id
+    )
+
+
+NUMBER = re.compile(r"^#(\d{1,9})$")
 
 
 def search_patients(
     session: Session, actor: Actor, text: str, limit: int = 20
 ) -> list[PatientSummary]:
     """Patients whose name, email or phone contains each word of `text` (case and accents
-    aside), best first; their labels show dates in the practice's display locale."""
+    aside), best first; their labels show dates in the practice's display locale. Records
+    merged into another are left out, except when asked for by number ('#12')."""
     ensure(actor, Permission.PATIENTS_READ)
     typed = (clean(text, field="search", limit=200) or "").split()
     if not typed:
         return []
-    query = select(Patient)
+    if len(typed) == 1 and (number := NUMBER.match(typed[0])):
+        patient = session.get(Patient, int(number.group(1)))
+        return [_summary(patient, clinic_format(session).locale)] if patient else []
+    query = select(Patient).where(Patient.merged_into_id.is_(None))  # merged away: not listed
     for word in typed:
         conditions = [Patient.search_text.contains(w, autoescape=True) for w in plain_words(word)]
         named = and_(*conditions) if conditions else None
@@ -151,7 +162,9 @@ def create_patient(
     if date_of_birth and not different_person:
         # compared in Python: SQLite's lower() folds ASCII only, and accents differ by typist
         born_that_day = session.scalars(
-            select(Patient).where(Patient.date_of_birth == date_of_birth).order_by(Patient.id)
+            select(Patient)
+            .where(Patient.date_of_birth == date_of_birth, Patient.merged_into_id.is_(None))
+            .order_by(Patient.id)
         )
         same = next(
             (
@@ -238,6 +251,7 @@ def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -
     patient = session.get(Patient, patient_id, with_for_update=True)
     if patient is None:
         raise NotFound(f"There is no patient #{patient_id}.")
+    merge.refuse_merged(patient, "edit")
     for field in ("first_name", "last_name"):
         if field in changes:
             typed = clean(changes[field] or "", field=field.replace("_", " "), limit=80)
@@ -318,6 +332,8 @@ class PatientRecord:
     points_balance: int
     portal: object  # core.patients.invitations.PortalState
     invitations: list  # core.patients.invitations.HistoryRow, newest first
+    merged_into: int | None = None  # the record this one was merged into (core.patients.merge)
+    merged_at: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -343,6 +359,8 @@ def get_patient_record(session: Session, actor: Actor, patient_id: int) -> Patie
         patient.points_balance,
         invitations.state_of(session, patient),
         enrolment.invitation_history(session, actor, patient.id),
+        patient.merged_into_id,
+        patient.merged_at,
     )
 
 

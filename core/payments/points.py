@@ -166,6 +166,17 @@ def give_back(session: Session, patient: Patient, points: int, appointment_id: i
     return entry
 
 
+def transfer(
+    session: Session, source: Patient, target: Patient, points: int, *, out_note: str, in_note: str
+) -> None:
+    """Move `points` of one patient's balance to another's (a merged duplicate's to the record
+    kept) as one entry on each side, so both ledgers keep adding up to their balances."""
+    source.points_balance -= points
+    target.points_balance += points
+    session.add(_entry(source, LedgerKind.POINTS_ADJUSTED, -points, None, out_note))
+    session.add(_entry(target, LedgerKind.POINTS_ADJUSTED, points, None, in_note))
+
+
 def adjust_points(
     session: Session, actor: Actor, patient_id: int, points: int, reason: str
 ) -> Patient:
@@ -182,6 +193,11 @@ def adjust_points(
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise NotFound(f"There is no patient #{patient_id}.")
+    if patient.merged_into_id is not None:
+        raise ValidationError(
+            f"{patient.full_name} (#{patient.id}) was merged into record "
+            f"#{patient.merged_into_id}. Open #{patient.merged_into_id} to adjust their points."
+        )
     if patient.points_balance + points < 0:
         raise ValidationError(
             f"{patient.full_name} has {patient.points_balance} points; "

@@ -444,6 +444,8 @@ def _waive(
         given = entry.points if points_back is None else max(0, min(points_back, entry.points))
         patient = session.get(Patient, entry.patient_id)
         patient.points_balance += given
+        if given and patient.merged_into_id is not None:
+            _follow_merge(session, patient, given)
     audit.record(
         session,
         actor,
@@ -461,6 +463,26 @@ def _waive(
         },
     )
     return entry
+
+
+def _follow_merge(session: Session, duplicate: Patient, points: int) -> None:
+    """Points given back on a record merged into another (core.patients.merge) go on to the
+    record kept, as one entry on each side like the merge's own, so both ledgers add up."""
+    kept = session.get(Patient, duplicate.merged_into_id)
+    duplicate.points_balance -= points
+    kept.points_balance += points
+    for patient, signed, note in (
+        (duplicate, -points, f"Merged into #{kept.id}"),
+        (kept, points, f"Merged from #{duplicate.id}"),
+    ):
+        session.add(
+            LedgerEntry(
+                patient_id=patient.id,
+                kind=LedgerKind.POINTS_ADJUSTED,
+                points=signed,
+                waive_reason=note,
+            )
+        )
 
 
 def no_show_charges(

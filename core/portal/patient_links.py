@@ -24,7 +24,7 @@ from core.kernel.config import BookingLimits
 from core.kernel.errors import LinkInvalid, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, clinic_money, clinic_time, format_day
 from core.kernel.text import clean, same_name
-from core.patients import invitations
+from core.patients import invitations, merge
 from core.patients.records import validate_contact
 from core.payments import points as ledger_points
 from core.policy.cancellation import evaluate
@@ -551,9 +551,10 @@ def _find_patient(session: Session, email: str | None, phone: str | None) -> Pat
         if email
         else None
     )
-    return by_email or session.scalar(
+    found = by_email or session.scalar(
         select(Patient).where(or_(*conditions)).order_by(Patient.id).limit(1)
     )
+    return merge.current_record(session, found)  # a merged duplicate's contact: the kept record
 
 
 __all__ = [

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, rate_limits, tokens
@@ -94,7 +94,8 @@ def _enrolled_patient(session: Session, kind: str, value: str, numbers: set[str]
     """The enrolled patient with this email address, or whose stored phone, read in their
     clinic's country, is one of `numbers`. One query finds the stored numbers ending in the
     same seven digits (usually none or one); only those are read in full."""
-    enrolled = Patient.portal_enrolled_at.is_not(None)
+    # a duplicate merged into another record signs in no more (core.patients.merge)
+    enrolled = and_(Patient.portal_enrolled_at.is_not(None), Patient.merged_into_id.is_(None))
     if kind == "email":
         match = func.lower(Patient.email) == value
         return session.scalar(select(Patient).where(enrolled, match).order_by(Patient.id).limit(1))
@@ -175,7 +176,7 @@ def start_session(session: Session, raw: str | None, *, now: datetime | None = N
     """Exchange a sign-in token (once) for a portal session; returns the cookie's value."""
     token = tokens.verify(session, raw, PURPOSE, now=now)
     patient = session.get(Patient, token.subject_id)
-    if patient is None or patient.portal_enrolled_at is None:
+    if patient is None or patient.portal_enrolled_at is None or patient.merged_into_id:
         raise LinkInvalid()
     tokens.consume(session, token)
     cookie = secrets.token_urlsafe(32)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor
 from core.kernel.errors import Conflict, ValidationError
 from core.kernel.money import clinic_money, clinic_time_range
+from core.patients import merge
 from core.payments import prepay
 from core.policy import cancellation as policy
 from core.practice.packages import package_services
@@ -97,6 +98,7 @@ def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) ->
     if kind == AppointmentKind.APPOINTMENT:
         if patient is None:
             raise ValidationError("Choose a known patient (search by name, email or phone).")
+        merge.refuse_merged(patient, "book an appointment for")
         if not services:
             raise ValidationError("Choose at least one service.")
     mode = VisitMode(b.mode)

@@ -15,6 +15,7 @@ from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day_range, weekday_name
+from core.patients import merge
 from core.practice.packages import package_services
 from core.practice.timing import Timing, timing_of
 from core.requests.decisions import decline_request
@@ -79,8 +80,10 @@ def _first_service(session: Session, wish: Wish) -> int:
 
 
 def _validate(session: Session, wish: Wish, today: date) -> None:
-    if session.get(Patient, wish.patient_id) is None:
+    patient = session.get(Patient, wish.patient_id)
+    if patient is None:
         raise ValidationError("Choose a known patient.")
+    merge.refuse_merged(patient, "put on the waitlist")
     if session.get(Clinic, wish.clinic_id) is None:
         raise ValidationError("Choose one of the practice's clinics.")
     if wish.provider_id is not None:

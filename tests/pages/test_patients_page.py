@@ -275,3 +275,61 @@ def test_the_record_shows_the_points_history_that_adds_up_to_the_balance(app_as,
         ("Opening balance", 100, ""),
     ]
     assert any(c.value.startswith("Balance: 70 points;") for c in at.caption)
+
+
+# ---------------------------------------------------------------- merging a duplicate record
+
+
+def test_a_manager_merges_a_duplicate_after_a_preview_and_its_page_says_where_it_went(
+    app_as, app_db
+):
+    from core.kernel.authz import SYSTEM
+    from core.patients import records
+
+    kept = _pick(app_db, Patient.email.is_not(None))
+    database = _db(app_db)
+    with database.write() as s:
+        duplicate = records.create_patient(
+            s,
+            SYSTEM,
+            first_name="*Dup*",
+            last_name="<b>Copy</b>",
+            email="dup.copy@example.net",
+            different_person=True,
+        ).id
+    database.dispose()
+    at = app_as("manager", PAGE)
+    at.text_input(key="patients_search").input("dup.copy@example.net").run()
+    assert at.header[0].value.replace("\\", "") == "*Dup* <b>Copy</b>"
+    assert f"Patient #{duplicate}" in [c.value for c in at.caption]
+    at.text_input(key="patients_merge_search").input(f"#{kept.id}").run()
+    at.button(key="patients_merge_preview_button").click().run()
+    assert not at.exception and not at.error
+    moves = next(d.value for d in at.dataframe if "Moves to the kept record" in d.value.columns)
+    assert dict(zip(moves.iloc[:, 0], moves.iloc[:, 1], strict=True))["points"] == 100
+    assert any("the kept record's history shows" in t.value for t in at.text)
+    at.button(key="patients_merge_confirm").click().run()
+    assert "Say why these are one person's records" in at.error[0].value  # no reason yet
+    at.text_input(key="patients_merge_reason").input("Booked online twice").run()
+    at.button(key="patients_merge_confirm").click().run()
+    assert not at.exception and not at.error
+    assert at.header[0].value.replace("\\", "") == kept.full_name
+    assert f"Record #{duplicate} was merged into #{kept.id}" in at.success[0].value
+    # the duplicate is found by its number only, and its page says where it went
+    at.text_input(key="patients_search").input("dup.copy@example.net").run()
+    assert "patients_match" not in [b.key for b in at.selectbox]
+    assert any(c.value.startswith("No patient matches") for c in at.caption)
+    at.text_input(key="patients_search").input(f"#{duplicate}").run()
+    notice = at.warning[0].value.replace("\\", "")
+    assert f"This record was merged into #{kept.id}" in notice
+    assert "patients_send_invite" not in [b.key for b in at.button]
+    assert not any((b.key or "").startswith("patients_merge_preview") for b in at.button)
+    at.button(key="patients_merge_open_kept").click().run()
+    assert at.header[0].value.replace("\\", "") == kept.full_name
+
+
+def test_staff_are_not_offered_a_merge(app_as, app_db):
+    patient = _pick(app_db, Patient.email.is_not(None))
+    at = _open(app_as, patient)
+    assert not at.exception
+    assert "Merge into another record" not in [e.label for e in at.expander]

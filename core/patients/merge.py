@@ -1,0 +1,518 @@
+"""Merging a duplicate patient record into the record kept (two records of one person, from
+imports, the public booking form or older data).
+
+What points at the duplicate is found from the schema: every foreign key to patients.id in the
+SQLAlchemy metadata (`references`). Each is moved to the kept record except where `HOW` says
+otherwise, and a test fails when a new reference is not in `HOW`, so nothing is left behind.
+The duplicate is never deleted: it is marked merged into the kept record, left out of search
+and lists, and refused by booking, messages and invitations (`refuse_merged`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Column, Table, and_, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.money import clinic_format, clinic_time, format_day
+from core.kernel.text import clean
+from core.messaging import notify
+from core.patients import invitations
+from core.payments import points
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Base,
+    Channel,
+    LedgerEntry,
+    LedgerKind,
+    LinkToken,
+    Patient,
+    PortalSession,
+    SurveyResponse,
+)
+from db.types import utcnow
+
+MAX_REASON = 500
+# statuses that hold a time (availability.OCCUPYING, which sits above this package)
+HOLDING = (AppointmentStatus.TENTATIVE, AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
+FEE_KINDS = (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE)
+PATIENT_TOKENS = ("enroll", "portal")  # link tokens whose subject is the patient
+
+# every reference to patients.id and what a merge does with it: (words for the preview, how)
+MOVE, FEES, STAYS = "move", "fees", "stays"
+HOW: dict[tuple[str, str], tuple[str, str]] = {
+    ("appointments", "patient_id"): ("appointments", MOVE),
+    ("notifications", "patient_id"): ("messages", MOVE),
+    ("payments", "patient_id"): ("payments", MOVE),
+    # the fees go with their appointments; the points entries stay, so the duplicate's history
+    # still adds up, and its balance moves as one entry on each side
+    ("ledger_entries", "patient_id"): ("fees", FEES),
+    ("form_requests", "patient_id"): ("forms sent and answered", MOVE),
+    ("feedback_requests", "patient_id"): ("survey requests", MOVE),
+    ("waitlist_entries", "patient_id"): ("waitlist entries", MOVE),
+    ("waitlist_offers", "patient_id"): ("waitlist offers", MOVE),
+    ("portal_invitations", "patient_id"): ("portal invitations", MOVE),  # pending: revoked
+    ("portal_sessions", "patient_id"): ("portal sessions", MOVE),  # open ones: ended
+    ("sms_replies", "patient_id"): ("text replies", MOVE),
+    ("patients", "merged_into_id"): ("records merged into it before", MOVE),
+    # the audit trail is never rewritten: events stay on the record they were written about
+    ("audit_events", "patient_id"): ("audit events", STAYS),
+}
+
+
+def references() -> list[Column]:
+    """Every column of the schema that refers to patients.id, in table order."""
+    target = Patient.__table__.c.id
+    return [
+        fk.parent
+        for table in Base.metadata.sorted_tables
+        for fk in sorted(table.foreign_keys, key=lambda f: f.parent.name)
+        if fk.column is target
+    ]
+
+
+def _key(column: Column) -> tuple[str, str]:
+    return column.table.name, column.name
+
+
+def _in_order() -> list[Column]:
+    """`references` in the order of `HOW` (the preview's and the message's), new ones last."""
+    order = list(HOW)
+    return sorted(references(), key=lambda c: order.index(_key(c)) if _key(c) in order else 99)
+
+
+def _how(column: Column) -> tuple[str, str]:
+    # a reference added after this module was written is moved (the coverage test asks for a
+    # decision all the same)
+    return HOW.get(_key(column), (column.table.name.replace("_", " "), MOVE))
+
+
+def _selector(column: Column, patient_id: int):
+    table: Table = column.table
+    condition = column == patient_id
+    if _key(column) == ("ledger_entries", "patient_id"):
+        condition = and_(condition, table.c.kind.in_(FEE_KINDS))
+    return condition
+
+
+# ---------------------------------------------------------------- refusing a merged record
+
+
+def merged_note(patient: Patient) -> str | None:
+    """'Alex Morgan (#12) was merged into record #7.', or None for a record in use."""
+    if patient.merged_into_id is None:
+        return None
+    return f"{patient.full_name} (#{patient.id}) was merged into record #{patient.merged_into_id}."
+
+
+def current_record(session: Session, patient: Patient | None) -> Patient | None:
+    """The record in use for `patient`: itself, or the record it was merged into (and that
+    one's, should it have been merged in turn)."""
+    seen = set()
+    while patient is not None and patient.merged_into_id is not None and patient.id not in seen:
+        seen.add(patient.id)
+        patient = session.get(Patient, patient.merged_into_id)
+    return patient
+
+
+def refuse_merged(patient: Patient | None, doing: str) -> None:
+    """Raise ValidationError when `patient` was merged into another record: nothing is booked
+    for, sent to or offered to a merged record ('book an appointment for')."""
+    note = merged_note(patient) if patient is not None else None
+    if note:
+        raise ValidationError(f"{note} Open #{patient.merged_into_id} to {doing} them.")
+
+
+# ---------------------------------------------------------------- the preview
+
+
+@dataclass(frozen=True)
+class Side:
+    id: int
+    name: str
+    born: str
+    email: str
+    phone: str
+    points: int
+    enrolled: bool
+
+
+@dataclass(frozen=True)
+class MergePreview:
+    keep: Side
+    duplicate: Side
+    moves: list[tuple[str, int]]  # (what, how many) moved to the kept record, nothing left out
+    stays: list[tuple[str, int]]  # what stays on the duplicate, and why in `notes`
+    filled: list[str]  # the kept record's blanks filled from the duplicate
+    consents: list[str]  # consents withdrawn by the merge, in words
+    notes: list[str]  # points, portal, what stays, in sentences
+    overlaps: list[str]  # appointments of both at the same time (confirm to merge anyway)
+
+
+@dataclass(frozen=True)
+class Merged:
+    keep_id: int
+    duplicate_id: int
+    moved: dict[str, int] = field(default_factory=dict)
+    points: int = 0
+    sessions_ended: int = 0
+
+    @property
+    def message(self) -> str:
+        what = ", ".join(f"{n} {w}" for w, n in self.moved.items() if n) or "nothing else"
+        return (
+            f"Record #{self.duplicate_id} was merged into #{self.keep_id}: moved {what}"
+            + (f", {self.points} points" if self.points else "")
+            + "."
+        )
+
+
+def _pair(
+    session: Session, keep_id: int, duplicate_id: int, *, lock: bool
+) -> tuple[Patient, Patient]:
+    if keep_id == duplicate_id:
+        raise ValidationError(
+            "A record cannot be merged into itself: choose the duplicate and the record to keep."
+        )
+    query = (
+        select(Patient)
+        .where(Patient.id.in_((keep_id, duplicate_id)))
+        .order_by(Patient.id)  # both rows, always in the same order: no deadlock
+        .execution_options(populate_existing=True)
+    )
+    found = {p.id: p for p in session.scalars(query.with_for_update() if lock else query)}
+    for patient_id in (duplicate_id, keep_id):
+        if patient_id not in found:
+            raise NotFound(f"There is no patient #{patient_id}.")
+    keep, duplicate = found[keep_id], found[duplicate_id]
+    if keep.merged_into_id is not None:
+        when = clinic_time(clinic_format(session), keep.merged_at)
+        raise Conflict(
+            f"#{keep.id} was itself merged into #{keep.merged_into_id} ({when}): "
+            f"merge into #{keep.merged_into_id} instead."
+        )
+    if duplicate.merged_into_id is not None:
+        when = clinic_time(clinic_format(session), duplicate.merged_at)
+        raise Conflict(
+            f"#{duplicate.id} was already merged into #{duplicate.merged_into_id} ({when})."
+        )
+    return keep, duplicate
+
+
+def _side(patient: Patient) -> Side:
+    return Side(
+        patient.id,
+        patient.full_name,
+        format_day(patient.date_of_birth, weekday=False),
+        patient.email or "",
+        patient.phone or "",
+        patient.points_balance,
+        patient.portal_enrolled_at is not None,
+    )
+
+
+def _count(session: Session, column: Column, patient_id: int) -> int:
+    query = select(func.count()).select_from(column.table)
+    return session.scalar(query.where(_selector(column, patient_id))) or 0
+
+
+def _overlaps(session: Session, keep: Patient, duplicate: Patient) -> list[str]:
+    """The kept record's and the duplicate's appointments at the same time, in words."""
+    mine, theirs = aliased(Appointment), aliased(Appointment)
+
+    def held(a):
+        return and_(a.kind == AppointmentKind.APPOINTMENT, a.status.in_(HOLDING))
+
+    rows = session.execute(
+        select(mine.id, theirs.id, theirs.clinic_id, theirs.start_at, theirs.end_at)
+        .join(theirs, and_(theirs.start_at < mine.end_at, theirs.end_at > mine.start_at))
+        .where(mine.patient_id == keep.id, theirs.patient_id == duplicate.id)
+        .where(held(mine), held(theirs))
+        .order_by(theirs.start_at, mine.id)
+        .limit(6)
+    ).all()
+    return [
+        f"#{theirs_id} at {clinic_time(clinic_format(session, clinic_id), start)} "
+        f"overlaps #{mine_id}"
+        for mine_id, theirs_id, clinic_id, start, _end in rows
+    ]
+
+
+CONTACT = (("date_of_birth", "date of birth"), ("email", "email"), ("phone", "phone"))
+FILLED = (*CONTACT, ("gender", "gender"), ("external_ref", "imported reference"))
+
+
+def _consents(keep: Patient, duplicate: Patient) -> dict[str, bool]:
+    """The kept record's consents after the merge: a consent given on only one record, or
+    withdrawn on either, is not kept (safer). A record without the address a consent is about
+    has no say in it (its 'no' means 'no address', not 'withdrawn')."""
+
+    def both(pairs: list[tuple[object, bool]]) -> bool:
+        holders = [ok for address, ok in pairs if address]
+        return bool(holders) and all(holders)
+
+    return {
+        "consent_email": both(
+            [(keep.email, keep.consent_email), (duplicate.email, duplicate.consent_email)]
+        ),
+        "consent_sms": both(
+            [(keep.phone, keep.consent_sms), (duplicate.phone, duplicate.consent_sms)]
+        ),
+        "consent_marketing": keep.consent_marketing and duplicate.consent_marketing,
+        "reminders_enabled": keep.reminders_enabled and duplicate.reminders_enabled,
+    }
+
+
+CONSENT_WORDS = {
+    "consent_email": "consent to email",
+    "consent_sms": "consent to text messages",
+    "consent_marketing": "consent to marketing",
+    "reminders_enabled": "reminders",
+}
+
+
+def _plan(session: Session, keep: Patient, duplicate: Patient) -> MergePreview:
+    moves, stays = [], []
+    for column in _in_order():
+        words, how = _how(column)
+        count = _count(session, column, duplicate.id)
+        (stays if how == STAYS else moves).append((words, count))
+    answered = session.scalar(
+        select(func.count())
+        .select_from(SurveyResponse)
+        .join(Appointment, Appointment.id == SurveyResponse.appointment_id)
+        .where(Appointment.patient_id == duplicate.id)
+    )
+    moves.append(("survey responses (with their appointments)", answered or 0))
+    filled = [w for f, w in FILLED if not getattr(keep, f) and getattr(duplicate, f)]
+    after = _consents(keep, duplicate)
+    consents = [
+        f"{CONSENT_WORDS[f]}: {'on' if getattr(keep, f) else 'off'} here, "
+        f"{'on' if getattr(duplicate, f) else 'off'} on #{duplicate.id}; off after the merge"
+        for f, ok in after.items()
+        if getattr(keep, f) and not ok
+    ]
+    notes = []
+    if duplicate.points_balance:
+        notes.append(
+            f"{duplicate.points_balance} points move: the kept record's history shows "
+            f"'Merged from #{duplicate.id}', the duplicate's 'Merged into #{keep.id}'."
+        )
+    points_stay = _count_points_entries(session, duplicate.id)
+    if points_stay:
+        notes.append(
+            f"The duplicate's {points_stay} points entries stay in its own history, which "
+            "adds up to its balance of 0 after the merge."
+        )
+    if duplicate.portal_enrolled_at is not None:
+        notes.append(
+            "The duplicate's portal sessions are ended and its sign-in links stop working; "
+            + (
+                "the kept record keeps its own sign-in."
+                if keep.portal_enrolled_at is not None
+                else "the kept record becomes enrolled and signs in with its own contact details."
+            )
+        )
+    if any(words == "audit events" and n for words, n in stays):
+        notes.append(
+            "Audit events stay on the record they were written about; the merge is recorded "
+            "on both."
+        )
+    return MergePreview(
+        _side(keep),
+        _side(duplicate),
+        moves,
+        stays,
+        filled,
+        consents,
+        notes,
+        _overlaps(session, keep, duplicate),
+    )
+
+
+def _count_points_entries(session: Session, patient_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.patient_id == patient_id, LedgerEntry.kind.not_in(FEE_KINDS))
+        )
+        or 0
+    )
+
+
+def preview_merge(session: Session, actor: Actor, keep_id: int, duplicate_id: int) -> MergePreview:
+    """What merging `duplicate_id` into `keep_id` would move, fill and withdraw; refused as the
+    merge itself would be (the same record, a record merged already, no permission)."""
+    ensure(actor, Permission.PATIENTS_MERGE)
+    keep, duplicate = _pair(session, keep_id, duplicate_id, lock=False)
+    return _plan(session, keep, duplicate)
+
+
+# ---------------------------------------------------------------- the merge
+
+
+def merge_patients(
+    session: Session,
+    actor: Actor,
+    keep_id: int,
+    duplicate_id: int,
+    reason: str,
+    *,
+    allow_overlap: bool = False,
+) -> Merged:
+    """Merge the duplicate into the kept record, in the caller's transaction, both rows
+    locked: every row pointing at the duplicate points at the kept record (see `HOW`); the
+    kept record keeps its name and contact details and fills its blanks from the duplicate;
+    a consent withdrawn on either stays withdrawn; the duplicate's points move as one ledger
+    entry on each side; its portal sessions end. The duplicate is marked merged, never
+    deleted. Audited on both records with the counts moved."""
+    ensure(actor, Permission.PATIENTS_MERGE)
+    reason = (clean(reason, field="reason", limit=MAX_REASON) or "").strip()
+    if not reason:
+        raise ValidationError("Say why these are one person's records; the reason is audited.")
+    keep, duplicate = _pair(session, keep_id, duplicate_id, lock=True)
+    plan = _plan(session, keep, duplicate)
+    if plan.overlaps and not allow_overlap:
+        raise Conflict(
+            "Both records have appointments at the same time ("
+            + "; ".join(plan.overlaps)
+            + "): check they are one person, then confirm the overlap to merge anyway."
+        )
+    now = utcnow()
+    ended = _end_portal(session, actor, duplicate, keep.id, now)
+    withdrawn = _apply_consents(keep, duplicate)  # from the addresses each had: before _fill
+    filled = _fill(keep, duplicate)
+    moved_points = _move_points(session, keep, duplicate)
+    duplicate.merged_into_id, duplicate.merged_at = keep.id, now
+    session.flush()
+    moved: dict[str, int] = {}
+    for column in _in_order():
+        words, how = _how(column)
+        if how == STAYS:
+            continue
+        values = {column.name: keep.id}
+        if column.table.name == "appointments":
+            values["version"] = column.table.c.version + 1  # stale edits of them are refused
+        done = session.execute(
+            update(column.table).where(_selector(column, duplicate.id)).values(**values)
+        )
+        moved[words] = done.rowcount
+    session.expire_all()  # the ORM's copies of the moved rows are stale
+    for name, channel, word in (
+        ("consent_email", Channel.EMAIL, "email"),
+        ("consent_sms", Channel.SMS, "text messages"),
+    ):
+        if name in withdrawn:  # the messages moved or waiting stop too
+            notify.withdraw_queued(
+                session,
+                [keep_id],
+                channel,
+                f"Not sent: consent to {word} was withdrawn on a record merged into this one.",
+            )
+    details = {
+        "moved": moved,
+        "points": moved_points,
+        "filled": filled,
+        "consents_withdrawn": withdrawn,
+        "portal_sessions_ended": ended,
+        "overlaps_confirmed": plan.overlaps,
+    }
+    audit.record(
+        session,
+        actor,
+        "patient_merged_into",
+        "patient",
+        duplicate_id,
+        patient_id=duplicate_id,
+        reason=reason,
+        message=f"Merged into #{keep_id}.",
+        details={"into": keep_id, **details},
+    )
+    audit.record(
+        session,
+        actor,
+        "patient_merged_from",
+        "patient",
+        keep_id,
+        patient_id=keep_id,
+        reason=reason,
+        message=f"Record #{duplicate_id} merged into this one.",
+        details={"from": duplicate_id, **details},
+    )
+    session.flush()
+    return Merged(keep_id, duplicate_id, moved, moved_points, ended)
+
+
+def _fill(keep: Patient, duplicate: Patient) -> list[str]:
+    """The kept record's blanks filled from the duplicate (its own values win)."""
+    filled = []
+    for name, _words in FILLED:
+        if not getattr(keep, name) and getattr(duplicate, name):
+            value = getattr(duplicate, name)
+            if name == "external_ref":  # unique: the duplicate gives it up
+                duplicate.external_ref = None
+            setattr(keep, name, value)
+            filled.append(name)
+    if duplicate.extra:
+        keep.extra = {**duplicate.extra, **(keep.extra or {})}
+    keep.card_on_file = keep.card_on_file or duplicate.card_on_file
+    if keep.portal_enrolled_at is None and duplicate.portal_enrolled_at is not None:
+        keep.portal_enrolled_at = duplicate.portal_enrolled_at
+        filled.append("portal_enrolled_at")
+    return filled
+
+
+def _apply_consents(keep: Patient, duplicate: Patient) -> list[str]:
+    """Set the kept record's consents (`_consents`, before its blanks are filled): the names
+    the merge withdrew."""
+    before = {name: getattr(keep, name) for name in CONSENT_WORDS}
+    for name, ok in _consents(keep, duplicate).items():
+        setattr(keep, name, ok)
+    return [name for name in CONSENT_WORDS if before[name] and not getattr(keep, name)]
+
+
+def _move_points(session: Session, keep: Patient, duplicate: Patient) -> int:
+    """The duplicate's balance moves as one entry on each side, so both ledgers add up."""
+    balance = duplicate.points_balance
+    if balance:
+        points.transfer(
+            session,
+            duplicate,
+            keep,
+            balance,
+            out_note=f"Merged into #{keep.id}",
+            in_note=f"Merged from #{duplicate.id}",
+        )
+    return balance
+
+
+def _end_portal(
+    session: Session, actor: Actor, duplicate: Patient, keep_id: int, now: datetime
+) -> int:
+    """End the duplicate's open portal sessions, stop its sign-in and enrolment links and
+    revoke its pending invitations: its person signs in to the kept record from now on."""
+    ended = session.execute(
+        update(PortalSession)
+        .where(PortalSession.patient_id == duplicate.id, PortalSession.ended_at.is_(None))
+        .values(ended_at=now)
+    ).rowcount
+    session.execute(
+        update(LinkToken)
+        .where(
+            LinkToken.purpose.in_(PATIENT_TOKENS),
+            LinkToken.subject_id == duplicate.id,
+            LinkToken.used_at.is_(None),
+            LinkToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    invitations.revoke_pending_for_patient(session, actor, duplicate.id, f"Merged into #{keep_id}")
+    return ended

@@ -1,0 +1,530 @@
+"""Merging a duplicate patient record into the record kept: everything that pointed at the
+duplicate moves, the points ledgers keep adding up, consents stay withdrawn, the duplicate's
+portal sessions end, both records are audited, and the duplicate is refused from then on."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
+from core.messaging import notify
+from core.patients import invitations, merge, records
+from core.payments import points
+from core.policy import cancellation as policy
+from core.portal import patient_links, sign_in
+from core.scheduling import booking
+from core.waitlist import entries
+from db import migrate
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    Channel,
+    DeliveryStatus,
+    DocumentKind,
+    FeedbackRequest,
+    FormRequest,
+    LedgerEntry,
+    LedgerKind,
+    Notification,
+    Patient,
+    PatientPortalTally,
+    Payment,
+    PortalInvitation,
+    PortalSession,
+    ServiceDocument,
+    SlotOpening,
+    SmsReply,
+    SurveyResponse,
+    WaitlistEntry,
+    WaitlistOffer,
+)
+from db.types import utcnow
+from tests.factories import make_patient
+
+BASE = "https://desk.example"
+REASON = "Same person: imported twice"
+
+
+def _duplicate(db, **fields) -> int:
+    values = dict(first_name="Alex", last_name="Morgan", email="alex.m@example.net", phone=None)
+    with db.write() as s:
+        return make_patient(s, **(values | fields)).id
+
+
+def _appointment(s, world, patient_id, hours=72, status=AppointmentStatus.SCHEDULED) -> int:
+    start = utcnow().replace(microsecond=0) + timedelta(hours=hours)
+    a = Appointment(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        patient_id=patient_id,
+        service_id=world.service_id,
+        status=status,
+        start_at=start,
+        end_at=start + timedelta(minutes=30),
+    )
+    s.add(a)
+    s.flush()
+    return a.id
+
+
+def _one_of_everything(db, world, patient_id: int) -> dict[str, int]:
+    """A row in every table that refers to a patient, for `patient_id`."""
+    with db.write() as s:
+        visit = _appointment(s, world, patient_id, hours=-48, status=AppointmentStatus.COMPLETED)
+        document = ServiceDocument(
+            service_id=world.service_id, kind=DocumentKind.CONSENT, title="Consent"
+        )
+        opening = SlotOpening(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            start_at=utcnow() + timedelta(days=3),
+            end_at=utcnow() + timedelta(days=3, minutes=30),
+            reason="cancelled",
+        )
+        wish = WaitlistEntry(
+            patient_id=patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            earliest=date.today(),
+            latest=date.today() + timedelta(days=30),
+        )
+        feedback = FeedbackRequest(
+            appointment_id=visit, patient_id=patient_id, sent_on=date.today()
+        )
+        s.add_all([document, opening, wish, feedback])
+        s.flush()
+        s.add_all(
+            [
+                Notification(
+                    patient_id=patient_id,
+                    appointment_id=visit,
+                    channel=Channel.EMAIL,
+                    template="thank_you",
+                    to_address="alex.m@example.net",
+                    body="Thank you",
+                ),
+                Payment(
+                    appointment_id=visit,
+                    patient_id=patient_id,
+                    kind="fee",
+                    method="cash",
+                    status="paid",
+                    amount_cents=2500,
+                    currency="GBP",
+                ),
+                LedgerEntry(
+                    patient_id=patient_id,
+                    appointment_id=visit,
+                    kind=LedgerKind.NO_SHOW_FEE,
+                    amount_cents=2500,
+                ),
+                FormRequest(
+                    appointment_id=visit,
+                    document_id=document.id,
+                    patient_id=patient_id,
+                    kind=DocumentKind.CONSENT,
+                    signed_name="Alex Morgan",
+                ),
+                WaitlistOffer(
+                    opening_id=opening.id,
+                    entry_id=wish.id,
+                    patient_id=patient_id,
+                    rank=1,
+                    start_at=opening.start_at,
+                ),
+                PortalInvitation(
+                    patient_id=patient_id,
+                    email="alex.m@example.net",
+                    expires_at=utcnow() - timedelta(days=1),
+                ),
+                PortalSession(token_hash=f"{patient_id:064d}", patient_id=patient_id),
+                SmsReply(
+                    from_number="+447700900999", body="C", patient_id=patient_id, outcome="inbox"
+                ),
+                SurveyResponse(
+                    feedback_request_id=feedback.id,
+                    appointment_id=visit,
+                    clinic_id=world.clinic_id,
+                    submitted_at=utcnow(),
+                    nps=9,
+                ),
+            ]
+        )
+        earlier = make_patient(s, first_name="Old", last_name="Copy")
+        earlier.merged_into_id, earlier.merged_at = patient_id, utcnow()
+        s.flush()
+        return {"visit": visit, "earlier": earlier.id}
+
+
+def ledger_adds_up(s, patient_id: int) -> tuple[int, int]:
+    entries_ = s.scalars(select(LedgerEntry).where(LedgerEntry.patient_id == patient_id))
+    return s.get(Patient, patient_id).points_balance, sum(points.delta(e) for e in entries_)
+
+
+def _merge(db, actor, keep, duplicate, **kwargs):
+    with db.write() as s:
+        return merge.merge_patients(s, actor, keep, duplicate, REASON, **kwargs)
+
+
+# ---------------------------------------------------------------- nothing is left behind
+
+
+def test_every_reference_to_patients_is_handled_by_the_merge():
+    """A new foreign key to patients.id fails here until merge.HOW says what a merge does with
+    it (moved, fees only, or kept where it was written)."""
+    found = {(c.table.name, c.name) for c in merge.references()}
+    assert found == set(merge.HOW), (
+        f"not handled by core.patients.merge: {sorted(found - set(merge.HOW))}; "
+        f"gone from the schema: {sorted(set(merge.HOW) - found)}"
+    )
+
+
+def test_the_merge_moves_every_row_that_pointed_at_the_duplicate(db, world):
+    duplicate = _duplicate(db)
+    made = _one_of_everything(db, world, duplicate)
+    with db.read() as s:
+        preview = merge.preview_merge(s, world.manager, world.patient_id, duplicate)
+    moves = dict(preview.moves)
+    assert moves["appointments"] == moves["messages"] == moves["payments"] == 1
+    assert moves["fees"] == 1 and moves["survey responses (with their appointments)"] == 1
+    assert moves["text replies"] == moves["portal sessions"] == moves["waitlist offers"] == 1
+    assert moves["records merged into it before"] == 1
+    result = _merge(db, world.manager, world.patient_id, duplicate)
+    assert result.moved["appointments"] == 1 and result.moved["forms sent and answered"] == 1
+    with db.read() as s:
+        for column in merge.references():
+            words, how = merge.HOW[(column.table.name, column.name)]
+            left = s.scalar(
+                select(func.count()).select_from(column.table).where(column == duplicate)
+            )
+            if how == merge.MOVE:
+                assert left == 0, f"{column.table.name}.{column.name} still points at the duplicate"
+            moved = s.scalar(
+                select(func.count()).select_from(column.table).where(column == world.patient_id)
+            )
+            if how != merge.STAYS:
+                assert moved >= 1, f"{column.table.name}.{column.name}: nothing moved"
+        fees = s.scalars(select(LedgerEntry.kind).where(LedgerEntry.patient_id == duplicate))
+        assert LedgerKind.NO_SHOW_FEE not in list(fees)  # the fee went with its appointment
+        visit = s.get(Appointment, made["visit"])
+        assert visit.patient_id == world.patient_id and visit.version == 2
+        assert s.get(Patient, made["earlier"]).merged_into_id == world.patient_id
+        kept, gone = s.get(Patient, world.patient_id), s.get(Patient, duplicate)
+        assert gone.merged_into_id == world.patient_id and gone.merged_at is not None
+        assert (kept.first_name, kept.email) == ("Alex", "alex@example.org")  # its own contact
+    assert "moved 1 appointments" in result.message
+
+
+def test_blanks_are_filled_from_the_duplicate_and_its_own_details_win(db, world):
+    with db.write() as s:
+        kept = make_patient(
+            s, first_name="Sam", last_name="Lee", date_of_birth=None, email=None, phone="0161 1"
+        ).id
+    duplicate = _duplicate(
+        db, first_name="Samuel", date_of_birth=date(1990, 1, 2), phone="0161 2", gender="male"
+    )
+    _merge(db, world.manager, kept, duplicate)
+    with db.read() as s:
+        p = s.get(Patient, kept)
+        assert (p.first_name, p.last_name, p.phone) == ("Sam", "Lee", "0161 1")
+        assert (p.date_of_birth, p.email, p.gender) == (
+            date(1990, 1, 2),
+            "alex.m@example.net",
+            "male",
+        )
+        assert p.consent_email  # the address came from the duplicate, with its consent
+        assert "alex m example net" in p.search_text  # found by the address it took
+
+
+# ---------------------------------------------------------------- points
+
+
+def test_the_points_move_as_one_entry_on_each_side_and_both_ledgers_add_up(db, world):
+    duplicate = _duplicate(db)
+    with db.write() as s:
+        points.adjust_points(s, world.manager, duplicate, -30, "Used at the desk")
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:
+        assert ledger_adds_up(s, world.patient_id) == (170, 170)
+        assert ledger_adds_up(s, duplicate) == (0, 0)
+        kept = points.points_history(s, world.manager, world.patient_id)
+        gone = points.points_history(s, world.manager, duplicate)
+    assert (kept[0].points, kept[0].note) == (70, f"Merged from #{duplicate}")
+    assert (gone[0].points, gone[0].note) == (-70, f"Merged into #{world.patient_id}")
+    assert [r.points for r in gone[1:]] == [-30, 100]  # its history stays and still adds up
+
+
+def test_points_given_back_on_the_duplicate_after_the_merge_reach_the_kept_record(db, world):
+    duplicate = _duplicate(db)
+    with db.write() as s:
+        visit = _appointment(s, world, duplicate, hours=-2, status=AppointmentStatus.NO_SHOW)
+        deduction = LedgerEntry(
+            patient_id=duplicate, appointment_id=visit, kind=LedgerKind.POINTS, points=40
+        )
+        s.add(deduction)
+        s.get(Patient, duplicate).points_balance -= 40
+        s.flush()
+        deduction_id = deduction.id
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.write() as s:
+        policy.waive_fee(s, world.manager, deduction_id, "Phoned ahead")
+    with db.read() as s:
+        assert ledger_adds_up(s, duplicate) == (0, 0)
+        assert ledger_adds_up(s, world.patient_id) == (200, 200)  # 100 + 60 moved + 40 back
+
+
+# ---------------------------------------------------------------- consents
+
+
+def test_a_consent_withdrawn_on_either_record_stays_withdrawn(db, world):
+    duplicate = _duplicate(db, consent_email=False, consent_marketing=True, reminders_enabled=False)
+    with db.write() as s:
+        kept = s.get(Patient, world.patient_id)
+        kept.consent_marketing = True
+        queued = notify.queue_for_patient(s, kept, "portal_invitation", {"link": "x"})
+        s.flush()
+        email_id = next(n.id for n in queued.notifications if n.channel == Channel.EMAIL)
+    with db.read() as s:
+        preview = merge.preview_merge(s, world.manager, world.patient_id, duplicate)
+    assert any(line.startswith("consent to email: on here, off") for line in preview.consents)
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:
+        p = s.get(Patient, world.patient_id)
+        # email withdrawn on the duplicate: off; the duplicate had no phone, so no say in texts
+        assert (p.consent_email, p.consent_sms, p.consent_marketing) == (False, True, True)
+        assert p.reminders_enabled is False
+        email = s.get(Notification, email_id)
+        assert email.status == DeliveryStatus.FAILED and "merged" in email.last_error
+
+
+# ---------------------------------------------------------------- portal
+
+
+def _enrol_and_sign_in(db, patient_id) -> str:
+    with db.write() as s:
+        s.get(Patient, patient_id).portal_enrolled_at = utcnow()
+    with db.write() as s:
+        return sign_in.start_session(s, sign_in.issue_sign_in(s, patient_id))
+
+
+def test_the_duplicates_portal_sessions_end_and_the_kept_sign_in_stays(db, world):
+    duplicate = _duplicate(db)
+    kept_cookie = _enrol_and_sign_in(db, world.patient_id)
+    gone_cookie = _enrol_and_sign_in(db, duplicate)
+    with db.write() as s:
+        unused = sign_in.issue_sign_in(s, duplicate)
+    result = _merge(db, world.manager, world.patient_id, duplicate)
+    assert result.sessions_ended == 1
+    with db.write() as s:
+        assert sign_in.resume(s, gone_cookie, 30) is None
+        assert sign_in.resume(s, kept_cookie, 30) == world.patient_id
+    with db.write() as s, pytest.raises(LinkInvalid):
+        sign_in.start_session(s, unused)
+    with db.write() as s:  # the duplicate's address signs in to nobody
+        assert sign_in.request_sign_in(s, "alex.m@example.net", base_url=BASE) == sign_in.NEUTRAL
+    with db.read() as s:
+        sent = s.scalars(
+            select(Notification.patient_id).where(Notification.template == "portal_sign_in")
+        ).all()
+        assert sent == []
+        assert s.get(PortalSession, 1).patient_id in (world.patient_id, duplicate)
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(PortalSession)
+                .where(PortalSession.patient_id == duplicate)
+            )
+            == 0
+        )
+
+
+def test_an_enrolled_duplicate_enrols_the_kept_record(db, world):
+    duplicate = _duplicate(db)
+    _enrol_and_sign_in(db, duplicate)
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).portal_enrolled_at is not None
+
+
+# ---------------------------------------------------------------- audit
+
+
+def test_the_merge_is_audited_on_both_records_with_the_counts(db, world):
+    duplicate = _duplicate(db)
+    _one_of_everything(db, world, duplicate)
+    _merge(db, world.owner, world.patient_id, duplicate)
+    with db.read() as s:
+        events = {
+            e.action: e
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.action.like("patient_merged%")))
+        }
+    into, from_ = events["patient_merged_into"], events["patient_merged_from"]
+    assert (into.patient_id, from_.patient_id) == (duplicate, world.patient_id)
+    assert into.reason == from_.reason == REASON and into.actor_label == "Owner"
+    assert into.details["into"] == world.patient_id and from_.details["from"] == duplicate
+    assert into.details["moved"]["appointments"] == 1 and into.details["points"] == 100
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_refusals_say_what_to_do(db, world):
+    duplicate = _duplicate(db)
+    with pytest.raises(ValidationError, match="into itself"):
+        _merge(db, world.manager, duplicate, duplicate)
+    with pytest.raises(PermissionDenied, match="merge duplicate patient records"):
+        _merge(db, world.staff, world.patient_id, duplicate)
+    with pytest.raises(ValidationError, match="Say why"), db.write() as s:
+        merge.merge_patients(s, world.manager, world.patient_id, duplicate, "  ")
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with pytest.raises(Conflict, match=f"#{duplicate} was already merged into #{world.patient_id}"):
+        _merge(db, world.manager, world.patient_id, duplicate)
+    third = _duplicate(db, email="third@example.net")
+    with pytest.raises(Conflict, match=f"merge into #{world.patient_id} instead"):
+        _merge(db, world.manager, duplicate, third)
+    with db.read() as s:
+        assert s.get(Patient, third).merged_into_id is None
+
+
+def test_overlapping_appointments_are_refused_unless_confirmed(db, world):
+    duplicate = _duplicate(db)
+    with db.write() as s:
+        _appointment(s, world, world.patient_id, hours=50)
+        theirs = _appointment(s, world, duplicate, hours=50)
+    with db.read() as s:
+        assert merge.preview_merge(s, world.manager, world.patient_id, duplicate).overlaps
+    with pytest.raises(Conflict, match=f"#{theirs} at .* overlaps"):
+        _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:
+        assert s.get(Patient, duplicate).merged_into_id is None  # nothing changed
+    _merge(db, world.manager, world.patient_id, duplicate, allow_overlap=True)
+    with db.read() as s:
+        assert s.get(Appointment, theirs).patient_id == world.patient_id
+
+
+def test_a_merged_record_is_hidden_and_refused_by_booking_messages_and_invitations(db, world):
+    duplicate = _duplicate(db, first_name="Alexandra", date_of_birth=date(1970, 1, 1))
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:
+        assert [p.id for p in records.search_patients(s, world.staff, "Morgan")] == [
+            world.patient_id
+        ]
+        gone = s.get(Patient, duplicate)
+        assert notify.channels_for(gone)[0] == []
+    where = f"merged into record #{world.patient_id}"
+    with pytest.raises(ValidationError, match=where), db.write() as s:
+        booking.book(
+            s,
+            world.staff,
+            booking.InOffice(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=utcnow() + timedelta(days=5),
+                patient_id=duplicate,
+            ),
+        )
+    with pytest.raises(ValidationError, match=where), db.write() as s:
+        invitations.send_invitation(s, world.staff, duplicate, base_url=BASE)
+    with pytest.raises(ValidationError, match=where), db.write() as s:
+        records.update_patient(s, world.staff, duplicate, phone="0200 000000")
+    with pytest.raises(ValidationError, match=where), db.write() as s:
+        entries.add_entry(
+            s,
+            world.staff,
+            entries.Wish(
+                patient_id=duplicate,
+                clinic_id=world.clinic_id,
+                service_id=world.service_id,
+                earliest=date.today(),
+                latest=date.today() + timedelta(days=7),
+            ),
+        )
+    with db.write() as s:  # a new patient like the merged one is not its duplicate any more
+        records.create_patient(
+            s,
+            world.staff,
+            first_name="Alexandra",
+            last_name="Morgan",
+            date_of_birth=date(1970, 1, 1),
+        )
+    with db.read() as s:  # the public booking form finds the kept record by the old address
+        assert patient_links._find_patient(s, "alex.m@example.net", None).id == world.patient_id
+
+
+def test_two_merges_of_one_pair_at_once_do_one(db, world):
+    """Each way round at the same moment: both rows are locked in one order, so one merge
+    happens and the other is refused, never both (a chain of two records merged into each
+    other)."""
+    duplicate = _duplicate(db)
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def run(keep: int, gone: int) -> None:
+        try:
+            with db.write() as s:
+                barrier.wait(timeout=30)
+                merge.merge_patients(s, world.manager, keep, gone, REASON)
+            results.append("merged")
+        except Conflict as error:
+            results.append(str(error))
+
+    threads = [
+        threading.Thread(target=run, args=pair)
+        for pair in ((world.patient_id, duplicate), (duplicate, world.patient_id))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results)[0] != "merged" and sorted(results).count("merged") == 1, results
+    with db.read() as s:
+        merged = s.scalars(select(Patient.id).where(Patient.merged_into_id.is_not(None))).all()
+    assert len(merged) == 1
+
+
+# ---------------------------------------------------------------- the migration
+
+
+def _alembic(db, verb: str, revision: str) -> None:
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, verb)(config, revision)
+
+
+def _tally(s) -> dict[int, int]:
+    return dict(s.execute(select(PatientPortalTally.bucket, PatientPortalTally.patients)).all())
+
+
+def test_the_migration_adds_the_merge_columns_and_takes_them_away(db, world):
+    _alembic(db, "downgrade", "0006")
+    columns = {c["name"] for c in inspect(db.engine).get_columns("patients")}
+    assert "merged_into_id" not in columns and "merged_at" not in columns
+    with db.read() as s:
+        before = _tally(s)
+    _alembic(db, "upgrade", "head")
+    inspector = inspect(db.engine)
+    assert {"merged_into_id", "merged_at"} <= {c["name"] for c in inspector.get_columns("patients")}
+    assert any(
+        fk["constrained_columns"] == ["merged_into_id"] and fk["referred_table"] == "patients"
+        for fk in inspector.get_foreign_keys("patients")
+    )
+    duplicate = _duplicate(db)
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:  # the triggers on patients survived both ways
+        after = _tally(s)
+    assert sum(after.values()) == sum(before.values()) + 1
+    with pytest.raises(IntegrityError), db.write() as s:  # the reference holds
+        s.get(Patient, duplicate).merged_into_id = 999_999
+    _alembic(db, "downgrade", "0006")  # and back again, with a merged record in it
+    _alembic(db, "upgrade", "head")
+    with db.read() as s:
+        assert s.get(Patient, duplicate).merged_into_id is None
