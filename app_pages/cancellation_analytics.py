@@ -93,7 +93,8 @@ def dashboard():
     refill_metrics(me, clinic, start, end)  # the waitlist's refills
     picked = view.dashboard(figures, year_before, *groups, fmt)
     view.behind(picked, lambda d, v: _behind(me, role, filters, d, v), fmt)
-    view.more(lambda detail: _figures(me, role, detail), filters, fmt)
+    currencies = list(figures.revenue_at_risk_cents)
+    view.more(lambda detail: _figures(me, role, detail), filters, fmt, currencies)
 
 
 dashboard()

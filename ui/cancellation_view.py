@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics.breakdowns import Group
-from core.analytics.cancellation_parts import CancellationFigures, Counts, WhatIf
+from core.analytics.cancellation_parts import Amounts, CancellationFigures, Counts, WhatIf
 from core.kernel.errors import DomainError
 from core.kernel.money import NO_VALUE, ClinicFormat, to_major, to_minor
 from ui import charts
@@ -20,6 +20,9 @@ from ui.locale import table_moment
 from ui.text import escape, show_table
 
 YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
+# the fees' amounts (per currency) of late cancellations and no-shows
+_ASSESSED = ("late_assessed_cents", "no_show_assessed_cents")
+_WAIVED = ("late_waived_cents", "no_show_waived_cents")
 
 FORMULAS = """
 **How the figures are computed** (clinic-local days and hours; out-of-office blocks excluded)
@@ -36,10 +39,13 @@ FORMULAS = """
 - **refill rate** = cancelled slots booked again ÷ cancelled; booked again = another
   appointment of the same provider overlapping the slot, created after the cancellation
 - **fees** = fees assessed on these appointments, and the part waived
+- money is shown in each clinic's own currency: with clinics in several currencies, one figure
+  per currency (never added up, never converted)
 - **repeat patients** = late cancellations + no-shows ≥ 2 in the range
 - **what-if** = patients' cancellations whose notice was shorter than the chosen window would
-  have been late (the practice's own cancellations are never charged); charged = late × fee;
-  points = late × points (next to what actually happened)
+  have been late (the practice's own cancellations are never charged); charged = late × fee,
+  the fee in each clinic's own currency; points = late × points (next to what actually
+  happened)
 """
 
 
@@ -75,43 +81,82 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
             help=f"{fmt.number(getattr(t, count))} {count.replace('_', '-')}; "
             f"before: {fmt.percent(earlier)}",
         )
-    cols = st.columns(4)
-    key_figure(
-        cols[0],
-        "Revenue at risk",
-        fmt.money(f.revenue_at_risk_cents),
-        fmt.money_change(f.revenue_at_risk_cents - before.revenue_at_risk_cents),
-        colour="inverse",
-        help=f"previous period {fmt.money(before.revenue_at_risk_cents)}",
-    )
-    key_figure(
-        cols[1],
-        "Refill rate",
-        fmt.percent(f.refill_rate),
-        fmt.points(f.refill_rate, before.refill_rate),
-        help=f"{fmt.number(f.refilled)} slots refilled · previous period "
-        f"{fmt.percent(before.refill_rate)}",
-    )
     mean, earlier = f.turnaround_mean_hours, before.turnaround_mean_hours
-    key_figure(
-        cols[2],
-        "Mean request turnaround",
-        NO_VALUE if mean is None else f"{fmt.number(mean, 1)} h",
-        None if mean is None or earlier is None else f"{fmt.number(mean - earlier, 1, True)} h",
-        colour="inverse",
+    shown = _currencies_shown(f, before)
+    money = [_money_figure(f, before, fmt, code, len(shown) > 1) for code in shown]
+    others = [
+        dict(
+            label="Refill rate",
+            value=fmt.percent(f.refill_rate),
+            change=fmt.points(f.refill_rate, before.refill_rate),
+            help=f"{fmt.number(f.refilled)} slots refilled · previous period "
+            f"{fmt.percent(before.refill_rate)}",
+        ),
+        dict(
+            label="Mean request turnaround",
+            value=NO_VALUE if mean is None else f"{fmt.number(mean, 1)} h",
+            change=None
+            if mean is None or earlier is None
+            else f"{fmt.number(mean - earlier, 1, True)} h",
+            colour="inverse",
+        ),
+    ]
+    # revenue at risk first and fees assessed last, one figure per currency: never a sum of
+    # two currencies (one currency: the four figures of one row)
+    row = [risk for risk, _ in money] + others + [fees for _, fees in money]
+    for first in range(0, len(row), 4):
+        for column, figure in zip(st.columns(4), row[first : first + 4], strict=False):
+            key_figure(column, **figure)
+
+
+def _currencies_shown(f: CancellationFigures, before: CancellationFigures) -> list[str]:
+    """The currencies of the clinics in the filter (the first clinic's first); with several,
+    those with money in either period."""
+    codes = list(f.revenue_at_risk_cents) or [None]
+    if len(codes) == 1:
+        return codes
+
+    def any_money(code: str) -> bool:
+        amounts = [x.revenue_at_risk_cents for x in (f, before)]
+        amounts += [getattr(x.fees, name) for x in (f, before) for name in _ASSESSED]
+        return any(a.get(code, 0) for a in amounts)
+
+    return [code for code in codes if any_money(code)] or codes[:1]
+
+
+def _money_figure(f, before, fmt: ClinicFormat, code: str | None, named: bool) -> tuple:
+    """Revenue at risk and fees assessed in one currency (`named`: in the label too), each
+    against the previous period."""
+    money = fmt if code is None else replace(fmt, currency=code)
+    suffix = f" ({code})" if named else ""
+    risk, risk_before = (x.revenue_at_risk_cents.get(code, 0) for x in (f, before))
+    assessed, assessed_before = (
+        sum(getattr(x.fees, name).get(code, 0) for name in _ASSESSED) for x in (f, before)
     )
-    fees, old = f.fees, before.fees
-    assessed = fees.late_assessed_cents + fees.no_show_assessed_cents
-    waived = fees.late_waived_cents + fees.no_show_waived_cents
-    change = assessed - old.late_assessed_cents - old.no_show_assessed_cents
-    key_figure(
-        cols[3],
-        "Fees assessed",
-        fmt.money(assessed),
-        fmt.money_change(change),
-        colour="off",
-        help=f"{fmt.money(waived)} waived",
+    waived = sum(getattr(f.fees, name).get(code, 0) for name in _WAIVED)
+    return (
+        dict(
+            label="Revenue at risk" + suffix,
+            value=money.money(risk),
+            change=money.money_change(risk - risk_before),
+            colour="inverse",
+            help=f"previous period {money.money(risk_before)}",
+        ),
+        dict(
+            label="Fees assessed" + suffix,
+            value=money.money(assessed),
+            change=money.money_change(assessed - assessed_before),
+            colour="off",
+            help=f"{money.money(waived)} waived",
+        ),
     )
+
+
+def amounts_text(amounts: Amounts, fmt: ClinicFormat) -> str:
+    """Money in one or more currencies, each in its own: '£14,455.00 + US$11,925.00' (never
+    one sum of two currencies)."""
+    shown = [replace(fmt, currency=code).money(cents) for code, cents in amounts.items()]
+    return " + ".join(shown) or fmt.money(0)
 
 
 def _rate_bars(
@@ -285,43 +330,48 @@ def reasons_and_fees(f: CancellationFigures, fmt: ClinicFormat) -> None:
             key="cancel_chart_reasons",
         )
     with right:
-        fees = f.fees
-        charts.show(
-            charts.bars(
-                ["Late cancellation", "No-show"],
-                {
-                    "Assessed": [
-                        float(to_major(c, fmt.currency))
-                        for c in (fees.late_assessed_cents, fees.no_show_assessed_cents)
-                    ],
-                    "Waived": [
-                        float(to_major(c, fmt.currency))
-                        for c in (fees.late_waived_cents, fees.no_show_waived_cents)
-                    ],
-                },
-                title="Fees assessed and waived",
-                fmt=fmt,
-                y_title=fmt.currency,
-            ),
-            key="cancel_chart_fees",
-        )
+        codes = list(f.revenue_at_risk_cents) or [fmt.currency]
+        for code in codes:  # one chart per currency: amounts of two are never on one axis
+            named = f" ({code})" if len(codes) > 1 else ""
+            charts.show(
+                charts.bars(
+                    ["Late cancellation", "No-show"],
+                    {
+                        series: [
+                            float(to_major(getattr(f.fees, name).get(code, 0), code))
+                            for name in names
+                        ]
+                        for series, names in (("Assessed", _ASSESSED), ("Waived", _WAIVED))
+                    },
+                    title="Fees assessed and waived" + named,
+                    fmt=replace(fmt, currency=code),
+                    y_title=code,
+                ),
+                key="cancel_chart_fees" + (f"_{code}" if named else ""),
+            )
 
 
-def what_if_inputs(fmt: ClinicFormat) -> WhatIf:
+def what_if_inputs(fmt: ClinicFormat, currencies: list[str]) -> WhatIf:
+    """The what-if's window, fee and points. The fee is one number for the practice, charged
+    in each clinic's own currency (as prices are): 'Late fee (GBP or USD)'."""
+    currencies = currencies or [fmt.currency]
     with st.form("cancel_whatif"):
         st.markdown("Another window, fee or points value, replayed on the same history")
         w1, w2, w3 = st.columns(3)
         window = w1.number_input("Window (hours)", value=12, step=1, key="cancel_whatif_window")
         fee = w2.number_input(
-            f"Late fee ({fmt.currency})",
+            f"Late fee ({' or '.join(currencies)})",
             value=25.0,
             step=5.0,
             format="%.2f",
             key="cancel_whatif_fee",
+            help="Charged in each clinic's own currency, never converted"
+            if len(currencies) > 1
+            else None,
         )
         points = w3.number_input("Points", value=20, step=5, key="cancel_whatif_points")
         st.form_submit_button("Compare")
-    return WhatIf(int(window), to_minor(fee, fmt.currency), int(points))
+    return WhatIf(int(window), to_minor(fee, currencies[0]), int(points))
 
 
 def what_if_table(f: CancellationFigures, fmt: ClinicFormat) -> None:
@@ -334,12 +384,12 @@ def what_if_table(f: CancellationFigures, fmt: ClinicFormat) -> None:
                 "": ["Late cancellations", "Late-cancellation fees", "Points deducted"],
                 "Actual (policy in force)": [
                     fmt.number(w.actual_late),
-                    fmt.money(w.actual_fee_cents),
+                    amounts_text(w.actual_fee_cents, fmt),
                     fmt.number(w.actual_points),
                 ],
                 f"What-if ({w.window_hours} h window)": [
                     fmt.number(w.late),
-                    fmt.money(w.fee_cents),
+                    amounts_text(w.fee_cents, fmt),
                     fmt.number(w.points),
                 ],
             }
@@ -407,12 +457,13 @@ def behind(picked: tuple | None, read_behind, fmt: ClinicFormat) -> None:
     )
 
 
-def more(read_figures, filters, fmt: ClinicFormat) -> None:
-    """The further sections, one at a time: only what is shown is computed."""
+def more(read_figures, filters, fmt: ClinicFormat, currencies: list[str]) -> None:
+    """The further sections, one at a time: only what is shown is computed. `currencies`:
+    those of the clinics in the filter."""
     section = st.segmented_control("More", list(MORE), key="cancel_section")
     if not section:
         return
-    what_if = what_if_inputs(fmt) if section == WHAT_IF else None
+    what_if = what_if_inputs(fmt, currencies) if section == WHAT_IF else None
     try:
         figures = read_figures(replace(filters, what_if=what_if, parts=MORE[section]))
     except DomainError as error:

@@ -14,12 +14,14 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Integer,
+    String,
     and_,
     case,
     cast,
     exists,
     extract,
     func,
+    literal,
     literal_column,
     or_,
     select,
@@ -27,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from core.kernel.clock import local_days_bounds, zone
+from core.kernel.money import DEFAULT_CURRENCY
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -99,9 +102,16 @@ NOTICE_CAP = MAX_WHAT_IF_HOURS + 1  # hours of notice are stored up to this
 PARTS = ("reasons", "repeat_patients", "by_day", "timing")
 
 
+# Money per currency: currency code → minor units, one entry per currency of the clinics in
+# the filter (the first clinic's first). There is no practice-wide currency: amounts of two
+# currencies are never added up (and never converted).
+Amounts = dict[str, int]
+
+
 @dataclass(frozen=True)
 class WhatIf:
     window_hours: int
+    # one number for the practice, in minor units of each clinic's own currency (as prices are)
     late_fee_cents: int
     points: int
 
@@ -167,23 +177,28 @@ class HeatCell:
 
 @dataclass(frozen=True)
 class Fees:
-    late_assessed_cents: int = 0
-    late_waived_cents: int = 0
-    no_show_assessed_cents: int = 0
-    no_show_waived_cents: int = 0
+    """Fees assessed and waived, per currency; points across the clinics."""
+
+    late_assessed_cents: Amounts = field(default_factory=dict)
+    late_waived_cents: Amounts = field(default_factory=dict)
+    no_show_assessed_cents: Amounts = field(default_factory=dict)
+    no_show_waived_cents: Amounts = field(default_factory=dict)
     points_assessed: int = 0
     points_waived: int = 0
     cancellation_points: int = 0  # points deducted for late cancellations (not waived or waived)
 
 
+FEE_AMOUNTS = tuple(name for name in Fees.__dataclass_fields__ if name.endswith("_cents"))
+
+
 @dataclass(frozen=True)
 class WhatIfResult:
     actual_late: int
-    actual_fee_cents: int
+    actual_fee_cents: Amounts
     actual_points: int
     window_hours: int
     late: int
-    fee_cents: int
+    fee_cents: Amounts
     points: int
 
 
@@ -210,7 +225,7 @@ class CancellationFigures:
     turnaround_mean_hours: float | None
     reasons: list[tuple[str, int]]
     fees: Fees
-    revenue_at_risk_cents: int
+    revenue_at_risk_cents: Amounts
     refilled: int
     repeat_patients: list[RepeatPatient]
     what_if: WhatIfResult | None = None
@@ -293,20 +308,36 @@ class Scope:
     clinics: list[tuple[int, str]]  # (id, time zone)
     bounds: dict[int, tuple[datetime, datetime]]  # clinic → UTC [start, end)
     periods: dict[int, list[tuple[datetime, int]]]
+    currencies: dict[int, str] = field(default_factory=dict)  # clinic → its currency
 
 
 def scope_of(session: Session, filters: AnalyticsFilters, periods_too: bool = True) -> Scope:
-    query = select(Clinic.id, Clinic.timezone).order_by(Clinic.id)
+    query = select(Clinic.id, Clinic.timezone, Clinic.currency).order_by(Clinic.id)
     if filters.clinic_id is not None:
         query = query.where(Clinic.id == filters.clinic_id)
-    clinics = [(cid, tz) for cid, tz in session.execute(query)]
+    rows = session.execute(query).all()
+    clinics = [(cid, tz) for cid, tz, _ in rows]
+    currencies = {cid: currency or DEFAULT_CURRENCY for cid, _, currency in rows}
     bounds, periods = {}, {}
     for cid, tz in clinics:
         begin, finish = local_days_bounds(filters.start, filters.end, tz)
         bounds[cid] = (begin, finish)
         if periods_too:  # only the direct path needs the UTC offsets
             periods[cid] = offset_periods(tz, begin, finish)
-    return Scope(clinics, bounds, periods)
+    return Scope(clinics, bounds, periods, currencies)
+
+
+def currency_of(scope: Scope):
+    """Each appointment's clinic's currency, as an SQL expression ('' for a clinic outside the
+    scope's currencies): the money figures are summed per currency, never across."""
+    codes = sorted(set(scope.currencies.values()))
+    if len(codes) <= 1:
+        return literal(codes[0] if codes else "", String)
+    a = Appointment
+    return case(
+        *[(a.clinic_id == cid, literal(code, String)) for cid, code in scope.currencies.items()],
+        else_=literal("", String),
+    )
 
 
 def unfinished_imports():
@@ -423,6 +454,7 @@ def row_values(dialect: str, scope: Scope):
         case((a.status == S.NO_SHOW, 1), else_=0).label("no_show"),
         case((a.status.in_((S.COMPLETED, S.CHECKED_IN)), 1), else_=0).label("attended"),
         case((a.status.in_((S.CANCELLED, S.NO_SHOW)), price_at_risk()), else_=0).label("risk"),
+        currency_of(scope).label("currency"),
         case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
         case((cancelled, notice_hours), else_=None).label("notice_h"),
         case((by_patient, 1), else_=0).label("by_patient"),

@@ -59,7 +59,6 @@ from core.analytics.cancellation_parts import (
     HOUR,
     NOTICE_BUCKETS,
     AnalyticsFilters,
-    Fees,
     Scope,
     epoch_seconds,
     local_offset,
@@ -583,30 +582,29 @@ def read_into(
     clinic_ids: list[int],
     window: int,
     lagging: set[tuple[int, int]] = frozenset(),
-):
-    """Add the roll-ups of the clinics' local days start..end into `sums`, the `lagging`
-    (clinic, day) pairs taken from the appointments instead; returns the Fees."""
+) -> None:
+    """Add the roll-ups of the clinics' local days start..end into `sums` (money per clinic's
+    currency, `sums.currency_of`), the `lagging` (clinic, day) pairs taken from the
+    appointments instead."""
     # by_day: hours per day (weekday / weekly / heatmap figures); without timing (the first
     # view) no lead rows and no notice histogram
     by_day, timing = "by_day" in filters.parts, "timing" in filters.parts
     values = _range_values(filters, clinic_ids, lagging, window=window)
-    fees: dict[str, int] = {}
     statement = _read_statement(by_day, timing, bool(lagging))
-    for kind, day, k1, k2, *row in session.execute(statement, values):
+    for kind, clinic, day, k1, k2, *row in session.execute(statement, values):
         row = [int(v or 0) for v in row]
         if kind == "notice":
             sums.notice[int(k1)] += row[0] if timing else 0
             if k2 == 2:
-                sums.whatif_late += row[0]
+                sums.late_within(sums.currency_of(clinic), row[0])
         else:
-            _add(sums, fees, kind, day, k1, k2, row)
-    for _, day, kind, k1, k2, *row in _lagging_rows(session, lagging, FIGURE_KINDS):
+            _add(sums, kind, clinic, day, k1, k2, row)
+    for clinic, day, kind, k1, k2, *row in _lagging_rows(session, lagging, FIGURE_KINDS):
         row = [int(v or 0) for v in row]
         if kind == "notice":
-            sums.notice_hours(int(k1), k2 == 1, row[0], window)
+            sums.notice_hours(int(k1), k2 == 1, row[0], window, sums.currency_of(clinic))
         else:
-            _add(sums, fees, kind, day, k1, k2, row)
-    return Fees(**fees)
+            _add(sums, kind, clinic, day, k1, k2, row)
 
 
 def _lagging_rows(session: Session, lagging, kinds):
@@ -680,19 +678,18 @@ def _range_values(filters, clinic_ids: list[int], lagging, **more) -> dict[str, 
     return values
 
 
-def _add(sums: Any, fees: dict[str, int], kind: str, day, k1, k2, row: list[int]) -> None:
+def _add(sums: Any, kind: str, clinic, day, k1, k2, row: list[int]) -> None:
     """One roll-up row (or a sum of them) into the figures, except the notice rows."""
     if kind == "hour":
         sums.hour(int(day), int(k1), row)
     elif kind == "lead":
         sums.lead(bool(k1), int(k2), row)
     elif kind == "money":
-        sums.risk += row[0]
-        sums.refilled += row[1]
+        sums.money(sums.currency_of(clinic), row[0], row[1])
     elif kind == "turn":
         sums.turnaround(int(k1), row[0], row[1])
     elif kind == "fees":
-        _add_fees(fees, int(k1), bool(k2), row)
+        sums.fee(sums.currency_of(clinic), int(k1), bool(k2), row)
 
 
 @functools.cache
@@ -700,7 +697,9 @@ def _read_statement(by_day: bool, timing: bool, skipping: bool = False):
     """One simple grouped select per kind, read in one round trip: each one is a single range
     of the covering index ix_cancellation_rollups_read (clinic, kind, day, keys, values). Built
     once per shape; the clinics, days, what-if window and the (clinic, day) keys to leave out
-    while they lag (`skipping`) are parameters."""
+    while they lag (`skipping`) are parameters. Rows: kind, clinic, day, k1, k2, sums; money,
+    fees and the what-if's notice rows by clinic (for its currency), the others across the
+    clinics (clinic 0)."""
     zero = literal_column("0")
     v = _sums()
 
@@ -708,10 +707,11 @@ def _read_statement(by_day: bool, timing: bool, skipping: bool = False):
         return _in_range(R.kind == kind, skipping, *conditions)
 
     day = R.daynum if by_day else zero
-    hours = select(func.min(R.kind), day, R.k1, zero, *v).where(*of("hour"))
+    hours = select(func.min(R.kind), zero, day, R.k1, zero, *v).where(*of("hour"))
     hours = hours.group_by(R.daynum, R.k1) if by_day else hours.group_by(R.k1)
     # k2 = 1: a patient's cancellation; inside the what-if window it would have been late
     inside = and_(R.k2 == 1, R.k1 < bindparam("window"))
+    counted = [func.sum(R.v0), zero, zero, zero, zero]
     if timing:
         bucket = case(
             *[
@@ -723,51 +723,34 @@ def _read_statement(by_day: bool, timing: bool, skipping: bool = False):
         )
         flag = case((inside, 2), else_=0)
         notice = (
-            select(func.min(R.kind), zero, bucket, flag, func.sum(R.v0), zero, zero, zero, zero)
+            select(func.min(R.kind), R.clinic_id, zero, bucket, flag, *counted)
             .where(*of("notice"))
-            .group_by(bucket, flag)
+            .group_by(R.clinic_id, bucket, flag)
         )
-    else:  # only the cancellations inside the what-if window, summed into one number
-        notice = select(
-            func.min(R.kind),
-            zero,
-            zero,
-            literal_column("2"),
-            func.sum(R.v0),
-            zero,
-            zero,
-            zero,
-            zero,
-        ).where(*of("notice", inside))
+    else:  # only the cancellations inside the what-if window, one number per clinic
+        notice = (
+            select(func.min(R.kind), R.clinic_id, zero, zero, literal_column("2"), *counted)
+            .where(*of("notice", inside))
+            .group_by(R.clinic_id)
+        )
     parts = [
         hours,
         notice,
-        select(func.min(R.kind), zero, zero, zero, *v).where(*of("money")),
-        select(func.min(R.kind), zero, R.k1, zero, *v).where(*of("turn")).group_by(R.k1),
-        select(func.min(R.kind), zero, R.k1, R.k2, *v).where(*of("fees")).group_by(R.k1, R.k2),
+        select(func.min(R.kind), R.clinic_id, zero, zero, zero, *v)
+        .where(*of("money"))
+        .group_by(R.clinic_id),
+        select(func.min(R.kind), zero, zero, R.k1, zero, *v).where(*of("turn")).group_by(R.k1),
+        select(func.min(R.kind), R.clinic_id, zero, R.k1, R.k2, *v)
+        .where(*of("fees"))
+        .group_by(R.clinic_id, R.k1, R.k2),
     ]
     if timing:
         parts.append(
-            select(func.min(R.kind), zero, R.k1, R.k2, *v).where(*of("lead")).group_by(R.k1, R.k2)
+            select(func.min(R.kind), zero, zero, R.k1, R.k2, *v)
+            .where(*of("lead"))
+            .group_by(R.k1, R.k2)
         )
     return union_all(*parts)
-
-
-def _add_fees(fees: dict[str, int], code: int, waived: bool, values: list[int]) -> None:
-    def bump(key, value):
-        fees[key] = fees.get(key, 0) + value
-
-    cents, points, cancelled_points = values[0], values[1], values[2]
-    if code == 0:
-        bump("late_assessed_cents", cents)
-        bump("late_waived_cents", cents if waived else 0)
-    elif code == 1:
-        bump("no_show_assessed_cents", cents)
-        bump("no_show_waived_cents", cents if waived else 0)
-    else:
-        bump("points_assessed", points)
-        bump("points_waived", points if waived else 0)
-        bump("cancellation_points", cancelled_points)
 
 
 def refresh_job(database, settings) -> None:

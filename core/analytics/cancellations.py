@@ -20,6 +20,8 @@ Formulas (also written on the page):
 - request turnaround = decided − requested, for online requests
 - revenue at risk = price of cancelled and no-show appointments: a package's one price,
   otherwise the prices of its services
+- money (revenue at risk, fees, the what-if's fees) is summed per currency, each clinic's own,
+  and never across currencies (`Amounts`); counts and rates are across the clinics
 - refill rate = cancelled slots booked again ÷ cancelled; booked again = another appointment of
   the same provider overlapping the cancelled slot, created after the cancellation
 - what-if: patients' cancellations with notice < the chosen window would have been late;
@@ -42,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from core.analytics import cancellation_rollups
 from core.analytics.cancellation_parts import (
+    FEE_AMOUNTS,
     HOUR,
     LEAD_BUCKETS,
     MAX_RANGE_DAYS,
@@ -51,6 +54,7 @@ from core.analytics.cancellation_parts import (
     REPEAT_THRESHOLD,
     TURNAROUND_BUCKETS,
     WEEKDAYS,
+    Amounts,
     AnalyticsFilters,
     CancellationFigures,
     Counts,
@@ -64,13 +68,13 @@ from core.analytics.cancellation_parts import (
     untimed_declines_query,
     where_clauses,
 )
+from core.analytics.cancellation_rollups import LEDGER_CODES
 from core.kernel import exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import ValidationError
 from db.models import (
     Appointment,
     LedgerEntry,
-    LedgerKind,
     Patient,
 )
 
@@ -106,11 +110,19 @@ def compute_figures(
 
 
 class _Sums:
-    """Adds up the grouped rows (from the appointments or from the roll-ups) into figures."""
+    """Adds up the grouped rows (from the appointments or from the roll-ups) into figures:
+    counts across the clinics, money per currency (`currencies`: clinic → its currency)."""
 
-    def __init__(self, by_day: bool = True, timing: bool = True) -> None:
+    def __init__(
+        self, currencies: dict[int, str], by_day: bool = True, timing: bool = True
+    ) -> None:
+        self.currencies = currencies
         self.by_day = by_day  # False: the rows carry no day, so no weekday, week or cell
         self.timing = timing  # False: no lead-time, SMS or notice buckets (what-if still)
+        self.risk = self.amounts()  # revenue at risk
+        self.whatif_late_in = self.amounts()  # the what-if's late cancellations, by currency
+        self.fee_sums = {name: self.amounts() for name in FEE_AMOUNTS}
+        self.fee_points = {"points_assessed": 0, "points_waived": 0, "cancellation_points": 0}
         self.totals = Counts("All")
         self.sms = {True: Counts("SMS reminder"), False: Counts("No SMS reminder")}
         self.weekdays = [Counts(name) for name in WEEKDAYS]
@@ -118,7 +130,7 @@ class _Sums:
         self.cells: dict[tuple[int, int], Counts] = {}
         self.leads = [Counts(label) for label, _ in LEAD_BUCKETS]
         self.weeks: dict[int, Counts] = {}
-        self.risk = self.refilled = self.turn_n = self.turn_total = self.whatif_late = 0
+        self.refilled = self.turn_n = self.turn_total = self.whatif_late = 0
         self.notice = [0] * len(NOTICE_BUCKETS)
         self.turn = [0] * len(TURNAROUND_BUCKETS)
 
@@ -142,13 +154,51 @@ class _Sums:
             self.sms[sms].add(*core5)
             self.leads[lead].add(*core5)
 
-    def notice_hours(self, hours: int, by_patient: bool, count: int, window: int) -> None:
+    def amounts(self) -> Amounts:
+        """Nothing yet in each currency of the clinics, the first clinic's first."""
+        return dict.fromkeys(self.currencies.values(), 0)
+
+    def currency_of(self, clinic_id: int) -> str:
+        return self.currencies.get(clinic_id, "")
+
+    def money(self, currency: str, risk: int, refilled: int) -> None:
+        self.risk[currency] = self.risk.get(currency, 0) + risk
+        self.refilled += refilled
+
+    def late_within(self, currency: str, count: int) -> None:
+        """Patients' cancellations the what-if window would have made late."""
+        self.whatif_late += count
+        self.whatif_late_in[currency] = self.whatif_late_in.get(currency, 0) + count
+
+    def notice_hours(
+        self, hours: int, by_patient: bool, count: int, window: int, currency: str
+    ) -> None:
         for index, (_, bound) in enumerate(NOTICE_BUCKETS):
             if bound is None or hours * HOUR < bound:
                 self.notice[index] += count if self.timing else 0
                 break
         if by_patient and hours < window:
-            self.whatif_late += count
+            self.late_within(currency, count)
+
+    def fee(self, currency: str, code: int, waived: bool, values: list[int]) -> None:
+        """Ledger sums (cents, points, points on cancellations not waived) of one kind
+        (LEDGER_CODES: 0 late-cancellation fee, 1 no-show fee, 2 points)."""
+        cents, points, cancelled_points = values[0], values[1], values[2]
+
+        def bump(name: str, value: int) -> None:
+            self.fee_sums[name][currency] = self.fee_sums[name].get(currency, 0) + value
+
+        if code in (0, 1):
+            kind = "late" if code == 0 else "no_show"
+            bump(f"{kind}_assessed_cents", cents)
+            bump(f"{kind}_waived_cents", cents if waived else 0)
+        else:
+            self.fee_points["points_assessed"] += points
+            self.fee_points["points_waived"] += points if waived else 0
+            self.fee_points["cancellation_points"] += cancelled_points
+
+    def fees(self) -> Fees:
+        return Fees(**self.fee_sums, **self.fee_points)
 
     def turnaround(self, bucket: int, count: int, seconds: int) -> None:
         self.turn[bucket] += count
@@ -164,14 +214,15 @@ def _compute(session: Session, filters: AnalyticsFilters, lagging: set | None):
     direct = not use_rollups or {"reasons", "repeat_patients"} & filters.parts
     where = where_clauses(scope, filters) if direct else []
     window = filters.what_if.window_hours if filters.what_if else 0
-    sums = _Sums(by_day="by_day" in filters.parts, timing="timing" in filters.parts)
+    sums = _Sums(scope.currencies, "by_day" in filters.parts, "timing" in filters.parts)
     if use_rollups:
-        fees = cancellation_rollups.read_into(
+        cancellation_rollups.read_into(
             session, sums, filters, [c for c, _ in scope.clinics], window, lagging
         )
     else:
         _raw_into(session, sums, dialect, scope, where, filters, window)
-        fees = _fees(session, where)
+        _fees_into(session, sums, where)
+    fees = sums.fees()
     figures = CancellationFigures(
         filters=filters,
         totals=sums.totals,
@@ -200,11 +251,14 @@ def _compute(session: Session, filters: AnalyticsFilters, lagging: set | None):
         w = filters.what_if
         figures.what_if = WhatIfResult(
             actual_late=sums.totals.late,
-            actual_fee_cents=fees.late_assessed_cents - fees.late_waived_cents,
+            actual_fee_cents={
+                code: cents - fees.late_waived_cents.get(code, 0)
+                for code, cents in fees.late_assessed_cents.items()
+            },
             actual_points=fees.cancellation_points,
             window_hours=w.window_hours,
             late=sums.whatif_late,
-            fee_cents=sums.whatif_late * w.late_fee_cents,
+            fee_cents={code: n * w.late_fee_cents for code, n in sums.whatif_late_in.items()},
             points=sums.whatif_late * w.points,
         )
     return figures
@@ -220,16 +274,17 @@ def _raw_into(session, sums: _Sums, dialect, scope, where, filters, window) -> N
         func.sum(i.attended),
     ]
     extra = [func.sum(i.risk), func.sum(i.refill)]
-    keys = (i.daynum, i.hour, i.sms, i.lead)
+    # the currency is one more key only where the clinics have several (risk is money)
+    keys = (i.daynum, i.hour, i.sms, i.lead, i.currency)
     for row in session.execute(select(*keys, *core5, *extra).group_by(*keys)):
-        values = [int(v or 0) for v in row[4:]]
+        values = [int(v or 0) for v in row[5:]]
         sums.hour(int(row[0]), int(row[1]), values[:5])
         sums.lead(bool(row[2]), int(row[3]), values[:5])
-        sums.risk += values[5]
-        sums.refilled += values[6]
-    notice = select(i.notice_h, i.by_patient, func.count()).where(i.notice_h.is_not(None))
-    for hours, by_patient, count in session.execute(notice.group_by(i.notice_h, i.by_patient)):
-        sums.notice_hours(int(hours), bool(by_patient), int(count), window)
+        sums.money(row[4], values[5], values[6])
+    notice_keys = (i.notice_h, i.by_patient, i.currency)
+    notice = select(*notice_keys, func.count()).where(i.notice_h.is_not(None))
+    for hours, by_patient, currency, count in session.execute(notice.group_by(*notice_keys)):
+        sums.notice_hours(int(hours), bool(by_patient), int(count), window, currency)
     turn = select(i.turn, func.count(), func.sum(i.turn_s)).where(i.turn.is_not(None))
     for bucket, count, seconds in session.execute(turn.group_by(i.turn)):
         sums.turnaround(int(bucket), int(count), int(seconds or 0))
@@ -265,10 +320,11 @@ def _reasons(session: Session, where: list, limit: int = 12) -> list[tuple[str, 
     return [(r, int(n)) for r, n in session.execute(query)]
 
 
-def _fees(session: Session, where: list) -> Fees:
+def _fees_into(session: Session, sums: _Sums, where: list) -> None:
     waived = LedgerEntry.waived_at.is_not(None)
     query = (
         select(
+            Appointment.clinic_id,
             LedgerEntry.kind,
             Appointment.status,
             waived.label("waived"),
@@ -277,27 +333,13 @@ def _fees(session: Session, where: list) -> Fees:
         )
         .join(Appointment, Appointment.id == LedgerEntry.appointment_id)
         .where(*where, Appointment.status.in_((S.CANCELLED, S.NO_SHOW)))
-        .group_by(LedgerEntry.kind, Appointment.status, waived)
+        .group_by(Appointment.clinic_id, LedgerEntry.kind, Appointment.status, waived)
     )
-    totals: dict[str, int] = {}
-    for kind, status, is_waived, cents, points in session.execute(query):
+    for clinic_id, kind, status, is_waived, cents, points in session.execute(query):
         cents, points = int(cents or 0), int(points or 0)
-
-        def bump(key, value):
-            totals[key] = totals.get(key, 0) + value
-
-        if kind == LedgerKind.LATE_CANCEL_FEE:
-            bump("late_assessed_cents", cents)
-            bump("late_waived_cents", cents if is_waived else 0)
-        elif kind == LedgerKind.NO_SHOW_FEE:
-            bump("no_show_assessed_cents", cents)
-            bump("no_show_waived_cents", cents if is_waived else 0)
-        else:
-            bump("points_assessed", points)
-            bump("points_waived", points if is_waived else 0)
-            if status == S.CANCELLED and not is_waived:
-                bump("cancellation_points", points)
-    return Fees(**totals)
+        on_cancelled = points if status == S.CANCELLED and not is_waived else 0
+        code = LEDGER_CODES.get(kind, 2)
+        sums.fee(sums.currency_of(clinic_id), code, bool(is_waived), [cents, points, on_cancelled])
 
 
 def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[RepeatPatient]:
@@ -321,14 +363,22 @@ def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[Rep
 
 def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> bytes:
     """The figures as CSV (one row per figure, every part), audited, safe to open in a
-    spreadsheet."""
+    spreadsheet. Money is one row per currency, named in the currency column (empty for counts
+    and rates); amounts are in minor units."""
     figures = compute_figures(session, actor, replace(filters, parts=frozenset(PARTS)))
-    rows: list[tuple[str, str, str, Any]] = []
+    rows: list[tuple[str, str, str, Any, str]] = []
+
+    def counted(section: str, label: str, metric: str, value: Any) -> None:
+        rows.append((section, label, metric, value, ""))
+
+    def money(section: str, label: str, metric: str, amounts: Amounts) -> None:
+        rows.extend((section, label, metric, cents, code) for code, cents in amounts.items())
+
     t = figures.totals
     for metric in ("booked", "cancelled", "late", "no_shows", "attended"):
-        rows.append(("totals", "All", metric, getattr(t, metric)))
+        counted("totals", "All", metric, getattr(t, metric))
     for metric in ("cancellation_rate", "late_cancellation_rate", "no_show_rate"):
-        rows.append(("totals", "All", metric, _fmt_rate(getattr(t, metric))))
+        counted("totals", "All", metric, _fmt_rate(getattr(t, metric)))
     for section, groups in (
         ("sms", figures.by_sms),
         ("weekday", figures.by_weekday),
@@ -337,33 +387,33 @@ def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> byt
         ("week", figures.weekly),
     ):
         for c in groups:
-            rows += [
-                (section, c.label, "booked", c.booked),
-                (section, c.label, "cancellation_rate", _fmt_rate(c.cancellation_rate)),
-                (section, c.label, "no_show_rate", _fmt_rate(c.no_show_rate)),
-            ]
-    rows += [("cancellation_notice", label, "cancelled", n) for label, n in figures.notice]
-    rows += [("request_turnaround", label, "requests", n) for label, n in figures.turnaround]
-    rows += [("reason", label, "cancelled", n) for label, n in figures.reasons]
-    rows += [("fees", key, "value", value) for key, value in asdict(figures.fees).items()]
-    rows += [
-        ("revenue_at_risk", "All", "cents", figures.revenue_at_risk_cents),
-        ("refill", "All", "refilled", figures.refilled),
-        ("refill", "All", "refill_rate", _fmt_rate(figures.refill_rate)),
-    ]
+            counted(section, c.label, "booked", c.booked)
+            counted(section, c.label, "cancellation_rate", _fmt_rate(c.cancellation_rate))
+            counted(section, c.label, "no_show_rate", _fmt_rate(c.no_show_rate))
+    for label, n in figures.notice:
+        counted("cancellation_notice", label, "cancelled", n)
+    for label, n in figures.turnaround:
+        counted("request_turnaround", label, "requests", n)
+    for label, n in figures.reasons:
+        counted("reason", label, "cancelled", n)
+    for key, value in asdict(figures.fees).items():
+        if isinstance(value, dict):
+            money("fees", key, "value", value)
+        else:
+            counted("fees", key, "value", value)
+    money("revenue_at_risk", "All", "cents", figures.revenue_at_risk_cents)
+    counted("refill", "All", "refilled", figures.refilled)
+    counted("refill", "All", "refill_rate", _fmt_rate(figures.refill_rate))
     for p in figures.repeat_patients:
-        rows += [
-            (
-                "repeat_patient",
-                f"#{p.patient_id} {p.name}",
-                "late_cancellations",
-                p.late_cancellations,
-            ),
-            ("repeat_patient", f"#{p.patient_id} {p.name}", "no_shows", p.no_shows),
-        ]
+        name = f"#{p.patient_id} {p.name}"
+        counted("repeat_patient", name, "late_cancellations", p.late_cancellations)
+        counted("repeat_patient", name, "no_shows", p.no_shows)
     if figures.what_if:
         for key, value in asdict(figures.what_if).items():
-            rows.append(("what_if", "All", key, value))
+            if isinstance(value, dict):
+                money("what_if", "All", key, value)
+            else:
+                counted("what_if", "All", key, value)
     exports.record_export(
         session,
         actor,
@@ -377,7 +427,7 @@ def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> byt
             "service_id": filters.service_id,
         },
     )
-    return exports.to_csv(("section", "group", "metric", "value"), rows)
+    return exports.to_csv(("section", "group", "metric", "value", "currency"), rows)
 
 
 def _fmt_rate(value: float | None) -> str:

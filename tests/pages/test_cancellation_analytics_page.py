@@ -7,10 +7,12 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 
+from core.analytics import cancellations as ca
+from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
-from core.kernel.money import NO_VALUE
+from core.kernel.money import NO_VALUE, format_money
 from core.startup import open_database
-from db.models import AuditEvent, LedgerEntry
+from db.models import AuditEvent, LedgerEntry, User
 from tests.pages.conftest import chart_click, every_clinic_speaks
 
 PAGE = "app_pages/cancellation_analytics.py"
@@ -109,7 +111,7 @@ def test_the_what_if_next_to_the_policy_in_force(app_as):
     at = app_as("manager", PAGE)
     for section, charts in (
         ("Turnaround and notice", 9),
-        ("Reasons and fees", 9),
+        ("Reasons and fees", 10),  # the fees: one chart per currency (pounds and dollars)
         ("Repeat patients", 7),
     ):
         at = _show(at, section)
@@ -191,3 +193,49 @@ def test_a_manager_waives_a_fee_with_a_reason(app_as, app_db):
     database.dispose()
     assert entry.waived_at is not None and entry.waive_reason == "Family emergency"
     assert fee_id not in at.selectbox(key="cancel_fee_id").options
+
+
+def _core_figures(url, filters):
+    """The figures core computes for the page's filters, as the owner."""
+    database = _db(url)
+    with database.read() as session:
+        owner = actor_of(session.scalar(select(User).where(User.username == "owner")))
+        found = ca.compute_figures(session, owner, filters)
+    database.dispose()
+    return found
+
+
+def test_all_clinics_show_each_currencys_money_never_one_sum(app_as, app_db):
+    """London charges in pounds, New York in dollars: with all clinics, revenue at risk and
+    fees assessed are one figure per currency, each in its own, with its own change; the
+    what-if's fees the same. Before, pounds and dollars were added up and shown as pounds."""
+    at = app_as("owner", PAGE)
+    assert not at.exception and not at.error
+    f = _core_figures(app_db, at.session_state["cancel_filters_now"])
+    risk = f.revenue_at_risk_cents
+    assert list(risk) == ["GBP", "USD"] and risk["GBP"] > 0 and risk["USD"] > 0
+    shown = {m.label: m for m in at.metric}
+    assert shown["Revenue at risk (GBP)"].value == format_money(risk["GBP"], "GBP", "en-GB")
+    assert shown["Revenue at risk (USD)"].value == format_money(risk["USD"], "USD", "en-GB")
+    assert shown["Revenue at risk (USD)"].value.startswith("US$")
+    fees = f.fees
+    for code in ("GBP", "USD"):
+        assessed = fees.late_assessed_cents[code] + fees.no_show_assessed_cents[code]
+        assert shown[f"Fees assessed ({code})"].value == format_money(assessed, code, "en-GB")
+        change = shown[f"Fees assessed ({code})"].proto.delta
+        assert change[1:].startswith("US$" if code == "USD" else "£"), change
+    assert "Revenue at risk" not in shown and "Fees assessed" not in shown
+    total = sum(risk.values())
+    assert format_money(total, "GBP", "en-GB") not in [m.value for m in at.metric]
+    # the what-if: the fee is typed once, charged in each clinic's currency
+    at = _show(at, "What-if on the policy")
+    assert at.number_input(key="cancel_whatif_fee").label == "Late fee (GBP or USD)"
+    fees_row = _what_if(at).iloc[1]
+    assert fees_row.iloc[1].startswith("£") and " + US$" in fees_row.iloc[1], fees_row
+    assert fees_row.iloc[2].startswith("£") and " + US$" in fees_row.iloc[2], fees_row
+    # one clinic: one currency, the figures as they always were
+    at.selectbox(key="cancel_clinic").select_index(1)
+    at = _apply(at)
+    labels = [m.label for m in at.metric]
+    assert "Revenue at risk" in labels and "Fees assessed" in labels
+    assert not [label for label in labels if "(GBP)" in label or "(USD)" in label]

@@ -304,15 +304,15 @@ def test_notice_turnaround_and_reasons(db, world, data):
 def test_fees_revenue_refill_and_repeat_patients(db, world, data):
     f = figures(db, world)
     assert f.fees == parts.Fees(
-        late_assessed_cents=5000,
-        late_waived_cents=0,
-        no_show_assessed_cents=8000,
-        no_show_waived_cents=4000,
+        late_assessed_cents={"GBP": 5000},
+        late_waived_cents={"GBP": 0},
+        no_show_assessed_cents={"GBP": 8000},
+        no_show_waived_cents={"GBP": 4000},
         points_assessed=20,
         points_waived=0,
         cancellation_points=20,
     )
-    assert f.revenue_at_risk_cents == 6000 * 4 + (6000 + 15000) + 15000
+    assert f.revenue_at_risk_cents == {"GBP": 6000 * 4 + (6000 + 15000) + 15000}
     assert f.refilled == 1 and f.refill_rate == pytest.approx(1 / 3)
     assert f.repeat_patients == [
         parts.RepeatPatient(data["p2"], "Bea Morgan", 1, 2),
@@ -326,11 +326,11 @@ def test_what_if_next_to_the_actual_policy(db, world, data, window, late):
     f = figures(db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=what_if))
     assert f.what_if == parts.WhatIfResult(
         actual_late=2,
-        actual_fee_cents=5000,
+        actual_fee_cents={"GBP": 5000},
         actual_points=20,
         window_hours=window,
         late=late,
-        fee_cents=1000 * late,
+        fee_cents={"GBP": 1000 * late},
         points=5 * late,
     )
 
@@ -354,7 +354,7 @@ def test_what_if_leaves_out_the_practices_own_cancellations(db, world, data):
                 )
             )
     f = figures(db, world, what_if)
-    assert f.totals.cancelled == 5 and f.what_if.late == 3 and f.what_if.fee_cents == 3000
+    assert f.totals.cancelled == 5 and f.what_if.late == 3 and f.what_if.fee_cents == {"GBP": 3000}
 
 
 def test_filters_by_clinic_provider_and_service(db, world, data):
@@ -370,7 +370,7 @@ def test_filters_by_clinic_provider_and_service(db, world, data):
     peel = figures(
         db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, service_id=data["peel"])
     )
-    assert counts(peel.totals) == (2, 0, 0, 1, 1) and peel.revenue_at_risk_cents == 15000
+    assert counts(peel.totals) == (2, 0, 0, 1, 1) and peel.revenue_at_risk_cents == {"GBP": 15000}
     one_day = figures(db, world, parts.AnalyticsFilters(date(2026, 3, 30), date(2026, 3, 30)))
     assert counts(one_day.totals) == (3, 1, 0, 0, 2) and one_day.refilled == 1
 
@@ -378,7 +378,9 @@ def test_filters_by_clinic_provider_and_service(db, world, data):
 def test_a_screen_may_leave_out_the_optional_parts(db, world, data):
     lean = figures(db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, parts=frozenset()))
     assert lean.reasons == [] and lean.repeat_patients == []
-    assert counts(lean.totals) == (11, 3, 2, 3, 5) and lean.fees.late_assessed_cents == 5000
+    assert counts(lean.totals) == (11, 3, 2, 3, 5) and lean.fees.late_assessed_cents == {
+        "GBP": 5000
+    }
     with db.write() as session:
         payload = ca.export_csv(
             session,
@@ -439,6 +441,92 @@ def test_export_is_audited_and_spreadsheet_safe(db, world, data):
         assert events[0].entity == "cancellation_analytics" and events[0].details["rows"] > 10
     with db.write() as session, pytest.raises(PermissionDenied):
         ca.export_csv(session, world.staff, FILTERS)
+
+
+def _in_dollars(db, data) -> None:
+    """The New York clinic charges in US dollars: a $30 no-show fee on N2, and a patient's
+    cancellation 3 hours before a visit on Thu 26 Mar."""
+    with db.write() as session:
+        session.get(Clinic, data["ny"]).currency = "USD"
+        n2 = session.scalars(
+            select(Appointment).where(
+                Appointment.clinic_id == data["ny"], Appointment.status == S.NO_SHOW
+            )
+        ).one()
+        session.add(
+            LedgerEntry(
+                patient_id=n2.patient_id,
+                appointment_id=n2.id,
+                kind=LedgerKind.NO_SHOW_FEE,
+                amount_cents=3000,
+            )
+        )
+        start = local_to_utc(date(2026, 3, 26), time(10), "America/New_York")
+        session.add(
+            _visit(
+                data,
+                S.CANCELLED,
+                start,
+                start - 5 * D,
+                cancelled_at=start - 3 * H,
+                cancelled_by="patient",
+            )
+        )
+
+
+def test_money_is_kept_per_currency_and_never_added_across(db, world, data):
+    """London in pounds, New York in dollars: revenue at risk, fees and the what-if are one
+    amount per currency (before, pounds and dollars were added into one number); counts and
+    rates stay practice-wide; the roll-ups agree with the appointments."""
+    _in_dollars(db, data)
+    what_if = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(6, 1000, 5))
+    direct, rolled = _both(db, world, what_if)
+    assert rolled == direct
+    assert rolled["revenue_at_risk_cents"] == {"GBP": 6000 * 4 + 21000, "USD": 15000}
+    assert rolled["fees"]["no_show_assessed_cents"] == {"GBP": 8000, "USD": 3000}
+    assert rolled["fees"]["no_show_waived_cents"] == {"GBP": 4000, "USD": 0}
+    assert rolled["fees"]["late_assessed_cents"] == {"GBP": 5000, "USD": 0}
+    assert rolled["fees"]["points_assessed"] == 20
+    # within 6 hours: A3 (5 h) and A8 (1 h) in London, the new one (3 h) in New York
+    assert rolled["what_if"] == {
+        "actual_late": 2,
+        "actual_fee_cents": {"GBP": 5000, "USD": 0},
+        "actual_points": 20,
+        "window_hours": 6,
+        "late": 3,
+        "fee_cents": {"GBP": 2000, "USD": 1000},
+        "points": 15,
+    }
+    assert rolled["totals"]["booked"] == 12 and rolled["totals"]["cancelled"] == 4
+    by_provider = figures(  # the direct path (a provider chosen) keeps them apart too
+        db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, provider_id=world.provider_id)
+    )
+    assert by_provider.revenue_at_risk_cents == {"GBP": 6000 * 4 + 21000, "USD": 15000}
+    london = figures(
+        db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, clinic_id=world.clinic_id)
+    )
+    assert london.revenue_at_risk_cents == {"GBP": 45000}
+    assert london.fees.no_show_assessed_cents == {"GBP": 8000}
+
+
+def test_the_export_has_one_row_per_currency_with_its_currency(db, world, data):
+    """Money is one row per currency, named; counts and rates name none (before: one sum of
+    pounds and dollars with no currency)."""
+    _in_dollars(db, data)
+    what_if = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(6, 1000, 5))
+    with db.write() as session:
+        payload = ca.export_csv(session, world.owner, what_if).decode("utf-8-sig")
+    lines = payload.splitlines()
+    assert lines[0] == "section,group,metric,value,currency"
+    assert "totals,All,booked,12," in lines
+    assert "revenue_at_risk,All,cents,45000,GBP" in lines
+    assert "revenue_at_risk,All,cents,15000,USD" in lines
+    assert not [line for line in lines if line.startswith("revenue_at_risk") and "60000" in line]
+    assert "fees,no_show_assessed_cents,value,8000,GBP" in lines
+    assert "fees,no_show_assessed_cents,value,3000,USD" in lines
+    assert "fees,points_assessed,value,20," in lines
+    assert "what_if,All,fee_cents,2000,GBP" in lines and "what_if,All,fee_cents,1000,USD" in lines
+    assert "what_if,All,late,3," in lines
 
 
 def test_offset_periods_find_dst_changes_to_the_second():
@@ -558,7 +646,7 @@ def test_the_roll_ups_follow_every_change(db, world, data):
     direct, rolled = _both(db, world, what_if)
     assert rolled == direct
     assert rolled["totals"]["no_shows"] == 4 and rolled["by_weekday"][5]["booked"] == 1
-    assert rolled["what_if"]["late"] == 2 and rolled["fees"]["late_waived_cents"] == 2500
+    assert rolled["what_if"]["late"] == 2 and rolled["fees"]["late_waived_cents"] == {"GBP": 2500}
     with db.write() as session:  # a bulk insert, as an import does, bypassing the ORM
         start = datetime(2026, 3, 25, 10, tzinfo=UTC)
         session.execute(insert(Appointment), [_imported(world.clinic_id, start)])
@@ -580,15 +668,17 @@ def test_the_periodic_job_refreshes_them(db, world, data):
 
 
 def test_a_new_service_price_recomputes_the_revenue_at_risk(db, world, data):
-    assert figures(db, world).revenue_at_risk_cents == 60000
+    assert figures(db, world).revenue_at_risk_cents == {"GBP": 60000}
     with db.write() as session:
         session.get(Service, data["peel"]).price_cents = 20000  # N2, and A8's second service
     direct, rolled = _both(db, world, FILTERS)
-    assert rolled == direct and rolled["revenue_at_risk_cents"] == 70000
+    assert rolled == direct and rolled["revenue_at_risk_cents"] == {"GBP": 70000}
 
 
 def test_an_appointment_booked_as_a_package_puts_the_package_price_at_risk(db, world, data):
-    assert figures(db, world).revenue_at_risk_cents == 60000  # A8: its two services, 60 + 150
+    assert figures(db, world).revenue_at_risk_cents == {
+        "GBP": 60000
+    }  # A8: its two services, 60 + 150
     rollups.refresh_job(db, None)  # the roll-ups must catch up with the package too
     with db.write() as session:
         package = Package(name="Consult and peel", price_cents=18000)
@@ -598,11 +688,11 @@ def test_an_appointment_booked_as_a_package_puts_the_package_price_at_risk(db, w
         a8.package_id = package.id
         package_id = package.id
     direct, rolled = _both(db, world, FILTERS)
-    assert rolled == direct and rolled["revenue_at_risk_cents"] == 60000 - 21000 + 18000
+    assert rolled == direct and rolled["revenue_at_risk_cents"] == {"GBP": 60000 - 21000 + 18000}
     with db.write() as session:  # a new package price marks every day, like a service's
         session.get(Package, package_id).price_cents = 20000
     direct, rolled = _both(db, world, FILTERS)
-    assert rolled == direct and rolled["revenue_at_risk_cents"] == 60000 - 21000 + 20000
+    assert rolled == direct and rolled["revenue_at_risk_cents"] == {"GBP": 60000 - 21000 + 20000}
 
 
 @pytest.mark.parametrize("window", [1, 6, 24, 48])
