@@ -26,9 +26,9 @@ from core.analytics.cancellation_parts import (
     S,
     row_values,
     scope_of,
+    validate_filters,
     where_clauses,
 )
-from core.analytics.cancellations import validate_filters
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import ValidationError
@@ -68,10 +68,12 @@ def rates_by(
     group: str,
     *,
     use_rollups: bool = True,
+    top: int | None = TOP,
 ) -> list[Group]:
     """Cancellation and no-show counts per provider or service, largest first: from the
     maintained roll-ups when no provider or service is chosen (the days whose roll-ups lag
-    taken from the appointments), otherwise in one grouped query over the appointments."""
+    taken from the appointments), otherwise in one grouped query over the appointments.
+    Beyond the `top` largest (None: no limit), the rest are summed as "Others"."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
     if group not in GROUPS:
@@ -100,12 +102,12 @@ def rates_by(
         counts.add(*(int(v or 0) for v in values))
         groups.append(Group(key, counts))
     groups.sort(key=lambda g: (-g.counts.booked, g.counts.label))
-    if len(groups) > TOP:
+    if top is not None and len(groups) > top:
         rest = Counts("Others")
-        for g in groups[TOP - 1 :]:
+        for g in groups[top - 1 :]:
             c = g.counts
             rest.add(c.booked, c.cancelled, c.late, c.no_shows, c.attended)
-        groups = [*groups[: TOP - 1], Group(None, rest)]
+        groups = [*groups[: top - 1], Group(None, rest)]
     return groups
 
 

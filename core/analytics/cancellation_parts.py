@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from core.kernel.clock import local_days_bounds, zone
+from core.kernel.errors import ValidationError
 from core.kernel.money import DEFAULT_CURRENCY
 from db.models import (
     Appointment,
@@ -126,6 +127,21 @@ class AnalyticsFilters:
     what_if: WhatIf | None = None
     # optional parts a screen may leave out when it does not show them (default: everything)
     parts: frozenset[str] = frozenset(PARTS)
+
+
+def validate_filters(filters: AnalyticsFilters) -> None:
+    if filters.end < filters.start:
+        raise ValidationError("The end date is before the start date; swap them.")
+    if (filters.end - filters.start).days > MAX_RANGE_DAYS:
+        raise ValidationError("Choose a range of at most three years.")
+    w = filters.what_if
+    if w is not None:
+        if not 0 <= w.window_hours <= MAX_WHAT_IF_HOURS:
+            raise ValidationError(
+                f"The what-if window must be between 0 and {MAX_WHAT_IF_HOURS} hours."
+            )
+        if w.late_fee_cents < 0 or w.points < 0:
+            raise ValidationError("The what-if fee and points cannot be negative.")
 
 
 def rate(part: int, whole: int) -> float | None:

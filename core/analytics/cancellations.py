@@ -42,13 +42,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from core.analytics import cancellation_rollups
+from core.analytics import breakdowns, cancellation_rollups
 from core.analytics.cancellation_parts import (
     FEE_AMOUNTS,
     HOUR,
     LEAD_BUCKETS,
     MAX_RANGE_DAYS,
-    MAX_WHAT_IF_HOURS,
     NOTICE_BUCKETS,
     PARTS,
     REPEAT_THRESHOLD,
@@ -66,32 +65,26 @@ from core.analytics.cancellation_parts import (
     rows_subquery,
     scope_of,
     untimed_declines_query,
+    validate_filters,
     where_clauses,
 )
 from core.analytics.cancellation_rollups import LEDGER_CODES
 from core.kernel import exports
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.errors import ValidationError
 from db.models import (
     Appointment,
     LedgerEntry,
     Patient,
 )
 
-
-def validate_filters(filters: AnalyticsFilters) -> None:
-    if filters.end < filters.start:
-        raise ValidationError("The end date is before the start date; swap them.")
-    if (filters.end - filters.start).days > MAX_RANGE_DAYS:
-        raise ValidationError("Choose a range of at most three years.")
-    w = filters.what_if
-    if w is not None:
-        if not 0 <= w.window_hours <= MAX_WHAT_IF_HOURS:
-            raise ValidationError(
-                f"The what-if window must be between 0 and {MAX_WHAT_IF_HOURS} hours."
-            )
-        if w.late_fee_cents < 0 or w.points < 0:
-            raise ValidationError("The what-if fee and points cannot be negative.")
+__all__ = [
+    "MAX_RANGE_DAYS",
+    "AnalyticsFilters",
+    "compute_figures",
+    "default_filters",
+    "export_csv",
+    "validate_filters",
+]
 
 
 def compute_figures(
@@ -362,9 +355,9 @@ def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[Rep
 
 
 def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> bytes:
-    """The figures as CSV (one row per figure, every part), audited, safe to open in a
-    spreadsheet. Money is one row per currency, named in the currency column (empty for counts
-    and rates); amounts are in minor units."""
+    """The figures as CSV (one row per figure, every part, the rates by every provider and
+    service too), audited, safe to open in a spreadsheet. Money is one row per currency, named
+    in the currency column (empty for counts and rates); amounts are in minor units."""
     figures = compute_figures(session, actor, replace(filters, parts=frozenset(PARTS)))
     rows: list[tuple[str, str, str, Any, str]] = []
 
@@ -379,12 +372,17 @@ def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> byt
         counted("totals", "All", metric, getattr(t, metric))
     for metric in ("cancellation_rate", "late_cancellation_rate", "no_show_rate"):
         counted("totals", "All", metric, _fmt_rate(getattr(t, metric)))
+    by_group = [
+        (group, [g.counts for g in breakdowns.rates_by(session, actor, filters, group, top=None)])
+        for group in breakdowns.GROUPS
+    ]
     for section, groups in (
         ("sms", figures.by_sms),
         ("weekday", figures.by_weekday),
         ("hour", figures.by_hour),
         ("lead_time", figures.by_lead_time),
         ("week", figures.weekly),
+        *by_group,
     ):
         for c in groups:
             counted(section, c.label, "booked", c.booked)

@@ -509,9 +509,10 @@ def test_money_is_kept_per_currency_and_never_added_across(db, world, data):
     assert london.fees.no_show_assessed_cents == {"GBP": 8000}
 
 
-def test_the_export_has_one_row_per_currency_with_its_currency(db, world, data):
-    """Money is one row per currency, named; counts and rates name none (before: one sum of
-    pounds and dollars with no currency)."""
+def test_the_export_has_a_currency_column_and_the_rates_by_provider_and_service(db, world, data):
+    """Money is one row per currency, named; counts and rates name none. The rates by provider
+    and by service the dashboard draws are there too (before: missing, and one sum of pounds
+    and dollars with no currency)."""
     _in_dollars(db, data)
     what_if = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, what_if=parts.WhatIf(6, 1000, 5))
     with db.write() as session:
@@ -527,6 +528,14 @@ def test_the_export_has_one_row_per_currency_with_its_currency(db, world, data):
     assert "fees,points_assessed,value,20," in lines
     assert "what_if,All,fee_cents,2000,GBP" in lines and "what_if,All,fee_cents,1000,USD" in lines
     assert "what_if,All,late,3," in lines
+    # the rates by provider and by service, as the dashboard's charts show them
+    assert "provider,Dr Two,booked,2," in lines
+    assert "provider,Dr Two,no_show_rate,0.0000," in lines
+    assert "provider,Dr Test,booked,9," in lines
+    assert "provider,Dr Test,cancellation_rate,0.3333," in lines  # 3 of 9
+    assert "provider,(not recorded),booked,1," in lines  # the New York cancellation
+    assert "service,Peel,booked,2," in lines and "service,Peel,no_show_rate,0.5000," in lines
+    assert "service,Consultation,booked,9," in lines
 
 
 def test_offset_periods_find_dst_changes_to_the_second():
