@@ -80,8 +80,6 @@ def dashboard():
     fmt = display_format(clinic)
     figures = shown(_figures, me, role, filters)
     previous = _figures(me, role, before)
-    year_before = _figures(me, role, year) if year.start >= date(2000, 1, 1) else None
-    groups = [_groups(me, role, filters, g) for g in ("provider", "service")]
     view.key_figures(figures, previous, fmt)
     rate = _confirmed(me, role, start, end, clinic)  # reminders answered with a confirmation
     st.metric(
@@ -91,8 +89,13 @@ def dashboard():
         "appointments in the range were confirmed by reminder link or text reply.",
     )
     refill_metrics(me, clinic, start, end)  # the waitlist's refills
-    picked = view.dashboard(figures, year_before, *groups, fmt)
-    view.behind(picked, lambda d, v: _behind(me, role, filters, d, v), fmt)
+    if figures.totals.booked:
+        year_before = _figures(me, role, year) if year.start >= date(2000, 1, 1) else None
+        groups = [_groups(me, role, filters, g) for g in ("provider", "service")]
+        picked = view.dashboard(figures, year_before, *groups, fmt)
+        view.behind(picked, lambda d, v: _behind(me, role, filters, d, v), fmt)
+    else:  # one message, not seven empty charts
+        view.nothing_booked(figures, fmt)
     currencies = list(figures.revenue_at_risk_cents)
     view.more(lambda detail: _figures(me, role, detail), filters, fmt, currencies)
 

@@ -93,15 +93,17 @@ def dashboard():
     before = sa.filter_for_days(
         first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id
     )
-    view.overview(
-        _section(me, role, f, "overview"), fmt, _section(me, role, before, "overview"), length
-    )
-    weekly = _section(me, role, f, "trends").weekly
-    distribution = _section(me, role, f, "distribution")
-    picked = view.dashboard(weekly, distribution, _section(me, role, f, "groups"), fmt)
-    view.behind(picked, lambda d, v: _behind(me, role, f, d, v))
-    st.subheader("Latest comments")
-    view.comment_feed(_comments(me, role, f, "", 0)[0], key="survey_analytics_latest")
+    figures = _section(me, role, f, "overview")
+    view.overview(figures, fmt, _section(me, role, before, "overview"), length)
+    if figures.responses:
+        weekly = _section(me, role, f, "trends").weekly
+        distribution = _section(me, role, f, "distribution")
+        picked = view.dashboard(weekly, distribution, _section(me, role, f, "groups"), fmt)
+        view.behind(picked, lambda d, v: _behind(me, role, f, d, v))
+        st.subheader("Latest comments")
+        view.comment_feed(_comments(me, role, f, "", 0)[0], key="survey_analytics_latest")
+    else:  # one message, not five empty charts
+        view.no_responses(first, last, fmt)
     view.more(
         f,
         lambda name: _section(me, role, f, name),

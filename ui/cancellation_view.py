@@ -431,6 +431,18 @@ MORE = {
 DASHBOARD_PARTS = frozenset({"by_day", "timing"})
 
 
+def nothing_booked(f: CancellationFigures, fmt: ClinicFormat) -> None:
+    """In place of the charts when no appointment starts in the range for the filters."""
+    st.info(
+        f"No appointments start between {fmt.day(f.filters.start)} and "
+        f"{fmt.day(f.filters.end)} for these filters, so there is nothing to chart yet. The "
+        "cancellation and no-show rates by week, weekday and hour, provider, service, lead "
+        "time and SMS reminder appear here once appointments in the range are booked; choose "
+        "other dates or filters to see others.",
+        icon=":material/event_busy:",
+    )
+
+
 def behind(picked: tuple | None, read_behind, fmt: ClinicFormat) -> None:
     """The appointments behind the last bar clicked (kept until another bar is clicked)."""
     if picked:

@@ -172,6 +172,18 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
     return next((p for p in picks if p), None)
 
 
+def no_responses(first, last, fmt: ClinicFormat) -> None:
+    """In place of the charts and comments when no response was submitted in the range."""
+    st.info(
+        f"No survey responses were submitted between {fmt.day(first)} and {fmt.day(last)} "
+        "for these filters, so there is nothing to chart yet. NPS and CSAT by week, the "
+        "ratings, the figures by provider and service and the latest comments appear here "
+        "once patients answer the survey sent after a completed visit; choose other dates or "
+        "another clinic to see others.",
+        icon=":material/reviews:",
+    )
+
+
 def behind(picked: tuple | None, read_behind) -> None:
     if picked:
         st.session_state["survey_analytics_picked"] = picked

@@ -239,3 +239,21 @@ def test_all_clinics_show_each_currencys_money_never_one_sum(app_as, app_db):
     labels = [m.label for m in at.metric]
     assert "Revenue at risk" in labels and "Fees assessed" in labels
     assert not [label for label in labels if "(GBP)" in label or "(USD)" in label]
+
+
+def test_a_range_with_no_appointments_shows_one_message_not_empty_charts(app_as):
+    at = app_as("owner", PAGE)
+    later = date.today() + timedelta(days=400)  # after the demo data
+    at.date_input(key="cancel_days").set_value((later, later + timedelta(days=6)))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    assert len(at.get("echarts_chart")) == 0
+    assert len(at.info) == 1
+    message = at.info[0].value
+    assert message.startswith("No appointments start between") and "appear here once" in message
+    assert at.metric[0].value == "0"  # the key figures stay, with their changes
+    assert "Click a bar" not in [c.value for c in at.caption]
+    # charts come back with data
+    at.date_input(key="cancel_days").set_value((date.today() - timedelta(days=60), date.today()))
+    at = _apply(at)
+    assert len(at.get("echarts_chart")) == 7 and not at.info

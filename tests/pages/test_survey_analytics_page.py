@@ -173,3 +173,22 @@ def test_manager_has_no_settings_and_staff_no_page(app_as):
     assert not [t for t in manager.toggle if t.key == "survey_analytics_settings"]
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         app_as("staff", PAGE)  # not registered for staff (and core refuses them anyway)
+
+
+def test_a_range_with_no_responses_shows_one_message_not_empty_charts(app_as):
+    at = app_as("owner", PAGE)
+    at.date_input(key="survey_analytics_days").set_value((date(2016, 1, 4), date(2016, 1, 10)))
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception and not at.error
+    assert len(at.get("echarts_chart")) == 0
+    assert "Latest comments" not in [h.value for h in at.subheader]
+    assert len(at.info) == 1
+    message = at.info[0].value
+    assert message.startswith("No survey responses were submitted between")
+    assert "appear here once patients answer" in message
+    assert metric(at, "Responses") == "0"  # the key figures stay
+    today = date.today()
+    at.date_input(key="survey_analytics_days").set_value((today - timedelta(days=89), today))
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert len(at.get("echarts_chart")) == 5 and not at.info
+    assert "Latest comments" in [h.value for h in at.subheader]
