@@ -27,6 +27,17 @@ FORMULAS = f"""
 """
 
 
+# the headings of the response tables (core's columns are lowercase names)
+FEED_HEADINGS = {
+    "submitted": "Submitted",
+    "clinic": "Clinic",
+    "provider": "Provider",
+    "nps": "Recommend",
+    "rating": "Rating",
+    "comment": st.column_config.TextColumn("Comment", width="large"),
+}
+
+
 def _nps(value: float | None, fmt: ClinicFormat) -> str:
     """NPS in points from −100 to +100, signed."""
     return NO_VALUE if value is None else fmt.number(value, signed=True)
@@ -240,10 +251,9 @@ def detractors(frame: pd.DataFrame) -> None:
         hide_index=True,
         width="stretch",
         column_config={
+            **FEED_HEADINGS,
             "visit": st.column_config.LinkColumn("", display_text="Open", width="small"),
             "appointment_id": st.column_config.NumberColumn("Appointment", format="#%d"),
-            "nps": "Recommend",
-            "comment": st.column_config.TextColumn("Comment", width="large"),
         },
     )
 
@@ -265,6 +275,10 @@ def groups(board: sa.Groups, show_small: bool) -> None:
             hide_index=True,
             width="stretch",
             column_config={
+                "provider": "Provider",
+                "service": "Service",
+                "clinic": "Clinic",
+                "n": "Ratings",
                 "mean": st.column_config.NumberColumn("Average", format="%.2f"),
                 "ci_low": st.column_config.NumberColumn("95% from", format="%.2f"),
                 "ci_high": st.column_config.NumberColumn("95% to", format="%.2f"),
@@ -326,10 +340,7 @@ def comment_feed(frame: pd.DataFrame, key: str | None = None) -> None:
         frame[["submitted", "clinic", "provider", "nps", "rating", "comment"]],
         hide_index=True,
         width="stretch",
-        column_config={
-            "comment": st.column_config.TextColumn("Comment", width="large"),
-            "nps": "Recommend",
-        },
+        column_config=FEED_HEADINGS,
         key=key,
     )
 

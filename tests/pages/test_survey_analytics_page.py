@@ -192,3 +192,29 @@ def test_a_range_with_no_responses_shows_one_message_not_empty_charts(app_as):
     at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
     assert len(at.get("echarts_chart")) == 5 and not at.info
     assert "Latest comments" in [h.value for h in at.subheader]
+
+
+def test_the_response_tables_have_headings(app_as):
+    at = app_as("owner", PAGE)
+    latest = next(d for d in at.dataframe if "comment" in d.value.columns)
+    headings = {
+        name: config.get("label")
+        for name, config in json.loads(latest.proto.columns).items()
+        if name in ("submitted", "clinic", "provider", "nps", "rating")
+    }
+    assert headings == {
+        "submitted": "Submitted",
+        "clinic": "Clinic",
+        "provider": "Provider",
+        "nps": "Recommend",
+        "rating": "Rating",
+    }, headings
+    # the detractors' and the groups' tables the same way
+    at.segmented_control(key="survey_analytics_section").set_value("Detractors").run()
+    table = next(d for d in at.dataframe if "visit" in d.value.columns)
+    labels = {n: c.get("label") for n, c in json.loads(table.proto.columns).items()}
+    assert labels["submitted"] == "Submitted" and labels["provider"] == "Provider"
+    at.segmented_control(key="survey_analytics_section").set_value("By group").run()
+    table = next(d for d in at.dataframe if "nps_n" in d.value.columns)
+    labels = {n: c.get("label") for n, c in json.loads(table.proto.columns).items()}
+    assert labels["provider"] == "Provider" and labels["n"] == "Ratings"
