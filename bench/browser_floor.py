@@ -48,11 +48,12 @@ def dashboard() -> None:
         c4.selectbox("Service", ["Any service", "Consultation"], key="floor_service")
         st.form_submit_button("Apply", type="primary")
     st.caption("Changes compare with the 90 days before (7 Jun 2026 – 4 Sept 2026).")
-    for row in range(2):
-        for i, column in enumerate(st.columns(4)):
+    figures = 10  # GBP and USD clinics, as the bench database's: money once per currency
+    for first in range(0, figures, 4):
+        for i, column in enumerate(st.columns(4)[: figures - first]):
             key_figure(
                 column,
-                f"Key figure {4 * row + i + 1}",
+                f"Key figure {first + i + 1}",
                 fmt.percent(0.128),
                 fmt.points(0.128, 0.131),
                 colour="inverse",
