@@ -38,9 +38,8 @@ def test_the_floor_pages_run_and_draw_what_they_copy():
     fast and would pass for a cheap one."""
     cancellations = AppTest.from_file("../../bench/browser_floor.py", default_timeout=30).run()
     assert not cancellations.exception
-    assert (
-        len(cancellations.metric) == 14
-    )  # ten key figures (two currencies), confirmed, three refills
+    # ten key figures (two currencies), confirmed, three refills
+    assert len(cancellations.metric) == 14
     assert len(cancellations.get("echarts_chart")) == 7
     surveys = AppTest.from_file("../../bench/browser_floor_surveys.py", default_timeout=30).run()
     assert not surveys.exception
