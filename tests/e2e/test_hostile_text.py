@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, text
 
 from core.kernel.authz import MATRIX
+from core.kernel.text import search_text
 from db.models import Role
 from tests.pages.conftest import ROOT
 from tests.support.browser import StreamlitServer, wait_for_app_idle
@@ -76,8 +77,11 @@ def hostile_server(e2e_template, tmp_path, zygote) -> Iterator[StreamlitServer]:
     engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     with engine.begin() as connection:  # as an old or imported row: no cleaning on the way in
         connection.execute(
-            text("UPDATE patients SET first_name=:f, last_name=:l, email=:e, phone=:p"),
-            {"f": FIRST, "l": LAST, "e": EMAIL, "p": PHONE},
+            text(
+                "UPDATE patients SET first_name=:f, last_name=:l, email=:e, phone=:p, "
+                "search_text=:s"  # as an import keeps it
+            ),
+            {"f": FIRST, "l": LAST, "e": EMAIL, "p": PHONE, "s": search_text(FIRST, LAST, EMAIL)},
         )
         connection.execute(
             text("UPDATE appointments SET notes=:n WHERE status IN ('requested', 'scheduled')"),
