@@ -118,7 +118,10 @@ def _detail(value: Any, fmt: ClinicFormat) -> str:
     if text == "None":
         return ""
     if _STORED_TIME.fullmatch(text):
-        moment = datetime.fromisoformat(text)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:  # shaped like one but no date (a name typed '2026-02-30'): as typed
+            return text
         if len(text) == 10:
             return fmt.day(moment.date())
         return fmt.moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))

@@ -100,9 +100,15 @@ def install() -> None:
         event.listen(Session, "before_flush", _before_flush)
 
 
+# letters NFKD does not split into a base and an accent, as a reader would type them plain
+_UNSPLIT = str.maketrans(
+    {"ø": "o", "ł": "l", "đ": "d", "ð": "d", "æ": "ae", "œ": "oe", "þ": "th", "ħ": "h", "ı": "i"}
+)
+
+
 def plain_name(name: str) -> str:
     """A name as a person compares it: case, accents, punctuation and spacing aside."""
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    decomposed = unicodedata.normalize("NFKD", name.casefold().translate(_UNSPLIT))
     letters = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(re.sub(r"[^\w]+", " ", letters).split())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from core.kernel import audit
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
+from core.kernel.money import ClinicFormat
 from core.startup import open_database
 
 APPLY = "FormSubmitter:audit_filters-Apply"
@@ -60,3 +61,11 @@ def test_details_show_times_in_the_clinics_zone_and_leave_empty_values_out(app_a
     # the demo's clinics are in London (en-GB): 23:00 UTC on 1 July is midnight on 2 July, BST
     assert details == "rows: 4; filters: (from: Thu, 2 Jul 2026, 00:00; to: Sun, 2 Aug 2026, 00:00)"
     assert "None" not in details and "UTC" not in details and "+00:00" not in details
+
+
+def test_a_typed_value_shaped_like_a_date_is_shown_as_typed():
+    """A room named '2026-02-30' (no such day) stays as typed; before, the audit log page
+    failed with 'day is out of range for month' and showed no events at all."""
+    fmt = ClinicFormat(timezone="Europe/London", locale="en-GB", currency="GBP")
+    shown = audit.details_text({"name": "2026-02-30", "at": "2026-07-01 23:00:00+00:00"}, fmt)
+    assert shown == "name: 2026-02-30; at: Thu, 2 Jul 2026, 00:00"

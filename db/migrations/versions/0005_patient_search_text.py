@@ -32,8 +32,14 @@ patients = sa.table(
 )
 
 
+# letters NFKD does not split into a base and an accent, as a reader would type them plain
+_UNSPLIT = str.maketrans(
+    {"ø": "o", "ł": "l", "đ": "d", "ð": "d", "æ": "ae", "œ": "oe", "þ": "th", "ħ": "h", "ı": "i"}
+)
+
+
 def _plain(name: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    decomposed = unicodedata.normalize("NFKD", name.casefold().translate(_UNSPLIT))
     letters = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(re.sub(r"[^\w]+", " ", letters).split())
 
