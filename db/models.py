@@ -257,6 +257,7 @@ class Patient(Base):
         # portal status counts from indexes alone (core.patients.invitations.status_counts)
         Index(None, "portal_enrolled_at"),
         Index(None, "consent_email", "email"),
+        Index(None, "merged_into_id"),  # the few merged duplicates, left out of the counts
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

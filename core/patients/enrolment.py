@@ -153,11 +153,26 @@ def _invited_statement():
     )
 
 
+@functools.cache
+def _merged_statement():
+    """The statuses of merged duplicates (few, by their index), which the tally still counts."""
+    latest, inv = latest_invitation()
+    return (
+        select(status_expr(inv, _now_param()).label("portal_status"), func.count())
+        .select_from(Patient)
+        .outerjoin(latest, latest.c.patient_id == Patient.id)
+        .outerjoin(inv, inv.id == latest.c.invitation_id)
+        .where(Patient.merged_into_id.is_not(None))
+        .group_by("portal_status")
+    )
+
+
 def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
     """Every patient's status counted without reading the patient table: the patient-only
     statuses from the tally the database keeps per (enrolled, email, consent) bucket
     (db/triggers.py), the statuses of invited patients from their invitations, the rest of
-    the invitable bucket not invited."""
+    the invitable bucket not invited; less the merged duplicates, which are no patients of
+    their own."""
     tally = dict(
         session.execute(select(PatientPortalTally.bucket, PatientPortalTally.patients)).all()
     )
@@ -176,6 +191,8 @@ def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
         counts[PortalStatus(status)] = counts.get(PortalStatus(status), 0) + n
         with_invitation += n
     counts[PortalStatus.NOT_INVITED] = patients(bucket(False, True, True)) - with_invitation
+    for status, n in session.execute(_merged_statement(), {"now": now}):
+        counts[PortalStatus(status)] -= n
     return counts
 
 

@@ -528,3 +528,25 @@ def test_the_migration_adds_the_merge_columns_and_takes_them_away(db, world):
     _alembic(db, "upgrade", "head")
     with db.read() as s:
         assert s.get(Patient, duplicate).merged_into_id is None
+
+
+def test_the_portal_status_counts_leave_the_merged_duplicate_out(db, world):
+    """The counts the invitations page opens on come from the tally the database keeps of
+    every patient row; a merged duplicate is no patient of its own and is not counted."""
+    from core.patients import enrolment
+
+    duplicate = _duplicate(db, email="dup@example.org", consent_email=True)
+
+    def counted():
+        with db.read() as s:
+            counts = enrolment.status_counts(s, world.staff)
+            expected = dict.fromkeys(counts, 0)
+            for p in s.scalars(select(Patient).where(Patient.merged_into_id.is_(None))):
+                expected[invitations.state_of(s, p).status] += 1
+        return counts, expected
+
+    before, _ = counted()
+    _merge(db, world.manager, world.patient_id, duplicate)
+    after, expected = counted()
+    assert after == expected
+    assert sum(after.values()) == sum(before.values()) - 1

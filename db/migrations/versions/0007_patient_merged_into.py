@@ -33,10 +33,12 @@ def upgrade() -> None:
         op.add_column("patients", sa.Column("merged_into_id", sa.Integer(), nullable=True))
         op.create_foreign_key(op.f(FK), "patients", "patients", ["merged_into_id"], ["id"])
     op.add_column("patients", sa.Column("merged_at", UTCDateTime(), nullable=True))
+    op.create_index(op.f("ix_patients_merged_into_id"), "patients", ["merged_into_id"])
 
 
 def downgrade() -> None:
     bind = op.get_bind()
+    op.drop_index(op.f("ix_patients_merged_into_id"), table_name="patients")
     op.execute("ALTER TABLE patients DROP COLUMN merged_at")
     if bind.dialect.name != "sqlite":
         op.drop_constraint(op.f(FK), "patients", type_="foreignkey")
