@@ -27,7 +27,6 @@ from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationErr
 from core.kernel.money import clinic_format, clinic_money, clinic_time, format_moment
 from core.messaging import clinic_events, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
-from core.patients import invitations
 from core.portal import sign_in
 from core.portal.patient_links import AppointmentView, appointment_view
 from core.requests import changes
@@ -129,11 +128,12 @@ def _digits(number: str) -> str:
 
 
 def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Patient]:
-    """The patients whose stored phone, read in their clinic's country, is this number (read in
-    the practice's countries): the national and international forms of one number match, a
-    number of another country that only ends in the same digits does not. At most `limit`; one
-    query finds the stored numbers ending in the same seven digits, only those are read in
-    full."""
+    """The patients whose stored phone is this number (read in the practice's countries): a
+    stored national form is read in the country of each clinic the patient has booked at
+    (sign_in.patient_phone_regions), an international one as it stands. The national and
+    international forms of one number match, a number of another country that only ends in
+    the same digits does not. At most `limit`; one query finds the stored numbers ending in the
+    same seven digits, only those are read in full."""
     readings = sign_in.phone_readings(number, sign_in.practice_regions(session))
     tail = _digits(number)[-7:]
     if not readings or len(tail) < 7:
@@ -142,15 +142,14 @@ def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Pat
     for char in (" ", "-", "(", ")", ".", "+"):
         stripped = func.replace(stripped, char, "")
     query = select(Patient).where(stripped.like(f"%{tail}")).order_by(Patient.id).limit(100)
-    found = []
-    for patient in session.scalars(query):
-        clinic = invitations.clinic_for(session, patient.id)
-        region = sign_in.phone_region(clinic.locale if clinic else None)
-        if sign_in.phone_readings(patient.phone or "", [region]) & readings:
-            found.append(patient)
-            if len(found) == limit:
-                break
-    return found
+    candidates = list(session.scalars(query))
+    regions = sign_in.patient_phone_regions(session, [p.id for p in candidates])
+    found = [
+        patient
+        for patient in candidates
+        if sign_in.phone_readings(patient.phone or "", sorted(regions[patient.id])) & readings
+    ]
+    return found[:limit]
 
 
 def find_patient_by_phone(session: Session, number: str) -> Patient | None:

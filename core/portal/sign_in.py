@@ -30,7 +30,7 @@ from core.kernel.errors import LinkInvalid, ValidationError
 from core.kernel.money import babel_locale
 from core.messaging import notify
 from core.patients import invitations
-from db.models import Channel, Clinic, Patient, PortalSession
+from db.models import Appointment, Channel, Clinic, Patient, PortalSession
 from db.types import utcnow
 
 PURPOSE = "portal"
@@ -69,6 +69,30 @@ def phone_readings(typed: str, regions: Iterable[str]) -> set[str]:
             continue
         if phonenumbers.is_possible_number(number):
             found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return found
+
+
+def patient_phone_regions(session: Session, patient_ids: Iterable[int]) -> dict[int, set[str]]:
+    """The countries each patient's stored phone number, if national, may be read in: those of
+    every clinic they have an appointment at (any status, any time), else the first clinic's
+    (as invitations.clinic_for). Not every practice country: '07700 900123' is a UK number, but
+    read in Germany it is +49 7700 900123, a stranger's."""
+    ids = set(patient_ids)
+    found: dict[int, set[str]] = {patient_id: set() for patient_id in ids}
+    if ids:
+        rows = session.execute(
+            select(Appointment.patient_id, Clinic.locale)
+            .join(Clinic, Clinic.id == Appointment.clinic_id)
+            .where(Appointment.patient_id.in_(ids))
+            .distinct()
+        )
+        for patient_id, locale in rows:
+            found[patient_id].add(phone_region(locale))
+    unbooked = [regions for regions in found.values() if not regions]
+    if unbooked:
+        first = phone_region(session.scalar(select(Clinic.locale).order_by(Clinic.id).limit(1)))
+        for regions in unbooked:
+            regions.add(first)
     return found
 
 

@@ -43,6 +43,7 @@ from db.models import (
     Notification,
     Patient,
     SmsReply,
+    WorkingHours,
 )
 from db.types import utcnow
 from tests.support.days import PLAIN_THURSDAY
@@ -429,6 +430,57 @@ def test_every_form_of_the_patients_number_is_theirs(db, world, number):
         assert replies.receive_sms(session, from_number=number, body="C").outcome == "confirmed"
     with db.read() as session:
         assert appointment_id in reminders.confirmations(session, [appointment_id])
+
+
+def _lakeside(db, world) -> int:
+    """A New York clinic (en-US) beside the world's London one, the provider working there."""
+    with db.write() as session:
+        clinic = Clinic(
+            name="Lakeside", timezone="America/New_York", locale="en-US", currency="USD"
+        )
+        session.add(clinic)
+        session.flush()
+        for weekday in range(7):
+            session.add(
+                WorkingHours(
+                    provider_id=world.provider_id,
+                    clinic_id=clinic.id,
+                    weekday=weekday,
+                    starts=clock(9),
+                    ends=clock(17),
+                )
+            )
+        return clinic.id
+
+
+@pytest.mark.parametrize("stored", ["07700 900123", "+44 7700 900123"])
+def test_the_patient_is_found_by_their_number_whatever_clinic_they_last_booked(db, world, stored):
+    """A UK number, its latest booking in New York: read in the country of each clinic the
+    patient has booked at, it is still theirs, and still not the French number's."""
+    book(db, world, DAY + timedelta(days=2))
+    lakeside = _lakeside(db, world)
+    with db.write() as session:
+        session.get(Patient, world.patient_id).phone = stored
+        new_york = moves.schedule_appointment(
+            session,
+            world.manager,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=lakeside,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=local_to_utc(DAY, clock(10), "America/New_York"),
+            ),
+        ).id
+    with db.write() as session:
+        french = replies.receive_sms(session, from_number="+33700900123", body="C")
+        theirs = replies.receive_sms(session, from_number="+447700900123", body="C")
+    assert (french.outcome, theirs.outcome) == ("inbox", "confirmed")
+    with db.read() as session:
+        reply = session.get(SmsReply, theirs.reply_id)
+        assert (reply.patient_id, reply.appointment_id) == (world.patient_id, new_york)
+        assert session.get(SmsReply, french.reply_id).patient_id is None
+        assert list(reminders.confirmations(session, [new_york])) == [new_york]
 
 
 def test_the_migration_moves_the_answer_out_of_the_note(db, world):
