@@ -132,7 +132,8 @@ def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Pat
     stored national form is read in the country of each clinic the patient has booked at
     (sign_in.patient_phone_regions), an international one as it stands. The national and
     international forms of one number match, a number of another country that only ends in
-    the same digits does not. At most `limit`; one query finds the stored numbers ending in the
+    the same digits does not. Records merged into another are left out (their replies belong
+    to the record kept). At most `limit`; one query finds the stored numbers ending in the
     same seven digits, only those are read in full."""
     readings = sign_in.phone_readings(number, sign_in.practice_regions(session))
     tail = _digits(number)[-7:]
@@ -141,7 +142,12 @@ def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Pat
     stripped = Patient.phone
     for char in (" ", "-", "(", ")", ".", "+"):
         stripped = func.replace(stripped, char, "")
-    query = select(Patient).where(stripped.like(f"%{tail}")).order_by(Patient.id).limit(100)
+    query = (
+        select(Patient)
+        .where(stripped.like(f"%{tail}"), Patient.merged_into_id.is_(None))
+        .order_by(Patient.id)
+        .limit(100)
+    )
     candidates = list(session.scalars(query))
     regions = sign_in.patient_phone_regions(session, [p.id for p in candidates])
     found = [

@@ -27,6 +27,7 @@ from core.kernel.errors import ValidationError
 from core.kernel.money import format_moment
 from core.messaging import history, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
+from core.patients import merge
 from core.portal import replies
 from core.scheduling import moves
 from db import migrate
@@ -46,6 +47,7 @@ from db.models import (
     WorkingHours,
 )
 from db.types import utcnow
+from tests.factories import make_patient
 from tests.support.days import PLAIN_THURSDAY
 from tests.support.postgres import free_port
 from ui.webhooks import SMS_PATH, sms_route
@@ -481,6 +483,28 @@ def test_the_patient_is_found_by_their_number_whatever_clinic_they_last_booked(d
         assert (reply.patient_id, reply.appointment_id) == (world.patient_id, new_york)
         assert session.get(SmsReply, french.reply_id).patient_id is None
         assert list(reminders.confirmations(session, [new_york])) == [new_york]
+
+
+def test_a_merged_duplicate_does_not_hide_the_kept_patient_s_replies(db, world):
+    """A duplicate with the same number, merged into the patient: their replies confirm, and
+    STOP reaches the kept record alone (the duplicate is no one's any more)."""
+    appointment_id = book(db, world)
+    with db.write() as session:
+        duplicate = make_patient(session, email=None).id
+    with db.write() as session:
+        merge.merge_patients(session, world.manager, world.patient_id, duplicate, "Same person")
+    with db.write() as session:
+        assert [p.id for p in replies.patients_by_phone(session, "+447700900123", 20)] == [
+            world.patient_id
+        ]
+        confirmed = replies.receive_sms(session, from_number="+447700900123", body="C")
+    with db.write() as session:
+        stopped = replies.receive_sms(session, from_number="07700 900123", body="STOP")
+    assert confirmed.outcome == "confirmed"
+    with db.read() as session:
+        assert appointment_id in reminders.confirmations(session, [appointment_id])
+        stop = session.get(SmsReply, stopped.reply_id)
+        assert (stopped.outcome, stop.patient_id, stop.note) == ("opted_out", world.patient_id, "")
 
 
 def test_the_migration_moves_the_answer_out_of_the_note(db, world):
