@@ -115,9 +115,10 @@ def _normalise(session: Session, address: str) -> tuple[str, str, set[str]]:
 
 
 def _enrolled_patient(session: Session, kind: str, value: str, numbers: set[str]):
-    """The enrolled patient with this email address, or whose stored phone, read in their
-    clinic's country, is one of `numbers`. One query finds the stored numbers ending in the
-    same seven digits (usually none or one); only those are read in full."""
+    """The enrolled patient with this email address, or whose stored phone, read in the
+    country of a clinic they booked at (patient_phone_regions), is one of `numbers`. One query
+    finds the stored numbers ending in the same seven digits (usually none or one); only those
+    are read in full."""
     # a duplicate merged into another record signs in no more (core.patients.merge)
     enrolled = and_(Patient.portal_enrolled_at.is_not(None), Patient.merged_into_id.is_(None))
     if kind == "email":
@@ -129,14 +130,12 @@ def _enrolled_patient(session: Session, kind: str, value: str, numbers: set[str]
     for char in (" ", "-", "(", ")", ".", "+"):
         bare = func.replace(bare, char, "")
     tails = or_(*(bare.like(f"%{n[-7:]}") for n in sorted(numbers)))  # then read in full
-    for patient in session.scalars(
-        select(Patient).where(enrolled, tails).order_by(Patient.id).limit(20)
-    ):
-        clinic = invitations.clinic_for(session, patient.id)
-        if (
-            phone_readings(patient.phone or "", [phone_region(clinic.locale if clinic else None)])
-            & numbers
-        ):
+    candidates = list(
+        session.scalars(select(Patient).where(enrolled, tails).order_by(Patient.id).limit(20))
+    )
+    regions = patient_phone_regions(session, [p.id for p in candidates])
+    for patient in candidates:
+        if phone_readings(patient.phone or "", sorted(regions[patient.id])) & numbers:
             return patient
     return None
 

@@ -148,6 +148,36 @@ def test_sign_in_by_phone_matches_the_national_and_international_forms_of_one_nu
         assert [(n.patient_id, n.channel.value) for n in sent] == [(world.patient_id, "sms")]
 
 
+def test_sign_in_by_phone_finds_the_patient_whatever_clinic_they_last_booked(db, world):
+    """A UK number stored in national form, the patient's latest booking at a New York
+    clinic: read in the country of each clinic they booked at, it is still theirs (before, it
+    was read in the US only, and the sign-in went nowhere)."""
+    _enrol(db, world.patient_id)  # stored as "07700 900123"
+    with db.write() as s:
+        clinic = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        s.add(clinic)
+        s.flush()
+        for days, clinic_id in ((2, world.clinic_id), (3, clinic.id)):  # London, then New York
+            start = utcnow().replace(microsecond=0) + timedelta(days=days)
+            s.add(
+                Appointment(
+                    clinic_id=clinic_id,
+                    provider_id=world.provider_id,
+                    patient_id=world.patient_id,
+                    service_id=world.service_id,
+                    status=AppointmentStatus.SCHEDULED,
+                    start_at=start,
+                    end_at=start + timedelta(minutes=30),
+                )
+            )
+            s.flush()
+    with db.write() as s:
+        assert sign_in.request_sign_in(s, "+44 7700 900123", base_url=BASE) == sign_in.NEUTRAL
+    with db.read() as s:
+        sent = s.scalars(select(Notification).where(Notification.template == "portal_sign_in"))
+        assert [n.patient_id for n in sent] == [world.patient_id]
+
+
 def test_a_number_in_another_country_or_a_stranger_matches_no_one(db, world):
     _enrol(db, world.patient_id)
     with db.write() as s:
