@@ -10,10 +10,12 @@ Both comparisons are constant-time. What a reply means is `parse_reply`.
 
 Opting out: the carriers' standard opt-out words (CTIA's STOP, STOPALL, UNSUBSCRIBE, END, QUIT,
 and Twilio's OPTOUT and REVOKE) withdraw the patient's consent to texts, and START or UNSTOP
-gives it back — except CANCEL, a standard opt-out word that here means "cancel my appointment"
-(the reminders say so), and YES, a standard opt-in word that here confirms. A provider that
-applies the standard list itself (Twilio's Advanced Opt-Out) may still block texts to a number
-that sent CANCEL; its own list is set in the provider's console.
+gives it back; HELP or INFO is answered with who is texting and how to reach and stop them
+(every number gets it: it names only the practice) — except CANCEL, a standard opt-out word
+that here means "cancel my appointment" (the reminders say so), and YES, a standard opt-in
+word that here confirms. A provider that applies the standard list itself (Twilio's Advanced
+Opt-Out) may still block texts to a number that sent CANCEL; its own list is set in the
+provider's console.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ CONFIRM_WORDS = frozenset({"C", "YES", "Y", "CONFIRM"})
 CANCEL_WORDS = frozenset({"X", "CANCEL"})
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "OPTOUT", "REVOKE"})
 START_WORDS = frozenset({"START", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
 
 
 class Intent(enum.StrEnum):
@@ -36,6 +39,7 @@ class Intent(enum.StrEnum):
     CANCEL = "cancel"
     STOP = "stop"  # no more text messages
     START = "start"  # text messages again
+    HELP = "help"  # who is texting, and how to stop it (the carriers expect an answer)
     OTHER = "other"
 
 
@@ -49,6 +53,8 @@ def parse_reply(text: str) -> Intent:
         return Intent.STOP
     if word in START_WORDS and len((text or "").split()) <= 2:
         return Intent.START
+    if word in HELP_WORDS and len((text or "").split()) == 1:
+        return Intent.HELP
     if len((text or "").split()) > 1:
         return Intent.OTHER
     if word in CONFIRM_WORDS:

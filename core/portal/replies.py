@@ -49,6 +49,7 @@ SMS_CHANNEL = "SMS reply"
 SHARED_PHONE_MAX = 20  # patients one STOP reaches (a family may share a phone)
 STOP_ANSWER = "You will get no more text messages from us. Reply START to get them again."
 START_ANSWER = "You will get our text messages again. Reply STOP to stop them."
+STOP_HINT = "Reply STOP to stop text messages."
 STOPPED = "Not sent: the patient replied STOP to stop text messages."
 
 
@@ -200,6 +201,23 @@ def next_appointment(session: Session, patient_id: int, now: datetime) -> Appoin
     )
 
 
+def _help_answer(session: Session, appointment: Appointment | None) -> str:
+    """Who is texting and how to reach or stop them: the appointment's clinic, else the first
+    active one (public details only, so any number may ask)."""
+    clinic = (
+        appointment.clinic
+        if appointment
+        else session.scalar(
+            select(Clinic).where(Clinic.active.is_(True)).order_by(Clinic.id).limit(1)
+        )
+    )
+    if clinic is None:
+        return STOP_HINT
+    reach = " or ".join(x for x in (clinic.phone, clinic.email) if x)
+    contact = f" Contact us: {reach}." if reach else ""
+    return f"{clinic.name}: appointment messages.{contact} {STOP_HINT}"
+
+
 @dataclass(frozen=True)
 class ReplyOutcome:
     reply_id: int
@@ -237,6 +255,8 @@ def receive_sms(
             answer = (START_ANSWER if given else STOP_ANSWER) if changed else ""
             if matched > 1:
                 note = f"{matched} patients share this number; the change applies to each."
+    elif intent == Intent.HELP:
+        outcome, answer = "help", _help_answer(session, appointment)
     elif patient is None:
         note = "No single patient has this phone number."
     elif appointment is None:

@@ -544,3 +544,20 @@ def test_the_migration_moves_the_answer_out_of_the_note(db, world):
             ("Thank you.", "Called back."),
             ("", "Not a C/YES or X/CANCEL reply."),
         ]
+
+
+@pytest.mark.parametrize("sender", ["+447700900123", "+447700900999"])
+def test_help_is_answered_with_who_is_texting_and_how_to_stop(db, world, sender):
+    """HELP (or INFO) from the patient or any number: the clinic's name and contact details
+    and how to stop, as the carriers expect; nothing else changes (before, it went to staff
+    unanswered)."""
+    book(db, world)
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.phone, clinic.email = "020 7946 0000", "desk@example.org"
+        answered = replies.receive_sms(session, from_number=sender, body="help")
+    assert answered.outcome == "help"
+    assert answered.answer.startswith(f"{clinic.name}: appointment messages.")
+    assert "020 7946 0000 or desk@example.org" in answered.answer
+    assert answered.answer.endswith("Reply STOP to stop text messages.")
+    assert parse_reply("Help me find the car park") == Intent.OTHER
