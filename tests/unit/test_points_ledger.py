@@ -22,7 +22,7 @@ from core.payments import points
 from core.policy import cancellation as policy
 from core.portal import home, patient_links
 from db import migrate
-from db.models import LedgerEntry, LedgerKind, Patient
+from db.models import AuditEvent, LedgerEntry, LedgerKind, Patient
 
 OPENING = "Opening balance"
 
@@ -170,7 +170,7 @@ def test_only_staff_read_a_patients_points_history_through_the_staff_read(db, wo
         points.points_history(s, patient_actor("Alex"), world.patient_id)
 
 
-# ---------------------------------------------------------------- the backfill (migration 0004)
+# ---------------------------------------------------------------- the backfill (migration 0006)
 
 
 def _alembic(db, verb: str, revision: str) -> None:
@@ -257,3 +257,157 @@ def test_the_migration_backfills_an_opening_entry_where_the_ledger_falls_short(d
         s.add(LedgerEntry(patient_id=world.patient_id, kind=LedgerKind.POINTS_OPENING, points=1))
     _alembic(db, "upgrade", "head")
     assert_adds_up(db)
+
+
+def test_the_migration_corrects_old_deductions_that_recorded_more_than_they_took(db, world):
+    """Before 0006 the policy's deduction stopped the balance at zero but recorded all of it,
+    and 'Add points' wrote no entry: the backfill replays each history from the 100 every
+    patient opened with, so the opening is 100 and a waiver gives back what was taken."""
+    _alembic(db, "downgrade", "0005")
+    created = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+    def day(n: int) -> datetime:
+        return created + timedelta(days=n)
+
+    with db.write() as s:
+
+        def patient(name: str, balance: int) -> int:
+            values = dict(first_name=name, last_name="Old", points_balance=balance)
+            return s.execute(
+                insert(Patient.__table__).values(**values, created_at=created)
+            ).inserted_primary_key[0]
+
+        def deduction(pid: int, at: datetime, waived: datetime | None = None) -> int:
+            # as the old policy wrote it: the full 60, whatever the balance had left
+            entry = LedgerEntry(
+                patient_id=pid, kind=LedgerKind.POINTS, points=60, created_at=at, waived_at=waived
+            )
+            s.add(entry)
+            s.flush()
+            return entry.id
+
+        def event(pid: int, entity_id: int, action: str, at: datetime, **details) -> None:
+            entity = "patient" if action == "points_added" else "ledger_entry"
+            values = dict(actor_label="Sam", action=action, entity=entity, entity_id=entity_id)
+            s.execute(
+                insert(AuditEvent.__table__).values(
+                    **values, patient_id=pid, at=at, reason="Goodwill", details=details
+                )
+            )
+
+        # the reviewer's case: 100, then 60 and 60, the second taking the 40 left
+        twice = patient("Ivy", 0)
+        deduction(twice, day(1))
+        twice_second = deduction(twice, day(2))
+        # the old waiver gave back the 60 recorded where 40 had been taken
+        over = patient("Jo", 60)
+        deduction(over, day(1))
+        over_waived = deduction(over, day(2), waived=day(3))
+        event(over, over_waived, "fee_waived", day(3), points=60, points_given_back=60)
+        # an undone no-show gave back what was taken (its waiver's audit event says 40)
+        undone = patient("Kit", 40)
+        deduction(undone, day(1))
+        undone_waived = deduction(undone, day(2), waived=day(3))
+        event(undone, undone_waived, "fee_waived", day(3), points=60, points_given_back=40)
+        # 'Add points' changed the balance with an audit event only, between deductions
+        added = patient("Lou", 0)
+        deduction(added, day(1))
+        added_second = deduction(added, day(2))
+        event(added, added, "points_added", day(3), points=50, balance_before=0)
+        added_last = deduction(added, day(4))
+
+    _alembic(db, "upgrade", "head")
+    assert_adds_up(db)
+
+    def ledger(pid: int) -> list[tuple[str, int, datetime, str]]:
+        with db.read() as s:
+            rows = s.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.patient_id == pid)
+                .order_by(LedgerEntry.created_at, LedgerEntry.id)
+            )
+            return [(e.kind.value, e.points, e.created_at, e.waive_reason or "") for e in rows]
+
+    opening = ("points_opening", 100, created, "")
+    assert ledger(twice) == [opening, ("points", 60, day(1), ""), ("points", 40, day(2), "")]
+    assert ledger(over) == [
+        opening,
+        ("points", 60, day(1), ""),
+        ("points", 40, day(2), ""),
+        (
+            "points_adjusted",
+            20,
+            day(3),
+            f"The waiver of deduction #{over_waived} gave back 60 points; "
+            "the deduction had taken 40",
+        ),
+    ]
+    assert ledger(undone) == [opening, ("points", 60, day(1), ""), ("points", 40, day(2), "")]
+    assert ledger(added) == [
+        opening,
+        ("points", 60, day(1), ""),
+        ("points", 40, day(2), ""),
+        ("points_adjusted", 50, day(3), "Goodwill"),
+        ("points", 50, day(4), ""),
+    ]
+    with db.read() as s:  # what each deduction recorded is kept in the audit trail
+        corrected = s.execute(
+            select(AuditEvent.entity_id, AuditEvent.details, AuditEvent.patient_id).where(
+                AuditEvent.action == "points_deduction_corrected"
+            )
+        ).all()
+        assert sorted((e, d["recorded"], d["taken"], p) for e, d, p in corrected) == [
+            (twice_second, 60, 40, twice),
+            (over_waived, 60, 40, over),
+            (undone_waived, 60, 40, undone),
+            (added_second, 60, 40, added),
+            (added_last, 60, 50, added),
+        ]
+        history = points.points_history(s, world.staff, twice)
+        assert [(r.what, r.points) for r in history] == [
+            ("Deducted by the cancellation policy", -40),
+            ("Deducted by the cancellation policy", -60),
+            (OPENING, 100),
+        ]
+
+    with db.write() as s:  # a waiver now gives back what was taken, never more
+        policy.waive_fee(s, world.manager, twice_second, "goodwill")
+        policy.waive_fee(s, world.manager, added_last, "goodwill")
+    with db.read() as s:
+        assert s.get(Patient, twice).points_balance == 40
+        assert s.get(Patient, added).points_balance == 50
+    assert_adds_up(db)
+
+    _alembic(db, "downgrade", "0005")  # the ledger as the older code left it
+    with db.read() as s:
+        assert ledger(over) == [
+            ("points", 60, day(1), ""),
+            ("points", 60, day(2), ""),
+        ]
+        assert [e[1] for e in ledger(added)] == [60, 60, 60]
+        assert (
+            s.scalars(
+                select(AuditEvent.id).where(
+                    AuditEvent.action.in_(("points_deduction_corrected", "points_entry_backfilled"))
+                )
+            ).all()
+            == []
+        )
+        (waived,) = ledger(twice)[1:]
+        assert waived[:2] == ("points", 60)
+    _alembic(db, "upgrade", "head")  # and up again: the same ledgers, nothing twice
+    assert_adds_up(db)
+    assert ledger(over)[-1][:2] == ("points_adjusted", 20)
+    assert len(ledger(over)) == 4
+    assert [e[:2] for e in ledger(added)] == [
+        ("points_opening", 100),
+        ("points", 60),
+        ("points", 40),
+        ("points_adjusted", 50),
+        ("points", 50),
+    ]
+    assert [e[:2] for e in ledger(twice)] == [
+        ("points_opening", 100),
+        ("points", 60),
+        ("points", 40),
+    ]
