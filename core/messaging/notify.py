@@ -444,18 +444,20 @@ def withdraw_unsent(session: Session, appointment_id: int, key: str, reason: str
 
 
 def reached_channels(
-    session: Session, appointment_id: int, key: str
+    session: Session, appointment_id: int, key: str, *, since: datetime | None = None
 ) -> tuple[list[Channel], list[Channel]]:
     """The channels the appointment's `key` message went out on or is going out on right now
     (sent, or held by a sender), and those where it still waits to be sent (withdraw_unsent
-    stops these)."""
-    rows = session.execute(
-        select(Notification.channel, Notification.status, Notification.claim_token).where(
-            Notification.appointment_id == appointment_id,
-            Notification.template == key,
-            Notification.permanent_failure.is_(False),
-        )
+    stops these). With `since`, only the messages queued after it count (an earlier round of
+    the same message, already dealt with, does not)."""
+    query = select(Notification.channel, Notification.status, Notification.claim_token).where(
+        Notification.appointment_id == appointment_id,
+        Notification.template == key,
+        Notification.permanent_failure.is_(False),
     )
+    if since is not None:
+        query = query.where(Notification.created_at > since)
+    rows = session.execute(query)
     reached, waiting = set(), set()
     for channel, status, claim in rows:
         gone = status == DeliveryStatus.SENT or claim is not None

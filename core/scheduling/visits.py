@@ -237,6 +237,7 @@ class _Undo:
     points_taken: int | None  # what the deduction took (None: not recorded, all of it)
     reached: list[Channel]  # where the no-show message went (or is going) out
     waiting: list[Channel]  # where it still waits, and is stopped
+    since: datetime | None  # an earlier undo: the no-show messages before it were dealt with
 
     @property
     def fee_cents(self) -> int:
@@ -299,8 +300,19 @@ def _undo_plan(
             "does not refund a fee once paid. Refund it on the card terminal or in cash."
         )
     taken = (event.details or {}).get("points_taken")
-    reached, waiting = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE)
-    return _Undo(event, charges, taken if isinstance(taken, int) else None, reached, waiting)
+    # only this no-show's message counts: after an earlier undo (no-show, undo, no-show again)
+    # the first one's message was put right or stopped then
+    since = session.scalar(
+        select(func.max(AuditEvent.at)).where(
+            AuditEvent.entity == ENTITY,
+            AuditEvent.entity_id == appointment.id,
+            AuditEvent.action == Action.UNDO_NO_SHOW.value,
+            AuditEvent.id < event.id,
+        )
+    )
+    reached, waiting = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE, since=since)
+    points = taken if isinstance(taken, int) else None
+    return _Undo(event, charges, points, reached, waiting, since)
 
 
 def _channel_words(channels: list[Channel]) -> str:
@@ -377,7 +389,7 @@ def undo_no_show(
         },
     )
     queued = None
-    reached, _ = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE)
+    reached, _ = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE, since=plan.since)
     if reached:  # a message that reached them (or is going out right now) is put right
         reversed_ = plan.reversed_text(appointment)
         queued = tell_patient(

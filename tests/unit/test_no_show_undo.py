@@ -305,3 +305,30 @@ def test_two_people_undoing_the_same_no_show(db, world):
     status, entries, balance = _state(db, world, ident)
     assert status == S.SCHEDULED and balance == 20  # the points came back once
     assert len(_messages(db, ident, visits.WITHDRAWN_NOTICE)) == 2
+
+
+# ---------------------------------------------------------------- a second no-show
+
+
+def test_a_second_undo_answers_only_the_second_no_shows_message(db, world):
+    ident = _no_show(db, world)  # the first no-show's message reached them
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+        session.execute(  # and so did the apology
+            update(Notification)
+            .where(Notification.appointment_id == ident)
+            .values(status=DeliveryStatus.SENT, sent_at=utcnow())
+        )
+    assert len(_messages(db, ident, visits.WITHDRAWN_NOTICE)) == 2
+    with db.write() as session:  # a no-show again, undone before its message goes out
+        visits.mark_no_show(session, world.staff, ident)
+    with db.read() as session:
+        text = visits.undo_no_show_consequences(session, world.staff, ident)
+    assert "told it was a mistake" not in text
+    assert "The no-show message not sent yet (email and text message) is stopped." in text
+    with db.write() as session:
+        outcome = visits.undo_no_show(session, world.staff, ident)
+    assert outcome.notified == []
+    assert len(_messages(db, ident, visits.WITHDRAWN_NOTICE)) == 2  # no second apology
+    second = [m for m in _messages(db, ident, visits.NO_SHOW_NOTICE) if m.permanent_failure]
+    assert len(second) == 2
