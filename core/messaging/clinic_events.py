@@ -6,11 +6,16 @@ survey received). Each selected event is kept as a ClinicEvent row and either em
 linking to the item, or gathered into one daily digest sent at the clinic-local digest hour
 and titled with the day (or days) its events happened on.
 An event the clinic did not select leaves no trace here (the audit trail has it anyway).
+
+A follow-up (FOLLOW_UPS: a no-show undone) goes where the event it follows went: the clinic
+hears of it when it selected that event. The follow-up stops the earlier event's email if it has
+not gone out yet (`withdraw_email`); in the digest both stand, one after the other.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -22,11 +27,18 @@ from core.kernel.money import clinic_time, format_day, format_day_range
 from core.messaging import notify
 from core.messaging.preferences import CLINIC_EVENTS, preferences
 from db.engine import Database
-from db.models import Channel, Clinic, ClinicEvent, Setting
+from db.models import Channel, Clinic, ClinicEvent, DeliveryStatus, Notification, Setting
 from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.clinic_events")
 DIGEST_LIMIT = 500
+# follow-up event: (the event whose selection it goes with, its name in the inbox)
+FOLLOW_UPS: dict[str, tuple[str, str]] = {"no_show_undone": ("no_show", "No-show undone")}
+
+
+def event_label(event: str) -> str:
+    """An event's name in the clinic's inbox ("No-show", "No-show undone")."""
+    return FOLLOW_UPS[event][1] if event in FOLLOW_UPS else CLINIC_EVENTS[event]
 
 
 def item_link(base_url: str, appointment_id: int | None, page: str = "appointment") -> str:
@@ -49,11 +61,13 @@ def tell_clinic(
 ) -> ClinicEvent | None:
     """Record `event` for the clinic if it selected it, and email it unless it takes the digest
     (with `template`, default the generic "clinic_event", rendered with `context` on top of the
-    event's own values). Returns the row, or None when the clinic does not want this event."""
-    if event not in CLINIC_EVENTS:
+    event's own values). Returns the row, or None when the clinic does not want this event
+    (a follow-up: when it does not want the event it follows)."""
+    selected_by = FOLLOW_UPS[event][0] if event in FOLLOW_UPS else event
+    if selected_by not in CLINIC_EVENTS:
         raise ValueError(f"unknown clinic event {event!r}")
     prefs = preferences(session, clinic_id)
-    if event not in prefs.clinic_events:
+    if selected_by not in prefs.clinic_events:
         return None
     clinic = session.get(Clinic, clinic_id)
     row = ClinicEvent(
@@ -72,7 +86,7 @@ def tell_clinic(
             template,
             {
                 "clinic_name": clinic.name,
-                "event": CLINIC_EVENTS[event],
+                "event": event_label(event),
                 "summary": summary,
                 "link": link,
                 **(context or {}),
@@ -81,6 +95,53 @@ def tell_clinic(
         row.emailed = True
     session.flush()
     return row
+
+
+def latest_event(
+    session: Session, appointment_id: int, events: Sequence[str]
+) -> ClinicEvent | None:
+    """The appointment's latest clinic event among `events` (None: the clinic heard of none)."""
+    return session.scalar(
+        select(ClinicEvent)
+        .where(ClinicEvent.appointment_id == appointment_id, ClinicEvent.event.in_(events))
+        .order_by(ClinicEvent.id.desc())
+        .limit(1)
+    )
+
+
+def withdraw_email(session: Session, row: ClinicEvent, reason: str) -> int:
+    """Stop the email `tell_clinic` queued for `row` (the generic template) if it has not gone
+    out yet: marked failed for good with `reason`, as notify.withdraw_unsent does a patient's.
+    The email carries no reference to its event, so it is the one whose text is the event's,
+    rendered again; one a sender holds right now is left to go. Returns how many were stopped."""
+    clinic = session.get(Clinic, row.clinic_id)
+    if not row.emailed or clinic is None:
+        return 0
+    subject, body = notify.render(
+        notify.template_for(session, "clinic_event"),
+        {
+            "clinic_name": clinic.name,
+            "event": event_label(row.event),
+            "summary": row.summary,
+            "link": row.link,
+        },
+    )
+    result = session.execute(
+        update(Notification)
+        .where(
+            Notification.patient_id.is_(None),
+            Notification.appointment_id.is_(None),
+            Notification.template == "clinic_event",
+            Notification.subject == subject,
+            Notification.body == body,
+            Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
+            Notification.permanent_failure.is_(False),
+            Notification.claim_token.is_(None),
+        )
+        .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 # ---------------------------------------------------------------- the daily digest
@@ -94,7 +155,7 @@ def digest_text(events: list[ClinicEvent], clinic: Clinic) -> str:
     lines = []
     for e in events:
         when = clinic_time(clinic, e.created_at)
-        lines.append(f"- {when} · {CLINIC_EVENTS[e.event]}: {e.summary}")
+        lines.append(f"- {when} · {event_label(e.event)}: {e.summary}")
         if e.link:
             lines.append(f"  {e.link}")
     return "\n".join(lines)

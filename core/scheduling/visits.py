@@ -4,8 +4,9 @@ A no-show recorded by mistake (the patient was in the waiting room) can be undon
 clinic-local day it was recorded, the day the desk works on the Today board: the visit goes back
 to scheduled (a no-show is only ever recorded from scheduled), the fee and points the policy
 assessed are waived (the ledger keeps the entries), a no-show message not sent yet is stopped and
-a patient it reached is told it was a mistake. Later, the no-show stands and a manager may waive
-the fee; a fee already paid is not undone here."""
+a patient it reached is told it was a mistake; the clinic's inbox hears that it was undone.
+Later, the no-show stands and a manager may waive the fee; a fee already paid is not undone
+here."""
 
 from __future__ import annotations
 
@@ -20,10 +21,20 @@ from core.kernel.authz import Actor
 from core.kernel.clock import local_today
 from core.kernel.errors import InvalidTransition, NotFound
 from core.kernel.money import clinic_money, clinic_time
-from core.messaging import notify
+from core.messaging import clinic_events, notify
 from core.messaging.preferences import preferences
 from core.policy import cancellation as policy
-from core.scheduling.lifecycle import Outcome, flush, load, outcome_of, record, tell_patient
+from core.scheduling.lifecycle import (
+    Outcome,
+    base_url,
+    flush,
+    load,
+    message_context,
+    outcome_of,
+    record,
+    tell_patient,
+    when_text,
+)
 from core.scheduling.states import ENTITY, Action, S, check_transition, ensure_allowed
 from db.models import (
     Appointment,
@@ -37,6 +48,7 @@ from db.types import utcnow
 
 NO_SHOW_NOTICE = "appointment_no_show"
 WITHDRAWN_NOTICE = "appointment_no_show_withdrawn"  # to a patient the no-show notice reached
+UNDONE_EVENT = "no_show_undone"  # the clinic's inbox (a follow-up of its "no_show" event)
 
 # The survey line of a completed visit's thank-you. Surveys sit above scheduling, so the
 # feedback layer hands it in (core.startup.install_session_rules, also run by the test
@@ -363,7 +375,8 @@ def undo_no_show(
 ) -> Outcome:
     """A no-show recorded by mistake undone, on the clinic-local day it was recorded: back to
     scheduled, the no-show's fee and points waived (the entries stay), its message stopped if
-    not sent yet, and a patient it reached told it was a mistake; audited."""
+    not sent yet, a patient it reached told it was a mistake and the clinic's inbox told it was
+    undone; audited."""
     ensure_allowed(actor, Action.UNDO_NO_SHOW)
     appointment = load(session, appointment_id, Action.UNDO_NO_SHOW, expected_version)
     plan = _undo_plan(session, appointment, now, lock=True)
@@ -388,6 +401,7 @@ def undo_no_show(
             "ledger_entry_ids": [e.id for e in plan.charges],
         },
     )
+    _tell_clinic_undone(session, actor, appointment)
     queued = None
     reached, _ = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE, since=plan.since)
     if reached:  # a message that reached them (or is going out right now) is put right
@@ -400,3 +414,23 @@ def undo_no_show(
             fee=f"\n{reversed_[0].upper()}{reversed_[1:]}." if reversed_ else "",
         )
     return outcome_of(appointment, queued)
+
+
+def _tell_clinic_undone(session: Session, actor: Actor, appointment: Appointment) -> None:
+    """The clinic's inbox heard of the no-show (core.scheduling.lifecycle.tell_clinic_of): its
+    email is stopped if it has not gone out yet, and the inbox hears the no-show was undone."""
+    heard = clinic_events.latest_event(session, appointment.id, ("no_show", UNDONE_EVENT))
+    if heard is None or heard.event != "no_show":
+        return
+    clinic_events.withdraw_email(session, heard, "Not sent: the no-show was undone.")
+    patient = appointment.patient.full_name if appointment.patient else "A patient"
+    service = message_context(appointment)["service_name"]
+    clinic_events.tell_clinic(
+        session,
+        appointment.clinic_id,
+        UNDONE_EVENT,
+        f"{patient} was recorded as a no-show for {service} on {when_text(appointment)} by "
+        f"mistake; {actor.label} undid it, and the visit is scheduled again.",
+        appointment_id=appointment.id,
+        link=clinic_events.item_link(base_url(session), appointment.id),
+    )

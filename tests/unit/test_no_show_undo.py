@@ -15,6 +15,8 @@ from sqlalchemy import select, update
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, local_today
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied
+from core.messaging import clinic_events
+from core.messaging.preferences import PreferencesForm, save_preferences
 from core.scheduling import appointments, today, visits
 from core.scheduling.states import Action
 from db.models import (
@@ -22,6 +24,8 @@ from db.models import (
     AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
+    Clinic,
+    ClinicEvent,
     DeliveryStatus,
     LedgerEntry,
     Notification,
@@ -305,6 +309,91 @@ def test_two_people_undoing_the_same_no_show(db, world):
     status, entries, balance = _state(db, world, ident)
     assert status == S.SCHEDULED and balance == 20  # the points came back once
     assert len(_messages(db, ident, visits.WITHDRAWN_NOTICE)) == 2
+
+
+# ---------------------------------------------------------------- the clinic's inbox
+
+
+def _clinic_mail(db) -> list[Notification]:
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Notification)
+                .where(Notification.to_address == "clinic@example.org")
+                .order_by(Notification.id)
+            )
+        )
+
+
+def _clinic_events(db, ident) -> list[tuple[str, str]]:
+    with db.read() as session:
+        rows = session.scalars(
+            select(ClinicEvent).where(ClinicEvent.appointment_id == ident).order_by(ClinicEvent.id)
+        )
+        return [(e.event, e.summary) for e in rows]
+
+
+def test_the_clinic_hears_the_no_show_was_undone_and_its_unsent_email_is_stopped(db, world):
+    ident = _no_show(db, world)  # the patient's message went; the clinic's email still waits
+    [no_show_mail] = _clinic_mail(db)
+    assert no_show_mail.subject.startswith("No-show: Alex Morgan did not come")
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    events = _clinic_events(db, ident)
+    assert [e for e, _ in events] == ["no_show", "no_show_undone"]
+    assert "Alex Morgan was recorded as a no-show for Consultation" in events[1][1]
+    assert "Staff undid it, and the visit is scheduled again" in events[1][1]
+    stopped, undone = _clinic_mail(db)
+    assert stopped.id == no_show_mail.id
+    assert (stopped.status, stopped.permanent_failure) == (DeliveryStatus.FAILED, True)
+    assert stopped.last_error == "Not sent: the no-show was undone."
+    assert undone.status == DeliveryStatus.QUEUED
+    assert undone.subject.startswith("No-show undone: Alex Morgan was recorded as a no-show")
+    assert f"/appointment?id={ident}" in undone.body
+
+
+def test_a_clinic_email_already_sent_stays_and_the_undo_follows_it(db, world):
+    ident = _no_show(db, world)
+    with db.write() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.to_address == "clinic@example.org")
+            .values(status=DeliveryStatus.SENT, sent_at=utcnow())
+        )
+        visits.undo_no_show(session, world.staff, ident)
+    sent, undone = _clinic_mail(db)
+    assert sent.status == DeliveryStatus.SENT and undone.subject.startswith("No-show undone:")
+
+
+def test_the_digest_carries_the_no_show_and_its_undo(db, world):
+    with db.write() as session:
+        save_preferences(
+            session,
+            world.owner,
+            world.clinic_id,
+            PreferencesForm(clinic_events=["no_show"], clinic_digest=True, digest_hour=0),
+        )
+    ident = _no_show(db, world)
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    assert _clinic_mail(db) == []  # nothing on its own: both wait for the digest
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        assert clinic_events.send_digest(session, clinic, now=utcnow() + timedelta(days=1)) == 2
+    [digest] = _clinic_mail(db)
+    assert "· No-show: Alex Morgan did not come" in digest.body
+    assert "· No-show undone: Alex Morgan was recorded as a no-show" in digest.body
+
+
+def test_a_clinic_that_did_not_select_no_shows_hears_of_no_undo(db, world):
+    with db.write() as session:
+        save_preferences(
+            session, world.owner, world.clinic_id, PreferencesForm(clinic_events=["new_request"])
+        )
+    ident = _no_show(db, world)
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    assert _clinic_events(db, ident) == [] and _clinic_mail(db) == []
 
 
 # ---------------------------------------------------------------- a second no-show
