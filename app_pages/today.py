@@ -37,13 +37,17 @@ def _finish(done, text: str) -> None:
 
 def _confirmed(box, kind: str, row_id: int, opener: str, answers, says, icon: str) -> bool:
     """A button that opens a warning saying what the action will do, then yes or no: True
-    once the yes is pressed."""
+    once the yes is pressed. `says` gives the text, or an undo's preview: when its time is
+    taken, the double-booking override is offered with it (today_{kind}_double_{row_id})."""
     key = f"today_{kind}_confirm"
     if box.button(opener, key=f"today_{kind}_{row_id}"):
         st.session_state[key] = row_id
     if st.session_state.get(key) != row_id:
         return False
-    st.warning(escape(says()), icon=icon)
+    said = says()
+    st.warning(escape(said if isinstance(said, str) else said.text), icon=icon)
+    if not isinstance(said, str) and said.clash:
+        st.checkbox(visits.DOUBLE_BOOKING_UNDO, key=f"today_{kind}_double_{row_id}")
     yes, no = st.columns(2)
     if yes.button(answers[0], key=f"today_{kind}_yes_{row_id}", type="primary"):
         st.session_state.pop(key, None)
@@ -176,11 +180,13 @@ if row.can_undo_no_show and _confirmed(
     row.id,
     "Undo no-show…",
     ("Undo the no-show", "Keep the no-show"),
-    # what is reversed (fee, points, the patient told), or why it no longer can be
-    lambda: shown(read, visits.undo_no_show_consequences, me, row.id),
+    # what is reversed (fee, points, the patient told), a booking holding its time meanwhile,
+    # or why it no longer can be
+    lambda: shown(read, visits.undo_no_show_preview, me, row.id),
     ":material/undo:",
 ):
+    double = st.session_state.get(f"today_undo_noshow_double_{row.id}", False)
     _finish(
-        run_action(visits.undo_no_show, row.id, **version),
+        run_action(visits.undo_no_show, row.id, allow_double_booking=double, **version),
         f"{row.patient}: no-show undone, back to scheduled.",
     )

@@ -485,13 +485,18 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
                 escape(read(visits.no_show_consequences, me, d.id)), icon=":material/warning:"
             )
             label = "Record the no-show"
+        extra = {}
         if action == Action.UNDO_NO_SHOW:  # what it reverses: fee, points, the patient told
             try:
-                text = read(visits.undo_no_show_consequences, me, d.id)
+                preview = read(visits.undo_no_show_preview, me, d.id)
             except DomainError as error:
                 show_error(error)
                 return
-            st.warning(escape(text), icon=":material/undo:")
+            st.warning(escape(preview.text), icon=":material/undo:")
+            if preview.clash:  # its time was booked meanwhile: only with the override
+                extra["allow_double_booking"] = st.checkbox(
+                    visits.DOUBLE_BOOKING_UNDO, key=f"{p}_undo_double"
+                )
             label = "Undo the no-show"
         if st.button(label, key=f"{p}_go", type="primary"):
-            _finish(run_action(service, d.id, **version), f"{label}: done.")
+            _finish(run_action(service, d.id, **version, **extra), f"{label}: done.")

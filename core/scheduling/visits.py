@@ -4,9 +4,11 @@ A no-show recorded by mistake (the patient was in the waiting room) can be undon
 clinic-local day it was recorded, the day the desk works on the Today board: the visit goes back
 to scheduled (a no-show is only ever recorded from scheduled), the fee and points the policy
 assessed are waived (the ledger keeps the entries), a no-show message not sent yet is stopped and
-a patient it reached is told it was a mistake; the clinic's inbox hears that it was undone.
-Later, the no-show stands and a manager may waive the fee; a fee already paid is not undone
-here."""
+a patient it reached is told it was a mistake; the clinic's inbox hears that it was undone. A
+no-show does not hold its time, so the undo checks the time as a booking does: another booking
+made meanwhile (the provider's, a room's or the patient's own) refuses it unless staff allow
+double booking. Later, the no-show stands and a manager may waive the fee; a fee already paid is
+not undone here."""
 
 from __future__ import annotations
 
@@ -19,11 +21,20 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor
 from core.kernel.clock import local_today
-from core.kernel.errors import InvalidTransition, NotFound
-from core.kernel.money import clinic_money, clinic_time
+from core.kernel.errors import Conflict, InvalidTransition, NotFound
+from core.kernel.money import clinic_money, clinic_time, clinic_time_range
 from core.messaging import clinic_events, notify
 from core.messaging.preferences import preferences
 from core.policy import cancellation as policy
+from core.practice.timing import Timing
+from core.scheduling.availability import (
+    OCCUPYING,
+    find_conflicts,
+    lock_provider,
+    lock_resources,
+    required_resources,
+    resources_taken,
+)
 from core.scheduling.lifecycle import (
     Outcome,
     base_url,
@@ -32,22 +43,26 @@ from core.scheduling.lifecycle import (
     message_context,
     outcome_of,
     record,
+    services_of,
     tell_patient,
     when_text,
 )
 from core.scheduling.states import ENTITY, Action, S, check_transition, ensure_allowed
 from db.models import (
     Appointment,
+    AppointmentKind,
     AuditEvent,
     Channel,
     LedgerEntry,
     LedgerKind,
+    Patient,
     Payment,
 )
 from db.types import utcnow
 
 NO_SHOW_NOTICE = "appointment_no_show"
 WITHDRAWN_NOTICE = "appointment_no_show_withdrawn"  # to a patient the no-show notice reached
+DOUBLE_BOOKING_UNDO = "Allow double booking: undo it anyway, both stay on that time"
 UNDONE_EVENT = "no_show_undone"  # the clinic's inbox (a follow-up of its "no_show" event)
 
 # The survey line of a completed visit's thank-you. Surveys sit above scheduling, so the
@@ -327,28 +342,130 @@ def _undo_plan(
     return _Undo(event, charges, points, reached, waiting, since)
 
 
+@dataclass(frozen=True)
+class _Clashes:
+    """What holds the visit's time now: a no-show does not, so it may have been booked since."""
+
+    words: list[str]  # each clash, naming the booking
+    details: dict[str, list]  # for the audit, as a booking's double-booking override records it
+
+
+def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) -> _Clashes:
+    """The provider's bookings and time off, the rooms and equipment fully in use, and the
+    patient's own appointments overlapping the visit (its buffers included), as a booking checks
+    them (core.scheduling.lifecycle.place, .hold_resources; core.scheduling.moves). With `lock`,
+    the provider, resources and patient rows are locked in the booking's order until the
+    transaction ends, so a booking cannot take the time while the undo checks it."""
+    clinic, start, end = appointment.clinic, appointment.start_at, appointment.end_at
+    timing = Timing(
+        0, appointment.buffer_before_minutes or 0, appointment.buffer_after_minutes or 0
+    )
+    before, after = timing.padding
+    words: list[str] = []
+    details: dict[str, list] = {}
+    provider = appointment.provider
+    if provider is not None:
+        if lock:
+            lock_provider(session, provider.id)
+        taken = find_conflicts(
+            session, provider.id, start, end, appointment.id, before=before, after=after
+        )
+        if taken:
+            words.append(f"{provider.name} {_bookings_words(taken)}")
+            details["double_booked_with"] = [a.id for a in taken]
+    service_ids = [s.id for s in services_of(appointment)]
+    if lock:
+        needed = required_resources(session, appointment.clinic_id, service_ids)
+        lock_resources(session, [r.id for r in needed])
+    busy = resources_taken(
+        session, appointment.clinic_id, service_ids, start, end, timing, appointment.id
+    )
+    if busy:
+        words += [b.message(clinic.name) for b in busy]
+        details["resources_overbooked"] = [b.name for b in busy]
+    patient = appointment.patient
+    if patient is not None:
+        if lock:
+            session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
+        theirs = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.patient_id == patient.id,
+                Appointment.id != appointment.id,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status.in_(OCCUPYING),
+                Appointment.start_at < end,
+                Appointment.end_at > start,
+            )
+            .order_by(Appointment.start_at, Appointment.id)
+        ).all()
+        if theirs:
+            words.append(f"{patient.full_name} {_bookings_words(theirs)}")
+            details["patient_double_booked_with"] = [a.id for a in theirs]
+    return _Clashes(words, details)
+
+
+def _bookings_words(bookings: list[Appointment]) -> str:
+    """'has appointment #12 (Sam Lee with Dr Rivera) on 10:05–10:35 (and 1 more)'."""
+    first = bookings[0]
+    when = clinic_time_range(first.clinic, first.start_at, first.end_at)
+    more = f" (and {len(bookings) - 1} more)" if len(bookings) > 1 else ""
+    if first.kind == AppointmentKind.OUT_OF_OFFICE:
+        return f"is out of office on {when}{more}"
+    who = [first.patient.full_name] if first.patient else []
+    who += [f"with {first.provider.name}"] if first.provider else []
+    return f"has appointment #{first.id} ({' '.join(who)}) on {when}{more}"
+
+
+def _clash_text(clashes: _Clashes) -> str:
+    return (
+        "Its time is taken now (a no-show does not hold it): "
+        f"{'; '.join(clashes.words)}. Allow double booking to undo it anyway, or keep the "
+        "no-show and book a new time."
+    )
+
+
 def _channel_words(channels: list[Channel]) -> str:
     return " and ".join(notify.CHANNEL_WORDS[c] for c in channels)
+
+
+@dataclass(frozen=True)
+class UndoPreview:
+    """The confirmation before an undo: what it reverses, and what holds the visit's time now
+    ('' when nothing does; otherwise the undo needs double booking allowed)."""
+
+    text: str
+    clash: str
 
 
 def undo_no_show_consequences(
     session: Session, actor: Actor, appointment_id: int, *, now: datetime | None = None
 ) -> str:
-    """What undoing the no-show will reverse, for the confirmation before it (or
-    InvalidTransition when it cannot be undone)."""
+    """What undoing the no-show will reverse and what holds its time now, for the confirmation
+    before it (or InvalidTransition when it cannot be undone)."""
+    return undo_no_show_preview(session, actor, appointment_id, now=now).text
+
+
+def undo_no_show_preview(
+    session: Session, actor: Actor, appointment_id: int, *, now: datetime | None = None
+) -> UndoPreview:
+    """undo_no_show_consequences, with the clash on its own for the page to offer the
+    double-booking override."""
     ensure_allowed(actor, Action.UNDO_NO_SHOW)
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")
     check_transition(appointment, Action.UNDO_NO_SHOW)
     plan = _undo_plan(session, appointment, now)
+    clashes = _clashes(session, appointment)
+    clash = _clash_text(clashes) if clashes.words else ""
     patient = appointment.patient
     who = f"{patient.full_name}'s" if patient else "this"
     recorded = clinic_time(appointment.clinic, plan.event.at)
-    text = (
-        f"Undo {who} no-show (recorded by {plan.event.actor_label}, {recorded})? The visit goes "
-        "back to scheduled: check them in once they are here. "
+    text = f"Undo {who} no-show (recorded by {plan.event.actor_label}, {recorded})? " + (
+        f"{clash} " if clash else ""
     )
+    text += "The visit goes back to scheduled: check them in once they are here. "
     reversed_ = plan.reversed_text(appointment)
     text += (
         f"Under the cancellation policy {reversed_}; the ledger keeps the entries, marked waived. "
@@ -361,8 +478,8 @@ def undo_no_show_consequences(
             "it was a mistake, as they agreed to be contacted. "
         )
     if plan.waiting:
-        text += f"The no-show message not sent yet ({_channel_words(plan.waiting)}) is stopped."
-    return text.strip()
+        text += f"The no-show message not sent yet ({_channel_words(plan.waiting)}) is stopped. "
+    return UndoPreview(text.strip(), clash)
 
 
 def undo_no_show(
@@ -372,14 +489,21 @@ def undo_no_show(
     *,
     expected_version: int | None = None,
     now: datetime | None = None,
+    allow_double_booking: bool = False,
 ) -> Outcome:
     """A no-show recorded by mistake undone, on the clinic-local day it was recorded: back to
     scheduled, the no-show's fee and points waived (the entries stay), its message stopped if
     not sent yet, a patient it reached told it was a mistake and the clinic's inbox told it was
-    undone; audited."""
+    undone; audited. Refused (Conflict, naming the booking) when the visit's time was taken
+    meanwhile, unless double booking is explicitly allowed, which the audit records."""
     ensure_allowed(actor, Action.UNDO_NO_SHOW)
     appointment = load(session, appointment_id, Action.UNDO_NO_SHOW, expected_version)
     plan = _undo_plan(session, appointment, now, lock=True)
+    clashes = _clashes(session, appointment, lock=True)
+    if clashes.words and not allow_double_booking:
+        raise Conflict(f"The no-show cannot be undone as it is. {_clash_text(clashes)}")
+    if clashes.words:
+        appointment.allow_double_booking = True
     before = appointment.status
     appointment.status = S.SCHEDULED
     reason = f"No-show recorded by mistake; undone by {actor.label}."
@@ -399,6 +523,7 @@ def undo_no_show(
             "fee_cents_waived": plan.fee_cents,
             "points_given_back": plan.points_back,
             "ledger_entry_ids": [e.id for e in plan.charges],
+            **clashes.details,
         },
     )
     _tell_clinic_undone(session, actor, appointment)

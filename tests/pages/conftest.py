@@ -17,7 +17,7 @@ from core.kernel import accounts
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import Clinic, User
+from db.models import OCCUPYING, Appointment, Clinic, User
 from db.types import utcnow
 from tests.support.shared import built_once
 from tests.support.templates import build_demo
@@ -111,3 +111,26 @@ def today_in(minutes: int, tz: str = "Europe/London") -> datetime:
     now = utcnow()
     start, end = local_day_bounds(to_local(now, tz).date(), tz)
     return max(start, min(now + timedelta(minutes=minutes), end - timedelta(minutes=1)))
+
+
+def free_the_time(url: str, appointment_id: int) -> None:
+    """Cancel the demo's bookings that hold this visit's time (its provider's, its patient's):
+    undoing its no-show then needs no double booking, at whatever hour the test runs."""
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        visit = session.get(Appointment, appointment_id)
+        session.execute(
+            update(Appointment)
+            .where(
+                Appointment.id != visit.id,
+                (Appointment.provider_id == visit.provider_id)
+                | (Appointment.patient_id == visit.patient_id),
+                Appointment.status.in_(OCCUPYING),
+                Appointment.start_at < visit.end_at + timedelta(hours=4),
+                Appointment.end_at > visit.start_at - timedelta(hours=4),
+            )
+            .values(status="cancelled")
+        )
+    database.dispose()

@@ -10,7 +10,7 @@ from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus, Source
 from db.types import utcnow
-from tests.pages.conftest import today_in
+from tests.pages.conftest import free_the_time, today_in
 
 PAGE = "app_pages/appointment.py"
 
@@ -143,11 +143,13 @@ def test_unknown_and_malformed_numbers(app_as):
 
 def test_a_no_show_recorded_today_can_be_undone(app_as, app_db):
     started = _add(app_db, today_in(-5), AppointmentStatus.SCHEDULED)
+    free_the_time(app_db, started)  # the demo's bookings around now would need double booking
     at = _open(app_as, "staff", started)
     at.button_group(key=f"appointment_{started}_action").set_value("no_show").run()
     at.button(key=f"appointment_{started}_go").click().run()
     assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.NO_SHOW
     assert "Undo no-show" in _options(at, started)
+    assert f"appointment_{started}_undo_double" not in {c.key for c in at.checkbox}
     at.button_group(key=f"appointment_{started}_action").set_value("undo_no_show").run()
     assert "no-show (recorded by Sam Staff" in at.warning[0].value, at.warning
     assert "goes back to scheduled" in at.warning[0].value
@@ -163,3 +165,21 @@ def test_a_no_show_recorded_today_can_be_undone(app_as, app_db):
     at = _open(app_as, "staff", earlier)
     assert f"appointment_{earlier}_action" not in {b.key for b in at.button_group}
     assert any("Nothing more can be done" in c.value for c in at.caption)
+
+
+def test_undoing_a_no_show_whose_time_was_booked_meanwhile_needs_double_booking(app_as, app_db):
+    started = _add(app_db, today_in(-5), AppointmentStatus.SCHEDULED)
+    free_the_time(app_db, started)
+    at = _open(app_as, "staff", started)
+    at.button_group(key=f"appointment_{started}_action").set_value("no_show").run()
+    at.button(key=f"appointment_{started}_go").click().run()
+    other = _add(app_db, today_in(5), AppointmentStatus.SCHEDULED)  # in the time it freed
+    at.button_group(key=f"appointment_{started}_action").set_value("undo_no_show").run()
+    assert f"has appointment #{other}" in at.warning[0].value, at.warning
+    at.button(key=f"appointment_{started}_go").click().run()  # without the override
+    assert any(f"appointment #{other}" in e.value for e in at.error), at.error
+    assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.NO_SHOW
+    at.checkbox(key=f"appointment_{started}_undo_double").check().run()
+    at.button(key=f"appointment_{started}_go").click().run()
+    assert any("Undo the no-show: done." in s.value for s in at.success), at.error
+    assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.SCHEDULED

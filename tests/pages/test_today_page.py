@@ -12,7 +12,7 @@ from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Appointment, AppointmentKind, AppointmentStatus, CancellationPolicy
 from db.types import utcnow
-from tests.pages.conftest import today_in
+from tests.pages.conftest import free_the_time, today_in
 
 PAGE = "app_pages/today.py"
 
@@ -195,6 +195,7 @@ def test_a_mistaken_no_show_can_be_undone_after_a_confirmation(app_as, app_db):
         )
     database.dispose()
     ident = _add(app_db, today_in(-5))
+    free_the_time(app_db, ident)  # the demo's bookings around now would need double booking
     recorded_earlier = _add(app_db, today_in(-5), AppointmentStatus.NO_SHOW)  # no record of when
     at = app_as("staff", PAGE)
     _select(at, ident)
@@ -215,3 +216,25 @@ def test_a_mistaken_no_show_can_be_undone_after_a_confirmation(app_as, app_db):
     assert "no-show undone, back to scheduled." in at.success[0].value
     keys = _select(at, ident)
     assert f"today_in_{ident}" in keys and f"today_undo_noshow_{ident}" not in keys
+
+
+def test_undoing_a_no_show_whose_time_was_booked_meanwhile_needs_double_booking(app_as, app_db):
+    ident = _add(app_db, today_in(-5))
+    free_the_time(app_db, ident)
+    at = app_as("staff", PAGE)
+    _select(at, ident)
+    at.button(key=f"today_noshow_{ident}").click().run()
+    at.button(key=f"today_noshow_yes_{ident}").click().run()
+    other = _add(app_db, today_in(5))  # booked in the time the no-show freed
+    at.button(key=f"today_undo_noshow_{ident}").click().run()
+    warning = at.warning[0].value
+    assert f"has appointment #{other}" in warning, warning
+    assert "Allow double booking to undo it anyway" in warning
+    at.button(key=f"today_undo_noshow_yes_{ident}").click().run()  # without the override
+    assert f"appointment #{other}" in at.error[0].value, at.error
+    assert _status(app_db, ident) == AppointmentStatus.NO_SHOW
+    at.button(key=f"today_undo_noshow_{ident}").click().run()
+    at.checkbox(key=f"today_undo_noshow_double_{ident}").check().run()
+    at.button(key=f"today_undo_noshow_yes_{ident}").click().run()
+    assert not at.error, at.error
+    assert _status(app_db, ident) == _status(app_db, other) == AppointmentStatus.SCHEDULED

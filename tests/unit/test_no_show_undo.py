@@ -21,6 +21,7 @@ from core.scheduling import appointments, today, visits
 from core.scheduling.states import Action
 from db.models import (
     Appointment,
+    AppointmentKind,
     AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
@@ -31,8 +32,12 @@ from db.models import (
     Notification,
     Patient,
     Payment,
+    Provider,
+    Resource,
+    ServiceResource,
 )
 from db.types import utcnow
+from tests.factories import make_patient
 
 S = AppointmentStatus
 TZ = "Europe/London"
@@ -309,6 +314,101 @@ def test_two_people_undoing_the_same_no_show(db, world):
     status, entries, balance = _state(db, world, ident)
     assert status == S.SCHEDULED and balance == 20  # the points came back once
     assert len(_messages(db, ident, visits.WITHDRAWN_NOTICE)) == 2
+
+
+# ---------------------------------------------------------------- the time taken meanwhile
+
+
+def _booked_meanwhile(db, world, ident, *, provider_id=None, patient_id=None, kind=None) -> int:
+    """A booking made after the no-show freed the time: it overlaps the visit's second half."""
+    with db.write() as session:
+        visit = session.get(Appointment, ident)
+        if patient_id is None and kind is None:
+            patient_id = make_patient(session, first_name="Sam", last_name="Lee").id
+        row = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=provider_id or world.provider_id,
+            patient_id=patient_id,
+            service_id=world.service_id if kind is None else None,
+            kind=kind or AppointmentKind.APPOINTMENT,
+            status=S.SCHEDULED,
+            start_at=visit.start_at + timedelta(minutes=15),
+            end_at=visit.end_at + timedelta(minutes=15),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _undo_event(db, ident) -> AuditEvent:
+    with db.read() as session:
+        return session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.entity_id == ident, AuditEvent.action == "undo_no_show")
+            .order_by(AuditEvent.id)
+        ).all()[-1]
+
+
+def test_undo_is_refused_when_the_provider_was_booked_meanwhile_unless_allowed(db, world):
+    _policy(db, world)
+    ident = _no_show(db, world, balance=20)
+    other = _booked_meanwhile(db, world, ident)  # a no-show does not hold its time
+    with db.write() as session, pytest.raises(Conflict, match=f"appointment #{other} \\(Sam Lee"):
+        visits.undo_no_show(session, world.staff, ident)
+    status, entries, balance = _state(db, world, ident)
+    assert status == S.NO_SHOW and balance == 15 and not any(e.waived_at for e in entries)
+    with db.read() as session:
+        preview = visits.undo_no_show_preview(session, world.staff, ident)
+    assert preview.clash.startswith("Its time is taken now (a no-show does not hold it)")
+    assert f"Dr Test has appointment #{other} (Sam Lee with Dr Test) on " in preview.clash
+    assert "Allow double booking to undo it anyway" in preview.clash
+    assert preview.clash in preview.text  # the confirmation names it before they confirm
+    with db.write() as session:  # staff allow it explicitly: recorded as a booking's override
+        visits.undo_no_show(session, world.staff, ident, allow_double_booking=True)
+    with db.read() as session:
+        mine, theirs = session.get(Appointment, ident), session.get(Appointment, other)
+        assert mine.status == theirs.status == S.SCHEDULED
+        assert mine.allow_double_booking
+    assert _undo_event(db, ident).details["double_booked_with"] == [other]
+
+
+def test_a_free_time_needs_no_override(db, world):
+    ident = _no_show(db, world)
+    with db.read() as session:
+        assert visits.undo_no_show_preview(session, world.staff, ident).clash == ""
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    with db.read() as session:
+        assert not session.get(Appointment, ident).allow_double_booking
+    assert "double_booked_with" not in _undo_event(db, ident).details
+
+
+def test_undo_names_time_off_the_patients_own_booking_and_a_full_room(db, world):
+    ident = _no_show(db, world)
+    with db.write() as session:
+        room = Resource(clinic_id=world.clinic_id, name="Room 1", kind="room", quantity=1)
+        session.add(room)
+        session.flush()
+        session.add(ServiceResource(service_id=world.service_id, resource_id=room.id))
+        elsewhere = Provider(name="Dr Other")
+        session.add(elsewhere)
+        session.flush()
+        elsewhere_id = session.get(Provider, elsewhere.id).id
+    block = _booked_meanwhile(db, world, ident, kind=AppointmentKind.OUT_OF_OFFICE)
+    own = _booked_meanwhile(db, world, ident, provider_id=elsewhere_id, patient_id=world.patient_id)
+    with db.read() as session:
+        clash = visits.undo_no_show_preview(session, world.staff, ident).clash
+    assert "Dr Test is out of office on " in clash
+    assert f"Alex Morgan has appointment #{own} (Alex Morgan with Dr Other)" in clash
+    assert f"Room 1 at Test Clinic is busy then (in use by appointment #{own})" in clash
+    with db.write() as session, pytest.raises(Conflict, match="Alex Morgan has appointment"):
+        visits.undo_no_show(session, world.staff, ident)
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident, allow_double_booking=True)
+    details = _undo_event(db, ident).details
+    assert details["double_booked_with"] == [block]
+    assert details["patient_double_booked_with"] == [own]
+    assert details["resources_overbooked"] == ["Room 1"]
 
 
 # ---------------------------------------------------------------- the clinic's inbox
