@@ -17,7 +17,7 @@ from core.kernel.clock import local_to_utc, local_today
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied
 from core.messaging import clinic_events
 from core.messaging.preferences import PreferencesForm, save_preferences
-from core.scheduling import appointments, today, visits
+from core.scheduling import appointments, moves, today, visits
 from core.scheduling.states import Action
 from db.models import (
     Appointment,
@@ -521,3 +521,79 @@ def test_a_second_undo_answers_only_the_second_no_shows_message(db, world):
     assert len(_messages(db, ident, visits.WITHDRAWN_NOTICE)) == 2  # no second apology
     second = [m for m in _messages(db, ident, visits.NO_SHOW_NOTICE) if m.permanent_failure]
     assert len(second) == 2
+
+
+def test_an_undo_and_a_booking_racing_for_the_freed_time_never_both_win(db, world):
+    """A no-show's time is free: a colleague books another patient into it while the desk
+    undoes the no-show. One of them wins; the other is refused naming the clash (on SQLite the
+    second writer waits and then runs, and is refused the same way)."""
+    start = utcnow().replace(microsecond=0) - timedelta(minutes=10)
+    with db.write() as session:
+        row = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=S.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=60),
+        )
+        session.add(row)
+        session.flush()
+        ident = row.id
+        other = make_patient(session, first_name="Sam", last_name="Lee").id
+    with db.write() as session:
+        visits.mark_no_show(session, world.staff, ident)
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def undo():
+        with db.write() as session:
+            barrier.wait(timeout=10)
+            visits.undo_no_show(session, world.staff, ident)
+
+    def book():
+        with db.write() as session:
+            barrier.wait(timeout=10)
+            moves.schedule_appointment(
+                session,
+                world.manager,
+                moves.NewBooking(
+                    clinic_id=world.clinic_id,
+                    provider_id=world.provider_id,
+                    patient_id=other,
+                    service_ids=[world.service_id],
+                    start_at=start + timedelta(minutes=20),
+                    outside_hours_override=True,
+                ),
+            )
+
+    def run(name, action):
+        try:
+            action()
+            results[name] = "ok"
+        except Conflict as error:
+            results[name] = error
+        except threading.BrokenBarrierError:  # SQLite: the second writer waits at BEGIN
+            results[name] = "waited"
+
+    threads = [threading.Thread(target=run, args=a) for a in (("undo", undo), ("book", book))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for name, action in (("undo", undo), ("book", book)):
+        if results.get(name) == "waited":  # replay the one that waited, now the other is done
+            barrier = threading.Barrier(1)
+            run(name, action)
+    assert sorted(r == "ok" for r in results.values()) == [False, True], results
+    with db.read() as session:
+        taken = session.scalars(
+            select(Appointment.id).where(
+                Appointment.provider_id == world.provider_id,
+                Appointment.status == S.SCHEDULED,
+                Appointment.start_at < start + timedelta(minutes=60),
+                Appointment.end_at > start + timedelta(minutes=20),
+            )
+        ).all()
+    assert len(taken) == 1  # never both on the provider's time
