@@ -956,6 +956,8 @@ class ClinicEvent(Base):
     link: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     emailed: Mapped[bool] = mapped_column(Boolean, default=False)  # sent on its own
+    # that email (notifications.id; no foreign key, so SQLite can drop the column again)
+    email_id: Mapped[int | None] = mapped_column(Integer)
     digested_at: Mapped[datetime | None]  # included in a daily digest
 
 

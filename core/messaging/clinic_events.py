@@ -79,7 +79,7 @@ def tell_clinic(
     )
     session.add(row)
     if not prefs.clinic_digest and clinic is not None and clinic.email:
-        notify.queue_to_address(
+        email = notify.queue_to_address(
             session,
             Channel.EMAIL,
             clinic.email,
@@ -93,6 +93,8 @@ def tell_clinic(
             },
         )
         row.emailed = True
+        session.flush()
+        row.email_id = email.id
     session.flush()
     return row
 
@@ -110,30 +112,15 @@ def latest_event(
 
 
 def withdraw_email(session: Session, row: ClinicEvent, reason: str) -> int:
-    """Stop the email `tell_clinic` queued for `row` (the generic template) if it has not gone
-    out yet: marked failed for good with `reason`, as notify.withdraw_unsent does a patient's.
-    The email carries no reference to its event, so it is the one whose text is the event's,
-    rendered again; one a sender holds right now is left to go. Returns how many were stopped."""
-    clinic = session.get(Clinic, row.clinic_id)
-    if not row.emailed or clinic is None:
+    """Stop the email `tell_clinic` queued for `row` if it has not gone out yet: marked failed
+    for good with `reason`, as notify.withdraw_unsent does a patient's; one a sender holds
+    right now is left to go. Returns how many were stopped (0 or 1)."""
+    if row.email_id is None:
         return 0
-    subject, body = notify.render(
-        notify.template_for(session, "clinic_event"),
-        {
-            "clinic_name": clinic.name,
-            "event": event_label(row.event),
-            "summary": row.summary,
-            "link": row.link,
-        },
-    )
     result = session.execute(
         update(Notification)
         .where(
-            Notification.patient_id.is_(None),
-            Notification.appointment_id.is_(None),
-            Notification.template == "clinic_event",
-            Notification.subject == subject,
-            Notification.body == body,
+            Notification.id == row.email_id,
             Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
             Notification.permanent_failure.is_(False),
             Notification.claim_token.is_(None),

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, local_today
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied
-from core.messaging import clinic_events
+from core.messaging import clinic_events, notify
 from core.messaging.preferences import PreferencesForm, save_preferences
 from core.scheduling import appointments, moves, today, visits
 from core.scheduling.states import Action
@@ -450,6 +450,25 @@ def test_the_clinic_hears_the_no_show_was_undone_and_its_unsent_email_is_stopped
     assert undone.status == DeliveryStatus.QUEUED
     assert undone.subject.startswith("No-show undone: Alex Morgan was recorded as a no-show")
     assert f"/appointment?id={ident}" in undone.body
+
+
+def test_the_clinic_email_is_stopped_even_after_its_template_was_edited(db, world):
+    """The event keeps the id of the email it queued: an edit of the clinic's template between
+    the no-show and the undo no longer hides that email from the undo (before, it was found by
+    rendering its text again, and went out)."""
+    ident = _no_show(db, world)
+    [no_show_mail] = _clinic_mail(db)
+    with db.write() as session:
+        notify.save_template(
+            session, world.owner, "clinic_event", "Inbox: {event}", "{summary}\n\n{link}"
+        )
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    stopped = next(m for m in _clinic_mail(db) if m.id == no_show_mail.id)
+    assert (stopped.status, stopped.last_error) == (
+        DeliveryStatus.FAILED,
+        "Not sent: the no-show was undone.",
+    )
 
 
 def test_a_clinic_email_already_sent_stays_and_the_undo_follows_it(db, world):
