@@ -74,11 +74,66 @@ def record_desk_payment(
     return payment
 
 
+REFUND_KINDS = ("refund", "fee_refund")
+
+
+def paid_fees(session: Session, entry_ids: list[int], *, lock: bool = False) -> list[Payment]:
+    """The payments made for these fees (at the desk or to the card on file), not given back."""
+    if not entry_ids:
+        return []
+    query = (
+        select(Payment)
+        .where(
+            Payment.ledger_entry_id.in_(entry_ids),
+            Payment.kind == "fee",
+            Payment.status == "paid",
+            Payment.refund_of_id.is_(None),
+        )
+        .order_by(Payment.id)
+    )
+    return list(session.scalars(query.with_for_update() if lock else query))
+
+
+def refund_fees(session: Session, actor: Actor, paid: list[Payment], note: str) -> list[Payment]:
+    """Give paid fees back (a fee that no longer stands): each a `fee_refund` due, sent to the
+    card through the provider by the background jobs, or handed back at the desk and recorded
+    with `mark_refunded`. Its own kind keeps it out of what was paid for the visit (prepayments,
+    deposits and their refunds). The caller checked the permission for what undid the fee."""
+    refunds = [
+        Payment(
+            appointment_id=p.appointment_id,
+            patient_id=p.patient_id,
+            ledger_entry_id=p.ledger_entry_id,
+            kind="fee_refund",
+            method=p.method,
+            status="refund_due",
+            amount_cents=p.amount_cents,
+            currency=p.currency,
+            refund_of_id=p.id,
+            note=note[:500],
+        )
+        for p in paid
+    ]
+    session.add_all(refunds)
+    session.flush()
+    for refund in refunds:
+        audit.record(
+            session,
+            actor,
+            "fee_refund_due",
+            "appointment",
+            refund.appointment_id,
+            patient_id=refund.patient_id,
+            details={"payment_id": refund.id, "refund_of": refund.refund_of_id},
+        )
+    return refunds
+
+
 def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "") -> Payment:
     """A refund due at the desk was handed back: record it."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     refund = session.get(Payment, payment_id)
-    if refund is None or refund.kind != "refund":
+    if refund is None or refund.kind not in REFUND_KINDS:
         raise NotFound(f"There is no refund #{payment_id}.")
     if refund.status != "refund_due":
         raise Conflict(f"Refund P-{refund.id} is {refund.status.replace('_', ' ')} already.")

@@ -538,12 +538,13 @@ def link_fee(settled: list[Payment], entries: list[LedgerEntry]) -> None:
 
 
 def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20) -> int:
-    """Send card refunds due through the provider (background job); returns how many."""
+    """Send card refunds due through the provider (background job), a prepayment's or a fee's;
+    returns how many."""
     due_rows = list(
         session.scalars(
             select(Payment)
             .where(
-                Payment.kind == "refund",
+                Payment.kind.in_(("refund", "fee_refund")),
                 Payment.status == "refund_due",
                 Payment.method == "stripe",
             )

@@ -25,6 +25,7 @@ from core.kernel.errors import Conflict, InvalidTransition, NotFound
 from core.kernel.money import clinic_money, clinic_time, clinic_time_range
 from core.messaging import clinic_events, notify
 from core.messaging.preferences import preferences
+from core.payments import desk
 from core.policy import cancellation as policy
 from core.practice.timing import Timing
 from core.scheduling.availability import (
@@ -265,6 +266,7 @@ class _Undo:
     reached: list[Channel]  # where the no-show message went (or is going) out
     waiting: list[Channel]  # where it still waits, and is stopped
     since: datetime | None  # an earlier undo: the no-show messages before it were dealt with
+    paid: list[Payment]  # the fee paid meanwhile: given back
 
     @property
     def fee_cents(self) -> int:
@@ -285,7 +287,22 @@ class _Undo:
             parts.append(f"the {self.points_back} points deducted are given back")
         elif any(e.kind == LedgerKind.POINTS for e in self.charges):
             parts.append("the points deduction is waived (it took none: the balance was 0)")
+        if self.paid:
+            paid = clinic_money(appointment.clinic, sum(p.amount_cents for p in self.paid))
+            parts.append(f"the {paid} paid for it is refunded")
         return " and ".join(parts)
+
+    def refund_text(self) -> str:
+        """How the paid fee goes back, for the staff's confirmation ('' when none was paid)."""
+        if not self.paid:
+            return ""
+        refs = ", ".join(f"P-{p.id}" for p in self.paid)
+        if all(p.method == "stripe" for p in self.paid):
+            return f"The fee paid ({refs}) goes back to the card through the payment provider."
+        return (
+            f"The fee paid ({refs}) is due back at the desk: hand it back, then mark the refund "
+            "on the appointment's Payments."
+        )
 
 
 def _undo_plan(
@@ -313,19 +330,7 @@ def _undo_plan(
             "only on the day it was recorded. A manager can still waive its fee."
         )
     charges = policy.no_show_charges(session, appointment.id, lock=lock)
-    paid = session.scalar(
-        select(Payment.id)
-        .where(
-            Payment.ledger_entry_id.in_([e.id for e in charges]),
-            Payment.status == "paid",
-        )
-        .limit(1)
-    )
-    if paid is not None:
-        raise InvalidTransition(
-            f"The no-show fee was paid already (P-{paid}), so the no-show stands: ClinicDesk "
-            "does not refund a fee once paid. Refund it on the card terminal or in cash."
-        )
+    paid = desk.paid_fees(session, [e.id for e in charges], lock=lock)
     taken = (event.details or {}).get("points_taken")
     # only this no-show's message counts: after an earlier undo (no-show, undo, no-show again)
     # the first one's message was put right or stopped then
@@ -339,7 +344,7 @@ def _undo_plan(
     )
     reached, waiting = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE, since=since)
     points = taken if isinstance(taken, int) else None
-    return _Undo(event, charges, points, reached, waiting, since)
+    return _Undo(event, charges, points, reached, waiting, since, paid)
 
 
 @dataclass(frozen=True)
@@ -472,6 +477,8 @@ def undo_no_show_preview(
         if reversed_
         else "No fee or points were charged. "
     )
+    if plan.paid:
+        text += f"{plan.refund_text()} "
     if plan.reached:
         text += (
             f"They were told of the no-show ({_channel_words(plan.reached)}), so they are told "
@@ -493,9 +500,10 @@ def undo_no_show(
 ) -> Outcome:
     """A no-show recorded by mistake undone, on the clinic-local day it was recorded: back to
     scheduled, the no-show's fee and points waived (the entries stay), its message stopped if
-    not sent yet, a patient it reached told it was a mistake and the clinic's inbox told it was
-    undone; audited. Refused (Conflict, naming the booking) when the visit's time was taken
-    meanwhile, unless double booking is explicitly allowed, which the audit records."""
+    not sent yet, a fee paid meanwhile refunded, a patient it reached told it was a mistake and
+    the clinic's inbox told it was undone; audited. Refused (Conflict, naming the booking) when
+    the visit's time was taken meanwhile, unless double booking is explicitly allowed, which
+    the audit records."""
     ensure_allowed(actor, Action.UNDO_NO_SHOW)
     appointment = load(session, appointment_id, Action.UNDO_NO_SHOW, expected_version)
     plan = _undo_plan(session, appointment, now, lock=True)
@@ -508,6 +516,7 @@ def undo_no_show(
     appointment.status = S.SCHEDULED
     reason = f"No-show recorded by mistake; undone by {actor.label}."
     policy.reverse_no_show(session, actor, plan.charges, reason, plan.points_taken)
+    refunds = desk.refund_fees(session, actor, plan.paid, reason)
     notify.withdraw_unsent(
         session, appointment.id, NO_SHOW_NOTICE, "Not sent: the no-show was undone."
     )
@@ -523,6 +532,7 @@ def undo_no_show(
             "fee_cents_waived": plan.fee_cents,
             "points_given_back": plan.points_back,
             "ledger_entry_ids": [e.id for e in plan.charges],
+            **({"fee_refunds": [r.id for r in refunds]} if refunds else {}),
             **clashes.details,
         },
     )

@@ -17,6 +17,7 @@ from core.kernel.clock import local_to_utc, local_today
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied
 from core.messaging import clinic_events, notify
 from core.messaging.preferences import PreferencesForm, save_preferences
+from core.payments import desk, prepay
 from core.scheduling import appointments, moves, today, visits
 from core.scheduling.states import Action
 from db.models import (
@@ -258,27 +259,62 @@ def test_undo_needs_the_permission_and_a_no_show(db, world):
         assert session.get(Appointment, ident).status == S.NO_SHOW
 
 
-def test_a_paid_no_show_fee_is_not_undone_here(db, world):
+@pytest.mark.parametrize("method", ["cash", "stripe"])
+def test_a_fee_paid_meanwhile_is_refunded_by_the_undo(db, world, method):
+    """The fee was paid at the desk (or to the card on file) before the mistake was found: the
+    undo waives it and gives the money back, a refund due at the desk (or through the payment
+    provider's refund job), kept out of what was paid for the visit itself (before, the undo was
+    refused and ClinicDesk had no way to give the fee back)."""
     _policy(db, world, points=0)
     ident = _no_show(db, world)
     with db.write() as session:
         fee = session.scalar(select(LedgerEntry).where(LedgerEntry.appointment_id == ident))
-        session.add(
-            Payment(
-                appointment_id=ident,
-                patient_id=world.patient_id,
-                ledger_entry_id=fee.id,
-                kind="fee",
-                method="cash",
-                status="paid",
-                amount_cents=2500,
-                currency="GBP",
-                paid_at=utcnow(),
-            )
+        paid = Payment(
+            appointment_id=ident,
+            patient_id=world.patient_id,
+            ledger_entry_id=fee.id,
+            kind="fee",
+            method=method,
+            status="paid",
+            amount_cents=2500,
+            currency="GBP",
+            provider_ref="ch_test" if method == "stripe" else None,
+            paid_at=utcnow(),
         )
-    with db.write() as session, pytest.raises(InvalidTransition, match="paid already"):
+        session.add(paid)
+        session.flush()
+        paid_id = paid.id
+    with db.read() as session:
+        text = visits.undo_no_show_consequences(session, world.staff, ident)
+    assert "the £25.00 paid for it is refunded" in text
+    where = "to the card through the payment provider" if method == "stripe" else "at the desk"
+    assert f"The fee paid (P-{paid_id}) " in text and where in text
+    with db.write() as session:
         visits.undo_no_show(session, world.staff, ident)
-    assert _state(db, world, ident)[0] == S.NO_SHOW
+    status, entries, _ = _state(db, world, ident)
+    assert status == S.SCHEDULED and entries[0].waived_at is not None
+    with db.read() as session:
+        refund = session.scalar(select(Payment).where(Payment.refund_of_id == paid_id))
+        assert (refund.kind, refund.status, refund.amount_cents) == (
+            "fee_refund",
+            "refund_due",
+            2500,
+        )
+        assert prepay.paid_cents(session, ident) == 0  # the visit's own payments are untouched
+        assert _undo_event(db, ident).details["fee_refunds"] == [refund.id]
+    with db.write() as session:
+        if method == "stripe":
+
+            class Provider:
+                def refund(self, reference, cents):
+                    assert (reference, cents) == ("ch_test", 2500)
+                    return "re_test"
+
+            assert prepay.process_refunds(session, Provider()) == 1
+        else:
+            desk.mark_refunded(session, world.staff, refund.id, "Cash handed back")
+    with db.read() as session:
+        assert session.get(Payment, refund.id).status == "refunded"
 
 
 def test_two_people_undoing_the_same_no_show(db, world):
