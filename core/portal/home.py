@@ -379,7 +379,8 @@ def change_preview(
     money = money_format(appointment.clinic).money
     fee = ev.fee_cents if appointment.status == S.SCHEDULED else 0  # as cancelling assesses it
     plan = prepay.settlement(session, appointment, keep_cents=fee)
-    after = max(0, patient.points_balance - ev.points)
+    # prepaid points come back before the policy deducts its own (prepay.settle_on_cancel)
+    after = max(0, patient.points_balance + plan.points_back - ev.points)
     return ChangePreview(
         appointment.id,
         not reason,

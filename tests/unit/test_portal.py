@@ -14,6 +14,7 @@ from core.feedback import surveys
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day_range
+from core.payments.providers import DeskProvider
 from core.portal import home, patient_links, sign_in
 from core.portal import waitlist as portal_waitlist
 from core.requests import changes
@@ -653,6 +654,35 @@ def test_a_request_waiting_for_the_practice_shows_on_the_card_until_it_is_answer
     with db.read() as s:
         cards = {a.id: a for a in home.home(s, world.patient_id).upcoming}
     assert cards[late].change_pending == "" and cards[late].can_ask_change
+
+
+def test_the_cancel_warning_counts_the_prepaid_points_that_come_back(db, world):
+    """99 of 100 points prepaid, a late cancellation deducting 20: the points paid come back
+    first, so the balance after is 80 and nothing locks (before, the warning said the balance
+    would be zero and lock online requests, while the same preview said the 99 come back)."""
+    _enrol(db, world.patient_id)
+    _policy(db, world)
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    with db.write() as s:
+        s.get(Patient, world.patient_id).points_balance = 100
+    with db.write() as s:
+        home.pay(
+            s,
+            world.patient_id,
+            appointment_id,
+            points=99,
+            card=False,
+            provider=DeskProvider(),
+            return_url=BASE,
+        )
+    with db.read() as s:
+        preview = home.change_preview(s, world.patient_id, appointment_id)
+    assert "The 99 points you paid with go back to your balance." in preview.prepayment
+    assert (preview.points, preview.balance_after, preview.locks) == (20, 80, False)
+    with db.write() as s:
+        home.ask_change(s, world.patient_id, appointment_id, kind="cancel")
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).points_balance == 80  # as the warning said
 
 
 def test_reschedule_request_goes_to_the_practice(db, world):
