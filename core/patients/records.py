@@ -53,6 +53,14 @@ def _summary(p: Patient, locale: str) -> PatientSummary:
 NUMBER = re.compile(r"^#(\d{1,9})$")
 
 
+def _bare_phone():
+    """The stored phone's digits (the separators people type removed)."""
+    bare = Patient.phone
+    for char in (" ", "-", "(", ")", ".", "+"):
+        bare = func.replace(bare, char, "")
+    return bare
+
+
 def search_patients(
     session: Session, actor: Actor, text: str, limit: int = 20
 ) -> list[PatientSummary]:
@@ -63,6 +71,8 @@ def search_patients(
     typed = (clean(text, field="search", limit=200) or "").split()
     if not typed:
         return []
+    if re.fullmatch(r"[\d\s+\-().]+", " ".join(typed)) and len(re.sub(r"\D", "", text)) >= 7:
+        typed = [re.sub(r"\D", "", text)]  # a phone number as people space it: one number
     if len(typed) == 1 and (number := NUMBER.match(typed[0])):
         patient = session.get(Patient, int(number.group(1)))
         return [_summary(patient, clinic_format(session).locale)] if patient else []
@@ -72,7 +82,9 @@ def search_patients(
         named = and_(*conditions) if conditions else None
         digits = re.sub(r"\D", "", word)
         if len(digits) >= 3:
-            phone = func.replace(Patient.phone, " ", "").like(f"%{digits}%")
+            # a long number is found by its last nine digits, so +44 7700 900123 finds the
+            # 07700 900123 on file (the country code and trunk 0 aside)
+            phone = _bare_phone().like(f"%{digits[-9:]}%")
             named = phone if named is None else or_(named, phone)
         if named is None:
             return []

@@ -554,6 +554,9 @@ def _find_patient(session: Session, email: str | None, phone: str | None) -> Pat
     found = by_email or session.scalar(
         select(Patient).where(or_(*conditions)).order_by(Patient.id).limit(1)
     )
+    if found is None and phone:  # the number in another form: +44 7700 900123, 07700-900123
+        same = sign_in.patients_by_phone(session, phone)
+        found = same[0] if len(same) == 1 else None
     return merge.current_record(session, found)  # a merged duplicate's contact: the kept record
 
 

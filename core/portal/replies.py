@@ -14,11 +14,10 @@ stored and audited.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
@@ -124,52 +123,17 @@ def confirm_by_link(session: Session, raw: str | None) -> str:
 # ---------------------------------------------------------------- text replies
 
 
-def _digits(number: str) -> str:
-    return re.sub(r"\D", "", number or "")
-
-
-def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Patient]:
-    """The patients whose stored phone is this number (read in the practice's countries): a
-    stored national form is read in the country of each clinic the patient has booked at
-    (sign_in.patient_phone_regions), an international one as it stands. The national and
-    international forms of one number match, a number of another country that only ends in
-    the same digits does not. Records merged into another are left out (their replies belong
-    to the record kept). At most `limit`; one query finds the stored numbers ending in the
-    same seven digits, only those are read in full."""
-    readings = sign_in.phone_readings(number, sign_in.practice_regions(session))
-    tail = _digits(number)[-7:]
-    if not readings or len(tail) < 7:
-        return []
-    stripped = Patient.phone
-    for char in (" ", "-", "(", ")", ".", "+"):
-        stripped = func.replace(stripped, char, "")
-    query = (
-        select(Patient)
-        .where(stripped.like(f"%{tail}"), Patient.merged_into_id.is_(None))
-        .order_by(Patient.id)
-        .limit(100)
-    )
-    candidates = list(session.scalars(query))
-    regions = sign_in.patient_phone_regions(session, [p.id for p in candidates])
-    found = [
-        patient
-        for patient in candidates
-        if sign_in.phone_readings(patient.phone or "", sorted(regions[patient.id])) & readings
-    ]
-    return found[:limit]
-
-
 def find_patient_by_phone(session: Session, number: str) -> Patient | None:
     """The one patient with this number (see patients_by_phone); None when nobody or more than
     one patient matches."""
-    matches = patients_by_phone(session, number)
+    matches = sign_in.patients_by_phone(session, number)
     return matches[0] if len(matches) == 1 else None
 
 
 def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, int]:
     """Give or withdraw the text consent of every patient with this number, each audited; on
     withdrawal their texts still waiting are not sent. (How many matched, how many changed.)"""
-    matched = patients_by_phone(session, number, limit=SHARED_PHONE_MAX)
+    matched = sign_in.patients_by_phone(session, number, limit=SHARED_PHONE_MAX)
     changed = [p for p in matched if p.consent_sms != given]
     for patient in changed:
         patient.consent_sms = given

@@ -96,6 +96,41 @@ def patient_phone_regions(session: Session, patient_ids: Iterable[int]) -> dict[
     return found
 
 
+def _digits(number: str) -> str:
+    return re.sub(r"\D", "", number or "")
+
+
+def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Patient]:
+    """The patients whose stored phone is this number (read in the practice's countries): a
+    stored national form is read in the country of each clinic the patient has booked at
+    (patient_phone_regions), an international one as it stands. The national and
+    international forms of one number match, a number of another country that only ends in
+    the same digits does not. Records merged into another are left out (their replies belong
+    to the record kept). At most `limit`; one query finds the stored numbers ending in the
+    same seven digits, only those are read in full."""
+    readings = phone_readings(number, practice_regions(session))
+    tail = _digits(number)[-7:]
+    if not readings or len(tail) < 7:
+        return []
+    stripped = Patient.phone
+    for char in (" ", "-", "(", ")", ".", "+"):
+        stripped = func.replace(stripped, char, "")
+    query = (
+        select(Patient)
+        .where(stripped.like(f"%{tail}"), Patient.merged_into_id.is_(None))
+        .order_by(Patient.id)
+        .limit(100)
+    )
+    candidates = list(session.scalars(query))
+    regions = patient_phone_regions(session, [p.id for p in candidates])
+    found = [
+        patient
+        for patient in candidates
+        if phone_readings(patient.phone or "", sorted(regions[patient.id])) & readings
+    ]
+    return found[:limit]
+
+
 def practice_regions(session: Session) -> list[str]:
     locales = session.scalars(select(Clinic.locale).where(Clinic.active.is_(True)).distinct())
     return sorted({phone_region(locale) for locale in locales}) or [phone_region(None)]

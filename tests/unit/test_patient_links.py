@@ -373,6 +373,18 @@ def test_a_new_contact_becomes_a_patient_and_an_online_request(db, world):
     assert known.source == Source.ONLINE
 
 
+@pytest.mark.parametrize("typed", ["+44 7700 900123", "447700900123", "07700-900-123"])
+def test_a_known_phone_in_another_form_is_the_same_patient(db, world, typed):
+    """The world's patient is stored as "07700 900123": the international or dashed form
+    typed on the form is them, not a new patient (before, a duplicate was made)."""
+    raw = _booking_link(db, world)
+    _book(db, raw, first_name="Alex", last_name="Morgan", email="", phone=typed)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Patient)) == 1
+        request = s.scalars(select(Appointment)).one()
+    assert request.patient_id == world.patient_id
+
+
 def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
     raw = _booking_link(db, world)
     per = BookingLimits().per_contact

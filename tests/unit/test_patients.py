@@ -304,6 +304,8 @@ def test_patients_are_found_whatever_the_accents_and_case(db, world):
             found = [p.id for p in patients.search_patients(s, world.staff, typed)]
             assert found == [elodie], typed
         assert [p.id for p in patients.search_patients(s, world.staff, "900777")] == [elodie]
+        for typed in ("+44 7700 900777", "07700-900-777", "(07700) 900777"):  # as on file, bare
+            assert [p.id for p in patients.search_patients(s, world.staff, typed)] == [elodie]
         assert patients.search_patients(s, world.staff, "e_odie") == []
         listed = enrolment.list_invitations(s, world.staff, search="MÜLLER")
         assert [r.patient_id for r in listed] == [elodie]

@@ -28,7 +28,7 @@ from core.kernel.money import format_moment
 from core.messaging import history, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
 from core.patients import merge
-from core.portal import replies
+from core.portal import replies, sign_in
 from core.scheduling import moves
 from db import migrate
 from db.models import (
@@ -494,7 +494,7 @@ def test_a_merged_duplicate_does_not_hide_the_kept_patient_s_replies(db, world):
     with db.write() as session:
         merge.merge_patients(session, world.manager, world.patient_id, duplicate, "Same person")
     with db.write() as session:
-        assert [p.id for p in replies.patients_by_phone(session, "+447700900123", 20)] == [
+        assert [p.id for p in sign_in.patients_by_phone(session, "+447700900123", 20)] == [
             world.patient_id
         ]
         confirmed = replies.receive_sms(session, from_number="+447700900123", body="C")
