@@ -99,7 +99,7 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
         ):
             refresh()
         preview_subject, preview_body = notify.render(
-            notify.Template(subject, body, ""), notify.SAMPLE_CONTEXT
+            notify.Template(subject, body, ""), notify.sample_context(display_format())
         )
         st.caption("Preview with sample values")
         st.markdown(f"**{escape(preview_subject)}**")

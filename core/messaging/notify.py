@@ -17,7 +17,7 @@ import logging
 import re
 import string
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import format_money
+from core.kernel.money import ClinicFormat, format_money
 from core.kernel.text import clean
 from core.messaging.delivery import MAX_ATTEMPTS
 from db.models import (
@@ -264,6 +264,24 @@ SAMPLE_CONTEXT = {
     "total": "£60.00",
     "reference": "P-42",
 }
+
+
+def sample_context(fmt: ClinicFormat) -> dict[str, str]:
+    """SAMPLE_CONTEXT with its times, days and amounts in a clinic's zone, locale and currency,
+    for previews a practice reads as its patients will (a yen clinic sees ￥, not £)."""
+    when = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    earlier = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+    return SAMPLE_CONTEXT | {
+        "when": fmt.moment(when),
+        "previous_when": fmt.moment(earlier),
+        "fee": f"\nA late-cancellation fee of {fmt.money(2500)} applies.",
+        "expires": fmt.day(date(2026, 12, 15)),
+        "summary": f"Alex Morgan cancelled Consultation on {fmt.moment(when)}.",
+        "day": fmt.day(date(2026, 12, 1)),
+        "items": f"- {fmt.clock(time(8, 10))} · No-show: Alex Morgan, Consultation",
+        "lines": f"Points: 200 ({fmt.money(2000)})\nCard: {fmt.money(4000)}",
+        "total": fmt.money(6000),
+    }
 
 
 SUBJECT_MAX = 250  # Notification.subject

@@ -159,3 +159,32 @@ def test_malformed_setting_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CLINICDESK_IDLE_MINUTES", "soon")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
     assert not at.exception and "CLINICDESK_IDLE_MINUTES" in at.error[0].value
+
+
+def test_template_previews_read_as_the_practices_patients_will(app_as, app_db):
+    """The sample values follow the practice's first clinic: a Tokyo practice previews yen
+    and Japanese dates (before, every preview said £25.00 and 'Tue 01 Dec 2026, 09:30')."""
+    import streamlit as st
+    from sqlalchemy import update
+
+    from core.kernel.config import load_settings
+    from core.startup import open_database
+    from db.models import Clinic
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        session.execute(
+            update(Clinic).values(currency="JPY", locale="ja-JP", timezone="Asia/Tokyo")
+        )
+    database.dispose()
+    st.cache_data.clear()
+    at = app_as("manager", "app_pages/notifications.py")
+    key = "appointment_cancelled"
+    at.selectbox(key="notifications_template").select(key).run()
+    at.text_area(key=f"notifications_body_{key}").input("{when}{fee}")
+    at.run()
+    shown = " ".join(t.value for t in at.text)
+    assert "￥2,500" in shown and "£" not in shown
+    assert "2026年12月1日" in shown  # 09:30 UTC on 1 December is 18:30 in Tokyo
