@@ -7,6 +7,7 @@ booking and one "just taken" (on PostgreSQL the row lock, on SQLite the serialis
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_clock
 from core.messaging import notify
+from core.practice import skills
 from core.scheduling.availability import find_conflicts, working_hours_cover
 from core.scheduling.moves import NewBooking, schedule_appointment
 from core.waitlist.entries import fits, services_of, timing, treatment
@@ -30,6 +32,7 @@ from db.models import (
     OfferStatus,
     OpeningStatus,
     Package,
+    PackageService,
     Patient,
     Provider,
     Service,
@@ -58,10 +61,37 @@ def _free(session: Session, opening: SlotOpening, start: datetime, end: datetime
     ) and not find_conflicts(session, opening.provider_id, start, end)
 
 
+def _performed(
+    session: Session, provider_id: int, entries: list[WaitlistEntry]
+) -> list[WaitlistEntry]:
+    """The entries whose every service the provider performs (core.practice.skills): one
+    query for their services listed, one for the packages' services."""
+    listed = skills.listed_services(session, [provider_id]).get(provider_id)
+    if not listed:
+        return entries  # none listed: they perform every service
+    members: dict[int, set[int]] = defaultdict(set)
+    packages = {e.package_id for e in entries if e.package_id is not None}
+    if packages:
+        for package_id, service_id in session.execute(
+            select(PackageService.package_id, PackageService.service_id).where(
+                PackageService.package_id.in_(packages)
+            )
+        ):
+            members[package_id].add(service_id)
+    return [
+        e
+        for e in entries
+        if skills.performs(
+            listed, members[e.package_id] if e.package_id is not None else {e.service_id}
+        )
+    ]
+
+
 def find_matches(
     session: Session, opening: SlotOpening, rules: Rules, now: datetime
 ) -> list[Match]:
-    """Waiting entries the opening suits (earliest fitting free start each), ranked."""
+    """Waiting entries the opening suits (its provider performs all they wait for; the
+    earliest fitting free start each), ranked."""
     tz = session.get(Clinic, opening.clinic_id).timezone
     # a patient holding an offer for another time may be offered this one too (they choose);
     # an entry is offered each opening once, and not while an offer of an overlapping opening of
@@ -92,7 +122,7 @@ def find_matches(
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
     found = []
-    for entry in entries:
+    for entry in _performed(session, opening.provider_id, list(entries)):
         duration = timedelta(minutes=timing(session, entry).minutes)
         start = opening.start_at
         while start + duration <= opening.end_at:
@@ -149,8 +179,14 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
 
 
 def _slot_still_open(session: Session, opening: SlotOpening, offer: WaitlistOffer, rules, now):
+    """Still free, beyond the minimum notice, and its provider still performs the entry's
+    services (they may have changed while the offer was queued)."""
     end = offer.start_at + timedelta(minutes=timing(session, offer.entry).minutes)
-    return offer.start_at >= now + rules.min_notice and _free(session, opening, offer.start_at, end)
+    return (
+        offer.start_at >= now + rules.min_notice
+        and _free(session, opening, offer.start_at, end)
+        and bool(_performed(session, opening.provider_id, [offer.entry]))
+    )
 
 
 def _queue_matches(

@@ -28,6 +28,7 @@ from db.models import (
     OpeningStatus,
     Package,
     PackageService,
+    ProviderService,
     Service,
     SlotOpening,
     WaitlistEntry,
@@ -783,6 +784,53 @@ def test_a_package_waits_for_a_slot_long_enough_and_is_booked_as_one(db, world):
         assert [s.service.name for s in appointment.services] == ["Consultation", "Peel"]
         assert (appointment.start_at, appointment.end_at) == (at(day, 16), at(day, 17))
         assert session.get(WaitlistEntry, entry_id).status == WaitlistStatus.BOOKED
+
+
+def _lists_only(db, world, service_name: str) -> None:
+    """The provider lists one service on the Providers page: they perform only that."""
+    with db.write() as session:
+        service_id = session.scalar(select(Service.id).where(Service.name == service_name))
+        session.add(ProviderService(provider_id=world.provider_id, service_id=service_id))
+
+
+def test_a_time_is_offered_only_for_what_its_provider_performs(db, world):
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=5)
+    package_id = _package(db, world)
+    day = future_day()
+    _lists_only(db, world, "Peel")  # not "Consultation"
+    waiting(db, world, day, name="Sam", provider=False)  # Consultation, any provider
+    with db.write() as session:
+        peel = session.scalar(select(Service.id).where(Service.name == "Peel"))
+        for name, service_id, package in (("Pat", None, package_id), ("Ann", peel, None)):
+            patient = make_patient(session, first_name=name, email=f"{name.lower()}@example.org")
+            entries.add_entry(
+                session,
+                world.staff,
+                entries.Wish(
+                    patient_id=patient.id,
+                    clinic_id=world.clinic_id,
+                    service_id=service_id,
+                    package_id=package,
+                    provider_id=None,
+                    earliest=day - timedelta(days=1),
+                    latest=day + timedelta(days=7),
+                    weekdays=tuple(range(7)),
+                ),
+            )
+    with db.write() as session:  # an hour: long enough for the package too
+        offers.offer_slot(
+            session,
+            world.manager,
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            start_at=at(day, 10),
+            end_at=at(day, 11),
+            base_url=BASE,
+        )
+    # Consultation alone, or with a Peel in the package: not this provider's; the Peel is
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(WaitlistOffer)) == 1
 
 
 def test_a_package_request_that_cannot_be_placed_waits_for_the_package(db, world):
