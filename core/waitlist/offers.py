@@ -507,6 +507,10 @@ def offer_view(session: Session, raw: str | None, *, now: datetime | None = None
 
 
 TAKEN = "Sorry, this time has just been taken by another patient. You stay on our waitlist."
+CHANGED = (
+    "Sorry, we cannot book this time for you: the clinic's schedule has changed since we "
+    "offered it. You stay on our waitlist."
+)
 
 
 def accept_offer(session: Session, raw: str | None, *, now: datetime | None = None) -> Appointment:
@@ -545,9 +549,17 @@ def _accept(
         raise Conflict(_closed(offer, now))
     if offer.expires_at <= now:
         raise Conflict(EXPIRED)
+    entry = offer.entry
+    service_ids = [s.id for s in services_of(session, entry)]
+    missing = skills.not_performed(session, opening.provider_id, service_ids)
+    if missing:  # their services changed since the offer went out: nobody took the time
+        provider = session.get(Provider, opening.provider_id)
+        raise Conflict(
+            f"Sorry, we cannot book this time for you: {provider.name} does not perform "
+            f"{' or '.join(missing)}. You stay on our waitlist."
+        )
     if token is not None:
         tokens.consume(session, token)
-    entry = offer.entry
     try:
         with session.begin_nested():
             booking = NewBooking(
@@ -555,15 +567,17 @@ def _accept(
                 provider_id=opening.provider_id,
                 start_at=offer.start_at,
                 patient_id=offer.patient_id,
-                service_ids=[s.id for s in services_of(session, entry)],
+                service_ids=service_ids,
                 package_id=entry.package_id,
                 source=Source.ONLINE,
                 notes="Booked from the waitlist.",
             )
             appointment = schedule_appointment(session, SYSTEM, booking)
-    except (Conflict, ValidationError):
+    except Conflict:  # the provider's time (or a room it needs) was booked meanwhile
         offer.status, offer.answered_at = OfferStatus.TAKEN, now
         raise Conflict(TAKEN) from None
+    except ValidationError:  # the schedule changed (hours, time off, services withdrawn)
+        raise Conflict(CHANGED) from None
     offer.status, offer.answered_at, offer.appointment_id = (
         OfferStatus.ACCEPTED,
         now,

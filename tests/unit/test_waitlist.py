@@ -833,6 +833,52 @@ def test_a_time_is_offered_only_for_what_its_provider_performs(db, world):
         assert session.scalar(select(func.count()).select_from(WaitlistOffer)) == 1
 
 
+def test_accepting_a_time_its_provider_no_longer_performs_says_so_not_taken(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    entry_id = waiting(db, world, day, name="Sam")
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["sam@example.org"]
+    _package(db, world)  # adds the service "Peel"
+    _lists_only(db, world, "Peel")  # since the offer went out: no longer "Consultation"
+    with db.write() as session:
+        with pytest.raises(Conflict) as refused:
+            offers.accept_offer(session, link)
+        message = str(refused.value)
+        assert "Dr Test does not perform Consultation" in message
+        assert "waitlist" in message and "taken" not in message
+        offer = session.scalar(select(WaitlistOffer))
+        assert offer.status != OfferStatus.TAKEN  # nobody took the time
+        assert session.get(WaitlistEntry, entry_id).status == WaitlistStatus.WAITING
+    with db.read() as session:
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Appointment)
+                .where(Appointment.status == AppointmentStatus.SCHEDULED)
+            )
+            == 0
+        )
+
+
+def test_accepting_a_time_no_longer_bookable_for_another_reason_does_not_say_taken(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Sam")
+    cancel(db, world, appointment_id)
+    process(db)
+    with db.write() as session:  # the practice stops offering the service meanwhile
+        session.get(Service, world.service_id).active = False
+    with db.write() as session:
+        with pytest.raises(Conflict, match="schedule has changed") as refused:
+            offers.accept_offer(session, offer_links(db)["sam@example.org"])
+        assert "taken" not in str(refused.value)
+        assert session.scalar(select(WaitlistOffer.status)) != OfferStatus.TAKEN
+
+
 def test_a_package_request_that_cannot_be_placed_waits_for_the_package(db, world):
     package_id = _package(db, world)
     day = future_day()
