@@ -56,10 +56,12 @@ if editable:
         a, b, c = st.columns(3)
         zone = a.selectbox("Time zone", zones, zones.index(old.timezone), key=key("zone"))
         locales = list(setup.LOCALES)
+        if old.locale not in locales:  # saved with another Babel locale: offer it, keep it
+            locales.insert(0, old.locale)
         locale = b.selectbox(
             "Locale (dates and money)",
             locales,
-            locales.index(old.locale) if old.locale in locales else 0,
+            locales.index(old.locale),
             key=key("locale"),
         )
         currency = c.text_input("Currency (ISO code)", old.currency, key=key("currency"))

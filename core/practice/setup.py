@@ -42,7 +42,43 @@ from db.types import utcnow
 
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 RESOURCE_KINDS = [k.value for k in ResourceKind]
-LOCALES = ("en-GB", "en-US", "en-IE", "en-AU", "pt-BR", "pt-PT", "es-ES", "fr-FR", "de-DE")
+# The locales the clinic form offers; save_clinic accepts any Babel locale, and the form always
+# offers a clinic's stored one too.
+LOCALES = (
+    "en-GB",
+    "en-US",
+    "en-IE",
+    "en-AU",
+    "en-NZ",
+    "en-CA",
+    "en-ZA",
+    "fr-FR",
+    "fr-BE",
+    "fr-CA",
+    "fr-CH",
+    "de-DE",
+    "de-AT",
+    "de-CH",
+    "it-IT",
+    "nl-NL",
+    "nl-BE",
+    "es-ES",
+    "es-MX",
+    "pt-PT",
+    "pt-BR",
+    "sv-SE",
+    "da-DK",
+    "nb-NO",
+    "fi-FI",
+    "pl-PL",
+    "cs-CZ",
+    "el-GR",
+    "tr-TR",
+    "ja-JP",
+    "ko-KR",
+    "zh-CN",
+    "zh-TW",
+)
 
 
 def time_zones() -> list[str]:

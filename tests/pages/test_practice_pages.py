@@ -199,6 +199,35 @@ def test_editing_a_clinic_shows_its_values_and_keeps_them(app_as, app_db):
     assert _clinic_row(app_db, "Lakeside Aesthetics") == before | {"phone": "(212) 555-0199"}
 
 
+def test_editing_a_clinic_keeps_a_locale_the_list_did_not_offer(app_as, app_db):
+    """A clinic saved with any Babel locale (here ja-JP, or one no list names) keeps it when
+    only its phone is edited; before, the box showed en-GB and saving stored en-GB."""
+    for locale in ("ja-JP", "ga-IE"):
+        database = _db(app_db)
+        with database.write() as session:
+            clinic = session.scalar(select(Clinic).where(Clinic.name == "Lakeside Aesthetics"))
+            clinic.locale = locale
+        database.dispose()
+        st.cache_data.clear()  # written behind the pages' back
+        before = _clinic_row(app_db, "Lakeside Aesthetics")
+        at = app_as("owner", "app_pages/clinics.py")
+        _pick(at, "clinics_pick", "Lakeside Aesthetics")
+        key = f"_{before['id']}"
+        assert at.selectbox(key="clinics_locale" + key).value == locale
+        at.text_input(key="clinics_phone" + key).input("(212) 555-0123")
+        next(b for b in at.button if b.label == "Save clinic").click().run()
+        assert not at.exception, at.exception
+        assert not at.error, at.error[0].value
+        assert _clinic_row(app_db, "Lakeside Aesthetics") == before | {"phone": "(212) 555-0123"}
+
+
+def test_the_clinic_form_offers_the_locales_a_practice_expects(app_as):
+    at = app_as("owner", "app_pages/clinics.py")
+    offered = at.selectbox(key="clinics_locale_new").options
+    for locale in ("en-GB", "ja-JP", "it-IT", "nl-NL", "es-MX", "en-CA", "fr-CA", "de-CH"):
+        assert locale in offered
+
+
 def test_editing_a_service_shows_its_values_and_keeps_them(app_as, app_db):
     at = app_as("manager", "app_pages/services.py")
     _pick(at, "services_pick", "Consultation")  # another service first, as the reviewer did
