@@ -38,6 +38,7 @@ from core.payments.rules import (
     money_format,
     payment_money,
 )
+from core.practice.treatment import treatment_of
 from db.engine import Database
 from db.models import (
     Appointment,
@@ -193,7 +194,7 @@ def _context(appointment: Appointment) -> dict[str, object]:
     return {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
-        "service_name": appointment.service.name if appointment.service else "your appointment",
+        "service_name": treatment_of(appointment) or "your appointment",
         "when": clinic_time(clinic, appointment.start_at, zone=True),
     }
 

@@ -21,6 +21,8 @@ from core.kernel.money import clinic_time, clinic_time_range, format_day
 from core.messaging import clinic_events, notify
 from core.practice.skills import ensure_performs
 from core.practice.timing import Timing, timing_of
+from core.practice.treatment import services_of, treatment_of
+from core.practice.treatment import treatment_text as treatment_text  # re-exported
 from core.scheduling.availability import (
     MAX_LENGTH,
     OCCUPYING,
@@ -41,7 +43,6 @@ from db.models import (
     AuditEvent,
     Channel,
     Provider,
-    Service,
     Source,
 )
 from db.types import utcnow
@@ -145,26 +146,6 @@ def base_url(session: Session) -> str:
     """The public address patient links start with: the app hands it to every session
     (core.startup), so no service reads the settings itself."""
     return session.info.get("base_url", DEFAULT_BASE_URL)
-
-
-def services_of(appointment: Appointment) -> list[Service]:
-    if appointment.services:
-        return [s.service for s in appointment.services]
-    return [appointment.service] if appointment.service else []
-
-
-def treatment_text(service_names: list[str], package_name: str | None = None) -> str:
-    """What is booked, in words: "Skin renewal (Skin check + Chemical peel)" for a package,
-    "Consultation + Blood test" for services."""
-    names = " + ".join(service_names)
-    if package_name:
-        return f"{package_name} ({names})" if names else package_name
-    return names
-
-
-def treatment_of(appointment: Appointment) -> str:
-    package = appointment.package.name if appointment.package else None
-    return treatment_text([s.name for s in services_of(appointment)], package)
 
 
 def duration_of(appointment: Appointment) -> timedelta:

@@ -19,12 +19,15 @@ from core.kernel.errors import NotFound
 from core.kernel.money import clinic_clock_range, clinic_time
 from core.messaging import reminders
 from core.payments import prepay
+from core.practice.treatment import treatment_text
 from core.scheduling.visits import no_show_recorded_at, undo_no_show_open
 from db.models import (
     Appointment,
     AppointmentKind,
+    AppointmentService,
     AppointmentStatus,
     Clinic,
+    Package,
     Patient,
     Provider,
     Service,
@@ -75,6 +78,23 @@ def _waited(status: S, start: datetime, checked_in: datetime | None, now: dateti
     return max(0, int((until - checked_in) / timedelta(minutes=1)))
 
 
+def _treatments(session: Session, rows: list) -> dict[int, str]:
+    """Each visit in words as its page names it ("Glow (Facial + Peel)" for a package), from
+    rows starting (appointment id, …, first service name, package name)."""
+    names: dict[int, list[str]] = {}
+    query = (
+        select(AppointmentService.appointment_id, Service.name)
+        .join(Service, Service.id == AppointmentService.service_id)
+        .where(AppointmentService.appointment_id.in_([r[0] for r in rows]))
+        .order_by(AppointmentService.appointment_id, AppointmentService.position)
+    )
+    for ident, name in session.execute(query):
+        names.setdefault(ident, []).append(name)
+    return {
+        r[0]: treatment_text(names.get(r[0]) or ([r[-2]] if r[-2] else []), r[-1]) for r in rows
+    }
+
+
 def list_today(
     session: Session,
     actor: Actor,
@@ -104,10 +124,12 @@ def list_today(
             Patient.first_name,
             Patient.last_name,
             Service.name,
+            Package.name,
         )
         .outerjoin(Provider, Provider.id == Appointment.provider_id)
         .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .outerjoin(Service, Service.id == Appointment.service_id)
+        .outerjoin(Package, Package.id == Appointment.package_id)
         .where(
             Appointment.clinic_id == clinic_id,
             Appointment.start_at >= first,
@@ -121,6 +143,7 @@ def list_today(
     result = session.execute(query).all()
     confirmed = reminders.confirmations(session, [r[0] for r in result])
     no_shows = no_show_recorded_at(session, [r[0] for r in result if r[4] == S.NO_SHOW])
+    treatments = _treatments(session, result)
     for (
         ident,
         version,
@@ -132,7 +155,8 @@ def list_today(
         provider,
         first_name,
         last_name,
-        service,
+        _service,
+        _package,
     ) in result:
         rows.append(
             TodayRow(
@@ -143,7 +167,7 @@ def list_today(
                 provider_id=provider_id,
                 provider=provider or "No provider",
                 patient=f"{first_name or ''} {last_name or ''}".strip() or "—",
-                service=service or "",
+                service=treatments[ident],
                 status=status.value,
                 stage=_stage(status, start, now),
                 waited_minutes=_waited(status, start, checked_in, now),
@@ -198,10 +222,12 @@ def call_list(
             Patient.phone,
             Provider.name,
             Service.name,
+            Package.name,
         )
         .join(Patient, Patient.id == Appointment.patient_id)
         .outerjoin(Provider, Provider.id == Appointment.provider_id)
         .outerjoin(Service, Service.id == Appointment.service_id)
+        .outerjoin(Package, Package.id == Appointment.package_id)
         .where(
             Appointment.clinic_id == clinic_id,
             Appointment.start_at >= first,
@@ -213,6 +239,7 @@ def call_list(
     )
     rows = session.execute(query).all()
     confirmed = reminders.confirmations(session, [r[0] for r in rows])
+    treatments = _treatments(session, rows)
     return [
         CallRow(
             ident,
@@ -220,8 +247,8 @@ def call_list(
             f"{first_name} {last_name}".strip(),
             phone or "",
             provider or "",
-            service or "",
+            treatments[ident],
         )
-        for ident, start, first_name, last_name, phone, provider, service in rows
+        for ident, start, first_name, last_name, phone, provider, _service, _package in rows
         if ident not in confirmed
     ]

@@ -16,7 +16,16 @@ from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import InvalidTransition, PermissionDenied, ValidationError
 from core.scheduling import appointments, checkin, codes, moves, today, visits
 from core.scheduling.states import Action
-from db.models import Appointment, AppointmentStatus, AuditEvent, Clinic, LinkToken
+from db.models import (
+    Appointment,
+    AppointmentService,
+    AppointmentStatus,
+    AuditEvent,
+    Clinic,
+    LinkToken,
+    Package,
+    Service,
+)
 from db.types import utcnow
 
 S = AppointmentStatus
@@ -233,6 +242,32 @@ def test_today_board_stages_waiting_time_and_allowed_actions(db, world):
     assert rows[seen].can_complete and not rows[seen].can_check_in
     counts = today.stage_counts(list(rows.values()))
     assert counts["Waiting"] == 1 and counts["With provider"] == 1 and counts["Expected"] == 1
+
+
+def test_today_board_names_a_package_visit_by_the_package(db, world):
+    now = local_to_utc(to_local(utcnow(), TZ).date(), time(12), TZ)
+    plain = scheduled(db, world, now + timedelta(hours=1))
+    glow = scheduled(db, world, now + timedelta(hours=2))
+    tomorrow = scheduled(db, world, now + timedelta(days=1))
+    with db.write() as session:
+        peel = Service(name="Peel", duration_minutes=30, price_cents=9000)
+        package = Package(name="Glow", price_cents=12000)
+        session.add_all([peel, package])
+        session.flush()
+        for ident in (glow, tomorrow):
+            session.add_all(
+                [
+                    AppointmentService(appointment_id=ident, service_id=world.service_id),
+                    AppointmentService(appointment_id=ident, service_id=peel.id, position=1),
+                ]
+            )
+            session.get(Appointment, ident).package_id = package.id
+    with db.read() as session:
+        rows = {r.id: r for r in today.list_today(session, world.staff, world.clinic_id, now=now)}
+        calls = today.call_list(session, world.staff, world.clinic_id, now=now)
+    assert rows[plain].service == "Consultation"
+    assert rows[glow].service == "Glow (Consultation + Peel)"
+    assert [c.service for c in calls if c.id == tomorrow] == ["Glow (Consultation + Peel)"]
 
 
 def test_today_board_shows_only_the_clinic_local_day(db, world):

@@ -31,6 +31,7 @@ from core.scheduling import moves
 from db import migrate
 from db.models import (
     Appointment,
+    AppointmentService,
     AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
@@ -39,6 +40,7 @@ from db.models import (
     LedgerEntry,
     LedgerKind,
     Notification,
+    Package,
     Patient,
     Payment,
     PaymentEvent,
@@ -581,6 +583,30 @@ def _clinic(db, world, currency: str) -> int:
 def _mail(s, template: str) -> str:
     query = select(Notification.body).where(Notification.template == template)
     return s.scalars(query.order_by(Notification.id.desc())).first()
+
+
+def _as_glow(db, world, appointment_id):
+    """Make the visit the Glow package (its first service, then a Peel)."""
+    with db.write() as s:
+        peel = Service(name="Peel", duration_minutes=30, price_cents=9000)
+        glow = Package(name="Glow", price_cents=12000)
+        s.add_all([peel, glow])
+        s.flush()
+        s.add_all(
+            [
+                AppointmentService(appointment_id=appointment_id, service_id=world.service_id),
+                AppointmentService(appointment_id=appointment_id, service_id=peel.id, position=1),
+            ]
+        )
+        s.get(Appointment, appointment_id).package_id = glow.id
+
+
+def test_a_package_visits_receipt_names_the_package_not_its_first_service(db, world):
+    appointment_id = _appointment(db, world)
+    _as_glow(db, world, appointment_id)
+    with db.write() as s:
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=5000, method="cash")
+        assert "for your payment for Glow (Consultation + Peel) on " in _mail(s, "payment_receipt")
 
 
 def test_desk_payments_refunds_and_the_export_are_in_the_clinics_currency(db, world):

@@ -1,0 +1,27 @@
+"""What a visit is, in words, wherever it is named (appointment page, confirmations, receipts):
+a package by its name with its services, else the services. Below scheduling and payments so
+both name a visit the same way."""
+
+from __future__ import annotations
+
+from db.models import Appointment, Service
+
+
+def services_of(appointment: Appointment) -> list[Service]:
+    if appointment.services:
+        return [s.service for s in appointment.services]
+    return [appointment.service] if appointment.service else []
+
+
+def treatment_text(service_names: list[str], package_name: str | None = None) -> str:
+    """What is booked, in words: "Skin renewal (Skin check + Chemical peel)" for a package,
+    "Consultation + Blood test" for services."""
+    names = " + ".join(service_names)
+    if package_name:
+        return f"{package_name} ({names})" if names else package_name
+    return names
+
+
+def treatment_of(appointment: Appointment) -> str:
+    package = appointment.package.name if appointment.package else None
+    return treatment_text([s.name for s in services_of(appointment)], package)
