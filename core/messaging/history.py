@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.money import clinic_format, format_moment
 from core.kernel.text import clean
+from core.messaging.delivery import MAX_ATTEMPTS, PERMANENT
 from core.messaging.notify import CHANNEL_WORDS
 from db.models import Appointment, Channel, Clinic, DeliveryStatus, Notification, SmsReply
 
@@ -36,7 +37,7 @@ class MessageRow:
     template: str  # the template; REPLY or ANSWER for a text reply and its answer
     channel: str  # "email", "text message"
     to_address: str  # the recipient; the patient's number for a reply (its sender)
-    status: str  # queued, sent, failed (retrying), failed; received for a reply
+    status: str  # queued, sent, failed (retrying), failed, not sent (stopped); received (reply)
     sent: str  # when it was sent, clinic-local ("" while not)
     subject: str = ""
     attempts: int | None = None  # None for a reply and its answer (no outbox delivery)
@@ -52,15 +53,26 @@ def shown_text(text: str) -> str:
     return line if len(line) <= TEXT_SHOWN else line[: TEXT_SHOWN - 1].rstrip() + "…"
 
 
+def _status(n: Notification) -> str:
+    """Queued, sent; "not sent (stopped)" for one stopped before it went out (a withdrawn
+    consent, an undone no-show: marked failed for good with a "Not sent: …" reason, shown as
+    its error); failed for good (a permanent refusal, or every attempt used); else failed
+    (retrying), which the sender tries again."""
+    if n.status != DeliveryStatus.FAILED:
+        return n.status.value
+    if n.permanent_failure:
+        return "failed" if (n.last_error or "").startswith(PERMANENT) else "not sent (stopped)"
+    return "failed (retrying)" if n.attempts < MAX_ATTEMPTS else "failed"
+
+
 def _outbox_row(n: Notification, moment: Callable[[datetime | None], str]) -> MessageRow:
-    retrying = n.status == DeliveryStatus.FAILED and n.attempts < 6
     return MessageRow(
         n.id,
         moment(n.created_at),
         n.template,
         CHANNEL_WORDS[n.channel],
         n.to_address,
-        n.status.value + (" (retrying)" if retrying else ""),
+        _status(n),
         moment(n.sent_at),
         n.subject,
         n.attempts,

@@ -241,3 +241,36 @@ def test_an_appointments_messages_show_their_times_in_the_clinics_zone_and_local
     assert {(r.queued.replace("\u202f", " "), r.sent.replace("\u202f", " ")) for r in rows} == {
         ("Fri, Dec 4, 2026, 9:22 PM", "Fri, Dec 4, 2026, 9:23 PM")
     }
+
+
+def test_a_stopped_message_shows_as_not_sent_and_a_permanent_failure_as_failed(db, world):
+    """A message stopped before it went out (an undone no-show, a withdrawn consent) is "not
+    sent (stopped)" with its reason; before, it showed "failed (retrying)". A permanent
+    delivery failure is "failed"; only a passing one is "failed (retrying)"."""
+    appointment_id = _book(db, world)
+    with db.write() as session:
+        reminders.queue_due_reminders(
+            session,
+            base_url=LONG_BASE,
+            now=local_to_utc(PLAIN_THURSDAY - timedelta(days=1), time(10), "Europe/London"),
+        )
+        notify.withdraw_unsent(
+            session, appointment_id, "appointment_scheduled", "Not sent: the no-show was undone."
+        )
+        first, second, *_ = session.scalars(
+            select(Notification)
+            .where(Notification.template == "appointment_reminder")
+            .order_by(Notification.id)
+        )
+        first.status, first.attempts, first.permanent_failure = DeliveryStatus.FAILED, 1, True
+        first.last_error = delivery.PERMANENT + "550 mailbox unavailable"
+        second.status, second.attempts, second.last_error = DeliveryStatus.FAILED, 2, "timed out"
+        ids = first.id, second.id
+    with db.read() as session:
+        rows = {r.id: r for r in history.messages_of(session, world.staff, appointment_id)}
+    stopped = [r for r in rows.values() if r.template == "appointment_scheduled"]
+    assert stopped and {(r.status, r.last_error) for r in stopped} == {
+        ("not sent (stopped)", "Not sent: the no-show was undone.")
+    }
+    assert rows[ids[0]].status == "failed"
+    assert rows[ids[1]].status == "failed (retrying)"
