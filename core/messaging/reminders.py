@@ -54,6 +54,7 @@ from core.messaging.preferences import (
     in_quiet_hours,
     preferences,
 )
+from core.practice.treatment import treatment_of
 from db.engine import Database
 from db.models import (
     Appointment,
@@ -259,14 +260,11 @@ def reminder_links(session: Session, appointment: Appointment, base_url: str) ->
 
 def appointment_context(appointment: Appointment) -> dict[str, object]:
     clinic = appointment.clinic
-    services = [s.service for s in appointment.services] or (
-        [appointment.service] if appointment.service else []
-    )
     return {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
         "when": clinic_time(clinic, appointment.start_at, zone=True),
-        "service_name": " + ".join(s.name for s in services) or "your appointment",
+        "service_name": treatment_of(appointment) or "your appointment",
         "provider_name": appointment.provider.name if appointment.provider else "our team",
     }
 

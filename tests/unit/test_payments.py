@@ -868,3 +868,15 @@ def test_the_migration_drops_the_practice_currency_and_keeps_stored_ones(db, wor
         assert s.scalars(select(Payment.currency)).one() == "GBP"
         row = prepay.list_payments(s, world.staff, appointment_id)[0]
     assert row.amount == "£45.00"  # in its stored currency, in the clinic's locale
+
+
+def test_a_package_visits_reminder_names_the_package(db, world):
+    """Reminders name what is booked as the confirmation does: 'Glow (Consultation + Peel)',
+    not the services alone."""
+    from core.messaging import reminders
+
+    appointment_id = _appointment(db, world)
+    _as_glow(db, world, appointment_id)
+    with db.read() as s:
+        context = reminders.appointment_context(s.get(Appointment, appointment_id))
+    assert context["service_name"] == "Glow (Consultation + Peel)"
