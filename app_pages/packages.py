@@ -56,7 +56,7 @@ if can_edit(me):
             format_func=lambda s: services[s].name,
             key=key("services"),
         )
-        if st.form_submit_button("Save package", type="primary"):
+        if st.form_submit_button("Save package", type="primary") and cost is not None:
             data = setup.PackageData(name, tuple(chosen), cost, old.active)
             save(setup.save_package, data, row, "Package", "packages_pick")
     toggle_active("package", row, "packages_toggle", "packages_pick")

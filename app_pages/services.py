@@ -89,7 +89,7 @@ if editable:
             format_func=resources.get,
             key=key("needs"),
         )
-        if st.form_submit_button("Save service", type="primary"):
+        if st.form_submit_button("Save service", type="primary") and cost is not None:
             data = setup.ServiceData(
                 name,
                 int(minutes),

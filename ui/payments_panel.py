@@ -8,11 +8,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.kernel.money import currency_symbol, to_minor
+from core.kernel.errors import ValidationError
+from core.kernel.money import currency_symbol, minor_digits, typed_minor
 from core.payments import desk, prepay
 from core.payments.providers import provider_for
 from ui.caches import cached
-from ui.context import actor, read, refresh, run_action, settings
+from ui.context import actor, read, refresh, run_action, settings, show_error
 from ui.folds import fold
 from ui.locale import display_format
 
@@ -63,6 +64,7 @@ def payments_panel(appointment_id: int) -> None:
                 f"Amount ({symbol})",
                 min_value=0.0,
                 step=5.0,
+                format=f"%.{minor_digits(info.currency)}f",
                 help=f"In the clinic's currency, {info.currency}.",
                 key="payments_desk_amount",
             )
@@ -71,10 +73,17 @@ def payments_panel(appointment_id: int) -> None:
             )
             note = st.text_input("Note", key="payments_desk_note")
             if st.form_submit_button("Record payment"):
-                cents = to_minor(amount, info.currency)
-                kwargs = {"amount_cents": cents, "method": method, "note": note}
-                if run_action(desk.record_desk_payment, appointment_id, **kwargs, success="Saved."):
-                    refresh()
+                try:  # more decimals than the currency has are refused, not rounded
+                    cents = typed_minor(amount, info.currency)
+                except ValidationError as error:
+                    show_error(error)
+                else:
+                    kwargs = {"amount_cents": cents, "method": method, "note": note}
+                    saved = run_action(
+                        desk.record_desk_payment, appointment_id, **kwargs, success="Saved."
+                    )
+                    if saved:
+                        refresh()
     due_refunds = [r for r in info.rows if r.status == "refund due" and r.method != "Card"]
     for r in due_refunds:
         label = f"Mark {r.reference} ({r.amount}) refunded at the desk"

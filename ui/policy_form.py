@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.kernel.money import ClinicFormat, currency_symbol, to_major, to_minor
+from core.kernel.errors import ValidationError
+from core.kernel.money import ClinicFormat, currency_symbol, minor_digits, to_major, typed_minor
 from core.policy import cancellation as policy
-from ui.context import refresh, run_action
+from ui.context import refresh, run_action, show_error
 
 
 def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None) -> None:
     """The form filled from `base` (the version in force for the scope, or None), in the
     clinic's currency."""
     symbol = currency_symbol(fmt.currency, fmt.locale)
+    digits = minor_digits(fmt.currency)
     with st.form("policy_form"):
         a, b, c = st.columns(3)
         window = a.number_input(
@@ -27,7 +29,7 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         def fee(column, label: str, cents: int | None, key: str) -> float:
             major = float(to_major(cents, fmt.currency)) if base else 0.0
             return column.number_input(
-                f"{label} ({symbol})", value=major, step=5.0, format="%.2f", key=key
+                f"{label} ({symbol})", value=major, step=5.0, format=f"%.{digits}f", key=key
             )
 
         late_fee = fee(
@@ -68,13 +70,20 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         )
         saved = st.form_submit_button("Save as a new version", type="primary")
     if saved:
+        try:  # more decimals than the currency has are refused, not rounded
+            late_cents, no_show_cents = (
+                typed_minor(f, fmt.currency) for f in (late_fee, no_show_fee)
+            )
+        except ValidationError as error:
+            show_error(error)
+            return
         done = run_action(
             policy.save_policy,
             clinic_id=clinic_id,
             service_id=service_id,
             window_hours=int(window),
-            late_cancel_fee_cents=to_minor(late_fee, fmt.currency),
-            no_show_fee_cents=to_minor(no_show_fee, fmt.currency),
+            late_cancel_fee_cents=late_cents,
+            no_show_fee_cents=no_show_cents,
             points_deducted=int(points),
             inside_window_needs_approval=approval,
             outside_window_auto_accept=auto,

@@ -14,10 +14,11 @@ from typing import Any
 import streamlit as st
 
 from core.kernel.authz import Actor, Permission
-from core.kernel.money import format_money, minor_digits, to_major, to_minor
+from core.kernel.errors import ValidationError
+from core.kernel.money import format_money, minor_digits, to_major, typed_minor
 from core.practice import reads, setup
 from ui.caches import cached
-from ui.context import read, refresh, run_action
+from ui.context import read, refresh, run_action, show_error
 from ui.text import escape
 
 NEW = None
@@ -144,9 +145,10 @@ def price_label(current: reads.Setup) -> str:
     return f"Price ({' or '.join(currencies(current))})"
 
 
-def price_input(box: Any, current: reads.Setup, cents: int, key: str) -> int:
+def price_input(box: Any, current: reads.Setup, cents: int, key: str) -> int | None:
     """A price typed in the clinics' currency, as minor units: pence for GBP, whole yen for
-    JPY (whose prices have no decimals)."""
+    JPY (whose prices have no decimals). None, with the error shown, when it has more decimals
+    than the currency (49.999 EUR is refused, not saved as 50.00): nothing is to be saved."""
     currency = next(iter(currencies(current)))
     digits = minor_digits(currency)
     typed = box.number_input(
@@ -158,7 +160,11 @@ def price_input(box: Any, current: reads.Setup, cents: int, key: str) -> int:
         format=f"%.{digits}f",
         key=key,
     )
-    return to_minor(typed, currency)
+    try:
+        return typed_minor(typed, currency)
+    except ValidationError as error:
+        show_error(error)
+        return None
 
 
 def price_note(current: reads.Setup) -> None:

@@ -66,6 +66,20 @@ def to_minor(amount: float | Decimal, currency: str = DEFAULT_CURRENCY) -> int:
     return int(scaled.quantize(Decimal(1), rounding="ROUND_HALF_UP"))
 
 
+def typed_minor(amount: float | Decimal, currency: str = DEFAULT_CURRENCY) -> int:
+    """An amount typed by a user as integer minor units, refused (ValidationError) when it has
+    more decimals than the currency: 3000.5 JPY or 49.999 EUR is not silently rounded."""
+    exact = Decimal(str(amount)).normalize()
+    digits = minor_digits(currency)
+    if -exact.as_tuple().exponent > digits:
+        allowed = "no decimals" if digits == 0 else f"at most {digits} decimals"
+        raise ValidationError(
+            f"{currency} amounts have {allowed}; {amount} has {-exact.as_tuple().exponent}. "
+            "Type the amount without the extra decimals."
+        )
+    return to_minor(exact, currency)
+
+
 def format_money(
     cents: int | None, currency: str = DEFAULT_CURRENCY, locale: str | None = DEFAULT_LOCALE
 ) -> str:

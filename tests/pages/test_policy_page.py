@@ -69,3 +69,27 @@ def test_a_service_override_is_its_own_version(app_as, app_db):
     newest = _versions(app_db)[-1]
     assert newest.service_id is not None and newest.window_hours == 48 and newest.version == 1
     assert "follows the clinic policy" not in " ".join(c.value for c in at.caption)
+
+
+def test_a_yen_fee_with_decimals_is_refused_and_whole_yen_are_saved(app_as, app_db):
+    """JPY has no decimals: 3000.5 typed is refused with a message saying so (before, the form
+    showed two decimals and saved ￥3,001); ￥3,000 is saved as 3000."""
+    from sqlalchemy import update
+
+    from db.models import Clinic
+
+    database = open_database(load_settings({"DATABASE_URL": app_db}))
+    with database.write() as session:
+        session.execute(update(Clinic).values(currency="JPY", locale="ja-JP"))
+    database.dispose()
+    at = app_as("owner", PAGE)
+    before = len(_versions(app_db))
+    at.number_input(key="policy_late_fee").set_value(3000.5)
+    at = _save(at)
+    assert not at.exception
+    assert "JPY amounts have no decimals" in at.error[0].value
+    assert len(_versions(app_db)) == before
+    at.number_input(key="policy_late_fee").set_value(3000.0)
+    at = _save(at)
+    assert not at.error, at.error[0].value
+    assert _versions(app_db)[-1].late_cancel_fee_cents == 3000

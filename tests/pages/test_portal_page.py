@@ -555,6 +555,30 @@ def test_the_portal_and_the_desk_show_payments_in_the_clinics_currency(
     database.dispose()
 
 
+def test_a_desk_payment_with_more_decimals_than_the_currency_is_refused(app_as, app_db):
+    """1500.5 typed for a JPY clinic is refused, saying yen have no decimals (before, ￥1,501
+    was stored); nothing is recorded."""
+    database = _db(app_db)
+    with database.write() as s:
+        s.execute(update(Clinic).values(currency="JPY", locale="ja-JP"))
+    database.dispose()
+    _, appointment_id, _ = _at_clinic(app_db, "JPY")
+    staff = app_as("staff")
+    staff.query_params["id"] = str(appointment_id)
+    staff.switch_page("app_pages/appointment.py")
+    staff.session_state["payments_desk_open"] = True  # a click on the fold
+    staff.run()
+    staff.number_input(key="payments_desk_amount").set_value(1500.5)
+    staff.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
+    assert not staff.exception
+    assert "JPY amounts have no decimals" in staff.error[0].value
+    database = _db(app_db)
+    with database.read() as s:
+        paid = s.scalars(select(Payment).where(Payment.appointment_id == appointment_id)).all()
+    database.dispose()
+    assert paid == []
+
+
 def test_the_patient_books_a_time_offered_to_them_in_the_portal(app_db):
     patient_id, _ = _patient_with_appointment(app_db)
     database = _db(app_db)

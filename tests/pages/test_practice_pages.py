@@ -530,6 +530,30 @@ def test_a_yen_price_is_typed_and_kept_in_whole_yen(app_as, app_db, page):
     assert "￥12,000" in shown.loc[shown.iloc[:, 0] == "Yen check", "Price"].tolist()[0]
 
 
+@pytest.mark.parametrize("page", ["services.py", "packages.py"])
+def test_a_price_with_more_decimals_than_the_currency_is_refused(app_as, app_db, page):
+    """49.999 EUR is refused with a message saying euros have 2 decimals (before, it was
+    saved as €50.00); nothing is saved."""
+    database = _db(app_db)
+    with database.write() as session:
+        for clinic in session.scalars(select(Clinic)):
+            clinic.currency, clinic.locale = "EUR", "de-DE"
+    database.dispose()
+    st.cache_data.clear()
+    at = app_as("owner", f"app_pages/{page}")
+    form = page[:-3]
+    at.text_input(key=f"{form}_name_new").input("Euro check")
+    if page == "packages.py":
+        chooser = at.multiselect(key="packages_services_new")
+        chooser.select(chooser.options[0]).select(chooser.options[1])
+    at.number_input(key=f"{form}_price_new").set_value(49.999)
+    at.button(key=next(b.key for b in at.button if b.key and "Save" in b.key)).click().run()
+    assert not at.exception
+    assert "EUR amounts have at most 2 decimals; 49.999 has 3" in at.error[0].value
+    model = Service if page == "services.py" else Package
+    assert _scalar(app_db, select(model.id).where(model.name == "Euro check")) is None
+
+
 def test_the_checklist_is_current_after_the_policy_is_saved(app_as, app_db):
     from sqlalchemy import delete, update
 

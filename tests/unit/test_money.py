@@ -46,6 +46,16 @@ def test_minor_units_follow_the_currency():
     assert str(money.to_major(2550, "GBP")) == "25.50"
 
 
+def test_a_typed_amount_with_more_decimals_than_its_currency_is_refused():
+    assert money.typed_minor(3000.0, "JPY") == 3000
+    assert money.typed_minor(49.99, "EUR") == 4999
+    assert money.typed_minor(25.5, "BRL") == 2550
+    with pytest.raises(ValidationError, match="JPY amounts have no decimals"):
+        money.typed_minor(3000.5, "JPY")
+    with pytest.raises(ValidationError, match="EUR amounts have at most 2 decimals; 49.999 has 3"):
+        money.typed_minor(49.999, "EUR")
+
+
 def test_london_sees_24_hour_times_and_day_month_dates():
     moment = datetime(2026, 7, 3, 14, 5, tzinfo=UTC)  # 15:05 in London (BST)
     assert money.format_moment(moment, "Europe/London", "en-GB") == "Fri, 3 Jul 2026, 15:05"
