@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import clinic_format, clinic_time, format_money
+from core.kernel.money import clinic_format, clinic_money, clinic_time, format_money
 from db.models import (
     Appointment,
     CancellationPolicy,
@@ -200,7 +200,11 @@ class PolicyVersion:
     created_at: datetime
 
 
-def _check_policy_values(window_hours, late_fee, no_show_fee, points, max_reschedules, text):
+def _check_policy_values(
+    window_hours, late_fee, no_show_fee, points, max_reschedules, text, clinic=None
+):
+    """Every problem of the values at once; the highest fee in the clinic's currency and
+    locale (the default's with no clinic)."""
     problems = []
     if not isinstance(window_hours, int) or window_hours < 0:
         problems.append("The cancellation window must be zero or more whole hours.")
@@ -210,7 +214,8 @@ def _check_policy_values(window_hours, late_fee, no_show_fee, points, max_resche
         if not isinstance(value, int) or value < 0:
             problems.append(f"The {label} cannot be negative; use 0 for no fee.")
         elif value > MAX_FEE_CENTS:
-            problems.append(f"The {label} can be at most {format_money(MAX_FEE_CENTS)}.")
+            highest = clinic_money(clinic, MAX_FEE_CENTS) if clinic else format_money(MAX_FEE_CENTS)
+            problems.append(f"The {label} can be at most {highest}.")
     if not isinstance(points, int) or points < 0:
         problems.append("The points deducted cannot be negative; use 0 to deduct none.")
     if not isinstance(max_reschedules, int) or max_reschedules < 0:
@@ -241,6 +246,7 @@ def save_policy(
     """Save a new version of a clinic's policy (or of a service override). Older versions stay:
     each cancellation keeps pointing at the version that applied when it happened."""
     ensure(actor, Permission.POLICY_MANAGE)
+    clinic = session.get(Clinic, clinic_id)
     _check_policy_values(
         window_hours,
         late_cancel_fee_cents,
@@ -248,8 +254,9 @@ def save_policy(
         points_deducted,
         max_reschedules,
         policy_text,
+        clinic,
     )
-    if session.get(Clinic, clinic_id) is None:
+    if clinic is None:
         raise NotFound(f"There is no clinic #{clinic_id}.")
     if service_id is not None and session.get(Service, service_id) is None:
         raise NotFound(f"There is no service #{service_id}.")

@@ -329,6 +329,17 @@ def save_provider(session: Session, actor: Actor, data: ProviderData, id: int | 
 # ---------------------------------------------------------------- services
 
 
+def _price(cents) -> None:
+    """A price is a whole number of minor units (pence, whole yen), zero or more."""
+    if isinstance(cents, bool) or not isinstance(cents, int):
+        raise ValidationError(
+            f"The price must be a whole number of the currency's smallest unit (pence, cents, "
+            f"whole yen); {cents!r} is not."
+        )
+    if cents < 0:
+        raise ValidationError("The price cannot be negative.")
+
+
 def save_service(session: Session, actor: Actor, data: ServiceData, id: int | None = None) -> int:
     ensure(actor, Permission.PRACTICE_MANAGE)
     name = _text(data.name, "service name", 120, required=True)
@@ -343,8 +354,7 @@ def save_service(session: Session, actor: Actor, data: ServiceData, id: int | No
         "online_allowed": data.online_allowed,
         "active": data.active,
     }
-    if not isinstance(data.price_cents, int) or data.price_cents < 0:
-        raise ValidationError("The price cannot be negative.")
+    _price(data.price_cents)
     providers = _existing(session, Provider, data.provider_ids, "provider")
     resources = _existing(session, Resource, data.resource_ids, "room or equipment")
     _unique_name(session, Service, name, id, "service")
@@ -399,8 +409,7 @@ def save_package(session: Session, actor: Actor, data: PackageData, id: int | No
     if len(set(data.service_ids)) != len(data.service_ids):
         raise ValidationError("Choose each service of a package once.")
     _existing(session, Service, tuple(data.service_ids), "service")
-    if not isinstance(data.price_cents, int) or data.price_cents < 0:
-        raise ValidationError("The price cannot be negative.")
+    _price(data.price_cents)
     _unique_name(session, Package, name, id, "package")
     row = Package() if id is None else _get(session, Package, id, "package")
     _apply(

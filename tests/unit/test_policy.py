@@ -20,6 +20,7 @@ from db.models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    Clinic,
     LedgerEntry,
     LedgerKind,
     Patient,
@@ -230,6 +231,17 @@ def test_invalid_values_are_refused_with_every_reason(db, world):
         with pytest.raises(ValidationError, match="time zone"):
             save(session, world, effective_at=datetime(2026, 1, 1))
         assert session.scalar(select(func.count()).select_from(policy.CancellationPolicy)) == 0
+
+
+def test_a_too_high_fee_is_named_in_the_clinics_currency_and_locale(db, world):
+    """A JPY clinic reads its highest fee in yen (before: 'at most £10,000.00')."""
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.currency, clinic.locale = "JPY", "ja-JP"
+        with pytest.raises(ValidationError) as error:
+            save(session, world, late_cancel_fee_cents=policy.MAX_FEE_CENTS + 1)
+        assert "late-cancellation fee can be at most ￥1,000,000." in str(error.value)
+        assert "£" not in str(error.value)
 
 
 def test_only_the_owner_sets_the_policy_and_each_save_is_audited(db, world):

@@ -1066,3 +1066,14 @@ def test_required_is_read_wherever_it_stands_after_the_type(db, world):
         "Question 1: 'mandatory' is not understood; write each question as "
         "key | question | type | options separated by ; | required."
     )
+
+
+def test_a_price_that_is_not_whole_minor_units_says_so(db, world):
+    """12.5 minor units is not a negative price (before: 'The price cannot be negative.')."""
+    with db.write() as session:
+        with pytest.raises(ValidationError, match="whole number of the currency's smallest unit"):
+            setup.save_service(
+                session, world.owner, setup.ServiceData("Half", 20, price_cents=12.5)
+            )
+        with pytest.raises(ValidationError, match="cannot be negative"):
+            setup.save_service(session, world.owner, setup.ServiceData("Below", 20, price_cents=-1))
