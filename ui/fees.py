@@ -24,19 +24,20 @@ def waiver_panel(current, prefix: str) -> None:
         "Patient # (0 = everyone)", min_value=0, step=1, value=0, key=f"{prefix}_fee_patient"
     )
     fees = _open_fees(current, int(patient) or None)
-    fmt = display_format()
     show_table(
         pd.DataFrame(
             [
-                {
+                {  # each fee in its own clinic's currency, locale and zone
                     "Fee #": f.id,
                     "Patient #": f.patient_id,
                     "Patient": f.patient_name,
                     "Appointment #": f.appointment_id,
                     "Kind": f.kind,
-                    "Amount": fmt.money(f.amount_cents) if f.amount_cents else "",
+                    "Amount": display_format(f.clinic_id).money(f.amount_cents)
+                    if f.amount_cents
+                    else "",
                     "Points": f.points,
-                    "Assessed": fmt.moment(f.created_at),
+                    "Assessed": display_format(f.clinic_id).moment(f.created_at),
                 }
                 for f in fees
             ]

@@ -374,6 +374,9 @@ class FeeRow:
     created_at: datetime
     waived_at: datetime | None
     waive_reason: str | None
+    # the clinic whose currency, locale and zone the fee is shown in: its appointment's (or its
+    # policy's); None for an entry with neither
+    clinic_id: int | None = None
 
 
 def list_fees(
@@ -388,8 +391,15 @@ def list_fees(
     """Fees and points deductions, newest first (paginated in SQL)."""
     ensure(actor, Permission.FEES_WAIVE)
     query = (
-        select(LedgerEntry, Patient.first_name, Patient.last_name)
+        select(
+            LedgerEntry,
+            Patient.first_name,
+            Patient.last_name,
+            func.coalesce(Appointment.clinic_id, CancellationPolicy.clinic_id),
+        )
         .join(Patient, Patient.id == LedgerEntry.patient_id)
+        .outerjoin(Appointment, Appointment.id == LedgerEntry.appointment_id)
+        .outerjoin(CancellationPolicy, CancellationPolicy.id == LedgerEntry.policy_id)
         .where(LedgerEntry.kind.in_(FEE_KINDS))
         .order_by(LedgerEntry.id.desc())  # newest first, on the primary key (no sort)
     )
@@ -410,8 +420,9 @@ def list_fees(
             e.created_at,
             e.waived_at,
             e.waive_reason,
+            clinic_id,
         )
-        for e, first, last in session.execute(query)
+        for e, first, last, clinic_id in session.execute(query)
     ]
 
 

@@ -257,3 +257,42 @@ def test_a_range_with_no_appointments_shows_one_message_not_empty_charts(app_as)
     at.date_input(key="cancel_days").set_value((date.today() - timedelta(days=60), date.today()))
     at = _apply(at)
     assert len(at.get("echarts_chart")) == 7 and not at.info
+
+
+def _yen_and_euro(url):
+    """The demo's first clinic in Tokyo (ja-JP, JPY), its second in Berlin (de-DE, EUR)."""
+    from db.models import Clinic
+
+    database = _db(url)
+    with database.write() as session:
+        first, second = session.scalars(select(Clinic).order_by(Clinic.id)).all()[:2]
+        first.currency, first.locale, first.timezone = "JPY", "ja-JP", "Asia/Tokyo"
+        second.currency, second.locale, second.timezone = "EUR", "de-DE", "Europe/Berlin"
+    database.dispose()
+
+
+def test_each_fee_to_waive_is_shown_in_its_own_clinics_currency_and_zone(app_as, app_db):
+    """With all clinics, Berlin's fees are in euros and Berlin time, Tokyo's in yen and Tokyo
+    time (before, every fee was in the first clinic's currency: €40.00 as ￥4,000)."""
+    from core.kernel.money import clinic_format
+    from core.policy import cancellation as policy
+
+    _yen_and_euro(app_db)
+    at = app_as("manager", PAGE)
+    at.toggle(key="cancel_show_fees").set_value(True).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "Fee #" in d.value.columns)
+    database = _db(app_db)
+    with database.read() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        fees = {f.id: f for f in policy.list_fees(session, manager, open_only=True)}
+        formats = {f.clinic_id: clinic_format(session, f.clinic_id) for f in fees.values()}
+    database.dispose()
+    currencies = {formats[f.clinic_id].currency for f in fees.values() if f.amount_cents}
+    assert "EUR" in currencies, currencies  # the newest open fees include Berlin's
+    for _, row in table.iterrows():
+        fee = fees[row["Fee #"]]
+        fmt = formats[fee.clinic_id]
+        assert row["Assessed"] == fmt.moment(fee.created_at)
+        if fee.amount_cents:
+            assert row["Amount"] == fmt.money(fee.amount_cents), (row, fmt)
