@@ -12,7 +12,7 @@ import streamlit as st
 from core.analytics.breakdowns import Group
 from core.analytics.cancellation_parts import Amounts, CancellationFigures, Counts, WhatIf
 from core.kernel.errors import DomainError
-from core.kernel.money import NO_VALUE, ClinicFormat, to_major, to_minor
+from core.kernel.money import NO_VALUE, ClinicFormat, minor_digits, to_major, typed_minor
 from ui import charts
 from ui.context import show_error
 from ui.figures import key_figure
@@ -351,10 +351,13 @@ def reasons_and_fees(f: CancellationFigures, fmt: ClinicFormat) -> None:
             )
 
 
-def what_if_inputs(fmt: ClinicFormat, currencies: list[str]) -> WhatIf:
+def what_if_inputs(fmt: ClinicFormat, currencies: list[str]) -> WhatIf | None:
     """The what-if's window, fee and points. The fee is one number for the practice, charged
-    in each clinic's own currency (as prices are): 'Late fee (GBP or USD)'."""
+    in each clinic's own currency (as prices are): 'Late fee (GBP or USD)', 25 typed is £25.00
+    and US$25.00 (and ￥25 beside €25.00), each converted in its own currency. None, with the
+    error shown, when the fee has more decimals than one of the currencies."""
     currencies = currencies or [fmt.currency]
+    digits = max(minor_digits(code) for code in currencies)
     with st.form("cancel_whatif"):
         st.markdown("Another window, fee or points value, replayed on the same history")
         w1, w2, w3 = st.columns(3)
@@ -363,7 +366,7 @@ def what_if_inputs(fmt: ClinicFormat, currencies: list[str]) -> WhatIf:
             f"Late fee ({' or '.join(currencies)})",
             value=25.0,
             step=5.0,
-            format="%.2f",
+            format=f"%.{digits}f",
             key="cancel_whatif_fee",
             help="Charged in each clinic's own currency, never converted"
             if len(currencies) > 1
@@ -371,7 +374,12 @@ def what_if_inputs(fmt: ClinicFormat, currencies: list[str]) -> WhatIf:
         )
         points = w3.number_input("Points", value=20, step=5, key="cancel_whatif_points")
         st.form_submit_button("Compare")
-    return WhatIf(int(window), to_minor(fee, currencies[0]), int(points))
+    try:
+        per_currency = tuple((code, typed_minor(fee, code)) for code in currencies)
+    except DomainError as error:
+        show_error(error)
+        return None
+    return WhatIf(int(window), per_currency[0][1], int(points), per_currency)
 
 
 def what_if_table(f: CancellationFigures, fmt: ClinicFormat) -> None:

@@ -115,6 +115,9 @@ class WhatIf:
     # one number for the practice, in minor units of each clinic's own currency (as prices are)
     late_fee_cents: int
     points: int
+    # the typed fee in minor units of each currency, where they differ ((JPY, 25), (EUR, 2500)
+    # for 25 typed); a currency not listed is charged late_fee_cents
+    fee_by_currency: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ def validate_filters(filters: AnalyticsFilters) -> None:
             raise ValidationError(
                 f"The what-if window must be between 0 and {MAX_WHAT_IF_HOURS} hours."
             )
-        if w.late_fee_cents < 0 or w.points < 0:
+        fees = [w.late_fee_cents, *(cents for _, cents in w.fee_by_currency)]
+        if min(fees) < 0 or w.points < 0:
             raise ValidationError("The what-if fee and points cannot be negative.")
 
 

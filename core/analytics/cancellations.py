@@ -251,7 +251,10 @@ def _compute(session: Session, filters: AnalyticsFilters, lagging: set | None):
             actual_points=fees.cancellation_points,
             window_hours=w.window_hours,
             late=sums.whatif_late,
-            fee_cents={code: n * w.late_fee_cents for code, n in sums.whatif_late_in.items()},
+            fee_cents={
+                code: n * dict(w.fee_by_currency).get(code, w.late_fee_cents)
+                for code, n in sums.whatif_late_in.items()
+            },
             points=sums.whatif_late * w.points,
         )
     return figures

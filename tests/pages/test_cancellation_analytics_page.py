@@ -296,3 +296,34 @@ def test_each_fee_to_waive_is_shown_in_its_own_clinics_currency_and_zone(app_as,
         assert row["Assessed"] == fmt.moment(fee.created_at)
         if fee.amount_cents:
             assert row["Amount"] == fmt.money(fee.amount_cents), (row, fmt)
+
+
+def test_the_what_if_fee_is_converted_in_each_currency(app_as, app_db):
+    """25 typed with clinics in yen and euros is ￥25 and €25.00 a late cancellation (before,
+    it was converted once in yen and came out as ￥25 + €0.25)."""
+    from dataclasses import replace
+
+    from core.analytics.cancellation_parts import WhatIf
+
+    _yen_and_euro(app_db)
+    at = app_as("owner", PAGE)
+    at = _show(at, "What-if on the policy")
+    fee = at.number_input(key="cancel_whatif_fee")
+    assert fee.label == "Late fee (JPY or EUR)" and fee.proto.format == "%.2f"
+    at = _compare(at)
+    assert not at.exception and not at.error
+    filters = replace(at.session_state["cancel_filters_now"], what_if=WhatIf(12, 1, 20))
+    late = _core_figures(app_db, filters).what_if.fee_cents  # late cancellations per currency
+    assert late["JPY"] > 0 and late["EUR"] > 0
+    expected = " + ".join(
+        format_money(n * cents, code, "ja-JP")
+        for code, n, cents in (
+            ("JPY", late["JPY"], 25),
+            ("EUR", late["EUR"], 2500),
+        )
+    )
+    assert _what_if(at).iloc[1].iloc[2] == expected
+    # more decimals than yen have is refused, saying so
+    at.number_input(key="cancel_whatif_fee").set_value(25.5)
+    at = _compare(at)
+    assert "JPY amounts have no decimals" in at.error[0].value
