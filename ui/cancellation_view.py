@@ -16,7 +16,7 @@ from core.kernel.money import NO_VALUE, ClinicFormat, minor_digits, to_major, ty
 from ui import charts
 from ui.context import show_error
 from ui.figures import key_figure
-from ui.locale import table_moment
+from ui.locale import in_currency, table_moment
 from ui.text import escape, show_table
 
 YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
@@ -127,7 +127,7 @@ def _currencies_shown(f: CancellationFigures, before: CancellationFigures) -> li
 def _money_figure(f, before, fmt: ClinicFormat, code: str | None, named: bool) -> tuple:
     """Revenue at risk and fees assessed in one currency (`named`: in the label too), each
     against the previous period."""
-    money = fmt if code is None else replace(fmt, currency=code)
+    money = fmt if code is None else in_currency(fmt, code)
     suffix = f" ({code})" if named else ""
     risk, risk_before = (x.revenue_at_risk_cents.get(code, 0) for x in (f, before))
     assessed, assessed_before = (
@@ -155,7 +155,7 @@ def _money_figure(f, before, fmt: ClinicFormat, code: str | None, named: bool) -
 def amounts_text(amounts: Amounts, fmt: ClinicFormat) -> str:
     """Money in one or more currencies, each in its own: '£14,455.00 + US$11,925.00' (never
     one sum of two currencies)."""
-    shown = [replace(fmt, currency=code).money(cents) for code, cents in amounts.items()]
+    shown = [in_currency(fmt, code).money(cents) for code, cents in amounts.items()]
     return " + ".join(shown) or fmt.money(0)
 
 
@@ -344,7 +344,7 @@ def reasons_and_fees(f: CancellationFigures, fmt: ClinicFormat) -> None:
                         for series, names in (("Assessed", _ASSESSED), ("Waived", _WAIVED))
                     },
                     title="Fees assessed and waived" + named,
-                    fmt=replace(fmt, currency=code),
+                    fmt=in_currency(fmt, code),
                     y_title=code,
                 ),
                 key="cancel_chart_fees" + (f"_{code}" if named else ""),

@@ -3,10 +3,16 @@ the formats of Streamlit's date and time pickers and table columns in a locale."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from core.kernel.money import ClinicFormat, babel_locale, clinic_format, hour_cycle
+from core.kernel.money import (
+    ClinicFormat,
+    babel_locale,
+    clinic_format,
+    currency_locales,
+    hour_cycle,
+)
 from ui.caches import cached
 from ui.context import read
 
@@ -17,6 +23,20 @@ _PICKER_FIELDS = {"y": "YYYY", "M": "MM", "d": "DD"}
 def display_format(clinic_id: int | None = None) -> ClinicFormat:
     """How money and times are shown for a clinic (or the practice's first clinic)."""
     return read(clinic_format, clinic_id)
+
+
+def in_currency(fmt: ClinicFormat, currency: str) -> ClinicFormat:
+    """`fmt` for an amount in `currency`: as it is (its own currency), else in the locale of the
+    practice's first clinic charging in it, so an all-clinics figure in euros reads '80,00 €'
+    as Berlin writes it, not '€80.00'."""
+    if currency == fmt.currency:
+        return fmt
+    return replace(fmt, currency=currency, locale=_locales().get(currency, fmt.locale))
+
+
+@cached("setup", ttl=300, max_entries=5)
+def _locales() -> dict[str, str]:
+    return read(currency_locales)
 
 
 def date_picker(locale: str | None) -> str:

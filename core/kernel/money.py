@@ -301,6 +301,17 @@ class ClinicFormat:
         return format_skeleton("yMMM", day, locale=babel_locale(self.locale))
 
 
+def currency_locales(session: Session) -> dict[str, str]:
+    """Each currency the practice charges in, with the locale of the first clinic charging in it
+    (how an amount in that currency is written when no one clinic is chosen)."""
+    found: dict[str, str] = {}
+    for currency, locale in session.execute(
+        select(Clinic.currency, Clinic.locale).order_by(Clinic.id)
+    ):
+        found.setdefault(currency or DEFAULT_CURRENCY, locale or DEFAULT_LOCALE)
+    return found
+
+
 def clinic_format(session: Session, clinic_id: int | None = None) -> ClinicFormat:
     """The display format of a clinic; with no clinic chosen, the practice's first clinic's
     (a practice's clinics normally share locale and currency)."""

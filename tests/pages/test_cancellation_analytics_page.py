@@ -207,8 +207,9 @@ def _core_figures(url, filters):
 
 def test_all_clinics_show_each_currencys_money_never_one_sum(app_as, app_db):
     """London charges in pounds, New York in dollars: with all clinics, revenue at risk and
-    fees assessed are one figure per currency, each in its own, with its own change; the
-    what-if's fees the same. Before, pounds and dollars were added up and shown as pounds."""
+    fees assessed are one figure per currency, each in its own (as the first clinic charging in
+    it writes it: dollars as New York does), with its own change; the what-if's fees the same.
+    Before, pounds and dollars were added up and shown as pounds."""
     at = app_as("owner", PAGE)
     assert not at.exception and not at.error
     f = _core_figures(app_db, at.session_state["cancel_filters_now"])
@@ -216,14 +217,15 @@ def test_all_clinics_show_each_currencys_money_never_one_sum(app_as, app_db):
     assert list(risk) == ["GBP", "USD"] and risk["GBP"] > 0 and risk["USD"] > 0
     shown = {m.label: m for m in at.metric}
     assert shown["Revenue at risk (GBP)"].value == format_money(risk["GBP"], "GBP", "en-GB")
-    assert shown["Revenue at risk (USD)"].value == format_money(risk["USD"], "USD", "en-GB")
-    assert shown["Revenue at risk (USD)"].value.startswith("US$")
+    assert shown["Revenue at risk (USD)"].value == format_money(risk["USD"], "USD", "en-US")
+    assert shown["Revenue at risk (USD)"].value.startswith("$")
     fees = f.fees
     for code in ("GBP", "USD"):
         assessed = fees.late_assessed_cents[code] + fees.no_show_assessed_cents[code]
-        assert shown[f"Fees assessed ({code})"].value == format_money(assessed, code, "en-GB")
+        locale = "en-US" if code == "USD" else "en-GB"
+        assert shown[f"Fees assessed ({code})"].value == format_money(assessed, code, locale)
         change = shown[f"Fees assessed ({code})"].proto.delta
-        assert change[1:].startswith("US$" if code == "USD" else "£"), change
+        assert change[1:].startswith("$" if code == "USD" else "£"), change
     assert "Revenue at risk" not in shown and "Fees assessed" not in shown
     total = sum(risk.values())
     assert format_money(total, "GBP", "en-GB") not in [m.value for m in at.metric]
@@ -231,8 +233,8 @@ def test_all_clinics_show_each_currencys_money_never_one_sum(app_as, app_db):
     at = _show(at, "What-if on the policy")
     assert at.number_input(key="cancel_whatif_fee").label == "Late fee (GBP or USD)"
     fees_row = _what_if(at).iloc[1]
-    assert fees_row.iloc[1].startswith("£") and " + US$" in fees_row.iloc[1], fees_row
-    assert fees_row.iloc[2].startswith("£") and " + US$" in fees_row.iloc[2], fees_row
+    assert fees_row.iloc[1].startswith("£") and " + $" in fees_row.iloc[1], fees_row
+    assert fees_row.iloc[2].startswith("£") and " + $" in fees_row.iloc[2], fees_row
     # one clinic: one currency, the figures as they always were
     at.selectbox(key="cancel_clinic").select_index(1)
     at = _apply(at)
@@ -315,11 +317,11 @@ def test_the_what_if_fee_is_converted_in_each_currency(app_as, app_db):
     filters = replace(at.session_state["cancel_filters_now"], what_if=WhatIf(12, 1, 20))
     late = _core_figures(app_db, filters).what_if.fee_cents  # late cancellations per currency
     assert late["JPY"] > 0 and late["EUR"] > 0
-    expected = " + ".join(
-        format_money(n * cents, code, "ja-JP")
-        for code, n, cents in (
-            ("JPY", late["JPY"], 25),
-            ("EUR", late["EUR"], 2500),
+    expected = " + ".join(  # each as its own clinic writes it: euros as Berlin does
+        format_money(n * cents, code, locale)
+        for code, n, cents, locale in (
+            ("JPY", late["JPY"], 25, "ja-JP"),
+            ("EUR", late["EUR"], 2500, "de-DE"),
         )
     )
     assert _what_if(at).iloc[1].iloc[2] == expected
