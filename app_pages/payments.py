@@ -17,6 +17,7 @@ from ui.caches import cached
 from ui.context import read
 from ui.folds import fold
 from ui.locale import date_picker, display_format
+from ui.setup_forms import overview, prices
 from ui.text import escape, show_table
 
 
@@ -43,11 +44,12 @@ st.caption(
 )
 practice = display_format()  # no clinic chosen here: the practice's first clinic's format
 currency = practice.currency  # for the number of minor digits only
+price = prices(overview(me))  # in each clinic's currency, as the Services page shows it
 table = pd.DataFrame(
     [
         {
             "Service": s.name,
-            "Price": f"{to_major(s.price_cents, currency)}",
+            "Price": price(s.price_cents),
             "Prepayment": rules.MODES[s.mode],
             "Deposit": f"{to_major(s.deposit_cents, currency)}" if s.mode == "deposit" else "",
         }

@@ -107,3 +107,15 @@ def test_points_added_on_the_cancellations_page_are_in_the_patients_ledger(app_a
     assert patient.points_balance == before + 25
     assert history[0].points == 25 and history[0].note == "Goodwill after a late start"
     assert sum(row.points for row in history) == patient.points_balance
+
+
+def test_the_rules_table_shows_each_price_in_the_clinics_currencies(app_as):
+    """As the Services page does: '£60.00 · $60.00' for London and New York (before, a bare
+    '60.00' with no currency, or '5000' in a yen practice)."""
+    for role in ("owner", "manager"):
+        at = app_as(role, PAGE)
+        if role == "owner":
+            table = at.data_editor(key="payments_service_rules").value
+        else:
+            table = at.dataframe[0].value
+        assert all(p.count("£") == 1 and p.count("$") == 1 for p in table["Price"]), table
