@@ -53,7 +53,7 @@ def _summary(p: Patient, locale: str) -> PatientSummary:
 NUMBER = re.compile(r"^#(\d{1,9})$")
 
 
-def _bare_phone():
+def bare_phone():
     """The stored phone's digits (the separators people type removed)."""
     bare = Patient.phone
     for char in (" ", "-", "(", ")", ".", "+"):
@@ -84,7 +84,7 @@ def search_patients(
         if len(digits) >= 3:
             # a long number is found by its last nine digits, so +44 7700 900123 finds the
             # 07700 900123 on file (the country code and trunk 0 aside)
-            phone = _bare_phone().like(f"%{digits[-9:]}%")
+            phone = bare_phone().like(f"%{digits[-9:]}%")
             named = phone if named is None else or_(named, phone)
         if named is None:
             return []

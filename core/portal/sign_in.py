@@ -30,6 +30,7 @@ from core.kernel.errors import LinkInvalid, ValidationError
 from core.kernel.money import babel_locale
 from core.messaging import notify
 from core.patients import invitations
+from core.patients.records import bare_phone
 from db.models import Appointment, Channel, Clinic, Patient, PortalSession
 from db.types import utcnow
 
@@ -101,33 +102,28 @@ def _digits(number: str) -> str:
 
 
 def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Patient]:
-    """The patients whose stored phone is this number (read in the practice's countries): a
-    stored national form is read in the country of each clinic the patient has booked at
-    (patient_phone_regions), an international one as it stands. The national and
-    international forms of one number match, a number of another country that only ends in
-    the same digits does not. Records merged into another are left out (their replies belong
-    to the record kept). At most `limit`; one query finds the stored numbers ending in the
-    same seven digits, only those are read in full."""
-    readings = phone_readings(number, practice_regions(session))
-    tail = _digits(number)[-7:]
-    if not readings or len(tail) < 7:
+    """The patients whose stored phone is this number (read in the practice's countries): the
+    national and international forms of one number match, a number of another country that
+    only ends in the same digits does not. Records merged into another are left out (their
+    replies belong to the record kept). At most `limit`."""
+    if len(_digits(number)) < 7:
         return []
-    stripped = Patient.phone
-    for char in (" ", "-", "(", ")", ".", "+"):
-        stripped = func.replace(stripped, char, "")
-    query = (
-        select(Patient)
-        .where(stripped.like(f"%{tail}"), Patient.merged_into_id.is_(None))
-        .order_by(Patient.id)
-        .limit(100)
-    )
+    readings = phone_readings(number, practice_regions(session))
+    return _with_number(session, readings, Patient.merged_into_id.is_(None), limit=limit)
+
+
+def _with_number(session: Session, readings: set[str], *where, limit: int) -> list[Patient]:
+    """The patients (meeting `where`) whose stored phone is one of `readings` (E.164): a stored
+    national form read in the country of each clinic they booked at (patient_phone_regions),
+    an international one as it stands. One query finds the stored numbers ending in the same
+    seven digits (usually none or one); only those are read in full."""
+    if not readings:
+        return []
+    tails = or_(*(bare_phone().like(f"%{n[-7:]}") for n in sorted(readings)))
+    query = select(Patient).where(tails, *where).order_by(Patient.id).limit(100)
     candidates = list(session.scalars(query))
     regions = patient_phone_regions(session, [p.id for p in candidates])
-    found = [
-        patient
-        for patient in candidates
-        if phone_readings(patient.phone or "", sorted(regions[patient.id])) & readings
-    ]
+    found = [p for p in candidates if phone_readings(p.phone or "", regions[p.id]) & readings]
     return found[:limit]
 
 
@@ -150,29 +146,15 @@ def _normalise(session: Session, address: str) -> tuple[str, str, set[str]]:
 
 
 def _enrolled_patient(session: Session, kind: str, value: str, numbers: set[str]):
-    """The enrolled patient with this email address, or whose stored phone, read in the
-    country of a clinic they booked at (patient_phone_regions), is one of `numbers`. One query
-    finds the stored numbers ending in the same seven digits (usually none or one); only those
-    are read in full."""
+    """The enrolled patient with this email address, or whose stored phone is one of
+    `numbers` (_with_number)."""
     # a duplicate merged into another record signs in no more (core.patients.merge)
     enrolled = and_(Patient.portal_enrolled_at.is_not(None), Patient.merged_into_id.is_(None))
     if kind == "email":
         match = func.lower(Patient.email) == value
         return session.scalar(select(Patient).where(enrolled, match).order_by(Patient.id).limit(1))
-    if not numbers:
-        return None
-    bare = Patient.phone
-    for char in (" ", "-", "(", ")", ".", "+"):
-        bare = func.replace(bare, char, "")
-    tails = or_(*(bare.like(f"%{n[-7:]}") for n in sorted(numbers)))  # then read in full
-    candidates = list(
-        session.scalars(select(Patient).where(enrolled, tails).order_by(Patient.id).limit(20))
-    )
-    regions = patient_phone_regions(session, [p.id for p in candidates])
-    for patient in candidates:
-        if phone_readings(patient.phone or "", sorted(regions[patient.id])) & numbers:
-            return patient
-    return None
+    found = _with_number(session, numbers, enrolled, limit=1)
+    return found[0] if found else None
 
 
 def sign_in_link(base_url: str, raw: str) -> str:
