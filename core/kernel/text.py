@@ -10,9 +10,12 @@ Every text a person typed is cleaned and bounded before it is stored or used in 
   silently keep it).
 
 `clean` is for services that use a value before storing it (a lookup by email, a username); the
-`before_flush` hook installed by `install()` (from core.kernel's __init__, so every use of core
-has it) applies the same rule to every string attribute of every new or changed row, so no
-service can forget it.
+`before_flush` hook installed by `install()` (from core.startup.install_session_rules, wherever a
+database is opened, and the test fixtures) applies the same rule to every string attribute of
+every new or changed row, so no service can forget it.
+
+The folding a search compares by (`plain_name`, `search_text`) lives here too; the hook that
+keeps each patient's search text is the patients' own (core.patients.search).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from sqlalchemy import Enum, String, event, inspect
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import ValidationError
-from db.models import Patient
 
 MAX_TEXT = 20_000  # characters in a multi-line (Text) field
 _CONTROL_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -83,15 +85,8 @@ def _bound_row(obj: object, new: bool) -> None:
 def _before_flush(session: Session, _context, _instances) -> None:
     for obj in session.new:
         _bound_row(obj, new=True)
-        _searchable(obj)
     for obj in session.dirty:
         _bound_row(obj, new=False)
-        _searchable(obj)
-
-
-def _searchable(obj: object) -> None:
-    if isinstance(obj, Patient):
-        obj.search_text = search_text(obj.first_name, obj.last_name, obj.email)
 
 
 def install() -> None:
@@ -123,7 +118,7 @@ def plain_words(typed: str) -> list[str]:
 
 
 def search_text(*parts: str | None) -> str:
-    """What a patient is found by (Patient.search_text, kept by every flush; bulk inserts call
-    it): their names and email as `plain_name`s, so 'elodie' finds Élodie and ÉLODIE on SQLite,
-    whose lower() folds ASCII only, as on PostgreSQL."""
+    """What a patient is found by (Patient.search_text, kept by core.patients.search on every
+    flush; bulk inserts call it): their names and email as `plain_name`s, so 'elodie' finds
+    Élodie and ÉLODIE on SQLite, whose lower() folds ASCII only, as on PostgreSQL."""
     return " ".join(plain_name(p) for p in parts if p)[:500]

@@ -1,1 +1,2 @@
-"""Patient records and portal invitations. Imports core.messaging and core.kernel."""
+"""Patient records, their search text (core.patients.search) and portal invitations. Imports
+core.messaging and core.kernel."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -23,10 +27,13 @@ from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
 from db import migrate
+from db.engine import Database
 from db.models import AuditEvent, Channel, Clinic, DeliveryStatus, Notification, Patient
 from db.types import utcnow
 
 BASE = "https://desk.example"
+ROOT = Path(__file__).resolve().parents[2]
+FHIR_DIR = Path("/work/shared/data/fhir")
 
 
 def _invite(db, world):
@@ -338,3 +345,29 @@ def test_the_migration_makes_every_earlier_patient_searchable(db, world):
         assert found.name == "ZOË Ångström-Ørsted"
         texts = s.scalars(select(Patient.search_text)).all()
     assert texts and all(texts)  # every patient, the world's own included
+
+
+def test_a_patient_written_by_a_fresh_cli_process_is_searchable(tmp_path):
+    """The search text is kept by a hook the start-up registers (core.patients.search through
+    core.startup.install_session_rules), not by an import done earlier in this test process:
+    `core.cli import-fhir` in a process of its own creates the FHIR example's patient through
+    the ORM, and its search text is there."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "CLINICDESK_DATA_DIR": str(tmp_path),
+        "CLINICDESK_SECRET_KEY": "k" * 40,
+    }
+    files = [str(p) for p in sorted(FHIR_DIR.glob("*.json"))]
+    command_line = [sys.executable, "-m", "core.cli", "import-fhir", *files]
+    done = subprocess.run(command_line, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    database = Database(env["DATABASE_URL"])
+    try:
+        with database.read() as s:
+            rows = s.execute(select(Patient.first_name, Patient.last_name, Patient.search_text))
+            texts = {(first, last): text for first, last, text in rows}
+    finally:
+        database.dispose()
+    assert texts[("Peter James", "Chalmers")] == "peter james chalmers"
+    assert all(texts.values()), texts
