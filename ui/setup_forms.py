@@ -15,7 +15,14 @@ import streamlit as st
 
 from core.kernel.authz import Actor, Permission
 from core.kernel.errors import ValidationError
-from core.kernel.money import format_money, minor_digits, to_major, typed_minor
+from core.kernel.money import (
+    DEFAULT_CURRENCY,
+    DEFAULT_LOCALE,
+    format_money,
+    minor_digits,
+    to_major,
+    typed_minor,
+)
 from core.practice import reads, setup
 from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
@@ -124,12 +131,8 @@ def save(service: Any, data: Any, row: reads.Row | None, what: str, pick_key: st
 
 def currencies(current: reads.Setup) -> dict[str, str]:
     """The active clinics' currencies, each with the locale of the first clinic using it
-    (GBP in en-GB before any clinic exists)."""
-    found: dict[str, str] = {}
-    for clinic in current.clinics:
-        if clinic.data.active:
-            found.setdefault(clinic.data.currency, clinic.data.locale)
-    return found or {"GBP": "en-GB"}
+    (core.kernel.money.currency_locales; GBP in en-GB before any clinic is open)."""
+    return current.currencies or {DEFAULT_CURRENCY: DEFAULT_LOCALE}
 
 
 def prices(current: reads.Setup) -> Callable[[int], str]:

@@ -301,13 +301,15 @@ class ClinicFormat:
         return format_skeleton("yMMM", day, locale=babel_locale(self.locale))
 
 
-def currency_locales(session: Session) -> dict[str, str]:
+def currency_locales(session: Session, *, active_only: bool = False) -> dict[str, str]:
     """Each currency the practice charges in, with the locale of the first clinic charging in it
-    (how an amount in that currency is written when no one clinic is chosen)."""
+    (how an amount in that currency is written when no one clinic is chosen); `active_only`:
+    of the clinics open today (what a price is charged in). Empty before any clinic exists."""
+    query = select(Clinic.currency, Clinic.locale).order_by(Clinic.id)
+    if active_only:
+        query = query.where(Clinic.active.is_(True))
     found: dict[str, str] = {}
-    for currency, locale in session.execute(
-        select(Clinic.currency, Clinic.locale).order_by(Clinic.id)
-    ):
+    for currency, locale in session.execute(query):
         found.setdefault(currency or DEFAULT_CURRENCY, locale or DEFAULT_LOCALE)
     return found
 

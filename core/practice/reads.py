@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.money import currency_locales
 from core.practice.setup import ClinicData, PackageData, ProviderData, ResourceData, ServiceData
 from db.models import (
     Clinic,
@@ -52,6 +53,9 @@ class Setup:
     resources: list[Row[ResourceData]]
     packages: list[Row[PackageData]]
     users: list[UserOption]
+    # the active clinics' currencies, each in the locale of the first clinic charging in it
+    # (core.kernel.money.currency_locales): what a price is charged in and how it is written
+    currencies: dict[str, str]
 
     def clinic_name(self, clinic_id: int) -> str:
         return next((c.name for c in self.clinics if c.id == clinic_id), f"#{clinic_id}")
@@ -133,4 +137,5 @@ def overview(session: Session, actor: Actor) -> Setup:
         UserOption(u.id, u.display_name)
         for u in session.scalars(select(User).where(User.active).order_by(User.display_name))
     ]
-    return Setup(clinics, providers, services, resources, packages, users)
+    currencies = currency_locales(session, active_only=True)
+    return Setup(clinics, providers, services, resources, packages, users, currencies)

@@ -157,6 +157,32 @@ def test_clinic_format_reads_the_clinics_columns(db, world):
     assert first.currency == "GBP" and first.locale == "en-GB"  # the defaults of a new clinic
 
 
+def test_each_currency_is_written_as_the_first_clinic_charging_in_it(db, world):
+    """One rule for the all-clinics figures (every clinic) and the set-up pages' prices (the
+    active clinics, through core.practice.reads.overview): the first clinic by creation, not
+    by name, so both pages write euros as Berlin does."""
+    from core.practice import reads
+
+    with db.write() as session:
+        session.add_all(
+            [
+                Clinic(name="Wien", timezone="Europe/Vienna", locale="de-AT", currency="JPY"),
+                Clinic(name="Berlin", timezone="Europe/Berlin", locale="de-DE", currency="EUR"),
+                Clinic(
+                    name="Amsterdam", timezone="Europe/Amsterdam", locale="nl-NL", currency="EUR"
+                ),
+            ]
+        )
+        session.flush()
+        session.query(Clinic).filter_by(name="Wien").one().active = False
+    with db.read() as session:
+        every = money.currency_locales(session)
+        active = money.currency_locales(session, active_only=True)
+        setup = reads.overview(session, world.owner)
+    assert every == {"GBP": "en-GB", "JPY": "de-AT", "EUR": "de-DE"}
+    assert active == setup.currencies == {"GBP": "en-GB", "EUR": "de-DE"}
+
+
 def test_weekday_names_come_from_the_locale():
     assert money.weekday_name(0) == "Monday" and money.weekday_name(6, "de-DE") == "Sonntag"
     assert money.ClinicFormat(locale="fr-FR").weekday(1) == "mardi"
