@@ -77,7 +77,8 @@ def patient_phone_regions(session: Session, patient_ids: Iterable[int]) -> dict[
     """The countries each patient's stored phone number, if national, may be read in: those of
     every clinic they have an appointment at (any status, any time), else the first clinic's
     (as invitations.clinic_for). Not every practice country: '07700 900123' is a UK number, but
-    read in Germany it is +49 7700 900123, a stranger's."""
+    read in Germany it is +49 7700 900123, a stranger's (the other countries are read only
+    for a number that can be none of these, _read_abroad)."""
     ids = set(patient_ids)
     found: dict[int, set[str]] = {patient_id: set() for patient_id in ids}
     if ids:
@@ -115,16 +116,36 @@ def patients_by_phone(session: Session, number: str, limit: int = 2) -> list[Pat
 def _with_number(session: Session, readings: set[str], *where, limit: int) -> list[Patient]:
     """The patients (meeting `where`) whose stored phone is one of `readings` (E.164): a stored
     national form read in the country of each clinic they booked at (patient_phone_regions),
-    an international one as it stands. One query finds the stored numbers ending in the same
-    seven digits (usually none or one); only those are read in full."""
+    or, when it is no number there, in the one other country of the practice where it can be
+    one (_read_abroad); an international form as it stands. One query finds the stored numbers
+    ending in the same seven digits (usually none or one); only those are read in full."""
     if not readings:
         return []
     tails = or_(*(bare_phone().like(f"%{n[-7:]}") for n in sorted(readings)))
     query = select(Patient).where(tails, *where).order_by(Patient.id).limit(100)
     candidates = list(session.scalars(query))
     regions = patient_phone_regions(session, [p.id for p in candidates])
-    found = [p for p in candidates if phone_readings(p.phone or "", regions[p.id]) & readings]
+    practice: list[str] | None = None
+    found = []
+    for patient in candidates:
+        numbers = phone_readings(patient.phone or "", regions[patient.id])
+        if not numbers:
+            practice = practice_regions(session) if practice is None else practice
+            numbers = _read_abroad(patient.phone or "", set(practice) - regions[patient.id])
+        if numbers & readings:
+            found.append(patient)
     return found[:limit]
+
+
+def _read_abroad(stored: str, regions: Iterable[str]) -> set[str]:
+    """A stored national number that is no number in any country the patient booked in (a UK
+    '07700 900123' of a patient who booked only in Paris: French numbers have nine digits
+    after the 0), read in the practice's other countries: its reading when exactly one of them
+    can own it (+44 7700 900123 in a London-and-Paris practice), else none. With London,
+    Paris and Berlin it could be +44 or +49 7700 900123; a stranger's number must never reach
+    the patient, so neither is theirs (stored with its +44, it always is)."""
+    found = phone_readings(stored, regions)
+    return found if len(found) == 1 else set()
 
 
 def practice_regions(session: Session) -> list[str]:

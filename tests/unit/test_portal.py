@@ -179,6 +179,36 @@ def test_sign_in_by_phone_finds_the_patient_whatever_clinic_they_last_booked(db,
         assert [n.patient_id for n in sent] == [world.patient_id]
 
 
+def test_sign_in_by_phone_reads_a_national_number_in_the_practices_other_country(db, world):
+    """Stored as '07700 900123' (a UK number), booked only at a Paris clinic of a London and
+    Paris practice: it is no French number, so it is read as the UK's and the sign-in by
+    '+44 7700 900123' reaches the patient (before, nobody); the French '+33 7 00 90 01 23',
+    ending in the same digits, still reaches no one."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        clinic = Clinic(name="Rive Gauche", timezone="Europe/Paris", locale="fr-FR")
+        s.add(clinic)
+        s.flush()
+        start = utcnow().replace(microsecond=0) + timedelta(days=2)
+        s.add(
+            Appointment(
+                clinic_id=clinic.id,
+                provider_id=world.provider_id,
+                patient_id=world.patient_id,
+                service_id=world.service_id,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+        )
+    with db.write() as s:
+        for typed in ("+33 7 00 90 01 23", "+44 7700 900123"):
+            assert sign_in.request_sign_in(s, typed, base_url=BASE) == sign_in.NEUTRAL
+    with db.read() as s:
+        sent = s.scalars(select(Notification).where(Notification.template == "portal_sign_in"))
+        assert [(n.patient_id, n.channel.value) for n in sent] == [(world.patient_id, "sms")]
+
+
 def test_a_number_in_another_country_or_a_stranger_matches_no_one(db, world):
     _enrol(db, world.patient_id)
     with db.write() as s:

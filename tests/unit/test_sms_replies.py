@@ -436,10 +436,13 @@ def test_every_form_of_the_patients_number_is_theirs(db, world, number):
 
 def _lakeside(db, world) -> int:
     """A New York clinic (en-US) beside the world's London one, the provider working there."""
+    return _clinic_abroad(db, world, "Lakeside", "America/New_York", "en-US", "USD")
+
+
+def _clinic_abroad(db, world, name: str, tz: str, locale: str, currency: str) -> int:
+    """A clinic beside the world's London one, the provider working there every day."""
     with db.write() as session:
-        clinic = Clinic(
-            name="Lakeside", timezone="America/New_York", locale="en-US", currency="USD"
-        )
+        clinic = Clinic(name=name, timezone=tz, locale=locale, currency=currency)
         session.add(clinic)
         session.flush()
         for weekday in range(7):
@@ -483,6 +486,59 @@ def test_the_patient_is_found_by_their_number_whatever_clinic_they_last_booked(d
         assert (reply.patient_id, reply.appointment_id) == (world.patient_id, new_york)
         assert session.get(SmsReply, french.reply_id).patient_id is None
         assert list(reminders.confirmations(session, [new_york])) == [new_york]
+
+
+def _book_at(db, world, clinic_id: int, tz: str) -> int:
+    with db.write() as session:
+        return moves.schedule_appointment(
+            session,
+            world.manager,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=local_to_utc(DAY, clock(10), tz),
+            ),
+        ).id
+
+
+def test_a_national_number_of_another_practice_country_is_the_patients(db, world):
+    """The patient's UK number stored as typed, '07700 900123', and booked only in Paris: it is
+    no French number (nine digits after the 0), so it is read in the practice's one other
+    country, the UK, and their reply from +44 confirms the Paris visit (before, it was read in
+    France only and the reply went to the staff inbox). The French number ending in the same
+    digits is still a stranger."""
+    paris = _clinic_abroad(db, world, "Rive Gauche", "Europe/Paris", "fr-FR", "EUR")
+    appointment_id = _book_at(db, world, paris, "Europe/Paris")
+    with db.write() as session:
+        french = replies.receive_sms(session, from_number="+33700900123", body="C")
+        theirs = replies.receive_sms(session, from_number="+447700900123", body="C")
+    assert (french.outcome, theirs.outcome) == ("inbox", "confirmed")
+    with db.read() as session:
+        reply = session.get(SmsReply, theirs.reply_id)
+        assert (reply.patient_id, reply.appointment_id) == (world.patient_id, appointment_id)
+        assert session.get(SmsReply, french.reply_id).patient_id is None
+        assert list(reminders.confirmations(session, [appointment_id])) == [appointment_id]
+        assert [p.id for p in sign_in.patients_by_phone(session, "07700 900123")] == [
+            world.patient_id
+        ]
+
+
+def test_a_national_number_two_practice_countries_could_own_is_nobodys(db, world):
+    """Booked only in Paris, '07700 900123' could be the UK's +44 or Germany's +49 7700 900123
+    once the practice has a Berlin clinic too: a stranger's text must never reach the patient,
+    so neither matches and both replies wait in the staff inbox, as before."""
+    paris = _clinic_abroad(db, world, "Rive Gauche", "Europe/Paris", "fr-FR", "EUR")
+    _clinic_abroad(db, world, "Mitte", "Europe/Berlin", "de-DE", "EUR")
+    appointment_id = _book_at(db, world, paris, "Europe/Paris")
+    with db.write() as session:
+        german = replies.receive_sms(session, from_number="+497700900123", body="C")
+        british = replies.receive_sms(session, from_number="+447700900123", body="C")
+    assert (german.outcome, british.outcome) == ("inbox", "inbox")
+    with db.read() as session:
+        assert not reminders.confirmations(session, [appointment_id])
+        assert {session.get(SmsReply, r.reply_id).patient_id for r in (german, british)} == {None}
 
 
 def test_a_merged_duplicate_does_not_hide_the_kept_patient_s_replies(db, world):
