@@ -34,6 +34,7 @@ from core.kernel.money import clinic_time, format_clock
 from core.kernel.text import clean
 from core.messaging import clinic_events, notify, preferences, reminders
 from core.payments import points
+from core.practice.treatment import treatment_of
 from core.scheduling.lifecycle import base_url
 from db.engine import Database
 from db.models import (
@@ -180,7 +181,7 @@ def _visit_context(appointment: Appointment) -> dict[str, object]:
         "clinic_phone": clinic.phone,
         "when": clinic_time(clinic, appointment.start_at),
         "provider_name": appointment.provider.name if appointment.provider else "",
-        "service_name": appointment.service.name if appointment.service else "",
+        "service_name": treatment_of(appointment),  # a package by its name, as reminders
     }
 
 

@@ -490,3 +490,35 @@ def test_no_survey_line_without_automatic_surveys_or_consent(db, world):
     with db.read() as session:
         assert session.get(Appointment, appointment_id).feedback_status == FeedbackStatus.NONE
         assert session.scalar(select(func.count()).select_from(FeedbackRequest)) == 0
+
+
+def test_a_package_visits_survey_request_names_the_package(db, world):
+    """A practice whose survey message names the visit ({service_name}) reads the package as
+    reminders and receipts name it, not the package's first service alone."""
+    from core.messaging import notify
+    from db.models import AppointmentService, Package, Service
+
+    with db.write() as session:
+        notify.save_template(
+            session,
+            world.owner,
+            "feedback_request",
+            "How was {service_name}?",
+            "Dear {patient_name}, how was {service_name} on {when}? {link}",
+        )
+        peel = Service(name="Peel", duration_minutes=30, price_cents=9000)
+        glow = Package(name="Glow", price_cents=12000)
+        session.add_all([peel, glow])
+        session.flush()
+        visit = completed_visit(session, world, package_id=glow.id)
+        session.add_all(
+            [
+                AppointmentService(appointment_id=visit, service_id=world.service_id),
+                AppointmentService(appointment_id=visit, service_id=peel.id, position=1),
+            ]
+        )
+    send(db, world.staff, visit)
+    with db.read() as session:
+        email = session.scalar(select(Notification).where(Notification.channel == "email"))
+    assert email.subject == "How was Glow (Consultation + Peel)?"
+    assert "how was Glow (Consultation + Peel) on " in email.body
