@@ -20,6 +20,7 @@ from core.kernel.money import clinic_time
 from core.messaging import delivery, notify
 from core.payments import points
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
+from core.practice.treatment import treatment_of
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -523,7 +524,7 @@ def _outbox(session, rng, appointments, now):
                 "when": when,
                 "clinic_name": appointment.clinic.name,
                 "clinic_phone": appointment.clinic.phone,
-                "service_name": appointment.service.name,
+                "service_name": treatment_of(appointment),  # a package by its name
                 "provider_name": appointment.provider.name,
             },
             appointment_id=appointment.id,
