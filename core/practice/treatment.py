@@ -4,7 +4,12 @@ both name a visit the same way."""
 
 from __future__ import annotations
 
-from db.models import Appointment, Service
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Appointment, AppointmentService, Service
 
 
 def services_of(appointment: Appointment) -> list[Service]:
@@ -25,3 +30,21 @@ def treatment_text(service_names: list[str], package_name: str | None = None) ->
 def treatment_of(appointment: Appointment) -> str:
     package = appointment.package.name if appointment.package else None
     return treatment_text([s.name for s in services_of(appointment)], package)
+
+
+def service_names(session: Session, appointment_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The services of many visits by name, in their booked order, in one query (for lists that
+    read rows, not appointments); a visit without service rows is left out."""
+    names: dict[int, list[str]] = {}
+    ids = list(appointment_ids)
+    if not ids:
+        return names
+    query = (
+        select(AppointmentService.appointment_id, Service.name)
+        .join(Service, Service.id == AppointmentService.service_id)
+        .where(AppointmentService.appointment_id.in_(ids))
+        .order_by(AppointmentService.appointment_id, AppointmentService.position)
+    )
+    for ident, name in session.execute(query):
+        names.setdefault(ident, []).append(name)
+    return names

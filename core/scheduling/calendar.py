@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_to_utc, to_local, zone
 from core.kernel.errors import NotFound, ValidationError
 from core.payments import prepay
+from core.practice.treatment import service_names, treatment_text
 from core.scheduling.availability import MAX_LENGTH
 from db.models import (
     Appointment,
@@ -110,7 +111,8 @@ def _window_query(
             Appointment.notes,
             Patient.first_name,
             Patient.last_name,
-            func.coalesce(Package.name, Service.name),
+            Service.name,
+            Package.name,
         )
         .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .outerjoin(Service, Service.id == Appointment.service_id)
@@ -166,6 +168,8 @@ def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[
 
     colours = {S(k): v for k, v in STATUS_COLOURS.items()}
     ooo = AppointmentKind.OUT_OF_OFFICE
+    rows = session.execute(_window_query(start, end, clinic_id, provider_ids, statuses)).all()
+    listed = service_names(session, [r.id for r in rows if r.kind != ooo])
     events = []
     for (
         ident,
@@ -177,13 +181,16 @@ def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[
         notes,
         first,
         last,
-        service,
-    ) in session.execute(_window_query(start, end, clinic_id, provider_ids, statuses)):
+        first_service,
+        package,
+    ) in rows:
         out_of_office = kind == ooo
         patient = f"{first} {last}".strip() if first is not None else ""
+        # as the appointment page and Today name it: "Glow (Facial + Peel)", "Facial + Peel"
+        names = listed.get(ident) or ([first_service] if first_service else [])
         event = {
             "id": str(ident),
-            "title": _title(out_of_office, notes, patient, service),
+            "title": _title(out_of_office, notes, patient, treatment_text(names, package)),
             "start": iso(start_at),
             "end": iso(end_at),
             "color": OUT_OF_OFFICE_COLOUR if out_of_office else colours[status],

@@ -253,6 +253,38 @@ def _drawn(at) -> dict:
     return json.loads(component.proto.json_args)
 
 
+def test_a_visit_of_several_services_is_titled_by_all_of_them_or_its_package(app_as, app_db):
+    """Before, the calendar named a visit by its first service only ('… · Consultation')."""
+    from db.models import AppointmentService, Package, Service
+
+    ident, start, _, _, tz = _upcoming(app_db)
+    database = _database(app_db)
+    with database.write() as session:
+        row = session.get(Appointment, ident)
+        first = session.get(Service, row.service_id).name
+        other = session.scalars(
+            select(Service).where(Service.id != row.service_id).order_by(Service.id).limit(1)
+        ).one()
+        session.add(AppointmentService(appointment_id=ident, service_id=other.id, position=1))
+        patient = f"{row.patient.first_name} {row.patient.last_name}"
+    database.dispose()
+    at = _goto(app_as("staff", PAGE), start, tz)
+    [event] = [e for e in _drawn(at)["events"] if e.get("id") == str(ident)]
+    assert event["title"].startswith(f"{patient} · {first} + {other.name}")
+
+    database = _database(app_db)
+    with database.write() as session:
+        package = Package(name="Glow", price_cents=12000)
+        session.add(package)
+        session.flush()
+        session.get(Appointment, ident).package_id = package.id
+    database.dispose()
+    st.cache_data.clear()
+    at = _goto(app_as("staff", PAGE), start, tz)
+    [event] = [e for e in _drawn(at)["events"] if e.get("id") == str(ident)]
+    assert event["title"].startswith(f"{patient} · Glow ({first} + {other.name})")
+
+
 def test_the_room_view_lays_out_the_day_by_room_and_equipment(app_as, app_db):
     database = _database(app_db)
     with database.read() as session:  # an upcoming booking that needs a room or the laser

@@ -20,9 +20,12 @@ from core.scheduling import calendar
 from db.models import (
     Appointment,
     AppointmentKind,
+    AppointmentService,
     AppointmentStatus,
     Clinic,
+    Package,
     Provider,
+    Service,
     TimeOff,
     WorkingHours,
 )
@@ -105,6 +108,31 @@ def test_events_carry_clinic_local_times_with_offset_and_status_colours(db, worl
     assert found[0]["title"] == "Alex Morgan · Consultation"
     assert found[0]["resourceId"] == str(world.provider_id) and found[0]["color"] == "#2e7d32"
     assert "classNames" not in found[0]
+
+
+def test_a_visit_of_several_services_is_titled_as_its_page_names_it(db, world):
+    """All the services ("Consultation + Peel"), a package by its name with its services, as
+    the appointment page and Today name them; before, the first service alone."""
+    day = date(2026, 6, 10)
+    with db.write() as session:
+        peel = Service(name="Peel", duration_minutes=30, price_cents=9000)
+        glow = Package(name="Glow", price_cents=12000)
+        session.add_all([peel, glow])
+        session.flush()
+        both = add(session, world, local(day, 9), minutes=60)
+        package = add(session, world, local(day, 11), minutes=60, package_id=glow.id)
+        for ident in (both, package):
+            session.add_all(
+                [
+                    AppointmentService(appointment_id=ident, service_id=world.service_id),
+                    AppointmentService(appointment_id=ident, service_id=peel.id, position=1),
+                ]
+            )
+    found = events(db, world, local(day, 0), local(day, 0) + timedelta(days=1))
+    assert [e["title"] for e in found] == [
+        "Alex Morgan · Consultation + Peel",
+        "Alex Morgan · Glow (Consultation + Peel)",
+    ]
 
 
 def test_time_off_of_the_clinics_providers_shows_as_background(db, world):
