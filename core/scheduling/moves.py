@@ -50,6 +50,15 @@ from db.types import utcnow
 # ---------------------------------------------------------------- booking and moving
 
 
+class PatientBusy(Conflict):
+    """The patient already has a visit at that time (`visits`: theirs overlapping, earliest
+    first), as staff read it; a patient's own answer (a waitlist offer) words it for them."""
+
+    def __init__(self, message: str, visits: list[Appointment]) -> None:
+        super().__init__(message)
+        self.visits = visits
+
+
 @dataclass(frozen=True)
 class NewBooking:
     """What schedule_appointment books: where and when, for whom, and what the booking
@@ -188,10 +197,11 @@ def _patient_free(
         first = theirs[0]
         who = f" with {first.provider.name}" if first.provider else ""
         more = f" (and {len(theirs) - 1} more)" if len(theirs) > 1 else ""
-        raise Conflict(
+        raise PatientBusy(
             f"{patient.full_name} already has appointment #{first.id} on "
             f"{clinic_time_range(first.clinic, first.start_at, first.end_at)}{who}{more}. "
-            "Choose another time, or allow double booking to book them twice."
+            "Choose another time, or allow double booking to book them twice.",
+            theirs,
         )
     appointment.allow_double_booking = True
     return {"patient_double_booked_with": [a.id for a in theirs]}

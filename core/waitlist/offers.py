@@ -18,11 +18,11 @@ from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
-from core.kernel.money import clinic_time, format_clock
+from core.kernel.money import clinic_time, clinic_time_range, format_clock
 from core.messaging import notify
 from core.practice import skills
 from core.scheduling.availability import find_conflicts, working_hours_cover
-from core.scheduling.moves import NewBooking, schedule_appointment
+from core.scheduling.moves import NewBooking, PatientBusy, schedule_appointment
 from core.waitlist.entries import fits, services_of, timing, treatment
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
@@ -558,8 +558,6 @@ def _accept(
             f"Sorry, we cannot book this time for you: {provider.name} does not perform "
             f"{' or '.join(missing)}. You stay on our waitlist."
         )
-    if token is not None:
-        tokens.consume(session, token)
     try:
         with session.begin_nested():
             booking = NewBooking(
@@ -573,11 +571,15 @@ def _accept(
                 notes="Booked from the waitlist.",
             )
             appointment = schedule_appointment(session, SYSTEM, booking)
+    except PatientBusy as busy:  # their own visit then: nobody took the time, the offer holds
+        raise Conflict(_own_visit(session, offer, busy.visits[0])) from None
     except Conflict:  # the provider's time (or a room it needs) was booked meanwhile
         offer.status, offer.answered_at = OfferStatus.TAKEN, now
         raise Conflict(TAKEN) from None
     except ValidationError:  # the schedule changed (hours, time off, services withdrawn)
         raise Conflict(CHANGED) from None
+    if token is not None:  # spent with the booking only: a refusal leaves the link working
+        tokens.consume(session, token)
     offer.status, offer.answered_at, offer.appointment_id = (
         OfferStatus.ACCEPTED,
         now,
@@ -606,6 +608,18 @@ def _accept(
 
 
 EXPIRED = "This offer has expired; the time went to the next patient in line."
+
+
+def _own_visit(session: Session, offer: WaitlistOffer, visit: Appointment) -> str:
+    """The patient's own clash, as they read it: their visit's day and time in the offer's
+    clinic zone and locale (not its provider, treatment or number), and what they may do."""
+    clinic = session.get(Clinic, offer.opening.clinic_id)
+    return (
+        "Sorry, we cannot book this time for you: you already have a visit on "
+        f"{clinic_time_range(clinic, visit.start_at, visit.end_at, zone=True)}. To come at the "
+        "offered time instead, cancel or move that visit first, then book this time before "
+        f"{clinic_time(clinic, offer.expires_at, zone=True)}. You stay on our waitlist."
+    )
 
 
 def _open(offer: WaitlistOffer, now: datetime) -> bool:

@@ -15,6 +15,7 @@ from core.kernel import tokens
 from core.kernel.authz import SYSTEM, Actor
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
+from core.kernel.money import clinic_time_range
 from core.scheduling.availability import suggest_slots
 from core.startup import open_database
 from core.waitlist import entries, offers
@@ -26,6 +27,7 @@ from db.models import (
     Clinic,
     LinkToken,
     Notification,
+    OfferStatus,
     Package,
     Patient,
     RiskModel,
@@ -40,6 +42,7 @@ from db.types import utcnow
 from tests.factories import make_patient
 from tests.pages.conftest import every_clinic_speaks, patient_page, today_in
 from ui import risk
+from ui.text import escape
 
 DECILES = [{"predicted": i / 10, "observed": i / 10, "n": 90} for i in range(10)]
 MODEL = dict(roc_auc=0.771, pr_auc=0.412, brier=0.1321, base_rate=0.2, rows=900, deciles=DECILES)
@@ -258,6 +261,80 @@ def test_a_patient_who_lost_the_race_for_an_offer_is_told_so_by_the_link(app_db)
     assert [t.value for t in at.title] == ["This offer is closed"]
     assert [i.value for i in at.info] == [offers.TAKEN]
     assert not at.button  # nothing to accept any more
+
+
+def test_a_patient_who_has_a_visit_at_the_offered_time_is_told_so_and_may_still_choose(
+    app_db,
+):
+    """New York, en-US: the patient offered a time who already has a visit then reads that
+    visit's day and time in the clinic's zone and locale, not 'taken by another patient', and
+    the offer stays open with both buttons."""
+    database = _db(app_db)
+    with database.write() as s:
+        set_rules(s, SYSTEM, Rules(min_notice_minutes=0, quiet_start=time(0), quiet_end=time(0)))
+        s.execute(WaitlistEntry.__table__.update().values(status=WaitlistStatus.WITHDRAWN))
+        clinic = s.scalar(select(Clinic).where(Clinic.timezone == "America/New_York"))
+        service = s.scalars(
+            select(Service).where(Service.duration_minutes <= 30).order_by(Service.id)
+        ).first()
+        today = to_local(utcnow(), clinic.timezone).date()
+        slot = suggest_slots(
+            s,
+            clinic_id=clinic.id,
+            duration_minutes=30,
+            day=today + timedelta(days=2),
+            limit=1,
+            service_ids=[service.id],
+        )[0]
+        day = to_local(slot.start_at, clinic.timezone).date()
+        patient = make_patient(s, first_name="Nia", email="nia@example.org")
+        entries.add_entry(
+            s,
+            SYSTEM,
+            entries.Wish(patient.id, clinic.id, service.id, day, day, weekdays=tuple(range(7))),
+        )
+        offers.offer_slot(
+            s,
+            SYSTEM,
+            clinic_id=clinic.id,
+            provider_id=slot.provider_id,
+            start_at=slot.start_at,
+            end_at=slot.start_at + timedelta(minutes=30),
+            base_url="http://clinic.example",
+        )
+        body = s.scalar(
+            select(Notification.body).where(
+                Notification.template == "waitlist_offer", Notification.channel == "email"
+            )
+        )
+        link = re.search(r"t=([\w-]+)", body).group(1)
+        own = Appointment(  # booked since, with whoever: hers at the same time
+            clinic_id=clinic.id,
+            patient_id=patient.id,
+            service_id=service.id,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=slot.start_at + timedelta(minutes=15),
+            end_at=slot.start_at + timedelta(minutes=45),
+        )
+        s.add(own)
+        s.flush()
+        said = clinic_time_range(clinic, own.start_at, own.end_at, zone=True)
+    database.dispose()
+    at = patient_page("waitlist_offer", link)
+    at.button(key="patient_waitlist_accept").click().run()
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith(
+        "Sorry, we cannot book this time for you: you already have a visit on " + escape(said)
+    )
+    assert "taken" not in error.value and re.search(r"\d\\:\d\d", error.value)
+    assert "AM" in said or "PM" in said  # the clinic's locale (en-US), in its zone
+    assert [t.value for t in at.title] == ["A time has freed up for you"]
+    assert {b.key for b in at.button} >= {"patient_waitlist_accept", "patient_waitlist_decline"}
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.scalar(select(WaitlistOffer.status)) == OfferStatus.SENT
+    database.dispose()
 
 
 def test_a_request_put_on_the_waitlist_from_the_queue_says_so(app_as, app_db):

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
+from core.kernel.money import format_day
 from core.requests import decisions
 from core.scheduling import moves, schedules
 from core.waitlist import entries, offers
@@ -877,6 +878,68 @@ def test_accepting_a_time_no_longer_bookable_for_another_reason_does_not_say_tak
             offers.accept_offer(session, offer_links(db)["sam@example.org"])
         assert "taken" not in str(refused.value)
         assert session.scalar(select(WaitlistOffer.status)) != OfferStatus.TAKEN
+
+
+def test_accepting_a_time_the_patient_already_has_a_visit_at_names_it_not_taken(db, world):
+    """Sam is offered 10:00 and has meanwhile been booked 10:15 with another provider: the
+    refusal names his own visit's day and time (nothing else of it), not 'taken by another
+    patient'; nothing changes, so the offer still holds for him (he may move that visit and
+    book, or pass the time on) and he stays on the waitlist."""
+    from db.models import Provider, WorkingHours
+
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    entry_id = waiting(db, world, day, name="Sam")
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["sam@example.org"]
+    with db.write() as session:
+        other = Provider(name="Dr Other")
+        session.add(other)
+        session.flush()
+        session.add(
+            WorkingHours(
+                clinic_id=world.clinic_id,
+                provider_id=other.id,
+                weekday=day.weekday(),
+                starts=time(8),
+                ends=time(18),
+            )
+        )
+        sam = session.scalar(select(WaitlistEntry.patient_id).where(WaitlistEntry.id == entry_id))
+        own = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=sam,
+                clinic_id=world.clinic_id,
+                provider_id=other.id,
+                service_ids=[world.service_id],
+                start_at=at(day, 10, 15),
+            ),
+        ).id
+    with pytest.raises(Conflict) as refused:
+        accept(db, link)
+    message = str(refused.value)
+    assert message.startswith("Sorry, we cannot book this time for you: you already have a visit")
+    assert f"{format_day(day, 'en-GB')}, 10:15–10:45" in message
+    assert "taken" not in message and "Dr Other" not in message and f"#{own}" not in message
+    assert "You stay on our waitlist." in message
+    with db.read() as session:
+        offer = session.scalar(select(WaitlistOffer))
+        assert offer.status == OfferStatus.SENT and offers.offer_view(session, link).closed is None
+        assert session.get(WaitlistEntry, entry_id).status == WaitlistStatus.WAITING
+    # a refusal the caller commits (the portal's way, say) changes nothing either
+    with db.write() as session, pytest.raises(Conflict, match="you already have a visit"):
+        offers.accept_offer(session, link)
+    with db.read() as session:
+        assert offers.offer_view(session, link).closed is None
+    with db.write() as session:  # he cancels his other visit: the time is his
+        moves.cancel_appointment(session, world.staff, own, reason="Prefers the waitlist time")
+    booked_id = accept(db, link)
+    with db.read() as session:
+        assert session.get(Appointment, booked_id).start_at == at(day, 10)
 
 
 def test_a_package_request_that_cannot_be_placed_waits_for_the_package(db, world):
