@@ -26,7 +26,9 @@ from core.scheduling.moves import NewBooking, PatientBusy, schedule_appointment
 from core.waitlist.entries import fits, services_of, timing, treatment
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
+    OCCUPYING,
     Appointment,
+    AppointmentKind,
     Clinic,
     LinkToken,
     OfferStatus,
@@ -87,11 +89,31 @@ def _performed(
     ]
 
 
+def _patients_busy(
+    session: Session, patient_ids: set[int], opening: SlotOpening
+) -> dict[int, list[tuple[datetime, datetime]]]:
+    """The times within the opening at which each patient already has a visit: a time they
+    cannot take is not offered to them (booking it would be refused as their own clash)."""
+    busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+    if patient_ids:
+        for patient_id, start, end in session.execute(
+            select(Appointment.patient_id, Appointment.start_at, Appointment.end_at).where(
+                Appointment.patient_id.in_(patient_ids),
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status.in_(OCCUPYING),
+                Appointment.start_at < opening.end_at,
+                Appointment.end_at > opening.start_at,
+            )
+        ):
+            busy[patient_id].append((start, end))
+    return busy
+
+
 def find_matches(
     session: Session, opening: SlotOpening, rules: Rules, now: datetime
 ) -> list[Match]:
     """Waiting entries the opening suits (its provider performs all they wait for; the
-    earliest fitting free start each), ranked."""
+    earliest fitting free start each, at which the patient has no other visit), ranked."""
     tz = session.get(Clinic, opening.clinic_id).timezone
     # a patient holding an offer for another time may be offered this one too (they choose);
     # an entry is offered each opening once, and not while an offer of an overlapping opening of
@@ -122,11 +144,17 @@ def find_matches(
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
     found = []
-    for entry in _performed(session, opening.provider_id, list(entries)):
+    suited = _performed(session, opening.provider_id, list(entries))
+    busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
+    for entry in suited:
         duration = timedelta(minutes=timing(session, entry).minutes)
         start = opening.start_at
         while start + duration <= opening.end_at:
-            if start >= now + rules.min_notice and fits(entry, start, start + duration, tz):
+            if (
+                start >= now + rules.min_notice
+                and fits(entry, start, start + duration, tz)
+                and not any(s < start + duration and e > start for s, e in busy[entry.patient_id])
+            ):
                 if _free(session, opening, start, start + duration):
                     found.append(Match(entry, start))
                     break

@@ -880,20 +880,10 @@ def test_accepting_a_time_no_longer_bookable_for_another_reason_does_not_say_tak
         assert session.scalar(select(WaitlistOffer.status)) != OfferStatus.TAKEN
 
 
-def test_accepting_a_time_the_patient_already_has_a_visit_at_names_it_not_taken(db, world):
-    """Sam is offered 10:00 and has meanwhile been booked 10:15 with another provider: the
-    refusal names his own visit's day and time (nothing else of it), not 'taken by another
-    patient'; nothing changes, so the offer still holds for him (he may move that visit and
-    book, or pass the time on) and he stays on the waitlist."""
+def _visit_elsewhere(db, world, entry_id: int, start_at: datetime) -> int:
+    """Book the waiting entry's patient with another provider (working all day) at start_at."""
     from db.models import Provider, WorkingHours
 
-    rules(db, world)
-    day = future_day()
-    appointment_id = booked(db, world, day)
-    entry_id = waiting(db, world, day, name="Sam")
-    cancel(db, world, appointment_id)
-    process(db)
-    link = offer_links(db)["sam@example.org"]
     with db.write() as session:
         other = Provider(name="Dr Other")
         session.add(other)
@@ -902,23 +892,63 @@ def test_accepting_a_time_the_patient_already_has_a_visit_at_names_it_not_taken(
             WorkingHours(
                 clinic_id=world.clinic_id,
                 provider_id=other.id,
-                weekday=day.weekday(),
+                weekday=to_local(start_at, TZ).weekday(),
                 starts=time(8),
                 ends=time(18),
             )
         )
-        sam = session.scalar(select(WaitlistEntry.patient_id).where(WaitlistEntry.id == entry_id))
-        own = moves.schedule_appointment(
+        patient = session.scalar(
+            select(WaitlistEntry.patient_id).where(WaitlistEntry.id == entry_id)
+        )
+        return moves.schedule_appointment(
             session,
             world.staff,
             moves.NewBooking(
-                patient_id=sam,
+                patient_id=patient,
                 clinic_id=world.clinic_id,
                 provider_id=other.id,
                 service_ids=[world.service_id],
-                start_at=at(day, 10, 15),
+                start_at=start_at,
             ),
         ).id
+
+
+def test_a_freed_time_is_not_offered_to_a_patient_who_has_a_visit_then(db, world):
+    """Sam waits longest but is booked at 10:15 with another provider: the freed 10:00 is
+    offered to Ann, next in line; Sam is offered a time he is free at."""
+    rules(db, world)
+    day = future_day()
+    morning, afternoon = booked(db, world, day), booked(db, world, day, hour=14)
+    sam, ann = waiting(db, world, day, name="Sam"), waiting(db, world, day, name="Ann")
+    _visit_elsewhere(db, world, sam, at(day, 10, 15))
+    cancel(db, world, morning)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    cancel(db, world, afternoon)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "sam@example.org"]
+    with db.read() as session:
+        offered = session.execute(
+            select(WaitlistOffer.entry_id, WaitlistOffer.start_at).order_by(WaitlistOffer.id)
+        ).all()
+    offered = [tuple(o) for o in offered]  # Ann queued behind Sam for 14:00
+    assert offered[:2] == [(ann, at(day, 10)), (sam, at(day, 14))]
+    assert (sam, at(day, 10)) not in offered
+
+
+def test_accepting_a_time_the_patient_already_has_a_visit_at_names_it_not_taken(db, world):
+    """Sam is offered 10:00 and has meanwhile been booked 10:15 with another provider: the
+    refusal names his own visit's day and time (nothing else of it), not 'taken by another
+    patient'; nothing changes, so the offer still holds for him (he may move that visit and
+    book, or pass the time on) and he stays on the waitlist."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    entry_id = waiting(db, world, day, name="Sam")
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["sam@example.org"]
+    own = _visit_elsewhere(db, world, entry_id, at(day, 10, 15))
     with pytest.raises(Conflict) as refused:
         accept(db, link)
     message = str(refused.value)
