@@ -16,6 +16,7 @@ and over five years (4.9 years back, 8 weeks ahead):
 - future: scheduled ~88%, cancelled ~8%, tentative 2%, open requests 2% (day + time of day);
 - 40% booked online, decided 0–2 days after the request;
 - patients chosen with a skew (some come often), SMS reminders for 60%;
+- points balances (100, some 80, 60 or 0), each opened by its ledger entry as core opens one;
 - fees for late cancellations and no-shows (10% waived), open change requests on future visits;
 - survey responses on completed visits (NPS 0–10, rating 1–5, some comments).
 
@@ -292,12 +293,24 @@ def _patients(conn, rng, n, first_id, now, dialect) -> None:
         "consent_sms": (rng.random(n) > 0.3).tolist(),
         "consent_marketing": (rng.random(n) > 0.7).tolist(),
         "reminders_enabled": (rng.random(n) > 0.15).tolist(),
-        "points_balance": rng.choice([100, 100, 100, 100, 80, 60, 0], n).tolist(),
+        # drawn here, in the order of the columns, so the same seed still gives the same data
+        "points_balance": (balance := rng.choice([100, 100, 100, 100, 80, 60, 0], n)).tolist(),
         "card_on_file": (rng.random(n) > 0.5).tolist(),
         "created_at": _stamp(created, dialect),
         "updated_at": _stamp(created, dialect),
     }
     _insert(conn, _plain("patients", *cols), cols, n)
+    # each balance opens with its ledger entry, as core.payments.points.open_account writes it
+    # (none for a zero balance), so every patient's ledger adds up to their balance
+    opened = balance > 0
+    ledger = {
+        "patient_id": ids[opened].tolist(),
+        "kind": ["points_opening"] * int(opened.sum()),
+        "amount_cents": [0] * int(opened.sum()),
+        "points": balance[opened].tolist(),
+        "created_at": _stamp(created[opened], dialect),
+    }
+    _insert(conn, _plain("ledger_entries", *ledger), ledger, int(opened.sum()))
 
 
 def _slots(rng, n_providers, durations, n_days, weekday0):
