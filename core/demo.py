@@ -5,6 +5,7 @@ of every kind, invitations in every state and survey responses. Same seed, same 
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -18,7 +19,11 @@ from core.kernel.authz import SYSTEM
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.money import clinic_time
 from core.messaging import delivery, notify
+from core.patients import invitations
 from core.payments import points
+from core.payments.rules import get_settings
+from core.policy.cancellation import inside_window
+from core.practice import skills
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
 from core.practice.treatment import treatment_of
 from db.models import (
@@ -41,8 +46,10 @@ from db.models import (
     Patient,
     PortalInvitation,
     Provider,
+    Resource,
     Role,
     Service,
+    ServiceResource,
     Source,
     SurveyResponse,
     TimeOfDay,
@@ -51,6 +58,7 @@ from db.models import (
 from db.types import utcnow
 
 SEED = 20261125
+SURVEY_DELAY = timedelta(hours=2)  # a survey goes out this long after a completed visit
 PRACTICE_FILE = Path(__file__).with_name("demo_practice.toml")
 DEMO_PASSWORDS = {
     "owner": ("Olivia Owner", Role.OWNER, "owner-demo-pass"),
@@ -168,6 +176,7 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
     if session.query(Clinic).count():
         raise RuntimeError("the database has data already; demo data is only for an empty one")
     rng = random.Random(seed)
+    since = random.Random(seed + 1)  # when each patient was added
     now = utcnow()
     today = today or now.date()
 
@@ -205,6 +214,10 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
                 consent_sms=rng.random() > 0.3,
                 reminders_enabled=rng.random() > 0.15,
                 card_on_file=rng.random() > 0.5,
+                # on file before their first booking (the history goes back about 7 months);
+                # drawn apart so the patients are the same people as before
+                created_at=now
+                - timedelta(days=since.randrange(240, 2000), hours=since.randrange(24)),
             )
         )
         # a mix of balances: some patients cannot request online
@@ -225,9 +238,10 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
     appointments = _appointments(
         session, rng, providers, services, patients, policies, today, now, staff_user
     )
-    _requests(session, rng, clinics, services, patients, appointments, today, now)
+    _requests(session, rng, clinics, services, patients, appointments, policies, today, now)
     _invitations(session, rng, patients, now)
-    _surveys(session, rng, appointments, now)
+    answered = _surveys(session, rng, appointments, now)
+    _ledger(session, appointments, answered, policies)
     _outbox(session, rng, appointments, now)
     return DemoSummary(len(patients), len(appointments), DEMO_PASSWORDS)
 
@@ -249,8 +263,30 @@ def _test_message(session: Session) -> None:
 
 
 def _appointments(session, rng, providers, services, patients, policies, today, now, staff_user):
+    """Each provider's days filled with the services they perform (core.practice.skills), one
+    after another with the services' buffers kept free, around the weekly team meeting, with
+    no patient in two visits at once and no room or laser used by more visits than it has."""
+    listed = skills.listed_services(session, [provider.id for provider, _ in providers])
+    needs = defaultdict(list)  # (clinic, service) -> the resources the service needs there
+    for service_id, resource in session.execute(
+        select(ServiceResource.service_id, Resource).join(
+            Resource, Resource.id == ServiceResource.resource_id
+        )
+    ):
+        needs[(resource.clinic_id, service_id)].append(resource)
+    in_use = defaultdict(list)  # resource id -> (start, end) of the visits using it
+    patient_busy = defaultdict(list)  # patient id -> (start, end) of their visits
     created = []
     for provider, clinic in providers:
+        offered = [s for s in services if skills.performs(listed.get(provider.id), [s.id])]
+        # the weekly team meeting, on the provider's first working day of the week, four weeks
+        # either side of today (whichever day of the week the demo is loaded on)
+        first_day = min(h.weekday for h in provider.working_hours)
+        meetings = {
+            today + timedelta(days=offset)
+            for offset in range(-28, 29)
+            if (today + timedelta(days=offset)).weekday() == first_day
+        }
         for offset in range(-182, 29):
             day = today + timedelta(days=offset)
             hours = [h for h in provider.working_hours if h.weekday == day.weekday()]
@@ -258,49 +294,66 @@ def _appointments(session, rng, providers, services, patients, policies, today, 
                 continue
             cursor = datetime.combine(day, hours[0].starts)
             end_of_day = datetime.combine(day, hours[0].ends)
+            meeting = (datetime.combine(day, time(13)), datetime.combine(day, time(13, 30)))
             while True:
                 cursor += timedelta(minutes=rng.choice([0, 0, 15, 30, 45]))
-                service = rng.choice(services)
+                service = rng.choice(offered)
                 finish = cursor + timedelta(minutes=service.duration_minutes)
                 if finish > end_of_day:
                     break
+                kept_until = finish + timedelta(minutes=service.buffer_after_minutes)
+                if day in meetings and cursor < meeting[1] and kept_until > meeting[0]:
+                    cursor = meeting[1]  # the team meeting: nobody is booked over it
+                    continue
                 if rng.random() < 0.55 or (offset > 7 and rng.random() < 0.4):
                     start = local_to_utc(day, cursor.time(), clinic.timezone)
-                    created.append(
-                        _one(
-                            rng,
-                            provider,
-                            clinic,
-                            service,
-                            rng.choice(patients),
-                            start,
-                            service.duration_minutes,
-                            now,
-                            staff_user,
-                            policies[clinic.id],
+                    end = start + timedelta(minutes=service.duration_minutes)
+                    kept = (
+                        start - timedelta(minutes=service.buffer_before_minutes),
+                        end + timedelta(minutes=service.buffer_after_minutes),
+                    )
+                    patient = rng.choice(patients)
+                    rooms = needs[(clinic.id, service.id)]
+                    if not _overlapping(patient_busy[patient.id], start, end) and all(
+                        len(_overlapping(in_use[r.id], *kept)) < r.quantity for r in rooms
+                    ):
+                        patient_busy[patient.id].append((start, end))
+                        for resource in rooms:
+                            in_use[resource.id].append(kept)
+                        created.append(
+                            _one(
+                                rng,
+                                provider,
+                                clinic,
+                                service,
+                                patient,
+                                start,
+                                now,
+                                staff_user,
+                                policies[clinic.id],
+                            )
                         )
-                    )
+                        cursor = kept_until  # the buffer after keeps the provider free
+                        continue
                 cursor = finish
-        # a weekly out-of-office block (team meeting)
-        for offset in range(-28, 29, 7):
-            day = today + timedelta(days=offset)
-            if any(h.weekday == day.weekday() for h in provider.working_hours):
-                start = local_to_utc(day, time(13), clinic.timezone)
-                created.append(
-                    Appointment(
-                        clinic_id=clinic.id,
-                        provider_id=provider.id,
-                        kind=AppointmentKind.OUT_OF_OFFICE,
-                        status=AppointmentStatus.SCHEDULED,
-                        start_at=start,
-                        end_at=start + timedelta(minutes=30),
-                        notes="Team meeting",
-                        allow_double_booking=True,
-                        source=Source.STAFF,
-                        created_by_user_id=staff_user,
-                        booked_at=start - timedelta(days=30),
-                    )
+        for day in sorted(meetings):  # an out-of-office block
+            start = local_to_utc(day, time(13), clinic.timezone)
+            created.append(
+                Appointment(
+                    clinic_id=clinic.id,
+                    provider_id=provider.id,
+                    kind=AppointmentKind.OUT_OF_OFFICE,
+                    status=AppointmentStatus.SCHEDULED,
+                    start_at=start,
+                    end_at=start + timedelta(minutes=30),
+                    notes="Team meeting",
+                    allow_double_booking=True,
+                    source=Source.STAFF,
+                    created_by_user_id=staff_user,
+                    booked_at=min(start - timedelta(days=30), now),
+                    created_at=min(start - timedelta(days=30), now),
                 )
+            )
     session.add_all(created)
     session.flush()
     for appointment in created:
@@ -308,26 +361,22 @@ def _appointments(session, rng, providers, services, patients, policies, today, 
             session.add(
                 AppointmentService(appointment_id=appointment.id, service_id=appointment.service_id)
             )
-        if appointment.late_cancellation or appointment.status == AppointmentStatus.NO_SHOW:
-            late = appointment.status == AppointmentStatus.CANCELLED
-            session.add(
-                LedgerEntry(
-                    patient_id=appointment.patient_id,
-                    appointment_id=appointment.id,
-                    kind=LedgerKind.LATE_CANCEL_FEE if late else LedgerKind.NO_SHOW_FEE,
-                    amount_cents=2500 if late else 4000,
-                    policy_id=appointment.policy_id,
-                    created_at=appointment.cancelled_at or appointment.end_at,
-                )
-            )
     return created
 
 
-def _one(rng, provider, clinic, service, patient, start, minutes, now, staff_user, policy):
+def _overlapping(spans, start, end):
+    return [(s, e) for s, e in spans if s < end and e > start]
+
+
+def _one(rng, provider, clinic, service, patient, start, now, staff_user, policy):
     lead = timedelta(
         days=rng.choice([0, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45]), hours=rng.randrange(24)
     )
+    booked = start - lead
+    if booked > now:  # a visit weeks ahead booked "in the future" was booked in the last days
+        booked = now - timedelta(hours=rng.randrange(1, 72))
     online = rng.random() < 0.35
+    minutes = service.duration_minutes
     appointment = Appointment(
         clinic_id=clinic.id,
         provider_id=provider.id,
@@ -338,22 +387,25 @@ def _one(rng, provider, clinic, service, patient, start, minutes, now, staff_use
         else VisitMode.IN_PERSON,
         start_at=start,
         end_at=start + timedelta(minutes=minutes),
+        buffer_before_minutes=service.buffer_before_minutes,
+        buffer_after_minutes=service.buffer_after_minutes,
         source=Source.ONLINE if online else Source.STAFF,
         created_by_user_id=None if online else staff_user,
-        booked_at=min(start - lead, now),
-        created_at=min(start - lead, now),
+        booked_at=booked,
+        created_at=booked,
         sms_reminder=rng.random() < 0.6,
         status=AppointmentStatus.SCHEDULED,
     )
+    # an online request is approved (or declined) before its time and not after now
     appointment.decided_at = (
-        appointment.booked_at + timedelta(hours=rng.randrange(1, 30)) if online else None
+        min(booked + timedelta(hours=rng.randrange(1, 30)), start, now) if online else None
     )
     roll = rng.random()
     if start + timedelta(minutes=minutes) < now:
         if roll < 0.10:
-            _cancel(appointment, rng, policy)
+            _cancel(appointment, rng, policy, now)
         elif roll < 0.16:
-            appointment.status = AppointmentStatus.NO_SHOW
+            appointment.status, appointment.policy_id = AppointmentStatus.NO_SHOW, policy.id
         elif roll < 0.18 and online:
             appointment.status, appointment.decline_reason = (
                 AppointmentStatus.DECLINED,
@@ -361,34 +413,43 @@ def _one(rng, provider, clinic, service, patient, start, minutes, now, staff_use
             )
         else:
             appointment.status = AppointmentStatus.COMPLETED
-            appointment.checked_in_at = start - timedelta(minutes=rng.randrange(0, 20))
+            arrived = start - timedelta(minutes=rng.randrange(0, 20))
+            appointment.checked_in_at = max(arrived, booked)
             appointment.completed_at = start + timedelta(minutes=minutes)
     elif start < now:
         appointment.status = AppointmentStatus.CHECKED_IN
-        appointment.checked_in_at = start - timedelta(minutes=5)
+        appointment.checked_in_at = max(start - timedelta(minutes=5), booked)
     elif roll < 0.05:
-        _cancel(appointment, rng, policy)
+        _cancel(appointment, rng, policy, now)
     elif roll < 0.09:
         appointment.status = AppointmentStatus.TENTATIVE
     return appointment
 
 
-def _cancel(appointment, rng, policy):
+def _cancel(appointment, rng, policy, now):
+    """Cancelled with some notice, after it was booked and not after now (a visit ahead was
+    cancelled some time since its booking); late when inside the policy's window."""
     notice = timedelta(hours=rng.choice([2, 6, 12, 20, 30, 48, 72, 120]))
+    cancelled = max(appointment.start_at - notice, appointment.booked_at)
+    if cancelled > now:
+        cancelled = appointment.booked_at + (now - appointment.booked_at) * rng.random()
     appointment.status = AppointmentStatus.CANCELLED
-    appointment.cancelled_at = max(appointment.start_at - notice, appointment.booked_at)
+    appointment.cancelled_at = cancelled
     appointment.cancelled_by = "patient" if rng.random() < 0.8 else "Max Manager"
     appointment.cancel_reason = rng.choice(REASONS)
     appointment.policy_id = policy.id
-    appointment.late_cancellation = notice < timedelta(hours=policy.window_hours)
+    appointment.late_cancellation = inside_window(
+        appointment.start_at, cancelled, policy.window_hours
+    )
 
 
-def _requests(session, rng, clinics, services, patients, appointments, today, now):
+def _requests(session, rng, clinics, services, patients, appointments, policies, today, now):
     """Open booking requests (some exact, some only a day and time of day) and change requests."""
     for i in range(14):
         clinic = clinics[i % 2]
         service = rng.choice(services)
         day = today + timedelta(days=rng.randrange(1, 20))
+        asked = now - timedelta(hours=rng.randrange(1, 60))
         session.add(
             Appointment(
                 clinic_id=clinic.id,
@@ -399,8 +460,8 @@ def _requests(session, rng, clinics, services, patients, appointments, today, no
                 time_of_day=rng.choice(list(TimeOfDay)),
                 source=Source.ONLINE if i % 3 else Source.STAFF,
                 notes="Prefers a female provider" if i == 3 else "",
-                created_at=now - timedelta(hours=rng.randrange(1, 60)),
-                booked_at=now - timedelta(hours=rng.randrange(1, 60)),
+                created_at=asked,
+                booked_at=asked,
             )
         )
     upcoming = [
@@ -410,7 +471,11 @@ def _requests(session, rng, clinics, services, patients, appointments, today, no
     ]
     for i, appointment in enumerate(rng.sample(upcoming, 10)):
         kind = ChangeKind.RESCHEDULE if i % 2 == 0 else ChangeKind.CANCEL
-        inside = appointment.start_at - now < timedelta(hours=24)
+        # asked since the booking; the policy's window is judged when it was asked
+        asked = max(now - timedelta(hours=rng.randrange(1, 40)), appointment.booked_at)
+        policy = policies[appointment.clinic_id]
+        inside = inside_window(appointment.start_at, asked, policy.window_hours)
+        charged = inside and kind == ChangeKind.CANCEL
         session.add(
             ChangeRequest(
                 appointment_id=appointment.id,
@@ -421,44 +486,50 @@ def _requests(session, rng, clinics, services, patients, appointments, today, no
                 else None,
                 reason=rng.choice(REASONS),
                 inside_window=inside,
-                fee_cents=2500 if inside and kind == ChangeKind.CANCEL else 0,
-                created_at=now - timedelta(hours=rng.randrange(1, 40)),
+                fee_cents=policy.late_cancel_fee_cents if charged else 0,
+                points=policy.points_deducted if charged else 0,
+                created_at=asked,
             )
         )
 
 
 def _invitations(session, rng, patients, now):
+    """Invitations in every state, each living its 14 days from when it was sent: pending ones
+    sent in the last days, expired ones longer ago, enrolments inside the 14 days."""
     states = [
         InvitationStatus.PENDING,
         InvitationStatus.ENROLLED,
         InvitationStatus.EXPIRED,
         InvitationStatus.REVOKED,
     ]
+    life = timedelta(days=invitations.DEFAULT_EXPIRY_DAYS)
     eligible = [p for p in patients if p.email and p.consent_email]
     for i, patient in enumerate(eligible[:160]):
         status = states[i % 4] if i < 120 else InvitationStatus.ENROLLED
-        sent = now - timedelta(days=rng.randrange(1, 60))
-        if status == InvitationStatus.EXPIRED:  # its 14 days are over
-            sent = min(sent, now - timedelta(days=15))
-        token = tokens.issue(session, "enroll", patient.id, timedelta(days=14))
+        if status == InvitationStatus.PENDING:  # still open
+            sent = now - timedelta(days=rng.randrange(0, life.days - 1), hours=rng.randrange(24))
+        elif status == InvitationStatus.EXPIRED:  # its 14 days are over
+            sent = now - life - timedelta(days=rng.randrange(1, 45))
+        else:
+            sent = now - timedelta(days=rng.randrange(1, 60))
+        token = tokens.issue(session, "enroll", patient.id, life)
+        token.row.created_at, token.row.expires_at = sent, sent + life
         invitation = PortalInvitation(
             patient_id=patient.id,
             email=patient.email,
             status=status,
             token_id=token.row.id,
             sent_at=sent,
-            expires_at=sent + timedelta(days=14),
+            expires_at=sent + life,
         )
-        if status == InvitationStatus.PENDING:
-            invitation.expires_at = now + timedelta(days=rng.randrange(1, 14))
-        elif status == InvitationStatus.ENROLLED:
+        if status == InvitationStatus.ENROLLED:
             enrolled = sent + timedelta(days=rng.randrange(0, 10), hours=3)
             invitation.enrolled_at = min(enrolled, now - timedelta(minutes=5))  # never ahead
             patient.portal_enrolled_at = invitation.enrolled_at
             token.row.used_at = invitation.enrolled_at
         elif status == InvitationStatus.REVOKED:
             invitation.revoked_at, invitation.revoked_reason = (
-                sent + timedelta(days=1),
+                min(sent + timedelta(days=1), now),
                 "Email changed",
             )
             token.row.revoked_at = invitation.revoked_at
@@ -466,11 +537,18 @@ def _invitations(session, rng, patients, now):
 
 
 def _surveys(session, rng, appointments, now):
+    """Survey requests two hours after a completed visit (none yet for a visit just over) and
+    the answers that came back before now; returns the answered visits."""
+    answered = []
     completed = [
-        a for a in appointments if a.status == AppointmentStatus.COMPLETED and a.patient_id
+        a
+        for a in appointments
+        if a.status == AppointmentStatus.COMPLETED
+        and a.patient_id
+        and a.completed_at + SURVEY_DELAY <= now
     ]
     for appointment in rng.sample(completed, min(600, len(completed))):
-        sent = appointment.completed_at + timedelta(hours=2)
+        sent = appointment.completed_at + SURVEY_DELAY
         request = FeedbackRequest(
             appointment_id=appointment.id,
             patient_id=appointment.patient_id,
@@ -479,11 +557,13 @@ def _surveys(session, rng, appointments, now):
         )
         session.add(request)
         appointment.feedback_status = FeedbackStatus.PENDING
-        if rng.random() < 0.6:
+        replied = sent + timedelta(hours=rng.randrange(1, 48))
+        if rng.random() < 0.6 and replied <= now:
             session.flush()
             nps = min(10, max(0, round(rng.gauss(8, 2.2))))
-            request.answered_at = sent + timedelta(hours=rng.randrange(1, 48))
+            request.answered_at = replied
             appointment.feedback_status = FeedbackStatus.COLLECTED
+            answered.append((replied, appointment))
             session.add(
                 SurveyResponse(
                     feedback_request_id=request.id,
@@ -491,7 +571,7 @@ def _surveys(session, rng, appointments, now):
                     clinic_id=appointment.clinic_id,
                     provider_id=appointment.provider_id,
                     service_id=appointment.service_id,
-                    submitted_at=min(request.answered_at, now),
+                    submitted_at=replied,
                     nps=nps,
                     rating=min(5, max(1, round(nps / 2))),
                     answers={
@@ -502,6 +582,47 @@ def _surveys(session, rng, appointments, now):
                     comment=rng.choice(COMMENTS),
                 )
             )
+    return answered
+
+
+def _ledger(session, appointments, answered, policies):
+    """The fees and points the history moved, written in the order it happened as core writes
+    them: a late cancellation or no-show costs its policy's fee and deducts its points as far
+    as the balance goes (core.policy.cancellation), an answered survey earns the settings'
+    points (core.payments.points.award_survey_points). Balances stay their ledgers' sums."""
+    rules = get_settings(session)
+    earns = rules.survey_points if rules.survey_points_enabled else 0
+    happened = []  # (when, appointment, what: True a charge, False survey points)
+    for a in appointments:
+        if a.status == AppointmentStatus.NO_SHOW:  # recorded once the visit's time is over
+            happened.append((a.end_at, a.id, a, True))
+        elif a.status == AppointmentStatus.CANCELLED and a.late_cancellation:
+            happened.append((a.cancelled_at, a.id, a, True))
+    if earns > 0:
+        happened += [(replied, a.id, a, False) for replied, a in answered]
+    patients = {}
+    for at, _, a, charge in sorted(happened, key=lambda event: event[:2]):
+        patient = patients.setdefault(a.patient_id, session.get(Patient, a.patient_id))
+        entries = []
+        if charge:
+            policy = policies[a.clinic_id]
+            late = a.status == AppointmentStatus.CANCELLED
+            fee = policy.late_cancel_fee_cents if late else policy.no_show_fee_cents
+            kind = LedgerKind.LATE_CANCEL_FEE if late else LedgerKind.NO_SHOW_FEE
+            if fee:
+                entries.append(LedgerEntry(kind=kind, amount_cents=fee, policy_id=policy.id))
+            if policy.points_deducted:
+                taken = min(policy.points_deducted, max(0, patient.points_balance))
+                patient.points_balance -= taken
+                entries.append(
+                    LedgerEntry(kind=LedgerKind.POINTS, points=taken, policy_id=policy.id)
+                )
+        else:
+            patient.points_balance += earns
+            entries.append(LedgerEntry(kind=LedgerKind.POINTS_EARNED, points=earns))
+        for entry in entries:
+            entry.patient_id, entry.appointment_id, entry.created_at = patient.id, a.id, at
+        session.add_all(entries)
 
 
 def _outbox(session, rng, appointments, now):

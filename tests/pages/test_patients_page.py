@@ -15,6 +15,8 @@ from core.payments import points
 from core.startup import open_database
 from db.models import (
     InvitationStatus,
+    LedgerEntry,
+    LedgerKind,
     Notification,
     Patient,
     PortalInvitation,
@@ -260,7 +262,14 @@ def test_a_search_that_finds_nobody_opens_the_add_a_patient_fold(app_as):
 def test_the_record_shows_the_points_history_that_adds_up_to_the_balance(app_as, app_db):
     """The staff's points history opens with the patient's opening balance (a demo patient
     with an adjustment after it: newest first)."""
-    patient = _pick(app_db, Patient.email.is_not(None), Patient.points_balance == 100)
+    moved = select(LedgerEntry.id).where(  # the demo's deductions and survey points
+        LedgerEntry.patient_id == Patient.id,
+        LedgerEntry.kind != LedgerKind.POINTS_OPENING,
+        LedgerEntry.points != 0,
+    )
+    patient = _pick(
+        app_db, Patient.email.is_not(None), Patient.points_balance == 100, ~moved.exists()
+    )
     database = _db(app_db)
     with database.write() as s:
         manager = accounts.actor_of(s.scalar(select(User).where(User.username == "manager")))

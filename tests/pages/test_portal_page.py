@@ -580,16 +580,21 @@ def test_a_desk_payment_with_more_decimals_than_the_currency_is_refused(app_as, 
 
 
 def test_the_patient_books_a_time_offered_to_them_in_the_portal(app_db):
-    patient_id, _ = _patient_with_appointment(app_db)
+    patient_id, visit_id = _patient_with_appointment(app_db)
     database = _db(app_db)
     with database.write() as s:
         set_rules(s, SYSTEM, Rules(min_notice_minutes=0, quiet_start=time(0), quiet_end=time(0)))
         s.execute(update(WaitlistEntry).values(status=WaitlistStatus.WITHDRAWN))  # ours alone
         clinic = s.scalars(select(Clinic).order_by(Clinic.id)).first()
         today = to_local(utcnow(), clinic.timezone).date()
-        slot = suggest_slots(
-            s, clinic_id=clinic.id, duration_minutes=30, day=today + timedelta(days=2), limit=1
-        )[0]
+        visit = s.get(Appointment, visit_id)
+        slot = next(  # a free time the patient is not at their own visit (another provider's)
+            found
+            for found in suggest_slots(
+                s, clinic_id=clinic.id, duration_minutes=30, day=today + timedelta(days=2)
+            )
+            if not (found.start_at < visit.end_at and found.end_at > visit.start_at)
+        )
         day = to_local(slot.start_at, clinic.timezone).date()
         service = s.scalars(select(Service).where(Service.duration_minutes <= 30)).first()
         portal_waitlist.join_waitlist(
