@@ -4,6 +4,7 @@ by staff or by the patient (their own entries only), which closes the entry's op
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -22,7 +23,9 @@ from core.requests.decisions import decline_request
 from core.scheduling.availability import TIME_OF_DAY_WINDOWS, suggest_slots
 from core.scheduling.lifecycle import treatment_text
 from db.models import (
+    OCCUPYING,
     Appointment,
+    AppointmentKind,
     AppointmentStatus,
     Clinic,
     OfferStatus,
@@ -413,14 +416,18 @@ def list_entries(
     letters = [weekday_name(d, clinic.locale, width="narrow") for d in range(7)]
     rows = []
     packages: dict[int, str] = {}  # a package's words, read once per page
-    for entry, patient, service, provider in session.execute(query):
+    found_rows = session.execute(query).all()
+    busy = _visits_ahead(session, {r[1].id for r in found_rows}, now) if with_matches else {}
+    for entry, patient, service, provider in found_rows:
         if entry.package_id is not None:
             if entry.package_id not in packages:
                 packages[entry.package_id] = treatment(session, entry)
             service = packages[entry.package_id]
         matches, first = None, ""
         if with_matches and entry.status == WaitlistStatus.WAITING:
-            found = current_matches(session, entry, clinic.timezone, today, now)
+            found = current_matches(
+                session, entry, clinic.timezone, today, now, busy=busy.get(patient.id, ())
+            )
             matches = len(found)
             if found:
                 first = clinic_time(clinic, found[0].start_at)
@@ -445,8 +452,35 @@ def list_entries(
     return rows
 
 
-def current_matches(session: Session, entry: WaitlistEntry, tz: str, today: date, now: datetime):
-    """Free slots suiting the entry in the next two weeks (at most 20)."""
+def _visits_ahead(
+    session: Session, patient_ids: set[int], now: datetime
+) -> dict[int, list[tuple[datetime, datetime]]]:
+    """Each patient's visits from now to the end of the matching days, one query a page."""
+    busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+    if patient_ids:
+        for patient_id, start, end in session.execute(
+            select(Appointment.patient_id, Appointment.start_at, Appointment.end_at).where(
+                Appointment.patient_id.in_(patient_ids),
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status.in_(OCCUPYING),
+                Appointment.end_at > now,
+                Appointment.start_at < now + timedelta(days=MATCH_DAYS + 2),
+            )
+        ):
+            busy[patient_id].append((start, end))
+    return busy
+
+
+def current_matches(
+    session: Session,
+    entry: WaitlistEntry,
+    tz: str,
+    today: date,
+    now: datetime,
+    busy=(),
+):
+    """Free slots suiting the entry in the next two weeks (at most 20), none at a time the
+    patient has another visit (`busy`: their visits' start and end)."""
     first = max(entry.earliest, today)
     days = min(MATCH_DAYS, (entry.latest - first).days + 1)
     if days <= 0:
@@ -466,7 +500,12 @@ def current_matches(session: Session, entry: WaitlistEntry, tz: str, today: date
         now=now,
         service_ids=[s.id for s in services_of(session, entry)],  # who performs it; its rooms
     )
-    return [s for s in slots if fits(entry, s.start_at, s.end_at, tz)][:20]
+    return [
+        s
+        for s in slots
+        if fits(entry, s.start_at, s.end_at, tz)
+        and not any(b < s.end_at and e > s.start_at for b, e in busy)
+    ][:20]
 
 
 def waiting_count(session: Session, clinic_id: int) -> int:

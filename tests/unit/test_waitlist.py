@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
-from core.kernel.money import format_day
+from core.kernel.money import clinic_time, format_day
 from core.requests import decisions
 from core.scheduling import moves, schedules
 from core.waitlist import entries, offers
@@ -934,6 +934,26 @@ def test_a_freed_time_is_not_offered_to_a_patient_who_has_a_visit_then(db, world
     offered = [tuple(o) for o in offered]  # Ann queued behind Sam for 14:00
     assert offered[:2] == [(ann, at(day, 10)), (sam, at(day, 14))]
     assert (sam, at(day, 10)) not in offered
+
+
+def test_the_waitlist_pages_matches_leave_out_times_the_patient_has_a_visit(db, world):
+    day = future_day()
+    sam = waiting(db, world, day, name="Sam")
+
+    def first_match():
+        with db.read() as session:
+            [row] = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+            clinic = session.get(Clinic, world.clinic_id)
+            entry = session.get(WaitlistEntry, sam)
+            today = to_local(utcnow(), TZ).date()
+            slot = entries.current_matches(session, entry, TZ, today, utcnow())[0]
+            return row.next_match, clinic_time(clinic, slot.start_at), slot.start_at
+
+    shown, first, start = first_match()
+    assert shown == first  # no other visit: the first free time
+    _visit_elsewhere(db, world, sam, start)
+    shown_now, _, _ = first_match()
+    assert shown_now != shown
 
 
 def test_accepting_a_time_the_patient_already_has_a_visit_at_names_it_not_taken(db, world):
