@@ -112,11 +112,18 @@ class StripeProvider:
         return Checkout(made.id, made.url)
 
     def refund(self, reference: str, amount_cents: int) -> str:
-        session = self._client.v1.checkout.sessions.retrieve(reference)
-        made = self._client.v1.refunds.create(
-            params={"payment_intent": session.payment_intent, "amount": int(amount_cents)}
-        )
-        return made.id
+        """Give back part or all of a payment: `reference` is a Checkout session's id (cs_…, a
+        prepayment), a payment intent's (pi_…, a fee charged to the card on file) or a charge's
+        (ch_…)."""
+        params: dict[str, Any] = {"amount": int(amount_cents)}
+        if reference.startswith("cs_"):
+            session = self._client.v1.checkout.sessions.retrieve(reference)
+            params["payment_intent"] = session.payment_intent
+        elif reference.startswith("ch_"):
+            params["charge"] = reference
+        else:
+            params["payment_intent"] = reference
+        return self._client.v1.refunds.create(params=params).id
 
     def charge_saved_card(
         self, customer: str, amount_cents: int, currency: str, description: str

@@ -10,7 +10,7 @@ import json
 import time
 from datetime import time as clock
 from datetime import timedelta
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import stripe
@@ -880,3 +880,95 @@ def test_a_package_visits_reminder_names_the_package(db, world):
     with db.read() as s:
         context = reminders.appointment_context(s.get(Appointment, appointment_id))
     assert context["service_name"] == "Glow (Consultation + Peel)"
+
+
+# ---------------------------------------------------------------- fees and refunds, reviewed
+
+
+class StripeLike(stripe.HTTPClient):
+    """Stripe's HTTP layer answering as Stripe does to the calls ClinicDesk makes: a card on
+    file, a charge to it (a payment intent), a checkout session looked up by its own id only
+    (any other id is Stripe's 404 'No such checkout.session'), and refunds."""
+
+    name = "stripe-like"
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, str, dict[str, list[str]]]] = []
+
+    def request(self, method, url, headers, post_data=None, *, _usage=None):
+        path = urlsplit(url).path
+        self.calls.append((method, path, parse_qs(post_data or "")))
+        if path == "/v1/payment_methods":
+            methods = [{"id": "pm_card_1", "object": "payment_method"}]
+            return json.dumps({"object": "list", "data": methods, "has_more": False}), 200, {}
+        if path == "/v1/payment_intents":
+            return json.dumps({"id": "pi_fee_1", "object": "payment_intent"}), 200, {}
+        if path.startswith("/v1/checkout/sessions/"):
+            reference = path.rsplit("/", 1)[1]
+            if reference.startswith("cs_"):
+                made = {"id": reference, "object": "checkout.session", "payment_intent": "pi_cs"}
+                return json.dumps(made), 200, {}
+            return self._missing(f"No such checkout.session: '{reference}'")
+        if path == "/v1/refunds":
+            return json.dumps({"id": f"re_{len(self.calls)}", "object": "refund"}), 200, {}
+        return self._missing(f"Unrecognized request URL ({method}: {path}).")
+
+    @staticmethod
+    def _missing(message):
+        error = {"type": "invalid_request_error", "code": "resource_missing", "message": message}
+        return json.dumps({"error": error}), 404, {}
+
+    def close(self):
+        pass
+
+
+def _fee(db, world, appointment_id=None, cents=3000, kind=LedgerKind.NO_SHOW_FEE) -> int:
+    with db.write() as s:
+        fee = LedgerEntry(
+            patient_id=world.patient_id,
+            appointment_id=appointment_id,
+            kind=kind,
+            amount_cents=cents,
+        )
+        s.add(fee)
+        s.flush()
+        return fee.id
+
+
+def test_a_fee_charged_to_the_card_on_file_is_refunded_through_its_payment(db, world):
+    """A no-show fee charged to the card on file is a Stripe payment intent, not a checkout
+    session: its refund (the no-show undone) goes back to that payment. Before, the refund job
+    looked it up as a checkout session, Stripe answered 'No such checkout.session' and the job
+    failed on it every run, holding up every refund queued after it."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    with db.write() as s:  # an earlier checkout left the patient's card on file
+        s.add(
+            Payment(
+                appointment_id=appointment_id,
+                patient_id=world.patient_id,
+                kind="prepayment",
+                method="stripe",
+                status="paid",
+                amount_cents=6000,
+                currency="GBP",
+                provider_ref="cs_test_earlier",
+                provider_customer="cus_test_1",
+                paid_at=utcnow(),
+            )
+        )
+    fee_id = _fee(db, world, appointment_id)
+    with db.write() as s:
+        paid = desk.pay_fee(s, world.staff, fee_id, method="card_on_file", provider=provider)
+        assert (paid.method, paid.provider_ref, paid.amount_cents) == ("stripe", "pi_fee_1", 3000)
+    with db.write() as s:
+        desk.refund_fees(s, world.staff, desk.paid_fees(s, [fee_id]), "No-show undone")
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+    sent = [form for method, path, form in http.calls if path == "/v1/refunds"]
+    assert sent == [{"payment_intent": ["pi_fee_1"], "amount": ["3000"]}]
+    with db.read() as s:
+        refund = s.scalars(select(Payment).where(Payment.kind == "fee_refund")).one()
+        assert (refund.status, refund.provider_ref) == ("refunded", f"re_{len(http.calls)}")
