@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, exports
@@ -163,12 +163,17 @@ def pay_fee(
     """A late-cancellation or no-show fee paid: at the desk (card or cash), or charged to the
     card on file through the provider when one is configured (`card_on_file`)."""
     ensure(actor, Permission.PAYMENTS_RECORD)
-    entry = session.get(LedgerEntry, ledger_entry_id)
+    # locked: two desks recording the same fee at once take it once (the second waits, then
+    # reads it paid)
+    entry = session.get(LedgerEntry, ledger_entry_id, with_for_update=True, populate_existing=True)
     if entry is None or entry.kind not in (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE):
         raise NotFound(f"There is no fee #{ledger_entry_id}.")
     if entry.waived_at is not None:
         raise Conflict(f"Fee #{entry.id} was waived.")
-    if session.scalar(select(Payment.id).where(Payment.ledger_entry_id == entry.id)):
+    owed = entry.amount_cents - _fee_paid_cents(session, entry.id)
+    if owed <= 0 or session.scalar(
+        select(Payment.id).where(Payment.ledger_entry_id == entry.id, Payment.kind == "fee_refund")
+    ):
         raise Conflict(f"Fee #{entry.id} is paid already.")
     currency = _fee_format(session, entry).currency
     reference = None
@@ -181,9 +186,7 @@ def pay_fee(
         )
         if not customer:
             raise ValidationError("The patient has no card on file with the payment provider.")
-        reference = provider.charge_saved_card(
-            customer, entry.amount_cents, currency, f"Fee #{entry.id}"
-        )
+        reference = provider.charge_saved_card(customer, owed, currency, f"Fee #{entry.id}")
     elif method not in DESK_METHODS:
         raise ValidationError("Choose card, cash or the card on file.")
     payment = Payment(
@@ -193,7 +196,7 @@ def pay_fee(
         kind="fee",
         method="stripe" if reference else method,
         status="paid",
-        amount_cents=entry.amount_cents,
+        amount_cents=owed,  # the whole fee, or what money kept from a prepayment left owed
         currency=currency,
         provider_ref=reference,
         recorded_by_user_id=actor.user_id,
@@ -208,9 +211,18 @@ def pay_fee(
         "ledger_entry",
         entry.id,
         patient_id=entry.patient_id,
-        details={"payment_id": payment.id, "method": payment.method, "cents": entry.amount_cents},
+        details={"payment_id": payment.id, "method": payment.method, "cents": owed},
     )
     return payment
+
+
+def _fee_paid_cents(session: Session, entry_id: int) -> int:
+    """What was paid towards a fee: at the desk, to the card on file, or kept from a
+    prepayment (which may cover only part of it; the rest stays owed)."""
+    paid = select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+        Payment.ledger_entry_id == entry_id, Payment.kind == "fee", Payment.status == "paid"
+    )
+    return int(session.scalar(paid))
 
 
 def _fee_format(session: Session, entry: LedgerEntry) -> ClinicFormat:
@@ -272,21 +284,36 @@ class OpenFee:
 
 
 def unpaid_fees(session: Session, actor: Actor, appointment_id: int) -> list[OpenFee]:
-    """Late-cancellation and no-show fees on the appointment, neither waived nor paid."""
+    """Late-cancellation and no-show fees on the appointment, not waived, with what is still
+    owed of each (a fee part paid from a prepayment shows the rest)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     appointment = session.get(Appointment, appointment_id)
     fmt = money_format(appointment.clinic if appointment else None)
-    paid = select(Payment.ledger_entry_id).where(Payment.ledger_entry_id.is_not(None))
-    rows = session.scalars(
-        select(LedgerEntry).where(
+    paid = (
+        select(func.coalesce(func.sum(Payment.amount_cents), 0))
+        .where(
+            Payment.ledger_entry_id == LedgerEntry.id,
+            Payment.kind == "fee",
+            Payment.status == "paid",
+        )
+        .scalar_subquery()
+    )
+    refunded = select(Payment.ledger_entry_id).where(
+        Payment.ledger_entry_id.is_not(None), Payment.kind == "fee_refund"
+    )
+    owed = LedgerEntry.amount_cents - paid
+    rows = session.execute(
+        select(LedgerEntry.id, LedgerEntry.kind, owed)
+        .where(
             LedgerEntry.appointment_id == appointment_id,
             LedgerEntry.kind.in_((LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE)),
             LedgerEntry.waived_at.is_(None),
-            LedgerEntry.amount_cents > 0,
-            LedgerEntry.id.not_in(paid),
+            owed > 0,
+            LedgerEntry.id.not_in(refunded),
         )
+        .order_by(LedgerEntry.id)
     )
-    return [OpenFee(e.id, e.kind.value.replace("_", " "), fmt.money(e.amount_cents)) for e in rows]
+    return [OpenFee(i, kind.value.replace("_", " "), fmt.money(cents)) for i, kind, cents in rows]
 
 
 @dataclass(frozen=True)

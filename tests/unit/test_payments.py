@@ -972,3 +972,56 @@ def test_a_fee_charged_to_the_card_on_file_is_refunded_through_its_payment(db, w
     with db.read() as s:
         refund = s.scalars(select(Payment).where(Payment.kind == "fee_refund")).one()
         assert (refund.status, refund.provider_ref) == ("refunded", f"re_{len(http.calls)}")
+
+
+def test_two_desks_recording_the_same_fee_take_it_once(db, world):
+    """Two people record the same no-show fee at once (a desk and the back office): one is
+    recorded, the other is told it is paid already. Before, on PostgreSQL both were recorded
+    and the fee was taken twice."""
+    import threading
+
+    fee_id = _fee(db, world)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def record(method):
+        barrier.wait()
+        try:
+            with db.write() as s:
+                desk.pay_fee(s, world.staff, fee_id, method=method, provider=DeskProvider())
+            outcomes.append("paid")
+        except Conflict as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=record, args=(m,)) for m in ("card", "cash")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [f"Fee #{fee_id} is paid already.", "paid"]
+    with db.read() as s:
+        assert len(s.scalars(select(Payment).where(Payment.kind == "fee")).all()) == 1
+
+
+def test_the_rest_of_a_late_fee_the_prepayment_did_not_cover_is_taken_at_the_desk(db, world):
+    """£15.00 cash kept of a £25.00 late-cancellation fee: the patient was told the remaining
+    £10.00 is still owed, so the appointment lists it and the desk takes £10.00 (once). Before,
+    the fee counted as paid: nothing was listed and recording it said 'paid already'."""
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    _late_policy(db, world, fee=2500, pts=0, approval=True)
+    with db.write() as s:
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=1500, method="cash")
+    _cancel_late_from_the_portal(db, world, appointment_id)
+    with db.read() as s:
+        fees = desk.unpaid_fees(s, world.staff, appointment_id)
+    assert [f.amount for f in fees] == ["£10.00"]
+    with db.write() as s:
+        paid = desk.pay_fee(
+            s, world.staff, fees[0].ledger_entry_id, method="card", provider=DeskProvider()
+        )
+        assert (paid.kind, paid.amount_cents) == ("fee", 1000)
+    with db.read() as s:
+        assert desk.unpaid_fees(s, world.staff, appointment_id) == []
+    with db.write() as s, pytest.raises(Conflict, match="paid already"):
+        desk.pay_fee(
+            s, world.staff, fees[0].ledger_entry_id, method="cash", provider=DeskProvider()
+        )
