@@ -37,6 +37,7 @@ from core.payments.rules import (
     get_settings,
     money_format,
     payment_money,
+    price_cents,
 )
 from core.practice.treatment import treatment_of
 from db.engine import Database
@@ -215,7 +216,10 @@ def _total(paid: list[Payment], fmt: ClinicFormat) -> str:
     return " + ".join(format_money(cents, code, fmt.locale) for code, cents in sums.items())
 
 
-def send_receipt(session: Session, appointment: Appointment, paid: list[Payment]) -> None:
+def send_receipt(
+    session: Session, appointment: Appointment, paid: list[Payment], more: tuple[str, ...] = ()
+) -> None:
+    """Email the receipt of `paid`, with `more` lines after what was paid."""
     patient = session.get(Patient, appointment.patient_id)
     fmt = money_format(appointment.clinic)
     notify.queue_for_patient(
@@ -224,7 +228,7 @@ def send_receipt(session: Session, appointment: Appointment, paid: list[Payment]
         "payment_receipt",
         {
             **_context(appointment),
-            "lines": "\n".join(_line(p, fmt) for p in paid),
+            "lines": "\n".join([*(_line(p, fmt) for p in paid), *more]),
             "total": _total(paid, fmt),
             "reference": ", ".join(f"P-{p.id}" for p in paid),
         },
@@ -366,9 +370,19 @@ def checkout_completed(
 ) -> Payment | None:
     """A Stripe Checkout session was paid: the pending payment becomes paid once, if the amount
     (and, when the event names it, the currency) is the one the server asked for; a mismatch is
-    recorded as failed."""
+    recorded as failed. Money that came for nothing is due back to the card at once: all of it
+    when the appointment was cancelled or declined while the patient was paying, and what goes
+    beyond the price when the visit was paid meanwhile (another checkout, the desk)."""
     payment = session.scalar(select(Payment).where(Payment.provider_ref == reference))
     if payment is None or payment.status != "pending":
+        return payment
+    # the appointment locked, then the payment read again: a cancellation or another checkout
+    # of the same visit committing meanwhile is seen (and a second delivery finds it paid)
+    appointment = session.get(
+        Appointment, payment.appointment_id, with_for_update=True, populate_existing=True
+    )
+    session.refresh(payment)
+    if payment.status != "pending":
         return payment
     actor = patient_actor("")
     said = f"{amount_total} {currency.upper()}" if currency else str(amount_total)
@@ -379,7 +393,6 @@ def checkout_completed(
         audit.record(session, actor, "payment_mismatch", "payment", payment.id)
         return payment
     payment.status, payment.paid_at, payment.provider_customer = "paid", utcnow(), customer
-    appointment = session.get(Appointment, payment.appointment_id)
     audit.record(
         session,
         actor,
@@ -389,8 +402,62 @@ def checkout_completed(
         patient_id=payment.patient_id,
         details={"payment_id": payment.id, "amount_cents": payment.amount_cents},
     )
-    send_receipt(session, appointment, [payment])
+    closed = appointment.status in (AppointmentStatus.CANCELLED, AppointmentStatus.DECLINED)
+    fmt = money_format(appointment.clinic)
+    extra = payment.amount_cents
+    if not closed:
+        beyond = paid_cents(session, appointment.id) - price_cents(appointment)
+        extra = max(0, min(beyond, payment.amount_cents))
+    refund = _refund_unasked(session, actor, payment, extra) if extra else None
+    more = ()
+    if refund is not None and not closed:
+        more = (
+            f"{fmt.money(price_cents(appointment))} was paid already for this appointment: "
+            f"{payment_money(refund, fmt)} goes back to your card.",
+        )
+    send_receipt(session, appointment, [payment], more)
+    if refund is not None and closed:
+        notify.queue_for_patient(
+            session,
+            session.get(Patient, appointment.patient_id),
+            "payment_refund",
+            {
+                **_context(appointment),
+                "lines": f"Refund of {payment_money(refund, fmt)} ({METHOD_LABELS['stripe']}): "
+                "paid after the appointment was cancelled.",
+            },
+            appointment_id=appointment.id,
+            channels=[notify.Channel.EMAIL],
+        )
     return payment
+
+
+def _refund_unasked(session: Session, actor: Actor, payment: Payment, cents: int) -> Payment:
+    """A refund due to the card of `cents` of a checkout paid for nothing (the refund job sends
+    it through the provider)."""
+    refund = Payment(
+        appointment_id=payment.appointment_id,
+        patient_id=payment.patient_id,
+        kind="refund",
+        method=payment.method,
+        status="refund_due",
+        amount_cents=cents,
+        currency=payment.currency,
+        refund_of_id=payment.id,
+        note="Paid when nothing was owed: the appointment was cancelled or paid meanwhile.",
+    )
+    session.add(refund)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "payment_refund_due",
+        "appointment",
+        payment.appointment_id,
+        patient_id=payment.patient_id,
+        details={"payment_id": refund.id, "refund_of": payment.id, "amount_cents": cents},
+    )
+    return refund
 
 
 def checkout_expired(session: Session, reference: str) -> Payment | None:

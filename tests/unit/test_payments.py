@@ -1025,3 +1025,54 @@ def test_the_rest_of_a_late_fee_the_prepayment_did_not_cover_is_taken_at_the_des
         desk.pay_fee(
             s, world.staff, fees[0].ledger_entry_id, method="cash", provider=DeskProvider()
         )
+
+
+def test_a_checkout_paid_after_the_appointment_was_cancelled_is_refunded(db, world):
+    """The patient is on Stripe's page when the clinic cancels; Stripe then says it is paid.
+    The money is due back to the card, sent by the refund job, and the patient is told. Before,
+    it stayed paid on a cancelled appointment and nothing ever gave it back."""
+    appointment_id = _appointment(db, world)
+    fake = FakeCheckout()
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, fake)
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Clinic closed")
+    with db.read() as s:
+        reference = s.scalars(select(Payment.provider_ref).where(Payment.method == "stripe")).one()
+    with db.write() as s:
+        applied = webhooks.apply_event(s, "stripe", json.loads(event("evt_late", reference, 6000)))
+        assert applied == "applied"
+    with db.read() as s:
+        refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+        assert (refund.method, refund.status, refund.amount_cents) == ("stripe", "refund_due", 6000)
+        assert prepay.paid_cents(s, appointment_id) == 0
+        assert "Refund of £60.00 (Card)" in _mail(s, "payment_refund")
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 1
+    assert fake.refunds == [(reference, 6000)]
+
+
+def test_a_checkout_for_what_was_paid_meanwhile_is_refunded(db, world):
+    """Two checkouts for the same visit (two tabs), or a checkout finished after the desk took
+    the money: what comes beyond the price is due back to the card. Before, the visit stayed
+    paid twice."""
+    appointment_id = _appointment(db, world)  # £60.00
+    fake = FakeCheckout()
+    for _ in range(2):
+        with db.write() as s:
+            pay(s, world.patient_id, appointment_id, 0, True, fake)
+    with db.read() as s:
+        references = s.scalars(select(Payment.provider_ref).order_by(Payment.id)).all()
+    for number, reference in enumerate(references):
+        with db.write() as s:
+            webhooks.apply_event(s, "stripe", json.loads(event(f"evt_{number}", reference, 6000)))
+    with db.read() as s:
+        refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+        assert (refund.refund_of_id, refund.amount_cents, refund.status) == (
+            s.scalar(select(Payment.id).where(Payment.provider_ref == references[1])),
+            6000,
+            "refund_due",
+        )
+        assert prepay.paid_cents(s, appointment_id) == 6000
+        assert prepay.badges(s, [appointment_id]) == {appointment_id: "Paid"}
+        assert "£60.00 was paid already" in _mail(s, "payment_receipt")
