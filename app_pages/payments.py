@@ -34,7 +34,7 @@ POINT_HELP = (
 st.title("Payments and points")
 me = actor()
 lines, current, values = _lines(me)
-worth = ", ".join(f"{v.point} at {escape(v.clinic)}" for v in values)
+worth = ", ".join(f"{escape(v.point)} at {escape(v.clinic)}" for v in values)
 worth = f" ({worth})" if worth else ""
 st.caption(
     f"One point is worth {current.point_value_cents} minor units of the paying clinic's currency"

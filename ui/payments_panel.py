@@ -16,6 +16,7 @@ from ui.caches import cached
 from ui.context import actor, read, refresh, run_action, settings, show_error
 from ui.folds import fold
 from ui.locale import display_format
+from ui.text import escape
 
 FEE_METHODS = {
     "card": "Card at the desk",
@@ -51,7 +52,8 @@ def payments_panel(appointment_id: int) -> None:
         colour = "orange" if info.badge == "Part paid" else "green"
         st.markdown(f":{colour}-badge[{info.badge}]")
     if info.due:
-        st.caption(f"Prepayment asked: {info.due} · still to pay: {info.outstanding or 'nothing'}")
+        still = escape(info.outstanding) or "nothing"  # money is no markup: $ is not LaTeX
+        st.caption(f"Prepayment asked: {escape(info.due)} · still to pay: {still}")
     if info.rows:
         rows = [_row(r, fmt.moment) for r in info.rows]
         st.table(pd.DataFrame(rows).set_index("Ref"))  # a few rows
@@ -86,7 +88,7 @@ def payments_panel(appointment_id: int) -> None:
                         refresh()
     due_refunds = [r for r in info.rows if r.status == "refund due" and r.method != "Card"]
     for r in due_refunds:
-        label = f"Mark {r.reference} ({r.amount}) refunded at the desk"
+        label = f"Mark {r.reference} ({escape(r.amount)}) refunded at the desk"
         if st.button(label, key=f"payments_refund_{r.id}"):
             if run_action(desk.mark_refunded, r.id, success="Refund recorded."):
                 refresh()
@@ -94,7 +96,7 @@ def payments_panel(appointment_id: int) -> None:
         provider = provider_for(settings().stripe)
         methods = ["card", "cash"] + (["card_on_file"] if provider.online else [])
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-        label = f"Fee #{fee.ledger_entry_id}: {fee.kind}, {fee.amount}"
+        label = f"Fee #{fee.ledger_entry_id}: {fee.kind}, {escape(fee.amount)}"
         key = f"payments_fee_{fee.ledger_entry_id}"
         how = c1.selectbox(label, methods, format_func=FEE_METHODS.get, key=f"{key}_method")
         if c2.button("Record fee paid", key=key):

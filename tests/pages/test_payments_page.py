@@ -14,13 +14,16 @@ def test_the_value_of_a_point_is_shown_in_each_clinics_currency_and_saved(app_as
     at = app_as("owner", PAGE)
     assert not at.exception
     caption = at.caption[0].value
-    assert "$0.10 at Lakeside Aesthetics" in caption and "£0.10 at Harbour Street Clinic" in caption
+    # escaped: with two clinics in dollars, '$0.10 at A, $0.10 at B' would typeset as LaTeX
+    assert (
+        r"\$0.10 at Lakeside Aesthetics" in caption and "£0.10 at Harbour Street Clinic" in caption
+    )
     value = at.number_input(key="payments_point_value")
     assert "minor units" in value.help and "$0.10 at a USD clinic" in value.help
     value.set_value(25)
     at.button(key="FormSubmitter:payments_rules_form-Save rules").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert "$0.25 at Lakeside Aesthetics" in at.caption[0].value
+    assert r"\$0.25 at Lakeside Aesthetics" in at.caption[0].value
     database = open_database(
         load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
     )

@@ -138,8 +138,8 @@ def _pay(appointment_id: int) -> None:
         view = home.pay_view(session, _me(), appointment_id, card_online=provider.online)
     what = "deposit" if view.deposit else "amount"
     st.markdown(
-        f"**Pay in advance** — {what} due: **{view.outstanding}**. You have {view.balance} "
-        f"points; one point is worth {view.point_value}."
+        f"**Pay in advance** — {what} due: **{escape(view.outstanding)}**. You have "
+        f"{view.balance} points; one point is worth {escape(view.point_value)}."
     )
     with st.form(f"portal_pay_form_{appointment_id}"):
         points = st.number_input(
@@ -231,7 +231,7 @@ def _cancel_warning(view: home.ChangePreview) -> None:
         "the appointment, and a zero points balance locks online requests."
     )
     if view.inside_window:
-        costs = [f"a fee of {view.fee}" if view.fee else "", f"{view.points} points"]
+        costs = [f"a fee of {escape(view.fee)}" if view.fee else "", f"{view.points} points"]
         cost = " and ".join(c for c in costs if c and c != "0 points") or "nothing"
         text = f"**Are you sure?** You are inside the window: cancelling now costs {cost}."
         if view.locks:
@@ -240,4 +240,4 @@ def _cancel_warning(view: home.ChangePreview) -> None:
     else:
         st.info(f"Are you sure? {general}", icon=":material/info:")
     if view.prepayment:
-        st.caption(view.prepayment)
+        st.caption(escape(view.prepayment))
