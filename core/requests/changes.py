@@ -179,7 +179,7 @@ def approve_change(
     dated from the request, so its notice agrees with that assessment."""
     ensure_allowed(actor, Action.APPROVE_CHANGE)
     change = _load_change(session, change_id, expected_version)
-    appointment = load(session, change.appointment_id, Action.APPROVE_CHANGE)
+    appointment = load(session, change.appointment_id, Action.APPROVE_CHANGE, handled_if_moved=True)
     change.status, change.decided_at = ChangeStatus.APPROVED, utcnow()
     change.decided_by_user_id, change.decision_note = actor.user_id, reason or None
     if change.kind == ChangeKind.CANCEL:
@@ -226,7 +226,7 @@ def deny_change(
     ensure_allowed(actor, Action.DENY_CHANGE)
     reason = require_reason(reason, "refusal")
     change = _load_change(session, change_id, expected_version)
-    appointment = load(session, change.appointment_id, Action.DENY_CHANGE)
+    appointment = load(session, change.appointment_id, Action.DENY_CHANGE, handled_if_moved=True)
     change.status, change.decided_at = ChangeStatus.DENIED, utcnow()
     change.decided_by_user_id, change.decision_note = actor.user_id, reason
     flush(session, appointment)
@@ -262,7 +262,9 @@ def propose_for_change(
     the original booking is restored. Returns the raw proposal link token."""
     ensure_allowed(actor, Action.PROPOSE_FOR_CHANGE)
     change = _load_change(session, change_id, expected_version)
-    appointment = load(session, change.appointment_id, Action.PROPOSE_FOR_CHANGE)
+    appointment = load(
+        session, change.appointment_id, Action.PROPOSE_FOR_CHANGE, handled_if_moved=True
+    )
     before = appointment.status
     original = {
         "provider_id": appointment.provider_id,

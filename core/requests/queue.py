@@ -134,10 +134,16 @@ def _appointments_of(status: AppointmentStatus) -> Select:
 
 
 def _changes_of(kind: ChangeKind) -> Select:
+    """Open change requests on appointments still scheduled: one whose appointment was since
+    cancelled, checked in or completed at the desk waits for nothing (and allows nothing)."""
     return (
         select(ChangeRequest)
         .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
-        .where(ChangeRequest.status == ChangeStatus.OPEN, ChangeRequest.kind == kind)
+        .where(
+            ChangeRequest.status == ChangeStatus.OPEN,
+            ChangeRequest.kind == kind,
+            Appointment.status == AppointmentStatus.SCHEDULED,
+        )
     )
 
 

@@ -16,7 +16,7 @@ from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
-from core.requests import bulk, changes, decisions
+from core.requests import bulk, changes, decisions, queue
 from core.scheduling import moves, states, visits
 from db.engine import Database
 from db.models import (
@@ -546,7 +546,33 @@ def test_proposal_for_change_declined_restores_original(db, world):
         assert session.get(Appointment, appointment_id).start_at == at(day, 10)
 
 
-# ---------------------------------------------------------------- bulk
+def test_a_change_request_leaves_the_queue_once_its_appointment_is_cancelled(db, world):
+    """The patient asked to move, then phoned and the desk cancelled: the request no longer
+    waits in the queue, and a manager who still had it open is told who handled it."""
+    day = future_day()
+    appointment_id = booked(db, world, at(day, 10))
+    with db.write() as session:
+        change_id = changes.request_change(
+            session,
+            patient_actor("A"),
+            appointment_id,
+            kind="reschedule",
+            requested_start_at=at(day, 15),
+        ).id
+    with db.read() as session:
+        [row] = queue.list_queue(session, world.manager, "reschedules")
+    with db.write() as session:
+        moves.cancel_appointment(session, world.staff, appointment_id, reason="Phoned to cancel")
+    with db.read() as session:
+        assert queue.queue_counts(session, world.manager)[queue.QueueKind.RESCHEDULES] == 0
+        assert queue.list_queue(session, world.manager, "reschedules") == []
+    handled = r"already handled by Staff at .* \(now cancelled\)"
+    with pytest.raises(Conflict, match=handled), db.write() as session:
+        changes.approve_change(
+            session, world.manager, change_id, expected_version=row.change_version
+        )
+    with pytest.raises(Conflict, match=handled), db.write() as session:
+        changes.deny_change(session, world.manager, change_id, reason="No")
 
 
 def test_bulk_approve_reports_row_by_row(db, world):
