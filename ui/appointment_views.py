@@ -23,12 +23,14 @@ from core.scheduling.appointments import AppointmentDetail, get_appointment_deta
 from core.scheduling.availability import Slot
 from core.scheduling.calendar import STATUS_LABELS
 from core.scheduling.states import Action
+from db.models import AppointmentStatus
 from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
 from ui.locale import display_format, pickers
 from ui.text import escape, show_table
 
 FLASH = "appointment_views_flash"
+KEPT = "Proposal withdrawn and the patient's change request declined: their booking stays."
 OTHER = "other"
 
 
@@ -309,16 +311,16 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
     elif choice in ("Decline", "Decline the request"):
         reason, message = _reason(p), _message(p)
         if st.button("Decline", key=f"{p}_go"):
-            _finish(
-                run_action(
-                    decisions.decline_request,
-                    row.appointment_id,
-                    reason=reason,
-                    message=message,
-                    **version,
-                ),
-                "Declined.",
+            done = run_action(
+                decisions.decline_request,
+                row.appointment_id,
+                reason=reason,
+                message=message,
+                **version,
             )
+            # a proposal answering a reschedule or cancellation request: the booking stays
+            kept = done and done.value.status == AppointmentStatus.SCHEDULED
+            _finish(done, KEPT if kept else "Declined.")
 
 
 def bulk_results(results: list[lifecycle.RowResult]) -> None:

@@ -181,6 +181,9 @@ def decline_request(
         session, appointment_id, Action.DECLINE, expected_version, handled_if_moved=True
     )
     before = appointment.status
+    change = open_change(session, appointment.id, ChangeStatus.PROPOSED)
+    if before == S.TENTATIVE and change is not None:  # the proposal answered a change request
+        return _keep_original(session, actor, appointment, change, reason, message)
     appointment.status, appointment.decided_at = S.DECLINED, utcnow()
     appointment.decline_reason = reason
     flush(session, appointment)
@@ -295,16 +298,10 @@ def respond_to_proposal(
         if change:
             change.status = ChangeStatus.APPROVED
             appointment.reschedule_count += 1
-    elif change:  # restore the booking the patient had
-        appointment_freed(session, appointment, "declined")
-        original = _proposal_original(session, appointment.id)
-        appointment.start_at = change.original_start_at
-        appointment.end_at = change.original_start_at + duration_of(appointment)
-        if original.get("provider_id"):
-            appointment.provider_id = original["provider_id"]
-        appointment.status = S.SCHEDULED
-        change.status = ChangeStatus.DENIED
-        change.decision_note = "The patient turned down the proposed time."
+    elif change:
+        _restore_original(
+            session, appointment, change, "The patient turned down the proposed time."
+        )
     else:
         appointment_freed(session, appointment, "declined")
         appointment.status = S.REQUESTED
@@ -313,6 +310,54 @@ def respond_to_proposal(
     record(session, actor, appointment, action, before, reason=reason, details=details or None)
     # the clinic hears of the answer through lifecycle.record (core.messaging.clinic_events)
     queued = confirm(session, appointment) if appointment.status == S.SCHEDULED else None
+    return outcome_of(appointment, queued)
+
+
+def _restore_original(
+    session: Session, appointment: Appointment, change: ChangeRequest, note: str
+) -> None:
+    """Put a proposal made for a change request back to the booking the patient had; the
+    change request is denied with `note`."""
+    appointment_freed(session, appointment, "declined")
+    original = _proposal_original(session, appointment.id)
+    length = duration_of(appointment)  # read first: loading the services flushes
+    appointment.start_at = change.original_start_at
+    appointment.end_at = change.original_start_at + length
+    if original.get("provider_id"):
+        appointment.provider_id = original["provider_id"]
+    appointment.status = S.SCHEDULED
+    change.status, change.decision_note = ChangeStatus.DENIED, note
+
+
+def _keep_original(
+    session: Session,
+    actor: Actor,
+    appointment: Appointment,
+    change: ChangeRequest,
+    reason: str,
+    message: str,
+) -> Outcome:
+    """The practice declines a proposal it made in answer to a patient's change request: the
+    request is denied and the booking the patient had stays, as when the patient turns the
+    proposal down; the patient is told their appointment stays, not that it was declined."""
+    before, proposed_when = appointment.status, when_text(appointment)
+    _restore_original(session, appointment, change, reason)
+    change.decided_at, change.decided_by_user_id = utcnow(), actor.user_id
+    flush(session, appointment)
+    details = {"change_request_id": change.id, "proposed_when": proposed_when}
+    record(
+        session,
+        actor,
+        appointment,
+        Action.DENY_CHANGE,
+        before,
+        reason=reason,
+        message=message,
+        details=details,
+    )
+    queued = tell_patient(
+        session, appointment, "change_request_denied", message=message, reason=reason
+    )
     return outcome_of(appointment, queued)
 
 

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from core.kernel.accounts import actor_of
+from core.kernel.authz import patient_actor
 from core.kernel.config import load_settings
 from core.practice import skills
-from core.requests import queue
+from core.requests import changes, queue
 from core.requests.queue import QueueKind
 from core.scheduling.availability import OCCUPYING
 from core.scheduling.lifecycle import services_of
@@ -228,6 +229,53 @@ def test_waiting_proposal_can_be_declined(app_as, app_db):
     at.button(key=f"{prefix}_go").click().run()
     assert any("Declined." in s.value for s in at.success), _texts(at)
     assert _status(app_db, row.appointment_id) == AppointmentStatus.DECLINED
+
+
+def test_declining_a_proposal_made_for_a_reschedule_request_keeps_the_booking(app_as, app_db):
+    """A patient asked to move; the practice proposed another time and then declines it from
+    the queue: the manager reads that the booking stays, and it does, at its time."""
+    database = _db(app_db)
+    with database.write() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        visit = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+                Appointment.start_at > utcnow() + timedelta(days=2),
+                ~Appointment.id.in_(select(ChangeRequest.appointment_id)),
+            )
+            .order_by(Appointment.start_at)
+        ).first()
+        visit_id, start, provider_id = visit.id, visit.start_at, visit.provider_id
+        change = changes.request_change(
+            session, patient_actor("A"), visit_id, kind="reschedule", requested_day=start.date()
+        )
+        [slot] = queue.suggest_for(
+            session, manager, visit_id, change_id=change.id, provider_id=provider_id, limit=1
+        )
+        changes.propose_for_change(
+            session, manager, change.id, provider_id=provider_id, start_at=slot.start_at
+        )
+    database.dispose()
+    at = app_as("manager", PAGE)
+    at.selectbox(key="queue_provider").set_value(provider_id).run()
+    at.button_group(key="queue_kind").set_value("proposals").run()
+    position = list(at.dataframe[0].value["#"]).index(visit_id)
+    at.session_state["queue_table_proposals"] = {"selection": {"rows": [position], "columns": []}}
+    at.run()
+    assert any(h.value.startswith(f"#{visit_id} ") for h in at.subheader)
+    prefix = f"queue_proposals_{visit_id}"
+    at.radio(key=f"{prefix}_choice").set_value("Decline the request").run()
+    at.text_input(key=f"{prefix}_reason").input("Nothing later that week").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert any("their booking stays. Now scheduled." in s.value for s in at.success), _texts(at)
+    database = _db(app_db)
+    with database.read() as session:
+        kept = session.get(Appointment, visit_id)
+        assert (kept.status, kept.start_at) == (AppointmentStatus.SCHEDULED, start)
+        assert session.get(ChangeRequest, change.id).status == ChangeStatus.DENIED
+    database.dispose()
 
 
 def _click_row(at, position, kind="requests"):

@@ -546,6 +546,27 @@ def test_proposal_for_change_declined_restores_original(db, world):
         assert session.get(Appointment, appointment_id).start_at == at(day, 10)
 
 
+def test_a_proposal_earlier_than_the_original_declined_restores_it(db, world):
+    """The patient at 15:00 asked to move; offered 10:00, they decline: back to 15:00 (the
+    restore wrote a 15:00 start before a 10:30 end and failed the database's check)."""
+    day = future_day()
+    appointment_id = booked(db, world, at(day, 15))
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), appointment_id, kind="reschedule", requested_day=day
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change_id, start_at=at(day, 10))
+    with db.write() as session:
+        outcome = decisions.respond_to_proposal(
+            session, patient_actor("A"), appointment_id, accept=False
+        )
+    assert outcome.status == S.SCHEDULED
+    with db.read() as session:
+        row = session.get(Appointment, appointment_id)
+        assert (row.start_at, row.end_at) == (at(day, 15), at(day, 15, 30))
+
+
 def test_a_change_request_leaves_the_queue_once_its_appointment_is_cancelled(db, world):
     """The patient asked to move, then phoned and the desk cancelled: the request no longer
     waits in the queue, and a manager who still had it open is told who handled it."""
@@ -573,6 +594,39 @@ def test_a_change_request_leaves_the_queue_once_its_appointment_is_cancelled(db,
         )
     with pytest.raises(Conflict, match=handled), db.write() as session:
         changes.deny_change(session, world.manager, change_id, reason="No")
+
+
+def test_declining_a_proposal_made_for_a_change_request_keeps_the_booking(db, world):
+    """The patient asked to move their visit; the practice proposed 16:00, then declined from
+    the queue: the visit stays at 10:00, the change request is denied and the patient is told
+    that, not that their appointment request was declined."""
+    day = future_day()
+    appointment_id = booked(db, world, at(day, 10))
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), appointment_id, kind="reschedule", requested_day=day
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change_id, start_at=at(day, 16))
+    with db.write() as session:
+        outcome = decisions.decline_request(
+            session, world.manager, appointment_id, reason="Nothing later this week"
+        )
+    assert outcome.status == S.SCHEDULED
+    with db.read() as session:
+        row = session.get(Appointment, appointment_id)
+        assert (row.status, row.start_at, row.decline_reason) == (S.SCHEDULED, at(day, 10), None)
+        change = session.get(ChangeRequest, change_id)
+        assert (change.status, change.decision_note) == (
+            ChangeStatus.DENIED,
+            "Nothing later this week",
+        )
+        assert queue.queue_counts(session, world.manager)[queue.QueueKind.PROPOSALS] == 0
+    assert messages(db, appointment_id, "appointment_declined") == []
+    [told] = [
+        m for m in messages(db, appointment_id, "change_request_denied") if m.channel == "email"
+    ]
+    assert "stays on" in told.body and "Nothing later this week" in told.body
 
 
 def test_bulk_approve_reports_row_by_row(db, world):
