@@ -12,7 +12,7 @@ from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time
 from core.policy import cancellation as policy
-from core.requests.decisions import open_change, send_proposal
+from core.requests.decisions import open_change, patient_free, send_proposal
 from core.scheduling.lifecycle import (
     Outcome,
     aware,
@@ -210,6 +210,8 @@ def approve_change(
         outside_hours_override=outside_hours_override,
         extra={"change_request_id": change.id},
     )
+    # the patient's other visits, once the new time is set (the desk's moves do not check them)
+    patient_free(session, appointment, allow_double_booking or appointment.allow_double_booking)
     return outcome
 
 
@@ -278,6 +280,7 @@ def propose_for_change(
         allow_double_booking=allow_double_booking,
         outside_hours_override=outside_hours_override,
     )
+    details.update(patient_free(session, appointment, allow_double_booking))
     details.update(original=original, change_request_id=change.id)
     appointment.status = S.TENTATIVE
     change.status, change.decided_at = ChangeStatus.PROPOSED, utcnow()

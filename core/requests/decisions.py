@@ -35,6 +35,7 @@ from core.scheduling.lifecycle import (
     tell_patient,
     when_text,
 )
+from core.scheduling.moves import _patient_free
 from core.scheduling.openings import appointment_freed
 from core.scheduling.states import ENTITY, PROPOSAL_TTL, Action, S, ensure_allowed
 from db.models import (
@@ -160,6 +161,7 @@ def approve_request(
         allow_double_booking=allow_double_booking,
         outside_hours_override=outside_hours_override,
     )
+    details.update(patient_free(session, appointment, allow_double_booking))
     appointment.status, appointment.decided_at = S.SCHEDULED, utcnow()
     flush(session, appointment)
     record(session, actor, appointment, Action.APPROVE, before, message=message, details=details)
@@ -222,6 +224,7 @@ def propose_time(
         allow_double_booking=allow_double_booking,
         outside_hours_override=outside_hours_override,
     )
+    details.update(patient_free(session, appointment, allow_double_booking))
     appointment.status = S.TENTATIVE
     flush(session, appointment)
     record(session, actor, appointment, Action.PROPOSE, before, message=message, details=details)
@@ -239,6 +242,19 @@ def send_proposal(session: Session, appointment: Appointment, message: str) -> s
         link=tokens.link(base_url(session), "proposal", issued.raw),
     )
     return issued.raw
+
+
+def patient_free(
+    session: Session, appointment: Appointment, allow_double_booking: bool
+) -> dict[str, list[int]]:
+    """Refuse a time at which the patient already has another visit, naming it, as the desk's
+    booking does (core.scheduling.moves), unless double booking is explicitly allowed; the
+    audit details of that."""
+    with session.no_autoflush:  # the caller's flush writes the decision once (one version)
+        patient = appointment.patient
+        if patient is None:
+            return {}
+        return _patient_free(session, appointment, patient, allow_double_booking)
 
 
 def open_change(session: Session, appointment_id: int, *statuses: ChangeStatus):

@@ -30,7 +30,11 @@ from db.models import (
     LedgerEntry,
     Notification,
     Patient,
+    Provider,
+    ProviderService,
+    Service,
     Source,
+    WorkingHours,
 )
 from db.types import utcnow
 
@@ -627,6 +631,71 @@ def test_declining_a_proposal_made_for_a_change_request_keeps_the_booking(db, wo
         m for m in messages(db, appointment_id, "change_request_denied") if m.channel == "email"
     ]
     assert "stays on" in told.body and "Nothing later this week" in told.body
+
+
+def _second_provider(db, world, *, performs_all: bool = True) -> int:
+    """Dr Other, working the clinic's hours; the world's Dr Test then performs only a peel
+    unless `performs_all`."""
+    with db.write() as session:
+        other = Provider(name="Dr Other")
+        session.add(other)
+        session.flush()
+        for weekday in range(7):
+            other.working_hours.append(
+                WorkingHours(
+                    clinic_id=world.clinic_id, weekday=weekday, starts=time(9), ends=time(17)
+                )
+            )
+        if not performs_all:
+            peel = Service(name="Peel", duration_minutes=30, price_cents=9000)
+            session.add(peel)
+            session.flush()
+            session.add(ProviderService(provider_id=world.provider_id, service_id=peel.id))
+        return other.id
+
+
+def test_a_request_is_not_approved_or_proposed_over_the_patients_own_visit(db, world):
+    """Alex has a visit with Dr Test at 10:00; a second request of theirs is not approved nor
+    proposed at 10:00 with Dr Other (as the desk's booking refuses it), unless double booking is
+    allowed, which the audit records; nor is a reschedule request approved into it."""
+    day = future_day()
+    other = _second_provider(db, world)
+    visit = booked(db, world, at(day, 10))
+    request_id = new_request(db, world, day)
+    for service in (decisions.approve_request, decisions.propose_time):
+        with (
+            db.write() as session,
+            pytest.raises(
+                Conflict, match=f"Alex Morgan already has appointment #{visit} on .*with Dr Test"
+            ),
+        ):
+            service(session, world.manager, request_id, provider_id=other, start_at=at(day, 10))
+    later = booked(db, world, at(day, 14))
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), later, kind="reschedule", requested_day=day
+        ).id
+    with pytest.raises(Conflict, match=f"appointment #{visit}"), db.write() as session:
+        changes.approve_change(
+            session, world.manager, change_id, provider_id=other, start_at=at(day, 10)
+        )
+    with pytest.raises(Conflict, match=f"appointment #{visit}"), db.write() as session:
+        changes.propose_for_change(
+            session, world.manager, change_id, provider_id=other, start_at=at(day, 10)
+        )
+    with db.read() as session:
+        assert session.get(Appointment, request_id).status == S.REQUESTED
+        assert session.get(Appointment, later).start_at == at(day, 14)
+    with db.write() as session:
+        decisions.approve_request(
+            session,
+            world.manager,
+            request_id,
+            provider_id=other,
+            start_at=at(day, 10),
+            allow_double_booking=True,
+        )
+    assert events(db, request_id)[-1].details["patient_double_booked_with"] == [visit]
 
 
 def test_bulk_approve_reports_row_by_row(db, world):
