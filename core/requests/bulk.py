@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, ensure
 from core.kernel.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from core.practice.skills import able
 from core.practice.timing import timing_of
 from core.requests.decisions import approve_request, decline_request
 from core.scheduling.availability import (
@@ -20,6 +21,7 @@ from core.scheduling.states import Action, P
 from db.models import (
     Appointment,
     Provider,
+    WorkingHours,
 )
 
 # ---------------------------------------------------------------- bulk
@@ -32,18 +34,16 @@ def _exact_free_provider(session: Session, appointment: Appointment) -> int:
     before, after = timing_of(services_of(appointment)).padding
     if appointment.provider_id:
         candidates = [appointment.provider_id]
-    else:
-        from db.models import WorkingHours
-
-        candidates = list(
-            session.scalars(
-                select(WorkingHours.provider_id)
-                .join(Provider)
-                .where(WorkingHours.clinic_id == appointment.clinic_id, Provider.active.is_(True))
-                .distinct()
-                .order_by(WorkingHours.provider_id)
-            )
-        )
+    else:  # who works at the clinic and performs the visit (core.practice.skills)
+        working = session.scalars(
+            select(WorkingHours.provider_id)
+            .join(Provider)
+            .where(WorkingHours.clinic_id == appointment.clinic_id, Provider.active.is_(True))
+            .distinct()
+            .order_by(WorkingHours.provider_id)
+        ).all()
+        performing = able(session, working, [s.id for s in services_of(appointment)])
+        candidates = [p for p in working if p in performing]
     for provider_id in candidates:
         if working_hours_cover(
             session, provider_id, appointment.clinic_id, appointment.start_at, end_at

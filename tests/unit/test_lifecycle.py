@@ -698,6 +698,23 @@ def test_a_request_is_not_approved_or_proposed_over_the_patients_own_visit(db, w
     assert events(db, request_id)[-1].details["patient_double_booked_with"] == [visit]
 
 
+def test_bulk_approve_takes_a_free_provider_who_performs_the_service(db, world):
+    """Dr Test (first by id) performs only peels: the consultation asked for 09:00 goes to
+    Dr Other, who performs it, instead of being refused for Dr Test."""
+    day = future_day()
+    other = _second_provider(db, world, performs_all=False)
+    request_id = new_request(db, world, day, start_at=at(day, 9))
+    with db.write() as session:
+        [result] = bulk.bulk_approve(session, world.manager, [request_id])
+    assert result.ok, result.message
+    with db.read() as session:
+        row = session.get(Appointment, request_id)
+        assert (row.status, row.provider_id) == (S.SCHEDULED, other)
+
+
+# ---------------------------------------------------------------- bulk
+
+
 def test_bulk_approve_reports_row_by_row(db, world):
     day = future_day()
     exact = new_request(db, world, day, start_at=at(day, 9))
