@@ -16,6 +16,7 @@ are made by the background job; desk refunds are recorded by staff.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.config import Settings
-from core.kernel.errors import NotFound, ValidationError
+from core.kernel.errors import DomainError, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_time, format_money
 from core.messaging import notify
 from core.payments import points as ledger_points
@@ -52,6 +53,8 @@ from db.models import (
     Service,
 )
 from db.types import utcnow
+
+log = logging.getLogger("clinicdesk.payments")
 
 PAID_KINDS = ("prepayment", "deposit")
 
@@ -605,9 +608,22 @@ def link_fee(settled: list[Payment], entries: list[LedgerEntry]) -> None:
             payment.ledger_entry_id = fee.id
 
 
+LAST_ATTEMPT = "Last attempt: "  # a refund the provider refused says why in its note
+
+
+def refund_key(refund: Payment, original: Payment) -> str:
+    """The idempotency key a refund is sent with: the same on every attempt (our row and the
+    payment it gives back), so the provider makes it once however often the job sends it."""
+    return f"clinicdesk-refund-{refund.id}-of-{original.provider_ref}"
+
+
 def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20) -> int:
     """Send card refunds due through the provider (background job), a prepayment's or a fee's;
-    returns how many."""
+    returns how many were made. Each is sent in a savepoint of its own: one the provider
+    refuses stays due, with what the provider said as its note (staff see it on the
+    appointment's Payments, and may hand the money back at the desk instead), and does not undo
+    the refunds made before it. Each is sent with its idempotency key (`refund_key`), so one
+    made but not recorded (the process stopped before the commit) is not made again."""
     due_rows = list(
         session.scalars(
             select(Payment)
@@ -621,11 +637,22 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
             .with_for_update(skip_locked=True)
         )
     )
+    made = 0
     for refund in due_rows:
         original = session.get(Payment, refund.refund_of_id)
-        refund.provider_ref = provider.refund(original.provider_ref, refund.amount_cents)
-        refund.status, refund.paid_at = "refunded", utcnow()
-    return len(due_rows)
+        note = (refund.note or "").split(LAST_ATTEMPT)[0].rstrip(" ·")
+        try:
+            with session.begin_nested():
+                refund.provider_ref = provider.refund(
+                    original.provider_ref, refund.amount_cents, key=refund_key(refund, original)
+                )
+                refund.status, refund.paid_at, refund.note = "refunded", utcnow(), note
+        except DomainError as exc:
+            refund.note = " · ".join(filter(None, [note, f"{LAST_ATTEMPT}{exc}"]))[:500]
+            log.warning("refund P-%s not made: %s", refund.id, exc)
+            continue
+        made += 1
+    return made
 
 
 def refunds_job(database: Database, settings: Settings) -> None:

@@ -14,7 +14,11 @@ from typing import Any, Protocol
 import stripe
 
 from core.kernel.config import StripeSettings
-from core.kernel.errors import ValidationError
+from core.kernel.errors import DomainError, ValidationError
+
+
+class ProviderError(DomainError):
+    """The payment provider refused or could not be reached; the message says what it said."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,10 @@ class PaymentProvider(Protocol):
         cancel_url: str,
     ) -> Checkout: ...
 
-    def refund(self, reference: str, amount_cents: int) -> str: ...
+    def refund(self, reference: str, amount_cents: int, *, key: str) -> str:
+        """Give back `amount_cents` of the payment `reference`; `key` names this refund (the
+        same on every attempt), so the provider makes it once however often it is sent."""
+        ...
 
     def charge_saved_card(
         self, customer: str, amount_cents: int, currency: str, description: str
@@ -57,7 +64,7 @@ class DeskProvider:
             "the desk."
         )
 
-    def refund(self, reference: str, amount_cents: int) -> str:
+    def refund(self, reference: str, amount_cents: int, *, key: str) -> str:
         raise ValidationError("There is no card provider: refund at the desk and record it.")
 
     def charge_saved_card(self, *_: Any) -> str:
@@ -111,19 +118,26 @@ class StripeProvider:
         made = self._client.v1.checkout.sessions.create(params=params)
         return Checkout(made.id, made.url)
 
-    def refund(self, reference: str, amount_cents: int) -> str:
+    def refund(self, reference: str, amount_cents: int, *, key: str) -> str:
         """Give back part or all of a payment: `reference` is a Checkout session's id (cs_…, a
         prepayment), a payment intent's (pi_…, a fee charged to the card on file) or a charge's
-        (ch_…)."""
+        (ch_…). `key` is Stripe's idempotency key: a refund sent again with it (after a crash
+        between Stripe's answer and our commit) is answered with the first refund, not made
+        twice. Stripe's refusal is a ProviderError saying what Stripe said."""
         params: dict[str, Any] = {"amount": int(amount_cents)}
-        if reference.startswith("cs_"):
-            session = self._client.v1.checkout.sessions.retrieve(reference)
-            params["payment_intent"] = session.payment_intent
-        elif reference.startswith("ch_"):
-            params["charge"] = reference
-        else:
-            params["payment_intent"] = reference
-        return self._client.v1.refunds.create(params=params).id
+        try:
+            if reference.startswith("cs_"):
+                session = self._client.v1.checkout.sessions.retrieve(reference)
+                params["payment_intent"] = session.payment_intent
+            elif reference.startswith("ch_"):
+                params["charge"] = reference
+            else:
+                params["payment_intent"] = reference
+            made = self._client.v1.refunds.create(params=params, options={"idempotency_key": key})
+        except stripe.StripeError as exc:
+            said = exc.user_message or type(exc).__name__
+            raise ProviderError(f"Stripe did not make the refund: {said}") from exc
+        return made.id
 
     def charge_saved_card(
         self, customer: str, amount_cents: int, currency: str, description: str

@@ -306,7 +306,7 @@ def test_a_fee_paid_meanwhile_is_refunded_by_the_undo(db, world, method):
         if method == "stripe":
 
             class Provider:
-                def refund(self, reference, cents):
+                def refund(self, reference, cents, *, key):
                     assert (reference, cents) == ("ch_test", 2500)
                     return "re_test"
 

@@ -67,7 +67,7 @@ class FakeCheckout(DeskProvider):
         self.made.append(kwargs)
         return Checkout(f"cs_test_{kwargs['payment_id']}", "https://checkout.stripe.test/pay")
 
-    def refund(self, reference, amount_cents):
+    def refund(self, reference, amount_cents, *, key):
         self.refunds.append((reference, amount_cents))
         return f"re_{len(self.refunds)}"
 
@@ -888,17 +888,25 @@ def test_a_package_visits_reminder_names_the_package(db, world):
 class StripeLike(stripe.HTTPClient):
     """Stripe's HTTP layer answering as Stripe does to the calls ClinicDesk makes: a card on
     file, a charge to it (a payment intent), a checkout session looked up by its own id only
-    (any other id is Stripe's 404 'No such checkout.session'), and refunds."""
+    (any other id is Stripe's 404 'No such checkout.session'), and refunds: of a payment intent
+    in `unknown`, Stripe's 404 'No such payment_intent'; a refund sent again with the
+    Idempotency-Key of one made is answered with that one, not made again."""
 
     name = "stripe-like"
 
-    def __init__(self):
+    def __init__(self, unknown=()):
         super().__init__()
         self.calls: list[tuple[str, str, dict[str, list[str]]]] = []
+        self.keys: list[str] = []  # the Idempotency-Key of each refund asked for
+        self.made: dict[str, str] = {}  # the refunds made, by their Idempotency-Key
+        self.unknown = set(unknown)
 
     def request(self, method, url, headers, post_data=None, *, _usage=None):
         path = urlsplit(url).path
-        self.calls.append((method, path, parse_qs(post_data or "")))
+        form = parse_qs(post_data or "")
+        self.calls.append((method, path, form))
+        if path == "/v1/refunds":
+            return self._refund(headers.get("Idempotency-Key"), form)
         if path == "/v1/payment_methods":
             methods = [{"id": "pm_card_1", "object": "payment_method"}]
             return json.dumps({"object": "list", "data": methods, "has_more": False}), 200, {}
@@ -910,9 +918,17 @@ class StripeLike(stripe.HTTPClient):
                 made = {"id": reference, "object": "checkout.session", "payment_intent": "pi_cs"}
                 return json.dumps(made), 200, {}
             return self._missing(f"No such checkout.session: '{reference}'")
-        if path == "/v1/refunds":
-            return json.dumps({"id": f"re_{len(self.calls)}", "object": "refund"}), 200, {}
         return self._missing(f"Unrecognized request URL ({method}: {path}).")
+
+    def _refund(self, key, form):
+        self.keys.append(key)
+        if key in self.made:
+            return self.made[key], 200, {"Idempotent-Replayed": "true"}
+        intent = form.get("payment_intent", [""])[0]
+        if intent in self.unknown:
+            return self._missing(f"No such payment_intent: '{intent}'")
+        self.made[key] = json.dumps({"id": f"re_{len(self.calls)}", "object": "refund"})
+        return self.made[key], 200, {}
 
     @staticmethod
     def _missing(message):
@@ -1076,3 +1092,71 @@ def test_a_checkout_for_what_was_paid_meanwhile_is_refunded(db, world):
         assert prepay.paid_cents(s, appointment_id) == 6000
         assert prepay.badges(s, [appointment_id]) == {appointment_id: "Paid"}
         assert "£60.00 was paid already" in _mail(s, "payment_receipt")
+
+
+def _card_fees_given_back(db, world, references) -> list[int]:
+    """Fees charged to the card on file (one payment intent each), given back: the refunds due."""
+    appointment_id = _appointment(db, world)
+    fees = [_fee(db, world, appointment_id) for _ in references]
+    with db.write() as s:
+        paid = [
+            Payment(
+                appointment_id=appointment_id,
+                patient_id=world.patient_id,
+                ledger_entry_id=fee_id,
+                kind="fee",
+                method="stripe",
+                status="paid",
+                amount_cents=3000,
+                currency="GBP",
+                provider_ref=reference,
+                paid_at=utcnow(),
+            )
+            for fee_id, reference in zip(fees, references, strict=True)
+        ]
+        s.add_all(paid)
+        s.flush()
+        return [r.id for r in desk.refund_fees(s, world.staff, paid, "No-show undone")]
+
+
+def test_a_refund_stripe_refuses_does_not_undo_the_one_it_made(db, world):
+    """Two refunds due: Stripe makes the first and refuses the second. The first is recorded as
+    made; the second stays due, saying what Stripe said. Before, the refusal rolled back the
+    whole run, the first included, though Stripe had made it: the next run made it again."""
+    http = StripeLike(unknown={"pi_gone"})
+    made, refused = _card_fees_given_back(db, world, ["pi_fee_1", "pi_gone"])
+    with db.write() as s:
+        assert prepay.process_refunds(s, StripeProvider(STRIPE, http_client=http)) == 1
+    with db.read() as s:
+        first, second = s.get(Payment, made), s.get(Payment, refused)
+        assert (first.status, first.provider_ref) == ("refunded", "re_1")
+        assert (second.status, second.provider_ref) == ("refund_due", None)
+        assert second.note == (
+            "No-show undone · Last attempt: Stripe did not make the refund: "
+            "No such payment_intent: 'pi_gone'"
+        )
+    assert len(http.made) == 1
+
+
+def test_a_refund_made_but_not_recorded_is_not_made_again(db, world):
+    """The process stops after Stripe made the refund, before our commit: the next run sends
+    the same Idempotency-Key (derived from our refund row), so Stripe answers with the refund it
+    made instead of making a second. Before, the Stripe library made up a new key each time and
+    the patient was refunded twice."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    with pytest.raises(RuntimeError), db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+        raise RuntimeError("the process stopped before the commit")
+    with db.read() as s:
+        assert s.get(Payment, refund_id).status == "refund_due"
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+    assert http.keys == [f"clinicdesk-refund-{refund_id}-of-pi_fee_1"] * 2
+    assert len(http.made) == 1  # one refund at Stripe
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.provider_ref) == ("refunded", "re_1")
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
