@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
@@ -44,13 +44,12 @@ from core.practice.treatment import treatment_of
 from db.engine import Database
 from db.models import (
     Appointment,
+    AppointmentService,
     AppointmentStatus,
     LedgerEntry,
     LedgerKind,
-    Package,
     Patient,
     Payment,
-    Service,
 )
 from db.types import utcnow
 
@@ -104,8 +103,9 @@ def usable_points(balance: int, outstanding_cents: int, rules: PaymentSettings) 
 
 
 def badges(session: Session, appointment_ids: list[int]) -> dict[int, str]:
-    """'Paid', 'Deposit paid' or 'Part paid' per appointment with money received (one grouped
-    query; for the calendar, Today and the appointment)."""
+    """'Paid', 'Deposit paid' or 'Part paid' per appointment with money received (for the
+    calendar, Today and the appointment): one grouped query of what was paid, then the visits
+    paid for with their services and package, priced as the payments are (`price_cents`)."""
     if not appointment_ids:
         return {}
     received = Payment.kind.in_(PAID_KINDS) & (Payment.status == "paid")
@@ -120,22 +120,25 @@ def badges(session: Session, appointment_ids: list[int]) -> dict[int, str]:
                 )
             ),
             func.max(case((Payment.kind == "deposit", 1), else_=0)),
-            func.max(func.coalesce(Package.price_cents, Service.price_cents)),
         )
-        .join(Appointment, Appointment.id == Payment.appointment_id)
-        .outerjoin(Service, Service.id == Appointment.service_id)
-        .outerjoin(Package, Package.id == Appointment.package_id)
         .where(Payment.appointment_id.in_(appointment_ids))
         .group_by(Payment.appointment_id)
-    )
-    out = {}
-    for appointment_id, paid, deposit, price in rows:
-        if (paid or 0) <= 0:
-            continue
-        if deposit:
-            out[appointment_id] = "Deposit paid"
-        else:
-            out[appointment_id] = "Paid" if paid >= (price or 0) else "Part paid"
+    ).all()
+    paid = {appointment_id: int(cents or 0) for appointment_id, cents, _ in rows}
+    out = {i: "Deposit paid" for i, cents, deposit in rows if deposit and (cents or 0) > 0}
+    priced = [i for i, cents in paid.items() if cents > 0 and i not in out]
+    if priced:
+        visits = session.scalars(
+            select(Appointment)
+            .where(Appointment.id.in_(priced))
+            .options(
+                selectinload(Appointment.services).selectinload(AppointmentService.service),
+                selectinload(Appointment.service),
+                selectinload(Appointment.package),
+            )
+        )
+        for visit in visits:
+            out[visit.id] = "Paid" if paid[visit.id] >= price_cents(visit) else "Part paid"
     return out
 
 

@@ -1160,3 +1160,35 @@ def test_a_refund_made_but_not_recorded_is_not_made_again(db, world):
         assert (refund.status, refund.provider_ref) == ("refunded", "re_1")
     with db.write() as s:
         assert prepay.process_refunds(s, provider) == 0
+
+
+def test_a_visit_of_two_services_is_paid_when_both_are(db, world):
+    """Consultation (£60.00) + Peel (£90.00): £60.00 paid is part of £150.00, as the portal and
+    the appointment's Payments price it. Before, the badge compared with the first service's
+    price and said 'Paid'. A package is still priced as the package."""
+    two = _appointment(db, world)
+    package = _appointment(db, world, hours_ahead=96)
+    _as_glow(db, world, package)  # £120.00
+    with db.write() as s:
+        peel = s.scalars(select(Service).where(Service.name == "Peel")).one()
+        s.add_all(
+            [
+                AppointmentService(appointment_id=two, service_id=world.service_id),
+                AppointmentService(appointment_id=two, service_id=peel.id, position=1),
+            ]
+        )
+    for appointment_id, cents in ((two, 6000), (package, 6000)):
+        with db.write() as s:
+            desk.record_desk_payment(
+                s, world.staff, appointment_id, amount_cents=cents, method="cash"
+            )
+    with db.read() as s:
+        assert prepay.badges(s, [two, package]) == {two: "Part paid", package: "Part paid"}
+        assert desk.summary(s, world.staff, two).outstanding == "£90.00"
+    for appointment_id, cents in ((two, 9000), (package, 6000)):
+        with db.write() as s:
+            desk.record_desk_payment(
+                s, world.staff, appointment_id, amount_cents=cents, method="cash"
+            )
+    with db.read() as s:
+        assert prepay.badges(s, [two, package]) == {two: "Paid", package: "Paid"}
