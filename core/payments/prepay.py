@@ -274,12 +274,14 @@ def prepay(
     come from the server: the price or deposit, less what is paid already, in the currency of
     the appointment's clinic."""
     appointment = _payable_appointment(session, patient_id, appointment_id)
+    # the patient's row locked before the balance and what is owed are read: a second request
+    # (a double click, another tab) waits, then sees the points spent and the visit paid
+    patient = session.get(Patient, patient_id, with_for_update=True, populate_existing=True)
     rules = get_settings(session)
     fmt = money_format(appointment.clinic)
     owed = due(session, appointment, rules)
     if not owed.payable:
         raise ValidationError("Nothing is left to pay for this appointment.")
-    patient = session.get(Patient, patient_id)
     points = int(points or 0)
     value = rules.point_value_cents
     if points < 0:

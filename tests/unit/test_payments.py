@@ -4,6 +4,7 @@ with Stripe's own scheme (signature, replay, idempotency)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -1192,3 +1193,45 @@ def test_a_visit_of_two_services_is_paid_when_both_are(db, world):
             )
     with db.read() as s:
         assert prepay.badges(s, [two, package]) == {two: "Paid", package: "Paid"}
+
+
+def test_pay_with_points_clicked_twice_spends_them_once(db, world, monkeypatch):
+    """A double click on the portal's Pay with points: two requests pay the same visit at once.
+    One pays it; the other, held at the patient's row until then, finds nothing left to pay.
+    Before, on PostgreSQL both read the balance and what was owed before either wrote: the
+    visit was paid twice and the ledger spent 1,200 points of a balance that lost only 600."""
+    import threading
+
+    appointment_id = _appointment(db, world)  # £60.00, 600 points at 10p
+    with db.write() as s:
+        s.get(Patient, world.patient_id).points_balance = 1000
+    barrier, outcomes = threading.Barrier(2), []
+    spend = points.spend
+
+    def spend_once_both_have_read(*args, **kwargs):
+        # both requests here at once, unless the second is held at the patient's row
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=2)
+        return spend(*args, **kwargs)
+
+    monkeypatch.setattr(points, "spend", spend_once_both_have_read)
+
+    def click():
+        try:
+            with db.write() as s:
+                pay(s, world.patient_id, appointment_id, 600, False, DeskProvider())
+            outcomes.append("paid")
+        except ValidationError as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["Nothing is left to pay for this appointment.", "paid"]
+    assert _balance(db, world) == 400
+    with db.read() as s:
+        spent = s.scalars(select(LedgerEntry).where(LedgerEntry.kind == LedgerKind.POINTS_SPENT))
+        assert [points.delta(e) for e in spent] == [-600]
+        assert prepay.paid_cents(s, appointment_id) == 6000
