@@ -10,9 +10,10 @@ import streamlit as st
 
 from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds, local_today
-from core.kernel.money import minor_digits, to_major, to_minor
+from core.kernel.errors import ValidationError
+from core.kernel.money import minor_digits, to_major, typed_minor
 from core.payments import desk, points, rules
-from ui import actor, refresh, run_action
+from ui import actor, refresh, run_action, show_error
 from ui.caches import cached
 from ui.context import read
 from ui.folds import fold
@@ -88,13 +89,16 @@ else:
                 ),
             },
         )
-        new_rules = {
-            s.service_id: rules.ServiceRule(
-                label_mode.get(row.Prepayment, s.mode),
-                0 if pd.isna(row.Deposit) else to_minor(row.Deposit, currency),
+        new_rules, wrong = {}, []
+        for s, row in zip(lines, services.itertuples(index=False), strict=True):
+            try:  # more decimals than the currency has are refused, not rounded
+                deposit = 0 if pd.isna(row.Deposit) else typed_minor(row.Deposit, currency)
+            except ValidationError as error:
+                wrong.append(f"{s.name}'s deposit: {error}")
+                deposit = s.deposit_cents
+            new_rules[s.service_id] = rules.ServiceRule(
+                label_mode.get(row.Prepayment, s.mode), deposit
             )
-            for s, row in zip(lines, services.itertuples(index=False), strict=True)
-        }
         a, b, c = st.columns(3, vertical_alignment="bottom")
         value = a.number_input(
             "Value of one point (minor units)",
@@ -114,7 +118,10 @@ else:
         enabled = c.checkbox(
             "Award points for surveys", current.survey_points_enabled, key="payments_survey_on"
         )
-        if st.form_submit_button("Save rules", type="primary"):
+        saved = st.form_submit_button("Save rules", type="primary")
+        if saved and wrong:
+            show_error(ValidationError(" ".join(wrong)))
+        elif saved:
             wanted = rules.PaymentSettings(
                 point_value_cents=int(value),
                 survey_points=int(survey),

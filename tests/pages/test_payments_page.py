@@ -42,7 +42,7 @@ def _rules(app_db):
     return saved
 
 
-def test_the_owner_sets_a_deposit_in_the_rules_table_and_a_missing_amount_is_explained(
+def test_the_owner_sets_a_deposit_in_the_rules_table_and_a_wrong_amount_is_explained(
     app_as, app_db
 ):
     at = app_as("owner", PAGE)
@@ -67,10 +67,23 @@ def test_the_owner_sets_a_deposit_in_the_rules_table_and_a_missing_amount_is_exp
         "deleted_rows": [],
     }
     at.button(key=save).click().run()
+    # more decimals than the currency has are refused, not rounded (before: saved as £50.00)
+    assert at.error[0].value == (
+        "Botox treatment's deposit: GBP amounts have at most 2 decimals; 49.995 has 3. "
+        "Type the amount without the extra decimals."
+    )
+    assert _rules(app_db) == before
+
+    at.session_state["payments_service_rules"] = {
+        "edited_rows": {row: {"Prepayment": "Deposit required", "Deposit": 49.99}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.button(key=save).click().run()
     assert not at.error, [e.value for e in at.error]
     deposits = [r for r in _rules(app_db).services.values() if r.mode == "deposit"]
-    assert [r.deposit_cents for r in deposits] == [5000]  # rounded half up to the penny
-    assert at.data_editor(key="payments_service_rules").value.iloc[row]["Deposit"] == 50.0
+    assert [r.deposit_cents for r in deposits] == [4999]
+    assert at.data_editor(key="payments_service_rules").value.iloc[row]["Deposit"] == 49.99
 
 
 def test_staff_see_the_rules_but_cannot_edit_them(app_as):
