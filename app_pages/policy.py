@@ -62,8 +62,8 @@ if base is not None:
     st.text(base.policy_text)
     st.caption(
         f"Version {base.version} since {fmt.moment(base.effective_at)}: "
-        f"{base.window_hours} h window, late fee {_money(base.late_cancel_fee_cents)}, "
-        f"no-show fee {_money(base.no_show_fee_cents)}, {base.points_deducted} points."
+        f"{base.window_hours} h window, late fee {escape(_money(base.late_cancel_fee_cents))}, "
+        f"no-show fee {escape(_money(base.no_show_fee_cents))}, {base.points_deducted} points."
     )
 
 st.subheader("Versions")

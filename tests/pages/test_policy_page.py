@@ -93,3 +93,26 @@ def test_a_yen_fee_with_decimals_is_refused_and_whole_yen_are_saved(app_as, app_
     at = _save(at)
     assert not at.error, at.error[0].value
     assert _versions(app_db)[-1].late_cancel_fee_cents == 3000
+
+
+def test_a_dollar_clinics_fees_are_not_typeset_as_maths(app_as, app_db):
+    """'late fee $25.00, no-show fee $40.00': two dollar signs in one caption made Streamlit
+    typeset what lay between them as LaTeX. The money is escaped now, so it reads as written."""
+    from sqlalchemy import update
+
+    from db.models import Clinic
+
+    database = open_database(load_settings({"DATABASE_URL": app_db}))
+    with database.write() as session:
+        session.execute(update(Clinic).values(currency="USD", locale="en-US"))
+    database.dispose()
+    at = app_as("owner", PAGE)
+    assert not at.exception
+    newest = _versions(app_db)[-1]
+    late, no_show = (
+        f"\\${cents / 100:,.2f}"
+        for cents in (newest.late_cancel_fee_cents, newest.no_show_fee_cents)
+    )
+    assert any(f"late fee {late}, no-show fee {no_show}," in c.value for c in at.caption), [
+        c.value for c in at.caption
+    ]
