@@ -31,15 +31,17 @@ def _summary(me, appointment_id: int) -> desk.Summary:
 
 
 def _row(r: prepay.PaymentRow, when) -> dict[str, object]:
+    """One row of the payments table: st.table renders Markdown in every cell, so each is
+    escaped (a typed note is no markup; '$' is no LaTeX)."""
     return {
         "Ref": r.reference,
-        "When": when(r.at),
-        "Kind": r.kind,
-        "Method": r.method,
-        "Status": r.status,
-        "Amount": r.amount,
+        "When": escape(when(r.at)),
+        "Kind": escape(r.kind),
+        "Method": escape(r.method),
+        "Status": escape(r.status),
+        "Amount": escape(r.amount),
         "Points": str(r.points) if r.points else "",
-        "Note": r.note,
+        "Note": escape(r.note),
     }
 
 

@@ -16,6 +16,7 @@ from core.kernel.errors import DomainError
 from core.portal import sign_in
 from ui import caches
 from ui.context import database, settings, show_error
+from ui.text import escape
 
 T = TypeVar("T")
 SESSION_KEY = "portal_session_id"
@@ -85,7 +86,9 @@ def flash(message: str) -> None:
 
 def show_flash() -> None:
     if message := st.session_state.pop(FLASH_KEY, None):
-        st.success(message, icon=":material/check_circle:")
+        # a sentence from core that may carry money ('Paid $0.50 … the remaining $44.50') or
+        # what the patient typed: never markup, and two dollars are no LaTeX
+        st.success(escape(message), icon=":material/check_circle:")
 
 
 def sign_out() -> None:

@@ -41,7 +41,7 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             colour = "green" if item.payment in ("Paid", "Deposit paid") else "orange"
             right.markdown(f":{colour}-badge[{item.payment}]")
         if item.outstanding:
-            right.caption(f"To pay: {item.outstanding}")
+            right.caption(f"To pay: {escape(item.outstanding)}")
         if item.change_pending:
             left.markdown(f":orange-badge[{item.change_pending}]")
         if not actions:
@@ -184,7 +184,7 @@ def _change(appointment_id: int) -> None:
     with database().read() as session:
         view = home.change_preview(session, _me(), appointment_id)
     if not view.changeable:
-        st.info(view.reason_not)
+        st.info(escape(view.reason_not))
         return
     kinds = {"cancel": "Cancel it", "reschedule": "Move it to another day"}
     if not view.cancel_online:
