@@ -34,7 +34,7 @@ def render(token: str) -> None:
             st.text(view.policy_text)
     if view.inside_window:
         costs = [
-            f"a fee of {view.fee}" if view.fee else "",
+            f"a fee of {escape(view.fee)}" if view.fee else "",
             f"{view.points} points" if view.points else "",
         ]
         cost = " and ".join(c for c in costs if c) or "no charge"
