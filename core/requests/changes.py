@@ -12,7 +12,7 @@ from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time
 from core.policy import cancellation as policy
-from core.requests.decisions import open_change, patient_free, send_proposal
+from core.requests.decisions import open_change, send_proposal
 from core.scheduling.lifecycle import (
     Outcome,
     aware,
@@ -25,7 +25,7 @@ from core.scheduling.lifecycle import (
     require_reason,
     tell_patient,
 )
-from core.scheduling.moves import cancel, move
+from core.scheduling.moves import cancel, move, patient_free
 from core.scheduling.states import Action, P, S, ensure_allowed
 from db.models import (
     ChangeKind,

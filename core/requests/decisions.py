@@ -35,7 +35,7 @@ from core.scheduling.lifecycle import (
     tell_patient,
     when_text,
 )
-from core.scheduling.moves import _patient_free
+from core.scheduling.moves import patient_free
 from core.scheduling.openings import appointment_freed
 from core.scheduling.states import ENTITY, PROPOSAL_TTL, Action, S, ensure_allowed
 from db.models import (
@@ -242,19 +242,6 @@ def send_proposal(session: Session, appointment: Appointment, message: str) -> s
         link=tokens.link(base_url(session), "proposal", issued.raw),
     )
     return issued.raw
-
-
-def patient_free(
-    session: Session, appointment: Appointment, allow_double_booking: bool
-) -> dict[str, list[int]]:
-    """Refuse a time at which the patient already has another visit, naming it, as the desk's
-    booking does (core.scheduling.moves), unless double booking is explicitly allowed; the
-    audit details of that."""
-    with session.no_autoflush:  # the caller's flush writes the decision once (one version)
-        patient = appointment.patient
-        if patient is None:
-            return {}
-        return _patient_free(session, appointment, patient, allow_double_booking)
 
 
 def open_change(session: Session, appointment_id: int, *statuses: ChangeStatus):

@@ -158,7 +158,7 @@ def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) ->
             outside_hours_override=b.outside_hours_override,
         )
         if patient is not None:
-            details.update(_patient_free(session, appointment, patient, b.allow_double_booking))
+            details.update(patient_free(session, appointment, b.allow_double_booking))
     session.flush()
     record(session, actor, appointment, Action.SCHEDULE, None, details=details)
     queued = (
@@ -170,41 +170,47 @@ def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) ->
     return appointment
 
 
-def _patient_free(
-    session: Session, appointment: Appointment, patient: Patient, allow_double_booking: bool
+def patient_free(
+    session: Session, appointment: Appointment, allow_double_booking: bool
 ) -> dict[str, list[int]]:
-    """Refuse booking a patient who already has an active appointment overlapping this one
-    (e.g. "Book" pressed twice, the second time with the next free provider), naming it, unless
-    double booking is explicitly allowed, which the returned audit details record. The patient's
-    row is locked until the transaction ends, so two such bookings cannot both pass (PostgreSQL;
-    SQLite's writers are serialised already)."""
-    session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
-    theirs = session.scalars(
-        select(Appointment)
-        .where(
-            Appointment.patient_id == patient.id,
-            Appointment.id != appointment.id,
-            Appointment.kind == AppointmentKind.APPOINTMENT,
-            Appointment.status.in_(OCCUPYING),
-            Appointment.start_at < appointment.end_at,
-            Appointment.end_at > appointment.start_at,
-        )
-        .order_by(Appointment.start_at, Appointment.id)
-    ).all()
-    if not theirs:
-        return {}
-    if not allow_double_booking:
-        first = theirs[0]
-        who = f" with {first.provider.name}" if first.provider else ""
-        more = f" (and {len(theirs) - 1} more)" if len(theirs) > 1 else ""
-        raise PatientBusy(
-            f"{patient.full_name} already has appointment #{first.id} on "
-            f"{clinic_time_range(first.clinic, first.start_at, first.end_at)}{who}{more}. "
-            "Choose another time, or allow double booking to book them twice.",
-            theirs,
-        )
-    appointment.allow_double_booking = True
-    return {"patient_double_booked_with": [a.id for a in theirs]}
+    """Refuse a time at which the appointment's patient already has another active visit
+    overlapping it (e.g. "Book" pressed twice, the second time with the next free provider;
+    a request approved or proposed over their own visit), naming it, unless double booking is
+    explicitly allowed, which the returned audit details record. The patient's row is locked
+    until the transaction ends, so two such bookings cannot both pass (PostgreSQL; SQLite's
+    writers are serialised already). Nothing is flushed here: the caller's flush writes the
+    decision once (one version)."""
+    with session.no_autoflush:
+        patient = appointment.patient
+        if patient is None:
+            return {}
+        session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
+        theirs = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.patient_id == patient.id,
+                Appointment.id != appointment.id,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status.in_(OCCUPYING),
+                Appointment.start_at < appointment.end_at,
+                Appointment.end_at > appointment.start_at,
+            )
+            .order_by(Appointment.start_at, Appointment.id)
+        ).all()
+        if not theirs:
+            return {}
+        if not allow_double_booking:
+            first = theirs[0]
+            who = f" with {first.provider.name}" if first.provider else ""
+            more = f" (and {len(theirs) - 1} more)" if len(theirs) > 1 else ""
+            raise PatientBusy(
+                f"{patient.full_name} already has appointment #{first.id} on "
+                f"{clinic_time_range(first.clinic, first.start_at, first.end_at)}{who}{more}. "
+                "Choose another time, or allow double booking to book them twice.",
+                theirs,
+            )
+        appointment.allow_double_booking = True
+        return {"patient_double_booked_with": [a.id for a in theirs]}
 
 
 def reschedule(
