@@ -26,7 +26,7 @@ from core.scheduling.lifecycle import (
     tell_patient,
 )
 from core.scheduling.moves import cancel, move, patient_free
-from core.scheduling.states import Action, P, S, ensure_allowed
+from core.scheduling.states import STATUS_WORDS, Action, P, S, ensure_allowed
 from db.models import (
     ChangeKind,
     ChangeRequest,
@@ -56,9 +56,13 @@ def _load_change(session: Session, change_id: int, expected_version: int | None)
             if event
             else ""
         )
+        now = (  # withdrawn when the appointment was cancelled, checked in, …: say that
+            STATUS_WORDS[appointment.status]
+            if change.status == ChangeStatus.WITHDRAWN
+            else change.status.value
+        )
         raise Conflict(
-            f"This change request was already handled{who} "
-            f"(now {change.status.value}). Reload to see it."
+            f"This change request was already handled{who} (now {now}). Reload to see it."
         )
     return change
 

@@ -41,6 +41,8 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     AuditEvent,
+    ChangeRequest,
+    ChangeStatus,
     Channel,
     Provider,
     Source,
@@ -137,6 +139,41 @@ def flush(session: Session, appointment: Appointment) -> None:
             f"Appointment #{appointment.id} was changed by someone else at the same moment. "
             "Reload it to see what was done."
         ) from None
+
+
+# what became of an appointment whose waiting change requests it closes (withdraw_changes)
+LEFT_SCHEDULED = {
+    Action.CANCEL: "the appointment was cancelled",
+    Action.CHECK_IN: "the patient was checked in",
+    Action.COMPLETE: "the visit was completed",
+    Action.NO_SHOW: "the patient was recorded as a no-show",
+}
+
+
+def withdraw_changes(
+    session: Session, actor: Actor, appointment: Appointment, action: Action
+) -> dict[str, Any]:
+    """Close the patient's change requests still waiting on an appointment that has just left
+    scheduled (or a proposal) another way: nothing is left to answer, so they are withdrawn,
+    saying why, and leave the queue, the portal and the reports' open requests. The audit
+    details of the transition that closed them."""
+    waiting = session.scalars(
+        select(ChangeRequest)
+        .where(
+            ChangeRequest.appointment_id == appointment.id,
+            ChangeRequest.status.in_((ChangeStatus.OPEN, ChangeStatus.PROPOSED)),
+        )
+        .order_by(ChangeRequest.id)
+        .with_for_update()
+    ).all()
+    now = utcnow()
+    for change in waiting:
+        change.status, change.decided_at = ChangeStatus.WITHDRAWN, now
+        change.decided_by_user_id = actor.user_id
+        change.decision_note = (
+            f"Withdrawn: {LEFT_SCHEDULED[action]} by {actor.name} before it was answered."
+        )
+    return {"change_requests_withdrawn": [c.id for c in waiting]} if waiting else {}
 
 
 # ---------------------------------------------------------------- helpers

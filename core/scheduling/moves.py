@@ -31,6 +31,7 @@ from core.scheduling.lifecycle import (
     require_reason,
     tell_patient,
     when_text,
+    withdraw_changes,
 )
 from core.scheduling.openings import appointment_freed
 from core.scheduling.states import Action, S, ensure_allowed
@@ -388,6 +389,7 @@ def cancel(
         "late": appointment.late_cancellation,
         "policy_id": appointment.policy_id,
         **(details or {}),
+        **withdraw_changes(session, actor, appointment, Action.CANCEL),
     }
     record(
         session,

@@ -47,6 +47,7 @@ from core.scheduling.lifecycle import (
     services_of,
     tell_patient,
     when_text,
+    withdraw_changes,
 )
 from core.scheduling.states import ENTITY, Action, S, check_transition, ensure_allowed
 from db.models import (
@@ -119,7 +120,8 @@ def check_in(
     before = appointment.status
     appointment.status, appointment.checked_in_at = S.CHECKED_IN, utcnow()
     flush(session, appointment)
-    record(session, actor, appointment, Action.CHECK_IN, before)
+    closed = withdraw_changes(session, actor, appointment, Action.CHECK_IN)
+    record(session, actor, appointment, Action.CHECK_IN, before, details=closed or None)
     queued = None
     if preferences(session, appointment.clinic_id).tell_checked_in:  # the practice's choice
         queued = tell_patient(session, appointment, "appointment_checked_in")
@@ -160,7 +162,8 @@ def complete(
     before = appointment.status
     appointment.status, appointment.completed_at = S.COMPLETED, now
     flush(session, appointment)
-    record(session, actor, appointment, Action.COMPLETE, before)
+    closed = withdraw_changes(session, actor, appointment, Action.COMPLETE)
+    record(session, actor, appointment, Action.COMPLETE, before, details=closed or None)
     # the thank-you, with the survey link only when the feedback rules would ask right now
     survey = _survey_line[0](session, appointment, now) if _survey_line else ""
     queued = tell_patient(session, appointment, "appointment_completed", survey=survey)
@@ -222,6 +225,7 @@ def mark_no_show(
             "fee_cents": fee,
             "points": sum(e.points or 0 for e in entries),
             "points_taken": taken,
+            **withdraw_changes(session, actor, appointment, Action.NO_SHOW),
         },
     )
     queued = tell_patient(

@@ -16,6 +16,7 @@ from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
+from core.portal import home as portal_home
 from core.requests import bulk, changes, decisions, queue
 from core.scheduling import moves, states, visits
 from db.engine import Database
@@ -899,3 +900,51 @@ def test_random_actions_keep_the_invariants(db, world, steps):
                 overlap = a.id < b.id and a.start_at < b.end_at and b.start_at < a.end_at
                 if overlap:
                     assert a.allow_double_booking or b.allow_double_booking
+
+
+@pytest.mark.parametrize("handled", ["cancel", "check_in", "complete", "no_show"])
+def test_a_change_request_is_withdrawn_when_its_appointment_leaves_scheduled(db, world, handled):
+    """The patient asked to cancel; before the practice answered, the desk cancelled the visit,
+    checked them in, completed it or recorded a no-show: the request is closed as withdrawn,
+    saying why, and the transition's audit names it. The portal no longer says it waits."""
+    start = at(future_day(), 10)
+    appointment_id = booked(db, world, start)
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), appointment_id, kind="cancel", reason="Away"
+        ).id
+        session.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+    with db.write() as session:
+        {
+            "cancel": lambda: moves.cancel_appointment(
+                session, world.staff, appointment_id, reason="Phoned to cancel"
+            ),
+            "check_in": lambda: visits.check_in(session, world.staff, appointment_id, now=start),
+            "complete": lambda: visits.complete(
+                session, world.staff, appointment_id, now=start + timedelta(hours=1)
+            ),
+            "no_show": lambda: visits.mark_no_show(
+                session, world.staff, appointment_id, now=start + timedelta(hours=1)
+            ),
+        }[handled]()
+    words = {
+        "cancel": "the appointment was cancelled",
+        "check_in": "the patient was checked in",
+        "complete": "the visit was completed",
+        "no_show": "the patient was recorded as a no-show",
+    }[handled]
+    with db.read() as session:
+        change = session.get(ChangeRequest, change_id)
+        assert change.status == ChangeStatus.WITHDRAWN
+        assert change.decision_note == f"Withdrawn: {words} by Staff before it was answered."
+        assert change.decided_at is not None
+        assert change.decided_by_user_id == world.staff.user_id
+        assert queue.queue_counts(session, world.manager)[queue.QueueKind.CANCELLATIONS] == 0
+        [card] = [
+            a
+            for a in portal_home.home(session, world.patient_id).upcoming
+            + portal_home.home(session, world.patient_id).history
+            if a.id == appointment_id
+        ]
+        assert card.change_pending == ""
+    assert events(db, appointment_id)[-1].details["change_requests_withdrawn"] == [change_id]
