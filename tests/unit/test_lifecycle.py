@@ -16,7 +16,9 @@ from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
+from core.kernel.money import clinic_time_range
 from core.portal import home as portal_home
+from core.portal import patient_links
 from core.requests import bulk, changes, decisions, queue
 from core.scheduling import moves, states, visits
 from db.engine import Database
@@ -948,3 +950,49 @@ def test_a_change_request_is_withdrawn_when_its_appointment_leaves_scheduled(db,
         ]
         assert card.change_pending == ""
     assert events(db, appointment_id)[-1].details["change_requests_withdrawn"] == [change_id]
+
+
+def test_accepting_a_proposal_refuses_a_time_the_patient_has_another_visit_at(db, world):
+    """Alex is proposed 11:00 with Dr Test; meanwhile the desk moves Alex's visit with Dr Other
+    to 11:00. Accepting the proposal is refused in the patient's words (their visit's day and
+    time, no provider or number), nothing changes and the link still works."""
+    day = future_day()
+    other = _second_provider(db, world)
+    with db.write() as session:
+        visit = moves.schedule_appointment(
+            session,
+            world.manager,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=other,
+                start_at=at(day, 14),
+                patient_id=world.patient_id,
+                service_ids=[world.service_id],
+            ),
+        ).id
+    request_id = new_request(db, world, day)
+    with db.write() as session:
+        raw = decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+    with db.write() as session:
+        moves.reschedule(session, world.staff, visit, start_at=at(day, 11))
+        session.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+    with db.read() as session:
+        when = clinic_time_range(
+            session.get(Appointment, visit).clinic, at(day, 11), at(day, 11, 30), zone=True
+        )
+    refusal = (
+        f"Sorry, we cannot confirm this time for you: you already have a visit on {when}. To "
+        "come at the proposed time instead, cancel or move that visit first, then accept this "
+        "time; or contact the practice for another one."
+    )
+    with pytest.raises(Conflict) as refused, db.write() as session:
+        patient_links.answer_proposal(session, raw, accept=True)
+    assert str(refused.value) == refusal
+    with pytest.raises(Conflict, match="you already have a visit on"), db.write() as session:
+        portal_home.answer_proposal(session, world.patient_id, request_id, accept=True)
+    with db.read() as session:
+        row = session.get(Appointment, request_id)
+        assert (row.status, row.start_at) == (S.TENTATIVE, at(day, 11))
+        assert patient_links.proposal_view(session, raw).appointment_id == request_id
