@@ -21,7 +21,7 @@ from core.kernel import audit, rate_limits, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import local_today, to_local
 from core.kernel.config import BookingLimits
-from core.kernel.errors import LinkInvalid, ValidationError
+from core.kernel.errors import Conflict, LinkInvalid, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, clinic_money, clinic_time, format_day
 from core.kernel.text import clean, same_name
 from core.patients import invitations, merge
@@ -204,8 +204,48 @@ def _appointment_for(session: Session, raw: str | None, purpose: str):
     return token, appointment
 
 
+class ProposalReplaced(Conflict):
+    """The link of a proposal the practice has since replaced with a newer one."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This proposal was replaced by a newer one. Please use the link in the practice's "
+            "latest message."
+        )
+
+
+def _proposal_for(session: Session, raw: str | None):
+    """The proposal link's token and appointment. A link revoked because the practice sent a
+    newer proposal for the appointment says so (and nothing of the new time); any other dead
+    link is LinkInvalid."""
+    try:
+        return _appointment_for(session, raw, "proposal")
+    except LinkInvalid:
+        if not raw or len(raw) > 128:
+            raise
+        row = session.scalar(
+            select(LinkToken).where(
+                LinkToken.token_hash == tokens.hash_token(raw),
+                LinkToken.purpose == "proposal",
+                LinkToken.revoked_at.is_not(None),
+            )
+        )
+        newer = row is not None and session.scalar(
+            select(LinkToken.id)
+            .where(
+                LinkToken.purpose == "proposal",
+                LinkToken.subject_id == row.subject_id,
+                LinkToken.id > row.id,
+            )
+            .limit(1)
+        )
+        if newer:
+            raise ProposalReplaced() from None
+        raise
+
+
 def proposal_view(session: Session, raw: str | None) -> AppointmentView:
-    _, appointment = _appointment_for(session, raw, "proposal")
+    _, appointment = _proposal_for(session, raw)
     if appointment.status != AppointmentStatus.TENTATIVE:
         raise LinkInvalid()
     return appointment_view(session, appointment)
@@ -213,7 +253,7 @@ def proposal_view(session: Session, raw: str | None) -> AppointmentView:
 
 def answer_proposal(session: Session, raw: str | None, *, accept: bool) -> str:
     """Accept or decline the time the practice proposed (decisions.respond_to_proposal)."""
-    token, appointment = _appointment_for(session, raw, "proposal")
+    token, appointment = _proposal_for(session, raw)
     if appointment.status != AppointmentStatus.TENTATIVE:
         raise LinkInvalid()
     if token.single_use:
@@ -567,6 +607,7 @@ __all__ = [
     "enrollment_view",
     "enroll",
     "AppointmentView",
+    "ProposalReplaced",
     "proposal_view",
     "answer_proposal",
     "ChangeView",

@@ -46,6 +46,7 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     Clinic,
+    LinkToken,
     Patient,
     Service,
     Source,
@@ -233,6 +234,19 @@ def propose_time(
 
 
 def send_proposal(session: Session, appointment: Appointment, message: str) -> str:
+    """Email (and text) the patient a link to answer the appointment's proposed time. The
+    links of its earlier proposals stop working: they would show and answer this one (they
+    say it was replaced, core.portal.patient_links)."""
+    earlier = session.scalars(
+        select(LinkToken.id).where(
+            LinkToken.purpose == "proposal",
+            LinkToken.subject_id == appointment.id,
+            LinkToken.revoked_at.is_(None),
+            LinkToken.used_at.is_(None),
+        )
+    ).all()
+    for token_id in earlier:
+        tokens.revoke(session, token_id)
     ttl = min(PROPOSAL_TTL, max(appointment.start_at - utcnow(), timedelta(hours=1)))
     issued = tokens.issue(session, "proposal", appointment.id, ttl)
     tell_patient(

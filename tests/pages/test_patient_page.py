@@ -15,6 +15,7 @@ from core.kernel.money import format_money
 from core.patients import invitations
 from core.patients.records import birth_bounds
 from core.portal import patient_links
+from core.requests import decisions
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -126,6 +127,33 @@ def test_declining_a_proposal(app_db):
     with database.read() as s:
         assert s.get(Appointment, appointment_id).status == AppointmentStatus.REQUESTED
     database.dispose()
+
+
+def test_an_earlier_proposal_link_says_it_was_replaced(app_db):
+    """A newer proposal for the appointment: the first link shows no time and no buttons, only
+    that it was replaced (it showed the new time and answered it)."""
+    database = _db(app_db)
+    with database.write() as s:
+        appointment = s.scalars(
+            select(Appointment)
+            .where(
+                Appointment.status == AppointmentStatus.TENTATIVE,
+                Appointment.start_at > utcnow(),
+                Appointment.patient_id.is_not(None),
+            )
+            .limit(1)
+        ).one()
+        first = decisions.send_proposal(s, appointment, "")
+        decisions.send_proposal(s, appointment, "")
+    database.dispose()
+    at = patient_page("proposal", first)
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Your proposed appointment"]
+    assert [i.value for i in at.info] == [
+        "This proposal was replaced by a newer one. Please use the link in the practice's "
+        "latest message."
+    ]
+    assert not at.button and not at.markdown
 
 
 def test_change_page_shows_the_policy_and_the_late_fee_before_confirming(app_db):

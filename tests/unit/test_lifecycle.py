@@ -16,7 +16,7 @@ from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
-from core.kernel.money import clinic_time_range
+from core.kernel.money import clinic_time, clinic_time_range
 from core.portal import home as portal_home
 from core.portal import patient_links
 from core.requests import bulk, changes, decisions, queue
@@ -996,3 +996,38 @@ def test_accepting_a_proposal_refuses_a_time_the_patient_has_another_visit_at(db
         row = session.get(Appointment, request_id)
         assert (row.status, row.start_at) == (S.TENTATIVE, at(day, 11))
         assert patient_links.proposal_view(session, raw).appointment_id == request_id
+
+
+def test_a_newer_proposal_replaces_the_earlier_link(db, world):
+    """Proposed 11:00, then 15:00 instead: the first email's link no longer shows or answers
+    the proposal (it showed 15:00 and accepted it); it says it was replaced, nothing more."""
+    day = future_day()
+    request_id = new_request(db, world, day)
+    with db.write() as session:
+        first = decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+    with db.write() as session:
+        second = decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 15)
+        )
+    replaced = (
+        "This proposal was replaced by a newer one. Please use the link in the practice's "
+        "latest message."
+    )
+    with pytest.raises(Conflict) as shown, db.read() as session:
+        patient_links.proposal_view(session, first)
+    assert str(shown.value) == replaced
+    with pytest.raises(Conflict, match="replaced by a newer one"), db.write() as session:
+        patient_links.answer_proposal(session, first, accept=True)
+    with db.read() as session:
+        assert session.get(Appointment, request_id).status == S.TENTATIVE
+        clinic = session.get(Appointment, request_id).clinic
+        assert patient_links.proposal_view(session, second).when == clinic_time(
+            clinic, at(day, 15), zone=True
+        )
+    with db.write() as session:
+        patient_links.answer_proposal(session, second, accept=True)
+    with db.read() as session:
+        row = session.get(Appointment, request_id)
+        assert (row.status, row.start_at) == (S.SCHEDULED, at(day, 15))

@@ -12,7 +12,12 @@ from ui.text import escape
 def render(token: str) -> None:
     if show_done("proposal", token):
         return
-    view = public_read(patient_links.proposal_view, token)
+    try:
+        view = public_read(patient_links.proposal_view, token)
+    except patient_links.ProposalReplaced as replaced:  # a newer proposal's link took over
+        st.title("Your proposed appointment")
+        st.info(str(replaced))
+        return
     st.title("Your proposed appointment")
     st.markdown(f"Hello {escape(view.first_name)}, the practice proposes:")
     st.markdown(
