@@ -404,6 +404,9 @@ class ChangeRequest(Base):
         str_enum(ChangeStatus, "status"), default=ChangeStatus.OPEN
     )
     original_start_at: Mapped[datetime | None]
+    # the booking's provider when the practice proposed another time: while the proposal waits
+    # (status proposed) the original time stays held for it (core.scheduling.availability.held)
+    original_provider_id: Mapped[int | None] = mapped_column(Integer)
     requested_start_at: Mapped[datetime | None]
     requested_day: Mapped[date | None] = mapped_column(Date)
     time_of_day: Mapped[TimeOfDay | None] = mapped_column(str_enum(TimeOfDay, "time_of_day"))

@@ -264,14 +264,16 @@ def propose_for_change(
     allow_double_booking: bool = False,
     outside_hours_override: bool = False,
 ) -> str:
-    """Answer a change request with another time (→ tentative). If the patient turns it down
-    the original booking is restored. Returns the raw proposal link token."""
+    """Answer a change request with another time (→ tentative). Until the patient answers, the
+    original time stays held for the booking (nobody else is booked with its provider, rooms or
+    patient then: core.scheduling.availability.held); if they turn it down the original booking
+    is restored. Returns the raw proposal link token."""
     ensure_allowed(actor, Action.PROPOSE_FOR_CHANGE)
     change = _load_change(session, change_id, expected_version)
     appointment = load(
         session, change.appointment_id, Action.PROPOSE_FOR_CHANGE, handled_if_moved=True
     )
-    before = appointment.status
+    before, booked_at = appointment.status, appointment.start_at
     original = {
         "provider_id": appointment.provider_id,
         "start_at": appointment.start_at.isoformat(),
@@ -287,6 +289,8 @@ def propose_for_change(
     details.update(patient_free(session, appointment, allow_double_booking))
     details.update(original=original, change_request_id=change.id)
     appointment.status = S.TENTATIVE
+    # the original time stays held for the booking until the patient answers (availability.held)
+    change.original_start_at, change.original_provider_id = booked_at, original["provider_id"]
     change.status, change.decided_at = ChangeStatus.PROPOSED, utcnow()
     change.decided_by_user_id = actor.user_id
     flush(session, appointment)

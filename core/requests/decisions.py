@@ -352,12 +352,15 @@ def _restore_original(
     """Put a proposal made for a change request back to the booking the patient had; the
     change request is denied with `note`."""
     appointment_freed(session, appointment, "declined")
-    original = _proposal_original(session, appointment.id)
+    provider_id = (
+        change.original_provider_id
+        or _proposal_original(session, appointment.id).get("provider_id")  # before 0009
+    )
     length = duration_of(appointment)  # read first: loading the services flushes
     appointment.start_at = change.original_start_at
     appointment.end_at = change.original_start_at + length
-    if original.get("provider_id"):
-        appointment.provider_id = original["provider_id"]
+    if provider_id:
+        appointment.provider_id = provider_id
     appointment.status = S.SCHEDULED
     change.status, change.decision_note = ChangeStatus.DENIED, note
 

@@ -28,8 +28,13 @@ from core.practice.timing import Timing
 from db.models import (
     OCCUPYING,
     Appointment,
+    AppointmentKind,
     AppointmentService,
+    AppointmentStatus,
+    ChangeRequest,
+    ChangeStatus,
     Clinic,
+    Patient,
     Provider,
     Resource,
     ServiceResource,
@@ -77,6 +82,77 @@ def _aware(moment: datetime, name: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class Held:
+    """An appointment's original time, held while a proposal answering its patient's change
+    request waits: if they turn the proposal down, the booking goes back there, so nobody else
+    may take it meanwhile. Read as a booking is: its provider, patient, visit and buffers."""
+
+    id: int  # the appointment's
+    clinic: Clinic
+    provider: Provider | None
+    patient: Patient | None
+    start_at: datetime
+    end_at: datetime
+    buffer_before_minutes: int
+    buffer_after_minutes: int
+    kind: AppointmentKind = AppointmentKind.APPOINTMENT
+    held: bool = True  # conflict messages say the time is held, not booked
+
+
+def held(
+    session: Session,
+    start_at: datetime,
+    end_at: datetime,
+    *,
+    provider_ids: list[int] | None = None,
+    patient_id: int | None = None,
+    clinic_id: int | None = None,
+    exclude_appointment_id: int | None = None,
+    buffers: bool = True,
+) -> list[Held]:
+    """The original times held by proposals waiting for the patient (change requests
+    proposed, their appointment tentative) that overlap [start_at, end_at), their buffers
+    included unless `buffers=False`; of these providers, this patient or this clinic."""
+    query = (
+        select(ChangeRequest.original_provider_id, ChangeRequest.original_start_at, Appointment)
+        .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
+        .where(
+            ChangeRequest.status == ChangeStatus.PROPOSED,
+            Appointment.status == AppointmentStatus.TENTATIVE,
+            ChangeRequest.original_start_at > start_at - MAX_LENGTH - MAX_BUFFER,
+            ChangeRequest.original_start_at < end_at + MAX_BUFFER,
+        )
+        .order_by(ChangeRequest.original_start_at, Appointment.id)
+    )
+    if provider_ids is not None:
+        query = query.where(ChangeRequest.original_provider_id.in_(provider_ids))
+    if patient_id is not None:
+        query = query.where(Appointment.patient_id == patient_id)
+    if clinic_id is not None:
+        query = query.where(Appointment.clinic_id == clinic_id)
+    if exclude_appointment_id is not None:
+        query = query.where(Appointment.id != exclude_appointment_id)
+    found = []
+    for provider_id, original, appointment in session.execute(query):
+        if appointment.start_at is None or appointment.end_at is None:
+            continue
+        hold = Held(
+            appointment.id,
+            appointment.clinic,
+            session.get(Provider, provider_id) if provider_id else None,
+            appointment.patient,
+            original,
+            original + (appointment.end_at - appointment.start_at),
+            appointment.buffer_before_minutes or 0,
+            appointment.buffer_after_minutes or 0,
+        )
+        first, last = padded(hold) if buffers else (hold.start_at, hold.end_at)
+        if first < end_at and last > start_at:
+            found.append(hold)
+    return found
+
+
 def find_conflicts(
     session: Session,
     provider_id: int,
@@ -86,9 +162,10 @@ def find_conflicts(
     *,
     before: timedelta = timedelta(0),
     after: timedelta = timedelta(0),
-) -> list[Appointment]:
+) -> list[Appointment | Held]:
     """Appointments and out-of-office blocks of the provider whose visit and buffers overlap
-    [start_at - before, end_at + after) (a new booking's own buffers)."""
+    [start_at - before, end_at + after) (a new booking's own buffers), and the original times
+    held for proposals waiting (Held)."""
     start_at, end_at = _aware(start_at, "start") - before, _aware(end_at, "end") + after
     query = (
         select(Appointment)
@@ -103,7 +180,17 @@ def find_conflicts(
     )
     if exclude_appointment_id is not None:
         query = query.where(Appointment.id != exclude_appointment_id)
-    return [a for a in session.scalars(query) if padded(a)[0] < end_at and padded(a)[1] > start_at]
+    booked = [
+        a for a in session.scalars(query) if padded(a)[0] < end_at and padded(a)[1] > start_at
+    ]
+    kept = held(
+        session,
+        start_at,
+        end_at,
+        provider_ids=[provider_id],
+        exclude_appointment_id=exclude_appointment_id,
+    )
+    return sorted([*booked, *kept], key=lambda a: (a.start_at, a.id))
 
 
 def lock_provider(session: Session, provider_id: int) -> None:
@@ -246,6 +333,8 @@ def suggest_slots(
             busy[pid].append(
                 (start - timedelta(minutes=ahead or 0), end + timedelta(minutes=behind or 0))
             )
+    for hold in held(session, scan_start, scan_end, provider_ids=list(hours)):
+        busy[hold.provider.id].append(padded(hold))
     for pid, start, end in session.execute(
         select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at).where(
             TimeOff.provider_id.in_(list(hours)),
@@ -401,6 +490,29 @@ def resource_use(
             start, end = start - timedelta(minutes=ahead or 0), end + timedelta(minutes=behind or 0)
         if start < end_at and end > start_at:
             found[rid].append((start, end, aid))
+    kept = held(
+        session,
+        start_at,
+        end_at,
+        clinic_id=clinic_id,
+        exclude_appointment_id=exclude_appointment_id,
+        buffers=buffers,
+    )
+    if kept:  # the rooms and equipment their services need stay held with them
+        needs = session.execute(
+            select(uses.c.aid, ServiceResource.resource_id)
+            .join(ServiceResource, ServiceResource.service_id == uses.c.sid)
+            .where(
+                uses.c.aid.in_([h.id for h in kept]),
+                ServiceResource.resource_id.in_(resource_ids),
+            )
+            .distinct()
+        ).all()
+        by_id = {h.id: h for h in kept}
+        for aid, rid in needs:
+            hold = by_id[aid]
+            start, end = padded(hold) if buffers else (hold.start_at, hold.end_at)
+            found[rid].append((start, end, -aid))  # its own use: the proposal may overlap it
     return found
 
 
@@ -451,7 +563,7 @@ def resource_conflicts(
             if s < end_at and e > start_at
         ]
         if spans:
-            holders = tuple(sorted({aid for h in spans for aid in h}))
+            holders = tuple(sorted({abs(aid) for h in spans for aid in h}))  # held: -id
             busy.append(BusyResource(resource.id, resource.name, resource.quantity, holders))
     return busy
 

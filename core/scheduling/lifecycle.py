@@ -27,6 +27,7 @@ from core.scheduling.availability import (
     MAX_LENGTH,
     OCCUPYING,
     TIME_OF_DAY_LABELS,
+    Held,
     find_conflicts,
     lock_provider,
     lock_resources,
@@ -466,7 +467,7 @@ def hold_resources(
 
 def _conflict_message(
     provider: Provider,
-    conflicts: list[Appointment],
+    conflicts: list[Appointment | Held],
     start_at: datetime,
     end_at: datetime,
     timing: Timing,
@@ -476,6 +477,9 @@ def _conflict_message(
     what = (
         "is out of office"
         if first.kind == AppointmentKind.OUT_OF_OFFICE
+        else f"keeps the original time of appointment #{first.id}, held while its patient "
+        "answers a proposed new time,"
+        if getattr(first, "held", False)
         else f"already has appointment #{first.id}"
     )
     more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""

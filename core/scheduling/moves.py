@@ -18,6 +18,7 @@ from core.practice.packages import package_services
 from core.scheduling.availability import (
     MAX_LENGTH,
     OCCUPYING,
+    held,
 )
 from core.scheduling.lifecycle import (
     Outcome,
@@ -198,6 +199,15 @@ def patient_free(
             )
             .order_by(Appointment.start_at, Appointment.id)
         ).all()
+        kept = held(  # their visit's original time, if a proposal for it waits
+            session,
+            appointment.start_at,
+            appointment.end_at,
+            patient_id=patient.id,
+            exclude_appointment_id=appointment.id,
+            buffers=False,
+        )
+        theirs = sorted([*theirs, *kept], key=lambda a: (a.start_at, a.id))
         if not theirs:
             return {}
         if not allow_double_booking:

@@ -8,9 +8,10 @@ import threading
 from datetime import date, time, timedelta
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
@@ -20,7 +21,8 @@ from core.kernel.money import clinic_time, clinic_time_range
 from core.portal import home as portal_home
 from core.portal import patient_links
 from core.requests import bulk, changes, decisions, queue
-from core.scheduling import moves, states, visits
+from core.scheduling import availability, moves, states, visits
+from db import migrate
 from db.engine import Database
 from db.models import (
     Appointment,
@@ -35,11 +37,14 @@ from db.models import (
     Patient,
     Provider,
     ProviderService,
+    Resource,
     Service,
+    ServiceResource,
     Source,
     WorkingHours,
 )
 from db.types import utcnow
+from tests.factories import make_patient
 
 TZ = "Europe/London"
 S = AppointmentStatus
@@ -1031,3 +1036,122 @@ def test_a_newer_proposal_replaces_the_earlier_link(db, world):
     with db.read() as session:
         row = session.get(Appointment, request_id)
         assert (row.status, row.start_at) == (S.SCHEDULED, at(day, 15))
+
+
+def _reschedule_proposed(db, world, day, *, to=15):
+    """Alex's 10:00 visit with Dr Test; they ask to move it and are proposed `to` o'clock."""
+    visit = booked(db, world, at(day, 10))
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), visit, kind="reschedule", requested_day=day
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change_id, start_at=at(day, to))
+    return visit, change_id
+
+
+def _book(db, world, start, *, provider_id=None, patient_id=None):
+    with db.write() as session:
+        booking = moves.NewBooking(
+            clinic_id=world.clinic_id,
+            provider_id=provider_id or world.provider_id,
+            start_at=start,
+            patient_id=patient_id or world.patient_id,
+            service_ids=[world.service_id],
+        )
+        return moves.schedule_appointment(session, world.manager, booking).id
+
+
+def test_the_original_time_stays_held_while_a_proposal_for_a_change_waits(db, world):
+    """Alex asked to move their 10:00 visit and was proposed 15:00. Until they answer, 10:00
+    stays theirs: Dr Test cannot be booked then, Alex cannot be booked elsewhere then, and the
+    queue's suggestions skip it; turning the proposal down puts them back at 10:00 with nobody
+    else there. Once they accept, 10:00 is free again."""
+    day = future_day()
+    other = _second_provider(db, world)
+    with db.write() as session:
+        sam = make_patient(session, first_name="Sam", last_name="Lee", email="sam@example.org").id
+    visit, change_id = _reschedule_proposed(db, world, day)
+    held = f"Dr Test keeps the original time of appointment #{visit}, held while its patient"
+    with pytest.raises(Conflict, match=held):
+        _book(db, world, at(day, 10, 15), patient_id=sam)
+    with pytest.raises(Conflict, match=f"Alex Morgan already has appointment #{visit} on .*10:00"):
+        _book(db, world, at(day, 10), provider_id=other)
+    with db.read() as session:
+        slots = availability.suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=30,
+            day=day,
+            provider_id=world.provider_id,
+            time_of_day="morning",
+            limit=12,
+            search_days=1,
+        )
+        assert at(day, 10) not in [s.start_at for s in slots]
+        assert at(day, 9, 30) in [s.start_at for s in slots]
+    with db.write() as session:
+        decisions.respond_to_proposal(session, patient_actor("A"), visit, accept=False)
+    with db.read() as session:
+        row = session.get(Appointment, visit)
+        assert (row.status, row.start_at, row.provider_id) == (
+            S.SCHEDULED,
+            at(day, 10),
+            world.provider_id,
+        )
+        assert (
+            availability.find_conflicts(
+                session, world.provider_id, at(day, 10), at(day, 10, 30), visit
+            )
+            == []
+        )
+    # asked again, proposed again and accepted: the 10:00 is free for Sam
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), visit, kind="reschedule", requested_day=day
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change_id, start_at=at(day, 15))
+    with db.write() as session:
+        decisions.respond_to_proposal(session, patient_actor("A"), visit, accept=True)
+    assert _book(db, world, at(day, 10), patient_id=sam)
+
+
+def test_the_held_original_keeps_its_room_and_is_let_go_when_the_proposal_is_cancelled(db, world):
+    """Alex's 10:00 visit needs the clinic's one room; proposed 15:00, the room stays theirs at
+    10:00 (Sam cannot have it with Dr Other), until the practice cancels the visit."""
+    day = future_day()
+    other = _second_provider(db, world)
+    with db.write() as session:
+        room = Resource(clinic_id=world.clinic_id, name="Room 1", kind="room", quantity=1)
+        session.add(room)
+        session.flush()
+        session.add(ServiceResource(service_id=world.service_id, resource_id=room.id))
+        sam = make_patient(session, first_name="Sam", last_name="Lee", email="sam@example.org").id
+    visit, change_id = _reschedule_proposed(db, world, day)
+    with pytest.raises(
+        Conflict, match=rf"Room 1 at Test Clinic is busy then \(in use by .*#{visit}"
+    ):
+        _book(db, world, at(day, 10), provider_id=other, patient_id=sam)
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, visit, reason="Clinic closed that day")
+    with db.read() as session:
+        assert session.get(ChangeRequest, change_id).status == ChangeStatus.WITHDRAWN
+    assert _book(db, world, at(day, 10), provider_id=other, patient_id=sam)
+
+
+def test_the_migration_gives_a_waiting_proposal_its_original_provider(db, world):
+    """Proposals waiting when 0009 runs hold their original time from then on: the provider
+    is taken from the proposal's audit event."""
+    day = future_day()
+    _visit, change_id = _reschedule_proposed(db, world, day)
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    for verb, revision in (("downgrade", "0008"), ("upgrade", "head")):
+        with db.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            getattr(command, verb)(config, revision)
+        if verb == "downgrade":
+            names = {c["name"] for c in inspect(db.engine).get_columns("change_requests")}
+            assert "original_provider_id" not in names
+    with db.read() as session:
+        assert session.get(ChangeRequest, change_id).original_provider_id == world.provider_id
