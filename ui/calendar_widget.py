@@ -30,7 +30,14 @@ import streamlit_calendar
 from core.kernel.clock import to_local
 from core.kernel.money import format_moment, hour_cycle
 from core.scheduling import moves
-from core.scheduling.calendar import OUT_OF_OFFICE_CLASS, STATUS_COLOURS, callback_time
+from core.scheduling.calendar import (
+    HELD_CLASS,
+    OUT_OF_OFFICE_CLASS,
+    STATUS_COLOURS,
+    TENTATIVE_COLOUR,
+    appointment_of,
+    callback_time,
+)
 from db.types import utcnow
 from ui.appointment_views import FLASH as FLASH_KEY
 from ui.context import refresh, run_action
@@ -56,6 +63,10 @@ CSS = f"""
 .fc-event.{OUT_OF_OFFICE_CLASS} {{
   background-image: repeating-linear-gradient(45deg, rgba(255,255,255,.25) 0 6px,
                                               transparent 6px 12px);
+  font-style: italic;
+}}
+.fc-event.{HELD_CLASS} {{
+  border: 2px dashed {TENTATIVE_COLOUR} !important;
   font-style: italic;
 }}
 .fc-non-business {{ background: rgba(120,120,120,.16); }}
@@ -231,7 +242,7 @@ def interpret(value: dict[str, Any], tz: str) -> Open | Book | Move | None:
     """What a callback value asks for, with times in UTC."""
     kind = value.get("callback")
     if kind == "eventClick":
-        return Open(int(value["eventClick"]["event"]["id"]))
+        return Open(appointment_of(value["eventClick"]["event"]["id"]))  # held: its appointment
     if kind == "select":
         data = value["select"]
         return Book(

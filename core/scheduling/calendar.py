@@ -32,6 +32,8 @@ from db.models import (
     AppointmentKind,
     AppointmentService,
     AppointmentStatus,
+    ChangeRequest,
+    ChangeStatus,
     Clinic,
     Package,
     Patient,
@@ -57,6 +59,13 @@ STATUS_COLOURS: dict[str, str] = {
 }
 OUT_OF_OFFICE_COLOUR = "#616161"  # dark grey, drawn striped (class cd-out-of-office)
 OUT_OF_OFFICE_CLASS = "cd-out-of-office"
+# an appointment's original time, held while a proposal answering its patient's change request
+# waits (core.scheduling.availability.held): pale amber, outlined dashed (class cd-held)
+HELD_COLOUR = "#ffe082"
+HELD_CLASS = "cd-held"
+TENTATIVE_COLOUR = STATUS_COLOURS[S.TENTATIVE.value]  # the held time's dashed outline
+HELD_LABEL = "Held (original time)"
+HELD_PREFIX = "held-"  # its event id: "held-12" (12 the appointment's, which a click opens)
 STATUS_LABELS = {
     S.REQUESTED.value: "Requested",
     S.TENTATIVE.value: "Tentative (proposed)",
@@ -73,10 +82,16 @@ MAX_EVENTS = 5000
 
 
 def legend() -> list[tuple[str, str]]:
-    """(label, colour) for the page's legend, out-of-office last."""
+    """(label, colour) for the page's legend, held and out-of-office last."""
     return [(STATUS_LABELS[s], c) for s, c in STATUS_COLOURS.items()] + [
-        ("Out of office", OUT_OF_OFFICE_COLOUR)
+        (HELD_LABEL, HELD_COLOUR),
+        ("Out of office", OUT_OF_OFFICE_COLOUR),
     ]
+
+
+def appointment_of(event_id: str) -> int:
+    """The appointment an event shows: its id, or the one whose original time it holds."""
+    return int(str(event_id).removeprefix(HELD_PREFIX))
 
 
 def _clinic(session: Session, clinic_id: int) -> Clinic:
@@ -131,6 +146,67 @@ def _window_query(
     if statuses:
         query = query.where(Appointment.status.in_([S(s) for s in statuses]))
     return query
+
+
+def _held_query(start: datetime, end: datetime, clinic_id: int, provider_ids: list[int] | None):
+    """The original times held for the clinic's proposals waiting for the patient, as
+    core.scheduling.availability.held reads them (change request proposed, its appointment
+    tentative), starting in (start − 12 h, end): one query on the change requests' status
+    index, with the patient's name (the end is the visit's length after the original start)."""
+    query = (
+        select(
+            Appointment.id,
+            ChangeRequest.original_start_at,
+            Appointment.start_at,
+            Appointment.end_at,
+            ChangeRequest.original_provider_id,
+            Patient.first_name,
+            Patient.last_name,
+        )
+        .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
+        .where(
+            ChangeRequest.status == ChangeStatus.PROPOSED,
+            Appointment.status == S.TENTATIVE,
+            Appointment.clinic_id == clinic_id,
+            ChangeRequest.original_start_at > start - MAX_LENGTH,
+            ChangeRequest.original_start_at < end,
+        )
+        .order_by(ChangeRequest.original_start_at, Appointment.id)
+        .limit(MAX_EVENTS)
+    )
+    if provider_ids:
+        query = query.where(ChangeRequest.original_provider_id.in_(provider_ids))
+    return query
+
+
+def _held_events(session, iso, clinic_id, start, end, provider_ids) -> list[dict[str, Any]]:
+    """Each held original time as an event in its provider's column: not movable; a click
+    opens the appointment whose time it is."""
+    events = []
+    for ident, original, start_at, end_at, provider_id, first, last in session.execute(
+        _held_query(start, end, clinic_id, provider_ids)
+    ):
+        if start_at is None or end_at is None:
+            continue
+        ends = original + (end_at - start_at)
+        if ends <= start:
+            continue
+        patient = f"{first} {last}".strip() if first is not None else ""
+        who = f"{patient} (#{ident})" if patient else f"#{ident}"
+        events.append(
+            {
+                "id": f"{HELD_PREFIX}{ident}",
+                "title": f"Held: {who} — answering a proposed time",
+                "start": iso(original),
+                "end": iso(ends),
+                "color": HELD_COLOUR,
+                "resourceId": str(provider_id or ""),
+                "editable": False,
+                "classNames": [HELD_CLASS],
+            }
+        )
+    return events
 
 
 def _checked_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -204,6 +280,8 @@ def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[
     for event in events:  # the paid or deposit badge
         if badge := paid.get(int(event["id"])):
             event["title"] += f" · {badge}"
+    if not statuses or S.TENTATIVE.value in statuses:  # shown with the proposals holding them
+        events += _held_events(session, iso, clinic_id, start, end, provider_ids)
     return events
 
 
@@ -541,15 +619,16 @@ def room_events(
     events = [
         e
         for e in _events(session, tz, clinic_id, start, end, provider_ids, statuses)
-        if "classNames" not in e  # out-of-office blocks hold no room
+        if OUT_OF_OFFICE_CLASS not in e.get("classNames", ())  # these hold no room
     ]
-    held = _rooms_held(session, clinic_id, [int(e["id"]) for e in events])
+    # a held original time keeps the rooms of its appointment's services, as the proposal does
+    held = _rooms_held(session, clinic_id, sorted({appointment_of(e["id"]) for e in events}))
     names = {str(p.id): p.name for p in list_providers(session, clinic_id)}
     shown: list[dict[str, Any]] = []
     for event in events:
-        if int(event["id"]) not in held:
+        if appointment_of(event["id"]) not in held:
             continue
-        resource_ids, before, after = held[int(event["id"])]
+        resource_ids, before, after = held[appointment_of(event["id"])]
         rows = [f"{ROOM_PREFIX}{r}" for r in resource_ids]
         who = names.get(event.pop("resourceId"), "")
         shown.append(

@@ -425,3 +425,44 @@ def test_the_controls_have_the_width_they_need_at_1400_px(app_as):
     assert all("calendar_view" not in keys(column) for column in at.columns)
     new = at.button(key="calendar_new")
     assert new.label == "New" and new.help == "New appointment"
+
+
+def test_the_original_time_held_for_a_proposal_is_drawn_and_opens_its_visit(app_as, app_db):
+    """A visit moved by a proposal waiting for the patient keeps its original time (booking
+    there is refused): the calendar draws that time as held in the provider's column, the
+    legend names it, and a click on it opens the visit. Before, the time was drawn free."""
+    from core.kernel.accounts import actor_of
+    from core.kernel.authz import patient_actor
+    from core.requests import changes
+    from db.models import User
+
+    ident, start, end, provider, tz = _upcoming(app_db)
+    database = _database(app_db)
+    with database.write() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        patient = session.get(Appointment, ident).patient
+        name = f"{patient.first_name} {patient.last_name}"
+        change_id = changes.request_change(
+            session, patient_actor(name), ident, kind="reschedule", requested_day=start.date()
+        ).id
+    with database.write() as session:
+        changes.propose_for_change(
+            session,
+            manager,
+            change_id,
+            start_at=start + timedelta(days=7),
+            allow_double_booking=True,
+            outside_hours_override=True,
+        )
+    database.dispose()
+    at = _goto(app_as("staff", PAGE), start, tz)
+    assert not at.exception, at.exception
+    assert "Held (original time)" in at.markdown[0].value
+    [held] = [e for e in _drawn(at)["events"] if e.get("id") == f"held-{ident}"]
+    assert held["title"] == f"Held: {name} (#{ident}) — answering a proposed time"
+    assert (held["start"], held["end"]) == (cal.local_iso(start, tz), cal.local_iso(end, tz))
+    assert (held["resourceId"], held["editable"]) == (str(provider), False)
+    assert held["classNames"] == [cal.HELD_CLASS] and held["color"] == cal.HELD_COLOUR
+    at = _send(at, {"callback": "eventClick", "eventClick": {"event": held, "view": {}}})
+    assert not at.exception, at.exception
+    assert any(f"{ident} · " in h.value for h in at.subheader)

@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from core.kernel.authz import patient_actor
-from core.kernel.clock import local_to_utc
+from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.kernel.errors import PermissionDenied, ValidationError
-from core.scheduling import calendar
+from core.requests import changes, decisions
+from core.scheduling import calendar, moves
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -25,10 +26,13 @@ from db.models import (
     Clinic,
     Package,
     Provider,
+    Resource,
     Service,
+    ServiceResource,
     TimeOff,
     WorkingHours,
 )
+from tests.factories import make_patient
 
 S = AppointmentStatus
 TZ = "Europe/London"
@@ -188,7 +192,8 @@ def test_time_off_of_the_clinics_providers_shows_as_background(db, world):
 
 def test_colour_legend_names_every_status_and_requested_purple_scheduled_green():
     names = dict(calendar.legend())
-    assert len(names) == len(S) + 1 and "Out of office" in names
+    assert len(names) == len(S) + 2 and "Out of office" in names
+    assert names["Held (original time)"] == calendar.HELD_COLOUR
     assert names["Requested"] == "#7e57c2" and names["Scheduled"] == "#2e7d32"
     assert len(set(calendar.STATUS_COLOURS.values())) == len(S)
 
@@ -372,3 +377,115 @@ def test_an_event_time_sent_back_unchanged_is_the_same_instant(moment, tz):
     # and the clicked wall time ("…Z") gives the same answer as the event's own string
     wall = local.replace(tzinfo=None).isoformat() + ".000Z"
     assert calendar.callback_time(wall, tz) == back
+
+
+def _proposed(db, world, day, hour=10, patient_id=None) -> int:
+    """Alex's (or this patient's) visit with Dr Test at `hour`; they ask to move it and are
+    proposed 15:00, so the original time stays held until they answer."""
+    with db.write() as session:
+        booking = moves.NewBooking(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            start_at=local(day, hour),
+            patient_id=patient_id or world.patient_id,
+            service_ids=[world.service_id],
+        )
+        visit = moves.schedule_appointment(session, world.manager, booking).id
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), visit, kind="reschedule", requested_day=day
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change_id, start_at=local(day, 15))
+    return visit
+
+
+def test_the_original_time_held_for_a_proposal_is_drawn_until_it_is_answered(db, world):
+    """Alex's 10:00 visit was proposed 15:00: booking Dr Test at 10:00 is refused while they
+    answer, so the calendar draws 10:00 as held in Dr Test's column (a click opens the visit,
+    nothing moves it) beside the proposal at 15:00, and in the room its service needs. Before,
+    10:00 was drawn as free. Once Alex turns the proposal down, the visit is back at 10:00."""
+    day = to_local(utcnow(), TZ).date() + timedelta(days=3)
+    with db.write() as session:
+        room = Resource(clinic_id=world.clinic_id, name="Room 1", kind="room", quantity=1)
+        session.add(room)
+        session.flush()
+        session.add(ServiceResource(service_id=world.service_id, resource_id=room.id))
+        other = Provider(name="Dr Other")
+        session.add(other)
+        session.flush()
+        room_id, other_id = room.id, other.id
+    visit = _proposed(db, world, day)
+    first, last = calendar.window_bounds(day, day + timedelta(days=1), TZ)
+    found = events(db, world, first, last)
+    proposal, held = found
+    assert (proposal["id"], proposal["start"][11:16]) == (str(visit), "15:00")
+    assert held == {
+        "id": f"held-{visit}",
+        "title": f"Held: Alex Morgan (#{visit}) — answering a proposed time",
+        "start": calendar.local_iso(local(day, 10), TZ),
+        "end": calendar.local_iso(local(day, 10, 30), TZ),
+        "color": calendar.HELD_COLOUR,
+        "resourceId": str(world.provider_id),
+        "editable": False,
+        "classNames": [calendar.HELD_CLASS],
+    }
+    assert calendar.appointment_of(held["id"]) == visit
+    # with the proposals it belongs to; not in another provider's column
+    assert [e["id"] for e in events(db, world, first, last, statuses=["tentative"])] == [
+        str(visit),
+        f"held-{visit}",
+    ]
+    assert events(db, world, first, last, statuses=["scheduled"]) == []
+    assert events(db, world, first, last, provider_ids=[other_id]) == []
+    with db.read() as session:
+        rooms = calendar.room_events(
+            session, world.staff, clinic_id=world.clinic_id, start=first, end=last
+        )
+    assert [(e["id"], e["resourceIds"]) for e in rooms] == [
+        (str(visit), [f"room-{room_id}"]),
+        (f"held-{visit}", [f"room-{room_id}"]),
+    ]
+    assert rooms[1]["title"].startswith("Held: Alex Morgan") and rooms[1]["title"].endswith(
+        " · Dr Test"
+    )
+    with db.write() as session:
+        decisions.respond_to_proposal(session, patient_actor("A"), visit, accept=False)
+    [back] = events(db, world, first, last)
+    assert (back["id"], back["start"], back["color"]) == (
+        str(visit),
+        calendar.local_iso(local(day, 10), TZ),
+        calendar.STATUS_COLOURS["scheduled"],
+    )
+
+
+def test_held_times_are_read_in_one_query_for_the_window(db, world):
+    """Three patients' proposals waiting in a week cost the calendar as many queries as one:
+    the held times and the patients' names come in one query, not one per event."""
+    day = to_local(utcnow(), TZ).date() + timedelta(days=3)
+
+    def queries() -> tuple[int, int]:
+        seen: list[str] = []
+
+        def count(conn, cursor, statement, *args):
+            seen.append(statement)
+
+        first, last = calendar.window_bounds(day, day + timedelta(days=7), TZ)
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            drawn = events(db, world, first, last)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        return len(seen), sum(e["id"].startswith("held-") for e in drawn)
+
+    _proposed(db, world, day, 9)
+    one, held = queries()
+    assert held == 1
+    with db.write() as session:
+        sam, kim = (
+            make_patient(session, first_name=name, last_name="Lee", email=f"{name}@example.org").id
+            for name in ("Sam", "Kim")
+        )
+    _proposed(db, world, day + timedelta(days=1), 10, sam)
+    _proposed(db, world, day + timedelta(days=2), 11, kim)
+    assert queries() == (one, 3)
