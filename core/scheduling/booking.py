@@ -26,6 +26,7 @@ from core.scheduling.availability import (
     MAX_BUFFER,
     MAX_LENGTH,
     OCCUPYING,
+    held,
     resources_taken,
     working_periods,
 )
@@ -112,8 +113,8 @@ def provider_choices(
     tz = clinic.timezone
     providers = list_providers(session, clinic_id)
     ids = [p.id for p in providers]
-    # three queries for the whole clinic (not two per provider), with the same rules as
-    # availability.working_hours_cover and availability.find_conflicts
+    # a few queries for the whole clinic (not two per provider), with the same rules as
+    # availability.working_hours_cover and availability.find_conflicts (held times included)
     hours: dict[int, list[WorkingHours]] = defaultdict(list)
     for row in session.scalars(
         select(WorkingHours).where(
@@ -131,7 +132,22 @@ def provider_choices(
     first_conflict: dict[int, tuple] = {}
     wanted = Timing(0, before, after)
     free_from, free_until = start_at - wanted.padding[0], end_at + wanted.padding[1]
-    for pid, kind, first_start, first_end, ahead, behind in session.execute(
+    # the original times held for proposals waiting for the patient count as bookings do
+    # (availability.find_conflicts refuses them); the last field names the held appointment
+    holds = [
+        (
+            h.provider.id,
+            h.kind,
+            h.start_at,
+            h.end_at,
+            h.buffer_before_minutes,
+            h.buffer_after_minutes,
+            h.id,
+        )
+        for h in held(session, free_from, free_until, provider_ids=ids)
+        if h.provider is not None
+    ]
+    booked = session.execute(
         select(
             Appointment.provider_id,
             Appointment.kind,
@@ -148,12 +164,17 @@ def provider_choices(
             Appointment.status.in_(OCCUPYING),
         )
         .order_by(Appointment.start_at, Appointment.id)
+    )
+    for pid, kind, first_start, first_end, ahead, behind, held_id in sorted(
+        [(*row, None) for row in booked] + holds, key=lambda row: row[2]
     ):
         theirs = Timing(0, ahead or 0, behind or 0)
         held_from, held_until = first_start - theirs.padding[0], first_end + theirs.padding[1]
         if held_from < free_until and held_until > free_from:
             overlaps = first_start < end_at and first_end > start_at
-            first_conflict.setdefault(pid, (kind, first_start, first_end, overlaps, theirs))
+            first_conflict.setdefault(
+                pid, (kind, first_start, first_end, overlaps, theirs, held_id)
+            )
     day = to_local(start_at, tz).date()
     listed = listed_services(session, ids)
     names = dict(
@@ -175,9 +196,15 @@ def provider_choices(
             off = "not working then (outside hours or on time off)"
             why = f"{why}; {off}" if why else off
         if provider.id in first_conflict:
-            kind, first_start, first_end, overlaps, theirs = first_conflict[provider.id]
+            kind, first_start, first_end, overlaps, theirs, held_id = first_conflict[provider.id]
+            when = clinic_clock_range(clinic, first_start, first_end)
             what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
-            busy = f"{what} {clinic_clock_range(clinic, first_start, first_end)}"
+            busy = f"{what} {when}"
+            if held_id is not None:  # as availability's conflict names it
+                busy = (
+                    f"keeps {when} for appointment #{held_id}, held while its patient answers "
+                    "a proposed new time"
+                )
             if not overlaps:  # only the buffers meet
                 kept = [f"{theirs.words()} it"] if theirs.words() else []
                 kept += [f"{wanted.words()} this booking"] if wanted.words() else []

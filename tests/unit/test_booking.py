@@ -283,6 +283,50 @@ def test_provider_choices_agree_with_the_per_provider_checks(db, world):
                 assert (("booked" in choice.why) or ("out of office" in choice.why)) == bool(clash)
 
 
+def test_provider_choices_do_not_offer_a_time_held_for_a_proposal(db, world):
+    """Alex's 10:00 visit with Dr Test was proposed 15:00; until Alex answers, 10:00 stays
+    theirs and booking Dr Test then is refused. The form's providers say so instead of
+    offering Dr Test as free (before: free, and Book then refused); accepted, it is free."""
+    from core.kernel.authz import patient_actor
+    from core.requests import changes, decisions
+    from core.scheduling import availability
+
+    visit = book(db, world).appointment_id
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), visit, kind="reschedule", requested_day=day_ahead()
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change_id, start_at=at(15))
+
+    def dr_test(hour, minute=0):
+        with db.read() as session:
+            choices = booking.provider_choices(
+                session,
+                world.staff,
+                clinic_id=world.clinic_id,
+                start_at=at(hour, minute),
+                minutes=30,
+            )
+            clash = availability.find_conflicts(
+                session, world.provider_id, at(hour, minute), at(hour, minute + 30)
+            )
+        [choice] = [c for c in choices if c.id == world.provider_id]
+        assert choice.free == (not clash)
+        return choice
+
+    held = dr_test(10, 15)
+    assert not held.free
+    assert held.why == (
+        f"keeps 10:00–10:30 for appointment #{visit}, held while its patient answers a "
+        "proposed new time"
+    )
+    assert dr_test(11).free
+    with db.write() as session:
+        decisions.respond_to_proposal(session, patient_actor("A"), visit, accept=True)
+    assert dr_test(10, 15).free
+
+
 def test_a_patient_is_not_booked_twice_at_the_same_time_unless_allowed(db, world):
     """'Book' pressed twice: the second time the form had moved to the next free provider."""
     with db.write() as session:
