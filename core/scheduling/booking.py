@@ -27,6 +27,7 @@ from core.scheduling.availability import (
     MAX_LENGTH,
     OCCUPYING,
     held,
+    padded,
     resources_taken,
     working_periods,
 )
@@ -222,9 +223,14 @@ class Holder:
     appointment_id: int
     when: str  # "10:00–10:45"
     kept: str = ""  # "15 minutes kept free after it"
+    held: bool = False  # its original time, held while a proposal waits (availability.held)
 
     def text(self) -> str:
-        return f"{self.when} by #{self.appointment_id}" + (f" ({self.kept})" if self.kept else "")
+        return (
+            f"{self.when} by #{self.appointment_id}"
+            + (", held while its patient answers a proposed new time" if self.held else "")
+            + (f" ({self.kept})" if self.kept else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -272,18 +278,26 @@ def taken_resources(
         .where(Appointment.id.in_(ids))
         .order_by(Appointment.start_at, Appointment.id)
     )
+    before, after = timing.padding
+    # an appointment whose proposal waits holds the rooms at its original time: say that time
+    holds = {h.id: h for h in held(session, start_at - before, end_at + after, clinic_id=clinic_id)}
     holders = {}
     for a in rows:
+        first, last = padded(a)
+        use = a
+        if a.id in holds and not (first < end_at + after and last > start_at - before):
+            use = holds[a.id]
         kept = []
-        if not (a.start_at < end_at and a.end_at > start_at):  # only the buffers meet
-            theirs = Timing(0, a.buffer_before_minutes or 0, a.buffer_after_minutes or 0)
+        if not (use.start_at < end_at and use.end_at > start_at):  # only the buffers meet
+            theirs = Timing(0, use.buffer_before_minutes or 0, use.buffer_after_minutes or 0)
             kept = [f"{theirs.words()} it"] if theirs.words() else []
             kept += [f"{timing.words()} this booking"] if timing.words() else []
-        when = clinic_clock_range(clinic, a.start_at, a.end_at)
-        holders[a.id] = Holder(a.id, when, " and ".join(kept))
+        when = clinic_clock_range(clinic, use.start_at, use.end_at)
+        holders[a.id] = (use.start_at, Holder(a.id, when, " and ".join(kept), use is not a))
+    ordered = [h for _, h in sorted(holders.values(), key=lambda pair: pair[0])]
     return [
         TakenResource(
-            b.name, b.quantity, tuple(h for i, h in holders.items() if i in b.appointment_ids)
+            b.name, b.quantity, tuple(h for h in ordered if h.appointment_id in b.appointment_ids)
         )
         for b in busy
     ]

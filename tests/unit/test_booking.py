@@ -327,6 +327,46 @@ def test_provider_choices_do_not_offer_a_time_held_for_a_proposal(db, world):
     assert dr_test(10, 15).free
 
 
+def test_the_forms_room_warning_names_the_time_held_for_a_proposal(db, world):
+    """Alex's 10:00 visit needs the clinic's one room and was proposed 15:00; the room stays
+    theirs at 10:00 while they answer. The form's warning for 10:15 names that time and why
+    (before: 'booked 15:00–15:30', the proposal's time, which 10:15 does not touch)."""
+    from core.kernel.authz import patient_actor
+    from core.requests import changes
+    from db.models import Resource, ServiceResource
+
+    with db.write() as session:
+        room = Resource(clinic_id=world.clinic_id, name="Room 1", kind="room", quantity=1)
+        session.add(room)
+        session.flush()
+        session.add(ServiceResource(service_id=world.service_id, resource_id=room.id))
+    visit = book(db, world).appointment_id
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), visit, kind="reschedule", requested_day=day_ahead()
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change_id, start_at=at(15))
+
+    def taken(hour, minute=0):
+        with db.read() as session:
+            found = booking.taken_resources(
+                session,
+                world.staff,
+                clinic_id=world.clinic_id,
+                service_ids=[world.service_id],
+                start_at=at(hour, minute),
+            )
+        return [t.text() for t in found]
+
+    assert taken(10, 15) == [
+        f"Room 1 (1 of 1) is booked 10:00–10:30 by #{visit}, held while its patient answers a "
+        "proposed new time"
+    ]
+    assert taken(15, 15) == [f"Room 1 (1 of 1) is booked 15:00–15:30 by #{visit}"]
+    assert taken(11) == []
+
+
 def test_a_patient_is_not_booked_twice_at_the_same_time_unless_allowed(db, world):
     """'Book' pressed twice: the second time the form had moved to the next free provider."""
     with db.write() as session:
