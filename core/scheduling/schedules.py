@@ -24,13 +24,14 @@ from core.kernel.money import (
     weekday_name,
 )
 from core.scheduling import openings
-from core.scheduling.availability import OCCUPYING, working_periods
+from core.scheduling.availability import OCCUPYING, held, working_periods
 from db.models import Appointment, AppointmentKind, Clinic, Provider, TimeOff, WorkingHours
 from db.types import utcnow
 
 # The practice file's day names (a file format, not a display: screens use `weekday_name`)
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_TIME_OFF = timedelta(days=366)
+HELD_AHEAD = timedelta(days=3660)  # every held original time to come
 
 
 @dataclass(frozen=True)
@@ -313,19 +314,20 @@ def list_time_off(
 def bookings_during(
     session: Session, actor: Actor, provider_id: int, starts_at: datetime, ends_at: datetime
 ) -> int:
-    """How many live appointments the provider has in a period (to warn before time off)."""
+    """How many live appointments the provider has in a period (to warn before time off),
+    counting an original time held for a waiting proposal, where a refusal puts it back."""
     ensure(actor, Permission.APPOINTMENTS_READ)
-    return len(
-        session.scalars(
-            select(Appointment.id).where(
-                Appointment.provider_id == provider_id,
-                Appointment.kind == AppointmentKind.APPOINTMENT,
-                Appointment.status.in_(OCCUPYING),
-                Appointment.start_at < ends_at,
-                Appointment.end_at > starts_at,
-            )
-        ).all()
-    )
+    booked = session.scalars(
+        select(Appointment.id).where(
+            Appointment.provider_id == provider_id,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.status.in_(OCCUPYING),
+            Appointment.start_at < ends_at,
+            Appointment.end_at > starts_at,
+        )
+    ).all()
+    kept = held(session, starts_at, ends_at, provider_ids=[provider_id], buffers=False)
+    return len({*booked, *(h.id for h in kept)})
 
 
 def bookings_outside_hours(
@@ -359,8 +361,20 @@ def bookings_outside_hours(
             for start, end in working_periods(hours, d, clinic.timezone)
         )
 
-    outside = [(i, s, e) for i, s, e in rows if not covered(s, e)]
-    return len(outside), [f"#{i} {clinic_time_range(clinic, s, e)}" for i, s, e in outside[:shown]]
+    now = utcnow()
+    kept = [  # an original time held for a waiting proposal: a refusal puts the visit back there
+        (h.id, h.start_at, h.end_at, " (held)")
+        for h in held(session, now, now + HELD_AHEAD, provider_ids=[provider_id], buffers=False)
+        if h.clinic.id == clinic_id
+    ]
+    outside = sorted(
+        [(i, s, e, "") for i, s, e in rows if not covered(s, e)]
+        + [h for h in kept if not covered(h[1], h[2])],
+        key=lambda r: (r[1], r[0]),
+    )
+    return len(outside), [
+        f"#{i} {clinic_time_range(clinic, s, e)}{why}" for i, s, e, why in outside[:shown]
+    ]
 
 
 def _clinics_of(session: Session, provider_id: int) -> list[int]:

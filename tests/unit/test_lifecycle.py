@@ -21,7 +21,7 @@ from core.kernel.money import clinic_time, clinic_time_range
 from core.portal import home as portal_home
 from core.portal import patient_links
 from core.requests import bulk, changes, decisions, queue
-from core.scheduling import availability, moves, states, visits
+from core.scheduling import availability, moves, schedules, states, visits
 from db import migrate
 from db.engine import Database
 from db.models import (
@@ -1060,6 +1060,34 @@ def _book(db, world, start, *, provider_id=None, patient_id=None):
             service_ids=[world.service_id],
         )
         return moves.schedule_appointment(session, world.manager, booking).id
+
+
+def test_schedule_warnings_count_an_original_time_held_for_a_proposal(db, world):
+    """Time off over Alex's held 10:00, or hours that no longer cover it, are warned about:
+    if Alex turns the 15:00 down, the visit goes back to 10:00."""
+    day = future_day()
+    visit, _ = _reschedule_proposed(db, world, day)
+    with db.read() as session:
+        morning = schedules.bookings_during(
+            session, world.manager, world.provider_id, at(day, 9), at(day, 12)
+        )
+        whole_day = schedules.bookings_during(
+            session, world.manager, world.provider_id, at(day, 9), at(day, 17)
+        )
+    assert (morning, whole_day) == (1, 1)  # one visit, held at 10:00 and proposed at 15:00
+    with db.write() as session:  # the provider now starts at noon that weekday
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[schedules.HoursRow(day.weekday(), time(12), time(18))],
+        )
+    with db.read() as session:
+        count, named = schedules.bookings_outside_hours(
+            session, world.manager, world.provider_id, world.clinic_id
+        )
+    assert count == 1 and named[0].startswith(f"#{visit} ") and named[0].endswith(" (held)")
 
 
 def test_the_original_time_stays_held_while_a_proposal_for_a_change_waits(db, world):
