@@ -4,8 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
+from core.kernel.errors import DomainError
 from core.messaging import delivery, notify
-from ui import actor, database, refresh, run_action, settings
+from ui import actor, database, refresh, run_action, settings, show_error
 from ui.caches import cached
 from ui.context import read
 from ui.locale import display_format
@@ -98,9 +99,13 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             notify.save_template, key, subject, body, success="Template saved."
         ):
             refresh()
-        preview_subject, preview_body = notify.render(
-            notify.Template(subject, body, ""), notify.sample_context(display_format())
-        )
-        st.caption("Preview with sample values")
-        st.markdown(f"**{escape(preview_subject)}**")
-        st.text(preview_body)
+        try:
+            preview_subject, preview_body = notify.preview_typed(subject, body, display_format())
+        except DomainError as error:
+            if not saved:  # a save said it already
+                show_error(error)
+            st.caption("No preview: correct the text first.")
+        else:
+            st.caption("Preview with sample values")
+            st.markdown(f"**{escape(preview_subject)}**")
+            st.text(preview_body)

@@ -324,23 +324,45 @@ def template_for(session: Session, key: str) -> Template:
     return Template(edited.subject, edited.body, base.description) if edited else base
 
 
-def save_template(session: Session, actor: Actor, key: str, subject: str, body: str) -> None:
-    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
-    template_for(session, key)
+def check_template(subject: str, body: str) -> None:
+    """A ValidationError saying what to fix unless every placeholder of the typed template is
+    a bare known name in braces ({when}): a name left out ({}), a format ({when:%d %B}) or a
+    conversion ({when!r}) would make every message of the template fail to render."""
     if not body.strip():
         raise ValidationError("The message text cannot be empty.")
     allowed = set(SAMPLE_CONTEXT)
+    available = "Available: " + ", ".join(f"{{{n}}}" for n in sorted(allowed))
     for text in (subject, body):
         try:
-            names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
-        except ValueError as exc:
-            raise ValidationError(f"Braces must come in pairs like {{when}}: {exc}.") from None
-        unknown = names - allowed
-        if unknown:
+            fields = [(n, c, f) for _, n, f, c in string.Formatter().parse(text) if n is not None]
+        except ValueError:
             raise ValidationError(
-                f"Unknown placeholder {{{sorted(unknown)[0]}}}. Available: "
-                + ", ".join(f"{{{n}}}" for n in sorted(allowed))
-            )
+                "Braces must come in pairs around a placeholder, like {when}. To show a brace "
+                "itself, type it twice ({{ or }})."
+            ) from None
+        for name, conversion, spec in fields:
+            if not name or conversion or spec:
+                typed = "{" + name + (f"!{conversion}" if conversion else "")
+                typed += (f":{spec}" if spec else "") + "}"
+                raise ValidationError(
+                    f"Write each placeholder as its bare name in braces, like {{when}}: "
+                    f"{typed} cannot be filled in. {available}"
+                )
+            if name not in allowed:
+                raise ValidationError(f"Unknown placeholder {{{name}}}. {available}")
+
+
+def preview_typed(subject: str, body: str, fmt: ClinicFormat) -> tuple[str, str]:
+    """A template as typed (saved or not), rendered with the clinic's sample values; a
+    ValidationError saying what to fix when it could not be sent (check_template)."""
+    check_template(subject, body)
+    return render(Template(subject, body, ""), sample_context(fmt))
+
+
+def save_template(session: Session, actor: Actor, key: str, subject: str, body: str) -> None:
+    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
+    template_for(session, key)
+    check_template(subject, body)
     row = session.get(NotificationTemplate, key) or NotificationTemplate(key=key)
     row.subject, row.body, row.updated_by_user_id = subject, body, actor.user_id
     session.add(row)

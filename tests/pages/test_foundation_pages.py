@@ -146,6 +146,30 @@ def test_template_edit_is_previewed_and_bad_placeholders_refused(app_as):
     assert "Unknown placeholder {nonsense}" in at.error[0].value
 
 
+def test_a_template_that_cannot_be_sent_is_refused_and_not_previewed(app_as):
+    """Before, an unpaired brace was refused on save and then the preview raised ValueError
+    ('Single '{' encountered in format string'): the page showed a traceback; and a format
+    like {when:%d %B} was saved, breaking every message of the template."""
+    at = app_as("manager", "app_pages/notifications.py")
+    key = "appointment_cancelled"
+    at.selectbox(key="notifications_template").select(key).run()
+    save = "FormSubmitter:notifications_template_form-Save template"
+    at.text_area(key=f"notifications_body_{key}").input("Dear {patient_name, see you {when")
+    at.button(key=save).click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Braces must come in pairs around a placeholder, like {when}. To show a brace itself, "
+        "type it twice ({{ or }})."
+    ]
+    assert "No preview: correct the text first." in [c.value for c in at.caption]
+    at.text_area(key=f"notifications_body_{key}").input("See you on {when:%d %B}.")
+    at.button(key=save).click().run()
+    assert not at.exception and "{when:%d %B} cannot be filled in" in at.error[0].value
+    at.text_area(key=f"notifications_body_{key}").input("See you on {when}.")
+    at.button(key=save).click().run()
+    assert not at.error and "See you on Tue" in " ".join(t.value for t in at.text)
+
+
 def test_unreachable_database_shows_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://clinicdesk:pw@127.0.0.1:9/clinicdesk")
     monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))

@@ -65,6 +65,24 @@ def test_edited_template_is_used_and_unknown_placeholders_refused(db, world):
     assert queued.notifications[0].subject == "Cancelled: Tue 01 Dec 2026, 09:30"
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "Dear {patient_name}, see you on {when:%d %B}.",  # a strftime pattern is no format spec
+        "Dear {patient_name}, see you on {}.",  # a placeholder without a name
+        "Dear {patient_name}, see you on {when!s:>10}.",  # a conversion and a width
+    ],
+)
+def test_a_placeholder_is_a_bare_name_or_the_template_is_refused(db, world, typed):
+    """Before, these were saved, and every message of the template then failed to render
+    (ValueError: Unknown format code …): approving, cancelling or reminding raised."""
+    refused = pytest.raises(ValidationError, match=r"Write each placeholder as its bare name")
+    with db.write() as session, refused:
+        notify.save_template(session, world.manager, "appointment_cancelled", "x", typed)
+    queued = _queue(db, world.patient_id, channels=[Channel.EMAIL])  # the built-in text stands
+    assert "Reason: Ill" in queued.notifications[0].body
+
+
 def test_sender_delivers_a_real_email_with_attachment(db, world, loopback_smtp):
     loopback_smtp.clear()
     _queue(db, world.patient_id, channels=[Channel.EMAIL], attachment=("qr.png", b"\x89PNG fake"))
