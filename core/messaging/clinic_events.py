@@ -4,7 +4,8 @@ The practice selects the events per clinic (core.messaging.preferences; defaults
 request, patient cancellation or change request, proposal answered, late cancellation, no-show,
 survey received). Each selected event is kept as a ClinicEvent row and either emailed at once,
 linking to the item, or gathered into one daily digest sent at the clinic-local digest hour
-and titled with the day (or days) its events happened on.
+and titled with the day (or days) its events happened on. A day with more events than one
+email holds (MAX_TEXT characters) is sent as several digests, each with its own count and days.
 An event the clinic did not select leaves no trace here (the audit trail has it anyway).
 
 A follow-up (FOLLOW_UPS: a no-show undone) goes where the event it follows went: the clinic
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from core.kernel.clock import to_local
 from core.kernel.config import Settings
 from core.kernel.money import clinic_time, format_day, format_day_range
+from core.kernel.text import MAX_TEXT
 from core.messaging import notify
 from core.messaging.preferences import CLINIC_EVENTS, preferences
 from db.engine import Database
@@ -138,14 +140,35 @@ def _digest_key(clinic_id: int) -> str:
     return f"clinic_digest_day_{clinic_id}"
 
 
+def _item(event: ClinicEvent, clinic: Clinic) -> str:
+    line = (
+        f"- {clinic_time(clinic, event.created_at)} · {event_label(event.event)}: {event.summary}"
+    )
+    return f"{line}\n  {event.link}" if event.link else line
+
+
 def digest_text(events: list[ClinicEvent], clinic: Clinic) -> str:
-    lines = []
-    for e in events:
-        when = clinic_time(clinic, e.created_at)
-        lines.append(f"- {when} · {event_label(e.event)}: {e.summary}")
-        if e.link:
-            lines.append(f"  {e.link}")
-    return "\n".join(lines)
+    return "\n".join(_item(e, clinic) for e in events)
+
+
+def _parts(events: list[ClinicEvent], clinic: Clinic, room: int) -> list[list[ClinicEvent]]:
+    """The events in time order, cut into runs whose digest_text fits in `room` characters
+    (an event longer than that alone has a run of its own, its summary cut to fit)."""
+    parts: list[list[ClinicEvent]] = [[]]
+    used = 0
+    for event in events:
+        size = len(_item(event, clinic)) + 1
+        if parts[-1] and used + size > room:
+            parts.append([])
+            used = 0
+        parts[-1].append(event)
+        used += size
+    return parts
+
+
+def _fitted(part: list[ClinicEvent], clinic: Clinic, room: int) -> str:
+    text = digest_text(part, clinic)
+    return text if len(text) <= room else text[: room - 1] + "…"
 
 
 def _days_of(events: list[ClinicEvent], clinic: Clinic) -> str:
@@ -195,20 +218,32 @@ def send_digest(session: Session, clinic: Clinic, *, now: datetime | None = None
         .values(digested_at=now)
         .execution_options(synchronize_session=False)
     )
-    notify.queue_to_address(
-        session,
-        Channel.EMAIL,
-        clinic.email,
-        "clinic_digest",
-        {
-            "clinic_name": clinic.name,
-            "day": _days_of(events, clinic),
-            "count": str(len(events)),
-            "items": digest_text(events, clinic),
-        },
-    )
+    room = _digest_room(session, clinic)
+    for part in _parts(events, clinic, room):
+        notify.queue_to_address(
+            session,
+            Channel.EMAIL,
+            clinic.email,
+            "clinic_digest",
+            {
+                "clinic_name": clinic.name,
+                "day": _days_of(part, clinic),
+                "count": str(len(part)),
+                "items": _fitted(part, clinic, room),
+            },
+        )
     session.flush()
     return len(events)
+
+
+def _digest_room(session: Session, clinic: Clinic) -> int:
+    """How many characters of events one digest email holds: what a message holds (MAX_TEXT)
+    less the template's own words (as the practice wrote them) and room for the days."""
+    _, frame = notify.render(
+        notify.template_for(session, "clinic_digest"),
+        {"clinic_name": clinic.name, "day": "", "count": "", "items": ""},
+    )
+    return max(MAX_TEXT - len(frame) - 200, 1_000)
 
 
 def digest_job(database: Database, settings: Settings) -> None:

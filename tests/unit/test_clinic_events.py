@@ -236,3 +236,33 @@ def test_a_digest_over_two_days_names_both(db, world):
     (mail,) = clinic_mail(db)
     days = f"{DAY.day}–{DAY.day + 1} {DAY:%b} {DAY.year}"
     assert mail.subject.replace("\u2009", "").endswith(f"2 event(s) of {days}")  # thin spaces
+
+
+def test_a_busy_days_digest_goes_out_in_as_many_emails_as_its_events_need(db, world):
+    """Before, 200 confirmations made one digest body over the 20,000 characters a message
+    holds: send_digest raised ValidationError ('The items is too long') on every run, so the
+    clinic never had a digest again (its events only piled up), and the job stopped there,
+    before the clinics after it."""
+    choose(db, world, ["confirmed"], digest=True, digest_hour=7)
+    appointment_id = book(db, world, local(DAY, 10))
+    with db.write() as session:
+        for n in range(200):
+            row = clinic_events.tell_clinic(
+                session,
+                world.clinic_id,
+                "confirmed",
+                f"Patient Number{n:03d} confirmed Thu, 3 Dec 2026, 10:00 (text message).",
+                appointment_id=appointment_id,
+                link=clinic_events.item_link("https://clinic.example.org", appointment_id),
+            )
+            row.created_at = local(DAY, 9)
+        clinic = session.get(Clinic, world.clinic_id)
+        assert clinic_events.send_digest(session, clinic, now=local(DAY + timedelta(1), 7)) == 200
+    mails = clinic_mail(db)
+    assert len(mails) > 1 and all(len(m.body) <= 20_000 for m in mails)
+    counts = [int(m.subject.split(": ")[1].split(" ")[0]) for m in mails]
+    assert sum(counts) == 200
+    body = "\n".join(m.body for m in mails)
+    assert all(f"Patient Number{n:03d} confirmed" in body for n in range(200))
+    with db.read() as session:
+        assert all(e.digested_at for e in session.scalars(select(ClinicEvent)))
