@@ -15,6 +15,12 @@ down, not that the message is wrong: that message counts the attempt and backs o
 of the round's messages for that channel are handed back untried (no attempt counted, due at
 once) for the next round — so a server that accepts connections but never answers holds the
 jobs round for one timeout, not one per message.
+
+A reminder still waiting (the server was down, say) whose appointment has changed since it was
+queued is stopped before the round claims anything: cancelled, moved to another time (no
+reminder was queued for its current start before this one), or no longer ahead of the patient
+(its time has come, checked in, done, recorded as a no-show). It is marked failed for good with
+the reason, as a withdrawn consent is; the job queues a reminder for a moved visit's new time.
 """
 
 from __future__ import annotations
@@ -36,12 +42,19 @@ from email.utils import parseaddr
 from typing import Protocol
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.kernel.tokens import hash_token
-from db.models import Channel, DeliveryStatus, Notification
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    Channel,
+    DeliveryStatus,
+    Notification,
+    ReminderSent,
+)
 from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.notify")
@@ -348,6 +361,48 @@ def _mark_waiting(write: Callable[[], object], channels: dict[Channel, Transport
     return waiting
 
 
+REMINDER = "appointment_reminder"  # core.messaging.reminders' template
+
+
+def _stop_stale_reminders(write: Callable[[], object], now: datetime) -> None:
+    """Stop the waiting reminders whose appointment changed since they were queued (see the
+    module), each with the reason; one a sender holds right now is left to go."""
+    waiting = and_(
+        Notification.template == REMINDER,
+        Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
+        Notification.permanent_failure.is_(False),
+        Notification.claim_token.is_(None),
+    )
+    reminded_for_its_time = exists().where(
+        ReminderSent.appointment_id == Appointment.id,
+        ReminderSent.start_at == Appointment.start_at,
+        ReminderSent.queued_at <= Notification.created_at,
+    )
+    stale = [
+        (Appointment.status == AppointmentStatus.CANCELLED, "was cancelled"),
+        (
+            or_(Appointment.status != AppointmentStatus.SCHEDULED, Appointment.start_at <= now),
+            "is no longer ahead (its time has come, or it was checked in, done or missed)",
+        ),
+        (~reminded_for_its_time, "was moved to another time"),
+    ]
+    with write() as session:
+        for condition, why in stale:
+            session.execute(
+                update(Notification)
+                .where(
+                    waiting,
+                    exists().where(Appointment.id == Notification.appointment_id, condition),
+                )
+                .values(
+                    status=DeliveryStatus.FAILED,
+                    permanent_failure=True,
+                    last_error=f"Not sent: the appointment {why}.",
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+
 def send_due(
     write: Callable[[], object],
     channels: dict[Channel, Transport],
@@ -362,6 +417,7 @@ def send_due(
     start, started = now or utcnow(), time.monotonic()
     token = uuid.uuid4().hex
     counts = dict.fromkeys(("sent", "failed", "retrying", "lost"), 0)
+    _stop_stale_reminders(write, start)
     waiting = _mark_waiting(write, channels)
 
     def clock() -> datetime:

@@ -554,3 +554,65 @@ def test_confirmation_rate_counts_reminded_appointments_confirmed(db, world):
         with pytest.raises(PermissionDenied):
             confirmations.confirmation_rate(session, world.staff, PLAIN_THURSDAY, PLAIN_THURSDAY)
     assert (rate.reminded, rate.confirmed, rate.rate) == (2, 1, 0.5)
+
+
+def _deliver(db, smtp, now: datetime):
+    from core.kernel.config import SmtpSettings
+    from core.messaging import delivery
+
+    settings = SmtpSettings(host=smtp.host, port=smtp.port)
+    channels = {
+        Channel.EMAIL: delivery.SmtpTransport(settings),
+        Channel.SMS: delivery.LoggingSmsTransport(),
+    }
+    return delivery.send_due(db.write, channels, now=now)
+
+
+@pytest.mark.parametrize("change", ["cancelled", "moved"])
+def test_a_reminder_still_waiting_is_not_sent_once_the_visit_is_cancelled_or_moved(
+    db, world, loopback_smtp, change
+):
+    """The mail server was down when the reminder was queued; meanwhile the visit was cancelled
+    or moved. Before, once the server was back the patient was sent 'Reminder: your
+    appointment on Thu … 10:00 … Please confirm you are coming' for a visit that no longer
+    stood (and its confirm link confirmed the moved visit's new time)."""
+    from core.messaging import history
+
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    due = local(PLAIN_THURSDAY - timedelta(days=1), 10)
+    assert run_job(db, due) == [(appointment_id, 24 * 60)]  # queued; the server is down
+    with db.write() as session:
+        if change == "cancelled":
+            moves.cancel_appointment(session, world.manager, appointment_id, reason="Ill")
+        else:
+            moves.reschedule(
+                session,
+                world.manager,
+                appointment_id,
+                start_at=local(PLAIN_THURSDAY + timedelta(days=7), 11),
+                provider_id=None,
+            )
+    loopback_smtp.clear()
+    _deliver(db, loopback_smtp, due + timedelta(minutes=30))  # the server is back
+    subjects = [m["Subject"] for m in loopback_smtp.messages]
+    told = "is cancelled" if change == "cancelled" else "has moved to"
+    assert any(told in s for s in subjects), subjects  # the patient hears of the change
+    assert not any(s.startswith("Reminder") for s in subjects), subjects
+    with db.read() as session:
+        rows = history.messages_of(session, world.staff, appointment_id)
+    stopped = {(r.channel, r.status, r.last_error) for r in rows if r.template.endswith("reminder")}
+    why = "cancelled" if change == "cancelled" else "moved to another time"
+    assert stopped == {
+        (channel, "not sent (stopped)", f"Not sent: the appointment was {why}.")
+        for channel in ("email", "text message")
+    }
+
+
+def test_a_reminder_for_the_visits_current_time_still_goes(db, world, loopback_smtp):
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    due = local(PLAIN_THURSDAY - timedelta(days=1), 10)
+    run_job(db, due)
+    loopback_smtp.clear()
+    _deliver(db, loopback_smtp, due + timedelta(minutes=1))
+    assert any(m["Subject"].startswith("Reminder") for m in loopback_smtp.messages)
+    assert all(n.status.value == "sent" for n in reminder_messages(db, appointment_id))
