@@ -1,9 +1,12 @@
 """The set-up checklist's "send a test message": one email or SMS to an address the practice
 gives, sent at once through the configured transport, so the owner sees whether SMTP or SMS
-works. The message stays in the outbox like any other, with its error when it failed."""
+works. The message stays in the outbox like any other, with its error when it failed. It is
+stored already claimed (a token of its own and a lease, as the sender claims), so a jobs round
+running meanwhile does not send it a second time."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +17,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings
 from core.kernel.errors import ValidationError
-from core.messaging.delivery import transports
+from core.messaging.delivery import LEASE, transports
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
 from db.models import Channel, DeliveryStatus, Notification
 from db.types import utcnow
@@ -49,6 +52,7 @@ def send_test_message(
             raise ValidationError(f"Give an email address to send the test to: {error}") from None
     elif not address:
         raise ValidationError("Give a phone number to send the test SMS to.")
+    token = uuid.uuid4().hex
     with write() as session:
         row = Notification(
             channel=channel,
@@ -56,6 +60,8 @@ def send_test_message(
             to_address=address,
             subject=SUBJECT,
             body=BODY,
+            claim_token=token,
+            next_attempt_at=utcnow() + LEASE,
         )
         session.add(row)
         session.flush()
@@ -80,8 +86,17 @@ def send_test_message(
     values = (
         {"status": DeliveryStatus.SENT, "sent_at": utcnow(), "attempts": 1}
         if error is None
-        else {"status": DeliveryStatus.FAILED, "last_error": error, "attempts": 1}
+        else {
+            "status": DeliveryStatus.FAILED,
+            "last_error": error,
+            "attempts": 1,
+            "next_attempt_at": utcnow(),
+        }
     )
     with write() as session:
-        session.execute(update(Notification).where(Notification.id == row.id).values(**values))
+        session.execute(
+            update(Notification)
+            .where(Notification.id == row.id, Notification.claim_token == token)
+            .values(**values, claim_token=None)
+        )
     return TestResult(error is None, error)

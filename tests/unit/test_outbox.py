@@ -241,3 +241,41 @@ def test_a_server_that_never_answers_holds_the_round_for_one_message_only(db):
         assert sum(_row(db, i).attempts for i in emails) == 2
     finally:
         silent.close()
+
+
+def test_a_test_message_is_sent_once_though_a_jobs_round_runs_meanwhile(db, world):
+    """The set-up's "send a test message" sends at once; before, the row it stored waited in
+    the outbox as queued and due, unclaimed, while it was being sent, so a jobs round running
+    meanwhile (every 15 s, in every process) sent it too: the owner received it twice."""
+    from core.messaging import test_message
+
+    with LoopbackSMTP() as slow, LoopbackSMTP() as other:
+        slow.hold()  # the test message's server takes its time to accept it
+        settings = Settings(
+            "sqlite://",
+            "k" * 40,
+            data_dir=None,
+            smtp=SmtpSettings(host=slow.host, port=slow.port),
+        )
+        results = []
+        sending = threading.Thread(
+            target=lambda: results.append(
+                test_message.send_test_message(
+                    db.write, world.owner, settings, Channel.EMAIL, "owner@example.org"
+                )
+            )
+        )
+        sending.start()
+        assert slow.data_started.wait(10)
+        round_meanwhile = {
+            Channel.EMAIL: delivery.SmtpTransport(SmtpSettings(other.host, other.port))
+        }
+        report = delivery.send_due(db.write, round_meanwhile)
+        slow.release()
+        sending.join(10)
+        assert results and results[0].sent
+        assert (report.sent, other.messages) == (0, [])
+        assert len(slow.messages) == 1
+    with db.read() as session:
+        row = session.scalars(select(Notification)).one()
+        assert (row.status, row.attempts, row.claim_token) == (DeliveryStatus.SENT, 1, None)
