@@ -2,7 +2,8 @@
 A new patient's balance opens with an entry (`open_account`, OPENING_POINTS), earned per
 answered survey, spent on a prepayment, deducted by the cancellation policy
 (core.policy), adjusted by staff with a reason, given back when a prepaid appointment is
-cancelled. A zero balance blocks online requests (core.policy.cancellation)."""
+cancelled. A zero balance blocks online requests (core.policy.cancellation). Each change goes
+through core.policy.balance, which locks the patient's row first: two at once both count."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.errors import NotFound, ValidationError
 from core.payments.rules import get_settings
+from core.policy import balance
+from core.policy.balance import delta
 from db.models import Appointment, LedgerEntry, LedgerKind, Patient
 from db.types import utcnow
 
@@ -31,19 +34,6 @@ LABELS = {
     LedgerKind.NO_SHOW_FEE: "No-show fee",
 }
 MAX_ADJUST = 100_000
-
-
-def delta(entry: LedgerEntry) -> int:
-    """The entry's effect on the points balance (a waived deduction has none)."""
-    if entry.kind == LedgerKind.POINTS:
-        return 0 if entry.waived_at else -entry.points
-    if entry.kind == LedgerKind.POINTS_SPENT:
-        return -entry.points
-    if entry.kind in (LedgerKind.POINTS_EARNED, LedgerKind.POINTS_REFUNDED):
-        return entry.points
-    if entry.kind in (LedgerKind.POINTS_ADJUSTED, LedgerKind.POINTS_OPENING):
-        return entry.points  # signed
-    return 0
 
 
 @dataclass(frozen=True)
@@ -116,24 +106,19 @@ def open_accounts(session: Session, patient_ids: list[int], points: int = OPENIN
         session.execute(insert(LedgerEntry), rows)
 
 
-def _entry(patient: Patient, kind: LedgerKind, points: int, appointment_id: int | None, note=""):
-    return LedgerEntry(
-        patient_id=patient.id,
-        appointment_id=appointment_id,
-        kind=kind,
-        points=points,
-        waive_reason=note or None,
-    )
-
-
 def award_survey_points(session: Session, appointment: Appointment) -> int:
     """Points for an answered survey (settings: on by default); returns the points added."""
     rules = get_settings(session)
     if not rules.survey_points_enabled or rules.survey_points <= 0 or not appointment.patient_id:
         return 0
+    balance.post(
+        session,
+        appointment.patient_id,
+        LedgerKind.POINTS_EARNED,
+        rules.survey_points,
+        appointment_id=appointment.id,
+    )
     patient = session.get(Patient, appointment.patient_id)
-    patient.points_balance += rules.survey_points
-    session.add(_entry(patient, LedgerKind.POINTS_EARNED, rules.survey_points, appointment.id))
     audit.record(
         session,
         patient_actor(patient.first_name),
@@ -147,23 +132,22 @@ def award_survey_points(session: Session, appointment: Appointment) -> int:
 
 
 def spend(session: Session, patient: Patient, points: int, appointment_id: int) -> LedgerEntry:
+    """Points spent on a prepayment, at most the balance (read under the row's lock)."""
     if points <= 0:
         raise ValidationError("Choose a positive number of points.")
-    if points > patient.points_balance:
-        raise ValidationError(
-            f"You have {patient.points_balance} points; choose at most that many."
-        )
-    patient.points_balance -= points
-    entry = _entry(patient, LedgerKind.POINTS_SPENT, points, appointment_id)
-    session.add(entry)
-    return entry
+    have = balance.locked(session, patient.id).points_balance
+    if points > have:
+        raise ValidationError(f"You have {have} points; choose at most that many.")
+    return balance.post(
+        session, patient.id, LedgerKind.POINTS_SPENT, points, appointment_id=appointment_id
+    )
 
 
 def give_back(session: Session, patient: Patient, points: int, appointment_id: int | None):
-    patient.points_balance += points
-    entry = _entry(patient, LedgerKind.POINTS_REFUNDED, points, appointment_id)
-    session.add(entry)
-    return entry
+    """Points of a prepayment given back to the balance (a cancelled visit)."""
+    return balance.post(
+        session, patient.id, LedgerKind.POINTS_REFUNDED, points, appointment_id=appointment_id
+    )
 
 
 def transfer(
@@ -171,10 +155,7 @@ def transfer(
 ) -> None:
     """Move `points` of one patient's balance to another's (a merged duplicate's to the record
     kept) as one entry on each side, so both ledgers keep adding up to their balances."""
-    source.points_balance -= points
-    target.points_balance += points
-    session.add(_entry(source, LedgerKind.POINTS_ADJUSTED, -points, None, out_note))
-    session.add(_entry(target, LedgerKind.POINTS_ADJUSTED, points, None, in_note))
+    balance.transfer(session, source.id, target.id, points, out_note=out_note, in_note=in_note)
 
 
 def adjust_points(
@@ -190,7 +171,7 @@ def adjust_points(
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError("Say why the points change; the reason is kept in the ledger.")
-    patient = session.get(Patient, patient_id)
+    patient = balance.locked(session, patient_id)  # two changes at once both count
     if patient is None:
         raise NotFound(f"There is no patient #{patient_id}.")
     if patient.merged_into_id is not None:
@@ -204,8 +185,7 @@ def adjust_points(
             f"remove at most {patient.points_balance}."
         )
     before = patient.points_balance
-    patient.points_balance += points
-    session.add(_entry(patient, LedgerKind.POINTS_ADJUSTED, points, None, reason))
+    balance.post(session, patient.id, LedgerKind.POINTS_ADJUSTED, points, note=reason)
     audit.record(
         session,
         actor,

@@ -17,6 +17,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_format, clinic_money, clinic_time, format_money
+from core.policy import balance
 from db.models import (
     Appointment,
     CancellationPolicy,
@@ -154,9 +155,9 @@ def _charge(
                 policy_id=policy_id,
             )
         )
+        session.add(entries[-1])  # the fee first, then the deduction, as always
     if points:
         entries.append(_deduct_points(session, appointment, points, policy_id))
-    session.add_all(entries)
     return entries
 
 
@@ -164,16 +165,10 @@ def _deduct_points(
     session: Session, appointment: Appointment, points: int, policy_id
 ) -> LedgerEntry:
     """The policy's deduction as far as the balance goes (it stops at zero): the entry records
-    what was taken, so the ledger adds up to the balance and a waiver gives back no more."""
-    patient = session.get(Patient, appointment.patient_id)
-    taken = min(points, max(0, patient.points_balance))
-    patient.points_balance -= taken
-    return LedgerEntry(
-        patient_id=patient.id,
-        appointment_id=appointment.id,
-        kind=LedgerKind.POINTS,
-        points=taken,
-        policy_id=policy_id,
+    what was taken, so the ledger adds up to the balance and a waiver gives back no more.
+    Added to the session, the patient's row locked (core.policy.balance)."""
+    return balance.deduct(
+        session, appointment.patient_id, points, appointment_id=appointment.id, policy_id=policy_id
     )
 
 
@@ -460,8 +455,7 @@ def _waive(
     given = 0
     if entry.kind == LedgerKind.POINTS and entry.points:
         given = entry.points if points_back is None else max(0, min(points_back, entry.points))
-        patient = session.get(Patient, entry.patient_id)
-        patient.points_balance += given
+        patient = balance.restore(session, entry.patient_id, given)
         if given and patient.merged_into_id is not None:
             _follow_merge(session, patient, given)
     audit.record(
@@ -486,21 +480,15 @@ def _waive(
 def _follow_merge(session: Session, duplicate: Patient, points: int) -> None:
     """Points given back on a record merged into another (core.patients.merge) go on to the
     record kept, as one entry on each side like the merge's own, so both ledgers add up."""
-    kept = session.get(Patient, duplicate.merged_into_id)
-    duplicate.points_balance -= points
-    kept.points_balance += points
-    for patient, signed, note in (
-        (duplicate, -points, f"Merged into #{kept.id}"),
-        (kept, points, f"Merged from #{duplicate.id}"),
-    ):
-        session.add(
-            LedgerEntry(
-                patient_id=patient.id,
-                kind=LedgerKind.POINTS_ADJUSTED,
-                points=signed,
-                waive_reason=note,
-            )
-        )
+    kept_id = duplicate.merged_into_id
+    balance.transfer(
+        session,
+        duplicate.id,
+        kept_id,
+        points,
+        out_note=f"Merged into #{kept_id}",
+        in_note=f"Merged from #{duplicate.id}",
+    )
 
 
 def no_show_charges(

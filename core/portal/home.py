@@ -38,6 +38,7 @@ from core.payments import points as ledger_points
 from core.payments import prepay
 from core.payments.providers import PaymentProvider
 from core.payments.rules import get_settings, money_format
+from core.policy import balance as ledger_balance
 from core.policy.cancellation import evaluate, online_booking_blocked
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.practice.packages import offered_packages
@@ -514,7 +515,8 @@ def answer_survey(
 ) -> str:
     """The same survey as the emailed link (and the same points earned)."""
     portal_patient(session, patient_id)
-    before = session.get(Patient, patient_id).points_balance
+    # read under the patient's lock: another change of the balance cannot fall in between
+    before = ledger_balance.locked(session, patient_id).points_balance
     surveys.submit_survey(session, _survey_token(session, patient_id, appointment_id), answers)
     earned = session.get(Patient, patient_id).points_balance - before
     thanks = "Thank you for your feedback!"

@@ -209,11 +209,12 @@ def mark_no_show(
     _require_started(appointment, now, "a no-show can only be recorded after it started")
     before = appointment.status
     appointment.status = S.NO_SHOW
-    balance = appointment.patient.points_balance if appointment.patient else 0
     entries = policy.assess_no_show(session, appointment)
     flush(session, appointment)
     fee = sum(e.amount_cents or 0 for e in entries)
-    taken = balance - (appointment.patient.points_balance if appointment.patient else 0)
+    # the deduction's entry records what it took, read under the patient's lock (a balance
+    # read before it could be another writer's older one)
+    taken = sum(e.points or 0 for e in entries if e.kind == LedgerKind.POINTS)
     record(
         session,
         actor,

@@ -1,8 +1,11 @@
 """A patient's points ledger adds up to their balance from the first day: every way a patient
-is created opens the balance with an entry, and the migration backfills the missing ones."""
+is created opens the balance with an entry, and the migration backfills the missing ones; every
+writer of the balance keeps it adding up, also two at once (PostgreSQL's twin:
+tests/integration/test_points_ledger_pg.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
@@ -15,14 +18,26 @@ from sqlalchemy.exc import IntegrityError
 from core import demo
 from core.interchange import imports
 from core.interchange import standards as interchange
+from core.kernel import audit
 from core.kernel.authz import patient_actor
 from core.kernel.errors import NotFound, PermissionDenied
 from core.patients import records
-from core.payments import points
+from core.payments import points, prepay
+from core.payments.providers import DeskProvider
 from core.policy import cancellation as policy
 from core.portal import home, patient_links
+from core.scheduling import moves, visits
 from db import migrate
-from db.models import AuditEvent, LedgerEntry, LedgerKind, Patient
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    CancellationPolicy,
+    LedgerEntry,
+    LedgerKind,
+    Patient,
+)
+from db.types import utcnow
 
 OPENING = "Opening balance"
 
@@ -414,3 +429,153 @@ def test_the_migration_corrects_old_deductions_that_recorded_more_than_they_took
         ("points", 60),
         ("points", 40),
     ]
+
+
+# ---------------------------------------------------------------- every writer, and two at once
+
+
+def _visit(db, world, hours_from_now: float, status=AppointmentStatus.SCHEDULED) -> int:
+    """A 30-minute visit of the world's patient starting `hours_from_now` (negative: started)."""
+    start = utcnow() + timedelta(hours=hours_from_now)
+    with db.write() as s:
+        visit = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=status,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            completed_at=start + timedelta(minutes=30)
+            if status == AppointmentStatus.COMPLETED
+            else None,
+        )
+        s.add(visit)
+        s.flush()
+        return visit.id
+
+
+def _no_show_policy(db, world, deducted: int = 30) -> None:
+    with db.write() as s:
+        s.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                no_show_fee_cents=2500,
+                points_deducted=deducted,
+                policy_text="24 hours' notice.",
+            )
+        )
+
+
+def _balance_and_ledger(db, world) -> tuple[int, int]:
+    return assert_adds_up(db)[world.patient_id]
+
+
+def test_every_writer_of_the_balance_leaves_the_ledger_adding_up(db, world):
+    """Each way the balance changes, one after the other: after each, the balance is what the
+    change made it and the ledger's entries add up to it."""
+    _no_show_policy(db, world, deducted=30)
+    with db.write() as s:  # a manager adds, then removes
+        points.adjust_points(s, world.manager, world.patient_id, 500, "Loyalty")
+    assert _balance_and_ledger(db, world) == (600, 600)
+    with db.write() as s:
+        points.adjust_points(s, world.manager, world.patient_id, -50, "Entered twice")
+    assert _balance_and_ledger(db, world) == (550, 550)
+
+    prepaid = _visit(db, world, hours_from_now=72)  # £60.00, 600 points at 10p
+    with db.write() as s:  # paid with points ...
+        prepay.prepay(
+            s,
+            world.patient_id,
+            prepaid,
+            points=200,
+            card=False,
+            provider=DeskProvider(),
+            return_url="x",
+        )
+    assert _balance_and_ledger(db, world) == (350, 350)
+    with db.write() as s:  # ... and given back when the practice cancels
+        moves.cancel_appointment(s, world.staff, prepaid, reason="Provider ill")
+    assert _balance_and_ledger(db, world) == (550, 550)
+
+    missed = _visit(db, world, hours_from_now=-1)
+    with db.write() as s:  # the policy deducts for a no-show ...
+        visits.mark_no_show(s, world.manager, missed)
+    assert _balance_and_ledger(db, world) == (520, 520)
+    with db.write() as s:  # ... and gives it back when the no-show is undone
+        visits.undo_no_show(s, world.manager, missed)
+    assert _balance_and_ledger(db, world) == (550, 550)
+
+    again = _visit(db, world, hours_from_now=-3)
+    with db.write() as s:
+        visits.mark_no_show(s, world.manager, again)
+        fee, deduction = policy.no_show_charges(s, again)  # in the order they were charged
+        assert (fee.kind, deduction.kind) == (LedgerKind.NO_SHOW_FEE, LedgerKind.POINTS)
+    assert _balance_and_ledger(db, world) == (520, 520)
+    with db.write() as s:  # or when a manager waives it
+        policy.waive_fee(s, world.manager, deduction.id, "Phoned ahead")
+    assert _balance_and_ledger(db, world) == (550, 550)
+
+    answered = _visit(db, world, hours_from_now=-30, status=AppointmentStatus.COMPLETED)
+    with db.write() as s:  # an answered survey earns points
+        assert points.award_survey_points(s, s.get(Appointment, answered)) == 10
+    assert _balance_and_ledger(db, world) == (560, 560)
+
+
+def _writer(db, world, name: str) -> tuple[object, int]:
+    """One writer of the balance, ready to run in a transaction of its own, and the change it
+    makes: a manager's adjustment, the policy's no-show deduction or a survey's points."""
+    if name == "no-show deduction":
+        _no_show_policy(db, world, deducted=30)
+        missed = _visit(db, world, hours_from_now=-1)
+        return (lambda s: visits.mark_no_show(s, world.manager, missed)), -30
+    if name == "survey points":
+        answered = _visit(db, world, hours_from_now=-30, status=AppointmentStatus.COMPLETED)
+        return (lambda s: points.award_survey_points(s, s.get(Appointment, answered))), 10
+    return (lambda s: points.adjust_points(s, world.owner, world.patient_id, 7, "Birthday")), 7
+
+
+@pytest.mark.parametrize("other", ["no-show deduction", "survey points", "manager's adjustment"])
+def test_two_changes_of_a_balance_at_once_both_count(db, world, monkeypatch, other):
+    """A manager adds points while another change runs: the policy deducts for a no-show, a
+    survey earns points, or another manager adjusts too. Both are held together until both
+    would write; both count, and the balance is its ledger's sum. Before, on PostgreSQL both
+    read the balance before either wrote, and the second wrote over the first: the ledger
+    listed both changes and the balance had only one."""
+    import threading
+
+    change, by = _writer(db, world, other)
+    barrier, failures = threading.Barrier(2), []
+    record, waited = audit.record, threading.local()
+
+    def record_once_both_have_read(*args, **kwargs):
+        # each writer's first audit record comes after its read of the balance: both are here
+        # at once, unless the second is held at the patient's row until the first commits
+        if not getattr(waited, "done", False):
+            waited.done = True
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=2)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "record", record_once_both_have_read)
+
+    def run(write):
+        try:
+            with db.write() as s:
+                write(s)
+        except Exception as error:  # reported below, with the balance
+            failures.append(repr(error))
+
+    def adds(s):
+        points.adjust_points(s, world.manager, world.patient_id, 50, "Goodwill")
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in (adds, change)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failures == []
+    assert _balance_and_ledger(db, world) == (100 + 50 + by, 100 + 50 + by)
