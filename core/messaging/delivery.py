@@ -21,6 +21,12 @@ queued is stopped before the round claims anything: cancelled, moved to another 
 reminder was queued for its current start before this one), or no longer ahead of the patient
 (its time has come, checked in, done, recorded as a no-show). It is marked failed for good with
 the reason, as a withdrawn consent is; the job queues a reminder for a moved visit's new time.
+
+Quiet hours hold the patient's automatic messages here too, not only when they are queued
+(core.messaging.quiet): a claimed reminder, automatic survey request or waitlist offer that
+would leave inside its clinic's quiet hours (a retry, one that waited for SMTP to be set up) is
+handed back, due when they end, without counting an attempt; one that would by then be useless
+(too little notice, an offer whose hold has ended) is stopped with the reason.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.kernel.tokens import hash_token
+from core.messaging import quiet
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -223,6 +230,7 @@ class DeliveryReport:
     retrying: int
     waiting: int = 0
     lost: int = 0  # results not written: another sender had taken the claim over
+    held: int = 0  # handed back until the end of their clinic's quiet hours
 
 
 def claim(
@@ -361,7 +369,39 @@ def _mark_waiting(write: Callable[[], object], channels: dict[Channel, Transport
     return waiting
 
 
-REMINDER = "appointment_reminder"  # core.messaging.reminders' template
+REMINDER = quiet.REMINDER  # core.messaging.reminders' template
+
+
+def hold_for_quiet_hours(
+    write: Callable[[], object], token: str, row: Notification, now: datetime
+) -> str:
+    """Hand `row` back until its clinic's quiet hours end ("held"), or stop it for good
+    ("failed"), if quiet hours keep it now (core.messaging.quiet); "" to send it now. Written
+    only under `token`'s claim."""
+    if row.template not in quiet.HELD:
+        return ""
+    with write() as session:
+        decision = quiet.decide(session, row, now)
+        if decision is None:
+            return ""
+        values: dict[str, object] = {"claim_token": None}
+        if decision.stopped:
+            values |= {
+                "status": DeliveryStatus.FAILED,
+                "permanent_failure": True,
+                "last_error": decision.stopped,
+            }
+        else:
+            values["next_attempt_at"] = decision.until
+            if row.status == DeliveryStatus.QUEUED:  # a failed one keeps its error on screen
+                values["last_error"] = decision.note
+        session.execute(
+            update(Notification)
+            .where(Notification.id == row.id, Notification.claim_token == token)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    return "failed" if decision.stopped else "held"
 
 
 def _stop_stale_reminders(write: Callable[[], object], now: datetime) -> None:
@@ -416,7 +456,7 @@ def send_due(
     a channel whose server cannot be reached is left for the next round (see the module)."""
     start, started = now or utcnow(), time.monotonic()
     token = uuid.uuid4().hex
-    counts = dict.fromkeys(("sent", "failed", "retrying", "lost"), 0)
+    counts = dict.fromkeys(("sent", "failed", "retrying", "lost", "held"), 0)
     _stop_stale_reminders(write, start)
     waiting = _mark_waiting(write, channels)
 
@@ -439,6 +479,9 @@ def send_due(
                 if row.id not in renew(write, token, clock() + lease, [row.id]):
                     counts["lost"] += 1  # taken over while this batch waited: not ours to send
                     continue
+                if kept := hold_for_quiet_hours(write, token, row, clock()):
+                    counts[kept] += 1
+                    continue
                 error = None
                 try:
                     channels[row.channel].send(row)
@@ -453,7 +496,12 @@ def send_due(
         heartbeat.stopped.set()
         heartbeat.join()
     return DeliveryReport(
-        counts["sent"], counts["failed"], counts["retrying"], waiting, counts["lost"]
+        counts["sent"],
+        counts["failed"],
+        counts["retrying"],
+        waiting,
+        counts["lost"],
+        counts["held"],
     )
 
 

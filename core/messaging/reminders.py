@@ -47,7 +47,7 @@ from core.kernel.authz import SYSTEM, Actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import Settings
 from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_clock_range
-from core.messaging import notify
+from core.messaging import notify, quiet
 from core.messaging.preferences import (
     HIGH_RISK,
     MessagePreferences,
@@ -71,7 +71,7 @@ from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.reminders")
 MAX_LATE = timedelta(hours=6)  # a reminder missed by more than this (app down) is not sent
-MIN_LEAD = timedelta(hours=1)  # waiting out quiet hours must leave at least this much notice
+MIN_LEAD = quiet.MIN_LEAD  # waiting out quiet hours must leave at least this much notice
 WINDOW_BEFORE = MAX_LATE + timedelta(hours=25)  # a DST hour and quiet hours may delay one,
 # and a late one may wait out the quiet hours once more (quiet_length, added per clinic)
 WINDOW_AFTER = timedelta(hours=25)  # quiet hours may bring one forward to the evening before

@@ -12,8 +12,10 @@ from sqlalchemy import func, select
 from core.analytics import confirmations, risk_scores
 from core.kernel import tokens
 from core.kernel.clock import local_to_utc
+from core.kernel.config import SmtpSettings
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
-from core.messaging import reminders
+from core.messaging import delivery, reminders
+from core.messaging.history import messages_of
 from core.messaging.preferences import MessagePreferences, PreferencesForm, save_preferences
 from core.portal import replies
 from core.scheduling import moves, today
@@ -30,6 +32,7 @@ from db.models import (
 )
 from db.types import utcnow
 from tests.support.days import AUTUMN_MONDAY, PLAIN_THURSDAY, SPRING_SUNDAY
+from tests.support.smtp import LoopbackSMTP
 
 TZ = "Europe/London"
 
@@ -616,3 +619,146 @@ def test_a_reminder_for_the_visits_current_time_still_goes(db, world, loopback_s
     _deliver(db, loopback_smtp, due + timedelta(minutes=1))
     assert any(m["Subject"].startswith("Reminder") for m in loopback_smtp.messages)
     assert all(n.status.value == "sent" for n in reminder_messages(db, appointment_id))
+
+
+# ---------------------------------------------------------------- quiet hours at the sender
+
+
+class Keep:
+    """A transport that keeps what it was given to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int | None]] = []
+
+    def send(self, notification: Notification) -> None:
+        self.sent.append((notification.template, notification.appointment_id))
+
+
+def _drain(db, now: datetime) -> None:
+    """Everything queued so far (the booking's confirmation, say) counts as sent."""
+    delivery.send_due(db.write, {Channel.EMAIL: Keep(), Channel.SMS: Keep()}, now=now)
+
+
+def _email_reminder(db, appointment_id: int) -> Notification:
+    [row] = [n for n in reminder_messages(db, appointment_id) if n.channel == Channel.EMAIL]
+    return row
+
+
+def test_a_reminder_failing_just_before_quiet_hours_is_retried_when_they_end(db, world):
+    """Queued at 20:55 for a 20:55 visit tomorrow; the mail server answers 451 twice. Before,
+    the back-off's third try (21:01) went out inside the quiet hours; now it waits for 08:00
+    and goes then, no attempt counted for the wait."""
+
+    wednesday = PLAIN_THURSDAY - timedelta(days=1)
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 20, 55), outside_hours=True)
+    due = local(wednesday, 20, 55)
+    _drain(db, due - timedelta(hours=1))
+    assert run_job(db, due) == [(appointment_id, 24 * 60)]
+    with LoopbackSMTP("temporary") as server:
+        email = {Channel.EMAIL: delivery.SmtpTransport(SmtpSettings(server.host, server.port))}
+        assert delivery.send_due(db.write, email, now=due).retrying == 1
+        assert delivery.send_due(db.write, email, now=due + timedelta(minutes=1)).retrying == 1
+        assert _email_reminder(db, appointment_id).next_attempt_at == local(wednesday, 21, 1)
+        server.behaviour = "accept"
+        for night in (local(wednesday, 21, 1), local(wednesday, 23, 35), local(PLAIN_THURSDAY, 7)):
+            report = delivery.send_due(db.write, email, now=night)
+            assert (report.sent, report.held) == (0, int(night == local(wednesday, 21, 1)))
+        assert server.messages == []
+        row = _email_reminder(db, appointment_id)
+        assert (row.status.value, row.attempts, row.next_attempt_at) == (
+            "failed",
+            2,
+            local(PLAIN_THURSDAY, 8),
+        )
+        assert "451" in row.last_error  # the screen still says why it was retried
+        assert delivery.send_due(db.write, email, now=local(PLAIN_THURSDAY, 8)).sent == 1
+        assert [m["Subject"][:9] for m in server.messages] == ["Reminder:"]
+    assert _email_reminder(db, appointment_id).status.value == "sent"
+
+
+def test_a_reminder_held_for_smtp_set_up_at_night_waits_for_the_clinics_morning(db, world):
+    """New York clinic: the reminder was queued at 10:00 while SMTP was not set up; it is set
+    up at 23:00 New York time (04:00 UTC, daytime in London and for the server). Before, it
+    went out at once; now at 08:00 New York time."""
+
+    ny = "America/New_York"
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).timezone = ny
+    wednesday = PLAIN_THURSDAY - timedelta(days=1)
+    appointment_id = book(db, world, local_to_utc(PLAIN_THURSDAY, time(10), ny))
+    due = local_to_utc(wednesday, time(10), ny)
+    _drain(db, due - timedelta(hours=1))
+    assert run_job(db, due) == [(appointment_id, 24 * 60)]
+    sms_only = {Channel.SMS: delivery.LoggingSmsTransport()}
+    assert delivery.send_due(db.write, sms_only, now=due).waiting == 1
+    configured_at = local_to_utc(wednesday, time(23), ny)
+    with LoopbackSMTP() as server:
+        email = {Channel.EMAIL: delivery.SmtpTransport(SmtpSettings(server.host, server.port))}
+        assert delivery.send_due(db.write, email, now=configured_at).held == 1
+        assert server.messages == []
+        row = _email_reminder(db, appointment_id)
+        assert (row.status.value, row.attempts) == ("queued", 0)
+        assert row.next_attempt_at == local_to_utc(PLAIN_THURSDAY, time(8), ny)
+        with db.read() as session:
+            [shown] = [
+                r
+                for r in messages_of(session, world.staff, appointment_id)
+                if r.channel == "email" and r.template.endswith("reminder")
+            ]
+        assert (
+            shown.last_error
+            == "Held for the clinic's quiet hours: it goes out at 08:00 (clinic time)."
+        )
+        morning = local_to_utc(PLAIN_THURSDAY, time(8), ny)
+        assert delivery.send_due(db.write, email, now=morning - timedelta(minutes=1)).sent == 0
+        assert delivery.send_due(db.write, email, now=morning).sent == 1
+    row = _email_reminder(db, appointment_id)
+    assert (row.status.value, row.attempts, row.last_error) == ("sent", 1, None)
+
+
+def test_a_reminder_whose_wait_for_morning_would_leave_under_an_hour_is_stopped(db, world):
+    """A 12-hour reminder for an 08:30 visit, queued at 20:30 and failing until 21:06: waiting
+    for 08:00 would leave half an hour, which the reminder rules never send."""
+
+    set_prefs(db, world, reminder_hours=[12])
+    wednesday = PLAIN_THURSDAY - timedelta(days=1)
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 8, 30), outside_hours=True)
+    due = local(wednesday, 20, 30)
+    _drain(db, due - timedelta(hours=1))
+    assert run_job(db, due) == [(appointment_id, 12 * 60)]
+    with LoopbackSMTP("temporary") as server:
+        email = {Channel.EMAIL: delivery.SmtpTransport(SmtpSettings(server.host, server.port))}
+        for minutes in (0, 1, 6):
+            delivery.send_due(db.write, email, now=due + timedelta(minutes=minutes))
+        server.behaviour = "accept"
+        delivery.send_due(db.write, email, now=local(wednesday, 21, 6))
+        delivery.send_due(db.write, email, now=local(PLAIN_THURSDAY, 8))
+        assert server.messages == []
+    with db.read() as session:
+        [shown] = [
+            r
+            for r in messages_of(session, world.staff, appointment_id)
+            if r.channel == "email" and r.template.endswith("reminder")
+        ]
+    assert shown.status == "not sent (stopped)"
+    assert "less than an hour before the appointment" in shown.last_error
+
+
+def test_what_a_person_just_caused_is_not_held_by_quiet_hours(db, world):
+    """At 21:30 the desk cancels a visit and books another: the patient hears of both at once;
+    tomorrow's reminder, queued before quiet hours and not sent yet, still waits for 08:00."""
+
+    wednesday = PLAIN_THURSDAY - timedelta(days=1)
+    reminded = book(db, world, local(PLAIN_THURSDAY, 10))
+    assert run_job(db, local(wednesday, 10)) == [(reminded, 24 * 60)]
+    cancelled = book(db, world, local(PLAIN_THURSDAY + timedelta(days=7), 10))
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, cancelled, reason="Ill")
+    keep = Keep()
+    report = delivery.send_due(db.write, {Channel.EMAIL: keep}, now=local(wednesday, 21, 30))
+    assert report.held == 1
+    recording = keep.sent
+    assert {("appointment_scheduled", cancelled), ("appointment_cancelled", cancelled)} <= set(
+        recording
+    )
+    assert all(template != "appointment_reminder" for template, _ in recording)

@@ -37,6 +37,7 @@ from db.models import (
     SurveyResponse,
 )
 from tests.factories import make_patient
+from tests.support.days import PLAIN_THURSDAY
 from tests.support.smtp import LoopbackSMTP, text_of
 
 BASE = "https://clinic.example"
@@ -522,3 +523,34 @@ def test_a_package_visits_survey_request_names_the_package(db, world):
         email = session.scalar(select(Notification).where(Notification.channel == "email"))
     assert email.subject == "How was Glow (Consultation + Peel)?"
     assert "how was Glow (Consultation + Peel) on " in email.body
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.sent: list[int | None] = []
+
+    def send(self, notification: Notification) -> None:
+        self.sent.append(notification.appointment_id)
+
+
+def test_the_jobs_survey_request_waits_out_quiet_hours_at_the_sender_one_staff_ask_for_does_not(
+    db, world
+):
+    """The job asked about a visit at 20:30 while SMTP was not set up; it is set up at 22:00,
+    when staff also ask about another visit. Before, both went at 22:00; now the staff's goes
+    at once and the job's at 08:00 (London: GMT in February)."""
+    evening = datetime.combine(PLAIN_THURSDAY, time(20, 30), UTC)
+    with db.write() as session:
+        automatic = completed_visit(session, world, ended=evening - timedelta(hours=3))
+        by_staff = completed_visit(session, world, ended=evening + timedelta(minutes=15))
+    with db.write() as session:
+        assert surveys.send_due_feedback_requests(session, base_url=BASE, now=evening) == 1
+    assert delivery.send_due(db.write, {}, now=evening).waiting >= 1  # no SMTP yet
+    night = evening.replace(hour=22)
+    send(db, world.staff, by_staff, now=night)
+    keep = _Keep()
+    report = delivery.send_due(db.write, {Channel.EMAIL: keep}, now=night)
+    assert (keep.sent, report.held) == ([by_staff], 1)
+    morning = datetime.combine(PLAIN_THURSDAY + timedelta(days=1), time(8), UTC)
+    assert delivery.send_due(db.write, {Channel.EMAIL: keep}, now=morning).sent == 1
+    assert keep.sent == [by_staff, automatic]

@@ -7,6 +7,7 @@ Re-run on PostgreSQL by tests/integration/test_waitlist_pg.py."""
 from __future__ import annotations
 
 import re
+import smtplib
 import threading
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
 from core.kernel.money import clinic_time, format_day
+from core.messaging import delivery
 from core.requests import decisions
 from core.scheduling import moves, schedules
 from core.waitlist import entries, offers
@@ -23,6 +25,7 @@ from core.waitlist.rules import Mode, Ranking, Rules, set_rules
 from db.models import (
     Appointment,
     AppointmentStatus,
+    Channel,
     Clinic,
     Notification,
     OfferStatus,
@@ -1025,3 +1028,106 @@ def test_an_entry_waits_to_the_end_of_its_last_day_in_its_clinics_zone(db, world
     with db.write() as session:
         assert entries.expire_entries(session, next_day + timedelta(hours=5)) == 1
         assert session.get(WaitlistEntry, entry_id).status == WaitlistStatus.EXPIRED
+
+
+class _Flaky:
+    """An email transport that answers like a busy server until told to accept."""
+
+    def __init__(self) -> None:
+        self.accept, self.sent = False, []
+
+    def send(self, notification: Notification) -> None:
+        if not self.accept:
+            raise smtplib.SMTPDataError(451, b"Try again later")
+        self.sent.append(notification.to_address)
+
+
+@pytest.mark.parametrize("hold_minutes", [30, 24 * 60])
+def test_an_offer_the_sender_reaches_in_quiet_hours_waits_or_is_stopped_if_its_hold_ends(
+    db, world, hold_minutes
+):
+    """Offered at 20:58 (quiet hours 21:00–08:00); the mail server answers 451 at 20:58 and
+    20:59, so the back-off's next try is 21:04. Before, it went out then, inside quiet hours.
+    Now an offer held until 08:00 (its hold runs to 09:00) goes at 08:00; one whose 30-minute
+    hold ends at 21:28 is not sent (its link would say it has ended), and says why."""
+    rules(db, world, quiet_start=time(21), quiet_end=time(8), hold_minutes=hold_minutes)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    evening = at(day - timedelta(days=1), 20, 58)
+    keep = _Flaky()
+    keep.accept = True
+    delivery.send_due(db.write, {Channel.EMAIL: keep}, now=evening - timedelta(hours=1))
+    keep = _Flaky()
+    process(db, now=evening)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]  # queued in the outbox
+    email = {Channel.EMAIL: keep}
+    for minutes in (0, 1):
+        assert delivery.send_due(db.write, email, now=evening + timedelta(minutes=minutes)).retrying
+    keep.accept = True
+    report = delivery.send_due(db.write, email, now=at(day - timedelta(days=1), 21, 4))
+    assert keep.sent == []
+    with db.read() as session:
+        row = session.scalar(
+            select(Notification).where(
+                Notification.template == "waitlist_offer", Notification.channel == Channel.EMAIL
+            )
+        )
+    if hold_minutes == 30:
+        assert (report.held, report.failed) == (0, 1)
+        assert (row.status.value, row.permanent_failure) == ("failed", True)
+        assert row.last_error == (
+            "Not sent: the waitlist's quiet hours began before it went out, and the offer's "
+            "hold ends before they do."
+        )
+        delivery.send_due(db.write, email, now=at(day, 8))
+        assert keep.sent == []
+        return
+    assert report.held == 1 and row.next_attempt_at == at(day, 8)
+    assert delivery.send_due(db.write, email, now=at(day, 7, 59)).sent == 0
+    assert delivery.send_due(db.write, email, now=at(day, 8)).sent == 1
+    assert keep.sent == ["ann@example.org"]
+
+
+def test_an_offer_that_ended_before_its_message_could_go_is_not_sent(db, world):
+    """The mail server was down while Ann's offer ran out and the time went to Ben; when it is
+    back, Ann is not sent a link that only says the offer has ended."""
+    rules(db, world, hold_minutes=30)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    noon = at(day - timedelta(days=1), 12)
+    delivery.send_due(db.write, {Channel.EMAIL: _Accept()}, now=noon - timedelta(hours=1))
+    process(db, now=noon)
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE, now=noon + timedelta(minutes=31))
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
+    keep = _Accept()
+    delivery.send_due(db.write, {Channel.EMAIL: keep}, now=noon + timedelta(minutes=32))
+    assert keep.sent == ["ben@example.org"]
+    with db.read() as session:
+        ann = session.scalar(
+            select(Notification).where(Notification.to_address == "ann@example.org")
+        )
+    assert ann.permanent_failure and ann.last_error.startswith("Not sent: the offer had ended")
+
+
+class _Accept(_Flaky):
+    def __init__(self) -> None:
+        super().__init__()
+        self.accept = True
+
+
+def test_the_sender_reads_the_waitlists_own_quiet_hours(db, world):
+    """core.messaging.quiet may not import core.waitlist: it reads the same settings row."""
+    from core.messaging import quiet
+    from core.waitlist.rules import KEY
+
+    assert quiet.WAITLIST_RULES == KEY
+    rules(db, world, quiet_start=time(22, 30), quiet_end=time(6, 15))
+    with db.read() as session:
+        window = quiet._offer_window(session, session.get(Clinic, world.clinic_id))
+    assert (window.start, window.end) == (time(22, 30), time(6, 15))
