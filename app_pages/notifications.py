@@ -6,9 +6,9 @@ import streamlit as st
 from core.kernel.authz import Permission
 from core.kernel.errors import DomainError
 from core.messaging import delivery, notify
-from ui import actor, database, refresh, run_action, settings, show_error
+from ui import actor, refresh, run_action, settings, show_error
 from ui.caches import cached
-from ui.context import read
+from ui.context import read, run_in_steps
 from ui.locale import display_format
 from ui.text import escape, show_table
 
@@ -76,12 +76,15 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
                 if run_action(notify.retry, chosen.id, success="Queued again."):
                     refresh()
         if st.button("Send due messages now", key="notifications_send_due"):
-            report = delivery.deliver_now(database().write, me, settings())
-            st.success(
-                f"Sent {report.sent}; retrying later {report.retrying}; failed for good "
-                f"{report.failed}; waiting for a transport {report.waiting}."
-            )
-            refresh("outbox", "audit")
+            # a toast outlives the rerun that shows the outbox's new state (a st.success did not)
+            if report := run_in_steps(delivery.deliver_now, settings()):
+                st.toast(
+                    f"Sent {report.sent}; retrying later {report.retrying}; failed for good "
+                    f"{report.failed}; waiting for a transport {report.waiting}; held for the "
+                    f"clinic's quiet hours {report.held}.",
+                    icon=":material/outbox:",
+                )
+                refresh()
     with right:
         st.subheader("Templates")
         key = st.selectbox(

@@ -100,10 +100,10 @@ def _send(args) -> int:
     transports = delivery.transports(settings)
     while True:
         report = delivery.send_due(database.write, transports)
-        if report.sent or report.failed or report.retrying or not args.loop:
+        if report.sent or report.failed or report.retrying or report.held or not args.loop:
             print(
                 f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, "
-                f"waiting for a transport {report.waiting}"
+                f"waiting for a transport {report.waiting}, held for quiet hours {report.held}"
             )
         if not args.loop:
             return 0

@@ -170,6 +170,17 @@ def test_a_template_that_cannot_be_sent_is_refused_and_not_previewed(app_as):
     assert not at.error and "See you on Tue" in " ".join(t.value for t in at.text)
 
 
+def test_send_due_now_reports_every_outcome_quiet_hours_included(app_as):
+    at = app_as("manager", "app_pages/notifications.py")
+    at.button(key="notifications_send_due").click().run()
+    [done] = at.toast  # shown after the rerun (a st.success before it was never seen)
+    assert re.fullmatch(
+        r"Sent \d+; retrying later \d+; failed for good \d+; waiting for a transport \d+; "
+        r"held for the clinic's quiet hours \d+\.",
+        done.value,
+    )
+
+
 def test_unreachable_database_shows_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://clinicdesk:pw@127.0.0.1:9/clinicdesk")
     monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
