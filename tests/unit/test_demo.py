@@ -284,6 +284,9 @@ def test_each_demo_visits_status_fits_its_times_fees_and_feedback(seeded):
     assert not problems, _first(problems)
 
 
+OPENING = LedgerKind.POINTS_OPENING
+
+
 def test_every_demo_patients_points_add_up_from_an_opening_before_their_first_visit(seeded):
     database, _ = seeded
     problems = []
@@ -317,6 +320,9 @@ def test_every_demo_patients_points_add_up_from_an_opening_before_their_first_vi
             ):
                 problems.append(f"patient #{pid}: {entry.kind.value} at {entry.created_at}")
     assert 0 in balances.values()  # some patients cannot request online
+    assert max(balances.values()) > 100  # survey points on top of an opening of 100
+    opened = {e.points for found in entries.values() for e in found if e.kind == OPENING}
+    assert opened == {40, 100}  # the demo's mix; a zero opening has nothing to open with
     assert not problems, _first(problems)
 
 

@@ -15,7 +15,6 @@ from alembic import command
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from core import demo
 from core.interchange import imports
 from core.interchange import standards as interchange
 from core.kernel import audit
@@ -149,19 +148,6 @@ def test_a_patient_imported_from_fhir_opens_with_their_points(db, world):
         okafor = s.scalars(select(Patient).where(Patient.last_name == "Okafor")).one()
         assert [e.points for e in openings(s, okafor.id)] == [100]
     assert assert_adds_up(db)[okafor.id] == (100, 100)
-
-
-def test_the_demo_patients_ledgers_add_up_to_their_balances(db):
-    with db.write() as s:
-        demo.seed_demo(s)
-    sums = assert_adds_up(db)
-    balances = {balance for balance, _ in sums.values()}
-    # the demo's mix: opened with 100, 40 or 0, then the policy's deductions and survey points
-    assert 0 in balances and max(balances) > 100
-    with db.read() as s:
-        opened = {pid: [e.points for e in openings(s, pid)] for pid in sums}
-    assert {p for found in opened.values() for p in found} == {40, 100}
-    assert [] in opened.values()  # a zero opening has nothing to open with
 
 
 def test_the_portal_and_staff_show_the_opening_entry_and_it_is_no_fee(db, world):
