@@ -320,6 +320,15 @@ def respond_to_proposal(
         if change:
             change.status = ChangeStatus.APPROVED
             appointment.reschedule_count += 1
+            if change.original_start_at is not None:  # the held original time is free now
+                appointment_freed(
+                    session,
+                    appointment,
+                    "moved",
+                    provider_id=change.original_provider_id,
+                    start_at=change.original_start_at,
+                    end_at=change.original_start_at + duration_of(appointment),
+                )
     elif change:
         _restore_original(
             session, appointment, change, "The patient turned down the proposed time."

@@ -36,6 +36,7 @@ from core.scheduling.availability import (
     working_hours_cover,
 )
 from core.scheduling.codes import confirmation_attachment
+from core.scheduling.openings import appointment_freed
 from core.scheduling.states import ENTITY, PAST_GRACE, RULES, STATUS_WORDS, Action, check_transition
 from db.models import (
     Appointment,
@@ -169,6 +170,15 @@ def withdraw_changes(
     ).all()
     now = utcnow()
     for change in waiting:
+        if change.status == ChangeStatus.PROPOSED and change.original_start_at is not None:
+            appointment_freed(  # the original time held for the proposal is free now
+                session,
+                appointment,
+                "cancelled",
+                provider_id=change.original_provider_id,
+                start_at=change.original_start_at,
+                end_at=change.original_start_at + (appointment.end_at - appointment.start_at),
+            )
         change.status, change.decided_at = ChangeStatus.WITHDRAWN, now
         change.decided_by_user_id = actor.user_id
         change.decision_note = (

@@ -40,6 +40,7 @@ from db.models import (
     Resource,
     Service,
     ServiceResource,
+    SlotOpening,
     Source,
     WorkingHours,
 )
@@ -1143,6 +1144,34 @@ def test_the_original_time_stays_held_while_a_proposal_for_a_change_waits(db, wo
     with db.write() as session:
         decisions.respond_to_proposal(session, patient_actor("A"), visit, accept=True)
     assert _book(db, world, at(day, 10), patient_id=sam)
+
+
+def test_the_held_original_time_goes_to_the_waitlist_once_the_hold_ends(db, world):
+    """Accepted: the 10:00 Alex kept is freed time, as a move's old time is. Cancelled while a
+    proposal waits: both the proposed time and the held original are."""
+
+    def opened(visit):
+        with db.read() as session:
+            return sorted(
+                (o.start_at, o.reason)
+                for o in session.scalars(
+                    select(SlotOpening).where(SlotOpening.appointment_id == visit)
+                )
+            )
+
+    day = future_day()
+    visit, _ = _reschedule_proposed(db, world, day)
+    assert opened(visit) == []  # held, not free, while the patient answers
+    with db.write() as session:
+        decisions.respond_to_proposal(session, patient_actor("A"), visit, accept=True)
+    assert opened(visit) == [(at(day, 10), "moved")]
+    other, _ = _reschedule_proposed(db, world, day + timedelta(days=1))
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, other, reason="Clinic closed that day")
+    assert opened(other) == [
+        (at(day + timedelta(days=1), 10), "cancelled"),
+        (at(day + timedelta(days=1), 15), "cancelled"),
+    ]
 
 
 def test_the_held_original_keeps_its_room_and_is_let_go_when_the_proposal_is_cancelled(db, world):
