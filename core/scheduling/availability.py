@@ -100,6 +100,13 @@ class Held:
     held: bool = True  # conflict messages say the time is held, not booked
 
 
+# a change request whose proposal waits for the patient holds its appointment's original time
+HOLDING = (
+    ChangeRequest.status == ChangeStatus.PROPOSED,
+    Appointment.status == AppointmentStatus.TENTATIVE,
+)
+
+
 def held(
     session: Session,
     start_at: datetime,
@@ -118,8 +125,7 @@ def held(
         select(ChangeRequest.original_provider_id, ChangeRequest.original_start_at, Appointment)
         .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
         .where(
-            ChangeRequest.status == ChangeStatus.PROPOSED,
-            Appointment.status == AppointmentStatus.TENTATIVE,
+            *HOLDING,
             ChangeRequest.original_start_at > start_at - MAX_LENGTH - MAX_BUFFER,
             ChangeRequest.original_start_at < end_at + MAX_BUFFER,
         )

@@ -26,14 +26,13 @@ from core.kernel.clock import local_to_utc, to_local, zone
 from core.kernel.errors import NotFound, ValidationError
 from core.payments import prepay
 from core.practice.treatment import service_names, treatment_text
-from core.scheduling.availability import MAX_LENGTH
+from core.scheduling.availability import HOLDING, MAX_LENGTH
 from db.models import (
     Appointment,
     AppointmentKind,
     AppointmentService,
     AppointmentStatus,
     ChangeRequest,
-    ChangeStatus,
     Clinic,
     Package,
     Patient,
@@ -149,10 +148,10 @@ def _window_query(
 
 
 def _held_query(start: datetime, end: datetime, clinic_id: int, provider_ids: list[int] | None):
-    """The original times held for the clinic's proposals waiting for the patient, as
-    core.scheduling.availability.held reads them (change request proposed, its appointment
-    tentative), starting in (start − 12 h, end): one query on the change requests' status
-    index, with the patient's name (the end is the visit's length after the original start)."""
+    """The original times held for the clinic's proposals waiting for the patient, on
+    core.scheduling.availability.held's conditions (HOLDING), starting in (start − 12 h, end):
+    one query on the change requests' status index, with the patient's name (the end is the
+    visit's length after the original start)."""
     query = (
         select(
             Appointment.id,
@@ -166,8 +165,7 @@ def _held_query(start: datetime, end: datetime, clinic_id: int, provider_ids: li
         .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
         .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .where(
-            ChangeRequest.status == ChangeStatus.PROPOSED,
-            Appointment.status == S.TENTATIVE,
+            *HOLDING,
             Appointment.clinic_id == clinic_id,
             ChangeRequest.original_start_at > start - MAX_LENGTH,
             ChangeRequest.original_start_at < end,
