@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.payments import desk
 from core.payments import points as ledger
 from core.policy import cancellation as policy
 from ui.caches import cached
@@ -55,9 +56,16 @@ def waiver_panel(current, prefix: str) -> None:
         )
         reason = st.text_input("Reason (kept in the audit log)", key=f"{prefix}_fee_reason")
         waive = st.form_submit_button("Waive fee")
-    if waive and fee_id is not None:
-        if run_action(policy.waive_fee, fee_id, reason, success=f"Fee #{fee_id} waived."):
-            refresh()
+    if waive and fee_id is not None and (done := run_action(desk.waive_fee, fee_id, reason)):
+        _, refunds = done.value
+        back = (
+            f" What was paid of it is due back to the patient ({len(refunds)} refund"
+            f"{'s' if len(refunds) > 1 else ''} on the appointment's Payments)."
+            if refunds
+            else ""
+        )
+        st.toast(f"Fee #{fee_id} waived.{back}", icon=":material/check_circle:")
+        refresh()
     with st.form(f"{prefix}_points_form"):
         c1, c2 = st.columns(2)
         who = c1.number_input("Patient #", min_value=0, step=1, key=f"{prefix}_points_patient")

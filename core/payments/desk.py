@@ -17,6 +17,7 @@ from core.kernel.money import ClinicFormat, clinic_format
 from core.payments.prepay import DESK_METHODS, PaymentRow, badges, due, list_payments, send_receipt
 from core.payments.providers import PaymentProvider
 from core.payments.rules import get_settings, money_format
+from core.policy import cancellation as policy
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -127,6 +128,17 @@ def refund_fees(session: Session, actor: Actor, paid: list[Payment], note: str) 
             details={"payment_id": refund.id, "refund_of": refund.refund_of_id},
         )
     return refunds
+
+
+def waive_fee(
+    session: Session, actor: Actor, ledger_entry_id: int, reason: str
+) -> tuple[LedgerEntry, list[Payment]]:
+    """Waive a fee (core.policy.cancellation.waive_fee: the permission, the reason, once) and
+    give back what was paid of it, as an undone no-show does: a fee no longer stands, so its
+    money is due back (`refund_fees`)."""
+    entry = policy.waive_fee(session, actor, ledger_entry_id, reason)
+    paid = paid_fees(session, [entry.id], lock=True)
+    return entry, refund_fees(session, actor, paid, f"Fee #{entry.id} waived: {reason.strip()}")
 
 
 def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "") -> Payment:

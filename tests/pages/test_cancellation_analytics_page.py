@@ -11,8 +11,10 @@ from core.analytics import cancellations as ca
 from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
 from core.kernel.money import NO_VALUE, format_money
+from core.payments import desk
+from core.payments.providers import DeskProvider
 from core.startup import open_database
-from db.models import AuditEvent, LedgerEntry, User
+from db.models import AuditEvent, LedgerEntry, Payment, User
 from tests.pages.conftest import chart_click, every_clinic_speaks
 
 PAGE = "app_pages/cancellation_analytics.py"
@@ -192,7 +194,38 @@ def test_a_manager_waives_a_fee_with_a_reason(app_as, app_db):
         entry = session.get(LedgerEntry, fee_id)
     database.dispose()
     assert entry.waived_at is not None and entry.waive_reason == "Family emergency"
-    assert fee_id not in at.selectbox(key="cancel_fee_id").options
+    assert f"#{fee_id}" not in at.selectbox(key="cancel_fee_id").options  # its label
+
+
+def test_waiving_a_paid_fee_says_its_money_is_due_back(app_as, app_db):
+    at = app_as("manager", PAGE)
+    at.toggle(key="cancel_show_fees").set_value(True).run()
+    database = _db(app_db)
+    with database.write() as session:
+        fee_id = session.scalar(  # a fee in money (points deductions are listed too)
+            select(LedgerEntry.id)
+            .where(
+                LedgerEntry.id.in_(int(o[1:]) for o in at.selectbox(key="cancel_fee_id").options),
+                LedgerEntry.amount_cents > 0,
+            )
+            .order_by(LedgerEntry.id)
+            .limit(1)
+        )
+        at.selectbox(key="cancel_fee_id").select(fee_id)
+        staff = actor_of(session.scalar(select(User).where(User.username == "staff")))
+        desk.pay_fee(session, staff, fee_id, method="cash", provider=DeskProvider())
+    at.text_input(key="cancel_fee_reason").input("Billing error")
+    at = at.button(key="FormSubmitter:cancel_waive_form-Waive fee").click().run()
+    assert not at.error
+    [told] = at.toast
+    assert told.value == (
+        f"Fee #{fee_id} waived. What was paid of it is due back to the patient "
+        "(1 refund on the appointment's Payments)."
+    )
+    with database.read() as session:
+        refund = session.scalars(select(Payment).where(Payment.kind == "fee_refund")).one()
+    database.dispose()
+    assert (refund.status, refund.note) == ("refund_due", f"Fee #{fee_id} waived: Billing error")
 
 
 def _core_figures(url, filters):

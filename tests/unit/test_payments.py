@@ -953,6 +953,29 @@ def _fee(db, world, appointment_id=None, cents=3000, kind=LedgerKind.NO_SHOW_FEE
         return fee.id
 
 
+def test_waiving_a_paid_fee_gives_its_money_back_once(db, world):
+    """A no-show fee paid in cash, then waived: the waiver leaves a refund due at the desk for
+    what was paid (as undoing the no-show does); waiving an unpaid fee refunds nothing."""
+    appointment_id = _appointment(db, world)
+    paid_fee, unpaid_fee = _fee(db, world, appointment_id), _fee(db, world, appointment_id, 1500)
+    with db.write() as s:
+        desk.pay_fee(s, world.staff, paid_fee, method="cash", provider=DeskProvider())
+    with db.write() as s, pytest.raises(PermissionDenied):
+        desk.waive_fee(s, world.staff, paid_fee, "Kind")
+    with db.write() as s:
+        entry, refunds = desk.waive_fee(s, world.manager, paid_fee, "Hospital admission")
+        assert entry.waived_at is not None
+        assert [(r.kind, r.status, r.amount_cents, r.method) for r in refunds] == [
+            ("fee_refund", "refund_due", 3000, "cash")
+        ]
+        assert refunds[0].note == f"Fee #{paid_fee} waived: Hospital admission"
+        assert desk.waive_fee(s, world.manager, unpaid_fee, "Goodwill")[1] == []
+    with db.write() as s, pytest.raises(Conflict, match="already waived"):
+        desk.waive_fee(s, world.manager, paid_fee, "Again")
+    with db.read() as s:
+        assert len(s.scalars(select(Payment).where(Payment.kind == "fee_refund")).all()) == 1
+
+
 def test_a_fee_charged_to_the_card_on_file_is_refunded_through_its_payment(db, world):
     """A no-show fee charged to the card on file is a Stripe payment intent, not a checkout
     session: its refund (the no-show undone) goes back to that payment. Before, the refund job
