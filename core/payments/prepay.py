@@ -637,7 +637,8 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
                 Payment.status == "refund_due",
                 Payment.method == "stripe",
             )
-            .order_by(Payment.id)
+            # those the provider refused before wait behind those not tried yet
+            .order_by(Payment.note.contains(LAST_ATTEMPT), Payment.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )

@@ -1162,6 +1162,21 @@ def test_a_refund_stripe_refuses_does_not_undo_the_one_it_made(db, world):
     assert len(http.made) == 1
 
 
+def test_a_refund_stripe_refused_waits_behind_those_not_tried_yet(db, world):
+    """One refund at a time (limit 1): the first, refused, stays due; the next run sends the
+    one not tried yet before trying the refused one again. Before, the oldest refused refunds
+    were sent first on every run and could hold up every newer one."""
+    http = StripeLike(unknown={"pi_gone"})
+    refused, later = _card_fees_given_back(db, world, ["pi_gone", "pi_fee_2"])
+    provider = StripeProvider(STRIPE, http_client=http)
+    for _ in range(2):
+        with db.write() as s:
+            prepay.process_refunds(s, provider, limit=1)
+    with db.read() as s:
+        assert s.get(Payment, refused).status == "refund_due"
+        assert s.get(Payment, later).status == "refunded"
+
+
 def test_a_refund_made_but_not_recorded_is_not_made_again(db, world):
     """The process stops after Stripe made the refund, before our commit: the next run sends
     the same Idempotency-Key (derived from our refund row), so Stripe answers with the refund it
