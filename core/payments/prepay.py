@@ -626,9 +626,10 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
     """Send card refunds due through the provider (background job), a prepayment's or a fee's;
     returns how many were made. Each is sent in a savepoint of its own: one the provider
     refuses stays due, with what the provider said as its note (staff see it on the
-    appointment's Payments, and may hand the money back at the desk instead), and does not undo
-    the refunds made before it. Each is sent with its idempotency key (`refund_key`), so one
-    made but not recorded (the process stopped before the commit) is not made again."""
+    appointment's Payments, and may hand the money back at the desk instead), does not undo
+    the refunds made before it, and waits behind those not tried yet. Each is sent with its
+    idempotency key (`refund_key`), so one made but not recorded (the process stopped before
+    the commit) is not made again."""
     due_rows = list(
         session.scalars(
             select(Payment)
