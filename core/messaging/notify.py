@@ -320,8 +320,22 @@ def template_for(session: Session, key: str) -> Template:
         raise NotFound(f"There is no message template {key!r}.")
     edited = session.get(NotificationTemplate, key)
     base = TEMPLATES[key]
+    if edited and not _fills(edited.subject, edited.body):
+        # saved before check_template refused such text: the built-in wording goes instead of
+        # every message of the template failing (the Notifications page says what to fix)
+        log.warning("template %s cannot be filled in; its built-in text is sent", key)
+        return base
     # an edited template has no text form of its own: its text is the edited email, flattened
     return Template(edited.subject, edited.body, base.description) if edited else base
+
+
+def _fills(*texts: str) -> bool:
+    try:
+        for text in texts:
+            text.format_map(_Blank())
+    except (ValueError, IndexError, KeyError, AttributeError):
+        return False
+    return True
 
 
 def check_template(subject: str, body: str) -> None:

@@ -18,6 +18,7 @@ from db.models import (
     DeliveryStatus,
     DocumentKind,
     Notification,
+    NotificationTemplate,
     Patient,
     ServiceDocument,
 )
@@ -80,6 +81,18 @@ def test_a_placeholder_is_a_bare_name_or_the_template_is_refused(db, world, type
     with db.write() as session, refused:
         notify.save_template(session, world.manager, "appointment_cancelled", "x", typed)
     queued = _queue(db, world.patient_id, channels=[Channel.EMAIL])  # the built-in text stands
+    assert "Reason: Ill" in queued.notifications[0].body
+
+
+@pytest.mark.parametrize("typed", ["See you on {when:%d %B}.", "See you on {}.", "A { alone"])
+def test_a_template_saved_before_the_check_that_cannot_be_filled_sends_the_built_in_text(
+    db, world, typed
+):
+    """Stored by an earlier version (or by hand), past check_template: the message goes with the
+    built-in wording instead of failing every approval, cancellation and reminder."""
+    with db.write() as session:
+        session.add(NotificationTemplate(key="appointment_cancelled", subject="x", body=typed))
+    queued = _queue(db, world.patient_id, channels=[Channel.EMAIL])
     assert "Reason: Ill" in queued.notifications[0].body
 
 
