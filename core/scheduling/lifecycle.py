@@ -187,6 +187,33 @@ def withdraw_changes(
     return {"change_requests_withdrawn": [c.id for c in waiting]} if waiting else {}
 
 
+def reopen_changes(session: Session, appointment: Appointment, action: Action) -> dict[str, Any]:
+    """A transition undone (a mistaken check-in or no-show): the change requests it withdrew
+    (its audit event lists them) wait in the queue again, as they did before it. Those the
+    practice answered since stay as they are. The audit details of the undo."""
+    event = session.scalar(
+        select(AuditEvent)
+        .where(
+            AuditEvent.entity == ENTITY,
+            AuditEvent.entity_id == appointment.id,
+            AuditEvent.action == action.value,
+        )
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+    ids = (event.details or {}).get("change_requests_withdrawn", []) if event else []
+    reopened = session.scalars(
+        select(ChangeRequest)
+        .where(ChangeRequest.id.in_(ids), ChangeRequest.status == ChangeStatus.WITHDRAWN)
+        .order_by(ChangeRequest.id)
+        .with_for_update()
+    ).all()
+    for change in reopened:  # only an open request can be withdrawn from a scheduled visit
+        change.status, change.decided_at = ChangeStatus.OPEN, None
+        change.decided_by_user_id, change.decision_note = None, None
+    return {"change_requests_reopened": [c.id for c in reopened]} if reopened else {}
+
+
 # ---------------------------------------------------------------- helpers
 
 

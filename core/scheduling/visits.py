@@ -44,6 +44,7 @@ from core.scheduling.lifecycle import (
     message_context,
     outcome_of,
     record,
+    reopen_changes,
     services_of,
     tell_patient,
     when_text,
@@ -137,7 +138,8 @@ def undo_check_in(
     before = appointment.status
     appointment.status, appointment.checked_in_at = S.SCHEDULED, None
     flush(session, appointment)
-    record(session, actor, appointment, Action.UNDO_CHECK_IN, before)
+    reopened = reopen_changes(session, appointment, Action.CHECK_IN)
+    record(session, actor, appointment, Action.UNDO_CHECK_IN, before, details=reopened or None)
     return outcome_of(appointment)
 
 
@@ -539,6 +541,7 @@ def undo_no_show(
             "ledger_entry_ids": [e.id for e in plan.charges],
             **({"fee_refunds": [r.id for r in refunds]} if refunds else {}),
             **clashes.details,
+            **reopen_changes(session, appointment, Action.NO_SHOW),
         },
     )
     _tell_clinic_undone(session, actor, appointment)

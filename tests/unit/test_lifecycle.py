@@ -958,6 +958,38 @@ def test_a_change_request_is_withdrawn_when_its_appointment_leaves_scheduled(db,
     assert events(db, appointment_id)[-1].details["change_requests_withdrawn"] == [change_id]
 
 
+@pytest.mark.parametrize("undone", ["check_in", "no_show"])
+def test_undoing_a_mistaken_check_in_or_no_show_reopens_the_request_it_withdrew(db, world, undone):
+    """Alex asked to cancel; the desk checked them in (or recorded a no-show) by mistake, which
+    withdrew the request, then undid it: the request waits in the queue again, as before."""
+    start = at(future_day(), 10)
+    appointment_id = booked(db, world, start)
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), appointment_id, kind="cancel", reason="Away"
+        ).id
+    later = start + timedelta(hours=1)
+    with db.write() as session:
+        if undone == "check_in":
+            visits.check_in(session, world.staff, appointment_id, now=start)
+        else:
+            visits.mark_no_show(session, world.staff, appointment_id, now=later)
+    with db.write() as session:
+        if undone == "check_in":
+            visits.undo_check_in(session, world.staff, appointment_id)
+        else:
+            visits.undo_no_show(session, world.staff, appointment_id)
+    with db.read() as session:
+        change = session.get(ChangeRequest, change_id)
+        assert (change.status, change.decision_note, change.decided_at) == (
+            ChangeStatus.OPEN,
+            None,
+            None,
+        )
+        assert queue.queue_counts(session, world.manager)[queue.QueueKind.CANCELLATIONS] == 1
+    assert events(db, appointment_id)[-1].details["change_requests_reopened"] == [change_id]
+
+
 def test_accepting_a_proposal_refuses_a_time_the_patient_has_another_visit_at(db, world):
     """Alex is proposed 11:00 with Dr Test; meanwhile the desk moves Alex's visit with Dr Other
     to 11:00. Accepting the proposal is refused in the patient's words (their visit's day and
