@@ -93,7 +93,12 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             key="notifications_template",
             format_func=lambda k: f"{k} — {notify.TEMPLATES[k].description}",
         )
-        current = read(notify.template_for, key)
+        current = read(notify.template_for, key, as_saved=True)
+        if current != read(notify.template_for, key):  # saved before placeholders were checked
+            st.warning(
+                "The saved text cannot be filled in, so messages use the built-in text until "
+                "it is corrected and saved."
+            )
         with st.form("notifications_template_form"):
             subject = st.text_input("Subject", current.subject, key=f"notifications_subject_{key}")
             body = st.text_area("Text", current.body, height=220, key=f"notifications_body_{key}")

@@ -315,12 +315,14 @@ def render_sms(template: Template, context: dict[str, object]) -> str | None:
     return fit_text("\n".join(line.strip() for line in text.splitlines() if line.strip()))
 
 
-def template_for(session: Session, key: str) -> Template:
+def template_for(session: Session, key: str, *, as_saved: bool = False) -> Template:
+    """The template messages are made from; `as_saved`: the edited text as it was saved, for
+    the editor, even when it cannot be filled in (then the built-in text is what is sent)."""
     if key not in TEMPLATES:
         raise NotFound(f"There is no message template {key!r}.")
     edited = session.get(NotificationTemplate, key)
     base = TEMPLATES[key]
-    if edited and not _fills(edited.subject, edited.body):
+    if edited and not as_saved and not _fills(edited.subject, edited.body):
         # saved before check_template refused such text: the built-in wording goes instead of
         # every message of the template failing (the Notifications page says what to fix)
         log.warning("template %s cannot be filled in; its built-in text is sent", key)

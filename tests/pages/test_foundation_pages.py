@@ -196,6 +196,31 @@ def test_malformed_setting_is_named(tmp_path, monkeypatch):
     assert not at.exception and "CLINICDESK_IDLE_MINUTES" in at.error[0].value
 
 
+def test_a_template_saved_before_the_check_is_shown_as_saved_and_said_to_be_unsent(app_as, app_db):
+    """Saved by an earlier version past today's check: the editor shows the text as saved, a
+    warning says the built-in text is sent meanwhile, and the preview says what to fix."""
+    from core.kernel.config import load_settings
+    from core.startup import open_database
+    from db.models import NotificationTemplate
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    key, typed = "appointment_cancelled", "See you on {when:%d %B}."
+    with database.write() as session:
+        session.add(NotificationTemplate(key=key, subject="Cancelled", body=typed))
+    database.dispose()
+    at = app_as("manager", "app_pages/notifications.py")
+    at.selectbox(key="notifications_template").select(key).run()
+    assert at.text_area(key=f"notifications_body_{key}").value == typed
+    assert [w.value for w in at.warning] == [
+        "The saved text cannot be filled in, so messages use the built-in text until it is "
+        "corrected and saved."
+    ]
+    assert "{when:%d %B} cannot be filled in" in at.error[0].value
+    assert "No preview: correct the text first." in [c.value for c in at.caption]
+
+
 def test_template_previews_read_as_the_practices_patients_will(app_as, app_db):
     """The sample values follow the practice's first clinic: a Tokyo practice previews yen
     and Japanese dates (before, every preview said £25.00 and 'Tue 01 Dec 2026, 09:30')."""
