@@ -93,8 +93,11 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             key="notifications_template",
             format_func=lambda k: f"{k} — {notify.TEMPLATES[k].description}",
         )
-        current = read(notify.template_for, key, as_saved=True)
-        if current != read(notify.template_for, key):  # saved before placeholders were checked
+        current, sent = (
+            read(notify.template_for, key, as_saved=True),
+            read(notify.template_for, key),
+        )
+        if current != sent:  # saved before placeholders were checked
             st.warning(
                 "The saved text cannot be filled in, so messages use the built-in text until "
                 "it is corrected and saved."
@@ -117,3 +120,5 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             st.caption("Preview with sample values")
             st.markdown(f"**{escape(preview_subject)}**")
             st.text(preview_body)
+            st.caption("As a text message")
+            st.text(notify.preview_typed_text(sent, subject, body, display_format()))

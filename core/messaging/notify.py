@@ -385,6 +385,17 @@ def save_template(session: Session, actor: Actor, key: str, subject: str, body: 
     audit.record(session, actor, "template_saved", "template", None, details={"key": key})
 
 
+def preview_typed_text(sent: Template, subject: str, body: str, fmt: ClinicFormat) -> str:
+    """The text message a template as typed makes, with the clinic's sample values, as
+    queue_for_patient builds it: the template's own text form while the typed text is what is
+    sent (`sent`: template_for's), else the typed email flattened."""
+    check_template(subject, body)
+    values = sample_context(fmt)
+    if sent.sms and (subject, body) == (sent.subject, sent.body):
+        return render_sms(sent, values)
+    return _sms_text(*render(Template(subject, body, ""), values))
+
+
 def preview(
     session: Session, key: str, context: dict[str, object] | None = None
 ) -> tuple[str, str]:

@@ -221,6 +221,22 @@ def test_a_template_saved_before_the_check_is_shown_as_saved_and_said_to_be_unse
     assert "No preview: correct the text first." in [c.value for c in at.caption]
 
 
+def test_the_preview_shows_the_text_message_a_patient_would_get(app_as):
+    """A reminder's text has a form of its own (its three links whole); once edited, the text
+    is the edited email flattened: the preview shows each as it would be sent."""
+    at = app_as("manager", "app_pages/notifications.py")
+    key = "appointment_reminder"
+    at.selectbox(key="notifications_template").select(key).run()
+    captions = [c.value for c in at.caption]
+    email, text = (t.value for t in at.text[-2:])
+    assert "As a text message" in captions and text != email
+    assert text.count("http") == 3 and len(text) < len(email)
+    at.text_area(key=f"notifications_body_{key}").input("See you on {when}, {patient_name}.")
+    at.text_input(key=f"notifications_subject_{key}").input("Reminder")
+    at.button(key="FormSubmitter:notifications_template_form-Save template").click().run()
+    assert re.fullmatch(r"Reminder\. See you on .+, .+\.", at.text[-1].value)
+
+
 def test_template_previews_read_as_the_practices_patients_will(app_as, app_db):
     """The sample values follow the practice's first clinic: a Tokyo practice previews yen
     and Japanese dates (before, every preview said £25.00 and 'Tue 01 Dec 2026, 09:30')."""
