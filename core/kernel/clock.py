@@ -58,3 +58,23 @@ def local_day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
 def local_days_bounds(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
     """UTC [start, end) of the clinic-local days first..last, both included."""
     return local_to_utc(first, time(0), tz), local_to_utc(last + timedelta(days=1), time(0), tz)
+
+
+def in_quiet(local: time, start: time, end: time) -> bool:
+    """Whether a clinic-local wall time falls in quiet hours [start, end): overnight when
+    start > end, none when start == end."""
+    if start == end:
+        return False
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def quiet_ends(moment: datetime, start: time, end: time, tz: str) -> datetime | None:
+    """When the quiet hours `moment` falls in end (UTC); None outside them."""
+    local = to_local(moment, tz)
+    at = local.time().replace(tzinfo=None)
+    if not in_quiet(at, start, end):
+        return None
+    overnight_evening = start > end and at >= start  # they end tomorrow morning
+    return local_to_utc(local.date() + timedelta(days=overnight_evening), end, tz)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import in_quiet
 from core.kernel.errors import NotFound, ValidationError
 from db.models import Clinic, Setting
 
@@ -183,9 +184,4 @@ def save_preferences(
 
 
 def in_quiet_hours(local: time, prefs: MessagePreferences) -> bool:
-    start, end = prefs.quiet_start, prefs.quiet_end
-    if start == end:
-        return False
-    if start < end:
-        return start <= local < end
-    return local >= start or local < end
+    return in_quiet(local, prefs.quiet_start, prefs.quiet_end)

@@ -28,7 +28,7 @@ from datetime import datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.kernel.clock import local_to_utc, to_local
+from core.kernel.clock import quiet_ends, to_local
 from core.kernel.money import format_clock
 from core.kernel.tokens import hash_token
 from core.messaging.preferences import preferences
@@ -63,17 +63,7 @@ class Window:
 
     def ends_after(self, now: datetime) -> datetime | None:
         """When the quiet hours `now` falls in end (UTC); None outside them."""
-        if self.start == self.end:
-            return None
-        local = to_local(now, self.tz)
-        at, day = local.time().replace(tzinfo=None), local.date()
-        if self.start < self.end:
-            return local_to_utc(day, self.end, self.tz) if self.start <= at < self.end else None
-        if at >= self.start:
-            return local_to_utc(day + timedelta(days=1), self.end, self.tz)
-        if at < self.end:
-            return local_to_utc(day, self.end, self.tz)
-        return None
+        return quiet_ends(now, self.start, self.end, self.tz)
 
 
 @dataclass(frozen=True)

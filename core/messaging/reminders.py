@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor
-from core.kernel.clock import local_to_utc, to_local
+from core.kernel.clock import local_to_utc, quiet_ends, to_local
 from core.kernel.config import Settings
 from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_clock_range
 from core.messaging import notify, quiet
@@ -98,17 +98,10 @@ def _before(start_at: datetime, tz: str, minutes: int) -> datetime:
 
 
 def _out_of_quiet(due_at: datetime, start_at: datetime, tz: str, prefs: MessagePreferences):
-    local = to_local(due_at, tz)
-    if not in_quiet_hours(local.time().replace(tzinfo=None), prefs):
-        return due_at
-    end_day = local.date()
-    if prefs.quiet_start > prefs.quiet_end and local.time().replace(tzinfo=None) >= (
-        prefs.quiet_start
-    ):
-        end_day += timedelta(days=1)  # evening: quiet hours end tomorrow morning
-    after = local_to_utc(end_day, prefs.quiet_end, tz)
-    if after <= start_at - MIN_LEAD:
-        return after
+    after = quiet_ends(due_at, prefs.quiet_start, prefs.quiet_end, tz)
+    if after is None or after <= start_at - MIN_LEAD:
+        return after or due_at
+    end_day = to_local(after, tz).date()
     begin_day = end_day - timedelta(days=1) if prefs.quiet_start > prefs.quiet_end else end_day
     return local_to_utc(begin_day, prefs.quiet_start, tz) - timedelta(minutes=1)
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import to_local
+from core.kernel.clock import in_quiet, to_local
 from core.kernel.errors import ValidationError
 from db.models import Setting
 
@@ -48,10 +48,8 @@ class Rules:
     quiet_end: time = time(8)  # ... to here
 
     def quiet(self, moment: datetime, tz: str) -> bool:
-        local = to_local(moment, tz).time()
-        if self.quiet_start <= self.quiet_end:
-            return self.quiet_start <= local < self.quiet_end
-        return local >= self.quiet_start or local < self.quiet_end
+        local = to_local(moment, tz).time().replace(tzinfo=None)
+        return in_quiet(local, self.quiet_start, self.quiet_end)
 
     @property
     def hold(self) -> timedelta:
