@@ -159,6 +159,40 @@ def held(
     return found
 
 
+def patient_visits(
+    session: Session,
+    patient_id: int,
+    start_at: datetime,
+    end_at: datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+) -> list[Appointment | Held]:
+    """The patient's visits overlapping [start_at, end_at), an original time held for a
+    waiting proposal of theirs included, earliest first: what they cannot be booked over."""
+    query = (
+        select(Appointment)
+        .where(
+            Appointment.patient_id == patient_id,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.status.in_(OCCUPYING),
+            Appointment.start_at < end_at,
+            Appointment.end_at > start_at,
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+    )
+    if exclude_appointment_id is not None:
+        query = query.where(Appointment.id != exclude_appointment_id)
+    kept = held(  # their visit's original time, if a proposal for it waits
+        session,
+        start_at,
+        end_at,
+        patient_id=patient_id,
+        exclude_appointment_id=exclude_appointment_id,
+        buffers=False,
+    )
+    return sorted([*session.scalars(query), *kept], key=lambda a: (a.start_at, a.id))
+
+
 def find_conflicts(
     session: Session,
     provider_id: int,

@@ -17,8 +17,7 @@ from core.policy import cancellation as policy
 from core.practice.packages import package_services
 from core.scheduling.availability import (
     MAX_LENGTH,
-    OCCUPYING,
-    held,
+    patient_visits,
 )
 from core.scheduling.lifecycle import (
     Outcome,
@@ -187,27 +186,13 @@ def patient_free(
         if patient is None:
             return {}
         session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
-        theirs = session.scalars(
-            select(Appointment)
-            .where(
-                Appointment.patient_id == patient.id,
-                Appointment.id != appointment.id,
-                Appointment.kind == AppointmentKind.APPOINTMENT,
-                Appointment.status.in_(OCCUPYING),
-                Appointment.start_at < appointment.end_at,
-                Appointment.end_at > appointment.start_at,
-            )
-            .order_by(Appointment.start_at, Appointment.id)
-        ).all()
-        kept = held(  # their visit's original time, if a proposal for it waits
+        theirs = patient_visits(
             session,
+            patient.id,
             appointment.start_at,
             appointment.end_at,
-            patient_id=patient.id,
             exclude_appointment_id=appointment.id,
-            buffers=False,
         )
-        theirs = sorted([*theirs, *kept], key=lambda a: (a.start_at, a.id))
         if not theirs:
             return {}
         if not allow_double_booking:

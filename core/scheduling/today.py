@@ -19,12 +19,11 @@ from core.kernel.errors import NotFound
 from core.kernel.money import clinic_clock_range, clinic_time
 from core.messaging import reminders
 from core.payments import prepay
-from core.practice.treatment import treatment_text
+from core.practice.treatment import service_names, treatment_text
 from core.scheduling.visits import no_show_recorded_at, undo_no_show_open
 from db.models import (
     Appointment,
     AppointmentKind,
-    AppointmentService,
     AppointmentStatus,
     Clinic,
     Package,
@@ -81,15 +80,7 @@ def _waited(status: S, start: datetime, checked_in: datetime | None, now: dateti
 def _treatments(session: Session, rows: list) -> dict[int, str]:
     """Each visit in words as its page names it ("Glow (Facial + Peel)" for a package), from
     rows starting (appointment id, …, first service name, package name)."""
-    names: dict[int, list[str]] = {}
-    query = (
-        select(AppointmentService.appointment_id, Service.name)
-        .join(Service, Service.id == AppointmentService.service_id)
-        .where(AppointmentService.appointment_id.in_([r[0] for r in rows]))
-        .order_by(AppointmentService.appointment_id, AppointmentService.position)
-    )
-    for ident, name in session.execute(query):
-        names.setdefault(ident, []).append(name)
+    names = service_names(session, [r[0] for r in rows])
     return {
         r[0]: treatment_text(names.get(r[0]) or ([r[-2]] if r[-2] else []), r[-1]) for r in rows
     }

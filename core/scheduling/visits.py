@@ -29,10 +29,10 @@ from core.payments import desk
 from core.policy import cancellation as policy
 from core.practice.timing import Timing
 from core.scheduling.availability import (
-    OCCUPYING,
     find_conflicts,
     lock_provider,
     lock_resources,
+    patient_visits,
     required_resources,
     resources_taken,
 )
@@ -399,18 +399,9 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
     if patient is not None:
         if lock:
             session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
-        theirs = session.scalars(
-            select(Appointment)
-            .where(
-                Appointment.patient_id == patient.id,
-                Appointment.id != appointment.id,
-                Appointment.kind == AppointmentKind.APPOINTMENT,
-                Appointment.status.in_(OCCUPYING),
-                Appointment.start_at < end,
-                Appointment.end_at > start,
-            )
-            .order_by(Appointment.start_at, Appointment.id)
-        ).all()
+        theirs = patient_visits(
+            session, patient.id, start, end, exclude_appointment_id=appointment.id
+        )
         if theirs:
             words.append(f"{patient.full_name} {_bookings_words(theirs)}")
             details["patient_double_booked_with"] = [a.id for a in theirs]
