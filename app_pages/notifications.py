@@ -93,10 +93,7 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             key="notifications_template",
             format_func=lambda k: f"{k} — {notify.TEMPLATES[k].description}",
         )
-        current, sent = (
-            read(notify.template_for, key, as_saved=True),
-            read(notify.template_for, key),
-        )
+        current, sent = read(notify.template_to_edit, key)  # one session, one read of the row
         if current != sent:  # saved before placeholders were checked
             st.warning(
                 "The saved text cannot be filled in, so messages use the built-in text until "

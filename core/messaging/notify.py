@@ -331,6 +331,14 @@ def template_for(session: Session, key: str, *, as_saved: bool = False) -> Templ
     return Template(edited.subject, edited.body, base.description) if edited else base
 
 
+def template_to_edit(session: Session, key: str) -> tuple[Template, Template]:
+    """For the editor: the template as saved, and the one messages are made from (the same
+    unless the saved text cannot be filled in, when the built-in text is sent)."""
+    saved = template_for(session, key, as_saved=True)
+    edited = saved is not TEMPLATES[key]
+    return saved, saved if not edited or _fills(saved.subject, saved.body) else TEMPLATES[key]
+
+
 def _fills(*texts: str) -> bool:
     try:
         for text in texts:

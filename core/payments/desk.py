@@ -14,7 +14,15 @@ from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_format
-from core.payments.prepay import DESK_METHODS, PaymentRow, badges, due, list_payments, send_receipt
+from core.payments.prepay import (
+    DESK_METHODS,
+    REFUND_KINDS,
+    PaymentRow,
+    badges,
+    due,
+    list_payments,
+    send_receipt,
+)
 from core.payments.providers import PaymentProvider
 from core.payments.rules import get_settings, money_format
 from core.policy import cancellation as policy
@@ -73,9 +81,6 @@ def record_desk_payment(
     )
     send_receipt(session, appointment, [payment])
     return payment
-
-
-REFUND_KINDS = ("refund", "fee_refund")
 
 
 def paid_fees(session: Session, entry_ids: list[int], *, lock: bool = False) -> list[Payment]:

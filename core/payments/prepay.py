@@ -613,6 +613,7 @@ def link_fee(settled: list[Payment], entries: list[LedgerEntry]) -> None:
             payment.ledger_entry_id = fee.id
 
 
+REFUND_KINDS = ("refund", "fee_refund")  # a prepayment's refund, a fee's
 LAST_ATTEMPT = "Last attempt: "  # a refund the provider refused says why in its note
 
 
@@ -634,7 +635,7 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
         session.scalars(
             select(Payment)
             .where(
-                Payment.kind.in_(("refund", "fee_refund")),
+                Payment.kind.in_(REFUND_KINDS),
                 Payment.status == "refund_due",
                 Payment.method == "stripe",
             )

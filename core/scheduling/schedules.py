@@ -364,8 +364,14 @@ def bookings_outside_hours(
     now = utcnow()
     kept = [  # an original time held for a waiting proposal: a refusal puts the visit back there
         (h.id, h.start_at, h.end_at, " (held)")
-        for h in held(session, now, now + HELD_AHEAD, provider_ids=[provider_id], buffers=False)
-        if h.clinic.id == clinic_id
+        for h in held(
+            session,
+            now,
+            now + HELD_AHEAD,
+            provider_ids=[provider_id],
+            clinic_id=clinic_id,
+            buffers=False,
+        )
     ]
     outside = sorted(
         [(i, s, e, "") for i, s, e in rows if not covered(s, e)]
