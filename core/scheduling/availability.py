@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -112,46 +113,63 @@ def held(
     start_at: datetime,
     end_at: datetime,
     *,
-    provider_ids: list[int] | None = None,
-    patient_id: int | None = None,
+    provider_ids: Collection[int] | None = None,
+    patient_ids: Collection[int] | None = None,
     clinic_id: int | None = None,
     exclude_appointment_id: int | None = None,
     buffers: bool = True,
 ) -> list[Held]:
     """The original times held by proposals waiting for the patient (change requests
     proposed, their appointment tentative) that overlap [start_at, end_at), their buffers
-    included unless `buffers=False`; of these providers, this patient or this clinic."""
+    included unless `buffers=False`; of these providers, these patients or this clinic.
+    One query, whatever the number of holds: each comes with its clinic, provider and
+    patient."""
     query = (
-        select(ChangeRequest.original_provider_id, ChangeRequest.original_start_at, Appointment)
+        select(
+            Appointment.id,
+            Clinic,
+            Provider,
+            Patient,
+            ChangeRequest.original_start_at,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.buffer_before_minutes,
+            Appointment.buffer_after_minutes,
+        )
         .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
+        .join(Clinic, Clinic.id == Appointment.clinic_id)
+        .outerjoin(Provider, Provider.id == ChangeRequest.original_provider_id)
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .where(
             *HOLDING,
             ChangeRequest.original_start_at > start_at - MAX_LENGTH - MAX_BUFFER,
             ChangeRequest.original_start_at < end_at + MAX_BUFFER,
+            Appointment.start_at.is_not(None),
+            Appointment.end_at.is_not(None),
         )
         .order_by(ChangeRequest.original_start_at, Appointment.id)
     )
     if provider_ids is not None:
-        query = query.where(ChangeRequest.original_provider_id.in_(provider_ids))
-    if patient_id is not None:
-        query = query.where(Appointment.patient_id == patient_id)
+        query = query.where(ChangeRequest.original_provider_id.in_(list(provider_ids)))
+    if patient_ids is not None:
+        query = query.where(Appointment.patient_id.in_(list(patient_ids)))
     if clinic_id is not None:
         query = query.where(Appointment.clinic_id == clinic_id)
     if exclude_appointment_id is not None:
         query = query.where(Appointment.id != exclude_appointment_id)
     found = []
-    for provider_id, original, appointment in session.execute(query):
-        if appointment.start_at is None or appointment.end_at is None:
-            continue
+    for aid, clinic, provider, patient, original, start, end, ahead, behind in session.execute(
+        query
+    ):
         hold = Held(
-            appointment.id,
-            appointment.clinic,
-            session.get(Provider, provider_id) if provider_id else None,
-            appointment.patient,
+            aid,
+            clinic,
+            provider,
+            patient,
             original,
-            original + (appointment.end_at - appointment.start_at),
-            appointment.buffer_before_minutes or 0,
-            appointment.buffer_after_minutes or 0,
+            original + (end - start),
+            ahead or 0,
+            behind or 0,
         )
         first, last = padded(hold) if buffers else (hold.start_at, hold.end_at)
         if first < end_at and last > start_at:
@@ -186,7 +204,7 @@ def patient_visits(
         session,
         start_at,
         end_at,
-        patient_id=patient_id,
+        patient_ids=[patient_id],
         exclude_appointment_id=exclude_appointment_id,
         buffers=False,
     )

@@ -11,6 +11,7 @@ import pytest
 from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, inspect, select
 
 from core.kernel import tokens
@@ -1176,6 +1177,74 @@ def test_the_original_time_stays_held_while_a_proposal_for_a_change_waits(db, wo
     with db.write() as session:
         decisions.respond_to_proposal(session, patient_actor("A"), visit, accept=True)
     assert _book(db, world, at(day, 10), patient_id=sam)
+
+
+def test_held_times_are_read_in_one_query_however_many_are_held(db, world):
+    """availability.held runs inside every slot suggestion (once per waitlist entry on the
+    Waitlist page): three proposals waiting, for three patients with two providers, cost the
+    statements one does, and each hold names its clinic, provider and patient with no read of
+    its own. Before, each hold loaded its appointment's clinic and patient and its provider."""
+    day = future_day()
+    other = _second_provider(db, world)
+
+    def proposed(patient_id: int, provider_id: int, hour: int) -> None:
+        with db.write() as session:
+            booking = moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=provider_id,
+                start_at=at(day, hour),
+                patient_id=patient_id,
+                service_ids=[world.service_id],
+            )
+            visit = moves.schedule_appointment(session, world.manager, booking).id
+        with db.write() as session:
+            change_id = changes.request_change(
+                session, patient_actor("A"), visit, kind="reschedule", requested_day=day
+            ).id
+        with db.write() as session:
+            changes.propose_for_change(
+                session, world.manager, change_id, start_at=at(day, hour + 4)
+            )
+
+    def local(moment) -> time:
+        return to_local(moment, TZ).time()
+
+    def read() -> tuple[int, list[tuple[str, str, str, time]]]:
+        seen: list[str] = []
+
+        def count(conn, cursor, statement, *args):
+            seen.append(statement)
+
+        with db.read() as session:
+            sa_event.listen(db.engine, "before_cursor_execute", count)
+            try:
+                holds = availability.held(session, at(day, 8), at(day, 14))
+                named = [
+                    (h.clinic.name, h.provider.name, h.patient.full_name, local(h.start_at))
+                    for h in holds
+                ]
+            finally:
+                sa_event.remove(db.engine, "before_cursor_execute", count)
+        return len(seen), named
+
+    proposed(world.patient_id, world.provider_id, 10)
+    one, named = read()
+    assert named == [("Test Clinic", "Dr Test", "Alex Morgan", time(10))]
+    with db.write() as session:
+        sam, kim = (
+            make_patient(session, first_name=name, last_name="Lee", email=f"{name}@example.org").id
+            for name in ("Sam", "Kim")
+        )
+    proposed(sam, other, 11)
+    proposed(kim, world.provider_id, 12)
+    assert read() == (
+        one,
+        [
+            ("Test Clinic", "Dr Test", "Alex Morgan", time(10)),
+            ("Test Clinic", "Dr Other", "Sam Lee", time(11)),
+            ("Test Clinic", "Dr Test", "Kim Lee", time(12)),
+        ],
+    )
 
 
 def test_the_held_original_time_goes_to_the_waitlist_once_the_hold_ends(db, world):
