@@ -177,6 +177,45 @@ def held(
     return found
 
 
+def patients_visits(
+    session: Session,
+    patient_ids: Collection[int],
+    start_at: datetime,
+    end_at: datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+) -> dict[int, list[Appointment | Held]]:
+    """Each patient's visits overlapping [start_at, end_at), an original time held for a
+    waiting proposal of theirs included, earliest first: what they cannot be booked over (a
+    patient with none is absent). One query for the visits and one for the held times,
+    however many patients."""
+    ids = list(dict.fromkeys(patient_ids))
+    if not ids:
+        return {}
+    query = select(Appointment).where(
+        Appointment.patient_id.in_(ids),
+        Appointment.kind == AppointmentKind.APPOINTMENT,
+        Appointment.status.in_(OCCUPYING),
+        Appointment.start_at < end_at,
+        Appointment.end_at > start_at,
+    )
+    if exclude_appointment_id is not None:
+        query = query.where(Appointment.id != exclude_appointment_id)
+    found: dict[int, list[Appointment | Held]] = defaultdict(list)
+    for visit in session.scalars(query):
+        found[visit.patient_id].append(visit)
+    for hold in held(  # their visit's original time, if a proposal for it waits
+        session,
+        start_at,
+        end_at,
+        patient_ids=ids,
+        exclude_appointment_id=exclude_appointment_id,
+        buffers=False,
+    ):
+        found[hold.patient.id].append(hold)
+    return {pid: sorted(v, key=lambda a: (a.start_at, a.id)) for pid, v in found.items()}
+
+
 def patient_visits(
     session: Session,
     patient_id: int,
@@ -186,29 +225,11 @@ def patient_visits(
     exclude_appointment_id: int | None = None,
 ) -> list[Appointment | Held]:
     """The patient's visits overlapping [start_at, end_at), an original time held for a
-    waiting proposal of theirs included, earliest first: what they cannot be booked over."""
-    query = (
-        select(Appointment)
-        .where(
-            Appointment.patient_id == patient_id,
-            Appointment.kind == AppointmentKind.APPOINTMENT,
-            Appointment.status.in_(OCCUPYING),
-            Appointment.start_at < end_at,
-            Appointment.end_at > start_at,
-        )
-        .order_by(Appointment.start_at, Appointment.id)
+    waiting proposal of theirs included, earliest first (patients_visits for one)."""
+    found = patients_visits(
+        session, [patient_id], start_at, end_at, exclude_appointment_id=exclude_appointment_id
     )
-    if exclude_appointment_id is not None:
-        query = query.where(Appointment.id != exclude_appointment_id)
-    kept = held(  # their visit's original time, if a proposal for it waits
-        session,
-        start_at,
-        end_at,
-        patient_ids=[patient_id],
-        exclude_appointment_id=exclude_appointment_id,
-        buffers=False,
-    )
-    return sorted([*session.scalars(query), *kept], key=lambda a: (a.start_at, a.id))
+    return found.get(patient_id, [])
 
 
 def find_conflicts(

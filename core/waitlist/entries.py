@@ -4,7 +4,6 @@ by staff or by the patient (their own entries only), which closes the entry's op
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -20,12 +19,10 @@ from core.patients import merge
 from core.practice.packages import package_services
 from core.practice.timing import Timing, timing_of
 from core.requests.decisions import decline_request
-from core.scheduling.availability import TIME_OF_DAY_WINDOWS, suggest_slots
+from core.scheduling.availability import TIME_OF_DAY_WINDOWS, patients_visits, suggest_slots
 from core.scheduling.lifecycle import treatment_text
 from db.models import (
-    OCCUPYING,
     Appointment,
-    AppointmentKind,
     AppointmentStatus,
     Clinic,
     OfferStatus,
@@ -455,20 +452,10 @@ def list_entries(
 def _visits_ahead(
     session: Session, patient_ids: set[int], now: datetime
 ) -> dict[int, list[tuple[datetime, datetime]]]:
-    """Each patient's visits from now to the end of the matching days, one query a page."""
-    busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
-    if patient_ids:
-        for patient_id, start, end in session.execute(
-            select(Appointment.patient_id, Appointment.start_at, Appointment.end_at).where(
-                Appointment.patient_id.in_(patient_ids),
-                Appointment.kind == AppointmentKind.APPOINTMENT,
-                Appointment.status.in_(OCCUPYING),
-                Appointment.end_at > now,
-                Appointment.start_at < now + timedelta(days=MATCH_DAYS + 2),
-            )
-        ):
-            busy[patient_id].append((start, end))
-    return busy
+    """Each patient's visits from now to the end of the matching days, an original time held
+    for a proposal of theirs included (availability.patients_visits), two queries a page."""
+    visits = patients_visits(session, patient_ids, now, now + timedelta(days=MATCH_DAYS + 2))
+    return {pid: [(v.start_at, v.end_at) for v in theirs] for pid, theirs in visits.items()}
 
 
 def current_matches(

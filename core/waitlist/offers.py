@@ -21,14 +21,12 @@ from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, clinic_time_range, format_clock
 from core.messaging import notify
 from core.practice import skills
-from core.scheduling.availability import find_conflicts, working_hours_cover
+from core.scheduling.availability import find_conflicts, patients_visits, working_hours_cover
 from core.scheduling.moves import NewBooking, PatientBusy, schedule_appointment
 from core.waitlist.entries import fits, services_of, timing, treatment
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
-    OCCUPYING,
     Appointment,
-    AppointmentKind,
     Clinic,
     LinkToken,
     OfferStatus,
@@ -92,21 +90,11 @@ def _performed(
 def _patients_busy(
     session: Session, patient_ids: set[int], opening: SlotOpening
 ) -> dict[int, list[tuple[datetime, datetime]]]:
-    """The times within the opening at which each patient already has a visit: a time they
+    """The times within the opening at which each patient already has a visit, or keeps an
+    original time held for a proposal of theirs (availability.patients_visits): a time they
     cannot take is not offered to them (booking it would be refused as their own clash)."""
-    busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
-    if patient_ids:
-        for patient_id, start, end in session.execute(
-            select(Appointment.patient_id, Appointment.start_at, Appointment.end_at).where(
-                Appointment.patient_id.in_(patient_ids),
-                Appointment.kind == AppointmentKind.APPOINTMENT,
-                Appointment.status.in_(OCCUPYING),
-                Appointment.start_at < opening.end_at,
-                Appointment.end_at > opening.start_at,
-            )
-        ):
-            busy[patient_id].append((start, end))
-    return busy
+    visits = patients_visits(session, patient_ids, opening.start_at, opening.end_at)
+    return {pid: [(v.start_at, v.end_at) for v in theirs] for pid, theirs in visits.items()}
 
 
 def find_matches(
@@ -147,13 +135,14 @@ def find_matches(
     suited = _performed(session, opening.provider_id, list(entries))
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:
+        theirs = busy.get(entry.patient_id, [])
         duration = timedelta(minutes=timing(session, entry).minutes)
         start = opening.start_at
         while start + duration <= opening.end_at:
             if (
                 start >= now + rules.min_notice
                 and fits(entry, start, start + duration, tz)
-                and not any(s < start + duration and e > start for s, e in busy[entry.patient_id])
+                and not any(s < start + duration and e > start for s, e in theirs)
             ):
                 if _free(session, opening, start, start + duration):
                     found.append(Match(entry, start))

@@ -14,11 +14,12 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
 from core.kernel.money import clinic_time, format_day
 from core.messaging import delivery
-from core.requests import decisions
+from core.requests import changes, decisions
 from core.scheduling import moves, schedules
 from core.waitlist import entries, offers
 from core.waitlist.rules import Mode, Ranking, Rules, set_rules
@@ -957,6 +958,60 @@ def test_the_waitlist_pages_matches_leave_out_times_the_patient_has_a_visit(db, 
     _visit_elsewhere(db, world, sam, start)
     shown_now, _, _ = first_match()
     assert shown_now != shown
+
+
+def test_a_time_held_for_the_patients_own_waiting_proposal_is_neither_offered_nor_matched(
+    db, world
+):
+    """Sam waits longest, and also asked to move a visit of his with Dr Other; the practice
+    proposed him a later time. Until he answers, his original time stays his (a refusal puts
+    the visit back there, and booking him then is refused), so Dr Test's time freed at that
+    moment goes to Ann, next in line, and Sam's current matches on the Waitlist page leave it
+    out. Before, both saw only the proposed time: Sam was offered a time he could not take."""
+    rules(db, world)
+    day = future_day()
+    sam, ann = waiting(db, world, day, name="Sam"), waiting(db, world, day, name="Ann")
+
+    def sams_first_match():
+        with db.read() as session:
+            rows = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+            return next(r.next_match for r in rows if r.id == sam)
+
+    with db.read() as session:  # the first free time, before anyone is booked
+        entry = session.get(WaitlistEntry, sam)
+        today = to_local(utcnow(), TZ).date()
+        start = entries.current_matches(session, entry, TZ, today, utcnow())[0].start_at
+        clinic = session.get(Clinic, world.clinic_id)
+        shown = clinic_time(clinic, start)
+    assert sams_first_match() == shown
+    with db.write() as session:  # Alex has Dr Test then
+        alex = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=start,
+            ),
+        ).id
+    own = _visit_elsewhere(db, world, sam, start)
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("Sam"), own, kind="reschedule", requested_day=start.date()
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(
+            session, world.manager, change_id, start_at=start + timedelta(hours=4)
+        )
+    cancel(db, world, alex)  # Dr Test's time is free; Sam's own original time is held
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        offered = session.execute(select(WaitlistOffer.entry_id, WaitlistOffer.start_at)).all()
+    assert [tuple(o) for o in offered] == [(ann, start)]
+    assert sams_first_match() not in ("", shown)
 
 
 def test_accepting_a_time_the_patient_already_has_a_visit_at_names_it_not_taken(db, world):
