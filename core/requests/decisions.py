@@ -14,7 +14,6 @@ from core.kernel import tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, ValidationError
-from core.kernel.money import clinic_time_range
 from core.practice.packages import package_services
 from core.scheduling.availability import (
     find_conflicts,
@@ -36,7 +35,7 @@ from core.scheduling.lifecycle import (
     tell_patient,
     when_text,
 )
-from core.scheduling.moves import PatientBusy, patient_free
+from core.scheduling.moves import PatientBusy, own_visit, patient_free
 from core.scheduling.openings import appointment_freed
 from core.scheduling.states import ENTITY, PROPOSAL_TTL, Action, S, ensure_allowed
 from db.models import (
@@ -315,7 +314,10 @@ def respond_to_proposal(
         try:  # the patient may have been booked elsewhere at that time since the proposal
             patient_free(session, appointment, appointment.allow_double_booking)
         except PatientBusy as busy:
-            raise Conflict(_own_visit(busy.visits[0])) from None
+            visit = busy.visits[0]
+            then = "accept this time; or contact the practice for another one."
+            words = own_visit(visit.clinic, visit, verb="confirm", kind="proposed", then=then)
+            raise Conflict(words) from None
         appointment.status, appointment.decided_at = S.SCHEDULED, utcnow()
         if change:
             change.status = ChangeStatus.APPROVED
@@ -342,17 +344,6 @@ def respond_to_proposal(
     # the clinic hears of the answer through lifecycle.record (core.messaging.clinic_events)
     queued = confirm(session, appointment) if appointment.status == S.SCHEDULED else None
     return outcome_of(appointment, queued)
-
-
-def _own_visit(visit: Appointment) -> str:
-    """The patient's own clash, as they read it (as a waitlist offer words it): their visit's
-    day and time in its clinic's zone and locale, not its provider, treatment or number."""
-    when = clinic_time_range(visit.clinic, visit.start_at, visit.end_at, zone=True)
-    return (
-        f"Sorry, we cannot confirm this time for you: you already have a visit on {when}. To "
-        "come at the proposed time instead, cancel or move that visit first, then accept this "
-        "time; or contact the practice for another one."
-    )
 
 
 def _restore_original(

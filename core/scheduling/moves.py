@@ -17,6 +17,7 @@ from core.policy import cancellation as policy
 from core.practice.packages import package_services
 from core.scheduling.availability import (
     MAX_LENGTH,
+    Held,
     patient_visits,
 )
 from core.scheduling.lifecycle import (
@@ -58,6 +59,17 @@ class PatientBusy(Conflict):
     def __init__(self, message: str, visits: list[Appointment]) -> None:
         super().__init__(message)
         self.visits = visits
+
+
+def own_visit(clinic: Clinic, visit: Appointment | Held, *, verb: str, kind: str, then: str) -> str:
+    """The patient's own clash, as they read it (answering a proposal, accepting a waitlist
+    offer): their visit's day and time in `clinic`'s zone and locale, not its provider,
+    treatment or number; what they cannot do (`verb` the `kind` time) and may do (`then`)."""
+    when = clinic_time_range(clinic, visit.start_at, visit.end_at, zone=True)
+    return (
+        f"Sorry, we cannot {verb} this time for you: you already have a visit on {when}. To "
+        f"come at the {kind} time instead, cancel or move that visit first, then {then}"
+    )
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
-from core.kernel.money import clinic_time, clinic_time_range, format_clock
+from core.kernel.money import clinic_time, format_clock
 from core.messaging import notify
 from core.practice import skills
 from core.scheduling.availability import find_conflicts, patients_visits, working_hours_cover
-from core.scheduling.moves import NewBooking, PatientBusy, schedule_appointment
+from core.scheduling.moves import NewBooking, PatientBusy, own_visit, schedule_appointment
 from core.waitlist.entries import fits, services_of, timing, treatment
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
@@ -628,15 +628,11 @@ EXPIRED = "This offer has expired; the time went to the next patient in line."
 
 
 def _own_visit(session: Session, offer: WaitlistOffer, visit: Appointment) -> str:
-    """The patient's own clash, as they read it: their visit's day and time in the offer's
-    clinic zone and locale (not its provider, treatment or number), and what they may do."""
+    """The patient's own clash (moves.own_visit), in the offer's clinic zone and locale."""
     clinic = session.get(Clinic, offer.opening.clinic_id)
-    return (
-        "Sorry, we cannot book this time for you: you already have a visit on "
-        f"{clinic_time_range(clinic, visit.start_at, visit.end_at, zone=True)}. To come at the "
-        "offered time instead, cancel or move that visit first, then book this time before "
-        f"{clinic_time(clinic, offer.expires_at, zone=True)}. You stay on our waitlist."
-    )
+    expires = clinic_time(clinic, offer.expires_at, zone=True)
+    then = f"book this time before {expires}. You stay on our waitlist."
+    return own_visit(clinic, visit, verb="book", kind="offered", then=then)
 
 
 def _open(offer: WaitlistOffer, now: datetime) -> bool:

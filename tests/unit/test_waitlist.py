@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
-from core.kernel.money import clinic_time, format_day
+from core.kernel.money import clinic_time, clinic_time_range, format_day
 from core.messaging import delivery
 from core.requests import changes, decisions
 from core.scheduling import moves, schedules
@@ -1030,7 +1030,15 @@ def test_accepting_a_time_the_patient_already_has_a_visit_at_names_it_not_taken(
     with pytest.raises(Conflict) as refused:
         accept(db, link)
     message = str(refused.value)
-    assert message.startswith("Sorry, we cannot book this time for you: you already have a visit")
+    with db.read() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        expires = clinic_time(clinic, session.scalar(select(WaitlistOffer.expires_at)), zone=True)
+        when = clinic_time_range(clinic, at(day, 10, 15), at(day, 10, 45), zone=True)
+    assert message == (
+        f"Sorry, we cannot book this time for you: you already have a visit on {when}. To come "
+        "at the offered time instead, cancel or move that visit first, then book this time "
+        f"before {expires}. You stay on our waitlist."
+    )
     assert f"{format_day(day, 'en-GB')}, 10:15–10:45" in message
     assert "taken" not in message and "Dr Other" not in message and f"#{own}" not in message
     assert "You stay on our waitlist." in message
