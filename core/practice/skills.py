@@ -4,19 +4,20 @@ A provider with services listed performs only those; one with none listed perfor
 service, so a practice books before it has listed them (and a file or test without the lists
 keeps working). One provider takes a whole visit, so a package is performed by a provider who
 performs each of its services. Booking, approvals, proposals, moves to another provider, slot
-suggestions and the packages offered all ask here.
+suggestions, the packages offered and the waitlist's offers all ask here.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import ValidationError
-from db.models import Provider, ProviderService, Service
+from db.models import PackageService, Provider, ProviderService, Service
 
 
 def listed_services(session: Session, provider_ids: Iterable[int]) -> dict[int, frozenset[int]]:
@@ -43,6 +44,49 @@ def able(session: Session, provider_ids: Iterable[int], service_ids: Iterable[in
     ids, wanted = list(provider_ids), set(service_ids)
     listed = listed_services(session, ids)
     return {pid for pid in ids if performs(listed.get(pid), wanted)}
+
+
+class Wanted(Protocol):
+    """What a waitlist entry or a request waits for: a package (its services, booked as one
+    visit), or else one service."""
+
+    service_id: int | None
+    package_id: int | None
+
+
+W = TypeVar("W", bound=Wanted)
+
+
+def package_members(session: Session, package_ids: Iterable[int]) -> dict[int, frozenset[int]]:
+    """Each package's services, one query for all of them."""
+    ids = list(dict.fromkeys(package_ids))
+    found: dict[int, set[int]] = defaultdict(set)
+    if ids:
+        for package_id, service_id in session.execute(
+            select(PackageService.package_id, PackageService.service_id).where(
+                PackageService.package_id.in_(ids)
+            )
+        ):
+            found[package_id].add(service_id)
+    return {pid: frozenset(sids) for pid, sids in found.items()}
+
+
+def performed_by(session: Session, provider_id: int, wanted: Sequence[W]) -> list[W]:
+    """Those of `wanted` (waitlist entries, requests) whose every service the provider
+    performs, a package's services each counted: one query for the services they list and,
+    when they list some, one for the packages' services."""
+    listed = listed_services(session, [provider_id]).get(provider_id)
+    if not listed:
+        return list(wanted)  # none listed: they perform every service
+    members = package_members(session, (w.package_id for w in wanted if w.package_id is not None))
+    return [
+        w
+        for w in wanted
+        if performs(
+            listed,
+            members.get(w.package_id, frozenset()) if w.package_id is not None else {w.service_id},
+        )
+    ]
 
 
 def performed_packages(session: Session, packages: dict[int, Iterable[int]]) -> set[int]:

@@ -7,7 +7,6 @@ booking and one "just taken" (on PostgreSQL the row lock, on SQLite the serialis
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,7 +31,6 @@ from db.models import (
     OfferStatus,
     OpeningStatus,
     Package,
-    PackageService,
     Patient,
     Provider,
     Service,
@@ -59,32 +57,6 @@ def _free(session: Session, opening: SlotOpening, start: datetime, end: datetime
     return working_hours_cover(
         session, opening.provider_id, opening.clinic_id, start, end
     ) and not find_conflicts(session, opening.provider_id, start, end)
-
-
-def _performed(
-    session: Session, provider_id: int, entries: list[WaitlistEntry]
-) -> list[WaitlistEntry]:
-    """The entries whose every service the provider performs (core.practice.skills): one
-    query for their services listed, one for the packages' services."""
-    listed = skills.listed_services(session, [provider_id]).get(provider_id)
-    if not listed:
-        return entries  # none listed: they perform every service
-    members: dict[int, set[int]] = defaultdict(set)
-    packages = {e.package_id for e in entries if e.package_id is not None}
-    if packages:
-        for package_id, service_id in session.execute(
-            select(PackageService.package_id, PackageService.service_id).where(
-                PackageService.package_id.in_(packages)
-            )
-        ):
-            members[package_id].add(service_id)
-    return [
-        e
-        for e in entries
-        if skills.performs(
-            listed, members[e.package_id] if e.package_id is not None else {e.service_id}
-        )
-    ]
 
 
 def _patients_busy(
@@ -132,7 +104,7 @@ def find_matches(
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
     found = []
-    suited = _performed(session, opening.provider_id, list(entries))
+    suited = skills.performed_by(session, opening.provider_id, list(entries))
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:
         theirs = busy.get(entry.patient_id, [])
@@ -202,7 +174,7 @@ def _slot_still_open(session: Session, opening: SlotOpening, offer: WaitlistOffe
     return (
         offer.start_at >= now + rules.min_notice
         and _free(session, opening, offer.start_at, end)
-        and bool(_performed(session, opening.provider_id, [offer.entry]))
+        and bool(skills.performed_by(session, opening.provider_id, [offer.entry]))
     )
 
 
