@@ -23,7 +23,6 @@ from core.scheduling.appointments import AppointmentDetail, get_appointment_deta
 from core.scheduling.availability import Slot
 from core.scheduling.calendar import STATUS_LABELS
 from core.scheduling.states import Action
-from db.models import AppointmentStatus
 from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
 from ui.locale import display_format, pickers
@@ -65,6 +64,12 @@ def show_flash() -> bool:
     if text:
         st.success(escape(text), icon=":material/check_circle:")
     return bool(text)
+
+
+def _kept(done) -> bool:
+    """Core's word on a decline: a proposal answering the patient's change request was
+    withdrawn, and the booking they had stays (decisions.decline_request)."""
+    return bool(done) and getattr(done.value, "kept_booking", False)
 
 
 def _finish(done, headline: str) -> None:
@@ -318,9 +323,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
                 message=message,
                 **version,
             )
-            # a proposal answering a reschedule or cancellation request: the booking stays
-            kept = done and done.value.status == AppointmentStatus.SCHEDULED
-            _finish(done, KEPT if kept else "Declined.")
+            _finish(done, KEPT if _kept(done) else "Declined.")
 
 
 def bulk_results(results: list[lifecycle.RowResult]) -> None:
@@ -473,7 +476,7 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
                     by_patient=by_patient,
                     **version,
                 )
-            _finish(done, f"{label}: done.")
+            _finish(done, KEPT if _kept(done) else f"{label}: done.")
     else:
         service = {
             Action.CHECK_IN: visits.check_in,

@@ -4,6 +4,7 @@ and the patient's answer to a proposal.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -394,7 +395,7 @@ def _keep_original(
     queued = tell_patient(
         session, appointment, "change_request_denied", message=message, reason=reason
     )
-    return outcome_of(appointment, queued)
+    return replace(outcome_of(appointment, queued), kept_booking=True)
 
 
 def _proposal_original(session: Session, appointment_id: int) -> dict[str, Any]:

@@ -63,6 +63,9 @@ class Outcome:
     version: int
     notified: list[str] = field(default_factory=list)  # "email to a@b" …
     skipped: list[str] = field(default_factory=list)  # why a channel was not used
+    # declining a proposal made for the patient's change request keeps the booking they had
+    # (scheduled again, the request denied): the practice is told so, not "declined"
+    kept_booking: bool = False
 
     @property
     def told(self) -> str:

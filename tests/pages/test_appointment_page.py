@@ -6,9 +6,19 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from core.kernel.accounts import actor_of
+from core.kernel.authz import patient_actor
 from core.kernel.config import load_settings
+from core.requests import changes, queue
 from core.startup import open_database
-from db.models import Appointment, AppointmentKind, AppointmentStatus, Source
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    ChangeRequest,
+    Source,
+    User,
+)
 from db.types import utcnow
 from tests.pages.conftest import free_the_time, today_in
 
@@ -183,3 +193,44 @@ def test_undoing_a_no_show_whose_time_was_booked_meanwhile_needs_double_booking(
     at.button(key=f"appointment_{started}_go").click().run()
     assert any("Undo the no-show: done." in s.value for s in at.success), at.error
     assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.SCHEDULED
+
+
+def test_declining_a_proposal_made_for_a_change_request_says_the_booking_stays(app_as, app_db):
+    """A patient asked to move their visit and was proposed another time; declining that
+    proposal on the appointment page keeps the booking they had, and the page says so (core's
+    outcome, kept_booking), not 'Decline: done.'"""
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        visit = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+                Appointment.start_at > utcnow() + timedelta(days=2),
+                ~Appointment.id.in_(select(ChangeRequest.appointment_id)),
+            )
+            .order_by(Appointment.start_at)
+        ).first()
+        visit_id, start, provider_id = visit.id, visit.start_at, visit.provider_id
+        change = changes.request_change(
+            session, patient_actor("A"), visit_id, kind="reschedule", requested_day=start.date()
+        )
+        [slot] = queue.suggest_for(
+            session, manager, visit_id, change_id=change.id, provider_id=provider_id, limit=1
+        )
+        changes.propose_for_change(
+            session, manager, change.id, provider_id=provider_id, start_at=slot.start_at
+        )
+    database.dispose()
+    at = _open(app_as, "manager", visit_id)
+    prefix = f"appointment_{visit_id}"
+    at.button_group(key=f"{prefix}_action").set_value("decline").run()
+    at.text_input(key=f"{prefix}_decline_reason").input("Nothing later that week").run()
+    at.button(key=f"{prefix}_go").click().run()
+    said = [s.value for s in at.success]
+    assert any("their booking stays. Now scheduled." in s for s in said), said
+    assert not any("Decline: done." in s for s in said)
+    assert _first(app_db, Appointment.id == visit_id)[1] == AppointmentStatus.SCHEDULED

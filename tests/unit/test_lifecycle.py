@@ -210,7 +210,10 @@ def test_decline_needs_reason_and_tells_patient(db, world):
     with db.write() as session, pytest.raises(ValidationError, match="reason"):
         decisions.decline_request(session, world.manager, request_id, reason="  ")
     with db.write() as session:
-        decisions.decline_request(session, world.manager, request_id, reason="Fully booked")
+        outcome = decisions.decline_request(
+            session, world.manager, request_id, reason="Fully booked"
+        )
+    assert (outcome.status, outcome.kept_booking) == (S.DECLINED, False)
     [email] = [m for m in messages(db, request_id, "appointment_declined") if m.channel == "email"]
     assert "Fully booked" in email.body
     assert events(db, request_id)[-1].reason == "Fully booked"
@@ -626,7 +629,7 @@ def test_declining_a_proposal_made_for_a_change_request_keeps_the_booking(db, wo
         outcome = decisions.decline_request(
             session, world.manager, appointment_id, reason="Nothing later this week"
         )
-    assert outcome.status == S.SCHEDULED
+    assert (outcome.status, outcome.kept_booking) == (S.SCHEDULED, True)
     with db.read() as session:
         row = session.get(Appointment, appointment_id)
         assert (row.status, row.start_at, row.decline_reason) == (S.SCHEDULED, at(day, 10), None)
