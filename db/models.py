@@ -663,6 +663,10 @@ class Notification(Base):
     # failure (5xx, invalid address) is not retried until a person asks
     claim_token: Mapped[str | None] = mapped_column(String(32))
     permanent_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the survey request or waitlist offer the message is about (core.messaging.quiet reads
+    # them; no foreign key, so SQLite can drop the columns again, as clinic_events.email_id)
+    feedback_request_id: Mapped[int | None] = mapped_column(Integer)
+    waitlist_offer_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class NotificationTemplate(Base):

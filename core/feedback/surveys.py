@@ -231,6 +231,7 @@ def request_feedback(
         "feedback_request",
         {**_visit_context(appointment), "link": link},
         appointment_id=appointment.id,
+        feedback_request_id=request.id,
     )
     _mark_pending(
         session,

@@ -451,10 +451,14 @@ def queue_for_patient(
     attachment: tuple[str, bytes] | None = None,
     subject: str | None = None,
     body: str | None = None,
+    feedback_request_id: int | None = None,
+    waitlist_offer_id: int | None = None,
 ) -> Queued:
     """Queue `key` to the patient on each consented channel (or only on `channels`).
     `subject`/`body` replace the rendered text when staff edited the message before sending
-    (the text message is then theirs too, flattened; otherwise it is the template's text form)."""
+    (the text message is then theirs too, flattened; otherwise it is the template's text form).
+    A survey request or waitlist offer names its request or offer (the sender's quiet hours
+    read them, core.messaging.quiet)."""
     usable, skipped = channels_for(patient)
     if channels is not None:
         skipped += [f"{CHANNEL_WORDS[c]} not chosen" for c in usable if c not in channels]
@@ -477,6 +481,8 @@ def queue_for_patient(
                 body=body if channel == Channel.EMAIL else sms or _sms_text(subject, body),
                 attachment_name=attachment[0] if attachment and channel == Channel.EMAIL else None,
                 attachment=attachment[1] if attachment and channel == Channel.EMAIL else None,
+                feedback_request_id=feedback_request_id,
+                waitlist_offer_id=waitlist_offer_id,
             )
         )
     session.add_all(rows)

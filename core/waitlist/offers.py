@@ -164,6 +164,7 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
             expires=clinic_time(clinic, offer.expires_at, zone=True),
             terms=TERMS[rules.mode],
         ),
+        waitlist_offer_id=offer.id,
     )
 
 
