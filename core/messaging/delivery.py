@@ -26,7 +26,9 @@ Quiet hours hold the patient's automatic messages here too, not only when they a
 (core.messaging.quiet): a claimed reminder, automatic survey request or waitlist offer that
 would leave inside its clinic's quiet hours (a retry, one that waited for SMTP to be set up) is
 handed back, due when they end, without counting an attempt; one that would by then be useless
-(too little notice, an offer whose hold has ended) is stopped with the reason.
+(too little notice, an offer whose hold has ended) is stopped with the reason. A claimed batch is
+judged at once (a few reads for the whole batch, its holds written in one transaction), and each
+message again, from what was read, at the moment it would go.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -373,35 +376,57 @@ REMINDER = quiet.REMINDER  # core.messaging.reminders' template
 
 
 def hold_for_quiet_hours(
-    write: Callable[[], object], token: str, row: Notification, now: datetime
-) -> str:
-    """Hand `row` back until its clinic's quiet hours end ("held"), or stop it for good
-    ("failed"), if quiet hours keep it now (core.messaging.quiet); "" to send it now. Written
-    only under `token`'s claim."""
-    if row.template not in quiet.HELD:
-        return ""
+    write: Callable[[], object], token: str, rows: list[Notification], now: datetime
+) -> tuple[quiet.Facts, dict[int, str]]:
+    """Judge the claimed `rows` at `now` at once (core.messaging.quiet): those quiet hours keep
+    are handed back until their clinic's quiet hours end ("held") or stopped for good
+    ("failed"), in one transaction, written only under `token`'s claim ("lost": taken over,
+    nothing written). The facts read (to judge a message again as it goes) and, by id, what
+    became of each one kept."""
+    held = [row for row in rows if row.template in quiet.HELD]
+    if not held:
+        return quiet.Facts(), {}
     with write() as session:
-        decision = quiet.decide(session, row, now)
-        if decision is None:
-            return ""
+        facts = quiet.gather(session, held)
+        decisions = {row.id: d for row in held if (d := facts.decide(row, now)) is not None}
+        return facts, _keep(session, token, held, decisions)
+
+
+def _keep(
+    session, token: str, rows: list[Notification], decisions: dict[int, quiet.Decision]
+) -> dict[int, str]:
+    """Write `decisions` (by id) on `rows` still claimed by `token`, one statement for the rows
+    a decision treats alike; by id, "held", "failed" or "lost"."""
+    alike: dict[tuple, list[int]] = defaultdict(list)
+    for row in rows:
+        if (decision := decisions.get(row.id)) is not None:
+            note = decision.note if row.status == DeliveryStatus.QUEUED else None
+            alike[(decision.stopped, decision.until, note)].append(row.id)
+    outcomes: dict[int, str] = {}
+    for (stopped, until, note), ids in alike.items():
         values: dict[str, object] = {"claim_token": None}
-        if decision.stopped:
+        if stopped:
             values |= {
                 "status": DeliveryStatus.FAILED,
                 "permanent_failure": True,
-                "last_error": decision.stopped,
+                "last_error": stopped,
             }
         else:
-            values["next_attempt_at"] = decision.until
-            if row.status == DeliveryStatus.QUEUED:  # a failed one keeps its error on screen
-                values["last_error"] = decision.note
-        session.execute(
-            update(Notification)
-            .where(Notification.id == row.id, Notification.claim_token == token)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            values["next_attempt_at"] = until
+            if note is not None:  # a failed one keeps its error on screen
+                values["last_error"] = note
+        written = set(
+            session.scalars(
+                update(Notification)
+                .where(Notification.id.in_(ids), Notification.claim_token == token)
+                .values(**values)
+                .returning(Notification.id)
+                .execution_options(synchronize_session=False)
+            )
         )
-    return "failed" if decision.stopped else "held"
+        for id_ in ids:
+            outcomes[id_] = ("failed" if stopped else "held") if id_ in written else "lost"
+    return outcomes
 
 
 def _stop_stale_reminders(write: Callable[[], object], now: datetime) -> None:
@@ -471,16 +496,21 @@ def send_due(
             write, token, [c for c in channels if c not in down], start, lease=lease, limit=limit
         ):
             heartbeat.ids = [row.id for row in batch]
+            facts, kept = hold_for_quiet_hours(write, token, batch, clock())
             untried = []
             for row in batch:
+                if row.id in kept:
+                    counts[kept[row.id]] += 1
+                    continue
                 if row.channel in down:
                     untried.append(row.id)
                     continue
                 if row.id not in renew(write, token, clock() + lease, [row.id]):
                     counts["lost"] += 1  # taken over while this batch waited: not ours to send
                     continue
-                if kept := hold_for_quiet_hours(write, token, row, clock()):
-                    counts[kept] += 1
+                if (decision := facts.decide(row, clock())) is not None:  # began meanwhile
+                    with write() as session:
+                        counts[_keep(session, token, [row], {row.id: decision})[row.id]] += 1
                     continue
                 error = None
                 try:

@@ -77,7 +77,8 @@ class MessagePreferences:
         return minutes
 
 
-def _key(clinic_id: int) -> str:
+def key(clinic_id: int) -> str:
+    """The clinic's settings row."""
     return f"messaging_clinic_{clinic_id}"
 
 
@@ -89,8 +90,14 @@ def _time(value: Any, default: time) -> time:
 
 
 def preferences(session: Session, clinic_id: int) -> MessagePreferences:
-    row = session.get(Setting, _key(clinic_id))
-    raw = row.value if row is not None and isinstance(row.value, dict) else {}
+    row = session.get(Setting, key(clinic_id))
+    return read_preferences(row.value if row is not None else None)
+
+
+def read_preferences(raw: Any) -> MessagePreferences:
+    """The preferences a clinic's settings row holds (its value; None: not saved)."""
+    if not isinstance(raw, dict):
+        raw = {}
     base = MessagePreferences()
     try:
         hours = tuple(int(h) for h in raw.get("reminder_hours", base.reminder_hours))
@@ -175,7 +182,7 @@ def save_preferences(
         "digest_hour": int(form.digest_hour),
         "high_risk_hours": extra,
     }
-    row = session.get(Setting, _key(clinic_id)) or Setting(key=_key(clinic_id))
+    row = session.get(Setting, key(clinic_id)) or Setting(key=key(clinic_id))
     row.value, row.updated_by_user_id = value, actor.user_id
     session.add(row)
     audit.record(session, actor, "message_preferences_saved", "clinic", clinic_id, details=value)

@@ -17,12 +17,19 @@ A held message goes when its clinic's quiet hours end. A reminder that would the
 than MIN_LEAD before its appointment, and an offer whose hold ends before then (or has ended,
 or was taken or withdrawn: its link no longer works), is not sent: marked failed for good with
 the reason, as a stopped reminder is.
+
+The sender asks for a claimed batch at once: `gather` reads what the decisions need (the
+appointments, survey requests, offers with their openings and links, clinics, and the message
+preferences and waitlist rules) in a few queries for the whole batch, not per message, and
+`Facts.decide` judges each message from them without a query, so the sender can judge one
+again at the moment it goes.
+A survey request or offer message names its request or offer (Notification.feedback_request_id,
+waitlist_offer_id, set when it is queued).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
@@ -30,8 +37,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.clock import quiet_ends, to_local
 from core.kernel.money import format_clock
-from core.kernel.tokens import hash_token
-from core.messaging.preferences import preferences
+from core.messaging import preferences
 from db.models import (
     Appointment,
     Clinic,
@@ -50,7 +56,6 @@ OFFER = "waitlist_offer"
 HELD = (REMINDER, SURVEY, OFFER)
 MIN_LEAD = timedelta(hours=1)  # a reminder must leave at least this much notice (as queued)
 WAITLIST_RULES = "waitlist_rules"  # core.waitlist.rules.KEY: messaging may not import it
-_TOKEN = re.compile(r"[?&]t=([A-Za-z0-9_\-]{16,128})")
 
 
 @dataclass(frozen=True)
@@ -82,87 +87,159 @@ def _clock(value: object, default: time) -> time:
         return default
 
 
-def _offer_window(session: Session, clinic: Clinic) -> Window:
+def _offer_hours(value: object) -> tuple[time, time]:
     """The waitlist rules' quiet hours (defaults 21:00–08:00, as core.waitlist.rules reads)."""
-    row = session.get(Setting, WAITLIST_RULES)
-    value = row.value if row is not None and isinstance(row.value, dict) else {}
-    return Window(
+    value = value if isinstance(value, dict) else {}
+    return (
         _clock(value.get("quiet_start", "21:00"), time(21)),
         _clock(value.get("quiet_end", "08:00"), time(8)),
-        clinic.timezone,
     )
 
 
-def _messages_window(session: Session, clinic: Clinic) -> Window:
-    prefs = preferences(session, clinic.id)
-    return Window(prefs.quiet_start, prefs.quiet_end, clinic.timezone)
+def _offer_window(session: Session, clinic: Clinic) -> Window:
+    """The waitlist rules' quiet hours in `clinic`'s zone."""
+    row = session.get(Setting, WAITLIST_RULES)
+    return Window(*_offer_hours(row.value if row is not None else None), clinic.timezone)
 
 
-def _link_token(session: Session, row: Notification, purpose: str) -> LinkToken | None:
-    found = _TOKEN.search(row.body)
-    if found is None:
-        return None
-    return session.scalar(
-        select(LinkToken).where(
-            LinkToken.token_hash == hash_token(found[1]), LinkToken.purpose == purpose
-        )
-    )
+@dataclass(frozen=True)
+class _Clinic:
+    tz: str
+    locale: str
+    messages: Window  # the clinic's message preferences' quiet hours
+    offers: Window  # the waitlist rules' quiet hours, in its zone
 
 
-def _held(clinic: Clinic, until: datetime) -> str:
-    when = format_clock(to_local(until, clinic.timezone), clinic.locale)
-    return f"Held for the clinic's quiet hours: it goes out at {when} (clinic time)."
+@dataclass(frozen=True)
+class _Offer:
+    ended: bool  # no longer sent (expired, taken, withdrawn, answered) or its link revoked
+    expires_at: datetime | None
+    clinic_id: int
 
 
-def decide(session: Session, row: Notification, now: datetime) -> Decision | None:
-    """What quiet hours do to `row` at `now` (see the module); None: send it now."""
-    if row.template not in HELD:
-        return None
-    if row.template == OFFER:
-        return _offer(session, row, now)
-    if row.template == SURVEY:
-        token = _link_token(session, row, "survey")
-        request = session.get(FeedbackRequest, token.subject_id) if token else None
-        if request is None or request.created_by_user_id is not None:
+@dataclass
+class Facts:
+    """What the quiet hours need to decide on a batch of messages, read at once (`gather`)."""
+
+    visits: dict[int, tuple[datetime, int]] = field(default_factory=dict)  # start, clinic
+    automatic: set[int] = field(default_factory=set)  # survey requests no person made
+    offers: dict[int, _Offer] = field(default_factory=dict)
+    clinics: dict[int, _Clinic] = field(default_factory=dict)
+
+    def decide(self, row: Notification, now: datetime) -> Decision | None:
+        """What quiet hours do to `row` at `now` (see the module); None: send it now."""
+        if row.template not in HELD:
+            return None
+        if row.template == OFFER:
+            return self._offer(row, now)
+        if row.template == SURVEY and row.feedback_request_id not in self.automatic:
             return None  # a person asked for it (or it is not the job's): it goes now
-    appointment = session.get(Appointment, row.appointment_id) if row.appointment_id else None
-    if appointment is None:
-        return None
-    clinic = session.get(Clinic, appointment.clinic_id)
-    until = _messages_window(session, clinic).ends_after(now)
-    if until is None:
-        return None
-    if row.template == REMINDER and appointment.start_at - until < MIN_LEAD:
-        return Decision(
-            stopped="Not sent: the clinic's quiet hours began before it went out, and waiting "
-            "for their end would leave less than an hour before the appointment."
+        visit = self.visits.get(row.appointment_id) if row.appointment_id else None
+        if visit is None:
+            return None
+        start_at, clinic_id = visit
+        clinic = self.clinics[clinic_id]
+        until = clinic.messages.ends_after(now)
+        if until is None:
+            return None
+        if row.template == REMINDER and start_at - until < MIN_LEAD:
+            return Decision(
+                stopped="Not sent: the clinic's quiet hours began before it went out, and "
+                "waiting for their end would leave less than an hour before the appointment."
+            )
+        return Decision(until, _held(clinic, until))
+
+    def _offer(self, row: Notification, now: datetime) -> Decision | None:
+        offer = self.offers.get(row.waitlist_offer_id) if row.waitlist_offer_id else None
+        if offer is None:
+            return None  # not an offer we know of: not ours to judge
+        if offer.ended or offer.expires_at is None or offer.expires_at <= now:
+            return Decision(
+                stopped="Not sent: the offer had ended (its hold ran out, or the time was taken "
+                "or withdrawn) before the message could go out."
+            )
+        clinic = self.clinics[offer.clinic_id]
+        until = clinic.offers.ends_after(now)
+        if until is None:
+            return None
+        if offer.expires_at <= until:
+            return Decision(
+                stopped="Not sent: the waitlist's quiet hours began before it went out, and the "
+                "offer's hold ends before they do."
+            )
+        return Decision(until, _held(clinic, until))
+
+
+def gather(session: Session, rows: list[Notification]) -> Facts:
+    """What deciding on `rows` needs, in at most five queries whatever their number."""
+    facts = Facts()
+    requests = {r.feedback_request_id for r in rows if r.template == SURVEY} - {None}
+    offers = {r.waitlist_offer_id for r in rows if r.template == OFFER} - {None}
+    if requests:
+        facts.automatic = set(
+            session.scalars(
+                select(FeedbackRequest.id).where(
+                    FeedbackRequest.id.in_(requests), FeedbackRequest.created_by_user_id.is_(None)
+                )
+            )
         )
-    return Decision(until, _held(clinic, until))
+    visits = {r.appointment_id for r in rows if _needs_visit(r, facts)} - {None}
+    if visits:
+        facts.visits = {
+            id_: (start_at, clinic_id)
+            for id_, start_at, clinic_id in session.execute(
+                select(Appointment.id, Appointment.start_at, Appointment.clinic_id).where(
+                    Appointment.id.in_(visits)
+                )
+            )
+        }
+    if offers:
+        found = session.execute(
+            select(
+                WaitlistOffer.id,
+                WaitlistOffer.status,
+                WaitlistOffer.expires_at,
+                SlotOpening.clinic_id,
+                LinkToken.revoked_at,
+            )
+            .join(SlotOpening, SlotOpening.id == WaitlistOffer.opening_id)
+            .outerjoin(LinkToken, LinkToken.id == WaitlistOffer.token_id)
+            .where(WaitlistOffer.id.in_(offers))
+        )
+        facts.offers = {
+            id_: _Offer(status != OfferStatus.SENT or revoked is not None, expires, clinic_id)
+            for id_, status, expires, clinic_id, revoked in found
+        }
+    by_messages = {clinic_id for _, clinic_id in facts.visits.values()}
+    by_offers = {offer.clinic_id for offer in facts.offers.values()}
+    if by_messages | by_offers:
+        keys = [preferences.key(c) for c in by_messages] + ([WAITLIST_RULES] if by_offers else [])
+        settings = dict(
+            session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(keys))).all()
+        )
+        offer_hours = _offer_hours(settings.get(WAITLIST_RULES))
+        for id_, tz, locale in session.execute(
+            select(Clinic.id, Clinic.timezone, Clinic.locale).where(
+                Clinic.id.in_(by_messages | by_offers)
+            )
+        ):
+            prefs = preferences.read_preferences(settings.get(preferences.key(id_)))
+            facts.clinics[id_] = _Clinic(
+                tz,
+                locale,
+                Window(prefs.quiet_start, prefs.quiet_end, tz),
+                Window(*offer_hours, tz),
+            )
+    return facts
 
 
-def _offer(session: Session, row: Notification, now: datetime) -> Decision | None:
-    token = _link_token(session, row, OFFER)
-    offer = session.get(WaitlistOffer, token.subject_id) if token else None
-    if token is None or offer is None:
-        return None  # not an offer link we know of: not ours to judge
-    lapsed = (
-        offer.status != OfferStatus.SENT
-        or token.revoked_at is not None
-        or offer.expires_at is None
-        or offer.expires_at <= now
+def _needs_visit(row: Notification, facts: Facts) -> bool:
+    """A reminder, or a survey request the job sent: judged by its appointment's clinic."""
+    return row.template == REMINDER or (
+        row.template == SURVEY and row.feedback_request_id in facts.automatic
     )
-    if lapsed:
-        return Decision(
-            stopped="Not sent: the offer had ended (its hold ran out, or the time was taken or "
-            "withdrawn) before the message could go out."
-        )
-    clinic = session.get(Clinic, session.get(SlotOpening, offer.opening_id).clinic_id)
-    until = _offer_window(session, clinic).ends_after(now)
-    if until is None:
-        return None
-    if offer.expires_at <= until:
-        return Decision(
-            stopped="Not sent: the waitlist's quiet hours began before it went out, and the "
-            "offer's hold ends before they do."
-        )
-    return Decision(until, _held(clinic, until))
+
+
+def _held(clinic: _Clinic, until: datetime) -> str:
+    when = format_clock(to_local(until, clinic.tz), clinic.locale)
+    return f"Held for the clinic's quiet hours: it goes out at {when} (clinic time)."

@@ -6,12 +6,18 @@ Re-run on PostgreSQL by tests/integration/test_quiet_pg.py."""
 
 from __future__ import annotations
 
-from alembic import command
-from sqlalchemy import inspect, select
+import re
+from datetime import time, timedelta
 
+import pytest
+from alembic import command
+from sqlalchemy import event, inspect, select
+
+from core.feedback import surveys
 from core.messaging import delivery
+from core.waitlist.rules import Mode
 from db import migrate
-from db.models import DeliveryStatus, FeedbackRequest, Notification, WaitlistOffer
+from db.models import Channel, DeliveryStatus, FeedbackRequest, Notification, WaitlistOffer
 from tests.unit import test_surveys as _surveys
 from tests.unit import test_waitlist as _waitlist
 
@@ -82,3 +88,65 @@ def test_the_migration_gives_the_messages_waiting_their_request_or_offer(db, wor
             assert not names & {"feedback_request_id", "waitlist_offer_id"}
     assert _about(db, "feedback_request") == [("queued", request_id, None), ("sent", None, None)]
     assert _about(db, "waitlist_offer") == [("queued", None, offer_id)] * 2  # email, text
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, notification: Notification) -> None:
+        self.sent.append(notification.template)
+
+
+# what the quiet hours read: anything but the outbox itself
+_FACTS = re.compile(
+    r"^\s*SELECT\b.*\bFROM (appointments|clinics|settings|feedback_requests|waitlist_offers|"
+    r"link_tokens|slot_openings)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_the_sender_judges_a_batch_in_quiet_hours_in_a_few_queries(db, world, n):
+    """At 22:00 the sender holds n survey requests the job sent at 20:30 and n waitlist
+    offers made at 20:00 (each by email and text): what it reads to decide is the same few
+    queries whether n is 1 or 5. Before, each message read its link token, request or offer,
+    appointment or opening, clinic and settings on its own (20 reads for n=1, 100 for n=5)."""
+    day = _waitlist.future_day()
+    evening = _waitlist.at(day - timedelta(days=1), 20)
+    _waitlist.rules(
+        db,
+        world,
+        mode=Mode.FIRST_TO_ACCEPT,
+        batch=n,
+        hold_minutes=24 * 60,
+        quiet_start=time(21),
+        quiet_end=time(8),
+    )
+    appointment_id = _waitlist.booked(db, world, day)
+    for i in range(n):
+        _waitlist.waiting(db, world, day, name=f"Ann{i}")
+    _waitlist.cancel(db, world, appointment_id)
+    _waitlist.process(db, now=evening)
+    with db.write() as session:
+        for _ in range(n):
+            _surveys.completed_visit(session, world, ended=evening - timedelta(hours=2))
+    with db.write() as session:
+        job = evening + timedelta(minutes=30)
+        assert surveys.send_due_feedback_requests(session, base_url=_surveys.BASE, now=job) == n
+    reads: list[str] = []
+
+    def read(conn, cursor, statement, *args) -> None:
+        if _FACTS.match(statement):
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", read)
+    try:
+        keep = {Channel.EMAIL: _Keep(), Channel.SMS: _Keep()}
+        report = delivery.send_due(db.write, keep, now=evening + timedelta(hours=2))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", read)
+    assert report.held == 4 * n  # email and text each: n surveys, n offers
+    assert "feedback_request" not in keep[Channel.EMAIL].sent
+    assert "waitlist_offer" not in keep[Channel.EMAIL].sent
+    assert len(reads) == 5, reads  # requests, appointments, offers, settings, clinics
