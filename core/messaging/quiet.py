@@ -9,7 +9,8 @@ Held (patient-facing, automatic, nobody is waiting for them):
   quiet hours of the appointment's clinic (core.messaging.preferences);
 - survey requests the job sent ("feedback_request" whose request no person made), by the same;
 - waitlist offers ("waitlist_offer"), by the waitlist's offer rules (their own quiet hours,
-  core.waitlist.rules, which queue the offer) in the clinic of the time offered.
+  read by `offer_quiet_hours` for core.waitlist.rules too, which queue the offer) in the
+  clinic of the time offered.
 Everything else goes at once: what a person just caused (a confirmation, a sign-in link, a
 reply, a survey request staff asked for), the clinic's own notices, the set-up's test message.
 
@@ -55,7 +56,10 @@ SURVEY = "feedback_request"
 OFFER = "waitlist_offer"
 HELD = (REMINDER, SURVEY, OFFER)
 MIN_LEAD = timedelta(hours=1)  # a reminder must leave at least this much notice (as queued)
-WAITLIST_RULES = "waitlist_rules"  # core.waitlist.rules.KEY: messaging may not import it
+# The waitlist rules' settings row (core.waitlist.rules.KEY) and their quiet hours' defaults:
+# here, because the sender holds offers by them and messaging may not import core.waitlist
+WAITLIST_RULES = "waitlist_rules"
+OFFER_QUIET_START, OFFER_QUIET_END = time(21), time(8)
 
 
 @dataclass(frozen=True)
@@ -87,19 +91,16 @@ def _clock(value: object, default: time) -> time:
         return default
 
 
-def _offer_hours(value: object) -> tuple[time, time]:
-    """The waitlist rules' quiet hours (defaults 21:00–08:00, as core.waitlist.rules reads)."""
+def offer_quiet_hours(value: object) -> tuple[time, time]:
+    """The waitlist rules' quiet hours (start, end; clinic-local) from their settings row's
+    value (None: not saved): no offer is sent between them. Each stored "HH:MM" that is missing
+    or malformed is its default. The one reading of them: core.waitlist.rules builds its Rules
+    with it, and the sender holds offers by it."""
     value = value if isinstance(value, dict) else {}
     return (
-        _clock(value.get("quiet_start", "21:00"), time(21)),
-        _clock(value.get("quiet_end", "08:00"), time(8)),
+        _clock(value.get("quiet_start"), OFFER_QUIET_START),
+        _clock(value.get("quiet_end"), OFFER_QUIET_END),
     )
-
-
-def _offer_window(session: Session, clinic: Clinic) -> Window:
-    """The waitlist rules' quiet hours in `clinic`'s zone."""
-    row = session.get(Setting, WAITLIST_RULES)
-    return Window(*_offer_hours(row.value if row is not None else None), clinic.timezone)
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def gather(session: Session, rows: list[Notification]) -> Facts:
         settings = dict(
             session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(keys))).all()
         )
-        offer_hours = _offer_hours(settings.get(WAITLIST_RULES))
+        offer_hours = offer_quiet_hours(settings.get(WAITLIST_RULES))
         for id_, tz, locale in session.execute(
             select(Clinic.id, Clinic.timezone, Clinic.locale).where(
                 Clinic.id.in_(by_messages | by_offers)

@@ -12,9 +12,15 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import in_quiet, to_local
 from core.kernel.errors import ValidationError
+from core.messaging.quiet import (
+    OFFER_QUIET_END,
+    OFFER_QUIET_START,
+    WAITLIST_RULES,
+    offer_quiet_hours,
+)
 from db.models import Setting
 
-KEY = "waitlist_rules"
+KEY = WAITLIST_RULES  # the settings row; its quiet hours are read as the sender reads them
 
 
 class Mode(enum.StrEnum):
@@ -44,8 +50,8 @@ class Rules:
     hold_minutes: int = 30
     batch: int = 3
     min_notice_minutes: int = 120  # no offer for a slot starting sooner than this
-    quiet_start: time = time(21)  # clinic-local: no offer is sent from here ...
-    quiet_end: time = time(8)  # ... to here
+    quiet_start: time = OFFER_QUIET_START  # clinic-local: no offer is sent from here ...
+    quiet_end: time = OFFER_QUIET_END  # ... to here
 
     def quiet(self, moment: datetime, tz: str) -> bool:
         local = to_local(moment, tz).time().replace(tzinfo=None)
@@ -62,7 +68,8 @@ class Rules:
 
 def get_rules(session: Session) -> Rules:
     row = session.get(Setting, KEY)
-    value = (row.value if row else None) or {}
+    value = row.value if row is not None and isinstance(row.value, dict) else {}
+    quiet_start, quiet_end = offer_quiet_hours(value)  # as the sender holds offers
     try:
         return Rules(
             mode=Mode(value.get("mode", Mode.ONE_AT_A_TIME)),
@@ -70,11 +77,11 @@ def get_rules(session: Session) -> Rules:
             hold_minutes=int(value.get("hold_minutes", 30)),
             batch=int(value.get("batch", 3)),
             min_notice_minutes=int(value.get("min_notice_minutes", 120)),
-            quiet_start=time.fromisoformat(value.get("quiet_start", "21:00")),
-            quiet_end=time.fromisoformat(value.get("quiet_end", "08:00")),
+            quiet_start=quiet_start,
+            quiet_end=quiet_end,
         )
     except (ValueError, TypeError):
-        return Rules()
+        return Rules(quiet_start=quiet_start, quiet_end=quiet_end)
 
 
 def set_rules(session: Session, actor: Actor, rules: Rules) -> Rules:

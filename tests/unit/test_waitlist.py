@@ -35,6 +35,7 @@ from db.models import (
     PackageService,
     ProviderService,
     Service,
+    Setting,
     SlotOpening,
     WaitlistEntry,
     WaitlistOffer,
@@ -1184,13 +1185,35 @@ class _Accept(_Flaky):
         self.accept = True
 
 
-def test_the_sender_reads_the_waitlists_own_quiet_hours(db, world):
-    """core.messaging.quiet may not import core.waitlist: it reads the same settings row."""
+@pytest.mark.parametrize(
+    "stored",
+    [
+        None,  # never saved
+        "saved",  # by set_rules
+        {"mode": "bogus", "quiet_start": "22:30", "quiet_end": "06:15"},
+        {"hold_minutes": 45, "quiet_start": "25:00", "quiet_end": "06:15"},
+        ["not", "a", "mapping"],
+    ],
+)
+def test_the_waitlist_and_the_sender_read_one_set_of_offer_quiet_hours(db, world, stored):
+    """The rules that queue an offer and the sender that holds it (core.messaging.quiet, which
+    may not import core.waitlist) read the same quiet hours from the settings row, malformed
+    rows too. Before, a row with one bad field made the rules fall back to 21:00–08:00 (and
+    lose its other fields) while the sender kept the stored 22:30–06:15, and a row that was no
+    mapping raised AttributeError."""
     from core.messaging import quiet
-    from core.waitlist.rules import KEY
+    from core.waitlist.rules import KEY, get_rules
 
     assert quiet.WAITLIST_RULES == KEY
-    rules(db, world, quiet_start=time(22, 30), quiet_end=time(6, 15))
+    if stored == "saved":
+        rules(db, world, quiet_start=time(22, 30), quiet_end=time(6, 15))
+    elif stored is not None:
+        with db.write() as session:
+            session.add(Setting(key=KEY, value=stored))
     with db.read() as session:
-        window = quiet._offer_window(session, session.get(Clinic, world.clinic_id))
-    assert (window.start, window.end) == (time(22, 30), time(6, 15))
+        row = session.get(Setting, KEY)
+        read = get_rules(session)
+    assert (read.quiet_start, read.quiet_end) == quiet.offer_quiet_hours(row and row.value)
+    if isinstance(stored, dict):
+        assert read.quiet_end == time(6, 15)
+        assert read.hold_minutes == stored.get("hold_minutes", 30)
