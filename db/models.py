@@ -1040,7 +1040,10 @@ class Payment(Base):
     provider_ref: Mapped[str | None] = mapped_column(String(255), unique=True)
     provider_customer: Mapped[str | None] = mapped_column(String(255))  # card on file
     refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Text, default="")  # as staff typed it or the code wrote it
+    # a refund sent through the provider: how often it was sent and what the last refusal said
+    refund_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str] = mapped_column(String(500), default="", server_default="")
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     paid_at: Mapped[datetime | None]

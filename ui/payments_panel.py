@@ -30,6 +30,12 @@ def _summary(me, appointment_id: int) -> desk.Summary:
     return read(desk.summary, me, appointment_id)
 
 
+def _note(r: prepay.PaymentRow) -> str:
+    """The note as written, then what the card provider said when it last refused a refund."""
+    tried = f"Last attempt: {r.last_error}" if r.last_error else ""
+    return " · ".join(filter(None, [r.note, tried]))
+
+
 def _row(r: prepay.PaymentRow, when) -> dict[str, object]:
     """One row of the payments table: st.table renders Markdown in every cell, so each is
     escaped (a typed note is no markup; '$' is no LaTeX)."""
@@ -41,7 +47,7 @@ def _row(r: prepay.PaymentRow, when) -> dict[str, object]:
         "Status": escape(r.status),
         "Amount": escape(r.amount),
         "Points": str(r.points) if r.points else "",
-        "Note": escape(r.note),
+        "Note": escape(_note(r)),
     }
 
 

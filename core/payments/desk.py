@@ -269,7 +269,7 @@ def export_payments(session: Session, actor: Actor, first: datetime, last: datet
     ).all()
     exports.record_export(session, actor, "payments", len(rows), {"from": first, "to": last})
     header = "reference created_utc paid_utc appointment patient kind method status amount_cents "
-    header += "currency points refund_of note"
+    header += "currency points refund_of note last_error"
     return exports.to_csv(
         header.split(),
         (
@@ -287,6 +287,7 @@ def export_payments(session: Session, actor: Actor, first: datetime, last: datet
                 p.points,
                 f"P-{p.refund_of_id}" if p.refund_of_id else "",
                 p.note,
+                p.last_error,
             )
             for p, first_name, last_name in rows
         ),

@@ -154,6 +154,7 @@ class PaymentRow:
     points: int
     reference: str
     note: str
+    last_error: str = ""  # a card refund the provider refused: what it said the last time
 
 
 def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
@@ -169,6 +170,7 @@ def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
             p.points,
             f"P-{p.id}",
             p.note,
+            p.last_error,
         )
         for p in session.scalars(query)
     ]
@@ -614,7 +616,6 @@ def link_fee(settled: list[Payment], entries: list[LedgerEntry]) -> None:
 
 
 REFUND_KINDS = ("refund", "fee_refund")  # a prepayment's refund, a fee's
-LAST_ATTEMPT = "Last attempt: "  # a refund the provider refused says why in its note
 
 
 def refund_key(refund: Payment, original: Payment) -> str:
@@ -626,9 +627,10 @@ def refund_key(refund: Payment, original: Payment) -> str:
 def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20) -> int:
     """Send card refunds due through the provider (background job), a prepayment's or a fee's;
     returns how many were made. Each is sent in a savepoint of its own: one the provider
-    refuses stays due, with what the provider said as its note (staff see it on the
-    appointment's Payments, and may hand the money back at the desk instead), does not undo
-    the refunds made before it, and waits behind those not tried yet. Each is sent with its
+    refuses stays due, with what the provider said as its last error beside its note, which
+    stays as written (staff see both on the appointment's Payments, and may hand the money back
+    at the desk instead), does not undo the refunds made before it, and waits behind those
+    tried fewer times (those not tried yet first, then by age). Each is sent with its
     idempotency key (`refund_key`), so one made but not recorded (the process stopped before
     the commit) is not made again."""
     due_rows = list(
@@ -640,7 +642,7 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
                 Payment.method == "stripe",
             )
             # those the provider refused before wait behind those not tried yet
-            .order_by(Payment.note.contains(LAST_ATTEMPT), Payment.id)
+            .order_by(Payment.refund_attempts, Payment.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -648,15 +650,15 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
     made = 0
     for refund in due_rows:
         original = session.get(Payment, refund.refund_of_id)
-        note = (refund.note or "").split(LAST_ATTEMPT)[0].rstrip(" ·")
+        refund.refund_attempts += 1
         try:
             with session.begin_nested():
                 refund.provider_ref = provider.refund(
                     original.provider_ref, refund.amount_cents, key=refund_key(refund, original)
                 )
-                refund.status, refund.paid_at, refund.note = "refunded", utcnow(), note
+                refund.status, refund.paid_at, refund.last_error = "refunded", utcnow(), ""
         except DomainError as exc:
-            refund.note = " · ".join(filter(None, [note, f"{LAST_ATTEMPT}{exc}"]))[:500]
+            refund.last_error = str(exc)[:500]
             log.warning("refund P-%s not made: %s", refund.id, exc)
             continue
         made += 1

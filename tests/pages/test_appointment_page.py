@@ -16,6 +16,7 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     ChangeRequest,
+    Payment,
     Source,
     User,
 )
@@ -193,6 +194,53 @@ def test_undoing_a_no_show_whose_time_was_booked_meanwhile_needs_double_booking(
     at.button(key=f"appointment_{started}_go").click().run()
     assert any("Undo the no-show: done." in s.value for s in at.success), at.error
     assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.SCHEDULED
+
+
+def test_a_refused_card_refund_shows_its_typed_note_and_the_last_attempt(app_as, app_db):
+    """The Payments table shows a card refund's note as typed and, after it, what Stripe said
+    the last time it refused (kept in its own column since 0011), escaped as typed text."""
+    appointment_id, _ = _first(app_db, Appointment.status == AppointmentStatus.SCHEDULED)
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        visit = session.get(Appointment, appointment_id)
+        paid = Payment(
+            appointment_id=visit.id,
+            patient_id=visit.patient_id,
+            kind="prepayment",
+            method="stripe",
+            status="paid",
+            amount_cents=4500,
+            currency="GBP",
+            provider_ref="cs_refused",
+            paid_at=utcnow(),
+        )
+        session.add(paid)
+        session.flush()
+        session.add(
+            Payment(
+                appointment_id=visit.id,
+                patient_id=visit.patient_id,
+                kind="refund",
+                method="stripe",
+                status="refund_due",
+                amount_cents=4500,
+                currency="GBP",
+                refund_of_id=paid.id,
+                note="Waived: *kind* patient",
+                refund_attempts=2,
+                last_error="Stripe did not make the refund: No such payment_intent",
+            )
+        )
+    database.dispose()
+    at = _open(app_as, "staff", appointment_id)
+    assert not at.exception
+    notes = [str(v) for t in at.table for v in t.value.get("Note", [])]
+    assert (
+        r"Waived: \*kind\* patient · Last attempt: Stripe did not make the refund: "
+        "No such payment_intent"
+    ) in notes, notes
 
 
 def test_declining_a_proposal_made_for_a_change_request_says_the_booking_stays(app_as, app_db):

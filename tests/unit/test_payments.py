@@ -19,6 +19,7 @@ from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlalchemy import text as sa_text
 
 from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import StripeSettings
@@ -1118,7 +1119,7 @@ def test_a_checkout_for_what_was_paid_meanwhile_is_refunded(db, world):
         assert "£60.00 was paid already" in _mail(s, "payment_receipt")
 
 
-def _card_fees_given_back(db, world, references) -> list[int]:
+def _card_fees_given_back(db, world, references, note="No-show undone") -> list[int]:
     """Fees charged to the card on file (one payment intent each), given back: the refunds due."""
     appointment_id = _appointment(db, world)
     fees = [_fee(db, world, appointment_id) for _ in references]
@@ -1140,7 +1141,7 @@ def _card_fees_given_back(db, world, references) -> list[int]:
         ]
         s.add_all(paid)
         s.flush()
-        return [r.id for r in desk.refund_fees(s, world.staff, paid, "No-show undone")]
+        return [r.id for r in desk.refund_fees(s, world.staff, paid, note)]
 
 
 def test_a_refund_stripe_refuses_does_not_undo_the_one_it_made(db, world):
@@ -1155,9 +1156,9 @@ def test_a_refund_stripe_refuses_does_not_undo_the_one_it_made(db, world):
         first, second = s.get(Payment, made), s.get(Payment, refused)
         assert (first.status, first.provider_ref) == ("refunded", "re_1")
         assert (second.status, second.provider_ref) == ("refund_due", None)
-        assert second.note == (
-            "No-show undone · Last attempt: Stripe did not make the refund: "
-            "No such payment_intent: 'pi_gone'"
+        assert (second.note, second.refund_attempts) == ("No-show undone", 1)
+        assert (
+            second.last_error == "Stripe did not make the refund: No such payment_intent: 'pi_gone'"
         )
     assert len(http.made) == 1
 
@@ -1175,6 +1176,84 @@ def test_a_refund_stripe_refused_waits_behind_those_not_tried_yet(db, world):
     with db.read() as s:
         assert s.get(Payment, refused).status == "refund_due"
         assert s.get(Payment, later).status == "refunded"
+
+
+REFUSED = "Stripe did not make the refund: No such payment_intent: 'pi_gone'"
+
+
+def test_a_refused_refund_keeps_the_note_as_typed_and_counts_its_attempts(db, world):
+    """A waiver reason may hold any words, 'Last attempt: ' too: Stripe refusing the refund
+    twice leaves the note as typed, the refusal in its own column (shown on the appointment's
+    Payments beside the note) and two attempts counted; once made, the error is cleared. Before,
+    the refusal was written into the note and the next run cut the typed reason at those words."""
+    typed = "Fee #7 waived: Last attempt: the patient rang twice before the visit"
+    http = StripeLike(unknown={"pi_gone"})
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_gone"], note=typed)
+    provider = StripeProvider(STRIPE, http_client=http)
+    for _ in range(2):
+        with db.write() as s:
+            assert prepay.process_refunds(s, provider) == 0
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.note, refund.last_error, refund.refund_attempts) == (typed, REFUSED, 2)
+        row = prepay.list_payments(s, world.staff, refund.appointment_id)[-1]
+        assert (row.note, row.last_error) == (typed, REFUSED)
+    http.unknown.clear()
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.note, refund.last_error) == ("refunded", typed, "")
+        assert refund.refund_attempts == 3
+
+
+def test_a_refund_never_tried_goes_first_whatever_its_note_says(db, world):
+    """Refunds are tried in the order of their attempts (untried first), then age: a newer
+    refund whose typed note holds 'Last attempt: ' is not taken for one refused. Before, the
+    order read the note, and the older refused refund was sent again first."""
+    http = StripeLike(unknown={"pi_gone"})
+    (refused,) = _card_fees_given_back(db, world, ["pi_gone"])
+    provider = StripeProvider(STRIPE, http_client=http)
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider, limit=1) == 0
+    (later,) = _card_fees_given_back(db, world, ["pi_fee_2"], note="Last attempt: goodwill")
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider, limit=1) == 1
+    with db.read() as s:
+        assert s.get(Payment, refused).refund_attempts == 1
+        assert s.get(Payment, later).status == "refunded"
+
+
+def test_the_migration_moves_the_last_attempt_out_of_refund_notes(db, world):
+    """Refunds refused before 0011 kept Stripe's answer in the note: the migration moves it to
+    the refund's last error (one attempt), keeps the typed note up to it, and leaves other
+    notes alone; going back writes it into the note again."""
+    typed = "Waived: the patient said 'Last attempt: call me'"
+    (refused, plain) = _card_fees_given_back(db, world, ["pi_gone", "pi_fee_2"], note=typed)
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0010")
+    old = f"{typed} · Last attempt: {REFUSED}"
+    with db.engine.begin() as connection:  # as the refund job wrote it before 0011
+        connection.execute(
+            Payment.__table__.update().where(Payment.__table__.c.id == refused).values(note=old)
+        )
+    migrate.upgrade(db.engine)
+    with db.read() as s:
+        moved, untouched = s.get(Payment, refused), s.get(Payment, plain)
+        assert (moved.note, moved.last_error, moved.refund_attempts) == (typed, REFUSED, 1)
+        assert (untouched.note, untouched.last_error, untouched.refund_attempts) == (typed, "", 0)
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0010")
+    with db.engine.connect() as connection:
+        notes = connection.execute(
+            sa_text("SELECT note FROM payments WHERE id IN (:a, :b) ORDER BY id"),
+            {"a": refused, "b": plain},
+        ).scalars()
+        assert list(notes) == [old, typed]
+    migrate.upgrade(db.engine)
 
 
 def test_a_refund_made_but_not_recorded_is_not_made_again(db, world):
