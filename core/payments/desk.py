@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, exports
@@ -187,7 +187,7 @@ def pay_fee(
         raise NotFound(f"There is no fee #{ledger_entry_id}.")
     if entry.waived_at is not None:
         raise Conflict(f"Fee #{entry.id} was waived.")
-    owed = entry.amount_cents - _fee_paid_cents(session, entry.id)
+    owed = entry.amount_cents - int(session.scalar(_fee_paid(entry.id)))
     if owed <= 0 or session.scalar(
         select(Payment.id).where(Payment.ledger_entry_id == entry.id, Payment.kind == "fee_refund")
     ):
@@ -233,13 +233,13 @@ def pay_fee(
     return payment
 
 
-def _fee_paid_cents(session: Session, entry_id: int) -> int:
+def _fee_paid(entry_id: int | ColumnElement[int]) -> Select[tuple[int]]:
     """What was paid towards a fee: at the desk, to the card on file, or kept from a
-    prepayment (which may cover only part of it; the rest stays owed)."""
-    paid = select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+    prepayment (which may cover only part of it; the rest stays owed). `entry_id` is a fee's
+    id, or LedgerEntry.id for each fee of a query (as a scalar subquery there)."""
+    return select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
         Payment.ledger_entry_id == entry_id, Payment.kind == "fee", Payment.status == "paid"
     )
-    return int(session.scalar(paid))
 
 
 def _fee_format(session: Session, entry: LedgerEntry) -> ClinicFormat:
@@ -307,15 +307,7 @@ def unpaid_fees(session: Session, actor: Actor, appointment_id: int) -> list[Ope
     ensure(actor, Permission.APPOINTMENTS_READ)
     appointment = session.get(Appointment, appointment_id)
     fmt = money_format(appointment.clinic if appointment else None)
-    paid = (
-        select(func.coalesce(func.sum(Payment.amount_cents), 0))
-        .where(
-            Payment.ledger_entry_id == LedgerEntry.id,
-            Payment.kind == "fee",
-            Payment.status == "paid",
-        )
-        .scalar_subquery()
-    )
+    paid = _fee_paid(LedgerEntry.id).scalar_subquery()
     refunded = select(Payment.ledger_entry_id).where(
         Payment.ledger_entry_id.is_not(None), Payment.kind == "fee_refund"
     )
