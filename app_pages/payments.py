@@ -10,10 +10,9 @@ import streamlit as st
 
 from core.kernel.authz import Permission
 from core.kernel.clock import local_days_bounds, local_today
-from core.kernel.errors import ValidationError
-from core.kernel.money import minor_digits, to_major, typed_minor
+from core.kernel.money import minor_digits, to_major
 from core.payments import desk, points, rules
-from ui import actor, refresh, run_action, show_error
+from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.folds import fold
@@ -25,6 +24,11 @@ from ui.text import escape, show_table
 @cached("setup", "policy", ttl=60, max_entries=10)
 def _lines(me):
     return read(rules.service_lines, me), read(rules.get_settings), read(rules.point_values, me)
+
+
+@cached("setup", ttl=60, max_entries=5)
+def _typing_currency() -> str:
+    return read(rules.typing_currency)
 
 
 POINT_HELP = (
@@ -44,7 +48,7 @@ st.caption(
     "deposits are charged in the currency of the appointment's clinic."
 )
 practice = display_format()  # no clinic chosen here: the practice's first clinic's format
-currency = practice.currency  # for the number of minor digits only
+currency = _typing_currency()  # a deposit is typed as a price is: the first active clinic's
 price = prices(overview(me))  # in each clinic's currency, as the Services page shows it
 table = pd.DataFrame(
     [
@@ -85,19 +89,17 @@ else:
                     "Deposit",
                     min_value=0.0,
                     format=f"%.{minor_digits(currency)}f",
-                    help="In the currency of the appointment's clinic; for a deposit only.",
+                    help=f"Typed in {currency}, as prices are, and charged in the currency of "
+                    "the appointment's clinic; for a deposit only.",
                 ),
             },
         )
-        new_rules, wrong = {}, []
+        new_rules, typed = {}, {}
         for s, row in zip(lines, services.itertuples(index=False), strict=True):
-            try:  # more decimals than the currency has are refused, not rounded
-                deposit = 0 if pd.isna(row.Deposit) else typed_minor(row.Deposit, currency)
-            except ValidationError as error:
-                wrong.append(f"{s.name}'s deposit: {error}")
-                deposit = s.deposit_cents
+            # read in core: more decimals than the currency has are refused, not rounded
+            typed[s.service_id] = None if pd.isna(row.Deposit) else row.Deposit
             new_rules[s.service_id] = rules.ServiceRule(
-                label_mode.get(row.Prepayment, s.mode), deposit
+                label_mode.get(row.Prepayment, s.mode), s.deposit_cents
             )
         a, b, c = st.columns(3, vertical_alignment="bottom")
         value = a.number_input(
@@ -119,9 +121,7 @@ else:
             "Award points for surveys", current.survey_points_enabled, key="payments_survey_on"
         )
         saved = st.form_submit_button("Save rules", type="primary")
-        if saved and wrong:
-            show_error(ValidationError(" ".join(wrong)))
-        elif saved:
+        if saved:
             wanted = rules.PaymentSettings(
                 point_value_cents=int(value),
                 survey_points=int(survey),
@@ -129,7 +129,7 @@ else:
                 default_mode=current.default_mode,
                 services=new_rules,
             )
-            if run_action(rules.save_settings, wanted, success="Rules saved."):
+            if run_action(rules.save_settings, wanted, typed, success="Rules saved."):
                 refresh()
 
 if box := fold("Adjust a patient's points", "payments_points_open"):

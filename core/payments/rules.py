@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import ValidationError
-from core.kernel.money import DEFAULT_CURRENCY, DEFAULT_LOCALE, ClinicFormat, format_money
+from core.kernel.money import (
+    DEFAULT_CURRENCY,
+    DEFAULT_LOCALE,
+    ClinicFormat,
+    currency_locales,
+    format_money,
+    typed_minor,
+)
 from db.models import Appointment, Clinic, Service, Setting
 
 SETTING_KEY = "payments"
@@ -66,9 +73,25 @@ def get_settings(session: Session) -> PaymentSettings:
     return replace(PaymentSettings(**known), services=services)
 
 
-def save_settings(session: Session, actor: Actor, new: PaymentSettings) -> PaymentSettings:
+def save_settings(
+    session: Session,
+    actor: Actor,
+    new: PaymentSettings,
+    typed_deposits: dict[int, Any] | None = None,
+) -> PaymentSettings:
+    """Save the rules. `typed_deposits` (service id: the amount typed, in major units of the
+    `typing_currency`) replace those services' deposits once checked against that currency."""
     ensure(actor, Permission.PAYMENTS_MANAGE)
     problems = []
+    if typed_deposits:
+        cents, problems = _typed_deposits(session, typed_deposits, typing_currency(session))
+        if problems:  # nothing else is checked against a deposit that was not read
+            raise ValidationError(" ".join(problems))
+        services = {
+            i: replace(r, deposit_cents=cents.get(i, r.deposit_cents))
+            for i, r in new.services.items()
+        }
+        new = replace(new, services=services)
     if not isinstance(new.point_value_cents, int) or not 0 <= new.point_value_cents <= 10_000:
         problems.append(
             "A point must be worth between 0 and 10000 minor units (pence, cents) of the "
@@ -103,6 +126,30 @@ def save_settings(session: Session, actor: Actor, new: PaymentSettings) -> Payme
     audit.record(session, actor, "payment_settings_saved", "setting", None, details=value)
     session.flush()
     return get_settings(session)
+
+
+def typing_currency(session: Session) -> str:
+    """The currency a deposit is typed in on the rules table: that of the practice's first
+    active clinic, as a price is typed on the Services page (a deposit, like a price, is one
+    amount in minor units charged in each clinic's own currency)."""
+    return next(iter(currency_locales(session, active_only=True)), DEFAULT_CURRENCY)
+
+
+def _typed_deposits(
+    session: Session, typed: dict[int, Any], currency: str
+) -> tuple[dict[int, int], list[str]]:
+    """Deposits typed on the rules table (service id: amount in major units of `currency`, None
+    for none) as minor units, and what is wrong: an amount with more decimals than the currency
+    has is refused, naming the service, not rounded."""
+    names = dict(session.execute(select(Service.id, Service.name)).all())
+    cents, problems = {}, []
+    for service_id, amount in typed.items():
+        try:
+            cents[service_id] = 0 if amount is None else typed_minor(amount, currency)
+        except ValidationError as error:
+            name = names.get(service_id, f"Service #{service_id}")
+            problems.append(f"{name}'s deposit: {error}")
+    return cents, problems
 
 
 def money_format(clinic: Clinic | None) -> ClinicFormat:

@@ -3,6 +3,8 @@ the rules saved from it."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from core.kernel.config import load_settings
 from core.payments import rules
 from core.startup import open_database
@@ -135,3 +137,34 @@ def test_the_rules_table_shows_each_price_in_the_clinics_currencies(app_as):
         else:
             table = at.dataframe[0].value
         assert all(p.count("£") == 1 and p.count("$") == 1 for p in table["Price"]), table
+
+
+def test_a_deposit_is_typed_in_the_open_clinics_currency_not_a_closed_first_ones(app_as, app_db):
+    """The practice's first clinic, closed for good, charged in yen; the open ones do not: a
+    deposit of 49.99 is read in the open clinics' currency (as the Price column and the Services
+    page) and saved. Before, the page read it in the first clinic's yen and refused it ('JPY
+    amounts have no decimals; 49.99 has 2')."""
+    from db.models import Clinic
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        first = session.scalars(select(Clinic).order_by(Clinic.id).limit(1)).one()
+        first.currency, first.active = "JPY", False
+        typing = sorted(
+            {c.currency for c in session.scalars(select(Clinic).where(Clinic.active.is_(True)))}
+        )
+    database.dispose()
+    at = app_as("owner", PAGE)
+    table = at.data_editor(key="payments_service_rules").value
+    row = list(table["Service"]).index("Botox treatment")
+    at.session_state["payments_service_rules"] = {
+        "edited_rows": {row: {"Prepayment": "Deposit required", "Deposit": 49.99}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.button(key="FormSubmitter:payments_rules_form-Save rules").click().run()
+    assert not at.error, [e.value for e in at.error]
+    deposits = [r for r in _rules(app_db).services.values() if r.mode == "deposit"]
+    assert [r.deposit_cents for r in deposits] == [4999] and "JPY" not in typing

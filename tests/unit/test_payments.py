@@ -189,6 +189,60 @@ def test_only_owners_set_the_rules_and_bad_values_are_named(db, world):
         assert "payment_settings_saved" in s.scalars(select(AuditEvent.action)).all()
 
 
+def _yen_and_pounds(db, world, *, yen_open: bool) -> int:
+    """The world's first clinic charging in yen (open, or closed for good) and a London one in
+    pounds opened after it; the Consultation at ¥6,000 / £60.00. Returns the London clinic."""
+    with db.write() as s:
+        first = s.get(Clinic, world.clinic_id)
+        first.currency, first.locale, first.active = "JPY", "ja-JP", yen_open
+        london = Clinic(name="Mayfair", timezone="Europe/London", locale="en-GB", currency="GBP")
+        s.add(london)
+        s.flush()
+        return london.id
+
+
+def _deposit(world, typed):
+    rule = {world.service_id: rules.ServiceRule("deposit", 0)}
+    return rules.PaymentSettings(services=rule), {world.service_id: typed}
+
+
+def test_a_deposit_is_read_in_the_currency_the_open_clinics_type_prices_in(db, world):
+    """A yen clinic closed for good, a pound one open: 49.99 is £49.99 (its pence), as a price
+    is typed in the open clinics' currency. Before, the Payments page read every deposit in the
+    first clinic's currency, open or not, and refused it: 'JPY amounts have no decimals'."""
+    london = _yen_and_pounds(db, world, yen_open=False)
+    with db.write() as s:
+        assert rules.typing_currency(s) == "GBP"
+        saved = rules.save_settings(s, world.owner, *_deposit(world, 49.99))
+    assert saved.rule_for(world.service_id) == rules.ServiceRule("deposit", 4999)
+    appointment_id = _appointment(db, world, clinic_id=london)
+    with db.read() as s:
+        assert desk.summary(s, world.staff, appointment_id).due == "£49.99"
+
+
+def test_a_deposit_with_more_decimals_than_the_typing_currency_is_refused_in_core(db, world):
+    """The yen clinic open first: a deposit is typed in yen, which has no decimals; 49.99 is
+    refused by core, naming the service and the currency, and nothing is saved. 5000 is
+    charged ¥5,000 at the yen clinic and £50.00 at the London one."""
+    london = _yen_and_pounds(db, world, yen_open=True)
+    with db.write() as s, pytest.raises(ValidationError) as refused:
+        rules.save_settings(s, world.owner, *_deposit(world, 49.99))
+    assert str(refused.value) == (
+        "Consultation's deposit: JPY amounts have no decimals; 49.99 has 2. "
+        "Type the amount without the extra decimals."
+    )
+    with db.read() as s:
+        assert rules.get_settings(s).rule_for(world.service_id).mode != "deposit"
+    with db.write() as s:
+        rules.save_settings(s, world.owner, *_deposit(world, 5000))
+    shown = []
+    for clinic_id in (world.clinic_id, london):
+        appointment_id = _appointment(db, world, clinic_id=clinic_id)
+        with db.read() as s:
+            shown.append(desk.summary(s, world.staff, appointment_id).due)
+    assert shown == ["￥5,000", "£50.00"]
+
+
 # ---------------------------------------------------------------- prepayment
 
 
