@@ -652,3 +652,52 @@ def test_an_undo_and_a_booking_racing_for_the_freed_time_never_both_win(db, worl
             )
         ).all()
     assert len(taken) == 1  # never both on the provider's time
+
+
+def test_an_undone_no_shows_fee_is_not_in_the_fee_figures_of_all_clinics_or_one(db, world):
+    """The cancellation analytics' fee figures (core.analytics.cancellations: assessed and
+    waived per currency) for All clinics and for the clinic, from the appointments and from the
+    roll-ups: the no-show's fee, paid in cash, counts while the no-show stands; once undone (the
+    fee waived, its cash due back) it counts nowhere, neither as assessed nor as waived, since
+    the visit is scheduled again. No change was needed: this holds the rule."""
+    from core.analytics import cancellation_parts as parts
+    from core.analytics import cancellation_rollups as rollups
+    from core.analytics import cancellations as ca
+    from core.payments.providers import DeskProvider
+
+    with db.write() as session:  # a second clinic, in dollars: All clinics is two currencies
+        session.add(Clinic(name="Lakeside", timezone="America/New_York", currency="USD"))
+    _policy(db, world)
+    ident = _no_show(db, world)
+    _, [fee, *_], _ = _state(db, world, ident)
+    with db.write() as session:
+        desk.pay_fee(session, world.staff, fee.id, method="cash", provider=DeskProvider())
+    day = local_today(TZ)
+    scopes = {
+        "all": parts.AnalyticsFilters(day, day),
+        "one": parts.AnalyticsFilters(day, day, clinic_id=world.clinic_id),
+    }
+
+    def fees() -> dict[tuple[str, bool], tuple[dict, dict]]:
+        rollups.refresh_job(db, None)
+        out = {}
+        with db.read() as session:
+            for name, filters in scopes.items():
+                for use in (False, True):
+                    got = ca.compute_figures(session, world.owner, filters, use_rollups=use).fees
+                    out[name, use] = (got.no_show_assessed_cents, got.no_show_waived_cents)
+        return out
+
+    standing = fees()
+    assert standing[("all", False)] == ({"GBP": 2500, "USD": 0}, {"GBP": 0, "USD": 0})
+    assert standing[("all", True)] == standing[("all", False)]
+    assert standing[("one", False)] == standing[("one", True)] == ({"GBP": 2500}, {"GBP": 0})
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    with db.read() as session:
+        assert session.get(LedgerEntry, fee.id).waived_at is not None
+        refund = session.scalars(select(Payment).where(Payment.kind == "fee_refund")).one()
+        assert (refund.status, refund.amount_cents) == ("refund_due", 2500)
+    undone = fees()
+    assert undone[("all", False)] == undone[("all", True)] == ({"GBP": 0, "USD": 0},) * 2
+    assert undone[("one", False)] == undone[("one", True)] == ({"GBP": 0},) * 2
