@@ -6,12 +6,12 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.money import ClinicFormat
-from db.models import AuditEvent
+from db.models import AuditEvent, Patient
 
 PAGE_SIZE = 200
 
@@ -59,7 +59,9 @@ def list_events(
     page: int = 0,
     page_size: int = PAGE_SIZE,
 ) -> list[AuditEvent]:
-    """Newest first, filtered and paginated in SQL."""
+    """Newest first, filtered and paginated in SQL. A patient's events include those of the
+    records merged into it (core.patients.merge), each still about the record it was written
+    about: the trail is never rewritten, and the kept record's history shows both."""
     ensure(actor, Permission.AUDIT_READ)
     query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if user_id is not None:
@@ -67,7 +69,11 @@ def list_events(
     if action:
         query = query.where(AuditEvent.action == action)
     if patient_id is not None:
-        query = query.where(AuditEvent.patient_id == patient_id)
+        # a merge points every record merged into this one, earlier merges' too, straight at it
+        merged = select(Patient.id).where(Patient.merged_into_id == patient_id)
+        query = query.where(
+            or_(AuditEvent.patient_id == patient_id, AuditEvent.patient_id.in_(merged))
+        )
     if since is not None:
         query = query.where(AuditEvent.at >= since)
     if until is not None:

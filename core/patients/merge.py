@@ -322,8 +322,8 @@ def _plan(session: Session, keep: Patient, duplicate: Patient) -> MergePreview:
         )
     if any(words == "audit events" and n for words, n in stays):
         notes.append(
-            "Audit events stay on the record they were written about; the merge is recorded "
-            "on both."
+            "Audit events stay on the record they were written about, and the kept record's "
+            "audit history lists them too; the merge is recorded on both."
         )
     return MergePreview(
         _side(keep),

@@ -550,3 +550,36 @@ def test_the_portal_status_counts_leave_the_merged_duplicate_out(db, world):
     after, expected = counted()
     assert after == expected
     assert sum(after.values()) == sum(before.values()) - 1
+
+
+def test_the_kept_records_history_shows_what_happened_to_the_duplicate_too(db, world):
+    """The audit log filtered by the kept patient lists the duplicate's own events (its
+    details changed before the merge), the merge on both sides, and the events of a record merged
+    into the duplicate before; each event still names the record it was written about (nothing
+    rewritten). Before, the duplicate's events were found only under its own number."""
+    from core.kernel import audit
+
+    older, duplicate = _duplicate(db, email="a.morgan@example.org"), _duplicate(db)
+    with db.write() as s:
+        for patient_id in (older, duplicate):
+            audit.record(
+                s, world.owner, "patient_updated", "patient", patient_id, patient_id=patient_id
+            )
+    _merge(db, world.owner, duplicate, older)
+    _merge(db, world.owner, world.patient_id, duplicate)
+    with db.read() as s:
+        kept = audit.list_events(s, world.owner, patient_id=world.patient_id)
+        only_duplicate = audit.list_events(s, world.owner, patient_id=duplicate)
+    about = sorted((e.action, e.patient_id) for e in kept)
+    assert about == sorted(
+        [
+            ("patient_updated", older),
+            ("patient_updated", duplicate),
+            ("patient_merged_into", older),
+            ("patient_merged_from", duplicate),
+            ("patient_merged_into", duplicate),
+            ("patient_merged_from", world.patient_id),
+        ]
+    )
+    assert ("patient_merged_into", duplicate) in {(e.action, e.patient_id) for e in only_duplicate}
+    assert world.patient_id not in {e.patient_id for e in only_duplicate}
