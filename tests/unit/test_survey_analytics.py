@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -338,6 +339,25 @@ def test_comment_feed_is_searchable_literal_and_paginated(db, world):
         assert [(len(rows), more) for rows, more in pages] == [(3, True), (3, True), (1, False)]
         first, second, third = (rows for rows, _ in pages)
         assert set(first.id) | set(second.id) | set(third.id) == set(everything.id)
+
+
+def test_all_clinics_comments_are_each_in_their_own_clinics_zone_and_locale(db, world, practice):
+    """The Surveys page's comments under All clinics (sa.comments, the 'Latest comments' and the
+    searchable feed): each comment's time in its own clinic's zone and locale, London en-GB and
+    New York en-US, an imported comment with no clinic in the practice's (the first clinic's).
+    Checked, already so (feed_frame reads each row's clinic): no change was needed."""
+    with db.write() as session:
+        response(session, at(24, 12), 9, 5, clinic=world.clinic_id, comment="London")
+        response(session, at(24, 13), 9, 5, clinic=practice["other"], comment="New York")
+        response(session, at(24, 14), 9, 5, clinic=None, comment="Imported")
+    with db.read() as session:
+        everyone, _ = sa.comments(session, world.owner, NOV, "")
+        london_only, _ = sa.comments(session, world.owner, replace(NOV, clinic_id=world.clinic_id))
+    shown = dict(zip(everyone.comment, everyone.submitted, strict=True))
+    assert shown["London"] == "24 Nov 2026, 12:00"  # GMT, day first, 24-hour clock
+    assert shown["New York"] == "Nov 24, 2026, 8:00\u202fAM"  # EST, month first, 12-hour
+    assert shown["Imported"] == "24 Nov 2026, 14:00"
+    assert "New York" not in set(london_only.comment)
 
 
 def test_export_is_spreadsheet_safe_and_audited(db, world):
