@@ -10,7 +10,6 @@ it escaped.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -442,7 +441,8 @@ def _limit_keys(
     view: BookingView, limits: BookingLimits, email: str | None, phone: str | None, ip: str | None
 ) -> dict[str, int]:
     """Each rate-limit key of this request and its hourly limit. The link and clinic keys hold
-    whether or not the client's address is known (without a proxy it is not)."""
+    whether or not the client's address is known (without a proxy it is not). `phone` is the
+    number's one key for all its forms (sign_in.phone_key)."""
     keys = {
         f"booking:link:{view.link_id}": limits.per_link,
         f"booking:clinic:{view.clinic_id}": limits.per_clinic,
@@ -452,7 +452,7 @@ def _limit_keys(
     if email:
         keys[_hashed("email", email)] = limits.per_contact
     if phone:
-        keys[_hashed("phone", re.sub(r"\D", "", phone))] = limits.per_contact
+        keys[_hashed("phone", phone)] = limits.per_contact
     return keys
 
 
@@ -504,7 +504,8 @@ def submit_booking(
     except ValueError:
         raise ValidationError("Please choose a time of day.") from None
     note = (clean(notes, field="note", limit=2000, multiline=True) or "").strip()
-    keys = _limit_keys(view, limits, email, phone, ip)
+    number = sign_in.phone_key(session, phone) if phone else None
+    keys = _limit_keys(view, limits, email, number, ip)
     if rate_limits.over_limit(session, keys, now):
         raise ValidationError(
             "We have received many requests in the last hour. Please try again later, or call "

@@ -166,6 +166,12 @@ def _normalise(session: Session, address: str) -> tuple[str, str, set[str]]:
     return "phone", min(numbers, default=digits), numbers
 
 
+def phone_key(session: Session, typed: str) -> str:
+    """One key for every form of one number, for counting requests (a rate limit): its E.164
+    reading in the practice's countries (the first of several), else its digits."""
+    return min(phone_readings(typed, practice_regions(session)), default=_digits(typed))
+
+
 def _enrolled_patient(session: Session, kind: str, value: str, numbers: set[str]):
     """The enrolled patient with this email address, or whose stored phone is one of
     `numbers` (_with_number)."""

@@ -419,6 +419,17 @@ def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
         )
 
 
+def test_the_per_contact_limit_counts_every_form_of_one_phone_number_together(db, world):
+    """A phone typed in another form is the same number (as portal sign-in and text replies
+    read it): each request from a new address and email, but one phone, counts against it."""
+    raw = _booking_link(db, world)
+    forms = ["+44 7700 900555", "07700 900555", "447700900555", "0044 7700 900555"]
+    for i, typed in enumerate(forms[:3]):
+        _book(db, raw, email=f"f{i}@example.org", phone=typed, ip=f"192.0.2.{i}")
+    with pytest.raises(ValidationError, match="many requests in the last hour"):
+        _book(db, raw, email="f9@example.org", phone=forms[3], ip="192.0.2.99")
+
+
 @pytest.mark.parametrize("scope", ["contact", "link", "clinic"])
 def test_booking_limits_hold_when_requests_arrive_at_once(db, world, scope):
     """Twelve requests at the same moment, each in its own transaction: exactly the limit's
