@@ -561,11 +561,25 @@ class RequestForm:
     locale: str = DEFAULT_LOCALE  # the prefilled clinic's, for the day pickers
 
 
+def open_clinic(session: Session, clinic_id: int | None) -> Clinic:
+    """The clinic a portal request or waitlist entry is for, refused once it is closed (a
+    deactivated clinic keeps its past visits but takes no new ones), as the forms list it."""
+    clinic = session.get(Clinic, clinic_id) if clinic_id is not None else None
+    if clinic is None or not clinic.active:
+        raise ValidationError("Please choose one of the clinics listed.")
+    return clinic
+
+
 def request_form(session: Session, patient_id: int) -> RequestForm:
+    """What the portal's request and waitlist forms offer: the open clinics, the active
+    services and the packages offered."""
     patient = portal_patient(session, patient_id)
     last = _latest_booking(session, patient.id)
     clinics = [
-        tuple(r) for r in session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))
+        tuple(r)
+        for r in session.execute(
+            select(Clinic.id, Clinic.name).where(Clinic.active.is_(True)).order_by(Clinic.name)
+        )
     ]
     services = [
         tuple(r)
@@ -573,7 +587,9 @@ def request_form(session: Session, patient_id: int) -> RequestForm:
             select(Service.id, Service.name).where(Service.active.is_(True)).order_by(Service.name)
         )
     ]
-    clinic_id = last.clinic_id if last else (clinics[0][0] if clinics else None)
+    open_ids = {i for i, _ in clinics}
+    clinic_id = last.clinic_id if last and last.clinic_id in open_ids else None
+    clinic_id = clinic_id if clinic_id is not None else (clinics[0][0] if clinics else None)
     clinic = session.get(Clinic, clinic_id) if clinic_id is not None else None
     return RequestForm(
         clinics,
@@ -607,6 +623,7 @@ def request_appointment(
         raise ValidationError(LOCKED)
     if requested_day is None:  # a past day is refused by decisions, in the clinic's zone
         raise ValidationError("Please choose a day from today onwards.")
+    open_clinic(session, clinic_id)
     decisions.request_appointment(
         session,
         patient_actor(patient.first_name, via="portal"),

@@ -390,6 +390,33 @@ def test_a_request_from_the_portal_lands_in_the_queue_prefilled(db, world):
     assert AppointmentStatus.REQUESTED in statuses
 
 
+def test_a_closed_clinic_is_neither_offered_nor_taken_by_the_portals_forms(db, world):
+    """A deactivated clinic keeps its past visits, but the portal's request and waitlist forms
+    neither list it nor take a request or an entry for it by id."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        closed = Clinic(name="Old Branch", timezone="Europe/London", active=False)
+        s.add(closed)
+        s.flush()
+        closed = closed.id
+    with db.read() as s:
+        form = home.request_form(s, world.patient_id)
+    assert [i for i, _ in form.clinics] == [world.clinic_id]
+    day = date.today() + timedelta(days=3)
+    asked = {"clinic_id": closed, "service_id": world.service_id}
+    with db.write() as s, pytest.raises(ValidationError, match="one of the clinics listed"):
+        home.request_appointment(
+            s, world.patient_id, requested_day=day, time_of_day="morning", **asked
+        )
+    with db.write() as s, pytest.raises(ValidationError, match="one of the clinics listed"):
+        portal_waitlist.join_waitlist(
+            s, world.patient_id, earliest=day, latest=day + timedelta(days=7), **asked
+        )
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(WaitlistEntry)) == 0
+        assert s.scalar(select(func.count()).select_from(Appointment)) == 0
+
+
 def test_the_portal_counts_days_in_the_clinics_zone_not_the_servers(db, world):
     """At 22:00 in New York it is already tomorrow in UTC: the clinic's today may still be
     asked for, its yesterday may not, and the forms start on the clinic's today."""
