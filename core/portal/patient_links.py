@@ -40,6 +40,7 @@ from db.models import (
     InvitationStatus,
     LinkToken,
     Patient,
+    PortalInvitation,
     Provider,
     RequestFlag,
     Service,
@@ -73,9 +74,21 @@ class EnrollView:
     locale: str = DEFAULT_LOCALE  # the clinic's, for the date of birth's picker
 
 
-def _live_invitation(session: Session, raw: str | None) -> tuple[LinkToken, object]:
+def _live_invitation(
+    session: Session, raw: str | None, *, lock: bool = False
+) -> tuple[LinkToken, object]:
+    """The enrolment link's token and its pending invitation. With `lock`, the invitation's
+    row is locked (and read afresh) first, so attempts at once are weighed one after another:
+    each counts the wrong dates of birth before it, and none outlives the revocation."""
     token = tokens.verify(session, raw, "enroll")
     invitation = invitations.enrolment_target(session, token.id)
+    if invitation is not None and lock:
+        invitation = session.execute(
+            select(PortalInvitation)
+            .where(PortalInvitation.id == invitation.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
     if invitation is None or invitation.status != InvitationStatus.PENDING:
         raise LinkInvalid()
     if invitation.expires_at <= utcnow():
@@ -108,7 +121,7 @@ def enroll(
     """Confirm identity (date of birth) and the terms; the link then works no more.
     A wrong date of birth is recorded (so the caller commits) and after
     MAX_IDENTITY_ATTEMPTS wrong answers the link is revoked."""
-    token, invitation = _live_invitation(session, raw)
+    token, invitation = _live_invitation(session, raw, lock=True)
     patient = session.get(Patient, invitation.patient_id)
     if not accept_terms:
         raise ValidationError("Please read and accept the terms of use to continue.")

@@ -16,6 +16,7 @@ from core.kernel import tokens
 from core.kernel.clock import local_to_utc
 from core.kernel.config import BookingLimits
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.patients import invitations
 from core.portal import patient_links
 from core.requests import decisions, queue
 from core.scheduling.appointments import get_appointment_detail
@@ -23,6 +24,7 @@ from db.models import (
     Appointment,
     AppointmentService,
     AppointmentStatus,
+    AuditEvent,
     CancellationPolicy,
     ChangeRequest,
     ChangeStatus,
@@ -549,3 +551,42 @@ def test_booking_with_a_wrong_token_reveals_nothing(db, world):
     _booking_link(db, world)
     with pytest.raises(LinkInvalid):
         _book(db, "not-a-real-token")
+
+
+# ---------------------------------------------------------------- enrolment
+
+
+def test_wrong_dates_of_birth_sent_at_once_get_no_more_tries_than_the_limit(db, world):
+    """Twelve wrong dates of birth for one enrolment link, each in its own transaction at the
+    same moment: only MAX_IDENTITY_ATTEMPTS are weighed (the last revoking the link), the rest
+    find the link dead, on PostgreSQL (where each counted the failures before any had
+    written, so all twelve were guesses) as on SQLite."""
+    with db.write() as s:
+        sent = invitations.send_invitation(s, world.staff, world.patient_id, base_url=BASE)
+    raw = _raw(sent.link)
+    barrier = threading.Barrier(12)
+    results: list[str] = []
+
+    def guess(i: int) -> None:
+        try:
+            with db.write() as s:
+                barrier.wait(timeout=30)  # all begin before any counts (SQLite: at BEGIN)
+                result = patient_links.enroll(
+                    s, raw, date_of_birth=date(2000, 1, i + 1), accept_terms=True
+                )
+            results.append("revoked" if "not valid" in result.message else "wrong")
+        except LinkInvalid:
+            results.append("dead link")
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    most = patient_links.MAX_IDENTITY_ATTEMPTS
+    assert sorted(results) == ["dead link"] * (12 - most) + ["revoked"] + ["wrong"] * (most - 1)
+    with db.read() as s:
+        failed = s.scalar(
+            select(func.count()).where(AuditEvent.action == "enrollment_identity_failed")
+        )
+    assert failed == most
