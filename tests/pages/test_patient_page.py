@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -30,6 +31,7 @@ from db.models import (
 from db.types import utcnow
 from tests.factories import make_user
 from tests.pages.conftest import patient_page
+from ui.patient_portal import ANSWER_SECONDS
 
 INVALID = "This link is not valid any more. Please contact the practice for a new one."
 
@@ -231,6 +233,30 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
     assert {(r.status, r.source) for r in requests} == {
         (AppointmentStatus.REQUESTED, Source.ONLINE)
     }
+
+
+def test_the_booking_answer_comes_no_sooner_for_a_new_contact_than_for_a_known_one(app_db):
+    """A known patient's email costs other work than a new one (no record, no ledger, a check
+    of the name), which the answer's timing must not tell: either is answered no sooner than
+    the portal sign-in's ANSWER_SECONDS after the click (ui.patient_portal.paced)."""
+    database = _db(app_db)
+    with database.write() as s:
+        owner = make_user(s, "h6owner", Role.OWNER)
+        raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
+        known = s.scalars(select(Patient).where(Patient.email.is_not(None)).limit(1)).one()
+        known = (known.first_name, known.last_name, known.email)
+    database.dispose()
+    for first, last, email in (known, ("Robin", "Hart", "robin.hart@example.org")):
+        at = patient_page("booking", raw)
+        at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
+        at.text_input(key="patient_booking_first").input(first)
+        at.text_input(key="patient_booking_last").input(last)
+        at.text_input(key="patient_booking_email").input(email)
+        began = time.monotonic()
+        at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+        took = time.monotonic() - began
+        assert not at.exception and "your request has been received" in at.success[0].value
+        assert took >= ANSWER_SECONDS, (email, took)
 
 
 def test_public_booking_request_offers_the_packages_after_the_services(app_db):
