@@ -1,5 +1,6 @@
-"""Reading CSV files for import: text and encoding, the header, rows checked against it, column
-mapping, value parsing, and the report of what was imported and what was not."""
+"""Reading CSV files for import: text and encoding, the column separator (comma, semicolon or
+tab), the header, rows checked against it, column mapping, value parsing, and the report of what
+was imported and what was not."""
 
 from __future__ import annotations
 
@@ -146,9 +147,23 @@ def read_text(source: str | Path | bytes | BinaryIO, encoding: str | None = None
     return decode(read_bytes(source), encoding)[0]
 
 
+SEPARATORS = (",", ";", "\t")  # comma; semicolon (Excel where 1,5 is a number); tab (Text)
+
+
+def separator(text: str) -> str:
+    """The character separating the columns: of comma, semicolon and tab, the one that splits
+    the first row into the most columns (a comma when none does)."""
+    first = {s: next(csv.reader(io.StringIO(text), delimiter=s), []) for s in SEPARATORS}
+    return max(SEPARATORS, key=lambda s: len(first[s]))
+
+
+def _reader(text: str):
+    return csv.reader(io.StringIO(text), delimiter=separator(text))
+
+
 def read_header(text: str) -> list[str]:
     """The column names of a CSV text (its first row); a name used twice is refused."""
-    first = next(csv.reader(io.StringIO(text)), None)
+    first = next(_reader(text), None)
     if not first:
         raise ValidationError("The file is empty: the first row must name the columns.")
     header = [name.strip() for name in first]
@@ -164,7 +179,7 @@ def read_header(text: str) -> list[str]:
 
 
 def preview(text: str, rows: int = 5) -> list[dict[str, str]]:
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text), delimiter=separator(text))
     return [dict(r) for _, r in zip(range(rows), reader, strict=False)]
 
 
@@ -185,7 +200,7 @@ def numbered_rows(
     (number, None, reason) when its field count differs from the header's."""
     header = read_header(text)
     total = max(text.count("\n") - 1, 1)
-    reader = csv.reader(io.StringIO(text))
+    reader = _reader(text)
     next(reader)
 
     def rows() -> Iterator[tuple[int, dict[str, str] | None, str | None]]:

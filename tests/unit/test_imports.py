@@ -3,6 +3,7 @@ all-or-nothing failures, generic mappings and the NHS Friends and Family survey 
 
 import codecs
 import csv
+import io
 import json
 import re
 from datetime import UTC, datetime, time, timedelta
@@ -272,6 +273,43 @@ def test_a_byte_order_mark_names_the_encoding(db, world, tmp_path, encoding):
     with db.read() as session:
         extra = session.scalar(select(Patient.extra).where(Patient.external_ref.like("kaggle%")))
     assert extra["Neighbourhood"].startswith("SÃO JOSÉ")
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_file_separated_by_semicolons_or_tabs_is_read_by_its_columns(
+    db, world, tmp_path, separator
+):
+    """Excel saves "CSV" with semicolons where the decimal mark is a comma (pt-BR, de-DE,
+    fr-FR) and "Text" with tabs; the first row was read as one column and the import refused
+    with "The file has no column 'PatientId', …"."""
+
+    def separated(*rows):
+        buffer = io.StringIO()
+        csv.writer(buffer, delimiter=separator, lineterminator="\n").writerows(rows)
+        return buffer.getvalue()
+
+    header, first = (next(csv.reader([line])) for line in real_rows(imports.NOSHOW_FILE, 1))
+    first[header.index("Neighbourhood")] = "JARDIM; DA PENHA"
+    path = tmp_path / "separated.csv"
+    path.write_text(separated(header, first), encoding="utf-8-sig")
+    assert csv_files.read_header(separated(header))[:2] == ["PatientId", "AppointmentID"]
+    report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
+    assert (report.created, report.problem_count) == (1, 0)
+    with db.read() as session:
+        extra = session.scalar(select(Patient.extra).where(Patient.external_ref.like("kaggle%")))
+    assert extra["Neighbourhood"] == "JARDIM; DA PENHA"
+    surveys = tmp_path / "fft.csv"
+    surveys.write_text(
+        separated(
+            ["time", "rating", "free_text", "do_better", "surgery"],
+            ["2024-01-02 10:00:00", "Likely", "ok, thanks", "", "Main"],
+        )
+    )
+    with db.write() as session:
+        answered = imports.import_surveys(session, world.owner, surveys, imports.NHS_FFT)
+    assert (answered.created, answered.problem_count) == (1, 0)
+    with db.read() as session:
+        assert session.scalar(select(SurveyResponse.comment)) == "ok, thanks"
 
 
 def test_only_the_owner_may_import(db, world, kaggle_slice):
