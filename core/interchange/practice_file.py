@@ -47,17 +47,17 @@ from db.models import (
 )
 
 FORMAT = 1
-POLICY_FIELDS = (
-    "window_hours",
-    "late_cancel_fee_cents",
-    "no_show_fee_cents",
-    "points_deducted",
-    "inside_window_needs_approval",
-    "outside_window_auto_accept",
-    "online_cancel_allowed",
-    "max_reschedules",
-    "policy_text",
-)
+POLICY_FIELDS = {
+    "window_hours": int,
+    "late_cancel_fee_cents": int,
+    "no_show_fee_cents": int,
+    "points_deducted": int,
+    "inside_window_needs_approval": bool,
+    "outside_window_auto_accept": bool,
+    "online_cancel_allowed": bool,
+    "max_reschedules": int,
+    "policy_text": str,
+}
 
 
 @dataclass
@@ -332,11 +332,53 @@ def _get(entry: dict, key: str, kind: type, default: Any = None) -> Any:
     return value
 
 
+def _names(entry: dict, key: str) -> list[str]:
+    """A list of names (clinics, services), each a quoted string."""
+    names = _get(entry, key, list, [])
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{key} must be a list of names in quotes, not {name!r}")
+    return names
+
+
+def _tables(entry: dict, key: str, like: str) -> list[dict]:
+    """A list of inline tables ({ clinic = …, day = … }) or [[table.key]] tables."""
+    tables = _get(entry, key, list, [])
+    for table in tables:
+        if not isinstance(table, dict):
+            raise ValueError(f"{key} must be a list of tables like {{ {like} }}, not {table!r}")
+    return tables
+
+
+def _time_of_day(entry: dict, key: str) -> time:
+    """A time as the export writes it ("08:00") or as a TOML time (08:00:00)."""
+    value = entry.get(key)
+    if isinstance(value, time):
+        return value
+    try:
+        return time.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{key} must be a time of day as "HH:MM", not {value!r}') from None
+
+
+def _moment(entry: dict, key: str) -> datetime:
+    """A moment as the export writes it ("2027-01-04T09:00:00Z") or as a TOML date-time."""
+    value = entry.get(key)
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f'{key} must be a date and time as "2027-01-04T09:00:00Z", not {value!r}'
+        ) from None
+
+
 def _run(table: str, entries: list[dict], step) -> None:
     if not isinstance(entries, list):
         raise _Step(table, 0, "", f"{table} must be a list of [[{table}]] tables")
     for index, entry in enumerate(entries):
-        name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
+        name = str(entry.get("name", entry.get("clinic", ""))) if isinstance(entry, dict) else ""
         try:
             if not isinstance(entry, dict):
                 raise ValueError("expected a table")
@@ -397,9 +439,9 @@ def _apply(session, actor, data, report, effective_at) -> None:
     def service(entry):
         name = _get(entry, "name", str)
         needs = []
-        for need in _get(entry, "needs", list, []):
-            cid = clinic_id(need["clinic"])
-            rid = _id(session, Resource, need["resource"], Resource.clinic_id == cid)
+        for need in _tables(entry, "needs", "clinic = …, resource = …"):
+            cid = clinic_id(_get(need, "clinic", str))
+            rid = _id(session, Resource, _get(need, "resource", str), Resource.clinic_id == cid)
             if rid is None:
                 raise ValueError(f"there is no resource {need['resource']!r} at {need['clinic']}")
             needs.append(rid)
@@ -422,7 +464,7 @@ def _apply(session, actor, data, report, effective_at) -> None:
             _get(entry, "active", bool, True),
         )
         sid = setup.save_service(session, actor, values, existing)
-        for doc in _get(entry, "documents", list, []):
+        for doc in _tables(entry, "documents", "kind = …, title = …, body = …"):
             kind = doc.get("kind", "")
             if kind not in {k.value for k in DocumentKind}:
                 raise ValueError("a document's kind must be questionnaire, consent or instructions")
@@ -431,9 +473,9 @@ def _apply(session, actor, data, report, effective_at) -> None:
                 actor,
                 sid,
                 kind,
-                doc.get("title", ""),
-                doc.get("body", ""),
-                doc.get("questions", []),
+                _get(doc, "title", str, ""),
+                _get(doc, "body", str, ""),
+                _get(doc, "questions", list, []),
             )
         _track(session, report, f"service {name}", existing is not None, before)
 
@@ -442,7 +484,7 @@ def _apply(session, actor, data, report, effective_at) -> None:
         existing, before = _id(session, Package, name), _marker(session)
         values = setup.PackageData(
             name,
-            tuple(service_id(s) for s in _get(entry, "services", list)),
+            tuple(service_id(s) for s in _names(entry, "services")),
             _get(entry, "price_cents", int, 0),
             _get(entry, "active", bool, True),
         )
@@ -469,21 +511,21 @@ def _apply(session, actor, data, report, effective_at) -> None:
             _get(entry, "title", str, ""),
             _get(entry, "email", str, ""),
             _get(entry, "colour", str, "#4c78a8"),
-            tuple(clinic_id(c) for c in _get(entry, "clinics", list, [])),
-            tuple(service_id(s) for s in _get(entry, "services", list, [])),
+            tuple(clinic_id(c) for c in _names(entry, "clinics")),
+            tuple(service_id(s) for s in _names(entry, "services")),
             user_id,
             _get(entry, "active", bool, True),
         )
         pid = setup.save_provider(session, actor, values, existing)
         by_clinic: dict[str, list[schedules.HoursRow]] = {}
-        for h in _get(entry, "hours", list, []):
+        for h in _tables(entry, "hours", 'clinic = …, day = "Monday", starts = …, ends = …'):
             if h.get("day") not in schedules.WEEKDAYS:
                 raise ValueError(f"day must be one of {', '.join(schedules.WEEKDAYS)}")
-            by_clinic.setdefault(h["clinic"], []).append(
+            by_clinic.setdefault(_get(h, "clinic", str), []).append(
                 schedules.HoursRow(
                     schedules.WEEKDAYS.index(h["day"]),
-                    time.fromisoformat(h["starts"]),
-                    time.fromisoformat(h["ends"]),
+                    _time_of_day(h, "starts"),
+                    _time_of_day(h, "ends"),
                 )
             )
         known = set(
@@ -503,9 +545,8 @@ def _apply(session, actor, data, report, effective_at) -> None:
                 schedules.set_weekly_hours(
                     session, actor, provider_id=pid, clinic_id=cid, hours=wanted
                 )
-        for t in _get(entry, "time_off", list, []):
-            starts = datetime.fromisoformat(t["starts"])
-            ends = datetime.fromisoformat(t["ends"])
+        for t in _tables(entry, "time_off", "starts = …, ends = …, reason = …"):
+            starts, ends = _moment(t, "starts"), _moment(t, "ends")
             same = session.scalar(
                 select(TimeOff.id).where(
                     TimeOff.provider_id == pid, TimeOff.starts_at == starts, TimeOff.ends_at == ends
@@ -518,7 +559,7 @@ def _apply(session, actor, data, report, effective_at) -> None:
                     provider_id=pid,
                     starts_at=starts,
                     ends_at=ends,
-                    reason=t.get("reason", ""),
+                    reason=_get(t, "reason", str, ""),
                 )
         _track(session, report, f"provider {name}", existing is not None, before)
 
@@ -526,7 +567,7 @@ def _apply(session, actor, data, report, effective_at) -> None:
         cid = clinic_id(_get(entry, "clinic", str))
         sname = _get(entry, "service", str, "")
         sid = service_id(sname) if sname else None
-        values = {f: entry[f] for f in POLICY_FIELDS if f in entry}
+        values = {f: _get(entry, f, kind) for f, kind in POLICY_FIELDS.items() if f in entry}
         current = _latest_policy(session, cid, sid)
         before = _marker(session)
         same = (

@@ -5,6 +5,8 @@ Re-run on PostgreSQL by tests/integration/test_practice_pg.py."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -91,6 +93,90 @@ def test_a_bad_file_is_refused_with_line_and_reason_and_nothing_changes(db, chan
     bad = DEMO_FILE.replace(*change, 1)
     with pytest.raises(ValidationError) as error, db.write() as session:
         practice_file.import_practice(session, SYSTEM, bad)
+    assert words in str(error.value)
+    with db.read() as session:
+        for model in (Clinic, Provider, Service, Resource, ServiceDocument, AuditEvent):
+            assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
+def test_times_written_as_toml_times_are_read_as_the_quoted_ones(tmp_path):
+    """TOML has its own times and dates (starts = 08:00:00, starts = 2027-01-04T09:00:00Z);
+    an import of hours or time off written so stopped on a TypeError (a traceback on the page,
+    nothing imported) instead of reading them as the quoted "08:00" does."""
+    away = 'time_off = [{ starts = %s, ends = %s, reason = "Course" }]'
+    quoted = DEMO_FILE.replace(
+        "time_off = []", away % ('"2027-01-04T09:00:00Z"', '"2027-01-05T17:00:00Z"'), 1
+    )
+    native = quoted.replace('"2027-01-04T09:00:00Z"', "2027-01-04T09:00:00Z").replace(
+        '"2027-01-05T17:00:00Z"', "2027-01-05T17:00:00Z"
+    )
+    native = re.sub(r'(starts|ends) = "(\d\d:\d\d)"', r"\1 = \2:00", native)
+    assert "starts = 08:00:00, ends = 16:00:00" in native
+    files = {}
+    for name, text in (("quoted", quoted), ("native", native)):
+        database = fresh(tmp_path, f"{name}.db")
+        with database.write() as session:
+            practice_file.import_practice(session, SYSTEM, text)
+        with database.read() as session:
+            files[name] = practice_file.export_practice(session, SYSTEM)
+        database.dispose()
+    assert files["native"] == files["quoted"]
+    assert 'reason = "Course"' in files["native"]
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            ('{ clinic = "Harbour Street Clinic", resource = "Treatment room" },', '"Laser",'),
+            "(services 'Botox treatment'): needs must be a list of tables "
+            "like { clinic = …, resource = … }, not 'Laser'",
+        ),
+        (
+            ('starts = "08:00"', 'starts = "8am"'),
+            "(providers 'Dr Aisha Rahman'): starts must be a time of day as \"HH:MM\", not '8am'",
+        ),
+        (
+            ("time_off = []", 'time_off = [{ starts = 2027, ends = "x" }]'),
+            'starts must be a date and time as "2027-01-04T09:00:00Z", not 2027',
+        ),
+        (
+            (
+                "time_off = []",
+                'time_off = [{ starts = "2027-01-04T09:00:00Z", '
+                'ends = "2027-01-05T09:00:00Z", reason = 5 }]',
+            ),
+            "reason must be str, not 5",
+        ),
+        (
+            ('services = [\n    "Consultation",\n    "Blood test",\n]', "services = [3, 4]"),
+            "services must be a list of names in quotes, not 3",
+        ),
+        (
+            ('clinics = [\n    "Harbour Street Clinic",\n]', "clinics = [1]"),
+            "clinics must be a list of names in quotes, not 1",
+        ),
+        (
+            ("questions = []", "questions = 5"),
+            "questions must be list, not 5",
+        ),
+        (
+            ("inside_window_needs_approval = true", 'inside_window_needs_approval = "no"'),
+            "(policies 'Harbour Street Clinic'): inside_window_needs_approval must be bool, "
+            "not 'no'",
+        ),
+    ],
+)
+def test_a_malformed_entry_inside_a_table_is_refused_with_its_line(db, change, words):
+    """Entries inside a table (a service's needs and documents, a provider's clinics, services,
+    hours and time off, a package's services) and policy values of the wrong kind stopped the
+    import with a TypeError or AttributeError (a traceback; on PostgreSQL a number compared
+    with a name)."""
+    assert change[0] in DEMO_FILE
+    bad = DEMO_FILE.replace(*change, 1)
+    with pytest.raises(ValidationError) as error, db.write() as session:
+        practice_file.import_practice(session, SYSTEM, bad)
+    assert str(error.value).startswith("Nothing was imported. line ")
     assert words in str(error.value)
     with db.read() as session:
         for model in (Clinic, Provider, Service, Resource, ServiceDocument, AuditEvent):
