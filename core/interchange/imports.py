@@ -575,9 +575,8 @@ def _survey_row(row: dict[str, str], mapping: SurveyMapping) -> tuple[dict[str, 
     except ValueError:
         raise ValueError(f"time {get('submitted_at')!r} is not a date and time") from None
     raw = get("rating")
-    answers: dict[str, Any] = {
-        c: row[c] for c in mapping.answer_columns if (row.get(c) or "").strip()
-    }
+    answers: dict[str, Any] = {c: _cell(row, c) for c in mapping.answer_columns}
+    answers = {c: text for c, text in answers.items() if text}
     rating = _rating(raw)
     if rating is None:
         answers["rating_answer"] = raw or "(none)"
