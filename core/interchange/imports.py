@@ -12,7 +12,8 @@ row 1) with the reason, including rows whose field count differs from the header
 that names a column twice is refused. Files are read as UTF-8 unless an encoding is given; a
 file that is not UTF-8 is read as Windows-1252 (or Latin-1) and the report says so. A row with
 one implausible field (an age outside 0–130, a booking day after the appointment day) is
-imported without that field, with a warning in the report.
+imported without that field, with a warning in the report; so is a patient's email address or
+phone number the patient form would refuse.
 
 Re-importing the same file creates nothing twice: every imported patient, appointment and survey
 response carries `external_ref` = "<source>:<id in the file>" and rows whose reference exists are
@@ -61,7 +62,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import is_time_zone, local_to_utc, to_local
 from core.kernel.errors import ValidationError
 from core.kernel.text import clean
-from core.patients.records import birth_problem
+from core.patients.records import birth_problem, validate_contact
 from db.models import (
     AppointmentStatus,
     Source,
@@ -447,11 +448,26 @@ def _patient_fields(get, row, mapping, patient_ref, local_day, warnings) -> dict
         "first_name": get("first_name")[:80] or "Imported patient",
         "last_name": get("last_name")[:80] or patient_ref[:80],
         "date_of_birth": birth,
-        "email": get("email")[:254] or None,
-        "phone": get("phone")[:40] or None,
+        "email": _contact(get("email"), "email", warnings),
+        "phone": _contact(get("phone"), "phone", warnings),
         "gender": get("gender")[:16] or None,
         "extra": extra or None,
     }
+
+
+def _contact(text: str, kind: str, warnings: list[str]) -> str | None:
+    """An email address or phone number checked as the patient form checks it (the email in
+    lower case), or None with a warning."""
+    if not text:
+        return None
+    try:
+        email, phone = validate_contact(*((text, None) if kind == "email" else (None, text)))
+    except ValidationError:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        what = "an email address" if kind == "email" else "a phone number"
+        warnings.append(f"{kind} {shown!r} is not {what}; imported without it")
+        return None
+    return email or phone
 
 
 def _status(value: str, no_show_flag: bool) -> AppointmentStatus:

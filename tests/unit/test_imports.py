@@ -413,6 +413,50 @@ def test_an_implausible_date_of_birth_is_left_out_with_a_warning(db, world, tmp_
     assert str(born["oldsys:Q3"]) == "1980-05-17"
 
 
+def test_an_invalid_email_or_phone_is_left_out_with_a_warning(db, world, tmp_path):
+    """Imported contact details are checked as the patient form checks them: before, any text
+    was stored as the patient's email or phone (cut to fit), so 'ann(at)example.org' went on
+    file and every message to it failed, and 'Ann@Example.ORG' kept its capitals."""
+    long = "a" * 250 + "@example.org"
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "ref,patient,date,state,mail,tel\n"
+        "C1,R1,2025-03-30,attended,Ann@Example.ORG,+44 7700 900123\n"
+        "C2,R2,2025-03-30,attended,ann(at)example.org,call after 5\n"
+        f"C3,R3,2025-03-30,attended,{long},{'1' * 50}\n"
+    )
+    mapping = imports.AppointmentMapping(
+        columns={
+            "appointment_ref": "ref",
+            "patient_ref": "patient",
+            "day": "date",
+            "status": "state",
+            "email": "mail",
+            "phone": "tel",
+        },
+        source="oldsys",
+    )
+    report = imports.import_appointments(
+        db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+    )
+    assert (report.created, report.problem_count, report.warning_count) == (3, 0, 4)
+    assert [(w.row, w.reason) for w in report.warnings] == [
+        (3, "email 'ann(at)example.org' is not an email address; imported without it"),
+        (3, "phone 'call after 5' is not a phone number; imported without it"),
+        (4, f"email {long[:40] + '…'!r} is not an email address; imported without it"),
+        (4, f"phone {'1' * 40 + '…'!r} is not a phone number; imported without it"),
+    ]
+    with db.read() as session:
+        contacts = {
+            ref: (email, phone)
+            for ref, email, phone in session.execute(
+                select(Patient.external_ref, Patient.email, Patient.phone)
+            )
+        }
+    assert contacts["oldsys:R1"] == ("ann@example.org", "+44 7700 900123")
+    assert contacts["oldsys:R2"] == contacts["oldsys:R3"] == (None, None)
+
+
 def test_nhs_friends_and_family_survey_preset(db, world, tmp_path):
     lines = real_rows(imports.SURVEY_FILE, 120)
     path = tmp_path / "fft.csv"
