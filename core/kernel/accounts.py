@@ -200,11 +200,16 @@ def _user(session: Session, user_id: int) -> User:
 
 
 def _keep_an_owner(session: Session, user: User) -> None:
-    others = session.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(User.role == Role.OWNER, User.active.is_(True), User.id != user.id)
-    )
+    """Refuse to remove the last active owner. The active owners' rows are locked (FOR UPDATE)
+    before they are counted, so two owners removing each other at once are taken in turn and
+    the second finds itself the last one (each counting the other left none)."""
+    owners = session.scalars(
+        select(User.id)
+        .where(User.role == Role.OWNER, User.active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+    ).all()
+    others = [i for i in owners if i != user.id]
     if user.role == Role.OWNER and not others:
         raise ValidationError("This is the last active owner: make another owner first.")
 

@@ -1,5 +1,6 @@
 """Sign-in, lockout, sessions and the owner's user administration."""
 
+import contextlib
 import threading
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ from core.kernel import accounts
 from core.kernel.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationError
 from db.models import AuditEvent, Role, User, UserSession
 from db.types import utcnow
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_user
 
 
 def _sign_in(db, username, password):
@@ -144,6 +145,59 @@ def test_role_change_deactivation_and_reset_end_sessions_and_keep_an_owner(db, w
         accounts.reset_password(session, world.owner, world.staff.user_id, "a brand new password")
     assert isinstance(_sign_in(db, "manager", PASSWORD), AuthenticationFailed)
     assert isinstance(_sign_in(db, "staff", "a brand new password"), accounts.SignedIn)
+
+
+def test_two_owners_removing_each_other_at_once_leave_one_owner(db, world, monkeypatch):
+    """Each owner deactivates (or demotes) the other at the same moment: on PostgreSQL each
+    counted the other as the remaining active owner, both went through, and the practice was
+    left with no owner (nobody could manage accounts or the policy again)."""
+    with db.write() as session:
+        second = make_user(session, "owner2", Role.OWNER)
+    first = world.owner
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+    counted = accounts._keep_an_owner
+
+    def count_then_wait(session, user) -> None:
+        counted(session, user)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=3)  # until the other has counted too, or waits for this one
+
+    monkeypatch.setattr(accounts, "_keep_an_owner", count_then_wait)
+
+    def remove(actor, user_id, change) -> None:
+        try:
+            with db.write() as session:
+                change(session, actor, user_id)
+            outcomes.append("done")
+        except ValidationError as error:
+            outcomes.append(str(error))
+
+    threads = [
+        threading.Thread(
+            target=remove,
+            args=(first, second.user_id, lambda s, a, u: accounts.set_active(s, a, u, False)),
+        ),
+        threading.Thread(
+            target=remove,
+            args=(second, first.user_id, lambda s, a, u: accounts.change_role(s, a, u, "staff")),
+        ),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == [
+        "This is the last active owner: make another owner first.",
+        "done",
+    ]
+    with db.read() as session:
+        owners = session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == Role.OWNER, User.active.is_(True))
+        )
+    assert owners == 1
 
 
 def test_first_owner_only_on_an_empty_database(db):
