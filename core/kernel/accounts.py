@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -148,8 +149,11 @@ def insert_user(session, actor, username, display_name, role, password, email) -
         raise ValidationError(f"Role must be one of {', '.join(r.value for r in Role)}.") from None
     check_password_strength(password, user_inputs=(username, display_name, email or ""))
     email = (email or "").strip().lower() or None
-    if email and "@" not in email:
-        raise ValidationError("The email address needs an @.")
+    if email:
+        try:
+            email = validate_email(email, check_deliverability=False).normalized
+        except EmailNotValidError as error:
+            raise ValidationError(f"The email address is not a valid address: {error}") from None
     user = User(
         username=username,
         display_name=display_name.strip(),

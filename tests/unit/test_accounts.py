@@ -130,6 +130,21 @@ def test_bad_user_input_says_what_to_fix(db, world, username, password, message)
         accounts.create_user(session, world.owner, username, "Name", "staff", password)
 
 
+@pytest.mark.parametrize(
+    "email", ["ann@", "ann smith@example.org", "@example.org", "ann@localhost"]
+)
+def test_a_user_email_that_is_not_an_address_is_refused(db, world, email):
+    """The email signs a colleague in through single sign-on: only an '@' was asked for, so
+    'ann@' was stored and that colleague could never sign in with their organisation account."""
+    with db.write() as session, pytest.raises(ValidationError, match="not a valid address"):
+        accounts.create_user(session, world.owner, "ann", "Ann", "staff", PASSWORD, email)
+    with db.write() as session:
+        user = accounts.create_user(
+            session, world.owner, "ann", "Ann", "staff", PASSWORD, " Ann@Example.ORG "
+        )
+        assert user.email == "ann@example.org"
+
+
 def test_role_change_deactivation_and_reset_end_sessions_and_keep_an_owner(db, world):
     signed = _sign_in(db, "staff", PASSWORD)
     with db.write() as session:
