@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
 
-from core.kernel import audit
+from core.kernel import audit, locks
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.errors import AuthenticationFailed, Conflict, NotFound, ValidationError
 from core.kernel.text import clean
@@ -123,10 +123,15 @@ def create_user(
     return insert_user(session, actor, username, display_name, role, password, email)
 
 
+FIRST_OWNER = "clinicdesk:first-owner"  # the lock the first-run form's check takes
+
+
 def create_first_owner(
     session: Session, username: str, display_name: str, password: str, email: str | None = None
 ) -> User:
-    """The first-run screen: allowed only while there is no user at all."""
+    """The first-run screen: allowed only while there is no user at all (two first-run forms
+    sent at once: the second waits for the first and is told to sign in)."""
+    locks.hold(session, FIRST_OWNER)
     if count_users(session):
         raise Conflict("An owner account exists already. Sign in instead.")
     return insert_user(session, SYSTEM, username, display_name, Role.OWNER, password, email)

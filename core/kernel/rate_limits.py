@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.kernel import locks
 from db.models import RateLimitHit
 
 
@@ -18,9 +19,7 @@ def over_limit(session: Session, limits: dict[str, int], now: datetime) -> bool:
     order so two requests never wait on each other): under READ COMMITTED, requests that count
     at the same moment would all see room and all be let in. SQLite needs none: a writing
     transaction holds the database's write lock."""
-    if session.get_bind().dialect.name == "postgresql":
-        for key in sorted(limits):
-            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+    locks.hold(session, *limits)
     counts = session.execute(
         select(RateLimitHit.key, func.count())
         .where(RateLimitHit.key.in_(list(limits)), RateLimitHit.at > now - timedelta(hours=1))

@@ -223,6 +223,40 @@ def test_first_owner_only_on_an_empty_database(db):
         accounts.create_first_owner(session, "second", "Second", PASSWORD)
 
 
+def test_two_first_run_forms_sent_at_once_make_one_owner(db, monkeypatch):
+    """Two visitors send the first-run form at the same moment: on PostgreSQL each counted no
+    user, both became owners of a practice neither should share. Now the second waits for the
+    first and is told an owner exists."""
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+    counted = accounts.count_users
+
+    def count_then_wait(session) -> int:
+        n = counted(session)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=3)  # until the other has counted too, or waits for this one
+        return n
+
+    monkeypatch.setattr(accounts, "count_users", count_then_wait)
+
+    def first_run(username) -> None:
+        try:
+            with db.write() as session:
+                accounts.create_first_owner(session, username, username.title(), PASSWORD)
+            outcomes.append("done")
+        except Conflict as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=first_run, args=(name,)) for name in ("ann", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["An owner account exists already. Sign in instead.", "done"]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 1
+
+
 def test_passwords_are_stored_as_argon2_hashes(db, world):
     with db.read() as session:
         stored = session.query(User).filter_by(username="owner").one().password_hash
