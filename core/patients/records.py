@@ -6,22 +6,30 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import DEFAULT_LOCALE, ClinicFormat, clinic_format, clinic_time, format_day
+from core.kernel.money import (
+    DEFAULT_LOCALE,
+    ClinicFormat,
+    babel_locale,
+    clinic_format,
+    clinic_time,
+    format_day,
+)
 from core.kernel.text import clean, plain_words, same_name
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
 from core.payments import points
-from db.models import Channel, Patient
+from db.models import Channel, Clinic, Patient
 from db.types import utcnow
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PHONE = re.compile(r"^\+?[0-9 ()-]{6,20}$")
+PHONE = re.compile(r"^\+?[0-9 ()-]{1,40}$")  # the characters; phonenumbers reads the rest
 
 
 @dataclass(frozen=True)
@@ -103,16 +111,91 @@ def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
     return patient
 
 
-def validate_contact(email: str | None, phone: str | None) -> tuple[str | None, str | None]:
-    email = (clean(email, field="email address", limit=254) or "").strip().lower() or None
-    phone = (clean(phone, field="phone number", limit=40) or "").strip() or None
-    if email and not EMAIL.match(email):
-        raise ValidationError(f"{email!r} is not an email address (like name@example.org).")
+def practice_regions(session: Session) -> tuple[str, ...]:
+    """The countries of the practice's clinics (their locales' territories, en-GB: GB), the
+    first clinic's first: where a national phone number typed at the desk can belong."""
+    found = dict.fromkeys(
+        babel_locale(locale).territory
+        for locale in session.scalars(select(Clinic.locale).order_by(Clinic.id))
+    )
+    found.pop(None, None)
+    return tuple(found) or (babel_locale(DEFAULT_LOCALE).territory,)
+
+
+def _email(typed: str | None) -> str | None:
+    """An email address the sender can send to (the same check, email-validator's), lower-cased
+    as stored, or None when blank."""
+    email = (clean(typed, field="email address", limit=254) or "").strip().lower() or None
+    if email:
+        try:
+            validate_email(
+                email, check_deliverability=False, globally_deliverable=False, test_environment=True
+            )
+        except EmailNotValidError as error:
+            raise ValidationError(
+                f"{email!r} is not an email address: {error} Type it like name@example.org."
+            ) from None
+    return email
+
+
+_PHONE_WHY = {
+    phonenumbers.ValidationResult.TOO_SHORT: "it is too short",
+    phonenumbers.ValidationResult.TOO_LONG: "it is too long",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "it has no area code",
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "it starts with no country's code",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "it has the wrong number of digits",
+}
+_PARSE_WHY = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "it starts with no country's code",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "it is too short",
+    phonenumbers.NumberParseException.TOO_LONG: "it is too long",
+}
+
+
+def _phone_problem(phone: str, regions: tuple[str, ...]) -> str | None:
+    """Why no phone can dial `phone` (phonenumbers: a national form read in each of `regions`,
+    an international one as it stands), or None when it can be dialled in one of them."""
+    why = None
+    for region in regions:
+        try:
+            reading = phonenumbers.is_possible_number_with_reason(phonenumbers.parse(phone, region))
+        except phonenumbers.NumberParseException as error:
+            digits = any(c.isdigit() for c in phone)
+            found = _PARSE_WHY.get(error.error_type, "it is too short" if digits else "")
+            why = why or found or "it has no digits"
+            continue
+        if reading == phonenumbers.ValidationResult.IS_POSSIBLE:
+            return None
+        why = why or _PHONE_WHY.get(reading, "it is no number a phone can dial")
+    return why
+
+
+def _phone(typed: str | None, regions: tuple[str, ...]) -> str | None:
+    """A phone number someone can dial, kept as typed, or None when blank."""
+    phone = (clean(typed, field="phone number", limit=40) or "").strip() or None
     if phone and not PHONE.match(phone):
         raise ValidationError(
             f"{phone!r} is not a phone number: use digits, spaces and an optional +."
         )
-    return email, phone
+    if phone and (why := _phone_problem(phone, regions)):
+        example = phonenumbers.format_number(
+            phonenumbers.example_number_for_type(regions[0], phonenumbers.PhoneNumberType.MOBILE),
+            phonenumbers.PhoneNumberFormat.NATIONAL,
+        )
+        raise ValidationError(
+            f"{phone!r} is not a phone number: {why}. Type it with its area code, like "
+            f"{example}, or with + and the country code."
+        )
+    return phone
+
+
+def validate_contact(
+    email: str | None, phone: str | None, regions: tuple[str, ...] = ()
+) -> tuple[str | None, str | None]:
+    """An email address the sender accepts and a phone number one can dial (a national form
+    read in `regions`, by default the default locale's country), each None when blank."""
+    return _email(email), _phone(phone, regions or (babel_locale(DEFAULT_LOCALE).territory,))
 
 
 MAX_AGE_YEARS = 130  # older than anyone alive: a mistyped year (1 for 1981, 1800 for 1980)
@@ -170,7 +253,7 @@ def create_patient(
     if not first_name or not last_name:
         raise ValidationError("Enter the patient's first and last name.")
     _check_born(date_of_birth)
-    email, phone = validate_contact(email, phone)
+    email, phone = validate_contact(email, phone, practice_regions(session))
     if date_of_birth and not different_person:
         # compared in Python: SQLite's lower() folds ASCII only, and accents differ by typist
         born_that_day = session.scalars(
@@ -271,14 +354,15 @@ def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -
             if not changes[field]:
                 raise ValidationError("Enter the patient's first and last name.")
     _check_born(changes.get("date_of_birth"))
-    if "email" in changes or "phone" in changes:
-        email, phone = validate_contact(
-            changes.get("email", patient.email), changes.get("phone", patient.phone)
+    # what is typed is checked; a number on file left as it is stays (an import's, an old one)
+    if "email" in changes:
+        same = (changes["email"] or "").strip().lower() == (patient.email or "")
+        changes["email"] = patient.email if same else _email(changes["email"])
+    if "phone" in changes:
+        same = (changes["phone"] or "").strip() == (patient.phone or "")
+        changes["phone"] = (
+            patient.phone if same else _phone(changes["phone"], practice_regions(session))
         )
-        if "email" in changes:
-            changes["email"] = email
-        if "phone" in changes:
-            changes["phone"] = phone
     email_after = changes.get("email", patient.email)
     if not email_after:
         changes["consent_email"] = False  # no consent to an address we do not have

@@ -152,6 +152,67 @@ def test_invalid_changes_are_refused(db, world, changes, message):
         patients.update_patient(s, world.staff, world.patient_id, **changes)
 
 
+@pytest.mark.parametrize(
+    ("contact", "message"),
+    [
+        # what the email sender refuses (email-validator), so no confirmation could ever go
+        ({"email": "ann@example..org"}, "is not an email address: .*two periods"),
+        ({"email": "ann@-example.org"}, "is not an email address"),
+        ({"email": "ann.@example.org"}, "is not an email address"),
+        # what no phone can dial, though it is only digits, spaces, brackets and dashes
+        ({"phone": "------"}, "is not a phone number: it has no digits"),
+        ({"phone": "(((((("}, "is not a phone number"),
+        ({"phone": "000000"}, "is not a phone number: it has no area code"),
+        ({"phone": "077"}, "is not a phone number: it is too short"),
+        ({"phone": "07700 900123 4567"}, "is not a phone number: it is too long"),
+        ({"phone": "call me"}, "is not a phone number: use digits"),
+        ({"phone": "+999 7700 900123"}, "is not a phone number: .*no country's code"),
+    ],
+)
+def test_a_new_patients_contact_details_must_be_ones_a_message_can_reach(
+    db, world, contact, message
+):
+    with db.write() as s, pytest.raises(ValidationError, match=message):
+        patients.create_patient(s, world.staff, first_name="Ann", last_name="Lee", **contact)
+    with db.write() as s, pytest.raises(ValidationError, match=message):
+        patients.update_patient(s, world.staff, world.patient_id, **contact)
+
+
+def test_phone_numbers_are_read_in_the_practices_countries(db, world):
+    """A national number is read in the country of a clinic of the practice (its locale), an
+    international one as it stands; kept as typed. The example in the refusal is the country's."""
+    good = ("07700 900123", "+44 7700 900123", "020 0000 0000", "+1 212 555 0100")
+    with db.write() as s:
+        for number in good:
+            made = patients.create_patient(
+                s, world.staff, first_name="Ann", last_name=f"Lee {number}", phone=number
+            )
+            assert made.phone == number
+    with db.write() as s, pytest.raises(ValidationError, match=r"area code, like 07400 123456"):
+        patients.create_patient(s, world.staff, first_name="Ann", last_name="Lee", phone="7")
+    with db.write() as s:  # a New York clinic joins: its national form is read too
+        s.add(Clinic(name="Midtown", timezone="America/New_York", locale="en-US", currency="USD"))
+    with db.write() as s:
+        made = patients.create_patient(
+            s, world.staff, first_name="Bo", last_name="Diaz", phone="(212) 555-0123"
+        )
+        assert made.phone == "(212) 555-0123"
+
+
+def test_a_phone_on_file_that_no_longer_passes_does_not_block_changing_the_email(db, world):
+    """Validation reads what is typed: an old or imported number left as it is stays, also
+    when the edit form sends it back unchanged with the new email."""
+    with db.write() as s:
+        s.get(Patient, world.patient_id).phone = "0161 1"
+    with db.write() as s:
+        patients.update_patient(
+            s, world.staff, world.patient_id, email="new@example.org", phone=" 0161 1"
+        )
+    with db.read() as s:
+        patient = s.get(Patient, world.patient_id)
+        assert (patient.email, patient.phone) == ("new@example.org", "0161 1")
+
+
 def test_a_baby_born_today_in_any_zone_can_be_registered(db, world, monkeypatch):
     """At 11:00 UTC on 5 December it is already the 6th on Kiritimati (UTC+14)."""
     monkeypatch.setattr(patients, "utcnow", lambda: datetime(2026, 12, 5, 11, tzinfo=UTC))
