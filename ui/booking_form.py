@@ -69,8 +69,13 @@ def patient_picker(
     invite = st.checkbox(
         "Send a patient-portal invitation (needs email and consent)", key=f"{prefix}_invite"
     )
+    different = st.checkbox(
+        "A different person",
+        key=f"{prefix}_different",
+        help="Add this patient although one with the same name and date of birth exists.",
+    )
     new = booking.NewPatient(
-        first, last, born, email or None, phone or None, consent_email, consent_sms
+        first, last, born, email or None, phone or None, consent_email, consent_sms, different
     )
     return None, new, invite, f"{first} {last}".strip()
 
@@ -122,7 +127,7 @@ def confirmation_editor(
 # what one booking was for: forgotten once it is booked (the clinic, day and time stay)
 BOOKED_KEYS = (
     *("who", "search", "patient", "first", "last", "dob", "email", "phone"),
-    *("consent_email", "consent_sms", "invite", "services", "mode", "notes"),
+    *("consent_email", "consent_sms", "invite", "different", "services", "mode", "notes"),
     *("double", "outside", "card", "all", "provider", "provider_wanted", "notify"),
 )
 

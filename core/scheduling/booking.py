@@ -71,6 +71,8 @@ class NewPatient:
     phone: str | None = None
     consent_email: bool = False
     consent_sms: bool = False
+    # same name and date of birth as a patient on file, and staff say it is someone else
+    different_person: bool = False
 
 
 @dataclass(frozen=True)

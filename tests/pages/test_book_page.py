@@ -370,3 +370,36 @@ def test_pressing_book_twice_does_not_book_the_patient_twice(app_as, app_db):
         )
     database.dispose()
     assert twice == 1
+
+
+def test_a_new_patient_sharing_a_name_and_birthday_is_booked_once_staff_say_so(app_as, app_db):
+    """A second Alex Morgan born the same day as one on file: the refusal says to tick 'A
+    different person', and the booking form has that box (before, only the Patients page did,
+    so the desk could not book them here)."""
+    database = _db(app_db)
+    with database.read() as session:
+        twin = session.scalars(
+            select(Patient).where(Patient.date_of_birth.is_not(None)).order_by(Patient.id)
+        ).first()
+        first, last, born = twin.first_name, twin.last_name, twin.date_of_birth
+    database.dispose()
+    at = _fill(app_as("staff", PAGE), _weekday_ahead(30), 11, 30)
+    at.button_group(key="book_who").set_value("New patient").run()
+    at.text_input(key="book_first").input(first).run()
+    at.text_input(key="book_last").input(last).run()
+    at.date_input(key="book_dob").set_value(born).run()
+    at.radio(key="book_notify").set_value("Do not notify").run()
+    at.button(key="book_submit").click().run()
+    assert "tick 'A different person'" in at.error[0].value
+    at.checkbox(key="book_different").check().run()
+    at.button(key="book_submit").click().run()
+    assert not at.error, at.error
+    assert f"New patient {first} {last} created." in at.success[0].value
+    database = _db(app_db)
+    with database.read() as session:
+        same = select(func.count()).where(
+            Patient.first_name == first, Patient.last_name == last, Patient.date_of_birth == born
+        )
+        assert session.scalar(same) == 2
+        assert session.get(Patient, _last(app_db)["patient"]).id != twin.id
+    database.dispose()
