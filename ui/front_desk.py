@@ -54,7 +54,5 @@ def confirmed_caption(rows: list) -> None:
     done = [r for r in rows if r.confirmed]
     if not done:
         return
-    names = " · ".join(
-        f"{r.time[:5]} {r.patient} ({r.confirmed.rsplit(' · ', 1)[-1]})" for r in done
-    )
+    names = " · ".join(f"{r.starts} {r.patient} ({r.confirmed.rsplit(' · ', 1)[-1]})" for r in done)
     st.text(plain(f"Confirmed by the patient: {names}"))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.errors import NotFound
-from core.kernel.money import clinic_clock_range, clinic_time
+from core.kernel.money import clinic_clock_range, clinic_time, format_clock
 from core.messaging import reminders
 from core.payments import prepay
 from core.practice.treatment import service_names, treatment_text
@@ -58,6 +58,7 @@ class TodayRow:
     can_undo_no_show: bool = False  # a no-show recorded today (clinic-local) may be undone
     confirmed: str = ""  # "Confirmed by the patient · when · channel"
     payment: str = ""  # "Paid", "Deposit paid", "Part paid" or ""
+    starts: str = ""  # the clinic-local start on the clinic's clock: "09:30", "9:30 AM"
 
 
 def _stage(status: S, start: datetime, now: datetime) -> str:
@@ -155,6 +156,7 @@ def list_today(
                 version=version,
                 start_at=start,
                 time=clinic_clock_range(clinic, start, end),
+                starts=format_clock(to_local(start, clinic.timezone), clinic.locale),
                 provider_id=provider_id,
                 provider=provider or "No provider",
                 patient=f"{first_name or ''} {last_name or ''}".strip() or "—",

@@ -8,11 +8,19 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
+from core.kernel.clock import to_local
 from core.kernel.config import load_settings
+from core.kernel.money import format_clock
 from core.startup import open_database
-from db.models import Appointment, AppointmentKind, AppointmentStatus, CancellationPolicy
+from db.models import (
+    Appointment,
+    AppointmentConfirmation,
+    AppointmentKind,
+    AppointmentStatus,
+    CancellationPolicy,
+)
 from db.types import utcnow
-from tests.pages.conftest import free_the_time, today_in
+from tests.pages.conftest import every_clinic_speaks, free_the_time, today_in
 
 PAGE = "app_pages/today.py"
 
@@ -238,3 +246,22 @@ def test_undoing_a_no_show_whose_time_was_booked_meanwhile_needs_double_booking(
     at.button(key=f"today_undo_noshow_yes_{ident}").click().run()
     assert not at.error, at.error
     assert _status(app_db, ident) == _status(app_db, other) == AppointmentStatus.SCHEDULED
+
+
+def test_who_confirmed_names_their_start_on_the_clinics_clock(app_as, app_db):
+    """A New York (en-US) clinic writes 12-hour times: the line of who confirmed gives each
+    start whole ('2:35 PM Alex Morgan (email link)'), not the first five characters of the
+    visit's time range ('2:35 ', the AM or PM lost; '11:50' of '11:50 AM – 12:20 PM')."""
+    every_clinic_speaks(app_db, "en-US")
+    start = today_in(7)
+    ident = _add(app_db, start)
+    database = _db(app_db)
+    with database.write() as session:
+        session.add(
+            AppointmentConfirmation(appointment_id=ident, start_at=start, channel="email link")
+        )
+    database.dispose()
+    at = app_as("staff", PAGE)
+    line = next(t.value for t in at.text if t.value.startswith("Confirmed by the patient:"))
+    clock = format_clock(to_local(start, "Europe/London"), "en-US")
+    assert clock.endswith(("AM", "PM")) and f"{clock} " in line, (clock, line)
