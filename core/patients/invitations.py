@@ -272,10 +272,13 @@ def _revoke_pending(
 ) -> int:
     pending = list(
         session.scalars(
-            select(PortalInvitation).where(
+            select(PortalInvitation)
+            .where(
                 PortalInvitation.patient_id == patient_id,
                 PortalInvitation.status == InvitationStatus.PENDING,
             )
+            .with_for_update()  # a desk revoking one of them at once: one revocation each
+            .execution_options(populate_existing=True)
         )
     )
     for inv in pending:
@@ -386,7 +389,8 @@ def send_invitation(
 
 def revoke_invitation(session: Session, actor: Actor, invitation_id: int, reason: str = "") -> None:
     ensure(actor, Permission.INVITATIONS_SEND)
-    inv = session.get(PortalInvitation, invitation_id)
+    # locked and read afresh: a second desk revoking it at once waits, then finds it revoked
+    inv = session.get(PortalInvitation, invitation_id, with_for_update=True, populate_existing=True)
     if inv is None:
         raise NotFound(f"There is no invitation #{invitation_id}.")
     if inv.status != InvitationStatus.PENDING:

@@ -413,6 +413,25 @@ def test_two_staff_sending_at_once_leave_exactly_one_live_invitation(db, world):
     assert statuses == ["pending", "revoked"]
 
 
+def test_two_desks_revoking_one_invitation_at_once_revoke_it_once(db, world):
+    """One revokes it; the other is told it is revoked already, and the audit log holds one
+    revocation with the first desk's reason (before, on PostgreSQL both read it pending and
+    both wrote: two revocations, the second reason over the first)."""
+    sent = _send(db, world)
+    reasons = iter(("Wrong patient", "Patient asked"))
+    outcomes = _race(
+        db,
+        lambda s: invitations.revoke_invitation(s, world.staff, sent.invitation_id, next(reasons)),
+    )
+    refused = [o for o in outcomes if isinstance(o, ValidationError)]
+    assert len(refused) == 1 and "revoked already" in str(refused[0]), outcomes
+    assert _actions(db, world.patient_id).count("invitation_revoked") == 1
+    with db.read() as s:
+        reason = s.get(PortalInvitation, sent.invitation_id).revoked_reason
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "invitation_revoked")).one()
+    assert reason == event.reason
+
+
 def test_an_enrolment_link_used_twice_at_once_enrols_once(db, world):
     raw = _raw(_send(db, world).link)
     outcomes = _race(
