@@ -62,9 +62,10 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import is_time_zone, local_to_utc, to_local
 from core.kernel.errors import ValidationError
 from core.kernel.text import clean
-from core.patients.records import birth_problem, validate_contact
+from core.patients.records import birth_problem, practice_regions, validate_contact
 from db.models import (
     AppointmentStatus,
+    Clinic,
     Source,
     SurveyResponse,
 )
@@ -266,6 +267,7 @@ def import_appointments(
             session, provider_name.strip() or IMPORTED_PROVIDER, mapping.source
         )
         batch_id = import_batches.batch(session, actor, fingerprint, clinic_id, report)
+        regions = practice_regions(session, session.get(Clinic, clinic_id).locale)
     tick(0.0, f"Reading {total:,} rows")
 
     patients: dict[str, dict[str, Any]] = {}
@@ -277,7 +279,7 @@ def import_appointments(
             report.problem(number, wrong or "unreadable row")
             continue
         try:
-            record, patient, warnings = _appointment_row(row, mapping, timezone)
+            record, patient, warnings = _appointment_row(row, mapping, timezone, regions)
         except ValueError as exc:
             report.problem(number, str(exc))
             continue
@@ -334,7 +336,7 @@ def _cell(row: dict[str, str], column: str) -> str:
 
 
 def _appointment_row(
-    row: dict[str, str], mapping: AppointmentMapping, tz: str
+    row: dict[str, str], mapping: AppointmentMapping, tz: str, regions: tuple[str, ...]
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(appointment, patient, warnings): a row with one unreadable or implausible optional
     field (booking time, SMS flag, age, date of birth) is imported with that field left out and
@@ -400,7 +402,7 @@ def _appointment_row(
             sms = parse_flag(get("sms_reminder"))
         except ValueError as exc:
             warnings.append(f"SMS reminder: {exc}; imported as not sent")
-    patient = _patient_fields(get, row, mapping, patient_ref, local_day, warnings)
+    patient = _patient_fields(get, row, mapping, patient_ref, local_day, warnings, regions)
     pref = f"{mapping.source}:{patient_ref}"
     record = {
         "patient_ref": pref,
@@ -418,7 +420,7 @@ def _appointment_row(
     return record, patient, warnings
 
 
-def _patient_fields(get, row, mapping, patient_ref, local_day, warnings) -> dict[str, Any]:
+def _patient_fields(get, row, mapping, patient_ref, local_day, warnings, regions) -> dict[str, Any]:
     extra: dict[str, Any] = {c: parse_number(_cell(row, c)) for c in mapping.extra_columns}
     if get("age"):
         try:
@@ -448,20 +450,22 @@ def _patient_fields(get, row, mapping, patient_ref, local_day, warnings) -> dict
         "first_name": get("first_name")[:80] or "Imported patient",
         "last_name": get("last_name")[:80] or patient_ref[:80],
         "date_of_birth": birth,
-        "email": _contact(get("email"), "email", warnings),
-        "phone": _contact(get("phone"), "phone", warnings),
+        "email": _contact(get("email"), "email", warnings, regions),
+        "phone": _contact(get("phone"), "phone", warnings, regions),
         "gender": get("gender")[:16] or None,
         "extra": extra or None,
     }
 
 
-def _contact(text: str, kind: str, warnings: list[str]) -> str | None:
+def _contact(text: str, kind: str, warnings: list[str], regions: tuple[str, ...]) -> str | None:
     """An email address or phone number checked as the patient form checks it (the email in
-    lower case), or None with a warning."""
+    lower case; a national phone number read in `regions`), or None with a warning."""
     if not text:
         return None
     try:
-        email, phone = validate_contact(*((text, None) if kind == "email" else (None, text)))
+        email, phone = validate_contact(
+            *((text, None) if kind == "email" else (None, text)), regions
+        )
     except ValidationError:
         shown = text if len(text) <= 40 else text[:40] + "…"
         what = "an email address" if kind == "email" else "a phone number"

@@ -111,15 +111,20 @@ def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
     return patient
 
 
-def practice_regions(session: Session) -> tuple[str, ...]:
-    """The countries of the practice's clinics (their locales' territories, en-GB: GB), the
-    first clinic's first: where a national phone number typed at the desk can belong."""
-    found = dict.fromkeys(
-        babel_locale(locale).territory
-        for locale in session.scalars(select(Clinic.locale).order_by(Clinic.id))
+def phone_region(locale: str | None) -> str:
+    """A clinic's country for reading national phone numbers: its locale's (en-GB: GB)."""
+    return babel_locale(locale).territory or babel_locale(DEFAULT_LOCALE).territory
+
+
+def practice_regions(session: Session, first: str | None = None) -> tuple[str, ...]:
+    """The countries of the practice's open clinics (their locales' territories), `first`'s
+    (a clinic's locale) or else the first clinic's first: where a national phone number typed
+    at the desk, in a form or in a file can belong."""
+    locales = session.scalars(
+        select(Clinic.locale).where(Clinic.active.is_(True)).order_by(Clinic.id)
     )
-    found.pop(None, None)
-    return tuple(found) or (babel_locale(DEFAULT_LOCALE).territory,)
+    found = dict.fromkeys(phone_region(locale) for locale in [first, *locales] if locale)
+    return tuple(found) or (phone_region(None),)
 
 
 def _email(typed: str | None) -> str | None:

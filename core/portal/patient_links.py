@@ -24,7 +24,7 @@ from core.kernel.errors import Conflict, LinkInvalid, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, clinic_money, clinic_time, format_day
 from core.kernel.text import clean, same_name
 from core.patients import invitations, merge
-from core.patients.records import validate_contact
+from core.patients.records import practice_regions, validate_contact
 from core.payments import points as ledger_points
 from core.policy.cancellation import evaluate
 from core.portal import sign_in
@@ -498,7 +498,7 @@ def submit_booking(
     last_name = (clean(last_name, field="last name", limit=80) or "").strip()
     if not first_name or not last_name:
         raise ValidationError("Please enter your first and last name.")
-    email, phone = validate_contact(email, phone)
+    email, phone = validate_contact(email, phone, practice_regions(session, view.locale))
     if not email and not phone:
         raise ValidationError("Please give an email address or a phone number so we can reply.")
     if package_id is not None:

@@ -27,10 +27,9 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, rate_limits, tokens
 from core.kernel.authz import patient_actor
 from core.kernel.errors import LinkInvalid, ValidationError
-from core.kernel.money import babel_locale
 from core.messaging import notify
 from core.patients import invitations
-from core.patients.records import bare_phone
+from core.patients.records import bare_phone, phone_region, practice_regions
 from db.models import Appointment, Channel, Clinic, Patient, PortalSession
 from db.types import utcnow
 
@@ -51,11 +50,6 @@ TOO_MANY = (
 
 def _key(kind: str, value: str) -> str:
     return f"portal:{kind}:" + hashlib.sha256(value.encode()).hexdigest()
-
-
-def phone_region(locale: str | None) -> str:
-    """A clinic's country for reading national phone numbers: its locale's (en-GB: GB)."""
-    return babel_locale(locale).territory or babel_locale(None).territory
 
 
 def phone_readings(typed: str, regions: Iterable[str]) -> set[str]:
@@ -146,11 +140,6 @@ def _read_abroad(stored: str, regions: Iterable[str]) -> set[str]:
     the patient, so neither is theirs (stored with its +44, it always is)."""
     found = phone_readings(stored, regions)
     return found if len(found) == 1 else set()
-
-
-def practice_regions(session: Session) -> list[str]:
-    locales = session.scalars(select(Clinic.locale).where(Clinic.active.is_(True)).distinct())
-    return sorted({phone_region(locale) for locale in locales}) or [phone_region(None)]
 
 
 def _normalise(session: Session, address: str) -> tuple[str, str, set[str]]:

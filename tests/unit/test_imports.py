@@ -413,6 +413,40 @@ def test_an_implausible_date_of_birth_is_left_out_with_a_warning(db, world, tmp_
     assert str(born["oldsys:Q3"]) == "1980-05-17"
 
 
+def test_a_national_phone_number_is_read_in_the_country_of_the_clinic_imported_into(
+    db, world, tmp_path
+):
+    """A São Paulo clinic's file holds São Paulo numbers: before, every national number was
+    read as British and '(11) 91234-5678' was left out as too long."""
+    with db.write() as session:
+        session.add(Clinic(name="Clínica Paulista", timezone="America/Sao_Paulo", locale="pt-BR"))
+    path = tmp_path / "sp.csv"
+    path.write_text("ref,patient,date,state,tel\nB1,P1,2025-03-30,attended,(11) 91234-5678\n")
+    mapping = imports.AppointmentMapping(
+        columns={
+            "appointment_ref": "ref",
+            "patient_ref": "patient",
+            "day": "date",
+            "status": "state",
+            "phone": "tel",
+        },
+        source="sp",
+    )
+    report = imports.import_appointments(
+        db.write,
+        world.owner,
+        path,
+        mapping,
+        clinic_name="Clínica Paulista",
+        timezone="America/Sao_Paulo",
+    )
+    assert (report.created, report.warning_count) == (1, 0), report.warnings
+    with db.read() as session:
+        assert session.scalar(select(Patient.phone).where(Patient.external_ref == "sp:P1")) == (
+            "(11) 91234-5678"
+        )
+
+
 def test_an_invalid_email_or_phone_is_left_out_with_a_warning(db, world, tmp_path):
     """Imported contact details are checked as the patient form checks them: before, any text
     was stored as the patient's email or phone (cut to fit), so 'ann(at)example.org' went on

@@ -28,6 +28,7 @@ from db.models import (
     CancellationPolicy,
     ChangeRequest,
     ChangeStatus,
+    Clinic,
     LinkToken,
     Package,
     Patient,
@@ -418,6 +419,19 @@ def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
             email="same@example.org",
             ip="192.0.2.200",
             now=later,
+        )
+
+
+def test_a_national_phone_number_is_read_in_the_country_of_the_links_clinic(db, world):
+    """A São Paulo clinic's booking form takes a São Paulo number as its patients type it:
+    before, a national number was read as British and '(11) 91234-5678' was refused."""
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).locale = "pt-BR"
+    raw = _booking_link(db, world)
+    _book(db, raw, email="", phone="(11) 91234-5678")
+    with db.read() as s:
+        assert s.scalar(select(Patient.phone).where(Patient.first_name == "Robin")) == (
+            "(11) 91234-5678"
         )
 
 
