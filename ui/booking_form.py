@@ -25,13 +25,19 @@ def _search(me, text: str):
 
 
 def patient_picker(
-    me, prefix: str, date_format: str
+    me, prefix: str, date_format: str, *, new: bool = True
 ) -> tuple[int | None, booking.NewPatient | None, bool, str]:
     """(patient id, new patient, invite to portal, name for the preview); a new patient's date
-    of birth is picked in `date_format` (st.date_input's: the clinic's day order)."""
-    mode = st.segmented_control(
-        "Patient", ["Find a patient", "New patient"], key=f"{prefix}_who", default="Find a patient"
-    )
+    of birth is picked in `date_format` (st.date_input's: the clinic's day order). Without
+    `new`, only a patient on file can be found."""
+    mode = "Find a patient"
+    if new:
+        mode = st.segmented_control(
+            "Patient",
+            ["Find a patient", "New patient"],
+            key=f"{prefix}_who",
+            default="Find a patient",
+        )
     if mode != "New patient":
         text = st.text_input(
             "Search by name, phone or email",

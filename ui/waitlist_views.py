@@ -247,7 +247,8 @@ def add_entry_form(
     if not (box := fold("Add a patient to the waitlist", "waitlist_add_open", expanded=expanded)):
         return
     with box:
-        patient_id, _, _, _ = patient_picker(me, "waitlist_add", date_picker(locale))
+        patient_id, _, _, _ = patient_picker(me, "waitlist_add", date_picker(locale), new=False)
+        st.caption("A patient not on file yet: add them under Patients first.")
         with st.form("waitlist_add_form"):
             a1, a2 = st.columns(2)
             picked = a1.selectbox(
@@ -281,7 +282,11 @@ def add_entry_form(
                 "Times of day (none: any)", list(entries.TimeOfDay), key="waitlist_add_tod"
             )
             note = st.text_input("Note", key="waitlist_add_note")
-            if st.form_submit_button("Add to the waitlist", type="primary") and patient_id:
+            if not st.form_submit_button("Add to the waitlist", type="primary"):
+                return
+            if not patient_id:
+                st.error("Choose the patient first: search by name, phone or email above.")
+            else:
                 wish = entries.Wish(
                     patient_id,
                     clinic_id,

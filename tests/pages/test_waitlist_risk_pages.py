@@ -9,7 +9,7 @@ from datetime import time, timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.kernel import tokens
 from core.kernel.authz import SYSTEM, Actor
@@ -189,6 +189,26 @@ def test_a_manager_wait_lists_a_patient_for_a_package(app_as, app_db):
     database.dispose()
     [table] = at.run().dataframe  # the list above the form, read again
     assert any(s.startswith("Skin renewal (") for s in table.value["Service"])
+
+
+def test_adding_to_the_waitlist_without_a_patient_on_file_says_what_to_do(app_as, app_db):
+    """The form offered "New patient" and then dropped what was typed, and a click without a
+    patient chosen did nothing: now a patient on file is found, and a click without one says
+    to choose them."""
+    database = _db(app_db)
+    with database.read() as session:
+        before = session.scalar(select(func.count()).select_from(WaitlistEntry))
+    database.dispose()
+    at = app_as("manager", "app_pages/waitlist.py", timeout=120)
+    assert not [c for c in at.get("button_group") if "waitlist_add_who" in str(c.key)]
+    at.button(key="FormSubmitter:waitlist_add_form-Add to the waitlist").click().run()
+    assert [e.value for e in at.error] == [
+        "Choose the patient first: search by name, phone or email above."
+    ]
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.scalar(select(func.count()).select_from(WaitlistEntry)) == before
+    database.dispose()
 
 
 def test_many_visits_risk_is_read_at_once_and_each_keeps_its_own(app_db):
