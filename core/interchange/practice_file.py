@@ -7,7 +7,9 @@ file and importing it into an empty database gives the rows the same ids);
 `import_practice` applies one in the caller's transaction: rows are matched by name, created or
 updated, and a report says what changed (and what was left out: a provider's link to a user
 account this site does not have, as accounts are per site). A bad file is refused with its line
-and the reason, and because every step runs in one transaction, nothing is changed. The demo
+and the reason, and because every step runs in one transaction, nothing is changed. A table or
+key the file does not have (a typo: [[provider]], buffer_before) is refused too, with the known
+one closest to it (KEYS), rather than being left out without a word. The demo
 data is such a file (core/demo_practice.toml).
 """
 
@@ -17,6 +19,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
+from difflib import get_close_matches
 from typing import Any
 
 import tomli_w
@@ -58,6 +61,48 @@ POLICY_FIELDS = {
     "max_reschedules": int,
     "policy_text": str,
 }
+
+# Every key a table of the file may hold: what the export writes, nothing else ("a.b" is the
+# list of tables under the key b of an a entry). A key not listed is refused, so a typo
+# (buffer_before = 5, [[provider]]) is not imported as nothing or as the default.
+KEYS = {
+    "clinics": ("name", "timezone", "address", "phone", "email", "locale", "currency", "active"),
+    "resources": ("clinic", "name", "kind", "quantity", "active"),
+    "services": (
+        "name",
+        "category",
+        "duration_minutes",
+        "buffer_before_minutes",
+        "buffer_after_minutes",
+        "price_cents",
+        "virtual_allowed",
+        "online_allowed",
+        "active",
+        "needs",
+        "documents",
+    ),
+    "services.needs": ("clinic", "resource"),
+    "services.documents": ("kind", "title", "body", "questions"),
+    "services.documents.questions": ("key", "label", "type", "options", "required"),
+    "packages": ("name", "services", "price_cents", "active"),
+    "providers": (
+        "name",
+        "title",
+        "email",
+        "colour",
+        "active",
+        "clinics",
+        "services",
+        "user",
+        "hours",
+        "time_off",
+    ),
+    "providers.hours": ("clinic", "day", "starts", "ends"),
+    "providers.time_off": ("starts", "ends", "reason"),
+    "policies": ("clinic", "service", *POLICY_FIELDS),
+    "templates.*": ("subject", "body"),  # under [templates], one table per template's key
+}
+TABLES = ("clinics", "resources", "services", "packages", "providers", "policies", "templates")
 
 
 @dataclass
@@ -238,24 +283,139 @@ def export_practice(session: Session, actor: Actor) -> str:
 
 
 class _Where:
-    """Finds the line of the n-th [[table]] header, so an error can name it."""
+    """Finds the line of the n-th [[table]] header, so an error can name it, and the line of a
+    key inside it."""
 
     def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
         self.headers: dict[str, list[int]] = {}
-        for number, line in enumerate(text.splitlines(), start=1):
-            found = re.match(r"\s*\[\[\s*([A-Za-z_.]+)\s*\]\]", line)
+        self.starts: list[tuple[int, str]] = []  # every [table] and [[table]] header, in order
+        for number, line in enumerate(self.lines, start=1):
+            found = re.match(r"\s*\[(\[?)\s*([A-Za-z0-9_.-]+)\s*\]", line)
             if found:
-                self.headers.setdefault(found.group(1), []).append(number)
+                self.starts.append((number, found.group(2)))
+                if found.group(1):
+                    self.headers.setdefault(found.group(2), []).append(number)
 
     def line(self, table: str, index: int) -> int | None:
         lines = self.headers.get(table, [])
         return lines[index] if index < len(lines) else None
 
+    def header(self, name: str) -> int | None:
+        """The line of the first [name] or [[name]] header."""
+        return next((n for n, found in self.starts if found == name), None)
+
+    def key(self, key: str, first: int | None, table: str) -> int | None:
+        """The first line giving `key` (key = …, inline { key = … }, [[….key]]) from the
+        header on line `first` up to the next header outside `table`; else that header's."""
+        if first is None:
+            return None
+        after = [n for n, name in self.starts if n > first and name.split(".")[0] != table]
+        last = after[0] if after else len(self.lines) + 1
+        given = re.compile(
+            rf"(^|[{{,\s])\"?{re.escape(key)}\"?\s*=|^\s*\[\[?\s*[\w.-]*\.{re.escape(key)}\s*\]"
+        )
+        for number in range(first, last):
+            if given.search(self.lines[number - 1]):
+                return number
+        return first
+
+    def top(self, key: str) -> int | None:
+        """The line of a key or table of the file's own (before its first header)."""
+        named = [n for n, name in self.starts if name.split(".")[0] == key]
+        if named:
+            return named[0]
+        given = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+        last = self.starts[0][0] if self.starts else len(self.lines) + 1
+        return next((n for n in range(1, last) if given.search(self.lines[n - 1])), None)
+
 
 class _Step(Exception):
-    def __init__(self, table: str, index: int, name: str, reason: str) -> None:
+    def __init__(
+        self, table: str, index: int, name: str, reason: str, line: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.table, self.index, self.name, self.reason = table, index, name, reason
+        self.line = line
+
+
+def _did_you_mean(key: str, known, listed: str = "it may hold") -> str:
+    close = get_close_matches(key, known, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f" ({listed} {', '.join(known)})."
+
+
+def _unknown_keys(data: dict[str, Any], where: _Where) -> None:
+    """Refuse a key or table the file does not have, with its line and the closest known
+    one: an import would otherwise leave it out without a word."""
+    for key, value in data.items():
+        if key == "format" or key in TABLES:
+            continue
+        shown = f"[[{key}]]" if isinstance(value, list) else f"[{key}]"
+        if not isinstance(value, list | dict):
+            shown = repr(key)
+        close = get_close_matches(key, TABLES, n=1)
+        hint = f" (it has {', '.join(TABLES)})."
+        if close:
+            hint = "; did you mean " + (
+                "[templates]?" if close[0] == "templates" else f"[[{close[0]}]]?"
+            )
+        line = where.top(key)
+        raise ValidationError(
+            f"Nothing was imported. {f'line {line}: ' if line else ''}{shown} is not part of a "
+            f"practice file{hint}"
+        )
+
+    def check(entry: dict, kind: str, table: str, index: int, name: str) -> None:
+        known = KEYS[kind]
+        for key, value in entry.items():
+            if key not in known:
+                what = f"[[{kind}]]" if "." not in kind else kind.split(".")[-1]
+                raise _Step(
+                    table,
+                    index,
+                    name,
+                    f"{key!r} is not a key of {what}{_did_you_mean(key, known)}",
+                    where.key(key, where.line(table, index), table),
+                )
+            if f"{kind}.{key}" in KEYS and isinstance(value, list):
+                for inner in value:
+                    if isinstance(inner, dict):
+                        check(inner, f"{kind}.{key}", table, index, name)
+
+    for table in TABLES[:-1]:
+        entries = data.get(table, [])
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict):
+                name = str(entry.get("name", entry.get("clinic", "")))
+                check(entry, table, table, index, name)
+    templates = data.get("templates", {})
+    for key, value in templates.items() if isinstance(templates, dict) else ():
+        if key not in notify.TEMPLATES:
+            raise _Step(
+                "templates",
+                0,
+                key,
+                f"there is no message template {key!r}"
+                + _did_you_mean(key, list(notify.TEMPLATES), "they are"),
+                where.header(f"templates.{key}") or where.key(key, where.header("templates"), ""),
+            )
+        if isinstance(value, dict):
+            for field_ in value:
+                if field_ not in KEYS["templates.*"]:
+                    raise _Step(
+                        "templates",
+                        0,
+                        key,
+                        f"{field_!r} is not a key of a template"
+                        + _did_you_mean(field_, KEYS["templates.*"]),
+                        where.key(
+                            field_,
+                            where.header(f"templates.{key}") or where.header("templates"),
+                            "templates",
+                        ),
+                    )
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -282,9 +442,10 @@ def import_practice(
     where = _Where(text)
     report = Report()
     try:
+        _unknown_keys(data, where)
         _apply(session, actor, data, report, policy_effective_at)
     except _Step as step:
-        line = where.line(step.table, step.index)
+        line = step.line or where.line(step.table, step.index)
         at = f"line {line}" if line else f"[[{step.table}]] #{step.index + 1}"
         raise ValidationError(
             f"Nothing was imported. {at} ({step.table} {step.name!r}): {step.reason}"

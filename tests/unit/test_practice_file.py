@@ -183,6 +183,88 @@ def test_a_malformed_entry_inside_a_table_is_refused_with_its_line(db, change, w
             assert session.scalar(select(func.count()).select_from(model)) == 0
 
 
+@pytest.mark.parametrize(
+    ("change", "words", "typed"),
+    [
+        (
+            ("[[providers]]", "[[provider]]"),
+            ": [[provider]] is not part of a practice file; did you mean [[providers]]?",
+            "[[provider]]",
+        ),
+        (
+            ("buffer_before_minutes = 0", "buffer_before = 5"),
+            "(services 'Consultation'): 'buffer_before' is not a key of [[services]]; "
+            "did you mean 'buffer_before_minutes'?",
+            "buffer_before = 5",
+        ),
+        (
+            ('timezone = "America/New_York"', 'time_zone = "America/New_York"'),
+            "(clinics 'Lakeside Aesthetics'): 'time_zone' is not a key of [[clinics]]; "
+            "did you mean 'timezone'?",
+            'time_zone = "America/New_York"',
+        ),
+        (
+            (
+                'clinic = "Harbour Street Clinic", day = "Monday"',
+                'clinic = "Harbour Street Clinic", dya = "Monday"',
+            ),
+            "(providers 'Dr Aisha Rahman'): 'dya' is not a key of hours; did you mean 'day'?",
+            'dya = "Monday"',
+        ),
+        (
+            ("window_hours = 24", "window = 24"),
+            "(policies 'Harbour Street Clinic'): 'window' is not a key of [[policies]]; "
+            "did you mean 'window_hours'?",
+            "window = 24",
+        ),
+        (
+            ("required = true", "requried = true"),
+            "'requried' is not a key of questions; did you mean 'required'?",
+            "requried = true",
+        ),
+        (
+            (
+                'email = "harbour@clinicdesk.example"',
+                'email = "harbour@clinicdesk.example"\nfax = ""',
+            ),
+            "'fax' is not a key of [[clinics]] (it may hold name, timezone, address, phone,",
+            'fax = ""',
+        ),
+        (
+            ("[templates]", "[templates.request_received]\nsubjet = 'Soon'\nbody = 'See you'"),
+            "'subjet' is not a key of a template; did you mean 'subject'?",
+            "subjet = 'Soon'",
+        ),
+        (
+            ("[templates]", "[templates.request_recieved]\nsubject = 'Soon'\nbody = 'See you'"),
+            "there is no message template 'request_recieved'; did you mean 'request_received'?",
+            "[templates.request_recieved]",
+        ),
+        (
+            ("[templates]", "[template]"),
+            ": [template] is not part of a practice file; did you mean [templates]?",
+            "[template]",
+        ),
+    ],
+)
+def test_an_unknown_table_or_key_is_refused_with_its_line_and_the_closest_key(
+    db, change, words, typed
+):
+    """A table or key the file does not have was left out without a word: [[provider]]
+    imported no provider, buffer_before = 5 left the service's buffer at 0."""
+    assert change[0] in DEMO_FILE
+    bad = DEMO_FILE.replace(*change, 1)
+    with pytest.raises(ValidationError) as error, db.write() as session:
+        practice_file.import_practice(session, SYSTEM, bad)
+    message = str(error.value)
+    assert message.startswith("Nothing was imported. line ") and words in message
+    line = int(re.match(r"Nothing was imported. line (\d+)", message).group(1))
+    assert typed in bad.splitlines()[line - 1]
+    with db.read() as session:
+        for model in (Clinic, Provider, Service, Resource, ServiceDocument, AuditEvent):
+            assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
 def test_staff_may_not_import(db, world):
     with db.write() as session, pytest.raises(PermissionDenied):
         practice_file.import_practice(session, world.staff, DEMO_FILE)
