@@ -12,7 +12,7 @@ from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time
 from core.policy import cancellation as policy
-from core.requests.decisions import open_change, send_proposal
+from core.requests.decisions import choice, open_change, send_proposal
 from core.scheduling.lifecycle import (
     Outcome,
     aware,
@@ -83,7 +83,9 @@ def request_change(
     evaluation is stored; where the policy auto-accepts a cancellation, it is done at once."""
     if actor.role is not None:  # staff recording a patient's request
         ensure(actor, P.APPOINTMENTS_RESCHEDULE)
-    kind = ChangeKind(kind)
+    kind = choice(ChangeKind, kind, "The kind of change")
+    if time_of_day not in (None, ""):
+        time_of_day = choice(TimeOfDay, time_of_day, "The time of day")
     appointment = load(session, appointment_id, Action.REQUEST_CHANGE)
     if open_change(session, appointment.id, ChangeStatus.OPEN, ChangeStatus.PROPOSED):
         raise ValidationError(
@@ -117,7 +119,7 @@ def request_change(
         original_start_at=appointment.start_at,
         requested_start_at=aware(requested_start_at) if requested_start_at else None,
         requested_day=requested_day,
-        time_of_day=TimeOfDay(time_of_day) if time_of_day else None,
+        time_of_day=time_of_day or None,
         reason=(reason or "").strip(),
         inside_window=evaluation.inside_window,
         fee_cents=evaluation.fee_cents if kind == ChangeKind.CANCEL else 0,

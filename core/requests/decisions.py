@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -57,6 +58,16 @@ from db.types import utcnow
 # ---------------------------------------------------------------- requests
 
 
+def choice(kind: type[StrEnum], value: Any, what: str) -> Any:
+    """`value` as one of `kind`'s members, or a ValidationError naming the accepted values (the
+    forms offer only those, but the portal, links and the CLI call these services too)."""
+    try:
+        return kind(value)
+    except ValueError:
+        accepted = ", ".join(member.value for member in kind)
+        raise ValidationError(f"{what} must be one of {accepted}, not {value!r}.") from None
+
+
 def request_appointment(
     session: Session,
     actor: Actor,
@@ -93,15 +104,10 @@ def request_appointment(
         services = [service]
     if not isinstance(requested_day, date) or isinstance(requested_day, datetime):
         raise ValidationError("Give the requested day as a date.")
-    if time_of_day not in (None, ""):
-        try:
-            time_of_day = TimeOfDay(time_of_day)
-        except ValueError:
-            raise ValidationError(
-                "The time of day must be early morning, morning, afternoon or evening."
-            ) from None
-    else:
-        time_of_day = None
+    time_of_day = (
+        None if time_of_day in (None, "") else choice(TimeOfDay, time_of_day, "The time of day")
+    )
+    source = choice(Source, source, "The request's source")
     if requested_day < local_today(clinic.timezone, now):
         raise ValidationError("The requested day has passed; choose today or a later day.")
     if len(notes) > 4000:
@@ -119,7 +125,7 @@ def request_appointment(
         requested_day=requested_day,
         time_of_day=time_of_day,
         notes=notes.strip(),
-        source=Source(source),
+        source=source,
         created_by_user_id=actor.user_id,
         booked_at=utcnow(),
         provider_id=provider_id,

@@ -153,6 +153,65 @@ def test_request_validates_input(db, world):
             )
 
 
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (
+            {"time_of_day": "noon"},
+            "The time of day must be one of early_morning, morning, afternoon, evening, "
+            "not 'noon'.",
+        ),
+        ({"source": "portal"}, "The request's source must be one of online, staff, import, "),
+    ],
+)
+def test_an_unknown_choice_in_a_request_names_the_accepted_values(db, world, extra, words):
+    """The portal, links and the CLI call the service with typed values: 'portal' as the
+    source stopped it with a bare ValueError (a generic error on screen)."""
+    with db.write() as session, pytest.raises(ValidationError) as error:
+        decisions.request_appointment(
+            session,
+            world.manager,
+            **{
+                "patient_id": world.patient_id,
+                "clinic_id": world.clinic_id,
+                "service_id": world.service_id,
+                "requested_day": future_day(),
+                "time_of_day": "morning",
+            }
+            | extra,
+        )
+    assert words in str(error.value)
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Appointment)) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"kind": "move"}, "The kind of change must be one of reschedule, cancel, not 'move'."),
+        (
+            {"kind": "reschedule", "time_of_day": "lunchtime"},
+            "The time of day must be one of early_morning, morning, afternoon, evening, "
+            "not 'lunchtime'.",
+        ),
+    ],
+)
+def test_an_unknown_choice_in_a_change_request_names_the_accepted_values(db, world, extra, words):
+    """An unknown kind or time of day stopped request_change with a bare ValueError."""
+    appointment_id = booked(db, world, at(future_day(), 10))
+    with db.write() as session, pytest.raises(ValidationError) as error:
+        changes.request_change(
+            session,
+            patient_actor("Alex Morgan"),
+            appointment_id,
+            requested_day=future_day(4),
+            **extra,
+        )
+    assert str(error.value) == words
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ChangeRequest)) == 0
+
+
 def test_request_is_audited_and_acknowledged(db, world):
     request_id = new_request(db, world, source=Source.ONLINE)
     [event] = events(db, request_id)
