@@ -22,6 +22,7 @@ from core.kernel.money import (
     clinic_time,
     format_day,
 )
+from core.kernel.phones import phone_region
 from core.kernel.text import clean, plain_words, same_name
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
@@ -109,11 +110,6 @@ def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
     if patient is None:
         raise NotFound(f"There is no patient #{patient_id}.")
     return patient
-
-
-def phone_region(locale: str | None) -> str:
-    """A clinic's country for reading national phone numbers: its locale's (en-GB: GB)."""
-    return babel_locale(locale).territory or babel_locale(DEFAULT_LOCALE).territory
 
 
 def practice_regions(session: Session, first: str | None = None) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import clinic_time
+from core.kernel.phones import international
 from db.models import (
     OCCUPYING,
     Appointment,
@@ -262,6 +263,13 @@ def _audit_links(session, actor, entity, row_id, name, what, before, after) -> N
 # ---------------------------------------------------------------- clinics
 
 
+def _phone(typed: str, locale: str) -> str:
+    """The clinic's phone number in international form (+44 20 7946 0123), a national one read
+    in the clinic's country (its locale's); none is fine."""
+    phone = _text(typed, "phone number", 40)
+    return international(phone, locale) if phone else ""
+
+
 def save_clinic(session: Session, actor: Actor, data: ClinicData, id: int | None = None) -> int:
     ensure(actor, Permission.PRACTICE_MANAGE)
     name = _text(data.name, "clinic name", 120, required=True)
@@ -283,7 +291,7 @@ def save_clinic(session: Session, actor: Actor, data: ClinicData, id: int | None
     values = asdict(data) | {
         "name": name,
         "address": _text(data.address, "address", 250),
-        "phone": _text(data.phone, "phone number", 40),
+        "phone": _phone(data.phone, data.locale),
         "email": _email(data.email, "clinic email"),
         "currency": currency,
     }

@@ -89,6 +89,16 @@ def test_a_bad_clinic_says_what_to_fix(app_as):
     assert "already a clinic called" in at.error[0].value
 
 
+def test_a_clinic_phone_that_is_no_number_says_what_to_fix(app_as):
+    at = app_as("owner", "app_pages/clinics.py")
+    at.text_input(key="clinics_name_new").input("Riverside Clinic")
+    at.text_input(key="clinics_phone_new").input("0161 496 00")
+    at.button[0].click().run()
+    assert at.error[0].value.startswith(
+        "'0161 496 00' is not a phone number in United Kingdom: check its digits"
+    )
+
+
 def test_manager_creates_a_service_with_a_questionnaire(app_as, app_db):
     at = app_as("manager", "app_pages/services.py")
     at.text_input(key="services_name_new").input("Tattoo removal")
@@ -196,7 +206,7 @@ def test_editing_a_clinic_shows_its_values_and_keeps_them(app_as, app_db):
     next(b for b in at.button if b.label == "Save clinic").click().run()
     assert not at.exception, at.exception
     assert not at.error, at.error[0].value
-    assert _clinic_row(app_db, "Lakeside Aesthetics") == before | {"phone": "(212) 555-0199"}
+    assert _clinic_row(app_db, "Lakeside Aesthetics") == before | {"phone": "+1 212-555-0199"}
 
 
 def test_editing_a_clinic_keeps_a_locale_the_list_did_not_offer(app_as, app_db):
@@ -214,11 +224,11 @@ def test_editing_a_clinic_keeps_a_locale_the_list_did_not_offer(app_as, app_db):
         _pick(at, "clinics_pick", "Lakeside Aesthetics")
         key = f"_{before['id']}"
         assert at.selectbox(key="clinics_locale" + key).value == locale
-        at.text_input(key="clinics_phone" + key).input("(212) 555-0123")
+        at.text_input(key="clinics_phone" + key).input("+1 212 555 0123")  # read anywhere
         next(b for b in at.button if b.label == "Save clinic").click().run()
         assert not at.exception, at.exception
         assert not at.error, at.error[0].value
-        assert _clinic_row(app_db, "Lakeside Aesthetics") == before | {"phone": "(212) 555-0123"}
+        assert _clinic_row(app_db, "Lakeside Aesthetics") == before | {"phone": "+1 212-555-0123"}
 
 
 def test_the_clinic_form_offers_the_locales_a_practice_expects(app_as):
@@ -430,10 +440,10 @@ def test_a_saved_clinic_is_shown_with_a_confirmation_and_saves_again(app_as, app
     clinic_id = _scalar(app_db, select(Clinic.id).where(Clinic.name == "Riverside Clinic"))
     assert at.selectbox(key="clinics_pick").value.id == clinic_id
     assert at.text_input(key=f"clinics_name_{clinic_id}").value == "Riverside Clinic"
-    at.text_input(key=f"clinics_phone_{clinic_id}").input("01 555 0100")
+    at.text_input(key=f"clinics_phone_{clinic_id}").input("0161 496 0100")
     next(b for b in at.button if b.label == "Save clinic").click().run()
     assert not at.error, at.error[0].value  # not "There is already a clinic called …"
-    assert _scalar(app_db, select(Clinic.phone).where(Clinic.id == clinic_id)) == "01 555 0100"
+    assert _scalar(app_db, select(Clinic.phone).where(Clinic.id == clinic_id)) == "+44 161 496 0100"
     assert _scalar(app_db, select(Clinic.currency).where(Clinic.id == clinic_id)) == "EUR"
 
 

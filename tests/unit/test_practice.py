@@ -19,6 +19,7 @@ from db.models import (
     Appointment,
     AuditEvent,
     CancellationPolicy,
+    Clinic,
     DocumentKind,
     Patient,
     Provider,
@@ -105,13 +106,16 @@ def test_owner_creates_a_clinic_and_every_change_is_audited(db, world):
             setup.ClinicData("North", "Europe/Lisbon", email="north@example.org", currency="eur"),
         )
     with db.write() as session:
-        data = setup.ClinicData("North", "Europe/Lisbon", phone="123", currency="EUR")
+        data = setup.ClinicData(
+            "North", "Europe/Lisbon", phone="21 234 5678", locale="pt-PT", currency="EUR"
+        )
         setup.save_clinic(session, world.manager, data, clinic_id)
         setup.set_active(session, world.manager, "clinic", clinic_id, False)
     assert actions(db, "clinic") == ["clinic.created", "clinic.updated", "clinic.deactivated"]
     with db.read() as session:
         row = next(c for c in reads.overview(session, world.staff).clinics if c.id == clinic_id)
-    assert row.data.currency == "EUR" and not row.data.active and row.data.phone == "123"
+    assert row.data.currency == "EUR" and not row.data.active
+    assert row.data.phone == "+351 21 234 5678"  # read in Portugal, stored with its code
 
 
 @pytest.mark.parametrize(
@@ -129,6 +133,53 @@ def test_a_bad_clinic_is_refused_with_what_to_fix(db, world, field, value, words
     data = setup.ClinicData(**(data.__dict__ | {field: value}))
     with db.write() as session, pytest.raises(ValidationError, match=words):
         setup.save_clinic(session, world.owner, data)
+
+
+@pytest.mark.parametrize(
+    ("phone", "locale", "stored"),
+    [
+        ("020 7946 0123", "en-GB", "+44 20 7946 0123"),
+        ("0044 20 7946 0123", "en-GB", "+44 20 7946 0123"),
+        ("(212) 555-0142", "en-US", "+1 212-555-0142"),
+        ("+1 212 555 0142", "en-GB", "+1 212-555-0142"),  # another country's, with its code
+        ("  ", "en-GB", ""),  # none given
+    ],
+)
+def test_a_clinic_phone_is_read_in_its_country_and_kept_in_international_form(
+    db, world, phone, locale, stored
+):
+    data = setup.ClinicData("South", "Europe/London", phone=phone, locale=locale)
+    with db.write() as session:
+        clinic_id = setup.save_clinic(session, world.owner, data)
+    with db.read() as session:
+        assert session.get(Clinic, clinic_id).phone == stored
+
+
+@pytest.mark.parametrize(
+    ("phone", "locale", "words"),
+    [
+        (
+            "123",
+            "en-GB",
+            "'123' is not a phone number in United Kingdom: check its digits, or type it with "
+            "its country code, like +44 ",
+        ),
+        ("020 7946 012", "en-GB", "'020 7946 012' is not a phone number in United Kingdom"),
+        ("call the desk", "en-US", "'call the desk' is not a phone number in United States"),
+        ("(212) 555-0142", "en-GB", "'(212) 555-0142' is not a phone number in United Kingdom"),
+    ],
+)
+def test_a_clinic_phone_that_is_no_number_is_refused_naming_its_country(
+    db, world, phone, locale, words
+):
+    """Only the length was checked: '123', a digit short or words were stored, and patients
+    were told to call them."""
+    data = setup.ClinicData("South", "Europe/London", phone=phone, locale=locale)
+    with db.write() as session, pytest.raises(ValidationError) as error:
+        setup.save_clinic(session, world.owner, data)
+    assert words in str(error.value)
+    with db.read() as session:
+        assert session.scalar(select(Clinic.id).where(Clinic.name == "South")) is None
 
 
 def test_staff_read_the_set_up_but_may_not_change_it(db, world):

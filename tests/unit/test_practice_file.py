@@ -265,6 +265,26 @@ def test_an_unknown_table_or_key_is_refused_with_its_line_and_the_closest_key(
             assert session.scalar(select(func.count()).select_from(model)) == 0
 
 
+def test_a_clinic_phone_in_the_file_is_checked_and_kept_in_international_form(db):
+    """The file's clinic phone went on file as typed, '123' or a digit short too."""
+    bad = DEMO_FILE.replace('phone = "+1 212-555-0142"', 'phone = "555-014"', 1)
+    with pytest.raises(ValidationError) as error, db.write() as session:
+        practice_file.import_practice(session, SYSTEM, bad)
+    assert str(error.value).startswith(
+        "Nothing was imported. line 15 (clinics 'Lakeside Aesthetics'): '555-014' is not a "
+        "phone number in United States: check its digits, or type it with its country code"
+    )
+    national = DEMO_FILE.replace('phone = "+1 212-555-0142"', 'phone = "(212) 555-0142"', 1)
+    with db.write() as session:
+        practice_file.import_practice(session, SYSTEM, national)
+    with db.read() as session:
+        phones = dict(session.execute(select(Clinic.name, Clinic.phone)).all())
+    assert phones == {
+        "Harbour Street Clinic": "+44 20 7946 0123",
+        "Lakeside Aesthetics": "+1 212-555-0142",
+    }
+
+
 def test_staff_may_not_import(db, world):
     with db.write() as session, pytest.raises(PermissionDenied):
         practice_file.import_practice(session, world.staff, DEMO_FILE)
