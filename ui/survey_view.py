@@ -195,7 +195,9 @@ def no_responses(first, last, fmt: ClinicFormat) -> None:
     )
 
 
-def behind(picked: tuple | None, read_behind) -> None:
+def behind(picked: tuple | None, read_behind, fmt: ClinicFormat) -> None:
+    """The responses behind the last bar clicked (kept until another bar is clicked), with how
+    many there are when the list shows only the latest of them."""
     if picked:
         st.session_state["survey_analytics_picked"] = picked
     picked = st.session_state.get("survey_analytics_picked")
@@ -203,8 +205,11 @@ def behind(picked: tuple | None, read_behind) -> None:
         st.caption("Click a bar to list the responses behind it.")
         return
     dimension, value, label = picked
+    rows, total = read_behind(dimension, value)
     st.subheader(f"Responses behind {escape(label)}")
-    comment_feed(read_behind(dimension, value), key="survey_analytics_behind")
+    shown = f"; the latest {fmt.number(len(rows))} shown" if total > len(rows) else ""
+    st.caption(f"{fmt.number(total)} responses{shown}")
+    comment_feed(rows, key="survey_analytics_behind")
 
 
 def funnel(f: sa.Funnel, fmt: ClinicFormat) -> None:

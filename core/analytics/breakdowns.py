@@ -235,13 +235,20 @@ def responses_behind(
     dimension: str,
     value: int | None,
     limit: int = 200,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, int]:
     """The responses behind one bar of a survey chart (provider or service id, or a star
-    rating), newest first; comments are patient text, for st.dataframe only."""
+    rating), newest first, at most `limit` of them, and how many there are in all (counted
+    only when there are more than `limit`); comments are patient text, for st.dataframe
+    only."""
     ensure(actor, Permission.ANALYTICS_READ)
     if dimension not in SURVEY_DIMENSIONS:
         raise ValidationError(f"Unknown breakdown {dimension!r}.")
     column = SURVEY_DIMENSIONS[dimension]
     condition = column.is_(None) if value is None else column == int(value)
     query = sa.feed_query(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
-    return sa.feed_frame(session, session.execute(query.limit(limit)))
+    rows = list(session.execute(query.limit(limit + 1)))
+    total = len(rows)
+    if total > limit:
+        counted = sa.apply_filter(select(func.count()).select_from(R).where(condition), f)
+        total = int(session.scalar(counted) or 0)
+    return sa.feed_frame(session, rows[:limit]), total

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
+from core.analytics import breakdowns as bd
 from core.analytics import surveys as sa
 from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
@@ -89,7 +90,7 @@ def test_the_dashboard_opens_on_its_charts_each_with_its_n(app_as, app_db):
     assert 0 < len(latest) <= sa.COMMENTS_PAGE and (latest.comment != "").all()
 
 
-def test_a_click_on_a_star_lists_the_responses_behind_it(app_as):
+def test_a_click_on_a_star_lists_the_responses_behind_it(app_as, app_db):
     at = app_as("owner", PAGE)
     at.session_state["survey_chart_ratings"] = chart_click(0, 4)  # the 5 ★ bar
     at.run()
@@ -97,6 +98,21 @@ def test_a_click_on_a_star_lists_the_responses_behind_it(app_as):
     assert "Responses behind 5 ★ ratings" in [h.value for h in at.subheader]
     rows = next(d.value for d in at.dataframe if "comment" in d.value.columns)  # the first
     assert len(rows) > 0 and set(rows.rating) == {5}
+    fives = expected_distribution(app_db).ratings[4]  # the bar's n
+    shown = "" if fives == len(rows) else f"; the latest {len(rows):,} shown"
+    assert f"{fives:,} responses{shown}" in [c.value for c in at.caption]
+
+
+def expected_distribution(url):
+    db = database(url)
+    with db.read() as session:
+        owner = session.scalar(select(User).where(User.username == "owner"))
+        today = date.today()
+        practice = clinic_format(session).timezone
+        f = sa.filter_for_days(today - timedelta(days=89), today, practice)
+        found = bd.distribution(session, actor_of(owner), f)
+    db.dispose()
+    return found
 
 
 def test_imported_2016_responses_can_be_chosen(app_as):

@@ -104,6 +104,30 @@ def test_rating_distribution_and_the_responses_behind_a_star(db, world):
     f = sa.filter_for_days(date(2026, 3, 1), date(2026, 3, 8), "Europe/London")
     with db.read() as session:
         d = bd.distribution(session, world.owner, f)
-        fives = bd.responses_behind(session, world.owner, f, "rating", 5)
+        fives, total = bd.responses_behind(session, world.owner, f, "rating", 5)
     assert d.ratings == [0, 1, 0, 1, 2] and sum(d.nps) == 3 and d.nps[10] == 1
-    assert len(fives) == 2 and set(fives["rating"]) == {5}
+    assert len(fives) == 2 and total == 2 and set(fives["rating"]) == {5}
+
+
+def test_the_responses_behind_a_bar_say_how_many_there_are_beyond_those_listed(db, world):
+    with db.write() as session:
+        session.add_all(
+            SurveyResponse(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                nps=9,
+                rating=5,
+                comment="",
+                submitted_at=MONDAY + timedelta(minutes=minute),
+            )
+            for minute in range(7)
+        )
+    f = sa.filter_for_days(date(2026, 3, 1), date(2026, 3, 8), "Europe/London")
+    with db.read() as session:
+        shown, total = bd.responses_behind(session, world.owner, f, "rating", 5, limit=5)
+        every, all_of_them = bd.responses_behind(
+            session, world.owner, f, "provider", world.provider_id, limit=7
+        )
+    assert len(shown) == 5 and total == 7  # the newest five of seven
+    assert list(shown.id) == sorted(shown.id, reverse=True)
+    assert len(every) == all_of_them == 7
