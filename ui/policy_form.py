@@ -8,12 +8,30 @@ import streamlit as st
 from core.kernel.errors import ValidationError
 from core.kernel.money import ClinicFormat, currency_symbol, minor_digits, to_major, typed_minor
 from core.policy import cancellation as policy
-from ui.context import refresh, run_action, show_error
+from ui.context import forget, refresh, run_action, show_error
+
+FIELDS = (
+    "window",
+    "late_fee",
+    "no_show_fee",
+    "points",
+    "reschedules",
+    "approval",
+    "auto",
+    "online",
+    "text",
+)
+SCOPE_KEY = "policy_form_scope"  # the (clinic, service) whose policy the fields were filled from
 
 
 def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None) -> None:
     """The form filled from `base` (the version in force for the scope, or None), in the
     clinic's currency."""
+    if st.session_state.get(SCOPE_KEY) != (clinic_id, service_id):
+        # a keyed field keeps what it showed once drawn: another clinic or service starts from
+        # its own version, not from what the last one's form held
+        forget("policy", FIELDS)
+        st.session_state[SCOPE_KEY] = (clinic_id, service_id)
     symbol = currency_symbol(fmt.currency, fmt.locale)
     digits = minor_digits(fmt.currency)
     with st.form("policy_form"):

@@ -116,3 +116,39 @@ def test_a_dollar_clinics_fees_are_not_typeset_as_maths(app_as, app_db):
     assert any(f"late fee {late}, no-show fee {no_show}," in c.value for c in at.caption), [
         c.value for c in at.caption
     ]
+
+
+def test_choosing_another_clinic_fills_the_form_with_that_clinics_policy(app_as, app_db):
+    """The form shows the chosen clinic's version in force, and saving keeps it that clinic's.
+    Before, the form's fields kept the first clinic's values once drawn (a keyed widget keeps its
+    value), so Lakeside's form showed Harbour Street's window and pound text, and saving wrote
+    them into Lakeside's policy."""
+    from sqlalchemy import update
+
+    database = open_database(load_settings({"DATABASE_URL": app_db}))
+    with database.write() as session:
+        session.execute(
+            update(CancellationPolicy)
+            .where(CancellationPolicy.clinic_id == 2)
+            .values(window_hours=48, no_show_fee_cents=6000)
+        )
+    database.dispose()
+    at = app_as("owner", PAGE)
+    assert at.number_input(key="policy_window").value == 24
+    at = at.selectbox(key="policy_clinic").set_value(2).run()
+    assert not at.exception and not at.error
+    assert at.number_input(key="policy_window").value == 48
+    assert at.number_input(key="policy_no_show_fee").value == 60.0
+    assert "$40.00" in at.text_area(key="policy_text").value
+    assert "£" not in at.text_area(key="policy_text").value
+    at.number_input(key="policy_points").set_value(5)
+    at = _save(at)
+    assert not at.error
+    newest = _versions(app_db)[-1]
+    assert (newest.clinic_id, newest.window_hours, newest.no_show_fee_cents) == (2, 48, 6000)
+    assert (newest.points_deducted, newest.version) == (5, 2)
+    assert "$40.00" in newest.policy_text
+    at = at.selectbox(key="policy_clinic").set_value(1).run()  # and back: Harbour's own again
+    assert at.number_input(key="policy_window").value == 24
+    assert at.number_input(key="policy_points").value == 20
+    assert "£40.00" in at.text_area(key="policy_text").value
