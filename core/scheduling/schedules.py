@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import local_to_utc, to_local
+from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import (
     DEFAULT_LOCALE,
@@ -32,6 +32,7 @@ from db.types import utcnow
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_TIME_OFF = timedelta(days=366)
 HELD_AHEAD = timedelta(days=3660)  # every held original time to come
+CLASH_DAYS = 371  # hours at two clinics are compared over a year and a week of days
 
 
 @dataclass(frozen=True)
@@ -126,20 +127,7 @@ def set_weekly_hours(
     ensure(actor, Permission.SCHEDULES_MANAGE)
     provider, clinic = _provider(session, provider_id), _clinic(session, clinic_id)
     cleaned = _validate([HoursRow(int(h.weekday), h.starts, h.ends) for h in hours], clinic.locale)
-    elsewhere = session.execute(
-        select(WorkingHours, Clinic.name)
-        .join(Clinic, Clinic.id == WorkingHours.clinic_id)
-        .where(WorkingHours.provider_id == provider_id, WorkingHours.clinic_id != clinic_id)
-    ).all()
-    for row in cleaned:
-        for other, clinic_name in elsewhere:
-            if other.weekday == row.weekday and other.starts < row.ends and row.starts < other.ends:
-                raise ValidationError(
-                    f"{provider.name} already works at {clinic_name} on "
-                    f"{weekday_name(row.weekday, clinic.locale, in_text=True)} "
-                    f"{format_clock_range(other.starts, other.ends, clinic.locale)}; change those "
-                    "hours first."
-                )
+    _refuse_clash_elsewhere(session, provider, clinic, cleaned)
     previous = get_hours(session, actor, provider_id, clinic_id)
     before = [h.record for h in previous]
     session.execute(
@@ -170,6 +158,60 @@ def set_weekly_hours(
         details={"clinic_id": clinic_id, "before": before, "after": [r.record for r in cleaned]},
     )
     return cleaned
+
+
+def _refuse_clash_elsewhere(
+    session: Session, provider: Provider, clinic: Clinic, hours: list[HoursRow]
+) -> None:
+    """Refuse hours covering a moment the provider works at another clinic. Each clinic's hours
+    are its own wall times, so they are compared as the moments they are, day by day over the
+    coming year (every daylight-saving change of both zones, which do not change together)."""
+    elsewhere = session.execute(
+        select(WorkingHours, Clinic)
+        .join(Clinic, Clinic.id == WorkingHours.clinic_id)
+        .where(WorkingHours.provider_id == provider.id, WorkingHours.clinic_id != clinic.id)
+        .order_by(WorkingHours.weekday, WorkingHours.starts, WorkingHours.id)
+    ).all()
+    if not elsewhere or not hours:
+        return
+    today = local_today(clinic.timezone)
+    for offset in range(CLASH_DAYS):
+        day = today + timedelta(days=offset)
+        mine = _moments(hours, (day,), clinic.timezone)
+        near = (day - timedelta(days=1), day, day + timedelta(days=1))
+        for other, there in elsewhere if mine else ():
+            for start, end in _moments([other], near, there.timezone):
+                for my_start, my_end in mine:
+                    if start < my_end and my_start < end:
+                        both = (max(start, my_start), min(end, my_end))
+                        raise _clash(provider, clinic, other, there, both)
+
+
+def _moments(hours, days, tz: str) -> list[tuple[datetime, datetime]]:
+    """The UTC periods the weekly `hours` cover on the clinic-local `days`."""
+    return [
+        (local_to_utc(day, h.starts, tz), local_to_utc(day, h.ends, tz))
+        for day in days
+        for h in hours
+        if h.weekday == day.weekday()
+    ]
+
+
+def _clash(
+    provider: Provider,
+    clinic: Clinic,
+    other: WorkingHours,
+    there: Clinic,
+    both: tuple[datetime, datetime],
+) -> ValidationError:
+    """The refusal naming the other clinic's hours (and, on another clock, when they are here)."""
+    hours = format_clock_range(other.starts, other.ends, clinic.locale)
+    when = f"{weekday_name(other.weekday, clinic.locale, in_text=True)} {hours}"
+    if there.timezone != clinic.timezone:
+        when += f" ({there.timezone}), here {clinic_time_range(clinic, *both)}"
+    return ValidationError(
+        f"{provider.name} already works at {there.name} on {when}; change those hours first."
+    )
 
 
 def first_working_day(session: Session, actor: Actor, clinic_id: int, day: date) -> date:

@@ -136,6 +136,85 @@ def test_a_provider_cannot_work_at_two_clinics_at_once(db, world):
         )
 
 
+def test_hours_at_two_clinics_are_compared_in_real_time_across_zones(db, world):
+    """A provider's hours at a London and a New York clinic overlap when they cover the same
+    moments, not the same wall times. Before, the check compared the clock readings: New York's
+    09:00–12:00 (London's 14:00–17:00) was taken beside London's 14:00–17:00, and refused beside
+    London's 09:00–12:00, five hours earlier."""
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).timezone = TZ
+        other = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        session.add(other)
+        session.flush()
+        other_id = other.id
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[H(0, time(9), time(12)), H(2, time(14), time(17))],
+        )
+    with db.write() as session:  # Monday 09:00 New York is 14:00 London: after the morning
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=other_id,
+            hours=[H(0, time(9), time(12)), H(0, time(19), time(22))],
+        )
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=other_id,
+            hours=[H(0, time(9), time(12)), H(2, time(9), time(12)), H(0, time(19), time(22))],
+        )
+    message = str(refused.value)
+    assert message.startswith("Dr Test already works at Test Clinic on Wednesday 2:00")
+    assert "(Europe/London)" in message and "Wed," in message and "change those hours" in message
+    with db.write() as session, pytest.raises(ValidationError, match="at Lakeside on Monday"):
+        # an evening in New York is the next morning in London
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[H(1, time(1), time(4))],
+        )
+    with db.read() as session:
+        assert [
+            h.weekday
+            for h in schedules.get_hours(session, world.staff, world.provider_id, other_id)
+        ] == [0, 0]
+
+
+def test_hours_that_meet_only_while_one_zone_has_changed_its_clocks_are_refused(db, world):
+    """New York changes its clocks weeks before London in spring: London's Monday 13:00–14:00
+    and New York's 09:00–10:00 (London's 14:00 most of the year) cover the same hour in those
+    weeks, so the second is refused, naming a day it happens."""
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).timezone = TZ
+        other = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        session.add(other)
+        session.flush()
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[H(0, time(13), time(14))],
+        )
+        with pytest.raises(ValidationError, match="already works at Test Clinic on Monday"):
+            schedules.set_weekly_hours(
+                session,
+                world.manager,
+                provider_id=world.provider_id,
+                clinic_id=other.id,
+                hours=[H(0, time(9), time(10))],
+            )
+
+
 def test_staff_may_not_change_schedules(db, world):
     with db.write() as session, pytest.raises(PermissionDenied, match="set provider hours"):
         schedules.set_weekly_hours(
