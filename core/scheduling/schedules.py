@@ -24,7 +24,7 @@ from core.kernel.money import (
     weekday_name,
 )
 from core.scheduling import openings
-from core.scheduling.availability import OCCUPYING, held, working_periods
+from core.scheduling.availability import OCCUPYING, held, lock_provider, working_periods
 from db.models import Appointment, AppointmentKind, Clinic, Provider, TimeOff, WorkingHours
 from db.types import utcnow
 
@@ -123,8 +123,12 @@ def _validate(hours: list[HoursRow], locale: str) -> list[HoursRow]:
 def set_weekly_hours(
     session: Session, actor: Actor, *, provider_id: int, clinic_id: int, hours: list[HoursRow]
 ) -> list[HoursRow]:
-    """Replace the provider's weekly hours at the clinic (an empty list: not working there)."""
+    """Replace the provider's weekly hours at the clinic (an empty list: not working there).
+    The provider's row is locked first, so two saves (here or at another clinic), a time off
+    and a booking of the provider wait for each other rather than each checking a week the
+    other is replacing."""
     ensure(actor, Permission.SCHEDULES_MANAGE)
+    lock_provider(session, provider_id)
     provider, clinic = _provider(session, provider_id), _clinic(session, clinic_id)
     cleaned = _validate([HoursRow(int(h.weekday), h.starts, h.ends) for h in hours], clinic.locale)
     _refuse_clash_elsewhere(session, provider, clinic, cleaned)
@@ -249,6 +253,7 @@ def add_time_off(
     """Time off for a provider; `clinic_id` is whose local time a refusal is told in (the
     practice's first clinic when not given)."""
     ensure(actor, Permission.SCHEDULES_MANAGE)
+    lock_provider(session, provider_id)  # two at once: the second sees the first's overlap
     provider = _provider(session, provider_id)
     starts_at, ends_at = _aware(starts_at, "start of the time off"), _aware(ends_at, "end")
     if not starts_at < ends_at:
@@ -293,7 +298,8 @@ def add_time_off(
 
 def remove_time_off(session: Session, actor: Actor, time_off_id: int) -> None:
     ensure(actor, Permission.SCHEDULES_MANAGE)
-    row = session.get(TimeOff, time_off_id)
+    # locked and read afresh: of two removals at once, the second finds it gone
+    row = session.get(TimeOff, time_off_id, with_for_update=True, populate_existing=True)
     if row is None:
         raise NotFound(f"There is no time off #{time_off_id} (removed already?).")
     details = {

@@ -3,6 +3,7 @@ that booking outside them needs. Re-run on PostgreSQL by tests/integration/test_
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import delete, select
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import NotFound, PermissionDenied, ValidationError
 from core.scheduling import availability, booking, schedules
-from db.models import Appointment, AuditEvent, Clinic, WorkingHours
+from db.models import Appointment, AuditEvent, Clinic, SlotOpening, TimeOff, WorkingHours
 from db.types import utcnow
 
 H = schedules.HoursRow
@@ -395,3 +396,104 @@ def test_bookings_left_outside_changed_hours_are_counted_and_named(db, world):
     hours([H(2, time(9), time(17))])  # Monday unticked
     count, first = left()
     assert count == 4 and [f.split(" ")[0] for f in first] == [f"#{i}" for i in ids[:3]]
+
+
+def _at_once(db, *works):
+    """Run each `work(session)` in its own thread and write transaction, all started together."""
+    barrier, outcomes = threading.Barrier(len(works)), []
+
+    def one(work):
+        barrier.wait()
+        try:
+            with db.write() as session:
+                outcomes.append(work(session))
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=one, args=(w,)) for w in works]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+def test_two_managers_adding_overlapping_time_off_at_once_add_one(db, world):
+    """The second waits for the first and is told of the overlap. Before, on PostgreSQL each
+    looked for an overlap before the other had written: both were added, over each other."""
+    day = datetime.combine(next_weekday(1), time(9), tzinfo=UTC)
+
+    def away(hours):
+        return lambda s: (
+            schedules.add_time_off(
+                s,
+                world.manager,
+                provider_id=world.provider_id,
+                starts_at=day,
+                ends_at=day + timedelta(hours=hours),
+                reason=f"{hours} h",
+            ).id
+        )
+
+    outcomes = _at_once(db, away(3), away(5))
+    refused = [o for o in outcomes if isinstance(o, ValidationError)]
+    assert len(refused) == 1 and "overlaps" in str(refused[0]), outcomes
+    with db.read() as session:
+        assert len(session.scalars(select(TimeOff)).all()) == 1
+
+
+def test_two_managers_saving_a_providers_hours_at_once_leave_one_week(db, world):
+    """Saving replaces the week: two saves at once leave one of the two weeks, not both. Before,
+    on PostgreSQL each deleted the rows it saw and added its own, so the provider was left with
+    both weeks' hours, overlapping, which the form cannot show or save again."""
+
+    def week(starts, ends):
+        return lambda s: schedules.set_weekly_hours(
+            s,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[H(d, starts, ends) for d in range(5)],
+        )
+
+    outcomes = _at_once(db, week(time(8), time(12)), week(time(10), time(16)))
+    assert all(isinstance(o, list) for o in outcomes), outcomes
+    with db.read() as session:
+        kept = schedules.get_hours(session, world.staff, world.provider_id, world.clinic_id)
+    assert kept in (outcomes[0], outcomes[1]), kept
+
+
+def test_two_managers_removing_one_time_off_at_once_remove_it_once(db, world):
+    """The second is told it was removed already; one removal is audited and its freed time is
+    offered once. Before, on PostgreSQL both read the row and both deleted it: the second got a
+    database error (nothing matched its DELETE)."""
+    day = datetime.combine(next_weekday(1), time(9), tzinfo=UTC)
+    with db.write() as session:
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=[H(1, time(8), time(18))],
+        )
+        time_off_id = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=day,
+            ends_at=day + timedelta(hours=3),
+        ).id
+    outcomes = _at_once(
+        db,
+        lambda s: schedules.remove_time_off(s, world.manager, time_off_id),
+        lambda s: schedules.remove_time_off(s, world.manager, time_off_id),
+    )
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], NotFound), outcomes
+    assert "removed already" in str(refused[0])
+    with db.read() as session:
+        removed = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "time_off_removed")
+        ).all()
+        freed = session.scalars(select(SlotOpening).where(SlotOpening.reason == "time_off")).all()
+    assert len(removed) == 1 and len(freed) == 1
