@@ -241,7 +241,8 @@ def save_policy(
     """Save a new version of a clinic's policy (or of a service override). Older versions stay:
     each cancellation keeps pointing at the version that applied when it happened."""
     ensure(actor, Permission.POLICY_MANAGE)
-    clinic = session.get(Clinic, clinic_id)
+    # the clinic's row locked: two saves at once number their versions one after the other
+    clinic = session.get(Clinic, clinic_id, with_for_update=True)
     _check_policy_values(
         window_hours,
         late_cancel_fee_cents,

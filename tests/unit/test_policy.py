@@ -3,6 +3,7 @@ enforcement (fees and points), waivers and the points flag."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -253,6 +254,28 @@ def test_only_the_owner_sets_the_policy_and_each_save_is_audited(db, world):
         assert [e.action for e in events] == ["policy_saved"]
         assert events[0].details["window_hours"] == 12
         assert events[0].actor_label == world.owner.label
+
+
+def test_two_owners_saving_at_once_make_two_numbered_versions(db, world):
+    """Each save is its own version: two at once are versions 1 and 2, each audited under its
+    number. Before, on PostgreSQL both read the same last version and both saved version 1."""
+    barrier, saved = threading.Barrier(2), []
+
+    def one(window):
+        barrier.wait()
+        with db.write() as session:
+            saved.append(save(session, world, window_hours=window).version)
+
+    threads = [threading.Thread(target=one, args=(w,)) for w in (12, 48)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.read() as session:
+        versions = session.scalars(
+            select(policy.CancellationPolicy.version).order_by(policy.CancellationPolicy.version)
+        ).all()
+    assert sorted(saved) == versions == [1, 2]
 
 
 # ---------------------------------------------------------------- enforcement and waivers
