@@ -1,7 +1,7 @@
 """Provider schedules: weekly hours per clinic (one period per weekday here) and time off.
 Bookings outside these need an explicit override, which is recorded on the appointment."""
 
-from datetime import time
+from datetime import time, timedelta
 
 import pandas as pd
 import streamlit as st
@@ -88,15 +88,28 @@ with st.form("schedules_time_off"):  # what was typed stays when it is refused
     pick, today = pickers(clinic.locale), local_today(tz)  # the clinic's, not the server's
     first = a.date_input("From day", today, key="schedules_off_from_day", format=pick.date)
     first_at = b.time_input(
-        "From time", time(0), step=900, key="schedules_off_from_time", format=pick.clock
+        "From time",
+        None,
+        step=900,
+        key="schedules_off_from_time",
+        format=pick.clock,
+        help="Empty: from the start of the day.",
     )
     last = c.date_input("To day", today, key="schedules_off_to_day", format=pick.date)
     last_at = d.time_input(
-        "To time", time(23, 45), step=900, key="schedules_off_to_time", format=pick.clock
+        "To time",
+        None,
+        step=900,
+        key="schedules_off_to_time",
+        format=pick.clock,
+        help="Empty: to the end of the day (midnight).",
     )
     reason = st.text_input("Reason", key="schedules_off_reason")
     if st.form_submit_button("Add time off"):
-        starts, ends = local_to_utc(first, first_at, tz), local_to_utc(last, last_at, tz)
+        starts = local_to_utc(first, first_at or time(0), tz)
+        ends = local_to_utc(  # an empty time: the whole last day, to the midnight after it
+            *((last, last_at) if last_at is not None else (last + timedelta(days=1), time(0))), tz
+        )
         done = run_action(
             schedules.add_time_off,
             provider_id=provider.id,

@@ -721,6 +721,7 @@ def _apply(session, actor, data, report, effective_at) -> None:
                     starts_at=starts,
                     ends_at=ends,
                     reason=_get(t, "reason", str, ""),
+                    past=True,  # the file's record, kept as it was
                 )
         _track(session, report, f"provider {name}", existing is not None, before)
 

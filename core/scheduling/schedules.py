@@ -249,9 +249,11 @@ def add_time_off(
     ends_at: datetime,
     reason: str = "",
     clinic_id: int | None = None,
+    past: bool = False,
 ) -> TimeOff:
     """Time off for a provider; `clinic_id` is whose local time a refusal is told in (the
-    practice's first clinic when not given)."""
+    practice's first clinic when not given). Time off already over is refused (it would be
+    listed nowhere and change nothing) unless `past` (a practice file restoring its record)."""
     ensure(actor, Permission.SCHEDULES_MANAGE)
     lock_provider(session, provider_id)  # two at once: the second sees the first's overlap
     provider = _provider(session, provider_id)
@@ -260,6 +262,11 @@ def add_time_off(
         raise ValidationError("Time off must end after it starts.")
     if ends_at - starts_at > MAX_TIME_OFF:
         raise ValidationError("Enter time off of at most a year at once.")
+    if not past and ends_at <= utcnow():
+        when = clinic_time_range(clinic_format(session, clinic_id), starts_at, ends_at, zone=True)
+        raise ValidationError(
+            f"That time off ({when}) is over already; enter time off that is still to come."
+        )
     reason = (reason or "").strip()
     if len(reason) > 200:
         raise ValidationError("Keep the reason under 200 characters.")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import streamlit as st
@@ -10,7 +11,7 @@ from sqlalchemy import select
 
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import AuditEvent, TimeOff, WorkingHours
+from db.models import AuditEvent, Clinic, TimeOff, WorkingHours
 from tests.pages.conftest import every_clinic_speaks
 
 PAGE = "app_pages/schedules.py"
@@ -120,6 +121,15 @@ def test_time_off_is_added_and_removed(app_as, app_db):
     assert not at.error, at.error
     assert "Conference" in at.dataframe[1].value.to_string()  # [0]: the weekly hours
     assert at.text_input(key="schedules_off_reason").value == ""  # added: the form is empty
+    database = _db(app_db)
+    with database.read() as session:  # empty times: whole days, to the midnight after the last
+        [off] = session.scalars(select(TimeOff)).all()
+        tz = ZoneInfo(session.get(Clinic, 1).timezone)
+        assert (off.starts_at.astimezone(tz), off.ends_at.astimezone(tz)) == (
+            datetime.combine(day, time(0), tz),
+            datetime.combine(day + timedelta(days=3), time(0), tz),
+        )
+    database.dispose()
     at.button(key="schedules_remove").click().run()
     database = _db(app_db)
     with database.read() as session:

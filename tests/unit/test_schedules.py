@@ -227,6 +227,30 @@ def test_staff_may_not_change_schedules(db, world):
         )
 
 
+def test_time_off_already_over_is_refused_unless_a_file_restores_it(db, world):
+    """Time off that has ended changes nothing and is listed nowhere: before, "Time off added."
+    was said and nothing seen. A practice file restoring a site's record may keep it."""
+    start = utcnow() - timedelta(days=3)
+    with db.write() as session, pytest.raises(ValidationError, match="is over already"):
+        schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=start,
+            ends_at=start + timedelta(days=1),
+        )
+    with db.write() as session:
+        kept = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=start,
+            ends_at=start + timedelta(days=1),
+            past=True,
+        )
+        assert kept.id
+
+
 def test_time_off_blocks_working_hours_and_can_be_removed(db, world):
     day = next_weekday(1)
     start, end = local_to_utc(day, time(0), TZ), local_to_utc(day + timedelta(days=1), time(0), TZ)
