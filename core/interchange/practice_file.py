@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import DomainError, ValidationError
+from core.kernel.exports import record_export
 from core.messaging import notify
 from core.policy import cancellation
 from core.practice import documents, reads, setup
@@ -275,8 +276,13 @@ def practice_data(session: Session, actor: Actor) -> dict[str, Any]:
 
 
 def export_practice(session: Session, actor: Actor) -> str:
-    """The practice file's text."""
-    return tomli_w.dumps(practice_data(session, actor), multiline_strings=True)
+    """The practice file's text, audited like every export (who, and how many entries: one per
+    clinic, resource, service, package, provider, policy and template); call it in a writing
+    transaction, or the audit event is rolled back with it."""
+    data = practice_data(session, actor)
+    entries = sum(len(data[table]) for table in TABLES)
+    record_export(session, actor, "practice_file", entries, permission=Permission.PRACTICE_READ)
+    return tomli_w.dumps(data, multiline_strings=True)
 
 
 # ---------------------------------------------------------------- import

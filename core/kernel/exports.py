@@ -39,11 +39,13 @@ def record_export(
     filters: dict[str, Any] | None = None,
     *,
     patient_id: int | None = None,
+    permission: Permission = Permission.DATA_EXPORT,
 ) -> None:
     """Check the export permission and write the audit event; call in the export's transaction.
     An export of one patient's data names them in `patient_id`, so the audit log finds it by
-    patient like every other event about them."""
-    ensure(actor, Permission.DATA_EXPORT)
+    patient like every other event about them. An export without patient data names the
+    permission that reads what it holds (the practice file: PRACTICE_READ)."""
+    ensure(actor, permission)
     audit.record(
         session,
         actor,

@@ -290,6 +290,23 @@ def test_staff_may_not_import(db, world):
         practice_file.import_practice(session, world.staff, DEMO_FILE)
 
 
+def test_an_export_of_the_practice_file_is_audited_with_who_and_how_many_entries(db, world):
+    with db.write() as session:
+        practice_file.import_practice(session, SYSTEM, DEMO_FILE)
+    with db.write() as session:
+        text = practice_file.export_practice(session, world.manager)
+    data = practice_file.parse(text)
+    entries = sum(len(data[table]) for table in practice_file.TABLES)
+    with db.read() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "export")).one()
+    assert (event.entity, event.user_id, event.actor_label) == (
+        "practice_file",
+        world.manager.user_id,
+        "Manager",
+    )
+    assert entries > 10 and event.details == {"rows": entries, "filters": {}}
+
+
 def test_cli_export_and_import(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
