@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.kernel.errors import ConfigurationError
@@ -37,7 +37,7 @@ class SmtpSettings:
     host: str
     port: int = 25
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     sender: str = "ClinicDesk <no-reply@clinicdesk.local>"
     security: str = "none"
 
@@ -46,9 +46,11 @@ class SmtpSettings:
 class SmsSettings:
     provider: str = "log"
     http_url: str = ""
-    http_token: str = ""
-    inbound_secret: str = ""  # shared secret of the inbound route (X-ClinicDesk-Secret)
-    twilio_auth_token: str = ""  # verifies Twilio's X-Twilio-Signature on the inbound route
+    http_token: str = field(default="", repr=False)
+    # shared secret of the inbound route (X-ClinicDesk-Secret)
+    inbound_secret: str = field(default="", repr=False)
+    # verifies Twilio's X-Twilio-Signature on the inbound route
+    twilio_auth_token: str = field(default="", repr=False)
 
 
 DEFAULT_BASE_URL = "http://localhost:8501"
@@ -66,14 +68,18 @@ class BookingLimits:
 
 @dataclass(frozen=True)
 class StripeSettings:
-    secret_key: str
-    webhook_secret: str
+    secret_key: str = field(repr=False)
+    webhook_secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str
-    secret_key: str
+    """Every setting, read once. The secrets (the key, passwords, tokens, and the database URL,
+    which may carry its password) are left out of repr(), so a log line or an error showing the
+    settings never shows them."""
+
+    database_url: str = field(repr=False)
+    secret_key: str = field(repr=False)
     data_dir: Path
     idle_minutes: int = 480
     base_url: str = DEFAULT_BASE_URL

@@ -46,6 +46,29 @@ def test_malformed_settings_name_the_setting(tmp_path, env, named):
         load_settings({"CLINICDESK_DATA_DIR": str(tmp_path), **env}, tmp_path / "none.toml")
 
 
+def test_the_settings_never_show_their_secrets(tmp_path):
+    secrets = {
+        "CLINICDESK_SECRET_KEY": "key-" + "k" * 40,
+        "DATABASE_URL": "postgresql+psycopg://clinic:db-pass-123@db.example/clinic",
+        "SMTP_HOST": "smtp.example.org",
+        "SMTP_PASSWORD": "smtp-pass-123",
+        "SMS_PROVIDER": "http",
+        "SMS_HTTP_URL": "https://sms.example/send",
+        "SMS_HTTP_TOKEN": "sms-token-123",
+        "SMS_INBOUND_SECRET": "inbound-secret-123",
+        "TWILIO_AUTH_TOKEN": "twilio-token-123",
+        "STRIPE_SECRET_KEY": "sk_test_stripe123",
+        "STRIPE_WEBHOOK_SECRET": "whsec_hook123",
+    }
+    settings = load_settings({"CLINICDESK_DATA_DIR": str(tmp_path), **secrets}, tmp_path / "x")
+    assert settings.secret_key == secrets["CLINICDESK_SECRET_KEY"]  # read, only not shown
+    shown = f"{settings!r} {settings} {settings.smtp!r} {settings.sms!r} {settings.stripe!r}"
+    assert "smtp.example.org" in shown and "sms.example" in shown
+    for name in ("k" * 40, "db-pass-123", "pass-123", "token-123", "secret-123", "stripe123"):
+        assert name not in shown
+    assert "hook123" not in shown
+
+
 def test_secrets_file_is_read_and_environment_wins(tmp_path):
     secrets = tmp_path / "secrets.toml"
     secrets.write_text('[smtp]\nhost = "smtp.example.org"\nport = 587\nsecurity = "starttls"\n')
