@@ -230,9 +230,13 @@ def _practice_file(args) -> int:
 
     database = open_database(load_settings(), migrate=True)
     if args.command == "export-practice":
-        with database.read() as session:
-            text = practice_file.export_practice(session, SYSTEM)
-        Path(args.file).write_text(text, encoding="utf-8")
+        try:  # written inside the transaction: the export is audited only once the file is
+            with database.write() as session:
+                text = practice_file.export_practice(session, SYSTEM)
+                Path(args.file).write_text(text, encoding="utf-8")
+        except OSError as error:
+            print(f"error: cannot write {args.file}: {error.strerror}", file=sys.stderr)
+            return 2
         print(f"Wrote {args.file}.")
         return 0
     try:

@@ -13,8 +13,10 @@ from sqlalchemy import func, select
 from core import cli, demo
 from core.interchange import practice_file
 from core.kernel.authz import SYSTEM
+from core.kernel.config import load_settings
 from core.kernel.errors import PermissionDenied, ValidationError
 from core.practice import checklist
+from core.startup import open_database
 from db.engine import Database
 from db.models import AuditEvent, Base, Clinic, Provider, Resource, Role, Service, ServiceDocument
 from tests.factories import make_user
@@ -317,6 +319,13 @@ def test_cli_export_and_import(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out.toml"
     assert cli.main(["export-practice", str(out)]) == 0
     assert out.read_text() == DEMO_FILE[DEMO_FILE.index("format = 1") :]
+    assert cli.main(["export-practice", str(tmp_path / "no folder" / "out.toml")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    database = open_database(load_settings(), migrate=False)  # one export audited, not two
+    with database.read() as session:
+        exports = session.scalars(select(AuditEvent).where(AuditEvent.action == "export")).all()
+    database.dispose()
+    assert [(e.entity, e.actor_label) for e in exports] == [("practice_file", "System")]
     source.write_text(DEMO_FILE.replace('currency = "USD"', 'currency = "XYZ"'))
     assert cli.main(["import-practice", str(source)]) == 2
     assert "'XYZ' is not a currency code" in capsys.readouterr().err
