@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.analytics import cancellations as analytics
-from core.kernel.authz import Actor
+from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import DomainError
 from db.models import Appointment
 
@@ -28,6 +28,7 @@ def figures(
 ) -> Any:
     """The cancellation / no-show figures for clinic-local days since..until (default: the
     three years up to the last appointment, the longest range the analytics page allows)."""
+    ensure(actor, Permission.ANALYTICS_READ)  # before anything is read, the dates included
     if since is None or until is None:
         first, last = session.execute(
             select(func.min(Appointment.start_at), func.max(Appointment.start_at))

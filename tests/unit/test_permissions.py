@@ -608,6 +608,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         P.ANALYTICS_READ,
         lambda s, a, c: stats.figures(s, a, since=MONTH.start, until=MONTH.end),
     ),
+    (  # without dates it reads the appointments' range: only once allowed
+        "stats.figures (its whole range)",
+        P.ANALYTICS_READ,
+        lambda s, a, c: stats.figures(s, a),
+    ),
 ]
 
 
