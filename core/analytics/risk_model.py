@@ -269,6 +269,7 @@ def learn(session: Session, actor: Actor, *, until: date | None = None) -> RiskM
         distinct[max(1, int(len(distinct) * (1 - VALIDATION_SHARE)))] if len(distinct) > 1 else None
     )
     split = days.index(cut) if cut else int(len(y) * (1 - VALIDATION_SHARE))
+    _check_outcomes(y, days, split, until)
     early = fit(x[:split], y[:split])
     baseline = lead_time_baseline(x[:split], y[:split])
     metrics = {
@@ -292,6 +293,31 @@ def learn(session: Session, actor: Actor, *, until: date | None = None) -> RiskM
         metrics=metrics,
         payload=_dumped(final),
     )
+
+
+def _first_fit(rows: int) -> int:
+    """How many of `rows` (in day order) the earliest of `fit`'s models learns from: the
+    first of three forward folds (a small practice) or the first calibration slice's trees."""
+    return rows - 3 * (rows // 4) if rows < SMALL else int(rows * CALIBRATION_SLICES[0][0])
+
+
+def _check_outcomes(y: np.ndarray, days: list[date], split: int, until: date) -> None:
+    """Refuse a history whose earliest days or validation days hold only one outcome: the
+    trees cannot learn from the one, the figures cannot be measured on the other."""
+    parts = (
+        (y[: _first_fit(split)], f"the earliest days ({days[0]} to {days[_first_fit(split) - 1]})"),
+        (y[split:], f"the validation days ({days[split]} to {days[-1]})"),
+    )
+    for part, name in parts:
+        if 0 < part.sum() < len(part):
+            continue
+        has = "no-shows only" if part.sum() else "no no-show"
+        raise ValidationError(
+            f"The visits before {until} cannot train a model: {name} have {has}, and the "
+            "model needs visits attended and missed both early on (to learn from) and in the "
+            "latest fifth of the days (to check it on). Import more history, or train later "
+            "(or with another --until)."
+        )
 
 
 def save(session: Session, actor: Actor, row: RiskModel) -> Trained:

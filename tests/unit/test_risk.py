@@ -257,6 +257,36 @@ def test_training_needs_enough_history_and_the_permission(db, world):
         risk_model.train(session, world.staff, until=START)
 
 
+@pytest.mark.parametrize(
+    ("no_shows", "refusal"),
+    [
+        ("late", "the earliest days .* have no no-show"),  # was an IndexError in the fit
+        ("early", "the validation days .* have no no-show"),  # was a TypeError in the summary
+    ],
+)
+def test_a_history_without_both_outcomes_early_and_late_is_refused_clearly(
+    db, world, no_shows, refusal
+):
+    """300 visits over 50 days, 24 no-shows: only in the latest days, or only in the first
+    ones. Neither can train a model that is checked on later days: each is refused with what
+    is missing, and nothing is stored."""
+    with db.write() as session:
+        for n in range(60):
+            patient = make_patient(session, email=None, phone=None, first_name=f"P{n}")
+            for k in range(5):
+                day = START + timedelta(days=(n * 5 + k) % 50)
+                missed = k < 2 and (
+                    day >= START + timedelta(days=42)
+                    if no_shows == "late"
+                    else day < START + timedelta(days=20)
+                )
+                visit(session, world, patient.id, day, S.NO_SHOW if missed else S.COMPLETED)
+    with db.write() as session, pytest.raises(ValidationError, match=refusal):
+        risk_model.train(session, world.manager, until=START + timedelta(days=50))
+    with db.read() as session:
+        assert session.scalar(select(RiskModel.id)) is None
+
+
 def test_upcoming_visits_are_scored_for_the_badges(db, world):
     history(db, world, patients=60, days=40)
     with db.write() as session:
