@@ -252,22 +252,56 @@ def _practice_file(args) -> int:
 
 
 def _add_risk_commands(commands) -> None:
+    train = commands.add_parser("train-risk", help="train the no-show risk model")
+    train.add_argument("--until", type=_day, help="train on days before (default: today)")
+    score = commands.add_parser("score-risk", help="write no-show probabilities as CSV")
+    score.add_argument("--from", dest="since", type=_day, required=True)
+    score.add_argument("--until", type=_day, help="first day not scored")
+    score.add_argument("--out", required=True, help="CSV file to write")
+
+
+def _day(text: str):
+    """A command line date, or argparse's error saying how to write one."""
     from datetime import date
 
-    train = commands.add_parser("train-risk", help="train the no-show risk model")
-    train.add_argument(
-        "--until", type=date.fromisoformat, help="train on days before (default: today)"
-    )
-    score = commands.add_parser("score-risk", help="write no-show probabilities as CSV")
-    score.add_argument("--from", dest="since", type=date.fromisoformat, required=True)
-    score.add_argument("--until", type=date.fromisoformat, help="first day not scored")
-    score.add_argument("--out", required=True, help="CSV file to write")
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: write it as YYYY-MM-DD, like 2026-05-20"
+        ) from None
+
+
+def _unwritable(path: str) -> str | None:
+    """Why `path` cannot be written (checked before minutes of scoring), else None."""
+    from pathlib import Path
+
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        return f"{path} is a folder: give a file name, like {target / 'scores.csv'}"
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        return f"{path} cannot be written here (permission denied)"
+    return None
 
 
 def _risk_command(args) -> int:
 
     from core.analytics import risk_model
 
+    if args.command == "score-risk":
+        if args.until is not None and args.until <= args.since:
+            print(
+                f"error: --until ({args.until}) must be after --from ({args.since}): it is "
+                "the first day not scored.",
+                file=sys.stderr,
+            )
+            return 2
+        if why := _unwritable(args.out):
+            print(f"error: cannot write the scores: {why}.", file=sys.stderr)
+            return 2
     database = open_database(load_settings())
     if args.command == "train-risk":
         # the fit reads for minutes on a large practice: outside a write transaction, which on
@@ -279,10 +313,14 @@ def _risk_command(args) -> int:
         return 0
     with database.read() as session:
         scored = risk_model.score(session, SYSTEM, since=args.since, until=args.until)
-    with database.write() as session:
-        filters = {"since": args.since, "until": args.until}
-        record_export(session, SYSTEM, "risk_scores", len(scored), filters)
-    write_private(args.out, risk_model.scores_csv(scored))
+    try:
+        with database.write() as session:  # audited only once the file is written
+            filters = {"since": args.since, "until": args.until}
+            record_export(session, SYSTEM, "risk_scores", len(scored), filters)
+            write_private(args.out, risk_model.scores_csv(scored))
+    except OSError as error:
+        print(f"error: cannot write the scores to {args.out}: {error.strerror}.", file=sys.stderr)
+        return 2
     print(f"Wrote {len(scored):,} probabilities to {args.out}.")
     return 0
 

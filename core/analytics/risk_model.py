@@ -257,7 +257,13 @@ def learn(session: Session, actor: Actor, *, until: date | None = None) -> RiskM
     Reads only: the fitting takes seconds, so it runs outside any write transaction and the
     unsaved model is stored by `save`."""
     ensure(actor, Permission.RISK_MANAGE)
-    until = until or utcnow().date()
+    today = utcnow().date()
+    if until is not None and until > today + timedelta(days=1):  # a day for zones ahead of UTC
+        raise ValidationError(
+            f"The model learns from past visits: --until {until} is after today ({today}). "
+            "Leave it out to train on every visit before today."
+        )
+    until = until or today
     x, y, days = matrix(session, until=until)
     if len(y) < MIN_ROWS or y.sum() < 10 or y.sum() == len(y):
         raise ValidationError(

@@ -250,6 +250,43 @@ def test_score_risk_writes_a_private_audited_spreadsheet_safe_file(
     assert b"'=HYPERLINK" in risk_model.scores_csv([(1, '=HYPERLINK("x")', START, 0.5)])
 
 
+def test_risk_commands_say_what_to_fix_and_audit_only_a_written_file(
+    db, world, tmp_path, monkeypatch, capsys
+):
+    """A date that is not one, --until not after --from, a folder that does not exist, a
+    folder given as the file and training up to a future day are each refused with one line
+    saying what to fix; no export is audited for a file that was not written."""
+    history(db, world, patients=60, days=40)
+    with db.write() as session:
+        risk_model.train(session, world.manager, until=START + timedelta(days=41))
+    for name, value in (
+        ("DATABASE_URL", db.url),
+        ("CLINICDESK_DATA_DIR", str(tmp_path)),
+        ("CLINICDESK_SECRET_KEY", "k" * 40),
+    ):
+        monkeypatch.setenv(name, value)
+    since = START.isoformat()
+    with pytest.raises(SystemExit) as bad_date:
+        cli.main(["score-risk", "--from", "2026-13-01", "--out", str(tmp_path / "s.csv")])
+    assert bad_date.value.code == 2
+    assert "'2026-13-01' is not a date: write it as YYYY-MM-DD" in capsys.readouterr().err
+    refusals = {
+        ("--until", since, "--out", str(tmp_path / "s.csv")): "must be after --from",
+        ("--out", str(tmp_path / "missing" / "s.csv")): "missing does not exist",
+        ("--out", str(tmp_path)): "is a folder: give a file name",
+    }
+    for extra, reason in refusals.items():
+        assert cli.main(["score-risk", "--from", since, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and reason in err and "Traceback" not in err
+    future = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
+    assert cli.main(["train-risk", "--until", future]) == 2
+    assert f"--until {future} is after today" in capsys.readouterr().err
+    with db.read() as session:
+        assert session.scalar(select(AuditEvent).where(AuditEvent.entity == "risk_scores")) is None
+        assert len(session.scalars(select(RiskModel.id)).all()) == 1
+
+
 def test_training_needs_enough_history_and_the_permission(db, world):
     with db.write() as session, pytest.raises(ValidationError, match="past visits"):
         risk_model.train(session, world.manager, until=START)
