@@ -35,14 +35,17 @@ SCORE_EVERY = timedelta(days=1)
 ROOT = Path(__file__).resolve().parents[2]  # where `python -m core.cli` runs
 QUIET = range(1, 5)  # clinic-local hours in which the weekly fit runs
 LATE = RETRAIN_EVERY + timedelta(days=2)  # a fit this old runs whatever the hour
+RETRY = timedelta(hours=6)  # a weekly fit that stopped (killed, failed) is tried again after this
+SKEW = timedelta(minutes=10)  # a time further ahead than this was written by a clock set wrong
 _training: subprocess.Popen | None = None  # this process's fit, while it runs
 
 
 def _claim(session, key: str, every: timedelta, now: datetime) -> bool:
-    """True (and the run recorded) when `key` last ran longer than `every` ago."""
+    """True (and the run recorded) when `key` last ran longer than `every` ago. A run recorded
+    in the future (the clock was set ahead, then put right) does not hold the next one off."""
     row = session.execute(select(Setting).where(Setting.key == key).with_for_update()).scalar()
     last = (row.value or {}).get("at") if row else None
-    if last and now - datetime.fromisoformat(last) < every:
+    if last and -SKEW <= now - datetime.fromisoformat(last) < every:
         return False
     row = row or Setting(key=key)
     row.value = {"at": now.isoformat()}
@@ -55,7 +58,9 @@ def retrain_every(session, now: datetime) -> timedelta | None:
     upgraded feature list retrains within the hour; the first model is fitted at once (again a
     day later if none was stored: too little history, or the server stopped during the fit); a
     model a week old is refitted in QUIET hours at the first clinic, when nobody is at the
-    desks, or at any hour once it is LATE (a practice whose server sleeps at night)."""
+    desks, or at any hour once it is LATE (a practice whose server sleeps at night); one that
+    stopped is tried again after RETRY (while a fit runs, its process renews the claim). A model
+    stamped in the future (a clock set ahead) counts as LATE."""
     newest = session.execute(
         select(RiskModel.features, RiskModel.trained_at).order_by(RiskModel.id.desc()).limit(1)
     ).first()
@@ -64,15 +69,17 @@ def retrain_every(session, now: datetime) -> timedelta | None:
     features, trained_at = newest
     if (features or {}).get("all") != list(FEATURES):  # trained before an upgrade
         return timedelta(hours=1)
-    age = now - trained_at
+    age = now - trained_at if trained_at <= now + SKEW else LATE
     if age < RETRAIN_EVERY:
         return None
     tz = session.scalar(select(Clinic.timezone).order_by(Clinic.id).limit(1)) or "UTC"
-    return RETRAIN_EVERY if to_local(now, tz).hour in QUIET or age >= LATE else None
+    return RETRY if to_local(now, tz).hour in QUIET or age >= LATE else None
 
 
 def retrain_job(database: Database, settings: Settings) -> None:
-    if training():
+    if training():  # this process's fit still runs: renew its claim so no other starts one
+        with database.write() as session:
+            _claim(session, "risk_retrained", timedelta(0), utcnow())
         return
     with database.write() as session:
         now = utcnow()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import subprocess
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -376,7 +377,7 @@ def test_a_weekly_refit_waits_for_the_night_unless_it_is_late(db, world):
     the hour."""
     afternoon = datetime(2026, 7, 1, 13, tzinfo=UTC)  # 14:00 in London (summer time)
     night = datetime(2026, 7, 1, 1, tzinfo=UTC)  # 02:00 in London
-    every = risk_jobs.RETRAIN_EVERY
+    every = risk_jobs.RETRY  # a fit that stops is tried again after this
     with db.write() as session:
         assert session.get(Clinic, world.clinic_id).timezone == "Europe/London"
         assert risk_jobs.retrain_every(session, afternoon) == timedelta(days=1)  # no model yet
@@ -395,6 +396,54 @@ def test_a_weekly_refit_waits_for_the_night_unless_it_is_late(db, world):
         model.features = {"all": ["lead_days"]}  # trained before an upgrade
         session.flush()
         assert risk_jobs.retrain_every(session, afternoon) == timedelta(hours=1)
+
+
+def test_a_stopped_fit_or_a_clock_put_right_holds_no_run_off_for_long(db, world, tmp_path):
+    """A weekly fit killed at 02:00 is tried again the next night, not a week later; a run or
+    a model stamped in the future by a clock set ahead and then put right holds nothing off
+    (before, until that day came and a week more); while this process's fit runs, each round
+    renews its claim so no other process starts a second one."""
+    night = datetime(2026, 7, 1, 1, tzinfo=UTC)  # 02:00 in London
+
+    def claimed(session, key, at, every, now):
+        row = session.get(Setting, key) or Setting(key=key)
+        row.value = {"at": at.isoformat()}
+        session.add(row)
+        session.flush()
+        return risk_jobs._claim(session, key, every, now)  # noqa: SLF001
+
+    with db.write() as session:
+        model = RiskModel(features={"all": list(risk_features.FEATURES)}, payload=b"")
+        session.add(model)
+        model.trained_at = night - timedelta(days=8)
+        session.flush()
+        every = risk_jobs.retrain_every(session, night)
+        assert every is not None
+        key = "risk_retrained"
+        assert not claimed(session, key, night - timedelta(hours=1), every, night)  # still runs
+        next_night = night + timedelta(days=1)
+        assert claimed(
+            session, key, night, risk_jobs.retrain_every(session, next_night), next_night
+        )
+        ahead = night + timedelta(days=300)  # the clock was a year out for a while
+        assert claimed(session, "risk_scored", ahead, risk_jobs.SCORE_EVERY, night)
+        assert not claimed(
+            session, "risk_scored", night + timedelta(minutes=2), timedelta(1), night
+        )
+        model.trained_at = ahead
+        session.flush()
+        assert risk_jobs.retrain_every(session, night + timedelta(hours=12)) is not None
+    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)
+    before, risk_jobs._training = risk_jobs._training, subprocess.Popen(["sleep", "30"])  # noqa: SLF001
+    try:
+        risk_jobs.retrain_job(db, settings)
+    finally:
+        risk_jobs._training.kill()  # noqa: SLF001
+        risk_jobs._training.wait()  # noqa: SLF001
+        risk_jobs._training = before  # noqa: SLF001
+    with db.read() as session:
+        renewed = datetime.fromisoformat(session.get(Setting, key).value["at"])
+    assert abs(renewed - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 def test_a_confirmation_counts_only_when_it_came_before_the_day(db, world):
