@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]  # where `python -m core.cli` runs
 QUIET = range(1, 5)  # clinic-local hours in which the weekly fit runs
 LATE = RETRAIN_EVERY + timedelta(days=2)  # a fit this old runs whatever the hour
 RETRY = timedelta(hours=6)  # a weekly fit that stopped (killed, failed) is tried again after this
+SCORE_LEASE = timedelta(minutes=30)  # a scoring run not done after this may be taken up
 SKEW = timedelta(minutes=10)  # a time further ahead than this was written by a clock set wrong
 _training: subprocess.Popen | None = None  # this process's fit, while it runs
 
@@ -121,10 +122,18 @@ def wait_for_training(timeout: float | None = None) -> int | None:
 
 
 def score_job(database: Database, settings: Settings) -> None:
+    """Once a day: the day's run is recorded when its scores are stored; while it scores, a
+    lease (SCORE_LEASE) keeps other processes off, and a run that stopped (killed, failed)
+    is taken up by the next round once the lease has run out."""
     with database.write() as session:
         if risk_scores.latest_model_id(session) is None:
             return
-        if not _claim(session, "risk_scored", SCORE_EVERY, utcnow()):
+        now = utcnow()
+        row = session.get(Setting, "risk_scored")
+        last = (row.value or {}).get("at") if row else None
+        if last and -SKEW <= now - datetime.fromisoformat(last) < SCORE_EVERY:
+            return
+        if not _claim(session, "risk_scoring", SCORE_LEASE, now):
             return
     from threadpoolctl import threadpool_limits
 
@@ -134,3 +143,4 @@ def score_job(database: Database, settings: Settings) -> None:
         model_id, scored = risk_model.upcoming(session, SYSTEM)  # seconds on 1M appointments
     with database.write() as session:
         risk_model.store_scores(session, SYSTEM, model_id, scored)
+        _claim(session, "risk_scored", timedelta(0), utcnow())

@@ -347,6 +347,44 @@ def test_upcoming_visits_are_scored_for_the_badges(db, world):
     assert risk_scores.level(0.5) == "high"
 
 
+def test_a_daily_scoring_run_that_stopped_is_taken_up_once_its_lease_ends(
+    db, world, tmp_path, monkeypatch
+):
+    """The scoring stops after its claim (the process killed, the read failing): the next round
+    after the lease scores the visits, rather than the next day; once stored, the day is done."""
+    history(db, world, patients=60, days=40)
+    with db.write() as session:
+        risk_model.train(session, SYSTEM, until=START + timedelta(days=41))
+        tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+        upcoming = visit(session, world, world.patient_id, tomorrow, S.SCHEDULED, lead=20)
+    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)
+    real = risk_model.upcoming
+
+    def stopped(*args, **kwargs):
+        raise RuntimeError("killed mid-scoring")
+
+    monkeypatch.setattr(risk_model, "upcoming", stopped)
+    with pytest.raises(RuntimeError):
+        risk_jobs.score_job(db, settings)
+    monkeypatch.setattr(risk_model, "upcoming", real)
+    risk_jobs.score_job(db, settings)  # another process meanwhile: the lease holds it off
+    with db.write() as session:
+        assert session.scalars(select(RiskScore.appointment_id)).all() == []
+        lease = session.get(Setting, "risk_scoring")  # as if half an hour had passed
+        if lease is not None:
+            at = datetime.fromisoformat(lease.value["at"]) - timedelta(minutes=31)
+            lease.value = {"at": at.isoformat()}
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        assert session.scalars(select(RiskScore.appointment_id)).all() == [upcoming]
+    with db.write() as session:
+        session.execute(delete(RiskScore))
+        session.execute(delete(Setting).where(Setting.key == "risk_scoring"))
+    risk_jobs.score_job(db, settings)  # done for the day
+    with db.read() as session:
+        assert session.scalars(select(RiskScore.appointment_id)).all() == []
+
+
 def test_the_jobs_loop_fits_in_a_child_process_and_goes_on(db, world, tmp_path, caplog):
     """The weekly fit takes minutes of one core on a large practice: the jobs loop starts it in
     a child process (`core.cli train-risk`) and returns, so the server's sessions and the other
