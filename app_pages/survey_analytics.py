@@ -87,11 +87,13 @@ def dashboard():
     first, last = (days[0], days[-1]) if days else (today, today)
     fmt = display_format(clinic_id)  # all clinics: the practice's time zone and locale
     tz = fmt.timezone
-    f = sa.filter_for_days(first, last, tz, clinic_id)
+    # all clinics: each clinic's responses on its own days, as on the Cancellations page
+    zones = tuple((c.id, c.timezone) for c in clinics.values())
+    f = sa.filter_for_days(first, last, tz, clinic_id, zones)
     st.session_state["survey_analytics_filter"] = f
     length = (last - first).days + 1
     before = sa.filter_for_days(
-        first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id
+        first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id, zones
     )
     figures = _section(me, role, f, "overview")
     view.overview(figures, fmt, _section(me, role, before, "overview"), length)

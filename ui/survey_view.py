@@ -22,8 +22,10 @@ FORMULAS = f"""
   *low n* (hidden unless you ask for them): their figures move a lot with each answer.
 - **Funnel**: completed visits in the period (by visit date) → asked for feedback → answered;
   the rates are requested ÷ completed and answered ÷ requested.
-- Weeks start on Monday; weeks and months are by local submission date (the clinic's time
-  zone; the practice's for all clinics), like the date filter.
+- Dates are each response's local submission date in its clinic's time zone, for the date
+  filter, the weeks and the months alike; under *All clinics* too, so all clinics add up to
+  the sum of the clinics (a response imported without a clinic: the practice's time zone).
+  The funnel's visits are dated the same way, by their clinic's day. Weeks start on Monday.
 """
 
 

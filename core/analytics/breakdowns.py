@@ -215,14 +215,9 @@ class Distribution:
 
 
 def distribution(session: Session, actor: Actor, f: sa.SurveyFilter) -> Distribution:
-    """How many responses gave each star rating and each 0–10 answer (two grouped queries)."""
+    """How many responses gave each star rating and each 0–10 answer (one query)."""
     ensure(actor, Permission.ANALYTICS_READ)
-    ratings, nps = [0] * 5, [0] * 11
-    for column, counts, low in ((R.rating, ratings, 1), (R.nps, nps, 0)):
-        query = sa.apply_filter(select(column, func.count()).where(column.is_not(None)), f)
-        for value, n in session.execute(query.group_by(column)):
-            counts[int(value) - low] = int(n)
-    return Distribution(ratings, nps)
+    return Distribution(*sa.answer_counts(session, f))
 
 
 SURVEY_DIMENSIONS = {"provider": R.provider_id, "service": R.service_id, "rating": R.rating}

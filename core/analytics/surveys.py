@@ -13,12 +13,23 @@ Formulas (also written on the page):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from functools import cache
 
 import pandas as pd
-from sqlalchemy import Integer, bindparam, case, func, literal_column, select
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from core.analytics.cancellation_parts import DAY, epoch_seconds, offset_periods
@@ -86,19 +97,50 @@ def t95(df: int) -> float:
 @dataclass(frozen=True)
 class SurveyFilter:
     """Responses submitted in [since, until) (UTC), optionally of one clinic; `tz` is the zone
-    whose days the trends are grouped by (the clinic's, or the practice's for all clinics)."""
+    whose days the trends are grouped by (the clinic's, or the practice's for all clinics).
+
+    All clinics: `own_days` holds (clinic, zone, since, until) for each clinic whose zone is not
+    `tz`; its responses are counted and grouped by its own days, as the Cancellations page does,
+    so that all clinics add up to the sum of the clinics. `span` is the earliest start and the
+    latest end of them all (the index range read), `core` the hours in every clinic's days."""
 
     since: datetime
     until: datetime
     clinic_id: int | None = None
     tz: str = "UTC"
+    own_days: tuple[tuple[int, str, datetime, datetime], ...] = ()
+    span: tuple[datetime, datetime] | None = None
+    core: tuple[datetime, datetime] | None = None
+
+    def __post_init__(self) -> None:
+        lows = [self.since, *(d[2] for d in self.own_days)]
+        highs = [self.until, *(d[3] for d in self.own_days)]
+        if self.span is None:
+            object.__setattr__(self, "span", (min(lows), max(highs)))
+        if self.core is None:  # in every clinic's days (empty when their days do not overlap)
+            object.__setattr__(self, "core", (max(lows), max(max(lows), min(highs))))
 
 
-def filter_for_days(first: date, last: date, tz: str = "UTC", clinic_id: int | None = None):
-    """The filter for clinic-local days `first`..`last` (both included), trends by those days."""
+def filter_for_days(
+    first: date,
+    last: date,
+    tz: str = "UTC",
+    clinic_id: int | None = None,
+    zones: Iterable[tuple[int, str]] = (),
+) -> SurveyFilter:
+    """The filter for clinic-local days `first`..`last` (both included), trends by those days.
+    All clinics: `zones` are the clinics' (id, time zone); each clinic's responses are taken
+    and grouped by its own days, those of no clinic (or of one not given) by `tz`'s."""
     if last < first:
         raise ValidationError("The end date must be on or after the start date.")
-    return SurveyFilter(*local_days_bounds(first, last, tz), clinic_id, tz)
+    own = ()
+    if clinic_id is None:
+        own = tuple(
+            (cid, zone, *local_days_bounds(first, last, zone))
+            for cid, zone in sorted(set(zones))
+            if zone != tz
+        )
+    return SurveyFilter(*local_days_bounds(first, last, tz), clinic_id, tz, own)
 
 
 @dataclass(frozen=True)
@@ -165,9 +207,55 @@ def _figures(values) -> Figures:
     return Figures(*(int(v or 0) for v in values))
 
 
+def _own_days(f: SurveyFilter, at, clinic):
+    """Whether `at` is in its clinic's days (the filter's zone's for the other clinics and for
+    no clinic), as a CASE on the clinic."""
+    own = [(clinic == cid, and_(at >= low, at < high)) for cid, _, low, high in f.own_days]
+    return case(*own, else_=and_(at >= f.since, at < f.until))
+
+
+def in_period(f: SurveyFilter, at, clinic) -> list:
+    """The filter's conditions on a moment `at` and its `clinic` (columns): one range, or, with
+    clinics of other zones, the range of them all (read on the index), and near its ends each
+    clinic's own days."""
+    conditions = [at >= f.span[0], at < f.span[1]]
+    if f.own_days:
+        every = and_(at >= f.core[0], at < f.core[1])  # in every clinic's days
+        conditions.append(or_(every, _own_days(f, at, clinic)))
+    if f.clinic_id is not None:
+        conditions.append(clinic == f.clinic_id)
+    return conditions
+
+
+def pieces(f: SurveyFilter, at, clinic) -> list[list]:
+    """The filter's conditions as disjoint pieces whose figures add up: one, or, with clinics
+    of other zones, the hours in every clinic's days (an index range, nothing evaluated per
+    row) and the few hours before and after them, each clinic there by its own days."""
+    if not f.own_days:
+        return [in_period(f, at, clinic)]
+    (low, high), (first, last) = f.span, f.core
+    own = _own_days(f, at, clinic)
+    return [[at >= first, at < last], [at >= low, at < first, own], [at >= last, at < high, own]]
+
+
+def grouped(keys: list, values: list, f: SurveyFilter, *where):
+    """SELECT keys, values … GROUP BY keys over the filter's responses: with several pieces,
+    each piece grouped, then added up (the values are counts and sums)."""
+    keys = [k.label(f"k{i}") for i, k in enumerate(keys)]
+    values = [v.label(f"v{i}") for i, v in enumerate(values)]
+    parts = [
+        select(*keys, *values).where(*where, *piece).group_by(*keys)
+        for piece in pieces(f, R.submitted_at, R.clinic_id)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    u = union_all(*parts).subquery()
+    outer = [u.c[k.name] for k in keys]
+    return select(*outer, *(func.sum(u.c[v.name]) for v in values)).group_by(*outer)
+
+
 def apply_filter(query, f: SurveyFilter):
-    query = query.where(R.submitted_at >= f.since, R.submitted_at < f.until)
-    return query.where(R.clinic_id == f.clinic_id) if f.clinic_id is not None else query
+    return query.where(*in_period(f, R.submitted_at, R.clinic_id))
 
 
 def _cube(
@@ -175,38 +263,46 @@ def _cube(
 ) -> list[tuple[int | None, int | None, int | None, Figures]]:
     """One SQL pass: the sums per (service, provider, clinic) — at most a few hundred rows,
     which add up exactly to the sums of any coarser group (all figures are additive sums)."""
-    columns = (R.service_id, R.provider_id, R.clinic_id)
-    query = apply_filter(select(*columns, *_sums()), f).group_by(*columns)
+    query = grouped([R.service_id, R.provider_id, R.clinic_id], list(_sums()), f)
     return [(c, p, s, _figures(values)) for s, p, c, *values in session.execute(query)]
 
 
 EPOCH = date(1970, 1, 1)
 
 
-def _local_daynum(dialect: str, f: SurveyFilter):
-    """A response's day in the filter's zone as days since 1970, in SQL: its epoch seconds
-    plus the zone's UTC offset (a CASE over the offset periods of the range, one more per
-    DST change, found in Python), divided by a day — the same on SQLite and PostgreSQL."""
-    seconds = epoch_seconds(R.submitted_at, dialect)
-    if f.tz == "UTC":
-        return seconds // DAY
-    periods = offset_periods(f.tz, f.since, f.until)
+def _zone_offset(tz: str, since: datetime, until: datetime):
+    """A zone's UTC offset (seconds) at each response's moment in [since, until), in SQL: a
+    CASE over the offset periods of the range (one more per DST change, found in Python)."""
+    periods = offset_periods(tz, since, until)
     whens = [
         (R.submitted_at < following, literal_column(str(offset), Integer))
         for (_, offset), (following, _) in zip(periods, periods[1:], strict=False)
     ]
     last = literal_column(str(periods[-1][1]), Integer)
-    return (seconds + (case(*whens, else_=last) if whens else last)) // DAY
+    return case(*whens, else_=last) if whens else last
+
+
+def _local_daynum(dialect: str, f: SurveyFilter):
+    """A response's local day as days since 1970, in SQL: its epoch seconds plus its zone's UTC
+    offset, divided by a day — the same on SQLite and PostgreSQL. Its zone is its clinic's for
+    a clinic of `own_days` (a CASE on the clinic, read once per row), otherwise the filter's."""
+    seconds = epoch_seconds(R.submitted_at, dialect)
+    if f.tz == "UTC" and not f.own_days:
+        return seconds // DAY
+    offset = _zone_offset(f.tz, *f.span)
+    if f.own_days:
+        own = {cid: _zone_offset(zone, low, high) for cid, zone, low, high in f.own_days}
+        offset = case(own, value=R.clinic_id, else_=offset)
+    return (seconds + offset) // DAY
 
 
 def _daily(session: Session, f: SurveyFilter) -> list[tuple[date, Figures]]:
     """One SQL pass: the sums per local day of the filter's zone, from which weeks and months
     are added up."""
-    day = _local_daynum(session.get_bind().dialect.name, f).label("daynum")
-    query = apply_filter(select(day, *_sums()), f).group_by(day).order_by(day)
-    return [
+    query = grouped([_local_daynum(session.get_bind().dialect.name, f)], list(_sums()), f)
+    return sorted(
         (EPOCH + timedelta(days=int(d)), _figures(values)) for d, *values in session.execute(query)
-    ]
+    )
 
 
 def _total(figures) -> Figures:
@@ -217,19 +313,39 @@ NPS_BUCKETS = ((9, 10), (7, 8), (0, 1, 2, 3, 4, 5, 6))  # promoters, passives, d
 RATINGS = (1, 2, 3, 4, 5)
 
 
+def _counts(f: SurveyFilter, conditions: list) -> list:
+    """A count of the filter's responses per condition (None: all), one scalar subquery each
+    (a sum of them with several pieces)."""
+    ranges = pieces(f, R.submitted_at, R.clinic_id)
+    return [
+        sum_of(
+            [
+                select(func.count()).where(*([] if c is None else [c]), *piece).scalar_subquery()
+                for piece in ranges
+            ]
+        )
+        for c in conditions
+    ]
+
+
+def sum_of(counts: list):
+    """One count, or the sum of the pieces' counts (SQL)."""
+    total = counts[0]
+    for count in counts[1:]:
+        total = total + count
+    return total
+
+
 def _summary_counts(f: SurveyFilter):
     """The period's figures as plain counts, one scalar subquery each: all responses, each NPS
     bucket and each star rating. Every count is a range of a covering index (submitted_at /
     (nps, submitted_at, clinic_id) / (rating, submitted_at, clinic_id)) counted without
-    evaluating anything per row; the sums of x and x² follow exactly from the counts per star
-    (the CHECK constraints keep nps in 0–10 and rating in 1–5)."""
-    parts = [None, *(R.nps.in_(b) for b in NPS_BUCKETS), *(R.rating == r for r in RATINGS)]
-    return [
-        apply_filter(
-            select(func.count()) if c is None else select(func.count()).where(c), f
-        ).scalar_subquery()
-        for c in parts
-    ]
+    evaluating anything per row (but in the few hours at the ends of the range where clinics'
+    days differ); the sums of x and x² follow exactly from the counts per star (the CHECK
+    constraints keep nps in 0–10 and rating in 1–5)."""
+    return _counts(
+        f, [None, *(R.nps.in_(b) for b in NPS_BUCKETS), *(R.rating == r for r in RATINGS)]
+    )
 
 
 def _summary(total, promoters, passives, detractors, *per_star) -> Figures:
@@ -258,26 +374,65 @@ def _overview_query(f: SurveyFilter):
 
 # the first view's statements are built once with bound parameters: building a dozen
 # subqueries costs more than running them
-_BOUND = SurveyFilter(
-    bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()), None
-)
+
+
+def _moment(name: str):
+    return bindparam(name, type_=UTCDateTime())
 
 
 @cache
-def _statement(part: str, by_clinic: bool):
-    """The summary's or the funnel's one-row statement, and what turns its row into figures."""
-    bound = SurveyFilter(_BOUND.since, _BOUND.until, bindparam("clinic") if by_clinic else None)
+def _statement(part: str, by_clinic: bool, own: int):
+    """The summary's, the funnel's or the answers' one-row statement (for `own` clinics of other
+    zones), and what turns its row into figures."""
+    bound = SurveyFilter(
+        _moment("since"),
+        _moment("until"),
+        bindparam("clinic") if by_clinic else None,
+        own_days=tuple(
+            (bindparam(f"c{i}"), "", _moment(f"s{i}"), _moment(f"u{i}")) for i in range(own)
+        ),
+        span=(_moment("low"), _moment("high")) if own else (_moment("since"), _moment("until")),
+        core=(_moment("core_low"), _moment("core_high")),
+    )
     if part == "funnel":
         return select(*_funnel_counts(bound)), _funnel
+    if part == "answers":
+        answers = [*(R.rating == r for r in RATINGS), *(R.nps == v for v in range(11))]
+        return select(*_counts(bound, answers)), lambda *row: [int(n) for n in row]
     return _overview_query(bound)
 
 
 def _run(session: Session, f: SurveyFilter, part: str):
-    query, to_result = _statement(part, f.clinic_id is not None)
+    query, to_result = _statement(part, f.clinic_id is not None, len(f.own_days))
     params = {"since": f.since, "until": f.until}
+    if f.own_days:
+        params |= {
+            "low": f.span[0],
+            "high": f.span[1],
+            "core_low": f.core[0],
+            "core_high": f.core[1],
+        }
     if f.clinic_id is not None:
         params["clinic"] = f.clinic_id
+    for i, (cid, _, since, until) in enumerate(f.own_days):
+        params |= {f"c{i}": cid, f"s{i}": since, f"u{i}": until}
     return to_result(*session.execute(query, params).one())
+
+
+def answer_counts(session: Session, f: SurveyFilter) -> tuple[list[int], list[int]]:
+    """How many responses gave each star rating (1–5) and each 0–10 answer. All clinics: as
+    counts, each a range of a covering index (as the summary's); one clinic: one pass over its
+    responses, grouped by both (at most 6 × 12 rows)."""
+    if f.clinic_id is None:
+        counts = _run(session, f, "answers")
+        return counts[:5], counts[5:]
+    ratings, nps = [0] * 5, [0] * 11
+    for rating, answer, n in session.execute(grouped([R.rating, R.nps], [func.count()], f)):
+        if rating is not None:
+            ratings[int(rating) - 1] += int(n)
+        if answer is not None:
+            nps[int(answer)] += int(n)
+    return ratings, nps
 
 
 def summary(session: Session, actor: Actor, f: SurveyFilter) -> Figures:
@@ -382,11 +537,8 @@ def _funnel_counts(f: SurveyFilter):
         query = select(func.count()).where(
             a.status == AppointmentStatus.COMPLETED,
             a.feedback_status == status,
-            a.start_at >= f.since,
-            a.start_at < f.until,
+            *in_period(f, a.start_at, a.clinic_id),
         )  # only visits complete: no out-of-office block
-        if f.clinic_id is not None:
-            query = query.where(a.clinic_id == f.clinic_id)
         counts.append(query.scalar_subquery())
     return counts
 

@@ -17,7 +17,7 @@ from core.analytics import surveys as sa
 from core.kernel.authz import SYSTEM
 from core.kernel.money import clinic_format
 from db.engine import Database
-from db.models import Appointment, AppointmentStatus, FeedbackStatus, Patient
+from db.models import Appointment, AppointmentStatus, Clinic, FeedbackStatus, Patient
 from db.types import utcnow
 from tests.pages.conftest import ROOT
 from tests.support.browser import StreamlitServer, wait_for_app_idle
@@ -66,11 +66,13 @@ def older_visit(database: Database) -> tuple[int, str]:
 
 
 def responses_shown(database: Database) -> int:
-    """The page's default figure: the last 90 days, as days in the practice's own zone."""
+    """The page's default figure: the last 90 days, as days in the practice's own zone, each
+    clinic's responses on its own clinic's days."""
     today = date.today()
     with database.read() as session:
         tz = clinic_format(session).timezone
-        f = sa.filter_for_days(today - timedelta(days=89), today, tz)
+        zones = [tuple(z) for z in session.execute(select(Clinic.id, Clinic.timezone))]
+        f = sa.filter_for_days(today - timedelta(days=89), today, tz, None, zones)
         return sa.summary(session, SYSTEM, f).responses
 
 

@@ -4,7 +4,7 @@ the core's, every section runs, the comment search, the audited export, roles an
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -12,10 +12,11 @@ from sqlalchemy import select
 from core.analytics import breakdowns as bd
 from core.analytics import surveys as sa
 from core.kernel.accounts import actor_of
+from core.kernel.clock import local_to_utc
 from core.kernel.config import load_settings
 from core.kernel.money import clinic_format
 from core.startup import open_database
-from db.models import AuditEvent, Setting, User
+from db.models import AuditEvent, Clinic, Setting, SurveyResponse, User
 from tests.pages.conftest import chart_click, every_clinic_speaks
 
 PAGE = "app_pages/survey_analytics.py"
@@ -25,13 +26,20 @@ def database(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
 
 
+def page_filter(session, first, last, clinic_id=None):
+    """The page's filter: "All clinics" on the practice's days (not UTC's), each clinic's
+    responses on its own clinic's days."""
+    practice = clinic_format(session, clinic_id).timezone
+    zones = session.execute(select(Clinic.id, Clinic.timezone)).all()
+    return sa.filter_for_days(first, last, practice, clinic_id, [tuple(z) for z in zones])
+
+
 def expected(url):
     db = database(url)
     with db.read() as session:
         owner = session.scalar(select(User).where(User.username == "owner"))
         today = date.today()
-        practice = clinic_format(session).timezone  # "All clinics": the practice's days, not UTC's
-        f = sa.filter_for_days(today - timedelta(days=89), today, practice)
+        f = page_filter(session, today - timedelta(days=89), today)
         board = sa.get_dashboard(session, actor_of(owner), f)
     db.dispose()
     return board
@@ -108,9 +116,9 @@ def expected_distribution(url):
     with db.read() as session:
         owner = session.scalar(select(User).where(User.username == "owner"))
         today = date.today()
-        practice = clinic_format(session).timezone
-        f = sa.filter_for_days(today - timedelta(days=89), today, practice)
-        found = bd.distribution(session, actor_of(owner), f)
+        found = bd.distribution(
+            session, actor_of(owner), page_filter(session, today - timedelta(days=89), today)
+        )
     db.dispose()
     return found
 
@@ -234,3 +242,39 @@ def test_the_response_tables_have_headings(app_as):
     table = next(d for d in at.dataframe if "nps_n" in d.value.columns)
     labels = {n: c.get("label") for n, c in json.loads(table.proto.columns).items()}
     assert labels["provider"] == "Provider" and labels["n"] == "Ratings"
+
+
+def test_all_clinics_take_each_response_on_its_own_clinics_day(app_as, app_db):
+    """A New York response at 22:00 EDT on 31 March 2016 is 1 April in London (the practice's
+    zone): a range ending on 31 March counts it under All clinics as under New York, and All
+    clinics is the sum of the clinics."""
+    db = database(app_db)
+    with db.write() as session:
+        ny = session.scalar(select(Clinic).where(Clinic.timezone == "America/New_York"))
+        assert ny is not None and clinic_format(session).timezone == "Europe/London"
+        session.add(
+            SurveyResponse(
+                submitted_at=local_to_utc(date(2016, 3, 31), time(22), ny.timezone),
+                nps=10,
+                rating=5,
+                clinic_id=ny.id,
+                comment="Evening visit in New York",
+            )
+        )
+        clinics = session.execute(select(Clinic.id, Clinic.name)).all()
+        ny_id = ny.id
+    db.dispose()
+    at = app_as("owner", PAGE)
+    at.date_input(key="survey_analytics_days").set_value((date(2016, 3, 25), date(2016, 3, 31)))
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception and not at.error
+    assert metric(at, "Responses") == "1"  # before: 0, the response was London's 1 April
+    latest = next(d.value for d in at.dataframe if "comment" in d.value.columns)
+    assert list(latest.comment) == ["Evening visit in New York"]
+    assert list(latest.submitted)[0].startswith("Mar 31, 2016")  # dated 31 March, as it is counted
+    counted = {}
+    for clinic_id, _ in clinics:
+        at.selectbox(key="survey_analytics_clinic").set_value(clinic_id)
+        at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+        counted[clinic_id] = int(metric(at, "Responses"))
+    assert counted == {cid: int(cid == ny_id) for cid, _ in clinics}

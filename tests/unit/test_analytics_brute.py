@@ -251,65 +251,189 @@ def brute_unfinished(db, filters):
     return defaultdict(set, {k: v for k, v in kept.items() if v})
 
 
-@pytest.mark.parametrize("clinic", [None, 0, 1])
-def test_every_survey_figure_is_its_responses(db, world, history, clinic):
+LONDON, NEW_YORK = "Europe/London", "America/New_York"
+NY_EVENING = date(2026, 3, 31), time(22)  # 22:00 EDT on 31 March is 03:00 BST on 1 April
+
+
+@pytest.fixture
+def responses(db, world, history):
+    """Survey responses at both clinics and of no clinic (taken by the practice's London days),
+    near midnight too, one of them New York's at 22:00 on 31 March; a completed visit at the
+    moment of half of them, for the funnel."""
     rng = random.Random(11)
     with db.write() as session:
-        providers = session.query(Provider.id).all()
-        services = session.query(Service.id).all()
+        providers = [p for (p,) in session.query(Provider.id)]
+        services = [s for (s,) in session.query(Service.id)]
+        moments = [(history[1][0], local_to_utc(*NY_EVENING, NEW_YORK))]
         for _ in range(300):
-            cid, tz = rng.choice(history)
+            cid, tz = rng.choice([*history, (None, LONDON)])
             day = FIRST + timedelta(days=rng.randrange(-3, (LAST - FIRST).days + 4))
-            when = local_to_utc(day, time(rng.choice([0, 6, 12, 19, 23]), 30), tz)
+            moments.append((cid, local_to_utc(day, time(rng.choice([0, 6, 12, 19, 23]), 30), tz)))
+        for i, (cid, when) in enumerate(moments):
             session.add(
                 SurveyResponse(
                     submitted_at=when,
                     nps=rng.choice([None, *range(11)]),
                     rating=rng.choice([None, 1, 2, 3, 4, 5]),
                     clinic_id=cid,
-                    provider_id=rng.choice([None, *(p for (p,) in providers)]),
-                    service_id=rng.choice([None, *(s for (s,) in services)]),
-                    comment=rng.choice(["", "ok", "**bold**"]),
+                    provider_id=rng.choice([None, *providers]),
+                    service_id=rng.choice([None, *services]),
+                    comment="late evening" if i == 0 else rng.choice(["", "ok", "**bold**"]),
                 )
             )
-    cid, tz = (None, "Europe/London") if clinic is None else history[clinic]
-    f = sa.filter_for_days(FIRST, LAST, tz, cid)
-    with db.read() as session:
-        rows = [
-            r
-            for r in session.query(SurveyResponse).all()
-            if cid in (None, r.clinic_id) and FIRST <= to_local(r.submitted_at, tz).date() <= LAST
-        ]
-        s = sa.summary(session, world.owner, f)
-        nps = [r.nps for r in rows if r.nps is not None]
-        ratings = [r.rating for r in rows if r.rating is not None]
-        assert s.responses == len(rows)
-        assert s.nps == pytest.approx(
-            100 * (sum(n >= 9 for n in nps) - sum(n <= 6 for n in nps)) / len(nps)
-        )
-        assert s.csat == pytest.approx(100 * sum(r >= 4 for r in ratings) / len(ratings))
-        d = bd.distribution(session, world.owner, f)
-        assert d.ratings == [ratings.count(v) for v in range(1, 6)]
-        assert d.nps == [nps.count(v) for v in range(11)]
-        weekly = sa.trend(session, world.owner, f, "week")
-        weeks = defaultdict(list)
-        for r in rows:
-            local = to_local(r.submitted_at, tz).date()
-            weeks[local - timedelta(days=local.weekday())].append(r)
-        assert [p.date() for p in weekly.period] == sorted(weeks)
-        for p, n in zip(weekly.period, weekly.responses, strict=True):
-            assert n == len(weeks[p.date()])
-        groups = sa.get_groups(session, world.owner, f)
-        for name, frame in (("provider", groups.providers), ("service", groups.services)):
-            for key, n in zip(frame.id, frame.n, strict=True):
-                key = None if key is pd.NA else key
-                mine = [
-                    r
-                    for r in rows
-                    if getattr(r, f"{name}_id") == (None if key is None else int(key))
-                ]
-                assert n == sum(r.rating is not None for r in mine)
-                behind, _ = bd.responses_behind(
-                    session, world.owner, f, name, None if key is None else int(key)
+            if cid is not None and rng.random() < 0.5:
+                session.add(
+                    Appointment(
+                        clinic_id=cid,
+                        patient_id=world.patient_id,
+                        status=S.COMPLETED,
+                        start_at=when,
+                        end_at=when + timedelta(minutes=30),
+                        kind=AppointmentKind.APPOINTMENT,
+                    )
                 )
-                assert set(behind.id) == {r.id for r in mine}
+    return history
+
+
+def survey_filter(history, clinic, last):
+    """The page's filter: all clinics on the practice's (London's) days, each clinic's
+    responses on its own."""
+    cid, tz = (None, LONDON) if clinic is None else history[clinic]
+    return sa.filter_for_days(FIRST, last, tz, cid, zones=history)
+
+
+def brute_surveys(db, clinic_id, last, unassigned=True):
+    """The responses in the range, each on its own clinic's day (no clinic: London's), with
+    that day; and how many completed visits the same way."""
+    with db.read() as session:
+        zones = dict(session.query(Clinic.id, Clinic.timezone).all())
+        found = []
+        for r in session.query(SurveyResponse).all():
+            day = to_local(r.submitted_at, zones.get(r.clinic_id, LONDON)).date()
+            mine = clinic_id == r.clinic_id or (clinic_id is None and unassigned)
+            if mine and FIRST <= day <= last:
+                found.append((r, day))
+        visits = sum(
+            1
+            for a in session.query(Appointment).filter(Appointment.status == S.COMPLETED)
+            if clinic_id in (None, a.clinic_id)
+            and FIRST <= to_local(a.start_at, zones[a.clinic_id]).date() <= last
+        )
+        return found, visits
+
+
+def figures_of(found, visits) -> dict:
+    """The figures worked out in Python from the responses and their days."""
+    rows = [r for r, _ in found]
+    nps = [r.nps for r in rows if r.nps is not None]
+    ratings = [r.rating for r in rows if r.rating is not None]
+    weeks, months = defaultdict(int), defaultdict(int)
+    for _, day in found:
+        weeks[pd.Timestamp(day - timedelta(days=day.weekday()))] += 1
+        months[pd.Timestamp(day.replace(day=1))] += 1
+    behind = defaultdict(set)
+    for r in rows:
+        behind[("provider", r.provider_id)].add(r.id)
+        behind[("service", r.service_id)].add(r.id)
+        if r.rating:
+            behind[("rating", r.rating)].add(r.id)
+    return {
+        "summary": sa.Figures(
+            len(rows),
+            len(nps),
+            sum(n >= 9 for n in nps),
+            sum(7 <= n <= 8 for n in nps),
+            sum(n <= 6 for n in nps),
+            len(ratings),
+            sum(ratings),
+            sum(r * r for r in ratings),
+            sum(r >= 4 for r in ratings),
+        ),
+        "ratings": [ratings.count(v) for v in range(1, 6)],
+        "nps": [nps.count(v) for v in range(11)],
+        "weeks": dict(weeks),
+        "months": dict(months),
+        "comments": {r.id for r in rows if r.comment},
+        "behind": dict(behind),
+        "funnel": visits,
+    }
+
+
+def survey_figures(db, world, f) -> dict:
+    """Every survey figure of the page for one filter (the dashboard's and each section's)."""
+    with db.read() as session:
+        s = sa.summary(session, world.owner, f)
+        board = sa.get_dashboard(session, world.owner, f, now=datetime(2026, 4, 30, tzinfo=UTC))
+        assert board.summary == s
+        assert sa.funnel(session, world.owner, f) == board.funnel
+        d = bd.distribution(session, world.owner, f)
+        weekly = sa.trend(session, world.owner, f, "week")
+        assert weekly.equals(board.weekly)
+        monthly = sa.trend(session, world.owner, f, "month")
+        comments, page, more = set(), 0, True
+        while more:
+            frame, more = sa.comments(session, world.owner, f, page=page)
+            comments |= set(frame.id)
+            page += 1
+        behind = {}
+        for dimension, frame in (("provider", board.providers), ("service", board.services)):
+            for key, n in zip(frame.id, frame.n, strict=True):
+                key = None if key is pd.NA else int(key)
+                rows, total = bd.responses_behind(session, world.owner, f, dimension, key)
+                assert total == len(rows)
+                behind[(dimension, key)] = set(rows.id)
+                # the group's ratings are those of its responses
+                assert n == sum(1 for r in rows.rating if pd.notna(r)), (dimension, key)
+        for star in range(1, 6):
+            rows, _ = bd.responses_behind(session, world.owner, f, "rating", star)
+            if len(rows):
+                behind[("rating", star)] = set(rows.id)
+    return {
+        "summary": s,
+        "ratings": d.ratings,
+        "nps": d.nps,
+        "weeks": dict(zip(weekly.period, weekly.responses, strict=True)),
+        "months": dict(zip(monthly.period, monthly.responses, strict=True)),
+        "comments": comments,
+        "behind": behind,
+        "funnel": board.funnel.completed,
+    }
+
+
+# 31 March: New York's evening is London's 1 April; 12 April: the same around midnight
+@pytest.mark.parametrize("last", [date(2026, 3, 31), LAST])
+@pytest.mark.parametrize("clinic", [None, 0, 1])
+def test_every_survey_figure_is_its_responses(db, world, responses, clinic, last):
+    f = survey_filter(responses, clinic, last)
+    clinic_id = None if clinic is None else responses[clinic][0]
+    assert survey_figures(db, world, f) == figures_of(*brute_surveys(db, clinic_id, last))
+
+
+@pytest.mark.parametrize("last", [date(2026, 3, 31), LAST])
+def test_all_clinics_add_up_to_their_clinics_surveys(db, world, responses, last):
+    """All clinics = each clinic's figures and those of the responses of no clinic (on the
+    practice's days): New York's 22:00 on 31 March counted on New York's 31 March in both."""
+    every = survey_figures(db, world, survey_filter(responses, None, last))
+    clinics = [survey_filter(responses, c, last) for c in (0, 1)]
+    london, new_york = (survey_figures(db, world, f) for f in clinics)
+    no_clinic = [(r, day) for r, day in brute_surveys(db, None, last)[0] if r.clinic_id is None]
+    unassigned = figures_of(no_clinic, 0)
+    parts = (london, new_york, unassigned)
+    assert every["summary"] == london["summary"] + new_york["summary"] + unassigned["summary"]
+    for key in ("ratings", "nps"):
+        assert every[key] == [sum(n) for n in zip(*(p[key] for p in parts), strict=True)], key
+    for key in ("weeks", "months"):
+        total = defaultdict(int)
+        for p in parts:
+            for period, n in p[key].items():
+                total[period] += n
+        assert every[key] == total, key
+    assert every["comments"] == set().union(*(p["comments"] for p in parts))
+    assert every["funnel"] == london["funnel"] + new_york["funnel"]
+    with db.read() as session:
+        evening = session.scalar(
+            select(SurveyResponse.id).where(
+                SurveyResponse.submitted_at == local_to_utc(*NY_EVENING, NEW_YORK)
+            )
+        )
+    assert evening in every["comments"] and evening in new_york["comments"]

@@ -6,7 +6,7 @@ import csv
 import io
 import math
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,9 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
+from core.analytics import breakdowns as bd
 from core.analytics import survey_export
 from core.analytics import surveys as sa
 from core.kernel.authz import Permission
+from core.kernel.clock import local_to_utc
 from core.kernel.errors import PermissionDenied, ValidationError
 from core.practice.choices import list_choices
 from db.models import (
@@ -529,3 +531,54 @@ def test_section_reads_match_the_whole_dashboard(db, world, practice):
     assert groups.providers.equals(board.providers) and groups.clinics.equals(board.clinics)
     assert groups.services.equals(board.services)
     assert trends.weekly.equals(board.weekly) and trends.monthly.equals(board.monthly)
+
+
+def test_all_clinics_take_each_clinics_own_day_even_when_the_days_do_not_overlap(db, world):
+    """One day, 1 March 2026, at Kiritimati (UTC+14) and Pago Pago (UTC−11): their days share
+    no hour (10:00 UTC on 1 March ends one, 11:00 UTC begins the other). All clinics counts each
+    response on its own clinic's day: the sum of the three clinics, one response each."""
+    with db.write() as session:
+        east = Clinic(name="Kiritimati", timezone="Pacific/Kiritimati")
+        west = Clinic(name="Pago Pago", timezone="Pacific/Pago_Pago")
+        session.add_all([east, west])
+        session.flush()
+        zones = [
+            (world.clinic_id, "Europe/London"),
+            (east.id, east.timezone),
+            (west.id, west.timezone),
+        ]
+        for (cid, tz), rating in zip(zones, (3, 4, 5), strict=True):
+            for day, hour in (
+                (date(2026, 2, 28), 23),
+                (date(2026, 3, 1), 0),
+                (date(2026, 3, 1), 23),
+                (date(2026, 3, 2), 0),
+            ):
+                kept = day == date(2026, 3, 1)
+                response(
+                    session,
+                    local_to_utc(day, time(hour, 30), tz),
+                    10 if kept else 0,
+                    rating,
+                    clinic=cid,
+                    comment=f"{tz} {day}",
+                )
+    day = date(2026, 3, 1)
+    every = sa.filter_for_days(day, day, "Europe/London", None, zones)
+    assert every.core[0] == every.core[1]  # no hour in all three clinics' days
+    with db.read() as session:
+        s = sa.summary(session, world.owner, every)
+        board = sa.get_dashboard(session, world.owner, every, now=at(2, month=3))
+        shown, _ = sa.comments(session, world.owner, every)
+        ones = [
+            sa.summary(session, world.owner, sa.filter_for_days(day, day, tz, cid, zones))
+            for cid, tz in zones
+        ]
+        d = bd.distribution(session, world.owner, every)
+    assert [o.responses for o in ones] == [2, 2, 2]
+    assert s == board.summary == ones[0] + ones[1] + ones[2]
+    assert (s.responses, s.promoters, s.detractors) == (6, 6, 0)  # only 1 March's
+    assert d.ratings == [0, 0, 2, 2, 2] and d.nps == [0] * 10 + [6]
+    assert list(board.weekly.responses) == [6]  # 1 March 2026 is a Sunday: week of 23 February
+    assert [p.date() for p in board.weekly.period] == [date(2026, 2, 23)]
+    assert len(shown) == 6 and all(c.endswith("2026-03-01") for c in shown.comment)
