@@ -5,6 +5,7 @@ import streamlit as st
 from core.kernel.errors import DomainError
 from ui import auth
 from ui.context import reachable_database, stop_with
+from ui.job_health import banner
 from ui.navigation import PAGES, PATIENT_PAGE, PORTAL_PAGE, pages_for
 from ui.text import escape
 
@@ -81,4 +82,6 @@ else:
     chosen = st.navigation(sections, expanded=True)  # every page listed, none behind "View more"
     if chosen is not landing:  # the landing moves on at once: the page it opens sets the cookie
         auth.set_cookie_in_browser()
+        if chosen.url_path != "practice":  # that page lists the failing jobs itself
+            banner(actor)
     chosen.run()

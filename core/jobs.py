@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from weakref import WeakKeyDictionary
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -19,8 +20,10 @@ from core.kernel.errors import DatabaseUnavailable
 from core.messaging import clinic_events, delivery, reminders
 from core.patients import invitations
 from core.payments import prepay
+from core.practice import job_health
 from core.waitlist import jobs as waitlist_jobs
 from db.engine import Database
+from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.jobs")
 
@@ -46,19 +49,86 @@ JOBS: list[Callable[[Database, Settings], None]] = [
 
 def run_due(database: Database, settings: Settings) -> None:
     """Run every job once. An unreachable database stops the round with one
-    DatabaseUnavailable (one line for the log) instead of a traceback per job."""
+    DatabaseUnavailable (one line for the log) instead of a traceback per job. A job that
+    raises is logged and recorded for the practice to see (core.practice.job_health: one read
+    of the jobs' health a round, a write only when a job starts failing, keeps failing for
+    EVERY, or works again)."""
+    before = _health(database)
+    outcomes: list[job_health.Outcome] = []
     for job in JOBS:
+        started = utcnow()
         try:
             job(database, settings)
         except (OperationalError, InterfaceError) as exc:
-            if not database.reachable():
-                raise DatabaseUnavailable(
-                    f"The database cannot be reached ({_first_line(exc)}); "
-                    "the jobs run again when it is back."
-                ) from None
+            _stop_if_unreachable(database, exc)
             log.exception("job %s failed", job.__name__)
-        except Exception:  # one failing job must not stop the others
+            outcomes.append(_outcome(job.__name__, started, exc))
+        except Exception as exc:  # one failing job must not stop the others
             log.exception("job %s failed", job.__name__)
+            outcomes.append(_outcome(job.__name__, started, exc))
+        else:
+            outcomes.append(_outcome(job.__name__, started))
+    if before is None:  # the health could not be read: recorded next round
+        return
+    if (code := risk_jobs.ended_fit()) is not None:  # the weekly fit's child process ended
+        outcomes.append(_fit_outcome(code))
+    _record(database, before, outcomes)
+
+
+# what this process has seen of each database's jobs and not written yet
+_TALLIES: WeakKeyDictionary[Database, job_health.Tally] = WeakKeyDictionary()
+
+
+def _health(database: Database) -> dict[str, job_health.State] | None:
+    """The round's one read of the jobs' health; None (nothing recorded this round) when it
+    cannot be read, save an unreachable database, which stops the round."""
+    try:
+        with database.read() as session:
+            return job_health.states(session)
+    except (OperationalError, InterfaceError) as exc:
+        _stop_if_unreachable(database, exc)
+        log.exception("the jobs' health could not be read")
+    except Exception:
+        log.exception("the jobs' health could not be read")
+    return None
+
+
+def _record(database, before, outcomes: list[job_health.Outcome]) -> None:
+    tally = _TALLIES.setdefault(database, job_health.Tally())
+    found = job_health.changes(before, outcomes, tally, utcnow())
+    if not found:  # a healthy round (or one failing as before): nothing to write
+        return
+    try:
+        with database.write() as session:
+            job_health.apply(session, found)
+    except Exception:  # the jobs ran; their health is written next time
+        log.exception("the jobs' health could not be recorded")
+        return
+    tally.written(found)
+
+
+def _outcome(name: str, started, error: Exception | None = None) -> job_health.Outcome:
+    line = None if error is None else job_health.error_line(getattr(error, "orig", None) or error)
+    return job_health.Outcome(name, started, utcnow(), line)
+
+
+def _fit_outcome(code: int) -> job_health.Outcome:
+    now = utcnow()
+    error = None
+    if code:
+        error = (
+            f"The fit (python -m core.cli train-risk) stopped with exit code {code}; "
+            "its reason is in the server log, or run that command to see it"
+        )
+    return job_health.Outcome(job_health.RISK_FIT, now, now, error)
+
+
+def _stop_if_unreachable(database: Database, exc: Exception) -> None:
+    if not database.reachable():
+        raise DatabaseUnavailable(
+            f"The database cannot be reached ({_first_line(exc)}); "
+            "the jobs run again when it is back."
+        ) from None
 
 
 def _first_line(exc: Exception) -> str:

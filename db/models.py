@@ -1216,3 +1216,18 @@ class RiskScore(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("risk_models.id"))
     probability: Mapped[float] = mapped_column(Float)
     scored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRun(Base):
+    """A background job's health (core.practice.job_health), one row per job that has failed.
+    The jobs loop writes it only when the job starts failing, at most every few minutes while it
+    keeps failing, and when it works again: a healthy loop writes nothing."""
+
+    __tablename__ = "job_runs"
+
+    job: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_ok_at: Mapped[datetime | None]  # when it last worked, as far as the loop recorded
+    failing_since: Mapped[datetime | None]  # None while it works
+    last_failed_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

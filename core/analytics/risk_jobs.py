@@ -39,6 +39,7 @@ RETRY = timedelta(hours=6)  # a weekly fit that stopped (killed, failed) is trie
 SCORE_LEASE = timedelta(minutes=30)  # a scoring run not done after this may be taken up
 SKEW = timedelta(minutes=10)  # a time further ahead than this was written by a clock set wrong
 _training: subprocess.Popen | None = None  # this process's fit, while it runs
+_ended: subprocess.Popen | None = None  # the fit whose end ended_fit has told
 
 
 def _claim(session, key: str, every: timedelta, now: datetime) -> bool:
@@ -114,6 +115,16 @@ def _start_training(settings: Settings) -> None:
 def training() -> bool:
     """Whether this process's fit is still running."""
     return _training is not None and _training.poll() is None
+
+
+def ended_fit() -> int | None:
+    """The exit code of this process's fit once it has ended, told once (core.jobs records a
+    failed fit for the practice to see); None while it runs, or when none ended since."""
+    global _ended
+    if _training is None or _training is _ended or _training.poll() is None:
+        return None
+    _ended = _training
+    return _training.returncode
 
 
 def wait_for_training(timeout: float | None = None) -> int | None:

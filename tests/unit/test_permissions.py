@@ -42,7 +42,7 @@ from core.payments import desk, points, rules
 from core.payments.providers import DeskProvider
 from core.policy import cancellation
 from core.portal import patient_links, replies
-from core.practice import checklist, choices, documents, reads, setup
+from core.practice import checklist, choices, documents, job_health, reads, setup
 from core.requests import bulk, changes, decisions, queue
 from core.scheduling import booking, calendar, checkin, moves, schedules, today, visits
 from core.waitlist import entries, offers
@@ -374,6 +374,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         "setup.set_active",
         P.PRACTICE_MANAGE,
         lambda s, a, c: setup.set_active(s, a, "provider", c.provider_id, False),
+    ),
+    (  # the background jobs failing now (the Practice set-up page, the banner)
+        "job_health.failing_jobs",
+        P.PRACTICE_MANAGE,
+        lambda s, a, c: job_health.failing_jobs(s, a),
     ),
     (
         "setup.deactivation_warning",
