@@ -70,8 +70,8 @@ def run_due(database: Database, settings: Settings) -> None:
             outcomes.append(_outcome(job.__name__, started))
     if before is None:  # the health could not be read: recorded next round
         return
-    if (code := risk_jobs.ended_fit()) is not None:  # the weekly fit's child process ended
-        outcomes.append(_fit_outcome(code))
+    if (ended := risk_jobs.ended_fit()) is not None:  # the weekly fit's child process ended
+        outcomes.append(_fit_outcome(*ended))
     _record(database, before, outcomes)
 
 
@@ -112,14 +112,12 @@ def _outcome(name: str, started, error: Exception | None = None) -> job_health.O
     return job_health.Outcome(name, started, utcnow(), line)
 
 
-def _fit_outcome(code: int) -> job_health.Outcome:
+def _fit_outcome(code: int, said: str) -> job_health.Outcome:
     now = utcnow()
     error = None
     if code:
-        error = (
-            f"The fit (python -m core.cli train-risk) stopped with exit code {code}; "
-            "its reason is in the server log, or run that command to see it"
-        )
+        why = f": {said}" if said else "; run python -m core.cli train-risk to see why"
+        error = f"The fit (python -m core.cli train-risk) stopped with exit code {code}{why}"
     return job_health.Outcome(job_health.RISK_FIT, now, now, error)
 
 

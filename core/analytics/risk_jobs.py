@@ -40,6 +40,7 @@ SCORE_LEASE = timedelta(minutes=30)  # a scoring run not done after this may be 
 SKEW = timedelta(minutes=10)  # a time further ahead than this was written by a clock set wrong
 _training: subprocess.Popen | None = None  # this process's fit, while it runs
 _ended: subprocess.Popen | None = None  # the fit whose end ended_fit has told
+_fit_log: Path | None = None  # where this process's fit writes its messages (its stderr)
 
 
 def _claim(session, key: str, every: timedelta, now: datetime) -> bool:
@@ -98,7 +99,7 @@ def retrain_job(database: Database, settings: Settings) -> None:
 
 
 def _start_training(settings: Settings) -> None:
-    global _training
+    global _training, _fit_log
     env = os.environ | {
         "DATABASE_URL": settings.database_url,
         "CLINICDESK_SECRET_KEY": settings.secret_key,
@@ -106,7 +107,11 @@ def _start_training(settings: Settings) -> None:
         "OMP_NUM_THREADS": "1",  # one core: OpenMP threads spinning beside page runs slow both
     }
     command = [sys.executable, "-m", "core.cli", "train-risk"]
-    _training = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    _fit_log = Path(settings.data_dir) / "risk-fit.log"  # its owner's only, as the data folder
+    with os.fdopen(os.open(_fit_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as err:
+        _training = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stderr=err
+        )
     with contextlib.suppress(OSError):  # it has finished already, or no priorities here
         os.setpriority(os.PRIO_PROCESS, _training.pid, 10)  # the desks' work comes first
     log.info("risk model: training in process %s", _training.pid)
@@ -117,14 +122,22 @@ def training() -> bool:
     return _training is not None and _training.poll() is None
 
 
-def ended_fit() -> int | None:
-    """The exit code of this process's fit once it has ended, told once (core.jobs records a
-    failed fit for the practice to see); None while it runs, or when none ended since."""
+def ended_fit() -> tuple[int, str] | None:
+    """This process's fit once it has ended, told once (core.jobs records a failed fit for the
+    practice to see): its exit code and, when it failed, the last line it wrote (why it
+    stopped), its messages also logged here; None while it runs, or when none ended since."""
     global _ended
     if _training is None or _training is _ended or _training.poll() is None:
         return None
     _ended = _training
-    return _training.returncode
+    if not _training.returncode:
+        return 0, ""
+    said = ""
+    with contextlib.suppress(OSError, TypeError):  # no log kept (a fit started elsewhere)
+        said = _fit_log.read_text(encoding="utf-8", errors="replace")
+    log.warning("risk model: the fit stopped (exit code %s)\n%s", _training.returncode, said)
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    return _training.returncode, lines[-1] if lines else ""
 
 
 def wait_for_training(timeout: float | None = None) -> int | None:

@@ -153,9 +153,23 @@ def test_the_banner_read_gives_only_jobs_failing_longer_than_asked(db, world, se
     assert job.job == "reminders_job"
 
 
-def test_a_failed_fit_in_its_child_process_is_recorded(db, world, settings, healthy, monkeypatch):
+def test_a_failed_fit_in_its_child_process_is_recorded(
+    db, world, settings, healthy, monkeypatch, tmp_path
+):
+    said = tmp_path / "risk-fit.log"  # the fit's stderr, as _start_training keeps it
+    monkeypatch.setattr(risk_jobs, "_fit_log", said)
+
     def child(code: int) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+        with said.open("w") as err:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; print('fitting…\\nerror: <b>too little</b>', file=sys.stderr); "
+                    f"raise SystemExit({code})",
+                ],
+                stderr=err,
+            )
         process.wait()
         return process
 
@@ -164,7 +178,7 @@ def test_a_failed_fit_in_its_child_process_is_recorded(db, world, settings, heal
     [job] = failing_now(db, world.manager)
     assert job.job == job_health.RISK_FIT
     assert job.effect == "the no-show model is not being refreshed"
-    assert "exit code 2" in job.error
+    assert "exit code 2: error: <b>too little</b>" in job.error  # why it stopped, its last line
     jobs.run_due(db, settings)  # the same ended fit is told once
     assert failing_now(db, world.manager)[0].failures == 1
     monkeypatch.setattr(risk_jobs, "_training", child(0))  # the next fit works

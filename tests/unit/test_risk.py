@@ -403,6 +403,7 @@ def test_the_jobs_loop_fits_in_a_child_process_and_goes_on(db, world, tmp_path, 
     risk_jobs.retrain_job(db, settings)  # claimed for the week: not started again
     assert risk_jobs.wait_for_training(timeout=300) == 0
     assert len([m for m in caplog.messages if "training in process" in m]) == 1
+    assert (tmp_path / "risk-fit.log").stat().st_mode & 0o077 == 0  # its messages: owner's only
     with db.read() as session:
         [model] = session.scalars(select(RiskModel)).all()
     assert model.rows > 200 and model.metrics["model"]["roc_auc"] > 0.5
