@@ -18,17 +18,25 @@ ICONS = {"low": "🟢", "medium": "🟠", "high": "🔴"}
 COLOURS = {"low": "green", "medium": "orange", "high": "red"}
 COLUMN_HELP = (
     "Predicted no-show risk from the practice's own history (the model page explains it): "
-    "low under 15%, medium 15–30%, high 30% and over."
+    "low under 15%, medium 15–30%, high 30% and over; 'not scored yet': booked or moved since "
+    "the last daily scoring."
 )
 
 
-def probabilities(me, appointment_ids: Sequence[int]) -> dict[int, float]:
+NOT_SCORED = "not scored yet"
+NOT_SCORED_HELP = (
+    "Visits are scored once a day: this one was booked or moved since the last scoring, and a "
+    "moved visit's earlier score was of its old time. The next daily run scores it."
+)
+
+
+def probabilities(me, appointment_ids: Sequence[int]) -> dict[int, risk_scores.Risk]:
     # packed as bytes, which the cache hashes at once; it hashed a tuple id by id in Python
     return _probabilities(me, array("q", appointment_ids).tobytes())
 
 
 @cached("analytics", "appointments", ttl=300, max_entries=50)
-def _probabilities(me, packed: bytes) -> dict[int, float]:
+def _probabilities(me, packed: bytes) -> dict[int, risk_scores.Risk]:
     appointment_ids = array("q")
     appointment_ids.frombytes(packed)
     return read(risk_scores.risk_of, me, appointment_ids.tolist())
@@ -39,10 +47,15 @@ def shown(probability: float, fmt: ClinicFormat) -> str:
     return fmt.percent(probability, 0)
 
 
-def label(probability: float | None, fmt: ClinicFormat) -> str:
-    """A table cell: icon, level and the probability (tables have no per-cell hover)."""
-    level = risk_scores.level(probability)
-    return f"{ICONS[level]} {level} {shown(probability, fmt)}" if level else ""
+def label(risk: risk_scores.Risk | None, fmt: ClinicFormat) -> str:
+    """A table cell: icon, level and the probability (tables have no per-cell hover); 'not
+    scored yet' for a visit booked or moved since the last scoring."""
+    if risk is None:
+        return ""
+    if risk.probability is None:
+        return f"⚪ {NOT_SCORED}"
+    level = risk_scores.level(risk.probability)
+    return f"{ICONS[level]} {level} {shown(risk.probability, fmt)}"
 
 
 def column(me, appointment_ids: list[int]) -> list[str]:
@@ -52,13 +65,17 @@ def column(me, appointment_ids: list[int]) -> list[str]:
 
 
 def badge(me, appointment_id: int) -> None:
-    probability = probabilities(me, (appointment_id,)).get(appointment_id)
-    level = risk_scores.level(probability)
-    if level:
-        st.badge(
-            f"{level.title()} no-show risk",
-            icon=":material/person_alert:" if level == "high" else None,
-            color=COLOURS[level],
-            help=f"Predicted no-show probability {shown(probability, display_format())}. "
-            f"{COLUMN_HELP}",
-        )
+    risk = probabilities(me, (appointment_id,)).get(appointment_id)
+    if risk is None:
+        return
+    if risk.probability is None:
+        st.badge(f"No-show risk {NOT_SCORED}", color="gray", help=NOT_SCORED_HELP)
+        return
+    level = risk_scores.level(risk.probability)
+    st.badge(
+        f"{level.title()} no-show risk",
+        icon=":material/person_alert:" if level == "high" else None,
+        color=COLOURS[level],
+        help=f"Predicted no-show probability {shown(risk.probability, display_format())}. "
+        f"{COLUMN_HELP}",
+    )

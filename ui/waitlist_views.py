@@ -31,7 +31,8 @@ def with_risk(me, events: list[dict]) -> list[dict]:
     fmt = display_format()  # once for every event
     marked = []
     for event in events:
-        p = found.get(int(event["id"])) if str(event.get("id", "")).isdigit() else None
+        risk = found.get(int(event["id"])) if str(event.get("id", "")).isdigit() else None
+        p = risk.probability if risk else None
         level = risk_scores.level(p)
         if level in ("medium", "high"):
             event = {**event, "title": f"{ICONS[level]} {shown(p, fmt)} · {event['title']}"}

@@ -76,23 +76,61 @@ def level(probability: float | None) -> str | None:
     return name
 
 
+def current_score():
+    """Whether a stored score still describes its visit: it was scored after the appointment
+    last changed. A move changes the lead time (and may change the day and the provider), so
+    the score of the old time is not the new visit's; until the next daily run scores it again
+    the visit counts as not scored (no badge figure, not on the call list, no extra reminder,
+    not in an overbooking sum)."""
+    return RiskScore.scored_at >= Appointment.updated_at
+
+
 def probabilities(session: Session, appointment_ids: list[int]) -> dict[int, float]:
-    """Stored probabilities of these appointments (no permission: callers already read them)."""
+    """Current stored probabilities of these appointments (no permission: callers already
+    read them)."""
     if not appointment_ids:
         return {}
     return dict(
         session.execute(
-            select(RiskScore.appointment_id, RiskScore.probability).where(
-                RiskScore.appointment_id.in_(appointment_ids)
-            )
+            select(RiskScore.appointment_id, RiskScore.probability)
+            .join(Appointment, Appointment.id == RiskScore.appointment_id)
+            .where(RiskScore.appointment_id.in_(appointment_ids), current_score())
         ).all()
     )
 
 
-def risk_of(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[int, float]:
-    """The badges' figures: stored probabilities of appointments the actor may see."""
+@dataclass(frozen=True)
+class Risk:
+    """A visit's badge: its probability, or None for an upcoming visit booked or moved since
+    the last scoring (not scored yet); its clinic says in which locale to show it."""
+
+    probability: float | None
+    clinic_id: int
+
+
+def risk_of(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[int, Risk]:
+    """The badges' figures of appointments the actor may see: the current score of each scored
+    one, 'not scored yet' (None) for a scheduled visit to come that has none while a model
+    exists; nothing for the rest (a cancelled visit, a past one, no model yet)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
-    return probabilities(session, appointment_ids[:5000])
+    appointment_ids = appointment_ids[:5000]
+    if not appointment_ids:
+        return {}
+    scored = probabilities(session, appointment_ids)
+    found = {}
+    rows = session.execute(
+        select(
+            Appointment.id, Appointment.clinic_id, Appointment.status, Appointment.start_at
+        ).where(Appointment.id.in_(appointment_ids))
+    ).all()
+    waiting = latest_model_id(session) is not None
+    now = utcnow()
+    for ident, clinic_id, status, start_at in rows:
+        if ident in scored:
+            found[ident] = Risk(scored[ident], clinic_id)
+        elif waiting and status == SCORABLE[0] and start_at is not None and start_at > now:
+            found[ident] = Risk(None, clinic_id)
+    return found
 
 
 @dataclass(frozen=True)
@@ -126,6 +164,7 @@ def call_list(
             Appointment.start_at >= now,
             Appointment.start_at < now + timedelta(days=days),
             RiskScore.probability >= threshold,
+            current_score(),
         )
         .order_by(RiskScore.probability.desc())
         .limit(200)
@@ -163,6 +202,7 @@ def overbooking_suggestions(
             Appointment.status == SCORABLE[0],
             Appointment.start_at >= start,
             Appointment.start_at < end,
+            current_score(),
         )
     ):
         names[pid] = name

@@ -26,7 +26,8 @@ A visit whose stored no-show probability (core.analytics.risk_scores) is at leas
 gets one extra reminder at the clinic's extra offset (default 48 h; quiet hours apply), by text
 message when the patient consented to texts, otherwise by email; a confirmed one gets it only
 where the practice says so. It is keyed like the others (appointment, offset, start time), so
-it goes once, and again only for a moved visit that is still high risk.
+it goes once, and again only for a moved visit that is still high risk once scored again (the
+score of its old time does not count).
 
 Each reminder carries three links: confirm (core.kernel.tokens purpose "confirm"), ask to cancel
 and ask to reschedule (purpose "change": the page shows the policy and any fee first).
@@ -378,7 +379,10 @@ def _candidates(
     )
     if high_risk:
         query = query.join(RiskScore, RiskScore.appointment_id == Appointment.id).where(
-            RiskScore.probability >= HIGH_RISK
+            RiskScore.probability >= HIGH_RISK,
+            # scored since the visit last changed (risk_scores.current_score): a moved visit's
+            # score was of its old time, so it waits for the daily run to score it again
+            RiskScore.scored_at >= Appointment.updated_at,
         )
     return list(session.scalars(query))
 

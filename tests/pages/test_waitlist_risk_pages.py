@@ -166,6 +166,27 @@ def test_risk_and_model_figures_follow_the_practices_locale(app_as, app_db):
     assert values["ROC-AUC"] == "0,771" and values["Largest decile gap"] == "2,1 pts"
 
 
+def test_a_visit_moved_since_its_scoring_says_not_scored_yet_on_today(app_as, app_db):
+    """The score was of the old time: Today says the moved visit is not scored yet rather than
+    showing it, in the table and on the selected visit's badge."""
+    ident = _upcoming_with_risk(app_db, 0.42, today_in(30).replace(microsecond=0))
+    database = _db(app_db)
+    with database.write() as session:  # moved ten minutes later, after the scoring
+        row = session.get(Appointment, ident)
+        row.start_at, row.end_at = row.start_at + timedelta(minutes=10), row.end_at
+    database.dispose()
+    today = app_as("staff", "app_pages/today.py", timeout=120)
+    assert not today.exception
+    board = next(d.value for d in today.dataframe if "No-show risk" in d.value.columns)
+    assert board.loc[ident, "No-show risk"] == "⚪ not scored yet"  # not "🔴 high 42%"
+    position = board.index.get_loc(ident)
+    today.session_state["today_table"] = {"selection": {"rows": [position], "columns": []}}
+    today.run()
+    [badge] = [m for m in today.markdown if "No-show risk" in m.value]
+    assert badge.value == ":gray-badge[No-show risk not scored yet]"
+    assert "booked or moved since the last scoring" in badge.help
+
+
 def test_a_manager_wait_lists_a_patient_for_a_package(app_as, app_db):
     database = _db(app_db)
     with database.read() as session:
@@ -218,8 +239,13 @@ def test_many_visits_risk_is_read_at_once_and_each_keeps_its_own(app_db):
     st.cache_data.clear()
     owner = Actor(user_id=1, name="Olivia Owner", role=Role.OWNER)
     found = risk.probabilities(owner, [second, 2**40, first])
-    assert found == {first: pytest.approx(0.42), second: pytest.approx(0.07)}
-    assert risk.probabilities(owner, [first]) == {first: pytest.approx(0.42)}
+    assert {i: r.probability for i, r in found.items()} == {
+        first: pytest.approx(0.42),
+        second: pytest.approx(0.07),
+    }
+    assert {i: r.probability for i, r in risk.probabilities(owner, [first]).items()} == {
+        first: pytest.approx(0.42)
+    }
 
 
 def test_a_patient_who_lost_the_race_for_an_offer_is_told_so_by_the_link(app_db):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from core.analytics import confirmations, risk_scores
 from core.kernel import tokens
@@ -440,6 +440,22 @@ def test_the_extra_reminder_never_repeats_a_usual_one(db, world):
     assert len(reminder_messages(db, appointment_id)) == 2  # the usual one, to both channels
     with db.write() as session, pytest.raises(ValidationError, match="or 0 for none"):
         save_preferences(session, world.owner, world.clinic_id, PreferencesForm(high_risk_hours=-1))
+
+
+def test_a_visit_moved_since_its_scoring_waits_for_a_new_score_for_the_extra_reminder(db, world):
+    """The score was of the old time (its lead time): a moved visit gets the extra reminder only
+    once the daily run has scored it again and it is still high risk."""
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    set_risk(db, appointment_id, 0.6)
+    friday = PLAIN_THURSDAY + timedelta(days=1)
+    with db.write() as session:
+        moves.reschedule(session, world.staff, appointment_id, start_at=local(friday, 10))
+    two_days = local(friday - timedelta(days=2), 10)
+    assert run_job(db, two_days) == []  # the old score does not count
+    with db.write() as session:  # the daily run scores the moved visit: still high
+        session.execute(delete(RiskScore).where(RiskScore.appointment_id == appointment_id))
+    set_risk(db, appointment_id, 0.55)
+    assert run_job(db, two_days + timedelta(minutes=15)) == [(appointment_id, 48 * 60)]
 
 
 def test_high_risk_visits_are_on_the_call_list(db, world):

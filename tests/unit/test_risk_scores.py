@@ -1,0 +1,106 @@
+"""No-show risk as staff meet it: the badges' figures, the call list and the overbooking
+suggestion read from the stored scores (core.analytics.risk_scores). Re-run on PostgreSQL by
+tests/integration/test_risk_scores_pg.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from sqlalchemy import delete, select
+
+from core.analytics import risk_scores
+from core.kernel.clock import local_to_utc, local_today
+from core.scheduling import moves
+from db.models import RiskModel, RiskScore
+
+TZ = "Europe/London"
+
+
+def book(db, world, start: datetime) -> int:
+    with db.write() as session:
+        return moves.schedule_appointment(
+            session,
+            world.manager,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=start,
+                allow_double_booking=True,
+            ),
+        ).id
+
+
+def score(db, appointment_id: int, probability: float) -> None:
+    """Store a score as the daily run does (its row replaced, scored now)."""
+    with db.write() as session:
+        model_id = session.scalar(select(RiskModel.id).limit(1))
+        if model_id is None:
+            model = RiskModel(rows=0, features={}, metrics={}, payload=b"")
+            session.add(model)
+            session.flush()
+            model_id = model.id
+        session.execute(delete(RiskScore).where(RiskScore.appointment_id == appointment_id))
+        session.add(
+            RiskScore(appointment_id=appointment_id, model_id=model_id, probability=probability)
+        )
+
+
+def in_days(days: int, hour: int) -> datetime:
+    return local_to_utc(local_today(TZ) + timedelta(days=days), time(hour), TZ)
+
+
+def test_a_moved_visit_shows_no_stale_score_until_it_is_scored_again(db, world):
+    """A move changes the lead time (and may change the day and provider): the score of the
+    old time is not the new visit's. Until the next daily run scores it, the badge says it is
+    not scored yet, and the call list and the overbooking suggestion leave it out."""
+    moved = book(db, world, in_days(2, 10))
+    kept = book(db, world, in_days(2, 11))
+    score(db, moved, 0.62)
+    score(db, kept, 0.55)
+    start, end = in_days(0, 0), in_days(14, 0)
+    with db.read() as session:
+        found = risk_scores.risk_of(session, world.staff, [moved, kept])
+        assert {i: r.probability for i, r in found.items()} == {moved: 0.62, kept: 0.55}
+        [day] = risk_scores.overbooking_suggestions(
+            session, world.staff, clinic_id=world.clinic_id, start=start, end=end
+        )
+        assert (day.visits, round(day.expected_no_shows, 2)) == (2, 1.17)
+    with db.write() as session:  # the afternoon of the same day
+        moves.reschedule(session, world.staff, moved, start_at=in_days(2, 15), notify=False)
+    with db.read() as session:
+        found = risk_scores.risk_of(session, world.staff, [moved, kept])
+        assert found[moved].probability is None  # not scored yet, not the old 62%
+        assert found[kept].probability == 0.55
+        calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=14)
+        assert [c.appointment_id for c in calls] == [kept]
+        suggested = risk_scores.overbooking_suggestions(
+            session, world.staff, clinic_id=world.clinic_id, start=start, end=end
+        )
+        assert suggested == []  # 0.55 alone: the moved visit's old 0.62 does not count
+    score(db, moved, 0.58)  # the next daily run
+    with db.read() as session:
+        found = risk_scores.risk_of(session, world.staff, [moved])
+        assert found[moved].probability == 0.58
+        calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=14)
+        assert sorted(c.appointment_id for c in calls) == sorted([moved, kept])
+
+
+def test_a_visit_booked_since_the_scoring_is_not_scored_yet_and_others_say_nothing(db, world):
+    """No model: nothing to say. With one, an upcoming visit without a score says so; a
+    cancelled visit's old score is not shown."""
+    fresh = book(db, world, in_days(3, 10))
+    with db.read() as session:
+        assert risk_scores.risk_of(session, world.staff, [fresh]) == {}
+    other = book(db, world, in_days(3, 11))
+    score(db, other, 0.4)
+    cancelled = book(db, world, in_days(3, 12))
+    score(db, cancelled, 0.7)
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, cancelled, reason="Provider ill")
+    with db.read() as session:
+        found = risk_scores.risk_of(session, world.staff, [fresh, other, cancelled])
+    assert found[fresh].probability is None
+    assert found[other].probability == 0.4
+    assert cancelled not in found
