@@ -187,10 +187,16 @@ class Overbooking:
 def overbooking_suggestions(
     session: Session, actor: Actor, *, clinic_id: int, start: datetime, end: datetime
 ) -> list[Overbooking]:
-    """Provider-days in [start, end) where the expected no-shows (sum of probabilities) exceed
-    one: a suggestion to book one extra visit, never done automatically."""
+    """Provider-days in [start, end) where the expected no-shows (sum of probabilities) of the
+    visits still to come exceed one: a suggestion to book one extra visit, never done
+    automatically. Visits already past are left out (an extra booking cannot be made before
+    now, and a visit of a day gone by still 'scheduled' was only never marked)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
-    tz = session.get(Clinic, clinic_id).timezone
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    tz = clinic.timezone
+    start = max(start, utcnow())
     sums: dict[tuple[int, date], list[float]] = {}
     names: dict[int, str] = {}
     for pid, name, at, p in session.execute(

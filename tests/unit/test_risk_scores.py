@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from core.analytics import risk_scores
 from core.kernel.clock import local_to_utc, local_today
 from core.scheduling import moves
-from db.models import RiskModel, RiskScore
+from db.models import Appointment, AppointmentStatus, RiskModel, RiskScore
 
 TZ = "Europe/London"
 
@@ -104,3 +104,33 @@ def test_a_visit_booked_since_the_scoring_is_not_scored_yet_and_others_say_nothi
     assert found[fresh].probability is None
     assert found[other].probability == 0.4
     assert cancelled not in found
+
+
+def test_no_extra_booking_is_suggested_for_a_day_gone_by(db, world):
+    """Yesterday's visits never marked (still scheduled) keep their scores; an extra booking
+    cannot be made in the past, so the calendar's suggestion covers only what is to come."""
+    yesterday = in_days(-1, 10)
+    with db.write() as session:
+        ids = []
+        for hour in (0, 1):
+            row = Appointment(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                patient_id=world.patient_id,
+                service_id=world.service_id,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=yesterday + timedelta(hours=hour),
+                end_at=yesterday + timedelta(hours=hour, minutes=30),
+                allow_double_booking=True,
+            )
+            session.add(row)
+            session.flush()
+            ids.append(row.id)
+    ahead = [book(db, world, in_days(4, hour)) for hour in (10, 11)]
+    for ident in ids + ahead:
+        score(db, ident, 0.6)
+    with db.read() as session:
+        suggested = risk_scores.overbooking_suggestions(
+            session, world.staff, clinic_id=world.clinic_id, start=in_days(-3, 0), end=in_days(7, 0)
+        )
+    assert [s.day for s in suggested] == [local_today(TZ) + timedelta(days=4)]
