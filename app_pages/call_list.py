@@ -30,7 +30,14 @@ clinics = _clinics(me)
 require(clinics)
 c1, c2, c3 = st.columns(3)
 clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="call_list_clinic")
-days = c2.number_input("Days ahead", 1, 14, 3, key="call_list_days")
+days = c2.number_input(
+    "Days ahead",
+    1,
+    14,
+    3,
+    key="call_list_days",
+    help="The clinic's days after today: 1 is the rest of today and all of tomorrow.",
+)
 percent = c3.slider(
     "Risk from", 5, 90, round(risk_scores.HIGH * 100), 5, format="%d%%", key="call_list_threshold"
 )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.analytics.risk_features import SCORABLE
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import to_local
+from core.kernel.clock import local_days_bounds, local_today, to_local
 from core.kernel.errors import NotFound
 from core.kernel.money import clinic_time
 from core.messaging.preferences import HIGH_RISK
@@ -146,13 +146,16 @@ class CallRow:
 def call_list(
     session: Session, actor: Actor, *, clinic_id: int, days: int = 3, threshold: float = HIGH
 ) -> list[CallRow]:
-    """Scheduled visits in the next `days` whose predicted no-show risk is at least `threshold`
+    """Scheduled visits from now to the end of the clinic's day `days` days ahead (1: the rest
+    of today and all of tomorrow) whose predicted no-show risk is at least `threshold`
     (default: high, the visits that also get the extra reminder): call them."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
         raise NotFound(f"There is no clinic #{clinic_id}.")
     now = utcnow()
+    last_day = local_today(clinic.timezone, now) + timedelta(days=days)
+    until = local_days_bounds(last_day, last_day, clinic.timezone)[1]
     rows = session.execute(
         select(Appointment.id, Appointment.start_at, Patient, Provider.name, RiskScore.probability)
         .join(RiskScore, RiskScore.appointment_id == Appointment.id)
@@ -162,7 +165,7 @@ def call_list(
             Appointment.clinic_id == clinic_id,
             Appointment.status == SCORABLE[0],
             Appointment.start_at >= now,
-            Appointment.start_at < now + timedelta(days=days),
+            Appointment.start_at < until,
             RiskScore.probability >= threshold,
             current_score(),
         )

@@ -16,7 +16,7 @@ from db.models import Appointment, AppointmentStatus, RiskModel, RiskScore
 TZ = "Europe/London"
 
 
-def book(db, world, start: datetime) -> int:
+def book(db, world, start: datetime, *, outside_hours: bool = False) -> int:
     with db.write() as session:
         return moves.schedule_appointment(
             session,
@@ -28,6 +28,7 @@ def book(db, world, start: datetime) -> int:
                 service_ids=[world.service_id],
                 start_at=start,
                 allow_double_booking=True,
+                outside_hours_override=outside_hours,
             ),
         ).id
 
@@ -134,3 +135,15 @@ def test_no_extra_booking_is_suggested_for_a_day_gone_by(db, world):
             session, world.staff, clinic_id=world.clinic_id, start=in_days(-3, 0), end=in_days(7, 0)
         )
     assert [s.day for s in suggested] == [local_today(TZ) + timedelta(days=4)]
+
+
+def test_the_call_list_counts_days_ahead_as_the_clinics_days(db, world):
+    """'1 day ahead' is the rest of today and all of tomorrow at the clinic: a front desk
+    calling in the afternoon for tomorrow must not miss tomorrow's evening."""
+    late_tomorrow = book(db, world, in_days(1, 23) + timedelta(minutes=45), outside_hours=True)
+    after_that = book(db, world, in_days(2, 0) + timedelta(minutes=30), outside_hours=True)
+    for ident in (late_tomorrow, after_that):
+        score(db, ident, 0.5)
+    with db.read() as session:
+        calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=1)
+    assert [c.appointment_id for c in calls] == [late_tomorrow]
