@@ -47,6 +47,14 @@ if info is None:
         "visits, or now with the button above (or `python -m core.cli train-risk`)."
     )
     st.stop()
+if not info.current:
+    st.warning(
+        "This model was trained on an older set of features, so it scores nothing: visits "
+        "show no risk, the call list stays empty and no extra reminder goes until it is "
+        "trained again. The background jobs retrain it within the hour"
+        + (", or use Retrain now above." if me.can(Permission.RISK_MANAGE) else ".")
+        + " Its figures below are those of its own validation."
+    )
 m, b = info.metrics.get("model", {}), info.metrics.get("baseline", {})
 practice = display_format()  # the practice's local time and locale, never UTC
 validated = info.metrics.get("validation_from")

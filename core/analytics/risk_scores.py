@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.analytics.risk_features import SCORABLE
+from core.analytics.risk_features import FEATURES, SCORABLE
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds, local_today, to_local
 from core.kernel.errors import NotFound
@@ -32,6 +32,7 @@ class ModelInfo:
     rows: int
     features: list[str]
     metrics: dict[str, Any]
+    current: bool  # trained on today's feature list; else it scores nothing until retrained
 
 
 def get_model_info(session: Session, actor: Actor) -> ModelInfo | None:
@@ -59,6 +60,7 @@ def get_model_info(session: Session, actor: Actor) -> ModelInfo | None:
         row.rows,
         (row.features or {}).get("names", []),
         row.metrics or {},
+        (row.features or {}).get("all") == list(FEATURES),  # as risk_model.is_current
     )
 
 

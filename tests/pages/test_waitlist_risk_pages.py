@@ -11,6 +11,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import func, select
 
+from core.analytics import risk_features
 from core.kernel import tokens
 from core.kernel.authz import SYSTEM, Actor
 from core.kernel.clock import to_local
@@ -152,6 +153,26 @@ def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
     assert values["ROC-AUC"] == "0.771" and values["Largest decile gap"] == "2.1 pts"
     compare = page.dataframe[0].value
     assert compare["ROC-AUC"].tolist() == [0.771, 0.655]
+
+
+def test_a_model_from_an_older_feature_set_is_said_to_score_nothing(app_as, app_db):
+    """Scoring refuses such a model (risk_model.is_current): the page says so instead of
+    presenting it as the model in use."""
+    _upcoming_with_risk(app_db, 0.1)  # a model whose feature list is not today's
+    page = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
+    assert not page.exception
+    [said] = [w.value for w in page.warning]
+    assert said.startswith("This model was trained on an older set of features")
+    assert "Retrain now" in said
+    database = _db(app_db)
+    with database.write() as session:  # trained on today's features: no warning
+        model = session.scalar(select(RiskModel))
+        model.features = {"names": ["lead_days"], "all": list(risk_features.FEATURES)}
+    database.dispose()
+    st.cache_data.clear()
+    page = app_as("owner", "app_pages/no_show_risk.py", timeout=120)
+    assert not page.warning
+    assert {m.label: m.value for m in page.metric}["ROC-AUC"] == "0.771"
 
 
 def test_risk_and_model_figures_follow_the_practices_locale(app_as, app_db):
