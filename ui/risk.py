@@ -1,5 +1,5 @@
 """No-show risk badges (low / medium / high, the probability on hover) for any page; the
-probability in the practice's locale (its first clinic's, as pages with no clinic chosen)."""
+probability in the locale of the visit's own clinic."""
 
 from __future__ import annotations
 
@@ -58,10 +58,16 @@ def label(risk: risk_scores.Risk | None, fmt: ClinicFormat) -> str:
     return f"{ICONS[level]} {level} {shown(risk.probability, fmt)}"
 
 
+def formats(risks) -> dict[int, ClinicFormat]:
+    """Each clinic's format, read once per clinic: a visit's risk is written as its clinic
+    writes it (42% in London, 42 % in Berlin)."""
+    return {c: display_format(c) for c in {r.clinic_id for r in risks}}
+
+
 def column(me, appointment_ids: list[int]) -> list[str]:
     found = probabilities(me, appointment_ids)
-    fmt = display_format()  # once for the whole column
-    return [label(found.get(i), fmt) for i in appointment_ids]
+    fmt = formats(found.values())
+    return [label(r, fmt[r.clinic_id]) if (r := found.get(i)) else "" for i in appointment_ids]
 
 
 def badge(me, appointment_id: int) -> None:
@@ -76,6 +82,7 @@ def badge(me, appointment_id: int) -> None:
         f"{level.title()} no-show risk",
         icon=":material/person_alert:" if level == "high" else None,
         color=COLOURS[level],
-        help=f"Predicted no-show probability {shown(risk.probability, display_format())}. "
+        help="Predicted no-show probability "
+        f"{shown(risk.probability, display_format(risk.clinic_id))}. "
         f"{COLUMN_HELP}",
     )

@@ -20,7 +20,7 @@ from ui.caches import cached
 from ui.context import read, run_action, settings
 from ui.folds import fold
 from ui.locale import clinic_pickers, date_picker, display_format
-from ui.risk import ICONS, probabilities, shown
+from ui.risk import ICONS, formats, probabilities, shown
 from ui.text import escape, show_table
 
 
@@ -28,14 +28,15 @@ def with_risk(me, events: list[dict]) -> list[dict]:
     """Prefix medium/high-risk appointments' titles with the risk icon and probability."""
     ids = [int(e["id"]) for e in events if str(e.get("id", "")).isdigit()]
     found = probabilities(me, ids) if ids else {}
-    fmt = display_format()  # once for every event
+    fmt = formats(found.values())  # once for each clinic
     marked = []
     for event in events:
         risk = found.get(int(event["id"])) if str(event.get("id", "")).isdigit() else None
         p = risk.probability if risk else None
         level = risk_scores.level(p)
         if level in ("medium", "high"):
-            event = {**event, "title": f"{ICONS[level]} {shown(p, fmt)} · {event['title']}"}
+            mark = f"{ICONS[level]} {shown(p, fmt[risk.clinic_id])}"
+            event = {**event, "title": f"{mark} · {event['title']}"}
         marked.append(event)
     return marked
 

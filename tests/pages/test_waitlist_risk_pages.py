@@ -208,6 +208,34 @@ def test_a_visit_moved_since_its_scoring_says_not_scored_yet_on_today(app_as, ap
     assert "booked or moved since the last scoring" in badge.help
 
 
+def test_a_visits_risk_is_shown_in_its_own_clinics_locale(app_as, app_db):
+    """The practice's first clinic writes '42%'; a Berlin clinic beside it '42 %', on its
+    Today board and in the badge's probability."""
+    database = _db(app_db)
+    with database.write() as session:
+        berlin = session.scalars(select(Clinic).order_by(Clinic.id)).all()[1]
+        berlin.locale, berlin_id = "de-DE", berlin.id
+        first = session.scalars(select(Clinic).order_by(Clinic.id)).first()
+        assert first.locale != "de-DE"
+    database.dispose()
+    ident = _upcoming_with_risk(app_db, 0.42, today_in(30).replace(microsecond=0))
+    database = _db(app_db)
+    with database.write() as session:  # the visit is Berlin's (moved there before scoring)
+        session.get(Appointment, ident).clinic_id = berlin_id
+        session.get(RiskScore, ident).scored_at = utcnow() + timedelta(seconds=1)
+    database.dispose()
+    today = app_as("staff", "app_pages/today.py", timeout=120)
+    today.selectbox(key="today_clinic").set_value(berlin_id).run()
+    assert not today.exception
+    board = next(d.value for d in today.dataframe if "No-show risk" in d.value.columns)
+    assert board.loc[ident, "No-show risk"] == "🔴 high 42\xa0%"
+    position = board.index.get_loc(ident)
+    today.session_state["today_table"] = {"selection": {"rows": [position], "columns": []}}
+    today.run()
+    [badge] = [m for m in today.markdown if "no-show risk" in m.value]
+    assert "probability 42\xa0%." in badge.help
+
+
 def test_a_manager_wait_lists_a_patient_for_a_package(app_as, app_db):
     database = _db(app_db)
     with database.read() as session:
