@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    and_,
     event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -1216,6 +1217,19 @@ class RiskScore(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("risk_models.id"))
     probability: Mapped[float] = mapped_column(Float)
     scored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the visit as it was scored: a move (another time or provider) makes the score another
+    # visit's, while a note or a payment does not
+    start_at: Mapped[datetime | None]
+    provider_id: Mapped[int | None] = mapped_column(Integer)
+
+    @staticmethod
+    def describes_visit():
+        """SQL (with Appointment joined): the score was made for the visit as it stands now, its
+        start and provider; until the daily run scores a moved visit again it has no score."""
+        return and_(
+            RiskScore.start_at == Appointment.start_at,
+            RiskScore.provider_id.is_not_distinct_from(Appointment.provider_id),
+        )
 
 
 class JobRun(Base):

@@ -419,20 +419,28 @@ def store_scores(session: Session, actor: Actor, model_id: int, scored: list) ->
     """Keep the scores of the visits still scheduled, for the badges (a short write)."""
     ensure(actor, Permission.RISK_MANAGE)
     ids = [s[0] for s in scored]
-    status = {}
+    visit = {}  # each visit's status, start and provider now: the score is kept for that visit
     for start in range(0, len(ids), 500):
-        query = select(Appointment.id, Appointment.status)
-        status.update(
-            session.execute(query.where(Appointment.id.in_(ids[start : start + 500]))).all()
+        query = select(
+            Appointment.id, Appointment.status, Appointment.start_at, Appointment.provider_id
         )
-    keep = [s for s in scored if status.get(s[0]) in SCORABLE[:2]]
+        for row in session.execute(query.where(Appointment.id.in_(ids[start : start + 500]))):
+            visit[row[0]] = row[1:]
+    keep = [s for s in scored if s[0] in visit and visit[s[0]][0] in SCORABLE[:2]]
     for start in range(0, len(keep), 500):
         chunk = keep[start : start + 500]
         session.execute(
             delete(RiskScore).where(RiskScore.appointment_id.in_([c[0] for c in chunk]))
         )
         session.add_all(
-            RiskScore(appointment_id=c[0], model_id=model_id, probability=c[3]) for c in chunk
+            RiskScore(
+                appointment_id=c[0],
+                model_id=model_id,
+                probability=c[3],
+                start_at=visit[c[0]][1],
+                provider_id=visit[c[0]][2],
+            )
+            for c in chunk
         )
     session.flush()
     return len(keep)

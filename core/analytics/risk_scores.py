@@ -79,24 +79,28 @@ def level(probability: float | None) -> str | None:
 
 
 def current_score():
-    """Whether a stored score still describes its visit: it was scored after the appointment
-    last changed. A move changes the lead time (and may change the day and the provider), so
-    the score of the old time is not the new visit's; until the next daily run scores it again
-    the visit counts as not scored (no badge figure, not on the call list, no extra reminder,
-    not in an overbooking sum)."""
-    return RiskScore.scored_at >= Appointment.updated_at
+    """Whether a stored score still describes its visit: it was scored for its present start
+    and provider (RiskScore.describes_visit). A move changes the lead time (and may change the
+    day and the provider), so the score of the old time is not the new visit's; until the next
+    daily run scores it again the visit counts as not scored (no badge figure, not on the call
+    list, no extra reminder, not in an overbooking sum). A note or a payment changes nothing."""
+    return RiskScore.describes_visit()
 
 
 def probabilities(session: Session, appointment_ids: list[int]) -> dict[int, float]:
-    """Current stored probabilities of these appointments (no permission: callers already
-    read them)."""
+    """Current stored probabilities of these appointments still to come or under way (a
+    cancelled visit keeps its row, not its badge; no permission: callers already read them)."""
     if not appointment_ids:
         return {}
     return dict(
         session.execute(
             select(RiskScore.appointment_id, RiskScore.probability)
             .join(Appointment, Appointment.id == RiskScore.appointment_id)
-            .where(RiskScore.appointment_id.in_(appointment_ids), current_score())
+            .where(
+                RiskScore.appointment_id.in_(appointment_ids),
+                Appointment.status.in_(SCORABLE[:2]),  # scheduled or checked in, as stored
+                current_score(),
+            )
         ).all()
     )
 

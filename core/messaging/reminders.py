@@ -380,9 +380,9 @@ def _candidates(
     if high_risk:
         query = query.join(RiskScore, RiskScore.appointment_id == Appointment.id).where(
             RiskScore.probability >= HIGH_RISK,
-            # scored since the visit last changed (risk_scores.current_score): a moved visit's
-            # score was of its old time, so it waits for the daily run to score it again
-            RiskScore.scored_at >= Appointment.updated_at,
+            # scored for its present time and provider (risk_scores.current_score): a moved
+            # visit's score was of its old time, so it waits for the daily run to score it again
+            RiskScore.describes_visit(),
         )
     return list(session.scalars(query))
 

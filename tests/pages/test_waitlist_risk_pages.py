@@ -81,7 +81,15 @@ def _upcoming_with_risk(url, probability: float, start=None) -> int:
         )
         session.add_all([model, row])
         session.flush()
-        session.add(RiskScore(appointment_id=row.id, model_id=model.id, probability=probability))
+        session.add(
+            RiskScore(
+                appointment_id=row.id,
+                model_id=model.id,
+                probability=probability,
+                start_at=start,  # the visit as it was scored
+                provider_id=1,
+            )
+        )
         ident = row.id
     database.dispose()
     return ident

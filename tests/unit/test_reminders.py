@@ -361,8 +361,15 @@ def set_risk(db, appointment_id: int, probability: float) -> None:
             session.add(model)
             session.flush()
             model_id = model.id
+        visit = session.get(Appointment, appointment_id)
         session.merge(
-            RiskScore(appointment_id=appointment_id, model_id=model_id, probability=probability)
+            RiskScore(
+                appointment_id=appointment_id,
+                model_id=model_id,
+                probability=probability,
+                start_at=visit.start_at,  # the visit as it was scored
+                provider_id=visit.provider_id,
+            )
         )
 
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
+from alembic import command
 from sqlalchemy import delete, select
+from sqlalchemy import text as sa_text
 
 from core.analytics import risk_scores
 from core.kernel.clock import local_to_utc, local_today
 from core.scheduling import moves
+from db import migrate
 from db.models import Appointment, AppointmentStatus, RiskModel, RiskScore
+from db.types import utcnow
 
 TZ = "Europe/London"
 
@@ -43,8 +47,15 @@ def score(db, appointment_id: int, probability: float) -> None:
             session.flush()
             model_id = model.id
         session.execute(delete(RiskScore).where(RiskScore.appointment_id == appointment_id))
+        visit = session.get(Appointment, appointment_id)
         session.add(
-            RiskScore(appointment_id=appointment_id, model_id=model_id, probability=probability)
+            RiskScore(
+                appointment_id=appointment_id,
+                model_id=model_id,
+                probability=probability,
+                start_at=visit.start_at,  # the visit as it was scored
+                provider_id=visit.provider_id,
+            )
         )
 
 
@@ -86,6 +97,40 @@ def test_a_moved_visit_shows_no_stale_score_until_it_is_scored_again(db, world):
         assert found[moved].probability == 0.58
         calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=14)
         assert sorted(c.appointment_id for c in calls) == sorted([moved, kept])
+
+
+def test_a_note_on_a_visit_keeps_its_score(db, world):
+    """Only a move makes the score another visit's: a note (or a payment) changes neither its
+    time nor its provider, so the badge, the call list and the extra reminder keep it (before,
+    any change of the appointment hid it until the next daily run)."""
+    visit = book(db, world, in_days(2, 10))
+    score(db, visit, 0.62)
+    with db.write() as session:
+        moves.update_appointment(session, world.manager, visit, notes="Prefers the morning")
+    with db.read() as session:
+        assert risk_scores.risk_of(session, world.staff, [visit])[visit].probability == 0.62
+        calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=14)
+        assert [c.appointment_id for c in calls] == [visit]
+
+
+def test_the_migration_keeps_scores_made_since_their_visit_last_changed(db, world):
+    """Scores stored before 0013 take the start and provider of their visit where they were
+    scored after its last change; one scored before the visit changed stays not current."""
+    kept, moved = book(db, world, in_days(2, 10)), book(db, world, in_days(2, 11))
+    score(db, kept, 0.3)
+    score(db, moved, 0.6)
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0012")
+        connection.execute(  # the visit changed after it was scored
+            sa_text("UPDATE appointments SET updated_at = :later WHERE id = :id"),
+            {"later": utcnow() + timedelta(hours=1), "id": moved},
+        )
+    migrate.upgrade(db.engine)
+    with db.read() as session:
+        found = risk_scores.risk_of(session, world.staff, [kept, moved])
+    assert (found[kept].probability, found[moved].probability) == (0.3, None)
 
 
 def test_a_visit_booked_since_the_scoring_is_not_scored_yet_and_others_say_nothing(db, world):
