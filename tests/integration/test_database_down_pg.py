@@ -10,11 +10,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from streamlit.testing.v1 import AppTest
 
-from core import demo, jobs
+from core import jobs
 from core.kernel.config import load_settings
 from core.kernel.errors import DatabaseUnavailable
 from core.startup import open_database
-from db.models import Channel, DeliveryStatus, Notification
+from db.models import Channel, DeliveryStatus, Notification, Role
+from tests.factories import make_user
 from tests.pages.conftest import sign_in_session
 from tests.support.proxy import Switchable
 
@@ -56,8 +57,8 @@ def test_the_jobs_say_one_line_a_round_while_the_database_is_down_then_resume(be
 
 def test_a_page_shows_one_line_while_the_database_is_down_and_recovers(behind_proxy):
     proxy, database, _ = behind_proxy
-    with database.write() as session:
-        demo.seed_demo(session)
+    with database.write() as session:  # a manager of a practice being set up: the page's reads
+        make_user(session, "manager", Role.MANAGER)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["auth_session_id"] = sign_in_session(database.url, "manager")
     at.run()

@@ -136,14 +136,19 @@ def of(c: parts.Counts) -> tuple:
     return c.booked, c.cancelled, c.late, c.no_shows, c.attended
 
 
-@pytest.mark.parametrize("clinic", [None, 0, 1])
-@pytest.mark.parametrize("use_rollups", [False, True])
-def test_every_bar_is_its_appointments(db, world, history, clinic, use_rollups):
+def test_every_bar_is_its_appointments(db, world, history):
+    """From the appointments, then from the roll-ups; all clinics, then each (one history)."""
+    for use_rollups in (False, True):
+        if use_rollups:
+            rollups.refresh_job(db, None)
+        for clinic in (None, 0, 1):
+            check_bars(db, world, history, clinic, use_rollups)
+
+
+def check_bars(db, world, history, clinic, use_rollups):
     filters = parts.AnalyticsFilters(
         FIRST, LAST, None if clinic is None else history[clinic][0], parts=frozenset(parts.PARTS)
     )
-    if use_rollups:
-        rollups.refresh_job(db, None)
     bars = brute(db, filters)
     with db.read() as session:
         f = ca.compute_figures(session, world.owner, filters, use_rollups=use_rollups)
@@ -401,16 +406,24 @@ def survey_figures(db, world, f) -> dict:
 
 
 # 31 March: New York's evening is London's 1 April; 12 April: the same around midnight
-@pytest.mark.parametrize("last", [date(2026, 3, 31), LAST])
-@pytest.mark.parametrize("clinic", [None, 0, 1])
-def test_every_survey_figure_is_its_responses(db, world, responses, clinic, last):
-    f = survey_filter(responses, clinic, last)
-    clinic_id = None if clinic is None else responses[clinic][0]
-    assert survey_figures(db, world, f) == figures_of(*brute_surveys(db, clinic_id, last))
+ENDS = (date(2026, 3, 31), LAST)
 
 
-@pytest.mark.parametrize("last", [date(2026, 3, 31), LAST])
-def test_all_clinics_add_up_to_their_clinics_surveys(db, world, responses, last):
+def test_every_survey_figure_is_its_responses(db, world, responses):
+    for last in ENDS:
+        for clinic in (None, 0, 1):
+            f = survey_filter(responses, clinic, last)
+            clinic_id = None if clinic is None else responses[clinic][0]
+            expected = figures_of(*brute_surveys(db, clinic_id, last))
+            assert survey_figures(db, world, f) == expected, (clinic, last)
+
+
+def test_all_clinics_add_up_to_their_clinics_surveys(db, world, responses):
+    for last in ENDS:
+        check_all_clinics_add_up(db, world, responses, last)
+
+
+def check_all_clinics_add_up(db, world, responses, last):
     """All clinics = each clinic's figures and those of the responses of no clinic (on the
     practice's days): New York's 22:00 on 31 March counted on New York's 31 March in both."""
     every = survey_figures(db, world, survey_filter(responses, None, last))
