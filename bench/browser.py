@@ -51,7 +51,7 @@ from playwright.async_api import Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import func, select
 
-from bench import floors
+from bench import floors, scaleout
 from bench.run import DATA, ROOT, SECRET, ensure_sqlite, log, reset
 from core.kernel.clock import local_days_bounds, local_today
 from core.kernel.config import load_settings
@@ -547,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with StreamlitServer("bench/browser_serve.py", cwd=ROOT, env=env) as server:
             pids = [server._process.pid]  # noqa: SLF001  (the server's own process, for its memory)
+            # its jobs loop's first round (the roll-ups after the reset, the day's risk scoring)
+            # runs before anything is measured: a click timed beside it would time the job
+            log(f"server idle after {scaleout.wait_idle(pids):.0f} s (start-up, first jobs round)")
             if args.desks:
                 from bench import desks
 

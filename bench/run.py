@@ -325,7 +325,7 @@ def core_figures(url: str, repeat: int) -> dict[str, Any]:
     out["rates_ms"] = median_ms(rates(True), repeat)
     out["rates_direct_ms"] = median_ms(rates(False), repeat)
     with database.read() as session:  # all clinics, each on its own days, as the page asks
-        zones = tuple(session.execute(select(Clinic.id, Clinic.timezone)).tuples())
+        zones = tuple((i, tz) for i, tz in session.execute(select(Clinic.id, Clinic.timezone)))
     f = surveys.filter_for_days(today - timedelta(days=365), today, tz, None, zones)
 
     def dashboard():

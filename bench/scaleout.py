@@ -70,6 +70,31 @@ def render_nginx_conf(listen: int, ports: list[int]) -> str:
     return text
 
 
+def wait_idle(pids: list[int], timeout: float = 300) -> float:
+    """Wait until the server processes `pids` are nearly idle: under 20% of a core, together,
+    three seconds running (their start-up and the jobs loops' first rounds done: the roll-ups,
+    the reminders, the day's risk scoring); seconds waited."""
+    tick = os.sysconf("SC_CLK_TCK")
+    started = time.monotonic()
+    quiet = 0
+
+    def cpu() -> float:
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
+    before = cpu()
+    while time.monotonic() - started < timeout and quiet < 3:
+        time.sleep(1)
+        now = cpu()
+        quiet = quiet + 1 if now - before < 0.2 else 0
+        before = now
+    return time.monotonic() - started
+
+
 class Nginx:
     """nginx in the foreground (`-g 'daemon off;'`) from a temporary prefix directory."""
 
@@ -253,25 +278,7 @@ class ScaleOut:
     def wait_idle(self, timeout: float = 300) -> float:
         """Wait until both processes are nearly idle (their start-up and the jobs loops' first
         rounds done: the model fit, the reminders); seconds waited."""
-        tick = os.sysconf("SC_CLK_TCK")
-        started = time.monotonic()
-        quiet = 0
-
-        def cpu() -> float:
-            total = 0
-            for pid in self.pids:
-                with contextlib.suppress(OSError):
-                    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-                    total += int(fields[11]) + int(fields[12])  # utime, stime
-            return total / tick
-
-        before = cpu()
-        while time.monotonic() - started < timeout and quiet < 3:
-            time.sleep(1)
-            now = cpu()
-            quiet = quiet + 1 if now - before < 0.2 else 0  # under 20% of a core, together
-            before = now
-        return time.monotonic() - started
+        return wait_idle(self.pids, timeout)
 
     def problems(self, limit: int = 20) -> list[str]:
         """Lines of the processes' output that report an error or a traceback."""
