@@ -6,15 +6,19 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from core.analytics import risk_scores
+from core.analytics import risk_jobs, risk_scores
 from core.kernel.authz import Permission
-from core.kernel.errors import DomainError
 from core.kernel.money import NO_VALUE
-from ui import actor, charts, run_action, show_error
+from ui import actor, charts, refresh, settings
 from ui.caches import cached
-from ui.context import read
+from ui.context import read, run_in_steps
 from ui.locale import display_format
 from ui.text import show_table
+
+STARTED = (
+    "Training started; the new model appears here when it is done (a few minutes on a large "
+    "practice)."
+)
 
 
 @cached("analytics", ttl=60, max_entries=5)
@@ -26,21 +30,28 @@ def _figure(value, fmt) -> str:
     return NO_VALUE if value is None else fmt.number(value, 3)
 
 
+@st.fragment(run_every=15)
+def _fitting(me, started: str) -> None:
+    """While a fit runs (in this server or another): says so; once it has ended, the page is
+    drawn again with the model it stored."""
+    if read(risk_jobs.fit_running, me) is None:
+        refresh("analytics")
+    st.info(f"A fit is running (started at {started}); the new model appears here when it is done.")
+
+
 st.title("No-show risk model")
 me = actor()
 info = _info(me)
+practice = display_format()  # the practice's local time and locale, never UTC
+running = read(risk_jobs.fit_running, me)  # one row: a fit started here or by another server
 if me.can(Permission.RISK_MANAGE) and st.button("Retrain now", key="risk_train"):
-    from core.analytics import risk_model  # scikit-learn loads only when training
-
-    try:  # seconds of fitting in a read; only the save is a (short) write
-        model = read(risk_model.learn, me)
-    except DomainError as error:
-        show_error(error)
-        model = None
-    done = model and run_action(risk_model.save, model)
-    if done:
-        st.success(done.value.summary)
-        st.rerun()
+    # the fit runs in a child process (core.cli train-risk), never in this server's process
+    started = run_in_steps(risk_jobs.train_now, settings())
+    if started:
+        st.success(STARTED)
+        running = started
+if running is not None:
+    _fitting(me, practice.moment(running))
 if info is None:
     st.info(
         "No model yet. It is trained weekly by the background jobs once there are enough past "
@@ -56,7 +67,6 @@ if not info.current:
         + " Its figures below are those of its own validation."
     )
 m, b = info.metrics.get("model", {}), info.metrics.get("baseline", {})
-practice = display_format()  # the practice's local time and locale, never UTC
 validated = info.metrics.get("validation_from")
 validated = practice.day(date.fromisoformat(validated), weekday=False) if validated else ""
 st.caption(

@@ -5,7 +5,10 @@ several app instances do each at most about once.
 The weekly fit runs in a child process (`python -m core.cli train-risk`, at low priority, on
 one core): on a large practice it takes minutes of one core, which inside the server would hold
 Python's interpreter lock from every session's page runs and hold up every other job (reminders,
-deliveries, the roll-ups) until it was done.
+deliveries, the roll-ups) until it was done. "Retrain now" on the model page (`train_now`) starts
+the same child process and returns at once. One fit runs at a time across processes: the claim
+`risk_retrained` in `settings` marks the fit's start (`running_since`) and is renewed by its
+process's jobs loop each round while it runs (`fit_running` reads it for the page).
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from core.analytics import risk_scores
 from core.analytics.risk_features import FEATURES, MIN_ROWS, OUTCOMES
-from core.kernel.authz import SYSTEM
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.config import Settings
+from core.kernel.errors import Conflict, ValidationError
+from core.kernel.money import clinic_format
 from db.engine import Database
 from db.models import Appointment, Clinic, RiskModel, Setting
 from db.types import utcnow
@@ -38,9 +45,14 @@ LATE = RETRAIN_EVERY + timedelta(days=2)  # a fit this old runs whatever the hou
 RETRY = timedelta(hours=6)  # a weekly fit that stopped (killed, failed) is tried again after this
 SCORE_LEASE = timedelta(minutes=30)  # a scoring run not done after this may be taken up
 SKEW = timedelta(minutes=10)  # a time further ahead than this was written by a clock set wrong
+FIT = "risk_retrained"  # the fit's claim: {"at": claimed or renewed, "running_since": its start}
+FIT_LEASE = timedelta(minutes=10)  # a running fit's claim not renewed for this long has stopped
+TRAIN = ("-m", "core.cli", "train-risk")  # the child's command after the interpreter
 _training: subprocess.Popen | None = None  # this process's fit, while it runs
 _ended: subprocess.Popen | None = None  # the fit whose end ended_fit has told
+_untold: tuple[int, str] | None = None  # a fit that ended before another started, not yet told
 _fit_log: Path | None = None  # where this process's fit writes its messages (its stderr)
+_running_since: str | None = None  # the start its claim carries, until the claim says it ended
 
 
 def _claim(session, key: str, every: timedelta, now: datetime) -> bool:
@@ -80,33 +92,115 @@ def retrain_every(session, now: datetime) -> timedelta | None:
 
 
 def retrain_job(database: Database, settings: Settings) -> None:
+    global _running_since
     if training():  # this process's fit still runs: renew its claim so no other starts one
         with database.write() as session:
-            _claim(session, "risk_retrained", timedelta(0), utcnow())
+            _fit_claim(session).value = {
+                "at": utcnow().isoformat(),
+                "running_since": _running_since,
+            }
         return
+    if _running_since is not None:  # this process's fit has ended: its claim says so
+        with database.write() as session:
+            row = _fit_claim(session)
+            if (row.value or {}).get("running_since") == _running_since:
+                row.value = {"at": row.value.get("at")}
+        _running_since = None
     with database.write() as session:
         now = utcnow()
         every = retrain_every(session, now)
-        if every is None or not _claim(session, "risk_retrained", every, now):
+        if every is None or not _claim(session, FIT, every, now):
             return
-        outcomes = select(Appointment.id).where(
-            Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < now
-        )
-        if session.scalar(outcomes.offset(MIN_ROWS - 1).limit(1)) is None:
+        if _outcomes_before(session, now) < MIN_ROWS:
             log.info("risk model not trained: too little history yet; trying again later")
             return
-    _start_training(settings)
+        _fit_claim(session).value = {"at": now.isoformat(), "running_since": now.isoformat()}
+    _start_training(settings, now)
 
 
-def _start_training(settings: Settings) -> None:
-    global _training, _fit_log
+def train_now(write, actor: Actor, settings: Settings) -> datetime:
+    """Retrain now (the model page): start the fit in a child process as the weekly job does
+    and return at once with its start; the child stores the model, and a failure shows in the
+    jobs' health as the weekly fit's does (this process's jobs loop sees it end). Refused while
+    a fit runs here or in another process (the claim `risk_retrained`), and with too little
+    history, which the fit would refuse only minutes later."""
+    ensure(actor, Permission.RISK_MANAGE)
+    with write() as session:
+        now = utcnow()
+        row = _fit_claim(session)
+        since = _running(session, row, now)
+        if since is None and training() and _running_since:  # its claim lapsed (no jobs loop)
+            since = datetime.fromisoformat(_running_since)
+        if since is not None:
+            raise Conflict(
+                f"A fit is already running (started at {clinic_format(session).moment(since)}); "
+                "the new model appears here when it is done."
+            )
+        if (found := _outcomes_before(session, now)) < MIN_ROWS:
+            raise ValidationError(
+                f"Only {found} past visits with a known outcome (attended or missed) so far: "
+                f"the model needs at least {MIN_ROWS}, with some no-shows. Import history or "
+                "train later."
+            )
+        row.value = {"at": now.isoformat(), "running_since": now.isoformat()}
+    try:
+        _start_training(settings, now)
+    except OSError:  # no process could be started: the claim must not say one runs
+        with write() as session:
+            _fit_claim(session).value = {"at": now.isoformat()}
+        raise
+    return now
+
+
+def fit_running(session: Session, actor: Actor) -> datetime | None:
+    """When the fit now running (here or in another process) started; None when none runs."""
+    ensure(actor, Permission.ANALYTICS_READ)
+    return _running(session, session.get(Setting, FIT), utcnow())
+
+
+def _running(session: Session, row: Setting | None, now: datetime) -> datetime | None:
+    """The start of the fit the claim says is running: marked started, renewed within
+    FIT_LEASE (a fit whose process stopped renewing it has stopped) and no model stored since
+    it started (the fit has just stored it, before its process's next round saw it end)."""
+    value = (row.value or {}) if row is not None else {}
+    if not value.get("running_since") or not value.get("at"):
+        return None
+    since = datetime.fromisoformat(value["running_since"])
+    if not -SKEW <= now - datetime.fromisoformat(value["at"]) < FIT_LEASE:
+        return None
+    stored = session.scalar(select(func.max(RiskModel.trained_at)))
+    return None if stored is not None and stored >= since else since
+
+
+def _fit_claim(session: Session) -> Setting:
+    """The fit's claim row, locked (one writer at a time across processes). The first one is
+    inserted with ON CONFLICT DO NOTHING: two processes making it at once both go on, the
+    second once the first has committed (a plain INSERT failed the second with a duplicate
+    key)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(Setting).values(key=FIT, value={}).on_conflict_do_nothing())
+    return session.execute(select(Setting).where(Setting.key == FIT).with_for_update()).scalar_one()
+
+
+def _outcomes_before(session: Session, now: datetime) -> int:
+    """Past visits with an outcome, counted up to MIN_ROWS (enough to try a fit)."""
+    outcomes = select(Appointment.id).where(
+        Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < now
+    )
+    return session.scalar(select(func.count()).select_from(outcomes.limit(MIN_ROWS).subquery()))
+
+
+def _start_training(settings: Settings, since: datetime) -> None:
+    global _training, _fit_log, _running_since, _untold
+    if _untold is None:  # a fit of this process that ended since the jobs loop last looked
+        _untold = ended_fit()
     env = os.environ | {
         "DATABASE_URL": settings.database_url,
         "CLINICDESK_SECRET_KEY": settings.secret_key,
         "CLINICDESK_DATA_DIR": str(settings.data_dir),
         "OMP_NUM_THREADS": "1",  # one core: OpenMP threads spinning beside page runs slow both
     }
-    command = [sys.executable, "-m", "core.cli", "train-risk"]
+    command = [sys.executable, *TRAIN]
     _fit_log = Path(settings.data_dir) / "risk-fit.log"  # its owner's only, as the data folder
     with os.fdopen(os.open(_fit_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as err:
         _training = subprocess.Popen(
@@ -114,6 +208,7 @@ def _start_training(settings: Settings) -> None:
         )
     with contextlib.suppress(OSError):  # it has finished already, or no priorities here
         os.setpriority(os.PRIO_PROCESS, _training.pid, 10)  # the desks' work comes first
+    _running_since = since.isoformat()
     log.info("risk model: training in process %s", _training.pid)
 
 
@@ -126,7 +221,10 @@ def ended_fit() -> tuple[int, str] | None:
     """This process's fit once it has ended, told once (core.jobs records a failed fit for the
     practice to see): its exit code and, when it failed, the last line it wrote (why it
     stopped), its messages also logged here; None while it runs, or when none ended since."""
-    global _ended
+    global _ended, _untold
+    if _untold is not None:
+        told, _untold = _untold, None
+        return told
     if _training is None or _training is _ended or _training.poll() is None:
         return None
     _ended = _training

@@ -11,7 +11,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import func, select
 
-from core.analytics import risk_features
+from core.analytics import risk_features, risk_jobs
 from core.kernel import tokens
 from core.kernel.authz import SYSTEM, Actor
 from core.kernel.clock import to_local
@@ -44,6 +44,11 @@ from tests.factories import make_patient
 from tests.pages.conftest import every_clinic_speaks, patient_page, today_in
 from ui import risk
 from ui.text import escape
+
+STARTED = (
+    "Training started; the new model appears here when it is done (a few minutes on a large "
+    "practice)."
+)
 
 DECILES = [{"predicted": i / 10, "observed": i / 10, "n": 90} for i in range(10)]
 MODEL = dict(roc_auc=0.771, pr_auc=0.412, brier=0.1321, base_rate=0.2, rows=900, deciles=DECILES)
@@ -180,6 +185,44 @@ def test_a_model_from_an_older_feature_set_is_said_to_score_nothing(app_as, app_
     st.cache_data.clear()
     page = app_as("owner", "app_pages/no_show_risk.py", timeout=120)
     assert not page.warning
+    assert {m.label: m.value for m in page.metric}["ROC-AUC"] == "0.771"
+
+
+def test_retrain_now_starts_the_fit_in_a_child_process_and_shows_it_running(
+    app_as, app_db, monkeypatch
+):
+    """Before, the button fitted the model inside the web process (minutes of Python's lock on
+    a large practice). Now it starts `core.cli train-risk` (here a child that only sleeps) and
+    returns; the page says a fit is running, as it does for a fit another server started, and
+    shows the model once one is stored."""
+    for name in ("_training", "_ended", "_untold", "_fit_log", "_running_since"):
+        monkeypatch.setattr(risk_jobs, name, None)
+    monkeypatch.setattr(risk_jobs, "TRAIN", ("-c", "import time; time.sleep(120)"))
+    try:
+        page = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
+        assert not [i for i in page.info if i.value.startswith("A fit is running")]
+        page.button(key="risk_train").click().run()
+        assert not page.exception and not page.error
+        assert [s.value for s in page.success] == [STARTED]
+        assert risk_jobs.training()  # the child fits; the page's run is over
+        assert any(i.value.startswith("A fit is running (started ") for i in page.info)
+        database = _db(app_db)
+        with database.read() as session:
+            assert session.scalar(select(func.count(RiskModel.id))) == 0  # nothing fitted here
+        page.button(key="risk_train").click().run()  # a second click while it runs
+        assert [e.value for e in page.error][0].startswith("A fit is already running (started ")
+        owner = app_as("owner", "app_pages/no_show_risk.py", timeout=120)  # another session
+        assert any(i.value.startswith("A fit is running (started ") for i in owner.info)
+    finally:
+        if risk_jobs.training():
+            risk_jobs._training.kill()  # noqa: SLF001
+            risk_jobs._training.wait()  # noqa: SLF001
+    with database.write() as session:  # the fit stored its model (as another server's would)
+        session.add(RiskModel(rows=900, metrics=METRICS, features={"names": []}, payload=b""))
+    database.dispose()
+    st.cache_data.clear()
+    page = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
+    assert not [i for i in page.info if i.value.startswith("A fit is running")]
     assert {m.label: m.value for m in page.metric}["ROC-AUC"] == "0.771"
 
 

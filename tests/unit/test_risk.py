@@ -20,7 +20,7 @@ from core import cli
 from core.analytics import risk_features, risk_jobs, risk_model, risk_scores
 from core.kernel.authz import SYSTEM
 from core.kernel.config import Settings
-from core.kernel.errors import PermissionDenied, ValidationError
+from core.kernel.errors import Conflict, PermissionDenied, ValidationError
 from db.models import (
     Appointment,
     AppointmentConfirmation,
@@ -407,6 +407,92 @@ def test_the_jobs_loop_fits_in_a_child_process_and_goes_on(db, world, tmp_path, 
     with db.read() as session:
         [model] = session.scalars(select(RiskModel)).all()
     assert model.rows > 200 and model.metrics["model"]["roc_auc"] > 0.5
+
+
+@pytest.fixture
+def own_fits(monkeypatch):
+    """This process's fit as the module keeps it, restored afterwards (and a child still
+    running stopped), so no other test sees this one's fit as un-told or running."""
+    for name in ("_training", "_ended", "_untold", "_fit_log", "_running_since"):
+        monkeypatch.setattr(risk_jobs, name, None)
+    yield
+    if risk_jobs.training():
+        risk_jobs._training.kill()  # noqa: SLF001
+        risk_jobs._training.wait()  # noqa: SLF001
+
+
+def test_retrain_now_starts_the_fit_in_a_child_process_and_returns_at_once(
+    db, world, tmp_path, caplog, own_fits
+):
+    """The model page's Retrain now: the fit runs in a child process as the weekly one does (it
+    ran in the web process before, holding Python's lock from every desk for minutes); one at a
+    time across processes; the stored model ends it."""
+    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)
+    caplog.set_level(logging.INFO, "clinicdesk.risk")
+    with pytest.raises(ValidationError, match="Only 0 past visits with a known outcome"):
+        risk_jobs.train_now(db.write, world.manager, settings)
+    history(db, world, patients=60, days=40)
+    with pytest.raises(PermissionDenied):
+        risk_jobs.train_now(db.write, world.staff, settings)
+    started = risk_jobs.train_now(db.write, world.manager, settings)
+    assert risk_jobs.training()  # returned while the child fits
+    [child] = [int(m.split()[-1]) for m in caplog.messages if "training in process" in m]
+    assert child != os.getpid()
+    with db.read() as session:
+        assert session.scalar(select(RiskModel.id)) is None  # not fitted here
+        assert risk_jobs.fit_running(session, world.manager) == started
+    with pytest.raises(
+        Conflict, match=r"A fit is already running \(started at .+\); the new model"
+    ):
+        risk_jobs.train_now(db.write, world.manager, settings)
+    risk_jobs.retrain_job(db, settings)  # the jobs loop's round: renews, starts nothing more
+    assert len([m for m in caplog.messages if "training in process" in m]) == 1
+    assert risk_jobs.wait_for_training(timeout=300) == 0
+    with db.read() as session:
+        [model] = session.scalars(select(RiskModel)).all()
+        assert model.rows > 200
+        assert risk_jobs.fit_running(session, world.manager) is None  # its model is stored
+    risk_jobs.retrain_job(db, settings)  # the round after its end: the claim says it ended
+    assert risk_jobs.ended_fit() == (0, "")
+    with db.read() as session:
+        assert "running_since" not in session.get(Setting, "risk_retrained").value
+
+
+def test_a_fit_running_in_another_process_holds_retrain_now_off(
+    db, world, tmp_path, own_fits, monkeypatch
+):
+    """Another server's fit is seen from its claim, renewed by that server's jobs loop: Retrain
+    now is refused while it runs; a claim no longer renewed (that server stopped) or a model
+    stored since the fit started (it has ended) lets the next fit start."""
+    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)
+    history(db, world, patients=30, days=40)
+    since = datetime.now(UTC) - timedelta(minutes=3)
+
+    def claim(renewed):
+        with db.write() as session:
+            row = session.get(Setting, "risk_retrained") or Setting(key="risk_retrained")
+            row.value = {"at": renewed.isoformat(), "running_since": since.isoformat()}
+            session.add(row)
+
+    claim(datetime.now(UTC) - timedelta(seconds=20))
+    with db.read() as session:
+        assert risk_jobs.fit_running(session, world.manager) == since  # the page says so
+    with pytest.raises(Conflict, match="A fit is already running"):
+        risk_jobs.train_now(db.write, world.manager, settings)
+    assert risk_jobs._training is None  # noqa: SLF001
+    claim(datetime.now(UTC) - risk_jobs.FIT_LEASE - timedelta(minutes=1))  # no longer renewed
+    with db.read() as session:
+        assert risk_jobs.fit_running(session, world.manager) is None
+    claim(datetime.now(UTC) - timedelta(seconds=20))
+    with db.write() as session:  # that fit stored its model
+        session.add(RiskModel(features={"all": list(risk_features.FEATURES)}, payload=b""))
+    with db.read() as session:
+        assert risk_jobs.fit_running(session, world.manager) is None
+    monkeypatch.setattr(risk_jobs, "TRAIN", ("-c", "pass"))  # a child that ends at once
+    started = risk_jobs.train_now(db.write, world.manager, settings)
+    assert risk_jobs.wait_for_training(timeout=60) == 0
+    with db.read() as session:
+        assert session.get(Setting, "risk_retrained").value["running_since"] == started.isoformat()
 
 
 def test_a_weekly_refit_waits_for_the_night_unless_it_is_late(db, world):
