@@ -1232,6 +1232,23 @@ class RiskScore(Base):
         )
 
 
+class RiskCall(Base):
+    """A reminder call made from the call list (core.analytics.risk_scores.record_call): its
+    outcome, an optional note, who made it and when, for the start the visit had then (a move
+    makes it a visit to call again, as it voids a confirmation)."""
+
+    __tablename__ = "risk_calls"
+    __table_args__ = (Index(None, "appointment_id", "start_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    start_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(24))  # reached, message, no_answer
+    note: Mapped[str] = mapped_column(String(500), default="")  # as typed; escape on display
+    called_at: Mapped[datetime] = mapped_column(default=utcnow)
+    called_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
 class JobRun(Base):
     """A background job's health (core.practice.job_health), one row per job that has failed.
     The jobs loop writes it only when the job starts failing, at most every few minutes while it

@@ -11,12 +11,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.analytics.risk_features import FEATURES, SCORABLE
+from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds, local_today, to_local
-from core.kernel.errors import NotFound
+from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import clinic_time
+from core.kernel.text import clean
+from core.messaging import reminders
 from core.messaging.preferences import HIGH_RISK
-from db.models import Appointment, Clinic, Patient, Provider, RiskModel, RiskScore
+from db.models import (
+    Appointment,
+    Clinic,
+    Patient,
+    Provider,
+    RiskCall,
+    RiskModel,
+    RiskScore,
+    User,
+)
 from db.types import utcnow
 
 HIGH = HIGH_RISK  # the practice's high-risk threshold: badge, call list and extra reminder
@@ -139,6 +151,37 @@ def risk_of(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[
     return found
 
 
+# ---------------------------------------------------------------- the call list
+
+# a call's outcomes, in the order the page offers them (rules as data: the page's choices and
+# the check here come from this table)
+CALL_OUTCOMES = {"reached": "Reached", "message": "Left a message", "no_answer": "No answer"}
+SETTLED = frozenset({"reached", "message"})  # no second call; no answer settles its day only
+NOTE_LIMIT = 500
+BANDS = {"low": 0, "medium": 1, "high": 2}
+
+
+@dataclass(frozen=True)
+class Call:
+    """The last call made from the call list for a visit's present start."""
+
+    outcome: str
+    note: str
+    called_at: datetime
+    called_by: str
+
+    def text(self, clinic) -> str:
+        """'Left a message · Sam Staff · Tue 12 May 2026, 14:03' in the clinic's zone and
+        locale (anything with .timezone and .locale)."""
+        when = clinic_time(clinic, self.called_at)
+        return f"{CALL_OUTCOMES[self.outcome]} · {self.called_by} · {when}"
+
+    def settled(self, today: date, tz: str) -> bool:
+        """Done for now: the patient was reached or left a message; no answer only for the day
+        it was made (the next day the visit is to be called again)."""
+        return self.outcome in SETTLED or to_local(self.called_at, tz).date() == today
+
+
 @dataclass(frozen=True)
 class CallRow:
     appointment_id: int
@@ -147,6 +190,33 @@ class CallRow:
     phone: str
     provider: str
     probability: float
+    confirmed: str = ""  # "Confirmed by the patient · when · channel" for the present start
+    call: str = ""  # the last call: "Reached · Sam Staff · Tue 12 May 2026, 14:03"
+    note: str = ""  # the last call's note, as typed (escape where Markdown renders)
+    called: bool = False  # done for now (Call.settled): listed under the calls still to make
+
+
+def calls_made(session: Session, appointment_ids: list[int]) -> dict[int, Call]:
+    """Each visit's last call for its present start (a move makes it a visit to call again)."""
+    if not appointment_ids:
+        return {}
+    rows = session.execute(
+        select(
+            RiskCall.appointment_id,
+            RiskCall.outcome,
+            RiskCall.note,
+            RiskCall.called_at,
+            User.display_name,
+        )
+        .join(Appointment, Appointment.id == RiskCall.appointment_id)
+        .outerjoin(User, User.id == RiskCall.called_by_user_id)
+        .where(
+            RiskCall.appointment_id.in_(appointment_ids),
+            RiskCall.start_at == Appointment.start_at,
+        )
+        .order_by(RiskCall.called_at, RiskCall.id)
+    )
+    return {i: Call(outcome, note, at, who or "—") for i, outcome, note, at, who in rows}
 
 
 def call_list(
@@ -154,13 +224,20 @@ def call_list(
 ) -> list[CallRow]:
     """Scheduled visits from now to the end of the clinic's day `days` days ahead (1: the rest
     of today and all of tomorrow) whose predicted no-show risk is at least `threshold`
-    (default: high, the visits that also get the extra reminder): call them."""
+    (default: high, the visits that also get the extra reminder): call them.
+
+    The calls still to make come first, those done for now (Call.settled) after them, still
+    shown for the day. Within each: by risk band (high, then medium, then low), then by start:
+    a call helps only before the visit, and within a band the model's figures differ by less
+    than its calibration error, so the soonest visit is called first rather than a 41% in three
+    days before a 39% tomorrow. Each row says whether the patient has confirmed."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
         raise NotFound(f"There is no clinic #{clinic_id}.")
     now = utcnow()
-    last_day = local_today(clinic.timezone, now) + timedelta(days=days)
+    today = local_today(clinic.timezone, now)
+    last_day = today + timedelta(days=days)
     until = local_days_bounds(last_day, last_day, clinic.timezone)[1]
     rows = session.execute(
         select(Appointment.id, Appointment.start_at, Patient, Provider.name, RiskScore.probability)
@@ -175,13 +252,79 @@ def call_list(
             RiskScore.probability >= threshold,
             current_score(),
         )
-        .order_by(RiskScore.probability.desc())
+        .order_by(RiskScore.probability.desc(), Appointment.start_at, Appointment.id)
         .limit(200)
+    ).all()
+    ids = [r[0] for r in rows]
+    confirmed = reminders.confirmations(session, ids)
+    made = calls_made(session, ids)
+
+    def order(row) -> tuple:
+        ident, start, _, _, probability = row
+        call = made.get(ident)
+        done = call is not None and call.settled(today, clinic.timezone)
+        return done, -BANDS[level(probability)], start, ident
+
+    found = []
+    for row in sorted(rows, key=order):
+        ident, start, patient, provider, probability = row
+        call = made.get(ident)
+        found.append(
+            CallRow(
+                ident,
+                clinic_time(clinic, start),
+                patient.full_name,
+                patient.phone or "",
+                provider or "",
+                probability,
+                confirmed[ident].text(clinic) if ident in confirmed else "",
+                call.text(clinic) if call else "",
+                call.note if call else "",
+                call is not None and call.settled(today, clinic.timezone),
+            )
+        )
+    return found
+
+
+def record_call(
+    session: Session, actor: Actor, appointment_id: int, outcome: str, note: str = ""
+) -> Call:
+    """Record a call made from the call list: its outcome, an optional note, who and when
+    (audited). Whoever sees the call list may work it (the roles that see appointments)."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    if outcome not in CALL_OUTCOMES:
+        raise ValidationError(
+            "Choose how the call went: " + ", ".join(CALL_OUTCOMES.values()).lower() + "."
+        )
+    note = (clean(note or "", field="call note", limit=NOTE_LIMIT) or "").strip()
+    visit = session.get(Appointment, appointment_id)
+    if visit is None:
+        raise NotFound(f"There is no appointment #{appointment_id}.")
+    if visit.status != SCORABLE[0] or visit.start_at is None:
+        raise ValidationError(
+            f"Appointment #{appointment_id} is {visit.status.value.replace('_', ' ')} now, not "
+            "scheduled: there is no visit to call about. Reload the call list."
+        )
+    row = RiskCall(
+        appointment_id=visit.id,
+        start_at=visit.start_at,
+        outcome=outcome,
+        note=note,
+        called_by_user_id=actor.user_id,
     )
-    return [
-        CallRow(i, clinic_time(clinic, start), p.full_name, p.phone or "", prov or "", prob)
-        for i, start, p, prov, prob in rows
-    ]
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "call_list_call",
+        "appointment",
+        visit.id,
+        patient_id=visit.patient_id,
+        message=note or None,
+        details={"outcome": outcome, "start_at": visit.start_at.isoformat()},
+    )
+    return Call(outcome, note, row.called_at, actor.label)
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,26 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
+import pytest
 from alembic import command
 from sqlalchemy import delete, select
 from sqlalchemy import text as sa_text
 
 from core.analytics import risk_scores
-from core.kernel.clock import local_to_utc, local_today
+from core.kernel.authz import patient_actor
+from core.kernel.clock import local_to_utc, local_today, to_local
+from core.kernel.errors import PermissionDenied, ValidationError
+from core.messaging import reminders
 from core.scheduling import moves
 from db import migrate
-from db.models import Appointment, AppointmentStatus, RiskModel, RiskScore
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    RiskCall,
+    RiskModel,
+    RiskScore,
+)
 from db.types import utcnow
 
 TZ = "Europe/London"
@@ -192,3 +203,117 @@ def test_the_call_list_counts_days_ahead_as_the_clinics_days(db, world):
     with db.read() as session:
         calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=1)
     assert [c.appointment_id for c in calls] == [late_tomorrow]
+
+
+def call_order(db, world, days: int = 14) -> list[tuple[int, bool]]:
+    with db.read() as session:
+        calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=days)
+    return [(c.appointment_id, c.called) for c in calls]
+
+
+def test_the_call_list_puts_the_calls_to_make_first_by_band_then_start(db, world):
+    """Within a risk band the soonest visit is called first (a call helps only before it): a
+    45% visit in four days comes after a 35% one tomorrow, both high; a high one before a
+    medium one sooner. Before, the list was by probability alone, with no tie-break."""
+    later_high = book(db, world, in_days(4, 10))
+    sooner_high = book(db, world, in_days(1, 10))
+    soonest_medium = book(db, world, in_days(1, 9))
+    same_time = book(db, world, in_days(1, 10))  # tie: the lower id first
+    for ident, p in ((later_high, 0.45), (sooner_high, 0.35), (soonest_medium, 0.2)):
+        score(db, ident, p)
+    score(db, same_time, 0.35)
+    with db.read() as session:
+        calls = risk_scores.call_list(
+            session, world.staff, clinic_id=world.clinic_id, days=14, threshold=0.15
+        )
+    assert [c.appointment_id for c in calls] == [
+        sooner_high,
+        same_time,
+        later_high,
+        soonest_medium,
+    ]
+
+
+def test_a_call_is_recorded_with_its_outcome_who_and_when_and_goes_under_the_rest(db, world):
+    """Called: its outcome, note, who and when (clinic time) stored and audited; the row stays
+    on the list, under the calls still to make. A visit the patient confirmed says so."""
+    first, second = book(db, world, in_days(1, 10)), book(db, world, in_days(2, 10))
+    score(db, first, 0.5)
+    score(db, second, 0.4)
+    with db.write() as session:
+        reminders.record_confirmation(
+            session, world.staff, session.get(Appointment, second), "SMS reply"
+        )
+        risk_scores.record_call(session, world.staff, first, "message", "  Voicemail **full**  ")
+    assert call_order(db, world) == [(second, False), (first, True)]
+    with db.read() as session:
+        by_id = {
+            c.appointment_id: c
+            for c in risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=14)
+        }
+        [stored] = session.scalars(select(RiskCall)).all()
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "call_list_call")
+        ).all()
+    assert (stored.outcome, stored.note, stored.called_by_user_id) == (
+        "message",
+        "Voicemail **full**",
+        world.staff.user_id,
+    )
+    when = to_local(stored.called_at, TZ).strftime("%H:%M")
+    assert by_id[first].call.startswith("Left a message · Staff · ")
+    assert by_id[first].call.endswith(when) and by_id[first].note == "Voicemail **full**"
+    assert by_id[second].confirmed.startswith("Confirmed by the patient · ")
+    assert by_id[second].confirmed.endswith("SMS reply") and by_id[first].confirmed == ""
+    assert (event.entity_id, event.user_id, event.details["outcome"]) == (
+        first,
+        world.staff.user_id,
+        "message",
+    )
+
+
+def test_no_answer_is_done_for_its_day_and_a_move_makes_a_visit_to_call_again(db, world):
+    """No answer yesterday: to call again today (with the last outcome shown); reached stays
+    done. A call was about the visit's start then: moved, it is to be called again."""
+    unanswered, reached = book(db, world, in_days(2, 10)), book(db, world, in_days(2, 11))
+    for ident in (unanswered, reached):
+        score(db, ident, 0.5)
+    with db.write() as session:
+        risk_scores.record_call(session, world.staff, unanswered, "no_answer")
+        risk_scores.record_call(session, world.manager, reached, "reached")
+    assert call_order(db, world) == [(unanswered, True), (reached, True)]
+    with db.write() as session:  # the no answer was yesterday
+        row = session.scalar(select(RiskCall).where(RiskCall.appointment_id == unanswered))
+        row.called_at -= timedelta(days=1)
+    assert call_order(db, world) == [(unanswered, False), (reached, True)]
+    with db.write() as session:
+        moves.reschedule(session, world.staff, reached, start_at=in_days(2, 15), notify=False)
+    score(db, reached, 0.5)  # scored again at its new time
+    with db.read() as session:
+        calls = risk_scores.call_list(session, world.staff, clinic_id=world.clinic_id, days=14)
+    assert [(c.appointment_id, c.called, c.call) for c in calls][1] == (reached, False, "")
+    assert calls[0].call.startswith("No answer · Staff · ")
+
+
+def test_recording_a_call_is_checked_in_core(db, world):
+    """The roles that see the call list may work it; a patient may not. A wrong outcome, a
+    long note or a visit no longer scheduled is refused with what to do, nothing stored."""
+    visit = book(db, world, in_days(1, 10))
+    cancelled = book(db, world, in_days(1, 11))
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, cancelled, reason="Patient moved away")
+    with db.write() as session:
+        for who in (world.owner, world.manager, world.staff):
+            risk_scores.record_call(session, who, visit, "reached")
+    refusals = [
+        (patient_actor("Alex Morgan", "portal"), visit, "reached", "", PermissionDenied, "may not"),
+        (world.staff, visit, "busy", "", ValidationError, "Choose how the call went"),
+        (world.staff, visit, "reached", "x" * 501, ValidationError, "call note is too long"),
+        (world.staff, cancelled, "reached", "", ValidationError, "is cancelled now"),
+        (world.staff, 99999, "reached", "", Exception, "no appointment #99999"),
+    ]
+    for who, ident, outcome, note, error, said in refusals:
+        with pytest.raises(error, match=said), db.write() as session:
+            risk_scores.record_call(session, who, ident, outcome, note)
+    with db.read() as session:
+        assert len(session.scalars(select(RiskCall)).all()) == 3

@@ -1,0 +1,119 @@
+"""AppTest: the call list worked by phone (confirmation shown, a call recorded and moved under
+the calls still to make)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+
+from core.kernel.clock import local_to_utc, local_today
+from core.kernel.config import load_settings
+from core.startup import open_database
+from db.models import (
+    Appointment,
+    AppointmentConfirmation,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    RiskCall,
+    RiskModel,
+    RiskScore,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_caches():
+    st.cache_data.clear()
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def _visits_with_risk(url, visits: list[tuple[datetime, float]], patient_id: int = 1) -> list[int]:
+    """Scheduled visits of clinic 1 with provider 1, each scored as the daily run does."""
+    database = _db(url)
+    with database.write() as session:
+        model = RiskModel(rows=900, metrics={}, features={"names": ["lead_days"]}, payload=b"")
+        session.add(model)
+        session.flush()
+        ids = []
+        for start, probability in visits:
+            row = Appointment(
+                clinic_id=1,
+                provider_id=1,
+                patient_id=patient_id,
+                service_id=1,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+                kind=AppointmentKind.APPOINTMENT,
+                allow_double_booking=True,
+            )
+            session.add(row)
+            session.flush()
+            session.add(
+                RiskScore(
+                    appointment_id=row.id,
+                    model_id=model.id,
+                    probability=probability,
+                    start_at=start,
+                    provider_id=1,
+                )
+            )
+            ids.append(row.id)
+    database.dispose()
+    return ids
+
+
+def _zone(url) -> tuple[str, str]:
+    database = _db(url)
+    with database.read() as session:
+        clinic = session.get(Clinic, 1)
+        found = clinic.timezone, clinic.locale
+    database.dispose()
+    return found
+
+
+def test_the_call_list_shows_confirmation_and_records_a_call(app_as, app_db):
+    tz, _ = _zone(app_db)
+    tomorrow = local_today(tz) + timedelta(days=1)
+    confirmed, called = _visits_with_risk(
+        app_db,
+        [(local_to_utc(tomorrow, time(9), tz), 0.5), (local_to_utc(tomorrow, time(10), tz), 0.6)],
+    )
+    database = _db(app_db)
+    with database.write() as session:
+        visit = session.get(Appointment, confirmed)
+        session.add(
+            AppointmentConfirmation(
+                appointment_id=confirmed, start_at=visit.start_at, channel="SMS reply"
+            )
+        )
+    database.dispose()
+    at = app_as("staff", "app_pages/call_list.py", timeout=120)
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert table.loc[confirmed, "Confirmed"].startswith("Confirmed by the patient · ")
+    assert table.loc[called, "Confirmed"] == "Not confirmed by the patient yet"
+    at.selectbox(key="call_list_visit").set_value(called)
+    at.radio(key="call_list_outcome").set_value("message")
+    at.text_input(key="call_list_note").input("**Voicemail** <b>full</b>")
+    at.button(key="call_list_submit").click().run()
+    assert not at.exception, at.exception
+    assert not at.error
+    assert "left a message" in at.success[0].value
+    to_call, done = (d.value for d in at.dataframe)
+    assert called not in to_call.index and confirmed in to_call.index
+    assert done.index.tolist() == [called]
+    assert done.loc[called, "Last call"].startswith("Left a message · Sam Staff · ")
+    assert done.loc[called, "Note"] == "**Voicemail** <b>full</b>"  # shown as typed
+    assert "Called" in [h.value for h in at.subheader]
+    database = _db(app_db)
+    with database.read() as session:
+        [stored] = session.scalars(select(RiskCall)).all()
+    database.dispose()
+    assert (stored.appointment_id, stored.outcome) == (called, "message")
