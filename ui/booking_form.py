@@ -147,8 +147,9 @@ def clear_booked(prefix: str) -> None:
 
 
 def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
-    """Fill the form from `{prefix}_prefill` (clinic, start, provider), set by the calendar when
-    a free time was selected; used once."""
+    """Fill the form from `{prefix}_prefill` (clinic, start, provider, and double booking for
+    the calendar's overbooking suggestion), set by the calendar when a free time was selected;
+    used once."""
     prefill = st.session_state.pop(f"{prefix}_prefill", None)
     if not prefill:
         return
@@ -158,6 +159,8 @@ def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
         st.session_state[f"{prefix}_day"] = moment.date()
         st.session_state[f"{prefix}_time"] = moment.time()
     st.session_state[f"{prefix}_provider_wanted"] = prefill.get("provider_id")
+    if prefill.get("double_booking"):  # the provider is busy then: offer and allow it
+        st.session_state[f"{prefix}_double"] = st.session_state[f"{prefix}_all"] = True
 
 
 def services_picker(

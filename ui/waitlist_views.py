@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
-from core.kernel.clock import local_days_bounds, local_today
+from core.kernel.clock import local_days_bounds, local_today, to_local
 from core.kernel.money import NO_VALUE, weekday_name
 from core.waitlist import entries, offers, rules
 from ui.appointment_views import FLASH
@@ -47,18 +47,45 @@ def _overbooking(me, clinic_id: int, start: datetime, end: datetime):
 
 
 def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:
+    """Where expected no-shows exceed one per provider-day: a time for one extra booking (the
+    start of that day's highest-risk visit, double booked on purpose) and, to whoever may book,
+    a button opening New appointment filled in with that provider, day and time and double
+    booking ticked, for staff to finish and confirm. Nothing is booked automatically."""
     rows = _overbooking(me, clinic_id, start, end)
-    if rows:
-        fmt = display_format(clinic_id)
-        text = "; ".join(
-            f"{escape(r.provider)} on {fmt.day(r.day)} "
-            f"({fmt.number(r.expected_no_shows, 1)} of {fmt.number(r.visits)})"
-            for r in rows[:8]
+    if not rows:
+        return
+    fmt = display_format(clinic_id)
+    st.caption(
+        ":material/lightbulb: Expected no-shows exceed one: consider one extra booking beside "
+        "the day's highest-risk visit, at its start, double booked on purpose (if that patient "
+        "comes, both are seen). A suggestion only; nothing is booked automatically."
+    )
+    can_book = me.can(Permission.APPOINTMENTS_BOOK)
+    for r in rows[:8]:
+        at = fmt.clock(to_local(r.start_at, fmt.timezone))
+        said, button = st.columns([5, 1], vertical_alignment="center")
+        said.caption(
+            escape(
+                f"{r.provider}, {fmt.day(r.day)} at {at}: one extra patient beside the visit "
+                f"then ({shown(r.highest, fmt)} no-show risk; "
+                f"{fmt.number(r.expected_no_shows, 1)} expected no-shows of "
+                f"{fmt.number(r.visits)} visits that day)"
+            )
         )
-        st.caption(
-            f":material/lightbulb: Expected no-shows exceed one: consider one extra booking for "
-            f"{text}. A suggestion only; nothing is booked automatically."
-        )
+        if can_book and button.button(
+            "Book extra",
+            key=f"overbooking_book_{r.provider_id}_{r.day.isoformat()}",
+            icon=":material/event_upcoming:",
+            help="Opens New appointment with this provider, day and time and double booking "
+            "ticked: choose the patient and the service, then book.",
+        ):
+            st.session_state["book_prefill"] = {
+                "clinic_id": clinic_id,
+                "provider_id": r.provider_id,
+                "start_at": r.start_at,
+                "double_booking": True,
+            }
+            st.switch_page("app_pages/book.py")
 
 
 def offer_slot_button(me, clinic_id: int, slot: dict, prefix: str) -> None:

@@ -334,6 +334,8 @@ class Overbooking:
     day: date
     expected_no_shows: float
     visits: int
+    start_at: datetime  # the start of that day's highest-risk visit: book the extra one beside it
+    highest: float  # that visit's probability
 
 
 def overbooking_suggestions(
@@ -341,15 +343,18 @@ def overbooking_suggestions(
 ) -> list[Overbooking]:
     """Provider-days in [start, end) where the expected no-shows (sum of probabilities) of the
     visits still to come exceed one: a suggestion to book one extra visit, never done
-    automatically. Visits already past are left out (an extra booking cannot be made before
-    now, and a visit of a day gone by still 'scheduled' was only never marked)."""
+    automatically, at the start of the day's highest-risk visit (the earliest of equals), where
+    a no-show is likeliest to leave the provider free; booking it is a double booking on
+    purpose, which staff confirm on the booking form. Visits already past are left out (an extra
+    booking cannot be made before now, and a visit of a day gone by still 'scheduled' was only
+    never marked)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
         raise NotFound(f"There is no clinic #{clinic_id}.")
     tz = clinic.timezone
     start = max(start, utcnow())
-    sums: dict[tuple[int, date], list[float]] = {}
+    sums: dict[tuple[int, date], list[tuple[float, datetime]]] = {}
     names: dict[int, str] = {}
     for pid, name, at, p in session.execute(
         select(Appointment.provider_id, Provider.name, Appointment.start_at, RiskScore.probability)
@@ -364,9 +369,11 @@ def overbooking_suggestions(
         )
     ):
         names[pid] = name
-        sums.setdefault((pid, to_local(at, tz).date()), []).append(p)
-    return [
-        Overbooking(pid, names[pid], day, sum(ps), len(ps))
-        for (pid, day), ps in sorted(sums.items(), key=lambda kv: (kv[0][1], names[kv[0][0]]))
-        if sum(ps) > 1
-    ]
+        sums.setdefault((pid, to_local(at, tz).date()), []).append((p, at))
+    found = []
+    for (pid, day), visits in sorted(sums.items(), key=lambda kv: (kv[0][1], names[kv[0][0]])):
+        expected = sum(p for p, _ in visits)
+        if expected > 1:
+            highest, at = min(visits, key=lambda v: (-v[0], v[1]))
+            found.append(Overbooking(pid, names[pid], day, expected, len(visits), at, highest))
+    return found

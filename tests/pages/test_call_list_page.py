@@ -1,5 +1,6 @@
 """AppTest: the call list worked by phone (confirmation shown, a call recorded and moved under
-the calls still to make)."""
+the calls still to make) and the calendar's overbooking suggestion (a time, and New appointment
+filled in with it and double booking ticked)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import load_settings
+from core.kernel.money import format_day
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -22,6 +24,7 @@ from db.models import (
     RiskModel,
     RiskScore,
 )
+from ui.text import escape
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +120,31 @@ def test_the_call_list_shows_confirmation_and_records_a_call(app_as, app_db):
         [stored] = session.scalars(select(RiskCall)).all()
     database.dispose()
     assert (stored.appointment_id, stored.outcome) == (called, "message")
+
+
+def test_the_overbooking_suggestion_names_a_time_and_opens_the_booking_form_at_it(app_as, app_db):
+    tz, locale = _zone(app_db)
+    day = local_today(tz) + timedelta(days=2)
+    at_ = [local_to_utc(day, time(hour), tz) for hour in (10, 11, 12)]
+    _visits_with_risk(app_db, list(zip(at_, (0.4, 0.97, 0.4), strict=True)))
+    at = app_as("staff", "app_pages/calendar.py", timeout=120)
+    at.session_state["calendar_day"] = day
+    at.run()
+    assert not at.exception, at.exception
+    [said] = [c.value for c in at.caption if c.value.startswith(escape("Dr Aisha Rahman, "))]
+    assert escape(f"{format_day(day, locale)} at 11:00: one extra patient beside") in said
+    assert "97% no-show risk" in said
+    intro = next(c.value for c in at.caption if "Expected no-shows exceed one" in c.value)
+    assert "double booked on purpose" in intro and "nothing is booked automatically" in intro
+    at.button(key=f"overbooking_book_1_{day.isoformat()}").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "New appointment"
+    assert at.date_input(key="book_day").value == day
+    assert at.time_input(key="book_time").value == time(11)
+    assert at.checkbox(key="book_double").value is True
+    assert at.checkbox(key="book_all").value is True
+    assert at.selectbox(key="book_provider").value == 1
+    database = _db(app_db)
+    with database.read() as session:  # a suggestion: nothing was booked
+        assert session.scalars(select(Appointment).where(Appointment.start_at == at_[1])).all()
+    database.dispose()

@@ -317,3 +317,16 @@ def test_recording_a_call_is_checked_in_core(db, world):
             risk_scores.record_call(session, who, ident, outcome, note)
     with db.read() as session:
         assert len(session.scalars(select(RiskCall)).all()) == 3
+
+
+def test_the_overbooking_suggestion_names_the_highest_risk_visits_start(db, world):
+    """A time to book the extra visit: the start of that day's highest-risk visit (the earliest
+    of equals), where a no-show is likeliest to leave the provider free."""
+    day = [book(db, world, in_days(3, hour)) for hour in (9, 11, 14, 16)]
+    for ident, p in zip(day, (0.3, 0.55, 0.2, 0.55), strict=True):
+        score(db, ident, p)
+    with db.read() as session:
+        [suggestion] = risk_scores.overbooking_suggestions(
+            session, world.staff, clinic_id=world.clinic_id, start=in_days(0, 0), end=in_days(7, 0)
+        )
+    assert (suggestion.start_at, suggestion.highest, suggestion.visits) == (in_days(3, 11), 0.55, 4)
