@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -384,6 +385,16 @@ class Appointment(Base):
 
 class AppointmentService(Base):
     __tablename__ = "appointment_services"
+    # the second and later services of a visit (few rows): which of many visits have more than
+    # one, without handing their ids over (core.practice.treatment.more_services)
+    __table_args__ = (
+        Index(
+            "ix_appointment_services_more",
+            "appointment_id",
+            sqlite_where=text("position > 0"),
+            postgresql_where=text("position > 0"),
+        ),
+    )
 
     appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"), primary_key=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)

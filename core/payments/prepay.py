@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.kernel import audit
@@ -102,11 +102,12 @@ def usable_points(balance: int, outstanding_cents: int, rules: PaymentSettings) 
     return max(0, min(balance, outstanding_cents // value)) if value > 0 else 0
 
 
-def badges(session: Session, appointment_ids: list[int]) -> dict[int, str]:
+def badges(session: Session, appointment_ids: list[int] | Select) -> dict[int, str]:
     """'Paid', 'Deposit paid' or 'Part paid' per appointment with money received (for the
     calendar, Today and the appointment): one grouped query of what was paid, then the visits
-    paid for with their services and package, priced as the payments are (`price_cents`)."""
-    if not appointment_ids:
+    paid for with their services and package, priced as the payments are (`price_cents`). The
+    appointments are ids or a query of them (a calendar window's)."""
+    if isinstance(appointment_ids, list) and not appointment_ids:
         return {}
     received = Payment.kind.in_(PAID_KINDS) & (Payment.status == "paid")
     rows = session.execute(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from db.models import Appointment, AppointmentService, Service
@@ -30,6 +30,17 @@ def treatment_text(service_names: list[str], package_name: str | None = None) ->
 def treatment_of(appointment: Appointment) -> str:
     package = appointment.package.name if appointment.package else None
     return treatment_text([s.name for s in services_of(appointment)], package)
+
+
+def more_services(session: Session, appointment_ids: Select) -> dict[int, list[str]]:
+    """The services by name, in their booked order, of the visits `appointment_ids` (a query of
+    ids, such as a calendar window's) that have more than one; a visit of one service is left
+    out (its row names it). Two short queries on the index of second services, however many
+    visits the query selects: their ids are never handed over one by one."""
+    many = select(AppointmentService.appointment_id).where(
+        AppointmentService.position > 0, AppointmentService.appointment_id.in_(appointment_ids)
+    )
+    return service_names(session, session.scalars(many.distinct()).all())
 
 
 def service_names(session: Session, appointment_ids: Iterable[int]) -> dict[int, list[str]]:

@@ -25,7 +25,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_to_utc, to_local, zone
 from core.kernel.errors import NotFound, ValidationError
 from core.payments import prepay
-from core.practice.treatment import service_names, treatment_text
+from core.practice.treatment import more_services, treatment_text
 from core.scheduling.availability import HOLDING, MAX_LENGTH
 from db.models import (
     Appointment,
@@ -131,20 +131,27 @@ def _window_query(
         .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .outerjoin(Service, Service.id == Appointment.service_id)
         .outerjoin(Package, Package.id == Appointment.package_id)
-        .where(
-            Appointment.clinic_id == clinic_id,
-            Appointment.start_at > start - MAX_LENGTH,
-            Appointment.start_at < end,
-            Appointment.end_at > start,
-        )
+        .where(*_in_window(start, end, clinic_id, provider_ids, statuses))
         .order_by(Appointment.start_at, Appointment.id)
         .limit(MAX_EVENTS)
     )
-    if provider_ids:
-        query = query.where(Appointment.provider_id.in_(provider_ids))
-    if statuses:
-        query = query.where(Appointment.status.in_([S(s) for s in statuses]))
     return query
+
+
+def _in_window(start, end, clinic_id, provider_ids, statuses) -> list:
+    """The conditions of the window's appointments (_window_query's, and its visits' ids for the
+    reads beside it: their services, what was paid)."""
+    where = [
+        Appointment.clinic_id == clinic_id,
+        Appointment.start_at > start - MAX_LENGTH,
+        Appointment.start_at < end,
+        Appointment.end_at > start,
+    ]
+    if provider_ids:
+        where.append(Appointment.provider_id.in_(provider_ids))
+    if statuses:
+        where.append(Appointment.status.in_([S(s) for s in statuses]))
+    return where
 
 
 def _held_query(start: datetime, end: datetime, clinic_id: int, provider_ids: list[int] | None):
@@ -243,7 +250,11 @@ def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[
     colours = {S(k): v for k, v in STATUS_COLOURS.items()}
     ooo = AppointmentKind.OUT_OF_OFFICE
     rows = session.execute(_window_query(start, end, clinic_id, provider_ids, statuses)).all()
-    listed = service_names(session, [r.id for r in rows if r.kind != ooo])
+    # the window's visits as a query, not a list of a thousand ids to bind (10 ms on PostgreSQL)
+    visits = select(Appointment.id).where(
+        *_in_window(start, end, clinic_id, provider_ids, statuses), Appointment.kind != ooo
+    )
+    listed = more_services(session, visits)  # a visit of one service is named by its row
     events = []
     for (
         ident,
@@ -274,7 +285,7 @@ def _events(session, tz, clinic_id, start, end, provider_ids, statuses) -> list[
         if out_of_office:
             event["classNames"] = [OUT_OF_OFFICE_CLASS]
         events.append(event)
-    paid = prepay.badges(session, [int(e["id"]) for e in events if "classNames" not in e])
+    paid = prepay.badges(session, visits)
     for event in events:  # the paid or deposit badge
         if badge := paid.get(int(event["id"])):
             event["title"] += f" · {badge}"

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.kernel.errors import PermissionDenied, ValidationError
+from core.practice import treatment
 from core.requests import changes, decisions
 from core.scheduling import calendar, moves
 from db.models import (
@@ -125,6 +126,8 @@ def test_a_visit_of_several_services_is_titled_as_its_page_names_it(db, world):
         session.flush()
         both = add(session, world, local(day, 9), minutes=60)
         package = add(session, world, local(day, 11), minutes=60, package_id=glow.id)
+        one = add(session, world, local(day, 13))
+        session.add(AppointmentService(appointment_id=one, service_id=world.service_id))
         for ident in (both, package):
             session.add_all(
                 [
@@ -136,7 +139,14 @@ def test_a_visit_of_several_services_is_titled_as_its_page_names_it(db, world):
     assert [e["title"] for e in found] == [
         "Alex Morgan · Consultation + Peel",
         "Alex Morgan · Glow (Consultation + Peel)",
+        "Alex Morgan · Consultation",
     ]
+    with db.read() as session:  # only the visits of several services are read apart
+        day_ids = select(Appointment.id).where(Appointment.clinic_id == world.clinic_id)
+        assert treatment.more_services(session, day_ids) == {
+            both: ["Consultation", "Peel"],
+            package: ["Consultation", "Peel"],
+        }
 
 
 def test_time_off_of_the_clinics_providers_shows_as_background(db, world):
