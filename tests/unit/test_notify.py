@@ -221,8 +221,8 @@ def test_the_booking_text_keeps_its_link_and_promises_no_attachment(db, world):
     appointment_id = _book(db, world)
     sent = _latest(db, appointment_id, "appointment_scheduled")
     assert "attached QR code" in sent[Channel.EMAIL].body and sent[Channel.EMAIL].attachment
-    text = _assert_links_whole(sent, 1)
-    assert "attach" not in text and "QR" not in text
+    words = _URL.sub("", _assert_links_whole(sent, 1))  # a link's random token may hold "QR"
+    assert "attach" not in words and "QR" not in words
 
 
 def test_an_edited_template_still_keeps_its_links_whole_in_a_text(db, world):
