@@ -20,18 +20,22 @@ from core.kernel.errors import ValidationError
 from db.models import PackageService, Provider, ProviderService, Service
 
 
-def listed_services(session: Session, provider_ids: Iterable[int]) -> dict[int, frozenset[int]]:
-    """The services each provider has listed (absent: none listed, so every service)."""
-    ids = list(provider_ids)
+def _services_of(session: Session, owner, service, owner_ids: Iterable[int]):
+    """The services of each owner (a provider's listed ones, a package's members) in one query:
+    `owner` and `service` are the link table's columns; owners without any are absent."""
+    ids = list(dict.fromkeys(owner_ids))
     found: dict[int, set[int]] = defaultdict(set)
     if ids:
-        for pid, sid in session.execute(
-            select(ProviderService.provider_id, ProviderService.service_id).where(
-                ProviderService.provider_id.in_(ids)
-            )
-        ):
-            found[pid].add(sid)
-    return {pid: frozenset(sids) for pid, sids in found.items()}
+        for owner_id, service_id in session.execute(select(owner, service).where(owner.in_(ids))):
+            found[owner_id].add(service_id)
+    return {owner_id: frozenset(sids) for owner_id, sids in found.items()}
+
+
+def listed_services(session: Session, provider_ids: Iterable[int]) -> dict[int, frozenset[int]]:
+    """The services each provider has listed (absent: none listed, so every service)."""
+    return _services_of(
+        session, ProviderService.provider_id, ProviderService.service_id, provider_ids
+    )
 
 
 def performs(listed: frozenset[int] | None, service_ids: Iterable[int]) -> bool:
@@ -59,16 +63,7 @@ W = TypeVar("W", bound=Wanted)
 
 def package_members(session: Session, package_ids: Iterable[int]) -> dict[int, frozenset[int]]:
     """Each package's services, one query for all of them."""
-    ids = list(dict.fromkeys(package_ids))
-    found: dict[int, set[int]] = defaultdict(set)
-    if ids:
-        for package_id, service_id in session.execute(
-            select(PackageService.package_id, PackageService.service_id).where(
-                PackageService.package_id.in_(ids)
-            )
-        ):
-            found[package_id].add(service_id)
-    return {pid: frozenset(sids) for pid, sids in found.items()}
+    return _services_of(session, PackageService.package_id, PackageService.service_id, package_ids)
 
 
 def performed_by(session: Session, provider_id: int, wanted: Sequence[W]) -> list[W]:
