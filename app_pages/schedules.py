@@ -1,12 +1,10 @@
 """Provider schedules: weekly hours per clinic (one period per weekday here) and time off.
 Bookings outside these need an explicit override, which is recorded on the appointment."""
 
-from datetime import time, timedelta
-
 import pandas as pd
 import streamlit as st
 
-from core.kernel.clock import local_to_utc, local_today, utcnow
+from core.kernel.clock import local_today, utcnow
 from core.kernel.money import clinic_time, clinic_time_range
 from core.practice import choices
 from core.scheduling import schedules
@@ -106,10 +104,7 @@ with st.form("schedules_time_off"):  # what was typed stays when it is refused
     )
     reason = st.text_input("Reason", key="schedules_off_reason")
     if st.form_submit_button("Add time off"):
-        starts = local_to_utc(first, first_at or time(0), tz)
-        ends = local_to_utc(  # an empty time: the whole last day, to the midnight after it
-            *((last, last_at) if last_at is not None else (last + timedelta(days=1), time(0))), tz
-        )
+        starts, ends = schedules.time_off_span(first, first_at, last, last_at, tz)
         done = run_action(
             schedules.add_time_off,
             provider_id=provider.id,

@@ -240,6 +240,15 @@ def _aware(moment: datetime, name: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+def time_off_span(
+    first: date, first_at: time | None, last: date, last_at: time | None, tz: str
+) -> tuple[datetime, datetime]:
+    """Time off typed as clinic-local days and times, in UTC: an empty start time is the first
+    day's midnight, an empty end time the midnight after the last day (whole days)."""
+    ends = (last, last_at) if last_at is not None else (last + timedelta(days=1), time(0))
+    return local_to_utc(first, first_at or time(0), tz), local_to_utc(*ends, tz)
+
+
 def add_time_off(
     session: Session,
     actor: Actor,
