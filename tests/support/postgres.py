@@ -112,6 +112,7 @@ class TempPostgres:
         self._binaries: dict[str, str] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._os_user: pwd.struct_passwd | None = None
+        self.server_version = 0  # e.g. 150018 for 15.18, read once the server answers
 
     @property
     def url(self) -> str:
@@ -203,10 +204,14 @@ class TempPostgres:
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create database `name` (a copy of database `template` when given) and return its
-        SQLAlchemy URL."""
+        SQLAlchemy URL. A copy is made file by file (STRATEGY FILE_COPY, PostgreSQL 15 and
+        later): with fsync off, about half the time of writing the small template through the
+        WAL, PostgreSQL 15's default, and it is done once for every PostgreSQL test."""
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
             statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
+            if self.server_version >= 150000:
+                statement = sql.SQL("{} STRATEGY FILE_COPY").format(statement)
         self._execute(statement)
         return self.database_url(name)
 
@@ -245,7 +250,8 @@ class TempPostgres:
                     f"PostgreSQL exited with code {self._process.returncode}:\n{self._log_text()}"
                 )
             try:
-                with self._connect():
+                with self._connect() as conn:
+                    self.server_version = conn.info.server_version
                     return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

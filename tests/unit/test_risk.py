@@ -38,7 +38,7 @@ S = AppointmentStatus
 START = date(2026, 1, 5)
 
 
-def visit(session, world, patient_id, day, status, *, lead=3, hour=9, sms=False):
+def visit(session, world, patient_id, day, status, *, lead=3, hour=9, sms=False, flush=True):
     start = datetime.combine(day, time(hour), tzinfo=UTC)
     row = Appointment(
         clinic_id=world.clinic_id,
@@ -54,7 +54,8 @@ def visit(session, world, patient_id, day, status, *, lead=3, hour=9, sms=False)
         allow_double_booking=True,
     )
     session.add(row)
-    session.flush()
+    if flush:  # a history's visits are flushed together: one round trip on PostgreSQL, not 1,280
+        session.flush()
     return row.id
 
 
@@ -145,7 +146,8 @@ def history(db, world, *, patients=160, days=60, seed=7):
                 lead = rng.choice([0, 1, 2, 7, 14, 30, 45])
                 chance = 0.04 + 0.012 * lead + (0.35 if habit else 0)
                 status = S.NO_SHOW if rng.random() < min(chance, 0.95) else S.COMPLETED
-                visit(session, world, patient.id, day, status, lead=lead, hour=rng.choice([9, 14]))
+                hour = rng.choice([9, 14])
+                visit(session, world, patient.id, day, status, lead=lead, hour=hour, flush=False)
 
 
 def test_a_known_signal_is_learnt_and_validated_on_later_days(db, world):
