@@ -289,7 +289,7 @@ def _unwritable(path: str) -> str | None:
 
 def _risk_command(args) -> int:
 
-    from core.analytics import risk_model
+    from core.analytics import risk_jobs, risk_model
 
     if args.command == "score-risk":
         if args.until is not None and args.until <= args.since:
@@ -305,11 +305,13 @@ def _risk_command(args) -> int:
     database = open_database(load_settings())
     if args.command == "train-risk":
         # the fit reads for minutes on a large practice: outside a write transaction, which on
-        # SQLite would hold every other writer off; the model is then stored in a short one
-        with database.read() as session:
-            model = risk_model.learn(session, SYSTEM, until=args.until)
-        with database.write() as session:
-            print(risk_model.save(session, SYSTEM, model).summary)
+        # SQLite would hold every other writer off; the model is then stored in a short one.
+        # Started by the jobs or Retrain now, it holds their claim so no other fit starts.
+        with risk_jobs.holding_claim(database, os.environ.get(risk_jobs.FIT_SINCE)):
+            with database.read() as session:
+                model = risk_model.learn(session, SYSTEM, until=args.until)
+            with database.write() as session:
+                print(risk_model.save(session, SYSTEM, model).summary)
         return 0
     with database.read() as session:
         scored = risk_model.score(session, SYSTEM, since=args.since, until=args.until)

@@ -7,8 +7,9 @@ one core): on a large practice it takes minutes of one core, which inside the se
 Python's interpreter lock from every session's page runs and hold up every other job (reminders,
 deliveries, the roll-ups) until it was done. "Retrain now" on the model page (`train_now`) starts
 the same child process and returns at once. One fit runs at a time across processes: the claim
-`risk_retrained` in `settings` marks the fit's start (`running_since`) and is renewed by its
-process's jobs loop each round while it runs (`fit_running` reads it for the page).
+`risk_retrained` in `settings` marks the fit's start (`running_since`), and the child renews it
+while it fits and clears it when it ends (`holding_claim`), whether or not the process that
+started it runs a jobs loop (`fit_running` reads it for the page).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.analytics import risk_scores
@@ -47,6 +50,8 @@ SCORE_LEASE = timedelta(minutes=30)  # a scoring run not done after this may be 
 SKEW = timedelta(minutes=10)  # a time further ahead than this was written by a clock set wrong
 FIT = "risk_retrained"  # the fit's claim: {"at": claimed or renewed, "running_since": its start}
 FIT_LEASE = timedelta(minutes=10)  # a running fit's claim not renewed for this long has stopped
+RENEW_EVERY = timedelta(minutes=1)  # how often a fitting child renews its claim
+FIT_SINCE = "CLINICDESK_FIT_SINCE"  # the claim's start, handed to the child that holds it
 TRAIN = ("-m", "core.cli", "train-risk")  # the child's command after the interpreter
 _training: subprocess.Popen | None = None  # this process's fit, while it runs
 _ended: subprocess.Popen | None = None  # the fit whose end ended_fit has told
@@ -93,18 +98,10 @@ def retrain_every(session, now: datetime) -> timedelta | None:
 
 def retrain_job(database: Database, settings: Settings) -> None:
     global _running_since
-    if training():  # this process's fit still runs: renew its claim so no other starts one
-        with database.write() as session:
-            _fit_claim(session).value = {
-                "at": utcnow().isoformat(),
-                "running_since": _running_since,
-            }
+    if training():  # this process's fit still runs (its child holds the claim)
         return
-    if _running_since is not None:  # this process's fit has ended: its claim says so
-        with database.write() as session:
-            row = _fit_claim(session)
-            if (row.value or {}).get("running_since") == _running_since:
-                row.value = {"at": row.value.get("at")}
+    if _running_since is not None:  # this process's fit has ended, killed perhaps: say so
+        _renew(database, _running_since, running=False)
         _running_since = None
     with database.write() as session:
         now = utcnow()
@@ -129,8 +126,6 @@ def train_now(write, actor: Actor, settings: Settings) -> datetime:
         now = utcnow()
         row = _fit_claim(session)
         since = _running(session, row, now)
-        if since is None and training() and _running_since:  # its claim lapsed (no jobs loop)
-            since = datetime.fromisoformat(_running_since)
         if since is not None:
             raise Conflict(
                 f"A fit is already running (started at {clinic_format(session).moment(since)}); "
@@ -172,6 +167,45 @@ def _running(session: Session, row: Setting | None, now: datetime) -> datetime |
     return None if stored is not None and stored >= since else since
 
 
+@contextlib.contextmanager
+def holding_claim(database: Database, since: str | None, every: float | None = None):
+    """Around the fit in the child (`core.cli train-risk` started by `_start_training`, which
+    hands it the claim's start): renew the claim every RENEW_EVERY while the fit runs, and clear
+    it when the fit ends, however it ends. A claim another fit has taken since is left alone. A
+    fit run by hand (no claim handed over) claims nothing."""
+    if not since:
+        yield
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(every or RENEW_EVERY.total_seconds()):
+            try:
+                _renew(database, since, running=True)
+            except SQLAlchemyError as error:  # the database away a moment: try next time
+                log.warning("risk model: the fit's claim was not renewed: %s", error)
+
+    renewer = threading.Thread(target=renew, name="fit-claim", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        _renew(database, since, running=False)
+
+
+def _renew(database: Database, since: str, *, running: bool) -> None:
+    """Renew the claim of the fit that started at `since` (running) or say it ended."""
+    with database.write() as session:
+        row = _fit_claim(session)
+        value = row.value or {}
+        if value.get("running_since") != since:
+            return
+        at = utcnow().isoformat() if running else value.get("at")
+        row.value = {"at": at, "running_since": since} if running else {"at": at}
+
+
 def _fit_claim(session: Session) -> Setting:
     """The fit's claim row, locked (one writer at a time across processes). The first one is
     inserted with ON CONFLICT DO NOTHING: two processes making it at once both go on, the
@@ -199,6 +233,7 @@ def _start_training(settings: Settings, since: datetime) -> None:
         "CLINICDESK_SECRET_KEY": settings.secret_key,
         "CLINICDESK_DATA_DIR": str(settings.data_dir),
         "OMP_NUM_THREADS": "1",  # one core: OpenMP threads spinning beside page runs slow both
+        FIT_SINCE: since.isoformat(),  # the child holds the claim while it fits
     }
     command = [sys.executable, *TRAIN]
     _fit_log = Path(settings.data_dir) / "risk-fit.log"  # its owner's only, as the data folder

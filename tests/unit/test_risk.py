@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import subprocess
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -447,23 +448,64 @@ def test_retrain_now_starts_the_fit_in_a_child_process_and_returns_at_once(
         Conflict, match=r"A fit is already running \(started at .+\); the new model"
     ):
         risk_jobs.train_now(db.write, world.manager, settings)
-    risk_jobs.retrain_job(db, settings)  # the jobs loop's round: renews, starts nothing more
+    risk_jobs.retrain_job(db, settings)  # the jobs loop's round: starts nothing more
     assert len([m for m in caplog.messages if "training in process" in m]) == 1
     assert risk_jobs.wait_for_training(timeout=300) == 0
     with db.read() as session:
         [model] = session.scalars(select(RiskModel)).all()
         assert model.rows > 200
         assert risk_jobs.fit_running(session, world.manager) is None  # its model is stored
+        # the child said it ended, with no jobs loop round in between
+        assert "running_since" not in session.get(Setting, "risk_retrained").value
     risk_jobs.retrain_job(db, settings)  # the round after its end: the claim says it ended
     assert risk_jobs.ended_fit() == (0, "")
     with db.read() as session:
         assert "running_since" not in session.get(Setting, "risk_retrained").value
 
 
+def test_the_fitting_child_holds_the_claim_whether_or_not_a_jobs_loop_runs(db, world):
+    """The child renews its fit's claim while it fits (a server with its jobs loop off started
+    it: nobody else would, and after FIT_LEASE a second fit could start beside a long one) and
+    clears it when the fit ends, even by an error; a claim taken by another fit since is left
+    alone, and a fit run by hand claims nothing."""
+    since = (datetime.now(UTC) - timedelta(minutes=9)).isoformat()
+    old = (datetime.now(UTC) - timedelta(minutes=9)).isoformat()
+
+    def claim():
+        with db.read() as session:
+            row = session.get(Setting, "risk_retrained")
+            return dict(row.value) if row else None
+
+    with db.write() as session:
+        session.add(Setting(key="risk_retrained", value={"at": old, "running_since": since}))
+    with pytest.raises(RuntimeError), risk_jobs.holding_claim(db, since, every=0.05):
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while claim()["at"] == old and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.05)
+        renewed = claim()
+        assert renewed["running_since"] == since and renewed["at"] > old
+        with db.read() as session:
+            assert risk_jobs.fit_running(session, world.manager) is not None
+        raise RuntimeError("the fit failed")
+    ended = claim()  # the fit's end is said: its last renewal kept, no longer running
+    assert list(ended) == ["at"] and ended["at"] >= renewed["at"]
+    other = {"at": old, "running_since": old}
+    with db.write() as session:
+        session.get(Setting, "risk_retrained").value = other
+    with risk_jobs.holding_claim(db, since, every=0.05):
+        threading.Event().wait(0.2)
+    assert claim() == other  # another fit's claim: neither renewed nor cleared
+    with db.write() as session:
+        session.execute(delete(Setting).where(Setting.key == "risk_retrained"))
+    with risk_jobs.holding_claim(db, None, every=0.05):
+        threading.Event().wait(0.2)
+    assert claim() is None
+
+
 def test_a_fit_running_in_another_process_holds_retrain_now_off(
     db, world, tmp_path, own_fits, monkeypatch
 ):
-    """Another server's fit is seen from its claim, renewed by that server's jobs loop: Retrain
+    """Another server's fit is seen from its claim, renewed by that server's fitting child: Retrain
     now is refused while it runs; a claim no longer renewed (that server stopped) or a model
     stored since the fit started (it has ended) lets the next fit start."""
     settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)
@@ -561,16 +603,19 @@ def test_a_stopped_fit_or_a_clock_put_right_holds_no_run_off_for_long(db, world,
         session.flush()
         assert risk_jobs.retrain_every(session, night + timedelta(hours=12)) is not None
     settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)
-    before, risk_jobs._training = risk_jobs._training, subprocess.Popen(["sleep", "30"])  # noqa: SLF001
+    with db.read() as session:
+        held = session.get(Setting, key).value
+    running = subprocess.Popen(["sleep", "30"])  # this process's fit, holding its own claim
+    before, risk_jobs._training = risk_jobs._training, running  # noqa: SLF001
     try:
-        risk_jobs.retrain_job(db, settings)
+        risk_jobs.retrain_job(db, settings)  # starts nothing, leaves the child's claim to it
+        assert risk_jobs._training is running  # noqa: SLF001
     finally:
-        risk_jobs._training.kill()  # noqa: SLF001
-        risk_jobs._training.wait()  # noqa: SLF001
+        running.kill()
+        running.wait()
         risk_jobs._training = before  # noqa: SLF001
     with db.read() as session:
-        renewed = datetime.fromisoformat(session.get(Setting, key).value["at"])
-    assert abs(renewed - datetime.now(UTC)) < timedelta(minutes=1)
+        assert session.get(Setting, key).value == held
 
 
 def test_a_confirmation_counts_only_when_it_came_before_the_day(db, world):
