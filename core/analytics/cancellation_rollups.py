@@ -68,6 +68,7 @@ from core.analytics.cancellation_parts import (
     where_clauses,
 )
 from core.kernel.clock import local_days_bounds, zone
+from core.kernel.locks import setting_row
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -318,11 +319,7 @@ def rebuild(session: Session) -> int:
 
 def refresh(session: Session) -> int:
     """Recompute the clinic-local days that changed; returns how many days were recomputed."""
-    state = _state(session, lock=True)
-    if state is None:
-        state = Setting(key=STATE_KEY, value={"built": False})
-        session.add(state)
-        session.flush()
+    state = setting_row(session, STATE_KEY, {"built": False})
     value = dict(state.value or {})
     appointment_id, ledger_id = _latest_ids(session)
     dirty_max = session.scalar(select(func.max(CancellationRollupDirty.id))) or 0

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -34,6 +33,7 @@ from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.config import Settings
 from core.kernel.errors import Conflict, ValidationError
+from core.kernel.locks import setting_row
 from core.kernel.money import clinic_format
 from db.engine import Database
 from db.models import Appointment, Clinic, RiskModel, Setting
@@ -63,13 +63,11 @@ _running_since: str | None = None  # the start its claim carries, until the clai
 def _claim(session, key: str, every: timedelta, now: datetime) -> bool:
     """True (and the run recorded) when `key` last ran longer than `every` ago. A run recorded
     in the future (the clock was set ahead, then put right) does not hold the next one off."""
-    row = session.execute(select(Setting).where(Setting.key == key).with_for_update()).scalar()
-    last = (row.value or {}).get("at") if row else None
+    row = setting_row(session, key)
+    last = (row.value or {}).get("at")
     if last and -SKEW <= now - datetime.fromisoformat(last) < every:
         return False
-    row = row or Setting(key=key)
     row.value = {"at": now.isoformat()}
-    session.add(row)
     return True
 
 
@@ -207,13 +205,8 @@ def _renew(database: Database, since: str, *, running: bool) -> None:
 
 
 def _fit_claim(session: Session) -> Setting:
-    """The fit's claim row, locked (one writer at a time across processes). The first one is
-    inserted with ON CONFLICT DO NOTHING: two processes making it at once both go on, the
-    second once the first has committed (a plain INSERT failed the second with a duplicate
-    key)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(Setting).values(key=FIT, value={}).on_conflict_do_nothing())
-    return session.execute(select(Setting).where(Setting.key == FIT).with_for_update()).scalar_one()
+    """The fit's claim row, locked (one writer at a time across processes)."""
+    return setting_row(session, FIT)
 
 
 def _outcomes_before(session: Session, now: datetime) -> int:

@@ -24,12 +24,13 @@ from sqlalchemy.orm import Session
 
 from core.kernel.clock import to_local
 from core.kernel.config import Settings
+from core.kernel.locks import setting_row
 from core.kernel.money import clinic_time, format_day, format_day_range
 from core.kernel.text import MAX_TEXT
 from core.messaging import notify
 from core.messaging.preferences import CLINIC_EVENTS, preferences
 from db.engine import Database
-from db.models import Channel, Clinic, ClinicEvent, DeliveryStatus, Notification, Setting
+from db.models import Channel, Clinic, ClinicEvent, DeliveryStatus, Notification
 from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.clinic_events")
@@ -188,11 +189,9 @@ def send_digest(session: Session, clinic: Clinic, *, now: datetime | None = None
     local = to_local(now, clinic.timezone)
     if not prefs.clinic_digest or local.hour < prefs.digest_hour or not clinic.email:
         return 0
-    marker = session.execute(
-        select(Setting).where(Setting.key == _digest_key(clinic.id)).with_for_update()
-    ).scalar()
+    marker = setting_row(session, _digest_key(clinic.id))  # one server sends it
     today = local.date().isoformat()
-    if marker is not None and (marker.value or {}).get("day") == today:
+    if (marker.value or {}).get("day") == today:
         return 0
     events = list(
         session.scalars(
@@ -206,9 +205,7 @@ def send_digest(session: Session, clinic: Clinic, *, now: datetime | None = None
             .limit(DIGEST_LIMIT)
         )
     )
-    marker = marker or Setting(key=_digest_key(clinic.id))
     marker.value = {"day": today, "events": len(events)}
-    session.add(marker)
     if not events:
         session.flush()
         return 0
