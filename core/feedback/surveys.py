@@ -30,6 +30,7 @@ from core.kernel.errors import (
     NotFound,
     ValidationError,
 )
+from core.kernel.locks import setting_row
 from core.kernel.money import clinic_time, format_clock
 from core.kernel.text import clean
 from core.messaging import clinic_events, notify, preferences, reminders
@@ -140,7 +141,7 @@ def save_survey_settings(
         (SETTING_DELAY, int(delay_hours)),
         (SETTING_QUESTIONS, stored),
     ):
-        row = session.get(Setting, key) or Setting(key=key)
+        row = setting_row(session, key)
         row.value, row.updated_by_user_id = {"value": value}, actor.user_id
         session.add(row)
     audit.record(

@@ -19,6 +19,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import in_quiet
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.locks import setting_row
 from db.models import Clinic, Setting
 
 CLINIC_EVENTS: dict[str, str] = {
@@ -182,7 +183,7 @@ def save_preferences(
         "digest_hour": int(form.digest_hour),
         "high_risk_hours": extra,
     }
-    row = session.get(Setting, key(clinic_id)) or Setting(key=key(clinic_id))
+    row = setting_row(session, key(clinic_id))
     row.value, row.updated_by_user_id = value, actor.user_id
     session.add(row)
     audit.record(session, actor, "message_preferences_saved", "clinic", clinic_id, details=value)

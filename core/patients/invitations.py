@@ -29,6 +29,7 @@ from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.locks import setting_row
 from core.kernel.money import clinic_format, format_day
 from core.messaging import notify
 from db.models import (
@@ -105,7 +106,7 @@ def set_expiry_days(session: Session, actor: Actor, days: int) -> None:
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     if not isinstance(days, int) or not 1 <= days <= MAX_EXPIRY_DAYS:
         raise ValidationError(f"Invitations must expire after 1 to {MAX_EXPIRY_DAYS} days.")
-    row = session.get(Setting, EXPIRY_SETTING) or Setting(key=EXPIRY_SETTING)
+    row = setting_row(session, EXPIRY_SETTING)
     before = (row.value or {}).get("days")
     row.value, row.updated_by_user_id = {"days": days}, actor.user_id
     session.add(row)

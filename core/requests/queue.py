@@ -19,6 +19,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.locks import setting_row
 from core.kernel.money import clinic_money, format_day, format_moment
 from core.practice.timing import timing_of
 from core.scheduling.availability import TIME_OF_DAY_LABELS, Slot, suggest_slots
@@ -113,7 +114,7 @@ def set_stale_hours(session: Session, actor: Actor, hours: int) -> None:
     ensure(actor, Permission.REQUESTS_DECIDE)
     if not isinstance(hours, int) or not 1 <= hours <= 24 * 30:
         raise ValidationError("The stale limit must be a whole number of hours from 1 to 720.")
-    row = session.get(Setting, STALE_KEY) or Setting(key=STALE_KEY)
+    row = setting_row(session, STALE_KEY)
     row.value, row.updated_by_user_id = {"hours": hours}, actor.user_id
     session.add(row)
     audit.record(

@@ -12,6 +12,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import in_quiet, to_local
 from core.kernel.errors import ValidationError
+from core.kernel.locks import setting_row
 from core.messaging.quiet import (
     OFFER_QUIET_END,
     OFFER_QUIET_START,
@@ -99,7 +100,7 @@ def set_rules(session: Session, actor: Actor, rules: Rules) -> Rules:
         quiet_start=rules.quiet_start.strftime("%H:%M"),
         quiet_end=rules.quiet_end.strftime("%H:%M"),
     )
-    row = session.get(Setting, KEY) or Setting(key=KEY)
+    row = setting_row(session, KEY)
     row.value, row.updated_by_user_id = value, actor.user_id
     session.add(row)
     audit.record(session, actor, "waitlist_rules_set", "setting", None, details=value)

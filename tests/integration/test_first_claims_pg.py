@@ -3,6 +3,7 @@ server's jobs loop makes the same claim rows (the daily scoring's, the roll-ups'
 clinic's digest marker) in its first round. The second waits for the first and reads its row;
 before, its plain INSERT failed with a duplicate key and the job was recorded as failed."""
 
+import dataclasses
 import threading
 import time
 from datetime import UTC, datetime
@@ -10,7 +11,12 @@ from datetime import UTC, datetime
 import pytest
 
 from core.analytics import cancellation_rollups, risk_jobs
+from core.feedback.surveys import save_survey_settings, survey_settings
 from core.kernel.locks import setting_row
+from core.messaging.preferences import PreferencesForm, preferences, save_preferences
+from core.patients.invitations import get_expiry_days, set_expiry_days
+from core.requests.queue import set_stale_hours, stale_hours
+from core.waitlist.rules import get_rules, set_rules
 from db.engine import Database
 
 
@@ -66,3 +72,43 @@ def test_two_servers_first_rounds_at_once_both_go_on(db, job):
     first, second = second_while_first_is_open(db, job, job)
     if first is True:  # a claim: the first has it, the second is told it is taken
         assert second is False
+
+
+SAVES = {  # a first save of each settings form: (save it with n, read back what is stored)
+    "invitation expiry": (
+        lambda s, a, w, n: set_expiry_days(s, a, n),
+        lambda s, w: get_expiry_days(s),
+    ),
+    "stale requests": (
+        lambda s, a, w, n: set_stale_hours(s, a, n),
+        lambda s, w: stale_hours(s),
+    ),
+    "waitlist rules": (
+        lambda s, a, w, n: set_rules(s, a, dataclasses.replace(get_rules(s), batch=n)),
+        lambda s, w: get_rules(s).batch,
+    ),
+    "survey settings": (
+        lambda s, a, w, n: save_survey_settings(
+            s, a, auto=True, delay_hours=n, questions=["How was it?"]
+        ),
+        lambda s, w: survey_settings(s).delay_hours,
+    ),
+    "message preferences": (
+        lambda s, a, w, n: save_preferences(s, a, w.clinic_id, PreferencesForm(digest_hour=n)),
+        lambda s, w: preferences(s, w.clinic_id).digest_hour,
+    ),
+}
+
+
+@pytest.mark.parametrize("form", SAVES)
+def test_two_first_saves_of_a_setting_at_once_both_go_through(db, world, form):
+    """Before, the second's save failed with a database error; now it waits and is the one kept
+    (the later save wins, as with any save)."""
+    save, read = SAVES[form]
+    second_while_first_is_open(
+        db,
+        lambda session: save(session, world.owner, world, 3),
+        lambda session: save(session, world.owner, world, 5),
+    )
+    with db.read() as session:
+        assert read(session, world) == 5
