@@ -30,7 +30,7 @@ from core.kernel.errors import DomainError, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_time, format_money
 from core.messaging import notify
 from core.payments import points as ledger_points
-from core.payments.providers import PaymentProvider, provider_for
+from core.payments.providers import PaymentProvider, from_stripe_amount, provider_for
 from core.payments.rules import (
     Due,
     PaymentSettings,
@@ -380,7 +380,8 @@ def checkout_completed(
     currency: str | None = None,
 ) -> Payment | None:
     """A Stripe Checkout session was paid: the pending payment becomes paid once, if the amount
-    (and, when the event names it, the currency) is the one the server asked for; a mismatch is
+    (`amount_total` as Stripe states it, in its own minor units: `to_stripe_amount`) and, when
+    the event names it, the currency are the ones the server asked for; a mismatch is
     recorded as failed. Money that came for nothing is due back to the card at once: all of it
     when the appointment was cancelled or declined while the patient was paying, and what goes
     beyond the price when the visit was paid meanwhile (another checkout, the desk)."""
@@ -397,7 +398,9 @@ def checkout_completed(
         return payment
     actor = patient_actor("")
     said = f"{amount_total} {currency.upper()}" if currency else str(amount_total)
-    if int(amount_total) != payment.amount_cents or (
+    # Stripe states the amount in its own minor units (Ft 5,000 is 500000), ours are Babel's
+    received = from_stripe_amount(amount_total, currency or payment.currency)
+    if received != payment.amount_cents or (
         currency and currency.upper() != (payment.currency or "").upper()
     ):
         payment.status, payment.note = "failed", f"Amount mismatch: provider said {said}"
@@ -655,7 +658,10 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
         try:
             with session.begin_nested():
                 refund.provider_ref = provider.refund(
-                    original.provider_ref, refund.amount_cents, key=refund_key(refund, original)
+                    original.provider_ref,
+                    refund.amount_cents,
+                    currency=refund.currency or original.currency,
+                    key=refund_key(refund, original),
                 )
                 refund.status, refund.paid_at, refund.last_error = "refunded", utcnow(), ""
         except DomainError as exc:

@@ -15,6 +15,34 @@ import stripe
 
 from core.kernel.config import StripeSettings
 from core.kernel.errors import DomainError, ValidationError
+from core.kernel.money import minor_digits, to_major
+
+# Stripe's own minor units (docs.stripe.com/currencies), which are not always the currency's:
+# amounts go to Stripe in hundredths unless the currency is listed here. ClinicDesk stores
+# minor units as Babel (CLDR) counts them, so HUF, IDR, COP or ISK are stored in whole units
+# (Babel: no decimals) but are two-decimal at Stripe (ISK in whole krónur only, which whole
+# units are); a three-decimal currency is taken only in tens of its minor unit.
+STRIPE_ZERO_DECIMAL = frozenset(
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
+)
+STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
 
 class ProviderError(DomainError):
@@ -43,9 +71,10 @@ class PaymentProvider(Protocol):
         cancel_url: str,
     ) -> Checkout: ...
 
-    def refund(self, reference: str, amount_cents: int, *, key: str) -> str:
-        """Give back `amount_cents` of the payment `reference`; `key` names this refund (the
-        same on every attempt), so the provider makes it once however often it is sent."""
+    def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
+        """Give back `amount_cents` (minor units of `currency`, the payment's) of the payment
+        `reference`; `key` names this refund (the same on every attempt), so the provider
+        makes it once however often it is sent."""
         ...
 
     def charge_saved_card(
@@ -53,6 +82,44 @@ class PaymentProvider(Protocol):
     ) -> str: ...
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
+
+
+def stripe_digits(currency: str) -> int:
+    """Digits after the decimal point of an amount as Stripe's API counts it."""
+    code = currency.upper()
+    return 0 if code in STRIPE_ZERO_DECIMAL else 3 if code in STRIPE_THREE_DECIMAL else 2
+
+
+def to_stripe_amount(cents: int, currency: str, doing: str = "take") -> int:
+    """Stored minor units (Babel's) as the amount Stripe's API expects: 5000 HUF (Ft 5,000,
+    stored in whole forints) is 500000 at Stripe, ¥1,000 is 1000, £25.50 is 2550. An amount
+    Stripe cannot take (a KWD amount not in tens of fils) is a ValidationError saying so,
+    before anything is sent; `doing` names what was asked ('take', 'refund')."""
+    code, cents = currency.upper(), int(cents)
+    shift = stripe_digits(code) - minor_digits(code)
+    step = 10 ** max(0, -shift) * (10 if code in STRIPE_THREE_DECIMAL else 1)
+    if cents % step:
+        raise ValidationError(
+            f"The card provider cannot {doing} {to_major(cents, code)} {code}: it takes {code} "
+            f"amounts in steps of {to_major(step, code)} {code} only. "
+            + (
+                "Pay at the desk instead."
+                if doing == "take"
+                else "Hand it back at the desk and record it."
+            )
+        )
+    return cents * 10**shift if shift >= 0 else cents // 10**-shift
+
+
+def from_stripe_amount(amount: int, currency: str) -> int | None:
+    """An amount Stripe's API states (a webhook's amount_total) as stored minor units; None
+    when it is not a whole number of them (it cannot be what was asked for)."""
+    code, amount = currency.upper(), int(amount)
+    shift = stripe_digits(code) - minor_digits(code)
+    if shift <= 0:
+        return amount * 10**-shift
+    whole, rest = divmod(amount, 10**shift)
+    return None if rest else whole
 
 
 class DeskProvider:
@@ -64,7 +131,7 @@ class DeskProvider:
             "the desk."
         )
 
-    def refund(self, reference: str, amount_cents: int, *, key: str) -> str:
+    def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
         raise ValidationError("There is no card provider: refund at the desk and record it.")
 
     def charge_saved_card(self, *_: Any) -> str:
@@ -101,7 +168,7 @@ class StripeProvider:
                     "quantity": 1,
                     "price_data": {
                         "currency": currency.lower(),
-                        "unit_amount": int(amount_cents),
+                        "unit_amount": to_stripe_amount(amount_cents, currency),
                         "product_data": {"name": description},
                     },
                 }
@@ -115,16 +182,22 @@ class StripeProvider:
         }
         if email:
             params["customer_email"] = email
-        made = self._client.v1.checkout.sessions.create(params=params)
+        try:
+            made = self._client.v1.checkout.sessions.create(params=params)
+        except stripe.StripeError as exc:
+            raise ProviderError(
+                f"Stripe did not start the card payment: {_said(exc)} Please pay at the desk."
+            ) from exc
         return Checkout(made.id, made.url)
 
-    def refund(self, reference: str, amount_cents: int, *, key: str) -> str:
+    def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
         """Give back part or all of a payment: `reference` is a Checkout session's id (cs_…, a
         prepayment), a payment intent's (pi_…, a fee charged to the card on file) or a charge's
         (ch_…). `key` is Stripe's idempotency key: a refund sent again with it (after a crash
         between Stripe's answer and our commit) is answered with the first refund, not made
-        twice. Stripe's refusal is a ProviderError saying what Stripe said."""
-        params: dict[str, Any] = {"amount": int(amount_cents)}
+        twice. Stripe's refusal is a ProviderError saying what Stripe said; an amount Stripe
+        cannot take in `currency` is a ValidationError, and nothing is sent."""
+        params: dict[str, Any] = {"amount": to_stripe_amount(amount_cents, currency, "refund")}
         try:
             if reference.startswith("cs_"):
                 session = self._client.v1.checkout.sessions.retrieve(reference)
@@ -135,27 +208,32 @@ class StripeProvider:
                 params["payment_intent"] = reference
             made = self._client.v1.refunds.create(params=params, options={"idempotency_key": key})
         except stripe.StripeError as exc:
-            said = exc.user_message or type(exc).__name__
-            raise ProviderError(f"Stripe did not make the refund: {said}") from exc
+            raise ProviderError(f"Stripe did not make the refund: {_said(exc)}") from exc
         return made.id
 
     def charge_saved_card(
         self, customer: str, amount_cents: int, currency: str, description: str
     ) -> str:
-        methods = self._client.v1.payment_methods.list(params={"customer": customer, "limit": 1})
-        if not methods.data:
-            raise ValidationError("The patient has no card on file with the provider.")
-        intent = self._client.v1.payment_intents.create(
-            params={
-                "amount": int(amount_cents),
-                "currency": currency.lower(),
-                "customer": customer,
-                "payment_method": methods.data[0].id,
-                "off_session": True,
-                "confirm": True,
-                "description": description,
-            }
-        )
+        amount = to_stripe_amount(amount_cents, currency)
+        try:
+            methods = self._client.v1.payment_methods.list(
+                params={"customer": customer, "limit": 1}
+            )
+            if not methods.data:
+                raise ValidationError("The patient has no card on file with the provider.")
+            intent = self._client.v1.payment_intents.create(
+                params={
+                    "amount": amount,
+                    "currency": currency.lower(),
+                    "customer": customer,
+                    "payment_method": methods.data[0].id,
+                    "off_session": True,
+                    "confirm": True,
+                    "description": description,
+                }
+            )
+        except stripe.StripeError as exc:
+            raise ProviderError(f"Stripe did not charge the card on file: {_said(exc)}") from exc
         return intent.id
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
@@ -165,6 +243,11 @@ class StripeProvider:
         except (ValueError, stripe.SignatureVerificationError):
             raise ValidationError("The webhook signature is not valid.") from None
         return event.to_dict()
+
+
+def _said(exc: stripe.StripeError) -> str:
+    """What Stripe said, as a sentence (its message, else the kind of error)."""
+    return exc.user_message or type(exc).__name__
 
 
 def provider_for(settings: StripeSettings | None) -> PaymentProvider:

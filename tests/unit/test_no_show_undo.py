@@ -306,8 +306,8 @@ def test_a_fee_paid_meanwhile_is_refunded_by_the_undo(db, world, method):
         if method == "stripe":
 
             class Provider:
-                def refund(self, reference, cents, *, key):
-                    assert (reference, cents) == ("ch_test", 2500)
+                def refund(self, reference, cents, *, currency, key):
+                    assert (reference, cents, currency) == ("ch_test", 2500, "GBP")
                     return "re_test"
 
             assert prepay.process_refunds(session, Provider()) == 1

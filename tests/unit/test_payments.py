@@ -26,7 +26,7 @@ from core.kernel.config import StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.kernel.money import format_moment
 from core.payments import desk, points, prepay, rules, webhooks
-from core.payments.providers import Checkout, DeskProvider, StripeProvider
+from core.payments.providers import Checkout, DeskProvider, ProviderError, StripeProvider
 from core.portal import home
 from core.requests import changes
 from core.scheduling import moves
@@ -69,7 +69,7 @@ class FakeCheckout(DeskProvider):
         self.made.append(kwargs)
         return Checkout(f"cs_test_{kwargs['payment_id']}", "https://checkout.stripe.test/pay")
 
-    def refund(self, reference, amount_cents, *, key):
+    def refund(self, reference, amount_cents, *, currency, key):
         self.refunds.append((reference, amount_cents))
         return f"re_{len(self.refunds)}"
 
@@ -1406,3 +1406,188 @@ def test_pay_with_points_clicked_twice_spends_them_once(db, world, monkeypatch):
         spent = s.scalars(select(LedgerEntry).where(LedgerEntry.kind == LedgerKind.POINTS_SPENT))
         assert [points.delta(e) for e in spent] == [-600]
         assert prepay.paid_cents(s, appointment_id) == 6000
+
+
+# ---------------------------------------------------------------- Stripe's own minor units
+
+
+class StripeCheckouts(StripeLike):
+    """StripeLike that also makes Checkout sessions, refusing (as Stripe does, with its 400) a
+    unit_amount below `least`; every form sent is kept in `calls`."""
+
+    def __init__(self, least=0, **kwargs):
+        super().__init__(**kwargs)
+        self.least = least
+
+    def request(self, method, url, headers, post_data=None, *, _usage=None):
+        if urlsplit(url).path != "/v1/checkout/sessions":
+            return super().request(method, url, headers, post_data, _usage=_usage)
+        form = parse_qs(post_data or "")
+        self.calls.append((method, "/v1/checkout/sessions", form))
+        if int(form["line_items[0][price_data][unit_amount]"][0]) < self.least:
+            error = {
+                "type": "invalid_request_error",
+                "code": "amount_too_small",
+                "message": "The Checkout Session's total amount due must add up to at least "
+                "£0.30 gbp.",
+            }
+            return json.dumps({"error": error}), 400, {}
+        made = {"id": f"cs_test_{len(self.calls)}", "object": "checkout.session"}
+        return json.dumps(made | {"url": "https://checkout.stripe.test/c"}), 200, {}
+
+    def sent(self, path, field):
+        return [int(form[field][0]) for _, p, form in self.calls if p == path]
+
+
+def _clinic_in(db, world, currency, locale, price) -> int:
+    """A clinic charging in `currency` (beside the world's London one), the Consultation at
+    `price` minor units as Babel counts them (whole forints, yen; fils)."""
+    with db.write() as s:
+        s.get(Service, world.service_id).price_cents = price
+        clinic = Clinic(
+            name=f"Clinic {currency}", timezone="Europe/London", locale=locale, currency=currency
+        )
+        s.add(clinic)
+        s.flush()
+        return clinic.id
+
+
+def test_stripe_is_asked_for_and_answers_in_its_own_minor_units(db, world):
+    """Babel counts forints, rupiah and krónur without decimals, Stripe in hundredths: a
+    Ft 5,000 visit is asked of Stripe as 500000, and Stripe's 500000 back is the Ft 5,000 owed.
+    Yen are whole at both (¥5,000 is 5000), fils are thousandths at both. Before, 5000 was sent
+    for Ft 5,000: Stripe took Ft 50,00 from the patient and the visit showed as paid."""
+    http = StripeCheckouts()
+    provider = StripeProvider(STRIPE, http_client=http)
+    cases = [("HUF", "hu-HU", 5000, 500000), ("JPY", "ja-JP", 5000, 5000)]
+    cases += [("KWD", "ar-KW", 5120, 5120), ("ISK", "is-IS", 9000, 900000)]
+    for number, (currency, locale, price, at_stripe) in enumerate(cases):
+        appointment_id = _appointment(
+            db, world, clinic_id=_clinic_in(db, world, currency, locale, price)
+        )
+        with db.write() as s:
+            pay(s, world.patient_id, appointment_id, 0, True, provider)
+        assert (
+            http.sent("/v1/checkout/sessions", "line_items[0][price_data][unit_amount]")[-1]
+            == at_stripe
+        )
+        with db.read() as s:
+            payment = s.scalars(select(Payment).where(Payment.appointment_id == appointment_id))
+            payment = payment.one()
+        assert (payment.amount_cents, payment.currency) == (price, currency)
+        body = event(f"evt_units_{number}", payment.provider_ref, at_stripe, currency=currency)
+        with db.write() as s:
+            assert webhooks.handle(s, provider, body, signed(body)) == "applied"
+        with db.read() as s:
+            assert s.get(Payment, payment.id).status == "paid", currency
+        # what was paid, given back through Stripe, is sent in Stripe's units too
+        with db.write() as s:
+            s.get(Appointment, appointment_id).status = AppointmentStatus.CANCELLED
+            appointment = s.get(Appointment, appointment_id)
+            prepay.settle_on_cancel(s, world.manager, appointment, by_patient=False, keep_cents=0)
+        with db.write() as s:
+            assert prepay.process_refunds(s, provider) == 1
+        assert http.sent("/v1/refunds", "amount")[-1] == at_stripe
+
+
+def test_stripe_saying_a_hundredth_of_the_amount_is_not_taken_as_paid(db, world):
+    """The forint checkout Stripe says was paid at 5000 (Ft 50,00) is not the Ft 5,000 owed."""
+    appointment_id = _appointment(db, world, clinic_id=_clinic_in(db, world, "HUF", "hu-HU", 5000))
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, StripeProvider(STRIPE, StripeCheckouts()))
+    with db.read() as s:
+        reference = s.scalars(select(Payment.provider_ref)).one()
+    body = event("evt_huf_cents", reference, 5000, currency="huf")
+    with db.write() as s:
+        assert webhooks.handle(s, StripeProvider(STRIPE), body, signed(body)) == "applied"
+    with db.read() as s:
+        paid = s.scalars(select(Payment)).one()
+        assert (paid.status, paid.note) == ("failed", "Amount mismatch: provider said 5000 HUF")
+
+
+def test_a_fee_charged_to_the_card_on_file_is_sent_in_stripes_units(db, world):
+    http = StripeCheckouts()
+    appointment_id = _appointment(db, world, clinic_id=_clinic_in(db, world, "IDR", "id-ID", 1))
+    with db.write() as s:  # an earlier checkout left the patient's card on file
+        s.add(
+            Payment(
+                appointment_id=appointment_id,
+                patient_id=world.patient_id,
+                kind="prepayment",
+                method="stripe",
+                status="paid",
+                amount_cents=1,
+                currency="IDR",
+                provider_ref="cs_test_earlier",
+                provider_customer="cus_test_1",
+                paid_at=utcnow(),
+            )
+        )
+    fee_id = _fee(db, world, appointment_id, cents=250000)  # Rp 250.000
+    with db.write() as s:
+        paid = desk.pay_fee(
+            s, world.staff, fee_id, method="card_on_file", provider=StripeProvider(STRIPE, http)
+        )
+    assert (paid.amount_cents, paid.currency) == (250000, "IDR")
+    assert http.sent("/v1/payment_intents", "amount") == [25000000]
+
+
+def test_an_amount_stripe_cannot_take_is_refused_before_anything_is_sent(db, world):
+    """Stripe takes three-decimal currencies in tens of the minor unit only: 5.125 KWD cannot be
+    paid by card (the patient is told to pay at the desk, nothing is written or sent), and a
+    refund of it stays due with the reason, to be handed back at the desk."""
+    http = StripeCheckouts()
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world, clinic_id=_clinic_in(db, world, "KWD", "ar-KW", 5125))
+    with pytest.raises(ValidationError) as refused, db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, provider)
+    assert str(refused.value) == (
+        "The card provider cannot take 5.125 KWD: it takes KWD amounts in steps of 0.010 KWD "
+        "only. Pay at the desk instead."
+    )
+    assert http.calls == []
+    with db.read() as s:
+        assert s.scalars(select(Payment)).all() == []
+    with db.write() as s:
+        original = Payment(
+            appointment_id=appointment_id,
+            patient_id=world.patient_id,
+            kind="prepayment",
+            method="stripe",
+            status="paid",
+            amount_cents=5125,
+            currency="KWD",
+            provider_ref="pi_kwd",
+            paid_at=utcnow(),
+        )
+        s.add(original)
+        s.flush()
+        s.get(Appointment, appointment_id).status = AppointmentStatus.CANCELLED
+        prepay.settle_on_cancel(
+            s, world.manager, s.get(Appointment, appointment_id), by_patient=False, keep_cents=0
+        )
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    with db.read() as s:
+        refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+        assert refund.status == "refund_due"
+        assert refund.last_error.startswith("The card provider cannot refund 5.125 KWD")
+    assert http.calls == []
+
+
+def test_stripe_refusing_a_checkout_is_said_not_a_crash(db, world):
+    """Stripe refuses a checkout below its smallest charge (£0.30): the patient reads what
+    Stripe said and that the desk takes it; nothing is written. Before, Stripe's error went
+    up unhandled (the portal's generic failure) and nothing said why."""
+    http = StripeCheckouts(least=30)
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        s.get(Service, world.service_id).price_cents = 20
+    with pytest.raises(ProviderError) as refused, db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, StripeProvider(STRIPE, http))
+    assert str(refused.value) == (
+        "Stripe did not start the card payment: The Checkout Session's total amount due must "
+        "add up to at least £0.30 gbp. Please pay at the desk."
+    )
+    with db.read() as s:
+        assert s.scalars(select(Payment)).all() == []
