@@ -84,7 +84,7 @@ def payments_panel(appointment_id: int) -> None:
             note = st.text_input("Note", key="payments_desk_note")
             if st.form_submit_button("Record payment"):
                 try:  # more decimals than the currency has are refused, not rounded
-                    cents = typed_minor(amount, info.currency)
+                    cents = typed_minor(amount, info.currency, fmt.locale)
                 except ValidationError as error:
                     show_error(error)
                 else:

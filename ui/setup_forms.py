@@ -152,7 +152,7 @@ def price_input(box: Any, current: reads.Setup, cents: int, key: str) -> int | N
     """A price typed in the clinics' currency, as minor units: pence for GBP, whole yen for
     JPY (whose prices have no decimals). None, with the error shown, when it has more decimals
     than the currency (49.999 EUR is refused, not saved as 50.00): nothing is to be saved."""
-    currency = next(iter(currencies(current)))
+    currency, locale = next(iter(currencies(current).items()))
     digits = minor_digits(currency)
     typed = box.number_input(
         price_label(current),
@@ -164,7 +164,7 @@ def price_input(box: Any, current: reads.Setup, cents: int, key: str) -> int | N
         key=key,
     )
     try:
-        return typed_minor(typed, currency)
+        return typed_minor(typed, currency, locale)
     except ValidationError as error:
         show_error(error)
         return None

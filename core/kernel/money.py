@@ -13,6 +13,7 @@ Imports nothing from core outside the kernel (clock, errors).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -21,11 +22,14 @@ from functools import lru_cache
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_interval, format_skeleton, format_time
 from babel.numbers import (
+    NumberFormatError,
     NumberPattern,
     format_currency,
     get_currency_precision,
+    get_group_symbol,
     get_minus_sign_symbol,
     get_plus_sign_symbol,
+    parse_decimal,
     parse_pattern,
 )
 from sqlalchemy import select
@@ -66,10 +70,28 @@ def to_minor(amount: float | Decimal, currency: str = DEFAULT_CURRENCY) -> int:
     return int(scaled.quantize(Decimal(1), rounding="ROUND_HALF_UP"))
 
 
-def typed_minor(amount: float | Decimal, currency: str = DEFAULT_CURRENCY) -> int:
-    """An amount typed by a user as integer minor units, refused (ValidationError) when it has
-    more decimals than the currency: 3000.5 JPY or 49.999 EUR is not silently rounded."""
-    exact = Decimal(str(amount)).normalize()
+# the most an amount typed (a price, a fee, a deposit, a payment) may be, in minor units: far
+# inside the database's integer columns, and many of them still add up in its sums
+MAX_MINOR = 10**9
+_SPACES = {" ", "\xa0", "\u202f", "\u2009"}  # a space typed for a space-like group separator
+_QUOTES = {"'", "\u2019"}  # Swiss German groups with an apostrophe, typed either way
+
+
+def typed_minor(
+    amount: float | Decimal | str, currency: str = DEFAULT_CURRENCY, locale: str | None = None
+) -> int:
+    """An amount typed by a user as integer minor units: the number a number field gave, or
+    the text typed, read as `locale` writes numbers ('1.234,50' in de-DE, '1 234,50' in fr-FR,
+    '12,34,567.50' in en-IN; the currency's symbol or code may be typed with it). Refused
+    (ValidationError, saying what to type) when it is not a number (NaN, '1e9'), negative,
+    more than MAX_MINOR minor units, or has more decimals than the currency: 3000.5 JPY or
+    49.999 EUR is not silently rounded."""
+    exact = _typed_decimal(amount, currency, locale)
+    if not exact.is_finite():
+        raise ValidationError(f"{amount!r} is not an amount; type a number such as 25.")
+    if exact < 0:
+        raise ValidationError(f"An amount cannot be negative ({amount}); type 0 or more.")
+    exact = exact.normalize()
     digits = minor_digits(currency)
     if -exact.as_tuple().exponent > digits:
         allowed = "no decimals" if digits == 0 else f"at most {digits} decimals"
@@ -77,7 +99,39 @@ def typed_minor(amount: float | Decimal, currency: str = DEFAULT_CURRENCY) -> in
             f"{currency} amounts have {allowed}; {amount} has {-exact.as_tuple().exponent}. "
             "Type the amount without the extra decimals."
         )
-    return to_minor(exact, currency)
+    cents = to_minor(exact, currency)
+    if cents > MAX_MINOR:
+        most = format_money(MAX_MINOR, currency, locale)
+        raise ValidationError(f"{amount} is more than an amount can be; type at most {most}.")
+    return cents
+
+
+def _typed_decimal(amount: float | Decimal | str, currency: str, locale: str | None) -> Decimal:
+    """The exact number typed: a number as it is, text as the locale writes numbers."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float | Decimal | str):
+        raise ValidationError(f"{amount!r} is not an amount; type a number such as 25.")
+    if not isinstance(amount, str):
+        return Decimal(str(amount))
+    loc = babel_locale(locale)
+    group = get_group_symbol(loc)
+    text = "".join(c for c in amount if unicodedata.category(c) != "Cf")  # bidi marks
+    for sign in (currency_symbol(currency, locale), currency.upper(), currency.lower()):
+        text = text.replace(sign, "")
+    text = text.strip()
+    for typed in _SPACES if group in _SPACES else _QUOTES if group in _QUOTES else ():
+        text = text.replace(typed, group)
+    name = locale or DEFAULT_LOCALE
+    example = _shown(1234.5, name, False, minor_digits(currency), False)  # de-DE '1.234,50'
+    if not text or "e" in text.lower() and text.lower() not in ("nan", "inf", "infinity"):
+        raise ValidationError(
+            f"{amount!r} is not an amount; type it in digits as {name} writes them, e.g. {example}."
+        )
+    try:
+        return parse_decimal(text, loc, strict=True)
+    except NumberFormatError:
+        raise ValidationError(
+            f"{amount!r} is not an amount as {name} writes numbers; type it as {example}."
+        ) from None
 
 
 def format_money(

@@ -56,6 +56,72 @@ def test_a_typed_amount_with_more_decimals_than_its_currency_is_refused():
         money.typed_minor(49.999, "EUR")
 
 
+@pytest.mark.parametrize(
+    ("typed", "currency", "locale", "cents"),
+    [
+        ("1.234,50", "EUR", "de-DE", 123450),
+        ("1.234,50 €", "EUR", "de-DE", 123450),
+        ("1 234,50", "EUR", "fr-FR", 123450),  # a plain space for French grouping
+        ("1\u202f234,50\xa0€", "EUR", "fr-FR", 123450),  # as babel writes it
+        ("R$ 1.234,50", "BRL", "pt-BR", 123450),
+        ("₹12,34,567.50", "INR", "en-IN", 123456750),  # lakh grouping
+        ("CHF 1'234.50", "CHF", "de-CH", 123450),
+        ("1’234.50", "CHF", "de-CH", 123450),
+        ("￥1,000", "JPY", "ja-JP", 1000),
+        ("₩50,000", "KRW", "ko-KR", 50000),
+        ("5.125 KWD", "KWD", "en-GB", 5125),  # fils: three decimals
+        ("0,250", "BHD", "fr-FR", 250),
+    ],
+)
+def test_an_amount_typed_as_its_locale_writes_it_is_read_exactly(typed, currency, locale, cents):
+    assert money.typed_minor(typed, currency, locale) == cents
+
+
+@pytest.mark.parametrize(
+    ("typed", "currency", "locale", "said"),
+    [
+        ("1000.5", "JPY", "ja-JP", "JPY amounts have no decimals; 1000.5 has 1."),
+        ("5.1255", "KWD", "en-GB", "KWD amounts have at most 3 decimals; 5.1255 has 4."),
+        (
+            "1,234.50",
+            "EUR",
+            "de-DE",
+            "'1,234.50' is not an amount as de-DE writes numbers; type it as 1.234,50.",
+        ),
+        ("1,234,567.50", "INR", "en-IN", "type it as 1,234.50."),
+        (
+            "1e9",
+            "GBP",
+            "en-GB",
+            "'1e9' is not an amount; type it in digits as en-GB writes them, e.g. 1,234.50.",
+        ),
+        ("NaN", "GBP", "en-GB", "'NaN' is not an amount; type a number such as 25."),
+        (float("nan"), "GBP", None, "nan is not an amount; type a number such as 25."),
+        (float("inf"), "EUR", None, "inf is not an amount; type a number such as 25."),
+        ("-5", "GBP", "en-GB", "An amount cannot be negative (-5); type 0 or more."),
+        (-5.0, "GBP", None, "An amount cannot be negative (-5.0); type 0 or more."),
+        (
+            1e9,
+            "GBP",
+            "en-GB",
+            "1000000000.0 is more than an amount can be; type at most £10,000,000.00.",
+        ),
+        ("2.000.000.000", "JPY", "de-DE", "type at most 1.000.000.000"),
+        ("$25", "EUR", "de-DE", "'$25' is not an amount as de-DE writes numbers"),
+        ("", "GBP", "en-GB", "'' is not an amount"),
+        (True, "GBP", None, "True is not an amount"),
+    ],
+)
+def test_a_typed_amount_that_is_no_amount_is_refused_saying_what_to_type(
+    typed, currency, locale, said
+):
+    """Each refusal is a ValidationError (the page shows it), not Decimal's or a TypeError:
+    before, NaN and infinity raised TypeError and any text raised decimal.InvalidOperation."""
+    with pytest.raises(ValidationError) as refused:
+        money.typed_minor(typed, currency, locale)
+    assert said in str(refused.value).replace("\xa0", " ")
+
+
 def test_london_sees_24_hour_times_and_day_month_dates():
     moment = datetime(2026, 7, 3, 14, 5, tzinfo=UTC)  # 15:05 in London (BST)
     assert money.format_moment(moment, "Europe/London", "en-GB") == "Fri, 3 Jul 2026, 15:05"
