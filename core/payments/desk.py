@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import ClinicFormat, clinic_format
+from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_format
 from core.payments.prepay import (
     DESK_METHODS,
     REFUND_KINDS,
@@ -53,8 +53,14 @@ def record_desk_payment(
         raise NotFound(f"There is no appointment #{appointment_id} with a patient.")
     if method not in DESK_METHODS:
         raise ValidationError("Record a desk payment as card or cash.")
-    if not isinstance(amount_cents, int) or amount_cents <= 0:
+    fmt = money_format(appointment.clinic)
+    if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
         raise ValidationError("Enter the amount paid, more than 0.")
+    if amount_cents > MAX_MINOR:
+        raise ValidationError(
+            f"{fmt.money(amount_cents)} is more than one payment can be; enter at most "
+            f"{fmt.money(MAX_MINOR)}."
+        )
     owed = due(session, appointment, get_settings(session))
     payment = Payment(
         appointment_id=appointment.id,
@@ -63,7 +69,7 @@ def record_desk_payment(
         method=method,
         status="paid",
         amount_cents=amount_cents,
-        currency=money_format(appointment.clinic).currency,
+        currency=fmt.currency,
         note=(note or "").strip()[:500],
         recorded_by_user_id=actor.user_id,
         paid_at=utcnow(),

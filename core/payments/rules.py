@@ -20,6 +20,7 @@ from core.kernel.errors import ValidationError
 from core.kernel.money import (
     DEFAULT_CURRENCY,
     DEFAULT_LOCALE,
+    MAX_MINOR,
     ClinicFormat,
     currency_locales,
     format_money,
@@ -34,7 +35,7 @@ MODES = {
     "required": "Prepayment required",
     "deposit": "Deposit required",
 }
-MAX_CENTS = 10_000_000
+MAX_CENTS = MAX_MINOR  # as for a price: ₫20,000,000 is a deposit too
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ def save_settings(
     `typing_currency`) replace those services' deposits once checked against that currency."""
     ensure(actor, Permission.PAYMENTS_MANAGE)
     problems = []
+    currency, locale = _typing(session)
     if typed_deposits:
-        cents, problems = _typed_deposits(session, typed_deposits, typing_currency(session))
+        cents, problems = _typed_deposits(session, typed_deposits, currency, locale)
         if problems:  # nothing else is checked against a deposit that was not read
             raise ValidationError(" ".join(problems))
         services = {
@@ -99,12 +101,20 @@ def save_settings(
         )
     if not isinstance(new.survey_points, int) or not 0 <= new.survey_points <= 10_000:
         problems.append("Points per survey must be a whole number from 0 to 10000.")
+    names = dict(session.execute(select(Service.id, Service.name)).all())
     for service_id, rule in {0: ServiceRule(new.default_mode), **new.services}.items():
+        name = names.get(service_id, f"Service #{service_id}")
         if rule.mode not in MODES:
             problems.append(f"Unknown prepayment mode {rule.mode!r}.")
-        if rule.mode == "deposit" and not 0 < rule.deposit_cents <= MAX_CENTS:
-            problems.append(f"Service #{service_id}: a deposit must be more than 0.")
-        if service_id and session.get(Service, service_id) is None:
+        deposit = rule.deposit_cents
+        if isinstance(deposit, bool) or not isinstance(deposit, int) or deposit < 0:
+            problems.append(f"{name}: a deposit is a whole number of minor units, 0 or more.")
+        elif deposit > MAX_CENTS:
+            most = format_money(MAX_CENTS, currency, locale)
+            problems.append(f"{name}: a deposit can be at most {most}.")
+        elif rule.mode == "deposit" and deposit == 0:
+            problems.append(f"{name}: a deposit must be more than 0.")
+        if service_id and service_id not in names:
             problems.append(f"There is no service #{service_id}.")
     if problems:
         raise ValidationError(" ".join(problems))
@@ -132,11 +142,17 @@ def typing_currency(session: Session) -> str:
     """The currency a deposit is typed in on the rules table: that of the practice's first
     active clinic, as a price is typed on the Services page (a deposit, like a price, is one
     amount in minor units charged in each clinic's own currency)."""
-    return next(iter(currency_locales(session, active_only=True)), DEFAULT_CURRENCY)
+    return _typing(session)[0]
+
+
+def _typing(session: Session) -> tuple[str, str]:
+    """The typing currency and the locale it is written in (the first clinic charging in it)."""
+    found = currency_locales(session, active_only=True)
+    return next(iter(found.items()), (DEFAULT_CURRENCY, DEFAULT_LOCALE))
 
 
 def _typed_deposits(
-    session: Session, typed: dict[int, Any], currency: str
+    session: Session, typed: dict[int, Any], currency: str, locale: str
 ) -> tuple[dict[int, int], list[str]]:
     """Deposits typed on the rules table (service id: amount in major units of `currency`, None
     for none) as minor units, and what is wrong: an amount with more decimals than the currency
@@ -145,7 +161,7 @@ def _typed_deposits(
     cents, problems = {}, []
     for service_id, amount in typed.items():
         try:
-            cents[service_id] = 0 if amount is None else typed_minor(amount, currency)
+            cents[service_id] = 0 if amount is None else typed_minor(amount, currency, locale)
         except ValidationError as error:
             name = names.get(service_id, f"Service #{service_id}")
             problems.append(f"{name}'s deposit: {error}")

@@ -1591,3 +1591,57 @@ def test_stripe_refusing_a_checkout_is_said_not_a_crash(db, world):
     )
     with db.read() as s:
         assert s.scalars(select(Payment)).all() == []
+
+
+# ---------------------------------------------------------------- bounds in any currency
+
+
+def _dong(db, world):
+    with db.write() as s:
+        clinic = s.get(Clinic, world.clinic_id)
+        clinic.currency, clinic.locale = "VND", "vi-VN"
+
+
+def test_a_deposit_is_bounded_as_a_price_is_and_a_refusal_says_which_bound(db, world):
+    """₫20,000,000 (about £600) is a deposit a Hanoi clinic asks; before, anything above
+    10,000,000 minor units was refused as 'Service #1: a deposit must be more than 0.'. Too
+    large is now said as such, in the typing currency, naming the service; a negative deposit
+    under another mode is refused, not stored."""
+    _dong(db, world)
+    with db.write() as s:
+        saved = rules.save_settings(s, world.owner, *_deposit(world, 20_000_000))
+    assert saved.rule_for(world.service_id) == rules.ServiceRule("deposit", 20_000_000)
+    too_big = {world.service_id: rules.ServiceRule("deposit", 2 * 10**9)}
+    with pytest.raises(ValidationError) as refused, db.write() as s:
+        rules.save_settings(s, world.owner, rules.PaymentSettings(services=too_big))
+    assert str(refused.value).replace("\xa0", " ") == (
+        "Consultation: a deposit can be at most 1.000.000.000 ₫."
+    )
+    negative = {world.service_id: rules.ServiceRule("allowed", -500)}
+    not_stored = pytest.raises(ValidationError, match="Consultation: a deposit is a whole number")
+    with not_stored, db.write() as s:
+        rules.save_settings(s, world.owner, rules.PaymentSettings(services=negative))
+    with db.read() as s:
+        assert rules.get_settings(s).rule_for(world.service_id).deposit_cents == 20_000_000
+
+
+def test_a_desk_payment_larger_than_any_amount_is_refused_in_the_clinics_money(db, world):
+    """A slip of the keyboard at the desk (three thousand million dong): refused with the most
+    one payment can be. Before, SQLite stored it and PostgreSQL failed on its integer column
+    (an unexplained error on the page)."""
+    _dong(db, world)
+    appointment_id = _appointment(db, world)
+    with pytest.raises(ValidationError) as refused, db.write() as s:
+        desk.record_desk_payment(
+            s, world.staff, appointment_id, amount_cents=3 * 10**9, method="cash"
+        )
+    assert str(refused.value).replace("\xa0", " ") == (
+        "3.000.000.000 ₫ is more than one payment can be; enter at most 1.000.000.000 ₫."
+    )
+    with db.write() as s:
+        paid = desk.record_desk_payment(
+            s, world.staff, appointment_id, amount_cents=10**9, method="cash"
+        )
+    assert (paid.amount_cents, paid.currency) == (10**9, "VND")
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 10**9
