@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import clinic_time
+from core.kernel.money import MAX_MINOR, clinic_time
 from core.kernel.phones import international
 from db.models import (
     OCCUPYING,
@@ -338,7 +338,8 @@ def save_provider(session: Session, actor: Actor, data: ProviderData, id: int | 
 
 
 def _price(cents) -> None:
-    """A price is a whole number of minor units (pence, whole yen), zero or more."""
+    """A price is a whole number of minor units (pence, whole yen), zero to MAX_MINOR (what
+    the price field takes and the database's integer column holds)."""
     if isinstance(cents, bool) or not isinstance(cents, int):
         raise ValidationError(
             f"The price must be a whole number of the currency's smallest unit (pence, cents, "
@@ -346,6 +347,11 @@ def _price(cents) -> None:
         )
     if cents < 0:
         raise ValidationError("The price cannot be negative.")
+    if cents > MAX_MINOR:
+        raise ValidationError(
+            f"The price can be at most {MAX_MINOR} of the currency's smallest unit (pence, cents, "
+            f"whole yen), as on the Services page; {cents} is more."
+        )
 
 
 def save_service(session: Session, actor: Actor, data: ServiceData, id: int | None = None) -> int:

@@ -1129,3 +1129,19 @@ def test_a_price_that_is_not_whole_minor_units_says_so(db, world):
             )
         with pytest.raises(ValidationError, match="cannot be negative"):
             setup.save_service(session, world.owner, setup.ServiceData("Below", 20, price_cents=-1))
+
+
+def test_a_price_beyond_what_the_price_field_takes_is_refused(db, world):
+    """A practice file's price_cents = 3000000000 (₫3,000,000,000 meant as 3,000,000): refused
+    with the most a price can be. Before, SQLite stored it and PostgreSQL failed on its integer
+    column (integer out of range), with no word of which price."""
+    with pytest.raises(ValidationError) as refused, db.write() as session:
+        setup.save_service(
+            session, world.owner, setup.ServiceData("Huge", 20, price_cents=3 * 10**9)
+        )
+    assert str(refused.value) == (
+        "The price can be at most 1000000000 of the currency's smallest unit (pence, cents, "
+        "whole yen), as on the Services page; 3000000000 is more."
+    )
+    with db.write() as session:
+        setup.save_service(session, world.owner, setup.ServiceData("Most", 20, price_cents=10**9))
