@@ -46,6 +46,16 @@ def test_minor_units_follow_the_currency():
     assert str(money.to_major(2550, "GBP")) == "25.50"
 
 
+def test_the_minor_units_stored_amounts_mean_are_babels_pinned_ones():
+    """Stored amounts are minor units as babel counts them: a babel upgrade that counts a
+    currency differently would change every stored amount in it a hundredfold (ISO 4217 gives
+    HUF and IDR two decimals, babel's CLDR data none), so the counts of the currencies clinics
+    charge in are pinned here and such an upgrade fails this test instead of repricing them."""
+    pinned = {"GBP": 2, "EUR": 2, "USD": 2, "CHF": 2, "JPY": 0, "KRW": 0, "HUF": 0, "IDR": 0}
+    pinned |= {"KWD": 3, "BHD": 3}
+    assert {code: money.minor_digits(code) for code in pinned} == pinned
+
+
 def test_a_typed_amount_with_more_decimals_than_its_currency_is_refused():
     assert money.typed_minor(3000.0, "JPY") == 3000
     assert money.typed_minor(49.99, "EUR") == 4999
