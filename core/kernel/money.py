@@ -70,7 +70,7 @@ def to_minor(amount: float | Decimal, currency: str = DEFAULT_CURRENCY) -> int:
     return int(scaled.quantize(Decimal(1), rounding="ROUND_HALF_UP"))
 
 
-# the most an amount typed (a price, a fee, a deposit, a payment) may be, in minor units: far
+# the most a price, a deposit or a payment may be, in minor units (the services check it): far
 # inside the database's integer columns, and many of them still add up in its sums
 MAX_MINOR = 10**9
 _SPACES = {" ", "\xa0", "\u202f", "\u2009"}  # a space typed for a space-like group separator
@@ -83,14 +83,12 @@ def typed_minor(
     """An amount typed by a user as integer minor units: the number a number field gave, or
     the text typed, read as `locale` writes numbers ('1.234,50' in de-DE, '1 234,50' in fr-FR,
     '12,34,567.50' in en-IN; the currency's symbol or code may be typed with it). Refused
-    (ValidationError, saying what to type) when it is not a number (NaN, '1e9'), negative,
-    more than MAX_MINOR minor units, or has more decimals than the currency: 3000.5 JPY or
-    49.999 EUR is not silently rounded."""
+    (ValidationError, saying what to type) when it is not a number (NaN, '1e9') or has more
+    decimals than the currency: 3000.5 JPY or 49.999 EUR is not silently rounded. Its range
+    (0 or more, at most MAX_MINOR) is the service's to check, with the form's other problems."""
     exact = _typed_decimal(amount, currency, locale)
     if not exact.is_finite():
         raise ValidationError(f"{amount!r} is not an amount; type a number such as 25.")
-    if exact < 0:
-        raise ValidationError(f"An amount cannot be negative ({amount}); type 0 or more.")
     exact = exact.normalize()
     digits = minor_digits(currency)
     if -exact.as_tuple().exponent > digits:
@@ -99,11 +97,7 @@ def typed_minor(
             f"{currency} amounts have {allowed}; {amount} has {-exact.as_tuple().exponent}. "
             "Type the amount without the extra decimals."
         )
-    cents = to_minor(exact, currency)
-    if cents > MAX_MINOR:
-        most = format_money(MAX_MINOR, currency, locale)
-        raise ValidationError(f"{amount} is more than an amount can be; type at most {most}.")
-    return cents
+    return to_minor(exact, currency)
 
 
 def _typed_decimal(amount: float | Decimal | str, currency: str, locale: str | None) -> Decimal:
