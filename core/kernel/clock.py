@@ -9,7 +9,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from core.kernel.errors import ValidationError
 from db.types import utcnow
 
-__all__ = ["utcnow", "zone", "to_local", "local_today", "local_to_utc", "local_day_bounds"]
+__all__ = [
+    "utcnow",
+    "zone",
+    "to_local",
+    "local_today",
+    "local_to_utc",
+    "local_edge_to_utc",
+    "local_day_bounds",
+]
 
 
 def zone(name: str) -> ZoneInfo:
@@ -37,6 +45,32 @@ def local_to_utc(day: date, at: time, tz: str) -> datetime:
     an ambiguous one (clocks going back) means its first occurrence."""
     # fold=0 does both: a skipped wall time takes the offset before the change
     return datetime.combine(day, at).replace(tzinfo=zone(tz), fold=0).astimezone(UTC)
+
+
+def local_edge_to_utc(day: date, at: time, tz: str) -> datetime:
+    """A clinic-local wall time that bounds a period (working hours, quiet hours, a time-of-day
+    window) as UTC. A bound the spring change skips is the change itself: in London on
+    29 March 2026 hours from 01:30 begin, and hours to 01:30 end, when the clocks jump from
+    01:00 GMT to 02:00 BST, so a period never reaches a wall time outside it (local_to_utc would
+    move the bound an hour on, to 02:30 BST). Any other time is local_to_utc's (an ambiguous
+    one is its first occurrence)."""
+    moment = local_to_utc(day, at, tz)
+    wall = datetime.combine(day, at)
+    if to_local(moment, tz).replace(tzinfo=None) == wall:
+        return moment
+    # skipped: read with the offset after the change it is earlier than the change, with the
+    # one before later; the change is the first second between them with the later offset
+    place = zone(tz)
+    low = int(wall.replace(tzinfo=place, fold=1).timestamp())
+    high = int(moment.timestamp())
+    after = datetime.fromtimestamp(high, place).utcoffset()
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, place).utcoffset() == after:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 def parse_utc(value: str, tz_if_naive: str = "UTC") -> datetime:
@@ -71,10 +105,11 @@ def in_quiet(local: time, start: time, end: time) -> bool:
 
 
 def quiet_ends(moment: datetime, start: time, end: time, tz: str) -> datetime | None:
-    """When the quiet hours `moment` falls in end (UTC); None outside them."""
+    """When the quiet hours `moment` falls in end (UTC; an end the spring change skips is the
+    change, local_edge_to_utc); None outside them."""
     local = to_local(moment, tz)
     at = local.time().replace(tzinfo=None)
     if not in_quiet(at, start, end):
         return None
     overnight_evening = start > end and at >= start  # they end tomorrow morning
-    return local_to_utc(local.date() + timedelta(days=overnight_evening), end, tz)
+    return local_edge_to_utc(local.date() + timedelta(days=overnight_evening), end, tz)

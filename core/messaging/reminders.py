@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor
-from core.kernel.clock import local_to_utc, quiet_ends, to_local
+from core.kernel.clock import local_edge_to_utc, local_to_utc, quiet_ends, to_local
 from core.kernel.config import Settings
 from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_clock_range
 from core.messaging import notify, quiet
@@ -104,7 +104,7 @@ def _out_of_quiet(due_at: datetime, start_at: datetime, tz: str, prefs: MessageP
         return after or due_at
     end_day = to_local(after, tz).date()
     begin_day = end_day - timedelta(days=1) if prefs.quiet_start > prefs.quiet_end else end_day
-    return local_to_utc(begin_day, prefs.quiet_start, tz) - timedelta(minutes=1)
+    return local_edge_to_utc(begin_day, prefs.quiet_start, tz) - timedelta(minutes=1)
 
 
 def plan(start_at: datetime, tz: str, prefs: MessagePreferences) -> list[Planned]:
@@ -135,8 +135,8 @@ def quiet_between(first: datetime, last: datetime, tz: str, prefs: MessagePrefer
     overnight = prefs.quiet_start > prefs.quiet_end
     day = to_local(first, tz).date() - timedelta(days=1)
     while day <= to_local(last, tz).date():
-        begins = local_to_utc(day, prefs.quiet_start, tz)
-        ends = local_to_utc(day + timedelta(days=1) if overnight else day, prefs.quiet_end, tz)
+        begins = local_edge_to_utc(day, prefs.quiet_start, tz)
+        ends = local_edge_to_utc(day + timedelta(days=1) if overnight else day, prefs.quiet_end, tz)
         total += max(timedelta(0), min(last, ends) - max(first, begins))
         day += timedelta(days=1)
     return total

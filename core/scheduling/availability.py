@@ -2,6 +2,11 @@
 
 Working hours are weekly, clinic-local wall times; every comparison is done in UTC after turning
 the local period into UTC with core.kernel.clock (DST days are 23 or 25 hours long, still right).
+On the day clocks change a period keeps its wall times: 09:00–17:00 is 8 real hours unless the
+change falls inside it (00:00–06:00 is 5 real hours in spring, 7 in autumn, and the repeated
+01:00–02:00 is worked, and offered, twice); a bound the spring change skips (01:30 in London)
+is the change itself (local_edge_to_utc), so no slot starts or ends at a wall time outside the
+hours.
 An appointment is at most 12 hours long, which bounds every range scan on (provider_id, start_at).
 
 Buffers: a service's buffer before and after keeps the provider and the rooms it uses free
@@ -22,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.kernel.clock import local_to_utc, to_local
+from core.kernel.clock import local_edge_to_utc, local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.practice.skills import able
 from core.practice.timing import Timing
@@ -285,9 +290,10 @@ def lock_provider(session: Session, provider_id: int) -> None:
 def working_periods(
     hours: list[WorkingHours], day: date, tz: str
 ) -> list[tuple[datetime, datetime]]:
-    """The provider's working periods on one clinic-local day, in UTC, merged when they touch."""
+    """The provider's working periods on one clinic-local day, in UTC, merged when they touch
+    (a bound the spring change skips is the change: local_edge_to_utc)."""
     spans = sorted(
-        (local_to_utc(day, h.starts, tz), local_to_utc(day, h.ends, tz))
+        (local_edge_to_utc(day, h.starts, tz), local_edge_to_utc(day, h.ends, tz))
         for h in hours
         if h.weekday == day.weekday()
     )
@@ -434,8 +440,8 @@ def suggest_slots(
             taken = intervals.get(pid, empty)
             for period_start, period_end in working_periods(rows, current, tz):
                 if window:
-                    period_start = max(period_start, local_to_utc(current, window[0], tz))
-                    period_end = min(period_end, local_to_utc(current, window[1], tz))
+                    period_start = max(period_start, local_edge_to_utc(current, window[0], tz))
+                    period_end = min(period_end, local_edge_to_utc(current, window[1], tz))
                 cursor = period_start
                 while cursor + duration <= period_end:
                     if cursor >= now:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import local_to_utc, local_today, to_local
+from core.kernel.clock import local_edge_to_utc, local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import (
     DEFAULT_LOCALE,
@@ -192,9 +192,10 @@ def _refuse_clash_elsewhere(
 
 
 def _moments(hours, days, tz: str) -> list[tuple[datetime, datetime]]:
-    """The UTC periods the weekly `hours` cover on the clinic-local `days`."""
+    """The UTC periods the weekly `hours` cover on the clinic-local `days` (as working_periods
+    reads them)."""
     return [
-        (local_to_utc(day, h.starts, tz), local_to_utc(day, h.ends, tz))
+        (local_edge_to_utc(day, h.starts, tz), local_edge_to_utc(day, h.ends, tz))
         for day in days
         for h in hours
         if h.weekday == day.weekday()
@@ -244,9 +245,11 @@ def time_off_span(
     first: date, first_at: time | None, last: date, last_at: time | None, tz: str
 ) -> tuple[datetime, datetime]:
     """Time off typed as clinic-local days and times, in UTC: an empty start time is the first
-    day's midnight, an empty end time the midnight after the last day (whole days)."""
+    day's midnight, an empty end time the midnight after the last day (whole days: 23 or 25
+    hours on the days clocks change). A time the spring change skips is the change itself
+    (local_edge_to_utc): time off to 01:30 in London on 29 March 2026 ends at 02:00 BST."""
     ends = (last, last_at) if last_at is not None else (last + timedelta(days=1), time(0))
-    return local_to_utc(first, first_at or time(0), tz), local_to_utc(*ends, tz)
+    return local_edge_to_utc(first, first_at or time(0), tz), local_edge_to_utc(*ends, tz)
 
 
 def add_time_off(
@@ -477,7 +480,7 @@ def _hours_added(
                     session,
                     clinic_id=clinic.id,
                     provider_id=provider_id,
-                    start_at=local_to_utc(day, row.starts, clinic.timezone),
-                    end_at=local_to_utc(day, row.ends, clinic.timezone),
+                    start_at=local_edge_to_utc(day, row.starts, clinic.timezone),
+                    end_at=local_edge_to_utc(day, row.ends, clinic.timezone),
                     reason="hours",
                 )

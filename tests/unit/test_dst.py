@@ -1,0 +1,239 @@
+"""The days clocks change, in the zones practices use: working hours and slot suggestions keep
+their wall times (a bound the spring change skips is the change itself), time off typed as
+days and times, and quiet hours that end when the clinic's clock says so."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete
+
+from core.kernel.clock import in_quiet, local_edge_to_utc, local_to_utc, quiet_ends, to_local
+from core.messaging import reminders
+from core.messaging.preferences import MessagePreferences
+from core.scheduling import schedules
+from core.scheduling.availability import suggest_slots, working_hours_cover
+from db.models import Clinic, WorkingHours
+
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # suggestions from any day, past ones included
+# (zone, a day clocks go forward, a day they go back)
+CHANGES = [
+    ("Europe/London", date(2026, 3, 29), date(2026, 10, 25)),  # 01:00→02:00, 02:00→01:00
+    ("America/New_York", date(2026, 3, 8), date(2026, 11, 1)),  # 02:00→03:00, 02:00→01:00
+    ("Australia/Sydney", date(2026, 10, 4), date(2026, 4, 5)),  # 02:00→03:00, 03:00→02:00
+    ("America/Sao_Paulo", date(2018, 11, 4), date(2019, 2, 16)),  # midnight skipped; 23:00 twice
+    ("Australia/Lord_Howe", date(2026, 10, 4), date(2026, 4, 5)),  # half an hour each way
+]
+DAYS = [(tz, day) for tz, spring, autumn in CHANGES for day in (spring, autumn)]
+
+
+def wall(moment: datetime, tz: str) -> tuple[date, time]:
+    local = to_local(moment, tz)
+    return local.date(), local.time()
+
+
+def clock(minutes: int) -> time:
+    return time(minutes // 60, minutes % 60)
+
+
+def set_hours(db, world, tz: str, day: date, starts: time, ends: time) -> None:
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).timezone = tz
+        session.execute(delete(WorkingHours).where(WorkingHours.provider_id == world.provider_id))
+        session.add(
+            WorkingHours(
+                provider_id=world.provider_id,
+                clinic_id=world.clinic_id,
+                weekday=day.weekday(),
+                starts=starts,
+                ends=ends,
+            )
+        )
+
+
+def slots_on(db, world, day: date, minutes: int) -> list:
+    with db.read() as session:
+        return suggest_slots(
+            session,
+            clinic_id=world.clinic_id,
+            duration_minutes=minutes,
+            day=day,
+            search_days=1,
+            limit=1000,
+            now=LONG_AGO,
+        )
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    place=st.sampled_from(DAYS),
+    first=st.one_of(st.integers(0, 16), st.integers(0, 94)),  # quarter hours, nights favoured
+    length=st.integers(1, 24),
+    minutes=st.sampled_from([15, 30, 45, 60]),
+)
+@example(place=("America/New_York", date(2026, 3, 8)), first=0, length=10, minutes=30)
+@example(place=("Europe/London", date(2026, 3, 29)), first=6, length=10, minutes=30)
+def test_every_suggested_slot_lies_inside_the_hours_by_the_clinics_clock(
+    db, world, place, first, length, minutes
+):
+    """On a day clocks change every moment of every suggested slot shows a wall time inside the
+    working hours, on that day (a shift is not broken by the autumn night's repeated hour: one
+    from 01:15 goes on through the second 01:00–01:15); and none is lost: the minute before the
+    first slot and the one after the last (on a 15-minute grid, the hours' end) are outside
+    the hours."""
+    tz, day = place
+    starts, ends = clock(first * 15), clock(min(first + length, 95) * 15)
+    set_hours(db, world, tz, day, starts, ends)
+    slots = slots_on(db, world, day, minutes)
+
+    def inside(moment: datetime) -> bool:
+        local = to_local(moment, tz)
+        # the second time the clock shows this, in a shift that had begun
+        again = local.fold == 1 and moment > local_to_utc(day, starts, tz)
+        return local.date() == day and (starts <= local.time() or again) and local.time() < ends
+
+    for slot in slots:
+        assert slot.end_at - slot.start_at == timedelta(minutes=minutes)
+        moment = slot.start_at
+        while moment < slot.end_at:
+            assert inside(moment), (tz, starts, ends, to_local(slot.start_at, tz))
+            moment += timedelta(minutes=5)
+    if slots:
+        assert not inside(slots[0].start_at - timedelta(minutes=1))
+        assert not inside(slots[-1].end_at)
+
+
+def test_hours_from_or_to_a_time_the_spring_change_skips_begin_or_end_with_the_change(db, world):
+    # London, 29 March 2026: 01:00 GMT is followed by 02:00 BST; 01:30 never shows
+    spring = date(2026, 3, 29)
+    set_hours(db, world, "Europe/London", spring, time(1, 30), time(4))
+    starts = [to_local(s.start_at, "Europe/London") for s in slots_on(db, world, spring, 30)]
+    # before: the first slot at 02:30 BST, an hour after the provider started
+    assert [f"{s:%H:%M}" for s in starts][:3] == ["02:00", "02:15", "02:30"]
+    assert f"{starts[-1]:%H:%M}" == "03:30" and len(starts) == 7
+    # New York, 8 March 2026: 02:00 EST is followed by 03:00 EDT; hours to 02:30 end then
+    ny = "America/New_York"
+    set_hours(db, world, ny, date(2026, 3, 8), time(0), time(2, 30))
+    slots = slots_on(db, world, date(2026, 3, 8), 60)
+    # before: slots to 03:30 EDT, an hour past the end of the hours
+    assert f"{to_local(slots[-1].end_at, ny):%H:%M%z}" == "03:00-0400"
+    assert len(slots) == 5  # 00:00 … 01:00 EST: two real hours, on a 15-minute grid
+    with db.read() as session:  # a booking is checked against the same hours
+        late = local_to_utc(date(2026, 3, 8), time(3, 15), ny)  # 03:15 EDT, after 02:30
+        assert not working_hours_cover(
+            session, world.provider_id, world.clinic_id, late, late + timedelta(minutes=15)
+        )
+
+
+def test_the_hours_keep_their_wall_times_and_the_repeated_hour_is_worked_twice(db, world):
+    """09:00–17:00 is 8 real hours on both change days; 00:00–06:00 is 5 in spring and 7 in
+    autumn, when 01:30 comes twice and is offered twice."""
+    tz = "Europe/London"
+    for day, night in ((date(2026, 3, 29), 5), (date(2026, 10, 25), 7)):
+        set_hours(db, world, tz, day, time(9), time(17))
+        slots = slots_on(db, world, day, 60)
+        assert (slots[0].start_at, slots[-1].end_at) == (
+            local_to_utc(day, time(9), tz),
+            local_to_utc(day, time(17), tz),
+        )
+        assert slots[-1].end_at - slots[0].start_at == timedelta(hours=8)
+        set_hours(db, world, tz, day, time(0), time(6))
+        slots = slots_on(db, world, day, 30)
+        assert slots[-1].end_at - slots[0].start_at == timedelta(hours=night)
+    at_half_past_one = [s for s in slots if f"{to_local(s.start_at, tz):%H:%M}" == "01:30"]
+    assert [f"{to_local(s.start_at, tz):%Z}" for s in at_half_past_one] == ["BST", "GMT"]
+
+
+def test_time_off_typed_as_days_and_times_keeps_the_clinics_clock():
+    tz = "Europe/London"
+    spring, autumn = date(2026, 3, 29), date(2026, 10, 25)
+    for day, hours in ((spring, 23), (autumn, 25)):  # a whole day off is the day, however long
+        first, last = schedules.time_off_span(day, None, day, None, tz)
+        assert last - first == timedelta(hours=hours)
+        assert wall(first, tz) == (day, time(0))
+        assert wall(last, tz) == (day + timedelta(days=1), time(0))
+    # off until 01:30, a time the spring change skips: back when the clocks jump (02:00 BST),
+    # not an hour later (before: 02:30 BST)
+    first, last = schedules.time_off_span(spring, None, spring, time(1, 30), tz)
+    assert f"{to_local(last, tz):%H:%M %Z}" == "02:00 BST"
+    assert last - first == timedelta(hours=1)
+    # São Paulo skipped midnight on 4 November 2018: that day off starts at 01:00
+    first, _ = schedules.time_off_span(
+        date(2018, 11, 4), None, date(2018, 11, 4), None, "America/Sao_Paulo"
+    )
+    assert f"{to_local(first, 'America/Sao_Paulo'):%d %H:%M}" == "04 01:00"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    place=st.sampled_from(DAYS),
+    begin=st.integers(0, 95),
+    end=st.one_of(st.integers(0, 16), st.integers(0, 95)),
+    after=st.integers(-24 * 4, 48 * 4),
+)
+@example(place=("America/New_York", date(2026, 3, 8)), begin=88, end=10, after=12)
+def test_quiet_hours_end_when_the_clinics_clock_leaves_them(place, begin, end, after):
+    """quiet_ends gives the moment the quiet hours end by the clinic's clock: then it is not
+    quiet, a minute before it was, and from `moment` on nothing but the repeated hour of an
+    autumn night (its clock going back before the start) leaves them. Before: quiet hours
+    ending at a time the spring change skips (02:30 in New York) ran to 03:30 EDT, half an hour
+    after the clock left them at 03:00."""
+    tz, day = place
+    start, stop = clock(begin * 15), clock(end * 15)
+    moment = local_to_utc(day, time(0), tz) + timedelta(minutes=15 * after)
+
+    def quiet(at: datetime) -> bool:
+        return in_quiet(to_local(at, tz).time(), start, stop)
+
+    until = quiet_ends(moment, start, stop, tz)
+    if until is None:
+        assert not quiet(moment)
+        return
+    shown = (tz, start, stop, to_local(moment, tz), to_local(until, tz))
+    assert not quiet(until) and quiet(until - timedelta(minutes=1)), shown
+    assert until - moment <= timedelta(hours=25)
+
+
+def test_a_bound_the_spring_change_skips_is_the_change():
+    cases = [
+        ("Europe/London", date(2026, 3, 29), time(1, 30), "02:00+0100"),
+        ("America/New_York", date(2026, 3, 8), time(2, 30), "03:00-0400"),
+        ("Australia/Sydney", date(2026, 10, 4), time(2, 45), "03:00+1100"),
+        ("Australia/Lord_Howe", date(2026, 10, 4), time(2, 15), "02:30+1100"),
+        ("America/Sao_Paulo", date(2018, 11, 4), time(0), "01:00-0200"),
+    ]
+    for tz, day, at, shown in cases:
+        assert f"{to_local(local_edge_to_utc(day, at, tz), tz):%H:%M%z}" == shown
+    # any other time as local_to_utc: an ambiguous one is its first occurrence
+    for tz, day, at in [
+        ("Europe/London", date(2026, 10, 25), time(1, 30)),
+        ("Europe/London", date(2026, 3, 29), time(9)),
+        ("America/New_York", date(2026, 11, 1), time(1, 15)),
+    ]:
+        assert local_edge_to_utc(day, at, tz) == local_to_utc(day, at, tz)
+
+
+def test_reminders_keep_out_of_quiet_hours_bounded_by_a_skipped_time():
+    """New York, 8 March 2026 (02:00 EST is followed by 03:00 EDT), quiet hours bounded by
+    02:30, a time that night skips."""
+    ny = "America/New_York"
+    spring = date(2026, 3, 8)
+    evening = local_to_utc(date(2026, 3, 7), time(22), ny)
+    morning = local_to_utc(spring, time(6), ny)
+    late = MessagePreferences(quiet_start=time(22), quiet_end=time(2, 30))
+    # quiet from 22:00 EST until the clock passes 02:30, at 03:00 EDT: 4 real hours (before 4.5)
+    assert reminders.quiet_between(evening, morning, ny, late) == timedelta(hours=4)
+    # a 2-hour reminder of a 05:00 EDT visit falls in quiet hours 02:30–06:00 and waiting would
+    # leave too little notice: it goes the minute before they begin, 01:59 EST (before: 03:29
+    # EDT, inside them and after it was due)
+    early = MessagePreferences(reminder_hours=(2,), quiet_start=time(2, 30), quiet_end=time(6))
+    visit = local_to_utc(spring, time(5), ny)
+    (planned,) = reminders.plan(visit, ny, early)
+    assert f"{to_local(planned.due_at, ny):%H:%M %Z}" == "01:59 EST"
+    assert not reminders.quiet_now(planned.due_at, ny, early)
