@@ -1,5 +1,18 @@
 """Time-zone arithmetic: times are stored in UTC and shown in the clinic's IANA zone (formatted
-for people, in the clinic's locale, by core.kernel.money: clinic_time, clinic_time_range)."""
+for people, in the clinic's locale, by core.kernel.money: clinic_time, clinic_time_range).
+
+Which clock counts, on the days clocks change (the practice's rule, everywhere):
+- what the clinic's clock bounds is wall time: working hours, quiet hours, a time-of-day window,
+  a day (23 or 25 hours long then), Today, the calendar's days, analytics by local day, week,
+  weekday and hour. A bound the spring change skips is the change (local_edge_to_utc); a time
+  the autumn change repeats is its first occurrence, and a period through it lasts the hour
+  more.
+- a length the practice sets is real elapsed time: the cancellation-policy window ("late if
+  less than 24 h before": 24 real hours, core.policy.cancellation.inside_window), the waitlist
+  hold and minimum notice, the 2-hour text, the survey delay, a reminder's lateness.
+- the one mix: a reminder whole days before goes at the visit's clock time on that day (09:00
+  the day before a 09:00 visit, 23 or 25 real hours on a change weekend), the rest of its offset
+  in real time (core.messaging.reminders)."""
 
 from __future__ import annotations
 

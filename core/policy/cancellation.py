@@ -75,7 +75,10 @@ def current_policy(
 def inside_window(start_at: datetime, at: datetime, window_hours: int) -> bool:
     """Late when fewer than `window_hours` real elapsed hours remain before the start (or it has
     started). Both moments are compared in UTC: subtracting two datetimes that share one
-    ZoneInfo would count wall-clock hours, and a DST change would move the window by an hour."""
+    ZoneInfo would count wall-clock hours, and a DST change would move the window by an hour.
+    The practice's rule (core.kernel.clock): a length it sets is real time, while the 24-hour
+    reminder goes at the visit's clock time the day before, 23 real hours ahead on a spring
+    weekend, so a cancellation made on reading it is late then, as it is on any other day."""
     if start_at.tzinfo is None or at.tzinfo is None:
         raise ValueError("inside_window needs time-zone-aware datetimes")
     return start_at.astimezone(UTC) - at.astimezone(UTC) < timedelta(hours=window_hours)

@@ -48,9 +48,9 @@ RANKING_LABELS = {
 class Rules:
     mode: Mode = Mode.ONE_AT_A_TIME
     ranking: Ranking = Ranking.FIRST_COME
-    hold_minutes: int = 30
+    hold_minutes: int = 30  # real minutes, also across a clock change (core.kernel.clock)
     batch: int = 3
-    min_notice_minutes: int = 120  # no offer for a slot starting sooner than this
+    min_notice_minutes: int = 120  # no offer for a slot starting sooner than this (real time)
     quiet_start: time = OFFER_QUIET_START  # clinic-local: no offer is sent from here ...
     quiet_end: time = OFFER_QUIET_END  # ... to here
 
