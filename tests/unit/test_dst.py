@@ -1,10 +1,12 @@
 """The days clocks change, in the zones practices use: working hours and slot suggestions keep
 their wall times (a bound the spring change skips is the change itself), time off typed as
-days and times, and quiet hours that end when the clinic's clock says so."""
+days and times, quiet hours that end when the clinic's clock says so, and analytics by the
+clinic's day and hour. Re-run on PostgreSQL by tests/integration/test_dst_pg.py."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -237,3 +239,76 @@ def test_reminders_keep_out_of_quiet_hours_bounded_by_a_skipped_time():
     (planned,) = reminders.plan(visit, ny, early)
     assert f"{to_local(planned.due_at, ny):%H:%M %Z}" == "01:59 EST"
     assert not reminders.quiet_now(planned.due_at, ny, early)
+
+
+AUTUMN = date(2026, 10, 1), date(2026, 11, 8)  # Sydney forward 4 Oct, London back 25 Oct, NY 1 Nov
+ZONES = ("Europe/London", "America/New_York", "Australia/Sydney")
+
+
+def test_analytics_count_each_visit_on_its_clinics_day_and_hour_across_the_changes(db, world):
+    """Visits at every night hour of the change weeks, the repeated hour's both occurrences
+    included, in three zones: each weekday, hour, weekday × hour cell and week of the
+    cancellation figures (from the appointments and from the roll-ups) is the visits whose
+    clinic-local start falls there (the spring-only brute-force test is test_analytics_brute)."""
+    from core.analytics import cancellation_parts as parts
+    from core.analytics import cancellation_rollups as rollups
+    from core.analytics import cancellations as ca
+    from db.models import Appointment, AppointmentKind, AppointmentStatus
+    from tests.unit.test_analytics_brute import brute, counts, of
+
+    first, last = AUTUMN
+    with db.write() as session:
+        clinics = {}
+        for tz in ZONES:
+            clinic = session.get(Clinic, world.clinic_id) if tz == ZONES[0] else Clinic(name=tz)
+            clinic.timezone = tz
+            session.add(clinic)
+            session.flush()
+            clinics[clinic.id] = tz
+        statuses = [AppointmentStatus.COMPLETED, AppointmentStatus.CANCELLED]
+        n = 0
+        for cid, tz in clinics.items():
+            day = first - timedelta(days=1)
+            while day <= last + timedelta(days=1):
+                for at in (time(0, 30), time(1, 30), time(2, 30), time(9), time(23, 30)):
+                    for fold in (0, 1):  # the second occurrence, where the clock repeats
+                        wall_time = datetime.combine(day, at, ZoneInfo(tz)).replace(fold=fold)
+                        start = wall_time.astimezone(UTC)
+                        if fold and to_local(start, tz).fold == 0:
+                            continue  # not repeated that day
+                        n += 1
+                        session.add(
+                            Appointment(
+                                clinic_id=cid,
+                                provider_id=world.provider_id,
+                                patient_id=world.patient_id,
+                                service_id=world.service_id,
+                                status=statuses[n % 2],
+                                start_at=start,
+                                end_at=start + timedelta(minutes=30),
+                                booked_at=start - timedelta(days=2),
+                                created_at=start - timedelta(days=2),
+                                cancelled_at=start - timedelta(hours=3) if n % 2 else None,
+                                kind=AppointmentKind.APPOINTMENT,
+                            )
+                        )
+                day += timedelta(days=1)
+    for use_rollups in (False, True):
+        if use_rollups:
+            rollups.refresh_job(db, None)
+        for cid in (None, *clinics):
+            filters = parts.AnalyticsFilters(first, last, cid, parts=frozenset(parts.PARTS))
+            bars = brute(db, filters)
+            with db.read() as session:
+                f = ca.compute_figures(session, world.owner, filters, use_rollups=use_rollups)
+            assert of(f.totals) == counts(bars[("all", None)])
+            assert [of(c) for c in f.by_weekday] == [counts(bars[("weekday", w)]) for w in range(7)]
+            assert [of(c) for c in f.by_hour] == [
+                counts(bars[("hour", h)]) for h in range(24) if ("hour", h) in bars
+            ]
+            assert {(h.weekday, h.hour): of(h.counts) for h in f.heatmap} == {
+                k[1]: counts(v) for k, v in bars.items() if k[0] == "cell"
+            }
+            assert {c.label: of(c) for c in f.weekly} == {
+                k[1]: counts(v) for k, v in bars.items() if k[0] == "week"
+            }
