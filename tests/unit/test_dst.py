@@ -312,3 +312,43 @@ def test_analytics_count_each_visit_on_its_clinics_day_and_hour_across_the_chang
             assert {c.label: of(c) for c in f.weekly} == {
                 k[1]: counts(v) for k, v in bars.items() if k[0] == "week"
             }
+
+
+def test_todays_list_on_a_change_day_is_the_clinics_whole_day_at_its_clock_times(db, world):
+    """London's 25 October 2026 is 25 hours long: Today lists its first minute, both 01:30s
+    (told apart by their zone) and its last half hour, in time order, and neither neighbour."""
+    from core.scheduling import today
+    from db.models import Appointment, AppointmentStatus
+
+    tz, day = "Europe/London", date(2026, 10, 25)
+    times = {
+        "before": datetime(2026, 10, 24, 22, 45, tzinfo=UTC),  # 23:45 BST on the 24th
+        "00:00 BST": datetime(2026, 10, 24, 23, 0, tzinfo=UTC),
+        "01:30 BST": datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        "01:30 GMT": datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+        "23:30 GMT": datetime(2026, 10, 25, 23, 30, tzinfo=UTC),
+        "after": datetime(2026, 10, 26, 0, 0, tzinfo=UTC),  # 00:00 GMT on the 26th
+    }
+    ids = {}
+    with db.write() as session:
+        for name, start in times.items():
+            visit = Appointment(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                patient_id=world.patient_id,
+                service_id=world.service_id,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+            session.add(visit)
+            session.flush()
+            ids[visit.id] = name
+    now = datetime(2026, 10, 25, 12, tzinfo=UTC)  # the clinic's today is that day
+    assert to_local(now, tz).date() == day
+    with db.read() as session:
+        rows = today.list_today(session, world.staff, world.clinic_id, now=now)
+    listed = [ids[r.id] for r in rows]
+    assert listed == ["00:00 BST", "01:30 BST", "01:30 GMT", "23:30 GMT"]
+    assert [f"{to_local(r.start_at, tz):%H:%M %Z}" for r in rows] == listed
+    assert [r.starts for r in rows] == ["00:00", "01:30", "01:30", "23:30"]
