@@ -421,12 +421,22 @@ def callback_time(value: str, tz: str) -> datetime:
 
     dateClick/select send the clicked wall time as "…Z"; events send "…+01:00" with the offset
     they were given (still the old one after a drag across a DST change). Both show the wall time
-    the user saw, so the wall-clock part is read in the clinic's zone and any offset ignored."""
+    the user saw, so the wall-clock part is read in the clinic's zone and the offset ignored,
+    but for one case: a wall time the autumn change repeats (01:30 in London on 25 October 2026)
+    sent with the offset of one of its two occurrences ("+00:00": the second) means that one, so
+    an event there that is resized or dragged within the hour stays in its occurrence rather
+    than moving an hour back. Any other repeated time is its first occurrence."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
         raise ValidationError(f"{value!r} is not a date and time.") from None
-    return local_to_utc(parsed.date(), parsed.time().replace(tzinfo=None), tz)
+    wall = parsed.replace(tzinfo=None)
+    if parsed.tzinfo is not None and not value.endswith("Z"):  # an event's own offset
+        second = wall.replace(tzinfo=zone(tz), fold=1).astimezone(UTC)
+        shown = to_local(second, tz)  # a time the spring change skips does not come back
+        if shown.fold == 1 and shown.utcoffset() == parsed.utcoffset():
+            return second
+    return local_to_utc(wall.date(), wall.time(), tz)
 
 
 def callback_day(value: str) -> date:

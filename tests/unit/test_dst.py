@@ -352,3 +352,25 @@ def test_todays_list_on_a_change_day_is_the_clinics_whole_day_at_its_clock_times
     assert listed == ["00:00 BST", "01:30 BST", "01:30 GMT", "23:30 GMT"]
     assert [f"{to_local(r.start_at, tz):%H:%M %Z}" for r in rows] == listed
     assert [r.starts for r in rows] == ["00:00", "01:30", "01:30", "23:30"]
+
+
+def test_an_event_in_the_repeated_hour_comes_back_from_the_calendar_in_its_occurrence():
+    """The calendar shows the autumn night's 01:30 BST and 01:30 GMT at one place; an event
+    resized or dragged there is sent back with its own offset, which tells the two apart
+    (before: the second was read as the first, and the visit moved an hour back)."""
+    from core.scheduling.calendar import callback_time
+
+    london, ny = "Europe/London", "America/New_York"
+    cases = [
+        ("2026-10-25T01:30:00+00:00", london, datetime(2026, 10, 25, 1, 30)),  # GMT: second
+        ("2026-10-25T01:30:00+01:00", london, datetime(2026, 10, 25, 0, 30)),  # BST: first
+        ("2026-10-25T01:30:00.000Z", london, datetime(2026, 10, 25, 0, 30)),  # a click: first
+        ("2026-11-01T01:15:00-05:00", ny, datetime(2026, 11, 1, 6, 15)),  # EST: second
+        ("2026-11-01T01:15:00-04:00", ny, datetime(2026, 11, 1, 5, 15)),  # EDT: first
+        ("2026-11-01T01:15:00+09:00", ny, datetime(2026, 11, 1, 5, 15)),  # neither: first
+        # not repeated: the wall time counts, whatever the offset (as before)
+        ("2026-10-26T01:30:00+01:00", london, datetime(2026, 10, 26, 1, 30)),
+        ("2026-03-29T01:30:00+01:00", london, datetime(2026, 3, 29, 1, 30)),  # skipped: on
+    ]
+    for value, tz, expected in cases:
+        assert callback_time(value, tz) == expected.replace(tzinfo=UTC), value
