@@ -13,6 +13,7 @@ from ui import actor, refresh, run_action
 from ui.booking_form import (
     apply_prefill,
     clear_booked,
+    clock_change_notice,
     confirmation_editor,
     patient_picker,
     provider_picker,
@@ -23,7 +24,7 @@ from ui.booking_form import (
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
-from ui.locale import clinic_pickers
+from ui.locale import clinic_pickers, display_format
 from ui.text import escape
 
 
@@ -57,6 +58,7 @@ pick = clinic_pickers(clinic_id)  # the clinic's day order and clock
 day = c2.date_input("Date", key="book_day", format=pick.date)
 at = c3.time_input("Start (clinic time)", step=900, key="book_time", format=pick.clock)
 start_at = local_to_utc(day, at, tz)
+clock_change_notice(day, at, tz, display_format(clinic_id).locale)
 if out_of_office:
     until = c3.time_input(
         "Until",

@@ -23,6 +23,7 @@ from core.scheduling.appointments import AppointmentDetail, get_appointment_deta
 from core.scheduling.availability import Slot
 from core.scheduling.calendar import STATUS_LABELS
 from core.scheduling.states import Action
+from ui.booking_form import clock_change_notice
 from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
 from ui.locale import display_format, pickers
@@ -135,6 +136,8 @@ def time_picker(
     at = c2.time_input(
         "Start (clinic time)", time(9), step=900, key=f"{prefix}_time", format=pick.clock
     )
+    if day and at:
+        clock_change_notice(day, at, tz, locale)
     return provider, local_to_utc(day, at, tz) if day and at else None
 
 

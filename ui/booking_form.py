@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.kernel.clock import to_local
-from core.kernel.money import format_money
+from core.kernel.clock import clock_change, local_to_utc, to_local
+from core.kernel.money import format_day, format_moment, format_money
 from core.patients import records as patients
 from core.practice.choices import ClinicChoice, PackageChoice, ServiceChoice
 from core.practice.timing import Timing, timing_of
@@ -323,4 +323,23 @@ def resource_notice(taken: list[booking.TakenResource], double: bool) -> None:
                 f"Not bookable at this time: {names}. Choose another time, or allow double booking."
             ),
             icon=":material/event_busy:",
+        )
+
+
+def clock_change_notice(day, at, tz: str, locale: str | None) -> None:
+    """Under a typed clinic time: say when the clocks' change makes it odd that day, and when
+    the visit will start (a skipped time would otherwise book an hour later in silence)."""
+    change = clock_change(day, at, tz)
+    if change is None:
+        return
+    start = format_moment(local_to_utc(day, at, tz), tz, locale, weekday=False, zone=True)
+    typed = f"{at.strftime('%H:%M')} on {format_day(day, locale)}"
+    if change == "skipped":
+        st.warning(
+            f"{typed} does not exist at this clinic: the clocks go forward that night. "
+            f"It would start at {start}; choose another time if that is not meant."
+        )
+    else:
+        st.info(
+            f"{typed} comes twice at this clinic (the clocks go back): this is the first, {start}."
         )

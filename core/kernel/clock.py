@@ -29,6 +29,7 @@ __all__ = [
     "local_today",
     "local_to_utc",
     "local_edge_to_utc",
+    "clock_change",
     "local_day_bounds",
 ]
 
@@ -58,6 +59,19 @@ def local_to_utc(day: date, at: time, tz: str) -> datetime:
     an ambiguous one (clocks going back) means its first occurrence."""
     # fold=0 does both: a skipped wall time takes the offset before the change
     return datetime.combine(day, at).replace(tzinfo=zone(tz), fold=0).astimezone(UTC)
+
+
+def clock_change(day: date, at: time, tz: str) -> str | None:
+    """Whether the clocks' change makes a typed clinic-local time odd that day: "skipped" (the
+    spring change jumps over it; local_to_utc moves it on by the gap), "repeated" (the autumn
+    change shows it twice; local_to_utc means the first), or None."""
+    wall = datetime.combine(day, at)
+    first = wall.replace(tzinfo=zone(tz), fold=0)
+    if to_local(first.astimezone(UTC), tz).replace(tzinfo=None) != wall:
+        return "skipped"
+    if first.utcoffset() != wall.replace(tzinfo=zone(tz), fold=1).utcoffset():
+        return "repeated"
+    return None
 
 
 def local_edge_to_utc(day: date, at: time, tz: str) -> datetime:

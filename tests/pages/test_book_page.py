@@ -4,7 +4,7 @@ or piece of equipment is taken."""
 
 from __future__ import annotations
 
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 
 import pytest
 import streamlit as st
@@ -403,3 +403,18 @@ def test_a_new_patient_sharing_a_name_and_birthday_is_booked_once_staff_say_so(a
         assert session.scalar(same) == 2
         assert session.get(Patient, _last(app_db)["patient"]).id != twin.id
     database.dispose()
+
+
+def test_a_time_the_clocks_skip_or_repeat_is_pointed_out_before_booking(app_as):
+    """01:30 on London's spring night does not exist (it would start at 02:30 BST: said, not
+    booked an hour later in silence); on the autumn night it comes twice (the first is meant)."""
+    at = app_as("staff", PAGE)
+    at.date_input(key="book_day").set_value(date(2027, 3, 28)).run()
+    at.time_input(key="book_time").set_value(time(1, 30)).run()
+    said = [w.value for w in at.warning if "does not exist" in w.value]
+    assert said and "clocks go forward" in said[0] and "02:30" in said[0], said
+    at.date_input(key="book_day").set_value(date(2027, 10, 31)).run()
+    assert not [w for w in at.warning if "does not exist" in w.value]
+    assert any("comes twice" in i.value and "01:30" in i.value for i in at.info), at.info
+    at.time_input(key="book_time").set_value(time(9, 30)).run()
+    assert not [i for i in at.info if "comes twice" in i.value]

@@ -8,11 +8,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
-from core.kernel.clock import in_quiet, local_edge_to_utc, local_to_utc, quiet_ends, to_local
+from core.kernel.clock import (
+    clock_change,
+    in_quiet,
+    local_edge_to_utc,
+    local_to_utc,
+    quiet_ends,
+    to_local,
+)
 from core.messaging import reminders
 from core.messaging.preferences import MessagePreferences
 from core.scheduling import schedules
@@ -374,3 +382,19 @@ def test_an_event_in_the_repeated_hour_comes_back_from_the_calendar_in_its_occur
     ]
     for value, tz, expected in cases:
         assert callback_time(value, tz) == expected.replace(tzinfo=UTC), value
+
+
+@pytest.mark.parametrize(
+    ("day", "at", "tz", "said"),
+    [
+        (date(2027, 3, 28), time(1, 30), "Europe/London", "skipped"),
+        (date(2027, 3, 28), time(2, 0), "Europe/London", None),
+        (date(2027, 10, 31), time(1, 30), "Europe/London", "repeated"),
+        (date(2027, 10, 31), time(2, 0), "Europe/London", None),
+        (date(2027, 3, 14), time(2, 15), "America/New_York", "skipped"),
+        (date(2027, 11, 7), time(1, 0), "America/New_York", "repeated"),
+        (date(2027, 6, 1), time(1, 30), "Europe/London", None),
+    ],
+)
+def test_a_typed_time_the_clocks_skip_or_repeat_is_known(day, at, tz, said):
+    assert clock_change(day, at, tz) == said
