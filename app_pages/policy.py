@@ -46,7 +46,6 @@ service_id = c2.selectbox(
 )
 _, versions, base = _load(me, clinic_id, service_id)
 fmt = display_format(clinic_id)
-_money = fmt.money
 if base is None:
     st.info("No policy yet: nothing is charged and every cancellation counts as on time.")
 elif service_id and base.service_id is None:
@@ -62,8 +61,8 @@ if base is not None:
     st.text(base.policy_text)
     st.caption(
         f"Version {base.version} since {fmt.moment(base.effective_at)}: "
-        f"{base.window_hours} h window, late fee {escape(_money(base.late_cancel_fee_cents))}, "
-        f"no-show fee {escape(_money(base.no_show_fee_cents))}, {base.points_deducted} points."
+        f"{base.window_hours} h window, late fee {escape(base.late_fee.terms(fmt))}, "
+        f"no-show fee {escape(base.no_show_fee.terms(fmt))}, {base.points_deducted} points."
     )
 
 st.subheader("Versions")
@@ -75,8 +74,8 @@ show_table(
                 "Version": v.version,
                 "Effective": fmt.moment(v.effective_at),
                 "Window (h)": v.window_hours,
-                "Late fee": _money(v.late_cancel_fee_cents),
-                "No-show fee": _money(v.no_show_fee_cents),
+                "Late fee": v.late_fee.terms(fmt),
+                "No-show fee": v.no_show_fee.terms(fmt),
                 "Points": v.points_deducted,
                 "Approval inside window": v.inside_window_needs_approval,
                 "Auto-accept outside": v.outside_window_auto_accept,

@@ -158,6 +158,14 @@ class LedgerKind(enum.StrEnum):
     POINTS_OPENING = "points_opening"  # a new patient's starting balance, signed
 
 
+class FeeBasis(enum.StrEnum):
+    """How a cancellation-policy fee is set: a fixed amount, or a whole percentage of the
+    visit's price (core.policy.cancellation.Fee)."""
+
+    FIXED = "fixed"
+    PERCENT = "percent"
+
+
 # ---------------------------------------------------------------- practice
 
 
@@ -448,6 +456,8 @@ class CancellationPolicy(Base):
         CheckConstraint("window_hours >= 0", name="window_not_negative"),
         CheckConstraint("late_cancel_fee_cents >= 0", name="late_fee_not_negative"),
         CheckConstraint("no_show_fee_cents >= 0", name="no_show_fee_not_negative"),
+        CheckConstraint("late_cancel_fee_percent BETWEEN 0 AND 100", name="late_fee_percent_range"),
+        CheckConstraint("no_show_fee_percent BETWEEN 0 AND 100", name="no_show_fee_percent_range"),
         CheckConstraint("points_deducted >= 0", name="points_not_negative"),
         Index(None, "clinic_id", "service_id", "effective_at"),
     )
@@ -458,8 +468,18 @@ class CancellationPolicy(Base):
     version: Mapped[int] = mapped_column(Integer)
     effective_at: Mapped[datetime]
     window_hours: Mapped[int] = mapped_column(Integer, default=24)
+    # each fee is a fixed amount (its _cents) or a whole percentage of the visit's price (its
+    # _percent), as its _basis says; the other value is kept, unused, for switching back
     late_cancel_fee_cents: Mapped[int] = mapped_column(Integer, default=0)
     no_show_fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+    late_cancel_fee_basis: Mapped[FeeBasis] = mapped_column(
+        str_enum(FeeBasis, "late_fee_basis"), default=FeeBasis.FIXED, server_default="fixed"
+    )
+    late_cancel_fee_percent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    no_show_fee_basis: Mapped[FeeBasis] = mapped_column(
+        str_enum(FeeBasis, "no_show_fee_basis"), default=FeeBasis.FIXED, server_default="fixed"
+    )
+    no_show_fee_percent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     points_deducted: Mapped[int] = mapped_column(Integer, default=0)
     inside_window_needs_approval: Mapped[bool] = mapped_column(Boolean, default=True)
     outside_window_auto_accept: Mapped[bool] = mapped_column(Boolean, default=False)

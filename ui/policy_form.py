@@ -13,7 +13,11 @@ from ui.context import forget, refresh, run_action, show_error
 FIELDS = (
     "window",
     "late_fee",
+    "late_basis",
+    "late_percent",
     "no_show_fee",
+    "no_show_basis",
+    "no_show_percent",
     "points",
     "reschedules",
     "approval",
@@ -22,6 +26,7 @@ FIELDS = (
     "text",
 )
 SCOPE_KEY = "policy_form_scope"  # the (clinic, service) whose policy the fields were filled from
+BASES = {"fixed": "Fixed amount", "percent": "% of the visit's price"}
 
 
 def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None) -> None:
@@ -44,16 +49,42 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
             help="Cancelling fewer real hours than this before the start is late.",
         )
 
-        def fee(column, label: str, cents: int | None, key: str) -> float:
-            major = float(to_major(cents, fmt.currency)) if base else 0.0
-            return column.number_input(
-                f"{label} ({symbol})", value=major, step=5.0, format=f"%.{digits}f", key=key
+        def fee(column, label: str, which: str, key: str):
+            """A fee's basis, fixed amount and percentage; the one the basis names applies."""
+            basis = getattr(base, f"{which}_basis", "fixed") if base else "fixed"
+            chosen = column.radio(
+                label,
+                list(BASES),
+                index=list(BASES).index(basis),
+                format_func=BASES.get,
+                horizontal=True,
+                key=f"{key}_basis",
             )
+            cents = getattr(base, f"{which}_cents") if base else 0
+            amount = column.number_input(
+                f"{label}: fixed amount ({symbol})",
+                value=float(to_major(cents, fmt.currency)),
+                step=5.0,
+                format=f"%.{digits}f",
+                key=f"{key}_fee",
+            )
+            percent = column.number_input(
+                f"{label}: % of the visit's price",
+                value=getattr(base, f"{which}_percent", 0) if base else 0,
+                step=5,
+                key=f"{key}_percent",
+                help="A whole percentage from 0 to 100 of the visit's price (its services' "
+                "prices, or a package's one price), worked out when it happens and rounded half "
+                "up to the currency's smallest unit. A visit with no price costs no fee.",
+            )
+            return chosen, amount, percent
 
-        late_fee = fee(
-            b, "Late-cancellation fee", base and base.late_cancel_fee_cents, "policy_late_fee"
+        late_basis, late_fee, late_percent = fee(
+            b, "Late-cancellation fee", "late_cancel_fee", "policy_late"
         )
-        no_show_fee = fee(c, "No-show fee", base and base.no_show_fee_cents, "policy_no_show_fee")
+        no_show_basis, no_show_fee, no_show_percent = fee(
+            c, "No-show fee", "no_show_fee", "policy_no_show"
+        )
         points = a.number_input(
             "Points deducted",
             value=base.points_deducted if base else 0,
@@ -102,6 +133,10 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
             window_hours=int(window),
             late_cancel_fee_cents=late_cents,
             no_show_fee_cents=no_show_cents,
+            late_cancel_fee_basis=late_basis,
+            late_cancel_fee_percent=int(late_percent),
+            no_show_fee_basis=no_show_basis,
+            no_show_fee_percent=int(no_show_percent),
             points_deducted=int(points),
             inside_window_needs_approval=approval,
             outside_window_auto_accept=auto,

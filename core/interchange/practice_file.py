@@ -38,6 +38,7 @@ from db.models import (
     CancellationPolicy,
     Clinic,
     DocumentKind,
+    FeeBasis,
     NotificationTemplate,
     Package,
     Provider,
@@ -62,6 +63,19 @@ POLICY_FIELDS = {
     "max_reschedules": int,
     "policy_text": str,
 }
+# a fee that is a percentage of the visit's price is written as its percentage instead of its
+# fixed amount: late_cancel_fee_percent = 50. A file without it (every file written before
+# percentages) states fixed fees and imports as it always did.
+PERCENT_KEYS = {
+    "late_cancel_fee_percent": ("late_cancel_fee_cents", "late_cancel_fee_basis"),
+    "no_show_fee_percent": ("no_show_fee_cents", "no_show_fee_basis"),
+}
+# what a new version takes over from the one before for a key the file does not have
+POLICY_COLUMNS = (
+    *POLICY_FIELDS,
+    *PERCENT_KEYS,
+    *(basis for _, basis in PERCENT_KEYS.values()),
+)
 
 # Every key a table of the file may hold: what the export writes, nothing else ("a.b" is the
 # list of tables under the key b of an a entry). A key not listed is refused, so a typo
@@ -100,7 +114,7 @@ KEYS = {
     ),
     "providers.hours": ("clinic", "day", "starts", "ends"),
     "providers.time_off": ("starts", "ends", "reason"),
-    "policies": ("clinic", "service", *POLICY_FIELDS),
+    "policies": ("clinic", "service", *POLICY_FIELDS, *PERCENT_KEYS),
     "templates.*": ("subject", "body"),  # under [templates], one table per template's key
 }
 TABLES = ("clinics", "resources", "services", "packages", "providers", "policies", "templates")
@@ -257,6 +271,10 @@ def practice_data(session: Session, actor: Actor) -> dict[str, Any]:
     for (clinic_id, service_id), row in seen.items():
         entry = {"clinic": clinic_name[clinic_id], "service": service_name.get(service_id, "")}
         entry |= {f: getattr(row, f) for f in POLICY_FIELDS}
+        for percent, (cents, basis) in PERCENT_KEYS.items():
+            if getattr(row, basis) == FeeBasis.PERCENT:  # its percentage, where its amount was
+                entry = {(percent if k == cents else k): v for k, v in entry.items()}
+                entry[percent] = getattr(row, percent)
         policies.append(entry)
     policies.sort(key=lambda p: (p["clinic"], p["service"]))
     templates = {
@@ -736,6 +754,16 @@ def _apply(session, actor, data, report, effective_at) -> None:
         sname = _get(entry, "service", str, "")
         sid = service_id(sname) if sname else None
         values = {f: _get(entry, f, kind) for f, kind in POLICY_FIELDS.items() if f in entry}
+        for percent, (cents, basis) in PERCENT_KEYS.items():
+            if percent in entry and cents in entry:
+                raise ValueError(
+                    f"give {cents} (a fixed amount) or {percent} (a percentage of the visit's "
+                    "price), not both"
+                )
+            if percent in entry:
+                values |= {basis: FeeBasis.PERCENT, percent: _get(entry, percent, int)}
+            elif cents in entry:
+                values[basis] = FeeBasis.FIXED
         current = _latest_policy(session, cid, sid)
         before = _marker(session)
         same = (
@@ -744,7 +772,9 @@ def _apply(session, actor, data, report, effective_at) -> None:
             and all(getattr(current, f) == v for f, v in values.items())
         )
         if not same:
-            base = {f: getattr(current, f) for f in POLICY_FIELDS} if current else {}
+            # a new policy whose fee is a percentage has no fixed amount to keep: none
+            unset = {cents: 0 for cents, _ in PERCENT_KEYS.values()}
+            base = {f: getattr(current, f) for f in POLICY_COLUMNS} if current else unset
             cancellation.save_policy(
                 session,
                 actor,

@@ -3,12 +3,20 @@
 `evaluate` answers, for an appointment and a moment, which policy version applies, whether the
 moment falls inside the late-cancellation window, and what it would cost. The queue's alert, the
 patient's warning and the actual cancellation all call it, so they cannot disagree.
+
+Each of a version's two fees (`Fee`) is a fixed amount or a whole percentage of the visit's
+price (`visit_price_cents`: its package's one price, otherwise its services' prices added up).
+A percentage is turned into an amount when the cancellation or no-show happens, rounded half up
+to the currency's minor unit, and the ledger stores that amount as it stores a fixed fee.
+`Fee.terms` is the one wording of a fee wherever the policy is described: "£25.00", "50% of the
+visit's price", or with a visit "50% of the visit's price (£40.00 for this visit)".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,12 +24,22 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import clinic_format, clinic_money, clinic_time, format_money
+from core.kernel.money import (
+    DEFAULT_CURRENCY,
+    clinic_format,
+    clinic_money,
+    clinic_time,
+    format_money,
+    format_percent,
+    to_major,
+    to_minor,
+)
 from core.policy import balance
 from db.models import (
     Appointment,
     CancellationPolicy,
     Clinic,
+    FeeBasis,
     LedgerEntry,
     LedgerKind,
     Patient,
@@ -31,6 +49,110 @@ from db.types import utcnow
 
 MAX_WINDOW_HOURS = 24 * 14
 MAX_FEE_CENTS = 1_000_000
+FEE_BASES = {
+    FeeBasis.FIXED.value: "a fixed amount",
+    FeeBasis.PERCENT.value: "a percentage of the visit's price",
+}
+
+
+@dataclass(frozen=True)
+class Fee:
+    """One of a policy's two fees: a fixed amount in minor units, or a whole percentage (0 to
+    100) of the visit's price."""
+
+    basis: FeeBasis = FeeBasis.FIXED
+    cents: int = 0  # the fixed amount
+    percent: int = 0  # the share of the visit's price
+
+    @property
+    def by_percent(self) -> bool:
+        return self.basis == FeeBasis.PERCENT
+
+    def charged(self, price_cents: int | None, currency: str) -> int:
+        """What this fee costs on a visit of `price_cents` in `currency`: the fixed amount, or
+        the percentage of the price rounded half up to the currency's minor unit (Babel's
+        precision: pence, whole yen). A visit with no price costs no percentage fee."""
+        if not self.by_percent:
+            return self.cents
+        if not price_cents:
+            return 0
+        share = to_major(price_cents, currency) * Decimal(self.percent) / 100
+        return to_minor(share, currency)
+
+    def terms(self, fmt, price_cents: int | None = None) -> str:
+        """The fee in words in a clinic's currency and locale (`fmt`: anything with .currency
+        and .locale): '£25.00'; "50% of the visit's price"; with a visit's price, "50% of the
+        visit's price (£40.00 for this visit)"."""
+        if not self.by_percent or price_cents is None:
+            return self.terms_charged(fmt, None)
+        return self.terms_charged(fmt, self.charged(price_cents, fmt.currency or DEFAULT_CURRENCY))
+
+    def terms_charged(self, fmt, cents: int | None) -> str:
+        """The fee in words, with what it came to on a visit (`cents`; None: no visit)."""
+        if not self.by_percent:
+            return clinic_money(fmt, self.cents if cents is None else cents)
+        words = f"{format_percent(self.percent / 100, 0, fmt.locale)} of the visit's price"
+        return words if cents is None else f"{words} ({clinic_money(fmt, cents)} for this visit)"
+
+
+def late_fee(policy) -> Fee:
+    """The late-cancellation fee of a version (a CancellationPolicy or a PolicyVersion)."""
+    return Fee(
+        FeeBasis(policy.late_cancel_fee_basis),
+        policy.late_cancel_fee_cents,
+        policy.late_cancel_fee_percent,
+    )
+
+
+def no_show_fee(policy) -> Fee:
+    """The no-show fee of a version (a CancellationPolicy or a PolicyVersion)."""
+    return Fee(
+        FeeBasis(policy.no_show_fee_basis), policy.no_show_fee_cents, policy.no_show_fee_percent
+    )
+
+
+def visit_price_cents(appointment: Appointment) -> int:
+    """The visit's price in minor units of its clinic's currency: its package's one price,
+    otherwise its services' prices added up (0: a visit with no price). The same price
+    prepayment asks for (core.payments.rules.price_cents) and analytics count at risk."""
+    if appointment.package is not None:
+        return appointment.package.price_cents or 0
+    services = [link.service for link in appointment.services] or (
+        [appointment.service] if appointment.service else []
+    )
+    return sum(s.price_cents or 0 for s in services)
+
+
+def _fee_on(session: Session, fee: Fee, appointment: Appointment) -> tuple[int, str]:
+    """What `fee` costs on this visit, and its words for it ('' when it costs nothing)."""
+    clinic = appointment.clinic or session.get(Clinic, appointment.clinic_id)
+    currency = (clinic.currency if clinic else None) or DEFAULT_CURRENCY
+    price = visit_price_cents(appointment) if fee.by_percent else None
+    cents = fee.charged(price, currency)
+    return cents, (fee.terms(clinic, price) if clinic is not None and cents else "")
+
+
+def charge_text(session: Session, entry: LedgerEntry) -> str:
+    """A late-cancellation or no-show fee charged, in words, for the patient's message: '£25.00'
+    or "50% of the visit's price (£40.00 for this visit)" (the amount is the ledger's)."""
+    policy = session.get(CancellationPolicy, entry.policy_id) if entry.policy_id else None
+    appointment = session.get(Appointment, entry.appointment_id) if entry.appointment_id else None
+    clinic = appointment.clinic if appointment else None
+    if clinic is None:
+        return format_money(entry.amount_cents)
+    if policy is None:
+        return clinic_money(clinic, entry.amount_cents)
+    fee = late_fee(policy) if entry.kind == LedgerKind.LATE_CANCEL_FEE else no_show_fee(policy)
+    return fee.terms_charged(clinic, entry.amount_cents)
+
+
+def no_show_cost(session: Session, appointment: Appointment) -> tuple[int, str]:
+    """What recording this visit as a no-show would cost under the version in force now, and
+    the fee in words ('' when none: no policy, no patient, no fee)."""
+    policy = current_policy(session, appointment.clinic_id, appointment.service_id)
+    if policy is None or appointment.patient_id is None:
+        return 0, ""
+    return _fee_on(session, no_show_fee(policy), appointment)
 
 
 @dataclass(frozen=True)
@@ -45,6 +167,9 @@ class Evaluation:
     online_allowed: bool
     max_reschedules: int
     policy_text: str
+    # the late-cancellation fee in words for this visit ("£25.00", "50% of the visit's price
+    # (£40.00 for this visit)"); '' exactly when fee_cents is 0
+    fee_text: str = ""
 
     @property
     def late(self) -> bool:
@@ -90,10 +215,12 @@ def evaluate(session: Session, appointment: Appointment, at: datetime | None = N
     if policy is None or appointment.start_at is None:
         return NO_POLICY
     late = inside_window(appointment.start_at, at, policy.window_hours)
+    # a percentage is of the visit's price as it is at the moment evaluated (the cancellation)
+    fee_cents, fee_text = _fee_on(session, late_fee(policy), appointment) if late else (0, "")
     return Evaluation(
         policy_id=policy.id,
         inside_window=late,
-        fee_cents=policy.late_cancel_fee_cents if late else 0,
+        fee_cents=fee_cents,
         points=policy.points_deducted if late else 0,
         window_hours=policy.window_hours,
         needs_approval=late and policy.inside_window_needs_approval,
@@ -101,6 +228,7 @@ def evaluate(session: Session, appointment: Appointment, at: datetime | None = N
         online_allowed=policy.online_cancel_allowed,
         max_reschedules=policy.max_reschedules,
         policy_text=policy.policy_text,
+        fee_text=fee_text,
     )
 
 
@@ -123,16 +251,18 @@ def assess_cancellation(
 
 
 def assess_no_show(session: Session, appointment: Appointment) -> list[LedgerEntry]:
-    """A no-show costs the no-show fee (and the policy's points) of the version in force."""
+    """A no-show costs the no-show fee (and the policy's points) of the version in force: a
+    percentage of the visit's price is turned into its amount now."""
     policy = current_policy(session, appointment.clinic_id, appointment.service_id)
     if policy is None or appointment.patient_id is None:
         return []
     appointment.policy_id = policy.id
+    fee_cents, _ = _fee_on(session, no_show_fee(policy), appointment)
     return _charge(
         session,
         appointment,
         LedgerKind.NO_SHOW_FEE,
-        policy.no_show_fee_cents,
+        fee_cents,
         policy.points_deducted,
         policy.id,
     )
@@ -196,24 +326,46 @@ class PolicyVersion:
     max_reschedules: int
     policy_text: str
     created_at: datetime
+    late_cancel_fee_basis: str = FeeBasis.FIXED.value
+    late_cancel_fee_percent: int = 0
+    no_show_fee_basis: str = FeeBasis.FIXED.value
+    no_show_fee_percent: int = 0
+
+    @property
+    def late_fee(self) -> Fee:
+        return late_fee(self)
+
+    @property
+    def no_show_fee(self) -> Fee:
+        return no_show_fee(self)
 
 
-def _check_policy_values(
-    window_hours, late_fee, no_show_fee, points, max_reschedules, text, clinic=None
-):
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_policy_values(window_hours, fees, points, max_reschedules, text, clinic=None):
     """Every problem of the values at once; the highest fee in the clinic's currency and
-    locale (the default's with no clinic)."""
+    locale (the default's with no clinic). `fees`: (label, basis, amount, percent) of each."""
     problems = []
     if not isinstance(window_hours, int) or window_hours < 0:
         problems.append("The cancellation window must be zero or more whole hours.")
     elif window_hours > MAX_WINDOW_HOURS:
         problems.append(f"The cancellation window can be at most {MAX_WINDOW_HOURS} hours.")
-    for label, value in (("late-cancellation fee", late_fee), ("no-show fee", no_show_fee)):
+    for label, basis, value, percent in fees:
+        if not isinstance(basis, str) or basis not in FEE_BASES:
+            choices = " or ".join(f"'{b}' ({words})" for b, words in FEE_BASES.items())
+            problems.append(f"The {label} is {choices}, not {basis!r}.")
         if not isinstance(value, int) or value < 0:
             problems.append(f"The {label} cannot be negative; use 0 for no fee.")
         elif value > MAX_FEE_CENTS:
             highest = clinic_money(clinic, MAX_FEE_CENTS) if clinic else format_money(MAX_FEE_CENTS)
             problems.append(f"The {label} can be at most {highest}.")
+        if not _whole(percent) or not 0 <= percent <= 100:
+            problems.append(
+                f"The {label} as a percentage of the visit's price must be a whole number from "
+                f"0 to 100 (50 for half the price), not {percent!r}."
+            )
     if not isinstance(points, int) or points < 0:
         problems.append("The points deducted cannot be negative; use 0 to deduct none.")
     if not isinstance(max_reschedules, int) or max_reschedules < 0:
@@ -240,16 +392,29 @@ def save_policy(
     max_reschedules: int,
     policy_text: str,
     effective_at: datetime | None = None,
+    late_cancel_fee_basis: str = FeeBasis.FIXED.value,
+    late_cancel_fee_percent: int = 0,
+    no_show_fee_basis: str = FeeBasis.FIXED.value,
+    no_show_fee_percent: int = 0,
 ) -> CancellationPolicy:
     """Save a new version of a clinic's policy (or of a service override). Older versions stay:
-    each cancellation keeps pointing at the version that applied when it happened."""
+    each cancellation keeps pointing at the version that applied when it happened. Each fee is
+    a fixed amount (`…_cents`) or, with basis 'percent', a whole percentage of the visit's price
+    (`…_percent`, 0 to 100); the value the basis does not use is kept for switching back."""
     ensure(actor, Permission.POLICY_MANAGE)
     # the clinic's row locked: two saves at once number their versions one after the other
     clinic = session.get(Clinic, clinic_id, with_for_update=True)
     _check_policy_values(
         window_hours,
-        late_cancel_fee_cents,
-        no_show_fee_cents,
+        (
+            (
+                "late-cancellation fee",
+                late_cancel_fee_basis,
+                late_cancel_fee_cents,
+                late_cancel_fee_percent,
+            ),
+            ("no-show fee", no_show_fee_basis, no_show_fee_cents, no_show_fee_percent),
+        ),
         points_deducted,
         max_reschedules,
         policy_text,
@@ -276,6 +441,10 @@ def save_policy(
         window_hours=window_hours,
         late_cancel_fee_cents=late_cancel_fee_cents,
         no_show_fee_cents=no_show_fee_cents,
+        late_cancel_fee_basis=FeeBasis(late_cancel_fee_basis),
+        late_cancel_fee_percent=late_cancel_fee_percent,
+        no_show_fee_basis=FeeBasis(no_show_fee_basis),
+        no_show_fee_percent=no_show_fee_percent,
         points_deducted=points_deducted,
         inside_window_needs_approval=inside_window_needs_approval,
         outside_window_auto_accept=outside_window_auto_accept,
@@ -300,6 +469,10 @@ def save_policy(
             "window_hours": window_hours,
             "late_cancel_fee_cents": late_cancel_fee_cents,
             "no_show_fee_cents": no_show_fee_cents,
+            "late_cancel_fee_basis": policy.late_cancel_fee_basis.value,
+            "late_cancel_fee_percent": late_cancel_fee_percent,
+            "no_show_fee_basis": policy.no_show_fee_basis.value,
+            "no_show_fee_percent": no_show_fee_percent,
             "points_deducted": points_deducted,
             "effective_at": policy.effective_at.isoformat(),
         },
@@ -337,6 +510,10 @@ def list_policy_versions(
             p.max_reschedules,
             p.policy_text,
             p.created_at,
+            p.late_cancel_fee_basis.value,
+            p.late_cancel_fee_percent,
+            p.no_show_fee_basis.value,
+            p.no_show_fee_percent,
         )
         for p, name in session.execute(query)
     ]

@@ -346,7 +346,7 @@ class ChangePreview:
     reason_not: str
     inside_window: bool
     window_hours: int
-    fee: str
+    fee: str  # the late fee in words for this visit, '' when it costs none
     points: int
     balance_after: int
     locks: bool  # the deduction leaves a zero balance: online requests are blocked
@@ -388,7 +388,7 @@ def change_preview(
         reason,
         ev.inside_window,
         ev.window_hours,
-        money(ev.fee_cents) if ev.fee_cents else "",
+        ev.fee_text,  # "£25.00", or "50% of the visit's price (£40.00 for this visit)"
         ev.points,
         after,
         bool(ev.points) and after <= 0,

@@ -21,7 +21,7 @@ from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import local_today, to_local
 from core.kernel.config import BookingLimits
 from core.kernel.errors import Conflict, LinkInvalid, ValidationError
-from core.kernel.money import DEFAULT_LOCALE, clinic_money, clinic_time, format_day
+from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_day
 from core.kernel.text import clean, same_name
 from core.patients import invitations, merge
 from core.patients.records import practice_regions, validate_contact
@@ -283,7 +283,8 @@ class ChangeView:
     changeable: bool
     reason_not: str  # why it cannot be changed online, when it cannot
     inside_window: bool
-    fee: str  # "25.00" or ""
+    fee: str  # the late fee in words for this visit ("£25.00", "50% of the visit's price
+    # (£40.00 for this visit)"), '' when it costs none
     points: int
     window_hours: int
     policy_text: str
@@ -314,7 +315,7 @@ def change_view(session: Session, raw: str | None, *, now: datetime | None = Non
         not reason,
         reason,
         ev.inside_window,
-        clinic_money(appointment.clinic, ev.fee_cents) if ev.fee_cents else "",
+        ev.fee_text,  # "£25.00", or "50% of the visit's price (£40.00 for this visit)"
         ev.points,
         ev.window_hours,
         ev.policy_text,

@@ -23,9 +23,10 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationError
-from core.kernel.money import clinic_format, clinic_money, clinic_time, format_moment
+from core.kernel.money import clinic_format, clinic_time, format_moment
 from core.messaging import clinic_events, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
+from core.policy import cancellation
 from core.portal import sign_in
 from core.portal.patient_links import AppointmentView, appointment_view
 from core.requests import changes
@@ -245,10 +246,12 @@ def receive_sms(
                 answer = f"Your appointment on {_when(request.appointment)} is cancelled."
             else:
                 outcome = "cancel_requested"
+                # the fee in the policy's words: "£25.00", or "50% of the visit's price
+                # (£40.00 for this visit)", as the request's own evaluation found it
+                fee = cancellation.evaluate(session, request.appointment, now).fee_text
                 cost = (
-                    f" It is inside the cancellation window: a fee of "
-                    f"{clinic_money(appointment.clinic, request.fee_cents)} may apply."
-                    if request.inside_window and request.fee_cents
+                    f" It is inside the cancellation window: a fee of {fee} may apply."
+                    if request.inside_window and request.fee_cents and fee
                     else ""
                 )
                 answer = f"Your request to cancel is with the practice.{cost}"

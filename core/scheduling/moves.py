@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor
 from core.kernel.errors import Conflict, ValidationError
-from core.kernel.money import clinic_money, clinic_time_range
+from core.kernel.money import clinic_time_range
 from core.patients import merge
 from core.payments import prepay
 from core.policy import cancellation as policy
@@ -42,6 +42,7 @@ from db.models import (
     AppointmentService,
     Channel,
     Clinic,
+    LedgerKind,
     Patient,
     Service,
     Source,
@@ -374,11 +375,11 @@ def cancel(
         entries = policy.assess_cancellation(session, appointment, evaluation)
         session.flush()
         prepay.link_fee(settled, entries)
-        fee = sum(e.amount_cents or 0 for e in entries)
         points = sum(e.points or 0 for e in entries)
-        if fee:
-            amount = clinic_money(appointment.clinic, fee)
-            fee_text += f"\nA late-cancellation fee of {amount} applies."
+        for entry in entries:  # the fee in the policy's words: fixed, or a share of the price
+            if entry.kind == LedgerKind.LATE_CANCEL_FEE and entry.amount_cents:
+                amount = policy.charge_text(session, entry)
+                fee_text += f"\nA late-cancellation fee of {amount} applies."
         if points:
             fee_text += f"\n{points} points were deducted."
     else:

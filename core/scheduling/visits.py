@@ -183,8 +183,8 @@ def no_show_consequences(session: Session, actor: Actor, appointment_id: int) ->
     charges = []
     rules = policy.current_policy(session, appointment.clinic_id, appointment.service_id)
     if rules is not None and appointment.patient_id is not None:
-        if rules.no_show_fee_cents:
-            fee = clinic_money(appointment.clinic, rules.no_show_fee_cents)
+        fee_cents, fee = policy.no_show_cost(session, appointment)
+        if fee_cents:  # "£40.00", or "50% of the visit's price (£40.00 for this visit)"
             charges.append(f"a no-show fee of {fee} is recorded")
         if rules.points_deducted:
             charges.append(f"{rules.points_deducted} points are deducted")
@@ -231,11 +231,14 @@ def mark_no_show(
             **withdraw_changes(session, actor, appointment, Action.NO_SHOW),
         },
     )
+    charged = [e for e in entries if e.kind == LedgerKind.NO_SHOW_FEE and e.amount_cents]
     queued = tell_patient(
         session,
         appointment,
         NO_SHOW_NOTICE,
-        fee=f"\nA no-show fee of {clinic_money(appointment.clinic, fee)} applies." if fee else "",
+        fee="".join(
+            f"\nA no-show fee of {policy.charge_text(session, e)} applies." for e in charged
+        ),
     )
     return outcome_of(appointment, queued)
 

@@ -152,3 +152,39 @@ def test_choosing_another_clinic_fills_the_form_with_that_clinics_policy(app_as,
     assert at.number_input(key="policy_window").value == 24
     assert at.number_input(key="policy_points").value == 20
     assert "£40.00" in at.text_area(key="policy_text").value
+
+
+def test_a_fee_as_a_share_of_the_visits_price_is_saved_and_shown_as_such(app_as, app_db):
+    """The owner chooses '% of the visit's price' for the late fee: the version keeps 50%, and
+    the page describes it as a share of the price, not as an amount."""
+    at = app_as("owner", PAGE)
+    before = len(_versions(app_db))
+    at.radio(key="policy_late_basis").set_value("percent")
+    at.number_input(key="policy_late_percent").set_value(50)
+    at = _save(at)
+    assert not at.exception and not at.error, at.error and at.error[0].value
+    rows = _versions(app_db)
+    assert len(rows) == before + 1
+    newest = rows[-1]
+    assert (newest.late_cancel_fee_basis, newest.late_cancel_fee_percent) == ("percent", 50)
+    assert newest.no_show_fee_basis == "fixed"
+    caption = next(c.value for c in at.caption if "Version 2 since" in c.value)
+    assert "late fee 50% of the visit's price, no-show fee £40.00," in caption
+    table = next(d for d in at.dataframe if "Late fee" in d.value.columns).value
+    assert list(table["Late fee"][:2]) == ["50% of the visit's price", "£25.00"]
+    assert at.radio(key="policy_late_basis").value == "percent"  # the form shows the version
+    assert at.number_input(key="policy_late_percent").value == 50
+
+
+def test_a_percentage_over_100_is_refused_with_its_message(app_as, app_db):
+    at = app_as("owner", PAGE)
+    before = len(_versions(app_db))
+    at.radio(key="policy_no_show_basis").set_value("percent")
+    at.number_input(key="policy_no_show_percent").set_value(150)
+    at = _save(at)
+    assert not at.exception
+    assert (
+        "The no-show fee as a percentage of the visit's price must be a whole number from 0 to "
+        "100 (50 for half the price), not 150." in at.error[0].value
+    )
+    assert len(_versions(app_db)) == before

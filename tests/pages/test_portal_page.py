@@ -222,6 +222,60 @@ def test_cancelling_asks_for_the_two_button_confirmation(app_db):
     assert "cancelled" in at.success[0].value
 
 
+def test_the_late_cancel_warning_names_a_share_of_the_visits_price(app_db):
+    """A late fee of 50% of the visit's price: before cancelling, the warning names the share
+    and what it comes to for this visit; cancelling charges that amount."""
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        appointment = s.get(Appointment, appointment_id)
+        appointment.start_at = utcnow() + timedelta(hours=6)  # inside a 24-hour window
+        appointment.end_at = appointment.start_at + timedelta(minutes=30)
+        for service_id in (None, appointment.service_id):
+            s.add(
+                CancellationPolicy(
+                    clinic_id=appointment.clinic_id,
+                    service_id=service_id,
+                    version=99,
+                    effective_at=utcnow() - timedelta(minutes=1),
+                    window_hours=24,
+                    late_cancel_fee_basis="percent",
+                    late_cancel_fee_percent=50,
+                    inside_window_needs_approval=False,
+                    policy_text="Half the treatment inside 24 hours.",
+                )
+            )
+        if appointment.package is not None:
+            price = appointment.package.price_cents
+        else:
+            price = sum(link.service.price_cents for link in appointment.services) or (
+                appointment.service.price_cents
+            )
+        half = (price * 50 + 50) // 100  # half up
+        clinic = appointment.clinic
+        amount = format_money(half, clinic.currency, clinic.locale)
+    database.dispose()
+    assert half > 0
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_change_{appointment_id}").click().run()
+    said = (
+        f"cancelling now costs a fee of 50% of the visit's price ({escape(amount)} for this visit)"
+    )
+    assert any(said in w.value for w in at.warning), [w.value for w in at.warning]
+    at.button(key="portal_change_yes").click().run()
+    assert not at.exception and not at.error
+    database = _db(app_db)
+    with database.read() as s:
+        fee = s.scalar(
+            select(LedgerEntry.amount_cents).where(
+                LedgerEntry.appointment_id == appointment_id,
+                LedgerEntry.kind == LedgerKind.LATE_CANCEL_FEE,
+            )
+        )
+    database.dispose()
+    assert fee == half
+
+
 def test_a_cancellation_waiting_for_the_practice_shows_on_the_card(app_db):
     patient_id, appointment_id = _patient_with_appointment(app_db)
     database = _db(app_db)

@@ -269,6 +269,21 @@ def test_inside_the_window_the_patient_sees_the_fee_and_points_before_confirming
         patient_links.submit_change(s, raw, kind="cancel")
 
 
+def test_the_change_page_names_a_share_of_the_price_and_what_it_comes_to(db, world):
+    """A fee of 50% of the visit's price: the page says so, with its amount for this £60.00
+    visit, and the request records that amount (before, the fixed £25.00 whatever it cost)."""
+    _, raw = _scheduled(
+        db, world, hours_ahead=5, late_cancel_fee_basis="percent", late_cancel_fee_percent=50
+    )
+    with db.read() as s:
+        view = patient_links.change_view(s, raw)
+    assert view.fee == "50% of the visit's price (£30.00 for this visit)"
+    with db.write() as s:
+        patient_links.submit_change(s, raw, kind="cancel")
+    with db.read() as s:
+        assert s.scalars(select(ChangeRequest.fee_cents)).one() == 3000
+
+
 def test_the_change_page_names_the_whole_treatment_not_only_the_first_service(db, world):
     appointment_id, raw = _scheduled(db, world, hours_ahead=72)
     with db.write() as s:

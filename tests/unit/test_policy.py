@@ -8,25 +8,34 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlalchemy import text as sa_text
 
 from core.kernel import audit
 from core.kernel.clock import local_to_utc
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.payments import points
 from core.policy import cancellation as policy
+from core.scheduling import moves, visits
+from db import migrate
 from db.models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    Channel,
     Clinic,
+    FeeBasis,
     LedgerEntry,
     LedgerKind,
+    Notification,
+    Package,
     Patient,
     Service,
 )
+from db.types import utcnow
 
 ZONES = [
     "Europe/London",
@@ -396,3 +405,271 @@ def test_manager_waives_a_fee_with_a_reason_once(db, world):
         assert policy.list_fees(session, world.manager, open_only=True) == []
         # the fee, the points and the patient's opening balance: waiving adds no entry
         assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 3
+
+
+# ---------------------------------------------------------------- fees as a share of the price
+
+
+def test_a_percentage_fee_is_rounded_half_up_to_the_currencys_minor_unit():
+    half = policy.Fee(FeeBasis.PERCENT, percent=50)
+    assert half.charged(8000, "GBP") == 4000
+    assert half.charged(8001, "GBP") == 4001  # 40.005 -> 40.01: half up, not to even
+    assert half.charged(8003, "GBP") == 4002  # 40.015 -> 40.02
+    assert policy.Fee(FeeBasis.PERCENT, percent=33).charged(1001, "GBP") == 330  # 3.3033
+    assert policy.Fee(FeeBasis.PERCENT, percent=15).charged(9990, "USD") == 1499  # 14.985
+    assert half.charged(1005, "JPY") == 503  # whole yen: 502.5 -> 503
+    assert policy.Fee(FeeBasis.PERCENT, percent=100).charged(12345, "EUR") == 12345
+    assert policy.Fee(FeeBasis.PERCENT, percent=0).charged(12345, "EUR") == 0
+    assert half.charged(0, "GBP") == half.charged(None, "GBP") == 0  # no price, no fee
+    assert policy.Fee(FeeBasis.FIXED, cents=2500, percent=50).charged(8000, "GBP") == 2500
+
+
+def test_a_fee_is_described_as_a_share_of_the_visits_price():
+    gbp = Clinic(currency="GBP", locale="en-GB")
+    half = policy.Fee(FeeBasis.PERCENT, cents=2500, percent=50)
+    assert half.terms(gbp) == "50% of the visit's price"
+    assert half.terms(gbp, 8000) == "50% of the visit's price (£40.00 for this visit)"
+    assert half.terms_charged(gbp, 4000) == "50% of the visit's price (£40.00 for this visit)"
+    assert policy.Fee(FeeBasis.FIXED, 2500, 50).terms(gbp, 8000) == "£25.00"
+    euro = Clinic(currency="EUR", locale="de-DE")
+    said = half.terms(euro, 8001).replace("\xa0", " ")  # the locale's no-break spaces
+    assert said == "50 % of the visit's price (40,01 € for this visit)"
+
+
+def percent_policy(session, world, late=50, no_show=100, **overrides):
+    values = dict(
+        late_cancel_fee_basis="percent",
+        late_cancel_fee_percent=late,
+        no_show_fee_basis="percent",
+        no_show_fee_percent=no_show,
+        effective_at=datetime(2020, 1, 1, tzinfo=UTC),
+    )
+    return save(session, world, **(values | overrides))
+
+
+def test_a_late_cancellation_costs_its_share_of_the_visits_price(db, world):
+    """Consultation costs £60.00: 50% is £30.00 in the ledger, as an amount; the evaluation
+    says it in words. Before, the fee was the fixed £25.00 whatever the visit cost."""
+    with db.write() as session:
+        version = percent_policy(session, world, late=50, points_deducted=0)
+        start = T0 + timedelta(days=3)
+        appointment = booked(session, world, start)
+        result = policy.evaluate(session, appointment, start - timedelta(hours=2))
+        assert (result.fee_cents, result.fee_text) == (
+            3000,
+            "50% of the visit's price (£30.00 for this visit)",
+        )
+        entries = policy.assess_cancellation(session, appointment, result)
+        session.flush()
+        assert [(e.kind, e.amount_cents, e.policy_id) for e in entries] == [
+            (LedgerKind.LATE_CANCEL_FEE, 3000, version.id)
+        ]
+        assert policy.charge_text(session, entries[0]) == result.fee_text
+        early = policy.evaluate(session, appointment, start - timedelta(hours=30))
+        assert (early.fee_cents, early.fee_text) == (0, "")
+
+
+def test_a_package_visit_costs_a_share_of_the_packages_price(db, world):
+    with db.write() as session:
+        percent_policy(session, world, late=25, no_show=50, points_deducted=0)
+        package = Package(name="Glow day", price_cents=19_999)
+        session.add(package)
+        session.flush()
+        start = T0 - timedelta(days=1)
+        appointment = booked(session, world, start, package_id=package.id)
+        assert policy.visit_price_cents(appointment) == 19_999  # not the service's £60.00
+        late = policy.evaluate(session, appointment, start - timedelta(hours=1))
+        assert late.fee_cents == 5000  # 49.9975 -> 50.00
+        assert late.fee_text == "25% of the visit's price (£50.00 for this visit)"
+        entries = policy.assess_no_show(session, appointment)
+        assert [(e.kind, e.amount_cents) for e in entries] == [(LedgerKind.NO_SHOW_FEE, 10_000)]
+
+
+def test_a_visit_with_no_price_costs_no_percentage_fee(db, world):
+    with db.write() as session:
+        percent_policy(session, world, points_deducted=20)
+        session.get(Service, world.service_id).price_cents = 0
+        start = T0 - timedelta(days=1)
+        appointment = booked(session, world, start)
+        result = policy.evaluate(session, appointment, start - timedelta(hours=1))
+        assert (result.late, result.fee_cents, result.fee_text, result.points) == (
+            True,
+            0,
+            "",
+            20,
+        )
+        entries = policy.assess_no_show(session, appointment)
+        assert [(e.kind, e.points) for e in entries] == [(LedgerKind.POINTS, 20)]  # no fee row
+
+
+def test_the_no_show_fee_is_the_share_of_the_price_when_it_happens(db, world):
+    """The percentage is worked out when the no-show is recorded, of the visit's price then."""
+    with db.write() as session:
+        percent_policy(session, world, no_show=40, points_deducted=0)
+        appointment = booked(session, world, T0 - timedelta(days=1))
+        assert policy.no_show_cost(session, appointment) == (
+            2400,
+            "40% of the visit's price (£24.00 for this visit)",
+        )
+        session.get(Service, world.service_id).price_cents = 7550
+        entries = policy.assess_no_show(session, appointment)
+        assert [e.amount_cents for e in entries] == [3020]
+
+
+def test_versions_keep_their_own_kind_of_fee(db, world):
+    """A fixed-fee version, then a percentage one: each cancellation is charged by the version
+    in force when it happens, and the versions list says which kind each fee is."""
+    with db.write() as session:
+        fixed = save(session, world, late_cancel_fee_cents=2500, effective_at=T0)
+        share = percent_policy(
+            session, world, late=50, late_cancel_fee_cents=2500, effective_at=T0 + timedelta(10)
+        )
+        assert (share.version, share.late_cancel_fee_basis, share.late_cancel_fee_percent) == (
+            2,
+            FeeBasis.PERCENT,
+            50,
+        )
+        # two visits, each cancelled an hour before it starts: one under each version
+        before = booked(session, world, T0 + timedelta(days=5))
+        after = booked(session, world, T0 + timedelta(days=30))
+        for visit, fee in ((before, 2500), (after, 3000)):  # 50% of the £60.00 consultation
+            result = policy.evaluate(session, visit, visit.start_at - timedelta(hours=1))
+            assert (result.policy_id, result.fee_cents) == (
+                (fixed if fee == 2500 else share).id,
+                fee,
+            )
+        versions = policy.list_policy_versions(session, world.owner, world.clinic_id)
+        gbp = session.get(Clinic, world.clinic_id)
+        assert [v.late_fee.terms(gbp) for v in versions] == ["50% of the visit's price", "£25.00"]
+        assert [v.no_show_fee.terms(gbp) for v in versions] == [
+            "100% of the visit's price",
+            "£40.00",
+        ]
+        event = audit.history_of(session, "cancellation_policy", share.id)[0]
+        details = event.details
+        assert (details["late_cancel_fee_basis"], details["late_cancel_fee_percent"]) == (
+            "percent",
+            50,
+        )
+
+
+@pytest.mark.parametrize(
+    ("late", "no_show", "basis", "said"),
+    [
+        (
+            150,
+            50,
+            "percent",
+            "late-cancellation fee as a percentage of the visit's price must be "
+            "a whole number from 0 to 100 (50 for half the price), not 150.",
+        ),
+        (
+            50,
+            -1,
+            "percent",
+            "no-show fee as a percentage of the visit's price must be a whole "
+            "number from 0 to 100 (50 for half the price), not -1.",
+        ),
+        (50.5, 50, "percent", "not 50.5."),
+        (True, 50, "percent", "not True."),
+        (
+            50,
+            50,
+            "half",
+            "The late-cancellation fee is 'fixed' (a fixed amount) or 'percent' (a "
+            "percentage of the visit's price), not 'half'.",
+        ),
+    ],
+)
+def test_a_percentage_outside_0_to_100_or_not_whole_is_refused(
+    db, world, late, no_show, basis, said
+):
+    with db.write() as session:
+        with pytest.raises(ValidationError) as error:
+            save(
+                session,
+                world,
+                late_cancel_fee_basis=basis,
+                late_cancel_fee_percent=late,
+                no_show_fee_basis="percent",
+                no_show_fee_percent=no_show,
+            )
+        assert said in str(error.value)
+        assert session.scalar(select(func.count()).select_from(policy.CancellationPolicy)) == 0
+
+
+def test_policies_saved_before_percentages_keep_their_fixed_fees(db, world):
+    """Migration 0016 adds the fee's kind and percentage with defaults: a version written before
+    it (here through the old schema) charges its fixed fee as it did."""
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0015")
+    with db.engine.begin() as connection:
+        connection.execute(
+            sa_text(
+                "INSERT INTO cancellation_policies (clinic_id, version, effective_at, "
+                "window_hours, late_cancel_fee_cents, no_show_fee_cents, points_deducted, "
+                "inside_window_needs_approval, outside_window_auto_accept, "
+                "online_cancel_allowed, max_reschedules, policy_text, created_at) VALUES "
+                "(:clinic, 1, :at, 24, 2500, 4000, 0, true, false, true, 2, 'Old', :at)"
+            ),
+            {"clinic": world.clinic_id, "at": T0},
+        )
+    migrate.upgrade(db.engine)
+    with db.write() as session:
+        (old,) = policy.list_policy_versions(session, world.owner, world.clinic_id)
+        assert (old.late_cancel_fee_basis, old.late_cancel_fee_percent) == ("fixed", 0)
+        assert (old.no_show_fee_basis, old.no_show_fee_percent) == ("fixed", 0)
+        appointment = booked(session, world, T0 + timedelta(days=3))
+        result = policy.evaluate(session, appointment, appointment.start_at - timedelta(hours=1))
+        assert (result.fee_cents, result.fee_text) == (2500, "£25.00")
+        assert [e.amount_cents for e in policy.assess_no_show(session, appointment)] == [4000]
+
+
+def test_the_patient_and_the_desk_are_told_the_share_and_what_it_came_to(db, world):
+    """The cancellation and no-show messages and the desk's no-show confirmation say the fee as
+    the policy sets it, with its amount for this £60.00 visit (before: a bare amount)."""
+    with db.write() as session:
+        percent_policy(session, world, late=50, no_show=100, points_deducted=0)
+        late = booked(session, world, utcnow() + timedelta(hours=2))
+        missed = booked(session, world, utcnow() - timedelta(hours=1))
+        late_id, missed_id = late.id, missed.id
+        said = visits.no_show_consequences(session, world.manager, missed_id)
+        assert "a no-show fee of 100% of the visit's price (£60.00 for this visit) is " in said
+        moves.cancel_appointment(session, world.manager, late_id, reason="Ill", by_patient=True)
+        visits.mark_no_show(session, world.manager, missed_id)
+    with db.read() as session:
+
+        def email(appointment_id, template):
+            return session.scalar(
+                select(Notification.body).where(
+                    Notification.appointment_id == appointment_id,
+                    Notification.template == template,
+                    Notification.channel == Channel.EMAIL,
+                )
+            )
+
+        assert (
+            "A late-cancellation fee of 50% of the visit's price (£30.00 for this visit) applies."
+            in email(late_id, "appointment_cancelled")
+        )
+        assert "A no-show fee of 100% of the visit's price (£60.00 for this visit) applies." in (
+            email(missed_id, "appointment_no_show")
+        )
+        fees = session.scalars(select(LedgerEntry.amount_cents).order_by(LedgerEntry.id))
+        assert [cents for cents in fees if cents] == [3000, 6000]
+
+
+def test_a_fixed_fee_is_still_told_as_its_amount(db, world):
+    with db.write() as session:
+        save(session, world, points_deducted=0, effective_at=datetime(2020, 1, 1, tzinfo=UTC))
+        late = booked(session, world, utcnow() + timedelta(hours=2))
+        moves.cancel_appointment(session, world.manager, late.id, reason="Ill", by_patient=True)
+        body = session.scalar(
+            select(Notification.body).where(
+                Notification.template == "appointment_cancelled",
+                Notification.channel == Channel.EMAIL,
+            )
+        )
+    assert "A late-cancellation fee of £25.00 applies." in body

@@ -742,6 +742,23 @@ def test_the_cancel_warning_counts_the_prepaid_points_that_come_back(db, world):
         assert s.get(Patient, world.patient_id).points_balance == 80  # as the warning said
 
 
+def test_the_cancel_warning_names_a_share_of_the_price_and_what_it_comes_to(db, world):
+    """A late fee of 50% of the visit's price: the portal's warning says so with its amount for
+    this £60.00 visit, and cancelling charges that amount."""
+    _enrol(db, world.patient_id)
+    _policy(db, world, late_cancel_fee_basis="percent", late_cancel_fee_percent=50)
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    with db.read() as s:
+        preview = home.change_preview(s, world.patient_id, appointment_id)
+    assert preview.inside_window
+    assert preview.fee == "50% of the visit's price (£30.00 for this visit)"
+    with db.write() as s:
+        home.ask_change(s, world.patient_id, appointment_id, kind="cancel")
+    with db.read() as s:
+        fees = s.scalars(select(LedgerEntry.amount_cents).where(LedgerEntry.amount_cents > 0))
+        assert list(fees) == [3000]
+
+
 def test_reschedule_request_goes_to_the_practice(db, world):
     _enrol(db, world.patient_id)
     appointment_id = _appointment(db, world)

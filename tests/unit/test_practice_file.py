@@ -15,10 +15,22 @@ from core.interchange import practice_file
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.kernel.errors import PermissionDenied, ValidationError
+from core.policy import cancellation
 from core.practice import checklist
 from core.startup import open_database
 from db.engine import Database
-from db.models import AuditEvent, Base, Clinic, Provider, Resource, Role, Service, ServiceDocument
+from db.models import (
+    AuditEvent,
+    Base,
+    CancellationPolicy,
+    Clinic,
+    FeeBasis,
+    Provider,
+    Resource,
+    Role,
+    Service,
+    ServiceDocument,
+)
 from tests.factories import make_user
 
 DEMO_FILE = demo.PRACTICE_FILE.read_text()
@@ -355,3 +367,90 @@ def test_a_file_with_a_provider_linked_to_an_account_opens_a_new_site(db):
             session.scalar(select(Provider.user_id).where(Provider.name == "Dr Aisha Rahman"))
             == mine
         )
+
+
+# ---------------------------------------------------------------- fees as a share of the price
+
+FIXED_LATE = "late_cancel_fee_cents = 2500\n"
+
+
+def _policy_rows(session):
+    return session.scalars(select(CancellationPolicy).order_by(CancellationPolicy.id)).all()
+
+
+def test_a_percentage_fee_makes_the_round_trip_and_old_files_keep_fixed_fees(db, tmp_path):
+    """A policy whose fees are shares of the visit's price is written as its percentages and
+    read back as them; the demo file, written before percentages, still imports as fixed fees."""
+    with db.write() as session:
+        practice_file.import_practice(session, SYSTEM, DEMO_FILE)  # no percentage keys in it
+        rows = _policy_rows(session)
+        assert {(r.late_cancel_fee_basis, r.no_show_fee_basis) for r in rows} == {
+            (FeeBasis.FIXED, FeeBasis.FIXED)
+        }
+        harbour = rows[0]
+        cancellation.save_policy(
+            session,
+            SYSTEM,
+            **{f: getattr(harbour, f) for f in practice_file.POLICY_FIELDS},
+            clinic_id=harbour.clinic_id,
+            late_cancel_fee_basis="percent",
+            late_cancel_fee_percent=50,
+            no_show_fee_basis="percent",
+            no_show_fee_percent=100,
+        )
+    with db.read() as session:
+        exported = practice_file.export_practice(session, SYSTEM)
+    harbour_entry = exported[exported.index("[[policies]]") :].split("[[policies]]")[1]
+    assert "late_cancel_fee_percent = 50\n" in harbour_entry
+    assert "no_show_fee_percent = 100\n" in harbour_entry
+    assert "late_cancel_fee_cents" not in harbour_entry  # the share, not an unused amount
+    empty = fresh(tmp_path, "percent.db")
+    with empty.write() as session:
+        practice_file.import_practice(session, SYSTEM, exported)
+        first = _policy_rows(session)[0]
+        assert (first.late_cancel_fee_basis, first.late_cancel_fee_percent) == (
+            FeeBasis.PERCENT,
+            50,
+        )
+        assert (first.no_show_fee_basis, first.no_show_fee_percent) == (FeeBasis.PERCENT, 100)
+    with empty.read() as session:
+        assert practice_file.export_practice(session, SYSTEM) == exported
+    with empty.write() as session:  # the same file again changes nothing
+        report = practice_file.import_practice(session, SYSTEM, exported)
+        assert report.updated == [] and report.created == []
+    with empty.write() as session:  # a file stating a fixed fee makes it fixed again
+        report = practice_file.import_practice(session, SYSTEM, DEMO_FILE)
+        assert report.updated == ["policy Harbour Street Clinic"]
+        newest = session.scalars(
+            select(CancellationPolicy).order_by(CancellationPolicy.id.desc())
+        ).first()
+        assert (newest.late_cancel_fee_basis, newest.late_cancel_fee_cents) == (
+            FeeBasis.FIXED,
+            2500,
+        )
+
+
+@pytest.mark.parametrize(
+    ("replacement", "words"),
+    [
+        (
+            "late_cancel_fee_percent = 150\n",
+            "late-cancellation fee as a percentage of the visit's price must be a whole number "
+            "from 0 to 100 (50 for half the price), not 150.",
+        ),
+        ("late_cancel_fee_percent = 50.5\n", "late_cancel_fee_percent must be int, not 50.5"),
+        (
+            FIXED_LATE + "late_cancel_fee_percent = 50\n",
+            "give late_cancel_fee_cents (a fixed amount) or late_cancel_fee_percent (a "
+            "percentage of the visit's price), not both",
+        ),
+    ],
+)
+def test_a_bad_percentage_in_the_file_is_refused_with_its_line(db, replacement, words):
+    bad = DEMO_FILE.replace(FIXED_LATE, replacement, 1)
+    with pytest.raises(ValidationError) as error, db.write() as session:
+        practice_file.import_practice(session, SYSTEM, bad)
+    assert "(policies 'Harbour Street Clinic')" in str(error.value)
+    assert words in str(error.value)
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(CancellationPolicy)) == 0

@@ -163,6 +163,29 @@ def test_x_asks_to_cancel_under_the_policy(db, world):
         assert session.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
 
 
+def test_x_inside_the_window_is_told_the_share_of_the_price_and_its_amount(db, world):
+    """A fee of 50% of the visit's price: the answer names the share and what it comes to for
+    this £60.00 visit (before, a bare £30.00 the patient could not check against the policy)."""
+    book(db, world)
+    with db.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                late_cancel_fee_basis="percent",
+                late_cancel_fee_percent=50,
+                policy_text="24 hours' notice please; later costs half the treatment.",
+            )
+        )
+    now = local_to_utc(DAY, clock(8), TZ)
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="07700900123", body="X", now=now)
+    assert outcome.outcome == "cancel_requested"
+    assert "a fee of 50% of the visit's price (£30.00 for this visit) may apply." in outcome.answer
+
+
 def test_x_outside_the_window_cancels_where_the_policy_accepts_at_once(db, world):
     appointment_id = book(db, world)
     with db.write() as session:
