@@ -424,6 +424,21 @@ def test_a_percentage_fee_is_rounded_half_up_to_the_currencys_minor_unit():
     assert policy.Fee(FeeBasis.FIXED, cents=2500, percent=50).charged(8000, "GBP") == 2500
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    price=st.integers(0, 10_000_000),
+    percent=st.integers(0, 100),
+    currency=st.sampled_from(["GBP", "USD", "EUR", "JPY", "KWD"]),
+)
+def test_a_share_is_the_exact_product_rounded_half_up(price, percent, currency):
+    """In minor units (pence, whole yen, KWD's thousandths) the share is price × percent / 100
+    rounded half up: never more than the price, 0 of a visit with no price."""
+    charged = policy.Fee(FeeBasis.PERCENT, percent=percent).charged(price, currency)
+    exact = price * percent  # hundredths of a minor unit
+    assert charged == exact // 100 + (1 if exact % 100 >= 50 else 0)
+    assert 0 <= charged <= price
+
+
 def test_a_fee_is_described_as_a_share_of_the_visits_price():
     gbp = Clinic(currency="GBP", locale="en-GB")
     half = policy.Fee(FeeBasis.PERCENT, cents=2500, percent=50)
