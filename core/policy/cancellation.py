@@ -26,6 +26,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import (
     DEFAULT_CURRENCY,
+    MAX_MINOR,
     clinic_format,
     clinic_money,
     clinic_time,
@@ -48,7 +49,7 @@ from db.models import (
 from db.types import utcnow
 
 MAX_WINDOW_HOURS = 24 * 14
-MAX_FEE_CENTS = 1_000_000
+MAX_FEE_CENTS = MAX_MINOR  # a price's limit, in minor units of any currency (₫ as £)
 FEE_BASES = {
     FeeBasis.FIXED.value: "a fixed amount",
     FeeBasis.PERCENT.value: "a percentage of the visit's price",

@@ -250,8 +250,19 @@ def test_a_too_high_fee_is_named_in_the_clinics_currency_and_locale(db, world):
         clinic.currency, clinic.locale = "JPY", "ja-JP"
         with pytest.raises(ValidationError) as error:
             save(session, world, late_cancel_fee_cents=policy.MAX_FEE_CENTS + 1)
-        assert "late-cancellation fee can be at most ￥1,000,000." in str(error.value)
+        assert "late-cancellation fee can be at most ￥1,000,000,000." in str(error.value)
         assert "£" not in str(error.value)
+
+
+def test_a_fee_in_a_currency_of_small_units_is_not_capped_at_pocket_money(db, world):
+    """The highest fee was 1,000,000 minor units in every currency: £10,000, but ₫1,000,000
+    (about £30) at a Hanoi clinic, whose no-show fee of ₫2,000,000 was refused. It is now a
+    price's limit (10^9 minor units)."""
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.currency, clinic.locale = "VND", "vi-VN"
+        saved = save(session, world, no_show_fee_cents=2_000_000)
+    assert saved.no_show_fee_cents == 2_000_000
 
 
 def test_only_the_owner_sets_the_policy_and_each_save_is_audited(db, world):
