@@ -16,7 +16,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.folds import fold
-from ui.locale import date_picker, display_format
+from ui.locale import date_picker, display_format, in_currency
 from ui.setup_forms import overview, prices
 from ui.text import escape, show_table
 
@@ -49,6 +49,7 @@ st.caption(
 )
 practice = display_format()  # no clinic chosen here: the practice's first clinic's format
 currency = _typing_currency()  # a deposit is typed as a price is: the first active clinic's
+typed_in = in_currency(practice, currency)
 price = prices(overview(me))  # in each clinic's currency, as the Services page shows it
 table = pd.DataFrame(
     [
@@ -56,7 +57,7 @@ table = pd.DataFrame(
             "Service": s.name,
             "Price": price(s.price_cents),
             "Prepayment": rules.MODES[s.mode],
-            "Deposit": f"{to_major(s.deposit_cents, currency)}" if s.mode == "deposit" else "",
+            "Deposit": typed_in.money(s.deposit_cents) if s.mode == "deposit" else "",
         }
         for s in lines
     ],

@@ -3,11 +3,15 @@ the rules saved from it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 
+from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.payments import rules
 from core.startup import open_database
+from db.models import Service
 
 PAGE = "app_pages/payments.py"
 
@@ -88,11 +92,22 @@ def test_the_owner_sets_a_deposit_in_the_rules_table_and_a_wrong_amount_is_expla
     assert at.data_editor(key="payments_service_rules").value.iloc[row]["Deposit"] == 49.99
 
 
-def test_staff_see_the_rules_but_cannot_edit_them(app_as):
+def test_staff_see_the_rules_but_cannot_edit_them(app_as, app_db):
+    database = open_database(load_settings({"DATABASE_URL": app_db}))
+    with database.write() as session:  # a deposit of £50 on Botox, as the owner would set it
+        current = rules.get_settings(session)
+        botox = next(
+            s for s in session.execute(select(Service)).scalars() if s.name == "Botox treatment"
+        )
+        services = dict(current.services) | {botox.id: rules.ServiceRule("deposit", 5000)}
+        rules.save_settings(session, SYSTEM, replace(current, services=services))
+    database.dispose()
     at = app_as("manager", PAGE)
     assert not at.exception
     assert not at.data_editor and "payments_rules_form" not in str(at.main)
-    assert "Botox treatment" in at.dataframe[0].value.to_string()
+    table = at.dataframe[0].value
+    botox = table[table["Service"] == "Botox treatment"].iloc[0]
+    assert botox["Deposit"] == "£50.00"  # in the clinic's money, not a bare '50'
 
 
 def test_points_added_on_the_cancellations_page_are_in_the_patients_ledger(app_as, app_db):
