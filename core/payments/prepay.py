@@ -38,9 +38,8 @@ from core.payments.rules import (
     get_settings,
     money_format,
     payment_money,
-    price_cents,
 )
-from core.practice.treatment import treatment_of
+from core.practice.treatment import price_of, treatment_of
 from db.engine import Database
 from db.models import (
     Appointment,
@@ -105,7 +104,7 @@ def usable_points(balance: int, outstanding_cents: int, rules: PaymentSettings) 
 def badges(session: Session, appointment_ids: list[int] | Select) -> dict[int, str]:
     """'Paid', 'Deposit paid' or 'Part paid' per appointment with money received (for the
     calendar, Today and the appointment): one grouped query of what was paid, then the visits
-    paid for with their services and package, priced as the payments are (`price_cents`). The
+    paid for with their services and package, priced as the payments are (`treatment.price_of`). The
     appointments are ids or a query of them (a calendar window's)."""
     if isinstance(appointment_ids, list) and not appointment_ids:
         return {}
@@ -139,7 +138,7 @@ def badges(session: Session, appointment_ids: list[int] | Select) -> dict[int, s
             )
         )
         for visit in visits:
-            out[visit.id] = "Paid" if paid[visit.id] >= price_cents(visit) else "Part paid"
+            out[visit.id] = "Paid" if paid[visit.id] >= price_of(visit) else "Part paid"
     return out
 
 
@@ -420,13 +419,13 @@ def checkout_completed(
     fmt = money_format(appointment.clinic)
     extra = payment.amount_cents
     if not closed:
-        beyond = paid_cents(session, appointment.id) - price_cents(appointment)
+        beyond = paid_cents(session, appointment.id) - price_of(appointment)
         extra = max(0, min(beyond, payment.amount_cents))
     refund = _refund_unasked(session, actor, payment, extra) if extra else None
     more = ()
     if refund is not None and not closed:
         more = (
-            f"{fmt.money(price_cents(appointment))} was paid already for this appointment: "
+            f"{fmt.money(price_of(appointment))} was paid already for this appointment: "
             f"{payment_money(refund, fmt)} goes back to your card.",
         )
     send_receipt(session, appointment, [payment], more)

@@ -26,6 +26,7 @@ from core.kernel.money import (
     format_money,
     typed_minor,
 )
+from core.practice.treatment import price_of
 from db.models import Appointment, Clinic, Service, Setting
 
 SETTING_KEY = "payments"
@@ -182,17 +183,6 @@ def payment_money(payment, fmt: ClinicFormat) -> str:
     return format_money(payment.amount_cents, payment.currency or fmt.currency, fmt.locale)
 
 
-def price_cents(appointment: Appointment) -> int:
-    """The appointment's price (integer cents): a package's one price, otherwise its services'
-    prices added up."""
-    if appointment.package is not None:
-        return appointment.package.price_cents
-    services = [link.service for link in appointment.services] or (
-        [appointment.service] if appointment.service else []
-    )
-    return sum(s.price_cents or 0 for s in services)
-
-
 @dataclass(frozen=True)
 class Due:
     mode: str  # the service's rule
@@ -212,7 +202,7 @@ class Due:
 
 def due_for(appointment: Appointment, rules: PaymentSettings, paid_cents: int) -> Due:
     rule = rules.rule_for(appointment.service_id)
-    price = price_cents(appointment)
+    price = price_of(appointment)
     asked = min(rule.deposit_cents, price) if rule.mode == "deposit" else price
     if rule.mode == "none":
         asked = 0

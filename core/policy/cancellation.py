@@ -5,7 +5,8 @@ moment falls inside the late-cancellation window, and what it would cost. The qu
 patient's warning and the actual cancellation all call it, so they cannot disagree.
 
 Each of a version's two fees (`Fee`) is a fixed amount or a whole percentage of the visit's
-price (`visit_price_cents`: its package's one price, otherwise its services' prices added up).
+price (core.practice.treatment.price_of: its package's one price, otherwise its services' prices
+added up).
 A percentage is turned into an amount when the cancellation or no-show happens, rounded half up
 to the currency's minor unit, and the ledger stores that amount as it stores a fixed fee.
 `Fee.terms` is the one wording of a fee wherever the policy is described: "£25.00", "50% of the
@@ -36,6 +37,7 @@ from core.kernel.money import (
     to_minor,
 )
 from core.policy import balance
+from core.practice.treatment import price_of
 from db.models import (
     Appointment,
     CancellationPolicy,
@@ -112,23 +114,11 @@ def no_show_fee(policy) -> Fee:
     )
 
 
-def visit_price_cents(appointment: Appointment) -> int:
-    """The visit's price in minor units of its clinic's currency: its package's one price,
-    otherwise its services' prices added up (0: a visit with no price). The same price
-    prepayment asks for (core.payments.rules.price_cents) and analytics count at risk."""
-    if appointment.package is not None:
-        return appointment.package.price_cents or 0
-    services = [link.service for link in appointment.services] or (
-        [appointment.service] if appointment.service else []
-    )
-    return sum(s.price_cents or 0 for s in services)
-
-
 def _fee_on(session: Session, fee: Fee, appointment: Appointment) -> tuple[int, str]:
     """What `fee` costs on this visit, and its words for it ('' when it costs nothing)."""
     clinic = appointment.clinic or session.get(Clinic, appointment.clinic_id)
     currency = (clinic.currency if clinic else None) or DEFAULT_CURRENCY
-    price = visit_price_cents(appointment) if fee.by_percent else None
+    price = price_of(appointment) if fee.by_percent else None
     cents = fee.charged(price, currency)
     return cents, (fee.terms(clinic, price) if clinic is not None and cents else "")
 

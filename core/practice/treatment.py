@@ -18,6 +18,15 @@ def services_of(appointment: Appointment) -> list[Service]:
     return [appointment.service] if appointment.service else []
 
 
+def price_of(appointment: Appointment) -> int:
+    """The visit's price in minor units of its clinic's currency: its package's one price,
+    otherwise its services' prices added up (0: a visit with no price). What prepayment asks
+    for (core.payments) and a percentage fee is a share of (core.policy)."""
+    if appointment.package is not None:
+        return appointment.package.price_cents or 0
+    return sum(s.price_cents or 0 for s in services_of(appointment))
+
+
 def treatment_text(service_names: list[str], package_name: str | None = None) -> str:
     """What is booked, in words: "Skin renewal (Skin check + Chemical peel)" for a package,
     "Consultation + Blood test" for services."""

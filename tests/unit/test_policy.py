@@ -19,6 +19,7 @@ from core.kernel.clock import local_to_utc
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.payments import points
 from core.policy import cancellation as policy
+from core.practice import treatment
 from core.scheduling import moves, visits
 from db import migrate
 from db.models import (
@@ -503,7 +504,7 @@ def test_a_package_visit_costs_a_share_of_the_packages_price(db, world):
         session.flush()
         start = T0 - timedelta(days=1)
         appointment = booked(session, world, start, package_id=package.id)
-        assert policy.visit_price_cents(appointment) == 19_999  # not the service's £60.00
+        assert treatment.price_of(appointment) == 19_999  # not the service's £60.00
         late = policy.evaluate(session, appointment, start - timedelta(hours=1))
         assert late.fee_cents == 5000  # 49.9975 -> 50.00
         assert late.fee_text == "25% of the visit's price (£50.00 for this visit)"

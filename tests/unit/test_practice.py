@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from core.practice import checklist, choices, documents, packages, reads, setup
+from core.practice import checklist, choices, documents, packages, reads, setup, treatment
 from core.scheduling import availability, booking, moves
 from db.models import (
     Appointment,
@@ -518,7 +518,6 @@ def glow(db, world, laser):
 
 
 def test_a_package_is_booked_as_one_appointment_with_its_price(db, world, laser, glow):
-    from core.payments import rules
     from core.scheduling import appointments, calendar
 
     day = future_day()
@@ -540,7 +539,7 @@ def test_a_package_is_booked_as_one_appointment_with_its_price(db, world, laser,
         row = session.get(Appointment, booked_id)
         assert [s.service_id for s in row.services] == [world.service_id, laser["service"]]
         assert (row.package_id, row.end_at - row.start_at) == (glow, timedelta(minutes=60))
-        assert rules.price_cents(row) == 9000  # the package's price, not 6000 + the laser's
+        assert treatment.price_of(row) == 9000  # the package's price, not 6000 + the laser's
         detail = appointments.get_appointment_detail(session, world.staff, booked_id)
         events = calendar.window_events(
             session, world.staff, clinic_id=world.clinic_id, start=at(day, 0), end=at(day, 23)
