@@ -29,6 +29,10 @@ MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
 HANDOFF_TTL = timedelta(minutes=2)
 TOUCH_EVERY = timedelta(seconds=30)  # how often activity is written to a session row
+# a session not seen for this long is deleted by housekeeping (core.practice.housekeeping):
+# longer than the longest idle limit (7 days, core.kernel.config), so it has ended, whether or
+# not a request came to end it; who signed in and out, and when, stays in the audit events
+SESSION_KEEP = timedelta(days=30)
 MIN_PASSWORD = 10
 MIN_STRENGTH = 3  # zxcvbn score 0..4: 3 is "safely unguessable" for an online attack
 SIGN_IN_FAILED = (
@@ -494,6 +498,12 @@ def end_session(session: Session, session_id: int) -> None:
     if row is not None and row.ended_at is None:
         row.ended_at = utcnow()
         audit.record(session, actor_of(row.user), "sign_out", "user", row.user_id)
+
+
+def stale_sessions(now: datetime):
+    """SQL: the sessions nobody can use any more and nothing reads (not seen for SESSION_KEEP):
+    deleting them signs nobody in or out, a cookie naming one resumes nothing, as before."""
+    return UserSession.last_seen_at < now - SESSION_KEEP
 
 
 def end_all_sessions(session: Session, user_id: int) -> None:

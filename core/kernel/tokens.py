@@ -2,6 +2,13 @@
 
 The raw token exists only in the link sent to the patient. Lookup is by hash (an index seek on a
 value an attacker cannot choose), and the final comparison is constant-time.
+
+Kept for KEEP past expiry, so a dead link is still explained for a while ("this code was used
+already at …", "a newer proposal replaced this"); then housekeeping (core.practice.housekeeping)
+deletes the tokens of the PRUNABLE purposes, which no table points at, and a link that old gets
+the same "no longer valid" as any other dead link. The others (enrolment, survey, form and
+waitlist-offer links) stay while the invitation, survey request, form or offer they were sent
+for points at them: as long as those records, one row each.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import LinkInvalid
@@ -31,6 +38,10 @@ PURPOSES = (
     "portal",
     "waitlist_offer",
 )
+
+# the purposes no row points at (by a foreign key): deleted KEEP after they expire
+PRUNABLE = ("proposal", "change", "check_in", "booking", "confirm", "portal")
+KEEP = timedelta(days=30)
 
 
 def hash_token(raw: str) -> str:
@@ -105,3 +116,9 @@ def revoke(session: Session, token_id: int) -> None:
 def link(base_url: str, purpose: str, raw: str) -> str:
     """The patient-facing address of a token: the app's public page reads `t` and `p`."""
     return f"{base_url}/patient?p={purpose}&t={raw}"
+
+
+def stale(now: datetime):
+    """SQL: the tokens of PRUNABLE purposes expired longer than KEEP ago (used, revoked or not:
+    none can open anything, and a link that old needs no explanation of why)."""
+    return and_(LinkToken.purpose.in_(PRUNABLE), LinkToken.expires_at < now - KEEP)

@@ -9,7 +9,10 @@ are rate-limited per address and per IP address (in the database, so across inst
 The link opens `/_clinicdesk/portal/sign-in` (serve.py), which exchanges it for a portal session:
 a random token in an HttpOnly cookie, its hash in `portal_sessions`, ended after the idle limit
 (30 minutes by default). Portal sessions are not staff sessions: nothing here ever yields a
-staff actor.
+staff actor. Housekeeping (core.practice.housekeeping) deletes a session not seen for 30 days,
+as it does staff sessions: the longest portal idle limit is a day, so it has ended; a cookie
+naming it then finds nothing, which `touch` answers as it answers an ended session (None). The
+sign-ins stay in the audit events.
 """
 
 from __future__ import annotations

@@ -53,6 +53,11 @@ EFFECTS: dict[str, tuple[str, str]] = {
         "No-show scoring",
         "upcoming visits are not being scored for no-show risk (badges, call list)",
     ),
+    "housekeeping_job": (
+        "Housekeeping",
+        "expired sessions and links, old rate-limit counts and old payment events are not "
+        "being deleted, so the database keeps growing",
+    ),
 }
 
 
