@@ -547,6 +547,7 @@ def _surveys(session, rng, appointments, now):
         and a.patient_id
         and a.completed_at + SURVEY_DELAY <= now
     ]
+    replies = []  # each answered request and its response, given the request's id at one flush
     for appointment in rng.sample(completed, min(600, len(completed))):
         sent = appointment.completed_at + SURVEY_DELAY
         request = FeedbackRequest(
@@ -559,29 +560,30 @@ def _surveys(session, rng, appointments, now):
         appointment.feedback_status = FeedbackStatus.PENDING
         replied = sent + timedelta(hours=rng.randrange(1, 48))
         if rng.random() < 0.6 and replied <= now:
-            session.flush()
             nps = min(10, max(0, round(rng.gauss(8, 2.2))))
             request.answered_at = replied
             appointment.feedback_status = FeedbackStatus.COLLECTED
             answered.append((replied, appointment))
-            session.add(
-                SurveyResponse(
-                    feedback_request_id=request.id,
-                    appointment_id=appointment.id,
-                    clinic_id=appointment.clinic_id,
-                    provider_id=appointment.provider_id,
-                    service_id=appointment.service_id,
-                    submitted_at=replied,
-                    nps=nps,
-                    rating=min(5, max(1, round(nps / 2))),
-                    answers={
-                        "timely": rng.randint(1, 5),
-                        "courtesy": rng.randint(2, 5),
-                        "explained": rng.randint(2, 5),
-                    },
-                    comment=rng.choice(COMMENTS),
-                )
+            response = SurveyResponse(
+                appointment_id=appointment.id,
+                clinic_id=appointment.clinic_id,
+                provider_id=appointment.provider_id,
+                service_id=appointment.service_id,
+                submitted_at=replied,
+                nps=nps,
+                rating=min(5, max(1, round(nps / 2))),
+                answers={
+                    "timely": rng.randint(1, 5),
+                    "courtesy": rng.randint(2, 5),
+                    "explained": rng.randint(2, 5),
+                },
+                comment=rng.choice(COMMENTS),
             )
+            replies.append((request, response))
+    session.flush()
+    for request, response in replies:
+        response.feedback_request_id = request.id
+    session.add_all(response for _, response in replies)
     return answered
 
 
