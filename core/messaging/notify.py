@@ -510,17 +510,10 @@ def withdraw_queued(
 def withdraw_unsent(session: Session, appointment_id: int, key: str, reason: str) -> None:
     """The appointment's `key` messages not sent yet are not sent: marked failed for good with
     `reason`. A message a sender holds right now (claimed) is left to go."""
-    session.execute(
-        update(Notification)
-        .where(
-            Notification.appointment_id == appointment_id,
-            Notification.template == key,
-            Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
-            Notification.permanent_failure.is_(False),
-            Notification.claim_token.is_(None),
-        )
-        .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
-        .execution_options(synchronize_session=False)
+    _withdraw(
+        session,
+        [Notification.appointment_id == appointment_id, Notification.template == key],
+        reason,
     )
 
 
@@ -531,19 +524,53 @@ def reached_channels(
     (sent, or held by a sender), and those where it still waits to be sent (withdraw_unsent
     stops these). With `since`, only the messages queued after it count (an earlier round of
     the same message, already dealt with, does not)."""
-    query = select(Notification.channel, Notification.status, Notification.claim_token).where(
-        Notification.appointment_id == appointment_id,
-        Notification.template == key,
-        Notification.permanent_failure.is_(False),
-    )
+    where = [Notification.appointment_id == appointment_id, Notification.template == key]
     if since is not None:
-        query = query.where(Notification.created_at > since)
-    rows = session.execute(query)
+        where.append(Notification.created_at > since)
+    return _reached(session, where)
+
+
+def offer_reached_channels(session: Session, offer_id: int) -> tuple[list[Channel], list[Channel]]:
+    """reached_channels for a waitlist offer's message: the channels it went out on (or is
+    going out on right now), and those where it still waits (withdraw_offer_unsent stops
+    these)."""
+    return _reached(session, _offer_message(offer_id))
+
+
+def withdraw_offer_unsent(session: Session, offer_id: int, reason: str) -> None:
+    """withdraw_unsent for a waitlist offer's message: not sent yet, it is not sent."""
+    _withdraw(session, _offer_message(offer_id), reason)
+
+
+def _offer_message(offer_id: int) -> list:
+    return [Notification.waitlist_offer_id == offer_id, Notification.template == "waitlist_offer"]
+
+
+def _reached(session: Session, where: list) -> tuple[list[Channel], list[Channel]]:
+    query = select(Notification.channel, Notification.status, Notification.claim_token).where(
+        *where, Notification.permanent_failure.is_(False)
+    )
     reached, waiting = set(), set()
-    for channel, status, claim in rows:
+    for channel, status, claim in session.execute(query):
         gone = status == DeliveryStatus.SENT or claim is not None
         (reached if gone else waiting).add(channel)
     return sorted(reached), sorted(waiting - reached)
+
+
+def _withdraw(session: Session, where: list, reason: str) -> None:
+    """The messages matching `where` not sent yet are marked failed for good with `reason`; one
+    a sender holds right now (claimed) is left to go."""
+    session.execute(
+        update(Notification)
+        .where(
+            *where,
+            Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
+            Notification.permanent_failure.is_(False),
+            Notification.claim_token.is_(None),
+        )
+        .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def queue_to_address(

@@ -630,6 +630,9 @@ def _closed(offer: WaitlistOffer, now: datetime) -> str:
     return TAKEN
 
 
+NOT_SENT_TAKEN = "Not sent: another patient took the time before this offer went out."
+
+
 def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, now) -> None:
     others = session.scalars(
         select(WaitlistOffer).where(
@@ -643,12 +646,19 @@ def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, 
             other.status = OfferStatus.TAKEN
             if other.token_id:
                 tokens.revoke(session, other.token_id)
-            notify.queue_for_patient(
-                session,
-                session.get(Patient, other.patient_id),
-                "waitlist_taken",
-                _context(session, other),
-            )
+            # told it is taken only where the offer reached them; an offer message still
+            # waiting (the mail server down, say) is not sent, and nor is the "taken" message
+            reached, _ = notify.offer_reached_channels(session, other.id)
+            notify.withdraw_offer_unsent(session, other.id, NOT_SENT_TAKEN)
+            if reached:
+                notify.queue_for_patient(
+                    session,
+                    session.get(Patient, other.patient_id),
+                    "waitlist_taken",
+                    _context(session, other),
+                    channels=reached,
+                    waitlist_offer_id=other.id,
+                )
         else:
             other.status = OfferStatus.WITHDRAWN
         other.answered_at = now

@@ -33,6 +33,7 @@ from db.models import (
     OpeningStatus,
     Package,
     PackageService,
+    Patient,
     ProviderService,
     Service,
     Setting,
@@ -134,6 +135,24 @@ def sent_to(db, template) -> list[str]:
 def accept(db, token):
     with db.write() as session:
         return offers.accept_offer(session, token).id
+
+
+class _Refusing:
+    """An email transport that delivers, except to `busy` addresses (a 451, retried later)."""
+
+    def __init__(self, *busy: str) -> None:
+        self.busy, self.sent = set(busy), []
+
+    def send(self, notification: Notification) -> None:
+        if notification.to_address in self.busy:
+            raise smtplib.SMTPDataError(451, b"Try again later")
+        self.sent.append(notification.to_address)
+
+
+def deliver(db, *busy: str) -> None:
+    """A sender's round: the messages due go out, by email except to `busy` addresses."""
+    sms = delivery.LoggingSmsTransport()
+    delivery.send_due(db.write, {Channel.EMAIL: _Refusing(*busy), Channel.SMS: sms})
 
 
 # ---------------------------------------------------------------- openings
@@ -239,6 +258,7 @@ def test_first_to_accept_wins_and_the_others_are_told(db, world):
     process(db)
     links = offer_links(db)
     assert sorted(links) == ["ann@example.org", "ben@example.org"]
+    deliver(db)
     accept(db, links["ben@example.org"])
     assert sent_to(db, "waitlist_taken") == ["ann@example.org"]
     with pytest.raises(Conflict, match="just been taken"):  # revoked when Ben took the slot
@@ -248,6 +268,54 @@ def test_first_to_accept_wins_and_the_others_are_told(db, world):
     with db.read() as session:
         states = dict(session.execute(select(WaitlistOffer.rank, WaitlistOffer.status)).all())
     assert states == {1: OfferStatus.TAKEN, 2: OfferStatus.ACCEPTED}
+
+
+def _taken_and_offers(db) -> tuple[list[tuple[str, str]], dict[tuple[str, str], str]]:
+    with db.read() as session:
+        taken = session.execute(
+            select(Notification.to_address, Notification.channel)
+            .where(Notification.template == "waitlist_taken")
+            .order_by(Notification.id)
+        ).all()
+        offered = session.execute(
+            select(Notification.to_address, Notification.channel, Notification.last_error).where(
+                Notification.template == "waitlist_offer"
+            )
+        ).all()
+    return (
+        [(a, c.value) for a, c in taken],
+        {(a, c.value): e or "" for a, c, e in offered},
+    )
+
+
+def test_only_a_patient_the_offer_reached_is_told_it_was_taken_and_only_where(db, world):
+    """Ben takes the time while the mail server still refuses Ann's offer email (her text went
+    out) and Cy's (he takes no texts). Before, Ann and Cy were both told by email, and Ann by
+    text too, that a time they were never emailed was taken; Cy heard of a time nobody offered
+    him. Now the waiting offer emails are stopped, saying why; Ann hears it was taken by text
+    only, where the offer reached her, and Cy hears nothing."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    for name in ("Ann", "Ben", "Cy"):
+        waiting(db, world, day, name=name)
+    with db.write() as session:
+        cy = session.scalar(select(Patient).where(Patient.first_name == "Cy"))
+        cy.consent_sms = False
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["ben@example.org"]
+    deliver(db, "ann@example.org", "cy@example.org")
+    accept(db, link)
+    taken, offered = _taken_and_offers(db)
+    assert taken == [("07700 900123", "sms")]
+    stopped = offers.NOT_SENT_TAKEN
+    assert offered[("ann@example.org", "email")] == stopped
+    assert offered[("cy@example.org", "email")] == stopped
+    assert offered[("ben@example.org", "email")] == ""
+    back = _Refusing()  # the mail server is back: neither stopped offer goes out
+    delivery.send_due(db.write, {Channel.EMAIL: back, Channel.SMS: delivery.LoggingSmsTransport()})
+    assert back.sent == ["ben@example.org"]  # his booking's confirmation
 
 
 def test_a_link_whose_offer_closed_says_what_became_of_it_and_nothing_else(db, world):
@@ -665,6 +733,7 @@ def test_two_patients_accepting_one_offer_at_once_one_wins_one_is_told(db, world
     cancel(db, world, appointment_id)
     process(db)
     links = offer_links(db)
+    deliver(db)
     barrier = threading.Barrier(2)
     results: dict[str, object] = {}
 
