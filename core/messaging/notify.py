@@ -27,7 +27,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import ClinicFormat, format_money
 from core.kernel.text import clean
-from core.messaging.delivery import MAX_ATTEMPTS
+from core.messaging.delivery import MAX_ATTEMPTS, PERMANENT
 from db.models import (
     Channel,
     DeliveryStatus,
@@ -674,6 +674,21 @@ def outbox_counts(session: Session, actor: Actor) -> dict[str, int]:
     return counts
 
 
+# what a message stopped because consent was withdrawn says (core.patients.records, .merge;
+# core.portal.replies): it may go again once consent is given back; nothing else stopped may
+CONSENT_STOPS = ("consent to", "replied STOP")
+
+
+def stopped_for_good(row: Notification) -> bool:
+    """Whether ClinicDesk stopped `row` before it went out for a reason that still stands (a
+    no-show undone, an offer taken, a reminder too late): not a delivery failure, which a
+    person may retry, nor a withdrawn consent, which retry checks itself."""
+    error = row.last_error or ""
+    if not row.permanent_failure or error.startswith(PERMANENT):
+        return False
+    return not any(words in error for words in CONSENT_STOPS)
+
+
 def retry(session: Session, actor: Actor, notification_id: int) -> None:
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     row = session.get(Notification, notification_id)
@@ -681,6 +696,11 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
         raise NotFound(f"There is no notification #{notification_id}.")
     if row.status == DeliveryStatus.SENT:
         raise ValidationError("This message was sent already; there is nothing to retry.")
+    if stopped_for_good(row):
+        raise ValidationError(
+            f"ClinicDesk stopped this message on purpose ({row.last_error.rstrip('.')}): it "
+            "cannot be sent again. Send the patient a new message if they need one."
+        )
     patient = session.get(Patient, row.patient_id) if row.patient_id else None
     consent = patient and (
         patient.consent_email if row.channel == Channel.EMAIL else patient.consent_sms

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, local_today
-from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied
+from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from core.messaging import clinic_events, notify
 from core.messaging.preferences import PreferencesForm, save_preferences
 from core.payments import desk, prepay
@@ -185,6 +185,26 @@ def test_a_no_show_message_not_sent_yet_is_stopped_instead(db, world):
     assert all(m.status == DeliveryStatus.FAILED and m.permanent_failure for m in stopped)
     assert all("no-show was undone" in m.last_error for m in stopped)
     assert _messages(db, ident, visits.WITHDRAWN_NOTICE) == []
+
+
+def test_a_message_stopped_by_the_undo_cannot_be_sent_by_a_retry(db, world):
+    """The outbox offers Retry on every message not sent. Before, a retry sent the no-show
+    message the undo had stopped ("We missed you" after the practice took it back), and the
+    clinic's stopped no-show email too. Now the retry is refused, saying why."""
+    ident = _no_show(db, world, sent=False)
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    stopped = [*_messages(db, ident, visits.NO_SHOW_NOTICE), _clinic_mail(db)[0]]
+    assert len(stopped) == 3 and all(m.permanent_failure for m in stopped)
+    for message in stopped:
+        refused = pytest.raises(
+            ValidationError, match=r"stopped this message on purpose \(Not sent"
+        )
+        with db.write() as session, refused:
+            notify.retry(session, world.manager, message.id)
+    with db.read() as session:
+        again = [session.get(Notification, m.id) for m in stopped]
+    assert all((m.status, m.permanent_failure) == (DeliveryStatus.FAILED, True) for m in again)
 
 
 def test_the_patient_is_told_only_as_they_agreed(db, world):

@@ -268,6 +268,10 @@ def test_stop_withdraws_text_consent_once_audited_and_start_gives_it_back(db, wo
     with db.read() as session:
         assert session.get(Patient, world.patient_id).consent_sms is True
         assert session.scalar(select(func.count()).where(AuditEvent.action == "sms_consent_given"))
+    with db.write() as session:  # consent given back: staff may send it after all
+        notify.retry(session, world.manager, waiting.id)
+    with db.read() as session:
+        assert session.get(Notification, waiting.id).status == DeliveryStatus.QUEUED
 
 
 def test_cancel_still_cancels_and_does_not_stop_texts(db, world):
