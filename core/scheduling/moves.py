@@ -320,15 +320,18 @@ def move(
     if action == Action.RESCHEDULE:
         appointment.reschedule_count += 1
     flush(session, appointment)
-    if held != (appointment.provider_id, appointment.start_at, appointment.end_at):
+    moved = held != (appointment.provider_id, appointment.start_at, appointment.end_at)
+    if moved:
         appointment_freed(
             session, appointment, "moved", provider_id=held[0], start_at=held[1], end_at=held[2]
         )
     record(session, actor, appointment, action, before, message=message, details=details)
     key = "appointment_rescheduled" if action == Action.RESCHEDULE else "appointment_updated"
+    # nothing the patient would notice changed (the notes only): no message, unless staff
+    # wrote one to them
     queued = (
         tell_patient(session, appointment, key, message=message, previous_when=previous)
-        if tell
+        if tell and (moved or message.strip())
         else None
     )
     return outcome_of(appointment, queued)
