@@ -231,15 +231,14 @@ def mark_no_show(
             **withdraw_changes(session, actor, appointment, Action.NO_SHOW),
         },
     )
-    charged = [e for e in entries if e.kind == LedgerKind.NO_SHOW_FEE and e.amount_cents]
-    queued = tell_patient(
-        session,
-        appointment,
-        NO_SHOW_NOTICE,
-        fee="".join(
-            f"\nA no-show fee of {policy.charge_text(session, e)} applies." for e in charged
-        ),
+    charged = "".join(
+        f"\nA no-show fee of {policy.charge_text(session, e)} applies."
+        for e in entries
+        if e.kind == LedgerKind.NO_SHOW_FEE and e.amount_cents
     )
+    if taken:  # as a late cancellation's message says them (core.scheduling.moves.cancel)
+        charged += f"\n{taken} points were deducted."
+    queued = tell_patient(session, appointment, NO_SHOW_NOTICE, fee=charged)
     return outcome_of(appointment, queued)
 
 

@@ -24,6 +24,7 @@ from db.models import (
     CancellationPolicy,
     ChangeRequest,
     Clinic,
+    DeliveryStatus,
     Notification,
     Patient,
 )
@@ -383,6 +384,33 @@ def test_completed_a_thank_you_per_channel(db, berlin):
     with db.write() as session:
         visits.complete(session, berlin.staff, ident, now=utcnow() + timedelta(hours=1))
     assert told(db, since) == to_patient("appointment_completed")
+
+
+def test_a_no_show_states_the_fee_and_the_points_and_its_undo_puts_it_right(db, berlin):
+    """Before, the no-show message named the fee only: the 10 points the policy took went
+    unsaid (a late cancellation's message says both)."""
+    policy(db, berlin)
+    ident = _today(db, berlin)
+    since = mark(db)
+    later = utcnow() + timedelta(hours=1)
+    with db.write() as session:
+        visits.mark_no_show(session, berlin.staff, ident, now=later)
+    assert told(db, since) == [
+        ("clinic_event", "email", CLINIC),
+        *to_patient(visits.NO_SHOW_NOTICE),
+    ]
+    for body in bodies(db, since, visits.NO_SHOW_NOTICE):
+        assert "A no-show fee of 40,00 € applies. 10 points were deducted." in flat(body)
+    with db.write() as session:  # the messages went out
+        for row in session.scalars(select(Notification).where(Notification.id > since)):
+            row.status, row.sent_at = DeliveryStatus.SENT, utcnow()
+    since = mark(db)
+    with db.write() as session:
+        visits.undo_no_show(session, berlin.manager, ident, now=later)
+    assert told(db, since) == [
+        ("clinic_event", "email", CLINIC),
+        *to_patient(visits.WITHDRAWN_NOTICE),
+    ]
 
 
 # ---------------------------------------------------------------- contact data and consent
