@@ -383,10 +383,12 @@ def book(session: Session, actor: Actor, request: InOffice) -> Booked:
     )
     if appointment.outside_hours_override:
         done.append("Booked outside working hours (override recorded).")
-    skipped = getattr(appointment, "notify_skipped", [])
+    skipped = "; ".join(getattr(appointment, "notify_skipped", []))
     if patient is not None and r.notify_channels != []:
+        sent = "; ".join(getattr(appointment, "notify_sent", []))
         done.append(
-            "Confirmation queued." + (f" Not sent: {'; '.join(skipped)}." if skipped else "")
+            (f"Confirmation queued ({sent})." if sent else "No confirmation was sent.")
+            + (f" Not sent: {skipped}." if skipped else "")
         )
     if patient is not None and r.invite_to_portal:
         done.append(_invite(session, actor, patient.id))

@@ -98,7 +98,8 @@ class NewBooking:
 
 def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) -> Appointment:
     """Book in office. An out-of-office block needs no patient or service (give `end_at`).
-    The returned appointment carries `notify_skipped` (why a channel was not used)."""
+    The returned appointment carries `notify_sent` (who was told: "email to a@b") and
+    `notify_skipped` (why a channel was not used)."""
     ensure_allowed(actor, Action.SCHEDULE)
     b = booking
     kind = AppointmentKind(b.kind)
@@ -181,6 +182,7 @@ def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) ->
         else None
     )
     appointment.notify_skipped = list(queued.skipped) if queued else []
+    appointment.notify_sent = outcome_of(appointment, queued).notified if queued else []
     return appointment
 
 

@@ -19,7 +19,7 @@ from core.kernel.clock import local_to_utc
 from core.messaging.preferences import PreferencesForm, save_preferences
 from core.portal import home, patient_links
 from core.requests import changes, decisions
-from core.scheduling import moves, visits
+from core.scheduling import booking, moves, visits
 from db.models import (
     CancellationPolicy,
     ChangeRequest,
@@ -29,6 +29,7 @@ from db.models import (
     Patient,
 )
 from db.types import utcnow
+from tests.factories import make_patient
 from tests.support.days import PLAIN_THURSDAY
 
 TZ = "Europe/Berlin"
@@ -414,6 +415,43 @@ def test_a_no_show_states_the_fee_and_the_points_and_its_undo_puts_it_right(db, 
 
 
 # ---------------------------------------------------------------- contact data and consent
+
+
+def test_a_patient_with_no_email_and_no_phone_staff_are_told_nobody_was(db, berlin):
+    """Before, the booking form said "Confirmation queued." when nothing was."""
+    with db.write() as session:
+        nobody = make_patient(session, first_name="Nia", email=None, phone=None).id
+    since = mark(db)
+    with db.write() as session:
+        done = booking.book(
+            session,
+            berlin.manager,
+            booking.InOffice(
+                clinic_id=berlin.clinic_id,
+                provider_id=berlin.provider_id,
+                start_at=at(15),
+                patient_id=nobody,
+                service_ids=[berlin.service_id],
+            ),
+        )
+    assert told(db, since) == []
+    assert "No confirmation was sent. Not sent: no email address; no phone number." in done.notes
+    with db.write() as session:
+        outcome = moves.cancel_appointment(session, berlin.manager, done.appointment_id, reason="x")
+    assert outcome.told == "Notified: nobody. Not sent: no email address; no phone number."
+    with db.write() as session:
+        done = booking.book(
+            session,
+            berlin.manager,
+            booking.InOffice(
+                clinic_id=berlin.clinic_id,
+                provider_id=berlin.provider_id,
+                start_at=at(16),
+                patient_id=berlin.patient_id,
+                service_ids=[berlin.service_id],
+            ),
+        )
+    assert f"Confirmation queued (email to {EMAIL}; sms to {PHONE})." in done.notes
 
 
 def test_a_patient_who_opted_out_of_texts_hears_by_email_only(db, berlin):
