@@ -542,6 +542,13 @@ def withdraw_offer_unsent(session: Session, offer_id: int, reason: str) -> None:
     _withdraw(session, _offer_message(offer_id), reason)
 
 
+def withdraw_patient_unsent(session: Session, patient_id: int, key: str, reason: str) -> None:
+    """withdraw_unsent for a message to a patient about no appointment (a portal invitation)."""
+    _withdraw(
+        session, [Notification.patient_id == patient_id, Notification.template == key], reason
+    )
+
+
 def _offer_message(offer_id: int) -> list:
     return [Notification.waitlist_offer_id == offer_id, Notification.template == "waitlist_offer"]
 

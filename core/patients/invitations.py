@@ -294,6 +294,14 @@ def _revoke(
     inv.status, inv.revoked_at, inv.revoked_reason = InvitationStatus.REVOKED, now, reason
     if inv.token_id:
         tokens.revoke(session, inv.token_id)
+    # its email, if it has not gone out yet, would carry a dead link (a pending invitation is
+    # the patient's only one: any invitation email still waiting is this one's or older)
+    notify.withdraw_patient_unsent(
+        session,
+        inv.patient_id,
+        "portal_invitation",
+        f"Not sent: the invitation was revoked ({reason}).",
+    )
     audit.record(
         session,
         actor,

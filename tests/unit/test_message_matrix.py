@@ -16,7 +16,10 @@ from sqlalchemy import select
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc
+from core.kernel.errors import ValidationError
+from core.messaging import notify
 from core.messaging.preferences import PreferencesForm, save_preferences
+from core.patients import invitations
 from core.portal import home, patient_links
 from core.requests import changes, decisions
 from core.scheduling import booking, moves, visits
@@ -469,6 +472,34 @@ def test_a_patient_who_opted_out_of_texts_hears_by_email_only(db, berlin):
 
 
 # ---------------------------------------------------------------- portal invitations
+
+
+def test_an_invitation_revoked_before_its_email_went_stops_the_email(db, berlin):
+    """Before, an invitation email still waiting (the mail server was down) went out after the
+    invitation was revoked or replaced, its link dead: the patient met "This link is not valid
+    any more". Now it is stopped, saying why; the new invitation's email goes."""
+    since = mark(db)
+    with db.write() as session:
+        invitations.send_invitation(session, berlin.staff, berlin.patient_id, base_url="https://x")
+    assert told(db, since) == [("portal_invitation", "email", EMAIL)]  # email only
+    with db.write() as session:
+        second = invitations.send_invitation(
+            session, berlin.staff, berlin.patient_id, base_url="https://x"
+        )
+    with db.read() as session:
+        old, new = session.scalars(
+            select(Notification).where(Notification.id > since).order_by(Notification.id)
+        ).all()
+    assert (old.status, old.permanent_failure) == (DeliveryStatus.FAILED, True)
+    assert old.last_error == "Not sent: the invitation was revoked (Replaced by a new invitation)."
+    assert new.status == DeliveryStatus.QUEUED
+    with db.write() as session:
+        invitations.revoke_invitation(session, berlin.staff, second.invitation_id)
+    with db.read() as session:
+        new = session.get(Notification, new.id)
+    assert new.permanent_failure and "revoked (Revoked by the practice)" in new.last_error
+    with db.write() as session, pytest.raises(ValidationError, match="stopped this message"):
+        notify.retry(session, berlin.manager, new.id)
 
 
 def test_clinic_digest_instead_of_emails(db, berlin):
