@@ -349,6 +349,9 @@ def _clinic_events_for(appointment: Appointment, action: Action, details: dict[s
 CLINIC_SUMMARIES = {
     "new_request": "{patient} asked online for {service} on {when}.",
     "change_request": "{patient} asked to {kind} {service} on {when}.",
+    # a patient's cancellation the policy accepted at once: done, nothing waits in the queue
+    "cancelled_at_once": "{patient} cancelled {service} on {when} (accepted at once under the "
+    "cancellation policy).",
     "late_cancellation": "{patient} cancelled {service} on {when}, inside the policy window.",
     "proposal_answered": "{patient} {answer} the proposed time {proposed} for {service} "
     "(now {status}).",
@@ -362,7 +365,10 @@ def tell_clinic_of(
     """Tell the clinic's inbox of this transition, if it raises an event the clinic selected."""
     for event in _clinic_events_for(appointment, action, details):
         kind = details.get("kind") or ("cancel" if action == Action.CANCEL else "change")
-        summary = CLINIC_SUMMARIES[event].format(
+        words = (
+            "cancelled_at_once" if (event, action) == ("change_request", Action.CANCEL) else event
+        )
+        summary = CLINIC_SUMMARIES[words].format(
             patient=appointment.patient.full_name if appointment.patient else "A patient",
             service=message_context(appointment)["service_name"],
             when=when_text(appointment),

@@ -336,6 +336,10 @@ def test_cancelled_by_the_patient_early_through_the_link_one_confirmation(db, be
         *to_patient("appointment_cancelled"),
     ]
     assert all("fee" not in b for b in bodies(db, since, "appointment_cancelled"))
+    # done, not waiting in the queue: before, the inbox read "Alex Morgan asked to cancel …"
+    [inbox] = bodies(db, since, "clinic_event")
+    assert "Alex Morgan cancelled Consultation on Do., 11. Feb." in inbox
+    assert "(accepted at once under the cancellation policy)" in inbox
 
 
 def test_cancelled_by_the_patient_late_states_the_fee_and_points(db, berlin):
