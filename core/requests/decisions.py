@@ -16,6 +16,7 @@ from core.kernel import tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, ValidationError
+from core.messaging import notify
 from core.practice.packages import package_services
 from core.scheduling.availability import (
     find_conflicts,
@@ -239,6 +240,9 @@ def propose_time(
     return send_proposal(session, appointment, message)
 
 
+REPLACED = "Not sent: a newer proposal replaced it before it went out."
+
+
 def send_proposal(session: Session, appointment: Appointment, message: str) -> str:
     """Email (and text) the patient a link to answer the appointment's proposed time. The
     links of its earlier proposals stop working: they would show and answer this one (they
@@ -253,6 +257,8 @@ def send_proposal(session: Session, appointment: Appointment, message: str) -> s
     ).all()
     for token_id in earlier:
         tokens.revoke(session, token_id)
+    # an earlier proposal's message not sent yet would only carry a replaced time and link
+    notify.withdraw_unsent(session, appointment.id, "appointment_proposed", REPLACED)
     ttl = min(PROPOSAL_TTL, max(appointment.start_at - utcnow(), timedelta(hours=1)))
     issued = tokens.issue(session, "proposal", appointment.id, ttl)
     tell_patient(

@@ -236,6 +236,31 @@ def test_a_request_approved_declined_or_answered_with_a_proposal(db, berlin):
         assert told(db, since) == [("proposal_answered", "email", CLINIC), *after]
 
 
+def test_a_proposal_replaced_before_its_message_went_is_not_sent(db, berlin):
+    """The practice proposed 12:00, then 14:00 instead, while the mail server was down. Before,
+    both proposals went out once it was back, the first with a link saying it was replaced.
+    Now the first is stopped, saying why; the second goes."""
+    ident = requested(db, berlin)
+    since = mark(db)
+    for hour in (12, 14):
+        with db.write() as session:
+            decisions.propose_time(
+                session, berlin.manager, ident, provider_id=berlin.provider_id, start_at=at(hour)
+            )
+    with db.read() as session:
+        rows = session.scalars(
+            select(Notification).where(Notification.id > since).order_by(Notification.id)
+        ).all()
+    assert [(n.channel.value, n.status.value, n.last_error) for n in rows] == [
+        ("email", "failed", decisions.REPLACED),
+        ("sms", "failed", decisions.REPLACED),
+        ("email", "queued", None),
+        ("sms", "queued", None),
+    ]
+    assert "14:00 (CET)" in rows[2].body
+    link_opens(db, rows[3].body, ident)
+
+
 def test_a_change_request_approved_denied_or_answered_with_a_proposal(db, berlin):
     ident = booked(db, berlin)
 
