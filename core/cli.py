@@ -47,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     apply = commands.add_parser("import-practice", help="apply a practice set-up file (TOML)")
     apply.add_argument("file", help="the .toml file to read")
     _add_risk_commands(commands)
+    backup = commands.add_parser("backup", help="write a checked backup of the database")
+    backup.add_argument(
+        "--out",
+        help="file to write, replaced if it exists (default: a new file in DATA_DIR/backups)",
+    )
+    restore = commands.add_parser("restore", help="put a SQLite backup in place of the database")
+    restore.add_argument("file", help="the backup (.db) to restore")
+    restore.add_argument(
+        "--replace", action="store_true", help="replace a database that holds data (kept beside)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -327,6 +337,72 @@ def _risk_command(args) -> int:
     return 0
 
 
+def _backup(args) -> int:
+    """A checked backup (core.practice.backups), audited as an export."""
+    from pathlib import Path
+
+    from core.kernel.clock import utcnow
+    from core.kernel.config import ensure_private_folder
+    from core.practice import backups
+
+    settings = load_settings()
+    database = open_database(settings)
+    if args.out:
+        out = Path(args.out)
+    else:
+        folder = Path(settings.data_dir) / backups.FOLDER
+        ensure_private_folder(folder, "CLINICDESK_DATA_DIR")
+        out = folder / backups.manual_name(utcnow(), database.dialect)
+    try:
+        made = backups.take_backup(database, SYSTEM, out, replace=bool(args.out))
+    except OSError as error:
+        print(f"error: cannot write the backup to {out}: {error.strerror}.", file=sys.stderr)
+        return 2
+    checked = (
+        f"integrity checked, schema at revision {made.revision}; "
+        f"{made.patients:,} patients, {made.appointments:,} appointments"
+        if made.revision
+        else f"pg_dump custom format, read back with pg_restore; {made.patients:,} patients"
+    )
+    print(f"Wrote the backup {made.path} ({made.size:,} bytes; {checked}).")
+    return 0
+
+
+def _restore(args) -> int:
+    """Put a SQLite backup in place of the database (PostgreSQL: pg_restore, see README)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from core.practice import backups
+
+    settings = load_settings()
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        print(
+            "error: restore puts back a SQLite backup; on PostgreSQL restore a pg_dump file "
+            "with pg_restore (README, Backups).",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        done = backups.restore_sqlite(Path(args.file), Path(url.database), replace=args.replace)
+    except OSError as error:
+        print(f"error: cannot restore {args.file}: {error.strerror}.", file=sys.stderr)
+        return 2
+    held = done.contents
+    print(
+        f"Restored {done.source} into {done.target}: {held.patients:,} patients, "
+        f"{held.appointments:,} appointments, {held.users:,} accounts."
+    )
+    if done.kept:
+        print(f"The database it replaced is kept as {done.kept}.")
+    if done.migrated:
+        open_database(settings, migrate=True)
+        print(f"Its schema (revision {held.revision}) was brought up to date.")
+    return 0
+
+
 def write_private(path: str, content: bytes) -> None:
     """Write an export readable by its owner only, as the data folder is: it holds patient
     data (a file already there is narrowed too)."""
@@ -346,6 +422,8 @@ COMMANDS = {
     "create-user": _create_user,
     "send-notifications": _send,
     "run-jobs": _run_jobs,
+    "backup": _backup,
+    "restore": _restore,
 }
 COMMANDS.update(
     dict.fromkeys(

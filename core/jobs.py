@@ -20,7 +20,7 @@ from core.kernel.errors import DatabaseUnavailable
 from core.messaging import clinic_events, delivery, reminders
 from core.patients import invitations
 from core.payments import prepay
-from core.practice import job_health
+from core.practice import backups, job_health
 from core.practice.housekeeping import housekeeping_job
 from core.waitlist import jobs as waitlist_jobs
 from db.engine import Database
@@ -46,6 +46,7 @@ JOBS: list[Callable[[Database, Settings], None]] = [
     risk_jobs.retrain_job,  # weekly: a fresh no-show model from the practice's history
     risk_jobs.score_job,  # daily: upcoming visits' no-show risk for the badges
     housekeeping_job,  # daily, in batches: expired sessions, links, counts
+    backups.backup_job,  # nightly: a checked copy of the database into data/backups
 ]
 
 

@@ -11,6 +11,7 @@
 | SMS | SMS_PROVIDER, SMS_HTTP_URL, SMS_HTTP_TOKEN | [sms] provider, http_url, http_token | log |
 | data folder | CLINICDESK_DATA_DIR | — | data/ (created readable by its owner only) |
 | jobs interval | CLINICDESK_JOB_SECONDS | — | 15 (0 = off) |
+| nightly backup | CLINICDESK_NIGHTLY_BACKUP | — | on (off: none) |
 | bookings an hour | CLINICDESK_BOOKING_PER_CONTACT, _LINK, _CLINIC | booking_per_… | 3 20 60 |
 | SMS replies | SMS_INBOUND_SECRET, TWILIO_AUTH_TOKEN | [sms] inbound_secret, … | off |
 | portal idle sign-out | CLINICDESK_PORTAL_IDLE_MINUTES | [clinicdesk] portal_idle_minutes | 30 |
@@ -90,6 +91,7 @@ class Settings:
     booking_limits: BookingLimits = BookingLimits()
     portal_idle_minutes: int = 30
     stripe: StripeSettings | None = None
+    nightly_backup: bool = True  # into data/backups (core.practice.backups)
 
 
 def load_settings(
@@ -132,6 +134,9 @@ def load_settings(
             f"CLINICDESK_BASE_URL must start with http:// or https://, got {base_url!r}."
         )
     job_seconds = _seconds(env.get("CLINICDESK_JOB_SECONDS") or "15", "CLINICDESK_JOB_SECONDS")
+    nightly_backup = _switch(
+        env.get("CLINICDESK_NIGHTLY_BACKUP") or "on", "CLINICDESK_NIGHTLY_BACKUP"
+    )
     limits = BookingLimits(
         *(
             _whole_number(
@@ -162,6 +167,7 @@ def load_settings(
         sms=sms,
         job_seconds=job_seconds,
         booking_limits=limits,
+        nightly_backup=nightly_backup,
     )
 
 
@@ -187,6 +193,15 @@ def _seconds(value: str, name: str) -> float:
             f"{name} must be a number of seconds from 0 (off) to 86400, got {value!r}."
         )
     return number
+
+
+def _switch(value: str, name: str) -> bool:
+    word = value.strip().lower()
+    if word in ("on", "yes", "true", "1"):
+        return True
+    if word in ("off", "no", "false", "0"):
+        return False
+    raise ConfigurationError(f"{name} must be on or off, got {value!r}.")
 
 
 def ensure_private_folder(folder: Path, setting: str) -> None:

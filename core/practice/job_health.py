@@ -49,6 +49,7 @@ EFFECTS: dict[str, tuple[str, str]] = {
     "refunds_job": ("Card refunds", "card refunds due are not being sent to the card provider"),
     "retrain_job": ("No-show model", "the no-show model is not being refreshed"),
     RISK_FIT: ("No-show model fit", "the no-show model is not being refreshed"),
+    "backup_job": ("Nightly backup", "the database is not being backed up"),
     "score_job": (
         "No-show scoring",
         "upcoming visits are not being scored for no-show risk (badges, call list)",
