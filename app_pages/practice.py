@@ -8,7 +8,7 @@ from core.practice import checklist
 from ui import actor, settings
 from ui.caches import cached
 from ui.context import read, run_in_steps
-from ui.job_health import failing_list
+from ui.job_health import backup_line, failing_list
 from ui.navigation import PAGES
 from ui.setup_forms import can_edit, overview
 from ui.text import escape
@@ -24,6 +24,7 @@ def _checklist(me):
 st.title("Practice set-up")
 me = actor()
 failing_list(me)  # owners and managers: the background jobs failing now
+backup_line(me)  # the owner: the last backup, or a warning when there is none of late
 steps = _checklist(me)
 specs = {p.file: p for p in PAGES}
 if steps.complete:

@@ -10,9 +10,10 @@ from core.kernel.authz import Actor, Permission
 from core.kernel.clock import utcnow
 from core.kernel.errors import DomainError
 from core.kernel.money import clinic_time
+from core.practice import backups
 from core.practice.job_health import BANNER_AFTER, FailingJob, failing_jobs
 from ui.caches import cached
-from ui.context import read
+from ui.context import read, settings
 from ui.locale import display_format
 from ui.text import escape
 
@@ -67,5 +68,41 @@ def failing_list(actor: Actor | None) -> None:
         )
     st.warning(
         "Background work is failing; the server log has the details.\n\n" + "\n".join(lines),
+        icon=":material/warning:",
+    )
+
+
+# written by the jobs loop or the command line, not by a page: the ttl alone refreshes it
+@cached("setup", ttl=60, max_entries=5)
+def _last_backup(role) -> backups.LastBackup | None:
+    return read(backups.last_backup, Actor(user_id=None, name=f"any {role.value}", role=role))
+
+
+def backup_line(actor: Actor | None) -> None:
+    """The Practice set-up page's line for the owner: the last backup's time and file, or a
+    warning when none has been made for backups.WARN_AFTER."""
+    if actor is None or not actor.can(backups.PERMISSION):
+        return
+    try:
+        last = _last_backup(actor.role)
+    except DomainError:  # the page itself says what is wrong (an unreachable database)
+        return
+    fmt = display_format()
+    if last is not None:
+        where = f" on {escape(last.host)}" if last.host else ""
+        said = f"the last, {clinic_time(fmt, last.at, zone=True)}: {escape(last.file)}{where}"
+    if last is not None and last.at >= utcnow() - backups.WARN_AFTER:
+        st.info(f"Backups: {said}.", icon=":material/backup:")
+        return
+    nightly = (
+        "The nightly backup is off (CLINICDESK_NIGHTLY_BACKUP=off)"
+        if not settings().nightly_backup
+        else "The nightly backup has not run (see the failing jobs above, if any)"
+    )
+    days = int(backups.WARN_AFTER.total_seconds() // 86400)
+    st.warning(
+        f"No backup of the database in the last {days} days"
+        + (f" ({said})" if last is not None else "")
+        + f". {nightly}; make one now with `python -m core.cli backup`.",
         icon=":material/warning:",
     )

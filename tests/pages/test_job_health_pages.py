@@ -77,3 +77,52 @@ def test_staff_see_neither(app_as, app_db):
         at = app_as("staff", page)
         assert not at.exception
         assert not any("reminders" in w for w in warnings(at))
+
+
+def test_the_owner_sees_the_last_backup_or_a_warning_when_none_is_recent(app_as, app_db, tmp_path):
+    """No backup yet: a warning saying how to make one; one just made: its time (the
+    practice's zone and locale) and file; one three days old: the warning, naming it. Managers
+    and staff see no backup line."""
+    import streamlit as st
+    from sqlalchemy import update
+
+    from core.kernel.authz import SYSTEM
+    from core.practice import backups
+    from db.models import Setting
+
+    def backup_lines(at) -> list[str]:
+        return [e.value for e in [*at.warning, *at.info] if "backup" in e.value.lower()]
+
+    at = app_as("owner", "app_pages/practice.py")
+    assert not at.exception
+    [line] = backup_lines(at)
+    assert line.startswith("No backup of the database in the last 2 days. The nightly backup")
+    assert "make one now with `python -m core.cli backup`" in line
+    assert backup_lines(app_as("manager", "app_pages/practice.py")) == []
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    made = backups.take_backup(database, SYSTEM, tmp_path / "tonight.db")
+    with database.read() as session:
+        last = backups.last_backup(session, SYSTEM)
+        when = clinic_time(clinic_format(session), last.at, zone=True)
+    st.cache_data.clear()  # the line is read at most a minute late; this test does not wait
+    at = app_as("owner", "app_pages/practice.py")
+    assert [i.value for i in at.info] == [f"Backups: the last, {when}: {made.path} on {last.host}."]
+    assert backup_lines(at) == [at.info[0].value]
+
+    old = last.at - timedelta(days=3)
+    with database.write() as session:
+        session.execute(
+            update(Setting)
+            .where(Setting.key == backups.LAST)
+            .values(value={"at": old.isoformat(), "file": str(made.path), "host": last.host})
+        )
+        when = clinic_time(clinic_format(session), old, zone=True)
+    database.dispose()
+    st.cache_data.clear()
+    [line] = backup_lines(app_as("owner", "app_pages/practice.py"))
+    assert line.startswith(
+        f"No backup of the database in the last 2 days (the last, {when}: {made.path} on "
+    )
