@@ -397,8 +397,10 @@ def _restore(args) -> int:
     )
     if done.kept:
         print(f"The database it replaced is kept as {done.kept}.")
+    database = open_database(settings, migrate=True)  # a backup by an older version: upgraded
+    with database.write() as session:
+        backups.record_restore(session, SYSTEM, done)
     if done.migrated:
-        open_database(settings, migrate=True)
         print(f"Its schema (revision {held.revision}) was brought up to date.")
     return 0
 

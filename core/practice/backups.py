@@ -40,6 +40,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from core.kernel import audit
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local, utcnow
 from core.kernel.config import Settings, ensure_private_folder
@@ -307,6 +308,15 @@ def restore_sqlite(source: Path, target: Path, *, replace: bool = False) -> Rest
             f"move {target.name} and its -wal and -shm files away, and restore again."
         ) from None
     return Restored(source, target, contents, kept, contents.revision != migrations.head_revision())
+
+
+def record_restore(session: Session, actor: Actor, done: Restored) -> None:
+    """The restored database's audit log says it was restored, from what, and where the
+    database it replaced was kept."""
+    ensure(actor, PERMISSION)
+    kept = {"kept": str(done.kept)} if done.kept else {}
+    details = {"file": str(done.source), "revision": done.contents.revision, **kept}
+    audit.record(session, actor, "restore", "backup", details=details)
 
 
 def _held(target: Path) -> str:

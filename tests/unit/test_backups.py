@@ -21,6 +21,7 @@ from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.kernel.errors import ConfigurationError, Conflict, PermissionDenied, ValidationError
 from core.practice import backups, job_health
+from db import migrate
 from db.engine import Database
 from db.models import Appointment, AppointmentStatus, AuditEvent, Setting
 
@@ -185,6 +186,9 @@ def test_the_command_line_backs_up_into_the_data_folder_and_restores(
     assert f"Restored {made} into {target}: 1 patients, 0 appointments, 3 accounts." in said
     assert f"The database it replaced is kept as {kept}." in said
     assert kept.read_bytes().startswith(backups.SQLITE_HEADER)
+    with db.read() as session:  # the restored database's audit log says so
+        [told] = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "restore"))
+    assert told == {"file": str(made), "revision": migrate.head_revision(), "kept": str(kept)}
 
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u@127.0.0.1:1/clinicdesk")
     assert cli.main(["restore", str(made)]) == 2
