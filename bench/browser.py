@@ -541,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         "CLINICDESK_SECRET_KEY": SECRET,
         "CLINICDESK_DATA_DIR": str(DATA),
         "CLINICDESK_BASE_URL": "http://127.0.0.1",
+        # a copy of the 1M database taken at night would be timed with the pages it ran beside
+        "CLINICDESK_NIGHTLY_BACKUP": "off",
     }
     sessions = [int(s) for s in (args.sessions or "1,10,20").split(",") if s]
     launcher = write_launcher()

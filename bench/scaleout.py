@@ -210,6 +210,7 @@ class ScaleOut:
             "CLINICDESK_DATA_DIR": str(DATA),
             "CLINICDESK_BASE_URL": f"http://127.0.0.1:{listen}",
             "CLINICDESK_JOB_SECONDS": JOB_SECONDS,
+            "CLINICDESK_NIGHTLY_BACKUP": "off",  # as bench.browser: not timed with the sessions
             "SMTP_HOST": self.smtp.host,
             "SMTP_PORT": str(self.smtp.port),
             "SMTP_SECURITY": "none",
