@@ -39,6 +39,8 @@ from db.models import (
     ChangeStatus,
     Channel,
     Clinic,
+    DeliveryStatus,
+    Notification,
     Patient,
     SmsReply,
 )
@@ -243,7 +245,10 @@ def receive_sms(
                 )
             if request.status == ChangeStatus.APPROVED:
                 outcome = "cancelled"
-                answer = f"Your appointment on {_when(request.appointment)} is cancelled."
+                # the cancellation's own text (with any fee) is the answer when it goes by text:
+                # the patient is told once, not twice
+                if not _texted_cancellation(session, request.appointment_id):
+                    answer = f"Your appointment on {_when(request.appointment)} is cancelled."
             else:
                 outcome = "cancel_requested"
                 # the fee in the policy's words: "£25.00", or "50% of the visit's price
@@ -292,6 +297,21 @@ def receive_sms(
             link=clinic_events.item_link(base_url(session), appointment.id),
         )
     return ReplyOutcome(reply.id, outcome, answer)
+
+
+def _texted_cancellation(session: Session, appointment_id: int) -> bool:
+    """Whether the visit's cancellation message is queued to the patient by text."""
+    return (
+        session.scalar(
+            select(Notification.id).where(
+                Notification.appointment_id == appointment_id,
+                Notification.template == "appointment_cancelled",
+                Notification.channel == Channel.SMS,
+                Notification.status == DeliveryStatus.QUEUED,
+            )
+        )
+        is not None
+    )
 
 
 def _when(appointment: Appointment) -> str:

@@ -204,6 +204,16 @@ def test_x_outside_the_window_cancels_where_the_policy_accepts_at_once(db, world
     assert outcome.outcome == "cancelled"
     with db.read() as session:
         assert session.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED
+        texts = session.scalars(
+            select(Notification).where(
+                Notification.appointment_id == appointment_id,
+                Notification.channel == Channel.SMS,
+                Notification.template == "appointment_cancelled",
+            )
+        ).all()
+    # told once by text: the cancellation's own message, not a second answer beside it
+    # (before, the webhook answered "Your appointment ... is cancelled." as well)
+    assert len(texts) == 1 and outcome.answer in ("", None)
 
 
 def test_anything_else_lands_in_the_staff_inbox_on_that_appointment(db, world):
