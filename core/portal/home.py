@@ -40,7 +40,7 @@ from core.payments.providers import PaymentProvider
 from core.payments.rules import get_settings, money_format
 from core.policy import balance as ledger_balance
 from core.policy.cancellation import evaluate, online_booking_blocked
-from core.portal.patient_links import TIME_OF_DAY_LABELS
+from core.portal.patient_links import TIME_OF_DAY_LABELS, request_answer
 from core.practice.packages import offered_packages
 from core.requests import changes, decisions
 from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
@@ -453,9 +453,7 @@ def ask_change(
         time_of_day=TimeOfDay(time_of_day) if time_of_day else None,
         reason=(reason or "").strip()[:1000],
     )
-    if request.status.value == "approved":
-        return "Your appointment has been cancelled. We have sent you a confirmation."
-    return "Thank you: your request has been sent to the practice. We will confirm by email."
+    return request_answer(patient, "cancelled" if request.status.value == "approved" else None)
 
 
 def answer_proposal(session: Session, patient_id: int, appointment_id: int, *, accept: bool):

@@ -23,6 +23,8 @@ from core.kernel.config import BookingLimits
 from core.kernel.errors import Conflict, LinkInvalid, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_day
 from core.kernel.text import clean, same_name
+from core.messaging import notify
+from core.messaging.notify import CHANNEL_WORDS
 from core.patients import invitations, merge
 from core.patients.records import practice_regions, validate_contact
 from core.payments import points as ledger_points
@@ -372,10 +374,21 @@ def submit_change(
         reason=reason,
     )
     status = getattr(getattr(request, "status", None), "value", "open")
-    if status == "approved":
-        done = "cancelled" if kind == ChangeKind.CANCEL else "changed"
-        return f"Your appointment has been {done}. We have sent you a confirmation."
-    return "Thank you: your request has been sent to the practice. We will confirm by email."
+    done = "cancelled" if kind == ChangeKind.CANCEL else "changed"
+    return request_answer(patient, done if status == "approved" else None)
+
+
+def request_answer(patient: Patient, done: str | None) -> str:
+    """What a patient reads after asking to change or cancel a visit: done at once ("cancelled")
+    or sent to the practice (`done` None), and how they will hear, by the channels they can be
+    told on (a patient who takes texts only was promised an email)."""
+    usable, _ = notify.channels_for(patient)
+    how = " and ".join(CHANNEL_WORDS[c] for c in usable)
+    if done:
+        told = f" We have sent you a confirmation by {how}." if how else ""
+        return f"Your appointment has been {done}.{told}"
+    hear = f"We will let you know by {how}." if how else "The practice will contact you."
+    return f"Thank you: your request has been sent to the practice. {hear}"
 
 
 def change_link(session: Session, appointment: Appointment, base_url: str) -> str:

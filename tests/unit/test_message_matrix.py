@@ -355,7 +355,10 @@ def test_cancelled_by_the_patient_early_through_the_link_one_confirmation(db, be
     since = mark(db)
     with db.write() as session:
         said = patient_links.submit_change(session, raw, kind="cancel")
-    assert said == "Your appointment has been cancelled. We have sent you a confirmation."
+    assert said == (
+        "Your appointment has been cancelled. We have sent you a confirmation by email and "
+        "text message."
+    )
     assert told(db, since) == [
         ("clinic_event", "email", CLINIC),
         *to_patient("appointment_cancelled"),

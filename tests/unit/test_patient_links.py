@@ -619,3 +619,26 @@ def test_wrong_dates_of_birth_sent_at_once_get_no_more_tries_than_the_limit(db, 
             select(func.count()).where(AuditEvent.action == "enrollment_identity_failed")
         )
     assert failed == most
+
+
+@pytest.mark.parametrize(
+    ("email", "phone", "sms", "heard"),
+    [
+        ("p@example.com", "07700900123", True, "We will let you know by email and text message."),
+        (None, "07700900123", True, "We will let you know by text message."),
+        ("p@example.com", "07700900123", False, "We will let you know by email."),
+        (None, None, False, "The practice will contact you."),
+    ],
+)
+def test_a_change_request_says_how_the_patient_will_hear(db, world, email, phone, sms, heard):
+    """Before, every patient read "We will confirm by email", a patient who takes texts only
+    and one the practice cannot message at all too."""
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.email, patient.phone, patient.consent_sms = email, phone, sms
+        patient.consent_email = True
+        said = patient_links.request_answer(patient, None)
+        done = patient_links.request_answer(patient, "cancelled")
+    assert said == f"Thank you: your request has been sent to the practice. {heard}"
+    assert done.startswith("Your appointment has been cancelled.")
+    assert ("confirmation" in done) == (heard != "The practice will contact you.")
