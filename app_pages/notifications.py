@@ -62,9 +62,12 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
     left, right = st.columns(2)
     with left:
         st.subheader("Retry a message")
-        retryable = [r for r in rows if r.status != "sent"]
+        retryable = [r for r in rows if r.retryable]  # not those stopped on purpose
         if not retryable:  # no greyed-out picker (its label failed axe's contrast check)
-            st.caption("Every message listed was sent: there is nothing to retry.")
+            st.caption(
+                "Every message listed was sent or stopped on purpose (see its last error): "
+                "there is nothing to retry."
+            )
         else:
             chosen = st.selectbox(
                 "Message",

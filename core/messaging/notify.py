@@ -639,6 +639,7 @@ class OutboxRow:
     last_error: str | None
     next_attempt_at: datetime | None
     sent_at: datetime | None
+    retryable: bool = False  # not sent, and not stopped on purpose (retry would refuse it)
 
 
 def list_outbox(
@@ -666,6 +667,7 @@ def list_outbox(
             or (n.status == DeliveryStatus.FAILED and n.attempts >= MAX_ATTEMPTS)
             else n.next_attempt_at,
             n.sent_at,
+            n.status != DeliveryStatus.SENT and not stopped_for_good(n),
         )
         for n in rows
     ]

@@ -271,3 +271,13 @@ def test_the_outbox_offers_a_retry_only_when_a_message_waits_for_one(app_as, app
     st.cache_data.clear()
     at = app_as("manager", "app_pages/notifications.py")
     assert at.selectbox(key="notifications_retry_pick").value.id == last
+    # a message ClinicDesk stopped on purpose (a no-show undone) is not offered: retry refuses it
+    database = _db(app_db)
+    with database.write() as session:
+        row = session.get(Notification, last)
+        row.permanent_failure, row.last_error = True, "Stopped: the no-show was undone."
+    database.dispose()
+    st.cache_data.clear()
+    at = app_as("manager", "app_pages/notifications.py")
+    assert not [s for s in at.selectbox if s.key == "notifications_retry_pick"]
+    assert "stopped on purpose" in " ".join(c.value for c in at.caption)
