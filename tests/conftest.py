@@ -1,10 +1,13 @@
 """Shared fixtures. `db` is a fresh SQLite database per test under tests/unit and a fresh
 PostgreSQL database (on a throwaway server started by the run) under tests/integration, so the
 integration modules can re-run the unit modules' tests unchanged. Each is a copy of one template
-database per test process, migrated once; passwords are hashed with a cheap argon2 cost."""
+database per test process, migrated once; passwords are hashed with a cheap argon2 cost. A test
+that asks for `world` gets a copy of a second template with that small practice already in it
+(built once per process: 87 ms a test on PostgreSQL, 27 ms on SQLite, two thousand tests)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import shutil
@@ -58,6 +61,32 @@ def postgres_template(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def sqlite_world_template(sqlite_template, tmp_path_factory) -> tuple[Path, object]:
+    path = tmp_path_factory.mktemp("template") / "world.db"
+    shutil.copyfile(sqlite_template, path)
+    return path, _build_world(f"sqlite:///{path}")
+
+
+@pytest.fixture(scope="session")
+def postgres_world_template(request: pytest.FixtureRequest) -> tuple[str, object]:
+    name = f"tpw_{uuid.uuid4().hex[:12]}"
+    server = request.getfixturevalue("temp_postgres")
+    url = server.create_database(name, template=request.getfixturevalue("postgres_template"))
+    return name, _build_world(url)
+
+
+def _build_world(url: str):
+    from tests.factories import build_world
+
+    install_session_rules()
+    database = Database(url)
+    with database.write() as session:
+        built = build_world(session)
+    database.dispose()  # a template: no connection may stay open on it
+    return built
+
+
 RETIRED: list[str] = []  # this process's used PostgreSQL test databases, dropped in batches
 RETIRE_BATCH = 20  # a CREATE DATABASE right after a DROP waits ~0.4 s; after a CREATE it does not
 
@@ -72,14 +101,22 @@ def _retire(server, name: str) -> None:
 
 @pytest.fixture
 def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
+    with_world = "world" in request.fixturenames  # a copy of the template the world is in
     if _backend(request) == "postgresql":
         server = request.getfixturevalue("temp_postgres")
         name = f"t_{uuid.uuid4().hex[:12]}"
-        template = request.getfixturevalue("postgres_template")
+        if with_world:
+            template, request.node.built_world = request.getfixturevalue("postgres_world_template")
+        else:
+            template = request.getfixturevalue("postgres_template")
         database = Database(server.create_database(name, template=template))
     else:
         path = tmp_path / "test.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        if with_world:
+            template, request.node.built_world = request.getfixturevalue("sqlite_world_template")
+        else:
+            template = request.getfixturevalue("sqlite_template")
+        shutil.copyfile(template, path)
         database = Database(f"sqlite:///{path}")
     install_session_rules()
     yield database
@@ -89,12 +126,10 @@ def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def world(db):
-    """A small practice: one clinic, provider, service and patient, and a user per role."""
-    from tests.factories import build_world
-
-    with db.write() as session:
-        return build_world(session)
+def world(db, request):
+    """A small practice: one clinic, provider, service and patient, and a user per role (in the
+    database `db` copied; a copy of its ids and actors for each test)."""
+    return copy.deepcopy(request.node.built_world)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
