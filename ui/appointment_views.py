@@ -73,9 +73,13 @@ def _kept(done) -> bool:
     return bool(done) and getattr(done.value, "kept_booking", False)
 
 
-def _finish(done, headline: str) -> None:
+def _finish(done, headline: str, form: str | None = None) -> None:
+    """After an action: its outcome kept for the next run, which reads the data afresh; the
+    open `form` (its prefix) is done with, so the version it was filled against is let go."""
     if not done:
         return
+    if form:
+        st.session_state.pop(f"{form}_seen", None)
     value = done.value
     if isinstance(value, lifecycle.Outcome):
         headline = f"{headline} {value.summary}"
@@ -424,19 +428,47 @@ OFFERED = {
 }
 
 
+def _changed_meanwhile(d: AppointmentDetail, p: str, acting: bool) -> int:
+    """The version of the appointment the open form was filled against: an action acts on
+    what its user saw, not on what another desk made of it meanwhile (core refuses a stale
+    version, saying who did what and when). Kept from the run the action was chosen until it
+    is done or refused; while it differs from the version now shown, the panel says what
+    changed and keeps what was typed. `acting`: Go was pressed in this run (core says it)."""
+    key = f"{p}_seen"
+    seen = st.session_state.setdefault(key, d.version)
+    if seen != d.version:
+        if not acting:
+            last = d.history[-1] if d.history else None
+            by = f" by {last.who} at {last.at} ({last.action})" if last else ""
+            st.warning(
+                escape(
+                    f"Appointment #{d.id} was changed{by} while this form was open here; it is "
+                    f"now {d.status_words}. Check it above: what you typed is kept, and nothing "
+                    "is done until you press the button again."
+                ),
+                icon=":material/sync_problem:",
+            )
+        st.session_state[key] = d.version  # told once; the next press acts on what is shown
+    return seen
+
+
 def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
+    p = f"{prefix}_{d.id}"
     actions = [a for a in d.actions if a in LABELS and (a not in OFFERED or OFFERED[a](d))]
     if not actions:
+        if f"{p}_seen" in st.session_state:  # a form was open: say what became of it
+            _changed_meanwhile(d, p, acting=False)
+            st.session_state.pop(f"{p}_seen", None)
         st.caption("Nothing more can be done with this appointment.")
         return
-    p = f"{prefix}_{d.id}"
     action = st.segmented_control("Action", actions, format_func=LABELS.get, key=f"{p}_action")
     if action is None:
+        st.session_state.pop(f"{p}_seen", None)  # no form open: nothing typed to protect
         return
     ids = dict(
         appointment_id=d.id, clinic_id=d.clinic_id, tz=d.timezone, default_provider=d.provider_id
     )
-    version = dict(expected_version=d.version)
+    version = dict(expected_version=_changed_meanwhile(d, p, bool(st.session_state.get(f"{p}_go"))))
     label = LABELS[action]
     if action in (Action.APPROVE, Action.PROPOSE, Action.RESCHEDULE, Action.UPDATE):
         provider_id, start_at = time_picker(me, f"{p}_{action.value}", **ids)
@@ -459,6 +491,7 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
                     **flags,
                 ),
                 f"{label}: done.",
+                p,
             )
     elif action in (Action.DECLINE, Action.CANCEL):
         reason, message = _reason(f"{p}_{action.value}"), _message(f"{p}_{action.value}")
@@ -479,7 +512,7 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
                     by_patient=by_patient,
                     **version,
                 )
-            _finish(done, KEPT if _kept(done) else f"{label}: done.")
+            _finish(done, KEPT if _kept(done) else f"{label}: done.", p)
     else:
         service = {
             Action.CHECK_IN: visits.check_in,
@@ -507,4 +540,4 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
                 )
             label = "Undo the no-show"
         if st.button(label, key=f"{p}_go", type="primary"):
-            _finish(run_action(service, d.id, **version, **extra), f"{label}: done.")
+            _finish(run_action(service, d.id, **version, **extra), f"{label}: done.", p)

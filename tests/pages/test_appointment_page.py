@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import streamlit as st
 from sqlalchemy import select
 
 from core.kernel.accounts import actor_of
 from core.kernel.authz import patient_actor
 from core.kernel.config import load_settings
 from core.requests import changes, queue
+from core.scheduling import moves
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -282,3 +284,94 @@ def test_declining_a_proposal_made_for_a_change_request_says_the_booking_stays(a
     assert any("their booking stays. Now scheduled." in s for s in said), said
     assert not any("Decline: done." in s for s in said)
     assert _first(app_db, Appointment.id == visit_id)[1] == AppointmentStatus.SCHEDULED
+
+
+def _as_manager(url, service, *args, **kwargs):
+    """What another desk does meanwhile: `service` run by the demo manager."""
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        manager = session.scalar(select(User).where(User.username == "manager"))
+        service(session, actor_of(manager), *args, **kwargs)
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both desks share
+
+
+def _start_of(url, appointment_id):
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.read() as session:
+        start = session.get(Appointment, appointment_id).start_at
+    database.dispose()
+    return start
+
+
+def test_a_move_made_elsewhere_while_the_form_was_open_is_not_overwritten(app_as, app_db):
+    appointment_id, _ = _first(
+        app_db,
+        Appointment.status == AppointmentStatus.SCHEDULED,
+        Appointment.start_at > utcnow() + timedelta(days=1),
+        Appointment.patient_id.is_not(None),
+    )
+    at = _open(app_as, "staff", appointment_id)
+    p = f"appointment_{appointment_id}"
+    at.button_group(key=f"{p}_action").set_value("reschedule").run()
+    at.selectbox(key=f"{p}_reschedule_slot").set_value("other").run()
+    at.date_input(key=f"{p}_reschedule_day").set_value((utcnow() + timedelta(days=9)).date()).run()
+    at.checkbox(key=f"{p}_reschedule_double").check()
+    at.checkbox(key=f"{p}_reschedule_outside").check()
+    at.text_area(key=f"{p}_reschedule_message").input("See you then").run()
+    theirs = (utcnow() + timedelta(days=6)).replace(hour=10, minute=0, second=0, microsecond=0)
+    _as_manager(
+        app_db,
+        moves.reschedule,
+        appointment_id,
+        start_at=theirs,
+        allow_double_booking=True,
+        outside_hours_override=True,
+    )
+    at.button(key=f"{p}_go").click().run()
+    refused = " ".join(e.value for e in at.error)
+    assert f"#{appointment_id} was already handled by Max Manager" in refused, refused
+    assert _start_of(app_db, appointment_id) == theirs  # the manager's move stands
+    assert at.text_area(key=f"{p}_reschedule_message").value == "See you then"  # kept
+    at.button(key=f"{p}_go").click().run()  # pressed again, on what the page now shows
+    assert any("Reschedule: done." in s.value for s in at.success), [e.value for e in at.error]
+    assert _start_of(app_db, appointment_id) != theirs
+
+
+def test_a_cancellation_made_elsewhere_while_the_form_was_open_is_said(app_as, app_db):
+    appointment_id, _ = _first(
+        app_db,
+        Appointment.status == AppointmentStatus.SCHEDULED,
+        Appointment.start_at > utcnow(),
+        Appointment.patient_id.is_not(None),
+    )
+    at = _open(app_as, "staff", appointment_id)
+    p = f"appointment_{appointment_id}"
+    at.button_group(key=f"{p}_action").set_value("cancel").run()
+    at.text_input(key=f"{p}_cancel_reason").input("Patient phoned")
+    _as_manager(app_db, moves.cancel_appointment, appointment_id, reason="Clinic closed")
+    at.button(key=f"{p}_go").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert f"Appointment #{appointment_id} was changed by Max Manager at " in said, said
+    assert "(cancel)" in said and "it is now cancelled" in said.lower()
+    assert any("Nothing more can be done" in c.value for c in at.caption)
+    at.run()  # said once
+    assert not any("was changed by" in w.value for w in at.warning)
+
+
+def test_the_next_action_after_a_success_is_not_taken_for_a_change_elsewhere(app_as, app_db):
+    arrived = _add(app_db, today_in(0) + timedelta(days=3), AppointmentStatus.CHECKED_IN)
+    at = _open(app_as, "staff", arrived)
+    p = f"appointment_{arrived}"
+    at.button_group(key=f"{p}_action").set_value("undo_check_in").run()
+    at.button(key=f"{p}_go").click().run()
+    assert any("Undo check-in: done." in s.value for s in at.success)
+    at.button_group(key=f"{p}_action").set_value("cancel").run()
+    at.text_input(key=f"{p}_cancel_reason").input("Patient phoned").run()
+    assert not at.warning
+    at.button(key=f"{p}_go").click().run()
+    assert any("Cancel: done." in s.value for s in at.success), [e.value for e in at.error]
