@@ -8,6 +8,9 @@ The password form runs in the script; the browser then exchanges a one-time code
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, time
+from enum import Enum
+from typing import Any
 
 import streamlit as st
 
@@ -21,6 +24,14 @@ SESSION_KEY = "auth_session_id"
 ACTOR_KEY = "auth_actor"
 HANDOFF_KEY = "auth_handoff"
 NOTICE_KEY = "auth_notice"
+KEPT_KEY = "auth_kept"
+ENDED = (
+    "Your session ended (it was left idle too long, or signed out elsewhere), so nothing was done."
+)
+# what a person types or picks and a page may be given back: never a button's press (a
+# restored press would raise, and must not act again), an upload, a table's selection or edits
+_PLAIN = (str, int, float, date, time, datetime, Enum)
+_NOT_KEPT = ("auth_", "sign_in_", "first_run_", "app_pages_")
 
 
 def current_actor() -> Actor | None:
@@ -37,7 +48,7 @@ def current_actor() -> Actor | None:
             if session_id is not None:
                 current = accounts.touch_session(session, session_id, idle)
                 if current is None:
-                    st.session_state[NOTICE_KEY] = "Your session ended. Please sign in again."
+                    _keep_what_was_typed()
             else:
                 resumed = accounts.resume_session(session, _cookie(), idle)
                 current, session_id = resumed if resumed else (None, None)
@@ -47,6 +58,34 @@ def current_actor() -> Actor | None:
         st.session_state[SESSION_KEY] = session_id
     st.session_state[ACTOR_KEY] = current
     return current
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, bool):  # a checkbox, or a button pressed in this very run
+        return False
+    if isinstance(value, list | tuple):
+        return bool(value) and all(_plain(v) for v in value)
+    return isinstance(value, _PLAIN)
+
+
+def _keep_what_was_typed() -> None:
+    """The session ended while a page was open: this run shows the sign-in form instead, and
+    Streamlit forgets the values of the page's widgets at its end. What was typed and picked
+    is kept for the same person's next sign-in (ui.auth._signed_in puts it back), and the
+    notice says that nothing was done."""
+    before = st.session_state.get(ACTOR_KEY)
+    kept = {
+        key: value
+        for key, value in st.session_state.to_dict().items()
+        if not key.startswith(_NOT_KEPT) and "password" not in key and _plain(value)
+    }
+    if before is not None and kept:
+        st.session_state[KEPT_KEY] = (before.user_id, kept)
+        st.session_state[NOTICE_KEY] = (
+            f"{ENDED} Sign in again to carry on: what you had typed on the page is kept."
+        )
+    else:
+        st.session_state[NOTICE_KEY] = f"{ENDED} Please sign in again."
 
 
 def has_users() -> bool:
@@ -63,6 +102,10 @@ def _cookie() -> str | None:
 
 
 def _signed_in(signed: accounts.SignedIn) -> None:
+    kept = st.session_state.pop(KEPT_KEY, None)
+    if kept and kept[0] == signed.actor.user_id:  # never shown to someone else
+        for key, value in kept[1].items():
+            st.session_state[key] = value
     st.session_state[SESSION_KEY] = signed.session_id
     st.session_state[ACTOR_KEY] = signed.actor
     st.session_state[HANDOFF_KEY] = signed.handoff_code

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.kernel.accounts import actor_of
 from core.kernel.authz import patient_actor
@@ -21,6 +21,7 @@ from db.models import (
     Payment,
     Source,
     User,
+    UserSession,
 )
 from db.types import utcnow
 from tests.pages.conftest import free_the_time, today_in
@@ -375,3 +376,62 @@ def test_the_next_action_after_a_success_is_not_taken_for_a_change_elsewhere(app
     assert not at.warning
     at.button(key=f"{p}_go").click().run()
     assert any("Cancel: done." in s.value for s in at.success), [e.value for e in at.error]
+
+
+def _expire_sessions(url):
+    database = open_database(
+        load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        session.execute(update(UserSession).values(last_seen_at=utcnow() - timedelta(days=2)))
+    database.dispose()
+
+
+def _sign_in(at, username):
+    at.text_input(key="sign_in_username").input(username)
+    at.text_input(key="sign_in_password").input(f"{username}-demo-pass")
+    return at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+
+
+def _cancel_form_when_the_session_ends(app_as, app_db):
+    appointment_id, _ = _first(
+        app_db,
+        Appointment.status == AppointmentStatus.SCHEDULED,
+        Appointment.start_at > utcnow(),
+        Appointment.patient_id.is_not(None),
+    )
+    at = _open(app_as, "staff", appointment_id)
+    p = f"appointment_{appointment_id}"
+    at.button_group(key=f"{p}_action").set_value("cancel").run()
+    at.text_input(key=f"{p}_cancel_reason").input("Patient phoned: flu")
+    at.text_area(key=f"{p}_cancel_message").input("Get well soon").run()
+    _expire_sessions(app_db)
+    at.button(key=f"{p}_go").click().run()
+    return at, appointment_id, p
+
+
+def test_a_session_ending_while_a_form_is_open_keeps_what_was_typed(app_as, app_db):
+    at, appointment_id, p = _cancel_form_when_the_session_ends(app_as, app_db)
+    notice = " ".join(i.value for i in at.info)
+    assert "Your session ended" in notice and "nothing was done" in notice, notice
+    assert "what you had typed on the page is kept" in notice
+    assert _first(app_db, Appointment.id == appointment_id)[1] == AppointmentStatus.SCHEDULED
+    _sign_in(at, "staff")
+    assert at.text_input(key=f"{p}_cancel_reason").value == "Patient phoned: flu"
+    assert at.text_area(key=f"{p}_cancel_message").value == "Get well soon"
+    assert _first(app_db, Appointment.id == appointment_id)[1] == AppointmentStatus.SCHEDULED
+    at.button(key=f"{p}_go").click().run()  # acted on once, when pressed again
+    assert any("Cancel: done." in s.value for s in at.success), [e.value for e in at.error]
+    assert _first(app_db, Appointment.id == appointment_id)[1] == AppointmentStatus.CANCELLED
+
+
+def test_what_was_typed_before_a_session_ended_is_never_shown_to_someone_else(app_as, app_db):
+    at, appointment_id, p = _cancel_form_when_the_session_ends(app_as, app_db)
+    _sign_in(at, "manager")
+    assert at.title[0].value == "Appointment"
+    assert not any(t.value == "Patient phoned: flu" for t in at.text_input)
+    assert not any(t.value == "Get well soon" for t in at.text_area)
+    _expire_sessions(app_db)
+    at.run()
+    _sign_in(at, "staff")  # the first person's words went when someone else signed in
+    assert not any(t.value == "Patient phoned: flu" for t in at.text_input)
