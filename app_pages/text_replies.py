@@ -8,7 +8,8 @@ import streamlit as st
 from core.portal import replies
 from ui import actor, refresh, run_action
 from ui.caches import cached
-from ui.context import read
+from ui.context import forget_if_saved, mark_saved, read
+from ui.picks import acted, picked
 from ui.text import show_table
 
 
@@ -17,6 +18,7 @@ def _inbox(me, open_only: bool):
     return read(replies.list_replies, me, open_only=open_only)
 
 
+MEMORY = "text_replies_shown"
 st.title("Text replies")
 me = actor()
 open_only = st.toggle("Only those waiting for staff", True, key="text_replies_open")
@@ -24,7 +26,7 @@ rows = _inbox(me, open_only)
 if not rows:
     st.info("No text replies waiting." if open_only else "No text replies yet.")
     st.stop()
-picked = show_table(
+table = show_table(
     pd.DataFrame(
         {
             "Received": [r.received for r in rows],
@@ -44,7 +46,7 @@ picked = show_table(
     selection_mode="single-row",
     key="text_replies_table",
 )
-chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
+chosen = picked(rows, [r.id for r in rows], table.selection.rows, MEMORY, (open_only,))
 if not chosen:
     st.caption("Select a reply to open its appointment or mark it handled.")
     st.stop()
@@ -56,7 +58,10 @@ if row.appointment_id:
         query_params={"id": str(row.appointment_id)},
         icon=":material/event_note:",
     )
+forget_if_saved("text_replies", ["note"])  # a note is for the reply it was typed for
 note = st.text_input("Note (optional)", key="text_replies_note")
 if not row.handled and st.button("Mark handled", type="primary", key="text_replies_done"):
     if run_action(replies.mark_handled, row.id, note, success="Marked handled."):
+        acted(MEMORY)
+        mark_saved("text_replies")
         refresh()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
-from core.kernel.errors import DomainError, LinkInvalid, NotFound, ValidationError
+from core.kernel.errors import Conflict, DomainError, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_format, clinic_time, format_moment
 from core.messaging import clinic_events, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
@@ -43,6 +43,7 @@ from db.models import (
     Notification,
     Patient,
     SmsReply,
+    User,
 )
 from db.types import utcnow
 
@@ -375,13 +376,30 @@ def list_replies(
     ]
 
 
+def _handled_already(session: Session, reply: SmsReply) -> str:
+    """Who marked a reply handled and when, in its appointment's clinic's time."""
+    who = session.get(User, reply.handled_by_user_id) if reply.handled_by_user_id else None
+    appointment = session.get(Appointment, reply.appointment_id) if reply.appointment_id else None
+    when = clinic_time(
+        appointment.clinic if appointment else clinic_format(session), reply.handled_at
+    )
+    by = f" by {who.display_name}" if who else ""
+    return f"This reply was already marked handled{by} at {when}."
+
+
 def mark_handled(session: Session, actor: Actor, reply_id: int, note: str = "") -> None:
     ensure(actor, Permission.NOTIFICATIONS_READ)
-    reply = session.get(SmsReply, reply_id)
+    reply = session.execute(  # locked: of two desks marking it at once, one does (PostgreSQL)
+        select(SmsReply)
+        .where(SmsReply.id == reply_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar()
     if reply is None:
         raise NotFound(f"There is no text reply #{reply_id}.")
     if reply.handled_at is not None:
-        raise ValidationError("This reply was marked handled already.")
+        kept = " Your note was not saved." if note.strip() else ""
+        raise Conflict(_handled_already(session, reply) + kept)
     reply.handled_at, reply.handled_by_user_id = utcnow(), actor.user_id
     if note.strip():
         reply.note = (reply.note + "\n" if reply.note else "") + note.strip()[:1000]

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.forms import after_booking
 from core.kernel import tokens
+from core.kernel.accounts import actor_of
 from core.kernel.authz import SYSTEM
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import load_settings
@@ -33,6 +34,7 @@ from db.models import (
     Patient,
     ServiceDocument,
     SmsReply,
+    User,
 )
 from db.types import utcnow
 from tests.pages.conftest import ROOT, patient_page, sign_in_session
@@ -281,3 +283,65 @@ def test_the_outbox_offers_a_retry_only_when_a_message_waits_for_one(app_as, app
     at = app_as("manager", "app_pages/notifications.py")
     assert not [s for s in at.selectbox if s.key == "notifications_retry_pick"]
     assert "stopped on purpose" in " ".join(c.value for c in at.caption)
+
+
+def _texts(url, *bodies) -> list[int]:
+    """Replies from numbers the practice does not know, waiting for staff, oldest first."""
+    database = _db(url)
+    ids = []
+    for n, body in enumerate(bodies):
+        with database.write() as session:
+            number = f"+44 7700 90{n:04d}"
+            ids.append(replies.receive_sms(session, from_number=number, body=body).reply_id)
+    database.dispose()
+    return ids
+
+
+def _reply(url, reply_id) -> SmsReply:
+    database = _db(url)
+    with database.read() as session:
+        found = session.get(SmsReply, reply_id)
+        session.expunge(found)
+    database.dispose()
+    return found
+
+
+def test_a_reply_handled_elsewhere_does_not_shift_the_press_onto_its_neighbour(app_as, app_db):
+    first, middle, last = _texts(app_db, "first text", "middle text", "last text")
+    at = app_as("staff", "app_pages/text_replies.py")
+    shown = list(at.dataframe[0].value["Text (as typed)"])
+    place = shown.index("middle text")
+    at.session_state["text_replies_table"] = {"selection": {"rows": [place], "columns": []}}
+    at.run()
+    at.text_input(key="text_replies_note").input("Called: parking is on level 2").run()
+    database = _db(app_db)  # another desk handles the reply shown above it meanwhile
+    with database.write() as session:
+        manager = session.scalar(select(User).where(User.username == "manager"))
+        replies.mark_handled(session, actor_of(manager), last)
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.button(key="text_replies_done").click().run()
+    assert any("The list changed while a row was selected" in i.value for i in at.info)
+    assert _reply(app_db, first).handled_at is None  # not the row now at that place
+    assert _reply(app_db, middle).handled_at is None
+    assert "parking" not in _reply(app_db, first).note
+
+
+def test_a_reply_marked_handled_elsewhere_is_refused_saying_by_whom(app_as, app_db):
+    (only,) = _texts(app_db, "only text")
+    at = app_as("staff", "app_pages/text_replies.py")
+    at.toggle(key="text_replies_open").set_value(False).run()  # all replies: it stays listed
+    place = list(at.dataframe[0].value["Text (as typed)"]).index("only text")
+    at.session_state["text_replies_table"] = {"selection": {"rows": [place], "columns": []}}
+    at.run()
+    at.text_input(key="text_replies_note").input("Rang back").run()
+    database = _db(app_db)
+    with database.write() as session:
+        manager = session.scalar(select(User).where(User.username == "manager"))
+        replies.mark_handled(session, actor_of(manager), only)
+    database.dispose()
+    at.button(key="text_replies_done").click().run()
+    said = " ".join(e.value for e in at.error)
+    assert "already marked handled by Max Manager at" in said, said
+    assert "Your note was not saved" in said
+    assert at.text_input(key="text_replies_note").value == "Rang back"  # kept

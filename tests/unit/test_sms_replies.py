@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 
 from core.kernel.clock import local_to_utc
 from core.kernel.config import Settings, SmsSettings
-from core.kernel.errors import ValidationError
+from core.kernel.errors import Conflict, ValidationError
 from core.kernel.money import format_moment
 from core.messaging import history, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
@@ -232,6 +232,26 @@ def test_anything_else_lands_in_the_staff_inbox_on_that_appointment(db, world):
         replies.mark_handled(session, world.staff, outcome.reply_id, "Called back.")
     with db.read() as session:
         assert replies.list_replies(session, world.staff, open_only=True) == []
+
+
+def test_a_reply_marked_handled_twice_says_by_whom_and_keeps_the_first_note(db, world):
+    appointment_id = book(db, world)
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="07700 900123", body="Parking?")
+    with db.write() as session:
+        replies.mark_handled(session, world.manager, outcome.reply_id, "Told her: level 2.")
+    with pytest.raises(Conflict) as refused, db.write() as session:
+        replies.mark_handled(session, world.staff, outcome.reply_id, "Rang back.")
+    with db.read() as session:
+        reply = session.get(SmsReply, outcome.reply_id)
+        when = format_moment(reply.handled_at, TZ, "en-GB")
+        assert (
+            reply.note.endswith("\nTold her: level 2.") and reply.appointment_id == appointment_id
+        )
+    assert str(refused.value) == (
+        f"This reply was already marked handled by {world.manager.name} at {when}. "
+        "Your note was not saved."
+    )
 
 
 def test_unknown_number_is_kept_for_staff_and_provider_retries_act_once(db, world):
