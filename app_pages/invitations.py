@@ -11,7 +11,7 @@ from ui.caches import cached
 from ui.context import read
 from ui.invitations_view import bulk_invite, overview_table, selected_actions
 from ui.locale import display_format
-from ui.portal import funnel_panel, settings_panel
+from ui.portal import funnel_panel, results_table, settings_panel
 
 
 @cached("patients", "appointments", ttl=20, max_entries=50)
@@ -72,7 +72,7 @@ for col, s in zip(cols, PortalStatus, strict=True):
 if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
     funnel_panel(_funnel(me, clinic_id), "invitations", fmt)
 
-chosen = overview_table(rows, when)
+chosen = overview_table(rows, when, (status, clinic_id, search, page))
 prev, info, nxt = st.columns([1, 3, 1])
 if prev.button("Previous", disabled=page == 0, key="invitations_prev"):
     st.session_state["invitations_page"] = page - 1
@@ -84,6 +84,8 @@ if nxt.button("Next", disabled=len(rows) < invitations.PAGE_SIZE, key="invitatio
 
 if chosen:
     selected_actions(me, chosen)
+else:  # what was just sent or revoked, once its rows have left the selection
+    results_table("invitations_selected")
 bulk_invite(me, clinics)
 if me.can(Permission.NOTIFICATIONS_MANAGE):
     settings_panel(clinics, "invitations")

@@ -15,6 +15,7 @@ from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import call_list_panel, confirmed_caption, require
+from ui.picks import acted, picked
 from ui.text import escape, plain, show_table
 
 ICONS = {
@@ -26,12 +27,14 @@ ICONS = {
     "No-show": "❌",
 }
 ALL = 0
+MEMORY = "today_shown"  # the rows the board showed (ui.picks)
 
 
 def _finish(done, text: str) -> None:
     """The action's headline (it names the new status) and who was told."""
     if done:
         st.session_state[FLASH] = f"{text} {done.value.told}"
+        acted(MEMORY)
         refresh()
 
 
@@ -131,7 +134,7 @@ table = pd.DataFrame(
     },
     index=pd.Index([r.id for r in rows], name="Appointment"),
 )
-picked = show_table(
+board = show_table(
     table,
     hide_index=True,
     width="stretch",
@@ -140,7 +143,7 @@ picked = show_table(
     key="today_table",
     column_config={"No-show risk": st.column_config.TextColumn(help=risk.COLUMN_HELP)},
 )
-chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
+chosen = picked(rows, [r.id for r in rows], board.selection.rows, MEMORY, (clinic_id, provider))
 if not chosen:
     st.caption("Select an appointment to mark it arrived, complete or a no-show.")
     st.stop()

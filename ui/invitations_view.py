@@ -10,6 +10,7 @@ from core.patients import enrolment
 from core.patients.invitations import PortalStatus
 from ui.caches import cached
 from ui.context import read
+from ui.picks import acted, picked
 from ui.portal import history_table, results_table, revoke_many, send_many
 from ui.text import escape, plain, show_table
 
@@ -26,10 +27,14 @@ def _preview(current, clinic_id, upcoming_only, include_expired):
 
 
 MOMENTS = ("Sent", "Expires", "Enrolled")
+MEMORY = "invitations_shown"  # the rows the table showed (ui.picks)
 
 
-def overview_table(rows: list[enrolment.InvitationRow], when) -> list[enrolment.InvitationRow]:
-    """The page of patients with their portal status; returns the selected rows."""
+def overview_table(
+    rows: list[enrolment.InvitationRow], when, scope: tuple
+) -> list[enrolment.InvitationRow]:
+    """The page of patients with their portal status; returns the selected rows, those that
+    were shown where the person clicked (`scope`: the page's filters, ui.picks)."""
     table = pd.DataFrame(
         [
             {
@@ -43,7 +48,7 @@ def overview_table(rows: list[enrolment.InvitationRow], when) -> list[enrolment.
             for r in rows
         ]
     )
-    picked = show_table(
+    shown = show_table(
         table,
         hide_index=True,
         width="stretch",
@@ -56,7 +61,7 @@ def overview_table(rows: list[enrolment.InvitationRow], when) -> list[enrolment.
         selection_mode="multi-row",
         key="invitations_table",
     )
-    return [rows[i] for i in picked.selection.rows if i < len(rows)]
+    return picked(rows, [r.patient_id for r in rows], shown.selection.rows, MEMORY, scope)
 
 
 def selected_actions(me, chosen: list[enrolment.InvitationRow]) -> None:
@@ -66,10 +71,12 @@ def selected_actions(me, chosen: list[enrolment.InvitationRow]) -> None:
     a, b = st.columns(2)
     if a.button("Send / resend invitations", key="invitations_send_selected", type="primary"):
         send_many([r.patient_id for r in chosen], "invitations_selected")
+        acted(MEMORY)
         st.rerun()
     pending = [r for r in chosen if r.status == PortalStatus.INVITED]
     if b.button(f"Revoke {len(pending)} pending", disabled=not pending, key="invitations_revoke"):
         revoke_many([r.invitation_id for r in pending], "invitations_selected")
+        acted(MEMORY)
         st.rerun()
     results_table("invitations_selected")
     if len(chosen) == 1:

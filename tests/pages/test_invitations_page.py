@@ -8,9 +8,11 @@ import pytest
 import streamlit as st
 from sqlalchemy import func, select
 
+from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
+from core.patients import invitations
 from core.startup import open_database
-from db.models import InvitationStatus, Notification, PortalInvitation
+from db.models import InvitationStatus, Notification, PortalInvitation, User
 
 PAGE = "app_pages/invitations.py"
 
@@ -124,3 +126,39 @@ def test_manager_creates_a_public_booking_link_that_opens_the_booking_form(app_a
     public.switch_page("app_pages/patient.py")
     public.run()
     assert public.title[0].value.startswith("Request an appointment at ")
+
+
+def test_a_row_revoked_elsewhere_does_not_shift_the_press_onto_other_patients(app_as, app_db):
+    at = app_as("staff", PAGE)
+    options = list(at.selectbox(key="invitations_status").options)
+    at.selectbox(key="invitations_status").select_index(options.index("Invited"))
+    at.button(key="FormSubmitter:invitations_filters-Apply").click().run()
+    emails = list(at.dataframe[0].value["Email"])
+    assert len(emails) >= 3
+    at.session_state["invitations_table"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    database = _db(app_db)  # another desk revokes the invitation listed above it meanwhile
+    with database.write() as session:
+        manager = session.scalar(select(User).where(User.username == "manager"))
+        first = session.scalar(
+            select(PortalInvitation.id).where(
+                PortalInvitation.email == emails[0],
+                PortalInvitation.status == InvitationStatus.PENDING,
+            )
+        )
+        invitations.revoke_invitation(session, actor_of(manager), first, "Wrong address")
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.button(key="invitations_revoke").click().run()
+    assert any("The list changed while a row was selected" in i.value for i in at.info)
+    database = _db(app_db)
+    with database.read() as session:
+        pending = set(
+            session.scalars(
+                select(PortalInvitation.email).where(
+                    PortalInvitation.status == InvitationStatus.PENDING
+                )
+            )
+        )
+    database.dispose()
+    assert {emails[1], emails[2]} <= pending  # neither the one selected nor its new neighbour

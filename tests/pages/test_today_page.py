@@ -265,3 +265,20 @@ def test_who_confirmed_names_their_start_on_the_clinics_clock(app_as, app_db):
     line = next(t.value for t in at.text if t.value.startswith("Confirmed by the patient:"))
     clock = format_clock(to_local(start, "Europe/London"), "en-US")
     assert clock.endswith(("AM", "PM")) and f"{clock} " in line, (clock, line)
+
+
+def test_a_visit_added_elsewhere_above_the_selected_row_does_not_move_the_press(app_as, app_db):
+    later = _add(app_db, today_in(20))
+    at = app_as("staff", PAGE)
+    _select(at, later)
+    earlier = _add(app_db, today_in(-1))  # another desk books a visit listed above it meanwhile
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.button(key=f"today_in_{later}").click().run()
+    board = list(_board(at).index)
+    assert board.index(earlier) < board.index(later)
+    assert any("The list changed while a row was selected" in i.value for i in at.info)
+    assert not any(b.key.startswith("today_in_") for b in at.button)  # no other row taken
+    assert _status(app_db, later) == _status(app_db, earlier) == AppointmentStatus.SCHEDULED
+    _select(at, later)  # selected again: acts on it
+    at.button(key=f"today_in_{later}").click().run()
+    assert _status(app_db, later) == AppointmentStatus.CHECKED_IN
