@@ -16,6 +16,7 @@ from ui.booking_form import (
     clock_change_notice,
     confirmation_editor,
     patient_picker,
+    provider_moved,
     provider_picker,
     resource_notice,
     resources_taken,
@@ -103,7 +104,7 @@ if st.button(
     key="book_submit",
     type="primary",
     disabled=provider is None or (bool(taken) and not double),
-):
+) and not provider_moved("book"):
     kwargs = dict(
         clinic_id=clinic_id,
         provider_id=provider.id,

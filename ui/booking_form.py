@@ -263,8 +263,31 @@ def provider_picker(
     offered = able if show_all else [c for c in able if c.free]
     labels = {c.id: c.name + ("" if c.free else f" — {c.why}") for c in offered}
     key, wanted = f"{prefix}_provider", st.session_state.get(f"{prefix}_provider_wanted")
-    if st.session_state.get(key) not in labels:  # options changed with the time
+    # what was asked: when the person changes it, the providers offered follow without a word;
+    # when it is the same and the chosen one is gone, someone else took that time meanwhile
+    asked = (clinic_id, start_at, minutes, before, after, ids, show_all)
+    same_ask = st.session_state.get(f"{prefix}_provider_asked") == asked
+    st.session_state[f"{prefix}_provider_asked"] = asked
+    st.session_state[f"{prefix}_provider_moved"] = False
+    chosen = st.session_state.get(key)
+    if chosen not in labels:  # options changed with the time, or under it
         st.session_state[key] = wanted if wanted in labels else next(iter(labels), None)
+        gone = next((c for c in choices if c.id == chosen), None)
+        if same_ask and gone is not None:
+            st.session_state[f"{prefix}_provider_moved"] = True
+            instead = next((c.name for c in offered if c.id == st.session_state[key]), None)
+            st.warning(
+                escape(
+                    f"{gone.name} is no longer free then ({gone.why or 'taken meanwhile'}), "
+                    "so nothing was booked. "
+                    + (
+                        f"{instead} is offered instead: check, then press Book again."
+                        if instead
+                        else "Choose another time, or offer busy providers."
+                    )
+                ),
+                icon=":material/event_busy:",
+            )
     # no empty, disabled select when nobody is offered: its faded label fails contrast (axe),
     # and the warning below says what to do
     provider_id = (
@@ -296,6 +319,12 @@ def _taken(me, clinic_id, service_ids, start_at):
         service_ids=list(service_ids),
         start_at=start_at,
     )
+
+
+def provider_moved(prefix: str) -> bool:
+    """The provider chosen was taken by someone else since the form was drawn
+    (provider_picker said so): a press in this run books nothing."""
+    return bool(st.session_state.get(f"{prefix}_provider_moved"))
 
 
 def resources_taken(

@@ -19,6 +19,7 @@ from core.startup import open_database
 from db.models import (
     Appointment,
     AppointmentKind,
+    AppointmentStatus,
     AuditEvent,
     Clinic,
     Notification,
@@ -418,3 +419,41 @@ def test_a_time_the_clocks_skip_or_repeat_is_pointed_out_before_booking(app_as):
     assert any("comes twice" in i.value and "01:30" in i.value for i in at.info), at.info
     at.time_input(key="book_time").set_value(time(9, 30)).run()
     assert not [i for i in at.info if "comes twice" in i.value]
+
+
+def test_a_provider_taken_elsewhere_before_book_is_not_swapped_silently(app_as, app_db):
+    day = _weekday_ahead(30)
+    at = _fill(app_as("staff", PAGE), day, 11, 15)
+    at.text_input(key="book_search").input("Smith").run()
+    at.selectbox(key="book_patient").select_index(0).run()
+    chosen = at.selectbox(key="book_provider").value
+    assert len(at.selectbox(key="book_provider").options) >= 2
+    database = _db(app_db)  # another desk books that provider at that time meanwhile
+    with database.write() as session:
+        start = local_to_utc(day, time(11, 15), TZ)
+        session.add(
+            Appointment(
+                clinic_id=at.selectbox(key="book_clinic").value,
+                provider_id=chosen,
+                patient_id=2,
+                service_id=1,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+        )
+        before = session.scalar(select(func.count()).select_from(Appointment))
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.button(key="book_submit").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert "is no longer free then" in said and "nothing was booked" in said, said
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.scalar(select(func.count()).select_from(Appointment)) == before
+    database.dispose()
+    instead = at.selectbox(key="book_provider").value
+    assert instead != chosen
+    at.button(key="book_submit").click().run()  # pressed again, with the provider now shown
+    assert at.success and at.success[0].value.startswith("Booked #"), at.error
+    assert _last(app_db)["provider"] == instead
