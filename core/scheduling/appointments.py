@@ -101,7 +101,9 @@ def get_appointment_detail(
     session: Session, actor: Actor, appointment_id: int
 ) -> AppointmentDetail:
     ensure(actor, Permission.APPOINTMENTS_READ)
-    a = session.get(Appointment, appointment_id)
+    # a number typed or pasted into an address can be any length; the ids are 32-bit (SQLite
+    # cannot even be asked about one past 64 bits)
+    a = session.get(Appointment, appointment_id) if 0 < appointment_id < 2**31 else None
     if a is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")
     clinic = a.clinic

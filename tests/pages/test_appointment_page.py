@@ -153,6 +153,9 @@ def test_unknown_and_malformed_numbers(app_as):
     assert any("There is no appointment #99999999." in e.value for e in at.error)
     at.text_input(key="appointment_lookup").input("abc").run()
     assert any("whole number" in e.value for e in at.error)
+    at.text_input(key="appointment_lookup").input("#" + "9" * 20).run()  # a pasted long number
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"There is no appointment #{'9' * 20}." in e.value for e in at.error)
 
 
 def test_a_no_show_recorded_today_can_be_undone(app_as, app_db):
