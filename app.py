@@ -1,12 +1,14 @@
 """ClinicDesk entry point: page config, database check, sign-in, navigation by role."""
 
+import functools
+
 import streamlit as st
 
 from core.kernel.errors import DomainError
 from ui import auth
 from ui.context import reachable_database, stop_with
 from ui.job_health import banner
-from ui.navigation import PAGES, PATIENT_PAGE, PORTAL_PAGE, pages_for
+from ui.navigation import PAGES, PATIENT_PAGE, PORTAL_PAGE, pages_for, refused, refused_for
 from ui.text import escape
 
 st.set_page_config(page_title="ClinicDesk", page_icon=":material/medical_services:", layout="wide")
@@ -48,6 +50,17 @@ def _staff_pages(actor) -> tuple[dict[str, list], object]:
             sections.setdefault(spec.section, []).append(page)
         # `/` is a hidden landing that moves on to the role's first page (Today for every
         # role), so that page keeps its own address instead of being served at the root only
+        # a page this role may not use still has its address: a colleague's bookmark or link
+        # says whose page it is instead of Streamlit's "Page not found"
+        refusals = [
+            st.Page(
+                functools.partial(refused, spec),
+                title=spec.title,
+                url_path=spec.url_path,
+                visibility="hidden",
+            )
+            for spec in refused_for(actor)
+        ]
         home = role_pages[0]
         landing = st.Page(
             lambda: st.switch_page(home),
@@ -56,7 +69,7 @@ def _staff_pages(actor) -> tuple[dict[str, list], object]:
             default=True,
             visibility="hidden",
         )
-        sections.setdefault("Front desk", []).extend(_patient_pages())
+        sections.setdefault("Front desk", []).extend([*_patient_pages(), *refusals])
         sections["Front desk"].insert(0, landing)
         st.session_state[key] = sections, landing
     return st.session_state[key]

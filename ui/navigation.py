@@ -6,7 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.kernel.authz import Actor, Permission
+import streamlit as st
+
+from core.kernel.authz import MATRIX, Actor, Permission
+from ui.context import require_actor
+from ui.text import escape
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "app_pages"
 
@@ -71,3 +75,28 @@ PORTAL_PAGE = PAGES_DIR / "portal.py"  # the patient portal: its own sign-in and
 def pages_for(actor: Actor) -> list[PageSpec]:
     """The pages this actor may use."""
     return [p for p in PAGES if actor.can(p.permission)]
+
+
+def refused_for(actor: Actor) -> list[PageSpec]:
+    """The pages this actor may not use: their addresses (a colleague's bookmark or link) open
+    `refused` instead of Streamlit's "Page not found", which then runs another page."""
+    return [p for p in PAGES if not actor.can(p.permission)]
+
+
+def refused(spec: PageSpec) -> None:
+    """What a role that may not use a page sees at its address: whose page it is, and what to
+    do. The page's own file never runs for this role (and its services refuse it anyway)."""
+    actor = require_actor()  # this run's: the page objects are kept per session and role
+    may = [role.value for role in MATRIX if spec.permission in MATRIX[role]] or ["owner"]
+    ask = may[-1]  # the role closest to theirs that may
+    st.title(spec.title)
+    st.warning(
+        escape(
+            f"{spec.title} is for {' and '.join(f'{r}s' for r in may)}: you are signed in as "
+            f"{actor.name} ({actor.role.value}), who may not {spec.permission.value}. Nothing "
+            f"was opened or changed. Ask {'an' if ask[0] in 'aeiou' else 'a'} {ask} to do it, "
+            "or go back to Today."
+        ),
+        icon=":material/lock:",
+    )
+    st.page_link(str(PAGES_DIR / "today.py"), label="Today", icon=":material/today:")

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.util import calc_hash
 
 from core.kernel import accounts
 from core.kernel.authz import MATRIX
@@ -50,8 +51,12 @@ def test_the_navigation_is_built_once_per_session_and_role(app_as):
     assert at.session_state["app_pages_manager"][1] is landing
     other = app_as("manager")
     assert other.session_state["app_pages_manager"][1] is not landing
-    titles = [p.title for pages in sections.values() for p in pages]
+    titles = [p.title for pages in sections.values() for p in pages if p.visibility == "visible"]
     assert "Request queue" in titles and "Users" not in titles
+    # the Users address is there, hidden, and says whose page it is (test below)
+    assert [p.url_path for pages in sections.values() for p in pages if p.title == "Users"] == [
+        "users"
+    ]
 
 
 def test_wrong_password_gets_one_message_and_five_lock_the_account(app_as):
@@ -264,3 +269,23 @@ def test_template_previews_read_as_the_practices_patients_will(app_as, app_db):
     shown = " ".join(t.value for t in at.text)
     assert "￥2,500" in shown and "£" not in shown
     assert "2026年12月1日" in shown  # 09:30 UTC on 1 December is 18:30 in Tokyo
+
+
+def test_the_address_of_a_page_a_role_may_not_use_says_whose_it_is(app_as):
+    """A manager's bookmark of the queue opened by staff: before, Streamlit said "Page not
+    found" and ran another page; the queue's own file never runs for staff either way."""
+    at = app_as("staff")
+    at._page_hash = calc_hash("queue")  # noqa: SLF001 - the browser asks for /queue by its path
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Request queue"
+    said = at.warning[0].value
+    assert "Request queue is for owners and managers: you are signed in as Sam Staff" in said
+    assert "may not work the request queue. Nothing was opened or changed." in said
+    assert "Ask a manager" in said
+    assert not at.dataframe  # nothing of the queue is shown
+    manager = app_as("manager")
+    manager._page_hash = calc_hash("users")  # noqa: SLF001
+    manager.run()
+    assert "Users is for owners: you are signed in as Max Manager" in manager.warning[0].value
+    assert "Ask an owner" in manager.warning[0].value
