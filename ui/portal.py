@@ -213,45 +213,82 @@ def new_patient_form(expanded: bool) -> None:
                     refresh()
 
 
+EDITED = {  # the edit form's fields: session-state key suffix → the record's value as shown
+    "first_name": ("first", lambda r: r.first_name),
+    "last_name": ("last", lambda r: r.last_name),
+    "date_of_birth": ("dob", lambda r: r.date_of_birth),
+    "email": ("email", lambda r: r.email or ""),
+    "phone": ("phone", lambda r: r.phone or ""),
+    "consent_email": ("c_email", lambda r: r.consent_email),
+    "consent_sms": ("c_sms", lambda r: r.consent_sms),
+    "consent_marketing": ("c_mkt", lambda r: r.consent_marketing),
+}
+WORDS = {"date_of_birth": "date of birth", "consent_sms": "consent to text messages"}
+
+
 def edit_form(record) -> None:
     """Edit details and consent; the outcome (and an offer of a new invitation) is kept in
-    session state for the page to show after the refresh."""
+    session state for the page to show after the refresh. Only what was changed on the form is
+    saved: a change another desk made meanwhile to another field (an email, a consent withdrawn)
+    stays, and one to the same field is not overwritten unseen."""
     patient_id = record.id
     if not (box := fold("Edit details and consent", f"patients_edit_{patient_id}_open")):
         return
-    with box, st.form(f"patients_edit_{patient_id}"):
+    k = f"patients_edit_{patient_id}"
+    forget_if_saved(k, [*(suffix for suffix, _ in EDITED.values()), "base"])
+    # the record as the form was first drawn with it (its fields keep what is typed after)
+    base = st.session_state.setdefault(f"{k}_base", {f: v(record) for f, (_, v) in EDITED.items()})
+    with box, st.form(k):
         a, b = st.columns(2)
-        k = f"patients_edit_{patient_id}"
-        changes = dict(
-            first_name=a.text_input("First name", record.first_name, key=f"{k}_first"),
-            last_name=b.text_input("Last name", record.last_name, key=f"{k}_last"),
+        typed = dict(
+            first_name=a.text_input("First name", base["first_name"], key=f"{k}_first"),
+            last_name=b.text_input("Last name", base["last_name"], key=f"{k}_last"),
             date_of_birth=a.date_input(
                 "Date of birth",
-                record.date_of_birth,
+                base["date_of_birth"],
                 format=_born_format(),
                 key=f"{k}_dob",
                 **_born_bounds(),
             ),
-            email=b.text_input("Email", record.email or "", key=f"{k}_email"),
-            phone=a.text_input("Phone", record.phone or "", key=f"{k}_phone"),
+            email=b.text_input("Email", base["email"], key=f"{k}_email"),
+            phone=a.text_input("Phone", base["phone"], key=f"{k}_phone"),
             consent_email=st.checkbox(
-                "Consents to email", record.consent_email, key=f"{k}_c_email"
+                "Consents to email", base["consent_email"], key=f"{k}_c_email"
             ),
             consent_sms=st.checkbox(
-                "Consents to text messages", record.consent_sms, key=f"{k}_c_sms"
+                "Consents to text messages", base["consent_sms"], key=f"{k}_c_sms"
             ),
             consent_marketing=st.checkbox(
-                "Consents to marketing", record.consent_marketing, key=f"{k}_c_mkt"
+                "Consents to marketing", base["consent_marketing"], key=f"{k}_c_mkt"
             ),
         )
         if st.form_submit_button("Save changes"):
-            saved = run_action(patients.update_patient, patient_id, **changes)
-            if saved:
-                st.session_state["patients_saved_message"] = saved.value.message
-                st.session_state["patients_offer_invite"] = (
-                    patient_id if saved.value.offer_new_invitation else None
-                )
-                refresh()
+            _save(record, k, base, typed)
+
+
+def _save(record, k: str, base: dict, typed: dict) -> None:
+    changes = {f: v for f, v in typed.items() if v != base[f]}
+    now = {f: value(record) for f, (_, value) in EDITED.items()}
+    clash = [f for f in changes if now[f] != base[f] and now[f] != changes[f]]
+    if clash:  # the same field changed here and by someone else: theirs is shown, not lost
+        fields = ", ".join(WORDS.get(f, f.replace("_", " ")) for f in clash)
+        st.session_state[f"{k}_base"] = {**base, **{f: now[f] for f in clash}}
+        st.error(
+            escape(
+                f"Someone else changed this patient's {fields} while this form was open, so "
+                "nothing was saved. Check the record above; what you typed is kept: press Save "
+                "changes again to put yours in its place."
+            )
+        )
+        return
+    saved = run_action(patients.update_patient, record.id, **changes)
+    if saved:
+        st.session_state["patients_saved_message"] = saved.value.message
+        st.session_state["patients_offer_invite"] = (
+            record.id if saved.value.offer_new_invitation else None
+        )
+        mark_saved(k)  # drawn afresh from the saved record, others' changes included
+        refresh()
 
 
 def funnel_panel(funnel: enrolment.Funnel, key: str, fmt: ClinicFormat) -> None:

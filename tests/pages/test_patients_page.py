@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core.kernel import accounts
 from core.kernel.config import load_settings
-from core.patients.records import birth_bounds
+from core.patients.records import birth_bounds, update_patient
 from core.payments import points
 from core.startup import open_database
 from db.models import (
@@ -342,3 +342,62 @@ def test_staff_are_not_offered_a_merge(app_as, app_db):
     at = _open(app_as, patient)
     assert not at.exception
     assert "Merge into another record" not in [e.label for e in at.expander]
+
+
+def _update_elsewhere(app_db, patient_id, **changes):
+    """Another desk saves the record meanwhile (the manager, through core)."""
+    database = _db(app_db)
+    with database.write() as s:
+        manager = s.scalar(select(User).where(User.username == "manager"))
+        update_patient(s, accounts.actor_of(manager), patient_id, **changes)
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+
+
+def _stored(app_db, patient_id):
+    database = _db(app_db)
+    with database.read() as s:
+        patient = s.get(Patient, patient_id)
+        s.expunge(patient)
+    database.dispose()
+    return patient
+
+
+def test_saving_the_edit_form_keeps_what_another_desk_changed_meanwhile(app_as, app_db):
+    patient = _pick(
+        app_db,
+        Patient.consent_sms.is_(True),
+        Patient.phone.is_not(None),
+        Patient.email.is_not(None),
+    )
+    at = _open(app_as, patient)
+    k = f"patients_edit_{patient.id}"
+    at.session_state[f"{k}_open"] = True  # a click on the fold
+    at.run()
+    _update_elsewhere(app_db, patient.id, consent_sms=False)  # the patient asked to stop texts
+    at.text_input(key=f"{k}_email").input("new.address@example.org")
+    at.button(key=f"FormSubmitter:{k}-Save changes").click().run()
+    assert not at.error, [e.value for e in at.error]
+    stored = _stored(app_db, patient.id)
+    assert stored.email == "new.address@example.org"
+    assert stored.consent_sms is False  # before: the form's old tick gave it back
+    assert at.checkbox(key=f"{k}_c_sms").value is False  # the form shows the record now
+
+
+def test_a_field_changed_here_and_elsewhere_is_not_overwritten_unseen(app_as, app_db):
+    patient = _pick(app_db, Patient.phone.is_not(None), Patient.email.is_not(None))
+    at = _open(app_as, patient)
+    k = f"patients_edit_{patient.id}"
+    at.session_state[f"{k}_open"] = True
+    at.run()
+    _update_elsewhere(app_db, patient.id, phone="07700 900461")
+    at.text_input(key=f"{k}_phone").input("07700 900462")
+    at.button(key=f"FormSubmitter:{k}-Save changes").click().run()
+    said = " ".join(e.value for e in at.error)
+    assert "Someone else changed this patient's phone while this form was open" in said, said
+    assert "nothing was saved" in said
+    assert _stored(app_db, patient.id).phone.endswith("900461")
+    assert at.text_input(key=f"{k}_phone").value == "07700 900462"  # kept
+    at.button(key=f"FormSubmitter:{k}-Save changes").click().run()  # pressed again: theirs goes
+    assert not at.error, [e.value for e in at.error]
+    assert _stored(app_db, patient.id).phone.endswith("900462")
