@@ -236,6 +236,8 @@ def edit_form(record) -> None:
         return
     k = f"patients_edit_{patient_id}"
     forget_if_saved(k, [*(suffix for suffix, _ in EDITED.values()), "base"])
+    if f"{k}_first" not in st.session_state:  # not on the screen just before: start afresh
+        st.session_state.pop(f"{k}_base", None)
     # the record as the form was first drawn with it (its fields keep what is typed after)
     base = st.session_state.setdefault(f"{k}_base", {f: v(record) for f, (_, v) in EDITED.items()})
     with box, st.form(k):

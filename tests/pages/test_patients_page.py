@@ -401,3 +401,17 @@ def test_a_field_changed_here_and_elsewhere_is_not_overwritten_unseen(app_as, ap
     at.button(key=f"FormSubmitter:{k}-Save changes").click().run()  # pressed again: theirs goes
     assert not at.error, [e.value for e in at.error]
     assert _stored(app_db, patient.id).phone.endswith("900462")
+
+
+def test_the_edit_form_opened_again_later_shows_the_record_as_it_is_then(app_as, app_db):
+    patient = _pick(app_db, Patient.phone.is_not(None), Patient.email.is_not(None))
+    at = _open(app_as, patient)
+    k = f"patients_edit_{patient.id}"
+    at.session_state[f"{k}_open"] = True
+    at.run()
+    at.session_state[f"{k}_open"] = False  # folded away, then changed elsewhere, then opened
+    at.run()
+    _update_elsewhere(app_db, patient.id, phone="07700 900463")
+    at.session_state[f"{k}_open"] = True
+    at.run()
+    assert at.text_input(key=f"{k}_phone").value.endswith("900463")
