@@ -137,6 +137,7 @@ elif isinstance(intent, cw.Move):
         "id": intent.appointment_id,
         "start": intent.start_at,
         "provider": intent.provider_id,
+        "from": (intent.old_start_at, intent.old_provider_id),  # where it was seen
     }
     st.rerun()
 

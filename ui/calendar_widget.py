@@ -359,6 +359,7 @@ def confirm_move(tz: str, locale: str, provider_names: dict[int, str]) -> None:
             message=note,
             allow_double_booking=double,
             outside_hours_override=outside,
+            moved_from=move.get("from"),  # moved or cancelled since it was drawn: refused
         )
         st.session_state.pop(MOVE_KEY)
         if done:

@@ -97,7 +97,7 @@ def latest_event(session: Session, appointment_id: int) -> AuditEvent | None:
     )
 
 
-def _handled_message(session: Session, appointment: Appointment) -> str:
+def handled_message(session: Session, appointment: Appointment) -> str:
     event = latest_event(session, appointment.id)
     words = STATUS_WORDS[appointment.status]
     if event is None:
@@ -128,9 +128,9 @@ def load(
     if appointment is None or appointment.kind != AppointmentKind.APPOINTMENT:
         raise NotFound(f"There is no appointment #{appointment_id}.")
     if expected_version is not None and appointment.version != expected_version:
-        raise Conflict(_handled_message(session, appointment))
+        raise Conflict(handled_message(session, appointment))
     if handled_if_moved and appointment.status not in RULES[action].sources:
-        raise Conflict(_handled_message(session, appointment))
+        raise Conflict(handled_message(session, appointment))
     check_transition(appointment, action)
     return appointment
 

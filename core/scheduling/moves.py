@@ -25,6 +25,7 @@ from core.scheduling.lifecycle import (
     aware,
     confirm,
     flush,
+    handled_message,
     load,
     outcome_of,
     place,
@@ -236,8 +237,12 @@ def reschedule(
     expected_version: int | None = None,
     allow_double_booking: bool = False,
     outside_hours_override: bool = False,
+    moved_from: tuple[datetime, int | None] | None = None,
 ) -> Outcome:
-    """Move a scheduled appointment (the patient agreed, e.g. on the phone) and tell them."""
+    """Move a scheduled appointment (the patient agreed, e.g. on the phone) and tell them.
+    `moved_from`: where the person moving it saw it (a calendar drag's start and provider, the
+    provider None when the view showed none); moved or cancelled since, it is refused, saying
+    by whom and when, as a stale `expected_version` is."""
     return move(
         session,
         actor,
@@ -250,6 +255,7 @@ def reschedule(
         expected_version=expected_version,
         allow_double_booking=allow_double_booking,
         outside_hours_override=outside_hours_override,
+        moved_from=moved_from,
     )
 
 
@@ -298,9 +304,17 @@ def move(
     outside_hours_override,
     notes=None,
     extra: dict | None = None,
+    moved_from: tuple[datetime, int | None] | None = None,
 ) -> Outcome:
     ensure_allowed(actor, action)
-    appointment = load(session, appointment_id, action, expected_version)
+    appointment = load(
+        session, appointment_id, action, expected_version, handled_if_moved=bool(moved_from)
+    )
+    if moved_from and (
+        appointment.start_at != aware(moved_from[0])
+        or moved_from[1] not in (None, appointment.provider_id)
+    ):
+        raise Conflict(handled_message(session, appointment))
     before, previous = appointment.status, when_text(appointment)
     old = {
         "provider_id": appointment.provider_id,

@@ -10,9 +10,11 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
+from core.kernel.accounts import actor_of
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
 from core.scheduling import calendar as cal
+from core.scheduling import moves
 from core.startup import open_database
 from db.models import (
     Appointment,
@@ -22,6 +24,7 @@ from db.models import (
     Clinic,
     Resource,
     ServiceResource,
+    User,
 )
 from db.types import utcnow
 from ui import calendar_widget as cw
@@ -163,6 +166,46 @@ def test_dragging_to_a_free_time_reschedules_and_notifies(app_as, app_db):
             )
         )
         assert event.message == "Running late today" and event.actor_label == "Max Manager"
+    database.dispose()
+
+
+def test_a_drag_of_a_visit_moved_elsewhere_meanwhile_moves_nothing(app_as, app_db):
+    ident, start, end, provider, tz = _upcoming(app_db)
+    at = _goto(app_as("staff", PAGE), start, tz)
+    old = _event(ident, start, end, provider, tz)  # where the calendar drew it
+    new = dict(
+        old,
+        start=cal.local_iso(start + timedelta(hours=1), tz),
+        end=cal.local_iso(end + timedelta(hours=1), tz),
+    )
+    theirs = start + timedelta(days=1)
+    database = _database(app_db)  # another desk moved it meanwhile (the patient phoned)
+    with database.write() as session:
+        manager = session.scalar(select(User).where(User.username == "manager"))
+        moves.reschedule(
+            session,
+            actor_of(manager),
+            ident,
+            start_at=theirs,
+            allow_double_booking=True,
+            outside_hours_override=True,
+        )
+    database.dispose()
+    at = _send(
+        at,
+        {
+            "callback": "eventChange",
+            "eventChange": {"event": new, "oldEvent": old, "relatedEvents": []},
+        },
+    )
+    at.checkbox(key="calendar_move_double").check()
+    at.checkbox(key="calendar_move_outside").check()
+    at.button(key="calendar_move_go").click().run()
+    said = " ".join(e.value for e in at.error)
+    assert f"Appointment #{ident} was already handled by Max Manager at" in said, said
+    database = _database(app_db)
+    with database.read() as session:
+        assert session.get(Appointment, ident).start_at == theirs  # not dragged from it
     database.dispose()
 
 

@@ -417,6 +417,42 @@ def test_reschedule_moves_and_tells_patient(db, world):
     assert "15:00" in email.body and "10:00" in email.body
 
 
+def test_a_move_from_where_it_no_longer_is_is_refused_saying_by_whom(db, world):
+    """A calendar drag from where the appointment was drawn: moved or cancelled since by
+    another desk, the drag does not move it from where it is now."""
+    day = future_day()
+    appointment_id = booked(db, world, at(day, 10))
+    with db.write() as session:
+        moves.reschedule(session, world.manager, appointment_id, start_at=at(day, 11))
+    seen = (at(day, 10), world.provider_id)
+    refused = pytest.raises(Conflict, match=r"already handled by .+ at .+\(now scheduled\)")
+    with refused, db.write() as session:
+        moves.reschedule(
+            session, world.staff, appointment_id, start_at=at(day, 15), moved_from=seen
+        )
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).start_at == at(day, 11)
+    with db.write() as session:  # from where it is: moved
+        moves.reschedule(
+            session,
+            world.staff,
+            appointment_id,
+            start_at=at(day, 15),
+            moved_from=(at(day, 11), world.provider_id),
+        )
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, appointment_id, reason="Closed")
+    cancelled = pytest.raises(Conflict, match=r"already handled by .+\(now cancelled\)")
+    with cancelled, db.write() as session:
+        moves.reschedule(
+            session,
+            world.staff,
+            appointment_id,
+            start_at=at(day, 16),
+            moved_from=(at(day, 15), None),  # a view without providers: the time only
+        )
+
+
 def test_late_patient_cancellation_is_assessed(db, world):
     with db.write() as session:
         session.add(
