@@ -5,11 +5,14 @@ import streamlit as st
 
 from core.practice import choices
 from core.scheduling import checkin, today, visits
+from core.scheduling.appointments import get_appointment_detail
 from ui import actor, run_action, shown
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 from ui.text import escape
+
+CHOSEN = "check_in_manual_chosen"  # the appointment chosen by hand, by its number
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -28,6 +31,8 @@ def _check_in(code: str) -> None:
         st.session_state["check_in_last"] = read(
             checkin.arrival_text, me, done.value.appointment_id
         )
+        if st.session_state.get(CHOSEN) == (clinic_id, done.value.appointment_id):  # it leaves
+            st.session_state.pop(CHOSEN)
 
 
 def _picture(upload, seen_key: str) -> None:
@@ -73,18 +78,41 @@ if last:
     _expected.clear()
 
 st.subheader("Mark arrived by hand")
-expected = _expected(me, clinic_id)
+expected = {r.id: r for r in _expected(me, clinic_id)}
+# the one chosen, kept by its number: when it leaves the list (checked in at another desk,
+# cancelled) the choice empties and says so, instead of landing on whoever is listed first
+clinic_before, before = st.session_state.pop(CHOSEN, None) or (None, None)
+if clinic_before == clinic_id and before not in expected:
+    gone = shown(read, get_appointment_detail, me, before)
+    latest = gone.history[-1] if gone.history else None
+    st.warning(
+        escape(
+            f"#{gone.id} {gone.patient_name} left the list while it was chosen here: now "
+            f"{gone.status_words}"
+            + (f" ({latest.action} by {latest.who} at {latest.at})" if latest else "")
+            + ". Nothing was done; choose again."
+        ),
+        icon=":material/sync_problem:",
+    )
 if not expected:
     st.caption("Nobody else is expected today at this clinic.")
-else:
-    row = st.selectbox(
-        "Appointment",
-        expected,
-        key="check_in_manual",
-        format_func=lambda r: f"{r.time} · {r.patient} · {r.provider} · {r.service} · #{r.id}",
-    )
-    if st.button("Mark arrived", key="check_in_manual_go"):
-        done = run_action(visits.check_in, row.id, expected_version=row.version)
-        if done:
-            st.session_state["check_in_last"] = read(checkin.arrival_text, me, row.id)
-            st.rerun()
+    st.stop()
+picked = st.selectbox(
+    "Appointment",
+    list(expected),
+    index=None,
+    placeholder="Choose who arrived",
+    key="check_in_manual",
+    format_func=lambda i: (
+        f"{expected[i].time} · {expected[i].patient} · {expected[i].provider} · "
+        f"{expected[i].service} · #{i}"
+    ),
+)
+if picked is not None:
+    st.session_state[CHOSEN] = (clinic_id, picked)
+if st.button("Mark arrived", key="check_in_manual_go", disabled=picked is None) and picked:
+    row = expected[picked]
+    if run_action(visits.check_in, row.id, expected_version=row.version):
+        st.session_state.pop(CHOSEN, None)  # it leaves the list: nothing to say about that
+        st.session_state["check_in_last"] = read(checkin.arrival_text, me, row.id)
+        st.rerun()

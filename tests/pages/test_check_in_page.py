@@ -9,13 +9,14 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
+from core.kernel.accounts import actor_of
 from core.kernel.authz import SYSTEM
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
 from core.kernel.money import format_clock
-from core.scheduling import checkin
+from core.scheduling import checkin, visits
 from core.startup import open_database
-from db.models import Appointment, AppointmentStatus
+from db.models import Appointment, AppointmentStatus, User
 from tests.pages.conftest import today_in
 from ui.text import escape
 
@@ -110,3 +111,26 @@ def test_manual_mark_arrived(app_as, app_db):
     # gone from the list (late in the clinic's day the list itself may be gone: nobody else)
     still = [box for box in at.selectbox if box.key == "check_in_manual"]
     assert not any(o.endswith(f"#{ident}") for box in still for o in box.options)
+
+
+def test_one_checked_in_at_another_desk_while_chosen_here_is_said_not_swapped(app_as, app_db):
+    first, _, _ = _appointment_with_code(app_db)  # listed above the one chosen
+    ident, _, _ = _appointment_with_code(app_db)
+    at = app_as("staff", PAGE)
+    pick = at.selectbox(key="check_in_manual")
+    assert pick.value is None  # nobody preselected: the press names who arrived
+    pick.select_index(next(i for i, o in enumerate(pick.options) if o.endswith(f"#{ident}"))).run()
+    database = _db(app_db)  # the patient is checked in at the other desk meanwhile
+    with database.write() as session:
+        manager = session.scalar(select(User).where(User.username == "manager"))
+        visits.check_in(session, actor_of(manager), ident)
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.button(key="check_in_manual_go").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert f"#{ident} " in said and "left the list while it was chosen here" in said, said
+    assert "by Max Manager at" in said and "Nothing was done" in said
+    assert _status(app_db, first) == AppointmentStatus.SCHEDULED  # not the one listed first
+    assert at.selectbox(key="check_in_manual").value is None
+    at.run()  # said once
+    assert not any("left the list" in w.value for w in at.warning)
