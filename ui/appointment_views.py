@@ -106,15 +106,30 @@ def time_picker(
         slots = []
     options = [*slots, OTHER]
     locale = display_format(clinic_id).locale
+
+    def label(slot) -> str:
+        if slot == OTHER:
+            return "Another time…"
+        return f"{format_moment(slot.start_at, tz, locale)} · {slot.provider_name}"
+
+    # the slot chosen is taken meanwhile (another desk booked it) or past: the box would fall
+    # back to the first slot, and a press in this run would use a time nobody chose
+    was = st.session_state.get(f"{prefix}_slot")
+    gone = was not in (None, OTHER) and label(was) not in {label(s) for s in slots}
+    st.session_state[f"{prefix}_slot_gone"] = gone
+    if gone:
+        st.warning(
+            escape(
+                f"{label(was)} is no longer free (booked meanwhile, or past), so nothing was "
+                "done. The earliest free time is chosen now: check it, then press again."
+            ),
+            icon=":material/event_busy:",
+        )
     picked = st.selectbox(
         "Time",
         options,
         key=f"{prefix}_slot",
-        format_func=lambda s: (
-            "Another time…"
-            if s == OTHER
-            else f"{format_moment(s.start_at, tz, locale)} · {s.provider_name}"
-        ),
+        format_func=label,
         help="The earliest free slots that fit the service, working hours, bookings and the "
         "patient's time-of-day preference.",
     )
@@ -143,6 +158,12 @@ def time_picker(
     if day and at:
         clock_change_notice(day, at, tz, locale)
     return provider, local_to_utc(day, at, tz) if day and at else None
+
+
+def slot_gone(prefix: str) -> bool:
+    """The time_picker's chosen slot was taken since it was drawn: a press in this run is
+    not acted on (the picker said so). Asked once a run, after the picker."""
+    return bool(st.session_state.pop(f"{prefix}_slot_gone", False))
 
 
 def _message(prefix: str) -> str:
@@ -250,7 +271,11 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
         provider_id, start_at = time_picker(me, p, **ids)
         message, flags = _message(p), _flags(p)
         proposing = choice != "Approve"
-        if st.button(choice if proposing else "Approve", key=f"{p}_go", type="primary"):
+        gone = slot_gone(p)
+        if (
+            st.button(choice if proposing else "Approve", key=f"{p}_go", type="primary")
+            and not gone
+        ):
             if row.change_id:
                 done = run_action(
                     changes.propose_for_change,
@@ -288,7 +313,8 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
         if row.requested_start_at is None:
             provider_id, start_at = time_picker(me, p, **ids)
         message, flags = _message(p), _flags(p)
-        if st.button("Approve the new time", key=f"{p}_go", type="primary"):
+        gone = slot_gone(p)
+        if st.button("Approve the new time", key=f"{p}_go", type="primary") and not gone:
             _finish(
                 run_action(
                     changes.approve_change,
@@ -473,7 +499,8 @@ def _detail_actions(me, d: AppointmentDetail, prefix: str) -> None:
     if action in (Action.APPROVE, Action.PROPOSE, Action.RESCHEDULE, Action.UPDATE):
         provider_id, start_at = time_picker(me, f"{p}_{action.value}", **ids)
         message, flags = _message(f"{p}_{action.value}"), _flags(f"{p}_{action.value}")
-        if st.button(label, key=f"{p}_go", type="primary"):
+        gone = slot_gone(f"{p}_{action.value}")
+        if st.button(label, key=f"{p}_go", type="primary") and not gone:
             service = {
                 Action.APPROVE: decisions.approve_request,
                 Action.PROPOSE: decisions.propose_time,

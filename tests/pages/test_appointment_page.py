@@ -438,3 +438,44 @@ def test_what_was_typed_before_a_session_ended_is_never_shown_to_someone_else(ap
     at.run()
     _sign_in(at, "staff")  # the first person's words went when someone else signed in
     assert not any(t.value == "Patient phoned: flu" for t in at.text_input)
+
+
+def test_a_suggested_time_taken_elsewhere_before_approve_is_not_swapped(app_as, app_db):
+    request_id, _ = _first(app_db, Appointment.status == AppointmentStatus.REQUESTED)
+    at = _open(app_as, "manager", request_id)
+    p = f"appointment_{request_id}"
+    at.button_group(key=f"{p}_action").set_value("approve").run()
+    database = _db(app_db)
+    with database.read() as session:
+        manager = session.scalar(select(User).where(User.username == "manager"))
+        slots = queue.suggest_for(session, actor_of(manager), request_id)
+    database.dispose()
+    assert len(slots) >= 2
+    at.selectbox(key=f"{p}_approve_slot").select_index(1).run()
+    taken = slots[1]
+    database = _db(app_db)  # another desk books that provider at that time meanwhile
+    with database.write() as session:
+        session.add(
+            Appointment(
+                clinic_id=1,
+                provider_id=taken.provider_id,
+                patient_id=2,
+                service_id=1,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=taken.start_at,
+                end_at=taken.end_at,
+            )
+        )
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.button(key=f"{p}_go").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert "is no longer free (booked meanwhile, or past), so nothing was done" in said, said
+    assert _first(app_db, Appointment.id == request_id)[1] == AppointmentStatus.REQUESTED
+    at.button(key=f"{p}_go").click().run()  # pressed again: the time now shown
+    assert any("Approve: done." in s.value for s in at.success), [e.value for e in at.error]
+    assert _first(app_db, Appointment.id == request_id)[1] == AppointmentStatus.SCHEDULED
+
+
+def _db(url):
+    return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
