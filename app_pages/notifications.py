@@ -10,6 +10,7 @@ from ui import actor, refresh, run_action, settings, show_error
 from ui.caches import cached
 from ui.context import read, run_in_steps
 from ui.locale import display_format
+from ui.picks import gone_choice
 from ui.text import escape, show_table
 
 STATUSES = ["", "queued", "sent", "failed"]
@@ -69,13 +70,19 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
                 "there is nothing to retry."
             )
         else:
+
+            def said(r) -> str:
+                return f"#{r.id} {r.channel} to {r.to_address}: {r.subject}"
+
+            if gone := gone_choice("notifications_retry_pick", retryable, said):
+                st.warning(  # sent meanwhile: the box falls back to the first message
+                    escape(f"{gone} is no longer waiting (sent meanwhile); nothing was retried."),
+                    icon=":material/sync_problem:",
+                )
             chosen = st.selectbox(
-                "Message",
-                retryable,
-                key="notifications_retry_pick",
-                format_func=lambda r: f"#{r.id} {r.channel} to {r.to_address}: {r.subject}",
+                "Message", retryable, key="notifications_retry_pick", format_func=said
             )
-            if st.button("Retry now", key="notifications_retry"):
+            if st.button("Retry now", key="notifications_retry") and not gone:
                 if run_action(notify.retry, chosen.id, success="Queued again."):
                     refresh()
         if st.button("Send due messages now", key="notifications_send_due"):

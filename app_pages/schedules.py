@@ -13,6 +13,7 @@ from ui.caches import cached
 from ui.context import forget, read
 from ui.front_desk import require
 from ui.locale import pickers
+from ui.picks import chosen_done, gone_choice
 from ui.schedule_forms import weekly_hours_form
 from ui.text import escape, show_table
 
@@ -69,14 +70,20 @@ if away:
         hide_index=True,
         width="stretch",
     )
-    gone = st.selectbox(
-        "Remove",
-        away,
-        key="schedules_remove_pick",
-        format_func=lambda t: clinic_time_range(clinic, t.starts_at, t.ends_at),
-    )
-    if st.button("Remove this time off", key="schedules_remove"):
-        if run_action(schedules.remove_time_off, gone.id, success="Time off removed."):
+
+    def span(t) -> str:
+        return clinic_time_range(clinic, t.starts_at, t.ends_at)
+
+    # removed at another desk since it was chosen (another provider's list is no such change)
+    if moved := gone_choice("schedules_remove_pick", away, span, (provider.id,)):
+        st.warning(
+            escape(f"The time off {moved} was removed meanwhile; nothing else was removed."),
+            icon=":material/sync_problem:",
+        )
+    leaving = st.selectbox("Remove", away, key="schedules_remove_pick", format_func=span)
+    if st.button("Remove this time off", key="schedules_remove") and not moved:
+        if run_action(schedules.remove_time_off, leaving.id, success="Time off removed."):
+            chosen_done("schedules_remove_pick")
             refresh()
 else:
     st.caption(f"{escape(provider.name)} has no time off planned.")

@@ -11,6 +11,7 @@ from core.policy import cancellation as policy
 from ui.caches import cached
 from ui.context import read, refresh, run_action
 from ui.locale import display_format
+from ui.picks import chosen_done, gone_choice
 from ui.text import show_table
 
 
@@ -47,6 +48,15 @@ def waiver_panel(current, prefix: str) -> None:
         width="stretch",
         key=f"{prefix}_fee_table",
     )
+    # the fee chosen, paid or waived at another desk meanwhile, leaves this list of open fees:
+    # the box would fall back to the first fee and the press waive that one
+    gone = gone_choice(f"{prefix}_fee_id", [f.id for f in fees], lambda i: f"#{i}", (patient,))
+    if gone:
+        st.warning(
+            f"Fee {gone} is no longer open (paid or waived meanwhile), so nothing was waived. "
+            "Choose the fee again; the reason typed is kept.",
+            icon=":material/sync_problem:",
+        )
     with st.form(f"{prefix}_waive_form"):
         fee_id = st.selectbox(
             "Fee to waive",
@@ -55,7 +65,7 @@ def waiver_panel(current, prefix: str) -> None:
             format_func=lambda i: f"#{i}",
         )
         reason = st.text_input("Reason (kept in the audit log)", key=f"{prefix}_fee_reason")
-        waive = st.form_submit_button("Waive fee")
+        waive = st.form_submit_button("Waive fee") and not gone
     if waive and fee_id is not None and (done := run_action(desk.waive_fee, fee_id, reason)):
         _, refunds = done.value
         back = (
@@ -65,6 +75,7 @@ def waiver_panel(current, prefix: str) -> None:
             else ""
         )
         st.toast(f"Fee #{fee_id} waived.{back}", icon=":material/check_circle:")
+        chosen_done(f"{prefix}_fee_id")
         refresh()
     with st.form(f"{prefix}_points_form"):
         c1, c2 = st.columns(2)

@@ -8,8 +8,8 @@ places are no longer the ones shown there, nothing is taken and the person is to
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
 
 import streamlit as st
 
@@ -48,3 +48,25 @@ def acted(memory: str) -> None:
     revoked): a selection the next run's rows moved under is let go without a word."""
     if memory in st.session_state:
         st.session_state[memory] = {**st.session_state[memory], "acted": True}
+
+
+def gone_choice(
+    key: str, options: Sequence[Any], label: Callable[[Any], str], scope: tuple = ()
+) -> str | None:
+    """Before the selectbox keyed `key` is drawn: the label of the option chosen in the last
+    run when it is no longer among `options` (handled at another desk, paid, removed), else
+    None. The box then falls back to its first option, so a press in this run must not act:
+    the caller says what became of the choice and acts on nothing. A change of the page's
+    own filters (`scope`) is no such change; nor is the page's own action (`chosen_done`)."""
+    was = st.session_state.get(key)
+    same = st.session_state.get(f"{key}_scope", list(scope)) == list(scope)
+    st.session_state[f"{key}_scope"] = list(scope)
+    if was is None or not same:
+        return None
+    return None if label(was) in {label(option) for option in options} else label(was)
+
+
+def chosen_done(key: str) -> None:
+    """The page acted on the choice in the selectbox keyed `key` (it leaves the list): the
+    next run starts that box afresh, saying nothing."""
+    st.session_state.pop(key, None)

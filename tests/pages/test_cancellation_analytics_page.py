@@ -5,6 +5,7 @@ import json
 import re
 from datetime import date, timedelta
 
+import streamlit as st
 from sqlalchemy import select
 
 from core.analytics import cancellations as ca
@@ -362,3 +363,27 @@ def test_the_what_if_fee_is_converted_in_each_currency(app_as, app_db):
     at.number_input(key="cancel_whatif_fee").set_value(25.5)
     at = _compare(at)
     assert "JPY amounts have no decimals" in at.error[0].value
+
+
+def test_a_fee_waived_elsewhere_meanwhile_does_not_move_the_waiver_onto_another(app_as, app_db):
+    at = app_as("manager", PAGE)
+    at.toggle(key="cancel_show_fees").set_value(True).run()
+    options = at.selectbox(key="cancel_fee_id").options
+    first, chosen = int(options[0][1:]), int(options[1][1:])
+    at.selectbox(key="cancel_fee_id").select(chosen)
+    database = _db(app_db)  # the owner waives that fee at another desk meanwhile
+    with database.write() as session:
+        owner = actor_of(session.scalar(select(User).where(User.username == "owner")))
+        desk.waive_fee(session, owner, chosen, "Goodwill")
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.text_input(key="cancel_fee_reason").input("Family emergency")
+    at = at.button(key="FormSubmitter:cancel_waive_form-Waive fee").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert f"Fee #{chosen} is no longer open (paid or waived meanwhile)" in said, said
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.get(LedgerEntry, first).waived_at is None  # not the one listed first
+        assert session.get(LedgerEntry, chosen).waive_reason == "Goodwill"
+    database.dispose()
+    assert at.text_input(key="cancel_fee_reason").value == "Family emergency"  # kept

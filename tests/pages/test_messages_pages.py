@@ -285,6 +285,40 @@ def test_the_outbox_offers_a_retry_only_when_a_message_waits_for_one(app_as, app
     assert "stopped on purpose" in " ".join(c.value for c in at.caption)
 
 
+def test_a_message_sent_meanwhile_does_not_move_the_retry_onto_another(app_as, app_db):
+    database = _db(app_db)
+    with database.write() as session:
+        session.execute(update(Notification).values(status=DeliveryStatus.SENT))
+        two = session.scalars(select(Notification.id).order_by(Notification.id.desc()).limit(2))
+        newer, older = list(two)
+        for ident in (newer, older):
+            session.get(Notification, ident).status = DeliveryStatus.FAILED
+    database.dispose()
+    st.cache_data.clear()
+    at = app_as("manager", "app_pages/notifications.py")
+    pick = at.selectbox(key="notifications_retry_pick")
+    place = next(i for i, o in enumerate(pick.options) if o.startswith(f"#{older} "))
+    pick.select_index(place).run()
+    first = at.selectbox(key="notifications_retry_pick").options[0]
+    database = _db(app_db)  # the jobs loop sends it meanwhile
+    with database.write() as session:
+        session.get(Notification, older).status = DeliveryStatus.SENT
+    database.dispose()
+    st.cache_data.clear()
+    at.button(key="notifications_retry").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert f"#{older} " in said and "is no longer waiting (sent meanwhile)" in said, said
+    database = _db(app_db)
+    with database.read() as session:
+        others = session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.status == DeliveryStatus.QUEUED)
+        )
+    database.dispose()
+    assert others == 0, first  # no other message was queued again by that press
+
+
 def _texts(url, *bodies) -> list[int]:
     """Replies from numbers the practice does not know, waiting for staff, oldest first."""
     database = _db(url)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 import streamlit as st
 from sqlalchemy import select
 
+from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
+from core.scheduling import schedules
 from core.startup import open_database
-from db.models import AuditEvent, Clinic, TimeOff, WorkingHours
+from db.models import AuditEvent, Clinic, TimeOff, User, WorkingHours
 from tests.pages.conftest import every_clinic_speaks
 
 PAGE = "app_pages/schedules.py"
@@ -174,3 +176,41 @@ def test_only_managers_and_owners_get_the_page():
 
     assert "schedules.py" not in files(Role.STAFF)
     assert "schedules.py" in files(Role.MANAGER) and "schedules.py" in files(Role.OWNER)
+
+
+def test_time_off_removed_elsewhere_while_chosen_does_not_remove_the_next(app_as, app_db):
+    at = app_as("manager", PAGE)
+    provider = at.selectbox(key="schedules_provider").value
+    database = _db(app_db)
+    with database.write() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        for days, reason in ((30, "Conference"), (40, "Holiday")):
+            start = datetime.now(UTC) + timedelta(days=days)
+            schedules.add_time_off(
+                session,
+                manager,
+                provider_id=provider.id,
+                starts_at=start,
+                ends_at=start + timedelta(days=1),
+                reason=reason,
+            )
+    database.dispose()
+    st.cache_data.clear()
+    at.run()
+    pick = at.selectbox(key="schedules_remove_pick")
+    pick.select_index(1).run()  # the holiday
+    database = _db(app_db)
+    with database.write() as session:  # another manager removes it meanwhile
+        holiday = session.scalar(select(TimeOff).where(TimeOff.reason == "Holiday"))
+        schedules.remove_time_off(session, manager, holiday.id)
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.button(key="schedules_remove").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert "was removed meanwhile; nothing else was removed" in said, said
+    database = _db(app_db)
+    with database.read() as session:
+        assert [t.reason for t in session.scalars(select(TimeOff))] == ["Conference"]
+    database.dispose()
+    at.button(key="schedules_remove").click().run()  # pressed again, on what is shown: removed
+    assert not any("meanwhile" in w.value for w in at.warning)
