@@ -13,6 +13,7 @@ from ui import actor, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.picks import gone_choice
 from ui.text import escape, plain, show_table
 
 FLASH = "call_list_flash"
@@ -90,9 +91,17 @@ if called := [r for r in rows if r.called]:
     st.caption("Reached or left a message; no answer stays here for the day it was called.")
     _table(called, "call_list_called", called=True)
 
+by_id = {r.appointment_id: r for r in rows}
+# cancelled (or moved out of these days) at another desk since it was chosen: the box would fall
+# back to the first visit and the press record the call, its note too, on another patient
+if gone := gone_choice("call_list_visit", list(by_id), str, (clinic_id, days, percent)):
+    st.warning(
+        f"Visit #{gone} left the list meanwhile (cancelled, moved or no longer at risk), so no "
+        "call was recorded. Choose the visit and record the call again.",
+        icon=":material/sync_problem:",
+    )
 with st.form("call_list_record", clear_on_submit=True, border=True):
     st.markdown("**Record a call**")
-    by_id = {r.appointment_id: r for r in rows}
     visit = st.selectbox(
         "Visit",
         list(by_id),
@@ -107,8 +116,11 @@ with st.form("call_list_record", clear_on_submit=True, border=True):
         key="call_list_outcome",
     )
     note = st.text_input("Note (optional)", max_chars=risk_scores.NOTE_LIMIT, key="call_list_note")
-    if st.form_submit_button(
-        "Called", type="primary", icon=":material/call:", key="call_list_submit"
+    if (
+        st.form_submit_button(
+            "Called", type="primary", icon=":material/call:", key="call_list_submit"
+        )
+        and not gone
     ):
         done = run_action(risk_scores.record_call, visit, outcome, note)
         if done:

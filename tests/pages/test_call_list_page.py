@@ -148,3 +148,28 @@ def test_the_overbooking_suggestion_names_a_time_and_opens_the_booking_form_at_i
     with database.read() as session:  # a suggestion: nothing was booked
         assert session.scalars(select(Appointment).where(Appointment.start_at == at_[1])).all()
     database.dispose()
+
+
+def test_a_visit_cancelled_meanwhile_does_not_move_the_call_onto_another(app_as, app_db):
+    tz, _ = _zone(app_db)
+    tomorrow = local_today(tz) + timedelta(days=1)
+    first, chosen = _visits_with_risk(
+        app_db,
+        [(local_to_utc(tomorrow, time(9), tz), 0.7), (local_to_utc(tomorrow, time(10), tz), 0.6)],
+    )
+    at = app_as("staff", "app_pages/call_list.py", timeout=120)
+    at.selectbox(key="call_list_visit").set_value(chosen)  # in the form: sent with the press
+    database = _db(app_db)  # cancelled at another desk meanwhile (the patient phoned in)
+    with database.write() as session:
+        session.get(Appointment, chosen).status = AppointmentStatus.CANCELLED
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.radio(key="call_list_outcome").set_value("message")
+    at.button(key="call_list_submit").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert f"Visit #{chosen} left the list meanwhile" in said, said
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.scalars(select(RiskCall)).all() == []  # not recorded on #first
+    database.dispose()
+    assert first in at.dataframe[0].value.index
