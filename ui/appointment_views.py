@@ -238,6 +238,29 @@ def pick_row(
     return rows[position]
 
 
+def _opened_on(row: QueueRow, p: str, choice: str | None) -> int:
+    """The version of the request (or change request) the open form was chosen on: a decision
+    another manager made meanwhile that leaves the row in the queue (a new proposal on a
+    proposal) is not replaced unseen; core refuses the stale one, saying by whom and when.
+    While it differs the form says so; a press lets it go (refused, or done)."""
+    now = row.change_version if row.change_id else row.version
+    key = f"{p}_seen"
+    if choice is None:
+        st.session_state.pop(key, None)
+        return now
+    seen = st.session_state.setdefault(key, now)
+    if seen != now:
+        st.warning(
+            f"#{row.appointment_id} was changed while this form was open here (another "
+            "manager acted on it, or the patient did): check it before you act. What you "
+            "typed is kept; nothing is done until you press again.",
+            icon=":material/sync_problem:",
+        )
+        if st.session_state.get(f"{p}_go"):  # this press: refused by core, then let go
+            st.session_state[key] = now
+    return seen
+
+
 def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
     """What a manager can do with one queue row, each with an optional message to the patient
     and a required reason for declines and cancellations."""
@@ -261,7 +284,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
         change_id=row.change_id,
         default_provider=row.provider_id,
     )
-    version = dict(expected_version=row.change_version if row.change_id else row.version)
+    version = dict(expected_version=_opened_on(row, p, choice))
     if choice in (
         "Approve",
         "Propose another time",
@@ -297,7 +320,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
                     **version,
                     **flags,
                 )
-            _finish(done, "Proposal sent to the patient." if proposing else "Approved.")
+            _finish(done, "Proposal sent to the patient." if proposing else "Approved.", p)
     elif choice == "Approve the new time":
         st.caption(
             f"Moves the appointment from "
@@ -326,6 +349,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
                     **flags,
                 ),
                 "Rescheduled.",
+                p,
             )
     elif choice == "Approve the cancellation":
         reason = _reason(p, "Reason (optional; the patient's own is used otherwise)")
@@ -336,6 +360,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
                     changes.approve_change, row.change_id, reason=reason, message=message, **version
                 ),
                 "Cancelled.",
+                p,
             )
     elif choice and choice.startswith("Deny"):
         reason, message = _reason(p), _message(p)
@@ -345,6 +370,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
                     changes.deny_change, row.change_id, reason=reason, message=message, **version
                 ),
                 "Denied; the original stays.",
+                p,
             )
     elif choice in ("Decline", "Decline the request"):
         reason, message = _reason(p), _message(p)
@@ -356,7 +382,7 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
                 message=message,
                 **version,
             )
-            _finish(done, KEPT if _kept(done) else "Declined.")
+            _finish(done, KEPT if _kept(done) else "Declined.", p)
 
 
 def bulk_results(results: list[lifecycle.RowResult]) -> None:

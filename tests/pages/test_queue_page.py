@@ -14,7 +14,7 @@ from core.kernel.accounts import actor_of
 from core.kernel.authz import patient_actor
 from core.kernel.config import load_settings
 from core.practice import skills
-from core.requests import changes, queue
+from core.requests import changes, decisions, queue
 from core.requests.queue import QueueKind
 from core.scheduling.availability import OCCUPYING
 from core.scheduling.lifecycle import services_of
@@ -339,3 +339,36 @@ def test_the_manager_is_told_when_the_open_request_is_decided_elsewhere(app_as, 
     at.selectbox(key="queue_clinic").select_index(clinics.index(other)).run()
     assert shown.appointment_id not in set(at.dataframe[0].value["#"])
     assert not [i.value for i in at.info if "no longer waiting" in i.value]
+
+
+def test_a_proposal_made_elsewhere_while_the_form_was_open_is_not_replaced(app_as, app_db):
+    at = app_as("manager", PAGE)
+    at.button_group(key="queue_kind").set_value("proposals").run()
+    at.button_group(key="queue_sort").set_value("soon").run()  # it keeps its place below
+    row = _item(at, "proposals", choice="Propose another time")
+    prefix = f"queue_proposals_{row.appointment_id}"
+    at.text_area(key=f"{prefix}_message").input("Would this suit you better?").run()
+    database = _db(app_db)  # the owner proposes another time meanwhile, a little later
+    with database.write() as session:
+        owner = actor_of(session.scalar(select(User).where(User.username == "owner")))
+        theirs = row.start_at + timedelta(minutes=1)
+        decisions.propose_time(
+            session,
+            owner,
+            row.appointment_id,
+            start_at=theirs,
+            provider_id=row.provider_id,
+            allow_double_booking=True,
+            outside_hours_override=True,
+        )
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.button(key=f"{prefix}_go").click().run()
+    refused = " ".join(e.value for e in at.error)
+    assert "was already handled by Olivia Owner at" in refused, _texts(at)
+    assert any("was changed while this form was open here" in w.value for w in at.warning)
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.get(Appointment, row.appointment_id).start_at == theirs
+    database.dispose()
+    assert at.text_area(key=f"{prefix}_message").value == "Would this suit you better?"
