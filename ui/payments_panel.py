@@ -13,7 +13,16 @@ from core.kernel.money import currency_symbol, minor_digits, typed_minor
 from core.payments import desk, prepay
 from core.payments.providers import provider_for
 from ui.caches import cached
-from ui.context import actor, read, refresh, run_action, settings, show_error
+from ui.context import (
+    actor,
+    forget_if_saved,
+    mark_saved,
+    read,
+    refresh,
+    run_action,
+    settings,
+    show_error,
+)
 from ui.folds import fold
 from ui.locale import display_format
 from ui.text import escape
@@ -69,6 +78,9 @@ def payments_panel(appointment_id: int) -> None:
         st.caption("No payments recorded.")
     symbol = currency_symbol(info.currency, fmt.locale)
     if box := fold("Record a payment taken at the desk", "payments_desk_open"):
+        # a recorded payment empties the form: a second press (it did not seem to work) asks
+        # for an amount instead of taking the same money twice
+        forget_if_saved("payments_desk", ["amount", "note"])
         with box, st.form("payments_desk_form"):
             amount = st.number_input(
                 f"Amount ({symbol})",
@@ -93,6 +105,7 @@ def payments_panel(appointment_id: int) -> None:
                         desk.record_desk_payment, appointment_id, **kwargs, success="Saved."
                     )
                     if saved:
+                        mark_saved("payments_desk")
                         refresh()
     due_refunds = [r for r in info.rows if r.status == "refund due" and r.method != "Card"]
     for r in due_refunds:

@@ -334,6 +334,17 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
     assert (paid.amount_cents, paid.method) == (2500, "card")
     badges = [m.value for m in at.markdown]
     assert any("Paid" in b or "Part paid" in b for b in badges), badges
+    # pressed again, as when it did not seem to work: the form is empty, the money taken once
+    assert at.number_input(key="payments_desk_amount").value == 0
+    at.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
+    assert any("Enter the amount paid" in e.value for e in at.error), [e.value for e in at.error]
+    database = _db(app_db)
+    with database.read() as s:
+        assert (
+            len(s.scalars(select(Payment).where(Payment.appointment_id == appointment_id)).all())
+            == 1
+        )
+    database.dispose()
 
 
 def test_only_the_chosen_section_runs(app_db):
