@@ -47,6 +47,7 @@ def patient_picker(
         found = _search(me, text) if len(text.strip()) >= 2 else []
         if text.strip() and not found:
             st.caption("No patient matches; check the spelling or add a new patient.")
+        _keep_chosen(f"{prefix}_patient", found)
         picked = st.selectbox(
             "Patient",
             found,
@@ -239,6 +240,27 @@ def _choices(me, clinic_id, start_at, minutes, before, after, service_ids=()):
         after=after,
         service_ids=service_ids,
     )
+
+
+def _keep_chosen(key: str, found: list) -> None:
+    """Before the patient box is drawn: the patient chosen stays chosen when another desk
+    changed their details (the box matches its label, which then changed); one merged into
+    another record or no longer found is said, instead of an empty box asking to find them."""
+    was = st.session_state.get(key)
+    if was is None or not hasattr(was, "id"):
+        return
+    same = next((p for p in found if p.id == was.id), None)
+    if same is None:
+        st.warning(
+            escape(
+                f"{was.name} (#{was.id}) is no longer found: the record was merged into another "
+                "or changed meanwhile, so nothing was booked. Search again; the patient's page "
+                "says where a merged record went."
+            ),
+            icon=":material/sync_problem:",
+        )
+    elif same.label != was.label:
+        st.session_state[key] = same
 
 
 def provider_picker(

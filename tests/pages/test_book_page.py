@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from core.kernel import accounts
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import load_settings
+from core.patients import merge, records
 from core.practice import setup
 from core.scheduling import moves
 from core.startup import open_database
@@ -457,3 +458,39 @@ def test_a_provider_taken_elsewhere_before_book_is_not_swapped_silently(app_as, 
     at.button(key="book_submit").click().run()  # pressed again, with the provider now shown
     assert at.success and at.success[0].value.startswith("Booked #"), at.error
     assert _last(app_db)["provider"] == instead
+
+
+def test_a_patient_merged_or_edited_elsewhere_while_chosen_is_said_or_kept(app_as, app_db):
+    day = _weekday_ahead(30)
+    at = _fill(app_as("staff", PAGE), day, 11, 15)
+    at.text_input(key="book_search").input("Smith").run()
+    patients = at.selectbox(key="book_patient")
+    assert len(patients.options) >= 2
+    patients.select_index(0).run()
+    chosen = at.selectbox(key="book_patient").value
+    database = _db(app_db)  # another desk corrects the chosen patient's email meanwhile
+    with database.write() as session:
+        manager = accounts.actor_of(session.scalar(select(User).where(User.username == "manager")))
+        records.update_patient(session, manager, chosen.id, email="adam.s@example.org")
+    database.dispose()
+    st.cache_data.clear()  # as that desk's write does in a process both share
+    at.run()
+    assert at.selectbox(key="book_patient").value.id == chosen.id  # still chosen
+    other = next(
+        o for o in at.selectbox(key="book_patient").options if not o.startswith(chosen.name)
+    )
+    database = _db(app_db)  # and then merges them into another record
+    with database.write() as session:
+        keep = session.scalar(
+            select(Patient.id).where(
+                Patient.id != chosen.id, Patient.last_name == chosen.name.split()[-1]
+            )
+        )
+        merge.merge_patients(session, manager, keep, chosen.id, "Same person", allow_overlap=True)
+    database.dispose()
+    st.cache_data.clear()
+    at.button(key="book_submit").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert f"{chosen.name} (#{chosen.id}) is no longer found" in said, said
+    assert "nothing was booked" in said and other
+    assert not at.success
