@@ -173,7 +173,11 @@ def _walk(page: Page, empty_server, tmp_path) -> None:
     page.get_by_label("Password", exact=True).fill("fran-front-desk-1")
     with page.expect_response("**/_clinicdesk/session"):
         page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_text("Signed in as Fran Desk")).to_be_visible(timeout=20000)
+    # signed in on the Users page, which is for owners: the page says so beside the caption
+    expect(page.get_by_text("Signed in as Fran Desk (staff)", exact=True)).to_be_visible(
+        timeout=20000
+    )
+    expect(page.get_by_text("Users is for owners")).to_be_visible()
     wait_for_app_idle(page)
 
     _open(page, empty_server.url, "book", "New appointment")  # tomorrow 09:00 by default
