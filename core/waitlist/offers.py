@@ -17,6 +17,7 @@ from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
+from core.kernel.locks import hold
 from core.kernel.money import clinic_time, format_clock
 from core.messaging import notify
 from core.practice import skills
@@ -57,6 +58,16 @@ def _free(session: Session, opening: SlotOpening, start: datetime, end: datetime
     return working_hours_cover(
         session, opening.provider_id, opening.clinic_id, start, end
     ) and not find_conflicts(session, opening.provider_id, start, end)
+
+
+def _any_free(session: Session, opening: SlotOpening) -> bool:
+    """Whether any STEP of the opening is still free for its provider."""
+    start = opening.start_at
+    while start + STEP <= opening.end_at:
+        if _free(session, opening, start, start + STEP):
+            return True
+        start += STEP
+    return False
 
 
 def _patients_busy(
@@ -378,23 +389,48 @@ def offer_slot(
     now: datetime | None = None,
 ) -> Offered:
     """A manager offers a slot by hand (from the calendar or a cancellation): matched, ranked
-    and offered at once, in the practice's mode."""
+    and offered at once, in the practice's mode. A time already offered is refused (its
+    patients would get a second offer for it); a time a cancellation has just queued for the
+    jobs loop is that opening, offered now (so the refill rate counts it as the freed slot)."""
     ensure(actor, Permission.WAITLIST_OFFER)
     now = now or utcnow()
     if start_at.tzinfo is None or end_at.tzinfo is None or not start_at < end_at:
         raise ValidationError("Choose a time range with a start before its end.")
     if end_at <= now:
         raise ValidationError("That time has passed; choose a slot in the future.")
-    opening = SlotOpening(
-        clinic_id=clinic_id,
-        provider_id=provider_id,
-        start_at=max(start_at, now),
-        end_at=end_at,
-        reason="by_hand",
-        by_hand=True,
-        appointment_id=appointment_id,
-        status=OpeningStatus.PENDING,
+    hold(session, f"waitlist_opening:{provider_id}")  # two managers offering it: one at a time
+    live = session.scalars(
+        select(SlotOpening)
+        .where(
+            SlotOpening.provider_id == provider_id,
+            SlotOpening.clinic_id == clinic_id,
+            SlotOpening.status.in_((OpeningStatus.PENDING, OpeningStatus.OFFERING)),
+            SlotOpening.start_at < end_at,
+            SlotOpening.end_at > max(start_at, now),
+        )
+        .order_by(SlotOpening.id)
+    ).all()
+    clinic = session.get(Clinic, clinic_id)
+    if out := next((o for o in live if o.status == OpeningStatus.OFFERING), None):
+        since = clinic_time(clinic, out.processed_at or out.created_at)
+        raise Conflict(
+            f"This time is already offered to the waitlist (since {since}); its offers are on "
+            "the Waitlist page. Nothing more was sent."
+        )
+    opening = (
+        live[0]
+        if live
+        else SlotOpening(
+            clinic_id=clinic_id,
+            provider_id=provider_id,
+            start_at=max(start_at, now),
+            end_at=end_at,
+            reason="by_hand",
+            appointment_id=appointment_id,
+            status=OpeningStatus.PENDING,
+        )
     )
+    opening.by_hand = True
     session.add(opening)
     session.flush()
     rules = get_rules(session)
@@ -413,11 +449,15 @@ def offer_slot(
         details={"matches": count, "start_at": start_at.isoformat()},
     )
     if count == 0:
+        if not _any_free(session, opening):
+            raise ValidationError(
+                "That time is no longer free (booked, or outside the provider's hours); nothing "
+                "was sent."
+            )
         raise ValidationError(
             "No waitlisted patient matches this slot (service length, days, weekdays, time of "
             "day, provider) with the minimum notice; nothing was sent."
         )
-    clinic = session.get(Clinic, clinic_id)
     quiet = not sent and rules.quiet(now, clinic.timezone)
     quiet_end = format_clock(rules.quiet_end, clinic.locale) if quiet else None
     return Offered(opening.id, count, sent, quiet_end)

@@ -469,6 +469,54 @@ def test_a_manager_offers_a_cancelled_slot_by_hand_staff_may_not(db, world):
     assert (row.patient, row.status, row.reason) == ("Ann Morgan", "sent", "by_hand")
 
 
+def test_a_time_already_offered_is_not_offered_again_by_hand(db, world):
+    """The jobs loop offered the freed time; a manager's Offer from the cancellation made a
+    second opening and sent the same patients a second offer. Now it is refused."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.write() as session, pytest.raises(Conflict, match="already offered to the waitlist"):
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(SlotOpening)) == 1
+
+
+def test_offering_a_time_the_cancellation_queued_offers_that_opening_now(db, world):
+    """A manager's Offer right after the cancellation, before the jobs loop's round: the queued
+    opening is offered now and once (before: a second opening, and two offers to each)."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    with db.write() as session:
+        done = offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert done.matched == 1
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        [opening] = session.scalars(select(SlotOpening)).all()
+    assert (opening.reason, opening.by_hand) == ("cancelled", True)  # the freed slot's refill
+
+
+def test_offering_a_time_no_longer_free_says_so(db, world):
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    process(db)  # nobody waits: the opening is left unfilled
+    booked(db, world, day)  # the time is booked again at the desk
+    waiting(db, world, day, name="Ann")
+    with db.write() as session, pytest.raises(ValidationError, match="no longer free"):
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+
+
 def quiet_now(db, world) -> None:
     """Quiet from an hour before now to an hour after (clinic time)."""
     local = to_local(utcnow(), TZ)
