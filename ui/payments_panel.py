@@ -80,7 +80,7 @@ def payments_panel(appointment_id: int) -> None:
     if box := fold("Record a payment taken at the desk", "payments_desk_open"):
         # a recorded payment empties the form: a second press (it did not seem to work) asks
         # for an amount instead of taking the same money twice
-        forget_if_saved("payments_desk", ["amount", "note"])
+        forget_if_saved("payments_desk", ["amount", "note", "again"])
         with box, st.form("payments_desk_form"):
             amount = st.number_input(
                 f"Amount ({symbol})",
@@ -94,6 +94,12 @@ def payments_panel(appointment_id: int) -> None:
                 "Method", ["card", "cash"], horizontal=True, key="payments_desk_method"
             )
             note = st.text_input("Note", key="payments_desk_note")
+            again = st.checkbox(
+                "The patient paid this again",
+                key="payments_desk_again",
+                help="Only when the same amount was really paid twice: the same payment "
+                "recorded again within two minutes is otherwise taken for a second press.",
+            )
             if st.form_submit_button("Record payment"):
                 try:  # more decimals than the currency has are refused, not rounded
                     cents = typed_minor(amount, info.currency, fmt.locale)
@@ -101,6 +107,7 @@ def payments_panel(appointment_id: int) -> None:
                     show_error(error)
                 else:
                     kwargs = {"amount_cents": cents, "method": method, "note": note}
+                    kwargs["again"] = again
                     saved = run_action(
                         desk.record_desk_payment, appointment_id, **kwargs, success="Saved."
                     )

@@ -5,7 +5,7 @@ amount is in the currency of the appointment's clinic (core.payments.rules.money
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
@@ -36,6 +36,8 @@ from db.models import (
 )
 from db.types import utcnow
 
+AGAIN_WITHIN = timedelta(minutes=2)  # the same payment pressed twice, not paid twice
+
 
 def record_desk_payment(
     session: Session,
@@ -45,10 +47,14 @@ def record_desk_payment(
     amount_cents: int,
     method: str,
     note: str = "",
+    again: bool = False,
 ) -> Payment:
-    """Staff record a card or cash payment taken at the desk (a receipt is emailed)."""
+    """Staff record a card or cash payment taken at the desk (a receipt is emailed). The same
+    amount by the same method, recorded by the same person for the visit within AGAIN_WITHIN,
+    is taken for a second press of one payment (a double click, a press that seemed not to
+    work) and refused, unless `again` says the patient really paid twice."""
     ensure(actor, Permission.PAYMENTS_RECORD)
-    appointment = session.get(Appointment, appointment_id)
+    appointment = session.get(Appointment, appointment_id, with_for_update=True)
     if appointment is None or appointment.patient_id is None:
         raise NotFound(f"There is no appointment #{appointment_id} with a patient.")
     if method not in DESK_METHODS:
@@ -61,6 +67,16 @@ def record_desk_payment(
             f"{fmt.money(amount_cents)} is more than one payment can be; enter at most "
             f"{fmt.money(MAX_MINOR)}."
         )
+    now = utcnow()
+    if not again and (
+        earlier := _same_payment(session, actor, appointment.id, amount_cents, method, now)
+    ):
+        seconds = max(1, int((now - earlier.paid_at).total_seconds()))
+        raise Conflict(
+            f"You recorded {fmt.money(amount_cents)} by {method} for this visit {seconds} s "
+            "ago; this press was not recorded again. If the patient really paid twice, tick "
+            "'The patient paid this again' and record it."
+        )
     owed = due(session, appointment, get_settings(session))
     payment = Payment(
         appointment_id=appointment.id,
@@ -72,7 +88,7 @@ def record_desk_payment(
         currency=fmt.currency,
         note=(note or "").strip()[:500],
         recorded_by_user_id=actor.user_id,
-        paid_at=utcnow(),
+        paid_at=now,
     )
     session.add(payment)
     session.flush()
@@ -87,6 +103,23 @@ def record_desk_payment(
     )
     send_receipt(session, appointment, [payment])
     return payment
+
+
+def _same_payment(session, actor, appointment_id, amount_cents, method, now) -> Payment | None:
+    """This person's payment of that amount by that method for the visit, in AGAIN_WITHIN."""
+    return session.scalar(
+        select(Payment)
+        .where(
+            Payment.appointment_id == appointment_id,
+            Payment.recorded_by_user_id == actor.user_id,
+            Payment.amount_cents == amount_cents,
+            Payment.method == method,
+            Payment.status == "paid",
+            Payment.paid_at >= now - AGAIN_WITHIN,
+        )
+        .order_by(Payment.id.desc())
+        .limit(1)
+    )
 
 
 def paid_fees(session: Session, entry_ids: list[int], *, lock: bool = False) -> list[Payment]:

@@ -345,6 +345,20 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
             == 1
         )
     database.dispose()
+    # the same £25.00 typed again at once (a press that seemed lost): refused, saying so
+    at.number_input(key="payments_desk_amount").set_value(25.0)
+    at.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
+    assert any("this press was not recorded again" in e.value for e in at.error)
+    at.checkbox(key="payments_desk_again").check()  # the patient did pay it twice
+    at.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
+    assert not at.error, [e.value for e in at.error]
+    database = _db(app_db)
+    with database.read() as s:
+        paid = s.scalars(
+            select(Payment.amount_cents).where(Payment.appointment_id == appointment_id)
+        )
+        assert sorted(paid) == [2500, 2500]
+    database.dispose()
 
 
 def test_only_the_chosen_section_runs(app_db):

@@ -18,7 +18,7 @@ import stripe
 from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy import text as sa_text
 
 from core.kernel.clock import local_to_utc, local_today
@@ -1358,9 +1358,9 @@ def test_a_visit_of_two_services_is_paid_when_both_are(db, world):
         assert prepay.badges(s, [two, package]) == {two: "Part paid", package: "Part paid"}
         assert desk.summary(s, world.staff, two).outstanding == "£90.00"
     for appointment_id, cents in ((two, 9000), (package, 6000)):
-        with db.write() as s:
+        with db.write() as s:  # the package's second £60.00, said to be paid again
             desk.record_desk_payment(
-                s, world.staff, appointment_id, amount_cents=cents, method="cash"
+                s, world.staff, appointment_id, amount_cents=cents, method="cash", again=True
             )
     with db.read() as s:
         assert prepay.badges(s, [two, package]) == {two: "Paid", package: "Paid"}
@@ -1645,3 +1645,31 @@ def test_a_desk_payment_larger_than_any_amount_is_refused_in_the_clinics_money(d
     assert (paid.amount_cents, paid.currency) == (10**9, "VND")
     with db.read() as s:
         assert prepay.paid_cents(s, appointment_id) == 10**9
+
+
+def test_the_same_desk_payment_pressed_twice_is_recorded_once(db, world):
+    """A double click (or a press that seemed not to work) recorded the patient's £50 twice.
+    The same amount by the same method from the same person within two minutes is refused,
+    saying so; the patient paying it again is recorded when said; another amount, method or
+    person, or a later payment, is recorded as any payment is."""
+    appointment_id = _appointment(db, world)
+
+    def pay(actor=world.staff, cents=5000, method="card", **kw):
+        with db.write() as s:
+            return desk.record_desk_payment(
+                s, actor, appointment_id, amount_cents=cents, method=method, **kw
+            )
+
+    pay()
+    with pytest.raises(Conflict, match="this press was not recorded again") as refused:
+        pay()
+    assert "£50.00 by card" in str(refused.value) and "paid this again" in str(refused.value)
+    pay(again=True)  # the patient did pay twice
+    pay(cents=2000)
+    pay(method="cash")
+    pay(actor=world.manager)  # another person at the desk
+    with db.write() as s:  # three minutes later, the same amount again
+        s.execute(update(Payment).values(paid_at=utcnow() - timedelta(minutes=3)))
+    pay()
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 5000 * 5 + 2000
