@@ -27,6 +27,7 @@ from ui.booking_form import clock_change_notice
 from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
 from ui.locale import display_format, pickers
+from ui.picks import gone_choice
 from ui.text import escape, show_table
 
 FLASH = "appointment_views_flash"
@@ -114,13 +115,12 @@ def time_picker(
 
     # the slot chosen is taken meanwhile (another desk booked it) or past: the box would fall
     # back to the first slot, and a press in this run would use a time nobody chose
-    was = st.session_state.get(f"{prefix}_slot")
-    gone = was not in (None, OTHER) and label(was) not in {label(s) for s in slots}
-    st.session_state[f"{prefix}_slot_gone"] = gone
+    gone = gone_choice(f"{prefix}_slot", options, label)
+    st.session_state[f"{prefix}_slot_gone"] = gone is not None
     if gone:
         st.warning(
             escape(
-                f"{label(was)} is no longer free (booked meanwhile, or past), so nothing was "
+                f"{gone} is no longer free (booked meanwhile, or past), so nothing was "
                 "done. The earliest free time is chosen now: check it, then press again."
             ),
             icon=":material/event_busy:",
