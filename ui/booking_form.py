@@ -79,7 +79,7 @@ def patient_picker(
     different = st.checkbox(
         "A different person",
         key=f"{prefix}_different",
-        help="Add this patient although one with the same name and date of birth exists.",
+        help="Add this patient although one with the same name (and date of birth) exists.",
     )
     new = booking.NewPatient(
         first, last, born, email or None, phone or None, consent_email, consent_sms, different

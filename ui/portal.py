@@ -185,7 +185,7 @@ def new_patient_form(expanded: bool) -> None:
         different = st.checkbox(
             "A different person",
             key="patients_new_different",
-            help="Add this patient although one with the same name and date of birth exists.",
+            help="Add this patient although one with the same name (and date of birth) exists.",
         )
         if st.form_submit_button("Add patient", type="primary"):
             made = run_action(

@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.kernel import audit
+from core.kernel import audit, locks
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import (
@@ -23,13 +23,14 @@ from core.kernel.money import (
     format_day,
 )
 from core.kernel.phones import phone_region
-from core.kernel.text import clean, plain_words, same_name
+from core.kernel.text import clean, plain_name, plain_words, same_name
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
 from core.payments import points
 from db.models import Channel, Clinic, Patient
 from db.types import utcnow
 
+JUST_ADDED = timedelta(minutes=2)  # a patient of the same name added again: a second press
 PHONE = re.compile(r"^\+?[0-9 ()-]{1,40}$")  # the characters; phonenumbers reads the rest
 
 
@@ -255,6 +256,11 @@ def create_patient(
         raise ValidationError("Enter the patient's first and last name.")
     _check_born(date_of_birth)
     email, phone = validate_contact(email, phone, practice_regions(session))
+    # two presses at once (a double click, two desks adding one walk-in) check one after the
+    # other: SQLite's writer holds its lock already, PostgreSQL takes this one
+    locks.hold(session, f"new patient {plain_name(last_name)}")
+    if date_of_birth is None and not different_person:
+        _refuse_just_added(session, first_name, last_name)
     if date_of_birth and not different_person:
         # compared in Python: SQLite's lower() folds ASCII only, and accents differ by typist
         born_that_day = session.scalars(
@@ -300,6 +306,28 @@ def create_patient(
         details={"consent_email": patient.consent_email, "consent_sms": patient.consent_sms},
     )
     return patient
+
+
+def _refuse_just_added(session: Session, first_name: str, last_name: str) -> None:
+    """A patient of this name added in the last JUST_ADDED is this one pressed again (a double
+    click, or a press that seemed not to work), when no date of birth tells them apart."""
+    now = utcnow()
+    # the newest rows by the key's index, not a scan of every patient's created_at
+    newest = session.scalars(select(Patient).order_by(Patient.id.desc()).limit(100))
+    for p in newest:
+        if p.created_at < now - JUST_ADDED:
+            continue  # an imported row may carry an older time
+        if (
+            p.merged_into_id is None
+            and same_name(p.first_name, first_name)
+            and same_name(p.last_name, last_name)
+        ):
+            seconds = max(1, int((now - p.created_at).total_seconds()))
+            raise Conflict(
+                f"{p.full_name} (#{p.id}) was added {seconds} s ago; this press did not add "
+                "them again. Open their record, or tick 'A different person' to add another "
+                "patient of the same name."
+            )
 
 
 # ---------------------------------------------------------------- editing and the record
