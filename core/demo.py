@@ -51,6 +51,7 @@ from db.models import (
     Service,
     ServiceResource,
     Source,
+    StopKind,
     SurveyResponse,
     TimeOfDay,
     VisitMode,
@@ -658,6 +659,7 @@ def _outbox(session, rng, appointments, now):
             if rng.random() < 0.12:
                 notification.status = DeliveryStatus.FAILED
                 notification.permanent_failure = True  # a 5xx answer is not retried
+                notification.stop_kind = StopKind.REFUSED
                 notification.last_error = (
                     delivery.PERMANENT + "the mail server answered 550 mailbox unavailable"
                 )

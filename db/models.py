@@ -147,6 +147,14 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class StopKind(enum.StrEnum):
+    """Why a message failed for good (Notification.stop_kind), which decides what a retry may do."""
+
+    REFUSED = "refused"  # the provider refused it (5xx, invalid address): retry once corrected
+    CONSENT = "consent"  # consent withdrawn since it was queued: retry checks consent again
+    PURPOSE = "purpose"  # stopped by ClinicDesk for a reason that still stands: never retried
+
+
 class LedgerKind(enum.StrEnum):
     LATE_CANCEL_FEE = "late_cancel_fee"
     NO_SHOW_FEE = "no_show_fee"
@@ -695,6 +703,7 @@ class Notification(Base):
     # failure (5xx, invalid address) is not retried until a person asks
     claim_token: Mapped[str | None] = mapped_column(String(32))
     permanent_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_kind: Mapped[StopKind | None] = mapped_column(str_enum(StopKind, "stop_kind"))
     # the survey request or waitlist offer the message is about (core.messaging.quiet reads
     # them; no foreign key, so SQLite can drop the columns again, as clinic_events.email_id)
     feedback_request_id: Mapped[int | None] = mapped_column(Integer)

@@ -128,7 +128,7 @@ def withdraw_email(session: Session, row: ClinicEvent, reason: str) -> int:
             Notification.permanent_failure.is_(False),
             Notification.claim_token.is_(None),
         )
-        .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
+        .values(**notify.stopped_on_purpose(reason))
         .execution_options(synchronize_session=False)
     )
     return result.rowcount

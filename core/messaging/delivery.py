@@ -64,6 +64,7 @@ from db.models import (
     DeliveryStatus,
     Notification,
     ReminderSent,
+    StopKind,
 )
 from db.types import utcnow
 
@@ -316,6 +317,7 @@ def record(
             "status": DeliveryStatus.FAILED,
             "last_error": (PERMANENT + str(error))[:1000],
             "permanent_failure": True,
+            "stop_kind": StopKind.REFUSED,
         }
     else:
         # failed shows on screen at once; the sender retries it with back-off until
@@ -409,6 +411,7 @@ def _keep(
             values |= {
                 "status": DeliveryStatus.FAILED,
                 "permanent_failure": True,
+                "stop_kind": StopKind.PURPOSE,
                 "last_error": stopped,
             }
         else:
@@ -462,6 +465,7 @@ def _stop_stale_reminders(write: Callable[[], object], now: datetime) -> None:
                 .values(
                     status=DeliveryStatus.FAILED,
                     permanent_failure=True,
+                    stop_kind=StopKind.PURPOSE,
                     last_error=f"Not sent: the appointment {why}.",
                 )
                 .execution_options(synchronize_session=False)

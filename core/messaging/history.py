@@ -20,9 +20,17 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.money import clinic_format, format_moment
 from core.kernel.text import clean
-from core.messaging.delivery import MAX_ATTEMPTS, PERMANENT
+from core.messaging.delivery import MAX_ATTEMPTS
 from core.messaging.notify import CHANNEL_WORDS
-from db.models import Appointment, Channel, Clinic, DeliveryStatus, Notification, SmsReply
+from db.models import (
+    Appointment,
+    Channel,
+    Clinic,
+    DeliveryStatus,
+    Notification,
+    SmsReply,
+    StopKind,
+)
 
 LIMIT = 500  # rows of each kind read
 TEXT_SHOWN = 300  # characters of a reply or an answer shown; Text replies has the whole text
@@ -61,7 +69,7 @@ def _status(n: Notification) -> str:
     if n.status != DeliveryStatus.FAILED:
         return n.status.value
     if n.permanent_failure:
-        return "failed" if (n.last_error or "").startswith(PERMANENT) else "not sent (stopped)"
+        return "failed" if n.stop_kind == StopKind.REFUSED else "not sent (stopped)"
     return "failed (retrying)" if n.attempts < MAX_ATTEMPTS else "failed"
 
 

@@ -27,13 +27,14 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import ClinicFormat, format_money
 from core.kernel.text import clean
-from core.messaging.delivery import MAX_ATTEMPTS, PERMANENT
+from core.messaging.delivery import MAX_ATTEMPTS
 from db.models import (
     Channel,
     DeliveryStatus,
     Notification,
     NotificationTemplate,
     Patient,
+    StopKind,
 )
 from db.types import utcnow
 
@@ -502,7 +503,12 @@ def withdraw_queued(
             Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
             Notification.permanent_failure.is_(False),
         )
-        .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
+        .values(
+            status=DeliveryStatus.FAILED,
+            permanent_failure=True,
+            stop_kind=StopKind.CONSENT,
+            last_error=reason,
+        )
         .execution_options(synchronize_session=False)
     )
 
@@ -575,9 +581,19 @@ def _withdraw(session: Session, where: list, reason: str) -> None:
             Notification.permanent_failure.is_(False),
             Notification.claim_token.is_(None),
         )
-        .values(status=DeliveryStatus.FAILED, permanent_failure=True, last_error=reason)
+        .values(**stopped_on_purpose(reason))
         .execution_options(synchronize_session=False)
     )
+
+
+def stopped_on_purpose(reason: str) -> dict[str, object]:
+    """The values that stop a message for good, on purpose, with `reason` shown as its error."""
+    return {
+        "status": DeliveryStatus.FAILED,
+        "permanent_failure": True,
+        "stop_kind": StopKind.PURPOSE,
+        "last_error": reason,
+    }
 
 
 def queue_to_address(
@@ -683,19 +699,11 @@ def outbox_counts(session: Session, actor: Actor) -> dict[str, int]:
     return counts
 
 
-# what a message stopped because consent was withdrawn says (core.patients.records, .merge;
-# core.portal.replies): it may go again once consent is given back; nothing else stopped may
-CONSENT_STOPS = ("consent to", "replied STOP")
-
-
 def stopped_for_good(row: Notification) -> bool:
     """Whether ClinicDesk stopped `row` before it went out for a reason that still stands (a
     no-show undone, an offer taken, a reminder too late): not a delivery failure, which a
     person may retry, nor a withdrawn consent, which retry checks itself."""
-    error = row.last_error or ""
-    if not row.permanent_failure or error.startswith(PERMANENT):
-        return False
-    return not any(words in error for words in CONSENT_STOPS)
+    return row.permanent_failure and row.stop_kind == StopKind.PURPOSE
 
 
 def retry(session: Session, actor: Actor, notification_id: int) -> None:
@@ -721,7 +729,7 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
             "again. Record their consent on the patient's page first if they gave it back."
         )
     row.status, row.next_attempt_at = DeliveryStatus.QUEUED, utcnow()
-    row.permanent_failure = False
+    row.permanent_failure, row.stop_kind = False, None
     audit.record(
         session, actor, "notification_retry", "notification", row.id, patient_id=row.patient_id
     )

@@ -21,6 +21,7 @@ from db.models import (
     NotificationTemplate,
     Patient,
     ServiceDocument,
+    StopKind,
 )
 from db.types import utcnow
 from tests.support.days import PLAIN_THURSDAY
@@ -294,6 +295,7 @@ def test_a_stopped_message_shows_as_not_sent_and_a_permanent_failure_as_failed(d
             .order_by(Notification.id)
         )
         first.status, first.attempts, first.permanent_failure = DeliveryStatus.FAILED, 1, True
+        first.stop_kind = StopKind.REFUSED  # as delivery writes a refusal
         first.last_error = delivery.PERMANENT + "550 mailbox unavailable"
         second.status, second.attempts, second.last_error = DeliveryStatus.FAILED, 2, "timed out"
         ids = first.id, second.id
@@ -305,3 +307,59 @@ def test_a_stopped_message_shows_as_not_sent_and_a_permanent_failure_as_failed(d
     }
     assert rows[ids[0]].status == "failed"
     assert rows[ids[1]].status == "failed (retrying)"
+
+
+def test_the_migration_gives_messages_stopped_before_it_their_reason_from_their_words(db, world):
+    """Before 0017 a message failed for good was told apart by its words: a refusal, a withdrawn
+    consent, or stopped on purpose. The migration keeps each one's meaning in stop_kind, so
+    Retry and the lists treat them as before: a refusal may be retried, a consent one once
+    consent is back, one stopped on purpose never."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from db import migrate
+
+    appointment_id = _book(db, world)
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0016")
+    assert "stop_kind" not in {c["name"] for c in inspect(db.engine).get_columns("notifications")}
+    words = {
+        "refused": delivery.PERMANENT + "550 mailbox unavailable",
+        "consent": "Not sent: the patient replied STOP to stop text messages.",
+        "purpose": "Not sent: the no-show was undone.",
+        "retrying": "timed out",
+    }
+    copy = (  # one of the booking's messages, once per kind
+        "INSERT INTO notifications (patient_id, appointment_id, channel, template, to_address, "
+        "subject, body, status, attempts, next_attempt_at, created_at, permanent_failure, "
+        "last_error) SELECT patient_id, appointment_id, channel, template, to_address, subject, "
+        "body, 'failed', 1, next_attempt_at, created_at, :p, :e FROM notifications WHERE id = "
+        "(SELECT min(id) FROM notifications WHERE appointment_id = :a)"
+    )
+    with db.engine.begin() as connection:
+        for kind, error in words.items():
+            connection.execute(
+                text(copy), {"p": kind != "retrying", "e": error, "a": appointment_id}
+            )
+        connection.execute(
+            text("DELETE FROM notifications WHERE last_error IS NULL AND appointment_id = :a"),
+            {"a": appointment_id},
+        )
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with db.read() as session:
+        kinds = {
+            n.last_error: n.stop_kind
+            for n in session.scalars(
+                select(Notification).where(Notification.appointment_id == appointment_id)
+            )
+        }
+    assert kinds == {
+        words["refused"]: StopKind.REFUSED,
+        words["consent"]: StopKind.CONSENT,
+        words["purpose"]: StopKind.PURPOSE,
+        words["retrying"]: None,
+    }
