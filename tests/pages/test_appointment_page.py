@@ -346,7 +346,9 @@ def test_a_move_made_elsewhere_while_the_form_was_open_is_not_overwritten(app_as
     assert _start_of(app_db, appointment_id) != theirs
 
 
-def test_a_cancellation_made_elsewhere_while_the_form_was_open_is_said(app_as, app_db):
+def _cancel_form(app_as, app_db, reason: str):
+    """Staff's appointment page on a future visit, the Cancel form open with `reason` typed:
+    (the page, the appointment's id, its keys' prefix)."""
     appointment_id, _ = _first(
         app_db,
         Appointment.status == AppointmentStatus.SCHEDULED,
@@ -356,7 +358,12 @@ def test_a_cancellation_made_elsewhere_while_the_form_was_open_is_said(app_as, a
     at = _open(app_as, "staff", appointment_id)
     p = f"appointment_{appointment_id}"
     at.button_group(key=f"{p}_action").set_value("cancel").run()
-    at.text_input(key=f"{p}_cancel_reason").input("Patient phoned")
+    at.text_input(key=f"{p}_cancel_reason").input(reason)
+    return at, appointment_id, p
+
+
+def test_a_cancellation_made_elsewhere_while_the_form_was_open_is_said(app_as, app_db):
+    at, appointment_id, p = _cancel_form(app_as, app_db, "Patient phoned")
     _as_manager(app_db, moves.cancel_appointment, appointment_id, reason="Clinic closed")
     at.button(key=f"{p}_go").click().run()
     said = " ".join(w.value for w in at.warning)
@@ -397,16 +404,7 @@ def _sign_in(at, username):
 
 
 def _cancel_form_when_the_session_ends(app_as, app_db):
-    appointment_id, _ = _first(
-        app_db,
-        Appointment.status == AppointmentStatus.SCHEDULED,
-        Appointment.start_at > utcnow(),
-        Appointment.patient_id.is_not(None),
-    )
-    at = _open(app_as, "staff", appointment_id)
-    p = f"appointment_{appointment_id}"
-    at.button_group(key=f"{p}_action").set_value("cancel").run()
-    at.text_input(key=f"{p}_cancel_reason").input("Patient phoned: flu")
+    at, appointment_id, p = _cancel_form(app_as, app_db, "Patient phoned: flu")
     at.text_area(key=f"{p}_cancel_message").input("Get well soon").run()
     _expire_sessions(app_db)
     at.button(key=f"{p}_go").click().run()

@@ -1031,6 +1031,25 @@ def test_waiving_a_paid_fee_gives_its_money_back_once(db, world):
         assert len(s.scalars(select(Payment).where(Payment.kind == "fee_refund")).all()) == 1
 
 
+def _card_on_file(db, world, appointment_id: int, cents: int, currency: str) -> None:
+    """An earlier Stripe checkout for the visit that left the patient's card on file."""
+    with db.write() as s:
+        s.add(
+            Payment(
+                appointment_id=appointment_id,
+                patient_id=world.patient_id,
+                kind="prepayment",
+                method="stripe",
+                status="paid",
+                amount_cents=cents,
+                currency=currency,
+                provider_ref="cs_test_earlier",
+                provider_customer="cus_test_1",
+                paid_at=utcnow(),
+            )
+        )
+
+
 def test_a_fee_charged_to_the_card_on_file_is_refunded_through_its_payment(db, world):
     """A no-show fee charged to the card on file is a Stripe payment intent, not a checkout
     session: its refund (the no-show undone) goes back to that payment. Before, the refund job
@@ -1039,21 +1058,7 @@ def test_a_fee_charged_to_the_card_on_file_is_refunded_through_its_payment(db, w
     http = StripeLike()
     provider = StripeProvider(STRIPE, http_client=http)
     appointment_id = _appointment(db, world)
-    with db.write() as s:  # an earlier checkout left the patient's card on file
-        s.add(
-            Payment(
-                appointment_id=appointment_id,
-                patient_id=world.patient_id,
-                kind="prepayment",
-                method="stripe",
-                status="paid",
-                amount_cents=6000,
-                currency="GBP",
-                provider_ref="cs_test_earlier",
-                provider_customer="cus_test_1",
-                paid_at=utcnow(),
-            )
-        )
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
     fee_id = _fee(db, world, appointment_id)
     with db.write() as s:
         paid = desk.pay_fee(s, world.staff, fee_id, method="card_on_file", provider=provider)
@@ -1508,21 +1513,7 @@ def test_stripe_saying_a_hundredth_of_the_amount_is_not_taken_as_paid(db, world)
 def test_a_fee_charged_to_the_card_on_file_is_sent_in_stripes_units(db, world):
     http = StripeCheckouts()
     appointment_id = _appointment(db, world, clinic_id=_clinic_in(db, world, "IDR", "id-ID", 1))
-    with db.write() as s:  # an earlier checkout left the patient's card on file
-        s.add(
-            Payment(
-                appointment_id=appointment_id,
-                patient_id=world.patient_id,
-                kind="prepayment",
-                method="stripe",
-                status="paid",
-                amount_cents=1,
-                currency="IDR",
-                provider_ref="cs_test_earlier",
-                provider_customer="cus_test_1",
-                paid_at=utcnow(),
-            )
-        )
+    _card_on_file(db, world, appointment_id, 1, "IDR")
     fee_id = _fee(db, world, appointment_id, cents=250000)  # Rp 250.000
     with db.write() as s:
         paid = desk.pay_fee(
