@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core.kernel import accounts
 from core.kernel.authz import SYSTEM, Actor
 from core.payments import points
-from db.models import Clinic, Patient, Provider, Role, Service, WorkingHours
+from db.models import Appointment, Clinic, Patient, Provider, Role, Service, WorkingHours
 
 PASSWORD = "correct horse battery"
 
@@ -49,6 +49,21 @@ def make_patient(session: Session, **fields) -> Patient:
     # opened as every way of adding a patient opens it: the ledger adds up to the balance
     points.open_account(session, patient, fields.get("points_balance", points.OPENING_POINTS))
     return patient
+
+
+def make_visit(session: Session, world: World, **fields) -> Appointment:
+    """An appointment of the world's patient with its provider, for its service at its clinic,
+    written as it is (`fields`: its status and times, at least), flushed for its id."""
+    visit = Appointment(
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        patient_id=world.patient_id,
+        service_id=world.service_id,
+        **fields,
+    )
+    session.add(visit)
+    session.flush()
+    return visit
 
 
 def build_world(session: Session, tz: str = "Europe/London") -> World:

@@ -9,7 +9,6 @@ import pytest
 from core.kernel.clock import local_to_utc, to_local
 from core.scheduling.availability import find_conflicts, suggest_slots, working_hours_cover
 from db.models import (
-    Appointment,
     AppointmentKind,
     AppointmentStatus,
     Clinic,
@@ -18,6 +17,7 @@ from db.models import (
     WorkingHours,
 )
 from db.types import utcnow
+from tests.factories import make_visit
 
 TZ = "Europe/London"
 
@@ -31,18 +31,14 @@ def at(day: date, hour: int, minute: int = 0):
 
 
 def book(session, world, start, minutes=30, status=AppointmentStatus.SCHEDULED, **extra):
-    row = Appointment(
-        clinic_id=world.clinic_id,
-        provider_id=world.provider_id,
-        patient_id=world.patient_id,
-        service_id=world.service_id,
+    row = make_visit(
+        session,
+        world,
         status=status,
         start_at=start,
         end_at=start + timedelta(minutes=minutes),
         **extra,
     )
-    session.add(row)
-    session.flush()
     return row
 
 

@@ -27,6 +27,7 @@ from db.models import (
     Service,
 )
 from db.types import utcnow
+from tests.factories import make_visit
 
 S = AppointmentStatus
 TZ = "Europe/London"
@@ -37,17 +38,13 @@ def scheduled(db, world, start=None, minutes=30) -> int:
         midnight = local_to_utc(to_local(utcnow(), TZ).date() + timedelta(days=1), time(0), TZ)
         start = min(utcnow() + timedelta(hours=2), midnight - timedelta(minutes=1))
     with db.write() as session:
-        row = Appointment(
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            patient_id=world.patient_id,
-            service_id=world.service_id,
+        row = make_visit(
+            session,
+            world,
             status=S.SCHEDULED,
             start_at=start,
             end_at=start + timedelta(minutes=minutes),
         )
-        session.add(row)
-        session.flush()
         return row.id
 
 

@@ -12,6 +12,7 @@ from core.portal import home
 from core.scheduling import lifecycle, schedules, visits
 from core.scheduling.appointments import get_appointment_detail
 from db.models import Appointment, AppointmentStatus, Clinic, Patient
+from tests.factories import make_visit
 
 NNBSP, THIN = "\u202f", "\u2009"  # CLDR's spaces: before AM/PM, around an en dash
 START = datetime(2035, 7, 3, 14, 0, tzinfo=UTC)  # a Tuesday in summer time on both sides
@@ -39,17 +40,9 @@ def _booked(db, world, place) -> int:
         clinic = session.get(Clinic, world.clinic_id)
         clinic.timezone, clinic.locale = place["timezone"], place["locale"]
         session.get(Patient, world.patient_id).portal_enrolled_at = START - timedelta(days=30)
-        appointment = Appointment(
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            patient_id=world.patient_id,
-            service_id=world.service_id,
-            status=AppointmentStatus.SCHEDULED,
-            start_at=START,
-            end_at=END,
+        appointment = make_visit(
+            session, world, status=AppointmentStatus.SCHEDULED, start_at=START, end_at=END
         )
-        session.add(appointment)
-        session.flush()
         return appointment.id
 
 

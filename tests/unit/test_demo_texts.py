@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from core import demo
 from db.models import (
-    Appointment,
     AppointmentService,
     AppointmentStatus,
     Notification,
@@ -18,6 +17,7 @@ from db.models import (
     Service,
 )
 from db.types import utcnow
+from tests.factories import make_visit
 
 
 def test_the_demos_confirmations_name_a_package_visit_as_the_package(db, world):
@@ -28,19 +28,15 @@ def test_the_demos_confirmations_name_a_package_visit_as_the_package(db, world):
         session.add_all([peel, glow])
         session.flush()
         start = now + timedelta(days=2)
-        visit = Appointment(
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            patient_id=world.patient_id,
-            service_id=world.service_id,
+        visit = make_visit(
+            session,
+            world,
             package_id=glow.id,
             status=AppointmentStatus.SCHEDULED,
             start_at=start,
             end_at=start + timedelta(minutes=60),
             booked_at=now - timedelta(days=1),
         )
-        session.add(visit)
-        session.flush()
         session.add_all(
             [
                 AppointmentService(appointment_id=visit.id, service_id=world.service_id),

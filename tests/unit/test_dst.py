@@ -26,6 +26,7 @@ from core.messaging.preferences import MessagePreferences
 from core.scheduling import schedules
 from core.scheduling.availability import suggest_slots, working_hours_cover
 from db.models import Clinic, WorkingHours
+from tests.factories import make_visit
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # suggestions from any day, past ones included
 # (zone, a day clocks go forward, a day they go back)
@@ -326,7 +327,7 @@ def test_todays_list_on_a_change_day_is_the_clinics_whole_day_at_its_clock_times
     """London's 25 October 2026 is 25 hours long: Today lists its first minute, both 01:30s
     (told apart by their zone) and its last half hour, in time order, and neither neighbour."""
     from core.scheduling import today
-    from db.models import Appointment, AppointmentStatus
+    from db.models import AppointmentStatus
 
     tz, day = "Europe/London", date(2026, 10, 25)
     times = {
@@ -340,17 +341,13 @@ def test_todays_list_on_a_change_day_is_the_clinics_whole_day_at_its_clock_times
     ids = {}
     with db.write() as session:
         for name, start in times.items():
-            visit = Appointment(
-                clinic_id=world.clinic_id,
-                provider_id=world.provider_id,
-                patient_id=world.patient_id,
-                service_id=world.service_id,
+            visit = make_visit(
+                session,
+                world,
                 status=AppointmentStatus.SCHEDULED,
                 start_at=start,
                 end_at=start + timedelta(minutes=30),
             )
-            session.add(visit)
-            session.flush()
             ids[visit.id] = name
     now = datetime(2026, 10, 25, 12, tzinfo=UTC)  # the clinic's today is that day
     assert to_local(now, tz).date() == day

@@ -38,7 +38,7 @@ from db.models import (
     ServiceResource,
 )
 from db.types import utcnow
-from tests.factories import make_patient
+from tests.factories import make_patient, make_visit
 
 S = AppointmentStatus
 TZ = "Europe/London"
@@ -66,17 +66,9 @@ def _no_show(db, world, balance=20, sent=True) -> int:
     start = max(utcnow() - timedelta(hours=1), midnight)
     with db.write() as session:
         session.get(Patient, world.patient_id).points_balance = balance
-        row = Appointment(
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            patient_id=world.patient_id,
-            service_id=world.service_id,
-            status=S.SCHEDULED,
-            start_at=start,
-            end_at=start + timedelta(minutes=30),
+        row = make_visit(
+            session, world, status=S.SCHEDULED, start_at=start, end_at=start + timedelta(minutes=30)
         )
-        session.add(row)
-        session.flush()
         ident = row.id
     with db.write() as session:
         visits.mark_no_show(session, world.staff, ident)
@@ -261,17 +253,13 @@ def test_undo_needs_the_permission_and_a_no_show(db, world):
     with db.read() as session, pytest.raises(PermissionDenied):
         visits.undo_no_show_consequences(session, patient_actor("Alex"), ident)
     with db.write() as session:
-        row = Appointment(
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            patient_id=world.patient_id,
-            service_id=world.service_id,
+        row = make_visit(
+            session,
+            world,
             status=S.COMPLETED,
             start_at=utcnow() - timedelta(hours=2),
             end_at=utcnow() - timedelta(hours=1),
         )
-        session.add(row)
-        session.flush()
         completed = row.id
     with db.write() as session, pytest.raises(InvalidTransition, match="completed appointment"):
         visits.undo_no_show(session, world.staff, completed)
@@ -604,17 +592,9 @@ def test_an_undo_and_a_booking_racing_for_the_freed_time_never_both_win(db, worl
     second writer waits and then runs, and is refused the same way)."""
     start = utcnow().replace(microsecond=0) - timedelta(minutes=10)
     with db.write() as session:
-        row = Appointment(
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            patient_id=world.patient_id,
-            service_id=world.service_id,
-            status=S.SCHEDULED,
-            start_at=start,
-            end_at=start + timedelta(minutes=60),
+        row = make_visit(
+            session, world, status=S.SCHEDULED, start_at=start, end_at=start + timedelta(minutes=60)
         )
-        session.add(row)
-        session.flush()
         ident = row.id
         other = make_patient(session, first_name="Sam", last_name="Lee").id
     with db.write() as session:

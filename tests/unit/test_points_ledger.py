@@ -37,6 +37,7 @@ from db.models import (
     Patient,
 )
 from db.types import utcnow
+from tests.factories import make_visit
 
 OPENING = "Opening balance"
 
@@ -424,11 +425,9 @@ def _visit(db, world, hours_from_now: float, status=AppointmentStatus.SCHEDULED)
     """A 30-minute visit of the world's patient starting `hours_from_now` (negative: started)."""
     start = utcnow() + timedelta(hours=hours_from_now)
     with db.write() as s:
-        visit = Appointment(
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            patient_id=world.patient_id,
-            service_id=world.service_id,
+        visit = make_visit(
+            s,
+            world,
             status=status,
             start_at=start,
             end_at=start + timedelta(minutes=30),
@@ -436,8 +435,6 @@ def _visit(db, world, hours_from_now: float, status=AppointmentStatus.SCHEDULED)
             if status == AppointmentStatus.COMPLETED
             else None,
         )
-        s.add(visit)
-        s.flush()
         return visit.id
 
 

@@ -27,6 +27,7 @@ from db.models import (
     RiskScore,
 )
 from db.types import utcnow
+from tests.factories import make_visit
 
 TZ = "Europe/London"
 
@@ -170,18 +171,14 @@ def test_no_extra_booking_is_suggested_for_a_day_gone_by(db, world):
     with db.write() as session:
         ids = []
         for hour in (0, 1):
-            row = Appointment(
-                clinic_id=world.clinic_id,
-                provider_id=world.provider_id,
-                patient_id=world.patient_id,
-                service_id=world.service_id,
+            row = make_visit(
+                session,
+                world,
                 status=AppointmentStatus.SCHEDULED,
                 start_at=yesterday + timedelta(hours=hour),
                 end_at=yesterday + timedelta(hours=hour, minutes=30),
                 allow_double_booking=True,
             )
-            session.add(row)
-            session.flush()
             ids.append(row.id)
     ahead = [book(db, world, in_days(4, hour)) for hour in (10, 11)]
     for ident in ids + ahead:
