@@ -54,8 +54,17 @@ def _behind(_me, role, filters, dimension, value):
 
 
 @cached("analytics", "appointments", ttl=60, max_entries=30)
-def _confirmed(_me, role, start, end, clinic):
-    return read(confirmations.confirmation_rate, _me, start, end, clinic)
+def _confirmed(_me, role, filters):  # the same clinic, provider and service as the figures
+    f = filters
+    return read(
+        confirmations.confirmation_rate,
+        _me,
+        f.start,
+        f.end,
+        f.clinic_id,
+        f.provider_id,
+        f.service_id,
+    )
 
 
 st.title("Cancellations and no-shows")
@@ -81,7 +90,7 @@ def dashboard():
     figures = shown(_figures, me, role, filters)
     previous = _figures(me, role, before)
     view.key_figures(figures, previous, fmt)
-    rate = _confirmed(me, role, start, end, clinic)  # reminders answered with a confirmation
+    rate = _confirmed(me, role, filters)  # reminders answered with a confirmation
     st.metric(
         "Confirmed by the patient",
         fmt.percent(rate.rate, 0),

@@ -26,9 +26,11 @@ from db.models import (
     Clinic,
     Notification,
     Patient,
+    Provider,
     ReminderSent,
     RiskModel,
     RiskScore,
+    Service,
 )
 from db.types import utcnow
 from tests.support.days import AUTUMN_MONDAY, PLAIN_THURSDAY, SPRING_SUNDAY
@@ -580,6 +582,43 @@ def test_confirmation_rate_counts_reminded_appointments_confirmed(db, world):
         with pytest.raises(PermissionDenied):
             confirmations.confirmation_rate(session, world.staff, PLAIN_THURSDAY, PLAIN_THURSDAY)
     assert (rate.reminded, rate.confirmed, rate.rate) == (2, 1, 0.5)
+
+
+def test_confirmation_rate_keeps_to_the_provider_and_service_filtered_on(db, world):
+    """The Cancellations page shows it beside figures of one provider or service: it counts
+    only their reminded appointments (before: every provider's and service's)."""
+    first = book(db, world, local(PLAIN_THURSDAY, 10))
+    second = book(db, world, local(PLAIN_THURSDAY, 11))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 11))
+    with db.write() as session:
+        replies.confirm_by_link(session, _confirm_token(db, first))
+        other_provider, other_service = Provider(name="Dr Other"), Service(name="Peel")
+        other_service.duration_minutes, other_service.price_cents = 30, 5000
+        session.add_all([other_provider, other_service])
+        session.flush()
+        visit = session.get(Appointment, second)  # another's visit, of another service
+        visit.provider_id, visit.service_id = other_provider.id, other_service.id
+        others = other_provider.id, other_service.id
+
+    def rate(provider_id=None, service_id=None):
+        with db.read() as session:
+            found = confirmations.confirmation_rate(
+                session,
+                world.owner,
+                PLAIN_THURSDAY,
+                PLAIN_THURSDAY,
+                world.clinic_id,
+                provider_id=provider_id,
+                service_id=service_id,
+            )
+        return found.reminded, found.confirmed
+
+    assert rate() == (2, 1)
+    assert rate(provider_id=world.provider_id) == (1, 1)
+    assert rate(provider_id=others[0]) == (1, 0)
+    assert rate(service_id=world.service_id) == (1, 1)
+    assert rate(service_id=others[1]) == (1, 0)
+    assert rate(world.provider_id, others[1]) == (0, 0)
 
 
 def _deliver(db, smtp, now: datetime):
