@@ -97,7 +97,7 @@ def dashboard():
         help=f"{fmt.number(rate.confirmed)} of {fmt.number(rate.reminded)} reminded "
         "appointments in the range were confirmed by reminder link or text reply.",
     )
-    refill_metrics(me, clinic, start, end)  # the waitlist's refills
+    refill_metrics(me, clinic, start, end, filters.provider_id)  # the waitlist's refills
     if figures.totals.booked:
         year_before = _figures(me, role, year) if year.start >= date(2000, 1, 1) else None
         groups = [_groups(me, role, filters, g) for g in ("provider", "service")]

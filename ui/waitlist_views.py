@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.analytics import risk_scores
 from core.kernel.authz import Permission
-from core.kernel.clock import local_days_bounds, local_today, to_local
+from core.kernel.clock import local_today, to_local
 from core.kernel.money import NO_VALUE, weekday_name
 from core.waitlist import entries, offers, rules
 from ui.appointment_views import FLASH
@@ -209,14 +209,22 @@ def rules_form(current: rules.Rules) -> None:
 
 
 @cached("analytics", "appointments", ttl=60, max_entries=20)
-def _refill(me, clinic_id, first, last):
-    since, until = local_days_bounds(first, last, display_format(clinic_id).timezone)
-    return read(offers.refill_figures, me, clinic_id=clinic_id, since=since, until=until)
+def _refill(me, clinic_id, first, last, provider_id):
+    # each clinic's own days (core): all clinics add up to the sum of the clinics
+    return read(
+        offers.refill_figures,
+        me,
+        clinic_id=clinic_id,
+        first=first,
+        last=last,
+        provider_id=provider_id,
+    )
 
 
-def refill_metrics(me, clinic_id, first, last) -> None:
-    """The waitlist's part of the cancellation figures: freed slots refilled, time to fill."""
-    f = _refill(me, clinic_id, first, last)
+def refill_metrics(me, clinic_id, first, last, provider_id=None) -> None:
+    """The waitlist's part of the cancellation figures: freed slots refilled, time to fill
+    (of the clinic and provider filtered on; a freed slot has no service of its own)."""
+    f = _refill(me, clinic_id, first, last, provider_id)
     fmt = display_format(clinic_id)
     cols = st.columns(4)
     cols[0].metric(
@@ -225,6 +233,8 @@ def refill_metrics(me, clinic_id, first, last) -> None:
         f"{fmt.number(f.filled)} of {fmt.number(f.opened)} freed",
         delta_color="off",
         delta_arrow="off",  # a count behind the rate, not a change
+        help="Slots freed on these clinic-local days (cancellations, moves, declines) that "
+        "the waitlist booked again; of every service, as a freed slot is not one service's.",
     )
     minutes = f.median_minutes_to_fill
     cols[1].metric(

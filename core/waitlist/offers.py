@@ -8,14 +8,14 @@ booking and one "just taken" (on PostgreSQL the row lock, on SQLite the serialis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
-from core.kernel.clock import to_local
+from core.kernel.clock import local_days_bounds, to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.kernel.locks import hold
 from core.kernel.money import clinic_time, format_clock
@@ -806,17 +806,36 @@ FREED = ("cancelled", "moved", "declined", "by_hand")
 
 
 def refill_figures(
-    session: Session, actor: Actor, *, clinic_id: int | None, since: datetime, until: datetime
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int | None,
+    first: date,
+    last: date,
+    provider_id: int | None = None,
 ) -> RefillFigures:
-    """Of the slots freed in [since, until): how many the waitlist refilled, and how fast."""
+    """Of the slots freed on the clinic-local days `first`..`last` (each clinic's own days, as
+    the cancellation figures count them, so all clinics add up to the sum of the clinics),
+    optionally of one provider: how many the waitlist refilled, and how fast."""
     ensure(actor, Permission.ANALYTICS_READ)
-    where = [
-        SlotOpening.created_at >= since,
-        SlotOpening.created_at < until,
-        SlotOpening.reason.in_(FREED),
-    ]
+    if last < first:
+        raise ValidationError("The end date is before the start date; swap them.")
+    zones = select(Clinic.id, Clinic.timezone).order_by(Clinic.id)
     if clinic_id is not None:
-        where.append(SlotOpening.clinic_id == clinic_id)
+        zones = zones.where(Clinic.id == clinic_id)
+    days = []  # one (clinic_id, created_at) index range per clinic
+    for cid, tz in session.execute(zones):
+        since, until = local_days_bounds(first, last, tz)
+        days.append(
+            and_(
+                SlotOpening.clinic_id == cid,
+                SlotOpening.created_at >= since,
+                SlotOpening.created_at < until,
+            )
+        )
+    where = [or_(*days) if days else false(), SlotOpening.reason.in_(FREED)]
+    if provider_id is not None:
+        where.append(SlotOpening.provider_id == provider_id)
     sent = (
         select(WaitlistOffer.id)
         .where(WaitlistOffer.opening_id == SlotOpening.id, WaitlistOffer.sent_at.is_not(None))

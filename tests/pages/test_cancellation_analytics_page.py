@@ -3,19 +3,35 @@ the what-if next to the actual policy, the audited CSV export and a fee waiver."
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 from sqlalchemy import select
 
 from core.analytics import cancellations as ca
+from core.analytics import confirmations
 from core.kernel.accounts import actor_of
+from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import load_settings
 from core.kernel.money import NO_VALUE, format_money
 from core.payments import desk
 from core.payments.providers import DeskProvider
 from core.startup import open_database
-from db.models import AuditEvent, LedgerEntry, Payment, User
+from core.waitlist import offers
+from db.models import (
+    Appointment,
+    AppointmentConfirmation,
+    AppointmentKind,
+    AuditEvent,
+    Clinic,
+    LedgerEntry,
+    OpeningStatus,
+    Payment,
+    Provider,
+    ReminderSent,
+    SlotOpening,
+    User,
+)
 from tests.pages.conftest import chart_click, every_clinic_speaks
 
 PAGE = "app_pages/cancellation_analytics.py"
@@ -387,3 +403,107 @@ def test_a_fee_waived_elsewhere_meanwhile_does_not_move_the_waiver_onto_another(
         assert session.get(LedgerEntry, chosen).waive_reason == "Goodwill"
     database.dispose()
     assert at.text_input(key="cancel_fee_reason").value == "Family emergency"  # kept
+
+
+def _as_owner(url, read):
+    database = _db(url)
+    with database.read() as session:
+        owner = actor_of(session.scalar(select(User).where(User.username == "owner")))
+        found = read(session, owner)
+    database.dispose()
+    return found
+
+
+def _reminded_and_freed(url) -> str:
+    """Reminders for the last 40 visits before today, confirmed for the first provider's
+    only; slots freed by that provider and another, one of them refilled, and one freed in New
+    York at 20:30 the evening before the page's first day (01:30 on it in London). Returns the
+    first provider's name."""
+    database = _db(url)
+    with database.write() as session:
+        now = datetime.now(UTC)
+        visits = session.execute(
+            select(Appointment.id, Appointment.start_at, Appointment.provider_id)
+            .where(Appointment.start_at < now, Appointment.kind == AppointmentKind.APPOINTMENT)
+            .order_by(Appointment.start_at.desc())
+            .limit(40)
+        ).all()
+        first = min(provider for _, _, provider in visits if provider)
+        other = max(provider for _, _, provider in visits if provider)
+        assert first != other
+        for ident, start, provider in visits:
+            session.add(
+                ReminderSent(
+                    appointment_id=ident, offset_minutes=1440, start_at=start, channels="email"
+                )
+            )
+            if provider == first:
+                session.add(
+                    AppointmentConfirmation(
+                        appointment_id=ident, start_at=start, channel="email link"
+                    )
+                )
+        clinics = dict(session.execute(select(Clinic.timezone, Clinic.id)).all())
+        london, new_york = clinics["Europe/London"], clinics["America/New_York"]
+        today = local_today("Europe/London")
+
+        def freed(clinic, provider, moment, **more):
+            session.add(
+                SlotOpening(
+                    clinic_id=clinic,
+                    provider_id=provider,
+                    start_at=moment + timedelta(days=1),
+                    end_at=moment + timedelta(days=1, minutes=30),
+                    reason="cancelled",
+                    status=more.pop("status", OpeningStatus.UNFILLED),
+                    created_at=moment,
+                    **more,
+                )
+            )
+
+        week_ago = now - timedelta(days=7)
+        hour = timedelta(hours=1)
+        freed(london, first, week_ago, status=OpeningStatus.FILLED, filled_at=week_ago + hour)
+        freed(london, first, week_ago)
+        freed(london, other, week_ago)
+        start = today - timedelta(days=90)  # the page's first day
+        freed(
+            new_york,
+            first,
+            local_to_utc(start - timedelta(days=1), time(20, 30), "America/New_York"),
+        )
+        name = session.get(Provider, first).name
+    database.dispose()
+    return name
+
+
+def test_confirmations_and_refills_follow_the_provider_filtered_on(app_as, app_db):
+    """With one provider chosen, the confirmed-by-the-patient and waitlist figures beside the
+    provider's rates count that provider's visits and freed slots (before: everyone's, under
+    the provider's rates); all clinics count each clinic's own days."""
+    chosen = _reminded_and_freed(app_db)
+    at = app_as("owner", PAGE)
+    everyone = next(m for m in at.metric if m.label == "Confirmed by the patient").proto.help
+    names = at.selectbox(key="cancel_provider").options
+    at.selectbox(key="cancel_provider").select_index(names.index(chosen))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    f = at.session_state["cancel_filters_now"]
+    assert f.provider_id is not None and f.clinic_id is None
+
+    def rate(session, owner):
+        return confirmations.confirmation_rate(
+            session, owner, f.start, f.end, None, f.provider_id, None
+        )
+
+    def refills(session, owner):
+        return offers.refill_figures(
+            session, owner, clinic_id=None, first=f.start, last=f.end, provider_id=f.provider_id
+        )
+
+    mine, slots = _as_owner(app_db, rate), _as_owner(app_db, refills)
+    shown = next(m for m in at.metric if m.label == "Confirmed by the patient").proto.help
+    assert shown.startswith(f"{mine.confirmed:,} of {mine.reminded:,} reminded"), shown
+    assert shown != everyone  # the demo's providers are not all reminded alike
+    refill = next(m for m in at.metric if m.label == "Waitlist refill rate")
+    assert refill.proto.delta == f"{slots.filled:,} of {slots.opened:,} freed"

@@ -356,7 +356,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         "offers.refill_figures",
         P.ANALYTICS_READ,
         lambda s, a, c: offers.refill_figures(
-            s, a, clinic_id=None, since=AT - timedelta(days=30), until=AT
+            s, a, clinic_id=None, first=AT.date() - timedelta(days=30), last=AT.date()
         ),
     ),
     (

@@ -34,6 +34,7 @@ from db.models import (
     Package,
     PackageService,
     Patient,
+    Provider,
     ProviderService,
     Service,
     Setting,
@@ -669,12 +670,73 @@ def test_refill_figures_count_filled_freed_slots(db, world):
             session,
             world.manager,
             clinic_id=world.clinic_id,
-            since=utcnow() - timedelta(days=1),
-            until=utcnow() + timedelta(days=1),
+            first=future_day(-1),
+            last=future_day(1),
         )
     assert (figures.opened, figures.filled, figures.refill_rate) == (2, 1, 0.5)
     assert figures.offered == 1  # 14:00 matched nobody (Ann waits for mornings): not offered
     assert figures.median_minutes_to_fill is not None
+
+
+def test_refill_figures_count_each_clinics_freed_slots_on_its_own_days(db, world):
+    """A slot freed (and refilled) in New York at 23:30 on 5 Jan (04:30 on 6 Jan in UTC and
+    London) is one of 5 Jan's, for New York and for all clinics alike; one freed there at 20:30
+    on 4 Jan (01:30 on 5 Jan in London) is not. The provider filter keeps only that
+    provider's."""
+    ny_zone = "America/New_York"
+    with db.write() as session:
+        ny = Clinic(name="New York", timezone=ny_zone, locale="en-US", currency="USD")
+        session.add(ny)
+        session.flush()
+        ny_id = ny.id
+
+        def freed(clinic_id, tz, day, clock, provider_id=world.provider_id, **more):
+            moment = local_to_utc(day, clock, tz)
+            session.add(
+                SlotOpening(
+                    clinic_id=clinic_id,
+                    provider_id=provider_id,
+                    start_at=moment + timedelta(days=2),
+                    end_at=moment + timedelta(days=2, minutes=30),
+                    reason="cancelled",
+                    created_at=moment,
+                    **more,
+                )
+            )
+
+        day = date(2027, 1, 5)
+        late = local_to_utc(day + timedelta(days=1), time(1), ny_zone)
+        freed(ny_id, ny_zone, day, time(23, 30), status=OpeningStatus.FILLED, filled_at=late)
+        freed(ny_id, ny_zone, day - timedelta(days=1), time(20, 30))  # 01:30 UTC on the 5th
+        freed(world.clinic_id, TZ, day, time(9))
+        filled = local_to_utc(day, time(10), TZ)
+        freed(world.clinic_id, TZ, day, time(9), status=OpeningStatus.FILLED, filled_at=filled)
+        other = Provider(name="Dr Other")
+        session.add(other)
+        session.flush()
+        freed(world.clinic_id, TZ, day, time(11), provider_id=other.id)
+
+    def figures(clinic_id, provider_id=None):
+        with db.read() as session:
+            found = offers.refill_figures(
+                session,
+                world.owner,
+                clinic_id=clinic_id,
+                first=day,
+                last=day,
+                provider_id=provider_id,
+            )
+        return found.opened, found.filled
+
+    assert figures(ny_id) == (1, 1)
+    assert figures(world.clinic_id) == (3, 1)
+    # the sum of the clinics (before: London's day for all, (4, 1) with New York's 4 Jan)
+    assert figures(None) == (4, 2)
+    assert figures(None, world.provider_id) == (3, 2)
+    with db.read() as session, pytest.raises(ValidationError, match="swap them"):
+        offers.refill_figures(
+            session, world.owner, clinic_id=None, first=day, last=day - timedelta(days=1)
+        )
 
 
 def test_a_request_that_cannot_be_placed_goes_on_the_waitlist(db, world):
