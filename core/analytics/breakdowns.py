@@ -126,7 +126,8 @@ def appointments_behind(
 ) -> tuple[pd.DataFrame, int]:
     """The booked appointments behind one bar: `dimension` is weekday (0 = Monday), hour,
     week (its Monday, ISO), lead (bucket index), provider or service (id; None = not
-    recorded) or all. Newest first, at most `limit` rows, and how many there are in all."""
+    recorded) or all. Newest first, at most `limit` rows, and how many there are in all; each
+    start in its clinic's time, beside the clinic's name."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
     if dimension not in DIMENSIONS:
@@ -171,6 +172,7 @@ def appointments_behind(
             i.status,
             i.late,
             Clinic.timezone,
+            Clinic.name,
             Patient.first_name,
             Patient.last_name,
             Provider.name,
@@ -189,14 +191,15 @@ def appointments_behind(
         {
             "#": r[0],
             "Start": to_local(r[1], r[4]).replace(tzinfo=None),
+            "Clinic": r[5],  # whose time the start is in (all clinics: several zones)
             "Status": r[2].value.replace("_", " ") + (" (late)" if r[3] else ""),
-            "Patient": f"{r[5] or ''} {r[6] or ''}".strip(),
-            "Provider": r[7] or "",
-            "Service": r[8] or "",
+            "Patient": f"{r[6] or ''} {r[7] or ''}".strip(),
+            "Provider": r[8] or "",
+            "Service": r[9] or "",
         }
         for r in session.execute(query)
     ]
-    columns = ["#", "Start", "Status", "Patient", "Provider", "Service"]
+    columns = ["#", "Start", "Clinic", "Status", "Patient", "Provider", "Service"]
     return pd.DataFrame(rows, columns=columns), total
 
 

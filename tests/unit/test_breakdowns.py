@@ -1,18 +1,20 @@
 """The dashboards' breakdowns (core.analytics.breakdowns): rates by provider and service, the
 appointments behind one bar, the survey rating distribution and the responses behind a bar."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
 from core.analytics import breakdowns as bd
 from core.analytics import surveys as sa
 from core.analytics.cancellation_parts import AnalyticsFilters
+from core.kernel.clock import local_to_utc
 from core.kernel.errors import PermissionDenied
 from db.models import (
     Appointment,
     AppointmentKind,
     AppointmentStatus,
+    Clinic,
     Provider,
     Source,
     SurveyResponse,
@@ -81,6 +83,32 @@ def test_the_appointments_behind_a_bar(db, world, booked):
     assert n_other == 2 and set(other["Provider"]) == {"Dr Other"}
     assert n_week == 6 and len(lead) == 6
     assert all(t.hour == 10 for t in mondays["Start"])  # clinic-local time
+
+
+def test_the_appointments_behind_a_bar_name_the_clinic_whose_time_they_show(db, world):
+    """All clinics: a New York visit at 23:30 on Monday (04:30 on Tuesday in London) is behind
+    Monday's bar and listed at 23:30 beside London's 10:00, each naming its clinic, so the two
+    clocks are not read as one (before: no clinic column)."""
+    with db.write() as session:
+        ny = Clinic(name="New York", timezone="America/New_York", locale="en-US", currency="USD")
+        session.add(ny)
+        session.flush()
+        _book(session, world, MONDAY, S.COMPLETED, world.provider_id)
+        late = local_to_utc(date(2026, 3, 2), time(23, 30), "America/New_York")
+        _book(session, world, late, S.NO_SHOW, world.provider_id)
+        session.flush()
+        session.query(Appointment).filter(Appointment.start_at == late).update({"clinic_id": ny.id})
+    with db.read() as session:
+        mondays, n = bd.appointments_behind(session, world.owner, FILTERS, "weekday", 0)
+        tuesdays, _ = bd.appointments_behind(session, world.owner, FILTERS, "weekday", 1)
+    assert n == 2 and tuesdays.empty
+    shown = {
+        (row.Clinic, row.Start.strftime("%a %H:%M"), row.Status) for row in mondays.itertuples()
+    }
+    assert shown == {
+        ("New York", "Mon 23:30", "no show"),
+        ("Test Clinic", "Mon 10:00", "completed"),
+    }
 
 
 def test_staff_may_not_read_breakdowns(db, world, booked):

@@ -1,0 +1,3 @@
+"""The breakdown and drill-down tests again on PostgreSQL."""
+
+from tests.unit.test_breakdowns import *  # noqa: F403
