@@ -66,20 +66,24 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
         colour="off",
         help=f"{fmt.number(p.booked)} in the previous period",
     )
-    for col, label, attribute, count in (
-        (cols[1], "Cancellation rate", "cancellation_rate", "cancelled"),
-        (cols[2], "Late-cancellation rate", "late_cancellation_rate", "late"),
-        (cols[3], "No-show rate", "no_show_rate", "no_shows"),
+    due, due_before = t.no_shows + t.attended, p.no_shows + p.attended
+    for col, label, attribute, count, of in (
+        (cols[1], "Cancellation rate", "cancellation_rate", "cancelled", "booked"),
+        (cols[2], "Late-cancellation rate", "late_cancellation_rate", "late", "booked"),
+        (cols[3], "No-show rate", "no_show_rate", "no_shows", "visits due"),
     ):
         now, earlier = getattr(t, attribute), getattr(p, attribute)
+        # each rate's n: its own denominator, now and in the previous period
+        whole, whole_before = (due, due_before) if of == "visits due" else (t.booked, p.booked)
         key_figure(
             col,
             label,
             fmt.percent(now),
             fmt.points(now, earlier),
             colour="inverse",  # a rise is bad news
-            help=f"{fmt.number(getattr(t, count))} {count.replace('_', '-')}; "
-            f"before: {fmt.percent(earlier)}",
+            help=f"{fmt.number(getattr(t, count))} {count.replace('_', '-')} of "
+            f"{fmt.number(whole)} {of}; before: {fmt.percent(earlier)} of "
+            f"{fmt.number(whole_before)}",
         )
     mean, earlier = f.turnaround_mean_hours, before.turnaround_mean_hours
     shown = _currencies_shown(f, before)
@@ -89,8 +93,9 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
             label="Refill rate",
             value=fmt.percent(f.refill_rate),
             change=fmt.points(f.refill_rate, before.refill_rate),
-            help=f"{fmt.number(f.refilled)} slots refilled · previous period "
-            f"{fmt.percent(before.refill_rate)}",
+            help=f"{fmt.number(f.refilled)} of {fmt.number(t.cancelled)} cancelled slots "
+            f"refilled · previous period {fmt.percent(before.refill_rate)} of "
+            f"{fmt.number(p.cancelled)}",
         ),
         dict(
             label="Mean request turnaround",
@@ -172,11 +177,21 @@ def _rate_bars(
             title=charts.with_n(title, sum(c.booked for c in groups), fmt, "booked"),
             fmt=fmt,
             percent=True,
-            n=[c.booked for c in groups],
+            n=rate_ns(groups),
         ),
         key=key,
         selectable=selectable,
     )
+
+
+def rate_ns(groups: list[Counts | None], suffix: str = "") -> dict[str, list[int]]:
+    """Each rate's own n: bookings for the cancellation rate, visits due (no-shows + attended)
+    for the no-show rate (a week of bookings still to come has a cancellation rate over them
+    and no no-show rate yet: n = 0, not their number). `suffix` names the series."""
+    return {
+        "Cancellation rate" + suffix: [c.booked if c else 0 for c in groups],
+        "No-show rate" + suffix: [c.no_shows + c.attended if c else 0 for c in groups],
+    }
 
 
 def dashboard(
@@ -190,7 +205,7 @@ def dashboard(
     label) when there was a click, to list the appointments behind it."""
     picks = []
     weeks = f.weekly
-    earlier = {}
+    earlier, ns = {}, rate_ns(weeks)
     if year_before is not None:
         by_monday = {c.label: c for c in year_before.weekly}
         shifted = [by_monday.get(str(date.fromisoformat(c.label) - YEAR)) for c in weeks]
@@ -201,6 +216,7 @@ def dashboard(
                 ],
                 "No-show rate a year earlier": [c.no_show_rate if c else None for c in shifted],
             }
+            ns |= rate_ns(shifted, " a year earlier")
     labels = [fmt.day(date.fromisoformat(c.label), weekday=False) for c in weeks]
     points = charts.show(
         charts.lines(
@@ -212,7 +228,7 @@ def dashboard(
             title=charts.with_n("Rates by week (week starting)", f.totals.booked, fmt, "booked"),
             fmt=fmt,
             percent=True,
-            n=[c.booked for c in weeks],
+            n=ns,
             earlier=earlier,
         ),
         key="cancel_chart_weekly",

@@ -33,6 +33,14 @@ CHAR_PX = 7  # a generous width of a character of the 12 px axis font
 PLOT_PX = {False: 330, True: 800}  # the plot area of a half- and a full-width chart
 
 Spec = dict[str, Any]
+# n per label, one list for every series, or each series' own (a rate's own denominator: the
+# cancellation rate's is the bookings, the no-show rate's the visits due; NPS's the 0–10
+# answers, CSAT's the ratings)
+Ns = Sequence[int] | dict[str, Sequence[int]]
+
+
+def _n_of(n: Ns | None, name: str) -> Sequence[int] | None:
+    return n.get(name) if isinstance(n, dict) else n
 
 
 def with_n(title: str, n: int, fmt: ClinicFormat, what: str = "") -> str:
@@ -133,13 +141,14 @@ def bars(
     fmt: ClinicFormat,
     y_title: str = "",
     percent: bool = False,
-    n: Sequence[int] | None = None,
+    n: Ns | None = None,
 ) -> Spec:
-    """Grouped bars: one series per entry, one group per label; `n` per label in the tooltip."""
+    """Grouped bars: one series per entry, one group per label; `n` per label in the tooltip
+    (one list for all series, or a dict of each series' own)."""
     labels = [plain(v) for v in labels]
     out = []
     for index, (name, values) in enumerate(series.items()):
-        items, tip = _items(labels, values, n, percent, fmt)
+        items, tip = _items(labels, values, _n_of(n, name), percent, fmt)
         out.append(
             {
                 "type": "bar",
@@ -161,12 +170,13 @@ def lines(
     fmt: ClinicFormat,
     y_title: str = "",
     percent: bool = False,
-    n: Sequence[int] | None = None,
+    n: Ns | None = None,
     earlier: dict[str, Sequence[float | None]] | None = None,
     wide: bool = True,
 ) -> Spec:
-    """Lines over the labels; `earlier` adds the same series a year before, dotted. `wide`:
-    drawn across the page (the report pages' weekly lines)."""
+    """Lines over the labels; `earlier` adds the same series a year before, dotted (with its
+    own n when `n` is a dict naming it too). `wide`: drawn across the page (the report pages'
+    weekly lines)."""
     labels = [plain(v) for v in labels]
 
     def line(name: str, values, colour: str, counts, dotted: bool = False) -> Spec:
@@ -183,11 +193,17 @@ def lines(
         }
 
     out = [
-        line(name, values, COLOURS[i % len(COLOURS)], n)
+        line(name, values, COLOURS[i % len(COLOURS)], _n_of(n, name))
         for i, (name, values) in enumerate(series.items())
     ]
     out += [
-        line(name, values, FADED[i % len(FADED)], None, dotted=True)
+        line(
+            name,
+            values,
+            FADED[i % len(FADED)],
+            _n_of(n, name) if isinstance(n, dict) else None,
+            dotted=True,
+        )
         for i, (name, values) in enumerate((earlier or {}).items())
     ]
     return _figure(labels, out, title, y_title, percent, wide, fmt)

@@ -107,6 +107,15 @@ def overview(
     groups[2].metric("Detractors (0–6)", fmt.number(s.detractors))
 
 
+def _ns(frame: pd.DataFrame) -> dict[str, list[int]]:
+    """Each figure's own n: NPS over the 0–10 answers, CSAT over the ratings (an imported
+    response may carry only a star rating)."""
+    return {
+        "NPS": [int(n) for n in frame.nps_n],
+        "CSAT %": [int(n) for n in frame.rating_n],
+    }
+
+
 def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None:
     """NPS and CSAT by week, the rating distribution, NPS and CSAT by provider and service;
     returns the bar clicked (dimension, value, label) to list the responses behind it."""
@@ -123,7 +132,7 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
             ),
             fmt=fmt,
             y_title="points / %",
-            n=[int(n) for n in weekly.responses],
+            n=_ns(weekly),
         ),
         key="survey_chart_weekly",
     )
@@ -170,7 +179,7 @@ def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None
                     ),
                     fmt=fmt,
                     y_title="points / %",
-                    n=[int(n) for n in shown.n],
+                    n={"NPS": [int(n) for n in shown.nps_n], "CSAT %": [int(n) for n in shown.n]},
                 ),
                 key=key,
                 selectable=True,

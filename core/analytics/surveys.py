@@ -497,10 +497,13 @@ def _trend(daily, period: str) -> pd.DataFrame:
             "nps": fig.nps,
             "csat": fig.csat,
             "mean": fig.mean,
+            "nps_n": fig.nps_n,  # NPS's own n: the 0–10 answers
+            "rating_n": fig.rating_n,  # CSAT's and the mean's: the ratings
         }
         for key, fig in sorted(sums.items())
     ]
-    return pd.DataFrame(records, columns=["period", "responses", "nps", "csat", "mean"])
+    columns = ["period", "responses", "nps", "csat", "mean", "nps_n", "rating_n"]
+    return pd.DataFrame(records, columns=columns)
 
 
 def trend(session: Session, actor: Actor, f: SurveyFilter, period: str) -> pd.DataFrame:

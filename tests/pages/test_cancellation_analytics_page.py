@@ -507,3 +507,41 @@ def test_confirmations_and_refills_follow_the_provider_filtered_on(app_as, app_d
     assert shown != everyone  # the demo's providers are not all reminded alike
     refill = next(m for m in at.metric if m.label == "Waitlist refill rate")
     assert refill.proto.delta == f"{slots.filled:,} of {slots.opened:,} freed"
+
+
+def test_each_rate_shows_its_own_n(app_as, app_db):
+    """A rate's tooltip n is its own denominator: bookings for the cancellation rate, visits
+    due (no-shows + attended) for the no-show rate, by weekday and by week, and the weeks a
+    year earlier theirs (before: the bookings for both, so a no-show rate over 80 visits due
+    said n = 120, cancellations and visits still to come included)."""
+    at = app_as("owner", PAGE)
+    assert not at.exception and not at.error
+    f = _core_figures(app_db, at.session_state["cancel_filters_now"])
+    charts = _charts(at)
+
+    def items(key):
+        spec = json.loads(charts[next(k for k in charts if key in k)].proto.spec)
+        return {
+            s["name"]: [int(item[4].replace(",", "")) for item in s["data"]] for s in spec["series"]
+        }
+
+    weekday = items("cancel_chart_weekday")
+    assert weekday["Cancellation rate"] == [c.booked for c in f.by_weekday]
+    assert weekday["No-show rate"] == [c.no_shows + c.attended for c in f.by_weekday]
+    assert weekday["No-show rate"] != weekday["Cancellation rate"]
+    weekly = items("cancel_chart_weekly")
+    assert weekly["No-show rate"] == [c.no_shows + c.attended for c in f.weekly]
+    assert weekly["Cancellation rate"] == [c.booked for c in f.weekly]
+    earlier = weekly.get("No-show rate a year earlier")
+    assert earlier is None or len(earlier) == len(f.weekly)
+    # the key figures' help says each rate's n too (before: the count above it only)
+    t = f.totals
+    help_of = {m.label: m.proto.help for m in at.metric}
+    due = t.no_shows + t.attended
+    assert help_of["No-show rate"].startswith(f"{t.no_shows:,} no-shows of {due:,} visits due")
+    assert help_of["Cancellation rate"].startswith(
+        f"{t.cancelled:,} cancelled of {t.booked:,} booked"
+    )
+    assert help_of["Refill rate"].startswith(
+        f"{f.refilled:,} of {t.cancelled:,} cancelled slots refilled"
+    )

@@ -278,3 +278,45 @@ def test_all_clinics_take_each_response_on_its_own_clinics_day(app_as, app_db):
         at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
         counted[clinic_id] = int(metric(at, "Responses"))
     assert counted == {cid: int(cid == ny_id) for cid, _ in clinics}
+
+
+def test_nps_and_csat_each_show_their_own_n(app_as, app_db):
+    """Star-only responses (as imported ones are) count in CSAT but not in NPS: each line and
+    bar's tooltip n is its own figure's, the 0–10 answers for NPS and the ratings for CSAT
+    (before: the responses for both by week, the ratings for both by provider)."""
+    db = database(app_db)
+    with db.write() as session:
+        latest = session.scalars(
+            select(SurveyResponse).order_by(SurveyResponse.submitted_at.desc()).limit(1)
+        ).one()
+        for minutes in range(1, 4):
+            session.add(
+                SurveyResponse(
+                    submitted_at=latest.submitted_at - timedelta(minutes=minutes),
+                    rating=4,
+                    clinic_id=latest.clinic_id,
+                    provider_id=latest.provider_id,
+                    service_id=latest.service_id,
+                    comment="",
+                )
+            )
+    db.dispose()
+    at = app_as("owner", PAGE)
+    assert not at.exception and not at.error
+    board = expected(app_db)
+    charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("echarts_chart")}
+
+    def ns(key):
+        spec = next(s for k, s in charts.items() if key in k)
+        return {
+            s["name"]: [int(item[4].replace(",", "")) for item in s["data"]] for s in spec["series"]
+        }
+
+    weekly = ns("survey_chart_weekly")
+    assert weekly["NPS"] == list(board.weekly.nps_n)
+    assert weekly["CSAT %"] == list(board.weekly.rating_n)
+    assert weekly["NPS"][-1] < weekly["CSAT %"][-1]
+    shown = board.providers[board.providers.enough.astype(bool)].head(15)
+    providers = ns("survey_chart_provider")
+    assert providers["NPS"] == list(shown.nps_n) and providers["CSAT %"] == list(shown.n)
+    assert providers["NPS"] != providers["CSAT %"]

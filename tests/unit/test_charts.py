@@ -129,3 +129,35 @@ def test_values_and_counts_follow_the_clinics_locale():
     assert german["yAxis"]["axisLabel"]["formatter"] == "{value}\xa0%"
     counts = charts.bars(["x"], {"A": [2500.5]}, title="t", fmt=germany)
     assert counts["series"][0]["data"][0][2] == "2.500,5"
+
+
+def test_each_series_may_carry_its_own_n():
+    """A rate's n is its own denominator: the cancellation rate's the bookings, the no-show
+    rate's the visits due, and the same weeks a year earlier theirs (a series without one of
+    its own has no n in its tooltip)."""
+    spec = charts.lines(
+        ["w1", "w2"],
+        {"Cancellation rate": [0.1, 0.2], "No-show rate": [0.5, None]},
+        title="t",
+        fmt=GB,
+        percent=True,
+        n={
+            "Cancellation rate": [10, 1200],
+            "No-show rate": [4, 0],
+            "No-show rate a year earlier": [8, 9],
+        },
+        earlier={"No-show rate a year earlier": [0.25, 0.1], "Other a year earlier": [0.1, 0.1]},
+    )
+    n = {s["name"]: [d[4] if len(d) > 4 else None for d in s["data"]] for s in spec["series"]}
+    assert n == {
+        "Cancellation rate": ["10", "1,200"],
+        "No-show rate": ["4", "0"],  # a week of no visit due yet: n = 0 and no rate
+        "No-show rate a year earlier": ["8", "9"],
+        "Other a year earlier": [None, None],
+    }
+    assert spec["series"][1]["data"][1][2] == NO_VALUE
+    bars = charts.bars(["Mon"], {"A": [0.1], "B": [0.2]}, title="t", fmt=GB, n={"A": [3]})
+    assert [s["tooltip"]["formatter"].endswith("n = {@[4]}") for s in bars["series"]] == [
+        True,
+        False,
+    ]
