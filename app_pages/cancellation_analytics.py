@@ -102,7 +102,7 @@ def dashboard():
         year_before = _figures(me, role, year) if year.start >= date(2000, 1, 1) else None
         groups = [_groups(me, role, filters, g) for g in ("provider", "service")]
         picked = view.dashboard(figures, year_before, *groups, fmt)
-        view.behind(picked, lambda d, v: _behind(me, role, filters, d, v), fmt)
+        view.behind(picked, lambda d, v: _behind(me, role, filters, d, v), fmt, filters)
     else:  # one message, not seven empty charts
         view.nothing_booked(figures, fmt)
     currencies = list(figures.revenue_at_risk_cents)

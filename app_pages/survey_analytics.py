@@ -101,7 +101,7 @@ def dashboard():
         weekly = _section(me, role, f, "trends").weekly
         distribution = _section(me, role, f, "distribution")
         picked = view.dashboard(weekly, distribution, _section(me, role, f, "groups"), fmt)
-        view.behind(picked, lambda d, v: _behind(me, role, f, d, v), fmt)
+        view.behind(picked, lambda d, v: _behind(me, role, f, d, v), fmt, f)
         st.subheader("Latest comments")
         view.comment_feed(_comments(me, role, f, "", 0)[0], key="survey_analytics_latest")
     else:  # one message, not five empty charts

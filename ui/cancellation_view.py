@@ -467,15 +467,18 @@ def nothing_booked(f: CancellationFigures, fmt: ClinicFormat) -> None:
     )
 
 
-def behind(picked: tuple | None, read_behind, fmt: ClinicFormat) -> None:
-    """The appointments behind the last bar clicked (kept until another bar is clicked)."""
+def behind(picked: tuple | None, read_behind, fmt: ClinicFormat, filters=None) -> None:
+    """The appointments behind the last bar clicked under these `filters` (kept until another
+    bar is clicked or the filters change: a bar of other filters, such as a week the range no
+    longer holds or a provider not chosen, is none of the charts shown)."""
     if picked:
-        st.session_state["cancel_picked"] = picked
-    picked = st.session_state.get("cancel_picked")
-    if not picked:
+        st.session_state["cancel_picked"] = (picked, filters)
+    kept = st.session_state.get("cancel_picked")
+    if not kept or kept[1] != filters:
+        st.session_state.pop("cancel_picked", None)
         st.caption("Click a bar (or a week) to list the appointments behind it.")
         return
-    dimension, value, label = picked
+    dimension, value, label = kept[0]
     rows, total = read_behind(dimension, value)
     st.subheader(f"Appointments behind {escape(label)}")
     shown = f"; the latest {fmt.number(len(rows))} shown" if total > len(rows) else ""

@@ -206,16 +206,18 @@ def no_responses(first, last, fmt: ClinicFormat) -> None:
     )
 
 
-def behind(picked: tuple | None, read_behind, fmt: ClinicFormat) -> None:
-    """The responses behind the last bar clicked (kept until another bar is clicked), with how
-    many there are when the list shows only the latest of them."""
+def behind(picked: tuple | None, read_behind, fmt: ClinicFormat, f=None) -> None:
+    """The responses behind the last bar clicked under the filter `f` (kept until another bar
+    is clicked or the filter changes: a bar of another clinic or range is none of the charts
+    shown), with how many there are when the list shows only the latest of them."""
     if picked:
-        st.session_state["survey_analytics_picked"] = picked
-    picked = st.session_state.get("survey_analytics_picked")
-    if not picked:
+        st.session_state["survey_analytics_picked"] = (picked, f)
+    kept = st.session_state.get("survey_analytics_picked")
+    if not kept or kept[1] != f:
+        st.session_state.pop("survey_analytics_picked", None)
         st.caption("Click a bar to list the responses behind it.")
         return
-    dimension, value, label = picked
+    dimension, value, label = kept[0]
     rows, total = read_behind(dimension, value)
     st.subheader(f"Responses behind {escape(label)}")
     shown = f"; the latest {fmt.number(len(rows))} shown" if total > len(rows) else ""

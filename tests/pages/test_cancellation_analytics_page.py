@@ -545,3 +545,26 @@ def test_each_rate_shows_its_own_n(app_as, app_db):
     assert help_of["Refill rate"].startswith(
         f"{f.refilled:,} of {t.cancelled:,} cancelled slots refilled"
     )
+
+
+def test_the_list_behind_a_bar_goes_when_the_filters_change(app_as):
+    """The list is of the bar clicked under the filters it was clicked under: after another
+    range it no longer stands under a heading naming a week the charts no longer hold (before:
+    'Appointments behind week of …', 0 booked, under the new range's charts)."""
+    at = app_as("owner", PAGE)
+    at.session_state["cancel_chart_weekly"] = chart_click(0, 0)  # the first week's point
+    at.run()
+    heads = [h.value for h in at.subheader if h.value.startswith("Appointments behind")]
+    assert heads and heads[0].startswith("Appointments behind week of"), heads
+    days = at.date_input(key="cancel_days").value
+    at.date_input(key="cancel_days").set_value((days[0] + timedelta(days=28), days[1]))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    assert not [h.value for h in at.subheader if h.value.startswith("Appointments behind")]
+    assert "Click a bar (or a week) to list the appointments behind it." in [
+        c.value for c in at.caption
+    ]
+    # a click under the new filters lists its bar again
+    at.session_state["cancel_chart_weekday"] = chart_click(0, 2)  # Wednesday
+    at.run()
+    assert "Appointments behind Wednesday" in [h.value for h in at.subheader]

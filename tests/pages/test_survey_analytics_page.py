@@ -320,3 +320,16 @@ def test_nps_and_csat_each_show_their_own_n(app_as, app_db):
     providers = ns("survey_chart_provider")
     assert providers["NPS"] == list(shown.nps_n) and providers["CSAT %"] == list(shown.n)
     assert providers["NPS"] != providers["CSAT %"]
+
+
+def test_the_list_behind_a_bar_goes_when_the_filter_changes(app_as):
+    """The responses listed are those of the bar clicked under the filter it was clicked under:
+    after another clinic is chosen they are not left under that clinic's charts."""
+    at = app_as("owner", PAGE)
+    at.session_state["survey_chart_ratings"] = chart_click(0, 4)  # 5 ★
+    at.run()
+    assert "Responses behind 5 ★ ratings" in [h.value for h in at.subheader]
+    at.selectbox(key="survey_analytics_clinic").select_index(1)
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception and not at.error
+    assert not [h.value for h in at.subheader if h.value.startswith("Responses behind")]
