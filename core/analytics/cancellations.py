@@ -359,7 +359,8 @@ def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[Rep
 
 def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> bytes:
     """The figures as CSV (one row per figure, every part, the rates by every provider and
-    service too), audited, safe to open in a spreadsheet. Money is one row per currency, named
+    service too, each rate with its numerator and n: an empty rate is one of n = 0), audited,
+    safe to open in a spreadsheet. Money is one row per currency, named
     in the currency column (empty for counts and rates); amounts are in minor units."""
     figures = compute_figures(session, actor, replace(filters, parts=frozenset(PARTS)))
     rows: list[tuple[str, str, str, Any, str]] = []
@@ -387,9 +388,12 @@ def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> byt
         ("week", figures.weekly),
         *by_group,
     ):
-        for c in groups:
+        for c in groups:  # each rate beside its own n (visits due: the no-show rate's)
             counted(section, c.label, "booked", c.booked)
+            counted(section, c.label, "cancelled", c.cancelled)
             counted(section, c.label, "cancellation_rate", _fmt_rate(c.cancellation_rate))
+            counted(section, c.label, "visits_due", c.no_shows + c.attended)
+            counted(section, c.label, "no_shows", c.no_shows)
             counted(section, c.label, "no_show_rate", _fmt_rate(c.no_show_rate))
     for label, n in figures.notice:
         counted("cancellation_notice", label, "cancelled", n)

@@ -536,6 +536,12 @@ def test_the_export_has_a_currency_column_and_the_rates_by_provider_and_service(
     assert "provider,(not recorded),booked,1," in lines  # the New York cancellation
     assert "service,Peel,booked,2," in lines and "service,Peel,no_show_rate,0.5000," in lines
     assert "service,Consultation,booked,9," in lines
+    # each rate beside its own n, and a rate of n = 0 empty (not 0)
+    assert "provider,Dr Test,cancelled,3," in lines
+    assert "provider,Dr Test,visits_due,6," in lines and "provider,Dr Test,no_shows,3," in lines
+    assert "provider,Dr Test,no_show_rate,0.5000," in lines
+    assert "provider,(not recorded),visits_due,0," in lines
+    assert "provider,(not recorded),no_show_rate,," in lines
 
 
 def test_offset_periods_find_dst_changes_to_the_second():
