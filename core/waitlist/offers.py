@@ -7,6 +7,7 @@ booking and one "just taken" (on PostgreSQL the row lock, on SQLite the serialis
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -848,13 +849,15 @@ def refill_figures(
             func.count().filter(SlotOpening.status == OpeningStatus.FILLED),
         ).where(*where)
     ).one()
-    waits = sorted(
+    # the median of the latest 10,000 fills (of an even number: the mean of the middle two)
+    waits = [
         (filled_at - created).total_seconds() / 60
         for created, filled_at in session.execute(
             select(SlotOpening.created_at, SlotOpening.filled_at)
             .where(*where, SlotOpening.status == OpeningStatus.FILLED)
+            .order_by(SlotOpening.created_at.desc())
             .limit(10000)
         )
-    )
-    median = waits[len(waits) // 2] if waits else None
+    ]
+    median = statistics.median(waits) if waits else None
     return RefillFigures(opened, offered, filled, median)

@@ -678,6 +678,34 @@ def test_refill_figures_count_filled_freed_slots(db, world):
     assert figures.median_minutes_to_fill is not None
 
 
+def test_the_median_time_to_fill_of_an_even_number_is_the_mean_of_the_middle_two(db, world):
+    """Fills after 10 and 30 minutes: a median of 20 (before: 30, the upper of the two)."""
+    with db.write() as session:
+        freed = local_to_utc(date(2027, 1, 5), time(9), TZ)
+        for minutes in (10, 30):
+            session.add(
+                SlotOpening(
+                    clinic_id=world.clinic_id,
+                    provider_id=world.provider_id,
+                    start_at=freed + timedelta(days=1),
+                    end_at=freed + timedelta(days=1, minutes=30),
+                    reason="cancelled",
+                    status=OpeningStatus.FILLED,
+                    created_at=freed,
+                    filled_at=freed + timedelta(minutes=minutes),
+                )
+            )
+    with db.read() as session:
+        figures = offers.refill_figures(
+            session,
+            world.owner,
+            clinic_id=world.clinic_id,
+            first=date(2027, 1, 5),
+            last=date(2027, 1, 5),
+        )
+    assert (figures.filled, figures.median_minutes_to_fill) == (2, 20)
+
+
 def test_refill_figures_count_each_clinics_freed_slots_on_its_own_days(db, world):
     """A slot freed (and refilled) in New York at 23:30 on 5 Jan (04:30 on 6 Jan in UTC and
     London) is one of 5 Jan's, for New York and for all clinics alike; one freed there at 20:30
@@ -733,6 +761,11 @@ def test_refill_figures_count_each_clinics_freed_slots_on_its_own_days(db, world
     # the sum of the clinics (before: London's day for all, (4, 1) with New York's 4 Jan)
     assert figures(None) == (4, 2)
     assert figures(None, world.provider_id) == (3, 2)
+    with db.read() as session:
+        london = offers.refill_figures(
+            session, world.owner, clinic_id=world.clinic_id, first=day, last=day
+        )
+    assert london.median_minutes_to_fill == 60  # the one fill, an hour after it was freed
     with db.read() as session, pytest.raises(ValidationError, match="swap them"):
         offers.refill_figures(
             session, world.owner, clinic_id=None, first=day, last=day - timedelta(days=1)
