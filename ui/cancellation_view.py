@@ -194,6 +194,19 @@ def rate_ns(groups: list[Counts | None], suffix: str = "") -> dict[str, list[int
     }
 
 
+def every_week(f: CancellationFigures) -> list[Counts]:
+    """The weeks of the range (Monday to Monday), those without a booking too: a closed
+    fortnight over New Year is an empty stretch of the line, not two weeks apart drawn as
+    neighbours."""
+    found = {c.label: c for c in f.weekly}
+    monday = f.filters.start - timedelta(days=f.filters.start.weekday())
+    weeks = []
+    while monday <= f.filters.end:
+        weeks.append(found.get(monday.isoformat()) or Counts(monday.isoformat()))
+        monday += timedelta(days=7)
+    return weeks
+
+
 def dashboard(
     f: CancellationFigures,
     year_before: CancellationFigures | None,
@@ -204,7 +217,7 @@ def dashboard(
     """The charts an owner opens the page for; returns the bar clicked (dimension, value,
     label) when there was a click, to list the appointments behind it."""
     picks = []
-    weeks = f.weekly
+    weeks = every_week(f)
     earlier, ns = {}, rate_ns(weeks)
     if year_before is not None:
         by_monday = {c.label: c for c in year_before.weekly}

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from core.analytics import cancellations as ca
 from core.analytics import confirmations
+from core.analytics.cancellation_parts import BOOKED
 from core.kernel.accounts import actor_of
 from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import load_settings
@@ -33,6 +34,7 @@ from db.models import (
     User,
 )
 from tests.pages.conftest import chart_click, every_clinic_speaks
+from ui.cancellation_view import every_week
 
 PAGE = "app_pages/cancellation_analytics.py"
 
@@ -529,11 +531,11 @@ def test_each_rate_shows_its_own_n(app_as, app_db):
     assert weekday["Cancellation rate"] == [c.booked for c in f.by_weekday]
     assert weekday["No-show rate"] == [c.no_shows + c.attended for c in f.by_weekday]
     assert weekday["No-show rate"] != weekday["Cancellation rate"]
-    weekly = items("cancel_chart_weekly")
-    assert weekly["No-show rate"] == [c.no_shows + c.attended for c in f.weekly]
-    assert weekly["Cancellation rate"] == [c.booked for c in f.weekly]
+    weekly, weeks = items("cancel_chart_weekly"), every_week(f)  # empty weeks too: n = 0
+    assert weekly["No-show rate"] == [c.no_shows + c.attended for c in weeks]
+    assert weekly["Cancellation rate"] == [c.booked for c in weeks]
     earlier = weekly.get("No-show rate a year earlier")
-    assert earlier is None or len(earlier) == len(f.weekly)
+    assert earlier is None or len(earlier) == len(weeks)
     # the key figures' help says each rate's n too (before: the count above it only)
     t = f.totals
     help_of = {m.label: m.proto.help for m in at.metric}
@@ -568,3 +570,32 @@ def test_the_list_behind_a_bar_goes_when_the_filters_change(app_as):
     at.session_state["cancel_chart_weekday"] = chart_click(0, 2)  # Wednesday
     at.run()
     assert "Appointments behind Wednesday" in [h.value for h in at.subheader]
+
+
+def test_weeks_without_a_booking_stay_on_the_weekly_line(app_as, app_db):
+    """A range running past the last booking: the weeks with none are on the line, empty (n =
+    0), not left out so that the weeks either side are drawn as neighbours (before: one point
+    for four weeks)."""
+    database = _db(app_db)
+    with database.read() as session:
+        last = session.scalar(
+            select(Appointment.start_at)
+            .where(Appointment.kind == AppointmentKind.APPOINTMENT, Appointment.status.in_(BOOKED))
+            .order_by(Appointment.start_at.desc())
+            .limit(1)
+        )
+    database.dispose()
+    last_day = last.date()
+    first = last_day - timedelta(days=last_day.weekday())  # its Monday
+    at = app_as("owner", PAGE)
+    at.date_input(key="cancel_days").set_value((first, first + timedelta(days=27)))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    charts = _charts(at)
+    spec = json.loads(charts[next(k for k in charts if "cancel_chart_weekly" in k)].proto.spec)
+    assert len(spec["xAxis"]["data"]) == 4, spec["xAxis"]["data"]
+    series = {s["name"]: s["data"] for s in spec["series"]}
+    cancelled = series["Cancellation rate"]
+    assert cancelled[0][1] is not None and cancelled[0][4] != "0"
+    assert [item[1] for item in cancelled[1:]] == [None] * 3
+    assert [item[4] for item in cancelled[1:]] == ["0"] * 3
