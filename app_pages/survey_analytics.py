@@ -100,7 +100,8 @@ def dashboard():
     if figures.responses:
         weekly = _section(me, role, f, "trends").weekly
         distribution = _section(me, role, f, "distribution")
-        picked = view.dashboard(weekly, distribution, _section(me, role, f, "groups"), fmt)
+        groups = _section(me, role, f, "groups")
+        picked = view.dashboard(weekly, distribution, groups, fmt, (first, last))
         view.behind(picked, lambda d, v: _behind(me, role, f, d, v), fmt, f)
         st.subheader("Latest comments")
         view.comment_feed(_comments(me, role, f, "", 0)[0], key="survey_analytics_latest")

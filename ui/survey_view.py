@@ -3,6 +3,8 @@ shown through st.dataframe (rendered as plain text), never as Markdown or HTML."
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pandas as pd
 import streamlit as st
 
@@ -116,10 +118,26 @@ def _ns(frame: pd.DataFrame) -> dict[str, list[int]]:
     }
 
 
-def dashboard(weekly: pd.DataFrame, dist, board: sa.Groups, fmt) -> tuple | None:
-    """NPS and CSAT by week, the rating distribution, NPS and CSAT by provider and service;
-    returns the bar clicked (dimension, value, label) to list the responses behind it."""
+def every_week(weekly: pd.DataFrame, first: date, last: date) -> pd.DataFrame:
+    """The weeks (from Monday) of the days `first`..`last`, those without a response too
+    (empty, n = 0): weeks either side of a quiet fortnight are not drawn as neighbours."""
+    monday = first - timedelta(days=first.weekday())
+    weeks = pd.DatetimeIndex(pd.date_range(monday, last, freq="7D"), name="period")
+    filled = weekly.set_index("period").reindex(weeks)
+    counts = ["responses", "nps_n", "rating_n"]
+    filled[counts] = filled[counts].fillna(0).astype(int)
+    return filled.reset_index()
+
+
+def dashboard(
+    weekly: pd.DataFrame, dist, board: sa.Groups, fmt, days: tuple[date, date] | None = None
+) -> tuple | None:
+    """NPS and CSAT by week (every week of `days`, the range's first and last day), the rating
+    distribution, NPS and CSAT by provider and service; returns the bar clicked (dimension,
+    value, label) to list the responses behind it."""
     picks = []
+    if days is not None:
+        weekly = every_week(weekly, *days)
     charts.show(
         charts.lines(
             [fmt.day(p.date(), weekday=False) for p in weekly.period],

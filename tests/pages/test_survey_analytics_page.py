@@ -7,7 +7,7 @@ import json
 from datetime import date, time, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.analytics import breakdowns as bd
 from core.analytics import surveys as sa
@@ -333,3 +333,23 @@ def test_the_list_behind_a_bar_goes_when_the_filter_changes(app_as):
     at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
     assert not at.exception and not at.error
     assert not [h.value for h in at.subheader if h.value.startswith("Responses behind")]
+
+
+def test_weeks_without_a_response_stay_on_the_weekly_line(app_as, app_db):
+    """Three quiet weeks before the first response are on the line, empty with n = 0 (before:
+    left out, one point for four weeks)."""
+    db = database(app_db)
+    with db.read() as session:
+        first = session.scalar(select(func.min(SurveyResponse.submitted_at)))
+    db.dispose()
+    monday = first.date() - timedelta(days=first.date().weekday())
+    at = app_as("owner", PAGE)
+    days = (monday - timedelta(days=21), monday + timedelta(days=6))
+    at.date_input(key="survey_analytics_days").set_value(days)
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception and not at.error
+    weekly = json.loads(at.get("echarts_chart")[0].proto.spec)
+    assert len(weekly["xAxis"]["data"]) == 4, weekly["xAxis"]["data"]
+    nps = next(s for s in weekly["series"] if s["name"] == "NPS")["data"]
+    assert [item[4] for item in nps[:3]] == ["0"] * 3 and [i[1] for i in nps[:3]] == [None] * 3
+    assert nps[3][4] != "0"
