@@ -103,18 +103,28 @@ show_table(
 bins = m.get("deciles", [])
 if bins:
     labels = [f"{i + 1}" for i in range(len(bins))]
+    # each decile's n: the validation visits in it (the baseline's own, 0 where it has none)
+    ns = [int(d.get("n", 0)) for d in bins]
+    baseline = b.get("deciles", [])[: len(bins)]
+    base_ns = [int(d.get("n", 0)) for d in baseline] + [0] * (len(bins) - len(baseline))
     charts.show(
         charts.lines(
             labels,
             {
                 "Predicted": [d["predicted"] for d in bins],
                 "Observed": [d["observed"] for d in bins],
-                "Lead time alone (observed)": [d["observed"] for d in b.get("deciles", [])],
+                "Lead time alone (observed)": [d["observed"] for d in baseline],
             },
-            title="Calibration: no-show rate by decile of predicted risk",
+            title=charts.with_n(
+                "Calibration: no-show rate by decile of predicted risk",
+                sum(ns),
+                practice,
+                "visits",
+            ),
             fmt=practice,
             y_title="No-show rate",
             percent=True,
+            n={"Predicted": ns, "Observed": ns, "Lead time alone (observed)": base_ns},
         ),
         key="risk_calibration",
     )

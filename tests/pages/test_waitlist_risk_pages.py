@@ -166,6 +166,12 @@ def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
     assert values["ROC-AUC"] == "0.771" and values["Largest decile gap"] == "2.1 pts"
     compare = page.dataframe[0].value
     assert compare["ROC-AUC"].tolist() == [0.771, 0.655]
+    # the calibration's rates with their n: each decile's visits (before: no n anywhere)
+    spec = json.loads(page.get("echarts_chart")[0].proto.spec)
+    assert spec["title"]["text"].endswith(" · n = 900 visits")
+    series = {s["name"]: s["data"] for s in spec["series"]}
+    assert [item[4] for item in series["Observed"]] == ["90"] * 10
+    assert [item[4] for item in series["Lead time alone (observed)"]] == ["0"] * 10  # none
 
 
 def test_a_model_from_an_older_feature_set_is_said_to_score_nothing(app_as, app_db):
