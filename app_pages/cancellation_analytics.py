@@ -118,15 +118,18 @@ st.subheader("Export")
 if st.button("Prepare CSV export (audited)", key="cancel_export"):
     done = run_action(ca.export_csv, filters)
     if done:
-        st.session_state["cancel_export_csv"] = done.value
-if st.session_state.get("cancel_export_csv"):
+        st.session_state["cancel_export_csv"] = (filters, done.value)
+prepared = st.session_state.get("cancel_export_csv")
+if prepared and prepared[0] == filters:  # the figures of the filters shown, not earlier ones
     st.download_button(
         "Download CSV",
-        st.session_state["cancel_export_csv"],
+        prepared[1],
         mime="text/csv",
         file_name=f"cancellations-{filters.start}-{filters.end}.csv",
         key="cancel_download",
     )
+elif prepared:
+    st.caption("The filters changed since the export was prepared: prepare it again.")
 
 if st.toggle("Waive fees and add points", key="cancel_show_fees"):
     waiver_panel(me, "cancel")

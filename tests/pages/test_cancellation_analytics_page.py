@@ -599,3 +599,22 @@ def test_weeks_without_a_booking_stay_on_the_weekly_line(app_as, app_db):
     assert cancelled[0][1] is not None and cancelled[0][4] != "0"
     assert [item[1] for item in cancelled[1:]] == [None] * 3
     assert [item[4] for item in cancelled[1:]] == ["0"] * 3
+
+
+def test_an_export_prepared_for_other_filters_is_not_offered_under_new_ones(app_as):
+    """The download is named after the filters shown: after another range is applied the CSV
+    of the earlier one is not offered under the new range's name (before: it was, so
+    'cancellations-<new range>.csv' held the old range's figures)."""
+    at = app_as("owner", PAGE)
+    at = at.button(key="cancel_export").click().run()
+    assert at.get("download_button")
+    days = at.date_input(key="cancel_days").value
+    at.date_input(key="cancel_days").set_value((days[0] + timedelta(days=7), days[1]))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    assert not at.get("download_button")
+    assert "The filters changed since the export was prepared: prepare it again." in [
+        c.value for c in at.caption
+    ]
+    at = at.button(key="cancel_export").click().run()
+    assert at.get("download_button")
