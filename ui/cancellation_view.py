@@ -104,6 +104,9 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
             if mean is None or earlier is None
             else f"{fmt.number(mean - earlier, 1, True)} h",
             colour="inverse",
+            help=f"over {fmt.number(_decided(f))} online requests decided · previous period "
+            f"{NO_VALUE if earlier is None else fmt.number(earlier, 1) + ' h'} over "
+            f"{fmt.number(_decided(before))}",
         ),
     ]
     # revenue at risk first and fees assessed last, one figure per currency: never a sum of
@@ -112,6 +115,11 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
     for first in range(0, len(row), 4):
         for column, figure in zip(st.columns(4), row[first : first + 4], strict=False):
             key_figure(column, **figure)
+
+
+def _decided(f: CancellationFigures) -> int:
+    """The mean turnaround's n: the online requests decided."""
+    return sum(n for _, n in f.turnaround)
 
 
 def _currencies_shown(f: CancellationFigures, before: CancellationFigures) -> list[str]:

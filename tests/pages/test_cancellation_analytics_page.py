@@ -544,6 +544,10 @@ def test_each_rate_shows_its_own_n(app_as, app_db):
     assert help_of["Cancellation rate"].startswith(
         f"{t.cancelled:,} cancelled of {t.booked:,} booked"
     )
+    decided = sum(n for _, n in f.turnaround)
+    assert help_of["Mean request turnaround"].startswith(
+        f"over {decided:,} online requests decided"
+    )
     assert help_of["Refill rate"].startswith(
         f"{f.refilled:,} of {t.cancelled:,} cancelled slots refilled"
     )
