@@ -96,7 +96,8 @@ def dashboard():
         first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id, zones
     )
     figures = _section(me, role, f, "overview")
-    view.overview(figures, fmt, _section(me, role, before, "overview"), length)
+    earlier = (first - timedelta(days=length), first - timedelta(days=1))
+    view.overview(figures, fmt, _section(me, role, before, "overview"), length, earlier)
     if figures.responses:
         weekly = _section(me, role, f, "trends").weekly
         distribution = _section(me, role, f, "distribution")

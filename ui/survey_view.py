@@ -61,12 +61,18 @@ def _change(
 
 
 def overview(
-    s: sa.Figures, fmt: ClinicFormat, before: sa.Figures | None = None, days: int | None = None
+    s: sa.Figures,
+    fmt: ClinicFormat,
+    before: sa.Figures | None = None,
+    days: int | None = None,
+    span_before: tuple[date, date] | None = None,
 ) -> None:
-    """The key figures; with `before`, each against the previous period of the same length."""
+    """The key figures; with `before`, each against the previous period of the same length
+    (`span_before`: its first and last day, named in the caption)."""
     p = before or sa.Figures()
     if before is not None and days:
-        st.caption(f"Changes compare with the {days} days before.")
+        span = f" ({fmt.day(span_before[0])} – {fmt.day(span_before[1])})" if span_before else ""
+        st.caption(f"Changes compare with the {days} days before{span}.")
     cols = st.columns(4)
     key_figure(
         cols[0],

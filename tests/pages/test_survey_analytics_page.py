@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from core.analytics import breakdowns as bd
 from core.analytics import surveys as sa
 from core.kernel.accounts import actor_of
-from core.kernel.clock import local_to_utc
+from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import load_settings
 from core.kernel.money import clinic_format
 from core.startup import open_database
@@ -43,6 +43,14 @@ def expected(url):
         board = sa.get_dashboard(session, actor_of(owner), f)
     db.dispose()
     return board
+
+
+def clinic_format_of(url):
+    db = database(url)
+    with db.read() as session:
+        fmt = clinic_format(session)
+    db.dispose()
+    return fmt
 
 
 def metric(at, label):
@@ -92,8 +100,13 @@ def test_the_dashboard_opens_on_its_charts_each_with_its_n(app_as, app_db):
     assert titles[2] == f"Would recommend (0–10) · n = {s.nps_n:,} answers"
     assert titles[3].startswith("NPS and CSAT by provider")
     assert titles[4].startswith("NPS and CSAT by service")
-    # deltas against the previous period, and the latest comments as plain text
+    # deltas against the previous period, named, and the latest comments as plain text
     assert next(m for m in at.metric if m.label == "NPS").proto.delta.endswith(" points")
+    fmt = clinic_format_of(app_db)
+    first = local_today(fmt.timezone) - timedelta(days=89)  # the page's first day by default
+    start, end = first - timedelta(days=90), first - timedelta(days=1)
+    said = f"Changes compare with the 90 days before ({fmt.day(start)} – {fmt.day(end)})."
+    assert said in [c.value for c in at.caption]
     latest = next(d.value for d in at.dataframe if "comment" in d.value.columns)
     assert 0 < len(latest) <= sa.COMMENTS_PAGE and (latest.comment != "").all()
 
