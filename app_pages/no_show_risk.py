@@ -82,12 +82,15 @@ c[0].metric("ROC-AUC", _figure(m.get("roc_auc"), practice), help="Ranking qualit
 c[1].metric(
     "PR-AUC",
     _figure(m.get("pr_auc"), practice),
-    help=f"Base rate {practice.percent(m.get('base_rate', 0))}.",
+    help=f"Base rate {practice.percent(m.get('base_rate'))}.",  # none recorded: —, not 0%
 )
 c[2].metric(
     "Brier score", _figure(m.get("brier"), practice), help="Mean squared error; lower is better."
 )
-c[3].metric("Largest decile gap", f"{practice.number(m.get('max_decile_gap', 0) * 100, 1)} pts")
+gap = m.get("max_decile_gap")
+c[3].metric(
+    "Largest decile gap", NO_VALUE if gap is None else f"{practice.number(gap * 100, 1)} pts"
+)
 show_table(
     pd.DataFrame(
         {

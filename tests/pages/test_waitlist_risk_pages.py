@@ -16,7 +16,7 @@ from core.kernel import tokens
 from core.kernel.authz import SYSTEM, Actor
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
-from core.kernel.money import clinic_time_range
+from core.kernel.money import NO_VALUE, clinic_time_range
 from core.scheduling.availability import suggest_slots
 from core.startup import open_database
 from core.waitlist import entries, offers
@@ -542,3 +542,20 @@ def test_a_waitlist_longer_than_a_page_is_paged_and_its_last_entry_withdrawn(app
     with database.read() as session:
         assert session.get(WaitlistEntry, added[-1]).status == WaitlistStatus.WITHDRAWN
     database.dispose()
+
+
+def test_model_figures_not_recorded_are_shown_empty_not_zero(app_as, app_db):
+    """A model whose validation recorded no base rate or decile gap (too few visits to split)
+    shows them empty, not as 0.0% and 0.0 pts."""
+    _upcoming_with_risk(app_db, 0.1)
+    database = _db(app_db)
+    with database.write() as session:
+        model = session.scalar(select(RiskModel))
+        bare = {k: v for k, v in MODEL.items() if k != "base_rate"}
+        model.metrics = METRICS | {"model": bare}
+    database.dispose()
+    page = app_as("owner", "app_pages/no_show_risk.py", timeout=120)
+    assert not page.exception
+    shown = {m.label: m for m in page.metric}
+    assert shown["Largest decile gap"].value == NO_VALUE
+    assert shown["PR-AUC"].proto.help == f"Base rate {NO_VALUE}."
