@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
@@ -59,10 +59,21 @@ def confirmation_rate(
                 func.count(distinct(AppointmentConfirmation.appointment_id)),
             )
             .select_from(Appointment)
-            .join(ReminderSent, ReminderSent.appointment_id == Appointment.id)
+            # reminded of, and confirmed for, the start it has: a visit moved since is to be
+            # reminded and confirmed again (its old confirmation is not one of this time)
+            .join(
+                ReminderSent,
+                and_(
+                    ReminderSent.appointment_id == Appointment.id,
+                    ReminderSent.start_at == Appointment.start_at,
+                ),
+            )
             .outerjoin(
                 AppointmentConfirmation,
-                AppointmentConfirmation.appointment_id == Appointment.id,
+                and_(
+                    AppointmentConfirmation.appointment_id == Appointment.id,
+                    AppointmentConfirmation.start_at == Appointment.start_at,
+                ),
             )
             .where(
                 Appointment.clinic_id == ident,

@@ -584,6 +584,34 @@ def test_confirmation_rate_counts_reminded_appointments_confirmed(db, world):
     assert (rate.reminded, rate.confirmed, rate.rate) == (2, 1, 0.5)
 
 
+def test_a_visit_moved_after_its_confirmation_counts_as_confirmed_only_again(db, world):
+    """Reminded of 10:00 and confirmed, then moved to 14:00: not a confirmed visit of 14:00
+    until reminded of and confirmed for it (before: counted confirmed, by the old time's)."""
+    visit = book(db, world, local(PLAIN_THURSDAY, 10))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 10))
+    with db.write() as session:
+        replies.confirm_by_link(session, _confirm_token(db, visit))
+
+    def rate():
+        with db.read() as session:
+            found = confirmations.confirmation_rate(
+                session, world.owner, PLAIN_THURSDAY, PLAIN_THURSDAY, world.clinic_id
+            )
+        return found.reminded, found.confirmed
+
+    assert rate() == (1, 1)
+    with db.write() as session:
+        moves.reschedule(
+            session, world.manager, visit, start_at=local(PLAIN_THURSDAY, 14), provider_id=None
+        )
+    assert rate() == (0, 0)  # reminded of and confirmed for 10:00 only
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 14))
+    assert rate() == (1, 0)
+    with db.write() as session:
+        replies.confirm_by_link(session, _confirm_token(db, visit))
+    assert rate() == (1, 1)
+
+
 def test_confirmation_rate_keeps_to_the_provider_and_service_filtered_on(db, world):
     """The Cancellations page shows it beside figures of one provider or service: it counts
     only their reminded appointments (before: every provider's and service's)."""
