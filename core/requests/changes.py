@@ -186,6 +186,8 @@ def approve_change(
     ensure_allowed(actor, Action.APPROVE_CHANGE)
     change = _load_change(session, change_id, expected_version)
     appointment = load(session, change.appointment_id, Action.APPROVE_CHANGE, handled_if_moved=True)
+    if change.kind == ChangeKind.CANCEL:
+        _unmoved_since_asked(appointment, change)
     change.status, change.decided_at = ChangeStatus.APPROVED, utcnow()
     change.decided_by_user_id, change.decision_note = actor.user_id, reason or None
     if change.kind == ChangeKind.CANCEL:
@@ -219,6 +221,22 @@ def approve_change(
     # the patient's other visits, once the new time is set (the desk's moves do not check them)
     patient_free(session, appointment, allow_double_booking or appointment.allow_double_booking)
     return outcome
+
+
+def _unmoved_since_asked(appointment, change: ChangeRequest) -> None:
+    """A cancellation is approved on the visit the patient asked to cancel: one the desk moved
+    since would be assessed at its new time, which the patient was never shown (a late fee
+    they were told they would not pay, or none where they were told of one)."""
+    asked_for = change.original_start_at
+    if asked_for is None or appointment.start_at == asked_for:
+        return
+    clinic = appointment.clinic
+    raise Conflict(
+        f"Appointment #{appointment.id} was moved from {clinic_time(clinic, asked_for)} to "
+        f"{clinic_time(clinic, appointment.start_at)} after the patient asked to cancel it, so "
+        "what they were told it would cost may no longer hold. Ask the patient: Deny this "
+        "request to keep the new time, or cancel it from the appointment page."
+    )
 
 
 def deny_change(
