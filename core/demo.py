@@ -26,6 +26,7 @@ from core.policy.cancellation import inside_window
 from core.practice import skills
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
 from core.practice.treatment import treatment_of
+from core.scheduling.states import PROPOSAL_TTL
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -240,6 +241,7 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
         session, rng, providers, services, patients, policies, today, now, staff_user
     )
     _requests(session, rng, clinics, services, patients, appointments, policies, today, now)
+    _proposal_links(session, appointments, now)
     _invitations(session, rng, patients, now)
     answered = _surveys(session, rng, appointments, now)
     _ledger(session, appointments, answered, policies)
@@ -492,6 +494,17 @@ def _requests(session, rng, clinics, services, patients, appointments, policies,
                 created_at=asked,
             )
         )
+
+
+def _proposal_links(session, appointments, now):
+    """Each proposed (tentative) visit's link for its patient to answer, as sending a proposal
+    issues it (core.requests.decisions.send_proposal): a week, or until the proposed time. Without
+    one, the queue rightly shows the proposal lapsed: its patient could not answer it."""
+    for appointment in appointments:
+        if appointment.status == AppointmentStatus.TENTATIVE:
+            ttl = min(PROPOSAL_TTL, max(appointment.start_at - now, timedelta(hours=1)))
+            issued = tokens.issue(session, "proposal", appointment.id, ttl)
+            issued.row.created_at, issued.row.expires_at = now, now + ttl
 
 
 def _invitations(session, rng, patients, now):

@@ -277,6 +277,8 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
             f"applies {cost}" + (f" and deducts {row.points} points." if row.points else "."),
             icon=":material/warning:",
         )
+    for notice in queue.notices(row):  # a passed day, a visit moved since, a lapsed link
+        st.warning(escape(notice), icon=":material/schedule:")
     ids = dict(
         appointment_id=row.appointment_id,
         clinic_id=row.clinic_id,

@@ -31,6 +31,7 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     Clinic,
+    LinkToken,
     Patient,
     Provider,
     RequestFlag,
@@ -93,11 +94,21 @@ class QueueRow:
     reason: str
     notes: str
     check: str = ""  # a public request's flag for a person to check (db RequestFlag)
+    # a change request's appointment time when the patient asked (moved by the desk since
+    # when it differs from start_at)
+    original_start_at: datetime | None = None
+    wish_passed: bool = False  # the day (or time) the patient asked for has passed
+    answer_by: datetime | None = None  # a proposal: until when the patient's link answers it
+    lapsed: bool = False  # a proposal whose link lapsed unanswered: the patient cannot answer
     locale: str = "en-GB"  # the clinic's: how times and money are shown
     currency: str = "GBP"
 
     def local(self, moment: datetime | None) -> datetime | None:
         return to_local(moment, self.timezone) if moment else None
+
+    @property
+    def moved_since_asked(self) -> bool:
+        return self.original_start_at is not None and self.original_start_at != self.start_at
 
 
 def stale_hours(session: Session) -> int:
@@ -193,6 +204,7 @@ _CHANGE_COLUMNS = (
     ChangeRequest.fee_cents,
     ChangeRequest.points,
     ChangeRequest.reason,
+    ChangeRequest.original_start_at,
 )
 
 
@@ -272,7 +284,7 @@ def list_queue(
             start_at,
             notes,
         ) = record[:9]
-        change = record[9:18] if is_change else None
+        change = record[9:19] if is_change else None
         created, first, last, clinic_name, tz, service_name, minutes, provider_name = record[-10:-2]
         locale, currency = record[-2:]
         if change:
@@ -286,11 +298,18 @@ def list_queue(
                 fee_cents,
                 points,
                 reason,
+                original_start_at,
             ) = change
         else:
-            change_id = change_version = requested_start_at = None
+            change_id = change_version = requested_start_at = original_start_at = None
             inside_window, fee_cents, points, reason = False, 0, 0, ""
         age = (now - created).total_seconds() / 3600
+        wished = requested_start_at if is_change else start_at
+        wish_passed = kind in (QueueKind.REQUESTS, QueueKind.RESCHEDULES) and (
+            wished < now
+            if wished is not None
+            else requested_day is not None and requested_day < to_local(now, tz).date()
+        )
         rows.append(
             QueueRow(
                 kind=kind,
@@ -321,9 +340,46 @@ def list_queue(
                 points=points,
                 reason=reason or "",
                 notes=notes or "",
+                original_start_at=original_start_at,
+                wish_passed=wish_passed,
             )
         )
-    return _with_flags(session, rows)
+    rows = _with_flags(session, rows)
+    return _with_answer_by(session, rows, now) if kind == QueueKind.PROPOSALS else rows
+
+
+def _with_answer_by(session: Session, rows: list[QueueRow], now: datetime) -> list[QueueRow]:
+    """Proposals with the time their patient's link answers them until (the latest live
+    proposal link: core.requests.decisions.send_proposal). Past it the patient cannot answer:
+    the proposal has lapsed, still holding its time (and a change request's original time),
+    so it is flagged for the practice to propose again, or decline."""
+    ids = [r.appointment_id for r in rows]
+    live = (
+        dict(
+            session.execute(
+                select(LinkToken.subject_id, func.max(LinkToken.expires_at))
+                .where(
+                    LinkToken.purpose == "proposal",
+                    LinkToken.subject_id.in_(ids),
+                    LinkToken.revoked_at.is_(None),
+                    LinkToken.used_at.is_(None),
+                    LinkToken.expires_at > now,
+                )
+                .group_by(LinkToken.subject_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    return [
+        replace(
+            r,
+            answer_by=live.get(r.appointment_id),
+            lapsed=r.appointment_id not in live,
+            stale=r.stale or r.appointment_id not in live,
+        )
+        for r in rows
+    ]
 
 
 def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
@@ -428,6 +484,45 @@ def suggest_for(
 SEARCH_WINDOWS = (1, 14)  # days: the short first try, then suggest_slots' full window
 
 
+def notices(row: QueueRow) -> list[str]:
+    """What the manager should know before deciding on `row`, as sentences saying what to do."""
+
+    def fmt(moment):
+        return format_moment(moment, row.timezone, row.locale)
+
+    said = []
+    if row.wish_passed:
+        asked = fmt(row.requested_start_at if row.change_id else row.start_at) or format_day(
+            row.requested_day, row.locale
+        )
+        said.append(
+            f"The time the patient asked for ({asked}) has passed. Propose a later time for "
+            "them to accept, or decline saying why."
+        )
+    if row.moved_since_asked:
+        said.append(
+            f"The appointment was moved from {fmt(row.original_start_at)} to "
+            f"{fmt(row.start_at)} after the patient asked"
+            + (
+                ": approving the cancellation is refused, since what it would cost may differ "
+                "from what they were told. Ask the patient, then deny it to keep the new time, "
+                "or cancel it from the appointment page."
+                if row.kind == QueueKind.CANCELLATIONS
+                else "; check with the patient that the new time is still what they want."
+            )
+        )
+    if row.kind == QueueKind.PROPOSALS:
+        if row.lapsed:
+            said.append(
+                "The patient did not answer and their link has lapsed, so they cannot answer "
+                "now. The proposed time stays held until you act: propose a time again (a new "
+                "link is sent) or decline the request."
+            )
+        else:
+            said.append(f"The patient's link answers this proposal until {fmt(row.answer_by)}.")
+    return said
+
+
 def describe(row: QueueRow) -> dict[str, Any]:
     """A row as the queue table shows it (clinic-local times)."""
 
@@ -445,18 +540,20 @@ def describe(row: QueueRow) -> dict[str, Any]:
         "Service": row.service_name,
         "Clinic": row.clinic_name,
     }
+    passed = " (passed)" if row.wish_passed else ""
+    moved = f" (moved; asked when it was {fmt(row.original_start_at)})"
     if row.kind == QueueKind.REQUESTS:
         base |= {
             "Check": f"⚠ {row.check}" if row.check else "",
-            "Requested": fmt(row.start_at) or wish,
+            "Requested": (fmt(row.start_at) or wish) + passed,
             "Source": row.source,
             "Notes": row.notes,
         }
     elif row.kind == QueueKind.RESCHEDULES:
         base |= {
             "Provider": row.provider_name,
-            "Original": fmt(row.start_at),
-            "Requested": fmt(row.requested_start_at) or wish,
+            "Original": fmt(row.start_at) + (moved if row.moved_since_asked else ""),
+            "Requested": (fmt(row.requested_start_at) or wish) + passed,
             "Reason": row.reason,
         }
     elif row.kind == QueueKind.CANCELLATIONS:
@@ -472,12 +569,21 @@ def describe(row: QueueRow) -> dict[str, Any]:
         )
         base |= {
             "Provider": row.provider_name,
-            "Appointment": fmt(row.start_at),
+            "Appointment": fmt(row.start_at) + (moved if row.moved_since_asked else ""),
             "Policy": alert,
             "Would cost": cost,
             "Reason": row.reason,
         }
     else:
-        base |= {"Provider": row.provider_name, "Proposed": fmt(row.start_at)}
-    base |= {"Waiting (h)": row.age_hours, "Stale": "● stale" if row.stale else ""}
+        base |= {
+            "Provider": row.provider_name,
+            "Proposed": fmt(row.start_at),
+            "Answer by": "⚠ lapsed: no answer" if row.lapsed else fmt(row.answer_by),
+        }
+    base |= {
+        # the clinic's time, as every time the page shows (a proposal: when it was sent)
+        ("Sent" if row.kind == QueueKind.PROPOSALS else "Arrived"): fmt(row.created_at),
+        "Waiting (h)": row.age_hours,
+        "Stale": "● stale" if row.stale else "",
+    }
     return base

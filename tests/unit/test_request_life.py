@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from core.kernel.authz import patient_actor
+from core.kernel.clock import to_local
 from core.kernel.errors import Conflict
-from core.requests import changes
+from core.kernel.money import format_moment
+from core.requests import changes, decisions, queue
 from core.scheduling import moves
 from core.scheduling.states import S
 from db.models import (
@@ -19,9 +21,14 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     LedgerEntry,
+    LinkToken,
 )
 from db.types import utcnow
-from tests.unit.test_lifecycle import at, booked, future_day, messages
+from tests.unit.test_lifecycle import at, booked, future_day, messages, new_request
+
+
+def clinic_time(row, moment):
+    return format_moment(moment, row.timezone, row.locale)
 
 
 def _late_fee_policy(db, world, hours=48):
@@ -80,3 +87,128 @@ def test_a_cancellation_of_a_visit_not_moved_is_approved_as_before(db, world):
         changes.approve_change(session, world.manager, change_id)
     with db.read() as session:
         assert session.get(Appointment, appointment_id).status == S.CANCELLED
+
+
+def test_the_queue_shows_a_visit_moved_since_the_patient_asked(db, world):
+    appointment_id = booked(db, world, at(future_day(7), 10))
+    with db.write() as session:
+        changes.request_change(
+            session, patient_actor("A"), appointment_id, kind="cancel", reason="Away"
+        )
+    with db.read() as session:
+        (row,) = queue.list_queue(session, world.manager, "cancellations")
+        assert not row.moved_since_asked and queue.notices(row) == []
+    with db.write() as session:
+        moves.reschedule(session, world.staff, appointment_id, start_at=at(future_day(1), 11))
+    with db.read() as session:
+        (row,) = queue.list_queue(session, world.manager, "cancellations")
+    assert row.moved_since_asked
+    shown = queue.describe(row)["Appointment"]
+    assert shown.startswith(
+        clinic_time(
+            row,
+            at(future_day(1), 11),
+        )
+    )
+    assert f"asked when it was {clinic_time(row, at(future_day(7), 10))}" in shown
+    (notice,) = queue.notices(row)
+    assert "after the patient asked" in notice and "deny it to keep the new time" in notice
+
+
+# ---------------------------------------------------------------- a day that has passed
+
+
+def test_a_requested_day_that_has_passed_is_marked_and_said(db, world):
+    passed, coming = new_request(db, world, future_day(1)), new_request(db, world, future_day(2))
+    with db.write() as session:  # asked for yesterday, say, and nobody looked until today
+        session.get(Appointment, passed).requested_day = future_day(-1)
+    with db.read() as session:
+        rows = {r.appointment_id: r for r in queue.list_queue(session, world.manager, "requests")}
+    assert rows[passed].wish_passed and not rows[coming].wish_passed
+    assert queue.describe(rows[passed])["Requested"].endswith("(passed)")
+    assert not queue.describe(rows[coming])["Requested"].endswith("(passed)")
+    (notice,) = queue.notices(rows[passed])
+    assert "has passed" in notice and "Propose a later time" in notice
+    assert queue.notices(rows[coming]) == []
+
+
+def test_a_reschedule_to_a_time_that_has_passed_is_marked(db, world):
+    appointment_id = booked(db, world, at(future_day(7), 10))
+    with db.write() as session:
+        change = changes.request_change(
+            session,
+            patient_actor("A"),
+            appointment_id,
+            kind="reschedule",
+            requested_start_at=at(future_day(1), 14),
+        )
+        change.requested_start_at = utcnow() - timedelta(hours=2)  # the day went by
+    with db.read() as session:
+        (row,) = queue.list_queue(session, world.manager, "reschedules")
+    assert row.wish_passed and queue.describe(row)["Requested"].endswith("(passed)")
+
+
+# ---------------------------------------------------------------- a proposal never answered
+
+
+def test_a_proposal_shows_until_when_the_patient_may_answer_and_when_it_lapsed(db, world):
+    day = future_day(10)
+    request_id = new_request(db, world, day)
+    with db.write() as session:
+        decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 15)
+        )
+    with db.read() as session:
+        (row,) = queue.list_queue(session, world.manager, "proposals")
+        link = select(LinkToken.expires_at).where(LinkToken.subject_id == request_id)
+        expires = session.scalar(link.where(LinkToken.purpose == "proposal"))
+    assert row.answer_by == expires and not row.lapsed and not row.stale
+    assert queue.describe(row)["Answer by"] == clinic_time(row, expires)
+    assert queue.describe(row)["Sent"] == clinic_time(row, row.created_at)
+    (notice,) = queue.notices(row)
+    assert "answers this proposal until" in notice
+    later = expires + timedelta(minutes=1)  # a week on, no answer
+    with db.read() as session:
+        (row,) = queue.list_queue(session, world.manager, "proposals", now=later)
+    assert row.lapsed and row.stale and row.answer_by is None
+    assert queue.describe(row)["Answer by"] == "⚠ lapsed: no answer"
+    (notice,) = queue.notices(row)
+    assert "link has lapsed" in notice and "propose a time again" in notice
+
+
+def test_a_second_proposal_answers_until_its_own_link_lapses(db, world):
+    day = future_day(10)
+    request_id = new_request(db, world, day)
+    with db.write() as session:
+        decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 15)
+        )
+    with db.write() as session:  # the first link has lapsed: the practice proposes again
+        first = session.scalar(select(LinkToken).where(LinkToken.subject_id == request_id))
+        first.expires_at = utcnow() - timedelta(minutes=1)
+    with db.read() as session:
+        (row,) = queue.list_queue(session, world.manager, "proposals")
+        assert row.lapsed
+    with db.write() as session:
+        decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 16)
+        )
+    with db.read() as session:
+        (row,) = queue.list_queue(session, world.manager, "proposals")
+    assert not row.lapsed and row.answer_by > utcnow() + timedelta(days=6)
+
+
+# ---------------------------------------------------------------- arrival in the clinic's time
+
+
+def test_arrival_is_shown_in_the_clinics_time(db):
+    from tests.factories import build_world
+
+    with db.write() as session:
+        world = build_world(session, tz="America/Sao_Paulo")
+    request_id = new_request(db, world, future_day(3))
+    with db.read() as session:
+        (row,) = queue.list_queue(session, world.manager, "requests")
+        created = session.get(Appointment, request_id).created_at
+    local = to_local(created, "America/Sao_Paulo")
+    assert queue.describe(row)["Arrived"].endswith(local.strftime("%H:%M"))
