@@ -59,7 +59,6 @@ sort = c3.segmented_control(
     key="queue_sort",
     format_func={"age": "Oldest first", "soon": "Soonest first"}.get,
 )
-page = c4.number_input("Page", min_value=1, value=1, step=1, key="queue_page") - 1
 counts, _, limit = _queue(me, QueueKind.REQUESTS, clinic_id, provider_id, sort or "age", 0)
 count = display_format(clinic_id).number  # 1.234 waiting in a pt-BR practice
 kind = (
@@ -72,6 +71,12 @@ kind = (
     )
     or QueueKind.REQUESTS
 )
+# a page past the last (the last item of the last page decided, a narrower filter) shows
+# the last page, not "nothing waiting" while the count says otherwise
+pages = max(1, -(-counts[kind] // queue.PAGE_SIZE))
+if st.session_state.get("queue_page", 1) > pages:
+    st.session_state["queue_page"] = pages
+page = c4.number_input("Page", min_value=1, max_value=pages, step=1, key="queue_page") - 1
 _, rows, _ = _queue(me, kind, clinic_id, provider_id, sort or "age", page)
 
 if box := fold("Stale limit", "queue_stale_open"):
@@ -88,6 +93,8 @@ if not rows:
 stale = sum(r.stale for r in rows)
 if stale:
     st.warning(f"{stale} waiting longer than {limit} h.", icon=":material/schedule:")
+order = "oldest first" if (sort or "age") == "age" else "soonest first"
+st.caption(f"Page {count(page + 1)} of {count(pages)} · {count(counts[kind])} waiting, {order}.")
 left, right = st.columns([3, 2])
 with left:
     event = show_table(

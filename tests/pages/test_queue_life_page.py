@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.requests import queue
 from db.models import Appointment, AppointmentStatus, LinkToken
@@ -18,6 +18,54 @@ from tests.pages.test_queue_page import PAGE, _db, _item, _status
 @pytest.fixture(autouse=True)
 def _fresh_read_caches():
     st.cache_data.clear()
+
+
+def _requests_to(url: str, wanted: int) -> None:
+    """As many open booking requests as `wanted`: copies of the demo's oldest."""
+    database = _db(url)
+    with database.write() as session:
+        waiting = [Appointment.status == AppointmentStatus.REQUESTED]
+        have = session.scalar(select(func.count()).select_from(Appointment).where(*waiting))
+        model = session.scalars(
+            select(Appointment).where(*waiting).order_by(Appointment.id)
+        ).first()
+        for _ in range(wanted - have):
+            session.add(
+                Appointment(
+                    clinic_id=model.clinic_id,
+                    patient_id=model.patient_id,
+                    service_id=model.service_id,
+                    status=AppointmentStatus.REQUESTED,
+                    requested_day=model.requested_day,
+                    time_of_day=model.time_of_day,
+                    source=model.source,
+                    booked_at=utcnow(),
+                )
+            )
+    database.dispose()
+
+
+def test_deciding_the_last_request_of_the_last_page_shows_the_page_before(app_as, app_db):
+    """21 requests: page 2 holds one. Declined, the queue has one page left; the manager sees
+    it, not 'Nothing waiting here' under a count of 20."""
+    _requests_to(app_db, queue.PAGE_SIZE + 1)
+    at = app_as("manager", PAGE)
+    said = [c.value for c in at.caption]
+    at.number_input(key="queue_page").set_value(2).run()
+    assert len(at.dataframe[0].value) == 1
+    (last,) = at.dataframe[0].value["#"]
+    assert any(h.value.startswith(f"#{last} ") for h in at.subheader)  # the one there, chosen
+    prefix = f"queue_requests_{last}"
+    at.radio(key=f"{prefix}_choice").set_value("Decline").run()
+    at.text_input(key=f"{prefix}_reason").input("We do not offer it that week")
+    at.button(key=f"{prefix}_go").click().run()
+    assert not at.exception
+    assert _status(app_db, last) == AppointmentStatus.DECLINED
+    assert not [i.value for i in at.info if "Nothing waiting here" in i.value]
+    assert len(at.dataframe[0].value) == queue.PAGE_SIZE
+    assert at.number_input(key="queue_page").value == 1
+    assert any(c.startswith("Page 1 of 2 · 21 waiting, oldest first") for c in said)
+    assert any(c.value.startswith("Page 1 of 1 · 20 waiting") for c in at.caption)
 
 
 def test_a_proposal_never_answered_shows_its_link_lapsed(app_as, app_db):
