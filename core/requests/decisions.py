@@ -9,16 +9,19 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, ValidationError
+from core.kernel.money import format_day
 from core.messaging import notify
+from core.patients import merge
 from core.practice.packages import package_services
 from core.scheduling.availability import (
+    TIME_OF_DAY_LABELS,
     find_conflicts,
     lock_provider,
 )
@@ -92,6 +95,9 @@ def request_appointment(
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise ValidationError("Choose a known patient (search by name, email or phone).")
+    if actor.role is None:  # the patient, through a link kept from before a merge: the record kept
+        patient = merge.current_record(session, patient)
+    merge.refuse_merged(patient, "request an appointment for")
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
         raise ValidationError("Choose one of the practice's clinics.")
@@ -113,6 +119,10 @@ def request_appointment(
         raise ValidationError("The requested day has passed; choose today or a later day.")
     if len(notes) > 4000:
         raise ValidationError("Keep the notes under 4,000 characters.")
+    exact = aware(start_at, "requested time") if start_at is not None else None
+    _not_asked_already(
+        session, actor, patient, clinic, services[0], package, requested_day, time_of_day, exact
+    )
     appointment = Appointment(
         clinic_id=clinic.id,
         clinic=clinic,
@@ -135,14 +145,68 @@ def request_appointment(
         appointment.services.append(
             AppointmentService(service_id=service.id, service=service, position=position)
         )
-    if start_at is not None:  # the patient asked for an exact time
-        appointment.start_at = aware(start_at, "requested time")
+    if exact is not None:  # the patient asked for an exact time
+        appointment.start_at = exact
         appointment.end_at = appointment.start_at + duration_of(appointment)
     session.add(appointment)
     session.flush()
     record(session, actor, appointment, Action.REQUEST, None, message=notes or None)
     tell_patient(session, appointment, "request_received")
     return appointment
+
+
+def _not_asked_already(
+    session, actor, patient, clinic, service, package, requested_day, time_of_day, start_at
+) -> None:
+    """Refuse the same request twice (a double press, or asking again before the practice has
+    answered): the same patient, clinic, service or package, day, time of day and exact time,
+    still waiting for a decision (or, proposed, for the patient's answer). Approving both would
+    book the patient twice."""
+
+    def same(column, value):
+        return column.is_(None) if value is None else column == value
+
+    # two presses at once wait for each other here (PostgreSQL; SQLite's writer is serialised)
+    session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
+    found = session.execute(
+        select(Appointment.id, Appointment.status)
+        .where(
+            Appointment.patient_id == patient.id,
+            Appointment.clinic_id == clinic.id,
+            Appointment.status.in_((S.REQUESTED, S.TENTATIVE)),
+            Appointment.requested_day == requested_day,
+            Appointment.service_id == service.id,
+            same(Appointment.package_id, package.id if package else None),
+            same(Appointment.time_of_day, time_of_day),
+            # a proposal's start is the practice's time, not the one asked for
+            or_(Appointment.status == S.TENTATIVE, same(Appointment.start_at, start_at)),
+        )
+        .order_by(Appointment.id)
+        .limit(1)
+    ).first()
+    if found is None:
+        return
+    waiting, status = found
+    what = package.name if package else service.name
+    asked = format_day(requested_day, clinic.locale)
+    if time_of_day:
+        asked += f", {TIME_OF_DAY_LABELS[time_of_day]}"
+    if actor.role is None:
+        call = f"call us on {clinic.phone}" if clinic.phone else "call us"
+        raise ValidationError(
+            f"You have already asked for {what} on {asked}: this request was not sent again. "
+            + (
+                f"We have proposed a time for it: please answer through the link we sent you, "
+                f"or {call}."
+                if status == S.TENTATIVE
+                else f"The practice will answer it soon; to change it, {call}."
+            )
+        )
+    raise ValidationError(
+        f"{patient.full_name} already asked for {what} on {asked} (request #{waiting}, "
+        f"waiting in the queue): this one was not added. Open #{waiting} to decide on it or "
+        "change it."
+    )
 
 
 def approve_request(

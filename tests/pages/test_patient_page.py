@@ -215,7 +215,8 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
     for attempt in range(4):
         at = patient_page("booking", raw)
         assert at.title[0].value.startswith("Request an appointment at Harbour Street Clinic")
-        at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
+        day = utcnow().date() + timedelta(days=5 + attempt)  # one request, not the same again
+        at.date_input(key="patient_booking_day").set_value(day)
         at.text_input(key="patient_booking_first").input("Robin")
         at.text_input(key="patient_booking_last").input("Hart")
         at.text_input(key="patient_booking_email").input("robin.hart@example.org")
@@ -233,6 +234,32 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
     assert {(r.status, r.source) for r in requests} == {
         (AppointmentStatus.REQUESTED, Source.ONLINE)
     }
+
+
+def test_the_same_booking_request_sent_twice_is_said_not_sent_again(app_db):
+    """A patient sends 'Tuesday afternoon' and, unsure it went, sends it again: the second
+    press is refused in their words (approving both would book them twice); one request."""
+    database = _db(app_db)
+    with database.write() as s:
+        owner = make_user(s, "h7owner", Role.OWNER)
+        raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
+    said = []
+    for _ in range(2):
+        at = patient_page("booking", raw)
+        at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
+        at.text_input(key="patient_booking_first").input("Robin")
+        at.text_input(key="patient_booking_last").input("Hart")
+        at.text_input(key="patient_booking_email").input("robin.hart@example.org")
+        at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+        assert not at.exception
+        said.append([e.value for e in at.success] + [e.value for e in at.error])
+    assert "your request has been received" in said[0][0]
+    assert said[1][0].startswith("You have already asked for ") and "not sent again" in said[1][0]
+    with database.read() as s:
+        patient = s.scalars(select(Patient).where(Patient.email == "robin.hart@example.org")).one()
+        requests = s.scalars(select(Appointment).where(Appointment.patient_id == patient.id)).all()
+    database.dispose()
+    assert len(requests) == 1
 
 
 def test_the_booking_answer_comes_no_sooner_for_a_new_contact_than_for_a_known_one(app_db):

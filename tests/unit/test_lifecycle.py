@@ -4,6 +4,7 @@ Re-run on PostgreSQL by tests/integration/test_lifecycle_pg.py."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import date, time, timedelta
 
@@ -60,7 +61,9 @@ def at(day: date, hour: int, minute: int = 0):
     return local_to_utc(day, time(hour, minute), TZ)
 
 
-def new_request(db, world, day=None, **extra) -> int:
+def new_request(db, world, day=None, time_of_day="morning", **extra) -> int:
+    """A request by the world's patient; two at once differ in something (the same request
+    twice is refused: decisions._not_asked_already)."""
     with db.write() as session:
         row = decisions.request_appointment(
             session,
@@ -69,7 +72,7 @@ def new_request(db, world, day=None, **extra) -> int:
             clinic_id=world.clinic_id,
             service_id=world.service_id,
             requested_day=day or future_day(),
-            time_of_day="morning",
+            time_of_day=time_of_day,
             **extra,
         )
         return row.id
@@ -827,7 +830,7 @@ def test_bulk_approve_reports_row_by_row(db, world):
     day = future_day()
     exact = new_request(db, world, day, start_at=at(day, 9))
     vague = new_request(db, world, day)
-    taken = new_request(db, world, day, start_at=at(day, 9))
+    taken = new_request(db, world, day, None, start_at=at(day, 9))
     with db.write() as session:
         results = bulk.bulk_approve(session, world.manager, [exact, vague, taken])
     assert [r.ok for r in results] == [True, False, False]
@@ -839,7 +842,7 @@ def test_bulk_approve_reports_row_by_row(db, world):
 
 
 def test_bulk_decline_one_reason(db, world):
-    ids = [new_request(db, world), new_request(db, world)]
+    ids = [new_request(db, world), new_request(db, world, time_of_day="afternoon")]
     with db.write() as session:
         decisions.decline_request(session, world.manager, ids[1], reason="first")
     with db.write() as session:
@@ -891,7 +894,7 @@ def test_two_managers_approving_the_same_request(db, world):
 
 def test_two_bookings_racing_for_one_slot(db, world):
     day = future_day()
-    requests = [new_request(db, world, day), new_request(db, world, day)]
+    requests = [new_request(db, world, day), new_request(db, world, day, "afternoon")]
     results: list[object] = []
 
     def approve(request_id):
@@ -973,11 +976,14 @@ def _act(s, world, name, appointment_id, start):
     return calls[name]()
 
 
+_EXAMPLES = itertools.count()
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=ACTIONS)
 def test_random_actions_keep_the_invariants(db, world, steps):
-    day = future_day(2)
-    ids = [new_request(db, world, day) for _ in range(3)]
+    day = future_day(2 + next(_EXAMPLES))  # the examples share a database: not one request twice
+    ids = [new_request(db, world, day, moment) for moment in ("morning", "afternoon", "evening")]
     for name, index, hour in steps:
         appointment_id = ids[index]
         before = len(events(db, appointment_id))

@@ -171,7 +171,7 @@ def test_requests_in_the_portal_and_by_the_public_link_tell_patient_and_clinic(d
             clinic_id=berlin.clinic_id,
             service_id=berlin.service_id,
             requested_day=PLAIN_THURSDAY,
-            time_of_day="morning",
+            time_of_day="afternoon",  # not the request staff took: that one is still waiting
         )
     clinic_first = [("clinic_event", "email", CLINIC), *to_patient("request_received")]
     assert told(db, since) == clinic_first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import itertools
 import threading
 from datetime import date, time, timedelta
 from urllib.parse import parse_qs, urlparse
@@ -348,10 +349,15 @@ def _booking_link(db, world):
         )
 
 
+_DAYS = itertools.count()
+
+
 def _book(db, raw, **fields):
+    """A public booking request; each on a day of its own unless told (the same request twice
+    is refused: core.requests.decisions._not_asked_already)."""
     values = dict(
         service_id=1,
-        requested_day=date.today() + timedelta(days=4),
+        requested_day=date.today() + timedelta(days=4 + next(_DAYS) % 300),
         time_of_day="morning",
         first_name="Robin",
         last_name="Hart",
@@ -484,7 +490,7 @@ def test_booking_limits_hold_when_requests_arrive_at_once(db, world, scope):
                     s,
                     links[i],
                     service_id=1,
-                    requested_day=date.today() + timedelta(days=4),
+                    requested_day=date.today() + timedelta(days=4 + i),  # not one request twice
                     time_of_day="morning",
                     first_name="Robin",
                     last_name="Hart",

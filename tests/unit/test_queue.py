@@ -25,7 +25,7 @@ def age(db, appointment_id, hours):
 def test_counts_and_rows_of_each_kind(db, world):
     day = future_day(4)
     new_request(db, world, day)
-    proposed = new_request(db, world, day)
+    proposed = new_request(db, world, day, "afternoon")
     moving, leaving = booked(db, world, at(day, 10)), booked(db, world, at(day, 12))
     with db.write() as session:
         session.add(

@@ -3,15 +3,17 @@ meanwhile, and what the manager is shown and may do."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from core.kernel.authz import patient_actor
 from core.kernel.clock import to_local
-from core.kernel.errors import Conflict
-from core.kernel.money import format_moment
+from core.kernel.errors import Conflict, ValidationError
+from core.kernel.money import format_day, format_moment
 from core.requests import changes, decisions, queue
 from core.scheduling import moves
 from core.scheduling.states import S
@@ -22,8 +24,10 @@ from db.models import (
     ChangeStatus,
     LedgerEntry,
     LinkToken,
+    Source,
 )
 from db.types import utcnow
+from tests.factories import make_patient
 from tests.unit.test_lifecycle import at, booked, future_day, messages, new_request
 
 
@@ -212,3 +216,129 @@ def test_arrival_is_shown_in_the_clinics_time(db):
         created = session.get(Appointment, request_id).created_at
     local = to_local(created, "America/Sao_Paulo")
     assert queue.describe(row)["Arrived"].endswith(local.strftime("%H:%M"))
+
+
+# ---------------------------------------------------------------- asked twice
+
+
+def _ask(db, world, actor, moment="afternoon", **extra):
+    with db.write() as session:
+        return decisions.request_appointment(
+            session,
+            actor,
+            patient_id=extra.pop("patient_id", world.patient_id),
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=future_day(5),
+            time_of_day=moment,
+            **extra,
+        ).id
+
+
+def _waiting(db, patient_id) -> list[int]:
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Appointment.id).where(
+                    Appointment.patient_id == patient_id,
+                    Appointment.status.in_((S.REQUESTED, S.TENTATIVE)),
+                )
+            )
+        )
+
+
+def test_the_same_request_twice_is_refused_naming_the_first(db, world):
+    """'Tuesday afternoon, any provider' asked on the phone, then pressed again: approving both
+    would book the patient twice."""
+    first = _ask(db, world, world.manager)
+    with pytest.raises(ValidationError) as refused:
+        _ask(db, world, world.manager)
+    assert f"already asked for Consultation on {format_day(future_day(5))}, afternoon" in str(
+        refused.value
+    )
+    assert f"(request #{first}, waiting in the queue)" in str(refused.value)
+    assert _waiting(db, world.patient_id) == [first]
+    assert len(messages(db, first, "request_received")) == 2  # the first's email and text only
+
+
+def test_a_patient_asking_twice_is_told_in_their_words(db, world):
+    patient = patient_actor("Alex", via="portal")
+    first = _ask(db, world, patient, source=Source.ONLINE)
+    with pytest.raises(ValidationError, match="You have already asked for Consultation on") as no:
+        _ask(db, world, patient, source=Source.ONLINE)
+    assert "not sent again" in str(no.value) and "call us on 020 0000 0000" in str(no.value)
+    with db.write() as session:  # the practice proposes a time; the patient asks again
+        decisions.propose_time(
+            session,
+            world.manager,
+            first,
+            provider_id=world.provider_id,
+            start_at=at(future_day(5), 14),
+        )
+    with pytest.raises(ValidationError, match="answer through the link we sent you"):
+        _ask(db, world, patient, source=Source.ONLINE)
+    assert _waiting(db, world.patient_id) == [first]
+
+
+def test_another_request_or_the_same_once_answered_is_taken(db, world):
+    first = _ask(db, world, world.manager)
+    morning = _ask(db, world, world.manager, "morning")  # another time of day: their choice
+    exact = _ask(db, world, world.manager, None, start_at=at(future_day(5), 15))
+    with db.write() as session:
+        decisions.decline_request(session, world.manager, first, reason="Fully booked")
+    again = _ask(db, world, world.manager)  # answered: asking again is a new request
+    assert sorted(_waiting(db, world.patient_id)) == sorted([morning, exact, again])
+
+
+def test_two_presses_at_once_make_one_request(db, world):
+    """Two presses of 'Send request' at the same moment, each in its own transaction: one
+    request (on PostgreSQL each would look before either had written)."""
+    barrier = threading.Barrier(2)
+    said: list[str] = []
+
+    def press() -> None:
+        try:
+            with db.write() as session:
+                barrier.wait(timeout=30)
+                decisions.request_appointment(
+                    session,
+                    patient_actor("Alex", via="portal"),
+                    patient_id=world.patient_id,
+                    clinic_id=world.clinic_id,
+                    service_id=world.service_id,
+                    requested_day=future_day(5),
+                    time_of_day="afternoon",
+                    source=Source.ONLINE,
+                )
+            said.append("sent")
+        except ValidationError as error:
+            said.append(str(error))
+        except OperationalError:  # SQLite: the second writer waited past its timeout
+            said.append("busy")
+
+    threads = [threading.Thread(target=press) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert said.count("sent") == 1, said
+    assert len(_waiting(db, world.patient_id)) == 1
+
+
+# ---------------------------------------------------------------- a merged patient
+
+
+def test_a_request_for_a_merged_record_goes_to_the_record_kept(db, world):
+    """A patient's old link (or portal tab) still names the duplicate merged away: their
+    request lands on the record kept, where the practice and their messages are. Staff are
+    told to open the record kept."""
+    with db.write() as session:
+        duplicate = make_patient(session, first_name="Alexandra", email="alex.m@example.org")
+        duplicate.merged_into_id = world.patient_id
+        duplicate_id = duplicate.id
+    with pytest.raises(ValidationError, match=rf"was merged into record #{world.patient_id}"):
+        _ask(db, world, world.manager, patient_id=duplicate_id)
+    request_id = _ask(db, world, patient_actor("Alexandra"), patient_id=duplicate_id)
+    with db.read() as session:
+        assert session.get(Appointment, request_id).patient_id == world.patient_id
+    assert _waiting(db, duplicate_id) == []
