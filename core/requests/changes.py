@@ -188,6 +188,17 @@ def approve_change(
     appointment = load(session, change.appointment_id, Action.APPROVE_CHANGE, handled_if_moved=True)
     if change.kind == ChangeKind.CANCEL:
         _unmoved_since_asked(appointment, change)
+    else:  # refused before anything is written
+        target = start_at or change.requested_start_at
+        if target is None:
+            raise ValidationError("The patient asked only for a day; choose the exact new time.")
+        left = appointment.provider
+        if provider_id is None and left is not None and not left.active:
+            raise ValidationError(
+                f"{left.name} no longer works at the practice, so the new time cannot be kept "
+                "with them. Propose a different time with another provider (the patient "
+                "accepts it), or deny the request saying why."
+            )
     change.status, change.decided_at = ChangeStatus.APPROVED, utcnow()
     change.decided_by_user_id, change.decision_note = actor.user_id, reason or None
     if change.kind == ChangeKind.CANCEL:
@@ -201,9 +212,6 @@ def approve_change(
             at=change.created_at,
             details={"change_request_id": change.id},
         )
-    target = start_at or change.requested_start_at
-    if target is None:
-        raise ValidationError("The patient asked only for a day; choose the exact new time.")
     outcome = move(
         session,
         actor,

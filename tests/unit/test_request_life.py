@@ -24,6 +24,7 @@ from db.models import (
     ChangeStatus,
     LedgerEntry,
     LinkToken,
+    Provider,
     Source,
 )
 from db.types import utcnow
@@ -342,3 +343,26 @@ def test_a_request_for_a_merged_record_goes_to_the_record_kept(db, world):
     with db.read() as session:
         assert session.get(Appointment, request_id).patient_id == world.patient_id
     assert _waiting(db, duplicate_id) == []
+
+
+# ---------------------------------------------------------------- a provider who left
+
+
+def test_a_reschedule_with_a_provider_who_left_says_what_to_do(db, world):
+    appointment_id = booked(db, world, at(future_day(7), 10))
+    with db.write() as session:
+        change_id = changes.request_change(
+            session,
+            patient_actor("A"),
+            appointment_id,
+            kind="reschedule",
+            requested_start_at=at(future_day(8), 14),
+        ).id
+    with db.write() as session:
+        session.get(Provider, world.provider_id).active = False
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        changes.approve_change(session, world.manager, change_id)
+    assert str(refused.value).startswith("Dr Test no longer works at the practice")
+    assert "Propose a different time with another provider" in str(refused.value)
+    with db.read() as session:
+        assert session.get(ChangeRequest, change_id).status == ChangeStatus.OPEN
