@@ -31,6 +31,7 @@ from ui.picks import gone_choice
 from ui.text import escape, show_table
 
 FLASH = "appointment_views_flash"
+FLASH_WARNING = "appointment_views_flash_warning"  # done, but something needs doing still
 KEPT = "Proposal withdrawn and the patient's change request declined: their booking stays."
 OTHER = "other"
 
@@ -65,7 +66,10 @@ def show_flash() -> bool:
     text = st.session_state.pop(FLASH, None)
     if text:
         st.success(escape(text), icon=":material/check_circle:")
-    return bool(text)
+    warning = st.session_state.pop(FLASH_WARNING, None)
+    if warning:
+        st.warning(escape(warning), icon=":material/phone_in_talk:")
+    return bool(text or warning)
 
 
 def _kept(done) -> bool:
@@ -82,7 +86,18 @@ def _finish(done, headline: str, form: str | None = None) -> None:
     if form:
         st.session_state.pop(f"{form}_seen", None)
     value = done.value
-    if isinstance(value, lifecycle.Outcome):
+    if isinstance(value, decisions.Proposed) and not value.outcome.notified:
+        st.session_state[FLASH_WARNING] = (  # the patient answers only through the link sent
+            f"Proposal saved, but the patient was not told "
+            f"({'; '.join(value.outcome.skipped) or 'no way to reach them'}): they cannot "
+            "answer it until they hear of it. Call them with the time and, if they agree, record "
+            "it in the queue under Waiting for the patient: The patient accepted (by phone)."
+        )
+        refresh()
+        return
+    if isinstance(value, decisions.Proposed):
+        headline = f"{headline} {value.outcome.summary}"
+    elif isinstance(value, lifecycle.Outcome):
         headline = f"{headline} {value.summary}"
     elif isinstance(value, list):  # bulk results are shown by the caller
         return
@@ -196,7 +211,11 @@ QUEUE_CHOICES = {
         "Propose a reschedule instead",
         "Deny, keep the appointment",
     ],
-    QueueKind.PROPOSALS: ["Propose another time", "Decline the request"],
+    QueueKind.PROPOSALS: [
+        "Propose another time",
+        "The patient accepted (by phone)",
+        "Decline the request",
+    ],
 }
 
 
@@ -351,6 +370,20 @@ def queue_actions(me, row: QueueRow, prefix: str = "queue") -> None:
                     **flags,
                 ),
                 "Rescheduled.",
+                p,
+            )
+    elif choice == "The patient accepted (by phone)":
+        st.caption(
+            f"Confirms {format_moment(row.start_at, row.timezone, row.locale)} with "
+            f"{row.provider_name or 'the provider proposed'} as if the patient had accepted "
+            "through their link; they are sent the confirmation."
+        )
+        if st.button("Confirm the proposed time", key=f"{p}_go", type="primary"):
+            _finish(
+                run_action(
+                    decisions.respond_to_proposal, row.appointment_id, accept=True, **version
+                ),
+                "Confirmed: the patient accepted.",
                 p,
             )
     elif choice == "Approve the cancellation":

@@ -12,7 +12,7 @@ from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time
 from core.policy import cancellation as policy
-from core.requests.decisions import choice, open_change, send_proposal
+from core.requests.decisions import Proposed, choice, open_change, send_proposal
 from core.scheduling.lifecycle import (
     Outcome,
     aware,
@@ -291,7 +291,7 @@ def propose_for_change(
     expected_version: int | None = None,
     allow_double_booking: bool = False,
     outside_hours_override: bool = False,
-) -> str:
+) -> Proposed:
     """Answer a change request with another time (→ tentative). Until the patient answers, the
     original time stays held for the booking (nobody else is booked with its provider, rooms or
     patient then: core.scheduling.availability.held); if they turn it down the original booking

@@ -282,7 +282,7 @@ def propose_time(
     expected_version: int | None = None,
     allow_double_booking: bool = False,
     outside_hours_override: bool = False,
-) -> str:
+) -> Proposed:
     """Offer a time (→ tentative); the patient answers through the returned link token."""
     ensure_allowed(actor, Action.PROPOSE)
     appointment = load(
@@ -307,7 +307,19 @@ def propose_time(
 REPLACED = "Not sent: a newer proposal replaced it before it went out."
 
 
-def send_proposal(session: Session, appointment: Appointment, message: str) -> str:
+class Proposed(str):
+    """The raw proposal link token (what the patient's link carries), with the `outcome`:
+    who was told. Nobody told, the patient cannot answer: the page says so."""
+
+    outcome: Outcome
+
+    def __new__(cls, raw: str, outcome: Outcome) -> Proposed:
+        made = super().__new__(cls, raw)
+        made.outcome = outcome
+        return made
+
+
+def send_proposal(session: Session, appointment: Appointment, message: str) -> Proposed:
     """Email (and text) the patient a link to answer the appointment's proposed time. The
     links of its earlier proposals stop working: they would show and answer this one (they
     say it was replaced, core.portal.patient_links)."""
@@ -325,14 +337,14 @@ def send_proposal(session: Session, appointment: Appointment, message: str) -> s
     notify.withdraw_unsent(session, appointment.id, "appointment_proposed", REPLACED)
     ttl = min(PROPOSAL_TTL, max(appointment.start_at - utcnow(), timedelta(hours=1)))
     issued = tokens.issue(session, "proposal", appointment.id, ttl)
-    tell_patient(
+    queued = tell_patient(
         session,
         appointment,
         "appointment_proposed",
         message=message,
         link=tokens.link(base_url(session), "proposal", issued.raw),
     )
-    return issued.raw
+    return Proposed(issued.raw, outcome_of(appointment, queued))
 
 
 def open_change(session: Session, appointment_id: int, *statuses: ChangeStatus):
@@ -348,14 +360,26 @@ def open_change(session: Session, appointment_id: int, *statuses: ChangeStatus):
 
 
 def respond_to_proposal(
-    session: Session, actor: Actor, appointment_id: int, *, accept: bool
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    *,
+    accept: bool,
+    expected_version: int | None = None,
 ) -> Outcome:
-    """The patient's answer to a tentative time (the caller verified the proposal link).
-    Accept → scheduled (checked again for conflicts). Decline → back in the queue as a request,
-    or, when the proposal answered a change request, back to the original booking."""
+    """The patient's answer to a tentative time (the caller verified the proposal link, or a
+    manager records the answer the patient gave on the phone, against the `expected_version`
+    they saw). Accept → scheduled (checked again for conflicts). Decline → back in the queue as
+    a request, or, when the proposal answered a change request, back to the original booking."""
     action = Action.ACCEPT_PROPOSAL if accept else Action.DECLINE_PROPOSAL
     ensure_allowed(actor, action)
-    appointment = load(session, appointment_id, action)
+    appointment = load(
+        session,
+        appointment_id,
+        action,
+        expected_version,
+        handled_if_moved=expected_version is not None,
+    )
     before = appointment.status
     change = open_change(session, appointment.id, ChangeStatus.PROPOSED)
     proposed_when = when_text(appointment)

@@ -516,7 +516,8 @@ def notices(row: QueueRow) -> list[str]:
             said.append(
                 "The patient did not answer and their link has lapsed, so they cannot answer "
                 "now. The proposed time stays held until you act: propose a time again (a new "
-                "link is sent) or decline the request."
+                "link is sent), record their answer if they gave it on the phone, or decline "
+                "the request."
             )
         else:
             said.append(f"The patient's link answers this proposal until {fmt(row.answer_by)}.")

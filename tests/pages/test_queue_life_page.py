@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from core.requests import queue
 from db.models import Appointment, AppointmentStatus, LinkToken
 from db.types import utcnow
-from tests.pages.test_queue_page import PAGE, _db, _item, _status
+from tests.pages.test_queue_page import PAGE, _db, _item, _reachable, _status
 
 
 @pytest.fixture(autouse=True)
@@ -115,3 +115,36 @@ def test_a_cancellation_asked_before_the_desk_moved_the_visit_says_so(app_as, ap
     assert not at.exception
     assert any("after the patient asked to cancel it" in e.value for e in at.error)
     assert _status(app_db, row.appointment_id) == AppointmentStatus.SCHEDULED
+
+
+def test_a_proposal_nobody_could_be_told_of_says_so_and_a_phone_answer_is_recorded(app_as, app_db):
+    _reachable(app_db)
+    at = app_as("manager", PAGE)
+    row = _item(at)
+    database = _db(app_db)
+    with database.write() as session:  # a patient who agreed to no email and no texts
+        patient = session.get(Appointment, row.appointment_id).patient
+        patient.consent_email = patient.consent_sms = False
+    database.dispose()
+    st.cache_data.clear()
+    prefix = f"queue_requests_{row.appointment_id}"
+    at.radio(key=f"{prefix}_choice").set_value("Propose another time").run()
+    at.button(key=f"{prefix}_go").click().run()
+    assert not at.exception
+    assert _status(app_db, row.appointment_id) == AppointmentStatus.TENTATIVE
+    warned = " ".join(w.value for w in at.warning)
+    assert "Proposal saved, but the patient was not told" in warned, warned
+    assert not [s.value for s in at.success if "Proposal sent" in s.value]
+    at.button_group(key="queue_kind").set_value(queue.QueueKind.PROPOSALS).run()
+    last = next(int(c.value.split(" of ")[1].split(" ")[0]) for c in at.caption if "of" in c.value)
+    at.number_input(key="queue_page").set_value(last).run()  # the newest: on the last page
+    ids = list(at.dataframe[0].value["#"])
+    position = ids.index(row.appointment_id)
+    at.session_state["queue_table_proposals"] = {"selection": {"rows": [position], "columns": []}}
+    at.run()  # its row clicked
+    choice = f"queue_proposals_{row.appointment_id}_choice"
+    at.radio(key=choice).set_value("The patient accepted (by phone)").run()
+    at.button(key=f"queue_proposals_{row.appointment_id}_go").click().run()
+    assert not at.exception
+    assert _status(app_db, row.appointment_id) == AppointmentStatus.SCHEDULED
+    assert any("Confirmed: the patient accepted." in s.value for s in at.success)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.kernel.authz import patient_actor
 from core.kernel.clock import to_local
-from core.kernel.errors import Conflict, ValidationError
+from core.kernel.errors import Conflict, PermissionDenied, ValidationError
 from core.kernel.money import format_day, format_moment
 from core.requests import changes, decisions, queue
 from core.scheduling import moves
@@ -366,3 +366,53 @@ def test_a_reschedule_with_a_provider_who_left_says_what_to_do(db, world):
     assert "Propose a different time with another provider" in str(refused.value)
     with db.read() as session:
         assert session.get(ChangeRequest, change_id).status == ChangeStatus.OPEN
+
+
+# ---------------------------------------------------------------- a proposal nobody was told of
+
+
+def test_a_proposal_says_who_was_told_and_nobody_when_the_patient_cannot_be_reached(db, world):
+    day = future_day(6)
+    told_id = new_request(db, world, day)
+    with db.write() as session:
+        quiet = make_patient(session, first_name="Sam", consent_email=False, consent_sms=False)
+        quiet_id = decisions.request_appointment(
+            session,
+            world.manager,
+            patient_id=quiet.id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=day,
+            time_of_day="afternoon",
+        ).id
+    with db.write() as session:
+        told = decisions.propose_time(
+            session, world.manager, told_id, provider_id=world.provider_id, start_at=at(day, 10)
+        )
+        nobody = decisions.propose_time(
+            session, world.manager, quiet_id, provider_id=world.provider_id, start_at=at(day, 14)
+        )
+    assert told.outcome.notified == ["email to alex@example.org", "sms to 07700 900123"]
+    assert nobody.outcome.notified == [] and nobody.outcome.skipped
+    assert isinstance(nobody, str) and len(nobody) > 20  # still the link's token
+
+
+def test_a_manager_records_the_patients_answer_given_on_the_phone(db, world):
+    day = future_day(6)
+    request_id = new_request(db, world, day)
+    with db.write() as session:
+        decisions.propose_time(
+            session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 10)
+        )
+        version = session.get(Appointment, request_id).version
+    with db.write() as session:
+        outcome = decisions.respond_to_proposal(
+            session, world.manager, request_id, accept=True, expected_version=version
+        )
+    assert outcome.status == S.SCHEDULED and outcome.notified  # the confirmation goes out
+    with db.write() as session, pytest.raises(Conflict, match="already handled by Manager"):
+        decisions.respond_to_proposal(
+            session, world.manager, request_id, accept=True, expected_version=version
+        )
+    with db.write() as session, pytest.raises(PermissionDenied):
+        decisions.respond_to_proposal(session, world.staff, request_id, accept=True)
