@@ -22,6 +22,7 @@ from core.patients import invitations
 from core.payments import prepay
 from core.practice import backups, job_health
 from core.practice.housekeeping import housekeeping_job
+from core.requests.lapses import lapse_job
 from core.waitlist import jobs as waitlist_jobs
 from db.engine import Database
 from db.types import utcnow
@@ -38,6 +39,7 @@ JOBS: list[Callable[[Database, Settings], None]] = [
     reminders.reminders_job,  # each due reminder once
     after_booking.forms_job,  # the service's forms after booking or approval
     clinic_events.digest_job,  # the clinics' daily digests when due
+    lapse_job,  # proposals unanswered until their link lapsed → their time let go
     waitlist_jobs.offer_job,  # freed slots → offers, lapsed offers → the next patient
     deliver_notifications,
     invitations.expire_job,  # pending portal invitations past expiry → expired

@@ -120,6 +120,15 @@ TEMPLATES: dict[str, Template] = {
         "stays on {when}.\nReason: {reason}{message}" + _SIGN,
         "A reschedule or cancellation request was denied.",
     ),
+    "proposal_lapsed": Template(
+        "The time we proposed is no longer held",
+        "Dear {patient_name},\n\nWe did not hear back about {proposed_when} for {service_name}, "
+        "so that time is no longer held for you. Your request stays with us: we will be in "
+        "touch with another time.{message}" + _SIGN,
+        "A proposed time lapsed unanswered; the request went back to the queue.",
+        "{clinic_name}: we did not hear back about {proposed_when}, so that time is no longer "
+        "held. Your request stays with us: we will be in touch with another time.",
+    ),
     "proposal_answered": Template(
         "Proposal {answer} by {patient_name}",
         "{patient_name} {answer} the proposed time {when}.\n\nOpen it: {link}",

@@ -36,6 +36,10 @@ EFFECTS: dict[str, tuple[str, str]] = {
     "reminders_job": ("Reminders", "reminders are not being queued"),
     "forms_job": ("Forms after booking", "the forms due after booking are not being queued"),
     "digest_job": ("Clinic digests", "the clinics' daily digests are not being queued"),
+    "lapse_job": (
+        "Lapsed proposals",
+        "proposed times nobody answered keep holding their slots, and their requests wait",
+    ),
     "offer_job": (
         "Waitlist offers",
         "freed slots are not being offered to the waitlist, nor lapsed offers passed on",

@@ -433,9 +433,7 @@ def respond_to_proposal(
                     end_at=change.original_start_at + duration_of(appointment),
                 )
     elif change:
-        _restore_original(
-            session, appointment, change, "The patient turned down the proposed time."
-        )
+        restore_original(session, appointment, change, "The patient turned down the proposed time.")
     else:
         appointment_freed(session, appointment, "declined")
         appointment.status = S.REQUESTED
@@ -447,7 +445,7 @@ def respond_to_proposal(
     return outcome_of(appointment, queued)
 
 
-def _restore_original(
+def restore_original(
     session: Session, appointment: Appointment, change: ChangeRequest, note: str
 ) -> None:
     """Put a proposal made for a change request back to the booking the patient had; the
@@ -478,7 +476,7 @@ def _keep_original(
     request is denied and the booking the patient had stays, as when the patient turns the
     proposal down; the patient is told their appointment stays, not that it was declined."""
     before, proposed_when = appointment.status, when_text(appointment)
-    _restore_original(session, appointment, change, reason)
+    restore_original(session, appointment, change, reason)
     change.decided_at, change.decided_by_user_id = utcnow(), actor.user_id
     flush(session, appointment)
     details = {"change_request_id": change.id, "proposed_when": proposed_when}

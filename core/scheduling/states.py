@@ -45,6 +45,7 @@ class Action(enum.StrEnum):
     PROPOSE = "propose"
     ACCEPT_PROPOSAL = "accept_proposal"
     DECLINE_PROPOSAL = "decline_proposal"
+    LAPSE_PROPOSAL = "proposal_lapsed"  # unanswered until its link lapsed (core.requests.lapses)
     RESCHEDULE = "reschedule"
     UPDATE = "update"
     CANCEL = "cancel"
@@ -79,6 +80,7 @@ RULES: dict[Action, Rule] = {
     Action.PROPOSE: _rule((S.REQUESTED, S.TENTATIVE), S.TENTATIVE, P.REQUESTS_DECIDE, "proposed"),
     Action.ACCEPT_PROPOSAL: _rule((S.TENTATIVE,), S.SCHEDULED, None, "accepted"),
     Action.DECLINE_PROPOSAL: _rule((S.TENTATIVE,), S.REQUESTED, None, "turned down"),
+    Action.LAPSE_PROPOSAL: _rule((S.TENTATIVE,), S.REQUESTED, None, "left to lapse"),
     Action.RESCHEDULE: _rule((S.SCHEDULED,), S.SCHEDULED, P.APPOINTMENTS_RESCHEDULE, "moved"),
     Action.UPDATE: _rule((S.SCHEDULED,), S.SCHEDULED, P.APPOINTMENTS_RESCHEDULE, "updated"),
     Action.CANCEL: _rule(
