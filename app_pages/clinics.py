@@ -8,7 +8,16 @@ from core.practice import setup
 from core.practice.setup import RESOURCE_KINDS
 from ui import actor
 from ui.caches import cached
-from ui.setup_forms import can_edit, keys_for, overview, pick, save, toggle_active
+from ui.setup_forms import (
+    can_edit,
+    confirm_zone_change,
+    keys_for,
+    overview,
+    pick,
+    save,
+    save_clinic,
+    toggle_active,
+)
 from ui.text import show_table
 
 
@@ -67,7 +76,8 @@ if editable:
         currency = c.text_input("Currency (ISO code)", old.currency, key=key("currency"))
         if st.form_submit_button("Save clinic", type="primary"):
             data = setup.ClinicData(name, zone, address, phone, email, locale, currency, old.active)
-            save(setup.save_clinic, data, row, "Clinic", "clinics_pick")
+            save_clinic(data, row, key("zone"))  # a new zone with visits booked asks first
+    confirm_zone_change(row)
     toggle_active("clinic", row, "clinics_toggle", "clinics_pick")
 
 st.subheader("Rooms and equipment")

@@ -7,7 +7,6 @@ import streamlit as st
 
 from core.practice import setup
 from ui import actor
-from ui.context import read
 from ui.setup_forms import can_edit, keys_for, overview, pick, save, toggle_active
 from ui.text import show_table
 
@@ -72,11 +71,5 @@ if can_edit(me):
                 name, title, email, colour, tuple(works), tuple(performs), user, old.active
             )
             save(setup.save_provider, data, row, "Provider", "providers_pick")
-    toggle_active(
-        "provider",
-        row,
-        "providers_toggle",
-        "providers_pick",
-        lambda pid: read(setup.deactivation_warning, me, pid),  # upcoming appointments
-    )
+    toggle_active("provider", row, "providers_toggle", "providers_pick")  # asks if booked ahead
     st.page_link("app_pages/schedules.py", label="Set weekly hours and time off", icon="⏰")

@@ -25,7 +25,7 @@ from core.kernel.money import (
 )
 from core.practice import reads, setup
 from ui.caches import cached
-from ui.context import read, refresh, run_action, show_error
+from ui.context import read, refresh, require_actor, run_action, show_error
 from ui.text import escape
 
 NEW = None
@@ -85,25 +85,23 @@ def _saved(pick_key: str, row_id: int, message: str) -> None:
     refresh()
 
 
-def toggle_active(
-    entity: str,
-    row: reads.Row | None,
-    key: str,
-    pick_key: str,
-    warning: Callable[[int], str] | None = None,
-) -> None:
-    """Deactivate (or activate again) the chosen row; history stays. When `warning` has
-    something to say about deactivating it (a provider's upcoming appointments), it is shown
-    and deactivating waits for a confirmation."""
+def toggle_active(entity: str, row: reads.Row | None, key: str, pick_key: str) -> None:
+    """Deactivate (or activate again) the chosen row; history stays. When core has something
+    to say about deactivating it (a clinic's, provider's or service's visits booked ahead,
+    requests waiting, packages), it is shown and deactivating waits for a confirmation."""
     if row is None:
         return
     asked = f"{key}_asked"
-    if warning and row.data.active and st.session_state.get(asked) == row.id:
+
+    def warning(row_id: int) -> str:
+        return read(setup.deactivation_warning, require_actor(), entity, row_id)
+
+    if row.data.active and st.session_state.get(asked) == row.id:
         _confirm_deactivation(entity, row, key, pick_key, warning(row.id))
         return
     word = "Deactivate" if row.data.active else "Activate again"
     if st.button(f"{word} {escape(row.name)}", key=key):
-        if row.data.active and warning and warning(row.id):
+        if row.data.active and warning(row.id):
             st.session_state[asked] = row.id
             st.rerun()
         if run_action(setup.set_active, entity, row.id, not row.data.active):
@@ -119,6 +117,40 @@ def _confirm_deactivation(entity: str, row: reads.Row, key: str, pick_key: str, 
             _saved(pick_key, row.id, "Deactivated.")
     if no.button("Keep active", key=f"{key}_keep"):
         st.session_state.pop(f"{key}_asked", None)
+        st.rerun()
+
+
+ZONE_ASKED = "clinics_zone_asked"  # (clinic id, the form's ClinicData, what core said)
+
+
+def save_clinic(data: setup.ClinicData, row: reads.Row | None, zone_key: str) -> None:
+    """Save the clinic form. A new time zone for a clinic with visits booked ahead waits for a
+    confirmation (`confirm_zone_change`) that says what happens to them."""
+    if row is not None:
+        said = read(setup.zone_change_warning, require_actor(), row.id, data.timezone, data.locale)
+        if said:
+            st.session_state[ZONE_ASKED] = (row.id, data, said, zone_key)
+            st.rerun()
+    save(setup.save_clinic, data, row, "Clinic", "clinics_pick")
+
+
+def confirm_zone_change(row: reads.Row | None) -> None:
+    """The question `save_clinic` left for this clinic: change the zone anyway, or keep it."""
+    asked = st.session_state.get(ZONE_ASKED)
+    if row is None or not asked or asked[0] != row.id:
+        return
+    _, data, said, zone_key = asked
+    st.warning(escape(said), icon=":material/warning:")
+    yes, no = st.columns(2)
+    if yes.button(
+        f"Change the time zone to {data.timezone}", key="clinics_zone_anyway", type="primary"
+    ):
+        st.session_state.pop(ZONE_ASKED, None)
+        if run_action(setup.save_clinic, data, row.id, despite_bookings=True):
+            _saved("clinics_pick", row.id, f"Clinic saved; its time zone is {data.timezone}.")
+    if no.button(f"Keep {row.data.timezone}", key="clinics_zone_keep"):
+        st.session_state.pop(ZONE_ASKED, None)
+        st.session_state.pop(zone_key, None)  # the picker shows the clinic's zone again
         st.rerun()
 
 

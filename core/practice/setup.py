@@ -16,17 +16,19 @@ from zoneinfo import available_timezones
 from babel import Locale, UnknownLocaleError
 from babel.numbers import list_currencies
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import MAX_MINOR, clinic_time
+from core.kernel.money import MAX_MINOR, clinic_time, format_moment
 from core.kernel.phones import international
 from db.models import (
     OCCUPYING,
     Appointment,
+    AppointmentService,
+    AppointmentStatus,
     Clinic,
     Package,
     PackageService,
@@ -270,7 +272,16 @@ def _phone(typed: str, locale: str) -> str:
     return international(phone, locale) if phone else ""
 
 
-def save_clinic(session: Session, actor: Actor, data: ClinicData, id: int | None = None) -> int:
+def save_clinic(
+    session: Session,
+    actor: Actor,
+    data: ClinicData,
+    id: int | None = None,
+    *,
+    despite_bookings: bool = False,
+) -> int:
+    """Create or change a clinic. A new time zone for a clinic with visits booked ahead is
+    refused, saying what happens to them, unless `despite_bookings` (the user confirmed)."""
     ensure(actor, Permission.PRACTICE_MANAGE)
     name = _text(data.name, "clinic name", 120, required=True)
     if data.timezone not in available_timezones():
@@ -288,6 +299,9 @@ def save_clinic(session: Session, actor: Actor, data: ClinicData, id: int | None
         raise ValidationError(f"{data.currency!r} is not a currency code; use one such as GBP.")
     _unique_name(session, Clinic, name, id, "clinic")
     row = Clinic() if id is None else _get(session, Clinic, id, "clinic")
+    if id is not None and not despite_bookings:
+        if warning := _zone_warning(session, row, data.timezone, data.locale):
+            raise ValidationError(f"{warning} Confirm to change the time zone anyway.")
     values = asdict(data) | {
         "name": name,
         "address": _text(data.address, "address", 250),
@@ -297,6 +311,34 @@ def save_clinic(session: Session, actor: Actor, data: ClinicData, id: int | None
     }
     _apply(session, actor, row, values, "clinic")
     return row.id
+
+
+def zone_change_warning(
+    session: Session, actor: Actor, clinic_id: int, timezone: str, locale: str | None = None
+) -> str:
+    """What moving the clinic to `timezone` does to the visits booked there ahead ("" when
+    the zone stays or nothing is booked): the clinic page asks for a confirmation with it."""
+    ensure(actor, Permission.PRACTICE_READ)
+    clinic = _get(session, Clinic, clinic_id, "clinic")
+    return _zone_warning(session, clinic, timezone, locale or clinic.locale)
+
+
+def _zone_warning(session: Session, clinic: Clinic, timezone: str, locale: str) -> str:
+    if timezone == clinic.timezone:
+        return ""
+    count, first = _upcoming(session, Appointment.clinic_id == clinic.id)
+    if first is None:
+        return ""
+    now = format_moment(first.start_at, timezone, locale)
+    return (
+        f"{clinic.name} has {_plural(count, 'upcoming visit')}. Moving it from "
+        f"{clinic.timezone} to {timezone} keeps each visit at the same moment, so its clock "
+        f"time changes: the first, {clinic_time(clinic, first.start_at)}, would read {now}. "
+        "The weekly hours keep their clock times, so some visits may fall outside them; time "
+        "off keeps its moments too. Patients were told the old times; their reminders will give "
+        "the new ones. To keep a visit at its old clock time, move it on the Calendar after the "
+        "change."
+    )
 
 
 # ---------------------------------------------------------------- providers
@@ -465,46 +507,146 @@ def set_active(
     despite_bookings: bool = False,
 ) -> None:
     """Deactivate (or activate again) a clinic, provider, service, resource or package. A
-    provider with upcoming appointments is deactivated only `despite_bookings` (they stay
-    booked, and on the calendar, until moved)."""
+    clinic, provider or service with visits booked ahead (or requests waiting) is deactivated
+    only `despite_bookings`: the refusal says what stays booked and what nobody can do after."""
     ensure(actor, Permission.PRACTICE_MANAGE)
     model = MODELS.get(entity)
     if model is None:
         raise ValidationError(f"{entity!r} is not part of the set-up.")
     row = _get(session, model, row_id, entity)
-    if entity == "provider" and row.active and not active and not despite_bookings:
-        if warning := _upcoming_warning(session, row):
+    if row.active and not active and not despite_bookings:
+        if warning := _deactivation_warning(session, entity, row):
             raise ValidationError(f"{warning} Confirm to deactivate anyway.")
     _apply(session, actor, row, {"active": active}, entity)
 
 
-def deactivation_warning(session: Session, actor: Actor, provider_id: int) -> str:
-    """What deactivating the provider leaves behind ("Dr X has 3 upcoming appointments, the
-    first on …; they stay booked …"), or "" when nothing is booked ahead."""
+def deactivation_warning(session: Session, actor: Actor, entity: str, row_id: int) -> str:
+    """What deactivating the clinic, provider or service leaves behind ("Dr X has 3 upcoming
+    appointments, the first on …; they stay booked …"), or "" when nothing is booked ahead."""
     ensure(actor, Permission.PRACTICE_READ)
-    return _upcoming_warning(session, _get(session, Provider, provider_id, "provider"))
+    model = MODELS.get(entity)
+    if model is None:
+        raise ValidationError(f"{entity!r} is not part of the set-up.")
+    return _deactivation_warning(session, entity, _get(session, model, row_id, entity))
 
 
-def _upcoming_warning(session: Session, provider: Provider) -> str:
+def _deactivation_warning(session: Session, entity: str, row) -> str:
+    if entity == "provider":
+        return _provider_warning(session, row)
+    if entity == "service":
+        return _service_warning(session, row)
+    if entity == "clinic":
+        return _clinic_warning(session, row)
+    return ""
+
+
+def _upcoming(session: Session, *where) -> tuple[int, Appointment | None]:
+    """How many booked visits (holding their time) start from now on, and the first of them."""
     ahead = (
         select(Appointment)
-        .where(
-            Appointment.provider_id == provider.id,
-            Appointment.status.in_(OCCUPYING),
-            Appointment.start_at >= utcnow(),
-        )
+        .where(Appointment.status.in_(OCCUPYING), Appointment.start_at >= utcnow(), *where)
         .order_by(Appointment.start_at, Appointment.id)
     )
     first = session.scalars(ahead.limit(1)).first()
     if first is None:
-        return ""
-    count = session.scalar(select(func.count()).select_from(ahead.subquery()))
-    plural = "s" if count > 1 else ""
-    return (
-        f"{provider.name} has {count} upcoming appointment{plural}, the first on "
-        f"{clinic_time(first.clinic, first.start_at)}. They stay booked and on the calendar; "
-        "nobody new can be booked with them. Move them on the Calendar to another provider."
+        return 0, None
+    return session.scalar(select(func.count()).select_from(ahead.subquery())), first
+
+
+def _waiting(session: Session, *where) -> int:
+    """How many booking requests wait in the queue."""
+    query = select(func.count(Appointment.id)).where(
+        Appointment.status == AppointmentStatus.REQUESTED, *where
     )
+    return session.scalar(query) or 0
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _first_on(first: Appointment, clinic_named: bool = False) -> str:
+    where = f" at {first.clinic.name}" if clinic_named else ""
+    return f"the first on {clinic_time(first.clinic, first.start_at)}{where}"
+
+
+def _provider_warning(session: Session, provider: Provider) -> str:
+    count, first = _upcoming(session, Appointment.provider_id == provider.id)
+    if first is None:
+        return ""
+    return (
+        f"{provider.name} has {_plural(count, 'upcoming appointment')}, {_first_on(first)}. "
+        "They stay booked and on the calendar; nobody new can be booked with them. Move them "
+        "on the Calendar to another provider."
+    )
+
+
+def _service_warning(session: Session, service: Service) -> str:
+    """A service booked ahead, asked for in the queue or part of an active package."""
+    in_visit = or_(
+        Appointment.service_id == service.id,
+        Appointment.id.in_(
+            select(AppointmentService.appointment_id).where(
+                AppointmentService.service_id == service.id
+            )
+        ),
+    )
+    count, first = _upcoming(session, in_visit)
+    waiting = _waiting(session, in_visit)
+    packages = list(
+        session.scalars(
+            select(Package.name)
+            .join(PackageService, PackageService.package_id == Package.id)
+            .where(PackageService.service_id == service.id, Package.active.is_(True))
+            .order_by(Package.name)
+        )
+    )
+    if first is None and not waiting and not packages:
+        return ""
+    said = []
+    if first is not None:
+        several = session.scalar(select(func.count(Clinic.id)).where(Clinic.active)) > 1
+        said.append(
+            f"{service.name} is booked in {_plural(count, 'upcoming visit')}, "
+            f"{_first_on(first, several)}; they stay booked and on the calendar."
+        )
+    if waiting:
+        said.append(
+            f"{_plural(waiting, 'booking request')} for {service.name} "
+            f"{'waits' if waiting == 1 else 'wait'} in the Request queue; decide "
+            f"{'it' if waiting == 1 else 'them'} first."
+        )
+    if packages:
+        names = ", ".join(packages)
+        said.append(
+            f"The package{'s' if len(packages) > 1 else ''} {names} include"
+            f"{'' if len(packages) > 1 else 's'} {service.name} and can no longer be booked "
+            "until it is active again."
+        )
+    said.append(f"Nobody can book {service.name} after this.")
+    return " ".join(said)
+
+
+def _clinic_warning(session: Session, clinic: Clinic) -> str:
+    """A clinic with visits booked ahead or requests waiting: they would leave the Calendar,
+    Today and the queue's clinic filter with it."""
+    count, first = _upcoming(session, Appointment.clinic_id == clinic.id)
+    waiting = _waiting(session, Appointment.clinic_id == clinic.id)
+    if first is None and not waiting:
+        return ""
+    said = []
+    if first is not None:
+        said.append(f"{clinic.name} has {_plural(count, 'upcoming visit')}, {_first_on(first)}.")
+    if waiting:
+        said.append(
+            f"{_plural(waiting, 'booking request')} for {clinic.name} "
+            f"{'waits' if waiting == 1 else 'wait'} in the Request queue."
+        )
+    said.append(
+        "A deactivated clinic leaves the Calendar, Today and booking, and its visits with it "
+        "(they stay booked): move or cancel them on the Calendar, and decide the requests, first."
+    )
+    return " ".join(said)
 
 
 MODELS = {

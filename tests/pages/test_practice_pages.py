@@ -583,3 +583,47 @@ def test_the_checklist_is_current_after_the_policy_is_saved(app_as, app_db):
     assert not at.error, at.error[0].value
     at.switch_page("app_pages/practice.py").run()  # within the read's minute
     assert "Every set-up step is done" in at.success[0].value
+
+
+def test_deactivating_a_booked_service_warns_and_waits_for_a_confirmation(app_as, app_db):
+    """Before, the service was deactivated at the first press, its visits ahead unsaid."""
+    at = app_as("manager", "app_pages/services.py")
+    _pick(at, "services_pick", "Consultation")
+    next(b for b in at.button if b.label == "Deactivate Consultation").click().run()
+    assert not at.exception, at.exception
+    [said] = [w.value.replace("\\", "") for w in at.warning]
+    assert said.startswith("Consultation is booked in ") and "upcoming visit" in said
+    assert "Nobody can book Consultation after this." in said
+    query = select(Service.active).where(Service.name == "Consultation")
+    assert _scalar(app_db, query) is True  # nothing changed yet
+    next(b for b in at.button if b.label == "Keep active").click().run()
+    assert not at.warning and _scalar(app_db, query) is True
+    next(b for b in at.button if b.label == "Deactivate Consultation").click().run()
+    next(b for b in at.button if b.label == "Deactivate anyway").click().run()
+    assert not at.error, at.error[0].value
+    assert _scalar(app_db, query) is False
+    assert [s.value for s in at.success] == ["Deactivated."]
+
+
+def test_a_new_time_zone_for_a_booked_clinic_says_what_happens_first(app_as, app_db):
+    """Before, the zone changed at once and every visit booked there read hours apart."""
+    before = _clinic_row(app_db, "Harbour Street Clinic")
+    at = app_as("owner", "app_pages/clinics.py")
+    _pick(at, "clinics_pick", "Harbour Street Clinic")
+    zone = f"clinics_zone_{before['id']}"
+    at.selectbox(key=zone).select("America/New_York")
+    next(b for b in at.button if b.label == "Save clinic").click().run()
+    assert not at.exception, at.exception
+    [said] = [w.value.replace("\\", "") for w in at.warning]
+    assert said.startswith("Harbour Street Clinic has ") and "upcoming visit" in said
+    assert f"Moving it from {before['timezone']} to America/New_York" in said
+    assert _clinic_row(app_db, "Harbour Street Clinic") == before  # nothing saved yet
+    next(b for b in at.button if b.label == f"Keep {before['timezone']}").click().run()
+    assert not at.warning and at.selectbox(key=zone).value == before["timezone"]
+    at.selectbox(key=zone).select("America/New_York")
+    next(b for b in at.button if b.label == "Save clinic").click().run()
+    next(b for b in at.button if b.label == "Change the time zone to America/New_York").click()
+    at.run()
+    assert not at.error, at.error[0].value
+    assert _clinic_row(app_db, "Harbour Street Clinic") == before | {"timezone": "America/New_York"}
+    assert [s.value for s in at.success] == ["Clinic saved; its time zone is America/New_York."]

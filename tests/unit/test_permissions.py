@@ -383,7 +383,12 @@ SERVICES: list[tuple[str, Permission, Call]] = [
     (
         "setup.deactivation_warning",
         P.PRACTICE_READ,
-        lambda s, a, c: setup.deactivation_warning(s, a, c.provider_id),
+        lambda s, a, c: setup.deactivation_warning(s, a, "provider", c.provider_id),
+    ),
+    (  # what a new time zone does to the clinic's visits (the clinic page asks with it)
+        "setup.zone_change_warning",
+        P.PRACTICE_READ,
+        lambda s, a, c: setup.zone_change_warning(s, a, c.clinic_id, "America/New_York"),
     ),
     (
         "documents.save_document",

@@ -226,8 +226,10 @@ def test_a_deactivated_service_stays_on_past_appointments(db, world):
             session, world, world.provider_id, world.patient_id, world.service_id, at(day, 10)
         )
         appt_id = appt.id
-    with db.write() as session:
-        setup.set_active(session, world.owner, "service", world.service_id, False)
+    with db.write() as session:  # booked ahead: deactivated once confirmed
+        setup.set_active(
+            session, world.owner, "service", world.service_id, False, despite_bookings=True
+        )
     with db.read() as session:
         assert session.get(Appointment, appt_id).service.name == "Consultation"
         assert not choices.list_choices(session, world.staff).services
@@ -581,8 +583,10 @@ def test_a_package_needs_every_resource_of_its_services_free(db, world, laser, g
     with db.write() as session, pytest.raises(ValidationError, match="booked on its own"):
         extra = moves.NewBooking(**(vars(booking) | {"service_ids": [laser["service"]]}))
         moves.schedule_appointment(session, world.staff, extra)
-    with db.write() as session:
-        setup.set_active(session, world.owner, "service", laser["service"], False)
+    with db.write() as session:  # part of the package: deactivated once confirmed
+        setup.set_active(
+            session, world.owner, "service", laser["service"], False, despite_bookings=True
+        )
     with db.write() as session, pytest.raises(ValidationError, match="no longer offered"):
         later = moves.NewBooking(**(vars(booking) | {"start_at": at(day, 14)}))
         moves.schedule_appointment(session, world.staff, later)
@@ -1059,7 +1063,7 @@ def test_deactivating_a_provider_with_upcoming_bookings_asks_for_confirmation(db
         book(session, world, world.provider_id, world.patient_id, world.service_id, at(day, 10))
         book(session, world, world.provider_id, world.patient_id, world.service_id, at(day, 11))
     with db.read() as session:
-        said = setup.deactivation_warning(session, world.manager, world.provider_id)
+        said = setup.deactivation_warning(session, world.manager, "provider", world.provider_id)
     assert said.startswith("Dr Test has 2 upcoming appointments, the first on ")
     assert "10:00" in said and "stay booked and on the calendar" in said
     with db.write() as session, pytest.raises(ValidationError) as refused:
@@ -1074,7 +1078,119 @@ def test_deactivating_a_provider_with_upcoming_bookings_asks_for_confirmation(db
         assert session.scalar(
             select(Appointment.id).where(Appointment.provider_id == world.provider_id)
         )
-        assert setup.deactivation_warning(session, world.manager, world.provider_id) == said
+        assert (
+            setup.deactivation_warning(session, world.manager, "provider", world.provider_id)
+            == said
+        )
+
+
+def test_a_service_booked_ahead_is_not_deactivated_silently(db, world, laser, glow):
+    """Removing a service still booked, asked for in the queue and part of a package: refused
+    saying all three, deactivated once confirmed, every visit kept and the change audited."""
+    from core.requests import decisions
+
+    day = future_day(3)
+    with db.write() as session:
+        first = book(
+            session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10)
+        ).id
+        book(session, world, laser["second"], laser["other"], laser["service"], at(day, 14))
+        decisions.request_appointment(
+            session,
+            world.manager,
+            clinic_id=world.clinic_id,
+            patient_id=world.patient_id,
+            service_id=laser["service"],
+            requested_day=future_day(5),
+            time_of_day=None,
+        )
+    with db.read() as session:
+        said = setup.deactivation_warning(session, world.manager, "service", laser["service"])
+    assert said.startswith("Laser hair removal is booked in 2 upcoming visits, the first on ")
+    assert "10:00" in said and "they stay booked and on the calendar" in said
+    assert "1 booking request for Laser hair removal waits in the Request queue" in said
+    assert "The package Glow includes Laser hair removal and can no longer be booked" in said
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.set_active(session, world.manager, "service", laser["service"], False)
+    assert str(refused.value) == f"{said} Confirm to deactivate anyway."
+    assert "service.deactivated" not in actions(db, "service")
+    with db.write() as session:
+        setup.set_active(
+            session, world.manager, "service", laser["service"], False, despite_bookings=True
+        )
+    assert actions(db, "service")[-1] == "service.deactivated"
+    with db.read() as session:
+        assert session.get(Appointment, first).status.value == "scheduled"
+    with db.read() as session:  # a service booked by nobody goes at once
+        assert setup.deactivation_warning(session, world.manager, "service", world.service_id)
+    with db.write() as session:
+        quiet = setup.save_service(session, world.owner, setup.ServiceData("Unbooked", 20))
+    with db.write() as session:
+        setup.set_active(session, world.manager, "service", quiet, False)
+
+
+def test_a_clinic_with_visits_ahead_is_not_deactivated_silently(db, world):
+    """A deactivated clinic leaves the Calendar and Today: with a visit booked ahead that is
+    said, and done only once confirmed."""
+    with db.write() as session:
+        book(
+            session,
+            world,
+            world.provider_id,
+            world.patient_id,
+            world.service_id,
+            at(future_day(2), 11),
+        )
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.set_active(session, world.owner, "clinic", world.clinic_id, False)
+    said = str(refused.value)
+    assert said.startswith("Test Clinic has 1 upcoming visit, the first on ")
+    assert "leaves the Calendar, Today and booking" in said and "Confirm to deactivate" in said
+    with db.read() as session:
+        assert session.get(Clinic, world.clinic_id).active
+    with db.write() as session:
+        setup.set_active(
+            session, world.owner, "clinic", world.clinic_id, False, despite_bookings=True
+        )
+    with db.read() as session:
+        assert not session.get(Clinic, world.clinic_id).active
+
+
+def test_a_new_time_zone_says_what_happens_to_the_visits_booked(db, world):
+    """Visits keep their moment when the clinic's zone changes, so their clock time moves: the
+    change is refused saying so (the first visit's old and new time) until confirmed."""
+    day = future_day(3)
+    with db.write() as session:
+        visit = book(
+            session, world, world.provider_id, world.patient_id, world.service_id, at(day, 10)
+        )
+        start = visit.start_at
+        clinic = session.get(Clinic, world.clinic_id)
+        moved = setup.ClinicData(clinic.name, "America/New_York", locale=clinic.locale)
+        renamed = setup.ClinicData("Renamed Clinic", clinic.timezone, locale=clinic.locale)
+    with db.write() as session:  # a new name (the zone kept) asks nothing
+        setup.save_clinic(session, world.owner, renamed, world.clinic_id)
+    moved = setup.ClinicData("Renamed Clinic", "America/New_York", locale=moved.locale)
+    with db.read() as session:
+        said = setup.zone_change_warning(session, world.manager, world.clinic_id, moved.timezone)
+    assert said.startswith("Renamed Clinic has 1 upcoming visit. Moving it from Europe/London")
+    new_clock = to_local(start, "America/New_York").strftime("%H:%M")
+    assert "10:00, would read " in said and new_clock in said.split("would read ")[1]
+    assert "weekly hours keep their clock times" in said
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.save_clinic(session, world.owner, moved, world.clinic_id)
+    assert str(refused.value) == f"{said} Confirm to change the time zone anyway."
+    with db.read() as session:
+        assert session.get(Clinic, world.clinic_id).timezone == TZ
+    with db.write() as session:
+        setup.save_clinic(session, world.owner, moved, world.clinic_id, despite_bookings=True)
+    with db.read() as session:
+        assert session.get(Clinic, world.clinic_id).timezone == "America/New_York"
+        assert session.get(Appointment, visit.id).start_at == start  # the same moment
+    with db.write() as session:  # nothing booked: a zone changes at once
+        empty = setup.save_clinic(session, world.owner, setup.ClinicData("Empty", TZ))
+    with db.write() as session:
+        setup.save_clinic(session, world.owner, setup.ClinicData("Empty", "Asia/Tokyo"), empty)
 
 
 def test_required_is_read_wherever_it_stands_after_the_type(db, world):
