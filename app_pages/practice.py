@@ -4,41 +4,23 @@ message that proves email or SMS sending works. Owners and managers act; staff r
 import streamlit as st
 
 from core.messaging.test_message import send_test_message
-from core.practice import checklist
 from ui import actor, settings
-from ui.caches import cached
-from ui.context import read, run_in_steps
+from ui.context import run_in_steps
 from ui.job_health import backup_line, failing_list
-from ui.navigation import PAGES
-from ui.setup_forms import can_edit, overview
+from ui.setup_forms import can_edit, overview, step_link, steps_of
 from ui.text import escape
-
-
-# cleared by every write to what its steps read: set-up and hours, staff accounts, the
-# policy, the test message (a save elsewhere showed here up to a minute late)
-@cached("setup", "users", "policy", "outbox", ttl=60, max_entries=20)
-def _checklist(me):
-    return read(checklist.checklist, me)
-
 
 st.title("Practice set-up")
 me = actor()
 failing_list(me)  # owners and managers: the background jobs failing now
 backup_line(me)  # the owner: the last backup, or a warning when there is none of late
-steps = _checklist(me)
-specs = {p.file: p for p in PAGES}
+steps = steps_of(me)
 if steps.complete:
     st.success("Every set-up step is done. Change anything on the pages of this section.")
 else:
     st.subheader(f"Getting started: {steps.done_count} of {len(steps.steps)} done")
     for step in steps.steps:
-        icon = ":material/check_circle:" if step.done else ":material/radio_button_unchecked:"
-        spec = specs.get(step.page)
-        label = f"{step.title}: {step.hint}"
-        if spec is not None and me.can(spec.permission) and spec.path.exists():
-            st.page_link(f"app_pages/{step.page}", label=label, icon=icon)
-        else:
-            st.markdown(f"{icon} {label}")
+        step_link(me, step)
 
 current = overview(me)
 c1, c2, c3, c4 = st.columns(4)

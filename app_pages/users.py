@@ -9,6 +9,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import forget_if_saved, mark_saved, read
 from ui.locale import display_format
+from ui.setup_forms import NEXT_KEY, show_next_step_after_save
 from ui.text import show_table
 
 
@@ -61,7 +62,9 @@ with left, st.form("users_create"):  # kept as typed when refused, to correct
             success=f"User {username} created.",
         ):
             mark_saved("users_new")
+            st.session_state[NEXT_KEY] = True
             refresh()
+show_next_step_after_save()  # after a new account: what the set-up still needs
 
 with right:
     st.subheader("Change a user")

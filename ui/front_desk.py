@@ -7,7 +7,10 @@ from collections.abc import Sized
 import pandas as pd
 import streamlit as st
 
+from core.kernel.authz import Permission
+from ui.context import actor
 from ui.folds import fold
+from ui.setup_forms import next_step
 from ui.text import plain, show_table
 
 EMPTY = (
@@ -20,6 +23,8 @@ def require(items: Sized, what: str = "clinic") -> None:
     """Stop the page with a short explanation when there is nothing to show yet."""
     if not items:
         st.info(EMPTY.format(what=what), icon=":material/info:")
+        if (me := actor()) is not None and me.can(Permission.PRACTICE_READ):
+            next_step(me)  # a new practice: the set-up step to do now, as a link
         st.stop()
 
 

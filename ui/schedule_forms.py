@@ -13,6 +13,7 @@ from core.practice.choices import ClinicChoice, ProviderChoice
 from core.scheduling import schedules
 from ui.context import actor, read, refresh, run_action
 from ui.locale import table_clock
+from ui.setup_forms import NEXT_KEY, show_next_step_after_save
 from ui.text import escape
 
 # one table, not fourteen time pickers: each picker is a select that costs the browser about
@@ -79,7 +80,9 @@ def weekly_hours_form(
                 left = read(schedules.bookings_outside_hours, actor(), provider.id, clinic.id)
                 if left[0]:
                     st.session_state[LEFT_KEY] = left
+                st.session_state[NEXT_KEY] = True
                 refresh()
+    show_next_step_after_save()
     left = st.session_state.pop(LEFT_KEY, None)
     if left:  # as time off warns: the bookings these hours no longer cover
         count, first = left

@@ -23,9 +23,10 @@ from core.kernel.money import (
     to_major,
     typed_minor,
 )
-from core.practice import reads, setup
+from core.practice import checklist, reads, setup
 from ui.caches import cached
-from ui.context import read, refresh, require_actor, run_action, show_error
+from ui.context import actor, read, refresh, require_actor, run_action, show_error
+from ui.navigation import PAGES
 from ui.text import escape
 
 NEW = None
@@ -34,6 +35,42 @@ NEW = None
 @cached("setup", ttl=60, max_entries=20)
 def overview(me: Actor) -> reads.Setup:
     return read(reads.overview, me)
+
+
+# cleared by every write to what its steps read: set-up and hours, staff accounts, the
+# policy, the test message
+@cached("setup", "users", "policy", "outbox", ttl=60, max_entries=20)
+def steps_of(me: Actor) -> checklist.Checklist:
+    return read(checklist.checklist, me)
+
+
+def step_link(me: Actor, step: checklist.Step, prefix: str = "", icon: str = "") -> None:
+    """A checklist step as a link to the page that does it (plain text where the role may
+    not open that page)."""
+    icon = icon or (":material/check_circle:" if step.done else ":material/radio_button_unchecked:")
+    label = escape(f"{prefix}{step.title}: {step.hint}")
+    spec = next((p for p in PAGES if p.file == step.page), None)
+    if spec is not None and me.can(spec.permission) and spec.path.exists():
+        st.page_link(f"app_pages/{step.page}", label=label, icon=icon)
+    else:
+        st.markdown(f"{icon} {label}")
+
+
+def next_step(me: Actor) -> None:
+    """After a set-up save: the checklist's first step not done yet, as a link ("Next: Add
+    the services you offer: …"); nothing once every step is done."""
+    step = steps_of(me).next_step
+    if step is not None:
+        step_link(me, step, "Next: ", ":material/arrow_forward:")
+
+
+NEXT_KEY = "setup_next_step"  # set by a save; the page shows the next step on its rerun
+
+
+def show_next_step_after_save() -> None:
+    """Where a page shows its save's confirmation: the next step, if a save asked for it."""
+    if st.session_state.pop(NEXT_KEY, False) and (me := actor()) is not None:
+        next_step(me)
 
 
 def can_edit(me: Actor) -> bool:
@@ -58,6 +95,7 @@ def pick(
         st.session_state[key] = next((r for r in rows if r.id == shown), NEW)
     if flash := st.session_state.pop(_flash_key(key), None):
         st.success(flash, icon=":material/check_circle:")
+        show_next_step_after_save()
     return st.selectbox(
         f"Edit a {what} or add one",
         [NEW, *rows],
@@ -82,6 +120,7 @@ def _saved(pick_key: str, row_id: int, message: str) -> None:
     """Show the saved row in the picker, with `message`, after the rerun."""
     st.session_state[_show_key(pick_key)] = row_id
     st.session_state[_flash_key(pick_key)] = message
+    st.session_state[NEXT_KEY] = True
     refresh()
 
 

@@ -45,14 +45,41 @@ class Checklist:
     def done_count(self) -> int:
         return sum(s.done for s in self.steps)
 
+    @property
+    def next_step(self) -> Step | None:
+        """The first step not done yet (None once every one is): what a page suggests next."""
+        return next((s for s in self.steps if not s.done), None)
+
 
 def _exists(session: Session, query) -> bool:
     return session.scalar(query.limit(1)) is not None
 
 
+def _providers_step(session: Session) -> Step:
+    """Done once there are active providers and each has weekly hours somewhere: a provider
+    without any cannot be booked, so the step names them and leads to Provider schedules."""
+    hours = select(WorkingHours.id).where(WorkingHours.provider_id == Provider.id)
+    idle = list(
+        session.scalars(
+            select(Provider.name)
+            .where(Provider.active.is_(True), ~hours.exists())
+            .order_by(Provider.name)
+            .limit(4)
+        )
+    )
+    title = "Add providers and their weekly hours"
+    if idle:
+        names = ", ".join(idle[:3]) + (" and others" if len(idle) > 3 else "")
+        has = "has" if len(idle) == 1 else "have"
+        hint = f"{names} {has} no weekly hours yet, so nobody can book them."
+        return Step("providers", title, False, "schedules.py", hint)
+    done = _exists(session, select(Provider.id).where(Provider.active))
+    hint = "Who works at which clinic, and when (hours on Provider schedules)."
+    return Step("providers", title, done, "providers.py", hint)
+
+
 def checklist(session: Session, actor: Actor) -> Checklist:
     ensure(actor, Permission.PRACTICE_READ)
-    hours = select(WorkingHours.id).join(Provider, Provider.id == WorkingHours.provider_id)
     steps = [
         Step(
             "clinic",
@@ -68,13 +95,7 @@ def checklist(session: Session, actor: Actor) -> Checklist:
             "services.py",
             "Duration, buffers, price, the rooms or equipment each needs.",
         ),
-        Step(
-            "providers",
-            "Add providers and their weekly hours",
-            _exists(session, hours.where(Provider.active)),
-            "providers.py",
-            "Who works at which clinic, and when (hours on Provider schedules).",
-        ),
+        _providers_step(session),
         Step(
             "staff",
             "Create staff accounts",

@@ -329,6 +329,30 @@ def test_checklist_shows_what_is_left(db, world):
     assert done.done_count == 5 and not done.complete
 
 
+def test_a_provider_without_hours_keeps_the_providers_step_open(db, world):
+    """A provider nobody can book (no weekly hours anywhere) is named by the checklist, which
+    leads to Provider schedules; before, one provider with hours ticked the step for all."""
+    with db.write() as session:
+        setup.save_provider(
+            session, world.owner, setup.ProviderData("Dr Idle", clinic_ids=(world.clinic_id,))
+        )
+    with db.read() as session:
+        steps = checklist.checklist(session, world.manager)
+    [step] = [s for s in steps.steps if s.key == "providers"]
+    assert not step.done and step.page == "schedules.py"
+    assert step.hint == "Dr Idle has no weekly hours yet, so nobody can book them."
+    assert steps.next_step == step  # the clinic and services are done
+    with db.write() as session:
+        idle = session.scalar(select(Provider).where(Provider.name == "Dr Idle"))
+        idle.working_hours.append(
+            WorkingHours(clinic_id=world.clinic_id, weekday=0, starts=time(9), ends=time(12))
+        )
+    with db.read() as session:
+        steps = checklist.checklist(session, world.manager)
+    assert next(s for s in steps.steps if s.key == "providers").done
+    assert steps.next_step.key == "policy"
+
+
 # ---------------------------------------------------------------- rooms and equipment
 
 

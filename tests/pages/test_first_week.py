@@ -1,0 +1,91 @@
+"""AppTest: a new practice's first week from an empty database, as its owner does it, each
+save followed by the set-up's next step as a link (before, a save said only "Clinic saved.")."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.pages.conftest import ROOT
+
+
+@pytest.fixture
+def empty_app(tmp_path, monkeypatch) -> AppTest:
+    st.cache_data.clear()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINICDESK_SECRET_KEY", "k" * 40)
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.text_input(key="first_run_username").input("bea")
+    at.text_input(key="first_run_name").input("Bea Boss")
+    at.text_input(key="first_run_password").input("correct horse battery staple")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _next(at: AppTest) -> tuple[str, str]:
+    """The "Next: …" link the page shows: its words and the page it opens."""
+    [link] = [e for e in at.get("page_link") if e.proto.label.startswith("Next: ")]
+    return link.proto.label.replace("\\", ""), link.proto.page
+
+
+def _press(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, at.exception
+    assert not at.error, at.error[0].value
+    return at
+
+
+def test_each_set_up_step_leads_to_the_next(empty_app):
+    at = empty_app
+    assert at.title[0].value == "Today"  # the landing: no clinic yet, and where to add it
+    label, page = _next(at)
+    assert label.startswith("Next: Add your clinic: ") and page.endswith("clinics")
+
+    at.switch_page("app_pages/clinics.py").run()
+    at.text_input(key="clinics_name_new").input("London Central")
+    _press(at, "Save clinic")
+    assert [s.value for s in at.success] == ["Clinic saved."]
+    label, page = _next(at)
+    assert label.startswith("Next: Add the services you offer") and page.endswith("services")
+
+    at.switch_page("app_pages/services.py").run()
+    at.text_input(key="services_name_new").input("Consultation")
+    at.number_input(key="services_after_new").set_value(10)
+    _press(at, "Save service")
+    label, page = _next(at)
+    assert label.startswith("Next: Add providers and their weekly hours") and page.endswith(
+        "providers"
+    )
+
+    at.switch_page("app_pages/providers.py").run()
+    at.text_input(key="providers_name_new").input("Dr Ada Lane")
+    at.multiselect(key="providers_clinics_new").set_value([1])
+    _press(at, "Save provider")
+    label, page = _next(at)  # a provider without hours cannot be booked: hours come next
+    assert "Dr Ada Lane has no weekly hours yet, so nobody can book them." in label
+    assert page.endswith("schedules")
+
+    at.switch_page("app_pages/schedules.py").run()
+    week = {day: {"Works": True} for day in range(5)}  # Monday to Friday, 09:00 to 17:00
+    at.session_state["schedules_hours_1_1"] = {
+        "edited_rows": week,
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    _press(at, "Save weekly hours")
+    assert not at.warning
+    label, page = _next(at)
+    assert label.startswith("Next: Create staff accounts") and page.endswith("users")
+
+    at.switch_page("app_pages/users.py").run()
+    at.text_input(key="users_new_username").input("mia")
+    at.text_input(key="users_new_name").input("Mia Manager")
+    at.selectbox(key="users_new_role").select("manager")
+    at.text_input(key="users_new_password").input("lantern orchard pebble rowing")
+    _press(at, "Create user")
+    label, page = _next(at)
+    assert label.startswith("Next: Set the cancellation policy") and page.endswith("policy")
