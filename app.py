@@ -92,6 +92,7 @@ else:
         st.caption(f"Signed in as **{escape(actor.name)}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):
             auth.sign_out()
+        auth.own_password_form()
     chosen = st.navigation(sections, expanded=True)  # every page listed, none behind "View more"
     if chosen is not landing:  # the landing moves on at once: the page it opens sets the cookie
         auth.set_cookie_in_browser()

@@ -10,7 +10,7 @@ from ui.caches import cached
 from ui.context import forget_if_saved, mark_saved, read
 from ui.locale import display_format
 from ui.setup_forms import NEXT_KEY, show_next_step_after_save
-from ui.text import show_table
+from ui.text import escape, show_table
 
 
 @cached("users", ttl=30, max_entries=20)
@@ -78,9 +78,19 @@ with right:
         if st.button("Change role", key="users_change_role"):
             if run_action(accounts.change_role, chosen.id, new_role, success="Role changed."):
                 refresh()
+        forget_if_saved("users_reset", ("password",))  # not left in the box after a reset
         new_password = st.text_input("New password", type="password", key="users_reset_password")
         if st.button("Reset password", key="users_reset"):
-            run_action(accounts.reset_password, chosen.id, new_password, success="Password reset.")
+            if run_action(accounts.reset_password, chosen.id, new_password):
+                st.session_state["users_reset_done"] = (
+                    f"The password of {chosen.display_name} is reset and their sessions are "
+                    "ended. Tell them the new one; once signed in they choose their own with "
+                    "Change your password (under Sign out)."
+                )
+                mark_saved("users_reset")
+                st.rerun()
+        if said := st.session_state.pop("users_reset_done", None):
+            st.success(escape(said), icon=":material/check_circle:")
         label = "Deactivate" if chosen.active else "Reactivate"
         if st.button(label, key="users_toggle_active"):
             if run_action(accounts.set_active, chosen.id, not chosen.active, success=f"{label}d."):

@@ -17,7 +17,7 @@ import streamlit as st
 from core.kernel import accounts
 from core.kernel.authz import Actor
 from core.kernel.errors import DomainError
-from ui.context import database, settings, show_error
+from ui.context import database, forget_if_saved, mark_saved, run_action, settings, show_error
 
 COOKIE = "clinicdesk_session"
 SESSION_KEY = "auth_session_id"
@@ -26,7 +26,8 @@ HANDOFF_KEY = "auth_handoff"
 NOTICE_KEY = "auth_notice"
 KEPT_KEY = "auth_kept"
 ENDED = (
-    "Your session ended (it was left idle too long, or signed out elsewhere), so nothing was done."
+    "Your session ended (it was left idle too long, you signed out elsewhere, or the owner "
+    "changed your account), so nothing was done."
 )
 # what a person types or picks and a page may be given back: never a button's press (a
 # restored press would raise, and must not act again), an upload, a table's selection or edits
@@ -194,6 +195,52 @@ def first_run_page() -> None:
             return
         _signed_in(signed)
         st.rerun()
+
+
+OWN_PASSWORD = ("current", "new", "again")  # keyed auth_own_*: never kept past a session
+OWN_OPEN = "auth_own_open"
+OWN_DONE = "auth_own_done"  # the confirmation, shown after the rerun
+
+
+def own_password_form() -> None:
+    """The sidebar's "Change your password", for everyone signed in (after the owner's reset of
+    a forgotten one, say): the current password, then the new one twice."""
+    forget_if_saved("auth_own", OWN_PASSWORD)
+    if said := st.session_state.pop(OWN_DONE, None):
+        st.success(said, icon=":material/check_circle:")
+    if not st.session_state.get(OWN_OPEN):  # the form is drawn only once asked for
+        if st.button("Change your password", key="auth_own_open_button", icon=":material/key:"):
+            st.session_state[OWN_OPEN] = True
+            st.rerun()
+        return
+    with st.form("auth_own_form"):
+        st.markdown("**Change your password**")
+        current = st.text_input("Current password", type="password", key="auth_own_current")
+        new = st.text_input(
+            "New password (10 characters or more; a few unrelated words work well)",
+            type="password",
+            key="auth_own_new",
+        )
+        again = st.text_input("New password again", type="password", key="auth_own_again")
+        if st.form_submit_button("Change password"):
+            if new != again:
+                st.error("The two new passwords differ; type the same one twice.")
+            elif run_action(
+                accounts.change_own_password,
+                current,
+                new,
+                keep_session_id=st.session_state.get(SESSION_KEY),
+            ):
+                st.session_state[OWN_DONE] = (
+                    "Your password is changed. You stay signed in here; anywhere else you "
+                    "were signed in is signed out."
+                )
+                mark_saved("auth_own")
+                st.session_state.pop(OWN_OPEN, None)
+                st.rerun()
+        if st.form_submit_button("Close"):
+            st.session_state.pop(OWN_OPEN, None)
+            st.rerun()
 
 
 def sign_out() -> None:

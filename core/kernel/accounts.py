@@ -255,6 +255,11 @@ def change_role(session: Session, actor: Actor, user_id: int, role: Role | str) 
         raise ValidationError(f"Role must be one of {', '.join(r.value for r in Role)}.") from None
     if role != Role.OWNER:
         _keep_an_owner(session, user)
+    if user.id == actor.user_id and role != user.role:
+        raise ValidationError(
+            "You cannot change your own role: it would sign you out at once. Another owner "
+            "can change it for you."
+        )
     old = user.role
     user.role = role
     end_all_sessions(session, user.id)  # the navigation must be rebuilt for the new role
@@ -280,6 +285,38 @@ def reset_password(session: Session, actor: Actor, user_id: int, new_password: s
     user.locked_until = None
     end_all_sessions(session, user.id)
     audit.record(session, actor, "password_reset", "user", user.id)
+
+
+def change_own_password(
+    session: Session,
+    actor: Actor,
+    current_password: str,
+    new_password: str,
+    *,
+    keep_session_id: int | None = None,
+) -> None:
+    """Any signed-in person changes their own password (after the owner's reset, say): the
+    current one first, then a new one as strong as a reset's. Every other session of theirs
+    ends (`keep_session_id`, the one asking, goes on)."""
+    if actor.user_id is None:
+        raise ValidationError("Sign in to change your password.")
+    user = _user(session, actor.user_id)
+    if not _verify(user.password_hash, current_password or ""):
+        raise ValidationError(
+            "That is not your current password, so nothing was changed. Type the one you "
+            "signed in with; if you have forgotten it, sign out and ask the owner to reset it."
+        )
+    if new_password == current_password:
+        raise ValidationError("The new password is the current one; choose another.")
+    check_password_strength(
+        new_password or "", user_inputs=(user.username, user.display_name, user.email or "")
+    )
+    user.password_hash = _hasher.hash(new_password)
+    others = [UserSession.user_id == user.id, UserSession.ended_at.is_(None)]
+    if keep_session_id is not None:
+        others.append(UserSession.id != keep_session_id)
+    session.execute(update(UserSession).where(*others).values(ended_at=utcnow()))
+    audit.record(session, actor, "password_changed", "user", user.id)
 
 
 # ---------------------------------------------------------------- signing in

@@ -89,3 +89,69 @@ def test_each_set_up_step_leads_to_the_next(empty_app):
     _press(at, "Create user")
     label, page = _next(at)
     assert label.startswith("Next: Set the cancellation policy") and page.endswith("policy")
+
+
+def _sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    at.text_input(key="sign_in_username").input(username)
+    at.text_input(key="sign_in_password").input(password)
+    return _press(at, "Sign in")
+
+
+def test_a_forgotten_password_is_reset_then_changed_by_its_owner(empty_app):
+    """Fran forgets her password: the owner resets it (the box is emptied, the page says what
+    to do next), Fran signs in with it and chooses her own beside Sign out (before, nobody but
+    the owner could ever set a password)."""
+    at = empty_app
+    at.switch_page("app_pages/users.py").run()
+    at.text_input(key="users_new_username").input("fran")
+    at.text_input(key="users_new_name").input("Fran Desk")
+    at.text_input(key="users_new_password").input("violet harbour kettle mosaic")
+    _press(at, "Create user")
+    box = at.selectbox(key="users_chosen")
+    box.select_index(next(i for i, u in enumerate(box.options) if "(fran)" in u)).run()
+    at.text_input(key="users_reset_password").input("tangerine quarry whisper")
+    _press(at, "Reset password")
+    assert at.text_input(key="users_reset_password").value == ""  # not left in the box
+    [said] = [s.value.replace("\\", "") for s in at.success]
+    assert said.startswith("The password of Fran Desk is reset and their sessions are ended.")
+    assert "Change your password" in said
+
+    desk = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    _sign_in(desk, "fran", "tangerine quarry whisper")
+    _press(desk, "Change your password")
+    desk.text_input(key="auth_own_current").input("tangerine quarry whisper")
+    desk.text_input(key="auth_own_new").input("password123")
+    desk.text_input(key="auth_own_again").input("password123")
+    desk.button(key="FormSubmitter:auth_own_form-Change password").click().run()
+    assert "too easy to guess" in desk.error[0].value
+    desk.text_input(key="auth_own_new").input("lantern orchard pebble rowing")
+    desk.text_input(key="auth_own_again").input("lantern orchard pebble rowing")
+    desk.button(key="FormSubmitter:auth_own_form-Change password").click().run()
+    assert not desk.exception and not desk.error, desk.error
+    assert desk.sidebar.success[0].value.startswith("Your password is changed.")
+    assert "Fran Desk" in desk.sidebar.caption[0].value  # still signed in here
+
+    again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    _sign_in(again, "fran", "lantern orchard pebble rowing")
+    assert "Fran Desk" in again.sidebar.caption[0].value
+
+
+def test_the_owner_is_told_why_their_own_role_stays(empty_app):
+    """Before, an owner demoting themself (another owner there) was signed out at once and
+    told that 'nothing was done'; the last owner is told to make another owner first."""
+    at = empty_app
+    at.switch_page("app_pages/users.py").run()
+    at.selectbox(key="users_role").select("manager")
+    at.button(key="users_change_role").click().run()
+    assert at.error[0].value == "This is the last active owner: make another owner first."
+    at.text_input(key="users_new_username").input("olga")
+    at.text_input(key="users_new_name").input("Olga Owner")
+    at.selectbox(key="users_new_role").select("owner")
+    at.text_input(key="users_new_password").input("violet harbour kettle mosaic")
+    _press(at, "Create user")
+    assert at.selectbox(key="users_chosen").value.username == "bea"
+    at.selectbox(key="users_role").select("manager")
+    at.button(key="users_change_role").click().run()
+    assert at.error[0].value.startswith("You cannot change your own role")
+    assert "Bea Boss" in at.sidebar.caption[0].value  # still signed in, still the owner
+    assert at.title[0].value == "Users"

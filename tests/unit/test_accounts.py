@@ -162,6 +162,70 @@ def test_role_change_deactivation_and_reset_end_sessions_and_keep_an_owner(db, w
     assert isinstance(_sign_in(db, "staff", "a brand new password"), accounts.SignedIn)
 
 
+def test_an_owner_cannot_change_their_own_role(db, world):
+    """Before, an owner demoting themself (another owner there) went through and was signed
+    out at once, told their session had ended 'so nothing was done'."""
+    with db.write() as session:
+        second = make_user(session, "owner2", Role.OWNER)
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        accounts.change_role(session, world.owner, world.owner.user_id, Role.MANAGER)
+    assert str(refused.value) == (
+        "You cannot change your own role: it would sign you out at once. Another owner can "
+        "change it for you."
+    )
+    with db.write() as session:  # the other owner can, and the audit says who did
+        accounts.change_role(session, second, world.owner.user_id, Role.MANAGER)
+    with db.read() as session:
+        assert session.get(User, world.owner.user_id).role == Role.MANAGER
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "user_role_changed"))
+        assert (event.user_id, event.from_status, event.to_status) == (
+            second.user_id,
+            "owner",
+            "manager",
+        )
+
+
+def test_a_person_changes_their_own_password_after_a_reset(db, world):
+    """The owner resets a forgotten password; its owner then chooses their own: the current
+    one first, a weak or unchanged new one refused, other sessions ended, audited."""
+    with db.write() as session:
+        accounts.reset_password(session, world.owner, world.staff.user_id, "tangerine quarry 1")
+    here = _sign_in(db, "staff", "tangerine quarry 1")
+    elsewhere = _sign_in(db, "staff", "tangerine quarry 1")
+    cases = [
+        ("wrong one here", "lantern orchard pebble", "not your current password"),
+        ("tangerine quarry 1", "tangerine quarry 1", "is the current one"),
+        ("tangerine quarry 1", "password12", "too easy to guess"),
+    ]
+    for current, new, words in cases:
+        with db.write() as session, pytest.raises(ValidationError, match=words):
+            accounts.change_own_password(
+                session, world.staff, current, new, keep_session_id=here.session_id
+            )
+    with db.write() as session:
+        accounts.change_own_password(
+            session,
+            world.staff,
+            "tangerine quarry 1",
+            "lantern orchard pebble rowing",
+            keep_session_id=here.session_id,
+        )
+    with db.write() as session:
+        assert accounts.touch_session(session, here.session_id, 480) is not None
+        assert accounts.touch_session(session, elsewhere.session_id, 480) is None
+    assert isinstance(_sign_in(db, "staff", "tangerine quarry 1"), AuthenticationFailed)
+    assert isinstance(_sign_in(db, "staff", "lantern orchard pebble rowing"), accounts.SignedIn)
+    with db.read() as session:
+        stored = session.get(User, world.staff.user_id).password_hash
+        assert stored.startswith("$argon2id$") and "lantern" not in stored
+        assert (
+            session.scalar(
+                select(AuditEvent.entity_id).where(AuditEvent.action == "password_changed")
+            )
+            == world.staff.user_id
+        )
+
+
 def test_two_owners_removing_each_other_at_once_leave_one_owner(db, world, monkeypatch):
     """Each owner deactivates (or demotes) the other at the same moment: on PostgreSQL each
     counted the other as the remaining active owner, both went through, and the practice was
