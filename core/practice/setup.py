@@ -40,6 +40,7 @@ from db.models import (
     Service,
     ServiceResource,
     User,
+    WorkingHours,
 )
 from db.types import utcnow
 
@@ -360,6 +361,7 @@ def save_provider(session: Session, actor: Actor, data: ProviderData, id: int | 
             raise ValidationError(f"That user account is already linked to {other}.")
     _unique_name(session, Provider, name, id, "provider")
     row = Provider() if id is None else _get(session, Provider, id, "provider")
+    leaving = [] if id is None else _clinics_left(session, row, clinics)  # checked before any write
     values = {
         "name": name,
         "title": _text(data.title, "title", 80),
@@ -371,9 +373,62 @@ def save_provider(session: Session, actor: Actor, data: ProviderData, id: int | 
     _apply(session, actor, row, values, "provider")
     before = _links(session, ProviderClinic, "provider_id", row.id, "clinic_id", clinics)
     _audit_links(session, actor, "provider", row.id, name, "clinic_ids", before, clinics)
+    for clinic in leaving:
+        _drop_hours(session, actor, row, clinic)
     before = _links(session, ProviderService, "provider_id", row.id, "service_id", services)
     _audit_links(session, actor, "provider", row.id, name, "service_ids", before, services)
     return row.id
+
+
+def _clinics_left(session: Session, provider: Provider, clinic_ids: list[int]) -> list[Clinic]:
+    """The clinics taken off the provider's list; refused while they have visits booked ahead
+    at one. Their weekly hours there then go too (`_drop_hours`): before, the hours kept them
+    bookable and shown at the clinic, as if the change had not been saved."""
+    listed = session.scalars(
+        select(ProviderClinic.clinic_id).where(ProviderClinic.provider_id == provider.id)
+    )
+    leaving = [_get(session, Clinic, c, "clinic") for c in sorted(set(listed) - set(clinic_ids))]
+    for clinic in leaving:
+        count, first = _upcoming(
+            session, Appointment.provider_id == provider.id, Appointment.clinic_id == clinic.id
+        )
+        if first is not None:
+            raise ValidationError(
+                f"{provider.name} has {_plural(count, 'upcoming visit')} at {clinic.name}, "
+                f"{_first_on(first)}. Move them to another provider on the Calendar, or keep "
+                f"{clinic.name} among their clinics; nothing was saved."
+            )
+    return leaving
+
+
+def _drop_hours(session: Session, actor: Actor, provider: Provider, clinic: Clinic) -> None:
+    """The provider's weekly hours at a clinic no longer theirs, removed and audited as a
+    change of hours (Provider schedules' own event)."""
+    hours = list(
+        session.scalars(
+            select(WorkingHours)
+            .where(WorkingHours.provider_id == provider.id, WorkingHours.clinic_id == clinic.id)
+            .order_by(WorkingHours.weekday, WorkingHours.starts)
+        )
+    )
+    if not hours:
+        return
+    before = [
+        {"weekday": h.weekday + 1, "starts": f"{h.starts:%H:%M}", "ends": f"{h.ends:%H:%M}"}
+        for h in hours
+    ]
+    for h in hours:
+        session.delete(h)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "working_hours_set",
+        "provider",
+        provider.id,
+        message=f"Weekly hours at {clinic.name} (no longer one of their clinics)",
+        details={"clinic_id": clinic.id, "before": before, "after": []},
+    )
 
 
 # ---------------------------------------------------------------- services

@@ -1217,6 +1217,60 @@ def test_a_new_time_zone_says_what_happens_to_the_visits_booked(db, world):
         setup.save_clinic(session, world.owner, setup.ClinicData("Empty", "Asia/Tokyo"), empty)
 
 
+def test_a_clinic_taken_off_a_provider_takes_their_hours_there_unless_booked(db, world):
+    """Before, unticking a clinic on the Providers page saved, yet the provider's weekly hours
+    there kept them bookable and listed at that clinic: the change did nothing. Now their
+    hours there go with it (audited), and visits booked ahead there refuse it, named."""
+    with db.write() as session:
+        second = setup.save_clinic(session, world.owner, setup.ClinicData("Second", TZ))
+        data = setup.ProviderData("Dr Test", clinic_ids=(world.clinic_id, second))
+        setup.save_provider(session, world.owner, data, world.provider_id)
+        session.add(
+            WorkingHours(
+                provider_id=world.provider_id,
+                clinic_id=second,
+                weekday=future_day(4).weekday(),
+                starts=time(7),
+                ends=time(8, 30),
+            )
+        )
+    with db.write() as session:
+        visit = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=second,
+                provider_id=world.provider_id,
+                start_at=at(future_day(4), 7),
+                patient_id=world.patient_id,
+                service_ids=[world.service_id],
+                notify_channels=[],
+            ),
+        )
+    only_first = setup.ProviderData("Dr Test", clinic_ids=(world.clinic_id,))
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.save_provider(session, world.owner, only_first, world.provider_id)
+    assert str(refused.value).startswith("Dr Test has 1 upcoming visit at Second, the first on ")
+    assert str(refused.value).endswith("keep Second among their clinics; nothing was saved.")
+    with db.write() as session:
+        session.get(Appointment, visit.id).status = "cancelled"
+    with db.write() as session:
+        setup.save_provider(session, world.owner, only_first, world.provider_id)
+    with db.read() as session:
+        found = choices.list_choices(session, world.staff)
+        assert [p.id for p in found.providers_at(second)] == []
+        assert (
+            session.scalar(select(WorkingHours.id).where(WorkingHours.clinic_id == second)) is None
+        )
+        event = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "working_hours_set")
+            .order_by(AuditEvent.id.desc())
+        ).first()
+        assert event.details["clinic_id"] == second and event.details["after"] == []
+        assert event.details["before"][0]["starts"] == "07:00"
+
+
 def test_required_is_read_wherever_it_stands_after_the_type(db, world):
     lines = "\n".join(
         [
