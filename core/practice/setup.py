@@ -192,6 +192,13 @@ def _get(session: Session, model, row_id: int, what: str):
     return row
 
 
+def _lock(session: Session, model, row_id: int) -> None:
+    """Lock the row until the transaction ends (PostgreSQL; SQLite's writers take turns): a
+    provider's bookings lock it too, so a check of their visits ahead and a booking placed
+    meanwhile do not miss each other."""
+    session.execute(select(model.id).where(model.id == row_id).with_for_update()).all()
+
+
 def _existing(session: Session, model, ids: tuple[int, ...], what: str) -> list[int]:
     ids = sorted(set(ids))
     found = set(session.scalars(select(model.id).where(model.id.in_(ids)))) if ids else set()
@@ -361,6 +368,8 @@ def save_provider(session: Session, actor: Actor, data: ProviderData, id: int | 
             raise ValidationError(f"That user account is already linked to {other}.")
     _unique_name(session, Provider, name, id, "provider")
     row = Provider() if id is None else _get(session, Provider, id, "provider")
+    if id is not None:  # as a booking of theirs does (core.scheduling): one after the other
+        _lock(session, Provider, id)
     leaving = [] if id is None else _clinics_left(session, row, clinics)  # checked before any write
     values = {
         "name": name,
@@ -569,6 +578,8 @@ def set_active(
     if model is None:
         raise ValidationError(f"{entity!r} is not part of the set-up.")
     row = _get(session, model, row_id, entity)
+    if entity == "provider":  # a booking of theirs waits, or is waited for, then counted
+        _lock(session, Provider, row.id)
     if row.active and not active and not despite_bookings:
         if warning := _deactivation_warning(session, entity, row):
             raise ValidationError(f"{warning} Confirm to deactivate anyway.")

@@ -462,6 +462,12 @@ def place(
         details["outside_hours_override"] = True
         appointment.outside_hours_override = True
     lock_provider(session, provider_id)
+    session.refresh(provider, ["active"])  # as committed by whoever held the lock before
+    if not provider.active:
+        raise ValidationError(
+            f"{provider.name} was deactivated meanwhile; choose another provider. Nothing "
+            "was booked."
+        )
     before, after = timing.padding
     conflicts = find_conflicts(
         session, provider_id, start_at, end_at, appointment.id, before=before, after=after

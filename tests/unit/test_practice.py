@@ -5,11 +5,12 @@ Re-run on PostgreSQL by tests/integration/test_practice_pg.py (the race included
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import date, time, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -501,6 +502,75 @@ def test_race_two_bookings_for_the_one_laser(db, world, laser):
             select(Appointment.id).where(Appointment.service_id == laser["service"])
         )
         assert len(list(booked)) == 1  # the loser's row went with its transaction
+
+
+def test_race_a_booking_and_the_providers_deactivation(db, world, monkeypatch):
+    """A desk books Dr Test while a manager deactivates them (no visit ahead yet, so nothing to
+    confirm). Before, on PostgreSQL the booking had read them active and the deactivation had
+    counted no visit ahead: both went through, an inactive provider with a visit nobody was
+    warned about. Now one waits for the other on the provider's row: the booking is refused as
+    deactivated meanwhile (or, taken first, the deactivation names the visit)."""
+    from core.scheduling import lifecycle
+
+    barrier = threading.Barrier(2)
+    counted, locked = setup._deactivation_warning, lifecycle.lock_provider
+
+    def wait(*_) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # SQLite: writers take turns
+            barrier.wait(timeout=3)
+
+    def count_then_wait(session, entity, row):
+        said = counted(session, entity, row)
+        wait()
+        return said
+
+    def wait_then_lock(session, provider_id):
+        wait()
+        locked(session, provider_id)
+
+    monkeypatch.setattr(setup, "_deactivation_warning", count_then_wait)
+    monkeypatch.setattr(lifecycle, "lock_provider", wait_then_lock)
+    outcomes: dict[str, str] = {}
+
+    def booking() -> None:
+        try:
+            with db.write() as session:
+                book(
+                    session,
+                    world,
+                    world.provider_id,
+                    world.patient_id,
+                    world.service_id,
+                    at(future_day(2), 10),
+                )
+            outcomes["booking"] = "done"
+        except ValidationError as error:
+            outcomes["booking"] = str(error)
+
+    def deactivation() -> None:
+        try:
+            with db.write() as session:
+                setup.set_active(session, world.manager, "provider", world.provider_id, False)
+            outcomes["deactivation"] = "done"
+        except ValidationError as error:
+            outcomes["deactivation"] = str(error)
+
+    threads = [threading.Thread(target=booking), threading.Thread(target=deactivation)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes.values()).count("done") == 1, outcomes
+    with db.read() as session:
+        active = session.get(Provider, world.provider_id).active
+        ahead = session.scalar(
+            select(func.count(Appointment.id)).where(Appointment.provider_id == world.provider_id)
+        )
+    assert (active, ahead) in ((True, 1), (False, 0)), outcomes
+    if not active:  # refused after waiting (PostgreSQL), or having started after (SQLite)
+        assert outcomes["booking"].startswith(
+            ("Dr Test was deactivated meanwhile", "Choose an active provider")
+        )
 
 
 def test_calendar_room_view_shows_who_holds_the_laser(db, world, laser):
