@@ -4,6 +4,8 @@ read, shared by every session of a role (no page waits on the database for it)."
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import streamlit as st
 
 from core.kernel.authz import Actor, Permission
@@ -78,6 +80,11 @@ def _last_backup(role) -> backups.LastBackup | None:
     return read(backups.last_backup, Actor(user_id=None, name=f"any {role.value}", role=role))
 
 
+@cached("setup", ttl=60, max_entries=5)
+def _watched_since(role) -> datetime | None:
+    return read(backups.watched_since, Actor(user_id=None, name=f"any {role.value}", role=role))
+
+
 def backup_line(actor: Actor | None) -> None:
     """The Practice set-up page's line for the owner: the last backup's time and file, or a
     warning when none has been made for backups.WARN_AFTER."""
@@ -93,6 +100,15 @@ def backup_line(actor: Actor | None) -> None:
         said = f"the last, {clinic_time(fmt, last.at, zone=True)}: {escape(last.file)}{where}"
     if last is not None and last.at >= utcnow() - backups.WARN_AFTER:
         st.info(f"Backups: {said}.", icon=":material/backup:")
+        return
+    since = _watched_since(actor.role) if settings().nightly_backup else None
+    if last is None and since is not None and since >= utcnow() - backups.WARN_AFTER:
+        night = f"{backups.NIGHT.start:02d}:00–{backups.NIGHT.stop:02d}:00"
+        st.info(  # a practice set up today: no night has come for its first backup yet
+            f"Backups: none yet; the nightly backup makes the first tonight ({night} at the "
+            "first clinic), or make one now with `python -m core.cli backup`.",
+            icon=":material/backup:",
+        )
         return
     nightly = (
         "The nightly backup is off (CLINICDESK_NIGHTLY_BACKUP=off)"

@@ -514,6 +514,15 @@ def rotate(folder: Path) -> list[Path]:
 # --- the page -----------------------------------------------------------------------------
 
 
+def watched_since(session: Session, actor: Actor) -> datetime | None:
+    """Since when the nightly backup job has run here (None: it never has): a practice set up
+    today has had no night for its first backup yet."""
+    ensure(actor, PERMISSION)
+    row = session.get(Setting, CLAIM)
+    since = ((row.value or {}) if row is not None else {}).get("since")
+    return datetime.fromisoformat(since) if since else None
+
+
 def last_backup(session: Session, actor: Actor) -> LastBackup | None:
     """The last backup written (by the nightly job or by hand), for the owner."""
     ensure(actor, PERMISSION)

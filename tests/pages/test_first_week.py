@@ -155,3 +155,29 @@ def test_the_owner_is_told_why_their_own_role_stays(empty_app):
     assert at.error[0].value.startswith("You cannot change your own role")
     assert "Bea Boss" in at.sidebar.caption[0].value  # still signed in, still the owner
     assert at.title[0].value == "Users"
+
+
+def test_a_practice_set_up_today_is_not_warned_of_missing_backups(empty_app, tmp_path):
+    """Before, the owner's first look at Practice set-up warned 'No backup of the database in
+    the last 2 days. The nightly backup has not run', on a database minutes old."""
+    from core.kernel.config import load_settings
+    from core.practice import backups
+    from core.startup import open_database
+
+    settings = load_settings(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+            "CLINICDESK_DATA_DIR": str(tmp_path),
+            "CLINICDESK_SECRET_KEY": "k" * 40,
+        }
+    )
+    database = open_database(settings)
+    backups.backup_job(database, settings)  # the jobs loop's first round on the new database
+    database.dispose()
+    st.cache_data.clear()
+    at = empty_app
+    at.switch_page("app_pages/practice.py").run()
+    assert not at.exception, at.exception
+    assert not [w.value for w in at.warning if "backup" in w.value.lower()]
+    [line] = [i.value for i in at.info if "backup" in i.value.lower()]
+    assert line.startswith("Backups: ")  # none yet, the first tonight; or made already at night
