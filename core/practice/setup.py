@@ -603,6 +603,8 @@ def _deactivation_warning(session: Session, entity: str, row) -> str:
         return _service_warning(session, row)
     if entity == "clinic":
         return _clinic_warning(session, row)
+    if entity == "resource":
+        return _resource_warning(session, row)
     return ""
 
 
@@ -691,6 +693,32 @@ def _service_warning(session: Session, service: Service) -> str:
         )
     said.append(f"Nobody can book {service.name} after this.")
     return " ".join(said)
+
+
+def _resource_warning(session: Session, resource: Resource) -> str:
+    """A room or piece of equipment that visits booked ahead at its clinic need: once inactive
+    it is no longer held, so the services needing it are booked without it."""
+    needing = select(ServiceResource.service_id).where(ServiceResource.resource_id == resource.id)
+    uses = or_(
+        Appointment.service_id.in_(needing),
+        Appointment.id.in_(
+            select(AppointmentService.appointment_id).where(
+                AppointmentService.service_id.in_(needing)
+            )
+        ),
+    )
+    count, first = _upcoming(session, Appointment.clinic_id == resource.clinic_id, uses)
+    if first is None:
+        return ""
+    names = ", ".join(
+        session.scalars(select(Service.name).where(Service.id.in_(needing)).order_by(Service.name))
+    )
+    return (
+        f"{resource.name} is needed by {_plural(count, 'upcoming visit')} at "
+        f"{first.clinic.name} ({names}), {_first_on(first)}. They stay booked; once "
+        f"{resource.name} is inactive it is no longer held, so {names} can then be booked "
+        "at any time without it."
+    )
 
 
 def _clinic_warning(session: Session, clinic: Clinic) -> str:

@@ -1223,6 +1223,32 @@ def test_a_service_booked_ahead_is_not_deactivated_silently(db, world, laser, gl
         setup.set_active(session, world.manager, "service", quiet, False)
 
 
+def test_a_laser_still_needed_ahead_is_not_deactivated_silently(db, world, laser):
+    """Before, the laser went at once, and with it every hold on it: the visits booked ahead
+    needing it were never mentioned."""
+    with db.write() as session:
+        book(
+            session,
+            world,
+            world.provider_id,
+            world.patient_id,
+            laser["service"],
+            at(future_day(2), 10),
+        )
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.set_active(session, world.owner, "resource", laser["laser"], False)
+    said = str(refused.value)
+    assert said.startswith(
+        "Laser is needed by 1 upcoming visit at Test Clinic (Laser hair removal), the first on "
+    )
+    assert "Laser hair removal can then be booked at any time without it." in said
+    with db.write() as session:
+        setup.set_active(
+            session, world.owner, "resource", laser["laser"], False, despite_bookings=True
+        )
+    assert actions(db, "resource")[-1] == "resource.deactivated"
+
+
 def test_a_clinic_with_visits_ahead_is_not_deactivated_silently(db, world):
     """A deactivated clinic leaves the Calendar and Today: with a visit booked ahead that is
     said, and done only once confirmed."""
