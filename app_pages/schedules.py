@@ -43,8 +43,19 @@ c1, c2 = st.columns(2)
 provider = c1.selectbox(
     "Provider", providers, format_func=lambda p: p.name, key="schedules_provider"
 )
+works = [c for c in clinics if c.id in provider.clinic_ids]  # hours only where they work
+if not works:
+    st.info(
+        escape(
+            f"{provider.name} works at no clinic yet: tick their clinics on Providers, then set "
+            "their hours here."
+        ),
+        icon=":material/info:",
+    )
+    st.page_link("app_pages/providers.py", label="Providers", icon=":material/badge:")
+    st.stop()
 clinic = c2.selectbox(
-    "Clinic", clinics, format_func=lambda c: f"{c.name} ({c.timezone})", key="schedules_clinic"
+    "Clinic", works, format_func=lambda c: f"{c.name} ({c.timezone})", key="schedules_clinic"
 )
 hours = {h.weekday: h for h in _hours(me, provider.id, clinic.id)}
 if len(hours) < len(_hours(me, provider.id, clinic.id)):

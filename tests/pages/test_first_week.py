@@ -181,3 +181,29 @@ def test_a_practice_set_up_today_is_not_warned_of_missing_backups(empty_app, tmp
     assert not [w.value for w in at.warning if "backup" in w.value.lower()]
     [line] = [i.value for i in at.info if "backup" in i.value.lower()]
     assert line.startswith("Backups: ")  # none yet, the first tonight; or made already at night
+
+
+def test_hours_are_set_only_at_the_clinics_a_provider_works_at(empty_app):
+    """Before, Provider schedules offered every clinic: hours saved at one not ticked on
+    Providers made the provider work there, yet the Providers page never showed it (nor could
+    untick it). Now it offers their clinics only, and says where to choose them."""
+    at = empty_app
+    at.switch_page("app_pages/clinics.py").run()
+    for name in ("London Central", "New York East"):
+        at.selectbox(key="clinics_pick").select(None).run()
+        at.text_input(key="clinics_name_new").input(name)
+        _press(at, "Save clinic")
+    at.switch_page("app_pages/providers.py").run()
+    at.text_input(key="providers_name_new").input("Dr Ada Lane")
+    _press(at, "Save provider")
+    at.switch_page("app_pages/schedules.py").run()
+    assert not at.exception, at.exception
+    assert at.info[0].value.startswith("Dr Ada Lane works at no clinic yet: tick their clinics")
+    assert not at.get("data_editor") and not at.selectbox(key="schedules_provider").disabled
+    at.switch_page("app_pages/providers.py").run()
+    box = at.selectbox(key="providers_pick")
+    box.select_index(box.options.index("Dr Ada Lane")).run()
+    at.multiselect(key="providers_clinics_1").set_value([2])  # New York East
+    _press(at, "Save provider")
+    at.switch_page("app_pages/schedules.py").run()
+    assert at.selectbox(key="schedules_clinic").options == ["New York East (Europe/London)"]
