@@ -232,7 +232,10 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> No
     user = _user(session, user_id)
     if not active:
         if user.id == actor.user_id:
-            raise ValidationError("You cannot deactivate your own account.")
+            raise ValidationError(
+                "You cannot deactivate your own account: it would sign you out at once. "
+                "Another owner can (make one first if you are the only one)."
+            )
         _keep_an_owner(session, user)
         end_all_sessions(session, user.id)
     user.active = active

@@ -153,6 +153,11 @@ def test_the_owner_is_told_why_their_own_role_stays(empty_app):
     at.selectbox(key="users_role").select("manager")
     at.button(key="users_change_role").click().run()
     assert at.error[0].value.startswith("You cannot change your own role")
+    at.button(key="users_toggle_active").click().run()  # removing their own account
+    assert at.error[0].value == (
+        "You cannot deactivate your own account: it would sign you out at once. Another owner "
+        "can (make one first if you are the only one)."
+    )
     assert "Bea Boss" in at.sidebar.caption[0].value  # still signed in, still the owner
     assert at.title[0].value == "Users"
 
