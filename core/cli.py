@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     user.add_argument("--role", choices=[r.value for r in Role], required=True)
     user.add_argument("--email")
     user.add_argument("--password", help="read from the terminal when omitted")
+    reset = commands.add_parser(
+        "reset-password", help="set a new password for an account (an owner who forgot theirs)"
+    )
+    reset.add_argument("username")
+    reset.add_argument("--password", help="read from the terminal when omitted")
     send = commands.add_parser("send-notifications", help="deliver queued messages")
     send.add_argument("--loop", action="store_true", help="keep sending every --every seconds")
     send.add_argument("--every", type=float, default=30.0)
@@ -101,6 +106,15 @@ def _create_user(args) -> int:
             session, SYSTEM, args.username, args.name, args.role, password, args.email
         )
     print(f"Created {user.role.value} account {user.username!r}.")
+    return 0
+
+
+def _reset_password(args) -> int:
+    database = open_database(load_settings())
+    password = args.password or getpass.getpass("New password (10 characters or more): ")
+    with database.write() as session:
+        user = accounts.reset_password_at_console(session, args.username, password)
+    print(f"New password set for {user.username!r}; their sessions are ended. Sign in with it.")
     return 0
 
 
@@ -422,6 +436,7 @@ COMMANDS = {
     "score-risk": _risk_command,
     "seed-demo": _seed,
     "create-user": _create_user,
+    "reset-password": _reset_password,
     "send-notifications": _send,
     "run-jobs": _run_jobs,
     "backup": _backup,

@@ -279,15 +279,30 @@ def change_role(session: Session, actor: Actor, user_id: int, role: Role | str) 
 
 def reset_password(session: Session, actor: Actor, user_id: int, new_password: str) -> None:
     ensure(actor, Permission.USERS_MANAGE)
-    user = _user(session, user_id)
+    _reset(session, actor, _user(session, user_id), new_password)
+
+
+def reset_password_at_console(session: Session, username: str, new_password: str) -> User:
+    """`python -m core.cli reset-password`: whoever runs it holds the server, so it needs no
+    signed-in owner (the one way back in for an owner who forgot theirs)."""
+    name = clean(username, field="username", limit=64).strip().lower()
+    user = session.scalar(select(User).where(User.username == name)) if name else None
+    if user is None:
+        raise NotFound(f"There is no account {name!r}; check the username (Users lists them).")
+    _reset(session, SYSTEM, user, new_password, via="command line")
+    return user
+
+
+def _reset(session: Session, actor: Actor, user: User, new_password: str, via: str = "") -> None:
     check_password_strength(
-        new_password, user_inputs=(user.username, user.display_name, user.email or "")
+        new_password or "", user_inputs=(user.username, user.display_name, user.email or "")
     )
     user.password_hash = _hasher.hash(new_password)
     user.failed_attempts = 0
     user.locked_until = None
     end_all_sessions(session, user.id)
-    audit.record(session, actor, "password_reset", "user", user.id)
+    details = {"via": via} if via else None
+    audit.record(session, actor, "password_reset", "user", user.id, details=details)
 
 
 def change_own_password(

@@ -440,3 +440,33 @@ def test_a_run_peeks_at_a_live_session_without_writing(db, world):
         accounts.end_session(session, staff.session_id)
     with db.read() as session:
         assert accounts.peek_session(session, staff.session_id, 480) is None
+
+
+def test_an_owner_who_forgot_their_password_resets_it_at_the_console(tmp_path, monkeypatch, capsys):
+    """The only owner forgets their password: nobody could reset it in the app, and the
+    command line had no way either. `reset-password` sets one (as strong as any), ends their
+    sessions and is audited."""
+    from core import cli
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINICDESK_SECRET_KEY", "k" * 40)
+    created = ["create-user", "bea", "--name", "Bea Boss", "--role", "owner"]
+    assert cli.main([*created, "--password", "correct horse battery"]) == 0
+    assert cli.main(["reset-password", "bea", "--password", "password12"]) == 2
+    assert "too easy to guess" in capsys.readouterr().err
+    assert cli.main(["reset-password", "nobody", "--password", "lantern orchard pebble"]) == 2
+    assert "There is no account 'nobody'" in capsys.readouterr().err
+    assert cli.main(["reset-password", "Bea", "--password", "lantern orchard pebble"]) == 0
+    assert "New password set for 'bea'" in capsys.readouterr().out
+    from core.kernel.config import load_settings
+    from core.startup import open_database
+
+    database = open_database(load_settings())
+    with database.write() as session:
+        assert isinstance(
+            accounts.sign_in(session, "bea", "lantern orchard pebble"), accounts.SignedIn
+        )
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "password_reset"))
+        assert event.details == {"via": "command line"}
+    database.dispose()
