@@ -256,9 +256,13 @@ def change_role(session: Session, actor: Actor, user_id: int, role: Role | str) 
         role = Role(role)
     except ValueError:
         raise ValidationError(f"Role must be one of {', '.join(r.value for r in Role)}.") from None
+    if role == user.role:  # nothing to change: their sessions are not ended for it
+        raise ValidationError(
+            f"{user.display_name} is {role.value} already; choose another role to change it."
+        )
     if role != Role.OWNER:
         _keep_an_owner(session, user)
-    if user.id == actor.user_id and role != user.role:
+    if user.id == actor.user_id:
         raise ValidationError(
             "You cannot change your own role: it would sign you out at once. Another owner "
             "can change it for you."

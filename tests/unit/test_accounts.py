@@ -185,6 +185,20 @@ def test_an_owner_cannot_change_their_own_role(db, world):
         )
 
 
+def test_choosing_the_role_a_person_has_changes_nothing(db, world):
+    """Before, pressing Change role with the role they had signed the person out (every
+    session ended) and audited a change from staff to staff."""
+    signed = _sign_in(db, "staff", PASSWORD)
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        accounts.change_role(session, world.owner, world.staff.user_id, "staff")
+    assert str(refused.value) == "Staff is staff already; choose another role to change it."
+    with db.write() as session:
+        assert accounts.touch_session(session, signed.session_id, 480) is not None
+        assert not session.scalar(
+            select(AuditEvent.id).where(AuditEvent.action == "user_role_changed")
+        )
+
+
 def test_a_person_changes_their_own_password_after_a_reset(db, world):
     """The owner resets a forgotten password; its owner then chooses their own: the current
     one first, a weak or unchanged new one refused, other sessions ended, audited."""
