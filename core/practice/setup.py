@@ -605,7 +605,31 @@ def _deactivation_warning(session: Session, entity: str, row) -> str:
         return _clinic_warning(session, row)
     if entity == "resource":
         return _resource_warning(session, row)
+    if entity == "package":
+        return _package_warning(session, row)
     return ""
+
+
+def _package_warning(session: Session, package: Package) -> str:
+    """A package booked ahead or asked for in the queue (its services stay offered alone)."""
+    count, first = _upcoming(session, Appointment.package_id == package.id)
+    waiting = _waiting(session, Appointment.package_id == package.id)
+    if first is None and not waiting:
+        return ""
+    said = []
+    if first is not None:
+        said.append(
+            f"{package.name} is booked in {_plural(count, 'upcoming visit')}, "
+            f"{_first_on(first, True)}; they stay booked and on the calendar."
+        )
+    if waiting:
+        said.append(
+            f"{_plural(waiting, 'booking request')} for {package.name} "
+            f"{'waits' if waiting == 1 else 'wait'} in the Request queue; decide "
+            f"{'it' if waiting == 1 else 'them'} first."
+        )
+    said.append(f"Nobody can book {package.name} after this; its services stay bookable alone.")
+    return " ".join(said)
 
 
 def _upcoming(session: Session, *where) -> tuple[int, Appointment | None]:

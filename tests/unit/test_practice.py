@@ -658,6 +658,31 @@ def test_a_package_is_booked_as_one_appointment_with_its_price(db, world, laser,
         book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10))
 
 
+def test_a_package_booked_ahead_is_not_deactivated_silently(db, world, laser, glow):
+    """Before, a package with a visit ahead went at the first press, unsaid."""
+    with db.write() as session:
+        moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                start_at=at(future_day(2), 10),
+                patient_id=world.patient_id,
+                package_id=glow,
+                notify_channels=[],
+            ),
+        )
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.set_active(session, world.manager, "package", glow, False)
+    said = str(refused.value)
+    assert said.startswith("Glow is booked in 1 upcoming visit, the first on ")
+    assert said.endswith("its services stay bookable alone. Confirm to deactivate anyway.")
+    with db.write() as session:
+        setup.set_active(session, world.manager, "package", glow, False, despite_bookings=True)
+    assert actions(db, "package")[-1] == "package.deactivated"
+
+
 def test_a_package_needs_every_resource_of_its_services_free(db, world, laser, glow):
     day = future_day()
     with db.write() as session:  # the laser is taken during the package's first service only
