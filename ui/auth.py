@@ -225,12 +225,15 @@ def own_password_form() -> None:
         if st.form_submit_button("Change password"):
             if new != again:
                 st.error("The two new passwords differ; type the same one twice.")
-            elif run_action(
+            elif done := run_action(
                 accounts.change_own_password,
                 current,
                 new,
                 keep_session_id=st.session_state.get(SESSION_KEY),
             ):
+                if done.value is not None:  # a wrong current password, counted (and kept)
+                    show_error(done.value)
+                    return
                 st.session_state[OWN_DONE] = (
                     "Your password is changed. You stay signed in here; anywhere else you "
                     "were signed in is signed out."

@@ -316,15 +316,24 @@ def change_own_password(
     new_password: str,
     *,
     keep_session_id: int | None = None,
-) -> None:
+) -> AuthenticationFailed | None:
     """Any signed-in person changes their own password (after the owner's reset, say): the
     current one first, then a new one as strong as a reset's. Every other session of theirs
-    ends (`keep_session_id`, the one asking, goes on)."""
+    ends (`keep_session_id`, the one asking, goes on). A wrong current password is counted
+    as a failed sign-in (returned, not raised, so the count is kept): after MAX_FAILURES the
+    account locks as it does at sign-in, so an unattended desk cannot be used to guess it."""
     if actor.user_id is None:
         raise ValidationError("Sign in to change your password.")
     user = _user(session, actor.user_id)
+    now = utcnow()
+    if user.locked_until and user.locked_until > now:
+        return AuthenticationFailed(
+            "Too many wrong passwords: the account is locked for 15 minutes, so nothing was "
+            "changed. Try again then, or ask the owner to reset it."
+        )
     if not _verify(user.password_hash, current_password or ""):
-        raise ValidationError(
+        _count_failure(session, user, now)
+        return AuthenticationFailed(
             "That is not your current password, so nothing was changed. Type the one you "
             "signed in with; if you have forgotten it, sign out and ask the owner to reset it."
         )
@@ -337,8 +346,10 @@ def change_own_password(
     others = [UserSession.user_id == user.id, UserSession.ended_at.is_(None)]
     if keep_session_id is not None:
         others.append(UserSession.id != keep_session_id)
-    session.execute(update(UserSession).where(*others).values(ended_at=utcnow()))
+    session.execute(update(UserSession).where(*others).values(ended_at=now))
+    user.failed_attempts = 0
     audit.record(session, actor, "password_changed", "user", user.id)
+    return None
 
 
 # ---------------------------------------------------------------- signing in

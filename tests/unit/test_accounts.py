@@ -206,8 +206,14 @@ def test_a_person_changes_their_own_password_after_a_reset(db, world):
         accounts.reset_password(session, world.owner, world.staff.user_id, "tangerine quarry 1")
     here = _sign_in(db, "staff", "tangerine quarry 1")
     elsewhere = _sign_in(db, "staff", "tangerine quarry 1")
+    with db.write() as session:  # counted as a failed sign-in: returned, so the count stays
+        wrong = accounts.change_own_password(
+            session, world.staff, "wrong one here", "lantern orchard pebble"
+        )
+    assert isinstance(wrong, AuthenticationFailed) and "not your current password" in str(wrong)
+    with db.read() as session:
+        assert session.get(User, world.staff.user_id).failed_attempts == 1
     cases = [
-        ("wrong one here", "lantern orchard pebble", "not your current password"),
         ("tangerine quarry 1", "tangerine quarry 1", "is the current one"),
         ("tangerine quarry 1", "password12", "too easy to guess"),
     ]
@@ -454,6 +460,26 @@ def test_a_run_peeks_at_a_live_session_without_writing(db, world):
         accounts.end_session(session, staff.session_id)
     with db.read() as session:
         assert accounts.peek_session(session, staff.session_id, 480) is None
+
+
+def test_guessing_the_current_password_locks_the_account(db, world):
+    """An unattended desk cannot be used to guess its user's password through Change your
+    password: wrong ones count as failed sign-ins and lock the account, which then refuses
+    even the right one until the lock ends."""
+    for _ in range(accounts.MAX_FAILURES):
+        with db.write() as session:
+            said = accounts.change_own_password(
+                session, world.staff, "a wrong guess", "lantern orchard pebble"
+            )
+        assert isinstance(said, AuthenticationFailed)
+    with db.write() as session:
+        said = accounts.change_own_password(
+            session, world.staff, PASSWORD, "lantern orchard pebble rowing"
+        )
+    assert isinstance(said, AuthenticationFailed) and "locked for 15 minutes" in str(said)
+    assert isinstance(_sign_in(db, "staff", PASSWORD), AuthenticationFailed)
+    with db.read() as session:
+        assert session.scalar(select(AuditEvent.id).where(AuditEvent.action == "account_locked"))
 
 
 def test_an_owner_who_forgot_their_password_resets_it_at_the_console(tmp_path, monkeypatch, capsys):
