@@ -23,8 +23,8 @@ def require(items: Sized, what: str = "clinic") -> None:
     """Stop the page with a short explanation when there is nothing to show yet."""
     if not items:
         st.info(EMPTY.format(what=what), icon=":material/info:")
-        if (me := actor()) is not None and me.can(Permission.PRACTICE_READ):
-            next_step(me)  # a new practice: the set-up step to do now, as a link
+        if (me := actor()) is not None and me.can(Permission.PRACTICE_MANAGE):
+            next_step(me)  # a new practice: the set-up step to do now (for who sets up)
         st.stop()
 
 

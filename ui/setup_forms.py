@@ -126,8 +126,9 @@ def _saved(pick_key: str, row_id: int, message: str) -> None:
 
 def toggle_active(entity: str, row: reads.Row | None, key: str, pick_key: str) -> None:
     """Deactivate (or activate again) the chosen row; history stays. When core has something
-    to say about deactivating it (a clinic's, provider's or service's visits booked ahead,
-    requests waiting, packages), it is shown and deactivating waits for a confirmation."""
+    to say about deactivating it (visits booked ahead, requests waiting, packages including a
+    service: setup.deactivation_warning), it is shown and deactivating waits for a
+    confirmation."""
     if row is None:
         return
     asked = f"{key}_asked"
