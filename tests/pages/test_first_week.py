@@ -217,3 +217,19 @@ def test_hours_are_set_only_at_the_clinics_a_provider_works_at(empty_app):
     _press(at, "Save provider")
     at.switch_page("app_pages/schedules.py").run()
     assert at.selectbox(key="schedules_clinic").options == ["New York East (Europe/London)"]
+
+
+def test_front_desk_staff_are_not_sent_to_set_up_steps(empty_app):
+    """Before the clinic exists, Today tells the owner what to do next; a front-desk
+    colleague, who may not set up the practice, is not sent there."""
+    at = empty_app
+    at.switch_page("app_pages/users.py").run()
+    at.text_input(key="users_new_username").input("fran")
+    at.text_input(key="users_new_name").input("Fran Desk")
+    at.text_input(key="users_new_password").input("violet harbour kettle mosaic")
+    _press(at, "Create user")
+    desk = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    _sign_in(desk, "fran", "violet harbour kettle mosaic")
+    assert desk.title[0].value == "Today"
+    assert desk.info[0].value.startswith("There is no clinic yet.")
+    assert not [e for e in desk.get("page_link") if e.proto.label.startswith("Next: ")]
