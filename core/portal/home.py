@@ -70,6 +70,10 @@ LOCKED = (
     "Your points balance is zero, so online requests are paused. Please call the practice: "
     "they can add points and book for you."
 )
+ASK_BY_PHONE = (
+    "Please choose a treatment from the list. Treatments not listed are booked by the "
+    "practice: please call them."
+)
 PENDING_CHANGE = {  # a change request waiting for the practice, as the card says it
     ChangeKind.CANCEL: "Cancellation requested — waiting for the practice",
     ChangeKind.RESCHEDULE: "Reschedule requested — waiting for the practice",
@@ -579,12 +583,7 @@ def request_form(session: Session, patient_id: int) -> RequestForm:
             select(Clinic.id, Clinic.name).where(Clinic.active.is_(True)).order_by(Clinic.name)
         )
     ]
-    services = [
-        tuple(r)
-        for r in session.execute(
-            select(Service.id, Service.name).where(Service.active.is_(True)).order_by(Service.name)
-        )
-    ]
+    services = _online_services(session)
     open_ids = {i for i, _ in clinics}
     clinic_id = last.clinic_id if last and last.clinic_id in open_ids else None
     clinic_id = clinic_id if clinic_id is not None else (clinics[0][0] if clinics else None)
@@ -596,10 +595,29 @@ def request_form(session: Session, patient_id: int) -> RequestForm:
         last.service_id if last else None,
         local_today(clinic.timezone) if clinic else utcnow().date(),
         online_booking_blocked(patient),
-        [(p.id, p.label) for p in offered_packages(session, online_only=False)],
+        [(p.id, p.label) for p in offered_packages(session, online_only=True)],
         last.package_id if last else None,
         clinic.locale if clinic else DEFAULT_LOCALE,
     )
+
+
+def _online_services(session: Session) -> list[tuple[int, str]]:
+    """The services a patient may ask for online (the Services page's 'Patients may request
+    it online'), as the signed booking link offers them."""
+    query = select(Service.id, Service.name).where(
+        Service.active.is_(True), Service.online_allowed.is_(True)
+    )
+    return [tuple(r) for r in session.execute(query.order_by(Service.name))]
+
+
+def asked_online(session: Session, service_id: int | None, package_id: int | None) -> None:
+    """Refuse a service or package the practice books itself (one the forms do not list)."""
+    if package_id is not None:
+        offered = {p.id for p in offered_packages(session, online_only=True)}
+        if package_id not in offered:
+            raise ValidationError(ASK_BY_PHONE)
+    elif service_id not in {i for i, _ in _online_services(session)}:
+        raise ValidationError(ASK_BY_PHONE)
 
 
 def request_appointment(
@@ -622,6 +640,7 @@ def request_appointment(
     if requested_day is None:  # a past day is refused by decisions, in the clinic's zone
         raise ValidationError("Please choose a day from today onwards.")
     open_clinic(session, clinic_id)
+    asked_online(session, service_id, package_id)
     decisions.request_appointment(
         session,
         patient_actor(patient.first_name, via="portal"),

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.kernel.errors import ValidationError
 from core.kernel.money import babel_locale, clinic_time, format_day_range
 from core.policy.cancellation import online_booking_blocked
-from core.portal.home import LOCKED, open_clinic, portal_patient
+from core.portal.home import LOCKED, asked_online, open_clinic, portal_patient
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.waitlist import entries, offers
 from db.models import Clinic, OfferStatus, TimeOfDay, WaitlistEntry, WaitlistOffer, WaitlistStatus
@@ -44,6 +44,7 @@ def join_waitlist(
     if earliest is None or latest is None:
         raise ValidationError("Please choose the first and the last day you could come.")
     open_clinic(session, clinic_id)
+    asked_online(session, service_id, package_id)
     wish = entries.Wish(
         patient_id=patient.id,
         clinic_id=clinic_id,

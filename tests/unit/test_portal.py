@@ -836,3 +836,42 @@ def test_the_patient_accepts_their_offer_in_the_portal_and_the_link_then_reads_a
         offers.accept_offer(s, raw)  # the emailed link cannot book it a second time
     with db.write() as s, pytest.raises(Conflict):
         portal_waitlist.accept_offer(s, world.patient_id, entry.offer.id)
+
+
+def test_a_treatment_the_practice_books_itself_is_neither_offered_nor_taken_by_the_portal(
+    db, world
+):
+    """A service (or a package of one) not ticked 'Patients may request it online' is left
+    out of the portal's request and waitlist forms, as the signed booking link leaves it out,
+    and refused by id. Before, the portal listed and took it."""
+    from db.models import Package, PackageService, Service
+
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        laser = Service(name="Laser resurfacing", duration_minutes=30, online_allowed=False)
+        s.add(laser)
+        s.flush()
+        bundle = Package(name="Laser course", price_cents=50000)
+        s.add(bundle)
+        s.flush()
+        s.add(PackageService(package_id=bundle.id, service_id=laser.id, position=0))
+        laser, bundle = laser.id, bundle.id
+    with db.read() as s:
+        form = home.request_form(s, world.patient_id)
+    assert [i for i, _ in form.services] == [world.service_id]
+    assert bundle not in [i for i, _ in form.packages]
+    day = date.today() + timedelta(days=3)
+    for asked in ({"service_id": laser}, {"package_id": bundle}):
+        with db.write() as s, pytest.raises(ValidationError, match="booked by the practice"):
+            home.request_appointment(
+                s, world.patient_id, clinic_id=world.clinic_id, requested_day=day,
+                time_of_day="morning", **asked,
+            )  # fmt: skip
+        with db.write() as s, pytest.raises(ValidationError, match="booked by the practice"):
+            portal_waitlist.join_waitlist(
+                s, world.patient_id, clinic_id=world.clinic_id, earliest=day,
+                latest=day + timedelta(days=7), **asked,
+            )  # fmt: skip
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(WaitlistEntry)) == 0
+        assert s.scalar(select(func.count()).select_from(Appointment)) == 0
