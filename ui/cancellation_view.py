@@ -9,7 +9,7 @@ from datetime import date, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from core.analytics.breakdowns import Group
+from core.analytics.breakdowns import TOP, Group
 from core.analytics.cancellation_parts import Amounts, CancellationFigures, Counts, WhatIf
 from core.kernel.errors import DomainError
 from core.kernel.money import NO_VALUE, ClinicFormat, minor_digits, to_major, typed_minor
@@ -21,6 +21,7 @@ from ui.text import escape, show_table
 
 YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
 # the fees' amounts (per currency) of late cancellations and no-shows
+OTHERS = "others"  # the bar summing the groups beyond the TOP largest
 _ASSESSED = ("late_assessed_cents", "no_show_assessed_cents")
 _WAIVED = ("late_waived_cents", "no_show_waived_cents")
 
@@ -292,7 +293,9 @@ def dashboard(
                 [g.counts for g in groups], f"Rates by {name}", chart_key, fmt, True
             )
             keys = [
-                None if g.counts.label == "Others" else (name, g.key, g.counts.label)
+                (OTHERS, name, "Others")
+                if g.counts.label == "Others"
+                else (name, g.key, g.counts.label)
                 for g in groups
             ]
             picks.append(charts.clicked(chart_key, points, keys))
@@ -500,6 +503,14 @@ def behind(picked: tuple | None, read_behind, fmt: ClinicFormat, filters=None) -
         st.caption("Click a bar (or a week) to list the appointments behind it.")
         return
     dimension, value, label = kept[0]
+    if dimension == OTHERS:  # many groups summed: no one list of theirs would read right
+        st.info(
+            f"“Others” sums the {value}s beyond the {TOP - 1} with the most bookings. Choose "
+            f"one in the {value.capitalize()} filter above to see its figures and list its "
+            "appointments.",
+            icon=":material/info:",
+        )
+        return
     rows, total = read_behind(dimension, value)
     st.subheader(f"Appointments behind {escape(label)}")
     shown = f"; the latest {fmt.number(len(rows))} shown" if total > len(rows) else ""

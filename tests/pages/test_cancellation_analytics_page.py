@@ -622,3 +622,48 @@ def test_an_export_prepared_for_other_filters_is_not_offered_under_new_ones(app_
     ]
     at = at.button(key="cancel_export").click().run()
     assert at.get("download_button")
+
+
+def test_a_click_on_others_says_how_to_see_those_groups(app_as, app_db):
+    """Beyond the 15 providers with the most bookings the rest are one bar, "Others". A click
+    on it said nothing and listed nothing; it now says what the bar sums and how to see one."""
+    database = _db(app_db)
+    with database.write() as session:
+        clinic = session.scalars(select(Clinic).order_by(Clinic.id)).first()
+        visit = session.scalars(
+            select(Appointment).where(
+                Appointment.clinic_id == clinic.id,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.start_at < datetime.now(UTC),
+                Appointment.start_at > datetime.now(UTC) - timedelta(days=30),
+            )
+        ).first()
+        for i in range(16):  # each with one booking: more than fifteen providers in all
+            provider = Provider(name=f"Dr Extra {i:02}")
+            session.add(provider)
+            session.flush()
+            session.add(
+                Appointment(
+                    clinic_id=clinic.id,
+                    provider_id=provider.id,
+                    patient_id=visit.patient_id,
+                    service_id=visit.service_id,
+                    status=visit.status,
+                    start_at=visit.start_at,
+                    end_at=visit.end_at,
+                    booked_at=visit.booked_at,
+                )
+            )
+    database.dispose()
+    at = app_as("owner", PAGE)
+    spec = json.loads(_charts(at)[next(k for k in _charts(at) if "cancel_chart_provider" in k)]
+                      .proto.spec)  # fmt: skip
+    names = spec["yAxis"]["data"] if "data" in spec.get("yAxis", {}) else spec["xAxis"]["data"]
+    assert names[-1] == "Others" and len(names) == 15
+    at.session_state["cancel_chart_provider"] = chart_click(0, len(names) - 1)
+    at.run()
+    assert not at.exception, at.exception
+    said = " ".join(i.value for i in at.info)
+    assert "“Others” sums the providers beyond the 14 with the most bookings" in said, said
+    assert "Provider filter" in said
+    assert not any(h.value.startswith("Appointments behind") for h in at.subheader)
