@@ -114,6 +114,7 @@ def dashboard():
         lambda: _detractors(me, role, f.clinic_id),
         lambda search, page: _comments(me, role, f, search, page),
         fmt,
+        (first, last),
     )
 
 

@@ -363,9 +363,10 @@ def _chart(frame: pd.DataFrame, title: str, label) -> None:
     st.vega_lite_chart(data, spec, width="stretch")
 
 
-def trends(board: sa.Trends, fmt) -> None:
+def trends(board: sa.Trends, fmt, days: tuple[date, date] | None = None) -> None:
+    weekly = every_week(board.weekly, *days) if days and not board.weekly.empty else board.weekly
     for title, frame, label in (
-        ("Weekly (weeks from Monday)", board.weekly, lambda d: fmt.day(d, weekday=False)),
+        ("Weekly (weeks from Monday)", weekly, lambda d: fmt.day(d, weekday=False)),
         ("Monthly", board.monthly, fmt.month),
     ):
         if frame.empty:
@@ -390,8 +391,16 @@ def comment_feed(frame: pd.DataFrame, key: str | None = None) -> None:
 MORE = ["Response funnel", "Detractors", "By group", "Trends", "Comments"]
 
 
-def more(f: sa.SurveyFilter, part, recent_detractors, comment_page, fmt) -> None:
-    """The further sections, one at a time (only what is shown is read)."""
+def more(
+    f: sa.SurveyFilter,
+    part,
+    recent_detractors,
+    comment_page,
+    fmt,
+    days: tuple[date, date] | None = None,
+) -> None:
+    """The further sections, one at a time (only what is shown is read); `days`: the range's
+    first and last day, whose every week the weekly trend shows."""
     section = st.segmented_control("More", MORE, key="survey_analytics_section")
     if section == "Response funnel":
         funnel(part("funnel"), fmt)
@@ -403,7 +412,7 @@ def more(f: sa.SurveyFilter, part, recent_detractors, comment_page, fmt) -> None
         )
         groups(part("groups"), small)
     elif section == "Trends":
-        trends(part("trends"), fmt)
+        trends(part("trends"), fmt, days)
     elif section == "Comments":
         search = st.text_input(
             "Search comments",

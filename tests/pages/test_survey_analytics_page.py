@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import date, time, timedelta
 
+import pyarrow as pa
 import pytest
 from sqlalchemy import func, select
 
@@ -366,3 +367,24 @@ def test_weeks_without_a_response_stay_on_the_weekly_line(app_as, app_db):
     nps = next(s for s in weekly["series"] if s["name"] == "NPS")["data"]
     assert [item[4] for item in nps[:3]] == ["0"] * 3 and [i[1] for i in nps[:3]] == [None] * 3
     assert nps[3][4] != "0"
+
+
+def test_the_trends_weekly_chart_keeps_the_quiet_weeks_too(app_as, app_db):
+    """The Trends section's weekly chart, as the dashboard's: the three quiet weeks before the
+    first response are on it with 0 responses (before: left out, four weeks drawn as one)."""
+    db = database(app_db)
+    with db.read() as session:
+        first = session.scalar(select(func.min(SurveyResponse.submitted_at)))
+    db.dispose()
+    monday = first.date() - timedelta(days=first.date().weekday())
+    at = app_as("owner", PAGE)
+    at.date_input(key="survey_analytics_days").set_value(
+        (monday - timedelta(days=21), monday + timedelta(days=6))
+    )
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    at.segmented_control(key="survey_analytics_section").set_value("Trends").run()
+    assert not at.exception and not at.error
+    weekly = next(c for c in at.get("vega_lite_chart") if "Weekly" in c.proto.spec)
+    assert json.loads(weekly.proto.spec)["title"].startswith("Weekly")
+    frame = pa.ipc.open_stream(weekly.proto.data.data).read_all().to_pandas()
+    assert len(frame) == 4 and list(frame.responses)[:3] == [0, 0, 0], frame
