@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.forms.records import FORM_DONE_WORDS, KIND_WORDS, form_state
 from core.kernel import audit, tokens
@@ -56,6 +56,24 @@ FORMS_CLOSED = (
 # ---------------------------------------------------------------- sending
 
 
+def _sent_already(appointment_id):
+    """SQL: a version of the same service's document of the same kind went to this appointment.
+    An edited document (a new active version) is sent to appointments booked from then on; one
+    that had the earlier version keeps it, answered or not (its link still opens the text the
+    patient was sent), and the patient is not sent the same form twice."""
+    earlier = aliased(ServiceDocument)
+    return (
+        exists()
+        .where(
+            FormRequest.appointment_id == appointment_id,
+            FormRequest.document_id == earlier.id,
+            earlier.service_id == ServiceDocument.service_id,
+            earlier.kind == ServiceDocument.kind,
+        )
+        .correlate_except(FormRequest, earlier)  # the appointment and document asked about
+    )
+
+
 def _documents_for(session: Session, appointment: Appointment) -> list[ServiceDocument]:
     service_ids = {s.service_id for s in appointment.services} | (
         {appointment.service_id} if appointment.service_id else set()
@@ -65,7 +83,11 @@ def _documents_for(session: Session, appointment: Appointment) -> list[ServiceDo
     return list(
         session.scalars(
             select(ServiceDocument)
-            .where(ServiceDocument.service_id.in_(service_ids), ServiceDocument.active.is_(True))
+            .where(
+                ServiceDocument.service_id.in_(service_ids),
+                ServiceDocument.active.is_(True),
+                ~_sent_already(appointment.id),
+            )
             .order_by(ServiceDocument.service_id, ServiceDocument.kind, ServiceDocument.id)
         )
     )
@@ -139,8 +161,12 @@ def send_forms(session: Session, appointment: Appointment, *, base_url: str) -> 
 
 def due_for_forms(session: Session, *, now: datetime | None = None, limit: int = BATCH):
     now = now or utcnow()
-    services = select(AppointmentService.service_id).where(
-        AppointmentService.appointment_id == Appointment.id
+    # this appointment's services (correlated by name: two levels down, SQLAlchemy's automatic
+    # correlation would not reach the outer appointments and read every appointment's services)
+    services = (
+        select(AppointmentService.service_id)
+        .where(AppointmentService.appointment_id == Appointment.id)
+        .correlate(Appointment)
     )
     has_unsent = exists().where(
         or_(
@@ -148,12 +174,7 @@ def due_for_forms(session: Session, *, now: datetime | None = None, limit: int =
             ServiceDocument.service_id.in_(services),
         ),
         ServiceDocument.active.is_(True),
-        ~exists().where(
-            and_(
-                FormRequest.appointment_id == Appointment.id,
-                FormRequest.document_id == ServiceDocument.id,
-            )
-        ),
+        ~_sent_already(Appointment.id),
     )
     query = (
         select(Appointment)

@@ -19,6 +19,7 @@ from core.kernel.authz import Actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
 from core.portal import home
+from core.practice import documents
 from core.scheduling import moves
 from db.models import (
     Appointment,
@@ -29,6 +30,7 @@ from db.models import (
     FormRequest,
     Notification,
     Patient,
+    Service,
     ServiceDocument,
 )
 from db.types import utcnow
@@ -517,3 +519,87 @@ def test_a_form_link_refuses_once_its_appointment_is_cancelled_or_missed(db, wor
             select(FormRequest).where(FormRequest.kind == DocumentKind.CONSENT)
         )
         assert consent.completed_at is None and consent.signed_name is None
+
+
+def test_an_edited_document_goes_to_new_bookings_and_not_again_to_one_that_had_it(db, world):
+    add_documents(db, world)
+    first = book(db, world)
+    send(db)
+    sent = links(db, first)
+    today = to_local(utcnow(), TZ).date()
+    with db.write() as session:
+        forms.submit_form(
+            session, sent["Consent to treatment"], signed_name="Alex Morgan", signed_on=today
+        )
+    with db.write() as session:
+        for kind, title, body, questions in (
+            (DocumentKind.CONSENT, "Consent to treatment", "New wording.", None),
+            (
+                DocumentKind.QUESTIONNAIRE,
+                "Health questionnaire",
+                "",
+                [{"key": "meds", "label": "Any medication?", "type": "text", "required": True}],
+            ),
+        ):
+            documents.save_document(
+                session, world.owner, world.service_id, kind, title, body, questions
+            )
+    assert send(db) == 0  # neither the signed consent nor the open questionnaire again
+    with db.read() as session:
+        mails = select(func.count()).where(Notification.template == "forms_to_complete")
+        assert session.scalar(mails) == 2  # the one email, by email and text message
+        versions = dict(
+            session.execute(
+                select(FormRequest.kind, ServiceDocument.version)
+                .join(ServiceDocument, ServiceDocument.id == FormRequest.document_id)
+                .where(FormRequest.appointment_id == first)
+            ).all()
+        )
+    assert versions == {
+        DocumentKind.QUESTIONNAIRE: 1,
+        DocumentKind.CONSENT: 1,
+        DocumentKind.INSTRUCTIONS: 1,
+    }
+    # the open questionnaire still asks what the patient was sent, and is answered as such
+    with db.write() as session:
+        view = forms.open_form(session, sent["Health questionnaire"])
+        assert [q["key"] for q in view.questions] == ["allergies", "pregnant", "skin"]
+        forms.submit_form(session, sent["Health questionnaire"], answers={"allergies": "None"})
+    second = book(db, world, hour=14)
+    assert send(db) == 3
+    assert links(db, second)["Consent to treatment"] != sent["Consent to treatment"]
+    with db.read() as session:
+        rows = records.forms_of(session, world.staff, second)
+        kept = records.forms_of(session, world.staff, first)
+    assert {(r.kind, r.version) for r in rows} >= {("Consent", 2), ("Questionnaire", 2)}
+    assert {(r.kind, r.version, r.state) for r in kept} == {
+        ("Questionnaire", 1, "answered"),
+        ("Consent", 1, "signed"),
+        ("Instructions", 1, "outstanding"),
+    }
+
+
+def test_appointments_without_forms_to_send_do_not_hold_up_those_with_some(db, world):
+    """The job takes the first BATCH appointments that have a document not sent yet. Visits of
+    a service without documents, booked earlier in the day, are not among them."""
+    add_documents(db, world)
+    with db.write() as session:
+        plain = Service(name="Check-up", duration_minutes=15)
+        session.add(plain)
+        session.flush()
+        for hour in (8, 9, 10, 11):
+            session.add(
+                Appointment(
+                    clinic_id=world.clinic_id,
+                    provider_id=world.provider_id,
+                    patient_id=world.patient_id,
+                    service_id=plain.id,
+                    status=AppointmentStatus.SCHEDULED,
+                    start_at=local_to_utc(DAY, time(hour), TZ),
+                    end_at=local_to_utc(DAY, time(hour, 15), TZ),
+                )
+            )
+    needs_forms = book(db, world, hour=14)
+    with db.read() as session:
+        due = forms.due_for_forms(session, limit=3)
+    assert [a.id for a in due] == [needs_forms]
