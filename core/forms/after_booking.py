@@ -10,6 +10,7 @@ One FormRequest per (appointment, document version) makes that once-only across 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -26,6 +27,7 @@ from core.kernel.clock import to_local
 from core.kernel.config import Settings
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day
+from core.kernel.text import clean
 from core.messaging import clinic_events, notify
 from core.scheduling.lifecycle import base_url as default_base_url
 from core.scheduling.lifecycle import message_context
@@ -37,6 +39,7 @@ from db.models import (
     AppointmentStatus,
     DocumentKind,
     FormRequest,
+    LinkToken,
     Patient,
     ServiceDocument,
 )
@@ -47,6 +50,7 @@ BATCH = 200
 LOOKBACK = timedelta(days=30)  # appointments booked longer ago than this are not sent forms
 MIN_TTL = timedelta(days=2)
 QUESTION_TYPES = ("text", "yes_no", "choice", "number")
+ANSWER_MAX = 4000  # characters in one typed answer (the page's text box allows as many)
 OPEN_FOR = (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)  # forms may be answered
 FORMS_CLOSED = (
     "This appointment is no longer scheduled, so its forms are closed. Please contact the practice."
@@ -255,13 +259,50 @@ class FormView:
 
 def _live_form(session: Session, raw: str | None) -> tuple[Any, FormRequest]:
     """The link's form, while its appointment is still open (scheduled or checked in): a
-    cancelled, declined or missed appointment's forms are closed, as in the portal."""
-    token = tokens.verify(session, raw, "form")
+    cancelled, declined or missed appointment's forms are closed, as in the portal.
+
+    A dead link of a real form says why when the patient can act on it: the form was answered
+    already (a second tab, a double press, the link opened again the next day) or a newer link
+    was sent for it. A link that ran out while its appointment was moved later keeps working
+    until a day after the visit's new time, as it would have if it had been sent for that time.
+    Anything else is LinkInvalid, which reveals nothing."""
+    try:
+        token = tokens.verify(session, raw, "form")
+    except LinkInvalid:
+        token = _outlived(session, raw)
     form = session.get(FormRequest, token.subject_id)
     if form is None or form.token_id != token.id:
         raise LinkInvalid()
     _ensure_open(session.get(Appointment, form.appointment_id))
     return token, form
+
+
+def _outlived(session: Session, raw: str | None) -> LinkToken:
+    """The token of a form link that only ran out of time before its moved appointment, or
+    the sentence for a link that cannot work any more (answered, replaced), or LinkInvalid."""
+    if not raw or len(raw) > 128:
+        raise LinkInvalid()
+    row = session.scalar(
+        select(LinkToken).where(
+            LinkToken.token_hash == tokens.hash_token(raw), LinkToken.purpose == "form"
+        )
+    )
+    form = session.get(FormRequest, row.subject_id) if row is not None else None
+    if form is None:
+        raise LinkInvalid()
+    if form.completed_at is not None:
+        raise ValidationError(already_done(form.kind))
+    if form.token_id != row.id:
+        raise ValidationError(REPLACED)
+    appointment = session.get(Appointment, form.appointment_id)
+    if (
+        row.used_at is None
+        and row.revoked_at is None
+        and appointment.start_at is not None
+        and utcnow() < appointment.start_at + timedelta(days=1)
+    ):
+        return row
+    raise LinkInvalid()
 
 
 def _ensure_open(appointment: Appointment) -> None:
@@ -304,12 +345,20 @@ def _open(session: Session, form: FormRequest, client_address: str, *, via: str)
 
 
 def _clean_answers(questions: list[dict[str, Any]], answers: dict[str, Any]) -> dict[str, Any]:
+    """The answers to keep, each as the patient meant it, or a ValidationError naming the
+    question to fix: a required one left empty (or only spaces), a typed answer longer than
+    ANSWER_MAX (refused, never cut), a number that is none (NaN, infinity), a choice not
+    offered. Typed text loses only control characters and direction overrides (the one rule
+    of core.kernel.text); emoji, right-to-left script, Markdown and HTML stay as typed."""
     kept: dict[str, Any] = {}
     for q in questions:
         key, label = str(q["key"]), str(q.get("label") or q["key"])
         value = answers.get(key)
         if isinstance(value, str):
-            value = value.strip()[:4000]
+            typed = clean(
+                value.strip(), field=f"answer to “{label}”", limit=ANSWER_MAX, multiline=True
+            )
+            value = (typed or "").strip()
         empty = value is None or value == ""
         if empty and q.get("required"):
             raise ValidationError(f"Please answer: {label}")
@@ -318,9 +367,11 @@ def _clean_answers(questions: list[dict[str, Any]], answers: dict[str, Any]) -> 
         kind = q.get("type", "text")
         if kind == "number":
             try:
-                value = float(value)
+                value = None if isinstance(value, bool) else float(value)
             except (TypeError, ValueError):
-                raise ValidationError(f"Please give a number for: {label}") from None
+                value = None
+            if value is None or not math.isfinite(value):
+                raise ValidationError(f"Please give a number for: {label}")
         elif kind == "yes_no" and value not in ("yes", "no", True, False):
             raise ValidationError(f"Please answer yes or no: {label}")
         elif kind == "choice" and value not in (q.get("options") or []):
@@ -342,7 +393,14 @@ def submit_form(
     the instructions read. The link then works no more."""
     token, form = _live_form(session, raw)
     answer = Answer(answers, signed_name, signed_on, client_address)
-    return _complete(session, form, answer, via="link", then=lambda: tokens.consume(session, token))
+
+    def consume() -> None:
+        try:
+            tokens.consume(session, token)
+        except LinkInvalid:  # the same link sent a moment ago (a double press, another tab)
+            raise ValidationError(already_done(form.kind)) from None
+
+    return _complete(session, form, answer, via="link", then=consume)
 
 
 @dataclass(frozen=True)
@@ -400,7 +458,7 @@ def _complete(
         .values(completed_at=now)
     )
     if claimed.rowcount != 1:
-        raise ValidationError(ALREADY_DONE)
+        raise ValidationError(already_done(form.kind))
     session.expire(form, ["completed_at"])
     if form.kind == DocumentKind.QUESTIONNAIRE:
         form.answers = kept
@@ -431,7 +489,19 @@ def _complete(
     return done
 
 
-ALREADY_DONE = "This form was answered already. Thank you!"
+DONE_ALREADY = {
+    DocumentKind.QUESTIONNAIRE: "This questionnaire was answered already. Thank you!",
+    DocumentKind.CONSENT: "This consent was signed already. Thank you!",
+    DocumentKind.INSTRUCTIONS: "These instructions were marked read already. Thank you!",
+}
+REPLACED = (
+    "The practice sent a newer link for this form: please use the one in their latest message."
+)
+
+
+def already_done(kind: DocumentKind) -> str:
+    """The sentence for a form answered, signed or read already (link or portal)."""
+    return DONE_ALREADY[kind]
 
 
 # ---------------------------------------------------------------- the patient's portal
@@ -496,7 +566,7 @@ def open_patient_form(
     readable once read; an answered questionnaire or a signed consent is not reopened."""
     form = _own_form(session, patient_id, form_id)
     if form.completed_at is not None and form.kind != DocumentKind.INSTRUCTIONS:
-        raise ValidationError(ALREADY_DONE)
+        raise ValidationError(already_done(form.kind))
     return _open(session, form, client_address, via="portal")
 
 
@@ -504,5 +574,5 @@ def submit_patient_form(session: Session, patient_id: int, form_id: int, answer:
     """The portal's answer, under the link's rules; the emailed link then works no more."""
     form = _own_form(session, patient_id, form_id)
     if form.completed_at is not None:
-        raise ValidationError(ALREADY_DONE)
+        raise ValidationError(already_done(form.kind))
     return _complete(session, form, answer, via="portal")

@@ -253,6 +253,11 @@ def test_patient_signs_a_consent_through_the_link(app_db):
         signed = session.get(FormRequest, form_id)
         assert signed.signed_name == name and signed.completed_at is not None
     database.dispose()
+    # the link opened again (another tab, the email the next day): why, not a dead end
+    again = patient_page("form", raw)
+    assert not again.exception, again.exception
+    assert [e.value for e in again.error] == ["This consent was signed already. Thank you!"]
+    assert not again.title and not again.button
 
 
 def test_the_outbox_offers_a_retry_only_when_a_message_waits_for_one(app_as, app_db):

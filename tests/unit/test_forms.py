@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, time
+from datetime import date, time, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.forms import after_booking as forms
 from core.forms import records
 from core.interchange import patient_export
-from core.kernel import audit
+from core.kernel import audit, tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
@@ -28,6 +28,7 @@ from db.models import (
     Clinic,
     DocumentKind,
     FormRequest,
+    LinkToken,
     Notification,
     Patient,
     Service,
@@ -154,7 +155,8 @@ def test_questionnaire_is_answered_once_and_its_opening_audited(db, world):
             session, raw, answers={"allergies": "Penicillin", "pregnant": "no", "skin": "II"}
         )
     assert "answers have been sent" in done
-    with db.write() as session, pytest.raises(LinkInvalid):
+    # opened again (the next day, another tab): why it does not open, not a dead end
+    with db.write() as session, pytest.raises(ValidationError, match="answered already. Thank"):
         forms.open_form(session, raw)
     with db.read() as session:
         opened = session.scalar(select(func.count()).where(AuditEvent.action == "form_opened"))
@@ -219,7 +221,7 @@ def test_resend_issues_a_fresh_link_and_the_old_one_stops_working(db, world):
         forms.resend(session, world.staff, consent.id, base_url="https://desk.test")
     new = links(db, appointment_id)["Consent to treatment"]
     assert new != old
-    with db.write() as session, pytest.raises(LinkInvalid):
+    with db.write() as session, pytest.raises(ValidationError, match="newer link"):
         forms.open_form(session, old)
     with db.write() as session:
         assert forms.open_form(session, new).title == "Consent to treatment"
@@ -389,7 +391,7 @@ def test_the_portal_answers_and_signs_under_the_links_rules_and_records(db, worl
         (instructions, "portal"),
     ]
     for raw in emailed.values():
-        with db.write() as session, pytest.raises(LinkInvalid):
+        with db.write() as session, pytest.raises(ValidationError, match="already. Thank you"):
             forms.open_form(session, raw)
 
 
@@ -441,7 +443,7 @@ def test_a_form_is_answered_once_whether_from_the_portal_or_the_link(db, world):
             home.answer_form(session, world.patient_id, questionnaire, again)
     with db.write() as session, pytest.raises(ValidationError, match="answered already"):
         home.open_form(session, world.patient_id, questionnaire)
-    with db.write() as session, pytest.raises(LinkInvalid):
+    with db.write() as session, pytest.raises(ValidationError, match="answered already"):
         forms.submit_form(session, emailed["Health questionnaire"], answers={"allergies": "Latex"})
 
     # Signed through the emailed link first: the portal then refuses it too.
@@ -451,7 +453,7 @@ def test_a_form_is_answered_once_whether_from_the_portal_or_the_link(db, world):
             session, emailed["Consent to treatment"], signed_name="Alex Morgan", signed_on=today
         )
     consent = shown["Consent to treatment"].id
-    with db.write() as session, pytest.raises(ValidationError, match="answered already"):
+    with db.write() as session, pytest.raises(ValidationError, match="signed already"):
         home.answer_form(
             session,
             world.patient_id,
@@ -521,6 +523,86 @@ def test_a_form_link_refuses_once_its_appointment_is_cancelled_or_missed(db, wor
         assert consent.completed_at is None and consent.signed_name is None
 
 
+def questionnaire_answers(db) -> dict | None:
+    with db.read() as session:
+        return session.scalar(
+            select(FormRequest.answers).where(FormRequest.kind == DocumentKind.QUESTIONNAIRE)
+        )
+
+
+def test_the_same_link_sent_twice_says_the_form_was_answered_and_keeps_the_first(db, world):
+    """Two tabs, or a press that seemed not to work: the second send is told why, in words."""
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Health questionnaire"]
+    with db.write() as session:  # both tabs opened the form
+        forms.open_form(session, raw)
+        forms.open_form(session, raw)
+    with db.write() as session:
+        forms.submit_form(session, raw, answers={"allergies": "Penicillin"})
+    with db.write() as session, pytest.raises(ValidationError) as second:
+        forms.submit_form(session, raw, answers={"allergies": "Latex"})
+    assert str(second.value) == "This questionnaire was answered already. Thank you!"
+    assert questionnaire_answers(db) == {"allergies": "Penicillin"}
+    today = to_local(utcnow(), TZ).date()
+    signed = {"signed_name": "Alex Morgan", "signed_on": today}
+    consent = links(db, appointment_id)["Consent to treatment"]
+    with db.write() as session:
+        forms.submit_form(session, consent, **signed)
+    for act in (forms.open_form, lambda s, raw: forms.submit_form(s, raw, **signed)):
+        with db.write() as session, pytest.raises(ValidationError, match="signed already"):
+            act(session, consent)
+    # a link that never was one still reveals nothing
+    with db.write() as session, pytest.raises(LinkInvalid):
+        forms.open_form(session, raw[:-2] + ("AA" if not raw.endswith("AA") else "BB"))
+
+
+def test_typed_answers_are_kept_as_typed_and_a_too_long_one_is_refused_whole(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Health questionnaire"]
+    with db.write() as session, pytest.raises(ValidationError) as long:
+        forms.submit_form(session, raw, answers={"allergies": "pollen " * 1500})
+    assert "answer to “Any allergies?” is too long" in str(long.value)
+    assert "10,499 characters where at most 4,000 fit" in str(long.value)
+    assert questionnaire_answers(db) is None  # nothing half-written; the link still works
+    typed = "Pollen 🌼 **bold** <b>x</b> [a](http://x) # not a heading\nحساسية من البنسلين"
+    with db.write() as session:
+        forms.submit_form(
+            session, raw, answers={"allergies": f"  {typed}\u202e\x00  ", "pregnant": "no"}
+        )
+    assert questionnaire_answers(db) == {"allergies": typed, "pregnant": "no"}
+    with db.read() as session:
+        rows = records.forms_of(session, world.staff, appointment_id)
+        row = next(r for r in rows if r.kind == "Questionnaire")
+    with db.write() as session:
+        shown = records.read_answers(session, world.manager, row.id)
+    assert shown.answers == [("Any allergies?", typed), ("Pregnant?", "no")]
+
+
+@pytest.mark.parametrize("typed", ["nan", "inf", "-Infinity", "1e400", "twelve", True])
+def test_a_number_answer_is_a_real_number(db, world, typed):
+    with db.write() as session:
+        session.add(
+            ServiceDocument(
+                service_id=world.service_id,
+                kind=DocumentKind.QUESTIONNAIRE,
+                title="Measurements",
+                questions=[{"key": "weight", "label": "Weight (kg)", "type": "number"}],
+            )
+        )
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Measurements"]
+    with db.write() as session, pytest.raises(ValidationError, match=r"number for: Weight \(kg\)"):
+        forms.submit_form(session, raw, answers={"weight": typed})
+    with db.write() as session:
+        forms.submit_form(session, raw, answers={"weight": " 71.5 "})
+    assert questionnaire_answers(db) == {"weight": 71.5}
+
+
 def test_an_edited_document_goes_to_new_bookings_and_not_again_to_one_that_had_it(db, world):
     add_documents(db, world)
     first = book(db, world)
@@ -577,6 +659,31 @@ def test_an_edited_document_goes_to_new_bookings_and_not_again_to_one_that_had_i
         ("Consent", 1, "signed"),
         ("Instructions", 1, "outstanding"),
     }
+
+
+def test_a_form_link_keeps_working_until_the_moved_visit_and_no_longer(db, world):
+    """Sent for Thursday, moved three weeks on: the link lived until the day after Thursday."""
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Before your visit"]
+    with db.write() as session:
+        moves.reschedule(
+            session,
+            world.manager,
+            appointment_id,
+            start_at=local_to_utc(DAY + timedelta(days=21), time(10), TZ),
+        )
+    expired = LinkToken.token_hash == tokens.hash_token(raw)
+    with db.write() as session:  # as it stands once the first Thursday is over
+        session.execute(update(LinkToken).where(expired).values(expires_at=utcnow()))
+    with db.write() as session:
+        assert forms.open_form(session, raw).title == "Before your visit"
+    # not once the visit it moved to is over
+    with db.write() as session:
+        session.get(Appointment, appointment_id).start_at = utcnow() - timedelta(days=1, minutes=1)
+    with db.write() as session, pytest.raises(LinkInvalid):
+        forms.open_form(session, raw)
 
 
 def test_appointments_without_forms_to_send_do_not_hold_up_those_with_some(db, world):

@@ -33,7 +33,7 @@ def _question(q: dict, prefix: str):
         return st.selectbox(label, q.get("options") or [], index=None, key=key)
     if kind == "number":
         return st.number_input(label, value=None, key=key)
-    return st.text_area(label, max_chars=4000, key=key, height=80)
+    return st.text_area(label, max_chars=after_booking.ANSWER_MAX, key=key, height=80)
 
 
 def fields(view: after_booking.FormView, prefix: str) -> tuple[dict, str]:
