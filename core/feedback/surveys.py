@@ -35,6 +35,7 @@ from core.kernel.money import clinic_time, format_clock
 from core.kernel.text import clean
 from core.messaging import clinic_events, notify, preferences, reminders
 from core.payments import points
+from core.policy import balance as ledger_balance
 from core.practice.treatment import treatment_of
 from core.scheduling.lifecycle import base_url
 from db.engine import Database
@@ -44,6 +45,7 @@ from db.models import (
     Clinic,
     FeedbackRequest,
     FeedbackStatus,
+    LinkToken,
     Patient,
     Provider,
     Setting,
@@ -64,6 +66,11 @@ DEFAULT_QUESTIONS: tuple[tuple[str, str], ...] = (
     ("timely", "Getting a timely appointment"),
     ("courtesy", "Courtesy of the staff"),
     ("explained", "How well the provider explained things"),
+)
+ANSWERED = "You have answered the survey for this visit already. Thank you!"
+REPLACED = (
+    "A newer survey link was sent for this visit: please use the one in the practice's latest "
+    "message."
 )
 SETTING_AUTO, SETTING_DELAY, SETTING_QUESTIONS = (
     "feedback_auto",
@@ -208,7 +215,10 @@ def request_feedback(
     patient = appointment.patient
     if patient is None:
         raise ValidationError("This appointment has no patient to ask for feedback.")
-    if appointment.feedback_status == FeedbackStatus.COLLECTED:
+    # under the patient's lock, as an answer is stored: an answer arriving while this request
+    # is sent cannot be followed by a request (and the visit put back to "pending")
+    ledger_balance.locked(session, patient.id)
+    if answered(session, appointment):
         raise InvalidTransition("The patient has already answered the survey for this visit.")
     tz = appointment.clinic.timezone
     today = to_local(now, tz).date()
@@ -481,14 +491,59 @@ class SurveyAnswers:
     comment: str = ""
 
 
+def answered(session: Session, appointment: Appointment) -> bool:
+    """The visit's survey was answered: through any of its links, the portal or an import."""
+    if appointment.feedback_status == FeedbackStatus.COLLECTED:
+        return True
+    return bool(
+        session.scalar(select(exists().where(SurveyResponse.appointment_id == appointment.id)))
+    )
+
+
 def _live_request(
     session: Session, raw: str | None, now: datetime | None
 ) -> tuple[Any, FeedbackRequest, Appointment]:
-    token = tokens.verify(session, raw, PURPOSE, now=now)
+    """The link's request and visit, while the visit's survey is unanswered. A link of a real
+    request that cannot be used says why when the patient can act on it (answered already;
+    a newer link was sent); any other link is LinkInvalid, which reveals nothing."""
+    try:
+        token = tokens.verify(session, raw, PURPOSE, now=now)
+    except LinkInvalid:
+        _explain_dead_link(session, raw)
+        raise
     request = session.get(FeedbackRequest, token.subject_id)
-    if request is None or request.answered_at is not None:
+    if request is None:
         raise LinkInvalid()
-    return token, request, session.get(Appointment, request.appointment_id)
+    appointment = session.get(Appointment, request.appointment_id)
+    if request.answered_at is not None or answered(session, appointment):
+        raise ValidationError(ANSWERED)
+    return token, request, appointment
+
+
+def _explain_dead_link(session: Session, raw: str | None) -> None:
+    if not raw or len(raw) > 128:
+        return
+    row = session.scalar(
+        select(LinkToken).where(
+            LinkToken.token_hash == tokens.hash_token(raw), LinkToken.purpose == PURPOSE
+        )
+    )
+    request = session.get(FeedbackRequest, row.subject_id) if row is not None else None
+    if request is None:
+        return
+    appointment = session.get(Appointment, request.appointment_id)
+    if request.answered_at is not None or answered(session, appointment):
+        raise ValidationError(ANSWERED)
+    newer = session.scalar(
+        select(FeedbackRequest.id)
+        .where(
+            FeedbackRequest.appointment_id == appointment.id,
+            FeedbackRequest.id > request.id,
+        )
+        .limit(1)
+    )
+    if row.revoked_at is not None and newer is not None:
+        raise ValidationError(REPLACED)
 
 
 def open_survey(session: Session, raw: str | None, *, now: datetime | None = None) -> SurveyForm:
@@ -528,12 +583,22 @@ def _validate(answers: SurveyAnswers, questions: tuple[tuple[str, str], ...]) ->
 def submit_survey(
     session: Session, raw: str | None, answers: SurveyAnswers, *, now: datetime | None = None
 ) -> int:
-    """Store the patient's answers (comment exactly as typed) and consume the link, once:
-    a second or concurrent submission of the same link gets LinkInvalid and stores nothing."""
+    """Store the patient's answers (comment exactly as typed) and consume the link, once per
+    visit: a second or concurrent answer (the same link, another request's link, the portal)
+    is told the survey was answered already and stores nothing."""
     now = now or utcnow()
     token, request, appointment = _live_request(session, raw, now)
+    # One answer per visit, whichever of its links (emailed, a later request's, the portal's)
+    # sends it: under the patient's lock (taken first here as by every points change and the
+    # portal's answer, so no two orders can deadlock) the visit is read again.
+    ledger_balance.locked(session, appointment.patient_id or request.patient_id)
+    if answered(session, appointment):
+        raise ValidationError(ANSWERED)
     given = _validate(answers, survey_settings(session).questions)
-    tokens.consume(session, token)
+    try:
+        tokens.consume(session, token)
+    except LinkInvalid:  # the same link sent a moment ago (a double press, another tab)
+        raise ValidationError(ANSWERED) from None
     response = SurveyResponse(
         feedback_request_id=request.id,
         appointment_id=appointment.id,
@@ -552,7 +617,7 @@ def submit_survey(
             session.add(response)
             session.flush()
     except IntegrityError:
-        raise LinkInvalid() from None
+        raise ValidationError(ANSWERED) from None
     request.answered_at = now
     earned = points.award_survey_points(session, appointment)
     before = appointment.feedback_status

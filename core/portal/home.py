@@ -479,7 +479,7 @@ def _survey_token(session: Session, patient_id: int, appointment_id: int) -> str
     if appointment.status != S.COMPLETED:
         raise ValidationError("A survey opens once the visit is completed.")
     if appointment.feedback_status == FeedbackStatus.COLLECTED:
-        raise ValidationError("You have answered the survey for this visit. Thank you!")
+        raise ValidationError(surveys.ANSWERED)
     request = session.scalar(
         select(FeedbackRequest)
         .where(

@@ -796,7 +796,7 @@ def test_a_survey_from_the_portal_earns_points_and_closes_the_emailed_link(db, w
         entry = s.scalars(select(LedgerEntry).where(earned)).one()
         assert entry.kind == LedgerKind.POINTS_EARNED and entry.points == 10
         assert s.get(Appointment, appointment_id).feedback_status == FeedbackStatus.COLLECTED
-    with db.write() as s, pytest.raises(LinkInvalid):
+    with db.write() as s, pytest.raises(ValidationError, match="answered the survey"):
         surveys.submit_survey(s, emailed, surveys.SurveyAnswers(9, 5))
 
 

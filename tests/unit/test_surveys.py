@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from core import jobs
 from core.feedback import surveys
@@ -24,6 +24,7 @@ from core.kernel.errors import (
 )
 from core.messaging import delivery
 from core.messaging.preferences import PreferencesForm, save_preferences
+from core.portal import home
 from core.scheduling import visits
 from db.models import (
     Appointment,
@@ -32,8 +33,11 @@ from db.models import (
     Channel,
     FeedbackRequest,
     FeedbackStatus,
+    LedgerEntry,
+    LedgerKind,
     LinkToken,
     Notification,
+    Patient,
     SurveyResponse,
 )
 from tests.factories import make_patient
@@ -206,7 +210,7 @@ def test_survey_is_stored_as_typed_once_and_the_clinic_is_told(db, world, visit)
         lambda s: surveys.open_survey(s, token_of(link), now=NOW),
         lambda s: surveys.submit_survey(s, token_of(link), ANSWERS, now=NOW),
     ):
-        with pytest.raises(LinkInvalid, match="not valid any more"), db.write() as session:
+        with pytest.raises(ValidationError, match="^" + surveys.ANSWERED), db.write() as session:
             attempt(session)
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(SurveyResponse)) == 1
@@ -254,8 +258,8 @@ def test_concurrent_double_submit_stores_one_response(db, world, visit):
             with db.write() as session:
                 surveys.submit_survey(session, raw, ANSWERS)
             outcomes.append("stored")
-        except LinkInvalid:
-            outcomes.append("refused")
+        except ValidationError as refused:
+            outcomes.append(str(refused))
 
     threads = [threading.Thread(target=submit) for _ in range(2)]
     for thread in threads:
@@ -263,7 +267,7 @@ def test_concurrent_double_submit_stores_one_response(db, world, visit):
     for thread in threads:
         thread.join()
 
-    assert sorted(outcomes) == ["refused", "stored"]
+    assert sorted(outcomes) == [surveys.ANSWERED, "stored"]
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(SurveyResponse)) == 1
         assert (
@@ -554,3 +558,104 @@ def test_the_jobs_survey_request_waits_out_quiet_hours_at_the_sender_one_staff_a
     morning = datetime.combine(PLAIN_THURSDAY + timedelta(days=1), time(8), UTC)
     assert delivery.send_due(db.write, {Channel.EMAIL: keep}, now=morning).sent == 1
     assert keep.sent == [by_staff, automatic]
+
+
+def test_a_replaced_link_says_to_use_the_newer_one_and_an_answered_one_says_thank_you(
+    db, world, visit
+):
+    first = token_of(send(db, world.staff, visit).link)
+    second = token_of(send(db, world.staff, visit, now=NOW + timedelta(days=1)).link)
+    for attempt in (
+        lambda s: surveys.open_survey(s, first, now=NOW),
+        lambda s: surveys.submit_survey(s, first, ANSWERS, now=NOW),
+    ):
+        with pytest.raises(ValidationError) as refused, db.write() as session:
+            attempt(session)
+        assert str(refused.value) == surveys.REPLACED
+    with db.write() as session:
+        surveys.submit_survey(session, second, ANSWERS, now=NOW + timedelta(days=1))
+    for raw in (first, second):  # either link, opened again: answered, not "replaced"
+        with pytest.raises(ValidationError) as refused, db.read() as session:
+            surveys.open_survey(session, raw, now=NOW + timedelta(days=2))
+        assert str(refused.value) == surveys.ANSWERED
+    with pytest.raises(LinkInvalid), db.read() as session:  # a made-up link: nothing said
+        surveys.open_survey(session, second[:-3] + "xyz", now=NOW)
+
+
+def _wait_until_a_writer_waits(db) -> None:
+    """PostgreSQL: until another connection is waiting for a row lock. SQLite lets one writer
+    in at a time (BEGIN IMMEDIATE), so the second simply runs after the first."""
+    if db.engine.dialect.name != "postgresql":
+        return
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    waited = threading.Event()
+    for _ in range(400):
+        with db.engine.connect() as connection:
+            if connection.scalar(query):
+                return
+        waited.wait(0.025)
+    raise AssertionError("the second transaction never waited for the first")
+
+
+def test_a_request_sent_while_the_answer_is_stored_is_refused_and_the_visit_stays_answered(
+    db, world, visit
+):
+    raw = token_of(send(db, world.staff, visit).link)
+    outcome: list[str] = []
+
+    def ask_again() -> None:  # a colleague presses "Collect feedback" the next day
+        try:
+            send(db, world.manager, visit, now=NOW + timedelta(days=1))
+            outcome.append("sent")
+        except InvalidTransition as refused:
+            outcome.append(str(refused))
+
+    with db.write() as session:
+        surveys.submit_survey(session, raw, ANSWERS, now=NOW)
+        colleague = threading.Thread(target=ask_again)
+        colleague.start()
+        _wait_until_a_writer_waits(db)
+    colleague.join()
+
+    assert outcome == ["The patient has already answered the survey for this visit."]
+    with db.read() as session:
+        assert session.get(Appointment, visit).feedback_status == FeedbackStatus.COLLECTED
+        assert session.scalar(select(func.count()).select_from(FeedbackRequest)) == 1
+
+
+def test_the_portal_and_the_emailed_link_at_once_store_one_answer(db, world, visit):
+    with db.write() as session:
+        session.get(Patient, world.patient_id).portal_enrolled_at = NOW
+    raw = token_of(send(db, world.staff, visit).link)
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
+
+    def answer(through) -> None:
+        start.wait()
+        try:
+            with db.write() as session:
+                through(session)
+            outcomes.append("stored")
+        except ValidationError as refused:
+            outcomes.append(str(refused))
+
+    threads = [
+        threading.Thread(
+            target=answer,
+            args=(lambda s: home.answer_survey(s, world.patient_id, visit, ANSWERS),),
+        ),
+        threading.Thread(target=answer, args=(lambda s: surveys.submit_survey(s, raw, ANSWERS),)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == [surveys.ANSWERED, "stored"]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(SurveyResponse)) == 1
+        earned = select(func.count()).where(LedgerEntry.kind == LedgerKind.POINTS_EARNED)
+        assert session.scalar(earned) == 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.feedback import surveys
+from core.kernel.errors import DomainError, LinkInvalid
+from ui.context import show_error
 from ui.patient import mark_done, public_read, public_write, show_done
 from ui.text import escape
 
@@ -16,7 +18,13 @@ SCALE = [1, 2, 3, 4, 5]
 def render(token: str) -> None:
     if show_done("survey", token):
         return
-    form = public_read(surveys.open_survey, token)
+    try:
+        form = public_read(surveys.open_survey, token)
+    except LinkInvalid:
+        raise
+    except DomainError as error:  # answered already, or a newer link was sent: say so
+        show_error(error)
+        return
     st.title(f"How was your visit to {escape(form.clinic_name)}?")
     provider = f" with {escape(form.provider_name)}" if form.provider_name else ""
     st.markdown(f"Your visit on **{escape(form.visit)}**{provider}. It takes two minutes.")
