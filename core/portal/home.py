@@ -502,8 +502,10 @@ def _survey_token(session: Session, patient_id: int, appointment_id: int) -> str
 
 def survey_form(session: Session, patient_id: int, appointment_id: int) -> surveys.SurveyForm:
     appointment = own_appointment(session, patient_id, appointment_id)
-    if appointment.status != S.COMPLETED or appointment.feedback_status == FeedbackStatus.COLLECTED:
+    if appointment.status != S.COMPLETED:
         raise ValidationError("There is no survey waiting for this visit.")
+    if surveys.answered(session, appointment):  # through the emailed link, say, meanwhile
+        raise ValidationError(surveys.ANSWERED)
     return surveys.SurveyForm(
         appointment.clinic.name,
         clinic_time(appointment.clinic, appointment.start_at),

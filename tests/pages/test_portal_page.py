@@ -43,6 +43,7 @@ from db.models import (
     Service,
     ServiceDocument,
     Setting,
+    SurveyResponse,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistStatus,
@@ -832,3 +833,37 @@ def test_the_points_history_opens_with_the_opening_balance_and_adds_up(app_db):
     table = at.dataframe[0].value
     assert ("Opening balance", 100) in list(zip(table["What"], table["Points"], strict=True))
     assert table["Points"].sum() == balance
+
+
+def test_a_survey_answered_through_the_emailed_link_meanwhile_is_said_so_in_the_portal(app_db):
+    """The patient opened the survey in the portal, then answered the emailed link in another
+    tab: the portal says so in a sentence, stores nothing more, and closes the survey."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        visit = s.scalars(
+            select(Appointment).where(Appointment.patient_id == patient_id).limit(1)
+        ).one()
+        visit.status, visit.feedback_status = AppointmentStatus.COMPLETED, FeedbackStatus.NONE
+        visit.start_at -= timedelta(days=30)
+        visit.end_at -= timedelta(days=30)
+        s.flush()
+        link = surveys.request_feedback(s, SYSTEM, visit.id, base_url="http://x").link
+        visit_id = visit.id
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Visits and surveys"
+    at.run().button(key=f"portal_take_survey_{visit_id}").click().run()
+    at.radio(key="portal_survey_nps").set_value(8)
+    at.radio(key="portal_survey_rating").set_value(4)
+    with database.write() as s:  # the other tab
+        surveys.submit_survey(s, link.split("t=")[1], surveys.SurveyAnswers(10, 5))
+    at.button(key=f"FormSubmitter:portal_survey_form_{visit_id}-Send my answers").click().run()
+    assert not at.exception, at.exception
+    assert "You have answered the survey for this visit already. Thank you!" in [
+        e.value for e in at.error
+    ]
+    assert not [r for r in at.radio if r.key == "portal_survey_nps"]
+    with database.read() as s:
+        answered = select(SurveyResponse.nps).where(SurveyResponse.appointment_id == visit_id)
+        assert list(s.scalars(answered)) == [10]
+    database.dispose()

@@ -10,13 +10,14 @@ import pandas as pd
 import streamlit as st
 
 from core.feedback.surveys import COMMENT_MAX, SurveyAnswers
+from core.kernel.errors import DomainError
 from core.kernel.money import weekday_name
 from core.portal import home
 from core.portal import waitlist as portal_waitlist
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.scheduling.calendar import legend
 from ui import calendar_widget
-from ui.context import database
+from ui.context import database, show_error
 from ui.locale import date_picker
 from ui.patient import escape
 from ui.patient_portal import act, flash
@@ -79,8 +80,13 @@ def visits(view: home.Home) -> None:
 
 
 def survey(view: home.Home, appointment_id: int) -> None:
-    with database().read() as session:
-        form = home.survey_form(session, view.patient_id, appointment_id)
+    try:
+        with database().read() as session:
+            form = home.survey_form(session, view.patient_id, appointment_id)
+    except DomainError as error:  # answered meanwhile through the emailed link, say
+        st.session_state[SURVEY_KEY] = None
+        show_error(error)
+        return
     if view.survey_points:
         st.caption(f"Answering earns you {view.survey_points} points.")
     with st.form(f"portal_survey_form_{appointment_id}"):
