@@ -609,7 +609,9 @@ def submit_survey(
         nps=int(answers.nps),
         rating=int(answers.rating),
         answers=given,
-        comment=answers.comment or "",
+        # as typed; a comment of only spaces or line breaks is no comment (not a blank line in
+        # the practice's comment feed)
+        comment=answers.comment if (answers.comment or "").strip() else "",
         source="link",
     )
     try:

@@ -659,3 +659,21 @@ def test_the_portal_and_the_emailed_link_at_once_store_one_answer(db, world, vis
         assert session.scalar(select(func.count()).select_from(SurveyResponse)) == 1
         earned = select(func.count()).where(LedgerEntry.kind == LedgerKind.POINTS_EARNED)
         assert session.scalar(earned) == 1
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("   \n\t  ", ""),
+        ("  Très bien 👍 — شكرا  ", "  Très bien 👍 — شكرا  "),
+        ("# Heading <script>x</script>", "# Heading <script>x</script>"),
+    ],
+)
+def test_a_comment_is_kept_as_typed_and_only_spaces_are_no_comment(db, world, visit, typed, stored):
+    raw = token_of(send(db, world.staff, visit).link)
+    with db.write() as session:
+        response_id = surveys.submit_survey(
+            session, raw, surveys.SurveyAnswers(8, 4, {}, typed), now=NOW
+        )
+    with db.read() as session:
+        assert session.get(SurveyResponse, response_id).comment == stored
