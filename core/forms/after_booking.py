@@ -27,7 +27,7 @@ from core.kernel.clock import to_local
 from core.kernel.config import Settings
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day
-from core.kernel.text import clean
+from core.kernel.text import clean, same_name
 from core.messaging import clinic_events, notify
 from core.scheduling.lifecycle import base_url as default_base_url
 from core.scheduling.lifecycle import message_context
@@ -435,9 +435,12 @@ def _complete(
         done = "Thank you: your answers have been sent to the practice."
     elif form.kind == DocumentKind.CONSENT:
         typed = " ".join((answer.signed_name or "").split())
-        if typed.casefold() != patient.full_name.casefold():
+        # compared as a person compares names (case, accents, punctuation and spacing aside):
+        # a phone's curly apostrophe in O’Brien, or a name stored decomposed by an import,
+        # must not stop a patient from signing; the name is recorded as typed
+        if not typed or not same_name(typed, patient.full_name):
             raise ValidationError(
-                "To sign, type your full name exactly as the practice has it: "
+                "To sign, type your full name as the practice has it: "
                 f"{patient.first_name} and your last name."
             )
         clinic = appointment.clinic

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import date, time, timedelta
 
 import pytest
@@ -710,3 +711,26 @@ def test_appointments_without_forms_to_send_do_not_hold_up_those_with_some(db, w
     with db.read() as session:
         due = forms.due_for_forms(session, limit=3)
     assert [a.id for a in due] == [needs_forms]
+
+
+def test_a_consent_is_signed_with_the_name_as_a_phone_types_it(db, world):
+    """iPhones turn ' into ’ as one types; an import may store José decomposed (e + accent)."""
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.first_name = unicodedata.normalize("NFD", "José")
+        patient.last_name = "O'Brien"
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Consent to treatment"]
+    today = to_local(utcnow(), TZ).date()
+    for wrong in ("José", "José Brien", "   "):
+        with db.write() as session, pytest.raises(ValidationError, match="type your full name"):
+            forms.submit_form(session, raw, signed_name=wrong, signed_on=today)
+    with db.write() as session:
+        forms.submit_form(session, raw, signed_name="  josé  O’Brien ", signed_on=today)
+    with db.read() as session:
+        consent = session.scalar(
+            select(FormRequest).where(FormRequest.kind == DocumentKind.CONSENT)
+        )
+    assert consent.signed_name == "josé O’Brien"  # as typed, spaces tidied
