@@ -215,7 +215,8 @@ def resend(
 ) -> notify.Queued:
     """A fresh single-use link (the old one stops working), sent again."""
     ensure(actor, Permission.APPOINTMENTS_BOOK)
-    form = session.get(FormRequest, form_id)
+    # locked and read afresh: an answer being stored right now is waited for, not resent
+    form = session.get(FormRequest, form_id, with_for_update=True, populate_existing=True)
     if form is None:
         raise NotFound(f"There is no form #{form_id}.")
     if form.completed_at is not None and form.kind != DocumentKind.INSTRUCTIONS:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 from datetime import date, time, timedelta
 
@@ -38,6 +39,7 @@ from db.models import (
 from db.types import utcnow
 from tests.factories import make_patient
 from tests.support.days import PLAIN_THURSDAY
+from tests.support.locks import wait_until_a_writer_waits
 
 TZ = "Europe/London"
 DAY = PLAIN_THURSDAY  # ahead, in standard time
@@ -734,3 +736,88 @@ def test_a_consent_is_signed_with_the_name_as_a_phone_types_it(db, world):
             select(FormRequest).where(FormRequest.kind == DocumentKind.CONSENT)
         )
     assert consent.signed_name == "josé O’Brien"  # as typed, spaces tidied
+
+
+def at_once(db, *acts) -> list[str]:
+    """Each act in its own transaction, started together: what each said (or was refused)."""
+    outcomes: list[str] = []
+    start = threading.Barrier(len(acts))
+
+    def attempt(act) -> None:
+        start.wait()
+        try:
+            with db.write() as session:
+                outcomes.append(act(session))
+        except ValidationError as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=attempt, args=(act,)) for act in acts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == len(acts), outcomes
+    return outcomes
+
+
+def test_the_same_form_sent_twice_at_once_stores_one_answer_and_tells_the_other(db, world):
+    """A double press, or the link and the portal at the same moment (PostgreSQL races)."""
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    enrol(db, world.patient_id)
+    emailed = links(db, appointment_id)
+    questionnaire = portal_forms(db, world.patient_id, appointment_id)["Health questionnaire"].id
+    today = to_local(utcnow(), TZ).date()
+    races = {
+        "Health questionnaire": (
+            lambda s: forms.submit_form(
+                s, emailed["Health questionnaire"], answers={"allergies": "A"}
+            ),
+            lambda s: home.answer_form(
+                s, world.patient_id, questionnaire, forms.Answer({"allergies": "B"})
+            ),
+        ),
+        "Consent to treatment": tuple(
+            lambda s: forms.submit_form(
+                s, emailed["Consent to treatment"], signed_name="Alex Morgan", signed_on=today
+            )
+            for _ in range(2)
+        ),
+    }
+    for title, attempts in races.items():
+        outcomes = at_once(db, *attempts)
+        done = "answered" if title == "Health questionnaire" else "signed"
+        assert sum("Thank you: your" in o for o in outcomes) == 1, outcomes
+        assert sum(f"{done} already. Thank you!" in o for o in outcomes) == 1, outcomes
+    assert len(completed_details(db)) == 2
+
+
+def test_a_resend_pressed_while_the_answer_is_stored_is_refused(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Health questionnaire"]
+    with db.read() as session:
+        form_id = session.scalar(
+            select(FormRequest.id).where(FormRequest.kind == DocumentKind.QUESTIONNAIRE)
+        )
+    outcome: list[str] = []
+
+    def resend() -> None:  # the front desk presses Resend as the patient sends
+        try:
+            with db.write() as session:
+                forms.resend(session, world.staff, form_id, base_url="https://desk.test")
+            outcome.append("sent")
+        except ValidationError as refused:
+            outcome.append(str(refused))
+
+    with db.write() as session:
+        forms.submit_form(session, raw, answers={"allergies": "None"})
+        desk = threading.Thread(target=resend)
+        desk.start()
+        wait_until_a_writer_waits(db)
+    desk.join()
+    assert outcome == ["This form was answered already; there is nothing to resend."]
+    with db.read() as session:
+        assert session.get(FormRequest, form_id).times_sent == 1

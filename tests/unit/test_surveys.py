@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from core import jobs
 from core.feedback import surveys
@@ -42,6 +42,7 @@ from db.models import (
 )
 from tests.factories import make_patient
 from tests.support.days import PLAIN_THURSDAY
+from tests.support.locks import wait_until_a_writer_waits
 from tests.support.smtp import LoopbackSMTP, text_of
 
 BASE = "https://clinic.example"
@@ -582,24 +583,6 @@ def test_a_replaced_link_says_to_use_the_newer_one_and_an_answered_one_says_than
         surveys.open_survey(session, second[:-3] + "xyz", now=NOW)
 
 
-def _wait_until_a_writer_waits(db) -> None:
-    """PostgreSQL: until another connection is waiting for a row lock. SQLite lets one writer
-    in at a time (BEGIN IMMEDIATE), so the second simply runs after the first."""
-    if db.engine.dialect.name != "postgresql":
-        return
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    waited = threading.Event()
-    for _ in range(400):
-        with db.engine.connect() as connection:
-            if connection.scalar(query):
-                return
-        waited.wait(0.025)
-    raise AssertionError("the second transaction never waited for the first")
-
-
 def test_a_request_sent_while_the_answer_is_stored_is_refused_and_the_visit_stays_answered(
     db, world, visit
 ):
@@ -617,7 +600,7 @@ def test_a_request_sent_while_the_answer_is_stored_is_refused_and_the_visit_stay
         surveys.submit_survey(session, raw, ANSWERS, now=NOW)
         colleague = threading.Thread(target=ask_again)
         colleague.start()
-        _wait_until_a_writer_waits(db)
+        wait_until_a_writer_waits(db)
     colleague.join()
 
     assert outcome == ["The patient has already answered the survey for this visit."]
