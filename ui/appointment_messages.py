@@ -14,6 +14,7 @@ from core.interchange import patient_export
 from core.kernel.authz import Permission
 from core.kernel.errors import DomainError
 from core.messaging import history
+from core.messaging.notify import CHANNEL_WORDS
 from core.portal import replies
 from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
@@ -65,8 +66,9 @@ def _forms_section(me, appointment_id: int) -> None:
     row = next(r for r in rows if r.id == picked)
     c1, c2 = st.columns(2)
     if row.state == "outstanding" and c1.button("Resend", key=f"appointment_form_resend_{picked}"):
-        if run_action(after_booking.resend, picked):
-            st.toast("Sent again with a fresh link.")
+        if done := run_action(after_booking.resend, picked):
+            by = " and ".join(CHANNEL_WORDS[n.channel] for n in done.value.notifications)
+            st.toast(f"Sent again by {by} with a fresh link; the earlier link no longer works.")
             refresh()
     if row.state in ("answered", "signed") and me.can(Permission.PATIENTS_READ):
         if c2.button("Show answers (audited)", key=f"appointment_form_show_{picked}"):

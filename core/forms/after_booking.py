@@ -224,6 +224,13 @@ def resend(
     appointment = session.get(Appointment, form.appointment_id)
     if appointment.status != AppointmentStatus.SCHEDULED or appointment.start_at <= utcnow():
         raise ValidationError("Forms go only to scheduled appointments that have not started.")
+    usable, skipped = notify.channels_for(appointment.patient)
+    if not usable:  # nothing would go out, and the link the patient has would stop working
+        raise ValidationError(
+            f"The form cannot be sent to {appointment.patient.full_name}: {'; '.join(skipped)}. "
+            "Update the patient's contact details or consent first; the link sent before "
+            "still works."
+        )
     link = _link(session, form, appointment, base_url or default_base_url(session))
     form.sent_at, form.times_sent = utcnow(), form.times_sent + 1
     queued = _queue(

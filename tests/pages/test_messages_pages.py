@@ -170,6 +170,18 @@ def test_appointment_page_shows_forms_messages_and_confirmation(app_as, app_db):
     database.dispose()
     at.button(key=f"appointment_form_resend_{forms.index[0] + 1}").click().run()
     assert not at.exception, at.exception
+    (toast,) = [t.value for t in at.toast]
+    assert toast.startswith("Sent again by ") and "the earlier link no longer works" in toast
+    # the patient has since withdrawn consent to every channel: nothing is sent, and it says so
+    database = _db(app_db)
+    with database.write() as session:
+        patient = session.get(Appointment, appointment_id).patient
+        patient.consent_email = patient.consent_sms = False
+    database.dispose()
+    at.button(key=f"appointment_form_resend_{forms.index[0] + 1}").click().run()
+    assert not at.exception, at.exception
+    assert not at.toast
+    assert "cannot be sent to" in at.error[0].value and "still works" in at.error[0].value
 
 
 def test_a_text_reply_and_its_answer_are_messages_of_the_appointment_shown_as_text(app_db):

@@ -821,3 +821,23 @@ def test_a_resend_pressed_while_the_answer_is_stored_is_refused(db, world):
     assert outcome == ["This form was answered already; there is nothing to resend."]
     with db.read() as session:
         assert session.get(FormRequest, form_id).times_sent == 1
+
+
+def test_a_resend_with_no_channel_left_is_refused_and_the_link_sent_before_still_works(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = links(db, appointment_id)["Consent to treatment"]
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.consent_email = patient.consent_sms = False  # withdrawn since
+        form_id = session.scalar(
+            select(FormRequest.id).where(FormRequest.kind == DocumentKind.CONSENT)
+        )
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        forms.resend(session, world.staff, form_id, base_url="https://desk.test")
+    assert str(refused.value).startswith("The form cannot be sent to Alex Morgan: no consent to")
+    assert str(refused.value).endswith("the link sent before still works.")
+    with db.write() as session:
+        assert forms.open_form(session, raw).title == "Consent to treatment"
+        assert session.get(FormRequest, form_id).times_sent == 1
