@@ -50,7 +50,10 @@ def _forms_section(me, appointment_id: int) -> None:
             {
                 "Form": [f"{r.kind}: {r.title} (v{r.version})" for r in rows],
                 "State": [f"{STATE_ICONS[r.state]} {r.state}" for r in rows],
-                "Sent": [f"{r.sent} (×{r.times_sent})" for r in rows],
+                "Sent": [
+                    f"not sent: {r.not_sent}" if r.not_sent else f"{r.sent} (×{r.times_sent})"
+                    for r in rows
+                ],
                 "Done": [r.completed for r in rows],
                 "Signature": [r.signed for r in rows],
             }

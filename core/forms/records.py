@@ -13,7 +13,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound
 from core.kernel.money import clinic_time, format_day
-from db.models import Appointment, Clinic, DocumentKind, FormRequest
+from db.models import Appointment, AuditEvent, Clinic, DocumentKind, FormRequest
 
 KIND_WORDS = {
     DocumentKind.QUESTIONNAIRE: "Questionnaire",
@@ -38,6 +38,7 @@ class FormRow:
     times_sent: int
     completed: str
     signed: str  # "Name · date · address" for a consent
+    not_sent: str = ""  # why the message never went out ("no consent to email; …"), or ""
 
 
 def form_state(form: FormRequest) -> str:
@@ -57,6 +58,7 @@ def forms_of(session: Session, actor: Actor, appointment_id: int) -> list[FormRo
         .where(FormRequest.appointment_id == appointment_id)
         .order_by(FormRequest.id)
     )
+    unsent = _unsent(session, appointment_id)
     return [
         FormRow(
             f.id,
@@ -70,9 +72,28 @@ def forms_of(session: Session, actor: Actor, appointment_id: int) -> list[FormRo
             f"{f.signed_name} · {_signed_on(f, clinic)} · {f.client_address or 'address unknown'}"
             if f.signed_name
             else "",
+            unsent.get(f.document_id, "") if f.times_sent == 1 else "",
         )
         for f in rows
     ]
+
+
+def _unsent(session: Session, appointment_id: int) -> dict[int, str]:
+    """Documents whose first sending reached no channel (no address, no consent), with why,
+    from the sending's audit event. A resend is refused unless a channel is left, so a form
+    sent again did go out."""
+    found: dict[int, str] = {}
+    for details in session.scalars(
+        select(AuditEvent.details).where(
+            AuditEvent.entity == "appointment",
+            AuditEvent.entity_id == appointment_id,
+            AuditEvent.action == "forms_sent",
+        )
+    ):
+        if details and not details.get("channels"):
+            why = "; ".join(details.get("skipped") or []) or "no channel"
+            found |= {int(d): why for d in details.get("documents") or []}
+    return found
 
 
 def form_summaries(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[int, str]:

@@ -184,6 +184,31 @@ def test_appointment_page_shows_forms_messages_and_confirmation(app_as, app_db):
     assert "cannot be sent to" in at.error[0].value and "still works" in at.error[0].value
 
 
+def test_a_form_that_reached_no_channel_says_so_on_the_appointment(app_db):
+    appointment_id, _ = _appointment(app_db, utcnow() + timedelta(days=3), new_patient=True)
+    database = _db(app_db)
+    with database.write() as session:
+        appointment = session.get(Appointment, appointment_id)
+        appointment.patient.consent_sms = False  # and no email address
+        session.add(
+            ServiceDocument(
+                service_id=1, kind=DocumentKind.CONSENT, title="Consent to treatment", body="OK"
+            )
+        )
+        session.flush()
+        after_booking.send_forms(session, appointment, base_url="http://x")
+    database.dispose()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.session_state["auth_session_id"] = sign_in_session(app_db, "manager")
+    at.run()
+    at.switch_page("app_pages/appointment.py")
+    at.query_params["id"] = str(appointment_id)
+    at.run()
+    assert not at.exception, at.exception
+    forms = next(f.value for f in at.dataframe if "Form" in f.value.columns)
+    assert list(forms["Sent"]) == ["not sent: no email address; no consent to text messages"]
+
+
 def test_a_text_reply_and_its_answer_are_messages_of_the_appointment_shown_as_text(app_db):
     """The patient's reply and ClinicDesk's answer are listed among the appointment's messages
     in the clinic's zone and locale; markup in the reply is shown as typed, never rendered."""

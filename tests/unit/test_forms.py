@@ -841,3 +841,27 @@ def test_a_resend_with_no_channel_left_is_refused_and_the_link_sent_before_still
     with db.write() as session:
         assert forms.open_form(session, raw).title == "Consent to treatment"
         assert session.get(FormRequest, form_id).times_sent == 1
+
+
+def test_forms_that_reached_no_channel_say_so_until_they_are_sent(db, world):
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.consent_email = patient.consent_sms = False
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    assert send(db) == 3  # recorded, so the job does not try again every run
+    with db.read() as session:
+        rows = records.forms_of(session, world.staff, appointment_id)
+    assert {r.not_sent for r in rows} == {"no consent to email; no consent to text messages"}
+    with db.write() as session:
+        session.get(Patient, world.patient_id).consent_email = True
+    consent = next(r for r in rows if r.kind == "Consent")
+    with db.write() as session:
+        forms.resend(session, world.staff, consent.id, base_url="https://desk.test")
+    with db.read() as session:
+        after = {r.kind: r.not_sent for r in records.forms_of(session, world.staff, appointment_id)}
+    assert after == {
+        "Consent": "",
+        "Questionnaire": "no consent to email; no consent to text messages",
+        "Instructions": "no consent to email; no consent to text messages",
+    }
