@@ -204,9 +204,14 @@ def request_feedback(
     """Send the survey link for a completed visit (the "Collect feedback" action and the job)."""
     ensure(actor, Permission.FEEDBACK_REQUEST)
     now = now or utcnow()
+    # the visit locked and read afresh, as an answer being stored locks it: a request pressed
+    # meanwhile waits for the answer and is refused (not sent, the visit not put back to
+    # "pending"). Only the visit's row: the patient's is not needed here, so no lock order
+    # with the points and fees that lock the patient can close a cycle.
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")
+    _lock_afresh(session, appointment)
     if appointment.status != AppointmentStatus.COMPLETED:
         raise InvalidTransition(
             "Feedback can be asked for only after the visit is completed; this appointment is "
@@ -215,9 +220,6 @@ def request_feedback(
     patient = appointment.patient
     if patient is None:
         raise ValidationError("This appointment has no patient to ask for feedback.")
-    # under the patient's lock, as an answer is stored: an answer arriving while this request
-    # is sent cannot be followed by a request (and the visit put back to "pending")
-    ledger_balance.locked(session, patient.id)
     if answered(session, appointment):
         raise InvalidTransition("The patient has already answered the survey for this visit.")
     tz = appointment.clinic.timezone
@@ -491,6 +493,15 @@ class SurveyAnswers:
     comment: str = ""
 
 
+def _lock_afresh(session: Session, appointment: Appointment) -> None:
+    """Lock the visit's row until the transaction ends and read it again (a plain refresh: the
+    row's version may have moved on since it was read, which is no conflict here)."""
+    session.execute(
+        select(Appointment.id).where(Appointment.id == appointment.id).with_for_update()
+    )
+    session.refresh(appointment)
+
+
 def answered(session: Session, appointment: Appointment) -> bool:
     """The visit's survey was answered: through any of its links, the portal or an import."""
     if appointment.feedback_status == FeedbackStatus.COLLECTED:
@@ -589,9 +600,10 @@ def submit_survey(
     now = now or utcnow()
     token, request, appointment = _live_request(session, raw, now)
     # One answer per visit, whichever of its links (emailed, a later request's, the portal's)
-    # sends it: under the patient's lock (taken first here as by every points change and the
-    # portal's answer, so no two orders can deadlock) the visit is read again.
+    # sends it: the patient's row locked first (as every points change and the portal's answer
+    # lock it, so the order is always patient then visit), then the visit's, read afresh.
     ledger_balance.locked(session, appointment.patient_id or request.patient_id)
+    _lock_afresh(session, appointment)
     if answered(session, appointment):
         raise ValidationError(ANSWERED)
     given = _validate(answers, survey_settings(session).questions)
