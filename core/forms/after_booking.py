@@ -28,7 +28,7 @@ from core.kernel.config import Settings
 from core.kernel.errors import LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day
 from core.kernel.text import clean, same_name
-from core.messaging import clinic_events, notify
+from core.messaging import clinic_events, delivery, notify
 from core.scheduling.lifecycle import base_url as default_base_url
 from core.scheduling.lifecycle import message_context
 from db.engine import Database
@@ -51,7 +51,7 @@ LOOKBACK = timedelta(days=30)  # appointments booked longer ago than this are no
 MIN_TTL = timedelta(days=2)
 QUESTION_TYPES = ("text", "yes_no", "choice", "number")
 ANSWER_MAX = 4000  # characters in one typed answer (the page's text box allows as many)
-OPEN_FOR = (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)  # forms may be answered
+OPEN_FOR = delivery.FORMS_OPEN  # forms may be answered
 FORMS_CLOSED = (
     "This appointment is no longer scheduled, so its forms are closed. Please contact the practice."
 )
@@ -113,7 +113,7 @@ def _queue(
     return notify.queue_for_patient(
         session,
         appointment.patient,
-        "forms_to_complete",
+        delivery.FORMS,
         message_context(appointment)
         | {"forms": listing, "forms_titles": ", ".join(t for t, _ in lines)},
         appointment_id=appointment.id,

@@ -21,6 +21,8 @@ queued is stopped before the round claims anything: cancelled, moved to another 
 reminder was queued for its current start before this one), or no longer ahead of the patient
 (its time has come, checked in, done, recorded as a no-show). It is marked failed for good with
 the reason, as a withdrawn consent is; the job queues a reminder for a moved visit's new time.
+So are forms to complete for a visit no longer scheduled or whose forms are all done, and a
+survey request the patient has answered already (in the portal, say).
 
 Quiet hours hold the patient's automatic messages here too, not only when they are queued
 (core.messaging.quiet): a claimed reminder, automatic survey request or waitlist offer that
@@ -62,6 +64,8 @@ from db.models import (
     AppointmentStatus,
     Channel,
     DeliveryStatus,
+    FeedbackRequest,
+    FormRequest,
     Notification,
     ReminderSent,
     StopKind,
@@ -375,6 +379,9 @@ def _mark_waiting(write: Callable[[], object], channels: dict[Channel, Transport
 
 
 REMINDER = quiet.REMINDER  # core.messaging.reminders' template
+FORMS = "forms_to_complete"  # core.forms.after_booking's template
+# the statuses in which a visit's forms may still be answered (core.forms.after_booking)
+FORMS_OPEN = (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)
 
 
 def hold_for_quiet_hours(
@@ -432,11 +439,12 @@ def _keep(
     return outcomes
 
 
-def _stop_stale_reminders(write: Callable[[], object], now: datetime) -> None:
-    """Stop the waiting reminders whose appointment changed since they were queued (see the
-    module), each with the reason; one a sender holds right now is left to go."""
+def _stop_stale(write: Callable[[], object], now: datetime) -> None:
+    """Stop the waiting messages that would arrive stale (see the module), each with the
+    reason: reminders whose appointment changed since they were queued, forms to complete for
+    a visit no longer scheduled or whose forms are all done, and survey requests already
+    answered. One a sender holds right now is left to go."""
     waiting = and_(
-        Notification.template == REMINDER,
         Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
         Notification.permanent_failure.is_(False),
         Notification.claim_token.is_(None),
@@ -446,30 +454,69 @@ def _stop_stale_reminders(write: Callable[[], object], now: datetime) -> None:
         ReminderSent.start_at == Appointment.start_at,
         ReminderSent.queued_at <= Notification.created_at,
     )
+
+    def visit(condition):
+        return exists().where(Appointment.id == Notification.appointment_id, condition)
+
+    reminder, forms = Notification.template == REMINDER, Notification.template == FORMS
+    forms_of_the_visit = FormRequest.appointment_id == Notification.appointment_id
     stale = [
-        (Appointment.status == AppointmentStatus.CANCELLED, "was cancelled"),
         (
-            or_(Appointment.status != AppointmentStatus.SCHEDULED, Appointment.start_at <= now),
-            "is no longer ahead (its time has come, or it was checked in, done or missed)",
+            reminder,
+            visit(Appointment.status == AppointmentStatus.CANCELLED),
+            "the appointment was cancelled",
         ),
-        (~reminded_for_its_time, "was moved to another time"),
+        (
+            reminder,
+            visit(
+                or_(Appointment.status != AppointmentStatus.SCHEDULED, Appointment.start_at <= now)
+            ),
+            "the appointment is no longer ahead (its time has come, or it was checked in, done or "
+            "missed)",
+        ),
+        (reminder, visit(~reminded_for_its_time), "the appointment was moved to another time"),
+        (
+            forms,
+            visit(Appointment.status.not_in(FORMS_OPEN)),
+            "the appointment is no longer scheduled (cancelled, declined, missed or done)",
+        ),
+        (
+            forms,
+            and_(
+                exists().where(forms_of_the_visit),
+                ~exists().where(forms_of_the_visit, FormRequest.completed_at.is_(None)),
+            ),
+            "the forms were all completed before it went out",
+        ),
     ]
+    answered = exists().where(
+        FeedbackRequest.id == Notification.feedback_request_id,
+        FeedbackRequest.answered_at.is_not(None),
+    )
     with write() as session:
-        for condition, why in stale:
+        for kind, condition, why in stale:
             session.execute(
                 update(Notification)
-                .where(
-                    waiting,
-                    exists().where(Appointment.id == Notification.appointment_id, condition),
-                )
+                .where(waiting, kind, condition)
                 .values(
                     status=DeliveryStatus.FAILED,
                     permanent_failure=True,
                     stop_kind=StopKind.PURPOSE,
-                    last_error=f"Not sent: the appointment {why}.",
+                    last_error=f"Not sent: {why}.",
                 )
                 .execution_options(synchronize_session=False)
             )
+        session.execute(
+            update(Notification)
+            .where(waiting, Notification.template == quiet.SURVEY, answered)
+            .values(
+                status=DeliveryStatus.FAILED,
+                permanent_failure=True,
+                stop_kind=StopKind.PURPOSE,
+                last_error="Not sent: the patient answered the survey before it went out.",
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 def send_due(
@@ -486,7 +533,7 @@ def send_due(
     start, started = now or utcnow(), time.monotonic()
     token = uuid.uuid4().hex
     counts = dict.fromkeys(("sent", "failed", "retrying", "lost", "held"), 0)
-    _stop_stale_reminders(write, start)
+    _stop_stale(write, start)
     waiting = _mark_waiting(write, channels)
 
     def clock() -> datetime:
