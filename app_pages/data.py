@@ -14,7 +14,13 @@ from ui.caches import cached
 from ui.context import read
 from ui.data_exchange import exchange
 from ui.data_imports import appointments_import
-from ui.data_view import file_header, mapping_editor, progress_bar, show_report
+from ui.data_view import (
+    date_order_picker,
+    file_header,
+    mapping_editor,
+    progress_bar,
+    show_report,
+)
 from ui.locale import display_format
 
 
@@ -61,8 +67,10 @@ with surveys_tab:
         c1, c2 = st.columns(2)
         default_clinic = c1.text_input("Clinic when the file names none", key="data_survey_clinic")
         tz = c2.text_input("Time zone of the file's times", base.timezone, key="data_survey_tz")
+        order = date_order_picker("data_survey_date_order")
         mapping = replace(
             base,
+            date_order=order,
             columns=columns,
             default_clinic=default_clinic,
             timezone=tz,

@@ -167,6 +167,12 @@ def _add_data_commands(commands) -> None:
         command.add_argument(
             "--encoding", help="the file's encoding (default: UTF-8, else guessed and reported)"
         )
+        command.add_argument(
+            "--date-order",
+            choices=["day-first", "month-first"],
+            help="how the file writes 05/06/2024: day-first (5 June) or month-first (May 6); "
+            "ISO dates need neither",
+        )
     fhir_in = commands.add_parser("import-fhir", help="import FHIR R4 Appointment resources")
     fhir_in.add_argument("files", nargs="+")
     fhir_out = commands.add_parser("export-fhir", help="write a FHIR R4 Bundle of appointments")
@@ -183,6 +189,7 @@ def _add_data_commands(commands) -> None:
 
 
 def _data_command(args) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     database = open_database(load_settings())
@@ -214,7 +221,7 @@ def _data_command(args) -> int:
                 database.write,
                 SYSTEM,
                 args.file,
-                imports.APPOINTMENT_PRESETS[args.preset],
+                replace(imports.APPOINTMENT_PRESETS[args.preset], date_order=args.date_order),
                 clinic_name=args.clinic,
                 timezone=args.timezone,
                 encoding=args.encoding,
@@ -227,7 +234,7 @@ def _data_command(args) -> int:
                     session,
                     SYSTEM,
                     args.file,
-                    imports.SURVEY_PRESETS[args.preset],
+                    replace(imports.SURVEY_PRESETS[args.preset], date_order=args.date_order),
                     encoding=args.encoding,
                 )
             )

@@ -9,7 +9,13 @@ import streamlit as st
 
 from core.interchange import csv_files, imports
 from ui.context import run_in_steps
-from ui.data_view import file_header, mapping_editor, progress_bar, show_report
+from ui.data_view import (
+    date_order_picker,
+    file_header,
+    mapping_editor,
+    progress_bar,
+    show_report,
+)
 from ui.locale import display_format
 
 
@@ -58,6 +64,7 @@ def appointments_import() -> None:
             base.status_is_no_show_flag,
             key="data_appt_flag",
         )
+        order = date_order_picker("data_appt_date_order")
         mapping = replace(
             base,
             columns=columns,
@@ -65,6 +72,7 @@ def appointments_import() -> None:
             status_is_no_show_flag=flag,
             duration_minutes=int(minutes),
             source=base.source if preset != "custom" else "csv",
+            date_order=order,
         )
         encoding = st.text_input(
             "File encoding (empty: UTF-8, else guessed and reported)", key="data_appt_encoding"

@@ -8,9 +8,17 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from core.interchange.csv_files import FieldSpec, ImportReport, read_header, read_text
+from core.interchange.csv_files import (
+    DAY_FIRST,
+    MONTH_FIRST,
+    FieldSpec,
+    ImportReport,
+    read_header,
+    read_text,
+)
 from core.kernel.money import ClinicFormat
 from ui.context import shown
+from ui.locale import date_picker, display_format
 from ui.text import escape, show_table
 
 NOT_IN_FILE = "— not in the file —"
@@ -46,6 +54,22 @@ def mapping_editor(
     )
     chosen = dict(zip([f.key for f in fields], edited["File column"], strict=True))
     return {k: v for k, v in chosen.items() if v and v != NOT_IN_FILE}
+
+
+def date_order_picker(key: str) -> str:
+    """How the file writes a date like 05/06/2024; first offered: the practice's own order."""
+    month_first = date_picker(display_format().locale).startswith("MM")
+    return st.selectbox(
+        "Dates written like 05/06/2024",
+        [DAY_FIRST, MONTH_FIRST],
+        index=1 if month_first else 0,
+        key=key,
+        format_func=lambda o: {
+            DAY_FIRST: "Day first (05/06/2024 is 5 June)",
+            MONTH_FIRST: "Month first (05/06/2024 is May 6)",
+        }[o],
+        help="ISO dates (2024-06-05) and Excel's date numbers are read either way.",
+    )
 
 
 def progress_bar(label: str) -> Callable[[float, str], None]:

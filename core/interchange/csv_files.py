@@ -7,9 +7,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -237,13 +238,97 @@ def check_columns(
         )
 
 
-def parse_datetime(value: str, tz: str, local: bool) -> tuple[datetime | None, bool]:
-    """(UTC moment, whether the text had a time of day) or raise ValueError."""
+DAY_FIRST, MONTH_FIRST = "day-first", "month-first"
+DATE_ORDERS = (DAY_FIRST, MONTH_FIRST)  # how to read 05/06/2024: 5 June, or May 6
+EXCEL_EPOCH = date(1899, 12, 30)  # Excel's day 0 (its serial 60 is the 29 February 1900 it
+# believes in, so counting from the 30th gives every date from March 1900 on right)
+_SERIAL = re.compile(r"\d{1,5}(\.\d+)?")
+_DMY = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T]+(.+))?")
+_CLOCK = re.compile(r"(\d{1,2})[:.](\d{2})(?::(\d{2})(?:[.,]\d+)?)?\s*([ap])?\.?\s*(m\.?)?")
+DATE_FORMS = "YYYY-MM-DD, DD/MM/YYYY or MM/DD/YYYY, or an Excel date number"
+
+
+def parse_moment(value: str, date_order: str | None = None) -> tuple[datetime, bool]:
+    """(the moment as written, naive unless the text gives an offset; whether it has a time of
+    day). Read: ISO 8601 (2024-06-05, 2024/06/05 09:30, 2024-06-05T09:30:00Z); a date with the
+    day and month as numbers (05/06/2024, 5.6.2024 9:30) in `date_order`, DAY_FIRST or
+    MONTH_FIRST, and refused without one, as 05/06 is 5 June in one country and May 6 in another;
+    an Excel date number (45448 is 2024-06-05, 45448.5 noon). Otherwise a ValueError saying
+    what to fix."""
     text = value.strip()
     if not text:
-        raise ValueError("empty")
-    has_time = len(text) > 10
-    parsed = datetime.fromisoformat(text.replace("/", "-"))
+        raise ValueError("the cell is empty")
+    if _SERIAL.fullmatch(text) and len(text.split(".")[0]) <= 5:
+        serial = float(text)
+        if not 1 <= serial < 2_958_466:  # Excel's last day is 9999-12-31
+            raise ValueError(f"{value!r} is not a date ({DATE_FORMS})")
+        moment = datetime.combine(EXCEL_EPOCH, time()) + timedelta(seconds=round(serial * 86_400))
+        return moment, serial % 1 != 0
+    dmy = _DMY.fullmatch(text)
+    if dmy:
+        first, _, second, year, clock = dmy.groups()
+        if len(year) == 2:
+            raise ValueError(f"{value!r} gives the year in two digits; write it in four (2024)")
+        if date_order not in DATE_ORDERS:
+            raise ValueError(
+                f"{value!r} may be day/month or month/day; choose how the file writes its dates "
+                "(day first or month first)"
+            )
+        day, month = (first, second) if date_order == DAY_FIRST else (second, first)
+        try:
+            on = date(int(year), int(month), int(day))
+        except ValueError:
+            order = "day/month/year" if date_order == DAY_FIRST else "month/day/year"
+            raise ValueError(f"{value!r} is not a date read as {order}") from None
+        at = parse_time(clock) if clock else time()
+        return datetime.combine(on, at), clock is not None
+    try:
+        parsed = datetime.fromisoformat(text.replace("/", "-"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date ({DATE_FORMS})") from None
+    return parsed, len(text) > 10
+
+
+def parse_date(value: str, date_order: str | None = None) -> date:
+    """A day (see parse_moment; a time of day after it is ignored)."""
+    return parse_moment(value, date_order)[0].date()
+
+
+def parse_time(value: str) -> time:
+    """A time of day: 09:30, 9:30, 9:30:15, 09.30, 9:30 pm, or Excel's fraction of a day
+    (0.5 is noon); otherwise a ValueError."""
+    text = value.strip()
+    clock = _CLOCK.fullmatch(text.lower())
+    if clock:
+        hours, minutes, seconds, half, _ = clock.groups()
+        hour = int(hours)
+        if half:
+            if not 1 <= hour <= 12:
+                raise ValueError(f"{value!r} is not a time (HH:MM)")
+            hour = hour % 12 + (12 if half == "p" else 0)
+        try:
+            return time(hour, int(minutes), int(seconds or 0))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time (HH:MM)") from None
+    try:
+        fraction = float(text)
+    except ValueError:
+        fraction = -1.0
+    if 0 <= fraction < 1:
+        seconds = round(fraction * 86_400)
+        return time(min(seconds // 3600, 23), seconds // 60 % 60, seconds % 60)
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time (HH:MM)") from None
+
+
+def parse_datetime(
+    value: str, tz: str, local: bool, date_order: str | None = None
+) -> tuple[datetime | None, bool]:
+    """(UTC moment, whether the text had a time of day) or raise ValueError (see
+    parse_moment). A time without an offset is clinic-local; so is one in UTC when `local`."""
+    parsed, has_time = parse_moment(value, date_order)
     if parsed.tzinfo is None or (local and parsed.utcoffset() == timedelta(0)):
         return local_to_utc(parsed.date(), parsed.time(), tz), has_time
     return parsed.astimezone(UTC), has_time

@@ -10,7 +10,9 @@ into the same clinic again. Survey files are small and import as one transaction
 Rows that cannot be read are skipped and reported by their spreadsheet row number (the header is
 row 1) with the reason, including rows whose field count differs from the header's. A header
 that names a column twice is refused. Files are read as UTF-8 unless an encoding is given; a
-file that is not UTF-8 is read as Windows-1252 (or Latin-1) and the report says so. A row with
+file that is not UTF-8 is read as Windows-1252 (or Latin-1) and the report says so. Dates are
+ISO, Excel's date numbers, or day and month as numbers in the mapping's `date_order` (refused
+without one: 05/06/2024 is 5 June or May 6); see csv_files.parse_moment. A row with
 one implausible field (an age outside 0–130, a booking day after the appointment day) is
 imported without that field, with a warning in the report; so is a patient's email address or
 phone number the patient form would refuse.
@@ -51,9 +53,11 @@ from core.interchange.csv_files import (
     check_columns,
     decode,
     numbered_rows,
+    parse_date,
     parse_datetime,
     parse_flag,
     parse_number,
+    parse_time,
     quarter_up,
     read_bytes,
 )
@@ -131,6 +135,8 @@ class AppointmentMapping:
     default_time: time = time(8)
     duration_minutes: int = 15
     source: str = "csv"  # prefix of external_ref: keeps ids of different systems apart
+    date_order: str | None = None  # DAY_FIRST or MONTH_FIRST: how 05/06/2024 reads (see
+    # csv_files.parse_moment); without it such dates are refused, ISO ones and Excel's read
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ class SurveyMapping:
     default_clinic: str = ""
     timezone: str = "Europe/London"
     source: str = "csv"
+    date_order: str | None = None  # as AppointmentMapping's
 
 
 KAGGLE_NOSHOW = AppointmentMapping(
@@ -359,24 +366,25 @@ def _appointment_row(
         or len(appointment_ref) + len(mapping.source) >= 64
     ):
         raise ValueError("an id is longer than 60 characters")
+    order = mapping.date_order
+    if not get("day"):
+        raise ValueError("the appointment day is empty")
     try:
-        day_utc, day_has_time = parse_datetime(get("day"), tz, mapping.times_are_local)
-    except ValueError:
-        raise ValueError(f"appointment day {get('day')!r} is not a date (YYYY-MM-DD)") from None
+        day_utc, day_has_time = parse_datetime(get("day"), tz, mapping.times_are_local, order)
+    except ValueError as exc:
+        raise ValueError(f"appointment day: {exc}") from None
     local_day = _local_day(day_utc, tz)
     booked = None
     if get("booked_at"):
         try:
-            booked, _ = parse_datetime(get("booked_at"), tz, mapping.times_are_local)
-        except ValueError:
-            warnings.append(
-                f"booking time {get('booked_at')!r} is not a date and time; imported without it"
-            )
+            booked, _ = parse_datetime(get("booked_at"), tz, mapping.times_are_local, order)
+        except ValueError as exc:
+            warnings.append(f"booking time: {exc}; imported without it")
     if get("start_time"):
         try:
-            at = time.fromisoformat(get("start_time"))
-        except ValueError:
-            raise ValueError(f"start time {get('start_time')!r} is not a time (HH:MM)") from None
+            at = parse_time(get("start_time"))
+        except ValueError as exc:
+            raise ValueError(f"start time {exc}") from None
         start = local_to_utc(local_day, at, tz)
     elif day_has_time and _local_time(day_utc, tz) != time(0):
         start = day_utc
@@ -436,25 +444,27 @@ def _patient_fields(get, row, mapping, patient_ref, local_day, warnings, regions
     birth = None
     if get("date_of_birth"):
         try:
-            birth = date.fromisoformat(get("date_of_birth")[:10])
-        except ValueError:
-            warnings.append(
-                f"date of birth {get('date_of_birth')!r} is not a date (YYYY-MM-DD); "
-                "imported without it"
-            )
+            birth = parse_date(get("date_of_birth"), mapping.date_order)
+        except ValueError as exc:
+            warnings.append(f"date of birth: {exc}; imported without it")
         if problem := birth_problem(birth):
             warnings.append(f"date of birth {birth} is {problem}; imported without it")
             birth = None
     return {
         "external_ref": f"{mapping.source}:{patient_ref}",
-        "first_name": get("first_name")[:80] or "Imported patient",
-        "last_name": get("last_name")[:80] or patient_ref[:80],
+        "first_name": _name(get("first_name")) or "Imported patient",
+        "last_name": _name(get("last_name")) or patient_ref[:80],
         "date_of_birth": birth,
         "email": _contact(get("email"), "email", warnings, regions),
         "phone": _contact(get("phone"), "phone", warnings, regions),
         "gender": get("gender")[:16] or None,
         "extra": extra or None,
     }
+
+
+def _name(text: str) -> str:
+    """A name as one line: a line break inside the cell (Excel's Alt+Enter) is a space."""
+    return " ".join(text.split())[:80]
 
 
 def _contact(text: str, kind: str, warnings: list[str], regions: tuple[str, ...]) -> str | None:
@@ -591,9 +601,11 @@ def _survey_row(row: dict[str, str], mapping: SurveyMapping) -> tuple[dict[str, 
     if not clinic:
         raise ValueError("the clinic is empty")
     try:
-        submitted, _ = parse_datetime(get("submitted_at"), mapping.timezone, True)
-    except ValueError:
-        raise ValueError(f"time {get('submitted_at')!r} is not a date and time") from None
+        submitted, _ = parse_datetime(
+            get("submitted_at"), mapping.timezone, True, mapping.date_order
+        )
+    except ValueError as exc:
+        raise ValueError(f"time: {exc}") from None
     raw = get("rating")
     answers: dict[str, Any] = {c: _cell(row, c) for c in mapping.answer_columns}
     answers = {c: text for c, text in answers.items() if text}

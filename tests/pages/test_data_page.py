@@ -206,3 +206,34 @@ def test_imported_survey_answers_appear_on_the_survey_analytics_page(app_as, app
     ratings = [float(r["rating_score"]) for r in mine if r["rating_score"]]
     assert metrics["Responses"] == f"{len(mine):,}"
     assert metrics["Average rating"] == f"{sum(ratings) / len(ratings):.2f} / 5"
+
+
+def test_dates_like_05_06_2024_are_read_in_the_order_chosen(app_as, app_db):
+    content = b"visit;who;when;outcome\r\nV7;P7;05/06/2024;attended\r\n"
+    at = app_as("owner", PAGE)
+    at.selectbox(key="data_appt_preset").set_value("custom").run()
+    at.file_uploader(key="data_appt_file").set_value(("o.csv", content, "text/csv")).run()
+    assert at.selectbox(key="data_appt_date_order").value == "day-first"  # as en-GB writes
+    fields = list(at.data_editor(key="data_appt_mapping").value["Field"])
+    columns = {
+        "Appointment id in the other system": "visit",
+        "Patient id in the other system": "who",
+        "Appointment day (or date and time)": "when",
+        "Status or no-show flag": "outcome",
+    }
+    at.session_state["data_appt_mapping"] = {
+        "edited_rows": {fields.index(f): {"File column": c} for f, c in columns.items()},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.text_input(key="data_appt_clinic").input("Harbour Street Clinic")
+    at.text_input(key="data_appt_tz").input("Europe/London")
+    at.selectbox(key="data_appt_date_order").set_value("month-first")
+    at.run()
+    at.button(key="data_appt_import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "1 appointments imported" in at.success[0].value
+    (start,) = query(
+        app_db, select(Appointment.start_at).where(Appointment.external_ref == "csv:V7")
+    )[0]
+    assert start.replace(tzinfo=None).date().isoformat() == "2024-05-06"

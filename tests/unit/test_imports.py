@@ -6,7 +6,8 @@ import csv
 import io
 import json
 import re
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from core.interchange import csv_files, imports
 from core.kernel.authz import SYSTEM
 from core.kernel.errors import PermissionDenied, ValidationError
+from db.engine import Database
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -169,7 +171,7 @@ def test_an_unreadable_optional_field_is_left_out_and_a_required_one_skips_the_r
     report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
     assert (report.created, report.problem_count, report.warning_count) == (3, 2, 3)
     assert {w.row: w.reason for w in report.warnings} == {
-        2: "booking time 'notadate' is not a date and time; imported without it",
+        2: f"booking time: 'notadate' is not a date ({csv_files.DATE_FORMS}); imported without it",
         3: "SMS reminder: '2' is not yes/no or 1/0; imported as not sent",
         4: "age 'old' is not a number; imported without an age",
     }
@@ -540,7 +542,7 @@ def test_survey_rows_with_bad_values_are_skipped(db, world, tmp_path):
     assert report.created == 1
     assert [(p.row, p.reason) for p in report.problems] == [
         (3, "rating '7' is not a whole number from 1 to 5"),
-        (4, "time 'yesterday' is not a date and time"),
+        (4, f"time: 'yesterday' is not a date ({csv_files.DATE_FORMS})"),
         (5, "the clinic is empty"),
     ]
 
@@ -591,3 +593,101 @@ def test_cli_imports_the_file_and_prints_the_analytics_figures(
         ]
         expected[name] = expected.get(name, 0) + 1
     assert {k: v for k, v in weekdays.items() if v} == expected
+
+
+EXCEL_UK = (
+    "\ufeffRef;Patient;First name;Surname;Date;Time;Outcome;Born\r\n"
+    "A1;P1;Ana;Silva;05/06/2024;9:30;Attended;31/12/1980\r\n"
+    'A2;P2;"Jo\r\nsé";Ng;45449;0.4375;DNA;29221\r\n'
+    "A3;P1;Ana;Silva;13/06/2024 14:05;;Attended;\r\n"
+    "A4;P3;Bea;Li;06/13/2024;09:00;Attended;\r\n"
+    "A5;P3;Bea;Li;05/06/24;09:00;Attended;\r\n"
+)
+EXCEL_MAPPING = imports.AppointmentMapping(
+    columns={
+        "appointment_ref": "Ref",
+        "patient_ref": "Patient",
+        "first_name": "First name",
+        "last_name": "Surname",
+        "day": "Date",
+        "start_time": "Time",
+        "status": "Outcome",
+        "date_of_birth": "Born",
+    },
+    source="excel",
+)
+
+
+def test_dates_as_excel_writes_them_are_read_in_the_order_chosen(db, world):
+    """A file saved by Excel in the UK: BOM, semicolons, CRLF, a quoted line break, dates
+    written 05/06/2024 (5 June), Excel's date numbers and fractions of a day, 9:30 without its
+    leading zero. Without the date order such dates are refused, saying what to choose."""
+    data = EXCEL_UK.encode("utf-8")
+    unsure = imports.import_appointments(
+        db.write,
+        world.owner,
+        data,
+        EXCEL_MAPPING,
+        clinic_name="Test Clinic",
+        timezone="Europe/London",
+    )
+    assert unsure.created == 1  # the row in Excel's date numbers
+    reasons = {p.row: p.reason for p in unsure.problems}
+    assert reasons[2] == (
+        "appointment day: '05/06/2024' may be day/month or month/day; choose how the file "
+        "writes its dates (day first or month first)"
+    )
+    report = imports.import_appointments(
+        db.write,
+        world.owner,
+        data,
+        replace(EXCEL_MAPPING, date_order=csv_files.DAY_FIRST),
+        clinic_name="Test Clinic",
+        timezone="Europe/London",
+    )
+    assert (report.created, report.already_imported) == (2, 1)
+    assert {p.row: p.reason for p in report.problems} == {
+        5: "appointment day: '06/13/2024' is not a date read as day/month/year",
+        6: "appointment day: '05/06/24' gives the year in two digits; write it in four (2024)",
+    }
+    with db.read() as session:
+        visits = {a.external_ref: a for a in session.scalars(select(Appointment))}
+        people = {p.external_ref: p for p in session.scalars(select(Patient))}
+    london = ZoneInfo("Europe/London")
+    assert visits["excel:A1"].start_at == datetime(2024, 6, 5, 9, 30, tzinfo=london)
+    assert visits["excel:A2"].start_at == datetime(2024, 6, 6, 10, 30, tzinfo=london)
+    assert visits["excel:A3"].start_at == datetime(2024, 6, 13, 14, 5, tzinfo=london)
+    assert people["excel:P1"].date_of_birth == date(1980, 12, 31)
+    assert people["excel:P2"].date_of_birth == date(1980, 1, 1)
+    assert people["excel:P2"].first_name == "Jo sé"  # the line break in the cell
+    american = imports.import_appointments(
+        db.write,
+        world.owner,
+        EXCEL_UK.replace("A4;", "B4;").removeprefix("\ufeff").encode("cp1252"),
+        replace(EXCEL_MAPPING, date_order=csv_files.MONTH_FIRST),
+        clinic_name="Test Clinic",
+        timezone="Europe/London",
+    )
+    assert american.created == 1  # 06/13/2024: June 13
+    with db.read() as session:
+        june = session.scalar(select(Appointment).where(Appointment.external_ref == "excel:B4"))
+    assert june.start_at == datetime(2024, 6, 13, 9, 0, tzinfo=london)
+
+
+def test_cli_reads_dates_in_the_order_it_is_given(tmp_path, monkeypatch, capsys):
+    from core import cli
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINICDESK_SECRET_KEY", "k" * 40)
+    path = tmp_path / "fft.csv"
+    path.write_text("time,rating,free_text,do_better,surgery\n05/06/2024 10:00,4,ok,,Main\n")
+    assert cli.main(["import-surveys", str(path)]) == 0
+    assert "may be day/month or month/day" in capsys.readouterr().out
+    assert cli.main(["import-surveys", str(path), "--date-order", "month-first"]) == 0
+    assert "1 survey responses imported" in capsys.readouterr().out
+    database = Database(f"sqlite:///{tmp_path / 'cli.db'}")
+    with database.read() as session:
+        answered = session.scalar(select(SurveyResponse.submitted_at))
+    database.dispose()
+    assert answered == datetime(2024, 5, 6, 10, 0, tzinfo=ZoneInfo("Europe/London"))
