@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.analytics.cancellation_rollups import EVERYTHING, daynum
@@ -49,21 +50,37 @@ def batch(session: Session, actor: Actor, fingerprint: str, clinic_id: int, repo
     return batch.id
 
 
+def _insert(session: Session, model):
+    """INSERT that leaves out a row whose external_ref another transaction has just saved (two
+    imports of one file at once): counted as already imported, not a duplicate-key error."""
+    dialect = session.get_bind().dialect.name
+    made = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+    return made.on_conflict_do_nothing(index_elements=[model.external_ref])
+
+
 def save_chunk(session, chunk, patient_ids, clinic_id, provider_id, batch_id, report) -> None:
-    found = dict(
-        session.execute(
-            select(Appointment.external_ref, Appointment.import_batch_id).where(
-                Appointment.external_ref.in_([a["external_ref"] for a in chunk])
-            )
-        ).all()
-    )
-    fresh = []
+    """Save a chunk's new appointments in this batch. A row saved before by this batch (a run
+    that stopped part-way) counts as this import's; so does one saved by another batch that
+    never finished (a run that stopped, then the file was corrected and imported again): it is
+    taken into this batch, or the analytics would leave it out for ever. A row of a finished
+    import is already imported."""
+    found = {
+        ref: (owner, finished)
+        for ref, owner, finished in session.execute(
+            select(Appointment.external_ref, Appointment.import_batch_id, ImportBatch.finished_at)
+            .outerjoin(ImportBatch, ImportBatch.id == Appointment.import_batch_id)
+            .where(Appointment.external_ref.in_([a["external_ref"] for a in chunk]))
+        )
+    }
+    fresh, adopted = [], {}
     for a in chunk:
         if a["external_ref"] in found:
-            # saved by an interrupted run of this batch: counted as this import's
-            mine = found[a["external_ref"]] == batch_id
-            report.created += mine
-            report.already_imported += not mine
+            owner, finished = found[a["external_ref"]]
+            if owner is not None and owner != batch_id and finished is None:
+                adopted.setdefault(owner, []).append(a["external_ref"])
+            else:
+                report.created += owner == batch_id
+                report.already_imported += owner != batch_id
             continue
         fresh.append(
             {
@@ -74,9 +91,27 @@ def save_chunk(session, chunk, patient_ids, clinic_id, provider_id, batch_id, re
                 "import_batch_id": batch_id,
             }
         )
+    for owner, refs in adopted.items():
+        session.execute(
+            update(Appointment)
+            .where(Appointment.external_ref.in_(refs), Appointment.import_batch_id == owner)
+            .values(import_batch_id=batch_id)
+        )
+        report.created += len(refs)
+        note = (
+            f"Rows saved by import #{owner}, which had stopped part-way, are counted in this one."
+        )
+        if note not in report.notes:
+            report.notes.append(note)
     if fresh:  # NULLs rendered, so rows with and without a completion time share one batch
-        session.execute(insert(Appointment).execution_options(render_nulls=True), fresh)
-    report.created += len(fresh)
+        saved = session.execute(
+            _insert(session, Appointment)
+            .returning(Appointment.external_ref)
+            .execution_options(render_nulls=True),
+            fresh,
+        ).all()
+        report.created += len(saved)
+        report.already_imported += len(fresh) - len(saved)
 
 
 def finish(session, actor, batch_id, appointments, tz: str, report: ImportReport) -> None:
@@ -147,11 +182,13 @@ def upsert_patients(
             if fresh:
                 fresh = [p | {"points_balance": points.OPENING_POINTS} for p in fresh]
                 result = session.execute(
-                    insert(Patient).returning(Patient.external_ref, Patient.id), fresh
+                    _insert(session, Patient).returning(Patient.external_ref, Patient.id), fresh
                 )
                 created = dict(result.all())
                 points.open_accounts(session, list(created.values()))
                 found.update(created)
+                if len(created) < len(fresh):  # saved meanwhile by another import of the file
+                    found.update(existing(session, Patient, [r for r in chunk if r not in found]))
+                report.patients_created += len(created)
         ids.update(found)
-        report.patients_created += len(fresh)
     return ids

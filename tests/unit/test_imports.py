@@ -222,6 +222,41 @@ def test_an_interrupted_import_stays_out_of_the_analytics_and_resumes(
     assert totals["no_shows"] + totals["attended"] == KAGGLE_ROWS
 
 
+def test_an_interrupted_import_then_a_corrected_file_counts_every_row(
+    db, world, kaggle_slice, monkeypatch
+):
+    """Stopped part-way, then the file corrected (one row changed) and imported again: a new
+    batch, as the file differs. The rows the first run saved are taken into it, not left for
+    ever in a batch the analytics ignore."""
+    monkeypatch.setattr(imports, "CHUNK", 50)
+
+    def die_after_two_chunks(fraction, message):
+        if message.startswith("Saved 100"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        imports.import_appointments(
+            db.write,
+            world.owner,
+            kaggle_slice,
+            imports.KAGGLE_NOSHOW,
+            progress=die_after_two_chunks,
+        )
+    lines = kaggle_slice.read_text().splitlines(keepends=True)
+    lines[-1] = lines[-1].replace(",No\n", ",Yes\n").replace(",No\r\n", ",Yes\r\n")
+    corrected = "".join(lines).encode()
+    assert corrected != kaggle_slice.read_bytes()
+    report = imports.import_appointments(db.write, world.owner, corrected, imports.KAGGLE_NOSHOW)
+    assert (report.created, report.already_imported) == (KAGGLE_ROWS, 0)
+    assert report.notes == [
+        "Rows saved by import #1, which had stopped part-way, are counted in this one."
+    ]
+    totals = _figures(db)
+    assert totals["no_shows"] + totals["attended"] == KAGGLE_ROWS
+    again = imports.import_appointments(db.write, world.owner, corrected, imports.KAGGLE_NOSHOW)
+    assert (again.created, again.already_imported, again.notes) == (0, KAGGLE_ROWS, [])
+
+
 def test_the_file_itself_gets_one_clear_line(db, world, tmp_path):
     header, first = real_rows(imports.NOSHOW_FILE, 1)
     twice = tmp_path / "twice.csv"
