@@ -13,8 +13,7 @@ from core.interchange.csv_files import (
     MONTH_FIRST,
     FieldSpec,
     ImportReport,
-    read_header,
-    read_text,
+    header_of,
 )
 from core.kernel.money import ClinicFormat
 from ui.context import shown
@@ -26,7 +25,7 @@ NOT_IN_FILE = "— not in the file —"
 
 def file_header(upload) -> list[str]:
     """The uploaded CSV's column names; an unreadable file stops the page with the reason."""
-    return shown(lambda: read_header(read_text(upload.getvalue())))
+    return shown(header_of, upload.getvalue())
 
 
 def mapping_editor(

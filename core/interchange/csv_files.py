@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from core.kernel.clock import local_to_utc
 from core.kernel.errors import ValidationError
@@ -164,7 +166,10 @@ def _reader(text: str):
 
 def read_header(text: str) -> list[str]:
     """The column names of a CSV text (its first row); a name used twice is refused."""
-    first = next(_reader(text), None)
+    return _header(next(_reader(text), None))
+
+
+def _header(first: list[str] | None) -> list[str]:
     if not first:
         raise ValidationError("The file is empty: the first row must name the columns.")
     header = [name.strip() for name in first]
@@ -194,33 +199,166 @@ def _simple(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def numbered_rows(
-    text: str,
-) -> tuple[list[str], Iterator[tuple[int, dict[str, str] | None, str | None]], int]:
+Rows = Iterator[tuple[int, dict[str, str] | None, str | None]]
+
+
+def numbered_rows(text: str) -> tuple[list[str], Rows, int]:
     """(header, rows, approximate row count). Each row is (number, values by column, None), or
     (number, None, reason) when its field count differs from the header's."""
     header = read_header(text)
-    total = max(text.count("\n") - 1, 1)
     reader = _reader(text)
     next(reader)
+    return header, _numbered(reader, header), max(text.count("\n") - 1, 1)
 
-    def rows() -> Iterator[tuple[int, dict[str, str] | None, str | None]]:
-        for number, values in enumerate(reader, start=2):  # the spreadsheet's row number
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                yield (
-                    number,
-                    None,
-                    (
-                        f"the row has {len(values)} fields but the first row names {len(header)} "
-                        "columns (a stray comma or a missing field?)"
-                    ),
-                )
-                continue
-            yield number, dict(zip(header, values, strict=True)), None
 
-    return header, rows(), total
+def _numbered(reader: Iterator[list[str]], header: list[str]) -> Rows:
+    for number, values in enumerate(reader, start=2):  # the spreadsheet's row number
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield (
+                number,
+                None,
+                (
+                    f"the row has {len(values)} fields but the first row names {len(header)} "
+                    "columns (a stray comma or a missing field?)"
+                ),
+            )
+            continue
+        yield number, dict(zip(header, values, strict=True)), None
+
+
+BLOCK = 1 << 20  # bytes read at a time
+
+
+@dataclass(frozen=True)
+class CsvFile:
+    """A CSV file read row by row, never whole as text: a file of hundreds of megabytes
+    costs a few megabytes of memory. `open_csv` reads it once to learn its encoding (as
+    `decode` would), its SHA-256 and its number of lines; `rows` reads it again."""
+
+    opener: Callable[[], BinaryIO]
+    codec: str
+    skip: int  # bytes of byte-order mark before the text
+    note: str | None  # the encoding had to be guessed
+    fingerprint: str
+    lines: int
+
+    def header(self) -> list[str]:
+        return _header(next(self._reader(), None))
+
+    def rows(self) -> tuple[list[str], Rows, int]:
+        """(header, rows, approximate row count), as numbered_rows."""
+        reader = self._reader()
+        header = _header(next(reader, None))
+        return header, _numbered(reader, header), max(self.lines - 1, 1)
+
+    def _reader(self) -> Iterator[list[str]]:
+        def lines() -> Iterator[str]:
+            with self.opener() as binary:
+                binary.seek(self.skip)
+                text = io.TextIOWrapper(binary, encoding=self.codec, newline="")
+                first = next(text, "").removeprefix("\ufeff")
+                yield first
+                yield from text
+
+        source = lines()
+        first = next(source)
+        return csv.reader(itertools.chain([first], source), delimiter=separator(first))
+
+
+def header_of(data: bytes) -> list[str]:
+    """The column names of a CSV file's bytes, reading only its beginning (the mapping screen
+    asks on every rerun of the page; the file may be hundreds of megabytes)."""
+    start = data[:BLOCK]
+    marked = next(((m, c) for m, c in BOMS if start.startswith(m)), None)
+    codec = marked[1] if marked else "latin-1"
+    for candidate in [] if marked else ENCODINGS:
+        try:
+            codecs.getincrementaldecoder(candidate)().decode(start)
+        except UnicodeDecodeError:
+            continue
+        codec = candidate
+        break
+    skip = len(marked[0]) if marked else 0
+    return CsvFile(lambda: io.BytesIO(data), codec, skip, None, "", 0).header()
+
+
+def open_csv(
+    source: str | Path | bytes | BinaryIO, encoding: str | None = None, salt: bytes = b""
+) -> CsvFile:
+    """The file ready to be read row by row (see CsvFile): the encoding given, else the one
+    its byte-order mark names, else UTF-8, else Windows-1252, else Latin-1, as `decode`; a
+    missing file, or one the given encoding cannot read, is a ValidationError. The fingerprint
+    is the SHA-256 of the file's bytes followed by `salt`."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if path.is_dir():
+            raise ValidationError(f"{str(path)!r} is a folder; give the CSV file inside it.")
+        if not path.exists():
+            raise ValidationError(f"There is no file {str(path)!r}; check the name.")
+        opener: Callable[[], BinaryIO] = lambda: open(path, "rb")  # noqa: E731, SIM115
+    else:
+        data = source if isinstance(source, bytes) else source.read()
+        opener = lambda: io.BytesIO(data)  # noqa: E731
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValidationError(f"{encoding!r} is not an encoding Python knows.") from None
+    digest, lines, skip = hashlib.sha256(), 0, 0
+    candidates: dict[str, Any] = {}
+    failed: dict[str, int] = {}
+    offset = 0
+    try:
+        with opener() as binary:
+            while block := binary.read(BLOCK):
+                if offset == 0:
+                    if encoding:
+                        candidates = {encoding: None}
+                    else:
+                        marked = next(((m, c) for m, c in BOMS if block.startswith(m)), None)
+                        skip = len(marked[0]) if marked else 0
+                        candidates = dict.fromkeys([marked[1]] if marked else ENCODINGS)
+                    candidates = {c: codecs.getincrementaldecoder(c)() for c in candidates}
+                digest.update(block)
+                lines += block.count(b"\n")
+                start = skip if offset == 0 else 0
+                for codec, decoder in list(candidates.items()):
+                    try:
+                        decoder.decode(block[start:])
+                    except UnicodeDecodeError as exc:
+                        failed[codec] = offset + start + exc.start
+                        del candidates[codec]
+                offset += len(block)
+    except OSError as exc:
+        raise ValidationError(f"Cannot read {str(source)!r}: {exc.strerror or exc}.") from None
+    for codec, decoder in list(candidates.items()):
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            failed[codec] = offset
+            del candidates[codec]
+    digest.update(salt)
+    if encoding and encoding in failed:
+        raise ValidationError(
+            f"The file is not {encoding}: byte {failed[encoding]:,} cannot be read that way. "
+            "Give the file's encoding (often utf-8 or cp1252)."
+        )
+    if skip and not candidates:
+        codec = next(iter(failed))
+        raise ValidationError(
+            f"The file starts as {codec} but byte {failed[codec]:,} cannot be read that way. "
+            "Give the file's encoding."
+        )
+    codec = next(iter(candidates), encoding or "utf-8")
+    note = None
+    if not encoding and not skip and codec != "utf-8":
+        note = (
+            f"The file is not UTF-8; it was read as {codec}. If names look wrong, give the "
+            "file's encoding and import it again."
+        )
+    return CsvFile(opener, codec, skip, note, digest.hexdigest(), lines)
 
 
 def check_columns(

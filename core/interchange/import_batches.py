@@ -1,10 +1,11 @@
-"""Saving an appointment import in chunks: its batch (new or resumed), its clinic and provider,
-patients and appointments chunk by chunk (each chunk one short transaction, so nobody waits on
-SQLite's write lock for long), and the finish that makes the batch visible to the analytics."""
+"""Saving an appointment import in chunks: its batch (one per run; the rows of a run that
+stopped part-way are taken into the next), its clinic and provider, patients and appointments
+chunk by chunk (each chunk one short transaction, so nobody waits on SQLite's write lock for
+long, and only one chunk is in memory), and the finish that makes the batch visible to the
+analytics."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -30,15 +31,8 @@ CHUNK = 1_000  # rows per transaction: each holds the SQLite write lock well und
 
 
 def batch(session: Session, actor: Actor, fingerprint: str, clinic_id: int, report) -> int:
-    """The unfinished batch of the same file and clinic (resumed), or a new one."""
-    resumed = session.scalar(
-        select(ImportBatch.id).where(
-            ImportBatch.fingerprint == fingerprint, ImportBatch.finished_at.is_(None)
-        )
-    )
-    if resumed is not None:
-        report.notes.append(f"Resumed import #{resumed}, which had stopped part-way.")
-        return resumed
+    """A new batch for this run. The rows of an earlier run that stopped part-way (its batch
+    never finished) are taken into it as the chunks meet them (save_chunk)."""
     batch = ImportBatch(
         what="appointments",
         fingerprint=fingerprint,
@@ -50,6 +44,42 @@ def batch(session: Session, actor: Actor, fingerprint: str, clinic_id: int, repo
     return batch.id
 
 
+class Chunk:
+    """The rows read since the last save, with their patients; saved as one transaction."""
+
+    def __init__(self, clinic_id: int, provider_id: int, batch_id: int) -> None:
+        self.clinic_id, self.provider_id, self.batch_id = clinic_id, provider_id, batch_id
+        self.rows: list[tuple[int, dict[str, Any]]] = []
+        self.patients: dict[str, dict[str, Any]] = {}
+        self.numbers: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, number: int, record: dict[str, Any], patient: dict[str, Any]) -> int | None:
+        """Add a row; or, when its id is in this chunk already, the row number it is at."""
+        ref = record["external_ref"]
+        if ref in self.numbers:
+            return self.numbers[ref]
+        self.numbers[ref] = number
+        self.patients.setdefault(record.pop("patient_ref"), patient)
+        self.rows.append((number, record))
+        return None
+
+    def save(self, session: Session, report: ImportReport) -> None:
+        patient_ids = save_patients(session, self.patients, report)
+        save_chunk(
+            session,
+            self.rows,
+            patient_ids,
+            self.clinic_id,
+            self.provider_id,
+            self.batch_id,
+            report,
+        )
+        self.rows, self.patients, self.numbers = [], {}, {}
+
+
 def _insert(session: Session, model):
     """INSERT that leaves out a row whose external_ref another transaction has just saved (two
     imports of one file at once): counted as already imported, not a duplicate-key error."""
@@ -58,29 +88,30 @@ def _insert(session: Session, model):
     return made.on_conflict_do_nothing(index_elements=[model.external_ref])
 
 
-def save_chunk(session, chunk, patient_ids, clinic_id, provider_id, batch_id, report) -> None:
-    """Save a chunk's new appointments in this batch. A row saved before by this batch (a run
-    that stopped part-way) counts as this import's; so does one saved by another batch that
-    never finished (a run that stopped, then the file was corrected and imported again): it is
-    taken into this batch, or the analytics would leave it out for ever. A row of a finished
-    import is already imported."""
+def save_chunk(session, rows, patient_ids, clinic_id, provider_id, batch_id, report) -> None:
+    """Save a chunk's new appointments, (row number, record) each, in this run's batch. A row
+    saved by a batch that never finished (a run that stopped part-way, whether the file was
+    then imported again as it was or corrected) is taken into this batch and counts as this
+    import's, or the analytics would leave it out for ever; a row of a finished import is
+    already imported; one saved in this batch already came earlier in the file."""
     found = {
         ref: (owner, finished)
         for ref, owner, finished in session.execute(
             select(Appointment.external_ref, Appointment.import_batch_id, ImportBatch.finished_at)
             .outerjoin(ImportBatch, ImportBatch.id == Appointment.import_batch_id)
-            .where(Appointment.external_ref.in_([a["external_ref"] for a in chunk]))
+            .where(Appointment.external_ref.in_([a["external_ref"] for _, a in rows]))
         )
     }
     fresh, adopted = [], {}
-    for a in chunk:
+    for number, a in rows:
         if a["external_ref"] in found:
             owner, finished = found[a["external_ref"]]
-            if owner is not None and owner != batch_id and finished is None:
+            if owner == batch_id:
+                report.problem(number, "appointment id appears again (earlier in the file)")
+            elif owner is not None and finished is None:
                 adopted.setdefault(owner, []).append(a["external_ref"])
             else:
-                report.created += owner == batch_id
-                report.already_imported += owner != batch_id
+                report.already_imported += 1
             continue
         fresh.append(
             {
@@ -99,7 +130,8 @@ def save_chunk(session, chunk, patient_ids, clinic_id, provider_id, batch_id, re
         )
         report.created += len(refs)
         note = (
-            f"Rows saved by import #{owner}, which had stopped part-way, are counted in this one."
+            f"Resumed import #{owner}, which had stopped part-way: the rows it saved are "
+            "counted in this one."
         )
         if note not in report.notes:
             report.notes.append(note)
@@ -115,7 +147,8 @@ def save_chunk(session, chunk, patient_ids, clinic_id, provider_id, batch_id, re
 
 
 def finish(session, actor, batch_id, appointments, tz: str, report: ImportReport) -> None:
-    """Make the batch visible to the analytics and mark its days for the roll-ups."""
+    """Make the batch visible to the analytics and mark its days (from the first start of
+    `appointments` to the last; the import passes only those two) for the roll-ups."""
     batch = session.get(ImportBatch, batch_id)
     batch.finished_at, batch.summary = utcnow(), report.summary
     starts = [a["start_at"] for a in appointments]
@@ -161,34 +194,24 @@ def existing(session: Session, model, refs: list[str]) -> dict[str, int]:
     return found
 
 
-def upsert_patients(
-    write: Callable[[], Any],
-    patients: dict[str, dict[str, Any]],
-    report: ImportReport,
-    chunk_size: int = CHUNK,
+def save_patients(
+    session: Session, patients: dict[str, dict[str, Any]], report: ImportReport
 ) -> dict[str, int]:
-    """external_ref -> id of every patient of the file, inserting the new ones in chunks."""
-    ids: dict[str, int] = {}
+    """external_ref -> id of every patient of a chunk, inserting the new ones."""
     refs = list(patients)
-    for start in range(0, len(refs), chunk_size):
-        chunk = refs[start : start + chunk_size]
-        with write() as session:
-            found = existing(session, Patient, chunk)
-            fresh = [patients[ref] for ref in chunk if ref not in found]
-            for row in fresh:  # a bulk insert: no flush keeps the search text
-                row["search_text"] = search_text(
-                    row["first_name"], row["last_name"], row.get("email")
-                )
-            if fresh:
-                fresh = [p | {"points_balance": points.OPENING_POINTS} for p in fresh]
-                result = session.execute(
-                    _insert(session, Patient).returning(Patient.external_ref, Patient.id), fresh
-                )
-                created = dict(result.all())
-                points.open_accounts(session, list(created.values()))
-                found.update(created)
-                if len(created) < len(fresh):  # saved meanwhile by another import of the file
-                    found.update(existing(session, Patient, [r for r in chunk if r not in found]))
-                report.patients_created += len(created)
-        ids.update(found)
-    return ids
+    found = existing(session, Patient, refs)
+    fresh = [patients[ref] for ref in refs if ref not in found]
+    for row in fresh:  # a bulk insert: no flush keeps the search text
+        row["search_text"] = search_text(row["first_name"], row["last_name"], row.get("email"))
+    if fresh:
+        fresh = [p | {"points_balance": points.OPENING_POINTS} for p in fresh]
+        result = session.execute(
+            _insert(session, Patient).returning(Patient.external_ref, Patient.id), fresh
+        )
+        created = dict(result.all())
+        points.open_accounts(session, list(created.values()))
+        found.update(created)
+        if len(created) < len(fresh):  # saved meanwhile by another import of the file
+            found.update(existing(session, Patient, [r for r in refs if r not in found]))
+        report.patients_created += len(created)
+    return found

@@ -1,11 +1,13 @@
 """Importing appointments and survey responses from CSV files of other systems.
 
-Appointments are saved in chunks of CHUNK rows, each its own short transaction (see
-core.interchange.import_batches), so people working meanwhile wait on SQLite's write lock for a
-fraction of a second at a time, not for the whole file. The rows of one import form an
+Appointments are read row by row and saved in chunks of CHUNK rows with their patients, each
+chunk its own short transaction (see core.interchange.import_batches), so people working
+meanwhile wait on SQLite's write lock for a fraction of a second at a time, not for the whole
+file, and memory holds one chunk, whatever the file's size. The rows of one import form an
 ImportBatch that the analytics leave out until its last chunk is saved: nothing is half-visible.
-An import that stops part-way (a crash, a killed process) is resumed by importing the same file
-into the same clinic again. Survey files are small and import as one transaction (the caller's).
+An import that stops part-way (a crash, a killed process, a page left) is finished by importing
+the file again, as it was or corrected: the rows it saved are taken into the new batch.
+Survey files are small and import as one transaction (the caller's), read whole.
 
 Rows that cannot be read are skipped and reported by their spreadsheet row number (the header is
 row 1) with the reason, including rows whose field count differs from the header's. A header
@@ -53,6 +55,7 @@ from core.interchange.csv_files import (
     check_columns,
     decode,
     numbered_rows,
+    open_csv,
     parse_date,
     parse_datetime,
     parse_flag,
@@ -260,26 +263,30 @@ def import_appointments(
         raise ValidationError("The default duration must be from 5 to 600 minutes.")
     report = ImportReport(what="appointments")
     tick = progress or (lambda _f, _m: None)
-    data = read_bytes(source)
-    text, note = decode(data, encoding)
-    report.notes += [note] if note else []
-    header, rows, total = numbered_rows(text)
+    salt = repr((mapping, clinic_name.strip(), timezone)).encode()
+    file = open_csv(source, encoding, salt)
+    report.notes += [file.note] if file.note else []
+    header, rows, total = file.rows()
     check_columns(header, mapping.columns, APPOINTMENT_FIELDS, mapping.extra_columns)
-    fingerprint = hashlib.sha256(
-        data + repr((mapping, clinic_name.strip(), timezone)).encode()
-    ).hexdigest()
     with write() as session:
         clinic_id = import_batches.clinic(session, clinic_name.strip(), timezone, report)
         provider_id = import_batches.provider(
             session, provider_name.strip() or IMPORTED_PROVIDER, mapping.source
         )
-        batch_id = import_batches.batch(session, actor, fingerprint, clinic_id, report)
+        batch_id = import_batches.batch(session, actor, file.fingerprint, clinic_id, report)
         regions = practice_regions(session, session.get(Clinic, clinic_id).locale)
     tick(0.0, f"Reading {total:,} rows")
+    # Read and saved CHUNK rows at a time (their patients first, in the same transaction):
+    # memory holds one chunk, whatever the file's size. An id seen earlier in the file is
+    # found in the database, saved in this run's batch, rather than kept in a list.
+    chunk = import_batches.Chunk(clinic_id, provider_id, batch_id)
+    span: tuple[datetime, datetime] | None = None  # first and last start, for the roll-ups
 
-    patients: dict[str, dict[str, Any]] = {}
-    appointments: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
+    def save() -> None:
+        with write() as session:
+            chunk.save(session, report)
+        tick(min(report.rows_read / total, 1.0), f"Saved {report.created:,} appointments")
+
     for number, row, wrong in rows:
         report.rows_read += 1
         if row is None:
@@ -290,29 +297,20 @@ def import_appointments(
         except ValueError as exc:
             report.problem(number, str(exc))
             continue
-        ref = record["external_ref"]
-        if ref in seen:
-            report.problem(number, f"appointment id appears again (first at row {seen[ref]})")
+        if first := chunk.add(number, record, patient):
+            report.problem(number, f"appointment id appears again (first at row {first})")
             continue
-        seen[ref] = number
         for warning in warnings:
             report.warn(number, warning)
-        patients.setdefault(record.pop("patient_ref"), patient)
-        appointments.append(record)
-        if report.rows_read % 20_000 == 0:
-            tick(0.3 * report.rows_read / max(total, 1), f"Read {report.rows_read:,} rows")
-    tick(0.3, f"Adding {len(patients):,} patients")
-    patient_ids = import_batches.upsert_patients(write, patients, report, CHUNK)
-    for start in range(0, len(appointments), CHUNK):
-        chunk = appointments[start : start + CHUNK]
-        with write() as session:
-            import_batches.save_chunk(
-                session, chunk, patient_ids, clinic_id, provider_id, batch_id, report
-            )
-        done = start + len(chunk)
-        tick(0.4 + 0.6 * done / len(appointments), f"Saved {report.created:,} appointments")
+        at = record["start_at"]
+        span = (min(span[0], at), max(span[1], at)) if span else (at, at)
+        if len(chunk) >= CHUNK:
+            save()
+    if len(chunk):
+        save()
     with write() as session:
-        import_batches.finish(session, actor, batch_id, appointments, timezone, report)
+        ends = [{"start_at": at} for at in span or ()]
+        import_batches.finish(session, actor, batch_id, ends, timezone, report)
         audit.record(
             session,
             actor,
@@ -324,6 +322,8 @@ def import_appointments(
                 "clinic": clinic_name,
                 "source": mapping.source,
                 "batch": batch_id,
+                "fingerprint": file.fingerprint,
+                "rows_read": report.rows_read,
                 "created": report.created,
                 "already_imported": report.already_imported,
                 "patients_created": report.patients_created,
