@@ -281,10 +281,17 @@ def import_fhir(
         except (OSError, ValueError) as exc:
             report.problem(number, f"not a JSON document ({exc.__class__.__name__})")
             continue
-        if data.get("resourceType") == "Bundle":
-            resources += [(number, e["resource"]) for e in data.get("entry", []) if "resource" in e]
-        else:
-            resources.append((number, data))
+        found = _resources(data)
+        if found is None:
+            report.problem(
+                number,
+                "not a FHIR resource nor a Bundle of them (a JSON object with a resourceType, "
+                "a Bundle's entry a list of objects with a resource)",
+            )
+            continue
+        if not any(r.get("resourceType") == "Appointment" for r in found):
+            report.notes.append(f"Document {number} holds no Appointment resource.")
+        resources += [(number, r) for r in found]
     people = {f"{r.get('resourceType')}/{r.get('id')}": r for _, r in resources}
     clinic = session.scalar(select(Clinic).where(Clinic.name == clinic_name))
     if clinic is None:
@@ -349,6 +356,20 @@ def import_fhir(
         },
     )
     return report
+
+
+def _resources(data: Any) -> list[dict[str, Any]] | None:
+    """The resources of one JSON document (itself, or a Bundle's entries' resources); None
+    when it is neither."""
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        return None
+    if data["resourceType"] != "Bundle":
+        return [data]
+    entries = data.get("entry", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return None
+    found = [e["resource"] for e in entries if "resource" in e]
+    return found if all(isinstance(r, dict) for r in found) else None
 
 
 def _appointment_values(a: FhirAppointment) -> dict[str, Any]:

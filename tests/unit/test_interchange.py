@@ -166,6 +166,34 @@ def test_invalid_fhir_is_reported_not_imported(db, world):
         interchange.import_fhir(session, world.manager, [bad_status])
 
 
+def test_json_that_is_not_a_fhir_resource_is_reported_by_document(db, world):
+    """A JSON array, a string, null, a Bundle whose entry is not a list of objects: each
+    document is reported with what a FHIR file holds, and the others are imported."""
+    good = {
+        "resourceType": "Appointment",
+        "id": "ok1",
+        "status": "booked",
+        "start": "2025-03-03T09:00:00Z",
+        "end": "2025-03-03T09:30:00Z",
+        "participant": [{"status": "accepted", "actor": {"reference": "Patient/p1"}}],
+    }
+    documents = [
+        "[1, 2]",
+        '"an appointment"',
+        "null",
+        json.dumps({"resourceType": "Bundle", "entry": [1]}),
+        json.dumps({"resourceType": "Bundle", "entry": {"resource": good}}),
+        json.dumps({"resourceType": "Patient", "id": "p1", "name": [{"family": "Lee"}]}),
+        json.dumps(good),
+    ]
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, documents)
+    assert report.created == 1
+    assert [p.row for p in report.problems] == [1, 2, 3, 4, 5]
+    assert report.problems[0].reason.startswith("not a FHIR resource nor a Bundle of them")
+    assert report.notes == ["Document 6 holds no Appointment resource."]
+
+
 def test_a_fhir_patient_born_implausibly_long_ago_imports_without_the_date(db, world):
     patient = {"resourceType": "Patient", "id": "old", "birthDate": "1800-01-01"}
     appointment = {
