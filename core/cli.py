@@ -275,6 +275,13 @@ def _practice_file(args) -> int:
     except OSError as error:
         print(f"error: cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as error:
+        print(
+            f"error: {args.file} is not UTF-8 (byte {error.start:,}); save it as UTF-8 and "
+            "import it again.",
+            file=sys.stderr,
+        )
+        return 2
     with database.write() as session:
         report = practice_file.import_practice(session, SYSTEM, text)
     for line in report.lines:

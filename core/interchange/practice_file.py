@@ -7,7 +7,9 @@ file and importing it into an empty database gives the rows the same ids);
 `import_practice` applies one in the caller's transaction: rows are matched by name, created or
 updated, and a report says what changed (and what was left out: a provider's link to a user
 account this site does not have, as accounts are per site). A bad file is refused with its line
-and the reason, and because every step runs in one transaction, nothing is changed. A table or
+and the reason, and because every step runs in one transaction, nothing is changed. An import
+that changed anything is audited as one event too (who, what was created and updated), beside
+each change's own. A byte-order mark before the text is ignored. A table or
 key the file does not have (a typo: [[provider]], buffer_before) is refused too, with the known
 one closest to it (KEYS), rather than being left out without a word. The demo
 data is such a file (core/demo_practice.toml).
@@ -26,6 +28,7 @@ import tomli_w
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import DomainError, ValidationError
 from core.kernel.exports import record_export
@@ -443,8 +446,8 @@ def _unknown_keys(data: dict[str, Any], where: _Where) -> None:
 
 
 def parse(text: str) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(text)
+    try:  # a byte-order mark (Notepad's "UTF-8 with BOM") is not part of the text
+        data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as error:
         raise ValidationError(f"The practice file is not valid TOML: {error}.") from None
     if data.get("format") != FORMAT:
@@ -474,6 +477,22 @@ def import_practice(
         raise ValidationError(
             f"Nothing was imported. {at} ({step.table} {step.name!r}): {step.reason}"
         ) from None
+    if report.created or report.updated:  # each change is audited too; this says where from
+        audit.record(
+            session,
+            actor,
+            "import",
+            "practice_file",
+            None,
+            message=f"{len(report.created)} created, {len(report.updated)} updated, "
+            f"{report.unchanged} unchanged",
+            details={
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "warnings": report.warnings,
+            },
+        )
     return report
 
 

@@ -454,3 +454,27 @@ def test_a_bad_percentage_in_the_file_is_refused_with_its_line(db, replacement, 
     assert words in str(error.value)
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(CancellationPolicy)) == 0
+
+
+def test_an_import_that_changes_the_practice_is_audited_with_who_and_what(db, world):
+    with db.write() as session:
+        report = practice_file.import_practice(session, world.owner, DEMO_FILE)
+    with db.read() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "import")).one()
+    assert (event.entity, event.user_id) == ("practice_file", world.owner.user_id)
+    assert event.details["created"] == report.created and len(report.created) > 10
+    assert event.message.startswith(f"{len(report.created)} created, ")
+
+
+def test_a_file_saved_with_a_byte_order_mark_or_not_in_utf8(tmp_path, monkeypatch, capsys):
+    """Notepad's "UTF-8 with BOM" imports; a file in another encoding gets one line saying
+    what to do, not a traceback."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    source = tmp_path / "practice.toml"
+    source.write_bytes(DEMO_FILE.encode("utf-8-sig"))
+    assert cli.main(["import-practice", str(source)]) == 0
+    assert "created service Laser hair removal" in capsys.readouterr().out
+    source.write_bytes(DEMO_FILE.replace("Harbour", "Hârbour").encode("cp1252"))
+    assert cli.main(["import-practice", str(source)]) == 2
+    assert "is not UTF-8 (byte " in capsys.readouterr().err
