@@ -170,9 +170,13 @@ def read_header(text: str) -> list[str]:
 
 
 def _header(first: list[str] | None) -> list[str]:
-    if not first:
+    """The column names; empty ones at the end are left out (Excel writes a separator for
+    every column it once used: "ref,day,,")."""
+    header = [name.strip() for name in first or []]
+    while header and not header[-1]:
+        header.pop()
+    if not header:
         raise ValidationError("The file is empty: the first row must name the columns.")
-    header = [name.strip() for name in first]
     seen: dict[str, int] = {}
     for number, name in enumerate(header, start=1):
         if name in seen:
@@ -215,6 +219,8 @@ def _numbered(reader: Iterator[list[str]], header: list[str]) -> Rows:
     for number, values in enumerate(reader, start=2):  # the spreadsheet's row number
         if not any(v.strip() for v in values):
             continue
+        if len(values) > len(header) and not any(v.strip() for v in values[len(header) :]):
+            values = values[: len(header)]  # empty cells under the unnamed columns at the end
         if len(values) != len(header):
             yield (
                 number,

@@ -762,3 +762,24 @@ def test_a_large_file_is_imported_in_memory_of_one_chunk(db, world, tmp_path, mo
     assert (report.created, report.patients_created) == (9_000, 2_000)
     assert peak < 7_000_000, f"{peak:,} bytes"
     assert count(db, Appointment) == 9_000
+
+
+def test_empty_columns_excel_leaves_at_the_end_of_every_row_are_ignored(db, world):
+    """Excel writes a separator for every column it once used: the first row ends in empty
+    names (read as one name given twice) and every row in empty cells."""
+    data = (
+        b"Ref;Patient;Date;Outcome;;\r\n"
+        b"A1;P1;2024-06-05;Attended;;\r\n"
+        b"A2;P2;2024-06-06;DNA;;\r\n"
+        b"A3;P2;2024-06-07;DNA;;stray\r\n"
+    )
+    columns = {"appointment_ref": "Ref", "patient_ref": "Patient", "day": "Date"}
+    mapping = replace(EXCEL_MAPPING, columns=columns | {"status": "Outcome"})
+    assert csv_files.header_of(data) == ["Ref", "Patient", "Date", "Outcome"]
+    report = imports.import_appointments(
+        db.write, world.owner, data, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+    )
+    assert report.created == 2
+    assert [(p.row, p.reason[:40]) for p in report.problems] == [
+        (4, "the row has 6 fields but the first row n")
+    ]
