@@ -10,6 +10,7 @@ import hashlib
 import io
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +30,7 @@ class FieldSpec:
     key: str
     label: str
     required: bool = False
+    names: str = ""  # column names other systems give it, "|" between them (guess_mapping)
 
 
 @dataclass(frozen=True)
@@ -194,13 +196,24 @@ def preview(text: str, rows: int = 5) -> list[dict[str, str]]:
 
 
 def guess_mapping(header: list[str], fields: tuple[FieldSpec, ...]) -> dict[str, str]:
-    """A first guess for the mapping screen: a column named like the field (ignoring case)."""
-    simple = {_simple(h): h for h in header}
-    return {f.key: simple[_simple(f.key)] for f in fields if _simple(f.key) in simple}
+    """A first guess for the mapping screen: the column named like the field's key, its label
+    or one of its other `names` (ignoring case, spaces and punctuation: "Patient ID",
+    "patient_id"), each column given to one field at most, the fields in order."""
+    column = {_simple(h): h for h in reversed(header)}  # a name given twice: the first
+    guess: dict[str, str] = {}
+    for f in fields:
+        for name in (f.key, f.label, *f.names.split("|")):
+            found = column.get(_simple(name))
+            if found and found not in guess.values():
+                guess[f.key] = found
+                break
+    return guess
 
 
 def _simple(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
+    """A name without case, accents, spaces or punctuation: "Situação" is "situacao"."""
+    plain = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(ch for ch in plain if ch.isalnum() and not unicodedata.combining(ch))
 
 
 Rows = Iterator[tuple[int, dict[str, str] | None, str | None]]

@@ -100,30 +100,97 @@ NOSHOW_FILE = shared_data("noshow/KaggleV2-May-2016.csv")
 SURVEY_FILE = shared_data("survey/nhs_fft_gp.csv")
 
 
+# `names`: how other systems head the column, in English, Portuguese, Spanish, French and
+# German, "|" between them: the mapping screen's first guess (csv_files.guess_mapping)
 APPOINTMENT_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("patient_ref", "Patient id in the other system", True),
-    FieldSpec("appointment_ref", "Appointment id in the other system", True),
-    FieldSpec("day", "Appointment day (or date and time)", True),
-    FieldSpec("status", "Status or no-show flag", True),
-    FieldSpec("start_time", "Start time of day"),
-    FieldSpec("booked_at", "When it was booked"),
-    FieldSpec("sms_reminder", "SMS reminder sent (1/0, yes/no)"),
-    FieldSpec("first_name", "Patient first name"),
-    FieldSpec("last_name", "Patient last name"),
-    FieldSpec("date_of_birth", "Patient date of birth"),
-    FieldSpec("age", "Patient age"),
-    FieldSpec("gender", "Patient gender"),
-    FieldSpec("email", "Patient email"),
-    FieldSpec("phone", "Patient phone"),
+    FieldSpec(
+        "patient_ref",
+        "Patient id in the other system",
+        True,
+        "patient id|patient|patient number|patient no|mrn|client id|id paciente|paciente|"
+        "codigo paciente|patientennummer",
+    ),
+    FieldSpec(
+        "appointment_ref",
+        "Appointment id in the other system",
+        True,
+        "appointment id|appointment|booking id|booking ref|visit id|ref|reference|id|"
+        "id consulta|consulta|agendamento|cita|rendez vous|rdv|termin id",
+    ),
+    FieldSpec(
+        "day",
+        "Appointment day (or date and time)",
+        True,
+        "appointment day|appointment date|date|day|start|start date|data|data da consulta|"
+        "fecha|datum|date du rendez vous",
+    ),
+    FieldSpec(
+        "status",
+        "Status or no-show flag",
+        True,
+        "status|outcome|state|no show|attended|situacao|estado|statut",
+    ),
+    FieldSpec("start_time", "Start time of day", False, "time|start time|hora|heure|uhrzeit|zeit"),
+    FieldSpec(
+        "booked_at",
+        "When it was booked",
+        False,
+        "booked|booked at|booking date|scheduled day|created|created at|data agendamento",
+    ),
+    FieldSpec(
+        "sms_reminder",
+        "SMS reminder sent (1/0, yes/no)",
+        False,
+        "sms|sms received|sms reminder|reminder sent",
+    ),
+    FieldSpec(
+        "first_name",
+        "Patient first name",
+        False,
+        "first name|forename|given name|first|nome|nombre|prenom|vorname",
+    ),
+    FieldSpec(
+        "last_name",
+        "Patient last name",
+        False,
+        "last name|surname|family name|last|sobrenome|apellido|apellidos|nom|nachname",
+    ),
+    FieldSpec(
+        "date_of_birth",
+        "Patient date of birth",
+        False,
+        "dob|date of birth|birth date|birthday|data de nascimento|data nascimento|"
+        "fecha de nacimiento|date de naissance|geburtsdatum",
+    ),
+    FieldSpec("age", "Patient age", False, "age|idade|edad|alter"),
+    FieldSpec("gender", "Patient gender", False, "gender|sex|sexo|genero|sexe|geschlecht"),
+    FieldSpec("email", "Patient email", False, "email|email address|e-mail|mail|correo"),
+    FieldSpec(
+        "phone",
+        "Patient phone",
+        False,
+        "phone|phone number|telephone|mobile|tel|telefone|celular|telefono|movil|portable|"
+        "telefon|handy",
+    ),
 )
 
 
 SURVEY_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("submitted_at", "When answered", True),
-    FieldSpec("rating", "Rating (1–5 or Friends and Family words)", True),
-    FieldSpec("comment", "Free text"),
-    FieldSpec("clinic", "Clinic or surgery name"),
-    FieldSpec("response_ref", "Response id in the other system"),
+    FieldSpec(
+        "submitted_at",
+        "When answered",
+        True,
+        "time|date|submitted|submitted at|timestamp|answered|data|fecha",
+    ),
+    FieldSpec(
+        "rating",
+        "Rating (1–5 or Friends and Family words)",
+        True,
+        "rating|score|answer|nota|puntuacion|note",
+    ),
+    FieldSpec("comment", "Free text", False, "comment|comments|free text|comentario"),
+    FieldSpec("clinic", "Clinic or surgery name", False, "clinic|surgery|practice|site|clinica"),
+    FieldSpec("response_ref", "Response id in the other system", False, "response id|id"),
 )
 
 

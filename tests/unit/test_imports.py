@@ -371,9 +371,40 @@ def test_the_mapping_screen_gets_clear_messages(db, world, kaggle_slice):
             db.write, world.owner, kaggle_slice, imports.KAGGLE_NOSHOW, timezone="Mars/Olympus"
         )
     header = csv_files.read_header(kaggle_slice.read_text())
-    assert csv_files.guess_mapping(header, imports.APPOINTMENT_FIELDS) == {
-        "gender": "Gender",
-        "age": "Age",
+    assert csv_files.guess_mapping(header, imports.APPOINTMENT_FIELDS) == dict(
+        imports.KAGGLE_NOSHOW.columns
+    )
+
+
+def test_the_first_guess_of_the_mapping_reads_headers_in_other_words_and_languages():
+    """Another system's export heads its columns its own way, in its own language and order:
+    the mapping screen starts from the columns named so (case, accents and punctuation aside),
+    each column given to one field."""
+    guess = csv_files.guess_mapping(
+        ["Nº", "Situação", "Paciente", "Nome", "Sobrenome", "Data da consulta", "Hora", "Telefone"],
+        imports.APPOINTMENT_FIELDS,
+    )
+    assert guess == {
+        "patient_ref": "Paciente",
+        "day": "Data da consulta",
+        "status": "Situação",
+        "start_time": "Hora",
+        "first_name": "Nome",
+        "last_name": "Sobrenome",
+        "phone": "Telefone",
+    }
+    assert csv_files.guess_mapping(
+        ["Ref", "Patient ID", "DOB", "Date", "Time", "Outcome", "Surname", "E-mail"],
+        imports.APPOINTMENT_FIELDS,
+    ) == {
+        "patient_ref": "Patient ID",
+        "appointment_ref": "Ref",
+        "day": "Date",
+        "status": "Outcome",
+        "start_time": "Time",
+        "last_name": "Surname",
+        "date_of_birth": "DOB",
+        "email": "E-mail",
     }
 
 
