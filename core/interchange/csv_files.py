@@ -21,8 +21,8 @@ from core.kernel.clock import local_to_utc
 from core.kernel.errors import ValidationError
 
 MAX_PROBLEMS_KEPT = 1_000
-YES = {"1", "yes", "y", "true", "t"}
-NO = {"0", "no", "n", "false", "f", ""}
+YES = {"1", "yes", "y", "true", "t", "sim", "s", "si", "oui", "ja", "x"}  # x: a ticked cell
+NO = {"0", "no", "n", "false", "f", "", "nao", "non", "nein"}
 
 
 @dataclass(frozen=True)
@@ -491,8 +491,14 @@ def parse_datetime(
     return parsed.astimezone(UTC), has_time
 
 
+def plain(text: str) -> str:
+    """Text compared without case, accents or spaces at either end: "Não" is "nao"."""
+    folded = unicodedata.normalize("NFKD", text.strip().casefold())
+    return "".join(ch for ch in folded if not unicodedata.combining(ch))
+
+
 def parse_flag(value: str) -> bool:
-    text = value.strip().lower()
+    text = plain(value)
     if text in YES:
         return True
     if text in NO:

@@ -61,6 +61,7 @@ from core.interchange.csv_files import (
     parse_flag,
     parse_number,
     parse_time,
+    plain,
     quarter_up,
     read_bytes,
 )
@@ -285,23 +286,20 @@ FFT_WORDS = {
 FFT_NO_ANSWER = {"don't know", "dont know", ""}
 
 
-STATUS_WORDS = {
-    "completed": AppointmentStatus.COMPLETED,
-    "attended": AppointmentStatus.COMPLETED,
-    "fulfilled": AppointmentStatus.COMPLETED,
-    "done": AppointmentStatus.COMPLETED,
-    "no_show": AppointmentStatus.NO_SHOW,
-    "no-show": AppointmentStatus.NO_SHOW,
-    "noshow": AppointmentStatus.NO_SHOW,
-    "dna": AppointmentStatus.NO_SHOW,
-    "did not attend": AppointmentStatus.NO_SHOW,
-    "cancelled": AppointmentStatus.CANCELLED,
-    "canceled": AppointmentStatus.CANCELLED,
-    "scheduled": AppointmentStatus.SCHEDULED,
-    "booked": AppointmentStatus.SCHEDULED,
-    "checked_in": AppointmentStatus.CHECKED_IN,
-    "arrived": AppointmentStatus.CHECKED_IN,
+STATUS_WORDS = {  # compared as csv_files.plain: without case or accents
+    AppointmentStatus.COMPLETED: "completed|attended|fulfilled|done|seen|"
+    "realizada|realizado|atendida|atendido|compareceu|concluida|concluido|asistio|"
+    "effectue|honore|venu|erschienen|abgeschlossen",
+    AppointmentStatus.NO_SHOW: "no_show|no-show|noshow|no show|dna|did not attend|did not arrive|"
+    "faltou|falta|nao compareceu|no asistio|no se presento|ausente|absent|non honore|"
+    "nicht erschienen",
+    AppointmentStatus.CANCELLED: "cancelled|canceled|cancelada|cancelado|anulada|annule|annulee|"
+    "abgesagt|storniert",
+    AppointmentStatus.SCHEDULED: "scheduled|booked|confirmed|agendada|agendado|marcada|marcado|"
+    "confirmada|confirmado|programada|reservada|planifie|reserve|geplant|gebucht",
+    AppointmentStatus.CHECKED_IN: "checked_in|checked in|arrived|chegou|presente|arrive|angekommen",
 }
+STATUS_OF = {word: status for status, words in STATUS_WORDS.items() for word in words.split("|")}
 
 
 def import_appointments(
@@ -552,15 +550,15 @@ def _contact(text: str, kind: str, warnings: list[str], regions: tuple[str, ...]
 
 
 def _status(value: str, no_show_flag: bool) -> AppointmentStatus:
-    text = value.strip().lower()
+    text = plain(value)
     if no_show_flag:
         if text in YES:
             return AppointmentStatus.NO_SHOW
         if text in NO - {""}:
             return AppointmentStatus.COMPLETED
         raise ValueError(f"no-show flag {value!r} is not Yes or No")
-    if text in STATUS_WORDS:
-        return STATUS_WORDS[text]
+    if text in STATUS_OF:
+        return STATUS_OF[text]
     raise ValueError(
         f"status {value!r} is not one of completed, no-show, cancelled, scheduled, arrived"
     )

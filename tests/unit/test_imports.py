@@ -814,3 +814,40 @@ def test_empty_columns_excel_leaves_at_the_end_of_every_row_are_ignored(db, worl
     assert [(p.row, p.reason[:40]) for p in report.problems] == [
         (4, "the row has 6 fields but the first row n")
     ]
+
+
+def test_a_portuguese_export_is_mapped_and_read_in_its_own_words(db, world):
+    """Columns, statuses and yes/no in Portuguese, as a Brazilian system exports them."""
+    data = (
+        "Nº;Paciente;Data da consulta;Hora;Situação;SMS\r\n"
+        "C1;P1;05/06/2024;9:00;Realizada;Sim\r\n"
+        "C2;P1;06/06/2024;9:00;Faltou;Não\r\n"
+        "C3;P2;07/06/2024;9:00;Cancelada;não\r\n"
+        "C4;P2;08/06/2024;9:00;Agendada;\r\n"
+        "C5;P3;09/06/2024;9:00;Talvez;\r\n"
+    ).encode("cp1252")
+    header = csv_files.header_of(data)
+    columns = csv_files.guess_mapping(header, imports.APPOINTMENT_FIELDS)
+    assert "appointment_ref" not in columns  # "Nº" is no name to guess from
+    mapping = imports.AppointmentMapping(
+        columns=columns | {"appointment_ref": "Nº"},
+        date_order=csv_files.DAY_FIRST,
+        source="br",
+    )
+    report = imports.import_appointments(
+        db.write, world.owner, data, mapping, clinic_name="Vitória", timezone="America/Sao_Paulo"
+    )
+    assert report.created == 4 and [p.row for p in report.problems] == [6]
+    with db.read() as session:
+        visits = {
+            ref: (status, sms)
+            for ref, status, sms in session.execute(
+                select(Appointment.external_ref, Appointment.status, Appointment.sms_reminder)
+            )
+        }
+    assert visits == {
+        "br:C1": (AppointmentStatus.COMPLETED, True),
+        "br:C2": (AppointmentStatus.NO_SHOW, False),
+        "br:C3": (AppointmentStatus.CANCELLED, False),
+        "br:C4": (AppointmentStatus.SCHEDULED, False),
+    }
