@@ -1,14 +1,16 @@
 """The Import and export page's appointments tab: a CSV file with its layout, column mapping,
-clinic and visit length, imported in steps, and the report."""
+clinic and visit length, a preview of its first rows as read, imported in steps, and the
+report."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
+import pandas as pd
 import streamlit as st
 
 from core.interchange import csv_files, imports
-from ui.context import run_in_steps
+from ui.context import read, require_actor, run_in_steps, shown
 from ui.data_view import (
     date_order_picker,
     file_header,
@@ -17,6 +19,22 @@ from ui.data_view import (
     show_report,
 )
 from ui.locale import display_format
+from ui.text import show_table
+
+PREVIEW_COLUMNS = {
+    "row": "Row",
+    "appointment": "Appointment id",
+    "patient": "Patient id",
+    "name": "Name",
+    "starts": "Starts (clinic time)",
+    "status": "Status",
+    "note": "Skipped or left out",
+}
+
+
+def shown_read(service, *args, **kwargs):
+    """A core read as the signed-in actor, its refusal shown (the page stops there)."""
+    return shown(read, service, require_actor(), *args, **kwargs)
 
 
 def appointments_import() -> None:
@@ -77,6 +95,21 @@ def appointments_import() -> None:
         encoding = st.text_input(
             "File encoding (empty: UTF-8, else guessed and reported)", key="data_appt_encoding"
         )
+        if st.button("Preview the first rows (nothing is saved)", key="data_appt_preview"):
+            first_rows = shown_read(
+                imports.preview_appointments,
+                upload.getvalue(),
+                mapping,
+                clinic_name=clinic,
+                timezone=tz,
+                encoding=encoding.strip() or None,
+            )
+            show_table(
+                pd.DataFrame([asdict(r) for r in first_rows]).rename(columns=PREVIEW_COLUMNS),
+                hide_index=True,
+                width="stretch",
+                key="data_appt_preview_table",
+            )
         if st.button("Import appointments", type="primary", key="data_appt_import"):
             report = run_in_steps(
                 imports.import_appointments,

@@ -36,6 +36,7 @@ the preset reads them as clinic-local wall times (`times_are_local`).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -43,7 +44,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core.interchange import import_batches
@@ -398,6 +399,67 @@ def import_appointments(
         )
     tick(1.0, report.summary)
     return report
+
+
+PREVIEW_ROWS = 10
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """One row of the file as the import would read it."""
+
+    row: int  # the spreadsheet's row number
+    appointment: str
+    patient: str
+    name: str
+    starts: str  # clinic-local, the month in words: "Wed 05 Jun 2024 09:30"
+    status: str
+    note: str  # why the row would be skipped, or its warnings
+
+
+def preview_appointments(
+    session: Session,
+    actor: Actor,
+    source: str | Path | bytes | BinaryIO,
+    mapping: AppointmentMapping,
+    *,
+    clinic_name: str = KAGGLE_CLINIC[0],
+    timezone: str = KAGGLE_CLINIC[1],
+    encoding: str | None = None,
+    rows: int = PREVIEW_ROWS,
+) -> list[PreviewRow]:
+    """The file's first `rows` rows as import_appointments would read them, nothing saved: a
+    date order or a column chosen wrong shows here (05/06/2024 read as 6 May), not in
+    appointments imported with it, which an import again would skip as already imported."""
+    ensure(actor, Permission.DATA_IMPORT)
+    if not is_time_zone(timezone):
+        raise ValidationError(f"{timezone!r} is not an IANA time zone (e.g. America/Sao_Paulo).")
+    header, numbered, _ = open_csv(source, encoding).rows()
+    check_columns(header, mapping.columns, APPOINTMENT_FIELDS, mapping.extra_columns)
+    clinic = session.scalar(select(Clinic).where(Clinic.name == clinic_name.strip()))
+    regions = practice_regions(session, clinic.locale if clinic else None)
+    shown = []
+    for number, row, wrong in itertools.islice(numbered, rows):
+        try:
+            if row is None:
+                raise ValueError(wrong or "unreadable row")
+            record, patient, warnings = _appointment_row(row, mapping, timezone, regions)
+        except ValueError as exc:
+            shown.append(PreviewRow(number, "", "", "", "", "", f"skipped: {exc}"))
+            continue
+        local = to_local(record["start_at"], timezone)
+        shown.append(
+            PreviewRow(
+                number,
+                record["external_ref"].split(":", 1)[1],
+                record["patient_ref"].split(":", 1)[1],
+                f"{patient['first_name']} {patient['last_name']}",
+                f"{local:%a %d %b %Y %H:%M}",
+                record["status"].value,
+                "; ".join(warnings),
+            )
+        )
+    return shown
 
 
 def _cell(row: dict[str, str], column: str) -> str:

@@ -237,3 +237,21 @@ def test_dates_like_05_06_2024_are_read_in_the_order_chosen(app_as, app_db):
         app_db, select(Appointment.start_at).where(Appointment.external_ref == "csv:V7")
     )[0]
     assert start.replace(tzinfo=None).date().isoformat() == "2024-05-06"
+
+
+def test_the_first_rows_are_previewed_as_they_would_be_read_and_nothing_is_saved(app_as, app_db):
+    content = b"Ref;Patient;Date;Time;Outcome\r\nV8;P8;05/06/2024;9:30;Attended\r\nV9;P8;;;DNA\r\n"
+    at = app_as("owner", PAGE)
+    at.selectbox(key="data_appt_preset").set_value("custom").run()
+    at.file_uploader(key="data_appt_file").set_value(("o.csv", content, "text/csv")).run()
+    at.text_input(key="data_appt_clinic").input("Harbour Street Clinic")
+    at.text_input(key="data_appt_tz").input("Europe/London")
+    at.run()
+    at.button(key="data_appt_preview").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[-1].value  # after the mapping editor; the columns were guessed
+    assert list(table["Starts (clinic time)"]) == ["Wed 05 Jun 2024 09:30", ""]
+    assert list(table["Status"]) == ["completed", ""]
+    assert table["Skipped or left out"][1] == "skipped: the appointment day is empty"
+    saved = query(app_db, select(func.count()).where(Appointment.external_ref.like("csv:V%")))
+    assert saved[0][0] == 0

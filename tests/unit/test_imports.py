@@ -851,3 +851,31 @@ def test_a_portuguese_export_is_mapped_and_read_in_its_own_words(db, world):
         "br:C3": (AppointmentStatus.CANCELLED, False),
         "br:C4": (AppointmentStatus.SCHEDULED, False),
     }
+
+
+def test_a_preview_shows_the_first_rows_as_read_and_saves_nothing(db, world):
+    data = EXCEL_UK.encode("utf-8")
+    mapping = replace(EXCEL_MAPPING, date_order=csv_files.MONTH_FIRST)
+    with db.read() as session:
+        rows = imports.preview_appointments(
+            session,
+            world.owner,
+            data,
+            mapping,
+            clinic_name="Test Clinic",
+            timezone="Europe/London",
+            rows=3,
+        )
+        with pytest.raises(PermissionDenied):
+            imports.preview_appointments(session, world.manager, data, mapping)
+    assert [(r.row, r.appointment, r.starts, r.status) for r in rows] == [
+        (2, "A1", "Mon 06 May 2024 09:30", "completed"),  # month first: what to check
+        (3, "A2", "Thu 06 Jun 2024 10:30", "no_show"),
+        (4, "", "", ""),
+    ]
+    assert rows[0].name == "Ana Silva"
+    assert (
+        rows[2].note
+        == "skipped: appointment day: '13/06/2024 14:05' is not a date read as month/day/year"
+    )
+    assert count(db, Appointment) == 0 and count(db, Patient) == 1  # the world's own
