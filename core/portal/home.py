@@ -40,7 +40,12 @@ from core.payments.providers import PaymentProvider
 from core.payments.rules import get_settings, money_format
 from core.policy import balance as ledger_balance
 from core.policy.cancellation import evaluate, online_booking_blocked
-from core.portal.patient_links import TIME_OF_DAY_LABELS, request_answer
+from core.portal.patient_links import (
+    TIME_OF_DAY_LABELS,
+    check_terms,
+    request_answer,
+    terms_of,
+)
 from core.practice.packages import offered_packages
 from core.requests import changes, decisions
 from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
@@ -360,6 +365,8 @@ class ChangePreview:
     policy_text: str
     today: date  # in the appointment's clinic: the first day a move may ask for
     locale: str  # the appointment's clinic's, for the day picker
+    terms: str = ""  # patient_links.terms_of: what the form sends back with the request
+    when: str = ""  # the appointment's time as the patient reads it
 
 
 def change_preview(
@@ -402,6 +409,8 @@ def change_preview(
         ev.policy_text,
         local_today(appointment.clinic.timezone, now),
         appointment.clinic.locale,
+        terms_of(appointment, ev),
+        clinic_time(appointment.clinic, appointment.start_at) if appointment.start_at else "",
     )
 
 
@@ -439,12 +448,15 @@ def ask_change(
     requested_day: date | None = None,
     time_of_day: str | None = None,
     reason: str = "",
+    shown: str | None = None,
 ) -> str:
-    """Ask to cancel or reschedule (core.requests.changes decides, as for the emailed link)."""
+    """Ask to cancel or reschedule (core.requests.changes decides, as for the emailed link);
+    `shown`: the terms the page showed (ChangePreview.terms), refused if they changed since."""
     patient = portal_patient(session, patient_id)
     preview = change_preview(session, patient_id, appointment_id)
     if not preview.changeable:
         raise ValidationError(preview.reason_not + " Please contact the practice.")
+    check_terms(shown, preview.terms, preview.when)
     kind = ChangeKind(kind)
     if kind == ChangeKind.RESCHEDULE and requested_day is None:
         raise ValidationError("Please choose the day you would prefer.")

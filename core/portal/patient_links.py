@@ -295,9 +295,33 @@ class ChangeView:
     needs_approval: bool
     auto_accept: bool
     today: date  # in the appointment's clinic: the first day a move may ask for
+    terms: str = ""  # terms_of: what the form sends back with the request
 
 
 CHANGEABLE = (AppointmentStatus.SCHEDULED, AppointmentStatus.TENTATIVE)
+
+
+def terms_of(appointment: Appointment, ev) -> str:
+    """What a patient reads before asking to change a visit and may rely on: its time, and
+    whether it is inside the policy's window and at what cost. A change form sends back the
+    terms it showed; `check_terms` refuses the request when they no longer hold."""
+    start = appointment.start_at.isoformat() if appointment.start_at else ""
+    return f"{start}|{ev.inside_window}|{ev.fee_text}|{ev.points}"
+
+
+def check_terms(shown: str | None, terms: str, when: str) -> None:
+    """Refuse a change asked for on terms that changed since the page showed them (a desk
+    moved the visit, or the cancellation window began): the patient reads them again."""
+    if shown is None or shown == terms:
+        return
+    if shown.split("|")[0] != terms.split("|")[0]:
+        what = f"your appointment was moved: it is now on {when}"
+    else:
+        what = "the cancellation window has begun, so what changing it costs has changed"
+    raise Conflict(
+        f"Since this page was opened, {what}. Nothing was sent: please read the page again, "
+        "then send your request."
+    )
 
 
 def change_view(session: Session, raw: str | None, *, now: datetime | None = None) -> ChangeView:
@@ -326,6 +350,7 @@ def change_view(session: Session, raw: str | None, *, now: datetime | None = Non
         ev.needs_approval,
         ev.auto_accept,
         local_today(appointment.clinic.timezone, now),
+        terms_of(appointment, ev),
     )
 
 
@@ -337,14 +362,17 @@ def submit_change(
     requested_day: date | None = None,
     time_of_day: str | None = None,
     reason: str = "",
+    shown: str | None = None,
 ) -> str:
     """Ask to cancel or reschedule; the request lands in the managers' queue, or is accepted
-    at once where the policy allows (core.scheduling.lifecycle.request_change decides)."""
+    at once where the policy allows (core.scheduling.lifecycle.request_change decides).
+    `shown`: the terms the page showed (ChangeView.terms), refused if they changed since."""
 
     token, appointment = _appointment_for(session, raw, "change")
     view = change_view(session, raw)
     if not view.changeable:
         raise ValidationError(view.reason_not + " Please contact the practice.")
+    check_terms(shown, view.terms, view.appointment.when)
     kind = ChangeKind(kind)
     if kind == ChangeKind.CANCEL and not view.cancel_online:
         raise ValidationError(

@@ -312,3 +312,44 @@ def test_public_booking_request_offers_the_packages_after_the_services(app_db):
         assert request.package.name == "Skin renewal"
         assert [a.service.name for a in request.services] == ["Skin check", "Chemical peel"]
     database.dispose()
+
+
+def test_a_visit_moved_while_the_change_page_was_open_is_not_cancelled_on_the_old_terms(app_db):
+    """The patient read 'no fee' for a visit days away; the desk then moved it to within the
+    24-hour window. Sending the request as the page stood would cancel it with a fee the
+    patient was never shown: it is refused, saying it moved, and goes once read again."""
+    database = _db(app_db)
+    with database.write() as s:
+        appointment = s.scalars(
+            select(Appointment).where(
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+                Appointment.start_at > utcnow() + timedelta(days=3),
+            )
+        ).first()
+        s.execute(
+            ChangeRequest.__table__.delete().where(ChangeRequest.appointment_id == appointment.id)
+        )
+        raw = _raw(patient_links.change_link(s, appointment, "http://x"))
+        appointment_id = appointment.id
+    at = patient_page("change", raw)
+    assert not at.warning  # outside the window: nothing to pay
+    at.radio(key="patient_change_kind").set_value("cancel").run()
+    at.checkbox(key="patient_change_agree").check()
+    with database.write() as s:  # the desk moves it to tomorrow morning meanwhile
+        row = s.get(Appointment, appointment_id)
+        row.start_at = utcnow() + timedelta(hours=6)
+        row.end_at = row.start_at + timedelta(minutes=30)
+    at.button(key="FormSubmitter:patient_change_form-Send my request").click().run()
+    said = " ".join(e.value for e in at.error)
+    assert "Since this page was opened, your appointment was moved: it is now on" in said, said
+    assert "Nothing was sent" in said
+    with database.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
+        assert not s.scalars(
+            select(ChangeRequest).where(ChangeRequest.appointment_id == appointment_id)
+        ).all()
+    assert "cancelling now costs" in at.warning[0].value  # the new terms, on the page now
+    at.button(key="FormSubmitter:patient_change_form-Send my request").click().run()
+    assert "sent to the practice" in at.success[0].value, [e.value for e in at.error]
+    database.dispose()

@@ -875,3 +875,36 @@ def test_a_treatment_the_practice_books_itself_is_neither_offered_nor_taken_by_t
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(WaitlistEntry)) == 0
         assert s.scalar(select(func.count()).select_from(Appointment)) == 0
+
+
+def test_a_change_asked_on_terms_that_changed_since_the_page_showed_them_is_refused(db, world):
+    """The portal's change panel sends back the terms it showed. Moved by the desk, or come
+    inside the window (a longer window in force) since: refused, saying which, nothing
+    written; on the terms now shown it goes."""
+    from core.kernel.errors import Conflict
+    from db.models import ChangeRequest
+
+    _enrol(db, world.patient_id)
+    _policy(db, world)
+    appointment_id = _appointment(db, world, hours_ahead=72)
+    with db.read() as s:
+        first = home.change_preview(s, world.patient_id, appointment_id)
+    assert not first.inside_window
+    with db.write() as s:  # the desk moves it a day later
+        row = s.get(Appointment, appointment_id)
+        row.start_at += timedelta(days=1)
+        row.end_at += timedelta(days=1)
+    with db.write() as s, pytest.raises(Conflict, match="was moved: it is now on"):
+        home.ask_change(s, world.patient_id, appointment_id, kind="cancel", shown=first.terms)
+    with db.read() as s:
+        moved = home.change_preview(s, world.patient_id, appointment_id)
+    _policy(db, world, version=2, window_hours=200)  # a longer window, in force now
+    with db.write() as s, pytest.raises(Conflict, match="cancellation window has begun"):
+        home.ask_change(s, world.patient_id, appointment_id, kind="cancel", shown=moved.terms)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 0
+        now = home.change_preview(s, world.patient_id, appointment_id)
+    with db.write() as s:
+        home.ask_change(s, world.patient_id, appointment_id, kind="cancel", shown=now.terms)
+    with db.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import streamlit as st
@@ -16,6 +17,7 @@ def render(token: str) -> None:
     if show_done("change", token):
         return
     view = public_read(patient_links.change_view, token)
+    seen = f"patient_change_terms_{hashlib.sha256(token.encode()).hexdigest()[:16]}"
     st.title("Change your appointment")
     a = view.appointment
     st.markdown(
@@ -91,7 +93,9 @@ def render(token: str) -> None:
             requested_day=day,
             time_of_day=moment,
             reason=reason,
+            shown=st.session_state.get(seen),  # the terms of the page the patient pressed on
         )
         if message:
             mark_done("change", token, message)
             st.rerun()
+    st.session_state[seen] = view.terms

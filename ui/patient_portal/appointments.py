@@ -217,9 +217,12 @@ def _change(appointment_id: int) -> None:
     if no.button("No, I'm having second thoughts", key="portal_change_no"):
         st.session_state[CHANGE_KEY] = None
         st.rerun()
+    seen = f"portal_change_terms_{appointment_id}"
+    shown = st.session_state.get(seen)  # the terms of the page the patient pressed on
+    st.session_state[seen] = view.terms
     if yes.button("Yes, pretty sure", key="portal_change_yes", type="primary"):
         change = {"kind": kind, "requested_day": day, "time_of_day": moment, "reason": reason}
-        done = act(home.ask_change, _me(), appointment_id, **change)
+        done = act(home.ask_change, _me(), appointment_id, **change, shown=shown)
         if done:
             st.session_state[CHANGE_KEY] = None
             flash(done)
