@@ -606,6 +606,19 @@ def _apply(session, actor, data, report, effective_at) -> None:
             raise ValueError(f"there is no service {name!r} (list it under [[services]])")
         return found
 
+    def unconfirmed(entity: str, existing: int | None, active: bool, page: str) -> None:
+        """A file cannot answer the set-up's "Confirm to deactivate anyway": deactivating a
+        clinic, service or provider with visits booked ahead is refused, saying where to do
+        it (the page asks); the file then imports as it is."""
+        model = setup.MODELS[entity]
+        if existing is None or active or not session.get(model, existing).active:
+            return
+        if warning := setup.deactivation_warning(session, actor, entity, existing):
+            raise ValueError(
+                f"the file deactivates it. {warning} A file cannot confirm this: deactivate it "
+                f"on the {page} page, which asks you to, then import the file again."
+            )
+
     def clinic(entry):
         name = _get(entry, "name", str)
         existing, before = _id(session, Clinic, name), _marker(session)
@@ -619,7 +632,18 @@ def _apply(session, actor, data, report, effective_at) -> None:
             _get(entry, "currency", str, "GBP"),
             _get(entry, "active", bool, True),
         )
-        setup.save_clinic(session, actor, values, existing)
+        unconfirmed("clinic", existing, values.active, "Clinics and rooms")
+        if existing is not None and (
+            warning := setup.zone_change_warning(
+                session, actor, existing, values.timezone, values.locale
+            )
+        ):
+            raise ValueError(
+                f"the file changes its time zone to {values.timezone}. {warning} A file cannot "
+                "confirm this: change it on the Clinics and rooms page, which asks you to, then "
+                "import the file again."
+            )
+        setup.save_clinic(session, actor, values, existing, despite_bookings=True)
         _track(session, report, f"clinic {name}", existing is not None, before)
 
     def resource(entry):
@@ -667,6 +691,7 @@ def _apply(session, actor, data, report, effective_at) -> None:
             tuple(needs),
             _get(entry, "active", bool, True),
         )
+        unconfirmed("service", existing, values.active, "Services")
         sid = setup.save_service(session, actor, values, existing)
         for doc in _tables(entry, "documents", "kind = …, title = …, body = …"):
             kind = doc.get("kind", "")
@@ -720,6 +745,7 @@ def _apply(session, actor, data, report, effective_at) -> None:
             user_id,
             _get(entry, "active", bool, True),
         )
+        unconfirmed("provider", existing, values.active, "Providers")
         pid = setup.save_provider(session, actor, values, existing)
         by_clinic: dict[str, list[schedules.HoursRow]] = {}
         for h in _tables(entry, "hours", 'clinic = …, day = "Monday", starts = …, ends = …'):
