@@ -218,7 +218,12 @@ def _appointment_for(session: Session, raw: str | None, purpose: str):
     return token, appointment
 
 
-class ProposalReplaced(Conflict):
+class ProposalClosed(Conflict):
+    """A real proposal link that can no longer be answered, saying why: the holder of the
+    link learns only what became of their own proposal (an unknown link stays LinkInvalid)."""
+
+
+class ProposalReplaced(ProposalClosed):
     """The link of a proposal the practice has since replaced with a newer one."""
 
     def __init__(self) -> None:
@@ -228,10 +233,27 @@ class ProposalReplaced(Conflict):
         )
 
 
+class ProposalAnswered(ProposalClosed):
+    def __init__(self) -> None:
+        super().__init__(
+            "You have answered this proposal already. The practice's latest message says "
+            "where your appointment stands."
+        )
+
+
+class ProposalLapsed(ProposalClosed):
+    def __init__(self, phone: str) -> None:
+        call = f" or call them on {phone}" if phone else ""
+        super().__init__(
+            "This proposal has lapsed: we did not hear back in time, so that time is no longer "
+            f"held for you. The practice will be in touch{call}."
+        )
+
+
 def _proposal_for(session: Session, raw: str | None):
     """The proposal link's token and appointment. A link revoked because the practice sent a
-    newer proposal for the appointment says so (and nothing of the new time); any other dead
-    link is LinkInvalid."""
+    newer proposal for the appointment says so (and nothing of the new time), as do one
+    answered already and one that lapsed unanswered; any other dead link is LinkInvalid."""
     try:
         return _appointment_for(session, raw, "proposal")
     except LinkInvalid:
@@ -239,12 +261,12 @@ def _proposal_for(session: Session, raw: str | None):
             raise
         row = session.scalar(
             select(LinkToken).where(
-                LinkToken.token_hash == tokens.hash_token(raw),
-                LinkToken.purpose == "proposal",
-                LinkToken.revoked_at.is_not(None),
+                LinkToken.token_hash == tokens.hash_token(raw), LinkToken.purpose == "proposal"
             )
         )
-        newer = row is not None and session.scalar(
+        if row is None:
+            raise
+        newer = row.revoked_at is not None and session.scalar(
             select(LinkToken.id)
             .where(
                 LinkToken.purpose == "proposal",
@@ -255,6 +277,11 @@ def _proposal_for(session: Session, raw: str | None):
         )
         if newer:
             raise ProposalReplaced() from None
+        if row.used_at is not None:
+            raise ProposalAnswered() from None
+        appointment = session.get(Appointment, row.subject_id)
+        if row.revoked_at is None and appointment is not None:  # past its time, unanswered
+            raise ProposalLapsed(appointment.clinic.phone or "") from None
         raise
 
 
@@ -663,6 +690,9 @@ __all__ = [
     "enrollment_view",
     "enroll",
     "AppointmentView",
+    "ProposalAnswered",
+    "ProposalClosed",
+    "ProposalLapsed",
     "ProposalReplaced",
     "proposal_view",
     "answer_proposal",

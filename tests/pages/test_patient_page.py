@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
 from core.kernel import tokens
@@ -353,3 +353,47 @@ def test_a_visit_moved_while_the_change_page_was_open_is_not_cancelled_on_the_ol
     at.button(key="FormSubmitter:patient_change_form-Send my request").click().run()
     assert "sent to the practice" in at.success[0].value, [e.value for e in at.error]
     database.dispose()
+
+
+def test_a_proposal_link_answered_already_or_lapsed_says_so(app_db):
+    """Opened again after answering it, or after it lapsed unanswered: the link says which
+    (and, lapsed, whom to call) instead of the neutral invalid page; a made-up link still gets
+    that neutral page."""
+    database = _db(app_db)
+    with database.write() as s:
+        answered, lapsed = s.scalars(
+            select(Appointment)
+            .where(
+                Appointment.status == AppointmentStatus.TENTATIVE,
+                Appointment.start_at > utcnow(),
+                Appointment.patient_id.is_not(None),
+            )
+            .limit(2)
+        ).all()
+        raw = {"answered": decisions.send_proposal(s, answered, "")}
+        raw["lapsed"] = decisions.send_proposal(s, lapsed, "")
+        phone = lapsed.clinic.phone
+    at = patient_page("proposal", raw["answered"])
+    at.button(key="patient_proposal_accept").click().run()
+    assert not at.exception and at.success
+    with database.write() as s:  # the lapsed link's time ran out unanswered
+        s.execute(
+            update(tokens.LinkToken)
+            .where(tokens.LinkToken.token_hash == tokens.hash_token(raw["lapsed"]))
+            .values(expires_at=utcnow() - timedelta(minutes=1))
+        )
+    database.dispose()
+    lapsed_words = (
+        "This proposal has lapsed: we did not hear back in time, so that time is no longer held "
+        f"for you. The practice will be in touch or call them on {phone}."
+    )
+    for kind, words in (
+        ("answered", "You have answered this proposal already."),
+        ("lapsed", lapsed_words),
+    ):
+        at = patient_page("proposal", raw[kind])
+        assert not at.exception
+        assert [i.value for i in at.info][0].startswith(words), (kind, [i.value for i in at.info])
+        assert not at.button
+    at = patient_page("proposal", "x" * 43)
+    assert INVALID in " ".join(m.value for m in [*at.markdown, *at.info, *at.error])

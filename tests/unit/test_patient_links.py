@@ -187,9 +187,9 @@ def test_patient_declines_a_proposal_through_the_link(db, world):
     assert "in touch" in message
     with db.read() as s:
         assert s.get(Appointment, appointment_id).status == AppointmentStatus.REQUESTED
-        with pytest.raises(LinkInvalid):
+        with pytest.raises(patient_links.ProposalAnswered):  # opened again: says so
             patient_links.proposal_view(s, raw)
-    with db.write() as s, pytest.raises(LinkInvalid):
+    with db.write() as s, pytest.raises(patient_links.ProposalAnswered):
         patient_links.answer_proposal(s, raw, accept=True)
 
 

@@ -14,9 +14,9 @@ def render(token: str) -> None:
         return
     try:
         view = public_read(patient_links.proposal_view, token)
-    except patient_links.ProposalReplaced as replaced:  # a newer proposal's link took over
+    except patient_links.ProposalClosed as closed:  # replaced, answered or lapsed: say so
         st.title("Your proposed appointment")
-        st.info(str(replaced))
+        st.info(escape(str(closed)))
         return
     st.title("Your proposed appointment")
     st.markdown(f"Hello {escape(view.first_name)}, the practice proposes:")
