@@ -472,6 +472,20 @@ def ask_change(
     return request_answer(patient, "cancelled" if request.status.value == "approved" else None)
 
 
+def withdraw_request(session: Session, patient_id: int, appointment_id: int) -> str:
+    """Withdraw the patient's own request still waiting for the practice."""
+    patient = portal_patient(session, patient_id)
+    appointment = own_appointment(session, patient_id, appointment_id)
+    if appointment.status != S.REQUESTED:
+        raise ValidationError(
+            "Only a request still waiting for the practice can be withdrawn; for a booked "
+            "appointment use Cancel or reschedule."
+        )
+    actor = patient_actor(patient.first_name, via="portal")
+    decisions.withdraw_request(session, actor, appointment.id)
+    return "Your request has been withdrawn."
+
+
 def answer_proposal(session: Session, patient_id: int, appointment_id: int, *, accept: bool):
     patient = portal_patient(session, patient_id)
     appointment = own_appointment(session, patient_id, appointment_id)

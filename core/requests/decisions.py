@@ -41,7 +41,7 @@ from core.scheduling.lifecycle import (
     tell_patient,
     when_text,
 )
-from core.scheduling.moves import PatientBusy, own_visit, patient_free
+from core.scheduling.moves import PatientBusy, cancel, own_visit, patient_free
 from core.scheduling.openings import appointment_freed
 from core.scheduling.states import ENTITY, PROPOSAL_TTL, Action, S, ensure_allowed
 from db.models import (
@@ -302,6 +302,32 @@ def propose_time(
     flush(session, appointment)
     record(session, actor, appointment, Action.PROPOSE, before, message=message, details=details)
     return send_proposal(session, appointment, message)
+
+
+WITHDRAWN = "Withdrawn by the patient."
+
+
+def withdraw_request(session: Session, actor: Actor, appointment_id: int) -> Outcome:
+    """The patient withdraws a booking request still waiting for the practice (through the
+    portal, which checked it is theirs): cancelled by the patient, with no fee, as nothing was
+    booked; it leaves the queue. One the practice answered meanwhile is refused."""
+    if actor.role is not None:  # staff cancel a request as any appointment
+        ensure_allowed(actor, Action.CANCEL)
+    appointment = load(session, appointment_id, Action.CANCEL)
+    if appointment.status != S.REQUESTED:
+        raise Conflict(
+            "The practice has just answered this request, so it cannot be withdrawn here: see "
+            "their latest message, or cancel the appointment instead."
+        )
+    return cancel(
+        session,
+        actor,
+        appointment,
+        reason=WITHDRAWN,
+        message="",
+        by_patient=True,
+        details={"withdrawn": True},
+    )
 
 
 REPLACED = "Not sent: a newer proposal replaced it before it went out."

@@ -352,6 +352,7 @@ CLINIC_SUMMARIES = {
     # a patient's cancellation the policy accepted at once: done, nothing waits in the queue
     "cancelled_at_once": "{patient} cancelled {service} on {when} (accepted at once under the "
     "cancellation policy).",
+    "request_withdrawn": "{patient} withdrew their request for {service} on {when}.",
     "late_cancellation": "{patient} cancelled {service} on {when}, inside the policy window.",
     "proposal_answered": "{patient} {answer} the proposed time {proposed} for {service} "
     "(now {status}).",
@@ -366,7 +367,9 @@ def tell_clinic_of(
     for event in _clinic_events_for(appointment, action, details):
         kind = details.get("kind") or ("cancel" if action == Action.CANCEL else "change")
         words = (
-            "cancelled_at_once" if (event, action) == ("change_request", Action.CANCEL) else event
+            ("request_withdrawn" if details.get("withdrawn") else "cancelled_at_once")
+            if (event, action) == ("change_request", Action.CANCEL)
+            else event
         )
         summary = CLINIC_SUMMARIES[words].format(
             patient=appointment.patient.full_name if appointment.patient else "A patient",

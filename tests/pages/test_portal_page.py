@@ -13,10 +13,10 @@ from streamlit.testing.v1 import AppTest
 from core.feedback import surveys
 from core.forms import after_booking
 from core.kernel.authz import SYSTEM
-from core.kernel.clock import to_local
+from core.kernel.clock import local_today, to_local
 from core.kernel.config import load_settings
 from core.kernel.money import format_day_range, format_moment, format_money
-from core.portal import sign_in
+from core.portal import home, sign_in
 from core.portal import waitlist as portal_waitlist
 from core.scheduling.availability import suggest_slots
 from core.startup import open_database
@@ -866,4 +866,37 @@ def test_a_survey_answered_through_the_emailed_link_meanwhile_is_said_so_in_the_
     with database.read() as s:
         answered = select(SurveyResponse.nps).where(SurveyResponse.appointment_id == visit_id)
         assert list(s.scalars(answered)) == [10]
+    database.dispose()
+
+
+def test_the_patient_withdraws_a_request_still_waiting_after_confirming(app_db):
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        booked = s.get(Appointment, appointment_id)
+        asked = home.request_appointment(
+            s, patient_id, clinic_id=booked.clinic_id, service_id=booked.service_id,
+            requested_day=local_today(booked.clinic.timezone) + timedelta(days=9),
+            time_of_day="afternoon",
+        )  # fmt: skip
+        assert "received" in asked
+        request_id = s.scalar(
+            select(Appointment.id)
+            .where(Appointment.patient_id == patient_id, Appointment.status == "requested")
+            .order_by(Appointment.id.desc())
+        )
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    assert f"portal_withdraw_{appointment_id}" not in [b.key for b in at.button]  # booked
+    at.button(key=f"portal_withdraw_{request_id}").click().run()
+    assert any("Withdraw this request?" in w.value for w in at.warning)
+    at.button(key="portal_withdraw_no").click().run()
+    assert "portal_withdraw_yes" not in [b.key for b in at.button]
+    at.button(key=f"portal_withdraw_{request_id}").click().run()
+    at.button(key="portal_withdraw_yes").click().run()
+    assert not at.exception and not at.error
+    assert "Your request has been withdrawn." in at.success[0].value
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.get(Appointment, request_id).status == AppointmentStatus.CANCELLED
     database.dispose()

@@ -908,3 +908,63 @@ def test_a_change_asked_on_terms_that_changed_since_the_page_showed_them_is_refu
         home.ask_change(s, world.patient_id, appointment_id, kind="cancel", shown=now.terms)
     with db.read() as s:
         assert s.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED
+
+
+def test_a_patient_withdraws_a_request_still_waiting_and_no_other(db, world):
+    """A request asked for in the portal can be withdrawn there while it waits: cancelled by
+    the patient with no fee (nothing was booked), out of the queue, the clinic's inbox told
+    in those words. A booked visit, another patient's request or one the practice answered
+    meanwhile is refused. Before, a waiting request could not be withdrawn at all."""
+    from core.messaging.preferences import PreferencesForm, save_preferences
+    from core.requests import decisions, queue
+    from db.models import ClinicEvent
+
+    _enrol(db, world.patient_id)
+    _policy(db, world, late_cancel_fee_cents=2500)
+    with db.write() as s:
+        save_preferences(
+            s, world.owner, world.clinic_id, PreferencesForm(clinic_events=["change_request"])
+        )
+    day = date.today() + timedelta(days=3)
+    with db.write() as s:
+        home.request_appointment(
+            s, world.patient_id, clinic_id=world.clinic_id, service_id=world.service_id,
+            requested_day=day, time_of_day="morning",
+        )  # fmt: skip
+        asked = s.scalar(select(Appointment.id).where(Appointment.status == "requested"))
+    booked = _appointment(db, world)
+    with db.write() as s, pytest.raises(ValidationError, match="Cancel or reschedule"):
+        home.withdraw_request(s, world.patient_id, booked)
+    with db.write() as s:
+        other = make_patient(s, first_name="Sam", email="sam@example.org").id
+    with db.write() as s, pytest.raises(NotFound):
+        home.withdraw_request(s, other, asked)
+    with db.write() as s:
+        assert (
+            home.withdraw_request(s, world.patient_id, asked) == "Your request has been withdrawn."
+        )
+    with db.read() as s:
+        row = s.get(Appointment, asked)
+        assert (row.status, row.cancelled_by, row.late_cancellation) == (
+            AppointmentStatus.CANCELLED, "patient", False,
+        )  # fmt: skip
+        assert queue.queue_counts(s, world.manager)[queue.QueueKind.REQUESTS] == 0
+        said = s.scalars(select(ClinicEvent.summary)).all()
+        assert any(
+            w.startswith("Alex Morgan withdrew their request for Consultation") for w in said
+        )
+        fees = s.scalar(select(func.count()).select_from(LedgerEntry).where(
+            LedgerEntry.appointment_id == asked, LedgerEntry.amount_cents > 0))  # fmt: skip
+        assert fees == 0
+    with db.write() as s:  # answered by the practice at the same moment: refused
+        second = decisions.request_appointment(
+            s, world.manager, patient_id=world.patient_id, clinic_id=world.clinic_id,
+            service_id=world.service_id, requested_day=day, time_of_day="afternoon",
+        ).id  # fmt: skip
+    with db.write() as s:
+        decisions.approve_request(
+            s, world.manager, second, provider_id=world.provider_id,
+            start_at=local_to_utc(day, time(14), "Europe/London"),
+        )  # fmt: skip
+    with db.write() as s, pytest.raises(ValidationError, match="still waiting"):
+        home.withdraw_request(s, world.patient_id, second)

@@ -19,6 +19,7 @@ from ui.patient.form import fields, show_document
 from ui.patient_portal import act, flash
 
 CHANGE_KEY, PAY_KEY, FORM_KEY = "portal_change", "portal_pay", "portal_form"
+WITHDRAW_KEY = "portal_withdraw"  # the request whose withdrawal is being confirmed
 FORM_STATES = {
     "outstanding": ("orange", "To complete"),
     "answered": ("green", "Answered"),
@@ -56,6 +57,12 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             "Cancel or reschedule", key=f"portal_change_{item.id}"
         ):
             st.session_state[CHANGE_KEY], st.session_state[PAY_KEY] = item.id, None
+        if item.status == "requested" and buttons[1].button(
+            "Withdraw request", key=f"portal_withdraw_{item.id}"
+        ):
+            st.session_state[WITHDRAW_KEY] = item.id
+        if item.status == "requested" and st.session_state.get(WITHDRAW_KEY) == item.id:
+            _withdraw(item.id)
         if item.status == "tentative":
             if buttons[2].button("Accept this time", key=f"portal_accept_{item.id}"):
                 if done := act(home.answer_proposal, _me(), item.id, accept=True):
@@ -69,6 +76,18 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             _change(item.id)
         if item.forms:
             _forms(item)
+
+
+def _withdraw(appointment_id: int) -> None:
+    st.warning("Withdraw this request? The practice will not book it.", icon=":material/help:")
+    no, yes = st.columns(2)
+    if no.button("No, keep it", key="portal_withdraw_no"):
+        st.session_state[WITHDRAW_KEY] = None
+        st.rerun()
+    if yes.button("Yes, withdraw it", key="portal_withdraw_yes", type="primary"):
+        st.session_state[WITHDRAW_KEY] = None
+        if done := act(home.withdraw_request, _me(), appointment_id):
+            flash(done)
 
 
 def _card_online() -> bool:
