@@ -19,7 +19,7 @@ from core.kernel.authz import SYSTEM
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import load_settings
 from core.kernel.money import clinic_time
-from core.messaging import preferences, reminders
+from core.messaging import notify, preferences, reminders
 from core.portal import replies
 from core.startup import open_database
 from db.models import (
@@ -319,7 +319,8 @@ def test_the_outbox_offers_a_retry_only_when_a_message_waits_for_one(app_as, app
     database = _db(app_db)
     with database.write() as session:
         row = session.get(Notification, last)
-        row.permanent_failure, row.last_error = True, "Stopped: the no-show was undone."
+        for name, value in notify.stopped_on_purpose("Not sent: the no-show was undone.").items():
+            setattr(row, name, value)  # as notify.withdraw_unsent stops one
     database.dispose()
     st.cache_data.clear()
     at = app_as("manager", "app_pages/notifications.py")
