@@ -627,18 +627,21 @@ def submit_booking(
             )
         if patient.points_balance <= 0:
             flags.append("No online booking for this patient (points used up): call them.")
-    appointment = decisions.request_appointment(
-        session,
-        _actor_for(patient),
-        patient_id=patient.id,
-        clinic_id=view.clinic_id,
-        service_id=service_id,
-        package_id=package_id,
-        requested_day=requested_day,
-        time_of_day=moment,
-        notes=note,
-        source=Source.ONLINE,
-    )
+    try:
+        appointment = decisions.request_appointment(
+            session,
+            _actor_for(patient),
+            patient_id=patient.id,
+            clinic_id=view.clinic_id,
+            service_id=service_id,
+            package_id=package_id,
+            requested_day=requested_day,
+            time_of_day=moment,
+            notes=note,
+            source=Source.ONLINE,
+        )
+    except decisions.AlreadyAsked:  # the patient's own request stands; a stranger learns nothing
+        return BOOKING_RECEIVED
     if flags:
         flag = " ".join(flags)[:300]
         session.add(RequestFlag(appointment_id=appointment.id, flag=flag, typed_name=typed))

@@ -155,6 +155,12 @@ def request_appointment(
     return appointment
 
 
+class AlreadyAsked(ValidationError):
+    """The same request is already waiting (_not_asked_already). The public booking link
+    answers it as any request (core.portal.patient_links.submit_booking): whoever typed a
+    patient's address must not learn that it is one, nor what they asked for."""
+
+
 def _not_asked_already(
     session, actor, patient, clinic, service, package, requested_day, time_of_day, start_at
 ) -> None:
@@ -193,7 +199,7 @@ def _not_asked_already(
         asked += f", {TIME_OF_DAY_LABELS[time_of_day]}"
     if actor.role is None:
         call = f"call us on {clinic.phone}" if clinic.phone else "call us"
-        raise ValidationError(
+        raise AlreadyAsked(
             f"You have already asked for {what} on {asked}: this request was not sent again. "
             + (
                 f"We have proposed a time for it: please answer through the link we sent you, "
@@ -202,7 +208,7 @@ def _not_asked_already(
                 else f"The practice will answer it soon; to change it, {call}."
             )
         )
-    raise ValidationError(
+    raise AlreadyAsked(
         f"{patient.full_name} already asked for {what} on {asked} (request #{waiting}, "
         f"waiting in the queue): this one was not added. Open #{waiting} to decide on it or "
         "change it."

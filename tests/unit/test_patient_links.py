@@ -553,6 +553,48 @@ def test_a_known_email_with_another_name_is_flagged_check_identity_not_attached_
     assert detail.check == flagged.flag
 
 
+@pytest.mark.parametrize("proposed", [False, True])
+def test_a_known_contacts_request_already_waiting_gets_the_same_answer_as_a_stranger(
+    db, world, proposed
+):
+    """Anyone may type a patient's email into the public booking form: a request that repeats
+    one of theirs still waiting (or proposed a time) was answered 'You have already asked for
+    Consultation on …: we have proposed a time for it', telling a stranger that this address
+    is a patient's, and what they asked for. It now gets the answer any request gets, and
+    adds nothing (the patient's own request stands)."""
+    raw = _booking_link(db, world)
+    day = date.today() + timedelta(days=9)
+    first = _book(
+        db, raw, first_name="Alex", last_name="Morgan", email="alex@example.org", requested_day=day
+    )
+    if proposed:
+        with db.write() as s:
+            waiting = s.scalars(select(Appointment)).one()
+            waiting.status = AppointmentStatus.TENTATIVE
+    again = _book(
+        db,
+        raw,
+        first_name="Mallory",
+        last_name="Stone",
+        email="ALEX@example.org",
+        requested_day=day,
+        ip="198.51.100.7",
+    )
+    stranger = _book(
+        db,
+        raw,
+        first_name="Mallory",
+        last_name="Stone",
+        email="m@example.org",
+        requested_day=day,
+        ip="198.51.100.7",
+    )
+    assert first == again == stranger == patient_links.BOOKING_RECEIVED
+    with db.read() as s:
+        mine = s.scalars(select(Appointment).where(Appointment.patient_id == world.patient_id))
+        assert len(mine.all()) == 1
+
+
 def test_a_patient_with_no_points_left_gets_the_same_answer_and_a_flagged_request(db, world):
     raw = _booking_link(db, world)
     with db.write() as s:
