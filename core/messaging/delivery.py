@@ -170,10 +170,11 @@ def _smtp_answer(code: int, text: bytes | str) -> str:
 
 
 class LoggingSmsTransport:
-    """The default SMS transport: writes the message to the log (no provider configured)."""
+    """The default SMS transport: writes the message to the log (no provider configured),
+    its links' tokens redacted: whoever reads the log must not be able to use them."""
 
     def send(self, notification: Notification) -> None:
-        log.info("SMS to %s: %s", notification.to_address, notification.body)
+        log.info("SMS to %s: %s", notification.to_address, redact(notification.body))
 
 
 class HttpSmsTransport:

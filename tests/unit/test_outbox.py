@@ -214,6 +214,22 @@ def test_a_delivered_message_keeps_no_usable_link(db, channel):
     assert f"t=redacted-sha256-{tokens.hash_token(issued.raw)}" in row.body
 
 
+def test_the_default_sms_transport_logs_no_usable_link(db, caplog):
+    """With no SMS provider configured (the default), each text is written to the server log:
+    a portal sign-in link there let whoever reads the log sign in as the patient (or answer
+    their proposal, cancel their visit) until it was used. The log shows the link's hash."""
+    with db.write() as session:
+        issued = tokens.issue(session, "portal", 1, timedelta(minutes=15))
+    link = f"https://clinic.example.org/_clinicdesk/portal/sign-in?t={issued.raw}"
+    (id_,) = _queue(db, 1, Channel.SMS, body=f"Sign in: {link}")
+    caplog.set_level("INFO", logger="clinicdesk")
+    channels = {Channel.SMS: delivery.LoggingSmsTransport()}
+    assert delivery.send_due(db.write, channels).sent == 1
+    assert "Sign in: https://clinic.example.org/" in caplog.text
+    assert issued.raw not in caplog.text
+    assert f"t=redacted-sha256-{tokens.hash_token(issued.raw)}" in caplog.text
+
+
 def test_a_server_that_never_answers_holds_the_round_for_one_message_only(db):
     emails = _queue(db, 4)
     (text,) = _queue(db, 1, Channel.SMS)
