@@ -71,6 +71,15 @@ def same_site_only(route):
     return guarded
 
 
+def cookie_secure(request: Request) -> bool:
+    """Whether a session cookie is sent over HTTPS only: when this request came over HTTPS, or
+    when the practice's public address (CLINICDESK_BASE_URL) is https. Behind a proxy that
+    ends TLS and passes on plain HTTP (X-Forwarded-Proto http, or none), the request alone
+    looks like http: the cookie went without Secure, and a browser would send it in clear
+    to any http:// address of the same host."""
+    return request.url.scheme == "https" or load_settings().base_url.startswith("https://")
+
+
 def _exchange(code: str) -> str | None:
     with _db().write() as session:
         return accounts.exchange_handoff(session, code)
@@ -95,7 +104,7 @@ async def set_session(request: Request) -> Response:
         httponly=True,
         samesite="strict",
         path="/",
-        secure=request.url.scheme == "https",
+        secure=cookie_secure(request),
         max_age=30 * 24 * 3600,
     )
     return response
@@ -157,7 +166,7 @@ async def portal_open_session(request: Request) -> Response:
         httponly=True,
         samesite="strict",
         path="/",
-        secure=request.url.scheme == "https",
+        secure=cookie_secure(request),
     )  # a browser-session cookie; the server ends it after the idle limit
     return response
 

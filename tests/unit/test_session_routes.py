@@ -58,3 +58,21 @@ def test_each_cookie_route_refuses_another_sites_request(route):
 def test_a_same_origin_sign_in_reaches_the_route():
     """An empty code from the app's own page gets the route's own answer, not the refusal."""
     assert _post(serve.set_session, {"sec-fetch-site": "same-origin"}) == 400
+
+
+@pytest.mark.parametrize(
+    "scheme, base_url, secure",
+    [
+        ("http", "https://desk.example", True),  # TLS ended by a proxy in front
+        ("https", "http://localhost:8501", True),
+        ("http", "http://localhost:8501", False),  # a desk trying it out on its own machine
+    ],
+)
+def test_session_cookies_are_secure_when_the_public_address_is_https(
+    monkeypatch, tmp_path, scheme, base_url, secure
+):
+    monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINICDESK_BASE_URL", base_url)
+    host = [(b"host", b"desk.example")]
+    scope = {"type": "http", "method": "POST", "scheme": scheme, "path": "/", "headers": host}
+    assert serve.cookie_secure(Request(scope)) is secure
