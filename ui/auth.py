@@ -163,7 +163,8 @@ def oidc_sign_in() -> Actor | None:
         return None
     try:
         with database().write() as session:
-            user = accounts.user_for_email(session, st.user.get("email"))
+            email, verified = st.user.get("email"), st.user.get("email_verified")
+            user = accounts.user_for_email(session, email, verified)
             signed = accounts.start_session(session, user, via="oidc")
     except DomainError as error:
         show_error(error)

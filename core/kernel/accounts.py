@@ -477,8 +477,17 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def user_for_email(session: Session, email: str | None) -> User:
-    """OIDC sign-in: the active local user with this email address."""
+def user_for_email(session: Session, email: str | None, verified: object = None) -> User:
+    """OIDC sign-in: the active local user with this email address. An address the identity
+    provider says it has not verified (`verified`: its email_verified claim, False or "false")
+    signs nobody in: anyone may put a staff member's address on an account there (some
+    providers let a user set any address), and would sign in as them. A provider that sends
+    no such claim (None) is trusted as configured."""
+    if verified is False or str(verified).strip().lower() == "false":
+        raise AuthenticationFailed(
+            "Your organisation account's email address is not verified, so it cannot sign you "
+            "in here. Verify it with your organisation, or sign in with your ClinicDesk password."
+        )
     address = (clean(email, field="email address") or "").strip().lower()
     user = session.scalar(select(User).where(User.email == address)) if address else None
     if user is None or not user.active:

@@ -358,6 +358,18 @@ def test_single_sign_on_maps_an_email_to_an_active_local_user(db, world):
         accounts.user_for_email(session, "manager@example.org")
 
 
+@pytest.mark.parametrize("verified", [False, "false", "FALSE"])
+def test_single_sign_on_refuses_an_email_the_provider_has_not_verified(db, world, verified):
+    """Some identity providers let a user put any address on their account: an unverified
+    claim of the manager's address signed its holder in as the manager. Nothing is started."""
+    with db.write() as session, pytest.raises(AuthenticationFailed, match="not verified"):
+        accounts.user_for_email(session, "manager@example.org", verified)
+    with db.write() as session:  # a verified address, or a provider that sends no claim
+        assert accounts.user_for_email(session, "manager@example.org", True).role == Role.MANAGER
+        assert accounts.user_for_email(session, "manager@example.org", "true").role == Role.MANAGER
+        assert accounts.user_for_email(session, "manager@example.org").role == Role.MANAGER
+
+
 class _CountingHasher(type(accounts._hasher)):
     verifications = 0
 
