@@ -19,7 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def make_engine(url: str, *, connect_timeout: int = 5, **kwargs) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout, PostgreSQL a pool
-    and a connect timeout (seconds), so an unreachable host fails fast instead of hanging."""
+    and a connect timeout (seconds), so an unreachable host fails fast instead of hanging.
+    A database error names its statement but not the values bound to it (patient data, a
+    message's live link, a password's hash): an unexpected error is logged whole."""
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
