@@ -155,7 +155,7 @@ def offers_table(rows: list[offers.OfferRow]) -> None:
             {
                 "Slot": [r.slot for r in rows],
                 "Provider": [r.provider for r in rows],
-                "Freed by": [r.reason.replace("_", " ") for r in rows],
+                "Freed by": [offers.FREED_BY.get(r.reason, r.reason) for r in rows],
                 "Patient": [r.patient for r in rows],
                 "Service": [r.service for r in rows],
                 "Rank": [r.rank for r in rows],

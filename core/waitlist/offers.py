@@ -24,6 +24,7 @@ from core.messaging import notify
 from core.practice import skills
 from core.scheduling.availability import find_conflicts, patients_visits, working_hours_cover
 from core.scheduling.moves import NewBooking, PatientBusy, own_visit, schedule_appointment
+from core.scheduling.openings import slot_opened
 from core.waitlist.entries import fits, services_of, timing, treatment
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
@@ -620,6 +621,7 @@ def _accept(
     entry.booked_appointment_id = appointment.id
     opening.status, opening.filled_at = OpeningStatus.FILLED, now
     opening.filled_appointment_id = appointment.id
+    _queue_rest(session, opening, appointment, now)
     patient = session.get(Patient, offer.patient_id)
     audit.record(
         session,
@@ -639,6 +641,40 @@ def _accept(
 
 
 EXPIRED = "This offer has expired; the time went to the next patient in line."
+REST = "rest"  # what a booking from the waitlist left of a longer freed time (not a new freed slot)
+FREED_BY = {  # an opening's reason as the Offers table words it
+    "cancelled": "cancellation",
+    "moved": "visit moved",
+    "declined": "proposal declined",
+    "hours": "hours added",
+    "time_off": "time off removed",
+    "by_hand": "offered by hand",
+    REST: "rest of a waitlist booking",
+}
+
+
+def _queue_rest(
+    session: Session, opening: SlotOpening, appointment: Appointment, now: datetime
+) -> None:
+    """A shorter visit booked into a longer freed time leaves the rest free: it is queued for
+    the jobs loop as its own opening (before and after the visit, each at least STEP long), so
+    the next in line is offered it. Its reason is not a freed one: the refill figures count the
+    freed time once, filled once."""
+    for start, end in (
+        (opening.start_at, appointment.start_at),
+        (appointment.end_at, opening.end_at),
+    ):
+        if end - max(start, now) >= STEP:
+            slot_opened(
+                session,
+                clinic_id=opening.clinic_id,
+                provider_id=opening.provider_id,
+                start_at=start,
+                end_at=end,
+                reason=REST,
+                appointment_id=opening.appointment_id,
+                now=now,
+            )
 
 
 def _own_visit(session: Session, offer: WaitlistOffer, visit: Appointment) -> str:

@@ -559,3 +559,44 @@ def test_model_figures_not_recorded_are_shown_empty_not_zero(app_as, app_db):
     shown = {m.label: m for m in page.metric}
     assert shown["Largest decile gap"].value == NO_VALUE
     assert shown["PR-AUC"].proto.help == f"Base rate {NO_VALUE}."
+
+
+def test_the_offers_table_says_in_words_what_freed_each_time(app_as, app_db):
+    """'Freed by' reads 'cancellation', or 'rest of a waitlist booking' for what a shorter visit
+    booked from the waitlist left of a longer freed time (before: 'cancelled', 'rest')."""
+    from db.models import SlotOpening
+
+    database = _db(app_db)
+    start = utcnow().replace(microsecond=0) + timedelta(days=3)
+    with database.write() as session:
+        today = utcnow().date()
+        entry = entries.add_entry(
+            session, SYSTEM, entries.Wish(1, 1, 1, today, today + timedelta(days=10))
+        )
+        for reason, at in (("cancelled", start), ("rest", start + timedelta(hours=2))):
+            opening = SlotOpening(
+                clinic_id=1,
+                provider_id=1,
+                start_at=at,
+                end_at=at + timedelta(minutes=30),
+                reason=reason,
+            )
+            session.add(opening)
+            session.flush()
+            session.add(
+                WaitlistOffer(
+                    opening_id=opening.id,
+                    entry_id=entry.id,
+                    patient_id=entry.patient_id,
+                    rank=1,
+                    start_at=at,
+                    status=OfferStatus.SENT,
+                    sent_at=utcnow(),
+                    expires_at=utcnow() + timedelta(minutes=30),
+                )
+            )
+    database.dispose()
+    manager = app_as("manager", "app_pages/waitlist.py", timeout=120)
+    assert not manager.exception
+    offers_table = next(t for t in manager.dataframe if "Freed by" in t.value.columns)
+    assert sorted(offers_table.value["Freed by"]) == ["cancellation", "rest of a waitlist booking"]

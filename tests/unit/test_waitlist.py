@@ -1429,3 +1429,64 @@ def test_the_waitlist_and_the_sender_read_one_set_of_offer_quiet_hours(db, world
     if isinstance(stored, dict):
         assert read.quiet_end == time(6, 15)
         assert read.hold_minutes == stored.get("hold_minutes", 30)
+
+
+def _hour_freed(db, world, day, hour=16) -> None:
+    """An hour-long visit (the package) at `hour`, cancelled: an hour freed."""
+    package_id = _package(db, world)
+    with db.write() as session:
+        visit = moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                package_id=package_id,
+                start_at=at(day, hour),
+            ),
+        ).id
+    cancel(db, world, visit)
+
+
+def test_the_rest_of_a_longer_freed_time_is_offered_again_and_counted_once(db, world):
+    """An hour freed, a 30-minute visit booked from the waitlist at its start: the other half
+    hour goes to the next in line (before: the opening was filled and the half hour was lost),
+    and the refill figures still count one freed slot, filled once."""
+    rules(db, world)
+    day = future_day()
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    _hour_freed(db, world, day)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    accept(db, offer_links(db)["ann@example.org"])
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
+    with db.read() as session:
+        body = session.scalar(
+            select(Notification.body).where(
+                Notification.template == "waitlist_offer",
+                Notification.to_address == "ben@example.org",
+            )
+        )
+        clinic = session.get(Clinic, world.clinic_id)
+        assert clinic_time(clinic, at(day, 16, 30), zone=True) in body
+    accept(db, offer_links(db)["ben@example.org"])
+    with db.read() as session:
+        starts = sorted(
+            session.scalars(
+                select(Appointment.start_at).where(
+                    Appointment.status == AppointmentStatus.SCHEDULED
+                )
+            )
+        )
+        assert starts == [at(day, 16), at(day, 16, 30)]
+        figures = offers.refill_figures(
+            session,
+            world.manager,
+            clinic_id=world.clinic_id,
+            first=future_day(-1),
+            last=future_day(1),
+        )
+    assert (figures.opened, figures.offered, figures.filled) == (1, 1, 1)
