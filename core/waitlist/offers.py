@@ -401,12 +401,20 @@ def offer_slot(
     if end_at <= now:
         raise ValidationError("That time has passed; choose a slot in the future.")
     hold(session, f"waitlist_opening:{provider_id}")  # two managers offering it: one at a time
+    # the same freed time, already queued or offered, or matched to nobody so far (its own
+    # appointment's, or the very range): offered as that opening, so it is counted once
+    same = SlotOpening.status == OpeningStatus.UNFILLED
+    same &= (
+        SlotOpening.appointment_id == appointment_id
+        if appointment_id is not None
+        else (SlotOpening.start_at == max(start_at, now)) & (SlotOpening.end_at == end_at)
+    )
     live = session.scalars(
         select(SlotOpening)
         .where(
             SlotOpening.provider_id == provider_id,
             SlotOpening.clinic_id == clinic_id,
-            SlotOpening.status.in_((OpeningStatus.PENDING, OpeningStatus.OFFERING)),
+            SlotOpening.status.in_((OpeningStatus.PENDING, OpeningStatus.OFFERING)) | same,
             SlotOpening.start_at < end_at,
             SlotOpening.end_at > max(start_at, now),
         )
@@ -432,7 +440,7 @@ def offer_slot(
             status=OpeningStatus.PENDING,
         )
     )
-    opening.by_hand = True
+    opening.by_hand, opening.status = True, OpeningStatus.PENDING  # unfilled: offered again
     session.add(opening)
     session.flush()
     rules = get_rules(session)

@@ -467,7 +467,8 @@ def test_a_manager_offers_a_cancelled_slot_by_hand_staff_may_not(db, world):
     assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
     with db.read() as session:
         [row] = [r for r in offers.list_offers(session, world.manager, clinic_id=world.clinic_id)]
-    assert (row.patient, row.status, row.reason) == ("Ann Morgan", "sent", "by_hand")
+    # the cancellation's own opening, matched to nobody at first, offered by hand (counted once)
+    assert (row.patient, row.status, row.reason) == ("Ann Morgan", "sent", "cancelled")
 
 
 def test_a_time_already_offered_is_not_offered_again_by_hand(db, world):
@@ -1482,6 +1483,39 @@ def test_the_rest_of_a_longer_freed_time_is_offered_again_and_counted_once(db, w
             )
         )
         assert starts == [at(day, 16), at(day, 16, 30)]
+        figures = offers.refill_figures(
+            session,
+            world.manager,
+            clinic_id=world.clinic_id,
+            first=future_day(-1),
+            last=future_day(1),
+        )
+    assert (figures.opened, figures.offered, figures.filled) == (1, 1, 1)
+
+
+def test_a_freed_time_nobody_matched_offered_by_hand_later_is_counted_once(db, world):
+    """The jobs loop found nobody for a cancellation; a patient joins, and the manager offers the
+    freed time from the appointment before the loop's next round: that opening is offered (before:
+    a second, by-hand opening, and the refill figures counted two freed slots for one)."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    process(db)
+    waiting(db, world, day, name="Ann")
+    with db.write() as session:
+        done = offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert (done.matched, done.sent) == (1, 1)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    accept(db, offer_links(db)["ann@example.org"])
+    with db.read() as session:
+        [opening] = session.scalars(select(SlotOpening)).all()
+        assert (opening.reason, opening.by_hand, opening.status) == (
+            "cancelled",
+            True,
+            OpeningStatus.FILLED,
+        )
         figures = offers.refill_figures(
             session,
             world.manager,
