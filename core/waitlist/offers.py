@@ -89,11 +89,12 @@ def find_matches(
     earliest fitting free start each, at which the patient has no other visit), ranked."""
     tz = session.get(Clinic, opening.clinic_id).timezone
     # a patient holding an offer for another time may be offered this one too (they choose);
-    # an entry is offered each opening once, and not while an offer of an overlapping opening of
-    # the same provider is out or queued for it (a cancelled time also offered by hand)
-    already = select(WaitlistOffer.entry_id).where(WaitlistOffer.opening_id == opening.id)
+    # a patient is offered each opening once, and not while an offer of an overlapping opening
+    # of the same provider is out or queued for them (a cancelled time also offered by hand):
+    # by patient, not by entry, as one may wait for two services (or twice, once merged)
+    already = select(WaitlistOffer.patient_id).where(WaitlistOffer.opening_id == opening.id)
     overlapping = (
-        select(WaitlistOffer.entry_id)
+        select(WaitlistOffer.patient_id)
         .join(SlotOpening, SlotOpening.id == WaitlistOffer.opening_id)
         .where(
             WaitlistOffer.status.in_(OPEN),
@@ -111,13 +112,17 @@ def find_matches(
             | WaitlistEntry.provider_id.is_(None),
             WaitlistEntry.latest >= to_local(opening.start_at, tz).date(),
             WaitlistEntry.earliest <= to_local(opening.end_at, tz).date(),
-            WaitlistEntry.id.not_in(already),
-            WaitlistEntry.id.not_in(overlapping),
+            WaitlistEntry.patient_id.not_in(already),
+            WaitlistEntry.patient_id.not_in(overlapping),
         )
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
     found = []
-    suited = skills.performed_by(session, opening.provider_id, list(entries))
+    suited = [
+        e
+        for e in skills.performed_by(session, opening.provider_id, list(entries))
+        if _reachable(session, e.patient_id)
+    ]
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:
         theirs = busy.get(entry.patient_id, [])
@@ -135,7 +140,18 @@ def find_matches(
             start += STEP
     if rules.ranking == Ranking.SOONEST_NEED:
         found.sort(key=lambda m: (m.entry.latest, m.entry.created_at, m.entry.id))
-    return found
+    first, seen = [], set()  # each patient once, for their best-ranked entry
+    for match in found:
+        if match.entry.patient_id not in seen:
+            seen.add(match.entry.patient_id)
+            first.append(match)
+    return first
+
+
+def _reachable(session: Session, patient_id: int) -> bool:
+    """Whether an offer message can reach the patient (an address with consent on a channel,
+    a record not merged away): an offer nobody reads would hold the time for nobody."""
+    return bool(notify.channels_for(session.get(Patient, patient_id))[0])
 
 
 def _context(session: Session, offer: WaitlistOffer, **extra) -> dict[str, object]:
@@ -244,8 +260,10 @@ def _advance(
     for offer in queued:
         if len(live) >= want:
             break
-        if offer.entry.status != WaitlistStatus.WAITING or not _slot_still_open(
-            session, opening, offer, rules, now
+        if (
+            offer.entry.status != WaitlistStatus.WAITING
+            or not _slot_still_open(session, opening, offer, rules, now)
+            or not _reachable(session, offer.patient_id)  # consent withdrawn while in line
         ):
             offer.status, offer.answered_at = OfferStatus.WITHDRAWN, now
             continue

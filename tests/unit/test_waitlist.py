@@ -1524,3 +1524,76 @@ def test_a_freed_time_nobody_matched_offered_by_hand_later_is_counted_once(db, w
             last=future_day(1),
         )
     assert (figures.opened, figures.offered, figures.filled) == (1, 1, 1)
+
+
+def test_a_patient_waiting_for_two_services_is_offered_a_freed_time_once(db, world):
+    """Ann waits for a consultation and for a peel: a freed half hour suits both. She is sent
+    one offer for it (her longest-waiting entry), and Ben the second place in the batch (before:
+    Ann got the same time twice, two messages, and took two of the batch's places)."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=2)
+    day = future_day()
+    _package(db, world)  # adds the Peel service
+    appointment_id = booked(db, world, day)
+    ann = waiting(db, world, day, name="Ann")
+    with db.write() as session:
+        patient_id = session.get(WaitlistEntry, ann).patient_id
+        peel = session.scalar(select(Service.id).where(Service.name == "Peel"))
+        wish = entries.Wish(
+            patient_id,
+            world.clinic_id,
+            peel,
+            day - timedelta(days=1),
+            day + timedelta(days=7),
+            weekdays=tuple(range(7)),
+        )
+        entries.add_entry(session, world.staff, wish)
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
+    with db.read() as session:
+        offered = session.execute(select(WaitlistOffer.entry_id, WaitlistOffer.status)).all()
+    assert (ann, OfferStatus.SENT) in offered and len(offered) == 2
+
+
+def test_a_patient_no_message_can_reach_is_not_offered_and_holds_nothing(db, world):
+    """Ann withdrew her consent to email and texts: the freed time goes to Ben at once (before:
+    an offer 'sent' to Ann reached nobody and held the time for her for the whole hold)."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    ann = waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    with db.write() as session:
+        patient = session.get(Patient, session.get(WaitlistEntry, ann).patient_id)
+        patient.consent_email = patient.consent_sms = False
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ben@example.org"]
+    with db.read() as session:
+        assert session.scalar(select(WaitlistOffer.entry_id)) != ann
+        assert session.scalar(select(func.count()).select_from(WaitlistOffer)) == 1
+
+
+def test_a_queued_offer_whose_patient_withdrew_consent_meanwhile_passes_to_the_next(db, world):
+    """One at a time: Ann holds the time, Carl is next in line, Ben after. Carl withdraws his
+    consent while Ann holds it; when her hold ends the time goes to Ben (before: to Carl, whom
+    no message reached)."""
+    rules(db, world, hold_minutes=30)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    carl = waiting(db, world, day, name="Carl")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.write() as session:
+        patient = session.get(Patient, session.get(WaitlistEntry, carl).patient_id)
+        patient.consent_email = patient.consent_sms = False
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE, now=utcnow() + timedelta(minutes=31))
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
+    with db.read() as session:
+        status = session.scalar(select(WaitlistOffer.status).where(WaitlistOffer.entry_id == carl))
+    assert status == OfferStatus.WITHDRAWN
