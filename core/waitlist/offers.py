@@ -29,6 +29,7 @@ from core.waitlist.entries import fits, services_of, timing, treatment
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
     Appointment,
+    AppointmentKind,
     Clinic,
     LinkToken,
     OfferStatus,
@@ -367,6 +368,7 @@ def expire_offers(session: Session, *, base_url: str, now: datetime | None = Non
     session.flush()
     for opening in openings.values():
         if opening.status == OpeningStatus.OFFERING:
+            _booked_meanwhile(session, opening, now)
             _advance(session, opening, rules, now, base_url)
     return len(lapsed)
 
@@ -746,25 +748,52 @@ def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, 
     ).all()
     for other in others:
         if other.status == OfferStatus.SENT:
-            other.status = OfferStatus.TAKEN
-            if other.token_id:
-                tokens.revoke(session, other.token_id)
-            # told it is taken only where the offer reached them; an offer message still
-            # waiting (the mail server down, say) is not sent, and nor is the "taken" message
-            reached, _ = notify.offer_reached_channels(session, other.id)
-            notify.withdraw_offer_unsent(session, other.id, NOT_SENT_TAKEN)
-            if reached:
-                notify.queue_for_patient(
-                    session,
-                    session.get(Patient, other.patient_id),
-                    "waitlist_taken",
-                    _context(session, other),
-                    channels=reached,
-                    waitlist_offer_id=other.id,
-                )
+            _taken(session, other, now)
         else:
-            other.status = OfferStatus.WITHDRAWN
-        other.answered_at = now
+            other.status, other.answered_at = OfferStatus.WITHDRAWN, now
+
+
+def _taken(session: Session, offer: WaitlistOffer, now: datetime) -> None:
+    """A sent offer's time went to someone else: its link is revoked and its patient told, once,
+    only where the offer reached them; an offer message still waiting (the mail server down,
+    say) is not sent, and nor is the "taken" message."""
+    offer.status, offer.answered_at = OfferStatus.TAKEN, now
+    if offer.token_id:
+        tokens.revoke(session, offer.token_id)
+    reached, _ = notify.offer_reached_channels(session, offer.id)
+    notify.withdraw_offer_unsent(session, offer.id, NOT_SENT_TAKEN)
+    if reached:
+        notify.queue_for_patient(
+            session,
+            session.get(Patient, offer.patient_id),
+            "waitlist_taken",
+            _context(session, offer),
+            channels=reached,
+            waitlist_offer_id=offer.id,
+        )
+
+
+def _booked_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> None:
+    """Sent offers whose time the desk booked meanwhile (or whose cancellation was undone) are
+    closed as taken and their patients told, rather than left holding a time nobody can book
+    until the hold ends (and then reading that it expired). A time held by the patient's own
+    visit stays theirs, as accepting says."""
+    for offer in session.scalars(
+        select(WaitlistOffer).where(
+            WaitlistOffer.opening_id == opening.id,
+            WaitlistOffer.status == OfferStatus.SENT,
+            WaitlistOffer.expires_at > now,
+        )
+    ).all():
+        end = offer.start_at + timedelta(minutes=timing(session, offer.entry).minutes)
+        visits = [  # not an out-of-office block: accepting says the schedule changed
+            a
+            for a in find_conflicts(session, opening.provider_id, offer.start_at, end)
+            if a.kind == AppointmentKind.APPOINTMENT
+        ]
+        whose = {a.patient.id if a.patient is not None else None for a in visits}
+        if whose - {offer.patient_id}:  # their own visit then: the offer stays theirs (_accept)
+            _taken(session, offer, now)
 
 
 def _withdraw_elsewhere(session: Session, winner: WaitlistOffer, now: datetime) -> None:

@@ -1597,3 +1597,31 @@ def test_a_queued_offer_whose_patient_withdrew_consent_meanwhile_passes_to_the_n
     with db.read() as session:
         status = session.scalar(select(WaitlistOffer.status).where(WaitlistOffer.entry_id == carl))
     assert status == OfferStatus.WITHDRAWN
+
+
+def test_a_time_the_desk_books_while_offers_are_out_closes_them_and_tells_each_once(db, world):
+    """Several at once: Ann and Ben are offered 10:00; the desk books it by phone before either
+    answers. At the jobs loop's next round both offers read 'taken' on the Offers list, each is
+    told once, and their links say so (before: both stayed 'sent', the portal offered 'Book
+    this time' until the hold ended, then the link said the time had gone to the next in line)."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3, hold_minutes=120)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    links = offer_links(db)  # read before delivery (sent bodies keep no live link)
+    deliver(db)
+    booked(db, world, day)  # the desk books the time by phone
+    for _ in range(2):  # two rounds of the jobs loop: told once
+        with db.write() as session:
+            offers.expire_offers(session, base_url=BASE)
+    assert sent_to(db, "waitlist_taken") == ["ann@example.org", "ben@example.org"]
+    with db.read() as session:
+        rows = offers.list_offers(session, world.manager, clinic_id=world.clinic_id)
+        assert [r.status for r in rows] == ["taken", "taken"]
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.UNFILLED
+        assert offers.offer_view(session, links["ann@example.org"]).closed == offers.TAKEN
+    with pytest.raises(Conflict, match="taken by another patient"):
+        accept(db, links["ben@example.org"])
