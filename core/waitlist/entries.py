@@ -313,6 +313,22 @@ def treatment(session: Session, entry: WaitlistEntry) -> str:
     return treatment_text([s.name for s in services_of(session, entry)], package)
 
 
+def unbookable(session: Session, entry: WaitlistEntry) -> str | None:
+    """Why the entry can no longer be booked, in the staff list's words (its package or a
+    service withdrawn, or its provider deactivated, while it waited), or None: such an entry
+    is offered nothing, and the list says what to do."""
+    if entry.package_id is not None and not entry.package.active:
+        return f"None: {entry.package.name} is no longer offered; withdraw this entry"
+    gone = [s.name for s in services_of(session, entry) if not s.active]
+    if gone:
+        return f"None: {' and '.join(gone)} no longer offered; withdraw this entry"
+    if entry.provider_id is not None:
+        provider = session.get(Provider, entry.provider_id)
+        if provider is not None and not provider.active:
+            return f"None: {provider.name} is inactive; withdraw, then add for any provider"
+    return None
+
+
 def fits(entry: WaitlistEntry, start: datetime, end: datetime, tz: str) -> bool:
     """Does [start, end) suit the entry's days, weekdays and time-of-day windows?"""
     local_start, local_end = to_local(start, tz), to_local(end, tz)
@@ -421,7 +437,10 @@ def list_entries(
                 packages[entry.package_id] = treatment(session, entry)
             service = packages[entry.package_id]
         matches, first = None, ""
-        if with_matches and entry.status == WaitlistStatus.WAITING:
+        gone = unbookable(session, entry) if entry.status == WaitlistStatus.WAITING else None
+        if gone:
+            matches, first = 0, gone
+        elif with_matches and entry.status == WaitlistStatus.WAITING:
             found = current_matches(
                 session, entry, clinic.timezone, today, now, busy=busy.get(patient.id, ())
             )

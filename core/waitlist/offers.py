@@ -25,7 +25,7 @@ from core.practice import skills
 from core.scheduling.availability import find_conflicts, patients_visits, working_hours_cover
 from core.scheduling.moves import NewBooking, PatientBusy, own_visit, schedule_appointment
 from core.scheduling.openings import slot_opened
-from core.waitlist.entries import fits, services_of, timing, treatment
+from core.waitlist.entries import fits, services_of, timing, treatment, unbookable
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
     Appointment,
@@ -122,7 +122,7 @@ def find_matches(
     suited = [
         e
         for e in skills.performed_by(session, opening.provider_id, list(entries))
-        if _reachable(session, e.patient_id)
+        if _reachable(session, e.patient_id) and not unbookable(session, e)
     ]
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:
@@ -204,6 +204,7 @@ def _slot_still_open(session: Session, opening: SlotOpening, offer: WaitlistOffe
     end = offer.start_at + timedelta(minutes=timing(session, offer.entry).minutes)
     return (
         offer.start_at >= now + rules.min_notice
+        and not unbookable(session, offer.entry)
         and _free(session, opening, offer.start_at, end)
         and bool(skills.performed_by(session, opening.provider_id, [offer.entry]))
     )
@@ -610,6 +611,14 @@ def _accept(
     if offer.expires_at <= now:
         raise Conflict(EXPIRED)
     entry = offer.entry
+    if unbookable(session, entry):  # withdrawn from the practice's list since the offer went out
+        clinic = session.get(Clinic, opening.clinic_id)
+        raise Conflict(
+            f"Sorry, we cannot book this time for you: {treatment(session, entry)} is no longer "
+            f"offered as it was when we wrote. Please call {clinic.name}"
+            + (f" on {clinic.phone}" if clinic.phone else "")
+            + " to choose another treatment or time."
+        )
     service_ids = [s.id for s in services_of(session, entry)]
     missing = skills.not_performed(session, opening.provider_id, service_ids)
     if missing:  # their services changed since the offer went out: nobody took the time

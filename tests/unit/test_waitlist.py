@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import smtplib
 import threading
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -1092,7 +1093,7 @@ def test_accepting_a_time_no_longer_bookable_for_another_reason_does_not_say_tak
     with db.write() as session:  # the practice stops offering the service meanwhile
         session.get(Service, world.service_id).active = False
     with db.write() as session:
-        with pytest.raises(Conflict, match="schedule has changed") as refused:
+        with pytest.raises(Conflict, match="Consultation is no longer offered") as refused:
             offers.accept_offer(session, offer_links(db)["sam@example.org"])
         assert "taken" not in str(refused.value)
         assert session.scalar(select(WaitlistOffer.status)) != OfferStatus.TAKEN
@@ -1625,3 +1626,47 @@ def test_a_time_the_desk_books_while_offers_are_out_closes_them_and_tells_each_o
         assert offers.offer_view(session, links["ann@example.org"]).closed == offers.TAKEN
     with pytest.raises(Conflict, match="taken by another patient"):
         accept(db, links["ben@example.org"])
+
+
+def test_an_entry_for_a_service_withdrawn_meanwhile_is_offered_nothing_and_says_so(db, world):
+    """The practice stops offering peels while Ann waits for one: a freed time goes to Ben
+    (consultation) and not to Ann, whose entry on the staff list says why and what to do; an
+    offer already out for a consultation the practice then withdraws says so when accepted
+    (before: Ann was offered a time nobody could book, then told 'the schedule has changed',
+    and her entry showed 20 matches)."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3)
+    day = future_day()
+    _package(db, world)  # adds the Peel service
+    appointment_id = booked(db, world, day)
+    with db.write() as session:
+        ann = make_patient(session, first_name="Ann", email="ann@example.org")
+        peel = session.get(
+            Service, session.scalar(select(Service.id).where(Service.name == "Peel"))
+        )
+        wish = entries.Wish(
+            ann.id, world.clinic_id, peel.id, day - timedelta(days=1), day + timedelta(days=7)
+        )
+        entries.add_entry(session, world.staff, replace(wish, weekdays=tuple(range(7))))
+        peel.active = False
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ben@example.org"]
+    with db.read() as session:
+        rows = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+        by_name = {r.patient: (r.matches, r.next_match) for r in rows}
+    assert by_name["Ann Morgan"] == (0, "None: Peel no longer offered; withdraw this entry")
+    with db.write() as session:
+        session.get(Service, world.service_id).active = False
+    with pytest.raises(Conflict, match="Consultation is no longer offered as it was when we"):
+        accept(db, offer_links(db)["ben@example.org"])
+
+
+def test_an_entry_for_a_provider_deactivated_meanwhile_says_what_to_do(db, world):
+    day = future_day()
+    waiting(db, world, day, name="Ann")
+    with db.write() as session:
+        session.get(Provider, world.provider_id).active = False
+    with db.read() as session:
+        [row] = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+    assert row.next_match == "None: Dr Test is inactive; withdraw, then add for any provider"
