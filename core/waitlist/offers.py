@@ -677,7 +677,10 @@ def _accept(
     return appointment
 
 
-EXPIRED = "This offer has expired; the time went to the next patient in line."
+EXPIRED = (
+    "This offer has expired, so the time is no longer held for you. You stay on our waitlist: "
+    "we will write again when a time frees up."
+)
 REST = "rest"  # what a booking from the waitlist left of a longer freed time (not a new freed slot)
 FREED_BY = {  # an opening's reason as the Offers table words it
     "cancelled": "cancellation",

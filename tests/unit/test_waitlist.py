@@ -1670,3 +1670,21 @@ def test_an_entry_for_a_provider_deactivated_meanwhile_says_what_to_do(db, world
     with db.read() as session:
         [row] = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
     assert row.next_match == "None: Dr Test is inactive; withdraw, then add for any provider"
+
+
+def test_an_offer_that_lapsed_with_nobody_after_does_not_say_the_next_patient_took_it(db, world):
+    """Ann alone was offered the time and let it lapse: her link said the time 'went to the next
+    patient in line', when nobody else was waiting. It now says only what is true."""
+    rules(db, world, hold_minutes=30)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["ann@example.org"]
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE, now=utcnow() + timedelta(minutes=31))
+    with db.read() as session:
+        closed = offers.offer_view(session, link).closed
+    assert closed.startswith("This offer has expired") and "next patient" not in closed
+    assert "You stay on our waitlist" in closed
