@@ -480,6 +480,13 @@ def offer_slot(
         details={"matches": count, "start_at": start_at.isoformat()},
     )
     if count == 0:
+        if opening.end_at <= now + rules.min_notice:  # too close for any offer: say so
+            raise ValidationError(
+                "That time is too close to offer: no offer goes out for a time starting within "
+                f"the minimum notice of {rules.min_notice_minutes} minutes, and this one ends at "
+                f"{clinic_time(clinic, opening.end_at)}. Nothing was sent; call a patient you "
+                "know could come, or change the minimum notice under Offer rules."
+            )
         if not _any_free(session, opening):
             raise ValidationError(
                 "That time is no longer free (booked, or outside the provider's hours); nothing "

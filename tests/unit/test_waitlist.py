@@ -1688,3 +1688,26 @@ def test_an_offer_that_lapsed_with_nobody_after_does_not_say_the_next_patient_to
         closed = offers.offer_view(session, link).closed
     assert closed.startswith("This offer has expired") and "next patient" not in closed
     assert "You stay on our waitlist" in closed
+
+
+def test_offering_by_hand_a_time_within_the_minimum_notice_says_so(db, world):
+    """A cancellation for a visit in 90 minutes, the notice 2 hours: offering it by hand said
+    that no waitlisted patient matched (service length, days, …) or that the time was not free,
+    though Ann waits for exactly that. It now names the minimum notice and what to do."""
+    rules(db, world, min_notice_minutes=120)
+    now = utcnow()
+    day = to_local(now, TZ).date()
+    waiting(db, world, day + timedelta(days=1), name="Ann")
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=90)
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        offers.offer_slot(
+            session,
+            world.manager,
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            base_url=BASE,
+        )
+    assert "within the minimum notice of 120 minutes" in str(refused.value)
+    assert "Offer rules" in str(refused.value)
