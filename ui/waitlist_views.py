@@ -160,6 +160,7 @@ def offers_table(rows: list[offers.OfferRow]) -> None:
                 "Service": [r.service for r in rows],
                 "Rank": [r.rank for r in rows],
                 "Offer": [r.status for r in rows],
+                "Why": [r.why for r in rows],
                 "Sent": [r.sent for r in rows],
                 "Holds until": [r.expires for r in rows],
             }

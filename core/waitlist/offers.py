@@ -856,6 +856,44 @@ class OfferRow:
     status: str
     sent: str
     expires: str
+    why: str = ""  # the offer's state in words: why it stands where it does
+
+
+def _why(
+    session: Session, offer: WaitlistOffer, opening: SlotOpening, entry: WaitlistEntry, patient
+) -> str:
+    """Why an offer is in its state, for the staff's Offers table (derived from the offer, its
+    opening and its entry; nothing extra is stored)."""
+    status = offer.status
+    if status == OfferStatus.QUEUED:
+        if opening.status == OpeningStatus.PENDING:
+            return "waits for quiet hours to end"
+        return f"in line, number {offer.rank}"
+    if status == OfferStatus.SENT:
+        return "waiting for the patient's answer"
+    if status == OfferStatus.ACCEPTED:
+        return "booked by the patient"
+    if status == OfferStatus.TAKEN:
+        if opening.status == OpeningStatus.FILLED:
+            return "another patient accepted first"
+        return "the time was booked otherwise"
+    if status == OfferStatus.DECLINED:
+        return "passed on by the patient"
+    if status == OfferStatus.EXPIRED:
+        return "no answer before the hold ended"
+    if entry.status == WaitlistStatus.BOOKED and entry.booked_appointment_id != (
+        opening.filled_appointment_id
+    ):
+        return "the patient booked another time from the waitlist"
+    if entry.status == WaitlistStatus.WITHDRAWN:
+        return "the entry was withdrawn"
+    if opening.status == OpeningStatus.FILLED:
+        return "another patient accepted first"
+    if gone := unbookable(session, entry):
+        return gone.removeprefix("None: ").split(";")[0]
+    if not notify.channels_for(patient)[0]:
+        return "no message can reach the patient (consent or address)"
+    return "the time was no longer free or too close"
 
 
 def list_offers(
@@ -872,6 +910,7 @@ def list_offers(
             Patient,
             func.coalesce(Package.name, Service.name),  # a package by its name
             Provider.name,
+            WaitlistEntry,
         )
         .join(SlotOpening, SlotOpening.id == WaitlistOffer.opening_id)
         .join(Patient, Patient.id == WaitlistOffer.patient_id)
@@ -896,8 +935,9 @@ def list_offers(
             o.status.value,
             clinic_time(clinic, o.sent_at),
             clinic_time(clinic, o.expires_at),
+            _why(session, o, s, entry, p),
         )
-        for o, s, p, service, provider in rows
+        for o, s, p, service, provider, entry in rows
     ]
 
 

@@ -600,3 +600,4 @@ def test_the_offers_table_says_in_words_what_freed_each_time(app_as, app_db):
     assert not manager.exception
     offers_table = next(t for t in manager.dataframe if "Freed by" in t.value.columns)
     assert sorted(offers_table.value["Freed by"]) == ["cancellation", "rest of a waitlist booking"]
+    assert list(offers_table.value["Why"]) == ["waiting for the patient's answer"] * 2

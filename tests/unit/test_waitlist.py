@@ -1622,6 +1622,7 @@ def test_a_time_the_desk_books_while_offers_are_out_closes_them_and_tells_each_o
     with db.read() as session:
         rows = offers.list_offers(session, world.manager, clinic_id=world.clinic_id)
         assert [r.status for r in rows] == ["taken", "taken"]
+        assert [r.why for r in rows] == ["the time was booked otherwise"] * 2
         assert session.scalar(select(SlotOpening.status)) == OpeningStatus.UNFILLED
         assert offers.offer_view(session, links["ann@example.org"]).closed == offers.TAKEN
     with pytest.raises(Conflict, match="taken by another patient"):
@@ -1711,3 +1712,32 @@ def test_offering_by_hand_a_time_within_the_minimum_notice_says_so(db, world):
         )
     assert "within the minimum notice of 120 minutes" in str(refused.value)
     assert "Offer rules" in str(refused.value)
+
+
+def test_the_offers_list_says_why_each_offer_stands_where_it_does(db, world):
+    """Staff read each offer's state and why (before: the state alone, so 'withdrawn' or
+    'taken' left them guessing)."""
+    rules(db, world, hold_minutes=30)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+
+    def why() -> dict[str, tuple[str, str]]:
+        with db.read() as session:
+            rows = offers.list_offers(session, world.manager, clinic_id=world.clinic_id)
+        return {r.patient: (r.status, r.why) for r in rows}
+
+    assert why() == {
+        "Ann Morgan": ("sent", "waiting for the patient's answer"),
+        "Ben Morgan": ("queued", "in line, number 2"),
+    }
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE, now=utcnow() + timedelta(minutes=31))
+    accept(db, offer_links(db)["ben@example.org"])
+    assert why() == {
+        "Ann Morgan": ("expired", "no answer before the hold ended"),
+        "Ben Morgan": ("accepted", "booked by the patient"),
+    }
