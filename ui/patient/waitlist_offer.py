@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.kernel.money import clinic_time
 from core.waitlist import offers
 from ui.context import settings
 from ui.patient import escape, mark_done, public_read, public_write, show_done
@@ -12,7 +13,8 @@ from ui.patient import escape, mark_done, public_read, public_write, show_done
 
 def _accept(session, token: str) -> str:
     appointment = offers.accept_offer(session, token)
-    return f"Thank you: appointment #{appointment.id} is booked. We have sent you the details."
+    when = clinic_time(appointment.clinic, appointment.start_at, zone=True)
+    return f"Thank you: {when} is booked for you. We have sent you the details."
 
 
 def _decline(session, token: str) -> str:
