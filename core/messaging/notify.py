@@ -234,11 +234,12 @@ TEMPLATES: dict[str, Template] = {
         "To take it, accept before {expires}: {link}\n{terms}",
     ),
     "waitlist_taken": Template(
-        "The time on {when} has been taken",
-        "Dear {patient_name},\n\nThe time we offered you ({service_name} on {when}) has been "
-        "taken by another patient. You stay on our waitlist; we will write again when another "
-        "time frees up." + _SIGN,
-        "Tells a waitlisted patient that the slot offered went to someone else.",
+        "The time on {when} is no longer free",
+        "Dear {patient_name},\n\nThe time we offered you ({service_name} on {when}) is no "
+        "longer free: it has been booked. You stay on our waitlist; we will write again when "
+        "another time frees up." + _SIGN,
+        "Tells a waitlisted patient that the time offered was booked (by another patient who "
+        "accepted first, or at the desk).",
     ),
 }
 SAMPLE_CONTEXT = {

@@ -1619,7 +1619,12 @@ def test_a_time_the_desk_books_while_offers_are_out_closes_them_and_tells_each_o
         with db.write() as session:
             offers.expire_offers(session, base_url=BASE)
     assert sent_to(db, "waitlist_taken") == ["ann@example.org", "ben@example.org"]
-    with db.read() as session:
+    with db.read() as session:  # the words fit a time booked at the desk (or given back) too
+        told = session.scalars(
+            select(Notification.body).where(Notification.template == "waitlist_taken")
+        ).all()
+        assert all("is no longer free: it has been booked" in b for b in told), told
+        assert not any("another patient" in b for b in told)
         rows = offers.list_offers(session, world.manager, clinic_id=world.clinic_id)
         assert [r.status for r in rows] == ["taken", "taken"]
         assert [r.why for r in rows] == ["the time was booked otherwise"] * 2
