@@ -33,9 +33,13 @@ from db.models import (
     LedgerEntry,
     LedgerKind,
     LinkToken,
+    OfferStatus,
     Patient,
     PortalSession,
     SurveyResponse,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
 )
 from db.types import utcnow
 
@@ -348,6 +352,40 @@ def _count_points_entries(session: Session, patient_id: int) -> int:
     )
 
 
+def _close_twin_entries(session: Session, patient_id: int) -> list[int]:
+    """Each record waited for the same service (or package) at the same clinic: merged, one
+    patient would wait twice, which adding an entry refuses (core.waitlist.entries), and see
+    it twice (the portal, the staff list). The twin is withdrawn, keeping the one with an
+    offer out, else the oldest (first come); a twin with an offer of its own out is left (its
+    offer ends it). The ids withdrawn, for the merge's audit."""
+    waiting = session.scalars(
+        select(WaitlistEntry)
+        .where(
+            WaitlistEntry.patient_id == patient_id, WaitlistEntry.status == WaitlistStatus.WAITING
+        )
+        .order_by(WaitlistEntry.id)
+    ).all()
+    offered = set(
+        session.scalars(
+            select(WaitlistOffer.entry_id).where(
+                WaitlistOffer.entry_id.in_([e.id for e in waiting]),
+                WaitlistOffer.status.in_([OfferStatus.QUEUED, OfferStatus.SENT]),
+            )
+        )
+    )
+    alike: dict[tuple, list[WaitlistEntry]] = {}
+    for e in waiting:
+        alike.setdefault((e.clinic_id, e.service_id, e.package_id), []).append(e)
+    closed = []
+    for twins in alike.values():
+        kept = next((e for e in twins if e.id in offered), twins[0])
+        for e in twins:
+            if e is not kept and e.id not in offered:
+                e.status = WaitlistStatus.WITHDRAWN
+                closed.append(e.id)
+    return closed
+
+
 def preview_merge(session: Session, actor: Actor, keep_id: int, duplicate_id: int) -> MergePreview:
     """What merging `duplicate_id` into `keep_id` would move, fill and withdraw; refused as the
     merge itself would be (the same record, a record merged already, no permission)."""
@@ -406,6 +444,7 @@ def merge_patients(
         )
         moved[words] = done.rowcount
     session.expire_all()  # the ORM's copies of the moved rows are stale
+    closed = _close_twin_entries(session, keep.id)
     for name, channel, word in (
         ("consent_email", Channel.EMAIL, "email"),
         ("consent_sms", Channel.SMS, "text messages"),
@@ -424,6 +463,7 @@ def merge_patients(
         "consents_withdrawn": withdrawn,
         "portal_sessions_ended": ended,
         "overlaps_confirmed": plan.overlaps,
+        "waitlist_twins_withdrawn": closed,
     }
     audit.record(
         session,

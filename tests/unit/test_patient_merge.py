@@ -583,3 +583,41 @@ def test_the_kept_records_history_shows_what_happened_to_the_duplicate_too(db, w
     )
     assert ("patient_merged_into", duplicate) in {(e.action, e.patient_id) for e in only_duplicate}
     assert world.patient_id not in {e.patient_id for e in only_duplicate}
+
+
+def test_both_records_waiting_for_the_same_service_wait_once_after_the_merge(db, world):
+    """Each record was on the waitlist for the consultation (days apart): merged, the patient
+    would wait twice for it (two rows in the portal and on the staff list; adding a second
+    entry is refused). The younger twin is withdrawn and the merge's audit names it; the
+    duplicate's wait for another service stays."""
+    from db.models import Service, WaitlistEntry, WaitlistStatus
+
+    duplicate = _duplicate(db)
+    first, last = date.today() + timedelta(days=1), date.today() + timedelta(days=14)
+    with db.write() as s:
+        peel = Service(name="Peel", duration_minutes=30)
+        s.add(peel)
+        s.flush()
+        peel = peel.id
+
+    def wait(patient_id, service_id, latest=last):
+        wish = entries.Wish(
+            patient_id=patient_id, clinic_id=world.clinic_id, service_id=service_id,
+            earliest=first, latest=latest,
+        )  # fmt: skip
+        with db.write() as s:
+            return entries.add_entry(s, world.staff, wish).id
+
+    kept = wait(world.patient_id, world.service_id)
+    twin = wait(duplicate, world.service_id, latest=last + timedelta(days=7))
+    other = wait(duplicate, peel)
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:
+        status = {e.id: e.status for e in s.scalars(select(WaitlistEntry))}
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "patient_merged_into"))
+    assert status == {
+        kept: WaitlistStatus.WAITING,
+        twin: WaitlistStatus.WITHDRAWN,
+        other: WaitlistStatus.WAITING,
+    }
+    assert event.details["waitlist_twins_withdrawn"] == [twin]
