@@ -19,14 +19,14 @@ COLOURS = {"low": "green", "medium": "orange", "high": "red"}
 COLUMN_HELP = (
     "Predicted no-show risk from the practice's own history (the model page explains it): "
     "low under 15%, medium 15–30%, high 30% and over; 'not scored yet': booked or moved since "
-    "the last daily scoring."
+    "the last scoring (within the hour)."
 )
 
 
 NOT_SCORED = "not scored yet"
 NOT_SCORED_HELP = (
-    "Visits are scored once a day: this one was booked or moved since the last scoring, and a "
-    "moved visit's earlier score was of its old time. The next daily run scores it."
+    "This visit was booked or moved since the last scoring (a moved visit's earlier score was "
+    "of its old time). Visits booked or moved are scored within the hour."
 )
 
 

@@ -101,6 +101,9 @@ class FeatureRow:
     day: date  # clinic-local day of the visit
     outcome: int | None  # 1 no-show, 0 attended, None not yet known
     values: tuple[float, ...]  # in FEATURES order
+    # the visit as it was read (not features): a stored score is of this start and provider
+    start_at: datetime | None = None
+    provider_id: int | None = None
 
 
 @dataclass
@@ -329,6 +332,8 @@ def iter_features(
                 visit.day,
                 OUTCOMES.get(row.status),
                 _values(visit, history, visits),
+                row.start_at,
+                row.provider_id,
             )
 
     patient, visits = None, []

@@ -1,5 +1,6 @@
 """The risk model's periodic work: retrain weekly (at night at the clinic, see
-`retrain_every`), score upcoming visits daily. The last runs are remembered in `settings`, so
+`retrain_every`), score upcoming visits daily and, within the hour, those booked or moved
+since (`score_job`). The last runs are remembered in `settings`, so
 several app instances do each at most about once.
 
 The weekly fit runs in a child process (`python -m core.cli train-risk`, at low priority, on
@@ -36,7 +37,15 @@ from core.kernel.errors import Conflict, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import clinic_format
 from db.engine import Database
-from db.models import Appointment, Clinic, RiskModel, Setting
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Clinic,
+    RiskModel,
+    RiskScore,
+    Setting,
+)
 from db.types import utcnow
 
 log = logging.getLogger("clinicdesk.risk")
@@ -47,6 +56,8 @@ QUIET = range(1, 5)  # clinic-local hours in which the weekly fit runs
 LATE = RETRAIN_EVERY + timedelta(days=2)  # a fit this old runs whatever the hour
 RETRY = timedelta(hours=6)  # a weekly fit that stopped (killed, failed) is tried again after this
 SCORE_LEASE = timedelta(minutes=30)  # a scoring run not done after this may be taken up
+TOPUP = timedelta(hours=1)  # between daily runs, visits booked or moved are scored this often
+SCORED_AHEAD = timedelta(days=14)  # the days the runs score (risk_model.upcoming)
 SKEW = timedelta(minutes=10)  # a time further ahead than this was written by a clock set wrong
 FIT = "risk_retrained"  # the fit's claim: {"at": claimed or renewed, "running_since": its start}
 FIT_LEASE = timedelta(minutes=10)  # a running fit's claim not renewed for this long has stopped
@@ -272,9 +283,12 @@ def wait_for_training(timeout: float | None = None) -> int | None:
 
 
 def score_job(database: Database, settings: Settings) -> None:
-    """Once a day: the day's run is recorded when its scores are stored; while it scores, a
-    lease (SCORE_LEASE) keeps other processes off, and a run that stopped (killed, failed)
-    is taken up by the next round once the lease has run out."""
+    """Once a day, and between the daily runs at most every TOPUP while a scheduled visit to
+    come has no score of its present time (booked or moved since the last run): without it a
+    visit booked in the afternoon for the next morning had no badge, no place on the call list
+    and no extra reminder until after it had passed. A run is recorded when its scores are
+    stored; while it scores, a lease (SCORE_LEASE) keeps other processes off, and a run that
+    stopped (killed, failed) is taken up by the next round once the lease has run out."""
     with database.write() as session:
         if risk_scores.latest_model_id(session) is None:
             return
@@ -282,7 +296,12 @@ def score_job(database: Database, settings: Settings) -> None:
         row = session.get(Setting, "risk_scored")
         last = (row.value or {}).get("at") if row else None
         if last and -SKEW <= now - datetime.fromisoformat(last) < SCORE_EVERY:
-            return
+            checked = (row.value or {}).get("checked") or last
+            if -SKEW <= now - datetime.fromisoformat(checked) < TOPUP:
+                return
+            row.value = {"at": last, "checked": now.isoformat()}
+            if not _unscored(session, now):
+                return
         if not _claim(session, "risk_scoring", SCORE_LEASE, now):
             return
     from threadpoolctl import threadpool_limits
@@ -293,4 +312,33 @@ def score_job(database: Database, settings: Settings) -> None:
         model_id, scored = risk_model.upcoming(session, SYSTEM)  # seconds on 1M appointments
     with database.write() as session:
         risk_model.store_scores(session, SYSTEM, model_id, scored)
-        _claim(session, "risk_scored", timedelta(0), utcnow())
+        # a top-up keeps the day's run's time: the next daily run comes a day after that one
+        done = utcnow().isoformat()
+        day_run = (
+            last if last and -SKEW <= now - datetime.fromisoformat(last) < SCORE_EVERY else None
+        )
+        setting_row(session, "risk_scored").value = {"at": day_run or done, "checked": done}
+        setting_row(session, "risk_scoring").value = {}  # the lease ends with the run
+
+
+def _unscored(session: Session, now: datetime) -> bool:
+    """Whether a scheduled visit in the coming scoring window has no score of its present start
+    and provider (booked or moved since the last run)."""
+    current = select(RiskScore.appointment_id).where(
+        RiskScore.appointment_id == Appointment.id, RiskScore.describes_visit()
+    )
+    return (
+        session.scalar(
+            select(Appointment.id)
+            .where(
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+                Appointment.start_at >= now,
+                Appointment.start_at < now + SCORED_AHEAD,
+                ~current.exists(),
+            )
+            .limit(1)
+        )
+        is not None
+    )

@@ -38,6 +38,7 @@ from core.analytics.risk_features import (
     FEATURES,
     MIN_ROWS,
     SCORABLE,
+    FeatureRow,
     iter_features,
 )
 from core.kernel import audit
@@ -376,6 +377,17 @@ def score(
     """(appointment id, external_ref, day, probability) for each visit from `since` on; the
     visits since the model's fit are read as well, for the drift they show."""
     ensure(actor, Permission.ANALYTICS_READ)
+    return [
+        (r.appointment_id, r.external_ref, r.day, q)
+        for r, q in _scored(session, since=since, until=until)[1]
+    ]
+
+
+def _scored(
+    session: Session, *, since: date, until: date | None = None
+) -> tuple[int, list[tuple[FeatureRow, float]]]:
+    """The model's id and each visit's feature row (its start and provider as read) with its
+    probability, for the visits from `since` on."""
     row, fitted = _loaded(session)
     start = min(since, row.data_until)
     rows = list(iter_features(session, since=start, until=until, statuses=SCORABLE))
@@ -386,11 +398,7 @@ def score(
         outcomes = np.array([np.nan if r.outcome is None else r.outcome for r in rows])
         days = [r.day for r, a in zip(rows, after, strict=True) if a]
         p[after] = following_drift(p[after], days, outcomes[after])
-    return [
-        (r.appointment_id, r.external_ref, r.day, float(q))
-        for r, q in zip(rows, p, strict=True)
-        if r.day >= since
-    ]
+    return row.id, [(r, float(q)) for r, q in zip(rows, p, strict=True) if r.day >= since]
 
 
 def scores_csv(scored: list[tuple[int, str | None, date, float]]) -> bytes:
@@ -406,27 +414,30 @@ def scores_csv(scored: list[tuple[int, str | None, date, float]]) -> bytes:
 
 
 def upcoming(session: Session, actor: Actor, *, days: int = 14) -> tuple[int, list]:
-    """The model's id and its scores of the visits from today to `days` ahead (reads only:
-    seconds on a large practice, so the jobs loop runs it outside any write transaction)."""
+    """The model's id and its scores of the visits from today to `days` ahead, each as
+    (appointment id, start, provider, probability) with the start and provider it was scored
+    for (reads only: seconds on a large practice, so the jobs loop runs it outside any write
+    transaction)."""
     ensure(actor, Permission.RISK_MANAGE)
-    model_id = _loaded(session)[0].id
     today = utcnow().date() - timedelta(days=1)
     until = today + timedelta(days=days + 2)
-    return model_id, [s for s in score(session, actor, since=today, until=until) if s[3] == s[3]]
+    model_id, scored = _scored(session, since=today, until=until)
+    return model_id, [(r.appointment_id, r.start_at, r.provider_id, p) for r, p in scored if p == p]
 
 
 def store_scores(session: Session, actor: Actor, model_id: int, scored: list) -> int:
-    """Keep the scores of the visits still scheduled, for the badges (a short write)."""
+    """Keep the scores of the visits still scheduled, for the badges (a short write). Each
+    keeps the start and provider it was scored for: a visit moved while the run read and
+    scored (seconds on a large practice) keeps no score of its old time, it shows 'not scored
+    yet' until the next run scores it."""
     ensure(actor, Permission.RISK_MANAGE)
     ids = [s[0] for s in scored]
-    visit = {}  # each visit's status, start and provider now: the score is kept for that visit
+    status = {}  # each visit's status now: a cancelled one keeps no score
     for start in range(0, len(ids), 500):
-        query = select(
-            Appointment.id, Appointment.status, Appointment.start_at, Appointment.provider_id
-        )
+        query = select(Appointment.id, Appointment.status)
         for row in session.execute(query.where(Appointment.id.in_(ids[start : start + 500]))):
-            visit[row[0]] = row[1:]
-    keep = [s for s in scored if s[0] in visit and visit[s[0]][0] in SCORABLE[:2]]
+            status[row[0]] = row[1]
+    keep = [s for s in scored if status.get(s[0]) in SCORABLE[:2]]
     for start in range(0, len(keep), 500):
         chunk = keep[start : start + 500]
         session.execute(
@@ -434,13 +445,13 @@ def store_scores(session: Session, actor: Actor, model_id: int, scored: list) ->
         )
         session.add_all(
             RiskScore(
-                appointment_id=c[0],
+                appointment_id=appointment_id,
                 model_id=model_id,
-                probability=c[3],
-                start_at=visit[c[0]][1],
-                provider_id=visit[c[0]][2],
+                probability=probability,
+                start_at=start_at,
+                provider_id=provider_id,
             )
-            for c in chunk
+            for appointment_id, start_at, provider_id, probability in chunk
         )
     session.flush()
     return len(keep)

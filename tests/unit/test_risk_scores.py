@@ -5,15 +5,17 @@ tests/integration/test_risk_scores_pg.py."""
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import delete, select
 from sqlalchemy import text as sa_text
 
-from core.analytics import risk_scores
-from core.kernel.authz import patient_actor
+from core.analytics import risk_jobs, risk_model, risk_scores
+from core.kernel.authz import SYSTEM, patient_actor
 from core.kernel.clock import local_to_utc, local_today, to_local
+from core.kernel.config import Settings
 from core.kernel.errors import PermissionDenied, ValidationError
 from core.messaging import reminders
 from core.scheduling import moves
@@ -25,9 +27,12 @@ from db.models import (
     RiskCall,
     RiskModel,
     RiskScore,
+    Setting,
 )
 from db.types import utcnow
 from tests.factories import make_visit
+from tests.unit.test_risk import START as HISTORY
+from tests.unit.test_risk import history
 
 TZ = "Europe/London"
 
@@ -327,3 +332,71 @@ def test_the_overbooking_suggestion_names_the_highest_risk_visits_start(db, worl
             session, world.staff, clinic_id=world.clinic_id, start=in_days(0, 0), end=in_days(7, 0)
         )
     assert (suggestion.start_at, suggestion.highest, suggestion.visits) == (in_days(3, 11), 0.55, 4)
+
+
+def trained(db, world) -> Settings:
+    """A model trained on a small history (as the weekly fit stores it); the jobs' settings."""
+    history(db, world, patients=60, days=40)
+    with db.write() as session:
+        risk_model.train(session, SYSTEM, until=HISTORY + timedelta(days=41))
+    return Settings(database_url=db.url, secret_key="k" * 40, data_dir=Path())
+
+
+def test_a_visit_moved_while_the_run_scored_keeps_no_score_of_its_old_time(db, world):
+    """The daily run reads and scores in one transaction (seconds on a large practice) and
+    stores in another: a visit moved in between kept the score of its old time as if it were
+    of the new one (its badge, the call list, the extra reminder). The score keeps the start
+    it was made for, so the moved visit is not scored yet until a run scores its new time."""
+    trained(db, world)
+    visit = book(db, world, in_days(3, 10))
+    with db.read() as session:
+        model_id, scored = risk_model.upcoming(session, SYSTEM)
+    assert visit in [s[0] for s in scored]
+    with db.write() as session:  # at the desk, while the run scores
+        moves.reschedule(session, world.staff, visit, start_at=in_days(1, 15), notify=False)
+    with db.write() as session:
+        risk_model.store_scores(session, SYSTEM, model_id, scored)
+    with db.read() as session:
+        assert risk_scores.risk_of(session, world.staff, [visit])[visit].probability is None
+    with db.write() as session:  # the next run scores the new time
+        risk_model.store_upcoming(session, SYSTEM)
+    with db.read() as session:
+        assert risk_scores.risk_of(session, world.staff, [visit])[visit].probability is not None
+
+
+def test_a_visit_booked_after_the_days_run_is_scored_within_the_hour(db, world):
+    """A visit booked in the afternoon for the next morning waited for the next daily run, by
+    then after the visit: no badge, no call, no extra reminder. Between daily runs, a round at
+    most every TOPUP scores the visits booked or moved since (and nothing when there are none);
+    the daily run keeps its time."""
+    settings = trained(db, world)
+    first = book(db, world, in_days(2, 10))
+    risk_jobs.score_job(db, settings)  # the day's run
+    with db.read() as session:
+        assert risk_scores.risk_of(session, world.staff, [first])[first].probability is not None
+        day_run = session.get(Setting, "risk_scored").value["at"]
+    later = book(db, world, in_days(1, 9))  # booked after it, for tomorrow morning
+    risk_jobs.score_job(db, settings)  # the next rounds, within the hour: nothing yet
+    with db.read() as session:
+        assert risk_scores.risk_of(session, world.staff, [later])[later].probability is None
+
+    def an_hour_on() -> None:
+        with db.write() as session:
+            row = session.get(Setting, "risk_scored")
+            checked = row.value.get("checked", row.value["at"])  # the last look
+            checked = datetime.fromisoformat(checked) - timedelta(hours=1, minutes=1)
+            row.value = {**row.value, "checked": checked.isoformat()}
+
+    an_hour_on()
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        found = risk_scores.risk_of(session, world.staff, [first, later])
+        assert found[later].probability is not None and found[first].probability is not None
+        assert session.get(Setting, "risk_scored").value["at"] == day_run  # still the day's
+        stamps = dict(session.execute(select(RiskScore.appointment_id, RiskScore.scored_at)).all())
+    an_hour_on()  # nothing booked or moved since: no run
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        assert dict(
+            session.execute(select(RiskScore.appointment_id, RiskScore.scored_at)).all()
+        ) == (stamps)
