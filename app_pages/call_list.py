@@ -7,13 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import risk_scores
-from core.kernel.authz import Permission
 from core.practice import choices
 from ui import actor, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
+from ui.locale import display_format
 from ui.picks import gone_choice
+from ui.risk import call_list_empty
 from ui.text import escape, plain, show_table
 
 FLASH = "call_list_flash"
@@ -22,6 +23,11 @@ FLASH = "call_list_flash"
 @cached("setup", ttl=300, max_entries=10)
 def _clinics(me):
     return {c.id: c.name for c in read(choices.list_choices, me).clinics}
+
+
+@cached("analytics", ttl=60, max_entries=5)
+def _readiness(me):
+    return read(risk_scores.readiness, me)
 
 
 @cached("appointments", "analytics", ttl=60, max_entries=20)
@@ -70,12 +76,7 @@ if said := st.session_state.pop(FLASH, None):
     st.success(escape(said), icon=":material/call:")
 rows = _rows(me, clinic_id, int(days), percent / 100)
 if not rows:
-    st.info(
-        "No upcoming visit above this risk (or no scores yet: see Reports → No-show risk)."
-        if me.can(Permission.ANALYTICS_READ)  # who may open the model page
-        else "No upcoming visit above this risk (or no scores yet: the no-show model is "
-        "trained weekly once there are enough past visits; a manager can say more)."
-    )
+    st.info(call_list_empty(_readiness(me), me, int(days), display_format(clinic_id), percent))
     st.stop()
 to_call = [r for r in rows if not r.called]
 st.caption(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from core.analytics import risk_scores
+from core.kernel.authz import Permission
 from core.kernel.money import ClinicFormat
 from ui.caches import cached
 from ui.context import read
@@ -85,4 +86,39 @@ def badge(me, appointment_id: int) -> None:
         help="Predicted no-show probability "
         f"{shown(risk.probability, display_format(risk.clinic_id))}. "
         f"{COLUMN_HELP}",
+    )
+
+
+def call_list_empty(ready: risk_scores.Readiness, me, days: int, fmt: ClinicFormat, percent: int):
+    """The empty call list in a sentence: why nothing is listed, honestly (no model yet and how
+    much history there is, a model to retrain, or simply no visit at this risk) and, for those
+    who may open it, where to read more (staff cannot open the model page)."""
+    more = (
+        " Reports → No-show risk says more."
+        if me.can(Permission.ANALYTICS_READ)
+        else " A manager can say more."
+    )
+    if ready.model == "none" and ready.outcomes < ready.needed:
+        return (
+            "No visit can be listed yet: the no-show risk is learnt from this practice's own "
+            f"past visits, and it has {fmt.number(ready.outcomes)} with a known outcome "
+            f"(attended or missed) of the {fmt.number(ready.needed)} a first model needs. "
+            "Until then, call from Today's Call list (tomorrow's visits not confirmed yet)."
+        )
+    if ready.model == "none":
+        return (
+            "No visit can be listed yet: there is enough history now, and the background jobs "
+            "train the first no-show model from it; visits are scored once it is stored." + more
+        )
+    if ready.model == "outdated":
+        return (
+            "No visit can be listed: the no-show model was trained on an older set of features "
+            "and scores nothing until it is trained again (the background jobs do so within "
+            "the hour)." + more
+        )
+    ahead = "the rest of today and tomorrow" if days == 1 else f"the next {days} days"
+    return (
+        f"No scheduled visit in {ahead} has a no-show risk of "
+        f"{fmt.percent(percent / 100, 0)} or more. Visits booked or moved in the last hour "
+        "may not be scored yet."
     )

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.analytics.risk_features import FEATURES, SCORABLE
+from core.analytics.risk_features import FEATURES, MIN_ROWS, OUTCOMES, SCORABLE
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds, local_today, to_local
@@ -74,6 +74,33 @@ def get_model_info(session: Session, actor: Actor) -> ModelInfo | None:
         row.metrics or {},
         (row.features or {}).get("all") == list(FEATURES),  # as risk_model.is_current
     )
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether visits can be scored at all, for the pages' empty states: no model yet (and how
+    many past visits with a known outcome there are of the MIN_ROWS a first fit needs), a model
+    from an older feature set (it scores nothing until retrained), or a model in use."""
+
+    model: str  # "none", "outdated" or "ready"
+    outcomes: int  # past visits with a known outcome, counted up to `needed`
+    needed: int = MIN_ROWS
+
+
+def readiness(session: Session, actor: Actor) -> Readiness:
+    """For whoever sees the badges and the call list (the roles that read appointments)."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    features = session.execute(
+        select(RiskModel.features).order_by(RiskModel.id.desc()).limit(1)
+    ).first()
+    if features is not None:
+        current = (features[0] or {}).get("all") == list(FEATURES)  # as risk_model.is_current
+        return Readiness("ready" if current else "outdated", MIN_ROWS)
+    known = select(Appointment.id).where(
+        Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < utcnow()
+    )
+    count = session.scalar(select(func.count()).select_from(known.limit(MIN_ROWS).subquery()))
+    return Readiness("none", count or 0)
 
 
 def latest_model_id(session: Session) -> int | None:

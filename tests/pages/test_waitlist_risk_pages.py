@@ -9,9 +9,10 @@ from datetime import time, timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.analytics import risk_features, risk_jobs
+from core.analytics.risk_features import FEATURES, MIN_ROWS, OUTCOMES
 from core.kernel import tokens
 from core.kernel.authz import SYSTEM, Actor
 from core.kernel.clock import to_local
@@ -138,20 +139,63 @@ def test_call_list_shows_high_risk_visits(app_as, app_db):
     threshold = calls.slider(key="call_list_threshold")
     assert (threshold.value, threshold.proto.format) == (30, "%d%%")  # 30%, not 0.30
     threshold.set_value(45).run()  # above this visit's 42%
-    assert not calls.dataframe and "No upcoming visit above this risk" in calls.info[0].value
+    assert not calls.dataframe
+    # this test's model is from an older feature set: the page says so, not 'no visit'
+    assert "trained on an older set of features" in calls.info[0].value
 
 
-def test_the_empty_call_list_points_each_role_to_what_it_can_open(app_as):
-    """Staff cannot open the model page the message sent them to."""
-    staff = app_as("staff", "app_pages/call_list.py", timeout=120)
-    staff.slider(key="call_list_threshold").set_value(90).run()  # none of the demo's visits
-    [said] = [i.value for i in staff.info]
-    assert said.startswith("No upcoming visit above this risk")
-    assert "model page" not in said and "No-show risk" not in said
-    assert "a manager can say more" in said
-    manager = app_as("manager", "app_pages/call_list.py", timeout=120)
-    manager.slider(key="call_list_threshold").set_value(90).run()
-    assert "see Reports → No-show risk" in manager.info[0].value
+def _model(url, *, current: bool) -> None:
+    database = _db(url)
+    with database.write() as session:
+        features = {"names": ["lead_days"]} | ({"all": list(FEATURES)} if current else {})
+        session.add(RiskModel(rows=900, metrics=METRICS, features=features, payload=b""))
+    database.dispose()
+
+
+def _empty_call_list(app_as, role: str) -> str:
+    st.cache_data.clear()
+    page = app_as(role, "app_pages/call_list.py", timeout=120)
+    page.slider(key="call_list_threshold").set_value(90).run()  # none of the demo's visits
+    assert not page.exception and not page.dataframe
+    [said] = [i.value for i in page.info]
+    return said
+
+
+def test_the_empty_call_list_says_why_it_is_empty(app_as, app_db):
+    """Before, every empty list read 'No upcoming visit above this risk (or no scores yet…)',
+    also in a practice with no model, which lists nothing at any risk: each case is now said,
+    and only those who may open the model page are sent there (staff cannot)."""
+    for role in ("staff", "manager"):  # the demo: enough history, no model stored yet
+        said = _empty_call_list(app_as, role)
+        assert said.startswith("No visit can be listed yet: there is enough history now")
+        assert "above this risk" not in said
+    assert "Reports → No-show risk says more." in said  # the manager's
+    database = _db(app_db)
+    with database.write() as session:  # a new practice: 150 past visits with an outcome
+        known = select(Appointment.id).where(
+            Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < utcnow()
+        )
+        keep = session.scalars(known.order_by(Appointment.id).limit(150)).all()
+        session.execute(
+            update(Appointment)
+            .where(Appointment.id.in_(known), Appointment.id.not_in(keep))
+            .values(status=AppointmentStatus.CANCELLED)
+        )
+    database.dispose()
+    for role in ("staff", "manager"):
+        said = _empty_call_list(app_as, role)
+        assert said.startswith("No visit can be listed yet")
+        assert f"it has 150 with a known outcome (attended or missed) of the {MIN_ROWS} " in said
+        assert "Today's Call list" in said
+    _model(app_db, current=False)
+    staff, manager = (_empty_call_list(app_as, role) for role in ("staff", "manager"))
+    assert "older set of features" in staff and "older set of features" in manager
+    assert staff.endswith("A manager can say more.") and "No-show risk" not in staff
+    assert manager.endswith("Reports → No-show risk says more.")
+    _model(app_db, current=True)
+    said = _empty_call_list(app_as, "staff")
+    assert said.startswith("No scheduled visit in the next 3 days has a no-show risk of 90")
+    assert "booked or moved in the last hour may not be scored yet" in said
 
 
 def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):

@@ -626,6 +626,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         P.ANALYTICS_READ,
         lambda s, a, c: risk_scores.get_model_info(s, a),
     ),
+    ("risk_scores.readiness", P.APPOINTMENTS_READ, lambda s, a, c: risk_scores.readiness(s, a)),
     (
         "risk_scores.call_list",
         P.APPOINTMENTS_READ,

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy import text as sa_text
 
 from core.analytics import risk_jobs, risk_model, risk_scores
+from core.analytics.risk_features import FEATURES
 from core.kernel.authz import SYSTEM, patient_actor
 from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.config import Settings
@@ -400,3 +401,26 @@ def test_a_visit_booked_after_the_days_run_is_scored_within_the_hour(db, world):
         assert dict(
             session.execute(select(RiskScore.appointment_id, RiskScore.scored_at)).all()
         ) == (stamps)
+
+
+def test_readiness_says_whether_visits_can_be_scored(db, world):
+    """The empty call list's reason: no model yet and how much history there is, a model from
+    an older feature set, or a model in use."""
+    past = in_days(-3, 10)
+    with db.write() as session:
+        for status in (AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW):
+            make_visit(
+                session, world, start_at=past, end_at=past + timedelta(minutes=30), status=status
+            )
+    with db.read() as session:
+        assert risk_scores.readiness(session, world.staff) == risk_scores.Readiness("none", 2)
+    visit = book(db, world, in_days(2, 10))
+    score(db, visit, 0.4)  # a model with no feature list: an older one
+    with db.read() as session:
+        assert risk_scores.readiness(session, world.staff).model == "outdated"
+    with db.write() as session:
+        session.add(RiskModel(rows=1, features={"all": list(FEATURES)}, metrics={}, payload=b""))
+    with db.read() as session:
+        assert risk_scores.readiness(session, world.staff).model == "ready"
+    with db.read() as session, pytest.raises(PermissionDenied):
+        risk_scores.readiness(session, patient_actor(world.patient_id))
