@@ -24,7 +24,7 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -323,9 +323,18 @@ def score_job(database: Database, settings: Settings) -> None:
 
 def _unscored(session: Session, now: datetime) -> bool:
     """Whether a scheduled visit in the coming scoring window has no score of its present start
-    and provider (booked or moved since the last run)."""
-    current = select(RiskScore.appointment_id).where(
-        RiskScore.appointment_id == Appointment.id, RiskScore.describes_visit()
+    and provider (booked or moved since the last run) by the newest model (retrained since:
+    its scores replace the old model's within the hour, not the next day). A model from an
+    older feature set scores nothing (it is retrained within the hour): only the visits'
+    own changes count then."""
+    newest = session.execute(
+        select(RiskModel.id, RiskModel.features).order_by(RiskModel.id.desc()).limit(1)
+    ).one()
+    current = RiskScore.describes_visit()
+    if (newest.features or {}).get("all") == list(FEATURES):
+        current = and_(current, RiskScore.model_id == newest.id)
+    scored = select(RiskScore.appointment_id).where(
+        RiskScore.appointment_id == Appointment.id, current
     )
     return (
         session.scalar(
@@ -336,7 +345,7 @@ def _unscored(session: Session, now: datetime) -> bool:
                 Appointment.patient_id.is_not(None),
                 Appointment.start_at >= now,
                 Appointment.start_at < now + SCORED_AHEAD,
-                ~current.exists(),
+                ~scored.exists(),
             )
             .limit(1)
         )

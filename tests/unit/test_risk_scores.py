@@ -381,26 +381,44 @@ def test_a_visit_booked_after_the_days_run_is_scored_within_the_hour(db, world):
     with db.read() as session:
         assert risk_scores.risk_of(session, world.staff, [later])[later].probability is None
 
-    def an_hour_on() -> None:
-        with db.write() as session:
-            row = session.get(Setting, "risk_scored")
-            checked = row.value.get("checked", row.value["at"])  # the last look
-            checked = datetime.fromisoformat(checked) - timedelta(hours=1, minutes=1)
-            row.value = {**row.value, "checked": checked.isoformat()}
-
-    an_hour_on()
+    an_hour_on(db)
     risk_jobs.score_job(db, settings)
     with db.read() as session:
         found = risk_scores.risk_of(session, world.staff, [first, later])
         assert found[later].probability is not None and found[first].probability is not None
         assert session.get(Setting, "risk_scored").value["at"] == day_run  # still the day's
         stamps = dict(session.execute(select(RiskScore.appointment_id, RiskScore.scored_at)).all())
-    an_hour_on()  # nothing booked or moved since: no run
+    an_hour_on(db)  # nothing booked or moved since: no run
     risk_jobs.score_job(db, settings)
     with db.read() as session:
         assert dict(
             session.execute(select(RiskScore.appointment_id, RiskScore.scored_at)).all()
         ) == (stamps)
+
+
+def an_hour_on(db) -> None:
+    """As if the scoring had last looked for visits to score an hour ago."""
+    with db.write() as session:
+        row = session.get(Setting, "risk_scored")
+        checked = row.value.get("checked", row.value["at"])  # the last look
+        checked = datetime.fromisoformat(checked) - timedelta(hours=1, minutes=1)
+        row.value = {**row.value, "checked": checked.isoformat()}
+
+
+def test_a_model_retrained_between_daily_runs_scores_the_visits_within_the_hour(db, world):
+    """Retrain now (or the weekly fit) stores a new model: the model page shows it at once,
+    while the badges, the call list and the extra reminder kept the old model's scores until
+    the next daily run. Within the hour the new model's scores replace them."""
+    settings = trained(db, world)
+    visit = book(db, world, in_days(2, 10))
+    risk_jobs.score_job(db, settings)  # the day's run
+    with db.write() as session:
+        newer = risk_model.train(session, SYSTEM, until=HISTORY + timedelta(days=40)).model_id
+    an_hour_on(db)
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        assert session.get(RiskScore, visit).model_id == newer
+        assert risk_scores.risk_of(session, world.staff, [visit])[visit].probability is not None
 
 
 def test_readiness_says_whether_visits_can_be_scored(db, world):
