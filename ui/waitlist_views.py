@@ -46,6 +46,9 @@ def _overbooking(me, clinic_id: int, start: datetime, end: datetime):
     return read(risk_scores.overbooking_suggestions, me, clinic_id=clinic_id, start=start, end=end)
 
 
+SHOWN = 8  # overbooking suggestions listed at once; the rest are counted
+
+
 def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:
     """Where expected no-shows exceed one per provider-day: a time for one extra booking (the
     start of that day's highest-risk visit, double booked on purpose) and, to whoever may book,
@@ -61,15 +64,17 @@ def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:
         "comes, both are seen). A suggestion only; nothing is booked automatically."
     )
     can_book = me.can(Permission.APPOINTMENTS_BOOK)
-    for r in rows[:8]:
+    for r in rows[:SHOWN]:
         at = fmt.clock(to_local(r.start_at, fmt.timezone))
         said, button = st.columns([5, 1], vertical_alignment="center")
+        # the n the sum stands on: the scored visits still to come, and any left out unscored
+        more = f"; {fmt.number(r.not_scored)} more not scored yet" if r.not_scored else ""
         said.caption(
             escape(
                 f"{r.provider}, {fmt.day(r.day)} at {at}: one extra patient beside the visit "
                 f"then ({shown(r.highest, fmt)} no-show risk; "
-                f"{fmt.number(r.expected_no_shows, 1)} expected no-shows of "
-                f"{fmt.number(r.visits)} visits that day)"
+                f"{fmt.number(r.expected_no_shows, 1)} expected no-shows among "
+                f"{fmt.number(r.visits)} scored visits still to come that day{more})"
             )
         )
         if can_book and button.button(
@@ -86,6 +91,11 @@ def overbooking(me, clinic_id: int, start: datetime, end: datetime) -> None:
                 "double_booking": True,
             }
             st.switch_page("app_pages/book.py")
+    if len(rows) > SHOWN:
+        st.caption(
+            f"…and {fmt.number(len(rows) - SHOWN)} more provider-days with the same suggestion "
+            "in these dates: show fewer days or providers to see them."
+        )
 
 
 def offer_slot_button(me, clinic_id: int, slot: dict, prefix: str) -> None:

@@ -3,7 +3,7 @@ overbooking suggestions and the model's figures. No scikit-learn here (pages imp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from core.messaging import reminders
 from core.messaging.preferences import HIGH_RISK
 from db.models import (
     Appointment,
+    AppointmentKind,
     Clinic,
     Patient,
     Provider,
@@ -363,6 +364,7 @@ class Overbooking:
     visits: int
     start_at: datetime  # the start of that day's highest-risk visit: book the extra one beside it
     highest: float  # that visit's probability
+    not_scored: int = 0  # that day's visits still to come left out of the sum: not scored yet
 
 
 def overbooking_suggestions(
@@ -403,4 +405,25 @@ def overbooking_suggestions(
         if expected > 1:
             highest, at = min(visits, key=lambda v: (-v[0], v[1]))
             found.append(Overbooking(pid, names[pid], day, expected, len(visits), at, highest))
-    return found
+    if not found:
+        return found
+    # the visits of those days the sum leaves out (booked or moved since the last scoring), so
+    # that the suggestion says on how many of the day's visits it stands
+    scored = select(RiskScore.appointment_id).where(
+        RiskScore.appointment_id == Appointment.id, current_score()
+    )
+    left_out: dict[tuple[int, date], int] = {}
+    for pid, at in session.execute(
+        select(Appointment.provider_id, Appointment.start_at).where(
+            Appointment.clinic_id == clinic_id,
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.status == SCORABLE[0],
+            Appointment.provider_id.in_({f.provider_id for f in found}),
+            Appointment.start_at >= start,
+            Appointment.start_at < end,
+            ~scored.exists(),
+        )
+    ):
+        key = (pid, to_local(at, tz).date())
+        left_out[key] = left_out.get(key, 0) + 1
+    return [replace(f, not_scored=left_out.get((f.provider_id, f.day), 0)) for f in found]

@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
-from core.kernel.clock import local_to_utc, local_today
+from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.config import load_settings
 from core.kernel.money import format_day
 from core.startup import open_database
@@ -122,6 +122,23 @@ def test_the_call_list_shows_confirmation_and_records_a_call(app_as, app_db):
     assert (stored.appointment_id, stored.outcome) == (called, "message")
 
 
+def _unscored_that_day(url, day, tz) -> int:
+    """Provider 1's scheduled visits that day with no score (the demo's own)."""
+    database = _db(url)
+    with database.read() as session:
+        starts = session.scalars(
+            select(Appointment.start_at).where(
+                Appointment.provider_id == 1,
+                Appointment.clinic_id == 1,
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.id.not_in(select(RiskScore.appointment_id)),
+            )
+        ).all()
+    database.dispose()
+    return sum(1 for s in starts if to_local(s, tz).date() == day)
+
+
 def test_the_overbooking_suggestion_names_a_time_and_opens_the_booking_form_at_it(app_as, app_db):
     tz, locale = _zone(app_db)
     day = local_today(tz) + timedelta(days=2)
@@ -134,6 +151,10 @@ def test_the_overbooking_suggestion_names_a_time_and_opens_the_booking_form_at_i
     [said] = [c.value for c in at.caption if c.value.startswith(escape("Dr Aisha Rahman, "))]
     assert escape(f"{format_day(day, locale)} at 11:00: one extra patient beside") in said
     assert "97% no-show risk" in said
+    # the n of its sum: the three scored visits, and the demo's that day not scored (no model)
+    unscored = _unscored_that_day(app_db, day, tz)
+    more = f"; {unscored} more not scored yet)" if unscored else ")"
+    assert "1.8 expected no-shows among 3 scored visits still to come that day" + more in said
     intro = next(c.value for c in at.caption if "Expected no-shows exceed one" in c.value)
     assert "double booked on purpose" in intro and "nothing is booked automatically" in intro
     at.button(key=f"overbooking_book_1_{day.isoformat()}").click().run()

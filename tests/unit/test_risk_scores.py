@@ -442,3 +442,22 @@ def test_readiness_says_whether_visits_can_be_scored(db, world):
         assert risk_scores.readiness(session, world.staff).model == "ready"
     with db.read() as session, pytest.raises(PermissionDenied):
         risk_scores.readiness(session, patient_actor(world.patient_id))
+
+
+def test_the_overbooking_suggestion_says_how_many_visits_its_sum_stands_on(db, world):
+    """The sum counts only the day's scored visits still to come: the calendar said 'of 2 visits
+    that day' where the day had a third, booked since the scoring, left out unsaid."""
+    first, second = book(db, world, in_days(2, 10)), book(db, world, in_days(2, 11))
+    score(db, first, 0.6)
+    score(db, second, 0.55)
+    book(db, world, in_days(2, 12))  # booked since the scoring
+    book(db, world, in_days(3, 12))  # not scored either, another day: not counted
+    with db.read() as session:
+        [day] = risk_scores.overbooking_suggestions(
+            session,
+            world.staff,
+            clinic_id=world.clinic_id,
+            start=in_days(0, 0),
+            end=in_days(14, 0),
+        )
+    assert (day.visits, day.not_scored, round(day.expected_no_shows, 2)) == (2, 1, 1.15)
