@@ -36,11 +36,13 @@ from core.kernel.config import Settings
 from core.kernel.errors import Conflict, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import clinic_format
+from core.scheduling.states import Action
 from db.engine import Database
 from db.models import (
     Appointment,
     AppointmentKind,
     AppointmentStatus,
+    AuditEvent,
     Clinic,
     RiskModel,
     RiskScore,
@@ -299,8 +301,9 @@ def score_job(database: Database, settings: Settings) -> None:
             checked = (row.value or {}).get("checked") or last
             if -SKEW <= now - datetime.fromisoformat(checked) < TOPUP:
                 return
-            row.value = {"at": last, "checked": now.isoformat()}
-            if not _unscored(session, now):
+            read = (row.value or {}).get("read") or last
+            row.value = {"at": last, "checked": now.isoformat(), "read": read}
+            if not _to_score(session, now, datetime.fromisoformat(read)):
                 return
         if not _claim(session, "risk_scoring", SCORE_LEASE, now):
             return
@@ -317,16 +320,28 @@ def score_job(database: Database, settings: Settings) -> None:
         day_run = (
             last if last and -SKEW <= now - datetime.fromisoformat(last) < SCORE_EVERY else None
         )
-        setting_row(session, "risk_scored").value = {"at": day_run or done, "checked": done}
+        setting_row(session, "risk_scored").value = {
+            "at": day_run or done,
+            "checked": done,
+            "read": now.isoformat(),  # what the run read: changes after this are not in it
+        }
         setting_row(session, "risk_scoring").value = {}  # the lease ends with the run
 
 
-def _unscored(session: Session, now: datetime) -> bool:
-    """Whether a scheduled visit in the coming scoring window has no score of its present start
-    and provider (booked or moved since the last run) by the newest model (retrained since:
-    its scores replace the old model's within the hour, not the next day). A model from an
-    older feature set scores nothing (it is retrained within the hour): only the visits'
-    own changes count then."""
+def _to_score(session: Session, now: datetime, read: datetime) -> bool:
+    """Whether the scores should be made again before the next daily run: a no-show was undone
+    since the last run read the visits (the patient's later visits were scored with it in
+    their history: their badge, the call list and the extra reminder would go on it for a
+    day), or a scheduled visit in the coming scoring window has no score of its present start
+    and provider (booked or moved since) by the newest model (retrained since: its scores
+    replace the old model's within the hour, not the next day). A model from an older
+    feature set scores nothing (it is retrained within the hour): only the visits' own
+    changes count then."""
+    undone = select(AuditEvent.id).where(
+        AuditEvent.action == Action.UNDO_NO_SHOW.value, AuditEvent.at >= read
+    )
+    if session.scalar(undone.limit(1)) is not None:
+        return True
     newest = session.execute(
         select(RiskModel.id, RiskModel.features).order_by(RiskModel.id.desc()).limit(1)
     ).one()

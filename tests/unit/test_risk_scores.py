@@ -19,7 +19,7 @@ from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.config import Settings
 from core.kernel.errors import PermissionDenied, ValidationError
 from core.messaging import reminders
-from core.scheduling import moves
+from core.scheduling import moves, visits
 from db import migrate
 from db.models import (
     Appointment,
@@ -419,6 +419,39 @@ def test_a_model_retrained_between_daily_runs_scores_the_visits_within_the_hour(
     with db.read() as session:
         assert session.get(RiskScore, visit).model_id == newer
         assert risk_scores.risk_of(session, world.staff, [visit])[visit].probability is not None
+
+
+def test_a_no_show_undone_rescores_the_patients_visits_within_the_hour(db, world):
+    """A no-show recorded by mistake was in the history the patient's later visits were scored
+    with; undone, their badge, the call list and the extra reminder went on it until the next
+    day's run. Within the hour after the undo they are scored again."""
+    settings = trained(db, world)
+    earlier = utcnow() - timedelta(hours=2)
+    with db.write() as session:
+        mistaken = make_visit(
+            session,
+            world,
+            start_at=earlier,
+            end_at=earlier + timedelta(minutes=30),
+            status=AppointmentStatus.SCHEDULED,
+        ).id
+        visits.mark_no_show(session, world.staff, mistaken)
+    later = book(db, world, in_days(3, 10))
+    risk_jobs.score_job(db, settings)  # the day's run: the no-show in the later visit's history
+    with db.read() as session:
+        first = session.get(RiskScore, later).scored_at
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, mistaken)
+    an_hour_on(db)
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        assert session.get(RiskScore, later).scored_at > first  # scored again without it
+    with db.read() as session:
+        rescored = session.get(RiskScore, later).scored_at
+    an_hour_on(db)  # nothing undone, booked or moved since: no run
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        assert session.get(RiskScore, later).scored_at == rescored
 
 
 def test_readiness_says_whether_visits_can_be_scored(db, world):
