@@ -13,6 +13,7 @@ from ui import actor, charts, refresh, settings
 from ui.caches import cached
 from ui.context import read, run_in_steps
 from ui.locale import display_format
+from ui.risk import no_model, small_validation
 from ui.text import show_table
 
 STARTED = (
@@ -53,10 +54,7 @@ if me.can(Permission.RISK_MANAGE) and st.button("Retrain now", key="risk_train")
 if running is not None:
     _fitting(me, practice.moment(running))
 if info is None:
-    st.info(
-        "No model yet. It is trained weekly by the background jobs once there are enough past "
-        "visits, or now with the button above (or `python -m core.cli train-risk`)."
-    )
+    st.info(no_model(read(risk_scores.readiness, me), me, practice))
     st.stop()
 if not info.current:
     st.warning(
@@ -77,6 +75,8 @@ st.caption(
     "on earlier days. As after every fit, each day's scores follow the no-show rate of the "
     "days since the fit before it."
 )
+if rough := small_validation(m, practice):
+    st.caption(rough)
 c = st.columns(4)
 c[0].metric("ROC-AUC", _figure(m.get("roc_auc"), practice), help="Ranking quality; 0.5 is chance.")
 c[1].metric(

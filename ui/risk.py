@@ -122,3 +122,38 @@ def call_list_empty(ready: risk_scores.Readiness, me, days: int, fmt: ClinicForm
         f"{fmt.percent(percent / 100, 0)} or more. Visits booked or moved in the last hour "
         "may not be scored yet."
     )
+
+
+ROUGH = 100  # validation no-shows below which the model page says its figures are rough
+
+
+def no_model(ready: risk_scores.Readiness, me, fmt: ClinicFormat) -> str:
+    """The model page before the first model: how much history there is and what happens."""
+    if ready.outcomes < ready.needed:
+        return (
+            "No model yet: it learns from this practice's own past visits, and there are "
+            f"{fmt.number(ready.outcomes)} with a known outcome (attended or missed) of the "
+            f"{fmt.number(ready.needed)} a first model needs, some of them no-shows. Until then "
+            "no visit shows a risk, the call list stays empty and no extra reminder goes; the "
+            "background jobs train the first model once there are enough."
+        )
+    return (
+        "No model yet: there is enough history, and the background jobs train the first model "
+        "from it"
+        + (" (or use Retrain now above)" if me.can(Permission.RISK_MANAGE) else "")
+        + ". If it cannot be trained (too few no-shows early on or lately, say), Practice "
+        "set-up says why."
+    )
+
+
+def small_validation(metrics: dict, fmt: ClinicFormat) -> str:
+    """A caution beside figures measured on few no-shows (a young practice's): they vary by
+    several points from one fit to the next, and a decile holds a handful of visits."""
+    rows, rate = metrics.get("rows"), metrics.get("base_rate")
+    if not rows or rate is None or rows * rate >= ROUGH:
+        return ""
+    return (
+        f"Measured on {fmt.number(rows)} later visits with {fmt.number(round(rows * rate))} "
+        f"no-shows: with under {fmt.number(ROUGH)} no-shows these figures are rough (they "
+        "can move by several points from one fit to the next) and each decile holds few visits."
+    )

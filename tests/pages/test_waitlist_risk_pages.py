@@ -170,18 +170,7 @@ def test_the_empty_call_list_says_why_it_is_empty(app_as, app_db):
         assert said.startswith("No visit can be listed yet: there is enough history now")
         assert "above this risk" not in said
     assert "Reports → No-show risk says more." in said  # the manager's
-    database = _db(app_db)
-    with database.write() as session:  # a new practice: 150 past visits with an outcome
-        known = select(Appointment.id).where(
-            Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < utcnow()
-        )
-        keep = session.scalars(known.order_by(Appointment.id).limit(150)).all()
-        session.execute(
-            update(Appointment)
-            .where(Appointment.id.in_(known), Appointment.id.not_in(keep))
-            .values(status=AppointmentStatus.CANCELLED)
-        )
-    database.dispose()
+    _few_outcomes(app_db, 150)
     for role in ("staff", "manager"):
         said = _empty_call_list(app_as, role)
         assert said.startswith("No visit can be listed yet")
@@ -198,6 +187,46 @@ def test_the_empty_call_list_says_why_it_is_empty(app_as, app_db):
     assert "booked or moved in the last hour may not be scored yet" in said
 
 
+def _few_outcomes(url, keep: int) -> None:
+    """A new practice: only `keep` past visits with a known outcome (the others cancelled)."""
+    database = _db(url)
+    with database.write() as session:
+        known = select(Appointment.id).where(
+            Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < utcnow()
+        )
+        kept = session.scalars(known.order_by(Appointment.id).limit(keep)).all()
+        session.execute(
+            update(Appointment)
+            .where(Appointment.id.in_(known), Appointment.id.not_in(kept))
+            .values(status=AppointmentStatus.CANCELLED)
+        )
+    database.dispose()
+
+
+def test_the_model_page_says_how_far_the_history_is_and_when_figures_are_rough(app_as, app_db):
+    """Before: 'No model yet. It is trained weekly … once there are enough past visits', with
+    no count (and the first model is not weekly: it is fitted at once); and figures measured
+    on a young practice's 30 no-shows read as firmly as on thousands."""
+    page = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
+    [said] = [i.value for i in page.info]
+    assert said.startswith("No model yet: there is enough history") and "Retrain now" in said
+    _few_outcomes(app_db, 150)
+    st.cache_data.clear()
+    page = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
+    [said] = [i.value for i in page.info]
+    assert f"there are 150 with a known outcome (attended or missed) of the {MIN_ROWS}" in said
+    database = _db(app_db)
+    with database.write() as session:
+        metrics = METRICS | {"model": MODEL | {"rows": 300, "base_rate": 0.1}}
+        session.add(RiskModel(rows=1500, metrics=metrics, features={"names": []}, payload=b""))
+    database.dispose()
+    st.cache_data.clear()
+    page = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
+    assert not page.exception
+    rough = [c.value for c in page.caption if c.value.startswith("Measured on 300 later visits")]
+    assert rough and "with 30 no-shows" in rough[0] and "rough" in rough[0]
+
+
 def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
     empty = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
     assert not empty.exception
@@ -208,6 +237,7 @@ def test_model_page_shows_validation_beside_the_baseline(app_as, app_db):
     assert not page.exception
     values = {m.label: m.value for m in page.metric}
     assert values["ROC-AUC"] == "0.771" and values["Largest decile gap"] == "2.1 pts"
+    assert not [c for c in page.caption if c.value.startswith("Measured on")]  # 180 no-shows
     compare = page.dataframe[0].value
     assert compare["ROC-AUC"].tolist() == [0.771, 0.655]
     # the calibration's rates with their n: each decile's visits (before: no n anywhere)
