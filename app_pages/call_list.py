@@ -80,8 +80,9 @@ if not rows:
     st.stop()
 to_call = [r for r in rows if not r.called]
 st.caption(
-    "Still to call first, by risk band (high, then medium) and then the soonest visit: a call "
-    "helps only before the visit. A visit the patient has confirmed may still be worth a call."
+    "Still to call first: visits not confirmed by the patient, by risk band (high, then "
+    "medium) and then the soonest visit (a call helps only before the visit); then those the "
+    "patient has confirmed, which may still be worth a call."
 )
 if to_call:
     _table(to_call, "call_list_table", called=False)

@@ -255,7 +255,11 @@ def call_list(
     (default: high, the visits that also get the extra reminder): call them.
 
     The calls still to make come first, those done for now (Call.settled) after them, still
-    shown for the day. Within each: by risk band (high, then medium, then low), then by start:
+    shown for the day. Among the calls to make, the visits the patient has confirmed for their
+    present time come after the others: the score was made without that confirmation (the
+    daily run counts one only from before the visit's day), and an unconfirmed visit is the
+    call that can still change something. Within each: by risk band (high, then medium, then
+    low), then by start:
     a call helps only before the visit, and within a band the model's figures differ by less
     than its calibration error, so the soonest visit is called first rather than a 41% in three
     days before a 39% tomorrow. Each row says whether the patient has confirmed."""
@@ -291,7 +295,7 @@ def call_list(
         ident, start, _, _, probability = row
         call = made.get(ident)
         done = call is not None and call.settled(today, clinic.timezone)
-        return done, -BANDS[level(probability)], start, ident
+        return done, ident in confirmed, -BANDS[level(probability)], start, ident
 
     found = []
     for row in sorted(rows, key=order):

@@ -23,6 +23,7 @@ from core.scheduling import moves, visits
 from db import migrate
 from db.models import (
     Appointment,
+    AppointmentConfirmation,
     AppointmentStatus,
     AuditEvent,
     RiskCall,
@@ -235,6 +236,29 @@ def test_the_call_list_puts_the_calls_to_make_first_by_band_then_start(db, world
         later_high,
         soonest_medium,
     ]
+
+
+def test_visits_the_patient_confirmed_come_after_the_unconfirmed_calls(db, world):
+    """A patient who confirmed tomorrow's visit was called before an unconfirmed one in three
+    days, the desk's time spent where the patient had already answered."""
+    confirmed = book(db, world, in_days(1, 10))
+    unconfirmed = book(db, world, in_days(3, 10))
+    medium = book(db, world, in_days(2, 10))
+    for ident, p in ((confirmed, 0.5), (unconfirmed, 0.4), (medium, 0.2)):
+        score(db, ident, p)
+    with db.write() as session:
+        visit = session.get(Appointment, confirmed)
+        session.add(
+            AppointmentConfirmation(
+                appointment_id=confirmed, start_at=visit.start_at, channel="reminder link"
+            )
+        )
+    with db.read() as session:
+        calls = risk_scores.call_list(
+            session, world.staff, clinic_id=world.clinic_id, days=14, threshold=0.15
+        )
+    assert [c.appointment_id for c in calls] == [unconfirmed, medium, confirmed]
+    assert calls[-1].confirmed.startswith("Confirmed by the patient") and not calls[-1].called
 
 
 def test_a_call_is_recorded_with_its_outcome_who_and_when_and_goes_under_the_rest(db, world):
