@@ -325,7 +325,9 @@ def score_job(database: Database, settings: Settings) -> None:
             "checked": done,
             "read": now.isoformat(),  # what the run read: changes after this are not in it
         }
-        setting_row(session, "risk_scoring").value = {}  # the lease ends with the run
+        lease = setting_row(session, "risk_scoring")
+        if (lease.value or {}).get("at") == now.isoformat():  # ours: not one taken over since
+            lease.value = {}  # the lease ends with the run
 
 
 def _to_score(session: Session, now: datetime, read: datetime) -> bool:

@@ -45,6 +45,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.exports import to_csv
+from core.kernel.locks import setting_row
 from db.models import Appointment, RiskModel, RiskScore
 from db.types import utcnow
 
@@ -54,6 +55,7 @@ MAX_CODES = 250  # category codes per column (HistGradientBoosting's bins); rare
 # the rows (in day order) whose forward scores calibrate: trees fitted before each slice
 CALIBRATION_SLICES = ((0.4, 0.6), (0.6, 0.8), (0.8, 1.0))
 TIE_BREAK = 1e-6
+SCORES_LOCK = "risk_scored"  # the settings row whose lock makes one writer of the scores
 DRIFT_PRIOR = 2000  # visits: a shift seen on n visits since the fit counts n / (n + this)
 LEAD = FEATURES.index("lead_days")
 BASIC = (
@@ -431,6 +433,11 @@ def store_scores(session: Session, actor: Actor, model_id: int, scored: list) ->
     scored (seconds on a large practice) keeps no score of its old time, it shows 'not scored
     yet' until the next run scores it."""
     ensure(actor, Permission.RISK_MANAGE)
+    # one writer of the scores at a time: two servers' runs storing at once each deleted a
+    # visit's row and inserted it again, and on PostgreSQL the second's insert then met the
+    # first's committed row (a duplicate key: the run failed). The second now waits here and
+    # then replaces the first's rows.
+    setting_row(session, SCORES_LOCK)
     ids = [s[0] for s in scored]
     status = {}  # each visit's status now: a cancelled one keeps no score
     for start in range(0, len(ids), 500):

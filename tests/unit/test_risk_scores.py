@@ -518,3 +518,24 @@ def test_the_overbooking_suggestion_says_how_many_visits_its_sum_stands_on(db, w
             end=in_days(14, 0),
         )
     assert (day.visits, day.not_scored, round(day.expected_no_shows, 2)) == (2, 1, 1.15)
+
+
+def test_a_run_ends_only_its_own_lease(db, world, monkeypatch):
+    """A run that outlived its lease, taken over meanwhile by another server, leaves that
+    server's lease alone when it stores (clearing it would let a third run start beside it)."""
+    settings = trained(db, world)
+    book(db, world, in_days(2, 10))
+    real = risk_model.upcoming
+    taken = {"at": (utcnow() + timedelta(minutes=1)).isoformat()}
+
+    def slow(session, actor):
+        found = real(session, actor)
+        with db.write() as other:  # another server, once this run's lease ran out
+            other.get(Setting, "risk_scoring").value = taken
+        return found
+
+    monkeypatch.setattr(risk_model, "upcoming", slow)
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        assert session.get(Setting, "risk_scoring").value == taken
+    monkeypatch.setattr(risk_model, "upcoming", real)
