@@ -59,7 +59,7 @@ LATE = RETRAIN_EVERY + timedelta(days=2)  # a fit this old runs whatever the hou
 RETRY = timedelta(hours=6)  # a weekly fit that stopped (killed, failed) is tried again after this
 SCORE_LEASE = timedelta(minutes=30)  # a scoring run not done after this may be taken up
 TOPUP = timedelta(hours=1)  # between daily runs, visits booked or moved are scored this often
-SCORED_AHEAD = timedelta(days=14)  # the days the runs score (risk_model.upcoming)
+SCORED_AHEAD = risk_scores.SCORED_AHEAD  # the days the runs score (risk_model.upcoming)
 SKEW = timedelta(minutes=10)  # a time further ahead than this was written by a clock set wrong
 FIT = "risk_retrained"  # the fit's claim: {"at": claimed or renewed, "running_since": its start}
 FIT_LEASE = timedelta(minutes=10)  # a running fit's claim not renewed for this long has stopped

@@ -32,6 +32,7 @@ from db.models import (
 )
 from db.types import utcnow
 
+SCORED_AHEAD = timedelta(days=14)  # the days ahead the scoring runs score (risk_model.upcoming)
 HIGH = HIGH_RISK  # the practice's high-risk threshold: badge, call list and extra reminder
 LEVELS = ((0.15, "medium"), (HIGH, "high"))  # probability thresholds of the badge
 
@@ -157,7 +158,9 @@ class Risk:
 def risk_of(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[int, Risk]:
     """The badges' figures of appointments the actor may see: the current score of each scored
     one, 'not scored yet' (None) for a scheduled visit to come that has none while a model
-    exists; nothing for the rest (a cancelled visit, a past one, no model yet)."""
+    exists and the visit is within the days the runs score (SCORED_AHEAD: a visit further
+    ahead is scored once it comes within them, so 'not scored yet, within the hour' would be
+    untrue); nothing for the rest (a cancelled visit, a past one, no model yet)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     appointment_ids = appointment_ids[:5000]
     if not appointment_ids:
@@ -174,8 +177,9 @@ def risk_of(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[
     for ident, clinic_id, status, start_at in rows:
         if ident in scored:
             found[ident] = Risk(scored[ident], clinic_id)
-        elif waiting and status == SCORABLE[0] and start_at is not None and start_at > now:
-            found[ident] = Risk(None, clinic_id)
+        elif waiting and status == SCORABLE[0] and start_at is not None:
+            if now < start_at < now + SCORED_AHEAD:  # later visits are not scored yet at all
+                found[ident] = Risk(None, clinic_id)
     return found
 
 

@@ -169,6 +169,10 @@ def test_a_visit_booked_since_the_scoring_is_not_scored_yet_and_others_say_nothi
     assert found[fresh].probability is None
     assert found[other].probability == 0.4
     assert cancelled not in found
+    # beyond the two weeks the runs score, 'not scored yet (within the hour)' would be untrue
+    far = book(db, world, in_days(20, 10))
+    with db.read() as session:
+        assert risk_scores.risk_of(session, world.staff, [far]) == {}
 
 
 def test_no_extra_booking_is_suggested_for_a_day_gone_by(db, world):
