@@ -20,7 +20,7 @@ COLOURS = {"low": "green", "medium": "orange", "high": "red"}
 COLUMN_HELP = (
     "Predicted no-show risk from the practice's own history (the model page explains it): "
     "low under 15%, medium 15–30%, high 30% and over; 'not scored yet': booked or moved since "
-    "the last scoring (within the hour). Visits are scored from two weeks ahead; empty until "
+    "the last scoring (within the hour). Visits are scored from 13 days ahead; empty until "
     "the practice's first model is trained (Reports → No-show risk)."
 )
 

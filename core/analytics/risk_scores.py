@@ -32,7 +32,9 @@ from db.models import (
 )
 from db.types import utcnow
 
-SCORED_AHEAD = timedelta(days=14)  # the days ahead the scoring runs score (risk_model.upcoming)
+# how far ahead every visit is scored by the runs (risk_model.upcoming scores the clinic-local
+# days to 14 days after today's UTC date: 13 days from now fall inside them in any time zone)
+SCORED_AHEAD = timedelta(days=13)
 HIGH = HIGH_RISK  # the practice's high-risk threshold: badge, call list and extra reminder
 LEVELS = ((0.15, "medium"), (HIGH, "high"))  # probability thresholds of the badge
 

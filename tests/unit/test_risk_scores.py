@@ -26,6 +26,7 @@ from db.models import (
     AppointmentConfirmation,
     AppointmentStatus,
     AuditEvent,
+    Clinic,
     RiskCall,
     RiskModel,
     RiskScore,
@@ -543,3 +544,37 @@ def test_a_run_ends_only_its_own_lease(db, world, monkeypatch):
     with db.read() as session:
         assert session.get(Setting, "risk_scoring").value == taken
     monkeypatch.setattr(risk_model, "upcoming", real)
+
+
+def test_a_visit_beyond_the_scored_days_sets_off_no_run_in_a_zone_ahead_of_utc(
+    db, world, monkeypatch
+):
+    """The runs score the clinic-local days up to 14 days after today's UTC date: in a clinic
+    14 hours ahead of UTC a visit 13 days and 23 hours from now falls on the day after them.
+    Looking for visits to score up to 14 days ahead, it was never scored and set off a whole
+    run every hour; the look stops at 13 days, inside the scored days in any zone."""
+    settings = trained(db, world)
+    scored = book(db, world, in_days(3, 10))
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).timezone = "Pacific/Kiritimati"
+    # from 11:00 UTC on, 13 days 23 hours ahead is the day after the scored days there
+    now = utcnow()
+    now = max(now, now.replace(hour=12, minute=0))
+    monkeypatch.setattr(risk_jobs, "utcnow", lambda: now)
+    monkeypatch.setattr(risk_model, "utcnow", lambda: now)
+    far = now + timedelta(days=13, hours=23)
+    with db.write() as session:
+        make_visit(
+            session,
+            world,
+            start_at=far,
+            end_at=far + timedelta(minutes=30),
+            status=AppointmentStatus.SCHEDULED,
+        )
+    risk_jobs.score_job(db, settings)  # the day's run
+    with db.read() as session:
+        first = session.get(RiskScore, scored).scored_at
+    an_hour_on(db)
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        assert session.get(RiskScore, scored).scored_at == first  # no run set off
