@@ -292,8 +292,9 @@ def score_job(database: Database, settings: Settings) -> None:
     stored; while it scores, a lease (SCORE_LEASE) keeps other processes off, and a run that
     stopped (killed, failed) is taken up by the next round once the lease has run out."""
     with database.write() as session:
-        if risk_scores.latest_model_id(session) is None:
-            return
+        newest = session.scalar(select(RiskModel.features).order_by(RiskModel.id.desc()).limit(1))
+        if (newest or {}).get("all") != list(FEATURES):
+            return  # no model, or one from an older feature set: it scores nothing (retrain_job)
         now = utcnow()
         row = session.get(Setting, "risk_scored")
         last = (row.value or {}).get("at") if row else None

@@ -578,3 +578,17 @@ def test_a_visit_beyond_the_scored_days_sets_off_no_run_in_a_zone_ahead_of_utc(
     risk_jobs.score_job(db, settings)
     with db.read() as session:
         assert session.get(RiskScore, scored).scored_at == first  # no run set off
+
+
+def test_a_model_from_an_older_feature_set_sets_off_no_failing_run(db, world):
+    """Such a model scores nothing until retrained (within the hour): the scoring job raised
+    'trained on an older set of features' on every run, recorded as a failing job, and with
+    visits booked since, every hour. It now waits for the new model quietly."""
+    settings = trained(db, world)
+    with db.write() as session:
+        model = session.scalar(select(RiskModel))
+        model.features = {"names": model.features["names"]}  # as before a feature upgrade
+    book(db, world, in_days(2, 10))
+    risk_jobs.score_job(db, settings)
+    with db.read() as session:
+        assert session.scalars(select(RiskScore)).all() == []
