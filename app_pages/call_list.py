@@ -78,6 +78,12 @@ rows = _rows(me, clinic_id, int(days), percent / 100)
 if not rows:
     st.info(call_list_empty(_readiness(me), me, int(days), display_format(clinic_id), percent))
     st.stop()
+if len(rows) >= risk_scores.CALL_LIMIT:
+    st.warning(
+        f"Only the {risk_scores.CALL_LIMIT} visits with the highest risk are listed: there may "
+        "be more. Raise 'Risk from' or show fewer days ahead to see them all.",
+        icon=":material/filter_list:",
+    )
 to_call = [r for r in rows if not r.called]
 st.caption(
     "Still to call first: visits not confirmed by the patient, by risk band (high, then "

@@ -192,6 +192,7 @@ def risk_of(session: Session, actor: Actor, appointment_ids: list[int]) -> dict[
 CALL_OUTCOMES = {"reached": "Reached", "message": "Left a message", "no_answer": "No answer"}
 SETTLED = frozenset({"reached", "message"})  # no second call; no answer settles its day only
 NOTE_LIMIT = 500
+CALL_LIMIT = 200  # visits listed at most (the riskest): the page says when the list is full
 BANDS = {"low": 0, "medium": 1, "high": 2}
 
 
@@ -291,7 +292,7 @@ def call_list(
             current_score(),
         )
         .order_by(RiskScore.probability.desc(), Appointment.start_at, Appointment.id)
-        .limit(200)
+        .limit(CALL_LIMIT)
     ).all()
     ids = [r[0] for r in rows]
     confirmed = reminders.confirmations(session, ids)
@@ -342,6 +343,12 @@ def record_call(
         raise ValidationError(
             f"Appointment #{appointment_id} is {visit.status.value.replace('_', ' ')} now, not "
             "scheduled: there is no visit to call about. Reload the call list."
+        )
+    if visit.start_at <= utcnow():
+        raise ValidationError(
+            f"Appointment #{appointment_id} began at {clinic_time(visit.clinic, visit.start_at)}: "
+            "a reminder call is for a visit still to come, so none was recorded. Reload the "
+            "call list."
         )
     row = RiskCall(
         appointment_id=visit.id,

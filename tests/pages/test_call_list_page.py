@@ -10,6 +10,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
+from core.analytics import risk_scores
 from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.config import load_settings
 from core.kernel.money import format_day
@@ -194,3 +195,18 @@ def test_a_visit_cancelled_meanwhile_does_not_move_the_call_onto_another(app_as,
         assert session.scalars(select(RiskCall)).all() == []  # not recorded on #first
     database.dispose()
     assert first in at.dataframe[0].value.index
+
+
+def test_a_full_call_list_says_there_may_be_more(app_as, app_db, monkeypatch):
+    """The list stops at the riskest CALL_LIMIT visits; a full one said nothing of the rest."""
+    tz, _ = _zone(app_db)
+    tomorrow = local_today(tz) + timedelta(days=1)
+    _visits_with_risk(app_db, [(local_to_utc(tomorrow, time(h), tz), 0.5) for h in (9, 10, 11)])
+    monkeypatch.setattr(risk_scores, "CALL_LIMIT", 3)
+    at = app_as("staff", "app_pages/call_list.py", timeout=120)
+    assert not at.exception, at.exception
+    assert "Only the 3 visits with the highest risk are listed" in at.warning[0].value
+    monkeypatch.setattr(risk_scores, "CALL_LIMIT", 4)
+    st.cache_data.clear()
+    at = app_as("staff", "app_pages/call_list.py", timeout=120)
+    assert not at.warning

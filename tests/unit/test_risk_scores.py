@@ -329,11 +329,20 @@ def test_no_answer_is_done_for_its_day_and_a_move_makes_a_visit_to_call_again(db
 
 def test_recording_a_call_is_checked_in_core(db, world):
     """The roles that see the call list may work it; a patient may not. A wrong outcome, a
-    long note or a visit no longer scheduled is refused with what to do, nothing stored."""
+    long note, a visit no longer scheduled or one that has begun (the list was left open past
+    it) is refused with what to do, nothing stored."""
     visit = book(db, world, in_days(1, 10))
     cancelled = book(db, world, in_days(1, 11))
     with db.write() as session:
         moves.cancel_appointment(session, world.manager, cancelled, reason="Patient moved away")
+        begun = utcnow() - timedelta(minutes=5)  # still scheduled: not marked yet
+        past = make_visit(
+            session,
+            world,
+            start_at=begun,
+            end_at=begun + timedelta(minutes=30),
+            status=AppointmentStatus.SCHEDULED,
+        ).id
     with db.write() as session:
         for who in (world.owner, world.manager, world.staff):
             risk_scores.record_call(session, who, visit, "reached")
@@ -342,6 +351,7 @@ def test_recording_a_call_is_checked_in_core(db, world):
         (world.staff, visit, "busy", "", ValidationError, "Choose how the call went"),
         (world.staff, visit, "reached", "x" * 501, ValidationError, "call note is too long"),
         (world.staff, cancelled, "reached", "", ValidationError, "is cancelled now"),
+        (world.staff, past, "reached", "", ValidationError, "began at .*still to come"),
         (world.staff, 99999, "reached", "", Exception, "no appointment #99999"),
     ]
     for who, ident, outcome, note, error, said in refusals:
