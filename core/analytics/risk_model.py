@@ -49,6 +49,7 @@ from core.kernel.locks import setting_row
 from db.models import Appointment, RiskModel, RiskScore
 from db.types import utcnow
 
+MIN_NO_SHOWS = 10  # fewer no-shows than this in the history: nothing to learn them from
 SMALL = 20_000  # fewer visits than this train a smaller ensemble
 VALIDATION_SHARE = 0.2  # the latest fifth of the training days is held out for the figures
 MAX_CODES = 250  # category codes per column (HistGradientBoosting's bins); rarer ones share one
@@ -268,10 +269,22 @@ def learn(session: Session, actor: Actor, *, until: date | None = None) -> RiskM
         )
     until = until or today
     x, y, days = matrix(session, until=until)
-    if len(y) < MIN_ROWS or y.sum() < 10 or y.sum() == len(y):
+    if len(y) < MIN_ROWS:
         raise ValidationError(
             f"Only {len(y)} past visits with a known outcome before {until} (at least "
             f"{MIN_ROWS}, with some no-shows, are needed). Import history or train later."
+        )
+    if y.sum() < MIN_NO_SHOWS or y.sum() == len(y):
+        missed = int(y.sum())
+        raise ValidationError(
+            f"The {len(y):,} past visits with a known outcome before {until} hold "
+            + (
+                f"only {missed} no-show{'s' if missed != 1 else ''}"
+                if missed < MIN_NO_SHOWS
+                else "no attended visit"
+            )
+            + f": the model needs at least {MIN_NO_SHOWS} no-shows and attended visits both to "
+            "learn what sets them apart. Train later, once more visits were missed and attended."
         )
     distinct = sorted(set(days))
     cut = (

@@ -294,6 +294,15 @@ def test_risk_commands_say_what_to_fix_and_audit_only_a_written_file(
 def test_training_needs_enough_history_and_the_permission(db, world):
     with db.write() as session, pytest.raises(ValidationError, match="past visits"):
         risk_model.train(session, world.manager, until=START)
+    with db.write() as session:  # plenty of visits, hardly any missed
+        patient = make_patient(session, email=None, phone=None, first_name="Reliable")
+        for n in range(260):
+            status = S.NO_SHOW if n % 100 == 0 else S.COMPLETED
+            visit(session, world, patient.id, START + timedelta(days=n % 60), status, flush=False)
+    # before: 'Only 260 past visits … (at least 200 … are needed)', as if too few visits
+    refusal = "The 260 past visits with a known outcome before .* hold only 3 no-shows: "
+    with db.write() as session, pytest.raises(ValidationError, match=refusal):
+        risk_model.train(session, world.manager, until=START + timedelta(days=61))
     with db.write() as session, pytest.raises(PermissionDenied):
         risk_model.train(session, world.staff, until=START)
 
