@@ -99,12 +99,11 @@ def call_list_empty(ready: risk_scores.Readiness, me, days: int, fmt: ClinicForm
         if me.can(Permission.ANALYTICS_READ)
         else " A manager can say more."
     )
-    if ready.model == "none" and ready.outcomes < ready.needed:
+    if ready.model == "none" and not ready.enough:
         return (
             "No visit can be listed yet: the no-show risk is learnt from this practice's own "
-            f"past visits, and it has {fmt.number(ready.outcomes)} with a known outcome "
-            f"(attended or missed) of the {fmt.number(ready.needed)} a first model needs. "
-            "Until then, call from Today's Call list (tomorrow's visits not confirmed yet)."
+            f"past visits, and it has {history(ready, fmt)}. Until then, call from Today's "
+            "Call list (tomorrow's visits not confirmed yet)."
         )
     if ready.model == "none":
         return (
@@ -130,13 +129,12 @@ ROUGH = 100  # validation no-shows below which the model page says its figures a
 
 def no_model(ready: risk_scores.Readiness, me, fmt: ClinicFormat) -> str:
     """The model page before the first model: how much history there is and what happens."""
-    if ready.outcomes < ready.needed:
+    if not ready.enough:
         return (
-            "No model yet: it learns from this practice's own past visits, and there are "
-            f"{fmt.number(ready.outcomes)} with a known outcome (attended or missed) of the "
-            f"{fmt.number(ready.needed)} a first model needs, some of them no-shows. Until then "
-            "no visit shows a risk, the call list stays empty and no extra reminder goes; the "
-            "background jobs train the first model once there are enough."
+            "No model yet: it learns from this practice's own past visits, and the practice "
+            f"has {history(ready, fmt)}. Until then no visit shows a risk, the call list stays "
+            "empty and no extra reminder goes; the background jobs train the first model once "
+            "there are enough."
         )
     return (
         "No model yet: there is enough history, and the background jobs train the first model "
@@ -158,3 +156,25 @@ def small_validation(metrics: dict, fmt: ClinicFormat) -> str:
         f"no-shows: with under {fmt.number(ROUGH)} no-shows these figures are rough (they "
         "can move by several points from one fit to the next) and each decile holds few visits."
     )
+
+
+def history(ready: risk_scores.Readiness, fmt: ClinicFormat) -> str:
+    """What the practice's history lacks for a first model: '150 with a known outcome (attended
+    or missed) of the 200 a first model needs, 3 of them no-shows (it needs 10)', or 'enough
+    visits with a known outcome, but only 3 no-shows of the 10 a first model needs'."""
+    short = ready.no_shows < ready.needed_no_shows
+    if ready.outcomes >= ready.needed:
+        return (
+            f"enough visits with a known outcome, but only {fmt.number(ready.no_shows)} "
+            f"no-shows of the {fmt.number(ready.needed_no_shows)} a first model needs"
+        )
+    said = (
+        f"{fmt.number(ready.outcomes)} with a known outcome (attended or missed) of the "
+        f"{fmt.number(ready.needed)} a first model needs"
+    )
+    if short:
+        said += (
+            f", {fmt.number(ready.no_shows)} of them no-shows "
+            f"(it needs {fmt.number(ready.needed_no_shows)})"
+        )
+    return said

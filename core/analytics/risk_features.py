@@ -89,6 +89,7 @@ CONDITION_KEYS = (  # keys of each condition feature, in FEATURES order
 )
 OUTCOMES = {S.COMPLETED: 0, S.CHECKED_IN: 0, S.NO_SHOW: 1}
 MIN_ROWS = 200  # fewer past visits with an outcome than this: not enough to learn from
+MIN_NO_SHOWS = 10  # fewer no-shows than this in the history: nothing to learn them from
 SCORABLE = (S.SCHEDULED, S.CHECKED_IN, S.COMPLETED, S.NO_SHOW)
 DAY_SLACK = timedelta(hours=15)  # UTC bounds wide enough for any clinic's local day
 NAN = math.nan

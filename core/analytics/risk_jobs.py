@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.analytics import risk_scores
-from core.analytics.risk_features import FEATURES, MIN_ROWS, OUTCOMES
+from core.analytics.risk_features import FEATURES, MIN_NO_SHOWS, MIN_ROWS, OUTCOMES
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.config import Settings
@@ -119,7 +119,9 @@ def retrain_job(database: Database, settings: Settings) -> None:
         every = retrain_every(session, now)
         if every is None or not _claim(session, FIT, every, now):
             return
-        if _outcomes_before(session, now) < MIN_ROWS:
+        if _outcomes_before(session, now) < MIN_ROWS or _no_shows_before(session, now) < (
+            MIN_NO_SHOWS
+        ):  # an expected state of a young practice, not a failing job: tried again a day on
             log.info("risk model not trained: too little history yet; trying again later")
             return
         _fit_claim(session).value = {"at": now.isoformat(), "running_since": now.isoformat()}
@@ -147,6 +149,12 @@ def train_now(write, actor: Actor, settings: Settings) -> datetime:
                 f"Only {found} past visits with a known outcome (attended or missed) so far: "
                 f"the model needs at least {MIN_ROWS}, with some no-shows. Import history or "
                 "train later."
+            )
+        if (missed := _no_shows_before(session, now)) < MIN_NO_SHOWS:
+            raise ValidationError(
+                f"Only {missed} past visit{'s were' if missed != 1 else ' was'} missed (no-show) "
+                f"so far: the model needs at least {MIN_NO_SHOWS} to learn what sets them apart. "
+                "Train later."
             )
         row.value = {"at": now.isoformat(), "running_since": now.isoformat()}
     try:
@@ -228,6 +236,14 @@ def _outcomes_before(session: Session, now: datetime) -> int:
         Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < now
     )
     return session.scalar(select(func.count()).select_from(outcomes.limit(MIN_ROWS).subquery()))
+
+
+def _no_shows_before(session: Session, now: datetime) -> int:
+    """Past no-shows, counted up to MIN_NO_SHOWS (enough for the fit to learn from)."""
+    missed = select(Appointment.id).where(
+        Appointment.status == AppointmentStatus.NO_SHOW, Appointment.start_at < now
+    )
+    return session.scalar(select(func.count()).select_from(missed.limit(MIN_NO_SHOWS).subquery()))
 
 
 def _start_training(settings: Settings, since: datetime) -> None:

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from core.analytics.risk_features import (
     CATEGORICAL,
     FEATURES,
+    MIN_NO_SHOWS,
     MIN_ROWS,
     SCORABLE,
     FeatureRow,
@@ -49,7 +50,6 @@ from core.kernel.locks import setting_row
 from db.models import Appointment, RiskModel, RiskScore
 from db.types import utcnow
 
-MIN_NO_SHOWS = 10  # fewer no-shows than this in the history: nothing to learn them from
 SMALL = 20_000  # fewer visits than this train a smaller ensemble
 VALIDATION_SHARE = 0.2  # the latest fifth of the training days is held out for the figures
 MAX_CODES = 250  # category codes per column (HistGradientBoosting's bins); rarer ones share one

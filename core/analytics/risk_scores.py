@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.analytics.risk_features import FEATURES, MIN_ROWS, OUTCOMES, SCORABLE
+from core.analytics.risk_features import FEATURES, MIN_NO_SHOWS, MIN_ROWS, OUTCOMES, SCORABLE
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds, local_today, to_local
@@ -89,6 +89,13 @@ class Readiness:
     model: str  # "none", "outdated" or "ready"
     outcomes: int  # past visits with a known outcome, counted up to `needed`
     needed: int = MIN_ROWS
+    no_shows: int = MIN_NO_SHOWS  # of them no-shows, counted up to `needed_no_shows`
+    needed_no_shows: int = MIN_NO_SHOWS
+
+    @property
+    def enough(self) -> bool:
+        """Enough history for the jobs to fit a first model (risk_jobs.retrain_job)."""
+        return self.outcomes >= self.needed and self.no_shows >= self.needed_no_shows
 
 
 def readiness(session: Session, actor: Actor) -> Readiness:
@@ -104,7 +111,9 @@ def readiness(session: Session, actor: Actor) -> Readiness:
         Appointment.status.in_(tuple(OUTCOMES)), Appointment.start_at < utcnow()
     )
     count = session.scalar(select(func.count()).select_from(known.limit(MIN_ROWS).subquery()))
-    return Readiness("none", count or 0)
+    missed = known.where(Appointment.status == SCORABLE[3]).limit(MIN_NO_SHOWS)  # no-shows
+    no_shows = session.scalar(select(func.count()).select_from(missed.subquery()))
+    return Readiness("none", count or 0, no_shows=no_shows or 0)
 
 
 def latest_model_id(session: Session) -> int | None:

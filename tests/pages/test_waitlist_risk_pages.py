@@ -214,7 +214,25 @@ def test_the_model_page_says_how_far_the_history_is_and_when_figures_are_rough(a
     st.cache_data.clear()
     page = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
     [said] = [i.value for i in page.info]
-    assert f"there are 150 with a known outcome (attended or missed) of the {MIN_ROWS}" in said
+    assert f"has 150 with a known outcome (attended or missed) of the {MIN_ROWS}" in said
+    _few_outcomes(app_db, 0)  # then 205 attended visits and 3 no-shows
+    database = _db(app_db)
+    with database.write() as session:
+        done = session.scalars(
+            select(Appointment)
+            .where(Appointment.status == AppointmentStatus.CANCELLED)
+            .where(Appointment.start_at < utcnow())
+            .order_by(Appointment.id)
+            .limit(208)
+        ).all()
+        assert len(done) == 208
+        for n, row in enumerate(done):
+            row.status = AppointmentStatus.NO_SHOW if n < 3 else AppointmentStatus.COMPLETED
+    database.dispose()
+    st.cache_data.clear()
+    page = app_as("manager", "app_pages/no_show_risk.py", timeout=120)
+    [said] = [i.value for i in page.info]
+    assert "has enough visits with a known outcome, but only 3 no-shows of the 10" in said
     database = _db(app_db)
     with database.write() as session:
         metrics = METRICS | {"model": MODEL | {"rows": 300, "base_rate": 0.1}}

@@ -673,3 +673,22 @@ def test_imported_conditions_are_counted_and_each_kept_on_its_own(db, world):
     assert (values["hypertension"], values["diabetes"], values["alcohol_use"]) == (1, 0, 0)
     assert values["disability"] == 2  # the recorded level, not a flag
     assert all(none[k] != none[k] for k in ("conditions", "hypertension", "disability"))
+
+
+def test_a_history_with_hardly_any_no_shows_starts_no_fit(db, world, tmp_path, caplog, own_fits):
+    """A young practice with 260 visits and 3 no-shows: the fit would refuse in its child
+    minutes later, and the weekly job's attempt was recorded as a failing job each day ('the
+    no-show model is not being refreshed' on Practice set-up). Retrain now says why at once;
+    the jobs wait quietly, as for too few visits."""
+    settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)
+    caplog.set_level(logging.INFO, "clinicdesk.risk")
+    with db.write() as session:
+        patient = make_patient(session, email=None, phone=None, first_name="Reliable")
+        for n in range(260):
+            status = S.NO_SHOW if n % 100 == 0 else S.COMPLETED
+            visit(session, world, patient.id, START + timedelta(days=n % 60), status, flush=False)
+    with pytest.raises(ValidationError, match="Only 3 past visits were missed .* at least 10"):
+        risk_jobs.train_now(db.write, world.manager, settings)
+    risk_jobs.retrain_job(db, settings)
+    assert not risk_jobs.training() and "too little history" in caplog.text
+    assert "training in process" not in caplog.text

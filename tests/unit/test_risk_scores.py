@@ -503,7 +503,8 @@ def test_readiness_says_whether_visits_can_be_scored(db, world):
                 session, world, start_at=past, end_at=past + timedelta(minutes=30), status=status
             )
     with db.read() as session:
-        assert risk_scores.readiness(session, world.staff) == risk_scores.Readiness("none", 2)
+        found = risk_scores.readiness(session, world.staff)
+    assert found == risk_scores.Readiness("none", 2, no_shows=1) and not found.enough
     visit = book(db, world, in_days(2, 10))
     score(db, visit, 0.4)  # a model with no feature list: an older one
     with db.read() as session:
