@@ -460,9 +460,9 @@ def _complete(
         done = "Thank you: your consent is signed and recorded."
     else:
         done = "Thank you for reading the instructions."
-    if then is not None:
-        then()
-    # Claimed in one statement: of two answers racing (link and portal), one wins.
+    # Claimed in one statement: of two answers racing (link and portal), one wins. The form's
+    # row is locked before the link's token (consumed by `then`, revoked below) on both paths:
+    # the link's consuming its token first deadlocked with the portal's answer on PostgreSQL.
     claimed = session.execute(
         update(FormRequest)
         .where(FormRequest.id == form.id, FormRequest.completed_at.is_(None))
@@ -470,6 +470,8 @@ def _complete(
     )
     if claimed.rowcount != 1:
         raise ValidationError(already_done(form.kind))
+    if then is not None:
+        then()
     session.expire(form, ["completed_at"])
     if form.kind == DocumentKind.QUESTIONNAIRE:
         form.answers = kept

@@ -793,6 +793,62 @@ def test_the_same_form_sent_twice_at_once_stores_one_answer_and_tells_the_other(
     assert len(completed_details(db)) == 2
 
 
+def test_the_link_and_the_portal_answering_at_once_never_deadlock(db, world, monkeypatch):
+    """The emailed link's answer took the link's token first and the form after; the portal's
+    answer took the form first and the token after (to revoke the link). Interleaved, each
+    waited for the other: PostgreSQL broke the deadlock by failing one with a database error
+    (seen once in a full run). Here the link's answer holds its token until the portal's
+    answer is seen waiting: one answer is stored and the other told, nothing fails."""
+    from core.kernel import tokens as kernel_tokens
+    from tests.support.locks import wait_until_a_writer_waits
+
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    enrol(db, world.patient_id)
+    raw = links(db, appointment_id)["Health questionnaire"]
+    questionnaire = portal_forms(db, world.patient_id, appointment_id)["Health questionnaire"].id
+    consume, holding = kernel_tokens.consume, threading.Event()
+
+    def consume_then_hold(session, token):
+        consume(session, token)
+        holding.set()
+        wait_until_a_writer_waits(db)  # the portal's answer waits on a lock we hold
+
+    monkeypatch.setattr(kernel_tokens, "consume", consume_then_hold)
+    outcomes: list[str] = []
+
+    def answer(act) -> None:
+        try:
+            with db.write() as session:
+                outcomes.append(act(session))
+        except ValidationError as refused:
+            outcomes.append(str(refused))
+        except Exception as failed:  # noqa: BLE001 - the deadlock, reported below
+            outcomes.append(f"failed: {type(failed).__name__}")
+
+    link = threading.Thread(
+        target=answer, args=(lambda s: forms.submit_form(s, raw, answers={"allergies": "A"}),)
+    )
+    link.start()
+    assert holding.wait(10)
+    portal = threading.Thread(
+        target=answer,
+        args=(
+            lambda s: home.answer_form(
+                s, world.patient_id, questionnaire, forms.Answer({"allergies": "B"})
+            ),
+        ),
+    )
+    portal.start()
+    link.join(30)
+    portal.join(30)
+    assert sorted(outcomes) == [
+        "Thank you: your answers have been sent to the practice.",
+        forms.already_done(DocumentKind.QUESTIONNAIRE),
+    ], outcomes
+
+
 def test_a_resend_pressed_while_the_answer_is_stored_is_refused(db, world):
     add_documents(db, world)
     appointment_id = book(db, world)
