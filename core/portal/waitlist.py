@@ -82,6 +82,7 @@ class PortalWaitlistEntry:
     times: str
     note: str  # as typed: escape on display
     offer: PortalOffer | None
+    stopped: str = ""  # why no time will be offered (the practice withdrew what it waits for)
 
 
 def _weekdays(stored: str, locale: str) -> str:
@@ -139,9 +140,27 @@ def waitlist_entries(
                     clinic_time(clinic, offer.start_at, zone=True),
                     clinic_time(clinic, offer.expires_at, zone=True),
                 ),
+                _stopped(session, entry, clinic),
             )
         )
     return result
+
+
+def _stopped(session: Session, entry: WaitlistEntry, clinic: Clinic) -> str:
+    """The patient's words for an entry the practice can no longer offer a time for."""
+    call = f" or call the practice on {clinic.phone}" if clinic.phone else ""
+    match entries.stopped_by(session, entry):
+        case ("treatment", names):
+            return (
+                f"The practice no longer offers {names}, so no time will be offered for this "
+                f"entry. Withdraw it{call}."
+            )
+        case ("provider", name):
+            return (
+                f"{name} no longer works at the practice, so no time will be offered with them. "
+                "Withdraw this entry and join again for any provider" + f"{call}."
+            )
+    return ""
 
 
 def withdraw_from_waitlist(session: Session, patient_id: int, entry_id: int) -> str:

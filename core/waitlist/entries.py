@@ -313,19 +313,30 @@ def treatment(session: Session, entry: WaitlistEntry) -> str:
     return treatment_text([s.name for s in services_of(session, entry)], package)
 
 
+def stopped_by(session: Session, entry: WaitlistEntry) -> tuple[str, str] | None:
+    """What withdrawn while the entry waited stops it being booked: ("treatment", its package
+    or services' names) or ("provider", their name); None when nothing does."""
+    if entry.package_id is not None and not entry.package.active:
+        return "treatment", entry.package.name
+    gone = [s.name for s in services_of(session, entry) if not s.active]
+    if gone:
+        return "treatment", " and ".join(gone)
+    if entry.provider_id is not None:
+        provider = session.get(Provider, entry.provider_id)
+        if provider is not None and not provider.active:
+            return "provider", provider.name
+    return None
+
+
 def unbookable(session: Session, entry: WaitlistEntry) -> str | None:
     """Why the entry can no longer be booked, in the staff list's words (its package or a
     service withdrawn, or its provider deactivated, while it waited), or None: such an entry
     is offered nothing, and the list says what to do."""
-    if entry.package_id is not None and not entry.package.active:
-        return f"None: {entry.package.name} is no longer offered; withdraw this entry"
-    gone = [s.name for s in services_of(session, entry) if not s.active]
-    if gone:
-        return f"None: {' and '.join(gone)} no longer offered; withdraw this entry"
-    if entry.provider_id is not None:
-        provider = session.get(Provider, entry.provider_id)
-        if provider is not None and not provider.active:
-            return f"None: {provider.name} is inactive; withdraw, then add for any provider"
+    match stopped_by(session, entry):
+        case ("treatment", names):
+            return f"None: {names} no longer offered; withdraw this entry"
+        case ("provider", name):
+            return f"None: {name} is inactive; withdraw, then add for any provider"
     return None
 
 

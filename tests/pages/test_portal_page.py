@@ -900,3 +900,29 @@ def test_the_patient_withdraws_a_request_still_waiting_after_confirming(app_db):
     with database.read() as s:
         assert s.get(Appointment, request_id).status == AppointmentStatus.CANCELLED
     database.dispose()
+
+
+def test_a_waitlist_entry_the_practice_can_no_longer_offer_says_so_in_the_portal(app_db):
+    """The practice stopped offering the package while the patient waited: staff saw why on
+    their list, the patient saw their entry as if waiting still. The portal now says no time
+    will be offered and what to do."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        renewal = s.scalars(select(Package).where(Package.name == "Skin renewal")).one()
+        clinic = s.scalars(select(Clinic).order_by(Clinic.id)).first()
+        first = to_local(utcnow(), clinic.timezone).date()
+        portal_waitlist.join_waitlist(
+            s, patient_id, clinic_id=clinic.id, package_id=renewal.id,
+            earliest=first, latest=first + timedelta(days=20),
+        )  # fmt: skip
+        renewal.active = False  # withdrawn by the practice while the patient waits
+        phone = clinic.phone
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Waitlist"
+    at.run()
+    assert not at.exception, at.exception
+    said = " ".join(w.value for w in at.warning)
+    assert "The practice no longer offers Skin renewal, so no time will be offered" in said, said
+    assert f"Withdraw it or call the practice on {phone}." in said

@@ -226,6 +226,8 @@ def waitlist(view: home.Home) -> None:
             )
             if entry.note:
                 left.caption(escape(entry.note))
+            if entry.stopped:
+                st.warning(escape(entry.stopped), icon=":material/event_busy:")
             if entry.offer:
                 right.markdown(":orange-badge[Time offered]")
                 st.info(
