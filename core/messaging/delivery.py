@@ -318,12 +318,7 @@ def record(
         }
     elif isinstance(error, PermanentFailure):
         outcome = "failed"
-        values |= {
-            "status": DeliveryStatus.FAILED,
-            "last_error": (PERMANENT + str(error))[:1000],
-            "permanent_failure": True,
-            "stop_kind": StopKind.REFUSED,
-        }
+        values |= stopped(StopKind.REFUSED, (PERMANENT + str(error))[:1000])
     else:
         # failed shows on screen at once; the sender retries it with back-off until
         # MAX_ATTEMPTS, after which only a person's "retry" sends it again
@@ -413,15 +408,10 @@ def _keep(
             note = decision.note if row.status == DeliveryStatus.QUEUED else None
             alike[(decision.stopped, decision.until, note)].append(row.id)
     outcomes: dict[int, str] = {}
-    for (stopped, until, note), ids in alike.items():
+    for (why, until, note), ids in alike.items():
         values: dict[str, object] = {"claim_token": None}
-        if stopped:
-            values |= {
-                "status": DeliveryStatus.FAILED,
-                "permanent_failure": True,
-                "stop_kind": StopKind.PURPOSE,
-                "last_error": stopped,
-            }
+        if why:
+            values |= stopped(StopKind.PURPOSE, why)
         else:
             values["next_attempt_at"] = until
             if note is not None:  # a failed one keeps its error on screen
@@ -436,8 +426,19 @@ def _keep(
             )
         )
         for id_ in ids:
-            outcomes[id_] = ("failed" if stopped else "held") if id_ in written else "lost"
+            outcomes[id_] = ("failed" if why else "held") if id_ in written else "lost"
     return outcomes
+
+
+def stopped(kind: StopKind, reason: str) -> dict[str, object]:
+    """The values that stop a message for good, `reason` shown as its error, `kind` saying
+    what a retry may do (db.models.StopKind)."""
+    return {
+        "status": DeliveryStatus.FAILED,
+        "permanent_failure": True,
+        "stop_kind": kind,
+        "last_error": reason,
+    }
 
 
 def _stop_stale(write: Callable[[], object], now: datetime) -> None:
@@ -494,30 +495,21 @@ def _stop_stale(write: Callable[[], object], now: datetime) -> None:
         FeedbackRequest.id == Notification.feedback_request_id,
         FeedbackRequest.answered_at.is_not(None),
     )
+    stale.append(
+        (
+            Notification.template == quiet.SURVEY,
+            answered,
+            "the patient answered the survey before it went out",
+        )
+    )
     with write() as session:
         for kind, condition, why in stale:
             session.execute(
                 update(Notification)
                 .where(waiting, kind, condition)
-                .values(
-                    status=DeliveryStatus.FAILED,
-                    permanent_failure=True,
-                    stop_kind=StopKind.PURPOSE,
-                    last_error=f"Not sent: {why}.",
-                )
+                .values(**stopped(StopKind.PURPOSE, f"Not sent: {why}."))
                 .execution_options(synchronize_session=False)
             )
-        session.execute(
-            update(Notification)
-            .where(waiting, Notification.template == quiet.SURVEY, answered)
-            .values(
-                status=DeliveryStatus.FAILED,
-                permanent_failure=True,
-                stop_kind=StopKind.PURPOSE,
-                last_error="Not sent: the patient answered the survey before it went out.",
-            )
-            .execution_options(synchronize_session=False)
-        )
 
 
 def send_due(

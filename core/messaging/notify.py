@@ -27,6 +27,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import ClinicFormat, format_money
 from core.kernel.text import clean
+from core.messaging import delivery
 from core.messaging.delivery import MAX_ATTEMPTS
 from db.models import (
     Channel,
@@ -513,12 +514,7 @@ def withdraw_queued(
             Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
             Notification.permanent_failure.is_(False),
         )
-        .values(
-            status=DeliveryStatus.FAILED,
-            permanent_failure=True,
-            stop_kind=StopKind.CONSENT,
-            last_error=reason,
-        )
+        .values(**delivery.stopped(StopKind.CONSENT, reason))
         .execution_options(synchronize_session=False)
     )
 
@@ -598,12 +594,7 @@ def _withdraw(session: Session, where: list, reason: str) -> None:
 
 def stopped_on_purpose(reason: str) -> dict[str, object]:
     """The values that stop a message for good, on purpose, with `reason` shown as its error."""
-    return {
-        "status": DeliveryStatus.FAILED,
-        "permanent_failure": True,
-        "stop_kind": StopKind.PURPOSE,
-        "last_error": reason,
-    }
+    return delivery.stopped(StopKind.PURPOSE, reason)
 
 
 def queue_to_address(

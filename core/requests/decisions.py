@@ -464,17 +464,27 @@ def respond_to_proposal(
                     start_at=change.original_start_at,
                     end_at=change.original_start_at + duration_of(appointment),
                 )
-    elif change:
-        restore_original(session, appointment, change, "The patient turned down the proposed time.")
     else:
-        appointment_freed(session, appointment, "declined")
-        appointment.status = S.REQUESTED
+        let_go(session, appointment, change, "The patient turned down the proposed time.")
     flush(session, appointment)
     reason = None if accept else "The patient turned down the proposed time."
     record(session, actor, appointment, action, before, reason=reason, details=details or None)
     # the clinic hears of the answer through lifecycle.record (core.messaging.clinic_events)
     queued = confirm(session, appointment) if appointment.status == S.SCHEDULED else None
     return outcome_of(appointment, queued)
+
+
+def let_go(
+    session: Session, appointment: Appointment, change: ChangeRequest | None, reason: str
+) -> None:
+    """A proposed time let go (the patient turned it down, or never answered): a change
+    request's proposal gives way to the booking the patient had, denied with `reason`; a
+    booking request goes back to the queue, its time freed for the waitlist."""
+    if change is not None:
+        restore_original(session, appointment, change, reason)
+    else:
+        appointment_freed(session, appointment, "declined")
+        appointment.status = S.REQUESTED
 
 
 def restore_original(

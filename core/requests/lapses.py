@@ -16,9 +16,8 @@ from core.kernel.authz import SYSTEM
 from core.kernel.config import Settings
 from core.kernel.errors import InvalidTransition, NotFound
 from core.kernel.money import clinic_time
-from core.requests.decisions import open_change, restore_original
+from core.requests.decisions import let_go, open_change
 from core.scheduling.lifecycle import flush, load, record, tell_patient, when_text
-from core.scheduling.openings import appointment_freed
 from core.scheduling.states import Action, S
 from db.engine import Database
 from db.models import Appointment, ChangeStatus, LinkToken
@@ -82,11 +81,8 @@ def lapse_proposal(session: Session, appointment_id: int, now: datetime | None =
     details = {"proposed_when": proposed_when}
     if change is not None:
         details["change_request_id"] = change.id
-        restore_original(session, appointment, change, reason)
         change.decided_at = now
-    else:
-        appointment_freed(session, appointment, "declined")
-        appointment.status = S.REQUESTED
+    let_go(session, appointment, change, reason)
     flush(session, appointment)
     record(
         session, SYSTEM, appointment, Action.LAPSE_PROPOSAL, before, reason=reason, details=details
