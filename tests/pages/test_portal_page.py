@@ -585,6 +585,14 @@ def _at_clinic(url, currency: str) -> tuple[int, int, int]:
                 Appointment.package_id.is_(None),
                 Appointment.start_at > utcnow() + timedelta(days=1),
                 Service.price_cents > 0,
+                # a visit whose cancellation the demo has asked for is not paid for: which
+                # visit comes first must not depend on the hour the demo was seeded
+                ~select(ChangeRequest.id)
+                .where(
+                    ChangeRequest.appointment_id == Appointment.id,
+                    ChangeRequest.status.in_((ChangeStatus.OPEN, ChangeStatus.PROPOSED)),
+                )
+                .exists(),
             )
             .order_by(Appointment.start_at)
             .limit(1)
