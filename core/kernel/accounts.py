@@ -483,7 +483,7 @@ def user_for_email(session: Session, email: str | None, verified: object = None)
     signs nobody in: anyone may put a staff member's address on an account there (some
     providers let a user set any address), and would sign in as them. A provider that sends
     no such claim (None) is trusted as configured."""
-    if verified is False or str(verified).strip().lower() == "false":
+    if str(verified).strip().lower() == "false":  # False, or the claim as text
         raise AuthenticationFailed(
             "Your organisation account's email address is not verified, so it cannot sign you "
             "in here. Verify it with your organisation, or sign in with your ClinicDesk password."

@@ -313,18 +313,19 @@ def _refuse_just_added(session: Session, first_name: str, last_name: str) -> Non
     click, or a press that seemed not to work), when no date of birth tells them apart."""
     now = utcnow()
     # the newest rows by the key's index, not a scan of every patient's created_at
-    newest = session.scalars(select(Patient).order_by(Patient.id.desc()).limit(100))
-    for p in newest:
-        if p.created_at < now - JUST_ADDED:
+    newest = session.execute(
+        select(Patient.id, Patient.first_name, Patient.last_name, Patient.created_at)
+        .where(Patient.merged_into_id.is_(None))
+        .order_by(Patient.id.desc())
+        .limit(100)
+    )
+    for id_, first, last, created_at in newest:
+        if created_at < now - JUST_ADDED:
             continue  # an imported row may carry an older time
-        if (
-            p.merged_into_id is None
-            and same_name(p.first_name, first_name)
-            and same_name(p.last_name, last_name)
-        ):
-            seconds = max(1, int((now - p.created_at).total_seconds()))
+        if same_name(first, first_name) and same_name(last, last_name):
+            seconds = max(1, int((now - created_at).total_seconds()))
             raise Conflict(
-                f"{p.full_name} (#{p.id}) was added {seconds} s ago; this press did not add "
+                f"{first} {last} (#{id_}) was added {seconds} s ago; this press did not add "
                 "them again. Open their record, or tick 'A different person' to add another "
                 "patient of the same name."
             )

@@ -644,7 +644,11 @@ def asked_online(session: Session, service_id: int | None, package_id: int | Non
         offered = {p.id for p in offered_packages(session, online_only=True)}
         if package_id not in offered:
             raise ValidationError(ASK_BY_PHONE)
-    elif service_id not in {i for i, _ in _online_services(session)}:
+        return
+    online = select(Service.id).where(
+        Service.id == service_id, Service.active.is_(True), Service.online_allowed.is_(True)
+    )
+    if service_id is None or session.scalar(online) is None:
         raise ValidationError(ASK_BY_PHONE)
 
 
