@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from difflib import get_close_matches
@@ -593,6 +595,22 @@ def _run(table: str, entries: list[dict], step) -> None:
             raise _Step(table, index, name, str(error)) from None
 
 
+@contextmanager
+def _unconfirmed(page: str, zone_change: str = "") -> Iterator[None]:
+    """A file cannot answer the set-up's "Confirm to … anyway" (a time zone changed, or a
+    deactivation, under visits booked ahead): the refusal says what the file would do and
+    where to do it (the page asks); the file then imports as it is."""
+    try:
+        yield
+    except setup.NeedsConfirmation as asked:
+        did = zone_change if asked.change == "time zone" else "deactivates it"
+        raise ValueError(
+            f"the file {did}. {asked.warning} A file cannot confirm this: "
+            f"{'change it' if asked.change == 'time zone' else 'deactivate it'} on the {page} "
+            "page, which asks you to, then import the file again."
+        ) from None
+
+
 def _apply(session, actor, data, report, effective_at) -> None:
     def clinic_id(name: str) -> int:
         found = _id(session, Clinic, name)
@@ -605,19 +623,6 @@ def _apply(session, actor, data, report, effective_at) -> None:
         if found is None:
             raise ValueError(f"there is no service {name!r} (list it under [[services]])")
         return found
-
-    def unconfirmed(entity: str, existing: int | None, active: bool, page: str) -> None:
-        """A file cannot answer the set-up's "Confirm to deactivate anyway": deactivating a
-        clinic, service or provider with visits booked ahead is refused, saying where to do
-        it (the page asks); the file then imports as it is."""
-        model = setup.MODELS[entity]
-        if existing is None or active or not session.get(model, existing).active:
-            return
-        if warning := setup.deactivation_warning(session, actor, entity, existing):
-            raise ValueError(
-                f"the file deactivates it. {warning} A file cannot confirm this: deactivate it "
-                f"on the {page} page, which asks you to, then import the file again."
-            )
 
     def clinic(entry):
         name = _get(entry, "name", str)
@@ -632,18 +637,8 @@ def _apply(session, actor, data, report, effective_at) -> None:
             _get(entry, "currency", str, "GBP"),
             _get(entry, "active", bool, True),
         )
-        unconfirmed("clinic", existing, values.active, "Clinics and rooms")
-        if existing is not None and (
-            warning := setup.zone_change_warning(
-                session, actor, existing, values.timezone, values.locale
-            )
-        ):
-            raise ValueError(
-                f"the file changes its time zone to {values.timezone}. {warning} A file cannot "
-                "confirm this: change it on the Clinics and rooms page, which asks you to, then "
-                "import the file again."
-            )
-        setup.save_clinic(session, actor, values, existing, despite_bookings=True)
+        with _unconfirmed("Clinics and rooms", f"changes its time zone to {values.timezone}"):
+            setup.save_clinic(session, actor, values, existing)
         _track(session, report, f"clinic {name}", existing is not None, before)
 
     def resource(entry):
@@ -691,8 +686,8 @@ def _apply(session, actor, data, report, effective_at) -> None:
             tuple(needs),
             _get(entry, "active", bool, True),
         )
-        unconfirmed("service", existing, values.active, "Services")
-        sid = setup.save_service(session, actor, values, existing)
+        with _unconfirmed("Services"):
+            sid = setup.save_service(session, actor, values, existing)
         for doc in _tables(entry, "documents", "kind = …, title = …, body = …"):
             kind = doc.get("kind", "")
             if kind not in {k.value for k in DocumentKind}:
@@ -745,8 +740,8 @@ def _apply(session, actor, data, report, effective_at) -> None:
             user_id,
             _get(entry, "active", bool, True),
         )
-        unconfirmed("provider", existing, values.active, "Providers")
-        pid = setup.save_provider(session, actor, values, existing)
+        with _unconfirmed("Providers"):
+            pid = setup.save_provider(session, actor, values, existing)
         by_clinic: dict[str, list[schedules.HoursRow]] = {}
         for h in _tables(entry, "hours", 'clinic = …, day = "Monday", starts = …, ends = …'):
             if h.get("day") not in schedules.WEEKDAYS:

@@ -280,6 +280,26 @@ def _phone(typed: str, locale: str) -> str:
     return international(phone, locale) if phone else ""
 
 
+class NeedsConfirmation(ValidationError):
+    """A change that leaves booked visits behind, refused until the user confirms it (the set-up
+    pages ask, with `warning`); `change` is "time zone" or "deactivate"."""
+
+    def __init__(self, change: str, warning: str) -> None:
+        ask = "change the time zone" if change == "time zone" else "deactivate"
+        super().__init__(f"{warning} Confirm to {ask} anyway.")
+        self.change, self.warning = change, warning
+
+
+def _confirm_deactivation(
+    session: Session, entity: str, row, active: bool, despite_bookings: bool
+) -> None:
+    """Deactivating a row with visits booked ahead (or requests waiting) needs a confirmation,
+    whichever way it comes (its toggle, a save with active unticked, the practice file)."""
+    if row.id is not None and row.active and not active and not despite_bookings:
+        if warning := _deactivation_warning(session, entity, row):
+            raise NeedsConfirmation("deactivate", warning)
+
+
 def save_clinic(
     session: Session,
     actor: Actor,
@@ -309,7 +329,8 @@ def save_clinic(
     row = Clinic() if id is None else _get(session, Clinic, id, "clinic")
     if id is not None and not despite_bookings:
         if warning := _zone_warning(session, row, data.timezone, data.locale):
-            raise ValidationError(f"{warning} Confirm to change the time zone anyway.")
+            raise NeedsConfirmation("time zone", warning)
+    _confirm_deactivation(session, "clinic", row, data.active, despite_bookings)
     values = asdict(data) | {
         "name": name,
         "address": _text(data.address, "address", 250),
@@ -352,7 +373,14 @@ def _zone_warning(session: Session, clinic: Clinic, timezone: str, locale: str) 
 # ---------------------------------------------------------------- providers
 
 
-def save_provider(session: Session, actor: Actor, data: ProviderData, id: int | None = None) -> int:
+def save_provider(
+    session: Session,
+    actor: Actor,
+    data: ProviderData,
+    id: int | None = None,
+    *,
+    despite_bookings: bool = False,
+) -> int:
     ensure(actor, Permission.PRACTICE_MANAGE)
     name = _text(data.name, "provider's name", 120, required=True)
     if not COLOUR.match(data.colour or ""):
@@ -370,6 +398,7 @@ def save_provider(session: Session, actor: Actor, data: ProviderData, id: int | 
     row = Provider() if id is None else _get(session, Provider, id, "provider")
     if id is not None:  # as a booking of theirs does (core.scheduling): one after the other
         _lock(session, Provider, id)
+        _confirm_deactivation(session, "provider", row, data.active, despite_bookings)
     leaving = [] if id is None else _clinics_left(session, row, clinics)  # checked before any write
     values = {
         "name": name,
@@ -460,7 +489,14 @@ def _price(cents) -> None:
         )
 
 
-def save_service(session: Session, actor: Actor, data: ServiceData, id: int | None = None) -> int:
+def save_service(
+    session: Session,
+    actor: Actor,
+    data: ServiceData,
+    id: int | None = None,
+    *,
+    despite_bookings: bool = False,
+) -> int:
     ensure(actor, Permission.PRACTICE_MANAGE)
     name = _text(data.name, "service name", 120, required=True)
     values = {
@@ -479,6 +515,7 @@ def save_service(session: Session, actor: Actor, data: ServiceData, id: int | No
     resources = _existing(session, Resource, data.resource_ids, "room or equipment")
     _unique_name(session, Service, name, id, "service")
     row = Service() if id is None else _get(session, Service, id, "service")
+    _confirm_deactivation(session, "service", row, data.active, despite_bookings)
     _apply(session, actor, row, values, "service")
     before = sorted(
         session.scalars(
@@ -580,9 +617,7 @@ def set_active(
     row = _get(session, model, row_id, entity)
     if entity == "provider":  # a booking of theirs waits, or is waited for, then counted
         _lock(session, Provider, row.id)
-    if row.active and not active and not despite_bookings:
-        if warning := _deactivation_warning(session, entity, row):
-            raise ValidationError(f"{warning} Confirm to deactivate anyway.")
+    _confirm_deactivation(session, entity, row, active, despite_bookings)
     _apply(session, actor, row, {"active": active}, entity)
 
 
