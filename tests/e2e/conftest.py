@@ -21,12 +21,15 @@ SECRET = E2E_SECRET
 # What every server imports before its first page: Streamlit's server, the app and its pages'
 # building blocks. The page scripts still run fresh in each server. A module that declares a
 # Streamlit component registers it only when a page run imports it, so it is left out (the
-# zygote refuses any).
+# zygote refuses any). The no-show scoring's scikit-learn, which the jobs loop imports on its
+# first round, is preloaded too: about a CPU-second a server otherwise.
 WITH_COMPONENTS = {"ui.calendar_widget", "ui.patient_portal.views"}
 PRELOAD = [
     "streamlit.web.cli",
     "streamlit.web.server.starlette.starlette_server",
     "serve",
+    "threadpoolctl",
+    "core.analytics.risk_model",
     *(
         module.name
         for module in pkgutil.walk_packages([str(ROOT / "ui")], "ui.")
