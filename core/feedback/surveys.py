@@ -45,7 +45,6 @@ from db.models import (
     Clinic,
     FeedbackRequest,
     FeedbackStatus,
-    LinkToken,
     Patient,
     Provider,
     Setting,
@@ -532,13 +531,7 @@ def _live_request(
 
 
 def _explain_dead_link(session: Session, raw: str | None) -> None:
-    if not raw or len(raw) > 128:
-        return
-    row = session.scalar(
-        select(LinkToken).where(
-            LinkToken.token_hash == tokens.hash_token(raw), LinkToken.purpose == PURPOSE
-        )
-    )
+    row = tokens.find(session, raw, PURPOSE)
     request = session.get(FeedbackRequest, row.subject_id) if row is not None else None
     if request is None:
         return

@@ -288,13 +288,7 @@ def _live_form(session: Session, raw: str | None) -> tuple[Any, FormRequest]:
 def _outlived(session: Session, raw: str | None) -> LinkToken:
     """The token of a form link that only ran out of time before its moved appointment, or
     the sentence for a link that cannot work any more (answered, replaced), or LinkInvalid."""
-    if not raw or len(raw) > 128:
-        raise LinkInvalid()
-    row = session.scalar(
-        select(LinkToken).where(
-            LinkToken.token_hash == tokens.hash_token(raw), LinkToken.purpose == "form"
-        )
-    )
+    row = tokens.find(session, raw, "form")
     form = session.get(FormRequest, row.subject_id) if row is not None else None
     if form is None:
         raise LinkInvalid()

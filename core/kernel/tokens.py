@@ -72,19 +72,26 @@ def issue(
     return IssuedToken(raw, row)
 
 
+def find(session: Session, raw: str | None, purpose: str) -> LinkToken | None:
+    """The token of `purpose` for `raw`, live or not (a dead link is explained from it), or
+    None for text that is no such link."""
+    if not raw or len(raw) > 128:
+        return None
+    digest = hash_token(raw)
+    row = session.scalar(select(LinkToken).where(LinkToken.token_hash == digest))
+    if row is None or row.purpose != purpose or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    return row
+
+
 def verify(
     session: Session, raw: str | None, purpose: str, *, now: datetime | None = None
 ) -> LinkToken:
     """The live token for `raw`, or LinkInvalid (same message whatever is wrong)."""
-    if not raw or len(raw) > 128:
-        raise LinkInvalid()
-    digest = hash_token(raw)
-    row = session.scalar(select(LinkToken).where(LinkToken.token_hash == digest))
+    row = find(session, raw, purpose)
     now = now or utcnow()
     if (
         row is None
-        or not hmac.compare_digest(row.token_hash, digest)
-        or row.purpose != purpose
         or row.revoked_at is not None
         or (row.single_use and row.used_at is not None)
         or row.expires_at <= now

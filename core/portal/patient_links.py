@@ -257,13 +257,7 @@ def _proposal_for(session: Session, raw: str | None):
     try:
         return _appointment_for(session, raw, "proposal")
     except LinkInvalid:
-        if not raw or len(raw) > 128:
-            raise
-        row = session.scalar(
-            select(LinkToken).where(
-                LinkToken.token_hash == tokens.hash_token(raw), LinkToken.purpose == "proposal"
-            )
-        )
+        row = tokens.find(session, raw, "proposal")
         if row is None:
             raise
         newer = row.revoked_at is not None and session.scalar(

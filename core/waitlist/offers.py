@@ -541,14 +541,8 @@ def _offer_for(session: Session, raw: str | None) -> tuple[LinkToken | None, Wai
     try:
         token = tokens.verify(session, raw, PURPOSE)
     except LinkInvalid:
-        if not raw or len(raw) > 128:
-            raise
         token = None
-        row = session.scalar(
-            select(LinkToken).where(
-                LinkToken.token_hash == tokens.hash_token(raw), LinkToken.purpose == PURPOSE
-            )
-        )
+        row = tokens.find(session, raw, PURPOSE)
         if row is None:
             raise
     offer = session.get(WaitlistOffer, (token or row).subject_id)
