@@ -115,15 +115,22 @@ class Done(Generic[T]):
 
 
 def run_action(
-    service: Callable[..., T], *args: Any, success: str | None = None, **kwargs: Any
+    service: Callable[..., T],
+    *args: Any,
+    success: str | None = None,
+    refused: Callable[[DomainError], None] | None = None,
+    **kwargs: Any,
 ) -> Done[T] | None:
-    """Run one service as one transaction with the current actor; show its error or success.
-    Afterwards the cached reads this service can have changed are cleared (ui.caches)."""
+    """Run one service as one transaction with the current actor; show its error or success
+    (and hand the error to `refused`, for a form that redraws from it). Afterwards the cached
+    reads this service can have changed are cleared (ui.caches)."""
     try:
         with _unreachable_as_domain_error(), database().write() as session:
             result = service(session, require_actor(), *args, **kwargs)
     except DomainError as error:
         show_error(error)
+        if refused:
+            refused(error)
         return None
     finally:
         caches.clear_for(service)

@@ -223,7 +223,6 @@ EDITED = {  # the edit form's fields: session-state key suffix → the record's 
     "consent_sms": ("c_sms", lambda r: r.consent_sms),
     "consent_marketing": ("c_mkt", lambda r: r.consent_marketing),
 }
-WORDS = {"date_of_birth": "date of birth", "consent_sms": "consent to text messages"}
 
 
 def edit_form(record) -> None:
@@ -270,20 +269,18 @@ def edit_form(record) -> None:
 
 def _save(record, k: str, base: dict, typed: dict) -> None:
     changes = {f: v for f, v in typed.items() if v != base[f]}
-    now = {f: value(record) for f, (_, value) in EDITED.items()}
-    clash = [f for f in changes if now[f] != base[f] and now[f] != changes[f]]
-    if clash:  # the same field changed here and by someone else: theirs is shown, not lost
-        fields = ", ".join(WORDS.get(f, f.replace("_", " ")) for f in clash)
-        st.session_state[f"{k}_base"] = {**base, **{f: now[f] for f in clash}}
-        st.error(
-            escape(
-                f"Someone else changed this patient's {fields} while this form was open, so "
-                "nothing was saved. Check the record above; what you typed is kept: press Save "
-                "changes again to put yours in its place."
-            )
-        )
-        return
-    saved = run_action(patients.update_patient, record.id, **changes)
+
+    def show_theirs(error) -> None:  # changed here and by someone else: theirs is shown
+        if isinstance(error, patients.ChangedMeanwhile):
+            st.session_state[f"{k}_base"] = {**base, **error.now}
+
+    saved = run_action(
+        patients.update_patient,
+        record.id,
+        shown={f: base[f] for f in changes},
+        refused=show_theirs,
+        **changes,
+    )
     if saved:
         st.session_state["patients_saved_message"] = saved.value.message
         st.session_state["patients_offer_invite"] = (

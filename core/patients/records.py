@@ -364,10 +364,44 @@ class PatientUpdate:
         return text
 
 
-def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -> PatientUpdate:
+FIELD_WORDS = {"date_of_birth": "date of birth", "consent_sms": "consent to text messages"}
+
+
+class ChangedMeanwhile(Conflict):
+    """A field the form changed was changed by someone else since the form showed it: nothing
+    is saved. `now` holds those fields' values on file, for the form to show."""
+
+    def __init__(self, now: dict[str, object]) -> None:
+        self.now = now
+        fields = ", ".join(FIELD_WORDS.get(f, f.replace("_", " ")) for f in now)
+        super().__init__(
+            f"Someone else changed this patient's {fields} while this form was open, so nothing "
+            "was saved. Check the record above; what you typed is kept: press Save changes "
+            "again to put yours in its place."
+        )
+
+
+def _as_shown(field: str, value):
+    if value is None and field in ("email", "phone"):
+        return ""  # a form shows a missing address or number as an empty box
+    return value
+
+
+def update_patient(
+    session: Session,
+    actor: Actor,
+    patient_id: int,
+    *,
+    shown: dict[str, object] | None = None,
+    **changes,
+) -> PatientUpdate:
     """Change a patient's details. When the email address changes (or email consent is
     withdrawn) a pending portal invitation is revoked, audited, and never resent to the new
-    address: the result tells the page to offer a new invitation instead."""
+    address: the result tells the page to offer a new invitation instead.
+
+    `shown`: the changed fields as the form showed them. A field someone else changed since
+    (to something other than what is typed here) is ChangedMeanwhile, decided under the
+    patient's row lock, so two desks saving at once cannot overwrite each other unseen."""
 
     ensure(actor, Permission.PATIENTS_EDIT)
     unknown = set(changes) - set(EDITABLE)
@@ -377,6 +411,10 @@ def update_patient(session: Session, actor: Actor, patient_id: int, **changes) -
     if patient is None:
         raise NotFound(f"There is no patient #{patient_id}.")
     merge.refuse_merged(patient, "edit")
+    now = {f: _as_shown(f, getattr(patient, f)) for f in changes if shown and f in shown}
+    clash = {f: v for f, v in now.items() if v != shown[f] and v != changes[f]}
+    if clash:
+        raise ChangedMeanwhile(clash)
     for field in ("first_name", "last_name"):
         if field in changes:
             typed = clean(changes[field] or "", field=field.replace("_", " "), limit=80)

@@ -344,14 +344,15 @@ def test_staff_are_not_offered_a_merge(app_as, app_db):
     assert "Merge into another record" not in [e.label for e in at.expander]
 
 
-def _update_elsewhere(app_db, patient_id, **changes):
+def _update_elsewhere(app_db, patient_id, *, same_server=True, **changes):
     """Another desk saves the record meanwhile (the manager, through core)."""
     database = _db(app_db)
     with database.write() as s:
         manager = s.scalar(select(User).where(User.username == "manager"))
         update_patient(s, accounts.actor_of(manager), patient_id, **changes)
     database.dispose()
-    st.cache_data.clear()  # as that desk's write does in a process both share
+    if same_server:
+        st.cache_data.clear()  # as that desk's write does in a process both share
 
 
 def _stored(app_db, patient_id):
@@ -401,6 +402,25 @@ def test_a_field_changed_here_and_elsewhere_is_not_overwritten_unseen(app_as, ap
     at.button(key=f"FormSubmitter:{k}-Save changes").click().run()  # pressed again: theirs goes
     assert not at.error, [e.value for e in at.error]
     assert _stored(app_db, patient.id).phone.endswith("900462")
+
+
+def test_a_change_made_through_another_server_is_not_overwritten_either(app_as, app_db):
+    """Another server's write leaves this one's cached record as it was: the clash is decided
+    in core, on the row as it is, not on the page's copy (before, this saved over it)."""
+    patient = _pick(app_db, Patient.phone.is_not(None), Patient.email.is_not(None))
+    at = _open(app_as, patient)
+    k = f"patients_edit_{patient.id}"
+    at.session_state[f"{k}_open"] = True
+    at.run()
+    _update_elsewhere(app_db, patient.id, same_server=False, phone="07700 900464")
+    at.text_input(key=f"{k}_phone").input("07700 900465")
+    at.button(key=f"FormSubmitter:{k}-Save changes").click().run()
+    said = " ".join(e.value for e in at.error)
+    assert "Someone else changed this patient's phone while this form was open" in said, said
+    assert _stored(app_db, patient.id).phone.endswith("900464")
+    at.button(key=f"FormSubmitter:{k}-Save changes").click().run()  # pressed again: theirs goes
+    assert not at.error, [e.value for e in at.error]
+    assert _stored(app_db, patient.id).phone.endswith("900465")
 
 
 def test_the_edit_form_opened_again_later_shows_the_record_as_it_is_then(app_as, app_db):

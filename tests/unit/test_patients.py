@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -30,6 +32,7 @@ from db import migrate
 from db.engine import Database
 from db.models import AuditEvent, Channel, Clinic, DeliveryStatus, Notification, Patient
 from db.types import utcnow
+from tests.support.locks import wait_until_a_writer_waits
 
 BASE = "https://desk.example"
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,6 +214,83 @@ def test_a_phone_on_file_that_no_longer_passes_does_not_block_changing_the_email
     with db.read() as s:
         patient = s.get(Patient, world.patient_id)
         assert (patient.email, patient.phone) == ("new@example.org", "0161 1")
+
+
+def test_a_field_changed_since_the_form_showed_it_is_refused_with_its_value_now(db, world):
+    """Decided under the patient's row lock, not on the page's copy of the record: a page
+    whose record is cached (or another server's desk) cannot overwrite a change unseen."""
+    with db.read() as s:
+        phone = s.get(Patient, world.patient_id).phone or ""
+    with db.write() as s:
+        patients.update_patient(s, world.staff, world.patient_id, phone="07700 900461")
+    with db.write() as s, pytest.raises(patients.ChangedMeanwhile) as refused:
+        patients.update_patient(
+            s, world.staff, world.patient_id, shown={"phone": phone}, phone="07700 900462"
+        )
+    assert refused.value.now == {"phone": "07700 900461"}
+    assert "Someone else changed this patient's phone while this form was open" in str(
+        refused.value
+    )
+    with db.write() as s:  # pressed again on what is on file now: saved
+        patients.update_patient(
+            s, world.staff, world.patient_id, shown=refused.value.now, phone="07700 900462"
+        )
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).phone == "07700 900462"
+
+
+def test_the_same_change_made_twice_or_another_field_changed_meanwhile_is_no_clash(db, world):
+    with db.read() as s:
+        patient = s.get(Patient, world.patient_id)
+        shown = {"email": patient.email or "", "date_of_birth": patient.date_of_birth}
+    with db.write() as s:
+        patients.update_patient(
+            s, world.staff, world.patient_id, email="both@example.org", consent_sms=False
+        )
+    with db.write() as s:
+        patients.update_patient(
+            s,
+            world.staff,
+            world.patient_id,
+            shown=shown,
+            email="both@example.org",
+            date_of_birth=date(1990, 1, 2),
+        )
+    with db.read() as s:
+        patient = s.get(Patient, world.patient_id)
+        assert (patient.email, patient.date_of_birth) == ("both@example.org", date(1990, 1, 2))
+        assert patient.consent_sms is False
+
+
+def test_two_desks_saving_one_field_at_once_one_saves_and_one_is_told(db, world):
+    """The second waits for the first's row lock, then reads what the first saved."""
+    with db.read() as s:
+        shown = {"phone": s.get(Patient, world.patient_id).phone or ""}
+    outcomes: list[object] = []
+
+    def desk(number: str) -> None:
+        try:
+            with db.write() as s:
+                patients.update_patient(s, world.staff, world.patient_id, shown=shown, phone=number)
+                outcomes.append(number)
+                if number.endswith("1"):  # holds its lock until the other desk waits for it
+                    wait_until_a_writer_waits(db)
+        except patients.ChangedMeanwhile as error:
+            outcomes.append(error)
+
+    first = threading.Thread(target=desk, args=("07700 900471",))
+    first.start()
+    while not outcomes and first.is_alive():
+        time.sleep(0.01)
+    second = threading.Thread(target=desk, args=("07700 900472",))
+    second.start()
+    first.join()
+    second.join()
+    assert outcomes[0] == "07700 900471"
+    assert isinstance(outcomes[1], patients.ChangedMeanwhile), outcomes
+    assert outcomes[1].now == {"phone": "07700 900471"}
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).phone == "07700 900471"
 
 
 def test_a_baby_born_today_in_any_zone_can_be_registered(db, world, monkeypatch):
