@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
@@ -26,6 +26,7 @@ from db.models import (
     AppointmentStatus,
     Clinic,
     OfferStatus,
+    Package,
     PackageService,
     Patient,
     Provider,
@@ -328,6 +329,31 @@ def stopped_by(session: Session, entry: WaitlistEntry) -> tuple[str, str] | None
     return None
 
 
+def bookable() -> ColumnElement[bool]:
+    """SQL: nothing the entry waits for was withdrawn (stopped_by is None), for a query over
+    many entries instead of a read for each."""
+    gone_service = select(Service.id).where(Service.id == WaitlistEntry.service_id, ~Service.active)
+    gone_package = select(Package.id).where(Package.id == WaitlistEntry.package_id, ~Package.active)
+    gone_in_package = (
+        select(PackageService.service_id)
+        .join(Service, Service.id == PackageService.service_id)
+        .where(PackageService.package_id == WaitlistEntry.package_id, ~Service.active)
+    )
+    gone_provider = select(Provider.id).where(
+        Provider.id == WaitlistEntry.provider_id, ~Provider.active
+    )
+    gone_service, gone_package, gone_in_package, gone_provider = (  # correlated on the entry
+        query.correlate(WaitlistEntry).exists()  # alone: a query joining Service keeps its own
+        for query in (gone_service, gone_package, gone_in_package, gone_provider)
+    )
+    return and_(
+        or_(WaitlistEntry.package_id.is_not(None), ~gone_service),
+        ~gone_package,
+        ~gone_in_package,
+        ~gone_provider,
+    )
+
+
 def unbookable(session: Session, entry: WaitlistEntry) -> str | None:
     """Why the entry can no longer be booked, in the staff list's words (its package or a
     service withdrawn, or its provider deactivated, while it waited), or None: such an entry
@@ -427,7 +453,7 @@ def list_entries(
     if clinic is None:
         raise NotFound(f"There is no clinic #{clinic_id}.")
     query = (
-        select(WaitlistEntry, Patient, Service.name, Provider.name)
+        select(WaitlistEntry, Patient, Service.name, Provider.name, bookable())
         .join(Patient, Patient.id == WaitlistEntry.patient_id)
         .join(Service, Service.id == WaitlistEntry.service_id)
         .outerjoin(Provider, Provider.id == WaitlistEntry.provider_id)
@@ -442,16 +468,17 @@ def list_entries(
     packages: dict[int, str] = {}  # a package's words, read once per page
     found_rows = session.execute(query).all()
     busy = _visits_ahead(session, {r[1].id for r in found_rows}, now) if with_matches else {}
-    for entry, patient, service, provider in found_rows:
+    for entry, patient, service, provider, can_book in found_rows:
         if entry.package_id is not None:
             if entry.package_id not in packages:
                 packages[entry.package_id] = treatment(session, entry)
             service = packages[entry.package_id]
         matches, first = None, ""
-        gone = unbookable(session, entry) if entry.status == WaitlistStatus.WAITING else None
+        waiting = entry.status == WaitlistStatus.WAITING
+        gone = unbookable(session, entry) if waiting and not can_book else None
         if gone:
             matches, first = 0, gone
-        elif with_matches and entry.status == WaitlistStatus.WAITING:
+        elif with_matches and waiting:
             found = current_matches(
                 session, entry, clinic.timezone, today, now, busy=busy.get(patient.id, ())
             )

@@ -25,7 +25,7 @@ from core.practice import skills
 from core.scheduling.availability import find_conflicts, patients_visits, working_hours_cover
 from core.scheduling.moves import NewBooking, PatientBusy, own_visit, schedule_appointment
 from core.scheduling.openings import slot_opened
-from core.waitlist.entries import fits, services_of, timing, treatment, unbookable
+from core.waitlist.entries import bookable, fits, services_of, timing, treatment, unbookable
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
     Appointment,
@@ -115,6 +115,7 @@ def find_matches(
             WaitlistEntry.earliest <= to_local(opening.end_at, tz).date(),
             WaitlistEntry.patient_id.not_in(already),
             WaitlistEntry.patient_id.not_in(overlapping),
+            bookable(),
         )
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
     ).all()
@@ -122,7 +123,7 @@ def find_matches(
     suited = [
         e
         for e in skills.performed_by(session, opening.provider_id, list(entries))
-        if _reachable(session, e.patient_id) and not unbookable(session, e)
+        if _reachable(session, e.patient_id)
     ]
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:

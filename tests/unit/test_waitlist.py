@@ -1678,6 +1678,50 @@ def test_an_entry_for_a_provider_deactivated_meanwhile_says_what_to_do(db, world
     assert row.next_match == "None: Dr Test is inactive; withdraw, then add for any provider"
 
 
+def test_the_sql_condition_of_bookable_entries_agrees_with_the_reason_read_for_each(db, world):
+    """entries.bookable (one condition for a query over many entries) against stopped_by (read
+    for one entry), for every way an entry stops: its service, its package, one of its
+    package's services, or its provider withdrawn; and for entries for any provider."""
+    day = future_day()
+    package_id = _package(db, world)
+    ids = [waiting(db, world, day, name="Ann"), waiting(db, world, day, name="Ben", provider=False)]
+    with db.write() as session:
+        patient = make_patient(session, first_name="Cy", email="cy@example.org")
+        wish = entries.Wish(
+            patient.id, world.clinic_id, None, day - timedelta(days=1), day + timedelta(days=7)
+        )
+        ids.append(
+            entries.add_entry(
+                session,
+                world.staff,
+                replace(wish, package_id=package_id, provider_id=world.provider_id),
+            ).id
+        )
+        peel_id = session.scalar(select(Service.id).where(Service.name == "Peel"))
+    switches = [
+        (Service, world.service_id),
+        (Service, peel_id),
+        (Package, package_id),
+        (Provider, world.provider_id),
+    ]
+    for mask in range(1 << len(switches)):
+        with db.write() as session:
+            for bit, (model, key) in enumerate(switches):
+                session.get(model, key).active = not mask & (1 << bit)
+        with db.read() as session:
+            by_sql = set(
+                session.scalars(
+                    select(WaitlistEntry.id).where(WaitlistEntry.id.in_(ids), entries.bookable())
+                )
+            )
+            by_entry = {
+                i for i in ids if entries.stopped_by(session, session.get(WaitlistEntry, i)) is None
+            }
+        assert by_sql == by_entry, (mask, by_sql, by_entry)
+        if mask == 0:
+            assert by_sql == set(ids)
+
+
 def test_an_offer_that_lapsed_with_nobody_after_does_not_say_the_next_patient_took_it(db, world):
     """Ann alone was offered the time and let it lapse: her link said the time 'went to the next
     patient in line', when nobody else was waiting. It now says only what is true."""
