@@ -502,7 +502,12 @@ def _stop_stale(write: Callable[[], object], now: datetime) -> None:
             "the patient answered the survey before it went out",
         )
     )
+    templates = [REMINDER, FORMS, quiet.SURVEY]
     with write() as session:
+        if not session.scalar(
+            select(exists().where(waiting, Notification.template.in_(templates)))
+        ):
+            return  # most rounds: nothing of those kinds waits, one read instead of six updates
         for kind, condition, why in stale:
             session.execute(
                 update(Notification)
