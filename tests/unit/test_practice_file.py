@@ -6,6 +6,7 @@ Re-run on PostgreSQL by tests/integration/test_practice_pg.py."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -20,6 +21,8 @@ from core.practice import checklist
 from core.startup import open_database
 from db.engine import Database
 from db.models import (
+    Appointment,
+    AppointmentStatus,
     AuditEvent,
     Base,
     CancellationPolicy,
@@ -31,7 +34,8 @@ from db.models import (
     Service,
     ServiceDocument,
 )
-from tests.factories import make_user
+from db.types import utcnow
+from tests.factories import make_patient, make_user
 
 DEMO_FILE = demo.PRACTICE_FILE.read_text()
 
@@ -501,10 +505,24 @@ def test_a_file_cannot_confirm_what_the_set_up_asks_to_confirm(db):
     """A new time zone, or a deactivation, for a clinic or service with visits booked ahead is
     refused by the set-up pages until confirmed. Before, a file did it silently (a deactivation),
     or was refused with 'Confirm to change the time zone anyway', which a file cannot do. Now
-    it is refused with what it would do and where to do it; nothing changes. (One seeded
-    practice for the three: each refused import is rolled back.)"""
+    it is refused with what it would do and where to do it; nothing changes. (The demo's
+    set-up and one visit booked ahead at Lakeside, a consultation, for the three: each refused
+    import is rolled back.)"""
     with db.write() as session:
-        demo.seed_demo(session)
+        practice_file.import_practice(session, SYSTEM, DEMO_FILE)
+        lakeside = session.scalar(select(Clinic).where(Clinic.name == "Lakeside Aesthetics"))
+        start = utcnow().replace(microsecond=0) + timedelta(days=3)
+        session.add(
+            Appointment(
+                clinic_id=lakeside.id,
+                provider_id=session.scalar(select(Provider.id).order_by(Provider.id)),
+                patient_id=make_patient(session).id,
+                service_id=session.scalar(select(Service.id).where(Service.name == "Consultation")),
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+        )
     with db.read() as session:
         before = session.scalars(select(Clinic.timezone).order_by(Clinic.id)).all()
     for case, (change, words) in CANNOT_CONFIRM.items():
