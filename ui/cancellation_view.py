@@ -67,7 +67,7 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
         colour="off",
         help=f"{fmt.number(p.booked)} in the previous period",
     )
-    due, due_before = t.no_shows + t.attended, p.no_shows + p.attended
+    due, due_before = t.visits_due, p.visits_due
     for col, label, attribute, count, of in (
         (cols[1], "Cancellation rate", "cancellation_rate", "cancelled", "booked"),
         (cols[2], "Late-cancellation rate", "late_cancellation_rate", "late", "booked"),
@@ -199,7 +199,7 @@ def rate_ns(groups: list[Counts | None], suffix: str = "") -> dict[str, list[int
     and no no-show rate yet: n = 0, not their number). `suffix` names the series."""
     return {
         "Cancellation rate" + suffix: [c.booked if c else 0 for c in groups],
-        "No-show rate" + suffix: [c.no_shows + c.attended if c else 0 for c in groups],
+        "No-show rate" + suffix: [c.visits_due if c else 0 for c in groups],
     }
 
 
@@ -313,13 +313,13 @@ def dashboard(
                 {"No-show rate": [c.no_show_rate for c in f.by_sms]},
                 title=charts.with_n(
                     "No-show rate by SMS reminder",
-                    sum(c.no_shows + c.attended for c in f.by_sms),
+                    sum(c.visits_due for c in f.by_sms),
                     fmt,
                     "visits due",
                 ),
                 fmt=fmt,
                 percent=True,
-                n=[c.no_shows + c.attended for c in f.by_sms],
+                n=[c.visits_due for c in f.by_sms],
             ),
             key="cancel_chart_sms",
         )

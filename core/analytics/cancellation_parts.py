@@ -170,8 +170,13 @@ class Counts:
         return rate(self.late, self.booked)
 
     @property
+    def visits_due(self) -> int:
+        """The visits whose time came: the no-show rate's n."""
+        return self.no_shows + self.attended
+
+    @property
     def no_show_rate(self) -> float | None:
-        return rate(self.no_shows, self.no_shows + self.attended)
+        return rate(self.no_shows, self.visits_due)
 
     def add(self, booked, cancelled, late, no_shows, attended) -> None:
         self.booked += booked

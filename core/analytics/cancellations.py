@@ -392,7 +392,7 @@ def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> byt
             counted(section, c.label, "booked", c.booked)
             counted(section, c.label, "cancelled", c.cancelled)
             counted(section, c.label, "cancellation_rate", _fmt_rate(c.cancellation_rate))
-            counted(section, c.label, "visits_due", c.no_shows + c.attended)
+            counted(section, c.label, "visits_due", c.visits_due)
             counted(section, c.label, "no_shows", c.no_shows)
             counted(section, c.label, "no_show_rate", _fmt_rate(c.no_show_rate))
     for label, n in figures.notice:
