@@ -47,11 +47,12 @@ system-packages:
 # and the migration check beside the template databases' build (tests/support/templates.py).
 # Then one run, tests handed out one by one to two workers: the browser tests' waits (servers
 # starting, pages settling, mail arriving) are filled with the others' work; one OpenMP thread
-# per worker, as two workers already fill both cores.
+# per worker, as two workers already fill both cores. Bytecode is written (a machine may say
+# not to): each CLI, jobs and server process a test starts then reuses the app's compiled modules.
 test:
 	@$(MAKE) --no-print-directory -j 2 venv system-packages
 	@templates=$$(mktemp -d) && trap 'rm -rf "$$templates"' EXIT && \
-	export CLINICDESK_TEST_TEMPLATES=$$templates OMP_NUM_THREADS=1 && \
+	export CLINICDESK_TEST_TEMPLATES=$$templates OMP_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE= && \
 	{ $(BIN)/python -m tests.support.templates $$templates & } && \
 	$(MAKE) --no-print-directory -j 2 lint check-migrations && \
 	$(PYTEST) -n 2 --dist load tests
