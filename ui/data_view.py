@@ -84,8 +84,6 @@ def show_report(report: ImportReport, fmt: ClinicFormat) -> None:
     for note in report.notes:
         st.info(escape(note), icon=":material/info:")
     st.success(escape(report.summarise(n)), icon=":material/task_alt:")
-    if report.clinics_created:
-        st.caption(escape("New clinics: " + ", ".join(report.clinics_created)))
     if report.problems:
         more = report.problem_count - len(report.problems)
         st.warning(

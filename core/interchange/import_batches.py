@@ -165,12 +165,33 @@ def finish(session, actor, batch_id, appointments, tz: str, report: ImportReport
 def clinic(session: Session, name: str, tz: str, report: ImportReport) -> int:
     clinic_id = session.scalar(select(Clinic.id).where(Clinic.name == name))
     if clinic_id is None:
-        clinic = Clinic(name=name[:120], timezone=tz)
-        session.add(clinic)
-        session.flush()
-        clinic_id = clinic.id
-        report.clinics_created.append(name)
+        clinic_id = new_clinic(session, name, tz, report).id
     return clinic_id
+
+
+def new_clinic(session: Session, name: str, tz: str, report: ImportReport) -> Clinic:
+    """A clinic the file names and the practice lacks, in the time zone the import was given.
+    Its money and dates follow the practice's first clinic (a new branch's data), or the
+    defaults in an empty practice; one note of the report says which, and what to set."""
+    first = session.scalar(select(Clinic).order_by(Clinic.active.desc(), Clinic.id).limit(1))
+    clinic = Clinic(name=name[:120], timezone=tz)
+    if first is not None:
+        clinic.locale, clinic.currency = first.locale, first.currency
+    session.add(clinic)
+    session.flush()
+    names = report.clinics_created
+    names.append(name)
+    said = f"the clinic {name}" if len(names) == 1 else f"{len(names):,} clinics ("
+    if len(names) > 1:
+        said += ", ".join(names[:3]) + (f" and {len(names) - 3:,} more)" if names[3:] else ")")
+    like = f", as {first.name}" if first is not None else ""
+    note = (
+        f"Created {said} in {tz} with the locale {clinic.locale} and the currency "
+        f"{clinic.currency}{like}. Check those and add the address and phone on the Clinics "
+        "page."
+    )
+    report.notes[:] = [n for n in report.notes if not n.startswith("Created ")] + [note]
+    return clinic
 
 
 def provider(session: Session, name: str, source: str) -> int:

@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticError
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, joinedload
 
+from core.interchange import import_batches
 from core.interchange.csv_files import ImportReport
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
@@ -295,10 +296,7 @@ def import_fhir(
     people = {f"{r.get('resourceType')}/{r.get('id')}": r for _, r in resources}
     clinic = session.scalar(select(Clinic).where(Clinic.name == clinic_name))
     if clinic is None:
-        clinic = Clinic(name=clinic_name, timezone=timezone)
-        session.add(clinic)
-        session.flush()
-        report.clinics_created.append(clinic_name)
+        clinic = import_batches.new_clinic(session, clinic_name, timezone, report)
     for number, data in resources:
         if data.get("resourceType") != "Appointment":
             continue

@@ -273,6 +273,12 @@ def test_the_file_itself_gets_one_clear_line(db, world, tmp_path):
     assert count(db, Appointment) == 0
 
 
+def file_notes(report) -> list[str]:
+    """The report's notes about the file, without the one about the clinic the import made
+    (the Kaggle file's, in a practice that has only the test clinic)."""
+    return [n for n in report.notes if not n.startswith("Created the clinic ")]
+
+
 def test_the_encoding_is_given_or_the_fallback_reported(db, world, tmp_path):
     header, first = real_rows(imports.NOSHOW_FILE, 1)
     path = tmp_path / "cp1252.csv"
@@ -283,7 +289,7 @@ def test_the_encoding_is_given_or_the_fallback_reported(db, world, tmp_path):
         )
     report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
     assert report.created == 1
-    assert report.notes == [
+    assert file_notes(report) == [
         "The file is not UTF-8; it was read as cp1252. If names look wrong, give the file's "
         "encoding and import it again."
     ]
@@ -293,7 +299,7 @@ def test_the_encoding_is_given_or_the_fallback_reported(db, world, tmp_path):
     given = imports.import_appointments(
         db.write, world.owner, path, imports.KAGGLE_NOSHOW, encoding="cp1252"
     )
-    assert given.notes == [] and given.already_imported == 1
+    assert file_notes(given) == [] and given.already_imported == 1
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
@@ -307,7 +313,7 @@ def test_a_byte_order_mark_names_the_encoding(db, world, tmp_path, encoding):
         (codecs.BOM_UTF16_BE if encoding == "utf-16-be" else b"") + text.encode(encoding)
     )
     report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
-    assert (report.created, report.notes) == (1, [])
+    assert (report.created, file_notes(report)) == (1, [])
     with db.read() as session:
         extra = session.scalar(select(Patient.extra).where(Patient.external_ref.like("kaggle%")))
     assert extra["Neighbourhood"].startswith("SÃO JOSÉ")
@@ -558,6 +564,29 @@ def test_an_invalid_email_or_phone_is_left_out_with_a_warning(db, world, tmp_pat
         }
     assert contacts["oldsys:R1"] == ("ann@example.org", "+44 7700 900123")
     assert contacts["oldsys:R2"] == contacts["oldsys:R3"] == (None, None)
+
+
+def test_clinics_a_file_adds_take_the_practices_money_and_dates_and_say_so_once(
+    db, world, tmp_path
+):
+    """Before: every clinic an import created was en-GB and in pounds, whatever the practice
+    used, and nothing said so. Now they follow the practice's first clinic, in one note."""
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.locale, clinic.currency = "en-US", "USD"
+    path = tmp_path / "fft.csv"
+    path.write_text("".join(real_rows(imports.SURVEY_FILE, 2000)))
+    with db.write() as session:
+        report = imports.import_surveys(session, world.owner, path, imports.NHS_FFT)
+    made = report.clinics_created
+    assert len(made) > 3
+    with db.read() as session:
+        kept = set(session.execute(select(Clinic.locale, Clinic.currency)))
+    assert kept == {("en-US", "USD")}
+    [note] = [n for n in report.notes if n.startswith("Created ")]
+    assert note.startswith(f"Created {len(made)} clinics ({', '.join(made[:3])} and ")
+    assert "with the locale en-US and the currency USD, as Test Clinic." in note
+    assert "Clinics page" in note
 
 
 def test_nhs_friends_and_family_survey_preset(db, world, tmp_path):

@@ -191,7 +191,8 @@ def test_json_that_is_not_a_fhir_resource_is_reported_by_document(db, world):
     assert report.created == 1
     assert [p.row for p in report.problems] == [1, 2, 3, 4, 5]
     assert report.problems[0].reason.startswith("not a FHIR resource nor a Bundle of them")
-    assert report.notes == ["Document 6 holds no Appointment resource."]
+    assert report.notes[0] == "Document 6 holds no Appointment resource."
+    assert report.notes[1].startswith("Created the clinic FHIR import in UTC")
 
 
 def test_a_fhir_patient_born_implausibly_long_ago_imports_without_the_date(db, world):
