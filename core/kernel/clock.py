@@ -139,4 +139,10 @@ def quiet_ends(moment: datetime, start: time, end: time, tz: str) -> datetime | 
     if not in_quiet(at, start, end):
         return None
     overnight_evening = start > end and at >= start  # they end tomorrow morning
-    return local_edge_to_utc(local.date() + timedelta(days=overnight_evening), end, tz)
+    day = local.date() + timedelta(days=overnight_evening)
+    for _ in range(2):
+        until = local_edge_to_utc(day, end, tz)
+        if not in_quiet(to_local(until, tz).time().replace(tzinfo=None), start, end):
+            return until
+        day += timedelta(days=1)  # the spring change skipped all the hours between: a day on
+    return until

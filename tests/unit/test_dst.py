@@ -189,12 +189,14 @@ def test_time_off_typed_as_days_and_times_keeps_the_clinics_clock():
     after=st.integers(-24 * 4, 48 * 4),
 )
 @example(place=("America/New_York", date(2026, 3, 8)), begin=88, end=10, after=12)
+@example(place=("America/New_York", date(2026, 3, 8)), begin=9, end=8, after=0)
 def test_quiet_hours_end_when_the_clinics_clock_leaves_them(place, begin, end, after):
     """quiet_ends gives the moment the quiet hours end by the clinic's clock: then it is not
     quiet, a minute before it was, and from `moment` on nothing but the repeated hour of an
     autumn night (its clock going back before the start) leaves them. Before: quiet hours
     ending at a time the spring change skips (02:30 in New York) ran to 03:30 EDT, half an hour
-    after the clock left them at 03:00."""
+    after the clock left them at 03:00; and quiet from 02:15 to 02:00, whose quarter hour out
+    of them that night skips, were said to end at 03:00 EDT, when they had begun again."""
     tz, day = place
     start, stop = clock(begin * 15), clock(end * 15)
     moment = local_to_utc(day, time(0), tz) + timedelta(minutes=15 * after)
