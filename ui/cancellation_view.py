@@ -10,7 +10,13 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics.breakdowns import TOP, Group
-from core.analytics.cancellation_parts import Amounts, CancellationFigures, Counts, WhatIf
+from core.analytics.cancellation_parts import (
+    Amounts,
+    CancellationFigures,
+    Counts,
+    WhatIf,
+    every_week,
+)
 from core.kernel.errors import DomainError
 from core.kernel.money import NO_VALUE, ClinicFormat, minor_digits, to_major, typed_minor
 from ui import charts
@@ -201,19 +207,6 @@ def rate_ns(groups: list[Counts | None], suffix: str = "") -> dict[str, list[int
         "Cancellation rate" + suffix: [c.booked if c else 0 for c in groups],
         "No-show rate" + suffix: [c.visits_due if c else 0 for c in groups],
     }
-
-
-def every_week(f: CancellationFigures) -> list[Counts]:
-    """The weeks of the range (Monday to Monday), those without a booking too: a closed
-    fortnight over New Year is an empty stretch of the line, not two weeks apart drawn as
-    neighbours."""
-    found = {c.label: c for c in f.weekly}
-    monday = f.filters.start - timedelta(days=f.filters.start.weekday())
-    weeks = []
-    while monday <= f.filters.end:
-        weeks.append(found.get(monday.isoformat()) or Counts(monday.isoformat()))
-        monday += timedelta(days=7)
-    return weeks
 
 
 def dashboard(

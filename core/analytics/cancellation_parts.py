@@ -533,3 +533,16 @@ def untimed_declines_query(
     return select(i.clinic_id, i.daynum, i.b, func.count(), func.sum(i.s)).group_by(
         i.clinic_id, i.daynum, i.b
     )
+
+
+def every_week(f: CancellationFigures) -> list[Counts]:
+    """The weekly figures for every week of the range (Monday to Monday), those without a
+    booking too (n = 0): a closed fortnight over New Year is an empty stretch of the chart
+    and of the export, not two weeks apart drawn as neighbours."""
+    found = {c.label: c for c in f.weekly}
+    monday = f.filters.start - timedelta(days=f.filters.start.weekday())
+    weeks = []
+    while monday <= f.filters.end:
+        weeks.append(found.get(monday.isoformat()) or Counts(monday.isoformat()))
+        monday += timedelta(days=7)
+    return weeks

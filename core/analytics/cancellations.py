@@ -62,6 +62,7 @@ from core.analytics.cancellation_parts import (
     RepeatPatient,
     S,
     WhatIfResult,
+    every_week,
     rows_subquery,
     scope_of,
     untimed_declines_query,
@@ -385,7 +386,7 @@ def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> byt
         ("weekday", figures.by_weekday),
         ("hour", figures.by_hour),
         ("lead_time", figures.by_lead_time),
-        ("week", figures.weekly),
+        ("week", every_week(figures)),
         *by_group,
     ):
         for c in groups:  # each rate beside its own n (visits due: the no-show rate's)

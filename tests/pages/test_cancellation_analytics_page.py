@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core.analytics import cancellations as ca
 from core.analytics import confirmations
-from core.analytics.cancellation_parts import BOOKED
+from core.analytics.cancellation_parts import BOOKED, every_week
 from core.kernel.accounts import actor_of
 from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import load_settings
@@ -34,7 +34,6 @@ from db.models import (
     User,
 )
 from tests.pages.conftest import chart_click, every_clinic_speaks
-from ui.cancellation_view import every_week
 
 PAGE = "app_pages/cancellation_analytics.py"
 

@@ -509,6 +509,20 @@ def test_money_is_kept_per_currency_and_never_added_across(db, world, data):
     assert london.fees.no_show_assessed_cents == {"GBP": 8000}
 
 
+def test_the_export_has_every_week_the_chart_draws_the_empty_ones_with_n_0(db, world, data):
+    """The weekly chart keeps a week without bookings (n = 0); the export skipped it, so the
+    file's weeks and the chart's did not line up. Three weeks with bookings, two without."""
+    longer = parts.AnalyticsFilters(FILTERS.start, FILTERS.end + timedelta(days=21))
+    with db.write() as session:
+        payload = ca.export_csv(session, world.owner, longer).decode("utf-8-sig")
+    weeks = [line.split(",")[1] for line in payload.splitlines() if line.startswith("week,")]
+    mondays = ["2026-03-23", "2026-03-30", "2026-04-06", "2026-04-13", "2026-04-20"]
+    assert list(dict.fromkeys(weeks)) == mondays
+    for monday in mondays[3:]:
+        assert f"week,{monday},booked,0," in payload.splitlines()
+        assert f"week,{monday},no_show_rate,," in payload.splitlines()
+
+
 def test_the_export_has_a_currency_column_and_the_rates_by_provider_and_service(db, world, data):
     """Money is one row per currency, named; counts and rates name none. The rates by provider
     and by service the dashboard draws are there too (before: missing, and one sum of pounds
