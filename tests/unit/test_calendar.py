@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, select, text
 
@@ -374,19 +374,20 @@ def test_week_query_uses_the_clinic_start_index(db, world):
     moment=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)),
     tz=st.sampled_from(["Europe/London", "America/New_York", "Australia/Sydney", "UTC"]),
 )
+@example(moment=datetime(2027, 11, 7, 6, 0), tz="America/New_York")
 def test_an_event_time_sent_back_unchanged_is_the_same_instant(moment, tz):
-    """local_iso → the component → callback_time is the identity, except inside the repeated
-    hour of an autumn change, which a wall time cannot tell apart (its first occurrence wins)."""
+    """local_iso → the component → callback_time is the identity: inside the repeated hour of
+    an autumn change the event's offset says which occurrence it is. A clicked wall time
+    ("…Z") carries no offset: there it is the first occurrence, and the same instant anywhere
+    else. (Before, the test held a clicked time in the second occurrence to the event's
+    answer, and failed whenever its random examples drew one: 01:00 EST on 7 November 2027.)"""
     instant = moment.replace(second=0, microsecond=0, tzinfo=UTC)
-    back = calendar.callback_time(calendar.local_iso(instant, tz), tz)
+    assert calendar.callback_time(calendar.local_iso(instant, tz), tz) == instant
     local = instant.astimezone(ZoneInfo(tz))
-    if local.fold == 0 and local.replace(fold=1).utcoffset() == local.utcoffset():
-        assert back == instant
-    else:  # ambiguous wall time: read as its first occurrence, at most the DST shift earlier
-        assert timedelta(0) <= instant - back <= timedelta(hours=1)
-    # and the clicked wall time ("…Z") gives the same answer as the event's own string
     wall = local.replace(tzinfo=None).isoformat() + ".000Z"
-    assert calendar.callback_time(wall, tz) == back
+    first = local.replace(fold=0).astimezone(UTC)  # the earlier of the wall time's occurrences
+    assert calendar.callback_time(wall, tz) == first
+    assert first == instant or (local.fold == 1 and instant - first == timedelta(hours=1))
 
 
 def _proposed(db, world, day, hour=10, patient_id=None) -> int:
