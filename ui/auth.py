@@ -17,7 +17,14 @@ import streamlit as st
 from core.kernel import accounts
 from core.kernel.authz import Actor
 from core.kernel.errors import DomainError
-from ui.context import database, forget_if_saved, mark_saved, run_action, settings, show_error
+from ui.context import (
+    database,
+    forget_if_saved,
+    mark_saved,
+    run_in_steps,
+    settings,
+    show_error,
+)
 
 COOKIE = "clinicdesk_session"
 SESSION_KEY = "auth_session_id"
@@ -203,6 +210,12 @@ OWN_OPEN = "auth_own_open"
 OWN_DONE = "auth_own_done"  # the confirmation, shown after the rerun
 
 
+def _change_own(write, actor: Actor, current: str, new: str, **kwargs) -> object:
+    """The change in steps (its hashing outside the write): the refusal it returns, or True."""
+    refused = accounts.change_own_password(database().read, write, actor, current, new, **kwargs)
+    return refused or True
+
+
 def own_password_form() -> None:
     """The sidebar's "Change your password", for everyone signed in (after the owner's reset of
     a forgotten one, say): the current password, then the new one twice."""
@@ -226,14 +239,11 @@ def own_password_form() -> None:
         if st.form_submit_button("Change password"):
             if new != again:
                 st.error("The two new passwords differ; type the same one twice.")
-            elif done := run_action(
-                accounts.change_own_password,
-                current,
-                new,
-                keep_session_id=st.session_state.get(SESSION_KEY),
+            elif done := run_in_steps(
+                _change_own, current, new, keep_session_id=st.session_state.get(SESSION_KEY)
             ):
-                if done.value is not None:  # a wrong current password, counted (and kept)
-                    show_error(done.value)
+                if isinstance(done, DomainError):  # a wrong current password, counted (kept)
+                    show_error(done)
                     return
                 st.session_state[OWN_DONE] = (
                     "Your password is changed. You stay signed in here; anywhere else you "

@@ -309,8 +309,19 @@ def _reset(session: Session, actor: Actor, user: User, new_password: str, via: s
     audit.record(session, actor, "password_reset", "user", user.id, details=details)
 
 
+LOCKED = (
+    "Too many wrong passwords: the account is locked for 15 minutes, so nothing was changed. "
+    "Try again then, or ask the owner to reset it."
+)
+NOT_CURRENT = (
+    "That is not your current password, so nothing was changed. Type the one you signed in "
+    "with; if you have forgotten it, sign out and ask the owner to reset it."
+)
+
+
 def change_own_password(
-    session: Session,
+    read: Callable[[], ContextManager[Session]],
+    write: Callable[[], ContextManager[Session]],
     actor: Actor,
     current_password: str,
     new_password: str,
@@ -321,35 +332,47 @@ def change_own_password(
     current one first, then a new one as strong as a reset's. Every other session of theirs
     ends (`keep_session_id`, the one asking, goes on). A wrong current password is counted
     as a failed sign-in (returned, not raised, so the count is kept): after MAX_FAILURES the
-    account locks as it does at sign-in, so an unattended desk cannot be used to guess it."""
+    account locks as it does at sign-in, so an unattended desk cannot be used to guess it.
+
+    As at sign-in, the slow part (argon2 both ways, the strength check) runs between a read
+    (Database.read) and a short write (Database.write); a password changed in between (in
+    another tab) is checked again."""
     if actor.user_id is None:
         raise ValidationError("Sign in to change your password.")
-    user = _user(session, actor.user_id)
-    now = utcnow()
-    if user.locked_until and user.locked_until > now:
-        return AuthenticationFailed(
-            "Too many wrong passwords: the account is locked for 15 minutes, so nothing was "
-            "changed. Try again then, or ask the owner to reset it."
-        )
-    if not _verify(user.password_hash, current_password or ""):
-        _count_failure(session, user, now)
-        return AuthenticationFailed(
-            "That is not your current password, so nothing was changed. Type the one you "
-            "signed in with; if you have forgotten it, sign out and ask the owner to reset it."
-        )
-    if new_password == current_password:
-        raise ValidationError("The new password is the current one; choose another.")
-    check_password_strength(
-        new_password or "", user_inputs=(user.username, user.display_name, user.email or "")
-    )
-    user.password_hash = _hasher.hash(new_password)
-    others = [UserSession.user_id == user.id, UserSession.ended_at.is_(None)]
-    if keep_session_id is not None:
-        others.append(UserSession.id != keep_session_id)
-    session.execute(update(UserSession).where(*others).values(ended_at=now))
-    user.failed_attempts = 0
-    audit.record(session, actor, "password_changed", "user", user.id)
-    return None
+    for _ in range(3):
+        with read() as session:
+            user = _user(session, actor.user_id)
+            seen, locked_until = user.password_hash, user.locked_until
+            known = (user.username, user.display_name, user.email or "")
+        if locked_until and locked_until > utcnow():
+            return AuthenticationFailed(LOCKED)
+        right = _verify(seen, current_password or "")
+        if right:
+            if new_password == current_password:
+                raise ValidationError("The new password is the current one; choose another.")
+            check_password_strength(new_password or "", user_inputs=known)
+            new_hash = _hasher.hash(new_password)
+        with write() as session:
+            user = session.get(User, actor.user_id, with_for_update=True)
+            if user is None:
+                raise NotFound(f"There is no user #{actor.user_id}.")
+            if user.password_hash != seen:
+                continue  # changed meanwhile: the current password is checked against it
+            now = utcnow()
+            if user.locked_until and user.locked_until > now:
+                return AuthenticationFailed(LOCKED)
+            if not right:
+                _count_failure(session, user, now)
+                return AuthenticationFailed(NOT_CURRENT)
+            user.password_hash = new_hash
+            others = [UserSession.user_id == user.id, UserSession.ended_at.is_(None)]
+            if keep_session_id is not None:
+                others.append(UserSession.id != keep_session_id)
+            session.execute(update(UserSession).where(*others).values(ended_at=now))
+            user.failed_attempts = 0
+            audit.record(session, actor, "password_changed", "user", user.id)
+            return None
+    return AuthenticationFailed(NOT_CURRENT)
 
 
 # ---------------------------------------------------------------- signing in

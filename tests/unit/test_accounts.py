@@ -206,10 +206,9 @@ def test_a_person_changes_their_own_password_after_a_reset(db, world):
         accounts.reset_password(session, world.owner, world.staff.user_id, "tangerine quarry 1")
     here = _sign_in(db, "staff", "tangerine quarry 1")
     elsewhere = _sign_in(db, "staff", "tangerine quarry 1")
-    with db.write() as session:  # counted as a failed sign-in: returned, so the count stays
-        wrong = accounts.change_own_password(
-            session, world.staff, "wrong one here", "lantern orchard pebble"
-        )
+    wrong = accounts.change_own_password(  # counted as a failed sign-in: returned, kept
+        db.read, db.write, world.staff, "wrong one here", "lantern orchard pebble"
+    )
     assert isinstance(wrong, AuthenticationFailed) and "not your current password" in str(wrong)
     with db.read() as session:
         assert session.get(User, world.staff.user_id).failed_attempts == 1
@@ -218,18 +217,21 @@ def test_a_person_changes_their_own_password_after_a_reset(db, world):
         ("tangerine quarry 1", "password12", "too easy to guess"),
     ]
     for current, new, words in cases:
-        with db.write() as session, pytest.raises(ValidationError, match=words):
+        with pytest.raises(ValidationError, match=words):
             accounts.change_own_password(
-                session, world.staff, current, new, keep_session_id=here.session_id
+                db.read, db.write, world.staff, current, new, keep_session_id=here.session_id
             )
-    with db.write() as session:
+    assert (
         accounts.change_own_password(
-            session,
+            db.read,
+            db.write,
             world.staff,
             "tangerine quarry 1",
             "lantern orchard pebble rowing",
             keep_session_id=here.session_id,
         )
+        is None
+    )
     with db.write() as session:
         assert accounts.touch_session(session, here.session_id, 480) is not None
         assert accounts.touch_session(session, elsewhere.session_id, 480) is None
@@ -474,20 +476,88 @@ def test_a_run_peeks_at_a_live_session_without_writing(db, world):
         assert accounts.peek_session(session, staff.session_id, 480) is None
 
 
+def test_changing_a_password_hashes_outside_the_write_and_rechecks_a_change_meanwhile(
+    db, world, monkeypatch
+):
+    """As at sign-in, argon2 runs while no write transaction is open (before: inside it,
+    holding SQLite's one write lock for the hashing). A password changed in another tab
+    between the check and the write is checked again: the old one no longer changes it."""
+    writing = []
+
+    @contextlib.contextmanager
+    def write():
+        writing.append(True)
+        try:
+            with db.write() as session:
+                yield session
+        finally:
+            writing.pop()
+
+    class Watched:
+        def __init__(self, hasher):
+            self.hasher, self.in_write = hasher, []
+
+        def hash(self, password):
+            self.in_write.append(bool(writing))
+            return self.hasher.hash(password)
+
+        def verify(self, stored, password):
+            self.in_write.append(bool(writing))
+            return self.hasher.verify(stored, password)
+
+        def __getattr__(self, name):  # the rest (check_needs_rehash) as it is
+            return getattr(self.hasher, name)
+
+    watched = Watched(accounts._hasher)
+    monkeypatch.setattr(accounts, "_hasher", watched)
+    done = accounts.change_own_password(
+        db.read, write, world.staff, PASSWORD, "lantern orchard pebble rowing"
+    )
+    assert done is None and watched.in_write and not any(watched.in_write)
+
+    reads = []
+
+    @contextlib.contextmanager
+    def read_then_another_tab():
+        with db.read() as session:
+            yield session
+        if not reads:  # the other tab changes it once the first check has read the row
+            assert (
+                accounts.change_own_password(
+                    db.read,
+                    db.write,
+                    world.staff,
+                    "lantern orchard pebble rowing",
+                    "quartz meadow 7",
+                )
+                is None
+            )
+        reads.append(True)
+
+    said = accounts.change_own_password(
+        read_then_another_tab,
+        db.write,
+        world.staff,
+        "lantern orchard pebble rowing",
+        "velvet harbour crane 42",
+    )
+    assert isinstance(said, AuthenticationFailed) and "not your current password" in str(said)
+    assert len(reads) == 2  # checked again against the password the other tab set
+    assert isinstance(_sign_in(db, "staff", "quartz meadow 7"), accounts.SignedIn)
+
+
 def test_guessing_the_current_password_locks_the_account(db, world):
     """An unattended desk cannot be used to guess its user's password through Change your
     password: wrong ones count as failed sign-ins and lock the account, which then refuses
     even the right one until the lock ends."""
     for _ in range(accounts.MAX_FAILURES):
-        with db.write() as session:
-            said = accounts.change_own_password(
-                session, world.staff, "a wrong guess", "lantern orchard pebble"
-            )
-        assert isinstance(said, AuthenticationFailed)
-    with db.write() as session:
         said = accounts.change_own_password(
-            session, world.staff, PASSWORD, "lantern orchard pebble rowing"
+            db.read, db.write, world.staff, "a wrong guess", "lantern orchard pebble"
         )
+        assert isinstance(said, AuthenticationFailed)
+    said = accounts.change_own_password(
+        db.read, db.write, world.staff, PASSWORD, "lantern orchard pebble rowing"
+    )
     assert isinstance(said, AuthenticationFailed) and "locked for 15 minutes" in str(said)
     assert isinstance(_sign_in(db, "staff", PASSWORD), AuthenticationFailed)
     with db.read() as session:
