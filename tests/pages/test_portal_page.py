@@ -934,3 +934,31 @@ def test_a_waitlist_entry_the_practice_can_no_longer_offer_says_so_in_the_portal
     said = " ".join(w.value for w in at.warning)
     assert "The practice no longer offers Skin renewal, so no time will be offered" in said, said
     assert f"Withdraw it or call the practice on {phone}." in said
+
+
+def test_a_session_that_lapsed_while_the_change_form_was_open_says_so_and_sends_nothing(app_db):
+    """The patient opened Cancel or reschedule, left the phone for longer than the idle limit,
+    then pressed Yes: the portal showed the bare sign-in form, with no word of why or of
+    whether the cancellation went. It now says the session ended and nothing was sent."""
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_change_{appointment_id}").click().run()
+    assert "portal_change_yes" in [b.key for b in at.button]
+    database = _db(app_db)
+    with database.write() as s:  # 31 minutes pass with the form open
+        s.execute(update(PortalSession).values(last_seen_at=utcnow() - timedelta(minutes=31)))
+    database.dispose()
+    at.button(key="portal_change_yes").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Patient portal"
+    said = " ".join(w.value for w in at.warning)
+    assert "signed out of the portal after 30 minutes without activity" in said, said
+    assert "was not sent. Please sign in again below" in said
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
+        assert s.scalar(select(PortalSession.ended_at)) is not None
+    database.dispose()
+    at.text_input(key="portal_sign_in_address").input("nobody@example.invalid")
+    at.button[0].click().run()
+    assert not at.warning  # said once, not on every press of the sign-in form

@@ -22,6 +22,12 @@ T = TypeVar("T")
 SESSION_KEY = "portal_session_id"
 SIGNED_OUT_KEY = "portal_signed_out"
 FLASH_KEY = "portal_flash"
+LAPSED_KEY = "portal_lapsed"  # this tab's session ended under the patient: say so at sign-in
+LAPSED = (
+    "You were signed out of the portal after {minutes} minutes without activity (or from "
+    "another window), so what you were doing was not sent. Please sign in again below, then "
+    "do it once more."
+)
 # a sign-in request is answered no sooner than this: a known address costs a few milliseconds
 # more (a token, a message, an audit row), which the answer's timing must not tell
 ANSWER_SECONDS = 0.5
@@ -56,12 +62,15 @@ def current_patient_id() -> int | None:
     """The signed-in patient for this run, from the portal session (kept in session state, or
     found from the portal cookie after a page load), touched against the idle limit."""
     session_id = st.session_state.get(SESSION_KEY)
+    was_signed_in = session_id is not None
     with database().write() as session:
         if session_id is None:
             session_id = sign_in.session_id_for(session, _cookie())
         patient_id = sign_in.touch(session, session_id, settings().portal_idle_minutes)
     if patient_id is None:
         st.session_state.pop(SESSION_KEY, None)
+        if was_signed_in:  # a press or a form sent after the idle limit: it did nothing
+            st.session_state[LAPSED_KEY] = LAPSED.format(minutes=settings().portal_idle_minutes)
     else:
         st.session_state[SESSION_KEY] = session_id
     return patient_id
@@ -112,6 +121,8 @@ def clear_cookie_in_browser() -> None:
 def sign_in_form() -> None:
     st.title("Patient portal")
     show_flash()
+    if lapsed := st.session_state.pop(LAPSED_KEY, None):
+        st.warning(lapsed, icon=":material/timer_off:")
     clear_cookie_in_browser()
     st.write(
         "Enter the email address or mobile number the practice has for you. We will send you a "
