@@ -388,6 +388,13 @@ def change_preview(
             if change.status == ChangeStatus.OPEN
             else "The practice has proposed a new time: please accept or decline it."
         )
+    elif not ev.online_allowed and appointment.reschedule_count >= ev.max_reschedules:
+        # neither choice is left online: the form would offer nothing to send
+        phone = appointment.clinic.phone
+        reason = (
+            "This appointment cannot be cancelled or moved online any more under the "
+            f"practice's policy: please call the practice{f' on {phone}' if phone else ''}."
+        )
     money = money_format(appointment.clinic).money
     fee = ev.fee_cents if appointment.status == S.SCHEDULED else 0  # as cancelling assesses it
     plan = prepay.settlement(session, appointment, keep_cents=fee)
@@ -457,6 +464,8 @@ def ask_change(
     if not preview.changeable:
         raise ValidationError(preview.reason_not + " Please contact the practice.")
     check_terms(shown, preview.terms, preview.when)
+    if kind not in {k.value for k in ChangeKind}:
+        raise ValidationError("Please choose whether to cancel or to move the appointment.")
     kind = ChangeKind(kind)
     if kind == ChangeKind.RESCHEDULE and requested_day is None:
         raise ValidationError("Please choose the day you would prefer.")

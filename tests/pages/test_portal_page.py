@@ -962,3 +962,38 @@ def test_a_session_that_lapsed_while_the_change_form_was_open_says_so_and_sends_
     at.text_input(key="portal_sign_in_address").input("nobody@example.invalid")
     at.button[0].click().run()
     assert not at.warning  # said once, not on every press of the sign-in form
+
+
+def test_a_visit_neither_cancellable_nor_movable_online_says_to_call_instead_of_failing(app_db):
+    """The policy takes no cancellation online and the visit was moved the most times it
+    allows: the change panel offered an empty choice and its Yes raised a traceback. It now
+    says the visit cannot be changed online and gives the practice's number."""
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        appointment = s.get(Appointment, appointment_id)
+        for service_id in (None, appointment.service_id):
+            s.add(
+                CancellationPolicy(
+                    clinic_id=appointment.clinic_id,
+                    service_id=service_id,
+                    version=99,
+                    effective_at=utcnow() - timedelta(minutes=1),
+                    window_hours=12,
+                    online_cancel_allowed=False,
+                    max_reschedules=1,
+                    policy_text="Please call us.",
+                )
+            )
+        appointment.reschedule_count = 1
+        phone = appointment.clinic.phone
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_change_{appointment_id}").click().run()
+    assert not at.exception, at.exception
+    said = " ".join(str(i.value) for i in at.info)
+    assert "cannot be cancelled or moved online any more" in said, said
+    assert f"please call the practice on {phone}." in said
+    assert "portal_change_yes" not in [b.key for b in at.button]
+    with _db(app_db).read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED

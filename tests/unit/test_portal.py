@@ -968,3 +968,18 @@ def test_a_patient_withdraws_a_request_still_waiting_and_no_other(db, world):
         )  # fmt: skip
     with db.write() as s, pytest.raises(ValidationError, match="still waiting"):
         home.withdraw_request(s, world.patient_id, second)
+
+
+def test_a_visit_neither_cancellable_nor_movable_online_is_not_changeable(db, world):
+    """No online cancellation and no move left: the preview refuses (it offered an empty
+    choice before), and a request with no kind is a clear error, not a ValueError."""
+    _enrol(db, world.patient_id)
+    _policy(db, world, online_cancel_allowed=False, max_reschedules=0)
+    appointment_id = _appointment(db, world)
+    with db.read() as s:
+        preview = home.change_preview(s, world.patient_id, appointment_id)
+    assert not preview.changeable
+    assert "cannot be cancelled or moved online any more" in preview.reason_not
+    _policy(db, world, version=2, max_reschedules=2)  # a move is possible again
+    with db.write() as s, pytest.raises(ValidationError, match="cancel or to move"):
+        home.ask_change(s, world.patient_id, appointment_id, kind=None)
