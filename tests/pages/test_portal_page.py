@@ -16,6 +16,7 @@ from core.kernel.authz import SYSTEM
 from core.kernel.clock import local_today, to_local
 from core.kernel.config import load_settings
 from core.kernel.money import format_day_range, format_moment, format_money
+from core.payments.providers import Checkout
 from core.portal import home, sign_in
 from core.portal import waitlist as portal_waitlist
 from core.scheduling.availability import suggest_slots
@@ -51,6 +52,7 @@ from db.models import (
 from db.types import utcnow
 from tests.pages.conftest import ROOT, every_clinic_speaks
 from tests.pages.test_hostile_names import HOSTILE, unescaped
+from ui.patient_portal import appointments as portal_appointments
 from ui.text import escape
 
 
@@ -997,3 +999,47 @@ def test_a_visit_neither_cancellable_nor_movable_online_says_to_call_instead_of_
     assert "portal_change_yes" not in [b.key for b in at.button]
     with _db(app_db).read() as s:
         assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
+
+
+class _CardProvider:
+    """A card provider that takes cards online and hands out checkout pages (no network)."""
+
+    online = True
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+
+    def checkout(self, *, payment_id, **_) -> Checkout:
+        self.started.append(payment_id)
+        return Checkout(f"cs_test_{payment_id}", f"https://pay.example/cs_test_{payment_id}")
+
+
+def test_a_second_press_on_pay_now_after_the_card_page_opened_spends_nothing_again(
+    app_db, monkeypatch
+):
+    """Points and card: Pay now answered with a link under the form, and the form stayed. A
+    patient on a phone who did not see the link pressed again: the points were spent a second
+    time and a second card payment was opened. Now the form gives way to the link."""
+    patient_id, appointment_id, _ = _at_clinic(app_db, "GBP")
+    card = _CardProvider()
+    monkeypatch.setattr(portal_appointments, "provider_for", lambda _settings: card)
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_pay_{appointment_id}").click().run()
+    at.number_input(key="portal_pay_points").set_value(2)
+    pay_now = f"FormSubmitter:portal_pay_form_{appointment_id}-Pay now"
+    at.button(key=pay_now).click().run()
+    assert not at.exception and not at.error
+    assert len(card.started) == 1
+    if pay_now in [b.key for b in at.button]:  # the old page: the form is still offered
+        at.button(key=pay_now).click().run()
+    assert pay_now not in [b.key for b in at.button]
+    assert any("Finish it on the secure payment page" in i.value for i in at.info)
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.get(Patient, patient_id).points_balance == 4  # 2 spent, once
+        pending = select(Payment).where(
+            Payment.appointment_id == appointment_id, Payment.method == "stripe"
+        )
+        assert len(s.scalars(pending).all()) == 1
+    database.dispose()
+    assert len(card.started) == 1

@@ -152,6 +152,16 @@ def _form(form) -> None:
 
 
 def _pay(appointment_id: int) -> None:
+    started = f"portal_pay_checkout_{appointment_id}"  # the card payment begun on this page
+    if url := st.session_state.get(started):
+        # no second Pay now: it would spend the points again and open a second card payment
+        st.info(
+            "Your card payment has been started. Finish it on the secure payment page; it "
+            "shows here as paid within a minute.",
+            icon=":material/credit_card:",
+        )
+        st.link_button("Continue to the secure card payment", url, type="primary")
+        return
     provider = provider_for(settings().stripe)
     with database().read() as session:
         view = home.pay_view(session, _me(), appointment_id, card_online=provider.online)
@@ -193,7 +203,8 @@ def _pay(appointment_id: int) -> None:
             return_url=f"{settings().base_url}/portal",
         )
         if result and result.checkout_url:
-            st.link_button("Continue to the secure card payment", result.checkout_url)
+            st.session_state[started] = result.checkout_url
+            st.rerun()
         elif result:
             st.session_state[PAY_KEY] = None
             flash(result.message)
