@@ -19,7 +19,6 @@ from core.scheduling import visits
 from core.scheduling.codes import CODE_PREFIX, issue_code, qr_png
 from core.scheduling.lifecycle import Outcome, treatment_of
 from db.models import Appointment, AppointmentKind, AppointmentStatus, LinkToken
-from db.types import utcnow
 
 # ---------------------------------------------------------------- at the desk
 
@@ -50,9 +49,10 @@ def check_in_by_code(
 ) -> Outcome:
     """Check the patient in from a scanned or typed code; a code works once.
 
-    Wrong, foreign (another kind of link, or another clinic's appointment), expired and used
-    codes each get their own message, as does a code for another clinic-local day (the code
-    stays unused: it works on the day); the whole step is one transaction with the check-in."""
+    Wrong, foreign (another kind of link, or another clinic's appointment) and used codes each
+    get their own message, as does a code for another clinic-local day (the code stays unused:
+    it works on the day, also after the visit was moved there); the whole step is one
+    transaction with the check-in."""
     ensure(actor, Permission.APPOINTMENTS_CHECK_IN)
     raw = _raw(code)
     row = session.scalar(select(LinkToken).where(LinkToken.token_hash == tokens.hash_token(raw)))
@@ -80,11 +80,11 @@ def check_in_by_code(
             f"This code was used already at {clinic_time(clinic, row.used_at)}; a code works once. "
             f"The appointment of {who} is {appointment.status.value.replace('_', ' ')}."
         )
-    if row.expires_at <= utcnow():
-        raise ValidationError(
-            f"This check-in code expired on {clinic_time(clinic, row.expires_at)}. "
-            f"Find {who}'s appointment and mark them arrived by hand."
-        )
+    # A code checks in its appointment on the appointment's clinic-local day, whenever that is
+    # now: a visit moved to a later day keeps the code of its confirmation, whose stored expiry
+    # (what lets old codes be pruned) followed the first time. On any other day the desk hears
+    # the visit's day, not "expired, mark them arrived by hand", which that day refuses; a visit
+    # no longer scheduled is refused by check_in below, saying what became of it.
     if appointment.status == AppointmentStatus.SCHEDULED and appointment.start_at is not None:
         if refusal := visits.check_in_day_refusal(appointment, now, what="This code"):
             raise ValidationError(refusal)

@@ -33,10 +33,14 @@ S = AppointmentStatus
 TZ = "Europe/London"
 
 
+def scheduled_start():
+    """In two hours, but on the clinic's today (check-in is open that day only)."""
+    midnight = local_to_utc(to_local(utcnow(), TZ).date() + timedelta(days=1), time(0), TZ)
+    return min(utcnow() + timedelta(hours=2), midnight - timedelta(minutes=1))
+
+
 def scheduled(db, world, start=None, minutes=30) -> int:
-    if start is None:  # in two hours, but on the clinic's today (check-in is open that day only)
-        midnight = local_to_utc(to_local(utcnow(), TZ).date() + timedelta(days=1), time(0), TZ)
-        start = min(utcnow() + timedelta(hours=2), midnight - timedelta(minutes=1))
+    start = start or scheduled_start()
     with db.write() as session:
         row = make_visit(
             session,
@@ -83,13 +87,8 @@ def test_wrong_codes_get_a_clear_message(db, world, code):
         scan(db, world.staff, code)
 
 
-def test_expired_and_foreign_codes_are_refused(db, world):
+def test_foreign_codes_are_refused(db, world):
     appointment_id = scheduled(db, world)
-    code = code_for(db, world, appointment_id)
-    with db.write() as session:
-        session.execute(update(LinkToken).values(expires_at=utcnow() - timedelta(minutes=1)))
-    with pytest.raises(ValidationError, match="expired"):
-        scan(db, world.staff, code)
     with db.write() as session:
         survey = tokens.issue(session, "survey", appointment_id, timedelta(days=1)).raw
         other = Clinic(name="Other", timezone=TZ)
@@ -116,6 +115,53 @@ def test_a_cancelled_appointment_is_not_checked_in_and_the_code_stays_unused(db,
     with db.read() as session:
         token = session.scalar(select(LinkToken).where(LinkToken.purpose == "check_in"))
         assert token.used_at is None
+
+
+def _moved(db, world, appointment_id, start) -> None:
+    """The visit moved to `start` as the desk moves it (its code stays the one first sent)."""
+    with db.write() as session:
+        moves.reschedule(
+            session,
+            world.staff,
+            appointment_id,
+            start_at=start,
+            allow_double_booking=True,
+            outside_hours_override=True,
+        )
+
+
+def test_a_visit_moved_to_a_later_day_is_checked_in_by_the_code_it_was_sent(db, world):
+    """The confirmation's code expires a day after the visit's first time; moved since to
+    today, the patient's code works today (it said "expired … mark them arrived by hand")."""
+    appointment_id = scheduled(db, world, utcnow() + timedelta(days=3))
+    code = code_for(db, world, appointment_id)
+    with db.write() as session:  # sent for a visit at an earlier time, over since
+        first = utcnow() - timedelta(days=2)
+        session.execute(update(LinkToken).values(expires_at=first + timedelta(days=1)))
+    _moved(db, world, appointment_id, scheduled_start())
+    outcome = scan(db, world.staff, code, clinic_id=world.clinic_id)
+    assert outcome.status == S.CHECKED_IN
+    with pytest.raises(ValidationError, match="used already"):
+        scan(db, world.staff, code)
+
+
+def test_yesterdays_expired_code_names_the_visits_day_not_a_check_in_that_refuses(db, world):
+    """A past visit's code, expired: the desk hears it can no longer be checked in and what to
+    do instead (it said "mark them arrived by hand", which the visit's day then refuses)."""
+    yesterday = local_to_utc(to_local(utcnow(), TZ).date() - timedelta(days=1), time(11), TZ)
+    appointment_id = scheduled(db, world, yesterday)
+    code = code_for(db, world, appointment_id)
+    with db.write() as session:
+        session.execute(update(LinkToken).values(expires_at=utcnow() - timedelta(minutes=1)))
+    with pytest.raises(ValidationError) as refused:
+        scan(db, world.staff, code)
+    assert "can no longer be checked in. Record the visit as completed or a no-show" in str(
+        refused.value
+    )
+    assert "arrived by hand" not in str(refused.value)
+    # what it says holds: a by-hand check-in is refused too
+    with db.write() as session, pytest.raises(InvalidTransition, match="no longer be checked in"):
+        visits.check_in(session, world.staff, appointment_id)
 
 
 def test_a_code_for_another_day_is_refused_and_stays_usable_on_the_day(db, world):
