@@ -99,9 +99,7 @@ if c3.button("Refresh", key="today_refresh", icon=":material/refresh:"):
 rows, forms = _rows(me, clinic_id)
 calls = _calls(me, clinic_id)
 call_list_panel(calls)
-counts = today.stage_counts(rows)
-for column, (stage, count) in zip(st.columns(len(counts)), counts.items(), strict=True):
-    column.metric(f"{ICONS[stage]} {stage}", count)
+counters = st.container()  # above the table, filled once the provider filter is read
 providers = {r.provider_id or ALL: r.provider for r in rows}
 if mine and clinic_id in mine.clinic_ids:
     providers.setdefault(mine.id, mine.name)
@@ -115,6 +113,9 @@ provider = c2.selectbox(
 )
 if provider:
     rows = [r for r in rows if r.provider_id == provider]
+counts = today.stage_counts(rows)  # of the rows shown: a provider's own day when filtered
+for column, (stage, count) in zip(counters.columns(len(counts)), counts.items(), strict=True):
+    column.metric(f"{ICONS[stage]} {stage}", count)
 confirmed_caption(rows)
 if not rows:
     st.info("No appointments today at this clinic.")

@@ -282,3 +282,23 @@ def test_a_visit_added_elsewhere_above_the_selected_row_does_not_move_the_press(
     _select(at, later)  # selected again: acts on it
     at.button(key=f"today_in_{later}").click().run()
     assert _status(app_db, later) == AppointmentStatus.CHECKED_IN
+
+
+def test_the_counters_count_the_provider_the_board_is_filtered_to(app_as, app_db):
+    """With a provider chosen, the stage counters add up to the rows shown (they counted the
+    whole clinic, so a provider's own day read, say, 9 expected over a table of 3)."""
+    mine = [_add(app_db, today_in(30)), _add(app_db, today_in(50))]
+    other = _add(app_db, today_in(40), provider_id=2)
+    at = app_as("staff", PAGE)
+    assert _board(at).loc[other, "Provider"] != _board(at).loc[mine[0], "Provider"]
+    box = at.selectbox(key="today_provider")
+    box.select(1).run()  # provider #1, the one `mine` are with
+    assert not at.exception, at.exception
+    shown = _board(at)
+    counts = {m.label.split(" ", 1)[1]: int(m.value) for m in at.metric}
+    assert sum(counts.values()) == len(shown), (counts, len(shown))
+    assert counts["Expected"] == sum("Expected" in s for s in shown["Stage"])
+    assert set(mine) <= set(shown.index) and other not in shown.index
+    at.selectbox(key="today_provider").select(0).run()  # all providers
+    every = {m.label.split(" ", 1)[1]: int(m.value) for m in at.metric}
+    assert sum(every.values()) == len(_board(at)) > len(shown)
