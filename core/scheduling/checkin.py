@@ -18,7 +18,8 @@ from core.kernel.money import clinic_time, format_clock
 from core.scheduling import visits
 from core.scheduling.codes import CODE_PREFIX, issue_code, qr_png
 from core.scheduling.lifecycle import Outcome, treatment_of
-from db.models import Appointment, AppointmentKind, AppointmentStatus, LinkToken
+from core.scheduling.states import ENTITY, Action
+from db.models import Appointment, AppointmentKind, AppointmentStatus, AuditEvent, LinkToken
 
 # ---------------------------------------------------------------- at the desk
 
@@ -63,7 +64,14 @@ def check_in_by_code(
             "This code is not a check-in code (it belongs to another kind of patient link). "
             "Ask for the QR code from the appointment confirmation."
         )
-    appointment = session.get(Appointment, row.subject_id)
+    # locked (as check_in locks it) before its status is read: a check-in at another desk
+    # meanwhile is waited for and then said, not met later as a bare refusal
+    appointment = session.scalar(
+        select(Appointment)
+        .where(Appointment.id == row.subject_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if appointment is None:
         raise ValidationError(_NOT_A_CODE)
     who = appointment.patient.full_name if appointment.patient else "the patient"
@@ -80,6 +88,8 @@ def check_in_by_code(
             f"This code was used already at {clinic_time(clinic, row.used_at)}; a code works once. "
             f"The appointment of {who} is {appointment.status.value.replace('_', ' ')}."
         )
+    if appointment.status == AppointmentStatus.CHECKED_IN:  # by hand, or by another code
+        raise ValidationError(_checked_in_already(session, appointment, who))
     # A code checks in its appointment on the appointment's clinic-local day, whenever that is
     # now: a visit moved to a later day keeps the code of its confirmation, whose stored expiry
     # (what lets old codes be pruned) followed the first time. On any other day the desk hears
@@ -94,6 +104,25 @@ def check_in_by_code(
         raise ValidationError("This code was used a moment ago at another desk.") from None
 
     return visits.check_in(session, actor, appointment.id, now=now)
+
+
+def _checked_in_already(session: Session, appointment: Appointment, who: str) -> str:
+    """'Ivy Walker is checked in already (at …, by Sam Lee); nothing more to do for this code.'"""
+    event = session.scalar(
+        select(AuditEvent)
+        .where(
+            AuditEvent.entity == ENTITY,
+            AuditEvent.entity_id == appointment.id,
+            AuditEvent.action == Action.CHECK_IN.value,
+        )
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+    arrived = appointment.checked_in_at or (event.at if event else None)
+    when = [f"at {clinic_time(appointment.clinic, arrived)}"] if arrived else []
+    when += [f"by {event.actor_label}"] if event else []
+    said = f" ({', '.join(when)})" if when else ""
+    return f"{who} is checked in already{said}; nothing more to do for this code."
 
 
 def arrival_text(session: Session, actor: Actor, appointment_id: int) -> str:

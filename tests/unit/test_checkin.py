@@ -5,6 +5,8 @@ Re-run on PostgreSQL by tests/integration/test_calendar_pg.py."""
 from __future__ import annotations
 
 import io
+import threading
+import time as time_module
 from datetime import time, timedelta
 
 import pytest
@@ -13,7 +15,8 @@ from sqlalchemy import select, update
 
 from core.kernel import tokens
 from core.kernel.clock import local_to_utc, to_local
-from core.kernel.errors import InvalidTransition, PermissionDenied, ValidationError
+from core.kernel.errors import DomainError, InvalidTransition, PermissionDenied, ValidationError
+from core.kernel.money import clinic_time
 from core.scheduling import appointments, checkin, codes, moves, today, visits
 from core.scheduling.states import Action
 from db.models import (
@@ -190,6 +193,57 @@ def test_a_code_for_another_day_is_refused_and_stays_usable_on_the_day(db, world
     # on the day itself, before the time, the code works
     on_the_day = local_to_utc(day, time(8, 30), TZ)
     assert scan(db, world.staff, code, now=on_the_day).status == S.CHECKED_IN
+
+
+def test_a_code_for_a_patient_checked_in_by_hand_says_so_and_by_whom(db, world):
+    """Checked in by hand at one desk, then the code scanned at another: the desk hears who
+    did it and when (it read "A checked-in appointment cannot be checked in. What it allows:
+    undo the check-in, complete")."""
+    appointment_id = scheduled(db, world)
+    code = code_for(db, world, appointment_id)
+    with db.write() as session:
+        visits.check_in(session, world.manager, appointment_id)
+        row = session.get(Appointment, appointment_id)
+        arrived = clinic_time(row.clinic, row.checked_in_at)
+    with pytest.raises(ValidationError) as refused:
+        scan(db, world.staff, code, clinic_id=world.clinic_id)
+    said = str(refused.value)
+    assert said.startswith(f"Alex Morgan is checked in already (at {arrived}, by ")
+    assert f"by {world.manager.label}); nothing more to do" in said and "undo" not in said
+    with db.read() as session:  # nothing was used or changed
+        assert session.scalar(select(LinkToken.used_at)) is None
+        assert session.get(Appointment, appointment_id).status == S.CHECKED_IN
+
+
+def test_a_code_scanned_while_another_desk_checks_the_patient_in_says_so(db, world):
+    """The desk's check-in by hand commits while the scan is under way: the scan waits for it
+    and says the patient is checked in already, by whom (on PostgreSQL it read the visit as
+    scheduled, then met the bare "cannot be checked in" refusal)."""
+    appointment_id = scheduled(db, world)
+    code = code_for(db, world, appointment_id)
+    in_hand, results = threading.Event(), []
+
+    def by_hand():
+        with db.write() as session:
+            visits.check_in(session, world.manager, appointment_id)
+            in_hand.set()
+            time_module.sleep(0.5)  # the scan starts meanwhile and waits for this commit
+
+    def scanning():
+        in_hand.wait(10)
+        try:
+            scan(db, world.staff, code, clinic_id=world.clinic_id)
+            results.append("checked in")
+        except DomainError as error:
+            results.append(str(error))
+
+    threads = [threading.Thread(target=by_hand), threading.Thread(target=scanning)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    [said] = results
+    assert said.startswith("Alex Morgan is checked in already") and world.manager.label in said
 
 
 def test_a_mistaken_check_in_can_be_undone_and_is_audited(db, world):
