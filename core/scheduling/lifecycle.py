@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -46,6 +46,7 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     Channel,
+    LinkToken,
     Provider,
     Source,
 )
@@ -483,6 +484,20 @@ def place(
     details.update(hold_resources(session, appointment, start_at, end_at, allow_double_booking))
     appointment.provider_id, appointment.provider = provider_id, provider
     appointment.start_at, appointment.end_at = start_at, end_at
+    # its check-in code (core.scheduling.codes) is kept until a day after the visit wherever
+    # it moves: pruned by the first time's expiry, a visit moved a month on lost its code
+    # (no flush here: the visit's version counts the transition's one write)
+    with session.no_autoflush:
+        session.execute(
+            update(LinkToken)
+            .where(
+                LinkToken.purpose == "check_in",
+                LinkToken.subject_id == appointment.id,
+                LinkToken.used_at.is_(None),
+            )
+            .values(expires_at=start_at + timedelta(days=1))
+            .execution_options(synchronize_session=False)
+        )
     return details
 
 

@@ -148,6 +148,21 @@ def test_a_visit_moved_to_a_later_day_is_checked_in_by_the_code_it_was_sent(db, 
         scan(db, world.staff, code)
 
 
+def test_a_visit_moved_two_months_on_keeps_its_code_past_the_first_times_pruning(db, world):
+    """Housekeeping deletes check-in codes 30 days after they expire; a code kept the expiry of
+    the visit's first time, so a visit moved two months on lost it before its day ("not a
+    ClinicDesk check-in code"). The expiry now follows the visit."""
+    appointment_id = scheduled(db, world, utcnow() + timedelta(days=3))
+    code_for(db, world, appointment_id)
+    later = utcnow().replace(microsecond=0) + timedelta(days=60)
+    _moved(db, world, appointment_id, later)
+    with db.read() as session:
+        token = session.scalar(select(LinkToken).where(LinkToken.purpose == "check_in"))
+        assert token.expires_at == later + timedelta(days=1)
+        pruned_then = utcnow() + timedelta(days=40)  # past the first time's expiry and keep
+        assert not session.scalar(select(LinkToken.id).where(tokens.stale(pruned_then)))
+
+
 def test_yesterdays_expired_code_names_the_visits_day_not_a_check_in_that_refuses(db, world):
     """A past visit's code, expired: the desk hears it can no longer be checked in and what to
     do instead (it said "mark them arrived by hand", which the visit's day then refuses)."""
