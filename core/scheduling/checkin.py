@@ -17,9 +17,9 @@ from core.kernel.errors import LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_clock
 from core.scheduling import visits
 from core.scheduling.codes import CODE_PREFIX, issue_code, qr_png
-from core.scheduling.lifecycle import Outcome, treatment_of
-from core.scheduling.states import ENTITY, Action
-from db.models import Appointment, AppointmentKind, AppointmentStatus, AuditEvent, LinkToken
+from core.scheduling.lifecycle import Outcome, latest_event, treatment_of
+from core.scheduling.states import Action
+from db.models import Appointment, AppointmentKind, AppointmentStatus, LinkToken
 
 # ---------------------------------------------------------------- at the desk
 
@@ -108,16 +108,7 @@ def check_in_by_code(
 
 def _checked_in_already(session: Session, appointment: Appointment, who: str) -> str:
     """'Ivy Walker is checked in already (at …, by Sam Lee); nothing more to do for this code.'"""
-    event = session.scalar(
-        select(AuditEvent)
-        .where(
-            AuditEvent.entity == ENTITY,
-            AuditEvent.entity_id == appointment.id,
-            AuditEvent.action == Action.CHECK_IN.value,
-        )
-        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .limit(1)
-    )
+    event = latest_event(session, appointment.id, Action.CHECK_IN)
     arrived = appointment.checked_in_at or (event.at if event else None)
     when = [f"at {clinic_time(appointment.clinic, arrived)}"] if arrived else []
     when += [f"by {event.actor_label}"] if event else []

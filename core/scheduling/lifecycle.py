@@ -89,13 +89,16 @@ class RowResult:
 # ---------------------------------------------------------------- loading and locking
 
 
-def latest_event(session: Session, appointment_id: int) -> AuditEvent | None:
-    return session.scalar(
-        select(AuditEvent)
-        .where(AuditEvent.entity == ENTITY, AuditEvent.entity_id == appointment_id)
-        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .limit(1)
+def latest_event(
+    session: Session, appointment_id: int, action: Action | None = None
+) -> AuditEvent | None:
+    """The appointment's newest audit event (of `action`, when given)."""
+    query = select(AuditEvent).where(
+        AuditEvent.entity == ENTITY, AuditEvent.entity_id == appointment_id
     )
+    if action is not None:
+        query = query.where(AuditEvent.action == action.value)
+    return session.scalar(query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(1))
 
 
 def handled_message(session: Session, appointment: Appointment) -> str:
@@ -195,16 +198,7 @@ def reopen_changes(session: Session, appointment: Appointment, action: Action) -
     """A transition undone (a mistaken check-in or no-show): the change requests it withdrew
     (its audit event lists them) wait in the queue again, as they did before it. Those the
     practice answered since stay as they are. The audit details of the undo."""
-    event = session.scalar(
-        select(AuditEvent)
-        .where(
-            AuditEvent.entity == ENTITY,
-            AuditEvent.entity_id == appointment.id,
-            AuditEvent.action == action.value,
-        )
-        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .limit(1)
-    )
+    event = latest_event(session, appointment.id, action)
     ids = (event.details or {}).get("change_requests_withdrawn", []) if event else []
     reopened = session.scalars(
         select(ChangeRequest)

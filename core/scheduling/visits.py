@@ -40,6 +40,7 @@ from core.scheduling.lifecycle import (
     Outcome,
     base_url,
     flush,
+    latest_event,
     load,
     message_context,
     outcome_of,
@@ -318,16 +319,7 @@ def _undo_plan(
     session: Session, appointment: Appointment, now: datetime | None, *, lock: bool = False
 ) -> _Undo:
     """What undoing this no-show reverses, or InvalidTransition saying why it cannot be."""
-    event = session.scalar(
-        select(AuditEvent)
-        .where(
-            AuditEvent.entity == ENTITY,
-            AuditEvent.entity_id == appointment.id,
-            AuditEvent.action == Action.NO_SHOW.value,
-        )
-        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .limit(1)
-    )
+    event = latest_event(session, appointment.id, Action.NO_SHOW)
     clinic = appointment.clinic
     if event is None:
         raise InvalidTransition(
