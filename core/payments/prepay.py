@@ -304,6 +304,7 @@ def prepay(
         provider.checkout()  # says how to pay instead, before anything is written
     if points > patient.points_balance:
         raise ValidationError(f"You have {patient.points_balance} points; use at most that many.")
+    replaced = _close_open_checkouts(session, provider, appointment.id) if rest and card else []
     kind = "deposit" if owed.mode == "deposit" else "prepayment"
     actor = patient_actor(patient.first_name, via="portal")
     paid: list[Payment] = []
@@ -357,7 +358,12 @@ def prepay(
         "appointment",
         appointment.id,
         patient_id=patient.id,
-        details={"points": points, "points_cents": points * value, "card_cents": rest * card},
+        details={
+            "points": points,
+            "points_cents": points * value,
+            "card_cents": rest * card,
+            **({"replaced_payments": replaced} if replaced else {}),
+        },
     )
     if paid:
         send_receipt(session, appointment, paid)
@@ -369,6 +375,34 @@ def prepay(
             f"{fmt.money(rest)} at the desk."
         )
     return PayResult(f"Paid in full with {points} points. We have emailed your receipt.")
+
+
+def _close_open_checkouts(
+    session: Session, provider: PaymentProvider, appointment_id: int
+) -> list[int]:
+    """One open card checkout per appointment: before a new one, each earlier one still pending
+    (another tab, a checkout left unpaid) is closed at the provider, so the visit cannot be paid
+    twice; returns their ids. One paid or being paid refuses the new one (its webhook is on its
+    way)."""
+    closed = []
+    open_ones = session.scalars(
+        select(Payment).where(
+            Payment.appointment_id == appointment_id,
+            Payment.method == "stripe",
+            Payment.status == "pending",
+            Payment.provider_ref.is_not(None),
+        )
+    )
+    for earlier in open_ones:
+        if not provider.close_checkout(earlier.provider_ref):
+            raise ValidationError(
+                "A card payment for this appointment was just made: the card provider is "
+                "confirming it, and we will email your receipt. Nothing more was taken. Reload "
+                "this page in a minute to see it."
+            )
+        earlier.status, earlier.note = "failed", "Closed unpaid: a newer card payment replaced it."
+        closed.append(earlier.id)
+    return closed
 
 
 def checkout_completed(

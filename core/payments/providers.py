@@ -71,6 +71,11 @@ class PaymentProvider(Protocol):
         cancel_url: str,
     ) -> Checkout: ...
 
+    def close_checkout(self, reference: str) -> bool:
+        """Close the open checkout `reference` so it can no longer be paid: True when it is
+        closed unpaid (now or before), False when it was paid or is being paid."""
+        ...
+
     def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
         """Give back `amount_cents` (minor units of `currency`, the payment's) of the payment
         `reference`; `key` names this refund (the same on every attempt), so the provider
@@ -131,6 +136,9 @@ class DeskProvider:
             "the desk."
         )
 
+    def close_checkout(self, reference: str) -> bool:
+        raise ValidationError("There is no card provider: its card payments cannot be closed.")
+
     def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
         raise ValidationError("There is no card provider: refund at the desk and record it.")
 
@@ -189,6 +197,23 @@ class StripeProvider:
                 f"Stripe did not start the card payment: {_said(exc)} Please pay at the desk."
             ) from exc
         return Checkout(made.id, made.url)
+
+    def close_checkout(self, reference: str) -> bool:
+        """Expire an open Checkout session (Stripe then refuses to take its payment). Stripe
+        refuses to expire one that is not open: it is then read, and counts as closed only
+        when it expired, not when it is complete (paid, or a payment under way)."""
+        sessions = self._client.v1.checkout.sessions
+        try:
+            try:
+                sessions.expire(reference)
+                return True
+            except stripe.InvalidRequestError:
+                return sessions.retrieve(reference).status == "expired"
+        except stripe.StripeError as exc:
+            raise ProviderError(
+                f"Stripe did not close the earlier card payment: {_said(exc)} Please try again "
+                "in a minute, or pay at the desk."
+            ) from exc
 
     def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
         """Give back part or all of a payment: `reference` is a Checkout session's id (cs_…, a

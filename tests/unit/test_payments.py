@@ -73,6 +73,10 @@ class FakeCheckout(DeskProvider):
         self.refunds.append((reference, amount_cents))
         return f"re_{len(self.refunds)}"
 
+    def close_checkout(self, reference):
+        self.closed = [*getattr(self, "closed", []), reference]
+        return True
+
 
 def signed(payload: bytes, secret: str = SECRET, at: int | None = None) -> str:
     """A Stripe-Signature header made by Stripe's documented scheme: HMAC-SHA256 of
@@ -358,6 +362,83 @@ def test_card_payment_goes_through_checkout_and_the_signed_webhook_applies_it_on
         assert s.scalars(select(PaymentEvent)).one().payment_id == paid.id
         receipts = s.scalars(select(Notification).where(Notification.template == "payment_receipt"))
         assert len(receipts.all()) == 2  # the points, then the card
+
+
+def test_a_second_card_payment_closes_the_first_so_one_visit_is_not_paid_twice(db, world):
+    """Two tabs (or a checkout left unpaid, then Pay now again): each opened a card payment for
+    the whole amount, both could be paid, and the second was refunded only after the card was
+    charged twice. The earlier checkout is now closed at the provider before the new one."""
+    appointment_id = _appointment(db, world)
+    fake = FakeCheckout()
+    for _ in range(2):
+        with db.write() as s:
+            pay(s, world.patient_id, appointment_id, 0, True, fake)
+    with db.read() as s:
+        first, second = s.scalars(select(Payment).order_by(Payment.id)).all()
+        audit = s.scalars(select(AuditEvent).where(AuditEvent.action == "prepayment_started")).all()
+    assert fake.closed == [first.provider_ref]
+    assert (first.status, first.note) == (
+        "failed",
+        "Closed unpaid: a newer card payment replaced it.",
+    )
+    assert second.status == "pending" and second.amount_cents == 6000
+    assert audit[-1].details["replaced_payments"] == [first.id]
+
+
+class CheckoutsAtStripe(stripe.HTTPClient):
+    """Stripe's HTTP layer for checkout sessions as Stripe answers: each made is open; expiring
+    one that is not open is Stripe's 400; those in `paid` are complete."""
+
+    name = "checkouts"
+
+    def __init__(self):
+        super().__init__()
+        self.paid: set[str] = set()
+        self.expired: list[str] = []
+        self.made = 0
+
+    def request(self, method, url, headers, post_data=None, *, _usage=None):
+        path = urlsplit(url).path
+        if path == "/v1/checkout/sessions":
+            self.made += 1
+            made = {"id": f"cs_test_{self.made}", "object": "checkout.session"}
+            return json.dumps(made | {"url": "https://checkout.stripe.test/c"}), 200, {}
+        reference = path.split("/")[4]
+        if path.endswith("/expire"):
+            if reference in self.paid:
+                message = "Only Checkout Sessions with a status of open can be expired."
+                error = {"type": "invalid_request_error", "message": message}
+                return json.dumps({"error": error}), 400, {}
+            self.expired.append(reference)
+        status = "complete" if reference in self.paid else "expired"
+        made = {"id": reference, "object": "checkout.session", "status": status}
+        return json.dumps(made), 200, {}
+
+    def close(self):
+        pass
+
+
+def test_a_checkout_paid_in_another_tab_refuses_a_new_one_and_spends_no_points(db, world):
+    appointment_id = _appointment(db, world)
+    http = CheckoutsAtStripe()
+    provider = StripeProvider(STRIPE, http_client=http)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, provider)
+    with db.write() as s:  # the first tab's checkout left open: closed, a new one made
+        pay(s, world.patient_id, appointment_id, 0, True, provider)
+    assert http.expired == ["cs_test_1"]
+    http.paid.add("cs_test_2")  # paid at Stripe, its webhook not here yet
+    balance = _balance(db, world)
+    with db.write() as s, pytest.raises(ValidationError, match="just made: the card provider"):
+        pay(s, world.patient_id, appointment_id, 10, True, provider)
+    with db.read() as s:
+        payments = s.scalars(select(Payment).order_by(Payment.id)).all()
+    assert balance >= 10 and _balance(db, world) == balance
+    assert [(p.provider_ref, p.status) for p in payments] == [
+        ("cs_test_1", "failed"),
+        ("cs_test_2", "pending"),
+    ]
+    assert http.made == 2
 
 
 def test_webhook_signatures_are_checked_with_stripes_scheme(db, world):
@@ -1153,23 +1234,22 @@ def test_a_checkout_paid_after_the_appointment_was_cancelled_is_refunded(db, wor
 
 
 def test_a_checkout_for_what_was_paid_meanwhile_is_refunded(db, world):
-    """Two checkouts for the same visit (two tabs), or a checkout finished after the desk took
-    the money: what comes beyond the price is due back to the card. Before, the visit stayed
-    paid twice."""
+    """A checkout finished after the desk took the money: what comes beyond the price is due
+    back to the card. Before, the visit stayed paid twice. (Two tabs' checkouts cannot both be
+    paid any more: the second closes the first.)"""
     appointment_id = _appointment(db, world)  # £60.00
-    fake = FakeCheckout()
-    for _ in range(2):
-        with db.write() as s:
-            pay(s, world.patient_id, appointment_id, 0, True, fake)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout())
+    with db.write() as s:
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=6000, method="cash")
     with db.read() as s:
-        references = s.scalars(select(Payment.provider_ref).order_by(Payment.id)).all()
-    for number, reference in enumerate(references):
-        with db.write() as s:
-            webhooks.apply_event(s, "stripe", json.loads(event(f"evt_{number}", reference, 6000)))
+        reference = s.scalar(select(Payment.provider_ref).where(Payment.method == "stripe"))
+    with db.write() as s:
+        webhooks.apply_event(s, "stripe", json.loads(event("evt_1", reference, 6000)))
     with db.read() as s:
         refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
         assert (refund.refund_of_id, refund.amount_cents, refund.status) == (
-            s.scalar(select(Payment.id).where(Payment.provider_ref == references[1])),
+            s.scalar(select(Payment.id).where(Payment.provider_ref == reference)),
             6000,
             "refund_due",
         )
