@@ -39,7 +39,7 @@ from core.payments import prepay
 from core.payments.providers import PaymentProvider
 from core.payments.rules import get_settings, money_format
 from core.policy import balance as ledger_balance
-from core.policy.cancellation import evaluate, online_booking_blocked
+from core.policy.cancellation import Evaluation, evaluate, online_booking_blocked
 from core.portal.patient_links import (
     TIME_OF_DAY_LABELS,
     check_terms,
@@ -111,6 +111,7 @@ class PortalAppointment:
     change_pending: str = ""  # PENDING_CHANGE's line while a change request waits
     can_ask_change: bool = False  # "Cancel or reschedule" leads somewhere (none is waiting)
     clock: str = ""  # the start's wall-clock time in its clinic's zone and locale
+    change_by_phone: str = ""  # instead of "Cancel or reschedule": the policy leaves no choice
 
     @property
     def forms_outstanding(self) -> int:
@@ -242,6 +243,10 @@ def _view(
         outstanding = money(owed.outstanding_cents) if owed.outstanding_cents else ""
         if not payment and owed.asked_cents:
             payment = "Not paid"
+    changeable = change is None and appointment.status in (S.SCHEDULED, S.TENTATIVE)
+    by_phone = (
+        _by_phone_only(appointment, evaluate(session, appointment, now)) if changeable else ""
+    )
     survey_open = appointment.status == S.COMPLETED and (
         appointment.feedback_status != FeedbackStatus.COLLECTED
     )
@@ -263,10 +268,11 @@ def _view(
         tuple(forms.get(appointment.id, ())),
         usable,
         PENDING_CHANGE[change.kind] if change and change.status == ChangeStatus.OPEN else "",
-        change is None and appointment.status in (S.SCHEDULED, S.TENTATIVE),
+        changeable and not by_phone,
         format_clock(to_local(appointment.start_at, tz), clinic.locale)
         if appointment.start_at
         else "",
+        by_phone,
     )
 
 
@@ -369,6 +375,18 @@ class ChangePreview:
     when: str = ""  # the appointment's time as the patient reads it
 
 
+def _by_phone_only(appointment: Appointment, ev: Evaluation) -> str:
+    """Why the visit can be changed only by calling, when its policy leaves neither choice
+    online (no online cancellation, no moves left): the change form would offer nothing."""
+    if ev.online_allowed or appointment.reschedule_count < ev.max_reschedules:
+        return ""
+    phone = appointment.clinic.phone
+    return (
+        "This appointment cannot be cancelled or moved online any more under the "
+        f"practice's policy: please call the practice{f' on {phone}' if phone else ''}."
+    )
+
+
 def change_preview(
     session: Session, patient_id: int, appointment_id: int, *, now: datetime | None = None
 ) -> ChangePreview:
@@ -388,13 +406,8 @@ def change_preview(
             if change.status == ChangeStatus.OPEN
             else "The practice has proposed a new time: please accept or decline it."
         )
-    elif not ev.online_allowed and appointment.reschedule_count >= ev.max_reschedules:
-        # neither choice is left online: the form would offer nothing to send
-        phone = appointment.clinic.phone
-        reason = (
-            "This appointment cannot be cancelled or moved online any more under the "
-            f"practice's policy: please call the practice{f' on {phone}' if phone else ''}."
-        )
+    elif by_phone := _by_phone_only(appointment, ev):
+        reason = by_phone
     money = money_format(appointment.clinic).money
     fee = ev.fee_cents if appointment.status == S.SCHEDULED else 0  # as cancelling assesses it
     plan = prepay.settlement(session, appointment, keep_cents=fee)

@@ -57,6 +57,8 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             "Cancel or reschedule", key=f"portal_change_{item.id}"
         ):
             st.session_state[CHANGE_KEY], st.session_state[PAY_KEY] = item.id, None
+        if item.change_by_phone:
+            left.caption(escape(item.change_by_phone))
         if item.status == "requested" and buttons[1].button(
             "Withdraw request", key=f"portal_withdraw_{item.id}"
         ):
