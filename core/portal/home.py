@@ -724,6 +724,7 @@ class PayView:
     card_online: bool
     payments: list[prepay.PaymentRow]
     suggested_points: int = 0  # the form's default: the most that keeps a point in the balance
+    balance_text: str = ""  # the balance in the clinic's locale (1.250 in de-DE)
 
 
 def pay_view(
@@ -748,6 +749,7 @@ def pay_view(
         card_online,
         prepay.patient_payments(session, patient_id, appointment.id),
         min(most, max(0, patient.points_balance - 1)),  # a zero balance pauses online requests
+        format_number(patient.points_balance, 0, appointment.clinic.locale or DEFAULT_LOCALE),
     )
 
 

@@ -652,6 +652,26 @@ def test_the_portal_and_the_desk_show_payments_in_the_clinics_currency(
     database.dispose()
 
 
+def test_the_pay_form_counts_points_in_the_clinics_locale(app_db):
+    """A balance of 1,250 points read 'You have 1250 points' in every locale, beside money in
+    the clinic's; in a de-DE clinic it reads 1.250, as the Points tab does."""
+    database = _db(app_db)
+    with database.write() as s:
+        s.execute(update(Clinic).values(currency="EUR", locale="de-DE"))
+    database.dispose()
+    patient_id, appointment_id, _ = _at_clinic(app_db, "EUR")
+    database = _db(app_db)
+    with database.write() as s:
+        s.get(Patient, patient_id).points_balance = 1250
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    at.button(key=f"portal_pay_{appointment_id}").click().run()
+    assert not at.exception
+    shown = " ".join(str(m.value) for m in at.markdown)
+    # Markdown-escaped: it reads 1.250
+    assert "You have 1\\.250 points; one point is worth 0,10\xa0€" in shown, shown
+
+
 def test_a_desk_payment_with_more_decimals_than_the_currency_is_refused(app_as, app_db):
     """1500.5 typed for a JPY clinic is refused, saying yen have no decimals (before, ￥1,501
     was stored); nothing is recorded."""

@@ -170,7 +170,7 @@ def _pay(appointment_id: int) -> None:
     what = "deposit" if view.deposit else "amount"
     st.markdown(
         f"**Pay in advance** — {what} due: **{escape(view.outstanding)}**. You have "
-        f"{view.balance} points; one point is worth {escape(view.point_value)}."
+        f"{escape(view.balance_text)} points; one point is worth {escape(view.point_value)}."
     )
     with st.form(f"portal_pay_form_{appointment_id}"):
         points = st.number_input(
@@ -188,7 +188,7 @@ def _pay(appointment_id: int) -> None:
         if not view.card_online:
             st.caption("Anything points do not cover is paid at the desk.")
         if view.max_points and view.max_points >= view.balance:
-            every = "your last point" if view.balance == 1 else f"all {view.balance} points"
+            every = "your last point" if view.balance == 1 else f"all {view.balance_text} points"
             st.caption(
                 f"We have left one point in your balance: using {every} leaves it at zero, "
                 "which pauses online requests until the practice adds points."
