@@ -275,9 +275,20 @@ def format_clock_range(first: time, last: time, locale: str | None = DEFAULT_LOC
 
 
 def clinic_clock_range(clinic, start: datetime, end: datetime) -> str:
-    """The local times (no day) of a UTC start and end in a clinic's zone and locale."""
+    """The local times (no day) of a UTC start and end in a clinic's zone and locale. A time
+    the clock shows twice (the autumn night's repeated hour) is told apart by the zone:
+    '01:30–02:00 (BST)', then '01:30–02:00 (GMT)'."""
     first, last = to_local(start, clinic.timezone), to_local(end, clinic.timezone)
-    return format_clock_range(first.time(), last.time(), clinic.locale)
+    times = format_clock_range(first.time(), last.time(), clinic.locale)
+    if not (_repeated(first) or _repeated(last)):
+        return times
+    return f"{times} ({'/'.join(dict.fromkeys((first.tzname(), last.tzname())))})"
+
+
+def _repeated(local: datetime) -> bool:
+    """Whether the clock shows this wall time twice that day (its other fold has another
+    offset)."""
+    return local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
 
 
 def weekday_name(

@@ -363,6 +363,13 @@ def test_todays_list_on_a_change_day_is_the_clinics_whole_day_at_its_clock_times
     assert listed == ["00:00 BST", "01:30 BST", "01:30 GMT", "23:30 GMT"]
     assert [f"{to_local(r.start_at, tz):%H:%M %Z}" for r in rows] == listed
     assert [r.starts for r in rows] == ["00:00", "01:30", "01:30", "23:30"]
+    # the board's time column tells the two 01:30s apart (before: two rows alike)
+    assert [r.time for r in rows] == [
+        "00:00–00:30",
+        "01:30–01:00 (BST/GMT)",
+        "01:30–02:00 (GMT)",
+        "23:30–00:00",
+    ]
 
 
 def test_an_event_in_the_repeated_hour_comes_back_from_the_calendar_in_its_occurrence():

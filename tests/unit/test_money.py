@@ -201,6 +201,20 @@ def test_times_across_the_night_the_clocks_change_are_wall_times():
     )
     assert money.clinic_time(NEW_YORK, first, zone=True).endswith(f"1:30{NNBSP}AM (EDT)")
     assert money.clinic_time(NEW_YORK, second, zone=True).endswith(f"1:30{NNBSP}AM (EST)")
+    # a day's list of clock times (Today) tells the two apart too, and only those
+    half = timedelta(minutes=30)
+    assert money.clinic_clock_range(NEW_YORK, first, first + half) == (
+        f"1:30{THIN}–{THIN}1:00{NNBSP}AM (EDT/EST)"
+    )
+    assert money.clinic_clock_range(NEW_YORK, second, second + half) == (
+        f"1:30{THIN}–{THIN}2:00{NNBSP}AM (EST)"
+    )
+    assert money.clinic_clock_range(NEW_YORK, first - 3 * half, first - half) == (
+        f"12:00{THIN}–{THIN}1:00{NNBSP}AM (EDT)"
+    )
+    assert money.clinic_clock_range(NEW_YORK, second + half, second + 2 * half) == (
+        f"2:00{THIN}–{THIN}2:30{NNBSP}AM"
+    )
 
 
 def test_days_follow_the_locales_order():
