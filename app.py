@@ -86,14 +86,28 @@ if actor is None:
     ]
     pages = [st.Page(entry, title="Sign in", default=True), *addresses, *_patient_pages()]
     st.navigation(pages, position="hidden").run()
-else:
-    sections, landing = _staff_pages(actor)
+elif actor.password_change_due:  # a password the owner chose: theirs first, nothing else
+    auth.set_cookie_in_browser()
     with st.sidebar:
         st.caption(f"Signed in as **{escape(actor.name)}** ({actor.role.value})")
         if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):
             auth.sign_out()
-        auth.own_password_form()
+    choose = auth.choose_own_password_page
+    addresses = [
+        st.Page(choose, title="Choose your password", url_path=spec.url_path, visibility="hidden")
+        for spec in PAGES
+    ]
+    pages = [st.Page(choose, title="Choose your password", default=True), *addresses]
+    st.navigation(pages, position="hidden").run()
+else:
+    sections, landing = _staff_pages(actor)
     chosen = st.navigation(sections, expanded=True)  # every page listed, none behind "View more"
+    with st.sidebar:
+        st.caption(f"Signed in as **{escape(actor.name)}** ({actor.role.value})")
+        if st.button("Sign out", key="app_sign_out", icon=":material/logout:"):
+            auth.sign_out()
+        if chosen is not landing:  # it moves on at once: what the form has to say waits
+            auth.own_password_form()
     if chosen is not landing:  # the landing moves on at once: the page it opens sets the cookie
         auth.set_cookie_in_browser()
         if chosen.url_path != "practice":  # that page lists the failing jobs itself

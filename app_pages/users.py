@@ -59,7 +59,8 @@ with left, st.form("users_create"):  # kept as typed when refused, to correct
             role,
             password,
             email,
-            success=f"User {username} created.",
+            success=f"User {username} created. Give them their first password: at their first "
+            "sign-in they choose their own, before anything else.",
         ):
             mark_saved("users_new")
             st.session_state[NEXT_KEY] = True
@@ -84,8 +85,8 @@ with right:
             if run_action(accounts.reset_password, chosen.id, new_password):
                 st.session_state["users_reset_done"] = (
                     f"The password of {chosen.display_name} is reset and their sessions are "
-                    "ended. Tell them the new one; once signed in they choose their own with "
-                    "Change your password (under Sign out)."
+                    "ended. Tell them the new one: at their next sign-in they choose their own, "
+                    "before anything else."
                 )
                 mark_saved("users_reset")
                 st.rerun()

@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     event,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -734,6 +735,11 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
     role: Mapped[Role] = mapped_column(str_enum(Role, "role"))
     password_hash: Mapped[str] = mapped_column(String(200))
+    # the password was chosen by someone else (the owner's new account or reset): its holder
+    # chooses their own before anything else (core.kernel.authz.ensure refuses until then)
+    password_change_due: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]

@@ -216,13 +216,27 @@ def _change_own(write, actor: Actor, current: str, new: str, **kwargs) -> object
     return refused or True
 
 
-def own_password_form() -> None:
+def choose_own_password_page() -> None:
+    """Every address while the signed-in person's password was chosen by someone else (a new
+    account, the owner's reset): nothing but choosing their own (core refuses the rest)."""
+    st.title("Choose your own password")
+    st.info(
+        "The password you signed in with was chosen by the practice owner (a new account, or "
+        "a reset). Choose your own before you carry on: type the one you were given, then "
+        "yours twice. Nobody else will know it.",
+        icon=":material/key:",
+    )
+    own_password_form(forced=True)
+
+
+def own_password_form(forced: bool = False) -> None:
     """The sidebar's "Change your password", for everyone signed in (after the owner's reset of
-    a forgotten one, say): the current password, then the new one twice."""
+    a forgotten one, say): the current password, then the new one twice. `forced`: the form
+    open with no Close (choose_own_password_page)."""
     forget_if_saved("auth_own", OWN_PASSWORD)
     if said := st.session_state.pop(OWN_DONE, None):
         st.success(said, icon=":material/check_circle:")
-    if not st.session_state.get(OWN_OPEN):  # the form is drawn only once asked for
+    if not forced and not st.session_state.get(OWN_OPEN):  # drawn only once asked for
         if st.button("Change your password", key="auth_own_open_button", icon=":material/key:"):
             st.session_state[OWN_OPEN] = True
             st.rerun()
@@ -252,7 +266,7 @@ def own_password_form() -> None:
                 mark_saved("auth_own")
                 st.session_state.pop(OWN_OPEN, None)
                 st.rerun()
-        if st.form_submit_button("Close"):
+        if not forced and st.form_submit_button("Close"):
             st.session_state.pop(OWN_OPEN, None)
             st.rerun()
 

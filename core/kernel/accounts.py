@@ -85,7 +85,12 @@ class SignedIn:
 
 
 def actor_of(user: User) -> Actor:
-    return Actor(user_id=user.id, name=user.display_name, role=user.role)
+    return Actor(
+        user_id=user.id,
+        name=user.display_name,
+        role=user.role,
+        password_change_due=user.password_change_due,
+    )
 
 
 # ---------------------------------------------------------------- passwords and users
@@ -123,8 +128,12 @@ def create_user(
     password: str,
     email: str | None = None,
 ) -> User:
+    """A colleague's account, with a first password the owner gives them: they choose their
+    own at their first sign-in, before anything else (`User.password_change_due`)."""
     ensure(actor, Permission.USERS_MANAGE)
-    return insert_user(session, actor, username, display_name, role, password, email)
+    user = insert_user(session, actor, username, display_name, role, password, email)
+    user.password_change_due = True
+    return user
 
 
 FIRST_OWNER = "clinicdesk:first-owner"  # the lock the first-run form's check takes
@@ -282,8 +291,12 @@ def change_role(session: Session, actor: Actor, user_id: int, role: Role | str) 
 
 
 def reset_password(session: Session, actor: Actor, user_id: int, new_password: str) -> None:
+    """The owner sets a new password for a colleague who forgot theirs: the colleague chooses
+    their own at their next sign-in (not the owner resetting their own)."""
     ensure(actor, Permission.USERS_MANAGE)
-    _reset(session, actor, _user(session, user_id), new_password)
+    user = _user(session, user_id)
+    _reset(session, actor, user, new_password)
+    user.password_change_due = user.id != actor.user_id
 
 
 def reset_password_at_console(session: Session, username: str, new_password: str) -> User:
@@ -302,6 +315,7 @@ def _reset(session: Session, actor: Actor, user: User, new_password: str, via: s
         new_password or "", user_inputs=(user.username, user.display_name, user.email or "")
     )
     user.password_hash = _hasher.hash(new_password)
+    user.password_change_due = False  # the console's holder types their own (reset_password)
     user.failed_attempts = 0
     user.locked_until = None
     end_all_sessions(session, user.id)
@@ -364,7 +378,7 @@ def change_own_password(
             if not right:
                 _count_failure(session, user, now)
                 return AuthenticationFailed(NOT_CURRENT)
-            user.password_hash = new_hash
+            user.password_hash, user.password_change_due = new_hash, False
             others = [UserSession.user_id == user.id, UserSession.ended_at.is_(None)]
             if keep_session_id is not None:
                 others.append(UserSession.id != keep_session_id)

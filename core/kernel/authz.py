@@ -72,8 +72,13 @@ class Actor:
     user_id: int | None
     name: str
     role: Role | None = None  # None for patients and the system
+    # signed in with a password someone else chose (a new account, the owner's reset): may do
+    # nothing but choose their own (accounts.change_own_password)
+    password_change_due: bool = False
 
     def can(self, permission: Permission) -> bool:
+        if self.password_change_due:
+            return False
         return self.role is not None and permission in MATRIX[self.role]
 
     @property
@@ -89,10 +94,18 @@ def patient_actor(patient_name: str = "", via: str = "link") -> Actor:
     return Actor(user_id=None, name=f"Patient {patient_name} ({via})".replace("  ", " "))
 
 
+CHOOSE_OWN_FIRST = (
+    "The password you signed in with was chosen by the practice owner, so nothing was done. "
+    "Choose your own password first (Change your password), then carry on."
+)
+
+
 def ensure(actor: Actor | None, permission: Permission) -> None:
     """Raise PermissionDenied unless `actor` holds `permission`."""
     if actor is None:
         raise PermissionDenied("Please sign in first.")
+    if actor.password_change_due:
+        raise PermissionDenied(CHOOSE_OWN_FIRST)
     if actor is SYSTEM or actor.can(permission):
         return
     role = actor.role.value if actor.role else "a patient"

@@ -173,6 +173,15 @@ def _walk(page: Page, empty_server, tmp_path) -> None:
     page.get_by_label("Password", exact=True).fill("fran-front-desk-1")
     with page.expect_response("**/_clinicdesk/session"):
         page.get_by_role("button", name="Sign in").click()
+    # the owner chose that password: Fran chooses her own before anything else
+    expect(page.get_by_role("heading", name="Choose your own password")).to_be_visible(
+        timeout=20000
+    )
+    wait_for_app_idle(page)
+    _fill(page, "auth_own_current", "fran-front-desk-1")
+    _fill(page, "auth_own_new", "lantern orchard pebble rowing")
+    _fill(page, "auth_own_again", "lantern orchard pebble rowing")
+    _submit(page, "Change password")
     # signed in on the Users page, which is for owners: the page says so beside the caption
     expect(page.get_by_text("Signed in as Fran Desk (staff)", exact=True)).to_be_visible(
         timeout=20000

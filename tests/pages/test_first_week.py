@@ -97,10 +97,19 @@ def _sign_in(at: AppTest, username: str, password: str) -> AppTest:
     return _press(at, "Sign in")
 
 
+def _choose_own(desk: AppTest, given: str, own: str) -> AppTest:
+    """A colleague signed in with the password the owner gave them chooses their own."""
+    assert [t.value for t in desk.title] == ["Choose your own password"]
+    desk.text_input(key="auth_own_current").input(given)
+    desk.text_input(key="auth_own_new").input(own)
+    desk.text_input(key="auth_own_again").input(own)
+    return desk.button(key="FormSubmitter:auth_own_form-Change password").click().run()
+
+
 def test_a_forgotten_password_is_reset_then_changed_by_its_owner(empty_app):
     """Fran forgets her password: the owner resets it (the box is emptied, the page says what
-    to do next), Fran signs in with it and chooses her own beside Sign out (before, nobody but
-    the owner could ever set a password)."""
+    to do next), Fran signs in with it and must choose her own before anything else (before,
+    the owner's password stayed hers until she thought to change it: the owner knew it)."""
     at = empty_app
     at.switch_page("app_pages/users.py").run()
     at.text_input(key="users_new_username").input("fran")
@@ -114,11 +123,13 @@ def test_a_forgotten_password_is_reset_then_changed_by_its_owner(empty_app):
     assert at.text_input(key="users_reset_password").value == ""  # not left in the box
     [said] = [s.value.replace("\\", "") for s in at.success]
     assert said.startswith("The password of Fran Desk is reset and their sessions are ended.")
-    assert "Change your password" in said
+    assert "at their next sign-in they choose their own, before anything else" in said
 
     desk = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     _sign_in(desk, "fran", "tangerine quarry whisper")
-    _press(desk, "Change your password")
+    # every address opens the same page: no navigation, no Today, only her own password
+    assert [t.value for t in desk.title] == ["Choose your own password"]
+    assert [b.label for b in desk.sidebar.button] == ["Sign out"]
     desk.text_input(key="auth_own_current").input("not what the owner gave")
     desk.text_input(key="auth_own_new").input("lantern orchard pebble rowing")
     desk.text_input(key="auth_own_again").input("lantern orchard pebble rowing")
@@ -135,6 +146,7 @@ def test_a_forgotten_password_is_reset_then_changed_by_its_owner(empty_app):
     assert not desk.exception and not desk.error, desk.error
     assert desk.sidebar.success[0].value.startswith("Your password is changed.")
     assert "Fran Desk" in desk.sidebar.caption[0].value  # still signed in here
+    assert "Choose your own password" not in [t.value for t in desk.title]
 
     again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     _sign_in(again, "fran", "lantern orchard pebble rowing")
@@ -230,6 +242,7 @@ def test_front_desk_staff_are_not_sent_to_set_up_steps(empty_app):
     _press(at, "Create user")
     desk = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     _sign_in(desk, "fran", "violet harbour kettle mosaic")
+    _choose_own(desk, "violet harbour kettle mosaic", "lantern orchard pebble rowing")
     assert desk.title[0].value == "Today"
     assert desk.info[0].value.startswith("There is no clinic yet.")
     assert not [e for e in desk.get("page_link") if e.proto.label.startswith("Next: ")]

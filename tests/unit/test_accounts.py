@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 from core.kernel import accounts
+from core.kernel.authz import CHOOSE_OWN_FIRST, Permission
 from core.kernel.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationError
 from db.models import AuditEvent, Role, User, UserSession
 from db.types import utcnow
@@ -245,6 +246,40 @@ def test_a_person_changes_their_own_password_after_a_reset(db, world):
                 select(AuditEvent.entity_id).where(AuditEvent.action == "password_changed")
             )
             == world.staff.user_id
+        )
+
+
+def test_a_password_the_owner_chose_allows_nothing_until_its_holder_chooses_their_own(db, world):
+    """The owner gives a new colleague their first password, and resets a forgotten one: the
+    owner knows both, and before, they stayed the colleague's until the colleague thought to
+    change them. Signed in with one, the colleague may do nothing (core refuses, whatever the
+    role) until they choose their own. The owner's own reset is theirs, and accounts made
+    otherwise (the first owner, the command line, the world's users) are not flagged."""
+    from core.patients import records
+
+    with db.write() as session:
+        made = accounts.create_user(
+            session, world.owner, "fran", "Fran Desk", "manager", "violet harbour kettle", None
+        )
+        assert made.password_change_due
+    fran = _sign_in(db, "fran", "violet harbour kettle").actor
+    assert fran.password_change_due and not fran.can(Permission.PATIENTS_READ)
+    with db.write() as session, pytest.raises(PermissionDenied) as refused:
+        records.update_patient(session, fran, world.patient_id, first_name="Mallory")
+    assert str(refused.value) == CHOOSE_OWN_FIRST
+    accounts.change_own_password(
+        db.read, db.write, fran, "violet harbour kettle", "lantern orchard pebble rowing"
+    )
+    fran = _sign_in(db, "fran", "lantern orchard pebble rowing").actor
+    assert not fran.password_change_due and fran.can(Permission.PATIENTS_READ)
+    with db.write() as session:  # a reset by the owner: due again; the owner's own: not
+        accounts.reset_password(session, world.owner, fran.user_id, "tangerine quarry whisper")
+        accounts.reset_password(session, world.owner, world.owner.user_id, "ochre fjord lantern")
+    with db.read() as session:
+        assert session.get(User, fran.user_id).password_change_due
+        assert not session.get(User, world.owner.user_id).password_change_due
+        assert not session.scalar(
+            select(func.count()).where(User.password_change_due, User.id != fran.user_id)
         )
 
 
@@ -592,3 +627,25 @@ def test_an_owner_who_forgot_their_password_resets_it_at_the_console(tmp_path, m
         event = session.scalar(select(AuditEvent).where(AuditEvent.action == "password_reset"))
         assert event.details == {"via": "command line"}
     database.dispose()
+
+
+def test_the_migration_flags_no_existing_account(db, world):
+    """0018 adds the flag: accounts from before it are not asked for a new password (whether
+    their holders chose theirs is not known), and a sign-in goes on as before."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from db import migrate
+
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0017")
+    assert "password_change_due" not in {c["name"] for c in inspect(db.engine).get_columns("users")}
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(User)) > 0
+        assert not session.scalar(select(func.count()).where(User.password_change_due))
+    assert not _sign_in(db, "staff", PASSWORD).actor.password_change_due
