@@ -1,6 +1,6 @@
 """Calendar: one clinic's appointments in the visible window, per provider, per room or piece of
-equipment, or together; click for details and actions, select a free time to book, drag or
-resize to reschedule (in the provider and plain views)."""
+equipment, or together; click for details and actions, select a free time to book, drag to
+reschedule (in the provider and plain views; a visit's length follows its services)."""
 
 import streamlit as st
 
@@ -104,7 +104,7 @@ else:
 cw.legend(cal.legend())
 overbooking(me, clinic_id, start, end)
 
-if st.session_state.get(cw.MOVE_KEY):  # a drag or resize waits for confirmation
+if st.session_state.get(cw.MOVE_KEY):  # a drag waits for confirmation
     cw.confirm_move(tz, locale, names)
 
 columns = everyone.rooms if by_room else frame.resources

@@ -98,7 +98,7 @@ class Book:
 
 @dataclass(frozen=True)
 class Move:
-    """An event was dragged or resized."""
+    """An event was dragged (to another time or provider)."""
 
     appointment_id: int
     start_at: datetime
@@ -169,7 +169,9 @@ def options(
         "editable": editable,
         "selectable": editable,
         "selectMirror": True,
-        "eventDurationEditable": editable,
+        # a visit's length follows its services (the life cycle sets its end): a resize could
+        # only be refused, or kept as a move to where it is
+        "eventDurationEditable": False,
         "resources": resources,
         # none (a patient's own calendar): no shading; [] (nobody works): every hour shaded
         "businessHours": False if business_hours is None else business_hours or {"daysOfWeek": []},
@@ -323,7 +325,7 @@ def navigation(today: date, default: str, date_format: str) -> tuple[str, date]:
     return VIEWS[label or default], day
 
 
-# ---------------------------------------------------------------- drag and resize
+# ---------------------------------------------------------------- drag
 
 MOVE_KEY, SUFFIX_KEY = "calendar_move", "calendar_suffix"
 

@@ -75,7 +75,7 @@ STATUS_LABELS = {
     S.DECLINED.value: "Declined",
     S.CANCELLED.value: "Cancelled",
 }
-MOVABLE = (S.SCHEDULED,)  # what drag and resize may change (the life cycle decides the rest)
+MOVABLE = (S.SCHEDULED,)  # what a drag may move (the life cycle decides the rest)
 MAX_WINDOW = timedelta(days=62)  # a month view with its leading and trailing weeks fits
 MAX_EVENTS = 5000
 

@@ -242,7 +242,9 @@ def reschedule(
     """Move a scheduled appointment (the patient agreed, e.g. on the phone) and tell them.
     `moved_from`: where the person moving it saw it (a calendar drag's start and provider, the
     provider None when the view showed none); moved or cancelled since, it is refused, saying
-    by whom and when, as a stale `expected_version` is."""
+    by whom and when, as a stale `expected_version` is. A move to where it already is (a
+    calendar resize, a drop back in place, the same time chosen) is refused: counted as a
+    reschedule, it used up one of the patient's own under the cancellation policy."""
     return move(
         session,
         actor,
@@ -256,6 +258,7 @@ def reschedule(
         allow_double_booking=allow_double_booking,
         outside_hours_override=outside_hours_override,
         moved_from=moved_from,
+        refuse_unmoved=True,
     )
 
 
@@ -305,6 +308,7 @@ def move(
     notes=None,
     extra: dict | None = None,
     moved_from: tuple[datetime, int | None] | None = None,
+    refuse_unmoved: bool = False,
 ) -> Outcome:
     ensure_allowed(actor, action)
     appointment = load(
@@ -315,6 +319,17 @@ def move(
         or moved_from[1] not in (None, appointment.provider_id)
     ):
         raise Conflict(handled_message(session, appointment))
+    if refuse_unmoved and (
+        (start_at is None or aware(start_at, "start time") == appointment.start_at)
+        and provider_id in (None, appointment.provider_id)
+    ):
+        who = f" with {appointment.provider.name}" if appointment.provider else ""
+        when = clinic_time_range(appointment.clinic, appointment.start_at, appointment.end_at)
+        raise ValidationError(
+            f"Appointment #{appointment.id} is already on {when}{who}: nothing was moved. "
+            "To move it, choose another time or provider (on the calendar, drag it there); "
+            "its length follows its services."
+        )
     before, previous = appointment.status, when_text(appointment)
     old = {
         "provider_id": appointment.provider_id,

@@ -209,6 +209,41 @@ def test_a_drag_of_a_visit_moved_elsewhere_meanwhile_moves_nothing(app_as, app_d
     database.dispose()
 
 
+def test_a_resized_visit_is_not_recorded_as_moved(app_as, app_db):
+    """A visit's length follows its services: the calendar offers no resize, and one that
+    reaches the page (the same start and provider) moves nothing and is not counted as a
+    reschedule (it was: "Moved.", one of the patient's reschedules used up)."""
+    ident, start, end, provider, tz = _upcoming(app_db)
+    at = _goto(app_as("staff", PAGE), start, tz)
+    old = _event(ident, start, end, provider, tz)
+    longer = dict(old, end=cal.local_iso(end + timedelta(minutes=30), tz))
+    at = _send(
+        at,
+        {
+            "callback": "eventChange",
+            "eventChange": {"event": longer, "oldEvent": old, "relatedEvents": []},
+        },
+    )
+    at.button(key="calendar_move_go").click().run()
+    said = " ".join(e.value for e in at.error)
+    assert f"Appointment #{ident} is already on" in said and "nothing was moved" in said, said
+    assert not at.exception
+    database = _database(app_db)
+    with database.read() as session:
+        row = session.get(Appointment, ident)
+        assert (row.start_at, row.end_at, row.reschedule_count) == (start, end, 0)
+        assert not session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == ident, AuditEvent.action == "reschedule"
+            )
+        ).all()
+    database.dispose()
+    opts = cw.options(
+        "resourceTimeGridWeek", start.date(), tz, resources=[], business_hours=[], editable=True
+    )
+    assert opts["editable"] and not opts["eventDurationEditable"]  # drag, but no resize
+
+
 def test_undo_puts_a_dragged_event_back(app_as, app_db):
     ident, start, end, provider, tz = _upcoming(app_db)
     at = _goto(app_as("staff", PAGE), start, tz)

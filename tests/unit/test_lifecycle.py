@@ -456,6 +456,40 @@ def test_a_move_from_where_it_no_longer_is_is_refused_saying_by_whom(db, world):
         )
 
 
+def test_a_move_to_where_the_visit_already_is_is_refused_and_not_counted(db, world):
+    """A calendar resize or a drop back in place reached the desk's move at the visit's own
+    time: it was recorded as a reschedule ("Moved."), counting against the patient's own
+    reschedules under the policy. Refused now, saying where it is and how to move it."""
+    day = future_day()
+    appointment_id = booked(db, world, at(day, 10))
+    here = (at(day, 10), world.provider_id)
+    refused = pytest.raises(
+        ValidationError,
+        match=r"Appointment #\d+ is already on .+10:00.10:30 with Dr Test: nothing was moved\. "
+        r"To move it, choose another time or provider",
+    )
+    with refused, db.write() as session:  # the calendar's resize: same start and provider
+        moves.reschedule(
+            session,
+            world.staff,
+            appointment_id,
+            start_at=at(day, 10),
+            provider_id=world.provider_id,
+            moved_from=here,
+        )
+    with refused, db.write() as session:  # the same time chosen on the appointment's page
+        moves.reschedule(session, world.staff, appointment_id, start_at=at(day, 10))
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).reschedule_count == 0
+    assert [e.action for e in events(db, appointment_id)] == ["schedule"]
+    with db.write() as session:  # another time still moves it, once counted
+        moves.reschedule(
+            session, world.staff, appointment_id, start_at=at(day, 11), moved_from=here
+        )
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).reschedule_count == 1
+
+
 def test_late_patient_cancellation_is_assessed(db, world):
     with db.write() as session:
         session.add(
