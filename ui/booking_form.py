@@ -242,6 +242,38 @@ def _choices(me, clinic_id, start_at, minutes, before, after, service_ids=()):
     )
 
 
+@cached("appointments", "setup", ttl=15, max_entries=100)
+def _next_free(me, clinic_id, start_at, service_ids, provider_id=None):
+    return read(
+        booking.next_free_times,
+        me,
+        clinic_id=clinic_id,
+        start_at=start_at,
+        service_ids=list(service_ids),
+        provider_id=provider_id,
+    )
+
+
+def _take_time(prefix: str, free: booking.FreeTime) -> None:
+    """A next free time pressed: the form's day, time and provider become it (before the
+    widgets are drawn again)."""
+    st.session_state[f"{prefix}_day"], st.session_state[f"{prefix}_time"] = free.day, free.at
+    st.session_state[f"{prefix}_provider_wanted"] = free.provider_id
+    st.session_state[f"{prefix}_provider"] = free.provider_id
+
+
+def next_free_buttons(prefix: str, frees: list[booking.FreeTime]) -> None:
+    """One button per next free time; a press fills the form's time and provider."""
+    for n, free in enumerate(frees):
+        st.button(
+            escape(free.label),
+            key=f"{prefix}_free_{n}",
+            icon=":material/event_available:",
+            on_click=_take_time,
+            args=(prefix, free),
+        )
+
+
 def _keep_chosen(key: str, found: list) -> None:
     """Before the patient box is drawn: the patient chosen stays chosen when another desk
     changed their details (the box matches its label, which then changed); one merged into
@@ -326,9 +358,17 @@ def provider_picker(
             )
         )
     elif not offered:
+        frees = _next_free(me, clinic_id, start_at, ids) if ids else []
         st.warning(
-            "No provider is free at that time. Choose another time, or offer busy providers."
+            "No provider is free at that time. "
+            + (
+                "The next free times are below (a press fills them in); or choose another "
+                "time, or offer busy providers."
+                if frees
+                else "Choose another time, or offer busy providers."
+            )
         )
+        next_free_buttons(prefix, frees)
     return next((c for c in offered if c.id == provider_id), None)
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import to_local
+from core.kernel.clock import to_local, utcnow
 from core.kernel.errors import DomainError, NotFound, ValidationError
 from core.kernel.money import clinic_clock_range, clinic_time
 from core.messaging import notify
@@ -29,6 +29,7 @@ from core.scheduling.availability import (
     held,
     padded,
     resources_taken,
+    suggest_slots,
     working_periods,
 )
 from core.scheduling.calendar import list_providers
@@ -215,6 +216,73 @@ def provider_choices(
             why = f"{why}; {busy}" if why else busy
         choices.append(ProviderChoice(provider.id, provider.name, not why, why, able))
     return sorted(choices, key=lambda c: (not c.free, not c.performs, c.name))
+
+
+@dataclass(frozen=True)
+class FreeTime:
+    """A time the booking fits from a wanted time on: its provider, and how the desk reads it
+    (the clinic's zone and locale)."""
+
+    provider_id: int
+    provider_name: str
+    start_at: datetime  # UTC
+    day: date  # clinic-local, as the form's date and time pickers take it
+    at: time
+    label: str  # "Tue, 8 Dec 2026, 11:15 with Dr Test"
+
+
+def next_free_times(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    start_at: datetime,
+    service_ids: tuple[int, ...] | list[int],
+    provider_id: int | None = None,
+    limit: int = 3,
+) -> list[FreeTime]:
+    """The first `limit` times from `start_at` on (the next 14 days) at which the services fit
+    a provider's hours, time off, bookings and buffers and the rooms and equipment they need,
+    with a provider who performs them all (`provider_id`: only that one), by the rules that
+    refuse a booking (availability.suggest_slots); one provider per time, the first by name.
+    What the form offers when nobody is free at the time asked."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    if start_at.tzinfo is None:
+        raise ValidationError("The start time needs a time zone.")
+    found = {s.id: s for s in session.scalars(select(Service).where(Service.id.in_(service_ids)))}
+    timing = timing_of([found[i] for i in dict.fromkeys(service_ids) if i in found])
+    if not timing.minutes:
+        return []
+    start_at = start_at.astimezone(UTC)
+    slots = suggest_slots(
+        session,
+        clinic_id=clinic_id,
+        duration_minutes=timing.minutes,
+        day=to_local(start_at, clinic.timezone).date(),
+        provider_id=provider_id,
+        limit=limit * 10,  # several providers free at one time count once
+        now=max(start_at, utcnow()),
+        service_ids=list(found),
+        buffer_before_minutes=timing.before,
+        buffer_after_minutes=timing.after,
+    )
+    times: dict[datetime, FreeTime] = {}
+    for slot in slots:
+        if slot.start_at not in times and len(times) < limit:
+            local = to_local(slot.start_at, clinic.timezone)
+            label = f"{clinic_time(clinic, slot.start_at)} with {slot.provider_name}"
+            times[slot.start_at] = FreeTime(
+                slot.provider_id,
+                slot.provider_name,
+                slot.start_at,
+                local.date(),
+                local.time(),
+                label,
+            )
+    return list(times.values())
 
 
 @dataclass(frozen=True)

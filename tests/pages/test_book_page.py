@@ -113,6 +113,34 @@ def test_staff_books_a_found_patient_with_an_edited_message(app_as, app_db):
     assert all(m.subject == "Booked: see you soon" for m in booked["mails"])
 
 
+def test_nobody_free_offers_the_next_free_times_and_one_press_fills_them_in(app_as, app_db):
+    """Before everyone's hours nobody is free: the form offered only 'choose another time',
+    leaving the desk to try times one by one. It offers the next free times; a press fills in
+    the time and the provider, and that is what is booked."""
+    at = _fill(app_as("staff", PAGE), _weekday_ahead(30), 6, 0)
+    assert "The next free times are below" in at.warning[0].value
+    offered = [b for b in at.button if b.key.startswith("book_free_")]
+    assert len(offered) == 3 and all(" with " in b.label for b in offered), offered
+    label = offered[0].label.replace("\\", "")  # as drawn: Markdown escapes removed
+    at.button(key="book_free_0").click().run()
+    chosen = at.time_input(key="book_time").value
+    assert chosen.strftime("%H:%M") in label and chosen > time(6)
+    provider = at.session_state["book_provider"]
+    assert not [b for b in at.button if b.key.startswith("book_free_")]  # free then
+    at.text_input(key="book_search").input("Smith").run()
+    at.selectbox(key="book_patient").select_index(0).run()
+    at.radio(key="book_notify").set_value("Do not notify").run()
+    at.button(key="book_submit").click().run()
+    assert not at.exception and not at.error, at.error
+    booked = _last(app_db)
+    assert to_local(booked["start"], TZ).time() == chosen
+    assert booked["provider"] == provider
+    database = _db(app_db)
+    with database.read() as session:
+        assert label.endswith(f" with {session.get(Provider, provider).name}"), label
+    database.dispose()
+
+
 def test_staff_books_a_package_as_one_appointment(app_as, app_db):
     at = app_as("staff", PAGE)
     day = _weekday_ahead(13)

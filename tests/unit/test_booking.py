@@ -20,10 +20,12 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     AuditEvent,
+    Clinic,
     Notification,
     Patient,
     Provider,
     Service,
+    TimeOff,
     WorkingHours,
 )
 from db.types import utcnow
@@ -185,6 +187,41 @@ def test_provider_choices_offer_free_providers_and_say_why_others_are_not(db, wo
     assert choices[0].why == "not working then (outside hours or on time off)"
     assert choices[1].why.startswith("booked 10:00–10:30")
     assert [(c.name, c.free) for c in early] == [("Dr Early", True), ("Dr Test", False)]
+
+
+def test_next_free_times_follow_bookings_hours_and_time_off_in_the_clinics_zone(db, world):
+    """When nobody is free at the time asked, the form offers the next times that fit: after
+    the booking there, past closing on the next day, past a day off, in the clinic's zone."""
+    book(db, world)  # 10:00-10:30
+
+    def nexts(start_at, **extra):
+        with db.read() as session:
+            return booking.next_free_times(
+                session,
+                world.staff,
+                clinic_id=world.clinic_id,
+                start_at=start_at,
+                service_ids=[world.service_id],
+                **extra,
+            )
+
+    then = to_local(at(10), TZ).strftime("%a, %-d %b %Y")  # the clinic's locale, en-GB
+    assert [f.label for f in nexts(at(10))] == [
+        f"{then}, {clock} with Dr Test" for clock in ("10:30", "10:45", "11:00")
+    ]
+    late = nexts(at(16, 45))  # 30 minutes do not fit before closing at 17:00
+    assert (late[0].day, late[0].at, late[0].start_at) == (day_ahead(5), time(9), at(9, days=5))
+    with db.write() as session:  # the next day off: the day after
+        session.add(
+            TimeOff(provider_id=world.provider_id, starts_at=at(0, days=5), ends_at=at(0, days=6))
+        )
+    assert nexts(at(16, 45), provider_id=world.provider_id)[0].start_at == at(9, days=6)
+    with db.write() as session:  # a clinic in New York: its own wall clock
+        session.get(Clinic, world.clinic_id).timezone = "America/New_York"
+    asked = local_to_utc(day_ahead(8), time(16, 45), "America/New_York")
+    first = nexts(asked)[0]
+    assert (first.day, first.at) == (day_ahead(9), time(9))
+    assert first.start_at == local_to_utc(day_ahead(9), time(9), "America/New_York")
 
 
 def test_out_of_office_block_needs_no_patient_and_blocks_the_provider(db, world):

@@ -131,6 +131,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: booking.provider_choices(s, a, clinic_id=NO, start_at=AT, minutes=30),
     ),
     (
+        "booking.next_free_times",
+        P.APPOINTMENTS_READ,
+        lambda s, a, c: booking.next_free_times(s, a, clinic_id=NO, start_at=AT, service_ids=[NO]),
+    ),
+    (
         "booking.taken_resources",
         P.APPOINTMENTS_READ,
         lambda s, a, c: booking.taken_resources(s, a, clinic_id=NO, service_ids=[NO], start_at=AT),
