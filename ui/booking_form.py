@@ -262,12 +262,13 @@ def _take_time(prefix: str, free: booking.FreeTime) -> None:
     st.session_state[f"{prefix}_provider"] = free.provider_id
 
 
-def next_free_buttons(prefix: str, frees: list[booking.FreeTime]) -> None:
-    """One button per next free time; a press fills the form's time and provider."""
+def next_free_buttons(prefix: str, frees: list[booking.FreeTime], name: str = "free") -> None:
+    """One button per next free time (keys `{prefix}_{name}_0`…); a press fills the form's
+    time and provider."""
     for n, free in enumerate(frees):
         st.button(
             escape(free.label),
-            key=f"{prefix}_free_{n}",
+            key=f"{prefix}_{name}_{n}",
             icon=":material/event_available:",
             on_click=_take_time,
             args=(prefix, free),
@@ -342,10 +343,22 @@ def provider_picker(
                 ),
                 icon=":material/event_busy:",
             )
+    asked_for = next((c for c in choices if c.id == wanted), None)
+    if asked_for is not None and wanted not in labels and not provider_moved(prefix):
+        _not_the_one_asked_for(me, prefix, asked_for, offered, clinic_id, start_at, ids)
     # no empty, disabled select when nobody is offered: its faded label fails contrast (axe),
-    # and the warning below says what to do
+    # and the warning below says what to do; a provider chosen here is the one asked for now
     provider_id = (
-        st.selectbox("Provider", list(labels), format_func=labels.get, key=key) if labels else None
+        st.selectbox(
+            "Provider",
+            list(labels),
+            format_func=labels.get,
+            key=key,
+            on_change=st.session_state.pop,
+            args=(f"{prefix}_provider_wanted", None),
+        )
+        if labels
+        else None
     )
     busy = [f"{c.name}: {c.why}" for c in choices if not c.free]
     if busy:
@@ -370,6 +383,29 @@ def provider_picker(
         )
         next_free_buttons(prefix, frees)
     return next((c for c in offered if c.id == provider_id), None)
+
+
+def _not_the_one_asked_for(me, prefix, asked_for, offered, clinic_id, start_at, ids) -> None:
+    """The provider the calendar (or a next free time) chose cannot take the visit as it now
+    is (a longer service runs past their closing, one they do not perform, …): say so, and
+    who is offered instead, rather than swap them in silence; offer their next free times."""
+    instead = next(
+        (c.name for c in offered if c.id == st.session_state.get(f"{prefix}_provider")), None
+    )
+    frees = (
+        _next_free(me, clinic_id, start_at, ids, asked_for.id) if ids and asked_for.performs else []
+    )
+    said = [
+        f"The visit was to be with {asked_for.name}, who cannot take it then ({asked_for.why})."
+    ]
+    if instead:
+        said.append(f"{instead} is offered instead: check with the patient before booking.")
+    if frees:
+        said.append(f"{asked_for.name}'s next free times are below (a press fills one in).")
+    elif not instead:
+        said.append("Choose another time, or offer busy providers.")
+    st.warning(escape(" ".join(said)), icon=":material/person_off:")
+    next_free_buttons(prefix, frees, "wanted_free")
 
 
 @cached("appointments", "setup", ttl=15, max_entries=100)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local, utcnow
 from core.kernel.errors import DomainError, NotFound, ValidationError
-from core.kernel.money import clinic_clock_range, clinic_time
+from core.kernel.money import clinic_clock_range, clinic_time, clinic_time_range, format_clock
 from core.messaging import notify
 from core.patients import records as patients
 from core.patients.invitations import send_invitation
@@ -84,6 +84,11 @@ class Booked:
     notes: list[str] = field(default_factory=list)  # what else happened, in words
 
 
+def clinic_clock(clinic: Clinic, moment: datetime) -> str:
+    """A UTC moment's wall-clock time (no day) in the clinic's zone and locale."""
+    return format_clock(to_local(moment, clinic.timezone).time(), clinic.locale)
+
+
 def total_minutes(session: Session, service_ids: list[int]) -> int:
     """The booking's length: the services' durations and the buffers between them."""
     if not service_ids:
@@ -126,13 +131,13 @@ def provider_choices(
         )
     ):
         hours[row.provider_id].append(row)
-    away = set(
-        session.scalars(
-            select(TimeOff.provider_id).where(
-                TimeOff.provider_id.in_(ids), TimeOff.starts_at < end_at, TimeOff.ends_at > start_at
-            )
-        )
-    )
+    away: dict[int, tuple[datetime, datetime]] = {}  # the first time off touching the visit
+    for pid, off_from, off_until in session.execute(
+        select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at)
+        .where(TimeOff.provider_id.in_(ids), TimeOff.starts_at < end_at, TimeOff.ends_at > start_at)
+        .order_by(TimeOff.starts_at, TimeOff.id)
+    ):
+        away.setdefault(pid, (off_from, off_until))
     first_conflict: dict[int, tuple] = {}
     wanted = Timing(0, before, after)
     free_from, free_until = start_at - wanted.padding[0], end_at + wanted.padding[1]
@@ -191,13 +196,25 @@ def provider_choices(
         if not able:
             gap = [i for i in dict.fromkeys(service_ids) if i not in listed[provider.id]]
             why = f"does not perform {', '.join(names.get(i, f'#{i}') for i in gap)}"
-        covered = any(
-            start <= start_at and end_at <= end
+        periods = [
+            period
             for d in (day - timedelta(days=1), day)
-            for start, end in working_periods(hours[provider.id], d, tz)
-        )
-        if not covered or provider.id in away:
-            off = "not working then (outside hours or on time off)"
+            for period in working_periods(hours[provider.id], d, tz)
+        ]
+        covered = any(start <= start_at and end_at <= end for start, end in periods)
+        # the period the visit starts in but outlasts: closing time, or a break
+        closes = next((end for start, end in periods if start <= start_at < end), None)
+        off = ""
+        if provider.id in away:
+            off = f"on time off {clinic_time_range(clinic, *away[provider.id])}"
+        elif not covered and closes is not None:
+            off = (
+                f"works until {clinic_clock(clinic, closes)}, and the visit would end at "
+                f"{clinic_clock(clinic, end_at)}"
+            )
+        elif not covered:
+            off = "not working then (outside their hours)"
+        if off:
             why = f"{why}; {off}" if why else off
         if provider.id in first_conflict:
             kind, first_start, first_end, overlaps, theirs, held_id = first_conflict[provider.id]

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from core.kernel import accounts
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.config import load_settings
+from core.kernel.money import format_day
 from core.patients import merge, records
 from core.practice import setup
 from core.scheduling import moves
@@ -243,6 +244,39 @@ def test_prefill_from_the_calendar_selection(app_as, app_db):
     assert at.date_input(key="book_day").value == day
     assert at.time_input(key="book_time").value == time(14, 45)
     assert count > 0
+
+
+def test_the_provider_chosen_on_the_calendar_is_not_swapped_in_silence(app_as, app_db):
+    """A free quarter hour selected in Dr Aisha Rahman's column at 15:45 on a Monday (she
+    works until 16:00): a consultation of 30 minutes runs past her closing, and the form
+    quietly showed Dr Tom Becker instead. It says so, and offers her next free times."""
+    day = _weekday_ahead(30)  # after the demo's bookings
+    day += timedelta(days=(7 - day.weekday()) % 7)  # a Monday
+    database = _db(app_db)
+    with database.read() as session:
+        aisha = session.scalar(select(Provider.id).where(Provider.name == "Dr Aisha Rahman"))
+    database.dispose()
+    at = app_as("staff", "app_pages/calendar.py")
+    start = local_to_utc(day, time(15, 45), TZ)
+    at.session_state["book_prefill"] = {"clinic_id": 1, "start_at": start, "provider_id": aisha}
+    at.switch_page(PAGE).run()
+    assert at.session_state["book_provider"] == aisha and not at.warning  # 15 minutes fit
+    at.multiselect(key="book_services").select(
+        next(o for o in at.multiselect(key="book_services").options if o.startswith("Consult"))
+    ).run()
+    said = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert (
+        "The visit was to be with Dr Aisha Rahman, who cannot take it then (works until 16:00, "
+        "and the visit would end at 16:15). Dr Tom Becker is offered instead: check with the "
+        "patient before booking. Dr Aisha Rahman's next free times are below" in said
+    ), said
+    tuesday = format_day(day + timedelta(days=1), "en-GB")
+    first = at.button(key="book_wanted_free_0")
+    assert first.label.replace("\\", "") == f"{tuesday}, 08:00 with Dr Aisha Rahman"
+    first.click().run()
+    assert at.date_input(key="book_day").value == day + timedelta(days=1)
+    assert at.time_input(key="book_time").value == time(8)
+    assert at.session_state["book_provider"] == aisha and not at.warning
 
 
 def test_every_role_can_open_the_booking_page(app_as):

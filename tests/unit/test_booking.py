@@ -184,9 +184,48 @@ def test_provider_choices_offer_free_providers_and_say_why_others_are_not(db, wo
             session, world.staff, clinic_id=world.clinic_id, start_at=at(8), minutes=30
         )
     assert [(c.name, c.free) for c in choices] == [("Dr Early", False), ("Dr Test", False)]
-    assert choices[0].why == "not working then (outside hours or on time off)"
+    assert choices[0].why == "not working then (outside their hours)"
     assert choices[1].why.startswith("booked 10:00–10:30")
     assert [(c.name, c.free) for c in early] == [("Dr Early", True), ("Dr Test", False)]
+
+
+def test_provider_choices_say_closing_time_a_break_or_the_time_off_in_the_way(db, world):
+    """'not working then (outside hours or on time off)' was all the desk read of a provider
+    who works that afternoon when the visit ran past their closing or into their break."""
+    with db.write() as session:
+        split = Provider(name="Dr Split")  # a lunch break from 12:00 to 13:00
+        for starts, ends in ((time(9), time(12)), (time(13), time(17))):
+            split.working_hours.append(
+                WorkingHours(
+                    clinic_id=world.clinic_id,
+                    weekday=day_ahead().weekday(),
+                    starts=starts,
+                    ends=ends,
+                )
+            )
+        session.add(split)
+        session.flush()
+        session.add(TimeOff(provider_id=split.id, starts_at=at(15), ends_at=at(16)))
+
+    def why(start_at):
+        with db.read() as session:
+            return {
+                c.name: c.why
+                for c in booking.provider_choices(
+                    session, world.staff, clinic_id=world.clinic_id, start_at=start_at, minutes=30
+                )
+            }
+
+    assert why(at(16, 45)) == {
+        "Dr Split": "works until 17:00, and the visit would end at 17:15",
+        "Dr Test": "works until 17:00, and the visit would end at 17:15",
+    }
+    assert why(at(11, 45))["Dr Split"] == "works until 12:00, and the visit would end at 12:15"
+    assert why(at(12, 15))["Dr Split"] == "not working then (outside their hours)"
+    assert why(at(14, 45))["Dr Split"] == (
+        f"on time off {to_local(at(15), TZ):%a, %-d %b %Y}, 15:00–16:00"
+    )
+    assert why(at(14, 15))["Dr Split"] == ""
 
 
 def test_next_free_times_follow_bookings_hours_and_time_off_in_the_clinics_zone(db, world):
@@ -316,7 +355,9 @@ def test_provider_choices_agree_with_the_per_provider_checks(db, world):
                 )
                 clash = availability.find_conflicts(session, choice.id, start, end)
                 assert choice.free == (fits and not clash), (hour, minute, choice)
-                assert choice.why.startswith("not working") == (not fits), (hour, minute, choice)
+                assert choice.why.startswith(("not working", "works until", "on time off")) == (
+                    not fits
+                ), (hour, minute, choice)
                 assert (("booked" in choice.why) or ("out of office" in choice.why)) == bool(clash)
 
 
