@@ -351,6 +351,7 @@ SKIP_REASONS = {
     PortalStatus.OPTED_OUT: "no consent to email",
     PortalStatus.REVOKED: "invitation revoked (check the record, then resend there)",
 }
+NO_BIRTH_SKIPPED = "no date of birth on file (add it to the record, then invite)"
 
 
 def _upcoming_patients(now: datetime, today: date, clinic_id: int | None):
@@ -388,14 +389,16 @@ def bulk_preview(
     now = utcnow()
     latest, inv = latest_invitation()
     status = status_expr(inv, now).label("portal_status")
-    base = select(Patient.id.label("id"), status).select_from(Patient)
+    columns = (Patient.id.label("id"), status, Patient.date_of_birth.label("born"))
+    base = select(*columns).select_from(Patient)
     if upcoming_only:
         upcoming = _upcoming_patients(now, today or now.date(), clinic_id)
         base = (
-            select(Patient.id.label("id"), status)
+            select(*columns)
             .select_from(upcoming)
             .join(Patient, Patient.id == upcoming.c.patient_id)
         )
+    base = base.where(Patient.merged_into_id.is_(None))  # a duplicate is invited as its record
     base = base.outerjoin(latest, latest.c.patient_id == Patient.id).outerjoin(
         inv, inv.id == latest.c.invitation_id
     )
@@ -416,13 +419,18 @@ def bulk_preview(
             ).all()
         )
     eligible = base.subquery("eligible")
+    ready = eligible.c.portal_status.in_(sendable)
     ids = list(
         session.scalars(
             select(eligible.c.id)
-            .where(eligible.c.portal_status.in_(sendable))
+            .where(ready, eligible.c.born.is_not(None))
             .order_by(eligible.c.id)
             .limit(limit)
         )
+    )
+    # enrolling asks for the date of birth: a record without one is not invited (check_invitable)
+    no_birth = session.scalar(
+        select(func.count()).select_from(eligible).where(ready, eligible.c.born.is_(None))
     )
     skipped: dict[str, int] = {}
     for status_value, n in counts.items():
@@ -430,7 +438,9 @@ def bulk_preview(
             continue
         reason = SKIP_REASONS.get(PortalStatus(status_value), "expired (renewal not chosen)")
         skipped[reason] = skipped.get(reason, 0) + n
-    over = sum(counts.get(s, 0) for s in sendable) - len(ids)
+    if no_birth:
+        skipped[NO_BIRTH_SKIPPED] = no_birth
+    over = sum(counts.get(s, 0) for s in sendable) - no_birth - len(ids)
     if over > 0:
         skipped[f"over the limit of {limit} per run"] = over
     return BulkPreview(ids, skipped)

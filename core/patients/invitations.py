@@ -96,6 +96,14 @@ ADVICE = {
 SENDABLE = (PortalStatus.NOT_INVITED, PortalStatus.EXPIRED, PortalStatus.REVOKED)
 
 
+# enrolling asks the patient for their date of birth (core.portal.patient_links.enroll): a
+# record without one could never enrol, so it is not invited until the desk adds it
+NO_BIRTH = (
+    "The patient has no date of birth on file, and enrolling asks them to confirm it: "
+    "add it to the patient's record first."
+)
+
+
 def get_expiry_days(session: Session) -> int:
     row = session.get(Setting, EXPIRY_SETTING)
     value = (row.value or {}).get("days") if row else None
@@ -154,6 +162,7 @@ class PortalState:
     expires_at: datetime | None
     enrolled_at: datetime | None
     expires_on: str = ""  # the expiry day in the patient's clinic's zone and locale
+    held: str = ""  # why an invitation cannot be sent or used yet (NO_BIRTH), else ""
 
     @property
     def label(self) -> str:
@@ -163,11 +172,11 @@ class PortalState:
 
     @property
     def advice(self) -> str:
-        return ADVICE[self.status]
+        return self.held or ADVICE[self.status]
 
     @property
     def can_send(self) -> bool:
-        return self.status in (*SENDABLE, PortalStatus.INVITED)
+        return self.status in (*SENDABLE, PortalStatus.INVITED) and not self.held
 
 
 def state_of(session: Session, patient: Patient, now: datetime | None = None) -> PortalState:
@@ -201,11 +210,15 @@ def state_of(session: Session, patient: Patient, now: datetime | None = None) ->
         inv.sent_at if inv else None,
         inv.expires_at if inv else None,
         patient.portal_enrolled_at or (inv.enrolled_at if inv else None),
-        _expiry_day(session, patient.id, inv.expires_at) if status == PortalStatus.INVITED else "",
+        expiry_day(session, patient.id, inv.expires_at) if status == PortalStatus.INVITED else "",
+        NO_BIRTH
+        if status in (*SENDABLE, PortalStatus.INVITED) and patient.date_of_birth is None
+        else "",
     )
 
 
-def _expiry_day(session: Session, patient_id: int, expires_at: datetime) -> str:
+def expiry_day(session: Session, patient_id: int, expires_at: datetime) -> str:
+    """An invitation's last day, in the patient's clinic's zone and locale."""
     local = clinic_for(session, patient_id) or clinic_format(session)
     return format_day(to_local(expires_at, local.timezone).date(), local.locale)
 
@@ -252,6 +265,11 @@ def check_invitable(patient: Patient) -> None:
     if not patient.consent_email:
         raise ValidationError(
             "The patient has not consented to email and text messages: record consent first."
+        )
+    if patient.date_of_birth is None:
+        raise ValidationError(
+            f"{patient.full_name} has no date of birth on file, and enrolling asks them to "
+            "confirm it: add it to the patient's record first, then invite them."
         )
 
 
@@ -359,7 +377,7 @@ def send_invitation(
                 "clinic_name": clinic.name if clinic else "",
                 "clinic_phone": clinic.phone if clinic else "",
                 "link": url,
-                "expires": _expiry_day(session, patient.id, invitation.expires_at),
+                "expires": expiry_day(session, patient.id, invitation.expires_at),
             },
             channels=[Channel.EMAIL],
         )

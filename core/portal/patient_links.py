@@ -74,6 +74,22 @@ class EnrollView:
     clinic_name: str
     expires_at: datetime
     locale: str = DEFAULT_LOCALE  # the clinic's, for the date of birth's picker
+    held: str = ""  # why the patient cannot enrol yet and what to do (no_birth_on_file)
+
+
+def no_birth_on_file(session: Session, patient: Patient, invitation) -> str:
+    """What the patient reads when their record has no date of birth to confirm (added
+    without one, or cleared after the invitation went out), or "" when it has one. Nothing is
+    counted against the link: no answer could be right until the practice adds it."""
+    if patient.date_of_birth is not None:
+        return ""
+    clinic = invitations.clinic_for(session, patient.id)
+    call = f" on {clinic.phone}" if clinic and clinic.phone else ""
+    day = invitations.expiry_day(session, patient.id, invitation.expires_at)
+    return (
+        "We cannot confirm it is you yet: the practice has no date of birth on file for you. "
+        f"Please call them{call} and ask them to add it; this link keeps working until {day}."
+    )
 
 
 def _live_invitation(
@@ -107,6 +123,7 @@ def enrollment_view(session: Session, raw: str | None) -> EnrollView:
         clinic.name if clinic else "",
         invitation.expires_at,
         clinic.locale if clinic else DEFAULT_LOCALE,
+        no_birth_on_file(session, patient, invitation),
     )
 
 
@@ -125,6 +142,8 @@ def enroll(
     MAX_IDENTITY_ATTEMPTS wrong answers the link is revoked."""
     token, invitation = _live_invitation(session, raw, lock=True)
     patient = session.get(Patient, invitation.patient_id)
+    if held := no_birth_on_file(session, patient, invitation):
+        return EnrollResult(False, held)
     if not accept_terms:
         raise ValidationError("Please read and accept the terms of use to continue.")
     if date_of_birth is None:

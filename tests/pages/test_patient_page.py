@@ -108,6 +108,21 @@ def test_enrolment_needs_the_terms(app_db):
     assert "accept the terms" in at.error[0].value
 
 
+def test_with_no_date_of_birth_on_file_the_enrolment_page_says_to_call_and_offers_no_form(
+    app_db,
+):
+    raw, _, invitation_id = _invite(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        s.get(PortalInvitation, invitation_id).patient.date_of_birth = None
+    database.dispose()
+    at = patient_page("enroll", raw)
+    assert not at.exception and not at.error
+    assert "no date of birth on file for you" in at.info[0].value
+    assert "keeps working until" in at.info[0].value
+    assert not at.date_input and not at.button  # nothing to try, nothing spent
+
+
 def test_declining_a_proposal(app_db):
     database = _db(app_db)
     with database.write() as s:

@@ -187,12 +187,35 @@ def test_new_patient_with_invitation(app_as, app_db):
     at.text_input(key="patients_new_first").input("Quinn")
     at.text_input(key="patients_new_last").input("<b>Fox</b>")
     at.text_input(key="patients_new_email").input("quinn.fox@example.org")
+    at.date_input(key="patients_new_dob").set_value(date(1991, 6, 1))
     at.checkbox(key="patients_new_consent_email").check()
     at.checkbox(key="patients_new_invite").check()
     at.button(key="FormSubmitter:patients_new-Add patient").click().run()
     assert not at.error and not at.exception
     assert "<b>" not in at.header[0].value.replace("\\<b\\>", "")  # shown escaped
     assert "Portal: Invited" in at.info[0].value
+
+
+def test_a_new_patient_without_a_date_of_birth_is_added_but_not_invited(app_as, app_db):
+    """Enrolling asks for the date of birth: the desk hears to add it, the patient is kept."""
+    at = app_as("staff", PAGE)
+    at.session_state["patients_new_open"] = True
+    at.run()
+    at.text_input(key="patients_new_first").input("Rowan")
+    at.text_input(key="patients_new_last").input("Vale")
+    at.text_input(key="patients_new_email").input("rowan.vale@example.org")
+    at.checkbox(key="patients_new_consent_email").check()
+    at.checkbox(key="patients_new_invite").check()
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert not at.exception and at.toast[0].value == "Patient added."
+    assert "Rowan Vale has no date of birth on file" in at.error[0].value
+    with _db(app_db).read() as s:
+        rowan = s.scalar(select(Patient).where(Patient.email == "rowan.vale@example.org"))
+        assert rowan is not None
+        assert (
+            s.scalar(select(PortalInvitation).where(PortalInvitation.patient_id == rowan.id))
+            is None
+        )
 
 
 def test_a_refused_new_patient_keeps_what_was_typed_and_a_duplicate_is_named(app_as, app_db):

@@ -218,6 +218,70 @@ def test_too_many_wrong_dates_of_birth_revoke_the_link(db, world):
         patient_links.enrollment_view(s, raw)
 
 
+def test_a_patient_without_a_date_of_birth_is_not_invited_and_the_desk_hears_why(db, world):
+    """Enrolling asks for the date of birth: a record without one (a patient who asked for a
+    visit through the public booking link, an import, the new-patient form left blank) could
+    never enrol, and five tries would revoke the link. The desk is told before sending, the
+    bulk preview skips them saying why, and the record says what to add."""
+    with db.write() as s:
+        pid = make_patient(s, first_name="Noor", date_of_birth=None).id
+        s.add(
+            Appointment(
+                clinic_id=world.clinic_id,
+                patient_id=pid,
+                requested_day=date.today() + timedelta(days=2),
+                status=AppointmentStatus.REQUESTED,
+            )
+        )
+    with pytest.raises(ValidationError, match="no date of birth on file.*add it to the patient"):
+        _send(db, world, pid)
+    with pytest.raises(ValidationError, match="no date of birth"):  # nor a desk QR code
+        _send(db, world, pid, email=False)
+    with db.read() as s:
+        assert s.scalar(select(PortalInvitation.id)) is None
+        assert s.scalar(select(Notification.id)) is None
+    state = _state(db, pid)
+    assert state.status == PortalStatus.NOT_INVITED and not state.can_send
+    assert "no date of birth on file" in state.advice
+    with db.read() as s:
+        upcoming = enrolment.bulk_preview(s, world.staff)
+        everyone = enrolment.bulk_preview(s, world.staff, upcoming_only=False)
+    assert upcoming.patient_ids == [] and upcoming.skipped == {enrolment.NO_BIRTH_SKIPPED: 1}
+    assert everyone.patient_ids == [world.patient_id]
+    assert everyone.skipped == {enrolment.NO_BIRTH_SKIPPED: 1}  # not "over the limit"
+    with db.write() as s:
+        s.get(Patient, pid).date_of_birth = date(1990, 2, 3)
+    assert _state(db, pid).can_send
+    assert _send(db, world, pid).queued
+
+
+def test_an_invitation_whose_patient_has_no_date_of_birth_says_to_call_and_is_not_spent(db, world):
+    """An invitation sent before the date of birth was cleared (or before invitations asked
+    for one): the enrolment page says to call the practice, however often it is tried, and the
+    link works once the practice has added it."""
+    raw = _raw(_send(db, world).link)
+    with db.write() as s:
+        s.get(Patient, world.patient_id).date_of_birth = None
+    with db.read() as s:
+        view = patient_links.enrollment_view(s, raw)
+    assert "no date of birth on file for you" in view.held and "call them" in view.held
+    for attempt in range(patient_links.MAX_IDENTITY_ATTEMPTS + 1):
+        with db.write() as s:
+            result = patient_links.enroll(
+                s, raw, date_of_birth=date(1985, 4, 12 + attempt), accept_terms=True
+            )
+        assert not result.enrolled and result.message == view.held
+    assert _state(db, world.patient_id).status == PortalStatus.INVITED
+    assert "enrollment_identity_failed" not in _actions(db, world.patient_id)
+    with db.write() as s:
+        s.get(Patient, world.patient_id).date_of_birth = date(1985, 4, 12)
+    with db.read() as s:
+        assert patient_links.enrollment_view(s, raw).held == ""
+    with db.write() as s:
+        done = patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=True)
+    assert done.enrolled
+
+
 def test_status_in_sql_agrees_with_the_python_status_for_every_case(db, world):
     now = utcnow()
     with db.write() as s:

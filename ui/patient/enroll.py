@@ -29,6 +29,9 @@ def render(token: str) -> None:
     st.title("Patient portal")
     clinic = f" to {escape(view.clinic_name)}" if view.clinic_name else ""
     st.markdown(f"Hello {escape(view.first_name)}, welcome{clinic}.")
+    if view.held:  # no date of birth on file to confirm: the form could only fail
+        st.info(escape(view.held), icon=":material/call:")
+        return
     st.write("Please confirm your date of birth so we know it is you, then accept the terms.")
     with st.form("patient_enroll_form"):
         born = st.date_input(
