@@ -209,8 +209,8 @@ TEMPLATES: dict[str, Template] = {
         "once and expires in {minutes} minutes: {link}\n\nIf you did not ask for it, you can "
         "ignore this message." + _SIGN,
         "A one-time portal sign-in link the patient asked for.",
-        "{clinic_name}: your patient portal sign-in link (works once, expires in {minutes} "
-        "minutes): {link}\nIf you did not ask for it, ignore this message.",
+        "{clinic_name}: the patient portal sign-in link for {patient_name} (works once, "
+        "expires in {minutes} minutes): {link}\nIf you did not ask for it, ignore this message.",
     ),
     "payment_receipt": Template(
         "Your receipt from {clinic_name}",

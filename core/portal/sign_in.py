@@ -3,8 +3,10 @@
 Enrolment opens the portal (a one-time sign-in link is issued with it). Afterwards the patient
 types their email address or phone number and, if it belongs to an enrolled patient, receives a
 one-time sign-in link (purpose `portal`: 256 random bits stored as a hash, single use, expiring
-after SIGN_IN_MINUTES). The answer is the same whether or not the address is known, and requests
-are rate-limited per address and per IP address (in the database, so across instances).
+after SIGN_IN_MINUTES); a family sharing one address or number gets one link per enrolled
+member, each in a message naming them. The answer is the same whether or not the address is
+known, and requests are rate-limited per address and per IP address (in the database, so across
+instances).
 
 The link opens `/_clinicdesk/portal/sign-in` (serve.py), which exchanges it for a portal session:
 a random token in an HttpOnly cookie, its hash in `portal_sessions`, ended after the idle limit
@@ -41,6 +43,7 @@ PURPOSE = "portal"
 COOKIE = "clinicdesk_portal"
 SIGN_IN_MINUTES = 15
 LIMIT_PER_HOUR = 5  # sign-in requests per address and per IP address
+SHARED_MAX = 6  # enrolled patients one address or number signs in (a family shares them)
 ROUTE = "/_clinicdesk/portal/sign-in"
 NEUTRAL = (
     "If this address belongs to a patient enrolled in our portal, we have sent a sign-in link. "
@@ -165,16 +168,17 @@ def phone_key(session: Session, typed: str) -> str:
     return min(phone_readings(typed, practice_regions(session)), default=_digits(typed))
 
 
-def _enrolled_patient(session: Session, kind: str, value: str, numbers: set[str]):
-    """The enrolled patient with this email address, or whose stored phone is one of
-    `numbers` (_with_number)."""
+def _enrolled_patients(session: Session, kind: str, value: str, numbers: set[str]) -> list[Patient]:
+    """The enrolled patients with this email address, or whose stored phone is one of
+    `numbers` (_with_number): more than one when a family shares it, each with a portal of
+    their own (at most SHARED_MAX)."""
     # a duplicate merged into another record signs in no more (core.patients.merge)
     enrolled = and_(Patient.portal_enrolled_at.is_not(None), Patient.merged_into_id.is_(None))
     if kind == "email":
         match = func.lower(Patient.email) == value
-        return session.scalar(select(Patient).where(enrolled, match).order_by(Patient.id).limit(1))
-    found = _with_number(session, numbers, enrolled, limit=1)
-    return found[0] if found else None
+        query = select(Patient).where(enrolled, match).order_by(Patient.id).limit(SHARED_MAX)
+        return list(session.scalars(query))
+    return _with_number(session, numbers, enrolled, limit=SHARED_MAX)
 
 
 def sign_in_link(base_url: str, raw: str) -> str:
@@ -203,32 +207,32 @@ def request_sign_in(
     if rate_limits.over_limit(session, dict.fromkeys(keys, LIMIT_PER_HOUR), now):
         raise ValidationError(TOO_MANY)
     rate_limits.hit(session, keys, now)
-    patient = _enrolled_patient(session, kind, value, numbers)
-    if patient is None:
-        return NEUTRAL
-    raw = issue_sign_in(session, patient.id)
-    clinic = invitations.clinic_for(session, patient.id)
-    notify.queue_for_patient(
-        session,
-        patient,
-        "portal_sign_in",
-        {
-            "clinic_name": clinic.name if clinic else "",
-            "clinic_phone": clinic.phone if clinic else "",
-            "minutes": SIGN_IN_MINUTES,
-            "link": sign_in_link(base_url, raw),
-        },
-        channels=[Channel.EMAIL if kind == "email" else Channel.SMS],
-    )
-    audit.record(
-        session,
-        patient_actor(patient.first_name, via="portal"),
-        "portal_sign_in_requested",
-        "patient",
-        patient.id,
-        patient_id=patient.id,
-        details={"by": kind},
-    )
+    # a family sharing one address or number: each enrolled member gets their own link, in a
+    # message naming them, so every one of them can reach their own portal
+    for patient in _enrolled_patients(session, kind, value, numbers):
+        raw = issue_sign_in(session, patient.id)
+        clinic = invitations.clinic_for(session, patient.id)
+        notify.queue_for_patient(
+            session,
+            patient,
+            "portal_sign_in",
+            {
+                "clinic_name": clinic.name if clinic else "",
+                "clinic_phone": clinic.phone if clinic else "",
+                "minutes": SIGN_IN_MINUTES,
+                "link": sign_in_link(base_url, raw),
+            },
+            channels=[Channel.EMAIL if kind == "email" else Channel.SMS],
+        )
+        audit.record(
+            session,
+            patient_actor(patient.first_name, via="portal"),
+            "portal_sign_in_requested",
+            "patient",
+            patient.id,
+            patient_id=patient.id,
+            details={"by": kind},
+        )
     return NEUTRAL
 
 

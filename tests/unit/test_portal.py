@@ -227,6 +227,43 @@ def test_the_rate_limit_counts_every_form_of_one_number_together(db, world):
         sign_in.request_sign_in(s, "0044 7700 900555", base_url=BASE)
 
 
+@pytest.mark.parametrize(
+    ("typed", "channel"), [("Alex@Example.org", "email"), ("+44 7700 900123", "sms")]
+)
+def test_a_family_sharing_an_address_or_number_each_get_their_own_sign_in_link(
+    db, world, typed, channel
+):
+    """A parent and a child enrolled with one email address and one mobile number: each gets
+    a link of their own, in a message naming them, that opens their own portal (before, only
+    the record with the lower number ever got one: the child could never sign in). A family
+    member not enrolled gets nothing, and the answer on the screen is the same."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        child = make_patient(s, first_name="Robin", date_of_birth=date(2015, 3, 1))
+        child.portal_enrolled_at = utcnow()
+        make_patient(s, first_name="Kit", date_of_birth=date(2017, 5, 2))  # not enrolled
+        child_id = child.id
+    with db.write() as s:
+        answer = sign_in.request_sign_in(s, typed, base_url=BASE, ip="1.2.3.4")
+    assert answer == sign_in.NEUTRAL
+    with db.read() as s:
+        sent = s.scalars(
+            select(Notification)
+            .where(Notification.template == "portal_sign_in")
+            .order_by(Notification.patient_id)
+        ).all()
+        assert [(n.patient_id, n.channel.value) for n in sent] == [
+            (world.patient_id, channel),
+            (child_id, channel),
+        ]
+        assert "Alex Morgan" in sent[0].body and "Robin Morgan" in sent[1].body
+    for patient_id in (world.patient_id, child_id):
+        with db.write() as s:
+            cookie = sign_in.start_session(s, _link_raw(db, patient_id))
+        with db.write() as s:
+            assert sign_in.resume(s, cookie, 30) == patient_id
+
+
 def test_sign_in_links_expire(db, world):
     _enrol(db, world.patient_id)
     with db.write() as s:
