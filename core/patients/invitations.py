@@ -94,6 +94,7 @@ ADVICE = {
 
 
 SENDABLE = (PortalStatus.NOT_INVITED, PortalStatus.EXPIRED, PortalStatus.REVOKED)
+REPLACED = "Replaced by a new invitation"  # why a resend revoked the earlier invitation
 
 
 # enrolling asks the patient for their date of birth (core.portal.patient_links.enroll): a
@@ -210,17 +211,18 @@ def state_of(session: Session, patient: Patient, now: datetime | None = None) ->
         inv.sent_at if inv else None,
         inv.expires_at if inv else None,
         patient.portal_enrolled_at or (inv.enrolled_at if inv else None),
-        expiry_day(session, patient.id, inv.expires_at) if status == PortalStatus.INVITED else "",
+        clinic_day(session, patient.id, inv.expires_at) if status == PortalStatus.INVITED else "",
         NO_BIRTH
         if status in (*SENDABLE, PortalStatus.INVITED) and patient.date_of_birth is None
         else "",
     )
 
 
-def expiry_day(session: Session, patient_id: int, expires_at: datetime) -> str:
-    """An invitation's last day, in the patient's clinic's zone and locale."""
+def clinic_day(session: Session, patient_id: int, moment: datetime) -> str:
+    """The day of `moment` (an invitation's expiry, an enrolment) in the patient's clinic's
+    zone and locale."""
     local = clinic_for(session, patient_id) or clinic_format(session)
-    return format_day(to_local(expires_at, local.timezone).date(), local.locale)
+    return format_day(to_local(moment, local.timezone).date(), local.locale)
 
 
 def get_portal_state(session: Session, actor: Actor, patient_id: int) -> PortalState:
@@ -352,7 +354,7 @@ def send_invitation(
         raise ValidationError(f"Invitations must expire after 1 to {MAX_EXPIRY_DAYS} days.")
     now = utcnow()
     previous = state_of(session, patient, now)
-    replaced = _revoke_pending(session, actor, patient.id, "Replaced by a new invitation", now)
+    replaced = _revoke_pending(session, actor, patient.id, REPLACED, now)
     issued = tokens.issue(session, "enroll", patient.id, timedelta(days=days))
     invitation = PortalInvitation(
         patient_id=patient.id,
@@ -377,7 +379,7 @@ def send_invitation(
                 "clinic_name": clinic.name if clinic else "",
                 "clinic_phone": clinic.phone if clinic else "",
                 "link": url,
-                "expires": expiry_day(session, patient.id, invitation.expires_at),
+                "expires": clinic_day(session, patient.id, invitation.expires_at),
             },
             channels=[Channel.EMAIL],
         )

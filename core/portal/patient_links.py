@@ -85,11 +85,61 @@ def no_birth_on_file(session: Session, patient: Patient, invitation) -> str:
         return ""
     clinic = invitations.clinic_for(session, patient.id)
     call = f" on {clinic.phone}" if clinic and clinic.phone else ""
-    day = invitations.expiry_day(session, patient.id, invitation.expires_at)
+    day = invitations.clinic_day(session, patient.id, invitation.expires_at)
     return (
         "We cannot confirm it is you yet: the practice has no date of birth on file for you. "
         f"Please call them{call} and ask them to add it; this link keeps working until {day}."
     )
+
+
+class EnrolmentClosed(Conflict):
+    """A real enrolment link that can no longer be used, saying why: its holder learns only
+    what became of their own invitation (an unknown link, or one revoked for any reason but a
+    newer invitation, stays LinkInvalid). `portal`: the page offers the portal's sign-in."""
+
+    portal = False
+
+
+class EnrolledAlready(EnrolmentClosed):
+    """The link was used to enrol (by whoever confirmed the patient's date of birth): opened
+    again, from the email or another device, it says where to go instead of 'ask for a new
+    one', which the practice could not give."""
+
+    portal = True
+
+    def __init__(self, day: str) -> None:
+        super().__init__(
+            f"You enrolled in the patient portal on {day}, so this link is not needed any more. "
+            "To open your portal, sign in with the email address or mobile number the practice "
+            "has for you: we send you a one-time sign-in link."
+        )
+
+
+class InvitationReplaced(EnrolmentClosed):
+    def __init__(self) -> None:
+        super().__init__(
+            "This invitation was replaced by a newer one. Please use the link in the practice's "
+            "latest invitation email."
+        )
+
+
+def _closed(session: Session, raw: str | None) -> EnrolmentClosed | None:
+    """Why a dead enrolment link is dead, when its holder may be told: enrolled with it, or
+    its invitation replaced by a resend. None for anything else."""
+    row = tokens.find(session, raw, "enroll")
+    invitation = invitations.enrolment_target(session, row.id) if row else None
+    if invitation is None:
+        return None
+    if invitation.status == InvitationStatus.ENROLLED and invitation.enrolled_at is not None:
+        return EnrolledAlready(
+            invitations.clinic_day(session, invitation.patient_id, invitation.enrolled_at)
+        )
+    if (
+        invitation.status == InvitationStatus.REVOKED
+        and invitation.revoked_reason == invitations.REPLACED
+    ):
+        return InvitationReplaced()
+    return None
 
 
 def _live_invitation(
@@ -97,8 +147,15 @@ def _live_invitation(
 ) -> tuple[LinkToken, object]:
     """The enrolment link's token and its pending invitation. With `lock`, the invitation's
     row is locked (and read afresh) first, so attempts at once are weighed one after another:
-    each counts the wrong dates of birth before it, and none outlives the revocation."""
-    token = tokens.verify(session, raw, "enroll")
+    each counts the wrong dates of birth before it, and none outlives the revocation. A link
+    used to enrol, or replaced by a newer invitation, is EnrolmentClosed; any other dead link
+    LinkInvalid."""
+    try:
+        token = tokens.verify(session, raw, "enroll")
+    except LinkInvalid:
+        if closed := _closed(session, raw):
+            raise closed from None
+        raise
     invitation = invitations.enrolment_target(session, token.id)
     if invitation is not None and lock:
         invitation = session.execute(
@@ -108,7 +165,7 @@ def _live_invitation(
             .execution_options(populate_existing=True)
         ).scalar_one()
     if invitation is None or invitation.status != InvitationStatus.PENDING:
-        raise LinkInvalid()
+        raise _closed(session, raw) or LinkInvalid()
     if invitation.expires_at <= utcnow():
         raise LinkInvalid()
     return token, invitation

@@ -147,10 +147,11 @@ def test_staff_invite_the_patient_enrols_from_the_email_and_the_page_shows_enrol
         assert session.get(Patient, patient_id).portal_enrolled_at is not None
     database.dispose()
 
-    # the link worked once: opening it again shows the neutral page
+    # the link worked once: opened again, it says so and points to the portal's sign-in
     again = patient_context.new_page()
     again.goto(found.group(0))
-    expect(again.get_by_role("heading", name="This link is not valid")).to_be_visible(timeout=20000)
+    expect(again.get_by_text("You enrolled in the patient portal on")).to_be_visible(timeout=20000)
+    expect(again.get_by_role("link", name="Sign in to my patient portal")).to_be_visible()
     patient_context.close()
 
 

@@ -97,7 +97,10 @@ def test_enrolment_with_date_of_birth_and_terms_then_the_link_is_used(app_db):
     with database.read() as s:
         assert s.get(PortalInvitation, invitation_id).status.value == "enrolled"
     database.dispose()
-    _only_invalid(patient_page("enroll", raw))  # a new browser session: the link worked once
+    again = patient_page("enroll", raw)  # a new browser session: the link worked once
+    assert not again.exception and not again.date_input  # nothing to enrol with again
+    assert "You enrolled in the patient portal on" in again.info[0].value
+    assert again.get("link_button")[0].proto.url == "/portal"
 
 
 def test_enrolment_needs_the_terms(app_db):

@@ -192,9 +192,9 @@ def test_enrolment_needs_date_of_birth_and_terms_and_works_once(db, world):
     assert state.status == PortalStatus.ENROLLED and state.enrolled_at is not None
     with db.read() as s:
         assert s.get(Patient, world.patient_id).portal_enrolled_at is not None
-        with pytest.raises(LinkInvalid):
+        with pytest.raises(patient_links.EnrolledAlready):  # opened again: says so
             patient_links.enrollment_view(s, raw)
-    with db.write() as s, pytest.raises(LinkInvalid):
+    with db.write() as s, pytest.raises(patient_links.EnrolledAlready):
         patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=True)
     assert _actions(db, world.patient_id)[-2:] == [
         "enrollment_identity_failed",
@@ -202,6 +202,45 @@ def test_enrolment_needs_date_of_birth_and_terms_and_works_once(db, world):
     ]
     with pytest.raises(ValidationError, match="already enrolled"):
         _send(db, world)
+
+
+def test_a_dead_enrolment_link_says_why_to_its_holder_only_when_it_is_theirs_to_know(db, world):
+    """Opened again after enrolling (the email's link, another device), a link said 'contact
+    the practice for a new one', which the practice could not give: it now says the patient
+    enrolled on that day and to sign in. One replaced by a resend says to use the newest email.
+    Revoked for any other reason (the address changed: it may be a stranger's; by the desk;
+    too many wrong dates of birth) or expired, it stays the neutral invalid link."""
+    first = _raw(_send(db, world).link)
+    second = _raw(_send(db, world).link)
+    with db.read() as s, pytest.raises(patient_links.InvitationReplaced, match="newer one"):
+        patient_links.enrollment_view(s, first)
+    with db.write() as s:
+        patient_links.enroll(s, second, date_of_birth=date(1985, 4, 12), accept_terms=True)
+    with db.read() as s:
+        day = invitations.clinic_day(s, world.patient_id, utcnow())
+        with pytest.raises(patient_links.EnrolledAlready) as enrolled:
+            patient_links.enrollment_view(s, second)
+    assert f"You enrolled in the patient portal on {day}" in str(enrolled.value)
+    assert "sign in" in str(enrolled.value) and enrolled.value.portal
+    with db.write() as s:
+        others = {
+            "address changed": make_patient(s, first_name="Ada").id,
+            "revoked by the desk": make_patient(s, first_name="Bo").id,
+            "expired": make_patient(s, first_name="Cy").id,
+        }
+    links = {why: _send(db, world, pid) for why, pid in others.items()}
+    with db.write() as s:
+        s.get(Patient, others["address changed"]).email = "ada.new@example.org"
+        invitations.revoke_pending_for_patient(
+            s, world.staff, others["address changed"], "Email address changed"
+        )
+        invitations.revoke_invitation(s, world.staff, links["revoked by the desk"].invitation_id)
+    _expire(db, links["expired"].invitation_id)
+    for sent in links.values():
+        with db.read() as s, pytest.raises(LinkInvalid):
+            patient_links.enrollment_view(s, _raw(sent.link))
+    with db.read() as s, pytest.raises(LinkInvalid):
+        patient_links.enrollment_view(s, "made-up-token")
 
 
 def test_too_many_wrong_dates_of_birth_revoke_the_link(db, world):
@@ -503,7 +542,7 @@ def test_an_enrolment_link_used_twice_at_once_enrols_once(db, world):
         lambda s: patient_links.enroll(s, raw, date_of_birth=date(1985, 4, 12), accept_terms=True),
     )
     assert sum(getattr(o, "enrolled", False) for o in outcomes) == 1
-    assert sum(isinstance(o, LinkInvalid) for o in outcomes) == 1, outcomes
+    assert sum(isinstance(o, patient_links.EnrolledAlready) for o in outcomes) == 1, outcomes
     assert _actions(db, world.patient_id).count("invitation_enrolled") == 1
 
 

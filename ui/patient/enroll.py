@@ -25,7 +25,14 @@ def render(token: str) -> None:
         if link := st.session_state.get(PORTAL_KEY):  # enrolment opens the portal
             st.link_button("Open my patient portal", link, type="primary")
         return
-    view = public_read(patient_links.enrollment_view, token)
+    try:
+        view = public_read(patient_links.enrollment_view, token)
+    except patient_links.EnrolmentClosed as closed:  # enrolled with it, or replaced: say so
+        st.title("Patient portal")
+        st.info(escape(str(closed)), icon=":material/info:")
+        if closed.portal:
+            st.link_button("Sign in to my patient portal", "/portal", type="primary")
+        return
     st.title("Patient portal")
     clinic = f" to {escape(view.clinic_name)}" if view.clinic_name else ""
     st.markdown(f"Hello {escape(view.first_name)}, welcome{clinic}.")
