@@ -476,6 +476,19 @@ def test_bulk_preview_counts_who_is_sent_and_who_is_skipped_why(db, world):
         assert s.scalar(select(LinkToken).where(LinkToken.subject_id == ids["fresh"])) is not None
 
 
+def test_the_bulk_preview_of_every_patient_leaves_out_merged_duplicates(db, world):
+    """A duplicate merged into another record is invited as that record: the preview of every
+    patient listed it to send (each then refused as 'merged into #…')."""
+    with db.write() as s:
+        duplicate = make_patient(s, first_name="Alexa")
+        duplicate.merged_into_id, duplicate.merged_at = world.patient_id, utcnow()
+        duplicate_id = duplicate.id
+    with db.read() as s:
+        everyone = enrolment.bulk_preview(s, world.staff, upcoming_only=False)
+    assert duplicate_id not in everyone.patient_ids
+    assert everyone.patient_ids == [world.patient_id] and everyone.skipped == {}
+
+
 def _race(db, work, n=2):
     """Run `work(session)` in n threads at once, each in its own write transaction."""
     barrier, outcomes = threading.Barrier(n), []
