@@ -287,9 +287,11 @@ def legend(items: list[tuple[str, str]]) -> None:
 DAY_KEY, VIEW_KEY = "calendar_day", "calendar_view"
 
 
-def _step(direction: int) -> None:
+def _step(direction: int, today: date) -> None:
+    """A view's width back or on from the day shown (the clinic's today when the box is empty,
+    never the server's)."""
     view = VIEWS[st.session_state.get(VIEW_KEY, "Week by provider")]
-    day = st.session_state.get(DAY_KEY) or date.today()
+    day = st.session_state.get(DAY_KEY) or today
     if view == "dayGridMonth":
         month = day.month - 1 + direction
         st.session_state[DAY_KEY] = date(day.year + month // 12, month % 12 + 1, 1)
@@ -319,9 +321,9 @@ def navigation(today: date, default: str, date_format: str) -> tuple[str, date]:
     label = st.segmented_control("View", list(VIEWS), key=VIEW_KEY, default=default)
     c2, c3, c4, c5, _ = st.columns([2.2, 0.6, 1.2, 0.6, 5.4], vertical_alignment="bottom")
     day = c2.date_input("Date", key=DAY_KEY, format=date_format)
-    c3.button("◀", key="calendar_prev", on_click=_step, args=(-1,), help="Previous")
+    c3.button("◀", key="calendar_prev", on_click=_step, args=(-1, today), help="Previous")
     c4.button("Today", key="calendar_today", on_click=_today, args=(today,))
-    c5.button("▶", key="calendar_next", on_click=_step, args=(1,), help="Next")
+    c5.button("▶", key="calendar_next", on_click=_step, args=(1, today), help="Next")
     return VIEWS[label or default], day
 
 

@@ -544,3 +544,20 @@ def test_the_original_time_held_for_a_proposal_is_drawn_and_opens_its_visit(app_
     at = _send(at, {"callback": "eventClick", "eventClick": {"event": held, "view": {}}})
     assert not at.exception, at.exception
     assert any(f"{ident} · " in h.value for h in at.subheader)
+
+
+@pytest.mark.parametrize("view, days", [("Week by provider", 7), ("Day by provider", 1)])
+def test_previous_and_next_with_the_date_box_emptied_step_from_the_clinics_today(
+    monkeypatch, view, days
+):
+    """With the date box emptied, ◀ and ▶ stepped from the server's date, which is another day
+    than the clinic's for hours every day in a zone far from the server's (Auckland, Honolulu).
+    They step from the clinic's today, as the Today button goes to it."""
+    clinic_today = date.today() + timedelta(days=200)  # a day the server is not on
+    state = {cw.VIEW_KEY: view, cw.DAY_KEY: None}
+    monkeypatch.setattr(st, "session_state", state)
+    cw._step(-1, clinic_today)
+    assert state[cw.DAY_KEY] == clinic_today - timedelta(days=days)
+    state[cw.DAY_KEY] = None
+    cw._step(1, clinic_today)
+    assert state[cw.DAY_KEY] == clinic_today + timedelta(days=days)
