@@ -136,6 +136,6 @@ if st.button(
 done = st.session_state.pop("book_done", None)
 if done:  # where the button was pressed, not at the top out of view
     st.success(
-        escape(" ".join([f"Booked #{done.appointment_id}.", *done.notes])),
+        escape(" ".join([f"Booked #{done.appointment_id}: {done.summary}.", *done.notes])),
         icon=":material/check_circle:",
     )

@@ -21,6 +21,7 @@ from core.patients import records as patients
 from core.patients.invitations import send_invitation
 from core.practice.skills import listed_services, performs
 from core.practice.timing import Timing, timing_of
+from core.practice.treatment import treatment_of
 from core.scheduling import moves
 from core.scheduling.availability import (
     MAX_BUFFER,
@@ -82,6 +83,9 @@ class Booked:
     patient_id: int | None
     start_at: datetime
     notes: list[str] = field(default_factory=list)  # what else happened, in words
+    # who, what, with whom and when, for the desk to read back to the patient: "Pat Pioneer,
+    # Consultation with Dr Ada First, Mon, 7 Dec 2026, 09:00–09:30 (GMT)"
+    summary: str = ""
 
 
 def clinic_clock(clinic: Clinic, moment: datetime) -> str:
@@ -477,7 +481,23 @@ def book(session: Session, actor: Actor, request: InOffice) -> Booked:
         )
     if patient is not None and r.invite_to_portal:
         done.append(_invite(session, actor, patient.id))
-    return Booked(appointment.id, patient.id if patient else None, appointment.start_at, done)
+    return Booked(
+        appointment.id,
+        patient.id if patient else None,
+        appointment.start_at,
+        done,
+        _summary(appointment, patient),
+    )
+
+
+def _summary(appointment: Appointment, patient: Patient | None) -> str:
+    what = treatment_of(appointment) if patient is not None else "Out of office"
+    who = appointment.provider.name if appointment.provider else ""
+    when = clinic_time_range(
+        appointment.clinic, appointment.start_at, appointment.end_at, zone=True
+    )
+    parts = [patient.full_name if patient else "", f"{what} with {who}" if who else what, when]
+    return ", ".join(p for p in parts if p)
 
 
 def _invite(session: Session, actor: Actor, patient_id: int) -> str:

@@ -416,7 +416,10 @@ def test_pressing_book_twice_does_not_book_the_patient_twice(app_as, app_db):
     assert not at.error, at.error
     booked = _last(app_db)
     # the success shows where the button was pressed, and the form is fresh for the next one
-    assert at.success[0].value.startswith(f"Booked #{booked['id']}.")
+    said = at.success[0].value.replace("\\", "")  # Markdown-escaped
+    # who, what, with whom and when, to read back to the patient (before: 'Booked #N.' only)
+    assert said.startswith(f"Booked #{booked['id']}: "), said
+    assert "Smith, " in said and " with Dr " in said and "11:15–" in said, said
     assert at.text_input(key="book_search").value == ""
     assert at.selectbox(key="book_patient").value is None
     assert at.multiselect(key="book_services").value == []
