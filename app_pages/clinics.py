@@ -76,7 +76,8 @@ if editable:
         currency = c.text_input("Currency (ISO code)", old.currency, key=key("currency"))
         if st.form_submit_button("Save clinic", type="primary"):
             data = setup.ClinicData(name, zone, address, phone, email, locale, currency, old.active)
-            save_clinic(data, row, key("zone"))  # a new zone with visits booked asks first
+            # a new zone or currency with visits booked asks first
+            save_clinic(data, row, key("zone"), key("currency"))
     confirm_zone_change(row)
     toggle_active("clinic", row, "clinics_toggle", "clinics_pick")
 

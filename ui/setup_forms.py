@@ -160,37 +160,56 @@ def _confirm_deactivation(entity: str, row: reads.Row, key: str, pick_key: str, 
         st.rerun()
 
 
-ZONE_ASKED = "clinics_zone_asked"  # (clinic id, the form's ClinicData, what core said)
+ZONE_ASKED = "clinics_zone_asked"  # (clinic id, the form's ClinicData, what core said, keys)
 
 
-def save_clinic(data: setup.ClinicData, row: reads.Row | None, zone_key: str) -> None:
-    """Save the clinic form. A new time zone for a clinic with visits booked ahead waits for a
-    confirmation (`confirm_zone_change`) that says what happens to them."""
+def save_clinic(data: setup.ClinicData, row: reads.Row | None, *keys: str) -> None:
+    """Save the clinic form. A new time zone or currency for a clinic with visits booked ahead
+    (or money at stake) waits for a confirmation (`confirm_zone_change`) that says what happens
+    to them; `keys`: the form's zone and currency fields, shown as saved again on "Keep"."""
     if row is not None:
-        said = read(setup.zone_change_warning, require_actor(), row.id, data.timezone, data.locale)
+        said = read(
+            setup.clinic_change_warning,
+            require_actor(),
+            row.id,
+            data.timezone,
+            data.locale,
+            data.currency,
+        )
         if said:
-            st.session_state[ZONE_ASKED] = (row.id, data, said, zone_key)
+            st.session_state[ZONE_ASKED] = (row.id, data, said, keys)
             st.rerun()
     save(setup.save_clinic, data, row, "Clinic", "clinics_pick")
 
 
 def confirm_zone_change(row: reads.Row | None) -> None:
-    """The question `save_clinic` left for this clinic: change the zone anyway, or keep it."""
+    """The question `save_clinic` left for this clinic: change the zone (and or the currency)
+    anyway, or keep them."""
     asked = st.session_state.get(ZONE_ASKED)
     if row is None or not asked or asked[0] != row.id:
         return
-    _, data, said, zone_key = asked
+    _, data, said, keys = asked
+    new_zone = data.timezone != row.data.timezone
+    new_currency = (data.currency or "").upper() != row.data.currency.upper()
+    changes, kept, done = [], [], []
+    if new_zone:
+        changes.append(f"the time zone to {data.timezone}")
+        kept.append(row.data.timezone)
+        done.append(f"its time zone is {data.timezone}")
+    if new_currency:
+        changes.append(f"the currency to {data.currency.upper()}")
+        kept.append(row.data.currency)
+        done.append(f"it charges in {data.currency.upper()}")
     st.warning(escape(said), icon=":material/warning:")
     yes, no = st.columns(2)
-    if yes.button(
-        f"Change the time zone to {data.timezone}", key="clinics_zone_anyway", type="primary"
-    ):
+    if yes.button(f"Change {' and '.join(changes)}", key="clinics_zone_anyway", type="primary"):
         st.session_state.pop(ZONE_ASKED, None)
         if run_action(setup.save_clinic, data, row.id, despite_bookings=True):
-            _saved("clinics_pick", row.id, f"Clinic saved; its time zone is {data.timezone}.")
-    if no.button(f"Keep {row.data.timezone}", key="clinics_zone_keep"):
+            _saved("clinics_pick", row.id, f"Clinic saved; {' and '.join(done)}.")
+    if no.button(f"Keep {' and '.join(kept)}", key="clinics_zone_keep"):
         st.session_state.pop(ZONE_ASKED, None)
-        st.session_state.pop(zone_key, None)  # the picker shows the clinic's zone again
+        for key in keys:  # the form shows the clinic's saved zone and currency again
+            st.session_state.pop(key, None)
         st.rerun()
 
 

@@ -596,17 +596,23 @@ def _run(table: str, entries: list[dict], step) -> None:
 
 
 @contextmanager
-def _unconfirmed(page: str, zone_change: str = "") -> Iterator[None]:
-    """A file cannot answer the set-up's "Confirm to … anyway" (a time zone changed, or a
-    deactivation, under visits booked ahead): the refusal says what the file would do and
-    where to do it (the page asks); the file then imports as it is."""
+def _unconfirmed(page: str, changed: dict[str, str] | None = None) -> Iterator[None]:
+    """A file cannot answer the set-up's "Confirm to … anyway" (a time zone or currency
+    changed, or a deactivation, under visits booked ahead): the refusal says what the file
+    would do and where to do it (the page asks); the file then imports as it is. `changed`:
+    the new value of each thing the file may change ("time zone": "America/New_York")."""
     try:
         yield
     except setup.NeedsConfirmation as asked:
-        did = zone_change if asked.change == "time zone" else "deactivates it"
+        if asked.change == "deactivate":
+            did, do = "deactivates it", "deactivate it"
+        else:
+            did = "changes its " + " and ".join(
+                f"{what} to {changed[what]}" for what in asked.change.split(" and ")
+            )
+            do = "change it"
         raise ValueError(
-            f"the file {did}. {asked.warning} A file cannot confirm this: "
-            f"{'change it' if asked.change == 'time zone' else 'deactivate it'} on the {page} "
+            f"the file {did}. {asked.warning} A file cannot confirm this: {do} on the {page} "
             "page, which asks you to, then import the file again."
         ) from None
 
@@ -637,7 +643,8 @@ def _apply(session, actor, data, report, effective_at) -> None:
             _get(entry, "currency", str, "GBP"),
             _get(entry, "active", bool, True),
         )
-        with _unconfirmed("Clinics and rooms", f"changes its time zone to {values.timezone}"):
+        changed = {"time zone": values.timezone, "currency": values.currency.upper()}
+        with _unconfirmed("Clinics and rooms", changed):
             setup.save_clinic(session, actor, values, existing)
         _track(session, report, f"clinic {name}", existing is not None, before)
 

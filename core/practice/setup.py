@@ -22,16 +22,22 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import MAX_MINOR, clinic_time, format_moment
+from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_time, format_moment
 from core.kernel.phones import international
+from core.practice.treatment import price_of
 from db.models import (
     OCCUPYING,
     Appointment,
     AppointmentService,
     AppointmentStatus,
+    CancellationPolicy,
     Clinic,
+    FeeBasis,
+    LedgerEntry,
+    LedgerKind,
     Package,
     PackageService,
+    Payment,
     Provider,
     ProviderClinic,
     ProviderService,
@@ -280,13 +286,22 @@ def _phone(typed: str, locale: str) -> str:
     return international(phone, locale) if phone else ""
 
 
+# what a refusal asks the user to confirm, by the change it holds back
+CONFIRM = {
+    "time zone": "change the time zone",
+    "currency": "change the currency",
+    "time zone and currency": "change the time zone and the currency",
+    "deactivate": "deactivate",
+    "service": "save the service",
+}
+
+
 class NeedsConfirmation(ValidationError):
     """A change that leaves booked visits behind, refused until the user confirms it (the set-up
-    pages ask, with `warning`); `change` is "time zone" or "deactivate"."""
+    pages ask, with `warning`); `change` is one of CONFIRM's keys."""
 
     def __init__(self, change: str, warning: str) -> None:
-        ask = "change the time zone" if change == "time zone" else "deactivate"
-        super().__init__(f"{warning} Confirm to {ask} anyway.")
+        super().__init__(f"{warning} Confirm to {CONFIRM[change]} anyway.")
         self.change, self.warning = change, warning
 
 
@@ -328,8 +343,13 @@ def save_clinic(
     _unique_name(session, Clinic, name, id, "clinic")
     row = Clinic() if id is None else _get(session, Clinic, id, "clinic")
     if id is not None and not despite_bookings:
-        if warning := _zone_warning(session, row, data.timezone, data.locale):
-            raise NeedsConfirmation("time zone", warning)
+        zone = _zone_warning(session, row, data.timezone, data.locale)
+        money = _currency_warning(session, row, currency, data.locale)
+        if zone or money:
+            change = " and ".join(
+                w for w, said in (("time zone", zone), ("currency", money)) if said
+            )
+            raise NeedsConfirmation(change, " ".join(w for w in (zone, money) if w))
     _confirm_deactivation(session, "clinic", row, data.active, despite_bookings)
     values = asdict(data) | {
         "name": name,
@@ -350,6 +370,109 @@ def zone_change_warning(
     ensure(actor, Permission.PRACTICE_READ)
     clinic = _get(session, Clinic, clinic_id, "clinic")
     return _zone_warning(session, clinic, timezone, locale or clinic.locale)
+
+
+def clinic_change_warning(
+    session: Session, actor: Actor, clinic_id: int, timezone: str, locale: str, currency: str
+) -> str:
+    """What the clinic form's new time zone and currency do to what is booked and charged there
+    ("" when neither changes or nothing is at stake): the page asks for a confirmation with it,
+    as save_clinic would refuse without one."""
+    ensure(actor, Permission.PRACTICE_READ)
+    clinic = _get(session, Clinic, clinic_id, "clinic")
+    said = (
+        _zone_warning(session, clinic, timezone, locale),
+        _currency_warning(session, clinic, (currency or "").upper(), locale),
+    )
+    return " ".join(s for s in said if s)
+
+
+def _currency_warning(session: Session, clinic: Clinic, currency: str, locale: str) -> str:
+    """A new currency re-reads every amount of the clinic (they are stored as minor units, not
+    converted): the prices of its visits ahead, the policy's fixed fees, fees not waived; what
+    was paid stays in the currency it was paid in."""
+    old = (clinic.currency or "GBP").upper()
+    if currency == old or currency not in list_currencies():
+        return ""
+    here = Appointment.clinic_id == clinic.id
+    count, first = _upcoming(session, here)
+    waiting = _waiting(session, here)
+    policy = session.scalar(
+        select(CancellationPolicy)
+        .where(
+            CancellationPolicy.clinic_id == clinic.id,
+            CancellationPolicy.service_id.is_(None),
+            CancellationPolicy.effective_at <= utcnow(),
+        )
+        .order_by(CancellationPolicy.effective_at.desc(), CancellationPolicy.id.desc())
+        .limit(1)
+    )
+    fees_set = (
+        ()
+        if policy is None
+        else (
+            ("late-cancellation", policy.late_cancel_fee_basis, policy.late_cancel_fee_cents),
+            ("no-show", policy.no_show_fee_basis, policy.no_show_fee_cents),
+        )
+    )
+    fixed = [(w, cents) for w, basis, cents in fees_set if basis == FeeBasis.FIXED and cents]
+    fees = session.scalar(
+        select(func.count(LedgerEntry.id))
+        .join(Appointment, Appointment.id == LedgerEntry.appointment_id)
+        .where(
+            here,
+            LedgerEntry.kind.in_((LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE)),
+            LedgerEntry.amount_cents > 0,
+            LedgerEntry.waived_at.is_(None),
+        )
+    )
+    if first is None and not waiting and not fixed and not fees:
+        return ""
+    was = ClinicFormat(clinic.timezone, clinic.locale, old)
+    will = ClinicFormat(clinic.timezone, locale or clinic.locale, currency)
+    said = [
+        f"{clinic.name} charges in {old}. Amounts are not converted when it charges in "
+        f"{currency}: each is read again as {currency}."
+    ]
+    if first is not None:
+        price = price_of(first)
+        paid = session.scalar(
+            select(func.count(func.distinct(Payment.appointment_id))).where(
+                Payment.appointment_id.in_(
+                    select(Appointment.id).where(
+                        here, Appointment.status.in_(OCCUPYING), Appointment.start_at >= utcnow()
+                    )
+                ),
+                Payment.kind.in_(("prepayment", "deposit")),
+                Payment.status == "paid",
+            )
+        )
+        priced = f", priced {was.money(price)}, which would be {will.money(price)}" if price else ""
+        said.append(f"It has {_plural(count, 'upcoming visit')}, {_first_on(first)}{priced}.")
+        if paid:
+            said.append(
+                f"{_plural(paid, 'of them has', 'of them have')} payments taken in {old}; "
+                f"they stay in {old}, so check what is still due on their Payments."
+            )
+    if waiting:
+        said.append(
+            f"{_plural(waiting, 'booking request')} {'waits' if waiting == 1 else 'wait'} "
+            "in the Request queue, to be priced in the new currency."
+        )
+    if fixed:
+        words = " and ".join(
+            f"{w} fee of {was.money(c)} would be {will.money(c)}" for w, c in fixed
+        )
+        said.append(f"The cancellation policy's {words}.")
+    if fees:
+        said.append(
+            f"{_plural(fees, 'fee')} charged here and not waived would read in {currency} too."
+        )
+    said.append(
+        "Change the prices on Services (they are one amount for every clinic) and save a new "
+        "version on Cancellation policy if the amounts should change too."
+    )
+    return " ".join(said)
 
 
 def _zone_warning(session: Session, clinic: Clinic, timezone: str, locale: str) -> str:
@@ -688,8 +811,12 @@ def _waiting(session: Session, *where) -> int:
     return session.scalar(query) or 0
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+def _plural(count: int, word: str, words: str | None = None) -> str:
+    """'1 visit', '2 visits'; with `words`, the plural as given ('1 of them has', '2 of them
+    have')."""
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {words or word + 's'}"
 
 
 def _first_on(first: Appointment, clinic_named: bool = False) -> str:

@@ -605,6 +605,29 @@ def test_deactivating_a_booked_service_warns_and_waits_for_a_confirmation(app_as
     assert [s.value for s in at.success] == ["Deactivated."]
 
 
+def test_a_new_currency_for_a_booked_clinic_says_what_happens_first(app_as, app_db):
+    """Before, the currency changed at once: every price and fee booked there read as euros."""
+    before = _clinic_row(app_db, "Harbour Street Clinic")
+    at = app_as("owner", "app_pages/clinics.py")
+    _pick(at, "clinics_pick", "Harbour Street Clinic")
+    currency = f"clinics_currency_{before['id']}"
+    at.text_input(key=currency).input("eur")
+    next(b for b in at.button if b.label == "Save clinic").click().run()
+    assert not at.exception, at.exception
+    [said] = [w.value.replace("\\", "") for w in at.warning]
+    assert said.startswith("Harbour Street Clinic charges in GBP. Amounts are not converted")
+    assert "upcoming visit" in said and "€" in said
+    assert _clinic_row(app_db, "Harbour Street Clinic") == before  # nothing saved yet
+    next(b for b in at.button if b.label == "Keep GBP").click().run()
+    assert not at.warning and at.text_input(key=currency).value == "GBP"
+    at.text_input(key=currency).input("EUR")
+    next(b for b in at.button if b.label == "Save clinic").click().run()
+    next(b for b in at.button if b.label == "Change the currency to EUR").click().run()
+    assert not at.error, at.error[0].value
+    assert _clinic_row(app_db, "Harbour Street Clinic") == before | {"currency": "EUR"}
+    assert [s.value for s in at.success] == ["Clinic saved; it charges in EUR."]
+
+
 def test_a_new_time_zone_for_a_booked_clinic_says_what_happens_first(app_as, app_db):
     """Before, the zone changed at once and every visit booked there read hours apart."""
     before = _clinic_row(app_db, "Harbour Street Clinic")

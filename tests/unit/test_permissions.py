@@ -409,6 +409,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         P.PRACTICE_READ,
         lambda s, a, c: setup.zone_change_warning(s, a, c.clinic_id, "America/New_York"),
     ),
+    (  # what a new zone or currency does to the clinic's visits and fees (the clinic page)
+        "setup.clinic_change_warning",
+        P.PRACTICE_READ,
+        lambda s, a, c: setup.clinic_change_warning(s, a, c.clinic_id, "UTC", "en-GB", "EUR"),
+    ),
     (
         "documents.save_document",
         P.PRACTICE_MANAGE,

@@ -1338,6 +1338,63 @@ def test_a_new_time_zone_says_what_happens_to_the_visits_booked(db, world):
         setup.save_clinic(session, world.owner, setup.ClinicData("Empty", "Asia/Tokyo"), empty)
 
 
+def test_a_new_currency_says_what_it_does_to_the_amounts_booked(db, world):
+    """Amounts are minor units, not converted: a clinic moved from GBP to JPY read a visit
+    booked at £60.00 as JP¥6,000 and the policy's £25.00 fee as JP¥2,500, without a word. The
+    change is refused, saying so, until confirmed; a locale alone asks nothing."""
+    from core.policy import cancellation
+
+    day = future_day(3)
+    with db.write() as session:
+        book(session, world, world.provider_id, world.patient_id, world.service_id, at(day, 10))
+        cancellation.save_policy(
+            session,
+            world.owner,
+            clinic_id=world.clinic_id,
+            window_hours=24,
+            late_cancel_fee_cents=2500,
+            no_show_fee_cents=0,
+            points_deducted=0,
+            inside_window_needs_approval=False,
+            outside_window_auto_accept=True,
+            online_cancel_allowed=True,
+            max_reschedules=2,
+            policy_text="24 hours' notice, please.",
+        )
+    with db.write() as session:  # another locale, the currency kept: nothing to confirm
+        setup.save_clinic(
+            session,
+            world.owner,
+            setup.ClinicData("Test Clinic", TZ, locale="en-IE"),
+            world.clinic_id,
+        )
+    yen = setup.ClinicData("Test Clinic", TZ, locale="en-GB", currency="JPY")
+    with db.read() as session:
+        said = setup.clinic_change_warning(
+            session, world.manager, world.clinic_id, TZ, "en-GB", "jpy"
+        )
+    assert said.startswith("Test Clinic charges in GBP. Amounts are not converted when it charges")
+    assert "1 upcoming visit, the first on " in said
+    assert "priced £60.00, which would be JP¥6,000." in said
+    assert "policy's late-cancellation fee of £25.00 would be JP¥2,500." in said
+    assert "Change the prices on Services" in said
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.save_clinic(session, world.owner, yen, world.clinic_id)
+    assert str(refused.value) == f"{said} Confirm to change the currency anyway."
+    with db.read() as session:
+        assert session.get(Clinic, world.clinic_id).currency == "GBP"
+    with db.write() as session:
+        setup.save_clinic(session, world.owner, yen, world.clinic_id, despite_bookings=True)
+    with db.read() as session:
+        assert session.get(Clinic, world.clinic_id).currency == "JPY"
+    with db.write() as session:  # nothing booked or charged: a currency changes at once
+        empty = setup.save_clinic(session, world.owner, setup.ClinicData("Empty", TZ))
+    with db.write() as session:
+        setup.save_clinic(
+            session, world.owner, setup.ClinicData("Empty", TZ, currency="EUR"), empty
+        )
+
+
 def test_a_clinic_taken_off_a_provider_takes_their_hours_there_unless_booked(db, world):
     """Before, unticking a clinic on the Providers page saved, yet the provider's weekly hours
     there kept them bookable and listed at that clinic: the change did nothing. Now their

@@ -490,6 +490,11 @@ CANNOT_CONFIRM = {  # what the file changes (a pattern and its replacement): wha
         "line 15 (clinics 'Lakeside Aesthetics'): the file changes its time zone to "
         "America/Chicago.",
     ),
+    "currency": (
+        ('currency = "USD"\nactive = true', 'currency = "CAD"\nactive = true'),
+        "line 15 (clinics 'Lakeside Aesthetics'): the file changes its currency to CAD. "
+        "Lakeside Aesthetics charges in USD.",
+    ),
     "clinic": (
         ('currency = "USD"\nactive = true', 'currency = "USD"\nactive = false'),
         "line 15 (clinics 'Lakeside Aesthetics'): the file deactivates it.",
@@ -502,12 +507,12 @@ CANNOT_CONFIRM = {  # what the file changes (a pattern and its replacement): wha
 
 
 def test_a_file_cannot_confirm_what_the_set_up_asks_to_confirm(db):
-    """A new time zone, or a deactivation, for a clinic or service with visits booked ahead is
-    refused by the set-up pages until confirmed. Before, a file did it silently (a deactivation),
-    or was refused with 'Confirm to change the time zone anyway', which a file cannot do. Now
-    it is refused with what it would do and where to do it; nothing changes. (The demo's
-    set-up and one visit booked ahead at Lakeside, a consultation, for the three: each refused
-    import is rolled back.)"""
+    """A new time zone or currency, or a deactivation, for a clinic or service with visits
+    booked ahead is refused by the set-up pages until confirmed. Before, a file did it silently
+    (a deactivation, a currency), or was refused with 'Confirm to change the time zone anyway',
+    which a file cannot do. Now it is refused with what it would do and where to do it; nothing
+    changes. (The demo's set-up and one visit booked ahead at Lakeside, a consultation, for
+    each case: each refused import is rolled back.)"""
     with db.write() as session:
         practice_file.import_practice(session, SYSTEM, DEMO_FILE)
         lakeside = session.scalar(select(Clinic).where(Clinic.name == "Lakeside Aesthetics"))
@@ -536,5 +541,6 @@ def test_a_file_cannot_confirm_what_the_set_up_asks_to_confirm(db):
         assert "Confirm to" not in said
         with db.read() as session:
             assert session.scalars(select(Clinic.timezone).order_by(Clinic.id)).all() == before
+            assert "CAD" not in session.scalars(select(Clinic.currency)).all()
             assert all(session.scalars(select(Clinic.active)))
             assert session.scalar(select(Service.active).where(Service.name == "Consultation"))
