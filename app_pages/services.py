@@ -11,13 +11,14 @@ from ui.caches import cached
 from ui.context import forget_if_saved, mark_saved, read
 from ui.setup_forms import (
     can_edit,
+    confirm_service_change,
     keys_for,
     overview,
     pick,
     price_input,
     price_note,
     prices,
-    save,
+    save_service,
     toggle_active,
 )
 from ui.text import escape, show_table
@@ -103,7 +104,9 @@ if editable:
                 tuple(needs),
                 old.active,
             )
-            save(setup.save_service, data, row, "Service", "services_pick")
+            save_service(data, row)  # a new price, length or rooms with visits booked asks first
+    fields = ("name", "category", "min", "before", "after", "price", "virtual", "online")
+    confirm_service_change(row, [key(f) for f in (*fields, "providers", "needs")])
     toggle_active("service", row, "services_toggle", "services_pick")
 
 if row is not None:

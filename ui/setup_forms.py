@@ -213,6 +213,40 @@ def confirm_zone_change(row: reads.Row | None) -> None:
         st.rerun()
 
 
+SERVICE_ASKED = "services_change_asked"  # (service id, the form's ServiceData, what core said)
+
+
+def save_service(data: setup.ServiceData, row: reads.Row | None) -> None:
+    """Save the service form. A new price, length, buffers or rooms for a service booked ahead
+    waits for a confirmation (`confirm_service_change`) that says what happens to those visits."""
+    if row is not None:
+        said = read(setup.service_change_warning, require_actor(), row.id, data)
+        if said:
+            st.session_state[SERVICE_ASKED] = (row.id, data, said)
+            st.rerun()
+    save(setup.save_service, data, row, "Service", "services_pick")
+
+
+def confirm_service_change(row: reads.Row | None, fields: list[str]) -> None:
+    """The question `save_service` left for this service: save anyway, or keep it as it is
+    (the form's `fields`, by key, then show what is stored again)."""
+    asked = st.session_state.get(SERVICE_ASKED)
+    if row is None or not asked or asked[0] != row.id:
+        return
+    _, data, said = asked
+    st.warning(escape(said), icon=":material/warning:")
+    yes, no = st.columns(2)
+    if yes.button("Save the service anyway", key="services_change_anyway", type="primary"):
+        st.session_state.pop(SERVICE_ASKED, None)
+        if run_action(setup.save_service, data, row.id, despite_bookings=True):
+            _saved("services_pick", row.id, "Service saved.")
+    if no.button(escape(f"Keep {row.name} as it is"), key="services_change_keep"):
+        st.session_state.pop(SERVICE_ASKED, None)
+        for key in fields:
+            st.session_state.pop(key, None)
+        st.rerun()
+
+
 def save(service: Any, data: Any, row: reads.Row | None, what: str, pick_key: str) -> None:
     """Save the form's row (a new one when `row` is None); on success the picker shows it."""
     done = run_action(service, data, None if row is None else row.id)

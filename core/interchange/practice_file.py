@@ -598,14 +598,17 @@ def _run(table: str, entries: list[dict], step) -> None:
 @contextmanager
 def _unconfirmed(page: str, changed: dict[str, str] | None = None) -> Iterator[None]:
     """A file cannot answer the set-up's "Confirm to … anyway" (a time zone or currency
-    changed, or a deactivation, under visits booked ahead): the refusal says what the file
-    would do and where to do it (the page asks); the file then imports as it is. `changed`:
-    the new value of each thing the file may change ("time zone": "America/New_York")."""
+    changed, a service's price, length or rooms, or a deactivation, under visits booked
+    ahead): the refusal says what the file would do and where to do it (the page asks); the
+    file then imports as it is. `changed`: the new value of each thing the file may change
+    ("time zone": "America/New_York")."""
     try:
         yield
     except setup.NeedsConfirmation as asked:
         if asked.change == "deactivate":
             did, do = "deactivates it", "deactivate it"
+        elif asked.change == "service":
+            did, do = "changes its price, length, buffers or rooms", "save it"
         else:
             did = "changes its " + " and ".join(
                 f"{what} to {changed[what]}" for what in asked.change.split(" and ")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_time, format_moment
+from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_money, clinic_time, format_moment
 from core.kernel.phones import international
 from core.practice.treatment import price_of
 from db.models import (
@@ -639,6 +639,9 @@ def save_service(
     _unique_name(session, Service, name, id, "service")
     row = Service() if id is None else _get(session, Service, id, "service")
     _confirm_deactivation(session, "service", row, data.active, despite_bookings)
+    if id is not None and not despite_bookings:
+        if warning := _service_change_warning(session, row, values, resources):
+            raise NeedsConfirmation("service", warning)
     _apply(session, actor, row, values, "service")
     before = sorted(
         session.scalars(
@@ -653,6 +656,118 @@ def save_service(
     before = _links(session, ServiceResource, "service_id", row.id, "resource_id", resources)
     _audit_links(session, actor, "service", row.id, name, "resource_ids", before, resources)
     return row.id
+
+
+def service_change_warning(
+    session: Session, actor: Actor, service_id: int, data: ServiceData
+) -> str:
+    """What the service form's new price, length, buffers or rooms do to the visits booked
+    ahead with it ("" when none of these changes or nothing is booked): the Services page asks
+    for a confirmation with it, as save_service would refuse without one."""
+    ensure(actor, Permission.PRACTICE_READ)
+    service = _get(session, Service, service_id, "service")
+    values = {
+        "price_cents": data.price_cents,
+        "duration_minutes": data.duration_minutes,
+        "buffer_before_minutes": data.buffer_before_minutes,
+        "buffer_after_minutes": data.buffer_after_minutes,
+    }
+    return _service_change_warning(session, service, values, sorted(set(data.resource_ids)))
+
+
+def _in_visit(service_id: int):
+    """A visit of the service: its first service, or one of its others."""
+    return or_(
+        Appointment.service_id == service_id,
+        Appointment.id.in_(
+            select(AppointmentService.appointment_id).where(
+                AppointmentService.service_id == service_id
+            )
+        ),
+    )
+
+
+def _service_change_warning(
+    session: Session, service: Service, values: dict, resources: list[int]
+) -> str:
+    """A booked visit takes its price and the rooms it holds from its services as they are now
+    (core.practice.treatment.price_of, core.scheduling.availability), while its length and
+    buffers stay as booked until it is moved: each change said for the visits booked ahead."""
+    price = values["price_cents"] != service.price_cents
+    timing = any(
+        values[k] != getattr(service, k)
+        for k in ("duration_minutes", "buffer_before_minutes", "buffer_after_minutes")
+    )
+    needs = session.scalars(
+        select(ServiceResource.resource_id).where(ServiceResource.service_id == service.id)
+    ).all()
+    added = sorted(set(resources) - set(needs))
+    dropped = sorted(set(needs) - set(resources))
+    if not (price or timing or added or dropped):
+        return ""
+    count, first = _upcoming(session, _in_visit(service.id))
+    if first is None:
+        return ""
+    several = session.scalar(select(func.count(Clinic.id)).where(Clinic.active)) > 1
+    said = [
+        f"{service.name} is booked in {_plural(count, 'upcoming visit')}, "
+        f"{_first_on(first, several)}."
+    ]
+    if price:
+        alone = _in_visit(service.id), Appointment.package_id.is_(None)
+        priced, _ = _upcoming(session, *alone)
+        paid = session.scalar(
+            select(func.count(func.distinct(Payment.appointment_id))).where(
+                Payment.appointment_id.in_(
+                    select(Appointment.id).where(
+                        *alone, Appointment.status.in_(OCCUPYING), Appointment.start_at >= utcnow()
+                    )
+                ),
+                Payment.kind.in_(("prepayment", "deposit")),
+                Payment.status == "paid",
+            )
+        )
+        if priced:
+            old_price = clinic_money(first.clinic, service.price_cents)
+            new_price = clinic_money(first.clinic, values["price_cents"])
+            if priced == count:
+                lead = f"Its new price applies to {'it' if count == 1 else 'them'}"
+            else:
+                lead = (
+                    f"Its new price applies to the {priced} not booked in a package (a package "
+                    "keeps its own price)"
+                )
+            said.append(
+                f"{lead}: {service.name} costs {new_price} there instead of {old_price}, and a "
+                "fee that is a share of a visit's price follows it."
+            )
+        if paid:
+            said.append(
+                f"{_plural(paid, 'of them was', 'of them were')} paid ahead at the old price: "
+                "see what is due or due back on their Payments."
+            )
+    if timing:
+        said.append(
+            "Visits booked keep their length and buffers; one moved on the Calendar takes the "
+            f"new ones ({values['duration_minutes']} minutes)."
+        )
+    if added or dropped:
+        names = dict(
+            session.execute(
+                select(Resource.id, Resource.name).where(Resource.id.in_(added + dropped))
+            ).all()
+        )
+        if added:
+            held = ", ".join(names[r] for r in added)
+            said.append(
+                f"They will hold {held} as well from now on, also where it is already taken at "
+                "their time: check the Calendar's conflicts and move any that clash."
+            )
+        if dropped:
+            freed = ", ".join(names[r] for r in dropped)
+            said.append(f"They will no longer hold {freed}, which others can then book.")
+    said.append("Tell the patients booked if they should know.")
+    return " ".join(said)
 
 
 # ---------------------------------------------------------------- rooms and equipment

@@ -283,6 +283,8 @@ def test_editing_a_service_shows_its_values_and_keeps_them(app_as, app_db):
     assert sorted(at.multiselect(key="services_needs" + key).value) == needs
     at.number_input(key="services_min" + key).set_value(40)
     next(b for b in at.button if b.label == "Save service").click().run()
+    # the demo's laser visits ahead keep their length: asked first, then saved
+    next(b for b in at.button if b.label == "Save the service anyway").click().run()
     assert not at.error, at.error[0].value
     database = _db(app_db)
     with database.read() as session:
@@ -626,6 +628,31 @@ def test_a_new_currency_for_a_booked_clinic_says_what_happens_first(app_as, app_
     assert not at.error, at.error[0].value
     assert _clinic_row(app_db, "Harbour Street Clinic") == before | {"currency": "EUR"}
     assert [s.value for s in at.success] == ["Clinic saved; it charges in EUR."]
+
+
+def test_a_new_price_for_a_booked_service_says_what_happens_first(app_as, app_db):
+    """Before, the price changed at once and every visit booked with it cost the new one."""
+    query = select(Service.price_cents).where(Service.name == "Consultation")
+    price = _scalar(app_db, query)
+    at = app_as("manager", "app_pages/services.py")
+    _pick(at, "services_pick", "Consultation")
+    sid = _scalar(app_db, select(Service.id).where(Service.name == "Consultation"))
+    field = f"services_price_{sid}"
+    at.number_input(key=field).set_value(price / 100 + 20)
+    next(b for b in at.button if b.label == "Save service").click().run()
+    assert not at.exception, at.exception
+    [said] = [w.value.replace("\\", "") for w in at.warning]
+    assert said.startswith("Consultation is booked in ") and "upcoming visit" in said
+    assert f"costs £{price / 100 + 20:.2f} there instead of £{price / 100:.2f}" in said
+    assert _scalar(app_db, query) == price  # nothing saved yet
+    next(b for b in at.button if b.label == "Keep Consultation as it is").click().run()
+    assert not at.warning and at.number_input(key=field).value == price / 100
+    at.number_input(key=field).set_value(price / 100 + 20)
+    next(b for b in at.button if b.label == "Save service").click().run()
+    next(b for b in at.button if b.label == "Save the service anyway").click().run()
+    assert not at.error, at.error[0].value
+    assert _scalar(app_db, query) == price + 2000
+    assert [s.value for s in at.success] == ["Service saved."]
 
 
 def test_a_new_time_zone_for_a_booked_clinic_says_what_happens_first(app_as, app_db):

@@ -414,6 +414,13 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         P.PRACTICE_READ,
         lambda s, a, c: setup.clinic_change_warning(s, a, c.clinic_id, "UTC", "en-GB", "EUR"),
     ),
+    (  # what a new price, length or room does to the visits booked (the services page)
+        "setup.service_change_warning",
+        P.PRACTICE_READ,
+        lambda s, a, c: setup.service_change_warning(
+            s, a, c.service_id, setup.ServiceData("Consultation", 45)
+        ),
+    ),
     (
         "documents.save_document",
         P.PRACTICE_MANAGE,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import replace
 from datetime import date, time, timedelta
 
 import pytest
@@ -25,6 +26,7 @@ from db.models import (
     Patient,
     Provider,
     ResourceKind,
+    Service,
     ServiceDocument,
     WorkingHours,
 )
@@ -1393,6 +1395,57 @@ def test_a_new_currency_says_what_it_does_to_the_amounts_booked(db, world):
         setup.save_clinic(
             session, world.owner, setup.ClinicData("Empty", TZ, currency="EUR"), empty
         )
+
+
+def test_a_booked_service_says_what_a_new_price_length_or_room_does_first(db, world, laser):
+    """A visit takes its price and the rooms it holds from its services as they are now, so
+    raising Consultation from £60.00 to £80.00 re-priced every visit booked with it, and a room
+    added to it was held by them all at once, without a word. Such a change is refused, saying
+    what happens to the visits booked ahead, until confirmed; a new category asks nothing."""
+    with db.write() as session:
+        visit = book(
+            session,
+            world,
+            world.provider_id,
+            world.patient_id,
+            world.service_id,
+            at(future_day(), 10),
+        )
+        start, end = visit.start_at, visit.end_at
+    same = setup.ServiceData("Consultation", 30, price_cents=6000, virtual_allowed=True)
+    with db.write() as session:  # a new category: nothing booked changes
+        setup.save_service(
+            session, world.owner, replace(same, category="General"), world.service_id
+        )
+    dearer = replace(
+        same,
+        category="General",
+        duration_minutes=45,
+        price_cents=8000,
+        resource_ids=(laser["laser"],),
+    )
+    with db.read() as session:
+        said = setup.service_change_warning(session, world.manager, world.service_id, dearer)
+    assert said.startswith("Consultation is booked in 1 upcoming visit, the first on ")
+    assert "Its new price applies to it: Consultation costs £80.00 there instead of £60.00" in said
+    assert "keep their length and buffers; one moved on the Calendar takes the new" in said
+    assert "They will hold Laser as well from now on" in said
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        setup.save_service(session, world.owner, dearer, world.service_id)
+    assert str(refused.value) == f"{said} Confirm to save the service anyway."
+    with db.read() as session:
+        assert session.get(Service, world.service_id).price_cents == 6000
+        assert treatment.price_of(session.get(Appointment, visit.id)) == 6000
+    with db.write() as session:
+        setup.save_service(session, world.owner, dearer, world.service_id, despite_bookings=True)
+    with db.read() as session:
+        assert session.get(Service, world.service_id).price_cents == 8000
+        kept = session.get(Appointment, visit.id)
+        assert (kept.start_at, kept.end_at) == (start, end)  # as said: its length as booked
+    with db.write() as session:  # nothing booked: a price changes at once
+        lone = setup.save_service(session, world.owner, setup.ServiceData("Lone", 30))
+    with db.write() as session:
+        setup.save_service(session, world.owner, setup.ServiceData("Lone", 40, price_cents=1), lone)
 
 
 def test_a_clinic_taken_off_a_provider_takes_their_hours_there_unless_booked(db, world):

@@ -503,6 +503,11 @@ CANNOT_CONFIRM = {  # what the file changes (a pattern and its replacement): wha
         (r'(name = "Consultation"\n(?:(?!\[\[).*\n)*?)active = true', r"\1active = false"),
         "(services 'Consultation'): the file deactivates it.",
     ),
+    "service price": (
+        (r'(name = "Consultation"\n(?:(?!\[\[).*\n)*?)price_cents = 6000', r"\1price_cents = 8000"),
+        "(services 'Consultation'): the file changes its price, length, buffers or rooms. "
+        "Consultation is booked in 1 upcoming visit",
+    ),
 }
 
 
@@ -544,3 +549,5 @@ def test_a_file_cannot_confirm_what_the_set_up_asks_to_confirm(db):
             assert "CAD" not in session.scalars(select(Clinic.currency)).all()
             assert all(session.scalars(select(Clinic.active)))
             assert session.scalar(select(Service.active).where(Service.name == "Consultation"))
+            consultation = select(Service.price_cents).where(Service.name == "Consultation")
+            assert session.scalar(consultation) == 6000
