@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.kernel.errors import ValidationError
+from core.kernel.errors import DomainError, ValidationError
 from core.kernel.money import ClinicFormat, currency_symbol, minor_digits, to_major, typed_minor
 from core.policy import cancellation as policy
-from ui.context import forget, refresh, run_action, show_error
+from ui.context import actor, forget, read, refresh, run_action, show_error
+from ui.text import escape
 
 FIELDS = (
     "window",
@@ -27,6 +28,8 @@ FIELDS = (
 )
 SCOPE_KEY = "policy_form_scope"  # the (clinic, service) whose policy the fields were filled from
 BASES = {"fixed": "Fixed amount", "percent": "% of the visit's price"}
+ASKED_KEY = "policy_change_asked"  # (clinic, service, the form's values, what core warned)
+SAVED_KEY = "policy_saved_note"  # the confirmation shown after the rerun
 
 
 def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None) -> None:
@@ -37,6 +40,7 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         # its own version, not from what the last one's form held
         forget("policy", FIELDS)
         st.session_state[SCOPE_KEY] = (clinic_id, service_id)
+    saved_note()
     symbol = currency_symbol(fmt.currency, fmt.locale)
     digits = minor_digits(fmt.currency)
     with st.form("policy_form"):
@@ -126,8 +130,7 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         except ValidationError as error:
             show_error(error)
             return
-        done = run_action(
-            policy.save_policy,
+        values = dict(
             clinic_id=clinic_id,
             service_id=service_id,
             window_hours=int(window),
@@ -143,7 +146,43 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
             online_cancel_allowed=online,
             max_reschedules=int(reschedules),
             policy_text=text,
-            success="Policy saved; it applies from now on.",
         )
-        if done:
-            refresh()
+        try:  # what it does to the visits booked ahead, asked first when it makes any worse
+            effects = read(policy.change_effects, actor(), **values)
+        except DomainError:  # values save_policy refuses: it says what to fix, with the rest
+            effects = policy.ChangeEffects()
+        if effects.warning:
+            st.session_state[ASKED_KEY] = (clinic_id, service_id, values, effects.warning)
+            st.rerun()
+        _save(values, effects)
+    _confirm(clinic_id, service_id)
+
+
+def _save(values: dict, effects) -> None:
+    said = f"Policy saved; it applies from now on. {effects.summary}".strip()
+    if run_action(policy.save_policy, **values, success=said):
+        st.session_state[SAVED_KEY] = said
+        refresh()
+
+
+def _confirm(clinic_id: int, service_id: int | None) -> None:
+    """The question a save left: what the new version makes worse for visits booked ahead
+    (core's words); save it anyway, or go back to the form as typed."""
+    asked = st.session_state.get(ASKED_KEY)
+    if not asked or asked[:2] != (clinic_id, service_id):
+        return
+    values, warning = asked[2], asked[3]
+    st.warning(escape(warning), icon=":material/warning:")
+    yes, no = st.columns(2)
+    if yes.button("Save the new version anyway", key="policy_change_anyway", type="primary"):
+        st.session_state.pop(ASKED_KEY, None)
+        _save(values, read(policy.change_effects, actor(), **values))
+    if no.button("Back to the form", key="policy_change_back"):
+        st.session_state.pop(ASKED_KEY, None)
+        st.rerun()
+
+
+def saved_note() -> None:
+    """After a save, what the new version reaches (the toast goes with the rerun)."""
+    if said := st.session_state.pop(SAVED_KEY, None):
+        st.success(escape(said), icon=":material/check_circle:")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -39,8 +39,11 @@ from core.kernel.money import (
 from core.policy import balance
 from core.practice.treatment import price_of
 from db.models import (
+    OCCUPYING,
     Appointment,
     CancellationPolicy,
+    ChangeRequest,
+    ChangeStatus,
     Clinic,
     FeeBasis,
     LedgerEntry,
@@ -469,6 +472,212 @@ def save_policy(
         },
     )
     return policy
+
+
+@dataclass(frozen=True)
+class ChangeEffects:
+    """What saving a new version does to the visits booked ahead that it will govern.
+
+    `summary`: which visits and requests it reaches ("" when none is booked); `warning`: what
+    becomes worse for those visits (a fee or points higher, visits now inside a longer window,
+    online cancelling or moves withdrawn), naming the first patients, and what to do; "" when
+    nothing does, so the page saves without asking."""
+
+    booked: int = 0
+    waiting: int = 0
+    summary: str = ""
+    warning: str = ""
+
+
+SHOWN = 3  # visits named in a warning; the rest are counted
+
+
+def change_effects(
+    session: Session,
+    actor: Actor,
+    *,
+    clinic_id: int,
+    service_id: int | None = None,
+    window_hours: int,
+    late_cancel_fee_cents: int,
+    no_show_fee_cents: int,
+    points_deducted: int,
+    online_cancel_allowed: bool,
+    max_reschedules: int,
+    late_cancel_fee_basis: str = FeeBasis.FIXED.value,
+    late_cancel_fee_percent: int = 0,
+    no_show_fee_basis: str = FeeBasis.FIXED.value,
+    no_show_fee_percent: int = 0,
+    **_: object,
+) -> ChangeEffects:
+    """What `save_policy` with these values would do to the visits booked ahead at the clinic
+    (with the service, for an override; without one, those whose service has its own override
+    in force are left out): a booked visit has no terms of its own, so each cancellation and
+    no-show from now on is assessed under the new version, while change requests already asked
+    keep the terms they were asked under (core.requests). Told to the owner before saving."""
+    ensure(actor, Permission.POLICY_MANAGE)
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    fees = (
+        (
+            "late-cancellation fee",
+            late_cancel_fee_basis,
+            late_cancel_fee_cents,
+            late_cancel_fee_percent,
+        ),
+        ("no-show fee", no_show_fee_basis, no_show_fee_cents, no_show_fee_percent),
+    )
+    # values save_policy would refuse are refused alike (the text is save_policy's to check)
+    _check_policy_values(window_hours, fees, points_deducted, max_reschedules, "-", clinic)
+    now = utcnow()
+    ahead = select(Appointment).where(
+        Appointment.clinic_id == clinic_id,
+        Appointment.status.in_(OCCUPYING),
+        Appointment.start_at >= now,
+        Appointment.patient_id.is_not(None),
+    )
+    if service_id is not None:
+        ahead = ahead.where(Appointment.service_id == service_id)
+        service = session.get(Service, service_id)
+        scope = f"{clinic.name} with {service.name if service else f'service #{service_id}'}"
+    else:
+        overridden = select(CancellationPolicy.service_id).where(
+            CancellationPolicy.clinic_id == clinic_id,
+            CancellationPolicy.service_id.is_not(None),
+            CancellationPolicy.effective_at <= now,
+        )
+        ahead = ahead.where(
+            or_(Appointment.service_id.is_(None), Appointment.service_id.not_in(overridden))
+        )
+        scope = clinic.name
+    booked = session.scalar(select(func.count()).select_from(ahead.subquery())) or 0
+    waiting = (
+        session.scalar(
+            select(func.count(ChangeRequest.id)).where(
+                ChangeRequest.status.in_((ChangeStatus.OPEN, ChangeStatus.PROPOSED)),
+                ChangeRequest.appointment_id.in_(ahead.with_only_columns(Appointment.id)),
+            )
+        )
+        or 0
+    )
+    if not booked:
+        return ChangeEffects()
+    summary = (
+        f"The new version applies to the {_visits(booked)} booked ahead at {scope} from their "
+        "next cancellation or no-show (their patients see it when they cancel)"
+    )
+    if waiting:
+        one = waiting == 1
+        summary += (
+            f"; {_count(waiting, 'change request')} waiting in the Request queue "
+            f"{'keeps' if one else 'keep'} the terms {'it was' if one else 'they were'} asked under"
+        )
+    summary += "."
+    old = current_policy(session, clinic_id, service_id, now)
+    was = (
+        (old.window_hours, late_fee(old), no_show_fee(old), old.points_deducted)
+        if old is not None
+        else (0, Fee(), Fee(), 0)
+    )
+    old_online = old.online_cancel_allowed if old is not None else True
+    old_moves = old.max_reschedules if old is not None else NO_POLICY.max_reschedules
+    late = Fee(FeeBasis(late_cancel_fee_basis), late_cancel_fee_cents, late_cancel_fee_percent)
+    no_show = Fee(FeeBasis(no_show_fee_basis), no_show_fee_cents, no_show_fee_percent)
+    worse = []
+    if window_hours > was[0]:
+        newly = ahead.where(
+            Appointment.start_at >= now + timedelta(hours=was[0]),
+            Appointment.start_at < now + timedelta(hours=window_hours),
+        )
+        count = session.scalar(select(func.count()).select_from(newly.subquery())) or 0
+        if count:
+            named = _named(session, clinic, newly)
+            fee = late.terms(clinic) if (late.cents or late.percent) else "no fee"
+            worse.append(
+                f"{_count(count, 'visit')} in the next {window_hours} hours "
+                f"({named}) {'falls' if count == 1 else 'fall'} inside the new {window_hours}-hour "
+                f"window at once: cancelling {'it' if count == 1 else 'them'} now is late "
+                f"({fee}{_points(points_deducted)}), where it was not."
+            )
+    dearer = [
+        f"{what} costs {_terms(clinic, new, points_deducted)} (was {_terms(clinic, old, was[3])})"
+        for what, new, old in (
+            ("a late cancellation of any of them", late, was[1]),
+            ("a no-show", no_show, was[2]),
+        )
+        if _dearer(new, old) or points_deducted > was[3]
+    ]
+    if dearer:
+        worse.append(f"From now on {' and '.join(dearer)}.")
+    if old_online and not online_cancel_allowed:
+        worse.append(
+            "Their patients can no longer cancel online; the portal and their links tell them "
+            "to call the practice."
+        )
+    if max_reschedules < old_moves:
+        stuck = ahead.where(
+            Appointment.reschedule_count >= max_reschedules,
+            Appointment.reschedule_count < old_moves,
+        )
+        count = session.scalar(select(func.count()).select_from(stuck.subquery())) or 0
+        if count:
+            worse.append(
+                f"{_count(count, 'visit')} ({_named(session, clinic, stuck)}) moved "
+                f"{max_reschedules} times or more can no longer be moved online."
+            )
+    warning = ""
+    if worse:
+        warning = (
+            f"{summary} {' '.join(worse)} To spare a patient who booked under the old terms, "
+            "waive the fee when they cancel (Cancellations, Waive fees and add points), or tell "
+            "them now."
+        )
+    return ChangeEffects(booked, waiting, summary, warning)
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _visits(count: int) -> str:
+    return "visit" if count == 1 else f"{count} visits"
+
+
+def _points(points: int) -> str:
+    return f" and {points} points" if points else ""
+
+
+def _terms(clinic, fee: Fee, points: int) -> str:
+    money = fee.terms(clinic) if (fee.cents if not fee.by_percent else fee.percent) else ""
+    said = " and ".join(w for w in (money, f"{points} points" if points else "") if w)
+    return said or "nothing"
+
+
+def _dearer(new: Fee, old: Fee) -> bool:
+    """The new fee may cost more than the old one on some visit (a percentage against a fixed
+    amount depends on the visit's price: counted as dearer unless it is zero)."""
+    if new.by_percent == old.by_percent:
+        return (new.percent > old.percent) if new.by_percent else (new.cents > old.cents)
+    return bool(new.percent if new.by_percent else new.cents)
+
+
+def _named(session: Session, clinic: Clinic, query) -> str:
+    """The first SHOWN visits of `query` as 'Alex Morgan, Tue 8 Dec 2026, 10:00', the rest
+    counted ('and 4 more')."""
+    ids = query.with_only_columns(Appointment.id)
+    rows = session.execute(
+        select(Patient.first_name, Patient.last_name, Appointment.start_at)
+        .join_from(Appointment, Patient, Patient.id == Appointment.patient_id)
+        .where(Appointment.id.in_(ids))
+        .order_by(Appointment.start_at, Appointment.id)
+        .limit(SHOWN)
+    ).all()
+    said = [f"{first} {last}".strip() + f", {clinic_time(clinic, at)}" for first, last, at in rows]
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if total > SHOWN:
+        said.append(f"and {total - SHOWN} more")
+    return "; ".join(said)
 
 
 def list_policy_versions(

@@ -18,8 +18,43 @@ def _versions(url: str) -> list[CancellationPolicy]:
     return rows
 
 
-def _save(at):
-    return at.button(key="FormSubmitter:policy_form-Save as a new version").click().run()
+def _save(at, confirm: bool = True):
+    """Submit the form; with `confirm`, answer "Save the new version anyway" when the page asks
+    (a version that makes visits booked ahead dearer, as the demo's are)."""
+    at = at.button(key="FormSubmitter:policy_form-Save as a new version").click().run()
+    anyway = [b for b in at.button if b.label == "Save the new version anyway"]
+    return anyway[0].click().run() if confirm and anyway else at
+
+
+def test_a_version_that_makes_booked_visits_dearer_says_so_before_it_is_saved(app_as, app_db):
+    """Before, a higher fee was saved at once and charged on the next cancellation of every
+    visit booked under the old one, the owner told only 'it applies from now on'."""
+    at = app_as("owner", PAGE)
+    before = len(_versions(app_db))
+    at.number_input(key="policy_late_fee").set_value(40.0)
+    at = _save(at, confirm=False)
+    assert not at.exception and not at.error
+    [said] = [w.value.replace("\\", "") for w in at.warning]
+    assert said.startswith("The new version applies to the ")
+    assert "visits booked ahead at Harbour Street Clinic from their next cancellation" in said
+    assert (
+        "From now on a late cancellation of any of them costs £40.00 and 20 points (was £25.00 "
+        "and 20 points). To spare"
+    ) in said
+    assert "waive the fee when they cancel" in said
+    assert len(_versions(app_db)) == before  # nothing saved yet
+    at = next(b for b in at.button if b.label == "Back to the form").click().run()
+    assert not at.warning and at.number_input(key="policy_late_fee").value == 40.0
+    assert len(_versions(app_db)) == before
+    at = _save(at)
+    assert not at.error, at.error[0].value
+    assert _versions(app_db)[-1].late_cancel_fee_cents == 4000
+    [note] = [s.value for s in at.success]
+    assert note.startswith("Policy saved; it applies from now on. The new version applies to ")
+    at.number_input(key="policy_window").set_value(12)  # kinder to every visit: saved at once
+    at = _save(at, confirm=False)
+    assert not at.warning and not at.error
+    assert _versions(app_db)[-1].window_hours == 12
 
 
 def test_owner_sees_the_policy_in_force_and_saves_a_new_version(app_as, app_db):

@@ -580,6 +580,21 @@ SERVICES: list[tuple[str, Permission, Call]] = [
             policy_text="",
         ),
     ),
+    (  # what a new version does to the visits booked (the policy page asks with it)
+        "cancellation.change_effects",
+        P.POLICY_MANAGE,
+        lambda s, a, c: cancellation.change_effects(
+            s,
+            a,
+            clinic_id=c.clinic_id,
+            window_hours=24,
+            late_cancel_fee_cents=0,
+            no_show_fee_cents=0,
+            points_deducted=0,
+            online_cancel_allowed=True,
+            max_reschedules=2,
+        ),
+    ),
     (
         "cancellation.list_policy_versions",
         P.POLICY_MANAGE,

@@ -17,6 +17,7 @@ from sqlalchemy import text as sa_text
 from core.kernel import audit
 from core.kernel.clock import local_to_utc
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from core.kernel.money import clinic_time
 from core.payments import points
 from core.policy import cancellation as policy
 from core.practice import treatment
@@ -26,6 +27,8 @@ from db.models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    ChangeKind,
+    ChangeRequest,
     Channel,
     Clinic,
     FeeBasis,
@@ -297,6 +300,69 @@ def test_two_owners_saving_at_once_make_two_numbered_versions(db, world):
             select(policy.CancellationPolicy.version).order_by(policy.CancellationPolicy.version)
         ).all()
     assert sorted(saved) == versions == [1, 2]
+
+
+def test_a_new_version_says_first_what_it_does_to_the_visits_booked(db, world):
+    """A booked visit has no terms of its own: a new version governs its next cancellation at
+    once. Before, the owner saved a 48-hour window and a higher fee without a word of the visits
+    booked ahead that it made late or dearer. change_effects says, before saving, which visits
+    it reaches, names those newly inside the window, and says when nothing gets worse."""
+    values = dict(
+        clinic_id=world.clinic_id,
+        window_hours=24,
+        late_cancel_fee_cents=2500,
+        no_show_fee_cents=4000,
+        points_deducted=20,
+        online_cancel_allowed=True,
+        max_reschedules=2,
+    )
+    now = utcnow()
+    with db.write() as session:
+        save(session, world)
+        soon = booked(session, world, now + timedelta(hours=30))
+        booked(session, world, now + timedelta(days=5))
+        booked(session, world, now - timedelta(days=1))  # past: not reached
+        session.add(ChangeRequest(appointment_id=soon.id, kind=ChangeKind.CANCEL, reason="Ill"))
+    with db.read() as session:
+        longer = policy.change_effects(session, world.owner, **(values | {"window_hours": 48}))
+        shorter = policy.change_effects(session, world.owner, **(values | {"window_hours": 12}))
+        dearer = policy.change_effects(
+            session, world.owner, **(values | {"late_cancel_fee_cents": 4000})
+        )
+        offline = policy.change_effects(
+            session, world.owner, **(values | {"online_cancel_allowed": False})
+        )
+        with pytest.raises(PermissionDenied):
+            policy.change_effects(session, world.staff, **values)
+        when = clinic_time(session.get(Clinic, world.clinic_id), soon.start_at)
+    assert (longer.booked, longer.waiting) == (2, 1)
+    assert longer.summary == (
+        "The new version applies to the 2 visits booked ahead at Test Clinic from their next "
+        "cancellation or no-show (their patients see it when they cancel); 1 change request "
+        "waiting in the Request queue keeps the terms it was asked under."
+    )
+    assert longer.warning.startswith(longer.summary)
+    assert (
+        f"1 visit in the next 48 hours (Alex Morgan, {when}) falls inside the new 48-hour "
+        "window at once: cancelling it now is late (£25.00 and 20 points), where it was not."
+    ) in longer.warning
+    assert "waive the fee when they cancel" in longer.warning
+    assert shorter.summary == longer.summary and shorter.warning == ""  # nothing worse
+    assert (
+        "From now on a late cancellation of any of them costs £40.00 and 20 points (was £25.00 "
+        "and 20 points)."
+    ) in dearer.warning
+    assert "no-show" not in dearer.warning.split("From now on")[1]  # unchanged: unsaid
+    assert "can no longer cancel online" in offline.warning
+    with db.write() as session:  # a clinic with nothing booked: nothing to say
+        empty = session.get(Clinic, world.clinic_id)
+        other = Clinic(name="Empty", timezone=empty.timezone)
+        session.add(other)
+        session.flush()
+        assert (
+            policy.change_effects(session, world.owner, **(values | {"clinic_id": other.id}))
+            == policy.ChangeEffects()
+        )
 
 
 # ---------------------------------------------------------------- enforcement and waivers
