@@ -158,9 +158,9 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
     _confirm(clinic_id, service_id)
 
 
-def _save(values: dict, effects) -> None:
+def _save(values: dict, effects, despite: bool = False) -> None:
     said = f"Policy saved; it applies from now on. {effects.summary}".strip()
-    if run_action(policy.save_policy, **values, success=said):
+    if run_action(policy.save_policy, **values, despite_effects=despite, success=said):
         st.session_state[SAVED_KEY] = said
         refresh()
 
@@ -176,7 +176,7 @@ def _confirm(clinic_id: int, service_id: int | None) -> None:
     yes, no = st.columns(2)
     if yes.button("Save the new version anyway", key="policy_change_anyway", type="primary"):
         st.session_state.pop(ASKED_KEY, None)
-        _save(values, read(policy.change_effects, actor(), **values))
+        _save(values, read(policy.change_effects, actor(), **values), despite=True)
     if no.button("Back to the form", key="policy_change_back"):
         st.session_state.pop(ASKED_KEY, None)
         st.rerun()

@@ -609,6 +609,8 @@ def _unconfirmed(page: str, changed: dict[str, str] | None = None) -> Iterator[N
             did, do = "deactivates it", "deactivate it"
         elif asked.change == "service":
             did, do = "changes its price, length, buffers or rooms", "save it"
+        elif asked.change == "policy":
+            did, do = "makes its terms harder for visits booked ahead", "save the new version"
         else:
             did = "changes its " + " and ".join(
                 f"{what} to {changed[what]}" for what in asked.change.split(" and ")
@@ -825,14 +827,15 @@ def _apply(session, actor, data, report, effective_at) -> None:
             # a new policy whose fee is a percentage has no fixed amount to keep: none
             unset = {cents: 0 for cents, _ in PERCENT_KEYS.values()}
             base = {f: getattr(current, f) for f in POLICY_COLUMNS} if current else unset
-            cancellation.save_policy(
-                session,
-                actor,
-                clinic_id=cid,
-                service_id=sid,
-                effective_at=effective_at,
-                **(base | values),
-            )
+            with _unconfirmed("Cancellation policy"):
+                cancellation.save_policy(
+                    session,
+                    actor,
+                    clinic_id=cid,
+                    service_id=sid,
+                    effective_at=effective_at,
+                    **(base | values),
+                )
         what = f"policy {entry['clinic']}" + (f" / {sname}" if sname else "")
         _track(session, report, what, current is not None, before)
 

@@ -37,6 +37,7 @@ from core.kernel.money import (
     to_minor,
 )
 from core.policy import balance
+from core.practice.setup import NeedsConfirmation
 from core.practice.treatment import price_of
 from db.models import (
     OCCUPYING,
@@ -390,11 +391,14 @@ def save_policy(
     late_cancel_fee_percent: int = 0,
     no_show_fee_basis: str = FeeBasis.FIXED.value,
     no_show_fee_percent: int = 0,
+    despite_effects: bool = False,
 ) -> CancellationPolicy:
     """Save a new version of a clinic's policy (or of a service override). Older versions stay:
     each cancellation keeps pointing at the version that applied when it happened. Each fee is
     a fixed amount (`…_cents`) or, with basis 'percent', a whole percentage of the visit's price
-    (`…_percent`, 0 to 100); the value the basis does not use is kept for switching back."""
+    (`…_percent`, 0 to 100); the value the basis does not use is kept for switching back.
+    A version that makes anything worse for visits booked ahead (`change_effects`' warning) is
+    refused until confirmed (`despite_effects`), as the set-up's changes under bookings are."""
     ensure(actor, Permission.POLICY_MANAGE)
     # the clinic's row locked: two saves at once number their versions one after the other
     clinic = session.get(Clinic, clinic_id, with_for_update=True)
@@ -420,6 +424,25 @@ def save_policy(
         raise NotFound(f"There is no service #{service_id}.")
     if effective_at is not None and effective_at.tzinfo is None:
         raise ValidationError("The effective time needs a time zone.")
+    if not despite_effects:
+        effects = change_effects(
+            session,
+            actor,
+            clinic_id=clinic_id,
+            service_id=service_id,
+            window_hours=window_hours,
+            late_cancel_fee_cents=late_cancel_fee_cents,
+            no_show_fee_cents=no_show_fee_cents,
+            points_deducted=points_deducted,
+            online_cancel_allowed=online_cancel_allowed,
+            max_reschedules=max_reschedules,
+            late_cancel_fee_basis=late_cancel_fee_basis,
+            late_cancel_fee_percent=late_cancel_fee_percent,
+            no_show_fee_basis=no_show_fee_basis,
+            no_show_fee_percent=no_show_fee_percent,
+        )
+        if effects.warning:
+            raise NeedsConfirmation("policy", effects.warning)
     scope = (
         CancellationPolicy.clinic_id == clinic_id,
         CancellationPolicy.service_id.is_(None)

@@ -293,6 +293,7 @@ CONFIRM = {
     "time zone and currency": "change the time zone and the currency",
     "deactivate": "deactivate",
     "service": "save the service",
+    "policy": "save the new version",
 }
 
 

@@ -27,6 +27,7 @@ from db.models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    CancellationPolicy,
     ChangeKind,
     ChangeRequest,
     Channel,
@@ -363,6 +364,28 @@ def test_a_new_version_says_first_what_it_does_to_the_visits_booked(db, world):
             policy.change_effects(session, world.owner, **(values | {"clinic_id": other.id}))
             == policy.ChangeEffects()
         )
+
+
+def test_saving_a_harsher_version_over_visits_booked_waits_for_a_confirmation(db, world):
+    """The warning was the page's alone: save_policy saved a 48-hour window over a visit booked
+    30 hours ahead at once for any other caller (a practice file, a second tab past the
+    question). Core now refuses it, with the warning, until confirmed; a kinder one saves."""
+    from core.practice.setup import NeedsConfirmation
+
+    with db.write() as session:
+        save(session, world)
+        booked(session, world, utcnow() + timedelta(hours=30))
+    with db.write() as session, pytest.raises(NeedsConfirmation) as asked:
+        save(session, world, window_hours=48, effective_at=None)
+    assert asked.value.change == "policy" and "inside the new 48-hour window" in str(asked.value)
+    assert str(asked.value).endswith("Confirm to save the new version anyway.")
+    with db.read() as session:
+        assert session.scalar(select(func.count(CancellationPolicy.id))) == 1
+    with db.write() as session:
+        save(session, world, window_hours=12, effective_at=None)  # kinder: no question
+        save(session, world, window_hours=48, effective_at=None, despite_effects=True)
+    with db.read() as session:
+        assert session.scalar(select(func.max(CancellationPolicy.version))) == 3
 
 
 # ---------------------------------------------------------------- enforcement and waivers

@@ -1362,6 +1362,7 @@ def test_a_new_currency_says_what_it_does_to_the_amounts_booked(db, world):
             online_cancel_allowed=True,
             max_reschedules=2,
             policy_text="24 hours' notice, please.",
+            despite_effects=True,  # a fee where there was none, for the visit booked
         )
     with db.write() as session:  # another locale, the currency kept: nothing to confirm
         setup.save_clinic(

@@ -508,6 +508,14 @@ CANNOT_CONFIRM = {  # what the file changes (a pattern and its replacement): wha
         "(services 'Consultation'): the file changes its price, length, buffers or rooms. "
         "Consultation is booked in 1 upcoming visit",
     ),
+    "policy": (  # the visit three days ahead falls inside a four-day window
+        (
+            'clinic = "Lakeside Aesthetics"\nservice = ""\nwindow_hours = 24',
+            'clinic = "Lakeside Aesthetics"\nservice = ""\nwindow_hours = 96',
+        ),
+        "the file makes its terms harder for visits booked ahead. The new version applies to "
+        "the visit booked ahead at Lakeside Aesthetics",
+    ),
 }
 
 
