@@ -37,8 +37,10 @@ from db.models import (
     Channel,
     Clinic,
     InvitationStatus,
+    LinkToken,
     Patient,
     PortalInvitation,
+    PortalSession,
     Setting,
 )
 from db.types import utcnow
@@ -480,6 +482,31 @@ def revoke_many(
         except (ValidationError, NotFound) as error:
             rows.append(BulkRow(patient.id if patient else 0, name, False, str(error)))
     return rows
+
+
+def end_portal_access(
+    session: Session, patient_id: int, purposes: tuple[str, ...] = ("portal",)
+) -> tuple[int, int]:
+    """End the patient's open portal sessions and stop their unused links of `purposes` (the
+    portal's sign-in links; a merge also its enrolment links): (sessions ended, links stopped)."""
+    now = utcnow()
+    ended = session.execute(
+        update(PortalSession)
+        .where(PortalSession.patient_id == patient_id, PortalSession.ended_at.is_(None))
+        .values(ended_at=now)
+    ).rowcount
+    stopped = session.execute(
+        update(LinkToken)
+        .where(
+            LinkToken.purpose.in_(purposes),
+            LinkToken.subject_id == patient_id,
+            LinkToken.used_at.is_(None),
+            LinkToken.revoked_at.is_(None),
+            LinkToken.expires_at > now,
+        )
+        .values(revoked_at=now)
+    ).rowcount
+    return ended, stopped
 
 
 def revoke_pending_for_patient(session: Session, actor: Actor, patient_id: int, reason: str) -> int:

@@ -11,7 +11,6 @@ and lists, and refused by booking, messages and invitations (`refuse_merged`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import Column, Table, and_, func, select, update
 from sqlalchemy.orm import Session, aliased
@@ -32,10 +31,8 @@ from db.models import (
     Channel,
     LedgerEntry,
     LedgerKind,
-    LinkToken,
     OfferStatus,
     Patient,
-    PortalSession,
     SurveyResponse,
     WaitlistEntry,
     WaitlistOffer,
@@ -425,7 +422,7 @@ def merge_patients(
             + "): check they are one person, then confirm the overlap to merge anyway."
         )
     now = utcnow()
-    ended = _end_portal(session, actor, duplicate, keep.id, now)
+    ended = _end_portal(session, actor, duplicate, keep.id)
     withdrawn = _apply_consents(keep, duplicate)  # from the addresses each had: before _fill
     filled = _fill(keep, duplicate)
     moved_points = _move_points(session, keep, duplicate)
@@ -534,25 +531,9 @@ def _move_points(session: Session, keep: Patient, duplicate: Patient) -> int:
     return balance
 
 
-def _end_portal(
-    session: Session, actor: Actor, duplicate: Patient, keep_id: int, now: datetime
-) -> int:
+def _end_portal(session: Session, actor: Actor, duplicate: Patient, keep_id: int) -> int:
     """End the duplicate's open portal sessions, stop its sign-in and enrolment links and
     revoke its pending invitations: its person signs in to the kept record from now on."""
-    ended = session.execute(
-        update(PortalSession)
-        .where(PortalSession.patient_id == duplicate.id, PortalSession.ended_at.is_(None))
-        .values(ended_at=now)
-    ).rowcount
-    session.execute(
-        update(LinkToken)
-        .where(
-            LinkToken.purpose.in_(PATIENT_TOKENS),
-            LinkToken.subject_id == duplicate.id,
-            LinkToken.used_at.is_(None),
-            LinkToken.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-    )
+    ended, _ = invitations.end_portal_access(session, duplicate.id, PATIENT_TOKENS)
     invitations.revoke_pending_for_patient(session, actor, duplicate.id, f"Merged into #{keep_id}")
     return ended

@@ -353,6 +353,7 @@ class PatientUpdate:
     changed: list[str]
     invitation_revoked: bool  # a pending portal invitation was revoked by this change
     offer_new_invitation: bool  # the page should offer to send a new one
+    portal_signed_out: bool = False  # open portal sessions or sign-in links were ended
 
     @property
     def message(self) -> str:
@@ -361,6 +362,11 @@ class PatientUpdate:
         text = "Saved: " + ", ".join(f.replace("_", " ") for f in self.changed) + "."
         if self.invitation_revoked:
             text += " The pending portal invitation went to the old address and was revoked."
+        if self.portal_signed_out:
+            text += (
+                " The patient is signed out of the portal, and a sign-in link sent before no "
+                "longer works: they sign in again with the new details."
+            )
         return text
 
 
@@ -443,7 +449,14 @@ def update_patient(
         # contact details are personal data: the audit trail keeps that they changed, not values
         details[field] = {"from": before, "to": after} if isinstance(after, bool) else "changed"
         setattr(patient, field, after)
-    revoked = 0
+    revoked, signed_out = 0, False
+    if "email" in changed or "phone" in changed:
+        # a sign-in link sent to the old address or number, and a portal session opened with
+        # one (the old address may have been someone else's), no longer open the portal
+        ended, stopped = invitations.end_portal_access(session, patient.id)
+        signed_out = bool(ended or stopped)
+        if signed_out:
+            details["portal"] = {"sessions_ended": ended, "sign_in_links_stopped": stopped}
     if "email" in changed:
         revoked = invitations.revoke_pending_for_patient(
             session, actor, patient.id, "Email address changed"
@@ -471,7 +484,7 @@ def update_patient(
         )
         session.flush()
     offer = bool(revoked) and bool(patient.email) and patient.consent_email
-    return PatientUpdate(patient.id, changed, bool(revoked), offer)
+    return PatientUpdate(patient.id, changed, bool(revoked), offer, signed_out)
 
 
 def portal_status(session: Session, actor: Actor, patient_id: int):

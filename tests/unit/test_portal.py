@@ -264,6 +264,50 @@ def test_a_family_sharing_an_address_or_number_each_get_their_own_sign_in_link(
             assert sign_in.resume(s, cookie, 30) == patient_id
 
 
+def test_new_contact_details_sign_the_patient_out_of_the_portal(db, world):
+    """The desk corrects a patient's email address (or mobile number), often because it was
+    someone else's. Before, a portal session opened with it went on, and a sign-in link sent to
+    it in the last 15 minutes still opened the portal. Both now end with the change (audited,
+    and the desk is told); a change of name ends nothing."""
+    from core.patients import records
+
+    _enrol(db, world.patient_id)
+    address = "alex@example.org"
+    for number, (field, value) in enumerate(
+        (("first_name", "Alexa"), ("email", "alexa@example.org"), ("phone", "07700 900 999"))
+    ):
+        with db.write() as s:  # signed in, and a second link asked for meanwhile
+            sign_in.request_sign_in(s, address, base_url=BASE, ip=f"9.9.{number}.1")
+        with db.write() as s:
+            cookie = sign_in.start_session(s, _link_raw(db, world.patient_id))
+        with db.write() as s:
+            sign_in.request_sign_in(s, address, base_url=BASE, ip=f"9.9.{number}.2")
+        unused = _link_raw(db, world.patient_id)
+        with db.write() as s:
+            done = records.update_patient(s, world.staff, world.patient_id, **{field: value})
+        with db.read() as s:
+            said = s.scalars(
+                select(AuditEvent.details)
+                .where(AuditEvent.action == "patient_updated")
+                .order_by(AuditEvent.id.desc())
+            ).first()
+        if field == "first_name":
+            assert not done.portal_signed_out and "portal" not in said
+            with db.write() as s:
+                assert sign_in.resume(s, cookie, 30) == world.patient_id
+                sign_in.start_session(s, unused)
+            continue
+        address = "alexa@example.org"
+        assert done.portal_signed_out and "signed out of the portal" in done.message
+        # the sessions opened since the last change (both after the name's), the unused link
+        ended = 3 if field == "email" else 1
+        assert said["portal"] == {"sessions_ended": ended, "sign_in_links_stopped": 1}, said
+        with db.write() as s:
+            assert sign_in.resume(s, cookie, 30) is None
+        with db.write() as s, pytest.raises(LinkInvalid):
+            sign_in.start_session(s, unused)
+
+
 def test_sign_in_links_expire(db, world):
     _enrol(db, world.patient_id)
     with db.write() as s:
