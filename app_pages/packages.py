@@ -8,13 +8,14 @@ from core.practice import setup
 from ui import actor
 from ui.setup_forms import (
     can_edit,
+    confirm_change,
     keys_for,
     overview,
     pick,
     price_input,
     price_note,
     prices,
-    save,
+    save_asking,
     toggle_active,
 )
 from ui.text import show_table
@@ -58,5 +59,6 @@ if can_edit(me):
         )
         if st.form_submit_button("Save package", type="primary") and cost is not None:
             data = setup.PackageData(name, tuple(chosen), cost, old.active)
-            save(setup.save_package, data, row, "Package", "packages_pick")
+            save_asking("packages", data, row)  # a new price with visits booked asks first
+    confirm_change("packages", row, [key(f) for f in ("name", "price", "services")])
     toggle_active("package", row, "packages_toggle", "packages_pick")

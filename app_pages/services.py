@@ -11,14 +11,14 @@ from ui.caches import cached
 from ui.context import forget_if_saved, mark_saved, read
 from ui.setup_forms import (
     can_edit,
-    confirm_service_change,
+    confirm_change,
     keys_for,
     overview,
     pick,
     price_input,
     price_note,
     prices,
-    save_service,
+    save_asking,
     toggle_active,
 )
 from ui.text import escape, show_table
@@ -104,9 +104,9 @@ if editable:
                 tuple(needs),
                 old.active,
             )
-            save_service(data, row)  # a new price, length or rooms with visits booked asks first
+            save_asking("services", data, row)  # a new price, length or rooms asks first
     fields = ("name", "category", "min", "before", "after", "price", "virtual", "online")
-    confirm_service_change(row, [key(f) for f in (*fields, "providers", "needs")])
+    confirm_change("services", row, [key(f) for f in (*fields, "providers", "needs")])
     toggle_active("service", row, "services_toggle", "services_pick")
 
 if row is not None:

@@ -213,35 +213,42 @@ def confirm_zone_change(row: reads.Row | None) -> None:
         st.rerun()
 
 
-SERVICE_ASKED = "services_change_asked"  # (service id, the form's ServiceData, what core said)
+# what a change under visits booked ahead asks first: the page's prefix, its warning's read,
+# the save, and the words of its question (a new price, length or rooms; a package's price)
+ASKING = {
+    "services": (setup.service_change_warning, setup.save_service, "Service"),
+    "packages": (setup.package_change_warning, setup.save_package, "Package"),
+}
 
 
-def save_service(data: setup.ServiceData, row: reads.Row | None) -> None:
-    """Save the service form. A new price, length, buffers or rooms for a service booked ahead
-    waits for a confirmation (`confirm_service_change`) that says what happens to those visits."""
+def save_asking(prefix: str, data: Any, row: reads.Row | None) -> None:
+    """Save a service's or package's form (`prefix`: "services", "packages"). A change that
+    alters visits booked ahead waits for a confirmation (`confirm_change`) that says how."""
+    warning, service, what = ASKING[prefix]
     if row is not None:
-        said = read(setup.service_change_warning, require_actor(), row.id, data)
+        said = read(warning, require_actor(), row.id, data)
         if said:
-            st.session_state[SERVICE_ASKED] = (row.id, data, said)
+            st.session_state[f"{prefix}_change_asked"] = (row.id, data, said)
             st.rerun()
-    save(setup.save_service, data, row, "Service", "services_pick")
+    save(service, data, row, what, f"{prefix}_pick")
 
 
-def confirm_service_change(row: reads.Row | None, fields: list[str]) -> None:
-    """The question `save_service` left for this service: save anyway, or keep it as it is
-    (the form's `fields`, by key, then show what is stored again)."""
-    asked = st.session_state.get(SERVICE_ASKED)
+def confirm_change(prefix: str, row: reads.Row | None, fields: list[str]) -> None:
+    """The question `save_asking` left for this row: save anyway, or keep it as it is (the
+    form's `fields`, by key, then show what is stored again)."""
+    asked = st.session_state.get(f"{prefix}_change_asked")
     if row is None or not asked or asked[0] != row.id:
         return
     _, data, said = asked
+    _, service, what = ASKING[prefix]
     st.warning(escape(said), icon=":material/warning:")
     yes, no = st.columns(2)
-    if yes.button("Save the service anyway", key="services_change_anyway", type="primary"):
-        st.session_state.pop(SERVICE_ASKED, None)
-        if run_action(setup.save_service, data, row.id, despite_bookings=True):
-            _saved("services_pick", row.id, "Service saved.")
-    if no.button(escape(f"Keep {row.name} as it is"), key="services_change_keep"):
-        st.session_state.pop(SERVICE_ASKED, None)
+    if yes.button(f"Save the {what.lower()} anyway", key=f"{prefix}_change_anyway", type="primary"):
+        st.session_state.pop(f"{prefix}_change_asked", None)
+        if run_action(service, data, row.id, despite_bookings=True):
+            _saved(f"{prefix}_pick", row.id, f"{what} saved.")
+    if no.button(escape(f"Keep {row.name} as it is"), key=f"{prefix}_change_keep"):
+        st.session_state.pop(f"{prefix}_change_asked", None)
         for key in fields:
             st.session_state.pop(key, None)
         st.rerun()

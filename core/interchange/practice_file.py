@@ -609,6 +609,8 @@ def _unconfirmed(page: str, changed: dict[str, str] | None = None) -> Iterator[N
             did, do = "deactivates it", "deactivate it"
         elif asked.change == "service":
             did, do = "changes its price, length, buffers or rooms", "save it"
+        elif asked.change == "package":
+            did, do = "changes its price", "save it"
         elif asked.change == "policy":
             did, do = "makes its terms harder for visits booked ahead", "save the new version"
         else:
@@ -724,7 +726,8 @@ def _apply(session, actor, data, report, effective_at) -> None:
             _get(entry, "price_cents", int, 0),
             _get(entry, "active", bool, True),
         )
-        setup.save_package(session, actor, values, existing)
+        with _unconfirmed("Packages"):
+            setup.save_package(session, actor, values, existing)
         _track(session, report, f"package {name}", existing is not None, before)
 
     def provider(entry):

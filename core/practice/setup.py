@@ -294,6 +294,7 @@ CONFIRM = {
     "deactivate": "deactivate",
     "service": "save the service",
     "policy": "save the new version",
+    "package": "save the package",
 }
 
 
@@ -717,17 +718,7 @@ def _service_change_warning(
     if price:
         alone = _in_visit(service.id), Appointment.package_id.is_(None)
         priced, _ = _upcoming(session, *alone)
-        paid = session.scalar(
-            select(func.count(func.distinct(Payment.appointment_id))).where(
-                Payment.appointment_id.in_(
-                    select(Appointment.id).where(
-                        *alone, Appointment.status.in_(OCCUPYING), Appointment.start_at >= utcnow()
-                    )
-                ),
-                Payment.kind.in_(("prepayment", "deposit")),
-                Payment.status == "paid",
-            )
-        )
+        paid = _paid_ahead(session, *alone)
         if priced:
             old_price = clinic_money(first.clinic, service.price_cents)
             new_price = clinic_money(first.clinic, values["price_cents"])
@@ -797,7 +788,16 @@ def save_resource(session: Session, actor: Actor, data: ResourceData, id: int | 
 # ---------------------------------------------------------------- packages
 
 
-def save_package(session: Session, actor: Actor, data: PackageData, id: int | None = None) -> int:
+def save_package(
+    session: Session,
+    actor: Actor,
+    data: PackageData,
+    id: int | None = None,
+    *,
+    despite_bookings: bool = False,
+) -> int:
+    """A package's name, services and price. A new price for a package booked ahead is refused
+    until confirmed (`despite_bookings`): its visits take the package's price as it is now."""
     ensure(actor, Permission.PRACTICE_MANAGE)
     name = _text(data.name, "package name", 120, required=True)
     if len(data.service_ids) < 2:
@@ -808,6 +808,9 @@ def save_package(session: Session, actor: Actor, data: PackageData, id: int | No
     _price(data.price_cents)
     _unique_name(session, Package, name, id, "package")
     row = Package() if id is None else _get(session, Package, id, "package")
+    if id is not None and not despite_bookings:
+        if warning := _package_change_warning(session, row, data.price_cents):
+            raise NeedsConfirmation("package", warning)
     _apply(
         session,
         actor,
@@ -835,6 +838,55 @@ def save_package(session: Session, actor: Actor, data: PackageData, id: int | No
         session.flush()
         _audit_links(session, actor, "package", row.id, name, "service_ids", current, wanted)
     return row.id
+
+
+def package_change_warning(
+    session: Session, actor: Actor, package_id: int, data: PackageData
+) -> str:
+    """What the package form's new price does to the visits booked ahead with it ("" when the
+    price is the same or nothing is booked): the Packages page asks with it first."""
+    ensure(actor, Permission.PRACTICE_READ)
+    package = _get(session, Package, package_id, "package")
+    return _package_change_warning(session, package, data.price_cents)
+
+
+def _package_change_warning(session: Session, package: Package, price_cents: int) -> str:
+    if price_cents == package.price_cents:
+        return ""
+    booked = Appointment.package_id == package.id
+    count, first = _upcoming(session, booked)
+    if first is None:
+        return ""
+    several = session.scalar(select(func.count(Clinic.id)).where(Clinic.active)) > 1
+    said = [
+        f"{package.name} is booked in {_plural(count, 'upcoming visit')}, "
+        f"{_first_on(first, several)}.",
+        f"Its new price applies to {'it' if count == 1 else 'them'}: {package.name} costs "
+        f"{clinic_money(first.clinic, price_cents)} there instead of "
+        f"{clinic_money(first.clinic, package.price_cents)}, and a fee that is a share of a "
+        "visit's price follows it.",
+    ]
+    if paid := _paid_ahead(session, booked):
+        said.append(
+            f"{_plural(paid, 'of them was', 'of them were')} paid ahead at the old price: "
+            "see what is due or due back on their Payments."
+        )
+    said.append("Tell the patients booked if they should know.")
+    return " ".join(said)
+
+
+def _paid_ahead(session: Session, *where) -> int:
+    """How many visits booked ahead matching `where` have money paid ahead."""
+    ahead = select(Appointment.id).where(
+        *where, Appointment.status.in_(OCCUPYING), Appointment.start_at >= utcnow()
+    )
+    return session.scalar(
+        select(func.count(func.distinct(Payment.appointment_id))).where(
+            Payment.appointment_id.in_(ahead),
+            Payment.kind.in_(("prepayment", "deposit")),
+            Payment.status == "paid",
+        )
+    )
 
 
 def set_active(

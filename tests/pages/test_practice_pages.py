@@ -10,6 +10,8 @@ from sqlalchemy import select
 from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import (
+    Appointment,
+    AppointmentStatus,
     AuditEvent,
     Clinic,
     Package,
@@ -23,6 +25,7 @@ from db.models import (
     ServiceResource,
     User,
 )
+from db.types import utcnow
 
 
 @pytest.fixture(autouse=True)
@@ -653,6 +656,42 @@ def test_a_new_price_for_a_booked_service_says_what_happens_first(app_as, app_db
     assert not at.error, at.error[0].value
     assert _scalar(app_db, query) == price + 2000
     assert [s.value for s in at.success] == ["Service saved."]
+
+
+def test_a_new_price_for_a_booked_package_says_what_happens_first(app_as, app_db):
+    """Before, a package's price changed at once and every visit booked as it cost the new one
+    (the services page asked; the packages page did not)."""
+    database = _db(app_db)
+    with database.write() as s:  # a visit ahead booked as the first package
+        package = s.scalars(select(Package).order_by(Package.id)).first()
+        pid, name, price = package.id, package.name, package.price_cents
+        s.scalars(
+            select(Appointment)
+            .where(
+                Appointment.start_at > utcnow(), Appointment.status == AppointmentStatus.SCHEDULED
+            )
+            .order_by(Appointment.start_at)
+        ).first().package_id = pid
+    database.dispose()
+    query = select(Package.price_cents).where(Package.id == pid)
+    at = app_as("manager", "app_pages/packages.py")
+    _pick(at, "packages_pick", name)
+    field = f"packages_price_{pid}"
+    at.number_input(key=field).set_value(price / 100 + 20)
+    next(b for b in at.button if b.label == "Save package").click().run()
+    assert not at.exception, at.exception
+    [said] = [w.value.replace("\\", "") for w in at.warning]
+    assert said.startswith(f"{name} is booked in ") and "upcoming visit" in said
+    assert f"costs £{price / 100 + 20:,.2f} there instead of £{price / 100:,.2f}" in said
+    assert _scalar(app_db, query) == price  # nothing saved yet
+    next(b for b in at.button if b.label == f"Keep {name} as it is").click().run()
+    assert not at.warning and at.number_input(key=field).value == price / 100
+    at.number_input(key=field).set_value(price / 100 + 20)
+    next(b for b in at.button if b.label == "Save package").click().run()
+    next(b for b in at.button if b.label == "Save the package anyway").click().run()
+    assert not at.error, at.error[0].value
+    assert _scalar(app_db, query) == price + 2000
+    assert [s.value for s in at.success] == ["Package saved."]
 
 
 def test_a_new_time_zone_for_a_booked_clinic_says_what_happens_first(app_as, app_db):

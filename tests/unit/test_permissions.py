@@ -421,6 +421,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
             s, a, c.service_id, setup.ServiceData("Consultation", 45)
         ),
     ),
+    (  # what a new price does to the visits booked as the package (the packages page)
+        "setup.package_change_warning",
+        P.PRACTICE_READ,
+        lambda s, a, c: setup.package_change_warning(s, a, 1, setup.PackageData("Glow")),
+    ),
     (
         "documents.save_document",
         P.PRACTICE_MANAGE,

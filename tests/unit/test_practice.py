@@ -685,6 +685,40 @@ def test_a_package_booked_ahead_is_not_deactivated_silently(db, world, laser, gl
     assert actions(db, "package")[-1] == "package.deactivated"
 
 
+def test_a_booked_package_says_what_a_new_price_does_first(db, world, laser, glow):
+    """A visit booked as a package takes the package's price as it is now: before, raising
+    Glow from £90.00 to £120.00 re-priced the visit booked ahead without a word. The change is
+    refused with what it does until confirmed; a new name alone asks nothing."""
+    services = (world.service_id, laser["service"])
+    with db.write() as session:
+        moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                start_at=at(future_day(2), 10),
+                patient_id=world.patient_id,
+                package_id=glow,
+                notify_channels=[],
+            ),
+        )
+    dearer = setup.PackageData("Glow", services, 12000)
+    with db.read() as session:
+        said = setup.package_change_warning(session, world.manager, glow, dearer)
+    assert said.startswith("Glow is booked in 1 upcoming visit, the first on ")
+    assert "Glow costs £120.00 there instead of £90.00" in said
+    with db.write() as session, pytest.raises(setup.NeedsConfirmation) as refused:
+        setup.save_package(session, world.manager, dearer, glow)
+    assert str(refused.value) == f"{said} Confirm to save the package anyway."
+    with db.write() as session:
+        setup.save_package(session, world.manager, setup.PackageData("Glow+", services, 9000), glow)
+        setup.save_package(session, world.manager, dearer, glow, despite_bookings=True)
+    with db.read() as session:
+        visit = session.scalars(select(Appointment).where(Appointment.package_id == glow)).one()
+        assert treatment.price_of(visit) == 12000
+
+
 def test_a_package_needs_every_resource_of_its_services_free(db, world, laser, glow):
     day = future_day()
     with db.write() as session:  # the laser is taken during the package's first service only
