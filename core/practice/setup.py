@@ -993,14 +993,27 @@ def _first_on(first: Appointment, clinic_named: bool = False) -> str:
 
 
 def _provider_warning(session: Session, provider: Provider) -> str:
+    """A provider booked ahead, or asked for by requests waiting in the queue."""
     count, first = _upcoming(session, Appointment.provider_id == provider.id)
-    if first is None:
+    waiting = _waiting(session, Appointment.provider_id == provider.id)
+    if first is None and not waiting:
         return ""
-    return (
-        f"{provider.name} has {_plural(count, 'upcoming appointment')}, {_first_on(first)}. "
-        "They stay booked and on the calendar; nobody new can be booked with them. Move them "
-        "on the Calendar to another provider."
-    )
+    said = []
+    if first is not None:
+        said.append(
+            f"{provider.name} has {_plural(count, 'upcoming appointment')}, {_first_on(first)}. "
+            "They stay booked and on the calendar. Move them on the Calendar to another "
+            "provider."
+        )
+    if waiting:
+        one = waiting == 1
+        said.append(
+            f"{_plural(waiting, 'booking request')} in the Request queue "
+            f"{'asks' if one else 'ask'} for {provider.name}; decide {'it' if one else 'them'} "
+            "first (with another provider, or decline with a reason)."
+        )
+    said.append(f"Nobody new can be booked with {provider.name} after this.")
+    return " ".join(said)
 
 
 def _service_warning(session: Session, service: Service) -> str:

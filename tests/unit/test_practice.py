@@ -19,6 +19,7 @@ from core.practice import checklist, choices, documents, packages, reads, setup,
 from core.scheduling import availability, booking, moves
 from db.models import (
     Appointment,
+    AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
     Clinic,
@@ -1210,6 +1211,30 @@ def test_a_package_nobody_performs_whole_is_not_offered(db, world, consults_only
             ),
         )
     assert "Dr Second does not perform Consultation" in str(refused.value)
+
+
+def test_deactivating_a_provider_asked_for_by_waiting_requests_says_so_first(db, world):
+    """Before, a provider with nothing booked but requests waiting for them in the queue went
+    at the first press, and the requests waited for a provider nobody could book."""
+    with db.write() as session:
+        session.add(
+            Appointment(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                patient_id=world.patient_id,
+                service_id=world.service_id,
+                status=AppointmentStatus.REQUESTED,
+                requested_day=future_day(3),
+            )
+        )
+    with db.read() as session:
+        said = setup.deactivation_warning(session, world.manager, "provider", world.provider_id)
+    assert said == (
+        "1 booking request in the Request queue asks for Dr Test; decide it first (with another "
+        "provider, or decline with a reason). Nobody new can be booked with Dr Test after this."
+    )
+    with db.write() as session, pytest.raises(ValidationError):
+        setup.set_active(session, world.manager, "provider", world.provider_id, False)
 
 
 def test_deactivating_a_provider_with_upcoming_bookings_asks_for_confirmation(db, world):
