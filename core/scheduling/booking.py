@@ -101,6 +101,18 @@ def total_minutes(session: Session, service_ids: list[int]) -> int:
     return timing_of([found[i] for i in dict.fromkeys(service_ids) if i in found]).minutes
 
 
+def _clinic_and_start(
+    session: Session, clinic_id: int, start_at: datetime
+) -> tuple[Clinic, datetime]:
+    """The clinic a time is asked at, and the time in UTC (a naive one is refused)."""
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise NotFound(f"There is no clinic #{clinic_id}.")
+    if start_at.tzinfo is None:
+        raise ValidationError("The start time needs a time zone.")
+    return clinic, start_at.astimezone(UTC)
+
+
 def provider_choices(
     session: Session,
     actor: Actor,
@@ -116,12 +128,7 @@ def provider_choices(
     `before` and `after` are the booking's buffers (minutes kept free around the visit); a
     provider who does not perform every one of `service_ids` is not free, and says which."""
     ensure(actor, Permission.APPOINTMENTS_READ)
-    clinic = session.get(Clinic, clinic_id)
-    if clinic is None:
-        raise NotFound(f"There is no clinic #{clinic_id}.")
-    if start_at.tzinfo is None:
-        raise ValidationError("The start time needs a time zone.")
-    start_at = start_at.astimezone(UTC)
+    clinic, start_at = _clinic_and_start(session, clinic_id, start_at)
     end_at = start_at + timedelta(minutes=max(minutes, 1))
     tz = clinic.timezone
     providers = list_providers(session, clinic_id)
@@ -268,16 +275,11 @@ def next_free_times(
     refuse a booking (availability.suggest_slots); one provider per time, the first by name.
     What the form offers when nobody is free at the time asked."""
     ensure(actor, Permission.APPOINTMENTS_READ)
-    clinic = session.get(Clinic, clinic_id)
-    if clinic is None:
-        raise NotFound(f"There is no clinic #{clinic_id}.")
-    if start_at.tzinfo is None:
-        raise ValidationError("The start time needs a time zone.")
+    clinic, start_at = _clinic_and_start(session, clinic_id, start_at)
     found = {s.id: s for s in session.scalars(select(Service).where(Service.id.in_(service_ids)))}
     timing = timing_of([found[i] for i in dict.fromkeys(service_ids) if i in found])
     if not timing.minutes:
         return []
-    start_at = start_at.astimezone(UTC)
     slots = suggest_slots(
         session,
         clinic_id=clinic_id,
