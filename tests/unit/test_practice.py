@@ -661,8 +661,8 @@ def test_a_package_is_booked_as_one_appointment_with_its_price(db, world, laser,
         book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10))
 
 
-def test_a_package_booked_ahead_is_not_deactivated_silently(db, world, laser, glow):
-    """Before, a package with a visit ahead went at the first press, unsaid."""
+def _book_glow(db, world, glow) -> None:
+    """The package booked ahead, two days on."""
     with db.write() as session:
         moves.schedule_appointment(
             session,
@@ -676,6 +676,11 @@ def test_a_package_booked_ahead_is_not_deactivated_silently(db, world, laser, gl
                 notify_channels=[],
             ),
         )
+
+
+def test_a_package_booked_ahead_is_not_deactivated_silently(db, world, laser, glow):
+    """Before, a package with a visit ahead went at the first press, unsaid."""
+    _book_glow(db, world, glow)
     with db.write() as session, pytest.raises(ValidationError) as refused:
         setup.set_active(session, world.manager, "package", glow, False)
     said = str(refused.value)
@@ -691,19 +696,7 @@ def test_a_booked_package_says_what_a_new_price_does_first(db, world, laser, glo
     Glow from £90.00 to £120.00 re-priced the visit booked ahead without a word. The change is
     refused with what it does until confirmed; a new name alone asks nothing."""
     services = (world.service_id, laser["service"])
-    with db.write() as session:
-        moves.schedule_appointment(
-            session,
-            world.staff,
-            moves.NewBooking(
-                clinic_id=world.clinic_id,
-                provider_id=world.provider_id,
-                start_at=at(future_day(2), 10),
-                patient_id=world.patient_id,
-                package_id=glow,
-                notify_channels=[],
-            ),
-        )
+    _book_glow(db, world, glow)
     dearer = setup.PackageData("Glow", services, 12000)
     with db.read() as session:
         said = setup.package_change_warning(session, world.manager, glow, dearer)
