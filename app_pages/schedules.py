@@ -133,13 +133,18 @@ with st.form("schedules_time_off"):  # what was typed stays when it is refused
             success="Time off added.",
         )
         if done:
-            clash = read(schedules.bookings_during, me, provider.id, starts, ends)
-            if clash:
+            clash = read(schedules.bookings_in_time_off, me, provider.id, starts, ends)
+            if clash[0]:
                 st.session_state["schedules_clash"] = clash
             forget("schedules_off", OFF_KEYS)  # added: an empty form for the next one
             refresh()
-clash = st.session_state.pop("schedules_clash", None)
-if clash:
+if clash := st.session_state.pop("schedules_clash", None):  # named: the desk calls each
+    count, first = clash
+    more = f" and {count - len(first)} more" if count > len(first) else ""
     st.warning(
-        f"{clash} booked appointment(s) fall in that time off; reschedule them from the calendar."
+        escape(
+            f"{count} booked appointment(s) fall in that time off ({'; '.join(first)}{more}). "
+            "Move each to another provider, or cancel it as the practice (no fee), on the "
+            "Calendar; Today flags each on its day until then."
+        )
     )

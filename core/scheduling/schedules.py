@@ -25,7 +25,15 @@ from core.kernel.money import (
 )
 from core.scheduling import openings
 from core.scheduling.availability import OCCUPYING, held, lock_provider, working_periods
-from db.models import Appointment, AppointmentKind, Clinic, Provider, TimeOff, WorkingHours
+from db.models import (
+    Appointment,
+    AppointmentKind,
+    Clinic,
+    Patient,
+    Provider,
+    TimeOff,
+    WorkingHours,
+)
 from db.types import utcnow
 
 # The practice file's day names (a file format, not a display: screens use `weekday_name`)
@@ -383,9 +391,27 @@ def bookings_during(
 ) -> int:
     """How many live appointments the provider has in a period (to warn before time off),
     counting an original time held for a waiting proposal, where a refusal puts it back."""
+    return bookings_in_time_off(session, actor, provider_id, starts_at, ends_at)[0]
+
+
+def bookings_in_time_off(
+    session: Session,
+    actor: Actor,
+    provider_id: int,
+    starts_at: datetime,
+    ends_at: datetime,
+    shown: int = 5,
+) -> tuple[int, list[str]]:
+    """The provider's live appointments in a period (time off just added), to be moved or
+    cancelled: how many, and the first `shown` as '#12 Mon, 7 Dec 2026, 09:00–09:30 Alex
+    Morgan' in their clinic's time, so the desk knows whom to call. An original time held for
+    a waiting proposal counts (a refusal puts the visit back there) and reads '(held)'."""
     ensure(actor, Permission.APPOINTMENTS_READ)
-    booked = session.scalars(
-        select(Appointment.id).where(
+    booked = session.execute(
+        select(Appointment, Clinic, Patient)
+        .join(Clinic, Clinic.id == Appointment.clinic_id)
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
+        .where(
             Appointment.provider_id == provider_id,
             Appointment.kind == AppointmentKind.APPOINTMENT,
             Appointment.status.in_(OCCUPYING),
@@ -394,7 +420,15 @@ def bookings_during(
         )
     ).all()
     kept = held(session, starts_at, ends_at, provider_ids=[provider_id], buffers=False)
-    return len({*booked, *(h.id for h in kept)})
+    found = {a.id: (a.start_at, a.end_at, clinic, patient, "") for a, clinic, patient in booked}
+    for h in kept:  # its visit may be booked in the period too (proposed there): named once
+        found.setdefault(h.id, (h.start_at, h.end_at, h.clinic, h.patient, " (held)"))
+    ordered = sorted(found.items(), key=lambda item: (item[1][0], item[0]))
+    return len(ordered), [
+        f"#{ident} {clinic_time_range(clinic, s, e)} {patient.full_name if patient else ''}"
+        f"{why}".rstrip()
+        for ident, (s, e, clinic, patient, why) in ordered[:shown]
+    ]
 
 
 def bookings_outside_hours(

@@ -13,7 +13,15 @@ from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
 from core.scheduling import schedules
 from core.startup import open_database
-from db.models import AuditEvent, Clinic, TimeOff, User, WorkingHours
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    Clinic,
+    TimeOff,
+    User,
+    WorkingHours,
+)
 from tests.pages.conftest import every_clinic_speaks
 
 PAGE = "app_pages/schedules.py"
@@ -137,6 +145,35 @@ def test_time_off_is_added_and_removed(app_as, app_db):
     with database.read() as session:
         assert session.scalars(select(TimeOff)).all() == []
     database.dispose()
+
+
+def test_time_off_over_bookings_names_them(app_as, app_db):
+    """Off for a day the provider has visits booked: each is named (number, time, patient)."""
+    at = app_as("manager", PAGE)
+    provider = at.selectbox(key="schedules_provider").value
+    database = _db(app_db)
+    with database.read() as session:
+        first = session.scalar(
+            select(Appointment)
+            .where(
+                Appointment.provider_id == provider.id,
+                Appointment.clinic_id == at.selectbox(key="schedules_clinic").value.id,
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.start_at > datetime.now(UTC) + timedelta(days=2),
+            )
+            .order_by(Appointment.start_at, Appointment.id)
+        )
+        day = first.start_at.astimezone(ZoneInfo(first.clinic.timezone)).date()
+        name = first.patient.full_name
+    database.dispose()
+    at.date_input(key="schedules_off_from_day").set_value(day)
+    at.date_input(key="schedules_off_to_day").set_value(day)
+    at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
+    assert not at.error, at.error
+    [warning] = at.warning
+    assert "booked appointment(s) fall in that time off (#" in warning.value
+    assert f"#{first.id} " in warning.value and name in warning.value
+    assert "cancel it as the practice (no fee)" in warning.value
 
 
 def test_time_off_ending_before_it_starts_is_refused_and_keeps_what_was_typed(app_as, app_db):

@@ -1247,6 +1247,12 @@ def test_schedule_warnings_count_an_original_time_held_for_a_proposal(db, world)
             session, world.manager, world.provider_id, at(day, 9), at(day, 17)
         )
     assert (morning, whole_day) == (1, 1)  # one visit, held at 10:00 and proposed at 15:00
+    with db.read() as session:
+        _, named = schedules.bookings_in_time_off(
+            session, world.manager, world.provider_id, at(day, 9), at(day, 12)
+        )
+    assert len(named) == 1 and named[0].startswith(f"#{visit} ")
+    assert "10:00–10:30" in named[0] and named[0].endswith(" (held)")
     with db.write() as session:  # the provider now starts at noon that weekday
         schedules.set_weekly_hours(
             session,

@@ -703,6 +703,11 @@ SERVICES += [
         lambda s, a, c: schedules.bookings_during(s, a, NO, AT, AT + timedelta(days=1)),
     ),
     (
+        "schedules.bookings_in_time_off",
+        P.APPOINTMENTS_READ,
+        lambda s, a, c: schedules.bookings_in_time_off(s, a, NO, AT, AT + timedelta(days=1)),
+    ),
+    (
         "schedules.bookings_outside_hours",
         P.APPOINTMENTS_READ,
         lambda s, a, c: schedules.bookings_outside_hours(s, a, NO, NO),

@@ -422,6 +422,43 @@ def test_bookings_left_outside_changed_hours_are_counted_and_named(db, world):
     assert count == 4 and [f.split(" ")[0] for f in first] == [f"#{i}" for i in ids[:3]]
 
 
+def test_time_off_names_the_bookings_inside_it(db, world):
+    """The provider leaves at 10:30: the visits from then on are named for the desk to call
+    (number, time in the clinic's zone, patient); the one ending at 10:30 is not."""
+    monday = next_weekday(0)
+    ids = []
+    for hour in (9, 10, 11, 12):
+        with db.write() as session:
+            ids.append(
+                booking.book(
+                    session,
+                    world.staff,
+                    booking.InOffice(
+                        clinic_id=world.clinic_id,
+                        provider_id=world.provider_id,
+                        start_at=local_to_utc(monday, time(hour), TZ),
+                        service_ids=[world.service_id],
+                        patient_id=world.patient_id,
+                    ),
+                ).appointment_id
+            )
+    starts, ends = schedules.time_off_span(monday, time(10, 30), monday, None, TZ)
+    with db.write() as session:
+        schedules.add_time_off(
+            session, world.manager, provider_id=world.provider_id, starts_at=starts, ends_at=ends
+        )
+    with db.read() as session:
+        count, named = schedules.bookings_in_time_off(
+            session, world.staff, world.provider_id, starts, ends
+        )
+        shown = schedules.bookings_in_time_off(
+            session, world.staff, world.provider_id, starts, ends, shown=1
+        )
+    assert count == 2 and [n.split(" ")[0] for n in named] == [f"#{ids[2]}", f"#{ids[3]}"]
+    assert "11:00–11:30 Alex Morgan" in named[0] and "12:00–12:30 Alex Morgan" in named[1]
+    assert shown == (2, named[:1])
+
+
 def _at_once(db, *works):
     """Run each `work(session)` in its own thread and write transaction, all started together."""
     barrier, outcomes = threading.Barrier(len(works)), []
