@@ -117,12 +117,14 @@ counts = today.stage_counts(rows)  # of the rows shown: a provider's own day whe
 for column, (stage, count) in zip(counters.columns(len(counts)), counts.items(), strict=True):
     column.metric(f"{ICONS[stage]} {stage}", count)
 confirmed_caption(rows)
+if away := today.away_warning(rows):  # nothing left booked with an absent provider unseen
+    st.warning(escape(away), icon=":material/event_busy:")
 if not rows:
     st.info("No appointments today at this clinic.")
     st.stop()
 table = pd.DataFrame(
     {
-        "Provider": [r.provider for r in rows],
+        "Provider": [f"{r.provider} (on time off)" if r.away else r.provider for r in rows],
         "Time": [r.time for r in rows],
         "Patient": [r.patient for r in rows],
         "Service": [r.service for r in rows],

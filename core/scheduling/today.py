@@ -30,6 +30,7 @@ from db.models import (
     Patient,
     Provider,
     Service,
+    TimeOff,
 )
 from db.types import utcnow
 
@@ -59,6 +60,7 @@ class TodayRow:
     confirmed: str = ""  # "Confirmed by the patient · when · channel"
     payment: str = ""  # "Paid", "Deposit paid", "Part paid" or ""
     starts: str = ""  # the clinic-local start on the clinic's clock: "09:30", "9:30 AM"
+    away: bool = False  # still to be seen, with a provider whose time off covers part of it
 
 
 def _stage(status: S, start: datetime, now: datetime) -> str:
@@ -174,7 +176,51 @@ def list_today(
             )
         )
     paid = prepay.badges(session, [r.id for r in rows])
-    return [replace(r, payment=paid[r.id]) if r.id in paid else r for r in rows]
+    off = _away(session, result, first, last)
+    return [
+        replace(r, payment=paid.get(r.id, r.payment), away=r.id in off)
+        if r.id in paid or r.id in off
+        else r
+        for r in rows
+    ]
+
+
+def _away(session: Session, result: list, first: datetime, last: datetime) -> set[int]:
+    """The day's visits still to be seen (scheduled or checked in) whose provider has time
+    off covering part of them: left booked with a provider who is not there, to be moved or
+    cancelled. One query for the day's time off."""
+    live = [r for r in result if r[4] in (S.SCHEDULED, S.CHECKED_IN) and r[6] is not None]
+    if not live:
+        return set()
+    spans: dict[int, list[tuple[datetime, datetime]]] = {}
+    for provider_id, starts, ends in session.execute(
+        select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at).where(
+            TimeOff.provider_id.in_({r[6] for r in live}),
+            TimeOff.starts_at < last,
+            TimeOff.ends_at > first,
+        )
+    ):
+        spans.setdefault(provider_id, []).append((starts, ends))
+    return {
+        r[0]
+        for r in live
+        if any(starts < r[3] and r[2] < ends for starts, ends in spans.get(r[6], ()))
+    }
+
+
+def away_warning(rows: list[TodayRow], shown: int = 5) -> str:
+    """What the board says of the visits left booked with a provider on time off ("" for
+    none): how many, the first `shown` by time, patient and provider, and what to do."""
+    away = sorted((r for r in rows if r.away), key=lambda r: (r.start_at, r.id))
+    if not away:
+        return ""
+    named = "; ".join(f"{r.starts} {r.patient} with {r.provider}" for r in away[:shown])
+    more = f" and {len(away) - shown} more" if len(away) > shown else ""
+    visits = "visit is" if len(away) == 1 else "visits are"
+    return (
+        f"{len(away)} {visits} still booked with a provider on time off ({named}{more}). "
+        "Move each to another provider, or cancel it as the practice (no fee), on the Calendar."
+    )
 
 
 def stage_counts(rows: list[TodayRow]) -> dict[str, int]:

@@ -18,6 +18,7 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     CancellationPolicy,
+    TimeOff,
 )
 from db.types import utcnow
 from tests.pages.conftest import every_clinic_speaks, free_the_time, today_in
@@ -302,3 +303,26 @@ def test_the_counters_count_the_provider_the_board_is_filtered_to(app_as, app_db
     at.selectbox(key="today_provider").select(0).run()  # all providers
     every = {m.label.split(" ", 1)[1]: int(m.value) for m in at.metric}
     assert sum(every.values()) == len(_board(at)) > len(shown)
+
+
+def test_a_visit_left_booked_with_a_provider_on_time_off_is_flagged(app_as, app_db):
+    """The provider called in sick: their visits still on today's board say so, and what to
+    do, until each is moved or cancelled."""
+    ident = _add(app_db, today_in(30))
+    database = _db(app_db)
+    with database.write() as session:
+        start = session.get(Appointment, ident).start_at
+        session.add(
+            TimeOff(
+                provider_id=1,
+                starts_at=start - timedelta(hours=1),
+                ends_at=start + timedelta(hours=1),
+            )
+        )
+    database.dispose()
+    at = app_as("staff", PAGE)
+    assert not at.exception, at.exception
+    assert _board(at).loc[ident, "Provider"].endswith(" (on time off)")
+    warning = next(w.value for w in at.warning if "on time off" in w.value)
+    assert "still booked with a provider on time off" in warning
+    assert "cancel it as the practice (no fee), on the Calendar" in warning

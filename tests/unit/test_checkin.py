@@ -27,7 +27,9 @@ from db.models import (
     Clinic,
     LinkToken,
     Package,
+    Provider,
     Service,
+    TimeOff,
 )
 from db.types import utcnow
 from tests.factories import make_visit
@@ -380,6 +382,41 @@ def test_today_board_names_a_package_visit_by_the_package(db, world):
     assert rows[plain].service == "Consultation"
     assert rows[glow].service == "Glow (Consultation + Peel)"
     assert [c.service for c in calls if c.id == tomorrow] == ["Glow (Consultation + Peel)"]
+
+
+def test_today_flags_visits_left_booked_with_a_provider_on_time_off(db, world):
+    """Dr Test leaves at noon: the visits still to be seen in that time (one only partly) are
+    flagged, named with what to do; the morning's, a done one and another provider's are not."""
+    day = to_local(utcnow(), TZ).date()
+    now = local_to_utc(day, time(7, 30), TZ)
+
+    def at(hour, minute=0):
+        return local_to_utc(day, time(hour, minute), TZ)
+
+    morning, overlapping, afternoon = (
+        scheduled(db, world, at(9)),
+        scheduled(db, world, at(11, 45)),
+        scheduled(db, world, at(14)),
+    )
+    with db.write() as session:
+        done = make_visit(session, world, status=S.COMPLETED, start_at=at(13), end_at=at(13, 30)).id
+        other = Provider(name="Dr Other")
+        session.add(other)
+        session.flush()
+        elsewhere = make_visit(session, world, status=S.SCHEDULED, start_at=at(15), end_at=at(16))
+        elsewhere.provider_id = other.id
+        elsewhere = elsewhere.id
+        session.add(TimeOff(provider_id=world.provider_id, starts_at=at(12), ends_at=at(17)))
+    with db.read() as session:
+        rows = today.list_today(session, world.staff, world.clinic_id, now=now)
+    away = {r.id for r in rows if r.away}
+    assert away == {overlapping, afternoon}
+    assert {morning, done, elsewhere} <= {r.id for r in rows}
+    said = today.away_warning(rows)
+    assert said.startswith("2 visits are still booked with a provider on time off (11:45 ")
+    assert "Alex Morgan with Dr Test; 14:00 Alex Morgan with Dr Test)" in said
+    assert "cancel it as the practice (no fee), on the Calendar" in said
+    assert today.away_warning([r for r in rows if r.id == morning]) == ""
 
 
 def test_today_board_shows_only_the_clinic_local_day(db, world):
