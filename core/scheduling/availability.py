@@ -328,8 +328,11 @@ def working_hours_cover(
         for d in (day - timedelta(days=1), day)
         for start, end in working_periods(hours, d, clinic.timezone)
     )
-    if not covered:
-        return False
+    return covered and not on_time_off(session, provider_id, start_at, end_at)
+
+
+def on_time_off(session: Session, provider_id: int, start_at: datetime, end_at: datetime) -> bool:
+    """True when the provider has time off touching [start_at, end_at)."""
     away = session.scalar(
         select(TimeOff.id)
         .where(
@@ -339,7 +342,7 @@ def working_hours_cover(
         )
         .limit(1)
     )
-    return away is None
+    return away is not None
 
 
 def suggest_slots(

@@ -18,6 +18,7 @@ from core.practice.packages import package_services
 from core.scheduling.availability import (
     MAX_LENGTH,
     Held,
+    on_time_off,
     patient_visits,
 )
 from core.scheduling.lifecycle import (
@@ -244,7 +245,9 @@ def reschedule(
     provider None when the view showed none); moved or cancelled since, it is refused, saying
     by whom and when, as a stale `expected_version` is. A move to where it already is (a
     calendar resize, a drop back in place, the same time chosen) is refused: counted as a
-    reschedule, it used up one of the patient's own under the cancellation policy."""
+    reschedule, it used up one of the patient's own under the cancellation policy; so does a
+    move off a provider on time off at the visit's time (the practice's doing), which is not
+    counted. A new provider is told with the old one: "(was Mon 09:00 with Dr Test)"."""
     return move(
         session,
         actor,
@@ -330,12 +333,15 @@ def move(
             "To move it, choose another time or provider (on the calendar, drag it there); "
             "its length follows its services."
         )
-    before, previous = appointment.status, when_text(appointment)
+    before, previous, was_with = appointment.status, when_text(appointment), appointment.provider
     old = {
         "provider_id": appointment.provider_id,
         "start_at": appointment.start_at.isoformat() if appointment.start_at else None,
     }
     held = (appointment.provider_id, appointment.start_at, appointment.end_at)
+    # moved off a provider on time off then (called in sick): the practice's doing, not one
+    # of the patient's own reschedules under the cancellation policy
+    practice_move = None not in held and on_time_off(session, *held)
     details = place(
         session,
         appointment,
@@ -348,10 +354,14 @@ def move(
     details.update(extra or {})
     if notes is not None:
         appointment.notes = notes.strip()
-    if action == Action.RESCHEDULE:
+    if action == Action.RESCHEDULE and practice_move:
+        details["not_counted"] = "the provider is on time off then"
+    elif action == Action.RESCHEDULE:
         appointment.reschedule_count += 1
     flush(session, appointment)
     moved = held != (appointment.provider_id, appointment.start_at, appointment.end_at)
+    if was_with is not None and appointment.provider_id != was_with.id:
+        previous += f" with {was_with.name}"  # "(was Mon 09:00 with Dr Test)": who changed
     if moved:
         appointment_freed(
             session, appointment, "moved", provider_id=held[0], start_at=held[1], end_at=held[2]

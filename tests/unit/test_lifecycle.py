@@ -490,6 +490,43 @@ def test_a_move_to_where_the_visit_already_is_is_refused_and_not_counted(db, wor
         assert session.get(Appointment, appointment_id).reschedule_count == 1
 
 
+def test_a_visit_moved_off_a_provider_on_time_off_is_not_the_patients_reschedule(db, world):
+    """Dr Test calls in sick: the desk moves Alex's 10:00 to Dr Other at the same time, Alex
+    agreeing on the phone. It counted as one of Alex's own reschedules under the policy, and
+    the message read 'now on 10:00 (was 10:00)' without saying the provider changed."""
+    day = future_day()
+    appointment_id = booked(db, world, at(day, 10))
+    other = _second_provider(db, world)
+    with db.write() as session:
+        schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=at(day, 0),
+            ends_at=at(day + timedelta(days=1), 0),
+            reason="Ill",
+        )
+    with db.write() as session:
+        moves.reschedule(session, world.staff, appointment_id, start_at=None, provider_id=other)
+    with db.read() as session:
+        row = session.get(Appointment, appointment_id)
+        assert (row.provider_id, row.start_at, row.reschedule_count) == (other, at(day, 10), 0)
+    [email] = [
+        m for m in messages(db, appointment_id, "appointment_rescheduled") if m.channel == "email"
+    ]
+    assert "with Dr Other is now on" in email.body and "10:00" in email.body
+    assert "with Dr Test)." in email.body  # (was ... 10:00 ... with Dr Test)
+    assert events(db, appointment_id)[-1].details["not_counted"]
+    with db.write() as session:  # Dr Other is not away: a move from there counts as before
+        moves.reschedule(session, world.staff, appointment_id, start_at=at(day, 11))
+    with db.read() as session:
+        assert session.get(Appointment, appointment_id).reschedule_count == 1
+    [_, later] = [
+        m for m in messages(db, appointment_id, "appointment_rescheduled") if m.channel == "email"
+    ]
+    assert "with Dr Test" not in later.body and "Dr Other" in later.body
+
+
 def test_late_patient_cancellation_is_assessed(db, world):
     with db.write() as session:
         session.add(
