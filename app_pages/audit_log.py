@@ -19,7 +19,7 @@ PAGE_SIZE = 200
 @cached("audit", ttl=15, max_entries=50)
 def _events(current, user_id, action, patient_id, since, until, page):
     rows = read(
-        audit.list_events,
+        audit.list_log,
         current,
         user_id=user_id,
         action=action or None,
@@ -34,13 +34,12 @@ def _events(current, user_id, action, patient_id, since, until, page):
         [
             {
                 "When": shown.moment(e.at),
-                "Who": e.actor_label,
-                "Action": e.action,
-                "Record": e.entity,
-                "Record #": str(e.entity_id) if e.entity_id is not None else "",
-                "Patient #": str(e.patient_id) if e.patient_id is not None else "",
-                "From": e.from_status,
-                "To": e.to_status,
+                "Who": e.who,
+                "Action": e.what,
+                "Patient": e.patient,
+                "Record": e.record,
+                "Open": f"/appointment?id={e.appointment_id}" if e.appointment_id else None,
+                "Change": " → ".join(s for s in (e.from_status, e.to_status) if s),
                 "Reason": e.reason,
                 "Message": e.message,
                 "Details": audit.details_text(e.details, shown),
@@ -68,7 +67,10 @@ with st.form("audit_filters"):
         format_func=lambda u: "Anyone" if u is None else u.display_name,
     )
     action = c2.selectbox(
-        "Action", ["", *actions], key="audit_action", format_func=lambda a: a or "Any action"
+        "Action",
+        ["", *actions],
+        key="audit_action",
+        format_func=lambda a: audit.action_words(a) if a else "Any action",
     )
     patient = c3.number_input("Patient #", min_value=0, step=1, value=0, key="audit_patient")
     today = to_local(utcnow(), practice.timezone).date()
@@ -86,7 +88,12 @@ frame = _events(me, user.id if user else None, action, patient or None, since, u
 if frame.empty:
     st.info("No older events match these filters." if page else "No events match these filters.")
 else:
-    show_table(frame, hide_index=True, width="stretch")
+    show_table(
+        frame,
+        hide_index=True,
+        width="stretch",
+        column_config={"Open": st.column_config.LinkColumn("Open", display_text="Open")},
+    )
 prev, info, nxt = st.columns([1, 3, 1])
 if prev.button("Newer", disabled=page == 0, key="audit_prev"):
     st.session_state.audit_page -= 1

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.money import ClinicFormat
-from db.models import AuditEvent, Patient
+from db.models import AuditEvent, LedgerEntry, Patient, User
 
 PAGE_SIZE = 200
 
@@ -63,7 +64,19 @@ def list_events(
     records merged into it (core.patients.merge), each still about the record it was written
     about: the trail is never rewritten, and the kept record's history shows both."""
     ensure(actor, Permission.AUDIT_READ)
-    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    query = _filtered(select(AuditEvent), user_id, action, patient_id, since, until)
+    return list(session.scalars(query.limit(page_size).offset(page * page_size)))
+
+
+def _filtered(
+    query: Select,
+    user_id: int | None,
+    action: str | None,
+    patient_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select:
+    query = query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if user_id is not None:
         query = query.where(AuditEvent.user_id == user_id)
     if action:
@@ -78,7 +91,181 @@ def list_events(
         query = query.where(AuditEvent.at >= since)
     if until is not None:
         query = query.where(AuditEvent.at < until)
-    return list(session.scalars(query.limit(page_size).offset(page * page_size)))
+    return query
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One event as the owner reads it: the action in words, the patient by name, the record
+    named (a person's account by their name), and the appointment it concerns, if any (its
+    own events, and a fee's), for a link to its page."""
+
+    id: int
+    at: datetime
+    who: str
+    action: str  # the stored code, for filtering again
+    what: str  # the code in words: 'Appointment cancelled'
+    patient_id: int | None
+    patient: str  # 'Priya Patel (#12)', '' when about no patient
+    record: str  # 'Appointment #57', "Fran Lee's account", 'Cancellation policy #3'
+    appointment_id: int | None
+    from_status: str | None
+    to_status: str | None
+    reason: str | None
+    message: str | None
+    details: dict[str, Any] | None
+
+
+def list_log(
+    session: Session,
+    actor: Actor,
+    *,
+    user_id: int | None = None,
+    action: str | None = None,
+    patient_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page: int = 0,
+    page_size: int = PAGE_SIZE,
+) -> list[LogEntry]:
+    """list_events as the audit log page shows it: the names beside the numbers are read in
+    the same query (outer joins on primary keys, after the page is cut), not row by row."""
+    ensure(actor, Permission.AUDIT_READ)
+    cut = _filtered(select(AuditEvent.id), user_id, action, patient_id, since, until)
+    cut = cut.limit(page_size).offset(page * page_size).subquery()
+    account = aliased(User)
+    fee = aliased(LedgerEntry)
+    query = (
+        select(
+            AuditEvent,
+            Patient.first_name,
+            Patient.last_name,
+            account.display_name,
+            fee.appointment_id,
+        )
+        .join(cut, cut.c.id == AuditEvent.id)
+        .outerjoin(Patient, Patient.id == AuditEvent.patient_id)
+        .outerjoin(account, and_(AuditEvent.entity == "user", AuditEvent.entity_id == account.id))
+        .outerjoin(fee, and_(AuditEvent.entity == "ledger_entry", AuditEvent.entity_id == fee.id))
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    )
+    return [
+        LogEntry(
+            id=e.id,
+            at=e.at,
+            who=e.actor_label,
+            action=e.action,
+            what=action_words(e.action),
+            patient_id=e.patient_id,
+            patient=(
+                f"{first} {last} (#{e.patient_id})".strip() if e.patient_id is not None else ""
+            ),
+            record=_record(e.entity, e.entity_id, account_name),
+            appointment_id=e.entity_id if e.entity == "appointment" else fee_appointment,
+            from_status=e.from_status,
+            to_status=e.to_status,
+            reason=e.reason,
+            message=e.message,
+            details=e.details,
+        )
+        for e, first, last, account_name, fee_appointment in session.execute(query)
+    ]
+
+
+# The actions in a practice's words; an action not listed reads as its code in words
+# ('waitlist_added' as 'Waitlist added'), never as the bare code.
+ACTION_WORDS: dict[str, str] = {
+    "request": "Appointment requested",
+    "schedule": "Appointment booked",
+    "approve": "Request approved",
+    "decline": "Request declined",
+    "propose": "Time proposed to the patient",
+    "accept_proposal": "Proposed time accepted",
+    "decline_proposal": "Proposed time turned down",
+    "proposal_lapsed": "Proposed time left to lapse",
+    "reschedule": "Appointment moved",
+    "update": "Appointment changed",
+    "cancel": "Appointment cancelled",
+    "check_in": "Checked in",
+    "undo_check_in": "Check-in undone",
+    "complete": "Visit completed",
+    "no_show": "Marked no-show",
+    "undo_no_show": "No-show undone",
+    "request_change": "Patient asked to change the appointment",
+    "approve_change": "Change request approved",
+    "deny_change": "Change request denied",
+    "propose_for_change": "Other time proposed for a change request",
+    "confirmed_by_patient": "Appointment confirmed by the patient",
+    "reminder_queued": "Reminder queued",
+    "sign_in": "Signed in",
+    "sign_out": "Signed out",
+    "sign_in_failed": "Sign-in failed: wrong password",
+    "account_locked": "Account locked after wrong passwords",
+    "sign_in_refused_locked": "Sign-in refused: account locked",
+    "session_expired": "Signed out: idle too long",
+    "password_changed": "Password changed",
+    "password_reset": "Password reset",
+    "user_created": "Account created",
+    "user_activated": "Account activated",
+    "user_deactivated": "Account deactivated",
+    "user_role_changed": "Role changed",
+    "export": "Data exported",
+    "import": "Data imported",
+    "restore": "Database restored from a backup",
+    "backup": "Backup made",
+    "policy_saved": "Cancellation policy saved",
+    "fee_paid": "Fee paid",
+    "fee_waived": "Fee waived",
+    "fee_refund_due": "Fee refund due",
+    "payment_recorded": "Payment recorded",
+    "payment_received": "Payment received",
+    "payment_mismatch": "Payment did not match",
+    "payment_refund_due": "Payment refund due",
+    "refund_recorded": "Refund recorded",
+    "prepayment_started": "Prepayment started",
+    "prepayment_received": "Prepayment received",
+    "prepayment_settled": "Prepayment settled",
+    "points_earned": "Points earned",
+    "points_adjusted": "Points adjusted",
+    "patient_created": "Patient added",
+    "patient_updated": "Patient record changed",
+    "patient_merged_into": "Patient record merged into another",
+    "patient_merged_from": "Another patient record merged into this one",
+    "form_answers_viewed": "Form answers viewed",
+    "sms_consent_given": "Consent to text messages given",
+    "sms_consent_withdrawn": "Consent to text messages withdrawn",
+    "enrollment_identity_failed": "Portal enrolment: identity not confirmed",
+}
+
+_ENTITY_WORDS = {
+    "appointment": "Appointment",
+    "ledger_entry": "Fee or points entry",
+    "cancellation_policy": "Cancellation policy",
+    "sms_reply": "Text reply",
+    "slot_opening": "Freed slot",
+    "waitlist_entry": "Waitlist entry",
+    "waitlist_offer": "Waitlist offer",
+}
+
+
+def action_words(action: str) -> str:
+    """An action as the audit log shows it: 'cancel' as 'Appointment cancelled'."""
+    if words := ACTION_WORDS.get(action):
+        return words
+    return _humane(action) or "Unnamed action"
+
+
+def _humane(code: str | None) -> str:
+    """'provider.updated' as 'Provider updated'."""
+    text = re.sub(r"[._\s]+", " ", code or "").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _record(entity: str, entity_id: int | None, account_name: str | None) -> str:
+    if entity == "user" and account_name:
+        return f"{account_name}'s account"
+    words = _ENTITY_WORDS.get(entity) or _humane(entity)
+    return f"{words} #{entity_id}" if entity_id is not None else words
 
 
 def list_actions(session: Session, actor: Actor) -> list[str]:

@@ -8,18 +8,33 @@ from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.kernel.money import ClinicFormat
 from core.startup import open_database
+from db.models import Patient
 
 APPLY = "FormSubmitter:audit_filters-Apply"
 
 
-def write_events(url: str, count: int, details: dict | None = None, action: str = "note") -> None:
+def write_events(
+    url: str,
+    count: int,
+    details: dict | None = None,
+    action: str = "note",
+    entity: str = "setting",
+    entity_id: int | None = None,
+    patient_id: int | None = None,
+) -> str:
+    """Write `count` events; returns the name of the patient `patient_id`, if any."""
     database = open_database(
         load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40})
     )
     with database.write() as session:
         for _ in range(count):
-            audit.record(session, SYSTEM, action, "setting", None, details=details)
+            audit.record(
+                session, SYSTEM, action, entity, entity_id, patient_id=patient_id, details=details
+            )
+        patient = session.get(Patient, patient_id) if patient_id else None
+        name = f"{patient.first_name} {patient.last_name}" if patient else ""
     database.dispose()
+    return name
 
 
 def caption(at) -> str:
@@ -57,10 +72,29 @@ def test_details_show_times_in_the_clinics_zone_and_leave_empty_values_out(app_a
     write_events(app_db, 1, stored, action="export")
     at = app_as("owner", "app_pages/audit_log.py")
     table = at.dataframe[0].value
-    details = table[table.Action == "export"].iloc[0]["Details"]
+    details = table[table.Action == "Data exported"].iloc[0]["Details"]
     # the demo's clinics are in London (en-GB): 23:00 UTC on 1 July is midnight on 2 July, BST
     assert details == "rows: 4; filters: (from: Thu, 2 Jul 2026, 00:00; to: Sun, 2 Aug 2026, 00:00)"
     assert "None" not in details and "UTC" not in details and "+00:00" not in details
+
+
+def test_an_event_reads_in_words_naming_the_patient_and_linking_the_appointment(app_as, app_db):
+    """Before, the row read 'cancel', 'appointment', '57' and the patient's number alone, and
+    the Action filter listed the same codes."""
+    name = write_events(
+        app_db, 1, action="cancel", entity="appointment", entity_id=57, patient_id=1
+    )
+    at = app_as("owner", "app_pages/audit_log.py")
+    table = at.dataframe[0].value  # the owner's sign-in is newer
+    row = table[table.Record == "Appointment #57"].iloc[0]
+    assert (row.Who, row.Action, row.Record) == (
+        "System",
+        "Appointment cancelled",
+        "Appointment #57",
+    )
+    assert row.Patient == f"{name} (#1)" and row.Open == "/appointment?id=57"
+    assert "Appointment cancelled" in at.selectbox(key="audit_action").options
+    assert "cancel" not in at.selectbox(key="audit_action").options
 
 
 def test_a_typed_value_shaped_like_a_date_is_shown_as_typed():

@@ -103,12 +103,13 @@ def test_owner_creates_a_user_and_the_audit_log_shows_it(app_as):
     assert nina["Locked until"] == "" and nina["Last sign-in"] == ""  # empty, not "None"
     at.switch_page("app_pages/audit_log.py").run()
     table = at.dataframe[0].value
-    assert "user_created" in table["Action"].tolist()
+    assert "Account created" in table["Action"].tolist()
     assert not [c for c in table.columns if "UTC" in c]
-    created = table[table.Action == "user_created"].iloc[0]
+    created = table[table.Action == "Account created"].iloc[0]
     # the practice's local time in its locale (the demo's clinics are en-GB), and empty cells
     assert re.fullmatch(r"\w{3}, \d{1,2} \w{3} \d{4}, \d{2}:\d{2}", created["When"])
-    assert created["Patient #"] == "" and created["From"] == "" and created["Reason"] == ""
+    assert created["Record"] == "Nina Nurse's account" and created["Reason"] == ""
+    assert created["Patient"] == "" and created["Change"] == "staff"
 
 
 def test_a_refused_user_keeps_what_was_typed_and_a_created_one_clears_the_form(app_as):

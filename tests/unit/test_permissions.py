@@ -500,6 +500,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: accounts.reset_password(s, a, c.owner.user_id, "a new long passphrase 42"),
     ),
     ("audit.list_events", P.AUDIT_READ, lambda s, a, c: audit.list_events(s, a)),
+    ("audit.list_log", P.AUDIT_READ, lambda s, a, c: audit.list_log(s, a)),
     ("audit.list_actions", P.AUDIT_READ, lambda s, a, c: audit.list_actions(s, a)),
     # import and export
     (

@@ -1,0 +1,78 @@
+"""The audit log as an owner investigating reads it (core.kernel.audit.list_log): actions in
+words, the patient and the account named, the appointment a fee belongs to found."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core.kernel import accounts, audit
+from core.payments import desk
+from core.payments.providers import DeskProvider
+from core.scheduling import moves
+from db.models import AppointmentStatus, LedgerEntry, LedgerKind, Patient
+from db.types import utcnow
+from tests.factories import PASSWORD, make_visit
+
+
+def _cancelled_with_a_fee_paid(db, world) -> tuple[int, int]:
+    """Mrs Patel's visit, cancelled by the desk, and a late-cancellation fee paid for it."""
+    with db.write() as s:
+        s.get(Patient, world.patient_id).first_name = "Priya"
+        s.get(Patient, world.patient_id).last_name = "Patel"
+        start = utcnow() + timedelta(days=2)
+        visit = make_visit(
+            s,
+            world,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        visit_id = visit.id
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, visit_id, reason="Patient phoned")
+    with db.write() as s:
+        fee = LedgerEntry(
+            patient_id=world.patient_id,
+            appointment_id=visit_id,
+            kind=LedgerKind.LATE_CANCEL_FEE,
+            amount_cents=2500,
+        )
+        s.add(fee)
+        s.flush()
+        desk.pay_fee(s, world.staff, fee.id, method="cash", provider=DeskProvider())
+    return visit_id, fee.id
+
+
+def test_the_log_reads_in_words_with_the_patient_and_the_appointment_named(db, world):
+    """Before, the page showed 'cancel', 'appointment', '57' and a patient's number only; a
+    fee paid showed 'fee_paid' on 'ledger_entry' with nothing leading to its appointment."""
+    visit_id, fee_id = _cancelled_with_a_fee_paid(db, world)
+    with db.read() as s:
+        log = audit.list_log(s, world.owner, patient_id=world.patient_id)
+    paid, cancelled = log[0], next(e for e in log if e.action == "cancel")
+    assert (cancelled.who, cancelled.what) == ("Staff", "Appointment cancelled")
+    assert cancelled.patient == f"Priya Patel (#{world.patient_id})"
+    assert (cancelled.record, cancelled.appointment_id) == (f"Appointment #{visit_id}", visit_id)
+    assert (paid.what, paid.patient) == ("Fee paid", f"Priya Patel (#{world.patient_id})")
+    assert (paid.record, paid.appointment_id) == (f"Fee or points entry #{fee_id}", visit_id)
+
+
+def test_an_account_is_named_and_an_action_without_words_is_never_a_bare_code(db, world):
+    with db.write() as s:
+        accounts.sign_in(s, "staff", "not the password")
+        accounts.sign_in(s, "staff", PASSWORD)
+        audit.record(s, world.owner, "provider.updated", "provider", 3)
+    with db.read() as s:
+        newest, signed_in, failed = audit.list_log(s, world.owner)[:3]
+    assert (newest.what, newest.record) == ("Provider updated", "Provider #3")
+    assert (signed_in.what, signed_in.record, signed_in.who) == (
+        "Signed in",
+        "Staff's account",
+        "Staff",
+    )
+    assert (failed.what, failed.record, failed.who) == (
+        "Sign-in failed: wrong password",
+        "Staff's account",
+        "System",
+    )
+    assert failed.patient == "" and failed.appointment_id is None
