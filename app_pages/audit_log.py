@@ -1,4 +1,4 @@
-"""Owner: the audit log, filtered by user, action, patient and date."""
+"""Owner: the audit log, filtered by person, action, patient, appointment and date."""
 
 from datetime import timedelta
 
@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.kernel import accounts, audit
 from core.kernel.clock import local_days_bounds, to_local, utcnow
-from ui import actor
+from ui import actor, shown
 from ui.caches import cached
 from ui.context import read
 from ui.locale import date_picker, display_format
@@ -17,13 +17,16 @@ PAGE_SIZE = 200
 
 
 @cached("audit", ttl=15, max_entries=50)
-def _events(current, user_id, action, patient_id, since, until, page):
+def _events(current, user_id, action, patient, appointment_id, since, until, page):
+    typed = patient.strip().removeprefix("#").strip()
     rows = read(
         audit.list_log,
         current,
         user_id=user_id,
         action=action or None,
-        patient_id=patient_id,
+        patient_id=int(typed) if typed.isdigit() else None,
+        patient_name=typed if typed and not typed.isdigit() else None,
+        appointment_id=appointment_id,
         since=since,
         until=until,
         page=page,
@@ -59,12 +62,14 @@ me = actor()
 users, actions = _choices(me)
 practice = display_format()  # the practice's time zone: days and times as the clinic lives them
 with st.form("audit_filters"):
-    c1, c2, c3, c4 = st.columns([1, 1, 0.8, 1.4])  # room for a date range
+    c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 0.7, 1.4])  # room for a date range
     user = c1.selectbox(
-        "User",
+        "Person",
         [None, *users],
         key="audit_user",
         format_func=lambda u: "Anyone" if u is None else u.display_name,
+        help="What they did, and what was done to their account (a wrong password typed as "
+        "them, a lock-out, a reset)",
     )
     action = c2.selectbox(
         "Action",
@@ -72,9 +77,12 @@ with st.form("audit_filters"):
         key="audit_action",
         format_func=lambda a: audit.action_words(a) if a else "Any action",
     )
-    patient = c3.number_input("Patient #", min_value=0, step=1, value=0, key="audit_patient")
+    patient = c3.text_input("Patient", key="audit_patient", placeholder="Name or #number")
+    appointment = c4.number_input(
+        "Appointment #", min_value=0, step=1, value=0, key="audit_appointment"
+    )
     today = to_local(utcnow(), practice.timezone).date()
-    days = c4.date_input(
+    days = c5.date_input(
         "Dates",
         (today - timedelta(days=30), today),
         key="audit_dates",
@@ -84,7 +92,9 @@ with st.form("audit_filters"):
         st.session_state.audit_page = 0  # new filters start again from the newest events
 page = st.session_state.setdefault("audit_page", 0)
 since, until = local_days_bounds(days[0], days[-1], practice.timezone) if days else (None, None)
-frame = _events(me, user.id if user else None, action, patient or None, since, until, page)
+frame = shown(
+    _events, me, user.id if user else None, action, patient, appointment or None, since, until, page
+)
 if frame.empty:
     st.info("No older events match these filters." if page else "No events match these filters.")
 else:

@@ -11,7 +11,9 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.errors import ValidationError
 from core.kernel.money import ClinicFormat
+from core.kernel.text import plain_words
 from db.models import AuditEvent, LedgerEntry, Patient, User
 
 PAGE_SIZE = 200
@@ -75,10 +77,20 @@ def _filtered(
     patient_id: int | None,
     since: datetime | None,
     until: datetime | None,
+    *,
+    appointment_id: int | None = None,
+    patient_name: str | None = None,
 ) -> Select:
     query = query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if user_id is not None:
-        query = query.where(AuditEvent.user_id == user_id)
+        # what the person did, and what was done to their account: a wrong password typed
+        # as them, a lock-out, a reset or a role change (written by System or the owner)
+        query = query.where(
+            or_(
+                AuditEvent.user_id == user_id,
+                and_(AuditEvent.entity == "user", AuditEvent.entity_id == user_id),
+            )
+        )
     if action:
         query = query.where(AuditEvent.action == action)
     if patient_id is not None:
@@ -86,6 +98,25 @@ def _filtered(
         merged = select(Patient.id).where(Patient.merged_into_id == patient_id)
         query = query.where(
             or_(AuditEvent.patient_id == patient_id, AuditEvent.patient_id.in_(merged))
+        )
+    if patient_name is not None:
+        words = plain_words(patient_name)
+        if not words:
+            raise ValidationError(
+                "Type a patient's name (or part of it), like Patel, or their number, like #12."
+            )
+        named = select(Patient.id).where(
+            *(Patient.search_text.contains(w, autoescape=True) for w in words)
+        )
+        query = query.where(AuditEvent.patient_id.in_(named))
+    if appointment_id is not None:
+        # the appointment's own events, and those of its fees (written about the fee)
+        fees = select(LedgerEntry.id).where(LedgerEntry.appointment_id == appointment_id)
+        query = query.where(
+            or_(
+                and_(AuditEvent.entity == "appointment", AuditEvent.entity_id == appointment_id),
+                and_(AuditEvent.entity == "ledger_entry", AuditEvent.entity_id.in_(fees)),
+            )
         )
     if since is not None:
         query = query.where(AuditEvent.at >= since)
@@ -123,15 +154,29 @@ def list_log(
     user_id: int | None = None,
     action: str | None = None,
     patient_id: int | None = None,
+    patient_name: str | None = None,
+    appointment_id: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     page: int = 0,
     page_size: int = PAGE_SIZE,
 ) -> list[LogEntry]:
     """list_events as the audit log page shows it: the names beside the numbers are read in
-    the same query (outer joins on primary keys, after the page is cut), not row by row."""
+    the same query (outer joins on primary keys, after the page is cut), not row by row.
+    A person (`user_id`) is found by what they did and what was done to their account; a
+    patient by number or by name (`patient_name`: every word in it, as the patient search
+    finds them); an appointment by its own events and its fees'."""
     ensure(actor, Permission.AUDIT_READ)
-    cut = _filtered(select(AuditEvent.id), user_id, action, patient_id, since, until)
+    cut = _filtered(
+        select(AuditEvent.id),
+        user_id,
+        action,
+        patient_id,
+        since,
+        until,
+        appointment_id=appointment_id,
+        patient_name=patient_name,
+    )
     cut = cut.limit(page_size).offset(page * page_size).subquery()
     account = aliased(User)
     fee = aliased(LedgerEntry)

@@ -48,13 +48,13 @@ def test_apply_after_older_starts_again_on_the_first_page_and_says_when_nothing_
     at = app_as("owner", "app_pages/audit_log.py")
     at.button(key="audit_next").click().run()
     assert caption(at).startswith("Page 2 ·")
-    at.number_input(key="audit_patient").set_value(999_999)  # no such patient
+    at.text_input(key="audit_patient").input("#999999")  # no such patient
     at.button(key=APPLY).click().run()
     assert not at.exception and not at.error
     assert caption(at).startswith("Page 1 · 0 events")
     assert [i.value for i in at.info] == ["No events match these filters."]
     assert not at.dataframe  # no table without columns
-    at.number_input(key="audit_patient").set_value(0)
+    at.text_input(key="audit_patient").input("")
     at.button(key=APPLY).click().run()
     assert caption(at).startswith("Page 1 · 200 events") and len(at.dataframe[0].value) == 200
 
@@ -95,6 +95,30 @@ def test_an_event_reads_in_words_naming_the_patient_and_linking_the_appointment(
     assert row.Patient == f"{name} (#1)" and row.Open == "/appointment?id=57"
     assert "Appointment cancelled" in at.selectbox(key="audit_action").options
     assert "cancel" not in at.selectbox(key="audit_action").options
+
+
+def test_filters_by_appointment_and_by_patient_name_and_a_name_without_letters_is_a_sentence(
+    app_as, app_db
+):
+    """Before, there was no appointment filter and the patient filter took a number only."""
+    name = write_events(
+        app_db, 2, action="cancel", entity="appointment", entity_id=57, patient_id=1
+    )
+    write_events(app_db, 1, action="update", entity="appointment", entity_id=58, patient_id=2)
+    at = app_as("owner", "app_pages/audit_log.py")
+    at.number_input(key="audit_appointment").set_value(57)
+    at.button(key=APPLY).click().run()
+    assert set(at.dataframe[0].value.Record) == {"Appointment #57"}
+    at.number_input(key="audit_appointment").set_value(0)
+    at.text_input(key="audit_patient").input(name.split()[-1].lower())
+    at.button(key=APPLY).click().run()
+    assert f"{name} (#1)" in set(at.dataframe[0].value.Patient)
+    at.text_input(key="audit_patient").input("--")
+    at.button(key=APPLY).click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Type a patient's name (or part of it), like Patel, or their number, like #12."
+    ]
 
 
 def test_a_typed_value_shaped_like_a_date_is_shown_as_typed():

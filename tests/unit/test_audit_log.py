@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from core.kernel import accounts, audit
+from core.kernel.errors import ValidationError
 from core.payments import desk
 from core.payments.providers import DeskProvider
 from core.scheduling import moves
@@ -76,3 +79,52 @@ def test_an_account_is_named_and_an_action_without_words_is_never_a_bare_code(db
         "System",
     )
     assert failed.patient == "" and failed.appointment_id is None
+
+
+def _another_visit_changed_and_wrong_passwords(db, world) -> None:
+    with db.write() as s:
+        other = make_visit(
+            s,
+            world,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=utcnow() + timedelta(days=3),
+            end_at=utcnow() + timedelta(days=3, minutes=30),
+        ).id
+        audit.record(s, world.owner, "update", "appointment", other, patient_id=world.patient_id)
+        accounts.sign_in(s, "staff", "not the password")
+        accounts.sign_in(s, "manager", "not the password")
+
+
+def test_a_persons_filter_finds_what_was_done_to_their_account_too(db, world):
+    """Before, filtering by Staff missed the wrong password typed as them (written by System):
+    'who signed in as Fran?' found only Fran's own sign-ins."""
+    _cancelled_with_a_fee_paid(db, world)
+    _another_visit_changed_and_wrong_passwords(db, world)
+    with db.read() as s:
+        staff = audit.list_log(s, world.owner, user_id=world.staff.user_id)
+    assert [e.what for e in staff] == [
+        "Sign-in failed: wrong password",
+        "Fee paid",
+        "Appointment cancelled",
+        "Account created",  # by System, for the world
+    ]
+
+
+def test_an_appointment_is_found_with_its_fees_and_a_patient_by_name(db, world):
+    """Before, the log could be filtered neither by appointment nor by a patient's name."""
+    visit_id, _ = _cancelled_with_a_fee_paid(db, world)
+    _another_visit_changed_and_wrong_passwords(db, world)
+    with db.read() as s:
+        visit = audit.list_log(s, world.owner, appointment_id=visit_id)
+        patel = audit.list_log(s, world.owner, patient_name="  PATEL priya ")
+        nobody = audit.list_log(s, world.owner, patient_name="Morgan")
+    assert [e.what for e in visit] == ["Fee paid", "Appointment cancelled"]
+    assert {e.action for e in patel} >= {"cancel", "fee_paid", "update"} and nobody == []
+
+
+def test_a_patient_name_without_letters_or_digits_is_refused_with_a_sentence(db, world):
+    with db.read() as s, pytest.raises(ValidationError) as refused:
+        audit.list_log(s, world.owner, patient_name="--")
+    assert str(refused.value) == (
+        "Type a patient's name (or part of it), like Patel, or their number, like #12."
+    )
