@@ -10,7 +10,7 @@ from core.kernel.clock import local_days_bounds, to_local, utcnow
 from ui import actor, shown
 from ui.caches import cached
 from ui.context import read
-from ui.locale import date_picker, display_format
+from ui.locale import date_picker, display_format, in_currency
 from ui.text import show_table
 
 PAGE_SIZE = 200
@@ -45,7 +45,10 @@ def _events(current, user_id, action, patient, appointment_id, since, until, pag
                 "Change": " → ".join(s for s in (e.from_status, e.to_status) if s),
                 "Reason": e.reason,
                 "Message": e.message,
-                "Details": audit.details_text(e.details, shown),
+                # an amount in its clinic's currency, where the event says which clinic
+                "Details": audit.details_text(
+                    e.details, in_currency(shown, e.currency) if e.currency else shown
+                ),
             }
             for e in rows
         ]

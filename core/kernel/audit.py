@@ -7,14 +7,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import ValidationError
 from core.kernel.money import ClinicFormat
 from core.kernel.text import plain_words
-from db.models import AuditEvent, LedgerEntry, Patient, User
+from db.models import (
+    Appointment,
+    AuditEvent,
+    CancellationPolicy,
+    Clinic,
+    LedgerEntry,
+    Patient,
+    User,
+)
 
 PAGE_SIZE = 200
 
@@ -145,6 +153,7 @@ class LogEntry:
     reason: str | None
     message: str | None
     details: dict[str, Any] | None
+    currency: str | None = None  # of the amounts in the details, when known (its clinic's)
 
 
 def list_log(
@@ -178,8 +187,12 @@ def list_log(
         patient_name=patient_name,
     )
     cut = cut.limit(page_size).offset(page * page_size).subquery()
-    account = aliased(User)
-    fee = aliased(LedgerEntry)
+    account, fee = aliased(User), aliased(LedgerEntry)
+    visit, fee_visit = aliased(Appointment), aliased(Appointment)
+    policy = aliased(CancellationPolicy)
+    # the clinic whose currency an amount in the details is in: the appointment's, the fee's
+    # appointment's, the policy's; none for the rest (the practice's currency is shown)
+    clinic_id = func.coalesce(visit.clinic_id, fee_visit.clinic_id, policy.clinic_id)
     query = (
         select(
             AuditEvent,
@@ -187,11 +200,21 @@ def list_log(
             Patient.last_name,
             account.display_name,
             fee.appointment_id,
+            Clinic.currency,
         )
         .join(cut, cut.c.id == AuditEvent.id)
         .outerjoin(Patient, Patient.id == AuditEvent.patient_id)
         .outerjoin(account, and_(AuditEvent.entity == "user", AuditEvent.entity_id == account.id))
         .outerjoin(fee, and_(AuditEvent.entity == "ledger_entry", AuditEvent.entity_id == fee.id))
+        .outerjoin(
+            visit, and_(AuditEvent.entity == "appointment", AuditEvent.entity_id == visit.id)
+        )
+        .outerjoin(fee_visit, fee_visit.id == fee.appointment_id)
+        .outerjoin(
+            policy,
+            and_(AuditEvent.entity == "cancellation_policy", AuditEvent.entity_id == policy.id),
+        )
+        .outerjoin(Clinic, Clinic.id == clinic_id)
         .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     )
     return [
@@ -212,8 +235,9 @@ def list_log(
             reason=e.reason,
             message=e.message,
             details=e.details,
+            currency=currency,
         )
-        for e, first, last, account_name, fee_appointment in session.execute(query)
+        for e, first, last, account_name, fee_appointment, currency in session.execute(query)
     ]
 
 
@@ -337,19 +361,26 @@ _STORED_TIME = re.compile(
 def details_text(details: Any, fmt: ClinicFormat) -> str:
     """An event's details as a reader takes them, stored values unchanged: 'key: value' pairs
     joined by '; ', a nested record in parentheses, a stored UTC moment in the clinic's zone and
-    locale, a day in its locale, yes or no; an empty value (None, the text 'None' that exports
-    used to store for a filter not set, '', [] or {}) is left out."""
+    locale, a day in its locale, yes or no, an amount stored in cents (a key ending in 'cents')
+    as money in `fmt`'s currency ('late cancel fee: £30.00', not 'late cancel fee cents: 3000');
+    an empty value (None, the text 'None' that exports used to store for a filter not set, '',
+    [] or {}) is left out."""
     return _detail(details, fmt)
 
 
-def _detail(value: Any, fmt: ClinicFormat) -> str:
+def _detail(value: Any, fmt: ClinicFormat, money: bool = False) -> str:
     if isinstance(value, dict):
-        pairs = ((str(k).replace("_", " "), _part(v, fmt)) for k, v in value.items())
+        pairs = (
+            (_key(str(k), value), _part(v, fmt, money or _in_cents(str(k))))
+            for k, v in value.items()
+        )
         return "; ".join(f"{key}: {shown}" for key, shown in pairs if shown)
     if isinstance(value, list | tuple):
-        return ", ".join(shown for v in value if (shown := _part(v, fmt)))
+        return ", ".join(shown for v in value if (shown := _part(v, fmt, money)))
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if money and isinstance(value, int):
+        return fmt.money(value)
     if isinstance(value, datetime):
         return fmt.moment(value if value.tzinfo else value.replace(tzinfo=UTC))
     text = "" if value is None else str(value).strip()
@@ -366,7 +397,19 @@ def _detail(value: Any, fmt: ClinicFormat) -> str:
     return text
 
 
-def _part(value: Any, fmt: ClinicFormat) -> str:
+def _in_cents(key: str) -> bool:
+    return key == "cents" or key.endswith("_cents")
+
+
+def _key(key: str, record: dict) -> str:
+    """A key as words; an amount's without 'cents' ('points worth' beside a count 'points')."""
+    if _in_cents(key):
+        name = key.removesuffix("cents").removesuffix("_") or "amount"
+        key = f"{name} worth" if name in record else name
+    return key.replace("_", " ")
+
+
+def _part(value: Any, fmt: ClinicFormat, money: bool = False) -> str:
     """A value inside a record or list; a nested record in parentheses."""
-    shown = _detail(value, fmt)
+    shown = _detail(value, fmt, money)
     return f"({shown})" if shown and isinstance(value, dict) else shown

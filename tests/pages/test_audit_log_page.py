@@ -3,12 +3,14 @@ matches, and details shown as a reader takes them (clinic-local times, no 'None'
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from core.kernel import audit
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.kernel.money import ClinicFormat
 from core.startup import open_database
-from db.models import Patient
+from db.models import Appointment, Clinic, Patient
 
 APPLY = "FormSubmitter:audit_filters-Apply"
 
@@ -119,6 +121,30 @@ def test_filters_by_appointment_and_by_patient_name_and_a_name_without_letters_i
     assert [e.value for e in at.error] == [
         "Type a patient's name (or part of it), like Patel, or their number, like #12."
     ]
+
+
+def test_an_amount_reads_as_money(app_as, app_db):
+    """Before, a fee paid read 'payment id: 3; method: cash; cents: 2500'."""
+    write_events(app_db, 1, {"payment_id": 3, "method": "cash", "cents": 2500}, "fee_paid")
+    at = app_as("owner", "app_pages/audit_log.py")
+    table = at.dataframe[0].value
+    paid = table[table.Action == "Fee paid"].iloc[0]
+    assert paid.Details == "payment id: 3; method: cash; amount: £25.00"  # the demo's clinics: GBP
+
+
+def test_an_amount_about_a_visit_is_in_its_clinics_currency(app_as, app_db):
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        clinic = session.scalars(select(Clinic).order_by(Clinic.id.desc())).first()
+        clinic.currency, clinic.locale = "EUR", "de-DE"
+        visit = session.scalar(select(Appointment.id).where(Appointment.clinic_id == clinic.id))
+    database.dispose()
+    write_events(app_db, 1, {"amount_cents": 2500}, "payment_recorded", "appointment", visit)
+    at = app_as("owner", "app_pages/audit_log.py")
+    table = at.dataframe[0].value
+    assert table[table.Action == "Payment recorded"].iloc[0].Details == "amount: 25,00\xa0€"
 
 
 def test_a_typed_value_shaped_like_a_date_is_shown_as_typed():

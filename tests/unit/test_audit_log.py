@@ -9,12 +9,14 @@ import pytest
 
 from core.kernel import accounts, audit
 from core.kernel.errors import ValidationError
+from core.kernel.money import ClinicFormat
 from core.payments import desk
 from core.payments.providers import DeskProvider
 from core.scheduling import moves
-from db.models import AppointmentStatus, LedgerEntry, LedgerKind, Patient
+from db.models import AppointmentStatus, Clinic, LedgerEntry, LedgerKind, Patient
 from db.types import utcnow
 from tests.factories import PASSWORD, make_visit
+from tests.unit.test_policy import save
 
 
 def _cancelled_with_a_fee_paid(db, world) -> tuple[int, int]:
@@ -128,3 +130,36 @@ def test_a_patient_name_without_letters_or_digits_is_refused_with_a_sentence(db,
     assert str(refused.value) == (
         "Type a patient's name (or part of it), like Patel, or their number, like #12."
     )
+
+
+def test_amounts_read_as_money_in_their_clinics_currency():
+    """Before, a fee paid read 'cents: 3000' and a policy 'late cancel fee cents: 3000'."""
+    pounds = ClinicFormat(timezone="Europe/London", locale="en-GB", currency="GBP")
+    paid = {"payment_id": 4, "method": "cash", "cents": 3000}
+    assert audit.details_text(paid, pounds) == "payment id: 4; method: cash; amount: £30.00"
+    saved = {
+        "version": 2,
+        "window_hours": 48,
+        "late_cancel_fee_cents": 3000,
+        "no_show_fee_cents": 0,
+    }
+    assert audit.details_text(saved, pounds) == (
+        "version: 2; window hours: 48; late cancel fee: £30.00; no show fee: £0.00"
+    )
+    prepaid = {"points": 500, "points_cents": 500, "price_cents": {"from": 6000, "to": 7000}}
+    assert audit.details_text(prepaid, pounds) == (
+        "points: 500; points worth: £5.00; price: (from: £60.00; to: £70.00)"
+    )
+
+
+def test_an_events_amounts_are_in_the_currency_of_its_appointments_or_policys_clinic(db, world):
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).currency = "EUR"
+    visit_id, _ = _cancelled_with_a_fee_paid(db, world)
+    with db.write() as s:
+        save(s, world)
+    with db.read() as s:
+        log = audit.list_log(s, world.owner)
+    currencies = {e.action: e.currency for e in log}
+    assert currencies["policy_saved"] == currencies["fee_paid"] == currencies["cancel"] == "EUR"
+    assert currencies["user_created"] is None
