@@ -23,7 +23,7 @@ from core.kernel.money import (
     format_day,
 )
 from core.kernel.phones import phone_region
-from core.kernel.text import clean, plain_name, plain_words, same_name
+from core.kernel.text import clean, plain_words
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
 from core.payments import points
@@ -61,6 +61,9 @@ def _summary(p: Patient, locale: str) -> PatientSummary:
 
 
 NUMBER = re.compile(r"^#(\d{1,9})$")
+# Chinese and Japanese names are written without spaces, the family name first ('王伟' for 伟
+# 王): each of these characters is found on its own in a search, as is each Hangul syllable
+_EACH = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7a3])")
 
 
 def bare_phone():
@@ -71,12 +74,32 @@ def bare_phone():
     return bare
 
 
+def _pieces(typed: str) -> list[str]:
+    """What one typed word must be found as in a patient's search text with its spaces left
+    out: the word without its punctuation ('obrien' for O'Brien or O’Brien, whichever was
+    typed), and each ideograph or Hangul syllable on its own (in any order)."""
+    return [joined for chunk in _EACH.split(typed) if (joined := _joined(chunk))]
+
+
+def _joined(name: str) -> str:
+    """A name with its spaces and punctuation left out, as the desk may type it: 'obrien' for
+    O'Brien, 'vanderberg' for Van der Berg."""
+    return "".join(plain_words(name))
+
+
+def _same_name(a: str, b: str) -> bool:
+    """One name however typed: case, accents, spaces and punctuation aside (OBrien, O'Brien,
+    O’Brien, O Brien)."""
+    return _joined(a) == _joined(b)
+
+
 def search_patients(
     session: Session, actor: Actor, text: str, limit: int = 20
 ) -> list[PatientSummary]:
-    """Patients whose name, email or phone contains each word of `text` (case and accents
-    aside), best first; their labels show dates in the practice's display locale. Records
-    merged into another are left out, except when asked for by number ('#12')."""
+    """Patients whose name, email or phone contains each word of `text` (case, accents and the
+    punctuation inside a name aside: 'obrien' finds O'Brien), best first; their labels show
+    dates in the practice's display locale. Records merged into another are left out, except
+    when asked for by number ('#12')."""
     ensure(actor, Permission.PATIENTS_READ)
     typed = (clean(text, field="search", limit=200) or "").split()
     if not typed:
@@ -87,8 +110,9 @@ def search_patients(
         patient = session.get(Patient, int(number.group(1)))
         return [_summary(patient, clinic_format(session).locale)] if patient else []
     query = select(Patient).where(Patient.merged_into_id.is_(None))  # merged away: not listed
+    joined = func.replace(Patient.search_text, " ", "")
     for word in typed:
-        conditions = [Patient.search_text.contains(w, autoescape=True) for w in plain_words(word)]
+        conditions = [joined.contains(piece, autoescape=True) for piece in _pieces(word)]
         named = and_(*conditions) if conditions else None
         digits = re.sub(r"\D", "", word)
         if len(digits) >= 3:
@@ -258,11 +282,12 @@ def create_patient(
     email, phone = validate_contact(email, phone, practice_regions(session))
     # two presses at once (a double click, two desks adding one walk-in) check one after the
     # other: SQLite's writer holds its lock already, PostgreSQL takes this one
-    locks.hold(session, f"new patient {plain_name(last_name)}")
+    locks.hold(session, f"new patient {_joined(last_name)}")
     if date_of_birth is None and not different_person:
         _refuse_just_added(session, first_name, last_name)
     if date_of_birth and not different_person:
-        # compared in Python: SQLite's lower() folds ASCII only, and accents differ by typist
+        # compared in Python: SQLite's lower() folds ASCII only, and accents and apostrophes
+        # differ by typist
         born_that_day = session.scalars(
             select(Patient)
             .where(Patient.date_of_birth == date_of_birth, Patient.merged_into_id.is_(None))
@@ -272,7 +297,7 @@ def create_patient(
             (
                 p
                 for p in born_that_day
-                if same_name(p.first_name, first_name) and same_name(p.last_name, last_name)
+                if _same_name(p.first_name, first_name) and _same_name(p.last_name, last_name)
             ),
             None,
         )
@@ -322,7 +347,7 @@ def _refuse_just_added(session: Session, first_name: str, last_name: str) -> Non
     for id_, first, last, created_at in newest:
         if created_at < now - JUST_ADDED:
             continue  # an imported row may carry an older time
-        if same_name(first, first_name) and same_name(last, last_name):
+        if _same_name(first, first_name) and _same_name(last, last_name):
             seconds = max(1, int((now - created_at).total_seconds()))
             raise Conflict(
                 f"{first} {last} (#{id_}) was added {seconds} s ago; this press did not add "

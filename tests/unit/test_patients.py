@@ -469,6 +469,34 @@ def test_patients_are_found_whatever_the_accents_and_case(db, world):
         assert patients.search_patients(s, world.staff, "muller") == []
 
 
+def test_a_name_typed_without_its_apostrophe_space_or_hyphen_is_found_and_is_a_duplicate(db, world):
+    """The desk types 'obrien' for O'Brien, 'darcy' for D’Arcy, 'vanderberg' for Van der Berg
+    and '王伟' (family name first, no space) for 伟 王: each is found, where before the search
+    said nobody matched and the desk added the patient again; and 'OBrien' born the same day
+    as Siobhán O'Brien is named as the likely duplicate she is."""
+    with db.write() as s:
+
+        def add(first, last, **kw):
+            return patients.create_patient(
+                s, world.staff, first_name=first, last_name=last, **kw
+            ).id
+
+        obrien = add("Siobhán", "O'Brien", date_of_birth=date(1970, 3, 1))
+        darcy, berg, wang = add("Mary", "D’Arcy"), add("Anne", "Van der Berg"), add("伟", "王")
+        add("Brienne", "Olsen")  # 'o' and 'brien' in her name, not 'obrien'
+    with db.read() as s:
+        for typed, who in (
+            ("obrien", obrien), ("OBRIEN siobhan", obrien), ("O’Brien", obrien),
+            ("darcy", darcy), ("mary darcy", darcy), ("vanderberg", berg), ("王伟", wang),
+            ("王", wang),
+        ):  # fmt: skip
+            assert [p.id for p in patients.search_patients(s, world.staff, typed)] == [who], typed
+    with db.write() as s, pytest.raises(Conflict, match=rf"Siobhán O'Brien \(#{obrien}\)"):
+        patients.create_patient(
+            s, world.staff, first_name="Siobhan", last_name="OBrien", date_of_birth=date(1970, 3, 1)
+        )
+
+
 def test_the_migration_makes_every_earlier_patient_searchable(db, world):
     config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
     with db.engine.begin() as connection:
