@@ -52,6 +52,8 @@ found = _search(me, text) if text.strip() else []
 if found:
     chosen = st.selectbox("Matches", found, format_func=lambda p: p.label, key="patients_match")
     st.session_state[SELECTED] = chosen.id
+    if found.more:
+        st.caption(found.note)
 elif text.strip():
     st.caption("No patient matches; add them below.")
 

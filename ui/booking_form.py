@@ -56,6 +56,8 @@ def patient_picker(
             key=f"{prefix}_patient",
             placeholder="Choose from the matches",
         )
+        if found and found.more:
+            st.caption(found.note)
         return (picked.id if picked else None), None, False, (picked.name if picked else "")
     c1, c2, c3 = st.columns(3)
     first = c1.text_input("First name", key=f"{prefix}_first")

@@ -65,15 +65,14 @@ def merge_panel(me: Actor, record) -> None:
             placeholder="Name, email, phone or #number",
             key=f"{KEY}_search",
         )
-        found = [
-            p
-            for p in (read(patients.search_patients, me, typed) if typed.strip() else [])
-            if p.id != record.id
-        ]
+        matches = read(patients.search_patients, me, typed) if typed.strip() else []
+        found = [p for p in matches if p.id != record.id]
         if typed.strip() and not found:
             st.caption("No other record matches.")
         if not found:
             return
+        if matches.more:
+            st.caption(matches.note)
         keep = st.selectbox(
             "Record to keep",
             found,

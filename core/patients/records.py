@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, locks
@@ -66,12 +66,38 @@ NUMBER = re.compile(r"^#(\d{1,9})$")
 _EACH = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7a3])")
 
 
+class Matches(list):
+    """The patients a search found, best first (a list of PatientSummary); `more` when more
+    patients match than were asked for, so the page can ask for more of the name, a date of
+    birth or the phone instead of letting the patient sought be silently left out."""
+
+    def __init__(self, found=(), more: bool = False) -> None:
+        super().__init__(found)
+        self.more = more
+
+    @property
+    def note(self) -> str | None:
+        """What to say under a list cut short, or None."""
+        if not self.more:
+            return None
+        return (
+            f"More patients match than the {len(self)} shown (whole names first). Type more "
+            "of the name (first and last), or search by phone, email or #number."
+        )
+
+
 def bare_phone():
     """The stored phone's digits (the separators people type removed)."""
     bare = Patient.phone
     for char in (" ", "-", "(", ")", ".", "+"):
         bare = func.replace(bare, char, "")
     return bare
+
+
+def _search_words(typed: str) -> list[str]:
+    """The words of a typed name as `Patient.search_text` holds them, each ideograph or
+    Hangul syllable a word of its own."""
+    return plain_words(_EACH.sub(r" \1 ", typed))
 
 
 def _pieces(typed: str) -> list[str]:
@@ -93,26 +119,30 @@ def _same_name(a: str, b: str) -> bool:
     return _joined(a) == _joined(b)
 
 
-def search_patients(
-    session: Session, actor: Actor, text: str, limit: int = 20
-) -> list[PatientSummary]:
+def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) -> Matches:
     """Patients whose name, email or phone contains each word of `text` (case, accents and the
-    punctuation inside a name aside: 'obrien' finds O'Brien), best first; their labels show
-    dates in the practice's display locale. Records merged into another are left out, except
-    when asked for by number ('#12')."""
+    punctuation inside a name aside: 'obrien' finds O'Brien), whole words first, then words
+    that start so, then the rest, each by name; at most `limit`, `more` saying when others
+    match too. Labels show dates in the practice's display locale. Records merged into
+    another are left out, except when asked for by number ('#12')."""
     ensure(actor, Permission.PATIENTS_READ)
     typed = (clean(text, field="search", limit=200) or "").split()
     if not typed:
-        return []
+        return Matches()
     if re.fullmatch(r"[\d\s+\-().]+", " ".join(typed)) and len(re.sub(r"\D", "", text)) >= 7:
         typed = [re.sub(r"\D", "", text)]  # a phone number as people space it: one number
     if len(typed) == 1 and (number := NUMBER.match(typed[0])):
         patient = session.get(Patient, int(number.group(1)))
-        return [_summary(patient, clinic_format(session).locale)] if patient else []
+        return Matches([_summary(patient, clinic_format(session).locale)] if patient else [])
     query = select(Patient).where(Patient.merged_into_id.is_(None))  # merged away: not listed
+    spaced = " " + Patient.search_text + " "
     joined = func.replace(Patient.search_text, " ", "")
+    whole, starts = [], []
     for word in typed:
+        words = _search_words(word)
         conditions = [joined.contains(piece, autoescape=True) for piece in _pieces(word)]
+        whole += [spaced.contains(f" {w} ", autoescape=True) for w in words]
+        starts += [spaced.contains(f" {w}", autoescape=True) for w in words]
         named = and_(*conditions) if conditions else None
         digits = re.sub(r"\D", "", word)
         if len(digits) >= 3:
@@ -121,12 +151,13 @@ def search_patients(
             phone = bare_phone().like(f"%{digits[-9:]}%")
             named = phone if named is None else or_(named, phone)
         if named is None:
-            return []
+            return Matches()
         query = query.where(named)
-    query = query.order_by(Patient.last_name, Patient.first_name, Patient.id).limit(limit)
-    found = list(session.scalars(query))
+    rank = case((and_(*whole), 0), (and_(*starts), 1), else_=2) if whole else literal(0)
+    query = query.order_by(rank, Patient.last_name, Patient.first_name, Patient.id)
+    found = list(session.scalars(query.limit(limit + 1)))
     locale = clinic_format(session).locale if found else DEFAULT_LOCALE
-    return [_summary(p, locale) for p in found]
+    return Matches([_summary(p, locale) for p in found[:limit]], more=len(found) > limit)
 
 
 def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:

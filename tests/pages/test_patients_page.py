@@ -282,6 +282,18 @@ def test_a_search_that_finds_nobody_opens_the_add_a_patient_fold(app_as):
     assert "patients_new_first" in [t.key for t in at.text_input]
 
 
+def test_a_search_matching_more_patients_than_shown_says_so_and_how_to_narrow_it(app_as):
+    at = app_as("staff", PAGE)
+    at.text_input(key="patients_search").input("e").run()  # nearly every demo patient
+    assert len(at.selectbox(key="patients_match").options) == 20
+    assert [c.value for c in at.caption if c.value.startswith("More patients match")] == [
+        "More patients match than the 20 shown (whole names first). Type more of the name "
+        "(first and last), or search by phone, email or #number."
+    ]
+    at.text_input(key="patients_search").input("Nobody Byth-Atname").run()
+    assert not [c.value for c in at.caption if c.value.startswith("More patients match")]
+
+
 def test_the_record_shows_the_points_history_that_adds_up_to_the_balance(app_as, app_db):
     """The staff's points history opens with the patient's opening balance (a demo patient
     with an adjustment after it: newest first)."""

@@ -497,6 +497,33 @@ def test_a_name_typed_without_its_apostrophe_space_or_hyphen_is_found_and_is_a_d
         )
 
 
+def test_a_common_name_lists_whole_names_first_and_says_when_more_match(db, world):
+    """On a large practice 'lee' matches the Lees and every Ashlee, Kathleen and Kleeman: the
+    list is cut at its limit, so the Lees come first (whole names, then names starting so, then
+    the rest) and the search says more match, where before the list was alphabetical by surname
+    (Kathleen Adams first, the Lees cut off) and said nothing of the others."""
+    with db.write() as s:
+
+        def add(first, last):
+            return patients.create_patient(s, world.staff, first_name=first, last_name=last).id
+
+        others = [add("Kathleen", "Adams"), add("Ashlee", "Brown"), add("Tom", "Kleeman")]
+        leeds = add("Ann", "Leeds")
+        lees = [add("Ann", "Lee"), add("Lee", "Zhang")]
+    with db.read() as s:
+        found = patients.search_patients(s, world.staff, "lee", limit=3)
+        assert [p.id for p in found] == [*lees, leeds] and found.more
+        assert found.note == (
+            "More patients match than the 3 shown (whole names first). Type more of the name "
+            "(first and last), or search by phone, email or #number."
+        )
+        every = patients.search_patients(s, world.staff, "lee", limit=6)
+        assert [p.id for p in every] == [*lees, leeds, *others] and not every.more
+        assert every.note is None
+        (ann,) = patients.search_patients(s, world.staff, "ann lee", limit=1)
+        assert ann.id == lees[0]  # Ann Lee before Ann Leeds
+
+
 def test_the_migration_makes_every_earlier_patient_searchable(db, world):
     config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
     with db.engine.begin() as connection:
