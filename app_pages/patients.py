@@ -47,7 +47,11 @@ def _points(current, patient_id):
 st.title("Patients")
 me = actor()
 open_pending("patients_search")  # after a merge, or from a merged record's notice
-text = st.text_input("Find a patient", placeholder="Name, email or phone", key="patients_search")
+text = st.text_input(
+    "Find a patient",
+    placeholder="Name, email, phone, date of birth or #number",
+    key="patients_search",
+)
 found = _search(me, text) if text.strip() else []
 if found:
     chosen = st.selectbox("Matches", found, format_func=lambda p: p.label, key="patients_match")
@@ -55,7 +59,10 @@ if found:
     if found.more:
         st.caption(found.note)
 elif text.strip():
-    st.caption("No patient matches; add them below.")
+    st.caption(
+        "No patient matches. Check the spelling, or search by phone, email or date of birth; "
+        "or add them below."
+    )
 
 new_patient_form(expanded=not found and bool(text.strip()))
 

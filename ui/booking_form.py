@@ -42,11 +42,14 @@ def patient_picker(
         text = st.text_input(
             "Search by name, phone or email",
             key=f"{prefix}_search",
-            placeholder="e.g. Morgan, 07700 900123 or alex@",
+            placeholder="e.g. Morgan, 07700 900123, alex@ or a date of birth",
         )
         found = _search(me, text) if len(text.strip()) >= 2 else []
         if text.strip() and not found:
-            st.caption("No patient matches; check the spelling or add a new patient.")
+            st.caption(
+                "No patient matches. Check the spelling, or search by phone, email or date "
+                "of birth; or add a new patient."
+            )
         _keep_chosen(f"{prefix}_patient", found)
         picked = st.selectbox(
             "Patient",

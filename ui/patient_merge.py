@@ -62,7 +62,7 @@ def merge_panel(me: Actor, record) -> None:
         )
         typed = st.text_input(
             "Find the record to keep",
-            placeholder="Name, email, phone or #number",
+            placeholder="Name, email, phone, date of birth or #number",
             key=f"{KEY}_search",
         )
         matches = read(patients.search_patients, me, typed) if typed.strip() else []
@@ -76,7 +76,7 @@ def merge_panel(me: Actor, record) -> None:
         keep = st.selectbox(
             "Record to keep",
             found,
-            format_func=lambda p: plain(f"#{p.id} · {p.label}"),
+            format_func=lambda p: plain(p.label),
             key=f"{KEY}_keep",
         )
         if st.button("Preview the merge", key=f"{KEY}_preview_button"):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import phonenumbers
+from babel.dates import get_date_format
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
@@ -46,12 +47,14 @@ class PatientSummary:
 
     @property
     def label(self) -> str:
-        """'Alex Morgan, born 12 Apr 1985 · alex@…' (en-GB); 'born Apr 12, 1985' in en-US."""
+        """'Alex Morgan (#1), born 12 Apr 1985 · alex@…' (en-GB); 'born Apr 12, 1985' in
+        en-US. The number tells apart two patients of one name whose other details are the
+        same or missing (twins sharing a family email, imported records)."""
         born = format_day(self.date_of_birth, self.locale, weekday=False)
         born = f", born {born}" if born else ""
         contact = self.email or self.phone or "no contact details"
         merged = f" · merged into #{self.merged_into}" if self.merged_into else ""
-        return f"{self.name}{born} · {contact}{merged}"
+        return f"{self.name} (#{self.id}){born} · {contact}{merged}"
 
 
 def _summary(p: Patient, locale: str) -> PatientSummary:
@@ -100,6 +103,34 @@ def _search_words(typed: str) -> list[str]:
     return plain_words(_EACH.sub(r" \1 ", typed))
 
 
+DAY = re.compile(r"^(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})\.?$")
+
+
+def typed_day(word: str, locale: str) -> date | None:
+    """A date typed as the practice writes dates, in its locale's order (12/04/1985 or
+    12.04.85 in en-GB and de-DE, 4/12/1985 in en-US), or as 1985-04-12 anywhere; None when
+    `word` is no such date. A two-digit year is the latest one not after this year."""
+    parts = DAY.match(word)
+    if parts is None:
+        return None
+    if len(parts.group(1)) == 4:
+        order = "yMd"  # ISO 8601, whatever the locale
+    else:
+        pattern = get_date_format("short", locale=babel_locale(locale)).pattern
+        order = "".join(sorted("dMy", key=lambda c: (pattern.find(c) < 0, pattern.find(c))))
+    value = dict(zip(order, parts.groups(), strict=True))
+    if len(value["y"]) not in (2, 4) or len(value["d"]) > 2 or len(value["M"]) > 2:
+        return None
+    year = int(value["y"])
+    if len(value["y"]) == 2:
+        this_year = utcnow().year
+        year += 2000 if 2000 + year <= this_year else 1900
+    try:
+        return date(year, int(value["M"]), int(value["d"]))
+    except ValueError:
+        return None
+
+
 def _pieces(typed: str) -> list[str]:
     """What one typed word must be found as in a patient's search text with its spaces left
     out: the word without its punctuation ('obrien' for O'Brien or O’Brien, whichever was
@@ -121,20 +152,27 @@ def _same_name(a: str, b: str) -> bool:
 
 def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) -> Matches:
     """Patients whose name, email or phone contains each word of `text` (case, accents and the
-    punctuation inside a name aside: 'obrien' finds O'Brien), whole words first, then words
-    that start so, then the rest, each by name; at most `limit`, `more` saying when others
-    match too. Labels show dates in the practice's display locale. Records merged into
-    another are left out, except when asked for by number ('#12')."""
+    punctuation inside a name aside: 'obrien' finds O'Brien) and who were born on the day a
+    word gives as a date (typed_day: in the practice's date order, or ISO), whole words first,
+    then words that start so, then the rest, each by name; at most `limit`, `more` saying
+    when others match too. Labels show dates in the practice's display locale. Records merged
+    into another are left out, except when asked for by number ('#12')."""
     ensure(actor, Permission.PATIENTS_READ)
     typed = (clean(text, field="search", limit=200) or "").split()
     if not typed:
         return Matches()
-    if re.fullmatch(r"[\d\s+\-().]+", " ".join(typed)) and len(re.sub(r"\D", "", text)) >= 7:
-        typed = [re.sub(r"\D", "", text)]  # a phone number as people space it: one number
-    if len(typed) == 1 and (number := NUMBER.match(typed[0])):
-        patient = session.get(Patient, int(number.group(1)))
-        return Matches([_summary(patient, clinic_format(session).locale)] if patient else [])
+    locale = clinic_format(session).locale
     query = select(Patient).where(Patient.merged_into_id.is_(None))  # merged away: not listed
+    days = {w: day for w in typed if DAY.match(w) and (day := typed_day(w, locale))}
+    for day in days.values():
+        query = query.where(Patient.date_of_birth == day)
+    typed = [w for w in typed if w not in days]
+    rest = " ".join(typed)
+    if re.fullmatch(r"[\d\s+\-().]+", rest) and len(re.sub(r"\D", "", rest)) >= 7:
+        typed = [re.sub(r"\D", "", rest)]  # a phone number as people space it: one number
+    if len(typed) == 1 and not days and (number := NUMBER.match(typed[0])):
+        patient = session.get(Patient, int(number.group(1)))
+        return Matches([_summary(patient, locale)] if patient else [])
     spaced = " " + Patient.search_text + " "
     joined = func.replace(Patient.search_text, " ", "")
     whole, starts = [], []
@@ -156,7 +194,6 @@ def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) 
     rank = case((and_(*whole), 0), (and_(*starts), 1), else_=2) if whole else literal(0)
     query = query.order_by(rank, Patient.last_name, Patient.first_name, Patient.id)
     found = list(session.scalars(query.limit(limit + 1)))
-    locale = clinic_format(session).locale if found else DEFAULT_LOCALE
     return Matches([_summary(p, locale) for p in found[:limit]], more=len(found) > limit)
 
 

@@ -278,7 +278,10 @@ def test_a_search_that_finds_nobody_opens_the_add_a_patient_fold(app_as):
     at = app_as("staff", PAGE)
     assert "patients_new_first" not in [t.key for t in at.text_input]  # folded: not built
     at.text_input(key="patients_search").input("Nobody Byth-Atname").run()
-    assert "No patient matches; add them below." in [c.value for c in at.caption]
+    assert (
+        "No patient matches. Check the spelling, or search by phone, email or date of birth; "
+        "or add them below."
+    ) in [c.value for c in at.caption]
     assert "patients_new_first" in [t.key for t in at.text_input]
 
 

@@ -429,12 +429,51 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_staff_name(db
 def test_search_labels_show_the_date_of_birth_in_the_practices_locale(db, world):
     with db.read() as s:
         (found,) = patients.search_patients(s, world.staff, "Morgan")
-    assert found.label == "Alex Morgan, born 12 Apr 1985 · alex@example.org"  # en-GB by default
+    assert found.label == "Alex Morgan (#1), born 12 Apr 1985 · alex@example.org"  # en-GB
     with db.write() as s:
         s.get(Clinic, world.clinic_id).locale = "en-US"
     with db.read() as s:
         (found,) = patients.search_patients(s, world.staff, "Morgan")
-    assert found.label == "Alex Morgan, born Apr 12, 1985 · alex@example.org"
+    assert found.label == "Alex Morgan (#1), born Apr 12, 1985 · alex@example.org"
+
+
+def test_patients_of_one_name_are_told_apart_by_number_and_by_a_date_of_birth_typed(db, world):
+    """Twins of one name sharing the family's email (or two imported records with nothing but
+    a name) read alike in the list but for their number; a date of birth typed as the practice
+    writes dates (12/04/1985 in en-GB, 4/12/1985 in en-US) or as 1985-04-12 narrows the search
+    to those born that day, where before it found nobody (a date read as words, or as a phone
+    number)."""
+    family = {"email": "smith.family@example.org", "date_of_birth": date(2001, 4, 5)}
+    with db.write() as s:
+
+        def add(last="Smith", **kw):
+            return patients.create_patient(
+                s, world.staff, first_name="Robin", last_name=last, different_person=True, **kw
+            ).id
+
+        one, two = add(**family), add(**family)
+        older = add(date_of_birth=date(1950, 5, 4))
+        other = add(last="Jones", date_of_birth=date(2001, 4, 5))
+    with db.read() as s:
+        labels = [p.label for p in patients.search_patients(s, world.staff, "robin smith")]
+        assert labels == [
+            f"Robin Smith (#{one}), born 5 Apr 2001 · smith.family@example.org",
+            f"Robin Smith (#{two}), born 5 Apr 2001 · smith.family@example.org",
+            f"Robin Smith (#{older}), born 4 May 1950 · no contact details",
+        ]
+
+        def ids(typed):
+            return [p.id for p in patients.search_patients(s, world.staff, typed)]
+
+        assert ids("smith 05/04/2001") == ids("Smith 5.4.01") == [one, two]
+        assert ids("2001-04-05") == ids("05/04/2001") == [other, one, two]  # Jones, Smith
+        assert ids("smith 04/05/1950") == [older] and ids("smith 04/05/2001") == []
+        assert ids("smith 31/02/2001") == []  # no such day: a word no name contains
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).locale = "en-US"
+    with db.read() as s:
+        assert ids("smith 4/5/2001") == [one, two] and ids("smith 4/5/1950") == []
+        assert ids("smith 1950-05-04") == [older]
 
 
 def test_patients_are_found_whatever_the_accents_and_case(db, world):
