@@ -49,6 +49,7 @@ from core.kernel.clock import local_edge_to_utc, local_to_utc, quiet_ends, to_lo
 from core.kernel.config import Settings
 from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_clock_range
 from core.messaging import notify, quiet
+from core.messaging.delivery import stopped
 from core.messaging.preferences import (
     HIGH_RISK,
     MessagePreferences,
@@ -64,9 +65,12 @@ from db.models import (
     AppointmentStatus,
     Channel,
     Clinic,
+    DeliveryStatus,
+    Notification,
     Patient,
     ReminderSent,
     RiskScore,
+    StopKind,
 )
 from db.types import utcnow
 
@@ -312,6 +316,40 @@ def queue_reminder(
         },
     )
     return sent
+
+
+def renew_waiting(session: Session, appointment: Appointment, base_url: str) -> int:
+    """A reminder queued and not gone yet (held for quiet hours, or to be tried again) names
+    the visit's provider as it was then: when another provider takes the visit at the same
+    time (the first called in sick), each such reminder is stopped and written again now, to
+    the same channels, naming the new one. Returns how many were renewed. (A new time needs
+    nothing here: the sender stops a reminder of the old time, and the job queues one for the
+    new time.)"""
+    waiting = session.scalars(
+        select(Notification).where(
+            Notification.appointment_id == appointment.id,
+            Notification.template == quiet.REMINDER,
+            Notification.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
+            Notification.permanent_failure.is_(False),
+            Notification.claim_token.is_(None),
+        )
+    ).all()
+    if not waiting or appointment.patient is None:
+        return 0
+    reason = "Not sent: another provider took the appointment; a new reminder says who."
+    for message in waiting:
+        for field, value in stopped(StopKind.PURPOSE, reason).items():
+            setattr(message, field, value)
+    context = appointment_context(appointment) | reminder_links(session, appointment, base_url)
+    notify.queue_for_patient(
+        session,
+        appointment.patient,
+        quiet.REMINDER,
+        context,
+        appointment_id=appointment.id,
+        channels=sorted({m.channel for m in waiting}, key=lambda c: c.value),
+    )
+    return len(waiting)
 
 
 def _claim(session: Session, appointment: Appointment, offset: int, why: str) -> bool:

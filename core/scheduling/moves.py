@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor
 from core.kernel.errors import Conflict, ValidationError
 from core.kernel.money import clinic_time_range
+from core.messaging import reminders
 from core.patients import merge
 from core.payments import prepay
 from core.policy import cancellation as policy
@@ -24,6 +25,7 @@ from core.scheduling.availability import (
 from core.scheduling.lifecycle import (
     Outcome,
     aware,
+    base_url,
     confirm,
     flush,
     handled_message,
@@ -366,6 +368,8 @@ def move(
         appointment_freed(
             session, appointment, "moved", provider_id=held[0], start_at=held[1], end_at=held[2]
         )
+    if appointment.provider_id != held[0] and appointment.start_at == held[1]:
+        reminders.renew_waiting(session, appointment, base_url(session))
     record(session, actor, appointment, action, before, message=message, details=details)
     key = "appointment_rescheduled" if action == Action.RESCHEDULE else "appointment_updated"
     # nothing the patient would notice changed (the notes only): no message, unless staff

@@ -24,6 +24,7 @@ from db.models import (
     AuditEvent,
     Channel,
     Clinic,
+    DeliveryStatus,
     Notification,
     Patient,
     Provider,
@@ -298,6 +299,35 @@ def test_a_moved_appointment_is_reminded_for_its_new_time(db, world):
     assert run_job(db, local(new_day - timedelta(days=1), 11)) == [(appointment_id, 24 * 60)]
     latest = reminder_messages(db, appointment_id)[-1]
     assert f"{new_day:%d %b %Y}, 11:00" in latest.body
+
+
+def test_a_reminder_waiting_to_go_names_the_provider_who_took_the_visit(db, world):
+    """Dr Test calls in sick and Dr Other takes Alex's 10:00 at the same time. The reminder
+    queued the day before and not gone yet (held for quiet hours, or to be retried) still said
+    'with Dr Test': the sender stops a reminder only when the time changes. It is now stopped
+    and written again to the same channels, naming Dr Other."""
+    from tests.unit.test_lifecycle import _second_provider
+
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 10))
+    first = reminder_messages(db, appointment_id)
+    assert any(n.channel == Channel.EMAIL and "with Dr Test" in n.body for n in first)
+    other = _second_provider(db, world)
+    with db.write() as session:
+        moves.reschedule(session, world.manager, appointment_id, start_at=None, provider_id=other)
+    after = reminder_messages(db, appointment_id)
+    old = [n for n in after if n.id in {m.id for m in first}]
+    new = [n for n in after if n.id not in {m.id for m in first}]
+    assert {(n.status, n.last_error) for n in old} == {
+        (
+            DeliveryStatus.FAILED,
+            "Not sent: another provider took the appointment; a new reminder says who.",
+        )
+    }
+    assert sorted(n.channel for n in new) == sorted(n.channel for n in first)
+    assert all("Dr Test" not in n.body for n in new)
+    assert any(n.channel == Channel.EMAIL and "with Dr Other" in n.body for n in new)
+    assert all(n.status == DeliveryStatus.QUEUED for n in new)
 
 
 def test_reminders_off_means_none_but_status_messages_still_go(db, world):
