@@ -285,7 +285,9 @@ def receive_sms(
         "appointment" if appointment else "sms_reply",
         appointment.id if appointment else reply.id,
         patient_id=patient.id if patient else None,
-        message=body,
+        # what the patient wrote stays with the reply (Text replies), which staff can read
+        # and handle; the append-only audit log keeps how it was read, not their words
+        message=f"Text reply #{reply.id}, read as {intent.value}",
         details={"reply_id": reply.id, "outcome": outcome, "intent": intent.value},
     )
     if outcome == "inbox" and appointment is not None:

@@ -136,7 +136,8 @@ def test_c_confirms_the_next_appointment_by_sms(db, world):
         (shown,) = replies.list_replies(session, world.staff, appointment_id=first)
     assert shown.answer == outcome.answer and shown.note == ""
     assert reply.appointment_id == first and reply.body == "C"
-    assert event.entity_id == first and event.message == "C"
+    # the patient's words stay with the reply, not in the append-only audit log
+    assert event.entity_id == first and event.message == f"Text reply #{reply.id}, read as confirm"
     assert event.actor_label.endswith("(text message)")  # not "(link)"
 
 
