@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
-from core.kernel.clock import local_to_utc
+from core.kernel.clock import local_day_bounds, local_to_utc, local_today
 from core.kernel.errors import ValidationError
 from core.messaging import notify
 from core.messaging.preferences import PreferencesForm, save_preferences
@@ -24,6 +24,7 @@ from core.portal import home, patient_links
 from core.requests import changes, decisions
 from core.scheduling import booking, moves, visits
 from db.models import (
+    AppointmentStatus,
     CancellationPolicy,
     ChangeRequest,
     Clinic,
@@ -32,7 +33,7 @@ from db.models import (
     Patient,
 )
 from db.types import utcnow
-from tests.factories import make_patient
+from tests.factories import make_patient, make_visit
 from tests.support.days import PLAIN_THURSDAY
 
 TZ = "Europe/Berlin"
@@ -396,7 +397,21 @@ def test_cancelled_by_the_patient_late_states_the_fee_and_points(db, berlin):
 
 
 def _today(db, world, minutes=5) -> int:
-    return booked(db, world, utcnow() + timedelta(minutes=minutes), outside_hours_override=True)
+    """A visit booked earlier for `minutes` from now, kept on the clinic's today: late in its
+    evening, where that would be tomorrow (check-in opens on the visit's day), it is earlier
+    that last hour, in the same order. Written as it is: the booking refuses a time passed."""
+    now = utcnow()
+    _, midnight = local_day_bounds(local_today(TZ, now), TZ)
+    start = min(now + timedelta(minutes=minutes), midnight - timedelta(minutes=60 - minutes))
+    with db.write() as session:
+        visit = make_visit(
+            session,
+            world,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        return visit.id
 
 
 def test_check_in_is_told_only_where_the_clinic_chose_it(db, berlin):
