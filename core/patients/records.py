@@ -370,7 +370,7 @@ def create_patient(
             None,
         )
         if same is not None:
-            born = format_day(date_of_birth, DEFAULT_LOCALE, weekday=False)
+            born = format_day(date_of_birth, clinic_format(session).locale, weekday=False)
             raise Conflict(
                 f"{same.full_name} (#{same.id}), born {born}, "
                 "is already a patient: open their record instead, or tick "

@@ -340,6 +340,12 @@ def test_a_likely_duplicate_is_named_unless_staff_say_it_is_someone_else(db, wor
             email="zara@example.org",
         )  # fmt: skip
     assert len({zara.id, twin.id, child.id}) == 3
+    with db.write() as s:  # the date in the practice's locale (it read 9 Jan 1996 everywhere)
+        s.get(Clinic, world.clinic_id).locale = "en-US"
+    with db.write() as s, pytest.raises(Conflict, match=r"born Jan 9, 1996, is already"):
+        patients.create_patient(
+            s, world.staff, first_name="Zara", last_name="Brown", date_of_birth=born
+        )
 
 
 def test_a_duplicate_is_found_whatever_the_accents_and_case_on_every_database(db, world):
