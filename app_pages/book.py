@@ -15,6 +15,7 @@ from ui.booking_form import (
     clear_booked,
     clock_change_notice,
     confirmation_editor,
+    keep_length,
     patient_picker,
     provider_moved,
     provider_picker,
@@ -57,17 +58,15 @@ if "book_day" not in st.session_state:  # the clinic's next working day from tom
 st.session_state.setdefault("book_time", time(9))
 pick = clinic_pickers(clinic_id)  # the clinic's day order and clock
 day = c2.date_input("Date", key="book_day", format=pick.date)
-at = c3.time_input("Start (clinic time)", step=900, key="book_time", format=pick.clock)
+at = c3.time_input(
+    "Start (clinic time)", step=900, key="book_time", format=pick.clock, on_change=keep_length
+)
+st.session_state["book_time_was"] = at  # what keep_length moves Until from
 start_at = local_to_utc(day, at, tz)
 clock_change_notice(day, at, tz, display_format(clinic_id).locale)
 if out_of_office:
-    until = c3.time_input(
-        "Until",
-        time(at.hour + 1 if at.hour < 23 else 23, at.minute),
-        step=900,
-        key="book_until",
-        format=pick.clock,
-    )
+    st.session_state.setdefault("book_until", time(min(at.hour + 1, 23), at.minute))
+    until = c3.time_input("Until", step=900, key="book_until", format=pick.clock)
     end_at, chosen, package, timing = local_to_utc(day, until, tz), [], None, None
     minutes = max(int((end_at - start_at) / timedelta(minutes=1)), 1)
     taken = []

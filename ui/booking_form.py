@@ -4,6 +4,8 @@ taken then, and the confirmation editor (preview, edit, choose channels)."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
+
 import streamlit as st
 
 from core.kernel.clock import clock_change, local_to_utc, to_local
@@ -152,10 +154,26 @@ def clear_booked(prefix: str) -> None:
         st.session_state.pop(f"{prefix}_{name}", None)
 
 
+def keep_length(prefix: str = "book") -> None:
+    """A new start (its time box's on_change) moves an out-of-office block's Until with it, so
+    the block keeps its length (until 23:45 at most); `{prefix}_time_was` is the start the page
+    drew last."""
+    state = st.session_state
+    was, start = state.get(f"{prefix}_time_was"), state.get(f"{prefix}_time")
+    until = state.get(f"{prefix}_until")
+    if not (was and start and until):
+        return
+    day = date(2000, 1, 1)
+    length = datetime.combine(day, until) - datetime.combine(day, was)
+    if length > timedelta(0):
+        moved = datetime.combine(day, start) + length
+        state[f"{prefix}_until"] = moved.time() if moved.date() == day else time(23, 45)
+
+
 def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
-    """Fill the form from `{prefix}_prefill` (clinic, start, provider, and double booking for
-    the calendar's overbooking suggestion), set by the calendar when a free time was selected;
-    used once."""
+    """Fill the form from `{prefix}_prefill` (clinic, start and end, provider, and double
+    booking for the calendar's overbooking suggestion), set by the calendar when a free time was
+    selected; used once."""
     prefill = st.session_state.pop(f"{prefix}_prefill", None)
     if not prefill:
         return
@@ -164,6 +182,10 @@ def apply_prefill(prefix: str, zones: dict[int, str]) -> None:
         moment = to_local(prefill["start_at"], zones[prefill["clinic_id"]])
         st.session_state[f"{prefix}_day"] = moment.date()
         st.session_state[f"{prefix}_time"] = moment.time()
+        # the end selected on the calendar: an out-of-office block's Until
+        ends = to_local(prefill.get("end_at") or prefill["start_at"], zones[prefill["clinic_id"]])
+        if ends.date() == moment.date() and ends.time() > moment.time():
+            st.session_state[f"{prefix}_until"] = ends.time()
     st.session_state[f"{prefix}_provider_wanted"] = prefill.get("provider_id")
     if prefill.get("double_booking"):  # the provider is busy then: offer and allow it
         st.session_state[f"{prefix}_double"] = st.session_state[f"{prefix}_all"] = True

@@ -227,6 +227,28 @@ def test_out_of_office_block(app_as, app_db):
     assert booked["end"] - booked["start"] == timedelta(minutes=90)
 
 
+def test_an_out_of_office_block_keeps_the_end_selected_and_its_length(app_as, app_db):
+    """Before, 'Until' ignored the end of the time selected on the calendar (14:00–16:30 read
+    until 15:00), and stayed put when the start changed, so a later start could end before
+    it. It now takes the selection's end and moves with the start, keeping the block's length
+    (until 23:45 at most)."""
+    at = app_as("staff", "app_pages/calendar.py")
+    day = _weekday_ahead(13)
+    at.session_state["book_prefill"] = {
+        "clinic_id": 1,
+        "start_at": local_to_utc(day, time(14, 0), TZ),
+        "end_at": local_to_utc(day, time(16, 30), TZ),
+        "provider_id": None,
+    }
+    at.switch_page(PAGE).run()
+    at.button_group(key="book_kind").set_value("Out of office").run()
+    assert at.time_input(key="book_until").value == time(16, 30)
+    at.time_input(key="book_time").set_value(time(15, 0)).run()
+    assert at.time_input(key="book_until").value == time(17, 30)
+    at.time_input(key="book_time").set_value(time(22, 0)).run()
+    assert at.time_input(key="book_until").value == time(23, 45)
+
+
 def test_prefill_from_the_calendar_selection(app_as, app_db):
     at = app_as("staff", "app_pages/calendar.py")
     day = _weekday_ahead(12)
