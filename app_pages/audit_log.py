@@ -42,7 +42,10 @@ def _events(current, user_id, action, patient, appointment_id, since, until, pag
                 "Patient": e.patient,
                 "Record": e.record,
                 "Open": f"/appointment?id={e.appointment_id}" if e.appointment_id else None,
-                "Change": " → ".join(s for s in (e.from_status, e.to_status) if s),
+                # stored codes in words: 'checked_in' reads 'checked in'
+                "Change": " → ".join(
+                    s.replace("_", " ") for s in (e.from_status, e.to_status) if s
+                ),
                 "Reason": e.reason,
                 "Message": e.message,
                 # an amount in its clinic's currency, where the event says which clinic

@@ -123,6 +123,26 @@ def test_filters_by_appointment_and_by_patient_name_and_a_name_without_letters_i
     ]
 
 
+def test_a_change_of_status_reads_in_words(app_as, app_db):
+    """Before, the Change column showed stored codes: 'scheduled → checked_in'."""
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        audit.record(
+            session,
+            SYSTEM,
+            "check_in",
+            "appointment",
+            58,
+            from_status="scheduled",
+            to_status="checked_in",
+        )
+    database.dispose()
+    table = app_as("owner", "app_pages/audit_log.py").dataframe[0].value
+    assert set(table[table.Record == "Appointment #58"].Change) == {"scheduled → checked in"}
+
+
 def test_an_amount_reads_as_money(app_as, app_db):
     """Before, a fee paid read 'payment id: 3; method: cash; cents: 2500'."""
     write_events(app_db, 1, {"payment_id": 3, "method": "cash", "cents": 2500}, "fee_paid")
