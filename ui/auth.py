@@ -18,6 +18,7 @@ from core.kernel import accounts
 from core.kernel.authz import Actor
 from core.kernel.errors import DomainError
 from ui.context import (
+    client_address,
     database,
     forget_if_saved,
     mark_saved,
@@ -145,7 +146,7 @@ def sign_in_page() -> None:
         # the slow password hashing runs in a read session; only the short bookkeeping
         # (failure count or the new session row) takes the write lock
         db = database()
-        result = accounts.sign_in_in_steps(db.read, db.write, username, password)
+        result = accounts.sign_in_in_steps(db.read, db.write, username, password, client_address())
         if isinstance(result, DomainError):
             show_error(result)
         else:
@@ -172,7 +173,7 @@ def oidc_sign_in() -> Actor | None:
         with database().write() as session:
             email, verified = st.user.get("email"), st.user.get("email_verified")
             user = accounts.user_for_email(session, email, verified)
-            signed = accounts.start_session(session, user, via="oidc")
+            signed = accounts.start_session(session, user, via="oidc", address=client_address())
     except DomainError as error:
         show_error(error)
         return None

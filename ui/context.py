@@ -114,6 +114,16 @@ class Done(Generic[T]):
     value: T
 
 
+def client_address() -> str:
+    """The browser's address, recorded with a sign-in, an answer or a signature ("" when
+    unknown)."""
+    try:
+        value = st.context.ip_address
+    except Exception:  # no browser behind this run (tests)
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 def run_action(
     service: Callable[..., T],
     *args: Any,

@@ -423,7 +423,7 @@ def check_credentials(session: Session, username: str, password: str) -> Attempt
 
 
 def finish_sign_in(
-    session: Session, attempt: Attempt, *, now: datetime | None = None
+    session: Session, attempt: Attempt, *, now: datetime | None = None, address: str = ""
 ) -> SignedIn | AuthenticationFailed:
     """The short write after check_credentials: count a failure (locking after MAX_FAILURES) or
     start the session. Every failure returns the one SIGN_IN_FAILED message, also for a locked
@@ -440,16 +440,18 @@ def finish_sign_in(
         # password. Hashing again here would hold the write lock: the caller checks again.
         return RECHECK
     if not attempt.password_ok:
-        return _count_failure(session, user, now)
+        return _count_failure(session, user, now, address)
     user.failed_attempts = 0
     user.locked_until = None
     user.last_login_at = now
     if attempt.new_hash:
         user.password_hash = attempt.new_hash
-    return start_session(session, user)
+    return start_session(session, user, address=address)
 
 
-def _count_failure(session: Session, user: User, now: datetime) -> AuthenticationFailed:
+def _count_failure(
+    session: Session, user: User, now: datetime, address: str = ""
+) -> AuthenticationFailed:
     """One more failure, counted in the database itself (failed_attempts + 1, read back), not
     from the row read before: parallel wrong passwords each count, in turn on the row's lock,
     and the one that reaches MAX_FAILURES locks the account. A failure that finds the account
@@ -475,8 +477,13 @@ def _count_failure(session: Session, user: User, now: datetime) -> Authenticatio
     else:
         action = "sign_in_failed"
     session.expire(user, ["failed_attempts", "locked_until"])
-    audit.record(session, SYSTEM, action, "user", user.id)
+    audit.record(session, SYSTEM, action, "user", user.id, details=_from(address))
     return AuthenticationFailed(SIGN_IN_FAILED)
+
+
+def _from(address: str) -> dict[str, str] | None:
+    """Where a sign-in came from, for the audit log (the browser's network address)."""
+    return {"address": address[:64]} if address else None
 
 
 RECHECK = AuthenticationFailed("The password hash changed during sign-in; check again.")
@@ -493,6 +500,7 @@ def sign_in_in_steps(
     write: Callable[[], ContextManager[Session]],
     username: str,
     password: str,
+    address: str = "",
 ) -> SignedIn | AuthenticationFailed:
     """The app's sign-in: the slow hashing in read sessions, only the bookkeeping in short
     writes (Database.read, Database.write). When the hash changed between the two (another
@@ -501,7 +509,7 @@ def sign_in_in_steps(
         with read() as session:
             attempt = check_credentials(session, username, password)
         with write() as session:
-            result = finish_sign_in(session, attempt)
+            result = finish_sign_in(session, attempt, address=address)
         if result is not RECHECK:
             return result
     return AuthenticationFailed(SIGN_IN_FAILED)
@@ -534,7 +542,9 @@ def user_for_email(session: Session, email: str | None, verified: object = None)
     return user
 
 
-def start_session(session: Session, user: User, via: str = "password") -> SignedIn:
+def start_session(
+    session: Session, user: User, via: str = "password", address: str = ""
+) -> SignedIn:
     handoff = secrets.token_urlsafe(32)
     row = UserSession(
         user_id=user.id,
@@ -543,7 +553,8 @@ def start_session(session: Session, user: User, via: str = "password") -> Signed
     )
     session.add(row)
     session.flush()
-    audit.record(session, actor_of(user), "sign_in", "user", user.id, details={"via": via})
+    details = {"via": via} | (_from(address) or {})
+    audit.record(session, actor_of(user), "sign_in", "user", user.id, details=details)
     return SignedIn(actor_of(user), row.id, handoff)
 
 

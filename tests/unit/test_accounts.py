@@ -30,6 +30,25 @@ def test_right_password_signs_in_and_records_it(db, world):
         assert session.query(AuditEvent).filter_by(action="sign_in").count() == 1
 
 
+def test_a_sign_in_and_a_wrong_password_record_where_they_came_from(db, world):
+    """'Who signed in as Fran?': before, the audit log named the account only, so people
+    sharing a password, or someone guessing it, could not be told apart."""
+    for password in ("not the password", PASSWORD):
+        accounts.sign_in_in_steps(db.read, db.write, "staff", password, "203.0.113.7")
+    with db.read() as session:
+        said = dict(
+            session.execute(
+                select(AuditEvent.action, AuditEvent.details).where(
+                    AuditEvent.action.in_(("sign_in_failed", "sign_in"))
+                )
+            ).all()
+        )
+    assert said == {
+        "sign_in_failed": {"address": "203.0.113.7"},
+        "sign_in": {"via": "password", "address": "203.0.113.7"},
+    }
+
+
 def test_wrong_password_and_unknown_user_get_the_same_message(db, world):
     wrong = _sign_in(db, "manager", "not the password")
     unknown = _sign_in(db, "nobody", "not the password")

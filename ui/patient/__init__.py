@@ -19,6 +19,7 @@ import streamlit as st
 
 from core.kernel.errors import DomainError, LinkInvalid
 from ui import caches
+from ui.context import client_address as client_address  # re-exported for the pages
 from ui.context import database, show_error
 from ui.text import escape
 
@@ -53,15 +54,6 @@ def public_write(service: Callable[..., T], token: str, *args: Any, **kwargs: An
         return None
     finally:
         caches.clear_for(service)
-
-
-def client_address() -> str:
-    """The browser's address, recorded with an answer or a signature ("" when unknown)."""
-    try:
-        value = st.context.ip_address
-    except Exception:  # no browser behind this run (tests)
-        return ""
-    return value if isinstance(value, str) else ""
 
 
 def _done_key(purpose: str, token: str) -> str:
