@@ -6,6 +6,7 @@ from datetime import time, timedelta
 import streamlit as st
 
 from core.kernel.clock import local_to_utc, to_local, utcnow
+from core.kernel.errors import Conflict
 from core.practice import choices as practice_choices
 from core.practice.timing import timing_of
 from core.scheduling import booking, schedules
@@ -15,6 +16,7 @@ from ui.booking_form import (
     clear_booked,
     clock_change_notice,
     confirmation_editor,
+    free_times_after_refusal,
     keep_length,
     patient_picker,
     provider_moved,
@@ -127,11 +129,14 @@ if st.button(
             subject=subject,
             body=body,
         )
-    result = run_action(booking.book, booking.InOffice(**kwargs))
+    refused = []
+    result = run_action(booking.book, booking.InOffice(**kwargs), refused=refused.append)
     if result:  # a fresh form: the same patient is not booked again by a second press
         st.session_state["book_done"] = result.value
         clear_booked("book")
         refresh()
+    elif refused and isinstance(refused[0], Conflict) and not out_of_office:
+        free_times_after_refusal(me, "book", clinic_id, start_at, [s.id for s in chosen])
 done = st.session_state.pop("book_done", None)
 if done:  # where the button was pressed, not at the top out of view
     st.success(

@@ -302,6 +302,15 @@ def next_free_buttons(prefix: str, frees: list[booking.FreeTime], name: str = "f
         )
 
 
+def free_times_after_refusal(me, prefix: str, clinic_id: int, start_at, service_ids) -> None:
+    """Under a booking refused at the last moment (another desk took the time, or a room,
+    since the form was drawn): the next free times from then, a press filling them in."""
+    frees = _next_free(me, clinic_id, start_at, tuple(service_ids)) if service_ids else []
+    if frees:
+        st.caption("The next free times (a press fills them in):")
+        next_free_buttons(prefix, frees, "refused")
+
+
 def _keep_chosen(key: str, found: list) -> None:
     """Before the patient box is drawn: the patient chosen stays chosen when another desk
     changed their details (the box matches its label, which then changed); one merged into

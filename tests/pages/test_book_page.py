@@ -205,6 +205,43 @@ def test_new_patient_inline_and_virtual_only_for_allowed_services(app_as, app_db
     database.dispose()
 
 
+def test_a_time_taken_by_another_desk_meanwhile_offers_the_next_free_times(app_as, app_db):
+    """The form showed the provider free; another desk booked them at that time before Book
+    was pressed. The refusal said to choose another time, and the desk tried times one by one.
+    Under it now are the next free times, a press filling the form in."""
+    at = _fill(app_as("staff", PAGE), _weekday_ahead(32), 11, 15)
+    at.text_input(key="book_search").input("Smith").run()
+    at.selectbox(key="book_patient").select_index(0).run()
+    provider = at.session_state["book_provider"]
+    database = _db(app_db)
+    with database.write() as session:  # the other desk's booking, this provider, that time
+        taken = session.scalars(
+            select(Appointment).where(Appointment.kind == AppointmentKind.APPOINTMENT).limit(1)
+        ).one()
+        start = local_to_utc(_weekday_ahead(32), time(11, 15), TZ)
+        session.add(
+            Appointment(
+                clinic_id=1,
+                provider_id=provider,
+                patient_id=taken.patient_id,
+                service_id=taken.service_id,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+        )
+    database.dispose()
+    at.button(key="book_submit").click().run()
+    assert at.error, "the booking should be refused"
+    assert any(c.value.startswith("The next free times") for c in at.caption)
+    offered = at.button(key="book_refused_0")
+    offered.click().run()
+    assert (at.date_input(key="book_day").value, at.time_input(key="book_time").value) != (
+        _weekday_ahead(32),
+        time(11, 15),
+    ) or at.session_state["book_provider"] != provider
+
+
 def test_booking_without_a_patient_says_what_to_do(app_as):
     at = _fill(app_as("staff", PAGE), _weekday_ahead(31), 11, 0)  # after the demo's bookings
     at.button(key="book_submit").click().run()
