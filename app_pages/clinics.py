@@ -10,11 +10,12 @@ from ui import actor
 from ui.caches import cached
 from ui.setup_forms import (
     can_edit,
+    confirm_change,
     confirm_zone_change,
     keys_for,
     overview,
     pick,
-    save,
+    save_asking,
     save_clinic,
     toggle_active,
 )
@@ -129,5 +130,7 @@ if editable and current.clinics:
         quantity = d.number_input("Quantity", 1, 100, old.quantity, key=key("rquantity"))
         if st.form_submit_button("Save room or equipment", type="primary"):
             data = setup.ResourceData(clinic_id, name, kind, int(quantity), old.active)
-            save(setup.save_resource, data, row, "Room or equipment", "clinics_resource_pick")
+            save_asking("clinics_resource", data, row)  # fewer than booked at once: asks
+    fields = ("resource_clinic", "rname", "rkind", "rquantity")
+    confirm_change("clinics_resource", row, [key(f) for f in fields])
     toggle_active("resource", row, "clinics_resource_toggle", "clinics_resource_pick")

@@ -218,11 +218,16 @@ def confirm_zone_change(row: reads.Row | None) -> None:
 ASKING = {
     "services": (setup.service_change_warning, setup.save_service, "Service"),
     "packages": (setup.package_change_warning, setup.save_package, "Package"),
+    "clinics_resource": (
+        setup.resource_change_warning,
+        setup.save_resource,
+        "Room or equipment",
+    ),
 }
 
 
 def save_asking(prefix: str, data: Any, row: reads.Row | None) -> None:
-    """Save a service's or package's form (`prefix`: "services", "packages"). A change that
+    """Save a service's, package's or room's form (`prefix`: one of ASKING's). A change that
     alters visits booked ahead waits for a confirmation (`confirm_change`) that says how."""
     warning, service, what = ASKING[prefix]
     if row is not None:

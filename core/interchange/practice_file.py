@@ -609,6 +609,8 @@ def _unconfirmed(page: str, changed: dict[str, str] | None = None) -> Iterator[N
             did, do = "deactivates it", "deactivate it"
         elif asked.change == "service":
             did, do = "changes its price, length, buffers or rooms", "save it"
+        elif asked.change == "resource":
+            did, do = "lowers its quantity below what visits booked ahead hold", "save it"
         elif asked.change == "package":
             did, do = "changes its price", "save it"
         elif asked.change == "policy":
@@ -668,7 +670,8 @@ def _apply(session, actor, data, report, effective_at) -> None:
             _get(entry, "quantity", int, 1),
             _get(entry, "active", bool, True),
         )
-        setup.save_resource(session, actor, values, existing)
+        with _unconfirmed("Clinics and rooms"):
+            setup.save_resource(session, actor, values, existing)
         _track(
             session, report, f"resource {name} ({entry['clinic']})", existing is not None, before
         )

@@ -16,7 +16,7 @@ from zoneinfo import available_timezones
 from babel import Locale, UnknownLocaleError
 from babel.numbers import list_currencies
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -295,6 +295,7 @@ CONFIRM = {
     "service": "save the service",
     "policy": "save the new version",
     "package": "save the package",
+    "resource": "save the room or equipment",
 }
 
 
@@ -765,7 +766,16 @@ def _service_change_warning(
 # ---------------------------------------------------------------- rooms and equipment
 
 
-def save_resource(session: Session, actor: Actor, data: ResourceData, id: int | None = None) -> int:
+def save_resource(
+    session: Session,
+    actor: Actor,
+    data: ResourceData,
+    id: int | None = None,
+    *,
+    despite_bookings: bool = False,
+) -> int:
+    """A room or piece of equipment. A quantity lowered below what visits booked ahead hold at
+    once is refused until confirmed (`despite_bookings`)."""
     ensure(actor, Permission.PRACTICE_MANAGE)
     name = _text(data.name, "room or equipment name", 120, required=True)
     _get(session, Clinic, data.clinic_id, "clinic")
@@ -780,9 +790,50 @@ def save_resource(session: Session, actor: Actor, data: ResourceData, id: int | 
         Resource.clinic_id == data.clinic_id,
     )
     row = Resource() if id is None else _get(session, Resource, id, "room or equipment")
+    if id is not None and not despite_bookings:
+        if warning := _resource_change_warning(session, row, data.quantity):
+            raise NeedsConfirmation("resource", warning)
     values = asdict(data) | {"name": name, "kind": ResourceKind(data.kind)}
     _apply(session, actor, row, values, "resource")
     return row.id
+
+
+def resource_change_warning(
+    session: Session, actor: Actor, resource_id: int, data: ResourceData
+) -> str:
+    """What the form's new quantity does to the visits booked ahead holding the room or
+    equipment ("" when they still fit): the Clinics and rooms page asks with it first."""
+    ensure(actor, Permission.PRACTICE_READ)
+    resource = _get(session, Resource, resource_id, "room or equipment")
+    return _resource_change_warning(session, resource, data.quantity)
+
+
+def _resource_change_warning(session: Session, resource: Resource, quantity: int) -> str:
+    """The first moment visits booked ahead hold more of it at once than `quantity`."""
+    if quantity >= resource.quantity:
+        return ""
+    ahead = session.execute(
+        select(Appointment.start_at, Appointment.end_at).where(
+            _holding(resource),
+            Appointment.status.in_(OCCUPYING),
+            Appointment.end_at > utcnow(),
+        )
+    ).all()
+    moments = sorted([(start, 1) for start, _ in ahead] + [(end, -1) for _, end in ahead])
+    held, over = 0, None  # an end sorts before a start at the same moment: back to back fits
+    for at, step in moments:
+        held += step
+        if held > quantity and over is None:
+            over = at
+    if over is None:
+        return ""
+    clinic = session.get(Clinic, resource.clinic_id)
+    return (
+        f"Visits booked ahead hold more than {quantity} {resource.name} at once, the first time "
+        f"on {clinic_time(clinic, over, zone=True)}. They stay booked, and the Calendar shows "
+        f"the clash: move one of them, or keep the quantity at {resource.quantity}. Nothing "
+        "new is booked over the new quantity."
+    )
 
 
 # ---------------------------------------------------------------- packages
@@ -1062,19 +1113,27 @@ def _service_warning(session: Session, service: Service) -> str:
     return " ".join(said)
 
 
+def _holding(resource: Resource):
+    """SQL: a visit at the resource's clinic of a service that needs it."""
+    needing = select(ServiceResource.service_id).where(ServiceResource.resource_id == resource.id)
+    return and_(
+        Appointment.clinic_id == resource.clinic_id,
+        or_(
+            Appointment.service_id.in_(needing),
+            Appointment.id.in_(
+                select(AppointmentService.appointment_id).where(
+                    AppointmentService.service_id.in_(needing)
+                )
+            ),
+        ),
+    )
+
+
 def _resource_warning(session: Session, resource: Resource) -> str:
     """A room or piece of equipment that visits booked ahead at its clinic need: once inactive
     it is no longer held, so the services needing it are booked without it."""
     needing = select(ServiceResource.service_id).where(ServiceResource.resource_id == resource.id)
-    uses = or_(
-        Appointment.service_id.in_(needing),
-        Appointment.id.in_(
-            select(AppointmentService.appointment_id).where(
-                AppointmentService.service_id.in_(needing)
-            )
-        ),
-    )
-    count, first = _upcoming(session, Appointment.clinic_id == resource.clinic_id, uses)
+    count, first = _upcoming(session, _holding(resource))
     if first is None:
         return ""
     names = ", ".join(

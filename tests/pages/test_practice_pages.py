@@ -391,6 +391,57 @@ def test_editing_a_room_shows_its_values_and_keeps_them(app_as, app_db):
     database.dispose()
 
 
+def test_a_room_lowered_below_the_visits_booked_at_once_says_so_first(app_as, app_db):
+    """Before, a lower quantity saved at once, though two visits booked ahead held the room at
+    the same time."""
+    database = _db(app_db)
+    with database.write() as session:  # a visit ahead holding a room, and a twin at its time
+        held = session.execute(
+            select(Appointment, Resource)
+            .join(ServiceResource, ServiceResource.service_id == Appointment.service_id)
+            .join(Resource, Resource.id == ServiceResource.resource_id)
+            .where(
+                Appointment.start_at > utcnow(),
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Resource.clinic_id == Appointment.clinic_id,
+            )
+            .order_by(Appointment.start_at)
+            .limit(1)
+        ).one()
+        visit, room = held
+        room.quantity = 2
+        session.add(
+            Appointment(
+                clinic_id=visit.clinic_id,
+                provider_id=visit.provider_id,
+                patient_id=visit.patient_id,
+                service_id=visit.service_id,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=visit.start_at,
+                end_at=visit.end_at,
+            )
+        )
+        rid, label = room.id, f"{room.name} ({session.get(Clinic, room.clinic_id).name})"
+    database.dispose()
+    at = app_as("manager", "app_pages/clinics.py")
+    _pick(at, "clinics_resource_pick", label)
+    field = f"clinics_rquantity_{rid}"
+    at.number_input(key=field).set_value(1)
+    next(b for b in at.button if b.label == "Save room or equipment").click().run()
+    assert not at.exception, at.exception
+    [said] = [w.value.replace("\\", "") for w in at.warning]
+    assert said.startswith("Visits booked ahead hold more than 1 ") and "at once" in said
+    quantity = select(Resource.quantity).where(Resource.id == rid)
+    assert _scalar(app_db, quantity) == 2  # nothing saved yet
+    next(b for b in at.button if b.label.startswith("Keep ")).click().run()
+    assert not at.warning and at.number_input(key=field).value == 2
+    at.number_input(key=field).set_value(1)
+    next(b for b in at.button if b.label == "Save room or equipment").click().run()
+    next(b for b in at.button if b.label == "Save the room or equipment anyway").click().run()
+    assert not at.error, at.error[0].value
+    assert _scalar(app_db, quantity) == 1
+
+
 def test_editing_a_package_shows_its_values_and_keeps_them(app_as, app_db):
     database = _db(app_db)
     with database.read() as session:

@@ -421,6 +421,13 @@ SERVICES: list[tuple[str, Permission, Call]] = [
             s, a, c.service_id, setup.ServiceData("Consultation", 45)
         ),
     ),
+    (  # what a lower quantity does to the visits booked holding the room (the clinics page)
+        "setup.resource_change_warning",
+        P.PRACTICE_READ,
+        lambda s, a, c: setup.resource_change_warning(
+            s, a, 1, setup.ResourceData(c.clinic_id, "Laser")
+        ),
+    ),
     (  # what a new price does to the visits booked as the package (the packages page)
         "setup.package_change_warning",
         P.PRACTICE_READ,

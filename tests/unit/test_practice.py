@@ -26,6 +26,7 @@ from db.models import (
     DocumentKind,
     Patient,
     Provider,
+    Resource,
     ResourceKind,
     Service,
     ServiceDocument,
@@ -711,6 +712,32 @@ def test_a_booked_package_says_what_a_new_price_does_first(db, world, laser, glo
     with db.read() as session:
         visit = session.scalars(select(Appointment).where(Appointment.package_id == glow)).one()
         assert treatment.price_of(visit) == 12000
+
+
+def test_a_room_lowered_below_what_visits_hold_at_once_says_so_first(db, world, laser):
+    """Two lasers, both booked at 10:00 two days on: before, lowering the quantity to one saved
+    at once, and the two visits then held one laser between them without a word."""
+    day = future_day(2)
+    two = setup.ResourceData(world.clinic_id, "Laser", ResourceKind.EQUIPMENT, 2)
+    one = setup.ResourceData(world.clinic_id, "Laser", ResourceKind.EQUIPMENT, 1)
+    with db.write() as session:
+        setup.save_resource(session, world.owner, two, laser["laser"])
+        book(session, world, world.provider_id, world.patient_id, laser["service"], at(day, 10))
+        book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10))
+        book(session, world, laser["second"], laser["other"], laser["service"], at(day, 10, 30))
+    with db.read() as session:
+        said = setup.resource_change_warning(session, world.manager, laser["laser"], one)
+    assert said.startswith("Visits booked ahead hold more than 1 Laser at once, the first time ")
+    assert "10:00" in said and "keep the quantity at 2" in said
+    with db.write() as session, pytest.raises(setup.NeedsConfirmation) as refused:
+        setup.save_resource(session, world.manager, one, laser["laser"])
+    assert str(refused.value) == f"{said} Confirm to save the room or equipment anyway."
+    renamed = setup.ResourceData(world.clinic_id, "Laser A", ResourceKind.EQUIPMENT, 2)
+    with db.write() as session:  # a new name asks nothing; the confirmed quantity is saved
+        setup.save_resource(session, world.manager, renamed, laser["laser"])
+        setup.save_resource(session, world.manager, one, laser["laser"], despite_bookings=True)
+    with db.read() as session:
+        assert session.get(Resource, laser["laser"]).quantity == 1
 
 
 def test_a_package_needs_every_resource_of_its_services_free(db, world, laser, glow):
