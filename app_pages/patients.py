@@ -164,6 +164,7 @@ show_table(
                 "When": when(r.at),
                 "What": r.what,
                 "Points": r.points,
+                "Balance": r.balance_after,
                 "Appointment": f"#{r.appointment_id}" if r.appointment_id else "",
                 "Reason": r.note,
             }

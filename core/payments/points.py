@@ -19,7 +19,7 @@ from core.kernel.errors import NotFound, ValidationError
 from core.payments.rules import get_settings
 from core.policy import balance
 from core.policy.balance import delta
-from db.models import Appointment, LedgerEntry, LedgerKind, Patient
+from db.models import Appointment, AppointmentStatus, LedgerEntry, LedgerKind, Patient
 from db.types import utcnow
 
 OPENING_POINTS = 100  # the points every new patient starts with (staff, import, online, demo)
@@ -46,29 +46,61 @@ class LedgerRow:
     amount_cents: int  # fees
     waived: bool
     note: str
+    balance_after: int = 0  # the balance once this entry was made (as the ledger reads now)
+    words: str = ""  # why, in the patient's words, with the practice's reason
+
+
+def _words(entry: LedgerEntry, status: AppointmentStatus | None) -> str:
+    """Why a points entry changed the balance, in words a patient understands."""
+    kind, note = entry.kind, (entry.waive_reason or "").strip()
+    if kind == LedgerKind.POINTS:
+        if status == AppointmentStatus.NO_SHOW:
+            return "Deducted for a missed appointment (no-show)"
+        if status == AppointmentStatus.CANCELLED:
+            return "Deducted for a late cancellation"
+        return LABELS[kind]
+    if kind == LedgerKind.POINTS_EARNED and entry.appointment_id:
+        return "Earned for answering a survey"
+    if kind == LedgerKind.POINTS_SPENT:
+        return "Spent on paying for an appointment in advance"
+    if kind == LedgerKind.POINTS_REFUNDED:
+        return "Given back: the appointment paid with them was cancelled"
+    if kind == LedgerKind.POINTS_ADJUSTED:
+        said = "Added by the practice" if entry.points > 0 else "Removed by the practice"
+        return f"{said}: {note}" if note else said
+    return LABELS.get(kind, kind.value)
 
 
 def ledger_rows(session: Session, patient_id: int, limit: int = 200) -> list[LedgerRow]:
-    """A patient's ledger, newest first (callers check who may see it)."""
-    entries = session.scalars(
-        select(LedgerEntry)
+    """A patient's ledger, newest first, each row with the balance it left (the balance now
+    less the newer rows' changes, so the column ends at the balance shown above it) and its
+    reason in words (callers check who may see it)."""
+    entries = session.execute(
+        select(LedgerEntry, Appointment.status)
+        .outerjoin(Appointment, Appointment.id == LedgerEntry.appointment_id)
         .where(LedgerEntry.patient_id == patient_id)
         .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
         .limit(limit)
-    )
-    return [
-        LedgerRow(
-            e.id,
-            e.created_at,
-            LABELS.get(e.kind, e.kind.value),
-            e.appointment_id,
-            delta(e),
-            e.amount_cents,
-            e.waived_at is not None,
-            e.waive_reason or "",
+    ).all()
+    after = session.scalar(select(Patient.points_balance).where(Patient.id == patient_id)) or 0
+    rows = []
+    for e, status in entries:
+        rows.append(
+            LedgerRow(
+                e.id,
+                e.created_at,
+                LABELS.get(e.kind, e.kind.value),
+                e.appointment_id,
+                delta(e),
+                e.amount_cents,
+                e.waived_at is not None,
+                e.waive_reason or "",
+                after,
+                _words(e, status),
+            )
         )
-        for e in entries
-    ]
+        after -= delta(e)
+    return rows
 
 
 def points_history(

@@ -148,6 +148,8 @@ class Home:
     point_values: tuple[tuple[str, str], ...] = ()
     # a visit's clinic's (zone, locale), for the ledger rows tied to a visit
     visit_zones: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # a ledger row's visit in words: 'Massage · Mon, 7 Dec 2026' (the patient never sees #57)
+    visit_names: dict[int, str] = field(default_factory=dict)
 
     @property
     def today(self) -> date:
@@ -327,6 +329,7 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
         latest.clinic.name if latest else "",
         tuple((c.name, money_format(c).money(rules.point_value_cents)) for c in clinics.values()),
         _visit_zones(session, [r.appointment_id for r in ledger if r.appointment_id]),
+        _visit_names(session, patient.id, [r.appointment_id for r in ledger if r.appointment_id]),
     )
 
 
@@ -349,6 +352,25 @@ def _visit_zones(session: Session, appointment_ids: list[int]) -> dict[int, tupl
         .where(Appointment.id.in_(set(appointment_ids)))
     )
     return {i: (tz, locale or DEFAULT_LOCALE) for i, tz, locale in rows}
+
+
+def _visit_names(session: Session, patient_id: int, ids: list[int]) -> dict[int, str]:
+    """The patient's visits the ledger rows are tied to, as the patient knows them: the
+    treatment and the day in its clinic's locale (a visit merged away from them has none)."""
+    if not ids:
+        return {}
+    visits = session.scalars(
+        select(Appointment).where(
+            Appointment.id.in_(set(ids)), Appointment.patient_id == patient_id
+        )
+    )
+    names = {}
+    for a in visits:
+        clinic = a.clinic
+        moment = a.start_at and to_local(a.start_at, clinic.timezone).date()
+        day = format_day(moment or a.requested_day, clinic.locale or DEFAULT_LOCALE)
+        names[a.id] = " · ".join(part for part in (treatment_of(a) or "Visit", day) if part)
+    return names
 
 
 # ---------------------------------------------------------------- cancel or reschedule

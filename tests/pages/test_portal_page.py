@@ -863,6 +863,9 @@ def test_the_points_history_opens_with_the_opening_balance_and_adds_up(app_db):
     table = at.dataframe[0].value
     assert ("Opening balance", 100) in list(zip(table["What"], table["Points"], strict=True))
     assert table["Points"].sum() == balance
+    # the balance each line left, newest first: it ends at the balance shown above it
+    assert table["Balance"].iloc[0] == balance and table["Balance"].iloc[-1] == 100
+    assert not any(str(v).startswith("#") for v in table["Appointment"])  # the visit in words
 
 
 def test_a_survey_answered_through_the_emailed_link_meanwhile_is_said_so_in_the_portal(app_db):

@@ -562,3 +562,44 @@ def test_two_changes_of_a_balance_at_once_both_count(db, world, monkeypatch, oth
         t.join(30)
     assert failures == []
     assert _balance_and_ledger(db, world) == (100 + 50 + by, 100 + 50 + by)
+
+
+def test_the_portal_says_why_each_line_changed_the_balance_and_what_it_left(db, world):
+    """The Points tab read 'Adjusted by the practice', 'Deducted by the cancellation policy' and
+    'Given back' beside '#57', with no balance after each line: the patient could not tell why
+    the practice took points, for what, nor follow their balance. Each line now says why (the
+    practice's reason, a no-show, the visit cancelled that the points paid), names the visit,
+    and gives the balance it left, ending at the balance shown above."""
+    _no_show_policy(db, world, deducted=30)
+    with db.write() as s:
+        s.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+        points.adjust_points(s, world.manager, world.patient_id, -40, "Booked twice by mistake")
+    prepaid = _visit(db, world, hours_from_now=72)
+    with db.write() as s:
+        prepay.prepay(
+            s,
+            world.patient_id,
+            prepaid,
+            points=20,
+            card=False,
+            provider=DeskProvider(),
+            return_url="x",
+        )
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, prepaid, reason="Provider ill")
+    missed = _visit(db, world, hours_from_now=-1)
+    with db.write() as s:
+        visits.mark_no_show(s, world.manager, missed)
+    with db.read() as s:
+        view = home.home(s, world.patient_id)
+        day = view.visit_names[missed]
+    shown = [(r.words, r.points, r.balance_after) for r in view.ledger if r.points]
+    assert shown == [
+        ("Deducted for a missed appointment (no-show)", -30, 30),
+        ("Given back: the appointment paid with them was cancelled", 20, 60),
+        ("Spent on paying for an appointment in advance", -20, 40),
+        ("Removed by the practice: Booked twice by mistake", -40, 60),
+        (OPENING, 100, 100),
+    ]
+    assert view.points_balance == 30
+    assert day.startswith("Consultation · ") and "#" not in day

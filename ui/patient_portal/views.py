@@ -130,9 +130,10 @@ def points(view: home.Home) -> None:
     rows = [
         {
             "When": view.ledger_time(r),
-            "What": r.what,
+            "What": r.words,
             "Points": r.points,
-            "Appointment": f"#{r.appointment_id}" if r.appointment_id else "",
+            "Balance": r.balance_after,
+            "Appointment": view.visit_names.get(r.appointment_id, ""),
         }
         for r in view.ledger
         if r.points
