@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.feedback import surveys
@@ -72,8 +72,8 @@ UPCOMING = (S.REQUESTED, S.TENTATIVE, S.SCHEDULED, S.CHECKED_IN)
 PAST = (S.COMPLETED, S.CANCELLED, S.DECLINED, S.NO_SHOW)
 NOT_YOURS = "There is no such appointment in your portal."
 LOCKED = (
-    "Your points balance is zero, so online requests are paused. Please call the practice: "
-    "they can add points and book for you."
+    "Your points balance is zero, so online requests are paused (the waitlist too) until you "
+    "have points again."
 )
 ASK_BY_PHONE = (
     "Please choose a treatment from the list. Treatments not listed are booked by the "
@@ -150,6 +150,7 @@ class Home:
     visit_zones: dict[int, tuple[str, str]] = field(default_factory=dict)
     # a ledger row's visit in words: 'Massage · Mon, 7 Dec 2026' (the patient never sees #57)
     visit_names: dict[int, str] = field(default_factory=dict)
+    locked_text: str = ""  # why online requests are paused and how to get going again
 
     @property
     def today(self) -> date:
@@ -330,6 +331,7 @@ def home(session: Session, patient_id: int, *, now: datetime | None = None) -> H
         tuple((c.name, money_format(c).money(rules.point_value_cents)) for c in clinics.values()),
         _visit_zones(session, [r.appointment_id for r in ledger if r.appointment_id]),
         _visit_names(session, patient.id, [r.appointment_id for r in ledger if r.appointment_id]),
+        locked_text(session, patient) if online_booking_blocked(patient) else "",
     )
 
 
@@ -352,6 +354,42 @@ def _visit_zones(session: Session, appointment_ids: list[int]) -> dict[int, tupl
         .where(Appointment.id.in_(set(appointment_ids)))
     )
     return {i: (tz, locale or DEFAULT_LOCALE) for i, tz, locale in rows}
+
+
+def locked_text(session: Session, patient: Patient) -> str:
+    """Why the patient's online requests are paused and how to get going again: the number
+    of their clinic (that of their latest booking, else the practice's first open one), and
+    the surveys they can answer for points when there are any."""
+    latest = _latest_booking(session, patient.id)
+    clinic = latest.clinic if latest is not None else None
+    if clinic is None or not clinic.phone:
+        clinic = (
+            session.scalar(
+                select(Clinic).where(Clinic.active.is_(True)).order_by(Clinic.id).limit(1)
+            )
+            or clinic
+        )
+    call = "Please call the practice"
+    if clinic is not None and clinic.phone:
+        call = f"Please call {clinic.name} on {clinic.phone}"
+    said = f"{LOCKED} {call}: they can add points and book for you."
+    rules = get_settings(session)
+    if rules.survey_points_enabled and rules.survey_points > 0:
+        waiting = session.scalar(
+            select(func.count(Appointment.id)).where(
+                Appointment.patient_id == patient.id,
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status == S.COMPLETED,
+                Appointment.feedback_status != FeedbackStatus.COLLECTED,
+            )
+        )
+        if waiting:
+            which = "a survey" if waiting == 1 else "one of your surveys"
+            said += (
+                f" Or answer {which} under Visits and surveys: each earns you "
+                f"{rules.survey_points} points, and online requests open again at once."
+            )
+    return said
 
 
 def _visit_names(session: Session, patient_id: int, ids: list[int]) -> dict[int, str]:
@@ -712,7 +750,7 @@ def request_appointment(
     in the chosen clinic onwards."""
     patient = portal_patient(session, patient_id)
     if online_booking_blocked(patient):
-        raise ValidationError(LOCKED)
+        raise ValidationError(locked_text(session, patient))
     if requested_day is None:  # a past day is refused by decisions, in the clinic's zone
         raise ValidationError("Please choose a day from today onwards.")
     open_clinic(session, clinic_id)

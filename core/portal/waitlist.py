@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.kernel.errors import ValidationError
 from core.kernel.money import babel_locale, clinic_time, format_day_range
 from core.policy.cancellation import online_booking_blocked
-from core.portal.home import LOCKED, asked_online, open_clinic, portal_patient
+from core.portal.home import asked_online, locked_text, open_clinic, portal_patient
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.waitlist import entries, offers
 from db.models import Clinic, OfferStatus, TimeOfDay, WaitlistEntry, WaitlistOffer, WaitlistStatus
@@ -40,7 +40,7 @@ def join_waitlist(
     that frees up (core.waitlist)."""
     patient = portal_patient(session, patient_id)
     if online_booking_blocked(patient):
-        raise ValidationError(LOCKED)
+        raise ValidationError(locked_text(session, patient))
     if earliest is None or latest is None:
         raise ValidationError("Please choose the first and the last day you could come.")
     open_clinic(session, clinic_id)

@@ -451,6 +451,41 @@ def test_late_cancellation_from_the_portal_warns_then_deducts_points(db, world):
         )
 
 
+def test_a_zero_balance_says_whom_to_call_and_that_a_survey_opens_requests_again(db, world):
+    """A patient at zero read 'Please call the practice' with no number, and not that the
+    survey of their last visit (on the next tab) would earn the points that open requests
+    again. The refusal and the portal's notice now name the clinic's number and the survey."""
+    _enrol(db, world.patient_id)
+    _appointment(db, world, hours_ahead=-48, status=AppointmentStatus.COMPLETED)
+    with db.write() as s:
+        s.get(Patient, world.patient_id).points_balance = 0
+    with db.read() as s:
+        shown = home.home(s, world.patient_id).locked_text
+    day = date.today() + timedelta(days=3)
+    with db.write() as s, pytest.raises(ValidationError) as refused:
+        home.request_appointment(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=day,
+            time_of_day="morning",
+        )
+    with db.write() as s, pytest.raises(ValidationError) as waiting:
+        portal_waitlist.join_waitlist(
+            s,
+            world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            earliest=day,
+            latest=day + timedelta(days=7),
+        )
+    assert str(refused.value) == str(waiting.value) == shown
+    assert shown.startswith("Your points balance is zero")
+    assert "Please call Test Clinic on 020 0000 0000" in shown
+    assert "answer a survey under Visits and surveys: each earns you 10 points" in shown
+
+
 def test_a_request_from_the_portal_lands_in_the_queue_prefilled(db, world):
     _enrol(db, world.patient_id)
     _appointment(db, world)
