@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from core.kernel.authz import Permission
 from core.patients import invitations
 from core.patients import records as patients
 from core.payments import points
@@ -175,5 +176,19 @@ show_table(
     width="stretch",
     key="patients_points",
 )
+if me.can(Permission.POINTS_ADJUST) and not record.merged_into:
+    with st.form("patients_points_form"):
+        st.markdown(f"**Add or remove points for {escape(record.name)}**")
+        change = st.number_input(
+            "Points (negative to remove)", step=5, value=10, key="patients_points_change"
+        )
+        why = st.text_input(
+            "Reason (the patient reads it on their Points tab)", key="patients_points_reason"
+        )
+        if st.form_submit_button("Change points"):
+            done = run_action(points.adjust_points, patient_id, int(change), why)
+            if done:
+                st.toast(escape(points.adjusted_text(done.value, int(change))))
+                refresh()
 st.subheader("Portal invitations")
 history_table(record.invitations, key="patients_history")

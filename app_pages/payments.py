@@ -138,10 +138,13 @@ if box := fold("Adjust a patient's points", "payments_points_open"):
         a, b = st.columns(2)
         who = a.number_input("Patient #", min_value=1, step=1, key="payments_points_patient")
         change = b.number_input("Points (negative to remove)", step=5, value=10, key="payments_pts")
-        why = st.text_input("Reason (kept in the ledger)", key="payments_points_reason")
+        why = st.text_input(
+            "Reason (the patient reads it on their Points tab)", key="payments_points_reason"
+        )
         if st.form_submit_button("Adjust points"):
-            done = run_action(points.adjust_points, int(who), int(change), why, success="Adjusted.")
+            done = run_action(points.adjust_points, int(who), int(change), why)
             if done:
+                st.toast(escape(points.adjusted_text(done.value, int(change))))
                 refresh()
 
 if me.can(Permission.DATA_EXPORT):

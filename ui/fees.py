@@ -12,7 +12,7 @@ from ui.caches import cached
 from ui.context import read, refresh, run_action
 from ui.locale import display_format
 from ui.picks import chosen_done, gone_choice
-from ui.text import show_table
+from ui.text import escape, show_table
 
 
 @cached("policy", "appointments", "patients", ttl=30, max_entries=20)
@@ -83,10 +83,11 @@ def waiver_panel(current, prefix: str) -> None:
         points = c2.number_input(
             "Points to add", min_value=1, step=5, value=20, key=f"{prefix}_points_value"
         )
-        why = st.text_input("Reason", key=f"{prefix}_points_reason")
+        why = st.text_input(
+            "Reason (the patient reads it on their Points tab)", key=f"{prefix}_points_reason"
+        )
         add = st.form_submit_button("Add points")
-    added = add and run_action(
-        ledger.adjust_points, int(who), int(points), why, success="Points added."
-    )
+    added = add and run_action(ledger.adjust_points, int(who), int(points), why)
     if added:
+        st.toast(escape(ledger.adjusted_text(added.value, int(points))))
         refresh()

@@ -190,6 +190,16 @@ def transfer(
     balance.transfer(session, source.id, target.id, points, out_note=out_note, in_note=in_note)
 
 
+def adjusted_text(patient: Patient, points: int) -> str:
+    """What the desk is told after an adjustment: whose points, how many, the balance now
+    (a mistyped patient number shows at once whose balance changed)."""
+    did = "added to" if points > 0 else "removed from"
+    return (
+        f"{abs(points)} points {did} {patient.full_name} (#{patient.id}); "
+        f"their balance is now {patient.points_balance}."
+    )
+
+
 def adjust_points(
     session: Session, actor: Actor, patient_id: int, points: int, reason: str
 ) -> Patient:

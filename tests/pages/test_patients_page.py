@@ -46,8 +46,8 @@ def _pick(app_db, *where):
     return patient
 
 
-def _open(app_as, patient):
-    at = app_as("staff", PAGE)
+def _open(app_as, patient, role: str = "staff"):
+    at = app_as(role, PAGE)
     at.text_input(key="patients_search").input(patient.email or patient.last_name).run()
     if patient.email:  # the search matches phone numbers too, and an email's digits may be in
         # another patient's number (who may sort first): open this patient's record
@@ -322,6 +322,33 @@ def test_the_record_shows_the_points_history_that_adds_up_to_the_balance(app_as,
         ("Opening balance", 100, ""),
     ]
     assert any(c.value.startswith("Balance: 70 points;") for c in at.caption)
+
+
+def test_a_manager_changes_points_on_the_record_and_is_told_whose_and_the_balance(app_as, app_db):
+    """Points were changed only by typing a patient's number on Payments or Cancellations, and
+    the desk read 'Adjusted.': a mistyped number changed another patient's balance unseen. The
+    record now has the form (for those who may adjust), and the toast names whose points and
+    the balance they leave; the history gives the balance after each line."""
+    moved = select(LedgerEntry.id).where(
+        LedgerEntry.patient_id == Patient.id,
+        LedgerEntry.kind != LedgerKind.POINTS_OPENING,
+        LedgerEntry.points != 0,
+    )
+    patient = _pick(
+        app_db, Patient.email.is_not(None), Patient.points_balance == 100, ~moved.exists()
+    )
+    assert "patients_points_change" not in [n.key for n in _open(app_as, patient).number_input]
+    at = _open(app_as, patient, "manager")
+    at.number_input(key="patients_points_change").set_value(-30)
+    at.text_input(key="patients_points_reason").input("Booked twice by mistake")
+    at.button(key="FormSubmitter:patients_points_form-Change points").click().run()
+    assert not at.exception and not at.error, at.error
+    name = f"{patient.first_name} {patient.last_name}"
+    assert [t.value for t in at.toast] == [
+        f"30 points removed from {name} (#{patient.id}); their balance is now 70."
+    ]
+    table = next(d.value for d in at.dataframe if "Reason" in d.value.columns)
+    assert list(zip(table["Points"], table["Balance"], strict=True)) == [(-30, 70), (100, 100)]
 
 
 # ---------------------------------------------------------------- merging a duplicate record

@@ -140,6 +140,11 @@ def test_points_added_on_the_cancellations_page_are_in_the_patients_ledger(app_a
     assert patient.points_balance == before + 25
     assert history[0].points == 25 and history[0].note == "Goodwill after a late start"
     assert sum(row.points for row in history) == patient.points_balance
+    # whose points and the balance now ('Points added.' named neither: a mistyped number hid)
+    assert [t.value for t in at.toast] == [
+        f"25 points added to {patient.full_name} (#{patient_id}); "
+        f"their balance is now {patient.points_balance}."
+    ]
 
 
 def test_the_rules_table_shows_each_price_in_the_clinics_currencies(app_as):
