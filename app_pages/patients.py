@@ -178,7 +178,7 @@ show_table(
 )
 if me.can(Permission.POINTS_ADJUST) and not record.merged_into:
     with st.form("patients_points_form"):
-        st.markdown(f"**Add or remove points for {escape(record.name)}**")
+        st.markdown(f"**Add or remove points** for {escape(record.name)}")  # a name: never bold
         change = st.number_input(
             "Points (negative to remove)", step=5, value=10, key="patients_points_change"
         )
