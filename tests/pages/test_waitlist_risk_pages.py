@@ -341,9 +341,12 @@ def test_a_visit_moved_since_its_scoring_says_not_scored_yet_on_today(app_as, ap
     showing it, in the table and on the selected visit's badge."""
     ident = _upcoming_with_risk(app_db, 0.42, today_in(30).replace(microsecond=0))
     database = _db(app_db)
-    with database.write() as session:  # moved ten minutes later, after the scoring
+    with database.write() as session:  # moved ten minutes, after the scoring, within today
         row = session.get(Appointment, ident)
-        row.start_at, row.end_at = row.start_at + timedelta(minutes=10), row.end_at
+        later = row.start_at + timedelta(minutes=10)
+        day = to_local(row.start_at, "Europe/London").date()
+        step = timedelta(minutes=10 if to_local(later, "Europe/London").date() == day else -10)
+        row.start_at, row.end_at = row.start_at + step, row.end_at
     database.dispose()
     today = app_as("staff", "app_pages/today.py", timeout=120)
     assert not today.exception
