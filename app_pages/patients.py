@@ -93,7 +93,8 @@ with left:
         )
         if ok
     ]
-    st.text(f"Consent: {', '.join(consent) or 'none recorded'}   Points: {record.points_balance}")
+    held = display_format().number(record.points_balance)  # 1.250 in de-DE
+    st.text(f"Consent: {', '.join(consent) or 'none recorded'}   Points: {held}")
 with right:
     status_box(record.portal)
     if record.portal.can_send and not record.merged_into:
@@ -156,7 +157,8 @@ show_table(
 )
 patient_export_button(me, patient_id)  # the record, appointments and forms as JSON
 st.subheader("Points")
-st.caption(f"Balance: {record.points_balance} points; the entries below add up to it.")
+held = display_format().number(record.points_balance)
+st.caption(f"Balance: {held} points; the entries below add up to it.")
 when = display_format().moment
 show_table(
     pd.DataFrame(

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.kernel import accounts
 from core.kernel.config import load_settings
@@ -14,6 +14,7 @@ from core.patients.records import birth_bounds, update_patient
 from core.payments import points
 from core.startup import open_database
 from db.models import (
+    Clinic,
     InvitationStatus,
     LedgerEntry,
     LedgerKind,
@@ -322,6 +323,21 @@ def test_the_record_shows_the_points_history_that_adds_up_to_the_balance(app_as,
         ("Opening balance", 100, ""),
     ]
     assert any(c.value.startswith("Balance: 70 points;") for c in at.caption)
+
+
+def test_the_records_points_balance_is_in_the_practices_number_format(app_as, app_db):
+    """A balance of 1,250 read 'Balance: 1250 points' beside amounts in the practice's locale;
+    a de-DE practice reads 1.250."""
+    patient = _pick(app_db, Patient.email.is_not(None))
+    database = _db(app_db)
+    with database.write() as s:
+        s.execute(update(Clinic).values(locale="de-DE"))
+        s.get(Patient, patient.id).points_balance = 1250
+    database.dispose()
+    at = _open(app_as, patient)
+    assert not at.exception
+    assert any(c.value.startswith("Balance: 1.250 points;") for c in at.caption)
+    assert any("Points: 1.250" in t.value for t in at.text)
 
 
 def test_a_manager_changes_points_on_the_record_and_is_told_whose_and_the_balance(app_as, app_db):
