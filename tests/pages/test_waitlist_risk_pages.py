@@ -32,6 +32,7 @@ from db.models import (
     OfferStatus,
     Package,
     Patient,
+    Provider,
     RiskModel,
     RiskScore,
     Role,
@@ -337,16 +338,16 @@ def test_risk_and_model_figures_follow_the_practices_locale(app_as, app_db):
 
 
 def test_a_visit_moved_since_its_scoring_says_not_scored_yet_on_today(app_as, app_db):
-    """The score was of the old time: Today says the moved visit is not scored yet rather than
-    showing it, in the table and on the selected visit's badge."""
+    """The score was of the visit where it was: Today says the moved visit is not scored yet
+    rather than showing it, in the table and on the selected visit's badge."""
     ident = _upcoming_with_risk(app_db, 0.42, today_in(30).replace(microsecond=0))
     database = _db(app_db)
-    with database.write() as session:  # moved ten minutes, after the scoring, within today
+    with database.write() as session:  # moved to another provider after the scoring (not
+        # to another time: late in the evening no time is left that day)
         row = session.get(Appointment, ident)
-        later = row.start_at + timedelta(minutes=10)
-        day = to_local(row.start_at, "Europe/London").date()
-        step = timedelta(minutes=10 if to_local(later, "Europe/London").date() == day else -10)
-        row.start_at, row.end_at = row.start_at + step, row.end_at
+        row.provider_id = session.scalar(
+            select(Provider.id).where(Provider.id != row.provider_id).limit(1)
+        )
     database.dispose()
     today = app_as("staff", "app_pages/today.py", timeout=120)
     assert not today.exception
