@@ -41,7 +41,7 @@ a, b = st.columns(2)
 a.metric("Your points", view.count(view.points_balance))
 b.metric("Upcoming appointments", view.count(len(view.upcoming)))
 if view.locked:
-    st.warning(view.locked_text, icon=":material/lock:")
+    st.warning(escape(view.locked_text), icon=":material/lock:")
 
 sections = {
     "Upcoming": views.upcoming,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import time, timedelta
 
 import pytest
@@ -171,6 +172,23 @@ def test_with_no_points_and_no_card_provider_the_rest_is_paid_at_the_desk(app_db
     rest = price - 100
     line = f"Please pay the £{rest // 100:,}.{rest % 100:02d} at the desk when you come."
     assert line in [c.value.replace("\\", "") for c in at.caption]
+
+
+def test_the_paused_notice_shows_the_clinics_name_as_written(app_db):
+    """A patient at zero points reads whom to call; a clinic named with Markdown's characters
+    ('Harbour Street *1*') read its number in italics (the notice went to st.warning
+    unescaped)."""
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        s.get(Patient, patient_id).points_balance = 0
+        for clinic in s.scalars(select(Clinic)):  # whichever clinic the notice names
+            clinic.name = f"{clinic.name} *{clinic.id}*"
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    assert not at.exception
+    paused = [w.value for w in at.warning if "paused" in w.value]
+    assert paused and all(re.search(r"Please call .+ \\\*\d+\\\* on ", w) for w in paused), paused
 
 
 def test_one_click_on_pay_leaves_a_point_so_online_requests_stay_open(app_db):

@@ -126,7 +126,7 @@ def points(view: home.Home) -> None:
         worth = " and ".join(f"{escape(v)} at {escape(c)}" for c, v in view.point_values)
     st.caption(f"One point is worth {worth} when you pay in advance.")
     if view.locked:
-        st.warning(view.locked_text, icon=":material/lock:")
+        st.warning(escape(view.locked_text), icon=":material/lock:")
     rows = [
         {
             "When": view.ledger_time(r),
@@ -177,7 +177,7 @@ def _clinic_and_treatment(form: home.RequestForm, key: str) -> tuple[int, tuple[
 
 def request(view: home.Home) -> None:
     if view.locked:
-        st.warning(view.locked_text, icon=":material/lock:")
+        st.warning(escape(view.locked_text), icon=":material/lock:")
         return
     with database().read() as session:
         form = home.request_form(session, view.patient_id)
@@ -210,7 +210,7 @@ def request(view: home.Home) -> None:
 def waitlist(view: home.Home) -> None:
     """Join the waitlist for a service or a package; below, the patient's entries to withdraw."""
     if view.locked:
-        st.warning(view.locked_text, icon=":material/lock:")
+        st.warning(escape(view.locked_text), icon=":material/lock:")
     else:
         _join_waitlist(view)
     with database().read() as session:
