@@ -242,6 +242,14 @@ TEMPLATES: dict[str, Template] = {
         "Tells a waitlisted patient that the time offered was booked (by another patient who "
         "accepted first, or at the desk).",
     ),
+    "waitlist_withdrawn": Template(
+        "The time on {when} is no longer available",
+        "Dear {patient_name},\n\nThe time we offered you ({service_name} on {when}) is no "
+        "longer available: the clinic's schedule has changed since we wrote. You stay on our "
+        "waitlist; we will write again when another time frees up." + _SIGN,
+        "Tells a waitlisted patient that the time offered left the schedule before they "
+        "answered (time off or an out-of-office block added, working hours changed).",
+    ),
 }
 SAMPLE_CONTEXT = {
     "patient_name": "Alex Morgan",

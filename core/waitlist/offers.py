@@ -370,7 +370,7 @@ def expire_offers(session: Session, *, base_url: str, now: datetime | None = Non
     session.flush()
     for opening in openings.values():
         if opening.status == OpeningStatus.OFFERING:
-            _booked_meanwhile(session, opening, now)
+            _gone_meanwhile(session, opening, now)
             _advance(session, opening, rules, now, base_url)
     return len(lapsed)
 
@@ -750,6 +750,7 @@ def _closed(offer: WaitlistOffer, now: datetime) -> str:
 
 
 NOT_SENT_TAKEN = "Not sent: another patient took the time before this offer went out."
+NOT_SENT_CHANGED = "Not sent: the time left the clinic's schedule before this offer went out."
 
 
 def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, now) -> None:
@@ -768,30 +769,38 @@ def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, 
 
 
 def _taken(session: Session, offer: WaitlistOffer, now: datetime) -> None:
-    """A sent offer's time went to someone else: its link is revoked and its patient told, once,
-    only where the offer reached them; an offer message still waiting (the mail server down,
-    say) is not sent, and nor is the "taken" message."""
-    offer.status, offer.answered_at = OfferStatus.TAKEN, now
+    """A sent offer's time went to someone else (`_close_and_tell`)."""
+    _close_and_tell(session, offer, now, OfferStatus.TAKEN, "waitlist_taken", NOT_SENT_TAKEN)
+
+
+def _close_and_tell(
+    session: Session, offer: WaitlistOffer, now: datetime, status, template: str, unsent: str
+) -> None:
+    """A sent offer closes: its link is revoked and its patient told (`template`), once, only
+    where the offer reached them; an offer message still waiting (the mail server down, say) is
+    not sent (`unsent` says why), and nor is the telling."""
+    offer.status, offer.answered_at = status, now
     if offer.token_id:
         tokens.revoke(session, offer.token_id)
     reached, _ = notify.offer_reached_channels(session, offer.id)
-    notify.withdraw_offer_unsent(session, offer.id, NOT_SENT_TAKEN)
+    notify.withdraw_offer_unsent(session, offer.id, unsent)
     if reached:
         notify.queue_for_patient(
             session,
             session.get(Patient, offer.patient_id),
-            "waitlist_taken",
+            template,
             _context(session, offer),
             channels=reached,
             waitlist_offer_id=offer.id,
         )
 
 
-def _booked_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> None:
-    """Sent offers whose time the desk booked meanwhile (or whose cancellation was undone) are
-    closed as taken and their patients told, rather than left holding a time nobody can book
-    until the hold ends (and then reading that it expired). A time held by the patient's own
-    visit stays theirs, as accepting says."""
+def _gone_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> None:
+    """Sent offers whose time went meanwhile are closed and their patients told, rather than
+    left holding a time nobody can book until the hold ends (and then reading that it expired):
+    booked by the desk (or its cancellation undone) as taken; left out of the schedule (time off
+    or an out-of-office block added, hours changed) as withdrawn. A time held by the patient's
+    own visit stays theirs, as accepting says."""
     for offer in session.scalars(
         select(WaitlistOffer).where(
             WaitlistOffer.opening_id == opening.id,
@@ -800,14 +809,22 @@ def _booked_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> 
         )
     ).all():
         end = offer.start_at + timedelta(minutes=timing(session, offer.entry).minutes)
-        visits = [  # not an out-of-office block: accepting says the schedule changed
-            a
-            for a in find_conflicts(session, opening.provider_id, offer.start_at, end)
-            if a.kind == AppointmentKind.APPOINTMENT
-        ]
+        found = find_conflicts(session, opening.provider_id, offer.start_at, end)
+        visits = [a for a in found if a.kind == AppointmentKind.APPOINTMENT]
         whose = {a.patient.id if a.patient is not None else None for a in visits}
         if whose - {offer.patient_id}:  # their own visit then: the offer stays theirs (_accept)
             _taken(session, offer, now)
+        elif len(visits) < len(found) or not working_hours_cover(
+            session, opening.provider_id, opening.clinic_id, offer.start_at, end
+        ):
+            _close_and_tell(
+                session,
+                offer,
+                now,
+                OfferStatus.WITHDRAWN,
+                "waitlist_withdrawn",
+                NOT_SENT_CHANGED,
+            )
 
 
 def _withdraw_elsewhere(session: Session, winner: WaitlistOffer, now: datetime) -> None:

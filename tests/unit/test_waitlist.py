@@ -1634,6 +1634,46 @@ def test_a_time_the_desk_books_while_offers_are_out_closes_them_and_tells_each_o
         accept(db, links["ben@example.org"])
 
 
+def test_an_offered_time_the_provider_takes_off_closes_the_offer_and_tells_the_patient(db, world):
+    """Ann is offered 10:00 (Ben next in line); before she answers, the provider takes the
+    morning off. At the jobs loop's next round her offer is withdrawn and she is told once that
+    the schedule changed; Ben is offered nothing (before: Ann's offer held the time until her
+    hold ended, and she learnt of it only by pressing accept)."""
+    rules(db, world, hold_minutes=120)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["ann@example.org"]
+    deliver(db)
+    with db.write() as session:
+        schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=at(day, 9),
+            ends_at=at(day, 12),
+        )
+    for _ in range(2):  # two rounds of the jobs loop: told once
+        with db.write() as session:
+            offers.expire_offers(session, base_url=BASE)
+    assert sent_to(db, "waitlist_withdrawn") == ["ann@example.org"]
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    assert sent_to(db, "waitlist_taken") == []
+    with db.read() as session:
+        body = session.scalar(
+            select(Notification.body).where(Notification.template == "waitlist_withdrawn")
+        )
+        assert "the clinic's schedule has changed" in body
+        rows = offers.list_offers(session, world.manager, clinic_id=world.clinic_id)
+        assert [r.status for r in rows] == ["withdrawn", "withdrawn"]
+        assert "no longer stands" in offers.offer_view(session, link).closed
+    with pytest.raises(Conflict, match="no longer stands"):
+        accept(db, link)
+
+
 def test_an_entry_for_a_service_withdrawn_meanwhile_is_offered_nothing_and_says_so(db, world):
     """The practice stops offering peels while Ann waits for one: a freed time goes to Ben
     (consultation) and not to Ann, whose entry on the staff list says why and what to do; an
