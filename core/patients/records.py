@@ -150,6 +150,22 @@ def _same_name(a: str, b: str) -> bool:
     return _joined(a) == _joined(b)
 
 
+def _dialled(word: str, digits: str) -> str:
+    """The digits of a typed phone number, or its start, that every form on file holds: the
+    national number after a country code (+44 7700 900 or 0044 7700 900: 7700900), else the
+    digits after a trunk 0 (07700 900: 7700900; three at least), at most the last nine; so a
+    number on file as 07700 900123 or +44 7700 900123 is found however it is typed, whole or
+    in part."""
+    if word.startswith("+") or digits.startswith("00"):
+        try:
+            national = phonenumbers.parse("+" + digits.removeprefix("00"), None).national_number
+            digits = str(national)
+        except phonenumbers.NumberParseException:
+            pass
+    bare = digits.lstrip("0")
+    return (bare if len(bare) >= 3 else digits)[-9:]
+
+
 def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) -> Matches:
     """Patients whose name, email or phone contains each word of `text` (case, accents and the
     punctuation inside a name aside: 'obrien' finds O'Brien) and who were born on the day a
@@ -169,7 +185,8 @@ def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) 
     typed = [w for w in typed if w not in days]
     rest = " ".join(typed)
     if re.fullmatch(r"[\d\s+\-().]+", rest) and len(re.sub(r"\D", "", rest)) >= 7:
-        typed = [re.sub(r"\D", "", rest)]  # a phone number as people space it: one number
+        plus = "+" if rest.startswith("+") else ""
+        typed = [plus + re.sub(r"\D", "", rest)]  # a phone number as people space it: one
     if len(typed) == 1 and not days and (number := NUMBER.match(typed[0])):
         patient = session.get(Patient, int(number.group(1)))
         return Matches([_summary(patient, locale)] if patient else [])
@@ -184,9 +201,7 @@ def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) 
         named = and_(*conditions) if conditions else None
         digits = re.sub(r"\D", "", word)
         if len(digits) >= 3:
-            # a long number is found by its last nine digits, so +44 7700 900123 finds the
-            # 07700 900123 on file (the country code and trunk 0 aside)
-            phone = bare_phone().like(f"%{digits[-9:]}%")
+            phone = bare_phone().like(f"%{_dialled(word, digits)}%")
             named = phone if named is None else or_(named, phone)
         if named is None:
             return Matches()

@@ -482,6 +482,26 @@ def test_patients_of_one_name_are_told_apart_by_number_and_by_a_date_of_birth_ty
         assert ids("smith 1950-05-04") == [older]
 
 
+def test_a_phone_number_typed_in_part_finds_it_in_either_form_on_file(db, world):
+    """The desk types the start of a number as patients say it, national or international, and
+    finds it however it is on file (before: '07700 900' found only a national form on file, and
+    '+44 7700 900' neither, since the trunk 0 and the country code differ)."""
+    with db.write() as s:
+        national = patients.create_patient(
+            s, world.staff, first_name="Ann", last_name="Lee", phone="07700 900555"
+        ).id
+        world_wide = patients.create_patient(
+            s, world.staff, first_name="Ben", last_name="Lee", phone="+44 7700 900556"
+        ).id
+    with db.read() as s:
+        for typed in ("07700 900", "+44 7700 900", "0044 7700 900", "7700 900"):
+            found = {p.id for p in patients.search_patients(s, world.staff, typed)}
+            assert {national, world_wide} <= found, typed
+        for typed, who in (("07700 900555", national), ("+44 7700 900556", world_wide)):
+            assert [p.id for p in patients.search_patients(s, world.staff, typed)] == [who]
+        assert patients.search_patients(s, world.staff, "007 ann") == []  # not 'a 7 anywhere'
+
+
 def test_patients_are_found_whatever_the_accents_and_case(db, world):
     """The front desk types 'elodie' or 'ÉLODIE' for Élodie Müller-Ñúñez: found on SQLite (whose
     lower() folds ASCII only) as on PostgreSQL, by name, email or phone, and by her new name
