@@ -324,10 +324,15 @@ def action_words(action: str) -> str:
     return _humane(action) or "Unnamed action"
 
 
+_ACRONYMS = {"fhir": "FHIR", "sms": "SMS", "qr": "QR", "csv": "CSV", "ical": "iCalendar"}
+
+
 def _humane(code: str | None) -> str:
-    """'provider.updated' as 'Provider updated'."""
-    text = re.sub(r"[._\s]+", " ", code or "").strip()
-    return text[:1].upper() + text[1:]
+    """'provider.updated' as 'Provider updated', 'fhir_appointments' as 'FHIR appointments'."""
+    words = re.sub(r"[._\s]+", " ", code or "").split()
+    return " ".join(
+        _ACRONYMS.get(w) or (w[:1].upper() + w[1:] if i == 0 else w) for i, w in enumerate(words)
+    )
 
 
 def _record(entity: str, entity_id: int | None, account_name: str | None) -> str:

@@ -83,6 +83,15 @@ def test_an_account_is_named_and_an_action_without_words_is_never_a_bare_code(db
     assert failed.patient == "" and failed.appointment_id is None
 
 
+def test_codes_without_words_keep_their_acronyms():
+    """An export of FHIR appointments read 'Fhir appointments #…', a text reply 'Sms reply …'."""
+    assert audit.action_words("sms_reply_received") == "SMS reply received"
+    assert audit.action_words("ical_exported") == "iCalendar exported"
+    assert audit._record("fhir_appointments", None, None) == "FHIR appointments"
+    assert audit._record("qr_code", 4, None) == "QR code #4"
+    assert audit.action_words("smsish.thing") == "Smsish thing"  # a whole word only
+
+
 def _another_visit_changed_and_wrong_passwords(db, world) -> None:
     with db.write() as s:
         other = make_visit(
