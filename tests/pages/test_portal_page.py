@@ -67,6 +67,19 @@ def _db(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
 
 
+def _no_open_request():
+    """A visit with no change request waiting (another would be refused), so which visit a test
+    picks does not depend on the hour the demo was seeded."""
+    return (
+        ~select(ChangeRequest.id)
+        .where(
+            ChangeRequest.appointment_id == Appointment.id,
+            ChangeRequest.status.in_((ChangeStatus.OPEN, ChangeStatus.PROPOSED)),
+        )
+        .exists()
+    )
+
+
 def _patient_with_appointment(url) -> tuple[int, int]:
     """An enrolled demo patient with a scheduled appointment three days ahead."""
     database = _db(url)
@@ -77,14 +90,7 @@ def _patient_with_appointment(url) -> tuple[int, int]:
                 Appointment.status == AppointmentStatus.SCHEDULED,
                 Appointment.patient_id.is_not(None),
                 Appointment.start_at > utcnow() + timedelta(days=1),
-                # the demo has open requests on some visits: a visit with one would refuse
-                # another request, so which visit is picked must not depend on the hour
-                ~select(ChangeRequest.id)
-                .where(
-                    ChangeRequest.appointment_id == Appointment.id,
-                    ChangeRequest.status.in_((ChangeStatus.OPEN, ChangeStatus.PROPOSED)),
-                )
-                .exists(),
+                _no_open_request(),
             )
             .order_by(Appointment.id)
             .limit(1)
@@ -605,14 +611,7 @@ def _at_clinic(url, currency: str) -> tuple[int, int, int]:
                 Appointment.package_id.is_(None),
                 Appointment.start_at > utcnow() + timedelta(days=1),
                 Service.price_cents > 0,
-                # a visit whose cancellation the demo has asked for is not paid for: which
-                # visit comes first must not depend on the hour the demo was seeded
-                ~select(ChangeRequest.id)
-                .where(
-                    ChangeRequest.appointment_id == Appointment.id,
-                    ChangeRequest.status.in_((ChangeStatus.OPEN, ChangeStatus.PROPOSED)),
-                )
-                .exists(),
+                _no_open_request(),  # one whose cancellation is asked for is not paid for
             )
             .order_by(Appointment.start_at)
             .limit(1)

@@ -571,24 +571,30 @@ def test_prices_show_in_the_clinics_currency(app_as, app_db, page):
     assert at.number_input(key=f"{page[:-3]}_price_new").label == "Price (USD)"
 
 
-@pytest.mark.parametrize("page", ["services.py", "packages.py"])
-def test_a_yen_price_is_typed_and_kept_in_whole_yen(app_as, app_db, page):
-    """JPY has no minor unit: ¥12,000 typed is stored as 12000 and shown as ¥12,000 (before,
-    the form multiplied by 100 and showed ¥1,200,000, and read a stored ¥12,000 as 120)."""
+def _new_priced(app_as, app_db, page, currency, locale, name, price):
+    """The owner, in a practice whose clinics all use `currency`, saves a new service or
+    package `name` at `price` as typed; the page after the press."""
     database = _db(app_db)
     with database.write() as session:
         for clinic in session.scalars(select(Clinic)):
-            clinic.currency, clinic.locale = "JPY", "ja-JP"
+            clinic.currency, clinic.locale = currency, locale
     database.dispose()
     st.cache_data.clear()
     at = app_as("owner", f"app_pages/{page}")
     form = page[:-3]
-    at.text_input(key=f"{form}_name_new").input("Yen check")
+    at.text_input(key=f"{form}_name_new").input(name)
     if page == "packages.py":
         chooser = at.multiselect(key="packages_services_new")
         chooser.select(chooser.options[0]).select(chooser.options[1])
-    at.number_input(key=f"{form}_price_new").set_value(12000.0)
-    at.button(key=next(b.key for b in at.button if b.key and "Save" in b.key)).click().run()
+    at.number_input(key=f"{form}_price_new").set_value(price)
+    return at.button(key=next(b.key for b in at.button if b.key and "Save" in b.key)).click().run()
+
+
+@pytest.mark.parametrize("page", ["services.py", "packages.py"])
+def test_a_yen_price_is_typed_and_kept_in_whole_yen(app_as, app_db, page):
+    """JPY has no minor unit: ¥12,000 typed is stored as 12000 and shown as ¥12,000 (before,
+    the form multiplied by 100 and showed ¥1,200,000, and read a stored ¥12,000 as 120)."""
+    at = _new_priced(app_as, app_db, page, "JPY", "ja-JP", "Yen check", 12000.0)
     assert not at.error, at.error[0].value
     model = Service if page == "services.py" else Package
     assert _scalar(app_db, select(model.price_cents).where(model.name == "Yen check")) == 12000
@@ -600,20 +606,7 @@ def test_a_yen_price_is_typed_and_kept_in_whole_yen(app_as, app_db, page):
 def test_a_price_with_more_decimals_than_the_currency_is_refused(app_as, app_db, page):
     """49.999 EUR is refused with a message saying euros have 2 decimals (before, it was
     saved as €50.00); nothing is saved."""
-    database = _db(app_db)
-    with database.write() as session:
-        for clinic in session.scalars(select(Clinic)):
-            clinic.currency, clinic.locale = "EUR", "de-DE"
-    database.dispose()
-    st.cache_data.clear()
-    at = app_as("owner", f"app_pages/{page}")
-    form = page[:-3]
-    at.text_input(key=f"{form}_name_new").input("Euro check")
-    if page == "packages.py":
-        chooser = at.multiselect(key="packages_services_new")
-        chooser.select(chooser.options[0]).select(chooser.options[1])
-    at.number_input(key=f"{form}_price_new").set_value(49.999)
-    at.button(key=next(b.key for b in at.button if b.key and "Save" in b.key)).click().run()
+    at = _new_priced(app_as, app_db, page, "EUR", "de-DE", "Euro check", 49.999)
     assert not at.exception
     assert "EUR amounts have at most 2 decimals; 49.999 has 3" in at.error[0].value
     model = Service if page == "services.py" else Package
