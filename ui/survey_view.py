@@ -20,7 +20,9 @@ FORMULAS = f"""
   only a star rating are left out). Passives (7–8) count in the total only.
 - **CSAT** = share of overall ratings that are 4 or 5 (of 1–5).
 - **Average rating** x̄ over n ratings, **95% interval** x̄ ± t(0.975, n−1) · s / √n with
-  s² = (Σx² − (Σx)²/n) / (n − 1). Groups with fewer than {sa.MIN_N} ratings are marked
+  s² = (Σx² − (Σx)²/n) / (n − 1), cut at 1 and 5 (no average is outside the scale). When
+  all the ratings are the same there is no spread to estimate it from, and no interval is
+  given. Groups with fewer than {sa.MIN_N} ratings are marked
   *low n* (hidden unless you ask for them): their figures move a lot with each answer.
 - **Funnel**: completed visits in the period (by visit date) → asked for feedback → answered;
   the rates are requested ÷ completed and answered ÷ requested.

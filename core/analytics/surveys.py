@@ -7,7 +7,8 @@ Formulas (also written on the page):
   (imported responses with only a star rating have none and are left out of NPS).
 - CSAT = share of 4s and 5s among the 1–5 ratings.
 - Mean rating x̄ with n ratings; 95% interval x̄ ± t(0.975, n−1) · s/√n, where
-  s² = (Σx² − (Σx)²/n)/(n − 1). Groups with fewer than MIN_N ratings are marked.
+  s² = (Σx² − (Σx)²/n)/(n − 1), cut at 1 and 5 (the scale's ends); none when the ratings are
+  all the same (s = 0). Groups with fewer than MIN_N ratings are marked.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from db.models import (
 from db.types import UTCDateTime, utcnow
 
 MIN_N = 10
+SCALE = (1.0, 5.0)  # the overall rating's ends
 COMMENTS_PAGE = 20
 DETRACTOR_DAYS = 7
 R = SurveyResponse
@@ -174,12 +176,16 @@ class Figures:
 
     @property
     def interval(self) -> tuple[float, float] | None:
+        """The mean's 95% t-interval, cut at the scale's ends (a rating is never below 1 nor
+        above 5, nor is its mean); None under two ratings, or when they are all the same: with
+        no spread among them there is nothing to estimate the interval from (t · 0 would claim
+        a certainty that a handful of equal ratings does not give)."""
         n = self.rating_n
-        if n < 2:
+        spread = n * self.rating_sumsq - self.rating_sum**2  # n(n − 1)s², exact in integers
+        if n < 2 or spread <= 0:
             return None
-        variance = max(0.0, (self.rating_sumsq - self.rating_sum**2 / n) / (n - 1))
-        half = t95(n - 1) * math.sqrt(variance / n)
-        return self.mean - half, self.mean + half
+        half = t95(n - 1) * math.sqrt(spread / (n * (n - 1)) / n)
+        return max(SCALE[0], self.mean - half), min(SCALE[1], self.mean + half)
 
     @property
     def enough(self) -> bool:

@@ -114,6 +114,21 @@ def test_summary_nps_csat_mean_and_interval(db, world, practice):
     assert (low, high) == (pytest.approx(2.5796, abs=1e-4), pytest.approx(4.7537, abs=1e-4))
 
 
+def test_the_interval_of_a_few_ratings_stays_on_the_scale_and_equal_ratings_give_none():
+    """Three ratings 5 5 4: x̄ = 4.6667, s = 0.5774, t(2) = 4.303, so x̄ ± 1.4344 would run
+    from 3.23 to 6.10; no mean rating is above 5. Ratings all alike have no spread (s = 0):
+    t · 0 would be an interval of one point, which two or ten equal answers do not prove."""
+    three = sa.Figures(3, rating_n=3, rating_sum=14, rating_sumsq=66, satisfied=3)
+    low, high = three.interval
+    assert (low, high) == (pytest.approx(14 / 3 - 4.303 * math.sqrt(1 / 3) / math.sqrt(3)), 5.0)
+    assert round(low, 2) == 3.23
+    low_end = sa.Figures(3, rating_n=3, rating_sum=4, rating_sumsq=6).interval  # 1 1 2
+    assert low_end[0] == 1.0 and low_end[1] == pytest.approx(4 / 3 + 1.4344, abs=1e-4)
+    for n, rating in ((2, 5), (10, 5), (12, 1)):
+        alike = sa.Figures(n, rating_n=n, rating_sum=n * rating, rating_sumsq=n * rating**2)
+        assert alike.mean == rating and alike.interval is None
+
+
 def test_all_clinics_and_empty_periods(db, world, practice):
     with db.read() as session:
         everything = sa.summary(session, world.owner, NOV)
@@ -147,10 +162,11 @@ def test_by_provider_service_and_clinic_with_small_groups_marked(db, world, prac
     rows = {r.provider: r for r in providers.itertuples()}
     assert set(rows) == {"Dr Test", "Dr Second", "(not recorded)"}
     first = rows["Dr Test"]
-    # 5 5 4 4 3 1: mean 22/6, s² = (92 − 22²/6)/5 = 2.2667, half = t(5) · √(2.2667/6) = 1.5802
+    # 5 5 4 4 3 1: mean 22/6, s² = (92 − 22²/6)/5 = 2.2667, half = t(5) · √(2.2667/6) = 1.5802;
+    # 3.6667 + 1.5802 is above the scale, so the interval ends at 5
     assert (first.n, first.mean) == (6, pytest.approx(22 / 6))
     assert first.ci_low == pytest.approx(22 / 6 - 2.571 * math.sqrt((92 - 22**2 / 6) / 5 / 6))
-    assert first.ci_high == pytest.approx(3.6667 + 1.5802, abs=1e-4)
+    assert first.ci_high == 5.0
     assert (first.nps, first.csat, first.enough) == (
         pytest.approx(100 * (2 - 2) / 6),
         pytest.approx(400 / 6),
@@ -505,11 +521,14 @@ def test_figures_match_a_plain_python_count_and_add_up_across_groupings(db, worl
     assert fig.csat == (
         pytest.approx(100 * sum(r >= 4 for r in ratings) / len(ratings)) if ratings else None
     )
-    if len(ratings) >= 2:
+    if len(set(ratings)) >= 2:
         mean = sum(ratings) / len(ratings)
         sd = math.sqrt(sum((r - mean) ** 2 for r in ratings) / (len(ratings) - 1))
         half = sa.t95(len(ratings) - 1) * sd / math.sqrt(len(ratings))
-        assert fig.interval == (pytest.approx(mean - half), pytest.approx(mean + half))
+        low, high = max(1, mean - half), min(5, mean + half)
+        assert fig.interval == (pytest.approx(low), pytest.approx(high))
+    else:  # under two ratings, or all the same: no spread, no interval
+        assert fig.interval is None
     assert board.summary == fig == clinic_fig
     assert board.weekly.responses.sum() == board.monthly.responses.sum() == len(answers)
     assert board.providers.n.sum() == board.services.n.sum() == len(ratings)
