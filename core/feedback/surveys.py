@@ -10,6 +10,7 @@ address and consent for, and a request with no usable channel is refused with th
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -103,7 +104,7 @@ def survey_settings(session: Session) -> SurveySettings:
     raw_questions = _setting(session, SETTING_QUESTIONS, None)
     questions = DEFAULT_QUESTIONS
     if isinstance(raw_questions, list) and raw_questions:
-        parsed = tuple(
+        parsed = _unique_keys(
             (str(q["key"]), str(q["label"]))
             for q in raw_questions
             if isinstance(q, dict) and q.get("key") and q.get("label")
@@ -135,8 +136,14 @@ def save_survey_settings(
         raise ValidationError("Give from one to eight survey questions, one per line.")
     if any(len(label) > 200 for label in labels):
         raise ValidationError("Each survey question must be 200 characters or fewer.")
+    folded = [label.casefold() for label in labels]
+    if twice := next((q for i, q in enumerate(labels) if folded[i] in folded[:i]), None):
+        raise ValidationError(
+            f"The question “{twice}” is there twice; give each survey question once."
+        )
     known = {label: key for key, label in survey_settings(session).questions}
-    used: set[str] = set()
+    # the questions kept hold their keys first, so a new one never takes a kept one's key
+    used = {known[label] for label in labels if label in known}
     stored = []
     for label in labels:
         key = known.get(label) or _key_for(label, used)
@@ -160,6 +167,19 @@ def save_survey_settings(
     )
     session.flush()
     return survey_settings(session)
+
+
+def _unique_keys(questions: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The questions with one key each: a key met again (settings saved before keys were kept
+    apart) is given to the later question afresh, so no two questions share a form field or
+    an answer."""
+    used: set[str] = set()
+    unique = []
+    for key, label in questions:
+        key = key if key not in used else _key_for(label, used | {key})
+        used.add(key)
+        unique.append((key, label))
+    return tuple(unique)
 
 
 def _key_for(label: str, used: set[str]) -> str:

@@ -38,6 +38,7 @@ from db.models import (
     LinkToken,
     Notification,
     Patient,
+    Setting,
     SurveyResponse,
 )
 from tests.factories import make_patient
@@ -351,6 +352,56 @@ def test_settings_switch_the_job_off_change_the_delay_and_the_questions(db, worl
         )
     with pytest.raises(ValidationError, match="one to eight"), db.write() as session:
         surveys.save_survey_settings(session, world.owner, auto=True, delay_hours=2, questions=[])
+
+
+def test_a_new_question_never_takes_a_kept_questions_key_and_none_is_asked_twice(db, world, visit):
+    """A new first question 'Courtesy' was given the key 'courtesy' that 'Courtesy of the
+    staff' kept: two questions, one key, so the survey page drew two fields under one widget
+    key (Streamlit refuses the page) and one answer overwrote the other."""
+    with db.write() as session:
+        saved = surveys.save_survey_settings(
+            session,
+            world.owner,
+            auto=True,
+            delay_hours=2,
+            questions=["Courtesy", "Courtesy of the staff", "Getting a timely appointment"],
+        )
+    assert saved.questions == (
+        ("courtesy_2", "Courtesy"),
+        ("courtesy", "Courtesy of the staff"),  # as before: earlier answers stay comparable
+        ("timely", "Getting a timely appointment"),
+    )
+    link = send(db, world.staff, visit).link
+    both = surveys.SurveyAnswers(9, 5, {"courtesy_2": 2, "courtesy": 5})
+    with db.write() as session:
+        response_id = surveys.submit_survey(session, token_of(link), both, now=NOW)
+    with db.read() as session:
+        assert session.get(SurveyResponse, response_id).answers == {"courtesy_2": 2, "courtesy": 5}
+    with pytest.raises(ValidationError, match="“parking” is there twice"), db.write() as session:
+        surveys.save_survey_settings(
+            session, world.owner, auto=True, delay_hours=2, questions=["Parking", " parking"]
+        )
+
+
+def test_questions_saved_with_a_shared_key_are_read_with_a_key_each(db, world):
+    """Settings saved before keys were kept apart still open a survey with one field each."""
+    with db.write() as session:
+        row = Setting(key=surveys.SETTING_QUESTIONS)
+        row.value = {
+            "value": [
+                {"key": "courtesy", "label": "Courtesy"},
+                {"key": "courtesy", "label": "Courtesy of the staff"},
+                {"key": "timely", "label": "Timely"},
+            ]
+        }
+        session.add(row)
+    with db.read() as session:
+        questions = surveys.survey_settings(session).questions
+    assert questions == (
+        ("courtesy", "Courtesy"),
+        ("courtesy_of_the_staff", "Courtesy of the staff"),
+        ("timely", "Timely"),
+    )
 
 
 def test_survey_questions_lose_nul_and_control_characters_like_any_typed_text(db, world):
