@@ -592,10 +592,10 @@ def _validate(answers: SurveyAnswers, questions: tuple[tuple[str, str], ...]) ->
     keys = {key for key, _ in questions}
     given: dict[str, int] = {}
     for key, value in (answers.answers or {}).items():
-        if value is None:
-            continue  # a question may be left out
-        if key not in keys:
-            raise ValidationError("The survey has changed; please reload the page.")
+        # a question may be left out; one the practice took out (or reworded) while the patient
+        # had the form open is no longer asked: the rest of the answer stands without it
+        if value is None or key not in keys:
+            continue
         if not 1 <= int(value) <= 5:
             raise ValidationError("Each question is answered from 1 to 5.")
         given[key] = int(value)
