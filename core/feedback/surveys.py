@@ -584,10 +584,17 @@ def open_survey(session: Session, raw: str | None, *, now: datetime | None = Non
     )
 
 
+def _score(value: object, low: int, high: int) -> int | None:
+    """A whole number from `low` to `high` as answered, or None (9.5, '4', True are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        return None
+    return int(value) if low <= value <= high else None
+
+
 def _validate(answers: SurveyAnswers, questions: tuple[tuple[str, str], ...]) -> dict[str, int]:
-    if answers.nps is None or not 0 <= int(answers.nps) <= 10:
+    if _score(answers.nps, 0, 10) is None:
         raise ValidationError("Please choose how likely you are to recommend us, from 0 to 10.")
-    if answers.rating is None or not 1 <= int(answers.rating) <= 5:
+    if _score(answers.rating, 1, 5) is None:
         raise ValidationError("Please rate your visit overall, from 1 to 5 stars.")
     keys = {key for key, _ in questions}
     given: dict[str, int] = {}
@@ -596,9 +603,9 @@ def _validate(answers: SurveyAnswers, questions: tuple[tuple[str, str], ...]) ->
         # had the form open is no longer asked: the rest of the answer stands without it
         if value is None or key not in keys:
             continue
-        if not 1 <= int(value) <= 5:
+        if (score := _score(value, 1, 5)) is None:
             raise ValidationError("Each question is answered from 1 to 5.")
-        given[key] = int(value)
+        given[key] = score
     if len(answers.comment or "") > COMMENT_MAX:
         raise ValidationError(f"Please keep your comment under {COMMENT_MAX} characters.")
     return given

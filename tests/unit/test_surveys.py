@@ -237,6 +237,9 @@ def test_expired_and_wrong_links_are_refused(db, world, visit):
         (surveys.SurveyAnswers(11, 4), "recommend us, from 0 to 10"),
         (surveys.SurveyAnswers(5, 0), "overall, from 1 to 5"),
         (surveys.SurveyAnswers(5, 3, {"timely": 6}), "from 1 to 5"),
+        (surveys.SurveyAnswers(5, 4.5), "overall, from 1 to 5"),  # not stored as 4
+        (surveys.SurveyAnswers("ten", 4), "recommend us, from 0 to 10"),  # not a crash
+        (surveys.SurveyAnswers(5, 3, {"timely": "4"}), "from 1 to 5"),
         (surveys.SurveyAnswers(5, 3, {}, "x" * 4001), "under 4000 characters"),
     ],
 )
