@@ -514,8 +514,12 @@ def checkout_expired(session: Session, reference: str) -> Payment | None:
     return payment
 
 
-def _received(session: Session, appointment_id: int) -> list[Payment]:
-    return list(
+def _received(session: Session, appointment_id: int) -> list[tuple[Payment, int, int]]:
+    """Each payment received for the visit with what is left of it to give back: (the payment,
+    cents, points), less what was refunded of it already (a checkout paid when the visit was
+    paid meanwhile, a desk refund; a refund that failed gave nothing back) and what was kept of
+    it for a fee. A payment given back in full is left out."""
+    paid = list(
         session.scalars(
             select(Payment)
             .where(
@@ -526,16 +530,47 @@ def _received(session: Session, appointment_id: int) -> list[Payment]:
             .order_by(Payment.id)
         )
     )
-
-
-def _split(paid: list[Payment], keep_cents: int) -> list[tuple[Payment, int, int]]:
-    """Per payment received: (the payment, cents kept for the fee, cents given back). Only money
-    (card, cash, Stripe) pays a fee, in the order paid; points always go back as points."""
+    back = given_back(session, [p.id for p in paid])
     out = []
-    for original in paid:
-        kept = min(keep_cents, original.amount_cents) if original.method != "points" else 0
+    for p in paid:
+        cents, points = back.get(p.id, (0, 0))
+        if p.amount_cents - cents > 0:
+            out.append((p, p.amount_cents - cents, max(0, p.points - points)))
+    return out
+
+
+def given_back(session: Session, payment_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per payment: the cents and points refunded of it (due, sent or made; not failed) or kept
+    of it for a fee."""
+    if not payment_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Payment.refund_of_id,
+            func.coalesce(func.sum(Payment.amount_cents), 0),
+            func.coalesce(func.sum(Payment.points), 0),
+        )
+        .where(
+            Payment.refund_of_id.in_(payment_ids),
+            Payment.kind.in_(("refund", "fee")),
+            Payment.status != "failed",
+        )
+        .group_by(Payment.refund_of_id)
+    )
+    return {i: (int(cents), int(points)) for i, cents, points in rows}
+
+
+def _split(
+    paid: list[tuple[Payment, int, int]], keep_cents: int
+) -> list[tuple[Payment, int, int, int]]:
+    """Per payment received: (the payment, cents kept for the fee, cents given back, points
+    given back), of what is left of it (`_received`). Only money (card, cash, Stripe) pays a
+    fee, in the order paid; points always go back as points."""
+    out = []
+    for original, left, points in paid:
+        kept = min(keep_cents, left) if original.method != "points" else 0
         keep_cents -= kept
-        out.append((original, kept, original.amount_cents - kept))
+        out.append((original, kept, left - kept, points if original.method == "points" else 0))
     return out
 
 
@@ -552,9 +587,9 @@ def settlement(session: Session, appointment: Appointment, *, keep_cents: int) -
     """The split `settle_on_cancel` would make now, keeping `keep_cents` for a fee."""
     split = _split(_received(session, appointment.id), keep_cents)
     return Settlement(
-        sum(kept for _, kept, _ in split),
-        sum(back for p, _, back in split if p.method != "points"),
-        sum(p.points for p, _, back in split if p.method == "points" and back > 0),
+        sum(kept for _, kept, _, _ in split),
+        sum(back for p, _, back, _ in split if p.method != "points"),
+        sum(points for _, _, back, points in split if back > 0),
     )
 
 
@@ -576,7 +611,7 @@ def settle_on_cancel(
     fmt = money_format(appointment.clinic)
     patient = session.get(Patient, appointment.patient_id)
     made: list[Payment] = []
-    for original, kept, amount in _split(paid, keep_cents if by_patient else 0):
+    for original, kept, amount, points in _split(paid, keep_cents if by_patient else 0):
         if kept:
             made.append(
                 Payment(
@@ -601,12 +636,12 @@ def settle_on_cancel(
             method=original.method,
             status="refund_due",
             amount_cents=amount,
-            points=original.points,
+            points=points,
             currency=original.currency,
             refund_of_id=original.id,
         )
         if original.method == "points":
-            ledger_points.give_back(session, patient, original.points, appointment.id)
+            ledger_points.give_back(session, patient, points, appointment.id)
             refund.status, refund.paid_at = "refunded", utcnow()
         made.append(refund)
     session.add_all(made)

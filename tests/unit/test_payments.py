@@ -1744,3 +1744,25 @@ def test_the_same_desk_payment_pressed_twice_is_recorded_once(db, world):
     pay()
     with db.read() as s:
         assert prepay.paid_cents(s, appointment_id) == 5000 * 5 + 2000
+
+
+def test_cancelling_a_visit_refunded_in_part_gives_back_only_what_is_left(db, world):
+    """A card checkout paid after the desk took the £60.00 was refunded at once (the visit was
+    paid meanwhile); the practice then cancels. What is left to give back is the cash, once:
+    £60.00 in all. Before, the cancellation refunded both payments in full again: £180.00 of
+    the £120.00 paid."""
+    appointment_id = _appointment(db, world)  # £60.00
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout())
+    with db.write() as s:
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=6000, method="cash")
+    with db.read() as s:
+        reference = s.scalar(select(Payment.provider_ref).where(Payment.method == "stripe"))
+    with db.write() as s:
+        webhooks.apply_event(s, "stripe", json.loads(event("evt_1", reference, 6000)))
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Provider ill")
+    with db.read() as s:
+        refunds = s.scalars(select(Payment).where(Payment.kind == "refund").order_by(Payment.id))
+        assert [(r.method, r.amount_cents) for r in refunds] == [("stripe", 6000), ("cash", 6000)]
+        assert prepay.paid_cents(s, appointment_id) == 0
