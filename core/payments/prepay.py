@@ -604,11 +604,11 @@ def settle_on_cancel(
     """Refund what was paid for a cancelled appointment (see the module's rules), keeping
     `keep_cents` of the money for the late-cancellation fee. Called before the policy's own
     points deduction, so points given back count first; `link_fee` then ties what was kept to
-    the fee's ledger entry."""
+    the fee's ledger entry. The patient is told in the cancellation's message
+    (`settled_text`), not in a message of its own."""
     paid = _received(session, appointment.id)
     if not paid:
         return []
-    fmt = money_format(appointment.clinic)
     patient = session.get(Patient, appointment.patient_id)
     made: list[Payment] = []
     for original, kept, amount, points in _split(paid, keep_cents if by_patient else 0):
@@ -659,24 +659,22 @@ def settle_on_cancel(
             "kept_cents": sum(p.amount_cents for p in made if p.kind == "fee"),
         },
     )
+    return made
+
+
+def settled_text(appointment: Appointment, settled: list[Payment]) -> str:
+    """What `settle_on_cancel` did, a line each, for the cancellation's own message (one
+    message says the visit is cancelled and what of the prepayment is refunded or kept)."""
+    fmt = money_format(appointment.clinic)
     lines = []
-    for p in made:
+    for p in settled:
         if p.kind == "fee":
             lines.append(f"Kept for the late-cancellation fee: {payment_money(p, fmt)}")
         elif p.method == "points":
             lines.append(f"{p.points} points given back to your balance.")
         else:
             lines.append(f"Refund of {payment_money(p, fmt)} ({METHOD_LABELS[p.method]}).")
-    if patient is not None:
-        notify.queue_for_patient(
-            session,
-            patient,
-            "payment_refund",
-            {**_context(appointment), "lines": "\n".join(lines)},
-            appointment_id=appointment.id,
-            channels=[notify.Channel.EMAIL],
-        )
-    return made
+    return "".join(f"\n{line}" for line in lines)
 
 
 def link_fee(settled: list[Payment], entries: list[LedgerEntry]) -> None:

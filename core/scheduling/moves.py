@@ -433,6 +433,7 @@ def cancel(
     else:
         appointment.policy_id = evaluation.policy_id
         appointment.late_cancellation = False
+    fee_text += prepay.settled_text(appointment, settled)  # one message says both
     appointment.status = S.CANCELLED
     appointment.cancelled_at = now
     appointment.cancelled_by = "patient" if by_patient else actor.name

@@ -18,7 +18,7 @@ import stripe
 from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy import text as sa_text
 
 from core.kernel.clock import local_to_utc, local_today
@@ -574,7 +574,7 @@ def test_a_late_cancellation_of_a_points_prepayment_does_what_the_warning_said(d
         assert not s.scalars(select(Payment).where(Payment.kind == "fee")).all()
         fees = desk.unpaid_fees(s, world.staff, appointment_id)
         assert [f.amount for f in fees] == ["£25.00"]
-        assert "600 points given back" in _mail(s, "payment_refund")
+        assert "600 points given back" in _mail(s, "appointment_cancelled")
 
 
 def test_a_late_cancellation_of_points_and_cash_keeps_the_fee_from_the_cash_as_warned(db, world):
@@ -762,7 +762,7 @@ def test_desk_payments_refunds_and_the_export_are_in_the_clinics_currency(db, wo
         assert info.due == shown
         with db.write() as s:
             moves.cancel_appointment(s, world.staff, appointment_id, reason="Clinic closed")
-            assert f"Refund of {shown} (Card (desk))." in _mail(s, "payment_refund")
+            assert f"Refund of {shown} (Card (desk))." in _mail(s, "appointment_cancelled")
         with db.read() as s:
             rows = s.scalars(select(Payment).where(Payment.appointment_id == appointment_id))
             made[currency] = [(p.kind, p.amount_cents, p.currency) for p in rows]
@@ -876,7 +876,7 @@ def test_a_late_cancellation_keeps_the_fee_and_refunds_in_the_clinics_currency(d
     assert "$25.00 is kept for the late-cancellation fee; $20.00 is refunded" in preview.prepayment
     with db.write() as s:
         moves.cancel_appointment(s, world.staff, appointment_id, reason="Asked", by_patient=True)
-        mail = _mail(s, "payment_refund")
+        mail = _mail(s, "appointment_cancelled")
     assert "fee: $25.00" in mail and "Refund of $20.00 (Cash)." in mail
     with db.read() as s:
         rows = s.scalars(select(Payment).where(Payment.kind.in_(("fee", "refund"))))
@@ -1766,3 +1766,23 @@ def test_cancelling_a_visit_refunded_in_part_gives_back_only_what_is_left(db, wo
         refunds = s.scalars(select(Payment).where(Payment.kind == "refund").order_by(Payment.id))
         assert [(r.method, r.amount_cents) for r in refunds] == [("stripe", 6000), ("cash", 6000)]
         assert prepay.paid_cents(s, appointment_id) == 0
+
+
+def test_the_practice_cancelling_a_prepaid_visit_sends_one_message_saying_both(db, world):
+    """The practice cancels a visit paid with points and by card: the patient gets one
+    message that says the visit is cancelled, why, and what comes back. Before, a second email
+    ('Your refund from …') followed the cancellation, saying it was cancelled again."""
+    appointment_id = _paid_by_card_and_points(db, world, hours_ahead=72)
+    with db.write() as s:
+        since = s.scalar(select(func.max(Notification.id)))
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Provider ill")
+    with db.read() as s:
+        told = s.execute(
+            select(Notification.template, Notification.body).where(
+                Notification.id > since, Notification.channel == "email"
+            )
+        ).all()
+    assert [template for template, _ in told] == ["appointment_cancelled"]
+    body = told[0].body
+    assert "is cancelled.\nReason: Provider ill" in body
+    assert "\n100 points given back to your balance.\nRefund of £50.00 (Card).\n" in body
