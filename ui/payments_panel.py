@@ -25,6 +25,7 @@ from ui.context import (
 )
 from ui.folds import fold
 from ui.locale import display_format
+from ui.picks import chosen_done, gone_choice
 from ui.text import escape
 
 FEE_METHODS = {
@@ -114,6 +115,12 @@ def payments_panel(appointment_id: int) -> None:
                     if saved:
                         mark_saved("payments_desk")
                         refresh()
+    if info.refundable and (
+        box := fold(
+            "Give money back (a refund, or a payment recorded by mistake)", "payments_back_open"
+        )
+    ):
+        _give_back(box, info, appointment_id, symbol, fmt.locale)
     due_refunds = [r for r in info.rows if r.status == "refund due" and r.method != "Card"]
     for r in due_refunds:
         label = f"Mark {r.reference} ({escape(r.amount)}) refunded at the desk"
@@ -133,3 +140,53 @@ def payments_panel(appointment_id: int) -> None:
             )
             if paid:
                 refresh()
+
+
+def _give_back(box, info: desk.Summary, appointment_id: int, symbol: str, locale: str) -> None:
+    """Give back money of a payment (core.payments.desk.refund_payment): the payment stays, the
+    refund is recorded with its reason; never more than is left of it."""
+    labels = {r.payment_id: r.label for r in info.refundable}
+    forget_if_saved("payments_back", ["amount", "reason"])
+    # the payment chosen, given back in full at another desk meanwhile, leaves the list: the
+    # box would fall back to the first payment and the press give back that one
+    gone = gone_choice("payments_back_payment", list(labels), lambda i: f"P-{i}")
+    if gone:
+        box.warning(
+            f"{gone} has been given back in full meanwhile, so nothing was given back. Choose "
+            "the payment again; the amount and reason typed are kept.",
+            icon=":material/sync_problem:",
+        )
+    with box, st.form("payments_back_form"):
+        chosen = st.selectbox(
+            "Payment", list(labels), format_func=labels.get, key="payments_back_payment"
+        )
+        amount = st.number_input(
+            f"Amount to give back ({symbol})",
+            min_value=0.0,
+            step=5.0,
+            format=f"%.{minor_digits(info.currency)}f",
+            key="payments_back_amount",
+        )
+        reason = st.text_input(
+            "Reason (kept with the refund, e.g. 'recorded by mistake')", key="payments_back_reason"
+        )
+        pressed = st.form_submit_button("Give back") and not gone
+    if not pressed or chosen is None:
+        return
+    try:  # more decimals than the currency has are refused, not rounded
+        cents = typed_minor(amount, info.currency, locale)
+    except ValidationError as error:
+        show_error(error)
+        return
+    done = run_action(desk.refund_payment, int(chosen), amount_cents=cents, reason=reason)
+    if done:
+        made = done.value
+        st.toast(
+            f"Refund P-{made.id} recorded as given back."
+            if made.status == "refunded"
+            else f"Refund P-{made.id} is due: the refund job sends it to the card.",
+            icon=":material/check_circle:",
+        )
+        mark_saved("payments_back")
+        chosen_done("payments_back_payment")
+        refresh()

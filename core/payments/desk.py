@@ -4,7 +4,7 @@ amount is in the currency of the appointment's clinic (core.payments.rules.money
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -13,13 +13,16 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_format
+from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_format, format_money
 from core.payments.prepay import (
     DESK_METHODS,
+    METHOD_LABELS,
+    PAID_KINDS,
     REFUND_KINDS,
     PaymentRow,
     badges,
     due,
+    given_back,
     list_payments,
     send_receipt,
 )
@@ -208,6 +211,132 @@ def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "
     return refund
 
 
+def refund_payment(
+    session: Session,
+    actor: Actor,
+    payment_id: int,
+    *,
+    amount_cents: int,
+    reason: str,
+) -> Payment:
+    """Give back money of a prepayment or deposit while the visit stands: a payment recorded by
+    mistake (a wrong amount, the wrong visit), a visit moved to a cheaper service, a patient who
+    paid twice. Nothing is deleted: the payment stays and the refund is its own row with the
+    reason, in the audit log. Handed back at the desk (card terminal, cash), it is recorded as
+    refunded now; a card payment made through the provider is a refund due, sent by the refund
+    job. Never more than is left of the payment (less what was refunded or kept for a fee)."""
+    ensure(actor, Permission.PAYMENTS_RECORD)
+    # locked: two desks giving back the same payment at once give back what is left, once
+    original = session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    if original is None:
+        raise NotFound(f"There is no payment P-{payment_id}.")
+    ref = f"P-{original.id}"
+    if original.kind in REFUND_KINDS:
+        raise ValidationError(f"{ref} is a refund, not a payment: there is nothing to give back.")
+    if original.kind not in PAID_KINDS:
+        raise ValidationError(
+            f"{ref} pays a fee: to give it back, waive the fee (the money is then due back)."
+        )
+    if original.status != "paid":
+        raise ValidationError(
+            f"{ref} is {original.status.replace('_', ' ')}: only money received can be given back."
+        )
+    if original.method == "points":
+        raise ValidationError(
+            f"{ref} was paid with points: points go back as points when the visit is cancelled, "
+            "or a manager adjusts the patient's points."
+        )
+    visit = session.get(Appointment, original.appointment_id) if original.appointment_id else None
+    fmt = money_format(visit.clinic if visit else None)
+    currency = original.currency or fmt.currency
+    problems = []
+    if not (reason or "").strip():
+        problems.append("Say why the money is given back (it is kept with the refund).")
+    if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
+        problems.append("Enter the amount to give back, more than 0.")
+    if problems:
+        raise ValidationError(" ".join(problems))
+    paid = format_money(original.amount_cents, currency, fmt.locale)
+    left = original.amount_cents - given_back(session, [original.id]).get(original.id, (0, 0))[0]
+    if left <= 0:
+        raise Conflict(f"{ref} ({paid}) has been given back in full already.")
+    if amount_cents > left:
+        most = format_money(left, currency, fmt.locale)
+        raise ValidationError(
+            f"{format_money(amount_cents, currency, fmt.locale)} is more than is left of {ref} "
+            f"({paid} paid): give back at most {most}."
+        )
+    at_desk = original.method in DESK_METHODS
+    refund = Payment(
+        appointment_id=original.appointment_id,
+        patient_id=original.patient_id,
+        kind="refund",
+        method=original.method,
+        status="refunded" if at_desk else "refund_due",
+        amount_cents=amount_cents,
+        currency=currency,
+        refund_of_id=original.id,
+        note=reason.strip()[:500],
+        recorded_by_user_id=actor.user_id,
+        paid_at=utcnow() if at_desk else None,
+    )
+    session.add(refund)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "refund_recorded" if at_desk else "payment_refund_due",
+        "appointment",
+        original.appointment_id,
+        patient_id=original.patient_id,
+        details={
+            "payment_id": refund.id,
+            "refund_of": original.id,
+            "amount_cents": amount_cents,
+            "method": METHOD_LABELS.get(original.method, original.method),
+            "reason": refund.note,
+        },
+    )
+    return refund
+
+
+@dataclass(frozen=True)
+class Refundable:
+    payment_id: int
+    label: str  # "P-3, Cash £60.00: £60.00 left"
+    left_cents: int
+
+
+def refundable_payments(
+    session: Session, appointment_id: int, fmt: ClinicFormat
+) -> list[Refundable]:
+    """The money received for the visit that can still be given back, with what is left."""
+    paid = list(
+        session.scalars(
+            select(Payment)
+            .where(
+                Payment.appointment_id == appointment_id,
+                Payment.kind.in_(PAID_KINDS),
+                Payment.status == "paid",
+                Payment.method != "points",
+            )
+            .order_by(Payment.id)
+        )
+    )
+    back = given_back(session, [p.id for p in paid])
+    out = []
+    for p in paid:
+        left = p.amount_cents - back.get(p.id, (0, 0))[0]
+        if left > 0:
+            code = p.currency or fmt.currency
+            money = format_money(p.amount_cents, code, fmt.locale)
+            label = f"P-{p.id}, {METHOD_LABELS.get(p.method, p.method)} {money}"
+            out.append(
+                Refundable(p.id, f"{label}: {format_money(left, code, fmt.locale)} left", left)
+            )
+    return out
+
+
 def pay_fee(
     session: Session,
     actor: Actor,
@@ -374,6 +503,7 @@ class Summary:
     fees: list[OpenFee]
     clinic_id: int  # whose local time and locale the rows are shown in
     currency: str  # the clinic's: what a desk payment is recorded in
+    refundable: list[Refundable] = field(default_factory=list)  # money that can be given back
 
 
 def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
@@ -394,4 +524,5 @@ def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
         unpaid_fees(session, actor, appointment_id),
         appointment.clinic_id,
         fmt.currency,
+        refundable_payments(session, appointment_id, fmt),
     )

@@ -386,6 +386,22 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
         )
         assert sorted(paid) == [2500, 2500]
     database.dispose()
+    # one of them was recorded by mistake: given back with the reason, never more than it was
+    at.session_state["payments_back_open"] = True  # a click on the fold
+    at.run()
+    at.number_input(key="payments_back_amount").set_value(30.0)
+    at.text_input(key="payments_back_reason").input("Recorded by mistake")
+    at.button(key="FormSubmitter:payments_back_form-Give back").click().run()
+    assert any("give back at most £25.00" in e.value for e in at.error), at.error
+    at.number_input(key="payments_back_amount").set_value(25.0)
+    at.button(key="FormSubmitter:payments_back_form-Give back").click().run()
+    assert not at.error and not at.exception, [e.value for e in at.error]
+    database = _db(app_db)
+    with database.read() as s:
+        back = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+    database.dispose()
+    assert (back.amount_cents, back.status, back.note) == (2500, "refunded", "Recorded by mistake")
+    assert len(at.selectbox(key="payments_back_payment").options) == 1  # the other one is left
 
 
 def test_only_the_chosen_section_runs(app_db):

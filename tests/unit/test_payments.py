@@ -1786,3 +1786,105 @@ def test_the_practice_cancelling_a_prepaid_visit_sends_one_message_saying_both(d
     body = told[0].body
     assert "is cancelled.\nReason: Provider ill" in body
     assert "\n100 points given back to your balance.\nRefund of £50.00 (Card).\n" in body
+
+
+def test_a_payment_recorded_by_mistake_is_given_back_with_its_reason_never_more(db, world):
+    """£600.00 typed for a £60.00 cash payment: the desk gives back £540.00 with the reason,
+    the payment stays and the visit reads paid; what is left can be given back once, never
+    more, and cancelling afterwards refunds only what is left. Before, a payment recorded by
+    mistake could not be put right at all."""
+    appointment_id, other_id = _appointment(db, world), _appointment(db, world)  # £60.00
+    with db.write() as s:
+        typo = desk.record_desk_payment(
+            s, world.staff, appointment_id, amount_cents=60000, method="cash"
+        ).id
+        points_paid = pay(s, world.patient_id, other_id, 10, False, DeskProvider())
+        assert points_paid.message.startswith("Paid £1.00 with 10 points")
+    with db.write() as s, pytest.raises(ValidationError) as refused:
+        desk.refund_payment(s, world.staff, typo, amount_cents=60001, reason=" ")
+    assert str(refused.value) == "Say why the money is given back (it is kept with the refund)."
+    with db.write() as s, pytest.raises(ValidationError, match="give back at most £600.00"):
+        desk.refund_payment(s, world.staff, typo, amount_cents=60001, reason="Typo")
+    with db.write() as s:
+        back = desk.refund_payment(
+            s, world.staff, typo, amount_cents=54000, reason="Typed 600 for 60"
+        )
+        assert (back.kind, back.status, back.refund_of_id) == ("refund", "refunded", typo)
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 6000
+        assert prepay.badges(s, [appointment_id]) == {appointment_id: "Paid"}
+        assert s.get(Payment, typo).amount_cents == 60000  # history kept
+        info = desk.summary(s, world.staff, appointment_id)
+        assert [r.label for r in info.refundable] == [f"P-{typo}, Cash £600.00: £60.00 left"]
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "refund_recorded")).one()
+        assert event.details["reason"] == "Typed 600 for 60"
+    with db.write() as s, pytest.raises(ValidationError, match="give back at most £60.00"):
+        desk.refund_payment(s, world.staff, typo, amount_cents=6001, reason="Again")
+    with db.write() as s:
+        desk.refund_payment(s, world.staff, typo, amount_cents=6000, reason="Moved to free")
+    with db.write() as s, pytest.raises(Conflict, match="given back in full already"):
+        desk.refund_payment(s, world.staff, typo, amount_cents=1, reason="Once more")
+    with db.write() as s, pytest.raises(ValidationError, match="is a refund, not a payment"):
+        desk.refund_payment(s, world.staff, back.id, amount_cents=1, reason="x")
+    with db.write() as s, pytest.raises(ValidationError, match="paid with points"):
+        points_id = s.scalar(select(Payment.id).where(Payment.method == "points"))
+        desk.refund_payment(s, world.staff, points_id, amount_cents=1, reason="x")
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Clinic closed")
+    with db.read() as s:
+        refunds = s.scalars(select(Payment.amount_cents).where(Payment.kind == "refund")).all()
+        assert sorted(refunds) == [6000, 54000]  # nothing more was left to give back
+
+
+def test_a_card_payment_through_the_provider_is_given_back_by_the_refund_job(db, world):
+    appointment_id = _appointment(db, world)
+    fake = FakeCheckout()
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, fake)
+    with db.write() as s:
+        reference = s.scalar(select(Payment.provider_ref).where(Payment.method == "stripe"))
+        paid = prepay.checkout_completed(s, reference, 6000, "cus_1")
+        back = desk.refund_payment(
+            s, world.staff, paid.id, amount_cents=1500, reason="Moved to a cheaper service"
+        )
+        assert (back.status, back.method) == ("refund_due", "stripe")
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 1
+    assert fake.refunds == [(reference, 1500)]
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 4500
+
+
+def test_two_desks_giving_back_the_same_payment_give_it_back_once(db, world):
+    """Two people give back the whole of the same cash payment at once: one refund is
+    recorded, the other is told it was given back already (on PostgreSQL, the payment's row
+    lock makes the second read what the first gave back)."""
+    import threading
+
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        paid = desk.record_desk_payment(
+            s, world.staff, appointment_id, amount_cents=6000, method="cash"
+        ).id
+    barrier, outcomes = threading.Barrier(2), []
+
+    def give_back(actor):
+        barrier.wait()
+        try:
+            with db.write() as s:
+                desk.refund_payment(s, actor, paid, amount_cents=6000, reason="Mistake")
+            outcomes.append("given back")
+        except Conflict as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=give_back, args=(a,)) for a in (world.staff, world.manager)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [
+        f"P-{paid} (£60.00) has been given back in full already.",
+        "given back",
+    ]
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 0

@@ -310,6 +310,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: desk.pay_fee(s, a, NO, method="cash", provider=DeskProvider()),
     ),
     ("desk.mark_refunded", P.PAYMENTS_RECORD, lambda s, a, c: desk.mark_refunded(s, a, NO)),
+    (
+        "desk.refund_payment",
+        P.PAYMENTS_RECORD,
+        lambda s, a, c: desk.refund_payment(s, a, NO, amount_cents=100, reason="Mistake"),
+    ),
     ("desk.summary", P.APPOINTMENTS_READ, lambda s, a, c: desk.summary(s, a, NO)),
     ("desk.waive_fee", P.FEES_WAIVE, lambda s, a, c: desk.waive_fee(s, a, NO, "Kind")),
     (
