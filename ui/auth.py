@@ -169,13 +169,17 @@ def oidc_sign_in() -> Actor | None:
     """When the identity provider has signed the person in, map them to a local user."""
     if not _oidc_configured() or not getattr(st.user, "is_logged_in", False):
         return None
+    email, verified, issued = (st.user.get(c) for c in ("email", "email_verified", "iat"))
     try:
         with database().write() as session:
-            email, verified = st.user.get("email"), st.user.get("email_verified")
-            user = accounts.user_for_email(session, email, verified)
-            signed = accounts.start_session(session, user, via="oidc", address=client_address())
+            signed = accounts.single_sign_on(
+                session, email, verified, issued, address=client_address()
+            )
     except DomainError as error:
-        show_error(error)
+        if not isinstance(error, accounts.SignInAgain):
+            show_error(error)
+        elif not st.session_state.get(NOTICE_KEY):  # said already when it ended in this tab
+            st.session_state[NOTICE_KEY] = str(error)
         return None
     _signed_in(signed)
     return signed.actor

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -522,6 +522,16 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
+class SignInAgain(AuthenticationFailed):
+    """The organisation sign-in the browser holds has been used: it asks to be done again."""
+
+
+SIGN_IN_AGAIN = (
+    "Your ClinicDesk session has ended (it was left idle too long, you signed out, or the "
+    "owner changed your account). To carry on, press 'Sign in with your organisation account'."
+)
+
+
 def user_for_email(session: Session, email: str | None, verified: object = None) -> User:
     """OIDC sign-in: the active local user with this email address. An address the identity
     provider says it has not verified (`verified`: its email_verified claim, False or "false")
@@ -535,11 +545,52 @@ def user_for_email(session: Session, email: str | None, verified: object = None)
         )
     address = (clean(email, field="email address") or "").strip().lower()
     user = session.scalar(select(User).where(User.email == address)) if address else None
-    if user is None or not user.active:
+    if user is None:
         raise AuthenticationFailed(
             "Your account is not set up in ClinicDesk. Ask the practice owner to add your email."
         )
+    if not user.active:  # the organisation has said who they are: they may be told
+        raise AuthenticationFailed(
+            "Your ClinicDesk account is deactivated, so it cannot sign you in. If you work "
+            "here again, ask the practice owner to reactivate it."
+        )
     return user
+
+
+def single_sign_on(
+    session: Session,
+    email: str | None,
+    verified: object = None,
+    issued_at: object = None,
+    *,
+    address: str = "",
+    now: datetime | None = None,
+) -> SignedIn:
+    """Start a session for the person the identity provider signed in (`issued_at`: its ID
+    token's `iat`, seconds since 1970). One organisation sign-in starts one ClinicDesk session:
+    the browser keeps that identity for weeks, so once a session it started has ended (idle
+    too long, signed out, or ended by the owner's change) it would otherwise start a new one
+    at once, and the idle sign-out would never sign anyone out. The person signs in with their
+    organisation again instead (one press; their organisation may not even ask anything)."""
+    user = user_for_email(session, email, verified)
+    since = _epoch(issued_at)
+    if since is not None:
+        started = session.scalar(
+            select(func.max(UserSession.created_at)).where(UserSession.user_id == user.id)
+        )
+        if started is not None and started >= since:  # this identity started one already
+            raise SignInAgain(SIGN_IN_AGAIN)
+    user.last_login_at = now or utcnow()
+    return start_session(session, user, via="oidc", address=address)
+
+
+def _epoch(value: object) -> datetime | None:
+    """An ID token's time claim (seconds since 1970, maybe as text) as a moment; None if absent
+    or unreadable (OIDC requires `iat`, so only a provider outside the standard sends none)."""
+    try:
+        return datetime.fromtimestamp(float(str(value)), UTC) if value is not None else None
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def start_session(

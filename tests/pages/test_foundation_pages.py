@@ -1,14 +1,19 @@
 """Every page for every role, sign-in, lockout, first run, and the owner's admin pages."""
 
 import re
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from core.kernel import accounts
 from core.kernel.authz import MATRIX
-from db.models import Role
+from core.kernel.config import load_settings
+from core.startup import open_database
+from db.models import Role, UserSession
+from db.types import utcnow
 from tests.pages.conftest import ROOT
 from ui.navigation import PAGES
 
@@ -68,6 +73,31 @@ def test_wrong_password_gets_one_message_and_five_lock_the_account(app_as):
     assert at.error[0].value == accounts.SIGN_IN_FAILED
     _sign_in(at, "nobody", "wrong password")
     assert at.error[0].value == accounts.SIGN_IN_FAILED
+
+
+def test_a_single_sign_on_session_left_idle_asks_to_sign_in_again(app_db):
+    """Before, the identity provider's sign-in (kept by the browser for weeks) started a new
+    session on the very run the idle one ended: a desk signed in that way never timed out."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback"}
+    signed_in_there = int((utcnow() - timedelta(minutes=1)).timestamp())
+    at.user = {"is_logged_in": True, "email": "manager@clinicdesk.example", "iat": signed_in_there}
+    at.run()
+    assert "Max Manager" in at.sidebar.caption[0].value
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:  # nine hours without a click
+        session.execute(update(UserSession).values(last_seen_at=utcnow() - timedelta(hours=9)))
+    database.dispose()
+    at.run()
+    assert at.title[0].value == "ClinicDesk" and not at.sidebar.caption and not at.error
+    assert at.info[0].value.startswith("Your session ended (it was left idle too long")
+    assert at.button(key="sign_in_oidc").label == "Sign in with your organisation account"
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)  # the next morning
+    fresh.secrets["auth"], fresh.user = at.secrets["auth"], at.user
+    fresh.run()
+    assert not fresh.sidebar.caption and fresh.info[0].value == accounts.SIGN_IN_AGAIN
 
 
 def test_first_run_creates_the_owner(tmp_path, monkeypatch):

@@ -426,6 +426,30 @@ def test_single_sign_on_refuses_an_email_the_provider_has_not_verified(db, world
         assert accounts.user_for_email(session, "manager@example.org").role == Role.MANAGER
 
 
+def test_one_organisation_sign_in_starts_one_session(db, world):
+    """The browser keeps the identity provider's sign-in for weeks: before, once a session it
+    had started ended (idle too long, signed out, ended by the owner's change), the next page
+    started another at once, so the idle sign-out never signed a single-sign-on user out. Now
+    an organisation sign-in starts one session; after it, the person signs in there again."""
+    signed_in_there = int((utcnow() - timedelta(minutes=1)).timestamp())
+    with db.write() as session:
+        first = accounts.single_sign_on(session, "manager@example.org", True, signed_in_there)
+        assert first.actor.role == Role.MANAGER
+        assert session.get(User, world.manager.user_id).last_login_at is not None
+    later = utcnow() + timedelta(minutes=481)
+    with db.write() as session:  # left idle: the session ends
+        assert accounts.touch_session(session, first.session_id, 480, now=later) is None
+    with db.write() as session, pytest.raises(accounts.SignInAgain) as refused:
+        accounts.single_sign_on(session, "manager@example.org", True, str(signed_in_there))
+    assert "press 'Sign in with your organisation account'" in str(refused.value)
+    with db.write() as session:  # signed in there again: a new session
+        again = accounts.single_sign_on(session, "manager@example.org", True, utcnow().timestamp())
+        assert accounts.touch_session(session, again.session_id, 480) is not None
+        accounts.set_active(session, world.owner, world.manager.user_id, False)
+    with db.write() as session, pytest.raises(AuthenticationFailed, match="deactivated"):
+        accounts.single_sign_on(session, "manager@example.org", True, utcnow().timestamp() + 5)
+
+
 class _CountingHasher(type(accounts._hasher)):
     verifications = 0
 
