@@ -22,7 +22,7 @@ from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.errors import AuthenticationFailed, Conflict, NotFound, ValidationError
 from core.kernel.text import clean
 from core.kernel.tokens import hash_token
-from db.models import Role, User, UserSession
+from db.models import OCCUPYING, Appointment, Clinic, Provider, Role, User, UserSession
 from db.types import utcnow
 
 MAX_FAILURES = 5
@@ -236,9 +236,20 @@ def _keep_an_owner(session: Session, user: User) -> None:
         raise ValidationError("This is the last active owner: make another owner first.")
 
 
-def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> None:
+def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> list[str]:
+    """Deactivate a colleague who leaves (every session of theirs ends at once: they can do
+    nothing more), or reactivate one who comes back. Returns, for a deactivation, what still
+    goes on in their name and where to change it: the provider record linked to their account
+    (still offered for bookings) and a clinic inbox that is their address (it keeps receiving
+    the clinic's notifications, patients' names in them)."""
     ensure(actor, Permission.USERS_MANAGE)
     user = _user(session, user_id)
+    if user.active == active:  # a second press, or a page drawn before the change
+        state = "active" if active else "deactivated"
+        raise ValidationError(
+            f"{user.display_name} is {state} already, so nothing was changed. Choose "
+            f"{'Deactivate' if active else 'Reactivate'} to change it."
+        )
     if not active:
         if user.id == actor.user_id:
             raise ValidationError(
@@ -256,6 +267,44 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> No
         user.id,
         details={"username": user.username},
     )
+    return [] if active else _left_in_their_name(session, user)
+
+
+def _left_in_their_name(session: Session, user: User) -> list[str]:
+    notes = []
+    providers = session.execute(
+        select(Provider.id, Provider.name)
+        .where(Provider.user_id == user.id, Provider.active.is_(True))
+        .order_by(Provider.name)
+    ).all()
+    for provider_id, name in providers:
+        ahead = session.scalar(
+            select(func.count())
+            .select_from(Appointment)
+            .where(
+                Appointment.provider_id == provider_id,
+                Appointment.status.in_(OCCUPYING),
+                Appointment.start_at > utcnow(),
+            )
+        )
+        notes.append(
+            f"Their provider record, {name}, is still active and offered for bookings ({ahead} "
+            f"visit{'' if ahead == 1 else 's'} ahead). If they no longer see patients, move "
+            "those visits and deactivate it on Providers."
+        )
+    if user.email:
+        clinics = session.scalars(
+            select(Clinic.name)
+            .where(func.lower(Clinic.email) == user.email.lower(), Clinic.active.is_(True))
+            .order_by(Clinic.name)
+        ).all()
+        for name in clinics:
+            notes.append(
+                f"The inbox of {name} is their address, {user.email}: it still receives the "
+                "clinic's notifications, patients' names in them. Set another on Clinics and "
+                "rooms."
+            )
+    return notes
 
 
 def change_role(session: Session, actor: Actor, user_id: int, role: Role | str) -> None:

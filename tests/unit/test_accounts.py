@@ -11,9 +11,17 @@ from sqlalchemy import func, select
 from core.kernel import accounts
 from core.kernel.authz import CHOOSE_OWN_FIRST, Permission
 from core.kernel.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationError
-from db.models import AuditEvent, Role, User, UserSession
+from db.models import (
+    AppointmentStatus,
+    AuditEvent,
+    Clinic,
+    Provider,
+    Role,
+    User,
+    UserSession,
+)
 from db.types import utcnow
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, make_user, make_visit
 
 
 def _sign_in(db, username, password):
@@ -180,6 +188,49 @@ def test_role_change_deactivation_and_reset_end_sessions_and_keep_an_owner(db, w
         accounts.reset_password(session, world.owner, world.staff.user_id, "a brand new password")
     assert isinstance(_sign_in(db, "manager", PASSWORD), AuthenticationFailed)
     assert isinstance(_sign_in(db, "staff", "a brand new password"), accounts.SignedIn)
+
+
+def test_deactivating_says_what_still_goes_on_in_their_name(db, world):
+    """Before, 'Deactivated.' was all the owner heard: the leaver's provider record went on
+    being offered for bookings, with their visits ahead, and a clinic inbox that was their
+    address went on receiving the clinic's notifications. A second press deactivated them
+    again (audited twice) instead of saying so."""
+    with db.write() as session:
+        session.get(Provider, world.provider_id).user_id = world.manager.user_id
+        session.get(Clinic, world.clinic_id).email = "Manager@Example.org"
+        start = utcnow() + timedelta(days=2)
+        for days in (0, 1, -9):  # two visits ahead, one past
+            make_visit(
+                session,
+                world,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start + timedelta(days=days),
+                end_at=start + timedelta(days=days, minutes=30),
+            )
+    with db.write() as session:
+        notes = accounts.set_active(session, world.owner, world.manager.user_id, False)
+    assert notes == [
+        "Their provider record, Dr Test, is still active and offered for bookings (2 visits "
+        "ahead). If they no longer see patients, move those visits and deactivate it on "
+        "Providers.",
+        "The inbox of Test Clinic is their address, manager@example.org: it still receives the "
+        "clinic's notifications, patients' names in them. Set another on Clinics and rooms.",
+    ]
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        accounts.set_active(session, world.owner, world.manager.user_id, False)
+    assert str(refused.value) == (
+        "Manager is deactivated already, so nothing was changed. Choose Reactivate to change it."
+    )
+    with db.write() as session:
+        assert accounts.set_active(session, world.owner, world.manager.user_id, True) == []
+        assert accounts.set_active(session, world.owner, world.staff.user_id, False) == []
+    with db.read() as session:
+        actions = session.scalars(
+            select(AuditEvent.action)
+            .where(AuditEvent.action.like("user_%activated"))
+            .order_by(AuditEvent.id)
+        ).all()
+    assert actions == ["user_deactivated", "user_activated", "user_deactivated"]
 
 
 def test_an_owner_cannot_change_their_own_role(db, world):
