@@ -69,12 +69,25 @@ show_next_step_after_save()  # after a new account: what the set-up still needs
 
 with right:
     st.subheader("Change a user")
-    chosen = st.selectbox(
-        "User", users, format_func=lambda u: f"{u.display_name} ({u.username})", key="users_chosen"
+    # picked by id, drawn from this run's rows: after a change the person's role and state
+    # (Deactivate or Reactivate) are the ones just saved, never those the box held before
+    by_id = {u.id: u for u in users}
+    chosen = by_id.get(
+        st.selectbox(
+            "User",
+            list(by_id),
+            format_func=lambda i: f"{by_id[i].display_name} ({by_id[i].username})",
+            key="users_chosen",
+        )
     )
+    if said := st.session_state.pop("users_toggle_done", None):
+        st.success(escape(said[0]), icon=":material/check_circle:")
+        for note in said[1]:  # what still goes on in their name, and where to change it
+            st.warning(escape(note), icon=":material/warning:")
     if chosen:
-        new_role = st.selectbox(
-            "Role", [r.value for r in Role], index=list(Role).index(chosen.role), key="users_role"
+        roles = [r.value for r in Role]
+        new_role = st.selectbox(  # one per person: it opens on the role they have
+            "Role", roles, index=roles.index(chosen.role), key=f"users_role_{chosen.id}"
         )
         if st.button("Change role", key="users_change_role"):
             if run_action(accounts.change_role, chosen.id, new_role, success="Role changed."):
@@ -94,7 +107,14 @@ with right:
             st.success(escape(said), icon=":material/check_circle:")
         label = "Deactivate" if chosen.active else "Reactivate"
         if st.button(label, key="users_toggle_active"):
-            if run_action(accounts.set_active, chosen.id, not chosen.active, success=f"{label}d."):
+            if done := run_action(accounts.set_active, chosen.id, not chosen.active):
+                st.session_state["users_toggle_done"] = (
+                    f"{chosen.display_name} is reactivated: they can sign in again."
+                    if not chosen.active
+                    else f"{chosen.display_name} is deactivated: signed out everywhere, and "
+                    "they can no longer sign in, with a password or their organisation account.",
+                    done.value,
+                )
                 refresh()
 
 with st.expander("What each role may do"):

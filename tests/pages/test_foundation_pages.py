@@ -12,7 +12,7 @@ from core.kernel import accounts
 from core.kernel.authz import MATRIX
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import Role, UserSession
+from db.models import Provider, Role, UserSession
 from db.types import utcnow
 from tests.pages.conftest import ROOT
 from ui.navigation import PAGES
@@ -171,6 +171,37 @@ def test_owner_cannot_deactivate_themselves(app_as):
     chooser.select_index(next(i for i, o in enumerate(chooser.options) if "(owner)" in o)).run()
     at.button(key="users_toggle_active").click().run()
     assert "own account" in at.error[0].value
+
+
+def test_the_user_chosen_shows_their_own_role_and_state_after_a_change(app_as, app_db):
+    """Before, the Role box kept the first person's role for whoever was chosen next (Sam
+    Staff read 'manager'), and after Deactivate the button still said Deactivate: the box
+    held the row read before the change. A deactivation now says what goes on in their name."""
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:  # Max Manager also sees patients, as Dr Tom Becker
+        session.execute(update(Provider).where(Provider.id == 2).values(user_id=2))
+    database.dispose()
+    at = app_as("owner", "app_pages/users.py")
+    chooser = at.selectbox(key="users_chosen")
+    for name, role in [
+        ("Sam Staff", "staff"),
+        ("Olivia Owner", "owner"),
+        ("Max Manager", "manager"),
+    ]:
+        at.selectbox(key="users_chosen").select_index(
+            chooser.options.index(f"{name} ({role})")
+        ).run()
+        boxes = [b for b in at.selectbox if b.label == "Role" and b.key != "users_new_role"]
+        assert [b.value for b in boxes] == [role]
+    at.button(key="users_toggle_active").click().run()
+    assert at.success[0].value.startswith("Max Manager is deactivated: signed out everywhere")
+    assert at.warning[0].value.startswith("Their provider record, Dr Tom Becker, is still active")
+    assert at.button(key="users_toggle_active").label == "Reactivate"
+    at.button(key="users_toggle_active").click().run()
+    assert at.success[0].value == "Max Manager is reactivated: they can sign in again."
+    assert not at.warning and at.button(key="users_toggle_active").label == "Deactivate"
 
 
 def test_template_edit_is_previewed_and_bad_placeholders_refused(app_as):
