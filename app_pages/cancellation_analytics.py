@@ -16,6 +16,7 @@ from core.kernel.clock import local_today
 from core.practice import choices as practice_choices
 from ui import actor, run_action, shown
 from ui import cancellation_view as view
+from ui.auth import signed_fragment
 from ui.caches import cached
 from ui.cancellation_filters import filters_form
 from ui.context import read
@@ -74,7 +75,7 @@ choices = _choices(me, role)
 today = local_today(display_format().timezone)  # the practice's day, not the server's
 
 
-@st.fragment  # a filter change or a click on a bar reruns the dashboard only
+@signed_fragment  # a filter change or a click on a bar reruns the dashboard only
 def dashboard():
     filters = filters_form(choices, today, display_format().locale)  # the practice's day order
     start, end, clinic = filters.start, filters.end, filters.clinic_id

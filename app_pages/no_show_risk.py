@@ -10,6 +10,7 @@ from core.analytics import risk_jobs, risk_scores
 from core.kernel.authz import Permission
 from core.kernel.money import NO_VALUE
 from ui import actor, charts, refresh, settings
+from ui.auth import signed_fragment
 from ui.caches import cached
 from ui.context import read, run_in_steps
 from ui.locale import display_format
@@ -31,7 +32,7 @@ def _figure(value, fmt) -> str:
     return NO_VALUE if value is None else fmt.number(value, 3)
 
 
-@st.fragment(run_every=15)
+@signed_fragment(run_every=15)
 def _fitting(me, started: str) -> None:
     """While a fit runs (in this server or another): says so; once it has ended, the page is
     drawn again with the model it stored."""

@@ -14,6 +14,7 @@ from core.kernel.clock import local_today
 from core.practice import choices
 from ui import actor, run_action
 from ui import survey_view as view
+from ui.auth import signed_fragment
 from ui.caches import cached
 from ui.context import read
 from ui.feedback import survey_settings_form
@@ -64,7 +65,7 @@ clinics = {c.id: c for c in _clinics(me, role)}
 today = local_today(display_format().timezone)  # the practice's day, not the server's
 
 
-@st.fragment  # a filter change or a click on a bar reruns the dashboard only
+@signed_fragment  # a filter change or a click on a bar reruns the dashboard only
 def dashboard():
     with st.form("survey_analytics_filters"):
         left, right = st.columns(2)

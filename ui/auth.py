@@ -7,12 +7,15 @@ The password form runs in the script; the browser then exchanges a one-time code
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import date, datetime, time
 from enum import Enum
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.kernel import accounts
 from core.kernel.authz import Actor
@@ -67,6 +70,26 @@ def current_actor() -> Actor | None:
         st.session_state[SESSION_KEY] = session_id
     st.session_state[ACTOR_KEY] = current
     return current
+
+
+def signed_fragment(func: Callable | None = None, *, run_every: float | None = None):
+    """st.fragment for a part of a page that reads or acts as the signed-in person. Its own
+    reruns (a filter inside it, a click on a chart, its timer) skip app.py, where the session
+    is checked, and would go on as whoever loaded the page: deactivated, their role changed or
+    signed out elsewhere meanwhile. So each of its reruns checks the session first; one that
+    has ended reruns the whole app, which asks to sign in (what was typed kept, as for a page)."""
+
+    def wrap(part: Callable) -> Callable:
+        @functools.wraps(part)
+        def checked(*args, **kwargs):
+            ctx = get_script_run_ctx()
+            if ctx is not None and ctx.fragment_ids_this_run and current_actor() is None:
+                st.rerun(scope="app")
+            return part(*args, **kwargs)
+
+        return st.fragment(checked, run_every=run_every)
+
+    return wrap(func) if func is not None else wrap
 
 
 def _plain(value: Any) -> bool:

@@ -3,9 +3,12 @@
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import select
 
+from core.kernel import accounts
 from core.kernel.authz import MATRIX
-from db.models import Role
+from db.engine import Database
+from db.models import Role, User
 from tests.support.browser import wait_for_app_idle
 from ui.navigation import PAGES
 
@@ -38,3 +41,28 @@ def test_role_signs_in_sees_its_pages_stays_after_refresh_and_signs_out(
     wait_for_app_idle(page)
     expect(page.get_by_label("Username")).to_be_visible(timeout=20000)
     context.close()
+
+
+def test_a_colleague_deactivated_with_a_dashboard_open_can_filter_it_no_more(
+    chromium_browser, app_server, sign_in, tmp_path
+):
+    """The manager has Cancellations open; the owner deactivates them. The dashboard's filters
+    rerun only their part of the page (a fragment), which skipped the session check at the top
+    of the app: the manager went on reading the practice's figures until they opened another
+    page. Now the next press of Apply asks them to sign in."""
+    page = chromium_browser.new_context().new_page()
+    sign_in(page, "manager")
+    page.get_by_role("link", name="Cancellations", exact=True).click()
+    apply = page.get_by_role("button", name="Apply")
+    expect(apply).to_be_visible(timeout=20000)
+    wait_for_app_idle(page)
+    database = Database(f"sqlite:///{tmp_path / 'app.db'}")
+    with database.write() as session:
+        owner = session.scalar(select(User).where(User.role == Role.OWNER))
+        manager = session.scalar(select(User).where(User.username == "manager"))
+        accounts.set_active(session, accounts.actor_of(owner), manager.id, False)
+    database.dispose()
+    apply.click()
+    expect(page.get_by_label("Username")).to_be_visible(timeout=20000)
+    expect(page.get_by_text("Your session ended")).to_be_visible()
+    page.context.close()
