@@ -136,12 +136,17 @@ def provider_choices(
     # a few queries for the whole clinic (not two per provider), with the same rules as
     # availability.working_hours_cover and availability.find_conflicts (held times included)
     hours: dict[int, list[WorkingHours]] = defaultdict(list)
-    for row in session.scalars(
-        select(WorkingHours).where(
-            WorkingHours.clinic_id == clinic_id, WorkingHours.provider_id.in_(ids)
-        )
+    # a provider of two clinics: their hours at the others, to say where they are instead
+    elsewhere: dict[int, dict[Clinic, list[WorkingHours]]] = defaultdict(lambda: defaultdict(list))
+    for row, other in session.execute(
+        select(WorkingHours, Clinic)
+        .join(Clinic, Clinic.id == WorkingHours.clinic_id)
+        .where(WorkingHours.provider_id.in_(ids))
     ):
-        hours[row.provider_id].append(row)
+        if other.id == clinic_id:
+            hours[row.provider_id].append(row)
+        else:
+            elsewhere[row.provider_id][other].append(row)
     away: dict[int, tuple[datetime, datetime]] = {}  # the first time off touching the visit
     for pid, off_from, off_until in session.execute(
         select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at)
@@ -162,6 +167,7 @@ def provider_choices(
             h.end_at,
             h.buffer_before_minutes,
             h.buffer_after_minutes,
+            h.clinic.id,
             h.id,
         )
         for h in held(session, free_from, free_until, provider_ids=ids)
@@ -175,6 +181,7 @@ def provider_choices(
             Appointment.end_at,
             Appointment.buffer_before_minutes,
             Appointment.buffer_after_minutes,
+            Appointment.clinic_id,
         )
         .where(
             Appointment.provider_id.in_(ids),
@@ -185,7 +192,7 @@ def provider_choices(
         )
         .order_by(Appointment.start_at, Appointment.id)
     )
-    for pid, kind, first_start, first_end, ahead, behind, held_id in sorted(
+    for pid, kind, first_start, first_end, ahead, behind, where, held_id in sorted(
         [(*row, None) for row in booked] + holds, key=lambda row: row[2]
     ):
         theirs = Timing(0, ahead or 0, behind or 0)
@@ -193,7 +200,7 @@ def provider_choices(
         if held_from < free_until and held_until > free_from:
             overlaps = first_start < end_at and first_end > start_at
             first_conflict.setdefault(
-                pid, (kind, first_start, first_end, overlaps, theirs, held_id)
+                pid, (kind, first_start, first_end, overlaps, theirs, where, held_id)
             )
     day = to_local(start_at, tz).date()
     listed = listed_services(session, ids)
@@ -224,12 +231,17 @@ def provider_choices(
                 f"{clinic_clock(clinic, end_at)}"
             )
         elif not covered:
-            off = "not working then (outside their hours)"
+            there = _working_elsewhere(clinic, elsewhere.get(provider.id, {}), start_at, end_at)
+            off = there or "not working then (outside their hours)"
         if off:
             why = f"{why}; {off}" if why else off
         if provider.id in first_conflict:
-            kind, first_start, first_end, overlaps, theirs, held_id = first_conflict[provider.id]
+            kind, first_start, first_end, overlaps, theirs, where, held_id = first_conflict[
+                provider.id
+            ]
             when = clinic_clock_range(clinic, first_start, first_end)
+            if where != clinic.id:  # a provider of two clinics: on this clinic's clock, named
+                when += f" at {session.get(Clinic, where).name}"
             what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
             busy = f"{what} {when}"
             if held_id is not None:  # as availability's conflict names it
@@ -244,6 +256,26 @@ def provider_choices(
             why = f"{why}; {busy}" if why else busy
         choices.append(ProviderChoice(provider.id, provider.name, not why, why, able))
     return sorted(choices, key=lambda c: (not c.free, not c.performs, c.name))
+
+
+def _working_elsewhere(
+    here: Clinic,
+    hours: dict[Clinic, list[WorkingHours]],
+    start_at: datetime,
+    end_at: datetime,
+) -> str:
+    """Where a provider not working at `here` then works instead, their hours there overlapping
+    [start_at, end_at) ("working at Lakeside then, 15:00–22:00", on `here`'s clock), or ""."""
+    for other, rows in sorted(hours.items(), key=lambda pair: pair[0].name):
+        local = to_local(start_at, other.timezone).date()
+        for start, end in (
+            period
+            for d in (local - timedelta(days=1), local)
+            for period in working_periods(rows, d, other.timezone)
+        ):
+            if start < end_at and start_at < end:
+                return f"working at {other.name} then, {clinic_clock_range(here, start, end)}"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from core.kernel import audit, tokens
 from core.kernel.authz import Actor
+from core.kernel.clock import to_local
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import clinic_time, clinic_time_range, format_day
+from core.kernel.money import clinic_clock_range, clinic_time, clinic_time_range, format_day
 from core.messaging import clinic_events, notify
 from core.practice.skills import ensure_performs
 from core.practice.timing import Timing, timing_of
@@ -46,6 +47,7 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     Channel,
+    Clinic,
     LinkToken,
     Provider,
     Source,
@@ -472,7 +474,9 @@ def place(
     )
     if conflicts:
         if not allow_double_booking:
-            raise Conflict(_conflict_message(provider, conflicts, start_at, end_at, timing))
+            raise Conflict(
+                _conflict_message(appointment.clinic, provider, conflicts, start_at, end_at, timing)
+            )
         details["double_booked_with"] = [c.id for c in conflicts]
         appointment.allow_double_booking = True
     details.update(hold_resources(session, appointment, start_at, end_at, allow_double_booking))
@@ -529,7 +533,32 @@ def hold_resources(
     return {"resources_overbooked": [b.name for b in busy]}
 
 
+def visit_when(here: Clinic, visit: Appointment | Held) -> str:
+    """Another visit that clashes with a booking at `here`, as its desk reads it: "on" its
+    times on `here`'s clock, the booking form's. One at another clinic (a provider or a patient
+    of two clinics) is named, with both zones and its own clock, since that is not the form's:
+    "at Lakeside on Thu, 10 Dec 2026, 15:00–15:30 (GMT; 10:00 – 10:30 AM EST there)"."""
+    there = visit.clinic
+    ours = clinic_time_range(here, visit.start_at, visit.end_at)
+    if there is None or there.id == here.id:
+        return f"on {ours}"
+
+    def zones(clinic: Clinic) -> str:
+        ends = (to_local(visit.start_at, clinic.timezone), to_local(visit.end_at, clinic.timezone))
+        return "/".join(dict.fromkeys(e.tzname() for e in ends))
+
+    if (
+        to_local(visit.start_at, there.timezone).date()
+        == to_local(visit.start_at, here.timezone).date()
+    ):
+        theirs = clinic_clock_range(there, visit.start_at, visit.end_at).split(" (")[0]
+    else:  # another day there
+        theirs = clinic_time_range(there, visit.start_at, visit.end_at)
+    return f"at {there.name} on {ours} ({zones(here)}; {theirs} {zones(there)} there)"
+
+
 def _conflict_message(
+    here: Clinic,
     provider: Provider,
     conflicts: list[Appointment | Held],
     start_at: datetime,
@@ -554,8 +583,8 @@ def _conflict_message(
         parts = ([f"{theirs} it"] if theirs else []) + ([f"{ours} this booking"] if ours else [])
         kept = f", with {' and '.join(parts)} (buffers)"
     return (
-        f"{provider.name} {what} on {clinic_time_range(first.clinic, first.start_at, first.end_at)}"
-        f"{kept}{more}. Choose another time or allow double booking for this appointment."
+        f"{provider.name} {what} {visit_when(here, first)}{kept}{more}. Choose another time "
+        "or allow double booking for this appointment."
     )
 
 

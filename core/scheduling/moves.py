@@ -35,6 +35,7 @@ from core.scheduling.lifecycle import (
     record,
     require_reason,
     tell_patient,
+    visit_when,
     when_text,
     withdraw_changes,
 )
@@ -219,8 +220,8 @@ def patient_free(
             who = f" with {first.provider.name}" if first.provider else ""
             more = f" (and {len(theirs) - 1} more)" if len(theirs) > 1 else ""
             raise PatientBusy(
-                f"{patient.full_name} already has appointment #{first.id} on "
-                f"{clinic_time_range(first.clinic, first.start_at, first.end_at)}{who}{more}. "
+                f"{patient.full_name} already has appointment #{first.id} "
+                f"{visit_when(appointment.clinic, first)}{who}{more}. "
                 "Choose another time, or allow double booking to book them twice.",
                 theirs,
             )

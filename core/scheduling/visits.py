@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor
 from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, InvalidTransition, NotFound
-from core.kernel.money import clinic_money, clinic_time, clinic_time_range
+from core.kernel.money import clinic_money, clinic_time
 from core.messaging import clinic_events, notify
 from core.messaging.preferences import preferences
 from core.payments import desk
@@ -48,6 +48,7 @@ from core.scheduling.lifecycle import (
     reopen_changes,
     services_of,
     tell_patient,
+    visit_when,
     when_text,
     withdraw_changes,
 )
@@ -57,6 +58,7 @@ from db.models import (
     AppointmentKind,
     AuditEvent,
     Channel,
+    Clinic,
     LedgerEntry,
     LedgerKind,
     Patient,
@@ -377,7 +379,7 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
             session, provider.id, start, end, appointment.id, before=before, after=after
         )
         if taken:
-            words.append(f"{provider.name} {_bookings_words(taken)}")
+            words.append(f"{provider.name} {_bookings_words(clinic, taken)}")
             details["double_booked_with"] = [a.id for a in taken]
     service_ids = [s.id for s in services_of(appointment)]
     if lock:
@@ -397,21 +399,23 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
             session, patient.id, start, end, exclude_appointment_id=appointment.id
         )
         if theirs:
-            words.append(f"{patient.full_name} {_bookings_words(theirs)}")
+            words.append(f"{patient.full_name} {_bookings_words(clinic, theirs)}")
             details["patient_double_booked_with"] = [a.id for a in theirs]
     return _Clashes(words, details)
 
 
-def _bookings_words(bookings: list[Appointment]) -> str:
-    """'has appointment #12 (Sam Lee with Dr Rivera) on 10:05–10:35 (and 1 more)'."""
+def _bookings_words(here: Clinic, bookings: list[Appointment]) -> str:
+    """'has appointment #12 (Sam Lee with Dr Rivera) on 10:05–10:35 (and 1 more)', on the
+    clock of `here` (the undone visit's clinic; one at another clinic is named:
+    lifecycle.visit_when)."""
     first = bookings[0]
-    when = clinic_time_range(first.clinic, first.start_at, first.end_at)
+    when = visit_when(here, first)
     more = f" (and {len(bookings) - 1} more)" if len(bookings) > 1 else ""
     if first.kind == AppointmentKind.OUT_OF_OFFICE:
-        return f"is out of office on {when}{more}"
+        return f"is out of office {when}{more}"
     who = [first.patient.full_name] if first.patient else []
     who += [f"with {first.provider.name}"] if first.provider else []
-    return f"has appointment #{first.id} ({' '.join(who)}) on {when}{more}"
+    return f"has appointment #{first.id} ({' '.join(who)}) {when}{more}"
 
 
 def _clash_text(clashes: _Clashes) -> str:

@@ -482,3 +482,71 @@ def test_a_patient_is_not_booked_twice_at_the_same_time_unless_allowed(db, world
             )
         ).one()
         assert audit.details["patient_double_booked_with"] == [first.appointment_id, after]
+
+
+def plain(error) -> str:
+    """An error's text with Babel's thin and narrow spaces as plain ones."""
+    return re.sub(r"\s", " ", str(error))
+
+
+def _two_clinics(db, world) -> int:
+    """The world's London clinic and Lakeside in New York, where Dr Test works 10:00–17:00
+    (15:00–22:00 in London, after London's 09:00–17:00 is cut to 09:00–13:00)."""
+    with db.write() as session:
+        lakeside = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        session.add(lakeside)
+        session.flush()
+        provider = session.get(Provider, world.provider_id)
+        for row in provider.working_hours:
+            row.starts, row.ends = time(9), time(13)
+        for weekday in range(7):
+            provider.working_hours.append(
+                WorkingHours(clinic_id=lakeside.id, weekday=weekday, starts=time(10), ends=time(17))
+            )
+        return lakeside.id
+
+
+def test_a_clash_at_the_other_clinic_is_named_on_the_forms_clock(db, world):
+    """A provider and a patient of two clinics: a London desk booking at 15:00 London time
+    over their 10:00 AM New York visit read 'already has appointment #1 on …, 10:00 – 10:30
+    AM', the other clinic's clock, unnamed and unzoned, beside the form's 15:00; and the free
+    providers' list said 'not working then' of a provider who is working at the other clinic.
+    Each now names the clinic, on the London clock with both zones."""
+    lakeside = _two_clinics(db, world)
+    ny_start = local_to_utc(day_ahead(5), time(10), "America/New_York")
+    here = to_local(ny_start, TZ)
+    ours = f"{here:%H:%M}–{here + timedelta(minutes=30):%H:%M}"
+    visit = book(db, world, clinic_id=lakeside, start_at=ny_start).appointment_id
+    with db.read() as session:
+        (choice,) = booking.provider_choices(
+            session, world.staff, clinic_id=world.clinic_id, start_at=ny_start, minutes=30
+        )
+    assert choice.why.startswith(f"working at Lakeside then, {here:%H:%M}–")
+    assert choice.why.endswith(f"; booked {ours} at Lakeside")
+    with pytest.raises(Conflict) as provider_busy:  # the override: hours are not the question
+        book(
+            db,
+            world,
+            start_at=ny_start,
+            outside_hours_override=True,
+            patient_id=None,
+            new_patient=booking.NewPatient("Sam", "Lee"),
+        )
+    assert f"Dr Test already has appointment #{visit} at Lakeside on " in str(provider_busy.value)
+    assert f"{ours} ({here.tzname()}; 10:00 – 10:30 AM E" in plain(provider_busy.value)
+    with db.write() as session:
+        other = Provider(name="Nurse Priya")
+        other.working_hours.append(
+            WorkingHours(
+                clinic_id=world.clinic_id, weekday=here.weekday(), starts=time(8), ends=time(20)
+            )
+        )
+        session.add(other)
+        session.flush()
+        other_id = other.id
+    with pytest.raises(Conflict) as patient_busy:
+        book(db, world, start_at=ny_start, provider_id=other_id)
+    assert str(patient_busy.value).startswith(
+        f"Alex Morgan already has appointment #{visit} at Lakeside on "
+    )
+    assert f"{ours} ({here.tzname()}; 10:00 – 10:30 AM E" in plain(patient_busy.value)

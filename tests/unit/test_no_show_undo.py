@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from core.kernel.authz import patient_actor
-from core.kernel.clock import local_to_utc, local_today
+from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from core.messaging import clinic_events, notify
 from core.messaging.preferences import PreferencesForm, save_preferences
@@ -453,6 +453,26 @@ def test_undo_names_time_off_the_patients_own_booking_and_a_full_room(db, world)
     assert details["double_booked_with"] == [block]
     assert details["patient_double_booked_with"] == [own]
     assert details["resources_overbooked"] == ["Room 1"]
+
+
+def test_undo_names_the_other_clinic_of_a_clash_there(db, world):
+    """The patient booked at the practice's New York clinic over the no-show's London time:
+    the undo read their visit on New York's clock, unnamed, beside a London board. It is
+    named, on London's clock, with both zones."""
+    ident = _no_show(db, world)
+    own = _booked_meanwhile(db, world, ident, patient_id=world.patient_id)
+    with db.write() as session:
+        lakeside = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        session.add(lakeside)
+        session.flush()
+        row = session.get(Appointment, own)
+        row.clinic_id, row.provider_id = lakeside.id, None
+        start = row.start_at
+    with db.read() as session:
+        clash = visits.undo_no_show_preview(session, world.staff, ident).clash
+    here = to_local(start, TZ)
+    assert f"Alex Morgan has appointment #{own} (Alex Morgan) at Lakeside on " in clash
+    assert f"{here:%H:%M}–" in clash and f"({here.tzname()}; " in clash and " there)" in clash
 
 
 # ---------------------------------------------------------------- the clinic's inbox
