@@ -94,6 +94,8 @@ view, day = cw.navigation(
 )
 first, last = cal.visible_window(view, day, tz)
 start, end = cal.window_bounds(first, last, tz)
+# on whose clock, for a desk in another zone (the grid's times carry no zone)
+st.caption(f"All times are the clinic's: {cal.zone_words(tz, start, end)}.")
 by_room = view in cw.ROOM_VIEWS
 if by_room:
     events = with_risk(me, _room_events(me, clinic_id, start, end, chosen, statuses))

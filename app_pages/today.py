@@ -96,6 +96,8 @@ clinic_id = c1.selectbox(
 )
 if c3.button("Refresh", key="today_refresh", icon=":material/refresh:"):
     _rows.clear()
+here = next(c for c in found.clinics if c.id == clinic_id)
+st.caption(escape(today.board_day(here.name, here.timezone, here.locale)))  # day and zone
 rows, forms = _rows(me, clinic_id)
 calls = _calls(me, clinic_id)
 call_list_panel(calls)

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.errors import NotFound
-from core.kernel.money import clinic_clock_range, clinic_time, format_clock
+from core.kernel.money import clinic_clock_range, clinic_time, format_clock, format_day
 from core.messaging import reminders
 from core.payments import prepay
 from core.practice.treatment import service_names, treatment_text
+from core.scheduling.calendar import zone_words
 from core.scheduling.visits import no_show_recorded_at, undo_no_show_open
 from db.models import (
     Appointment,
@@ -183,6 +184,14 @@ def list_today(
         else r
         for r in rows
     ]
+
+
+def board_day(name: str, tz: str, locale: str | None, now: datetime | None = None) -> str:
+    """Which day the board shows and on whose clock, for a desk that may sit in another zone:
+    "Sat, Dec 5, 2026 at Lakeside · times are New York time (EST)"."""
+    now = now or utcnow()
+    day = format_day(to_local(now, tz).date(), locale)
+    return f"{day} at {name} · times are {zone_words(tz, now)}"
 
 
 def _away(session: Session, result: list, first: datetime, last: datetime) -> set[int]:

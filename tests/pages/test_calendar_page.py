@@ -101,6 +101,9 @@ def test_every_role_sees_the_calendar_with_legend(app_as):
         assert not at.exception, at.exception
         assert at.title[0].value == "Calendar"
         assert "Requested" in at.markdown[0].value and "Out of office" in at.markdown[0].value
+        assert any(  # whose clock the grid's times are (the practice's first: London)
+            c.value.startswith("All times are the clinic's: London time (") for c in at.caption
+        )
 
 
 def test_clicking_an_event_opens_its_details_and_actions(app_as, app_db):

@@ -326,3 +326,13 @@ def test_a_visit_left_booked_with_a_provider_on_time_off_is_flagged(app_as, app_
     warning = next(w.value for w in at.warning if "on time off" in w.value)
     assert "still booked with a provider on time off" in warning
     assert "cancel it as the practice (no fee), on the Calendar" in warning
+
+
+def test_the_board_says_which_clinics_day_and_clock_it_shows(app_as):
+    """A London desk choosing the New York clinic read its times with no day or zone."""
+    at = app_as("staff", PAGE)
+    at.selectbox(key="today_clinic").select(2).run()  # the demo's Lakeside Aesthetics
+    local = to_local(utcnow(), "America/New_York")
+    said = next((c.value for c in at.caption if " at Lakeside" in c.value), "")
+    assert said.startswith(f"{local:%a}, {local:%b} {local.day}, {local:%Y} at Lakeside")
+    assert said.endswith(f"times are New York time ({local.tzname()})"), said

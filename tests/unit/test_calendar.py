@@ -18,7 +18,7 @@ from core.kernel.clock import local_to_utc, to_local, utcnow
 from core.kernel.errors import PermissionDenied, ValidationError
 from core.practice import treatment
 from core.requests import changes, decisions
-from core.scheduling import calendar, moves
+from core.scheduling import calendar, moves, today
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -500,3 +500,19 @@ def test_held_times_are_read_in_one_query_for_the_window(db, world):
     _proposed(db, world, day + timedelta(days=1), 10, sam)
     _proposed(db, world, day + timedelta(days=2), 11, kim)
     assert queries() == (one, 3)
+
+
+def test_the_board_and_the_calendar_say_whose_clock_and_day_they_show():
+    """A London desk on Lakeside's Today board at 01:00 London time read Friday's New York
+    visits with no day and no zone ('9:00 – 9:30 AM'); the calendar's grid neither. They now
+    say the clinic's day and zone."""
+    friday_evening = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)  # Sat 01:00 in London
+    assert (
+        today.board_day("Lakeside", "America/New_York", "en-US", friday_evening)
+        == "Fri, Dec 4, 2026 at Lakeside · times are New York time (EST)"
+    )
+    assert today.board_day("Harbour", "Europe/London", "en-GB", friday_evening) == (
+        "Sat, 5 Dec 2026 at Harbour · times are London time (GMT)"
+    )
+    spring = datetime(2027, 3, 27, 12, tzinfo=UTC), datetime(2027, 3, 29, 12, tzinfo=UTC)
+    assert calendar.zone_words("Europe/London", *spring) == "London time (GMT/BST)"
