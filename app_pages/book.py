@@ -97,7 +97,7 @@ channels, subject, body = [], None, None
 if not out_of_office and provider:
     names = tuple(s.name for s in chosen)
     channels, subject, body = confirmation_editor(
-        me, "book", clinic_id, provider.name, names, start_at, patient_name, package
+        me, "book", clinic_id, provider.name, names, start_at, patient_name, package, mode
     )
 
 if st.button(

@@ -661,6 +661,9 @@ def _outbox(session, rng, appointments, now):
                 "when": when,
                 "clinic_name": appointment.clinic.name,
                 "clinic_phone": appointment.clinic.phone,
+                "where": notify.visit_place(
+                    appointment.clinic, appointment.mode == VisitMode.VIRTUAL
+                ),
                 "service_name": treatment_of(appointment),  # a package by its name
                 "provider_name": appointment.provider.name,
             },

@@ -114,8 +114,8 @@ def message_editor(prefix: str, preview: tuple[str, str], version: str):
     return channels, (subject if edited else None), (body if edited else None)
 
 
-@cached("appointments", "policy", "patients", ttl=60, max_entries=100)
-def _preview(me, clinic_id, provider, services, start_at, patient, package):
+@cached("appointments", "policy", "patients", "setup", ttl=60, max_entries=100)
+def _preview(me, clinic_id, provider, services, start_at, patient, package, mode):
     return read(
         booking.preview_confirmation,
         me,
@@ -125,16 +125,25 @@ def _preview(me, clinic_id, provider, services, start_at, patient, package):
         start_at=start_at,
         patient_name=patient,
         package_name=package,
+        mode=mode,
     )
 
 
 def confirmation_editor(
-    me, prefix: str, clinic_id, provider_name, service_names, start_at, patient, package=None
+    me,
+    prefix: str,
+    clinic_id,
+    provider_name,
+    service_names,
+    start_at,
+    patient,
+    package=None,
+    mode: str = "in_person",
 ):
-    """The confirmation the booking will send, previewed and editable; (channels, subject,
-    body)."""
+    """The confirmation the booking will send, previewed and editable (where to come: the
+    clinic's address for a visit in person); (channels, subject, body)."""
     name = package.name if package else None
-    preview = _preview(me, clinic_id, provider_name, service_names, start_at, patient, name)
+    preview = _preview(me, clinic_id, provider_name, service_names, start_at, patient, name, mode)
     return message_editor(prefix, preview, f"{hash((preview, patient)) & 0xFFFF}")
 
 

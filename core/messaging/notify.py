@@ -62,7 +62,7 @@ TEMPLATES: dict[str, Template] = {
     "appointment_scheduled": Template(
         "Your appointment on {when} is confirmed",
         "Dear {patient_name},\n\nYour appointment for {service_name} with {provider_name} is "
-        "confirmed for {when} at {clinic_name}.{message}\n\nShow the attached QR code at the "
+        "confirmed for {when} at {where}.{message}\n\nShow the attached QR code at the "
         "desk to check in.\n\nTo cancel or reschedule: {link}" + _SIGN,
         "A request was approved or an appointment booked.",
         "{clinic_name}: your appointment for {service_name} with {provider_name} on {when} is "
@@ -76,8 +76,8 @@ TEMPLATES: dict[str, Template] = {
     ),
     "appointment_proposed": Template(
         "We propose {when} for your appointment",
-        "Dear {patient_name},\n\nWe can offer {service_name} with {provider_name} on {when}."
-        "{message}\n\nPlease accept or decline here: {link}" + _SIGN,
+        "Dear {patient_name},\n\nWe can offer {service_name} with {provider_name} on {when} "
+        "at {where}.{message}\n\nPlease accept or decline here: {link}" + _SIGN,
         "The practice proposed another time; the patient answers through the link.",
         "{clinic_name}: we can offer {service_name} with {provider_name} on {when}. Please "
         "accept or decline here: {link}{message}",
@@ -161,7 +161,7 @@ TEMPLATES: dict[str, Template] = {
     "appointment_reminder": Template(
         "Reminder: your appointment on {when}",
         "Dear {patient_name},\n\nA reminder of your appointment for {service_name} with "
-        "{provider_name} on {when} at {clinic_name}.\n\nPlease confirm you are coming: "
+        "{provider_name} on {when} at {where}.\n\nPlease confirm you are coming: "
         "{confirm_link}\nAsk to cancel (our cancellation policy and any fee are shown before "
         "you confirm): {cancel_link}\nAsk to move it: {reschedule_link}\n\nBy text message "
         "you can also reply C to confirm or X to cancel." + _SIGN,
@@ -251,10 +251,21 @@ TEMPLATES: dict[str, Template] = {
         "answered (time off or an out-of-office block added, working hours changed).",
     ),
 }
+
+
+def visit_place(clinic, virtual: bool = False) -> str:
+    """Where the patient goes, the messages' {where}: the clinic's name, and its address for a
+    visit in person ("Lakeside Aesthetics, 40 Lakeside Avenue, New York"), so a patient of a
+    practice's two clinics knows which."""
+    address = (clinic.address or "").strip()
+    return f"{clinic.name}, {address}" if address and not virtual else clinic.name
+
+
 SAMPLE_CONTEXT = {
     "patient_name": "Alex Morgan",
     "clinic_name": "ClinicDesk Demo Clinic",
     "clinic_phone": "020 7946 0000",
+    "where": "ClinicDesk Demo Clinic, 1 High Street, London",
     "when": "Tue 01 Dec 2026, 09:30",
     "previous_when": "Mon 30 Nov 2026, 14:00",
     "service_name": "Consultation",

@@ -71,6 +71,7 @@ from db.models import (
     ReminderSent,
     RiskScore,
     StopKind,
+    VisitMode,
 )
 from db.types import utcnow
 
@@ -261,6 +262,7 @@ def appointment_context(appointment: Appointment) -> dict[str, object]:
     return {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
+        "where": notify.visit_place(clinic, appointment.mode == VisitMode.VIRTUAL),
         "when": clinic_time(clinic, appointment.start_at, zone=True),
         "service_name": treatment_of(appointment) or "your appointment",
         "provider_name": appointment.provider.name if appointment.provider else "our team",

@@ -44,6 +44,7 @@ from db.models import (
     Patient,
     Service,
     TimeOff,
+    VisitMode,
     WorkingHours,
 )
 
@@ -438,8 +439,10 @@ def preview_confirmation(
     start_at: datetime,
     patient_name: str,
     package_name: str | None = None,
+    mode: VisitMode | str = VisitMode.IN_PERSON,
 ) -> tuple[str, str]:
-    """The confirmation as the patient would get it, for staff to edit before sending."""
+    """The confirmation as the patient would get it, for staff to edit before sending (where
+    to come: the clinic's address for a visit in person)."""
     ensure(actor, Permission.APPOINTMENTS_BOOK)
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
@@ -451,6 +454,7 @@ def preview_confirmation(
             "patient_name": patient_name or "the patient",
             "clinic_name": clinic.name,
             "clinic_phone": clinic.phone,
+            "where": notify.visit_place(clinic, VisitMode(mode) == VisitMode.VIRTUAL),
             "when": clinic_time(clinic, start_at, zone=True),
             "service_name": treatment_text(service_names, package_name) or "your appointment",
             "provider_name": provider_name,

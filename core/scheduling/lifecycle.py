@@ -51,6 +51,7 @@ from db.models import (
     LinkToken,
     Provider,
     Source,
+    VisitMode,
 )
 from db.types import utcnow
 
@@ -247,6 +248,7 @@ def message_context(appointment: Appointment, *, message: str = "", **extra: Any
     context = {
         "clinic_name": clinic.name,
         "clinic_phone": clinic.phone,
+        "where": notify.visit_place(clinic, appointment.mode == VisitMode.VIRTUAL),
         "when": when_text(appointment),
         "service_name": treatment_of(appointment) or "your appointment",
         "provider_name": appointment.provider.name if appointment.provider else "our team",

@@ -20,6 +20,7 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     AuditEvent,
+    Channel,
     Clinic,
     Notification,
     Patient,
@@ -550,3 +551,36 @@ def test_a_clash_at_the_other_clinic_is_named_on_the_forms_clock(db, world):
         f"Alex Morgan already has appointment #{visit} at Lakeside on "
     )
     assert f"{ours} ({here.tzname()}; 10:00 – 10:30 AM E" in plain(patient_busy.value)
+
+
+def test_the_confirmation_says_where_to_come_for_a_visit_in_person(db, world):
+    """A practice of two clinics (London and New York) confirmed 'at Lakeside' and signed with
+    its phone: nothing told the patient where Lakeside is. A visit in person now gives the
+    clinic's address (the preview staff edit too); a virtual one does not."""
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).address = "12 Harbour Street, London"
+    where = "at Test Clinic, 12 Harbour Street, London."
+    with db.read() as session:
+        _, preview = booking.preview_confirmation(
+            session,
+            world.staff,
+            clinic_id=world.clinic_id,
+            provider_name="Dr Test",
+            service_names=["Consultation"],
+            start_at=at(10),
+            patient_name="Alex Morgan",
+        )
+    assert where in preview
+    in_person = book(db, world, notify_channels=[Channel.EMAIL]).appointment_id
+    virtual = book(db, world, start_at=at(11), mode="virtual", notify_channels=[Channel.EMAIL])
+    with db.read() as session:
+        sent = dict(
+            session.execute(
+                select(Notification.appointment_id, Notification.body).where(
+                    Notification.appointment_id.in_([in_person, virtual.appointment_id])
+                )
+            ).all()
+        )
+    assert where in sent[in_person]
+    assert "Harbour Street" not in sent[virtual.appointment_id]
+    assert "at Test Clinic." in sent[virtual.appointment_id]

@@ -34,6 +34,7 @@ from db.models import (
     ChangeKind,
     ChangeRequest,
     ChangeStatus,
+    Clinic,
     LedgerEntry,
     Notification,
     Patient,
@@ -366,6 +367,8 @@ def test_patient_links_use_the_base_url_the_app_hands_to_its_sessions(db, world)
 def test_propose_then_patient_accepts(db, world):
     day = future_day()
     request_id = new_request(db, world, day)
+    with db.write() as session:  # the proposal says where (it said only when)
+        session.get(Clinic, world.clinic_id).address = "12 Harbour Street, London"
     with db.write() as session:
         raw = decisions.propose_time(
             session, world.manager, request_id, provider_id=world.provider_id, start_at=at(day, 11)
@@ -375,6 +378,7 @@ def test_propose_then_patient_accepts(db, world):
         assert session.get(Appointment, request_id).status == S.TENTATIVE
     [email] = [m for m in messages(db, request_id, "appointment_proposed") if m.channel == "email"]
     assert f"p=proposal&t={raw}" in email.body
+    assert " at Test Clinic, 12 Harbour Street, London." in email.body
     with db.write() as session:
         outcome = decisions.respond_to_proposal(
             session, patient_actor("Alex Morgan"), request_id, accept=True

@@ -228,6 +228,8 @@ def test_a_booking_late_in_a_new_york_evening_is_reminded_next_morning_not_at_on
 
 
 def test_job_queues_each_reminder_once_to_every_consented_channel_with_links(db, world):
+    with db.write() as session:  # the reminder says where to come (it named the clinic only)
+        session.get(Clinic, world.clinic_id).address = "12 Harbour Street, London"
     appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
     due = local(PLAIN_THURSDAY - timedelta(days=1), 10)
     assert run_job(db, due - timedelta(minutes=1)) == []  # the 72 h one is >6 h late: skipped
@@ -253,6 +255,7 @@ def test_job_queues_each_reminder_once_to_every_consented_channel_with_links(db,
     assert sorted(n.channel for n in sent) == [Channel.EMAIL, Channel.SMS]
     email = next(n for n in sent if n.channel == Channel.EMAIL)
     assert "https://desk.test/patient?p=confirm&t=" in email.body
+    assert " at Test Clinic, 12 Harbour Street, London." in email.body
     assert "p=change&t=" in email.body and "&k=cancel" in email.body
     assert "&k=reschedule" in email.body
     with db.read() as session:
