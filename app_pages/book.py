@@ -5,7 +5,7 @@ from datetime import time, timedelta
 
 import streamlit as st
 
-from core.kernel.clock import local_to_utc, to_local, utcnow
+from core.kernel.clock import local_to_utc, to_local, utcnow, zone_words
 from core.kernel.errors import Conflict
 from core.practice import choices as practice_choices
 from core.practice.timing import timing_of
@@ -61,7 +61,11 @@ st.session_state.setdefault("book_time", time(9))
 pick = clinic_pickers(clinic_id)  # the clinic's day order and clock
 day = c2.date_input("Date", key="book_day", format=pick.date)
 at = c3.time_input(
-    "Start (clinic time)", step=900, key="book_time", format=pick.clock, on_change=keep_length
+    f"Start ({zone_words(tz)})",  # the clinic's clock, named: a desk may be in another zone
+    step=900,
+    key="book_time",
+    format=pick.clock,
+    on_change=keep_length,
 )
 st.session_state["book_time_was"] = at  # what keep_length moves Until from
 start_at = local_to_utc(day, at, tz)

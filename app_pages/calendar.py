@@ -5,7 +5,7 @@ reschedule (in the provider and plain views; a visit's length follows its servic
 import streamlit as st
 
 from core.kernel.authz import Permission
-from core.kernel.clock import to_local, utcnow
+from core.kernel.clock import to_local, utcnow, zone_words
 from core.kernel.money import format_moment
 from core.practice import choices
 from core.scheduling import calendar as cal
@@ -95,7 +95,7 @@ view, day = cw.navigation(
 first, last = cal.visible_window(view, day, tz)
 start, end = cal.window_bounds(first, last, tz)
 # on whose clock, for a desk in another zone (the grid's times carry no zone)
-st.caption(f"All times are the clinic's: {cal.zone_words(tz, start, end)}.")
+st.caption(f"All times are the clinic's: {zone_words(tz, start, end)}.")
 by_room = view in cw.ROOM_VIEWS
 if by_room:
     events = with_risk(me, _room_events(me, clinic_id, start, end, chosen, statuses))

@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from core.kernel.clock import local_to_utc, to_local
+from core.kernel.clock import local_to_utc, to_local, zone_words
 from core.kernel.errors import DomainError
 from core.kernel.money import clinic_money, format_moment
 from core.practice import choices
@@ -165,10 +165,10 @@ def time_picker(
     today = to_local(datetime.now().astimezone(), tz).date()
     pick = pickers(locale)
     day = c1.date_input(
-        "Day (clinic time)", today + timedelta(days=1), key=f"{prefix}_day", format=pick.date
+        f"Day ({zone_words(tz)})", today + timedelta(days=1), key=f"{prefix}_day", format=pick.date
     )
     at = c2.time_input(
-        "Start (clinic time)", time(9), step=900, key=f"{prefix}_time", format=pick.clock
+        f"Start ({zone_words(tz)})", time(9), step=900, key=f"{prefix}_time", format=pick.clock
     )
     if day and at:
         clock_change_notice(day, at, tz, locale)

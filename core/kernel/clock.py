@@ -19,6 +19,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from babel.dates import get_timezone_location
+
 from core.kernel.errors import ValidationError
 from db.types import utcnow
 
@@ -146,3 +148,14 @@ def quiet_ends(moment: datetime, start: time, end: time, tz: str) -> datetime | 
             return until
         day += timedelta(days=1)  # the spring change skipped all the hours between: a day on
     return until
+
+
+def zone_words(tz: str, *moments: datetime) -> str:
+    """A clinic's zone as a desk in another reads it, at these moments: "New York time
+    (EST)"; "London time (GMT/BST)" over a week in which the clocks change."""
+    try:
+        place = get_timezone_location(tz, locale="en", return_city=True)
+    except LookupError:  # a zone Babel does not know: its own name
+        place = tz.rsplit("/", 1)[-1].replace("_", " ")
+    names = dict.fromkeys(to_local(moment, tz).tzname() for moment in moments)
+    return f"{place} time ({'/'.join(names)})" if names else f"{place} time"

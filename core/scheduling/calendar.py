@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from babel.dates import get_timezone_location
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -483,17 +482,6 @@ def visible_window(view: str, anchor: date, tz: str, first_day: int = 1) -> tupl
 def window_bounds(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
     """UTC bounds of clinic-local days [first, last)."""
     return local_to_utc(first, time(0), tz), local_to_utc(last, time(0), tz)
-
-
-def zone_words(tz: str, *moments: datetime) -> str:
-    """A clinic's zone as a desk in another reads it, at these moments: "New York time
-    (EST)"; "London time (GMT/BST)" over a week in which the clocks change."""
-    try:
-        place = get_timezone_location(tz, locale="en", return_city=True)
-    except LookupError:  # a zone Babel does not know: its own name
-        place = tz.rsplit("/", 1)[-1].replace("_", " ")
-    names = dict.fromkeys(to_local(moment, tz).tzname() for moment in moments)
-    return f"{place} time ({'/'.join(names)})" if names else f"{place} time"
 
 
 # ---------------------------------------------------------------- what the page reads

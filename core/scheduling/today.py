@@ -14,13 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import local_day_bounds, to_local
+from core.kernel.clock import local_day_bounds, to_local, zone_words
 from core.kernel.errors import NotFound
 from core.kernel.money import clinic_clock_range, clinic_time, format_clock, format_day
 from core.messaging import reminders
 from core.payments import prepay
 from core.practice.treatment import service_names, treatment_text
-from core.scheduling.calendar import zone_words
 from core.scheduling.visits import no_show_recorded_at, undo_no_show_open
 from db.models import (
     Appointment,

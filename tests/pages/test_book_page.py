@@ -86,6 +86,19 @@ def _last(url):
     return found
 
 
+def test_the_start_names_whose_clock_it_is_for_each_clinic(app_as, app_db):
+    """A London desk booking at the New York clinic types New York's time: the field says so
+    (before: 'Start (clinic time)' for both)."""
+    at = app_as("staff", PAGE)
+    assert at.time_input(key="book_time").label == "Start (London time)"
+    database = _db(app_db)
+    with database.read() as session:
+        new_york = session.scalar(select(Clinic.id).where(Clinic.timezone == "America/New_York"))
+    database.dispose()
+    at.selectbox(key="book_clinic").set_value(new_york).run()
+    assert at.time_input(key="book_time").label == "Start (New York time)"
+
+
 def test_staff_books_a_found_patient_with_an_edited_message(app_as, app_db):
     at = app_as("staff", PAGE)
     assert not at.exception, at.exception

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event, select, text
 
 from core.kernel.authz import patient_actor
-from core.kernel.clock import local_to_utc, to_local, utcnow
+from core.kernel.clock import local_to_utc, to_local, utcnow, zone_words
 from core.kernel.errors import PermissionDenied, ValidationError
 from core.practice import treatment
 from core.requests import changes, decisions
@@ -515,4 +515,4 @@ def test_the_board_and_the_calendar_say_whose_clock_and_day_they_show():
         "Sat, 5 Dec 2026 at Harbour · times are London time (GMT)"
     )
     spring = datetime(2027, 3, 27, 12, tzinfo=UTC), datetime(2027, 3, 29, 12, tzinfo=UTC)
-    assert calendar.zone_words("Europe/London", *spring) == "London time (GMT/BST)"
+    assert zone_words("Europe/London", *spring) == "London time (GMT/BST)"
