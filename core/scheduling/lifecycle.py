@@ -109,7 +109,7 @@ def handled_message(session: Session, appointment: Appointment) -> str:
     words = STATUS_WORDS[appointment.status]
     if event is None:
         return f"Appointment #{appointment.id} was changed meanwhile (now {words}). Reload it."
-    when = clinic_time(appointment.clinic, event.at)
+    when = clinic_time(appointment.clinic, event.at, zone=True)  # the visit's clinic's clock
     return (
         f"Appointment #{appointment.id} was already handled by {event.actor_label} at {when} "
         f"(now {words}). Reload to see it."
