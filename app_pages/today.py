@@ -72,6 +72,11 @@ def _rows(me, clinic_id):
     return rows, read(records.form_summaries, me, [r.id for r in rows])
 
 
+@cached("appointments", "setup", ttl=60, max_entries=20)
+def _own_day(me):
+    return read(today.own_day, me)
+
+
 @cached("appointments", "outbox", ttl=60, max_entries=20)
 def _calls(me, clinic_id):
     return read(today.call_list, me, clinic_id)
@@ -83,9 +88,9 @@ show_flash()
 found = _choices(me)
 clinics = {c.id: c.name for c in found.clinics}
 require(clinics)
-# a provider who signs in sees their own day first
-mine = next((p for p in found.providers if p.user_id == me.user_id), None)
-home = next((c for c in (mine.clinic_ids if mine else ()) if c in clinics), None)
+# a provider who signs in sees their own day first, at the clinic where they work today
+mine = _own_day(me)
+home = mine.clinic_id if mine and mine.clinic_id in clinics else None
 c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
 clinic_id = c1.selectbox(
     "Clinic",
@@ -104,12 +109,12 @@ call_list_panel(calls)
 counters = st.container()  # above the table, filled once the provider filter is read
 providers = {r.provider_id or ALL: r.provider for r in rows}
 if mine and clinic_id in mine.clinic_ids:
-    providers.setdefault(mine.id, mine.name)
+    providers.setdefault(mine.provider_id, mine.provider)
 options = [ALL, *(p for p in providers if p != ALL)]
 provider = c2.selectbox(
     "Provider",
     options,
-    options.index(mine.id) if mine and mine.id in options else 0,
+    options.index(mine.provider_id) if mine and mine.provider_id in options else 0,
     key="today_provider",
     format_func=lambda p: providers.get(p, "All providers") if p else "All providers",
 )

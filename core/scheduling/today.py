@@ -29,8 +29,10 @@ from db.models import (
     Package,
     Patient,
     Provider,
+    ProviderClinic,
     Service,
     TimeOff,
+    WorkingHours,
 )
 from db.types import utcnow
 
@@ -183,6 +185,80 @@ def list_today(
         else r
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class OwnDay:
+    """The signed-in provider's own day: their provider record and the clinic it is at."""
+
+    provider_id: int
+    provider: str
+    clinic_id: int | None  # where they work today (None: no active clinic of theirs)
+    clinic_ids: tuple[int, ...]  # every active clinic they work at
+
+
+def own_day(session: Session, actor: Actor, *, now: datetime | None = None) -> OwnDay | None:
+    """Where a provider who signs in (their user account linked to their provider record) sees
+    their own day first (None for anyone else). A provider of several clinics lands where they
+    work today, on each clinic's own day: where a visit of theirs is still to be seen (the one
+    due soonest), else where they saw patients today, else where their weekly hours fall
+    today, else at the first of their clinics by name."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    if actor.user_id is None:
+        return None
+    provider = session.scalar(
+        select(Provider)
+        .where(Provider.user_id == actor.user_id, Provider.active.is_(True))
+        .order_by(Provider.id)
+        .limit(1)
+    )
+    if provider is None:
+        return None
+    theirs = select(ProviderClinic.clinic_id).where(ProviderClinic.provider_id == provider.id)
+    hours = select(WorkingHours.clinic_id).where(WorkingHours.provider_id == provider.id)
+    clinics = list(
+        session.scalars(
+            select(Clinic)
+            .where(Clinic.active.is_(True), Clinic.id.in_(theirs.union(hours)))
+            .order_by(Clinic.name, Clinic.id)
+        )
+    )
+    if not clinics:
+        return OwnDay(provider.id, provider.name, None, ())
+    now = now or utcnow()
+    days = {c.id: local_day_bounds(to_local(now, c.timezone).date(), c.timezone) for c in clinics}
+    visits = session.execute(
+        select(Appointment.clinic_id, Appointment.start_at, Appointment.status).where(
+            Appointment.provider_id == provider.id,
+            Appointment.clinic_id.in_(days),
+            Appointment.kind == AppointmentKind.APPOINTMENT,
+            Appointment.status.in_(SHOWN),
+            Appointment.start_at >= min(first for first, _ in days.values()),
+            Appointment.start_at < max(last for _, last in days.values()),
+        )
+    ).all()
+    weekdays = {c.id: to_local(now, c.timezone).weekday() for c in clinics}
+    working = {
+        clinic_id
+        for clinic_id, weekday in session.execute(
+            select(WorkingHours.clinic_id, WorkingHours.weekday).where(
+                WorkingHours.provider_id == provider.id
+            )
+        )
+        if weekdays.get(clinic_id) == weekday
+    }
+
+    def rank(clinic: Clinic) -> tuple:
+        first, last = days[clinic.id]
+        today = [(start, status) for cid, start, status in visits if cid == clinic.id]
+        today = [(start, status) for start, status in today if first <= start < last]
+        waiting = [start for start, status in today if status in (S.SCHEDULED, S.CHECKED_IN)]
+        if waiting:
+            return (0, min(waiting))
+        return (1 if today else 2 if clinic.id in working else 3,)
+
+    home = min(clinics, key=rank)  # min keeps the first by name among equals
+    return OwnDay(provider.id, provider.name, home.id, tuple(c.id for c in clinics))
 
 
 def board_day(name: str, tz: str, locale: str | None, now: datetime | None = None) -> str:

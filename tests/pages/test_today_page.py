@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.kernel.clock import to_local
 from core.kernel.config import load_settings
@@ -18,6 +18,8 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     CancellationPolicy,
+    Provider,
+    ProviderClinic,
     TimeOff,
 )
 from db.types import utcnow
@@ -336,3 +338,25 @@ def test_the_board_says_which_clinics_day_and_clock_it_shows(app_as):
     said = next((c.value for c in at.caption if " at Lakeside" in c.value), "")
     assert said.startswith(f"{local:%a}, {local:%b} {local.day}, {local:%Y} at Lakeside")
     assert said.endswith(f"times are New York time ({local.tzname()})"), said
+
+
+def test_a_provider_of_two_clinics_lands_on_their_own_day_where_they_work_today(app_as, app_db):
+    """Dr Tom Becker (Sam Staff's own provider record) also works at Lakeside in New York,
+    where his patient is due today: before, he landed on Harbour Street (his first clinic by
+    number), on a board without his day; now on Lakeside, filtered to him."""
+    database = _db(app_db)
+    with database.write() as session:
+        session.execute(update(Provider).where(Provider.id == 2).values(user_id=3))
+        session.add(ProviderClinic(provider_id=2, clinic_id=2))
+        session.execute(  # his London day is empty: nothing else competes
+            update(Appointment)
+            .where(Appointment.provider_id == 2, Appointment.clinic_id == 1)
+            .values(status=AppointmentStatus.CANCELLED)
+        )
+    database.dispose()
+    ident = _add(app_db, today_in(30, "America/New_York"), clinic_id=2, provider_id=2)
+    at = app_as("staff", PAGE)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="today_clinic").value == 2
+    assert at.selectbox(key="today_provider").value == 2
+    assert list(_board(at).index) == [ident]

@@ -28,6 +28,7 @@ from db.models import (
     LinkToken,
     Package,
     Provider,
+    ProviderClinic,
     Service,
     TimeOff,
 )
@@ -426,3 +427,42 @@ def test_today_board_shows_only_the_clinic_local_day(db, world):
     with db.read() as session:
         ids = [r.id for r in today.list_today(session, world.staff, world.clinic_id, now=now)]
     assert todays in ids and tomorrow not in ids
+
+
+def test_a_provider_who_signs_in_lands_on_the_clinic_where_they_work_today(db, world):
+    """README: a provider who signs in sees their own day first. Dr Test (linked to the staff
+    account) works at Test Clinic (London, hours every day) and at Lakeside (New York, first
+    by name): they land where a patient of theirs is still to be seen today, else where they
+    saw patients today, else where their hours fall today; a user with no provider record
+    lands nowhere in particular."""
+    now = local_to_utc(to_local(utcnow(), TZ).date(), time(12), TZ)  # 7:00 in New York
+    with db.write() as session:
+        lakeside = Clinic(name="Lakeside", timezone="America/New_York", phone="", email="")
+        session.add(lakeside)
+        session.flush()
+        lakeside = lakeside.id
+        session.add(ProviderClinic(provider_id=world.provider_id, clinic_id=lakeside))
+        session.get(Provider, world.provider_id).user_id = world.staff.user_id
+
+    def home():
+        with db.read() as session:
+            return today.own_day(session, world.staff, now=now)
+
+    own = home()
+    assert (own.provider_id, own.clinic_id) == (world.provider_id, world.clinic_id)  # hours
+    assert set(own.clinic_ids) == {world.clinic_id, lakeside}
+    with db.write() as session:  # their New York patient at 10:00 there: that is their day
+        start = now + timedelta(hours=3)
+        visit = make_visit(
+            session, world, status=S.SCHEDULED, start_at=start, end_at=start + timedelta(hours=1)
+        )
+        visit.clinic_id = lakeside
+        visit = visit.id
+    assert home().clinic_id == lakeside
+    with db.write() as session:  # seen already: where they saw patients comes before hours
+        session.get(Appointment, visit).status = S.COMPLETED
+    assert home().clinic_id == lakeside
+    scheduled(db, world, now + timedelta(hours=4))  # a London patient still to come
+    assert home().clinic_id == world.clinic_id
+    with db.read() as session:
+        assert today.own_day(session, world.manager, now=now) is None
