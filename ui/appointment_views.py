@@ -508,9 +508,12 @@ LABELS = {
     Action.NO_SHOW: "No-show",
     Action.UNDO_NO_SHOW: "Undo no-show",
 }
-# offered only when core says so: check-in on the visit's day, an undo on the no-show's day
+# offered only when core says so: check-in on the visit's day, completion and a no-show once
+# the visit has started, an undo on the no-show's day
 OFFERED = {
     Action.CHECK_IN: lambda d: d.check_in_open,
+    Action.COMPLETE: lambda d: d.started,
+    Action.NO_SHOW: lambda d: d.started,
     Action.UNDO_NO_SHOW: lambda d: d.undo_no_show_open,
 }
 

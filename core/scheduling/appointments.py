@@ -18,7 +18,12 @@ from core.practice.timing import timing_of
 from core.scheduling.availability import TIME_OF_DAY_LABELS
 from core.scheduling.lifecycle import treatment_text
 from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
-from core.scheduling.visits import is_check_in_day, no_show_recorded_at, undo_no_show_open
+from core.scheduling.visits import (
+    has_started,
+    is_check_in_day,
+    no_show_recorded_at,
+    undo_no_show_open,
+)
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -92,6 +97,7 @@ class AppointmentDetail:
     open_change: OpenChange | None
     check_in_open: bool  # the visit's clinic-local day: Check in is offered then only
     undo_no_show_open: bool  # a no-show recorded today (clinic-local): Undo is offered then only
+    started: bool = False  # the visit's start has come: Complete and No-show are offered then only
     check: str = ""  # a public request's flag for a person to check ("Check identity: …")
     confirmed: str = ""  # "Confirmed by the patient · when · channel" for the current time
     package: str = ""  # the package booked, when the services are one
@@ -193,6 +199,7 @@ def get_appointment_detail(
         history=history,
         actions=allowed_actions(a.status, actor),
         check_in_open=is_check_in_day(a.start_at, clinic.timezone),
+        started=has_started(a.start_at),
         undo_no_show_open=a.status == AppointmentStatus.NO_SHOW
         and undo_no_show_open(no_show_recorded_at(session, [a.id]).get(a.id), clinic.timezone),
         open_change=open_change,

@@ -20,7 +20,7 @@ from core.kernel.money import clinic_clock_range, clinic_time, format_clock, for
 from core.messaging import reminders
 from core.payments import prepay
 from core.practice.treatment import service_names, treatment_text
-from core.scheduling.visits import no_show_recorded_at, undo_no_show_open
+from core.scheduling.visits import has_started, no_show_recorded_at, undo_no_show_open
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -170,8 +170,8 @@ def list_today(
                 waited_minutes=_waited(status, start, checked_in, now),
                 can_check_in=status == S.SCHEDULED,
                 can_undo_check_in=status == S.CHECKED_IN,
-                can_complete=status in (S.SCHEDULED, S.CHECKED_IN) and start <= now,
-                can_no_show=status == S.SCHEDULED and start < now,
+                can_complete=status in (S.SCHEDULED, S.CHECKED_IN) and has_started(start, now),
+                can_no_show=status == S.SCHEDULED and has_started(start, now),
                 can_undo_no_show=status == S.NO_SHOW
                 and undo_no_show_open(no_shows.get(ident), clinic.timezone, now),
                 confirmed=confirmed[ident].text(clinic) if ident in confirmed else "",

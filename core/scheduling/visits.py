@@ -146,8 +146,14 @@ def undo_check_in(
     return outcome_of(appointment)
 
 
+def has_started(start_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether the visit's start has come: it can be completed, or recorded as a no-show, from
+    then on only (the pages offer those actions then only)."""
+    return start_at is not None and start_at <= (now or utcnow())
+
+
 def _require_started(appointment: Appointment, now: datetime, rule: str) -> None:
-    if appointment.start_at > now:
+    if not has_started(appointment.start_at, now):
         starts = clinic_time(appointment.clinic, appointment.start_at)
         raise InvalidTransition(f"This visit starts at {starts}; {rule}.")
 

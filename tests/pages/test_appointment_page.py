@@ -477,3 +477,17 @@ def test_a_suggested_time_taken_elsewhere_before_approve_is_not_swapped(app_as, 
 
 def _db(url):
     return open_database(load_settings({"DATABASE_URL": url, "CLINICDESK_SECRET_KEY": "k" * 40}))
+
+
+def test_complete_and_no_show_are_offered_once_the_visit_has_started(app_as, app_db):
+    """Before, a visit in three days (or one due in half an hour, its patient waiting) offered
+    Complete and No-show: the no-show's warning asked to record it and named the fee, and only
+    the press was refused. They are offered once the visit has started."""
+    later = _add(app_db, today_in(0) + timedelta(days=3), AppointmentStatus.SCHEDULED)
+    waiting = _add(app_db, today_in(30), AppointmentStatus.CHECKED_IN)
+    started = _add(app_db, today_in(-5), AppointmentStatus.SCHEDULED)
+    offered = {i: _options(_open(app_as, "staff", i), i) for i in (later, waiting, started)}
+    assert "Complete" not in offered[later] and "No-show" not in offered[later]
+    assert "Cancel" in offered[later]
+    assert "Complete" not in offered[waiting] and "Undo check-in" in offered[waiting]
+    assert {"Complete", "No-show"} <= set(offered[started])
