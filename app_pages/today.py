@@ -159,6 +159,12 @@ if not chosen:
     st.stop()
 row = chosen[0]
 st.text(plain(f"{row.time} · {row.patient} · {row.service} · {row.provider} · {row.stage}"))
+st.page_link(  # the forms the patient filled in and their answers, the notes, the history
+    "app_pages/appointment.py",
+    label=f"Open appointment #{row.id}: forms and answers, notes, history",
+    query_params={"id": row.id},
+    icon=":material/open_in_new:",
+)
 st.caption(row.confirmed or "Not confirmed by the patient yet.")
 risk.badge(me, row.id)
 if not me.can(Permission.APPOINTMENTS_CHECK_IN):

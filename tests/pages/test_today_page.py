@@ -360,3 +360,15 @@ def test_a_provider_of_two_clinics_lands_on_their_own_day_where_they_work_today(
     assert at.selectbox(key="today_clinic").value == 2
     assert at.selectbox(key="today_provider").value == 2
     assert list(_board(at).index) == [ident]
+
+
+def test_the_selected_visit_opens_its_appointment_page(app_as, app_db):
+    """Before, the board hid the appointment's number and led nowhere: a provider with their
+    patient waiting could not reach the forms the patient filled in, their notes or history."""
+    ident = _add(app_db, today_in(20))
+    at = app_as("staff", PAGE)
+    _select(at, ident)
+    [link] = [e for e in at.get("page_link") if e.proto.label.startswith("Open appointment")]
+    assert link.proto.label == f"Open appointment #{ident}: forms and answers, notes, history"
+    assert link.proto.query_string == f"id={ident}"
+    assert link.proto.page.endswith("appointment")
