@@ -211,6 +211,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
     ),
     ("today.list_today", P.APPOINTMENTS_READ, lambda s, a, c: today.list_today(s, a, NO)),
     ("today.call_list", P.APPOINTMENTS_READ, lambda s, a, c: today.call_list(s, a, NO)),
+    ("today.own_day", P.APPOINTMENTS_READ, lambda s, a, c: today.own_day(s, a)),
     (
         "schedules.set_weekly_hours",
         P.SCHEDULES_MANAGE,
