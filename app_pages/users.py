@@ -92,6 +92,20 @@ with right:
         if st.button("Change role", key="users_change_role"):
             if run_action(accounts.change_role, chosen.id, new_role, success="Role changed."):
                 refresh()
+        if chosen.locked_until:  # only while the lock holds (core leaves out one that is over)
+            st.warning(
+                f"{escape(chosen.display_name)} is locked out until "
+                f"{escape(when(chosen.locked_until))} after too many wrong passwords. If it was "
+                "them, unlock it: their password stays theirs. If they forgot it, reset it.",
+                icon=":material/lock:",
+            )
+            if st.button("Unlock", key="users_unlock", icon=":material/lock_open:"):
+                if run_action(
+                    accounts.unlock,
+                    chosen.id,
+                    success=f"{chosen.display_name} can sign in again with their own password.",
+                ):
+                    refresh()
         forget_if_saved("users_reset", ("password",))  # not left in the box after a reset
         new_password = st.text_input("New password", type="password", key="users_reset_password")
         if st.button("Reset password", key="users_reset"):

@@ -37,8 +37,9 @@ MIN_PASSWORD = 10
 MIN_STRENGTH = 3  # zxcvbn score 0..4: 3 is "safely unguessable" for an online attack
 SIGN_IN_FAILED = (
     "Unknown username or wrong password, or the account is locked after too many failed "
-    "attempts. Check both and try again; a locked account opens again after 15 minutes, or the "
-    "owner can reset the password."
+    "attempts. Check both and try again. A locked account opens again 15 minutes after the "
+    "last wrong password; the practice owner sees on Users whether it is locked, and can "
+    "unlock it at once or reset a forgotten password."
 )
 CHOOSE_BETTER = (
     "Choose a longer one: three or four unrelated words, or a sentence only you would write, "
@@ -196,8 +197,11 @@ def insert_user(session, actor, username, display_name, role, password, email) -
     return user
 
 
-def list_users(session: Session, actor: Actor) -> list[UserRow]:
+def list_users(session: Session, actor: Actor, *, now: datetime | None = None) -> list[UserRow]:
+    """Everyone's account; `locked_until` only while the lock holds (a lock that is over
+    is no lock, though the row keeps its moment until the next sign-in)."""
     ensure(actor, Permission.USERS_MANAGE)
+    now = now or utcnow()
     users = session.scalars(select(User).order_by(User.active.desc(), User.username))
     return [
         UserRow(
@@ -207,7 +211,7 @@ def list_users(session: Session, actor: Actor) -> list[UserRow]:
             u.email,
             u.role,
             u.active,
-            u.locked_until,
+            u.locked_until if u.locked_until and u.locked_until > now else None,
             u.last_login_at,
         )
         for u in users
@@ -339,6 +343,33 @@ def change_role(session: Session, actor: Actor, user_id: int, role: Role | str) 
     )
 
 
+def unlock(session: Session, actor: Actor, user_id: int, *, now: datetime | None = None) -> None:
+    """The owner opens a colleague's account locked after wrong passwords (they call: "it says
+    wrong password, and I know it is right"), keeping their password: no reset, nothing the
+    owner then knows. The count of wrong passwords starts again from nought."""
+    ensure(actor, Permission.USERS_MANAGE)
+    now = now or utcnow()
+    user = session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound(f"There is no user #{user_id}.")
+    if not user.locked_until or user.locked_until <= now:
+        raise ValidationError(
+            f"{user.display_name}'s account is not locked, so nothing was changed. If they "
+            "cannot sign in, their password may be wrong: reset it."
+        )
+    until = user.locked_until
+    user.locked_until = None
+    user.failed_attempts = 0
+    audit.record(
+        session,
+        actor,
+        "account_unlocked",
+        "user",
+        user.id,
+        details={"locked_until": until.isoformat(timespec="seconds")},
+    )
+
+
 def reset_password(session: Session, actor: Actor, user_id: int, new_password: str) -> None:
     """The owner sets a new password for a colleague who forgot theirs: the colleague chooses
     their own at their next sign-in (not the owner resetting their own)."""
@@ -374,7 +405,7 @@ def _reset(session: Session, actor: Actor, user: User, new_password: str, via: s
 
 LOCKED = (
     "Too many wrong passwords: the account is locked for 15 minutes, so nothing was changed. "
-    "Try again then, or ask the owner to reset it."
+    "Try again then, or ask the practice owner to unlock it on Users."
 )
 NOT_CURRENT = (
     "That is not your current password, so nothing was changed. Type the one you signed in "

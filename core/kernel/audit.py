@@ -271,6 +271,7 @@ ACTION_WORDS: dict[str, str] = {
     "sign_in_failed": "Sign-in failed: wrong password",
     "account_locked": "Account locked after wrong passwords",
     "sign_in_refused_locked": "Sign-in refused: account locked",
+    "account_unlocked": "Account unlocked by the owner",
     "session_expired": "Signed out: idle too long",
     "password_changed": "Password changed",
     "password_reset": "Password reset",

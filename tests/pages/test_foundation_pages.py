@@ -73,6 +73,17 @@ def test_wrong_password_gets_one_message_and_five_lock_the_account(app_as):
     assert at.error[0].value == accounts.SIGN_IN_FAILED
     _sign_in(at, "nobody", "wrong password")
     assert at.error[0].value == accounts.SIGN_IN_FAILED
+    # the manager knew their password: the owner unlocks it (before: only a reset was offered)
+    owner = app_as("owner", "app_pages/users.py")
+    users = owner.dataframe[0].value
+    assert users[users.Username == "manager"].iloc[0]["Locked until"] != ""
+    owner.selectbox(key="users_chosen").select_index(users.Username.tolist().index("manager")).run()
+    assert owner.warning[0].value.startswith("Max Manager is locked out until ")
+    owner.button(key="users_unlock").click().run()
+    assert not owner.error and "users_unlock" not in [b.key for b in owner.button]
+    assert owner.dataframe[0].value.set_index("Username").at["manager", "Locked until"] == ""
+    _sign_in(at, "manager", "manager-demo-pass")
+    assert not at.error and "Max Manager" in at.sidebar.caption[0].value
 
 
 def test_a_single_sign_on_session_left_idle_asks_to_sign_in_again(app_db):

@@ -76,6 +76,37 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(db, world):
     assert isinstance(_sign_in(db, "staff", PASSWORD), accounts.SignedIn)
 
 
+def test_the_owner_unlocks_a_locked_colleague_who_keeps_their_password(db, world):
+    """A colleague locked out by five wrong passwords knew their password all along: before,
+    the owner could only reset it (a password the owner then knows, to be changed at once),
+    and Users went on showing 'Locked until' a lock already over. Now the owner unlocks the
+    account (audited), the colleague signs in with their own, and a lock that is over is
+    shown as none."""
+    for _ in range(accounts.MAX_FAILURES):
+        _sign_in(db, "staff", "wrong password!")
+    with db.write() as session:
+        (row,) = [u for u in accounts.list_users(session, world.owner) if u.username == "staff"]
+        assert row.locked_until - utcnow() > timedelta(minutes=14)
+        with pytest.raises(PermissionDenied):
+            accounts.unlock(session, world.manager, world.staff.user_id)
+        accounts.unlock(session, world.owner, world.staff.user_id)
+    with db.write() as session:
+        staff = session.get(User, world.staff.user_id)
+        assert staff.locked_until is None and staff.failed_attempts == 0
+        assert not staff.password_change_due  # their password stays theirs
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "account_unlocked"))
+        assert event.user_id == world.owner.user_id and event.entity_id == staff.id
+        assert event.details == {"locked_until": row.locked_until.isoformat(timespec="seconds")}
+        with pytest.raises(ValidationError, match="not locked, so nothing was changed"):
+            accounts.unlock(session, world.owner, world.staff.user_id)
+    assert isinstance(_sign_in(db, "staff", PASSWORD), accounts.SignedIn)
+    with db.write() as session:  # a lock that is over (the row keeps its moment) is none
+        session.get(User, world.staff.user_id).locked_until = utcnow() - timedelta(seconds=1)
+    with db.write() as session:
+        listed = accounts.list_users(session, world.owner)
+        assert [u.locked_until for u in listed if u.username == "staff"] == [None]
+
+
 def test_wrong_passwords_at_once_each_count_and_lock_the_account(db, world):
     """Twenty wrong passwords at the same moment, each in its own transaction: the first four
     are counted, the fifth locks the account, the other fifteen find it locked (PostgreSQL

@@ -507,6 +507,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         P.USERS_MANAGE,
         lambda s, a, c: accounts.change_role(s, a, c.owner.user_id, Role.STAFF),
     ),
+    ("accounts.unlock", P.USERS_MANAGE, lambda s, a, c: accounts.unlock(s, a, c.owner.user_id)),
     (
         "accounts.reset_password",
         P.USERS_MANAGE,
