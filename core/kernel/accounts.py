@@ -660,8 +660,28 @@ def single_sign_on(
         )
         if started is not None and started >= since:  # this identity started one already
             raise SignInAgain(SIGN_IN_AGAIN)
+    if user.password_change_due:
+        _retire_owners_password(session, user)
     user.last_login_at = now or utcnow()
     return start_session(session, user, via="oidc", address=address)
+
+
+def _retire_owners_password(session: Session, user: User) -> None:
+    """A colleague with a password the owner chose (a first one, a reset) who signs in with
+    their organisation account: they were asked for that password before anything else, and
+    may never have been given it. Their organisation has said who they are, so they are not
+    asked; the owner's password, which the owner knows, stops working instead (replaced by a
+    random one nobody holds, hashed like any other so a sign-in with it takes as long). To
+    sign in with a password later, they ask the owner for a reset and then choose their own.
+    A session started with that password (by whoever knew it) ends: it may do nothing while
+    the password is due, and would otherwise be allowed everything from now on."""
+    user.password_hash = _hasher.hash(secrets.token_urlsafe(32))
+    user.password_change_due = False
+    user.failed_attempts = 0
+    end_all_sessions(session, user.id)
+    audit.record(
+        session, actor_of(user), "owners_password_retired", "user", user.id, details={"via": "oidc"}
+    )
 
 
 def _epoch(value: object) -> datetime | None:

@@ -275,6 +275,7 @@ ACTION_WORDS: dict[str, str] = {
     "session_expired": "Signed out: idle too long",
     "password_changed": "Password changed",
     "password_reset": "Password reset",
+    "owners_password_retired": "Owner's password retired: signed in with the organisation",
     "user_created": "Account created",
     "user_activated": "Account activated",
     "user_deactivated": "Account deactivated",

@@ -532,6 +532,35 @@ def test_one_organisation_sign_in_starts_one_session(db, world):
         accounts.single_sign_on(session, "manager@example.org", True, utcnow().timestamp() + 5)
 
 
+def test_an_organisation_sign_in_is_not_asked_for_the_password_the_owner_chose(db, world):
+    """A colleague the owner added with a first password, who signs in with their
+    organisation account: before, they saw only 'Choose your own password', asking for the
+    owner's password they had never been given or needed, and core refused them everything.
+    Now their organisation has said who they are: they carry on, and the owner's password
+    (which the owner knows) stops working; a session started with it ends (audited)."""
+    with db.write() as session:
+        accounts.create_user(
+            session, world.owner, "fran", "Fran Desk", "staff", "violet harbour kettle",
+            "fran@example.org",
+        )  # fmt: skip
+    with_password = _sign_in(db, "fran", "violet harbour kettle")
+    assert with_password.actor.password_change_due
+    with db.write() as session:
+        signed = accounts.single_sign_on(session, "fran@example.org", True)
+    assert not signed.actor.password_change_due
+    assert signed.actor.can(Permission.PATIENTS_READ)
+    with db.write() as session:
+        assert accounts.touch_session(session, signed.session_id, 480) is not None
+        assert accounts.touch_session(session, with_password.session_id, 480) is None
+        assert not session.get(User, signed.actor.user_id).password_change_due
+        retired = session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "owners_password_retired")
+        )
+        assert retired.entity_id == signed.actor.user_id
+    refused = _sign_in(db, "fran", "violet harbour kettle")
+    assert isinstance(refused, AuthenticationFailed)
+
+
 class _CountingHasher(type(accounts._hasher)):
     verifications = 0
 
