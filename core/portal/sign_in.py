@@ -46,8 +46,11 @@ LIMIT_PER_HOUR = 5  # sign-in requests per address and per IP address
 SHARED_MAX = 6  # enrolled patients one address or number signs in (a family shares them)
 ROUTE = "/_clinicdesk/portal/sign-in"
 NEUTRAL = (
-    "If this address belongs to a patient enrolled in our portal, we have sent a sign-in link. "
-    f"It works once and expires in {SIGN_IN_MINUTES} minutes."
+    "If this email address or mobile number belongs to a patient enrolled in our portal, we "
+    "have sent a sign-in link, by email or text message as they agreed to receive messages. "
+    f"It works once and expires in {SIGN_IN_MINUTES} minutes. If nothing arrives within a few "
+    "minutes, call the practice: they can check the email address and mobile number they have "
+    "for you, and how you agreed to be contacted."
 )
 TOO_MANY = (
     "There have been too many sign-in requests for this address or from this network. "
@@ -210,6 +213,18 @@ def request_sign_in(
     # a family sharing one address or number: each enrolled member gets their own link, in a
     # message naming them, so every one of them can reach their own portal
     for patient in _enrolled_patients(session, kind, value, numbers):
+        channel = _channel(patient, Channel.EMAIL if kind == "email" else Channel.SMS)
+        if channel is None:  # no consent to either: nothing is sent (the desk reads why)
+            audit.record(
+                session,
+                patient_actor(patient.first_name, via="portal"),
+                "portal_sign_in_requested",
+                "patient",
+                patient.id,
+                patient_id=patient.id,
+                details={"by": kind, "sent": "nothing: no consent to email or text messages"},
+            )
+            continue
         raw = issue_sign_in(session, patient.id)
         clinic = invitations.clinic_for(session, patient.id)
         notify.queue_for_patient(
@@ -222,7 +237,7 @@ def request_sign_in(
                 "minutes": SIGN_IN_MINUTES,
                 "link": sign_in_link(base_url, raw),
             },
-            channels=[Channel.EMAIL if kind == "email" else Channel.SMS],
+            channels=[channel],
         )
         audit.record(
             session,
@@ -231,9 +246,18 @@ def request_sign_in(
             "patient",
             patient.id,
             patient_id=patient.id,
-            details={"by": kind},
+            details={"by": kind, "sent": channel.value},
         )
     return NEUTRAL
+
+
+def _channel(patient: Patient, typed: Channel) -> Channel | None:
+    """Where the patient's link goes: the kind of address typed when they agreed to messages
+    there, else their other address when they agreed to those (a patient who consented to
+    email only and typed their mobile number was sent nothing, and told nothing: the link now
+    goes to their email), else nowhere. The answer on the screen is the same either way."""
+    usable, _ = notify.channels_for(patient)
+    return typed if typed in usable else next(iter(usable), None)
 
 
 def start_session(session: Session, raw: str | None, *, now: datetime | None = None) -> str:

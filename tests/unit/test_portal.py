@@ -133,6 +133,43 @@ def test_sign_in_by_phone_sends_a_text(db, world):
         assert [n.channel.value for n in sent] == ["sms"]
 
 
+def test_a_link_asked_for_by_a_channel_without_consent_goes_to_the_consented_one(db, world):
+    """A patient who agreed to email only typed their mobile number, as the form invites: no
+    text could go (no consent), so nothing went, and the screen said only that a link was sent
+    if the number was known. The link now goes to their email; with consent to neither,
+    nothing goes, and the audit log says why. The answer is the same either way."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        patient = s.get(Patient, world.patient_id)
+        patient.consent_email, patient.consent_sms = True, False
+    with db.write() as s:
+        assert sign_in.request_sign_in(s, "07700 900123", base_url=BASE) == sign_in.NEUTRAL
+    with db.read() as s:
+        sent = s.execute(
+            select(Notification.channel, Notification.to_address).where(
+                Notification.template == "portal_sign_in"
+            )
+        ).all()
+        assert [(c.value, to) for c, to in sent] == [("email", "alex@example.org")]
+    with db.write() as s:
+        assert sign_in.start_session(s, _link_raw(db, world.patient_id))
+        s.get(Patient, world.patient_id).consent_email = False
+    with db.write() as s:
+        assert sign_in.request_sign_in(s, "alex@example.org", base_url=BASE) == sign_in.NEUTRAL
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Notification)) == 1
+        said = s.scalars(
+            select(AuditEvent.details)
+            .where(AuditEvent.action == "portal_sign_in_requested")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert said == [
+        {"by": "phone", "sent": "email"},
+        {"by": "email", "sent": "nothing: no consent to email or text messages"},
+    ]
+    assert "call the practice" in sign_in.NEUTRAL
+
+
 @pytest.mark.parametrize(
     "typed", ["+44 7700 900123", "07700 900123", "447700900123", "0044 (0)7700-900123"]
 )
