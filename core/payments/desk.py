@@ -5,7 +5,7 @@ amount is in the currency of the appointment's clinic (core.payments.rules.money
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_format, format_money
+from core.payments import cashup
 from core.payments.prepay import (
     DESK_METHODS,
     METHOD_LABELS,
@@ -34,7 +35,6 @@ from db.models import (
     AppointmentStatus,
     LedgerEntry,
     LedgerKind,
-    Patient,
     Payment,
 )
 from db.types import utcnow
@@ -426,40 +426,18 @@ def _fee_format(session: Session, entry: LedgerEntry) -> ClinicFormat:
     return money_format(appointment.clinic)
 
 
-def export_payments(session: Session, actor: Actor, first: datetime, last: datetime) -> bytes:
-    """Every payment, fee paid and refund created in [first, last) as CSV (audited)."""
-    ensure(actor, Permission.PAYMENTS_RECORD)
-    rows = session.execute(
-        select(Payment, Patient.first_name, Patient.last_name)
-        .join(Patient, Patient.id == Payment.patient_id)
-        .where(Payment.created_at >= first, Payment.created_at < last)
-        .order_by(Payment.id)
-    ).all()
-    exports.record_export(session, actor, "payments", len(rows), {"from": first, "to": last})
-    header = "reference created_utc paid_utc appointment patient kind method status amount_cents "
-    header += "currency points refund_of note last_error"
-    return exports.to_csv(
-        header.split(),
-        (
-            (
-                f"P-{p.id}",
-                p.created_at.isoformat(),
-                p.paid_at.isoformat() if p.paid_at else "",
-                p.appointment_id,
-                f"{first_name} {last_name}",
-                p.kind,
-                p.method,
-                p.status,
-                p.amount_cents,
-                p.currency,
-                p.points,
-                f"P-{p.refund_of_id}" if p.refund_of_id else "",
-                p.note,
-                p.last_error,
-            )
-            for p, first_name, last_name in rows
-        ),
+def export_payments(
+    session: Session, actor: Actor, first: date, last: date, clinic_id: int | None = None
+) -> bytes:
+    """The money of each clinic (or one) on its own days first..last as CSV (audited): every
+    payment, fee paid and refund when the money moved, on the clinic's clock, signed in its
+    currency, then the refunds due not yet made (core.payments.cashup)."""
+    ensure(actor, Permission.DATA_EXPORT)
+    rows = cashup.movements(session, first, last, clinic_id)
+    exports.record_export(
+        session, actor, "payments", len(rows), {"from": first, "to": last, "clinic": clinic_id}
     )
+    return exports.to_csv(cashup.HEADER, cashup.csv_rows(rows))
 
 
 @dataclass(frozen=True)

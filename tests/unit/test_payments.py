@@ -633,12 +633,12 @@ def test_the_payments_export_is_audited_and_spreadsheet_safe(db, world):
         desk.record_desk_payment(
             s, world.staff, appointment_id, amount_cents=6000, method="cash", note="=HYPERLINK()"
         )
-    first, last = utcnow() - timedelta(days=1), utcnow() + timedelta(days=1)
+    first, last = local_today("UTC") - timedelta(days=1), local_today("UTC") + timedelta(days=1)
     with db.write() as s, pytest.raises(PermissionDenied):
         desk.export_payments(s, world.staff, first, last)
     with db.write() as s:
         data = desk.export_payments(s, world.manager, first, last).decode("utf-8-sig")
-    assert "6000" in data and "'=HYPERLINK()" in data
+    assert ",60.00,GBP," in data and "'=HYPERLINK()" in data
     with db.read() as s:
         assert "export" in s.scalars(select(AuditEvent.action)).all()
 
@@ -769,11 +769,14 @@ def test_desk_payments_refunds_and_the_export_are_in_the_clinics_currency(db, wo
             refund = prepay.list_payments(s, world.staff, appointment_id)[-1]
         assert (refund.kind, refund.amount, refund.status) == ("refund", shown, "refund due")
     assert made == {c: [("prepayment", 4500, c), ("refund", 4500, c)] for c in ("USD", "GBP")}
-    first, last = utcnow() - timedelta(days=1), utcnow() + timedelta(days=1)
+    first, last = local_today("UTC") - timedelta(days=1), local_today("UTC") + timedelta(days=1)
     with db.write() as s:
         data = desk.export_payments(s, world.manager, first, last).decode("utf-8-sig")
-    currencies = [line.split(",")[9] for line in data.splitlines()[1:]]
-    assert currencies == ["USD", "USD", "GBP", "GBP"]
+    # the payments received, then (each clinic's) the refunds due, not yet made
+    currencies = [(line.split(",")[8], line.split(",")[10]) for line in data.splitlines()[1:]]
+    assert sorted(currencies) == sorted(
+        [("received", "GBP"), ("refund due", "GBP"), ("received", "USD"), ("refund due", "USD")]
+    )
 
 
 def test_points_and_checkout_are_in_the_clinics_currency_and_the_webhook_applies_it(db, world):

@@ -43,7 +43,7 @@ from core.messaging import delivery, history, notify, preferences
 from core.messaging.test_message import send_test_message
 from core.patients import enrolment, invitations, merge
 from core.patients import records as patients
-from core.payments import desk, points, prepay, rules
+from core.payments import cashup, desk, points, prepay, rules
 from core.payments.providers import DeskProvider
 from core.policy import cancellation
 from core.portal import patient_links, replies
@@ -310,6 +310,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         P.PAYMENTS_RECORD,
         lambda s, a, c: desk.pay_fee(s, a, NO, method="cash", provider=DeskProvider()),
     ),
+    ("cashup.cash_up", P.PAYMENTS_RECORD, lambda s, a, c: cashup.cash_up(s, a, AT.date())),
     ("desk.mark_refunded", P.PAYMENTS_RECORD, lambda s, a, c: desk.mark_refunded(s, a, NO)),
     (
         "desk.refund_payment",
@@ -321,7 +322,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
     (
         "desk.export_payments",
         P.DATA_EXPORT,
-        lambda s, a, c: desk.export_payments(s, a, AT - timedelta(days=30), AT),
+        lambda s, a, c: desk.export_payments(s, a, AT.date() - timedelta(days=30), AT.date()),
     ),
     (
         "points.adjust_points",

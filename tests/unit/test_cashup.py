@@ -1,0 +1,164 @@
+"""The cash-up and the payments export: each clinic's money on its own days and clock, signed,
+per method, adding up to the till and the card provider; refunds due apart; nothing counted
+twice (a fee kept from a prepayment, a pending or failed checkout)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import time, timedelta
+
+import pytest
+
+from core.kernel.clock import local_to_utc, local_today, to_local
+from core.kernel.errors import PermissionDenied, ValidationError
+from core.payments import cashup, desk
+from db.models import Appointment, AppointmentStatus, Clinic, Payment
+from db.types import utcnow
+
+NY = "America/New_York"
+
+
+def _visit(s, world, clinic_id):
+    start = utcnow() - timedelta(days=3)
+    visit = Appointment(
+        clinic_id=clinic_id,
+        provider_id=world.provider_id,
+        patient_id=world.patient_id,
+        service_id=world.service_id,
+        status=AppointmentStatus.COMPLETED,
+        start_at=start,
+        end_at=start + timedelta(minutes=30),
+    )
+    s.add(visit)
+    s.flush()
+    return visit.id
+
+
+def _pay(s, world, visit, kind, method, status, cents, created, paid=None, **more):
+    p = Payment(
+        appointment_id=visit,
+        patient_id=world.patient_id,
+        kind=kind,
+        method=method,
+        status=status,
+        amount_cents=cents,
+        currency=more.pop("currency", "USD"),
+        created_at=created,
+        paid_at=paid,
+        **more,
+    )
+    s.add(p)
+    s.flush()
+    return p.id
+
+
+@pytest.fixture
+def day(db, world):
+    """A New York day with its money, and the London clinic's beside it: a cash payment that
+    morning; a card payment the day before, cancelled that evening keeping a fee and refunding
+    the rest, handed back at 8 PM New York (1 AM the next day in London and UTC); a checkout
+    still pending, one failed; a cash refund due, not yet made; £60 cash in London."""
+    d = local_today(NY) - timedelta(days=2)
+
+    def ny(when, at):
+        return local_to_utc(when, at, NY)
+
+    with db.write() as s:
+        clinic = Clinic(name="Lakeside", timezone=NY, locale="en-US", currency="USD")
+        s.add(clinic)
+        s.flush()
+        a, b = _visit(s, world, clinic.id), _visit(s, world, clinic.id)
+        ids = {"cash": _pay(s, world, a, "prepayment", "cash", "paid", 4500, *[ny(d, time(9))] * 2)}
+        yesterday = d - timedelta(days=1)
+        card = _pay(s, world, b, "prepayment", "card", "paid", 4500, *[ny(yesterday, time(9))] * 2)
+        kept = _pay(
+            s,
+            world,
+            b,
+            "fee",
+            "card",
+            "paid",
+            1500,
+            *[ny(yesterday, time(18))] * 2,
+            refund_of_id=card,
+        )
+        back = _pay(
+            s,
+            world,
+            b,
+            "refund",
+            "card",
+            "refunded",
+            3000,
+            ny(yesterday, time(18)),
+            ny(d, time(20)),
+            refund_of_id=card,
+        )
+        _pay(s, world, a, "prepayment", "stripe", "pending", 4500, ny(d, time(10)))
+        _pay(s, world, a, "prepayment", "stripe", "failed", 4500, ny(d, time(10)))
+        due = _pay(
+            s,
+            world,
+            a,
+            "refund",
+            "cash",
+            "refund_due",
+            1000,
+            ny(d, time(11)),
+            refund_of_id=ids["cash"],
+        )
+        london = _visit(s, world, world.clinic_id)
+        at = local_to_utc(d, time(12), "Europe/London")
+        pound = _pay(s, world, london, "prepayment", "cash", "paid", 6000, at, at, currency="GBP")
+        ids |= {"card": card, "kept": kept, "back": back, "due": due, "pound": pound}
+        return d, clinic.id, ids
+
+
+def test_the_cash_up_is_per_clinic_and_method_and_adds_up_to_the_till(db, world, day):
+    d, _, _ = day
+    with db.read() as s:
+        lines = cashup.cash_up(s, world.staff, d)
+    assert [(x.clinic, x.method, x.money_in, x.money_out, x.net, x.refunds_due) for x in lines] == [
+        ("Test Clinic", "Cash", "£60.00", "£0.00", "£60.00", ""),
+        ("Lakeside", "Cash", "$45.00", "$0.00", "$45.00", "$10.00"),
+        # the refund handed back tonight is tonight's, though it fell due yesterday
+        ("Lakeside", "Card terminal", "$0.00", "$30.00", "-$30.00", ""),
+    ]
+    with db.read() as s:
+        before = cashup.cash_up(s, world.staff, d - timedelta(days=1))
+    # yesterday: the card payment once (the fee kept from it is not money in again)
+    assert [(x.clinic, x.method, x.net) for x in before] == [
+        ("Lakeside", "Card terminal", "$45.00")
+    ]
+
+
+def test_the_export_lists_when_money_moved_on_the_clinics_clock_signed(db, world, day):
+    d, clinic_id, ids = day
+    with db.write() as s, pytest.raises(PermissionDenied):
+        desk.export_payments(s, world.staff, d, d)
+    with db.write() as s, pytest.raises(ValidationError, match="after the last"):
+        desk.export_payments(s, world.manager, d, d - timedelta(days=1))
+    with db.write() as s:
+        data = desk.export_payments(s, world.manager, d, d, clinic_id).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(data)))
+    got = [
+        (r["reference"], r["moved_at"][11:], r["method"], r["status"], r["amount"], r["refund_due"])
+        for r in rows
+    ]
+    z = to_local(local_to_utc(d, time(9), NY), NY).isoformat()[-6:]  # -05:00 or -04:00
+    assert got == [
+        (f"P-{ids['cash']}", f"09:00:00{z}", "Cash", "received", "45.00", ""),
+        (f"P-{ids['back']}", f"20:00:00{z}", "Card terminal", "refunded", "-30.00", ""),
+        (f"P-{ids['due']}", f"11:00:00{z}", "Cash", "refund due", "0.00", "10.00"),
+    ]
+    assert {r["clinic"] for r in rows} == {"Lakeside"} and {r["currency"] for r in rows} == {"USD"}
+    with db.write() as s:
+        data = desk.export_payments(s, world.manager, d - timedelta(days=1), d)
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    kept = next(r for r in rows if r["reference"] == f"P-{ids['kept']}")
+    assert (kept["status"], kept["amount"]) == (f"kept for a fee from P-{ids['card']}", "0.00")
+    # money in less money out per clinic is the clinic's net: the file adds up
+    net = {c: sum(float(r["amount"]) for r in rows if r["clinic"] == c) for c in ("Lakeside",)}
+    assert net == {"Lakeside": 45.0 + 45.0 - 30.0}
+    assert [r["moved_at"][11:19] for r in rows if r["clinic"] == "Test Clinic"] == ["12:00:00"]
