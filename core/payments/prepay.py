@@ -103,19 +103,24 @@ def usable_points(balance: int, outstanding_cents: int, rules: PaymentSettings) 
 
 def badges(session: Session, appointment_ids: list[int] | Select) -> dict[int, str]:
     """'Paid', 'Deposit paid' or 'Part paid' per appointment with money received (for the
-    calendar, Today and the appointment): one grouped query of what was paid, then the visits
+    calendar, Today and the appointment), counted as `paid_cents` does (money kept from a
+    prepayment for a late-cancellation fee is the fee's, not the visit's): one grouped query of
+    what was paid, then the visits
     paid for with their services and package, priced as the payments are (`treatment.price_of`). The
     appointments are ids or a query of them (a calendar window's)."""
     if isinstance(appointment_ids, list) and not appointment_ids:
         return {}
+    # as `paid_cents` counts: received, less refunds (not failed) and money kept for a fee
     received = Payment.kind.in_(PAID_KINDS) & (Payment.status == "paid")
+    refunded = (Payment.kind == "refund") & (Payment.status != "failed")
+    kept = (Payment.kind == "fee") & Payment.refund_of_id.is_not(None)
     rows = session.execute(
         select(
             Payment.appointment_id,
             func.sum(
                 case(
                     (received, Payment.amount_cents),
-                    (Payment.kind == "refund", -Payment.amount_cents),
+                    (refunded | kept, -Payment.amount_cents),
                     else_=0,
                 )
             ),

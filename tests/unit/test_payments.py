@@ -538,6 +538,11 @@ def test_a_late_patient_cancellation_keeps_the_fee_from_the_prepayment(db, world
         assert s.get(LedgerEntry, fee.ledger_entry_id).kind == LedgerKind.LATE_CANCEL_FEE
     with db.write() as s, pytest.raises(Conflict, match="paid already"):
         desk.pay_fee(s, world.staff, fee.ledger_entry_id, method="cash", provider=DeskProvider())
+    with db.read() as s:
+        # the money kept is the fee's, not the visit's: nothing is part paid (before: 'Part
+        # paid' on the cancelled visit, as if £25.00 of it were still owed)
+        assert prepay.badges(s, [appointment_id]) == {}
+        assert desk.summary(s, world.staff, appointment_id).badge == ""
 
 
 def _cancel_late_from_the_portal(db, world, appointment_id) -> home.ChangePreview:
