@@ -81,7 +81,7 @@ def payments_panel(appointment_id: int) -> None:
     if box := fold("Record a payment taken at the desk", "payments_desk_open"):
         # a recorded payment empties the form: a second press (it did not seem to work) asks
         # for an amount instead of taking the same money twice
-        forget_if_saved("payments_desk", ["amount", "note", "again"])
+        forget_if_saved("payments_desk", ["amount", "note", "again", "beyond"])
         with box, st.form("payments_desk_form"):
             amount = st.number_input(
                 f"Amount ({symbol})",
@@ -101,6 +101,13 @@ def payments_panel(appointment_id: int) -> None:
                 help="Only when the same amount was really paid twice: the same payment "
                 "recorded again within two minutes is otherwise taken for a second press.",
             )
+            beyond = st.checkbox(
+                "The patient paid more than is owed",
+                key="payments_desk_beyond",
+                help="Only when the patient really paid more than is left to pay of the "
+                "visit's price; more is otherwise refused as a slip of the keyboard. The extra "
+                "can be given back under 'Give money back'.",
+            )
             if st.form_submit_button("Record payment"):
                 try:  # more decimals than the currency has are refused, not rounded
                     cents = typed_minor(amount, info.currency, fmt.locale)
@@ -108,7 +115,7 @@ def payments_panel(appointment_id: int) -> None:
                     show_error(error)
                 else:
                     kwargs = {"amount_cents": cents, "method": method, "note": note}
-                    kwargs["again"] = again
+                    kwargs |= {"again": again, "beyond": beyond}
                     saved = run_action(
                         desk.record_desk_payment, appointment_id, **kwargs, success="Saved."
                     )

@@ -51,11 +51,14 @@ def record_desk_payment(
     method: str,
     note: str = "",
     again: bool = False,
+    beyond: bool = False,
 ) -> Payment:
     """Staff record a card or cash payment taken at the desk (a receipt is emailed). The same
     amount by the same method, recorded by the same person for the visit within AGAIN_WITHIN,
     is taken for a second press of one payment (a double click, a press that seemed not to
-    work) and refused, unless `again` says the patient really paid twice."""
+    work) and refused, unless `again` says the patient really paid twice. More than is left
+    to pay of the visit's price (a typo, change not given) is refused, saying what is left,
+    unless `beyond` says the patient really paid more (given back with `refund_payment`)."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     appointment = session.get(Appointment, appointment_id, with_for_update=True)
     if appointment is None or appointment.patient_id is None:
@@ -81,6 +84,15 @@ def record_desk_payment(
             "'The patient paid this again' and record it."
         )
     owed = due(session, appointment, get_settings(session))
+    left = max(0, owed.price_cents - owed.paid_cents)
+    if not beyond and amount_cents > left:
+        paid = f"price {fmt.money(owed.price_cents)}, {fmt.money(owed.paid_cents)} paid"
+        raise ValidationError(
+            f"{fmt.money(amount_cents)} is more than is left to pay for this visit: "
+            f"{fmt.money(left)} ({paid}). Enter at most {fmt.money(left)} and give the rest "
+            "back as change, or, if the patient really paid more, tick 'The patient paid more "
+            "than is owed' (the extra can then be given back)."
+        )
     payment = Payment(
         appointment_id=appointment.id,
         patient_id=appointment.patient_id,

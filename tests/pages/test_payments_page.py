@@ -205,7 +205,9 @@ def test_the_cash_up_shows_each_clinics_money_today_per_method(app_as, app_db):
             select(Appointment).where(Appointment.patient_id.is_not(None)).limit(1)
         ).one()
         zone = visit.clinic.timezone
-        desk.record_desk_payment(session, SYSTEM, visit.id, amount_cents=4500, method="cash")
+        desk.record_desk_payment(
+            session, SYSTEM, visit.id, amount_cents=4500, method="cash", beyond=True
+        )
     at = app_as("manager", PAGE)
     assert not at.exception
     with database.read() as session:

@@ -402,6 +402,14 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
     database.dispose()
     assert (back.amount_cents, back.status, back.note) == (2500, "refunded", "Recorded by mistake")
     assert len(at.selectbox(key="payments_back_payment").options) == 1  # the other one is left
+    # ten thousand pounds typed for the rest: refused, saying what is left; taken when ticked
+    at.session_state["payments_desk_open"] = True
+    at.number_input(key="payments_desk_amount").set_value(10000.0)
+    at.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
+    assert any("more than is left to pay for this visit" in e.value for e in at.error), at.error
+    at.checkbox(key="payments_desk_beyond").check()
+    at.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
+    assert not at.error, [e.value for e in at.error]
 
 
 def test_only_the_chosen_section_runs(app_db):

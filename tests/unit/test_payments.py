@@ -1719,7 +1719,7 @@ def test_a_desk_payment_larger_than_any_amount_is_refused_in_the_clinics_money(d
     )
     with db.write() as s:
         paid = desk.record_desk_payment(
-            s, world.staff, appointment_id, amount_cents=10**9, method="cash"
+            s, world.staff, appointment_id, amount_cents=10**9, method="cash", beyond=True
         )
     assert (paid.amount_cents, paid.currency) == (10**9, "VND")
     with db.read() as s:
@@ -1734,6 +1734,7 @@ def test_the_same_desk_payment_pressed_twice_is_recorded_once(db, world):
     appointment_id = _appointment(db, world)
 
     def pay(actor=world.staff, cents=5000, method="card", **kw):
+        kw.setdefault("beyond", True)  # more than the £60 visit: the patient did pay it
         with db.write() as s:
             return desk.record_desk_payment(
                 s, actor, appointment_id, amount_cents=cents, method=method, **kw
@@ -1796,15 +1797,45 @@ def test_the_practice_cancelling_a_prepaid_visit_sends_one_message_saying_both(d
     assert "\n100 points given back to your balance.\nRefund of £50.00 (Card).\n" in body
 
 
+def test_a_desk_payment_beyond_what_is_left_to_pay_is_refused_saying_what_is_left(db, world):
+    """£600.00 typed for a £60.00 visit, or £30.00 when £20.00 is left: refused, saying what is
+    left to pay and how to record money the patient really paid beyond it. Before, it was
+    taken without a word (the visit read paid, the till £540.00 short of the file)."""
+    appointment_id = _appointment(db, world)  # £60.00
+
+    def pay(cents, **kw):
+        with db.write() as s:
+            return desk.record_desk_payment(
+                s, world.staff, appointment_id, amount_cents=cents, method="cash", **kw
+            )
+
+    with pytest.raises(ValidationError) as refused:
+        pay(60000)
+    assert str(refused.value) == (
+        "£600.00 is more than is left to pay for this visit: £60.00 (price £60.00, £0.00 "
+        "paid). Enter at most £60.00 and give the rest back as change, or, if the patient "
+        "really paid more, tick 'The patient paid more than is owed' (the extra can then be "
+        "given back)."
+    )
+    pay(4000)
+    with pytest.raises(ValidationError, match=r"left to pay for this visit: £20.00 \(price"):
+        pay(3000)
+    pay(2000)
+    pay(500, beyond=True)  # a patient who really paid more: recorded when said
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 6500
+        assert s.scalar(select(func.count()).select_from(Payment)) == 3
+
+
 def test_a_payment_recorded_by_mistake_is_given_back_with_its_reason_never_more(db, world):
     """£600.00 typed for a £60.00 cash payment: the desk gives back £540.00 with the reason,
     the payment stays and the visit reads paid; what is left can be given back once, never
     more, and cancelling afterwards refunds only what is left. Before, a payment recorded by
     mistake could not be put right at all."""
     appointment_id, other_id = _appointment(db, world), _appointment(db, world)  # £60.00
-    with db.write() as s:
+    with db.write() as s:  # as it was taken before more than is owed was refused
         typo = desk.record_desk_payment(
-            s, world.staff, appointment_id, amount_cents=60000, method="cash"
+            s, world.staff, appointment_id, amount_cents=60000, method="cash", beyond=True
         ).id
         points_paid = pay(s, world.patient_id, other_id, 10, False, DeskProvider())
         assert points_paid.message.startswith("Paid £1.00 with 10 points")
