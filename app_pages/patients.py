@@ -8,7 +8,7 @@ from core.patients import invitations
 from core.patients import records as patients
 from core.payments import points
 from ui import actor, refresh, run_action, settings
-from ui.appointment_messages import patient_export_button
+from ui.appointment_messages import patient_export_button, patient_messages_panel
 from ui.caches import cached
 from ui.context import read
 from ui.locale import display_format
@@ -95,6 +95,11 @@ with left:
     ]
     held = display_format().number(record.points_balance)  # 1.250 in de-DE
     st.text(f"Consent: {', '.join(consent) or 'none recorded'}   Points: {held}")
+    st.text(
+        "Reminders: on"
+        if record.reminders_enabled
+        else "Reminders: off (no appointment reminder is sent; turn on in Edit details)"
+    )
 with right:
     status_box(record.portal)
     if record.portal.can_send and not record.merged_into:
@@ -192,5 +197,6 @@ if me.can(Permission.POINTS_ADJUST) and not record.merged_into:
             if done:
                 st.toast(escape(points.adjusted_text(done.value, int(change))))
                 refresh()
+patient_messages_panel(me, patient_id)  # reminders, forms, invitations: sent or not, and why
 st.subheader("Portal invitations")
 history_table(record.invitations, key="patients_history")

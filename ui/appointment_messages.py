@@ -2,7 +2,7 @@
 signed; resend; answers opened on request and audited), the patient's text replies (outcome,
 note, handled by staff), and every message sent, queued or received — the text replies and the
 answers texted back among them, in time order — with its delivery status. Shown on the
-appointment page."""
+appointment page; a patient's messages of every appointment on their record."""
 
 from __future__ import annotations
 
@@ -127,10 +127,40 @@ def messages_panel(me, appointment_id: int) -> None:
     if not rows:
         st.caption("No message was sent, queued or received for this appointment.")
         return
+    _messages_table(rows, key=f"appointment_messages_{appointment_id}")
+
+
+@cached("outbox", "appointments", "patients", ttl=15, max_entries=100)
+def _patient_messages(me, patient_id: int):
+    return read(history.messages_of_patient, me, patient_id)
+
+
+def patient_messages_panel(me, patient_id: int) -> None:
+    """The patient's newest messages on their record, whatever appointment they were about
+    (reminders, confirmations, forms, invitations) and their text replies."""
+    if not me.can(Permission.NOTIFICATIONS_READ):
+        return
+    st.subheader("Messages")
+    try:
+        rows = _patient_messages(me, patient_id)
+    except DomainError as error:
+        show_error(error)
+        return
+    if not rows:
+        st.caption("No message was sent to or received from this patient.")
+        return
+    if len(rows) >= history.PATIENT_LIMIT:
+        st.caption(f"The newest {len(rows)} messages; every one is on its appointment's page.")
+    _messages_table(rows, key=f"patients_messages_{patient_id}", appointment=True)
+
+
+def _messages_table(rows, *, key: str, appointment: bool = False) -> None:
+    about = {"Appointment": [f"#{r.appointment_id}" if r.appointment_id else "" for r in rows]}
     show_table(  # a table shows the patient's text as typed, never as formatting
         pd.DataFrame(
             {
                 "When": [r.queued for r in rows],
+                **(about if appointment else {}),
                 "Message": [r.template.replace("_", " ") for r in rows],
                 "Text": [r.text for r in rows],
                 "Channel": [r.channel for r in rows],
@@ -143,7 +173,7 @@ def messages_panel(me, appointment_id: int) -> None:
         ),
         hide_index=True,
         width="stretch",
-        key=f"appointment_messages_{appointment_id}",
+        key=key,
     )
 
 

@@ -222,6 +222,7 @@ EDITED = {  # the edit form's fields: session-state key suffix → the record's 
     "consent_email": ("c_email", lambda r: r.consent_email),
     "consent_sms": ("c_sms", lambda r: r.consent_sms),
     "consent_marketing": ("c_mkt", lambda r: r.consent_marketing),
+    "reminders_enabled": ("reminders", lambda r: r.reminders_enabled),
 }
 
 
@@ -261,6 +262,11 @@ def edit_form(record) -> None:
             ),
             consent_marketing=st.checkbox(
                 "Consents to marketing", base["consent_marketing"], key=f"{k}_c_mkt"
+            ),
+            reminders_enabled=st.checkbox(
+                "Sends appointment reminders (by the channels consented to)",
+                base["reminders_enabled"],
+                key=f"{k}_reminders",
             ),
         )
         if st.form_submit_button("Save changes"):

@@ -1,6 +1,7 @@
-"""Every message of one appointment (the appointment page's "Messages" list), newest first, its
-times in the clinic's zone and locale: what ClinicDesk sent or queued, with its delivery status,
-and the patient's text replies about this appointment with the answer texted back to each.
+"""Every message of one appointment (the appointment page's "Messages" list), or of one patient
+(the patient's record: every appointment's and those about none, such as a portal invitation),
+newest first, its times in the clinic's zone and locale: what ClinicDesk sent or queued, with its
+delivery status, and the patient's text replies with the answer texted back to each.
 
 A reply belongs to an appointment only when it came from the one patient with that number and
 was about that appointment (core.portal.replies: the visit it confirmed or asked to cancel, or
@@ -52,6 +53,7 @@ class MessageRow:
     last_error: str = ""
     kind: str = "outbox"  # "outbox", "reply" (from the patient), "answer" (to the reply)
     text: str = ""  # a reply's or an answer's words: one line, no control characters, capped
+    appointment_id: int | None = None  # the appointment it is about (a patient's list shows it)
 
 
 def shown_text(text: str) -> str:
@@ -85,6 +87,7 @@ def _outbox_row(n: Notification, moment: Callable[[datetime | None], str]) -> Me
         n.subject,
         n.attempts,
         n.last_error or "",
+        appointment_id=n.appointment_id,
     )
 
 
@@ -93,11 +96,18 @@ def _reply_rows(r: SmsReply, moment: Callable[[datetime | None], str]) -> list[M
     webhook's response (so sent when the reply came)."""
     at, by = moment(r.received_at), CHANNEL_WORDS[Channel.SMS]
     text = shown_text(r.body)
-    rows = [MessageRow(r.id, at, REPLY, by, r.from_number, "received", "", kind="reply", text=text)]
+    about = {"appointment_id": r.appointment_id}
+    rows = [
+        MessageRow(
+            r.id, at, REPLY, by, r.from_number, "received", "", kind="reply", text=text, **about
+        )
+    ]
     if r.answer:
         text = shown_text(r.answer)
         rows.append(
-            MessageRow(r.id, at, ANSWER, by, r.from_number, "sent", at, kind="answer", text=text)
+            MessageRow(
+                r.id, at, ANSWER, by, r.from_number, "sent", at, kind="answer", text=text, **about
+            )
         )
     return rows
 
@@ -132,3 +142,48 @@ def messages_of(session: Session, actor: Actor, appointment_id: int) -> list[Mes
         dated += [(r.received_at, r.id, row) for row in _reply_rows(r, moment)]
     dated.sort(key=lambda d: (d[0], d[1], d[2].kind == "answer"), reverse=True)
     return [row for *_, row in dated[:LIMIT]]
+
+
+PATIENT_LIMIT = 100  # a patient's newest messages on the record; years of them stay in the export
+
+
+def messages_of_patient(
+    session: Session, actor: Actor, patient_id: int, limit: int = PATIENT_LIMIT
+) -> list[MessageRow]:
+    """The patient's newest messages (at most `limit`), whatever they were about: reminders,
+    confirmations, forms and fee notices of every appointment, portal invitations, and the
+    patient's text replies with their answers; each time in its appointment's clinic's zone and
+    locale (the practice's first clinic's for one about no appointment)."""
+    ensure(actor, Permission.NOTIFICATIONS_READ)
+    practice = clinic_format(session)
+    formats = {
+        clinic_id: (tz, locale or practice.locale)
+        for clinic_id, tz, locale in session.execute(
+            select(Clinic.id, Clinic.timezone, Clinic.locale)
+        )
+    }
+
+    def moment_in(clinic_id: int | None) -> Callable[[datetime | None], str]:
+        tz, locale = formats.get(clinic_id, (practice.timezone, practice.locale))
+        return lambda at: format_moment(at, tz, locale)
+
+    dated: list[tuple[datetime, int, MessageRow]] = []
+    outbox = session.execute(
+        select(Notification, Appointment.clinic_id)
+        .outerjoin(Appointment, Appointment.id == Notification.appointment_id)
+        .where(Notification.patient_id == patient_id)
+        .order_by(Notification.id.desc())
+        .limit(limit)
+    )
+    dated += [(n.created_at, n.id, _outbox_row(n, moment_in(clinic))) for n, clinic in outbox]
+    texts = session.execute(
+        select(SmsReply, Appointment.clinic_id)
+        .outerjoin(Appointment, Appointment.id == SmsReply.appointment_id)
+        .where(SmsReply.patient_id == patient_id)
+        .order_by(SmsReply.received_at.desc(), SmsReply.id.desc())
+        .limit(limit)
+    )
+    for r, clinic in texts:
+        dated += [(r.received_at, r.id, row) for row in _reply_rows(r, moment_in(clinic))]
+    dated.sort(key=lambda d: (d[0], d[1], d[2].kind == "answer"), reverse=True)
+    return [row for *_, row in dated[:limit]]

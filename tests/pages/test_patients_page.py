@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 import streamlit as st
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from core.kernel import accounts
 from core.kernel.config import load_settings
@@ -516,3 +516,62 @@ def test_the_edit_form_opened_again_later_shows_the_record_as_it_is_then(app_as,
     at.session_state[f"{k}_open"] = True
     at.run()
     assert at.text_input(key=f"{k}_phone").value.endswith("900463")
+
+
+def test_the_record_lists_the_patients_messages_of_every_appointment_and_why_one_did_not_go(
+    app_as, app_db
+):
+    """'Did you send me the form, the reminder?' is answered on the record: every message to
+    the patient, of any appointment or none, with its status and the reason one was not sent
+    (before, only each appointment's own page listed them)."""
+    patient = _pick(app_db, Patient.email.is_not(None), Patient.consent_email.is_(True))
+    database = _db(app_db)
+    with database.write() as s:
+        for template, appointment_id, why in (
+            ("reminder", None, "Not sent: consent to email was withdrawn."),
+            ("form_request", None, None),
+        ):
+            s.add(
+                Notification(
+                    patient_id=patient.id,
+                    appointment_id=appointment_id,
+                    channel="email",
+                    template=template,
+                    to_address=patient.email,
+                    subject="<b>Your visit</b>",
+                    body="…",
+                    status="failed" if why else "sent",
+                    permanent_failure=bool(why),
+                    last_error=why,
+                    sent_at=None if why else utcnow(),
+                )
+            )
+        sent = s.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.patient_id == patient.id)
+        )
+    database.dispose()
+    at = _open(app_as, patient)
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "Message" in d.value.columns)
+    assert len(table) == min(sent, 100)
+    assert list(table["Message"][:2]) == ["form request", "reminder"]  # newest first
+    assert list(table["Status"][:2]) == ["sent", "not sent (stopped)"]
+    assert table["Error"][1] == "Not sent: consent to email was withdrawn."
+
+
+def test_reminders_turned_off_are_shown_and_turned_on_again_from_the_record(app_as, app_db):
+    """A patient whose reminders are off (an import, the demo's 15%) was never told so by the
+    record, and no form could turn them on again."""
+    patient = _pick(app_db, Patient.reminders_enabled.is_(False), Patient.email.is_not(None))
+    at = _open(app_as, patient)
+    assert any(t.value.startswith("Reminders: off") for t in at.text), [t.value for t in at.text]
+    k = f"patients_edit_{patient.id}"
+    at.session_state[f"{k}_open"] = True
+    at.run()
+    at.checkbox(key=f"{k}_reminders").check()
+    at.button(key=f"FormSubmitter:{k}-Save changes").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert _stored(app_db, patient.id).reminders_enabled is True
+    assert any(t.value == "Reminders: on" for t in at.text)

@@ -473,6 +473,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
     ),
     ("history.messages_of", P.NOTIFICATIONS_READ, lambda s, a, c: history.messages_of(s, a, NO)),
     (
+        "history.messages_of_patient",
+        P.NOTIFICATIONS_READ,
+        lambda s, a, c: history.messages_of_patient(s, a, c.patient_id),
+    ),
+    (
         "delivery.deliver_now",
         P.NOTIFICATIONS_MANAGE,
         lambda s, a, c: delivery.deliver_now(c.write, a, c.settings),
