@@ -160,7 +160,7 @@ show_table(
     width="stretch",
     key="patients_visits",
 )
-patient_export_button(me, patient_id)  # the record, appointments and forms as JSON
+patient_export_button(me, patient_id)  # everything held about them, as JSON (audited)
 st.subheader("Points")
 held = display_format().number(record.points_balance)
 st.caption(f"Balance: {held} points; the entries below add up to it.")

@@ -150,7 +150,10 @@ def patient_messages_panel(me, patient_id: int) -> None:
         st.caption("No message was sent to or received from this patient.")
         return
     if len(rows) >= history.PATIENT_LIMIT:
-        st.caption(f"The newest {len(rows)} messages; every one is on its appointment's page.")
+        st.caption(
+            f"The newest {len(rows)} messages; every one is on its appointment's page and "
+            "in the patient's file."
+        )
     _messages_table(rows, key=f"patients_messages_{patient_id}", appointment=True)
 
 
@@ -178,7 +181,8 @@ def _messages_table(rows, *, key: str, appointment: bool = False) -> None:
 
 
 def patient_export_button(me, patient_id: int) -> None:
-    """The patient's own file (record, appointments, forms and answers), audited on prepare."""
+    """The patient's own file (everything held about them: core.interchange.patient_export),
+    audited on prepare."""
     if not me.can(Permission.DATA_EXPORT):
         return
     key = f"patients_export_{patient_id}"

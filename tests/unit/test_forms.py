@@ -263,6 +263,98 @@ def test_the_patients_file_carries_the_forms_and_is_audited(db, world):
         assert session.scalar(select(AuditEvent).where(AuditEvent.entity == "patient_file"))
 
 
+def test_the_patients_file_holds_everything_held_about_them_in_words(db, world):
+    """A subject access request: the file held the record, appointments (by ids only, in UTC)
+    and forms; not the messages sent to the patient, their text replies, payments, fees, points,
+    survey answers, waitlist, invitations, imported attributes, nor the record merged into
+    theirs."""
+    from db.models import (
+        Appointment,
+        AppointmentStatus,
+        LedgerEntry,
+        LedgerKind,
+        Notification,
+        Payment,
+        SmsReply,
+        SurveyResponse,
+    )
+
+    start = local_to_utc(PLAIN_THURSDAY, time(10), TZ)
+    with db.write() as session:
+        session.get(Patient, world.patient_id).extra = {"insurer": "Bupa"}
+        visit = Appointment(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=world.patient_id,
+            service_id=world.service_id,
+            status=AppointmentStatus.COMPLETED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            notes="Prefers the left arm",
+        )
+        session.add(visit)
+        session.flush()
+        session.add_all(
+            [
+                Notification(
+                    patient_id=world.patient_id,
+                    appointment_id=visit.id,
+                    channel="sms",
+                    template="reminder",
+                    to_address="07700 900123",
+                    body="See you tomorrow at 10:00",
+                    status="sent",
+                ),
+                SmsReply(
+                    from_number="07700 900123",
+                    body="STOP",
+                    patient_id=world.patient_id,
+                    outcome="opted_out",
+                ),
+                Payment(
+                    patient_id=world.patient_id,
+                    appointment_id=visit.id,
+                    kind="deposit",
+                    method="card",
+                    status="paid",
+                    amount_cents=2550,
+                    currency="GBP",
+                ),
+                LedgerEntry(
+                    patient_id=world.patient_id,
+                    appointment_id=visit.id,
+                    kind=LedgerKind.NO_SHOW_FEE,
+                    amount_cents=1500,
+                ),
+                SurveyResponse(
+                    appointment_id=visit.id, submitted_at=utcnow(), nps=9, comment="Lovely"
+                ),
+            ]
+        )
+        make_patient(
+            session, first_name="Alex", last_name="Morgn", email="old@example.org"
+        ).merged_into_id = world.patient_id
+    with db.write() as session:
+        data = json.loads(patient_export.export_patient(session, world.manager, world.patient_id))
+    [shown] = [a for a in data["appointments"] if a["id"] == visit.id]
+    assert (shown["services"], shown["provider"], shown["clinic"]) == (
+        ["Consultation"],
+        "Dr Test",
+        "Test Clinic",
+    )
+    assert shown["local"].startswith("Thu") and "10:00" in shown["local"]
+    assert shown["notes"] == "Prefers the left arm"
+    assert data["patient"]["imported_attributes"] == {"insurer": "Bupa"}
+    assert [m["text"] for m in data["messages"]] == ["See you tomorrow at 10:00"]
+    assert [r["text"] for r in data["text_replies"]] == ["STOP"]
+    assert [(p["amount"], p["status"]) for p in data["payments"]] == [("£25.50", "paid")]
+    fees = [e for e in data["fees_and_points"] if e["kind"] == "no_show_fee"]
+    assert [e["amount"] for e in fees] == ["£15.00"]
+    assert any(e["kind"] == "points_opening" for e in data["fees_and_points"])
+    assert [r["comment"] for r in data["survey_answers"]] == ["Lovely"]
+    assert [p["email"] for p in data["records_merged_into_this_one"]] == ["old@example.org"]
+
+
 def test_the_patients_file_export_is_found_by_patient_in_the_audit_log(db, world):
     """The audit log's Patient # filter finds the export of that patient's file (it was only in
     the event's details, so filtering by the patient showed nothing)."""
