@@ -14,6 +14,7 @@ from ui.context import read
 from ui.locale import display_format
 from ui.patient_merge import flash as merge_flash
 from ui.patient_merge import merge_panel, merged_notice, open_pending
+from ui.payments_panel import patient_money_panel
 from ui.portal import (
     edit_form,
     history_table,
@@ -160,6 +161,7 @@ show_table(
     width="stretch",
     key="patients_visits",
 )
+patient_money_panel(me, patient_id)  # what they paid last, and what is owed
 patient_export_button(me, patient_id)  # everything held about them, as JSON (audited)
 st.subheader("Points")
 held = display_format().number(record.points_balance)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.kernel.errors import ValidationError
+from core.kernel.errors import DomainError, ValidationError
 from core.kernel.money import currency_symbol, minor_digits, typed_minor
 from core.payments import desk, prepay
 from core.payments.providers import provider_for
@@ -26,7 +26,7 @@ from ui.context import (
 from ui.folds import fold
 from ui.locale import display_format
 from ui.picks import chosen_done, gone_choice
-from ui.text import escape
+from ui.text import escape, show_table
 
 FEE_METHODS = {
     "card": "Card at the desk",
@@ -197,3 +197,47 @@ def _give_back(box, info: desk.Summary, appointment_id: int, symbol: str, locale
         mark_saved("payments_back")
         chosen_done("payments_back_payment")
         refresh()
+
+
+@cached("appointments", "patients", "policy", ttl=30, max_entries=50)
+def _patient_money(me, patient_id: int):
+    from core.patients import records
+
+    return read(records.patient_money, me, patient_id)
+
+
+def patient_money_panel(me, patient_id: int) -> None:
+    """On the patient's record: what they owe (fees, coming prepayments) and what they paid,
+    newest first, of every appointment: 'what did I pay last time, and is anything owed?'."""
+    st.subheader("Payments")
+    try:
+        money = _patient_money(me, patient_id)
+    except DomainError as error:
+        show_error(error)
+        return
+    (st.warning if money.owed else st.caption)(escape(money.owed_text))
+    if not money.payments:
+        st.caption("No payment was made or recorded for this patient.")
+        return
+    if money.more:
+        st.caption(
+            f"The newest {len(money.payments)} payments; each appointment's page has all of "
+            "its own, and the patient's file every one."
+        )
+    show_table(
+        pd.DataFrame(
+            {
+                "When": [p.when for p in money.payments],
+                "Appointment": [
+                    f"#{p.appointment_id}" if p.appointment_id else "" for p in money.payments
+                ],
+                "What": [p.kind for p in money.payments],
+                "Method": [p.method for p in money.payments],
+                "Amount": [p.amount for p in money.payments],
+                "Status": [p.status for p in money.payments],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key=f"patients_payments_{patient_id}",
+    )

@@ -718,3 +718,112 @@ def list_patient_appointments(
             )
         )
     return result
+
+
+# ---------------------------------------------------------------- money on the record
+
+
+@dataclass(frozen=True)
+class PatientPayment:
+    id: int
+    when: str  # paid (or recorded), clinic-local
+    appointment_id: int | None
+    kind: str  # prepayment, deposit, fee, refund
+    method: str  # as the appointment's Payments says it: "Card (desk)", "Cash", "Points"
+    amount: str  # in the payment's own currency, the clinic's locale
+    status: str
+
+
+@dataclass(frozen=True)
+class Owed:
+    appointment_id: int
+    what: str  # "no show fee", "late cancel fee", "deposit still to pay before the visit"
+    amount: str
+    when: str  # the visit's clinic-local time
+
+
+@dataclass(frozen=True)
+class PatientMoney:
+    payments: list[PatientPayment]  # newest first, at most `limit`
+    owed: list[Owed]  # fees not paid or waived; required prepayments not yet made
+    more: bool  # older payments exist beyond those listed
+
+    @property
+    def owed_text(self) -> str:
+        if not self.owed:
+            return "Nothing owed."
+        return "Owed: " + "; ".join(
+            f"{o.amount} {o.what} (#{o.appointment_id}, {o.when})" for o in self.owed
+        )
+
+
+MONEY_LIMIT = 20
+
+
+def patient_money(
+    session: Session, actor: Actor, patient_id: int, limit: int = MONEY_LIMIT
+) -> PatientMoney:
+    """What the patient paid (their newest payments and refunds, any appointment) and what they
+    owe: each fee not paid or waived (core.payments.desk.unpaid_fees, as the appointment shows
+    it) and each coming visit's required prepayment or deposit not yet paid
+    (core.payments.prepay.due)."""
+    from core.payments import desk, prepay
+    from core.payments.rules import get_settings, money_format, payment_money
+    from db.models import Appointment, AppointmentStatus, LedgerEntry, LedgerKind, Payment
+
+    ensure(actor, Permission.PATIENTS_READ)
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    rows = session.execute(
+        select(Payment, Appointment)
+        .outerjoin(Appointment, Appointment.id == Payment.appointment_id)
+        .where(Payment.patient_id == patient_id)
+        .order_by(func.coalesce(Payment.paid_at, Payment.created_at).desc(), Payment.id.desc())
+        .limit(limit + 1)
+    ).all()
+    practice = clinic_format(session)
+    payments = []
+    for p, visit in rows[:limit]:
+        fmt = money_format(visit.clinic) if visit else practice
+        payments.append(
+            PatientPayment(
+                p.id,
+                fmt.moment(p.paid_at or p.created_at),
+                p.appointment_id,
+                p.kind.replace("_", " "),
+                prepay.METHOD_LABELS.get(p.method, p.method),
+                payment_money(p, fmt),
+                p.status.replace("_", " "),
+            )
+        )
+    owed: list[Owed] = []
+    fees = select(LedgerEntry.appointment_id).where(
+        LedgerEntry.patient_id == patient_id,
+        LedgerEntry.appointment_id.is_not(None),
+        LedgerEntry.kind.in_((LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE)),
+        LedgerEntry.waived_at.is_(None),
+        LedgerEntry.amount_cents > 0,
+    )
+    coming = select(Appointment.id).where(
+        Appointment.patient_id == patient_id,
+        Appointment.status.in_((AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)),
+        Appointment.start_at >= utcnow() - timedelta(days=1),
+    )
+    visits = session.scalars(
+        select(Appointment)
+        .where(or_(Appointment.id.in_(fees), Appointment.id.in_(coming)))
+        .order_by(Appointment.start_at, Appointment.id)
+    ).all()
+    rules = get_settings(session) if visits else None
+    for visit in visits:
+        fmt = money_format(visit.clinic)
+        when = fmt.moment(visit.start_at) if visit.start_at else ""
+        for fee in desk.unpaid_fees(session, actor, visit.id):
+            owed.append(Owed(visit.id, fee.kind, fee.amount, when))
+        if visit.status in (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN):
+            due = prepay.due(session, visit, rules)
+            if due.required and due.outstanding_cents > 0:
+                what = "deposit" if due.mode == "deposit" else "prepayment"
+                owed.append(
+                    Owed(visit.id, f"{what} still to pay", fmt.money(due.outstanding_cents), when)
+                )
+    return PatientMoney(payments, owed, more=len(rows) > limit)

@@ -575,3 +575,49 @@ def test_reminders_turned_off_are_shown_and_turned_on_again_from_the_record(app_
     assert not at.error, [e.value for e in at.error]
     assert _stored(app_db, patient.id).reminders_enabled is True
     assert any(t.value == "Reminders: on" for t in at.text)
+
+
+def test_the_record_shows_the_patients_payments_and_what_is_owed(app_as, app_db):
+    """'What did I pay last time, and is anything owed?': before, the record said neither."""
+    from db.models import Appointment, Payment
+
+    visited = select(Appointment.patient_id).where(Appointment.start_at.is_not(None))
+    patient = _pick(app_db, Patient.id.in_(visited), Patient.email.is_not(None))
+    database = _db(app_db)
+    with database.write() as s:
+        visit = s.scalars(
+            select(Appointment).where(Appointment.patient_id == patient.id).limit(1)
+        ).one()
+        currency = s.get(Clinic, visit.clinic_id).currency
+        s.add_all(
+            [
+                Payment(
+                    patient_id=patient.id,
+                    appointment_id=visit.id,
+                    kind="prepayment",
+                    method="cash",
+                    status="paid",
+                    amount_cents=4200,
+                    currency=currency,
+                    paid_at=utcnow(),
+                ),
+                LedgerEntry(
+                    patient_id=patient.id,
+                    appointment_id=visit.id,
+                    kind=LedgerKind.NO_SHOW_FEE,
+                    amount_cents=1500,
+                ),
+            ]
+        )
+    database.dispose()
+    at = _open(app_as, patient)
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "Method" in d.value.columns)
+    assert (table["Appointment"][0], table["Method"][0], table["Status"][0]) == (
+        f"#{visit.id}",
+        "Cash",
+        "paid",
+    )
+    assert "42" in table["Amount"][0]
+    owed = [w.value for w in at.warning if w.value.startswith("Owed: ")]
+    assert len(owed) == 1 and "no show fee (#" in owed[0], [w.value for w in at.warning]

@@ -617,6 +617,62 @@ def test_fees_are_paid_at_the_desk_or_charged_to_the_card_on_file(db, world):
     assert (paid.kind, paid.amount_cents, paid.status) == ("fee", 3000, "paid")
 
 
+def test_the_patients_record_says_what_they_paid_last_and_what_they_owe(db, world):
+    """'What did I pay last time, and is anything owed?' had no answer on the record: each
+    appointment's page held its own payments and fees. The record now lists the patient's
+    payments of every visit, newest first, and what is owed: a fee not paid or waived (part
+    paid: the rest), and a coming visit's deposit not yet paid."""
+    from core.patients import records
+
+    missed = _appointment(db, world, hours_ahead=-48)
+    coming = _appointment(db, world, hours_ahead=72)
+    with db.write() as s:
+        s.get(Appointment, missed).status = AppointmentStatus.NO_SHOW
+        desk.record_desk_payment(s, world.staff, missed, amount_cents=2000, method="cash")
+        fees = [
+            LedgerEntry(
+                patient_id=world.patient_id,
+                appointment_id=missed,
+                kind=LedgerKind.NO_SHOW_FEE,
+                amount_cents=cents,
+                waived_at=waived,
+            )
+            for cents, waived in ((3000, None), (1000, utcnow()))
+        ]
+        s.add_all(fees)
+        s.flush()
+        rules.save_settings(s, world.owner, *_deposit(world, 25))
+    with db.write() as s:
+        desk.pay_fee(s, world.staff, fees[0].id, method="card", provider=DeskProvider())
+        desk.record_desk_payment(s, world.staff, coming, amount_cents=500, method="card")
+    with db.read() as s:
+        money = records.patient_money(s, world.staff, world.patient_id)
+    assert [(p.appointment_id, p.kind, p.method, p.amount) for p in money.payments] == [
+        (coming, "deposit", "Card (desk)", "£5.00"),
+        (missed, "fee", "Card (desk)", "£30.00"),
+        (missed, "prepayment", "Cash", "£20.00"),
+    ]
+    assert [(o.appointment_id, o.what, o.amount) for o in money.owed] == [
+        (coming, "deposit still to pay", "£20.00")
+    ]
+    assert money.owed_text.startswith("Owed: £20.00 deposit still to pay (#")
+    with db.write() as s:  # a second no-show fee, unpaid: owed, and said
+        s.add(
+            LedgerEntry(
+                patient_id=world.patient_id,
+                appointment_id=missed,
+                kind=LedgerKind.NO_SHOW_FEE,
+                amount_cents=1500,
+            )
+        )
+    with db.read() as s:
+        owed = records.patient_money(s, world.staff, world.patient_id).owed
+    assert [(o.appointment_id, o.what, o.amount) for o in owed] == [
+        (missed, "no show fee", "£15.00"),
+        (coming, "deposit still to pay", "£20.00"),
+    ]
+
+
 def test_desk_refunds_are_recorded_once(db, world):
     appointment_id = _appointment(db, world)
     with db.write() as s:

@@ -257,6 +257,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: patients.list_patient_appointments(s, a, c.patient_id),
     ),
     (
+        "patients.patient_money",
+        P.PATIENTS_READ,
+        lambda s, a, c: patients.patient_money(s, a, c.patient_id),
+    ),
+    (
         "patients.search_patients",
         P.PATIENTS_READ,
         lambda s, a, c: patients.search_patients(s, a, "Morgan"),
