@@ -27,8 +27,22 @@ from core.kernel.phones import phone_region
 from core.kernel.text import clean, plain_words
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
-from core.payments import points
-from db.models import Channel, Clinic, Patient
+from core.payments import desk, points, prepay
+from core.payments.rules import get_settings, money_format, payment_money
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    Channel,
+    Clinic,
+    LedgerEntry,
+    LedgerKind,
+    Patient,
+    Payment,
+    Provider,
+    Service,
+    Source,
+    User,
+)
 from db.types import utcnow
 
 JUST_ADDED = timedelta(minutes=2)  # a patient of the same name added again: a second press
@@ -663,8 +677,6 @@ class PatientAppointment:
 def booked_by_label(source, created_by: str | None, booked_at, clinic) -> str:
     """Who created an appointment: "Online appointment" and the time (in the clinic's zone and
     locale) in place of a staff name."""
-    from db.models import Source
-
     if source == Source.ONLINE:
         return f"Online appointment · {clinic_time(clinic, booked_at)}"
     return created_by or ("Imported" if source == Source.IMPORT else "Practice")
@@ -674,8 +686,6 @@ def list_patient_appointments(
     session: Session, actor: Actor, patient_id: int, limit: int = 20
 ) -> list[PatientAppointment]:
     """The patient's latest appointments and requests, newest first."""
-    from db.models import Appointment, Clinic, Provider, Service, User
-
     ensure(actor, Permission.PATIENTS_READ)
     rows = session.execute(
         select(
@@ -767,10 +777,6 @@ def patient_money(
     owe: each fee not paid or waived (core.payments.desk.unpaid_fees, as the appointment shows
     it) and each coming visit's required prepayment or deposit not yet paid
     (core.payments.prepay.due)."""
-    from core.payments import desk, prepay
-    from core.payments.rules import get_settings, money_format, payment_money
-    from db.models import Appointment, AppointmentStatus, LedgerEntry, LedgerKind, Payment
-
     ensure(actor, Permission.PATIENTS_READ)
     ensure(actor, Permission.APPOINTMENTS_READ)
     rows = session.execute(
