@@ -224,6 +224,13 @@ TEMPLATES: dict[str, Template] = {
         "cancelled.\n{lines}{message}" + _SIGN,
         "What a cancellation gives back of a prepayment.",
     ),
+    "payment_given_back": Template(
+        "Money given back by {clinic_name}",
+        "Dear {patient_name},\n\nWe have given back {amount} of what you paid for "
+        "{service_name} on {when} ({reference}): {how}" + _SIGN,
+        "Money the desk gives back while the visit stands (a payment recorded by mistake, a "
+        "cheaper service).",
+    ),
     "waitlist_offer": Template(
         "A time is free: {service_name} on {when}",
         "Dear {patient_name},\n\nYou are on our waitlist, and a time has just freed up: "

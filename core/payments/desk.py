@@ -14,6 +14,7 @@ from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_format, format_money
+from core.messaging import notify
 from core.payments import cashup
 from core.payments.prepay import (
     DESK_METHODS,
@@ -26,6 +27,7 @@ from core.payments.prepay import (
     given_back,
     list_payments,
     send_receipt,
+    visit_context,
 )
 from core.payments.providers import PaymentProvider
 from core.payments.rules import get_settings, money_format
@@ -35,6 +37,7 @@ from db.models import (
     AppointmentStatus,
     LedgerEntry,
     LedgerKind,
+    Patient,
     Payment,
 )
 from db.types import utcnow
@@ -309,6 +312,23 @@ def refund_payment(
             "reason": refund.note,
         },
     )
+    if visit is not None and (patient := session.get(Patient, original.patient_id)):
+        notify.queue_for_patient(  # the patient told, as a receipt told them of the payment
+            session,
+            patient,
+            "payment_given_back",
+            {
+                **visit_context(visit),
+                "amount": format_money(amount_cents, currency, fmt.locale),
+                "reference": f"P-{refund.id}",
+                "how": "handed back to you at the desk."
+                if at_desk
+                else "it goes back to your card, and reaches your account within a few "
+                "working days.",
+            },
+            appointment_id=visit.id,
+            channels=[notify.Channel.EMAIL],
+        )
     return refund
 
 

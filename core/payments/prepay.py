@@ -203,7 +203,8 @@ def _format_of(session: Session, appointment_id: int) -> ClinicFormat:
     return money_format(appointment.clinic if appointment else None)
 
 
-def _context(appointment: Appointment) -> dict[str, object]:
+def visit_context(appointment: Appointment) -> dict[str, object]:
+    """A payment message's words for its visit: the clinic, the treatment, when."""
     clinic = appointment.clinic
     return {
         "clinic_name": clinic.name,
@@ -240,7 +241,7 @@ def send_receipt(
         patient,
         "payment_receipt",
         {
-            **_context(appointment),
+            **visit_context(appointment),
             "lines": "\n".join([*(_line(p, fmt) for p in paid), *more]),
             "total": _total(paid, fmt),
             "reference": ", ".join(f"P-{p.id}" for p in paid),
@@ -345,10 +346,11 @@ def prepay(
         )
         session.add(pending)
         session.flush()
+        words = visit_context(appointment)
         made = provider.checkout(
             amount_cents=rest,
             currency=fmt.currency,
-            description=f"{_context(appointment)['service_name']}, {_context(appointment)['when']}",
+            description=f"{words['service_name']}, {words['when']}",
             payment_id=pending.id,
             email=patient.email,
             success_url=f"{return_url}?paid={pending.id}",
@@ -474,7 +476,7 @@ def checkout_completed(
             session.get(Patient, appointment.patient_id),
             "payment_refund",
             {
-                **_context(appointment),
+                **visit_context(appointment),
                 "lines": f"Refund of {payment_money(refund, fmt)} ({METHOD_LABELS['stripe']}): "
                 "paid after the appointment was cancelled.",
             },

@@ -1948,6 +1948,12 @@ def test_a_card_payment_through_the_provider_is_given_back_by_the_refund_job(db,
     assert fake.refunds == [(reference, 1500)]
     with db.read() as s:
         assert prepay.paid_cents(s, appointment_id) == 4500
+        # the patient is told, as the receipt told them of the payment (before: nothing)
+        (told,) = s.scalars(
+            select(Notification.body).where(Notification.template == "payment_given_back")
+        ).all()
+        assert "We have given back £15.00 of what you paid for" in told
+        assert f"(P-{back.id}): it goes back to your card" in told
 
 
 def test_two_desks_giving_back_the_same_payment_give_it_back_once(db, world):
