@@ -462,11 +462,12 @@ def preview_appointments(
     return shown
 
 
-def _cell(row: dict[str, str], column: str) -> str:
+def _cell(row: dict[str, str], column: str, multiline: bool = False) -> str:
     """A cell as text: control characters (NUL included) dropped, as for anything typed
     (core.kernel.text), also for what goes into JSON (Patient.extra), which the database's
-    flush rule does not see, and for rows inserted in bulk."""
-    return (clean(row.get(column) or "", field=column) or "").strip()
+    flush rule does not see, and for rows inserted in bulk; line breaks kept when
+    `multiline` (a comment), else read as spaces."""
+    return (clean(row.get(column) or "", field=column, multiline=multiline) or "").strip()
 
 
 def _appointment_row(
@@ -743,7 +744,7 @@ def _survey_row(row: dict[str, str], mapping: SurveyMapping) -> tuple[dict[str, 
     return {
         "submitted_at": submitted,
         "rating": rating,
-        "comment": get("comment"),
+        "comment": _cell(row, cols["comment"], multiline=True) if cols.get("comment") else "",
         "answers": answers or None,
         "source": "import",
         "external_ref": f"{mapping.source}:{ref}" if ref else None,

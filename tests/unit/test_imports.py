@@ -645,18 +645,20 @@ def test_survey_rows_with_bad_values_are_skipped(db, world, tmp_path):
 
 def test_control_characters_are_dropped_from_the_kept_survey_answers(db, world, tmp_path):
     """A survey's other answers (the FFT's do_better) are kept as JSON, past the flush rule that
-    cleans typed text: they kept a NUL and an escape character the other cells lose."""
+    cleans typed text: they kept a NUL and an escape character the other cells lose. The
+    comment keeps its line breaks, as a comment left through the survey page does (before, its
+    lines were run together into one)."""
     path = tmp_path / "s.csv"
     path.write_text(
         "time,rating,free_text,do_better,surgery\n"
-        "2024-01-02 10:00:00,4,o\x07k,Park\x00ing\x1b,Main\n"
+        '2024-01-02 10:00:00,4,"o\x07k\r\nsee you",Park\x00ing\x1b,Main\n'
     )
     with db.write() as session:
         report = imports.import_surveys(session, world.owner, path, imports.NHS_FFT)
     assert (report.created, report.problem_count) == (1, 0)
     with db.read() as session:
         response = session.scalar(select(SurveyResponse))
-    assert (response.comment, response.answers) == ("ok", {"do_better": "Parking"})
+    assert (response.comment, response.answers) == ("ok\nsee you", {"do_better": "Parking"})
 
 
 def test_cli_imports_the_file_and_prints_the_analytics_figures(
