@@ -85,6 +85,7 @@ with left:
         else "Born: not recorded"
     )
     st.text(plain(f"Email: {record.email or '—'}   Phone: {record.phone or '—'}"))
+    st.text(plain(f"Next visit: {record.next_visit or 'none booked'}"))
     consent = [
         n
         for n, ok in (
@@ -161,6 +162,8 @@ show_table(
     width="stretch",
     key="patients_visits",
 )
+if len(visits) == patients.VISITS_SHOWN:  # years of visits: the file below holds every one
+    st.caption(f"The latest {len(visits)} are shown; the patient's file below lists them all.")
 patient_money_panel(me, patient_id)  # what they paid last, and what is owed
 patient_export_button(me, patient_id)  # everything held about them, as JSON (audited)
 st.subheader("Points")

@@ -29,6 +29,7 @@ from core.messaging import notify
 from core.patients import enrolment, invitations, merge
 from core.payments import desk, points, prepay
 from core.payments.rules import get_settings, money_format, payment_money
+from core.practice.treatment import treatment_of
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -633,6 +634,7 @@ class PatientRecord:
     invitations: list  # core.patients.invitations.HistoryRow, newest first
     merged_into: int | None = None  # the record this one was merged into (core.patients.merge)
     merged_at: datetime | None = None
+    next_visit: str = ""  # "Tue, 8 Dec 2026, 10:30: Consultation with Dr Becker at …" or ""
 
     @property
     def name(self) -> str:
@@ -660,6 +662,32 @@ def get_patient_record(session: Session, actor: Actor, patient_id: int) -> Patie
         enrolment.invitation_history(session, actor, patient.id),
         patient.merged_into_id,
         patient.merged_at,
+        _next_visit(session, patient.id),
+    )
+
+
+def _next_visit(session: Session, patient_id: int) -> str:
+    """The patient's next visit still to come ("when is my next visit, and with whom?"), on its
+    clinic's clock with the zone named; "" when none is booked."""
+    visit = session.scalar(
+        select(Appointment)
+        .where(
+            Appointment.patient_id == patient_id,
+            Appointment.status.in_((AppointmentStatus.SCHEDULED, AppointmentStatus.TENTATIVE)),
+            Appointment.start_at > utcnow(),
+        )
+        .order_by(Appointment.start_at, Appointment.id)
+        .limit(1)
+    )
+    if visit is None:
+        return ""
+    what = treatment_of(visit) or "a visit"
+    who = f" with {visit.provider.name}" if visit.provider else ""
+    tentative = visit.status == AppointmentStatus.TENTATIVE
+    proposed = " (a time proposed to them, not yet accepted)" if tentative else ""
+    return (
+        f"{clinic_time(visit.clinic, visit.start_at, zone=True)}: {what}{who} at "
+        f"{visit.clinic.name}{proposed}"
     )
 
 
@@ -682,8 +710,11 @@ def booked_by_label(source, created_by: str | None, booked_at, clinic) -> str:
     return created_by or ("Imported" if source == Source.IMPORT else "Practice")
 
 
+VISITS_SHOWN = 20  # on the record; the patient's file (core.interchange) holds them all
+
+
 def list_patient_appointments(
-    session: Session, actor: Actor, patient_id: int, limit: int = 20
+    session: Session, actor: Actor, patient_id: int, limit: int = VISITS_SHOWN
 ) -> list[PatientAppointment]:
     """The patient's latest appointments and requests, newest first."""
     ensure(actor, Permission.PATIENTS_READ)

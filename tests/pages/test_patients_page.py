@@ -179,6 +179,7 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_name(app_as, 
     at = _open(app_as, patient)
     booked_by = list(at.dataframe[0].value["Booked by"])
     assert any(b.startswith("Online appointment · ") for b in booked_by)
+    assert any(t.value.startswith("Next visit: ") for t in at.text)  # answered at the top
 
 
 def test_new_patient_with_invitation(app_as, app_db):

@@ -24,14 +24,24 @@ from core.kernel.errors import (
     PermissionDenied,
     ValidationError,
 )
+from core.kernel.money import format_moment
 from core.messaging import notify
 from core.patients import enrolment, invitations
 from core.patients import records as patients
 from core.patients.invitations import PortalStatus
 from db import migrate
 from db.engine import Database
-from db.models import AuditEvent, Channel, Clinic, DeliveryStatus, Notification, Patient
+from db.models import (
+    AppointmentStatus,
+    AuditEvent,
+    Channel,
+    Clinic,
+    DeliveryStatus,
+    Notification,
+    Patient,
+)
 from db.types import utcnow
+from tests.factories import make_visit
 from tests.support.locks import wait_until_a_writer_waits
 
 BASE = "https://desk.example"
@@ -632,3 +642,27 @@ def test_a_patient_written_by_a_fresh_cli_process_is_searchable(tmp_path):
         database.dispose()
     assert texts[("Peter James", "Chalmers")] == "peter james chalmers"
     assert all(texts.values()), texts
+
+
+def test_the_record_says_the_next_visit_and_with_whom(db, world):
+    """'When is my next visit, and with whom?' answered on the record, on the clinic's clock;
+    a past visit or a cancelled one is not the next (before: the desk read the appointments
+    table, newest first, to find it)."""
+    now = utcnow().replace(second=0, microsecond=0)
+    with db.write() as s:
+        assert patients.get_patient_record(s, world.staff, world.patient_id).next_visit == ""
+        for days, status in ((-2, "COMPLETED"), (3, "CANCELLED"), (9, "SCHEDULED")):
+            start = now + timedelta(days=days)
+            make_visit(
+                s,
+                world,
+                status=AppointmentStatus[status],
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+    with db.read() as s:
+        said = patients.get_patient_record(s, world.staff, world.patient_id).next_visit
+    clinic = "Test Clinic"
+    assert said.endswith(f": Consultation with Dr Test at {clinic}"), said
+    nine = format_moment(now + timedelta(days=9), "Europe/London", zone=True)
+    assert said.startswith(f"{nine}: "), said
