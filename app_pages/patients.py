@@ -3,10 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.kernel.authz import Permission
 from core.patients import invitations
 from core.patients import records as patients
-from core.payments import points
 from ui import actor, refresh, run_action, settings
 from ui.appointment_messages import patient_export_button, patient_messages_panel
 from ui.caches import cached
@@ -15,6 +13,7 @@ from ui.locale import display_format
 from ui.patient_merge import flash as merge_flash
 from ui.patient_merge import merge_panel, merged_notice, open_pending
 from ui.payments_panel import patient_money_panel
+from ui.points_panel import points_panel
 from ui.portal import (
     edit_form,
     history_table,
@@ -39,11 +38,6 @@ def _record(current, patient_id):
     return read(patients.get_patient_record, current, patient_id), read(
         patients.list_patient_appointments, current, patient_id
     )
-
-
-@cached("patients", "appointments", "policy", ttl=30, max_entries=50)
-def _points(current, patient_id):
-    return read(points.points_history, current, patient_id)
 
 
 st.title("Patients")
@@ -166,42 +160,7 @@ if len(visits) == patients.VISITS_SHOWN:  # years of visits: the file below hold
     st.caption(f"The latest {len(visits)} are shown; the patient's file below lists them all.")
 patient_money_panel(me, patient_id)  # what they paid last, and what is owed
 patient_export_button(me, patient_id)  # everything held about them, as JSON (audited)
-st.subheader("Points")
-held = display_format().number(record.points_balance)
-st.caption(f"Balance: {held} points; the entries below add up to it.")
-when = display_format().moment
-show_table(
-    pd.DataFrame(
-        [
-            {
-                "When": when(r.at),
-                "What": r.what,
-                "Points": r.points,
-                "Balance": r.balance_after,
-                "Appointment": f"#{r.appointment_id}" if r.appointment_id else "",
-                "Reason": r.note,
-            }
-            for r in _points(me, patient_id)
-        ]
-    ),
-    hide_index=True,
-    width="stretch",
-    key="patients_points",
-)
-if me.can(Permission.POINTS_ADJUST) and not record.merged_into:
-    with st.form("patients_points_form"):
-        st.markdown(f"**Add or remove points** for {escape(record.name)}")  # a name: never bold
-        change = st.number_input(
-            "Points (negative to remove)", step=5, value=10, key="patients_points_change"
-        )
-        why = st.text_input(
-            "Reason (the patient reads it on their Points tab)", key="patients_points_reason"
-        )
-        if st.form_submit_button("Change points"):
-            done = run_action(points.adjust_points, patient_id, int(change), why)
-            if done:
-                st.toast(escape(points.adjusted_text(done.value, int(change))))
-                refresh()
+points_panel(me, record)  # the ledger that adds up to the balance, and the change form
 patient_messages_panel(me, patient_id)  # reminders, forms, invitations: sent or not, and why
 st.subheader("Portal invitations")
 history_table(record.invitations, key="patients_history")
