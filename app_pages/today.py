@@ -14,7 +14,7 @@ from ui import actor, refresh, risk, run_action, shown
 from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
-from ui.front_desk import call_list_panel, confirmed_caption, require
+from ui.front_desk import call_list_panel, confirmed_action, confirmed_caption, require
 from ui.picks import acted, picked
 from ui.text import escape, plain, show_table
 
@@ -36,29 +36,6 @@ def _finish(done, text: str) -> None:
         st.session_state[FLASH] = f"{text} {done.value.told}"
         acted(MEMORY)
         refresh()
-
-
-def _confirmed(box, kind: str, row_id: int, opener: str, answers, says, icon: str) -> bool:
-    """A button that opens a warning saying what the action will do, then yes or no: True
-    once the yes is pressed. `says` gives the text, or an undo's preview: when its time is
-    taken, the double-booking override is offered with it (today_{kind}_double_{row_id})."""
-    key = f"today_{kind}_confirm"
-    if box.button(opener, key=f"today_{kind}_{row_id}"):
-        st.session_state[key] = row_id
-    if st.session_state.get(key) != row_id:
-        return False
-    said = says()
-    st.warning(escape(said if isinstance(said, str) else said.text), icon=icon)
-    if not isinstance(said, str) and said.clash:
-        st.checkbox(visits.DOUBLE_BOOKING_UNDO, key=f"today_{kind}_double_{row_id}")
-    yes, no = st.columns(2)
-    if yes.button(answers[0], key=f"today_{kind}_yes_{row_id}", type="primary"):
-        st.session_state.pop(key, None)
-        return True
-    if no.button(answers[1], key=f"today_{kind}_no_{row_id}"):
-        st.session_state.pop(key, None)
-        st.rerun()
-    return False
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -180,7 +157,7 @@ if row.can_undo_check_in and b[0].button("Undo check-in", key=f"today_undo_in_{r
     )
 if row.can_complete and b[1].button("Complete", key=f"today_done_{row.id}"):
     _finish(run_action(visits.complete, row.id, **version), f"{row.patient}: done.")
-if row.can_no_show and _confirmed(
+if row.can_no_show and confirmed_action(
     b[2],
     "noshow",
     row.id,
@@ -193,7 +170,7 @@ if row.can_no_show and _confirmed(
         run_action(visits.mark_no_show, row.id, **version),
         f"{row.patient}: recorded as a no-show.",
     )
-if row.can_undo_no_show and _confirmed(
+if row.can_undo_no_show and confirmed_action(
     b[2],
     "undo_noshow",
     row.id,

@@ -8,10 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
+from core.scheduling import visits
 from ui.context import actor
 from ui.folds import fold
 from ui.setup_forms import next_step
-from ui.text import plain, show_table
+from ui.text import escape, plain, show_table
 
 EMPTY = (
     "There is no {what} yet. Add it on the Practice set-up pages (Practice section), apply a "
@@ -61,3 +62,26 @@ def confirmed_caption(rows: list) -> None:
         return
     names = " · ".join(f"{r.starts} {r.patient} ({r.confirmed.rsplit(' · ', 1)[-1]})" for r in done)
     st.text(plain(f"Confirmed by the patient: {names}"))
+
+
+def confirmed_action(box, kind: str, row_id: int, opener: str, answers, says, icon: str) -> bool:
+    """A button that opens a warning saying what the action will do, then yes or no: True
+    once the yes is pressed. `says` gives the text, or an undo's preview: when its time is
+    taken, the double-booking override is offered with it (today_{kind}_double_{row_id})."""
+    key = f"today_{kind}_confirm"
+    if box.button(opener, key=f"today_{kind}_{row_id}"):
+        st.session_state[key] = row_id
+    if st.session_state.get(key) != row_id:
+        return False
+    said = says()
+    st.warning(escape(said if isinstance(said, str) else said.text), icon=icon)
+    if not isinstance(said, str) and said.clash:
+        st.checkbox(visits.DOUBLE_BOOKING_UNDO, key=f"today_{kind}_double_{row_id}")
+    yes, no = st.columns(2)
+    if yes.button(answers[0], key=f"today_{kind}_yes_{row_id}", type="primary"):
+        st.session_state.pop(key, None)
+        return True
+    if no.button(answers[1], key=f"today_{kind}_no_{row_id}"):
+        st.session_state.pop(key, None)
+        st.rerun()
+    return False
