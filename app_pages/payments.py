@@ -1,7 +1,7 @@
 """Payments and points: the practice's prepayment rules per service, the value of a point and
-the points a survey earns (owner); points adjusted with a reason (managers); the day's cash-up
-per clinic and method; the audited CSV export of payments and refunds. Amounts are charged in
-the currency of the appointment's clinic; the rules' numbers are minor units of that currency."""
+the points a survey earns (owner); points adjusted with a reason (managers). The day's money
+and its export are on Cash-up. Amounts are charged in the currency of the appointment's clinic;
+the rules' numbers are minor units of that currency."""
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +11,6 @@ from core.kernel.money import minor_digits, to_major
 from core.payments import points, rules
 from ui import actor, refresh, run_action
 from ui.caches import cached
-from ui.cashup_panel import cash_up_panel
 from ui.context import read
 from ui.folds import fold
 from ui.locale import display_format, in_currency
@@ -144,5 +143,3 @@ if box := fold("Adjust a patient's points", "payments_points_open"):
             if done:
                 st.toast(escape(points.adjusted_text(done.value, int(change))))
                 refresh()
-
-cash_up_panel(me, practice)  # the day's money per clinic and method, and the CSV export

@@ -30,7 +30,6 @@ def _cash_up(me, day, clinic_id):
 
 def cash_up_panel(me, practice) -> None:
     """`practice`: the practice's format (the first clinic's), for All clinics."""
-    st.subheader("Cash-up")
     clinics = _clinics(me)
     c1, c2 = st.columns(2)
     where = c1.selectbox(

@@ -48,6 +48,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("text_replies.py", "Text replies", "sms", DESK, P.NOTIFICATIONS_READ),
     PageSpec("waitlist.py", "Waitlist", "hourglass", DESK, P.WAITLIST_EDIT),
     PageSpec("call_list.py", "Call list", "call", DESK, P.APPOINTMENTS_READ),
+    PageSpec("cash_up.py", "Cash-up", "point_of_sale", DESK, P.PAYMENTS_RECORD),
     PageSpec("appointment.py", "Appointment", "event_note", DESK, P.APPOINTMENTS_READ, hidden=True),
     PageSpec("patients.py", "Patients", "group", PATIENTS, P.PATIENTS_READ),
     PageSpec("invitations.py", "Portal invitations", "mail", PATIENTS, P.INVITATIONS_SEND),

@@ -192,7 +192,9 @@ def test_a_deposit_is_typed_in_the_open_clinics_currency_not_a_closed_first_ones
 
 def test_the_cash_up_shows_each_clinics_money_today_per_method(app_as, app_db):
     """The day's cash-up on the page is the core's, per clinic and method: a £45 cash payment
-    taken now counts in its clinic's Cash line (before, the page had no cash-up at all)."""
+    taken now counts in its clinic's Cash line (before, the page had no cash-up at all). Staff,
+    who take the money, open it under Front desk (it was first on Payments, which is the
+    managers')."""
     from core.kernel.clock import local_today
     from core.payments import cashup, desk
     from db.models import Appointment
@@ -208,7 +210,7 @@ def test_the_cash_up_shows_each_clinics_money_today_per_method(app_as, app_db):
         desk.record_desk_payment(
             session, SYSTEM, visit.id, amount_cents=4500, method="cash", beyond=True
         )
-    at = app_as("manager", PAGE)
+    at = app_as("staff", "app_pages/cash_up.py")  # who takes the money closes the till
     assert not at.exception
     with database.read() as session:
         lines = cashup.cash_up(session, SYSTEM, local_today(zone), clinic_id=visit.clinic_id)

@@ -59,7 +59,7 @@ def _formats(at: AppTest) -> tuple[set[str], set[str]]:
         ("app_pages/messages.py", {}, 0, 2),
         ("app_pages/waitlist.py", {"waitlist_add_open": True, "waitlist_rules_open": True}, 1, 2),
         ("app_pages/patients.py", {"patients_new_open": True}, 1, 0),
-        ("app_pages/payments.py", {}, 2, 0),
+        ("app_pages/cash_up.py", {}, 2, 0),
         ("app_pages/data.py", {}, 1, 0),
     ],
 )
@@ -128,7 +128,7 @@ def test_the_portal_picks_days_in_the_patients_clinics_locale(app_db, locale, da
     [
         ("app_pages/cancellation_analytics.py", "cancel_days"),
         ("app_pages/survey_analytics.py", "survey_analytics_days"),
-        ("app_pages/payments.py", "payments_export_to"),
+        ("app_pages/cash_up.py", "payments_export_to"),
         ("app_pages/schedules.py", "schedules_off_from_day"),
     ],
 )
