@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, rate_limits, tokens
@@ -664,9 +664,9 @@ def submit_booking(
             f"us on {view.clinic_phone}."
         )
     rate_limits.hit(session, keys, now)
-    patient = _find_patient(session, email, phone)
-    flags = []
     typed = f"{first_name} {last_name}"
+    patient = _find_patient(session, email, phone, typed)
+    flags = []
     if patient is None:
         patient = Patient(
             first_name=first_name,
@@ -732,28 +732,46 @@ BOOKING_RECEIVED = (
 )
 
 
-def _find_patient(session: Session, email: str | None, phone: str | None) -> Patient | None:
-    conditions = []
-    if email:
-        conditions.append(func.lower(Patient.email) == email)
-    if phone:
-        conditions.append(func.replace(Patient.phone, " ", "") == phone.replace(" ", ""))
-    if not conditions:
-        return None
-    by_email = (
-        session.scalar(
-            select(Patient).where(func.lower(Patient.email) == email).order_by(Patient.id).limit(1)
+def _find_patient(
+    session: Session, email: str | None, phone: str | None, typed: str = ""
+) -> Patient | None:
+    """The record this contact belongs to: of the patients with this email address or phone
+    number (families share them), the one of the typed name; else the first with the email,
+    else the first with the number (in another form only when one patient has it)."""
+    with_email = (
+        list(
+            session.scalars(
+                select(Patient)
+                .where(func.lower(Patient.email) == email)
+                .order_by(Patient.id)
+                .limit(SHARED_CONTACT)
+            )
         )
         if email
-        else None
+        else []
     )
-    found = by_email or session.scalar(
-        select(Patient).where(or_(*conditions)).order_by(Patient.id).limit(1)
+    with_phone = (
+        list(
+            session.scalars(
+                select(Patient)
+                .where(func.replace(Patient.phone, " ", "") == phone.replace(" ", ""))
+                .order_by(Patient.id)
+                .limit(SHARED_CONTACT)
+            )
+        )
+        if phone
+        else []
     )
-    if found is None and phone:  # the number in another form: +44 7700 900123, 07700-900123
-        same = sign_in.patients_by_phone(session, phone)
-        found = same[0] if len(same) == 1 else None
-    return merge.current_record(session, found)  # a merged duplicate's contact: the kept record
+    if phone and not with_phone:  # the number in another form: +44 7700 900123, 07700-900123
+        with_phone = sign_in.patients_by_phone(session, phone, limit=SHARED_CONTACT)
+        if len(with_phone) > 1 and not any(same_name(typed, p.full_name) for p in with_phone):
+            with_phone = []  # whose it is, only the name could tell
+    # a merged duplicate's contact: the kept record
+    found = [merge.current_record(session, p) for p in (*with_email, *with_phone)]
+    return next((p for p in found if same_name(typed, p.full_name)), found[0] if found else None)
+
+
+SHARED_CONTACT = 20  # the records of one email or phone read to find the typed name's
 
 
 __all__ = [

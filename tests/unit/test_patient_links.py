@@ -553,6 +553,22 @@ def test_a_known_email_with_another_name_is_flagged_check_identity_not_attached_
     assert detail.check == flagged.flag
 
 
+def test_a_family_members_request_goes_on_their_own_record_not_the_first_with_that_email(db, world):
+    """Families share an email: Sam, on file with Alex's address, booking as himself was put
+    on Alex's record (the first with that email) flagged 'Check identity'. It now goes on
+    Sam's record, unflagged; a name no one of that email has is still flagged on the first."""
+    raw = _booking_link(db, world)
+    with db.write() as s:
+        sam = make_patient(s, first_name="Sam", last_name="Morgan", phone="07700 900456").id
+    _book(db, raw, first_name="sam", last_name="MORGAN", email="alex@example.org")
+    _book(db, raw, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.read() as s:
+        booked = {a.patient_id: a.id for a in s.scalars(select(Appointment))}
+        flags = dict(s.execute(select(RequestFlag.appointment_id, RequestFlag.flag)).all())
+    assert set(booked) == {sam, world.patient_id} and booked[sam] not in flags
+    assert flags[booked[world.patient_id]].startswith("Check identity: typed as “Kim Morgan”")
+
+
 @pytest.mark.parametrize("proposed", [False, True])
 def test_a_known_contacts_request_already_waiting_gets_the_same_answer_as_a_stranger(
     db, world, proposed
