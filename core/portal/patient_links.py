@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, rate_limits, tokens
@@ -22,7 +22,7 @@ from core.kernel.clock import local_today, to_local
 from core.kernel.config import BookingLimits
 from core.kernel.errors import Conflict, LinkInvalid, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_day
-from core.kernel.text import clean, same_name
+from core.kernel.text import clean, plain_name, same_name
 from core.messaging import notify
 from core.messaging.notify import CHANNEL_WORDS
 from core.patients import invitations, merge
@@ -629,7 +629,9 @@ def submit_booking(
     """A booking request from the clinic's public link, answered the same whether or not the
     contact details belong to a known patient. A known email or phone with another name, or
     a patient who may not book online, is not refused and not attached silently: the request
-    goes to the queue flagged for a person to check."""
+    goes to the queue flagged for a person to check. So does a new contact's request when a
+    patient on file has the typed name (a returning patient writing from a new address): the
+    new record is made and the flag names the patient on file, for the desk to merge."""
 
     view = booking_view(session, raw)
     now = now or utcnow()
@@ -668,6 +670,7 @@ def submit_booking(
     patient = _find_patient(session, email, phone, typed)
     flags = []
     if patient is None:
+        namesakes = _namesakes(session, typed)
         patient = Patient(
             first_name=first_name,
             last_name=last_name,
@@ -688,6 +691,8 @@ def submit_booking(
             patient_id=patient.id,
             message="Created by an online booking request",
         )
+        if namesakes:
+            flags.append(_maybe_known(patient, namesakes, view.locale))
     else:
         if not same_name(typed, patient.full_name):
             flags.append(
@@ -772,6 +777,44 @@ def _find_patient(
 
 
 SHARED_CONTACT = 20  # the records of one email or phone read to find the typed name's
+
+
+def _namesakes(session: Session, typed: str) -> list[Patient]:
+    """The patients (not merged away) of the typed name, for a new contact's request: a
+    patient who has come before may write from another email or phone without saying so."""
+    name = plain_name(typed)
+    query = (
+        select(Patient)
+        .where(
+            Patient.merged_into_id.is_(None),
+            or_(
+                Patient.search_text == name,
+                Patient.search_text.startswith(f"{name} ", autoescape=True),
+            ),
+        )
+        .order_by(Patient.id)
+        .limit(10)
+    )
+    return [p for p in session.scalars(query) if same_name(typed, p.full_name)][:3]
+
+
+def _maybe_known(patient: Patient, namesakes: list[Patient], locale: str) -> str:
+    """The flag of a new record whose name a patient on file has: who, and what to do (two
+    named at most: the flag holds 300 characters)."""
+    who = ", ".join(
+        f"#{p.id} {p.full_name}"
+        + (
+            f" (born {format_day(p.date_of_birth, locale, weekday=False)})"
+            if p.date_of_birth
+            else ""
+        )
+        for p in namesakes[:2]
+    ) + (" and others" if len(namesakes) > 2 else "")
+    return (
+        f"Maybe a known patient: {who} on file, with other contact details. New record "
+        f"#{patient.id} was made; if it is them, merge #{patient.id} into theirs (the request "
+        "moves with it)."
+    )
 
 
 __all__ = [

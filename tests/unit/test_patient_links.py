@@ -569,6 +569,25 @@ def test_a_family_members_request_goes_on_their_own_record_not_the_first_with_th
     assert flags[booked[world.patient_id]].startswith("Check identity: typed as “Kim Morgan”")
 
 
+def test_a_returning_patient_writing_from_a_new_email_is_flagged_as_maybe_known(db, world):
+    """Alex Morgan, on file, booking from a new address without saying so became a second
+    Alex Morgan with no word to the desk. The new record's request is now flagged with the
+    patient on file and how to put it on their record (merge); the answer is any request's."""
+    raw = _booking_link(db, world)
+    answer = _book(db, raw, first_name="ALEX", last_name="morgan", email="a.morgan@example.net")
+    assert answer == patient_links.BOOKING_RECEIVED
+    with db.read() as s:
+        new = s.scalars(select(Patient).where(Patient.email == "a.morgan@example.net")).one()
+        flag = s.scalars(select(RequestFlag.flag)).one()
+        row = queue.list_queue(s, world.manager, "requests")[0]
+    assert new.id != world.patient_id and row.check == flag
+    assert flag == (
+        f"Maybe a known patient: #{world.patient_id} Alex Morgan (born 12 Apr 1985) on file, "
+        f"with other contact details. New record #{new.id} was made; if it is them, merge "
+        f"#{new.id} into theirs (the request moves with it)."
+    )
+
+
 @pytest.mark.parametrize("proposed", [False, True])
 def test_a_known_contacts_request_already_waiting_gets_the_same_answer_as_a_stranger(
     db, world, proposed
