@@ -637,8 +637,10 @@ def submit_booking(
     now = now or utcnow()
     first_name = (clean(first_name, field="first name", limit=80) or "").strip()
     last_name = (clean(last_name, field="last name", limit=80) or "").strip()
-    if not first_name or not last_name:
-        raise ValidationError("Please enter your first and last name.")
+    if not first_name and not last_name:  # one name only (a mononym) is a name: either box
+        raise ValidationError(
+            "Please enter your name: first and last, or your one name if you have only one."
+        )
     email, phone = validate_contact(email, phone, practice_regions(session, view.locale))
     if not email and not phone:
         raise ValidationError("Please give an email address or a phone number so we can reply.")
@@ -666,7 +668,7 @@ def submit_booking(
             f"us on {view.clinic_phone}."
         )
     rate_limits.hit(session, keys, now)
-    typed = f"{first_name} {last_name}"
+    typed = f"{first_name} {last_name}".strip()
     patient = _find_patient(session, email, phone, typed)
     flags = []
     if patient is None:

@@ -31,6 +31,7 @@ from db.models import (
     ChangeStatus,
     Clinic,
     LinkToken,
+    Notification,
     Package,
     Patient,
     RateLimitHit,
@@ -642,10 +643,24 @@ def test_a_patient_with_no_points_left_gets_the_same_answer_and_a_flagged_reques
         assert "No online booking for this patient" in s.scalars(select(RequestFlag.flag)).one()
 
 
+@pytest.mark.parametrize("names", [("Sukarno", ""), ("", "Sukarno")])
+def test_a_patient_with_one_name_only_can_ask_for_an_appointment(db, world, names):
+    """Someone with one name (a mononym) was told 'Please enter your first and last name.',
+    which they cannot do, and could not ask online at all. One name in either box is a name."""
+    raw = _booking_link(db, world)
+    first, last = names
+    assert _book(db, raw, first_name=first, last_name=last) == patient_links.BOOKING_RECEIVED
+    with db.read() as s:
+        patient = s.scalars(select(Patient).where(Patient.email == "robin@example.org")).one()
+        body = s.scalars(select(Notification.body).where(Notification.patient_id == patient.id))
+        assert s.scalars(select(Appointment.patient_id)).one() == patient.id
+        assert (patient.full_name, body.one().split("\n")[0]) == ("Sukarno", "Dear Sukarno,")
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"first_name": " "}, "first and last name"),
+        ({"first_name": " ", "last_name": ""}, "enter your name"),
         ({"email": "", "phone": ""}, "email address or a phone number"),
         ({"service_id": 999}, "treatment from the list"),
         ({"requested_day": date.today() - timedelta(days=1)}, "choose a day between"),

@@ -52,7 +52,12 @@ def render(token: str) -> None:
         )
         first, last = st.columns(2)
         first_name = first.text_input("First name", max_chars=80, key="patient_booking_first")
-        last_name = last.text_input("Last name", max_chars=80, key="patient_booking_last")
+        last_name = last.text_input(
+            "Last name",
+            max_chars=80,
+            help="If you have only one name, type it in either box and leave the other empty.",
+            key="patient_booking_last",
+        )
         email = st.text_input("Email", max_chars=254, key="patient_booking_email")
         phone = st.text_input("Phone", max_chars=40, key="patient_booking_phone")
         notes = st.text_area(
