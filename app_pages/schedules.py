@@ -1,11 +1,12 @@
-"""Provider schedules: weekly hours per clinic (one period per weekday here) and time off.
-Bookings outside these need an explicit override, which is recorded on the appointment."""
+"""Provider schedules: weekly hours per clinic (a working day per weekday, with an optional
+break) and time off. Bookings outside these need an explicit override, which is recorded on
+the appointment."""
 
 import pandas as pd
 import streamlit as st
 
 from core.kernel.clock import local_today, utcnow
-from core.kernel.money import clinic_time, clinic_time_range
+from core.kernel.money import clinic_time, clinic_time_range, weekday_name
 from core.practice import choices
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
@@ -57,9 +58,15 @@ if not works:
 clinic = c2.selectbox(
     "Clinic", works, format_func=lambda c: f"{c.name} ({c.timezone})", key="schedules_clinic"
 )
-hours = {h.weekday: h for h in _hours(me, provider.id, clinic.id)}
-if len(hours) < len(_hours(me, provider.id, clinic.id)):
-    st.warning("Some days have split shifts; saving here keeps one period per day.")
+hours = _hours(me, provider.id, clinic.id)
+if many := [d for d, n in schedules.periods_of(hours).items() if n > 2]:
+    st.info(  # a practice file's day of three periods or more: the table shows its first break
+        escape(
+            f"{', '.join(weekday_name(d, clinic.locale) for d in many)}: more than one break; "
+            "the table shows the first. Left as it is, the day keeps all its periods."
+        ),
+        icon=":material/info:",
+    )
 
 weekly_hours_form(provider, clinic, hours)
 

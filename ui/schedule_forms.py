@@ -1,5 +1,6 @@
-"""The weekly hours form of the Provider schedules page: one period per weekday at a clinic,
-in the clinic's time, as one editable table (a row per weekday: works, from, to)."""
+"""The weekly hours form of the Provider schedules page: a working day per weekday at a
+clinic, in the clinic's time, as one editable table (a row per weekday: works, from, to and an
+optional break, so 09:00–17:00 with lunch 13:00–14:00 is one row)."""
 
 from __future__ import annotations
 
@@ -18,46 +19,54 @@ from ui.text import escape
 
 # one table, not fourteen time pickers: each picker is a select that costs the browser about
 # 12 ms to draw, most of this page's time (bench.browser); the table draws in one canvas
-COLUMNS = ("Day", "Works", "From", "To")
+COLUMNS = ("Day", "Works", "From", "To", "Break from", "Break to")
 LEFT_KEY = "schedules_left_outside"  # (count, first few) after saving hours
 
 
-def _week(hours: dict[int, schedules.HoursRow], locale: str) -> pd.DataFrame:
+def _week(days: dict[int, schedules.WorkDay], locale: str) -> pd.DataFrame:
     rows = []
     for weekday in range(7):
-        row = hours.get(weekday)
+        day = days.get(weekday)
         rows.append(
             {
                 "Day": weekday_name(weekday, locale),
-                "Works": row is not None,
-                "From": row.starts if row else time(9),
-                "To": row.ends if row else time(17),
+                "Works": day is not None,
+                "From": day.starts if day else time(9),
+                "To": day.ends if day else time(17),
+                "Break from": day.break_starts if day else None,
+                "Break to": day.break_ends if day else None,
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _hours(table: pd.DataFrame) -> list[schedules.HoursRow]:
+def _time(value) -> time | None:
+    return None if pd.isna(value) else value
+
+
+def _days(table: pd.DataFrame) -> list[schedules.WorkDay]:
     """The working days of the edited table; a cleared time is None (core says what to fix)."""
     return [
-        schedules.HoursRow(
-            weekday, None if pd.isna(row.From) else row.From, None if pd.isna(row.To) else row.To
-        )
+        schedules.WorkDay(weekday, *(_time(value) for value in row[2:]))
         for weekday, row in enumerate(table.itertuples(index=False))
         if row.Works
     ]
 
 
 def weekly_hours_form(
-    provider: ProviderChoice, clinic: ClinicChoice, hours: dict[int, schedules.HoursRow]
+    provider: ProviderChoice, clinic: ClinicChoice, hours: list[schedules.HoursRow]
 ) -> None:
-    """A row per weekday (works, from, to) filled from `hours`; saving replaces the week."""
+    """A row per weekday (works, from, to, break) filled from `hours`; saving replaces the
+    week (a day left as it was keeps its periods)."""
     clock = table_clock(clinic.locale)  # the clinic's, not the browser's
     with st.form(f"schedules_week_{provider.id}_{clinic.id}"):
         st.markdown(f"**Weekly hours at {escape(clinic.name)}** (clinic time)")
-        st.caption("Tick the days worked; double-click a time to change it.")
+        st.caption(
+            "Tick the days worked; double-click a time to change it. A break (lunch) splits "
+            "the day; leave it empty for none."
+        )
         edited = st.data_editor(
-            _week(hours, clinic.locale),
+            _week(schedules.week_of(hours), clinic.locale),
             hide_index=True,
             num_rows="fixed",
             width="content",
@@ -67,14 +76,20 @@ def weekly_hours_form(
                 "Works": st.column_config.CheckboxColumn("Works", width=80),
                 "From": st.column_config.TimeColumn("From", format=clock, step=900, width=120),
                 "To": st.column_config.TimeColumn("To", format=clock, step=900, width=120),
+                "Break from": st.column_config.TimeColumn(
+                    "Break from", format=clock, step=900, width=120
+                ),
+                "Break to": st.column_config.TimeColumn(
+                    "Break to", format=clock, step=900, width=120
+                ),
             },
         )
         if st.form_submit_button("Save weekly hours", type="primary"):
             if run_action(
-                schedules.set_weekly_hours,
+                schedules.set_week,
                 provider_id=provider.id,
                 clinic_id=clinic.id,
-                hours=_hours(edited),
+                days=_days(edited),
                 success="Weekly hours saved.",
             ):
                 left = read(schedules.bookings_outside_hours, actor(), provider.id, clinic.id)

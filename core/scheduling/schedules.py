@@ -66,6 +66,71 @@ class HoursRow:
 
 
 @dataclass(frozen=True)
+class WorkDay:
+    """One weekday's hours as a practice says them: from, to and an optional break (09:00–17:00
+    with lunch 13:00–14:00 is the periods 09:00–13:00 and 14:00–17:00)."""
+
+    weekday: int
+    starts: time | None
+    ends: time | None
+    break_starts: time | None = None
+    break_ends: time | None = None
+
+
+def week_of(hours: list[HoursRow]) -> dict[int, WorkDay]:
+    """The stored periods read as working days: a day's first start, its last end and the gap
+    after its first period as the break (periods that touch are one). A day of three or more
+    periods (a practice file's) shows its first break only; `periods_of` tells it apart."""
+    days: dict[int, WorkDay] = {}
+    for weekday, spans in _merged(hours).items():
+        gap = (spans[0][1], spans[1][0]) if len(spans) > 1 else (None, None)
+        days[weekday] = WorkDay(weekday, spans[0][0], spans[-1][1], *gap)
+    return days
+
+
+def periods_of(hours: list[HoursRow]) -> dict[int, int]:
+    """How many separate periods each worked weekday has (touching ones counted as one)."""
+    return {weekday: len(spans) for weekday, spans in _merged(hours).items()}
+
+
+def _merged(hours: list[HoursRow]) -> dict[int, list[tuple[time, time]]]:
+    spans: dict[int, list[tuple[time, time]]] = {}
+    for row in sorted(hours, key=lambda r: (r.weekday, r.starts)):
+        day = spans.setdefault(row.weekday, [])
+        if day and row.starts <= day[-1][1]:
+            day[-1] = (day[-1][0], max(row.ends, day[-1][1]))
+        else:
+            day.append((row.starts, row.ends))
+    return spans
+
+
+def _split(day: WorkDay, locale: str) -> list[HoursRow]:
+    """A working day as its periods: the hours, less the break when one is given."""
+    name = weekday_name(day.weekday, locale) if 0 <= day.weekday <= 6 else ""
+    if day.break_starts is None and day.break_ends is None:
+        return [HoursRow(day.weekday, day.starts, day.ends)]
+    if day.break_starts is None or day.break_ends is None:
+        raise ValidationError(
+            f"{name}: give the time the break starts and ends, or leave both empty."
+        )
+    pause = format_clock_range(day.break_starts, day.break_ends, locale)
+    if not day.break_starts < day.break_ends:
+        raise ValidationError(f"{name}: the break must end after it starts ({pause}).")
+    if day.starts is None or day.ends is None:
+        raise ValidationError(f"{name}: give the time work starts and ends.")
+    if not day.starts < day.break_starts or not day.break_ends < day.ends:
+        hours = format_clock_range(day.starts, day.ends, locale)
+        raise ValidationError(
+            f"{name}: the break {pause} must fall within the hours {hours}, with work "
+            "before and after it."
+        )
+    return [
+        HoursRow(day.weekday, day.starts, day.break_starts),
+        HoursRow(day.weekday, day.break_ends, day.ends),
+    ]
+
+
+@dataclass(frozen=True)
 class TimeOffRow:
     id: int
     provider_id: int
@@ -170,6 +235,28 @@ def set_weekly_hours(
         details={"clinic_id": clinic_id, "before": before, "after": [r.record for r in cleaned]},
     )
     return cleaned
+
+
+def set_week(
+    session: Session, actor: Actor, *, provider_id: int, clinic_id: int, days: list[WorkDay]
+) -> list[HoursRow]:
+    """Replace the provider's weekly hours at the clinic with working days as the week table
+    gives them (from, to, an optional break). A day given as `week_of` reads the stored hours
+    keeps its periods as they are (a practice file's three periods are not cut to two)."""
+    ensure(actor, Permission.SCHEDULES_MANAGE)
+    lock_provider(session, provider_id)
+    clinic = _clinic(session, clinic_id)
+    stored = get_hours(session, actor, provider_id, clinic_id)
+    shown = week_of(stored)
+    hours: list[HoursRow] = []
+    for day in days:
+        if shown.get(day.weekday) == day:
+            hours += [h for h in stored if h.weekday == day.weekday]
+        else:
+            hours += _split(day, clinic.locale)
+    return set_weekly_hours(
+        session, actor, provider_id=provider_id, clinic_id=clinic_id, hours=hours
+    )
 
 
 def _refuse_clash_elsewhere(

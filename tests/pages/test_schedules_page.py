@@ -58,7 +58,7 @@ def test_manager_sets_weekly_hours_and_bad_hours_are_explained(app_as, app_db):
     assert not at.exception, at.exception
     provider = at.selectbox(key="schedules_provider").value
     week = at.data_editor[0].value
-    assert list(week.columns) == ["Day", "Works", "From", "To"] and len(week) == 7
+    assert list(week.columns)[:4] == ["Day", "Works", "From", "To"] and len(week) == 7
     _edit(at, {5: {"Works": True, "From": "12:00:00.000", "To": "10:00:00.000"}})
     assert "Saturday: the hours must end after they start" in at.error[0].value
     _edit(at, {5: {"Works": True, "From": "12:00:00.000", "To": "14:00:00.000"}})
@@ -75,6 +75,58 @@ def test_manager_sets_weekly_hours_and_bad_hours_are_explained(app_as, app_db):
     database.dispose()
     saturday = at.data_editor[0].value.iloc[5]
     assert (saturday.Works, saturday.From, saturday.To) == (True, time(12), time(14))
+
+
+def test_a_lunch_break_is_one_row_and_a_day_of_three_periods_is_kept(app_as, app_db):
+    """Mon–Fri 09:00–17:00 with lunch 13:00–14:00 is typed as breaks in the table; a break
+    outside the hours is explained; a day the table cannot show whole (a practice file's three
+    periods) is kept when left alone, not cut to its last period."""
+    at = app_as("manager", PAGE)
+    provider = at.selectbox(key="schedules_provider").value
+    clinic = at.selectbox(key="schedules_clinic").value
+    database = _db(app_db)
+    with database.write() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        three = [schedules.HoursRow(5, time(h), time(h + 2)) for h in (8, 11, 14)]
+        schedules.set_weekly_hours(
+            session, manager, provider_id=provider.id, clinic_id=clinic.id, hours=three
+        )
+    st.cache_data.clear()
+    at.run()
+    assert "Saturday: more than one break" in at.info[0].value
+    day = {"Works": True, "From": "09:00:00.000", "To": "17:00:00.000"}
+    _edit(at, {0: {**day, "Break from": "12:00:00.000", "Break to": "18:00:00.000"}})
+    assert at.error[0].value.replace("\\:", ":") == (  # markdown escapes the colons
+        "Monday: the break 12:00–18:00 must fall within the hours 09:00–17:00, with work "
+        "before and after it."
+    )
+    lunch = {**day, "Break from": "13:00:00.000", "Break to": "14:00:00.000"}
+    _edit(at, dict.fromkeys(range(5), lunch))
+    assert not at.error, at.error
+    with database.read() as session:
+        rows = session.scalars(
+            select(WorkingHours)
+            .where(WorkingHours.provider_id == provider.id, WorkingHours.clinic_id == clinic.id)
+            .order_by(WorkingHours.weekday, WorkingHours.starts)
+        ).all()
+    database.dispose()
+    periods = [(r.weekday, r.starts, r.ends) for r in rows]
+    weekdays = (
+        [(d, time(9), time(13)) for d in range(5)],
+        [(d, time(14), time(17)) for d in range(5)],
+    )
+    assert periods == sorted(weekdays[0] + weekdays[1]) + [
+        (5, time(8), time(10)),
+        (5, time(11), time(13)),
+        (5, time(14), time(16)),
+    ]
+    friday = at.data_editor[0].value.iloc[4]
+    assert (friday.From, friday.To, friday["Break from"], friday["Break to"]) == (
+        time(9),
+        time(17),
+        time(13),
+        time(14),
+    )
 
 
 def test_unticking_a_day_with_bookings_warns_about_them(app_as, app_db):

@@ -218,6 +218,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: schedules.set_weekly_hours(s, a, provider_id=NO, clinic_id=NO, hours=[]),
     ),
     (
+        "schedules.set_week",
+        P.SCHEDULES_MANAGE,
+        lambda s, a, c: schedules.set_week(s, a, provider_id=NO, clinic_id=NO, days=[]),
+    ),
+    (
         "schedules.add_time_off",
         P.SCHEDULES_MANAGE,
         lambda s, a, c: schedules.add_time_off(
