@@ -105,6 +105,7 @@ def weekly_hours_form(
         st.warning(
             escape(
                 f"{count} booked appointment(s) fall outside these hours ({'; '.join(first)}"
-                f"{more}); reschedule them from the calendar."
+                f"{more}). They stay booked: move each to a time within the hours or to another "
+                "provider, or cancel it as the practice (no fee), on the Calendar."
             )
         )

@@ -519,17 +519,19 @@ def bookings_in_time_off(
 
 
 def bookings_outside_hours(
-    session: Session, actor: Actor, provider_id: int, clinic_id: int, shown: int = 3
+    session: Session, actor: Actor, provider_id: int, clinic_id: int, shown: int = 5
 ) -> tuple[int, list[str]]:
     """The provider's coming appointments at the clinic that its weekly hours no longer cover
     (to warn after the hours change, as time off does): how many, and the first `shown` as
-    '#12 Mon, 7 Dec 2026, 09:00–09:30' in the clinic's time. Ones booked with the
-    outside-hours override were outside already and are not counted again."""
+    '#12 Mon, 7 Dec 2026, 09:00–09:30 Alex Morgan' in the clinic's time, so the desk knows
+    whom to call. Ones booked with the outside-hours override were outside already and are
+    not counted again."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic = _clinic(session, clinic_id)
     hours = get_hours(session, actor, provider_id, clinic_id)
     rows = session.execute(
-        select(Appointment.id, Appointment.start_at, Appointment.end_at)
+        select(Appointment.id, Appointment.start_at, Appointment.end_at, Patient)
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
         .where(
             Appointment.provider_id == provider_id,
             Appointment.clinic_id == clinic_id,
@@ -551,7 +553,7 @@ def bookings_outside_hours(
 
     now = utcnow()
     kept = [  # an original time held for a waiting proposal: a refusal puts the visit back there
-        (h.id, h.start_at, h.end_at, " (held)")
+        (h.id, h.start_at, h.end_at, h.patient, " (held)")
         for h in held(
             session,
             now,
@@ -562,12 +564,14 @@ def bookings_outside_hours(
         )
     ]
     outside = sorted(
-        [(i, s, e, "") for i, s, e in rows if not covered(s, e)]
+        [(i, s, e, patient, "") for i, s, e, patient in rows if not covered(s, e)]
         + [h for h in kept if not covered(h[1], h[2])],
         key=lambda r: (r[1], r[0]),
     )
     return len(outside), [
-        f"#{i} {clinic_time_range(clinic, s, e)}{why}" for i, s, e, why in outside[:shown]
+        f"#{i} {clinic_time_range(clinic, s, e)} {patient.full_name if patient else ''}"
+        f"{why}".rstrip()
+        for i, s, e, patient, why in outside[:shown]
     ]
 
 

@@ -135,7 +135,7 @@ def test_unticking_a_day_with_bookings_warns_about_them(app_as, app_db):
     assert not at.error, at.error
     [warning] = at.warning
     assert "booked appointment(s) fall outside these hours (#" in warning.value
-    assert "reschedule them from the calendar" in warning.value
+    assert "cancel it as the practice (no fee), on the Calendar" in warning.value
 
 
 def test_a_working_day_without_a_time_is_explained_and_nothing_is_saved(app_as, app_db):
