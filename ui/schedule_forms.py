@@ -90,6 +90,7 @@ def weekly_hours_form(
                 provider_id=provider.id,
                 clinic_id=clinic.id,
                 days=_days(edited),
+                seen=hours,  # changed at another desk since: refused, not put back
                 success="Weekly hours saved.",
             ):
                 left = read(schedules.bookings_outside_hours, actor(), provider.id, clinic.id)

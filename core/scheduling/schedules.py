@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_edge_to_utc, local_today, to_local
-from core.kernel.errors import NotFound, ValidationError
+from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import (
     DEFAULT_LOCALE,
     clinic_format,
+    clinic_time,
     clinic_time_range,
     format_clock_range,
     weekday_name,
@@ -28,6 +29,7 @@ from core.scheduling.availability import OCCUPYING, held, lock_provider, working
 from db.models import (
     Appointment,
     AppointmentKind,
+    AuditEvent,
     Clinic,
     Patient,
     Provider,
@@ -238,15 +240,25 @@ def set_weekly_hours(
 
 
 def set_week(
-    session: Session, actor: Actor, *, provider_id: int, clinic_id: int, days: list[WorkDay]
+    session: Session,
+    actor: Actor,
+    *,
+    provider_id: int,
+    clinic_id: int,
+    days: list[WorkDay],
+    seen: list[HoursRow] | None = None,
 ) -> list[HoursRow]:
     """Replace the provider's weekly hours at the clinic with working days as the week table
     gives them (from, to, an optional break). A day given as `week_of` reads the stored hours
-    keeps its periods as they are (a practice file's three periods are not cut to two)."""
+    keeps its periods as they are (a practice file's three periods are not cut to two).
+    `seen`: the hours the table was filled from; changed since (at another desk), nothing is
+    saved, since the whole week would put back what was changed there."""
     ensure(actor, Permission.SCHEDULES_MANAGE)
     lock_provider(session, provider_id)
     clinic = _clinic(session, clinic_id)
     stored = get_hours(session, actor, provider_id, clinic_id)
+    if seen is not None and _ordered(seen) != _ordered(stored):
+        raise _changed_meanwhile(session, _provider(session, provider_id), clinic)
     shown = week_of(stored)
     hours: list[HoursRow] = []
     for day in days:
@@ -256,6 +268,32 @@ def set_week(
             hours += _split(day, clinic.locale)
     return set_weekly_hours(
         session, actor, provider_id=provider_id, clinic_id=clinic_id, hours=hours
+    )
+
+
+def _ordered(hours: list[HoursRow]) -> list[tuple[int, time, time]]:
+    return sorted((h.weekday, h.starts, h.ends) for h in hours)
+
+
+def _changed_meanwhile(session: Session, provider: Provider, clinic: Clinic) -> Conflict:
+    """The refusal of a week saved over hours changed since it was opened: by whom and when."""
+    events = session.scalars(
+        select(AuditEvent)
+        .where(
+            AuditEvent.action == "working_hours_set",
+            AuditEvent.entity == "provider",
+            AuditEvent.entity_id == provider.id,
+        )
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(20)
+    )
+    here = (e for e in events if (e.details or {}).get("clinic_id") == clinic.id)
+    event = next(here, None)
+    by = f" by {event.actor_label} at {clinic_time(clinic, event.at, zone=True)}" if event else ""
+    return Conflict(
+        f"{provider.name}'s weekly hours at {clinic.name} were changed{by} since this table "
+        "was opened, so nothing was saved. Reload the page to see them, then make your "
+        "change again."
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from core.kernel.clock import local_to_utc, to_local
-from core.kernel.errors import NotFound, PermissionDenied, ValidationError
+from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.scheduling import availability, booking, schedules
 from db.models import Appointment, AuditEvent, Clinic, SlotOpening, TimeOff, WorkingHours
 from db.types import utcnow
@@ -522,6 +522,48 @@ def test_two_managers_saving_a_providers_hours_at_once_leave_one_week(db, world)
     with db.read() as session:
         kept = schedules.get_hours(session, world.staff, world.provider_id, world.clinic_id)
     assert kept in (outcomes[0], outcomes[1]), kept
+
+
+def test_a_week_opened_before_hours_changed_elsewhere_does_not_put_them_back(db, world):
+    """The manager opened the week (Mon-Fri 09:00-17:00); the owner then gave Monday a lunch
+    break at another desk; the manager's save of a Saturday, made on the week as opened, would
+    put Monday back without it. It is refused, naming who changed the hours and when, and the
+    owner's Monday stays. Before, the manager's week silently replaced the owner's."""
+    W = schedules.WorkDay
+    opened = [W(d, time(9), time(17)) for d in range(5)]
+    with db.write() as session:
+        seen = schedules.set_week(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            days=opened,
+        )
+        lunch = [W(0, time(9), time(17), time(13), time(14)), *opened[1:]]
+        schedules.set_week(
+            session,
+            world.owner,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            days=lunch,
+            seen=seen,
+        )
+    with db.write() as session, pytest.raises(Conflict, match="changed by Owner at") as refused:
+        schedules.set_week(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            days=[*opened, W(5, time(9), time(12))],
+            seen=seen,
+        )
+    assert "nothing was saved. Reload the page" in str(refused.value)
+    with db.read() as session:
+        kept = schedules.get_hours(session, world.staff, world.provider_id, world.clinic_id)
+    assert [(h.weekday, h.starts, h.ends) for h in kept][:2] == [
+        (0, time(9), time(13)),
+        (0, time(14), time(17)),
+    ] and all(h.weekday < 5 for h in kept)
 
 
 def test_two_managers_removing_one_time_off_at_once_remove_it_once(db, world):
