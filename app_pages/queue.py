@@ -118,9 +118,11 @@ with right:
         query_params={"id": row.appointment_id},
         icon=":material/open_in_new:",
     )
+    if row.check:  # a public request's flag (identity, maybe a known patient): in full here
+        st.warning(escape(row.check), icon=":material/person_alert:")
     said = row.notes if kind == QueueKind.REQUESTS else row.reason
-    if said:  # what the patient wrote, as text; the table cell cuts it short
-        st.caption(escape(f"{'Notes' if kind == QueueKind.REQUESTS else 'Reason'}: {said[:600]}"))
+    if said:  # what the patient wrote, whole and as text; the table cell cuts it short
+        st.caption(escape(f"{'Notes' if kind == QueueKind.REQUESTS else 'Reason'}: {said}"))
     risk.badge(me, row.appointment_id)
     queue_actions(me, row)
     if kind == QueueKind.REQUESTS:

@@ -80,6 +80,27 @@ def test_manager_sees_the_four_kinds_with_counts(app_as):
     assert len(at.dataframe) >= 1
 
 
+def test_the_side_panel_shows_a_requests_flag_and_its_notes_whole(app_as, app_db):
+    """A public request's check flag (whose identity, or maybe a known patient) and the
+    patient's whole note are shown beside the table (before: the flag only in a cut table cell,
+    the notes cut at 600 characters without a word)."""
+    from db.models import RequestFlag
+
+    at = app_as("manager", PAGE)
+    first = int(next(h.value for h in at.subheader if h.value.startswith("#"))[1:].split()[0])
+    database = _db(app_db)
+    with database.write() as session:
+        session.get(Appointment, first).notes = "x" * 700 + " the end"
+        session.add(RequestFlag(appointment_id=first, flag="Maybe a known patient: #1 on file."))
+    database.dispose()
+    st.cache_data.clear()
+    at.run()
+    assert [w.value for w in at.warning if "known patient" in w.value] == [
+        "Maybe a known patient: #1 on file."
+    ]
+    assert any(c.value.endswith("x the end") for c in at.caption)
+
+
 def _reachable(url) -> None:
     """The oldest request (the queue's first row) with no time-of-day preference: the demo,
     seeded at any hour of the day, may make it 'early morning' at a clinic whose providers
