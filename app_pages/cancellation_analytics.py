@@ -50,8 +50,8 @@ def _groups(_me, role, filters, group):
 
 
 @cached("analytics", "appointments", ttl=60, max_entries=30)
-def _behind(_me, role, filters, dimension, value):
-    return read(bd.appointments_behind, _me, filters, dimension, value)
+def _behind(_me, role, filters, dimension, value, counted):
+    return read(bd.appointments_behind, _me, filters, dimension, value, counted=counted)
 
 
 @cached("analytics", "appointments", ttl=60, max_entries=30)
@@ -66,6 +66,12 @@ def _confirmed(_me, role, filters):  # the same clinic, provider and service as 
         f.provider_id,
         f.service_id,
     )
+
+
+def _behind_pick(pick: view.Pick, filters, year):
+    """The appointments behind a click: a dotted point's are of the range a year earlier."""
+    shown = year if pick.year_earlier else filters
+    return _behind(me, role, shown, pick.dimension, pick.value, pick.counted)
 
 
 st.title("Cancellations and no-shows")
@@ -103,7 +109,7 @@ def dashboard():
         year_before = _figures(me, role, year) if year.start >= date(2000, 1, 1) else None
         groups = [_groups(me, role, filters, g) for g in ("provider", "service")]
         picked = view.dashboard(figures, year_before, *groups, fmt)
-        view.behind(picked, lambda d, v: _behind(me, role, filters, d, v), fmt, filters)
+        view.behind(picked, lambda p: _behind_pick(p, filters, year), fmt, filters)
     else:  # one message, not seven empty charts
         view.nothing_booked(figures, fmt)
     currencies = list(figures.revenue_at_risk_cents)

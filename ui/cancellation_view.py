@@ -3,8 +3,9 @@ Everything shown is computed by core.analytics.cancellations; this module only d
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, time, timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -179,6 +180,37 @@ def amounts_text(amounts: Amounts, fmt: ClinicFormat) -> str:
     return " + ".join(shown) or fmt.money(0)
 
 
+@dataclass(frozen=True)
+class Pick:
+    """A bar or a week's point clicked: the appointments to list behind it."""
+
+    dimension: str  # core.analytics.breakdowns.DIMENSIONS, or OTHERS
+    value: Any
+    label: str
+    counted: str = "booked"  # the point's n: "booked" (cancellation rate), "due" (no-show)
+    year_earlier: bool = False  # a point of a dotted line: that week a year earlier
+
+
+def _picked(chart_key: str, points: list, keys: list[tuple], fmt: ClinicFormat) -> Pick | None:
+    """The point clicked on a rate chart, as the appointments behind it: a cancellation rate
+    (even series) stands on the bookings, a no-show rate (odd series) on the visits due; the
+    weekly chart's series 2 and 3 are the same rates a year earlier (YEAR before the week)."""
+    point = charts.clicked_point(chart_key, points)
+    if point is None or not 0 <= point[1] < len(keys):
+        return None
+    series, index = point
+    dimension, value, label = keys[index]
+    if dimension == OTHERS:
+        return Pick(dimension, value, label)
+    if series >= 2:  # the dotted lines: the week a year earlier
+        monday = date.fromisoformat(value) - YEAR
+        value = monday.isoformat()
+        label = f"week of {fmt.day(monday, weekday=False)} (a year earlier)"
+    due = series % 2 == 1
+    label += ", no-show rate: the visits due" if due else ""
+    return Pick(dimension, value, label, "due" if due else "booked", series >= 2)
+
+
 def _rate_bars(
     groups: list[Counts], title: str, key: str, fmt: ClinicFormat, selectable: bool = False
 ) -> list:
@@ -215,9 +247,9 @@ def dashboard(
     providers: list[Group],
     services: list[Group],
     fmt: ClinicFormat,
-) -> tuple | None:
-    """The charts an owner opens the page for; returns the bar clicked (dimension, value,
-    label) when there was a click, to list the appointments behind it."""
+) -> Pick | None:
+    """The charts an owner opens the page for; returns the bar or point clicked when there
+    was a click, to list the appointments behind it."""
     picks = []
     weeks = every_week(f)
     earlier, ns = {}, rate_ns(weeks)
@@ -250,13 +282,13 @@ def dashboard(
         selectable=True,
     )
     keys = [("week", c.label, f"week of {lab}") for c, lab in zip(weeks, labels, strict=True)]
-    picks.append(charts.clicked("cancel_chart_weekly", points, keys))
+    picks.append(_picked("cancel_chart_weekly", points, keys, fmt))
     left, right = st.columns(2)
     with left:
         days = [replace(c, label=fmt.weekday(i, "abbreviated")) for i, c in enumerate(f.by_weekday)]
         points = _rate_bars(days, "Rates by weekday", "cancel_chart_weekday", fmt, True)
         keys = [("weekday", i, fmt.weekday(i)) for i in range(7)]
-        picks.append(charts.clicked("cancel_chart_weekday", points, keys))
+        picks.append(_picked("cancel_chart_weekday", points, keys, fmt))
     with right:
         hours = sorted({cell.hour for cell in f.heatmap})
         grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
@@ -291,14 +323,14 @@ def dashboard(
                 else (name, g.key, g.counts.label)
                 for g in groups
             ]
-            picks.append(charts.clicked(chart_key, points, keys))
+            picks.append(_picked(chart_key, points, keys, fmt))
     left, right = st.columns(2)
     with left:
         points = _rate_bars(
             f.by_lead_time, "Rates by lead time (start − booked)", "cancel_chart_lead", fmt, True
         )
         keys = [("lead", i, f"lead time {c.label}") for i, c in enumerate(f.by_lead_time)]
-        picks.append(charts.clicked("cancel_chart_lead", points, keys))
+        picks.append(_picked("cancel_chart_lead", points, keys, fmt))
     with right:
         charts.show(
             charts.bars(
@@ -484,10 +516,11 @@ def nothing_booked(f: CancellationFigures, fmt: ClinicFormat) -> None:
     )
 
 
-def behind(picked: tuple | None, read_behind, fmt: ClinicFormat, filters=None) -> None:
+def behind(picked: Pick | None, read_behind, fmt: ClinicFormat, filters=None) -> None:
     """The appointments behind the last bar clicked under these `filters` (kept until another
     bar is clicked or the filters change: a bar of other filters, such as a week the range no
-    longer holds or a provider not chosen, is none of the charts shown)."""
+    longer holds or a provider not chosen, is none of the charts shown): those its rate is
+    over, as many as its n (`read_behind(pick)`: rows and their number)."""
     if picked:
         st.session_state["cancel_picked"] = (picked, filters)
     kept = st.session_state.get("cancel_picked")
@@ -495,7 +528,8 @@ def behind(picked: tuple | None, read_behind, fmt: ClinicFormat, filters=None) -
         st.session_state.pop("cancel_picked", None)
         st.caption("Click a bar (or a week) to list the appointments behind it.")
         return
-    dimension, value, label = kept[0]
+    pick = kept[0]
+    dimension, value, label = pick.dimension, pick.value, pick.label
     if dimension == OTHERS:  # many groups summed: no one list of theirs would read right
         st.info(
             f"“Others” sums the {value}s beyond the {TOP - 1} with the most bookings. Choose "
@@ -504,10 +538,11 @@ def behind(picked: tuple | None, read_behind, fmt: ClinicFormat, filters=None) -
             icon=":material/info:",
         )
         return
-    rows, total = read_behind(dimension, value)
+    rows, total = read_behind(pick)
     st.subheader(f"Appointments behind {escape(label)}")
     shown = f"; the latest {fmt.number(len(rows))} shown" if total > len(rows) else ""
-    st.caption(f"{fmt.number(total)} booked{shown}")
+    what = "visits due (no-shows, completed and checked in)" if pick.counted == "due" else "booked"
+    st.caption(f"{fmt.number(total)} {what}{shown}")
     show_table(
         rows,
         hide_index=True,

@@ -274,14 +274,20 @@ def show(spec: Spec, key: str, selectable: bool = False) -> list[tuple[int, int]
     return [(group["series_index"], index) for group in groups for index in group["data_indices"]]
 
 
-def clicked(key: str, points: list[tuple[int, int]], keys: Sequence[Any]) -> Any:
-    """What the latest click on chart `key` chose: the point that was not selected before (a
-    series keeps its own selection), once per click; None for no click or a point without a
-    key."""
+def clicked_point(key: str, points: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The point (series, index) the latest click on chart `key` chose: the one not selected
+    before (a series keeps its own selection), once per click; None for no click."""
     seen = {tuple(p) for p in st.session_state.get(f"{key}_seen") or []}
     st.session_state[f"{key}_seen"] = points
     new = [p for p in points if tuple(p) not in seen]
-    if not new:
+    return tuple(new[0]) if new else None
+
+
+def clicked(key: str, points: list[tuple[int, int]], keys: Sequence[Any]) -> Any:
+    """What the latest click on chart `key` chose, whichever series (`clicked_point`): the
+    key of its index; None for no click or a point without a key."""
+    point = clicked_point(key, points)
+    if point is None:
         return None
-    index = new[0][1]
+    index = point[1]
     return keys[index] if 0 <= index < len(keys) else None

@@ -39,6 +39,9 @@ GROUPS = {
     "service": (Appointment.service_id, Service),
 }
 DIMENSIONS = ("weekday", "hour", "week", "lead", "provider", "service", "all")
+# what a bar counts: the cancellation rate is over the bookings, the no-show rate over the
+# visits due (no-shows and attended); the list behind a bar is that bar's n, no more
+COUNTED = {"booked": BOOKED, "due": (S.NO_SHOW, S.COMPLETED, S.CHECKED_IN)}
 TOP = 15  # groups shown per chart (the largest by bookings); the rest are summed as "Others"
 
 
@@ -123,15 +126,19 @@ def appointments_behind(
     dimension: str,
     value: int | str | None,
     limit: int = 200,
+    counted: str = "booked",
 ) -> tuple[pd.DataFrame, int]:
-    """The booked appointments behind one bar: `dimension` is weekday (0 = Monday), hour,
-    week (its Monday, ISO), lead (bucket index), provider or service (id; None = not
-    recorded) or all. Newest first, at most `limit` rows, and how many there are in all; each
-    start in its clinic's time, beside the clinic's name."""
+    """The appointments behind one bar: `dimension` is weekday (0 = Monday), hour, week (its
+    Monday, ISO), lead (bucket index), provider or service (id; None = not recorded) or all;
+    `counted` is the bar's n (COUNTED): "booked" for a cancellation rate, "due" (no-shows and
+    attended) for a no-show rate. Newest first, at most `limit` rows, and how many there are
+    in all; each start in its clinic's time, beside the clinic's name."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
     if dimension not in DIMENSIONS:
         raise ValidationError(f"Unknown breakdown {dimension!r}.")
+    if counted not in COUNTED:
+        raise ValidationError(f"Choose what the bar counts: {' or '.join(COUNTED)}.")
     dialect = session.get_bind().dialect.name
     scope = scope_of(session, filters)
     a = Appointment
@@ -151,7 +158,7 @@ def appointments_behind(
             values["lead"],
         )
         .outerjoin(Service, Service.id == a.service_id)
-        .where(*where_clauses(scope, filters), a.status.in_(BOOKED))
+        .where(*where_clauses(scope, filters), a.status.in_(COUNTED[counted]))
         .subquery()
     )
     i = inner.c

@@ -12,7 +12,7 @@ from core.analytics import cancellations as ca
 from core.analytics import confirmations
 from core.analytics.cancellation_parts import BOOKED, every_week
 from core.kernel.accounts import actor_of
-from core.kernel.clock import local_to_utc, local_today
+from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.config import load_settings
 from core.kernel.money import NO_VALUE, format_money
 from core.payments import desk
@@ -108,7 +108,8 @@ def test_a_click_on_a_bar_lists_the_appointments_behind_it(app_as):
         "selection": {"selected": monday + tuesday, "areas": []}
     }
     at.run()
-    assert "Appointments behind Tuesday" in [h.value for h in at.subheader]
+    heads = [h.value for h in at.subheader]
+    assert "Appointments behind Tuesday, no-show rate: the visits due" in heads
 
 
 def test_labels_and_figures_follow_the_clinics_locale(app_as, app_db):
@@ -666,3 +667,66 @@ def test_a_click_on_others_says_how_to_see_those_groups(app_as, app_db):
     assert "“Others” sums the providers beyond the 14 with the most bookings" in said, said
     assert "Provider filter" in said
     assert not any(h.value.startswith("Appointments behind") for h in at.subheader)
+
+
+def test_a_click_lists_the_appointments_its_rate_is_over(app_as, app_db):
+    """The list behind a no-show bar is its visits due, as many as its tooltip's n; a point of
+    the dotted line lists that week a year earlier (before: both listed this year's bookings,
+    cancellations and visits still to come included, under a tooltip saying fewer)."""
+    database = _db(app_db)
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.start_at < datetime.now(UTC) - timedelta(days=7),
+            )
+            .order_by(Appointment.start_at.desc())
+        ).first()
+        year = timedelta(days=364)  # the same weekday a year earlier: 2 attended, a no-show,
+        for status in ("completed", "completed", "no_show", "cancelled"):  # a cancellation
+            session.add(
+                Appointment(
+                    clinic_id=visit.clinic_id,
+                    provider_id=visit.provider_id,
+                    patient_id=visit.patient_id,
+                    service_id=visit.service_id,
+                    status=status,
+                    start_at=visit.start_at - year,
+                    end_at=visit.end_at - year,
+                    booked_at=visit.booked_at - year,
+                )
+            )
+        tz = session.get(Clinic, visit.clinic_id).timezone
+    database.dispose()
+    at = app_as("owner", PAGE)
+
+    def n_of(key, series):
+        charts = _charts(at)
+        spec = json.loads(charts[next(k for k in charts if key in k)].proto.spec)
+        return [int(item[4].replace(",", "")) for item in spec["series"][series]["data"]]
+
+    def listed():
+        table = next(d for d in at.dataframe if "Status" in d.value.columns).value
+        heads = [h.value for h in at.subheader if h.value.startswith("Appointments behind")]
+        counts = [c.value for c in at.caption if "visits due" in c.value or "booked" in c.value]
+        return heads, counts[-1], table
+
+    tuesday_due = n_of("cancel_chart_weekday", 1)[1]
+    at.session_state["cancel_chart_weekday"] = chart_click(1, 1)  # Tuesday's no-show bar
+    at.run()
+    heads, count, table = listed()
+    assert set(table["Status"]) <= {"no show", "completed", "checked in"}
+    assert count.startswith(f"{tuesday_due:,} visits due") and len(table) == min(tuesday_due, 200)
+    assert heads == ["Appointments behind Tuesday, no-show rate: the visits due"]
+    # the dotted no-show line's one week a year earlier
+    earlier = n_of("cancel_chart_weekly", 3)
+    assert sorted(earlier)[-2:] == [0, 3], earlier
+    at.session_state["cancel_chart_weekly"] = chart_click(3, earlier.index(3))
+    at.run()
+    heads, count, table = listed()
+    then = to_local(visit.start_at - timedelta(days=364), tz).replace(tzinfo=None)
+    assert list(table["Start"]) == [then] * 3
+    assert sorted(table["Status"]) == ["completed", "completed", "no show"]
+    assert count.startswith("3 visits due")
+    assert heads[0].endswith("(a year earlier), no-show rate: the visits due"), heads
