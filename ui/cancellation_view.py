@@ -12,10 +12,12 @@ import streamlit as st
 
 from core.analytics.breakdowns import TOP, Group
 from core.analytics.cancellation_parts import (
+    MIN_N,
     Amounts,
     CancellationFigures,
     Counts,
     WhatIf,
+    compared,
     every_week,
 )
 from core.kernel.errors import DomainError
@@ -32,7 +34,7 @@ OTHERS = "others"  # the bar summing the groups beyond the TOP largest
 _ASSESSED = ("late_assessed_cents", "no_show_assessed_cents")
 _WAIVED = ("late_waived_cents", "no_show_waived_cents")
 
-FORMULAS = """
+FORMULAS = f"""
 **How the figures are computed** (clinic-local days and hours; out-of-office blocks excluded)
 
 - *booked* = appointments starting in the range that were scheduled, checked in, completed,
@@ -49,6 +51,9 @@ FORMULAS = """
 - **fees** = fees assessed on these appointments, and the part waived
 - money is shown in each clinic's own currency: with clinics in several currencies, one figure
   per currency (never added up, never converted)
+- **changes** = against the period of the same length just before, with the same filters; a
+  rate over fewer than {MIN_N} (bookings, visits due, cancellations, requests) in either period is
+  not compared, and nothing is when nothing was booked in the period before
 - **repeat patients** = late cancellations + no-shows ≥ 2 in the range
 - **what-if** = patients' cancellations whose notice was shorter than the chosen window would
   have been late (the practice's own cancellations are never charged); charged = late × fee,
@@ -58,22 +63,38 @@ FORMULAS = """
 
 
 def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: ClinicFormat) -> None:
-    """The key figures with their change against the previous period of the same length."""
+    """The key figures with their change against the previous period of the same length: a
+    change only where there is something to compare with (the previous period had bookings;
+    a rate's n is at least MIN_N on both sides, core.analytics.cancellation_parts.compared)."""
     t, p = f.totals, before.totals
     days = (f.filters.end - f.filters.start).days + 1
-    st.caption(
-        f"Changes compare with the {days} days before ({fmt.day(before.filters.start)} – "
-        f"{fmt.day(before.filters.end)})."
-    )
+    period = "day" if days == 1 else f"{fmt.number(days)} days"
+    span = f"{fmt.day(before.filters.start)} – {fmt.day(before.filters.end)}"
+    if p.booked:
+        st.caption(
+            f"Changes compare with the {period} before ({span}); a rate over fewer than "
+            f"{MIN_N} (either side) is not compared."
+        )
+    else:  # a new practice, or a range before its first booking: nothing to compare with
+        st.caption(f"Nothing was booked in the {period} before ({span}): no changes shown.")
     cols = st.columns(4)
     key_figure(
         cols[0],
         "Booked",
         fmt.number(t.booked),
-        fmt.number(t.booked - p.booked, signed=True) if p.booked or t.booked else None,
+        fmt.number(t.booked - p.booked, signed=True) if p.booked else None,
         colour="off",
         help=f"{fmt.number(p.booked)} in the previous period",
     )
+
+    def change(now, n_now, earlier, n_earlier) -> str | None:
+        difference = compared(now, n_now, earlier, n_earlier)
+        return None if difference is None else fmt.points(difference, 0.0)
+
+    def few(n_now, n_earlier) -> str:
+        low = min(n_now, n_earlier) < MIN_N and p.booked
+        return f" · fewer than {fmt.number(MIN_N)}: too few to compare" if low else ""
+
     due, due_before = t.visits_due, p.visits_due
     for col, label, attribute, count, of in (
         (cols[1], "Cancellation rate", "cancellation_rate", "cancelled", "booked"),
@@ -87,34 +108,34 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
             col,
             label,
             fmt.percent(now),
-            fmt.points(now, earlier),
+            change(now, whole, earlier, whole_before),
             colour="inverse",  # a rise is bad news
             help=f"{fmt.number(getattr(t, count))} {count.replace('_', '-')} of "
             f"{fmt.number(whole)} {of}; before: {fmt.percent(earlier)} of "
-            f"{fmt.number(whole_before)}",
+            f"{fmt.number(whole_before)}{few(whole, whole_before)}",
         )
     mean, earlier = f.turnaround_mean_hours, before.turnaround_mean_hours
+    decided, decided_before = _decided(f), _decided(before)
+    hours = compared(mean, decided, earlier, decided_before)
     shown = _currencies_shown(f, before)
-    money = [_money_figure(f, before, fmt, code, len(shown) > 1) for code in shown]
+    money = [_money_figure(f, before, fmt, code, len(shown) > 1, bool(p.booked)) for code in shown]
     others = [
         dict(
             label="Refill rate",
             value=fmt.percent(f.refill_rate),
-            change=fmt.points(f.refill_rate, before.refill_rate),
+            change=change(f.refill_rate, t.cancelled, before.refill_rate, p.cancelled),
             help=f"{fmt.number(f.refilled)} of {fmt.number(t.cancelled)} cancelled slots "
             f"refilled · previous period {fmt.percent(before.refill_rate)} of "
-            f"{fmt.number(p.cancelled)}",
+            f"{fmt.number(p.cancelled)}{few(t.cancelled, p.cancelled)}",
         ),
         dict(
             label="Mean request turnaround",
             value=NO_VALUE if mean is None else f"{fmt.number(mean, 1)} h",
-            change=None
-            if mean is None or earlier is None
-            else f"{fmt.number(mean - earlier, 1, True)} h",
+            change=None if hours is None else f"{fmt.number(hours, 1, True)} h",
             colour="inverse",
-            help=f"over {fmt.number(_decided(f))} online requests decided · previous period "
+            help=f"over {fmt.number(decided)} online requests decided · previous period "
             f"{NO_VALUE if earlier is None else fmt.number(earlier, 1) + ' h'} over "
-            f"{fmt.number(_decided(before))}",
+            f"{fmt.number(decided_before)}{few(decided, decided_before)}",
         ),
     ]
     # revenue at risk first and fees assessed last, one figure per currency: never a sum of
@@ -145,9 +166,11 @@ def _currencies_shown(f: CancellationFigures, before: CancellationFigures) -> li
     return [code for code in codes if any_money(code)] or codes[:1]
 
 
-def _money_figure(f, before, fmt: ClinicFormat, code: str | None, named: bool) -> tuple:
+def _money_figure(
+    f, before, fmt: ClinicFormat, code: str | None, named: bool, compare: bool = True
+) -> tuple:
     """Revenue at risk and fees assessed in one currency (`named`: in the label too), each
-    against the previous period."""
+    against the previous period (unless not `compare`: nothing was booked then)."""
     money = fmt if code is None else in_currency(fmt, code)
     suffix = f" ({code})" if named else ""
     risk, risk_before = (x.revenue_at_risk_cents.get(code, 0) for x in (f, before))
@@ -159,14 +182,14 @@ def _money_figure(f, before, fmt: ClinicFormat, code: str | None, named: bool) -
         dict(
             label="Revenue at risk" + suffix,
             value=money.money(risk),
-            change=money.money_change(risk - risk_before),
+            change=money.money_change(risk - risk_before) if compare else None,
             colour="inverse",
             help=f"previous period {money.money(risk_before)}",
         ),
         dict(
             label="Fees assessed" + suffix,
             value=money.money(assessed),
-            change=money.money_change(assessed - assessed_before),
+            change=money.money_change(assessed - assessed_before) if compare else None,
             colour="off",
             help=f"{money.money(waived)} waived",
         ),

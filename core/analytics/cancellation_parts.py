@@ -152,6 +152,19 @@ def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+# a rate (or mean) over fewer than this many is shown with its n but never compared with
+# another period: over 4 bookings one cancellation more moves it 25 points, noise, not news
+MIN_N = 10
+
+
+def compared(now: float | None, n_now: int, before: float | None, n_before: int) -> float | None:
+    """A rate's change against another period (now − before); None when either side has
+    fewer than MIN_N behind it, or no value."""
+    if now is None or before is None or min(n_now, n_before) < MIN_N:
+        return None
+    return now - before
+
+
 @dataclass
 class Counts:
     label: str

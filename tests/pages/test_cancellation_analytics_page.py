@@ -730,3 +730,68 @@ def test_a_click_lists_the_appointments_its_rate_is_over(app_as, app_db):
     assert sorted(table["Status"]) == ["completed", "completed", "no show"]
     assert count.startswith("3 visits due")
     assert heads[0].endswith("(a year earlier), no-show rate: the visits due"), heads
+
+
+def test_changes_only_where_there_is_something_to_compare_with(app_as, app_db):
+    """A rate over fewer than ten bookings (either period) shows no change, and nothing is
+    compared with a period before the first booking (before: '+50.0 pp' for one cancellation
+    of two bookings against none of two; '+27' booked and '+£…' at risk on a practice's first
+    day, against the day before it opened)."""
+    database = _db(app_db)
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment)
+            .where(Appointment.kind == AppointmentKind.APPOINTMENT, Appointment.status.in_(BOOKED))
+            .order_by(Appointment.start_at)
+        ).first()
+        first_day = to_local(visit.start_at, session.get(Clinic, visit.clinic_id).timezone)
+        few = Provider(name="Dr Few")
+        session.add(few)
+        session.flush()
+        now = datetime.now(UTC)
+        for ago, status in (
+            (2, "cancelled"),
+            (3, "completed"),
+            (95, "completed"),
+            (96, "completed"),
+        ):
+            start = now - timedelta(days=ago)
+            session.add(
+                Appointment(
+                    clinic_id=visit.clinic_id,
+                    provider_id=few.id,
+                    patient_id=visit.patient_id,
+                    service_id=visit.service_id,
+                    status=status,
+                    start_at=start,
+                    end_at=start + timedelta(minutes=30),
+                    booked_at=start - timedelta(days=5),
+                )
+            )
+    database.dispose()
+    at = app_as("owner", PAGE)
+    names = at.selectbox(key="cancel_provider").options
+    at.selectbox(key="cancel_provider").select_index(names.index("Dr Few"))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    figure = {m.label: m for m in at.metric}
+    assert figure["Cancellation rate"].value == "50.0%"  # 1 of 2, against 0 of 2
+    assert figure["Booked"].proto.delta == "0"  # 2 against 2: counts still compare
+    for label in ("Cancellation rate", "Late-cancellation rate", "No-show rate", "Refill rate"):
+        assert not figure[label].proto.delta, (label, figure[label].proto.delta)
+    assert figure["Cancellation rate"].proto.help.endswith("too few to compare")
+    # a practice's first day: the day before it, nothing booked, nothing compared
+    at.selectbox(key="cancel_provider").select_index(0)
+    at.date_input(key="cancel_days").set_value((first_day.date(), first_day.date()))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    assert int(at.metric[0].value) > 0
+    rates = ("Booked", "Cancellation rate", "Late-cancellation rate", "No-show rate")
+    shown = {*rates, "Refill rate", "Mean request turnaround"}
+    deltas = {
+        m.label: m.proto.delta
+        for m in at.metric
+        if m.label in shown or m.label.startswith(("Revenue at risk", "Fees assessed"))
+    }
+    assert len(deltas) >= 8 and not any(deltas.values()), deltas
+    assert "Nothing was booked in the day before" in " ".join(c.value for c in at.caption)
