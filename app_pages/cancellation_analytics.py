@@ -4,7 +4,7 @@ a click on a bar lists its appointments. Below: reasons and fees, turnaround, re
 the what-if, the audited CSV export and fee waivers."""
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
@@ -90,9 +90,7 @@ def dashboard():
     before = replace(
         filters, start=start - length, end=start - timedelta(days=1), parts=frozenset()
     )
-    year = replace(
-        filters, start=start - view.YEAR, end=end - view.YEAR, parts=frozenset({"by_day"})
-    )
+    year = ca.a_year_earlier(filters)  # None before 2000
     fmt = display_format(clinic)
     figures = shown(_figures, me, role, filters)
     previous = _figures(me, role, before)
@@ -106,7 +104,7 @@ def dashboard():
     )
     refill_metrics(me, clinic, start, end, filters.provider_id)  # the waitlist's refills
     if figures.totals.booked:
-        year_before = _figures(me, role, year) if year.start >= date(2000, 1, 1) else None
+        year_before = _figures(me, role, year) if year else None
         groups = [_groups(me, role, filters, g) for g in ("provider", "service")]
         picked = view.dashboard(figures, year_before, *groups, fmt)
         view.behind(picked, lambda p: _behind_pick(p, filters, year), fmt, filters)

@@ -4,7 +4,7 @@ Everything shown is computed by core.analytics.cancellations; this module only d
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, time, timedelta
+from datetime import date, time
 from typing import Any
 
 import pandas as pd
@@ -13,12 +13,14 @@ import streamlit as st
 from core.analytics.breakdowns import TOP, Group
 from core.analytics.cancellation_parts import (
     MIN_N,
+    YEAR,
     Amounts,
     CancellationFigures,
     Counts,
     WhatIf,
     compared,
     every_week,
+    weeks_a_year_earlier,
 )
 from core.kernel.errors import DomainError
 from core.kernel.money import NO_VALUE, ClinicFormat, minor_digits, to_major, typed_minor
@@ -28,7 +30,6 @@ from ui.figures import key_figure
 from ui.locale import in_currency, table_moment
 from ui.text import escape, show_table
 
-YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
 # the fees' amounts (per currency) of late cancellations and no-shows
 OTHERS = "others"  # the bar summing the groups beyond the TOP largest
 _ASSESSED = ("late_assessed_cents", "no_show_assessed_cents")
@@ -276,17 +277,13 @@ def dashboard(
     picks = []
     weeks = every_week(f)
     earlier, ns = {}, rate_ns(weeks)
-    if year_before is not None:
-        by_monday = {c.label: c for c in year_before.weekly}
-        shifted = [by_monday.get(str(date.fromisoformat(c.label) - YEAR)) for c in weeks]
-        if any(c is not None and c.booked for c in shifted):
-            earlier = {
-                "Cancellation rate a year earlier": [
-                    c.cancellation_rate if c else None for c in shifted
-                ],
-                "No-show rate a year earlier": [c.no_show_rate if c else None for c in shifted],
-            }
-            ns |= rate_ns(shifted, " a year earlier")
+    shifted = weeks_a_year_earlier(f, year_before)  # the same export's rows
+    if shifted is not None:
+        earlier = {
+            "Cancellation rate a year earlier": [c.cancellation_rate for c in shifted],
+            "No-show rate a year earlier": [c.no_show_rate for c in shifted],
+        }
+        ns |= rate_ns(shifted, " a year earlier")
     labels = [fmt.day(date.fromisoformat(c.label), weekday=False) for c in weeks]
     points = charts.show(
         charts.lines(

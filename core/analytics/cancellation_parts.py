@@ -7,7 +7,7 @@ The figures (core.analytics.cancellations) and the roll-ups that keep them fast
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -86,6 +86,9 @@ TURNAROUND_BUCKETS = [
 
 
 MAX_RANGE_DAYS = 3 * 366
+
+
+YEAR = timedelta(days=364)  # 52 weeks: the same weekdays a year earlier
 
 
 REPEAT_THRESHOLD = 2
@@ -559,3 +562,33 @@ def every_week(f: CancellationFigures) -> list[Counts]:
         weeks.append(found.get(monday.isoformat()) or Counts(monday.isoformat()))
         monday += timedelta(days=7)
     return weeks
+
+
+def a_year_earlier(filters: AnalyticsFilters) -> AnalyticsFilters | None:
+    """The same filters 52 weeks earlier (the same weekdays), the weekly figures only; None
+    when that falls before 2000 (no history is kept from before)."""
+    if filters.start - YEAR < date(2000, 1, 1):
+        return None
+    return replace(
+        filters,
+        start=filters.start - YEAR,
+        end=filters.end - YEAR,
+        what_if=None,
+        parts=frozenset({"by_day"}),
+    )
+
+
+def weeks_a_year_earlier(
+    f: CancellationFigures, earlier: CancellationFigures | None
+) -> list[Counts] | None:
+    """For each week of `every_week(f)`, the same week 52 weeks earlier (labelled by its own
+    Monday; n = 0 where nothing was booked); None when nothing was booked a year earlier (the
+    weekly chart then draws no line a year earlier and the export has no rows of it)."""
+    if earlier is None:
+        return None
+    found = {c.label: c for c in earlier.weekly}
+    weeks = []
+    for week in every_week(f):
+        monday = (date.fromisoformat(week.label) - YEAR).isoformat()
+        weeks.append(found.get(monday) or Counts(monday))
+    return weeks if any(c.booked for c in weeks) else None

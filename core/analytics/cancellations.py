@@ -62,11 +62,13 @@ from core.analytics.cancellation_parts import (
     RepeatPatient,
     S,
     WhatIfResult,
+    a_year_earlier,
     every_week,
     rows_subquery,
     scope_of,
     untimed_declines_query,
     validate_filters,
+    weeks_a_year_earlier,
     where_clauses,
 )
 from core.analytics.cancellation_rollups import LEDGER_CODES
@@ -81,6 +83,7 @@ from db.models import (
 __all__ = [
     "MAX_RANGE_DAYS",
     "AnalyticsFilters",
+    "a_year_earlier",
     "compute_figures",
     "default_filters",
     "export_csv",
@@ -359,10 +362,12 @@ def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[Rep
 
 
 def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> bytes:
-    """The figures as CSV (one row per figure, every part, the rates by every provider and
-    service too, each rate with its numerator and n: an empty rate is one of n = 0), audited,
-    safe to open in a spreadsheet. Money is one row per currency, named
-    in the currency column (empty for counts and rates); amounts are in minor units."""
+    """The figures as CSV, audited, safe to open in a spreadsheet: one row per figure, every
+    part; the rates by every provider and service, by weekday × hour (the heatmap) and by
+    week a year earlier (the weekly chart's dotted line, each week by its own Monday) too,
+    each rate with its numerator and n (an empty rate is one of n = 0). Money is one row per
+    currency, named in the currency column (empty for counts and rates); amounts are in minor
+    units."""
     figures = compute_figures(session, actor, replace(filters, parts=frozenset(PARTS)))
     rows: list[tuple[str, str, str, Any, str]] = []
 
@@ -381,12 +386,17 @@ def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> byt
         (group, [g.counts for g in breakdowns.rates_by(session, actor, filters, group, top=None)])
         for group in breakdowns.GROUPS
     ]
+    # the weekly chart's line a year earlier, each week labelled by its own Monday
+    year = a_year_earlier(filters)
+    earlier = year and weeks_a_year_earlier(figures, compute_figures(session, actor, year))
     for section, groups in (
         ("sms", figures.by_sms),
         ("weekday", figures.by_weekday),
         ("hour", figures.by_hour),
+        ("weekday_hour", [cell.counts for cell in figures.heatmap]),  # "Mon 09:00"
         ("lead_time", figures.by_lead_time),
         ("week", every_week(figures)),
+        ("week_a_year_earlier", earlier or []),
         *by_group,
     ):
         for c in groups:  # each rate beside its own n (visits due: the no-show rate's)

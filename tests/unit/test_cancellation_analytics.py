@@ -523,6 +523,38 @@ def test_the_export_has_every_week_the_chart_draws_the_empty_ones_with_n_0(db, w
         assert f"week,{monday},no_show_rate,," in payload.splitlines()
 
 
+def test_the_export_has_the_heatmap_and_the_weeks_a_year_earlier(db, world, data):
+    """Two of the dashboard's charts had no rows in the export: the weekday × hour heatmap and
+    the weekly chart's line a year earlier. A no-show 52 weeks before A1 (Mon 24 Mar 2025)
+    is the earlier line's one week; London's Monday 09:00 holds A1, A4, A5 and A6."""
+    with db.write() as session:
+        start = local_to_utc(date(2025, 3, 24), time(9), "Europe/London")
+        session.add(
+            Appointment(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                patient_id=world.patient_id,
+                service_id=world.service_id,
+                status=S.NO_SHOW,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+                booked_at=start - D,
+            )
+        )
+    with db.write() as session:
+        lines = ca.export_csv(session, world.owner, FILTERS).decode("utf-8-sig").splitlines()
+    assert "weekday_hour,Mon 09:00,booked,4," in lines
+    assert "weekday_hour,Mon 09:00,cancellation_rate,0.2500," in lines  # A5 of four
+    assert "weekday_hour,Sun 23:00,visits_due,1," in lines  # A13, clinic-local
+    earlier = [line for line in lines if line.startswith("week_a_year_earlier,")]
+    assert list(dict.fromkeys(line.split(",")[1] for line in earlier)) == [
+        "2025-03-24",
+        "2025-03-31",
+    ]
+    assert "week_a_year_earlier,2025-03-24,no_show_rate,1.0000," in earlier
+    assert "week_a_year_earlier,2025-03-31,booked,0," in earlier
+
+
 def test_the_export_has_a_currency_column_and_the_rates_by_provider_and_service(db, world, data):
     """Money is one row per currency, named; counts and rates name none. The rates by provider
     and by service the dashboard draws are there too (before: missing, and one sum of pounds
