@@ -353,6 +353,12 @@ def _check_born(day: date | None) -> None:
         raise ValidationError(f"The date of birth is {problem}: check the year ({day.year}).")
 
 
+NO_NAME = (
+    "Enter the patient's name: first and last, or their one name in either box if they have "
+    "only one."
+)
+
+
 def create_patient(
     session: Session,
     actor: Actor,
@@ -374,8 +380,8 @@ def create_patient(
     ensure(actor, Permission.PATIENTS_EDIT)
     first_name = clean(first_name, field="first name", limit=80).strip()
     last_name = clean(last_name, field="last name", limit=80).strip()
-    if not first_name or not last_name:
-        raise ValidationError("Enter the patient's first and last name.")
+    if not first_name and not last_name:  # one name only (a mononym) is a name: either box
+        raise ValidationError(NO_NAME)
     _check_born(date_of_birth)
     email, phone = validate_contact(email, phone, practice_regions(session))
     # two presses at once (a double click, two desks adding one walk-in) check one after the
@@ -548,8 +554,8 @@ def update_patient(
         if field in changes:
             typed = clean(changes[field] or "", field=field.replace("_", " "), limit=80)
             changes[field] = typed.strip()
-            if not changes[field]:
-                raise ValidationError("Enter the patient's first and last name.")
+    if not any(changes.get(f, getattr(patient, f)) for f in ("first_name", "last_name")):
+        raise ValidationError(NO_NAME)
     _check_born(changes.get("date_of_birth"))
     # what is typed is checked; a number on file left as it is stays (an import's, an old one)
     if "email" in changes:

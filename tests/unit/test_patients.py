@@ -148,7 +148,7 @@ def test_removing_the_email_removes_email_consent(db, world):
     [
         ({"email": "not-an-email"}, "is not an email address"),
         ({"phone": "call me"}, "is not a phone number"),
-        ({"first_name": "  "}, "first and last name"),
+        ({"first_name": "  ", "last_name": "\x00"}, "Enter the patient's name"),
         # after today in UTC+14, as of the test's run, not its collection
         (
             {"date_of_birth": lambda: (utcnow() + timedelta(hours=14, days=1)).date()},
@@ -666,3 +666,15 @@ def test_the_record_says_the_next_visit_and_with_whom(db, world):
     assert said.endswith(f": Consultation with Dr Test at {clinic}"), said
     nine = format_moment(now + timedelta(days=9), "Europe/London", zone=True)
     assert said.startswith(f"{nine}: "), said
+
+
+def test_a_patient_with_one_name_only_is_added_at_the_desk_too(db, world):
+    """The public form takes one name (a mononym) in either box; the desk's form refused it
+    ('Enter the patient's first and last name'), so such a patient could not be added in
+    person."""
+    with db.write() as s:
+        one = patients.create_patient(s, world.staff, first_name="", last_name="Sukarno")
+        assert (one.first_name, one.last_name, one.full_name) == ("", "Sukarno", "Sukarno")
+        patients.update_patient(s, world.staff, one.id, first_name="Bung", last_name="")
+    with db.read() as s:
+        assert s.get(Patient, one.id).full_name == "Bung"
