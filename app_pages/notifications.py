@@ -104,10 +104,10 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             format_func=lambda k: f"{k} — {notify.TEMPLATES[k].description}",
         )
         current, sent = read(notify.template_to_edit, key)  # one session, one read of the row
-        if current != sent:  # saved before placeholders were checked
+        if current != sent:  # saved before placeholders and links were checked
             st.warning(
-                "The saved text cannot be filled in, so messages use the built-in text until "
-                "it is corrected and saved."
+                "The saved text cannot be sent as it is, so messages use the built-in text "
+                "until it is corrected and saved."
             )
         with st.form("notifications_template_form"):
             subject = st.text_input("Subject", current.subject, key=f"notifications_subject_{key}")
@@ -118,7 +118,9 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
         ):
             refresh()
         try:
-            preview_subject, preview_body = notify.preview_typed(subject, body, display_format())
+            preview_subject, preview_body = notify.preview_typed(
+                key, subject, body, display_format()
+            )
         except DomainError as error:
             if not saved:  # a save said it already
                 show_error(error)
@@ -128,4 +130,4 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             st.markdown(f"**{escape(preview_subject)}**")
             st.text(preview_body)
             st.caption("As a text message")
-            st.text(notify.preview_typed_text(sent, subject, body, display_format()))
+            st.text(notify.preview_typed_text(key, sent, subject, body, display_format()))

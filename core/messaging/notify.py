@@ -260,6 +260,37 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
+# what the callers give a message beyond its built-in text's placeholders, so an edit may use it:
+# the appointment messages (core.scheduling.lifecycle.message_context), the survey request's
+# visit and the waitlist's offer
+_VISIT = ("clinic_name", "clinic_phone", "where", "when", "service_name", "provider_name")
+ALSO: dict[str, tuple[str, ...]] = {
+    **{
+        key: (*_VISIT, "message")
+        for key in (
+            "request_received",
+            "appointment_scheduled",
+            "appointment_declined",
+            "appointment_proposed",
+            "appointment_rescheduled",
+            "appointment_updated",
+            "appointment_cancelled",
+            "appointment_no_show",
+            "appointment_no_show_withdrawn",
+            "change_request_denied",
+            "proposal_lapsed",
+            "appointment_checked_in",
+            "appointment_completed",
+            "forms_to_complete",
+        )
+    },
+    "appointment_reminder": _VISIT,
+    "feedback_request": ("service_name", "provider_name"),
+    "waitlist_taken": ("provider_name",),
+    "waitlist_withdrawn": ("provider_name",),
+}
+
+
 def visit_place(clinic, virtual: bool = False) -> str:
     """Where the patient goes, the messages' {where}: the clinic's name, and its address for a
     visit in person ("Lakeside Aesthetics, 40 Lakeside Avenue, New York"), so a patient of a
@@ -275,6 +306,7 @@ SAMPLE_CONTEXT = {
     "where": "ClinicDesk Demo Clinic, 1 High Street, London",
     "when": "Tue 01 Dec 2026, 09:30",
     "previous_when": "Mon 30 Nov 2026, 14:00",
+    "proposed_when": "Tue 01 Dec 2026, 09:30",
     "service_name": "Consultation",
     "provider_name": "Dr Rivera",
     "reason": "The provider is away that day.",
@@ -304,6 +336,43 @@ SAMPLE_CONTEXT = {
 }
 
 
+MEANINGS = {  # what each placeholder is filled with, in words for the editor
+    "patient_name": "the patient's full name",
+    "clinic_name": "the clinic's name",
+    "clinic_phone": "the clinic's phone number",
+    "where": "where to come: the clinic's name and, for a visit in person, its address",
+    "when": "the appointment's date and time, in the clinic's time zone",
+    "previous_when": "the time the appointment had before it moved",
+    "proposed_when": "the time the practice proposed",
+    "service_name": "the service or package booked",
+    "provider_name": "the provider's name",
+    "reason": "the reason the practice gave",
+    "message": "what staff typed for the patient, if anything, on its own paragraph",
+    "fee": "the fee charged, on its own line, or nothing when there is none",
+    "link": "the patient's link to act on this message",
+    "expires": "when the link or the offer expires",
+    "terms": "whether the time is held for the patient alone or goes to the first to accept",
+    "answer": "accepted or declined",
+    "nps": "how likely the patient is to recommend the practice, 0 to 10",
+    "rating": "the patient's rating, 1 to 5",
+    "confirm_link": "the link that confirms the patient is coming",
+    "cancel_link": "the link to ask to cancel",
+    "reschedule_link": "the link to ask to move the appointment",
+    "survey": "the survey link with its sentence, when the feedback settings ask at once",
+    "forms": "each form to complete with its link, one a line",
+    "forms_titles": "the forms' titles",
+    "event": "what happened (a late cancellation, a no-show…)",
+    "summary": "one line on who, what and when",
+    "day": "the day the digest covers",
+    "count": "how many events the digest holds",
+    "items": "the digest's events, one a line",
+    "minutes": "how many minutes the sign-in link works",
+    "lines": "what was paid, one payment a line",
+    "total": "the total paid",
+    "reference": "the payment's reference",
+}
+
+
 def sample_context(fmt: ClinicFormat) -> dict[str, str]:
     """SAMPLE_CONTEXT with its times, days and amounts in a clinic's zone, locale and currency,
     for previews a practice reads as its patients will (a yen clinic sees ￥, not £)."""
@@ -312,6 +381,7 @@ def sample_context(fmt: ClinicFormat) -> dict[str, str]:
     return SAMPLE_CONTEXT | {
         "when": fmt.moment(when),
         "previous_when": fmt.moment(earlier),
+        "proposed_when": fmt.moment(when),
         "fee": f"\nA late-cancellation fee of {fmt.money(2500)} applies.",
         "expires": fmt.day(date(2026, 12, 15)),
         "summary": f"Alex Morgan cancelled Consultation on {fmt.moment(when)}.",
@@ -360,10 +430,11 @@ def template_for(session: Session, key: str, *, as_saved: bool = False) -> Templ
         raise NotFound(f"There is no message template {key!r}.")
     edited = session.get(NotificationTemplate, key)
     base = TEMPLATES[key]
-    if edited and not as_saved and not _fills(edited.subject, edited.body):
+    if edited and not as_saved and not _sendable(key, edited.subject, edited.body):
         # saved before check_template refused such text: the built-in wording goes instead of
-        # every message of the template failing (the Notifications page says what to fix)
-        log.warning("template %s cannot be filled in; its built-in text is sent", key)
+        # every message of the template failing, or going without its link (the
+        # Notifications page says what to fix)
+        log.warning("template %s cannot be sent as saved; its built-in text is sent", key)
         return base
     # an edited template has no text form of its own: its text is the edited email, flattened
     return Template(edited.subject, edited.body, base.description) if edited else base
@@ -374,7 +445,13 @@ def template_to_edit(session: Session, key: str) -> tuple[Template, Template]:
     unless the saved text cannot be filled in, when the built-in text is sent)."""
     saved = template_for(session, key, as_saved=True)
     edited = saved is not TEMPLATES[key]
-    return saved, saved if not edited or _fills(saved.subject, saved.body) else TEMPLATES[key]
+    usable = not edited or _sendable(key, saved.subject, saved.body)
+    return saved, saved if usable else TEMPLATES[key]
+
+
+def _sendable(key: str, subject: str, body: str) -> bool:
+    """Whether an edited text can go as saved: it fills in, and keeps the links it needs."""
+    return _fills(subject, body) and all(n in _names(body) for n in needed_in(key))
 
 
 def _fills(*texts: str) -> bool:
@@ -386,14 +463,43 @@ def _fills(*texts: str) -> bool:
     return True
 
 
-def check_template(subject: str, body: str) -> None:
+def _names(*texts: str) -> set[str]:
+    """The placeholder names in `texts` (unparseable text has none)."""
+    try:
+        return {n for t in texts for _, n, _, _ in string.Formatter().parse(t) if n}
+    except ValueError:
+        return set()
+
+
+# what a patient acts through or must be told: an edited text without it is refused, and one
+# saved without it earlier is not sent (the built-in text goes, and the editor says why)
+NEEDED = ("link", "confirm_link", "cancel_link", "reschedule_link", "forms", "survey")
+
+
+def placeholders_of(key: str) -> list[str]:
+    """The placeholders a message of `key` is filled with: those of its built-in text and
+    those its callers give it too (ALSO); any other would arrive blank, whatever the
+    preview's sample said."""
+    base = TEMPLATES[key]
+    return sorted(_names(base.subject, base.body, base.sms) | set(ALSO.get(key, ())))
+
+
+def needed_in(key: str) -> list[str]:
+    """The placeholders `key`'s text cannot do without: its links (NEEDED)."""
+    return [n for n in placeholders_of(key) if n in NEEDED]
+
+
+def check_template(key: str, subject: str, body: str) -> None:
     """A ValidationError saying what to fix unless every placeholder of the typed template is
-    a bare known name in braces ({when}): a name left out ({}), a format ({when:%d %B}) or a
-    conversion ({when!r}) would make every message of the template fail to render."""
+    a bare name in braces ({when}) that a message of `key` is filled with, and the text keeps
+    the links the message needs: a name left out ({}), a format ({when:%d %B}) or a
+    conversion ({when!r}) would make every message of the template fail to render, a name
+    this message is not given would arrive blank, and a message without its link leaves the
+    patient nothing to act on."""
     if not body.strip():
         raise ValidationError("The message text cannot be empty.")
-    allowed = set(SAMPLE_CONTEXT)
-    available = "Available: " + ", ".join(f"{{{n}}}" for n in sorted(allowed))
+    allowed = placeholders_of(key)
+    available = "Available in this message: " + ", ".join(f"{{{n}}}" for n in allowed) + "."
     for text in (subject, body):
         try:
             fields = [(n, c, f) for _, n, f, c in string.Formatter().parse(text) if n is not None]
@@ -411,31 +517,44 @@ def check_template(subject: str, body: str) -> None:
                     f"{typed} cannot be filled in. {available}"
                 )
             if name not in allowed:
-                raise ValidationError(f"Unknown placeholder {{{name}}}. {available}")
+                known = name in SAMPLE_CONTEXT
+                raise ValidationError(
+                    f"{{{name}}} is not filled in for this message: it would arrive blank. "
+                    f"{available}"
+                    if known
+                    else f"Unknown placeholder {{{name}}}. {available}"
+                )
+    missing = [n for n in needed_in(key) if n not in _names(body)]
+    if missing:
+        raise ValidationError(
+            "The text must keep "
+            + " and ".join(f"{{{n}}} ({MEANINGS[n]})" for n in missing)
+            + ": without it the patient has nothing to act on."
+        )
 
 
-def preview_typed(subject: str, body: str, fmt: ClinicFormat) -> tuple[str, str]:
+def preview_typed(key: str, subject: str, body: str, fmt: ClinicFormat) -> tuple[str, str]:
     """A template as typed (saved or not), rendered with the clinic's sample values; a
     ValidationError saying what to fix when it could not be sent (check_template)."""
-    check_template(subject, body)
+    check_template(key, subject, body)
     return render(Template(subject, body, ""), sample_context(fmt))
 
 
 def save_template(session: Session, actor: Actor, key: str, subject: str, body: str) -> None:
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     template_for(session, key)
-    check_template(subject, body)
+    check_template(key, subject, body)
     row = session.get(NotificationTemplate, key) or NotificationTemplate(key=key)
     row.subject, row.body, row.updated_by_user_id = subject, body, actor.user_id
     session.add(row)
     audit.record(session, actor, "template_saved", "template", None, details={"key": key})
 
 
-def preview_typed_text(sent: Template, subject: str, body: str, fmt: ClinicFormat) -> str:
+def preview_typed_text(key: str, sent: Template, subject: str, body: str, fmt: ClinicFormat) -> str:
     """The text message a template as typed makes, with the clinic's sample values, as
     queue_for_patient builds it: the template's own text form while the typed text is what is
     sent (`sent`: template_for's), else the typed email flattened."""
-    check_template(subject, body)
+    check_template(key, subject, body)
     values = sample_context(fmt)
     if sent.sms and (subject, body) == (sent.subject, sent.body):
         return render_sms(sent, values)

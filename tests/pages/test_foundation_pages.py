@@ -297,8 +297,8 @@ def test_a_template_saved_before_the_check_is_shown_as_saved_and_said_to_be_unse
     at.selectbox(key="notifications_template").select(key).run()
     assert at.text_area(key=f"notifications_body_{key}").value == typed
     assert [w.value for w in at.warning] == [
-        "The saved text cannot be filled in, so messages use the built-in text until it is "
-        "corrected and saved."
+        "The saved text cannot be sent as it is, so messages use the built-in text until it "
+        "is corrected and saved."
     ]
     assert "{when:%d %B} cannot be filled in" in at.error[0].value
     assert "No preview: correct the text first." in [c.value for c in at.caption]
@@ -314,10 +314,12 @@ def test_the_preview_shows_the_text_message_a_patient_would_get(app_as):
     email, text = (t.value for t in at.text[-2:])
     assert "As a text message" in captions and text != email
     assert text.count("http") == 3 and len(text) < len(email)
-    at.text_area(key=f"notifications_body_{key}").input("See you on {when}, {patient_name}.")
+    at.text_area(key=f"notifications_body_{key}").input(
+        "See you on {when}, {patient_name}. {confirm_link} {cancel_link} {reschedule_link}"
+    )
     at.text_input(key=f"notifications_subject_{key}").input("Reminder")
     at.button(key="FormSubmitter:notifications_template_form-Save template").click().run()
-    assert re.fullmatch(r"Reminder\. See you on .+, .+\.", at.text[-1].value)
+    assert re.fullmatch(r"Reminder\. See you on .+, .+\. (https://\S+ ?){3}", at.text[-1].value)
 
 
 def test_template_previews_read_as_the_practices_patients_will(app_as, app_db):

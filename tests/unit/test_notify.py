@@ -97,6 +97,31 @@ def test_a_template_saved_before_the_check_that_cannot_be_filled_sends_the_built
     assert "Reason: Ill" in queued.notifications[0].body
 
 
+def test_a_template_keeps_its_link_and_only_the_placeholders_its_message_is_given(db, world):
+    """Before, a proposal saved without {link} went out with nothing to accept (as did one
+    saved so earlier), {where} in a message never given it arrived blank while the preview
+    showed an address, and the lapsed proposal's own {proposed_when} was refused."""
+    with db.write() as session:
+        with pytest.raises(ValidationError, match=r"must keep \{link\} \(the patient's link"):
+            notify.save_template(
+                session, world.manager, "appointment_proposed", "Proposal", "Please call us."
+            )
+        with pytest.raises(ValidationError, match=r"\{where\} is not filled in for this message"):
+            notify.save_template(session, world.manager, "waitlist_taken", "x", "At {where}.")
+        lapsed = notify.TEMPLATES["proposal_lapsed"]
+        notify.save_template(session, world.manager, "proposal_lapsed", "Lapsed", lapsed.body)
+        session.add(NotificationTemplate(key="appointment_proposed", subject="x", body="Call."))
+    with db.write() as session:
+        queued = notify.queue_for_patient(
+            session,
+            session.get(Patient, world.patient_id),
+            "appointment_proposed",
+            {"when": "Tue 01 Dec 2026, 09:30", "link": "https://clinic.test/p?t=1"},
+            channels=[Channel.EMAIL],
+        )
+    assert "accept or decline here: https://clinic.test/p?t=1" in queued.notifications[0].body
+
+
 def test_sender_delivers_a_real_email_with_attachment(db, world, loopback_smtp):
     loopback_smtp.clear()
     _queue(db, world.patient_id, channels=[Channel.EMAIL], attachment=("qr.png", b"\x89PNG fake"))
