@@ -104,19 +104,51 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             format_func=lambda k: f"{k} — {notify.TEMPLATES[k].description}",
         )
         current, sent = read(notify.template_to_edit, key)  # one session, one read of the row
+        edited = current != notify.TEMPLATES[key]
+        editors = [f"notifications_{w}_{key}" for w in ("subject", "body")]
+        if st.session_state.pop("notifications_fresh", None) == key:  # back to the built-in
+            for name in editors:
+                st.session_state.pop(name, None)
         if current != sent:  # saved before placeholders and links were checked
             st.warning(
                 "The saved text cannot be sent as it is, so messages use the built-in text "
                 "until it is corrected and saved."
             )
+        if edited and (left := notify.left_out(key, current)):
+            st.info(
+                escape(
+                    "The built-in text also gives "
+                    + "; ".join(f"{{{n}}} ({notify.MEANINGS[n]})" for n in left)
+                    + ". The edited text leaves it out: add it where it reads well, or use "
+                    "the built-in text."
+                ),
+                icon=":material/info:",
+            )
+        with st.expander("Placeholders this message can use"):
+            needed = notify.needed_in(key)
+            st.markdown(
+                escape(
+                    "\n".join(
+                        f"- {{{n}}}: {notify.MEANINGS[n]}"
+                        + (" (must stay in the text)" if n in needed else "")
+                        for n in notify.placeholders_of(key)
+                    )
+                )
+            )
         with st.form("notifications_template_form"):
-            subject = st.text_input("Subject", current.subject, key=f"notifications_subject_{key}")
-            body = st.text_area("Text", current.body, height=220, key=f"notifications_body_{key}")
+            subject = st.text_input("Subject", current.subject, key=editors[0])
+            body = st.text_area("Text", current.body, height=220, key=editors[1])
             saved = st.form_submit_button("Save template")
         if saved and run_action(
             notify.save_template, key, subject, body, success="Template saved."
         ):
             refresh()
+        if edited and st.button("Use the built-in text", key="notifications_reset"):
+            if run_action(
+                notify.reset_template, key, success="The template uses the built-in text again."
+            ):
+                st.session_state["notifications_fresh"] = key
+                refresh()
         try:
             preview_subject, preview_body = notify.preview_typed(
                 key, subject, body, display_format()

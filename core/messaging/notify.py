@@ -489,6 +489,13 @@ def needed_in(key: str) -> list[str]:
     return [n for n in placeholders_of(key) if n in NEEDED]
 
 
+def left_out(key: str, template: Template) -> list[str]:
+    """The placeholders of `key`'s built-in text that an edited `template` does not use (an
+    edit made before {where} was added to the built-in text, say), for the editor to say."""
+    base, used = TEMPLATES[key], _names(template.subject, template.body)
+    return sorted(_names(base.subject, base.body) - used)
+
+
 def check_template(key: str, subject: str, body: str) -> None:
     """A ValidationError saying what to fix unless every placeholder of the typed template is
     a bare name in braces ({when}) that a message of `key` is filled with, and the text keeps
@@ -544,10 +551,30 @@ def save_template(session: Session, actor: Actor, key: str, subject: str, body: 
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     template_for(session, key)
     check_template(key, subject, body)
-    row = session.get(NotificationTemplate, key) or NotificationTemplate(key=key)
+    row = session.get(NotificationTemplate, key)
+    base = TEMPLATES[key]
+    if (subject, body) == (base.subject, base.body):  # the built-in text, with its text form
+        _reset(session, actor, key, row)
+        return
+    row = row or NotificationTemplate(key=key)
     row.subject, row.body, row.updated_by_user_id = subject, body, actor.user_id
     session.add(row)
     audit.record(session, actor, "template_saved", "template", None, details={"key": key})
+
+
+def reset_template(session: Session, actor: Actor, key: str) -> None:
+    """Messages of `key` go with the built-in text again (and its own text-message form); the
+    edited text is dropped (audited)."""
+    ensure(actor, Permission.NOTIFICATIONS_MANAGE)
+    template_for(session, key)
+    _reset(session, actor, key, session.get(NotificationTemplate, key))
+
+
+def _reset(session: Session, actor: Actor, key: str, row: NotificationTemplate | None) -> None:
+    if row is not None:
+        session.delete(row)
+        session.flush()
+        audit.record(session, actor, "template_reset", "template", None, details={"key": key})
 
 
 def preview_typed_text(key: str, sent: Template, subject: str, body: str, fmt: ClinicFormat) -> str:

@@ -304,6 +304,38 @@ def test_a_template_saved_before_the_check_is_shown_as_saved_and_said_to_be_unse
     assert "No preview: correct the text first." in [c.value for c in at.caption]
 
 
+def test_an_edit_made_before_where_was_added_is_told_and_can_go_back_to_the_built_in(
+    app_as, app_db
+):
+    """A confirmation edited before {where} joined the built-in text: before, nothing said
+    that its patients are not told where to come, nor what a placeholder means, and the only
+    way back was to retype the built-in text (which then lost its own text-message form)."""
+    from core.kernel.config import load_settings
+    from core.messaging import notify
+    from core.startup import open_database
+    from db.models import NotificationTemplate
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    key, typed = "appointment_scheduled", "See you on {when}. To cancel: {link}"
+    with database.write() as session:
+        session.add(NotificationTemplate(key=key, subject="Booked", body=typed))
+    at = app_as("manager", "app_pages/notifications.py")
+    at.selectbox(key="notifications_template").select(key).run()
+    [told] = [i.value for i in at.info]
+    assert "{where} (where to come: the clinic's name and, for a visit in person, its " in told
+    assert "- {link}: the patient's link to act on this message (must stay in the text)" in (
+        at.expander[0].markdown[0].value.replace("\\", "")
+    )
+    at.button(key="notifications_reset").click().run()
+    assert not at.exception and not at.info and not at.error
+    assert at.text_area(key=f"notifications_body_{key}").value == notify.TEMPLATES[key].body
+    with database.write() as session:
+        assert session.get(NotificationTemplate, key) is None
+    database.dispose()
+
+
 def test_the_preview_shows_the_text_message_a_patient_would_get(app_as):
     """A reminder's text has a form of its own (its three links whole); once edited, the text
     is the edited email flattened: the preview shows each as it would be sent."""

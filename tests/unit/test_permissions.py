@@ -477,6 +477,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: notify.save_template(s, a, "request_received", "Hi", "Hello"),
     ),
     (
+        "notify.reset_template",
+        P.NOTIFICATIONS_MANAGE,
+        lambda s, a, c: notify.reset_template(s, a, "request_received"),
+    ),
+    (
         "preferences.save_preferences",
         P.NOTIFICATIONS_MANAGE,
         lambda s, a, c: preferences.save_preferences(s, a, c.clinic_id, None),
