@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
-from core.kernel.errors import DomainError
+from core.kernel.errors import Conflict, DomainError
 from core.messaging import delivery, notify
 from ui import actor, refresh, run_action, settings, show_error
 from ui.caches import cached
@@ -105,10 +105,18 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
         )
         current, sent = read(notify.template_to_edit, key)  # one session, one read of the row
         edited = current != notify.TEMPLATES[key]
-        editors = [f"notifications_{w}_{key}" for w in ("subject", "body")]
-        if st.session_state.pop("notifications_fresh", None) == key:  # back to the built-in
+        editors = [f"notifications_{w}_{key}" for w in ("subject", "body", "was")]
+        if st.session_state.pop("notifications_fresh", None) == key:  # reset, or saved by another
             for name in editors:
                 st.session_state.pop(name, None)
+        # the text this editor opened with: a save or reset refuses it once someone else saved
+        was = st.session_state.setdefault(editors[2], (current.subject, current.body))
+
+        def start_over(error) -> None:  # saved by someone else meanwhile: show theirs next
+            if isinstance(error, Conflict):
+                st.session_state["notifications_unsaved"] = (key, subject, body)
+                st.session_state["notifications_fresh"] = key
+
         if current != sent:  # saved before placeholders and links were checked
             st.warning(
                 "The saved text cannot be sent as it is, so messages use the built-in text "
@@ -140,12 +148,28 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             body = st.text_area("Text", current.body, height=220, key=editors[1])
             saved = st.form_submit_button("Save template")
         if saved and run_action(
-            notify.save_template, key, subject, body, success="Template saved."
+            notify.save_template,
+            key,
+            subject,
+            body,
+            was=was,
+            success="Template saved.",
+            refused=start_over,
         ):
+            st.session_state[editors[2]] = (subject, body)
+            st.session_state.pop("notifications_unsaved", None)
             refresh()
+        unsaved = st.session_state.get("notifications_unsaved")
+        if unsaved and unsaved[0] == key:
+            st.caption("What you typed, not saved (copy it before making your change again):")
+            st.code(f"{unsaved[1]}\n\n{unsaved[2]}", language=None)
         if edited and st.button("Use the built-in text", key="notifications_reset"):
             if run_action(
-                notify.reset_template, key, success="The template uses the built-in text again."
+                notify.reset_template,
+                key,
+                was=was,
+                success="The template uses the built-in text again.",
+                refused=start_over,
             ):
                 st.session_state["notifications_fresh"] = key
                 refresh()

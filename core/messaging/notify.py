@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import ClinicFormat, format_money
+from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_money
 from core.kernel.text import clean
 from core.messaging import delivery
 from core.messaging.delivery import MAX_ATTEMPTS
@@ -36,6 +37,7 @@ from db.models import (
     NotificationTemplate,
     Patient,
     StopKind,
+    User,
 )
 from db.types import utcnow
 
@@ -547,27 +549,46 @@ def preview_typed(key: str, subject: str, body: str, fmt: ClinicFormat) -> tuple
     return render(Template(subject, body, ""), sample_context(fmt))
 
 
-def save_template(session: Session, actor: Actor, key: str, subject: str, body: str) -> None:
+def save_template(
+    session: Session,
+    actor: Actor,
+    key: str,
+    subject: str,
+    body: str,
+    *,
+    was: tuple[str, str] | None = None,
+) -> None:
+    """Save an edited template. `was`: the subject and text the editor opened with; when the
+    template was saved or reset since (a second manager), nothing is saved and the Conflict says
+    who changed it and when, so neither edit is lost unseen."""
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     template_for(session, key)
     check_template(key, subject, body)
-    row = session.get(NotificationTemplate, key)
+    row = _unchanged_since(session, key, was)
     base = TEMPLATES[key]
     if (subject, body) == (base.subject, base.body):  # the built-in text, with its text form
         _reset(session, actor, key, row)
         return
-    row = row or NotificationTemplate(key=key)
+    if row is None:
+        row = NotificationTemplate(key=key)
+        session.add(row)
     row.subject, row.body, row.updated_by_user_id = subject, body, actor.user_id
-    session.add(row)
+    try:
+        with session.begin_nested():  # a second manager's first edit, saved at the same time
+            session.flush()
+    except IntegrityError:
+        raise Conflict(_changed_meanwhile(session, key)) from None
     audit.record(session, actor, "template_saved", "template", None, details={"key": key})
 
 
-def reset_template(session: Session, actor: Actor, key: str) -> None:
+def reset_template(
+    session: Session, actor: Actor, key: str, *, was: tuple[str, str] | None = None
+) -> None:
     """Messages of `key` go with the built-in text again (and its own text-message form); the
     edited text is dropped (audited)."""
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     template_for(session, key)
-    _reset(session, actor, key, session.get(NotificationTemplate, key))
+    _reset(session, actor, key, _unchanged_since(session, key, was))
 
 
 def _reset(session: Session, actor: Actor, key: str, row: NotificationTemplate | None) -> None:
@@ -575,6 +596,32 @@ def _reset(session: Session, actor: Actor, key: str, row: NotificationTemplate |
         session.delete(row)
         session.flush()
         audit.record(session, actor, "template_reset", "template", None, details={"key": key})
+
+
+def _unchanged_since(
+    session: Session, key: str, was: tuple[str, str] | None
+) -> NotificationTemplate | None:
+    """The edited row of `key` (locked until the end of the transaction), after checking that
+    it still holds `was`; a Conflict saying who changed it and when otherwise."""
+    row = session.get(NotificationTemplate, key, with_for_update=True, populate_existing=True)
+    now = (row.subject, row.body) if row else (TEMPLATES[key].subject, TEMPLATES[key].body)
+    if was is not None and tuple(was) != now:
+        raise Conflict(_changed_meanwhile(session, key))
+    return row
+
+
+def _changed_meanwhile(session: Session, key: str) -> str:
+    row = session.get(NotificationTemplate, key)
+    if row is None:
+        changed = "went back to the built-in text"
+    else:
+        who = session.get(User, row.updated_by_user_id) if row.updated_by_user_id else None
+        at = clinic_time(clinic_format(session), row.updated_at, zone=True)
+        changed = f"was saved by {who.display_name if who else 'someone else'} at {at}"
+    return (
+        f"Not saved: this template {changed} after you opened it. Read its text now, and "
+        "make your change again."
+    )
 
 
 def preview_typed_text(key: str, sent: Template, subject: str, body: str, fmt: ClinicFormat) -> str:

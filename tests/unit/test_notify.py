@@ -9,7 +9,7 @@ from sqlalchemy import select
 from core.forms import after_booking as forms
 from core.kernel.clock import local_to_utc
 from core.kernel.config import SmtpSettings
-from core.kernel.errors import PermissionDenied, ValidationError
+from core.kernel.errors import Conflict, PermissionDenied, ValidationError
 from core.messaging import delivery, history, notify, reminders
 from core.scheduling import moves
 from db.models import (
@@ -120,6 +120,25 @@ def test_a_template_keeps_its_link_and_only_the_placeholders_its_message_is_give
             channels=[Channel.EMAIL],
         )
     assert "accept or decline here: https://clinic.test/p?t=1" in queued.notifications[0].body
+
+
+def test_two_managers_editing_one_template_lose_no_edit_unseen(db, world):
+    """Before, the second save silently replaced the first (and a reset dropped it)."""
+    key, built_in = "appointment_cancelled", notify.TEMPLATES["appointment_cancelled"]
+    opened = (built_in.subject, built_in.body)  # both editors opened the built-in text
+    with db.write() as session:
+        notify.save_template(session, world.manager, key, "Cancelled", "Ill: {reason}", was=opened)
+    for change in (
+        lambda s: notify.save_template(s, world.owner, key, "Off", "Off: {reason}", was=opened),
+        lambda s: notify.reset_template(s, world.owner, key, was=opened),
+    ):
+        refused = pytest.raises(Conflict, match=r"was saved by Manager at .+ after you opened it")
+        with refused, db.write() as session:
+            change(session)
+    with db.write() as session:
+        assert session.get(NotificationTemplate, key).body == "Ill: {reason}"
+        notify.reset_template(session, world.owner, key, was=("Cancelled", "Ill: {reason}"))
+        assert session.get(NotificationTemplate, key) is None
 
 
 def test_sender_delivers_a_real_email_with_attachment(db, world, loopback_smtp):
