@@ -372,6 +372,8 @@ MEANINGS = {  # what each placeholder is filled with, in words for the editor
     "lines": "what was paid, one payment a line",
     "total": "the total paid",
     "reference": "the payment's reference",
+    "amount": "the amount given back",
+    "how": "how the money comes back: at the desk, or to the card within a few working days",
 }
 
 

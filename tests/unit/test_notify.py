@@ -294,6 +294,18 @@ def test_an_edited_template_still_keeps_its_links_whole_in_a_text(db, world):
     assert text.endswith("&k=reschedule. …")  # past the limit up to the last link, not further
 
 
+def test_every_placeholder_of_every_message_is_explained():
+    """The editor lists what each placeholder gives; one without words (a template added
+    later, as payment_given_back's {amount} and {how} were) made the page fail."""
+    missing = {
+        (key, name)
+        for key in notify.TEMPLATES
+        for name in notify.placeholders_of(key)
+        if name not in notify.MEANINGS
+    }
+    assert missing == set()
+
+
 def test_the_length_guard_cuts_prose_but_never_a_link():
     link = "https://example.org/patient?p=form&t=" + "a" * 43
     assert notify.fit_text("x" * 500, 459) == "x" * 457 + " …"
