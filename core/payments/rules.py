@@ -200,8 +200,25 @@ class Due:
         return self.mode != "none" and self.outstanding_cents > 0
 
 
+# from what asks least to what asks most of the patient ahead of the visit
+_DEMAND = ("none", "allowed", "deposit", "required")
+
+
+def visit_rule(appointment: Appointment, rules: PaymentSettings) -> ServiceRule:
+    """The rule of a visit: its service's, or for a visit of several services (a package) the
+    one that asks most of theirs: prepayment required by any of them; else a deposit, those of
+    the services asking one added up; else prepayment allowed by any; else none. (Before, a
+    package took its first service's rule, so a laser requiring prepayment went unpaid ahead
+    when booked after a consultation.)"""
+    ids = [row.service_id for row in appointment.services] or [appointment.service_id]
+    each = [rules.rule_for(service_id) for service_id in dict.fromkeys(ids)]
+    mode = max((r.mode for r in each), key=lambda m: _DEMAND.index(m) if m in _DEMAND else 1)
+    deposit = sum(r.deposit_cents for r in each if r.mode == "deposit")
+    return ServiceRule(mode, deposit if mode == "deposit" else 0)
+
+
 def due_for(appointment: Appointment, rules: PaymentSettings, paid_cents: int) -> Due:
-    rule = rules.rule_for(appointment.service_id)
+    rule = visit_rule(appointment, rules)
     price = price_of(appointment)
     asked = min(rule.deposit_cents, price) if rule.mode == "deposit" else price
     if rule.mode == "none":

@@ -807,6 +807,29 @@ def test_a_package_visits_receipt_names_the_package_not_its_first_service(db, wo
         assert "for your payment for Glow (Consultation + Peel) on " in _mail(s, "payment_receipt")
 
 
+@pytest.mark.parametrize(
+    "consultation, peel, asked",
+    [
+        (rules.ServiceRule("none"), rules.ServiceRule("required"), ("required", 12000)),
+        (rules.ServiceRule("deposit", 2000), rules.ServiceRule("deposit", 3000), ("deposit", 5000)),
+    ],
+)
+def test_a_package_visit_asks_ahead_what_the_most_demanding_of_its_services_asks(
+    db, world, consultation, peel, asked
+):
+    """Before, a package took its first service's rule: Glow (Consultation, paid at the visit,
+    + Peel, prepayment required) asked nothing ahead, and two deposits asked only the first."""
+    appointment_id = _appointment(db, world)
+    _as_glow(db, world, appointment_id)
+    with db.write() as s:
+        peel_id = s.scalar(select(Service.id).where(Service.name == "Peel"))
+        settings = rules.PaymentSettings(services={world.service_id: consultation, peel_id: peel})
+        rules.save_settings(s, world.owner, settings)
+    with db.read() as s:
+        owed = prepay.due(s, s.get(Appointment, appointment_id))
+    assert (owed.mode, owed.asked_cents, owed.required, owed.price_cents) == (*asked, True, 12000)
+
+
 def test_desk_payments_refunds_and_the_export_are_in_the_clinics_currency(db, world):
     made = {}
     for currency, sign in SIGNS.items():
