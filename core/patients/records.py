@@ -29,7 +29,7 @@ from core.messaging import notify
 from core.patients import enrolment, invitations, merge
 from core.payments import desk, points, prepay
 from core.payments.rules import get_settings, money_format, payment_money
-from core.practice.treatment import treatment_of
+from core.practice.treatment import treatment_of, treatment_texts
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -746,6 +746,7 @@ def list_patient_appointments(
         .limit(limit)
     ).all()
     result = []
+    named = treatment_texts(session, [row[0].id for row in rows])  # a package by its name
     for a, service, provider, clinic, tz, locale, creator in rows:
         local = ClinicFormat(tz, locale)
         if a.start_at is not None:
@@ -757,7 +758,7 @@ def list_patient_appointments(
             PatientAppointment(
                 a.id,
                 when,
-                service or "",
+                named.get(a.id, service or ""),
                 provider or "",
                 clinic,
                 a.status.value.replace("_", " "),

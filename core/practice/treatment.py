@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from db.models import Appointment, AppointmentService, Service
+from db.models import Appointment, AppointmentService, Package, Service
 
 
 def services_of(appointment: Appointment) -> list[Service]:
@@ -68,3 +68,26 @@ def service_names(session: Session, appointment_ids: Iterable[int]) -> dict[int,
     for ident, name in session.execute(query):
         names.setdefault(ident, []).append(name)
     return names
+
+
+def treatment_texts(session: Session, appointment_ids: Iterable[int]) -> dict[int, str]:
+    """The visits among `appointment_ids` booked as a package or with several services, in
+    words as treatment_of names them ("Glow (Consultation + Peel)"), for lists that read a
+    visit's first service by a join; a visit of one service is left out (its service names
+    it). Two queries however many visits."""
+    ids = list(dict.fromkeys(appointment_ids))
+    if not ids:
+        return {}
+    names = service_names(session, ids)
+    packages = dict(
+        session.execute(
+            select(Appointment.id, Package.name)
+            .join(Package, Package.id == Appointment.package_id)
+            .where(Appointment.id.in_(ids))
+        ).all()
+    )
+    return {
+        i: treatment_text(names.get(i, []), packages.get(i))
+        for i in ids
+        if i in packages or len(names.get(i, ())) > 1
+    }

@@ -22,6 +22,7 @@ from core.kernel.errors import NotFound, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import clinic_money, format_day, format_moment
 from core.practice.timing import timing_of
+from core.practice.treatment import treatment_texts
 from core.scheduling.availability import TIME_OF_DAY_LABELS, Slot, suggest_slots
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
@@ -344,6 +345,10 @@ def list_queue(
                 wish_passed=wish_passed,
             )
         )
+    # a package (or several services) by its name, as its page and the calendar name it:
+    # the join above reads only the visit's first service
+    named = treatment_texts(session, [r.appointment_id for r in rows])
+    rows = [replace(r, service_name=named.get(r.appointment_id, r.service_name)) for r in rows]
     rows = _with_flags(session, rows)
     return _with_answer_by(session, rows, now) if kind == QueueKind.PROPOSALS else rows
 

@@ -771,7 +771,9 @@ def test_a_package_needs_every_resource_of_its_services_free(db, world, laser, g
 def test_patients_request_a_package_in_the_portal_and_by_the_public_link(db, world, laser, glow):
     from urllib.parse import parse_qs, urlparse
 
+    from core.patients import records
     from core.portal import home, patient_links
+    from core.requests import queue
 
     with db.write() as session:
         session.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
@@ -808,6 +810,13 @@ def test_patients_request_a_package_in_the_portal_and_by_the_public_link(db, wor
         requests = session.scalars(select(Appointment).order_by(Appointment.id)).all()
         assert [(a.package_id, len(a.services)) for a in requests] == [(glow, 2), (glow, 2)]
         assert home.request_form(session, world.patient_id).package_id == glow  # asked again
+        # the Request queue and the patient's record name the package, as its page does
+        # (before, both read "Consultation", the package's first service)
+        glow_words = "Glow (Consultation + Laser hair removal)"
+        queued = queue.list_queue(session, world.manager, queue.QueueKind.REQUESTS)
+        assert [queue.describe(r)["Service"] for r in queued] == [glow_words, glow_words]
+        visits = records.list_patient_appointments(session, world.manager, world.patient_id)
+        assert [v.service for v in visits] == [glow_words]
     with db.write() as session:  # a package whose service may not be asked for online
         setup.save_service(
             session,
