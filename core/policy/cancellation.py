@@ -42,6 +42,7 @@ from core.practice.treatment import price_of
 from db.models import (
     OCCUPYING,
     Appointment,
+    AppointmentService,
     CancellationPolicy,
     ChangeRequest,
     ChangeStatus,
@@ -144,7 +145,7 @@ def charge_text(session: Session, entry: LedgerEntry) -> str:
 def no_show_cost(session: Session, appointment: Appointment) -> tuple[int, str]:
     """What recording this visit as a no-show would cost under the version in force now, and
     the fee in words ('' when none: no policy, no patient, no fee)."""
-    policy = current_policy(session, appointment.clinic_id, appointment.service_id)
+    policy = visit_policy(session, appointment)
     if policy is None or appointment.patient_id is None:
         return 0, ""
     return _fee_on(session, no_show_fee(policy), appointment)
@@ -178,18 +179,42 @@ def current_policy(
     session: Session, clinic_id: int, service_id: int | None, at: datetime | None = None
 ) -> CancellationPolicy | None:
     """The version in force at `at`: a service override wins over the clinic's policy."""
+    return _in_force(session, clinic_id, [] if service_id is None else [service_id], at)
+
+
+def visit_policy(
+    session: Session, appointment: Appointment, at: datetime | None = None
+) -> CancellationPolicy | None:
+    """The version in force at `at` for this visit. A visit of several services (a package)
+    follows the override of its services that asks the most notice (the longest window; the
+    first in booked order on a tie), the clinic's policy when none has one: a package holding
+    the laser keeps the laser's terms when a consultation comes first. (Before, only its first
+    service's override counted.)"""
+    ids = [row.service_id for row in appointment.services] or [appointment.service_id]
+    return _in_force(session, appointment.clinic_id, _known(ids), at)
+
+
+def _known(ids) -> list[int]:
+    return [i for i in dict.fromkeys(ids) if i is not None]
+
+
+def _in_force(
+    session: Session, clinic_id: int, service_ids: list[int], at: datetime | None
+) -> CancellationPolicy | None:
     at = at or utcnow()
     query = (
         select(CancellationPolicy)
         .where(CancellationPolicy.clinic_id == clinic_id, CancellationPolicy.effective_at <= at)
         .order_by(CancellationPolicy.effective_at.desc(), CancellationPolicy.id.desc())
-        .limit(1)
     )
-    if service_id is not None:
-        override = session.scalar(query.where(CancellationPolicy.service_id == service_id))
-        if override is not None:
-            return override
-    return session.scalar(query.where(CancellationPolicy.service_id.is_(None)))
+    if service_ids:
+        latest: dict[int, CancellationPolicy] = {}
+        for version in session.scalars(query.where(CancellationPolicy.service_id.in_(service_ids))):
+            latest.setdefault(version.service_id, version)
+        overrides = [latest[i] for i in service_ids if i in latest]
+        if overrides:
+            return max(overrides, key=lambda version: version.window_hours)
+    return session.scalar(query.where(CancellationPolicy.service_id.is_(None)).limit(1))
 
 
 def inside_window(start_at: datetime, at: datetime, window_hours: int) -> bool:
@@ -206,7 +231,7 @@ def inside_window(start_at: datetime, at: datetime, window_hours: int) -> bool:
 
 def evaluate(session: Session, appointment: Appointment, at: datetime | None = None) -> Evaluation:
     at = at or utcnow()
-    policy = current_policy(session, appointment.clinic_id, appointment.service_id, at)
+    policy = visit_policy(session, appointment, at)
     if policy is None or appointment.start_at is None:
         return NO_POLICY
     late = inside_window(appointment.start_at, at, policy.window_hours)
@@ -248,7 +273,7 @@ def assess_cancellation(
 def assess_no_show(session: Session, appointment: Appointment) -> list[LedgerEntry]:
     """A no-show costs the no-show fee (and the policy's points) of the version in force: a
     percentage of the visit's price is turned into its amount now."""
-    policy = current_policy(session, appointment.clinic_id, appointment.service_id)
+    policy = visit_policy(session, appointment)
     if policy is None or appointment.patient_id is None:
         return []
     appointment.policy_id = policy.id
@@ -560,8 +585,11 @@ def change_effects(
         Appointment.start_at >= now,
         Appointment.patient_id.is_not(None),
     )
+    # a visit of several services (a package) is counted with each of them (visit_policy)
+    booked_with = select(AppointmentService.appointment_id)
     if service_id is not None:
-        ahead = ahead.where(Appointment.service_id == service_id)
+        with_it = booked_with.where(AppointmentService.service_id == service_id)
+        ahead = ahead.where(or_(Appointment.service_id == service_id, Appointment.id.in_(with_it)))
         service = session.get(Service, service_id)
         scope = f"{clinic.name} with {service.name if service else f'service #{service_id}'}"
     else:
@@ -571,7 +599,8 @@ def change_effects(
             CancellationPolicy.effective_at <= now,
         )
         ahead = ahead.where(
-            or_(Appointment.service_id.is_(None), Appointment.service_id.not_in(overridden))
+            or_(Appointment.service_id.is_(None), Appointment.service_id.not_in(overridden)),
+            Appointment.id.not_in(booked_with.where(AppointmentService.service_id.in_(overridden))),
         )
         scope = clinic.name
     booked = session.scalar(select(func.count()).select_from(ahead.subquery())) or 0

@@ -190,7 +190,7 @@ def no_show_consequences(session: Session, actor: Actor, appointment_id: int) ->
         raise NotFound(f"There is no appointment #{appointment_id}.")
     who = appointment.patient.full_name if appointment.patient else "the patient"
     charges = []
-    rules = policy.current_policy(session, appointment.clinic_id, appointment.service_id)
+    rules = policy.visit_policy(session, appointment)
     if rules is not None and appointment.patient_id is not None:
         fee_cents, fee = policy.no_show_cost(session, appointment)
         if fee_cents:  # "£40.00", or "50% of the visit's price (£40.00 for this visit)"

@@ -25,6 +25,7 @@ from core.scheduling import moves, visits
 from db import migrate
 from db.models import (
     Appointment,
+    AppointmentService,
     AppointmentStatus,
     AuditEvent,
     CancellationPolicy,
@@ -599,6 +600,45 @@ def test_a_package_visit_costs_a_share_of_the_packages_price(db, world):
         assert late.fee_text == "25% of the visit's price (£50.00 for this visit)"
         entries = policy.assess_no_show(session, appointment)
         assert [(e.kind, e.amount_cents) for e in entries] == [(LedgerKind.NO_SHOW_FEE, 10_000)]
+
+
+def test_a_package_visit_keeps_the_terms_of_its_service_with_its_own_policy(db, world):
+    """Glow: the Consultation (the clinic's 24 hours, £25.00) then the Laser, whose own policy
+    asks 48 hours' notice and 50% of the price. Before, only the first service's override
+    counted: Glow cancelled 30 hours ahead cost nothing, its no-show the clinic's £40.00, and
+    the Laser's new version did not count the Glow visits among those it reaches."""
+    with db.write() as session:
+        save(session, world)
+        laser = Service(name="Laser", duration_minutes=30, price_cents=9000)
+        glow = Package(name="Glow", price_cents=12_000)
+        session.add_all([laser, glow])
+        session.flush()
+        terms = dict(window_hours=48, service_id=laser.id)
+        version = percent_policy(session, world, late=50, no_show=50, **terms)
+        start = utcnow() + timedelta(days=3)
+        visit = booked(session, world, start, package_id=glow.id)
+        visit.services.extend(
+            [
+                AppointmentService(service_id=world.service_id, position=0),
+                AppointmentService(service_id=laser.id, position=1),
+            ]
+        )
+        session.flush()
+        late = policy.evaluate(session, visit, start - timedelta(hours=30))
+        assert (late.policy_id, late.late, late.fee_cents) == (version.id, True, 6000)
+        assert policy.no_show_cost(session, visit)[0] == 6000
+        values = dict(
+            clinic_id=world.clinic_id,
+            window_hours=24,
+            late_cancel_fee_cents=2500,
+            no_show_fee_cents=4000,
+            points_deducted=20,
+            online_cancel_allowed=True,
+            max_reschedules=2,
+        )
+        reached = policy.change_effects(session, world.owner, **(values | terms))
+        clinic_wide = policy.change_effects(session, world.owner, **values)
+        assert (reached.booked, clinic_wide.booked) == (1, 0)
 
 
 def test_a_visit_with_no_price_costs_no_percentage_fee(db, world):
