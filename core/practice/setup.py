@@ -847,8 +847,9 @@ def save_package(
     *,
     despite_bookings: bool = False,
 ) -> int:
-    """A package's name, services and price. A new price for a package booked ahead is refused
-    until confirmed (`despite_bookings`): its visits take the package's price as it is now."""
+    """A package's name, services and price. A new price or new services for a package booked
+    ahead is refused until confirmed (`despite_bookings`): its visits take the package's price
+    as it is now, and keep the services they were booked with."""
     ensure(actor, Permission.PRACTICE_MANAGE)
     name = _text(data.name, "package name", 120, required=True)
     if len(data.service_ids) < 2:
@@ -860,7 +861,7 @@ def save_package(
     _unique_name(session, Package, name, id, "package")
     row = Package() if id is None else _get(session, Package, id, "package")
     if id is not None and not despite_bookings:
-        if warning := _package_change_warning(session, row, data.price_cents):
+        if warning := _package_change_warning(session, row, data):
             raise NeedsConfirmation("package", warning)
     _apply(
         session,
@@ -894,15 +895,24 @@ def save_package(
 def package_change_warning(
     session: Session, actor: Actor, package_id: int, data: PackageData
 ) -> str:
-    """What the package form's new price does to the visits booked ahead with it ("" when the
-    price is the same or nothing is booked): the Packages page asks with it first."""
+    """What the package form's new price or services do to the visits booked ahead with it
+    ("" when neither changes or nothing is booked): the Packages page asks with it first."""
     ensure(actor, Permission.PRACTICE_READ)
     package = _get(session, Package, package_id, "package")
-    return _package_change_warning(session, package, data.price_cents)
+    return _package_change_warning(session, package, data)
 
 
-def _package_change_warning(session: Session, package: Package, price_cents: int) -> str:
-    if price_cents == package.price_cents:
+def _package_change_warning(session: Session, package: Package, data: PackageData) -> str:
+    price_cents = data.price_cents
+    was = list(
+        session.scalars(
+            select(PackageService.service_id)
+            .where(PackageService.package_id == package.id)
+            .order_by(PackageService.position)
+        )
+    )
+    new_services = list(data.service_ids) != was
+    if price_cents == package.price_cents and not new_services:
         return ""
     booked = Appointment.package_id == package.id
     count, first = _upcoming(session, booked)
@@ -911,12 +921,24 @@ def _package_change_warning(session: Session, package: Package, price_cents: int
     several = session.scalar(select(func.count(Clinic.id)).where(Clinic.active)) > 1
     said = [
         f"{package.name} is booked in {_plural(count, 'upcoming visit')}, "
-        f"{_first_on(first, several)}.",
-        f"Its new price applies to {'it' if count == 1 else 'them'}: {package.name} costs "
-        f"{clinic_money(first.clinic, price_cents)} there instead of "
-        f"{clinic_money(first.clinic, package.price_cents)}, and a fee that is a share of a "
-        "visit's price follows it.",
+        f"{_first_on(first, several)}."
     ]
+    if new_services:
+        rows = session.execute(select(Service.id, Service.name).where(Service.id.in_(was)))
+        names = {service_id: name for service_id, name in rows}
+        said.append(
+            f"{'It keeps' if count == 1 else 'They keep'} the services booked "
+            f"({' + '.join(names.get(i, f'service #{i}') for i in was)}), at the package's "
+            "price; the new services are for visits booked from now on. Move or rebook a visit "
+            "that should change."
+        )
+    if price_cents != package.price_cents:
+        said.append(
+            f"Its new price applies to {'it' if count == 1 else 'them'}: {package.name} costs "
+            f"{clinic_money(first.clinic, price_cents)} there instead of "
+            f"{clinic_money(first.clinic, package.price_cents)}, and a fee that is a share of a "
+            "visit's price follows it."
+        )
     if paid := _paid_ahead(session, booked):
         said.append(
             f"{_plural(paid, 'of them was', 'of them were')} paid ahead at the old price: "

@@ -695,7 +695,8 @@ def test_a_package_booked_ahead_is_not_deactivated_silently(db, world, laser, gl
 def test_a_booked_package_says_what_a_new_price_does_first(db, world, laser, glow):
     """A visit booked as a package takes the package's price as it is now: before, raising
     Glow from £90.00 to £120.00 re-priced the visit booked ahead without a word. The change is
-    refused with what it does until confirmed; a new name alone asks nothing."""
+    refused with what it does until confirmed; a new name alone asks nothing. New services ask
+    too: the visits booked keep theirs (before, nothing was said)."""
     services = (world.service_id, laser["service"])
     _book_glow(db, world, glow)
     dearer = setup.PackageData("Glow", services, 12000)
@@ -712,6 +713,13 @@ def test_a_booked_package_says_what_a_new_price_does_first(db, world, laser, glo
     with db.read() as session:
         visit = session.scalars(select(Appointment).where(Appointment.package_id == glow)).one()
         assert treatment.price_of(visit) == 12000
+    swapped = setup.PackageData("Glow", services[::-1], 12000)  # its services changed too
+    with db.read() as session:
+        said = setup.package_change_warning(session, world.manager, glow, swapped)
+    assert "It keeps the services booked (Consultation + " in said
+    assert "new price" not in said
+    with db.write() as session, pytest.raises(setup.NeedsConfirmation):
+        setup.save_package(session, world.manager, swapped, glow)
 
 
 def test_a_room_lowered_below_what_visits_hold_at_once_says_so_first(db, world, laser):
