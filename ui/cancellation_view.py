@@ -43,7 +43,8 @@ FORMULAS = f"""
 - **cancellation rate** = cancelled ÷ booked · **late-cancellation rate** = cancellations
   marked late under the policy version in force ÷ booked
 - **no-show rate** = no-shows ÷ (no-shows + completed + checked in)
-- **lead time** = start − booked · **cancellation notice** = start − cancelled
+- **lead time** = start − booked (visits imported without their booking time are shown
+  apart, as *booking time unknown*) · **cancellation notice** = start − cancelled
 - **request turnaround** = decided − requested, online requests (approved or declined)
 - **revenue at risk** = price of cancelled and no-show appointments (a package's one price,
   otherwise the prices of its services)

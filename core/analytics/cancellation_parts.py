@@ -66,6 +66,24 @@ LEAD_BUCKETS = [
 ]
 
 
+# an imported visit whose file did not say when it was booked (stored with booked_at = start,
+# see core.interchange.imports): its own bucket after LEAD_BUCKETS, never "under 1 day"
+LEAD_UNKNOWN = "booking time unknown"
+
+
+def booked_when(source, booked_at: datetime | None, start_at: datetime | None):
+    """When the appointment was booked, None when not known (as booking_unknown, in Python)."""
+    if source == Source.IMPORT and booked_at and start_at and booked_at >= start_at:
+        return None
+    return booked_at
+
+
+def booking_unknown():
+    """SQL: the appointment's booking time is not known (an import that did not give it)."""
+    a = Appointment
+    return and_(a.source == Source.IMPORT, a.booked_at >= a.start_at)
+
+
 NOTICE_BUCKETS = [
     ("under 2 h", 2 * HOUR),
     ("2–12 h", 12 * HOUR),
@@ -488,7 +506,10 @@ def row_values(dialect: str, scope: Scope):
         (local // DAY).label("daynum"),
         ((local % DAY) // HOUR).label("hour"),
         case((a.sms_reminder, 1), else_=0).label("sms"),
-        bucket_case(start_s - epoch_seconds(a.booked_at, dialect), LEAD_BUCKETS).label("lead"),
+        case(
+            (booking_unknown(), len(LEAD_BUCKETS)),
+            else_=bucket_case(start_s - epoch_seconds(a.booked_at, dialect), LEAD_BUCKETS),
+        ).label("lead"),
         case((a.status.in_(BOOKED), 1), else_=0).label("booked"),
         case((cancelled, 1), else_=0).label("cancelled"),
         case((and_(cancelled, a.late_cancellation), 1), else_=0).label("late"),

@@ -84,7 +84,9 @@ from db.models import (
 
 log = logging.getLogger("clinicdesk.rollups")
 STATE_KEY = "cancellation_rollups"
-VERSION = 2  # the kinds stored (2: provider and service added); another version is rebuilt
+# the kinds stored (2: provider and service added; 3: lead bucket "booking time unknown");
+# another version is rebuilt
+VERSION = 3
 FIGURE_KINDS = frozenset({"hour", "lead", "notice", "money", "turn", "fees"})
 GROUP_KINDS = ("provider", "service")  # the rates by provider and by service
 EPOCH = date(1970, 1, 1)

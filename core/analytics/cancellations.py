@@ -16,7 +16,8 @@ Formulas (also written on the page):
   scheduled, checked in, completed, no-show or cancelled
 - cancellation rate = cancelled ÷ booked; late-cancellation rate = late cancelled ÷ booked
 - no-show rate = no-shows ÷ (no-shows + completed + checked in) — the visits that were due
-- lead time = start − booked; cancellation notice = start − cancelled
+- lead time = start − booked; cancellation notice = start − cancelled; a visit imported
+  without its booking time is counted under "booking time unknown", not in a lead-time bucket
 - request turnaround = decided − requested, for online requests
 - revenue at risk = price of cancelled and no-show appointments: a package's one price,
   otherwise the prices of its services
@@ -47,6 +48,7 @@ from core.analytics.cancellation_parts import (
     FEE_AMOUNTS,
     HOUR,
     LEAD_BUCKETS,
+    LEAD_UNKNOWN,
     MAX_RANGE_DAYS,
     NOTICE_BUCKETS,
     PARTS,
@@ -125,7 +127,7 @@ class _Sums:
         self.weekdays = [Counts(name) for name in WEEKDAYS]
         self.hours: dict[int, Counts] = {}
         self.cells: dict[tuple[int, int], Counts] = {}
-        self.leads = [Counts(label) for label, _ in LEAD_BUCKETS]
+        self.leads = [Counts(label) for label, _ in LEAD_BUCKETS] + [Counts(LEAD_UNKNOWN)]
         self.weeks: dict[int, Counts] = {}
         self.refilled = self.turn_n = self.turn_total = self.whatif_late = 0
         self.notice = [0] * len(NOTICE_BUCKETS)
@@ -203,6 +205,13 @@ class _Sums:
         self.turn_total += seconds
 
 
+def _lead_buckets(leads: list[Counts]) -> list[Counts]:
+    """The lead-time buckets, and after them "booking time unknown" when any visit in the
+    range was imported without its booking time (counted there, never as booked that day)."""
+    known, unknown = leads[: len(LEAD_BUCKETS)], leads[len(LEAD_BUCKETS)]
+    return known + [unknown] if unknown.booked else known
+
+
 def _compute(session: Session, filters: AnalyticsFilters, lagging: set | None):
     use_rollups = lagging is not None
     dialect = session.get_bind().dialect.name
@@ -227,7 +236,7 @@ def _compute(session: Session, filters: AnalyticsFilters, lagging: set | None):
         by_weekday=sums.weekdays,
         by_hour=[sums.hours[h] for h in sorted(sums.hours)],
         heatmap=[HeatCell(w, h, c) for (w, h), c in sorted(sums.cells.items())],
-        by_lead_time=sums.leads,
+        by_lead_time=_lead_buckets(sums.leads),
         weekly=[sums.weeks[k] for k in sorted(sums.weeks)],
         notice=[(label, n) for (label, _), n in zip(NOTICE_BUCKETS, sums.notice, strict=True)],
         turnaround=[

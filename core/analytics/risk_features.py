@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.analytics.cancellation_parts import booked_when
 from core.kernel.clock import to_local
 from db.models import (
     Appointment,
@@ -136,8 +137,8 @@ class _Visit:
     row: object  # the query's row
     local: datetime  # clinic-local start
     day: date
-    booked: datetime  # UTC
-    booked_day: date  # clinic-local
+    booked: datetime | None  # UTC; None: imported without its booking time
+    booked_day: date | None  # clinic-local
 
 
 def _since(day: date, earlier: date | None) -> float:
@@ -147,9 +148,15 @@ def _since(day: date, earlier: date | None) -> float:
 def _bookings(visit: _Visit, others: list[_Visit]) -> tuple[float, ...]:
     """What the patient's other appointments tell, each only as far as it was known: its
     booking if made before this one, its outcome if its day is earlier."""
+    if visit.booked is None:  # its booking time is unknown: so is all that hangs on it
+        return (NAN,) * 8
     same = later = before = batch = batch_ns = since = since_ns = ns_after = 0
     for other in others:
         if other is visit:
+            continue
+        if other.row.status == S.NO_SHOW and other.day < visit.day:
+            ns_after += other.row.start_at > visit.booked
+        if other.booked is None:  # when it was booked is not known: not counted either way
             continue
         if other.booked <= visit.booked:
             before += 1
@@ -164,8 +171,6 @@ def _bookings(visit: _Visit, others: list[_Visit]) -> tuple[float, ...]:
         if other.booked > visit.booked:
             since += 1
             since_ns += no_show
-        if no_show and other.row.start_at > visit.booked:
-            ns_after += 1
     return tuple(
         float(v) for v in (same, later, before, batch, batch_ns, since, since_ns, ns_after)
     )
@@ -214,16 +219,26 @@ def _before_day(moment: datetime | None, tz: str, day: date) -> float:
     return 1.0 if moment is not None and to_local(moment, tz).date() < day else 0.0
 
 
+def _booking(visit: _Visit) -> tuple[float, ...]:
+    """lead_days, lead_calendar_days, booking_hour, booking_weekday: missing when the visit
+    was imported without its booking time (not a same-day booking)."""
+    if visit.booked is None:
+        return (NAN,) * 4
+    local = to_local(visit.booked, visit.row.timezone)
+    return (
+        max((visit.row.start_at - visit.booked).total_seconds(), 0.0) / 86400,
+        float(max((visit.day - visit.booked_day).days, 0)),
+        local.hour + local.minute / 60,
+        float(local.weekday()),
+    )
+
+
 def _values(visit: _Visit, history: _History, others: list[_Visit]) -> tuple[float, ...]:
     row, local, day = visit.row, visit.local, visit.day
     seen = history.visits + history.no_shows
     age = _age(day, row.date_of_birth, row.extra)
-    booked_local = to_local(visit.booked, row.timezone)
     return (
-        max((row.start_at - visit.booked).total_seconds(), 0.0) / 86400,
-        float(max((day - visit.booked_day).days, 0)),
-        booked_local.hour + booked_local.minute / 60,
-        float(booked_local.weekday()),
+        *_booking(visit),
         float(history.visits),
         float(history.no_shows),
         history.no_shows / seen if seen else NAN,
@@ -289,6 +304,7 @@ def iter_features(
             a.service_id,
             a.start_at,
             a.booked_at,
+            a.source,
             a.status,
             a.sms_reminder,
             a.external_ref,
@@ -343,10 +359,10 @@ def iter_features(
             yield from patient_rows(visits)
             patient, visits = row.patient_id, []
         local = to_local(row.start_at, row.timezone)
-        booked = min(row.booked_at or row.start_at, row.start_at)
-        visits.append(
-            _Visit(row, local, local.date(), booked, to_local(booked, row.timezone).date())
-        )
+        booked = booked_when(row.source, row.booked_at, row.start_at)
+        booked = min(booked, row.start_at) if booked else None
+        booked_day = to_local(booked, row.timezone).date() if booked else None
+        visits.append(_Visit(row, local, local.date(), booked, booked_day))
     yield from patient_rows(visits)
 
 

@@ -191,9 +191,29 @@ def following_drift(p: np.ndarray, days: list[date], outcomes: np.ndarray) -> np
     return out
 
 
-def lead_time_baseline(x: np.ndarray, y: np.ndarray) -> IsotonicRegression:
-    """The honest yardstick: no-show rate as a monotone function of lead time alone."""
-    return IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(x[:, LEAD], y)
+class LeadTimeBaseline:
+    """The honest yardstick: no-show rate as a monotone function of lead time alone; a visit
+    whose lead time is not known (imported without its booking time) gets the overall rate."""
+
+    def __init__(self, lead: np.ndarray, y: np.ndarray) -> None:
+        known = ~np.isnan(lead)
+        self.rate = float(y.mean()) if len(y) else 0.0
+        self.curve = (
+            IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(lead[known], y[known])
+            if known.any()
+            else None
+        )
+
+    def predict(self, lead: np.ndarray) -> np.ndarray:
+        out = np.full(len(lead), self.rate)
+        known = ~np.isnan(lead)
+        if self.curve is not None and known.any():
+            out[known] = self.curve.predict(lead[known])
+        return out
+
+
+def lead_time_baseline(x: np.ndarray, y: np.ndarray) -> LeadTimeBaseline:
+    return LeadTimeBaseline(x[:, LEAD], y)
 
 
 def deciles(p: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:

@@ -28,7 +28,10 @@ the visit starts at `default_time` (08:00) clinic-local on that day and lasts
 `duration_minutes` (15); a booking made on the appointment day itself (a same-day or walk-in
 booking, about a third of that file) starts at the booking time rounded up to the next quarter
 hour instead, so that lead time = start − booked is never negative (same-day = 0 days).
-A booking without a usable time counts as made at the start. The Kaggle file marks
+A booking without a usable time is stored as made at the start, which the analytics read as
+"booking time unknown" (cancellation_parts.booking_unknown): its own lead-time bucket, and no
+lead time in the no-show model; a known booking at or after the start is stored a second
+before it (same day, lead time 0), so the two never mix. The Kaggle file marks
 ScheduledDay with "Z", but its times (07:00–21:00) are the Vitória clinics' opening hours, so
 the preset reads them as clinic-local wall times (`times_are_local`).
 """
@@ -80,6 +83,9 @@ from db.models import (
 )
 
 Progress = Callable[[float, str], None]
+
+
+KNOWN_BEFORE = timedelta(seconds=1)  # a known booking time is stored at least this before the start
 
 
 CHUNK = 1_000  # rows per transaction: each holds the SQLite write lock well under a second
@@ -347,6 +353,7 @@ def import_appointments(
     # found in the database, saved in this run's batch, rather than kept in a list.
     chunk = import_batches.Chunk(clinic_id, provider_id, batch_id)
     span: tuple[datetime, datetime] | None = None  # first and last start, for the roll-ups
+    unknown_booking = 0  # rows without a booking time
 
     def save() -> None:
         with write() as session:
@@ -368,12 +375,21 @@ def import_appointments(
             continue
         for warning in warnings:
             report.warn(number, warning)
+        unknown_booking += record["booked_at"] == record["start_at"]
         at = record["start_at"]
         span = (min(span[0], at), max(span[1], at)) if span else (at, at)
         if len(chunk) >= CHUNK:
             save()
     if len(chunk):
         save()
+    if unknown_booking:
+        report.notes.append(
+            f"{unknown_booking:,} "
+            + ("appointment has" if unknown_booking == 1 else "appointments have")
+            + " no booking time in the file: the lead-time "
+            "figures count them as 'booking time unknown' and the no-show model does without "
+            "their lead time."
+        )
     with write() as session:
         ends = [{"start_at": at} for at in span or ()]
         import_batches.finish(session, actor, batch_id, ends, timezone, report)
@@ -528,8 +544,8 @@ def _appointment_row(
             f"{local_day}; imported without the booking time"
         )
         booked = None
-    if booked is not None and booked > start:
-        booked = start
+    if booked is not None and booked >= start:
+        booked = start - KNOWN_BEFORE  # known: kept apart from an unknown one (= start)
     status = _status(get("status"), mapping.status_is_no_show_flag)
     end = start + timedelta(minutes=mapping.duration_minutes)
     sms = False

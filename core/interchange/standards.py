@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticError
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, joinedload
 
+from core.analytics.cancellation_parts import booked_when
 from core.interchange import import_batches
 from core.interchange.csv_files import ImportReport
 from core.kernel import audit
@@ -248,7 +249,7 @@ def _appointment_resource(a: Appointment) -> FhirAppointment:
         start=a.start_at if timed else None,
         end=a.end_at if timed else None,
         minutesDuration=int((a.end_at - a.start_at).total_seconds() // 60) if timed else None,
-        created=a.booked_at,
+        created=booked_when(a.source, a.booked_at, a.start_at),  # None: the import had none
         requestedPeriod=requested,
         participant=participants,
     )
@@ -386,9 +387,13 @@ def _appointment_values(a: FhirAppointment) -> dict[str, Any]:
         requested_day = _as_date(a.requestedPeriod[0].start)
     if start is None and status not in (S.REQUESTED, S.CANCELLED):
         raise ValueError(f"a {a.status} appointment needs a start time")
-    created = a.created or start
+    created = a.created
     if created is not None and not isinstance(created, datetime):
         created = datetime.combine(_as_date(created), datetime.min.time(), UTC)
+    if start is not None and (created is None or created >= start):
+        # unknown: = start, read by the analytics as "booking time unknown"; a known one at
+        # or after the start a second before it (as core.interchange.imports stores them)
+        created = start if created is None else start - timedelta(seconds=1)
     reason = a.cancelationReason.text if a.cancelationReason else None
     return {
         "external_ref": ref,

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from core.interchange import csv_files, imports
+from core.interchange import csv_files, imports, standards
 from core.kernel.authz import SYSTEM
 from core.kernel.errors import PermissionDenied, ValidationError
 from db.engine import Database
@@ -910,3 +910,63 @@ def test_a_preview_shows_the_first_rows_as_read_and_saves_nothing(db, world):
         == "skipped: appointment day: '13/06/2024 14:05' is not a date read as month/day/year"
     )
     assert count(db, Appointment) == 0 and count(db, Patient) == 1  # the world's own
+
+
+def test_a_visit_imported_without_its_booking_time_is_counted_as_unknown(db, world, tmp_path):
+    """Neither a same-day booking in the lead-time chart nor a lead time of 0 in the no-show
+    model: the file did not say when it was booked. A known booking at the start stays known."""
+    from core.analytics.cancellations import AnalyticsFilters, compute_figures
+    from core.analytics.risk_features import FEATURES, iter_features
+
+    path = tmp_path / "plain.csv"
+    path.write_text(
+        "ref,patient,date,at,state,booked\n"
+        "A1,P1,2025-03-03,09:30,attended,\n"  # booking time not given
+        "A2,P1,2025-03-10,09:30,DNA,2025-03-01 10:00\n"  # booked 9 days ahead
+        "A3,P2,2025-03-11,09:30,attended,2025-03-11 09:30\n"  # booked at the start itself
+    )
+    mapping = imports.AppointmentMapping(
+        columns={
+            "appointment_ref": "ref",
+            "patient_ref": "patient",
+            "day": "date",
+            "start_time": "at",
+            "status": "state",
+            "booked_at": "booked",
+        },
+        source="plain",
+    )
+    report = imports.import_appointments(
+        db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+    )
+    assert report.notes == [
+        "1 appointment has no booking time in the file: the lead-time figures count them as "
+        "'booking time unknown' and the no-show model does without their lead time."
+    ]
+    with db.read() as session:
+        f = compute_figures(
+            session, world.owner, AnalyticsFilters(date(2025, 3, 1), date(2025, 3, 31))
+        )
+        lead = {c.label: c.booked for c in f.by_lead_time}
+        features = {r.external_ref: r.values for r in iter_features(session)}
+    assert lead == {
+        "under 1 day": 1,  # A3
+        "1–3 days": 0,
+        "3–7 days": 0,
+        "7–14 days": 1,  # A2
+        "14–30 days": 0,
+        "30+ days": 0,
+        "booking time unknown": 1,  # A1
+    }
+    with db.write() as session:
+        bundle = json.loads(standards.export_fhir(session, world.owner).content)
+    created = {
+        e["resource"]["identifier"][1]["value"]: e["resource"].get("created")
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Appointment"
+    }
+    assert created["plain:A1"] is None and created["plain:A2"].startswith("2025-03-01T10:00")
+    days = FEATURES.index("lead_days")
+    assert features["plain:A1"][days] != features["plain:A1"][days]  # missing (NaN)
+    assert round(features["plain:A2"][days], 2) == 8.98
+    assert features["plain:A3"][days] < 0.001
