@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.analytics.cancellation_parts import booked_when
 from core.forms.records import patient_forms_export
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound
@@ -109,7 +110,8 @@ def export_patient(session: Session, actor: Actor, patient_id: int) -> bytes:
             "clinic": clinics.get(a.clinic_id),
             "mode": a.mode.value,
             "source": a.source.value,
-            "booked_at": _iso(a.booked_at),
+            # None: imported without it (not the visit's start)
+            "booked_at": _iso(booked_when(a.source, a.booked_at, a.start_at)),
             "booked_by": staff.get(a.created_by_user_id),
             "notes": a.notes,
             "checked_in_at": _iso(a.checked_in_at),

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from core.interchange import csv_files, imports, standards
+from core.interchange import csv_files, imports, patient_export, standards
 from core.kernel.authz import SYSTEM
 from core.kernel.errors import PermissionDenied, ValidationError
 from db.engine import Database
@@ -966,6 +966,11 @@ def test_a_visit_imported_without_its_booking_time_is_counted_as_unknown(db, wor
         if e["resource"]["resourceType"] == "Appointment"
     }
     assert created["plain:A1"] is None and created["plain:A2"].startswith("2025-03-01T10:00")
+    with db.write() as session:
+        p1 = session.scalar(select(Patient.id).where(Patient.external_ref == "plain:P1"))
+        file = json.loads(patient_export.export_patient(session, world.owner, p1))
+    booked = {v["start_at"][:10]: v["booked_at"] for v in file["appointments"]}
+    assert booked == {"2025-03-03": None, "2025-03-10": "2025-03-01T10:00:00+00:00"}
     days = FEATURES.index("lead_days")
     assert features["plain:A1"][days] != features["plain:A1"][days]  # missing (NaN)
     assert round(features["plain:A2"][days], 2) == 8.98
