@@ -50,6 +50,7 @@ FORMULAS = f"""
   otherwise the prices of its services)
 - **refill rate** = cancelled slots booked again ÷ cancelled; booked again = another
   appointment of the same provider overlapping the slot, created after the cancellation
+  (cancellations imported without when they were cancelled are left out: not known)
 - **fees** = fees assessed on these appointments, and the part waived
 - money is shown in each clinic's own currency: with clinics in several currencies, one figure
   per currency (never added up, never converted)
@@ -125,10 +126,16 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
         dict(
             label="Refill rate",
             value=fmt.percent(f.refill_rate),
-            change=change(f.refill_rate, t.cancelled, before.refill_rate, p.cancelled),
-            help=f"{fmt.number(f.refilled)} of {fmt.number(t.cancelled)} cancelled slots "
+            change=change(f.refill_rate, f.refill_base, before.refill_rate, before.refill_base),
+            help=f"{fmt.number(f.refilled)} of {fmt.number(f.refill_base)} cancelled slots "
             f"refilled · previous period {fmt.percent(before.refill_rate)} of "
-            f"{fmt.number(p.cancelled)}{few(t.cancelled, p.cancelled)}",
+            f"{fmt.number(before.refill_base)}{few(f.refill_base, before.refill_base)}"
+            + (
+                f" · {fmt.number(f.untimed_cancellations)} imported cancellations left out: "
+                "the file did not say when they were cancelled"
+                if f.untimed_cancellations
+                else ""
+            ),
         ),
         dict(
             label="Mean request turnaround",

@@ -290,10 +290,17 @@ class CancellationFigures:
     what_if: WhatIfResult | None = None
     from_rollups: bool = field(default=False)
     lagging_days: int = 0  # of those, the clinic-days read from the appointments (a change)
+    # cancellations imported without when they were cancelled: neither refilled nor not
+    untimed_cancellations: int = 0
+
+    @property
+    def refill_base(self) -> int:
+        """The cancellations the refill rate is of: those whose time is known."""
+        return self.totals.cancelled - self.untimed_cancellations
 
     @property
     def refill_rate(self) -> float | None:
-        return rate(self.refilled, self.totals.cancelled)
+        return rate(self.refilled, self.refill_base)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (dates as ISO text): what `python -m core.cli stats --json` prints."""
@@ -326,6 +333,7 @@ class CancellationFigures:
             "revenue_at_risk_cents": self.revenue_at_risk_cents,
             "refilled": self.refilled,
             "refill_rate": self.refill_rate,
+            "cancellations_without_time": self.untimed_cancellations,
             "repeat_patients": [asdict(p) for p in self.repeat_patients],
             "what_if": asdict(self.what_if) if self.what_if else None,
         }
@@ -518,6 +526,8 @@ def row_values(dialect: str, scope: Scope):
         case((a.status.in_((S.CANCELLED, S.NO_SHOW)), price_at_risk()), else_=0).label("risk"),
         currency_of(scope).label("currency"),
         case((and_(cancelled, a.provider_id.is_not(None), refill), 1), else_=0).label("refill"),
+        # imported without when it was cancelled: whether the slot was booked again is unknown
+        case((and_(cancelled, a.cancelled_at.is_(None)), 1), else_=0).label("untimed"),
         case((cancelled, notice_hours), else_=None).label("notice_h"),
         case((by_patient, 1), else_=0).label("by_patient"),
         case((decided_online, bucket_case(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),

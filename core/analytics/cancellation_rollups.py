@@ -7,7 +7,8 @@ One row per clinic, clinic-local day (days since 1970-01-01), kind and key:
     hour    local hour             0             booked, cancelled, late, no-shows, attended
     lead    SMS reminder (0/1)     lead bucket   booked, cancelled, late, no-shows, attended
     notice  whole hours of notice  by patient    cancellations
-    money   0                      0             revenue at risk, refilled slots
+    money   0                      0             revenue at risk, refilled slots, cancellations
+                                                 without a time (imported)
     turn    turnaround bucket      0             requests, seconds
     fees    ledger kind            waived (0/1)  cents, points, points on cancellations
     provider  provider (0: none)   0             booked, cancelled, late, no-shows, attended
@@ -84,9 +85,9 @@ from db.models import (
 
 log = logging.getLogger("clinicdesk.rollups")
 STATE_KEY = "cancellation_rollups"
-# the kinds stored (2: provider and service added; 3: lead bucket "booking time unknown");
-# another version is rebuilt
-VERSION = 3
+# the kinds stored (2: provider and service added; 3: lead bucket "booking time unknown";
+# 4: money's cancellations without a time); another version is rebuilt
+VERSION = 4
 FIGURE_KINDS = frozenset({"hour", "lead", "notice", "money", "turn", "fees"})
 GROUP_KINDS = ("provider", "service")  # the rates by provider and by service
 EPOCH = date(1970, 1, 1)
@@ -488,12 +489,12 @@ def _span_queries(dialect: str, clinic_id: int, tz: str, first: int, last: int) 
                 zero,
                 func.sum(i.risk),
                 func.sum(i.refill),
-                zero,
+                func.sum(i.untimed),
                 zero,
                 zero,
             )
             .group_by(i.daynum)
-            .having(func.sum(i.risk) + func.sum(i.refill) > 0),
+            .having(func.sum(i.risk) + func.sum(i.refill) + func.sum(i.untimed) > 0),
         ),
         (
             "turn",
@@ -684,7 +685,7 @@ def _add(sums: Any, kind: str, clinic, day, k1, k2, row: list[int]) -> None:
     elif kind == "lead":
         sums.lead(bool(k1), int(k2), row)
     elif kind == "money":
-        sums.money(sums.currency_of(clinic), row[0], row[1])
+        sums.money(sums.currency_of(clinic), row[0], row[1], row[2])
     elif kind == "turn":
         sums.turnaround(int(k1), row[0], row[1])
     elif kind == "fees":

@@ -23,8 +23,10 @@ Formulas (also written on the page):
   otherwise the prices of its services
 - money (revenue at risk, fees, the what-if's fees) is summed per currency, each clinic's own,
   and never across currencies (`Amounts`); counts and rates are across the clinics
-- refill rate = cancelled slots booked again ÷ cancelled; booked again = another appointment of
-  the same provider overlapping the cancelled slot, created after the cancellation
+- refill rate = cancelled slots booked again ÷ cancelled (those imported without when they were
+  cancelled left out: whether they were booked again is not known); booked again = another
+  appointment of the same provider overlapping the cancelled slot, created after the
+  cancellation
 - what-if: patients' cancellations with notice < the chosen window would have been late;
   charged = late × fee, points = late × points
 """
@@ -129,7 +131,7 @@ class _Sums:
         self.cells: dict[tuple[int, int], Counts] = {}
         self.leads = [Counts(label) for label, _ in LEAD_BUCKETS] + [Counts(LEAD_UNKNOWN)]
         self.weeks: dict[int, Counts] = {}
-        self.refilled = self.turn_n = self.turn_total = self.whatif_late = 0
+        self.refilled = self.untimed = self.turn_n = self.turn_total = self.whatif_late = 0
         self.notice = [0] * len(NOTICE_BUCKETS)
         self.turn = [0] * len(TURNAROUND_BUCKETS)
 
@@ -160,9 +162,10 @@ class _Sums:
     def currency_of(self, clinic_id: int) -> str:
         return self.currencies.get(clinic_id, "")
 
-    def money(self, currency: str, risk: int, refilled: int) -> None:
+    def money(self, currency: str, risk: int, refilled: int, untimed: int) -> None:
         self.risk[currency] = self.risk.get(currency, 0) + risk
         self.refilled += refilled
+        self.untimed += untimed
 
     def late_within(self, currency: str, count: int) -> None:
         """Patients' cancellations the what-if window would have made late."""
@@ -247,6 +250,7 @@ def _compute(session: Session, filters: AnalyticsFilters, lagging: set | None):
         fees=fees,
         revenue_at_risk_cents=sums.risk,
         refilled=sums.refilled,
+        untimed_cancellations=sums.untimed,
         repeat_patients=(
             _repeat_patients(session, where) if "repeat_patients" in filters.parts else []
         ),
@@ -282,14 +286,14 @@ def _raw_into(session, sums: _Sums, dialect, scope, where, filters, window) -> N
         func.sum(i.no_show),
         func.sum(i.attended),
     ]
-    extra = [func.sum(i.risk), func.sum(i.refill)]
+    extra = [func.sum(i.risk), func.sum(i.refill), func.sum(i.untimed)]
     # the currency is one more key only where the clinics have several (risk is money)
     keys = (i.daynum, i.hour, i.sms, i.lead, i.currency)
     for row in session.execute(select(*keys, *core5, *extra).group_by(*keys)):
         values = [int(v or 0) for v in row[5:]]
         sums.hour(int(row[0]), int(row[1]), values[:5])
         sums.lead(bool(row[2]), int(row[3]), values[:5])
-        sums.money(row[4], values[5], values[6])
+        sums.money(row[4], values[5], values[6], values[7])
     notice_keys = (i.notice_h, i.by_patient, i.currency)
     notice = select(*notice_keys, func.count()).where(i.notice_h.is_not(None))
     for hours, by_patient, currency, count in session.execute(notice.group_by(*notice_keys)):
@@ -429,6 +433,8 @@ def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> byt
     money("revenue_at_risk", "All", "cents", figures.revenue_at_risk_cents)
     counted("refill", "All", "refilled", figures.refilled)
     counted("refill", "All", "refill_rate", _fmt_rate(figures.refill_rate))
+    if figures.untimed_cancellations:
+        counted("refill", "All", "cancellations_without_time", figures.untimed_cancellations)
     for p in figures.repeat_patients:
         name = f"#{p.patient_id} {p.name}"
         counted("repeat_patient", name, "late_cancellations", p.late_cancellations)

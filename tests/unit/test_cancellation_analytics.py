@@ -955,3 +955,26 @@ def test_roll_ups_of_an_older_version_are_rebuilt(db, world, data):
         kinds = set(session.scalars(select(CancellationRollup.kind).distinct()))
         assert {"provider", "service"} <= kinds
         assert _rates(session, world, FILTERS) == direct
+
+
+def test_cancellations_imported_without_a_time_are_left_out_of_the_refill_rate(db, world, data):
+    """Whether a slot was booked again is known only from when it was cancelled: a cancellation
+    imported without that time is neither refilled nor not, and the rate says so."""
+    start = local_to_utc(date(2026, 3, 31), time(10), "Europe/London")
+    with db.write() as session:
+        for _ in range(3):
+            session.add(
+                _visit(
+                    data,
+                    S.CANCELLED,
+                    start,
+                    start - 3 * D,
+                    provider_id=data["provider2"],
+                    source=Source.IMPORT,
+                )
+            )
+    direct, rolled = _both(db, world, FILTERS)
+    assert rolled == direct
+    assert direct["totals"]["cancelled"] == 3 + 3
+    assert direct["refilled"] == 1 and direct["refill_rate"] == pytest.approx(1 / 3)
+    assert direct["cancellations_without_time"] == 3
