@@ -19,6 +19,7 @@ from core.kernel.text import search_text
 from core.payments import points
 from db.models import (
     Appointment,
+    AppointmentStatus,
     CancellationRollupDirty,
     Clinic,
     ImportBatch,
@@ -192,6 +193,27 @@ def new_clinic(session: Session, name: str, tz: str, report: ImportReport) -> Cl
     )
     report.notes[:] = [n for n in report.notes if not n.startswith("Created ")] + [note]
     return clinic
+
+
+OPEN = (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)  # no outcome yet
+
+
+def without_outcome(record: dict[str, Any], now) -> bool:
+    """A visit imported as scheduled or arrived whose time has passed: its outcome is unknown."""
+    return record["status"] in OPEN and record["start_at"] is not None and record["start_at"] < now
+
+
+def past_open_note(report: ImportReport, count: int) -> None:
+    """Tell the owner what past visits without an outcome count as (and what they do not)."""
+    if not count:
+        return
+    visits = "1 visit" if count == 1 else f"{count:,} visits"
+    report.notes.append(
+        f"{visits} in the past came as scheduled or arrived, with no outcome: they count as "
+        "booked (the cancellation rate) but not as visits due (the no-show rate), and the "
+        "no-show model does not learn from them. Where you know the outcome, set it on the "
+        "calendar."
+    )
 
 
 def provider(session: Session, name: str, source: str) -> int:

@@ -81,6 +81,7 @@ from db.models import (
     Source,
     SurveyResponse,
 )
+from db.types import utcnow
 
 Progress = Callable[[float, str], None]
 
@@ -354,6 +355,7 @@ def import_appointments(
     chunk = import_batches.Chunk(clinic_id, provider_id, batch_id)
     span: tuple[datetime, datetime] | None = None  # first and last start, for the roll-ups
     unknown_booking = 0  # rows without a booking time
+    open_past, now = 0, utcnow()  # past visits without an outcome (scheduled, arrived)
 
     def save() -> None:
         with write() as session:
@@ -376,6 +378,7 @@ def import_appointments(
         for warning in warnings:
             report.warn(number, warning)
         unknown_booking += record["booked_at"] == record["start_at"]
+        open_past += import_batches.without_outcome(record, now)
         at = record["start_at"]
         span = (min(span[0], at), max(span[1], at)) if span else (at, at)
         if len(chunk) >= CHUNK:
@@ -390,6 +393,7 @@ def import_appointments(
             "figures count them as 'booking time unknown' and the no-show model does without "
             "their lead time."
         )
+    import_batches.past_open_note(report, open_past)
     with write() as session:
         ends = [{"start_at": at} for at in span or ()]
         import_batches.finish(session, actor, batch_id, ends, timezone, report)

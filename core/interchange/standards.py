@@ -44,6 +44,7 @@ from db.models import (
     Provider,
     Source,
 )
+from db.types import utcnow
 
 EXPORT_LIMIT = 5_000  # appointments per FHIR bundle; narrow the dates for more
 FEED_DAYS_BACK, FEED_DAYS_AHEAD = 30, 365
@@ -298,6 +299,7 @@ def import_fhir(
     clinic = session.scalar(select(Clinic).where(Clinic.name == clinic_name))
     if clinic is None:
         clinic = import_batches.new_clinic(session, clinic_name, timezone, report)
+    open_past, now = 0, utcnow()  # past visits without an outcome (booked, arrived)
     for number, data in resources:
         if data.get("resourceType") != "Appointment":
             continue
@@ -341,6 +343,8 @@ def import_fhir(
         )
         session.execute(insert(Appointment), [values])
         report.created += 1
+        open_past += import_batches.without_outcome(values, now)
+    import_batches.past_open_note(report, open_past)
     audit.record(
         session,
         actor,

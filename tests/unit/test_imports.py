@@ -975,3 +975,34 @@ def test_a_visit_imported_without_its_booking_time_is_counted_as_unknown(db, wor
     assert features["plain:A1"][days] != features["plain:A1"][days]  # missing (NaN)
     assert round(features["plain:A2"][days], 2) == 8.98
     assert features["plain:A3"][days] < 0.001
+
+
+def test_past_visits_imported_without_an_outcome_are_named_in_the_report(db, world, tmp_path):
+    """A system that never recorded outcomes exports its past visits as 'booked': the owner is
+    told what they count as, not left to read a no-show rate over them."""
+    path = tmp_path / "open.csv"
+    path.write_text(
+        "ref,patient,date,state\n"
+        "A1,P1,2025-03-03,booked\n"
+        "A2,P1,2025-03-04,arrived\n"
+        "A3,P1,2025-03-05,attended\n"
+        "A4,P1,2099-03-06,booked\n"  # still to come: no outcome expected
+    )
+    mapping = imports.AppointmentMapping(
+        columns={
+            "appointment_ref": "ref",
+            "patient_ref": "patient",
+            "day": "date",
+            "status": "state",
+        }
+    )
+    report = imports.import_appointments(
+        db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+    )
+    assert report.created == 4
+    assert report.notes[-1] == (
+        "2 visits in the past came as scheduled or arrived, with no outcome: they count as "
+        "booked (the cancellation rate) but not as visits due (the no-show rate), and the "
+        "no-show model does not learn from them. Where you know the outcome, set it on the "
+        "calendar."
+    )
