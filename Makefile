@@ -47,8 +47,8 @@ system-packages:
 # and the migration check beside the template databases' build (tests/support/templates.py).
 # Then one run, tests handed out one by one to three workers on the two cores: the browser
 # tests' waits (servers starting, pages settling, mail arriving) are filled with the others'
-# work (two workers left a third of the CPU idle: 520 s against 498 s on 6 Dec 2026); one
-# OpenMP thread per worker. Bytecode is written (a machine may say
+# work (two workers left a third of the CPU idle: 602 s against 552 s of pytest on 6 Dec 2026);
+# one OpenMP thread per worker. Bytecode is written (a machine may say
 # not to): each CLI, jobs and server process a test starts then reuses the app's compiled modules.
 test:
 	@$(MAKE) --no-print-directory -j 2 venv system-packages
