@@ -26,7 +26,7 @@ from core.kernel.clock import local_days_bounds, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import ClinicFormat, to_major
 from core.payments.prepay import PAID_KINDS, REFUND_KINDS
-from core.payments.rules import money_format
+from core.payments.rules import latest_clinic_id, money_format
 from db.models import Appointment, Clinic, Patient, Payment
 
 # the till, the card terminal, the card provider and the points ledger: where a method's money is
@@ -92,17 +92,8 @@ def _check_days(first: date, last: date) -> None:
 
 def _patients_clinic(session: Session, patient_ids: Iterable[int]) -> dict[int, int]:
     """The clinic of each patient's latest appointment (where a fee on no visit is charged)."""
-    out: dict[int, int] = {}
-    for patient_id in set(patient_ids):
-        found = session.scalar(
-            select(Appointment.clinic_id)
-            .where(Appointment.patient_id == patient_id)
-            .order_by(Appointment.start_at.desc(), Appointment.id.desc())
-            .limit(1)
-        )
-        if found is not None:
-            out[patient_id] = found
-    return out
+    found = {p: latest_clinic_id(session, p) for p in set(patient_ids)}
+    return {p: clinic for p, clinic in found.items() if clinic is not None}
 
 
 def movements(

@@ -30,11 +30,12 @@ from core.payments.prepay import (
     visit_context,
 )
 from core.payments.providers import PaymentProvider
-from core.payments.rules import get_settings, money_format
+from core.payments.rules import get_settings, latest_clinic_id, money_format
 from core.policy import cancellation as policy
 from db.models import (
     Appointment,
     AppointmentStatus,
+    Clinic,
     LedgerEntry,
     LedgerKind,
     Patient,
@@ -446,16 +447,10 @@ def _fee_format(session: Session, entry: LedgerEntry) -> ClinicFormat:
     """A fee is in its appointment's clinic's currency; one on no appointment, in that of the
     patient's latest clinic (the practice's first clinic for a patient with none)."""
     appointment = session.get(Appointment, entry.appointment_id) if entry.appointment_id else None
-    if appointment is None:
-        appointment = session.scalar(
-            select(Appointment)
-            .where(Appointment.patient_id == entry.patient_id)
-            .order_by(Appointment.start_at.desc(), Appointment.id.desc())
-            .limit(1)
-        )
-    if appointment is None:
-        return clinic_format(session)
-    return money_format(appointment.clinic)
+    if appointment is not None:
+        return money_format(appointment.clinic)
+    clinic_id = latest_clinic_id(session, entry.patient_id)
+    return money_format(session.get(Clinic, clinic_id)) if clinic_id else clinic_format(session)
 
 
 def export_payments(

@@ -169,6 +169,17 @@ def _typed_deposits(
     return cents, problems
 
 
+def latest_clinic_id(session: Session, patient_id: int) -> int | None:
+    """The clinic of the patient's latest appointment: where a fee on no visit is charged (and
+    counted in the cash-up); None for a patient with none."""
+    return session.scalar(
+        select(Appointment.clinic_id)
+        .where(Appointment.patient_id == patient_id)
+        .order_by(Appointment.start_at.desc(), Appointment.id.desc())
+        .limit(1)
+    )
+
+
 def money_format(clinic: Clinic | None) -> ClinicFormat:
     """How an appointment's money is charged and shown: in its clinic's currency and locale."""
     if clinic is None:
