@@ -61,17 +61,20 @@ test:
 	$(MAKE) --no-print-directory -j 2 lint check-migrations && \
 	$(PYTEST) -n 3 --dist load tests
 
+# One layer at a time, with its throwaway files in a scratch folder as above.
+IN_SCRATCH = scratch=$$(scripts/test-scratch) && trap 'rm -rf "$$scratch"' EXIT && TMPDIR=$$scratch
+
 test-unit: venv
-	$(PYTEST) tests/unit
+	@$(IN_SCRATCH) $(PYTEST) tests/unit
 
 test-integration: venv postgres
-	$(PYTEST) tests/integration
+	@$(IN_SCRATCH) $(PYTEST) tests/integration
 
 test-pages: venv
-	$(PYTEST) -n 2 tests/pages
+	@$(IN_SCRATCH) $(PYTEST) -n 2 tests/pages
 
 test-e2e: venv chromium
-	$(PYTEST) -n 2 --dist loadfile tests/e2e
+	@$(IN_SCRATCH) $(PYTEST) -n 2 --dist loadfile tests/e2e
 
 lint: venv
 	$(BIN)/ruff check .
