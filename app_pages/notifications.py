@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.kernel.authz import Permission
 from core.kernel.errors import Conflict, DomainError
-from core.messaging import delivery, notify
+from core.messaging import delivery, notify, sms_parts
 from ui import actor, refresh, run_action, settings, show_error
 from ui.caches import cached
 from ui.context import read, run_in_steps
@@ -185,5 +185,6 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             st.caption("Preview with sample values")
             st.markdown(f"**{escape(preview_subject)}**")
             st.text(preview_body)
-            st.caption("As a text message")
-            st.text(notify.preview_typed_text(key, sent, subject, body, display_format()))
+            text = notify.preview_typed_text(key, sent, subject, body, display_format())
+            st.caption(escape(f"As a text message: {sms_parts.describe(text)}"))
+            st.text(text)

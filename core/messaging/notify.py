@@ -8,7 +8,14 @@ A text message is never cut inside a link. A template that carries links has a s
 of its own (`Template.sms`), used unless staff edited the template or replaced the message's
 text; any other text is the subject and the flattened email, and the length guard
 (`fit_text`) cuts only prose after the last link, so a link always arrives whole even when the
-text then runs past SMS_LIMIT.
+text then runs past three parts.
+
+A text costs what its parts cost (core.messaging.sms_parts): three parts are 459 characters in
+the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji, a curly quote)
+brings. The guard counts parts, not characters, and cuts with " ..." (GSM); the template's own
+wording goes with its curly quotes, dashes, "…" and no-break spaces as their GSM equivalents,
+the values filled in with plain spaces for no-break ones; letters, and what staff typed in
+place of a message, are sent as they are.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_money
 from core.kernel.text import clean
-from core.messaging import delivery
+from core.messaging import delivery, sms_parts
 from core.messaging.delivery import MAX_ATTEMPTS
 from db.models import (
     Channel,
@@ -301,6 +308,9 @@ def visit_place(clinic, virtual: bool = False) -> str:
     return f"{clinic.name}, {address}" if address and not virtual else clinic.name
 
 
+# a sample link as long as a real one (tokens.issue: 43 characters), so the preview's text
+# message has the length, and the parts, a patient's will
+_SAMPLE_T = "Q2xpbmljRGVzayBzYW1wbGUgbGluayB0b2tlbiAxMjM"
 SAMPLE_CONTEXT = {
     "patient_name": "Alex Morgan",
     "clinic_name": "ClinicDesk Demo Clinic",
@@ -314,17 +324,18 @@ SAMPLE_CONTEXT = {
     "reason": "The provider is away that day.",
     "message": "\n\nMessage from the practice: see you soon.",
     "fee": f"\nA late-cancellation fee of {format_money(2500)} applies.",
-    "link": "https://example.org/patient?t=…",
+    "link": f"https://example.org/patient?p=proposal&t={_SAMPLE_T}",
     "expires": "Tue 15 Dec 2026",
     "terms": "We are holding this time for you alone until then.",
     "answer": "accepted",
     "nps": "9",
     "rating": "5",
-    "confirm_link": "https://example.org/patient?p=confirm&t=…",
-    "cancel_link": "https://example.org/patient?p=change&t=…&k=cancel",
-    "reschedule_link": "https://example.org/patient?p=change&t=…&k=reschedule",
-    "survey": "\n\nWould you tell us how it went? It takes two minutes: https://example.org/…",
-    "forms": "Consent to treatment: https://example.org/patient?p=form&t=…",
+    "confirm_link": f"https://example.org/patient?p=confirm&t={_SAMPLE_T}",
+    "cancel_link": f"https://example.org/patient?p=change&t={_SAMPLE_T}&k=cancel",
+    "reschedule_link": f"https://example.org/patient?p=change&t={_SAMPLE_T}&k=reschedule",
+    "survey": "\n\nWould you tell us how it went? It takes two minutes: "
+    f"https://example.org/patient?p=survey&t={_SAMPLE_T}",
+    "forms": f"Consent to treatment: https://example.org/patient?p=form&t={_SAMPLE_T}",
     "forms_titles": "Consent to treatment",
     "event": "Late cancellation",
     "summary": "Alex Morgan cancelled Consultation on Tue 01 Dec 2026, 09:30.",
@@ -397,7 +408,6 @@ def sample_context(fmt: ClinicFormat) -> dict[str, str]:
 
 
 SUBJECT_MAX = 250  # Notification.subject
-SMS_LIMIT = 459  # three concatenated segments; only a link that would be cut may pass it
 
 
 class _Blank(dict):
@@ -419,11 +429,25 @@ def render(template: Template, context: dict[str, object]) -> tuple[str, str]:
     return subject[:SUBJECT_MAX], template.body.format_map(values)
 
 
-def render_sms(template: Template, context: dict[str, object]) -> str | None:
-    """The template's own text-message form, one item a line (None when it has none)."""
+def render_sms(
+    template: Template,
+    context: dict[str, object],
+    *,
+    subject: str | None = None,
+    body: str | None = None,
+) -> str:
+    """The text message of `template` filled with `context`, within three parts (fit_text):
+    its own text form, one item a line, or else its subject and email flattened, in either
+    case its wording in the GSM alphabet where it has an equivalent. `body` (and `subject`):
+    what staff typed in place of the email; the text is then theirs, flattened, as typed."""
+    if body:
+        return _sms_text(subject or render(template, context)[0], body)
+    gsm = Template(*(sms_parts.gsm_wording(t) for t in (template.subject, template.body)), "")
+    values = {k: sms_parts.plain_spaces(v) if isinstance(v, str) else v for k, v in context.items()}
     if not template.sms:
-        return None
-    text = template.sms.format_map(_values(context))
+        own_subject, own_body = render(gsm, values)
+        return _sms_text(subject or own_subject, own_body)
+    text = sms_parts.gsm_wording(template.sms).format_map(_values(values))
     return fit_text("\n".join(line.strip() for line in text.splitlines() if line.strip()))
 
 
@@ -631,10 +655,8 @@ def preview_typed_text(key: str, sent: Template, subject: str, body: str, fmt: C
     queue_for_patient builds it: the template's own text form while the typed text is what is
     sent (`sent`: template_for's), else the typed email flattened."""
     check_template(key, subject, body)
-    values = sample_context(fmt)
-    if sent.sms and (subject, body) == (sent.subject, sent.body):
-        return render_sms(sent, values)
-    return _sms_text(*render(Template(subject, body, ""), values))
+    typed = sent if (subject, body) == (sent.subject, sent.body) else Template(subject, body, "")
+    return render_sms(typed, sample_context(fmt))
 
 
 def preview(
@@ -699,7 +721,7 @@ def queue_for_patient(
     template = template_for(session, key)
     values = {"patient_name": patient.full_name, **context}
     rendered_subject, rendered_body = render(template, values)
-    sms = None if body else render_sms(template, values)
+    sms = render_sms(template, values, subject=subject, body=body)
     subject, body = subject or rendered_subject, body or rendered_body
     rows = []
     for channel in usable:
@@ -711,7 +733,7 @@ def queue_for_patient(
                 template=key,
                 to_address=patient.email if channel == Channel.EMAIL else patient.phone,
                 subject=subject,
-                body=body if channel == Channel.EMAIL else sms or _sms_text(subject, body),
+                body=body if channel == Channel.EMAIL else sms,
                 attachment_name=attachment[0] if attachment and channel == Channel.EMAIL else None,
                 attachment=attachment[1] if attachment and channel == Channel.EMAIL else None,
                 feedback_request_id=feedback_request_id,
@@ -824,13 +846,14 @@ def queue_to_address(
     """A message to the practice itself (for example a clinic's email); None without address."""
     if not address:
         return None
-    subject, body = render(template_for(session, key), context)
+    template = template_for(session, key)
+    subject, body = render(template, context)
     row = Notification(
         channel=channel,
         template=key,
         to_address=address,
         subject=subject,
-        body=body if channel == Channel.EMAIL else _sms_text(subject, body),
+        body=body if channel == Channel.EMAIL else render_sms(template, context),
     )
     session.add(row)
     return row
@@ -844,21 +867,32 @@ def _sms_text(subject: str, body: str) -> str:
     return fit_text(f"{subject}. {' '.join(body.split())}")
 
 
-def fit_text(text: str, limit: int = SMS_LIMIT) -> str:
-    """`text` within `limit` characters, cut at a word with " …" — but never before the end of
-    its last link: a link arrives whole (a cut one opens nothing, or the wrong page), and the
-    text then runs as long as that link needs."""
-    if len(text) <= limit:
+CUT = " ..."  # GSM: "…" would send the whole text in UCS-2, in 67-character parts
+
+
+def fit_text(text: str, most: int = sms_parts.MAX_PARTS) -> str:
+    """`text` within `most` parts (counted as sms_parts does: one character outside the GSM
+    alphabet shrinks every part), cut at a word with " ..." — but never before the end of its
+    last link: a link arrives whole (a cut one opens nothing, or the wrong page), and the text
+    then runs as long as that link needs."""
+    if sms_parts.parts(text).count <= most:
         return text
     last_link_end = max((m.end() for m in _LINK.finditer(text)), default=0)
-    keep = max(limit - 2, last_link_end)
+    fits, over = 0, len(text)  # the longest head that fits with the cut marker, by halving
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if sms_parts.parts(text[:middle].rstrip() + CUT).count <= most:
+            fits = middle
+        else:
+            over = middle
+    keep = max(fits, last_link_end)
     if keep >= len(text):
         return text
     head = text[:keep]
     space = max(head.rfind(" "), head.rfind("\n"))
     if space >= last_link_end and space > 0 and not text[keep].isspace():
         head = head[:space]  # the cut falls inside a word of prose: end at the word before
-    return head.rstrip() + " …"
+    return head.rstrip() + CUT
 
 
 # ---------------------------------------------------------------- outbox screen

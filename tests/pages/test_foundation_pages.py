@@ -342,9 +342,10 @@ def test_the_preview_shows_the_text_message_a_patient_would_get(app_as):
     at = app_as("manager", "app_pages/notifications.py")
     key = "appointment_reminder"
     at.selectbox(key="notifications_template").select(key).run()
-    captions = [c.value for c in at.caption]
+    captions = [c.value.replace("\\", "") for c in at.caption]
     email, text = (t.value for t in at.text[-2:])
-    assert "As a text message" in captions and text != email
+    assert text != email  # and what it costs: before, the caption said no more than this
+    assert "As a text message: 3 parts (439 characters in the GSM alphabet, 153 a part)" in captions
     assert text.count("http") == 3 and len(text) < len(email)
     at.text_area(key=f"notifications_body_{key}").input(
         "See you on {when}, {patient_name}. {confirm_link} {cancel_link} {reschedule_link}"

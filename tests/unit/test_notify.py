@@ -291,7 +291,7 @@ def test_an_edited_template_still_keeps_its_links_whole_in_a_text(db, world):
         )
     text = _assert_links_whole(_latest(db, appointment_id, "appointment_reminder"), 3)
     assert text.startswith("Reminder ") and "Thank you" not in text
-    assert text.endswith("&k=reschedule. …")  # past the limit up to the last link, not further
+    assert text.endswith("&k=reschedule. ...")  # past the limit up to the last link, no more
 
 
 def test_every_placeholder_of_every_message_is_explained():
@@ -308,11 +308,11 @@ def test_every_placeholder_of_every_message_is_explained():
 
 def test_the_length_guard_cuts_prose_but_never_a_link():
     link = "https://example.org/patient?p=form&t=" + "a" * 43
-    assert notify.fit_text("x" * 500, 459) == "x" * 457 + " …"
-    whole = notify.fit_text("word " * 85 + link + " and more words after it", 459)
-    assert link in whole.split() and whole.endswith(" …") and len(whole) > 459
-    short = notify.fit_text("word " * 20 + link + " trailing " * 60, 459)
-    assert link in short.split() and len(short) <= 459 and short.endswith(" …")
+    assert notify.fit_text("x" * 500) == "x" * 455 + " ..."  # three parts: 459 characters
+    whole = notify.fit_text("word " * 85 + link + " and more words after it")
+    assert link in whole.split() and whole.endswith(" ...") and len(whole) > 459
+    short = notify.fit_text("word " * 20 + link + " trailing " * 60)
+    assert link in short.split() and len(short) <= 459 and short.endswith(" ...")
 
 
 def test_an_appointments_messages_show_their_times_in_the_clinics_zone_and_locale(db, world):
