@@ -2,10 +2,11 @@
 
 The practice selects the events per clinic (core.messaging.preferences; defaults: new online
 request, patient cancellation or change request, proposal answered, late cancellation, no-show,
-survey received). Each selected event is kept as a ClinicEvent row and either emailed at once,
-linking to the item, or gathered into one daily digest sent at the clinic-local digest hour
-and titled with the day (or days) its events happened on. A day with more events than one
-email holds (MAX_TEXT characters) is sent as several digests, each with its own count and days.
+survey received, card payment problem). Each selected event is kept as a ClinicEvent row and
+either emailed at once, linking to the item, or gathered into one daily digest sent at the
+clinic-local digest hour and titled with the day (or days) its events happened on. A day with
+more events than one email holds (MAX_TEXT characters) is sent as several digests, each with its
+own count and days.
 An event the clinic did not select leaves no trace here (the audit trail has it anyway).
 
 A follow-up (FOLLOW_UPS: a no-show undone) goes where the event it follows went: the clinic

@@ -240,6 +240,17 @@ TEMPLATES: dict[str, Template] = {
         "Money the desk gives back while the visit stands (a payment recorded by mistake, a "
         "cheaper service).",
     ),
+    "payment_not_matched": Template(
+        "Your card payment to {clinic_name} was refunded",
+        "Dear {patient_name},\n\nYour card payment of {amount} for {service_name} on {when} "
+        "could not be matched to the {due} due, so it has not paid for your appointment. We "
+        "have refunded all of it to your card ({reference}): it reaches your account within a "
+        "few working days.\n\n{next_step}" + _SIGN,
+        "A card payment the provider took for another amount (or currency) than was due: "
+        "refunded in full, and what the patient does now.",
+        "{clinic_name}: your card payment of {amount} for {service_name} on {when} did not "
+        "match the {due} due and has been refunded to your card. {next_step}",
+    ),
     "waitlist_offer": Template(
         "A time is free: {service_name} on {when}",
         "Dear {patient_name},\n\nYou are on our waitlist, and a time has just freed up: "
@@ -346,6 +357,10 @@ SAMPLE_CONTEXT = {
     "lines": "Points: 200 (£20.00)\nCard: £40.00",
     "total": "£60.00",
     "reference": "P-42",
+    "amount": "£1.00",
+    "due": "£60.00",
+    "next_step": "Please pay again at the desk when you come, or in your patient portal: "
+    "https://example.org/portal",
 }
 
 
@@ -384,6 +399,9 @@ MEANINGS = {  # what each placeholder is filled with, in words for the editor
     "total": "the total paid",
     "reference": "the payment's reference",
     "amount": "the amount given back",
+    "due": "the amount that was due",
+    "next_step": "what the patient does now: pay again in the patient portal (its link) or at "
+    "the desk, or that nothing is owed any more",
     "how": "how the money comes back: at the desk, or to the card within a few working days",
 }
 
@@ -404,6 +422,8 @@ def sample_context(fmt: ClinicFormat) -> dict[str, str]:
         "items": f"- {fmt.clock(time(8, 10))} · No-show: Alex Morgan, Consultation",
         "lines": f"Points: 200 ({fmt.money(2000)})\nCard: {fmt.money(4000)}",
         "total": fmt.money(6000),
+        "amount": fmt.money(100),
+        "due": fmt.money(6000),
     }
 
 

@@ -32,6 +32,7 @@ CLINIC_EVENTS: dict[str, str] = {
     "confirmed": "Appointment confirmed by the patient",
     "sms_reply": "Text reply waiting for staff",
     "form_completed": "Form answered or consent signed",
+    "payment_problem": "Card payment problem",
 }
 DEFAULT_EVENTS = (
     "new_request",
@@ -40,6 +41,7 @@ DEFAULT_EVENTS = (
     "late_cancellation",
     "no_show",
     "survey_received",
+    "payment_problem",
 )
 MAX_OFFSET_HOURS = 14 * 24
 HIGH_RISK = 0.30  # predicted no-show probability from which a visit is high risk (badge, call

@@ -5,7 +5,9 @@ it; a refund or a fee kept takes the original's); a point is worth the practice'
 units of that currency (core.payments.rules). A prepayment may mix points and card: the points
 are spent at once, the card part goes through the provider (Stripe Checkout: a pending payment
 until the signed webhook says it is paid) or, without a provider, is paid at the desk and
-recorded by staff. A receipt is emailed with what was paid.
+recorded by staff. A receipt is emailed with what was paid. A checkout Stripe says was paid
+for another amount or currency than asked pays nothing: the money taken is recorded as it came
+and given back to the card in full, the patient is asked to pay again and the clinic is told.
 
 When the practice cancels, everything paid is refunded. When the patient cancels, the policy
 decides: outside the window everything is refunded; inside it, the late-cancellation fee is kept
@@ -25,12 +27,17 @@ from sqlalchemy.orm import Session, selectinload
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
-from core.kernel.config import Settings
+from core.kernel.config import DEFAULT_BASE_URL, Settings
 from core.kernel.errors import DomainError, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_time, format_money
-from core.messaging import notify
+from core.messaging import clinic_events, notify
 from core.payments import points as ledger_points
-from core.payments.providers import PaymentProvider, from_stripe_amount, provider_for
+from core.payments.providers import (
+    PaymentProvider,
+    from_stripe_amount,
+    provider_for,
+    taken_amount,
+)
 from core.payments.rules import (
     Due,
     PaymentSettings,
@@ -421,10 +428,11 @@ def checkout_completed(
 ) -> Payment | None:
     """A Stripe Checkout session was paid: the pending payment becomes paid once, if the amount
     (`amount_total` as Stripe states it, in its own minor units: `to_stripe_amount`) and, when
-    the event names it, the currency are the ones the server asked for; a mismatch is
-    recorded as failed. Money that came for nothing is due back to the card at once: all of it
-    when the appointment was cancelled or declined while the patient was paying, and what goes
-    beyond the price when the visit was paid meanwhile (another checkout, the desk)."""
+    the event names it, the currency are the ones the server asked for. Otherwise it is failed,
+    and the money Stripe took is recorded and given back in full (`_not_matched`). Money that
+    came for nothing is due back to the card at once: all of it when the appointment was
+    cancelled or declined while the patient was paying, and what goes beyond the price when
+    the visit was paid meanwhile (another checkout, the desk)."""
     payment = session.scalar(select(Payment).where(Payment.provider_ref == reference))
     if payment is None or payment.status != "pending":
         return payment
@@ -437,15 +445,12 @@ def checkout_completed(
     if payment.status != "pending":
         return payment
     actor = patient_actor("")
-    said = f"{amount_total} {currency.upper()}" if currency else str(amount_total)
     # Stripe states the amount in its own minor units (Ft 5,000 is 500000), ours are Babel's
     received = from_stripe_amount(amount_total, currency or payment.currency)
     if received != payment.amount_cents or (
         currency and currency.upper() != (payment.currency or "").upper()
     ):
-        payment.status, payment.note = "failed", f"Amount mismatch: provider said {said}"
-        audit.record(session, actor, "payment_mismatch", "payment", payment.id)
-        return payment
+        return _not_matched(session, actor, payment, appointment, amount_total, currency, customer)
     payment.status, payment.paid_at, payment.provider_customer = "paid", utcnow(), customer
     audit.record(
         session,
@@ -486,9 +491,136 @@ def checkout_completed(
     return payment
 
 
-def _refund_unasked(session: Session, actor: Actor, payment: Payment, cents: int) -> Payment:
-    """A refund due to the card of `cents` of a checkout paid for nothing (the refund job sends
-    it through the provider)."""
+def _not_matched(
+    session: Session,
+    actor: Actor,
+    asked: Payment,
+    appointment: Appointment,
+    amount_total: int,
+    currency: str | None,
+    customer: str | None,
+) -> Payment:
+    """Stripe took another amount (or currency) than the checkout `asked`: the asked payment is
+    not paid (failed), but the money came in. It is recorded as taken (in the currency Stripe
+    names; another than the clinic's is flagged in its note), with the checkout's reference,
+    and all of it is due back to the card (the refund job sends it): the cash-up shows it in,
+    then out. The patient is told to pay again, the clinic hears of it (`payment_problem`).
+    Returns the payment taken (the asked one when Stripe says nothing was taken)."""
+    fmt = money_format(appointment.clinic)
+    owed_in = (asked.currency or fmt.currency).upper()
+    code = (currency or owed_in).upper()
+    said = f"{amount_total} {currency.upper()}" if currency else str(amount_total)
+    asked.status, asked.note = "failed", f"Amount mismatch: provider said {said}"
+    details = {
+        "payment_id": asked.id,
+        "asked_cents": asked.amount_cents,
+        "asked_currency": owed_in,
+        "provider_said": said,
+    }
+    cents = taken_amount(amount_total, code)
+    if cents <= 0:  # nothing was taken: nothing to record or give back
+        audit.record(
+            session,
+            actor,
+            "payment_mismatch",
+            "appointment",
+            appointment.id,
+            patient_id=asked.patient_id,
+            details=details,
+        )
+        return asked
+    asked_money, taken_money = payment_money(asked, fmt), format_money(cents, code, fmt.locale)
+    flag = "" if code == owed_in else f"In {code}, not the clinic's {owed_in}. "
+    # the checkout's reference (unique) moves to the money it took: the refund is sent through
+    # it, and another event of the checkout finds it taken
+    reference, asked.provider_ref = asked.provider_ref, None
+    session.flush()
+    taken = Payment(
+        appointment_id=asked.appointment_id,
+        patient_id=asked.patient_id,
+        kind=asked.kind,
+        method=asked.method,
+        status="paid",
+        amount_cents=cents,
+        currency=code,
+        provider_ref=reference,
+        provider_customer=customer,
+        paid_at=utcnow(),
+        note=f"{flag}Taken by the card provider for P-{asked.id}, which asked {asked_money}: "
+        "not what the patient was asked to pay, so given back in full.",
+    )
+    session.add(taken)
+    session.flush()
+    asked.note += f"; taken as P-{taken.id}, given back in full."
+    back = _refund_unasked(
+        session,
+        actor,
+        taken,
+        cents,
+        note=f"Given back in full: the card payment did not match the {asked_money} asked.",
+    )
+    audit.record(
+        session,
+        actor,
+        "payment_mismatch",
+        "appointment",
+        appointment.id,
+        patient_id=asked.patient_id,
+        details={**details, "taken_payment_id": taken.id, "refund_id": back.id},
+    )
+    patient = session.get(Patient, asked.patient_id)
+    words = visit_context(appointment)
+    notify.queue_for_patient(
+        session,
+        patient,
+        "payment_not_matched",
+        {
+            **words,
+            "amount": taken_money,
+            "due": asked_money,
+            "reference": f"P-{back.id}",
+            "next_step": _next_step(session, appointment),
+        },
+        appointment_id=appointment.id,
+    )
+    base = session.info.get("base_url", DEFAULT_BASE_URL)
+    clinic_events.tell_clinic(
+        session,
+        appointment.clinic_id,
+        "payment_problem",
+        f"{patient.full_name}'s card payment for {words['service_name']} on {words['when']} "
+        f"did not match: {taken_money} taken for the {asked_money} due. It is due back to the "
+        f"card in full (P-{back.id}); the visit is not paid.",
+        appointment_id=appointment.id,
+        link=clinic_events.item_link(base, appointment.id),
+    )
+    return taken
+
+
+def _next_step(session: Session, appointment: Appointment) -> str:
+    """What a patient whose card payment was not matched does now."""
+    if appointment.status in (AppointmentStatus.CANCELLED, AppointmentStatus.DECLINED):
+        return "Nothing is owed for it: the appointment was cancelled."
+    if not due(session, appointment).payable:
+        return "Nothing more is owed for this appointment."
+    start = appointment.start_at
+    if appointment.status == AppointmentStatus.SCHEDULED and start and start > utcnow():
+        base = session.info.get("base_url", DEFAULT_BASE_URL).rstrip("/")
+        return (
+            f"Please pay again at the desk when you come, or in your patient portal: {base}/portal"
+        )
+    return "Please pay at the desk."
+
+
+def _refund_unasked(
+    session: Session,
+    actor: Actor,
+    payment: Payment,
+    cents: int,
+    note: str = "Paid when nothing was owed: the appointment was cancelled or paid meanwhile.",
+) -> Payment:
+    """A refund due to the card of `cents` of a checkout paid for nothing, or not for what was
+    asked (the refund job sends it through the provider)."""
     refund = Payment(
         appointment_id=payment.appointment_id,
         patient_id=payment.patient_id,
@@ -498,7 +630,7 @@ def _refund_unasked(session: Session, actor: Actor, payment: Payment, cents: int
         amount_cents=cents,
         currency=payment.currency,
         refund_of_id=payment.id,
-        note="Paid when nothing was owed: the appointment was cancelled or paid meanwhile.",
+        note=note,
     )
     session.add(refund)
     session.flush()

@@ -127,6 +127,14 @@ def from_stripe_amount(amount: int, currency: str) -> int | None:
     return None if rest else whole
 
 
+def taken_amount(amount: int, currency: str) -> int:
+    """What Stripe states it took, as stored minor units to record and give back: a fraction
+    of our smallest unit (Stripe takes HUF, ISK… in whole units only) is dropped."""
+    code, amount = currency.upper(), max(0, int(amount))
+    shift = stripe_digits(code) - minor_digits(code)
+    return amount * 10**-shift if shift <= 0 else amount // 10**shift
+
+
 class DeskProvider:
     name, online = "desk", False
 

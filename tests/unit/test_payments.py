@@ -25,7 +25,7 @@ from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.kernel.money import format_moment
-from core.payments import desk, points, prepay, rules, webhooks
+from core.payments import cashup, desk, points, prepay, rules, webhooks
 from core.payments.providers import Checkout, DeskProvider, ProviderError, StripeProvider
 from core.portal import home
 from core.requests import changes
@@ -38,7 +38,9 @@ from db.models import (
     AuditEvent,
     CancellationPolicy,
     ChangeRequest,
+    Channel,
     Clinic,
+    ClinicEvent,
     LedgerEntry,
     LedgerKind,
     Notification,
@@ -457,18 +459,99 @@ def test_webhook_signatures_are_checked_with_stripes_scheme(db, world):
         assert not s.scalars(select(PaymentEvent)).all()
 
 
-def test_a_checkout_for_another_amount_is_not_taken_as_paid(db, world):
-    appointment_id = _appointment(db, world)
+def _email(s, template: str) -> str:
+    query = select(Notification.body).where(
+        Notification.template == template, Notification.channel == Channel.EMAIL
+    )
+    return s.scalars(query.order_by(Notification.id.desc())).first()
+
+
+def _counts(s) -> tuple[int, ...]:
+    return tuple(
+        s.scalar(select(func.count()).select_from(model))
+        for model in (Payment, Notification, ClinicEvent, AuditEvent)
+    )
+
+
+def test_a_checkout_for_another_amount_is_money_that_came_in_and_goes_back(db, world):
+    """Stripe says £1.00 was taken for the £60.00 checkout. Before, the payment was marked
+    failed and nothing else: the money taken was in no cash-up, on no record, never given
+    back, and nobody was told. Now what came in is recorded, due back to the card in full, the
+    patient is asked to pay again and the clinic hears of it; the visit stays unpaid, and the
+    same webhook again (or another event of the checkout) changes nothing."""
+    appointment_id = _appointment(db, world)  # £60.00
+    fake = FakeCheckout()
     with db.write() as s:
-        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout(), return_url="x")
-    with db.write() as s:
-        reference = s.scalars(select(Payment.provider_ref)).one()
-        webhooks.apply_event(
-            s, "stripe", json.loads(event("evt_3", reference, 100)) | {"id": "evt_3"}
-        )
+        pay(s, world.patient_id, appointment_id, 0, True, fake)
     with db.read() as s:
-        assert s.scalars(select(Payment.status)).one() == "failed"
+        asked = s.scalars(select(Payment)).one()
+    provider, reference = StripeProvider(STRIPE), asked.provider_ref
+    body = event("evt_short", reference, 100, currency="gbp")
+    with db.write() as s:
+        assert webhooks.handle(s, provider, body, signed(body)) == "applied"
+    with db.read() as s:
+        done = _counts(s)
+        asked = s.get(Payment, asked.id)
+        taken = s.scalar(select(Payment).where(Payment.provider_ref == reference))
+        back = s.scalar(select(Payment).where(Payment.kind == "refund"))
+        assert (asked.status, asked.amount_cents) == ("failed", 6000)
+        assert asked.note == (
+            f"Amount mismatch: provider said 100 GBP; taken as P-{taken.id}, given back in full."
+        )
+        assert (taken.kind, taken.method, taken.status, taken.amount_cents, taken.currency) == (
+            "prepayment",
+            "stripe",
+            "paid",
+            100,
+            "GBP",
+        )
+        assert (back.refund_of_id, back.status, back.amount_cents) == (taken.id, "refund_due", 100)
         assert prepay.paid_cents(s, appointment_id) == 0
+        assert prepay.badges(s, [appointment_id]) == {}
+        assert prepay.due(s, s.get(Appointment, appointment_id)).outstanding_cents == 6000
+        told = _email(s, "payment_not_matched")
+        assert "Your card payment of £1.00" in told and "the £60.00 due" in told
+        assert "refunded all of it to your card" in told
+        assert told.endswith(  # the link last: no punctuation after it
+            "Please pay again at the desk when you come, or in your patient portal: "
+            "http://localhost:8501/portal\n\nTest Clinic\n020 0000 0000"
+        )
+        heard = s.scalars(select(ClinicEvent)).one()
+        assert (heard.event, heard.appointment_id) == ("payment_problem", appointment_id)
+        assert (
+            heard.summary.startswith("Alex ") and "£1.00 taken for the £60.00 due" in heard.summary
+        )
+        assert "Card payment problem at Test Clinic" in _mail(s, "clinic_event")
+        mismatch = s.scalars(select(AuditEvent).where(AuditEvent.action == "payment_mismatch"))
+        assert mismatch.one().details == {
+            "payment_id": asked.id,
+            "asked_cents": 6000,
+            "asked_currency": "GBP",
+            "provider_said": "100 GBP",
+            "taken_payment_id": taken.id,
+            "refund_id": back.id,
+        }
+    again = event("evt_short_async", reference, 100, "checkout.session.async_payment_succeeded")
+    with db.write() as s:  # the same delivery again, then another event of the same checkout
+        assert webhooks.handle(s, provider, body, signed(body)) == "duplicate"
+        assert webhooks.handle(s, provider, again, signed(again)) == "applied"
+    with db.read() as s:
+        assert _counts(s) == done
+        assert s.get(Payment, taken.id).status == "paid"
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 1
+    assert fake.refunds == [(reference, 100)]
+    with db.read() as s:
+        (line,) = cashup.cash_up(s, world.staff, local_today("Europe/London"))
+    assert (line.method, line.in_cents, line.out_cents, line.net_cents) == (
+        "Card online",
+        100,
+        100,
+        0,
+    )
+    with db.write() as s:  # and the patient can pay again
+        assert pay(s, world.patient_id, appointment_id, 0, True, fake).checkout_url
+    assert fake.made[-1]["amount_cents"] == 6000
 
 
 # ---------------------------------------------------------------- refunds and fees
@@ -891,19 +974,67 @@ def test_points_and_checkout_are_in_the_clinics_currency_and_the_webhook_applies
             points.adjust_points(s, world.manager, world.patient_id, 100, "next clinic")
 
 
-def test_a_checkout_paid_in_another_currency_is_not_taken_as_paid(db, world):
+def test_a_checkout_paid_in_another_currency_is_recorded_as_it_came_and_given_back(db, world):
+    """Stripe says £45.00 for the New York clinic's $45.00 checkout: the pounds are recorded
+    as pounds, flagged, and given back as pounds (the cash-up's own GBP line), never counted
+    as the dollars owed. Before, they were in no cash-up and never given back."""
     appointment_id = _appointment(db, world, clinic_id=_clinic(db, world, "USD"))
+    fake = FakeCheckout()
     with db.write() as s:
-        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout())
+        pay(s, world.patient_id, appointment_id, 0, True, fake)
     with db.read() as s:
-        reference = s.scalars(select(Payment.provider_ref)).one()
-    body = event("evt_gbp", reference, 4500, currency="gbp")
+        asked = s.scalars(select(Payment)).one()
+    body = event("evt_gbp", asked.provider_ref, 4500, currency="gbp")
     with db.write() as s:
         assert webhooks.handle(s, StripeProvider(STRIPE), body, signed(body)) == "applied"
     with db.read() as s:
-        paid = s.scalars(select(Payment)).one()
-        assert (paid.status, paid.note) == ("failed", "Amount mismatch: provider said 4500 GBP")
+        taken = s.scalar(select(Payment).where(Payment.provider_ref == asked.provider_ref))
+        assert s.get(Payment, asked.id).note.startswith("Amount mismatch: provider said 4500 GBP;")
+        assert (taken.status, taken.amount_cents, taken.currency) == ("paid", 4500, "GBP")
+        assert taken.note.startswith("In GBP, not the clinic's USD. ")
         assert prepay.paid_cents(s, appointment_id) == 0
+        assert "Your card payment of £45.00" in _email(s, "payment_not_matched")
+        assert "the $45.00 due" in _email(s, "payment_not_matched")
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 1
+    assert fake.refunds == [(asked.provider_ref, 4500)]
+    with db.read() as s:
+        lines = cashup.cash_up(s, world.staff, local_today("America/New_York"))
+    assert [(x.clinic, x.currency, x.in_cents, x.out_cents) for x in lines] == [
+        ("Lakeside", "GBP", 4500, 4500)
+    ]
+
+
+def test_a_checkout_stripe_says_took_nothing_records_nothing_to_give_back(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout())
+        reference = s.scalar(select(Payment.provider_ref))
+    with db.write() as s:
+        webhooks.apply_event(s, "stripe", json.loads(event("evt_0", reference, 0)))
+    with db.read() as s:
+        assert [(p.status, p.note) for p in s.scalars(select(Payment))] == [
+            ("failed", "Amount mismatch: provider said 0")
+        ]
+        assert _email(s, "payment_not_matched") is None
+
+
+def test_a_checkout_for_another_amount_on_a_cancelled_visit_asks_for_nothing_more(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, FakeCheckout())
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Clinic closed")
+    with db.read() as s:
+        reference = s.scalar(select(Payment.provider_ref).where(Payment.method == "stripe"))
+    with db.write() as s:
+        webhooks.apply_event(s, "stripe", json.loads(event("evt_c", reference, 5900)))
+    with db.read() as s:
+        back = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+        assert (back.amount_cents, back.status) == (5900, "refund_due")
+        told = _email(s, "payment_not_matched")
+        assert "Nothing is owed for it: the appointment was cancelled." in told
+        assert "pay again" not in told
 
 
 class RecordingStripe(stripe.HTTPClient):
@@ -1673,8 +1804,13 @@ def test_stripe_saying_a_hundredth_of_the_amount_is_not_taken_as_paid(db, world)
     with db.write() as s:
         assert webhooks.handle(s, StripeProvider(STRIPE), body, signed(body)) == "applied"
     with db.read() as s:
-        paid = s.scalars(select(Payment)).one()
-        assert (paid.status, paid.note) == ("failed", "Amount mismatch: provider said 5000 HUF")
+        paid = s.scalar(select(Payment).where(Payment.amount_cents == 5000))
+        taken = s.scalar(select(Payment).where(Payment.provider_ref == reference))
+        assert (paid.status, paid.note) == (
+            "failed",
+            f"Amount mismatch: provider said 5000 HUF; taken as P-{taken.id}, given back in full.",
+        )
+        assert (taken.status, taken.amount_cents) == ("paid", 50)  # Ft 50,00 taken
 
 
 def test_a_fee_charged_to_the_card_on_file_is_sent_in_stripes_units(db, world):
