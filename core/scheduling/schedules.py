@@ -519,19 +519,24 @@ def bookings_during(
     return bookings_in_time_off(session, actor, provider_id, starts_at, ends_at)[0]
 
 
-def bookings_in_time_off(
-    session: Session,
-    actor: Actor,
-    provider_id: int,
-    starts_at: datetime,
-    ends_at: datetime,
-    shown: int = 5,
-) -> tuple[int, list[str]]:
-    """The provider's live appointments in a period (time off just added), to be moved or
-    cancelled: how many, and the first `shown` as '#12 Mon, 7 Dec 2026, 09:00–09:30 Alex
-    Morgan' in their clinic's time, so the desk knows whom to call. An original time held for
-    a waiting proposal counts (a refusal puts the visit back there) and reads '(held)'."""
-    ensure(actor, Permission.APPOINTMENTS_READ)
+@dataclass(frozen=True)
+class BookedVisit:
+    """A live visit of a provider in a period: its times there (an original time held for a
+    waiting proposal: that time, `held`), its clinic and patient."""
+
+    id: int
+    start_at: datetime
+    end_at: datetime
+    clinic: Clinic
+    patient: Patient | None
+    held: bool = False
+
+
+def booked_in(
+    session: Session, provider_id: int, starts_at: datetime, ends_at: datetime
+) -> list[BookedVisit]:
+    """The provider's live appointments overlapping a period, soonest first, counting an
+    original time held for a waiting proposal (a refusal puts the visit back there) once."""
     booked = session.execute(
         select(Appointment, Clinic, Patient)
         .join(Clinic, Clinic.id == Appointment.clinic_id)
@@ -545,14 +550,33 @@ def bookings_in_time_off(
         )
     ).all()
     kept = held(session, starts_at, ends_at, provider_ids=[provider_id], buffers=False)
-    found = {a.id: (a.start_at, a.end_at, clinic, patient, "") for a, clinic, patient in booked}
+    found = {
+        a.id: BookedVisit(a.id, a.start_at, a.end_at, clinic, patient)
+        for a, clinic, patient in booked
+    }
     for h in kept:  # its visit may be booked in the period too (proposed there): named once
-        found.setdefault(h.id, (h.start_at, h.end_at, h.clinic, h.patient, " (held)"))
-    ordered = sorted(found.items(), key=lambda item: (item[1][0], item[0]))
+        found.setdefault(h.id, BookedVisit(h.id, h.start_at, h.end_at, h.clinic, h.patient, True))
+    return sorted(found.values(), key=lambda b: (b.start_at, b.id))
+
+
+def bookings_in_time_off(
+    session: Session,
+    actor: Actor,
+    provider_id: int,
+    starts_at: datetime,
+    ends_at: datetime,
+    shown: int = 5,
+) -> tuple[int, list[str]]:
+    """The provider's live appointments in a period (time off just added), to be moved or
+    cancelled: how many, and the first `shown` as '#12 Mon, 7 Dec 2026, 09:00–09:30 Alex
+    Morgan' in their clinic's time, so the desk knows whom to call. An original time held for
+    a waiting proposal counts (a refusal puts the visit back there) and reads '(held)'."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    ordered = booked_in(session, provider_id, starts_at, ends_at)
     return len(ordered), [
-        f"#{ident} {clinic_time_range(clinic, s, e)} {patient.full_name if patient else ''}"
-        f"{why}".rstrip()
-        for ident, (s, e, clinic, patient, why) in ordered[:shown]
+        f"#{b.id} {clinic_time_range(b.clinic, b.start_at, b.end_at)} "
+        f"{b.patient.full_name if b.patient else ''}{' (held)' if b.held else ''}".rstrip()
+        for b in ordered[:shown]
     ]
 
 

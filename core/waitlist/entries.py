@@ -216,6 +216,33 @@ def add_from_request(
     return entry
 
 
+def add_after_cancellation(
+    session: Session, actor: Actor, appointment_id: int, *, weeks: int = 4
+) -> WaitlistEntry:
+    """A visit the practice cancelled (its provider off sick, say): wait-list the patient for
+    the same service or package at the same clinic, with any provider, on any day from today
+    until `weeks` weeks after the visit's day."""
+    ensure(actor, Permission.WAITLIST_EDIT)
+    visit = session.get(Appointment, appointment_id)
+    if visit is None or visit.status != AppointmentStatus.CANCELLED:
+        raise NotFound(f"Appointment #{appointment_id} is not a cancelled appointment.")
+    if visit.patient_id is None or (visit.service_id is None and visit.package_id is None):
+        raise ValidationError("The visit needs a patient and a service to wait-list them.")
+    today = local_today(visit.clinic.timezone)
+    day = to_local(visit.start_at, visit.clinic.timezone).date() if visit.start_at else today
+    wish = Wish(
+        patient_id=visit.patient_id,
+        clinic_id=visit.clinic_id,
+        service_id=visit.service_id,
+        package_id=visit.package_id,
+        earliest=today,
+        latest=max(day, today) + timedelta(weeks=weeks),
+        weekdays=tuple(range(7)),
+        note=f"Appointment #{visit.id} was cancelled by the practice.",
+    )
+    return _insert(session, actor, wish, "staff")
+
+
 def _withdraw(session: Session, actor: Actor, entry: WaitlistEntry, reason: str, via: str) -> None:
     """Stop the entry waiting; an offer out to it (or queued for it) is withdrawn and its link
     revoked, so the jobs loop offers that slot to the next patient in line."""

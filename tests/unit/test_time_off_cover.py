@@ -1,0 +1,183 @@
+"""Visits caught by a provider's time off: listed with who could take each over at the same
+time, and moved or cancelled in one go, each visit on its own (core.scheduling.cover)."""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import PermissionDenied, ValidationError
+from core.scheduling import cover, moves, schedules
+from core.waitlist.entries import add_after_cancellation
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    Notification,
+    Provider,
+    ProviderService,
+    Service,
+    TimeOff,
+    WaitlistEntry,
+    WorkingHours,
+)
+from db.types import utcnow
+from tests.factories import make_patient
+
+TZ = "Europe/London"
+
+
+def next_monday() -> date:
+    today = to_local(utcnow(), TZ).date() + timedelta(days=2)
+    return today + timedelta(days=(0 - today.weekday()) % 7)
+
+
+def _provider(session, world, name: str, **fields) -> int:
+    provider = Provider(name=name, **fields)
+    session.add(provider)
+    session.flush()
+    for weekday in range(7):
+        provider.working_hours.append(
+            WorkingHours(clinic_id=world.clinic_id, weekday=weekday, starts=time(9), ends=time(17))
+        )
+    session.flush()
+    return provider.id
+
+
+def _book(session, world, provider_id: int, day: date, hour: int, patient_id: int) -> int:
+    booked = moves.schedule_appointment(
+        session,
+        world.staff,
+        moves.NewBooking(
+            clinic_id=world.clinic_id,
+            provider_id=provider_id,
+            start_at=local_to_utc(day, time(hour), TZ),
+            patient_id=patient_id,
+            service_ids=[world.service_id],
+        ),
+    )
+    return booked.id
+
+
+@pytest.fixture
+def sick_day(db, world):
+    """Dr Test off on a Monday with visits at 10:00, 11:00 and 12:00 (three patients); Dr Cover
+    works the same hours and is busy at 11:00; Dr Skin performs only another service; Dr Away
+    performs it but is off that day too."""
+    monday = next_monday()
+    with db.write() as session:
+        cover_id = _provider(session, world, "Dr Cover")
+        skin = Service(name="Peel", duration_minutes=30, price_cents=9000)
+        session.add(skin)
+        session.flush()
+        skin_id = _provider(session, world, "Dr Skin")
+        session.add(ProviderService(provider_id=skin_id, service_id=skin.id))
+        away_id = _provider(session, world, "Dr Away")
+        starts, ends = schedules.time_off_span(monday, None, monday, None, TZ)
+        session.add(TimeOff(provider_id=away_id, starts_at=starts, ends_at=ends, reason="Leave"))
+        others = [make_patient(session, first_name=n, email=f"{n}@example.org") for n in "BC"]
+        ids = [
+            _book(session, world, world.provider_id, monday, hour, pid)
+            for hour, pid in zip(
+                (10, 11, 12), [world.patient_id, *(p.id for p in others)], strict=True
+            )
+        ]
+        _book(session, world, cover_id, monday, 11, make_patient(session, first_name="D").id)
+        off = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=starts,
+            ends_at=ends,
+            reason="Sick",
+        )
+    return off.id, ids, cover_id, monday
+
+
+def test_the_visits_in_a_time_off_are_listed_with_who_is_free_to_take_them(db, world, sick_day):
+    off_id, ids, cover_id, monday = sick_day
+    with db.read() as session:
+        rows = cover.list_time_off_visits(session, world.manager, off_id)
+    assert [r.id for r in rows] == ids
+    first, second, third = rows
+    assert first.patient == "Alex Morgan" and first.treatment == "Consultation"
+    assert "10:00–10:30" in first.when and first.status == "scheduled"
+    # only Dr Cover: Dr Skin does not perform it, Dr Away is off too
+    assert (first.cover_id, first.cover_name, first.can_move) == (cover_id, "Dr Cover", True)
+    assert (second.cover_id, second.can_move, second.can_cancel) == (None, False, True)
+    assert second.note == "Nobody else who performs it is free then."
+    assert third.cover_name == "Dr Cover"
+
+
+def test_visits_are_moved_and_cancelled_in_one_go_each_on_its_own(db, world, sick_day):
+    """A move, a cancellation with the waitlist, and a move whose substitute was booked
+    meanwhile: that one is refused in words, the other two are done."""
+    off_id, (ten, eleven, noon), cover_id, monday = sick_day
+    with db.read() as session:
+        seen = {r.id: r for r in cover.list_time_off_visits(session, world.manager, off_id)}
+    with db.write() as session:  # another desk books Dr Cover at noon meanwhile
+        _book(session, world, cover_id, monday, 12, make_patient(session, first_name="E").id)
+    H, C = cover.Handling, cover.Choice
+    with db.write() as session:
+        results = cover.handle_time_off_visits(
+            session,
+            world.manager,
+            off_id,
+            [
+                H(ten, C.MOVE, cover_id, seen[ten].version),
+                H(eleven, C.CANCEL, version=seen[eleven].version),
+                H(noon, C.MOVE, cover_id, seen[noon].version),
+            ],
+            reason="Dr Test is unwell",
+            wait_list=add_after_cancellation,
+        )
+    assert [(r.id, r.ok) for r in results] == [(ten, True), (eleven, True), (noon, False)]
+    assert results[0].message.startswith("Moved to Dr Cover, same time. Now scheduled.")
+    assert "Cancelled as the practice, no fee." in results[1].message
+    assert "On the waitlist (entry #" in results[1].message
+    assert "Dr Cover already has appointment #" in results[2].message
+    with db.read() as session:
+        moved, cancelled, left = (session.get(Appointment, i) for i in (ten, eleven, noon))
+        assert (moved.provider_id, moved.status) == (cover_id, AppointmentStatus.SCHEDULED)
+        assert to_local(moved.start_at, TZ).time() == time(10)
+        assert moved.reschedule_count == 0  # the practice's doing, not the patient's
+        assert cancelled.status == AppointmentStatus.CANCELLED
+        assert cancelled.cancel_reason == "Dr Test is unwell"
+        assert not cancelled.late_cancellation
+        assert left.provider_id == world.provider_id and left.status == AppointmentStatus.SCHEDULED
+        told = session.scalars(
+            select(Notification).where(Notification.appointment_id.in_([ten, eleven]))
+        ).all()
+        bodies = {n.appointment_id: n.body for n in told if n.template != "appointment_scheduled"}
+        assert "Dr Cover" in bodies[ten] and "Dr Test is unwell" in bodies[eleven]
+        [entry] = session.scalars(select(WaitlistEntry)).all()
+        assert (entry.patient_id, entry.service_id) == (cancelled.patient_id, world.service_id)
+        event = session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "time_off_visits_handled")
+        )
+        assert event.details == {
+            "time_off_id": off_id,
+            "moved": [ten],
+            "cancelled": [eleven],
+            "refused": [noon],
+            "wait_listed": True,
+        }
+
+
+def test_staff_may_not_handle_a_time_offs_visits(db, world, sick_day):
+    off_id, (ten, *_), cover_id, _ = sick_day
+    with db.write() as session, pytest.raises(PermissionDenied):
+        cover.handle_time_off_visits(
+            session, world.staff, off_id, [cover.Handling(ten, cover.Choice.MOVE, cover_id)]
+        )
+    with db.read() as session:
+        assert session.get(Appointment, ten).provider_id == world.provider_id
+
+
+def test_nothing_chosen_is_refused_saying_what_to_choose(db, world, sick_day):
+    off_id, (ten, *_), _, _ = sick_day
+    with db.write() as session, pytest.raises(ValidationError, match="move it or cancel it"):
+        cover.handle_time_off_visits(session, world.manager, off_id, [cover.Handling(ten, "swap")])
