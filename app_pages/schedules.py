@@ -17,6 +17,7 @@ from ui.locale import pickers
 from ui.picks import chosen_done, gone_choice
 from ui.schedule_forms import weekly_hours_form
 from ui.text import escape, show_table
+from ui.time_off_visits import added_with_visits, time_off_visits
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -143,6 +144,7 @@ with st.form("schedules_time_off"):  # what was typed stays when it is refused
             clash = read(schedules.bookings_in_time_off, me, provider.id, starts, ends)
             if clash[0]:
                 st.session_state["schedules_clash"] = clash
+                added_with_visits(done.value.id)
             forget("schedules_off", OFF_KEYS)  # added: an empty form for the next one
             refresh()
 if clash := st.session_state.pop("schedules_clash", None):  # named: the desk calls each
@@ -151,7 +153,9 @@ if clash := st.session_state.pop("schedules_clash", None):  # named: the desk ca
     st.warning(
         escape(
             f"{count} booked appointment(s) fall in that time off ({'; '.join(first)}{more}). "
-            "Move each to another provider, or cancel it as the practice (no fee), on the "
-            "Calendar; Today flags each on its day until then."
+            "Move each to another provider, or cancel it as the practice (no fee), all at "
+            "once below or one by one on the Calendar; Today flags each on its day until then."
         )
     )
+if away:
+    time_off_visits(me, clinic, away)

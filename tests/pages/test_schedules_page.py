@@ -20,6 +20,7 @@ from db.models import (
     Clinic,
     TimeOff,
     User,
+    WaitlistEntry,
     WorkingHours,
 )
 from tests.pages.conftest import every_clinic_speaks
@@ -303,3 +304,65 @@ def test_time_off_removed_elsewhere_while_chosen_does_not_remove_the_next(app_as
     database.dispose()
     at.button(key="schedules_remove").click().run()  # pressed again, on what is shown: removed
     assert not any("meanwhile" in w.value for w in at.warning)
+
+
+def test_the_visits_in_time_off_just_added_are_handled_in_one_go(app_as, app_db):
+    """Off for a day with visits: they are listed with the action to take; the first cancelled
+    (with the waitlist), the rest left; what became of it is shown, the rest stay booked."""
+    at = app_as("manager", PAGE)
+    provider = at.selectbox(key="schedules_provider").value
+    database = _db(app_db)
+    with database.read() as session:
+        first = session.scalar(
+            select(Appointment)
+            .where(
+                Appointment.provider_id == provider.id,
+                Appointment.clinic_id == at.selectbox(key="schedules_clinic").value.id,
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.start_at > datetime.now(UTC) + timedelta(days=2),
+            )
+            .order_by(Appointment.start_at, Appointment.id)
+        )
+        day = first.start_at.astimezone(ZoneInfo(first.clinic.timezone)).date()
+        name = first.patient.full_name
+    database.dispose()
+    at.date_input(key="schedules_off_from_day").set_value(day)
+    at.date_input(key="schedules_off_to_day").set_value(day)
+    at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
+    assert not at.error, at.error
+    database = _db(app_db)
+    with database.read() as session:
+        off_id = session.scalar(select(TimeOff.id).order_by(TimeOff.id.desc()).limit(1))
+    database.dispose()
+    key = f"schedules_cover_{off_id}"  # the visits of the time off just added
+    listed = at.data_editor(key=key).value
+    assert listed["#"].iloc[0] == first.id and listed["Patient"].iloc[0] == name
+    assert {"Free to take it", "Action"} <= set(listed.columns)
+    leave = {i: {"Action": "Leave"} for i in range(1, len(listed))}
+    at.session_state[key] = {
+        "edited_rows": {0: {"Action": "Cancel"}, **leave},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.text_input(key="schedules_cover_reason").input("Provider unwell")
+    at.checkbox(key="schedules_cover_wait").check()
+    at.button(key="schedules_cover_go").click().run()
+    assert not at.error, at.error
+    assert at.info[0].value == "1 done, 0 refused."
+    [outcome] = [d.value for d in at.dataframe if "What happened" in d.value.columns]
+    assert outcome["What happened"].iloc[0].startswith("Cancelled as the practice, no fee.")
+    assert "On the waitlist (entry #" in outcome["What happened"].iloc[0]
+    database = _db(app_db)
+    with database.read() as session:
+        cancelled = session.get(Appointment, first.id)
+        assert cancelled.status == AppointmentStatus.CANCELLED
+        assert cancelled.cancel_reason == "Provider unwell"
+        kept = session.scalars(
+            select(Appointment).where(Appointment.id.in_([int(i) for i in listed["#"][1:]]))
+        ).all()
+        assert all(a.provider_id == provider.id for a in kept)
+        waiting = session.scalar(
+            select(WaitlistEntry).where(WaitlistEntry.note.contains(f"#{first.id} was cancelled"))
+        )
+        assert waiting.patient_id == first.patient_id
+    database.dispose()

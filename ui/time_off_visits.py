@@ -1,0 +1,117 @@
+"""The visits caught by a provider's time off, on the Provider schedules page: a row each
+(when, patient, treatment, who is free to take it over) with its action (move to that provider,
+cancel as the practice, leave), one reason and a waitlist tick for the cancelled, one button;
+then what became of each (core.scheduling.cover)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.kernel.money import clinic_time_range
+from core.scheduling import cover
+from core.scheduling.schedules import TimeOffRow
+from core.waitlist.entries import add_after_cancellation
+from ui.appointment_views import bulk_results
+from ui.caches import cached
+from ui.context import read, refresh, run_action
+
+PICK_KEY = "schedules_cover_pick"
+WANTED_KEY = "schedules_cover_for"  # a time off just added: its visits are shown first
+RESULTS_KEY = "schedules_cover_results"
+ACTIONS = {"Move": cover.Choice.MOVE, "Cancel": cover.Choice.CANCEL, "Leave": None}
+
+
+@cached("setup", "appointments", ttl=30, max_entries=20)
+def _visits(me, time_off_id):
+    return read(cover.list_time_off_visits, me, time_off_id)
+
+
+def _table(rows: list[cover.TimeOffVisit]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "#": r.id,
+                "When": r.when,
+                "Patient": r.patient,
+                "Treatment": r.treatment,
+                "Free to take it": r.cover_name,
+                "Action": "Move" if r.can_move else "Leave",
+                "Note": r.note,
+            }
+            for r in rows
+        ]
+    )
+
+
+def _handlings(rows: list[cover.TimeOffVisit], table: pd.DataFrame) -> list[cover.Handling]:
+    return [
+        cover.Handling(r.id, choice, r.cover_id, r.version)
+        for r, action in zip(rows, table["Action"], strict=True)
+        if (choice := ACTIONS.get(action)) is not None
+    ]
+
+
+def time_off_visits(me, clinic, away: list[TimeOffRow]) -> None:
+    """The chosen time off's booked visits, to be handled in one go."""
+    if wanted := st.session_state.pop(WANTED_KEY, None):
+        st.session_state[PICK_KEY] = next((t for t in away if t.id == wanted), away[0])
+    off = st.selectbox(
+        "Booked visits in the time off",
+        away,
+        key=PICK_KEY,
+        format_func=lambda t: clinic_time_range(clinic, t.starts_at, t.ends_at),
+    )
+    if results := st.session_state.pop(RESULTS_KEY, None):
+        bulk_results(results)
+    rows = _visits(me, off.id)
+    if not rows:
+        st.caption("No booked visits fall in this time off.")
+        return
+    st.caption(
+        "Move: to the provider free then, same time. Cancel: as the practice, no fee, any "
+        "prepayment refunded. Each patient is told; each visit is handled on its own."
+    )
+    key, shown = f"schedules_cover_{off.id}", _table(rows)
+    table = st.data_editor(
+        shown,
+        hide_index=True,
+        num_rows="fixed",
+        width="stretch",
+        key=key,
+        disabled=[c for c in shown.columns if c != "Action"],
+        column_config={
+            "Action": st.column_config.SelectboxColumn(
+                "Action", options=list(ACTIONS), required=True, width=100
+            )
+        },
+    )
+    reason = st.text_input(
+        "Reason for cancelling (the patients are told)", key="schedules_cover_reason"
+    )
+    wait = st.checkbox(
+        "Put cancelled patients on the waitlist (same service and clinic)",
+        key="schedules_cover_wait",
+    )
+    if st.button("Handle these visits", key="schedules_cover_go", type="primary"):
+        chosen = _handlings(rows, table)
+        if not chosen:
+            st.info("Every visit is left as it is; nothing was done.")
+            return
+        done = run_action(
+            cover.handle_time_off_visits,
+            off.id,
+            chosen,
+            reason=reason,
+            wait_list=add_after_cancellation if wait else None,
+        )
+        if done:
+            st.session_state[RESULTS_KEY] = done.value
+            for spent in (key, "schedules_cover_reason", "schedules_cover_wait"):
+                st.session_state.pop(spent, None)
+            refresh()
+
+
+def added_with_visits(time_off_id: int) -> None:
+    """A time off was just added: show its visits next."""
+    st.session_state[WANTED_KEY] = time_off_id
