@@ -54,6 +54,7 @@ from core.scheduling import (
     booking,
     calendar,
     checkin,
+    cover,
     moves,
     schedules,
     today,
@@ -233,6 +234,21 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         "schedules.remove_time_off",
         P.SCHEDULES_MANAGE,
         lambda s, a, c: schedules.remove_time_off(s, a, NO),
+    ),
+    (
+        "cover.handle_time_off_visits",
+        P.SCHEDULES_MANAGE,
+        lambda s, a, c: cover.handle_time_off_visits(s, a, NO, [cover.Handling(NO, "cancel")]),
+    ),
+    (
+        "cover.list_time_off_visits",
+        P.APPOINTMENTS_READ,
+        lambda s, a, c: cover.list_time_off_visits(s, a, NO),
+    ),
+    (
+        "entries.add_after_cancellation",
+        P.WAITLIST_EDIT,
+        lambda s, a, c: entries.add_after_cancellation(s, a, NO),
     ),
     ("schedules.get_hours", P.APPOINTMENTS_READ, lambda s, a, c: schedules.get_hours(s, a, NO, NO)),
     (
