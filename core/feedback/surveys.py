@@ -68,10 +68,12 @@ DEFAULT_QUESTIONS: tuple[tuple[str, str], ...] = (
     ("explained", "How well the provider explained things"),
 )
 ANSWERED = "You have answered the survey for this visit already. Thank you!"
+# a link revoked by a resend before resends left the earlier links working
 REPLACED = (
     "A newer survey link was sent for this visit: please use the one in the practice's latest "
     "message."
 )
+ANSWERED_FIRST = "Not sent: the patient answered the survey before it went out."
 SETTING_AUTO, SETTING_DELAY, SETTING_QUESTIONS = (
     "feedback_auto",
     "feedback_delay_hours",
@@ -288,7 +290,9 @@ def _open_request(
     today: date,
     base_url: str,
 ) -> tuple[FeedbackRequest, str]:
-    """Record today's request and issue its link (earlier links of the visit stop answering)."""
+    """Record today's request and issue its link. Earlier links of the visit keep answering
+    until their own expiry: a patient with the first email's form open still sends the answer,
+    and whichever link answers first is the visit's one answer."""
     request = FeedbackRequest(
         appointment_id=appointment.id,
         patient_id=appointment.patient_id,
@@ -305,14 +309,6 @@ def _open_request(
             "A feedback request for this visit was sent a moment ago by someone else; "
             "you can send another tomorrow."
         ) from None
-    for old_token in session.scalars(
-        select(FeedbackRequest.token_id).where(
-            FeedbackRequest.appointment_id == appointment.id,
-            FeedbackRequest.id != request.id,
-            FeedbackRequest.token_id.is_not(None),
-        )
-    ):
-        tokens.revoke(session, old_token)  # only the newest link answers
     token = tokens.issue(session, PURPOSE, request.id, TOKEN_TTL)
     request.token_id = token.row.id
     return request, tokens.link(base_url, PURPOSE, token.raw)
@@ -533,9 +529,11 @@ def answered(session: Session, appointment: Appointment) -> bool:
 def _live_request(
     session: Session, raw: str | None, now: datetime | None
 ) -> tuple[Any, FeedbackRequest, Appointment]:
-    """The link's request and visit, while the visit's survey is unanswered. A link of a real
+    """The link's request and visit, while the visit's survey is unanswered: any live link of
+    the visit (a resend leaves the earlier ones working until they expire). A link of a real
     request that cannot be used says why when the patient can act on it (answered already;
-    a newer link was sent); any other link is LinkInvalid, which reveals nothing."""
+    revoked by a resend before resends kept it); any other link is LinkInvalid, which reveals
+    nothing."""
     try:
         token = tokens.verify(session, raw, PURPOSE, now=now)
     except LinkInvalid:
@@ -656,6 +654,9 @@ def submit_survey(
     earned = points.award_survey_points(session, appointment)
     before = appointment.feedback_status
     _set_feedback_status(session, appointment.id, FeedbackStatus.COLLECTED)
+    # the visit's survey messages still waiting (a resend's, when an earlier link answered)
+    # would only bring a link that says "answered already"
+    notify.withdraw_unsent(session, appointment.id, "feedback_request", ANSWERED_FIRST)
     patient = session.get(Patient, request.patient_id)
     audit.record(
         session,

@@ -138,7 +138,7 @@ def test_one_request_per_clinic_local_day_and_a_resend_the_next_day(db, world, v
         requests = session.scalars(select(FeedbackRequest).order_by(FeedbackRequest.id)).all()
         assert [str(r.sent_on) for r in requests] == ["2026-11-24", "2026-11-25"]
         old_token = session.get(LinkToken, requests[0].token_id)
-        assert old_token.revoked_at is not None  # only the newest link answers
+        assert old_token.revoked_at is None  # the earlier link still answers
     with db.read() as session:
         assert surveys.open_survey(session, token_of(resent.link), now=NOW + timedelta(days=1))
 
@@ -644,26 +644,61 @@ def test_the_jobs_survey_request_waits_out_quiet_hours_at_the_sender_one_staff_a
     assert keep.sent == [by_staff, automatic]
 
 
-def test_a_replaced_link_says_to_use_the_newer_one_and_an_answered_one_says_thank_you(
+def test_after_a_resend_the_first_links_answer_is_stored_once_and_the_newer_link_says_thank_you(
     db, world, visit
 ):
+    """The patient had the form of the first email open when the resend came. Sending it was
+    refused ("a newer link was sent"), the answer lost: now either link answers while the visit
+    is unanswered, once; the other link then says it was answered already, and the resend's
+    messages not sent yet stay unsent."""
     first = token_of(send(db, world.staff, visit).link)
-    second = token_of(send(db, world.staff, visit, now=NOW + timedelta(days=1)).link)
-    for attempt in (
-        lambda s: surveys.open_survey(s, first, now=NOW),
-        lambda s: surveys.submit_survey(s, first, ANSWERS, now=NOW),
-    ):
-        with pytest.raises(ValidationError) as refused, db.write() as session:
-            attempt(session)
-        assert str(refused.value) == surveys.REPLACED
+    later = NOW + timedelta(days=1)
+    second = token_of(send(db, world.staff, visit, now=later).link)
+    with db.read() as session:
+        assert surveys.open_survey(session, second, now=later)
     with db.write() as session:
-        surveys.submit_survey(session, second, ANSWERS, now=NOW + timedelta(days=1))
-    for raw in (first, second):  # either link, opened again: answered, not "replaced"
-        with pytest.raises(ValidationError) as refused, db.read() as session:
-            surveys.open_survey(session, raw, now=NOW + timedelta(days=2))
-        assert str(refused.value) == surveys.ANSWERED
+        response_id = surveys.submit_survey(session, first, ANSWERS, now=later)
+    for attempt in (
+        lambda s, raw: surveys.open_survey(s, raw, now=later),
+        lambda s, raw: surveys.submit_survey(s, raw, ANSWERS, now=later),
+    ):
+        for raw in (first, second):
+            with pytest.raises(ValidationError) as refused, db.write() as session:
+                attempt(session, raw)
+            assert str(refused.value) == surveys.ANSWERED
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(SurveyResponse)) == 1
+        oldest = session.scalar(select(func.min(FeedbackRequest.id)))
+        assert session.get(SurveyResponse, response_id).feedback_request_id == oldest
+        earned = select(func.count()).where(LedgerEntry.kind == LedgerKind.POINTS_EARNED)
+        assert session.scalar(earned) == 1
+        waiting = select(func.count()).where(
+            Notification.template == "feedback_request",
+            Notification.permanent_failure.is_(False),
+        )
+        assert session.scalar(waiting) == 0  # no survey message goes out after the answer
     with pytest.raises(LinkInvalid), db.read() as session:  # a made-up link: nothing said
         surveys.open_survey(session, second[:-3] + "xyz", now=NOW)
+
+
+def test_each_link_keeps_its_own_expiry_and_a_revoked_one_stays_refused(db, world, visit):
+    first = token_of(send(db, world.staff, visit).link)
+    later = NOW + timedelta(days=1)
+    second = token_of(send(db, world.staff, visit, now=later).link)
+    with db.write() as session:  # the first link as if sent 30 days before the second
+        requests = session.scalars(select(FeedbackRequest).order_by(FeedbackRequest.id)).all()
+        session.get(LinkToken, requests[0].token_id).expires_at = later
+        second_token = requests[1].token_id
+    with pytest.raises(LinkInvalid), db.read() as session:
+        surveys.open_survey(session, first, now=later + timedelta(minutes=1))
+    with db.read() as session:
+        assert surveys.open_survey(session, second, now=later + timedelta(minutes=1))
+    with db.write() as session:
+        tokens.revoke(session, second_token)
+    with pytest.raises(LinkInvalid), db.write() as session:
+        surveys.submit_survey(session, second, ANSWERS, now=later)
+    with db.read() as session:
+        assert session.get(Appointment, visit).feedback_status == FeedbackStatus.PENDING
 
 
 def test_a_request_sent_while_the_answer_is_stored_is_refused_and_the_visit_stays_answered(
