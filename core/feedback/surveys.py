@@ -225,13 +225,20 @@ def request_feedback(
     """Send the survey link for a completed visit (the "Collect feedback" action and the job)."""
     ensure(actor, Permission.FEEDBACK_REQUEST)
     now = now or utcnow()
-    # the visit locked and read afresh, as an answer being stored locks it: a request pressed
-    # meanwhile waits for the answer and is refused (not sent, the visit not put back to
-    # "pending"). Only the visit's row: the patient's is not needed here, so no lock order
-    # with the points and fees that lock the patient can close a cycle.
+    # the patient's row, then the visit's (read afresh), the order an answer being stored locks
+    # them in: a request pressed meanwhile waits for the answer and is refused (not sent, the
+    # visit not put back to "pending"). The request's rows point at the patient, so on
+    # PostgreSQL it needs the patient's row anyway; taken after the visit's, it deadlocked
+    # with an answer holding the patient and waiting for the visit.
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
         raise NotFound(f"There is no appointment #{appointment_id}.")
+    if appointment.patient_id is not None:
+        session.execute(
+            select(Patient.id)
+            .where(Patient.id == appointment.patient_id)
+            .with_for_update(read=True, key_share=True)  # FOR KEY SHARE: as its new rows take
+        )
     _lock_afresh(session, appointment)
     if appointment.status != AppointmentStatus.COMPLETED:
         raise InvalidTransition(
