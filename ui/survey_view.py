@@ -72,6 +72,10 @@ def overview(
     """The key figures; with `before`, each against the previous period of the same length
     (`span_before`: its first and last day, named in the caption)."""
     p = before or sa.Figures()
+
+    def against(n: int) -> str:  # the previous period's n of the figure, beside its change
+        return f"vs previous period (n={fmt.number(n)})"
+
     if before is not None and days:
         span = f" ({fmt.day(span_before[0])} – {fmt.day(span_before[1])})" if span_before else ""
         st.caption(f"Changes compare with the {days} days before{span}.")
@@ -82,6 +86,7 @@ def overview(
         fmt.number(s.responses),
         fmt.number(s.responses - p.responses, signed=True) if before is not None else None,
         colour="off",
+        against=against(p.responses),
     )
     key_figure(
         cols[1],
@@ -89,6 +94,7 @@ def overview(
         _nps(s.nps, fmt),
         _change(s.nps, p.nps, " points", fmt) if before is not None else None,
         help=f"over {fmt.number(s.nps_n)} answers (0–10); previous period {_nps(p.nps, fmt)}",
+        against=against(p.nps_n),
     )
     key_figure(
         cols[2],
@@ -96,6 +102,7 @@ def overview(
         _of_100(s.csat, fmt),
         _change(s.csat, p.csat, " pp", fmt) if before is not None else None,
         help=f"over {fmt.number(s.rating_n)} ratings (1–5); previous period {_of_100(p.csat, fmt)}",
+        against=against(p.rating_n),
     )
     interval = s.interval
     span = f"{fmt.number(interval[0], 2)}–{fmt.number(interval[1], 2)}" if interval else ""
@@ -105,6 +112,7 @@ def overview(
         NO_VALUE if s.mean is None else f"{fmt.number(s.mean, 2)} / 5",
         _change(s.mean, p.mean, "", fmt, 2) if before is not None else None,
         help=f"n = {fmt.number(s.rating_n)}" + (f", 95% interval {span}" if interval else ""),
+        against=against(p.rating_n),
     )
     if interval:
         st.caption(

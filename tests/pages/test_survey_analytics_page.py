@@ -46,6 +46,15 @@ def expected(url):
     return board
 
 
+def summary_of(url, first, last):
+    db = database(url)
+    with db.read() as session:
+        owner = session.scalar(select(User).where(User.username == "owner"))
+        figures = sa.summary(session, actor_of(owner), page_filter(session, first, last))
+    db.dispose()
+    return figures
+
+
 def clinic_format_of(url):
     db = database(url)
     with db.read() as session:
@@ -101,11 +110,21 @@ def test_the_dashboard_opens_on_its_charts_each_with_its_n(app_as, app_db):
     assert titles[2] == f"Would recommend (0–10) · n = {s.nps_n:,} answers"
     assert titles[3].startswith("NPS and CSAT by provider")
     assert titles[4].startswith("NPS and CSAT by service")
-    # deltas against the previous period, named, and the latest comments as plain text
-    assert next(m for m in at.metric if m.label == "NPS").proto.delta.endswith(" points")
+    # deltas against the previous period, named, with that period's n each, and the latest
+    # comments as plain text
     fmt = clinic_format_of(app_db)
     first = local_today(fmt.timezone) - timedelta(days=89)  # the page's first day by default
     start, end = first - timedelta(days=90), first - timedelta(days=1)
+    p = summary_of(app_db, start, end)
+    assert p.responses > 0  # the demo has answers in the 90 days before too
+    deltas = {m.label: m.proto.delta for m in at.metric}
+    for label, unit, n in (
+        ("Responses", "", p.responses),
+        ("NPS", " points", p.nps_n),
+        ("CSAT", " pp", p.rating_n),
+        ("Average rating", "", p.rating_n),
+    ):
+        assert deltas[label].endswith(f"{unit} vs previous period (n={n:,})"), deltas[label]
     said = f"Changes compare with the 90 days before ({fmt.day(start)} – {fmt.day(end)})."
     assert said in [c.value for c in at.caption]
     latest = next(d.value for d in at.dataframe if "comment" in d.value.columns)

@@ -19,14 +19,16 @@ def _page():
         ("no change known", None, "normal"),
     ):
         key_figure(st, label, "12,8%", change, colour=colour)
+    key_figure(st, "flat, against", "12,8%", "0,0 pp", colour="inverse", against="(n=12)")
 
 
 def test_a_change_of_nothing_is_neither_good_nor_bad_news():
     at = AppTest.from_function(_page).run()
     assert not at.exception
     shown = {m.label: (m.proto.color, m.proto.direction) for m in at.metric}
-    for flat in ("rate flat", "money flat", "count flat"):
+    for flat in ("rate flat", "money flat", "count flat", "flat, against"):
         assert shown[flat] == (Metric.MetricColor.GRAY, Metric.MetricDirection.NONE), flat
     assert shown["rate up"] == (Metric.MetricColor.RED, Metric.MetricDirection.UP)
     assert shown["money down"] == (Metric.MetricColor.GREEN, Metric.MetricDirection.DOWN)
     assert at.metric[5].delta == ""
+    assert at.metric[6].delta == "0,0 pp (n=12)"  # what it is against: not a change
