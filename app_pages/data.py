@@ -45,7 +45,7 @@ appointments_tab, surveys_tab, exchange_tab = st.tabs(
 )
 
 with appointments_tab:
-    appointments_import()
+    appointments_import(_choices(me))
 with surveys_tab:
     upload = st.file_uploader("CSV file", type=["csv"], key="data_survey_file")
     if upload is not None:

@@ -160,6 +160,12 @@ def _add_data_commands(commands) -> None:
     )
     appointments.add_argument("--clinic", default=imports.KAGGLE_CLINIC[0])
     appointments.add_argument("--timezone", default=imports.KAGGLE_CLINIC[1])
+    appointments.add_argument(
+        "--provider",
+        type=_provider_choice,
+        help="the provider id the visits were with (the file names none), or 'none' to import "
+        "them without a provider (the preset's choice when not given)",
+    )
     surveys = commands.add_parser("import-surveys", help="import survey responses (CSV)")
     surveys.add_argument("file")
     surveys.add_argument("--preset", choices=sorted(imports.SURVEY_PRESETS), default="nhs-fft")
@@ -186,6 +192,14 @@ def _add_data_commands(commands) -> None:
     stats.add_argument("--since", type=date.fromisoformat, help="first day (YYYY-MM-DD)")
     stats.add_argument("--until", type=date.fromisoformat, help="last day (YYYY-MM-DD)")
     stats.add_argument("--clinic", type=int, help="clinic id (default: all clinics)")
+
+
+def _provider_choice(text: str) -> int | str:
+    if text.strip().lower() == imports.WITHOUT_PROVIDER:
+        return imports.WITHOUT_PROVIDER
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a provider id nor 'none'")
+    return int(text)
 
 
 def _data_command(args) -> int:
@@ -216,12 +230,17 @@ def _data_command(args) -> int:
             sys.stdout.buffer.write(content)
 
     if args.command == "import-appointments":  # saved in chunks, each its own transaction
+        preset = imports.APPOINTMENT_PRESETS[args.preset]
         return report(
             imports.import_appointments(
                 database.write,
                 SYSTEM,
                 args.file,
-                replace(imports.APPOINTMENT_PRESETS[args.preset], date_order=args.date_order),
+                replace(
+                    preset,
+                    date_order=args.date_order,
+                    provider=preset.provider if args.provider is None else args.provider,
+                ),
                 clinic_name=args.clinic,
                 timezone=args.timezone,
                 encoding=args.encoding,

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.interchange import csv_files, imports
+from core.practice.choices import Choices
 from ui.context import read, require_actor, run_in_steps, shown
 from ui.data_view import (
     date_order_picker,
@@ -37,8 +38,9 @@ def shown_read(service, *args, **kwargs):
     return shown(read, service, require_actor(), *args, **kwargs)
 
 
-def appointments_import() -> None:
-    """Appointments CSV: layout, column mapping, clinic and visit length, then import in steps."""
+def appointments_import(choices: Choices) -> None:
+    """Appointments CSV: layout, column mapping, clinic, provider and visit length, then import
+    in steps."""
     st.caption(
         "Imports are saved in small steps, so colleagues keep working; the analytics count "
         "the file once all of it is saved. Importing the same file again skips rows already "
@@ -71,6 +73,7 @@ def appointments_import() -> None:
         minutes = c3.number_input(
             "Visit length (minutes) when the file has none", 5, 600, 15, key="data_appt_minutes"
         )
+        provider = provider_picker(choices, base.provider, f"data_appt_provider_{preset}")
         extra = st.multiselect(
             "Columns kept as patient data",
             header,
@@ -91,6 +94,7 @@ def appointments_import() -> None:
             duration_minutes=int(minutes),
             source=base.source if preset != "custom" else "csv",
             date_order=order,
+            provider=provider,
         )
         encoding = st.text_input(
             "File encoding (empty: UTF-8, else guessed and reported)", key="data_appt_encoding"
@@ -122,3 +126,23 @@ def appointments_import() -> None:
             )
             if report:
                 show_report(report, display_format())
+
+
+def provider_picker(choices: Choices, preset: int | str | None, key: str) -> int | str | None:
+    """Whose visits the file's are (it names no provider): one of the practice's providers,
+    none (not recorded), or not chosen yet (the import then says to choose)."""
+    names = {p.id: p.name + ("" if p.active else " (inactive)") for p in choices.providers}
+    options = [None, imports.WITHOUT_PROVIDER, *names]
+    return st.selectbox(
+        "Provider of these visits (the file names none)",
+        options,
+        index=options.index(preset) if preset in options else 0,
+        key=key,
+        format_func=lambda o: (
+            "— choose —"
+            if o is None
+            else "None: not recorded (counted so in the rates by provider)"
+            if o == imports.WITHOUT_PROVIDER
+            else names[o]
+        ),
+    )

@@ -1,5 +1,5 @@
 """Saving an appointment import in chunks: its batch (one per run; the rows of a run that
-stopped part-way are taken into the next), its clinic and provider, patients and appointments
+stopped part-way are taken into the next), its clinic, patients and appointments
 chunk by chunk (each chunk one short transaction, so nobody waits on SQLite's write lock for
 long, and only one chunk is in memory), and the finish that makes the batch visible to the
 analytics."""
@@ -24,7 +24,6 @@ from db.models import (
     Clinic,
     ImportBatch,
     Patient,
-    Provider,
 )
 from db.types import utcnow
 
@@ -48,7 +47,7 @@ def batch(session: Session, actor: Actor, fingerprint: str, clinic_id: int, repo
 class Chunk:
     """The rows read since the last save, with their patients; saved as one transaction."""
 
-    def __init__(self, clinic_id: int, provider_id: int, batch_id: int) -> None:
+    def __init__(self, clinic_id: int, provider_id: int | None, batch_id: int) -> None:
         self.clinic_id, self.provider_id, self.batch_id = clinic_id, provider_id, batch_id
         self.rows: list[tuple[int, dict[str, Any]]] = []
         self.patients: dict[str, dict[str, Any]] = {}
@@ -214,17 +213,6 @@ def past_open_note(report: ImportReport, count: int) -> None:
         "no-show model does not learn from them. Where you know the outcome, set it on the "
         "calendar."
     )
-
-
-def provider(session: Session, name: str, source: str) -> int:
-    ref = f"{source}:provider:{name}"[:120]
-    provider_id = session.scalar(select(Provider.id).where(Provider.external_ref == ref))
-    if provider_id is None:
-        provider = Provider(name=name[:120], external_ref=ref)
-        session.add(provider)
-        session.flush()
-        provider_id = provider.id
-    return provider_id
 
 
 def existing(session: Session, model, refs: list[str]) -> dict[str, int]:

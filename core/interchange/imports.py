@@ -19,6 +19,10 @@ one implausible field (an age outside 0–130, a booking day after the appointme
 imported without that field, with a warning in the report; so is a patient's email address or
 phone number the patient form would refuse.
 
+The files name no provider: the mapping says whose visits they are (one of the practice's
+providers, or WITHOUT_PROVIDER: none recorded) and the import refuses without it, rather than
+make up a provider that would pass for a clinician in the rates by provider.
+
 Re-importing the same file creates nothing twice: every imported patient, appointment and survey
 response carries `external_ref` = "<source>:<id in the file>" and rows whose reference exists are
 counted as already imported.
@@ -78,6 +82,7 @@ from core.patients.records import birth_problem, practice_regions, validate_cont
 from db.models import (
     AppointmentStatus,
     Clinic,
+    Provider,
     Source,
     SurveyResponse,
 )
@@ -90,6 +95,11 @@ KNOWN_BEFORE = timedelta(seconds=1)  # a known booking time is stored at least t
 
 
 CHUNK = 1_000  # rows per transaction: each holds the SQLite write lock well under a second
+
+
+# A file's visits imported without a provider: the by-provider figures count them under
+# "(not recorded)", not as a clinician of the practice
+WITHOUT_PROVIDER = "none"
 
 
 def shared_data(relative: str) -> Path:
@@ -216,6 +226,8 @@ class AppointmentMapping:
     source: str = "csv"  # prefix of external_ref: keeps ids of different systems apart
     date_order: str | None = None  # DAY_FIRST or MONTH_FIRST: how 05/06/2024 reads (see
     # csv_files.parse_moment); without it such dates are refused, ISO ones and Excel's read
+    provider: int | str | None = None  # whose visits these are (a file names no provider): a
+    # provider's id, WITHOUT_PROVIDER (not recorded), or None: not chosen, the import refuses
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,7 @@ KAGGLE_NOSHOW = AppointmentMapping(
     status_is_no_show_flag=True,
     times_are_local=True,
     source="kaggle-noshow",
+    provider=WITHOUT_PROVIDER,  # the data set names no clinician: its visits have none recorded
 )
 
 
@@ -272,9 +285,6 @@ SURVEY_PRESETS = {"nhs-fft": NHS_FFT}
 
 
 KAGGLE_CLINIC = ("Vitória (imported)", "America/Sao_Paulo")
-
-
-IMPORTED_PROVIDER = "Imported provider"
 
 
 FFT_WORDS = {
@@ -318,15 +328,15 @@ def import_appointments(
     *,
     clinic_name: str = KAGGLE_CLINIC[0],
     timezone: str = KAGGLE_CLINIC[1],
-    provider_name: str = IMPORTED_PROVIDER,
     progress: Progress | None = None,
     encoding: str | None = None,
 ) -> ImportReport:
-    """Import appointments (and their patients) from CSV into one clinic and provider, both
-    created if missing. `write` opens a write transaction (Database.write): the rows are saved
-    in chunks of CHUNK, each its own transaction, in an ImportBatch the analytics ignore until
-    the last chunk is saved. Interrupted, the same call again resumes: rows already saved are
-    skipped, and the batch is finished."""
+    """Import appointments (and their patients) from CSV into one clinic, created if missing,
+    with the provider the mapping names (one of the practice's, or none: the file names no
+    provider, and a made-up one would pass for a clinician). `write` opens a write transaction
+    (Database.write): the rows are saved in chunks of CHUNK, each its own transaction, in an
+    ImportBatch the analytics ignore until the last chunk is saved. Interrupted, the same call
+    again resumes: rows already saved are skipped, and the batch is finished."""
     ensure(actor, Permission.DATA_IMPORT)
     if not is_time_zone(timezone):
         raise ValidationError(f"{timezone!r} is not an IANA time zone (e.g. America/Sao_Paulo).")
@@ -341,11 +351,14 @@ def import_appointments(
     report.notes += [file.note] if file.note else []
     header, rows, total = file.rows()
     check_columns(header, mapping.columns, APPOINTMENT_FIELDS, mapping.extra_columns)
-    with write() as session:
-        clinic_id = import_batches.clinic(session, clinic_name.strip(), timezone, report)
-        provider_id = import_batches.provider(
-            session, provider_name.strip() or IMPORTED_PROVIDER, mapping.source
+    if mapping.provider is None:
+        raise ValidationError(
+            "The file names no provider: choose the practice's provider these visits were "
+            "with, or import them without a provider (counted as not recorded)."
         )
+    with write() as session:
+        provider_id, provider_name = _provider(session, mapping.provider)
+        clinic_id = import_batches.clinic(session, clinic_name.strip(), timezone, report)
         batch_id = import_batches.batch(session, actor, file.fingerprint, clinic_id, report)
         regions = practice_regions(session, session.get(Clinic, clinic_id).locale)
     tick(0.0, f"Reading {total:,} rows")
@@ -385,6 +398,13 @@ def import_appointments(
             save()
     if len(chunk):
         save()
+    if report.created:
+        report.notes.append(
+            f"The file names no provider: its visits were attached to {provider_name}, as chosen."
+            if provider_id is not None
+            else "The file names no provider: its visits were imported without one, counted "
+            "as (not recorded) in the by-provider figures."
+        )
     if unknown_booking:
         report.notes.append(
             f"{unknown_booking:,} "
@@ -406,6 +426,7 @@ def import_appointments(
             message=report.summary,
             details={
                 "clinic": clinic_name,
+                "provider_id": provider_id,
                 "source": mapping.source,
                 "batch": batch_id,
                 "fingerprint": file.fingerprint,
@@ -419,6 +440,19 @@ def import_appointments(
         )
     tick(1.0, report.summary)
     return report
+
+
+def _provider(session: Session, chosen: int | str) -> tuple[int | None, str]:
+    """The chosen provider's id and name; (None, "") for WITHOUT_PROVIDER."""
+    if chosen == WITHOUT_PROVIDER:
+        return None, ""
+    provider = session.get(Provider, chosen) if isinstance(chosen, int) else None
+    if provider is None:
+        raise ValidationError(
+            f"There is no provider {chosen!r}: choose one of the practice's providers, or "
+            "import the visits without a provider."
+        )
+    return provider.id, provider.name
 
 
 PREVIEW_ROWS = 10

@@ -25,6 +25,7 @@ RACE = imports.AppointmentMapping(
         "status": "status",
     },
     source="race",
+    provider=imports.WITHOUT_PROVIDER,
 )
 RACE_FILE = b"ref,patient,day,status\nA1,P1,2025-03-03,attended\nA2,P2,2025-03-04,dna\n"
 

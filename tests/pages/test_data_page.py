@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from core.interchange import imports
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import Appointment, AuditEvent, Clinic, SurveyResponse
+from db.models import Appointment, AuditEvent, Clinic, Provider, SurveyResponse
 from tests.pages.conftest import every_clinic_speaks
 
 PAGE = "app_pages/data.py"
@@ -108,16 +108,24 @@ def test_a_custom_layout_is_mapped_on_screen(app_as, app_db):
     at.text_input(key="data_appt_clinic").input("Harbour Street Clinic")
     at.text_input(key="data_appt_tz").input("Europe/London")
     at.run()
+    at.button(key="data_appt_import").click().run()  # whose visits: not chosen yet
+    assert "The file names no provider: choose" in at.error[0].value
+    [(provider_id, name)] = query(app_db, select(Provider.id, Provider.name).limit(1))
+    at.selectbox(key="data_appt_provider_custom").set_value(provider_id).run()
     at.button(key="data_appt_import").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert "2 appointments imported" in at.success[0].value
+    assert f"its visits were attached to {name}, as chosen" in at.info[0].value
     rows = query(
         app_db,
-        select(Appointment.external_ref, Appointment.status).where(
+        select(Appointment.external_ref, Appointment.status, Appointment.provider_id).where(
             Appointment.external_ref.like("csv:%")
         ),
     )
-    assert sorted((r, s.value) for r, s in rows) == [("csv:V1", "completed"), ("csv:V2", "no_show")]
+    assert sorted((r, s.value, p) for r, s, p in rows) == [
+        ("csv:V1", "completed", provider_id),
+        ("csv:V2", "no_show", provider_id),
+    ]
 
 
 def test_survey_preset_is_recognised_and_imported(app_as, app_db):
@@ -229,6 +237,7 @@ def test_dates_like_05_06_2024_are_read_in_the_order_chosen(app_as, app_db):
     at.text_input(key="data_appt_clinic").input("Harbour Street Clinic")
     at.text_input(key="data_appt_tz").input("Europe/London")
     at.selectbox(key="data_appt_date_order").set_value("month-first")
+    at.selectbox(key="data_appt_provider_custom").set_value(imports.WITHOUT_PROVIDER)
     at.run()
     at.button(key="data_appt_import").click().run()
     assert not at.exception, [e.value for e in at.exception]

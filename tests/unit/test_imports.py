@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from core.analytics import breakdowns
+from core.analytics.cancellation_parts import AnalyticsFilters
 from core.interchange import csv_files, imports, patient_export, standards
 from core.kernel.authz import SYSTEM
 from core.kernel.errors import PermissionDenied, ValidationError
@@ -24,6 +26,7 @@ from db.models import (
     AuditEvent,
     Clinic,
     Patient,
+    Provider,
     Source,
     SurveyResponse,
 )
@@ -249,7 +252,7 @@ def test_an_interrupted_import_then_a_corrected_file_counts_every_row(
     assert corrected != kaggle_slice.read_bytes()
     report = imports.import_appointments(db.write, world.owner, corrected, imports.KAGGLE_NOSHOW)
     assert (report.created, report.already_imported) == (KAGGLE_ROWS, 0)
-    assert report.notes == [
+    assert file_notes(report) == [
         "Resumed import #1, which had stopped part-way: the rows it saved are counted in this one."
     ]
     totals = _figures(db)
@@ -275,8 +278,10 @@ def test_the_file_itself_gets_one_clear_line(db, world, tmp_path):
 
 def file_notes(report) -> list[str]:
     """The report's notes about the file, without the one about the clinic the import made
-    (the Kaggle file's, in a practice that has only the test clinic)."""
-    return [n for n in report.notes if not n.startswith("Created the clinic ")]
+    (the Kaggle file's, in a practice that has only the test clinic) and the one saying whose
+    visits they are."""
+    made = ("Created the clinic ", "The file names no provider")
+    return [n for n in report.notes if not n.startswith(made)]
 
 
 def test_the_encoding_is_given_or_the_fallback_reported(db, world, tmp_path):
@@ -436,6 +441,7 @@ def test_a_generic_file_with_status_words_and_times(db, world, tmp_path):
         },
         duration_minutes=30,
         source="oldsys",
+        provider=imports.WITHOUT_PROVIDER,
     )
     report = imports.import_appointments(
         db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
@@ -473,6 +479,7 @@ def test_an_implausible_date_of_birth_is_left_out_with_a_warning(db, world, tmp_
             "date_of_birth": "born",
         },
         source="oldsys",
+        provider=imports.WITHOUT_PROVIDER,
     )
     report = imports.import_appointments(
         db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
@@ -506,6 +513,7 @@ def test_a_national_phone_number_is_read_in_the_country_of_the_clinic_imported_i
             "phone": "tel",
         },
         source="sp",
+        provider=imports.WITHOUT_PROVIDER,
     )
     report = imports.import_appointments(
         db.write,
@@ -544,6 +552,7 @@ def test_an_invalid_email_or_phone_is_left_out_with_a_warning(db, world, tmp_pat
             "phone": "tel",
         },
         source="oldsys",
+        provider=imports.WITHOUT_PROVIDER,
     )
     report = imports.import_appointments(
         db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
@@ -669,8 +678,12 @@ def test_cli_imports_the_file_and_prints_the_analytics_figures(
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CLINICDESK_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("CLINICDESK_SECRET_KEY", "k" * 40)
+    assert cli.main(["import-appointments", str(kaggle_slice), "--provider", "7"]) == 2
+    assert "There is no provider 7: choose one" in capsys.readouterr().err
     assert cli.main(["import-appointments", str(kaggle_slice), "--preset", "kaggle-noshow"]) == 0
-    assert f"{KAGGLE_ROWS} appointments imported" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{KAGGLE_ROWS} appointments imported" in out
+    assert "note: The file names no provider: its visits were imported without one" in out
     assert cli.main(["stats", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     with open(kaggle_slice, newline="") as handle:
@@ -713,6 +726,7 @@ EXCEL_MAPPING = imports.AppointmentMapping(
         "date_of_birth": "Born",
     },
     source="excel",
+    provider=imports.WITHOUT_PROVIDER,
 )
 
 
@@ -812,6 +826,7 @@ def test_a_large_file_is_imported_in_memory_of_one_chunk(db, world, tmp_path, mo
             "status": "status",
         },
         extra_columns=("notes",),
+        provider=imports.WITHOUT_PROVIDER,
     )
     tracemalloc.start()
     try:
@@ -864,6 +879,7 @@ def test_a_portuguese_export_is_mapped_and_read_in_its_own_words(db, world):
         columns=columns | {"appointment_ref": "Nº"},
         date_order=csv_files.DAY_FIRST,
         source="br",
+        provider=imports.WITHOUT_PROVIDER,
     )
     report = imports.import_appointments(
         db.write, world.owner, data, mapping, clinic_name="Vitória", timezone="America/Sao_Paulo"
@@ -935,11 +951,12 @@ def test_a_visit_imported_without_its_booking_time_is_counted_as_unknown(db, wor
             "booked_at": "booked",
         },
         source="plain",
+        provider=imports.WITHOUT_PROVIDER,
     )
     report = imports.import_appointments(
         db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
     )
-    assert report.notes == [
+    assert file_notes(report) == [
         "1 appointment has no booking time in the file: the lead-time figures count them as "
         "'booking time unknown' and the no-show model does without their lead time."
     ]
@@ -994,7 +1011,8 @@ def test_past_visits_imported_without_an_outcome_are_named_in_the_report(db, wor
             "patient_ref": "patient",
             "day": "date",
             "status": "state",
-        }
+        },
+        provider=imports.WITHOUT_PROVIDER,
     )
     report = imports.import_appointments(
         db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
@@ -1006,3 +1024,44 @@ def test_past_visits_imported_without_an_outcome_are_named_in_the_report(db, wor
         "no-show model does not learn from them. Where you know the outcome, set it on the "
         "calendar."
     )
+
+
+def test_visits_of_a_file_naming_no_provider_go_to_the_one_chosen_or_to_none(db, world):
+    """A file without providers is refused until the import is told whose visits they are;
+    then the report says so, and visits of no provider count as (not recorded) in the rates
+    by provider, not under a made-up provider that passes for a clinician."""
+    mapping = imports.AppointmentMapping(
+        columns={"appointment_ref": "ref", "patient_ref": "patient", "day": "date", "status": "x"},
+        source="old",
+    )
+    place = {"clinic_name": "Test Clinic", "timezone": "Europe/London"}
+
+    def run(rows: str, provider):
+        data = f"ref,patient,date,x\n{rows}".encode()
+        chosen = replace(mapping, provider=provider)
+        return imports.import_appointments(db.write, world.owner, data, chosen, **place)
+
+    with pytest.raises(ValidationError, match="names no provider: choose the practice's"):
+        run("A1,P1,2025-03-03,attended\n", None)
+    with pytest.raises(ValidationError, match="There is no provider 999: choose one"):
+        run("A1,P1,2025-03-03,attended\n", 999)
+    assert count(db, Appointment) == 0
+    unknown = run("A1,P1,2025-03-03,attended\nA2,P2,2025-03-04,dna\n", imports.WITHOUT_PROVIDER)
+    assert unknown.notes[0] == (
+        "The file names no provider: its visits were imported without one, counted as "
+        "(not recorded) in the by-provider figures."
+    )
+    known = run("B1,P1,2025-03-05,attended\n", world.provider_id)
+    assert (
+        known.notes[0]
+        == "The file names no provider: its visits were attached to Dr Test, as chosen."
+    )
+    with db.read() as session:
+        groups = breakdowns.rates_by(
+            session, world.owner, AnalyticsFilters(date(2025, 3, 1), date(2025, 3, 31)), "provider"
+        )
+        assert session.scalar(select(func.count()).select_from(Provider)) == 1
+    assert {g.counts.label: g.counts.booked for g in groups} == {
+        "(not recorded)": 2,
+        "Dr Test": 1,
+    }
