@@ -300,6 +300,7 @@ def import_fhir(
     if clinic is None:
         clinic = import_batches.new_clinic(session, clinic_name, timezone, report)
     open_past, now = 0, utcnow()  # past visits without an outcome (booked, arrived)
+    undated = 0  # requests without when they were made
     for number, data in resources:
         if data.get("resourceType") != "Appointment":
             continue
@@ -344,7 +345,16 @@ def import_fhir(
         session.execute(insert(Appointment), [values])
         report.created += 1
         open_past += import_batches.without_outcome(values, now)
+        undated += values["status"] == S.REQUESTED and "created_at" not in values
     import_batches.past_open_note(report, open_past)
+    if undated:
+        said = (
+            "1 request came without when it was made (created): the request queue shows it"
+            if undated == 1
+            else f"{undated:,} requests came without when they were made (created): the "
+            "request queue shows them"
+        )
+        report.notes.append(f"{said} as arrived at this import.")
     audit.record(
         session,
         actor,
@@ -389,8 +399,13 @@ def _appointment_values(a: FhirAppointment) -> dict[str, Any]:
     requested_day = None
     if a.requestedPeriod and a.requestedPeriod[0].start is not None:
         requested_day = _as_date(a.requestedPeriod[0].start)
+    if start is None and status == S.TENTATIVE:
+        status = S.REQUESTED  # pending with no time yet: a request, not a time proposed
     if start is None and status not in (S.REQUESTED, S.CANCELLED):
-        raise ValueError(f"a {a.status} appointment needs a start time")
+        raise ValueError(
+            f"a {a.status} appointment needs its start: give it, or send it as a request "
+            "(proposed, pending or waitlist), the only kind besides cancelled without one"
+        )
     created = a.created
     if created is not None and not isinstance(created, datetime):
         created = datetime.combine(_as_date(created), datetime.min.time(), UTC)
@@ -399,7 +414,7 @@ def _appointment_values(a: FhirAppointment) -> dict[str, Any]:
         # or after the start a second before it (as core.interchange.imports stores them)
         created = start if created is None else start - timedelta(seconds=1)
     reason = a.cancelationReason.text if a.cancelationReason else None
-    return {
+    values = {
         "external_ref": ref,
         "status": status,
         "start_at": start.astimezone(UTC) if start else None,
@@ -411,6 +426,9 @@ def _appointment_values(a: FhirAppointment) -> dict[str, Any]:
         "cancel_reason": reason if status == S.CANCELLED else None,
         "allow_double_booking": True,
     }
+    if status == S.REQUESTED and a.created is not None:
+        values["created_at"] = values["booked_at"]  # arrived when made (the queue's "Arrived")
+    return values
 
 
 def _as_date(value: Any) -> date:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from core.interchange import standards as interchange
 from core.kernel.errors import NotFound, PermissionDenied
+from core.requests import queue
 from db.models import Appointment, AppointmentStatus, AuditEvent, Patient, Provider, Source
 
 FHIR_DIR = Path("/work/shared/data/fhir")
@@ -219,6 +220,54 @@ def test_a_fhir_patient_born_implausibly_long_ago_imports_without_the_date(db, w
     with db.read() as session:
         old = session.scalar(select(Patient).where(Patient.external_ref == "fhir:Patient/old"))
     assert old.date_of_birth is None
+
+
+def test_a_request_without_a_time_comes_in_as_a_request_arrived_when_it_was_made(db, world):
+    """Proposed or pending with no start: a request with no time yet (pending was refused),
+    which the request queue shows as arrived when the file says it was made (it showed the
+    import's time); one the file does not date is named in the report. A booked one without a
+    start is refused saying what to give."""
+
+    def appointment(ident, status, created=None):
+        resource = {
+            "resourceType": "Appointment",
+            "id": ident,
+            "status": status,
+            "requestedPeriod": [{"start": "2025-06-02", "end": "2025-06-09"}],
+            "participant": [{"status": "needs-action", "actor": {"reference": "Patient/p1"}}],
+        }
+        return json.dumps(resource | ({"created": created} if created else {}))
+
+    documents = [
+        appointment("q1", "proposed", "2025-05-20T08:30:00Z"),
+        appointment("q2", "pending", "2025-05-21"),
+        appointment("q3", "proposed"),
+        appointment("q4", "booked"),
+    ]
+    before = datetime.now(UTC)
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, documents)
+    assert (report.created, [p.row for p in report.problems]) == (3, [4])
+    assert report.problems[0].reason == (
+        "Appointment/q4: a booked appointment needs its start: give it, or send it as a "
+        "request (proposed, pending or waitlist), the only kind besides cancelled without one"
+    )
+    assert report.notes[-1] == (
+        "1 request came without when it was made (created): the request queue shows it as "
+        "arrived at this import."
+    )
+    with db.read() as session:
+        imported = {
+            a.id: a
+            for a in session.scalars(select(Appointment).where(Appointment.source == Source.IMPORT))
+        }
+        rows = queue.list_queue(session, world.owner, "requests")
+    arrived = {imported[r.appointment_id].external_ref: r.created_at for r in rows}
+    assert arrived["fhir:q1"] == datetime(2025, 5, 20, 8, 30, tzinfo=UTC)
+    assert arrived["fhir:q2"] == datetime(2025, 5, 21, tzinfo=UTC)
+    assert arrived["fhir:q3"] >= before
+    for a in imported.values():
+        assert (a.status, a.start_at, a.requested_day) == (S.REQUESTED, None, date(2025, 6, 2))
 
 
 def test_exported_bundle_imports_back_with_the_same_statuses(db, world, one_of_each):
