@@ -124,8 +124,9 @@ if message := st.session_state.pop("patients_saved_message", None):
     st.success(escape(message))
 if st.session_state.get("patients_offer_invite") == patient_id:
     st.warning(
-        "The email address changed, so the pending invitation was revoked. "
-        "Send a new one to the new address?"
+        "The pending invitation went to an address or number that changed (or that the "
+        "patient no longer agrees to be contacted on), so it was revoked. Send a new one to "
+        "the details on file now?"
     )
     if st.button("Send a new invitation", key="patients_offer_send"):
         st.session_state.pop("patients_offer_invite")

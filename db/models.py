@@ -592,6 +592,8 @@ class PortalInvitation(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    # the address it went to: an email address, or the mobile number of one sent by text
+    # (core.patients.invitations.channel_of tells them apart)
     email: Mapped[str] = mapped_column(String(254))
     status: Mapped[InvitationStatus] = mapped_column(
         str_enum(InvitationStatus, "status"), default=InvitationStatus.PENDING

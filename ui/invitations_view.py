@@ -39,8 +39,9 @@ def overview_table(
         [
             {
                 "Patient": plain(r.name),
-                "Email": plain(r.email or ""),
                 "Status": r.status.label,
+                "Channel": r.channel,
+                "Sent to": plain(r.sent_to or ""),
                 "Sent": when(r.sent_at),
                 "Expires": when(r.expires_at),
                 "Enrolled": when(r.enrolled_at),
@@ -54,7 +55,7 @@ def overview_table(
         width="stretch",
         # a clinic-local moment ("Wed, 18 Nov 2026, 10:00") whole, not cut to "… 202…"
         column_config={
-            "Email": st.column_config.TextColumn(width=210),
+            "Sent to": st.column_config.TextColumn(width=210),
             **{name: st.column_config.TextColumn(width=160) for name in MOMENTS},
         },
         on_select="rerun",

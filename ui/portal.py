@@ -17,7 +17,7 @@ from ui.locale import date_picker, display_format
 from ui.text import escape, plain, show_table
 
 STATUS_ICONS = {
-    PortalStatus.NO_EMAIL: ":material/mail_off:",
+    PortalStatus.NO_CONTACT: ":material/mail_off:",
     PortalStatus.OPTED_OUT: ":material/block:",
     PortalStatus.NOT_INVITED: ":material/person_add:",
     PortalStatus.INVITED: ":material/schedule_send:",
@@ -39,7 +39,7 @@ def send_label(status: PortalStatus) -> str:
 def status_box(state: invitations.PortalState) -> None:
     """The portal status and what it means / what to do next."""
     icon = STATUS_ICONS[state.status]
-    if state.status in (PortalStatus.NO_EMAIL, PortalStatus.OPTED_OUT):
+    if state.status in (PortalStatus.NO_CONTACT, PortalStatus.OPTED_OUT):
         st.warning(f"**Portal: {escape(state.label)}.** {escape(state.advice)}", icon=icon)
     elif state.status == PortalStatus.ENROLLED:
         st.success(f"**Portal: {escape(state.label)}.** {escape(state.advice)}", icon=icon)
@@ -57,6 +57,7 @@ def history_table(rows: list[enrolment.HistoryRow], key: str) -> None:
             {
                 "#": r.invitation_id,
                 "Sent": when(r.sent_at),
+                "Channel": r.channel,
                 "To": r.email,
                 "Status": r.status,
                 "Expires": when(r.expires_at),

@@ -12,7 +12,9 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    false,
     func,
+    or_,
     select,
     true,
 )
@@ -20,10 +22,13 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.text import plain_words
+from core.messaging.notify import CHANNEL_WORDS
 from core.patients.invitations import (
     PAGE_SIZE,
     PortalStatus,
+    channel_of,
     latest_invitation,
+    reachable_expr,
     status_expr,
 )
 from db.models import (
@@ -39,16 +44,25 @@ from db.triggers import ENROLLED, bucket
 from db.types import utcnow
 
 
+def channel_words(address: str | None) -> str:
+    """The channel an invitation went by, in words for the screen ("" for none)."""
+    return CHANNEL_WORDS[channel_of(address)].capitalize() if address else ""
+
+
 @dataclass(frozen=True)
 class InvitationRow:
     patient_id: int
     name: str
-    email: str | None
+    sent_to: str | None  # the latest invitation's email address or mobile number
     status: PortalStatus
     invitation_id: int | None
     sent_at: datetime | None
     expires_at: datetime | None
     enrolled_at: datetime | None
+
+    @property
+    def channel(self) -> str:
+        return channel_words(self.sent_to)
 
 
 def _now_param():
@@ -66,7 +80,7 @@ def _list_base():
             Patient.id,
             Patient.first_name,
             Patient.last_name,
-            Patient.email,
+            inv.email,
             status,
             inv.id,
             inv.sent_at,
@@ -137,19 +151,40 @@ def status_counts(
 
 @functools.cache
 def _invited_statement():
-    """Patients with an invitation whose status comes from it (not enrolled, email, consent)."""
+    """Patients with an invitation whose status comes from it (not enrolled, and an email or
+    mobile they agreed to be contacted on)."""
     latest, inv = latest_invitation()
     return (
         select(status_expr(inv, _now_param()).label("portal_status"), func.count())
         .select_from(latest)
         .join(Patient, Patient.id == latest.c.patient_id)
         .join(inv, inv.id == latest.c.invitation_id)
-        .where(
-            Patient.portal_enrolled_at.is_(None),
-            Patient.consent_email == true(),
-            Patient.email > "",
-        )
+        .where(Patient.portal_enrolled_at.is_(None), reachable_expr())
         .group_by("portal_status")
+    )
+
+
+@functools.cache
+def _unmailable_statement():
+    """The patients not enrolled who cannot be emailed (no address, or no consent to email),
+    grouped by whether they have an address, a mobile and consent to texts: the tally does not
+    tell those invited by text from those with no contact or no consent. Read through the
+    (consent_email, email) index: only these patients' rows, not the whole table."""
+    # enrolled is grouped by, not filtered on: a filter would read every patient not enrolled
+    # through its own index instead
+    enrolled = Patient.portal_enrolled_at.is_not(None)
+    has_email = func.coalesce(Patient.email, "") != ""
+    has_phone = func.coalesce(Patient.phone, "") != ""
+    return (
+        select(enrolled, has_email, has_phone, Patient.consent_sms, func.count())
+        .where(
+            or_(
+                Patient.consent_email == false(),
+                and_(Patient.consent_email == true(), Patient.email.is_(None)),
+                and_(Patient.consent_email == true(), Patient.email == ""),
+            )
+        )
+        .group_by(enrolled, has_email, has_phone, Patient.consent_sms)
     )
 
 
@@ -168,11 +203,12 @@ def _merged_statement():
 
 
 def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
-    """Every patient's status counted without reading the patient table: the patient-only
-    statuses from the tally the database keeps per (enrolled, email, consent) bucket
-    (db/triggers.py), the statuses of invited patients from their invitations, the rest of
-    the invitable bucket not invited; less the merged duplicates, which are no patients of
-    their own."""
+    """Every patient's status counted without reading the whole patient table: the enrolled
+    and the emailable from the tally the database keeps per (enrolled, email, consent) bucket
+    (db/triggers.py); of the patients who cannot be emailed (their rows only, by index), those
+    with no contact, with no consent, and those invited by text message instead; the statuses
+    of invited patients from their invitations, the rest of the invitable not invited; less
+    the merged duplicates, which are no patients of their own."""
     tally = dict(
         session.execute(select(PatientPortalTally.bucket, PatientPortalTally.patients)).all()
     )
@@ -180,17 +216,27 @@ def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
     def patients(*buckets: int) -> int:
         return sum(tally.get(b, 0) for b in buckets)
 
-    enrolled = [b for b in range(8) if b & ENROLLED]
     counts = {
-        PortalStatus.ENROLLED: patients(*enrolled),
-        PortalStatus.NO_EMAIL: patients(bucket(False, False, False), bucket(False, False, True)),
-        PortalStatus.OPTED_OUT: patients(bucket(False, True, False)),
+        PortalStatus.ENROLLED: patients(*(b for b in range(8) if b & ENROLLED)),
+        PortalStatus.NO_CONTACT: 0,
+        PortalStatus.OPTED_OUT: 0,
     }
+    by_text = 0  # invitable by text message only
+    for enrolled, has_email, has_phone, consent_sms, n in session.execute(_unmailable_statement()):
+        if enrolled:
+            continue  # counted with the enrolled above
+        if has_phone and consent_sms:
+            by_text += n
+        elif has_email or has_phone:
+            counts[PortalStatus.OPTED_OUT] += n
+        else:
+            counts[PortalStatus.NO_CONTACT] += n
     with_invitation = 0
     for status, n in session.execute(_invited_statement(), {"now": now}):
         counts[PortalStatus(status)] = counts.get(PortalStatus(status), 0) + n
         with_invitation += n
-    counts[PortalStatus.NOT_INVITED] = patients(bucket(False, True, True)) - with_invitation
+    invitable = patients(bucket(False, True, True)) + by_text
+    counts[PortalStatus.NOT_INVITED] = invitable - with_invitation
     for status, n in session.execute(_merged_statement(), {"now": now}):
         counts[PortalStatus(status)] -= n
     return counts
@@ -224,7 +270,7 @@ def get_overview(
 @dataclass(frozen=True)
 class HistoryRow:
     invitation_id: int
-    email: str
+    email: str  # the email address or mobile number it went to (invitations.channel_of)
     status: str
     sent_at: datetime
     expires_at: datetime
@@ -232,6 +278,10 @@ class HistoryRow:
     revoked_at: datetime | None
     revoked_reason: str | None
     sent_by: str
+
+    @property
+    def channel(self) -> str:
+        return channel_words(self.email)
 
 
 def invitation_history(session: Session, actor: Actor, patient_id: int) -> list[HistoryRow]:
@@ -347,8 +397,8 @@ class BulkPreview:
 SKIP_REASONS = {
     PortalStatus.ENROLLED: "already enrolled",
     PortalStatus.INVITED: "invitation still pending",
-    PortalStatus.NO_EMAIL: "no email address",
-    PortalStatus.OPTED_OUT: "no consent to email",
+    PortalStatus.NO_CONTACT: "no email address or mobile number",
+    PortalStatus.OPTED_OUT: "no consent to email or text messages",
     PortalStatus.REVOKED: "invitation revoked (check the record, then resend there)",
 }
 NO_BIRTH_SKIPPED = "no date of birth on file (add it to the record, then invite)"

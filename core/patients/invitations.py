@@ -4,6 +4,11 @@ Each patient has one portal status, derived from the patient row and their lates
 (`status_expr` computes it in SQL so lists, counts and filters agree with `portal_status`).
 Pending invitations past their expiry count as expired at once (lazily, by comparing
 `expires_at`); the `expire_invitations` job also marks them, audited, for the record.
+
+An invitation goes by email when the patient has an email address and agreed to email, else by
+text message when they have a mobile number and agreed to texts (`channel_for`). The invitation
+row keeps the address it went to (its `email` column holds the number for a text: an email
+address always has an "@", a phone number never; `channel_of`).
 """
 
 from __future__ import annotations
@@ -58,8 +63,8 @@ PAGE_SIZE = 50
 
 
 class PortalStatus(enum.StrEnum):
-    NO_EMAIL = "no_email"
-    OPTED_OUT = "opted_out"
+    NO_CONTACT = "no_contact"  # neither an email address nor a mobile number
+    OPTED_OUT = "opted_out"  # an address or number, but no consent to be contacted on it
     NOT_INVITED = "not_invited"
     INVITED = "invited"
     ENROLLED = "enrolled"
@@ -72,7 +77,7 @@ class PortalStatus(enum.StrEnum):
 
 
 LABELS = {
-    PortalStatus.NO_EMAIL: "No email",
+    PortalStatus.NO_CONTACT: "No email or mobile",
     PortalStatus.OPTED_OUT: "Opted out",
     PortalStatus.NOT_INVITED: "Not invited",
     PortalStatus.INVITED: "Invited",
@@ -84,9 +89,10 @@ LABELS = {
 
 # what a status means for the desk, and what to do next
 ADVICE = {
-    PortalStatus.NO_EMAIL: "The patient has no email address: add one to the record first.",
-    PortalStatus.OPTED_OUT: "The patient has not consented to email and text messages: "
-    "record consent first.",
+    PortalStatus.NO_CONTACT: "The patient has no email address or mobile number: add one to "
+    "the record first.",
+    PortalStatus.OPTED_OUT: "The patient has agreed neither to email nor to text messages on "
+    "the address or number on file: record their consent first.",
     PortalStatus.NOT_INVITED: "Not invited yet.",
     PortalStatus.INVITED: "Invitation sent; waiting for the patient to enrol.",
     PortalStatus.ENROLLED: "Enrolled in the patient portal.",
@@ -131,6 +137,37 @@ def set_expiry_days(session: Session, actor: Actor, days: int) -> None:
     )
 
 
+def channel_for(patient: Patient) -> Channel | None:
+    """The channel an invitation goes by: email when the patient has an address and agreed to
+    email, else a text message when they have a number and agreed to texts; None for neither."""
+    if patient.email and patient.consent_email:
+        return Channel.EMAIL
+    if patient.phone and patient.consent_sms:
+        return Channel.SMS
+    return None
+
+
+def channel_of(address: str) -> Channel:
+    """The channel an invitation went by, read from the address it went to."""
+    return Channel.EMAIL if "@" in address else Channel.SMS
+
+
+def address_on(patient: Patient, channel: Channel) -> str:
+    return (patient.email if channel == Channel.EMAIL else patient.phone) or ""
+
+
+def _has(column) -> ColumnElement[bool]:
+    return func.coalesce(column, "") != ""
+
+
+def reachable_expr() -> ColumnElement[bool]:
+    """SQL of `channel_for(Patient) is not None` (never NULL: NOT of it is safe in a CASE)."""
+    return or_(
+        and_(_has(Patient.email), Patient.consent_email.is_(True)),
+        and_(_has(Patient.phone), Patient.consent_sms.is_(True)),
+    )
+
+
 def latest_invitation():
     latest = (
         select(PortalInvitation.patient_id, func.max(PortalInvitation.id).label("invitation_id"))
@@ -144,8 +181,11 @@ def status_expr(inv, now: datetime) -> ColumnElement[str]:
     """The portal status of `Patient` joined (outer) to its latest invitation `inv`."""
     return case(
         (Patient.portal_enrolled_at.is_not(None), literal(PortalStatus.ENROLLED.value)),
-        (or_(Patient.email.is_(None), Patient.email == ""), literal(PortalStatus.NO_EMAIL.value)),
-        (Patient.consent_email.is_(False), literal(PortalStatus.OPTED_OUT.value)),
+        (
+            and_(~_has(Patient.email), ~_has(Patient.phone)),
+            literal(PortalStatus.NO_CONTACT.value),
+        ),
+        (~reachable_expr(), literal(PortalStatus.OPTED_OUT.value)),
         (inv.id.is_(None), literal(PortalStatus.NOT_INVITED.value)),
         (
             and_(inv.status == InvitationStatus.PENDING, inv.expires_at > now),
@@ -193,9 +233,9 @@ def state_of(session: Session, patient: Patient, now: datetime | None = None) ->
     )
     if patient.portal_enrolled_at is not None:
         status = PortalStatus.ENROLLED
-    elif not patient.email:
-        status = PortalStatus.NO_EMAIL
-    elif not patient.consent_email:
+    elif not patient.email and not patient.phone:
+        status = PortalStatus.NO_CONTACT
+    elif channel_for(patient) is None:
         status = PortalStatus.OPTED_OUT
     elif inv is None:
         status = PortalStatus.NOT_INVITED
@@ -236,12 +276,21 @@ def get_portal_state(session: Session, actor: Actor, patient_id: int) -> PortalS
 class InvitationSent:
     invitation_id: int
     patient_id: int
-    email: str
+    address: str  # the email address or mobile number it went to (channel_of)
     link: str
     expires_at: datetime
     replaced: int  # how many earlier pending invitations this one revoked
-    queued: bool  # whether an email was queued (False for a desk QR only)
+    queued: bool  # whether a message was queued (False for a desk QR only)
     patient_name: str = ""
+
+    @property
+    def channel(self) -> Channel:
+        return channel_of(self.address)
+
+    @property
+    def sent_to(self) -> str:
+        """Where it went, in words for the screen: "text message to 07700 900123"."""
+        return f"{notify.CHANNEL_WORDS[self.channel]} to {self.address}"
 
 
 def _patient(session: Session, patient_id: int, *, lock: bool = False) -> Patient:
@@ -262,13 +311,23 @@ def check_invitable(patient: Patient) -> None:
         raise ValidationError(
             f"{patient.full_name} is already enrolled in the portal: no invitation is needed."
         )
-    if not patient.email:
+    if channel_for(patient) is None:
+        missing = [
+            "no email address"
+            if not patient.email
+            else "no consent to email"
+            if not patient.consent_email
+            else "",
+            "no mobile number"
+            if not patient.phone
+            else "no consent to text messages"
+            if not patient.consent_sms
+            else "",
+        ]
         raise ValidationError(
-            "The patient has no email address: add one to the patient's record first."
-        )
-    if not patient.consent_email:
-        raise ValidationError(
-            "The patient has not consented to email and text messages: record consent first."
+            f"{patient.full_name} has no email or mobile they agreed to be contacted on "
+            f"({'; '.join(missing)}): add one on the patient's record, or record their "
+            "consent there, then invite them."
         )
     if patient.date_of_birth is None:
         raise ValidationError(
@@ -290,10 +349,8 @@ def clinic_for(session: Session, patient_id: int) -> Clinic | None:
     return session.scalar(select(Clinic).order_by(Clinic.id).limit(1))
 
 
-def _revoke_pending(
-    session: Session, actor: Actor, patient_id: int, reason: str, now: datetime
-) -> int:
-    pending = list(
+def _pending(session: Session, patient_id: int) -> list[PortalInvitation]:
+    return list(
         session.scalars(
             select(PortalInvitation)
             .where(
@@ -304,6 +361,12 @@ def _revoke_pending(
             .execution_options(populate_existing=True)
         )
     )
+
+
+def _revoke_pending(
+    session: Session, actor: Actor, patient_id: int, reason: str, now: datetime
+) -> int:
+    pending = _pending(session, patient_id)
     for inv in pending:
         _revoke(session, actor, inv, reason, now)
     return len(pending)
@@ -346,11 +409,14 @@ def send_invitation(
     expiry_days: int | None = None,
     email: bool = True,
 ) -> InvitationSent:
-    """Invite a patient to the portal (or resend/renew: the earlier link is revoked).
-    With `email=False` no message is queued: the desk prints the link as a QR code instead."""
+    """Invite a patient to the portal (or resend/renew: the earlier link is revoked), by email
+    or else by text message (`channel_for`). With `email=False` no message is queued: the desk
+    prints the link as a QR code instead."""
     ensure(actor, Permission.INVITATIONS_SEND)
     patient = _patient(session, patient_id, lock=True)
     check_invitable(patient)
+    channel = channel_for(patient)
+    address = address_on(patient, channel)
     days = expiry_days if expiry_days is not None else get_expiry_days(session)
     if not 1 <= days <= MAX_EXPIRY_DAYS:
         raise ValidationError(f"Invitations must expire after 1 to {MAX_EXPIRY_DAYS} days.")
@@ -360,7 +426,7 @@ def send_invitation(
     issued = tokens.issue(session, "enroll", patient.id, timedelta(days=days))
     invitation = PortalInvitation(
         patient_id=patient.id,
-        email=patient.email,
+        email=address,  # the address or number it went to (channel_of)
         status=InvitationStatus.PENDING,
         token_id=issued.row.id,
         sent_at=now,
@@ -383,7 +449,7 @@ def send_invitation(
                 "link": url,
                 "expires": clinic_day(session, patient.id, invitation.expires_at),
             },
-            channels=[Channel.EMAIL],
+            channels=[channel],
         )
         queued = bool(result.notifications)
     action = {
@@ -402,14 +468,15 @@ def send_invitation(
         to_status=PortalStatus.INVITED.value,
         details={
             "expires_at": invitation.expires_at.isoformat(),
-            "email_queued": queued,
+            "channel": channel.value,
+            "message_queued": queued,
             "replaced": replaced,
         },
     )
     return InvitationSent(
         invitation.id,
         patient.id,
-        patient.email,
+        address,
         url,
         invitation.expires_at,
         replaced,
@@ -449,15 +516,16 @@ def send_many(
     base_url: str,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[BulkRow]:
-    """Invite each patient in a savepoint of its own, so a refusal for one (no email, opted
-    out…) is kept as that row's reason and does not undo the others."""
+    """Invite each patient in a savepoint of its own, each by the channel they have and agreed
+    to (email, else text message), so a refusal for one (no email or mobile, no consent…) is
+    kept as that row's reason and does not undo the others."""
     ensure(actor, Permission.INVITATIONS_SEND)
     rows = []
     for number, patient_id in enumerate(patient_ids, start=1):
         try:
             with session.begin_nested():
                 sent = send_invitation(session, actor, patient_id, base_url=base_url)
-            rows.append(BulkRow(patient_id, sent.patient_name, True, sent.email))
+            rows.append(BulkRow(patient_id, sent.patient_name, True, sent.sent_to))
         except (ValidationError, NotFound) as error:
             rows.append(BulkRow(patient_id, f"#{patient_id}", False, str(error)))
         if progress:
@@ -513,6 +581,31 @@ def revoke_pending_for_patient(session: Session, actor: Actor, patient_id: int, 
     """Revoke the patient's pending invitations (e.g. their email address changed)."""
     ensure(actor, Permission.PATIENTS_EDIT)
     return _revoke_pending(session, actor, patient_id, reason, utcnow())
+
+
+def revoke_for_contact_change(
+    session: Session, actor: Actor, patient: Patient, changed: list[str]
+) -> int:
+    """Revoke the patient's pending invitation when the address or number it went to changed,
+    or consent to its channel was withdrawn (`changed`: the fields just saved): its link may
+    be in a stranger's hands, or the patient no longer wants that channel. An invitation that
+    went by the other channel stays."""
+    ensure(actor, Permission.PATIENTS_EDIT)
+    reasons = {}
+    for channel, address, consent, word, agreed in (
+        (Channel.EMAIL, "email", "consent_email", "Email address", "email"),
+        (Channel.SMS, "phone", "consent_sms", "Mobile number", "text messages"),
+    ):
+        if address in changed:
+            reasons[channel] = f"{word} changed"
+        elif consent in changed and not getattr(patient, consent):
+            reasons[channel] = f"Consent to {agreed} withdrawn"
+    now, revoked = utcnow(), 0
+    for inv in _pending(session, patient.id) if reasons else []:
+        if reason := reasons.get(channel_of(inv.email)):
+            _revoke(session, actor, inv, reason, now)
+            revoked += 1
+    return revoked
 
 
 def expire_due(session: Session, now: datetime | None = None, limit: int = 500) -> int:

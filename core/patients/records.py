@@ -490,7 +490,9 @@ class PatientUpdate:
             return "Nothing changed."
         text = "Saved: " + ", ".join(f.replace("_", " ") for f in self.changed) + "."
         if self.invitation_revoked:
-            text += " The pending portal invitation went to the old address and was revoked."
+            text += (
+                " The pending portal invitation went to the old address or number and was revoked."
+            )
         if self.portal_signed_out:
             text += (
                 " The patient is signed out of the portal, and a sign-in link sent before no "
@@ -530,9 +532,10 @@ def update_patient(
     shown: dict[str, object] | None = None,
     **changes,
 ) -> PatientUpdate:
-    """Change a patient's details. When the email address changes (or email consent is
-    withdrawn) a pending portal invitation is revoked, audited, and never resent to the new
-    address: the result tells the page to offer a new invitation instead.
+    """Change a patient's details. When the email address or mobile number a pending portal
+    invitation went to changes (or consent to its channel is withdrawn) the invitation is
+    revoked, audited, and never resent to the new address: the result tells the page to offer
+    a new invitation instead (by the channel the patient can now be reached on).
 
     `shown`: the changed fields as the form showed them. A field someone else changed since
     (to something other than what is typed here) is ChangedMeanwhile, decided under the
@@ -578,7 +581,7 @@ def update_patient(
         # contact details are personal data: the audit trail keeps that they changed, not values
         details[field] = {"from": before, "to": after} if isinstance(after, bool) else "changed"
         setattr(patient, field, after)
-    revoked, signed_out = 0, False
+    signed_out = False
     if "email" in changed or "phone" in changed:
         # a sign-in link sent to the old address or number, and a portal session opened with
         # one (the old address may have been someone else's), no longer open the portal
@@ -586,14 +589,7 @@ def update_patient(
         signed_out = bool(ended or stopped)
         if signed_out:
             details["portal"] = {"sessions_ended": ended, "sign_in_links_stopped": stopped}
-    if "email" in changed:
-        revoked = invitations.revoke_pending_for_patient(
-            session, actor, patient.id, "Email address changed"
-        )
-    elif "consent_email" in changed and not patient.consent_email:
-        revoked = invitations.revoke_pending_for_patient(
-            session, actor, patient.id, "Consent to email withdrawn"
-        )
+    revoked = invitations.revoke_for_contact_change(session, actor, patient, changed)
     for field, channel, word in (
         ("consent_email", Channel.EMAIL, "email"),
         ("consent_sms", Channel.SMS, "text messages"),
@@ -612,7 +608,7 @@ def update_patient(
             details=details,
         )
         session.flush()
-    offer = bool(revoked) and bool(patient.email) and patient.consent_email
+    offer = bool(revoked) and invitations.channel_for(patient) is not None
     return PatientUpdate(patient.id, changed, bool(revoked), offer, signed_out)
 
 

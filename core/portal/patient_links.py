@@ -119,7 +119,7 @@ class InvitationReplaced(EnrolmentClosed):
     def __init__(self) -> None:
         super().__init__(
             "This invitation was replaced by a newer one. Please use the link in the practice's "
-            "latest invitation email."
+            "latest invitation (by email or text message)."
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 import streamlit as st
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 
 from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
-from core.patients import invitations
+from core.patients import invitations, records
 from core.startup import open_database
 from db.models import InvitationStatus, Notification, PortalInvitation, User
 
@@ -36,7 +37,7 @@ def test_counts_funnel_and_filters(app_as):
         "Enrolled",
         "Expired",
         "Revoked",
-        "No email",
+        "No email or mobile",
         "Opted out",
         "Not invited",
     } <= set(labels)
@@ -97,7 +98,7 @@ def test_selecting_rows_resends_and_shows_history(app_as, app_db):
         list(at.selectbox(key="invitations_status").options).index("Invited")
     )
     at.button(key="FormSubmitter:invitations_filters-Apply").click().run()
-    name, email = at.dataframe[0].value[["Patient", "Email"]].iloc[0]
+    name, email = at.dataframe[0].value[["Patient", "Sent to"]].iloc[0]
     at.session_state["invitations_table"] = {"selection": {"rows": [0], "columns": []}}
     at.run()
     assert any(name in c.value for c in at.caption)
@@ -112,6 +113,35 @@ def test_selecting_rows_resends_and_shows_history(app_as, app_db):
         ).all()
     database.dispose()
     assert statuses == [InvitationStatus.PENDING, InvitationStatus.REVOKED]
+
+
+def test_a_patient_with_only_a_mobile_is_invited_by_text_and_the_list_says_so(app_as, app_db):
+    database = _db(app_db)
+    with database.write() as s:
+        manager = actor_of(s.scalar(select(User).where(User.username == "manager")))
+        records.create_patient(
+            s,
+            manager,
+            first_name="Tamsin",
+            last_name="Textonly",
+            date_of_birth=date(1990, 5, 6),
+            phone="+44 7700 900456",
+            consent_sms=True,
+        )
+    database.dispose()
+    at = app_as("staff", PAGE)
+    at.text_input(key="invitations_search").input("Textonly")
+    at.button(key="FormSubmitter:invitations_filters-Apply").click().run()
+    at.session_state["invitations_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.button(key="invitations_send_selected").click().run()
+    assert list(at.dataframe[1].value["Detail"]) == ["text message to +44 7700 900456"]
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["Status"], row["Channel"], row["Sent to"]) == (
+        "Invited",
+        "Text message",
+        "+44 7700 900456",
+    )
 
 
 def test_manager_creates_a_public_booking_link_that_opens_the_booking_form(app_as):
@@ -133,7 +163,7 @@ def test_a_row_revoked_elsewhere_does_not_shift_the_press_onto_other_patients(ap
     options = list(at.selectbox(key="invitations_status").options)
     at.selectbox(key="invitations_status").select_index(options.index("Invited"))
     at.button(key="FormSubmitter:invitations_filters-Apply").click().run()
-    emails = list(at.dataframe[0].value["Email"])
+    emails = list(at.dataframe[0].value["Sent to"])
     assert len(emails) >= 3
     at.session_state["invitations_table"] = {"selection": {"rows": [1], "columns": []}}
     at.run()

@@ -91,12 +91,13 @@ def test_opted_out_patient_is_told_why_and_what_to_do(app_as, app_db):
         app_db,
         Patient.email.is_not(None),
         Patient.consent_email.is_(False),
+        Patient.consent_sms.is_(False),
         Patient.portal_enrolled_at.is_(None),
     )
     at = _open(app_as, patient)
     assert (
-        "The patient has not consented to email and text messages: record consent first."
-        in at.warning[0].value
+        "The patient has agreed neither to email nor to text messages on the address or number "
+        "on file: record their consent first." in at.warning[0].value
     )
     assert "patients_send_invite" not in [b.key for b in at.button]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import date, timedelta
 from urllib.parse import parse_qs, urlparse
@@ -12,6 +13,7 @@ from sqlalchemy import delete, insert, select
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.messaging import sms_parts
 from core.patients import enrolment, invitations
 from core.patients.invitations import PortalStatus
 from core.portal import patient_links
@@ -19,6 +21,7 @@ from db.models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    Channel,
     Clinic,
     InvitationStatus,
     LedgerEntry,
@@ -79,27 +82,76 @@ def test_send_queues_the_email_with_a_working_link_and_audits(db, world):
     assert _actions(db, world.patient_id) == ["invitation_sent"]
 
 
+NO_CONSENT = {"consent_email": False, "consent_sms": False}
+
+
 @pytest.mark.parametrize(
-    ("fields", "message"),
+    ("fields", "missing", "status"),
     [
-        ({"email": None, "consent_email": False}, "has no email address: add one"),
         (
-            {"consent_email": False},
-            "The patient has not consented to email and text messages: record consent first",
+            {"email": None, "phone": None, **NO_CONSENT},
+            "no email address; no mobile number",
+            PortalStatus.NO_CONTACT,
+        ),
+        (NO_CONSENT, "no consent to email; no consent to text messages", PortalStatus.OPTED_OUT),
+        (
+            {"email": None, **NO_CONSENT},
+            "no email address; no consent to text messages",
+            PortalStatus.OPTED_OUT,
         ),
     ],
 )
-def test_send_refuses_without_email_or_consent_and_says_why(db, world, fields, message):
+def test_send_refuses_without_an_email_or_mobile_agreed_to_and_says_what(
+    db, world, fields, missing, status
+):
     with db.write() as s:
-        patient = make_patient(s, first_name="Nia", **fields)
-        pid = patient.id
-    with pytest.raises(ValidationError, match=message):
+        pid = make_patient(s, first_name="Nia", **fields).id
+    with pytest.raises(ValidationError) as refused:
         _send(db, world, pid)
+    assert str(refused.value) == (
+        f"Nia Morgan has no email or mobile they agreed to be contacted on ({missing}): add one "
+        "on the patient's record, or record their consent there, then invite them."
+    )
     with db.read() as s:
         assert s.scalar(select(PortalInvitation.id)) is None
         assert s.scalar(select(Notification.id)) is None
-    expected = PortalStatus.NO_EMAIL if "email" in fields else PortalStatus.OPTED_OUT
-    assert _state(db, pid).status == expected
+    assert _state(db, pid).status == status
+
+
+def test_a_patient_with_only_a_mobile_is_invited_by_text_with_the_whole_link(db, world):
+    """Many patients give only a mobile number and agree to texts: the invitation goes by text
+    message with the enrolment link whole (here longer than a text may be), the list says
+    where it went, and the link enrols as an emailed one does."""
+    with db.write() as s:
+        pid = make_patient(
+            s, first_name="Tam", email=None, consent_email=False, phone="07700 900456"
+        ).id
+    base = "https://desk.example/" + "clinic-" * 70
+    with db.write() as s:
+        sent = invitations.send_invitation(s, world.staff, pid, base_url=base)
+    assert sent.queued and sent.channel == Channel.SMS and sent.address == "07700 900456"
+    assert sms_parts.parts(sent.link).count > sms_parts.MAX_PARTS
+    with db.read() as s:
+        text = s.scalars(select(Notification)).one()
+        stored = s.get(PortalInvitation, sent.invitation_id).email
+        listed = enrolment.list_invitations(s, world.staff, status="invited")
+        history = enrolment.invitation_history(s, world.staff, pid)
+    assert (text.channel, text.to_address, text.template) == (
+        Channel.SMS,
+        "07700 900456",
+        "portal_invitation",
+    )
+    assert re.search(r"https?://\S+", text.body).group() == sent.link  # whole, not cut
+    assert stored == "07700 900456"
+    assert [(r.patient_id, r.channel, r.sent_to) for r in listed] == [
+        (pid, "Text message", "07700 900456")
+    ]
+    assert [(h.channel, h.email) for h in history] == [("Text message", "07700 900456")]
+    with db.write() as s:
+        done = patient_links.enroll(
+            s, _raw(sent.link), date_of_birth=date(1985, 4, 12), accept_terms=True
+        )
+    assert done.enrolled and _state(db, pid).status == PortalStatus.ENROLLED
 
 
 def test_patient_and_signed_out_actors_cannot_send(db, world):
@@ -325,8 +377,8 @@ def test_status_in_sql_agrees_with_the_python_status_for_every_case(db, world):
     now = utcnow()
     with db.write() as s:
         cases = {
-            "no_email": make_patient(s, email=None, consent_email=False),
-            "opted_out": make_patient(s, consent_email=False),
+            "no_contact": make_patient(s, email=None, phone=None, **NO_CONSENT),
+            "opted_out": make_patient(s, **NO_CONSENT),
             "not_invited": make_patient(s),
             "enrolled": make_patient(s, portal_enrolled_at=now),
         }
@@ -439,8 +491,9 @@ def test_bulk_preview_counts_who_is_sent_and_who_is_skipped_why(db, world):
         made = {
             "fresh": make_patient(s, first_name="Fresh"),
             "fresh2": make_patient(s, first_name="Fresh2"),
-            "noemail": make_patient(s, email=None, consent_email=False),
-            "optout": make_patient(s, consent_email=False),
+            "nocontact": make_patient(s, email=None, phone=None, **NO_CONSENT),
+            "optout": make_patient(s, **NO_CONSENT),
+            "bytext": make_patient(s, email=None, consent_email=False),
             "enrolled": make_patient(s, portal_enrolled_at=utcnow()),
             "past_only": make_patient(s, first_name="Past"),
         }
@@ -458,17 +511,18 @@ def test_bulk_preview_counts_who_is_sent_and_who_is_skipped_why(db, world):
     _send(db, world, ids["fresh2"])  # pending: skipped
     with db.read() as s:
         preview = enrolment.bulk_preview(s, world.staff)
-    assert preview.patient_ids == [ids["fresh"]]
+    assert preview.patient_ids == [ids["fresh"], ids["bytext"]]
     assert preview.skipped == {
         "invitation still pending": 1,
-        "no email address": 1,
-        "no consent to email": 1,
+        "no email address or mobile number": 1,
+        "no consent to email or text messages": 1,
         "already enrolled": 1,
     }
     with db.read() as s:
         everyone = enrolment.bulk_preview(s, world.staff, upcoming_only=False, limit=2)
     assert len(everyone.patient_ids) == 2
-    assert everyone.skipped["over the limit of 2 per run"] == 1  # world patient, fresh, past
+    # the world's patient, fresh, by text, past
+    assert everyone.skipped["over the limit of 2 per run"] == 2
     for pid in preview.patient_ids:
         _send(db, world, pid)
     with db.read() as s:
@@ -560,21 +614,26 @@ def test_an_enrolment_link_used_twice_at_once_enrols_once(db, world):
 
 
 def test_sql_status_equals_python_status_for_every_combination(db, world):
-    """Exhaustive: email × consent × enrolled × latest invitation state (48 patients)."""
+    """Exhaustive: email × consent × mobile (none, no consent, consent) × enrolled × latest
+    invitation state (144 patients)."""
     import itertools
 
     now = utcnow()
     kinds = ["none", "live", "overdue", "expired", "revoked", "enrolled"]
+    mobiles = {"none": (None, False), "no consent": ("07700 900001", False)}
+    mobiles["consent"] = ("07700 900002", True)
     ids = []
     with db.write() as s:
-        for n, (email, consent, enrolled, kind) in enumerate(
-            itertools.product([True, False], [True, False], [True, False], kinds)
+        for n, (email, consent, mobile, enrolled, kind) in enumerate(
+            itertools.product([True, False], [True, False], mobiles, [True, False], kinds)
         ):
             p = make_patient(
                 s,
                 first_name=f"C{n}",
                 email=f"c{n}@example.org" if email else None,
                 consent_email=consent,
+                phone=mobiles[mobile][0],
+                consent_sms=mobiles[mobile][1],
                 portal_enrolled_at=now if enrolled else None,
             )
             if kind != "none":
@@ -597,7 +656,7 @@ def test_sql_status_equals_python_status_for_every_combination(db, world):
     with db.read() as s:
         listed = {
             r.patient_id: r.status
-            for r in enrolment.list_invitations(s, world.staff, page_size=100)
+            for r in enrolment.list_invitations(s, world.staff, page_size=200)
         }
         for pid in ids:
             assert listed[pid] == invitations.state_of(s, s.get(Patient, pid)).status, pid
@@ -697,26 +756,36 @@ def test_concurrent_moves_between_buckets_keep_the_tally(db, world):
 
 
 def test_bulk_invite_and_revoke_keep_each_rows_outcome(db, world):
-    """One savepoint per patient: a refused row keeps its reason and the others go through."""
+    """One savepoint per patient, each by the channel they agreed to (email, else a text): a
+    refused row keeps its reason and the others go through."""
     with db.write() as s:
-        opted_out = s.get(Patient, world.patient_id)
-        other_id = make_patient(s, first_name="Ada", email="ada.bulk@example.org").id
-        opted_out.consent_email = False
+        s.get(Patient, world.patient_id).consent_email = False  # texts only
+        other_id = make_patient(
+            s, first_name="Ada", email="ada.bulk@example.org", phone=None, consent_sms=False
+        ).id
+        nobody_id = make_patient(s, first_name="Bo", **NO_CONSENT).id
     seen = []
     with db.write() as s:
         rows = invitations.send_many(
             s,
             world.staff,
-            [world.patient_id, other_id, 999_999],
+            [world.patient_id, other_id, nobody_id, 999_999],
             base_url="https://clinic.example",
             progress=lambda n, total: seen.append((n, total)),
         )
     assert [(r.patient_id, r.done) for r in rows] == [
-        (world.patient_id, False),
+        (world.patient_id, True),
         (other_id, True),
+        (nobody_id, False),
         (999_999, False),
     ]
-    assert "consent" in rows[0].detail.lower() and seen[-1] == (3, 3)
+    assert rows[0].detail == "text message to 07700 900123"
+    assert rows[1].detail == "email to ada.bulk@example.org"
+    assert "(no consent to email; no consent to text messages)" in rows[2].detail
+    assert seen[-1] == (4, 4)
+    with db.read() as s:
+        queued = {(n.patient_id, n.channel) for n in s.scalars(select(Notification))}
+    assert queued == {(world.patient_id, Channel.SMS), (other_id, Channel.EMAIL)}
     with db.read() as s:
         pending = s.scalars(
             select(PortalInvitation).where(PortalInvitation.patient_id == other_id)

@@ -39,9 +39,10 @@ from db.models import (
     DeliveryStatus,
     Notification,
     Patient,
+    PortalInvitation,
 )
 from db.types import utcnow
-from tests.factories import make_visit
+from tests.factories import make_patient, make_visit
 from tests.support.locks import wait_until_a_writer_waits
 
 BASE = "https://desk.example"
@@ -84,7 +85,23 @@ def test_email_change_revokes_the_pending_invitation_and_offers_a_new_one(db, wo
         sent = invitations.send_invitation(s, world.staff, world.patient_id, base_url=BASE)
     with db.read() as s:
         mails = [n.to_address for n in s.scalars(select(Notification).order_by(Notification.id))]
-    assert mails == ["alex@example.org", "new@example.org"] and sent.email == "new@example.org"
+    assert mails == ["alex@example.org", "new@example.org"] and sent.address == "new@example.org"
+
+
+def test_a_texted_invitation_is_revoked_when_the_mobile_changes_not_the_email(db, world):
+    """An invitation sent by text went to the mobile number: a new number revokes it (and
+    offers a new one), an email address added leaves it."""
+    with db.write() as s:
+        pid = make_patient(s, first_name="Tam", email=None, consent_email=False).id
+        sent = invitations.send_invitation(s, world.staff, pid, base_url=BASE)
+    with db.write() as s:
+        kept = patients.update_patient(s, world.staff, pid, email="tam@example.org")
+    with db.write() as s:
+        moved = patients.update_patient(s, world.staff, pid, phone="07700 900777")
+    assert not kept.invitation_revoked
+    assert moved.invitation_revoked and moved.offer_new_invitation
+    with db.read() as s:
+        assert s.get(PortalInvitation, sent.invitation_id).revoked_reason == "Mobile number changed"
 
 
 def test_other_changes_keep_the_invitation(db, world):
@@ -107,6 +124,8 @@ def test_other_changes_keep_the_invitation(db, world):
 
 
 def test_withdrawing_email_consent_revokes_without_offering(db, world):
+    with db.write() as s:  # nor texts: no channel is left to offer a new invitation on
+        s.get(Patient, world.patient_id).consent_sms = False
     _invite(db, world)
     with db.write() as s:
         result = patients.update_patient(s, world.staff, world.patient_id, consent_email=False)

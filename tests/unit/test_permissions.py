@@ -62,7 +62,7 @@ from core.scheduling import (
 )
 from core.waitlist import entries, offers
 from core.waitlist import rules as waitlist_rules
-from db.models import Role
+from db.models import Patient, Role
 
 P = Permission
 NO = 10**6  # an id nothing has: the permission check comes before the look-up
@@ -793,6 +793,13 @@ SERVICES += [
         "invitations.revoke_pending_for_patient",
         P.PATIENTS_EDIT,
         lambda s, a, c: invitations.revoke_pending_for_patient(s, a, c.patient_id, "Moved"),
+    ),
+    (
+        "invitations.revoke_for_contact_change",
+        P.PATIENTS_EDIT,
+        lambda s, a, c: invitations.revoke_for_contact_change(
+            s, a, s.get(Patient, c.patient_id), ["phone"]
+        ),
     ),
     (
         "enrolment.list_invitations",
