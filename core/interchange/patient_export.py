@@ -22,6 +22,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound
 from core.kernel.exports import record_export
 from core.kernel.money import ClinicFormat, clinic_format
+from core.patients.invitations import channel_of
 from db.models import (
     Appointment,
     ChangeRequest,
@@ -261,7 +262,8 @@ def export_patient(session: Session, actor: Actor, patient_id: int) -> bytes:
     invitations = [
         {
             "sent_at": _iso(i.sent_at),
-            "email": i.email,
+            "channel": channel_of(i.email).value,  # the address it went to says which
+            "sent_to": i.email,
             "status": i.status.value,
             "enrolled_at": _iso(i.enrolled_at),
             "revoked_at": _iso(i.revoked_at),

@@ -31,6 +31,7 @@ from core.patients.invitations import (
     reachable_expr,
     status_expr,
 )
+from core.patients.search import phone_like
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -102,9 +103,10 @@ def _filtered(*, clinic_id: int | None, search: str):
         query = query.where(
             exists().where(Appointment.patient_id == Patient.id, Appointment.clinic_id == clinic_id)
         )
-    for word in plain_words(search):
-        query = query.where(Patient.search_text.contains(word, autoescape=True))
-    return query, status
+    named = [Patient.search_text.contains(w, autoescape=True) for w in plain_words(search)]
+    if (phone := phone_like(search)) is not None:  # a mobile, typed as the desk reads it out
+        return query.where(or_(phone, and_(*named))), status
+    return query.where(*named), status
 
 
 def list_invitations(

@@ -27,6 +27,7 @@ from core.kernel.phones import phone_region
 from core.kernel.text import clean, plain_words
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
+from core.patients.search import bare_phone, dialled
 from core.payments import desk, points, prepay
 from core.payments.rules import get_settings, money_format, payment_money
 from core.practice.treatment import treatment_of, treatment_texts
@@ -104,14 +105,6 @@ class Matches(list):
         )
 
 
-def bare_phone():
-    """The stored phone's digits (the separators people type removed)."""
-    bare = Patient.phone
-    for char in (" ", "-", "(", ")", ".", "+"):
-        bare = func.replace(bare, char, "")
-    return bare
-
-
 def _search_words(typed: str) -> list[str]:
     """The words of a typed name as `Patient.search_text` holds them, each ideograph or
     Hangul syllable a word of its own."""
@@ -165,22 +158,6 @@ def _same_name(a: str, b: str) -> bool:
     return _joined(a) == _joined(b)
 
 
-def _dialled(word: str, digits: str) -> str:
-    """The digits of a typed phone number, or its start, that every form on file holds: the
-    national number after a country code (+44 7700 900 or 0044 7700 900: 7700900), else the
-    digits after a trunk 0 (07700 900: 7700900; three at least), at most the last nine; so a
-    number on file as 07700 900123 or +44 7700 900123 is found however it is typed, whole or
-    in part."""
-    if word.startswith("+") or digits.startswith("00"):
-        try:
-            national = phonenumbers.parse("+" + digits.removeprefix("00"), None).national_number
-            digits = str(national)
-        except phonenumbers.NumberParseException:
-            pass
-    bare = digits.lstrip("0")
-    return (bare if len(bare) >= 3 else digits)[-9:]
-
-
 def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) -> Matches:
     """Patients whose name, email or phone contains each word of `text` (case, accents and the
     punctuation inside a name aside: 'obrien' finds O'Brien) and who were born on the day a
@@ -216,7 +193,7 @@ def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) 
         named = and_(*conditions) if conditions else None
         digits = re.sub(r"\D", "", word)
         if len(digits) >= 3:
-            phone = bare_phone().like(f"%{_dialled(word, digits)}%")
+            phone = bare_phone().like(f"%{dialled(word, digits)}%")
             named = phone if named is None else or_(named, phone)
         if named is None:
             return Matches()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from datetime import date, timedelta
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import delete, insert, select
 
+from core.interchange import patient_export
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
@@ -796,3 +798,31 @@ def test_bulk_invite_and_revoke_keep_each_rows_outcome(db, world):
     assert [r.done for r in revoked] == [True, False] and "only a pending" in revoked[1].detail
     with pytest.raises(PermissionDenied), db.write() as s:
         invitations.send_many(s, patient_actor("Ada"), [other_id], base_url="https://x.example")
+
+
+@pytest.mark.parametrize("typed", ["07700 900456", "+44 7700 900456", "900 456"])
+def test_the_invitations_list_finds_a_patient_by_the_mobile_however_typed(db, world, typed):
+    """A patient invited by text is looked up by the number the desk reads out, spaced or with
+    its country code, as the patient search finds them; a name still finds them too."""
+    with db.write() as s:
+        pid = make_patient(s, first_name="Tam", email=None, phone="07700-900-456").id
+        make_patient(s, first_name="Other", email=None, phone="07700 111222")
+    with db.read() as s:
+        found = [r.patient_id for r in enrolment.list_invitations(s, world.staff, search=typed)]
+        counted = enrolment.status_counts(s, world.staff, search=typed)
+        by_name = [r.patient_id for r in enrolment.list_invitations(s, world.staff, search="tam")]
+    assert found == [pid] and sum(counted.values()) == 1
+    assert by_name == [pid]
+
+
+def test_the_patients_file_says_by_which_channel_each_invitation_went(db, world):
+    """The subject access file named a texted invitation's mobile number "email"."""
+    with db.write() as s:
+        pid = make_patient(s, first_name="Tam", email=None, phone="07700 900456").id
+    with db.write() as s:
+        invitations.send_invitation(s, world.staff, pid, base_url="https://desk.example")
+    with db.write() as s:
+        data = json.loads(patient_export.export_patient(s, world.manager, pid))
+    assert [(i["channel"], i["sent_to"]) for i in data["portal_invitations"]] == [
+        ("sms", "07700 900456")
+    ]
