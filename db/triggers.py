@@ -1,32 +1,50 @@
 """Triggers that keep patient_portal_tally current: how many patients fall in each bucket of
-(enrolled, has an email address, consented to email). The portal status counts read these
-eight rows instead of counting the patient table, so they cost the same at any size, and the
-database keeps them right whatever writes the patients (the app, an import, COPY).
+(enrolled, has an email address, consented to email, has a mobile number, consented to text
+messages). The portal status counts read these 32 rows instead of counting the patient table,
+so they cost the same at any size, and the database keeps them right whatever writes the
+patients (the app, an import, COPY).
 
-Created with the tables (metadata after_create, used by tests) and by the initial migration,
-which db.regen_initial writes with a copy of these statements.
+Created with the tables (metadata after_create, used by tests) and by the migrations, each with
+a frozen copy of these statements: the initial one (db.regen_initial) and 0019, which added the
+mobile and its consent when invitations began to go by text message.
 """
 
 from __future__ import annotations
 
-ENROLLED, HAS_EMAIL, CONSENTED = 4, 2, 1
+ENROLLED, HAS_EMAIL, CONSENTED, HAS_PHONE, SMS_CONSENTED = 16, 8, 4, 2, 1
+BUCKETS = range(32)
 
 
-def bucket(enrolled: bool, has_email: bool, consented: bool) -> int:
-    return ENROLLED * enrolled + HAS_EMAIL * has_email + CONSENTED * consented
-
-
-def _bucket_sql(row: str) -> str:
+def bucket(
+    enrolled: bool,
+    has_email: bool,
+    consented: bool,
+    has_phone: bool = False,
+    sms_consented: bool = False,
+) -> int:
     return (
-        f"(CASE WHEN {row}.portal_enrolled_at IS NULL THEN 0 ELSE {ENROLLED} END"
-        f" + CASE WHEN COALESCE({row}.email, '') = '' THEN 0 ELSE {HAS_EMAIL} END"
-        f" + CASE WHEN {row}.consent_email THEN {CONSENTED} ELSE 0 END)"
+        ENROLLED * enrolled
+        + HAS_EMAIL * has_email
+        + CONSENTED * consented
+        + HAS_PHONE * has_phone
+        + SMS_CONSENTED * sms_consented
     )
 
 
-def _add(bucket_sql: str) -> str:
+def bucket_sql(row: str) -> str:
+    """A patient row's bucket in SQL (`row`: the table or the trigger's row name)."""
     return (
-        f"INSERT INTO patient_portal_tally (bucket, patients) VALUES ({bucket_sql}, 1) "
+        f"(CASE WHEN {row}.portal_enrolled_at IS NULL THEN 0 ELSE {ENROLLED} END"
+        f" + CASE WHEN COALESCE({row}.email, '') = '' THEN 0 ELSE {HAS_EMAIL} END"
+        f" + CASE WHEN {row}.consent_email THEN {CONSENTED} ELSE 0 END"
+        f" + CASE WHEN COALESCE({row}.phone, '') = '' THEN 0 ELSE {HAS_PHONE} END"
+        f" + CASE WHEN {row}.consent_sms THEN {SMS_CONSENTED} ELSE 0 END)"
+    )
+
+
+def _add(value: str) -> str:
+    return (
+        f"INSERT INTO patient_portal_tally (bucket, patients) VALUES ({value}, 1) "
         f"ON CONFLICT (bucket) DO UPDATE SET patients = patient_portal_tally.patients + 1"
     )
 
@@ -42,21 +60,21 @@ def _apply_deltas(rows_sql: str) -> str:
     )
 
 
-def _remove(bucket_sql: str) -> str:
-    return f"UPDATE patient_portal_tally SET patients = patients - 1 WHERE bucket = {bucket_sql}"
+def _remove(value: str) -> str:
+    return f"UPDATE patient_portal_tally SET patients = patients - 1 WHERE bucket = {value}"
 
 
-_WATCHED = "portal_enrolled_at, email, consent_email"
+_WATCHED = "portal_enrolled_at, email, consent_email, phone, consent_sms"
 
 CREATE = {
     "sqlite": [
         f"CREATE TRIGGER patients_portal_tally_insert AFTER INSERT ON patients "
-        f"BEGIN {_add(_bucket_sql('NEW'))}; END",
+        f"BEGIN {_add(bucket_sql('NEW'))}; END",
         f"CREATE TRIGGER patients_portal_tally_update AFTER UPDATE OF {_WATCHED} ON patients "
-        f"WHEN {_bucket_sql('OLD')} <> {_bucket_sql('NEW')} "
-        f"BEGIN {_remove(_bucket_sql('OLD'))}; {_add(_bucket_sql('NEW'))}; END",
+        f"WHEN {bucket_sql('OLD')} <> {bucket_sql('NEW')} "
+        f"BEGIN {_remove(bucket_sql('OLD'))}; {_add(bucket_sql('NEW'))}; END",
         f"CREATE TRIGGER patients_portal_tally_delete AFTER DELETE ON patients "
-        f"BEGIN {_remove(_bucket_sql('OLD'))}; END",
+        f"BEGIN {_remove(bucket_sql('OLD'))}; END",
     ],
     # per statement, from its transition tables: one upsert per bucket however many rows a
     # statement (or a COPY) writes, where per-row updates of one tally row would pile up row
@@ -65,14 +83,14 @@ CREATE = {
         f"""CREATE FUNCTION patients_portal_tally() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        {_apply_deltas(f"SELECT {_bucket_sql('n')}, 1 FROM new_rows n")};
+        {_apply_deltas(f"SELECT {bucket_sql('n')}, 1 FROM new_rows n")};
     ELSIF TG_OP = 'DELETE' THEN
-        {_apply_deltas(f"SELECT {_bucket_sql('o')}, -1 FROM old_rows o")};
+        {_apply_deltas(f"SELECT {bucket_sql('o')}, -1 FROM old_rows o")};
     ELSE
         {
             _apply_deltas(
-                f"SELECT {_bucket_sql('o')}, -1 FROM old_rows o UNION ALL "
-                f"SELECT {_bucket_sql('n')}, 1 FROM new_rows n"
+                f"SELECT {bucket_sql('o')}, -1 FROM old_rows o UNION ALL "
+                f"SELECT {bucket_sql('n')}, 1 FROM new_rows n"
             )
         };
     END IF;

@@ -12,11 +12,9 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
-    false,
     func,
     or_,
     select,
-    true,
 )
 from sqlalchemy.orm import Session
 
@@ -41,7 +39,7 @@ from db.models import (
     PortalInvitation,
     User,
 )
-from db.triggers import ENROLLED, bucket
+from db.triggers import BUCKETS, CONSENTED, ENROLLED, HAS_EMAIL, HAS_PHONE, SMS_CONSENTED
 from db.types import utcnow
 
 
@@ -167,30 +165,6 @@ def _invited_statement():
 
 
 @functools.cache
-def _unmailable_statement():
-    """The patients not enrolled who cannot be emailed (no address, or no consent to email),
-    grouped by whether they have an address, a mobile and consent to texts: the tally does not
-    tell those invited by text from those with no contact or no consent. Read through the
-    (consent_email, email) index: only these patients' rows, not the whole table."""
-    # enrolled is grouped by, not filtered on: a filter would read every patient not enrolled
-    # through its own index instead
-    enrolled = Patient.portal_enrolled_at.is_not(None)
-    has_email = func.coalesce(Patient.email, "") != ""
-    has_phone = func.coalesce(Patient.phone, "") != ""
-    return (
-        select(enrolled, has_email, has_phone, Patient.consent_sms, func.count())
-        .where(
-            or_(
-                Patient.consent_email == false(),
-                and_(Patient.consent_email == true(), Patient.email.is_(None)),
-                and_(Patient.consent_email == true(), Patient.email == ""),
-            )
-        )
-        .group_by(enrolled, has_email, has_phone, Patient.consent_sms)
-    )
-
-
-@functools.cache
 def _merged_statement():
     """The statuses of merged duplicates (few, by their index), which the tally still counts."""
     latest, inv = latest_invitation()
@@ -205,39 +179,31 @@ def _merged_statement():
 
 
 def _all_counts(session: Session, now: datetime) -> dict[PortalStatus, int]:
-    """Every patient's status counted without reading the whole patient table: the enrolled
-    and the emailable from the tally the database keeps per (enrolled, email, consent) bucket
-    (db/triggers.py); of the patients who cannot be emailed (their rows only, by index), those
-    with no contact, with no consent, and those invited by text message instead; the statuses
-    of invited patients from their invitations, the rest of the invitable not invited; less
-    the merged duplicates, which are no patients of their own."""
+    """Every patient's status counted without reading the patient table: the patient-only
+    statuses from the tally the database keeps per (enrolled, email, consent, mobile, consent
+    to texts) bucket (db/triggers.py), the statuses of invited patients from their
+    invitations, the rest of the invitable (by email or by text) not invited; less the merged
+    duplicates, which are no patients of their own."""
     tally = dict(
         session.execute(select(PatientPortalTally.bucket, PatientPortalTally.patients)).all()
     )
-
-    def patients(*buckets: int) -> int:
-        return sum(tally.get(b, 0) for b in buckets)
-
-    counts = {
-        PortalStatus.ENROLLED: patients(*(b for b in range(8) if b & ENROLLED)),
-        PortalStatus.NO_CONTACT: 0,
-        PortalStatus.OPTED_OUT: 0,
-    }
-    by_text = 0  # invitable by text message only
-    for enrolled, has_email, has_phone, consent_sms, n in session.execute(_unmailable_statement()):
-        if enrolled:
-            continue  # counted with the enrolled above
-        if has_phone and consent_sms:
-            by_text += n
-        elif has_email or has_phone:
-            counts[PortalStatus.OPTED_OUT] += n
-        else:
+    counts = dict.fromkeys((PortalStatus.ENROLLED, PortalStatus.NO_CONTACT), 0)
+    counts[PortalStatus.OPTED_OUT] = invitable = 0
+    for b in BUCKETS:
+        n = tally.get(b, 0)
+        email, phone = b & HAS_EMAIL, b & HAS_PHONE
+        if b & ENROLLED:
+            counts[PortalStatus.ENROLLED] += n
+        elif not email and not phone:
             counts[PortalStatus.NO_CONTACT] += n
+        elif (email and b & CONSENTED) or (phone and b & SMS_CONSENTED):  # as channel_for
+            invitable += n
+        else:
+            counts[PortalStatus.OPTED_OUT] += n
     with_invitation = 0
     for status, n in session.execute(_invited_statement(), {"now": now}):
         counts[PortalStatus(status)] = counts.get(PortalStatus(status), 0) + n
         with_invitation += n
-    invitable = patients(bucket(False, True, True)) + by_text
     counts[PortalStatus.NOT_INVITED] = invitable - with_invitation
     for status, n in session.execute(_merged_statement(), {"now": now}):
         counts[PortalStatus(status)] -= n

@@ -679,7 +679,13 @@ def _tally_matches_the_patients(session) -> None:
     )
     counted = dict.fromkeys(kept, 0)
     for p in session.scalars(select(Patient)):
-        key = bucket(p.portal_enrolled_at is not None, bool(p.email), p.consent_email)
+        key = bucket(
+            p.portal_enrolled_at is not None,
+            bool(p.email),
+            p.consent_email,
+            bool(p.phone),
+            p.consent_sms,
+        )
         counted[key] = counted.get(key, 0) + 1
     assert kept == counted
 
