@@ -173,7 +173,9 @@ def _merged_statement():
         .select_from(Patient)
         .outerjoin(latest, latest.c.patient_id == Patient.id)
         .outerjoin(inv, inv.id == latest.c.invitation_id)
-        .where(Patient.merged_into_id.is_not(None))
+        # "> 0", not IS NOT NULL: SQLite then reads the few merged rows by their index, where
+        # it scanned every patient (30 ms at 200,000 patients)
+        .where(Patient.merged_into_id > 0)
         .group_by("portal_status")
     )
 
