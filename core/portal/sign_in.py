@@ -5,8 +5,9 @@ types their email address or phone number and, if it belongs to an enrolled pati
 one-time sign-in link (purpose `portal`: 256 random bits stored as a hash, single use, expiring
 after SIGN_IN_MINUTES); a family sharing one address or number gets one link per enrolled
 member, each in a message naming them. The answer is the same whether or not the address is
-known, and requests are rate-limited per address and per IP address (in the database, so across
-instances).
+known, and requests are rate-limited per address, strictly (it protects the patient's inbox), and
+per network, loosely: a waiting room's Wi-Fi shows every patient in it as one address (in the
+database, so across instances).
 
 The link opens `/_clinicdesk/portal/sign-in` (serve.py), which exchanges it for a portal session:
 a random token in an HttpOnly cookie, its hash in `portal_sessions`, ended after the idle limit
@@ -20,6 +21,7 @@ sign-ins stay in the audit events.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import secrets
 from collections.abc import Iterable
@@ -42,7 +44,8 @@ from db.types import utcnow
 PURPOSE = "portal"
 COOKIE = "clinicdesk_portal"
 SIGN_IN_MINUTES = 15
-LIMIT_PER_HOUR = 5  # sign-in requests per address and per IP address
+LIMIT_PER_CONTACT = 5  # sign-in requests an hour per email address or phone number
+LIMIT_PER_NETWORK = 60  # ... per network: a busy waiting room's Wi-Fi, not a script
 SHARED_MAX = 6  # enrolled patients one address or number signs in (a family shares them)
 ROUTE = "/_clinicdesk/portal/sign-in"
 NEUTRAL = (
@@ -60,6 +63,21 @@ TOO_MANY = (
 
 def _key(kind: str, value: str) -> str:
     return f"portal:{kind}:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def network(ip: str) -> str:
+    """The network a request is counted against: an IPv4 address itself (a practice's Wi-Fi is
+    one), an IPv6 address's /64 (a home or a phone holds a whole /64 and a script could take a
+    new address of it for every request)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
 
 
 def phone_readings(typed: str, regions: Iterable[str]) -> set[str]:
@@ -203,13 +221,16 @@ def request_sign_in(
     now: datetime | None = None,
 ) -> str:
     """Send a sign-in link to an enrolled patient's email or phone; the same answer for any
-    address. Over the hourly limit (per address or IP) the request is refused, also alike."""
+    address. Over the hourly limit (per address, or per network: `ip` is the client's, see
+    README) the request is refused, also alike."""
     kind, value, numbers = _normalise(session, address)
     now = now or utcnow()
-    keys = [_key(kind, value)] + ([_key("ip", ip)] if ip else [])
-    if rate_limits.over_limit(session, dict.fromkeys(keys, LIMIT_PER_HOUR), now):
+    limits = {_key(kind, value): LIMIT_PER_CONTACT}
+    if ip:
+        limits[_key("ip", network(ip))] = LIMIT_PER_NETWORK
+    if rate_limits.over_limit(session, limits, now):
         raise ValidationError(TOO_MANY)
-    rate_limits.hit(session, keys, now)
+    rate_limits.hit(session, limits, now)
     # a family sharing one address or number: each enrolled member gets their own link, in a
     # message naming them, so every one of them can reach their own portal
     for patient in _enrolled_patients(session, kind, value, numbers):

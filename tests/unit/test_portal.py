@@ -356,18 +356,43 @@ def test_sign_in_links_expire(db, world):
 
 def test_sign_in_requests_are_rate_limited_per_address_and_per_ip(db, world):
     with db.write() as s:
-        for n in range(sign_in.LIMIT_PER_HOUR):
+        for n in range(sign_in.LIMIT_PER_CONTACT):
             sign_in.request_sign_in(s, "x@example.org", base_url=BASE, ip=f"10.0.0.{n}")
     with db.write() as s, pytest.raises(ValidationError, match="too many"):
         sign_in.request_sign_in(s, "x@example.org", base_url=BASE, ip="10.0.1.1")
-    with db.write() as s:
-        for n in range(sign_in.LIMIT_PER_HOUR):
-            sign_in.request_sign_in(s, f"y{n}@example.org", base_url=BASE, ip="9.9.9.9")
-    with db.write() as s, pytest.raises(ValidationError, match="too many"):
-        sign_in.request_sign_in(s, "z@example.org", base_url=BASE, ip="9.9.9.9")
     later = utcnow() + timedelta(hours=1, minutes=1)
     with db.write() as s:  # an hour later the address may ask again
         sign_in.request_sign_in(s, "x@example.org", base_url=BASE, now=later)
+
+
+def test_a_waiting_rooms_patients_all_sign_in_over_its_one_network(db, world):
+    """The practice's Wi-Fi shows every patient in the waiting room as one address. Before,
+    the sixth patient of the hour was refused; now a busy morning's worth sign in from it, and
+    only a script's burst is refused, with the same words for an enrolled patient's address
+    as for an unknown one."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        for n in range(sign_in.LIMIT_PER_NETWORK):
+            answer = sign_in.request_sign_in(s, f"p{n}@example.org", base_url=BASE, ip="9.9.9.9")
+            assert answer == sign_in.NEUTRAL
+    for address in ("alex@example.org", "nobody@example.org"):
+        with db.write() as s, pytest.raises(ValidationError) as refused:
+            sign_in.request_sign_in(s, address, base_url=BASE, ip="9.9.9.9")
+        assert str(refused.value) == sign_in.TOO_MANY
+    with db.write() as s:  # another network is not held up
+        sign_in.request_sign_in(s, "alex@example.org", base_url=BASE, ip="9.9.9.10")
+
+
+def test_an_ipv6_network_counts_as_one_whatever_address_of_it_asks(db, world):
+    """A client holds a whole IPv6 /64: a new address of it for each request is still one
+    network."""
+    with db.write() as s:
+        for n in range(sign_in.LIMIT_PER_NETWORK):
+            sign_in.request_sign_in(s, f"v{n}@example.org", base_url=BASE, ip=f"2001:db8::{n:x}")
+    with db.write() as s, pytest.raises(ValidationError, match="too many"):
+        sign_in.request_sign_in(s, "v9@example.org", base_url=BASE, ip="2001:db8::ffff:1:2")
+    with db.write() as s:  # the next /64 is someone else's
+        sign_in.request_sign_in(s, "v9@example.org", base_url=BASE, ip="2001:db8:0:1::1")
 
 
 def test_the_sign_in_limit_holds_when_requests_arrive_at_once(db, world):
@@ -391,7 +416,7 @@ def test_the_sign_in_limit_holds_when_requests_arrive_at_once(db, world):
         t.start()
     for t in threads:
         t.join(60)
-    allowed = sign_in.LIMIT_PER_HOUR
+    allowed = sign_in.LIMIT_PER_CONTACT
     assert sorted(results) == ["answered"] * allowed + ["limited"] * (12 - allowed)
 
 
