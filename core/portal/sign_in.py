@@ -35,6 +35,7 @@ from core.kernel import audit, rate_limits, tokens
 from core.kernel.authz import patient_actor
 from core.kernel.errors import LinkInvalid, ValidationError
 from core.kernel.phones import phone_region
+from core.kernel.text import clean
 from core.messaging import notify
 from core.patients import invitations
 from core.patients.records import bare_phone, practice_regions
@@ -59,6 +60,12 @@ TOO_MANY = (
     "There have been too many sign-in requests for this address or from this network. "
     "Please wait an hour and try again, or call the practice."
 )
+NO_SPACES = (
+    "An email address has no spaces in it. Please type yours again without the space (a dot, "
+    "a hyphen or nothing may belong there), or use your mobile number."
+)
+_SPACES = re.compile(r"\s")
+_BESIDE_MARK = re.compile(r"\s*([.@+_-])\s*")
 
 
 def _key(kind: str, value: str) -> str:
@@ -78,6 +85,18 @@ def network(ip: str) -> str:
     if address.ipv4_mapped:
         return str(address.ipv4_mapped)
     return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+
+
+def _typed_email(typed: str) -> str:
+    """The typed address as patient records store theirs (core.patients.records: cleaned,
+    lower case; a stored address never holds a space). A space beside @, a dot, a hyphen, + or
+    _ goes ('alex .morgan@example.org', a phone keyboard's 'alex@ example.org'); one between two
+    letters could stand for a dot, a hyphen or nothing ('alex morgan@…'): NO_SPACES asks for the
+    address again, the same for every address (it says nothing of who is enrolled)."""
+    address = _BESIDE_MARK.sub(r"\1", (clean(typed, field="email address") or "").strip())
+    if _SPACES.search(address):
+        raise ValidationError(NO_SPACES)
+    return address.lower()
 
 
 def phone_readings(typed: str, regions: Iterable[str]) -> set[str]:
@@ -171,11 +190,12 @@ def _read_abroad(stored: str, regions: Iterable[str]) -> set[str]:
 
 
 def _normalise(session: Session, address: str) -> tuple[str, str, set[str]]:
-    """('email', the address) or ('phone', its canonical form, its E.164 readings): the same
-    key for every form of one number, so the rate limit counts them together."""
+    """('email', the address as stored, _typed_email) or ('phone', its canonical form, its
+    E.164 readings): one key for every form of one address or number, so the rate limit counts
+    them together."""
     address = (address or "").strip()
     if "@" in address:
-        return "email", address.lower(), set()
+        return "email", _typed_email(address), set()
     digits = re.sub(r"\D", "", address)
     if len(digits) < 6:
         raise ValidationError("Please enter your email address or your mobile number.")

@@ -35,6 +35,7 @@ from db.models import (
     OfferStatus,
     Patient,
     PortalSession,
+    RateLimitHit,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistStatus,
@@ -343,6 +344,35 @@ def test_new_contact_details_sign_the_patient_out_of_the_portal(db, world):
             assert sign_in.resume(s, cookie, 30) is None
         with db.write() as s, pytest.raises(LinkInvalid):
             sign_in.start_session(s, unused)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [" ALEX@example.org ", "alex @example.org", "alex@ Example.org", "alex@example .org"],
+)
+def test_an_email_typed_with_spaces_beside_its_marks_or_in_capitals_finds_the_patient(
+    db, world, typed
+):
+    """Stored addresses are lower case and never hold a space; a space beside @ or a dot
+    (a phone keyboard puts one there) can only be a slip. Before, 'alex @example.org' found
+    no one and the patient waited for a link that never came."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        assert sign_in.request_sign_in(s, typed, base_url=BASE, ip="1.2.3.4") == sign_in.NEUTRAL
+    assert _link_raw(db, world.patient_id)
+
+
+def test_an_email_with_a_space_between_letters_is_asked_for_again(db, world):
+    """'alex morgan@…' could be alex.morgan, alex-morgan or alexmorgan: the answer asks for
+    the address again (the same words whoever it is), and nothing is sent or counted."""
+    _enrol(db, world.patient_id)
+    for typed in ("al ex@example.org", "nobody here@example.org"):
+        with db.write() as s, pytest.raises(ValidationError) as refused:
+            sign_in.request_sign_in(s, typed, base_url=BASE, ip="1.2.3.4")
+        assert str(refused.value) == sign_in.NO_SPACES
+    with db.read() as s:
+        assert not s.scalar(select(func.count()).select_from(Notification))
+        assert not s.scalar(select(func.count()).select_from(RateLimitHit))
 
 
 def test_sign_in_links_expire(db, world):
