@@ -30,7 +30,7 @@ from core.payments.prepay import (
     visit_context,
 )
 from core.payments.providers import PaymentProvider
-from core.payments.rules import get_settings, latest_clinic_id, money_format
+from core.payments.rules import Due, get_settings, latest_clinic_id, money_format
 from core.policy import cancellation as policy
 from db.models import (
     Appointment,
@@ -100,7 +100,7 @@ def record_desk_payment(
     payment = Payment(
         appointment_id=appointment.id,
         patient_id=appointment.patient_id,
-        kind="deposit" if owed.mode == "deposit" else "prepayment",
+        kind=desk_kind(owed, amount_cents),
         method=method,
         status="paid",
         amount_cents=amount_cents,
@@ -122,6 +122,16 @@ def record_desk_payment(
     )
     send_receipt(session, appointment, [payment])
     return payment
+
+
+def desk_kind(owed: Due, amount_cents: int) -> str:
+    """What a desk payment is: a deposit while it pays no more than the deposit still asked;
+    one that pays beyond it (the whole price, or the deposit and part of the rest) is a payment
+    of the visit, the deposit in it. One payment stays one row: one receipt, one reference to
+    give back from, one line of the cash-up."""
+    if owed.mode == "deposit" and amount_cents <= owed.outstanding_cents:
+        return "deposit"
+    return "prepayment"
 
 
 def _same_payment(session, actor, appointment_id, amount_cents, method, now) -> Payment | None:

@@ -109,12 +109,13 @@ def usable_points(balance: int, outstanding_cents: int, rules: PaymentSettings) 
 
 
 def badges(session: Session, appointment_ids: list[int] | Select) -> dict[int, str]:
-    """'Paid', 'Deposit paid' or 'Part paid' per appointment with money received (for the
+    """'Paid' (the price covered, a deposit among the payments or not), else 'Deposit paid'
+    (a deposit among them) or 'Part paid', per appointment with money received (for the
     calendar, Today and the appointment), counted as `paid_cents` does (money kept from a
     prepayment for a late-cancellation fee is the fee's, not the visit's): one grouped query of
-    what was paid, then the visits
-    paid for with their services and package, priced as the payments are (`treatment.price_of`). The
-    appointments are ids or a query of them (a calendar window's)."""
+    what was paid, then the visits paid for with their services and package, priced as the
+    payments are (`treatment.price_of`). The appointments are ids or a query of them (a
+    calendar window's)."""
     if isinstance(appointment_ids, list) and not appointment_ids:
         return {}
     # as `paid_cents` counts: received, less refunds (not failed) and money kept for a fee
@@ -137,8 +138,9 @@ def badges(session: Session, appointment_ids: list[int] | Select) -> dict[int, s
         .group_by(Payment.appointment_id)
     ).all()
     paid = {appointment_id: int(cents or 0) for appointment_id, cents, _ in rows}
-    out = {i: "Deposit paid" for i, cents, deposit in rows if deposit and (cents or 0) > 0}
-    priced = [i for i, cents in paid.items() if cents > 0 and i not in out]
+    deposits = {i for i, _, deposit in rows if deposit}
+    out: dict[int, str] = {}
+    priced = [i for i, cents in paid.items() if cents > 0]
     if priced:
         visits = session.scalars(
             select(Appointment)
@@ -150,7 +152,10 @@ def badges(session: Session, appointment_ids: list[int] | Select) -> dict[int, s
             )
         )
         for visit in visits:
-            out[visit.id] = "Paid" if paid[visit.id] >= price_of(visit) else "Part paid"
+            if paid[visit.id] >= price_of(visit):
+                out[visit.id] = "Paid"
+            else:
+                out[visit.id] = "Deposit paid" if visit.id in deposits else "Part paid"
     return out
 
 

@@ -756,6 +756,34 @@ def test_the_patients_record_says_what_they_paid_last_and_what_they_owe(db, worl
     ]
 
 
+def test_a_desk_payment_beyond_the_deposit_is_a_payment_and_a_visit_paid_in_full_is_paid(db, world):
+    """A £25 deposit on a £60 visit. Before, every desk payment for it was recorded as a
+    deposit: a patient paying the whole £60 saw "deposit" on their record and a "Deposit paid"
+    badge, and so did one who paid the deposit, then the rest. Now a desk payment is a deposit
+    while it pays no more than the deposit still asked, a payment beyond it, and a visit whose
+    price is paid is Paid."""
+    from core.patients import records
+
+    whole, parts = _appointment(db, world), _appointment(db, world)
+    with db.write() as s:
+        rules.save_settings(s, world.owner, *_deposit(world, 25))
+    with db.write() as s:
+        desk.record_desk_payment(s, world.staff, whole, amount_cents=6000, method="card")
+        desk.record_desk_payment(s, world.staff, parts, amount_cents=2500, method="cash")
+    with db.read() as s:
+        assert prepay.badges(s, [whole, parts]) == {whole: "Paid", parts: "Deposit paid"}
+    with db.write() as s:
+        desk.record_desk_payment(s, world.staff, parts, amount_cents=3500, method="card")
+    with db.read() as s:
+        assert prepay.badges(s, [whole, parts]) == {whole: "Paid", parts: "Paid"}
+        money = records.patient_money(s, world.staff, world.patient_id)
+    assert [(p.appointment_id, p.kind, p.amount) for p in money.payments] == [
+        (parts, "prepayment", "£35.00"),
+        (parts, "deposit", "£25.00"),
+        (whole, "prepayment", "£60.00"),
+    ]
+
+
 def test_desk_refunds_are_recorded_once(db, world):
     appointment_id = _appointment(db, world)
     with db.write() as s:
