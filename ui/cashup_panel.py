@@ -46,7 +46,8 @@ def cash_up_panel(me, practice) -> None:
         "Each clinic's own day and clock. Money in less money out (Net) is what the till, the card "
         "terminal and the card provider show for the day: a refund counts the day it is handed "
         "back; a fee kept from a prepayment, a checkout not paid and a refund not yet made move no "
-        "money (refunds due are owed back, apart). Points are their value, never in a till."
+        "money (refunds due at the day's end are owed back, apart, made since or not). Points "
+        "are their value, never in a till."
     )
     show_table(
         pd.DataFrame(
@@ -81,7 +82,8 @@ def cash_up_panel(me, practice) -> None:
         st.caption(
             "Days and times are each clinic's own (the clinic chosen above, or all). A row is "
             "money that moved, when it moved, signed (in +, out -) in the clinic's currency; "
-            "refunds due not yet made follow, in refund_due."
+            "then the refunds owed back at the end of the last day, in refund_due. Every "
+            "status is as it stood at the end of the last day, not as it is today."
         )
         if st.button("Prepare CSV", key="payments_export"):
             made = run_action(desk.export_payments, first, last, where)

@@ -6,7 +6,9 @@ in the clinic's currency: money received (a prepayment, a deposit, a fee paid at
 the card on file) is in, a refund made is out. Nothing else is money moving: a checkout still
 pending or closed unpaid and a payment recorded as failed move nothing; a fee kept from a
 prepayment is that prepayment's money, counted once when it came in (its row says so, at 0); a
-refund due but not yet made is listed apart, owed back, not out. Points are their own method
+refund due but not yet made at the end of the days is listed apart, owed back, not out (a
+past range says what was owed at its end, though the refund was made since: every status is as
+at the end of the days, never as of today). Points are their own method
 (their value, never in a till). A payment belongs to its appointment's clinic; a fee on no
 appointment to the patient's latest clinic's (as it was charged, core.payments.desk).
 """
@@ -57,9 +59,18 @@ class Movement:
     last_error: str
 
 
-def _status(p: Payment) -> tuple[str, int, int]:
+def _due_at(p: Payment, end: datetime) -> bool:
+    """A refund owed back at `end`: fallen due before it and not made by then (still due, or
+    made later: a past range's export says what was owed at its end, not what is now)."""
+    if p.kind not in REFUND_KINDS or p.created_at >= end:
+        return False
+    made_after = p.status == "refunded" and p.paid_at is not None and p.paid_at >= end
+    return p.status == "refund_due" or made_after
+
+
+def _status(p: Payment, due: bool) -> tuple[str, int, int]:
     """The row's plain status, its signed cents and the cents owed back."""
-    if p.status == "refund_due":
+    if due:
         return "refund due", 0, p.amount_cents
     if p.kind in REFUND_KINDS:
         return "refunded", -p.amount_cents, 0
@@ -100,7 +111,8 @@ def movements(
     session: Session, first: date, last: date, clinic_id: int | None = None
 ) -> list[Movement]:
     """Each clinic's money on its own days first..last (both included), then the refunds due
-    at the end of them, in order of clinic and time. The caller checked the permission."""
+    at the end of them (made since or not), in order of clinic and time. The caller checked
+    the permission."""
     _check_days(first, last)
     clinics = {c.id: c for c in _clinics(session, clinic_id)}
     if not clinics:
@@ -109,7 +121,11 @@ def movements(
     lo, hi = min(b[0] for b in bounds.values()), max(b[1] for b in bounds.values())
     moved = (Payment.status.in_(("paid", "refunded"))) & (Payment.paid_at >= lo)
     moved &= Payment.paid_at < hi
-    owed = (Payment.status == "refund_due") & (Payment.created_at < hi)
+    # owed back at the end of the days: due then, made after them or not yet (`_due_at`)
+    owed = (Payment.status == "refund_due") | (
+        (Payment.status == "refunded") & (Payment.paid_at >= min(b[1] for b in bounds.values()))
+    )
+    owed &= Payment.kind.in_(REFUND_KINDS) & (Payment.created_at < hi)
     rows = session.execute(
         select(Payment, Appointment.clinic_id, Patient.first_name, Patient.last_name)
         .join(Patient, Patient.id == Payment.patient_id)
@@ -126,12 +142,11 @@ def movements(
         if where not in clinics:
             continue
         start, end = bounds[where]
-        status, cents, due_cents = _status(p)
-        when = p.created_at if p.status == "refund_due" else p.paid_at
-        if p.status == "refund_due" and when >= end:
+        due = _due_at(p, end)
+        when = p.created_at if due else p.paid_at
+        if not due and (p.status == "refund_due" or not start <= when < end):
             continue
-        if p.status != "refund_due" and not start <= when < end:
-            continue
+        status, cents, due_cents = _status(p, due)
         clinic = clinics[where]
         fmt = money_format(clinic)
         out.append(

@@ -162,3 +162,24 @@ def test_the_export_lists_when_money_moved_on_the_clinics_clock_signed(db, world
     net = {c: sum(float(r["amount"]) for r in rows if r["clinic"] == c) for c in ("Lakeside",)}
     assert net == {"Lakeside": 45.0 + 45.0 - 30.0}
     assert [r["moved_at"][11:19] for r in rows if r["clinic"] == "Test Clinic"] == ["12:00:00"]
+
+
+def test_a_past_days_export_says_what_was_owed_back_then_not_what_is_now(db, world, day):
+    """The card refund fell due yesterday evening and was handed back today. Before, yesterday's
+    export and cash-up read each refund's status as of now: the refund, made since, was neither
+    owed back nor out on yesterday's, whose end owed it. Every status is now as at the end of
+    the days: yesterday owed it back; today it moved out, and is owed no more."""
+    d, clinic_id, ids = day
+    yesterday = d - timedelta(days=1)
+    with db.write() as s:
+        data = desk.export_payments(s, world.manager, yesterday, yesterday, clinic_id)
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    back = [r for r in rows if r["reference"] == f"P-{ids['back']}"]
+    assert [(r["moved_at"][11:19], r["status"], r["amount"], r["refund_due"]) for r in back] == [
+        ("18:00:00", "refund due", "0.00", "30.00")
+    ]
+    with db.read() as s:
+        owed = {x.method: x.refunds_due for x in cashup.cash_up(s, world.staff, yesterday)}
+        today = {x.method: x.refunds_due for x in cashup.cash_up(s, world.staff, d)}
+    assert owed == {"Card terminal": "$30.00"}
+    assert today["Card terminal"] == ""
