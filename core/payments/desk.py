@@ -211,7 +211,14 @@ def waive_fee(
     money is due back (`refund_fees`)."""
     entry = policy.waive_fee(session, actor, ledger_entry_id, reason)
     paid = paid_fees(session, [entry.id], lock=True)
-    return entry, refund_fees(session, actor, paid, f"Fee #{entry.id} waived: {reason.strip()}")
+    refunds = refund_fees(session, actor, paid, f"Fee #{entry.id} waived: {reason.strip()}")
+    visit = session.get(Appointment, entry.appointment_id) if entry.appointment_id else None
+    fee = entry.kind.value.replace("_", " ")
+    for refund in refunds if visit is not None else []:  # told as a desk give-back is
+        at_desk = refund.method != "stripe"
+        how = "it is ready for you at the desk (cash, or back to your card)." if at_desk else None
+        _tell_given_back(session, visit, refund, f"P-{refund.id}, the {fee} waived", how)
+    return entry, refunds
 
 
 def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "") -> Payment:
@@ -261,7 +268,9 @@ def refund_payment(
         raise ValidationError(f"{ref} is a refund, not a payment: there is nothing to give back.")
     if original.kind not in PAID_KINDS:
         raise ValidationError(
-            f"{ref} pays a fee: to give it back, waive the fee (the money is then due back)."
+            f"{ref} pays a fee: to give it back, a manager or owner waives the fee with a "
+            "reason (Cancellations, 'Waive fees and add points'): what was paid of it is then "
+            "due back, and the patient is told."
         )
     if original.status != "paid":
         raise ValidationError(
@@ -323,24 +332,37 @@ def refund_payment(
             "reason": refund.note,
         },
     )
-    if visit is not None and (patient := session.get(Patient, original.patient_id)):
-        notify.queue_for_patient(  # the patient told, as a receipt told them of the payment
-            session,
-            patient,
-            "payment_given_back",
-            {
-                **visit_context(visit),
-                "amount": format_money(amount_cents, currency, fmt.locale),
-                "reference": f"P-{refund.id}",
-                "how": "handed back to you at the desk."
-                if at_desk
-                else "it goes back to your card, and reaches your account within a few "
-                "working days.",
-            },
-            appointment_id=visit.id,
-            channels=[notify.Channel.EMAIL],
-        )
+    if visit is not None:  # the patient told, as a receipt told them of the payment
+        how = "handed back to you at the desk." if at_desk else None
+        _tell_given_back(session, visit, refund, f"P-{refund.id}", how)
     return refund
+
+
+def _tell_given_back(
+    session: Session, visit: Appointment, refund: Payment, reference: str, how: str | None
+) -> None:
+    """Email the patient what is given back of what they paid for the visit, and how (`how`:
+    None for a card refund through the provider)."""
+    patient = session.get(Patient, refund.patient_id)
+    if patient is None:
+        return
+    fmt = money_format(visit.clinic)
+    notify.queue_for_patient(
+        session,
+        patient,
+        "payment_given_back",
+        {
+            **visit_context(visit),
+            "amount": format_money(
+                refund.amount_cents, refund.currency or fmt.currency, fmt.locale
+            ),
+            "reference": reference,
+            "how": how
+            or "it goes back to your card, and reaches your account within a few working days.",
+        },
+        appointment_id=visit.id,
+        channels=[notify.Channel.EMAIL],
+    )
 
 
 @dataclass(frozen=True)

@@ -1358,6 +1358,35 @@ def test_waiving_a_paid_fee_gives_its_money_back_once(db, world):
         assert len(s.scalars(select(Payment).where(Payment.kind == "fee_refund")).all()) == 1
 
 
+def test_a_late_fee_paid_by_mistake_is_given_back_by_waiving_it_and_the_patient_is_told(db, world):
+    """A late-cancellation fee taken at the desk, then not charged after all: 'Give money back'
+    says how a fee is given back (waived by a manager, with a reason); the waiver makes what was
+    paid due back at the desk, never more than was paid, audited. Before, the patient was not
+    told, whereas a desk give-back emails them (`payment_given_back`)."""
+    appointment_id = _appointment(db, world)
+    fee_id = _fee(db, world, appointment_id, 2500, LedgerKind.LATE_CANCEL_FEE)
+    with db.write() as s:
+        paid = desk.pay_fee(s, world.staff, fee_id, method="card", provider=DeskProvider()).id
+    with db.write() as s, pytest.raises(ValidationError, match="a manager or owner waives"):
+        desk.refund_payment(s, world.staff, paid, amount_cents=2500, reason="Not charged")
+    with db.write() as s:
+        _, (refund,) = desk.waive_fee(s, world.manager, fee_id, "Charged by mistake")
+        assert (refund.kind, refund.status) == ("fee_refund", "refund_due")
+        assert refund.amount_cents == 2500  # all that was paid of it, no more
+    with db.write() as s:
+        desk.mark_refunded(s, world.staff, refund.id, note="Back to the card at the terminal")
+    with db.read() as s:
+        (told,) = s.scalars(
+            select(Notification.body).where(Notification.template == "payment_given_back")
+        ).all()
+        actions = s.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+    assert "We have given back £25.00 of what you paid for" in told
+    assert f"(P-{refund.id}, the late cancel fee waived): it is ready for you at the desk" in told
+    assert "Charged by mistake" not in told  # the reason stays in the practice
+    kinds = ("fee_waived", "fee_refund_due", "refund_recorded")
+    assert [a for a in actions if a in kinds] == list(kinds)
+
+
 def _card_on_file(db, world, appointment_id: int, cents: int, currency: str) -> None:
     """An earlier Stripe checkout for the visit that left the patient's card on file."""
     with db.write() as s:
