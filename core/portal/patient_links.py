@@ -26,7 +26,7 @@ from core.kernel.text import clean, plain_name, same_name
 from core.messaging import notify
 from core.messaging.notify import CHANNEL_WORDS
 from core.patients import invitations, merge
-from core.patients.records import practice_regions, validate_contact
+from core.patients.records import birth_problem, practice_regions, validate_contact
 from core.payments import points as ledger_points
 from core.policy.cancellation import evaluate
 from core.portal import sign_in
@@ -622,6 +622,7 @@ def submit_booking(
     phone: str = "",
     notes: str = "",
     consent: bool = False,
+    date_of_birth: date | None = None,
     ip: str | None = None,
     limits: BookingLimits = BookingLimits(),
     now: datetime | None = None,
@@ -631,7 +632,8 @@ def submit_booking(
     a patient who may not book online, is not refused and not attached silently: the request
     goes to the queue flagged for a person to check. So does a new contact's request when a
     patient on file has the typed name (a returning patient writing from a new address): the
-    new record is made and the flag names the patient on file, for the desk to merge."""
+    new record is made (with the date of birth, if typed) and the flag names the patient on
+    file, for the desk to merge; a namesake born on another day is someone else."""
 
     view = booking_view(session, raw)
     now = now or utcnow()
@@ -644,6 +646,8 @@ def submit_booking(
     email, phone = validate_contact(email, phone, practice_regions(session, view.locale))
     if not email and not phone:
         raise ValidationError("Please give an email address or a phone number so we can reply.")
+    if problem := birth_problem(date_of_birth):  # the typed day alone: nothing about records
+        raise ValidationError(f"Please check your date of birth: it is {problem}.")
     if package_id is not None:
         if package_id not in {p for p, _ in view.packages}:
             raise ValidationError("Please choose a treatment from the list.")
@@ -672,10 +676,11 @@ def submit_booking(
     patient = _find_patient(session, email, phone, typed)
     flags = []
     if patient is None:
-        namesakes = _namesakes(session, typed)
+        namesakes = _namesakes(session, typed, date_of_birth)
         patient = Patient(
             first_name=first_name,
             last_name=last_name,
+            date_of_birth=date_of_birth,
             email=email,
             phone=phone,
             consent_email=consent and bool(email),
@@ -694,7 +699,7 @@ def submit_booking(
             message="Created by an online booking request",
         )
         if namesakes:
-            flags.append(_maybe_known(patient, namesakes, view.locale))
+            flags.append(_maybe_known(patient, namesakes, view.locale, date_of_birth))
     else:
         if not same_name(typed, patient.full_name):
             flags.append(
@@ -781,9 +786,11 @@ def _find_patient(
 SHARED_CONTACT = 20  # the records of one email or phone read to find the typed name's
 
 
-def _namesakes(session: Session, typed: str) -> list[Patient]:
+def _namesakes(session: Session, typed: str, born: date | None = None) -> list[Patient]:
     """The patients (not merged away) of the typed name, for a new contact's request: a
-    patient who has come before may write from another email or phone without saying so."""
+    patient who has come before may write from another email or phone without saying so.
+    With a date of birth typed, one born on another day is someone else (left out), and those
+    born that day come first."""
     name = plain_name(typed)
     query = (
         select(Patient)
@@ -797,12 +804,31 @@ def _namesakes(session: Session, typed: str) -> list[Patient]:
         .order_by(Patient.id)
         .limit(10)
     )
-    return [p for p in session.scalars(query) if same_name(typed, p.full_name)][:3]
+    if born is not None:
+        query = query.where(or_(Patient.date_of_birth.is_(None), Patient.date_of_birth == born))
+    found = [p for p in session.scalars(query) if same_name(typed, p.full_name)]
+    return sorted(found, key=lambda p: born is None or p.date_of_birth != born)[:3]
 
 
-def _maybe_known(patient: Patient, namesakes: list[Patient], locale: str) -> str:
+def _maybe_known(
+    patient: Patient, namesakes: list[Patient], locale: str, born: date | None = None
+) -> str:
     """The flag of a new record whose name a patient on file has: who, and what to do (two
-    named at most: the flag holds 300 characters)."""
+    named at most: the flag holds 300 characters). Strong when one of them has the typed date
+    of birth too."""
+    merge = (
+        f"New record #{patient.id} was made; if it is them, merge #{patient.id} into theirs "
+        "(the request moves with it)."
+    )
+    twins = [p for p in namesakes if born is not None and p.date_of_birth == born]
+    if twins:
+        day = format_day(born, locale, weekday=False)
+        who = " and ".join(f"#{p.id} {p.full_name}" for p in twins[:2])
+        have = "have" if len(twins) > 1 else "has"
+        return (
+            f"Very likely a known patient: {who} on file {have} the same name and date of birth "
+            f"(born {day}), with other contact details. {merge}"
+        )
     who = ", ".join(
         f"#{p.id} {p.full_name}"
         + (
@@ -812,11 +838,7 @@ def _maybe_known(patient: Patient, namesakes: list[Patient], locale: str) -> str
         )
         for p in namesakes[:2]
     ) + (" and others" if len(namesakes) > 2 else "")
-    return (
-        f"Maybe a known patient: {who} on file, with other contact details. New record "
-        f"#{patient.id} was made; if it is them, merge #{patient.id} into theirs (the request "
-        "moves with it)."
-    )
+    return f"Maybe a known patient: {who} on file, with other contact details. {merge}"
 
 
 __all__ = [

@@ -1,9 +1,11 @@
 """The public booking form's limits again on PostgreSQL, where requests counted at the same
-moment under READ COMMITTED must still not all be let in; and a repeated request answered as
-any other after the patient's row was locked (the transaction goes on and commits)."""
+moment under READ COMMITTED must still not all be let in; a repeated request answered as
+any other after the patient's row was locked (the transaction goes on and commits); and a
+namesake told apart by the date of birth typed (compared in SQL)."""
 
 from tests.unit.test_patient_links import (  # noqa: F401
     test_a_known_contacts_request_already_waiting_gets_the_same_answer_as_a_stranger,
+    test_a_typed_date_of_birth_is_kept_and_tells_a_namesake_apart,
     test_booking_limits_hold_when_requests_arrive_at_once,
     test_booking_requests_are_rate_limited_per_ip_and_per_contact,
     test_without_a_client_address_the_link_and_clinic_limits_still_hold,

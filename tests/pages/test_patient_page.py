@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -235,6 +235,7 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
         assert at.title[0].value.startswith("Request an appointment at Harbour Street Clinic")
         day = utcnow().date() + timedelta(days=5 + attempt)  # one request, not the same again
         at.date_input(key="patient_booking_day").set_value(day)
+        at.date_input(key="patient_booking_dob").set_value(date(1979, 3, 8))  # optional
         at.text_input(key="patient_booking_first").input("Robin")
         at.text_input(key="patient_booking_last").input("Hart")
         at.text_input(key="patient_booking_email").input("robin.hart@example.org")
@@ -248,7 +249,7 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
         patient = s.scalars(select(Patient).where(Patient.email == "robin.hart@example.org")).one()
         requests = s.scalars(select(Appointment).where(Appointment.patient_id == patient.id)).all()
     database.dispose()
-    assert len(requests) == 3
+    assert len(requests) == 3 and patient.date_of_birth == date(1979, 3, 8)
     assert {(r.status, r.source) for r in requests} == {
         (AppointmentStatus.REQUESTED, Source.ONLINE)
     }

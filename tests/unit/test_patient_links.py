@@ -589,6 +589,58 @@ def test_a_returning_patient_writing_from_a_new_email_is_flagged_as_maybe_known(
     )
 
 
+@pytest.mark.parametrize(
+    ("born", "expected"),
+    [
+        (date(1985, 4, 12), "same"),  # the world's Alex Morgan's
+        (date(1990, 1, 2), "other"),
+    ],
+)
+def test_a_typed_date_of_birth_is_kept_and_tells_a_namesake_apart(db, world, born, expected):
+    """The public form asked no date of birth: a new record had none, and every namesake on
+    file was 'maybe' them. The day typed is now stored on the new record; the namesake born
+    that day is flagged as very likely them, one born on another day is someone else (not
+    named), one with no date of birth on file stays 'maybe'. The answer is any request's."""
+    with db.write() as s:  # a second Alex Morgan, born on no day on file: always 'maybe'
+        other = make_patient(s, email="alex.m@example.com", phone="", date_of_birth=None).id
+    raw = _booking_link(db, world)
+    answer = _book(
+        db, raw, first_name="Alex", last_name="Morgan", email="am@example.net", date_of_birth=born
+    )
+    assert answer == patient_links.BOOKING_RECEIVED
+    with db.read() as s:
+        new = s.scalars(select(Patient).where(Patient.email == "am@example.net")).one()
+        flag = s.scalars(select(RequestFlag.flag)).one()
+    assert new.date_of_birth == born
+    merge = f"New record #{new.id} was made; if it is them, merge #{new.id} into theirs"
+    if expected == "same":
+        assert flag.startswith(
+            f"Very likely a known patient: #{world.patient_id} Alex Morgan on file has the same "
+            f"name and date of birth (born 12 Apr 1985), with other contact details. {merge}"
+        )
+    else:
+        assert flag.startswith(
+            f"Maybe a known patient: #{other} Alex Morgan on file, with other contact details. "
+            + merge
+        )
+
+
+@pytest.mark.parametrize(
+    ("born", "says"),
+    [
+        (date.today() + timedelta(days=2), "in the future"),
+        (date(1800, 5, 1), "more than 130 years ago"),
+    ],
+)
+def test_an_impossible_date_of_birth_is_refused_before_anything_is_stored(db, world, born, says):
+    raw = _booking_link(db, world)
+    with pytest.raises(ValidationError, match=f"Please check your date of birth: it is {says}"):
+        _book(db, raw, date_of_birth=born)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Patient)) == 1
+        assert s.scalar(select(func.count()).select_from(RateLimitHit)) == 0
+
+
 @pytest.mark.parametrize("proposed", [False, True])
 def test_a_known_contacts_request_already_waiting_gets_the_same_answer_as_a_stranger(
     db, world, proposed

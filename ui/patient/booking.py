@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.patients.records import birth_bounds
 from core.portal import patient_links
 from ui.context import settings
 from ui.locale import date_picker
@@ -58,6 +59,14 @@ def render(token: str) -> None:
             help="If you have only one name, type it in either box and leave the other empty.",
             key="patient_booking_last",
         )
+        born = st.date_input(
+            "Date of birth (optional)",
+            value=None,
+            **dict(zip(("min_value", "max_value"), birth_bounds(), strict=True)),
+            format=date_picker(view.locale),
+            help="If you have been to us before, it helps the practice find your records.",
+            key="patient_booking_dob",
+        )
         email = st.text_input("Email", max_chars=254, key="patient_booking_email")
         phone = st.text_input("Phone", max_chars=40, key="patient_booking_phone")
         notes = st.text_area(
@@ -88,6 +97,7 @@ def render(token: str) -> None:
                 phone=phone,
                 notes=notes,
                 consent=consent,
+                date_of_birth=born,
                 ip=_ip(),
                 limits=settings().booking_limits,
             ),
