@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from core.kernel import audit, rate_limits, tokens
+from core.kernel import audit, locks, rate_limits, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import local_today, to_local
 from core.kernel.config import BookingLimits
@@ -673,6 +673,9 @@ def submit_booking(
         )
     rate_limits.hit(session, keys, now)
     typed = f"{first_name} {last_name}".strip()
+    # one request of a contact at a time looks for its record and makes it if there is none:
+    # two first requests at once were two records of one person on PostgreSQL
+    locks.hold(session, *_contact_locks(email, phone))
     patient = _find_patient(session, email, phone, typed)
     flags = []
     if patient is None:
@@ -742,6 +745,17 @@ def submit_booking(
 BOOKING_RECEIVED = (
     "Thank you: your request has been received. The practice will contact you to confirm a time."
 )
+
+
+def _contact_locks(email: str | None, phone: str | None) -> list[str]:
+    """The lock names of a request's contact, one per detail: what _find_patient matches on,
+    so any two requests that could find one record share one. A number's last seven digits
+    are the same in every form it is typed (07700 900123, +44 7700 900123); the names are
+    hashed, as the rate limits' keys (a number of another country with the same last digits
+    only waits its turn)."""
+    names = [_hashed("patient-email", email)] if email else []
+    digits = "".join(c for c in phone or "" if c.isdigit())
+    return names + ([_hashed("patient-phone", digits[-7:])] if digits else [])
 
 
 def _find_patient(

@@ -41,6 +41,7 @@ from db.models import (
 )
 from db.types import utcnow
 from tests.factories import make_patient
+from tests.support.locks import wait_until_a_writer_waits
 
 BASE = "https://desk.example"
 
@@ -408,6 +409,53 @@ def test_a_known_phone_in_another_form_is_the_same_patient(db, world, typed):
         assert s.scalar(select(func.count()).select_from(Patient)) == 1
         request = s.scalars(select(Appointment)).one()
     assert request.patient_id == world.patient_id
+
+
+def test_two_first_requests_at_once_from_one_new_contact_make_one_patient(db, world):
+    """A new patient sends the form twice at once (two tabs; the number typed in another form
+    the second time). Each request looks for the contact and, finding no one, makes a record:
+    on PostgreSQL the second must not look before the first has written (two records of one
+    person). Here the first holds its transaction open until the second is seen waiting; the
+    second then finds the first's record: one patient with both requests."""
+    raw = _booking_link(db, world)
+    holding, failures = threading.Event(), []
+
+    def send(days: int, contact: dict[str, str], hold: bool) -> None:
+        try:
+            with db.write() as s:
+                patient_links.submit_booking(
+                    s,
+                    raw,
+                    service_id=1,
+                    requested_day=date.today() + timedelta(days=days),
+                    time_of_day="morning",
+                    first_name="Robin",
+                    last_name="Hart",
+                    ip=f"198.51.100.{days}",
+                    **contact,
+                )
+                if hold:
+                    holding.set()
+                    wait_until_a_writer_waits(db)  # the second request waits on us
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append(repr(error))
+            holding.set()
+
+    first = threading.Thread(
+        target=send, args=(5, {"email": "robin@example.org", "phone": "07700 900777"}, True)
+    )
+    first.start()
+    assert holding.wait(30)
+    second = threading.Thread(target=send, args=(6, {"phone": "+44 7700 900777"}, False))
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert failures == []
+    with db.read() as s:
+        robins = s.scalars(select(Patient.id).where(Patient.last_name == "Hart")).all()
+        owners = s.scalars(select(Appointment.patient_id)).all()
+        flags = s.scalars(select(RequestFlag.flag)).all()
+    assert len(robins) == 1 and owners == robins * 2 and flags == []
 
 
 def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
