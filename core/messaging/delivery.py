@@ -8,7 +8,7 @@ a Message-ID derived from the notification, the same on every attempt, so a rece
 a resend. A permanent failure (an SMTP 5xx answer, an address that is not one) is not retried.
 A channel without a configured transport keeps its messages queued, saying why, until one is
 configured. After delivery the stored text keeps no usable link: tokens are replaced by their
-hash, and the check-in code image is dropped.
+hash, and the attached files (check-in code, calendar file) are dropped.
 
 A connection-level failure (refused, timed out, disconnected, unreachable) says the server is
 down, not that the message is wrong: that message counts the attempt and backs off, and the rest
@@ -58,7 +58,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.kernel.tokens import hash_token
-from core.messaging import quiet
+from core.messaging import attachments, quiet
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -138,12 +138,14 @@ class SmtpTransport:
         message["Subject"] = notification.subject
         message["Message-ID"] = message_id(notification, s.sender)
         message.set_content(notification.body)
-        if notification.attachment:
+        for name, content in attachments.files_of(
+            notification.attachment_name, notification.attachment
+        ):
+            maintype, subtype = attachments.content_type(name)
+            # a calendar file as Apple, Google and Outlook read one sent to them
+            params = {"method": "PUBLISH"} if subtype == "calendar" else None
             message.add_attachment(
-                notification.attachment,
-                maintype="image",
-                subtype="png",
-                filename=notification.attachment_name or "attachment.png",
+                content, maintype=maintype, subtype=subtype, filename=name, params=params
             )
         smtp_class = smtplib.SMTP_SSL if s.security == "ssl" else smtplib.SMTP
         try:

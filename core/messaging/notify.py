@@ -32,12 +32,14 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_money
 from core.kernel.text import clean
-from core.messaging import delivery, sms_parts
+from core.messaging import attachments, delivery, sms_parts, visit_calendar
 from core.messaging.delivery import MAX_ATTEMPTS
 from db.models import (
+    Appointment,
     Channel,
     DeliveryStatus,
     Notification,
@@ -61,6 +63,16 @@ class Template:
 
 _SIGN = "\n\n{clinic_name}\n{clinic_phone}"
 CHANNEL_WORDS = {Channel.EMAIL: "email", Channel.SMS: "text message"}  # a channel, for the screen
+# the messages that say when a visit is, or that it is off: their email carries the visit's
+# calendar file (core.messaging.visit_calendar), so the patient's calendar follows the visit
+CALENDAR_FILE = frozenset(
+    {
+        "appointment_scheduled",
+        "appointment_rescheduled",
+        "appointment_updated",
+        "appointment_cancelled",
+    }
+)
 TEMPLATES: dict[str, Template] = {
     "request_received": Template(
         "We received your appointment request",
@@ -733,7 +745,8 @@ def queue_for_patient(
     `subject`/`body` replace the rendered text when staff edited the message before sending
     (the text message is then theirs too, flattened; otherwise it is the template's text form).
     A survey request or waitlist offer names its request or offer (the sender's quiet hours
-    read them, core.messaging.quiet)."""
+    read them, core.messaging.quiet). The email carries `attachment` and, for a CALENDAR_FILE
+    message, the visit's calendar file."""
     usable, skipped = channels_for(patient)
     if channels is not None:
         skipped += [f"{CHANNEL_WORDS[c]} not chosen" for c in usable if c not in channels]
@@ -743,6 +756,10 @@ def queue_for_patient(
     rendered_subject, rendered_body = render(template, values)
     sms = render_sms(template, values, subject=subject, body=body)
     subject, body = subject or rendered_subject, body or rendered_body
+    files = [attachment] if attachment else []
+    if key in CALENDAR_FILE and appointment_id is not None:
+        files += _calendar_file(session, key, patient.id, appointment_id)
+    attachment_name, content = attachments.pack(files)
     rows = []
     for channel in usable:
         rows.append(
@@ -754,14 +771,38 @@ def queue_for_patient(
                 to_address=patient.email if channel == Channel.EMAIL else patient.phone,
                 subject=subject,
                 body=body if channel == Channel.EMAIL else sms,
-                attachment_name=attachment[0] if attachment and channel == Channel.EMAIL else None,
-                attachment=attachment[1] if attachment and channel == Channel.EMAIL else None,
+                attachment_name=attachment_name if channel == Channel.EMAIL else None,
+                attachment=content if channel == Channel.EMAIL else None,
                 feedback_request_id=feedback_request_id,
                 waitlist_offer_id=waitlist_offer_id,
             )
         )
     session.add_all(rows)
     return Queued(rows, skipped)
+
+
+def _calendar_file(
+    session: Session, key: str, patient_id: int, appointment_id: int
+) -> list[attachments.File]:
+    """The visit's .ics as it is now: written first, so its SEQUENCE is the stored version. A
+    cancellation carries one only where an email put the visit in a calendar before (a proposed
+    time never accepted was never in one)."""
+    session.flush()
+    if key == "appointment_cancelled" and not session.scalar(
+        select(Notification.id)
+        .where(
+            Notification.patient_id == patient_id,  # its index: the patient's few messages
+            Notification.appointment_id == appointment_id,
+            Notification.channel == Channel.EMAIL,
+            Notification.template.in_(CALENDAR_FILE - {key}),
+        )
+        .limit(1)
+    ):
+        return []
+    appointment = session.get(Appointment, appointment_id)
+    base_url = session.info.get("base_url", DEFAULT_BASE_URL)
+    made = appointment and visit_calendar.visit_file(appointment, base_url=base_url)
+    return [made] if made else []
 
 
 def withdraw_queued(

@@ -23,6 +23,7 @@ from core.forms import after_booking
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_today, to_local
+from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import (
     DEFAULT_LOCALE,
@@ -34,6 +35,7 @@ from core.kernel.money import (
     format_moment,
     format_number,
 )
+from core.messaging import visit_calendar
 from core.payments import points as ledger_points
 from core.payments import prepay
 from core.payments.providers import PaymentProvider
@@ -79,6 +81,7 @@ ASK_BY_PHONE = (
     "Please choose a treatment from the list. Treatments not listed are booked by the "
     "practice: please call them."
 )
+IN_CALENDAR = (S.SCHEDULED, S.CHECKED_IN)  # a time agreed: "Add to my calendar"
 PENDING_CHANGE = {  # a change request waiting for the practice, as the card says it
     ChangeKind.CANCEL: "Cancellation requested — waiting for the practice",
     ChangeKind.RESCHEDULE: "Reschedule requested — waiting for the practice",
@@ -112,6 +115,7 @@ class PortalAppointment:
     can_ask_change: bool = False  # "Cancel or reschedule" leads somewhere (none is waiting)
     clock: str = ""  # the start's wall-clock time in its clinic's zone and locale
     change_by_phone: str = ""  # instead of "Cancel or reschedule": the policy leaves no choice
+    calendar_file: tuple[str, bytes] | None = None  # (name, .ics) of a visit whose time is agreed
 
     @property
     def forms_outstanding(self) -> int:
@@ -276,6 +280,11 @@ def _view(
         if appointment.start_at
         else "",
         by_phone,
+        visit_calendar.visit_file(
+            appointment, base_url=session.info.get("base_url", DEFAULT_BASE_URL), now=now
+        )
+        if appointment.status in IN_CALENDAR
+        else None,
     )
 
 

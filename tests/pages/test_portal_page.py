@@ -1107,3 +1107,25 @@ def test_a_second_press_on_pay_now_after_the_card_page_opened_spends_nothing_aga
         assert len(s.scalars(pending).all()) == 1
     database.dispose()
     assert len(card.started) == 1
+
+
+def test_a_booked_visit_offers_add_to_my_calendar_and_no_one_elses_does(app_db):
+    patient_id, appointment_id = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.read() as s:
+        other = s.scalars(
+            select(Appointment.id).where(
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id != patient_id,
+            )
+        ).first()
+    at = _portal(app_db, patient_id)
+    assert not at.exception
+    offered = {b.key: b.label for b in at.get("download_button")}
+    assert offered[f"portal_ics_{appointment_id}"] == "Add to my calendar"
+    assert f"portal_ics_{other}" not in offered
+    shown = [int(key.removeprefix("portal_ics_")) for key in offered]
+    with database.read() as s:
+        owners = s.scalars(select(Appointment.patient_id).where(Appointment.id.in_(shown)))
+        assert set(owners) == {patient_id}
+    database.dispose()

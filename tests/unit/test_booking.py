@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
+from core.messaging import attachments
 from core.scheduling import booking
 from core.scheduling.lifecycle import LINK_PLACEHOLDER
 from db.models import (
@@ -65,7 +66,8 @@ def test_booking_an_existing_patient_sends_the_confirmation_with_qr(db, world):
         sent = session.scalars(select(Notification).order_by(Notification.channel)).all()
     assert {n.channel.value for n in sent} == {"email", "sms"}
     email = next(n for n in sent if n.channel.value == "email")
-    assert email.attachment.startswith(b"\x89PNG") and "confirmed" in email.subject
+    qr, _ = attachments.files_of(email.attachment_name, email.attachment)  # and the .ics
+    assert qr[1].startswith(b"\x89PNG") and "confirmed" in email.subject
 
 
 def test_services_add_up_and_the_message_can_be_edited_and_sent_by_email_only(db, world):

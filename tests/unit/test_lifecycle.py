@@ -20,6 +20,7 @@ from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from core.kernel.money import clinic_time, clinic_time_range
+from core.messaging import attachments
 from core.portal import home as portal_home
 from core.portal import patient_links
 from core.requests import bulk, changes, decisions, queue
@@ -253,7 +254,8 @@ def test_approve_schedules_confirms_and_audits(db, world):
     local = to_local(at(day, 10), TZ)
     # the clinic's locale (en-GB): weekday, day-month, 24-hour clock, and the zone of that day
     assert f"{local:%a}, {local.day} {local:%b %Y}, 10:00 ({local.tzname()})" in email.body
-    assert "See you soon" in email.body and email.attachment_name.endswith(".png")
+    files = [name for name, _ in attachments.files_of(email.attachment_name, email.attachment)]
+    assert "See you soon" in email.body and files[0].endswith(".png")  # then its .ics
 
 
 def test_staff_may_not_approve(db, world):

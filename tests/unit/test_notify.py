@@ -159,6 +159,28 @@ def test_sender_delivers_a_real_email_with_attachment(db, world, loopback_smtp):
         assert (row.status, row.attempts) == (DeliveryStatus.SENT, 1)
 
 
+def test_the_confirmation_email_carries_the_check_in_code_and_the_calendar_file(
+    db, world, loopback_smtp
+):
+    loopback_smtp.clear()
+    appointment_id = _book(db, world)
+    smtp = SmtpSettings(host=loopback_smtp.host, port=loopback_smtp.port)
+    delivery.send_due(db.write, {Channel.EMAIL: delivery.SmtpTransport(smtp)})
+    message = loopback_smtp.wait_for(lambda m: "confirmed" in m["Subject"])
+    files = {p.get_filename(): p for p in message.iter_attachments()}
+    ics = f"test-clinic-{PLAIN_THURSDAY.isoformat()}.ics"
+    assert sorted(files) == [f"check-in-{appointment_id}.png", ics]
+    assert files[f"check-in-{appointment_id}.png"].get_content_type() == "image/png"
+    calendar = files[ics]
+    assert (calendar.get_content_type(), calendar.get_param("method")) == (
+        "text/calendar",
+        "PUBLISH",
+    )
+    assert f"UID:visit-{appointment_id}@" in calendar.get_content()
+    row = _latest(db, appointment_id, "appointment_scheduled")[Channel.EMAIL]
+    assert row.status == DeliveryStatus.SENT and row.attachment is None  # sent: files dropped
+
+
 def test_failed_delivery_is_visible_retried_with_backoff_then_given_up(db, world):
     _queue(db, world.patient_id, channels=[Channel.EMAIL])
     dead = SmtpSettings(host="127.0.0.1", port=9)  # nothing listens on the discard port

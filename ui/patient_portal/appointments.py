@@ -1,6 +1,7 @@
 """The portal's appointment cards and their actions: pay, ask to cancel or reschedule (the
 seed's two-button confirmation), accept or decline a proposed time, and the forms sent after
-booking (answer the questionnaire, sign the consent, read the instructions)."""
+booking (answer the questionnaire, sign the consent, read the instructions), and "Add to my
+calendar" for a visit whose time is agreed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 import streamlit as st
 
 from core.forms.after_booking import Answer
+from core.messaging.visit_calendar import MIME as MIME_CALENDAR
 from core.payments.providers import provider_for
 from core.portal import home
 from core.portal.patient_links import TIME_OF_DAY_LABELS
@@ -57,6 +59,17 @@ def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
             "Cancel or reschedule", key=f"portal_change_{item.id}"
         ):
             st.session_state[CHANGE_KEY], st.session_state[PAY_KEY] = item.id, None
+        if item.calendar_file:
+            name, content = item.calendar_file
+            buttons[2].download_button(
+                "Add to my calendar",
+                content,
+                file_name=name,
+                mime=MIME_CALENDAR,
+                key=f"portal_ics_{item.id}",
+                icon=":material/event:",
+                on_click="ignore",
+            )
         if item.change_by_phone:
             left.caption(escape(item.change_by_phone))
         if item.status == "requested" and buttons[1].button(

@@ -1,0 +1,165 @@
+"""A visit in the patient's own calendar: the .ics file attached to the messages that say when
+a visit is, and offered in the portal. Re-run on PostgreSQL by
+tests/integration/test_visit_calendar_pg.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from icalendar import Calendar
+from sqlalchemy import select
+
+from core.kernel.clock import local_to_utc, to_local
+from core.messaging import attachments, visit_calendar
+from core.portal import home
+from core.requests import decisions
+from core.scheduling import moves
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    Channel,
+    Clinic,
+    Notification,
+    Patient,
+    Service,
+    VisitMode,
+)
+from db.types import utcnow
+from tests.factories import make_visit
+
+TZ = "Europe/London"  # the world's clinic: clocks go back on Sun 25 Oct 2026
+S = AppointmentStatus
+
+
+def _event(content: bytes):
+    calendar = Calendar.from_ical(content)
+    assert calendar["METHOD"] == "PUBLISH"
+    [event] = calendar.walk("VEVENT")
+    return event
+
+
+def _visit(session, world, day: date, **fields) -> Appointment:
+    start = local_to_utc(day, time(9), TZ)
+    values = dict(status=S.SCHEDULED, start_at=start, end_at=start + timedelta(minutes=30))
+    return make_visit(session, world, **(values | fields))
+
+
+def test_a_visit_at_nine_stays_at_nine_on_both_sides_of_the_clocks_change(db, world):
+    with db.write() as session:
+        before = _visit(session, world, date(2026, 10, 23))  # BST: 08:00 UTC
+        after = _visit(session, world, date(2026, 10, 26))  # GMT: 09:00 UTC
+        files = [visit_calendar.visit_file(v) for v in (before, after)]
+    assert [name for name, _ in files] == [
+        "test-clinic-2026-10-23.ics",
+        "test-clinic-2026-10-26.ics",
+    ]
+    starts = [_event(content)["DTSTART"].dt for _, content in files]
+    ends = [_event(content)["DTEND"].dt for _, content in files]
+    assert starts == [datetime(2026, 10, 23, 8, tzinfo=UTC), datetime(2026, 10, 26, 9, tzinfo=UTC)]
+    assert [to_local(s, TZ).time() for s in starts] == [time(9), time(9)]
+    assert [e - s for s, e in zip(starts, ends, strict=True)] == [timedelta(minutes=30)] * 2
+
+
+def test_the_file_says_what_the_messages_say_escaped_and_never_the_notes(db, world):
+    """Staff-typed names go in only as escaped TEXT (their ';' and ',' read back as typed,
+    splitting nothing); the notes, staff-only, never go in."""
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.address = "1 High Street; London, N1"
+        session.get(Service, world.service_id).name = "Peel; face, neck"
+        visit = _visit(session, world, date(2026, 12, 7), notes="Owes £40, difficult")
+        virtual = _visit(session, world, date(2026, 12, 8), mode=VisitMode.VIRTUAL)
+        _, content = visit_calendar.visit_file(visit)
+        _, video = visit_calendar.visit_file(virtual)
+    event = _event(content)
+    assert str(event["SUMMARY"]) == "Peel; face, neck at Test Clinic"
+    assert str(event["LOCATION"]) == "1 High Street; London, N1"
+    assert b"LOCATION:1 High Street\\; London\\, N1" in content
+    assert event["STATUS"] == "CONFIRMED" and b"Owes" not in content
+    assert str(_event(video)["LOCATION"]) == "Video visit"
+
+
+def _files(db, appointment_id: int, template: str):
+    with db.read() as session:
+        rows = session.scalars(
+            select(Notification).where(
+                Notification.appointment_id == appointment_id, Notification.template == template
+            )
+        ).all()
+    by_channel = {n.channel: attachments.files_of(n.attachment_name, n.attachment) for n in rows}
+    assert by_channel[Channel.SMS] == []  # a text message carries no file
+    return dict(by_channel[Channel.EMAIL])
+
+
+def test_booked_moved_and_cancelled_emails_update_one_event_in_the_patients_calendar(db, world):
+    """The confirmation keeps its check-in QR code and carries the .ics; the file sent when the
+    visit moves, and when it is cancelled, has the same UID and a higher SEQUENCE, so the
+    patient's calendar moves, then cancels, the event it already has."""
+    day = to_local(utcnow(), TZ).date() + timedelta(days=5)
+    with db.write() as session:
+        request = decisions.request_appointment(
+            session,
+            world.manager,
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=day,
+            time_of_day="morning",
+        )
+        request_id = request.id
+    with db.write() as session:
+        decisions.approve_request(
+            session,
+            world.manager,
+            request_id,
+            provider_id=world.provider_id,
+            start_at=local_to_utc(day, time(10), TZ),
+            expected_version=1,
+        )
+    booked = _files(db, request_id, "appointment_scheduled")
+    ics = f"test-clinic-{day.isoformat()}.ics"
+    assert sorted(booked) == [f"check-in-{request_id}.png", ics]
+    assert booked[f"check-in-{request_id}.png"].startswith(b"\x89PNG")
+    with db.write() as session:
+        moves.reschedule(
+            session, world.manager, request_id, start_at=local_to_utc(day, time(14), TZ)
+        )
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, request_id, reason="Clinic closed")
+        version = session.get(Appointment, request_id).version
+    moved = _files(db, request_id, "appointment_rescheduled")
+    cancelled = _files(db, request_id, "appointment_cancelled")
+    events = [_event(files[ics]) for files in (booked, moved, cancelled)]
+    assert {str(e["UID"]) for e in events} == {f"visit-{request_id}@localhost"}
+    sequences = [e["SEQUENCE"] for e in events]
+    assert sequences == sorted(set(sequences)) and sequences[-1] == version
+    assert [to_local(e["DTSTART"].dt, TZ).hour for e in events] == [10, 14, 14]
+    assert [e["STATUS"] for e in events] == ["CONFIRMED", "CONFIRMED", "CANCELLED"]
+
+
+def test_a_cancelled_time_the_patient_never_had_in_a_calendar_sends_no_file(db, world):
+    """A proposed time cancelled before the patient accepted it: its cancellation carries no
+    CANCELLED event, which a calendar would otherwise show for a visit never in it."""
+    day = to_local(utcnow(), TZ).date() + timedelta(days=6)
+    with db.write() as session:
+        proposed = _visit(session, world, day, status=S.TENTATIVE).id
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, proposed, reason="Clinic closed")
+    assert _files(db, proposed, "appointment_cancelled") == {}
+
+
+def test_the_portal_offers_the_file_for_a_visit_whose_time_is_agreed(db, world):
+    day = to_local(utcnow(), TZ).date() + timedelta(days=4)
+    with db.write() as session:
+        session.get(Patient, world.patient_id).portal_enrolled_at = utcnow()
+        scheduled = _visit(session, world, day).id
+        proposed = _visit(session, world, day + timedelta(days=1), status=S.TENTATIVE).id
+        session.info["base_url"] = "https://desk.example"
+        view = home.home(session, world.patient_id)
+        version = session.get(Appointment, scheduled).version
+    files = {a.id: a.calendar_file for a in view.upcoming}
+    assert files[proposed] is None  # not agreed yet: accepting it sends the confirmation
+    name, content = files[scheduled]
+    event = _event(content)
+    assert name == f"test-clinic-{day.isoformat()}.ics"
+    assert (str(event["UID"]), event["SEQUENCE"]) == (f"visit-{scheduled}@desk.example", version)
