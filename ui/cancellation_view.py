@@ -45,6 +45,8 @@ FORMULAS = f"""
 - **no-show rate** = no-shows ÷ (no-shows + completed + checked in)
 - **lead time** = start − booked (visits imported without their booking time are shown
   apart, as *booking time unknown*) · **cancellation notice** = start − cancelled
+  (cancellations imported without when they were cancelled are left out, and counted under
+  the chart)
 - **request turnaround** = decided − requested, online requests (approved or declined)
 - **revenue at risk** = price of cancelled and no-show appointments (a package's one price,
   otherwise the prices of its services)
@@ -407,6 +409,12 @@ def time_charts(f: CancellationFigures, fmt: ClinicFormat) -> None:
             ),
             key="cancel_chart_notice",
         )
+        if f.untimed_cancellations:  # counted in the cancellation rate, not in this chart
+            st.caption(
+                f"{fmt.number(f.untimed_cancellations)} of {fmt.number(f.totals.cancelled)} "
+                "cancellations left out: imported without when they were cancelled, so "
+                "their notice is not known."
+            )
 
 
 def reasons_and_fees(f: CancellationFigures, fmt: ClinicFormat) -> None:

@@ -62,6 +62,11 @@ def _charts(at):
     return {c.proto.id: c for c in at.get("echarts_chart")}
 
 
+def _spec(at, key):
+    charts = _charts(at)
+    return json.loads(charts[next(k for k in charts if key in k)].proto.spec)
+
+
 def test_manager_opens_on_key_figures_and_charts_with_their_n(app_as):
     at = app_as("manager", PAGE)
     assert not at.exception and not at.error
@@ -795,3 +800,43 @@ def test_changes_only_where_there_is_something_to_compare_with(app_as, app_db):
     }
     assert len(deltas) >= 8 and not any(deltas.values()), deltas
     assert "Nothing was booked in the day before" in " ".join(c.value for c in at.caption)
+
+
+def test_the_notice_chart_says_how_many_cancellations_it_leaves_out(app_as, app_db):
+    """Cancellations imported without when they were cancelled have no notice: the chart
+    leaves them out and its caption says how many and why (before: they vanished silently,
+    its n short of the cancellations counted above)."""
+    database = _db(app_db)
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment)
+            .where(Appointment.kind == AppointmentKind.APPOINTMENT, Appointment.status.in_(BOOKED))
+            .order_by(Appointment.start_at.desc())
+        ).first()
+        start = datetime.now(UTC) - timedelta(days=3)
+        for _ in range(3):
+            session.add(
+                Appointment(
+                    clinic_id=visit.clinic_id,
+                    provider_id=visit.provider_id,
+                    patient_id=visit.patient_id,
+                    service_id=visit.service_id,
+                    status="cancelled",
+                    source="import",
+                    start_at=start,
+                    end_at=start + timedelta(minutes=30),
+                    booked_at=start - timedelta(days=9),
+                )
+            )
+    database.dispose()
+    at = _show(app_as("owner", PAGE), "Turnaround and notice")
+    assert not at.exception and not at.error
+    f = _core_figures(app_db, at.session_state["cancel_filters_now"])
+    assert f.untimed_cancellations >= 3
+    notice = _spec(at, "cancel_chart_notice")
+    timed = f.totals.cancelled - f.untimed_cancellations
+    assert notice["title"]["text"].endswith(f"n = {timed:,}")
+    assert (
+        f"{f.untimed_cancellations:,} of {f.totals.cancelled:,} cancellations left out: "
+        "imported without when they were cancelled, so their notice is not known."
+    ) in [c.value for c in at.caption]
