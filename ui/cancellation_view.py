@@ -32,6 +32,21 @@ from ui.text import escape, show_table
 
 # the fees' amounts (per currency) of late cancellations and no-shows
 OTHERS = "others"  # the bar summing the groups beyond the TOP largest
+# a rate over fewer than MIN_N (its own n) is marked on every rate chart, as it is never
+# compared in the key figures: one visit more moves a rate over 2 bookings 50 points
+FEW = charts.Few(
+    MIN_N,
+    {
+        name + suffix: what
+        for name, what in (("Cancellation rate", "bookings"), ("No-show rate", "visits due"))
+        for suffix in ("", " a year earlier")
+    },
+)
+FEW_SAID = (
+    f"Lighter, hatched bars, hatched heatmap cells and dashed rings on the weekly lines are "
+    f"rates over fewer than {MIN_N} (bookings; visits due for the no-show rate): one visit "
+    "more or less moves them a lot, so read them with care."
+)
 _ASSESSED = ("late_assessed_cents", "no_show_assessed_cents")
 _WAIVED = ("late_waived_cents", "no_show_waived_cents")
 
@@ -58,7 +73,8 @@ FORMULAS = f"""
   per currency (never added up, never converted)
 - **changes** = against the period of the same length just before, with the same filters; a
   rate over fewer than {MIN_N} (bookings, visits due, cancellations, requests) in either period is
-  not compared, and nothing is when nothing was booked in the period before
+  not compared, and nothing is when nothing was booked in the period before; on the charts
+  such a rate is marked (lighter and hatched, a dashed ring on a line, "few" on hover)
 - **repeat patients** = late cancellations + no-shows ≥ 2 in the range
 - **what-if** = patients' cancellations whose notice was shorter than the chosen window would
   have been late (the practice's own cancellations are never charged); charged = late × fee,
@@ -245,23 +261,18 @@ def _picked(chart_key: str, points: list, keys: list[tuple], fmt: ClinicFormat) 
     return Pick(dimension, value, label, "due" if due else "booked", series >= 2)
 
 
-def _rate_bars(
-    groups: list[Counts], title: str, key: str, fmt: ClinicFormat, selectable: bool = False
-) -> list:
-    return charts.show(
-        charts.bars(
-            [c.label for c in groups],
-            {
-                "Cancellation rate": [c.cancellation_rate for c in groups],
-                "No-show rate": [c.no_show_rate for c in groups],
-            },
-            title=charts.with_n(title, sum(c.booked for c in groups), fmt, "booked"),
-            fmt=fmt,
-            percent=True,
-            n=rate_ns(groups),
-        ),
-        key=key,
-        selectable=selectable,
+def _rate_bars(groups: list[Counts], title: str, fmt: ClinicFormat) -> charts.Spec:
+    return charts.bars(
+        [c.label for c in groups],
+        {
+            "Cancellation rate": [c.cancellation_rate for c in groups],
+            "No-show rate": [c.no_show_rate for c in groups],
+        },
+        title=charts.with_n(title, sum(c.booked for c in groups), fmt, "booked"),
+        fmt=fmt,
+        percent=True,
+        n=rate_ns(groups),
+        few=FEW,
     )
 
 
@@ -283,8 +294,18 @@ def dashboard(
     fmt: ClinicFormat,
 ) -> Pick | None:
     """The charts an owner opens the page for; returns the bar or point clicked when there
-    was a click, to list the appointments behind it."""
-    picks = []
+    was a click, to list the appointments behind it. Above them, when any rate is over few
+    (FEW), what its mark means."""
+    note = st.empty()  # filled once the charts are drawn, when one of them marks a rate
+    picks, drawn = [], []
+
+    def draw(spec: charts.Spec, key: str, keys: list[tuple] | None = None) -> None:
+        """Draw a chart; with `keys` (one per point) it is clickable, and a click is a pick."""
+        drawn.append(spec)
+        points = charts.show(spec, key=key, selectable=keys is not None)
+        if keys is not None:
+            picks.append(_picked(key, points, keys, fmt))
+
     weeks = every_week(f)
     earlier, ns = {}, rate_ns(weeks)
     shifted = weeks_a_year_earlier(f, year_before)  # the same export's rows
@@ -295,7 +316,7 @@ def dashboard(
         }
         ns |= rate_ns(shifted, " a year earlier")
     labels = [fmt.day(date.fromisoformat(c.label), weekday=False) for c in weeks]
-    points = charts.show(
+    draw(
         charts.lines(
             labels,
             {
@@ -307,62 +328,43 @@ def dashboard(
             percent=True,
             n=ns,
             earlier=earlier,
+            few=FEW,
         ),
-        key="cancel_chart_weekly",
-        selectable=True,
+        "cancel_chart_weekly",
+        [("week", c.label, f"week of {lab}") for c, lab in zip(weeks, labels, strict=True)],
     )
-    keys = [("week", c.label, f"week of {lab}") for c, lab in zip(weeks, labels, strict=True)]
-    picks.append(_picked("cancel_chart_weekly", points, keys, fmt))
     left, right = st.columns(2)
     with left:
         days = [replace(c, label=fmt.weekday(i, "abbreviated")) for i, c in enumerate(f.by_weekday)]
-        points = _rate_bars(days, "Rates by weekday", "cancel_chart_weekday", fmt, True)
-        keys = [("weekday", i, fmt.weekday(i)) for i in range(7)]
-        picks.append(_picked("cancel_chart_weekday", points, keys, fmt))
-    with right:
-        hours = sorted({cell.hour for cell in f.heatmap})
-        grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
-        values = [
-            [grid[(w, h)].cancellation_rate if (w, h) in grid else None for h in hours]
-            for w in range(7)
-        ]
-        counts = [[grid[(w, h)].booked if (w, h) in grid else 0 for h in hours] for w in range(7)]
-        charts.show(
-            charts.heatmap(
-                [fmt.weekday(w, "abbreviated") for w in range(7)],
-                [fmt.clock(time(h)) for h in hours],
-                values,
-                title=charts.with_n(
-                    "Cancellation rate by weekday and hour", f.totals.booked, fmt, "booked"
-                ),
-                fmt=fmt,
-                n=counts,
-            ),
-            key="cancel_chart_heatmap",
+        draw(
+            _rate_bars(days, "Rates by weekday", fmt),
+            "cancel_chart_weekday",
+            [("weekday", i, fmt.weekday(i)) for i in range(7)],
         )
+    with right:
+        _heatmap(f, fmt, draw)
     left, right = st.columns(2)
     for column, groups, name in ((left, providers, "provider"), (right, services, "service")):
         with column:
-            chart_key = f"cancel_chart_{name}"
-            points = _rate_bars(
-                [g.counts for g in groups], f"Rates by {name}", chart_key, fmt, True
+            draw(
+                _rate_bars([g.counts for g in groups], f"Rates by {name}", fmt),
+                f"cancel_chart_{name}",
+                [
+                    (OTHERS, name, "Others")
+                    if g.counts.label == "Others"
+                    else (name, g.key, g.counts.label)
+                    for g in groups
+                ],
             )
-            keys = [
-                (OTHERS, name, "Others")
-                if g.counts.label == "Others"
-                else (name, g.key, g.counts.label)
-                for g in groups
-            ]
-            picks.append(_picked(chart_key, points, keys, fmt))
     left, right = st.columns(2)
     with left:
-        points = _rate_bars(
-            f.by_lead_time, "Rates by lead time (start − booked)", "cancel_chart_lead", fmt, True
+        draw(
+            _rate_bars(f.by_lead_time, "Rates by lead time (start − booked)", fmt),
+            "cancel_chart_lead",
+            [("lead", i, f"lead time {c.label}") for i, c in enumerate(f.by_lead_time)],
         )
-        keys = [("lead", i, f"lead time {c.label}") for i, c in enumerate(f.by_lead_time)]
-        picks.append(_picked("cancel_chart_lead", points, keys, fmt))
     with right:
-        charts.show(
+        draw(
             charts.bars(
                 ["SMS reminder", "No SMS reminder"],
                 {"No-show rate": [c.no_show_rate for c in f.by_sms]},
@@ -375,10 +377,38 @@ def dashboard(
                 fmt=fmt,
                 percent=True,
                 n=[c.visits_due for c in f.by_sms],
+                few=FEW,
             ),
-            key="cancel_chart_sms",
+            "cancel_chart_sms",
         )
+    if any(charts.marked(spec) for spec in drawn):
+        note.caption(FEW_SAID)
     return next((p for p in picks if p), None)
+
+
+def _heatmap(f: CancellationFigures, fmt: ClinicFormat, draw) -> None:
+    """The cancellation rate by weekday and hour."""
+    hours = sorted({cell.hour for cell in f.heatmap})
+    grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
+    values = [
+        [grid[(w, h)].cancellation_rate if (w, h) in grid else None for h in hours]
+        for w in range(7)
+    ]
+    counts = [[grid[(w, h)].booked if (w, h) in grid else 0 for h in hours] for w in range(7)]
+    draw(
+        charts.heatmap(
+            [fmt.weekday(w, "abbreviated") for w in range(7)],
+            [fmt.clock(time(h)) for h in hours],
+            values,
+            title=charts.with_n(
+                "Cancellation rate by weekday and hour", f.totals.booked, fmt, "booked"
+            ),
+            fmt=fmt,
+            n=counts,
+            few=charts.Few(MIN_N, "bookings"),
+        ),
+        "cancel_chart_heatmap",
+    )
 
 
 def time_charts(f: CancellationFigures, fmt: ClinicFormat) -> None:

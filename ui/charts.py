@@ -17,6 +17,7 @@ ui.text.plain (control characters and direction overrides)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
@@ -32,11 +33,47 @@ HEAT = ["#fff5f0", "#fcbba1", "#fb6a4a", "#cb181d", "#67000d"]  # ColorBrewer Re
 CHAR_PX = 7  # a generous width of a character of the 12 px axis font
 PLOT_PX = {False: 330, True: 800}  # the plot area of a half- and a full-width chart
 
+# a rate over few (its n under Few.below) is marked: a lighter, hatched bar, a hatched heatmap
+# cell, a larger dashed ring on a line; its tooltip says "(few bookings)"
+HATCH = {
+    "symbol": "rect",
+    "symbolSize": 1,
+    "color": "rgba(0, 0, 0, 0.35)",
+    "dashArrayX": [1, 0],
+    "dashArrayY": [2, 4],
+    "rotation": -0.7854,  # diagonal stripes
+}
+
 Spec = dict[str, Any]
 # n per label, one list for every series, or each series' own (a rate's own denominator: the
 # cancellation rate's is the bookings, the no-show rate's the visits due; NPS's the 0–10
 # answers, CSAT's the ratings)
 Ns = Sequence[int] | dict[str, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class Few:
+    """Marks a value whose n is under `below` (a rate over 2 bookings is not one over 400):
+    `what` names what each series' n counts ("bookings"), one word for all or per series."""
+
+    below: int
+    what: str | dict[str, str] = field(default="")
+
+    def says(self, name: str, n: int) -> str:
+        """' (few bookings)' for a value over fewer than `below` (but some), else ''."""
+        if not 0 < n < self.below:
+            return ""
+        word = self.what if isinstance(self.what, str) else self.what.get(name, "")
+        return f" (few {word})" if word else " (few)"
+
+
+def marked(spec: Spec) -> bool:
+    """Whether the chart marks any value as over few (`Few`)."""
+    return any(isinstance(item, dict) for one in spec["series"] for item in one["data"])
+
+
+def _value(item: list | dict) -> list:
+    return item["value"] if isinstance(item, dict) else item
 
 
 def _n_of(n: Ns | None, name: str) -> Sequence[int] | None:
@@ -107,7 +144,9 @@ def _described(title: str, series: list[Spec]) -> str:
     """What a screen reader says: the title, then each series' labels and shown values."""
     parts = [plain(title)]
     for one in series:
-        values = ", ".join(f"{item[3]} {item[2]}" for item in one["data"])
+        values = ", ".join(
+            f"{v[3]} {v[2]}{v[5] if len(v) > 5 else ''}" for v in map(_value, one["data"])
+        )
         parts.append(f"{one['name']}: {values}")
     return ". ".join(parts) + "."
 
@@ -118,19 +157,27 @@ def _items(
     n: Sequence[int] | None,
     percent: bool,
     fmt: ClinicFormat,
+    few: tuple[Few, str, Spec] | None = None,
 ) -> tuple[list, str]:
     """Each point as [position, y, shown value, label, n] (by position: two groups may share a
     name) and its tooltip (Streamlit escapes {a} and every {@[i]} it expands). A series shorter
-    than the labels (a baseline without figures) is empty where it has no value."""
+    than the labels (a baseline without figures) is empty where it has no value. With n and
+    `few` (the Few, the series' name, the look of a point over few), each point carries what
+    Few.says too, and a point over few is drawn as {"value": point, **look}."""
     scale = 100 if percent else 1
     values = [*values[: len(labels)], *[None] * (len(labels) - len(values))]
-    items = [
-        [i, None if v is None or v != v else v * scale, _shown(v, percent, fmt), label]
-        + ([fmt.number(n[i])] if n is not None else [])
-        for i, (label, v) in enumerate(zip(labels, values, strict=True))
-    ]
+    marking = few is not None and n is not None
+    items = []
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        empty = v is None or v != v
+        item = [i, None if empty else v * scale, _shown(v, percent, fmt), label]
+        item += [fmt.number(n[i])] if n is not None else []
+        if marking:
+            rule, name, look = few
+            item.append("" if empty else rule.says(name, n[i]))
+        items.append({"value": item, **look} if marking and item[5] else item)
     tip = "{@[3]}<br/>{a}: {@[2]}" + ("<br/>n = {@[4]}" if n is not None else "")
-    return items, tip
+    return items, tip + ("{@[5]}" if marking else "")
 
 
 def bars(
@@ -142,13 +189,17 @@ def bars(
     y_title: str = "",
     percent: bool = False,
     n: Ns | None = None,
+    few: Few | None = None,
 ) -> Spec:
     """Grouped bars: one series per entry, one group per label; `n` per label in the tooltip
-    (one list for all series, or a dict of each series' own)."""
+    (one list for all series, or a dict of each series' own); with `few`, a bar over few is
+    lighter and hatched."""
     labels = [plain(v) for v in labels]
     out = []
     for index, (name, values) in enumerate(series.items()):
-        items, tip = _items(labels, values, _n_of(n, name), percent, fmt)
+        look = {"itemStyle": {"color": FADED[index % len(FADED)], "decal": HATCH}}
+        marking = (few, name, look) if few else None
+        items, tip = _items(labels, values, _n_of(n, name), percent, fmt, marking)
         out.append(
             {
                 "type": "bar",
@@ -173,14 +224,19 @@ def lines(
     n: Ns | None = None,
     earlier: dict[str, Sequence[float | None]] | None = None,
     wide: bool = True,
+    few: Few | None = None,
 ) -> Spec:
     """Lines over the labels; `earlier` adds the same series a year before, dotted (with its
     own n when `n` is a dict naming it too). `wide`: drawn across the page (the report pages'
-    weekly lines)."""
+    weekly lines). With `few`, a point over few is a larger, lighter, dashed ring."""
     labels = [plain(v) for v in labels]
 
     def line(name: str, values, colour: str, counts, dotted: bool = False) -> Spec:
-        items, tip = _items(labels, values, counts, percent, fmt)
+        faded = FADED[COLOURS.index(colour)] if colour in COLOURS else colour
+        ring = {"color": faded, "borderType": "dashed", "borderWidth": 2}
+        look = {"symbol": "emptyCircle", "symbolSize": 10, "itemStyle": ring}
+        marking = (few, name, look) if few else None
+        items, tip = _items(labels, values, counts, percent, fmt, marking)
         return {
             "type": "line",
             "name": plain(name),
@@ -209,6 +265,17 @@ def lines(
     return _figure(labels, out, title, y_title, percent, wide, fmt)
 
 
+def heat_cells(values: Sequence[Sequence[float | None]]) -> list[tuple[int, int]]:
+    """(row, column) of each cell a heatmap draws, in the order of its data (what a click's
+    index points at): the cells with a value, row by row."""
+    return [
+        (r, c)
+        for r, line in enumerate(values)
+        for c, v in enumerate(line)
+        if v is not None and v == v
+    ]
+
+
 def heatmap(
     rows: Sequence[str],
     columns: Sequence[str],
@@ -218,20 +285,23 @@ def heatmap(
     fmt: ClinicFormat,
     percent: bool = True,
     n: Sequence[Sequence[int]] | None = None,
+    few: Few | None = None,
 ) -> Spec:
-    """Rows top to bottom, columns left to right; empty cells stay blank."""
+    """Rows top to bottom, columns left to right; empty cells stay blank. With `few` and `n`,
+    a cell over few is hatched, inside a dashed border (its colour stays its rate's)."""
     rows, columns = [plain(r) for r in rows], [plain(c) for c in columns]
     scale = 100 if percent else 1
-    cells = [
-        [c, r, v * scale, _shown(v, percent, fmt), "" if n is None else fmt.number(n[r][c])]
-        + [row, col]
-        for r, (row, line) in enumerate(zip(rows, values, strict=True))
-        for c, (col, v) in enumerate(zip(columns, line, strict=True))
-        if v is not None and v == v
-    ]
-    top = max((cell[2] for cell in cells), default=0) or 1
+    look = {"itemStyle": {"decal": HATCH, "borderColor": "#555", "borderType": "dashed"}}
+    cells = []
+    for r, c in heat_cells(values):
+        v = values[r][c]
+        cell = [c, r, v * scale, _shown(v, percent, fmt), "" if n is None else fmt.number(n[r][c])]
+        cell += [rows[r], columns[c], few.says("", n[r][c]) if few and n is not None else ""]
+        cells.append({"value": cell, **look} if cell[7] else cell)
+    top = max((_value(cell)[2] for cell in cells), default=0) or 1
     spec = _figure(columns, [], title, "", False, False, fmt)
-    cells_said = ", ".join(f"{cell[5]} {cell[6]} {cell[3]}" for cell in cells)
+    said = [_value(cell) for cell in cells]
+    cells_said = ", ".join(f"{v[5]} {v[6]} {v[3]}{v[7]}" for v in said)
     spec["aria"]["label"]["description"] = f"{plain(title)}. {cells_said}."
     spec["grid"] = {"left": 8, "right": 72, "top": 48, "bottom": 8}
     spec["yAxis"] = {"type": "category", "data": rows, "inverse": True}
@@ -246,14 +316,13 @@ def heatmap(
         "text": [_shown(top / scale, percent, fmt), _shown(0, percent, fmt)],
         "inRange": {"color": HEAT},
     }
+    tip = "{@[5]} {@[6]}: {@[3]}" + ("<br/>n = {@[4]}{@[7]}" if n is not None else "")
     spec["series"] = [
         {
             "type": "heatmap",
             "data": cells,
             "encode": {"x": 0, "y": 1, "value": 2},
-            "tooltip": {
-                "formatter": "{@[5]} {@[6]}: {@[3]}" + ("<br/>n = {@[4]}" if n is not None else "")
-            },
+            "tooltip": {"formatter": tip},
         }
     ]
     return spec

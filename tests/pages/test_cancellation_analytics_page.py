@@ -67,6 +67,11 @@ def _spec(at, key):
     return json.loads(charts[next(k for k in charts if key in k)].proto.spec)
 
 
+def _item(item):
+    """A chart point's values: a point marked as over few is {"value": [...], its look}."""
+    return item["value"] if isinstance(item, dict) else item
+
+
 def test_manager_opens_on_key_figures_and_charts_with_their_n(app_as):
     at = app_as("manager", PAGE)
     assert not at.exception and not at.error
@@ -529,7 +534,8 @@ def test_each_rate_shows_its_own_n(app_as, app_db):
     def items(key):
         spec = json.loads(charts[next(k for k in charts if key in k)].proto.spec)
         return {
-            s["name"]: [int(item[4].replace(",", "")) for item in s["data"]] for s in spec["series"]
+            s["name"]: [int(_item(i)[4].replace(",", "")) for i in s["data"]]
+            for s in spec["series"]
         }
 
     weekday = items("cancel_chart_weekday")
@@ -709,7 +715,7 @@ def test_a_click_lists_the_appointments_its_rate_is_over(app_as, app_db):
     def n_of(key, series):
         charts = _charts(at)
         spec = json.loads(charts[next(k for k in charts if key in k)].proto.spec)
-        return [int(item[4].replace(",", "")) for item in spec["series"][series]["data"]]
+        return [int(_item(i)[4].replace(",", "")) for i in spec["series"][series]["data"]]
 
     def listed():
         table = next(d for d in at.dataframe if "Status" in d.value.columns).value
@@ -800,6 +806,77 @@ def test_changes_only_where_there_is_something_to_compare_with(app_as, app_db):
     }
     assert len(deltas) >= 8 and not any(deltas.values()), deltas
     assert "Nothing was booked in the day before" in " ".join(c.value for c in at.caption)
+
+
+def _few_bookings(url) -> str:
+    """A provider with two bookings on a Monday of the page's range (one cancelled), one
+    visit due on a Tuesday; returns the provider's name."""
+    database = _db(url)
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment).where(
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status.in_(BOOKED),
+            )
+        ).first()
+        few = Provider(name="Dr Few")
+        session.add(few)
+        session.flush()
+        tz = session.get(Clinic, visit.clinic_id).timezone
+        today = local_today(tz)
+        monday = today - timedelta(days=today.weekday() + 14)
+        for day, status in ((monday, "cancelled"), (monday, "completed"), (monday, "no_show")):
+            start = local_to_utc(day + timedelta(days=status == "no_show"), time(10), tz)
+            session.add(
+                Appointment(
+                    clinic_id=visit.clinic_id,
+                    provider_id=few.id,
+                    patient_id=visit.patient_id,
+                    service_id=visit.service_id,
+                    status=status,
+                    start_at=start,
+                    end_at=start + timedelta(minutes=30),
+                    booked_at=start - timedelta(days=5),
+                )
+            )
+    database.dispose()
+    return "Dr Few"
+
+
+def test_a_rate_over_few_bookings_is_marked_on_every_rate_chart(app_as, app_db):
+    """A rate over fewer than 10 (bookings, or visits due for the no-show rate) is drawn
+    lighter and hatched (a dashed ring on the weekly lines, a hatched cell in the heatmap), its
+    tooltip says "(few bookings)", and a caption above the charts says what the mark means
+    (before: 50% over 2 bookings looked like 50% over 400); a rate over more is unmarked."""
+    name = _few_bookings(app_db)
+    at = app_as("owner", PAGE)
+    weekday = _spec(at, "cancel_chart_weekday")
+    for series in weekday["series"]:
+        for item in series["data"]:
+            n = int(_item(item)[4].replace(",", ""))
+            if _item(item)[1] is not None:
+                assert isinstance(item, dict) == (n < 10), (series["name"], item)
+    names = at.selectbox(key="cancel_provider").options
+    at.selectbox(key="cancel_provider").select_index(names.index(name))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    said = [c.value for c in at.caption if c.value.startswith("Lighter, hatched bars")]
+    assert said and "fewer than 10 (bookings; visits due for the no-show rate)" in said[0]
+    rate_charts = ("weekly", "weekday", "heatmap", "provider", "service", "lead", "sms")
+    for chart in rate_charts:
+        spec = _spec(at, f"cancel_chart_{chart}")
+        drawn = [i for s in spec["series"] for i in s["data"] if _item(i)[1] is not None]
+        assert drawn and all(isinstance(i, dict) for i in drawn), chart
+        assert all(i["itemStyle"].get("decal") or i.get("symbol") for i in drawn), chart
+    monday = _spec(at, "cancel_chart_weekday")["series"]
+    cancelled, missed = monday[0]["data"][0], monday[1]["data"][0]
+    assert cancelled["value"][2:] == ["50.0%", "Mon", "2", " (few bookings)"]
+    assert cancelled["itemStyle"]["color"] == "#a9c1dc"  # the lighter partner of its colour
+    assert missed["value"][4:] == ["1", " (few visits due)"]
+    assert monday[0]["tooltip"]["formatter"].endswith("n = {@[4]}{@[5]}")
+    cell = _spec(at, "cancel_chart_heatmap")["series"][0]
+    assert cell["data"][0]["value"][7] == " (few bookings)"
+    assert cell["tooltip"]["formatter"].endswith("n = {@[4]}{@[7]}")
 
 
 def test_the_notice_chart_says_how_many_cancellations_it_leaves_out(app_as, app_db):

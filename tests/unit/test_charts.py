@@ -161,3 +161,43 @@ def test_each_series_may_carry_its_own_n():
         True,
         False,
     ]
+
+
+def test_a_value_over_few_is_marked_and_says_so():
+    """With `few`, a value whose n is under its threshold is drawn apart (a lighter, hatched
+    bar; a dashed ring on a line; a hatched heatmap cell) and its tooltip says "(few …)"; a
+    value over more, or none at all, is left as it is."""
+    few = charts.Few(10, {"A": "bookings"})
+    spec = charts.bars(
+        ["Mon", "Tue", "Wed"],
+        {"A": [0.5, 0.1, None]},
+        title="t",
+        fmt=GB,
+        percent=True,
+        n=[2, 1200, 0],
+        few=few,
+    )
+    thin, many, empty = spec["series"][0]["data"]
+    assert thin["value"][2:] == ["50.0%", "Mon", "2", " (few bookings)"]
+    assert thin["itemStyle"] == {"color": charts.FADED[0], "decal": charts.HATCH}
+    assert many[4:] == ["1,200", ""] and empty[4:] == ["0", ""]
+    assert spec["series"][0]["tooltip"]["formatter"].endswith("n = {@[4]}{@[5]}")
+    assert "Mon 50.0% (few bookings)" in spec["aria"]["label"]["description"]
+    assert charts.marked(spec)
+    line = charts.lines(["w1"], {"B": [0.2]}, title="t", fmt=GB, n=[3], few=few)
+    ring = line["series"][0]["data"][0]
+    assert ring["value"][5] == " (few)" and ring["itemStyle"]["borderType"] == "dashed"
+    heat = charts.heatmap(
+        ["Mon"],
+        ["09:00", "10:00"],
+        [[0.5, 0.1]],
+        title="t",
+        fmt=GB,
+        n=[[2, 40]],
+        few=charts.Few(10, "bookings"),
+    )
+    cell, full = heat["series"][0]["data"]
+    assert cell["value"][7] == " (few bookings)" and cell["itemStyle"]["decal"] == charts.HATCH
+    assert full[7] == "" and "color" not in cell["itemStyle"]  # its colour is its rate's
+    plain = charts.bars(["Mon"], {"A": [0.5]}, title="t", fmt=GB, percent=True, n=[2])
+    assert not charts.marked(plain)  # without `few`, nothing is marked
