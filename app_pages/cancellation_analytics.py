@@ -1,7 +1,7 @@
 """Owners and managers: the cancellation dashboard — key figures against the previous period
 and the charts (by week with a year earlier, weekday and hour, provider, service, lead time);
-a click on a bar lists its appointments. Below: reasons and fees, turnaround, repeat patients,
-the what-if, the audited CSV export and fee waivers."""
+a click on a bar or a heatmap cell lists its appointments. Below: reasons and fees,
+turnaround, repeat patients, the what-if, the audited CSV export and fee waivers."""
 
 from dataclasses import replace
 from datetime import timedelta

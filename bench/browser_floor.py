@@ -113,7 +113,7 @@ def dashboard() -> None:
             n=[30_000, 14_000],
         )
         charts.show(sms, key="floor_chart_sms")
-    st.caption("Click a bar (or a week) to list the appointments behind it.")
+    st.caption("Click a bar, a week or a heatmap cell to list the appointments behind it.")
     st.segmented_control("More", ["Reasons and fees", "Turnaround", "Repeat"], key="floor_more")
 
 

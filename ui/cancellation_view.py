@@ -232,7 +232,7 @@ def amounts_text(amounts: Amounts, fmt: ClinicFormat) -> str:
 
 @dataclass(frozen=True)
 class Pick:
-    """A bar or a week's point clicked: the appointments to list behind it."""
+    """A bar, a week's point or a heatmap cell clicked: the appointments to list behind it."""
 
     dimension: str  # core.analytics.breakdowns.DIMENSIONS, or OTHERS
     value: Any
@@ -293,9 +293,9 @@ def dashboard(
     services: list[Group],
     fmt: ClinicFormat,
 ) -> Pick | None:
-    """The charts an owner opens the page for; returns the bar or point clicked when there
-    was a click, to list the appointments behind it. Above them, when any rate is over few
-    (FEW), what its mark means."""
+    """The charts an owner opens the page for; returns the bar, point or heatmap cell clicked
+    when there was a click, to list the appointments behind it. Above them, when any rate is
+    over few (FEW), what its mark means."""
     note = st.empty()  # filled once the charts are drawn, when one of them marks a rate
     picks, drawn = [], []
 
@@ -387,7 +387,7 @@ def dashboard(
 
 
 def _heatmap(f: CancellationFigures, fmt: ClinicFormat, draw) -> None:
-    """The cancellation rate by weekday and hour."""
+    """The cancellation rate by weekday and hour; a click on a cell lists its bookings."""
     hours = sorted({cell.hour for cell in f.heatmap})
     grid = {(cell.weekday, cell.hour): cell.counts for cell in f.heatmap}
     values = [
@@ -395,6 +395,10 @@ def _heatmap(f: CancellationFigures, fmt: ClinicFormat, draw) -> None:
         for w in range(7)
     ]
     counts = [[grid[(w, h)].booked if (w, h) in grid else 0 for h in hours] for w in range(7)]
+    keys = [
+        ("cell", (w, hours[c]), f"{fmt.weekday(w)} {fmt.clock(time(hours[c]))}")
+        for w, c in charts.heat_cells(values)
+    ]
     draw(
         charts.heatmap(
             [fmt.weekday(w, "abbreviated") for w in range(7)],
@@ -408,6 +412,7 @@ def _heatmap(f: CancellationFigures, fmt: ClinicFormat, draw) -> None:
             few=charts.Few(MIN_N, "bookings"),
         ),
         "cancel_chart_heatmap",
+        keys,
     )
 
 
@@ -583,16 +588,16 @@ def nothing_booked(f: CancellationFigures, fmt: ClinicFormat) -> None:
 
 
 def behind(picked: Pick | None, read_behind, fmt: ClinicFormat, filters=None) -> None:
-    """The appointments behind the last bar clicked under these `filters` (kept until another
-    bar is clicked or the filters change: a bar of other filters, such as a week the range no
-    longer holds or a provider not chosen, is none of the charts shown): those its rate is
-    over, as many as its n (`read_behind(pick)`: rows and their number)."""
+    """The appointments behind the last bar (week, heatmap cell) clicked under these `filters`
+    (kept until another is clicked or the filters change: a bar of other filters, such as a
+    week the range no longer holds or a provider not chosen, is none of the charts shown):
+    those its rate is over, as many as its n (`read_behind(pick)`: rows and their number)."""
     if picked:
         st.session_state["cancel_picked"] = (picked, filters)
     kept = st.session_state.get("cancel_picked")
     if not kept or kept[1] != filters:
         st.session_state.pop("cancel_picked", None)
-        st.caption("Click a bar (or a week) to list the appointments behind it.")
+        st.caption("Click a bar, a week or a heatmap cell to list the appointments behind it.")
         return
     pick = kept[0]
     dimension, value, label = pick.dimension, pick.value, pick.label

@@ -1,6 +1,6 @@
 """The dashboards' breakdowns and drill-downs: cancellation and no-show rates by provider and
-service, the appointments behind one bar of any cancellation chart, the survey rating
-distribution and the responses behind one bar of a survey chart.
+service, the appointments behind one bar (or heatmap cell) of any cancellation chart, the
+survey rating distribution and the responses behind one bar of a survey chart.
 
 Everything is aggregated in SQL over the same filters as core.analytics.cancellations (the rates
 by provider and service from its roll-ups where it can, otherwise one grouped query per
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import and_, case, func, select
@@ -38,7 +39,7 @@ GROUPS = {
     "provider": (Appointment.provider_id, Provider),
     "service": (Appointment.service_id, Service),
 }
-DIMENSIONS = ("weekday", "hour", "week", "lead", "provider", "service", "all")
+DIMENSIONS = ("weekday", "hour", "cell", "week", "lead", "provider", "service", "all")
 # what a bar counts: the cancellation rate is over the bookings, the no-show rate over the
 # visits due (no-shows and attended); the list behind a bar is that bar's n, no more
 COUNTED = {"booked": BOOKED, "due": (S.NO_SHOW, S.COMPLETED, S.CHECKED_IN)}
@@ -128,8 +129,9 @@ def appointments_behind(
     limit: int = 200,
     counted: str = "booked",
 ) -> tuple[pd.DataFrame, int]:
-    """The appointments behind one bar: `dimension` is weekday (0 = Monday), hour, week (its
-    Monday, ISO), lead (bucket index), provider or service (id; None = not recorded) or all;
+    """The appointments behind one bar: `dimension` is weekday (0 = Monday), hour, cell (the
+    heatmap's (weekday, hour)), week (its Monday, ISO), lead (bucket index), provider or
+    service (id; None = not recorded) or all;
     `counted` is the bar's n (COUNTED): "booked" for a cancellation rate, "due" (no-shows and
     attended) for a no-show rate. Newest first, at most `limit` rows, and how many there are
     in all; each start in its clinic's time, beside the clinic's name."""
@@ -162,9 +164,15 @@ def appointments_behind(
         .subquery()
     )
     i = inner.c
+
+    def cell(v) -> Any:
+        weekday, hour = (int(x) for x in v)
+        return and_((i.daynum + 3) % 7 == weekday, i.hour == hour)
+
     condition = {
         "weekday": lambda v: (i.daynum + 3) % 7 == int(v),
         "hour": lambda v: i.hour == int(v),
+        "cell": cell,
         "week": lambda v: i.daynum.between(*_week_days(str(v))),
         "lead": lambda v: i.lead == int(v),
         "provider": lambda v: i.provider_id.is_(None) if v is None else i.provider_id == int(v),

@@ -578,7 +578,7 @@ def test_the_list_behind_a_bar_goes_when_the_filters_change(app_as):
     at = _apply(at)
     assert not at.exception and not at.error
     assert not [h.value for h in at.subheader if h.value.startswith("Appointments behind")]
-    assert "Click a bar (or a week) to list the appointments behind it." in [
+    assert "Click a bar, a week or a heatmap cell to list the appointments behind it." in [
         c.value for c in at.caption
     ]
     # a click under the new filters lists its bar again
@@ -877,6 +877,27 @@ def test_a_rate_over_few_bookings_is_marked_on_every_rate_chart(app_as, app_db):
     cell = _spec(at, "cancel_chart_heatmap")["series"][0]
     assert cell["data"][0]["value"][7] == " (few bookings)"
     assert cell["tooltip"]["formatter"].endswith("n = {@[4]}{@[7]}")
+
+
+def test_a_click_on_a_heatmap_cell_lists_its_bookings(app_as):
+    """The weekday × hour heatmap is clickable like every bar: a cell lists the bookings its
+    cancellation rate is over, as many as its n, each on that weekday at that hour (before: a
+    click did nothing)."""
+    at = app_as("owner", PAGE)
+    cells = _spec(at, "cancel_chart_heatmap")["series"][0]["data"]
+    index, cell = max(enumerate(map(_item, cells)), key=lambda pair: int(pair[1][4]))
+    at.session_state["cancel_chart_heatmap"] = chart_click(0, index)
+    at.run()
+    assert not at.exception, at.exception
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    weekday, hour = cell[1], int(cell[6][:2])
+    heads = [h.value for h in at.subheader if h.value.startswith("Appointments behind")]
+    shown = [h.replace("\\:", ":") for h in heads]  # markdown: a colon escaped
+    assert shown == [f"Appointments behind {days[weekday]} {cell[6]}"], heads
+    assert any(c.value.startswith(f"{int(cell[4]):,} booked") for c in at.caption)
+    table = next(d for d in at.dataframe if "Status" in d.value.columns).value
+    assert len(table) == min(int(cell[4]), 200)
+    assert all(t.weekday() == weekday and t.hour == hour for t in table["Start"])
 
 
 def test_the_notice_chart_says_how_many_cancellations_it_leaves_out(app_as, app_db):

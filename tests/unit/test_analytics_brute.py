@@ -3,9 +3,10 @@ a small generated history: two clinics (London in pounds, New York in dollars) o
 hold both zones' spring-forward changes, random statuses, providers, services, lead times and
 start times (some near midnight): the totals, each weekday, week, weekday × hour cell, lead-time
 bucket, SMS split, provider and service, each from the appointments and from the roll-ups, and
-the appointments a click on each bar lists; the roll-ups again after status changes, moves and
-an import (left out until its batch is finished); and the survey figures (NPS, CSAT, the rating
-and 0–10 distributions, the weeks, the groups and the responses behind each group's bar)."""
+the appointments a click on each bar (and heatmap cell) lists; the roll-ups again after status
+changes, moves and an import (left out until its batch is finished); and the survey figures
+(NPS, CSAT, the rating and 0–10 distributions, the weeks, the groups and the responses behind
+each group's bar)."""
 
 from __future__ import annotations
 
@@ -175,12 +176,16 @@ def check_bars(db, world, history, clinic, use_rollups):
                 for g in bd.rates_by(session, world.owner, filters, group, use_rollups=use_rollups)
             }
             assert got == {k[1]: counts(v) for k, v in bars.items() if k[0] == group}, group
+        cells = {(h.weekday, h.hour): h.counts.booked for h in f.heatmap}
         for (dimension, value), expected in bars.items():
-            if dimension in ("cell", "sms"):
+            if dimension == "sms":
                 continue
             frame, total = bd.appointments_behind(session, world.owner, filters, dimension, value)
             assert total == len(expected), (dimension, value)
             assert set(frame["#"]) == {a.id for a in expected}, (dimension, value)
+            if dimension == "cell":  # a heatmap cell lists as many as its rate is over
+                assert total == cells.pop(value), value
+        assert not cells  # every cell drawn lists its bookings
 
 
 def test_the_roll_ups_follow_changes_moves_and_imports(db, world, history):
