@@ -12,7 +12,7 @@
 | data folder | CLINICDESK_DATA_DIR | — | data/ (created readable by its owner only) |
 | jobs interval | CLINICDESK_JOB_SECONDS | — | 15 (0 = off) |
 | nightly backup | CLINICDESK_NIGHTLY_BACKUP | — | on (off: none) |
-| bookings an hour | CLINICDESK_BOOKING_PER_CONTACT, _LINK, _CLINIC | booking_per_… | 3 20 60 |
+| bookings/hour | CLINICDESK_BOOKING_PER_CONTACT, _NETWORK, _LINK, _CLINIC | booking_… | 3 15 20 60|
 | SMS replies | SMS_INBOUND_SECRET, TWILIO_AUTH_TOKEN | [sms] inbound_secret, … | off |
 | portal idle sign-out | CLINICDESK_PORTAL_IDLE_MINUTES | [clinicdesk] portal_idle_minutes | 30 |
 | Stripe | STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET | [stripe] secret_key, webhook_secret | none |
@@ -59,12 +59,15 @@ DEFAULT_BASE_URL = "http://localhost:8501"
 
 @dataclass(frozen=True)
 class BookingLimits:
-    """Public booking requests accepted an hour: per email, per phone and per client address
-    (each), per booking link, and per clinic (whatever the link)."""
+    """Public booking requests accepted an hour: per email and per phone (each, strictly), per
+    client network (loosely: a waiting room's Wi-Fi is one address for all its patients; below
+    a link's, so one network alone cannot use up a link's hour), per booking link, and per
+    clinic (whatever the link)."""
 
     per_contact: int = 3
     per_link: int = 20
     per_clinic: int = 60
+    per_network: int = 15
 
 
 @dataclass(frozen=True)
@@ -138,15 +141,15 @@ def load_settings(
         env.get("CLINICDESK_NIGHTLY_BACKUP") or "on", "CLINICDESK_NIGHTLY_BACKUP"
     )
     limits = BookingLimits(
-        *(
-            _whole_number(
-                pick(f"CLINICDESK_BOOKING_PER_{part.upper()}", app, f"booking_per_{part}", default),
-                f"CLINICDESK_BOOKING_PER_{part.upper()}",
+        **{
+            name: _whole_number(
+                pick(f"CLINICDESK_BOOKING_{name.upper()}", app, f"booking_{name}", default),
+                f"CLINICDESK_BOOKING_{name.upper()}",
                 1,
                 100_000,
             )
-            for part, default in (("contact", 3), ("link", 20), ("clinic", 60))
-        )
+            for name, default in vars(BookingLimits()).items()  # per_contact: 3, …
+        }
     )
     portal_idle = _whole_number(
         pick("CLINICDESK_PORTAL_IDLE_MINUTES", app, "portal_idle_minutes", 30),

@@ -592,7 +592,9 @@ def _hashed(kind: str, value: str) -> str:
 def _limit_keys(
     view: BookingView, limits: BookingLimits, email: str | None, phone: str | None, ip: str | None
 ) -> dict[str, int]:
-    """Each rate-limit key of this request and its hourly limit. The link and clinic keys hold
+    """Each rate-limit key of this request and its hourly limit: strict per email and phone,
+    loose per client network (as portal sign-in: a waiting room's Wi-Fi is one address for
+    every patient in it; an IPv6 client counts with its /64). The link and clinic keys hold
     whether or not the client's address is known (without a proxy it is not). `phone` is the
     number's one key for all its forms (sign_in.phone_key)."""
     keys = {
@@ -600,7 +602,7 @@ def _limit_keys(
         f"booking:clinic:{view.clinic_id}": limits.per_clinic,
     }
     if ip:
-        keys[_hashed("ip", ip)] = limits.per_contact
+        keys[_hashed("network", sign_in.network(ip))] = limits.per_network
     if email:
         keys[_hashed("email", email)] = limits.per_contact
     if phone:

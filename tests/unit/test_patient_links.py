@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from core.kernel import tokens
 from core.kernel.clock import local_to_utc
-from core.kernel.config import BookingLimits
+from core.kernel.config import BookingLimits, load_settings
 from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
 from core.patients import invitations
 from core.portal import patient_links
@@ -458,13 +458,14 @@ def test_two_first_requests_at_once_from_one_new_contact_make_one_patient(db, wo
     assert len(robins) == 1 and owners == robins * 2 and flags == []
 
 
-def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
+def test_booking_requests_are_rate_limited_per_contact_strictly_not_per_address(db, world):
+    """A waiting room's Wi-Fi is one address for every patient in it: its fourth patient to
+    ask was refused (the address counted as a contact, 3 an hour). Each contact still may ask
+    only 3 times an hour, from anywhere; the network's own limit is a looser one."""
     raw = _booking_link(db, world)
     per = BookingLimits().per_contact
-    for i in range(per):
+    for i in range(per + 2):  # one address: the waiting room
         _book(db, raw, email=f"p{i}@example.org")
-    with pytest.raises(ValidationError, match="many requests in the last hour"):
-        _book(db, raw, email="p9@example.org")  # same IP
     for i in range(per):
         _book(db, raw, email="same@example.org", ip=f"192.0.2.{i}")
     with pytest.raises(ValidationError, match="many requests"):
@@ -490,6 +491,31 @@ def test_booking_requests_are_rate_limited_per_ip_and_per_contact(db, world):
             ip="192.0.2.200",
             now=later,
         )
+
+
+def test_the_per_network_limit_counts_an_ipv6_64_together_and_refuses_all_alike(db, world):
+    """Past the network's limit a known patient's email is refused as a stranger's is; an
+    IPv6 client counts with its /64 (a new address of it for each request is no way round)."""
+    raw = _booking_link(db, world)
+    limits = BookingLimits(per_network=3)
+    for i, ip in enumerate(["2001:db8:0:7::1", "2001:db8:0:7::a:2", "2001:db8:0:7:ff:1:2:3"]):
+        _book(db, raw, email=f"v{i}@example.org", ip=ip, limits=limits)
+    refusals = []
+    for email in ("alex@example.org", "v9@example.org"):  # a patient's, then nobody's
+        with pytest.raises(ValidationError, match="many requests in the last hour") as refused:
+            _book(db, raw, email=email, ip="2001:db8:0:7::99", limits=limits)
+        refusals.append(str(refused.value))
+    assert refusals[0] == refusals[1]
+    _book(db, raw, email="v9@example.org", ip="2001:db8:0:8::1", limits=limits)  # another /64
+
+
+def test_the_booking_limits_are_read_from_the_settings(tmp_path):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text("[clinicdesk]\nbooking_per_contact = 2\nbooking_per_network = 50\n")
+    env = {"CLINICDESK_DATA_DIR": str(tmp_path), "CLINICDESK_BOOKING_PER_NETWORK": "40"}
+    assert load_settings(env, secrets).booking_limits == BookingLimits(
+        per_contact=2, per_link=20, per_clinic=60, per_network=40
+    )
 
 
 def test_a_national_phone_number_is_read_in_the_country_of_the_links_clinic(db, world):
