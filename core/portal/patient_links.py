@@ -630,7 +630,8 @@ def submit_booking(
     now: datetime | None = None,
 ) -> str:
     """A booking request from the clinic's public link, answered the same whether or not the
-    contact details belong to a known patient. A known email or phone with another name, or
+    contact details belong to a known patient. A known email or phone with another name or
+    another date of birth (kept in the flag only: a public form never changes a record's), or
     a patient who may not book online, is not refused and not attached silently: the request
     goes to the queue flagged for a person to check. So does a new contact's request when a
     patient on file has the typed name (a returning patient writing from a new address): the
@@ -678,7 +679,7 @@ def submit_booking(
     # one request of a contact at a time looks for its record and makes it if there is none:
     # two first requests at once were two records of one person on PostgreSQL
     locks.hold(session, *_contact_locks(email, phone))
-    patient = _find_patient(session, email, phone, typed)
+    patient = _find_patient(session, email, phone, typed, date_of_birth)
     flags = []
     if patient is None:
         namesakes = _namesakes(session, typed, date_of_birth)
@@ -706,12 +707,7 @@ def submit_booking(
         if namesakes:
             flags.append(_maybe_known(patient, namesakes, view.locale, date_of_birth))
     else:
-        if not same_name(typed, patient.full_name):
-            flags.append(
-                f"Check identity: typed as “{typed}”, but the "
-                f"{'email address' if email and (patient.email or '') == email else 'phone number'}"
-                f" belongs to patient #{patient.id}, {patient.full_name}."
-            )
+        flags += _identity_checks(patient, typed, email, date_of_birth, view.locale)
         if patient.points_balance <= 0:
             flags.append("No online booking for this patient (points used up): call them.")
     try:
@@ -730,7 +726,7 @@ def submit_booking(
     except decisions.AlreadyAsked:  # the patient's own request stands; a stranger learns nothing
         return BOOKING_RECEIVED
     if flags:
-        flag = " ".join(flags)[:300]
+        flag = _one_flag(flags)
         session.add(RequestFlag(appointment_id=appointment.id, flag=flag, typed_name=typed))
         audit.record(
             session,
@@ -749,6 +745,46 @@ BOOKING_RECEIVED = (
 )
 
 
+def _identity_checks(
+    patient: Patient, typed: str, email: str | None, born: date | None, locale: str
+) -> list[str]:
+    """Why a request found by its email or phone may not be that patient's: another name, or
+    another date of birth (a family member sharing the contact?). The typed day is kept here
+    only: a public form never changes the record's."""
+    contact = "email address" if email and (patient.email or "") == email else "phone number"
+    checks = []
+    if not same_name(typed, patient.full_name):
+        checks.append(
+            f"typed as “{typed}”, but the {contact} belongs to patient #{patient.id}, "
+            f"{patient.full_name}."
+        )
+    if born is not None and patient.date_of_birth not in (None, born):
+        typed_day, on_file = (
+            format_day(d, locale, weekday=False) for d in (born, patient.date_of_birth)
+        )
+        checks.append(
+            f"the typed date of birth ({typed_day}) differs from #{patient.id}'s ({on_file}): "
+            f"a family member sharing the {contact}? Call them before confirming."
+        )
+    # one "Check identity:", the name first (_one_flag shortens it to keep the day)
+    return [
+        f"Check identity: {c}" if i == 0 else c[0].upper() + c[1:] for i, c in enumerate(checks)
+    ]
+
+
+FLAG_LIMIT = 300  # characters (db RequestFlag.flag)
+
+
+def _one_flag(flags: list[str]) -> str:
+    """The flags in one text that fits: a long typed name (kept whole in typed_name too) is
+    shortened, not what follows it (a typed date of birth is kept nowhere else)."""
+    text = " ".join(flags)
+    if len(text) > FLAG_LIMIT and len(flags) > 1:
+        first = flags[0][: max(len(flags[0]) - (len(text) - FLAG_LIMIT) - 1, 0)] + "…"
+        text = " ".join([first, *flags[1:]])
+    return text[:FLAG_LIMIT]
+
+
 def _contact_locks(email: str | None, phone: str | None) -> list[str]:
     """The lock names of a request's contact, one per detail: what _find_patient matches on,
     so any two requests that could find one record share one. A number's last seven digits
@@ -761,11 +797,16 @@ def _contact_locks(email: str | None, phone: str | None) -> list[str]:
 
 
 def _find_patient(
-    session: Session, email: str | None, phone: str | None, typed: str = ""
+    session: Session,
+    email: str | None,
+    phone: str | None,
+    typed: str = "",
+    born: date | None = None,
 ) -> Patient | None:
     """The record this contact belongs to: of the patients with this email address or phone
-    number (families share them), the one of the typed name; else the first with the email,
-    else the first with the number (in another form only when one patient has it)."""
+    number (families share them), the one of the typed name (of two, the one born on the typed
+    day: a father and son of one name); else the first with the email, else the first with the
+    number (in another form only when one patient has it)."""
     with_email = (
         list(
             session.scalars(
@@ -796,7 +837,9 @@ def _find_patient(
             with_phone = []  # whose it is, only the name could tell
     # a merged duplicate's contact: the kept record
     found = [merge.current_record(session, p) for p in (*with_email, *with_phone)]
-    return next((p for p in found if same_name(typed, p.full_name)), found[0] if found else None)
+    named = [p for p in found if same_name(typed, p.full_name)]
+    born_then = [p for p in named if born is not None and p.date_of_birth == born]
+    return next(iter(born_then or named or found), None)
 
 
 SHARED_CONTACT = 20  # the records of one email or phone read to find the typed name's

@@ -644,6 +644,61 @@ def test_a_family_members_request_goes_on_their_own_record_not_the_first_with_th
     assert flags[booked[world.patient_id]].startswith("Check identity: typed as “Kim Morgan”")
 
 
+@pytest.mark.parametrize(
+    ("first", "last", "born", "flagged"),
+    [
+        ("Alex", "Morgan", date(1985, 4, 12), False),  # the world's Alex Morgan's day
+        ("Alex", "Morgan", date(1990, 1, 2), True),
+        ("Kim" * 26, "Morgan" * 13, date(1990, 1, 2), True),  # and a long name not theirs
+    ],
+)
+def test_a_known_contact_typing_another_date_of_birth_is_flagged(
+    db, world, first, last, born, flagged
+):
+    """A request whose email is Alex's, with a date of birth not Alex's, went on Alex's record
+    with the typed day dropped and no word to the desk. It is now flagged, the typed day in
+    the flag (which fits, after a long typed name too); the record keeps its own date of
+    birth, and the answer is any request's."""
+    raw = _booking_link(db, world)
+    answer = _book(
+        db, raw, first_name=first, last_name=last, email="alex@example.org", date_of_birth=born
+    )
+    assert answer == patient_links.BOOKING_RECEIVED
+    with db.read() as s:
+        assert s.scalars(select(Appointment.patient_id)).one() == world.patient_id
+        assert s.get(Patient, world.patient_id).date_of_birth == date(1985, 4, 12)
+        flag = s.scalars(select(RequestFlag.flag)).one_or_none()
+    if not flagged:
+        assert flag is None
+        return
+    assert flag.startswith("Check identity: ") and len(flag) <= 300
+    assert flag.endswith(
+        f"he typed date of birth (2 Jan 1990) differs from #{world.patient_id}'s (12 Apr 1985): "
+        "a family member sharing the email address? Call them before confirming."
+    )
+
+
+def test_of_two_on_file_with_the_contact_and_name_the_one_born_that_day_is_found(db, world):
+    """A father and son of one name sharing an email: the son's request went on the father's
+    record (the first). The typed date of birth now tells them apart; unflagged, each."""
+    with db.write() as s:
+        son = make_patient(s, date_of_birth=date(2012, 6, 1), phone="").id
+    raw = _booking_link(db, world)
+    for born in (date(2012, 6, 1), date(1985, 4, 12)):
+        _book(
+            db,
+            raw,
+            first_name="Alex",
+            last_name="Morgan",
+            email="alex@example.org",
+            date_of_birth=born,
+        )
+    with db.read() as s:
+        owners = s.scalars(select(Appointment.patient_id).order_by(Appointment.id)).all()
+        assert owners == [son, world.patient_id]
+        assert s.scalar(select(func.count()).select_from(RequestFlag)) == 0
+
+
 def test_a_returning_patient_writing_from_a_new_email_is_flagged_as_maybe_known(db, world):
     """Alex Morgan, on file, booking from a new address without saying so became a second
     Alex Morgan with no word to the desk. The new record's request is now flagged with the
