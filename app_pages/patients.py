@@ -1,4 +1,5 @@
-"""Patients: find or add a patient; their record, consent, portal status and invitations."""
+"""Patients: find or add a patient; their record (contact details, postal address, consent),
+portal status and invitations."""
 
 import pandas as pd
 import streamlit as st
@@ -79,6 +80,7 @@ with left:
         else "Born: not recorded"
     )
     st.text(plain(f"Email: {record.email or '—'}   Phone: {record.phone or '—'}"))
+    st.text(plain(f"Address: {record.address or 'not recorded'}"))
     st.text(plain(f"Next visit: {record.next_visit or 'none booked'}"))
     consent = [
         n

@@ -286,6 +286,12 @@ class Patient(Base):
     date_of_birth: Mapped[date | None] = mapped_column(Date)
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(40))
+    # the postal address (letters, invoices, insurers, FHIR); each part optional, never searched
+    address_line1: Mapped[str | None] = mapped_column(String(120))
+    address_line2: Mapped[str | None] = mapped_column(String(120))
+    city: Mapped[str | None] = mapped_column(String(80))
+    postcode: Mapped[str | None] = mapped_column(String(12))
+    country: Mapped[str | None] = mapped_column(String(2))  # ISO 3166-1 alpha-2 (GB, DE)
     # the names and email as searched (core.kernel.text.search_text): case and accents aside
     search_text: Mapped[str] = mapped_column(String(500), default="", server_default="")
     consent_email: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -220,6 +220,11 @@ EDITED = {  # the edit form's fields: session-state key suffix → the record's 
     "date_of_birth": ("dob", lambda r: r.date_of_birth),
     "email": ("email", lambda r: r.email or ""),
     "phone": ("phone", lambda r: r.phone or ""),
+    "address_line1": ("addr1", lambda r: r.address_line1 or ""),
+    "address_line2": ("addr2", lambda r: r.address_line2 or ""),
+    "city": ("city", lambda r: r.city or ""),
+    "postcode": ("postcode", lambda r: r.postcode or ""),
+    "country": ("country", lambda r: r.country or ""),
     "consent_email": ("c_email", lambda r: r.consent_email),
     "consent_sms": ("c_sms", lambda r: r.consent_sms),
     "consent_marketing": ("c_mkt", lambda r: r.consent_marketing),
@@ -233,7 +238,7 @@ def edit_form(record) -> None:
     saved: a change another desk made meanwhile to another field (an email, a consent withdrawn)
     stays, and one to the same field is not overwritten unseen."""
     patient_id = record.id
-    if not (box := fold("Edit details and consent", f"patients_edit_{patient_id}_open")):
+    if not (box := fold("Edit details, address and consent", f"patients_edit_{patient_id}_open")):
         return
     k = f"patients_edit_{patient_id}"
     forget_if_saved(k, [*(suffix for suffix, _ in EDITED.values()), "base"])
@@ -255,6 +260,7 @@ def edit_form(record) -> None:
             ),
             email=b.text_input("Email", base["email"], key=f"{k}_email"),
             phone=a.text_input("Phone", base["phone"], key=f"{k}_phone"),
+            **_address_inputs(k, base),
             consent_email=st.checkbox(
                 "Consents to email", base["consent_email"], key=f"{k}_c_email"
             ),
@@ -272,6 +278,30 @@ def edit_form(record) -> None:
         )
         if st.form_submit_button("Save changes"):
             _save(record, k, base, typed)
+
+
+def _address_inputs(k: str, base: dict) -> dict:
+    """The postal address's boxes; a country left blank is the practice's once an address is
+    saved."""
+    a, b = st.columns(2)
+    names = patients.country_names(display_format().locale)
+    options = ["", *names]
+    if base["country"] and base["country"] not in names:
+        options.append(base["country"])  # an import's code no longer listed: shown as it is
+    return dict(
+        address_line1=a.text_input("Address line 1", base["address_line1"], key=f"{k}_addr1"),
+        address_line2=b.text_input("Address line 2", base["address_line2"], key=f"{k}_addr2"),
+        city=a.text_input("Town or city", base["city"], key=f"{k}_city"),
+        postcode=b.text_input("Postcode", base["postcode"], key=f"{k}_postcode"),
+        country=a.selectbox(
+            "Country",
+            options,
+            index=options.index(base["country"]),
+            format_func=lambda code: plain(names.get(code, code)) if code else "—",
+            key=f"{k}_country",
+            help="Left as — with an address typed: the practice's own country.",
+        ),
+    )
 
 
 def _save(record, k: str, base: dict, typed: dict) -> None:

@@ -1,11 +1,11 @@
-"""One patient's data as a JSON file (right of access): everything the practice holds about them,
-readable without the database. The record (imported attributes included) and the records merged
-into it; each appointment with its service, provider and clinic by name, its clinic-local time,
-notes, cancellation, change requests, reminder calls and no-show risk score; every form with its
-answers or signature; every message sent or queued (the text included) and every text reply;
-payments, fees and the points history; survey answers; waitlist entries and portal invitations.
-Times are UTC (ISO 8601) with the clinic-local time beside them; amounts in minor units with the
-amount as written. Audited like every export."""
+"""One patient's data as a JSON file (right of access): everything the practice holds about
+them, readable without the database. The record (postal address and imported attributes
+included) and the records merged into it; each appointment with its service, provider and clinic
+by name, its clinic-local time, notes, cancellation, change requests, reminder calls and no-show
+risk score; every form with its answers or signature; every message sent or queued (the text
+included) and every text reply; payments, fees and the points history; survey answers; waitlist
+entries and portal invitations. Times are UTC (ISO 8601) with the clinic-local time beside them;
+amounts in minor units with the amount as written. Audited like every export."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from core.kernel.errors import NotFound
 from core.kernel.exports import record_export
 from core.kernel.money import ClinicFormat, clinic_format
 from core.patients.invitations import channel_of
+from core.patients.records import ADDRESS
 from db.models import (
     Appointment,
     ChangeRequest,
@@ -322,6 +323,7 @@ def _person(p: Patient) -> dict[str, Any]:
         "gender": p.gender,
         "email": p.email,
         "phone": p.phone,
+        "address": {f: getattr(p, f) for f in ADDRESS},
         "external_ref": p.external_ref,
         "imported_attributes": p.extra or {},
     }

@@ -32,7 +32,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import is_time_zone
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.exports import record_export
-from core.patients.records import birth_problem
+from core.patients.records import ADDRESS, birth_problem, country_names, validate_address
 from core.payments import points
 from core.scheduling.states import fhir_status
 from db.models import (
@@ -176,7 +176,20 @@ def _patient_resource(p: Patient) -> FhirPatient:
         gender=FHIR_GENDER.get((p.gender or "").lower(), "unknown") if p.gender else None,
         birthDate=p.date_of_birth,
         telecom=telecom or None,
+        address=[_address_resource(p)] if any(getattr(p, f) for f in ADDRESS) else None,
     )
+
+
+def _address_resource(p: Patient) -> dict[str, Any]:
+    lines = [line for line in (p.address_line1, p.address_line2) if line]
+    return {
+        "use": "home",
+        "type": "both",  # postal and physical: the one address the record holds
+        "line": lines or None,
+        "city": p.city,
+        "postalCode": p.postcode,
+        "country": p.country,
+    }
 
 
 def _practitioner_resource(p: Provider) -> Practitioner:
@@ -443,6 +456,7 @@ def _fhir_patient(
     if found:
         return found
     first, last, birth, gender, email, phone = "", display or ref, None, None, None, None
+    address: dict[str, str | None] = {}
     if resource is not None:
         parsed = FhirPatient.model_validate(resource)
         name = (parsed.name or [None])[0]
@@ -458,6 +472,7 @@ def _fhir_patient(
                 email = t.value
             if t.system == "phone" and not phone and t.use != "old":
                 phone = t.value
+        address = _fhir_address(parsed, ref, report, number)
     elif display:
         first, _, last = display.rpartition(" ")
     patient = Patient(
@@ -468,12 +483,43 @@ def _fhir_patient(
         gender=gender,
         email=email,
         phone=phone,
+        **address,
     )
     session.add(patient)
     session.flush()
     points.open_account(session, patient)
     report.patients_created += 1
     return patient.id
+
+
+def _fhir_address(
+    parsed: FhirPatient, ref: str, report: ImportReport, number: int
+) -> dict[str, str | None]:
+    """The patient's current address (the first not marked old) as the record's parts: its
+    first line, the other lines joined, city, postal code and country (a two-letter code, or a
+    country's English name); one the record cannot hold is left out with a warning."""
+    found = next((a for a in parsed.address or [] if a.use != "old"), None)
+    if found is None:
+        return {}
+    lines = [line for line in found.line or [] if line] or ([found.text] if found.text else [])
+    country = (found.country or "").strip()
+    if len(country) != 2:
+        country = _COUNTRY_BY_NAME.get(country.casefold(), country)
+    typed = {
+        "address_line1": lines[0] if lines else None,
+        "address_line2": ", ".join(lines[1:]) or None,
+        "city": found.city,
+        "postcode": found.postalCode,
+        "country": country,
+    }
+    try:
+        return validate_address(typed)
+    except ValidationError as error:
+        report.warn(number, f"{ref}: imported without its address: {error}")
+        return {}
+
+
+_COUNTRY_BY_NAME = {name.casefold(): code for code, name in country_names("en").items()}
 
 
 def _fhir_provider(session, ref: str, resource, display: str | None) -> int:

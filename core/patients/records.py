@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -330,6 +331,72 @@ def _check_born(day: date | None) -> None:
         raise ValidationError(f"The date of birth is {problem}: check the year ({day.year}).")
 
 
+# ---------------------------------------------------------------- the postal address
+
+ADDRESS = ("address_line1", "address_line2", "city", "postcode", "country")
+_ADDRESS_WORDS = {
+    "address_line1": ("address's first line", 120),
+    "address_line2": ("address's second line", 120),
+    "city": ("town or city", 80),
+    "postcode": ("postcode", 12),
+}
+# CLDR's two-letter territories that are no ISO 3166-1 country (the EU, the UN, Canary Islands,
+# pseudo-locales, Unknown)
+_NOT_COUNTRIES = "AC CP CQ DG EA EU EZ IC QO TA UN XA XB ZZ"
+COUNTRIES = frozenset(
+    code
+    for code in babel_locale("en").territories
+    if len(code) == 2 and code.isalpha() and code not in _NOT_COUNTRIES.split()
+)
+# a postcode is only checked for what any country's has: letters, digits, spaces and hyphens
+POSTCODE = re.compile(r"^[A-Z0-9](?:[A-Z0-9 -]*[A-Z0-9])?$")
+
+
+@functools.lru_cache(maxsize=16)
+def country_names(locale: str) -> dict[str, str]:
+    """The countries an address can be in, code → name in `locale`'s language, by name."""
+    names = babel_locale(locale).territories
+    return dict(sorted(((c, names.get(c, c)) for c in COUNTRIES), key=lambda item: item[1]))
+
+
+def practice_country(session: Session) -> str:
+    """The country an address is in when none is given: the practice's first clinic's
+    (its locale's territory: en-GB, GB)."""
+    return practice_regions(session)[0]
+
+
+def validate_address(
+    typed: dict[str, str | None], default_country: str | None = None
+) -> dict[str, str | None]:
+    """The address parts in `typed` cleaned (core.kernel.text: control characters dropped,
+    spaces trimmed, each bounded), blank ones None; the postcode upper-cased and checked for
+    its characters only (no country's format is guessed); the country an ISO 3166-1 alpha-2
+    code, `default_country` (if given) when an address is typed without one."""
+    found: dict[str, str | None] = {}
+    for field, (words, limit) in _ADDRESS_WORDS.items():
+        if field in typed:
+            text = clean(typed[field] or "", field=words, limit=limit)
+            found[field] = " ".join(text.split()) or None
+    if found.get("postcode"):
+        found["postcode"] = found["postcode"].upper()
+        if not POSTCODE.match(found["postcode"]):
+            raise ValidationError(
+                f"{found['postcode']!r} is not a postcode: use letters, digits, spaces and "
+                "hyphens only (like SW1A 1AA or 10115)."
+            )
+    if "country" in typed:
+        country = (clean(typed["country"] or "", field="country", limit=60) or "").strip()
+        found["country"] = country.upper() or None
+        if found["country"] and found["country"] not in COUNTRIES:
+            raise ValidationError(
+                f"{country!r} is not a country code: use its two letters from ISO 3166 (GB for "
+                "the United Kingdom, DE for Germany, US for the United States)."
+            )
+    if default_country and any(found.get(f) for f in ADDRESS[:-1]) and not found.get("country"):
+        found["country"] = default_country
+    return found
+
+
 NO_NAME = (
     "Enter the patient's name: first and last, or their one name in either box if they have "
     "only one."
@@ -349,11 +416,12 @@ def create_patient(
     consent_sms: bool = False,
     card_on_file: bool = False,
     different_person: bool = False,
+    address: dict[str, str | None] | None = None,
 ) -> Patient:
     """A new patient. One with the same name and date of birth as a patient on file is
     refused as a likely duplicate, naming them, unless staff say it is a different person
     (`different_person`). A shared email or phone alone is not a duplicate: families share
-    them."""
+    them. `address`: the postal address's parts by ADDRESS name (validate_address)."""
     ensure(actor, Permission.PATIENTS_EDIT)
     first_name = clean(first_name, field="first name", limit=80).strip()
     last_name = clean(last_name, field="last name", limit=80).strip()
@@ -361,6 +429,10 @@ def create_patient(
         raise ValidationError(NO_NAME)
     _check_born(date_of_birth)
     email, phone = validate_contact(email, phone, practice_regions(session))
+    unknown = set(address or {}) - set(ADDRESS)
+    if unknown:
+        raise ValidationError(f"These are no parts of an address: {', '.join(sorted(unknown))}.")
+    postal = validate_address(address or {}, practice_country(session))
     # two presses at once (a double click, two desks adding one walk-in) check one after the
     # other: SQLite's writer holds its lock already, PostgreSQL takes this one
     locks.hold(session, f"new patient {_joined(last_name)}")
@@ -398,10 +470,14 @@ def create_patient(
         consent_email=consent_email and bool(email),
         consent_sms=consent_sms and bool(phone),
         card_on_file=card_on_file,
+        **postal,
     )
     session.add(patient)
     session.flush()
     points.open_account(session, patient)
+    details = {"consent_email": patient.consent_email, "consent_sms": patient.consent_sms}
+    if any(postal.values()):
+        details["address"] = "given"  # personal data: that it was given, not what
     audit.record(
         session,
         actor,
@@ -409,7 +485,7 @@ def create_patient(
         "patient",
         patient.id,
         patient_id=patient.id,
-        details={"consent_email": patient.consent_email, "consent_sms": patient.consent_sms},
+        details=details,
     )
     return patient
 
@@ -450,6 +526,7 @@ EDITABLE = (
     "consent_marketing",
     "reminders_enabled",
     "card_on_file",
+    *ADDRESS,
 )
 
 
@@ -465,7 +542,8 @@ class PatientUpdate:
     def message(self) -> str:
         if not self.changed:
             return "Nothing changed."
-        text = "Saved: " + ", ".join(f.replace("_", " ") for f in self.changed) + "."
+        text = "Saved: " + ", ".join(FIELD_WORDS.get(f, f.replace("_", " ")) for f in self.changed)
+        text += "."
         if self.invitation_revoked:
             text += (
                 " The pending portal invitation went to the old address or number and was revoked."
@@ -478,7 +556,12 @@ class PatientUpdate:
         return text
 
 
-FIELD_WORDS = {"date_of_birth": "date of birth", "consent_sms": "consent to text messages"}
+FIELD_WORDS = {
+    "date_of_birth": "date of birth",
+    "consent_sms": "consent to text messages",
+    "address_line1": "address line 1",
+    "address_line2": "address line 2",
+}
 
 
 class ChangedMeanwhile(Conflict):
@@ -496,7 +579,7 @@ class ChangedMeanwhile(Conflict):
 
 
 def _as_shown(field: str, value):
-    if value is None and field in ("email", "phone"):
+    if value is None and field in ("email", "phone", *ADDRESS):
         return ""  # a form shows a missing address or number as an empty box
     return value
 
@@ -546,6 +629,12 @@ def update_patient(
         changes["phone"] = (
             patient.phone if same else _phone(changes["phone"], practice_regions(session))
         )
+    if typed_address := {f: changes[f] for f in ADDRESS if f in changes}:
+        # what is typed is checked; a part on file left as it is stays (an import's)
+        changes.update(validate_address(typed_address))
+        after = {f: changes.get(f, getattr(patient, f)) for f in ADDRESS}
+        if any(after[f] for f in ADDRESS[:-1]) and not after["country"]:
+            changes["country"] = practice_country(session)
     email_after = changes.get("email", patient.email)
     if not email_after:
         changes["consent_email"] = False  # no consent to an address we do not have
@@ -614,10 +703,24 @@ class PatientRecord:
     merged_into: int | None = None  # the record this one was merged into (core.patients.merge)
     merged_at: datetime | None = None
     next_visit: str = ""  # "Tue, 8 Dec 2026, 10:30: Consultation with Dr Becker at …" or ""
+    address_line1: str | None = None
+    address_line2: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2
+    country_name: str = ""  # in the practice's language
 
     @property
     def name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    @property
+    def address(self) -> str:
+        """'1 High Street, Flat 2, London, SW1A 1AA, United Kingdom', or "" when none."""
+        parts = (self.address_line1, self.address_line2, self.city, self.postcode)
+        if not any(parts):
+            return ""
+        return ", ".join(p for p in (*parts, self.country_name or self.country) if p)
 
 
 def get_patient_record(session: Session, actor: Actor, patient_id: int) -> PatientRecord:
@@ -642,6 +745,8 @@ def get_patient_record(session: Session, actor: Actor, patient_id: int) -> Patie
         patient.merged_into_id,
         patient.merged_at,
         _next_visit(session, patient.id),
+        *(getattr(patient, f) for f in ADDRESS),
+        country_names(clinic_format(session).locale).get(patient.country or "", ""),
     )
 
 

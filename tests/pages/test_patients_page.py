@@ -623,3 +623,30 @@ def test_the_record_shows_the_patients_payments_and_what_is_owed(app_as, app_db)
     assert "42" in table["Amount"][0]
     owed = [w.value for w in at.warning if w.value.startswith("Owed: ")]
     assert len(owed) == 1 and "no show fee (#" in owed[0], [w.value for w in at.warning]
+
+
+def test_the_postal_address_is_edited_with_the_contact_details_and_shown_as_typed(app_as, app_db):
+    patient = _pick(app_db, Patient.email.is_not(None))
+    at = _open(app_as, patient)
+    assert any(t.value == "Address: not recorded" for t in at.text), [t.value for t in at.text]
+    k = f"patients_edit_{patient.id}"
+    at.session_state[f"{k}_open"] = True
+    at.run()
+    at.text_input(key=f"{k}_addr1").input("**Flat 2** <b>x</b>")
+    at.text_input(key=f"{k}_city").input("London")
+    at.text_input(key=f"{k}_postcode").input("sw1a 1aa")
+    at.button(key=f"FormSubmitter:{k}-Save changes").click().run()
+    assert not at.error, [e.value for e in at.error]
+    stored = _stored(app_db, patient.id)
+    assert (stored.address_line1, stored.postcode, stored.country) == (
+        "**Flat 2** <b>x</b>",
+        "SW1A 1AA",
+        "GB",  # left as —: the practice's country
+    )
+    shown = "Address: **Flat 2** <b>x</b>, London, SW1A 1AA, United Kingdom"
+    assert any(t.value == shown for t in at.text), [t.value for t in at.text]
+    assert at.selectbox(key=f"{k}_country").value == "GB"  # the form shows the record now
+    at.selectbox(key=f"{k}_country").set_value("IE")
+    at.button(key=f"FormSubmitter:{k}-Save changes").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert _stored(app_db, patient.id).country == "IE"

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from core.interchange import standards as interchange
 from core.kernel.errors import NotFound, PermissionDenied
+from core.patients import records as patients
 from core.requests import queue
 from db.models import Appointment, AppointmentStatus, AuditEvent, Patient, Provider, Source
 
@@ -336,3 +337,80 @@ def test_cli_imports_fhir_and_writes_a_bundle_and_a_calendar(tmp_path, monkeypat
     assert str(calendar["x-wr-calname"]) == "Dr Adam Careful — ClinicDesk"
     assert cli.main(["export-ical", "--provider", "999"]) == 2  # a clear error, not a traceback
     assert "There is no provider #999." in capsys.readouterr().err
+
+
+def test_a_patients_address_goes_out_in_fhir_and_comes_back_in(db, world, one_of_each):
+    """Patient.address: the record's parts on export, read back on import (before, neither)."""
+    with db.write() as session:
+        patients.update_patient(
+            session,
+            world.staff,
+            world.patient_id,
+            address_line1="Flat 2",
+            address_line2="1 High Street",
+            city="London",
+            postcode="SW1A 1AA",
+        )
+        export = interchange.export_fhir(session, world.owner)
+        interchange.import_fhir(session, world.owner, [export.content])
+    entries = Bundle.model_validate_json(export.content).entry
+    sent = next(e.resource for e in entries if e.resource.get_resource_type() == "Patient")
+    assert sent.address[0].model_dump(exclude_none=True) == {
+        "use": "home",
+        "type": "both",
+        "line": ["Flat 2", "1 High Street"],
+        "city": "London",
+        "postalCode": "SW1A 1AA",
+        "country": "GB",
+    }
+    with db.read() as session:
+        back = session.scalar(
+            select(Patient).where(
+                Patient.external_ref == f"fhir:Patient/patient-{world.patient_id}"
+            )
+        )
+    parts = (back.address_line1, back.address_line2, back.city, back.postcode, back.country)
+    assert parts == ("Flat 2", "1 High Street", "London", "SW1A 1AA", "GB")
+
+
+def test_a_fhir_address_is_read_as_the_record_holds_it_or_left_out_with_a_warning(db, world):
+    def patient(ident, address):
+        return {"resourceType": "Patient", "id": ident, "address": address}
+
+    def booked(ident):
+        return {
+            "resourceType": "Appointment",
+            "id": f"a-{ident}",
+            "status": "booked",
+            "start": "2025-03-30T09:00:00Z",
+            "end": "2025-03-30T09:30:00Z",
+            "participant": [{"status": "accepted", "actor": {"reference": f"Patient/{ident}"}}],
+        }
+
+    people = {
+        "moved": [
+            {"use": "old", "line": ["9 Old Road"], "city": "Leeds"},
+            {"line": ["Rue 1", "Bât. B", "3e étage"], "city": "Lyon", "country": "France"},
+        ],
+        "odd": [{"line": ["5 Elm Street"], "postalCode": "#12", "country": "GB"}],
+    }
+    resources = [patient(i, a) for i, a in people.items()] + [booked(i) for i in people]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in resources],
+    }
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, [json.dumps(bundle)])
+    assert (report.created, report.problem_count) == (2, 0)
+    assert [w.reason for w in report.warnings] == [
+        "Patient/odd: imported without its address: '#12' is not a postcode: use letters, "
+        "digits, spaces and hyphens only (like SW1A 1AA or 10115)."
+    ]
+    with db.read() as session:
+        found = {
+            p.external_ref: (p.address_line1, p.address_line2, p.city, p.country)
+            for p in session.scalars(select(Patient).where(Patient.external_ref.like("fhir:%")))
+        }
+    assert found["fhir:Patient/moved"] == ("Rue 1", "Bât. B, 3e étage", "Lyon", "FR")
+    assert found["fhir:Patient/odd"] == (None, None, None, None)

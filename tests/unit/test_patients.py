@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -697,3 +698,73 @@ def test_a_patient_with_one_name_only_is_added_at_the_desk_too(db, world):
         patients.update_patient(s, world.staff, one.id, first_name="Bung", last_name="")
     with db.read() as s:
         assert s.get(Patient, one.id).full_name == "Bung"
+
+
+# ---------------------------------------------------------------- the postal address
+
+
+def test_an_address_is_kept_cleaned_in_the_practices_country_audited_and_not_searched(db, world):
+    """Letters, invoices and insurers need where a patient lives: the record had no place for
+    it. Typed text is cleaned; a country left out is the practice's (en-GB: GB); the audit says
+    the address changed, not what it is; a search does not find a patient by their street."""
+    with db.write() as s:
+        made = patients.create_patient(
+            s,
+            world.staff,
+            first_name="Ann",
+            last_name="Lee",
+            address={"address_line1": " 1  High\tStreet\u202e ", "postcode": "sw1a 1aa"},
+        )
+        saved = patients.update_patient(
+            s, world.staff, world.patient_id, address_line1="2 Mill Lane", city="York"
+        )
+    assert saved.message == "Saved: address line 1, city, country."
+    with db.read() as s:
+        ann = patients.get_patient_record(s, world.staff, made.id)
+        alex = patients.get_patient_record(s, world.staff, world.patient_id)
+        audits = s.scalars(
+            select(AuditEvent.details).where(AuditEvent.patient_id == world.patient_id)
+        ).all()
+        found = patients.search_patients(s, world.staff, "Mill")
+    assert (ann.address_line1, ann.postcode, ann.country) == ("1 High Street", "SW1A 1AA", "GB")
+    assert ann.address == "1 High Street, SW1A 1AA, United Kingdom"
+    assert alex.address == "2 Mill Lane, York, United Kingdom"
+    assert audits == [{"address_line1": "changed", "city": "changed", "country": "changed"}]
+    assert list(found) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"address_line1": "x" * 121}, "The address's first line is too long: 121 characters"),
+        ({"city": "y" * 81}, "The town or city is too long: 81 characters where at most 80"),
+        ({"postcode": "SW1A 1AA 1234"}, "The postcode is too long: 13 characters"),
+        ({"postcode": "SW1A#1AA"}, "'SW1A#1AA' is not a postcode: use letters, digits, spaces"),
+        ({"postcode": "-1000"}, "is not a postcode"),
+        ({"country": "UK"}, "'UK' is not a country code: use its two letters from ISO 3166"),
+        ({"country": "EU"}, "not a country code"),
+    ],
+)
+def test_an_address_the_record_cannot_hold_is_refused_saying_what_to_fix(
+    db, world, changes, message
+):
+    with db.write() as s, pytest.raises(ValidationError, match=message):
+        patients.update_patient(s, world.staff, world.patient_id, **changes)
+    with db.write() as s, pytest.raises(ValidationError, match=message):
+        patients.create_patient(s, world.staff, first_name="A", last_name="B", address=changes)
+
+
+def test_the_patients_file_holds_their_address(db, world):
+    from core.interchange import patient_export
+
+    with db.write() as s:
+        address = {"address_line1": "Hauptstr. 5", "postcode": "10115", "country": "de"}
+        patients.update_patient(s, world.staff, world.patient_id, city="Berlin", **address)
+        file = json.loads(patient_export.export_patient(s, world.owner, world.patient_id))
+    assert file["patient"]["address"] == {
+        "address_line1": "Hauptstr. 5",
+        "address_line2": None,
+        "city": "Berlin",
+        "postcode": "10115",
+        "country": "DE",
+    }
