@@ -1,12 +1,22 @@
 """Phone numbers read in a country: the clinic's (its locale's territory) for a national form,
-and checked with phonenumbers (Google's libphonenumber data)."""
+and checked with phonenumbers (Google's libphonenumber data). A number typed for the practice
+to text (a patient's, a test message's) is checked once, here (`dialable`), in the countries of
+the practice's clinics (`practice_regions`)."""
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.kernel.errors import ValidationError
 from core.kernel.money import babel_locale
+from core.kernel.text import clean
+from db.models import Clinic
+
+PHONE = re.compile(r"^\+?[0-9 ()-]{1,40}$")  # the characters; phonenumbers reads the rest
 
 
 def phone_region(locale: str | None) -> str:
@@ -37,3 +47,66 @@ def international(typed: str, locale: str | None) -> str:
             f"its country code, like {shown}."
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def practice_regions(session: Session, first: str | None = None) -> tuple[str, ...]:
+    """The countries of the practice's open clinics (their locales' territories), `first`'s
+    (a clinic's locale) or else the first clinic's first: where a national phone number typed
+    at the desk, in a form or in a file can belong."""
+    locales = session.scalars(
+        select(Clinic.locale).where(Clinic.active.is_(True)).order_by(Clinic.id)
+    )
+    found = dict.fromkeys(phone_region(locale) for locale in [first, *locales] if locale)
+    return tuple(found) or (phone_region(None),)
+
+
+_PHONE_WHY = {
+    phonenumbers.ValidationResult.TOO_SHORT: "it is too short",
+    phonenumbers.ValidationResult.TOO_LONG: "it is too long",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "it has no area code",
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "it starts with no country's code",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "it has the wrong number of digits",
+}
+_PARSE_WHY = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "it starts with no country's code",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "it is too short",
+    phonenumbers.NumberParseException.TOO_LONG: "it is too long",
+}
+
+
+def phone_problem(phone: str, regions: tuple[str, ...]) -> str | None:
+    """Why no phone can dial `phone` (phonenumbers: a national form read in each of `regions`,
+    an international one as it stands), or None when it can be dialled in one of them."""
+    why = None
+    for region in regions:
+        try:
+            reading = phonenumbers.is_possible_number_with_reason(phonenumbers.parse(phone, region))
+        except phonenumbers.NumberParseException as error:
+            digits = any(c.isdigit() for c in phone)
+            found = _PARSE_WHY.get(error.error_type, "it is too short" if digits else "")
+            why = why or found or "it has no digits"
+            continue
+        if reading == phonenumbers.ValidationResult.IS_POSSIBLE:
+            return None
+        why = why or _PHONE_WHY.get(reading, "it is no number a phone can dial")
+    return why
+
+
+def dialable(typed: str | None, regions: tuple[str, ...]) -> str | None:
+    """A phone number someone can dial, kept as typed, or None when blank."""
+    phone = (clean(typed, field="phone number", limit=40) or "").strip() or None
+    if phone and not PHONE.match(phone):
+        raise ValidationError(
+            f"{phone!r} is not a phone number: use digits, spaces and an optional +."
+        )
+    if phone and (why := phone_problem(phone, regions)):
+        example = phonenumbers.format_number(
+            phonenumbers.example_number_for_type(regions[0], phonenumbers.PhoneNumberType.MOBILE),
+            phonenumbers.PhoneNumberFormat.NATIONAL,
+        )
+        raise ValidationError(
+            f"{phone!r} is not a phone number: {why}. Type it with its area code, like "
+            f"{example}, or with + and the country code."
+        )
+    return phone

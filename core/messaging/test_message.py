@@ -1,8 +1,10 @@
 """The set-up checklist's "send a test message": one email or SMS to an address the practice
 gives, sent at once through the configured transport, so the owner sees whether SMTP or SMS
-works. The message stays in the outbox like any other, with its error when it failed. It is
-stored already claimed (a token of its own and a lease, as the sender claims), so a jobs round
-running meanwhile does not send it a second time."""
+works. An SMS number is checked as a patient's is (core.kernel.phones.dialable, in the
+countries of the practice's clinics), so a typo is refused here, not "sent". The message
+stays in the outbox like any other, with its error when it failed. It is stored already
+claimed (a token of its own and a lease, as the sender claims), so a jobs round running
+meanwhile does not send it a second time."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings
 from core.kernel.errors import ValidationError
+from core.kernel.phones import dialable, practice_regions
 from core.messaging.delivery import LEASE, transports
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
 from db.models import Channel, DeliveryStatus, Notification
@@ -54,6 +57,8 @@ def send_test_message(
         raise ValidationError("Give a phone number to send the test SMS to.")
     token = uuid.uuid4().hex
     with write() as session:
+        if channel == Channel.SMS:
+            address = dialable(address, practice_regions(session))
         row = Notification(
             channel=channel,
             template=TEST_MESSAGE_TEMPLATE,

@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-import phonenumbers
 from babel.dates import get_date_format
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, case, func, literal, or_, select
@@ -24,7 +23,7 @@ from core.kernel.money import (
     clinic_time,
     format_day,
 )
-from core.kernel.phones import phone_region
+from core.kernel.phones import dialable, practice_regions
 from core.kernel.text import clean, plain_words
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
@@ -49,7 +48,6 @@ from db.models import (
 from db.types import utcnow
 
 JUST_ADDED = timedelta(minutes=2)  # a patient of the same name added again: a second press
-PHONE = re.compile(r"^\+?[0-9 ()-]{1,40}$")  # the characters; phonenumbers reads the rest
 
 
 @dataclass(frozen=True)
@@ -213,17 +211,6 @@ def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
     return patient
 
 
-def practice_regions(session: Session, first: str | None = None) -> tuple[str, ...]:
-    """The countries of the practice's open clinics (their locales' territories), `first`'s
-    (a clinic's locale) or else the first clinic's first: where a national phone number typed
-    at the desk, in a form or in a file can belong."""
-    locales = session.scalars(
-        select(Clinic.locale).where(Clinic.active.is_(True)).order_by(Clinic.id)
-    )
-    found = dict.fromkeys(phone_region(locale) for locale in [first, *locales] if locale)
-    return tuple(found) or (phone_region(None),)
-
-
 def _email(typed: str | None) -> str | None:
     """An email address the sender can send to (the same check, email-validator's), lower-cased
     as stored, or None when blank."""
@@ -240,64 +227,12 @@ def _email(typed: str | None) -> str | None:
     return email
 
 
-_PHONE_WHY = {
-    phonenumbers.ValidationResult.TOO_SHORT: "it is too short",
-    phonenumbers.ValidationResult.TOO_LONG: "it is too long",
-    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "it has no area code",
-    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "it starts with no country's code",
-    phonenumbers.ValidationResult.INVALID_LENGTH: "it has the wrong number of digits",
-}
-_PARSE_WHY = {
-    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "it starts with no country's code",
-    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short",
-    phonenumbers.NumberParseException.TOO_SHORT_NSN: "it is too short",
-    phonenumbers.NumberParseException.TOO_LONG: "it is too long",
-}
-
-
-def _phone_problem(phone: str, regions: tuple[str, ...]) -> str | None:
-    """Why no phone can dial `phone` (phonenumbers: a national form read in each of `regions`,
-    an international one as it stands), or None when it can be dialled in one of them."""
-    why = None
-    for region in regions:
-        try:
-            reading = phonenumbers.is_possible_number_with_reason(phonenumbers.parse(phone, region))
-        except phonenumbers.NumberParseException as error:
-            digits = any(c.isdigit() for c in phone)
-            found = _PARSE_WHY.get(error.error_type, "it is too short" if digits else "")
-            why = why or found or "it has no digits"
-            continue
-        if reading == phonenumbers.ValidationResult.IS_POSSIBLE:
-            return None
-        why = why or _PHONE_WHY.get(reading, "it is no number a phone can dial")
-    return why
-
-
-def _phone(typed: str | None, regions: tuple[str, ...]) -> str | None:
-    """A phone number someone can dial, kept as typed, or None when blank."""
-    phone = (clean(typed, field="phone number", limit=40) or "").strip() or None
-    if phone and not PHONE.match(phone):
-        raise ValidationError(
-            f"{phone!r} is not a phone number: use digits, spaces and an optional +."
-        )
-    if phone and (why := _phone_problem(phone, regions)):
-        example = phonenumbers.format_number(
-            phonenumbers.example_number_for_type(regions[0], phonenumbers.PhoneNumberType.MOBILE),
-            phonenumbers.PhoneNumberFormat.NATIONAL,
-        )
-        raise ValidationError(
-            f"{phone!r} is not a phone number: {why}. Type it with its area code, like "
-            f"{example}, or with + and the country code."
-        )
-    return phone
-
-
 def validate_contact(
     email: str | None, phone: str | None, regions: tuple[str, ...] = ()
 ) -> tuple[str | None, str | None]:
     """An email address the sender accepts and a phone number one can dial (a national form
     read in `regions`, by default the default locale's country), each None when blank."""
-    return _email(email), _phone(phone, regions or (babel_locale(DEFAULT_LOCALE).territory,))
+    return _email(email), dialable(phone, regions or (babel_locale(DEFAULT_LOCALE).territory,))
 
 
 MAX_AGE_YEARS = 130  # older than anyone alive: a mistyped year (1 for 1981, 1800 for 1980)
@@ -627,7 +562,7 @@ def update_patient(
     if "phone" in changes:
         same = (changes["phone"] or "").strip() == (patient.phone or "")
         changes["phone"] = (
-            patient.phone if same else _phone(changes["phone"], practice_regions(session))
+            patient.phone if same else dialable(changes["phone"], practice_regions(session))
         )
     if typed_address := {f: changes[f] for f in ADDRESS if f in changes}:
         # what is typed is checked; a part on file left as it is stays (an import's)

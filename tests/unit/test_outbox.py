@@ -296,3 +296,26 @@ def test_a_test_message_is_sent_once_though_a_jobs_round_runs_meanwhile(db, worl
     with db.read() as session:
         row = session.scalars(select(Notification)).one()
         assert (row.status, row.attempts, row.claim_token) == (DeliveryStatus.SENT, 1, None)
+
+
+def test_a_test_sms_to_a_number_no_phone_can_dial_is_refused_saying_what_to_fix(db, world):
+    """The test SMS's number is checked as a patient's is, in the practice's clinics'
+    countries; before, any text was "sent" (the log transport accepts anything) and a typo'd
+    number failed only at the provider, or never."""
+    from core.kernel.errors import ValidationError
+    from core.messaging import test_message
+    from db.models import Clinic
+
+    settings = Settings("sqlite://", "k" * 40, data_dir=None)
+    with db.write() as session:  # a second clinic, in the United States (read there only)
+        session.add(Clinic(name="Uptown", timezone="America/New_York", locale="en-US"))
+    with pytest.raises(ValidationError) as refused:
+        test_message.send_test_message(db.write, world.owner, settings, "sms", "07700 9001234")
+    assert str(refused.value) == (
+        "'07700 9001234' is not a phone number: it is too long. Type it with its area code, "
+        "like 07400 123456, or with + and the country code."
+    )
+    sent = test_message.send_test_message(db.write, world.owner, settings, "sms", "1 212 555 0182")
+    assert sent.sent
+    with db.read() as session:
+        assert session.scalars(select(Notification.to_address)).all() == ["1 212 555 0182"]
