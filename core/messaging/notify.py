@@ -292,10 +292,14 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
-# what the callers give a message beyond its built-in text's placeholders, so an edit may use it:
-# the appointment messages (core.scheduling.lifecycle.message_context), the survey request's
-# visit and the waitlist's offer
+# what the callers give a message beyond its built-in text's placeholders, so an edit may use it;
+# decided for every template (() when they give nothing more; a test holds it): the appointment
+# messages (core.scheduling.lifecycle.message_context), the survey request's visit, the
+# waitlist's offer, and the clinic's own emails (core.messaging.clinic_events.tell_clinic's
+# event and summary, on top of the visit its callers give; its link only where the built-in
+# text has it, as a link in NEEDED is one an edit may not leave out)
 _VISIT = ("clinic_name", "clinic_phone", "where", "when", "service_name", "provider_name")
+_CLINIC_EVENT = ("event", "summary")
 ALSO: dict[str, tuple[str, ...]] = {
     **{
         key: (*_VISIT, "message")
@@ -318,8 +322,19 @@ ALSO: dict[str, tuple[str, ...]] = {
     },
     "appointment_reminder": _VISIT,
     "feedback_request": ("service_name", "provider_name"),
+    "waitlist_offer": (),
     "waitlist_taken": ("provider_name",),
     "waitlist_withdrawn": ("provider_name",),
+    "proposal_answered": (*_VISIT, "message", *_CLINIC_EVENT),
+    "survey_received": ("clinic_phone", "service_name", "provider_name", *_CLINIC_EVENT),
+    "clinic_event": (),
+    "clinic_digest": (),
+    "portal_invitation": (),
+    "portal_sign_in": (),
+    "payment_receipt": (),
+    "payment_refund": (),
+    "payment_given_back": (),
+    "payment_not_matched": (),
 }
 
 
@@ -541,7 +556,7 @@ def placeholders_of(key: str) -> list[str]:
     those its callers give it too (ALSO); any other would arrive blank, whatever the
     preview's sample said."""
     base = TEMPLATES[key]
-    return sorted(_names(base.subject, base.body, base.sms) | set(ALSO.get(key, ())))
+    return sorted(_names(base.subject, base.body, base.sms) | set(ALSO[key]))
 
 
 def needed_in(key: str) -> list[str]:

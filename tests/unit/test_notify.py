@@ -441,3 +441,18 @@ def test_the_migration_gives_messages_stopped_before_it_their_reason_from_their_
         words["purpose"]: StopKind.PURPOSE,
         words["retrying"]: None,
     }
+
+
+def test_every_message_says_what_its_callers_give_beyond_its_text():
+    """ALSO is decided for every template, () when its callers give nothing more: a template
+    added without it (as proposal_answered and survey_received were, whose callers give the
+    visit and the clinic event's words) refused an edit using what it is given."""
+    assert sorted(notify.TEMPLATES) == sorted(notify.ALSO)
+    for key, name in [
+        ("proposal_answered", "service_name"),
+        ("proposal_answered", "summary"),
+        ("survey_received", "provider_name"),
+        ("survey_received", "event"),
+    ]:
+        kept = "".join(f" {{{n}}}" for n in notify.needed_in(key))  # the links it must keep
+        notify.check_template(key, "Answered", f"{{{name}}} on {{when}}{kept}")
