@@ -52,7 +52,9 @@ S = AppointmentStatus
 FROM_FHIR = {
     "proposed": S.REQUESTED,
     "waitlist": S.REQUESTED,
-    "pending": S.TENTATIVE,
+    # a time proposed elsewhere, whose link never reached the patient from here: a request
+    # for that time (or, without one, for its day), which the desk proposes or books
+    "pending": S.REQUESTED,
     "booked": S.SCHEDULED,
     "arrived": S.CHECKED_IN,
     "checked-in": S.CHECKED_IN,
@@ -314,6 +316,7 @@ def import_fhir(
         clinic = import_batches.new_clinic(session, clinic_name, timezone, report)
     open_past, now = 0, utcnow()  # past visits without an outcome (booked, arrived)
     undated = 0  # requests without when they were made
+    pending = 0  # times proposed elsewhere, come in as requests for them
     for number, data in resources:
         if data.get("resourceType") != "Appointment":
             continue
@@ -359,7 +362,19 @@ def import_fhir(
         report.created += 1
         open_past += import_batches.without_outcome(values, now)
         undated += values["status"] == S.REQUESTED and "created_at" not in values
+        pending += parsed.status == "pending" and values["start_at"] is not None
     import_batches.past_open_note(report, open_past)
+    if pending:
+        said = (
+            "1 pending appointment (a time proposed, not yet accepted) came in as a request for "
+            "its time: no proposal link reached the patient from here, so the request queue "
+            "shows it"
+            if pending == 1
+            else f"{pending:,} pending appointments (times proposed, not yet accepted) came in "
+            "as requests for their times: no proposal link reached the patients from here, so "
+            "the request queue shows them"
+        )
+        report.notes.append(f"{said} to propose or book.")
     if undated:
         said = (
             "1 request came without when it was made (created): the request queue shows it"
@@ -412,8 +427,6 @@ def _appointment_values(a: FhirAppointment) -> dict[str, Any]:
     requested_day = None
     if a.requestedPeriod and a.requestedPeriod[0].start is not None:
         requested_day = _as_date(a.requestedPeriod[0].start)
-    if start is None and status == S.TENTATIVE:
-        status = S.REQUESTED  # pending with no time yet: a request, not a time proposed
     if start is None and status not in (S.REQUESTED, S.CANCELLED):
         raise ValueError(
             f"a {a.status} appointment needs its start: give it, or send it as a request "

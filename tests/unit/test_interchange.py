@@ -271,6 +271,36 @@ def test_a_request_without_a_time_comes_in_as_a_request_arrived_when_it_was_made
         assert (a.status, a.start_at, a.requested_day) == (S.REQUESTED, None, date(2025, 6, 2))
 
 
+def test_a_pending_appointment_with_a_time_comes_in_as_a_request_for_that_time(db, world):
+    """FHIR "pending" with a start is a time proposed elsewhere whose link never reached the
+    patient from here: it came in as tentative ("Waiting for the patient"), which nobody could
+    answer. It comes in as a request for that time, in the request queue, and the report
+    says so."""
+    start = SOON + timedelta(days=1)
+    resource = {
+        "resourceType": "Appointment",
+        "id": "p1",
+        "status": "pending",
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=30)).isoformat(),
+        "created": "2025-05-20T08:30:00Z",
+        "participant": [{"status": "tentative", "actor": {"reference": "Patient/p1"}}],
+    }
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, [json.dumps(resource)])
+    assert (report.created, report.problem_count) == (1, 0)
+    assert report.notes[-1] == (
+        "1 pending appointment (a time proposed, not yet accepted) came in as a request for "
+        "its time: no proposal link reached the patient from here, so the request queue shows "
+        "it to propose or book."
+    )
+    with db.read() as session:
+        rows = queue.list_queue(session, world.owner, "requests")
+        imported = session.scalar(select(Appointment).where(Appointment.external_ref == "fhir:p1"))
+    assert (imported.status, imported.start_at) == (S.REQUESTED, start)
+    assert [r.appointment_id for r in rows] == [imported.id]
+
+
 def test_exported_bundle_imports_back_with_the_same_statuses(db, world, one_of_each):
     with db.write() as session:
         export = interchange.export_fhir(session, world.owner)
@@ -282,7 +312,10 @@ def test_exported_bundle_imports_back_with_the_same_statuses(db, world, one_of_e
             for a in session.scalars(select(Appointment).where(Appointment.source == Source.IMPORT))
         }
     for status, appointment_id in one_of_each.items():
-        expected = S.CANCELLED if status == S.DECLINED else status  # FHIR has one "cancelled"
+        expected = {  # FHIR has one "cancelled"; a proposal's link does not travel with it
+            S.DECLINED: S.CANCELLED,
+            S.TENTATIVE: S.REQUESTED,
+        }.get(status, status)
         assert back[f"fhir:{appointment_id}"] == expected
 
 
