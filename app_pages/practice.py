@@ -1,5 +1,6 @@
-"""Practice set-up: the getting-started checklist (until every step is done) and the test
-message that proves email or SMS sending works. Owners and managers act; staff read."""
+"""Practice set-up: the getting-started checklist (until every step is done), the travel time
+between clinics (the owner's) and the test message that proves email or SMS sending works.
+Owners and managers act; staff read."""
 
 import streamlit as st
 
@@ -7,7 +8,7 @@ from core.messaging.test_message import send_test_message
 from ui import actor, settings
 from ui.context import run_in_steps
 from ui.job_health import backup_line, failing_list
-from ui.setup_forms import can_edit, overview, step_link, steps_of
+from ui.setup_forms import can_edit, overview, step_link, steps_of, travel_form
 from ui.text import escape
 
 st.title("Practice set-up")
@@ -28,6 +29,7 @@ c1.metric("Clinics", sum(c.data.active for c in current.clinics))
 c2.metric("Providers", sum(p.data.active for p in current.providers))
 c3.metric("Services", sum(s.data.active for s in current.services))
 c4.metric("Rooms and equipment", sum(r.data.active for r in current.resources))
+travel_form(me)  # the owner sets it; the others read it
 
 st.subheader("Send a test message")
 if can_edit(me):

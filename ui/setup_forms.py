@@ -23,7 +23,7 @@ from core.kernel.money import (
     to_major,
     typed_minor,
 )
-from core.practice import checklist, reads, setup
+from core.practice import checklist, reads, setup, travel
 from ui.caches import cached
 from ui.context import actor, read, refresh, require_actor, run_action, show_error
 from ui.navigation import PAGES
@@ -312,3 +312,33 @@ def price_note(current: reads.Setup) -> None:
     if len(currencies(current)) > 1:
         each = ", ".join(f"{c.name}: {c.data.currency}" for c in current.clinics if c.data.active)
         st.caption(escape(f"A price is the same amount in each clinic's own currency ({each})."))
+
+
+@cached("setup", ttl=60, max_entries=20)
+def travel_minutes(me: Actor) -> int:
+    return read(travel.get_travel_minutes, me)
+
+
+def travel_form(me: Actor) -> None:
+    """The travel time between clinics: the owner sets it; the others read it."""
+    st.subheader("Travel time between clinics")
+    minutes = travel_minutes(me)
+    st.caption(
+        "A provider of several clinics is not booked at one within this many minutes before or "
+        "after a booking at another; slot suggestions and the booking form keep it free too. "
+        "0 lets one visit end and the next start at the same minute at two clinics."
+    )
+    if not me.can(Permission.TRAVEL_TIME_SET):
+        st.write(f"{minutes} minutes. The practice owner sets it.")
+        return
+    with st.form("practice_travel"):
+        typed = st.number_input(
+            "Minutes between a booking at one clinic and one at another",
+            min_value=0,
+            max_value=travel.MAX_TRAVEL_MINUTES,
+            value=minutes,
+            step=5,
+            key="practice_travel_minutes",
+        )
+        if st.form_submit_button("Save the travel time"):
+            run_action(travel.set_travel_minutes, int(typed), success="Travel time saved.")

@@ -33,6 +33,7 @@ class Permission(enum.StrEnum):
     DATA_EXPORT = "export patient data"
     DATA_IMPORT = "import data"
     POLICY_MANAGE = "set the cancellation policy"
+    TRAVEL_TIME_SET = "set the travel time between clinics"
     SURVEYS_MANAGE = "set the survey questions and timing"
     PRACTICE_READ = "see the practice set-up"
     PRACTICE_MANAGE = "set up clinics, providers, services, packages and resources"

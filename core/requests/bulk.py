@@ -55,6 +55,7 @@ def _exact_free_provider(session: Session, appointment: Appointment) -> int:
             appointment.id,
             before=before,
             after=after,
+            clinic_id=appointment.clinic_id,
         ):
             return provider_id
     raise Conflict("No provider is free and working at the requested time.")

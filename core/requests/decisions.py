@@ -427,6 +427,7 @@ def respond_to_proposal(
             appointment.id,
             before=timedelta(minutes=appointment.buffer_before_minutes or 0),
             after=timedelta(minutes=appointment.buffer_after_minutes or 0),
+            clinic_id=appointment.clinic_id,
         )
         if conflicts and not appointment.allow_double_booking:
             raise Conflict(

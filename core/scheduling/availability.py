@@ -31,6 +31,7 @@ from core.kernel.clock import local_edge_to_utc, local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.practice.skills import able
 from core.practice.timing import Timing
+from core.practice.travel import travel_time
 from db.models import (
     OCCUPYING,
     Appointment,
@@ -104,6 +105,10 @@ class Held:
     buffer_after_minutes: int
     kind: AppointmentKind = AppointmentKind.APPOINTMENT
     held: bool = True  # conflict messages say the time is held, not booked
+
+    @property
+    def clinic_id(self) -> int:
+        return self.clinic.id
 
 
 # a change request whose proposal waits for the patient holds its appointment's original time
@@ -246,35 +251,51 @@ def find_conflicts(
     *,
     before: timedelta = timedelta(0),
     after: timedelta = timedelta(0),
+    clinic_id: int | None = None,
 ) -> list[Appointment | Held]:
     """Appointments and out-of-office blocks of the provider whose visit and buffers overlap
     [start_at - before, end_at + after) (a new booking's own buffers), and the original times
-    held for proposals waiting (Held)."""
+    held for proposals waiting (Held). With `clinic_id`, the clinic the time is asked at, a
+    booking at another clinic also clashes when it ends or starts less than the practice's
+    travel time between clinics (core.practice.travel) before or after (travel_gap)."""
     start_at, end_at = _aware(start_at, "start") - before, _aware(end_at, "end") + after
+    travel = travel_time(session) if clinic_id is not None else timedelta(0)
     query = (
         select(Appointment)
         .where(
             Appointment.provider_id == provider_id,
-            Appointment.start_at > start_at - MAX_LENGTH - MAX_BUFFER,
-            Appointment.start_at < end_at + MAX_BUFFER,
-            Appointment.end_at > start_at - MAX_BUFFER,
+            Appointment.start_at > start_at - MAX_LENGTH - MAX_BUFFER - travel,
+            Appointment.start_at < end_at + MAX_BUFFER + travel,
+            Appointment.end_at > start_at - MAX_BUFFER - travel,
             Appointment.status.in_(OCCUPYING),
         )
         .order_by(Appointment.start_at, Appointment.id)
     )
     if exclude_appointment_id is not None:
         query = query.where(Appointment.id != exclude_appointment_id)
-    booked = [
-        a for a in session.scalars(query) if padded(a)[0] < end_at and padded(a)[1] > start_at
-    ]
     kept = held(
         session,
-        start_at,
-        end_at,
+        start_at - travel,
+        end_at + travel,
         provider_ids=[provider_id],
         exclude_appointment_id=exclude_appointment_id,
     )
-    return sorted([*booked, *kept], key=lambda a: (a.start_at, a.id))
+    found = []
+    for other in [*session.scalars(query), *kept]:
+        gap = travel if other.clinic_id != clinic_id else timedelta(0)
+        first, last = padded(other)
+        if first < end_at + gap and last > start_at - gap:
+            found.append(other)
+    return sorted(found, key=lambda a: (a.start_at, a.id))
+
+
+def travel_gap(here_id: int, other: Any, start_at: datetime, end_at: datetime) -> bool:
+    """Whether `other` (a booking or a held time found by find_conflicts for a time at clinic
+    `here_id`) clashes only through the travel time between clinics: at another clinic, and
+    clear of [start_at, end_at) widened by both bookings' buffers (start_at and end_at already
+    the new booking's buffers wide)."""
+    first, last = padded(other)
+    return other.clinic_id != here_id and not (first < end_at and last > start_at)
 
 
 def lock_provider(session: Session, provider_id: int) -> None:
@@ -365,7 +386,8 @@ def suggest_slots(
     working hours and time off, existing bookings and their buffers, the rooms and equipment
     the services need (`service_ids`, whose every service the provider must perform) and the
     time-of-day preference. The visit lies inside
-    working hours; its own buffers must only be free of other bookings.
+    working hours; its own buffers must only be free of other bookings. A booking at another
+    clinic keeps the practice's travel time between clinics free before and after it too.
 
     One query each for hours, time off and bookings over the whole window; the rest is Python."""
     if duration_minutes <= 0 or duration_minutes > 12 * 60:
@@ -402,6 +424,7 @@ def suggest_slots(
     first, last = day - timedelta(days=1), day + timedelta(days=search_days + 1)
     scan_start, scan_end = local_to_utc(first, time(0), tz), local_to_utc(last, time(0), tz)
     busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+    travel = travel_time(session)  # kept free around a booking at another clinic
     bookings = session.execute(
         select(
             Appointment.provider_id,
@@ -409,20 +432,27 @@ def suggest_slots(
             Appointment.end_at,
             Appointment.buffer_before_minutes,
             Appointment.buffer_after_minutes,
+            Appointment.clinic_id,
         ).where(
             Appointment.provider_id.in_(list(hours)),
-            Appointment.start_at > scan_start - MAX_LENGTH - MAX_BUFFER,
-            Appointment.start_at < scan_end + MAX_BUFFER,
+            Appointment.start_at > scan_start - MAX_LENGTH - MAX_BUFFER - travel,
+            Appointment.start_at < scan_end + MAX_BUFFER + travel,
             Appointment.status.in_(OCCUPYING),
         )
     )
-    for pid, start, end, ahead, behind in bookings:
+    for pid, start, end, ahead, behind, where in bookings:
         if end is not None:
+            gap = travel if where != clinic_id else timedelta(0)
             busy[pid].append(
-                (start - timedelta(minutes=ahead or 0), end + timedelta(minutes=behind or 0))
+                (
+                    start - timedelta(minutes=ahead or 0) - gap,
+                    end + timedelta(minutes=behind or 0) + gap,
+                )
             )
-    for hold in held(session, scan_start, scan_end, provider_ids=list(hours)):
-        busy[hold.provider.id].append(padded(hold))
+    for hold in held(session, scan_start - travel, scan_end + travel, provider_ids=list(hours)):
+        gap = travel if hold.clinic_id != clinic_id else timedelta(0)
+        first_held, last_held = padded(hold)
+        busy[hold.provider.id].append((first_held - gap, last_held + gap))
     for pid, start, end in session.execute(
         select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at).where(
             TimeOff.provider_id.in_(list(hours)),

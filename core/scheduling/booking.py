@@ -21,6 +21,7 @@ from core.patients import records as patients
 from core.patients.invitations import send_invitation
 from core.practice.skills import listed_services, performs
 from core.practice.timing import Timing, timing_of
+from core.practice.travel import travel_time, travel_words
 from core.practice.treatment import treatment_of
 from core.scheduling import moves
 from core.scheduling.availability import (
@@ -158,6 +159,7 @@ def provider_choices(
     first_conflict: dict[int, tuple] = {}
     wanted = Timing(0, before, after)
     free_from, free_until = start_at - wanted.padding[0], end_at + wanted.padding[1]
+    travel = travel_time(session)  # a booking at another clinic keeps it free around it too
     # the original times held for proposals waiting for the patient count as bookings do
     # (availability.find_conflicts refuses them); the last field names the held appointment
     holds = [
@@ -171,7 +173,7 @@ def provider_choices(
             h.clinic.id,
             h.id,
         )
-        for h in held(session, free_from, free_until, provider_ids=ids)
+        for h in held(session, free_from - travel, free_until + travel, provider_ids=ids)
         if h.provider is not None
     ]
     booked = session.execute(
@@ -186,9 +188,9 @@ def provider_choices(
         )
         .where(
             Appointment.provider_id.in_(ids),
-            Appointment.start_at > free_from - MAX_LENGTH - MAX_BUFFER,
-            Appointment.start_at < free_until + MAX_BUFFER,
-            Appointment.end_at > free_from - MAX_BUFFER,
+            Appointment.start_at > free_from - MAX_LENGTH - MAX_BUFFER - travel,
+            Appointment.start_at < free_until + MAX_BUFFER + travel,
+            Appointment.end_at > free_from - MAX_BUFFER - travel,
             Appointment.status.in_(OCCUPYING),
         )
         .order_by(Appointment.start_at, Appointment.id)
@@ -198,10 +200,13 @@ def provider_choices(
     ):
         theirs = Timing(0, ahead or 0, behind or 0)
         held_from, held_until = first_start - theirs.padding[0], first_end + theirs.padding[1]
-        if held_from < free_until and held_until > free_from:
+        gap = travel if where != clinic_id else timedelta(0)
+        if held_from - gap < free_until and held_until + gap > free_from:
             overlaps = first_start < end_at and first_end > start_at
+            # clear of the visit and both bookings' buffers: only the travel time clashes
+            travelling = not (held_from < free_until and held_until > free_from)
             first_conflict.setdefault(
-                pid, (kind, first_start, first_end, overlaps, theirs, where, held_id)
+                pid, (kind, first_start, first_end, overlaps, theirs, where, held_id, travelling)
             )
     day = to_local(start_at, tz).date()
     listed = listed_services(session, ids)
@@ -237,9 +242,9 @@ def provider_choices(
         if off:
             why = f"{why}; {off}" if why else off
         if provider.id in first_conflict:
-            kind, first_start, first_end, overlaps, theirs, where, held_id = first_conflict[
-                provider.id
-            ]
+            kind, first_start, first_end, overlaps, theirs, where, held_id, travelling = (
+                first_conflict[provider.id]
+            )
             when = clinic_clock_range(clinic, first_start, first_end)
             if where != clinic.id:  # a provider of two clinics: on this clinic's clock, named
                 when += f" at {session.get(Clinic, where).name}"
@@ -250,7 +255,9 @@ def provider_choices(
                     f"keeps {when} for appointment #{held_id}, held while its patient answers "
                     "a proposed new time"
                 )
-            if not overlaps:  # only the buffers meet
+            if travelling:  # as availability's conflict names it
+                busy += f", with {travel_words(travel)}"
+            elif not overlaps:  # only the buffers meet
                 kept = [f"{theirs.words()} it"] if theirs.words() else []
                 kept += [f"{wanted.words()} this booking"] if wanted.words() else []
                 busy += f", with {' and '.join(kept)}"

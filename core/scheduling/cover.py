@@ -90,7 +90,16 @@ def _free_cover(session: Session, visit: Appointment, away_id: int) -> list[Prov
         for pid in candidates
         if pid in performing
         and working_hours_cover(session, pid, visit.clinic_id, start, end)
-        and not find_conflicts(session, pid, start, end, visit.id, before=before, after=after)
+        and not find_conflicts(
+            session,
+            pid,
+            start,
+            end,
+            visit.id,
+            before=before,
+            after=after,
+            clinic_id=visit.clinic_id,
+        )
     ]
     return sorted(free, key=lambda p: (p.name, p.id))
 

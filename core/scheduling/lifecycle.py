@@ -22,6 +22,7 @@ from core.kernel.money import clinic_clock_range, clinic_time, clinic_time_range
 from core.messaging import clinic_events, notify
 from core.practice.skills import ensure_performs
 from core.practice.timing import Timing, timing_of
+from core.practice.travel import travel_time, travel_words
 from core.practice.treatment import services_of, treatment_of
 from core.practice.treatment import treatment_text as treatment_text  # re-exported
 from core.scheduling.availability import (
@@ -34,6 +35,7 @@ from core.scheduling.availability import (
     lock_resources,
     required_resources,
     resources_taken,
+    travel_gap,
     working_hours_cover,
 )
 from core.scheduling.codes import confirmation_attachment
@@ -472,12 +474,27 @@ def place(
         )
     before, after = timing.padding
     conflicts = find_conflicts(
-        session, provider_id, start_at, end_at, appointment.id, before=before, after=after
+        session,
+        provider_id,
+        start_at,
+        end_at,
+        appointment.id,
+        before=before,
+        after=after,
+        clinic_id=appointment.clinic_id,
     )
     if conflicts:
         if not allow_double_booking:
             raise Conflict(
-                _conflict_message(appointment.clinic, provider, conflicts, start_at, end_at, timing)
+                _conflict_message(
+                    appointment.clinic,
+                    provider,
+                    conflicts,
+                    start_at,
+                    end_at,
+                    timing,
+                    travel_time(session),
+                )
             )
         details["double_booked_with"] = [c.id for c in conflicts]
         appointment.allow_double_booking = True
@@ -566,8 +583,10 @@ def _conflict_message(
     start_at: datetime,
     end_at: datetime,
     timing: Timing,
+    travel: timedelta = timedelta(0),
 ) -> str:
-    """Who is busy when; when only buffers overlap, which ones keep the time free."""
+    """Who is busy when; when only buffers overlap, which ones keep the time free; when only
+    the travel time between clinics does, that."""
     first = conflicts[0]
     what = (
         "is out of office"
@@ -579,7 +598,10 @@ def _conflict_message(
     )
     more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
     kept = ""
-    if not (first.start_at < end_at and first.end_at > start_at):  # only the buffers overlap
+    before, after = timing.padding
+    if travel_gap(here.id, first, start_at - before, end_at + after):  # only the travel time
+        kept = f", with {travel_words(travel)}"
+    elif not (first.start_at < end_at and first.end_at > start_at):  # only the buffers overlap
         theirs = Timing(0, first.buffer_before_minutes, first.buffer_after_minutes).words()
         ours = timing.words()
         parts = ([f"{theirs} it"] if theirs else []) + ([f"{ours} this booking"] if ours else [])

@@ -382,7 +382,14 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
         if lock:
             lock_provider(session, provider.id)
         taken = find_conflicts(
-            session, provider.id, start, end, appointment.id, before=before, after=after
+            session,
+            provider.id,
+            start,
+            end,
+            appointment.id,
+            before=before,
+            after=after,
+            clinic_id=appointment.clinic_id,
         )
         if taken:
             words.append(f"{provider.name} {_bookings_words(clinic, taken)}")

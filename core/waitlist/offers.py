@@ -60,7 +60,7 @@ class Match:
 def _free(session: Session, opening: SlotOpening, start: datetime, end: datetime) -> bool:
     return working_hours_cover(
         session, opening.provider_id, opening.clinic_id, start, end
-    ) and not find_conflicts(session, opening.provider_id, start, end)
+    ) and not find_conflicts(session, opening.provider_id, start, end, clinic_id=opening.clinic_id)
 
 
 def _any_free(session: Session, opening: SlotOpening) -> bool:
@@ -809,7 +809,9 @@ def _gone_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> No
         )
     ).all():
         end = offer.start_at + timedelta(minutes=timing(session, offer.entry).minutes)
-        found = find_conflicts(session, opening.provider_id, offer.start_at, end)
+        found = find_conflicts(
+            session, opening.provider_id, offer.start_at, end, clinic_id=opening.clinic_id
+        )
         visits = [a for a in found if a.kind == AppointmentKind.APPOINTMENT]
         whose = {a.patient.id if a.patient is not None else None for a in visits}
         if whose - {offer.patient_id}:  # their own visit then: the offer stays theirs (_accept)

@@ -760,3 +760,19 @@ def test_a_new_time_zone_for_a_booked_clinic_says_what_happens_first(app_as, app
     assert not at.error, at.error[0].value
     assert _clinic_row(app_db, "Harbour Street Clinic") == before | {"timezone": "America/New_York"}
     assert [s.value for s in at.success] == ["Clinic saved; its time zone is America/New_York."]
+
+
+def test_the_owner_sets_the_travel_time_between_clinics_and_a_manager_reads_it(app_as, app_db):
+    from core.practice.travel import TRAVEL_KEY
+    from db.models import Setting
+
+    at = app_as("owner", "app_pages/practice.py")
+    at.number_input(key="practice_travel_minutes").set_value(30)
+    at.button(key="FormSubmitter:practice_travel-Save the travel time").click().run()
+    assert not at.exception and not at.error, at.error
+    assert _scalar(app_db, select(Setting.value).where(Setting.key == TRAVEL_KEY)) == {
+        "minutes": 30
+    }
+    manager = app_as("manager", "app_pages/practice.py")
+    assert not manager.number_input
+    assert any(m.value == "30 minutes. The practice owner sets it." for m in manager.markdown)

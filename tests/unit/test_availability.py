@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, time, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import ValidationError
+from core.practice import travel
 from core.scheduling.availability import find_conflicts, suggest_slots, working_hours_cover
 from db.models import (
     AppointmentKind,
     AppointmentStatus,
+    AuditEvent,
     Clinic,
     Provider,
     TimeOff,
@@ -184,3 +189,80 @@ def test_suggest_slots_rejects_bad_duration(db, world):
 
     with db.read() as session, pytest.raises(ValidationError, match="duration"):
         suggest_slots(session, clinic_id=world.clinic_id, duration_minutes=0, day=future_day())
+
+
+def _harbour(db, world, day) -> int:
+    """A second clinic, Harbour, where Dr Test is booked 10:00–10:30 on `day`."""
+    with db.write() as session:
+        harbour = Clinic(name="Harbour", timezone=TZ)
+        session.add(harbour)
+        session.flush()
+        book(session, replace(world, clinic_id=harbour.id), at(day, 10))
+        return harbour.id
+
+
+def test_the_travel_time_between_clinics_makes_a_booking_there_clash(db, world):
+    """A provider of two clinics could be booked 09:30–10:00 at one and 10:00 at the other:
+    nothing knew they have to get there. A booking at another clinic less than the practice's
+    travel time before or after now clashes; 0 (the default) keeps back-to-back bookings."""
+    day = future_day()
+    harbour = _harbour(db, world, day)
+
+    def clashes(clinic_id, hour, minute=0) -> list[int]:
+        start = at(day, hour, minute)
+        with db.read() as session:
+            return [
+                a.id
+                for a in find_conflicts(
+                    session,
+                    world.provider_id,
+                    start,
+                    start + timedelta(minutes=30),
+                    clinic_id=clinic_id,
+                )
+            ]
+
+    assert clashes(world.clinic_id, 9, 30) == [] and clashes(world.clinic_id, 10, 30) == []
+    with db.write() as session:
+        travel.set_travel_minutes(session, world.owner, 30)
+    assert len(clashes(world.clinic_id, 9, 30)) == 1  # ends as the one at Harbour starts
+    assert len(clashes(world.clinic_id, 10, 45)) == 1  # starts 15 minutes after it ends
+    assert clashes(world.clinic_id, 9) == [] and clashes(world.clinic_id, 11) == []
+    assert clashes(harbour, 9, 30) == [] and clashes(harbour, 10, 30) == []  # no travel there
+    with db.read() as session:
+        slots = suggest_slots(
+            session, clinic_id=world.clinic_id, duration_minutes=30, day=day, limit=3
+        )
+    assert [to_local(s.start_at, TZ).time() for s in slots] == [time(9), time(11), time(11, 15)]
+
+
+def test_suggestions_with_no_travel_time_take_the_minutes_after_the_other_clinic(db, world):
+    day = future_day()
+    _harbour(db, world, day)
+    with db.read() as session:
+        slots = suggest_slots(
+            session, clinic_id=world.clinic_id, duration_minutes=30, day=day, limit=4
+        )
+    assert [to_local(s.start_at, TZ).time() for s in slots] == [
+        time(9),
+        time(9, 15),
+        time(9, 30),
+        time(10, 30),
+    ]
+
+
+def test_the_travel_time_is_set_by_the_owner_within_bounds_and_audited(db, world):
+    with db.read() as session:
+        assert travel.get_travel_minutes(session, world.staff) == 0
+    for wrong in (-1, 241):
+        with db.write() as session, pytest.raises(ValidationError, match="0 to 240 minutes"):
+            travel.set_travel_minutes(session, world.owner, wrong)
+    with db.write() as session:
+        travel.set_travel_minutes(session, world.owner, 45)
+    with db.read() as session:
+        assert travel.get_travel_minutes(session, world.manager) == 45
+        (event,) = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "setting_changed")
+        ).all()
+    assert event.user_id == world.owner.user_id
+    assert event.details == {"key": travel.TRAVEL_KEY, "from": 0, "to": 45}

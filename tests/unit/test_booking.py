@@ -14,6 +14,7 @@ from sqlalchemy import select
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
 from core.messaging import attachments
+from core.practice import travel
 from core.scheduling import booking
 from core.scheduling.lifecycle import LINK_PLACEHOLDER
 from db.models import (
@@ -553,6 +554,29 @@ def test_a_clash_at_the_other_clinic_is_named_on_the_forms_clock(db, world):
         f"Alex Morgan already has appointment #{visit} at Lakeside on "
     )
     assert f"{ours} ({here.tzname()}; 10:00 – 10:30 AM E" in plain(patient_busy.value)
+
+
+def test_a_booking_at_the_other_clinic_inside_the_travel_time_is_refused_naming_it(db, world):
+    """With 30 minutes' travel between clinics set, a London booking starting as the
+    provider's Lakeside visit ends was booked, and the form listed them free: they cannot be
+    in both places. Now both name the Lakeside visit, its time and the travel time."""
+    lakeside = _two_clinics(db, world)
+    ny_start = local_to_utc(day_ahead(5), time(10), "America/New_York")
+    visit = book(db, world, clinic_id=lakeside, start_at=ny_start).appointment_id
+    with db.write() as session:
+        travel.set_travel_minutes(session, world.owner, 30)
+    right_after = ny_start + timedelta(minutes=30)
+    with db.read() as session:
+        (choice,) = booking.provider_choices(
+            session, world.staff, clinic_id=world.clinic_id, start_at=right_after, minutes=30
+        )
+    assert not choice.free
+    assert choice.why.endswith("at Lakeside, with 30 minutes' travel between clinics")
+    with pytest.raises(Conflict) as refused:
+        book(db, world, start_at=right_after, outside_hours_override=True)
+    assert f"Dr Test already has appointment #{visit} at Lakeside on " in str(refused.value)
+    assert "with 30 minutes' travel between clinics. Choose another time" in str(refused.value)
+    book(db, world, start_at=right_after + timedelta(minutes=30), outside_hours_override=True)
 
 
 def test_the_confirmation_says_where_to_come_for_a_visit_in_person(db, world):

@@ -47,7 +47,7 @@ from core.payments import cashup, desk, points, prepay, rules
 from core.payments.providers import DeskProvider
 from core.policy import cancellation
 from core.portal import patient_links, replies
-from core.practice import backups, checklist, choices, documents, job_health, reads, setup
+from core.practice import backups, checklist, choices, documents, job_health, reads, setup, travel
 from core.requests import bulk, changes, decisions, queue
 from core.scheduling import (
     appointments,
@@ -417,6 +417,16 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: waitlist_rules.set_rules(s, a, waitlist_rules.Rules()),
     ),
     # practice set-up
+    (
+        "travel.get_travel_minutes",
+        P.PRACTICE_READ,
+        lambda s, a, c: travel.get_travel_minutes(s, a),
+    ),
+    (
+        "travel.set_travel_minutes",
+        P.TRAVEL_TIME_SET,
+        lambda s, a, c: travel.set_travel_minutes(s, a, 15),
+    ),
     ("setup.save_clinic", P.PRACTICE_MANAGE, lambda s, a, c: setup.save_clinic(s, a, None)),
     ("setup.save_provider", P.PRACTICE_MANAGE, lambda s, a, c: setup.save_provider(s, a, None)),
     ("setup.save_service", P.PRACTICE_MANAGE, lambda s, a, c: setup.save_service(s, a, None)),
