@@ -25,9 +25,11 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_to_utc, to_local, zone
 from core.kernel.errors import NotFound, ValidationError
 from core.payments import prepay
+from core.practice.travel import travel_time
 from core.practice.treatment import more_services, treatment_text
-from core.scheduling.availability import HOLDING, MAX_LENGTH
+from core.scheduling.availability import HOLDING, MAX_BUFFER, MAX_LENGTH
 from db.models import (
+    OCCUPYING,
     Appointment,
     AppointmentKind,
     AppointmentService,
@@ -57,6 +59,10 @@ STATUS_COLOURS: dict[str, str] = {
     S.CANCELLED.value: "#9e9e9e",  # grey
 }
 OUT_OF_OFFICE_COLOUR = "#616161"  # dark grey, drawn striped (class cd-out-of-office)
+# a provider of several clinics booked at another one then (its travel time included):
+# read-only background in their column, named by the clinic only (whose visit is not shown)
+ELSEWHERE_COLOUR = "#5c6bc0"  # indigo
+ELSEWHERE_LABEL = "Busy at another clinic"
 OUT_OF_OFFICE_CLASS = "cd-out-of-office"
 # an appointment's original time, held while a proposal answering its patient's change request
 # waits (core.scheduling.availability.held): pale amber, outlined dashed (class cd-held)
@@ -81,10 +87,11 @@ MAX_EVENTS = 5000
 
 
 def legend() -> list[tuple[str, str]]:
-    """(label, colour) for the page's legend, held and out-of-office last."""
+    """(label, colour) for the page's legend, held, out-of-office and elsewhere last."""
     return [(STATUS_LABELS[s], c) for s, c in STATUS_COLOURS.items()] + [
         (HELD_LABEL, HELD_COLOUR),
         ("Out of office", OUT_OF_OFFICE_COLOUR),
+        (ELSEWHERE_LABEL, ELSEWHERE_COLOUR),
     ]
 
 
@@ -413,6 +420,100 @@ def _time_off(
     ]
 
 
+def _elsewhere(
+    session: Session,
+    clinic_id: int,
+    tz: str,
+    start: datetime,
+    end: datetime,
+    provider_ids: list[int] | None,
+) -> list[dict[str, Any]]:
+    """The clinic's active providers' bookings at other clinics in the window (visits,
+    out-of-office blocks there and original times held for proposals, as
+    availability.find_conflicts counts them), widened by their buffers and the practice's
+    travel time between clinics: "Busy at Lakeside" background in their column, merged where
+    they touch, naming no patient. One query for the window, however many bookings."""
+    travel = travel_time(session)
+    reach = MAX_LENGTH + MAX_BUFFER + travel
+    ours = select(Provider.id).where(
+        Provider.active.is_(True),
+        Provider.id.in_(
+            select(WorkingHours.provider_id).where(WorkingHours.clinic_id == clinic_id)
+        ),
+    )
+    if provider_ids:
+        ours = ours.where(Provider.id.in_(provider_ids))
+    booked = (
+        select(
+            Appointment.provider_id,
+            Clinic.name,
+            Appointment.start_at.label("shown"),  # drawn from: the visit's own start
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.buffer_before_minutes,
+            Appointment.buffer_after_minutes,
+        )
+        .join(Clinic, Clinic.id == Appointment.clinic_id)
+        .where(
+            Appointment.provider_id.in_(ours),
+            Appointment.clinic_id != clinic_id,
+            Appointment.status.in_(OCCUPYING),
+            Appointment.start_at > start - reach,
+            Appointment.start_at < end + MAX_BUFFER + travel,
+            Appointment.end_at.is_not(None),
+        )
+    )
+    kept = (
+        select(
+            ChangeRequest.original_provider_id,
+            Clinic.name,
+            ChangeRequest.original_start_at,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.buffer_before_minutes,
+            Appointment.buffer_after_minutes,
+        )
+        .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
+        .join(Clinic, Clinic.id == Appointment.clinic_id)
+        .where(
+            *HOLDING,
+            ChangeRequest.original_provider_id.in_(ours),
+            Appointment.clinic_id != clinic_id,
+            ChangeRequest.original_start_at > start - reach,
+            ChangeRequest.original_start_at < end + MAX_BUFFER + travel,
+            Appointment.start_at.is_not(None),
+            Appointment.end_at.is_not(None),
+        )
+    )
+    spans: dict[tuple[int, str], list[tuple[datetime, datetime]]] = defaultdict(list)
+    for pid, name, shown, begins, ends, ahead, behind in session.execute(booked.union_all(kept)):
+        first = shown - timedelta(minutes=ahead or 0) - travel
+        last = shown + (ends - begins) + timedelta(minutes=behind or 0) + travel
+        if first < end and last > start:
+            spans[(pid, name)].append((first, last))
+    title = f" (+{travel // timedelta(minutes=1)} min travel)" if travel else ""
+    events = []
+    for (pid, name), found in sorted(spans.items()):
+        merged: list[tuple[datetime, datetime]] = []
+        for first, last in sorted(found):
+            if merged and first <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+            else:
+                merged.append((first, last))
+        events += [
+            {
+                "start": local_iso(first, tz),
+                "end": local_iso(last, tz),
+                "resourceId": str(pid),
+                "display": "background",
+                "color": ELSEWHERE_COLOUR,
+                "title": f"Busy at {name}{title}",
+            }
+            for first, last in merged
+        ]
+    return events
+
+
 # ---------------------------------------------------------------- the visible window
 
 
@@ -527,10 +628,13 @@ def window_events(
     provider_ids: list[int] | None = None,
     statuses: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The window's events as FullCalendar dicts, with providers' time off as background."""
+    """The window's events as FullCalendar dicts, with providers' time off and their bookings
+    at other clinics as background."""
     start, end, tz = _open_window(session, actor, clinic_id, start, end)
-    return _events(session, tz, clinic_id, start, end, provider_ids, statuses) + _time_off(
-        session, clinic_id, tz, start, end, provider_ids
+    return (
+        _events(session, tz, clinic_id, start, end, provider_ids, statuses)
+        + _time_off(session, clinic_id, tz, start, end, provider_ids)
+        + _elsewhere(session, clinic_id, tz, start, end, provider_ids)
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import event, select, text
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local, utcnow, zone_words
 from core.kernel.errors import PermissionDenied, ValidationError
-from core.practice import treatment
+from core.practice import travel, treatment
 from core.requests import changes, decisions
 from core.scheduling import calendar, moves, today
 from db.models import (
@@ -200,9 +200,63 @@ def test_time_off_of_the_clinics_providers_shows_as_background(db, world):
     assert len(found) == 2 and mine_only == []
 
 
+def test_a_providers_bookings_at_another_clinic_show_as_busy_there(db, world):
+    """Dr Test works at this clinic and at Harbour: this clinic's calendar drew their Harbour
+    bookings as free time. Now each shows in their column as "Busy at Harbour" background
+    (buffers and the travel time between clinics included, touching ones merged), with no
+    patient's name, read in one query however many there are."""
+    day = date(2026, 6, 10)
+    with db.write() as session:
+        harbour = Clinic(name="Harbour", timezone=TZ)
+        session.add(harbour)
+        session.flush()
+        there = dict(clinic_id=harbour.id)
+        add(session, world, local(day, 10), **there)
+        add(session, world, local(day, 10, 30), buffer_after_minutes=10, **there)
+        add(session, world, local(day, 12), status=S.CANCELLED, **there)  # frees its time
+        add(session, world, local(day, 9), **there, provider_id=None)  # nobody's
+    first, last = calendar.window_bounds(day, day + timedelta(days=1), TZ)
+
+    def elsewhere(**filters) -> list[tuple[str, str, str]]:
+        return [
+            (e["start"][11:16], e["end"][11:16], e["title"])
+            for e in events(db, world, first, last, **filters)
+            if e.get("color") == calendar.ELSEWHERE_COLOUR
+        ]
+
+    assert elsewhere() == [("10:00", "11:10", "Busy at Harbour")]
+    (block,) = [e for e in events(db, world, first, last) if e.get("title") == "Busy at Harbour"]
+    assert block["display"] == "background" and block["resourceId"] == str(world.provider_id)
+    assert "id" not in block and "Alex" not in str(block)
+    assert elsewhere(provider_ids=[world.provider_id + 1]) == []
+    with db.write() as session:
+        travel.set_travel_minutes(session, world.owner, 15)
+    assert elsewhere() == [("09:45", "11:25", "Busy at Harbour (+15 min travel)")]
+
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        events(db, world, first, last)
+        one = len(seen)
+        with db.write() as session:
+            for hour in (13, 15, 17):
+                add(session, world, local(day, hour), clinic_id=harbour.id)
+        seen.clear()
+        drawn = events(db, world, first, last)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(seen) == one  # three more bookings there, no more queries
+    assert sum(e.get("color") == calendar.ELSEWHERE_COLOUR for e in drawn) == 4
+
+
 def test_colour_legend_names_every_status_and_requested_purple_scheduled_green():
     names = dict(calendar.legend())
-    assert len(names) == len(S) + 2 and "Out of office" in names
+    assert len(names) == len(S) + 3 and "Out of office" in names
+    assert names["Busy at another clinic"] == calendar.ELSEWHERE_COLOUR
     assert names["Held (original time)"] == calendar.HELD_COLOUR
     assert names["Requested"] == "#7e57c2" and names["Scheduled"] == "#2e7d32"
     assert len(set(calendar.STATUS_COLOURS.values())) == len(S)
