@@ -1,5 +1,6 @@
 """One appointment (`?id=`): patient, service, provider, clinic-local times, who created it,
-the full history, and the actions its status allows for the signed-in role."""
+its notes (who wrote each, when) with a box to add one, the full history, and the actions its
+status allows for the signed-in role."""
 
 import streamlit as st
 

@@ -406,6 +406,22 @@ class Appointment(Base):
     )
 
 
+class AppointmentNote(Base):
+    """One note on an appointment, as written: who wrote it (their name then; no user for a
+    patient or the system), when, and the text. Append-only: a new note never replaces one,
+    and `Appointment.notes` keeps the latest text for the lists (core.scheduling.notes)."""
+
+    __tablename__ = "appointment_notes"
+    __table_args__ = (Index(None, "appointment_id", "written_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    author_name: Mapped[str] = mapped_column(String(120))  # as it was then; "Earlier note"
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
+    text: Mapped[str] = mapped_column(Text)  # as typed; escape on display
+
+
 class AppointmentService(Base):
     __tablename__ = "appointment_services"
     # the second and later services of a visit (few rows): which of many visits have more than

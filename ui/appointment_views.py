@@ -18,17 +18,17 @@ from core.kernel.money import clinic_money, format_moment
 from core.practice import choices
 from core.requests import changes, decisions, queue
 from core.requests.queue import QueueKind, QueueRow
-from core.scheduling import lifecycle, moves, visits
+from core.scheduling import lifecycle, moves, notes, visits
 from core.scheduling.appointments import AppointmentDetail, get_appointment_detail
 from core.scheduling.availability import Slot
 from core.scheduling.calendar import STATUS_LABELS
 from core.scheduling.states import Action
 from ui.booking_form import clock_change_notice
 from ui.caches import cached
-from ui.context import read, refresh, run_action, show_error
+from ui.context import forget_if_saved, mark_saved, read, refresh, run_action, show_error
 from ui.locale import display_format, pickers
 from ui.picks import gone_choice
-from ui.text import escape, show_table
+from ui.text import escape, plain, show_table
 
 FLASH = "appointment_views_flash"
 FLASH_WARNING = "appointment_views_flash_warning"  # done, but something needs doing still
@@ -452,7 +452,6 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
         "Clinic": detail.clinic_name,
         "When": detail.when or f"Requested: {detail.requested or 'no day given'}",
         "Confirmed": detail.confirmed,
-        "Notes": detail.notes,
         "Declined because": detail.decline_reason,
         "Cancelled": (
             f"by {detail.cancelled_by}: {detail.cancel_reason}"
@@ -467,6 +466,7 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
         hide_index=True,
         width="stretch",
     )
+    notes_section(detail, prefix)
     st.markdown("**History**")
     history = pd.DataFrame([h.__dict__ for h in detail.history])
     for column in ("from_status", "to_status"):  # "Checked in", not checked_in
@@ -493,6 +493,27 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
         change = detail.open_change
         st.info(escape(f"Open {change.kind} request: {change.requested} {change.reason}".strip()))
     _detail_actions(me, detail, prefix)
+
+
+def notes_section(detail: AppointmentDetail, prefix: str) -> None:
+    """The notes, newest first, each with who wrote it and when (clinic-local), as typed (never
+    markup), and a box to add one: earlier notes stay as they are."""
+    st.markdown("**Notes**")
+    if not detail.notes_written:
+        st.caption("No notes yet.")
+    for note in detail.notes_written:
+        st.caption(escape(" · ".join(filter(None, [note.at, note.who]))))
+        st.text(plain(note.text))
+    if not detail.may_add_note:
+        return
+    form = f"{prefix}_{detail.id}_note"
+    forget_if_saved(form, ["text"])  # added: an empty box for the next one
+    text = st.text_area("New note", key=f"{form}_text", height=80, max_chars=notes.NOTE_LIMIT)
+    if st.button("Add note", key=f"{form}_add"):
+        done = run_action(notes.add_note, detail.id, text)
+        if done:
+            mark_saved(form)
+        _finish(done, "Note added.", f"{prefix}_{detail.id}")
 
 
 LABELS = {

@@ -1,11 +1,12 @@
 """One patient's data as a JSON file (right of access): everything the practice holds about
 them, readable without the database. The record (postal address and imported attributes
 included) and the records merged into it; each appointment with its service, provider and clinic
-by name, its clinic-local time, notes, cancellation, change requests, reminder calls and no-show
-risk score; every form with its answers or signature; every message sent or queued (the text
-included) and every text reply; payments, fees and the points history; survey answers; waitlist
-entries and portal invitations. Times are UTC (ISO 8601) with the clinic-local time beside them;
-amounts in minor units with the amount as written. Audited like every export."""
+by name, its clinic-local time, notes (each with who wrote it and when), cancellation, change
+requests, reminder calls and no-show risk score; every form with its answers or signature; every
+message sent or queued (the text included) and every text reply; payments, fees and the points
+history; survey answers; waitlist entries and portal invitations. Times are UTC (ISO 8601) with
+the clinic-local time beside them; amounts in minor units with the amount as written. Audited
+like every export."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from core.kernel.exports import record_export
 from core.kernel.money import ClinicFormat, clinic_format
 from core.patients.invitations import channel_of
 from core.patients.records import ADDRESS
+from core.scheduling.notes import notes_of
 from db.models import (
     Appointment,
     ChangeRequest,
@@ -94,6 +96,7 @@ def export_patient(session: Session, actor: Actor, patient_id: int) -> bytes:
     changes = by_visit(ChangeRequest, ChangeRequest.id)
     calls = by_visit(RiskCall, RiskCall.id)
     scores = by_visit(RiskScore, RiskScore.appointment_id)
+    notes = notes_of(session, visits)
     appointments = [
         {
             "id": a.id,
@@ -115,7 +118,16 @@ def export_patient(session: Session, actor: Actor, patient_id: int) -> bytes:
             # None: imported without it (not the visit's start)
             "booked_at": _iso(booked_when(a.source, a.booked_at, a.start_at)),
             "booked_by": staff.get(a.created_by_user_id),
-            "notes": a.notes,
+            "notes": a.notes,  # the latest; every note, newest first, in notes_written
+            "notes_written": [
+                {
+                    "written_at": _iso(n.written_at),
+                    "local": local(n.written_at, a.id),
+                    "by": n.author,
+                    "text": n.text,
+                }
+                for n in notes.get(a.id, [])
+            ],
             "checked_in_at": _iso(a.checked_in_at),
             "completed_at": _iso(a.completed_at),
             "cancelled_at": _iso(a.cancelled_at),

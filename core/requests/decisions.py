@@ -42,6 +42,7 @@ from core.scheduling.lifecycle import (
     when_text,
 )
 from core.scheduling.moves import PatientBusy, cancel, own_visit, patient_free
+from core.scheduling.notes import append_note
 from core.scheduling.openings import appointment_freed
 from core.scheduling.states import ENTITY, PROPOSAL_TTL, Action, S, ensure_allowed
 from db.models import (
@@ -150,6 +151,7 @@ def request_appointment(
         appointment.end_at = appointment.start_at + duration_of(appointment)
     session.add(appointment)
     session.flush()
+    append_note(session, appointment, actor, notes)  # the request's note, by whoever asked
     record(session, actor, appointment, Action.REQUEST, None, message=notes or None)
     tell_patient(session, appointment, "request_received")
     return appointment

@@ -3,7 +3,7 @@ its full history from the audit trail, and the actions this actor may take now."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import select
@@ -17,7 +17,8 @@ from core.messaging import reminders
 from core.practice.timing import timing_of
 from core.scheduling.availability import TIME_OF_DAY_LABELS
 from core.scheduling.lifecycle import treatment_text
-from core.scheduling.states import STATUS_WORDS, Action, allowed_actions, fhir_status
+from core.scheduling.notes import notes_of
+from core.scheduling.states import RULES, STATUS_WORDS, Action, allowed_actions, fhir_status
 from core.scheduling.visits import (
     has_started,
     is_check_in_day,
@@ -26,6 +27,7 @@ from core.scheduling.visits import (
 )
 from db.models import (
     Appointment,
+    AppointmentKind,
     AppointmentStatus,
     ChangeRequest,
     ChangeStatus,
@@ -44,6 +46,13 @@ class HistoryEntry:
     to_status: str
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class NoteEntry:
+    at: str  # clinic-local ("" when not known)
+    who: str  # as named when written
+    text: str  # as typed
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class AppointmentDetail:
     check: str = ""  # a public request's flag for a person to check ("Check identity: …")
     confirmed: str = ""  # "Confirmed by the patient · when · channel" for the current time
     package: str = ""  # the package booked, when the services are one
+    notes_written: list[NoteEntry] = field(default_factory=list)  # newest first
+    may_add_note: bool = False  # an appointment (not a block) and the actor may update them
 
 
 def get_appointment_detail(
@@ -207,4 +218,10 @@ def get_appointment_detail(
         or "",
         confirmed=confirmed[a.id].text(clinic) if a.id in confirmed else "",
         package=a.package.name if a.package else "",
+        notes_written=[
+            NoteEntry(clinic_time(clinic, n.written_at) if n.written_at else "", n.author, n.text)
+            for n in notes_of(session, [a])[a.id]
+        ],
+        may_add_note=a.kind == AppointmentKind.APPOINTMENT
+        and actor.can(RULES[Action.UPDATE].permission),
     )

@@ -39,6 +39,7 @@ from core.scheduling.lifecycle import (
     when_text,
     withdraw_changes,
 )
+from core.scheduling.notes import append_note
 from core.scheduling.openings import appointment_freed
 from core.scheduling.states import Action, S, ensure_allowed
 from db.models import (
@@ -158,6 +159,7 @@ def schedule_appointment(session: Session, actor: Actor, booking: NewBooking) ->
         )
     session.add(appointment)
     session.flush()
+    append_note(session, appointment, actor, b.notes)  # the first note, by whoever booked
     if kind == AppointmentKind.OUT_OF_OFFICE:
         start_at, end_at = aware(b.start_at, "start time"), aware(b.end_at, "end time")
         if not start_at < end_at <= start_at + MAX_LENGTH:
@@ -281,7 +283,8 @@ def update_appointment(
     allow_double_booking: bool = False,
     outside_hours_override: bool = False,
 ) -> Outcome:
-    """Change time, provider or notes directly without asking the patient; they are informed."""
+    """Change time, provider or notes directly without asking the patient; they are informed.
+    New `notes` text is appended as a note (core.scheduling.notes): earlier notes stay."""
     return move(
         session,
         actor,
@@ -355,13 +358,16 @@ def move(
     )
     details["previous"] = old
     details.update(extra or {})
-    if notes is not None:
-        appointment.notes = notes.strip()
+    # new notes text is added as a note, never written over the earlier ones
+    same = notes is None or notes.strip() == (appointment.notes or "").strip()
+    note = None if same else append_note(session, appointment, actor, notes)
     if action == Action.RESCHEDULE and practice_move:
         details["not_counted"] = "the provider is on time off then"
     elif action == Action.RESCHEDULE:
         appointment.reschedule_count += 1
     flush(session, appointment)
+    if note is not None:
+        details["note_id"] = note.id
     moved = held != (appointment.provider_id, appointment.start_at, appointment.end_at)
     if was_with is not None and appointment.provider_id != was_with.id:
         previous += f" with {was_with.name}"  # "(was Mon 09:00 with Dr Test)": who changed

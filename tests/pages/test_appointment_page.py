@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import streamlit as st
@@ -491,3 +492,20 @@ def test_complete_and_no_show_are_offered_once_the_visit_has_started(app_as, app
     assert "Cancel" in offered[later]
     assert "Complete" not in offered[waiting] and "Undo check-in" in offered[waiting]
     assert {"Complete", "No-show"} <= set(offered[started])
+
+
+def test_staff_add_notes_that_stay_as_typed_newest_first(app_as, app_db):
+    """A note is added under the earlier ones, with who wrote it and when, shown as typed (never
+    markup); the box is empty again for the next one (before, there was no way to add one)."""
+    visit = _add(app_db, today_in(0) + timedelta(days=3), AppointmentStatus.SCHEDULED)
+    at = _open(app_as, "staff", visit)
+    assert any(c.value == "No notes yet." for c in at.caption)
+    box = f"appointment_{visit}_note"
+    for typed in ("Bring x-rays", "**Allergic** to <b>latex</b>"):
+        at.text_area(key=f"{box}_text").input(typed).run()
+        at.button(key=f"{box}_add").click().run()
+        assert any("Note added." in s.value for s in at.success), [e.value for e in at.error]
+        assert at.text_area(key=f"{box}_text").value == ""
+    assert [t.value for t in at.text] == ["**Allergic** to <b>latex</b>", "Bring x-rays"]
+    authors = [c.value for c in at.caption if c.value.endswith(" · Sam Staff")]
+    assert len(authors) == 2 and all(re.search(r"\d\d\\?:\d\d · ", a) for a in authors)

@@ -56,6 +56,7 @@ from core.scheduling import (
     checkin,
     cover,
     moves,
+    notes,
     schedules,
     today,
     visits,
@@ -150,6 +151,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         "moves.update_appointment",
         P.APPOINTMENTS_RESCHEDULE,
         lambda s, a, c: moves.update_appointment(s, a, NO, notes="x"),
+    ),
+    (
+        "notes.add_note",
+        P.APPOINTMENTS_RESCHEDULE,
+        lambda s, a, c: notes.add_note(s, a, NO, "x"),
     ),
     (
         "moves.cancel_appointment",
@@ -929,6 +935,7 @@ NOT_A_SERVICE = {
     "core.requests.decisions.withdraw_request": "the portal, which checked the request is theirs",
     "core.scheduling.lifecycle.withdraw_changes": "the life-cycle service that called it checked",
     "core.scheduling.moves.schedule_appointment": "booking.book checks APPOINTMENTS_BOOK",
+    "core.scheduling.notes.append_note": "the booking, request or update that called it checked",
     "core.scheduling.states.allowed_actions": "which buttons to show: reveals nothing",
     "core.scheduling.states.ensure_allowed": "the check itself",
     "core.kernel.authz.ensure": "the check itself",

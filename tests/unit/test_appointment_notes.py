@@ -1,0 +1,162 @@
+"""An appointment's notes: appended with who wrote them and when, never written over; the
+latest text stays on the appointment for the lists; the patient's file lists them all."""
+
+from __future__ import annotations
+
+import json
+from datetime import time, timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import select
+from sqlalchemy import text as sa_text
+
+from core.interchange import patient_export
+from core.kernel.authz import patient_actor
+from core.kernel.clock import local_to_utc, to_local
+from core.kernel.errors import PermissionDenied, ValidationError
+from core.requests import decisions
+from core.scheduling import moves, notes
+from db import migrate
+from db.models import Appointment, AppointmentNote, AppointmentStatus, AuditEvent
+from db.types import utcnow
+from tests.factories import make_visit
+
+TZ = "Europe/London"
+
+
+def book(db, world, note: str = "") -> int:
+    with db.write() as session:
+        return moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=local_to_utc(
+                    to_local(utcnow(), TZ).date() + timedelta(days=3), time(10), TZ
+                ),
+                allow_double_booking=True,
+                notes=note,
+            ),
+        ).id
+
+
+def written(db, appointment_id: int) -> list[tuple[str, str]]:
+    """(author, text) of the appointment's notes, newest first."""
+    with db.read() as session:
+        visit = session.get(Appointment, appointment_id)
+        return [(n.author, n.text) for n in notes.notes_of(session, [visit])[appointment_id]]
+
+
+def latest(db, appointment_id: int) -> str:
+    with db.read() as session:
+        return session.get(Appointment, appointment_id).notes
+
+
+def test_a_note_added_keeps_the_earlier_ones_and_is_the_latest_text(db, world):
+    """The booking's note is the first; one added later comes on top, by whom, audited, and is
+    the appointment's notes text (before, there was one text and nothing said who wrote it)."""
+    visit = book(db, world, "Bring x-rays")
+    with db.write() as session:
+        notes.add_note(session, world.manager, visit, "  Called: running 10 minutes late\n")
+    assert written(db, visit) == [
+        ("Manager", "Called: running 10 minutes late"),
+        ("Staff", "Bring x-rays"),
+    ]
+    assert latest(db, visit) == "Called: running 10 minutes late"
+    with db.read() as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == notes.NOTE_ADDED))
+        stored = session.scalars(select(AppointmentNote).order_by(AppointmentNote.id)).all()
+    assert (event.entity_id, event.actor_label, event.user_id) == (
+        visit,
+        "Manager",
+        stored[1].author_user_id,
+    )
+    assert stored[0].written_at <= stored[1].written_at and stored[0].author_user_id is not None
+
+
+def test_an_update_with_new_notes_appends_them_instead_of_replacing(db, world):
+    visit = book(db, world, "Bring x-rays")
+    with db.write() as session:
+        moves.update_appointment(session, world.manager, visit, notes="Prefers the left arm")
+    with db.write() as session:  # the same text again, or none: nothing new is written
+        moves.update_appointment(session, world.manager, visit, notes="Prefers the left arm ")
+        moves.update_appointment(session, world.manager, visit, notes="")
+    assert written(db, visit) == [("Manager", "Prefers the left arm"), ("Staff", "Bring x-rays")]
+    assert latest(db, visit) == "Prefers the left arm"
+
+
+def test_a_patients_request_note_is_theirs(db, world):
+    with db.write() as session:
+        visit = decisions.request_appointment(
+            session,
+            patient_actor("Alex Morgan", "portal"),
+            patient_id=world.patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=(utcnow() + timedelta(days=5)).date(),
+            time_of_day="morning",
+            notes="Wheelchair access, please",
+        ).id
+    assert written(db, visit) == [("Patient Alex Morgan (portal)", "Wheelchair access, please")]
+
+
+def test_a_note_is_refused_to_a_patient_and_an_empty_one_to_anyone(db, world):
+    visit = book(db, world)
+    with pytest.raises(PermissionDenied), db.write() as session:
+        notes.add_note(session, patient_actor("Alex Morgan", "portal"), visit, "Hello")
+    with pytest.raises(ValidationError, match="The note is empty"), db.write() as session:
+        notes.add_note(session, world.staff, visit, " \n ")
+    assert written(db, visit) == []
+
+
+def test_the_patients_file_lists_every_note_with_who_and_when(db, world):
+    visit = book(db, world, "Bring x-rays")
+    with db.write() as session:
+        notes.add_note(session, world.staff, visit, "**Allergic** to latex")
+        data = json.loads(patient_export.export_patient(session, world.manager, world.patient_id))
+    [shown] = [a for a in data["appointments"] if a["id"] == visit]
+    assert shown["notes"] == "**Allergic** to latex"
+    assert [(n["by"], n["text"]) for n in shown["notes_written"]] == [
+        ("Staff", "**Allergic** to latex"),
+        ("Staff", "Bring x-rays"),
+    ]
+    assert all(n["written_at"] and n["local"] for n in shown["notes_written"])
+
+
+def test_the_migration_keeps_each_stored_note_as_an_earlier_one(db, world):
+    """0020 makes each non-empty notes text already stored one note, dated when its
+    appointment last changed; a visit without notes gets none."""
+    with db.write() as session:
+        start = utcnow() + timedelta(days=2)
+        kept, empty = (
+            make_visit(
+                session,
+                world,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start + timedelta(hours=hour),
+                end_at=start + timedelta(hours=hour, minutes=30),
+                notes=words,
+            ).id
+            for hour, words in ((0, "Prefers mornings"), (1, "  "))
+        )
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0020")
+        changed = utcnow().replace(microsecond=0) - timedelta(days=1)
+        connection.execute(
+            sa_text("UPDATE appointments SET updated_at = :at WHERE id = :id"),
+            {"at": changed, "id": kept},
+        )
+    migrate.upgrade(db.engine)
+    with db.read() as session:
+        rows = session.scalars(select(AppointmentNote)).all()
+    assert [(r.appointment_id, r.author_name, r.text, r.author_user_id) for r in rows] == [
+        (kept, "Earlier note", "Prefers mornings", None)
+    ]
+    assert rows[0].written_at == changed
+    assert written(db, empty) == []
