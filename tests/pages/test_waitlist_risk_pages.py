@@ -367,11 +367,13 @@ def test_a_visits_risk_is_shown_in_its_own_clinics_locale(app_as, app_db):
     database = _db(app_db)
     with database.write() as session:
         berlin = session.scalars(select(Clinic).order_by(Clinic.id)).all()[1]
-        berlin.locale, berlin_id = "de-DE", berlin.id
+        berlin.locale, berlin_id, zone = "de-DE", berlin.id, berlin.timezone
         first = session.scalars(select(Clinic).order_by(Clinic.id)).first()
         assert first.locale != "de-DE"
     database.dispose()
-    ident = _upcoming_with_risk(app_db, 0.42, today_in(30).replace(microsecond=0))
+    # on that clinic's today (its day, not London's: from 04:30 to 05:00 UTC the visit fell on
+    # New York's tomorrow)
+    ident = _upcoming_with_risk(app_db, 0.42, today_in(30, zone).replace(microsecond=0))
     database = _db(app_db)
     with database.write() as session:  # the visit is Berlin's (moved there before scoring)
         session.get(Appointment, ident).clinic_id = berlin_id
