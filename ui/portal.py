@@ -154,12 +154,15 @@ def _born_bounds() -> dict:
 
 
 NEW_PATIENT = (
-    "first", "last", "dob", "email", "phone", "consent_email", "consent_sms", "invite", "different"
+    "first", "last", "dob", "email", "phone", "addr1", "addr2", "city", "postcode", "country",
+    "consent_email", "consent_sms", "invite", "different",
 )  # fmt: skip
+NO_ADDRESS = dict.fromkeys(patients.ADDRESS, "")  # the add form's address boxes start empty
 
 
 def new_patient_form(expanded: bool) -> None:
-    """Add a patient, optionally sending the portal invitation at once."""
+    """Add a patient, with their postal address if given (optional; its country, left as —,
+    the practice's), optionally sending the portal invitation at once."""
     if not (box := fold("Add a patient", "patients_new_open", expanded=expanded)):
         return
     forget_if_saved("patients_new", NEW_PATIENT)
@@ -180,6 +183,7 @@ def new_patient_form(expanded: bool) -> None:
             b.text_input("Email", key="patients_new_email"),
             a.text_input("Phone", key="patients_new_phone"),
         )
+        address = _address_inputs("patients_new", NO_ADDRESS)
         c_email = st.checkbox("Consents to email", key="patients_new_consent_email")
         c_sms = st.checkbox("Consents to text messages", key="patients_new_consent_sms")
         invite = st.checkbox("Send portal invitation", key="patients_new_invite")
@@ -199,6 +203,7 @@ def new_patient_form(expanded: bool) -> None:
                 consent_email=c_email,
                 consent_sms=c_sms,
                 different_person=different,
+                address=address,
                 success="Patient added.",
             )
             if made:

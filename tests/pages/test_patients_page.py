@@ -252,6 +252,41 @@ def test_a_refused_new_patient_keeps_what_was_typed_and_a_duplicate_is_named(app
     assert len(ninas) == 2
 
 
+def test_a_new_patient_is_added_with_their_address_and_a_wrong_one_adds_nobody(app_as, app_db):
+    at = app_as("staff", PAGE)
+    at.session_state["patients_new_open"] = True
+    at.run()
+    at.text_input(key="patients_new_first").input("Iris")
+    at.text_input(key="patients_new_last").input("Penrose")
+    at.text_input(key="patients_new_addr1").input("4 Quay Street")
+    at.text_input(key="patients_new_city").input("Bristol")
+    at.text_input(key="patients_new_postcode").input("BS1 4DJ!")
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert [e.value for e in at.error] == [
+        "'BS1 4DJ!' is not a postcode: use letters, digits, spaces and hyphens only (like "
+        "SW1A 1AA or 10115)."
+    ]
+    assert at.text_input(key="patients_new_addr1").value == "4 Quay Street"  # kept, to correct
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.scalar(select(Patient).where(Patient.last_name == "Penrose")) is None
+    at.text_input(key="patients_new_postcode").input("bs1 4dj")
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert not at.error and at.toast[0].value == "Patient added."
+    with database.read() as s:
+        iris = s.scalar(select(Patient).where(Patient.last_name == "Penrose"))
+    database.dispose()
+    assert (iris.address_line1, iris.city, iris.postcode, iris.country) == (
+        "4 Quay Street",
+        "Bristol",
+        "BS1 4DJ",
+        "GB",  # left as —: the practice's country, as the record's edit form does
+    )
+    shown = "Address: 4 Quay Street, Bristol, BS1 4DJ, United Kingdom"
+    assert any(t.value == shown for t in at.text), [t.value for t in at.text]
+    assert at.text_input(key="patients_new_addr1").value == ""  # added: empty for the next
+
+
 def test_a_refused_invitation_stays_on_the_screen_after_the_patient_is_added(app_as):
     at = app_as("staff", PAGE)
     at.session_state["patients_new_open"] = True
