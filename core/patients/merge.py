@@ -164,15 +164,23 @@ class Merged:
     moved: dict[str, int] = field(default_factory=dict)
     points: int = 0
     sessions_ended: int = 0
+    address_left: str = ""  # the duplicate's address, not taken: the kept record has its own
 
     @property
     def message(self) -> str:
         what = ", ".join(f"{n} {w}" for w, n in self.moved.items() if n) or "nothing else"
-        return (
+        text = (
             f"Record #{self.duplicate_id} was merged into #{self.keep_id}: moved {what}"
             + (f", {self.points} points" if self.points else "")
             + "."
         )
+        if self.address_left:
+            text += (
+                f" #{self.duplicate_id}'s address ({self.address_left}) was not taken: "
+                f"#{self.keep_id} keeps its own; change it on #{self.keep_id} if the other is "
+                "the one in use."
+            )
+        return text
 
 
 def _pair(
@@ -248,6 +256,24 @@ def _overlaps(session: Session, keep: Patient, duplicate: Patient) -> list[str]:
 
 CONTACT = (("date_of_birth", "date of birth"), ("email", "email"), ("phone", "phone"))
 FILLED = (*CONTACT, ("gender", "gender"), ("external_ref", "imported reference"))
+# the postal address's parts (core.patients.records checks them): filled as one, never a street
+# from one record with a town from the other; a country alone is no address
+ADDRESS = ("address_line1", "address_line2", "city", "postcode", "country")
+
+
+def address_of(patient: Patient) -> str:
+    """'1 High Street, York, YO1 7HH, GB', or "" when the record has no address."""
+    if not any(getattr(patient, f) for f in ADDRESS[:-1]):
+        return ""
+    return ", ".join(v for f in ADDRESS if (v := getattr(patient, f)))
+
+
+def _address_left(keep: Patient, duplicate: Patient) -> str:
+    """The duplicate's address when the kept record keeps another of its own, else "" (the
+    same address typed otherwise, case and spaces aside, is no other)."""
+    theirs, mine = address_of(duplicate), address_of(keep)
+    same = " ".join(theirs.casefold().split()) == " ".join(mine.casefold().split())
+    return theirs if theirs and mine and not same else ""
 
 
 def _consents(keep: Patient, duplicate: Patient) -> dict[str, bool]:
@@ -293,6 +319,8 @@ def _plan(session: Session, keep: Patient, duplicate: Patient) -> MergePreview:
     )
     moves.append(("survey responses (with their appointments)", answered or 0))
     filled = [w for f, w in FILLED if not getattr(keep, f) and getattr(duplicate, f)]
+    if address_of(duplicate) and not address_of(keep):
+        filled.append("postal address")
     after = _consents(keep, duplicate)
     consents = [
         f"{CONSENT_WORDS[f]}: {'on' if getattr(keep, f) else 'off'} here, "
@@ -301,6 +329,11 @@ def _plan(session: Session, keep: Patient, duplicate: Patient) -> MergePreview:
         if getattr(keep, f) and not ok
     ]
     notes = []
+    if left := _address_left(keep, duplicate):
+        notes.append(
+            f"#{duplicate.id}'s address ({left}) is not taken: #{keep.id} keeps its own "
+            f"({address_of(keep)})."
+        )
     if duplicate.points_balance:
         notes.append(
             f"{duplicate.points_balance} points move: the kept record's history shows "
@@ -405,7 +438,8 @@ def merge_patients(
 ) -> Merged:
     """Merge the duplicate into the kept record, in the caller's transaction, both rows
     locked: every row pointing at the duplicate points at the kept record (see `HOW`); the
-    kept record keeps its name and contact details and fills its blanks from the duplicate;
+    kept record keeps its name, contact details and postal address and fills its blanks from
+    the duplicate (the address as one; the duplicate's, when not taken, named in the message);
     a consent withdrawn on either stays withdrawn; the duplicate's points move as one ledger
     entry on each side; its portal sessions end. The duplicate is marked merged, never
     deleted. Audited on both records with the counts moved."""
@@ -424,6 +458,7 @@ def merge_patients(
     now = utcnow()
     ended = _end_portal(session, actor, duplicate, keep.id)
     withdrawn = _apply_consents(keep, duplicate)  # from the addresses each had: before _fill
+    address_left = _address_left(keep, duplicate)
     filled = _fill(keep, duplicate)
     moved_points = _move_points(session, keep, duplicate)
     duplicate.merged_into_id, duplicate.merged_at = keep.id, now
@@ -461,6 +496,8 @@ def merge_patients(
         "portal_sessions_ended": ended,
         "overlaps_confirmed": plan.overlaps,
         "waitlist_twins_withdrawn": closed,
+        # personal data: that the duplicate's address was left, not what it is
+        "address_not_taken": bool(address_left),
     }
     audit.record(
         session,
@@ -485,11 +522,12 @@ def merge_patients(
         details={"from": duplicate_id, **details},
     )
     session.flush()
-    return Merged(keep_id, duplicate_id, moved, moved_points, ended)
+    return Merged(keep_id, duplicate_id, moved, moved_points, ended, address_left)
 
 
 def _fill(keep: Patient, duplicate: Patient) -> list[str]:
-    """The kept record's blanks filled from the duplicate (its own values win)."""
+    """The kept record's blanks filled from the duplicate (its own values win); its address
+    as one: all its parts, when the kept record has none."""
     filled = []
     for name, _words in FILLED:
         if not getattr(keep, name) and getattr(duplicate, name):
@@ -498,6 +536,10 @@ def _fill(keep: Patient, duplicate: Patient) -> list[str]:
                 duplicate.external_ref = None
             setattr(keep, name, value)
             filled.append(name)
+    if address_of(duplicate) and not address_of(keep):
+        for name in ADDRESS:  # a stray country of the kept record's goes with its blank
+            setattr(keep, name, getattr(duplicate, name))
+        filled.append("address")
     if duplicate.extra:
         keep.extra = {**duplicate.extra, **(keep.extra or {})}
     keep.card_on_file = keep.card_on_file or duplicate.card_on_file

@@ -268,7 +268,7 @@ def _check_born(day: date | None) -> None:
 
 # ---------------------------------------------------------------- the postal address
 
-ADDRESS = ("address_line1", "address_line2", "city", "postcode", "country")
+ADDRESS = merge.ADDRESS  # address_line1, address_line2, city, postcode, country
 _ADDRESS_WORDS = {
     "address_line1": ("address's first line", 120),
     "address_line2": ("address's second line", 120),

@@ -243,6 +243,72 @@ def test_blanks_are_filled_from_the_duplicate_and_its_own_details_win(db, world)
         assert "alex m example net" in p.search_text  # found by the address it took
 
 
+HOME = dict(address_line1="1 High Street", address_line2="Flat 2", city="York", postcode="YO1 7HH")
+
+
+def _merged_from(s) -> AuditEvent:
+    return s.scalar(select(AuditEvent).where(AuditEvent.action == "patient_merged_from"))
+
+
+def test_a_kept_record_without_an_address_takes_the_duplicates_whole(db, world):
+    """As for an email or a date of birth: the kept record's blank is filled, all five parts
+    together (never one street with another's town), shown in the preview and audited as
+    filled, without the address itself. A country alone is no address."""
+    with db.write() as s:
+        s.get(Patient, world.patient_id).country = "IE"
+    duplicate = _duplicate(db, **HOME, country="GB")
+    with db.read() as s:
+        preview = merge.preview_merge(s, world.manager, world.patient_id, duplicate)
+    assert "postal address" in preview.filled
+    result = _merge(db, world.manager, world.patient_id, duplicate)
+    assert "address" not in result.message
+    with db.read() as s:
+        p = s.get(Patient, world.patient_id)
+        assert (p.address_line1, p.address_line2, p.city, p.postcode, p.country) == (
+            *HOME.values(),
+            "GB",
+        )
+        event = _merged_from(s)
+    assert "address" in event.details["filled"] and "York" not in str(event.details)
+    assert event.details["address_not_taken"] is False
+
+
+def test_a_kept_address_stays_and_the_merge_says_the_duplicates_was_not_taken(db, world):
+    with db.write() as s:
+        kept = s.get(Patient, world.patient_id)
+        kept.address_line1, kept.city, kept.country = "9 Mill Lane", "Leeds", "GB"
+    duplicate = _duplicate(db, **HOME, country="GB")
+    with db.read() as s:
+        preview = merge.preview_merge(s, world.manager, world.patient_id, duplicate)
+    assert "postal address" not in preview.filled
+    note = (
+        f"#{duplicate}'s address (1 High Street, Flat 2, York, YO1 7HH, GB) is not taken: "
+        f"#{world.patient_id} keeps its own (9 Mill Lane, Leeds, GB)."
+    )
+    assert note in preview.notes
+    same = _duplicate(db, address_line1="9 mill lane", city="LEEDS", country="GB")
+    with db.read() as s:  # the same address typed otherwise: nothing is lost, nothing said
+        alike = merge.preview_merge(s, world.manager, world.patient_id, same)
+    assert not any("address" in line for line in alike.notes)
+    result = _merge(db, world.manager, world.patient_id, duplicate)
+    assert result.message.endswith(
+        f" #{duplicate}'s address (1 High Street, Flat 2, York, YO1 7HH, GB) was not taken: "
+        f"#{world.patient_id} keeps its own; change it on #{world.patient_id} if the other "
+        "is the one in use."
+    )
+    with db.read() as s:
+        p = s.get(Patient, world.patient_id)
+        assert (p.address_line1, p.address_line2, p.city, p.postcode) == (
+            "9 Mill Lane",
+            None,
+            "Leeds",
+            None,
+        )
+        event = _merged_from(s)
+    assert "address" not in event.details["filled"]
+    assert event.details["address_not_taken"] is True and "York" not in str(event.details)
+
+
 # ---------------------------------------------------------------- points
 
 
