@@ -34,6 +34,7 @@ from core.kernel.errors import NotFound, ValidationError
 from core.kernel.exports import record_export
 from core.patients.records import ADDRESS, birth_problem, country_names, validate_address
 from core.payments import points
+from core.scheduling import notes
 from core.scheduling.states import fhir_status
 from db.models import (
     Appointment,
@@ -317,6 +318,7 @@ def import_fhir(
     open_past, now = 0, utcnow()  # past visits without an outcome (booked, arrived)
     undated = 0  # requests without when they were made
     pending = 0  # times proposed elsewhere, come in as requests for them
+    written: list[tuple[int, str]] = []  # (appointment id, its description): notes by the import
     for number, data in resources:
         if data.get("resourceType") != "Appointment":
             continue
@@ -358,11 +360,15 @@ def import_fhir(
             if provider_ref
             else None
         )
-        session.execute(insert(Appointment), [values])
+        appointment_id = session.execute(
+            insert(Appointment).returning(Appointment.id), [values]
+        ).scalar_one()
+        written.append((appointment_id, values["notes"]))
         report.created += 1
         open_past += import_batches.without_outcome(values, now)
         undated += values["status"] == S.REQUESTED and "created_at" not in values
         pending += parsed.status == "pending" and values["start_at"] is not None
+    notes.imported(session, written, "FHIR", now)
     import_batches.past_open_note(report, open_past)
     if pending:
         said = (

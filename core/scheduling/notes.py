@@ -2,9 +2,10 @@
 
 Notes are appended, never replaced: staff add one on the appointment page (`add_note`), the
 booking's own note (staff booking in office, a patient's request) is the first, and an update
-that brings new notes text appends it too. `Appointment.notes` stays the latest text, which the
-queue, the calendar and the exports read. A text stored there some other way (an import, the
-demo, rows older than the notes' history) is shown as an earlier note without a time.
+that brings new notes text appends it too; an import's notes are the import's (`imported`).
+`Appointment.notes` stays the latest text, which the queue, the calendar and the exports read.
+A text stored there some other way (rows older than the notes' history) is shown as an earlier
+note without a time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -84,6 +85,25 @@ def add_note(session: Session, actor: Actor, appointment_id: int, text: str) -> 
         details={"note_id": note.id},
     )
     return note
+
+
+def imported(session: Session, written: Iterable[tuple[int, str]], source: str, at: datetime):
+    """Each (appointment id, text) with a text as a note by "Imported from `source`" (no user),
+    written `at` (when the import ran, or the file's own time); one INSERT for them all. The
+    importer sets the appointments' notes text itself."""
+    rows = [
+        {
+            "appointment_id": appointment_id,
+            "author_user_id": None,
+            "author_name": f"Imported from {source}"[:120],
+            "written_at": at,
+            "text": text.strip(),
+        }
+        for appointment_id, text in written
+        if text and text.strip()
+    ]
+    if rows:
+        session.execute(insert(AppointmentNote), rows)
 
 
 def notes_of(session: Session, appointments: Iterable[Appointment]) -> dict[int, list[Note]]:

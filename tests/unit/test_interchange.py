@@ -13,7 +13,16 @@ from core.interchange import standards as interchange
 from core.kernel.errors import NotFound, PermissionDenied
 from core.patients import records as patients
 from core.requests import queue
-from db.models import Appointment, AppointmentStatus, AuditEvent, Patient, Provider, Source
+from core.scheduling import notes
+from db.models import (
+    Appointment,
+    AppointmentNote,
+    AppointmentStatus,
+    AuditEvent,
+    Patient,
+    Provider,
+    Source,
+)
 
 FHIR_DIR = Path("/work/shared/data/fhir")
 S = AppointmentStatus
@@ -447,3 +456,41 @@ def test_a_fhir_address_is_read_as_the_record_holds_it_or_left_out_with_a_warnin
         }
     assert found["fhir:Patient/moved"] == ("Rue 1", "Bât. B, 3e étage", "Lyon", "FR")
     assert found["fhir:Patient/odd"] == (None, None, None, None)
+
+
+def test_an_imported_appointments_description_is_a_note_by_the_import_when_it_ran(db, world):
+    """The FHIR description is the appointment's notes text; it was stored only there, so the
+    appointment page showed it as "Imported" without a time. It is also a note by "Imported
+    from FHIR", written when the import ran; an appointment without one gets no note."""
+    start = SOON + timedelta(days=2)
+    resources = [
+        {
+            "resourceType": "Appointment",
+            "id": ref,
+            "status": "booked",
+            "start": start.isoformat(),
+            "end": (start + timedelta(minutes=30)).isoformat(),
+            "participant": [{"status": "accepted", "actor": {"reference": "Patient/n1"}}],
+            **({"description": text} if text else {}),
+        }
+        for ref, text in (("n1", "Bring the referral letter"), ("n2", ""))
+    ]
+    before = datetime.now(UTC)
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, [json.dumps(r) for r in resources])
+    assert (report.created, report.problem_count) == (2, 0)
+    with db.read() as session:
+        visits = session.scalars(
+            select(Appointment).where(Appointment.external_ref.in_(["fhir:n1", "fhir:n2"]))
+        ).all()
+        rows = session.scalars(select(AppointmentNote)).all()
+        shown = notes.notes_of(session, visits)
+    n1 = next(v.id for v in visits if v.external_ref == "fhir:n1")
+    assert [(r.appointment_id, r.author_name, r.author_user_id, r.text) for r in rows] == [
+        (n1, "Imported from FHIR", None, "Bring the referral letter")
+    ]
+    assert before <= rows[0].written_at <= datetime.now(UTC)
+    assert {k: [(n.author, n.written_at) for n in v] for k, v in shown.items()} == {
+        n1: [("Imported from FHIR", rows[0].written_at)],
+        next(v.id for v in visits if v.external_ref == "fhir:n2"): [],
+    }
