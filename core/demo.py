@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core.interchange import practice_file
@@ -30,6 +30,7 @@ from core.scheduling.states import PROPOSAL_TTL
 from db.models import (
     Appointment,
     AppointmentKind,
+    AppointmentNote,
     AppointmentService,
     AppointmentStatus,
     CancellationPolicy,
@@ -241,6 +242,7 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
         session, rng, providers, services, patients, policies, today, now, staff_user
     )
     _requests(session, rng, clinics, services, patients, appointments, policies, today, now)
+    _notes(session, staff_user)
     _proposal_links(session, appointments, now)
     _invitations(session, rng, patients, now)
     answered = _surveys(session, rng, appointments, now)
@@ -494,6 +496,25 @@ def _requests(session, rng, clinics, services, patients, appointments, policies,
                 created_at=asked,
             )
         )
+
+
+def _notes(session: Session, staff_user: int) -> None:
+    """Each notes text (a team meeting's, a request's) as a note, as booking writes it: by the
+    staff user for what staff entered, else by "Demo", when the appointment was made."""
+    session.flush()
+    rows = [
+        {
+            "appointment_id": a.id,
+            "author_user_id": staff_user if a.source == Source.STAFF else None,
+            "author_name": DEMO_PASSWORDS["staff"][0] if a.source == Source.STAFF else "Demo",
+            "written_at": a.created_at,
+            "text": a.notes.strip(),
+        }
+        for a in session.scalars(select(Appointment).where(Appointment.notes != ""))
+        if a.notes.strip()
+    ]
+    if rows:
+        session.execute(insert(AppointmentNote), rows)
 
 
 def _proposal_links(session, appointments, now):

@@ -20,6 +20,7 @@ from core.patients.invitations import DEFAULT_EXPIRY_DAYS
 from core.payments import points
 from core.payments.rules import get_settings
 from core.policy.cancellation import inside_window
+from core.scheduling import notes
 from core.scheduling.availability import padded, working_periods
 from core.startup import install_session_rules
 from db.engine import Database
@@ -460,3 +461,23 @@ def test_nobody_and_no_room_in_the_demo_is_in_two_places_at_once(seeded):
                 problems.append(f"offer #{offer.id}: the time is taken by #{taken[0][2].id}")
     assert any(a.kind == AppointmentKind.OUT_OF_OFFICE for a in rows)  # the team meetings
     assert not problems, _first(problems)
+
+
+def test_every_demo_note_is_a_note_with_its_author_and_time(seeded):
+    """Each demo appointment's notes text (a request's, a team meeting's) is a note by who
+    wrote it, when; before, it was stored only as the text and shown as an "Earlier note"."""
+    database, _ = seeded
+    with database.read() as s:
+        noted = list(s.scalars(select(Appointment).where(Appointment.notes != "")))
+        shown = notes.notes_of(s, noted)
+    assert noted
+    unsigned = [
+        f"#{a.id} {a.notes!r}: {[(n.author, n.written_at) for n in shown[a.id]]}"
+        for a in noted
+        if not shown[a.id]
+        or shown[a.id][0].written_at is None
+        or shown[a.id][0].author in (notes.EARLIER, "Imported")
+        or shown[a.id][0].written_at > a.created_at + timedelta(seconds=1)
+    ]
+    assert not unsigned, _first(unsigned)
+    assert {n.author for a in noted for n in shown[a.id]} <= {"Sam Staff", "Demo"}
