@@ -4,6 +4,7 @@ latest text stays on the appointment for the lists; the patient's file lists the
 from __future__ import annotations
 
 import json
+import threading
 from datetime import time, timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from db import migrate
 from db.models import Appointment, AppointmentNote, AppointmentStatus, AuditEvent
 from db.types import utcnow
 from tests.factories import make_visit
+from tests.support.locks import wait_until_a_writer_waits
 
 TZ = "Europe/London"
 
@@ -160,3 +162,30 @@ def test_the_migration_keeps_each_stored_note_as_an_earlier_one(db, world):
     ]
     assert rows[0].written_at == changed
     assert written(db, empty) == []
+
+
+def test_two_staff_adding_a_note_at_once_both_keep_theirs(db, world):
+    """Staff add a note while the manager adds one to the same appointment: the manager's
+    waits for the staff's, both notes are kept, and the later one is the latest text."""
+    visit = book(db, world)
+    failed: list[Exception] = []
+
+    def manager_adds() -> None:
+        try:
+            with db.write() as session:
+                notes.add_note(session, world.manager, visit, "Second: insurer called")
+        except Exception as error:  # noqa: BLE001 - any failure is the outcome asserted on
+            failed.append(error)
+
+    with db.write() as session:
+        notes.add_note(session, world.staff, visit, "First: patient called")
+        colleague = threading.Thread(target=manager_adds)
+        colleague.start()
+        wait_until_a_writer_waits(db)
+    colleague.join(30)
+    assert not failed, failed
+    assert written(db, visit) == [
+        ("Manager", "Second: insurer called"),
+        ("Staff", "First: patient called"),
+    ]
+    assert latest(db, visit) == "Second: insurer called"
