@@ -1096,6 +1096,7 @@ class Payment(Base):
         Index(None, "appointment_id"),
         Index(None, "patient_id", "created_at"),
         Index(None, "status", "created_at"),
+        Index(None, "status", "paid_at"),  # the cash-up and export: money moved on days
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

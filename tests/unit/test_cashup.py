@@ -9,6 +9,7 @@ import io
 from datetime import time, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.errors import PermissionDenied, ValidationError
@@ -183,3 +184,30 @@ def test_a_past_days_export_says_what_was_owed_back_then_not_what_is_now(db, wor
         today = {x.method: x.refunds_due for x in cashup.cash_up(s, world.staff, d)}
     assert owed == {"Card terminal": "$30.00"}
     assert today["Card terminal"] == ""
+
+
+def test_the_cash_up_reads_only_its_days_of_payments_through_an_index(db, world, day):
+    """Money moved on the days is found by (status, paid_at): before, payments.paid_at had no
+    index and the cash-up and export went through every paid payment ever taken."""
+    d, clinic_id, _ = day
+    seen = []
+
+    def grab(conn, cursor, statement, parameters, context, executemany):
+        if "FROM payments JOIN patients" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", grab)
+    try:
+        with db.read() as s:
+            cashup.movements(s, d, d, clinic_id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", grab)
+    ((statement, parameters),) = seen
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            rows = connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+        else:
+            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        plan = "\n".join(str(r[-1]) for r in rows)
+    assert "ix_payments_status_paid_at" in plan, plan
