@@ -20,6 +20,23 @@ def _open_fees(current, patient_id):
     return read(policy.list_fees, current, patient_id=patient_id, open_only=True)
 
 
+def _waived_text(fee_id: int, waived: desk.Waived) -> str:
+    """What the waiver did: what is due back, where, and whether the patient is emailed it."""
+    if not waived.refunds:
+        return f"Fee #{fee_id} waived."
+    n = len(waived.refunds)
+    where = "on the appointment's Payments" if waived.entry.appointment_id else "in the cash-up"
+    told = (
+        "the patient is emailed what is given back and how."
+        if waived.emailed
+        else f"the patient is not emailed ({waived.not_emailed}): tell them."
+    )
+    return (
+        f"Fee #{fee_id} waived. What was paid of it is due back to the patient ({n} refund"
+        f"{'s' if n > 1 else ''} {where}); {told}"
+    )
+
+
 def waiver_panel(current, prefix: str) -> None:
     """Open fees (optionally of one patient), waive one with a reason, or add points."""
     patient = st.number_input(
@@ -67,14 +84,7 @@ def waiver_panel(current, prefix: str) -> None:
         reason = st.text_input("Reason (kept in the audit log)", key=f"{prefix}_fee_reason")
         waive = st.form_submit_button("Waive fee") and not gone
     if waive and fee_id is not None and (done := run_action(desk.waive_fee, fee_id, reason)):
-        _, refunds = done.value
-        back = (
-            f" What was paid of it is due back to the patient ({len(refunds)} refund"
-            f"{'s' if len(refunds) > 1 else ''} on the appointment's Payments)."
-            if refunds
-            else ""
-        )
-        st.toast(f"Fee #{fee_id} waived.{back}", icon=":material/check_circle:")
+        st.toast(escape(_waived_text(fee_id, done.value)), icon=":material/check_circle:")
         chosen_done(f"{prefix}_fee_id")
         refresh()
     with st.form(f"{prefix}_points_form"):

@@ -250,7 +250,7 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nWe have given back {amount} of what you paid for "
         "{service_name} on {when} ({reference}): {how}" + _SIGN,
         "Money the desk gives back while the visit stands (a payment recorded by mistake, a "
-        "cheaper service).",
+        "cheaper service), or of a fee waived (one on no visit: the fee and the day charged).",
     ),
     "payment_not_matched": Template(
         "Your card payment to {clinic_name} was refunded",

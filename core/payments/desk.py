@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_format, format_money
+from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_format, format_day, format_money
 from core.messaging import notify
 from core.payments import cashup
 from core.payments.prepay import (
@@ -203,22 +205,57 @@ def refund_fees(session: Session, actor: Actor, paid: list[Payment], note: str) 
     return refunds
 
 
-def waive_fee(
-    session: Session, actor: Actor, ledger_entry_id: int, reason: str
-) -> tuple[LedgerEntry, list[Payment]]:
+class Waived(NamedTuple):
+    """A fee waived, the refunds of what was paid of it, and whether the patient is emailed
+    them (`not_emailed`: why not, in words for the screen; '' when emailed or nothing is due
+    back)."""
+
+    entry: LedgerEntry
+    refunds: list[Payment]
+    emailed: bool
+    not_emailed: str = ""
+
+
+def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str) -> Waived:
     """Waive a fee (core.policy.cancellation.waive_fee: the permission, the reason, once) and
     give back what was paid of it, as an undone no-show does: a fee no longer stands, so its
-    money is due back (`refund_fees`)."""
+    money is due back (`refund_fees`). The patient is emailed each refund as a desk give-back
+    is, a fee on no visit in the fee's words (`_fee_words`)."""
     entry = policy.waive_fee(session, actor, ledger_entry_id, reason)
     paid = paid_fees(session, [entry.id], lock=True)
     refunds = refund_fees(session, actor, paid, f"Fee #{entry.id} waived: {reason.strip()}")
     visit = session.get(Appointment, entry.appointment_id) if entry.appointment_id else None
     fee = entry.kind.value.replace("_", " ")
-    for refund in refunds if visit is not None else []:  # told as a desk give-back is
+    if visit is not None:
+        words, fmt = visit_context(visit), money_format(visit.clinic)
+    else:  # a fee on no visit: told in the fee's words
+        words, fmt = _fee_words(session, entry, fee)
+    emailed, not_emailed = False, ""
+    for refund in refunds:
         at_desk = refund.method != "stripe"
         how = "it is ready for you at the desk (cash, or back to your card)." if at_desk else None
-        _tell_given_back(session, visit, refund, f"P-{refund.id}, the {fee} waived", how)
-    return entry, refunds
+        reference = f"P-{refund.id}, the {fee} waived"
+        queued = _tell_given_back(session, refund, reference, how, words, fmt, entry.appointment_id)
+        emailed = emailed or bool(queued.notifications)
+        not_emailed = "" if emailed else (queued.skipped[:1] or ["not emailed"])[0]
+    return Waived(entry, refunds, emailed, not_emailed)
+
+
+def _fee_words(session: Session, entry: LedgerEntry, fee: str) -> tuple[dict, ClinicFormat]:
+    """The given-back message's words for a fee on no visit: the fee and the day it was
+    charged, at the clinic it was charged in (the patient's latest; the practice's first)."""
+    clinic_id = latest_clinic_id(session, entry.patient_id)
+    query = select(Clinic).order_by(Clinic.id).limit(1)
+    clinic = session.get(Clinic, clinic_id) if clinic_id else session.scalar(query)
+    fmt = money_format(clinic)
+    day = to_local(entry.created_at, fmt.timezone).date()
+    words = {
+        "clinic_name": clinic.name if clinic else "",
+        "clinic_phone": clinic.phone if clinic else "",
+        "service_name": f"the {fee} charged",
+        "when": format_day(day, fmt.locale),
+    }
+    return words, fmt
 
 
 def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "") -> Payment:
@@ -334,25 +371,31 @@ def refund_payment(
     )
     if visit is not None:  # the patient told, as a receipt told them of the payment
         how = "handed back to you at the desk." if at_desk else None
-        _tell_given_back(session, visit, refund, f"P-{refund.id}", how)
+        words, visit_format = visit_context(visit), money_format(visit.clinic)
+        _tell_given_back(session, refund, f"P-{refund.id}", how, words, visit_format, visit.id)
     return refund
 
 
 def _tell_given_back(
-    session: Session, visit: Appointment, refund: Payment, reference: str, how: str | None
-) -> None:
-    """Email the patient what is given back of what they paid for the visit, and how (`how`:
-    None for a card refund through the provider)."""
+    session: Session,
+    refund: Payment,
+    reference: str,
+    how: str | None,
+    words: dict,
+    fmt: ClinicFormat,
+    appointment_id: int | None,
+) -> notify.Queued:
+    """Email the patient what is given back of what they paid, and how (`how`: None for a card
+    refund through the provider); `words`: the visit's (visit_context) or a fee's."""
     patient = session.get(Patient, refund.patient_id)
     if patient is None:
-        return
-    fmt = money_format(visit.clinic)
-    notify.queue_for_patient(
+        return notify.Queued([], ["the patient's record is gone"])
+    return notify.queue_for_patient(
         session,
         patient,
         "payment_given_back",
         {
-            **visit_context(visit),
+            **words,
             "amount": format_money(
                 refund.amount_cents, refund.currency or fmt.currency, fmt.locale
             ),
@@ -360,7 +403,7 @@ def _tell_given_back(
             "how": how
             or "it goes back to your card, and reaches your account within a few working days.",
         },
-        appointment_id=visit.id,
+        appointment_id=appointment_id,
         channels=[notify.Channel.EMAIL],
     )
 

@@ -27,6 +27,7 @@ from db.models import (
     Clinic,
     LedgerEntry,
     OpeningStatus,
+    Patient,
     Payment,
     Provider,
     ReminderSent,
@@ -226,7 +227,7 @@ def test_a_manager_waives_a_fee_with_a_reason(app_as, app_db):
     assert f"#{fee_id}" not in at.selectbox(key="cancel_fee_id").options  # its label
 
 
-def test_waiving_a_paid_fee_says_its_money_is_due_back(app_as, app_db):
+def test_waiving_a_paid_fee_says_its_money_is_due_back_and_the_patient_emailed(app_as, app_db):
     at = app_as("manager", PAGE)
     at.toggle(key="cancel_show_fees").set_value(True).run()
     database = _db(app_db)
@@ -243,13 +244,16 @@ def test_waiving_a_paid_fee_says_its_money_is_due_back(app_as, app_db):
         at.selectbox(key="cancel_fee_id").select(fee_id)
         staff = actor_of(session.scalar(select(User).where(User.username == "staff")))
         desk.pay_fee(session, staff, fee_id, method="cash", provider=DeskProvider())
+        patient = session.get(Patient, session.get(LedgerEntry, fee_id).patient_id)
+        patient.email, patient.consent_email = "fee.patient@example.org", True
     at.text_input(key="cancel_fee_reason").input("Billing error")
     at = at.button(key="FormSubmitter:cancel_waive_form-Waive fee").click().run()
     assert not at.error
-    [told] = at.toast
-    assert told.value == (
+    [told] = at.toast  # before, it did not say the patient is emailed what goes back
+    assert told.value.replace("\\", "") == (
         f"Fee #{fee_id} waived. What was paid of it is due back to the patient "
-        "(1 refund on the appointment's Payments)."
+        "(1 refund on the appointment's Payments); the patient is emailed what is given back "
+        "and how."
     )
     with database.read() as session:
         refund = session.scalars(select(Payment).where(Payment.kind == "fee_refund")).one()

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 from sqlalchemy import text as sa_text
 
-from core.kernel.clock import local_to_utc, local_today
+from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.config import StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from core.kernel.money import format_moment
+from core.kernel.money import format_day, format_moment
 from core.payments import cashup, desk, points, prepay, rules, webhooks
 from core.payments.providers import Checkout, DeskProvider, ProviderError, StripeProvider
 from core.portal import home
@@ -1345,7 +1345,7 @@ def test_waiving_a_paid_fee_gives_its_money_back_once(db, world):
     with db.write() as s, pytest.raises(PermissionDenied):
         desk.waive_fee(s, world.staff, paid_fee, "Kind")
     with db.write() as s:
-        entry, refunds = desk.waive_fee(s, world.manager, paid_fee, "Hospital admission")
+        entry, refunds, *_ = desk.waive_fee(s, world.manager, paid_fee, "Hospital admission")
         assert entry.waived_at is not None
         assert [(r.kind, r.status, r.amount_cents, r.method) for r in refunds] == [
             ("fee_refund", "refund_due", 3000, "cash")
@@ -1370,7 +1370,7 @@ def test_a_late_fee_paid_by_mistake_is_given_back_by_waiving_it_and_the_patient_
     with db.write() as s, pytest.raises(ValidationError, match="a manager or owner waives"):
         desk.refund_payment(s, world.staff, paid, amount_cents=2500, reason="Not charged")
     with db.write() as s:
-        _, (refund,) = desk.waive_fee(s, world.manager, fee_id, "Charged by mistake")
+        _, (refund,), *_ = desk.waive_fee(s, world.manager, fee_id, "Charged by mistake")
         assert (refund.kind, refund.status) == ("fee_refund", "refund_due")
         assert refund.amount_cents == 2500  # all that was paid of it, no more
     with db.write() as s:
@@ -1385,6 +1385,38 @@ def test_a_late_fee_paid_by_mistake_is_given_back_by_waiving_it_and_the_patient_
     assert "Charged by mistake" not in told  # the reason stays in the practice
     kinds = ("fee_waived", "fee_refund_due", "refund_recorded")
     assert [a for a in actions if a in kinds] == list(kinds)
+
+
+def test_a_fee_on_no_visit_waived_tells_the_patient_in_the_fees_words(db, world):
+    """A fee tied to no appointment, paid in cash and then waived: what was paid is due back
+    and, as for a fee on a visit, the patient is emailed it, in the fee's words (before: no
+    email, the message was sent only with a visit's). A patient with no email address is not
+    emailed, and the waiver says why."""
+    fee_id, unreachable = _fee(db, world), _fee(db, world, cents=1000)
+    with db.write() as s:
+        for fee in (fee_id, unreachable):
+            desk.pay_fee(s, world.staff, fee, method="cash", provider=DeskProvider())
+    with db.write() as s:
+        waived = desk.waive_fee(s, world.manager, fee_id, "Charged by mistake")
+        (refund,) = waived.refunds
+        assert (waived.emailed, waived.not_emailed) == (True, "")
+    with db.read() as s:
+        (told,) = s.scalars(
+            select(Notification).where(Notification.template == "payment_given_back")
+        ).all()
+        day = format_day(to_local(s.get(LedgerEntry, fee_id).created_at, "Europe/London").date())
+    assert told.appointment_id is None and "Test Clinic" in told.body
+    assert (
+        f"We have given back £30.00 of what you paid for the no show fee charged on {day} "
+        f"(P-{refund.id}, the no show fee waived): it is ready for you at the desk"
+    ) in told.body
+    assert "Charged by mistake" not in told.body
+    with db.write() as s:
+        s.get(Patient, world.patient_id).email = None
+    with db.write() as s:
+        waived = desk.waive_fee(s, world.manager, unreachable, "Goodwill")
+        assert (len(waived.refunds), waived.emailed) == (1, False)
+        assert waived.not_emailed == "no email address"
 
 
 def _card_on_file(db, world, appointment_id: int, cents: int, currency: str) -> None:
