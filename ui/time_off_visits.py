@@ -1,7 +1,7 @@
 """The visits caught by a provider's time off, on the Provider schedules page: a row each
-(when, patient, treatment, who is free to take it over) with its action (move to that provider,
-cancel as the practice, leave), one reason and a waitlist tick for the cancelled, one button;
-then what became of each (core.scheduling.cover)."""
+(when, patient, treatment, who takes it over: any colleague free then, the first offered) with
+its action (move to that colleague, cancel as the practice, leave), one reason and a waitlist
+tick for the cancelled, one button; then what became of each (core.scheduling.cover)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,16 @@ def _visits(me, time_off_id):
     return read(cover.list_time_off_visits, me, time_off_id)
 
 
-def _table(rows: list[cover.TimeOffVisit]) -> pd.DataFrame:
+def _labels(rows: list[cover.TimeOffVisit]) -> dict[int, str]:
+    """Each colleague free for some row, as the table names them: by name, two of one name
+    told apart by number; in name order (the selectbox's options)."""
+    everyone = {c.id: c.name for r in rows for c in r.free}
+    twice = {n for n in everyone.values() if list(everyone.values()).count(n) > 1}
+    named = {i: f"{n} (#{i})" if n in twice else n for i, n in everyone.items()}
+    return dict(sorted(named.items(), key=lambda item: item[1]))
+
+
+def _table(rows: list[cover.TimeOffVisit], labels: dict[int, str]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
@@ -35,7 +44,7 @@ def _table(rows: list[cover.TimeOffVisit]) -> pd.DataFrame:
                 "When": r.when,
                 "Patient": r.patient,
                 "Treatment": r.treatment,
-                "Free to take it": r.cover_name,
+                "Free to take it": labels.get(r.cover_id),
                 "Action": "Move" if r.can_move else "Leave",
                 "Note": r.note,
             }
@@ -44,10 +53,15 @@ def _table(rows: list[cover.TimeOffVisit]) -> pd.DataFrame:
     )
 
 
-def _handlings(rows: list[cover.TimeOffVisit], table: pd.DataFrame) -> list[cover.Handling]:
+def _handlings(
+    rows: list[cover.TimeOffVisit], table: pd.DataFrame, labels: dict[int, str]
+) -> list[cover.Handling]:
+    """The rows to handle, each moved to the colleague chosen in its row (the core refuses
+    one not free then)."""
+    ids = {label: i for i, label in labels.items()}
     return [
-        cover.Handling(r.id, choice, r.cover_id, r.version)
-        for r, action in zip(rows, table["Action"], strict=True)
+        cover.Handling(r.id, choice, ids.get(who), r.version)
+        for r, action, who in zip(rows, table["Action"], table["Free to take it"], strict=True)
         if (choice := ACTIONS.get(action)) is not None
     ]
 
@@ -69,21 +83,26 @@ def time_off_visits(me, clinic, away: list[TimeOffRow]) -> None:
         st.caption("No booked visits fall in this time off.")
         return
     st.caption(
-        "Move: to the provider free then, same time. Cancel: as the practice, no fee, any "
-        "prepayment refunded. Each patient is told; each visit is handled on its own."
+        "Move: to the colleague chosen in its row (the first free then is offered, its note "
+        "names any other), same time. Cancel: as the practice, no fee, any prepayment "
+        "refunded. Each patient is told; each visit is handled on its own."
     )
-    key, shown = f"schedules_cover_{off.id}", _table(rows)
+    labels = _labels(rows)
+    key, shown = f"schedules_cover_{off.id}", _table(rows, labels)
     table = st.data_editor(
         shown,
         hide_index=True,
         num_rows="fixed",
         width="stretch",
         key=key,
-        disabled=[c for c in shown.columns if c != "Action"],
+        disabled=[c for c in shown.columns if c not in ("Free to take it", "Action")],
         column_config={
+            "Free to take it": st.column_config.SelectboxColumn(
+                "Free to take it", options=list(labels.values())
+            ),
             "Action": st.column_config.SelectboxColumn(
                 "Action", options=list(ACTIONS), required=True, width=100
-            )
+            ),
         },
     )
     reason = st.text_input(
@@ -94,7 +113,7 @@ def time_off_visits(me, clinic, away: list[TimeOffRow]) -> None:
         key="schedules_cover_wait",
     )
     if st.button("Handle these visits", key="schedules_cover_go", type="primary"):
-        chosen = _handlings(rows, table)
+        chosen = _handlings(rows, table, labels)
         if not chosen:
             st.info("Every visit is left as it is; nothing was done.")
             return

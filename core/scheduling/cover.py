@@ -37,6 +37,14 @@ WaitList = Callable[[Session, Actor, int], Any]
 
 
 @dataclass(frozen=True)
+class Colleague:
+    """A provider free to take a visit over at its time."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
 class TimeOffVisit:
     """A visit booked in a provider's time off, as the desk handles it."""
 
@@ -49,9 +57,17 @@ class TimeOffVisit:
     treatment: str
     can_move: bool
     can_cancel: bool
-    cover_id: int | None  # an active provider free to take it over then (None: nobody)
-    cover_name: str
+    free: tuple[Colleague, ...]  # every active provider free to take it over then, by name
     note: str  # why it cannot be moved, or who else is free
+
+    @property
+    def cover_id(self) -> int | None:
+        """The one offered first (None: nobody is free)."""
+        return self.free[0].id if self.free else None
+
+    @property
+    def cover_name(self) -> str:
+        return self.free[0].name if self.free else ""
 
 
 def _provider_ids_at(session: Session, clinic_id: int, away_id: int) -> list[int]:
@@ -134,16 +150,15 @@ def _row(session: Session, booked: BookedVisit, away_id: int) -> TimeOffVisit:
         treatment=treatment_of(visit),
         can_move=bool(cover),
         can_cancel=visit.status in RULES[Action.CANCEL].sources,
-        cover_id=cover[0].id if cover else None,
-        cover_name=cover[0].name if cover else "",
+        free=tuple(Colleague(p.id, p.name) for p in cover),
         note=note,
     )
 
 
 def list_time_off_visits(session: Session, actor: Actor, time_off_id: int) -> list[TimeOffVisit]:
     """The live visits booked in a time off (the existing rule: tentative, scheduled or
-    checked in, and original times held for waiting proposals), soonest first, each with the
-    first other provider free to take it over at the same time, if any."""
+    checked in, and original times held for waiting proposals), soonest first, each with every
+    other provider free to take it over at the same time (by name; none: it cannot be moved)."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     off = _time_off(session, time_off_id)
     return [
@@ -159,7 +174,8 @@ class Choice(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Handling:
-    """What to do with one visit in the time off: move it to `provider_id`, or cancel it.
+    """What to do with one visit in the time off: move it to `provider_id` (any of its row's
+    free colleagues; one not free then is refused by the booking rules), or cancel it.
     `version`: the one the desk saw (changed since: refused)."""
 
     appointment_id: int
@@ -240,8 +256,8 @@ def handle_time_off_visits(
 def _move(session: Session, actor: Actor, off: TimeOff, handling: Handling) -> str:
     if handling.provider_id is None:
         raise ValidationError(
-            f"Nobody is free to take over appointment #{handling.appointment_id} at its time; "
-            "cancel it or leave it."
+            f"Choose who takes over appointment #{handling.appointment_id} (a colleague free "
+            "at its time); when nobody is, cancel it or leave it."
         )
     visit = session.get(Appointment, handling.appointment_id)
     outcome = reschedule(

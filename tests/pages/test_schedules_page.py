@@ -18,6 +18,7 @@ from db.models import (
     AppointmentStatus,
     AuditEvent,
     Clinic,
+    Provider,
     TimeOff,
     User,
     WaitlistEntry,
@@ -306,17 +307,15 @@ def test_time_off_removed_elsewhere_while_chosen_does_not_remove_the_next(app_as
     assert not any("meanwhile" in w.value for w in at.warning)
 
 
-def test_the_visits_in_time_off_just_added_are_handled_in_one_go(app_as, app_db):
-    """Off for a day with visits: they are listed with the action to take; the first cancelled
-    (with the waitlist), the rest left; what became of it is shown, the rest stay booked."""
-    at = app_as("manager", PAGE)
-    provider = at.selectbox(key="schedules_provider").value
+def _first_visit(at, app_db) -> tuple[Appointment, date, str]:
+    """The shown provider's first scheduled visit at the shown clinic, two days ahead or more;
+    its clinic-local day and its patient's name."""
     database = _db(app_db)
     with database.read() as session:
         first = session.scalar(
             select(Appointment)
             .where(
-                Appointment.provider_id == provider.id,
+                Appointment.provider_id == at.selectbox(key="schedules_provider").value.id,
                 Appointment.clinic_id == at.selectbox(key="schedules_clinic").value.id,
                 Appointment.status == AppointmentStatus.SCHEDULED,
                 Appointment.start_at > datetime.now(UTC) + timedelta(days=2),
@@ -326,6 +325,11 @@ def test_the_visits_in_time_off_just_added_are_handled_in_one_go(app_as, app_db)
         day = first.start_at.astimezone(ZoneInfo(first.clinic.timezone)).date()
         name = first.patient.full_name
     database.dispose()
+    return first, day, name
+
+
+def _off_on(at, app_db, day: date) -> str:
+    """Add the day's time off; the key of the table of the visits booked in it."""
     at.date_input(key="schedules_off_from_day").set_value(day)
     at.date_input(key="schedules_off_to_day").set_value(day)
     at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
@@ -334,7 +338,16 @@ def test_the_visits_in_time_off_just_added_are_handled_in_one_go(app_as, app_db)
     with database.read() as session:
         off_id = session.scalar(select(TimeOff.id).order_by(TimeOff.id.desc()).limit(1))
     database.dispose()
-    key = f"schedules_cover_{off_id}"  # the visits of the time off just added
+    return f"schedules_cover_{off_id}"  # the visits of the time off just added
+
+
+def test_the_visits_in_time_off_just_added_are_handled_in_one_go(app_as, app_db):
+    """Off for a day with visits: they are listed with the action to take; the first cancelled
+    (with the waitlist), the rest left; what became of it is shown, the rest stay booked."""
+    at = app_as("manager", PAGE)
+    provider = at.selectbox(key="schedules_provider").value
+    first, day, name = _first_visit(at, app_db)
+    key = _off_on(at, app_db, day)
     listed = at.data_editor(key=key).value
     assert listed["#"].iloc[0] == first.id and listed["Patient"].iloc[0] == name
     assert {"Free to take it", "Action"} <= set(listed.columns)
@@ -365,4 +378,46 @@ def test_the_visits_in_time_off_just_added_are_handled_in_one_go(app_as, app_db)
             select(WaitlistEntry).where(WaitlistEntry.note.contains(f"#{first.id} was cancelled"))
         )
         assert waiting.patient_id == first.patient_id
+    database.dispose()
+
+
+def test_a_visit_in_time_off_goes_to_the_free_colleague_chosen_in_its_row(app_as, app_db):
+    """Two colleagues free at the visit's time: the first is offered in its row, the other
+    named in its note, and choosing the other there moves the visit to them (before, only the
+    first could take it)."""
+    at = app_as("manager", PAGE)
+    first, day, _ = _first_visit(at, app_db)
+    database = _db(app_db)
+    with database.write() as session:
+        ids = {}
+        for name in ("Dr Ash", "Dr Birch"):
+            colleague = Provider(name=name)
+            colleague.working_hours.append(
+                WorkingHours(
+                    clinic_id=first.clinic_id,
+                    weekday=day.weekday(),
+                    starts=time(0),
+                    ends=time(23, 59),
+                )
+            )
+            session.add(colleague)
+            session.flush()
+            ids[name] = colleague.id
+    database.dispose()
+    key = _off_on(at, app_db, day)
+    listed = at.data_editor(key=key).value
+    assert listed["Free to take it"].iloc[0] == "Dr Ash"
+    assert listed["Note"].iloc[0] == "Also free: Dr Birch."
+    leave = {i: {"Action": "Leave"} for i in range(1, len(listed))}
+    at.session_state[key] = {
+        "edited_rows": {0: {"Free to take it": "Dr Birch", "Action": "Move"}, **leave},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.button(key="schedules_cover_go").click().run()
+    assert not at.error, at.error
+    assert at.info[0].value == "1 done, 0 refused."
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.get(Appointment, first.id).provider_id == ids["Dr Birch"]
     database.dispose()

@@ -112,6 +112,56 @@ def test_the_visits_in_a_time_off_are_listed_with_who_is_free_to_take_them(db, w
     assert third.cover_name == "Dr Cover"
 
 
+def test_the_desk_chooses_among_every_free_colleague_and_only_a_free_one_takes_it(
+    db, world, sick_day
+):
+    """Dr Able joins, free all day: the 10:00 visit lists both free colleagues (before, only
+    the first was offered, the other named in a note); the desk gives it to the second, Dr
+    Cover. One who does not perform it, one on time off, or nobody chosen is refused in words."""
+    off_id, (ten, eleven, noon), cover_id, _ = sick_day
+    with db.write() as session:
+        able_id = _provider(session, world, "Dr Able")
+        skin_id, away_id = (
+            session.scalar(select(Provider.id).where(Provider.name == n))
+            for n in ("Dr Skin", "Dr Away")
+        )
+    with db.read() as session:
+        first, second, _ = cover.list_time_off_visits(session, world.manager, off_id)
+    assert first.free == (
+        cover.Colleague(able_id, "Dr Able"),
+        cover.Colleague(cover_id, "Dr Cover"),
+    )
+    assert first.cover_id == able_id  # offered first
+    assert second.free == (cover.Colleague(able_id, "Dr Able"),)  # Dr Cover is busy at 11:00
+    H, C = cover.Handling, cover.Choice
+    with db.write() as session:
+        results = cover.handle_time_off_visits(
+            session,
+            world.manager,
+            off_id,
+            [
+                H(ten, C.MOVE, cover_id, first.version),
+                H(eleven, C.MOVE, skin_id, second.version),
+                H(noon, C.MOVE, away_id),
+            ],
+        )
+    assert [r.ok for r in results] == [True, False, False]
+    assert results[0].message.startswith("Moved to Dr Cover, same time.")
+    assert "Dr Skin does not perform" in results[1].message
+    assert "Dr Away is not working at Test Clinic" in results[2].message
+    with db.write() as session:
+        [unchosen] = cover.handle_time_off_visits(session, world.manager, off_id, [H(noon, C.MOVE)])
+    assert not unchosen.ok and unchosen.message.startswith(
+        f"Choose who takes over appointment #{noon}"
+    )
+    with db.read() as session:
+        assert [session.get(Appointment, i).provider_id for i in (ten, eleven, noon)] == [
+            cover_id,
+            world.provider_id,
+            world.provider_id,
+        ]
+
+
 def test_visits_are_moved_and_cancelled_in_one_go_each_on_its_own(db, world, sick_day):
     """A move, a cancellation with the waitlist, and a move whose substitute was booked
     meanwhile: that one is refused in words, the other two are done."""
