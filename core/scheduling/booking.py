@@ -21,7 +21,7 @@ from core.patients import records as patients
 from core.patients.invitations import send_invitation
 from core.practice.skills import listed_services, performs
 from core.practice.timing import Timing, timing_of
-from core.practice.travel import travel_time, travel_words
+from core.practice.travel import travel_time
 from core.practice.treatment import treatment_of
 from core.scheduling import moves
 from core.scheduling.availability import (
@@ -35,7 +35,7 @@ from core.scheduling.availability import (
     working_periods,
 )
 from core.scheduling.calendar import list_providers
-from core.scheduling.lifecycle import LINK_PLACEHOLDER, base_url, treatment_text
+from core.scheduling.lifecycle import LINK_PLACEHOLDER, base_url, travel_margin, treatment_text
 from core.scheduling.moves import NewBooking
 from db.models import (
     Appointment,
@@ -256,7 +256,7 @@ def provider_choices(
                     "a proposed new time"
                 )
             if travelling:  # as availability's conflict names it
-                busy += f", with {travel_words(travel)}"
+                busy += travel_margin(travel)
             elif not overlaps:  # only the buffers meet
                 kept = [f"{theirs.words()} it"] if theirs.words() else []
                 kept += [f"{wanted.words()} this booking"] if wanted.words() else []

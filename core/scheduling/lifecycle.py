@@ -597,19 +597,39 @@ def _conflict_message(
         else f"already has appointment #{first.id}"
     )
     more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
-    kept = ""
-    before, after = timing.padding
-    if travel_gap(here.id, first, start_at - before, end_at + after):  # only the travel time
-        kept = f", with {travel_words(travel)}"
-    elif not (first.start_at < end_at and first.end_at > start_at):  # only the buffers overlap
-        theirs = Timing(0, first.buffer_before_minutes, first.buffer_after_minutes).words()
-        ours = timing.words()
-        parts = ([f"{theirs} it"] if theirs else []) + ([f"{ours} this booking"] if ours else [])
-        kept = f", with {' and '.join(parts)} (buffers)"
+    kept = clash_margin(here, first, start_at, end_at, timing, travel)
     return (
         f"{provider.name} {what} {visit_when(here, first)}{kept}{more}. Choose another time "
         "or allow double booking for this appointment."
     )
+
+
+def travel_margin(travel: timedelta) -> str:
+    """ ", with 30 minutes' travel between clinics": a clash only through the travel time, as
+    the booking form's free providers, a booking's or move's refusal and the no-show undo say."""
+    return f", with {travel_words(travel)}"
+
+
+def clash_margin(
+    here: Clinic,
+    first: Appointment | Held,
+    start_at: datetime,
+    end_at: datetime,
+    timing: Timing,
+    travel: timedelta,
+) -> str:
+    """Why `first` (found by find_conflicts for a visit at `here` from start_at to end_at,
+    `timing` its buffers) clashes when it does not overlap the visit itself: only the travel
+    time between clinics (travel_margin), or only the buffers, which ones; '' when it does."""
+    before, after = timing.padding
+    if travel_gap(here.id, first, start_at - before, end_at + after):  # only the travel time
+        return travel_margin(travel)
+    if first.start_at < end_at and first.end_at > start_at:
+        return ""
+    theirs = Timing(0, first.buffer_before_minutes, first.buffer_after_minutes).words()
+    ours = timing.words()
+    parts = ([f"{theirs} it"] if theirs else []) + ([f"{ours} this booking"] if ours else [])
+    return f", with {' and '.join(parts)} (buffers)"
 
 
 # what the confirmation staff may edit before sending shows where the patient's link goes

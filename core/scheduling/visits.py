@@ -28,6 +28,7 @@ from core.messaging.preferences import preferences
 from core.payments import desk
 from core.policy import cancellation as policy
 from core.practice.timing import Timing
+from core.practice.travel import travel_time
 from core.scheduling.availability import (
     find_conflicts,
     lock_provider,
@@ -39,6 +40,7 @@ from core.scheduling.availability import (
 from core.scheduling.lifecycle import (
     Outcome,
     base_url,
+    clash_margin,
     flush,
     latest_event,
     load,
@@ -391,8 +393,9 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
             after=after,
             clinic_id=appointment.clinic_id,
         )
-        if taken:
-            words.append(f"{provider.name} {_bookings_words(clinic, taken)}")
+        if taken:  # as a booking's refusal: only the travel time or the buffers, said so
+            margin = clash_margin(clinic, taken[0], start, end, timing, travel_time(session))
+            words.append(f"{provider.name} {_bookings_words(clinic, taken, margin)}")
             details["double_booked_with"] = [a.id for a in taken]
     service_ids = [s.id for s in services_of(appointment)]
     if lock:
@@ -417,12 +420,12 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
     return _Clashes(words, details)
 
 
-def _bookings_words(here: Clinic, bookings: list[Appointment]) -> str:
+def _bookings_words(here: Clinic, bookings: list[Appointment], margin: str = "") -> str:
     """'has appointment #12 (Sam Lee with Dr Rivera) on 10:05–10:35 (and 1 more)', on the
     clock of `here` (the undone visit's clinic; one at another clinic is named:
-    lifecycle.visit_when)."""
+    lifecycle.visit_when), with `margin` after the time (lifecycle.clash_margin)."""
     first = bookings[0]
-    when = visit_when(here, first)
+    when = visit_when(here, first) + margin
     more = f" (and {len(bookings) - 1} more)" if len(bookings) > 1 else ""
     if first.kind == AppointmentKind.OUT_OF_OFFICE:
         return f"is out of office {when}{more}"

@@ -18,6 +18,7 @@ from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, Va
 from core.messaging import clinic_events, notify
 from core.messaging.preferences import PreferencesForm, save_preferences
 from core.payments import desk, prepay
+from core.practice import travel
 from core.scheduling import appointments, moves, today, visits
 from core.scheduling.states import Action
 from db.models import (
@@ -473,6 +474,38 @@ def test_undo_names_the_other_clinic_of_a_clash_there(db, world):
     here = to_local(start, TZ)
     assert f"Alex Morgan has appointment #{own} (Alex Morgan) at Lakeside on " in clash
     assert f"{here:%H:%M}–" in clash and f"({here.tzname()}; " in clash and " there)" in clash
+
+
+def test_undo_says_a_clash_at_the_other_clinic_is_through_the_travel_time(db, world):
+    """Dr Test was booked at Lakeside 10 minutes after the no-show's end, with 30 minutes'
+    travel between clinics set: the undo was refused naming that visit, whose time does not
+    meet the no-show's, without saying why it clashes. It now says, as a booking does, "with
+    30 minutes' travel between clinics"."""
+    ident = _no_show(db, world)
+    with db.write() as session:
+        travel.set_travel_minutes(session, world.owner, 30)
+        lakeside = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        session.add(lakeside)
+        session.flush()
+        visit = session.get(Appointment, ident)
+        there = Appointment(
+            clinic_id=lakeside.id,
+            provider_id=world.provider_id,
+            patient_id=make_patient(session, first_name="Sam", last_name="Lee").id,
+            service_id=world.service_id,
+            status=S.SCHEDULED,
+            start_at=visit.end_at + timedelta(minutes=10),
+            end_at=visit.end_at + timedelta(minutes=40),
+        )
+        session.add(there)
+        session.flush()
+        other = there.id
+    with db.read() as session:
+        clash = visits.undo_no_show_preview(session, world.staff, ident).clash
+    assert f"Dr Test has appointment #{other} (Sam Lee with Dr Test) at Lakeside on " in clash
+    assert " there), with 30 minutes' travel between clinics. Allow double booking" in clash
+    with db.write() as session, pytest.raises(Conflict, match="30 minutes' travel between"):
+        visits.undo_no_show(session, world.staff, ident)
 
 
 # ---------------------------------------------------------------- the clinic's inbox
