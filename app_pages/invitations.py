@@ -57,7 +57,7 @@ with st.form("invitations_filters"):
         format_func=lambda c: clinics.get(c, "All clinics"),
         key="invitations_clinic",
     )
-    search = c.text_input("Search", placeholder="Name or email", key="invitations_search")
+    search = c.text_input("Search", placeholder="Name, email or mobile", key="invitations_search")
     if st.form_submit_button("Apply"):
         st.session_state["invitations_page"] = 0
 page = st.session_state.get("invitations_page", 0)

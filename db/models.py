@@ -847,9 +847,10 @@ class ImportBatch(Base):
 
 class RequestFlag(Base):
     """Why a public booking request needs a person's look before it is trusted: its email or
-    phone belongs to a known patient but the typed name does not ("check identity"), or the
-    patient may not book online. The request waits in the queue with the flag shown; the
-    answer to the person who typed it is the same as for any request."""
+    phone belongs to a known patient but the typed name or date of birth does not ("check
+    identity"), a new record's name and perhaps date of birth match a patient on file ("maybe
+    a known patient"), or the patient may not book online. The request waits in the queue with
+    the flag shown; the answer to the person who typed it is the same as for any request."""
 
     __tablename__ = "request_flags"
 
