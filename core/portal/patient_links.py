@@ -631,12 +631,13 @@ def submit_booking(
 ) -> str:
     """A booking request from the clinic's public link, answered the same whether or not the
     contact details belong to a known patient. A known email or phone with another name or
-    another date of birth (kept in the flag only: a public form never changes a record's), or
-    a patient who may not book online, is not refused and not attached silently: the request
-    goes to the queue flagged for a person to check. So does a new contact's request when a
-    patient on file has the typed name (a returning patient writing from a new address): the
-    new record is made (with the date of birth, if typed) and the flag names the patient on
-    file, for the desk to merge; a namesake born on another day is someone else."""
+    another date of birth, or a date of birth its record lacks (kept in the flag only: a
+    public form never changes a record's), or a patient who may not book online, is not
+    refused and not attached silently: the request goes to the queue flagged for a person to
+    check. So does a new contact's request when a patient on file has the typed name (a
+    returning patient writing from a new address): the new record is made (with the date of
+    birth, if typed) and the flag names the patient on file, for the desk to merge; a
+    namesake born on another day is someone else."""
 
     view = booking_view(session, raw)
     now = now or utcnow()
@@ -749,8 +750,9 @@ def _identity_checks(
     patient: Patient, typed: str, email: str | None, born: date | None, locale: str
 ) -> list[str]:
     """Why a request found by its email or phone may not be that patient's: another name, or
-    another date of birth (a family member sharing the contact?). The typed day is kept here
-    only: a public form never changes the record's."""
+    another date of birth (a family member sharing the contact?); and a day typed for a record
+    with none, for the desk to confirm and add. The typed day is kept here only: a public form
+    never changes the record's."""
     contact = "email address" if email and (patient.email or "") == email else "phone number"
     checks = []
     if not same_name(typed, patient.full_name):
@@ -767,9 +769,15 @@ def _identity_checks(
             f"a family member sharing the {contact}? Call them before confirming."
         )
     # one "Check identity:", the name first (_one_flag shortens it to keep the day)
-    return [
+    checks = [
         f"Check identity: {c}" if i == 0 else c[0].upper() + c[1:] for i, c in enumerate(checks)
     ]
+    if born is not None and patient.date_of_birth is None:
+        checks.append(
+            f"Date of birth typed: {format_day(born, locale, weekday=False)}; #{patient.id} has "
+            "none on file: confirm it and add it to the record."
+        )
+    return checks
 
 
 FLAG_LIMIT = 300  # characters (db RequestFlag.flag)

@@ -678,6 +678,47 @@ def test_a_known_contact_typing_another_date_of_birth_is_flagged(
     )
 
 
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        ("Alex", "Morgan"),  # the record's own name: the day alone is flagged
+        ("Kim" * 26, "Morgan" * 13),  # a long name not theirs: one flag holds both
+    ],
+    ids=["own name", "long other name"],
+)
+def test_a_date_of_birth_typed_for_a_record_with_none_is_kept_in_the_flag(db, world, first, last):
+    """A known email whose patient has no date of birth on file: the day typed was dropped
+    (rightly not written to the record from a public form) with no word to the desk. The
+    request is now flagged with the day, in the clinic's format, and what to do with it; a
+    name not theirs is in the same flag, which still fits. The answer is any request's."""
+    with db.write() as s:
+        s.get(Patient, world.patient_id).date_of_birth = None
+        s.get(Clinic, world.clinic_id).locale = "en-US"
+    raw = _booking_link(db, world)
+    answer = _book(
+        db,
+        raw,
+        first_name=first,
+        last_name=last,
+        email="alex@example.org",
+        date_of_birth=date(1990, 1, 2),
+    )
+    assert answer == patient_links.BOOKING_RECEIVED
+    with db.read() as s:
+        assert s.scalars(select(Appointment.patient_id)).one() == world.patient_id
+        assert s.get(Patient, world.patient_id).date_of_birth is None
+        flag = s.scalars(select(RequestFlag.flag)).one()
+    day = (
+        f"Date of birth typed: Jan 2, 1990; #{world.patient_id} has none on file: confirm it "
+        "and add it to the record."
+    )
+    if first == "Alex":
+        assert flag == day
+    else:
+        assert flag.startswith("Check identity: typed as “KimKim") and flag.endswith(day)
+        assert len(flag) <= 300
+
+
 def test_of_two_on_file_with_the_contact_and_name_the_one_born_that_day_is_found(db, world):
     """A father and son of one name sharing an email: the son's request went on the father's
     record (the first). The typed date of birth now tells them apart; unflagged, each."""
