@@ -22,6 +22,7 @@ from core.kernel.locks import hold
 from core.kernel.money import clinic_time, format_clock
 from core.messaging import notify
 from core.practice import skills
+from core.practice.timing import Timing
 from core.scheduling.availability import find_conflicts, patients_visits, working_hours_cover
 from core.scheduling.moves import NewBooking, PatientBusy, own_visit, schedule_appointment
 from core.scheduling.openings import slot_opened
@@ -57,10 +58,36 @@ class Match:
     start_at: datetime
 
 
-def _free(session: Session, opening: SlotOpening, start: datetime, end: datetime) -> bool:
+def _free(
+    session: Session,
+    opening: SlotOpening,
+    start: datetime,
+    end: datetime,
+    visit: Timing = Timing(0),
+) -> bool:
+    """Whether the opening's provider may be booked [start, end), by the rules a booking
+    passes (lifecycle.place): working then, and no clash with their bookings, widened by the
+    visit's own buffers (`visit`) and, at another clinic, the travel time between clinics."""
     return working_hours_cover(
         session, opening.provider_id, opening.clinic_id, start, end
-    ) and not find_conflicts(session, opening.provider_id, start, end, clinic_id=opening.clinic_id)
+    ) and not _clashes(session, opening, start, end, visit)
+
+
+def _clashes(
+    session: Session, opening: SlotOpening, start: datetime, end: datetime, visit: Timing
+) -> list:
+    """The opening provider's bookings a visit [start, end) with `visit`'s buffers clashes
+    with (availability.find_conflicts, as lifecycle.place asks it)."""
+    before, after = visit.padding
+    return find_conflicts(
+        session,
+        opening.provider_id,
+        start,
+        end,
+        before=before,
+        after=after,
+        clinic_id=opening.clinic_id,
+    )
 
 
 def _any_free(session: Session, opening: SlotOpening) -> bool:
@@ -128,7 +155,8 @@ def find_matches(
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:
         theirs = busy.get(entry.patient_id, [])
-        duration = timedelta(minutes=timing(session, entry).minutes)
+        visit = timing(session, entry)
+        duration = timedelta(minutes=visit.minutes)
         start = opening.start_at
         while start + duration <= opening.end_at:
             if (
@@ -136,7 +164,7 @@ def find_matches(
                 and fits(entry, start, start + duration, tz)
                 and not any(s < start + duration and e > start for s, e in theirs)
             ):
-                if _free(session, opening, start, start + duration):
+                if _free(session, opening, start, start + duration, visit):
                     found.append(Match(entry, start))
                     break
             start += STEP
@@ -202,11 +230,12 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
 def _slot_still_open(session: Session, opening: SlotOpening, offer: WaitlistOffer, rules, now):
     """Still free, beyond the minimum notice, and its provider still performs the entry's
     services (they may have changed while the offer was queued)."""
-    end = offer.start_at + timedelta(minutes=timing(session, offer.entry).minutes)
+    visit = timing(session, offer.entry)
+    end = offer.start_at + timedelta(minutes=visit.minutes)
     return (
         offer.start_at >= now + rules.min_notice
         and not unbookable(session, offer.entry)
-        and _free(session, opening, offer.start_at, end)
+        and _free(session, opening, offer.start_at, end, visit)
         and bool(skills.performed_by(session, opening.provider_id, [offer.entry]))
     )
 
@@ -808,10 +837,9 @@ def _gone_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> No
             WaitlistOffer.expires_at > now,
         )
     ).all():
-        end = offer.start_at + timedelta(minutes=timing(session, offer.entry).minutes)
-        found = find_conflicts(
-            session, opening.provider_id, offer.start_at, end, clinic_id=opening.clinic_id
-        )
+        visit = timing(session, offer.entry)
+        end = offer.start_at + timedelta(minutes=visit.minutes)
+        found = _clashes(session, opening, offer.start_at, end, visit)
         visits = [a for a in found if a.kind == AppointmentKind.APPOINTMENT]
         whose = {a.patient.id if a.patient is not None else None for a in visits}
         if whose - {offer.patient_id}:  # their own visit then: the offer stays theirs (_accept)

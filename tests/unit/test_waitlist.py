@@ -1830,3 +1830,77 @@ def test_the_offers_list_says_why_each_offer_stands_where_it_does(db, world):
         "Ann Morgan": ("expired", "no answer before the hold ended"),
         "Ben Morgan": ("accepted", "booked by the patient"),
     }
+
+
+def _harbour_at_ten_past_eleven(db, world, day, *, travel_minutes: int) -> None:
+    """Dr Test's 10:00 visit keeps 15 minutes free after it; a second clinic, Harbour, has them
+    booked from 11:10, with `travel_minutes` between the clinics."""
+    from core.practice import travel
+    from tests.factories import make_visit
+
+    with db.write() as session:
+        harbour = Clinic(name="Harbour", timezone=TZ)
+        session.add(harbour)
+        session.flush()
+        start = at(day, 11, 10)
+        make_visit(
+            session,
+            replace(world, clinic_id=harbour.id),
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        travel.set_travel_minutes(session, world.owner, travel_minutes)
+
+
+def test_a_freed_time_whose_buffer_reaches_into_the_travel_time_is_not_offered(db, world):
+    """Dr Test is at Harbour from 11:10 and needs 30 minutes to get there; the freed 10:00
+    visit keeps 15 minutes free after it, so it holds them until 11:15. Matching measured the
+    travel time from the visit's end (11:00) and offered 10:00, which the booking rule
+    (lifecycle.place) then refused when the patient accepted."""
+    rules(db, world)
+    day = future_day()
+    with db.write() as session:
+        session.get(Service, world.service_id).buffer_after_minutes = 15
+    appointment_id = booked(db, world, day)
+    _harbour_at_ten_past_eleven(db, world, day, travel_minutes=30)
+    waiting(db, world, day, name="Sam")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == []
+    with db.write() as session, pytest.raises(Conflict, match="30 minutes' travel"):
+        moves.schedule_appointment(  # what accepting an offer of 10:00 would be told
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=at(day, 10),
+            ),
+        )
+
+
+def test_an_offer_whose_buffer_now_reaches_into_the_travel_time_is_closed(db, world):
+    """Sam holds an offer of 10:00 (15 minutes kept free after it); the owner then sets 30
+    minutes' travel, and Dr Test is at Harbour from 11:10. The offer's time can no longer be
+    booked, yet it stayed open (its check measured from 11:00, not 11:15): the jobs loop
+    closes it now."""
+    from core.practice import travel
+
+    rules(db, world, hold_minutes=120)
+    day = future_day()
+    with db.write() as session:
+        session.get(Service, world.service_id).buffer_after_minutes = 15
+    appointment_id = booked(db, world, day)
+    _harbour_at_ten_past_eleven(db, world, day, travel_minutes=0)
+    waiting(db, world, day, name="Sam")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["sam@example.org"]
+    with db.write() as session:
+        travel.set_travel_minutes(session, world.owner, 30)
+        offers.expire_offers(session, base_url=BASE)
+    with db.read() as session:
+        assert session.scalars(select(WaitlistOffer.status)).all() == [OfferStatus.TAKEN]
