@@ -1,6 +1,6 @@
 """Cash-up: the day's money per clinic and method (what the till, the card terminal and the card
-provider show), for whoever takes it at the desk; the CSV export of payments and refunds for
-those who may export."""
+provider show), for whoever takes it at the desk, with the refunds owed back to mark handed back;
+the CSV export of payments and refunds for those who may export."""
 
 import streamlit as st
 

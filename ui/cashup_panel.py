@@ -1,5 +1,6 @@
-"""The day's money on the Payments page: the cash-up per clinic and method (what the till, the
-card terminal and the card provider show), and the audited CSV export of payments and refunds."""
+"""The day's money on the Cash-up page: the cash-up per clinic and method (what the till, the
+card terminal and the card provider show), the refunds owed back to mark handed back, and the
+audited CSV export of payments and refunds."""
 
 from datetime import timedelta
 
@@ -10,11 +11,14 @@ from core.kernel.authz import Permission
 from core.kernel.clock import local_today
 from core.payments import cashup, desk
 from core.practice import choices
-from ui import run_action
+from ui import refresh, run_action
 from ui.caches import cached
-from ui.context import read
+from ui.context import forget_if_saved, mark_saved, read
 from ui.locale import date_picker, display_format
+from ui.picks import acted, picked
 from ui.text import show_table
+
+OWED_MEMORY = "payments_owed_shown"
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -26,6 +30,11 @@ def _clinics(me):
 @cached("appointments", "patients", ttl=30, max_entries=20)
 def _cash_up(me, day, clinic_id):
     return read(cashup.cash_up, me, day, day, clinic_id)
+
+
+@cached("appointments", "patients", ttl=30, max_entries=20)
+def _owed_back(me, day, clinic_id):
+    return read(cashup.owed_back, me, day, clinic_id)
 
 
 def cash_up_panel(me, practice) -> None:
@@ -46,8 +55,8 @@ def cash_up_panel(me, practice) -> None:
         "Each clinic's own day and clock. Money in less money out (Net) is what the till, the card "
         "terminal and the card provider show for the day: a refund counts the day it is handed "
         "back; a fee kept from a prepayment, a checkout not paid and a refund not yet made move no "
-        "money (refunds due at the day's end are owed back, apart, made since or not). Points "
-        "are their value, never in a till."
+        "money (refunds due at the day's end are owed back, listed below, made since or not). "
+        "Points are their value, never in a till."
     )
     show_table(
         pd.DataFrame(
@@ -70,6 +79,7 @@ def cash_up_panel(me, practice) -> None:
     )
     if not rows:
         st.info("No money moved on that day.")
+    _owed_back_list(me, day, where)
 
     if me.can(Permission.DATA_EXPORT):
         st.subheader("Export payments and refunds")
@@ -95,3 +105,49 @@ def cash_up_panel(me, practice) -> None:
                     "text/csv",
                     key="payments_export_download",
                 )
+
+
+def _owed_back_list(me, day, where) -> None:
+    """The refunds owed back at the day's end, each to mark handed back at the desk (a fee on
+    no visit's too, which no appointment's Payments panel shows); the card refunds the refund
+    job sends are listed, not handed back."""
+    owed = _owed_back(me, day, where)
+    if not owed:
+        return
+    st.subheader("Refunds owed back")
+    table = show_table(
+        pd.DataFrame(
+            {
+                "Refund": [f"P-{r.payment_id}" for r in owed],
+                "Clinic": [r.clinic for r in owed],
+                "Due since": [r.since for r in owed],
+                "Patient": [r.patient for r in owed],
+                "Appointment": [f"#{r.appointment_id}" if r.appointment_id else "" for r in owed],
+                "Method": [r.method for r in owed],
+                "Amount": [r.amount for r in owed],
+                "Note": [r.note for r in owed],
+                "How": ["at the desk" if r.at_desk else "refund job, to the card" for r in owed],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key="payments_owed_table",
+    )
+    chosen = picked(
+        owed, [r.payment_id for r in owed], table.selection.rows, OWED_MEMORY, (day, where)
+    )
+    if not chosen:
+        st.caption(
+            "Select a refund to mark it handed back at the desk (cash, or the card terminal)."
+        )
+        return
+    refund = chosen[0]
+    forget_if_saved("payments_owed", ["note"])
+    note = st.text_input("Note (optional)", key="payments_owed_note", max_chars=500)
+    if st.button(f"Handed back: P-{refund.payment_id}", type="primary", key="payments_owed_done"):
+        if run_action(desk.mark_refunded, refund.payment_id, note, success="Refund recorded."):
+            acted(OWED_MEMORY)
+            mark_saved("payments_owed")
+            refresh()

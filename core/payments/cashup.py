@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds, to_local
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import ClinicFormat, to_major
+from core.kernel.money import ClinicFormat, clinic_time, to_major
 from core.payments.prepay import PAID_KINDS, REFUND_KINDS
 from core.payments.rules import latest_clinic_id, money_format
 from db.models import Appointment, Clinic, Patient, Payment
@@ -229,6 +229,51 @@ def cash_up(
                 money(cents_out),
                 money(cents_in - cents_out),
                 money(cents_due) if cents_due else "",
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class OwedBack:
+    """A refund owed back at the end of the day, as the cash-up lists it to hand back."""
+
+    payment_id: int
+    clinic: str
+    since: str  # when it fell due, on the clinic's clock
+    patient: str
+    appointment_id: int | None
+    method: str
+    amount: str
+    note: str
+    at_desk: bool  # to hand back at the desk; else the refund job sends it to the card
+
+
+def owed_back(
+    session: Session, actor: Actor, day: date, clinic_id: int | None = None
+) -> list[OwedBack]:
+    """The refunds owed back at the end of the clinic's day (made since or not), each clinic's
+    in its order of time: what the desk hands back (`desk.mark_refunded`), a fee on no visit's
+    too."""
+    ensure(actor, Permission.PAYMENTS_RECORD)
+    out = []
+    for m in movements(session, day, day, clinic_id):
+        if m.due_cents <= 0:
+            continue
+        money = ClinicFormat(m.fmt.timezone, m.fmt.locale, m.currency).money
+        since = clinic_time(m.fmt, m.at, weekday=False)
+        at_desk = m.method != METHODS["stripe"] or bool(m.last_error)  # the provider refused
+        out.append(
+            OwedBack(
+                m.payment_id,
+                m.clinic,
+                since,
+                m.patient,
+                m.appointment_id,
+                m.method,
+                money(m.due_cents),
+                m.note,
+                at_desk,
             )
         )
     return out

@@ -15,7 +15,14 @@ from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, NotFound, ValidationError
-from core.kernel.money import MAX_MINOR, ClinicFormat, clinic_format, format_day, format_money
+from core.kernel.money import (
+    MAX_MINOR,
+    ClinicFormat,
+    clinic_format,
+    clinic_time,
+    format_day,
+    format_money,
+)
 from core.messaging import notify
 from core.payments import cashup
 from core.payments.prepay import (
@@ -42,6 +49,7 @@ from db.models import (
     LedgerKind,
     Patient,
     Payment,
+    User,
 )
 from db.types import utcnow
 
@@ -259,13 +267,25 @@ def _fee_words(session: Session, entry: LedgerEntry, fee: str) -> tuple[dict, Cl
 
 
 def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "") -> Payment:
-    """A refund due at the desk was handed back: record it."""
+    """A refund due at the desk was handed back: record it (from the visit's Payments panel or
+    the cash-up's list of refunds owed back, a fee on no visit's too). A card refund through
+    the provider is the refund job's to send; a second press says who handed it back, when."""
     ensure(actor, Permission.PAYMENTS_RECORD)
-    refund = session.get(Payment, payment_id)
+    # locked: two desks pressing at once record it once (the second waits, then reads it made)
+    refund = session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
     if refund is None or refund.kind not in REFUND_KINDS:
         raise NotFound(f"There is no refund #{payment_id}.")
+    ref = f"P-{refund.id}"
+    if refund.status == "refunded":
+        raise Conflict(f"Refund {ref} was already {_made_by(session, refund)}.")
     if refund.status != "refund_due":
-        raise Conflict(f"Refund P-{refund.id} is {refund.status.replace('_', ' ')} already.")
+        raise Conflict(f"Refund {ref} is {refund.status.replace('_', ' ')} already.")
+    if refund.method == "stripe" and not refund.last_error:
+        raise ValidationError(
+            f"Refund {ref} goes back to the card through the payment provider: the refund job "
+            "sends it, so there is nothing to hand back at the desk (only if the provider "
+            "refuses it can it be handed back here instead)."
+        )
     refund.status, refund.paid_at = "refunded", utcnow()
     refund.note = (note or refund.note or "").strip()[:500]
     refund.recorded_by_user_id = actor.user_id
@@ -279,6 +299,23 @@ def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "
         details={"payment_id": refund.id, "amount_cents": refund.amount_cents},
     )
     return refund
+
+
+def _made_by(session: Session, refund: Payment) -> str:
+    """How a refund made was made: 'handed back by NAME at TIME', or sent to the card by the
+    provider, at the time on the refund's clinic's clock."""
+    who = session.get(User, refund.recorded_by_user_id) if refund.recorded_by_user_id else None
+    visit = session.get(Appointment, refund.appointment_id) if refund.appointment_id else None
+    if visit is not None:
+        clinic = visit.clinic
+    else:  # a fee on no visit: the patient's latest clinic's, as it was charged
+        clinic_id = latest_clinic_id(session, refund.patient_id)
+        clinic = session.get(Clinic, clinic_id) if clinic_id else None
+    fmt = money_format(clinic) if clinic else clinic_format(session)
+    at = f" at {clinic_time(fmt, refund.paid_at, zone=True)}" if refund.paid_at else ""
+    if who is None and refund.method == "stripe":
+        return f"sent to the card by the payment provider{at}"
+    return "handed back" + (f" by {who.display_name}" if who else "") + at
 
 
 def refund_payment(

@@ -223,3 +223,64 @@ def test_the_cash_up_shows_each_clinics_money_today_per_method(app_as, app_db):
         (x.clinic, x.method, x.money_in, x.money_out, x.net, x.refunds_due) for x in lines
     ]
     assert any(x.method == "Cash" and x.in_cents >= 4500 for x in lines)
+
+
+def test_a_refund_owed_back_on_no_visit_is_handed_back_from_the_cash_up(app_as, app_db):
+    """A waived fee of a patient with no appointment leaves £30 cash owed back. Before, the
+    cash-up listed it as owed for ever (only a visit's Payments panel could mark a refund
+    handed back). Staff now select it in the cash-up's list, add a note and press Handed back:
+    it leaves the list and is the day's money out."""
+    from core.kernel.clock import local_today
+    from core.payments import cashup, desk
+    from core.payments.providers import DeskProvider
+    from db.models import Clinic, LedgerEntry, LedgerKind, Patient, Payment
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        patient = Patient(first_name="Noor", last_name="Visitless", email="noor@example.org")
+        session.add(patient)
+        session.flush()
+        fee = LedgerEntry(patient_id=patient.id, kind=LedgerKind.NO_SHOW_FEE, amount_cents=3000)
+        session.add(fee)
+        session.flush()
+        desk.pay_fee(session, SYSTEM, fee.id, method="cash", provider=DeskProvider())
+        (refund,) = desk.waive_fee(session, SYSTEM, fee.id, "Charged by mistake").refunds
+        refund_id = refund.id
+        first = session.scalars(select(Clinic).order_by(Clinic.id).limit(1)).one()
+        zone, where = first.timezone, first.id
+
+    def cash_out():  # what the core's cash-up says went out of the first clinic's till today
+        with database.read() as session:
+            lines = cashup.cash_up(session, SYSTEM, local_today(zone), clinic_id=where)
+        return sum(x.out_cents for x in lines if x.method == "Cash"), lines
+
+    before, _ = cash_out()
+    at = app_as("staff", "app_pages/cash_up.py")
+    at.date_input(key="payments_cashup_day").set_value(local_today(zone)).run()
+    owed = at.dataframe(key="payments_owed_table").value
+    row = list(owed["Refund"]).index(f"P-{refund_id}")
+    assert (owed["Patient"][row], owed["Amount"][row], owed["Appointment"][row]) == (
+        "Noor Visitless",
+        "£30.00",
+        "",
+    )
+    at.session_state["payments_owed_table"] = {"selection": {"rows": [row], "columns": []}}
+    at.run()
+    at.text_input(key="payments_owed_note").set_value("Cash from the till")
+    at.button(key="payments_owed_done").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with database.read() as session:
+        made = session.get(Payment, refund_id)
+        assert (made.status, made.note) == ("refunded", "Cash from the till")
+    after, lines = cash_out()
+    database.dispose()
+    assert after - before == 3000  # the day's money out, in the fee's clinic's till
+    at.selectbox(key="payments_cashup_clinic").set_value(where).run()
+    table = at.dataframe[0].value
+    assert [tuple(r) for r in table.itertuples(index=False)] == [
+        (x.clinic, x.method, x.money_in, x.money_out, x.net, x.refunds_due) for x in lines
+    ]
+    shown = [list(d.value.get("Refund", [])) for d in at.dataframe[1:]]
+    assert all(f"P-{refund_id}" not in refs for refs in shown)  # owed no more

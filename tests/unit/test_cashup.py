@@ -9,12 +9,22 @@ import io
 from datetime import time, timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from core.kernel.clock import local_to_utc, local_today, to_local
-from core.kernel.errors import PermissionDenied, ValidationError
+from core.kernel.errors import Conflict, PermissionDenied, ValidationError
+from core.kernel.money import clinic_time
 from core.payments import cashup, desk
-from db.models import Appointment, AppointmentStatus, Clinic, Payment
+from core.payments.providers import DeskProvider
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    Clinic,
+    LedgerEntry,
+    LedgerKind,
+    Payment,
+)
 from db.types import utcnow
 
 NY = "America/New_York"
@@ -211,3 +221,112 @@ def test_the_cash_up_reads_only_its_days_of_payments_through_an_index(db, world,
             rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
         plan = "\n".join(str(r[-1]) for r in rows)
     assert "ix_payments_status_paid_at" in plan, plan
+
+
+def _owed_on_no_visit(db, world) -> tuple[int, int]:
+    """A £30 no-show fee on no visit, paid in cash, then waived: its fee and the refund due."""
+    with db.write() as s:
+        fee = LedgerEntry(
+            patient_id=world.patient_id, kind=LedgerKind.NO_SHOW_FEE, amount_cents=3000
+        )
+        s.add(fee)
+        s.flush()
+        desk.pay_fee(s, world.staff, fee.id, method="cash", provider=DeskProvider())
+        fee_id = fee.id
+    with db.write() as s:
+        (refund,) = desk.waive_fee(s, world.manager, fee_id, "Charged by mistake").refunds
+        return fee_id, refund.id
+
+
+def test_a_refund_owed_back_of_a_fee_on_no_visit_is_handed_back_from_the_cash_up(db, world):
+    """A waived fee of a patient with no appointment leaves cash owed back. Before, only a
+    visit's Payments panel could mark a refund handed back, so this one stayed owed on the
+    cash-up for ever. The cash-up now lists it to hand back; once handed back it is the day's
+    money out, audited, and a second press says who handed it back and when."""
+    fee_id, refund_id = _owed_on_no_visit(db, world)
+    today = local_today("Europe/London")
+    with db.read() as s:
+        (owed,) = cashup.owed_back(s, world.staff, today)
+    assert (owed.payment_id, owed.appointment_id, owed.method, owed.amount, owed.at_desk) == (
+        refund_id,
+        None,
+        "Cash",
+        "£30.00",
+        True,
+    )
+    assert (
+        owed.patient == "Alex Morgan" and owed.note == f"Fee #{fee_id} waived: Charged by mistake"
+    )
+    with db.write() as s:
+        desk.mark_refunded(s, world.staff, refund_id, "Cash handed back")
+    with db.read() as s:
+        assert cashup.owed_back(s, world.staff, today) == []
+        (line,) = cashup.cash_up(s, world.staff, today)
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "refund_recorded")).all()
+    # paid in and handed back the same day: £30 in, £30 out, nothing owed
+    assert (line.method, line.money_in, line.money_out, line.refunds_due) == (
+        "Cash",
+        "£30.00",
+        "£30.00",
+        "",
+    )
+    assert (event.patient_id, event.details["payment_id"]) == (world.patient_id, refund_id)
+    with db.read() as s:
+        made = s.get(Payment, refund_id).paid_at
+        when = clinic_time(s.get(Clinic, world.clinic_id), made, zone=True)
+    with db.write() as s, pytest.raises(Conflict) as refused:
+        desk.mark_refunded(s, world.manager, refund_id)
+    assert str(refused.value) == f"Refund P-{refund_id} was already handed back by Staff at {when}."
+
+
+def test_a_card_refund_through_the_provider_is_not_handed_back_at_the_desk(db, world):
+    """A refund to the card through the provider is the refund job's to send. Before, it could
+    be marked handed back at the desk: the books said it was made and the job never sent it.
+    Once the provider refused it, the desk may hand the money back instead (as before)."""
+    with db.write() as s:
+        visit = _visit(s, world, world.clinic_id)
+        paid = _pay(s, world, visit, "prepayment", "stripe", "paid", 4500, utcnow(), utcnow())
+        more = {"refund_of_id": paid, "currency": "GBP"}
+        due = _pay(s, world, visit, "refund", "stripe", "refund_due", 4500, utcnow(), **more)
+    with db.write() as s, pytest.raises(ValidationError, match="the refund job sends it"):
+        desk.mark_refunded(s, world.staff, due)
+    today = local_today("Europe/London")
+    with db.write() as s:
+        (owed,) = cashup.owed_back(s, world.staff, today)
+        assert (owed.payment_id, owed.method, owed.at_desk) == (due, "Card online", False)
+        s.get(Payment, due).last_error = "card_declined"
+    with db.write() as s:
+        assert [o.at_desk for o in cashup.owed_back(s, world.staff, today)] == [True]
+        desk.mark_refunded(s, world.staff, due, "Cash instead")
+    with db.read() as s:
+        assert s.get(Payment, due).status == "refunded"
+
+
+def test_two_desks_handing_back_one_refund_at_once_record_it_once(db, world):
+    """Before, the refund was read unlocked: on PostgreSQL both presses found it due and both
+    were recorded (two audit events, the first desk's name overwritten). Now one is recorded;
+    the other is told who handed it back and when."""
+    import threading
+
+    _, refund_id = _owed_on_no_visit(db, world)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def press(who):
+        barrier.wait()
+        try:
+            with db.write() as s:
+                desk.mark_refunded(s, who, refund_id)
+            outcomes.append("recorded")
+        except Conflict as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=press, args=(a,)) for a in (world.staff, world.manager)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes)[1] == "recorded", outcomes
+    assert "already handed back by" in sorted(outcomes)[0]
+    with db.read() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "refund_recorded"))
+        assert len(events.all()) == 1

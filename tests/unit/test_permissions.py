@@ -343,6 +343,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: desk.pay_fee(s, a, NO, method="cash", provider=DeskProvider()),
     ),
     ("cashup.cash_up", P.PAYMENTS_RECORD, lambda s, a, c: cashup.cash_up(s, a, AT.date())),
+    ("cashup.owed_back", P.PAYMENTS_RECORD, lambda s, a, c: cashup.owed_back(s, a, AT.date())),
     ("desk.mark_refunded", P.PAYMENTS_RECORD, lambda s, a, c: desk.mark_refunded(s, a, NO)),
     (
         "desk.refund_payment",
