@@ -714,8 +714,6 @@ class Notification(Base):
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(250), default="")
     body: Mapped[str] = mapped_column(Text)
-    attachment_name: Mapped[str | None] = mapped_column(String(120))
-    attachment: Mapped[bytes | None] = mapped_column(LargeBinary)
     status: Mapped[DeliveryStatus] = mapped_column(
         str_enum(DeliveryStatus, "status"), default=DeliveryStatus.QUEUED
     )
@@ -733,6 +731,28 @@ class Notification(Base):
     # them; no foreign key, so SQLite can drop the columns again, as clinic_events.email_id)
     feedback_request_id: Mapped[int | None] = mapped_column(Integer)
     waitlist_offer_id: Mapped[int | None] = mapped_column(Integer)
+    # the email's files in order (core.messaging.attachments); a text message has none
+    attachments: Mapped[list[NotificationAttachment]] = relationship(
+        order_by="NotificationAttachment.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class NotificationAttachment(Base):
+    """One file an email carries (the check-in QR code, the visit's .ics). Its bytes are
+    dropped once the email is sent; its name and type stay, to say what was sent."""
+
+    __tablename__ = "notification_attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(120))
+    content_type: Mapped[str] = mapped_column(String(100))
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class NotificationTemplate(Base):

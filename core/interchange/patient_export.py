@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from core.analytics.cancellation_parts import booked_when
 from core.forms.records import patient_forms_export
@@ -23,6 +23,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import NotFound
 from core.kernel.exports import record_export
 from core.kernel.money import ClinicFormat, clinic_format
+from core.messaging import attachments
 from core.patients.invitations import channel_of
 from core.patients.records import ADDRESS
 from core.scheduling.notes import notes_of
@@ -175,7 +176,7 @@ def export_patient(session: Session, actor: Actor, patient_id: int) -> bytes:
             "message": n.template,
             "subject": n.subject,
             "text": n.body,
-            "attachment": n.attachment_name,
+            "attachment": attachments.names_of(n),
             "status": n.status.value,
             "sent_at": _iso(n.sent_at),
             "error": n.last_error,
@@ -184,6 +185,7 @@ def export_patient(session: Session, actor: Actor, patient_id: int) -> bytes:
             select(Notification)
             .where(Notification.patient_id == patient_id)
             .order_by(Notification.id)
+            .options(selectinload(Notification.attachments))
         )
     ]
     text_replies = [

@@ -1,43 +1,36 @@
-"""The files attached to an email. The outbox row has one attachment column: a single file is
-kept there as it is (the check-in QR code), several (a confirmation's QR code and its calendar
-file) as one MIME bundle that `files_of` reads back, named by their names together."""
+"""The files attached to an email: rows of their own (db.models.NotificationAttachment), one a
+file in order, each with its content type (the check-in QR code, the visit's calendar file).
+Once the email is sent their bytes are dropped; their names stay, to say what was sent."""
 
 from __future__ import annotations
 
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
+from db.models import Notification, NotificationAttachment
 
-BUNDLE = b"X-ClinicDesk-Files: "  # how a bundle's bytes begin (a PNG begins \x89PNG)
-NAME_MAX = 120  # Notification.attachment_name
-TYPES = {"png": ("image", "png"), "ics": ("text", "calendar")}
+NAME_MAX = 120  # NotificationAttachment.name
+TYPES = {"png": "image/png", "ics": "text/calendar"}
 
 File = tuple[str, bytes]
 
 
-def content_type(name: str) -> tuple[str, str]:
-    return TYPES.get(name.rpartition(".")[2].lower(), ("application", "octet-stream"))
+def content_type(name: str) -> str:
+    return TYPES.get(name.rpartition(".")[2].lower(), "application/octet-stream")
 
 
-def pack(files: list[File]) -> tuple[str | None, bytes | None]:
-    """(attachment_name, attachment) for the outbox row."""
-    if not files:
-        return None, None
-    if len(files) == 1:
-        return files[0]
-    bundle = EmailMessage()
-    bundle["X-ClinicDesk-Files"] = str(len(files))
-    for name, content in files:
-        maintype, subtype = content_type(name)
-        bundle.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
-    return ", ".join(name for name, _ in files)[:NAME_MAX], bundle.as_bytes()
+def rows(files: list[File]) -> list[NotificationAttachment]:
+    """The outbox rows for `files`, in their order."""
+    return [
+        NotificationAttachment(
+            position=position, name=name[:NAME_MAX], content_type=content_type(name), content=data
+        )
+        for position, (name, data) in enumerate(files)
+    ]
 
 
-def files_of(name: str | None, content: bytes | None) -> list[File]:
-    """The files an outbox row carries (none once sent: delivery drops them)."""
-    if not content:
-        return []
-    if not content.startswith(BUNDLE):
-        return [(name or "attachment.png", content)]
-    bundle = BytesParser(policy=policy.default).parsebytes(content)
-    return [(p.get_filename(), p.get_payload(decode=True)) for p in bundle.iter_attachments()]
+def files_of(notification: Notification) -> list[File]:
+    """The files `notification` still carries (none once sent: delivery drops their bytes)."""
+    return [(a.name, a.content) for a in notification.attachments if a.content is not None]
+
+
+def names_of(notification: Notification) -> str | None:
+    """The names of the files `notification` carries or carried, together."""
+    return ", ".join(a.name for a in notification.attachments) or None

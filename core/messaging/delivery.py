@@ -8,7 +8,8 @@ a Message-ID derived from the notification, the same on every attempt, so a rece
 a resend. A permanent failure (an SMTP 5xx answer, an address that is not one) is not retried.
 A channel without a configured transport keeps its messages queued, saying why, until one is
 configured. After delivery the stored text keeps no usable link: tokens are replaced by their
-hash, and the attached files (check-in code, calendar file) are dropped.
+hash, and the attached files' bytes (check-in code, calendar file) are dropped; their names
+stay (core.messaging.attachments).
 
 A connection-level failure (refused, timed out, disconnected, unreachable) says the server is
 down, not that the message is wrong: that message counts the attempt and backs off, and the rest
@@ -54,11 +55,12 @@ from typing import Protocol
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.kernel.tokens import hash_token
-from core.messaging import attachments, quiet
+from core.messaging import quiet
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -67,6 +69,7 @@ from db.models import (
     FeedbackRequest,
     FormRequest,
     Notification,
+    NotificationAttachment,
     ReminderSent,
     StopKind,
 )
@@ -138,14 +141,14 @@ class SmtpTransport:
         message["Subject"] = notification.subject
         message["Message-ID"] = message_id(notification, s.sender)
         message.set_content(notification.body)
-        for name, content in attachments.files_of(
-            notification.attachment_name, notification.attachment
-        ):
-            maintype, subtype = attachments.content_type(name)
+        for file in notification.attachments:
+            if file.content is None:  # sent already: its bytes were dropped
+                continue
+            maintype, _, subtype = file.content_type.partition("/")
             # a calendar file as Apple, Google and Outlook read one sent to them
             params = {"method": "PUBLISH"} if subtype == "calendar" else None
             message.add_attachment(
-                content, maintype=maintype, subtype=subtype, filename=name, params=params
+                file.content, maintype=maintype, subtype=subtype, filename=file.name, params=params
             )
         smtp_class = smtplib.SMTP_SSL if s.security == "ssl" else smtplib.SMTP
         try:
@@ -253,7 +256,8 @@ def claim(
     lease: timedelta = LEASE,
     limit: int = BATCH,
 ) -> list[Notification]:
-    """Claim up to `limit` due messages for `token` until now + lease (detached copies)."""
+    """Claim up to `limit` due messages for `token` until now + lease (detached copies, their
+    files loaded)."""
     with write() as session:
         query = (
             select(Notification)
@@ -267,8 +271,24 @@ def claim(
         for row in claimed:
             row.claim_token, row.next_attempt_at = token, now + lease
         session.flush()
+        _load_attachments(session, claimed)
         session.expunge_all()
     return claimed
+
+
+def _load_attachments(session, rows: list[Notification]) -> None:
+    """Give each claimed row its files (one read for the batch), for the transport to attach
+    once the row is detached."""
+    files: dict[int, list[NotificationAttachment]] = defaultdict(list)
+    if rows:
+        for file in session.scalars(
+            select(NotificationAttachment)
+            .where(NotificationAttachment.notification_id.in_([row.id for row in rows]))
+            .order_by(NotificationAttachment.notification_id, NotificationAttachment.position)
+        ):
+            files[file.notification_id].append(file)
+    for row in rows:
+        set_committed_value(row, "attachments", files[row.id])
 
 
 def release(write: Callable[[], object], token: str, ids: list[int], due: datetime) -> None:
@@ -316,7 +336,6 @@ def record(
             "sent_at": utcnow(),
             "last_error": None,
             "body": redact(row.body),
-            "attachment": None,
         }
     elif isinstance(error, PermanentFailure):
         outcome = "failed"
@@ -340,6 +359,13 @@ def record(
         if result.rowcount == 0:
             log.warning("notification %s: claim taken over; result not written", row.id)
             return "lost"
+        if outcome == "sent":  # the files' bytes go; their names stay
+            session.execute(
+                update(NotificationAttachment)
+                .where(NotificationAttachment.notification_id == row.id)
+                .values(content=None)
+                .execution_options(synchronize_session=False)
+            )
     return outcome
 
 

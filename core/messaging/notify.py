@@ -774,7 +774,6 @@ def queue_for_patient(
     files = [attachment] if attachment else []
     if key in CALENDAR_FILE and appointment_id is not None:
         files += _calendar_file(session, key, patient.id, appointment_id)
-    attachment_name, content = attachments.pack(files)
     rows = []
     for channel in usable:
         rows.append(
@@ -786,8 +785,7 @@ def queue_for_patient(
                 to_address=patient.email if channel == Channel.EMAIL else patient.phone,
                 subject=subject,
                 body=body if channel == Channel.EMAIL else sms,
-                attachment_name=attachment_name if channel == Channel.EMAIL else None,
-                attachment=content if channel == Channel.EMAIL else None,
+                attachments=attachments.rows(files) if channel == Channel.EMAIL else [],
                 feedback_request_id=feedback_request_id,
                 waitlist_offer_id=waitlist_offer_id,
             )

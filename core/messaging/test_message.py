@@ -65,6 +65,7 @@ def send_test_message(
             to_address=address,
             subject=SUBJECT,
             body=BODY,
+            attachments=[],  # none: loaded for the transport after the row is expunged
             claim_token=token,
             next_attempt_at=utcnow() + LEASE,
         )

@@ -10,6 +10,7 @@ from datetime import date, time, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
@@ -64,10 +65,14 @@ def test_booking_an_existing_patient_sends_the_confirmation_with_qr(db, world):
             minutes=30
         )
         assert row.created_by_user_id == world.staff.user_id
-        sent = session.scalars(select(Notification).order_by(Notification.channel)).all()
+        sent = session.scalars(
+            select(Notification)
+            .options(selectinload(Notification.attachments))
+            .order_by(Notification.channel)
+        ).all()
     assert {n.channel.value for n in sent} == {"email", "sms"}
     email = next(n for n in sent if n.channel.value == "email")
-    qr, _ = attachments.files_of(email.attachment_name, email.attachment)  # and the .ics
+    qr, _ = attachments.files_of(email)  # and the .ics
     assert qr[1].startswith(b"\x89PNG") and "confirmed" in email.subject
 
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, inspect, select
+from sqlalchemy.orm import selectinload
 
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
@@ -107,7 +108,11 @@ def events(db, appointment_id) -> list[AuditEvent]:
 
 def messages(db, appointment_id, template=None) -> list[Notification]:
     with db.read() as session:
-        query = select(Notification).where(Notification.appointment_id == appointment_id)
+        query = (
+            select(Notification)
+            .where(Notification.appointment_id == appointment_id)
+            .options(selectinload(Notification.attachments))
+        )
         if template:
             query = query.where(Notification.template == template)
         return list(session.scalars(query.order_by(Notification.id)))
@@ -254,7 +259,7 @@ def test_approve_schedules_confirms_and_audits(db, world):
     local = to_local(at(day, 10), TZ)
     # the clinic's locale (en-GB): weekday, day-month, 24-hour clock, and the zone of that day
     assert f"{local:%a}, {local.day} {local:%b %Y}, 10:00 ({local.tzname()})" in email.body
-    files = [name for name, _ in attachments.files_of(email.attachment_name, email.attachment)]
+    files = [name for name, _ in attachments.files_of(email)]
     assert "See you soon" in email.body and files[0].endswith(".png")  # then its .ics
 
 

@@ -1,12 +1,15 @@
 """The outbox: consent, templates, and real delivery to an SMTP server on loopback."""
 
+import json
 import re
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core.forms import after_booking as forms
+from core.interchange import patient_export
 from core.kernel.clock import local_to_utc
 from core.kernel.config import SmtpSettings
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
@@ -178,7 +181,17 @@ def test_the_confirmation_email_carries_the_check_in_code_and_the_calendar_file(
     )
     assert f"UID:visit-{appointment_id}@" in calendar.get_content()
     row = _latest(db, appointment_id, "appointment_scheduled")[Channel.EMAIL]
-    assert row.status == DeliveryStatus.SENT and row.attachment is None  # sent: files dropped
+    assert row.status == DeliveryStatus.SENT  # sent: the files' bytes dropped, their names kept
+    assert [(f.position, f.name, f.content) for f in row.attachments] == [
+        (0, f"check-in-{appointment_id}.png", None),
+        (1, ics, None),
+    ]
+    with db.write() as session:  # the patient's file still says what was sent
+        data = json.loads(patient_export.export_patient(session, world.owner, world.patient_id))
+    [sent] = [
+        m for m in data["messages"] if m["message"] == "appointment_scheduled" and "@" in m["to"]
+    ]
+    assert sent["attachment"] == f"check-in-{appointment_id}.png, {ics}"
 
 
 def test_failed_delivery_is_visible_retried_with_backoff_then_given_up(db, world):
@@ -225,6 +238,7 @@ def _latest(db, appointment_id: int, template: str) -> dict[Channel, Notificatio
         rows = session.scalars(
             select(Notification)
             .where(Notification.appointment_id == appointment_id, Notification.template == template)
+            .options(selectinload(Notification.attachments))
             .order_by(Notification.id)
         )
         return {n.channel: n for n in rows}
@@ -287,7 +301,7 @@ def test_the_forms_text_of_a_service_with_three_documents_carries_every_link(db,
 def test_the_booking_text_keeps_its_link_and_promises_no_attachment(db, world):
     appointment_id = _book(db, world)
     sent = _latest(db, appointment_id, "appointment_scheduled")
-    assert "attached QR code" in sent[Channel.EMAIL].body and sent[Channel.EMAIL].attachment
+    assert "attached QR code" in sent[Channel.EMAIL].body and sent[Channel.EMAIL].attachments
     words = _URL.sub("", _assert_links_whole(sent, 1))  # a link's random token may hold "QR"
     assert "attach" not in words and "QR" not in words
 
@@ -441,6 +455,71 @@ def test_the_migration_gives_messages_stopped_before_it_their_reason_from_their_
         words["purpose"]: StopKind.PURPOSE,
         words["retrying"]: None,
     }
+
+
+def test_the_migration_moves_each_stored_file_into_rows_of_its_own(db, world):
+    """Before 0023 an email's files were one column: a single file as it was, several packed
+    as one MIME bundle, a sent message's names only. The migration makes each file a row, in
+    order, with its type; the downgrade packs them back (the booking's QR code and .ics)."""
+    from email.message import EmailMessage
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from db import migrate
+
+    appointment_id = _book(db, world)  # its confirmation email carries two files
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0022")
+    bundle = EmailMessage()  # as core.messaging.attachments packed several until 0023
+    bundle["X-ClinicDesk-Files"] = "2"
+    bundle.add_attachment(b"\x89PNG code", maintype="image", subtype="png", filename="a.png")
+    bundle.add_attachment(b"BEGIN:VCALENDAR", maintype="text", subtype="calendar", filename="a.ics")
+    stored = {
+        "bundle": ("a.png, a.ics", bundle.as_bytes()),
+        "single": ("check-in-9.png", b"\x89PNG nine"),
+        "sent": ("check-in-8.png, b.ics", None),
+    }
+    copy = (  # one of the booking's messages, once per kind
+        "INSERT INTO notifications (patient_id, channel, template, to_address, subject, body, "
+        "status, attempts, next_attempt_at, created_at, permanent_failure, attachment_name, "
+        "attachment) SELECT patient_id, channel, :kind, to_address, subject, body, status, "
+        "attempts, next_attempt_at, created_at, permanent_failure, :name, :content "
+        "FROM notifications WHERE id = (SELECT min(id) FROM notifications WHERE appointment_id "
+        "= :a AND channel = 'email')"
+    )
+    with db.engine.begin() as connection:
+        for kind, (name, content) in stored.items():
+            connection.execute(
+                text(copy), {"kind": kind, "name": name, "content": content, "a": appointment_id}
+            )
+    migrate.upgrade(db.engine)
+    with db.read() as session:
+        files = {
+            n.template: [(f.position, f.name, f.content_type, f.content) for f in n.attachments]
+            for n in session.scalars(
+                select(Notification)
+                .where(Notification.channel == Channel.EMAIL)
+                .options(selectinload(Notification.attachments))
+            )
+        }
+    assert files["bundle"] == [
+        (0, "a.png", "image/png", b"\x89PNG code"),
+        (1, "a.ics", "text/calendar", b"BEGIN:VCALENDAR"),
+    ]
+    assert files["single"] == [(0, "check-in-9.png", "image/png", b"\x89PNG nine")]
+    assert files["sent"] == [
+        (0, "check-in-8.png", "image/png", None),
+        (1, "b.ics", "text/calendar", None),
+    ]
+    confirmation = files["appointment_scheduled"]  # packed by the downgrade, unpacked again
+    assert [(p, name[-4:], kind) for p, name, kind, _ in confirmation] == [
+        (0, ".png", "image/png"),
+        (1, ".ics", "text/calendar"),
+    ]
+    assert confirmation[0][3].startswith(b"\x89PNG") and b"BEGIN:VCALENDAR" in confirmation[1][3]
 
 
 def test_every_message_says_what_its_callers_give_beyond_its_text():

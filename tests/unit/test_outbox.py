@@ -13,7 +13,7 @@ from sqlalchemy import select
 from core.kernel import tokens
 from core.kernel.config import Settings, SmtpSettings
 from core.messaging import delivery, notify
-from db.models import Channel, DeliveryStatus, Notification
+from db.models import Channel, DeliveryStatus, Notification, NotificationAttachment
 from db.types import utcnow
 from tests.support.smtp import LoopbackSMTP, text_of
 
@@ -203,14 +203,25 @@ def test_a_delivered_message_keeps_no_usable_link(db, channel):
     link = tokens.link("https://clinic.example.org", "survey", issued.raw)
     (id_,) = _queue(db, 1, channel, body=f"Tell us how it went: {link}\n")
     with db.write() as session:
-        session.get(Notification, id_).attachment = b"\x89PNG check-in code"
+        session.add(
+            NotificationAttachment(
+                notification_id=id_,
+                position=0,
+                name="check-in-1.png",
+                content_type="image/png",
+                content=b"\x89PNG check-in code",
+            )
+        )
     with LoopbackSMTP() as server:
         channels = {**_smtp(server), Channel.SMS: Recording()}
         assert delivery.send_due(db.write, channels).sent == 1
         if channel == Channel.EMAIL:
             assert issued.raw in text_of(server.messages[0])  # the patient got the link
     row = _row(db, id_)
-    assert issued.raw not in row.body and row.attachment is None
+    assert issued.raw not in row.body
+    with db.read() as session:  # the file's bytes are dropped, its name kept
+        kept = session.execute(select(NotificationAttachment.name, NotificationAttachment.content))
+        assert kept.all() == [("check-in-1.png", None)]
     assert f"t=redacted-sha256-{tokens.hash_token(issued.raw)}" in row.body
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from icalendar import Calendar
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core.kernel.clock import local_to_utc, to_local
 from core.messaging import attachments, visit_calendar
@@ -82,11 +83,11 @@ def test_the_file_says_what_the_messages_say_escaped_and_never_the_notes(db, wor
 def _files(db, appointment_id: int, template: str):
     with db.read() as session:
         rows = session.scalars(
-            select(Notification).where(
-                Notification.appointment_id == appointment_id, Notification.template == template
-            )
+            select(Notification)
+            .where(Notification.appointment_id == appointment_id, Notification.template == template)
+            .options(selectinload(Notification.attachments))
         ).all()
-    by_channel = {n.channel: attachments.files_of(n.attachment_name, n.attachment) for n in rows}
+    by_channel = {n.channel: attachments.files_of(n) for n in rows}
     assert by_channel[Channel.SMS] == []  # a text message carries no file
     return dict(by_channel[Channel.EMAIL])
 
