@@ -8,8 +8,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.kernel.authz import Permission
+from core.kernel.clock import to_local
 from core.kernel.errors import DomainError, ValidationError
-from core.kernel.money import currency_symbol, minor_digits, typed_minor
+from core.kernel.money import ClinicFormat, currency_symbol, minor_digits, typed_minor
 from core.payments import desk, prepay
 from core.payments.providers import provider_for
 from ui.caches import cached
@@ -134,6 +136,7 @@ def payments_panel(appointment_id: int) -> None:
         if st.button(label, key=f"payments_refund_{r.id}"):
             if run_action(desk.mark_refunded, r.id, success="Refund recorded."):
                 refresh()
+    _card_refunds(me, info.rows, fmt)
     for fee in info.fees:
         provider = provider_for(settings().stripe)
         methods = ["card", "cash"] + (["card_on_file"] if provider.online else [])
@@ -146,6 +149,38 @@ def payments_panel(appointment_id: int) -> None:
                 desk.pay_fee, fee.ledger_entry_id, method=how, provider=provider, success="Paid."
             )
             if paid:
+                refresh()
+
+
+def card_refund_state(r: prepay.PaymentRow, fmt: ClinicFormat) -> str:
+    """A refund to the card through the provider, in words: sent, waiting for the refund job,
+    or refused (then the desk hands the money back, `desk.mark_refunded`)."""
+    day = fmt.day(to_local(r.at, fmt.timezone).date())
+    if r.status == "refunded":
+        return (
+            f"handed back at the desk on {day}" if r.handed_back else f"sent to the card on {day}"
+        )
+    if r.last_error:
+        return f'refused by the provider: "{r.last_error}" — hand it back at the desk'
+    return "waiting for the refund job"
+
+
+def _card_refunds(me, rows: list[prepay.PaymentRow], fmt: ClinicFormat) -> None:
+    """Each refund to the card with its state; a refused one is handed back at the desk here,
+    with a note, by who may record payments (as on the cash-up's list of refunds owed back)."""
+    refunds = [r for r in rows if r.kind in prepay.REFUND_KINDS and r.method == "Card"]
+    for r in refunds:
+        state = escape(card_refund_state(r, fmt))  # the provider's words are no markup
+        st.caption(f"Card refund {r.reference} ({escape(r.amount)}): {state}")
+        refused = r.status == "refund due" and r.last_error
+        if not refused or not me.can(Permission.PAYMENTS_RECORD):
+            continue
+        key = f"payments_card_refund_{r.id}"
+        forget_if_saved(key, ["note"])
+        note = st.text_input(f"Note for {r.reference} (optional)", key=f"{key}_note", max_chars=500)
+        if st.button("Handed back at the desk", key=f"{key}_done", type="primary"):
+            if run_action(desk.mark_refunded, r.id, note, success="Refund recorded."):
+                mark_saved(key)
                 refresh()
 
 

@@ -172,6 +172,7 @@ class PaymentRow:
     reference: str
     note: str
     last_error: str = ""  # a card refund the provider refused: what it said the last time
+    handed_back: bool = False  # a refund made by staff at the desk, not sent by the provider
 
 
 def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
@@ -188,6 +189,7 @@ def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
             f"P-{p.id}",
             p.note,
             p.last_error,
+            p.kind in REFUND_KINDS and p.recorded_by_user_id is not None,
         )
         for p in session.scalars(query)
     ]

@@ -284,3 +284,59 @@ def test_a_refund_owed_back_on_no_visit_is_handed_back_from_the_cash_up(app_as, 
     ]
     shown = [list(d.value.get("Refund", [])) for d in at.dataframe[1:]]
     assert all(f"P-{refund_id}" not in refs for refs in shown)  # owed no more
+
+
+def test_a_card_refund_the_provider_refused_is_shown_and_handed_back_on_the_visit(app_as, app_db):
+    """Three refunds to the card on one visit: one sent, one waiting for the refund job, one
+    the provider refused. Before, the Payments panel said nothing of their state and offered
+    no way to hand the refused one back (only the cash-up did). Each now reads its state in
+    words, the provider's refusal as typed (no markup), and the refused one is handed back at
+    the desk with a note."""
+    from core.kernel.clock import utcnow
+    from db.models import Appointment, Payment
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment).where(Appointment.patient_id.is_not(None)).limit(1)
+        ).one()
+        money = {"appointment_id": visit.id, "patient_id": visit.patient_id, "method": "stripe"}
+        money |= {"currency": visit.clinic.currency, "amount_cents": 1000}
+        paid = Payment(kind="prepayment", status="paid", paid_at=utcnow(), **money)
+        session.add(paid)
+        session.flush()
+        refunds = [
+            Payment(kind="refund", status="refunded", paid_at=utcnow(), **money),
+            Payment(kind="refund", status="refund_due", **money),
+            Payment(kind="refund", status="refund_due", last_error="Card *expired*", **money),
+        ]
+        session.add_all(refunds)
+        session.flush()
+        sent, waiting, refused = (r.id for r in refunds)
+        visit_id = visit.id
+    at = app_as("staff")
+    at.query_params["id"] = str(visit_id)
+    at.switch_page("app_pages/appointment.py")
+    at.run()
+    assert not at.exception
+    said = {c.value.split()[2]: c.value for c in at.caption if "Card refund" in c.value}
+    assert "sent to the card on " in said[f"P-{sent}"]
+    assert said[f"P-{waiting}"].endswith(": waiting for the refund job")
+    assert (
+        'refused by the provider: "Card \\*expired\\*" — hand it back at the desk'
+        in said[f"P-{refused}"]
+    )
+    assert [b.key for b in at.button if b.key.startswith("payments_card_refund_")] == [
+        f"payments_card_refund_{refused}_done"
+    ]
+    at.text_input(key=f"payments_card_refund_{refused}_note").set_value("Cash from the till")
+    at.button(key=f"payments_card_refund_{refused}_done").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with database.read() as session:
+        made = session.get(Payment, refused)
+        assert (made.status, made.note) == ("refunded", "Cash from the till")
+    database.dispose()
+    said = [c.value for c in at.caption if f"Card refund P-{refused} " in c.value]
+    assert said and "handed back at the desk on " in said[0]

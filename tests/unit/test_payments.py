@@ -799,6 +799,23 @@ def test_desk_refunds_are_recorded_once(db, world):
         desk.mark_refunded(s, world.staff, refund.id)
 
 
+def test_a_card_refund_reads_whether_the_provider_sent_it_or_the_desk_handed_it_back(db, world):
+    """The visit's payments tell a refund the provider sent to the card from a refused one
+    staff handed back at the desk (before, both read 'refunded' and nothing more)."""
+    appointment_id = _appointment(db, world)
+    money = {"appointment_id": appointment_id, "patient_id": world.patient_id}
+    money |= {"kind": "refund", "method": "stripe", "currency": "GBP", "amount_cents": 500}
+    with db.write() as s:
+        sent = Payment(status="refunded", paid_at=utcnow(), **money)
+        refused = Payment(status="refund_due", last_error="Card expired", **money)
+        s.add_all([sent, refused])
+        s.flush()
+        desk.mark_refunded(s, world.staff, refused.id, "Cash from the till")
+    with db.read() as s:
+        rows = prepay.list_payments(s, world.staff, appointment_id)
+    assert [(r.status, r.handed_back) for r in rows] == [("refunded", False), ("refunded", True)]
+
+
 def test_the_payments_export_is_audited_and_spreadsheet_safe(db, world):
     appointment_id = _appointment(db, world)
     with db.write() as s:
