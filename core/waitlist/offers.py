@@ -91,10 +91,15 @@ def _clashes(
 
 
 def _any_free(session: Session, opening: SlotOpening) -> bool:
-    """Whether any STEP of the opening is still free for its provider."""
+    """Whether any STEP of the opening is still free for its provider, by the check matching
+    uses (_free): with the buffers of the visit it freed, when it freed one."""
+    freed = session.get(Appointment, opening.appointment_id) if opening.appointment_id else None
+    visit = Timing(0)
+    if freed is not None:
+        visit = Timing(0, freed.buffer_before_minutes or 0, freed.buffer_after_minutes or 0)
     start = opening.start_at
     while start + STEP <= opening.end_at:
-        if _free(session, opening, start, start + STEP):
+        if _free(session, opening, start, start + STEP, visit):
             return True
         start += STEP
     return False

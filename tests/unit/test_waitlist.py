@@ -1904,3 +1904,30 @@ def test_an_offer_whose_buffer_now_reaches_into_the_travel_time_is_closed(db, wo
         offers.expire_offers(session, base_url=BASE)
     with db.read() as session:
         assert session.scalars(select(WaitlistOffer.status)).all() == [OfferStatus.TAKEN]
+
+
+def test_offering_by_hand_a_time_only_its_visits_buffers_no_longer_fit_says_it_is_taken(db, world):
+    """The freed 10:00–10:30 visit keeps 15 minutes free before and after it; the desk has
+    since booked 09:30–10:00 and 10:30–11:00. Its time can no longer be booked for such a
+    visit, yet the manager was told nobody matched (the check ignored the buffers)."""
+    from tests.factories import make_visit
+
+    rules(db, world)
+    day = future_day()
+    with db.write() as session:
+        service = session.get(Service, world.service_id)
+        service.buffer_before_minutes = service.buffer_after_minutes = 15
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    with db.write() as session:
+        for hour, minute in ((9, 30), (10, 30)):
+            start = at(day, hour, minute)
+            make_visit(
+                session,
+                world,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+    with db.write() as session, pytest.raises(ValidationError, match="no longer free"):
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
