@@ -258,12 +258,44 @@ def find_conflicts(
     held for proposals waiting (Held). With `clinic_id`, the clinic the time is asked at, a
     booking at another clinic also clashes when it ends or starts less than the practice's
     travel time between clinics (core.practice.travel) before or after (travel_gap)."""
+    found = providers_conflicts(
+        session,
+        [provider_id],
+        start_at,
+        end_at,
+        exclude_appointment_id,
+        before=before,
+        after=after,
+        clinic_id=clinic_id,
+    )
+    return found.get(provider_id, [])
+
+
+def providers_conflicts(
+    session: Session,
+    provider_ids: Collection[int],
+    start_at: datetime,
+    end_at: datetime,
+    exclude_appointment_id: int | None = None,
+    *,
+    before: timedelta = timedelta(0),
+    after: timedelta = timedelta(0),
+    clinic_id: int | None = None,
+    travel: timedelta | None = None,
+) -> dict[int, list[Appointment | Held]]:
+    """find_conflicts for several providers at once, in the same few queries (the booking
+    form's free providers): each provider with a clash, and theirs in time order. `travel` is
+    the practice's travel time when the caller has read it already."""
     start_at, end_at = _aware(start_at, "start") - before, _aware(end_at, "end") + after
-    travel = travel_time(session) if clinic_id is not None else timedelta(0)
+    if clinic_id is None:
+        travel = timedelta(0)
+    elif travel is None:
+        travel = travel_time(session)
+    ids = list(provider_ids)
     query = (
         select(Appointment)
         .where(
-            Appointment.provider_id == provider_id,
+            Appointment.provider_id.in_(ids),
             Appointment.start_at > start_at - MAX_LENGTH - MAX_BUFFER - travel,
             Appointment.start_at < end_at + MAX_BUFFER + travel,
             Appointment.end_at > start_at - MAX_BUFFER - travel,
@@ -277,16 +309,17 @@ def find_conflicts(
         session,
         start_at - travel,
         end_at + travel,
-        provider_ids=[provider_id],
+        provider_ids=ids,
         exclude_appointment_id=exclude_appointment_id,
     )
-    found = []
+    found: dict[int, list[Appointment | Held]] = {}
     for other in [*session.scalars(query), *kept]:
         gap = travel if other.clinic_id != clinic_id else timedelta(0)
         first, last = padded(other)
         if first < end_at + gap and last > start_at - gap:
-            found.append(other)
-    return sorted(found, key=lambda a: (a.start_at, a.id))
+            whose = other.provider.id if isinstance(other, Held) else other.provider_id
+            found.setdefault(whose, []).append(other)
+    return {pid: sorted(them, key=lambda a: (a.start_at, a.id)) for pid, them in found.items()}
 
 
 def travel_gap(here_id: int, other: Any, start_at: datetime, end_at: datetime) -> bool:

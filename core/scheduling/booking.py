@@ -25,13 +25,13 @@ from core.practice.travel import travel_time
 from core.practice.treatment import treatment_of
 from core.scheduling import moves
 from core.scheduling.availability import (
-    MAX_BUFFER,
-    MAX_LENGTH,
-    OCCUPYING,
+    Held,
     held,
     padded,
+    providers_conflicts,
     resources_taken,
     suggest_slots,
+    travel_gap,
     working_periods,
 )
 from core.scheduling.calendar import list_providers
@@ -135,8 +135,8 @@ def provider_choices(
     tz = clinic.timezone
     providers = list_providers(session, clinic_id)
     ids = [p.id for p in providers]
-    # a few queries for the whole clinic (not two per provider), with the same rules as
-    # availability.working_hours_cover and availability.find_conflicts (held times included)
+    # a few queries for the whole clinic (not two per provider): hours and time off by
+    # availability.working_hours_cover's rules, clashes by find_conflicts' own (held included)
     hours: dict[int, list[WorkingHours]] = defaultdict(list)
     # a provider of two clinics: their hours at the others, to say where they are instead
     elsewhere: dict[int, dict[Clinic, list[WorkingHours]]] = defaultdict(lambda: defaultdict(list))
@@ -156,58 +156,21 @@ def provider_choices(
         .order_by(TimeOff.starts_at, TimeOff.id)
     ):
         away.setdefault(pid, (off_from, off_until))
-    first_conflict: dict[int, tuple] = {}
     wanted = Timing(0, before, after)
     free_from, free_until = start_at - wanted.padding[0], end_at + wanted.padding[1]
     travel = travel_time(session)  # a booking at another clinic keeps it free around it too
-    # the original times held for proposals waiting for the patient count as bookings do
-    # (availability.find_conflicts refuses them); the last field names the held appointment
-    holds = [
-        (
-            h.provider.id,
-            h.kind,
-            h.start_at,
-            h.end_at,
-            h.buffer_before_minutes,
-            h.buffer_after_minutes,
-            h.clinic.id,
-            h.id,
-        )
-        for h in held(session, free_from - travel, free_until + travel, provider_ids=ids)
-        if h.provider is not None
-    ]
-    booked = session.execute(
-        select(
-            Appointment.provider_id,
-            Appointment.kind,
-            Appointment.start_at,
-            Appointment.end_at,
-            Appointment.buffer_before_minutes,
-            Appointment.buffer_after_minutes,
-            Appointment.clinic_id,
-        )
-        .where(
-            Appointment.provider_id.in_(ids),
-            Appointment.start_at > free_from - MAX_LENGTH - MAX_BUFFER - travel,
-            Appointment.start_at < free_until + MAX_BUFFER + travel,
-            Appointment.end_at > free_from - MAX_BUFFER - travel,
-            Appointment.status.in_(OCCUPYING),
-        )
-        .order_by(Appointment.start_at, Appointment.id)
+    # the one rule bookings pass (lifecycle.place asks find_conflicts): bookings, held times
+    # for proposals waiting for the patient, buffers and the travel time between clinics
+    clashes = providers_conflicts(
+        session,
+        ids,
+        start_at,
+        end_at,
+        before=wanted.padding[0],
+        after=wanted.padding[1],
+        clinic_id=clinic_id,
+        travel=travel,
     )
-    for pid, kind, first_start, first_end, ahead, behind, where, held_id in sorted(
-        [(*row, None) for row in booked] + holds, key=lambda row: row[2]
-    ):
-        theirs = Timing(0, ahead or 0, behind or 0)
-        held_from, held_until = first_start - theirs.padding[0], first_end + theirs.padding[1]
-        gap = travel if where != clinic_id else timedelta(0)
-        if held_from - gap < free_until and held_until + gap > free_from:
-            overlaps = first_start < end_at and first_end > start_at
-            # clear of the visit and both bookings' buffers: only the travel time clashes
-            travelling = not (held_from < free_until and held_until > free_from)
-            first_conflict.setdefault(
-                pid, (kind, first_start, first_end, overlaps, theirs, where, held_id, travelling)
-            )
     day = to_local(start_at, tz).date()
     listed = listed_services(session, ids)
     names = dict(
@@ -241,23 +204,23 @@ def provider_choices(
             off = there or "not working then (outside their hours)"
         if off:
             why = f"{why}; {off}" if why else off
-        if provider.id in first_conflict:
-            kind, first_start, first_end, overlaps, theirs, where, held_id, travelling = (
-                first_conflict[provider.id]
-            )
+        if provider.id in clashes:
+            first = clashes[provider.id][0]
+            first_start, first_end, where = first.start_at, first.end_at, first.clinic_id
+            theirs = Timing(0, first.buffer_before_minutes or 0, first.buffer_after_minutes or 0)
             when = clinic_clock_range(clinic, first_start, first_end)
             if where != clinic.id:  # a provider of two clinics: on this clinic's clock, named
                 when += f" at {session.get(Clinic, where).name}"
-            what = "out of office" if kind == AppointmentKind.OUT_OF_OFFICE else "booked"
+            what = "out of office" if first.kind == AppointmentKind.OUT_OF_OFFICE else "booked"
             busy = f"{what} {when}"
-            if held_id is not None:  # as availability's conflict names it
+            if isinstance(first, Held):  # as availability's conflict names it
                 busy = (
-                    f"keeps {when} for appointment #{held_id}, held while its patient answers "
+                    f"keeps {when} for appointment #{first.id}, held while its patient answers "
                     "a proposed new time"
                 )
-            if travelling:  # as availability's conflict names it
+            if travel_gap(clinic.id, first, free_from, free_until):  # only the travel time
                 busy += travel_margin(travel)
-            elif not overlaps:  # only the buffers meet
+            elif not (first_start < end_at and first_end > start_at):  # only the buffers meet
                 kept = [f"{theirs.words()} it"] if theirs.words() else []
                 kept += [f"{wanted.words()} this booking"] if wanted.words() else []
                 busy += f", with {' and '.join(kept)}"

@@ -6,6 +6,7 @@ Re-run on PostgreSQL by tests/integration/test_calendar_pg.py."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import date, time, timedelta
 
 import pytest
@@ -615,3 +616,118 @@ def test_the_confirmation_says_where_to_come_for_a_visit_in_person(db, world):
     assert where in sent[in_person]
     assert "Harbour Street" not in sent[virtual.appointment_id]
     assert "at Test Clinic." in sent[virtual.appointment_id]
+
+
+def _at_harbour(db, world) -> int:
+    """Dr Test's 11:10–11:40 visit at a second clinic, Harbour, keeping 5 minutes free before
+    it and 15 after, with 30 minutes' travel between the clinics."""
+    from tests.factories import make_visit
+
+    with db.write() as session:
+        harbour = Clinic(name="Harbour", timezone=TZ)
+        session.add(harbour)
+        session.flush()
+        make_visit(
+            session,
+            replace(world, clinic_id=harbour.id),
+            status=AppointmentStatus.SCHEDULED,
+            start_at=at(11, 10),
+            end_at=at(11, 40),
+            buffer_before_minutes=5,
+            buffer_after_minutes=15,
+        )
+        travel.set_travel_minutes(session, world.owner, 30)
+        return harbour.id
+
+
+def test_provider_choices_follow_the_booking_rule_with_buffers_and_travel(db, world):
+    """The free providers' list had its own copy of the clash arithmetic beside
+    availability.find_conflicts (which lifecycle.place asks); it now asks that rule. Around a
+    visit at another clinic with buffers of its own, a booking with its buffers: free exactly
+    when the rule finds no clash, and named as the rule's clash is (travel, or buffers)."""
+    from core.scheduling import availability
+
+    _at_harbour(db, world)
+    before, after = timedelta(minutes=10), timedelta(minutes=5)
+    with db.read() as session:
+        for minutes_past_nine in range(30, 240, 5):
+            start = at(9) + timedelta(minutes=minutes_past_nine)
+            end = start + timedelta(minutes=30)
+            (choice,) = booking.provider_choices(
+                session,
+                world.staff,
+                clinic_id=world.clinic_id,
+                start_at=start,
+                minutes=30,
+                before=10,
+                after=5,
+            )
+            clash = availability.find_conflicts(
+                session,
+                world.provider_id,
+                start,
+                end,
+                before=before,
+                after=after,
+                clinic_id=world.clinic_id,
+            )
+            assert choice.free == (not clash), (minutes_past_nine, choice)
+            travelling = bool(clash) and availability.travel_gap(
+                world.clinic_id, clash[0], start - before, end + after
+            )
+            assert ("travel between clinics" in choice.why) == travelling, choice
+            overlaps = bool(clash) and clash[0].start_at < end and clash[0].end_at > start
+            buffers = bool(clash) and not travelling and not overlaps
+            assert ("kept free" in choice.why) == buffers, (minutes_past_nine, choice)
+
+
+def test_provider_choices_cost_the_same_statements_however_many_providers(db, world):
+    """The free providers' list asks the clash rule for the whole clinic at once: three
+    providers, each booked near the time, cost the statements one does."""
+    from sqlalchemy import event as sa_event
+
+    from tests.factories import make_visit
+
+    def statements() -> int:
+        seen: list[str] = []
+
+        def count(conn, cursor, statement, *args):
+            seen.append(statement)
+
+        with db.read() as session:
+            sa_event.listen(db.engine, "before_cursor_execute", count)
+            try:
+                choices = booking.provider_choices(
+                    session, world.staff, clinic_id=world.clinic_id, start_at=at(10), minutes=30
+                )
+            finally:
+                sa_event.remove(db.engine, "before_cursor_execute", count)
+        assert not any(c.free for c in choices)
+        return len(seen)
+
+    with db.write() as session:
+        make_visit(
+            session, world, status=AppointmentStatus.SCHEDULED, start_at=at(10), end_at=at(10, 30)
+        )
+    one = statements()
+    with db.write() as session:
+        for name in ("Dr Two", "Dr Three"):
+            other = Provider(name=name)
+            other.working_hours.append(
+                WorkingHours(
+                    clinic_id=world.clinic_id,
+                    weekday=day_ahead().weekday(),
+                    starts=time(8),
+                    ends=time(18),
+                )
+            )
+            session.add(other)
+            session.flush()
+            make_visit(
+                session,
+                replace(world, provider_id=other.id),
+                status=AppointmentStatus.SCHEDULED,
+                start_at=at(10, 15),
+                end_at=at(10, 45),
+            )
+    assert statements() == one
