@@ -14,14 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import DomainError, NotFound, PermissionDenied, ValidationError
 from core.kernel.money import clinic_time_range
-from core.payments.prepay import settled_text
 from core.practice.skills import able
 from core.practice.timing import timing_of
 from core.practice.treatment import services_of, treatment_of
@@ -30,7 +29,7 @@ from core.scheduling.lifecycle import RowResult, duration_of, require_reason
 from core.scheduling.moves import cancel_appointment, reschedule
 from core.scheduling.schedules import BookedVisit, booked_in
 from core.scheduling.states import RULES, STATUS_WORDS, Action
-from db.models import Appointment, Payment, Provider, TimeOff, WorkingHours
+from db.models import Appointment, Provider, TimeOff, WorkingHours
 
 # the waitlist's service for a cancelled visit: (session, actor, appointment id) → its entry
 WaitList = Callable[[Session, Actor, int], Any]
@@ -275,21 +274,15 @@ def _move(session: Session, actor: Actor, off: TimeOff, handling: Handling) -> s
 def _cancel(
     session: Session, actor: Actor, handling: Handling, reason: str, wait_list: WaitList | None
 ) -> str:
-    last = session.scalar(select(func.max(Payment.id))) or 0
     outcome = cancel_appointment(
         session, actor, handling.appointment_id, reason=reason, expected_version=handling.version
     )
-    visit = session.get(Appointment, handling.appointment_id)
-    settled = session.scalars(
-        select(Payment)
-        .where(Payment.appointment_id == visit.id, Payment.id > last)
-        .order_by(Payment.id)
-    ).all()
-    words = f"Cancelled as the practice, no fee.{settled_text(visit, settled)} {outcome.summary}"
+    money = f" {outcome.money}" if outcome.money else ""
+    words = f"Cancelled as the practice, no fee.{money} {outcome.summary}"
     if wait_list is not None:
         try:
             with session.begin_nested():
-                entry = wait_list(session, actor, visit.id)
+                entry = wait_list(session, actor, handling.appointment_id)
             words += f" On the waitlist (entry #{entry.id})."
         except DomainError as error:  # the cancellation stands; the desk is told why
             words += f" Not put on the waitlist: {error}"

@@ -72,6 +72,7 @@ class Outcome:
     # declining a proposal made for the patient's change request keeps the booking they had
     # (scheduled again, the request denied): the practice is told so, not "declined"
     kept_booking: bool = False
+    money: str = ""  # a cancellation's refunds and fees, a line each (as the patient is told)
 
     @property
     def told(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -468,4 +468,4 @@ def cancel(
     queued = tell_patient(
         session, appointment, "appointment_cancelled", message=message, reason=reason, fee=fee_text
     )
-    return outcome_of(appointment, queued)
+    return replace(outcome_of(appointment, queued), money=fee_text.strip())
