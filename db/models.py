@@ -870,7 +870,8 @@ class RequestFlag(Base):
     phone belongs to a known patient but the typed name or date of birth does not ("check
     identity"), a new record's name and perhaps date of birth match a patient on file ("maybe
     a known patient"), or the patient may not book online. The request waits in the queue with
-    the flag shown; the answer to the person who typed it is the same as for any request."""
+    the flag shown until the desk handles it (core.requests.flags); the answer to the person who
+    typed it is the same as for any request."""
 
     __tablename__ = "request_flags"
 
@@ -879,6 +880,13 @@ class RequestFlag(Base):
     flag: Mapped[str] = mapped_column(String(300))
     typed_name: Mapped[str] = mapped_column(String(170), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # what was typed, for the desk's one-click actions (core.requests.flags); None on flags
+    # stored before migration 0024
+    typed_birth: Mapped[date | None] = mapped_column(Date)
+    typed: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # names, email, phone, consent
+    known_ids: Mapped[list[int] | None] = mapped_column(JSON)  # "maybe a known patient": who
+    handled_at: Mapped[datetime | None]  # handled flags are not shown; the audit keeps them
+    handled_by: Mapped[str | None] = mapped_column(String(120))
 
 
 # ---------------------------------------------------------------- service documents

@@ -681,7 +681,7 @@ def submit_booking(
     # two first requests at once were two records of one person on PostgreSQL
     locks.hold(session, *_contact_locks(email, phone))
     patient = _find_patient(session, email, phone, typed, date_of_birth)
-    flags = []
+    flags, known = [], []
     if patient is None:
         namesakes = _namesakes(session, typed, date_of_birth)
         patient = Patient(
@@ -707,6 +707,7 @@ def submit_booking(
         )
         if namesakes:
             flags.append(_maybe_known(patient, namesakes, view.locale, date_of_birth))
+            known = [p.id for p in _named(namesakes, date_of_birth)]
     else:
         flags += _identity_checks(patient, typed, email, date_of_birth, view.locale)
         if patient.points_balance <= 0:
@@ -728,7 +729,23 @@ def submit_booking(
         return BOOKING_RECEIVED
     if flags:
         flag = _one_flag(flags)
-        session.add(RequestFlag(appointment_id=appointment.id, flag=flag, typed_name=typed))
+        session.add(
+            RequestFlag(
+                appointment_id=appointment.id,
+                flag=flag,
+                typed_name=typed,
+                # as data too, for the desk's actions on it (core.requests.flags)
+                typed_birth=date_of_birth,
+                typed={
+                    "first_name": first_name,
+                    "last_name": last_name,
+                    "email": email or "",
+                    "phone": phone or "",
+                    "consent": bool(consent),
+                },
+                known_ids=known or None,
+            )
+        )
         audit.record(
             session,
             _actor_for(None),
@@ -877,6 +894,13 @@ def _namesakes(session: Session, typed: str, born: date | None = None) -> list[P
     return sorted(found, key=lambda p: born is None or p.date_of_birth != born)[:3]
 
 
+def _named(namesakes: list[Patient], born: date | None) -> list[Patient]:
+    """The patients on file a "maybe a known patient" flag names (two at most): those born on
+    the typed day when there are any, else the first namesakes."""
+    twins = [p for p in namesakes if born is not None and p.date_of_birth == born]
+    return (twins or namesakes)[:2]
+
+
 def _maybe_known(
     patient: Patient, namesakes: list[Patient], locale: str, born: date | None = None
 ) -> str:
@@ -890,7 +914,7 @@ def _maybe_known(
     twins = [p for p in namesakes if born is not None and p.date_of_birth == born]
     if twins:
         day = format_day(born, locale, weekday=False)
-        who = " and ".join(f"#{p.id} {p.full_name}" for p in twins[:2])
+        who = " and ".join(f"#{p.id} {p.full_name}" for p in _named(namesakes, born))
         have = "have" if len(twins) > 1 else "has"
         return (
             f"Very likely a known patient: {who} on file {have} the same name and date of birth "

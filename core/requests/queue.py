@@ -23,6 +23,7 @@ from core.kernel.locks import setting_row
 from core.kernel.money import clinic_money, format_day, format_moment
 from core.practice.timing import timing_of
 from core.practice.treatment import treatment_texts
+from core.requests import flags
 from core.scheduling.availability import TIME_OF_DAY_LABELS, Slot, suggest_slots
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
@@ -95,6 +96,7 @@ class QueueRow:
     reason: str
     notes: str
     check: str = ""  # a public request's flag for a person to check (db RequestFlag)
+    check_choices: tuple[flags.FlagChoice, ...] = ()  # what the desk may do about it
     # a change request's appointment time when the patient asked (moved by the desk since
     # when it differs from start_at)
     original_start_at: datetime | None = None
@@ -388,19 +390,35 @@ def _with_answer_by(session: Session, rows: list[QueueRow], now: datetime) -> li
 
 
 def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
-    """The page's rows with their "check identity" (and similar) flags, in one query."""
+    """The page's rows with their "check identity" (and similar) flags not handled yet, and
+    what the desk may do about each (core.requests.flags), in three queries."""
     ids = [r.appointment_id for r in rows]
-    flags = dict(
+    found = (
         session.execute(
-            select(RequestFlag.appointment_id, RequestFlag.flag).where(
-                RequestFlag.appointment_id.in_(ids)
-            )
+            select(RequestFlag, Patient)
+            .join(Appointment, Appointment.id == RequestFlag.appointment_id)
+            .join(Patient, Patient.id == Appointment.patient_id)
+            .where(RequestFlag.appointment_id.in_(ids), RequestFlag.handled_at.is_(None))
         ).all()
         if ids
         else []
     )
+    wanted = {k for flag, _ in found for k in flag.known_ids or []}  # maybe a known patient
+    known = (
+        {p.id: p for p in session.scalars(select(Patient).where(Patient.id.in_(wanted)))}
+        if wanted
+        else {}
+    )
+    found_by = {flag.appointment_id: (flag, patient) for flag, patient in found}
     return [
-        replace(r, check=flags[r.appointment_id]) if r.appointment_id in flags else r for r in rows
+        replace(
+            r,
+            check=found_by[r.appointment_id][0].flag,
+            check_choices=tuple(flags.choices(*found_by[r.appointment_id], r.locale, known)),
+        )
+        if r.appointment_id in found_by
+        else r
+        for r in rows
     ]
 
 

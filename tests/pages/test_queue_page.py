@@ -411,3 +411,79 @@ def test_a_proposal_made_elsewhere_while_the_form_was_open_is_not_replaced(app_a
         assert session.get(Appointment, row.appointment_id).start_at == theirs
     database.dispose()
     assert at.text_area(key=f"{prefix}_message").value == "Would this suit you better?"
+
+
+def _flag_first(url, at, **fields) -> tuple[int, int]:
+    """A structured flag (as the public form writes it) on the queue's first request, whose
+    patient has no date of birth: (the request, its patient)."""
+    from datetime import date
+
+    from db.models import Patient, RequestFlag
+
+    first = int(next(h.value for h in at.subheader if h.value.startswith("#"))[1:].split()[0])
+    database = _db(url)
+    with database.write() as session:
+        patient = session.get(Patient, session.get(Appointment, first).patient_id)
+        patient.date_of_birth = None
+        typed = {"first_name": patient.first_name, "last_name": patient.last_name}
+        session.add(
+            RequestFlag(
+                appointment_id=first,
+                flag="Date of birth typed: **2 Jan 1990** <b>x</b>",
+                typed_name=patient.full_name,
+                typed_birth=date(1990, 1, 2),
+                typed=typed | {"email": "", "phone": "", "consent": False},
+                **fields,
+            )
+        )
+        patient_id = patient.id
+    database.dispose()
+    st.cache_data.clear()
+    at.run()
+    return first, patient_id
+
+
+def test_the_typed_date_of_birth_is_added_to_the_record_in_one_click(app_as, app_db):
+    """The flag's text was all the desk had: the typed day was retyped into the record by
+    hand. The queue now offers what to do about the flag; adding the typed day is one click,
+    and the flag (shown as typed, not as markup) is gone after it."""
+    from datetime import date
+
+    from db.models import Patient, RequestFlag
+
+    at = app_as("manager", PAGE)
+    first, patient_id = _flag_first(app_db, at)
+    assert [w.value for w in at.warning if "typed" in w.value] == [
+        r"Date of birth typed: \*\*2 Jan 1990\*\* \<b\>x\</b\>"
+    ]
+    choice = at.radio(key=f"queue_flag_{first}_choice")
+    add, checked = choice.options  # the typed day in the clinic's own format
+    assert add.startswith(f"It is #{patient_id}: add the typed date of birth (") and "1990" in add
+    assert checked == f"Checked: it is #{patient_id}"
+    choice.set_value(0).run()
+    at.button(key=f"queue_flag_{first}_go").click().run()
+    assert not at.exception
+    assert any(f"Date of birth added to #{patient_id}" in t for t in _texts(at)), _texts(at)
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.get(Patient, patient_id).date_of_birth == date(1990, 1, 2)
+        assert session.scalars(select(RequestFlag.handled_by)).one() == "Max Manager"
+    database.dispose()
+    assert not [w for w in at.warning if "typed" in w.value]
+    assert not [r for r in at.radio if r.key == f"queue_flag_{first}_choice"]
+
+
+def test_a_flag_handled_meanwhile_by_a_colleague_says_by_whom(app_as, app_db):
+    from core.requests import flags
+
+    at = app_as("manager", PAGE)
+    first, _ = _flag_first(app_db, at)
+    at.radio(key=f"queue_flag_{first}_choice").set_value(1).run()
+    database = _db(app_db)
+    with database.write() as session:
+        owner = actor_of(session.scalar(select(User).where(User.username == "owner")))
+        flags.handle_flag(session, owner, first, flags.FlagAction.SAME_PERSON)
+    database.dispose()
+    at.button(key=f"queue_flag_{first}_go").click().run()
+    refused = " ".join(e.value for e in at.error)
+    assert f"The flag on request #{first} was already handled by Olivia Owner at" in refused

@@ -48,7 +48,7 @@ from core.payments.providers import DeskProvider
 from core.policy import cancellation
 from core.portal import patient_links, replies
 from core.practice import backups, checklist, choices, documents, job_health, reads, setup, travel
-from core.requests import bulk, changes, decisions, queue
+from core.requests import bulk, changes, decisions, flags, queue
 from core.scheduling import (
     appointments,
     booking,
@@ -100,6 +100,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         "bulk.bulk_decline",
         P.REQUESTS_DECIDE,
         lambda s, a, c: bulk.bulk_decline(s, a, [NO], "Full"),
+    ),
+    (
+        "flags.handle_flag",
+        P.REQUESTS_DECIDE,
+        lambda s, a, c: flags.handle_flag(s, a, NO, "same_person"),
     ),
     ("changes.approve_change", P.REQUESTS_DECIDE, lambda s, a, c: changes.approve_change(s, a, NO)),
     (

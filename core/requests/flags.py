@@ -1,0 +1,252 @@
+"""A flagged public booking request (db RequestFlag): what the desk may do about its flag, in
+one click each, and the flag cleared once handled (its audit events stay).
+
+The flag says why the request needs a person's look: its email or phone belongs to a known
+patient but the typed name or date of birth differs ("check identity"), the record has no date
+of birth and one was typed, the patient may not book online, or a new record was made whose
+name (and perhaps date of birth) a patient on file has ("maybe a known patient"). After
+checking (a call, usually), the desk says what it found:
+
+- same person: the request stays on the record; a date of birth typed for a record with none
+  can be added to it in the same click;
+- not the same person (a family member sharing the email or phone): the request moves to a
+  new record made from what was typed, with the shared contact, and waits in the queue there
+  for the usual decision. Declining instead would tell the shared contact "declined" for a
+  request a real person made in good faith, and leaving it would put someone else's visit in
+  this patient's history;
+- "maybe a known patient": it is them, and the new record is merged into theirs
+  (core.patients.merge, the request moving with it), or it is someone else and the new record
+  stays.
+
+Each is one transaction with the permission checked here; the flag's row is locked first, so
+of two people acting at once one wins and the other is told who handled it and when.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kernel import audit
+from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.money import clinic_time, format_day
+from core.kernel.text import same_name
+from core.patients import merge
+from core.payments import points as ledger_points
+from core.scheduling.lifecycle import flush
+from db.models import Appointment, Clinic, Patient, RequestFlag
+from db.types import utcnow
+
+
+class FlagAction(enum.StrEnum):
+    SAME_PERSON = "same_person"  # checked: it is the record's patient (or simply checked)
+    ADD_BIRTH = "add_birth"  # same person, and the typed date of birth goes on the record
+    NEW_RECORD = "new_record"  # not the same person: the request moves to a record of its own
+    MERGE = "merge"  # a new record is a known patient's: merged into theirs
+    SOMEONE_ELSE = "someone_else"  # a new record is not the known patient's: it stays
+
+
+@dataclass(frozen=True)
+class FlagChoice:
+    action: FlagAction
+    label: str  # ids and dates only: nothing anyone typed
+    keep_id: int | None = None  # MERGE: the record kept
+
+
+def choices(
+    flag: RequestFlag, patient: Patient, locale: str, known: dict[int, Patient] | None = None
+) -> list[FlagChoice]:
+    """What the desk may do about this flag, for the request on `patient`'s record (rules as
+    data: the page offers these, handle_flag accepts only these)."""
+    if flag.known_ids:  # a new record that may be a known patient's
+        known = known or {}
+        return [
+            *(
+                FlagChoice(
+                    FlagAction.MERGE,
+                    f"It is #{k}: merge new record #{patient.id} into #{k} (the request moves "
+                    "with it)",
+                    k,
+                )
+                for k in flag.known_ids
+                if k in known and known[k].merged_into_id is None and k != patient.id
+            ),
+            FlagChoice(
+                FlagAction.SOMEONE_ELSE,
+                f"Someone else: keep new record #{patient.id} and clear the flag",
+            ),
+        ]
+    offered = []
+    if flag.typed_birth is not None and patient.date_of_birth is None:
+        day = format_day(flag.typed_birth, locale, weekday=False)
+        offered.append(
+            FlagChoice(
+                FlagAction.ADD_BIRTH,
+                f"It is #{patient.id}: add the typed date of birth ({day}) to the record",
+            )
+        )
+    checked = f"Checked: it is #{patient.id}" if flag.typed else "Checked: clear the flag"
+    offered.append(FlagChoice(FlagAction.SAME_PERSON, checked))  # before 0024: no more known
+    if flag.typed and _other_identity(flag, patient):
+        offered.append(
+            FlagChoice(
+                FlagAction.NEW_RECORD,
+                f"Not #{patient.id}: move the request to a new record made from what was typed",
+            )
+        )
+    return offered
+
+
+def _other_identity(flag: RequestFlag, patient: Patient) -> bool:
+    """The typed name or date of birth is not the record's: it may be someone else."""
+    born = flag.typed_birth
+    return not same_name(flag.typed_name, patient.full_name) or (
+        born is not None and patient.date_of_birth not in (None, born)
+    )
+
+
+def _claim(session: Session, appointment_id: int) -> tuple[RequestFlag, Appointment]:
+    """The request's flag, its row locked (SQLite serialises writers) and read afresh, so of
+    two acting at once the second waits, then finds it handled."""
+    flag = session.execute(
+        select(RequestFlag)
+        .where(RequestFlag.appointment_id == appointment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar()
+    appointment = session.get(Appointment, appointment_id)
+    if flag is None or appointment is None:
+        raise NotFound(f"Request #{appointment_id} has no flag to act on.")
+    if flag.handled_at is not None:
+        clinic = session.get(Clinic, appointment.clinic_id)
+        raise Conflict(
+            f"The flag on request #{appointment_id} was already handled by {flag.handled_by} "
+            f"at {clinic_time(clinic, flag.handled_at, zone=True)}. Reload to see it."
+        )
+    return flag, appointment
+
+
+def handle_flag(
+    session: Session,
+    actor: Actor,
+    appointment_id: int,
+    action: FlagAction | str,
+    *,
+    keep_id: int | None = None,
+    allow_overlap: bool = False,
+) -> str:
+    """Do what the desk chose about a request's flag and clear it, in the caller's
+    transaction; audited. Returns what was done, in words."""
+    ensure(actor, Permission.REQUESTS_DECIDE)
+    try:
+        action = FlagAction(action)
+    except ValueError:
+        raise ValidationError(f"There is no action {action!r} on a request's flag.") from None
+    flag, appointment = _claim(session, appointment_id)
+    patient = session.get(Patient, appointment.patient_id)
+    clinic = session.get(Clinic, appointment.clinic_id)
+    known = {
+        p.id: p
+        for p in session.scalars(select(Patient).where(Patient.id.in_(flag.known_ids or [])))
+    }
+    offered = choices(flag, patient, clinic.locale, known)
+    if not any(c.action == action and c.keep_id == keep_id for c in offered):
+        raise Conflict(
+            f"That is no longer possible for request #{appointment_id} (its record changed "
+            "meanwhile). Reload to see what can be done."
+        )
+    details: dict = {"action": action.value}
+    if action == FlagAction.ADD_BIRTH:
+        ensure(actor, Permission.PATIENTS_EDIT)
+        patient.date_of_birth = flag.typed_birth
+        audit.record(
+            session,
+            actor,
+            "patient_updated",
+            "patient",
+            patient.id,
+            patient_id=patient.id,
+            message=f"Date of birth added from online request #{appointment_id}.",
+            details={"date_of_birth": "changed"},
+        )
+        done = f"Date of birth added to #{patient.id}; the flag is cleared."
+    elif action == FlagAction.NEW_RECORD:
+        ensure(actor, Permission.PATIENTS_EDIT)
+        new = _record_from_typed(session, actor, flag, appointment_id)
+        appointment.patient_id = new.id
+        flush(session, appointment)
+        audit.record(
+            session,
+            actor,
+            "request_moved_to_new_record",
+            "appointment",
+            appointment_id,
+            patient_id=new.id,
+            message=f"Not #{patient.id}: moved to new record #{new.id}.",
+            details={"from": patient.id, "to": new.id},
+        )
+        details["new_record"] = new.id
+        done = f"Request #{appointment_id} moved to new record #{new.id}; the flag is cleared."
+    elif action == FlagAction.MERGE:
+        merged = merge.merge_patients(
+            session,
+            actor,
+            keep_id,
+            patient.id,
+            f"Online request #{appointment_id}: the desk checked it is the same person.",
+            allow_overlap=allow_overlap,
+        )
+        details["merged_into"] = keep_id
+        done = f"{merged.message} The flag is cleared."
+    else:
+        done = "The flag is cleared."
+    flag.handled_at, flag.handled_by = utcnow(), actor.label[:120]
+    audit.record(
+        session,
+        actor,
+        "request_flag_cleared",
+        "appointment",
+        appointment_id,
+        patient_id=session.get(Appointment, appointment_id).patient_id,
+        reason=flag.flag,
+        details=details,
+    )
+    session.flush()
+    return done
+
+
+def _record_from_typed(
+    session: Session, actor: Actor, flag: RequestFlag, appointment_id: int
+) -> Patient:
+    typed = flag.typed or {}
+    email, phone = typed.get("email") or None, typed.get("phone") or None
+    consent = bool(typed.get("consent"))
+    new = Patient(
+        first_name=typed.get("first_name", ""),
+        last_name=typed.get("last_name", ""),
+        date_of_birth=flag.typed_birth,
+        email=email,
+        phone=phone,
+        consent_email=consent and bool(email),
+        consent_sms=consent and bool(phone),
+    )
+    session.add(new)
+    session.flush()
+    ledger_points.open_account(session, new)
+    audit.record(
+        session,
+        actor,
+        "patient_created",
+        "patient",
+        new.id,
+        patient_id=new.id,
+        message=f"Made from what online request #{appointment_id} typed",
+    )
+    return new
+
+
+__all__ = ["FlagAction", "FlagChoice", "choices", "handle_flag"]

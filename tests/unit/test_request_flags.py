@@ -1,0 +1,225 @@
+"""The desk's actions on a flagged public booking request (core.requests.flags): each in one
+click, audited, permission-checked, the flag cleared once handled; two at once get one winner."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy import select
+
+from core.kernel.errors import Conflict, PermissionDenied
+from core.portal import patient_links
+from core.requests import queue
+from core.requests.flags import FlagAction, handle_flag
+from db import migrate
+from db.models import Appointment, AuditEvent, Patient, RequestFlag
+from tests.factories import make_patient
+from tests.support.locks import wait_until_a_writer_waits
+from tests.unit.test_patient_links import _book, _booking_link
+
+BORN = date(1990, 1, 2)
+
+
+def _flagged(db, world, **typed) -> int:
+    """A public request flagged for the desk; the appointment's id."""
+    answer = _book(db, _booking_link(db, world), **typed)
+    assert answer == patient_links.BOOKING_RECEIVED  # the same answer, flagged or not
+    with db.read() as s:
+        return s.scalars(select(RequestFlag.appointment_id)).one()
+
+
+def _row(db, world, appointment_id):
+    with db.read() as s:
+        rows = queue.list_queue(s, world.manager, "requests")
+    return next(r for r in rows if r.appointment_id == appointment_id)
+
+
+def _actions(row) -> list[tuple[FlagAction, int | None]]:
+    return [(c.action, c.keep_id) for c in row.check_choices]
+
+
+def _cleared(db, appointment_id) -> list[AuditEvent]:
+    with db.read() as s:
+        return list(
+            s.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "request_flag_cleared",
+                    AuditEvent.entity_id == appointment_id,
+                )
+            )
+        )
+
+
+def test_a_date_of_birth_typed_for_a_record_with_none_is_added_in_one_click(db, world):
+    """The flag kept the typed day as text only: the desk retyped it into the record. Now the
+    typed day is kept as a date with the flag, and one action adds it; the flag is cleared
+    (not shown in the queue) and kept in the audit."""
+    with db.write() as s:
+        s.get(Patient, world.patient_id).date_of_birth = None
+    visit = _flagged(
+        db,
+        world,
+        first_name="Alex",
+        last_name="Morgan",
+        email="alex@example.org",
+        date_of_birth=BORN,
+    )
+    row = _row(db, world, visit)
+    assert _actions(row) == [(FlagAction.ADD_BIRTH, None), (FlagAction.SAME_PERSON, None)]
+    assert "(2 Jan 1990)" in row.check_choices[0].label
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.ADD_BIRTH)
+    assert done == f"Date of birth added to #{world.patient_id}; the flag is cleared."
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).date_of_birth == BORN
+        flag = s.scalars(select(RequestFlag)).one()
+        added = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient_updated")).one()
+    assert flag.handled_by == "Manager" and flag.handled_at is not None
+    assert added.patient_id == world.patient_id
+    row = _row(db, world, visit)
+    assert row.check == "" and row.check_choices == ()
+    [event] = _cleared(db, visit)
+    assert event.reason == flag.flag and event.details == {"action": "add_birth"}
+
+
+def test_checked_same_person_clears_the_flag_and_changes_no_record(db, world):
+    typed = dict(first_name="Alex", last_name="Morgan", email="alex@example.org")
+    visit = _flagged(db, world, **typed, date_of_birth=BORN)
+    row = _row(db, world, visit)
+    assert _actions(row) == [(FlagAction.SAME_PERSON, None), (FlagAction.NEW_RECORD, None)]
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).date_of_birth == date(1985, 4, 12)
+        assert s.get(Appointment, visit).patient_id == world.patient_id
+    assert _row(db, world, visit).check == "" and len(_cleared(db, visit)) == 1
+
+
+def test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_was_typed(db, world):
+    """Kim, sharing Alex's email, asked with her own name and birthday: the request went on
+    Alex's record flagged. 'Not the same person' makes Kim's record (typed names, day, the
+    shared email, the consent given) and moves the request to it, still waiting in the queue;
+    Alex's record is untouched."""
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="alex@example.org",
+        date_of_birth=BORN,
+    )
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.scalars(select(Patient).where(Patient.first_name == "Kim")).one()
+        request = s.get(Appointment, visit)
+        alex = s.get(Patient, world.patient_id)
+        moved = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "request_moved_to_new_record")
+        ).one()
+    assert done == f"Request #{visit} moved to new record #{kim.id}; the flag is cleared."
+    assert (kim.last_name, kim.date_of_birth, kim.email) == ("Morgan", BORN, "alex@example.org")
+    assert kim.consent_email and kim.points_balance > 0
+    assert request.patient_id == kim.id and request.status.value == "requested"
+    assert (alex.first_name, alex.date_of_birth) == ("Alex", date(1985, 4, 12))
+    assert moved.details == {"from": world.patient_id, "to": kim.id}
+    row = _row(db, world, visit)
+    assert row.check == "" and row.patient_name == "Kim Morgan"
+
+
+def test_maybe_a_known_patient_is_merged_into_theirs_through_the_merge_service(db, world):
+    visit = _flagged(db, world, first_name="Alex", last_name="Morgan", email="new@example.net")
+    row = _row(db, world, visit)
+    with db.read() as s:
+        new = s.get(Appointment, visit).patient_id
+    assert _actions(row) == [
+        (FlagAction.MERGE, world.patient_id),
+        (FlagAction.SOMEONE_ELSE, None),
+    ]
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.MERGE, keep_id=world.patient_id)
+    assert done.endswith("The flag is cleared.")
+    with db.read() as s:
+        assert s.get(Patient, new).merged_into_id == world.patient_id
+        assert s.get(Appointment, visit).patient_id == world.patient_id
+        assert s.scalars(
+            select(AuditEvent.action).where(AuditEvent.action == "patient_merged_into")
+        ).one()
+    assert _row(db, world, visit).check == ""
+    assert _cleared(db, visit)[0].details == {"action": "merge", "merged_into": world.patient_id}
+
+
+def test_someone_else_keeps_the_new_record_and_a_record_not_named_cannot_be_merged_into(db, world):
+    with db.write() as s:
+        stranger = make_patient(s, first_name="Jo", last_name="Bloggs", email="jo@example.org").id
+    visit = _flagged(db, world, first_name="Alex", last_name="Morgan", email="new@example.net")
+    with db.write() as s, pytest.raises(Conflict, match="no longer possible"):
+        handle_flag(s, world.manager, visit, FlagAction.MERGE, keep_id=stranger)
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.SOMEONE_ELSE)
+    with db.read() as s:
+        new = s.get(Patient, s.get(Appointment, visit).patient_id)
+    assert new.id != world.patient_id and new.merged_into_id is None
+
+
+def test_staff_may_not_act_on_a_flag_and_nothing_changes(db, world):
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s, pytest.raises(PermissionDenied):
+        handle_flag(s, world.staff, visit, FlagAction.NEW_RECORD)
+    assert _row(db, world, visit).check.startswith("Check identity")
+
+
+def test_two_managers_acting_on_one_flag_at_once_one_wins_the_other_is_told_who(db, world):
+    """The manager moves the request to a new record while the owner marks it the same
+    person: the owner's waits for the manager's, then is told who handled it and when; one
+    new record, one clearing."""
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    failed: list[Exception] = []
+
+    def owner_acts() -> None:
+        try:
+            with db.write() as session:
+                handle_flag(session, world.owner, visit, FlagAction.SAME_PERSON)
+        except Exception as error:  # noqa: BLE001 - the failure is the outcome asserted on
+            failed.append(error)
+
+    with db.write() as session:
+        handle_flag(session, world.manager, visit, FlagAction.NEW_RECORD)
+        colleague = threading.Thread(target=owner_acts)
+        colleague.start()
+        wait_until_a_writer_waits(db)
+    colleague.join(30)
+    assert len(failed) == 1 and isinstance(failed[0], Conflict), failed
+    assert str(failed[0]).startswith(
+        f"The flag on request #{visit} was already handled by Manager at "
+    )
+    with db.read() as s:
+        assert s.get(Patient, s.get(Appointment, visit).patient_id).first_name == "Kim"
+    assert len(_cleared(db, visit)) == 1
+
+
+def test_a_flag_stored_before_migration_0024_keeps_its_text_and_can_be_marked_checked(db, world):
+    """0024 adds the typed date of birth, names, contact, the known ids and who handled it;
+    a flag stored before has none of them: it is shown as it was and can be marked checked
+    (only). Down to 0023 and up again keeps it."""
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0023")
+    with db.engine.begin() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("request_flags")}
+        assert "typed_birth" not in columns and "handled_at" not in columns
+    migrate.upgrade(db.engine)
+    row = _row(db, world, visit)
+    assert row.check.startswith("Check identity: typed as “Kim Morgan”")
+    assert [(c.action, c.label) for c in row.check_choices] == [
+        (FlagAction.SAME_PERSON, "Checked: clear the flag")
+    ]
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
+    assert _row(db, world, visit).check == ""
