@@ -61,9 +61,11 @@ def choices(
     flag: RequestFlag, patient: Patient, locale: str, known: dict[int, Patient] | None = None
 ) -> list[FlagChoice]:
     """What the desk may do about this flag, for the request on `patient`'s record (rules as
-    data: the page offers these, handle_flag accepts only these)."""
+    data: the page offers these, handle_flag accepts only these). `known`: known_records."""
     if flag.known_ids:  # a new record that may be a known patient's
         known = known or {}
+        # each named patient's record in use (one merged since: the record it went into)
+        kept = dict.fromkeys(known[k].id for k in flag.known_ids if k in known)
         return [
             *(
                 FlagChoice(
@@ -72,8 +74,8 @@ def choices(
                     "with it)",
                     k,
                 )
-                for k in flag.known_ids
-                if k in known and known[k].merged_into_id is None and k != patient.id
+                for k in kept
+                if k != patient.id
             ),
             FlagChoice(
                 FlagAction.SOMEONE_ELSE,
@@ -99,6 +101,16 @@ def choices(
             )
         )
     return offered
+
+
+def known_records(session: Session, flags: list[RequestFlag]) -> dict[int, Patient]:
+    """Each patient the flags name (by id) and the record in use for them: itself, or the
+    record it was merged into since."""
+    wanted = {k for flag in flags for k in flag.known_ids or []}
+    if not wanted:
+        return {}
+    found = session.scalars(select(Patient).where(Patient.id.in_(wanted)))
+    return {p.id: merge.current_record(session, p) for p in found}
 
 
 def _other_identity(flag: RequestFlag, patient: Patient) -> bool:
@@ -149,11 +161,7 @@ def handle_flag(
     flag, appointment = _claim(session, appointment_id)
     patient = session.get(Patient, appointment.patient_id)
     clinic = session.get(Clinic, appointment.clinic_id)
-    known = {
-        p.id: p
-        for p in session.scalars(select(Patient).where(Patient.id.in_(flag.known_ids or [])))
-    }
-    offered = choices(flag, patient, clinic.locale, known)
+    offered = choices(flag, patient, clinic.locale, known_records(session, [flag]))
     if not any(c.action == action and c.keep_id == keep_id for c in offered):
         raise Conflict(
             f"That is no longer possible for request #{appointment_id} (its record changed "
@@ -249,4 +257,4 @@ def _record_from_typed(
     return new
 
 
-__all__ = ["FlagAction", "FlagChoice", "choices", "handle_flag"]
+__all__ = ["FlagAction", "FlagChoice", "choices", "handle_flag", "known_records"]

@@ -391,7 +391,7 @@ def _with_answer_by(session: Session, rows: list[QueueRow], now: datetime) -> li
 
 def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
     """The page's rows with their "check identity" (and similar) flags not handled yet, and
-    what the desk may do about each (core.requests.flags), in three queries."""
+    what the desk may do about each (core.requests.flags), in two queries."""
     ids = [r.appointment_id for r in rows]
     found = (
         session.execute(
@@ -403,12 +403,7 @@ def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
         if ids
         else []
     )
-    wanted = {k for flag, _ in found for k in flag.known_ids or []}  # maybe a known patient
-    known = (
-        {p.id: p for p in session.scalars(select(Patient).where(Patient.id.in_(wanted)))}
-        if wanted
-        else {}
-    )
+    known = flags.known_records(session, [flag for flag, _ in found])  # maybe a known patient
     found_by = {flag.appointment_id: (flag, patient) for flag, patient in found}
     return [
         replace(

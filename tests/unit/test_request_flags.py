@@ -223,3 +223,22 @@ def test_a_flag_stored_before_migration_0024_keeps_its_text_and_can_be_marked_ch
     with db.write() as s:
         handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
     assert _row(db, world, visit).check == ""
+
+
+def test_a_named_patient_merged_since_is_offered_as_the_record_in_use(db, world):
+    """The flag names Alex (#1); before the desk looks, Alex's record is merged into another.
+    Merging into #1 was offered and refused (a merged record); the record in use is offered."""
+    from core.patients import merge
+
+    visit = _flagged(db, world, first_name="Alex", last_name="Morgan", email="new@example.net")
+    with db.write() as s:
+        kept = make_patient(s, first_name="Alexandra", last_name="Morgan", email="am@x.org").id
+        merge.merge_patients(s, world.manager, kept, world.patient_id, "One person")
+    assert _actions(_row(db, world, visit)) == [
+        (FlagAction.MERGE, kept),
+        (FlagAction.SOMEONE_ELSE, None),
+    ]
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.MERGE, keep_id=kept)
+    with db.read() as s:
+        assert s.get(Appointment, visit).patient_id == kept
