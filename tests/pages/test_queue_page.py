@@ -487,3 +487,33 @@ def test_a_flag_handled_meanwhile_by_a_colleague_says_by_whom(app_as, app_db):
     at.button(key=f"queue_flag_{first}_go").click().run()
     refused = " ".join(e.value for e in at.error)
     assert f"The flag on request #{first} was already handled by Olivia Owner at" in refused
+
+
+def test_maybe_a_known_patient_is_merged_from_the_queue(app_as, app_db):
+    """A new record's request flagged as maybe a known patient: the queue offers to merge it
+    into the one named (with the overlap confirmation the merge may ask for) and does it."""
+    from db.models import Patient
+    from tests.factories import make_patient
+
+    at = app_as("manager", PAGE)
+    database = _db(app_db)
+    with database.write() as session:
+        known = make_patient(session, email="known@example.org", phone="").id
+    database.dispose()
+    first, new = _flag_first(app_db, at, known_ids=[known])
+    choice = at.radio(key=f"queue_flag_{first}_choice")
+    assert list(choice.options) == [
+        f"It is #{known}: merge new record #{new} into #{known} (the request moves with it)",
+        f"Someone else: keep new record #{new} and clear the flag",
+    ]
+    choice.set_value(0).run()
+    assert at.checkbox(key=f"queue_flag_{first}_overlap").value is False
+    at.checkbox(key=f"queue_flag_{first}_overlap").check().run()
+    at.button(key=f"queue_flag_{first}_go").click().run()
+    assert not at.exception
+    assert any("The flag is cleared." in t for t in _texts(at)), _texts(at)
+    database = _db(app_db)
+    with database.read() as session:
+        assert session.get(Patient, new).merged_into_id == known
+        assert session.get(Appointment, first).patient_id == known
+    database.dispose()
