@@ -750,7 +750,8 @@ def queue_for_patient(
     *,
     appointment_id: int | None = None,
     channels: list[Channel] | None = None,
-    attachment: tuple[str, bytes] | None = None,
+    attachment: attachments.File | None = None,
+    files: list[attachments.File] | None = None,
     subject: str | None = None,
     body: str | None = None,
     feedback_request_id: int | None = None,
@@ -760,8 +761,10 @@ def queue_for_patient(
     `subject`/`body` replace the rendered text when staff edited the message before sending
     (the text message is then theirs too, flattened; otherwise it is the template's text form).
     A survey request or waitlist offer names its request or offer (the sender's quiet hours
-    read them, core.messaging.quiet). The email carries `attachment` and, for a CALENDAR_FILE
-    message, the visit's calendar file."""
+    read them, core.messaging.quiet). The email carries `attachment` (one file), then `files`
+    (several, in order) and, for a CALENDAR_FILE message, the visit's calendar file; files one
+    email cannot carry (too many, too large, a bad or repeated name) are refused with what to
+    fix (core.messaging.attachments.check), whichever channels the message goes on."""
     usable, skipped = channels_for(patient)
     if channels is not None:
         skipped += [f"{CHANNEL_WORDS[c]} not chosen" for c in usable if c not in channels]
@@ -771,9 +774,10 @@ def queue_for_patient(
     rendered_subject, rendered_body = render(template, values)
     sms = render_sms(template, values, subject=subject, body=body)
     subject, body = subject or rendered_subject, body or rendered_body
-    files = [attachment] if attachment else []
+    files = ([attachment] if attachment else []) + list(files or [])
     if key in CALENDAR_FILE and appointment_id is not None:
         files += _calendar_file(session, key, patient.id, appointment_id)
+    attachments.check(files)
     rows = []
     for channel in usable:
         rows.append(

@@ -162,6 +162,65 @@ def test_sender_delivers_a_real_email_with_attachment(db, world, loopback_smtp):
         assert (row.status, row.attempts) == (DeliveryStatus.SENT, 1)
 
 
+def test_several_files_reach_the_mail_server_intact_in_order(db, world, loopback_smtp):
+    """Before, a caller could hand queue_for_patient one file only; the outbox holds several."""
+    loopback_smtp.clear()
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 40  # every byte value, past one base64 line
+    png = b"\x89PNG\r\n\x1a\n" + bytes(reversed(range(256))) * 3
+    _queue(
+        db,
+        world.patient_id,
+        channels=[Channel.EMAIL],
+        attachment=("qr.png", png),
+        files=[
+            ("Aftercare, 1 of 2.pdf", pdf),
+            ("Aftercare, 2 of 2.txt", "Dürfen: nein ✓".encode()),
+        ],
+    )
+    smtp = SmtpSettings(host=loopback_smtp.host, port=loopback_smtp.port)
+    assert delivery.send_due(db.write, {Channel.EMAIL: delivery.SmtpTransport(smtp)}).sent == 1
+    message = loopback_smtp.wait_for(lambda m: m["To"] == "alex@example.org")
+    arrived = [
+        (p.get_filename(), p.get_content_type(), p.get_payload(decode=True))
+        for p in message.iter_attachments()
+    ]
+    assert arrived == [
+        ("qr.png", "image/png", png),
+        ("Aftercare, 1 of 2.pdf", "application/pdf", pdf),
+        ("Aftercare, 2 of 2.txt", "text/plain", "Dürfen: nein ✓".encode()),
+    ]
+    assert "Reason: Ill" in text_of(message)
+
+
+@pytest.mark.parametrize(
+    ("files", "said"),
+    [
+        ([("", b"x")], r"needs a name \(instructions.pdf\)"),
+        ([("../../etc/passwd", b"x")], r"folder separator or a control character"),
+        ([("a\r\nBcc: x@example.org.pdf", b"x")], r"folder separator or a control character"),
+        ([("a" * 118 + ".pdf", b"x")], r"is 122 characters long; at most 120: shorten it"),
+        ([("Form.pdf", b"x"), ("form.PDF", b"y")], r"Two files are named 'form.PDF'"),
+        ([("empty.pdf", b"")], r"'empty.pdf' is empty"),
+        ([("big.pdf", b"x" * (5 * 1024 * 1024 + 1))], r"is 5.0 MB; a file sent by email may"),
+        (
+            [(f"part{n}.pdf", b"x" * (4 * 1024 * 1024)) for n in range(3)],
+            r"come to 12.0 MB together; one email may carry at most 10.0 MB",
+        ),
+        ([(f"{n}.txt", b"x") for n in range(11)], r"at most 10 files, not 11"),
+    ],
+)
+def test_files_an_email_cannot_carry_are_refused_saying_what_to_fix(db, world, files, said):
+    """Before, a name past 120 characters was cut (losing its extension, so its type), and
+    nothing bounded a file's size, a name's characters or a repeated name. Refused also when
+    the patient takes text messages only: the caller hears of it either way."""
+    with db.write() as session:
+        session.get(Patient, world.patient_id).consent_email = False
+    with pytest.raises(ValidationError, match=said):
+        _queue(db, world.patient_id, files=files)
+    with db.read() as session:
+        assert session.scalar(select(Notification.id)) is None
+
+
 def test_the_confirmation_email_carries_the_check_in_code_and_the_calendar_file(
     db, world, loopback_smtp
 ):
