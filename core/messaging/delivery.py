@@ -145,8 +145,9 @@ class SmtpTransport:
             if file.content is None:  # sent already: its bytes were dropped
                 continue
             maintype, _, subtype = file.content_type.partition("/")
-            # a calendar file as Apple, Google and Outlook read one sent to them
-            params = {"method": "PUBLISH"} if subtype == "calendar" else None
+            # a calendar file as Apple, Google and Outlook read one sent to them; UTF-8 (RFC
+            # 5545), said, or a mail program reads a name with "ü" as US-ASCII (RFC 6047 2.4)
+            params = {"method": "PUBLISH", "charset": "utf-8"} if subtype == "calendar" else None
             message.add_attachment(
                 file.content, maintype=maintype, subtype=subtype, filename=file.name, params=params
             )

@@ -253,6 +253,22 @@ def test_the_confirmation_email_carries_the_check_in_code_and_the_calendar_file(
     assert sent["attachment"] == f"check-in-{appointment_id}.png, {ics}"
 
 
+def test_a_calendar_file_with_letters_outside_ascii_says_its_charset(db, world, loopback_smtp):
+    """The .ics is UTF-8; its part said no charset, so a mail program read it as US-ASCII (the
+    MIME default for text/*) and showed "K??nigstra??e". RFC 6047 (iMIP) 2.4: the charset
+    parameter must be present when the object holds characters outside US-ASCII."""
+    loopback_smtp.clear()
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).address = "Königstraße 5, Zürich · 2nd floor ✓"
+    _book(db, world)
+    smtp = SmtpSettings(host=loopback_smtp.host, port=loopback_smtp.port)
+    delivery.send_due(db.write, {Channel.EMAIL: delivery.SmtpTransport(smtp)})
+    message = loopback_smtp.wait_for(lambda m: "confirmed" in m["Subject"])
+    [calendar] = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    assert (calendar.get_param("method"), calendar.get_content_charset()) == ("PUBLISH", "utf-8")
+    assert "LOCATION:Königstraße 5\\, Zürich · 2nd floor ✓" in calendar.get_content()
+
+
 def test_failed_delivery_is_visible_retried_with_backoff_then_given_up(db, world):
     _queue(db, world.patient_id, channels=[Channel.EMAIL])
     dead = SmtpSettings(host="127.0.0.1", port=9)  # nothing listens on the discard port
