@@ -1,6 +1,13 @@
 """Interchange: FHIR R4 (validated with fhir.resources' R4B models, wire-compatible with R4
 4.0.1 for these resources) and iCalendar feeds per provider.
 
+An appointment's notes travel as FHIR's `comment` (R4 has no list of annotated notes): on export
+the notes oldest first, each staff note with who wrote it and when, an imported one as its text
+alone (so a comment imported and exported again reads as it came); on import the `description`,
+the `patientInstruction` (said to be one) and the `comment` are each a note by "Imported from
+FHIR" (core.scheduling.notes.imported), the comment the latest. The text is kept as typed and
+shown as text, never markup.
+
 Exports are audited through `core.kernel.exports.record_export` (which checks
 Permission.DATA_EXPORT); the FHIR import checks Permission.DATA_IMPORT and runs in the
 caller's transaction.
@@ -29,7 +36,7 @@ from core.interchange import import_batches
 from core.interchange.csv_files import ImportReport
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import is_time_zone
+from core.kernel.clock import is_time_zone, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.exports import record_export
 from core.patients.records import ADDRESS, birth_problem, country_names, validate_address
@@ -47,6 +54,8 @@ from db.models import (
 )
 from db.types import utcnow
 
+NOTE_MAX = 2_000  # characters of one imported note (description, instruction, comment)
+INSTRUCTION = "Instructions for the patient: "  # an imported patientInstruction's note begins so
 EXPORT_LIMIT = 5_000  # appointments per FHIR bundle; narrow the dates for more
 FEED_DAYS_BACK, FEED_DAYS_AHEAD = 30, 365
 S = AppointmentStatus
@@ -136,7 +145,8 @@ def export_fhir(
                 f"Practitioner/practitioner-{a.provider.id}", _practitioner_resource(a.provider)
             )
         resources.setdefault(f"Location/clinic-{a.clinic.id}", _location_resource(a.clinic))
-    appointments = [_appointment_resource(a) for a in rows]
+    written = notes.notes_of(session, rows)
+    appointments = [_appointment_resource(a, written[a.id]) for a in rows]
     entries = [{"fullUrl": f"urn:clinicdesk:{key}", "resource": r} for key, r in resources.items()]
     entries += [
         {"fullUrl": f"urn:clinicdesk:Appointment/{r.id}", "resource": r} for r in appointments
@@ -213,7 +223,21 @@ def _location_resource(c: Clinic) -> Location:
     )
 
 
-def _appointment_resource(a: Appointment) -> FhirAppointment:
+def _comment(written: list[notes.Note], timezone: str) -> str | None:
+    """The notes (newest first, as notes_of gives them) as one FHIR comment, oldest first."""
+    said = []
+    for note in reversed(written):
+        if not note.text.strip():
+            continue
+        if note.author.startswith("Imported") or note.written_at is None:
+            said.append(note.text.strip())
+        else:
+            at = to_local(note.written_at, timezone).isoformat(timespec="minutes")
+            said.append(f"{note.author}, {at}: {note.text.strip()}")
+    return "\n\n".join(said) or None
+
+
+def _appointment_resource(a: Appointment, written: list[notes.Note]) -> FhirAppointment:
     participants = []
     if a.patient is not None:
         participants.append(
@@ -268,6 +292,7 @@ def _appointment_resource(a: Appointment) -> FhirAppointment:
         minutesDuration=int((a.end_at - a.start_at).total_seconds() // 60) if timed else None,
         created=booked_when(a.source, a.booked_at, a.start_at),  # None: the import had none
         requestedPeriod=requested,
+        comment=_comment(written, a.clinic.timezone),
         participant=participants,
     )
 
@@ -318,7 +343,7 @@ def import_fhir(
     open_past, now = 0, utcnow()  # past visits without an outcome (booked, arrived)
     undated = 0  # requests without when they were made
     pending = 0  # times proposed elsewhere, come in as requests for them
-    written: list[tuple[int, str]] = []  # (appointment id, its description): notes by the import
+    written: list[tuple[int, str]] = []  # (appointment id, a text): notes by the import
     for number, data in resources:
         if data.get("resourceType") != "Appointment":
             continue
@@ -363,7 +388,7 @@ def import_fhir(
         appointment_id = session.execute(
             insert(Appointment).returning(Appointment.id), [values]
         ).scalar_one()
-        written.append((appointment_id, values["notes"]))
+        written += [(appointment_id, text) for text in _note_texts(parsed)]
         report.created += 1
         open_past += import_batches.without_outcome(values, now)
         undated += values["status"] == S.REQUESTED and "created_at" not in values
@@ -454,13 +479,21 @@ def _appointment_values(a: FhirAppointment) -> dict[str, Any]:
         "requested_day": requested_day,
         "booked_at": created.astimezone(UTC) if created else datetime.now(UTC),
         "source": Source.IMPORT,
-        "notes": (a.description or "")[:2000],
+        "notes": next(reversed(_note_texts(a)), ""),  # the latest note's text
         "cancel_reason": reason if status == S.CANCELLED else None,
         "allow_double_booking": True,
     }
     if status == S.REQUESTED and a.created is not None:
         values["created_at"] = values["booked_at"]  # arrived when made (the queue's "Arrived")
     return values
+
+
+def _note_texts(a: FhirAppointment) -> list[str]:
+    """The appointment's notes, oldest first: its description, its instruction to the patient,
+    its comment (those it has, each at most NOTE_MAX characters)."""
+    instruction = (a.patientInstruction or "").strip()
+    texts = [a.description, INSTRUCTION + instruction if instruction else "", a.comment]
+    return [text.strip()[:NOTE_MAX].strip() for text in texts if text and text.strip()]
 
 
 def _as_date(value: Any) -> date:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
 import streamlit as st
 from sqlalchemy import select, update
 
+from core.interchange import standards
 from core.kernel.accounts import actor_of
 from core.kernel.authz import patient_actor
 from core.kernel.config import load_settings
@@ -509,3 +511,33 @@ def test_staff_add_notes_that_stay_as_typed_newest_first(app_as, app_db):
     assert [t.value for t in at.text] == ["**Allergic** to <b>latex</b>", "Bring x-rays"]
     authors = [c.value for c in at.caption if c.value.endswith(" · Sam Staff")]
     assert len(authors) == 2 and all(re.search(r"\d\d\\?:\d\d · ", a) for a in authors)
+
+
+def test_a_comment_imported_from_fhir_is_a_note_shown_as_typed(app_as, app_db):
+    """What another system's staff typed (FHIR comment, patientInstruction) comes in as notes
+    by "Imported from FHIR", shown as text: its Markdown and HTML are never rendered."""
+    start = today_in(0) + timedelta(days=4)
+    resource = {
+        "resourceType": "Appointment",
+        "id": "page-c1",
+        "status": "booked",
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=30)).isoformat(),
+        "participant": [{"status": "accepted", "actor": {"reference": "Patient/p1"}}],
+        "patientInstruction": "Fast for *6* hours",
+        "comment": "**Allergic** to <b>latex</b>",
+    }
+    database = _db(app_db)
+    with database.write() as session:
+        owner = session.scalar(select(User).where(User.username == "owner"))
+        standards.import_fhir(session, actor_of(owner), [json.dumps(resource)])
+    database.dispose()
+    visit, _ = _first(app_db, Appointment.external_ref == "fhir:page-c1")
+    at = _open(app_as, "staff", visit)
+    assert [t.value for t in at.text] == [
+        "**Allergic** to <b>latex</b>",
+        "Instructions for the patient: Fast for *6* hours",
+    ]
+    authors = [c.value for c in at.caption if c.value.endswith(" · Imported from FHIR")]
+    assert len(authors) == 2
+    assert not any("latex" in m.value for m in at.markdown)

@@ -494,3 +494,88 @@ def test_an_imported_appointments_description_is_a_note_by_the_import_when_it_ra
         n1: [("Imported from FHIR", rows[0].written_at)],
         next(v.id for v in visits if v.external_ref == "fhir:n2"): [],
     }
+
+
+def _appointment(ref: str, **fields) -> str:
+    start = SOON + timedelta(days=2)
+    return json.dumps(
+        {
+            "resourceType": "Appointment",
+            "id": ref,
+            "status": "booked",
+            "start": start.isoformat(),
+            "end": (start + timedelta(minutes=30)).isoformat(),
+            "participant": [{"status": "accepted", "actor": {"reference": "Patient/c1"}}],
+            **fields,
+        }
+    )
+
+
+def test_a_fhir_comment_and_patient_instruction_are_notes_by_the_import(db, world):
+    """Before, only the description came in: the comment (what the other system's staff wrote)
+    and the instruction to the patient were dropped without a word. Each is a note by the
+    import, the comment the latest (the queue's and calendar's notes text), kept as typed."""
+    comment = "**Latex** allergy <b>ask</b>;\nbring the referral letter"
+    with db.write() as session:
+        report = interchange.import_fhir(
+            session,
+            world.owner,
+            [
+                _appointment(
+                    "c1",
+                    description="Peel",
+                    patientInstruction="  No make-up on the day  ",
+                    comment=comment,
+                ),
+                _appointment("c2", patientInstruction="Fast for 6 hours"),
+            ],
+        )
+    assert (report.created, report.problem_count) == (2, 0)
+    with db.read() as session:
+        visits = {
+            v.external_ref: v
+            for v in session.scalars(select(Appointment).where(Appointment.source == Source.IMPORT))
+        }
+        shown = notes.notes_of(session, visits.values())
+    c1, c2 = visits["fhir:c1"], visits["fhir:c2"]
+    assert [(n.author, n.text) for n in shown[c1.id]] == [
+        ("Imported from FHIR", comment),
+        ("Imported from FHIR", "Instructions for the patient: No make-up on the day"),
+        ("Imported from FHIR", "Peel"),
+    ]
+    assert (c1.notes, c2.notes) == (comment, "Instructions for the patient: Fast for 6 hours")
+    assert [n.text for n in shown[c2.id]] == [c2.notes]
+
+
+def test_notes_go_out_as_the_fhir_comment_and_come_back_in(db, world):
+    """Before, the export carried no notes at all. The comment holds them oldest first: an
+    imported one as its text (a comment in, out and in again reads the same), a staff note
+    with who wrote it and when (clinic-local, with its offset)."""
+    comment = "Allergic to latex, ask; bring ID"
+    with db.write() as session:
+        interchange.import_fhir(session, world.owner, [_appointment("r1", comment=comment)])
+        first = session.scalar(select(Appointment).where(Appointment.external_ref == "fhir:r1"))
+        first_id = first.id
+    with db.write() as session:
+        export = interchange.export_fhir(session, world.owner)
+        [only] = [
+            e.resource
+            for e in Bundle.model_validate_json(export.content).entry
+            if e.resource.id == f"appointment-{first_id}"
+        ]
+        assert only.comment == comment
+        staff = notes.add_note(session, world.manager, first_id, "Called: will come at 10")
+        written = staff.written_at
+    with db.write() as session:
+        export = interchange.export_fhir(session, world.owner)
+        report = interchange.import_fhir(session, world.owner, [export.content])
+    assert report.created == 1
+    at = written.astimezone(UTC).isoformat(timespec="minutes")  # the import's clinic: UTC
+    both = f"{comment}\n\nManager, {at}: Called: will come at 10"
+    with db.read() as session:
+        back = session.scalar(
+            select(Appointment).where(Appointment.external_ref == f"fhir:{first_id}")
+        )
+        assert [(n.author, n.text) for n in notes.notes_of(session, [back])[back.id]] == [
+            ("Imported from FHIR", both)
+        ]
