@@ -7,7 +7,7 @@ An email carries at most MAX_FILES files, none over FILE_MAX_BYTES and all toget
 MESSAGE_MAX_BYTES (sent in base64, a third larger: within the 20-25 MB most mail servers take).
 Each name is a plain file name (no folder, no line break, at most NAME_MAX characters, never
 cut: a cut name loses its extension) and differs from the others'; `check` says which file
-breaks which rule and what to do.
+breaks which rule and what to do. A text file (.txt, .ics) is UTF-8, and its part says so.
 """
 
 from __future__ import annotations

@@ -145,9 +145,12 @@ class SmtpTransport:
             if file.content is None:  # sent already: its bytes were dropped
                 continue
             maintype, _, subtype = file.content_type.partition("/")
-            # a calendar file as Apple, Google and Outlook read one sent to them; UTF-8 (RFC
-            # 5545), said, or a mail program reads a name with "ü" as US-ASCII (RFC 6047 2.4)
-            params = {"method": "PUBLISH", "charset": "utf-8"} if subtype == "calendar" else None
+            # a text file is UTF-8 (core.messaging.attachments), said: unsaid, a mail program
+            # reads "ü" as US-ASCII, the MIME default (for a calendar: RFC 6047 2.4); a calendar
+            # file as Apple, Google and Outlook read one sent to them
+            params = {"charset": "utf-8"} if maintype == "text" else None
+            if subtype == "calendar":
+                params = {"method": "PUBLISH", "charset": "utf-8"}
             message.add_attachment(
                 file.content, maintype=maintype, subtype=subtype, filename=file.name, params=params
             )

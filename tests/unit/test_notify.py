@@ -190,6 +190,8 @@ def test_several_files_reach_the_mail_server_intact_in_order(db, world, loopback
         ("Aftercare, 2 of 2.txt", "text/plain", "Dürfen: nein ✓".encode()),
     ]
     assert "Reason: Ill" in text_of(message)
+    text = list(message.iter_attachments())[2]  # UTF-8, said: a mail program shows it as typed
+    assert (text.get_content_charset(), text.get_content()) == ("utf-8", "Dürfen: nein ✓")
 
 
 @pytest.mark.parametrize(
