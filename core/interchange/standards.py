@@ -39,6 +39,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import is_time_zone, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.exports import record_export
+from core.kernel.text import clean
 from core.patients.records import ADDRESS, birth_problem, country_names, validate_address
 from core.payments import points
 from core.scheduling import notes
@@ -351,7 +352,7 @@ def import_fhir(
         try:
             parsed = FhirAppointment.model_validate(data)
             values = _appointment_values(parsed)
-        except (PydanticError, ValueError) as exc:
+        except (PydanticError, ValueError, ValidationError) as exc:  # the last: a text too long
             report.problem(number, f"Appointment/{data.get('id')}: {_first_line(exc)}")
             continue
         if session.scalar(
@@ -450,6 +451,11 @@ def _appointment_values(a: FhirAppointment) -> dict[str, Any]:
         raise ValueError(f"status {a.status!r} cannot be imported")
     ident = next((i.value for i in a.identifier or [] if i.value), None)
     ref = f"fhir:{ident or a.id}"
+    if clean(ref, field="identifier") != ref:
+        raise ValueError(
+            f"the identifier {ref[5:]!r} holds a control character or a line break: give the "
+            "appointment a plain identifier"
+        )
     if len(ref) > 64:
         raise ValueError("the identifier is longer than 59 characters")
     start, end = a.start, a.end
@@ -471,6 +477,8 @@ def _appointment_values(a: FhirAppointment) -> dict[str, Any]:
         # or after the start a second before it (as core.interchange.imports stores them)
         created = start if created is None else start - timedelta(seconds=1)
     reason = a.cancelationReason.text if a.cancelationReason else None
+    # written with INSERT, past the rule that cleans a row's typed text (core.kernel.text)
+    reason = clean(reason, field="cancellation reason", multiline=True)
     values = {
         "external_ref": ref,
         "status": status,
@@ -493,7 +501,8 @@ def _note_texts(a: FhirAppointment) -> list[str]:
     its comment (those it has, each at most NOTE_MAX characters)."""
     instruction = (a.patientInstruction or "").strip()
     texts = [a.description, INSTRUCTION + instruction if instruction else "", a.comment]
-    return [text.strip()[:NOTE_MAX].strip() for text in texts if text and text.strip()]
+    typed = (clean(text.strip()[:NOTE_MAX], field="note", multiline=True) for text in texts if text)
+    return [text.strip()[:NOTE_MAX].strip() for text in typed if text.strip()]
 
 
 def _as_date(value: Any) -> date:

@@ -579,3 +579,49 @@ def test_notes_go_out_as_the_fhir_comment_and_come_back_in(db, world):
         assert [(n.author, n.text) for n in notes.notes_of(session, [back])[back.id]] == [
             ("Imported from FHIR", both)
         ]
+
+
+def test_control_characters_in_imported_fhir_text_are_dropped_or_said(db, world):
+    """The import writes with INSERT statements, past the rule that cleans every typed text of
+    a row (core.kernel.text): a NUL in a comment failed the whole import on PostgreSQL (a
+    database error, nothing said of which appointment) and was kept on SQLite, as was a
+    right-to-left override that makes a note read backwards. Notes and the cancellation reason
+    come in cleaned as typed text is; an identifier with one, or a reason longer than any typed
+    text may be, is reported for its document, which is not imported; the others are."""
+    with db.write() as session:
+        report = interchange.import_fhir(
+            session,
+            world.owner,
+            [
+                _appointment(
+                    "x1",
+                    description="Peel\u0000 face",
+                    comment="Owes \u202e04 \u00a3\r\nsee desk",
+                ),
+                _appointment(
+                    "x2",
+                    status="cancelled",
+                    cancelationReason={"text": "Ill\u0000\u0007, sorry"},
+                ),
+                _appointment("x3", identifier=[{"value": "ref\u0000 3"}], comment="Hello"),
+                _appointment("x4", status="cancelled", cancelationReason={"text": "Ill " * 6000}),
+            ],
+        )
+    assert (report.created, report.problem_count) == (2, 2)
+    said = [(p.row, p.reason) for p in report.problems]
+    assert said[0][0] == 3 and "holds a control character or a line break" in said[0][1]
+    assert said[1] == (
+        4,
+        "Appointment/x4: The cancellation reason is too long: 24,000 characters where at most "
+        "20,000 fit. Shorten it.",
+    )
+    with db.read() as session:
+        visits = {
+            v.external_ref: v
+            for v in session.scalars(select(Appointment).where(Appointment.source == Source.IMPORT))
+        }
+        shown = notes.notes_of(session, visits.values())
+    x1, x2 = visits["fhir:x1"], visits["fhir:x2"]
+    assert [n.text for n in shown[x1.id]] == ["Owes 04 \u00a3\nsee desk", "Peel face"]
+    assert x1.notes == "Owes 04 \u00a3\nsee desk"
+    assert x2.cancel_reason == "Ill, sorry"
