@@ -301,12 +301,14 @@ def practice_country(session: Session) -> str:
 
 
 def validate_address(
-    typed: dict[str, str | None], default_country: str | None = None
+    typed: dict[str, str | None], default_country: str | None = None, *, partial: bool = False
 ) -> dict[str, str | None]:
     """The address parts in `typed` cleaned (core.kernel.text: control characters dropped,
     spaces trimmed, each bounded), blank ones None; the postcode upper-cased and checked for
-    its characters only (no country's format is guessed); the country an ISO 3166-1 alpha-2
-    code, `default_country` (if given) when an address is typed without one."""
+    its characters only (no country's format is guessed: no library pinned here knows them);
+    the country an ISO 3166-1 alpha-2 code, `default_country` (if given) when an address is
+    typed without one. The whole address is one a letter reaches (`check_whole`) unless
+    `partial`: some parts of it changed, the caller checks the address they make."""
     found: dict[str, str | None] = {}
     for field, (words, limit) in _ADDRESS_WORDS.items():
         if field in typed:
@@ -329,7 +331,28 @@ def validate_address(
             )
     if default_country and any(found.get(f) for f in ADDRESS[:-1]) and not found.get("country"):
         found["country"] = default_country
+    if not partial:
+        check_whole(found)
     return found
+
+
+# what a letter needs, whatever the country: where to (a house and street, a PO box) and which
+# town; a postcode, a second line and a country alone reach nobody
+NEEDED = {"address_line1": "its first line", "city": "its town or city"}
+
+
+def check_whole(parts: dict[str, str | None]) -> None:
+    """Refuse an address a letter does not reach: once any part is given, its first line and
+    its town or city are needed too (none given at all: no address, which is fine)."""
+    if not any(parts.get(f) for f in ADDRESS):
+        return
+    missing = [words for f, words in NEEDED.items() if not parts.get(f)]
+    if missing:
+        raise ValidationError(
+            f"The address needs {' and '.join(missing)} for a letter to reach it: type "
+            f"{'them' if len(missing) > 1 else 'it'}, or clear the address's boxes (and its "
+            "country) to keep no address."
+        )
 
 
 NO_NAME = (
@@ -566,10 +589,13 @@ def update_patient(
         )
     if typed_address := {f: changes[f] for f in ADDRESS if f in changes}:
         # what is typed is checked; a part on file left as it is stays (an import's)
-        changes.update(validate_address(typed_address))
+        changes.update(validate_address(typed_address, partial=True))
         after = {f: changes.get(f, getattr(patient, f)) for f in ADDRESS}
         if any(after[f] for f in ADDRESS[:-1]) and not after["country"]:
-            changes["country"] = practice_country(session)
+            changes["country"] = after["country"] = practice_country(session)
+        if not any(after[f] for f in ADDRESS[:-1]) and "country" not in typed_address:
+            changes["country"] = after["country"] = None  # a cleared address takes its country
+        check_whole(after)
     email_after = changes.get("email", patient.email)
     if not email_after:
         changes["consent_email"] = False  # no consent to an address we do not have

@@ -287,6 +287,24 @@ def test_a_new_patient_is_added_with_their_address_and_a_wrong_one_adds_nobody(a
     assert at.text_input(key="patients_new_addr1").value == ""  # added: empty for the next
 
 
+def test_a_country_alone_is_no_address_and_the_form_says_what_to_add(app_as, app_db):
+    at = app_as("staff", PAGE)
+    at.session_state["patients_new_open"] = True
+    at.run()
+    at.text_input(key="patients_new_first").input("Ines")
+    at.text_input(key="patients_new_last").input("Duarte")
+    at.selectbox(key="patients_new_country").set_value("PT")
+    at.button(key="FormSubmitter:patients_new-Add patient").click().run()
+    assert [e.value for e in at.error] == [
+        "The address needs its first line and its town or city for a letter to reach it: type "
+        "them, or clear the address's boxes (and its country) to keep no address."
+    ]
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.scalar(select(Patient).where(Patient.last_name == "Duarte")) is None
+    database.dispose()
+
+
 def test_a_refused_invitation_stays_on_the_screen_after_the_patient_is_added(app_as):
     at = app_as("staff", PAGE)
     at.session_state["patients_new_open"] = True

@@ -435,6 +435,7 @@ def test_a_fhir_address_is_read_as_the_record_holds_it_or_left_out_with_a_warnin
             {"line": ["Rue 1", "Bât. B", "3e étage"], "city": "Lyon", "country": "France"},
         ],
         "odd": [{"line": ["5 Elm Street"], "postalCode": "#12", "country": "GB"}],
+        "townless": [{"line": ["5 Elm Street"], "postalCode": "YO1 7HH", "country": "GB"}],
     }
     resources = [patient(i, a) for i, a in people.items()] + [booked(i) for i in people]
     bundle = {
@@ -444,10 +445,13 @@ def test_a_fhir_address_is_read_as_the_record_holds_it_or_left_out_with_a_warnin
     }
     with db.write() as session:
         report = interchange.import_fhir(session, world.owner, [json.dumps(bundle)])
-    assert (report.created, report.problem_count) == (2, 0)
+    assert (report.created, report.problem_count) == (3, 0)
     assert [w.reason for w in report.warnings] == [
         "Patient/odd: imported without its address: '#12' is not a postcode: use letters, "
-        "digits, spaces and hyphens only (like SW1A 1AA or 10115)."
+        "digits, spaces and hyphens only (like SW1A 1AA or 10115).",
+        "Patient/townless: imported without its address: The address needs its town or city "
+        "for a letter to reach it: type it, or clear the address's boxes (and its country) to "
+        "keep no address.",
     ]
     with db.read() as session:
         found = {
@@ -456,6 +460,7 @@ def test_a_fhir_address_is_read_as_the_record_holds_it_or_left_out_with_a_warnin
         }
     assert found["fhir:Patient/moved"] == ("Rue 1", "Bât. B, 3e étage", "Lyon", "FR")
     assert found["fhir:Patient/odd"] == (None, None, None, None)
+    assert found["fhir:Patient/townless"] == (None, None, None, None)
 
 
 def test_an_imported_appointments_description_is_a_note_by_the_import_when_it_ran(db, world):

@@ -713,7 +713,11 @@ def test_an_address_is_kept_cleaned_in_the_practices_country_audited_and_not_sea
             world.staff,
             first_name="Ann",
             last_name="Lee",
-            address={"address_line1": " 1  High\tStreet\u202e ", "postcode": "sw1a 1aa"},
+            address={
+                "address_line1": " 1  High\tStreet\u202e ",
+                "city": "London",
+                "postcode": "sw1a 1aa",
+            },
         )
         saved = patients.update_patient(
             s, world.staff, world.patient_id, address_line1="2 Mill Lane", city="York"
@@ -727,7 +731,7 @@ def test_an_address_is_kept_cleaned_in_the_practices_country_audited_and_not_sea
         ).all()
         found = patients.search_patients(s, world.staff, "Mill")
     assert (ann.address_line1, ann.postcode, ann.country) == ("1 High Street", "SW1A 1AA", "GB")
-    assert ann.address == "1 High Street, SW1A 1AA, United Kingdom"
+    assert ann.address == "1 High Street, London, SW1A 1AA, United Kingdom"
     assert alex.address == "2 Mill Lane, York, United Kingdom"
     assert audits == [{"address_line1": "changed", "city": "changed", "country": "changed"}]
     assert list(found) == []
@@ -752,6 +756,49 @@ def test_an_address_the_record_cannot_hold_is_refused_saying_what_to_fix(
         patients.update_patient(s, world.staff, world.patient_id, **changes)
     with db.write() as s, pytest.raises(ValidationError, match=message):
         patients.create_patient(s, world.staff, first_name="A", last_name="B", address=changes)
+
+
+BOTH = "The address needs its first line and its town or city for a letter to reach it: type them"
+TOWN = "The address needs its town or city for a letter to reach it: type it"
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ({"country": "GB"}, BOTH),
+        ({"postcode": "SW1A 1AA"}, BOTH),
+        ({"address_line2": "Flat 2", "country": "FR"}, BOTH),
+        ({"address_line1": "1 High Street", "postcode": "SW1A 1AA"}, TOWN),
+        ({"city": "York", "postcode": "YO1 7HH"}, "needs its first line for a letter"),
+    ],
+)
+def test_an_address_a_letter_cannot_reach_is_refused_naming_what_is_missing(
+    db, world, address, message
+):
+    """A country alone, or a postcode alone, was saved as the patient's address: no letter
+    reaches it. Once any part is typed, its first line and its town or city are needed."""
+    with db.write() as s, pytest.raises(ValidationError, match=message):
+        patients.create_patient(s, world.staff, first_name="A", last_name="B", address=address)
+    with db.write() as s, pytest.raises(ValidationError, match=message):
+        patients.update_patient(s, world.staff, world.patient_id, **address)
+    with db.read() as s:
+        alex = s.get(Patient, world.patient_id)
+        assert [getattr(alex, f) for f in patients.ADDRESS] == [None] * 5
+        assert s.scalar(select(Patient).where(Patient.last_name == "B")) is None
+
+
+def test_an_edit_keeps_the_address_whole_or_clears_it_with_its_country(db, world):
+    home = {"address_line1": "1 High Street", "city": "York", "postcode": "YO1 7HH"}
+    with db.write() as s:
+        patients.update_patient(s, world.staff, world.patient_id, **home)
+    with db.write() as s, pytest.raises(ValidationError, match=TOWN):
+        patients.update_patient(s, world.staff, world.patient_id, city="")
+    with db.write() as s:  # the other parts cleared: no address, and no country left alone
+        saved = patients.update_patient(s, world.staff, world.patient_id, **dict.fromkeys(home, ""))
+    assert saved.message == "Saved: address line 1, city, postcode, country."
+    with db.read() as s:
+        alex = s.get(Patient, world.patient_id)
+        assert [getattr(alex, f) for f in patients.ADDRESS] == [None] * 5
 
 
 def test_the_patients_file_holds_their_address(db, world):
