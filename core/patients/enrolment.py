@@ -29,7 +29,7 @@ from core.patients.invitations import (
     reachable_expr,
     status_expr,
 )
-from core.patients.search import phone_like
+from core.patients.search import numbers_joined, phone_like
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -101,10 +101,16 @@ def _filtered(*, clinic_id: int | None, search: str):
         query = query.where(
             exists().where(Appointment.patient_id == Patient.id, Appointment.clinic_id == clinic_id)
         )
-    named = [Patient.search_text.contains(w, autoescape=True) for w in plain_words(search)]
-    if (phone := phone_like(search)) is not None:  # a mobile, typed as the desk reads it out
-        return query.where(or_(phone, and_(*named))), status
-    return query.where(*named), status
+    # each word in the name or email, or a number typed (as the desk reads a mobile out) in
+    # the phone: search_patients' rule
+    for word in numbers_joined(search.split()):
+        named = [Patient.search_text.contains(w, autoescape=True) for w in plain_words(word)]
+        phone = phone_like(word)
+        if phone is not None:
+            query = query.where(or_(phone, and_(*named)))
+        elif named:
+            query = query.where(*named)
+    return query, status
 
 
 def list_invitations(

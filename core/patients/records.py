@@ -27,7 +27,8 @@ from core.kernel.phones import dialable, practice_regions
 from core.kernel.text import clean, plain_words
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
-from core.patients.search import bare_phone, dialled
+from core.patients.search import bare_phone as bare_phone  # core.portal.sign_in's
+from core.patients.search import numbers_joined, phone_like
 from core.payments import desk, points, prepay
 from core.payments.rules import get_settings, money_format, payment_money
 from core.practice.treatment import treatment_of, treatment_texts
@@ -173,11 +174,8 @@ def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) 
     days = {w: day for w in typed if DAY.match(w) and (day := typed_day(w, locale))}
     for day in days.values():
         query = query.where(Patient.date_of_birth == day)
-    typed = [w for w in typed if w not in days]
-    rest = " ".join(typed)
-    if re.fullmatch(r"[\d\s+\-().]+", rest) and len(re.sub(r"\D", "", rest)) >= 7:
-        plus = "+" if rest.startswith("+") else ""
-        typed = [plus + re.sub(r"\D", "", rest)]  # a phone number as people space it: one
+    # a phone number as people space it ('+44 7700 900') is one word
+    typed = numbers_joined([w for w in typed if w not in days])
     if len(typed) == 1 and not days and (number := NUMBER.match(typed[0])):
         patient = session.get(Patient, int(number.group(1)))
         return Matches([_summary(patient, locale)] if patient else [])
@@ -190,9 +188,7 @@ def search_patients(session: Session, actor: Actor, text: str, limit: int = 20) 
         whole += [spaced.contains(f" {w} ", autoescape=True) for w in words]
         starts += [spaced.contains(f" {w}", autoescape=True) for w in words]
         named = and_(*conditions) if conditions else None
-        digits = re.sub(r"\D", "", word)
-        if len(digits) >= 3:
-            phone = bare_phone().like(f"%{dialled(word, digits)}%")
+        if (phone := phone_like(word)) is not None:  # the invitations list's rule (enrolment)
             named = phone if named is None else or_(named, phone)
         if named is None:
             return Matches()

@@ -56,10 +56,27 @@ def dialled(word: str, digits: str) -> str:
     return (bare if len(bare) >= 3 else digits)[-9:]
 
 
+# a number, or a part of one, as people type it: digits, spaces, +, brackets, dashes and dots
+NUMBER_SHAPED = re.compile(r"[\d\s+\-().]*\d[\d\s+\-().]*")
+
+
+def numbers_joined(words: list[str]) -> list[str]:
+    """The typed words with each run of words that make one number as people space it joined
+    into one ('lee +44 7700 900' is 'lee' and '+44 7700 900'; 'abc123' stays a word)."""
+    joined: list[str] = []
+    for word in words:
+        if joined and NUMBER_SHAPED.fullmatch(word) and NUMBER_SHAPED.fullmatch(joined[-1]):
+            joined[-1] += " " + word
+        else:
+            joined.append(word)
+    return joined
+
+
 def phone_like(typed: str):
     """The patients whose phone holds a typed number, or its start, however either is spaced
-    (`dialled`); None when `typed` is not a number of three digits at least."""
+    (`dialled`); None when `typed` is not a number of three digits at least ('abc123' is
+    none: a word with letters is a name's or an email's)."""
     digits = re.sub(r"\D", "", typed)
-    if not re.fullmatch(r"[\d\s+\-().]+", typed.strip()) or len(digits) < 3:
+    if not NUMBER_SHAPED.fullmatch(typed.strip()) or len(digits) < 3:
         return None
     return bare_phone().like(f"%{dialled(typed.strip(), digits)}%")

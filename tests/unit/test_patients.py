@@ -532,6 +532,64 @@ def test_a_phone_number_typed_in_part_finds_it_in_either_form_on_file(db, world)
         assert patients.search_patients(s, world.staff, "007 ann") == []  # not 'a 7 anywhere'
 
 
+def test_a_number_is_read_by_one_rule_in_the_search_and_the_invitations_list(db, world):
+    """search_patients read each word's digits as a phone number (so 'abc123' found every
+    patient whose phone holds 123) and split '+44 7700' into '+44', a name, and '7700' (so it
+    found nobody); the invitations list read the whole text as one number or none (so 'lee
+    07700 900123' found nobody). Now both read words of a number typed together as one number
+    (core.patients.search.numbers_joined) and each as phone_like reads it."""
+    with db.write() as s:
+        ann = patients.create_patient(
+            s, world.staff, first_name="Ann", last_name="Lee", phone="07700 900555"
+        ).id
+        ben = patients.create_patient(
+            s, world.staff, first_name="Ben", last_name="Lee", phone="+44 7700 900556"
+        ).id
+    alex = world.patient_id  # Alex Morgan, 07700 900123
+    expected = {
+        "abc123": set(),
+        "+44 7700": {alex, ann, ben},
+        "07700-900": {alex, ann, ben},
+        "lee +44 7700 900555": {ann},
+        "lee 07700 900556": {ben},
+        "ann 900": {ann},
+        "morgan 900 123": {alex},
+    }
+    with db.read() as s:
+        for typed, who in expected.items():
+            found = {p.id for p in patients.search_patients(s, world.staff, typed)}
+            listed = {
+                r.patient_id for r in enrolment.list_invitations(s, world.staff, search=typed)
+            }
+            assert (found, listed) == (who, who), typed
+
+
+def test_a_search_by_phone_keeps_the_plan_it_had(db, world):
+    """The phone condition, now phone_like's, leaves the query on the index it used (the one on
+    merged_into_id, for records not merged away): measured by EXPLAIN (QUERY PLAN)."""
+    seen = []
+
+    def grab(conn, cursor, statement, parameters, context, executemany):
+        if "FROM patients" in statement and "LIKE" in statement.upper():
+            seen.append((statement, parameters))
+
+    sa.event.listen(db.engine, "before_cursor_execute", grab)
+    try:
+        with db.read() as s:
+            patients.search_patients(s, world.staff, "lee +44 7700 900")
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", grab)
+    ((statement, parameters),) = seen
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            rows = connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+        else:
+            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        plan = "\n".join(str(r[-1]) for r in rows)
+    assert "ix_patients_merged_into_id" in plan, plan
+
+
 def test_patients_are_found_whatever_the_accents_and_case(db, world):
     """The front desk types 'elodie' or 'ÉLODIE' for Élodie Müller-Ñúñez: found on SQLite (whose
     lower() folds ASCII only) as on PostgreSQL, by name, email or phone, and by her new name
