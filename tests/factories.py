@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, time, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.kernel import accounts
 from core.kernel.authz import SYSTEM, Actor
 from core.payments import points
-from db.models import Appointment, Clinic, Patient, Provider, Role, Service, WorkingHours
+from db.models import (
+    Appointment,
+    Clinic,
+    Notification,
+    Patient,
+    Provider,
+    Role,
+    Service,
+    WorkingHours,
+)
+from db.types import utcnow
 
 PASSWORD = "correct horse battery"
 
@@ -49,6 +60,16 @@ def make_patient(session: Session, **fields) -> Patient:
     # opened as every way of adding a patient opens it: the ledger adds up to the balance
     points.open_account(session, patient, fields.get("points_balance", points.OPENING_POINTS))
     return patient
+
+
+def invitations_sent_a_while_ago(session: Session, patient_id: int) -> None:
+    """The patient's invitation messages as if queued before the resend gap
+    (core.patients.invitations.RESEND_GAP): a resend now is no second press."""
+    session.execute(
+        update(Notification)
+        .where(Notification.patient_id == patient_id)
+        .values(created_at=utcnow() - timedelta(minutes=10))
+    )
 
 
 def make_visit(session: Session, world: World, **fields) -> Appointment:

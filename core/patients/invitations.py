@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, aliased
 from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local
-from core.kernel.errors import NotFound, ValidationError
+from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import clinic_format, format_day
 from core.messaging import notify
@@ -41,8 +41,10 @@ from db.models import (
     Appointment,
     Channel,
     Clinic,
+    DeliveryStatus,
     InvitationStatus,
     LinkToken,
+    Notification,
     Patient,
     PortalInvitation,
     PortalSession,
@@ -103,6 +105,10 @@ ADVICE = {
 
 SENDABLE = (PortalStatus.NOT_INVITED, PortalStatus.EXPIRED, PortalStatus.REVOKED)
 REPLACED = "Replaced by a new invitation"  # why a resend revoked the earlier invitation
+# a resend to the same address this soon is a second press (a double click, two desks, a bulk
+# list read before the patient was invited by hand): it would send a second message and kill
+# the link in the first, the one the patient opens
+RESEND_GAP = timedelta(minutes=2)
 
 
 # enrolling asks the patient for their date of birth (core.portal.patient_links.enroll): a
@@ -421,6 +427,8 @@ def send_invitation(
     if not 1 <= days <= MAX_EXPIRY_DAYS:
         raise ValidationError(f"Invitations must expire after 1 to {MAX_EXPIRY_DAYS} days.")
     now = utcnow()
+    if email:
+        _refuse_second_press(session, patient.id, channel, address, now)
     previous = state_of(session, patient, now)
     replaced = _revoke_pending(session, actor, patient.id, REPLACED, now)
     issued = tokens.issue(session, "enroll", patient.id, timedelta(days=days))
@@ -485,6 +493,46 @@ def send_invitation(
     )
 
 
+def _refuse_second_press(
+    session: Session, patient_id: int, channel: Channel, address: str, now: datetime
+) -> None:
+    """Refuse a resend to `address` while the pending invitation's message went there less than
+    RESEND_GAP ago (one failed may be sent again at once, and one whose invitation a QR printed
+    at the desk replaced has a dead link). Called under the patient's row lock, so two desks at
+    once are weighed one after the other."""
+    since = session.scalar(
+        select(Notification.created_at)
+        .join(
+            PortalInvitation,
+            and_(
+                PortalInvitation.patient_id == Notification.patient_id,
+                PortalInvitation.status == InvitationStatus.PENDING,
+                PortalInvitation.email == address,
+                Notification.created_at >= PortalInvitation.sent_at,  # its message, not older
+            ),
+        )
+        .where(
+            Notification.patient_id == patient_id,
+            Notification.template == "portal_invitation",
+            Notification.to_address == address,
+            Notification.status != DeliveryStatus.FAILED,
+            Notification.created_at > now - RESEND_GAP,
+        )
+        .order_by(Notification.created_at.desc())
+        .limit(1)
+    )
+    if since is None:
+        return
+    seconds = max(1, int((now - since).total_seconds()))
+    how = "emailed" if channel == Channel.EMAIL else "texted"
+    minutes = int(RESEND_GAP.total_seconds() // 60)
+    raise Conflict(
+        f"An invitation was {how} to {address} {seconds} s ago: this press sent no second one, "
+        f"and the link in it still works. If it has not arrived after {minutes} minutes, "
+        "resend it then, or print the QR for the desk."
+    )
+
+
 def revoke_invitation(session: Session, actor: Actor, invitation_id: int, reason: str = "") -> None:
     ensure(actor, Permission.INVITATIONS_SEND)
     # locked and read afresh: a second desk revoking it at once waits, then finds it revoked
@@ -526,7 +574,7 @@ def send_many(
             with session.begin_nested():
                 sent = send_invitation(session, actor, patient_id, base_url=base_url)
             rows.append(BulkRow(patient_id, sent.patient_name, True, sent.sent_to))
-        except (ValidationError, NotFound) as error:
+        except (ValidationError, NotFound, Conflict) as error:
             rows.append(BulkRow(patient_id, f"#{patient_id}", False, str(error)))
         if progress:
             progress(number, len(patient_ids))

@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select
 from core.interchange import patient_export
 from core.kernel import tokens
 from core.kernel.authz import patient_actor
-from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
+from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
 from core.messaging import sms_parts
 from core.patients import enrolment, invitations
 from core.patients.invitations import PortalStatus
@@ -35,7 +35,7 @@ from db.models import (
 )
 from db.triggers import bucket
 from db.types import utcnow
-from tests.factories import make_patient
+from tests.factories import invitations_sent_a_while_ago, make_patient
 
 BASE = "https://desk.example"
 
@@ -51,6 +51,11 @@ def _send(db, world, patient_id=None, **kw):
         return invitations.send_invitation(
             s, world.staff, patient_id or world.patient_id, base_url=BASE, **kw
         )
+
+
+def _a_while_later(db, patient_id):
+    with db.write() as s:
+        invitations_sent_a_while_ago(s, patient_id)
 
 
 def _state(db, patient_id):
@@ -163,6 +168,7 @@ def test_patient_and_signed_out_actors_cannot_send(db, world):
 
 def test_resend_issues_a_new_link_and_revokes_the_old(db, world):
     first = _send(db, world)
+    _a_while_later(db, world.patient_id)
     second = _send(db, world)
     assert second.replaced == 1 and second.link != first.link
     with db.read() as s:
@@ -180,12 +186,44 @@ def test_resend_issues_a_new_link_and_revokes_the_old(db, world):
     ]
 
 
+def test_a_second_press_does_not_text_the_family_phone_again_and_kill_the_first_link(db, world):
+    """Two presses of Send (a double click, two desks, a bulk list read before one was invited
+    by hand) texted the mobile twice within seconds, and the first text's link, the one the
+    patient opens, said it was replaced. A resend to the same number within RESEND_GAP is
+    refused saying so, the first link still works, and a bulk row is skipped with that reason;
+    a QR printed at the desk (no message) and a resend after the gap still go."""
+    with db.write() as s:
+        s.get(Patient, world.patient_id).consent_email = False  # the family mobile: texts only
+        twin = make_patient(s, first_name="Sam", email=None, consent_email=False).id
+    first = _send(db, world)
+    _send(db, world, twin)  # the same mobile, another patient: a link of their own
+    with pytest.raises(Conflict, match=r"An invitation was texted to 07700 900123 \d+ s ago"):
+        _send(db, world)
+    with db.write() as s:
+        (row,) = invitations.send_many(s, world.staff, [world.patient_id], base_url=BASE)
+    assert not row.done and "this press sent no second one" in row.detail
+    with db.read() as s:
+        tokens.verify(s, _raw(first.link), "enroll")  # still live
+        texts = s.scalars(select(Notification.patient_id).order_by(Notification.id)).all()
+    assert texts == [world.patient_id, twin]
+    qr = _send(db, world, email=False)  # the desk prints it: nothing is texted
+    assert not qr.queued and qr.replaced == 1
+    texted = _send(db, world)  # the text's link was replaced by the QR's: a new one goes
+    assert texted.queued and texted.replaced == 1
+    with pytest.raises(Conflict, match="this press sent no second one"):
+        _send(db, world)
+    _a_while_later(db, world.patient_id)
+    again = _send(db, world)
+    assert again.queued and again.replaced == 1
+
+
 def test_expiry_is_configurable_and_validated(db, world):
     with db.write() as s:
         assert invitations.get_expiry_days(s) == 14
         invitations.set_expiry_days(s, world.manager, 3)
     sent = _send(db, world)
     assert timedelta(days=2, hours=23) < sent.expires_at - utcnow() <= timedelta(days=3)
+    _a_while_later(db, world.patient_id)
     explicit = _send(db, world, expiry_days=30)
     assert explicit.expires_at - utcnow() > timedelta(days=29)
     with db.write() as s:
@@ -265,6 +303,7 @@ def test_a_dead_enrolment_link_says_why_to_its_holder_only_when_it_is_theirs_to_
     Revoked for any other reason (the address changed: it may be a stranger's; by the desk;
     too many wrong dates of birth) or expired, it stays the neutral invalid link."""
     first = _raw(_send(db, world).link)
+    _a_while_later(db, world.patient_id)
     second = _raw(_send(db, world).link)
     with db.read() as s, pytest.raises(patient_links.InvitationReplaced, match="newer one"):
         patient_links.enrollment_view(s, first)
@@ -566,6 +605,8 @@ def _race(db, work, n=2):
 
 
 def test_two_staff_sending_at_once_leave_exactly_one_live_invitation(db, world):
+    """One sends; the other, weighed after it under the patient's lock, is told it was just
+    sent (before, both sent: two emails, the first one's link dead)."""
     outcomes = _race(
         db,
         lambda s: (
@@ -574,7 +615,10 @@ def test_two_staff_sending_at_once_leave_exactly_one_live_invitation(db, world):
             ).invitation_id
         ),
     )
-    assert all(isinstance(o, int) for o in outcomes), outcomes
+    sent = [o for o in outcomes if isinstance(o, int)]
+    refused = [o for o in outcomes if isinstance(o, Conflict)]
+    assert (len(sent), len(refused)) == (1, 1), outcomes
+    assert "this press sent no second one" in str(refused[0])
     with db.read() as s:
         statuses = sorted(
             i.status.value
@@ -582,7 +626,8 @@ def test_two_staff_sending_at_once_leave_exactly_one_live_invitation(db, world):
                 select(PortalInvitation).where(PortalInvitation.patient_id == world.patient_id)
             )
         )
-    assert statuses == ["pending", "revoked"]
+        emails = s.scalars(select(Notification.to_address)).all()
+    assert statuses == ["pending"] and emails == ["alex@example.org"]
 
 
 def test_two_desks_revoking_one_invitation_at_once_revoke_it_once(db, world):

@@ -33,7 +33,7 @@ from db.models import (
     Patient,
 )
 from db.types import utcnow
-from tests.factories import make_patient, make_visit
+from tests.factories import invitations_sent_a_while_ago, make_patient, make_visit
 from tests.support.days import PLAIN_THURSDAY
 
 TZ = "Europe/Berlin"
@@ -529,7 +529,8 @@ def test_an_invitation_revoked_before_its_email_went_stops_the_email(db, berlin)
     with db.write() as session:
         invitations.send_invitation(session, berlin.staff, berlin.patient_id, base_url="https://x")
     assert told(db, since) == [("portal_invitation", "email", EMAIL)]  # email only
-    with db.write() as session:
+    with db.write() as session:  # resent later, the first email still waiting
+        invitations_sent_a_while_ago(session, berlin.patient_id)
         second = invitations.send_invitation(
             session, berlin.staff, berlin.patient_id, base_url="https://x"
         )

@@ -43,7 +43,7 @@ from db.models import (
     PortalInvitation,
 )
 from db.types import utcnow
-from tests.factories import make_patient, make_visit
+from tests.factories import invitations_sent_a_while_ago, make_patient, make_visit
 from tests.support.locks import wait_until_a_writer_waits
 
 BASE = "https://desk.example"
@@ -417,6 +417,8 @@ def test_permissions_and_unknown_patient(db, world):
 
 def test_record_has_details_portal_status_and_history(db, world):
     _invite(db, world)
+    with db.write() as s:
+        invitations_sent_a_while_ago(s, world.patient_id)
     _invite(db, world)
     with db.read() as s:
         record = patients.get_patient_record(s, world.staff, world.patient_id)
