@@ -458,6 +458,8 @@ def merge_patients(
     now = utcnow()
     ended = _end_portal(session, actor, duplicate, keep.id)
     withdrawn = _apply_consents(keep, duplicate)  # from the addresses each had: before _fill
+    # as an edit withdrawing it would: the kept record's pending invitation by that channel
+    invitations.revoke_for_contact_change(session, actor, keep, withdrawn)
     address_left = _address_left(keep, duplicate)
     filled = _fill(keep, duplicate)
     moved_points = _move_points(session, keep, duplicate)

@@ -30,6 +30,7 @@ from db.models import (
     DocumentKind,
     FeedbackRequest,
     FormRequest,
+    InvitationStatus,
     LedgerEntry,
     LedgerKind,
     Notification,
@@ -368,6 +369,25 @@ def test_a_consent_withdrawn_on_either_record_stays_withdrawn(db, world):
         assert p.reminders_enabled is False
         email = s.get(Notification, email_id)
         assert email.status == DeliveryStatus.FAILED and "merged" in email.last_error
+
+
+def test_a_consent_the_merge_withdraws_revokes_the_kept_records_invitation_by_it(db, world):
+    """Email withdrawn on the duplicate withdraws it on the kept record (as an edit of the
+    record would), but the kept record's pending invitation by email stayed pending and its
+    link enrolled: now it is revoked as an edit revokes it, and the link no longer works."""
+    with db.write() as s:
+        sent = invitations.send_invitation(s, world.staff, world.patient_id, base_url=BASE)
+    duplicate = _duplicate(db, consent_email=False)
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:
+        inv = s.get(PortalInvitation, sent.invitation_id)
+        assert (inv.status, inv.revoked_reason) == (
+            InvitationStatus.REVOKED,
+            "Consent to email withdrawn",
+        )
+        raw = sent.link.split("t=")[1]
+        with pytest.raises(LinkInvalid):
+            patient_links.enrollment_view(s, raw)
 
 
 # ---------------------------------------------------------------- portal
