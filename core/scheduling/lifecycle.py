@@ -53,6 +53,7 @@ from db.models import (
     LinkToken,
     Provider,
     Source,
+    TimeOff,
     VisitMode,
 )
 from db.types import utcnow
@@ -456,13 +457,31 @@ def place(
     if end_at - start_at > MAX_LENGTH:
         raise ValidationError("An appointment can last at most 12 hours.")
     details: dict[str, Any] = {"provider_id": provider_id, "start_at": start_at.isoformat()}
+    away = session.scalar(
+        select(TimeOff)
+        .where(
+            TimeOff.provider_id == provider_id,
+            TimeOff.starts_at < end_at,
+            TimeOff.ends_at > start_at,
+        )
+        .order_by(TimeOff.starts_at)
+        .limit(1)
+    )
+    if away is not None:  # the override is for working hours: a provider away is not booked
+        clinic = appointment.clinic
+        off = clinic_time_range(clinic, away.starts_at, away.ends_at)
+        raise ValidationError(
+            f"{provider.name} is on time off {off}, and the visit would be "
+            f"{clinic_time_range(clinic, start_at, end_at)}: choose "
+            "another provider or time (or change the time off first)."
+        )
     if not working_hours_cover(session, provider_id, appointment.clinic_id, start_at, end_at):
         if not outside_hours_override:
             clinic = appointment.clinic
             raise ValidationError(
                 f"{provider.name} is not working at {clinic.name} on "
-                f"{clinic_time_range(clinic, start_at, end_at)} (or is on time off). Choose "
-                "another time, or book outside working hours explicitly."
+                f"{clinic_time_range(clinic, start_at, end_at)}. Choose another time, or book "
+                "outside working hours explicitly."
             )
         details["outside_hours_override"] = True
         appointment.outside_hours_override = True

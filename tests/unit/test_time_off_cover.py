@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import PermissionDenied, ValidationError
+from core.requests import decisions
 from core.scheduling import cover, moves, schedules
 from core.waitlist.entries import add_after_cancellation
 from db.models import (
@@ -20,6 +21,7 @@ from db.models import (
     Provider,
     ProviderService,
     Service,
+    TimeOfDay,
     TimeOff,
     WaitlistEntry,
     WorkingHours,
@@ -148,7 +150,7 @@ def test_the_desk_chooses_among_every_free_colleague_and_only_a_free_one_takes_i
     assert [r.ok for r in results] == [True, False, False]
     assert results[0].message.startswith("Moved to Dr Cover, same time.")
     assert "Dr Skin does not perform" in results[1].message
-    assert "Dr Away is not working at Test Clinic" in results[2].message
+    assert "Dr Away is on time off " in results[2].message
     with db.write() as session:
         [unchosen] = cover.handle_time_off_visits(session, world.manager, off_id, [H(noon, C.MOVE)])
     assert not unchosen.ok and unchosen.message.startswith(
@@ -231,3 +233,57 @@ def test_nothing_chosen_is_refused_saying_what_to_choose(db, world, sick_day):
     off_id, (ten, *_), _, _ = sick_day
     with db.write() as session, pytest.raises(ValidationError, match="move it or cancel it"):
         cover.handle_time_off_visits(session, world.manager, off_id, [cover.Handling(ten, "swap")])
+
+
+def _ask(session, world, day: date, provider_id: int | None, time_of_day=None, start_at=None):
+    return decisions.request_appointment(
+        session,
+        world.staff,
+        patient_id=make_patient(session, first_name="Req").id,
+        clinic_id=world.clinic_id,
+        service_id=world.service_id,
+        requested_day=day,
+        time_of_day=time_of_day,
+        start_at=start_at,
+        provider_id=provider_id,
+    ).id
+
+
+def test_a_request_is_not_approved_onto_a_provider_away_then_even_outside_hours(
+    db, world, sick_day
+):
+    """The "outside working hours" tick let a manager approve a request onto Dr Test on their
+    sick day (and book them then): time off is not hours, and is refused with its own words;
+    the request stays waiting, with Dr Cover it is approved."""
+    off_id, _, cover_id, monday = sick_day
+    at = local_to_utc(monday, time(15), TZ)
+    with db.write() as session:
+        asked = _ask(session, world, monday, world.provider_id, TimeOfDay.AFTERNOON)
+    for override in (False, True):
+        with db.write() as session, pytest.raises(ValidationError) as refused:
+            decisions.approve_request(
+                session,
+                world.manager,
+                asked,
+                provider_id=world.provider_id,
+                start_at=at,
+                outside_hours_override=override,
+            )
+        assert str(refused.value).startswith("Dr Test is on time off ")
+        assert "choose another provider or time" in str(refused.value)
+    with db.write() as session, pytest.raises(ValidationError, match="is on time off"):
+        moves.schedule_appointment(
+            session,
+            world.staff,
+            moves.NewBooking(
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                start_at=at,
+                patient_id=world.patient_id,
+                service_ids=[world.service_id],
+                outside_hours_override=True,
+            ),
+        )
+    with db.write() as session:
+        assert session.get(Appointment, asked).status == AppointmentStatus.REQUESTED
+        decisions.approve_request(session, world.manager, asked, provider_id=cover_id, start_at=at)
