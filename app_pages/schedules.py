@@ -1,6 +1,6 @@
 """Provider schedules: weekly hours per clinic (a working day per weekday, with an optional
-break) and time off. Bookings outside these need an explicit override, which is recorded on
-the appointment."""
+break) and time off. Bookings outside these hours need an explicit override, which is recorded
+on the appointment; time off is never booked into."""
 
 import pandas as pd
 import streamlit as st
@@ -144,7 +144,7 @@ with st.form("schedules_time_off"):  # what was typed stays when it is refused
             clash = read(schedules.bookings_in_time_off, me, provider.id, starts, ends)
             if clash[0]:
                 st.session_state["schedules_clash"] = clash
-                added_with_visits(done.value.id)
+            added_with_visits(done.value.id)  # its visits and requests are shown next
             forget("schedules_off", OFF_KEYS)  # added: an empty form for the next one
             refresh()
 if clash := st.session_state.pop("schedules_clash", None):  # named: the desk calls each

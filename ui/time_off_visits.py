@@ -1,7 +1,9 @@
 """The visits caught by a provider's time off, on the Provider schedules page: a row each
 (when, patient, treatment, who takes it over: any colleague free then, the first offered) with
 its action (move to that colleague, cancel as the practice, leave), one reason and a waitlist
-tick for the cancelled, one button; then what became of each (core.scheduling.cover)."""
+tick for the cancelled, one button; then what became of each (core.scheduling.cover). The
+requests waiting with the provider for a day in it follow, "Requested for" that day: released
+to the colleague chosen (none: any provider) or declined as the practice with the reason."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel.money import clinic_time_range
+from core.requests.decisions import decline_request
 from core.scheduling import cover
 from core.scheduling.schedules import TimeOffRow
 from core.waitlist.entries import add_after_cancellation
@@ -19,7 +22,13 @@ from ui.context import read, refresh, run_action
 PICK_KEY = "schedules_cover_pick"
 WANTED_KEY = "schedules_cover_for"  # a time off just added: its visits are shown first
 RESULTS_KEY = "schedules_cover_results"
-ACTIONS = {"Move": cover.Choice.MOVE, "Cancel": cover.Choice.CANCEL, "Leave": None}
+ACTIONS = {
+    "Move": cover.Choice.MOVE,
+    "Cancel": cover.Choice.CANCEL,
+    "Release": cover.Choice.RELEASE,  # a request
+    "Decline": cover.Choice.DECLINE,  # a request
+    "Leave": None,
+}
 
 
 @cached("setup", "appointments", ttl=30, max_entries=20)
@@ -85,7 +94,9 @@ def time_off_visits(me, clinic, away: list[TimeOffRow]) -> None:
     st.caption(
         "Move: to the colleague chosen in its row (the first free then is offered, its note "
         "names any other), same time. Cancel: as the practice, no fee, any prepayment "
-        "refunded. Each patient is told; each visit is handled on its own."
+        'refunded. A request ("Requested for"): Release it to the colleague chosen, or to '
+        "any provider with none chosen, still waiting in the queue; or Decline it. Each "
+        "patient cancelled or declined is told the reason; each row is handled on its own."
     )
     labels = _labels(rows)
     key, shown = f"schedules_cover_{off.id}", _table(rows, labels)
@@ -106,7 +117,7 @@ def time_off_visits(me, clinic, away: list[TimeOffRow]) -> None:
         },
     )
     reason = st.text_input(
-        "Reason for cancelling (the patients are told)", key="schedules_cover_reason"
+        "Reason for cancelling or declining (the patients are told)", key="schedules_cover_reason"
     )
     wait = st.checkbox(
         "Put cancelled patients on the waitlist (same service and clinic)",
@@ -123,6 +134,7 @@ def time_off_visits(me, clinic, away: list[TimeOffRow]) -> None:
             chosen,
             reason=reason,
             wait_list=add_after_cancellation if wait else None,
+            decline=decline_request,
         )
         if done:
             st.session_state[RESULTS_KEY] = done.value

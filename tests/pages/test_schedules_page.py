@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
+from core.requests import decisions
 from core.scheduling import schedules
 from core.startup import open_database
 from db.models import (
@@ -420,4 +421,42 @@ def test_a_visit_in_time_off_goes_to_the_free_colleague_chosen_in_its_row(app_as
     database = _db(app_db)
     with database.read() as session:
         assert session.get(Appointment, first.id).provider_id == ids["Dr Birch"]
+    database.dispose()
+
+
+def test_a_request_for_a_day_off_is_listed_and_released_to_any_provider(app_as, app_db):
+    """A request waiting with the provider for the day they take off is listed below the
+    visits ("Requested for" that day); released with no colleague chosen, it goes back to the
+    queue for any provider."""
+    at = app_as("manager", PAGE)
+    first, day, _ = _first_visit(at, app_db)
+    database = _db(app_db)
+    with database.write() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        asked = decisions.request_appointment(
+            session,
+            manager,
+            patient_id=first.patient_id,
+            clinic_id=first.clinic_id,
+            service_id=first.service_id,
+            requested_day=day,
+            time_of_day=None,
+            provider_id=first.provider_id,
+            notes="Only Tuesdays",
+        ).id
+    database.dispose()
+    key = _off_on(at, app_db, day)
+    listed = at.data_editor(key=key).value
+    [row] = [i for i, n in enumerate(listed["#"]) if n == asked]
+    assert listed["When"].iloc[row].startswith("Requested for ")
+    edits = {i: {"Action": "Leave"} for i in range(len(listed)) if i != row}
+    edits[row] = {"Action": "Release", "Free to take it": None}
+    at.session_state[key] = {"edited_rows": edits, "added_rows": [], "deleted_rows": []}
+    at.button(key="schedules_cover_go").click().run()
+    assert not at.error, at.error
+    assert at.info[0].value == "1 done, 0 refused."
+    database = _db(app_db)
+    with database.read() as session:
+        request = session.get(Appointment, asked)
+        assert (request.provider_id, request.status) == (None, AppointmentStatus.REQUESTED)
     database.dispose()

@@ -214,6 +214,8 @@ def test_visits_are_moved_and_cancelled_in_one_go_each_on_its_own(db, world, sic
             "time_off_id": off_id,
             "moved": [ten],
             "cancelled": [eleven],
+            "released": [],
+            "declined": [],
             "refused": [noon],
             "wait_listed": True,
         }
@@ -247,6 +249,109 @@ def _ask(session, world, day: date, provider_id: int | None, time_of_day=None, s
         start_at=start_at,
         provider_id=provider_id,
     ).id
+
+
+def test_requests_for_a_day_in_the_time_off_are_listed_with_who_else_is_free(db, world, sick_day):
+    """A request for Monday morning with Dr Test, one for an exact time with Dr Test, one for
+    Monday with any provider, one with Dr Cover and one for Tuesday: only Dr Test's two are
+    listed (they were not: the manager would approve them onto a provider who is away), as
+    requests, after the booked visits, with the colleagues free then (Dr Cover is busy at
+    11:00, so only the morning one names Dr Cover)."""
+    off_id, ids, cover_id, monday = sick_day
+    with db.write() as session:
+        morning = _ask(session, world, monday, world.provider_id, TimeOfDay.MORNING)
+        exact = _ask(
+            session, world, monday, world.provider_id, start_at=local_to_utc(monday, time(11), TZ)
+        )
+        _ask(session, world, monday, None, TimeOfDay.MORNING)
+        _ask(session, world, monday, cover_id)
+        _ask(session, world, monday + timedelta(days=1), world.provider_id)
+    with db.read() as session:
+        rows = cover.list_time_off_visits(session, world.manager, off_id)
+    assert [r.id for r in rows] == [*ids, morning, exact]
+    first, second = rows[-2:]
+    assert first.request and first.status == "requested" and not first.can_move
+    assert first.when == "Requested for Mon, " + f"{monday:%-d %b %Y}, morning (09–12)"
+    assert first.free == (cover.Colleague(cover_id, "Dr Cover"),)
+    assert (first.can_release, first.can_decline, first.can_cancel) == (True, True, False)
+    assert "11:00–11:30" in second.when and second.when.startswith("Requested for ")
+    assert second.free == () and second.can_release  # to any provider, still
+    assert second.note.startswith("Nobody else who performs it is free then")
+    assert not rows[0].request and not rows[0].can_release and not rows[0].can_decline
+
+
+def test_requests_in_a_time_off_are_released_or_declined_each_on_its_own(db, world, sick_day):
+    """The morning request goes to Dr Cover, the exact-time one to any provider, a third is
+    declined as the practice with the reason the patient is told; a request moved like a
+    booking, and one released to a colleague not free then, are refused in words. Released
+    requests stay in the queue and leave the time off's list."""
+    off_id, (ten, *_), cover_id, monday = sick_day
+    with db.write() as session:
+        morning = _ask(session, world, monday, world.provider_id, TimeOfDay.MORNING)
+        exact = _ask(
+            session, world, monday, world.provider_id, start_at=local_to_utc(monday, time(14), TZ)
+        )
+        later = _ask(session, world, monday, world.provider_id, TimeOfDay.AFTERNOON)
+        evening = _ask(session, world, monday, world.provider_id, TimeOfDay.EVENING)
+        away_id = session.scalar(select(Provider.id).where(Provider.name == "Dr Away"))
+    with db.read() as session:
+        seen = {r.id: r for r in cover.list_time_off_visits(session, world.manager, off_id)}
+    H, C = cover.Handling, cover.Choice
+    with db.write() as session:
+        results = cover.handle_time_off_visits(
+            session,
+            world.manager,
+            off_id,
+            [
+                H(morning, C.RELEASE, cover_id, seen[morning].version),
+                H(exact, C.RELEASE, None, seen[exact].version),
+                H(later, C.DECLINE, version=seen[later].version),
+                H(evening, C.RELEASE, away_id),
+                H(ten, C.DECLINE),
+            ],
+            reason="Dr Test is unwell that day",
+            decline=decisions.decline_request,
+        )
+    assert [r.ok for r in results] == [True, True, True, False, False]
+    assert results[0].message.startswith("Now with Dr Cover (Dr Test is away then)")
+    assert "still a request waiting for a decision" in results[0].message
+    assert results[1].message.startswith("Now for any provider (Dr Test is away then)")
+    assert results[2].message.startswith("Declined as the practice. Now declined.")
+    assert "Dr Away is not free for it then" in results[3].message
+    assert results[4].message.startswith(f"Appointment #{ten} is booked: move it or cancel it")
+    with db.read() as session:
+        got = {i: session.get(Appointment, i) for i in (morning, exact, later, evening)}
+        assert got[morning].provider_id == cover_id
+        assert got[morning].status == AppointmentStatus.REQUESTED
+        assert got[exact].provider_id is None and got[exact].status == AppointmentStatus.REQUESTED
+        assert got[later].status == AppointmentStatus.DECLINED
+        assert got[later].decline_reason == "Dr Test is unwell that day"
+        assert got[evening].provider_id == world.provider_id
+        told = session.scalars(
+            select(Notification).where(
+                Notification.appointment_id == later,
+                Notification.template == "appointment_declined",
+            )
+        ).all()
+        assert told and all("Dr Test is unwell that day" in n.body for n in told)
+        released = session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "request_provider_released", AuditEvent.entity_id == morning
+            )
+        )
+        assert released.details == {
+            "time_off_id": off_id,
+            "from_provider_id": world.provider_id,
+            "to_provider_id": cover_id,
+        }
+        event = session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "time_off_visits_handled")
+        )
+        assert event.details["released"] == [morning, exact]
+        assert event.details["declined"] == [later]
+        assert event.details["refused"] == [evening, ten]
+        left = [r.id for r in cover.list_time_off_visits(session, world.manager, off_id)]
+        assert morning not in left and exact not in left and evening in left
 
 
 def test_a_request_is_not_approved_onto_a_provider_away_then_even_outside_hours(
@@ -287,3 +392,25 @@ def test_a_request_is_not_approved_onto_a_provider_away_then_even_outside_hours(
     with db.write() as session:
         assert session.get(Appointment, asked).status == AppointmentStatus.REQUESTED
         decisions.approve_request(session, world.manager, asked, provider_id=cover_id, start_at=at)
+
+
+def test_a_partial_day_off_lists_the_requests_whose_asked_time_touches_it(db, world):
+    """Dr Test leaves at 13:00 on Monday: a morning request and one at exact 12:00 are not
+    caught; the afternoon, the whole day and an exact 12:45 (straddling the edge) are, the
+    day read on the clinic's own clock."""
+    monday = next_monday()
+    with db.write() as session:
+        starts, ends = schedules.time_off_span(monday, time(13), monday, None, TZ)
+        off = schedules.add_time_off(
+            session, world.manager, provider_id=world.provider_id, starts_at=starts, ends_at=ends
+        )
+        me = world.provider_id
+        _ask(session, world, monday, me, TimeOfDay.MORNING)
+        _ask(session, world, monday, me, start_at=local_to_utc(monday, time(12), TZ))
+        afternoon = _ask(session, world, monday, me, TimeOfDay.AFTERNOON)
+        day = _ask(session, world, monday, me)
+        edge = _ask(session, world, monday, me, start_at=local_to_utc(monday, time(12, 45), TZ))
+    with db.read() as session:
+        rows = cover.list_time_off_visits(session, world.manager, off.id)
+    assert [r.id for r in rows] == [day, afternoon, edge]
+    assert all(r.request for r in rows)
