@@ -47,6 +47,10 @@ FEW_SAID = (
     f"rates over fewer than {MIN_N} (bookings; visits due for the no-show rate): one visit "
     "more or less moves them a lot, so read them with care."
 )
+PACKAGES_SAID = (
+    "A package booked as one visit is its own bar (“Package: …”); a service's bar counts the "
+    "visits booked as that service alone."
+)
 _ASSESSED = ("late_assessed_cents", "no_show_assessed_cents")
 _WAIVED = ("late_waived_cents", "no_show_waived_cents")
 
@@ -62,6 +66,8 @@ FORMULAS = f"""
   apart, as *booking time unknown*) · **cancellation notice** = start − cancelled
   (cancellations imported without when they were cancelled are left out, and counted under
   the chart)
+- **by service** = each visit under the service it was booked as; a package booked as one
+  visit is its own bar (*Package: …*), not counted under its services
 - **request turnaround** = decided − requested, online requests (approved or declined)
 - **revenue at risk** = price of cancelled and no-show appointments (a package's one price,
   otherwise the prices of its services)
@@ -352,10 +358,12 @@ def dashboard(
                 [
                     (OTHERS, name, "Others")
                     if g.counts.label == "Others"
-                    else (name, g.key, g.counts.label)
+                    else (g.dimension, g.key, g.counts.label)  # a package: its own visits
                     for g in groups
                 ],
             )
+            if name == "service" and any(g.dimension == "package" for g in groups):
+                st.caption(PACKAGES_SAID)
     left, right = st.columns(2)
     with left:
         draw(

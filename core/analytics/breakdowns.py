@@ -27,19 +27,23 @@ from core.analytics.cancellation_parts import (
     S,
     row_values,
     scope_of,
+    service_or_package,
     validate_filters,
     where_clauses,
 )
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import ValidationError
-from db.models import Appointment, Clinic, Patient, Provider, Service, SurveyResponse
+from db.models import Appointment, Clinic, Package, Patient, Provider, Service, SurveyResponse
 
+# the group's key in SQL (0: none recorded); by service, a visit booked as a package is keyed
+# minus its package's id: the package is its own bar ("Package: …"), not its first service's
 GROUPS = {
-    "provider": (Appointment.provider_id, Provider),
-    "service": (Appointment.service_id, Service),
+    "provider": lambda: func.coalesce(Appointment.provider_id, 0),
+    "service": service_or_package,
 }
-DIMENSIONS = ("weekday", "hour", "cell", "week", "lead", "provider", "service", "all")
+PACKAGE = "Package: "  # a package's bar is labelled with its name after this
+DIMENSIONS = ("weekday", "hour", "cell", "week", "lead", "provider", "service", "package", "all")
 # what a bar counts: the cancellation rate is over the bookings, the no-show rate over the
 # visits due (no-shows and attended); the list behind a bar is that bar's n, no more
 COUNTED = {"booked": BOOKED, "due": (S.NO_SHOW, S.COMPLETED, S.CHECKED_IN)}
@@ -59,10 +63,13 @@ def _core5(a=Appointment):
 
 @dataclass(frozen=True)
 class Group:
-    """One bar group: its key (None for "not recorded" or "Others") and its counts."""
+    """One bar group: its key (None for "not recorded" or "Others"), its counts and what it
+    is (`appointments_behind`'s dimension: provider, service, or package among the
+    services)."""
 
     key: int | None
     counts: Counts
+    dimension: str = ""
 
 
 def rates_by(
@@ -77,34 +84,38 @@ def rates_by(
     """Cancellation and no-show counts per provider or service, largest first: from the
     maintained roll-ups when no provider or service is chosen (the days whose roll-ups lag
     taken from the appointments), otherwise in one grouped query over the appointments.
+    By service, each package booked is its own group ("Package: name", dimension "package"):
+    its visits are not counted under its first service, and every visit is in one group.
     Beyond the `top` largest (None: no limit), the rest are summed as "Others"."""
     ensure(actor, Permission.ANALYTICS_READ)
     validate_filters(filters)
     if group not in GROUPS:
         raise ValidationError(f"Choose a breakdown by {' or '.join(GROUPS)}.")
-    column, model = GROUPS[group]
     scope = scope_of(session, filters, periods_too=False)
     lagging = cancellation_rollups.usable_for(session, filters, use_rollups)
     if lagging is None:
+        key = GROUPS[group]().label("key")
         query = (
-            select(column, model.name, *_core5())
-            .outerjoin(model, model.id == column)
+            select(key, *_core5())
             .where(*where_clauses(scope, filters), Appointment.status.in_(BOOKED))
-            .group_by(column, model.name)
+            .group_by(key)
         )
-        rows = session.execute(query).all()
+        counted = {int(k): values for k, *values in session.execute(query)}
     else:
         clinics = [c for c, _ in scope.clinics]
         counted = cancellation_rollups.read_groups(session, group, filters, clinics, lagging)
-        names = dict(
-            session.execute(select(model.id, model.name).where(model.id.in_(list(counted)))).all()
-        )
-        rows = [(key or None, names.get(key), *values) for key, values in counted.items()]
+    model = Provider if group == "provider" else Service
+    names = _names(session, model, [k for k in counted if k > 0])
+    packages = _names(session, Package, [-k for k in counted if k < 0])
     groups = []
-    for key, name, *values in rows:
-        counts = Counts(name or "(not recorded)")
+    for k, values in counted.items():
+        if k < 0:
+            name, key, dimension = PACKAGE + packages.get(-k, "(not recorded)"), -k, "package"
+        else:
+            name, key, dimension = names.get(k, "(not recorded)"), k or None, group
+        counts = Counts(name)
         counts.add(*(int(v or 0) for v in values))
-        groups.append(Group(key, counts))
+        groups.append(Group(key, counts, dimension))
     groups.sort(key=lambda g: (-g.counts.booked, g.counts.label))
     if top is not None and len(groups) > top:
         rest = Counts("Others")
@@ -113,6 +124,12 @@ def rates_by(
             rest.add(c.booked, c.cancelled, c.late, c.no_shows, c.attended)
         groups = [*groups[: top - 1], Group(None, rest)]
     return groups
+
+
+def _names(session: Session, model, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict(session.execute(select(model.id, model.name).where(model.id.in_(ids))).all())
 
 
 def _week_days(monday_iso: str) -> tuple[int, int]:
@@ -131,7 +148,8 @@ def appointments_behind(
 ) -> tuple[pd.DataFrame, int]:
     """The appointments behind one bar: `dimension` is weekday (0 = Monday), hour, cell (the
     heatmap's (weekday, hour)), week (its Monday, ISO), lead (bucket index), provider or
-    service (id; None = not recorded) or all;
+    service (id; None = not recorded; a service's visits booked alone, as its bar counts),
+    package (id: the visits booked as that package) or all;
     `counted` is the bar's n (COUNTED): "booked" for a cancellation rate, "due" (no-shows and
     attended) for a no-show rate. Newest first, at most `limit` rows, and how many there are
     in all; each start in its clinic's time, beside the clinic's name."""
@@ -154,6 +172,7 @@ def appointments_behind(
             a.patient_id.label("patient_id"),
             a.provider_id.label("provider_id"),
             a.service_id.label("service_id"),
+            a.package_id.label("package_id"),
             a.clinic_id.label("clinic_id"),
             values["daynum"],
             values["hour"],
@@ -176,7 +195,11 @@ def appointments_behind(
         "week": lambda v: i.daynum.between(*_week_days(str(v))),
         "lead": lambda v: i.lead == int(v),
         "provider": lambda v: i.provider_id.is_(None) if v is None else i.provider_id == int(v),
-        "service": lambda v: i.service_id.is_(None) if v is None else i.service_id == int(v),
+        "service": lambda v: and_(
+            i.package_id.is_(None),
+            i.service_id.is_(None) if v is None else i.service_id == int(v),
+        ),
+        "package": lambda v: i.package_id == int(v),
         "all": lambda v: True,
     }[dimension](value)
     total = int(session.scalar(select(func.count()).select_from(inner).where(condition)) or 0)
@@ -192,12 +215,14 @@ def appointments_behind(
             Patient.last_name,
             Provider.name,
             Service.name,
+            Package.name,
         )
         .select_from(inner)
         .join(Clinic, Clinic.id == i.clinic_id)
         .outerjoin(Patient, Patient.id == i.patient_id)
         .outerjoin(Provider, Provider.id == i.provider_id)
         .outerjoin(Service, Service.id == i.service_id)
+        .outerjoin(Package, Package.id == i.package_id)
         .where(condition)
         .order_by(i.start_at.desc(), i.id.desc())
         .limit(limit)
@@ -210,7 +235,8 @@ def appointments_behind(
             "Status": r[2].value.replace("_", " ") + (" (late)" if r[3] else ""),
             "Patient": f"{r[6] or ''} {r[7] or ''}".strip(),
             "Provider": r[8] or "",
-            "Service": r[9] or "",
+            # a package's visit by its package, as the by-service chart counts it
+            "Service": PACKAGE + r[10] if r[10] else r[9] or "",
         }
         for r in session.execute(query)
     ]

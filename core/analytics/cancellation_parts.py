@@ -533,8 +533,15 @@ def row_values(dialect: str, scope: Scope):
         case((decided_online, bucket_case(turn, TURNAROUND_BUCKETS)), else_=None).label("turn"),
         case((decided_online, turn), else_=None).label("turn_s"),
         func.coalesce(a.provider_id, 0).label("provider"),  # 0: none recorded
-        func.coalesce(a.service_id, 0).label("service"),
+        service_or_package().label("service"),
     ]
+
+
+def service_or_package(a=Appointment):
+    """SQL: the by-service key of a visit: its service's id, 0 when none is recorded, or minus
+    its package's id when it was booked as a package (its own bar, never counted under its
+    first service: "Botox" is the visits booked as Botox alone)."""
+    return case((a.package_id.is_not(None), -a.package_id), else_=func.coalesce(a.service_id, 0))
 
 
 def rows_subquery(dialect: str, scope: Scope, where: list):

@@ -12,7 +12,8 @@ One row per clinic, clinic-local day (days since 1970-01-01), kind and key:
     turn    turnaround bucket      0             requests, seconds
     fees    ledger kind            waived (0/1)  cents, points, points on cancellations
     provider  provider (0: none)   0             booked, cancelled, late, no-shows, attended
-    service   first service (0: none) 0          booked, cancelled, late, no-shows, attended
+    service   service (0: none;      0          booked, cancelled, late, no-shows, attended
+              −package: a package)
 
 Keeping them current:
 - every ORM flush that touches an appointment or a ledger entry marks the clinic-local days
@@ -86,8 +87,9 @@ from db.models import (
 log = logging.getLogger("clinicdesk.rollups")
 STATE_KEY = "cancellation_rollups"
 # the kinds stored (2: provider and service added; 3: lead bucket "booking time unknown";
-# 4: money's cancellations without a time); another version is rebuilt
-VERSION = 4
+# 4: money's cancellations without a time; 5: a package its own key under service, not its
+# first service); another version is rebuilt
+VERSION = 5
 FIGURE_KINDS = frozenset({"hour", "lead", "notice", "money", "turn", "fees"})
 GROUP_KINDS = ("provider", "service")  # the rates by provider and by service
 EPOCH = date(1970, 1, 1)

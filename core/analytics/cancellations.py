@@ -18,6 +18,8 @@ Formulas (also written on the page):
 - no-show rate = no-shows ÷ (no-shows + completed + checked in) — the visits that were due
 - lead time = start − booked; cancellation notice = start − cancelled; a visit imported
   without its booking time is counted under "booking time unknown", not in a lead-time bucket
+- by service: each visit under the service it was booked as; a package booked as one visit is
+  its own group ("Package: name"), never counted under its first service
 - request turnaround = decided − requested, for online requests
 - revenue at risk = price of cancelled and no-show appointments: a package's one price,
   otherwise the prices of its services
@@ -376,7 +378,8 @@ def _repeat_patients(session: Session, where: list, limit: int = 50) -> list[Rep
 
 def export_csv(session: Session, actor: Actor, filters: AnalyticsFilters) -> bytes:
     """The figures as CSV, audited, safe to open in a spreadsheet: one row per figure, every
-    part; the rates by every provider and service, by weekday × hour (the heatmap) and by
+    part; the rates by every provider and service (each package booked its own row of the
+    service section, "Package: name"), by weekday × hour (the heatmap) and by
     week a year earlier (the weekly chart's dotted line, each week by its own Monday) too,
     each rate with its numerator and n (an empty rate is one of n = 0). Money is one row per
     currency, named in the currency column (empty for counts and rates); amounts are in minor

@@ -27,10 +27,12 @@ from db.models import (
     Clinic,
     LedgerEntry,
     OpeningStatus,
+    Package,
     Patient,
     Payment,
     Provider,
     ReminderSent,
+    Service,
     SlotOpening,
     User,
 )
@@ -942,3 +944,44 @@ def test_the_notice_chart_says_how_many_cancellations_it_leaves_out(app_as, app_
         f"{f.untimed_cancellations:,} of {f.totals.cancelled:,} cancellations left out: "
         "imported without when they were cancelled, so their notice is not known."
     ) in [c.value for c in at.caption]
+
+
+def test_a_package_is_its_own_bar_by_service_and_lists_its_own_visits(app_as, app_db):
+    """Three visits booked as the package Skin renewal (first service Skin check): the
+    service chart has a bar "Package: Skin renewal", said under the chart, and a click on it
+    lists those three visits (before: they were Skin check's, and the bar's pick was read as
+    a service's id)."""
+    database = _db(app_db)
+    with database.write() as session:
+        package = session.scalar(select(Package).where(Package.name == "Skin renewal"))
+        skin_check = session.scalar(select(Service.id).where(Service.name == "Skin check"))
+        since = datetime.now(UTC) - timedelta(days=40)
+        visits = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.kind == AppointmentKind.APPOINTMENT,
+                Appointment.status.in_(BOOKED),
+                Appointment.start_at >= since,
+                Appointment.start_at < since + timedelta(days=20),
+            )
+            .order_by(Appointment.id)
+            .limit(3)
+        ).all()
+        for visit in visits:
+            visit.package_id, visit.service_id = package.id, skin_check
+        ids = {v.id for v in visits}
+    database.dispose()
+    assert len(ids) == 3
+    at = app_as("owner", PAGE)
+    assert not at.exception and not at.error
+    spec = _spec(at, "cancel_chart_service")
+    labels = spec["xAxis"]["data"]
+    assert "Package: Skin renewal" in labels, labels
+    assert any(c.value.startswith("A package booked as one visit") for c in at.caption)
+    at.session_state["cancel_chart_service"] = chart_click(0, labels.index("Package: Skin renewal"))
+    at.run()
+    assert not at.exception, at.exception
+    assert "Appointments behind Package: Skin renewal" in [h.value for h in at.subheader]
+    table = next(d for d in at.dataframe if "Status" in d.value.columns).value
+    assert set(table["#"]) == ids
+    assert set(table["Service"]) == {"Package: Skin renewal"}

@@ -1,8 +1,9 @@
 """Every chart figure of the cancellation dashboard recomputed by brute force, in Python, from
 a small generated history: two clinics (London in pounds, New York in dollars) over weeks that
-hold both zones' spring-forward changes, random statuses, providers, services, lead times and
-start times (some near midnight): the totals, each weekday, week, weekday × hour cell, lead-time
-bucket, SMS split, provider and service, each from the appointments and from the roll-ups, and
+hold both zones' spring-forward changes, random statuses, providers, services (some visits
+booked as a package: its own bar by service), lead times and start times (some near midnight):
+the totals, each weekday, week, weekday × hour cell, lead-time bucket, SMS split, provider and
+service, each from the appointments and from the roll-ups, and
 the appointments a click on each bar (and heatmap cell) lists; the roll-ups again after status
 changes, moves and an import (left out until its batch is finished); and the survey figures
 (NPS, CSAT, the rating and 0–10 distributions, the weeks, the groups and the responses behind
@@ -32,6 +33,7 @@ from db.models import (
     AppointmentStatus,
     Clinic,
     ImportBatch,
+    Package,
     Provider,
     Service,
     SurveyResponse,
@@ -57,7 +59,8 @@ def history(db, world):
         ny = Clinic(name="NY", timezone="America/New_York", currency="USD", locale="en-US")
         peel = Service(name="Peel", duration_minutes=30, price_cents=15000)
         two = Provider(name="Dr Two")
-        session.add_all([ny, peel, two])
+        packages = [Package(name="Peel day", price_cents=20000), Package(name="Both")]
+        session.add_all([ny, peel, two, *packages])
         session.flush()
         clinics = [(world.clinic_id, "Europe/London"), (ny.id, "America/New_York")]
         for _ in range(260):
@@ -67,8 +70,10 @@ def history(db, world):
             start = local_to_utc(day, at, tz)
             status = rng.choice(STATUSES)
             lead = rng.choice(LEADS)
+            package = rng.choice([None, None, None, *packages])
             session.add(
                 Appointment(
+                    package_id=package and package.id,
                     clinic_id=clinic,
                     provider_id=rng.choice([world.provider_id, two.id, None]),
                     patient_id=world.patient_id,
@@ -115,7 +120,7 @@ def brute(db, filters):
                 ("lead", bucket),
                 ("sms", a.sms_reminder),
                 ("provider", a.provider_id),
-                ("service", a.service_id),
+                ("package", a.package_id) if a.package_id else ("service", a.service_id),
             ):
                 bars[key].add(a)
         return bars
@@ -170,12 +175,12 @@ def check_bars(db, world, history, clinic, use_rollups):
             counts(bars[("sms", True)]),
             counts(bars[("sms", False)]),
         ]
-        for group in ("provider", "service"):
+        for group, dimensions in (("provider", {"provider"}), ("service", {"service", "package"})):
             got = {
-                g.key: of(g.counts)
+                (g.dimension, g.key): of(g.counts)
                 for g in bd.rates_by(session, world.owner, filters, group, use_rollups=use_rollups)
             }
-            assert got == {k[1]: counts(v) for k, v in bars.items() if k[0] == group}, group
+            assert got == {k: counts(v) for k, v in bars.items() if k[0] in dimensions}, group
         cells = {(h.weekday, h.hour): h.counts.booked for h in f.heatmap}
         for (dimension, value), expected in bars.items():
             if dimension == "sms":
@@ -232,9 +237,10 @@ def test_the_roll_ups_follow_changes_moves_and_imports(db, world, history):
                 k[1]: counts(v) for k, v in bars.items() if k[0] == "week"
             }
             got = {
-                g.key: of(g.counts) for g in bd.rates_by(session, world.owner, filters, "service")
+                (g.dimension, g.key): of(g.counts)
+                for g in bd.rates_by(session, world.owner, filters, "service")
             }
-            assert got == {k[1]: counts(v) for k, v in bars.items() if k[0] == "service"}
+            assert got == {k: counts(v) for k, v in bars.items() if k[0] in ("service", "package")}
 
     check()
     rollups.refresh_job(db, None)

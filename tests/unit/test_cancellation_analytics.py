@@ -634,7 +634,7 @@ def _rates(session, world, filters, use_rollups=True):
     """The rates by provider and by service (core.analytics.breakdowns), as comparable values."""
     return {
         group: [
-            (g.key, g.counts)
+            (g.dimension, g.key, g.counts)
             for g in bd.rates_by(session, world.owner, filters, group, use_rollups=use_rollups)
         ]
         for group in bd.GROUPS
@@ -754,6 +754,52 @@ def test_an_appointment_booked_as_a_package_puts_the_package_price_at_risk(db, w
         session.get(Package, package_id).price_cents = 20000
     direct, rolled = _both(db, world, FILTERS)
     assert rolled == direct and rolled["revenue_at_risk_cents"] == {"GBP": 60000 - 21000 + 20000}
+
+
+def test_a_package_is_its_own_bar_by_service_not_under_its_first_service(db, world, data):
+    """A8 (Consultation + Peel) booked as the package "Consult and peel", and a no-show of
+    the package at New York: by service, the package is its own bar, named as the package;
+    Consultation and Peel count only the visits booked as themselves (before: both package
+    visits under their first service, Consultation, its no-show rate 1 of 5 read as 2 of 6).
+    The same from the appointments, from the roll-ups, in the list behind each bar and in the
+    export; every booking is in one bar."""
+    with db.write() as session:
+        package = Package(name="Consult and peel", price_cents=18000)
+        session.add(package)
+        session.flush()
+        session.get(Appointment, data["a8"]).package_id = package.id
+        start = datetime(2026, 3, 26, 14, tzinfo=UTC)
+        missed = _visit(
+            data, S.NO_SHOW, start, start - 3 * D, service_id=world.service_id
+        )  # its first service
+        missed.package_id = package.id
+        session.add(missed)
+        session.flush()
+        package_id, missed_id = package.id, missed.id
+    _both(db, world, FILTERS)  # from the appointments and from the roll-ups, the same
+    with db.read() as session:
+        bars = {
+            (g.dimension, g.counts.label): (g.key, counts(g.counts))
+            for g in bd.rates_by(session, world.owner, FILTERS, "service")
+        }
+        assert bars == {
+            ("service", "Consultation"): (world.service_id, (8, 2, 1, 2, 4)),
+            ("service", "Peel"): (data["peel"], (2, 0, 0, 1, 1)),
+            ("package", "Package: Consult and peel"): (package_id, (2, 1, 1, 1, 0)),
+        }
+        assert sum(b[1][0] for b in bars.values()) == figures(db, world).totals.booked
+        rows, total = bd.appointments_behind(session, world.owner, FILTERS, "package", package_id)
+        assert total == 2 and set(rows["#"]) == {data["a8"], missed_id}
+        assert set(rows["Service"]) == {"Package: Consult and peel"}
+        rows, total = bd.appointments_behind(
+            session, world.owner, FILTERS, "service", world.service_id
+        )
+        assert total == 8 and not {data["a8"], missed_id} & set(rows["#"])
+    with db.write() as session:
+        lines = ca.export_csv(session, world.owner, FILTERS).decode("utf-8-sig").splitlines()
+    assert "service,Consultation,booked,8," in lines
+    assert "service,Package: Consult and peel,booked,2," in lines
+    assert "service,Package: Consult and peel,no_show_rate,1.0000," in lines
 
 
 @pytest.mark.parametrize("window", [1, 6, 24, 48])
