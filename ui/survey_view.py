@@ -24,6 +24,9 @@ FORMULAS = f"""
   all the ratings are the same there is no spread to estimate it from, and no interval is
   given. Groups with fewer than {sa.MIN_N} ratings are marked
   *low n* (hidden unless you ask for them): their figures move a lot with each answer.
+- **Changes** = against the period of the same length just before; none when nothing was
+  answered then, and NPS, CSAT and the average are not compared where either period has
+  fewer than {sa.MIN_N} answers behind them (as on Cancellations).
 - **Funnel**: completed visits in the period (by visit date) → asked for feedback → answered;
   the rates are requested ÷ completed and answered ÷ requested.
 - Dates are each response's local submission date in its clinic's time zone, for the date
@@ -55,9 +58,17 @@ def _of_100(value: float | None, fmt: ClinicFormat) -> str:
 
 
 def _change(
-    now: float | None, before: float | None, unit: str, fmt: ClinicFormat, digits: int = 0
+    now: float | None,
+    before: float | None,
+    ns: tuple[int, int],
+    unit: str,
+    fmt: ClinicFormat,
+    digits: int = 0,
 ) -> str | None:
-    if now is None or before is None:
+    """A figure's change against the previous period; none when either side has fewer than
+    MIN_N answers behind it (`ns`: now, before), as on Cancellations: NPS moves 100 points
+    with one answer of two."""
+    if now is None or before is None or min(ns) < sa.MIN_N:
         return None
     return f"{fmt.number(now - before, digits, signed=True)}{unit}"
 
@@ -70,38 +81,54 @@ def overview(
     span_before: tuple[date, date] | None = None,
 ) -> None:
     """The key figures; with `before`, each against the previous period of the same length
-    (`span_before`: its first and last day, named in the caption)."""
+    (`span_before`: its first and last day, named in the caption). As on Cancellations, no
+    change when nothing was answered in the period before, and NPS, CSAT and the average
+    only where both periods have at least MIN_N answers behind them."""
     p = before or sa.Figures()
+    compare = before is not None and p.responses > 0
 
     def against(n: int) -> str:  # the previous period's n of the figure, beside its change
         return f"vs previous period (n={fmt.number(n)})"
 
+    def few(n_now: int, n_before: int) -> str:
+        low = compare and min(n_now, n_before) < sa.MIN_N
+        return f" · fewer than {fmt.number(sa.MIN_N)}: too few to compare" if low else ""
+
     if before is not None and days:
         span = f" ({fmt.day(span_before[0])} – {fmt.day(span_before[1])})" if span_before else ""
-        st.caption(f"Changes compare with the {days} days before{span}.")
+        if compare:
+            st.caption(
+                f"Changes compare with the {days} days before{span}; NPS, CSAT and the "
+                f"average over fewer than {sa.MIN_N} (either side) are not compared."
+            )
+        else:  # the first surveys, or a range before them: nothing to compare with
+            st.caption(f"Nothing was answered in the {days} days before{span}: no changes shown.")
     cols = st.columns(4)
     key_figure(
         cols[0],
         "Responses",
         fmt.number(s.responses),
-        fmt.number(s.responses - p.responses, signed=True) if before is not None else None,
+        fmt.number(s.responses - p.responses, signed=True) if compare else None,
         colour="off",
         against=against(p.responses),
     )
+    nps_ns, rating_ns = (s.nps_n, p.nps_n), (s.rating_n, p.rating_n)
     key_figure(
         cols[1],
         "NPS",
         _nps(s.nps, fmt),
-        _change(s.nps, p.nps, " points", fmt) if before is not None else None,
-        help=f"over {fmt.number(s.nps_n)} answers (0–10); previous period {_nps(p.nps, fmt)}",
+        _change(s.nps, p.nps, nps_ns, " points", fmt) if compare else None,
+        help=f"over {fmt.number(s.nps_n)} answers (0–10); previous period {_nps(p.nps, fmt)} "
+        f"over {fmt.number(p.nps_n)}{few(*nps_ns)}",
         against=against(p.nps_n),
     )
     key_figure(
         cols[2],
         "CSAT",
         _of_100(s.csat, fmt),
-        _change(s.csat, p.csat, " pp", fmt) if before is not None else None,
-        help=f"over {fmt.number(s.rating_n)} ratings (1–5); previous period {_of_100(p.csat, fmt)}",
+        _change(s.csat, p.csat, rating_ns, " pp", fmt) if compare else None,
+        help=f"over {fmt.number(s.rating_n)} ratings (1–5); previous period "
+        f"{_of_100(p.csat, fmt)} over {fmt.number(p.rating_n)}{few(*rating_ns)}",
         against=against(p.rating_n),
     )
     interval = s.interval
@@ -110,8 +137,10 @@ def overview(
         cols[3],
         "Average rating",
         NO_VALUE if s.mean is None else f"{fmt.number(s.mean, 2)} / 5",
-        _change(s.mean, p.mean, "", fmt, 2) if before is not None else None,
-        help=f"n = {fmt.number(s.rating_n)}" + (f", 95% interval {span}" if interval else ""),
+        _change(s.mean, p.mean, rating_ns, "", fmt, 2) if compare else None,
+        help=f"n = {fmt.number(s.rating_n)}"
+        + (f", 95% interval {span}" if interval else "")
+        + few(*rating_ns),
         against=against(p.rating_n),
     )
     if interval:

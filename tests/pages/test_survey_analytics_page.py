@@ -125,8 +125,8 @@ def test_the_dashboard_opens_on_its_charts_each_with_its_n(app_as, app_db):
         ("Average rating", "", p.rating_n),
     ):
         assert deltas[label].endswith(f"{unit} vs previous period (n={n:,})"), deltas[label]
-    said = f"Changes compare with the 90 days before ({fmt.day(start)} – {fmt.day(end)})."
-    assert said in [c.value for c in at.caption]
+    said = f"Changes compare with the 90 days before ({fmt.day(start)} – {fmt.day(end)});"
+    assert [c.value for c in at.caption if c.value.startswith(said)]
     latest = next(d.value for d in at.dataframe if "comment" in d.value.columns)
     assert 0 < len(latest) <= sa.COMMENTS_PAGE and (latest.comment != "").all()
 
@@ -407,3 +407,62 @@ def test_the_trends_weekly_chart_keeps_the_quiet_weeks_too(app_as, app_db):
     assert json.loads(weekly.proto.spec)["title"].startswith("Weekly")
     frame = pa.ipc.open_stream(weekly.proto.data.data).read_all().to_pandas()
     assert len(frame) == 4 and list(frame.responses)[:3] == [0, 0, 0], frame
+
+
+def _answers(url, day: date, count: int) -> None:
+    """`count` responses at the first clinic at noon on its `day`, NPS 10 and 5 stars."""
+    db = database(url)
+    with db.write() as session:
+        clinic_id, tz = session.execute(
+            select(Clinic.id, Clinic.timezone).order_by(Clinic.id).limit(1)
+        ).one()
+        session.add_all(
+            SurveyResponse(
+                clinic_id=clinic_id,
+                submitted_at=local_to_utc(day, time(12), tz),
+                nps=10,
+                rating=5,
+            )
+            for _ in range(count)
+        )
+    db.dispose()
+
+
+def test_changes_are_shown_only_against_enough_answers_before(app_as, app_db):
+    """As on Cancellations: nothing answered in the period before, no change (and the caption
+    says so), not "+3 vs previous period (n=0)"; fewer than 10 answers (either side), NPS,
+    CSAT and the average are not compared (before: "+100 points" over 2 answers before)."""
+    first = date(2001, 1, 8)  # a Monday; the week before has two answers, the one before none
+    _answers(app_db, first - timedelta(days=3), 1)
+    _answers(app_db, first - timedelta(days=6), 1)
+    _answers(app_db, first + timedelta(days=1), 12)
+    db = database(app_db)
+    with db.write() as session:  # the two before: detractors with one star
+        for r in session.scalars(
+            select(SurveyResponse).where(
+                SurveyResponse.submitted_at < local_to_utc(first, time(0), "UTC")
+            )
+        ):
+            r.nps, r.rating = 0, 1
+    db.dispose()
+    at = app_as("owner", PAGE)
+    picker = at.date_input(key="survey_analytics_days")
+    picker.set_value((first - timedelta(days=7), first - timedelta(days=1)))
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception and not at.error
+    deltas = {m.label: m.proto.delta for m in at.metric}
+    assert metric(at, "Responses") == "2" and not deltas["Responses"], deltas
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("Nothing was answered in the 7 days before") for c in captions)
+    assert not any(c.startswith("Changes compare with") for c in captions)
+    picker = at.date_input(key="survey_analytics_days")
+    picker.set_value((first, first + timedelta(days=6)))
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception and not at.error
+    deltas = {m.label: m.proto.delta for m in at.metric}
+    assert deltas["Responses"] == "+10 vs previous period (n=2)"
+    for label in ("NPS", "CSAT", "Average rating"):
+        assert not deltas[label], (label, deltas[label])
+    helps = {m.label: m.proto.help for m in at.metric}
+    assert helps["NPS"].endswith("fewer than 10: too few to compare"), helps["NPS"]
+    assert any(c.value.startswith("Changes compare with the 7 days before") for c in at.caption)
