@@ -143,7 +143,9 @@ def key_figures(f: CancellationFigures, before: CancellationFigures, fmt: Clinic
         )
     mean, earlier = f.turnaround_mean_hours, before.turnaround_mean_hours
     decided, decided_before = _decided(f), _decided(before)
-    hours = compared(mean, decided, earlier, decided_before)
+    # nothing booked before: no change at all, as the caption says (declined requests alone
+    # may still have a turnaround then)
+    hours = compared(mean, decided, earlier, decided_before) if p.booked else None
     shown = _currencies_shown(f, before)
     money = [_money_figure(f, before, fmt, code, len(shown) > 1, bool(p.booked)) for code in shown]
     others = [

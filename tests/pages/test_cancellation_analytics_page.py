@@ -985,3 +985,48 @@ def test_a_package_is_its_own_bar_by_service_and_lists_its_own_visits(app_as, ap
     table = next(d for d in at.dataframe if "Status" in d.value.columns).value
     assert set(table["#"]) == ids
     assert set(table["Service"]) == {"Package: Skin renewal"}
+
+
+def test_nothing_booked_before_means_no_change_not_even_the_turnaround(app_as, app_db):
+    """The caption says no changes are shown when nothing was booked in the period before;
+    the mean request turnaround kept one (before: '+1.0 h' against twelve online requests
+    the week before, all declined, none booked)."""
+    first = date(2001, 1, 8)
+    database = _db(app_db)
+    with database.write() as session:
+        clinic_id = session.scalar(select(Clinic.id).order_by(Clinic.id).limit(1))
+        patient_id = session.scalar(select(Patient.id).limit(1))
+        for day, hours in ((first - timedelta(days=4), 2), (first + timedelta(days=2), 3)):
+            asked = datetime.combine(day - timedelta(days=2), time(9), UTC)
+            session.add_all(
+                Appointment(
+                    clinic_id=clinic_id,
+                    patient_id=patient_id,
+                    status="declined",
+                    source="online",
+                    requested_day=day,
+                    created_at=asked,
+                    decided_at=asked + timedelta(hours=hours),
+                )
+                for _ in range(12)
+            )
+        start = local_to_utc(first + timedelta(days=2), time(10), "Europe/London")
+        session.add(
+            Appointment(
+                clinic_id=clinic_id,
+                patient_id=patient_id,
+                status="completed",
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+                booked_at=start - timedelta(days=3),
+            )
+        )
+    database.dispose()
+    at = app_as("owner", PAGE)
+    at.date_input(key="cancel_days").set_value((first, first + timedelta(days=6)))
+    at = _apply(at)
+    assert not at.exception and not at.error
+    assert any(c.value.startswith("Nothing was booked in the 7 days before") for c in at.caption)
+    turnaround = next(m for m in at.metric if m.label == "Mean request turnaround")
+    assert turnaround.value == "3.0 h"
+    assert not turnaround.proto.delta, turnaround.proto.delta
