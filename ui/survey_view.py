@@ -24,6 +24,9 @@ FORMULAS = f"""
   all the ratings are the same there is no spread to estimate it from, and no interval is
   given. Groups with fewer than {sa.MIN_N} ratings are marked
   *low n* (hidden unless you ask for them): their figures move a lot with each answer.
+- **By service**: each response under its visit's service; a visit booked as a package
+  counts under the package's first service (a response does not record its package; on
+  Cancellations a package is its own bar).
 - **Changes** = against the period of the same length just before; none when nothing was
   answered then, and NPS, CSAT and the average are not compared where either period has
   fewer than {sa.MIN_N} answers behind them (as on Cancellations).

@@ -89,6 +89,7 @@ def test_owner_sees_the_core_figures(app_as, app_db):
     assert metric(at, "Promoters (9–10)") == f"{s.promoters:,}"
     assert metric(at, "Detractors (0–6)") == f"{s.detractors:,}"
     assert "NPS** = % promoters" in at.expander[0].markdown[0].value
+    assert "counts under the package's first service" in at.expander[0].markdown[0].value
     assert "Completed visits" not in [m.label for m in at.metric]  # the funnel: one click away
     at.segmented_control(key="survey_analytics_section").set_value("Response funnel").run()
     assert metric(at, "Completed visits") == f"{board.funnel.completed:,}"
