@@ -162,7 +162,8 @@ def _same_payment(session, actor, appointment_id, amount_cents, method, now) -> 
 
 
 def paid_fees(session: Session, entry_ids: list[int], *, lock: bool = False) -> list[Payment]:
-    """The payments made for these fees (at the desk or to the card on file), not given back."""
+    """The money paid for these fees: at the desk, to the card on file, or kept from a
+    prepayment for a late-cancellation fee (the fee's money once kept, given back with it)."""
     if not entry_ids:
         return []
     query = (
@@ -171,7 +172,6 @@ def paid_fees(session: Session, entry_ids: list[int], *, lock: bool = False) -> 
             Payment.ledger_entry_id.in_(entry_ids),
             Payment.kind == "fee",
             Payment.status == "paid",
-            Payment.refund_of_id.is_(None),
         )
         .order_by(Payment.id)
     )

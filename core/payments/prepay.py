@@ -865,7 +865,7 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
     )
     made = 0
     for refund in due_rows:
-        original = session.get(Payment, refund.refund_of_id)
+        original = _source(session, refund)
         refund.refund_attempts += 1
         try:
             with session.begin_nested():
@@ -882,6 +882,16 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
             continue
         made += 1
     return made
+
+
+def _source(session: Session, refund: Payment) -> Payment:
+    """The payment a refund goes back through: the one it gives back, or, for money kept of a
+    prepayment for a fee (a waived fee's refund), that prepayment (the kept row has no
+    reference of its own at the provider)."""
+    original = session.get(Payment, refund.refund_of_id)
+    while original.provider_ref is None and original.refund_of_id is not None:
+        original = session.get(Payment, original.refund_of_id)
+    return original
 
 
 def refunds_job(database: Database, settings: Settings) -> None:

@@ -2254,3 +2254,55 @@ def test_two_desks_giving_back_the_same_payment_give_it_back_once(db, world):
     ]
     with db.read() as s:
         assert prepay.paid_cents(s, appointment_id) == 0
+
+
+def test_a_late_fee_kept_from_a_card_prepayment_and_waived_goes_back_to_the_card(db, world):
+    """£25.00 of a £50.00 card prepayment kept for a late-cancellation fee, then the fee waived:
+    the £25.00 kept is due back to the card the patient paid with, and the refund job sends it
+    through that checkout. Before, the waiver gave back nothing (only fees paid at the desk or
+    to the card on file counted as paid) and the practice kept a fee it had waived."""
+    appointment_id = _paid_by_card_and_points(db, world, hours_ahead=5)
+    _late_policy(db, world, fee=2500, pts=0)
+    with db.write() as s:
+        moves.cancel_appointment(
+            s, world.staff, appointment_id, reason="Patient asked", by_patient=True
+        )
+    with db.read() as s:
+        kept = s.scalars(select(Payment).where(Payment.kind == "fee")).one()
+        reference = s.get(Payment, kept.refund_of_id).provider_ref
+    with db.write() as s:
+        _, refunds, *_ = desk.waive_fee(s, world.manager, kept.ledger_entry_id, "Hospital")
+        assert [(r.kind, r.method, r.status, r.amount_cents) for r in refunds] == [
+            ("fee_refund", "stripe", "refund_due", 2500)
+        ]
+    fake = FakeCheckout()
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 2  # the cancellation's £25.00, the fee's
+    assert sorted(fake.refunds) == [(reference, 2500), (reference, 2500)]
+    with db.read() as s:
+        assert "We have given back £25.00" in _mail(s, "payment_given_back")
+        assert prepay.paid_cents(s, appointment_id) == 0
+
+
+def test_a_late_fee_part_kept_part_paid_at_the_desk_and_waived_is_all_given_back(db, world):
+    """£15.00 cash kept of a £25.00 late fee, the other £10.00 paid at the desk, then the fee
+    waived: all £25.00 is due back at the desk, once. Before, only the £10.00 was."""
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    _late_policy(db, world, fee=2500, pts=0, approval=True)
+    with db.write() as s:
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=1500, method="cash")
+    _cancel_late_from_the_portal(db, world, appointment_id)
+    with db.read() as s:
+        (fee,) = desk.unpaid_fees(s, world.staff, appointment_id)
+    with db.write() as s:
+        desk.pay_fee(s, world.staff, fee.ledger_entry_id, method="card", provider=DeskProvider())
+    with db.write() as s:
+        _, refunds, *_ = desk.waive_fee(s, world.manager, fee.ledger_entry_id, "Goodwill")
+        assert sorted((r.method, r.amount_cents) for r in refunds) == [
+            ("card", 1000),
+            ("cash", 1500),
+        ]
+    with db.write() as s, pytest.raises(Conflict, match="already waived"):
+        desk.waive_fee(s, world.manager, fee.ledger_entry_id, "Again")
+    with db.read() as s:
+        assert len(s.scalars(select(Payment).where(Payment.kind == "fee_refund")).all()) == 2
