@@ -333,10 +333,16 @@ def refund_payment(
     refunded now; a card payment made through the provider is a refund due, sent by the refund
     job. Never more than is left of the payment (less what was refunded or kept for a fee)."""
     ensure(actor, Permission.PAYMENTS_RECORD)
+    found = session.get(Payment, payment_id)
+    if found is None:
+        raise NotFound(f"There is no payment P-{payment_id}.")
+    # the visit locked first, as a cancellation (which gives back everything paid) and a desk
+    # payment lock it: one waits for the other, then reads what is left (before, holding the
+    # payment and then waiting for the visit, it deadlocked with a cancellation)
+    if found.appointment_id is not None:
+        session.get(Appointment, found.appointment_id, with_for_update=True)
     # locked: two desks giving back the same payment at once give back what is left, once
     original = session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
-    if original is None:
-        raise NotFound(f"There is no payment P-{payment_id}.")
     ref = f"P-{original.id}"
     if original.kind in REFUND_KINDS:
         raise ValidationError(f"{ref} is a refund, not a payment: there is nothing to give back.")

@@ -2306,3 +2306,59 @@ def test_a_late_fee_part_kept_part_paid_at_the_desk_and_waived_is_all_given_back
         desk.waive_fee(s, world.manager, fee.ledger_entry_id, "Again")
     with db.read() as s:
         assert len(s.scalars(select(Payment).where(Payment.kind == "fee_refund")).all()) == 2
+
+
+def test_a_desk_give_back_while_the_visit_is_cancelled_gives_the_money_back_once(
+    db, world, monkeypatch
+):
+    """The desk gives back a £60.00 cash payment while a colleague cancels the visit (which
+    gives back everything paid): the patient gets £60.00 back, once, and the desk that comes
+    second is told it was given back already. Before, on PostgreSQL the two deadlocked (the
+    give-back held the payment's row and waited for the visit's, the cancellation held the
+    visit's and waited for the payment's): the desk saw a database error, not a sentence."""
+    import threading
+
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        paid = desk.record_desk_payment(
+            s, world.staff, appointment_id, amount_cents=6000, method="cash"
+        ).id
+    barrier, outcomes = threading.Barrier(2), []
+    read = prepay.given_back
+
+    def read_once_both_have_read(*args, **kwargs):
+        # both here at once, unless the second is held at the payment's row
+        left = read(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=2)
+        return left
+
+    monkeypatch.setattr(prepay, "given_back", read_once_both_have_read)
+    monkeypatch.setattr(desk, "given_back", read_once_both_have_read)
+
+    def give_back():
+        try:
+            with db.write() as s:
+                desk.refund_payment(s, world.staff, paid, amount_cents=6000, reason="Mistake")
+            outcomes.append("given back")
+        except Conflict as error:
+            outcomes.append(str(error))
+
+    def cancel():
+        with db.write() as s:
+            moves.cancel_appointment(s, world.manager, appointment_id, reason="Provider ill")
+        outcomes.append("cancelled")
+
+    threads = [threading.Thread(target=give_back), threading.Thread(target=cancel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) in (
+        ["cancelled", "given back"],
+        [f"P-{paid} (£60.00) has been given back in full already.", "cancelled"],
+    )
+    with db.read() as s:
+        back = s.scalars(select(Payment.amount_cents).where(Payment.kind == "refund")).all()
+        assert sum(back) == 6000
+        assert prepay.paid_cents(s, appointment_id) == 0
