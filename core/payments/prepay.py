@@ -272,7 +272,11 @@ class PayResult:
 
 
 def _payable_appointment(session: Session, patient_id: int, appointment_id: int) -> Appointment:
-    appointment = session.get(Appointment, appointment_id)
+    # locked before the patient's row, as a cancellation locks them (the visit, then the patient
+    # to give points back): one waits for the other, then reads whether the visit still stands
+    appointment = session.get(
+        Appointment, appointment_id, with_for_update=True, populate_existing=True
+    )
     if appointment is None or appointment.patient_id != patient_id:
         raise NotFound("There is no such appointment in your portal.")
     if appointment.status != AppointmentStatus.SCHEDULED:

@@ -2362,3 +2362,63 @@ def test_a_desk_give_back_while_the_visit_is_cancelled_gives_the_money_back_once
         back = s.scalars(select(Payment.amount_cents).where(Payment.kind == "refund")).all()
         assert sum(back) == 6000
         assert prepay.paid_cents(s, appointment_id) == 0
+
+
+def test_points_paid_in_the_portal_while_the_clinic_cancels_come_back(db, world, monkeypatch):
+    """The patient pays with points in the portal while the clinic cancels the visit: either
+    the payment comes first and the cancellation gives every point back, or the cancellation
+    comes first and the portal says the visit cannot be paid. Before, on PostgreSQL the two
+    deadlocked (the portal held the patient's row and waited for the visit's, the cancellation
+    held the visit's and waited for the patient's to give back the points paid earlier): one
+    of them failed with a database error."""
+    import threading
+
+    appointment_id = _appointment(db, world)  # £60.00
+    with db.write() as s:
+        s.get(Patient, world.patient_id).points_balance = 1000
+        pay(s, world.patient_id, appointment_id, 100, False, DeskProvider())
+    barrier, outcomes = threading.Barrier(2), []
+    spend, read = points.spend, prepay.given_back
+
+    def meet():
+        # both here at once, unless one is held at a row the other locked
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=2)
+
+    def spend_when_both_have_read(*args, **kwargs):
+        meet()
+        return spend(*args, **kwargs)
+
+    def read_and_meet(*args, **kwargs):
+        left = read(*args, **kwargs)
+        meet()
+        return left
+
+    monkeypatch.setattr(points, "spend", spend_when_both_have_read)
+    monkeypatch.setattr(prepay, "given_back", read_and_meet)
+
+    def portal():
+        try:
+            with db.write() as s:
+                pay(s, world.patient_id, appointment_id, 500, False, DeskProvider())
+            outcomes.append("paid")
+        except ValidationError as error:
+            outcomes.append(str(error))
+
+    def clinic():
+        with db.write() as s:
+            moves.cancel_appointment(s, world.manager, appointment_id, reason="Provider ill")
+        outcomes.append("cancelled")
+
+    threads = [threading.Thread(target=portal), threading.Thread(target=clinic)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) in (
+        ["cancelled", "paid"],
+        ["Only a scheduled appointment can be paid in advance.", "cancelled"],
+    )
+    assert _balance(db, world) == 1000
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 0
