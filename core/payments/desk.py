@@ -72,11 +72,18 @@ def record_desk_payment(
     is taken for a second press of one payment (a double click, a press that seemed not to
     work) and refused, unless `again` says the patient really paid twice. More than is left
     to pay of the visit's price (a typo, change not given) is refused, saying what is left,
-    unless `beyond` says the patient really paid more (given back with `refund_payment`)."""
+    unless `beyond` says the patient really paid more (given back with `refund_payment`).
+    Nothing is owed for a cancelled or declined visit: its fee is paid as a fee (`pay_fee`)."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     appointment = session.get(Appointment, appointment_id, with_for_update=True)
     if appointment is None or appointment.patient_id is None:
         raise NotFound(f"There is no appointment #{appointment_id} with a patient.")
+    if appointment.status in (AppointmentStatus.CANCELLED, AppointmentStatus.DECLINED):
+        raise ValidationError(
+            f"Appointment #{appointment.id} was {appointment.status.value}: nothing is owed for "
+            "the visit itself, so no payment of it is recorded. A late-cancellation or no-show "
+            "fee is recorded as its fee ('Record fee paid')."
+        )
     if method not in DESK_METHODS:
         raise ValidationError("Record a desk payment as card or cash.")
     fmt = money_format(appointment.clinic)

@@ -2422,3 +2422,30 @@ def test_points_paid_in_the_portal_while_the_clinic_cancels_come_back(db, world,
     assert _balance(db, world) == 1000
     with db.read() as s:
         assert prepay.paid_cents(s, appointment_id) == 0
+
+
+def test_no_desk_payment_is_taken_for_a_cancelled_visit_its_fee_is_paid_as_a_fee(db, world):
+    """A visit cancelled late with a £25.00 fee: the desk records money for the visit itself.
+    Nothing is owed for a cancelled visit, so the payment is refused, saying the fee is paid as
+    a fee; paid so, the fee is no longer owed. Before, £25.00 was taken as a payment of the
+    cancelled visit ('Part paid') and the fee stayed owed, to be taken again."""
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    _late_policy(db, world, fee=2500, pts=0)
+    with db.write() as s:
+        moves.cancel_appointment(
+            s, world.staff, appointment_id, reason="Patient asked", by_patient=True
+        )
+    with db.write() as s, pytest.raises(ValidationError) as refused:
+        desk.record_desk_payment(s, world.staff, appointment_id, amount_cents=2500, method="cash")
+    assert str(refused.value) == (
+        f"Appointment #{appointment_id} was cancelled: nothing is owed for the visit itself, so "
+        "no payment of it is recorded. A late-cancellation or no-show fee is recorded as its "
+        "fee ('Record fee paid')."
+    )
+    with db.read() as s:
+        assert prepay.paid_cents(s, appointment_id) == 0
+        (fee,) = desk.unpaid_fees(s, world.staff, appointment_id)
+    with db.write() as s:
+        desk.pay_fee(s, world.staff, fee.ledger_entry_id, method="cash", provider=DeskProvider())
+    with db.read() as s:
+        assert desk.unpaid_fees(s, world.staff, appointment_id) == []
