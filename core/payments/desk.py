@@ -399,7 +399,8 @@ def refund_payment(
         currency=currency,
         refund_of_id=original.id,
         note=reason.strip()[:500],
-        recorded_by_user_id=actor.user_id,
+        # who handed it back; one sent to the card is the provider's (who asked: the audit log)
+        recorded_by_user_id=actor.user_id if at_desk else None,
         paid_at=utcnow() if at_desk else None,
     )
     session.add(refund)

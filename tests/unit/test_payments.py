@@ -2449,3 +2449,30 @@ def test_no_desk_payment_is_taken_for_a_cancelled_visit_its_fee_is_paid_as_a_fee
         desk.pay_fee(s, world.staff, fee.ledger_entry_id, method="cash", provider=DeskProvider())
     with db.read() as s:
         assert desk.unpaid_fees(s, world.staff, appointment_id) == []
+
+
+def test_money_given_back_to_the_card_by_the_refund_job_reads_sent_not_handed_back(db, world):
+    """'Give money back' on a card payment made through the provider: the refund job sends it,
+    and the visit's payments say it was sent to the card, not handed back at the desk (a second
+    press says the same). Before, the desk that asked for it was taken for the one who handed it
+    back: 'handed back at the desk', though no money left the till."""
+    appointment_id = _appointment(db, world)
+    fake = FakeCheckout()
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, fake)
+    with db.write() as s:
+        reference = s.scalar(select(Payment.provider_ref).where(Payment.method == "stripe"))
+        paid = prepay.checkout_completed(s, reference, 6000, "cus_1")
+        back = desk.refund_payment(s, world.staff, paid.id, amount_cents=1500, reason="Cheaper")
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 1
+    with db.read() as s:
+        (row,) = [
+            r for r in prepay.list_payments(s, world.staff, appointment_id) if r.id == back.id
+        ]
+        assert (row.status, row.handed_back) == ("refunded", False)
+        # who asked for it is in the audit log
+        asked = select(AuditEvent.user_id).where(AuditEvent.action == "payment_refund_due")
+        assert s.scalars(asked).all() == [world.staff.user_id]
+    with db.write() as s, pytest.raises(Conflict, match="sent to the card by the payment provider"):
+        desk.mark_refunded(s, world.staff, back.id)
