@@ -5,6 +5,7 @@ twice (a fee kept from a prepayment, a pending or failed checkout)."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from datetime import time, timedelta
 
@@ -330,3 +331,53 @@ def test_two_desks_handing_back_one_refund_at_once_record_it_once(db, world):
     with db.read() as s:
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "refund_recorded"))
         assert len(events.all()) == 1
+
+
+def test_days_across_the_clocks_changing_hold_their_own_hours_and_refunds(db, world):
+    """London's 25-hour day (26 October 2025) and 23-hour day (29 March 2026): each day's money
+    is what was paid from its local midnight to the next, on either side of the change; a refund
+    owed at the end of one day and handed back the next is owed on the first and out on the
+    second; a range across both changes adds up to the rows it lists."""
+    moments = [
+        (2025, 10, 25, 22, 59),  # 23:59 BST on the 25th
+        (2025, 10, 25, 23, 0),  # midnight BST: the 26th begins
+        (2025, 10, 26, 0, 30),  # 01:30 BST, the first time
+        (2025, 10, 26, 1, 30),  # 01:30 GMT, the second time
+        (2025, 10, 26, 23, 59),  # 23:59 GMT on the 26th
+        (2025, 10, 27, 0, 0),  # midnight GMT: the 27th
+        (2026, 3, 29, 0, 30),  # 00:30 GMT on the 29th
+        (2026, 3, 29, 22, 59),  # 23:59 BST on the 29th
+        (2026, 3, 29, 23, 0),  # midnight BST: the 30th
+    ]
+    at = [dt.datetime(*m, tzinfo=dt.UTC) for m in moments]
+    with db.write() as s:
+        visit = _visit(s, world, world.clinic_id)
+        paid = [
+            _pay(s, world, visit, "prepayment", "cash", "paid", 100 * (i + 1), t, t, currency="GBP")
+            for i, t in enumerate(at)
+        ]
+        _pay(
+            s,
+            world,
+            visit,
+            "refund",
+            "cash",
+            "refunded",
+            50,
+            at[2],
+            at[5],
+            currency="GBP",
+            refund_of_id=paid[2],
+        )
+    with db.read() as s:
+
+        def day(*when, last=None):
+            (line,) = cashup.cash_up(s, world.owner, dt.date(*when), last and dt.date(*last))
+            return line.in_cents, line.out_cents, line.due_cents
+
+        assert day(2025, 10, 26) == (200 + 300 + 400 + 500, 0, 50)
+        assert day(2025, 10, 27) == (600, 50, 0)
+        assert day(2026, 3, 29) == (700 + 800, 0, 0)
+        assert day(2025, 10, 1, last=(2026, 3, 29)) == (sum(range(100, 900, 100)), 50, 0)
+        rows = cashup.movements(s, dt.date(2025, 10, 1), dt.date(2026, 3, 29))
+        assert sum(m.cents for m in rows) == sum(range(100, 900, 100)) - 50
