@@ -22,8 +22,6 @@ from core.patients import merge
 from core.practice.packages import package_services
 from core.scheduling.availability import (
     TIME_OF_DAY_LABELS,
-    find_conflicts,
-    lock_provider,
 )
 from core.scheduling.lifecycle import (
     Outcome,
@@ -32,7 +30,6 @@ from core.scheduling.lifecycle import (
     confirm,
     duration_of,
     flush,
-    hold_resources,
     load,
     outcome_of,
     place,
@@ -403,8 +400,9 @@ def respond_to_proposal(
 ) -> Outcome:
     """The patient's answer to a tentative time (the caller verified the proposal link, or a
     manager records the answer the patient gave on the phone, against the `expected_version`
-    they saw). Accept → scheduled (checked again for conflicts). Decline → back in the queue as
-    a request, or, when the proposal answered a change request, back to the original booking."""
+    they saw). Accept → scheduled (checked again by the booking rule: _still_bookable).
+    Decline → back in the queue as a request, or, when the proposal answered a change
+    request, back to the original booking."""
     action = Action.ACCEPT_PROPOSAL if accept else Action.DECLINE_PROPOSAL
     ensure_allowed(actor, action)
     appointment = load(
@@ -420,33 +418,7 @@ def respond_to_proposal(
     details: dict[str, Any] = {"change_request_id": change.id} if change else {}
     details["proposed_when"] = proposed_when
     if accept:
-        lock_provider(session, appointment.provider_id)
-        conflicts = find_conflicts(
-            session,
-            appointment.provider_id,
-            appointment.start_at,
-            appointment.end_at,
-            appointment.id,
-            before=timedelta(minutes=appointment.buffer_before_minutes or 0),
-            after=timedelta(minutes=appointment.buffer_after_minutes or 0),
-            clinic_id=appointment.clinic_id,
-        )
-        if conflicts and not appointment.allow_double_booking:
-            raise Conflict(
-                "Sorry, this time has just been taken. Please contact the practice for another one."
-            )
-        try:
-            hold_resources(
-                session,
-                appointment,
-                appointment.start_at,
-                appointment.end_at,
-                appointment.allow_double_booking,
-            )
-        except Conflict:
-            raise Conflict(
-                "Sorry, this time has just been taken. Please contact the practice for another one."
-            ) from None
+        _still_bookable(session, actor, appointment)
         try:  # the patient may have been booked elsewhere at that time since the proposal
             patient_free(session, appointment, appointment.allow_double_booking)
         except PatientBusy as busy:
@@ -475,6 +447,35 @@ def respond_to_proposal(
     # the clinic hears of the answer through lifecycle.record (core.messaging.clinic_events)
     queued = confirm(session, appointment) if appointment.status == S.SCHEDULED else None
     return outcome_of(appointment, queued)
+
+
+TAKEN = "Sorry, this time has just been taken. Please contact the practice for another one."
+GONE = "Sorry, this time is no longer available. Please contact the practice for another one."
+
+
+def _still_bookable(session: Session, actor: Actor, appointment: Appointment) -> None:
+    """The proposed time, checked again by the booking rule itself (lifecycle.place) as the
+    proposal allowed it (double booking, outside the hours): since it was proposed, its
+    provider may have taken time off, stopped working then, or been booked, and a room may
+    be taken. The patient is told only that the time is gone (nothing of the practice's
+    diary); staff recording the patient's answer are told why. Nothing is changed: the
+    proposal waits as it was, the queue marking a provider away then."""
+    try:
+        place(
+            session,
+            appointment,
+            provider_id=appointment.provider_id,
+            start_at=appointment.start_at,
+            allow_double_booking=appointment.allow_double_booking,
+            outside_hours_override=appointment.outside_hours_override,
+        )
+    except (Conflict, ValidationError) as refused:
+        if actor.role is not None:
+            raise Conflict(
+                f"The patient's acceptance cannot be recorded: {refused} Propose another time, "
+                "or decline the request."
+            ) from None
+        raise Conflict(TAKEN if isinstance(refused, Conflict) else GONE) from None
 
 
 def let_go(

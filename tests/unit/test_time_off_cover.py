@@ -414,3 +414,88 @@ def test_a_partial_day_off_lists_the_requests_whose_asked_time_touches_it(db, wo
         rows = cover.list_time_off_visits(session, world.manager, off.id)
     assert [r.id for r in rows] == [day, afternoon, edge]
     assert all(r.request for r in rows)
+
+
+def _proposed(session, world, day: date, hour: int) -> tuple[int, str]:
+    """A request with Dr Test proposed at `hour` on `day`: its id and the patient's link."""
+    asked = _ask(session, world, day, world.provider_id, TimeOfDay.AFTERNOON)
+    raw = decisions.propose_time(
+        session,
+        world.manager,
+        asked,
+        provider_id=world.provider_id,
+        start_at=local_to_utc(day, time(hour), TZ),
+    )
+    return asked, str(raw)
+
+
+def test_a_time_proposed_before_the_time_off_is_not_accepted_onto_the_away_provider(db, world):
+    """Dr Test is proposed on Monday at 15:00, then takes Monday off: the patient's accept (by
+    the link or the portal) is refused in the words a taken time gets, saying nothing of the
+    time off; the manager recording it from the phone is told of the time off. The proposal
+    stays as it was, its link still answers it (a decline goes back to the queue)."""
+    from core.kernel.errors import Conflict
+    from core.portal import patient_links
+
+    monday = next_monday()
+    with db.write() as session:
+        asked, raw = _proposed(session, world, monday, 15)
+        starts, ends = schedules.time_off_span(monday, None, monday, None, TZ)
+        schedules.add_time_off(
+            session, world.manager, provider_id=world.provider_id, starts_at=starts, ends_at=ends
+        )
+    with pytest.raises(Conflict) as refused, db.write() as session:  # rolled back, as the page's
+        patient_links.answer_proposal(session, raw, accept=True)
+    assert str(refused.value) == (
+        "Sorry, this time is no longer available. Please contact the practice for another one."
+    )
+    with pytest.raises(Conflict) as refused, db.write() as session:
+        decisions.respond_to_proposal(session, world.manager, asked, accept=True)
+    assert "Dr Test is on time off " in str(refused.value)
+    with db.read() as session:
+        kept = session.get(Appointment, asked)
+        assert kept.status == AppointmentStatus.TENTATIVE and kept.provider_id == world.provider_id
+        assert (
+            session.scalar(
+                select(AuditEvent.id).where(
+                    AuditEvent.entity_id == asked, AuditEvent.action == "accept_proposal"
+                )
+            )
+            is None
+        )
+    with db.write() as session:
+        patient_links.answer_proposal(session, raw, accept=False)
+    with db.read() as session:
+        assert session.get(Appointment, asked).status == AppointmentStatus.REQUESTED
+
+
+def test_a_proposal_outside_the_hours_since_is_not_accepted_unless_it_was_made_so(db, world):
+    """Dr Test stops working on Mondays after a proposal for Monday: the accept is refused as
+    no longer available; one the practice proposed outside the hours on purpose is accepted."""
+    from core.kernel.errors import Conflict
+    from core.portal import patient_links
+
+    monday = next_monday()
+    with db.write() as session:
+        asked, raw = _proposed(session, world, monday, 15)
+        on_purpose = _ask(session, world, monday, world.provider_id, TimeOfDay.EVENING)
+        decisions.propose_time(
+            session,
+            world.manager,
+            on_purpose,
+            provider_id=world.provider_id,
+            start_at=local_to_utc(monday, time(19), TZ),
+            outside_hours_override=True,
+        )
+        for hours in session.scalars(
+            select(WorkingHours).where(
+                WorkingHours.provider_id == world.provider_id,
+                WorkingHours.weekday == monday.weekday(),
+            )
+        ):
+            session.delete(hours)
+    with pytest.raises(Conflict, match="no longer available"), db.write() as session:
+        patient_links.answer_proposal(session, raw, accept=True)
+    with db.write() as session:
+        decisions.respond_to_proposal(session, world.manager, on_purpose, accept=True)
+        assert session.get(Appointment, on_purpose).status == AppointmentStatus.SCHEDULED
