@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.authz import Actor, ensure
 from core.kernel.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from core.kernel.money import clinic_time_range
 from core.practice.skills import able
 from core.practice.timing import timing_of
 from core.requests.decisions import approve_request, decline_request
@@ -21,6 +22,7 @@ from core.scheduling.states import Action, P
 from db.models import (
     Appointment,
     Provider,
+    TimeOff,
     WorkingHours,
 )
 
@@ -44,21 +46,57 @@ def _exact_free_provider(session: Session, appointment: Appointment) -> int:
         ).all()
         performing = able(session, working, [s.id for s in services_of(appointment)])
         candidates = [p for p in working if p in performing]
+    away = _away(session, candidates, appointment.start_at, end_at)
     for provider_id in candidates:
-        if working_hours_cover(
-            session, provider_id, appointment.clinic_id, appointment.start_at, end_at
-        ) and not find_conflicts(
-            session,
-            provider_id,
-            appointment.start_at,
-            end_at,
-            appointment.id,
-            before=before,
-            after=after,
-            clinic_id=appointment.clinic_id,
+        if (
+            provider_id not in away
+            and working_hours_cover(
+                session, provider_id, appointment.clinic_id, appointment.start_at, end_at
+            )
+            and not find_conflicts(
+                session,
+                provider_id,
+                appointment.start_at,
+                end_at,
+                appointment.id,
+                before=before,
+                after=after,
+                clinic_id=appointment.clinic_id,
+            )
         ):
             return provider_id
-    raise Conflict("No provider is free and working at the requested time.")
+    clinic = appointment.clinic
+    if appointment.provider_id in away:  # the provider asked for: the time off is why
+        off = away[appointment.provider_id]
+        when = clinic_time_range(clinic, off.starts_at, off.ends_at)
+        asked = clinic_time_range(clinic, appointment.start_at, end_at)
+        name = session.get(Provider, off.provider_id).name
+        raise Conflict(
+            f"{name} is on time off {when}, and the patient asked for {asked} with "
+            "them: approve it on its own with another provider or time, or decline it."
+        )
+    names = ", ".join(sorted(session.get(Provider, pid).name for pid in away))
+    raise Conflict(
+        "No provider is free and working at the requested time"
+        + (f" ({names} on time off then)." if names else ".")
+    )
+
+
+def _away(session: Session, provider_ids: list[int], start_at, end_at) -> dict[int, TimeOff]:
+    """The candidates on time off touching the visit (the booking rule refuses them even
+    outside the hours: core.scheduling.lifecycle.place), each with its first time off."""
+    found: dict[int, TimeOff] = {}
+    for off in session.scalars(
+        select(TimeOff)
+        .where(
+            TimeOff.provider_id.in_(provider_ids),
+            TimeOff.starts_at < end_at,
+            TimeOff.ends_at > start_at,
+        )
+        .order_by(TimeOff.starts_at)
+    ):
+        found.setdefault(off.provider_id, off)
+    return found
 
 
 def bulk_approve(session: Session, actor: Actor, appointment_ids: list[int]) -> list[RowResult]:

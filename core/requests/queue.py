@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -17,14 +17,19 @@ from sqlalchemy.orm import Session, aliased
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import to_local
+from core.kernel.clock import local_edge_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.locks import setting_row
-from core.kernel.money import clinic_money, format_day, format_moment
+from core.kernel.money import clinic_money, format_day, format_moment, format_moment_range
 from core.practice.timing import timing_of
 from core.practice.treatment import treatment_texts
 from core.requests import flags
-from core.scheduling.availability import TIME_OF_DAY_LABELS, Slot, suggest_slots
+from core.scheduling.availability import (
+    TIME_OF_DAY_LABELS,
+    TIME_OF_DAY_WINDOWS,
+    Slot,
+    suggest_slots,
+)
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
     Appointment,
@@ -39,6 +44,8 @@ from db.models import (
     RequestFlag,
     Service,
     Setting,
+    TimeOfDay,
+    TimeOff,
 )
 from db.types import utcnow
 
@@ -103,6 +110,11 @@ class QueueRow:
     wish_passed: bool = False  # the day (or time) the patient asked for has passed
     answer_by: datetime | None = None  # a proposal: until when the patient's link answers it
     lapsed: bool = False  # a proposal whose link lapsed unanswered: the patient cannot answer
+    # the provider's time off touching the asked-for (or proposed) time (_with_away): booked
+    # as asked, the visit would land on a provider who is away, which the booking rule refuses
+    away_from: datetime | None = None
+    away_until: datetime | None = None
+    away_whole_day: bool = False  # the ask is a whole day (no time, no time of day)
     locale: str = "en-GB"  # the clinic's: how times and money are shown
     currency: str = "GBP"
 
@@ -352,6 +364,7 @@ def list_queue(
     named = treatment_texts(session, [r.appointment_id for r in rows])
     rows = [replace(r, service_name=named.get(r.appointment_id, r.service_name)) for r in rows]
     rows = _with_flags(session, rows)
+    rows = _with_away(session, rows)
     return _with_answer_by(session, rows, now) if kind == QueueKind.PROPOSALS else rows
 
 
@@ -387,6 +400,70 @@ def _with_answer_by(session: Session, rows: list[QueueRow], now: datetime) -> li
         )
         for r in rows
     ]
+
+
+def asked_span(row: QueueRow) -> tuple[datetime, datetime] | None:
+    """The time a row asks its provider for, in UTC (as core.scheduling.cover.asked_span reads
+    a request): a proposal's or an exact request's time, else the clinic-local day's
+    time-of-day window, else the whole day; None for a cancellation, or with no provider."""
+    if row.kind == QueueKind.CANCELLATIONS or row.provider_id is None:
+        return None
+    exact = row.requested_start_at if row.kind == QueueKind.RESCHEDULES else row.start_at
+    if exact is not None:
+        return exact, exact + timedelta(minutes=row.duration_minutes)
+    if row.requested_day is None:
+        return None
+    day, tz = row.requested_day, row.timezone
+    if row.time_of_day:
+        first, last = TIME_OF_DAY_WINDOWS[TimeOfDay(row.time_of_day)]
+        return local_edge_to_utc(day, first, tz), local_edge_to_utc(day, last, tz)
+    return local_edge_to_utc(day, time(0), tz), local_edge_to_utc(day + timedelta(1), time(0), tz)
+
+
+def _with_away(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
+    """The page's rows whose provider (the one asked for, the booking's, the proposal's) has
+    time off touching the asked-for time, with that time off: one query for the page."""
+    spans = {r.appointment_id: span for r in rows if (span := asked_span(r)) is not None}
+    if not spans:
+        return rows
+    providers = {r.provider_id for r in rows if r.appointment_id in spans}
+    offs = session.execute(
+        select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at)
+        .where(
+            TimeOff.provider_id.in_(providers),
+            TimeOff.starts_at < max(end for _, end in spans.values()),
+            TimeOff.ends_at > min(start for start, _ in spans.values()),
+        )
+        .order_by(TimeOff.starts_at)
+    ).all()
+    marked = []
+    for r in rows:
+        span = spans.get(r.appointment_id)
+        hit = span and next(
+            (
+                (starts, ends)
+                for provider_id, starts, ends in offs
+                if provider_id == r.provider_id and starts < span[1] and ends > span[0]
+            ),
+            None,
+        )
+        if hit:
+            whole_day = r.requested_start_at is None if r.change_id else r.start_at is None
+            r = replace(
+                r,
+                away_from=hit[0],
+                away_until=hit[1],
+                away_whole_day=whole_day and not r.time_of_day,
+            )
+        marked.append(r)
+    return marked
+
+
+def away_words(row: QueueRow) -> str:
+    """The queue table's short mark: "Dr Test away that day" ('' when not away)."""
+    if row.away_from is None:
+        return ""
+    return f"⚠ {row.provider_name} away {'that day' if row.away_whole_day else 'then'}"
 
 
 def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
@@ -529,6 +606,18 @@ def notices(row: QueueRow) -> list[str]:
                 else "; check with the patient that the new time is still what they want."
             )
         )
+    if row.away_from is not None:
+        off = format_moment_range(row.away_from, row.away_until, row.timezone, row.locale)
+        said.append(
+            f"{row.provider_name} is on time off {off}, "
+            + (
+                "which this proposed time falls in: the patient cannot accept it. Propose "
+                "another time or provider (a new link is sent), or decline the request."
+                if row.kind == QueueKind.PROPOSALS
+                else "when the patient asked for: a time with them then is refused. Choose "
+                "another provider or time, or decline saying why."
+            )
+        )
     if row.kind == QueueKind.PROPOSALS:
         if row.lapsed:
             said.append(
@@ -565,6 +654,7 @@ def describe(row: QueueRow) -> dict[str, Any]:
         base |= {
             "Check": f"⚠ {row.check}" if row.check else "",
             "Requested": (fmt(row.start_at) or wish) + passed,
+            "Away": away_words(row),
             "Source": row.source,
             "Notes": row.notes,
         }
@@ -573,6 +663,7 @@ def describe(row: QueueRow) -> dict[str, Any]:
             "Provider": row.provider_name,
             "Original": fmt(row.start_at) + (moved if row.moved_since_asked else ""),
             "Requested": (fmt(row.requested_start_at) or wish) + passed,
+            "Away": away_words(row),
             "Reason": row.reason,
         }
     elif row.kind == QueueKind.CANCELLATIONS:
@@ -598,6 +689,7 @@ def describe(row: QueueRow) -> dict[str, Any]:
             "Provider": row.provider_name,
             "Proposed": fmt(row.start_at),
             "Answer by": "⚠ lapsed: no answer" if row.lapsed else fmt(row.answer_by),
+            "Away": away_words(row),
         }
     base |= {
         # the clinic's time, as every time the page shows (a proposal: when it was sent)

@@ -517,3 +517,35 @@ def test_maybe_a_known_patient_is_merged_from_the_queue(app_as, app_db):
         assert session.get(Patient, new).merged_into_id == known
         assert session.get(Appointment, first).patient_id == known
     database.dispose()
+
+
+def test_a_request_for_a_day_its_provider_is_away_is_marked_in_the_queue(app_as, app_db):
+    """The request shown first asks for a provider on a day they have since taken off: its
+    row says so in the table, and beside it the manager is told the time off and what to do
+    (bulk approve would only have said that no provider was free)."""
+    from datetime import date
+
+    from core.kernel.clock import to_local
+    from core.scheduling import schedules
+    from db.models import Clinic, TimeOff
+
+    at = app_as("manager", PAGE)
+    first = int(next(h.value for h in at.subheader if h.value.startswith("#"))[1:].split()[0])
+    database = _db(app_db)
+    with database.write() as session:
+        asked = session.get(Appointment, first)
+        provider = session.scalars(select(Provider).where(Provider.active.is_(True))).first()
+        tz = session.get(Clinic, asked.clinic_id).timezone
+        day: date = to_local(utcnow(), tz).date() + timedelta(days=3)
+        asked.provider_id, asked.start_at, asked.end_at = provider.id, None, None
+        asked.requested_day, asked.time_of_day = day, None
+        starts, ends = schedules.time_off_span(day, None, day, None, tz)
+        session.add(TimeOff(provider_id=provider.id, starts_at=starts, ends_at=ends))
+        name = provider.name
+    database.dispose()
+    st.cache_data.clear()
+    at.run()
+    table = at.dataframe[0].value
+    marks = dict(zip(table["#"], table["Away"], strict=True))
+    assert marks[first] == f"⚠ {name} away that day"
+    assert any(w.value.startswith(f"{name} is on time off ") for w in at.warning)

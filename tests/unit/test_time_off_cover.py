@@ -499,3 +499,98 @@ def test_a_proposal_outside_the_hours_since_is_not_accepted_unless_it_was_made_s
     with db.write() as session:
         decisions.respond_to_proposal(session, world.manager, on_purpose, accept=True)
         assert session.get(Appointment, on_purpose).status == AppointmentStatus.SCHEDULED
+
+
+def test_the_queue_marks_what_asks_for_a_provider_away_then_in_one_query(db, world):
+    """Dr Test takes Monday off after a proposal for Monday 15:00 and a reschedule asked to
+    Monday 10:00: the queue marks the requests with Dr Test for Monday (the day, the afternoon,
+    an exact time), the reschedule and the proposal, saying what to do; one for Tuesday, one
+    with any provider and a cancellation are not marked. However many are marked, the page
+    costs the same queries."""
+    from sqlalchemy import event
+
+    from core.requests import changes, queue
+
+    monday = next_monday()
+    me = world.provider_id
+    with db.write() as session:
+        _, _ = _proposed(session, world, monday, 15)
+        tuesday = _book(session, world, me, monday + timedelta(1), 10, world.patient_id)
+        moved = changes.request_change(
+            session,
+            world.staff,
+            tuesday,
+            kind="reschedule",
+            requested_start_at=local_to_utc(monday, time(10), TZ),
+        )
+        starts, ends = schedules.time_off_span(monday, None, monday, None, TZ)
+        schedules.add_time_off(
+            session, world.manager, provider_id=me, starts_at=starts, ends_at=ends
+        )
+        day = _ask(session, world, monday, me)
+        afternoon = _ask(session, world, monday, me, TimeOfDay.AFTERNOON)
+        anyone = _ask(session, world, monday, None, TimeOfDay.MORNING)
+        later = _ask(session, world, monday + timedelta(1), me)
+
+    def listed(kind):
+        with db.read() as session:
+            return {r.appointment_id: r for r in queue.list_queue(session, world.manager, kind)}
+
+    requests = listed("requests")
+    words = {i: queue.describe(r)["Away"] for i, r in requests.items()}
+    assert words[day] == "⚠ Dr Test away that day"
+    assert words[afternoon] == "⚠ Dr Test away then"
+    assert words[anyone] == words[later] == ""
+    said = queue.notices(requests[day])
+    assert said[0].startswith("Dr Test is on time off Mon, ")
+    assert "a time with them then is refused" in said[0]
+    (reschedule,) = listed("reschedules").values()
+    assert reschedule.change_id == moved.id
+    assert queue.describe(reschedule)["Away"] == "⚠ Dr Test away then"
+    (proposal,) = listed("proposals").values()
+    assert queue.describe(proposal)["Away"] == "⚠ Dr Test away then"
+    assert "the patient cannot accept it" in queue.notices(proposal)[0]
+
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        listed("requests")
+        one = len(seen)
+        with db.write() as session:
+            for moment in (TimeOfDay.MORNING, TimeOfDay.EVENING):
+                _ask(session, world, monday, me, moment)
+        seen.clear()
+        marked = listed("requests")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert sum(bool(r.away_from) for r in marked.values()) == 4
+    assert len(seen) == one
+
+
+def test_bulk_approve_names_the_time_off_of_the_provider_asked_for(db, world, sick_day):
+    """A request for Dr Test at an exact time on their sick day: bulk approve says they are
+    on time off (it said only "No provider is free and working…"); one with any provider
+    names who is away among those not free."""
+    from core.requests import bulk
+
+    _, _, cover_id, monday = sick_day
+    with db.write() as session:
+        mine = _ask(
+            session, world, monday, world.provider_id, start_at=local_to_utc(monday, time(11), TZ)
+        )
+        anyone = _ask(session, world, monday, None, start_at=local_to_utc(monday, time(11), TZ))
+        for hours in session.scalars(
+            select(WorkingHours).where(WorkingHours.provider_id == cover_id)
+        ):
+            session.delete(hours)
+        results = bulk.bulk_approve(session, world.manager, [mine, anyone])
+    assert [r.ok for r in results] == [False, False]
+    assert results[0].message.startswith("Dr Test is on time off Mon, ")
+    assert "approve it on its own with another provider or time" in results[0].message
+    assert results[1].message == (
+        "No provider is free and working at the requested time (Dr Away, Dr Test on time off then)."
+    )
