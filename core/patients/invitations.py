@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from core.kernel import audit, tokens
-from core.kernel.authz import SYSTEM, Actor, Permission, ensure
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.locks import setting_row
@@ -639,6 +639,22 @@ def revoke_for_contact_change(
     be in a stranger's hands, or the patient no longer wants that channel. An invitation that
     went by the other channel stays."""
     ensure(actor, Permission.PATIENTS_EDIT)
+    return _revoke_for_changes(session, actor, patient, changed)
+
+
+def revoke_for_opt_out(session: Session, patient: Patient, channel: Channel, *, via: str) -> int:
+    """The patient withdrew their consent to `channel` themselves (a STOP reply, `via` "text
+    message"): their pending invitation by it is revoked by the rule a staff edit follows
+    (`revoke_for_contact_change`), audited as their own act. Nothing when consent stands."""
+    consent = "consent_email" if channel == Channel.EMAIL else "consent_sms"
+    actor = patient_actor(patient.first_name, via=via)
+    return _revoke_for_changes(session, actor, patient, [consent])
+
+
+def _revoke_for_changes(
+    session: Session, actor: Actor, patient: Patient, changed: list[str]
+) -> int:
+    """The rule of `revoke_for_contact_change`, for a caller that checked who may act."""
     reasons = {}
     for channel, address, consent, word, agreed in (
         (Channel.EMAIL, "email", "consent_email", "Email address", "email"),

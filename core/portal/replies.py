@@ -7,9 +7,10 @@ patient's next scheduled appointment, "X"/"CANCEL" asks to cancel it under the c
 policy (core.requests.changes.request_change decides: the queue, or at once outside the window),
 and anything else — or a reply that cannot be acted on — lands in the staff inbox on that
 appointment. STOP (and the other opt-out words of core.messaging.sms_inbound) withdraws the text
-consent of every patient with that number, audited, and the texts still waiting for them are not
-sent; START gives it back. Each is answered once (a second STOP gets no answer). Every reply is
-stored and audited.
+consent of every patient with that number, audited; the texts still waiting for them are not
+sent and their pending invitations by text are revoked (core.patients.invitations, the rule a
+staff edit follows). START gives consent back. Each is answered once (a second STOP gets no
+answer). Every reply is stored and audited.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from core.kernel.errors import Conflict, DomainError, LinkInvalid, NotFound, Val
 from core.kernel.money import clinic_format, clinic_time, format_moment
 from core.messaging import clinic_events, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
+from core.patients import invitations
 from core.policy import cancellation
 from core.portal import sign_in
 from core.portal.patient_links import AppointmentView, appointment_view
@@ -136,7 +138,8 @@ def find_patient_by_phone(session: Session, number: str) -> Patient | None:
 
 def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, int]:
     """Give or withdraw the text consent of every patient with this number, each audited; on
-    withdrawal their texts still waiting are not sent. (How many matched, how many changed.)"""
+    withdrawal their texts still waiting are not sent and their pending invitation by text is
+    revoked, as a staff edit withdrawing it would. (How many matched, how many changed.)"""
     matched = sign_in.patients_by_phone(session, number, limit=SHARED_PHONE_MAX)
     changed = [p for p in matched if p.consent_sms != given]
     for patient in changed:
@@ -152,6 +155,8 @@ def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, 
         )
     if changed and not given:
         notify.withdraw_queued(session, [p.id for p in changed], Channel.SMS, STOPPED)
+        for patient in changed:  # a texted invitation's link would still enrol them
+            invitations.revoke_for_opt_out(session, patient, Channel.SMS, via="text message")
     return len(matched), len(changed)
 
 

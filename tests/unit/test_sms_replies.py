@@ -23,12 +23,12 @@ from starlette.applications import Starlette
 
 from core.kernel.clock import local_to_utc
 from core.kernel.config import Settings, SmsSettings
-from core.kernel.errors import Conflict, ValidationError
+from core.kernel.errors import Conflict, LinkInvalid, ValidationError
 from core.kernel.money import format_moment
 from core.messaging import history, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
-from core.patients import merge
-from core.portal import replies, sign_in
+from core.patients import invitations, merge
+from core.portal import patient_links, replies, sign_in
 from core.scheduling import moves
 from db import migrate
 from db.models import (
@@ -41,8 +41,10 @@ from db.models import (
     Channel,
     Clinic,
     DeliveryStatus,
+    InvitationStatus,
     Notification,
     Patient,
+    PortalInvitation,
     SmsReply,
     WorkingHours,
 )
@@ -303,6 +305,39 @@ def test_stop_withdraws_text_consent_once_audited_and_start_gives_it_back(db, wo
         notify.retry(session, world.manager, waiting.id)
     with db.read() as session:
         assert session.get(Notification, waiting.id).status == DeliveryStatus.QUEUED
+
+
+def test_stop_revokes_a_pending_text_invitation_as_the_patients_own_act(db, world):
+    """STOP withdraws text consent, and the invitation texted to that number (its link would
+    still enrol them) is revoked as a staff edit withdrawing the consent revokes it, audited as
+    the patient's act; an invitation that went by email stays."""
+    with db.write() as session:
+        session.get(Patient, world.patient_id).consent_email = False  # invited by text
+        texted = invitations.send_invitation(
+            session, world.staff, world.patient_id, base_url="http://desk"
+        )
+        emailed_id = make_patient(session, first_name="Sam", phone="07700 900123").id
+        emailed = invitations.send_invitation(session, world.staff, emailed_id, base_url="x")
+    assert texted.channel == Channel.SMS and emailed.channel == Channel.EMAIL
+    with db.write() as session:
+        replies.receive_sms(session, from_number="+44 7700 900123", body="STOP")
+    with db.read() as session:
+        inv = session.get(PortalInvitation, texted.invitation_id)
+        assert (inv.status, inv.revoked_reason) == (
+            InvitationStatus.REVOKED,
+            "Consent to text messages withdrawn",
+        )
+        event = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "invitation_revoked",
+                AuditEvent.entity_id == texted.invitation_id,
+            )
+        ).one()
+        assert event.user_id is None and event.actor_label == "Patient Alex (text message)"
+        with pytest.raises(LinkInvalid):
+            patient_links.enrollment_view(session, texted.link.split("t=")[1])
+        kept = session.get(PortalInvitation, emailed.invitation_id)
+        assert kept.status == InvitationStatus.PENDING
 
 
 def test_cancel_still_cancels_and_does_not_stop_texts(db, world):
