@@ -1,7 +1,9 @@
 """Phone numbers read in a country: the clinic's (its locale's territory) for a national form,
 and checked with phonenumbers (Google's libphonenumber data). A number typed for the practice
 to text (a patient's, a test message's) is checked once, here (`dialable`), in the countries of
-the practice's clinics (`practice_regions`)."""
+the practice's clinics (`practice_regions`). A text reaches a mobile: `landline` says when
+phonenumbers knows the number for a fixed line (a number that may be either, as most US ones
+are, or one it cannot place, may get texts)."""
 
 from __future__ import annotations
 
@@ -110,3 +112,23 @@ def dialable(typed: str | None, regions: tuple[str, ...]) -> str | None:
             f"{example}, or with + and the country code."
         )
     return phone
+
+
+def landline(phone: str | None, regions: tuple[str, ...]) -> bool:
+    """Whether `phone` is a fixed line, which no text reaches: each reading of it that is a
+    valid number (a national form read in each of `regions`, an international one as it
+    stands) is phonenumbers' FIXED_LINE, and there is at least one."""
+    kinds = set()
+    for region in regions:
+        try:
+            number = phonenumbers.parse(phone or "", region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            kinds.add(phonenumbers.number_type(number))
+    return kinds == {phonenumbers.PhoneNumberType.FIXED_LINE}
+
+
+def not_for_texts(phone: str) -> str:
+    """What a refusal to text a landline says first."""
+    return f"{phone!r} is a landline: texts cannot reach it"

@@ -9,6 +9,12 @@ An invitation goes by email when the patient has an email address and agreed to 
 text message when they have a mobile number and agreed to texts (`channel_for`). The invitation
 row keeps the address it went to (its `email` column holds the number for a text: an email
 address always has an "@", a phone number never; `channel_of`).
+
+A text never reaches a landline: the record refuses text consent on one
+(core.patients.records.check_texts), and an old or imported record that has it anyway is not
+invited by text (`landline_held`, checked where a session can read the practice's countries;
+the SQL status cannot tell a landline, so lists count such a record as invitable and the send
+refuses it, naming the number and what to add).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import clinic_format, format_day
+from core.kernel.phones import landline, not_for_texts, practice_regions
 from core.messaging import notify
 from db.models import (
     Appointment,
@@ -211,7 +218,7 @@ class PortalState:
     expires_at: datetime | None
     enrolled_at: datetime | None
     expires_on: str = ""  # the expiry day in the patient's clinic's zone and locale
-    held: str = ""  # why an invitation cannot be sent or used yet (NO_BIRTH), else ""
+    held: str = ""  # why an invitation cannot be sent or used yet (a landline, NO_BIRTH), else ""
 
     @property
     def label(self) -> str:
@@ -226,6 +233,19 @@ class PortalState:
     @property
     def can_send(self) -> bool:
         return self.status in (*SENDABLE, PortalStatus.INVITED) and not self.held
+
+
+def landline_held(session: Session, patient: Patient) -> str:
+    """Why an invitation cannot go by text to the patient's number, a landline (its only
+    channel: `channel_for`), else ""."""
+    if channel_for(patient) != Channel.SMS or not landline(
+        patient.phone, practice_regions(session)
+    ):
+        return ""
+    return (
+        f"{patient.full_name}'s number {not_for_texts(patient.phone)}; add a mobile number or "
+        "an email address on the patient's record, then invite them."
+    )
 
 
 def state_of(session: Session, patient: Patient, now: datetime | None = None) -> PortalState:
@@ -260,10 +280,12 @@ def state_of(session: Session, patient: Patient, now: datetime | None = None) ->
         inv.expires_at if inv else None,
         patient.portal_enrolled_at or (inv.enrolled_at if inv else None),
         clinic_day(session, patient.id, inv.expires_at) if status == PortalStatus.INVITED else "",
-        NO_BIRTH
-        if status in (*SENDABLE, PortalStatus.INVITED) and patient.date_of_birth is None
-        else "",
+        _held(session, patient) if status in (*SENDABLE, PortalStatus.INVITED) else "",
     )
+
+
+def _held(session: Session, patient: Patient) -> str:
+    return landline_held(session, patient) or (NO_BIRTH if patient.date_of_birth is None else "")
 
 
 def clinic_day(session: Session, patient_id: int, moment: datetime) -> str:
@@ -421,6 +443,8 @@ def send_invitation(
     ensure(actor, Permission.INVITATIONS_SEND)
     patient = _patient(session, patient_id, lock=True)
     check_invitable(patient)
+    if held := landline_held(session, patient):
+        raise ValidationError(held)
     channel = channel_for(patient)
     address = address_on(patient, channel)
     days = expiry_days if expiry_days is not None else get_expiry_days(session)

@@ -23,7 +23,7 @@ from core.kernel.money import (
     clinic_time,
     format_day,
 )
-from core.kernel.phones import dialable, practice_regions
+from core.kernel.phones import dialable, landline, not_for_texts, practice_regions
 from core.kernel.text import clean, plain_words
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
@@ -231,6 +231,16 @@ def validate_contact(
     return _email(email), dialable(phone, regions or (babel_locale(DEFAULT_LOCALE).territory,))
 
 
+def check_texts(phone: str | None, consent_sms: bool, regions: tuple[str, ...]) -> None:
+    """Refuse consent to texts on a landline (core.kernel.phones.landline): none would arrive,
+    and reminders and invitations would go by them."""
+    if consent_sms and phone and landline(phone, regions):
+        raise ValidationError(
+            f"{not_for_texts(phone)}. Untick text messages, or type the patient's mobile "
+            "number instead."
+        )
+
+
 MAX_AGE_YEARS = 130  # older than anyone alive: a mistyped year (1 for 1981, 1800 for 1980)
 
 
@@ -383,6 +393,7 @@ def create_patient(
         raise ValidationError(NO_NAME)
     _check_born(date_of_birth)
     email, phone = validate_contact(email, phone, practice_regions(session))
+    check_texts(phone, consent_sms, practice_regions(session))
     unknown = set(address or {}) - set(ADDRESS)
     if unknown:
         raise ValidationError(f"These are no parts of an address: {', '.join(sorted(unknown))}.")
@@ -582,6 +593,16 @@ def update_patient(
         same = (changes["phone"] or "").strip() == (patient.phone or "")
         changes["phone"] = (
             patient.phone if same else dialable(changes["phone"], practice_regions(session))
+        )
+    # a number or consent typed is checked; a landline with consent on file (an import's, an
+    # old one) left as it is stays, and other edits go through
+    if changes.get("phone", patient.phone) != patient.phone or (
+        changes.get("consent_sms") and not patient.consent_sms
+    ):
+        check_texts(
+            changes.get("phone", patient.phone),
+            changes.get("consent_sms", patient.consent_sms),
+            practice_regions(session),
         )
     if typed_address := {f: changes[f] for f in ADDRESS if f in changes}:
         # what is typed is checked; a part on file left as it is stays (an import's)

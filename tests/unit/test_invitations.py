@@ -446,6 +446,34 @@ def test_status_in_sql_agrees_with_the_python_status_for_every_case(db, world):
     assert counts[PortalStatus.NOT_INVITED] == 2
 
 
+def test_a_landline_on_file_is_not_invited_by_a_text_that_cannot_arrive(db, world):
+    """An old or imported record with text consent on a landline (phonenumbers: a fixed
+    line): the invitation would go by a text no phone gets. Refused, alone or in bulk, naming
+    the number and what to add; the record says so before anyone presses Send. With an email
+    address it goes by email as ever."""
+    with db.write() as s:
+        pid = make_patient(
+            s, first_name="Lin", email=None, consent_email=False, phone="020 7946 0123"
+        ).id
+    landline = (
+        r"Lin Morgan's number '020 7946 0123' is a landline: texts cannot reach it; add a "
+        r"mobile number or an email address"
+    )
+    with db.write() as s, pytest.raises(ValidationError, match=landline):
+        invitations.send_invitation(s, world.staff, pid, base_url=BASE)
+    with db.write() as s:
+        [row] = invitations.send_many(s, world.staff, [pid], base_url=BASE)
+        state = invitations.get_portal_state(s, world.staff, pid)
+    assert not row.done and re.search(landline, row.detail)
+    assert not state.can_send and re.search(landline, state.advice)
+    with db.write() as s:
+        s.get(Patient, pid).email = "lin@example.org"
+        s.get(Patient, pid).consent_email = True
+    with db.write() as s:
+        sent = invitations.send_invitation(s, world.staff, pid, base_url=BASE)
+    assert sent.address == "lin@example.org"
+
+
 def test_revoke_only_pending(db, world):
     sent = _send(db, world)
     with db.write() as s:

@@ -232,6 +232,48 @@ def test_phone_numbers_are_read_in_the_practices_countries(db, world):
         assert made.phone == "(212) 555-0123"
 
 
+LANDLINE = "020 7946 0123"  # phonenumbers: a fixed line in London
+
+
+def test_text_consent_on_a_landline_is_refused_saying_what_to_do(db, world):
+    """A text to a landline never arrives: consent to texts on one is refused, naming it and
+    what to do, when the number or the consent is typed. A mobile, or a number that may be
+    either (phonenumbers' FIXED_LINE_OR_MOBILE: US numbers), is taken."""
+    landline = r"'020 7946 0123' is a landline: texts cannot reach it\. Untick text messages"
+    with db.write() as s, pytest.raises(ValidationError, match=landline):
+        patients.create_patient(
+            s, world.staff, first_name="Ann", last_name="Lee", phone=LANDLINE, consent_sms=True
+        )
+    with db.write() as s:  # kept for calls, without texts
+        ann = patients.create_patient(
+            s, world.staff, first_name="Ann", last_name="Lee", phone=LANDLINE
+        )
+        for number in ("07911 123456", "+1 212 555 0123"):
+            patients.create_patient(
+                s, world.staff, first_name="Bo", last_name=number, phone=number, consent_sms=True
+            )
+    with db.write() as s, pytest.raises(ValidationError, match=landline):
+        patients.update_patient(s, world.staff, ann.id, consent_sms=True)
+    with db.write() as s, pytest.raises(ValidationError, match=landline):  # consent on file
+        patients.update_patient(s, world.staff, world.patient_id, phone=LANDLINE)
+    with db.write() as s:
+        patients.update_patient(s, world.staff, world.patient_id, phone=LANDLINE, consent_sms=False)
+    with db.read() as s:
+        assert not s.get(Patient, world.patient_id).consent_sms
+
+
+def test_a_landline_with_text_consent_on_file_does_not_block_other_edits(db, world):
+    """An old or imported record keeps what it has until its number or consent is edited."""
+    with db.write() as s:
+        s.get(Patient, world.patient_id).phone = LANDLINE
+    with db.write() as s:
+        patients.update_patient(
+            s, world.staff, world.patient_id, last_name="Lee", phone=LANDLINE, consent_sms=True
+        )
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).last_name == "Lee"
+
+
 def test_a_phone_on_file_that_no_longer_passes_does_not_block_changing_the_email(db, world):
     """Validation reads what is typed: an old or imported number left as it is stays, also
     when the edit form sends it back unchanged with the new email."""
