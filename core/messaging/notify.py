@@ -161,8 +161,10 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nYou are invited to the {clinic_name} patient portal. "
         "Enrol here (the link works once and expires on {expires}): {link}" + _SIGN,
         "A portal invitation.",
-        "{clinic_name}: you are invited to our patient portal. Enrol here (works once, expires "
-        "on {expires}): {link}",
+        # named: a family's phone gets one for each of them. Short, so a name outside the GSM
+        # alphabet (its letters kept, the text in UCS-2) still goes in three parts
+        "{clinic_name}: {first_name}, join our patient portal here (works once, until "
+        "{expires}): {link}",
     ),
     "feedback_request": Template(
         "How was your visit to {clinic_name}?",
@@ -351,6 +353,7 @@ def visit_place(clinic, virtual: bool = False) -> str:
 _SAMPLE_T = "Q2xpbmljRGVzayBzYW1wbGUgbGluayB0b2tlbiAxMjM"
 SAMPLE_CONTEXT = {
     "patient_name": "Alex Morgan",
+    "first_name": "Alex",
     "clinic_name": "ClinicDesk Demo Clinic",
     "clinic_phone": "020 7946 0000",
     "where": "ClinicDesk Demo Clinic, 1 High Street, London",
@@ -393,6 +396,7 @@ SAMPLE_CONTEXT = {
 
 MEANINGS = {  # what each placeholder is filled with, in words for the editor
     "patient_name": "the patient's full name",
+    "first_name": "the patient's first name (their one name when they have only one)",
     "clinic_name": "the clinic's name",
     "clinic_phone": "the clinic's phone number",
     "where": "where to come: the clinic's name and, for a visit in person, its address",

@@ -476,6 +476,7 @@ def send_invitation(
             patient,
             "portal_invitation",
             {
+                "first_name": patient.first_name or patient.last_name,  # a family's phone
                 "clinic_name": clinic.name if clinic else "",
                 "clinic_phone": clinic.phone if clinic else "",
                 "link": url,

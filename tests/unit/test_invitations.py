@@ -161,6 +161,37 @@ def test_a_patient_with_only_a_mobile_is_invited_by_text_with_the_whole_link(db,
     assert done.enrolled and _state(db, pid).status == PortalStatus.ENROLLED
 
 
+def test_two_patients_on_one_family_phone_get_texts_naming_each(db, world):
+    """A family shares a phone: each invitation text names its patient by first name (their one
+    name when they have only one), so neither is opened by the other. With a GSM name the text
+    stays in two parts; a name outside the GSM alphabet keeps its letters, and the text goes in
+    UCS-2 within the parts a text may take, its link whole."""
+    family = {"email": None, "consent_email": False, "phone": "07700 900456"}
+    with db.write() as s:
+        ids = [
+            make_patient(s, first_name="Alex", **family).id,
+            make_patient(s, first_name="Sam", **family).id,
+            make_patient(s, first_name="", last_name="Madonna", **family).id,
+            make_patient(s, first_name="Łucja", **family).id,
+        ]
+        links = [
+            invitations.send_invitation(
+                s, world.staff, pid, base_url="https://clinicdesk.example.org"
+            ).link
+            for pid in ids
+        ]
+    with db.read() as s:
+        texts = [
+            s.scalars(select(Notification).where(Notification.patient_id == pid)).one().body
+            for pid in ids
+        ]
+    for name, text, link in zip(("Alex", "Sam", "Madonna", "Łucja"), texts, links, strict=True):
+        assert text.startswith(f"Test Clinic: {name}, ") and text.endswith(link)
+    assert [sms_parts.parts(t).count for t in texts[:3]] == [2, 2, 2]
+    assert not sms_parts.parts(texts[3]).gsm
+    assert sms_parts.parts(texts[3]).count <= sms_parts.MAX_PARTS
+
+
 def test_patient_and_signed_out_actors_cannot_send(db, world):
     with db.write() as s, pytest.raises(PermissionDenied):
         invitations.send_invitation(s, patient_actor("Alex"), world.patient_id, base_url=BASE)
