@@ -115,9 +115,12 @@ def dialable(typed: str | None, regions: tuple[str, ...]) -> str | None:
 
 
 def landline(phone: str | None, regions: tuple[str, ...]) -> bool:
-    """Whether `phone` is a fixed line, which no text reaches: each reading of it that is a
-    valid number (a national form read in each of `regions`, an international one as it
-    stands) is phonenumbers' FIXED_LINE, and there is at least one."""
+    """Whether `phone` is a fixed line, which no text reaches: each possible reading of it (a
+    national form read in each of `regions`, an international one as it stands) is a valid
+    number of phonenumbers' FIXED_LINE, and there is at least one. A reading phonenumbers
+    cannot place (possible but not valid: a new or reserved range such as the UK's 07700 900)
+    may be a mobile, so the number is not called a landline because another country's plan
+    happens to read it as one."""
     kinds = set()
     for region in regions:
         try:
@@ -126,6 +129,8 @@ def landline(phone: str | None, regions: tuple[str, ...]) -> bool:
             continue
         if phonenumbers.is_valid_number(number):
             kinds.add(phonenumbers.number_type(number))
+        elif phonenumbers.is_possible_number(number):
+            return False
     return kinds == {phonenumbers.PhoneNumberType.FIXED_LINE}
 
 

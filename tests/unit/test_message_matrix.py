@@ -37,7 +37,7 @@ from tests.factories import invitations_sent_a_while_ago, make_patient, make_vis
 from tests.support.days import PLAIN_THURSDAY
 
 TZ = "Europe/Berlin"
-PHONE = "07700 900123"
+PHONE = "0151 23456789"  # a German mobile (a British one reads as a Berlin landline here)
 EMAIL = "alex@example.org"
 CLINIC = "clinic@example.org"
 BOTH = [("email", EMAIL), ("sms", PHONE)]
@@ -49,6 +49,7 @@ def berlin(db, world):
     with db.write() as session:
         clinic = session.get(Clinic, world.clinic_id)
         clinic.timezone, clinic.locale, clinic.currency = TZ, "de-DE", "EUR"
+        session.get(Patient, world.patient_id).phone = PHONE
     return world
 
 

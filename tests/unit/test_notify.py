@@ -53,6 +53,22 @@ def test_messages_go_only_to_consented_channels_and_say_why_not(db, world):
     assert "Alex Morgan" in queued.notifications[0].body and "Ill" in queued.notifications[0].body
 
 
+def test_no_text_goes_to_a_landline_on_file_and_the_reason_says_so(db, world):
+    """A record kept from before the landline check (or imported) with text consent on a fixed
+    line: confirmations, reminders and the rest go by email, and the text is skipped saying
+    why, not sent to a number no text reaches. A mobile still gets its text."""
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.phone, patient.consent_sms = "020 7946 0123", True
+    queued = _queue(db, world.patient_id)
+    assert [n.channel for n in queued.notifications] == [Channel.EMAIL]
+    assert queued.skipped == ["'020 7946 0123' is a landline: texts cannot reach it"]
+    with db.write() as session:
+        session.get(Patient, world.patient_id).phone = "07700 900123"
+    queued = _queue(db, world.patient_id)
+    assert [n.channel for n in queued.notifications] == [Channel.EMAIL, Channel.SMS]
+
+
 def test_edited_template_is_used_and_unknown_placeholders_refused(db, world):
     with db.write() as session:
         notify.save_template(
