@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from core.forms import after_booking as forms
 from core.interchange import patient_export
+from core.kernel import phones
 from core.kernel.clock import local_to_utc
 from core.kernel.config import SmtpSettings
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
@@ -67,6 +68,21 @@ def test_no_text_goes_to_a_landline_on_file_and_the_reason_says_so(db, world):
         session.get(Patient, world.patient_id).phone = "07700 900123"
     queued = _queue(db, world.patient_id)
     assert [n.channel for n in queued.notifications] == [Channel.EMAIL, Channel.SMS]
+
+
+@pytest.mark.parametrize(
+    ("typed", "regions", "fixed"),
+    [
+        ("020 7946 0123", ("GB",), True),  # a London landline
+        ("07911 123456", ("GB", "DE"), False),  # a British mobile, though Berlin reads a line
+        ("07700 900123", ("GB", "DE"), False),  # unplaced in Britain: may be a mobile
+        ("07700 900123", ("DE",), True),  # a Berlin practice's national number: a line
+        ("+49 30 1234567", ("GB", "DE"), True),  # international: read as it stands
+        ("0151 23456789", ("DE",), False),  # a German mobile
+    ],
+)
+def test_a_number_is_a_landline_only_when_every_reading_of_it_is_one(typed, regions, fixed):
+    assert phones.landline(typed, regions) is fixed
 
 
 def test_edited_template_is_used_and_unknown_placeholders_refused(db, world):
