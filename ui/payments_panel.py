@@ -80,7 +80,12 @@ def payments_panel(appointment_id: int) -> None:
     else:
         st.caption("No payments recorded.")
     symbol = currency_symbol(info.currency, fmt.locale)
-    if box := fold("Record a payment taken at the desk", "payments_desk_open"):
+    if info.closed:  # core refuses a payment of the visit: what can be taken is its fee
+        st.caption(
+            f"This visit was {info.closed}: nothing is owed for the visit itself"
+            + (". Its fee is taken below ('Record fee paid')." if info.fees else ", nor is a fee.")
+        )
+    elif box := fold("Record a payment taken at the desk", "payments_desk_open"):
         # a recorded payment empties the form: a second press (it did not seem to work) asks
         # for an amount instead of taking the same money twice
         forget_if_saved("payments_desk", ["amount", "note", "again", "beyond"])

@@ -54,6 +54,7 @@ from db.models import (
 from db.types import utcnow
 
 AGAIN_WITHIN = timedelta(minutes=2)  # the same payment pressed twice, not paid twice
+CLOSED = (AppointmentStatus.CANCELLED, AppointmentStatus.DECLINED)  # nothing owed for the visit
 
 
 def record_desk_payment(
@@ -78,7 +79,7 @@ def record_desk_payment(
     appointment = session.get(Appointment, appointment_id, with_for_update=True)
     if appointment is None or appointment.patient_id is None:
         raise NotFound(f"There is no appointment #{appointment_id} with a patient.")
-    if appointment.status in (AppointmentStatus.CANCELLED, AppointmentStatus.DECLINED):
+    if appointment.status in CLOSED:
         raise ValidationError(
             f"Appointment #{appointment.id} was {appointment.status.value}: nothing is owed for "
             "the visit itself, so no payment of it is recorded. A late-cancellation or no-show "
@@ -635,6 +636,7 @@ class Summary:
     clinic_id: int  # whose local time and locale the rows are shown in
     currency: str  # the clinic's: what a desk payment is recorded in
     refundable: list[Refundable] = field(default_factory=list)  # money that can be given back
+    closed: str = ""  # 'cancelled' or 'declined': nothing is owed for the visit itself
 
 
 def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
@@ -656,4 +658,5 @@ def summary(session: Session, actor: Actor, appointment_id: int) -> Summary:
         appointment.clinic_id,
         fmt.currency,
         refundable_payments(session, appointment_id, fmt),
+        appointment.status.value if appointment.status in CLOSED else "",
     )

@@ -340,3 +340,48 @@ def test_a_card_refund_the_provider_refused_is_shown_and_handed_back_on_the_visi
     database.dispose()
     said = [c.value for c in at.caption if f"Card refund P-{refused} " in c.value]
     assert said and "handed back at the desk on " in said[0]
+
+
+def test_a_cancelled_visit_offers_its_fee_not_the_desk_payment_form(app_as, app_db):
+    """A visit the patient cancelled late, its £20 fee unpaid. The core refuses a desk payment
+    of a cancelled visit; before, the Payments panel still offered the form, which could only
+    fail. It now says nothing is owed for the visit itself and offers the fee, recorded as
+    the fee. With the fee paid, it says nothing is left to take."""
+    from core.payments import desk
+    from db.models import Appointment, AppointmentStatus, LedgerEntry, LedgerKind
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment).where(Appointment.patient_id.is_not(None)).limit(1)
+        ).one()
+        visit.status = AppointmentStatus.CANCELLED
+        fee = LedgerEntry(
+            patient_id=visit.patient_id,
+            appointment_id=visit.id,
+            kind=LedgerKind.LATE_CANCEL_FEE,
+            amount_cents=2000,
+        )
+        session.add(fee)
+        session.flush()
+        visit_id, fee_id = visit.id, fee.id
+    at = app_as("staff")
+    at.query_params["id"] = str(visit_id)
+    at.switch_page("app_pages/appointment.py")
+    at.run()
+    assert not at.exception
+    assert not [e for e in at.expander if e.label == "Record a payment taken at the desk"]
+    said = [c.value for c in at.caption if "nothing is owed for the visit itself" in c.value]
+    assert said == [
+        "This visit was cancelled: nothing is owed for the visit itself. Its fee is "
+        "taken below ('Record fee paid')."
+    ]
+    at.button(key=f"payments_fee_{fee_id}").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with database.read() as session:
+        assert desk.unpaid_fees(session, SYSTEM, visit_id) == []
+    database.dispose()
+    said = [c.value for c in at.caption if "nothing is owed for the visit itself" in c.value]
+    assert said == ["This visit was cancelled: nothing is owed for the visit itself, nor is a fee."]
