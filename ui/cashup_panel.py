@@ -10,10 +10,11 @@ import streamlit as st
 from core.kernel.authz import Permission
 from core.kernel.clock import local_today
 from core.payments import cashup, desk
+from core.payments.providers import provider_for
 from core.practice import choices
 from ui import refresh, run_action
 from ui.caches import cached
-from ui.context import forget_if_saved, mark_saved, read
+from ui.context import forget_if_saved, mark_saved, read, settings
 from ui.locale import date_picker, display_format
 from ui.picks import acted, picked
 from ui.text import show_table
@@ -33,8 +34,14 @@ def _cash_up(me, day, clinic_id):
 
 
 @cached("appointments", "patients", ttl=30, max_entries=20)
-def _owed_back(me, day, clinic_id):
-    return read(cashup.owed_back, me, day, clinic_id)
+def _owed_back(me, day, clinic_id, online: bool):
+    return read(cashup.owed_back, me, day, clinic_id, provider_online=online)
+
+
+def _how(r: cashup.OwedBack) -> str:
+    if not r.at_desk:
+        return "refund job, to the card"
+    return f"at the desk: {r.why}" if r.why else "at the desk"
 
 
 def cash_up_panel(me, practice) -> None:
@@ -111,7 +118,8 @@ def _owed_back_list(me, day, where) -> None:
     """The refunds owed back at the day's end, each to mark handed back at the desk (a fee on
     no visit's too, which no appointment's Payments panel shows); the card refunds the refund
     job sends are listed, not handed back."""
-    owed = _owed_back(me, day, where)
+    online = provider_for(settings().stripe).online
+    owed = _owed_back(me, day, where, online)
     if not owed:
         return
     st.subheader("Refunds owed back")
@@ -126,7 +134,7 @@ def _owed_back_list(me, day, where) -> None:
                 "Method": [r.method for r in owed],
                 "Amount": [r.amount for r in owed],
                 "Note": [r.note for r in owed],
-                "How": ["at the desk" if r.at_desk else "refund job, to the card" for r in owed],
+                "How": [_how(r) for r in owed],
             }
         ),
         hide_index=True,
@@ -145,9 +153,18 @@ def _owed_back_list(me, day, where) -> None:
         return
     refund = chosen[0]
     forget_if_saved("payments_owed", ["note"])
-    note = st.text_input("Note (optional)", key="payments_owed_note", max_chars=500)
+    needed = refund.why == cashup.PROVIDER_OFF  # kept with it: how, with card payments off
+    label = "Note (how it was handed back)" if needed else "Note (optional)"
+    note = st.text_input(label, key="payments_owed_note", max_chars=500)
     if st.button(f"Handed back: P-{refund.payment_id}", type="primary", key="payments_owed_done"):
-        if run_action(desk.mark_refunded, refund.payment_id, note, success="Refund recorded."):
+        done = run_action(
+            desk.mark_refunded,
+            refund.payment_id,
+            note,
+            provider_online=online,
+            success="Refund recorded.",
+        )
+        if done:
             acted(OWED_MEMORY)
             mark_saved("payments_owed")
             refresh()

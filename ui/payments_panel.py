@@ -141,9 +141,9 @@ def payments_panel(appointment_id: int) -> None:
         if st.button(label, key=f"payments_refund_{r.id}"):
             if run_action(desk.mark_refunded, r.id, success="Refund recorded."):
                 refresh()
-    _card_refunds(me, info.rows, fmt)
+    provider = provider_for(settings().stripe)
+    _card_refunds(me, info.rows, fmt, online=provider.online)
     for fee in info.fees:
-        provider = provider_for(settings().stripe)
         methods = ["card", "cash"] + (["card_on_file"] if provider.online else [])
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         label = f"Fee #{fee.ledger_entry_id}: {fee.kind}, {escape(fee.amount)}"
@@ -157,9 +157,10 @@ def payments_panel(appointment_id: int) -> None:
                 refresh()
 
 
-def card_refund_state(r: prepay.PaymentRow, fmt: ClinicFormat) -> str:
+def card_refund_state(r: prepay.PaymentRow, fmt: ClinicFormat, online: bool = True) -> str:
     """A refund to the card through the provider, in words: sent, waiting for the refund job,
-    or refused (then the desk hands the money back, `desk.mark_refunded`)."""
+    refused, or waiting while card payments are switched off (`online` False: the job does not
+    run); the last two are handed back at the desk (`desk.mark_refunded`)."""
     day = fmt.day(to_local(r.at, fmt.timezone).date())
     if r.status == "refunded":
         return (
@@ -167,24 +168,34 @@ def card_refund_state(r: prepay.PaymentRow, fmt: ClinicFormat) -> str:
         )
     if r.last_error:
         return f'refused by the provider: "{r.last_error}" — hand it back at the desk'
+    if not online:
+        return (
+            "waiting: card payments are switched off, so the refund job cannot send it to "
+            "the card — hand it back at the desk, saying how"
+        )
     return "waiting for the refund job"
 
 
-def _card_refunds(me, rows: list[prepay.PaymentRow], fmt: ClinicFormat) -> None:
-    """Each refund to the card with its state; a refused one is handed back at the desk here,
-    with a note, by who may record payments (as on the cash-up's list of refunds owed back)."""
+def _card_refunds(me, rows: list[prepay.PaymentRow], fmt: ClinicFormat, online: bool) -> None:
+    """Each refund to the card with its state; one refused, or due while card payments are off,
+    is handed back at the desk here, with a note (required when they are off: it says how), by
+    who may record payments (as on the cash-up's list of refunds owed back)."""
     refunds = [r for r in rows if r.kind in prepay.REFUND_KINDS and r.method == "Card"]
     for r in refunds:
-        state = escape(card_refund_state(r, fmt))  # the provider's words are no markup
+        state = escape(card_refund_state(r, fmt, online))  # the provider's words are no markup
         st.caption(f"Card refund {r.reference} ({escape(r.amount)}): {state}")
-        refused = r.status == "refund due" and r.last_error
-        if not refused or not me.can(Permission.PAYMENTS_RECORD):
+        due = r.status == "refund due" and (r.last_error or not online)
+        if not due or not me.can(Permission.PAYMENTS_RECORD):
             continue
         key = f"payments_card_refund_{r.id}"
         forget_if_saved(key, ["note"])
-        note = st.text_input(f"Note for {r.reference} (optional)", key=f"{key}_note", max_chars=500)
+        label = f"Note for {r.reference}" + (" (optional)" if r.last_error else " (how)")
+        note = st.text_input(label, key=f"{key}_note", max_chars=500)
         if st.button("Handed back at the desk", key=f"{key}_done", type="primary"):
-            if run_action(desk.mark_refunded, r.id, note, success="Refund recorded."):
+            done = run_action(
+                desk.mark_refunded, r.id, note, provider_online=online, success="Refund recorded."
+            )
+            if done:
                 mark_saved(key)
                 refresh()
 

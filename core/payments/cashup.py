@@ -247,14 +247,25 @@ class OwedBack:
     amount: str
     note: str
     at_desk: bool  # to hand back at the desk; else the refund job sends it to the card
+    why: str = ""  # why a card refund is handed back at the desk ('' when it is not one)
+
+
+PROVIDER_REFUSED = "the card provider refused it"
+PROVIDER_OFF = "card payments are switched off, so the refund job cannot send it to the card"
 
 
 def owed_back(
-    session: Session, actor: Actor, day: date, clinic_id: int | None = None
+    session: Session,
+    actor: Actor,
+    day: date,
+    clinic_id: int | None = None,
+    *,
+    provider_online: bool = True,
 ) -> list[OwedBack]:
     """The refunds owed back at the end of the clinic's day (made since or not), each clinic's
     in its order of time: what the desk hands back (`desk.mark_refunded`), a fee on no visit's
-    too."""
+    too, and a card refund the provider refused or that waits while card payments are off
+    (`provider_online` False), saying which."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     out = []
     for m in movements(session, day, day, clinic_id):
@@ -262,7 +273,10 @@ def owed_back(
             continue
         money = ClinicFormat(m.fmt.timezone, m.fmt.locale, m.currency).money
         since = clinic_time(m.fmt, m.at, weekday=False)
-        at_desk = m.method != METHODS["stripe"] or bool(m.last_error)  # the provider refused
+        card = m.method == METHODS["stripe"]
+        why = "" if not card else PROVIDER_REFUSED if m.last_error else ""
+        why = PROVIDER_OFF if card and not why and not provider_online else why
+        at_desk = not card or bool(why)
         out.append(
             OwedBack(
                 m.payment_id,
@@ -274,6 +288,7 @@ def owed_back(
                 money(m.due_cents),
                 m.note,
                 at_desk,
+                why,
             )
         )
     return out

@@ -274,10 +274,20 @@ def _fee_words(session: Session, entry: LedgerEntry, fee: str) -> tuple[dict, Cl
     return words, fmt
 
 
-def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "") -> Payment:
+def mark_refunded(
+    session: Session,
+    actor: Actor,
+    payment_id: int,
+    note: str = "",
+    *,
+    provider_online: bool = True,
+) -> Payment:
     """A refund due at the desk was handed back: record it (from the visit's Payments panel or
     the cash-up's list of refunds owed back, a fee on no visit's too). A card refund through
-    the provider is the refund job's to send; a second press says who handed it back, when."""
+    the provider is the refund job's to send, unless the provider refused it or card payments
+    are switched off (`provider_online` False: the job does not run), then it is handed back
+    here, the latter only saying how (kept with it and in the audit log). A second press says
+    who handed it back, when."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     # locked: two desks pressing at once record it once (the second waits, then reads it made)
     refund = session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
@@ -288,15 +298,29 @@ def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "
         raise Conflict(f"Refund {ref} was already {_made_by(session, refund)}.")
     if refund.status != "refund_due":
         raise Conflict(f"Refund {ref} is {refund.status.replace('_', ' ')} already.")
-    if refund.method == "stripe" and not refund.last_error:
-        raise ValidationError(
-            f"Refund {ref} goes back to the card through the payment provider: the refund job "
-            "sends it, so there is nothing to hand back at the desk (only if the provider "
-            "refuses it can it be handed back here instead)."
-        )
+    why = ""  # why a card refund through the provider is handed back at the desk instead
+    if refund.method == "stripe":
+        why = "provider refused" if refund.last_error else ""
+        if not why and provider_online:
+            raise ValidationError(
+                f"Refund {ref} goes back to the card through the payment provider: the refund "
+                "job sends it, so there is nothing to hand back at the desk (only if the "
+                "provider refuses it can it be handed back here instead)."
+            )
+        if not why:
+            why = "card payments off"
+            if not (note or "").strip():
+                raise ValidationError(
+                    f"Say how refund {ref} was handed back (cash, the card terminal): card "
+                    "payments are switched off, so it is kept with the refund for when they "
+                    "are on again."
+                )
     refund.status, refund.paid_at = "refunded", utcnow()
     refund.note = (note or refund.note or "").strip()[:500]
     refund.recorded_by_user_id = actor.user_id
+    details = {"payment_id": refund.id, "amount_cents": refund.amount_cents}
+    if why:
+        details |= {"why_at_desk": why, "reason": refund.note}
     audit.record(
         session,
         actor,
@@ -304,7 +328,7 @@ def mark_refunded(session: Session, actor: Actor, payment_id: int, note: str = "
         "appointment",
         refund.appointment_id,
         patient_id=refund.patient_id,
-        details={"payment_id": refund.id, "amount_cents": refund.amount_cents},
+        details=details,
     )
     return refund
 

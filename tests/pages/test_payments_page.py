@@ -286,7 +286,9 @@ def test_a_refund_owed_back_on_no_visit_is_handed_back_from_the_cash_up(app_as, 
     assert all(f"P-{refund_id}" not in refs for refs in shown)  # owed no more
 
 
-def test_a_card_refund_the_provider_refused_is_shown_and_handed_back_on_the_visit(app_as, app_db):
+def test_a_card_refund_the_provider_refused_is_shown_and_handed_back_on_the_visit(
+    app_as, app_db, monkeypatch
+):
     """Three refunds to the card on one visit: one sent, one waiting for the refund job, one
     the provider refused. Before, the Payments panel said nothing of their state and offered
     no way to hand the refused one back (only the cash-up did). Each now reads its state in
@@ -295,6 +297,8 @@ def test_a_card_refund_the_provider_refused_is_shown_and_handed_back_on_the_visi
     from core.kernel.clock import utcnow
     from db.models import Appointment, Payment
 
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_clinicdesk")  # card payments on
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_test_clinicdesk")
     database = open_database(
         load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
     )
@@ -385,3 +389,47 @@ def test_a_cancelled_visit_offers_its_fee_not_the_desk_payment_form(app_as, app_
     database.dispose()
     said = [c.value for c in at.caption if "nothing is owed for the visit itself" in c.value]
     assert said == ["This visit was cancelled: nothing is owed for the visit itself, nor is a fee."]
+
+
+def test_a_card_refund_due_while_card_payments_are_off_is_handed_back_saying_how(app_as, app_db):
+    """Stripe switched off with a card refund due on the visit: the refund job does not run.
+    Before, the panel said 'waiting for the refund job' and offered nothing: it waited for
+    ever. It now says why it waits and is handed back at the desk, with how (required)."""
+    from core.kernel.clock import utcnow
+    from db.models import Appointment, Payment
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment).where(Appointment.patient_id.is_not(None)).limit(1)
+        ).one()
+        money = {"appointment_id": visit.id, "patient_id": visit.patient_id, "method": "stripe"}
+        money |= {"currency": visit.clinic.currency, "amount_cents": 1000}
+        paid = Payment(kind="prepayment", status="paid", paid_at=utcnow(), **money)
+        session.add(paid)
+        session.flush()
+        refund = Payment(kind="refund", status="refund_due", refund_of_id=paid.id, **money)
+        session.add(refund)
+        session.flush()
+        visit_id, due = visit.id, refund.id
+    at = app_as("staff")
+    at.query_params["id"] = str(visit_id)
+    at.switch_page("app_pages/appointment.py")
+    at.run()
+    assert not at.exception
+    (said,) = [c.value for c in at.caption if f"Card refund P-{due} " in c.value]
+    assert said.endswith(
+        ": waiting: card payments are switched off, so the refund job cannot send it to the "
+        "card — hand it back at the desk, saying how"
+    )
+    at.button(key=f"payments_card_refund_{due}_done").click().run()
+    assert "Say how refund" in at.error[0].value
+    at.text_input(key=f"payments_card_refund_{due}_note").set_value("Cash from the till")
+    at.button(key=f"payments_card_refund_{due}_done").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with database.read() as session:
+        made = session.get(Payment, due)
+        assert (made.status, made.note) == ("refunded", "Cash from the till")
+    database.dispose()

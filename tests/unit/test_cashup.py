@@ -381,3 +381,43 @@ def test_days_across_the_clocks_changing_hold_their_own_hours_and_refunds(db, wo
         assert day(2025, 10, 1, last=(2026, 3, 29)) == (sum(range(100, 900, 100)), 50, 0)
         rows = cashup.movements(s, dt.date(2025, 10, 1), dt.date(2026, 3, 29))
         assert sum(m.cents for m in rows) == sum(range(100, 900, 100)) - 50
+
+
+def test_a_card_refund_due_while_card_payments_are_off_is_handed_back_with_a_reason(db, world):
+    """Stripe switched off with a card refund due: the refund job does not run, and before, the
+    desk could not mark it handed back either (only a refused one): it was owed for ever. With
+    the provider off it is listed to hand back at the desk, saying why, and is recorded only
+    with how it was handed back (kept with it, in the audit log)."""
+    with db.write() as s:
+        visit = _visit(s, world, world.clinic_id)
+        paid = _pay(s, world, visit, "prepayment", "stripe", "paid", 4500, utcnow(), utcnow())
+        more = {"refund_of_id": paid, "currency": "GBP"}
+        due = _pay(s, world, visit, "refund", "stripe", "refund_due", 4500, utcnow(), **more)
+    today = local_today("Europe/London")
+    with db.read() as s:
+        (owed,) = cashup.owed_back(s, world.staff, today, provider_online=False)
+        assert (owed.payment_id, owed.at_desk, owed.why) == (
+            due,
+            True,
+            "card payments are switched off, so the refund job cannot send it to the card",
+        )
+        (online,) = cashup.owed_back(s, world.staff, today)
+        assert (online.at_desk, online.why) == (False, "")
+    with db.write() as s, pytest.raises(ValidationError) as refused:
+        desk.mark_refunded(s, world.staff, due, "  ", provider_online=False)
+    assert str(refused.value) == (
+        f"Say how refund P-{due} was handed back (cash, the card terminal): card payments are "
+        "switched off, so it is kept with the refund for when they are on again."
+    )
+    with db.write() as s:
+        desk.mark_refunded(s, world.staff, due, "Cash from the till", provider_online=False)
+    with db.read() as s:
+        made = s.get(Payment, due)
+        assert (made.status, made.note, made.recorded_by_user_id) == (
+            "refunded",
+            "Cash from the till",
+            world.staff.user_id,
+        )
+        said = s.scalars(select(AuditEvent).where(AuditEvent.action == "refund_recorded")).one()
+        assert said.details["reason"] == "Cash from the till"
+        assert said.details["why_at_desk"] == "card payments off"
