@@ -22,6 +22,7 @@ from ui.context import (
     read,
     refresh,
     run_action,
+    run_in_steps,
     settings,
     show_error,
 )
@@ -149,12 +150,16 @@ def payments_panel(appointment_id: int) -> None:
         label = f"Fee #{fee.ledger_entry_id}: {fee.kind}, {escape(fee.amount)}"
         key = f"payments_fee_{fee.ledger_entry_id}"
         how = c1.selectbox(label, methods, format_func=FEE_METHODS.get, key=f"{key}_method")
-        if c2.button("Record fee paid", key=key):
-            paid = run_action(
-                desk.pay_fee, fee.ledger_entry_id, method=how, provider=provider, success="Paid."
-            )
-            if paid:
+        if not c2.button("Record fee paid", key=key):
+            continue
+        if how == "card_on_file":  # its attempt is committed before the provider is asked
+            if run_in_steps(desk.charge_fee_on_file, fee.ledger_entry_id, provider=provider):
+                st.toast("Paid.", icon=":material/check_circle:")
                 refresh()
+        elif run_action(
+            desk.pay_fee, fee.ledger_entry_id, method=how, provider=provider, success="Paid."
+        ):
+            refresh()
 
 
 def card_refund_state(r: prepay.PaymentRow, fmt: ClinicFormat, online: bool = True) -> str:

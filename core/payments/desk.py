@@ -4,6 +4,8 @@ amount is in the currency of the appointment's clinic (core.payments.rules.money
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import NamedTuple
@@ -14,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, exports
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
-from core.kernel.errors import Conflict, NotFound, ValidationError
+from core.kernel.errors import Conflict, DomainError, NotFound, ValidationError
 from core.kernel.money import (
     MAX_MINOR,
     ClinicFormat,
@@ -529,11 +531,38 @@ def pay_fee(
     method: str,
     provider: PaymentProvider,
 ) -> Payment:
-    """A late-cancellation or no-show fee paid: at the desk (card or cash), or charged to the
-    card on file through the provider when one is configured (`card_on_file`)."""
+    """A late-cancellation or no-show fee paid at the desk (card or cash). A charge to the card
+    on file is `charge_fee_on_file`, which commits its attempt before the provider is asked."""
     ensure(actor, Permission.PAYMENTS_RECORD)
-    # locked: two desks recording the same fee at once take it once (the second waits, then
-    # reads it paid)
+    entry, owed = _owed_fee(session, ledger_entry_id)
+    if method == "card_on_file":
+        raise ValidationError(
+            "A charge to the card on file is made with 'Charge the card on file', which keeps "
+            "the attempt so it is never taken twice."
+        )
+    if method not in DESK_METHODS:
+        raise ValidationError("Choose card, cash or the card on file.")
+    if started := _charge_started(session, entry.id):
+        raise Conflict(
+            f"A charge of fee #{entry.id} to the card on file ({_ref(started)}) was started and "
+            "not finished: the provider may have taken it. Choose 'Charge the card on file' and "
+            "press 'Charge the card on file' again to finish it (the provider answers with that "
+            "charge, not a second one); the fee is then paid, or its decline is shown."
+        )
+    payment = _fee_payment(session, entry, owed, method)
+    payment.status, payment.paid_at = "paid", utcnow()
+    session.flush()
+    _fee_paid_audit(session, actor, entry, payment)
+    return payment
+
+
+def _ref(payment: Payment) -> str:
+    return f"P-{payment.id}"
+
+
+def _owed_fee(session: Session, ledger_entry_id: int) -> tuple[LedgerEntry, int]:
+    """The fee, locked (two desks recording it at once take it once: the second waits, then
+    reads it paid), and what is owed of it; refused when waived, paid or given back."""
     entry = session.get(LedgerEntry, ledger_entry_id, with_for_update=True, populate_existing=True)
     if entry is None or entry.kind not in (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE):
         raise NotFound(f"There is no fee #{ledger_entry_id}.")
@@ -544,9 +573,79 @@ def pay_fee(
         select(Payment.id).where(Payment.ledger_entry_id == entry.id, Payment.kind == "fee_refund")
     ):
         raise Conflict(f"Fee #{entry.id} is paid already.")
-    currency = _fee_format(session, entry).currency
-    reference = None
-    if method == "card_on_file":
+    return entry, owed
+
+
+def _fee_payment(session: Session, entry: LedgerEntry, owed: int, method: str) -> Payment:
+    payment = Payment(
+        appointment_id=entry.appointment_id,
+        patient_id=entry.patient_id,
+        ledger_entry_id=entry.id,
+        kind="fee",
+        method=method,
+        status="pending",
+        amount_cents=owed,  # the whole fee, or what money kept from a prepayment left owed
+        currency=_fee_format(session, entry).currency,
+    )
+    session.add(payment)
+    session.flush()
+    return payment
+
+
+def _fee_paid_audit(session: Session, actor: Actor, entry: LedgerEntry, payment: Payment) -> None:
+    payment.recorded_by_user_id = actor.user_id
+    audit.record(
+        session,
+        actor,
+        "fee_paid",
+        "ledger_entry",
+        entry.id,
+        patient_id=entry.patient_id,
+        details={"payment_id": payment.id, "method": payment.method, "cents": payment.amount_cents},
+    )
+
+
+def _charge_started(session: Session, entry_id: int) -> Payment | None:
+    """The fee's charge to the card on file begun and not finished (the process stopped
+    between the provider's answer and our commit, or it is under way at another desk)."""
+    return session.scalar(
+        select(Payment)
+        .where(
+            Payment.ledger_entry_id == entry_id,
+            Payment.kind == "fee",
+            Payment.method == "stripe",
+            Payment.status == "pending",
+        )
+        .order_by(Payment.id)
+        .limit(1)
+    )
+
+
+def fee_charge_key(attempt: Payment) -> str:
+    """The idempotency key a charge to the card on file is sent with: one per attempt (our row,
+    committed before the provider is asked), so an attempt sent again after a crash is
+    answered with its first charge, and a new attempt after a decline is a new charge."""
+    return f"clinicdesk-fee-charge-{attempt.id}-of-fee-{attempt.ledger_entry_id}"
+
+
+def charge_fee_on_file(
+    write: Callable[[], AbstractContextManager[Session]],
+    actor: Actor,
+    ledger_entry_id: int,
+    *,
+    provider: PaymentProvider,
+) -> Payment:
+    """Charge what is owed of a fee to the patient's card on file through the provider, in
+    three steps, each its own transaction (`write`: Database.write): the attempt is recorded
+    (pending, with its key: `fee_charge_key`) and committed; the provider is asked, with the
+    key; the answer is recorded. An attempt left pending (the process stopped after the
+    provider charged, or it is under way at another desk) is sent again with its own key, so
+    the provider answers with its first charge and it is completed, never taken twice; one the
+    provider declined is kept as failed, with what it said, and the next press is a new
+    attempt (a new key). The provider's refusal is raised after it is recorded."""
+    with write() as session:
+        ensure(actor, Permission.PAYMENTS_RECORD)
+        entry, owed = _owed_fee(session, ledger_entry_id)
         customer = session.scalar(
             select(Payment.provider_customer)
             .where(Payment.patient_id == entry.patient_id, Payment.provider_customer.is_not(None))
@@ -555,34 +654,50 @@ def pay_fee(
         )
         if not customer:
             raise ValidationError("The patient has no card on file with the payment provider.")
-        reference = provider.charge_saved_card(customer, owed, currency, f"Fee #{entry.id}")
-    elif method not in DESK_METHODS:
-        raise ValidationError("Choose card, cash or the card on file.")
-    payment = Payment(
-        appointment_id=entry.appointment_id,
-        patient_id=entry.patient_id,
-        ledger_entry_id=entry.id,
-        kind="fee",
-        method="stripe" if reference else method,
-        status="paid",
-        amount_cents=owed,  # the whole fee, or what money kept from a prepayment left owed
-        currency=currency,
-        provider_ref=reference,
-        recorded_by_user_id=actor.user_id,
-        paid_at=utcnow(),
-    )
-    session.add(payment)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "fee_paid",
-        "ledger_entry",
-        entry.id,
-        patient_id=entry.patient_id,
-        details={"payment_id": payment.id, "method": payment.method, "cents": owed},
-    )
-    return payment
+        attempt = _charge_started(session, entry.id)
+        if attempt is None:
+            attempt = _fee_payment(session, entry, owed, "stripe")
+            audit.record(
+                session,
+                actor,
+                "fee_charge_started",
+                "ledger_entry",
+                entry.id,
+                patient_id=entry.patient_id,
+                details={"payment_id": attempt.id, "cents": attempt.amount_cents},
+            )
+        attempt_id, key = attempt.id, fee_charge_key(attempt)
+        cents, currency = attempt.amount_cents, attempt.currency
+    refused: DomainError | None = None
+    reference = None
+    try:
+        reference = provider.charge_saved_card(
+            customer, cents, currency, f"Fee #{ledger_entry_id}", key=key
+        )
+    except DomainError as error:
+        refused = error
+    with write() as session:
+        attempt = session.get(Payment, attempt_id, with_for_update=True, populate_existing=True)
+        if attempt.status != "pending":  # another press finished it meanwhile
+            raise Conflict(f"Fee #{ledger_entry_id} is paid already.")
+        entry = session.get(LedgerEntry, ledger_entry_id)
+        if refused is None:
+            attempt.status, attempt.paid_at, attempt.provider_ref = "paid", utcnow(), reference
+            _fee_paid_audit(session, actor, entry, attempt)
+        else:
+            attempt.status, attempt.last_error = "failed", str(refused)[:500]
+            audit.record(
+                session,
+                actor,
+                "fee_charge_refused",
+                "ledger_entry",
+                entry.id,
+                patient_id=entry.patient_id,
+                details={"payment_id": attempt.id, "said": attempt.last_error},
+            )
+    if refused is not None:
+        raise refused
+    return attempt
 
 
 def _fee_paid(entry_id: int | ColumnElement[int]) -> Select[tuple[int]]:

@@ -83,8 +83,11 @@ class PaymentProvider(Protocol):
         ...
 
     def charge_saved_card(
-        self, customer: str, amount_cents: int, currency: str, description: str
-    ) -> str: ...
+        self, customer: str, amount_cents: int, currency: str, description: str, *, key: str
+    ) -> str:
+        """Charge the customer's card on file; `key` names this attempt (the same when it is
+        sent again), so the provider charges it once however often it is sent."""
+        ...
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
 
@@ -150,7 +153,7 @@ class DeskProvider:
     def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
         raise ValidationError("There is no card provider: refund at the desk and record it.")
 
-    def charge_saved_card(self, *_: Any) -> str:
+    def charge_saved_card(self, *_: Any, **__: Any) -> str:
         raise ValidationError("There is no card provider: take the fee at the desk.")
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
@@ -245,8 +248,11 @@ class StripeProvider:
         return made.id
 
     def charge_saved_card(
-        self, customer: str, amount_cents: int, currency: str, description: str
+        self, customer: str, amount_cents: int, currency: str, description: str, *, key: str
     ) -> str:
+        """A payment intent confirmed off-session on the customer's first card, sent with `key`
+        as Stripe's idempotency key: sent again with it (after a crash between Stripe's answer
+        and our commit), Stripe answers with the first charge (or decline), not a new one."""
         amount = to_stripe_amount(amount_cents, currency)
         try:
             methods = self._client.v1.payment_methods.list(
@@ -263,7 +269,8 @@ class StripeProvider:
                     "off_session": True,
                     "confirm": True,
                     "description": description,
-                }
+                },
+                options={"idempotency_key": key},
             )
         except stripe.StripeError as exc:
             raise ProviderError(f"Stripe did not charge the card on file: {_said(exc)}") from exc

@@ -693,8 +693,8 @@ def test_fees_are_paid_at_the_desk_or_charged_to_the_card_on_file(db, world):
         s.add(fee)
         s.flush()
         fee_id = fee.id
-    with db.write() as s, pytest.raises(ValidationError, match="no card on file"):
-        desk.pay_fee(s, world.staff, fee_id, method="card_on_file", provider=DeskProvider())
+    with pytest.raises(ValidationError, match="no card on file"):
+        desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=DeskProvider())
     with db.write() as s:
         paid = desk.pay_fee(s, world.staff, fee_id, method="card", provider=DeskProvider())
     assert (paid.kind, paid.amount_cents, paid.status) == ("fee", 3000, "paid")
@@ -1465,9 +1465,8 @@ def test_a_fee_charged_to_the_card_on_file_is_refunded_through_its_payment(db, w
     appointment_id = _appointment(db, world)
     _card_on_file(db, world, appointment_id, 6000, "GBP")
     fee_id = _fee(db, world, appointment_id)
-    with db.write() as s:
-        paid = desk.pay_fee(s, world.staff, fee_id, method="card_on_file", provider=provider)
-        assert (paid.method, paid.provider_ref, paid.amount_cents) == ("stripe", "pi_fee_1", 3000)
+    paid = desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    assert (paid.method, paid.provider_ref, paid.amount_cents) == ("stripe", "pi_fee_1", 3000)
     with db.write() as s:
         desk.refund_fees(s, world.staff, desk.paid_fees(s, [fee_id]), "No-show undone")
     with db.write() as s:
@@ -1924,10 +1923,8 @@ def test_a_fee_charged_to_the_card_on_file_is_sent_in_stripes_units(db, world):
     appointment_id = _appointment(db, world, clinic_id=_clinic_in(db, world, "IDR", "id-ID", 1))
     _card_on_file(db, world, appointment_id, 1, "IDR")
     fee_id = _fee(db, world, appointment_id, cents=250000)  # Rp 250.000
-    with db.write() as s:
-        paid = desk.pay_fee(
-            s, world.staff, fee_id, method="card_on_file", provider=StripeProvider(STRIPE, http)
-        )
+    provider = StripeProvider(STRIPE, http)
+    paid = desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
     assert (paid.amount_cents, paid.currency) == (250000, "IDR")
     assert http.sent("/v1/payment_intents", "amount") == [25000000]
 
@@ -2476,3 +2473,150 @@ def test_money_given_back_to_the_card_by_the_refund_job_reads_sent_not_handed_ba
         assert s.scalars(asked).all() == [world.staff.user_id]
     with db.write() as s, pytest.raises(Conflict, match="sent to the card by the payment provider"):
         desk.mark_refunded(s, world.staff, back.id)
+
+
+# ---------------------------------------------------------------- the card on file, once
+
+
+class CardsOnFile(stripe.HTTPClient):
+    """Stripe's HTTP layer for a charge to the card on file, as Stripe answers: a request sent
+    again with the Idempotency-Key of an earlier one is answered with that one's answer (the
+    charge made, or the decline), not made again; `decline` declines new ones (Stripe's 402)."""
+
+    name = "cards-on-file"
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+        self.decline = False
+        self.keys: list[str] = []  # the Idempotency-Key of each charge asked for
+        self.answers: dict[str, tuple[str, int]] = {}  # by key
+        self.made: list[str] = []  # the payment intents made (money taken)
+
+    def request(self, method, url, headers, post_data=None, *, _usage=None):
+        path = urlsplit(url).path
+        if path == "/v1/payment_methods":
+            methods = [{"id": "pm_card_1", "object": "payment_method"}]
+            return json.dumps({"object": "list", "data": methods, "has_more": False}), 200, {}
+        with self.lock:
+            key = headers.get("Idempotency-Key")
+            self.keys.append(key)
+            if key in self.answers:
+                body, status = self.answers[key]
+                return body, status, {"Idempotent-Replayed": "true"}
+            if self.decline:
+                error = {"type": "card_error", "code": "card_declined"}
+                error["message"] = "Your card was declined."
+                self.answers[key] = (json.dumps({"error": error}), 402)
+            else:
+                self.made.append(f"pi_{len(self.made) + 1}")
+                intent = {"id": self.made[-1], "object": "payment_intent", "status": "succeeded"}
+                self.answers[key] = (json.dumps(intent), 200)
+            body, status = self.answers[key]
+            return body, status, {}
+
+    def close(self):
+        pass
+
+
+def _stopping(db, at: int):
+    """db.write whose `at`-th transaction never commits: the process stopped there."""
+    calls = []
+
+    @contextlib.contextmanager
+    def write():
+        calls.append(1)
+        if len(calls) == at:
+            raise RuntimeError("the process stopped")
+        with db.write() as s:
+            yield s
+
+    return write
+
+
+def _fee_payments(db, fee_id):
+    with db.read() as s:
+        query = select(Payment).where(Payment.ledger_entry_id == fee_id).order_by(Payment.id)
+        return [(p.status, p.amount_cents, p.provider_ref) for p in s.scalars(query)]
+
+
+def test_a_charge_to_the_card_on_file_cut_off_before_our_commit_is_not_taken_twice(db, world):
+    """Stripe takes the fee, then the process stops before the payment is recorded. Before, the
+    charge had no idempotency key of ours (the library made a new one each time): pressing
+    again took the fee a second time. The attempt is now recorded, with its key, before Stripe
+    is asked: pressing again sends the same key, Stripe answers with the first charge, and the
+    record is completed from it. Meanwhile the desk is told to finish it, not to take cash."""
+    http = CardsOnFile()
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    fee_id = _fee(db, world, appointment_id)
+    with pytest.raises(RuntimeError, match="the process stopped"):
+        desk.charge_fee_on_file(_stopping(db, 2), world.staff, fee_id, provider=provider)
+    assert http.made == ["pi_1"]
+    with db.write() as s, pytest.raises(Conflict) as refused:
+        desk.pay_fee(s, world.staff, fee_id, method="cash", provider=provider)
+    assert "press 'Charge the card on file' again to finish it" in str(refused.value)
+    paid = desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    assert (paid.status, paid.provider_ref, paid.amount_cents) == ("paid", "pi_1", 3000)
+    assert http.made == ["pi_1"] and len(set(http.keys)) == 1 and len(http.keys) == 2
+    assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+    with db.read() as s:
+        assert desk.unpaid_fees(s, world.staff, appointment_id) == []
+
+
+def test_a_declined_charge_is_kept_and_the_next_attempt_is_a_new_one(db, world):
+    """Stripe declines the card: the attempt is kept as failed with what Stripe said, the fee
+    is still owed, and pressing again (a new card on file, funds in) is a new charge with a
+    new key, which Stripe makes (the declined one's key would only repeat the decline)."""
+    http = CardsOnFile()
+    http.decline = True
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    fee_id = _fee(db, world, appointment_id)
+    with pytest.raises(ProviderError) as declined:
+        desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    said = "Stripe did not charge the card on file: Your card was declined."
+    assert str(declined.value) == said
+    with db.read() as s:
+        (attempt,) = s.scalars(select(Payment).where(Payment.ledger_entry_id == fee_id))
+        assert (attempt.status, attempt.last_error) == ("failed", said)
+        assert [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)] == ["£30.00"]
+    http.decline = False
+    paid = desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    assert (paid.status, paid.provider_ref) == ("paid", "pi_1")
+    assert len(http.keys) == 2 and http.keys[0] != http.keys[1]
+    assert _fee_payments(db, fee_id) == [("failed", 3000, None), ("paid", 3000, "pi_1")]
+
+
+def test_two_desks_charging_the_card_on_file_at_once_take_the_fee_once(db, world):
+    """Two presses of 'Charge the card on file' at once (two desks): the second waits for the
+    first's attempt, sends its key, and is told the fee is paid; Stripe takes the fee once."""
+    import threading
+
+    http = CardsOnFile()
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    fee_id = _fee(db, world, appointment_id)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def press():
+        barrier.wait()
+        try:
+            desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+            outcomes.append("paid")
+        except Conflict as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=press) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [f"Fee #{fee_id} is paid already.", "paid"]
+    assert http.made == ["pi_1"]
+    assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]

@@ -347,6 +347,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         P.PAYMENTS_RECORD,
         lambda s, a, c: desk.pay_fee(s, a, NO, method="cash", provider=DeskProvider()),
     ),
+    (
+        "desk.charge_fee_on_file",
+        P.PAYMENTS_RECORD,
+        lambda s, a, c: desk.charge_fee_on_file(c.write, a, NO, provider=DeskProvider()),
+    ),
     ("cashup.cash_up", P.PAYMENTS_RECORD, lambda s, a, c: cashup.cash_up(s, a, AT.date())),
     ("cashup.owed_back", P.PAYMENTS_RECORD, lambda s, a, c: cashup.owed_back(s, a, AT.date())),
     ("desk.mark_refunded", P.PAYMENTS_RECORD, lambda s, a, c: desk.mark_refunded(s, a, NO)),
