@@ -562,7 +562,13 @@ def _ref(payment: Payment) -> str:
 
 def _owed_fee(session: Session, ledger_entry_id: int) -> tuple[LedgerEntry, int]:
     """The fee, locked (two desks recording it at once take it once: the second waits, then
-    reads it paid), and what is owed of it; refused when waived, paid or given back."""
+    reads it paid), and what is owed of it; refused when waived, paid or given back. Its visit
+    is locked first, as a cancellation and a checkout paid after one lock it before the fee
+    (before, on PostgreSQL, a desk holding the fee waited for the visit the checkout held while
+    the checkout waited for the fee: a deadlock)."""
+    found = session.get(LedgerEntry, ledger_entry_id)
+    if found is not None and found.appointment_id is not None:
+        session.get(Appointment, found.appointment_id, with_for_update=True)
     entry = session.get(LedgerEntry, ledger_entry_id, with_for_update=True, populate_existing=True)
     if entry is None or entry.kind not in (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE):
         raise NotFound(f"There is no fee #{ledger_entry_id}.")

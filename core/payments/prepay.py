@@ -474,32 +474,96 @@ def checkout_completed(
     )
     closed = appointment.status in (AppointmentStatus.CANCELLED, AppointmentStatus.DECLINED)
     fmt = money_format(appointment.clinic)
-    extra = payment.amount_cents
-    if not closed:
-        beyond = paid_cents(session, appointment.id) - price_of(appointment)
-        extra = max(0, min(beyond, payment.amount_cents))
+    if closed:
+        _paid_when_closed(session, actor, payment, appointment, fmt)
+        return payment
+    beyond = paid_cents(session, appointment.id) - price_of(appointment)
+    extra = max(0, min(beyond, payment.amount_cents))
     refund = _refund_unasked(session, actor, payment, extra) if extra else None
     more = ()
-    if refund is not None and not closed:
+    if refund is not None:
         more = (
             f"{fmt.money(price_of(appointment))} was paid already for this appointment: "
             f"{payment_money(refund, fmt)} goes back to your card.",
         )
     send_receipt(session, appointment, [payment], more)
-    if refund is not None and closed:
-        notify.queue_for_patient(
-            session,
-            session.get(Patient, appointment.patient_id),
-            "payment_refund",
-            {
-                **visit_context(appointment),
-                "lines": f"Refund of {payment_money(refund, fmt)} ({METHOD_LABELS['stripe']}): "
-                "paid after the appointment was cancelled.",
-            },
-            appointment_id=appointment.id,
-            channels=[notify.Channel.EMAIL],
-        )
     return payment
+
+
+def _paid_when_closed(
+    session: Session, actor: Actor, payment: Payment, appointment: Appointment, fmt: ClinicFormat
+) -> None:
+    """A checkout paid after the visit was cancelled or declined: the late-cancellation fee
+    still owed of it (the patient cancelled late while on the provider's page) is kept from
+    the money, as `settle_on_cancel` keeps it from money paid before, and the rest is due back
+    to the card. The patient is told both in one message. The fee is locked first, as a desk
+    taking it locks it: the two at once take it once."""
+    fee = session.scalar(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.appointment_id == appointment.id,
+            LedgerEntry.kind == LedgerKind.LATE_CANCEL_FEE,
+            LedgerEntry.waived_at.is_(None),
+        )
+        .order_by(LedgerEntry.id)
+        .limit(1)
+        .with_for_update()
+    )
+    keep = 0
+    if fee is not None:
+        fee_money = select(Payment.kind, func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+            Payment.ledger_entry_id == fee.id,
+            ((Payment.kind == "fee") & (Payment.status == "paid")) | (Payment.kind == "fee_refund"),
+        )
+        sums = dict(session.execute(fee_money.group_by(Payment.kind)).tuples().all())
+        if not sums.get("fee_refund"):  # a fee given back no longer stands
+            owed = fee.amount_cents - int(sums.get("fee", 0))
+            keep = max(0, min(owed, payment.amount_cents))
+    lines = []
+    if keep:
+        kept = Payment(
+            appointment_id=appointment.id,
+            patient_id=payment.patient_id,
+            ledger_entry_id=fee.id,
+            kind="fee",
+            method=payment.method,
+            status="paid",
+            amount_cents=keep,
+            currency=payment.currency,
+            refund_of_id=payment.id,
+            note="Kept from the card payment made after the late cancellation, for its fee.",
+            paid_at=utcnow(),
+        )
+        session.add(kept)
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "prepayment_settled",
+            "appointment",
+            appointment.id,
+            patient_id=payment.patient_id,
+            details={"payment_id": payment.id, "kept_cents": keep, "fee_id": fee.id},
+        )
+        lines.append(f"Kept for the late-cancellation fee: {payment_money(kept, fmt)}")
+    rest = payment.amount_cents - keep
+    if rest:
+        refund = _refund_unasked(session, actor, payment, rest)
+        paid = payment_money(payment, fmt)
+        why = (
+            f"the rest of the {paid} paid after it was cancelled."
+            if keep
+            else "paid after the appointment was cancelled."
+        )
+        lines.append(f"Refund of {payment_money(refund, fmt)} ({METHOD_LABELS['stripe']}): {why}")
+    notify.queue_for_patient(
+        session,
+        session.get(Patient, appointment.patient_id),
+        "payment_refund",
+        {**visit_context(appointment), "lines": "\n".join(lines)},
+        appointment_id=appointment.id,
+        channels=[notify.Channel.EMAIL],
+    )
 
 
 def _not_matched(

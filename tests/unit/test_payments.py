@@ -2620,3 +2620,110 @@ def test_two_desks_charging_the_card_on_file_at_once_take_the_fee_once(db, world
     assert sorted(outcomes) == [f"Fee #{fee_id} is paid already.", "paid"]
     assert http.made == ["pi_1"]
     assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+
+
+# ---------------------------------------------------------------- paid after a late cancellation
+
+
+def _late_cancelled_while_paying(db, world, fake):
+    """The patient opens the card checkout (£60.00), then cancels late (a £25.00 fee) while
+    still on Stripe's page. Returns the appointment, the fee and the checkout's reference."""
+    appointment_id = _appointment(db, world, hours_ahead=5)
+    _late_policy(db, world, fee=2500, pts=0)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 0, True, fake)
+    with db.write() as s:
+        moves.cancel_appointment(
+            s, world.staff, appointment_id, reason="Patient rang", by_patient=True
+        )
+    with db.read() as s:
+        reference = s.scalars(select(Payment.provider_ref).where(Payment.method == "stripe")).one()
+        fee_id = s.scalars(
+            select(LedgerEntry.id).where(LedgerEntry.kind == LedgerKind.LATE_CANCEL_FEE)
+        ).one()
+    return appointment_id, fee_id, reference
+
+
+def _told(s, appointment_id) -> list[str]:
+    query = select(Notification.template).where(
+        Notification.appointment_id == appointment_id,
+        Notification.template.in_(("payment_receipt", "payment_refund")),
+    )
+    return list(s.scalars(query))
+
+
+def test_a_checkout_paid_after_a_late_cancellation_keeps_the_fee_and_refunds_the_rest(db, world):
+    """Stripe says the £60.00 is paid after the patient cancelled late. Before, all of it went
+    back to the card and the £25.00 fee stayed owed, to be chased. Now the fee is kept from it,
+    as a cancellation of a visit paid beforehand keeps it, the £35.00 rest is due back to the
+    card, and the patient is told both in one message (no receipt besides)."""
+    fake = FakeCheckout()
+    appointment_id, fee_id, reference = _late_cancelled_while_paying(db, world, fake)
+    with db.read() as s:
+        assert [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)] == ["£25.00"]
+        assert _told(s, appointment_id) == []
+    with db.write() as s:
+        applied = webhooks.apply_event(s, "stripe", json.loads(event("evt_lc", reference, 6000)))
+        assert applied == "applied"
+    with db.read() as s:
+        paid = s.scalars(select(Payment).where(Payment.provider_ref == reference)).one()
+        kept = s.scalars(select(Payment).where(Payment.kind == "fee")).one()
+        refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+        assert (kept.amount_cents, kept.ledger_entry_id, kept.refund_of_id) == (
+            2500,
+            fee_id,
+            paid.id,
+        )
+        assert (refund.status, refund.amount_cents, refund.refund_of_id) == (
+            "refund_due",
+            3500,
+            paid.id,
+        )
+        assert desk.unpaid_fees(s, world.staff, appointment_id) == []
+        assert prepay.paid_cents(s, appointment_id) == 0
+        assert _told(s, appointment_id) == ["payment_refund"]
+        told = _mail(s, "payment_refund")
+        assert "Kept for the late-cancellation fee: £25.00" in told
+        assert (
+            "Refund of £35.00 (Card): the rest of the £60.00 paid after it was cancelled." in told
+        )
+    with db.write() as s:
+        assert prepay.process_refunds(s, fake) == 1
+    assert fake.refunds == [(reference, 3500)]
+
+
+def test_a_fee_paid_at_the_desk_while_the_late_checkout_completes_is_kept_once(db, world):
+    """The desk takes the £25.00 fee in cash while Stripe's webhook says the checkout is paid:
+    the fee is taken once, by whichever comes first; the card gets back all the rest."""
+    import threading
+
+    fake = FakeCheckout()
+    appointment_id, fee_id, reference = _late_cancelled_while_paying(db, world, fake)
+    barrier, errors = threading.Barrier(2), []
+
+    def desk_fee():
+        barrier.wait()
+        try:
+            with db.write() as s:
+                desk.pay_fee(s, world.staff, fee_id, method="cash", provider=DeskProvider())
+        except Conflict as error:
+            errors.append(str(error))
+
+    def webhook():
+        barrier.wait()
+        with db.write() as s:
+            webhooks.apply_event(s, "stripe", json.loads(event("evt_race", reference, 6000)))
+
+    threads = [threading.Thread(target=desk_fee), threading.Thread(target=webhook)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.read() as s:
+        fees = s.scalars(select(Payment).where(Payment.kind == "fee", Payment.status == "paid"))
+        fees = list(fees)
+        refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+        assert sum(p.amount_cents for p in fees) == 2500 and len(fees) == 1
+        assert refund.amount_cents == 6000 - (2500 if fees[0].method == "stripe" else 0)
+        assert errors == ([f"Fee #{fee_id} is paid already."] if fees[0].method == "stripe" else [])
+        assert desk.unpaid_fees(s, world.staff, appointment_id) == []
