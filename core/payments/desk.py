@@ -239,6 +239,10 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
     give back what was paid of it, as an undone no-show does: a fee no longer stands, so its
     money is due back (`refund_fees`). The patient is emailed each refund as a desk give-back
     is, a fee on no visit in the fee's words (`_fee_words`)."""
+    # the visit locked before the fee (before, on PostgreSQL, a waiver holding the fee waited
+    # for the visit a checkout paid after a late cancellation held, which waited for the fee)
+    ensure(actor, Permission.FEES_WAIVE)
+    _lock_fee_visit(session, ledger_entry_id)
     entry = policy.waive_fee(session, actor, ledger_entry_id, reason)
     paid = paid_fees(session, [entry.id], lock=True)
     refunds = refund_fees(session, actor, paid, f"Fee #{entry.id} waived: {reason.strip()}")
@@ -566,9 +570,7 @@ def _owed_fee(session: Session, ledger_entry_id: int) -> tuple[LedgerEntry, int]
     is locked first, as a cancellation and a checkout paid after one lock it before the fee
     (before, on PostgreSQL, a desk holding the fee waited for the visit the checkout held while
     the checkout waited for the fee: a deadlock)."""
-    found = session.get(LedgerEntry, ledger_entry_id)
-    if found is not None and found.appointment_id is not None:
-        session.get(Appointment, found.appointment_id, with_for_update=True)
+    _lock_fee_visit(session, ledger_entry_id)
     entry = session.get(LedgerEntry, ledger_entry_id, with_for_update=True, populate_existing=True)
     if entry is None or entry.kind not in (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE):
         raise NotFound(f"There is no fee #{ledger_entry_id}.")
@@ -580,6 +582,14 @@ def _owed_fee(session: Session, ledger_entry_id: int) -> tuple[LedgerEntry, int]
     ):
         raise Conflict(f"Fee #{entry.id} is paid already.")
     return entry, owed
+
+
+def _lock_fee_visit(session: Session, ledger_entry_id: int) -> None:
+    """Lock the fee's visit (if it has one) before the fee: the order a cancellation and a
+    checkout paid after one lock them in, so a desk or a waiver at the same time waits."""
+    found = session.get(LedgerEntry, ledger_entry_id)
+    if found is not None and found.appointment_id is not None:
+        session.get(Appointment, found.appointment_id, with_for_update=True)
 
 
 def _fee_payment(session: Session, entry: LedgerEntry, owed: int, method: str) -> Payment:

@@ -2727,3 +2727,54 @@ def test_a_fee_paid_at_the_desk_while_the_late_checkout_completes_is_kept_once(d
         assert refund.amount_cents == 6000 - (2500 if fees[0].method == "stripe" else 0)
         assert errors == ([f"Fee #{fee_id} is paid already."] if fees[0].method == "stripe" else [])
         assert desk.unpaid_fees(s, world.staff, appointment_id) == []
+
+
+def test_a_fee_waived_while_the_late_checkout_completes_is_given_back_once(db, world):
+    """A manager waives the £25.00 fee (£10.00 of it paid in cash) while Stripe's webhook says
+    the checkout is paid. Both finish, in either order: nothing of the card payment stays kept
+    for a waived fee, and the cash comes back once. Before, on PostgreSQL, the waiver held the
+    fee and waited for the visit the webhook held, which waited for the fee: a deadlock."""
+    import threading
+
+    fake = FakeCheckout()
+    appointment_id, fee_id, reference = _late_cancelled_while_paying(db, world, fake)
+    with db.write() as s:
+        s.add(
+            Payment(
+                appointment_id=appointment_id,
+                patient_id=world.patient_id,
+                ledger_entry_id=fee_id,
+                kind="fee",
+                method="cash",
+                status="paid",
+                amount_cents=1000,
+                currency="GBP",
+                paid_at=utcnow(),
+            )
+        )
+    barrier, failures = threading.Barrier(2), []
+
+    def run(action):
+        barrier.wait()
+        try:
+            with db.write() as s:
+                action(s)
+        except Exception as error:  # noqa: BLE001 - any failure is the finding
+            failures.append(repr(error))
+
+    def waive(s):
+        desk.waive_fee(s, world.owner, fee_id, "Goodwill")
+
+    def webhook(s):
+        webhooks.apply_event(s, "stripe", json.loads(event("evt_waive", reference, 6000)))
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in (waive, webhook)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    with db.read() as s:
+        back = s.scalars(select(Payment).where(Payment.kind.in_(("refund", "fee_refund")))).all()
+        assert sum(p.amount_cents for p in back) == 7000  # the card's £60.00 and the £10.00 cash
+        assert prepay.paid_cents(s, appointment_id) == 0
