@@ -433,3 +433,50 @@ def test_a_card_refund_due_while_card_payments_are_off_is_handed_back_saying_how
         made = session.get(Payment, due)
         assert (made.status, made.note) == ("refunded", "Cash from the till")
     database.dispose()
+
+
+def test_charging_the_card_on_file_from_the_panel_runs_the_charge_in_its_steps(
+    app_as, app_db, monkeypatch
+):
+    """'Charge the card on file' goes through charge_fee_on_file (its attempt committed before
+    the provider is asked): a patient with no card on file is told so, nothing is recorded."""
+    from db.models import Appointment, AppointmentStatus, LedgerEntry, LedgerKind, Payment
+
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_clinicdesk")  # card payments on
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_test_clinicdesk")
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment).where(Appointment.patient_id.is_not(None)).limit(1)
+        ).one()
+        visit.status = AppointmentStatus.CANCELLED
+        session.execute(
+            Payment.__table__.update()
+            .where(Payment.patient_id == visit.patient_id)
+            .values(provider_customer=None)
+        )
+        fee = LedgerEntry(
+            patient_id=visit.patient_id,
+            appointment_id=visit.id,
+            kind=LedgerKind.LATE_CANCEL_FEE,
+            amount_cents=2000,
+        )
+        session.add(fee)
+        session.flush()
+        visit_id, fee_id = visit.id, fee.id
+    at = app_as("staff")
+    at.query_params["id"] = str(visit_id)
+    at.switch_page("app_pages/appointment.py")
+    at.run()
+    at.selectbox(key=f"payments_fee_{fee_id}_method").set_value("card_on_file")
+    at.button(key=f"payments_fee_{fee_id}").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The patient has no card on file with the payment provider."
+    ]
+    with database.read() as session:
+        query = select(Payment).where(Payment.ledger_entry_id == fee_id)
+        assert session.scalars(query).all() == []
+    database.dispose()
