@@ -265,7 +265,7 @@ def services_picker(
 
 
 @cached("appointments", "setup", ttl=15, max_entries=100)
-def _choices(me, clinic_id, start_at, minutes, before, after, service_ids=()):
+def _choices(me, clinic_id, start_at, minutes, before, after, service_ids=(), virtual=False):
     return read(
         booking.provider_choices,
         me,
@@ -275,11 +275,12 @@ def _choices(me, clinic_id, start_at, minutes, before, after, service_ids=()):
         before=before,
         after=after,
         service_ids=service_ids,
+        virtual=virtual,
     )
 
 
 @cached("appointments", "setup", ttl=15, max_entries=100)
-def _next_free(me, clinic_id, start_at, service_ids, provider_id=None):
+def _next_free(me, clinic_id, start_at, service_ids, provider_id=None, virtual=False):
     return read(
         booking.next_free_times,
         me,
@@ -287,7 +288,14 @@ def _next_free(me, clinic_id, start_at, service_ids, provider_id=None):
         start_at=start_at,
         service_ids=list(service_ids),
         provider_id=provider_id,
+        virtual=virtual,
     )
+
+
+def _virtual(prefix: str) -> bool:
+    """Whether the form's visit is a video visit (services_picker's radio): no travel time
+    between clinics is kept around one."""
+    return st.session_state.get(f"{prefix}_mode") == "virtual"
 
 
 def _take_time(prefix: str, free: booking.FreeTime) -> None:
@@ -314,7 +322,8 @@ def next_free_buttons(prefix: str, frees: list[booking.FreeTime], name: str = "f
 def free_times_after_refusal(me, prefix: str, clinic_id: int, start_at, service_ids) -> None:
     """Under a booking refused at the last moment (another desk took the time, or a room,
     since the form was drawn): the next free times from then, a press filling them in."""
-    frees = _next_free(me, clinic_id, start_at, tuple(service_ids)) if service_ids else []
+    ids = tuple(service_ids)
+    frees = _next_free(me, clinic_id, start_at, ids, virtual=_virtual(prefix)) if ids else []
     if frees:
         st.caption("The next free times (a press fills them in):")
         next_free_buttons(prefix, frees, "refused")
@@ -355,7 +364,8 @@ def provider_picker(
     keeping the one the calendar asked for while the time changes."""
     before, after = (timing.before, timing.after) if timing else (0, 0)
     ids = tuple(s.id for s in services)
-    choices = _choices(me, clinic_id, start_at, minutes, before, after, ids)
+    virtual = _virtual(prefix)
+    choices = _choices(me, clinic_id, start_at, minutes, before, after, ids, virtual)
     show_all = st.checkbox(
         "Also offer busy providers (double booking or outside hours)", key=f"{prefix}_all"
     )
@@ -365,7 +375,7 @@ def provider_picker(
     key, wanted = f"{prefix}_provider", st.session_state.get(f"{prefix}_provider_wanted")
     # what was asked: when the person changes it, the providers offered follow without a word;
     # when it is the same and the chosen one is gone, someone else took that time meanwhile
-    asked = (clinic_id, start_at, minutes, before, after, ids, show_all)
+    asked = (clinic_id, start_at, minutes, before, after, ids, virtual, show_all)
     same_ask = st.session_state.get(f"{prefix}_provider_asked") == asked
     st.session_state[f"{prefix}_provider_asked"] = asked
     st.session_state[f"{prefix}_provider_moved"] = False
@@ -416,7 +426,7 @@ def provider_picker(
             )
         )
     elif not offered:
-        frees = _next_free(me, clinic_id, start_at, ids) if ids else []
+        frees = _next_free(me, clinic_id, start_at, ids, virtual=virtual) if ids else []
         st.warning(
             "No provider is free at that time. "
             + (
@@ -438,7 +448,9 @@ def _not_the_one_asked_for(me, prefix, asked_for, offered, clinic_id, start_at, 
         (c.name for c in offered if c.id == st.session_state.get(f"{prefix}_provider")), None
     )
     frees = (
-        _next_free(me, clinic_id, start_at, ids, asked_for.id) if ids and asked_for.performs else []
+        _next_free(me, clinic_id, start_at, ids, asked_for.id, _virtual(prefix))
+        if ids and asked_for.performs
+        else []
     )
     said = [
         f"The visit was to be with {asked_for.name}, who cannot take it then ({asked_for.why})."

@@ -13,6 +13,11 @@ Buffers: a service's buffer before and after keeps the provider and the rooms it
 around the visit. An appointment stores the buffers of its first and last service when placed
 (the ones between its services are part of the visit), and two bookings conflict when their
 visits widened by their buffers overlap. A buffer is at most MAX_BUFFER, which widens the scans.
+Time off is kept clear of the visit and its buffers alike (time_off_during): the provider is
+away then, so neither the preparation nor the clean-up can happen.
+
+Travel time between clinics (core.practice.travel) is kept free between bookings at two
+clinics, unless either is a video visit (VisitMode.VIRTUAL): nobody travels to one (travel_for).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from db.models import (
     ServiceResource,
     TimeOfDay,
     TimeOff,
+    VisitMode,
     WorkingHours,
 )
 from db.types import utcnow
@@ -104,6 +110,7 @@ class Held:
     buffer_before_minutes: int
     buffer_after_minutes: int
     kind: AppointmentKind = AppointmentKind.APPOINTMENT
+    mode: VisitMode = VisitMode.IN_PERSON
     held: bool = True  # conflict messages say the time is held, not booked
 
     @property
@@ -145,6 +152,7 @@ def held(
             Appointment.end_at,
             Appointment.buffer_before_minutes,
             Appointment.buffer_after_minutes,
+            Appointment.mode,
         )
         .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
         .join(Clinic, Clinic.id == Appointment.clinic_id)
@@ -168,9 +176,18 @@ def held(
     if exclude_appointment_id is not None:
         query = query.where(Appointment.id != exclude_appointment_id)
     found = []
-    for aid, clinic, provider, patient, original, start, end, ahead, behind in session.execute(
-        query
-    ):
+    for (
+        aid,
+        clinic,
+        provider,
+        patient,
+        original,
+        start,
+        end,
+        ahead,
+        behind,
+        mode,
+    ) in session.execute(query):
         hold = Held(
             aid,
             clinic,
@@ -180,6 +197,7 @@ def held(
             original + (end - start),
             ahead or 0,
             behind or 0,
+            mode=VisitMode(mode or VisitMode.IN_PERSON),
         )
         first, last = padded(hold) if buffers else (hold.start_at, hold.end_at)
         if first < end_at and last > start_at:
@@ -252,12 +270,14 @@ def find_conflicts(
     before: timedelta = timedelta(0),
     after: timedelta = timedelta(0),
     clinic_id: int | None = None,
+    virtual: bool = False,
 ) -> list[Appointment | Held]:
     """Appointments and out-of-office blocks of the provider whose visit and buffers overlap
     [start_at - before, end_at + after) (a new booking's own buffers), and the original times
     held for proposals waiting (Held). With `clinic_id`, the clinic the time is asked at, a
     booking at another clinic also clashes when it ends or starts less than the practice's
-    travel time between clinics (core.practice.travel) before or after (travel_gap)."""
+    travel time between clinics (core.practice.travel) before or after (travel_gap), unless
+    it or the time asked (`virtual`) is a video visit (travel_for)."""
     found = providers_conflicts(
         session,
         [provider_id],
@@ -267,6 +287,7 @@ def find_conflicts(
         before=before,
         after=after,
         clinic_id=clinic_id,
+        virtual=virtual,
     )
     return found.get(provider_id, [])
 
@@ -282,12 +303,13 @@ def providers_conflicts(
     after: timedelta = timedelta(0),
     clinic_id: int | None = None,
     travel: timedelta | None = None,
+    virtual: bool = False,
 ) -> dict[int, list[Appointment | Held]]:
     """find_conflicts for several providers at once, in the same few queries (the booking
     form's free providers): each provider with a clash, and theirs in time order. `travel` is
     the practice's travel time when the caller has read it already."""
     start_at, end_at = _aware(start_at, "start") - before, _aware(end_at, "end") + after
-    if clinic_id is None:
+    if clinic_id is None or virtual:  # a video visit needs no travel either side
         travel = timedelta(0)
     elif travel is None:
         travel = travel_time(session)
@@ -314,12 +336,27 @@ def providers_conflicts(
     )
     found: dict[int, list[Appointment | Held]] = {}
     for other in [*session.scalars(query), *kept]:
-        gap = travel if other.clinic_id != clinic_id else timedelta(0)
+        gap = travel_for(travel, clinic_id, other.clinic_id, other.mode)
         first, last = padded(other)
         if first < end_at + gap and last > start_at - gap:
             whose = other.provider.id if isinstance(other, Held) else other.provider_id
             found.setdefault(whose, []).append(other)
     return {pid: sorted(them, key=lambda a: (a.start_at, a.id)) for pid, them in found.items()}
+
+
+def travel_for(
+    travel: timedelta,
+    here_id: int | None,
+    there_id: int | None,
+    there_mode: VisitMode | str | None,
+) -> timedelta:
+    """The travel time kept free between a time asked at clinic `here_id` and a booking at
+    `there_id`: the practice's `travel` between two clinics, none at the same clinic or around
+    a video visit (nobody travels to one; a caller asking for a video visit passes `travel` 0).
+    """
+    if here_id == there_id or there_mode == VisitMode.VIRTUAL:
+        return timedelta(0)
+    return travel
 
 
 def travel_gap(here_id: int, other: Any, start_at: datetime, end_at: datetime) -> bool:
@@ -361,10 +398,17 @@ def working_periods(
 
 
 def working_hours_cover(
-    session: Session, provider_id: int, clinic_id: int, start_at: datetime, end_at: datetime
+    session: Session,
+    provider_id: int,
+    clinic_id: int,
+    start_at: datetime,
+    end_at: datetime,
+    *,
+    before: timedelta = timedelta(0),
+    after: timedelta = timedelta(0),
 ) -> bool:
-    """True when [start_at, end_at) lies inside one working period at that clinic and touches
-    no time off."""
+    """True when [start_at, end_at) lies inside one working period at that clinic and neither
+    it nor its buffers (`before`, `after`) touch time off (time_off_during)."""
     start_at, end_at = _aware(start_at, "start"), _aware(end_at, "end")
     clinic = session.get(Clinic, clinic_id)
     if clinic is None:
@@ -382,21 +426,60 @@ def working_hours_cover(
         for d in (day - timedelta(days=1), day)
         for start, end in working_periods(hours, d, clinic.timezone)
     )
-    return covered and not on_time_off(session, provider_id, start_at, end_at)
+    return covered and not on_time_off(
+        session, provider_id, start_at, end_at, before=before, after=after
+    )
 
 
-def on_time_off(session: Session, provider_id: int, start_at: datetime, end_at: datetime) -> bool:
-    """True when the provider has time off touching [start_at, end_at)."""
-    away = session.scalar(
-        select(TimeOff.id)
+def on_time_off(
+    session: Session,
+    provider_id: int,
+    start_at: datetime,
+    end_at: datetime,
+    *,
+    before: timedelta = timedelta(0),
+    after: timedelta = timedelta(0),
+) -> bool:
+    """True when the provider has time off touching [start_at, end_at) or its buffers."""
+    found = time_off_during(session, provider_id, start_at, end_at, before=before, after=after)
+    return found is not None
+
+
+def away_span(
+    start_at: datetime,
+    end_at: datetime,
+    before: timedelta = timedelta(0),
+    after: timedelta = timedelta(0),
+) -> tuple[datetime, datetime]:
+    """The time a visit [start_at, end_at) with its buffers `before` and `after` needs its
+    provider there, which no time off may touch: the visit and its buffers (the provider is
+    away, so neither the preparation nor the clean-up can happen). The one rule for time off:
+    time_off_during, suggest_slots and the booking form's free providers ask it."""
+    return start_at - before, end_at + after
+
+
+def time_off_during(
+    session: Session,
+    provider_id: int,
+    start_at: datetime,
+    end_at: datetime,
+    *,
+    before: timedelta = timedelta(0),
+    after: timedelta = timedelta(0),
+) -> TimeOff | None:
+    """The provider's first time off touching the visit [start_at, end_at) or its buffers
+    (away_span), or None: what lifecycle.place refuses."""
+    first, last = away_span(start_at, end_at, before, after)
+    return session.scalar(
+        select(TimeOff)
         .where(
             TimeOff.provider_id == provider_id,
-            TimeOff.starts_at < end_at,
-            TimeOff.ends_at > start_at,
+            TimeOff.starts_at < last,
+            TimeOff.ends_at > first,
         )
+        .order_by(TimeOff.starts_at, TimeOff.id)
         .limit(1)
     )
-    return away is not None
 
 
 def suggest_slots(
@@ -414,13 +497,15 @@ def suggest_slots(
     service_ids: list[int] | None = None,
     buffer_before_minutes: int = 0,
     buffer_after_minutes: int = 0,
+    virtual: bool = False,
 ) -> list[Slot]:
     """The earliest free slots from `day` on (clinic-local) that fit the duration, the providers'
     working hours and time off, existing bookings and their buffers, the rooms and equipment
     the services need (`service_ids`, whose every service the provider must perform) and the
     time-of-day preference. The visit lies inside
-    working hours; its own buffers must only be free of other bookings. A booking at another
-    clinic keeps the practice's travel time between clinics free before and after it too.
+    working hours; the visit and its buffers must be free of other bookings and time off
+    (away_span). A booking at another clinic keeps the practice's travel time between clinics
+    free before and after it too, unless it or the visit asked (`virtual`) is a video visit.
 
     One query each for hours, time off and bookings over the whole window; the rest is Python."""
     if duration_minutes <= 0 or duration_minutes > 12 * 60:
@@ -457,7 +542,8 @@ def suggest_slots(
     first, last = day - timedelta(days=1), day + timedelta(days=search_days + 1)
     scan_start, scan_end = local_to_utc(first, time(0), tz), local_to_utc(last, time(0), tz)
     busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
-    travel = travel_time(session)  # kept free around a booking at another clinic
+    # kept free around a booking at another clinic; a video visit needs none (travel_for)
+    travel = timedelta(0) if virtual else travel_time(session)
     bookings = session.execute(
         select(
             Appointment.provider_id,
@@ -466,6 +552,7 @@ def suggest_slots(
             Appointment.buffer_before_minutes,
             Appointment.buffer_after_minutes,
             Appointment.clinic_id,
+            Appointment.mode,
         ).where(
             Appointment.provider_id.in_(list(hours)),
             Appointment.start_at > scan_start - MAX_LENGTH - MAX_BUFFER - travel,
@@ -473,9 +560,9 @@ def suggest_slots(
             Appointment.status.in_(OCCUPYING),
         )
     )
-    for pid, start, end, ahead, behind, where in bookings:
+    for pid, start, end, ahead, behind, where, mode in bookings:
         if end is not None:
-            gap = travel if where != clinic_id else timedelta(0)
+            gap = travel_for(travel, clinic_id, where, mode)
             busy[pid].append(
                 (
                     start - timedelta(minutes=ahead or 0) - gap,
@@ -483,7 +570,7 @@ def suggest_slots(
                 )
             )
     for hold in held(session, scan_start - travel, scan_end + travel, provider_ids=list(hours)):
-        gap = travel if hold.clinic_id != clinic_id else timedelta(0)
+        gap = travel_for(travel, clinic_id, hold.clinic_id, hold.mode)
         first_held, last_held = padded(hold)
         busy[hold.provider.id].append((first_held - gap, last_held + gap))
     for pid, start, end in session.execute(
@@ -510,8 +597,10 @@ def suggest_slots(
                     period_end = min(period_end, local_edge_to_utc(current, window[1], tz))
                 cursor = period_start
                 while cursor + duration <= period_end:
-                    if cursor >= now:
-                        blocker = taken.first_overlap(cursor - before, cursor + duration + after)
+                    if cursor >= now:  # bookings and time off alike, buffers included
+                        blocker = taken.first_overlap(
+                            *away_span(cursor, cursor + duration, before, after)
+                        )
                         if blocker is None:
                             todays.append(Slot(pid, names[pid], cursor, cursor + duration))
                         else:  # jump past the blocking booking, staying on the step grid

@@ -26,6 +26,7 @@ from core.practice.treatment import treatment_of
 from core.scheduling import moves
 from core.scheduling.availability import (
     Held,
+    away_span,
     held,
     padded,
     providers_conflicts,
@@ -125,10 +126,12 @@ def provider_choices(
     before: int = 0,
     after: int = 0,
     service_ids: tuple[int, ...] | list[int] = (),
+    virtual: bool = False,
 ) -> list[ProviderChoice]:
     """Every provider of the clinic for that time: free ones first, the others with the reason.
-    `before` and `after` are the booking's buffers (minutes kept free around the visit); a
-    provider who does not perform every one of `service_ids` is not free, and says which."""
+    `before` and `after` are the booking's buffers (minutes kept free around the visit, clear
+    of time off too); a provider who does not perform every one of `service_ids` is not free,
+    and says which. A video visit (`virtual`) keeps no travel time between clinics."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     clinic, start_at = _clinic_and_start(session, clinic_id, start_at)
     end_at = start_at + timedelta(minutes=max(minutes, 1))
@@ -149,16 +152,22 @@ def provider_choices(
             hours[row.provider_id].append(row)
         else:
             elsewhere[row.provider_id][other].append(row)
-    away: dict[int, tuple[datetime, datetime]] = {}  # the first time off touching the visit
+    wanted = Timing(0, before, after)
+    # the visit and its buffers, clear of time off as lifecycle.place asks (away_span)
+    free_from, free_until = away_span(start_at, end_at, *wanted.padding)
+    away: dict[int, tuple[datetime, datetime]] = {}  # the first time off touching them
     for pid, off_from, off_until in session.execute(
         select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at)
-        .where(TimeOff.provider_id.in_(ids), TimeOff.starts_at < end_at, TimeOff.ends_at > start_at)
+        .where(
+            TimeOff.provider_id.in_(ids),
+            TimeOff.starts_at < free_until,
+            TimeOff.ends_at > free_from,
+        )
         .order_by(TimeOff.starts_at, TimeOff.id)
     ):
         away.setdefault(pid, (off_from, off_until))
-    wanted = Timing(0, before, after)
-    free_from, free_until = start_at - wanted.padding[0], end_at + wanted.padding[1]
-    travel = travel_time(session)  # a booking at another clinic keeps it free around it too
+    # a booking at another clinic keeps it free around it too; none around a video visit
+    travel = timedelta(0) if virtual else travel_time(session)
     # the one rule bookings pass (lifecycle.place asks find_conflicts): bookings, held times
     # for proposals waiting for the patient, buffers and the travel time between clinics
     clashes = providers_conflicts(
@@ -170,6 +179,7 @@ def provider_choices(
         after=wanted.padding[1],
         clinic_id=clinic_id,
         travel=travel,
+        virtual=virtual,
     )
     day = to_local(start_at, tz).date()
     listed = listed_services(session, ids)
@@ -271,6 +281,7 @@ def next_free_times(
     service_ids: tuple[int, ...] | list[int],
     provider_id: int | None = None,
     limit: int = 3,
+    virtual: bool = False,
 ) -> list[FreeTime]:
     """The first `limit` times from `start_at` on (the next 14 days) at which the services fit
     a provider's hours, time off, bookings and buffers and the rooms and equipment they need,
@@ -294,6 +305,7 @@ def next_free_times(
         service_ids=list(found),
         buffer_before_minutes=timing.before,
         buffer_after_minutes=timing.after,
+        virtual=virtual,
     )
     times: dict[datetime, FreeTime] = {}
     for slot in slots:

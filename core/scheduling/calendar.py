@@ -27,7 +27,7 @@ from core.kernel.errors import NotFound, ValidationError
 from core.payments import prepay
 from core.practice.travel import travel_time
 from core.practice.treatment import more_services, treatment_text
-from core.scheduling.availability import HOLDING, MAX_BUFFER, MAX_LENGTH
+from core.scheduling.availability import HOLDING, MAX_BUFFER, MAX_LENGTH, travel_for
 from db.models import (
     OCCUPYING,
     Appointment,
@@ -431,8 +431,9 @@ def _elsewhere(
     """The clinic's active providers' bookings at other clinics in the window (visits,
     out-of-office blocks there and original times held for proposals, as
     availability.find_conflicts counts them), widened by their buffers and the practice's
-    travel time between clinics: "Busy at Lakeside" background in their column, merged where
-    they touch, naming no patient. One query for the window, however many bookings."""
+    travel time between clinics (none around a video visit, availability.travel_for): "Busy at
+    Lakeside" background in their column, merged where they touch, naming no patient. One
+    query for the window, however many bookings."""
     travel = travel_time(session)
     reach = MAX_LENGTH + MAX_BUFFER + travel
     ours = select(Provider.id).where(
@@ -452,6 +453,7 @@ def _elsewhere(
             Appointment.end_at,
             Appointment.buffer_before_minutes,
             Appointment.buffer_after_minutes,
+            Appointment.mode,
         )
         .join(Clinic, Clinic.id == Appointment.clinic_id)
         .where(
@@ -472,6 +474,7 @@ def _elsewhere(
             Appointment.end_at,
             Appointment.buffer_before_minutes,
             Appointment.buffer_after_minutes,
+            Appointment.mode,
         )
         .join(Appointment, Appointment.id == ChangeRequest.appointment_id)
         .join(Clinic, Clinic.id == Appointment.clinic_id)
@@ -485,21 +488,24 @@ def _elsewhere(
             Appointment.end_at.is_not(None),
         )
     )
-    spans: dict[tuple[int, str], list[tuple[datetime, datetime]]] = defaultdict(list)
-    for pid, name, shown, begins, ends, ahead, behind in session.execute(booked.union_all(kept)):
-        first = shown - timedelta(minutes=ahead or 0) - travel
-        last = shown + (ends - begins) + timedelta(minutes=behind or 0) + travel
+    spans: dict[tuple[int, str], list[tuple[datetime, datetime, bool]]] = defaultdict(list)
+    rows = session.execute(booked.union_all(kept))
+    for pid, name, shown, begins, ends, ahead, behind, mode in rows:
+        gap = travel_for(travel, clinic_id, None, mode)  # another clinic: none around video
+        first = shown - timedelta(minutes=ahead or 0) - gap
+        last = shown + (ends - begins) + timedelta(minutes=behind or 0) + gap
         if first < end and last > start:
-            spans[(pid, name)].append((first, last))
-    title = f" (+{travel // timedelta(minutes=1)} min travel)" if travel else ""
+            spans[(pid, name)].append((first, last, bool(gap)))
+    title = f" (+{travel // timedelta(minutes=1)} min travel)"
     events = []
     for (pid, name), found in sorted(spans.items()):
-        merged: list[tuple[datetime, datetime]] = []
-        for first, last in sorted(found):
+        merged: list[tuple[datetime, datetime, bool]] = []
+        for first, last, travelled in sorted(found):
             if merged and first <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+                was = merged[-1]
+                merged[-1] = (was[0], max(last, was[1]), was[2] or travelled)
             else:
-                merged.append((first, last))
+                merged.append((first, last, travelled))
         events += [
             {
                 "start": local_iso(first, tz),
@@ -507,9 +513,9 @@ def _elsewhere(
                 "resourceId": str(pid),
                 "display": "background",
                 "color": ELSEWHERE_COLOUR,
-                "title": f"Busy at {name}{title}",
+                "title": f"Busy at {name}{title if travelled else ''}",
             }
-            for first, last in merged
+            for first, last, travelled in merged
         ]
     return events
 

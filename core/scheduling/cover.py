@@ -55,6 +55,7 @@ from db.models import (
     AppointmentStatus,
     Provider,
     TimeOff,
+    VisitMode,
     WorkingHours,
 )
 from db.types import utcnow
@@ -123,8 +124,9 @@ def _provider_ids_at(session: Session, clinic_id: int, away_id: int) -> list[int
 
 def _free_cover(session: Session, visit: Appointment, away_id: int) -> list[Provider]:
     """The other active providers of the visit's clinic who perform its services and are
-    free at its very time: working then, not on time off, no clash with their bookings or
-    their buffers, and the rooms and equipment it needs not taken; by name."""
+    free at its very time: working then, not on time off (nor during its buffers), no clash
+    with their bookings or their buffers (no travel time around a video visit), and the rooms
+    and equipment it needs not taken; by name: lifecycle.place's rules."""
     start, end = visit.start_at, visit.start_at + duration_of(visit)
     services = services_of(visit)
     timing = timing_of(services)
@@ -140,7 +142,9 @@ def _free_cover(session: Session, visit: Appointment, away_id: int) -> list[Prov
         session.get(Provider, pid)
         for pid in candidates
         if pid in performing
-        and working_hours_cover(session, pid, visit.clinic_id, start, end)
+        and working_hours_cover(
+            session, pid, visit.clinic_id, start, end, before=before, after=after
+        )
         and not find_conflicts(
             session,
             pid,
@@ -150,6 +154,7 @@ def _free_cover(session: Session, visit: Appointment, away_id: int) -> list[Prov
             before=before,
             after=after,
             clinic_id=visit.clinic_id,
+            virtual=visit.mode == VisitMode.VIRTUAL,
         )
     ]
     return sorted(free, key=lambda p: (p.name, p.id))
@@ -255,6 +260,7 @@ def _free_for_request(session: Session, request: Appointment, away_id: int) -> l
             service_ids=service_ids,
             buffer_before_minutes=timing.before,
             buffer_after_minutes=timing.after,
+            virtual=request.mode == VisitMode.VIRTUAL,
         )
     ]
     return sorted(free, key=lambda p: (p.name, p.id))

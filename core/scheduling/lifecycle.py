@@ -35,6 +35,7 @@ from core.scheduling.availability import (
     lock_resources,
     required_resources,
     resources_taken,
+    time_off_during,
     travel_gap,
     working_hours_cover,
 )
@@ -53,7 +54,6 @@ from db.models import (
     LinkToken,
     Provider,
     Source,
-    TimeOff,
     VisitMode,
 )
 from db.types import utcnow
@@ -457,22 +457,16 @@ def place(
     if end_at - start_at > MAX_LENGTH:
         raise ValidationError("An appointment can last at most 12 hours.")
     details: dict[str, Any] = {"provider_id": provider_id, "start_at": start_at.isoformat()}
-    away = session.scalar(
-        select(TimeOff)
-        .where(
-            TimeOff.provider_id == provider_id,
-            TimeOff.starts_at < end_at,
-            TimeOff.ends_at > start_at,
-        )
-        .order_by(TimeOff.starts_at)
-        .limit(1)
-    )
+    before, after = timing.padding
+    # the visit and its buffers (availability.away_span, as the free times keep them)
+    away = time_off_during(session, provider_id, start_at, end_at, before=before, after=after)
     if away is not None:  # the override is for working hours: a provider away is not booked
         clinic = appointment.clinic
         off = clinic_time_range(clinic, away.starts_at, away.ends_at)
+        kept = f", with {timing.words()}" if timing.words() else ""
         raise ValidationError(
             f"{provider.name} is on time off {off}, and the visit would be "
-            f"{clinic_time_range(clinic, start_at, end_at)}: choose "
+            f"{clinic_time_range(clinic, start_at, end_at)}{kept}: choose "
             "another provider or time (or change the time off first)."
         )
     if not working_hours_cover(session, provider_id, appointment.clinic_id, start_at, end_at):
@@ -492,7 +486,7 @@ def place(
             f"{provider.name} was deactivated meanwhile; choose another provider. Nothing "
             "was booked."
         )
-    before, after = timing.padding
+    virtual = appointment.mode == VisitMode.VIRTUAL  # no travel time around a video visit
     conflicts = find_conflicts(
         session,
         provider_id,
@@ -502,6 +496,7 @@ def place(
         before=before,
         after=after,
         clinic_id=appointment.clinic_id,
+        virtual=virtual,
     )
     if conflicts:
         if not allow_double_booking:
@@ -513,7 +508,7 @@ def place(
                     start_at,
                     end_at,
                     timing,
-                    travel_time(session),
+                    timedelta(0) if virtual else travel_time(session),
                 )
             )
         details["double_booked_with"] = [c.id for c in conflicts]

@@ -16,6 +16,7 @@ from core.kernel.config import load_settings
 from core.kernel.money import format_day
 from core.patients import merge, records
 from core.practice import setup
+from core.practice.travel import TRAVEL_KEY
 from core.scheduling import moves
 from core.startup import open_database
 from db.models import (
@@ -29,6 +30,7 @@ from db.models import (
     Provider,
     ProviderService,
     Service,
+    Setting,
     User,
     WorkingHours,
 )
@@ -631,3 +633,38 @@ def test_a_patient_merged_or_edited_elsewhere_while_chosen_is_said_or_kept(app_a
     assert f"{chosen.name} (#{chosen.id}) is no longer found" in said, said
     assert "nothing was booked" in said and other
     assert not at.success
+
+
+def test_a_video_visit_keeps_no_travel_time_after_a_visit_at_the_other_clinic(app_as, app_db):
+    """With 30 minutes' travel between clinics, a provider whose New York visit ends at 11:15
+    London time is busy here at 11:15 in person; the form kept them busy for a video visit
+    too, though nobody travels to one. Virtual chosen, they are offered."""
+    day = _weekday_ahead(30)
+    at = _fill(app_as("staff", PAGE), day, 11, 15)
+    chosen = at.selectbox(key="book_provider").value
+    database = _db(app_db)
+    with database.write() as session:
+        new_york = session.scalar(select(Clinic.id).where(Clinic.timezone == "America/New_York"))
+        start = local_to_utc(day, time(10, 45), TZ)
+        session.add(
+            Appointment(
+                clinic_id=new_york,
+                provider_id=chosen,
+                patient_id=2,
+                service_id=1,
+                status=AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+        )
+        session.add(Setting(key=TRAVEL_KEY, value={"minutes": 30}))
+        who = session.get(Provider, chosen).name
+    database.dispose()
+    st.cache_data.clear()
+    at.time_input(key="book_time").set_value(time(11, 20)).run()
+    at.time_input(key="book_time").set_value(time(11, 15)).run()
+    assert who not in at.selectbox(key="book_provider").options
+    said = " ".join(c.value for c in at.caption)
+    assert "30 minutes' travel between clinics" in said, said
+    at.radio(key="book_mode").set_value("virtual").run()
+    assert who in at.selectbox(key="book_provider").options

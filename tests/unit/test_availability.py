@@ -19,6 +19,7 @@ from db.models import (
     Clinic,
     Provider,
     TimeOff,
+    VisitMode,
     WorkingHours,
 )
 from db.types import utcnow
@@ -234,6 +235,60 @@ def test_the_travel_time_between_clinics_makes_a_booking_there_clash(db, world):
             session, clinic_id=world.clinic_id, duration_minutes=30, day=day, limit=3
         )
     assert [to_local(s.start_at, TZ).time() for s in slots] == [time(9), time(11), time(11, 15)]
+
+
+def test_no_travel_time_is_kept_around_a_video_visit(db, world):
+    """The travel time between clinics was kept around video visits too: a provider who saw a
+    patient on video 'at' Harbour 10:00-10:30 could not be booked here at 10:30, nor a video
+    visit here straight after an in-person one at Harbour. Nobody travels to a video visit:
+    the clash check and the free times keep no travel time when either visit is one."""
+    day = future_day()
+    with db.write() as session:
+        harbour = Clinic(name="Harbour", timezone=TZ)
+        session.add(harbour)
+        session.flush()
+        there = replace(world, clinic_id=harbour.id)
+        book(session, there, at(day, 10), mode=VisitMode.VIRTUAL)
+        book(session, there, at(day, 12))  # in person
+        travel.set_travel_minutes(session, world.owner, 30)
+        harbour_id = harbour.id
+
+    def clashes(hour, minute=0, virtual=False) -> int:
+        start = at(day, hour, minute)
+        with db.read() as session:
+            return len(
+                find_conflicts(
+                    session,
+                    world.provider_id,
+                    start,
+                    start + timedelta(minutes=30),
+                    clinic_id=world.clinic_id,
+                    virtual=virtual,
+                )
+            )
+
+    assert clashes(10, 30) == 0 and clashes(9, 30) == 0  # around the video visit at Harbour
+    assert clashes(12, 30) == 1 and clashes(12, 30, virtual=True) == 0  # after one in person
+    assert clashes(10, 15, virtual=True) == 1  # the video visits themselves still clash
+    with db.read() as session:
+        in_person, video = (
+            [
+                to_local(s.start_at, TZ).time()
+                for s in suggest_slots(
+                    session,
+                    clinic_id=world.clinic_id,
+                    duration_minutes=30,
+                    day=day,
+                    limit=12,
+                    virtual=virtual,
+                )
+            ]
+            for virtual in (False, True)
+        )
+    assert time(9, 30) in in_person and time(10, 30) in in_person
+    assert time(11, 30) not in in_person and time(12, 30) not in in_person
+    assert time(11, 30) in video and time(12, 30) in video
+    assert harbour_id
 
 
 def test_suggestions_with_no_travel_time_take_the_minutes_after_the_other_clinic(db, world):

@@ -31,6 +31,7 @@ from db.models import (
     Service,
     ServiceResource,
     TimeOff,
+    VisitMode,
     WorkingHours,
 )
 from tests.factories import make_patient
@@ -232,6 +233,9 @@ def test_a_providers_bookings_at_another_clinic_show_as_busy_there(db, world):
     with db.write() as session:
         travel.set_travel_minutes(session, world.owner, 15)
     assert elsewhere() == [("09:45", "11:25", "Busy at Harbour (+15 min travel)")]
+    with db.write() as session:  # a video visit there: nobody travels to it
+        add(session, world, local(day, 14), mode=VisitMode.VIRTUAL, **there)
+    assert elsewhere()[1:] == [("14:00", "14:30", "Busy at Harbour")]
 
     seen: list[str] = []
 
@@ -250,7 +254,7 @@ def test_a_providers_bookings_at_another_clinic_show_as_busy_there(db, world):
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
     assert len(seen) == one  # three more bookings there, no more queries
-    assert sum(e.get("color") == calendar.ELSEWHERE_COLOUR for e in drawn) == 4
+    assert sum(e.get("color") == calendar.ELSEWHERE_COLOUR for e in drawn) == 5  # video's too
 
 
 def test_colour_legend_names_every_status_and_requested_purple_scheduled_green():
