@@ -214,7 +214,11 @@ def get_appointment_detail(
         undo_no_show_open=a.status == AppointmentStatus.NO_SHOW
         and undo_no_show_open(no_show_recorded_at(session, [a.id]).get(a.id), clinic.timezone),
         open_change=open_change,
-        check=session.scalar(select(RequestFlag.flag).where(RequestFlag.appointment_id == a.id))
+        check=session.scalar(  # a handled flag is not shown (as the queue hides it)
+            select(RequestFlag.flag).where(
+                RequestFlag.appointment_id == a.id, RequestFlag.handled_at.is_(None)
+            )
+        )
         or "",
         confirmed=confirmed[a.id].text(clinic) if a.id in confirmed else "",
         package=a.package.name if a.package else "",

@@ -242,3 +242,20 @@ def test_a_named_patient_merged_since_is_offered_as_the_record_in_use(db, world)
         handle_flag(s, world.manager, visit, FlagAction.MERGE, keep_id=kept)
     with db.read() as s:
         assert s.get(Appointment, visit).patient_id == kept
+
+
+def test_the_appointment_page_shows_the_flag_only_until_it_is_handled(db, world):
+    """The queue hid a handled flag, but the appointment's page went on showing it ("check
+    identity" on a request the desk had already checked). It shows it only while unhandled."""
+    from core.scheduling.appointments import get_appointment_detail
+
+    typed = dict(first_name="Alex", last_name="Morgan", email="alex@example.org")
+    visit = _flagged(db, world, **typed, date_of_birth=BORN)
+    with db.read() as s:
+        shown = get_appointment_detail(s, world.manager, visit).check
+        flag = s.scalars(select(RequestFlag.flag)).one()
+    assert shown == flag != ""
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
+    with db.read() as s:
+        assert get_appointment_detail(s, world.manager, visit).check == ""
