@@ -90,17 +90,28 @@ def add_note(session: Session, actor: Actor, appointment_id: int, text: str) -> 
 def imported(session: Session, written: Iterable[tuple[int, str]], source: str, at: datetime):
     """Each (appointment id, text) with a text as a note by "Imported from `source`" (no user),
     written `at` (when the import ran, or the file's own time); one INSERT for them all. The
-    importer sets the appointments' notes text itself."""
+    importer sets the appointments' notes text itself.
+
+    The INSERT passes the rule that cleans a row's typed text on flush, so the texts are
+    cleaned here as a typed note is (core.kernel.text.clean: no NUL, which PostgreSQL refuses,
+    no control characters or direction overrides); one longer than NOTE_LIMIT is refused,
+    named, whichever importer calls this."""
+    author = clean(f"Imported from {source}", field="importer's name")[:120]
+    texts = (
+        (appointment_id, (clean(text, field="note", limit=NOTE_LIMIT, multiline=True) or ""))
+        for appointment_id, text in written
+        if text
+    )
     rows = [
         {
             "appointment_id": appointment_id,
             "author_user_id": None,
-            "author_name": f"Imported from {source}"[:120],
+            "author_name": author,
             "written_at": at,
             "text": text.strip(),
         }
-        for appointment_id, text in written
-        if text and text.strip()
+        for appointment_id, text in texts
+        if text.strip()
     ]
     if rows:
         session.execute(insert(AppointmentNote), rows)

@@ -189,3 +189,25 @@ def test_two_staff_adding_a_note_at_once_both_keep_theirs(db, world):
         ("Staff", "First: patient called"),
     ]
     assert latest(db, visit) == "Second: insurer called"
+
+
+def test_an_imported_note_is_cleaned_as_typed_text_is(db, world):
+    """notes.imported wrote its texts with one INSERT, past the rule that cleans a row's typed
+    text (core.kernel.text): a NUL from a file reached the database (PostgreSQL refuses it,
+    failing the whole import), and a control character or a direction override was stored.
+    It cleans them itself, whatever importer calls it; a note too long is refused, named."""
+    visit = book(db, world)
+    with db.write() as session:
+        notes.imported(
+            session,
+            [(visit, " Al\x00lergy\u202e: pen\x07icillin\r\nsee GP \u2066 ")],
+            "CSV",
+            utcnow(),
+        )
+    with db.read() as session:
+        stored = session.scalars(
+            select(AppointmentNote.text).where(AppointmentNote.appointment_id == visit)
+        ).all()
+    assert stored == ["Allergy: penicillin\nsee GP"]
+    with db.write() as session, pytest.raises(ValidationError, match="The note is too long"):
+        notes.imported(session, [(visit, "x" * (notes.NOTE_LIMIT + 1))], "CSV", utcnow())
