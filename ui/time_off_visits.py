@@ -1,6 +1,7 @@
 """The visits caught by a provider's time off, on the Provider schedules page: a row each
 (when, patient, treatment, who takes it over: any colleague free then, the first offered) with
-its action (move to that colleague, cancel as the practice, leave), one reason and a waitlist
+its action (move to that colleague, cancel as the practice, leave; a time proposed to the
+patient is moved by proposing it again with the colleague), one reason and a waitlist
 tick for the cancelled, one button; then what became of each (core.scheduling.cover). The
 requests waiting with the provider for a day in it follow, "Requested for" that day: released
 to the colleague chosen (none: any provider) or declined as the practice with the reason."""
@@ -11,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core.kernel.money import clinic_time_range
-from core.requests.decisions import decline_request
+from core.requests.decisions import decline_request, propose_time
 from core.scheduling import cover
 from core.scheduling.schedules import TimeOffRow
 from core.waitlist.entries import add_after_cancellation
@@ -93,7 +94,8 @@ def time_off_visits(me, clinic, away: list[TimeOffRow]) -> None:
         return
     st.caption(
         "Move: to the colleague chosen in its row (the first free then is offered, its note "
-        "names any other), same time. Cancel: as the practice, no fee, any prepayment "
+        "names any other), same time; a time proposed to the patient is proposed again with "
+        "them, the patient sent it anew. Cancel: as the practice, no fee, any prepayment "
         'refunded. A request ("Requested for"): Release it to the colleague chosen, or to '
         "any provider with none chosen, still waiting in the queue; or Decline it. Each "
         "patient cancelled or declined is told the reason; each row is handled on its own."
@@ -135,6 +137,7 @@ def time_off_visits(me, clinic, away: list[TimeOffRow]) -> None:
             reason=reason,
             wait_list=add_after_cancellation if wait else None,
             decline=decline_request,
+            propose=propose_time,
         )
         if done:
             st.session_state[RESULTS_KEY] = done.value

@@ -7,7 +7,11 @@ too: released to any provider or a colleague free then, or declined as the pract
 The waitlist and the request queue sit above scheduling, so whoever calls
 `handle_time_off_visits` hands in the waitlist's own service
 (core.waitlist.entries.add_after_cancellation) to wait-list the patients of cancelled visits,
-and the queue's (core.requests.decisions.decline_request) to decline requests.
+and the queue's (core.requests.decisions.decline_request) to decline requests, and its
+propose_time to propose a time waiting for the patient (tentative) again with a colleague: a
+proposal is moved as a booked visit is, the patient sent the new proposal. A new time proposed
+for a patient's change request is not (their booking keeps its original time until they answer,
+and the queue proposes another); its row says so.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from db.models import (
     Appointment,
     AppointmentKind,
     AppointmentStatus,
+    ChangeRequest,
+    ChangeStatus,
     Provider,
     TimeOff,
     VisitMode,
@@ -65,6 +71,9 @@ WaitList = Callable[[Session, Actor, int], Any]
 # the queue's decline (core.requests.decisions.decline_request): (session, actor, appointment
 # id, reason=, expected_version=) → its Outcome
 Decline = Callable[..., Outcome]
+# the queue's proposal (core.requests.decisions.propose_time): (session, actor, appointment id,
+# provider_id=, start_at=, expected_version=) → the new proposal's link token, with `outcome`
+Propose = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -167,19 +176,50 @@ def _time_off(session: Session, time_off_id: int) -> TimeOff:
     return off
 
 
+def _answers_change(session: Session, appointment_id: int) -> bool:
+    """Whether the appointment's proposed time answers its patient's change request (their
+    booking's original time held meanwhile: availability.HOLDING)."""
+    return (
+        session.scalar(
+            select(ChangeRequest.id)
+            .where(
+                ChangeRequest.appointment_id == appointment_id,
+                ChangeRequest.status == ChangeStatus.PROPOSED,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+FOR_CHANGE = (
+    "A new time proposed for the patient's change request (their booking keeps its original "
+    "time until they answer): propose another time for it in the queue, or cancel it."
+)
+PROPOSAL = "A time proposed to the patient: moved, it is proposed again with the colleague"
+
+
 def _row(session: Session, booked: BookedVisit, away_id: int) -> TimeOffVisit:
     visit = session.get(Appointment, booked.id)
-    scheduled = visit.status in RULES[Action.RESCHEDULE].sources and not booked.held
-    cover = _free_cover(session, visit, away_id) if scheduled else []
+    proposal = visit.status == AppointmentStatus.TENTATIVE and not booked.held
+    for_change = proposal and _answers_change(session, visit.id)
+    movable = not booked.held and (
+        visit.status in RULES[Action.RESCHEDULE].sources or (proposal and not for_change)
+    )
+    cover = _free_cover(session, visit, away_id) if movable else []
     if booked.held:
         note = "Its original time, held while the patient answers a proposed new time."
-    elif not scheduled:
+    elif for_change:
+        note = FOR_CHANGE
+    elif not movable:
         note = f"{STATUS_WORDS[visit.status].capitalize()}: it cannot be moved from here."
     elif not cover:
         note = "Nobody else who performs it is free then."
     else:
         others = ", ".join(p.name for p in cover[1:])
         note = f"Also free: {others}." if others else ""
+    if proposal and cover:
+        note = f"{PROPOSAL} and sent to the patient anew. {note}".strip()
     return TimeOffVisit(
         id=visit.id,
         version=visit.version,
@@ -349,6 +389,7 @@ def handle_time_off_visits(
     reason: str = "",
     wait_list: WaitList | None = None,
     decline: Decline | None = None,
+    propose: Propose | None = None,
 ) -> list[RowResult]:
     """Move or cancel each chosen visit of a time off, and release or decline each chosen
     request, each in a savepoint of its own, so a refusal (changed meanwhile, the other
@@ -356,6 +397,8 @@ def handle_time_off_visits(
     and tells the patient as any move does (not counted as one of their own reschedules); a
     cancellation is the practice's (no fee, any prepayment refunded), tells the patient
     `reason`, and with `wait_list` puts them on the waitlist for the same service and clinic.
+    A time proposed to the patient (tentative) is moved through `propose` (the queue's own
+    propose_time): proposed again with the colleague at the same time, the patient sent it.
     A released request stays in the queue for a decision, with the colleague chosen or any
     provider; a declined one is declined through `decline` (the queue's own service), the
     patient told `reason`."""
@@ -402,7 +445,7 @@ def handle_time_off_visits(
                         "(any more); nothing was done to it."
                     )
                 if choice == Choice.MOVE:
-                    words = _move(session, actor, off, handling)
+                    words = _move(session, actor, off, handling, propose)
                 elif choice == Choice.CANCEL:
                     words = _cancel(session, actor, handling, reason, wait_list)
                 elif choice == Choice.RELEASE:
@@ -437,13 +480,17 @@ def handle_time_off_visits(
     return results
 
 
-def _move(session: Session, actor: Actor, off: TimeOff, handling: Handling) -> str:
+def _move(
+    session: Session, actor: Actor, off: TimeOff, handling: Handling, propose: Propose | None
+) -> str:
     if handling.provider_id is None:
         raise ValidationError(
             f"Choose who takes over appointment #{handling.appointment_id} (a colleague free "
             "at its time); when nobody is, cancel it or leave it."
         )
     visit = session.get(Appointment, handling.appointment_id)
+    if visit.status == AppointmentStatus.TENTATIVE:
+        return _propose_again(session, actor, visit, handling, propose)
     outcome = reschedule(
         session,
         actor,
@@ -454,6 +501,36 @@ def _move(session: Session, actor: Actor, off: TimeOff, handling: Handling) -> s
         moved_from=(visit.start_at, off.provider_id),  # still with the provider who is off
     )
     return f"Moved to {visit.provider.name}, same time. {outcome.summary}"
+
+
+def _propose_again(
+    session: Session,
+    actor: Actor,
+    visit: Appointment,
+    handling: Handling,
+    propose: Propose | None,
+) -> str:
+    """A time proposed to the patient, proposed again with the colleague at the same time
+    through the queue's own propose_time (the booking rules, a new link sent, the old one
+    stopped); one answering a change request is refused, saying where to go."""
+    if _answers_change(session, visit.id):
+        raise ValidationError(f"Appointment #{visit.id}: {FOR_CHANGE}")
+    if propose is None:
+        raise ValidationError(
+            "Proposing a time again is not offered here; propose it in the queue."
+        )
+    proposed = propose(
+        session,
+        actor,
+        visit.id,
+        provider_id=handling.provider_id,
+        start_at=visit.start_at,
+        expected_version=handling.version,
+    )
+    return (
+        f"Proposed again with {visit.provider.name}, same time; the patient is sent the new "
+        f"proposal (the earlier link stops working). {proposed.outcome.summary}"
+    ).replace("\n", " ")
 
 
 def _cancel(

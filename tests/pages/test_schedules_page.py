@@ -460,3 +460,49 @@ def test_a_request_for_a_day_off_is_listed_and_released_to_any_provider(app_as, 
         request = session.get(Appointment, asked)
         assert (request.provider_id, request.status) == (None, AppointmentStatus.REQUESTED)
     database.dispose()
+
+
+def test_a_time_proposed_in_time_off_is_proposed_again_with_the_colleague(app_as, app_db):
+    """A time proposed to the patient (tentative) in the time off was offered only Cancel: it
+    is moved as a booked visit is, proposed again with the colleague chosen (the unit test
+    checks the patient is sent it)."""
+    at = app_as("manager", PAGE)
+    first, day, _ = _first_visit(at, app_db)
+    database = _db(app_db)
+    with database.write() as session:
+        session.get(Appointment, first.id).status = AppointmentStatus.TENTATIVE
+        colleague = Provider(name="Dr Ash")
+        colleague.working_hours.append(
+            WorkingHours(
+                clinic_id=first.clinic_id, weekday=day.weekday(), starts=time(0), ends=time(23, 59)
+            )
+        )
+        session.add(colleague)
+        session.flush()
+        ash = colleague.id
+    database.dispose()
+    key = _off_on(at, app_db, day)
+    listed = at.data_editor(key=key).value
+    assert listed["#"].iloc[0] == first.id and listed["Action"].iloc[0] == "Move"
+    assert listed["Free to take it"].iloc[0] == "Dr Ash"
+    assert listed["Note"].iloc[0].startswith("A time proposed to the patient: moved, it is")
+    leave = {i: {"Action": "Leave"} for i in range(1, len(listed))}
+    at.session_state[key] = {
+        "edited_rows": {0: {"Action": "Move"}, **leave},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.button(key="schedules_cover_go").click().run()
+    assert not at.error, at.error
+    assert at.info[0].value == "1 done, 0 refused."
+    database = _db(app_db)
+    with database.read() as session:
+        moved = session.get(Appointment, first.id)
+        assert (moved.status, moved.provider_id) == (AppointmentStatus.TENTATIVE, ash)
+        proposed = session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == first.id, AuditEvent.action == "propose"
+            )
+        )
+        assert proposed.details["provider_id"] == ash
+    database.dispose()

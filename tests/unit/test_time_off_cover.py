@@ -594,3 +594,75 @@ def test_bulk_approve_names_the_time_off_of_the_provider_asked_for(db, world, si
     assert results[1].message == (
         "No provider is free and working at the requested time (Dr Away, Dr Test on time off then)."
     )
+
+
+def test_a_proposal_waiting_in_a_time_off_is_proposed_again_with_a_free_colleague(db, world):
+    """A time proposed to a patient (tentative) with Dr Test, who then called in sick, was
+    offered only Cancel. It is moved like a booked visit: proposed again with the colleague
+    free then, at the same time, the patient sent the new proposal (the old link stops
+    working). A new time proposed for a patient's change request is not (their booking keeps
+    its original time until they answer): its row says to propose another in the queue."""
+    from core.kernel.authz import patient_actor
+    from core.requests import changes
+
+    monday = next_monday()
+    at = lambda hour: local_to_utc(monday, time(hour), TZ)  # noqa: E731
+    with db.write() as session:
+        cover_id = _provider(session, world, "Dr Cover")
+        asked = _ask(session, world, monday, world.provider_id, start_at=at(14))
+        decisions.propose_time(
+            session, world.manager, asked, provider_id=world.provider_id, start_at=at(14)
+        )
+        booked = _book(
+            session, world, world.provider_id, monday - timedelta(days=1), 10, world.patient_id
+        )
+    with db.write() as session:
+        change = changes.request_change(
+            session, patient_actor("A"), booked, kind="reschedule", requested_day=monday
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change, start_at=at(16))
+        starts, ends = schedules.time_off_span(monday, None, monday, None, TZ)
+        off_id = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=starts,
+            ends_at=ends,
+            reason="Sick",
+        ).id
+    with db.read() as session:
+        rows = {r.id: r for r in cover.list_time_off_visits(session, world.manager, off_id)}
+    proposal, for_change = rows[asked], rows[booked]
+    assert proposal.status == "tentative" and proposal.can_move and proposal.can_cancel
+    assert proposal.cover_id == cover_id
+    assert "proposed again with the colleague" in proposal.note
+    assert not for_change.can_move and for_change.can_cancel
+    assert "propose another time for it in the queue" in for_change.note
+    H, C = cover.Handling, cover.Choice
+    with db.write() as session:
+        results = cover.handle_time_off_visits(
+            session,
+            world.manager,
+            off_id,
+            [
+                H(asked, C.MOVE, cover_id, proposal.version),
+                H(booked, C.MOVE, cover_id, for_change.version),
+            ],
+            propose=decisions.propose_time,
+        )
+    assert [r.ok for r in results] == [True, False]
+    assert results[0].message.startswith("Proposed again with Dr Cover, same time;")
+    assert "propose another time for it in the queue" in results[1].message
+    with db.read() as session:
+        moved = session.get(Appointment, asked)
+        assert (moved.status, moved.provider_id) == (AppointmentStatus.TENTATIVE, cover_id)
+        assert to_local(moved.start_at, TZ).time() == time(14)
+        sent = session.scalars(
+            select(Notification).where(
+                Notification.appointment_id == asked,
+                Notification.template == "appointment_proposed",
+            )
+        ).all()
+        assert len(sent) >= 2 and "Dr Cover" in sent[-1].body
+        assert session.get(Appointment, booked).provider_id == world.provider_id
