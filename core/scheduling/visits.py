@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -65,6 +65,7 @@ from db.models import (
     LedgerKind,
     Patient,
     Payment,
+    VisitMode,
 )
 from db.types import utcnow
 
@@ -380,6 +381,7 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
     words: list[str] = []
     details: dict[str, list] = {}
     provider = appointment.provider
+    virtual = appointment.mode == VisitMode.VIRTUAL  # no travel time around a video visit
     if provider is not None:
         if lock:
             lock_provider(session, provider.id)
@@ -392,9 +394,11 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
             before=before,
             after=after,
             clinic_id=appointment.clinic_id,
+            virtual=virtual,
         )
         if taken:  # as a booking's refusal: only the travel time or the buffers, said so
-            margin = clash_margin(clinic, taken[0], start, end, timing, travel_time(session))
+            travel = timedelta(0) if virtual else travel_time(session)
+            margin = clash_margin(clinic, taken[0], start, end, timing, travel)
             words.append(f"{provider.name} {_bookings_words(clinic, taken, margin)}")
             details["double_booked_with"] = [a.id for a in taken]
     service_ids = [s.id for s in services_of(appointment)]

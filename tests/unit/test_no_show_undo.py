@@ -37,6 +37,7 @@ from db.models import (
     Provider,
     Resource,
     ServiceResource,
+    VisitMode,
 )
 from db.types import utcnow
 from tests.factories import make_patient, make_visit
@@ -506,6 +507,37 @@ def test_undo_says_a_clash_at_the_other_clinic_is_through_the_travel_time(db, wo
     assert " there), with 30 minutes' travel between clinics. Allow double booking" in clash
     with db.write() as session, pytest.raises(Conflict, match="30 minutes' travel between"):
         visits.undo_no_show(session, world.staff, ident)
+
+
+def test_undoing_a_video_visits_no_show_keeps_no_travel_time(db, world):
+    """The no-show was a video visit: Dr Test's Lakeside visit 10 minutes after its end
+    clashed through the travel time between clinics, though nobody travels to a video visit.
+    The undo keeps none around one, as a booking does."""
+    ident = _no_show(db, world)
+    with db.write() as session:
+        travel.set_travel_minutes(session, world.owner, 30)
+        lakeside = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        session.add(lakeside)
+        session.flush()
+        visit = session.get(Appointment, ident)
+        visit.mode = VisitMode.VIRTUAL
+        session.add(
+            Appointment(
+                clinic_id=lakeside.id,
+                provider_id=world.provider_id,
+                patient_id=make_patient(session, first_name="Sam", last_name="Lee").id,
+                service_id=world.service_id,
+                status=S.SCHEDULED,
+                start_at=visit.end_at + timedelta(minutes=10),
+                end_at=visit.end_at + timedelta(minutes=40),
+            )
+        )
+    with db.read() as session:
+        assert visits.undo_no_show_preview(session, world.staff, ident).clash == ""
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    with db.read() as session:
+        assert session.get(Appointment, ident).status == S.SCHEDULED
 
 
 # ---------------------------------------------------------------- the clinic's inbox
