@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -345,9 +345,14 @@ def move(
         "start_at": appointment.start_at.isoformat() if appointment.start_at else None,
     }
     held = (appointment.provider_id, appointment.start_at, appointment.end_at)
-    # moved off a provider on time off then (called in sick): the practice's doing, not one
-    # of the patient's own reschedules under the cancellation policy
-    practice_move = None not in held and on_time_off(session, *held)
+    # moved off a provider on time off then (called in sick; its buffers count, as the booking
+    # rule's): the practice's doing, not one of the patient's own reschedules under the policy
+    practice_move = None not in held and on_time_off(
+        session,
+        *held,
+        before=timedelta(minutes=appointment.buffer_before_minutes or 0),
+        after=timedelta(minutes=appointment.buffer_after_minutes or 0),
+    )
     details = place(
         session,
         appointment,

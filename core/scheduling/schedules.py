@@ -25,7 +25,14 @@ from core.kernel.money import (
     weekday_name,
 )
 from core.scheduling import openings
-from core.scheduling.availability import OCCUPYING, held, lock_provider, working_periods
+from core.scheduling.availability import (
+    MAX_BUFFER,
+    OCCUPYING,
+    away_span,
+    held,
+    lock_provider,
+    working_periods,
+)
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -532,11 +539,24 @@ class BookedVisit:
     held: bool = False
 
 
+def _touches(visit: Appointment, starts_at: datetime, ends_at: datetime) -> bool:
+    """Whether the visit or its buffers touch [starts_at, ends_at) (availability.away_span)."""
+    first, last = away_span(
+        visit.start_at,
+        visit.end_at,
+        timedelta(minutes=visit.buffer_before_minutes or 0),
+        timedelta(minutes=visit.buffer_after_minutes or 0),
+    )
+    return first < ends_at and last > starts_at
+
+
 def booked_in(
     session: Session, provider_id: int, starts_at: datetime, ends_at: datetime
 ) -> list[BookedVisit]:
-    """The provider's live appointments overlapping a period, soonest first, counting an
-    original time held for a waiting proposal (a refusal puts the visit back there) once."""
+    """The provider's live appointments overlapping a period (a time off), their buffers
+    included as the booking rule keeps them clear of time off (availability.away_span: the
+    provider away, the clean-up cannot happen), soonest first, counting an original time held
+    for a waiting proposal (a refusal puts the visit back there) once."""
     booked = session.execute(
         select(Appointment, Clinic, Patient)
         .join(Clinic, Clinic.id == Appointment.clinic_id)
@@ -545,14 +565,15 @@ def booked_in(
             Appointment.provider_id == provider_id,
             Appointment.kind == AppointmentKind.APPOINTMENT,
             Appointment.status.in_(OCCUPYING),
-            Appointment.start_at < ends_at,
-            Appointment.end_at > starts_at,
+            Appointment.start_at < ends_at + MAX_BUFFER,
+            Appointment.end_at > starts_at - MAX_BUFFER,
         )
     ).all()
-    kept = held(session, starts_at, ends_at, provider_ids=[provider_id], buffers=False)
+    kept = held(session, starts_at, ends_at, provider_ids=[provider_id])
     found = {
         a.id: BookedVisit(a.id, a.start_at, a.end_at, clinic, patient)
         for a, clinic, patient in booked
+        if _touches(a, starts_at, ends_at)
     }
     for h in kept:  # its visit may be booked in the period too (proposed there): named once
         found.setdefault(h.id, BookedVisit(h.id, h.start_at, h.end_at, h.clinic, h.patient, True))

@@ -666,3 +666,38 @@ def test_a_proposal_waiting_in_a_time_off_is_proposed_again_with_a_free_colleagu
         ).all()
         assert len(sent) >= 2 and "Dr Cover" in sent[-1].body
         assert session.get(Appointment, booked).provider_id == world.provider_id
+
+
+def test_a_visit_whose_clean_up_runs_into_a_time_off_is_caught_by_it(db, world):
+    """Time off from 10:40: the 10:00 visit, whose 15 minutes' clean-up runs to 10:45, is one
+    the booking rule now refuses (the provider is away then), yet adding the time off named
+    no visit and the cover list had none to move. Both count it, by the same rule, and moving
+    it is the practice's doing, not one of the patient's reschedules."""
+    monday = next_monday()
+    with db.write() as session:
+        session.get(Service, world.service_id).buffer_after_minutes = 15
+        cover_id = _provider(session, world, "Dr Cover")
+        ten = _book(session, world, world.provider_id, monday, 10, world.patient_id)
+        off = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=local_to_utc(monday, time(10, 40), TZ),
+            ends_at=local_to_utc(monday, time(12), TZ),
+            reason="Dentist",
+        )
+        count, named = schedules.bookings_in_time_off(
+            session, world.manager, world.provider_id, off.starts_at, off.ends_at
+        )
+    assert count == 1 and named[0].startswith(f"#{ten} ")
+    with db.read() as session:
+        (row,) = cover.list_time_off_visits(session, world.manager, off.id)
+    assert (row.id, row.can_move, row.cover_id) == (ten, True, cover_id)
+    with db.write() as session:
+        (done,) = cover.handle_time_off_visits(
+            session, world.manager, off.id, [cover.Handling(ten, cover.Choice.MOVE, cover_id)]
+        )
+    assert done.ok, done.message
+    with db.read() as session:
+        moved = session.get(Appointment, ten)
+        assert (moved.provider_id, moved.reschedule_count) == (cover_id, 0)  # the practice's
