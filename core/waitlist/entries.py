@@ -14,6 +14,7 @@ from core.kernel import audit, tokens
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
 from core.kernel.clock import local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
+from core.kernel.locks import hold
 from core.kernel.money import clinic_time, format_day_range, weekday_name
 from core.patients import merge
 from core.practice.packages import package_services
@@ -114,6 +115,9 @@ def _insert(
     clinic = session.get(Clinic, wish.clinic_id)
     _validate(session, wish, to_local(utcnow(), clinic.timezone).date() if clinic else date.min)
     service_id = _first_service(session, wish)
+    # one patient's adds one at a time: two at once (two tabs, a portal join while the desk
+    # adds) both passed the check below on PostgreSQL before either insert was committed
+    hold(session, f"waitlist_entry:{wish.patient_id}")
     same = (
         WaitlistEntry.package_id == wish.package_id
         if wish.package_id is not None

@@ -6,6 +6,7 @@ Re-run on PostgreSQL by tests/integration/test_waitlist_pg.py."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import threading
@@ -812,6 +813,37 @@ def test_portal_join_and_duplicate_entries(db, world):
     with db.write() as session:
         entries.withdraw(session, world.staff, entry.id, "Found another practice")
         assert session.get(WaitlistEntry, entry.id).status == WaitlistStatus.WITHDRAWN
+
+
+def test_the_same_wish_sent_twice_at_once_waits_once(db, world):
+    """Two presses of Join (two tabs, two servers) at once: one entry, the other told it is
+    there already (on PostgreSQL both checks ran before either insert was committed)."""
+    day = future_day()
+    wish = entries.Wish(
+        world.patient_id, world.clinic_id, world.service_id, day, day + timedelta(days=5)
+    )
+    inserted = threading.Barrier(2, timeout=2)  # each waits here before committing
+    results: list[str] = []
+
+    def join():
+        try:
+            with db.write() as session:
+                entries.add_for_patient(session, wish)
+                # the other waits for this one (the barrier breaks): commit
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    inserted.wait()
+            results.append("joined")
+        except ValidationError as error:
+            results.append(str(error))
+
+    threads = [threading.Thread(target=join) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [entries.ALREADY_PATIENT.format(what="service"), "joined"]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(WaitlistEntry)) == 1
 
 
 @pytest.mark.parametrize(("locale", "letters"), [("en-GB", "M·W·F··"), ("pt-BR", "S·Q·S··")])
