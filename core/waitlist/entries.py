@@ -440,8 +440,13 @@ def _filtered(
     query = query.where(WaitlistEntry.clinic_id == clinic_id)
     if status is not None:
         query = query.where(WaitlistEntry.status == status)
-    if service_id is not None:  # a package entry waits for its first service too
-        query = query.where(WaitlistEntry.service_id == service_id)
+    if service_id is not None:  # a package entry waits for each of its services
+        in_package = select(PackageService.package_id).where(
+            PackageService.service_id == service_id
+        )
+        query = query.where(
+            (WaitlistEntry.service_id == service_id) | WaitlistEntry.package_id.in_(in_package)
+        )
     if provider_id is not None:
         query = query.where(
             (WaitlistEntry.provider_id == provider_id) | WaitlistEntry.provider_id.is_(None)

@@ -846,6 +846,40 @@ def test_the_same_wish_sent_twice_at_once_waits_once(db, world):
         assert session.scalar(select(func.count()).select_from(WaitlistEntry)) == 1
 
 
+def test_filtering_the_waitlist_by_a_service_finds_the_packages_holding_it(db, world):
+    """A package waits for each of its services: filtered by its second, it is listed and
+    counted (only its first found it)."""
+    package_id = _package(db, world)
+    day = future_day()
+    with db.write() as session:
+        peel = session.scalar(select(Service.id).where(Service.name == "Peel"))
+        entry_id = entries.add_entry(
+            session,
+            world.staff,
+            entries.Wish(world.patient_id, world.clinic_id, None, day, day, package_id=package_id),
+        ).id
+    with db.read() as session:
+        shown = {
+            service_id: (
+                [
+                    r.id
+                    for r in entries.list_entries(
+                        session,
+                        world.staff,
+                        clinic_id=world.clinic_id,
+                        service_id=service_id,
+                        with_matches=False,
+                    )
+                ],
+                entries.count_entries(
+                    session, world.staff, clinic_id=world.clinic_id, service_id=service_id
+                ),
+            )
+            for service_id in (world.service_id, peel)
+        }
+    assert shown == {world.service_id: ([entry_id], 1), peel: ([entry_id], 1)}
+
+
 @pytest.mark.parametrize(("locale", "letters"), [("en-GB", "M·W·F··"), ("pt-BR", "S·Q·S··")])
 def test_the_weekdays_an_entry_waits_for_are_lettered_in_the_clinics_locale(
     db, world, locale, letters
