@@ -52,6 +52,9 @@ NOT_YOURS = "There is no such waitlist entry in your portal."
 MAX_DAYS = 366
 PAGE_SIZE = 50
 MATCH_DAYS = 14  # "current matches" look this far ahead
+MATCHES = 20  # at most this many listed for an entry
+FIRST_SLOTS = 200  # free slots of any kind looked at first for them
+ALL_SLOTS = 1_000_000  # then every one (suggest_slots stops only after a whole day)
 
 
 @dataclass(frozen=True)
@@ -559,33 +562,42 @@ def current_matches(
     now: datetime,
     busy=(),
 ):
-    """Free slots suiting the entry in the next two weeks (at most 20), none at a time the
+    """Free slots suiting the entry in the next two weeks (at most MATCHES), none at a time the
     patient has another visit (`busy`: their visits' start and end)."""
     first = max(entry.earliest, today)
     days = min(MATCH_DAYS, (entry.latest - first).days + 1)
     if days <= 0:
         return []
     visit = timing(session, entry)
-    slots = suggest_slots(
-        session,
-        clinic_id=entry.clinic_id,
-        duration_minutes=visit.minutes,
-        buffer_before_minutes=visit.before,
-        buffer_after_minutes=visit.after,
-        day=first,
-        provider_id=entry.provider_id,
-        limit=200,
-        search_days=days,
-        step_minutes=15,
-        now=now,
-        service_ids=[s.id for s in services_of(session, entry)],  # who performs it; its rooms
-    )
-    return [
-        s
-        for s in slots
-        if fits(entry, s.start_at, s.end_at, tz)
-        and not any(b < s.end_at and e > s.start_at for b, e in busy)
-    ][:20]
+    windows = entry.windows.split(",") if entry.windows else []
+    found: list = []
+    # the first 200 free slots usually hold the matches; else every slot of the days is looked
+    # at, as the first 200 may fill a week of times the entry's weekdays and times leave out
+    for limit in (FIRST_SLOTS, ALL_SLOTS):
+        slots = suggest_slots(
+            session,
+            clinic_id=entry.clinic_id,
+            duration_minutes=visit.minutes,
+            buffer_before_minutes=visit.before,
+            buffer_after_minutes=visit.after,
+            day=first,
+            provider_id=entry.provider_id,
+            time_of_day=windows[0] if len(windows) == 1 else None,  # fewer to look through
+            limit=limit,
+            search_days=days,
+            step_minutes=15,
+            now=now,
+            service_ids=[s.id for s in services_of(session, entry)],  # who performs it; rooms
+        )
+        found = [
+            s
+            for s in slots
+            if fits(entry, s.start_at, s.end_at, tz)
+            and not any(b < s.end_at and e > s.start_at for b, e in busy)
+        ][:MATCHES]
+        if len(found) == MATCHES or len(slots) < limit:  # enough, or every slot seen
+            break
+    return found
 
 
 def waiting_count(session: Session, clinic_id: int) -> int:

@@ -41,6 +41,7 @@ from db.models import (
     Service,
     Setting,
     SlotOpening,
+    TimeOfDay,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistStatus,
@@ -844,6 +845,32 @@ def test_the_same_wish_sent_twice_at_once_waits_once(db, world):
     assert sorted(results) == [entries.ALREADY_PATIENT.format(what="service"), "joined"]
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(WaitlistEntry)) == 1
+
+
+def test_the_pages_matches_look_past_the_first_free_slots_of_the_fortnight(db, world):
+    """An entry for one weekday's mornings: its matches on that weekday a week later count too
+    (the first 200 free slots of any kind filled the first week, so they were never seen)."""
+    today = future_day(0)
+    wanted = today + timedelta(days=4)
+    with db.write() as session:
+        patient = make_patient(session, first_name="Wes", email="wes@example.org")
+        entry = entries.add_entry(
+            session,
+            world.staff,
+            entries.Wish(
+                patient_id=patient.id,
+                clinic_id=world.clinic_id,
+                service_id=world.service_id,
+                earliest=today,
+                latest=today + timedelta(days=13),
+                weekdays=(wanted.weekday(),),
+                windows=(TimeOfDay.EARLY_MORNING, TimeOfDay.MORNING),  # before 9: no hours
+            ),
+        )
+        found = entries.current_matches(session, entry, TZ, today, utcnow())
+    days = [to_local(s.start_at, TZ).date() for s in found]
+    assert len(found) == 20 and days.count(wanted) == 11  # 09:00 to 11:30, each quarter
+    assert days.count(wanted + timedelta(days=7)) == 9
 
 
 def test_filtering_the_waitlist_by_a_service_finds_the_packages_holding_it(db, world):
