@@ -537,7 +537,7 @@ def list_entries(
                 entry.note,
                 entry.status.value,
                 entry.source,
-                (now - entry.created_at).days,
+                ((entry.closed_at or now) - entry.created_at).days,  # waited, if it stopped
                 matches,
                 first,
             )

@@ -907,6 +907,24 @@ def test_filtering_the_waitlist_by_a_service_finds_the_packages_holding_it(db, w
     assert shown == {world.service_id: ([entry_id], 1), peel: ([entry_id], 1)}
 
 
+def test_an_entry_no_longer_waiting_counts_the_days_it_waited_not_the_days_since(db, world):
+    """Withdrawn after two days and listed ten days later: it waited 2 days, not 12."""
+    entry_id = waiting(db, world, future_day())
+    with db.write() as session:
+        entry = session.get(WaitlistEntry, entry_id)
+        entry.created_at -= timedelta(days=2)
+        entries.withdraw(session, world.staff, entry_id, "Found another practice")
+    with db.read() as session:
+        [row] = entries.list_entries(
+            session,
+            world.staff,
+            clinic_id=world.clinic_id,
+            status=WaitlistStatus.WITHDRAWN,
+            now=utcnow() + timedelta(days=10),
+        )
+    assert row.waiting_days == 2
+
+
 @pytest.mark.parametrize(("locale", "letters"), [("en-GB", "M·W·F··"), ("pt-BR", "S·Q·S··")])
 def test_the_weekdays_an_entry_waits_for_are_lettered_in_the_clinics_locale(
     db, world, locale, letters
