@@ -506,7 +506,11 @@ def list_entries(
     rows = []
     packages: dict[int, str] = {}  # a package's words, read once per page
     found_rows = session.execute(query).all()
-    busy = _visits_ahead(session, {r[1].id for r in found_rows}, now) if with_matches else {}
+    busy = (
+        _visits_ahead(session, [(r[0], r[1].id) for r in found_rows], today, now)
+        if with_matches
+        else {}
+    )
     for entry, patient, service, provider, can_book in found_rows:
         if entry.package_id is not None:
             if entry.package_id not in packages:
@@ -546,11 +550,17 @@ def list_entries(
 
 
 def _visits_ahead(
-    session: Session, patient_ids: set[int], now: datetime
+    session: Session, found: list[tuple[WaitlistEntry, int]], today: date, now: datetime
 ) -> dict[int, list[tuple[datetime, datetime]]]:
-    """Each patient's visits from now to the end of the matching days, an original time held
-    for a proposal of theirs included (availability.patients_visits), two queries a page."""
-    visits = patients_visits(session, patient_ids, now, now + timedelta(days=MATCH_DAYS + 2))
+    """Each patient's visits from now to the end of the page's matching days (an entry from
+    three weeks on is matched then), an original time held for a proposal of theirs included
+    (availability.patients_visits), two queries a page."""
+    last = max(
+        (min(e.latest, max(e.earliest, today) + timedelta(days=MATCH_DAYS)) for e, _ in found),
+        default=today,
+    )
+    until = now + timedelta(days=(last - today).days + 2)  # the whole last day, in any zone
+    visits = patients_visits(session, {pid for _, pid in found}, now, until)
     return {pid: [(v.start_at, v.end_at) for v in theirs] for pid, theirs in visits.items()}
 
 

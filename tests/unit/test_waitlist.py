@@ -1286,6 +1286,18 @@ def test_the_waitlist_pages_matches_leave_out_times_the_patient_has_a_visit(db, 
     assert shown_now != shown
 
 
+def test_the_pages_matches_leave_out_the_patients_visits_beyond_the_next_fortnight(db, world):
+    """An entry from three weeks on: its first match is not the time the patient has another
+    visit then (the visits were read for the next 16 days only)."""
+    day = future_day(21)
+    sam = waiting(db, world, day + timedelta(days=1), name="Sam")  # from `day` on
+    _visit_elsewhere(db, world, sam, at(day, 9))
+    with db.read() as session:
+        [row] = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+        clinic = session.get(Clinic, world.clinic_id)
+        assert row.next_match == clinic_time(clinic, at(day, 9, 30))
+
+
 def test_a_time_held_for_the_patients_own_waiting_proposal_is_neither_offered_nor_matched(
     db, world
 ):
