@@ -73,7 +73,11 @@ COLUMNS = {
 }
 WIDTHS = dict(zip(COLUMNS.values(), (110, 100, 95, 100, 70, 80, 95, 60, 80, 60, 110), strict=True))
 
+DONE = "waitlist_done"  # what the last action did, said once after the rerun that shows it
+
 st.title("Waitlist")
+if done := st.session_state.pop(DONE, None):
+    st.success(done, icon=":material/check_circle:")
 me = actor()
 clinics, services, providers, packages = _choices(me)
 require(clinics)
@@ -127,7 +131,9 @@ if rows:
         ),
     )
     if leaving and st.button("Withdraw", key="waitlist_withdraw"):
-        run_action(entries.withdraw, leaving, success="Withdrawn from the waitlist.")
+        if run_action(entries.withdraw, leaving):
+            st.session_state[DONE] = "Withdrawn from the waitlist."
+            st.rerun()  # the list without it (it stayed listed, to be withdrawn again)
 else:
     st.info("Nobody matches these filters.")
 

@@ -642,6 +642,27 @@ def test_a_waitlist_longer_than_a_page_is_paged_and_its_last_entry_withdrawn(app
     database.dispose()
 
 
+def test_an_entry_withdrawn_on_the_page_leaves_its_list_at_once(app_as, app_db):
+    """Withdrawn: the table no longer lists it (it stayed listed, and offered for withdrawal
+    again, until the next click)."""
+    database = _db(app_db)
+    with database.write() as session:
+        day = to_local(utcnow(), "Europe/London").date() + timedelta(days=3)
+        patient = make_patient(session, first_name="Leaving", email="leaving@example.org")
+        wish = entries.Wish(patient.id, 1, 1, day, day, weekdays=tuple(range(7)))
+        entry_id = entries.add_entry(session, SYSTEM, wish).id
+    database.dispose()
+    at = app_as("staff", "app_pages/waitlist.py", timeout=120)
+    at.selectbox(key="waitlist_withdraw_pick").set_value(entry_id).run()
+    at.button(key="waitlist_withdraw").click().run()
+    assert not at.exception and not at.error
+    listed = at.dataframe[0].value["Patient"].tolist() if at.dataframe else []
+    assert "Leaving Morgan" not in listed
+    picks = [o for box in at.selectbox if box.key == "waitlist_withdraw_pick" for o in box.options]
+    assert not any("Leaving" in str(o) for o in picks)
+    assert [s.value for s in at.success] == ["Withdrawn from the waitlist."]
+
+
 def test_model_figures_not_recorded_are_shown_empty_not_zero(app_as, app_db):
     """A model whose validation recorded no base rate or decile gap (too few visits to split)
     shows them empty, not as 0.0% and 0.0 pts."""
