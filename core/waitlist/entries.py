@@ -279,9 +279,16 @@ def _withdraw(session: Session, actor: Actor, entry: WaitlistEntry, reason: str,
     )
 
 
+def _locked(session: Session, entry_id: int) -> WaitlistEntry | None:
+    """The entry, locked and read afresh: a withdrawal and the accepting of its offer at once
+    (which locks it too, core.waitlist.offers) wait for each other, and the later is refused
+    (before, each overwrote what the other wrote: a visit booked for a withdrawn entry)."""
+    return session.get(WaitlistEntry, entry_id, with_for_update=True, populate_existing=True)
+
+
 def withdraw(session: Session, actor: Actor, entry_id: int, reason: str = "") -> None:
     ensure(actor, Permission.WAITLIST_EDIT)
-    entry = session.get(WaitlistEntry, entry_id)
+    entry = _locked(session, entry_id)
     if entry is None:
         raise NotFound(f"There is no waitlist entry #{entry_id}.")
     if entry.status != WaitlistStatus.WAITING:
@@ -294,7 +301,7 @@ def withdraw_for_patient(
 ) -> None:
     """The patient withdraws one of their own entries (the portal): another patient's entry
     is refused exactly like an unknown one."""
-    entry = session.get(WaitlistEntry, entry_id)
+    entry = _locked(session, entry_id)
     if entry is None or entry.patient_id != patient_id:
         raise NotFound(NOT_YOURS)
     if entry.status != WaitlistStatus.WAITING:

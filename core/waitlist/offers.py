@@ -641,6 +641,9 @@ def _accept(
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
+    session.get(  # its entry next: withdrawn meanwhile, the offer is (core.waitlist.entries)
+        WaitlistEntry, offer.entry_id, with_for_update=True, populate_existing=True
+    )
     session.refresh(offer)
     if offer.status != OfferStatus.SENT or opening.status != OpeningStatus.OFFERING:
         raise Conflict(_closed(offer, now))

@@ -10,6 +10,7 @@ import contextlib
 import re
 import smtplib
 import threading
+import time as clock
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -1023,6 +1024,74 @@ def test_two_patients_accepting_one_offer_at_once_one_wins_one_is_told(db, world
             )
         ).all()
     assert len(booked_rows) == 1
+
+
+@pytest.mark.parametrize("first", ["accept", "withdraw"])
+def test_an_entry_withdrawn_while_its_offer_is_accepted_is_booked_or_withdrawn_not_both(
+    db, world, first
+):
+    """The desk withdraws the entry while the patient accepts its offer: whichever came first
+    stands, and the other is refused (on PostgreSQL the later one read the entry and offer
+    before the first committed and overwrote them: a visit booked for an entry and offer
+    marked withdrawn, or a withdrawn entry booked)."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    entry_id = waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    [link] = offer_links(db).values()
+    done = threading.Event()  # the first has written, not yet committed
+    results: dict[str, object] = {}
+
+    def act(name):
+        if name != first:
+            done.wait(10)
+        try:
+            with db.write() as session:
+                if name == "accept":
+                    offers.accept_offer(session, link)
+                else:
+                    entries.withdraw(session, world.staff, entry_id, "Found another practice")
+                session.flush()
+                if name == first:
+                    done.set()
+                    clock.sleep(1)  # the other reads and writes meanwhile
+            results[name] = "done"
+        except (Conflict, ValidationError) as error:
+            results[name] = str(error)
+
+    second = "withdraw" if first == "accept" else "accept"
+    threads = [threading.Thread(target=act, args=(name,)) for name in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    with db.read() as session:
+        entry = session.get(WaitlistEntry, entry_id)
+        offer = session.scalar(select(WaitlistOffer))
+        visits = session.scalar(
+            select(func.count())
+            .select_from(Appointment)
+            .where(
+                Appointment.start_at == at(day, 10),
+                Appointment.status == AppointmentStatus.SCHEDULED,
+            )
+        )
+    if first == "accept":
+        assert (entry.status, offer.status, visits) == (
+            WaitlistStatus.BOOKED,
+            OfferStatus.ACCEPTED,
+            1,
+        )
+        assert results["withdraw"] == f"Entry #{entry_id} is booked already."
+    else:
+        assert (entry.status, offer.status, visits) == (
+            WaitlistStatus.WITHDRAWN,
+            OfferStatus.WITHDRAWN,
+            0,
+        )
+        assert results["accept"].startswith("This offer no longer stands")
 
 
 # ---------------------------------------------------------------- packages
