@@ -666,10 +666,12 @@ class SurveyResponse(Base):
         Index(None, "provider_id", "submitted_at"),
         Index(None, "submitted_at"),
         # covering index: survey analytics aggregate a date range without reading the table
+        # (by service, a package's answers are its own group: package_id is read there too)
         Index(
             "ix_survey_responses_figures",
             "submitted_at",
             "service_id",
+            "package_id",
             "provider_id",
             "clinic_id",
             "nps",
@@ -688,6 +690,8 @@ class SurveyResponse(Base):
     clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id"))
     provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))
+    # the package the visit was booked as (its answers are the package's, not its first service's)
+    package_id: Mapped[int | None] = mapped_column(ForeignKey("packages.id"))
     submitted_at: Mapped[datetime]
     nps: Mapped[int | None] = mapped_column(Integer)
     rating: Mapped[int | None] = mapped_column(Integer)

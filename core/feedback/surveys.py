@@ -642,6 +642,7 @@ def submit_survey(
         clinic_id=appointment.clinic_id,
         provider_id=appointment.provider_id,
         service_id=appointment.service_id,
+        package_id=appointment.package_id,  # its answers are the package's in the figures
         submitted_at=now,
         nps=int(answers.nps),
         rating=int(answers.rating),

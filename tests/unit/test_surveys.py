@@ -614,6 +614,63 @@ def test_a_package_visits_survey_request_names_the_package(db, world):
     assert "how was Glow (Consultation + Peel) on " in email.body
 
 
+def _package_visit(session, world, name="Glow"):
+    from db.models import Package
+
+    glow = Package(name=name, price_cents=12000)
+    session.add(glow)
+    session.flush()
+    return completed_visit(session, world, package_id=glow.id), glow.id
+
+
+def test_an_answer_to_a_package_visit_records_the_package(db, world):
+    """A visit booked as the package Glow (first service Consultation): its answer records
+    the package beside the service, so the figures count it as Glow's, not Consultation's
+    (before: no package was recorded); a visit of one service records none."""
+    with db.write() as session:
+        visit, glow = _package_visit(session, world)
+        alone = completed_visit(session, world)
+    ids = []
+    for appointment_id in (visit, alone):
+        link = send(db, world.staff, appointment_id).link
+        with db.write() as session:
+            ids.append(surveys.submit_survey(session, token_of(link), ANSWERS, now=NOW))
+    with db.read() as session:
+        got = [(r.service_id, r.package_id) for r in map(session.get, [SurveyResponse] * 2, ids)]
+    assert got == [(world.service_id, glow), (world.service_id, None)]
+
+
+def test_responses_stored_before_migration_0025_take_their_visits_package(db, world):
+    """0025 adds the package to the responses: one stored before takes its visit's package,
+    one of a visit of one service and one imported without a visit stay without; down to
+    0024 and up again."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from db import migrate
+
+    with db.write() as session:
+        visit, glow = _package_visit(session, world)
+        alone = completed_visit(session, world)
+        for appointment_id in (visit, alone, None):
+            session.add(SurveyResponse(appointment_id=appointment_id, submitted_at=NOW, nps=9))
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0024")
+    with db.engine.begin() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("survey_responses")}
+        assert "package_id" not in columns
+    migrate.upgrade(db.engine)
+    with db.read() as session:
+        got = session.execute(
+            select(SurveyResponse.appointment_id, SurveyResponse.package_id).order_by(
+                SurveyResponse.id
+            )
+        ).all()
+    assert got == [(visit, glow), (alone, None), (None, None)]
+
+
 class _Keep:
     def __init__(self) -> None:
         self.sent: list[int | None] = []
