@@ -24,9 +24,9 @@ FORMULAS = f"""
   all the ratings are the same there is no spread to estimate it from, and no interval is
   given. Groups with fewer than {sa.MIN_N} ratings are marked
   *low n* (hidden unless you ask for them): their figures move a lot with each answer.
-- **By service**: each response under its visit's service; a visit booked as a package
-  counts under the package's first service (a response does not record its package; on
-  Cancellations a package is its own bar).
+- **By service**: each response under the service its visit was booked as; a visit booked
+  as a package is its own bar (*Package: …*), not counted under its services (as on
+  Cancellations). The responses listed and the export name it the same way.
 - **Changes** = against the period of the same length just before; none when nothing was
   answered then, and NPS, CSAT and the average are not compared where either period has
   fewer than {sa.MIN_N} answers behind them (as on Cancellations).
@@ -39,11 +39,17 @@ FORMULAS = f"""
 """
 
 
+PACKAGES_SAID = (
+    "A package booked as one visit is its own bar (“Package: …”); a service's bar counts the "
+    "responses to visits booked as that service alone."
+)
+
 # the headings of the response tables (core's columns are lowercase names)
 FEED_HEADINGS = {
     "submitted": "Submitted",
     "clinic": "Clinic",
     "provider": "Provider",
+    "service": "Service",
     "nps": "Recommend",
     "rating": "Rating",
     "comment": st.column_config.TextColumn("Comment", width="large"),
@@ -252,9 +258,11 @@ def dashboard(
             )
             if len(shown) < len(frame):
                 st.caption(f"Groups with fewer than {sa.MIN_N} ratings are left out.")
-            keys = [
-                (name, None if pd.isna(i) else int(i), label)
-                for i, label in zip(shown.id, shown[name], strict=True)
+            if (shown.dimension == "package").any():
+                st.caption(PACKAGES_SAID)
+            keys = [  # a package's bar lists its own responses (dimension "package")
+                (dimension, None if pd.isna(i) else int(i), label)
+                for i, dimension, label in zip(shown.id, shown.dimension, shown[name], strict=True)
             ]
             picks.append(charts.clicked(key, points, keys))
     return next((p for p in picks if p), None)
@@ -288,7 +296,7 @@ def behind(picked: tuple | None, read_behind, fmt: ClinicFormat, f=None) -> None
     st.subheader(f"Responses behind {escape(label)}")
     shown = f"; the latest {fmt.number(len(rows))} shown" if total > len(rows) else ""
     st.caption(f"{fmt.number(total)} responses{shown}")
-    comment_feed(rows, key="survey_analytics_behind")
+    comment_feed(rows, key="survey_analytics_behind", service=True)
 
 
 def funnel(f: sa.Funnel, fmt: ClinicFormat) -> None:
@@ -355,7 +363,7 @@ def groups(board: sa.Groups, show_small: bool) -> None:
             st.caption(f"{hidden} group(s) with fewer than {sa.MIN_N} ratings hidden.")
         shown = shown.assign(enough=shown.enough.map({True: "", False: "low n"}))
         show_table(
-            shown.drop(columns="id"),
+            shown.drop(columns=["id", "dimension"]),
             hide_index=True,
             width="stretch",
             column_config={
@@ -417,12 +425,15 @@ def trends(board: sa.Trends, fmt, days: tuple[date, date] | None = None) -> None
         _chart(frame, f"{title}: NPS, CSAT and responses", label)
 
 
-def comment_feed(frame: pd.DataFrame, key: str | None = None) -> None:
+def comment_feed(frame: pd.DataFrame, key: str | None = None, service: bool = False) -> None:
+    """Responses as a table; with `service`, what each visit was booked as (a package by its
+    name, as the by-service chart counts it)."""
     if frame.empty:
         st.caption("No comments match.")
         return
+    columns = ["submitted", "clinic", "provider", *(["service"] if service else [])]
     show_table(
-        frame[["submitted", "clinic", "provider", "nps", "rating", "comment"]],
+        frame[[*columns, "nps", "rating", "comment"]],
         hide_index=True,
         width="stretch",
         column_config=FEED_HEADINGS,

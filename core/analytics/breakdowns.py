@@ -264,7 +264,18 @@ def distribution(session: Session, actor: Actor, f: sa.SurveyFilter) -> Distribu
     return Distribution(*sa.answer_counts(session, f))
 
 
-SURVEY_DIMENSIONS = {"provider": R.provider_id, "service": R.service_id, "rating": R.rating}
+def _is(column, value):
+    return column.is_(None) if value is None else column == int(value)
+
+
+# the responses a survey bar counts: by service, a service's are those of visits booked as
+# that service alone; a package's (its own bar) those of visits booked as the package
+SURVEY_DIMENSIONS = {
+    "provider": lambda v: _is(R.provider_id, v),
+    "service": lambda v: and_(R.package_id.is_(None), _is(R.service_id, v)),
+    "package": lambda v: R.package_id == int(v),
+    "rating": lambda v: _is(R.rating, v),
+}
 
 
 def responses_behind(
@@ -275,15 +286,17 @@ def responses_behind(
     value: int | None,
     limit: int = 200,
 ) -> tuple[pd.DataFrame, int]:
-    """The responses behind one bar of a survey chart (provider or service id, or a star
+    """The responses behind one bar of a survey chart (provider, service or package id — a
+    service's bar is its visits booked alone, a package's those booked as it — or a star
     rating), newest first, at most `limit` of them, and how many there are in all (counted
     only when there are more than `limit`); comments are patient text, for st.dataframe
     only."""
     ensure(actor, Permission.ANALYTICS_READ)
     if dimension not in SURVEY_DIMENSIONS:
         raise ValidationError(f"Unknown breakdown {dimension!r}.")
-    column = SURVEY_DIMENSIONS[dimension]
-    condition = column.is_(None) if value is None else column == int(value)
+    if dimension == "package" and value is None:
+        raise ValidationError("Choose the package whose responses to list.")
+    condition = SURVEY_DIMENSIONS[dimension](value)
     query = sa.feed_query(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
     rows = list(session.execute(query.limit(limit + 1)))
     total = len(rows)

@@ -1,15 +1,16 @@
 """The survey responses of a filter as spreadsheet-safe CSV, for the owner's own analysis;
-every export is audited."""
+every export is audited. A response's service is what its visit was booked as: a package's
+by the package ("Package: name"), as the figures by service count it."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.analytics.surveys import R, SurveyFilter, apply_filter
+from core.analytics.surveys import R, SurveyFilter, apply_filter, service_label
 from core.kernel import exports
 from core.kernel.authz import Actor, Permission, ensure
-from db.models import Clinic, Provider
+from db.models import Clinic, Package, Provider, Service
 
 EXPORT_HEADER = [
     "response_id",
@@ -17,6 +18,7 @@ EXPORT_HEADER = [
     "appointment_id",
     "clinic",
     "provider",
+    "service",
     "nps",
     "rating",
     "answers",
@@ -40,9 +42,13 @@ def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
             R.answers,
             R.comment,
             R.source,
+            Service.name,
+            Package.name,
         )
         .outerjoin(Clinic, Clinic.id == R.clinic_id)
-        .outerjoin(Provider, Provider.id == R.provider_id),
+        .outerjoin(Provider, Provider.id == R.provider_id)
+        .outerjoin(Service, Service.id == R.service_id)
+        .outerjoin(Package, Package.id == R.package_id),
         f,
     ).order_by(R.submitted_at, R.id)
     rows = [
@@ -52,6 +58,7 @@ def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
             r[2],
             r[3] or "",
             r[4] or "",
+            service_label(r[10], r[11]),
             r[5],
             r[6],
             ";".join(f"{k}={v}" for k, v in sorted((r[7] or {}).items())),

@@ -17,7 +17,7 @@ from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import load_settings
 from core.kernel.money import clinic_format
 from core.startup import open_database
-from db.models import AuditEvent, Clinic, Setting, SurveyResponse, User
+from db.models import AuditEvent, Clinic, Package, Setting, SurveyResponse, User
 from tests.pages.conftest import chart_click, every_clinic_speaks
 
 PAGE = "app_pages/survey_analytics.py"
@@ -89,7 +89,7 @@ def test_owner_sees_the_core_figures(app_as, app_db):
     assert metric(at, "Promoters (9–10)") == f"{s.promoters:,}"
     assert metric(at, "Detractors (0–6)") == f"{s.detractors:,}"
     assert "NPS** = % promoters" in at.expander[0].markdown[0].value
-    assert "counts under the package's first service" in at.expander[0].markdown[0].value
+    assert "is its own bar (*Package: …*)" in at.expander[0].markdown[0].value
     assert "Completed visits" not in [m.label for m in at.metric]  # the funnel: one click away
     at.segmented_control(key="survey_analytics_section").set_value("Response funnel").run()
     assert metric(at, "Completed visits") == f"{board.funnel.completed:,}"
@@ -467,3 +467,42 @@ def test_changes_are_shown_only_against_enough_answers_before(app_as, app_db):
     helps = {m.label: m.proto.help for m in at.metric}
     assert helps["NPS"].endswith("fewer than 10: too few to compare"), helps["NPS"]
     assert any(c.value.startswith("Changes compare with the 7 days before") for c in at.caption)
+
+
+def test_a_package_is_its_own_bar_by_service_and_lists_its_own_responses(app_as, app_db):
+    """Twelve answers to visits booked as the package Skin renewal: the service chart has a
+    bar "Package: Skin renewal", said under the chart, and a click on it lists those twelve,
+    each named by the package (before: they were counted under the package's first service,
+    and the responses did not record their package)."""
+    db = database(app_db)
+    since = local_today("UTC") - timedelta(days=60)
+    with db.write() as session:
+        package = session.scalar(select(Package).where(Package.name == "Skin renewal"))
+        answers = session.scalars(
+            select(SurveyResponse)
+            .where(
+                SurveyResponse.rating.is_not(None),
+                SurveyResponse.submitted_at >= local_to_utc(since, time(12), "UTC"),
+            )
+            .order_by(SurveyResponse.id)
+            .limit(12)
+        ).all()
+        for answer in answers:
+            answer.package_id = package.id
+        ids = {a.id for a in answers}
+    db.dispose()
+    assert len(ids) == 12
+    at = app_as("owner", PAGE)
+    assert not at.exception and not at.error
+    charts = {c.proto.id: c for c in at.get("echarts_chart")}
+    spec = json.loads(next(c for k, c in charts.items() if "survey_chart_service" in k).proto.spec)
+    labels = spec["xAxis"]["data"]
+    assert "Package: Skin renewal" in labels, labels
+    assert any(c.value.startswith("A package booked as one visit") for c in at.caption)
+    at.session_state["survey_chart_service"] = chart_click(0, labels.index("Package: Skin renewal"))
+    at.run()
+    assert not at.exception, at.exception
+    assert "Responses behind Package: Skin renewal" in [h.value for h in at.subheader]
+    table = next(d.value for d in at.dataframe if "service" in d.value.columns)
+    assert len(table) == 12 and set(table.service) == {"Package: Skin renewal"}
+    assert "12 responses" in [c.value for c in at.caption]

@@ -6,8 +6,8 @@ the totals, each weekday, week, weekday × hour cell, lead-time bucket, SMS spli
 service, each from the appointments and from the roll-ups, and
 the appointments a click on each bar (and heatmap cell) lists; the roll-ups again after status
 changes, moves and an import (left out until its batch is finished); and the survey figures
-(NPS, CSAT, the rating and 0–10 distributions, the weeks, the groups and the responses behind
-each group's bar)."""
+(NPS, CSAT, the rating and 0–10 distributions, the weeks, the groups — by service, a package's
+responses its own group — and the responses behind each group's bar)."""
 
 from __future__ import annotations
 
@@ -280,6 +280,7 @@ def responses(db, world, history):
     with db.write() as session:
         providers = [p for (p,) in session.query(Provider.id)]
         services = [s for (s,) in session.query(Service.id)]
+        packages = [p for (p,) in session.query(Package.id)]
         moments = [(history[1][0], local_to_utc(*NY_EVENING, NEW_YORK))]
         for _ in range(300):
             cid, tz = rng.choice([*history, (None, LONDON)])
@@ -294,6 +295,8 @@ def responses(db, world, history):
                     clinic_id=cid,
                     provider_id=rng.choice([None, *providers]),
                     service_id=rng.choice([None, *services]),
+                    # a visit booked as a package: the package's own group by service
+                    package_id=rng.choice([None, None, *packages]),
                     comment="late evening" if i == 0 else rng.choice(["", "ok", "**bold**"]),
                 )
             )
@@ -347,10 +350,14 @@ def figures_of(found, visits) -> dict:
     for _, day in found:
         weeks[pd.Timestamp(day - timedelta(days=day.weekday()))] += 1
         months[pd.Timestamp(day.replace(day=1))] += 1
-    behind = defaultdict(set)
+    behind, groups = defaultdict(set), defaultdict(lambda: [0, 0])
     for r in rows:
         behind[("provider", r.provider_id)].add(r.id)
-        behind[("service", r.service_id)].add(r.id)
+        # by service: a package's responses are its own group, never its first service's
+        service = ("package", r.package_id) if r.package_id else ("service", r.service_id)
+        behind[service].add(r.id)
+        groups[service][0] += r.rating is not None
+        groups[service][1] += r.nps is not None
         if r.rating:
             behind[("rating", r.rating)].add(r.id)
     return {
@@ -371,6 +378,7 @@ def figures_of(found, visits) -> dict:
         "months": dict(months),
         "comments": {r.id for r in rows if r.comment},
         "behind": dict(behind),
+        "groups": {k: tuple(v) for k, v in groups.items()},
         "funnel": visits,
     }
 
@@ -391,15 +399,28 @@ def survey_figures(db, world, f) -> dict:
             frame, more = sa.comments(session, world.owner, f, page=page)
             comments |= set(frame.id)
             page += 1
-        behind = {}
-        for dimension, frame in (("provider", board.providers), ("service", board.services)):
-            for key, n in zip(frame.id, frame.n, strict=True):
+        behind, groups = {}, {}
+        for frame in (board.providers, board.services):
+            for key, dimension, n, nps_n in zip(
+                frame.id, frame.dimension, frame.n, frame.nps_n, strict=True
+            ):
                 key = None if key is pd.NA else int(key)
                 rows, total = bd.responses_behind(session, world.owner, f, dimension, key)
                 assert total == len(rows)
                 behind[(dimension, key)] = set(rows.id)
                 # the group's ratings are those of its responses
                 assert n == sum(1 for r in rows.rating if pd.notna(r)), (dimension, key)
+                if frame is board.services:
+                    groups[(dimension, key)] = (int(n), int(nps_n))
+        # a package's row is named as the package, as its bar and its listed responses are
+        names = dict(session.query(Package.id, Package.name).all())
+        for key, label in zip(board.services.id, board.services.service, strict=True):
+            if label.startswith("Package: "):
+                assert label == "Package: " + names[int(key)]
+        for dimension, key in behind:
+            if dimension == "package":
+                rows, _ = bd.responses_behind(session, world.owner, f, dimension, key)
+                assert set(rows.service) == {"Package: " + names[key]}
         for star in range(1, 6):
             rows, _ = bd.responses_behind(session, world.owner, f, "rating", star)
             if len(rows):
@@ -412,6 +433,7 @@ def survey_figures(db, world, f) -> dict:
         "months": dict(zip(monthly.period, monthly.responses, strict=True)),
         "comments": comments,
         "behind": behind,
+        "groups": groups,
         "funnel": board.funnel.completed,
     }
 

@@ -27,6 +27,7 @@ from db.models import (
     AuditEvent,
     Clinic,
     FeedbackStatus,
+    Package,
     Provider,
     Service,
     SurveyResponse,
@@ -185,6 +186,50 @@ def test_by_provider_service_and_clinic_with_small_groups_marked(db, world, prac
         "Other Clinic": 1,
     }
     assert not clinics.enough.any()
+
+
+def test_a_package_is_its_own_group_by_service_not_under_its_first_service(db, world, practice):
+    """Two November answers to visits booked as the package "Consult and peel" (first
+    service Consultation): by service the package is its own row, "Package: Consult and
+    peel", and Consultation keeps the six answers to visits booked as it alone (before: eight,
+    its mean 3.67 read as 3.5); the responses behind each bar, and the export, name it so.
+    Every response is in one row."""
+    with db.write() as session:
+        package = Package(name="Consult and peel", price_cents=18000)
+        session.add(package)
+        session.flush()
+        ids = [
+            response(session, MID, nps, rating, clinic=world.clinic_id, service=world.service_id)
+            for nps, rating in ((10, 5), (3, 1))
+        ]
+        for i in ids:
+            session.get(SurveyResponse, i).package_id = package.id
+        package_id = package.id
+    with db.read() as session:
+        services = sa.by_group(session, world.owner, NOV, "service")
+        rows = {(r.dimension, r.service): (r.id, r.n, r.mean) for r in services.itertuples()}
+        assert rows[("package", "Package: Consult and peel")] == (package_id, 2, 3.0)
+        assert rows[("service", "Consultation")] == (world.service_id, 6, pytest.approx(22 / 6))
+        assert services.n.sum() == sa.summary(session, world.owner, NOV).rating_n
+        listed, total = bd.responses_behind(session, world.owner, NOV, "package", package_id)
+        assert total == 2 and set(listed.id) == set(ids)
+        assert set(listed.service) == {"Package: Consult and peel"}
+        listed, total = bd.responses_behind(session, world.owner, NOV, "service", world.service_id)
+        assert total == 6 and not set(ids) & set(listed.id)
+        assert set(listed.service) == {"Consultation"}
+    with db.write() as session:
+        data = survey_export.export_csv(session, world.owner, NOV)
+    exported = {
+        int(r["response_id"]): r["service"]
+        for r in csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    }
+    assert {exported[i] for i in ids} == {"Package: Consult and peel"}
+    assert sorted(set(exported.values())) == [
+        "",
+        "Consultation",
+        "Package: Consult and peel",
+        "Peel",
+    ]
 
 
 def test_a_group_with_ten_ratings_is_enough_and_sorts_first(db, world, practice):
@@ -394,9 +439,10 @@ def test_export_is_spreadsheet_safe_and_audited(db, world):
         data = survey_export.export_csv(session, world.manager, NOV)
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows[0] == survey_export.EXPORT_HEADER
-    assert rows[1][3:9] == [
+    assert rows[1][3:10] == [
         "Test Clinic",
         "Dr Test",
+        "",  # no service recorded
         "2",
         "1",
         "courtesy=3;timely=2",
