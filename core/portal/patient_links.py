@@ -22,11 +22,12 @@ from core.kernel.clock import local_today, to_local
 from core.kernel.config import BookingLimits
 from core.kernel.errors import Conflict, LinkInvalid, ValidationError
 from core.kernel.money import DEFAULT_LOCALE, clinic_time, format_day
+from core.kernel.phones import not_for_texts
 from core.kernel.text import clean, plain_name, same_name
 from core.messaging import notify
 from core.messaging.notify import CHANNEL_WORDS
 from core.patients import invitations, merge
-from core.patients.records import birth_problem, practice_regions, validate_contact
+from core.patients.records import birth_problem, check_texts, practice_regions, validate_contact
 from core.payments import points as ledger_points
 from core.policy.cancellation import evaluate
 from core.portal import sign_in
@@ -650,6 +651,12 @@ def submit_booking(
     email, phone = validate_contact(email, phone, practice_regions(session, view.locale))
     if not email and not phone:
         raise ValidationError("Please give an email address or a phone number so we can reply.")
+    try:  # the typed number alone decides: the same answer for anyone, whatever is on file
+        check_texts(phone, consent, practice_regions(session, view.locale))
+    except ValidationError:
+        raise ValidationError(
+            f"{not_for_texts(phone)}. Untick text messages, or type a mobile number instead."
+        ) from None
     if problem := birth_problem(date_of_birth):  # the typed day alone: nothing about records
         raise ValidationError(f"Please check your date of birth: it is {problem}.")
     if package_id is not None:

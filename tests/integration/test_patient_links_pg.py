@@ -8,6 +8,7 @@ from tests.unit.test_patient_links import (  # noqa: F401
     test_a_typed_date_of_birth_is_kept_and_tells_a_namesake_apart,
     test_booking_limits_hold_when_requests_arrive_at_once,
     test_booking_requests_are_rate_limited_per_contact_strictly_not_per_address,
+    test_consent_to_texts_on_a_landline_is_refused_alike_for_anyone,
     test_two_first_requests_at_once_from_one_new_contact_make_one_patient,
     test_without_a_client_address_the_link_and_clinic_limits_still_hold,
 )

@@ -6,7 +6,7 @@ import time
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
 from core.kernel import tokens
@@ -253,6 +253,33 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
     assert {(r.status, r.source) for r in requests} == {
         (AppointmentStatus.REQUESTED, Source.ONLINE)
     }
+
+
+def test_a_public_request_ticking_texts_for_a_landline_is_told_what_to_do(app_db):
+    """A landline typed with the consent ticked: the form says, as plain text, that texts
+    cannot reach it and what to do, and nothing is stored (core.patients.records.check_texts)."""
+    database = _db(app_db)
+    with database.write() as s:
+        owner = make_user(s, "h8owner", Role.OWNER)
+        raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
+    at = patient_page("booking", raw)
+    at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
+    at.text_input(key="patient_booking_first").input("Robin")
+    at.text_input(key="patient_booking_last").input("Hart")
+    at.text_input(key="patient_booking_phone").input("020 7946 0123")
+    at.checkbox(key="patient_booking_consent").check()
+    at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+    assert not at.exception and not at.success
+    assert [e.value for e in at.error] == [
+        "'020 7946 0123' is a landline: texts cannot reach it. Untick text messages, or type "
+        "a mobile number instead."
+    ]
+    with database.read() as s:
+        assert (
+            s.scalar(select(func.count()).select_from(Patient).where(Patient.last_name == "Hart"))
+            == 0
+        )
+    database.dispose()
 
 
 def test_the_same_booking_request_sent_twice_is_received_once(app_db):

@@ -399,6 +399,33 @@ def test_a_new_contact_becomes_a_patient_and_an_online_request(db, world):
     assert known.source == Source.ONLINE
 
 
+LANDLINE_SAYS = (
+    r"^'020 7946 0123' is a landline: texts cannot reach it\. Untick text messages, or type a "
+    r"mobile number instead\.$"
+)
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_consent_to_texts_on_a_landline_is_refused_alike_for_anyone(db, world, known):
+    """A public request ticking texts for a landline (core.patients.records.check_texts) is
+    refused saying what to do, before anything is stored, in the same words whether the
+    number is on file or not; unticked, or with a mobile, it is taken (before, a new record
+    was made with text consent no text could honour)."""
+    raw = _booking_link(db, world)
+    if known:
+        with db.write() as s:
+            s.get(Patient, world.patient_id).phone = "020 7946 0123"
+    with pytest.raises(ValidationError, match=LANDLINE_SAYS):
+        _book(db, raw, first_name="Alex" if known else "Kim", phone="020 7946 0123")
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Appointment)) == 0
+    _book(db, raw, email="", phone="020 7946 0123", consent=False)
+    _book(db, raw, email="", phone="07911 123456", first_name="Sam", last_name="Vale")
+    with db.read() as s:
+        sam = s.scalars(select(Patient).where(Patient.last_name == "Vale")).one()
+    assert sam.consent_sms
+
+
 @pytest.mark.parametrize("typed", ["+44 7700 900123", "447700900123", "07700-900-123"])
 def test_a_known_phone_in_another_form_is_the_same_patient(db, world, typed):
     """The world's patient is stored as "07700 900123": the international or dashed form
