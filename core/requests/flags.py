@@ -34,8 +34,10 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day
+from core.kernel.phones import not_for_texts
 from core.kernel.text import same_name
 from core.patients import merge
+from core.patients.records import check_texts, practice_regions
 from core.payments import points as ledger_points
 from core.scheduling.lifecycle import flush
 from db.models import Appointment, Clinic, Patient, RequestFlag
@@ -184,7 +186,7 @@ def handle_flag(
         done = f"Date of birth added to #{patient.id}; the flag is cleared."
     elif action == FlagAction.NEW_RECORD:
         ensure(actor, Permission.PATIENTS_EDIT)
-        new = _record_from_typed(session, actor, flag, appointment_id)
+        new, no_texts = _record_from_typed(session, actor, flag, appointment_id)
         appointment.patient_id = new.id
         flush(session, appointment)
         audit.record(
@@ -199,6 +201,8 @@ def handle_flag(
         )
         details["new_record"] = new.id
         done = f"Request #{appointment_id} moved to new record #{new.id}; the flag is cleared."
+        if no_texts:
+            done += f" {no_texts}, so the new record does not take text messages."
     elif action == FlagAction.MERGE:
         merged = merge.merge_patients(
             session,
@@ -229,10 +233,19 @@ def handle_flag(
 
 def _record_from_typed(
     session: Session, actor: Actor, flag: RequestFlag, appointment_id: int
-) -> Patient:
+) -> tuple[Patient, str]:
+    """The new record made from what the request typed, and why it does not take the texts
+    consented to ('' if it does): consent is copied as typed, except to texts on a landline
+    (core.patients.records.check_texts), which none would reach."""
     typed = flag.typed or {}
     email, phone = typed.get("email") or None, typed.get("phone") or None
     consent = bool(typed.get("consent"))
+    sms, no_texts = consent and bool(phone), ""
+    clinic = session.get(Appointment, appointment_id).clinic
+    try:
+        check_texts(phone, sms, practice_regions(session, clinic.locale))
+    except ValidationError:
+        sms, no_texts = False, not_for_texts(phone)
     new = Patient(
         first_name=typed.get("first_name", ""),
         last_name=typed.get("last_name", ""),
@@ -240,7 +253,7 @@ def _record_from_typed(
         email=email,
         phone=phone,
         consent_email=consent and bool(email),
-        consent_sms=consent and bool(phone),
+        consent_sms=sms,
     )
     session.add(new)
     session.flush()
@@ -254,7 +267,7 @@ def _record_from_typed(
         patient_id=new.id,
         message=f"Made from what online request #{appointment_id} typed",
     )
-    return new
+    return new, no_texts
 
 
 __all__ = ["FlagAction", "FlagChoice", "choices", "handle_flag", "known_records"]

@@ -131,6 +131,33 @@ def test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_wa
     assert row.check == "" and row.patient_name == "Kim Morgan"
 
 
+def test_not_the_same_person_on_a_landline_gets_a_record_without_text_consent(db, world):
+    """A request typed with a landline and the consent ticked (sent before the form refused it:
+    core.portal.patient_links.submit_booking): the new record takes the consent to email as
+    typed but not to texts, which none would reach (core.patients.records.check_texts), and
+    the outcome says so (before, it was copied as typed)."""
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="alex@example.org",
+        date_of_birth=BORN,
+    )
+    with db.write() as s:
+        flag = s.scalars(select(RequestFlag)).one()
+        flag.typed = flag.typed | {"phone": "020 7946 0123", "consent": True}
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.scalars(select(Patient).where(Patient.first_name == "Kim")).one()
+    assert (kim.phone, kim.consent_email, kim.consent_sms) == ("020 7946 0123", True, False)
+    assert done == (
+        f"Request #{visit} moved to new record #{kim.id}; the flag is cleared. '020 7946 0123' "
+        "is a landline: texts cannot reach it, so the new record does not take text messages."
+    )
+
+
 def test_maybe_a_known_patient_is_merged_into_theirs_through_the_merge_service(db, world):
     visit = _flagged(db, world, first_name="Alex", last_name="Morgan", email="new@example.net")
     row = _row(db, world, visit)
