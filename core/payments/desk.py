@@ -4,17 +4,18 @@ amount is in the currency of the appointment's clinic (core.payments.rules.money
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, exports
-from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, DomainError, NotFound, ValidationError
 from core.kernel.money import (
@@ -54,6 +55,8 @@ from db.models import (
     User,
 )
 from db.types import utcnow
+
+log = logging.getLogger("clinicdesk.payments")
 
 AGAIN_WITHIN = timedelta(minutes=2)  # the same payment pressed twice, not paid twice
 CLOSED = (AppointmentStatus.CANCELLED, AppointmentStatus.DECLINED)  # nothing owed for the visit
@@ -546,7 +549,13 @@ def pay_fee(
         )
     if method not in DESK_METHODS:
         raise ValidationError("Choose card, cash or the card on file.")
-    if started := _charge_started(session, entry.id):
+    if (started := _charge_started(session, entry.id)) and started.provider_ref:
+        raise Conflict(
+            f"The card provider is still finishing the charge of fee #{entry.id} to the card on "
+            f"file ({_ref(started)}): the fee is marked paid when the provider says the money "
+            "came in, or shown as declined if it does not. Take no other payment of it meanwhile."
+        )
+    if started:
         raise Conflict(
             f"A charge of fee #{entry.id} to the card on file ({_ref(started)}) was started and "
             "not finished: the provider may have taken it. Choose 'Charge the card on file' and "
@@ -658,16 +667,15 @@ def charge_fee_on_file(
     provider charged, or it is under way at another desk) is sent again with its own key, so
     the provider answers with its first charge and it is completed, never taken twice; one the
     provider declined is kept as failed, with what it said, and the next press is a new
-    attempt (a new key). The provider's refusal is raised after it is recorded."""
+    attempt (a new key). The provider's refusal is raised after it is recorded. A charge the
+    provider took but has not finished ('processing', 'requires_action') stays pending, counted
+    nowhere as money in, and `ChargePending` says so: the provider's webhook completes or fails
+    it (`charge_answered`); one cut off before the provider answered is sent again by the
+    payments job (`finish_charges`)."""
     with write() as session:
         ensure(actor, Permission.PAYMENTS_RECORD)
         entry, owed = _owed_fee(session, ledger_entry_id)
-        customer = session.scalar(
-            select(Payment.provider_customer)
-            .where(Payment.patient_id == entry.patient_id, Payment.provider_customer.is_not(None))
-            .order_by(Payment.id.desc())
-            .limit(1)
-        )
+        customer = _customer(session, entry.patient_id)
         if not customer:
             raise ValidationError("The patient has no card on file with the payment provider.")
         attempt = _charge_started(session, entry.id)
@@ -682,24 +690,92 @@ def charge_fee_on_file(
                 patient_id=entry.patient_id,
                 details={"payment_id": attempt.id, "cents": attempt.amount_cents},
             )
-        attempt_id, key = attempt.id, fee_charge_key(attempt)
-        cents, currency = attempt.amount_cents, attempt.currency
-    refused: DomainError | None = None
-    reference = None
-    try:
-        reference = provider.charge_saved_card(
-            customer, cents, currency, f"Fee #{ledger_entry_id}", key=key
+        sent = _Attempt.of(attempt, customer)
+    return _send_attempt(write, actor, sent, provider)
+
+
+class ChargePending(DomainError):
+    """The provider took the charge to the card on file but has not finished it: the fee is not
+    paid yet (the provider's word when it ends completes or fails it)."""
+
+
+CHARGE_RETRY_AFTER = timedelta(minutes=5)  # an attempt not answered by then was cut off
+CHARGE_KEY_KEPT = timedelta(hours=23)  # Stripe keeps an idempotency key 24 h: resent within it
+
+
+def _customer(session: Session, patient_id: int) -> str | None:
+    """The patient's customer at the provider (their card on file), the latest one recorded."""
+    return session.scalar(
+        select(Payment.provider_customer)
+        .where(Payment.patient_id == patient_id, Payment.provider_customer.is_not(None))
+        .order_by(Payment.id.desc())
+        .limit(1)
+    )
+
+
+class _Attempt(NamedTuple):
+    """A committed attempt to charge the card on file, as it is sent to the provider."""
+
+    id: int
+    fee_id: int
+    key: str
+    customer: str
+    cents: int
+    currency: str
+
+    @classmethod
+    def of(cls, attempt: Payment, customer: str) -> _Attempt:
+        return cls(
+            attempt.id,
+            attempt.ledger_entry_id,
+            fee_charge_key(attempt),
+            customer,
+            attempt.amount_cents,
+            attempt.currency,
         )
+
+
+def _send_attempt(
+    write: Callable[[], AbstractContextManager[Session]],
+    actor: Actor,
+    sent: _Attempt,
+    provider: PaymentProvider,
+) -> Payment:
+    """Send a committed attempt to the provider with its own key, then record the answer."""
+    attempt_id, fee_id, key = sent.id, sent.fee_id, sent.key
+    customer, cents, currency = sent.customer, sent.cents, sent.currency
+    refused: DomainError | None = None
+    charge = None
+    try:
+        charge = provider.charge_saved_card(customer, cents, currency, f"Fee #{fee_id}", key=key)
     except DomainError as error:
         refused = error
     with write() as session:
         attempt = session.get(Payment, attempt_id, with_for_update=True, populate_existing=True)
         if attempt.status != "pending":  # another press finished it meanwhile
-            raise Conflict(f"Fee #{ledger_entry_id} is paid already.")
-        entry = session.get(LedgerEntry, ledger_entry_id)
-        if refused is None:
-            attempt.status, attempt.paid_at, attempt.provider_ref = "paid", utcnow(), reference
-            _fee_paid_audit(session, actor, entry, attempt)
+            raise Conflict(f"Fee #{fee_id} is paid already.")
+        entry = session.get(LedgerEntry, fee_id)
+        if charge is not None:
+            attempt.provider_ref = charge.reference
+            if charge.status == "succeeded":
+                attempt.status, attempt.paid_at = "paid", utcnow()
+                _fee_paid_audit(session, actor, entry, attempt)
+            else:
+                refused = ChargePending(
+                    f"The card provider has not finished the charge of fee #{fee_id} to the "
+                    f"card on file ({_ref(attempt)}, {charge.status.replace('_', ' ')}): the "
+                    "fee is not paid yet. It is marked paid when the provider says the money "
+                    "came in, or shown as declined if it does not; nothing else to do now."
+                )
+                audit.record(
+                    session,
+                    actor,
+                    "fee_charge_pending",
+                    "ledger_entry",
+                    entry.id,
+                    patient_id=entry.patient_id,
+                    details={"payment_id": attempt.id, "status": charge.status},
+                )
         else:
             attempt.status, attempt.last_error = "failed", str(refused)[:500]
             audit.record(
@@ -714,6 +790,115 @@ def charge_fee_on_file(
     if refused is not None:
         raise refused
     return attempt
+
+
+def charge_answered(session: Session, reference: str, succeeded: bool, said: str) -> Payment | None:
+    """The provider's webhook says how a charge to the card on file ended (`reference`: its
+    payment intent): a pending attempt becomes paid, or failed with what the provider `said`
+    (the fee stays owed; the next press is a new charge). None when no pending attempt has it
+    (one finished already, or a payment not ours)."""
+    attempt = session.scalar(
+        select(Payment)
+        .where(
+            Payment.provider_ref == reference,
+            Payment.kind == "fee",
+            Payment.method == "stripe",
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if attempt is None or attempt.status != "pending":
+        return None
+    entry = session.get(LedgerEntry, attempt.ledger_entry_id)
+    if succeeded:
+        attempt.status, attempt.paid_at = "paid", utcnow()
+        _fee_paid_audit(session, SYSTEM, entry, attempt)
+    else:
+        attempt.status = "failed"
+        attempt.last_error = f"Stripe did not charge the card on file: {said}"[:500]
+        audit.record(
+            session,
+            SYSTEM,
+            "fee_charge_refused",
+            "ledger_entry",
+            entry.id,
+            patient_id=entry.patient_id,
+            details={"payment_id": attempt.id, "said": attempt.last_error},
+        )
+    return attempt
+
+
+def finish_charges(
+    write: Callable[[], AbstractContextManager[Session]],
+    provider: PaymentProvider,
+    limit: int = 20,
+) -> int:
+    """The payments job's step for charges to the card on file cut off before the provider
+    answered (the process stopped): each pending attempt with no answer, older than
+    CHARGE_RETRY_AFTER, is sent again with its own key as the system (the provider answers
+    with its first result, so it is completed or failed, never taken twice); one older than
+    CHARGE_KEY_KEPT (the provider forgets the key at 24 h, so sending it again could charge
+    twice) is marked failed, saying so, and the fee stays owed. Returns how many were
+    finished."""
+    now = utcnow()
+    with write() as session:
+        found = session.scalars(
+            select(Payment)
+            .where(
+                Payment.kind == "fee",
+                Payment.method == "stripe",
+                Payment.status == "pending",
+                Payment.provider_ref.is_(None),
+                Payment.created_at <= now - CHARGE_RETRY_AFTER,
+            )
+            .order_by(Payment.id)
+            .limit(limit)
+        ).all()
+        rows = [
+            (
+                _Attempt.of(p, _customer(session, p.patient_id) or ""),
+                _as_utc(p.created_at) <= now - CHARGE_KEY_KEPT,
+            )
+            for p in found
+        ]
+    for sent, too_old in rows:
+        try:
+            if too_old:
+                _give_up(write, sent.id)
+            else:
+                _send_attempt(write, SYSTEM, sent, provider)
+        except DomainError as error:  # declined, still unfinished or finished meanwhile
+            log.warning("charge P-%s: %s", sent.id, error)
+    return len(rows)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A stored UTC moment, aware (SQLite gives it back naive)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _give_up(write: Callable[[], AbstractContextManager[Session]], attempt_id: int) -> None:
+    with write() as session:
+        attempt = session.get(Payment, attempt_id, with_for_update=True, populate_existing=True)
+        if attempt.status != "pending" or attempt.provider_ref is not None:
+            return
+        attempt.status = "failed"
+        attempt.last_error = (
+            "The card provider never answered this charge to the card on file and it can no "
+            "longer be checked safely (after 24 hours). Check the card provider's dashboard: if "
+            "it was not taken, charge the fee again or take it at the desk; if it was, refund "
+            "it there or record it."
+        )
+        entry = session.get(LedgerEntry, attempt.ledger_entry_id)
+        audit.record(
+            session,
+            SYSTEM,
+            "fee_charge_refused",
+            "ledger_entry",
+            entry.id,
+            patient_id=entry.patient_id,
+            details={"payment_id": attempt.id, "said": "no answer within 23 hours"},
+        )
 
 
 def _fee_paid(entry_id: int | ColumnElement[int]) -> Select[tuple[int]]:

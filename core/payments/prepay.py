@@ -963,7 +963,13 @@ def _source(session: Session, refund: Payment) -> Payment:
 
 
 def refunds_job(database: Database, settings: Settings) -> None:
+    """The payments job: card refunds due, then charges to the card on file cut off before the
+    provider answered (core.payments.desk.finish_charges)."""
     if settings.stripe is None:
         return
+    provider = provider_for(settings.stripe)
     with database.write() as session:
-        process_refunds(session, provider_for(settings.stripe))
+        process_refunds(session, provider)
+    from core.payments import desk  # desk builds on this module
+
+    desk.finish_charges(database.write, provider)

@@ -50,6 +50,12 @@ class ProviderError(DomainError):
 
 
 @dataclass(frozen=True)
+class Charge:
+    reference: str  # the provider's id for the charge (a payment intent's, pi_…)
+    status: str  # the provider's word for it: 'succeeded' is money in; any other is not yet
+
+
+@dataclass(frozen=True)
 class Checkout:
     reference: str  # the provider's id for the checkout (stored on the payment)
     url: str  # where the patient's browser goes to pay
@@ -84,9 +90,11 @@ class PaymentProvider(Protocol):
 
     def charge_saved_card(
         self, customer: str, amount_cents: int, currency: str, description: str, *, key: str
-    ) -> str:
+    ) -> Charge:
         """Charge the customer's card on file; `key` names this attempt (the same when it is
-        sent again), so the provider charges it once however often it is sent."""
+        sent again), so the provider charges it once however often it is sent. The charge's
+        status says whether the money is in ('succeeded') or not yet (the provider's webhook
+        then says how it ended)."""
         ...
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
@@ -153,7 +161,7 @@ class DeskProvider:
     def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
         raise ValidationError("There is no card provider: refund at the desk and record it.")
 
-    def charge_saved_card(self, *_: Any, **__: Any) -> str:
+    def charge_saved_card(self, *_: Any, **__: Any) -> Charge:
         raise ValidationError("There is no card provider: take the fee at the desk.")
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
@@ -249,10 +257,11 @@ class StripeProvider:
 
     def charge_saved_card(
         self, customer: str, amount_cents: int, currency: str, description: str, *, key: str
-    ) -> str:
+    ) -> Charge:
         """A payment intent confirmed off-session on the customer's first card, sent with `key`
         as Stripe's idempotency key: sent again with it (after a crash between Stripe's answer
-        and our commit), Stripe answers with the first charge (or decline), not a new one."""
+        and our commit), Stripe answers with the first charge (or decline), not a new one. Its
+        status is Stripe's: 'processing' or 'requires_action' is not money in yet."""
         amount = to_stripe_amount(amount_cents, currency)
         try:
             methods = self._client.v1.payment_methods.list(
@@ -274,7 +283,7 @@ class StripeProvider:
             )
         except stripe.StripeError as exc:
             raise ProviderError(f"Stripe did not charge the card on file: {_said(exc)}") from exc
-        return intent.id
+        return Charge(intent.id, str(intent.status))
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event, if Stripe signed it with this endpoint's secret (else ValidationError)."""

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.payments import prepay
+from core.payments import desk, prepay
 from core.payments.providers import PaymentProvider
 from db.models import PaymentEvent
 
@@ -47,6 +47,12 @@ def apply_event(session: Session, provider_name: str, event: dict[str, Any]) -> 
             )
     elif kind in ("checkout.session.expired", "checkout.session.async_payment_failed"):
         payment = prepay.checkout_expired(session, str(obj.get("id")))
+    elif kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+        # a charge to the card on file the provider had not finished when it answered
+        said = ((obj.get("last_payment_error") or {}).get("message")) or "the charge failed."
+        payment = desk.charge_answered(
+            session, str(obj.get("id")), kind == "payment_intent.succeeded", said
+        )
     else:
         return "ignored"
     row.payment_id = payment.id if payment else None

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy import text as sa_text
 
 from core.kernel.clock import local_to_utc, local_today, to_local
-from core.kernel.config import StripeSettings
+from core.kernel.config import Settings, StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.kernel.money import format_day, format_moment
 from core.payments import cashup, desk, points, prepay, rules, webhooks
@@ -1311,7 +1311,8 @@ class StripeLike(stripe.HTTPClient):
             methods = [{"id": "pm_card_1", "object": "payment_method"}]
             return json.dumps({"object": "list", "data": methods, "has_more": False}), 200, {}
         if path == "/v1/payment_intents":
-            return json.dumps({"id": "pi_fee_1", "object": "payment_intent"}), 200, {}
+            intent = {"id": "pi_fee_1", "object": "payment_intent", "status": "succeeded"}
+            return json.dumps(intent), 200, {}
         if path.startswith("/v1/checkout/sessions/"):
             reference = path.rsplit("/", 1)[1]
             if reference.startswith("cs_"):
@@ -2491,6 +2492,7 @@ class CardsOnFile(stripe.HTTPClient):
 
         self.lock = threading.Lock()
         self.decline = False
+        self.status = "succeeded"  # what Stripe says of a new charge ('processing': not yet)
         self.keys: list[str] = []  # the Idempotency-Key of each charge asked for
         self.answers: dict[str, tuple[str, int]] = {}  # by key
         self.made: list[str] = []  # the payment intents made (money taken)
@@ -2512,7 +2514,7 @@ class CardsOnFile(stripe.HTTPClient):
                 self.answers[key] = (json.dumps({"error": error}), 402)
             else:
                 self.made.append(f"pi_{len(self.made) + 1}")
-                intent = {"id": self.made[-1], "object": "payment_intent", "status": "succeeded"}
+                intent = {"id": self.made[-1], "object": "payment_intent", "status": self.status}
                 self.answers[key] = (json.dumps(intent), 200)
             body, status = self.answers[key]
             return body, status, {}
@@ -2620,6 +2622,110 @@ def test_two_desks_charging_the_card_on_file_at_once_take_the_fee_once(db, world
     assert sorted(outcomes) == [f"Fee #{fee_id} is paid already.", "paid"]
     assert http.made == ["pi_1"]
     assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+
+
+def intent_event(event_id: str, intent: str, kind: str, said: str = "") -> bytes:
+    """A Stripe event about a payment intent (a charge to the card on file)."""
+    obj = {"id": intent, "object": "payment_intent", "amount": 3000, "currency": "gbp"}
+    if said:
+        obj["last_payment_error"] = {"message": said}
+    body = {"id": event_id, "object": "event", "type": kind, "data": {"object": obj}}
+    return json.dumps(body).encode()
+
+
+def _money_in(db, world) -> list[int]:
+    """The cents of every movement in today's cash-up (any clinic)."""
+    today = local_today("UTC")
+    with db.read() as s:
+        rows = cashup.movements(s, today - timedelta(days=1), today + timedelta(days=1))
+        return [r.cents for r in rows]
+
+
+def test_a_charge_stripe_has_not_finished_is_pending_until_its_webhook(db, world):
+    """Stripe answers the charge to the card on file with 'processing'. Before, the fee was
+    recorded as paid (money in the cash-up that had not come in). It now stays pending, counted
+    nowhere, and the desk is told; Stripe's signed payment_intent.succeeded completes it once
+    (a replay changes nothing), and payment_intent.payment_failed fails another, the fee owed
+    and the next press a new charge."""
+    http = CardsOnFile()
+    http.status = "processing"
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    fee_id = _fee(db, world, appointment_id)
+    before = _money_in(db, world)
+    with pytest.raises(desk.ChargePending, match=r"processing\): the fee is not paid yet"):
+        desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    assert _fee_payments(db, fee_id) == [("pending", 3000, "pi_1")]
+    assert _money_in(db, world) == before
+    with db.read() as s:
+        assert [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)] == ["£30.00"]
+    with db.write() as s, pytest.raises(Conflict, match="still finishing the charge"):
+        desk.pay_fee(s, world.staff, fee_id, method="cash", provider=provider)
+    body = intent_event("evt_pi_1", "pi_1", "payment_intent.succeeded")
+    with db.write() as s:
+        assert webhooks.handle(s, provider, body, signed(body)) == "applied"
+    with db.write() as s:
+        assert webhooks.handle(s, provider, body, signed(body)) == "duplicate"
+    assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+    assert _money_in(db, world) == [*before, 3000]
+    with db.read() as s:
+        assert desk.unpaid_fees(s, world.staff, appointment_id) == []
+
+    other = _fee(db, world, appointment_id, 1500)
+    with pytest.raises(desk.ChargePending):
+        desk.charge_fee_on_file(db.write, world.staff, other, provider=provider)
+    body = intent_event("evt_pi_2", "pi_2", "payment_intent.payment_failed", "Insufficient funds.")
+    with db.write() as s:
+        assert webhooks.handle(s, provider, body, signed(body)) == "applied"
+    with db.read() as s:
+        (attempt,) = s.scalars(select(Payment).where(Payment.ledger_entry_id == other))
+        said = "Stripe did not charge the card on file: Insufficient funds."
+        assert (attempt.status, attempt.last_error) == ("failed", said)
+        assert [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)] == ["£15.00"]
+    http.status = "succeeded"
+    paid = desk.charge_fee_on_file(db.write, world.staff, other, provider=provider)
+    assert (paid.status, paid.provider_ref) == ("paid", "pi_3")
+
+
+def _age(db, fee_id, by: timedelta) -> None:
+    with db.write() as s:
+        for p in s.scalars(select(Payment).where(Payment.ledger_entry_id == fee_id)):
+            p.created_at = utcnow() - by
+
+
+def test_the_payments_job_finishes_a_charge_cut_off_before_stripe_answered(db, world, monkeypatch):
+    """Stripe takes the fee and the process stops before its answer is recorded. Before, the
+    attempt stayed pending until the desk pressed again. The payments job now sends it again,
+    as the system, with the same key once it is a few minutes old (not while a desk may still
+    be waiting for Stripe): Stripe answers with the first charge and the fee is paid, taken
+    once. One never answered for 23 hours is marked failed in words for the desk instead of
+    being sent (Stripe forgets the key at 24 hours: it could be charged twice)."""
+    http = CardsOnFile()
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    fee_id, old_id = _fee(db, world, appointment_id), _fee(db, world, appointment_id, 1500)
+    for fee in (fee_id, old_id):
+        with pytest.raises(RuntimeError, match="the process stopped"):
+            desk.charge_fee_on_file(_stopping(db, 2), world.staff, fee, provider=provider)
+    assert http.made == ["pi_1", "pi_2"]
+    assert desk.finish_charges(db.write, provider) == 0  # too fresh: a desk may be waiting
+    assert _fee_payments(db, fee_id) == [("pending", 3000, None)]
+    _age(db, fee_id, timedelta(minutes=6))
+    _age(db, old_id, timedelta(hours=23, minutes=1))
+    monkeypatch.setattr(prepay, "provider_for", lambda settings: provider)  # no network
+    prepay.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
+    assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+    assert http.made == ["pi_1", "pi_2"] and len(http.keys) == 3  # pi_1's key, sent again
+    with db.read() as s:
+        (old,) = s.scalars(select(Payment).where(Payment.ledger_entry_id == old_id))
+        assert old.status == "failed" and "never answered" in old.last_error
+        assert "Check the card provider's dashboard" in old.last_error
+        assert [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)] == ["£15.00"]
+        query = select(AuditEvent.user_id).where(AuditEvent.action == "fee_paid")
+        assert s.scalars(query).all() == [None]  # the system's
+    assert desk.finish_charges(db.write, provider) == 0
 
 
 # ---------------------------------------------------------------- paid after a late cancellation
