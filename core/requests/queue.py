@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import local_edge_to_utc, to_local
+from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import clinic_money, format_day, format_moment, format_moment_range
@@ -26,9 +26,9 @@ from core.practice.treatment import treatment_texts
 from core.requests import flags
 from core.scheduling.availability import (
     TIME_OF_DAY_LABELS,
-    TIME_OF_DAY_WINDOWS,
     Slot,
     suggest_slots,
+    time_asked,
 )
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
@@ -44,7 +44,6 @@ from db.models import (
     RequestFlag,
     Service,
     Setting,
-    TimeOfDay,
     TimeOff,
 )
 from db.types import utcnow
@@ -403,21 +402,15 @@ def _with_answer_by(session: Session, rows: list[QueueRow], now: datetime) -> li
 
 
 def asked_span(row: QueueRow) -> tuple[datetime, datetime] | None:
-    """The time a row asks its provider for, in UTC (as core.scheduling.cover.asked_span reads
-    a request): a proposal's or an exact request's time, else the clinic-local day's
-    time-of-day window, else the whole day; None for a cancellation, or with no provider."""
+    """The time a row asks its provider for, in UTC (availability.time_asked, as
+    core.scheduling.cover.asked_span reads a request): a proposal's or an exact request's time,
+    else the clinic-local day's time-of-day window, else the whole day; None for a
+    cancellation, or with no provider."""
     if row.kind == QueueKind.CANCELLATIONS or row.provider_id is None:
         return None
     exact = row.requested_start_at if row.kind == QueueKind.RESCHEDULES else row.start_at
-    if exact is not None:
-        return exact, exact + timedelta(minutes=row.duration_minutes)
-    if row.requested_day is None:
-        return None
-    day, tz = row.requested_day, row.timezone
-    if row.time_of_day:
-        first, last = TIME_OF_DAY_WINDOWS[TimeOfDay(row.time_of_day)]
-        return local_edge_to_utc(day, first, tz), local_edge_to_utc(day, last, tz)
-    return local_edge_to_utc(day, time(0), tz), local_edge_to_utc(day + timedelta(1), time(0), tz)
+    length = timedelta(minutes=row.duration_minutes)
+    return time_asked(exact, length, row.requested_day, row.time_of_day, row.timezone)
 
 
 def _with_away(session: Session, rows: list[QueueRow]) -> list[QueueRow]:

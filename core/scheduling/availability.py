@@ -73,6 +73,28 @@ TIME_OF_DAY_LABELS = {
 }
 
 
+def time_asked(
+    start_at: datetime | None,
+    length: timedelta,
+    day: date | None,
+    time_of_day: TimeOfDay | str | None,
+    tz: str,
+) -> tuple[datetime, datetime] | None:
+    """The time a request asks for, in UTC, from plain values: its exact time `start_at` for
+    `length`, else the clinic-local (`tz`) `day`'s time-of-day window, else that whole day
+    (23 or 25 hours on the days clocks change); None with neither a time nor a day. One
+    reading for the time-off cover list (core.scheduling.cover.asked_span, from a request)
+    and the requests queue (core.requests.queue.asked_span, from a row)."""
+    if start_at is not None:
+        return start_at, start_at + length
+    if day is None:
+        return None
+    if time_of_day:
+        first, last = TIME_OF_DAY_WINDOWS[TimeOfDay(time_of_day)]
+        return local_edge_to_utc(day, first, tz), local_edge_to_utc(day, last, tz)
+    return local_edge_to_utc(day, time(0), tz), local_edge_to_utc(day + timedelta(1), time(0), tz)
+
+
 @dataclass(frozen=True)
 class Slot:
     provider_id: int

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import local_edge_to_utc
 from core.kernel.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationError
 from core.kernel.money import clinic_time_range, format_day
 from core.practice.skills import able
@@ -35,10 +34,10 @@ from core.practice.timing import timing_of
 from core.practice.treatment import services_of, treatment_of
 from core.scheduling.availability import (
     TIME_OF_DAY_LABELS,
-    TIME_OF_DAY_WINDOWS,
     find_conflicts,
     resources_taken,
     suggest_slots,
+    time_asked,
     working_hours_cover,
 )
 from core.scheduling.lifecycle import (
@@ -238,13 +237,16 @@ def _row(session: Session, booked: BookedVisit, away_id: int) -> TimeOffVisit:
 def asked_span(request: Appointment) -> tuple[datetime, datetime]:
     """The time a booking request asks for, in UTC: its exact time, else its clinic-local day's
     time-of-day window, else the whole day (23 or 25 hours on the days clocks change)."""
-    if request.start_at is not None:
-        return request.start_at, request.start_at + duration_of(request)
-    day, tz = request.requested_day, request.clinic.timezone
-    if request.time_of_day:
-        first, last = TIME_OF_DAY_WINDOWS[request.time_of_day]
-        return local_edge_to_utc(day, first, tz), local_edge_to_utc(day, last, tz)
-    return local_edge_to_utc(day, time(0), tz), local_edge_to_utc(day + timedelta(1), time(0), tz)
+    span = time_asked(
+        request.start_at,
+        duration_of(request) if request.start_at is not None else timedelta(0),
+        request.requested_day,
+        request.time_of_day,
+        request.clinic.timezone,
+    )
+    if span is None:  # callers read only requests with a time or a day
+        raise ValueError(f"request #{request.id} asks for neither a time nor a day")
+    return span
 
 
 def requests_in(session: Session, off: TimeOff) -> list[Appointment]:
