@@ -14,6 +14,7 @@ from core.practice.skills import able
 from core.practice.timing import timing_of
 from core.requests.decisions import approve_request, decline_request
 from core.scheduling.availability import (
+    away_span,
     find_conflicts,
     working_hours_cover,
 )
@@ -23,6 +24,7 @@ from db.models import (
     Appointment,
     Provider,
     TimeOff,
+    VisitMode,
     WorkingHours,
 )
 
@@ -46,12 +48,20 @@ def _exact_free_provider(session: Session, appointment: Appointment) -> int:
         ).all()
         performing = able(session, working, [s.id for s in services_of(appointment)])
         candidates = [p for p in working if p in performing]
-    away = _away(session, candidates, appointment.start_at, end_at)
+    # the booking rule's own arguments (lifecycle.place): the visit's buffers kept clear of
+    # time off, and no travel time between clinics around a video visit
+    away = _away(session, candidates, *away_span(appointment.start_at, end_at, before, after))
     for provider_id in candidates:
         if (
             provider_id not in away
             and working_hours_cover(
-                session, provider_id, appointment.clinic_id, appointment.start_at, end_at
+                session,
+                provider_id,
+                appointment.clinic_id,
+                appointment.start_at,
+                end_at,
+                before=before,
+                after=after,
             )
             and not find_conflicts(
                 session,
@@ -62,6 +72,7 @@ def _exact_free_provider(session: Session, appointment: Appointment) -> int:
                 before=before,
                 after=after,
                 clinic_id=appointment.clinic_id,
+                virtual=appointment.mode == VisitMode.VIRTUAL,
             )
         ):
             return provider_id
@@ -83,8 +94,9 @@ def _exact_free_provider(session: Session, appointment: Appointment) -> int:
 
 
 def _away(session: Session, provider_ids: list[int], start_at, end_at) -> dict[int, TimeOff]:
-    """The candidates on time off touching the visit (the booking rule refuses them even
-    outside the hours: core.scheduling.lifecycle.place), each with its first time off."""
+    """The candidates on time off touching [start_at, end_at), the visit and its buffers
+    (availability.away_span: the booking rule refuses them even outside the hours,
+    core.scheduling.lifecycle.place), each with its first time off."""
     found: dict[int, TimeOff] = {}
     for off in session.scalars(
         select(TimeOff)

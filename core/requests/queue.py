@@ -45,6 +45,7 @@ from db.models import (
     Service,
     Setting,
     TimeOff,
+    VisitMode,
 )
 from db.types import utcnow
 
@@ -563,6 +564,7 @@ def suggest_for(
             service_ids=[s.id for s in services_of(appointment)],
             buffer_before_minutes=timing.before,
             buffer_after_minutes=timing.after,
+            virtual=appointment.mode == VisitMode.VIRTUAL,  # no travel time around it
         )
         if len(slots) >= limit:
             break
