@@ -16,12 +16,14 @@ from core.kernel import tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import local_today
 from core.kernel.errors import Conflict, ValidationError
-from core.kernel.money import format_day
-from core.messaging import notify
+from core.kernel.money import clinic_time_range, format_day
+from core.messaging import clinic_events, notify
 from core.patients import merge
 from core.practice.packages import package_services
+from core.practice.timing import timing_of
 from core.scheduling.availability import (
     TIME_OF_DAY_LABELS,
+    time_off_during,
 )
 from core.scheduling.lifecycle import (
     Outcome,
@@ -31,10 +33,12 @@ from core.scheduling.lifecycle import (
     duration_of,
     flush,
     load,
+    message_context,
     outcome_of,
     place,
     record,
     require_reason,
+    services_of,
     tell_patient,
     when_text,
 )
@@ -51,9 +55,11 @@ from db.models import (
     Clinic,
     LinkToken,
     Patient,
+    Provider,
     Service,
     Source,
     TimeOfDay,
+    TimeOff,
 )
 from db.types import utcnow
 
@@ -495,7 +501,9 @@ def restore_original(
     session: Session, appointment: Appointment, change: ChangeRequest, note: str
 ) -> None:
     """Put a proposal made for a change request back to the booking the patient had; the
-    change request is denied with `note`."""
+    change request is denied with `note`. The patient keeps the visit even when its provider
+    took time off touching it meanwhile (the visit and its buffers: availability.away_span);
+    the clinic is told then (_tell_clinic_away), and the time off's cover list lists it."""
     appointment_freed(session, appointment, "declined")
     provider_id = (
         change.original_provider_id
@@ -508,6 +516,40 @@ def restore_original(
         appointment.provider_id = provider_id
     appointment.status = S.SCHEDULED
     change.status, change.decision_note = ChangeStatus.DENIED, note
+    before, after = timing_of(services_of(appointment)).padding
+    flush(session, appointment)  # as the callers do next: a concurrent change is a Conflict
+    away = time_off_during(
+        session,
+        appointment.provider_id,
+        appointment.start_at,
+        appointment.end_at,
+        before=before,
+        after=after,
+    )
+    if away is not None:
+        _tell_clinic_away(session, appointment, away)
+
+
+def _tell_clinic_away(session: Session, appointment: Appointment, away: TimeOff) -> None:
+    """The clinic's inbox hears that a visit went back to its original time inside its
+    provider's time off (as a patient's change request is heard of), to find cover or move it."""
+    clinic, provider = appointment.clinic, session.get(Provider, appointment.provider_id)
+    summary = (
+        f"{appointment.patient.full_name if appointment.patient else 'A patient'} keeps "
+        f"{message_context(appointment)['service_name']} on {when_text(appointment)} with "
+        f"{provider.name}, who is on time off "
+        f"{clinic_time_range(clinic, away.starts_at, away.ends_at)}: the new time proposed for "
+        "their reschedule was not taken, so the visit went back to its original time. Give it "
+        "another provider or time (the time off's cover list lists it)."
+    )
+    clinic_events.tell_clinic(
+        session,
+        appointment.clinic_id,
+        "change_request",
+        summary,
+        appointment_id=appointment.id,
+        link=clinic_events.item_link(base_url(session), appointment.id),
+    )
 
 
 def _keep_original(
