@@ -50,7 +50,11 @@ EFFECTS: dict[str, tuple[str, str]] = {
         "Cancellation analytics",
         "the cancellation analytics are not being brought up to date",
     ),
-    "refunds_job": ("Card refunds", "card refunds due are not being sent to the card provider"),
+    "refunds_job": (
+        "Card refunds and charges",
+        "card refunds due are not being sent to the card provider, and fee charges cut off "
+        "before it answered are not being finished",
+    ),
     "retrain_job": ("No-show model", "the no-show model is not being refreshed"),
     RISK_FIT: ("No-show model fit", "the no-show model is not being refreshed"),
     "backup_job": ("Nightly backup", "the database is not being backed up"),
