@@ -20,6 +20,7 @@ from core.kernel.money import format_day_range, format_moment, format_money
 from core.payments.providers import Checkout
 from core.portal import home, sign_in
 from core.portal import waitlist as portal_waitlist
+from core.practice import treatment
 from core.scheduling.availability import suggest_slots
 from core.startup import open_database
 from core.waitlist import offers
@@ -80,21 +81,25 @@ def _no_open_request():
     )
 
 
-def _patient_with_appointment(url) -> tuple[int, int]:
-    """An enrolled demo patient with a scheduled appointment three days ahead."""
+def _patient_with_appointment(url, *, price_at_least: int = 0) -> tuple[int, int]:
+    """An enrolled demo patient with a scheduled appointment over a day ahead, whose price is
+    at least `price_at_least` cents (which visit is first depends on the hour the test runs)."""
     database = _db(url)
     with database.write() as s:
-        appointment = s.scalars(
-            select(Appointment)
-            .where(
-                Appointment.status == AppointmentStatus.SCHEDULED,
-                Appointment.patient_id.is_not(None),
-                Appointment.start_at > utcnow() + timedelta(days=1),
-                _no_open_request(),
+        appointment = next(
+            a
+            for a in s.scalars(
+                select(Appointment)
+                .where(
+                    Appointment.status == AppointmentStatus.SCHEDULED,
+                    Appointment.patient_id.is_not(None),
+                    Appointment.start_at > utcnow() + timedelta(days=1),
+                    _no_open_request(),
+                )
+                .order_by(Appointment.id)
             )
-            .order_by(Appointment.id)
-            .limit(1)
-        ).one()
+            if treatment.price_of(a) >= price_at_least
+        )
         patient = s.get(Patient, appointment.patient_id)
         patient.portal_enrolled_at, patient.points_balance = utcnow(), 1000
         patient.consent_email = True  # enrolment asks for it; some demo patients opted out
@@ -343,7 +348,8 @@ def test_sign_out_ends_the_portal_session(app_db):
 
 
 def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
-    _, appointment_id = _patient_with_appointment(app_db)
+    # paid £25.00 twice, truly: a price under £50.00 would make the second an overpayment
+    _, appointment_id = _patient_with_appointment(app_db, price_at_least=5000)
     at = app_as("staff")
     at.query_params["id"] = str(appointment_id)
     at.switch_page("app_pages/appointment.py")
