@@ -11,6 +11,7 @@ and lists, and refused by booking, messages and invitations (`refuse_merged`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Column, Table, and_, func, select, update
 from sqlalchemy.orm import Session, aliased
@@ -382,7 +383,7 @@ def _count_points_entries(session: Session, patient_id: int) -> int:
     )
 
 
-def _close_twin_entries(session: Session, patient_id: int) -> list[int]:
+def _close_twin_entries(session: Session, patient_id: int, now: datetime) -> list[int]:
     """Each record waited for the same service (or package) at the same clinic: merged, one
     patient would wait twice, which adding an entry refuses (core.waitlist.entries), and see
     it twice (the portal, the staff list). The twin is withdrawn, keeping the one with an
@@ -411,7 +412,7 @@ def _close_twin_entries(session: Session, patient_id: int) -> list[int]:
         kept = next((e for e in twins if e.id in offered), twins[0])
         for e in twins:
             if e is not kept and e.id not in offered:
-                e.status = WaitlistStatus.WITHDRAWN
+                e.status, e.closed_at = WaitlistStatus.WITHDRAWN, now  # its wait ends now
                 closed.append(e.id)
     return closed
 
@@ -478,7 +479,7 @@ def merge_patients(
         )
         moved[words] = done.rowcount
     session.expire_all()  # the ORM's copies of the moved rows are stale
-    closed = _close_twin_entries(session, keep.id)
+    closed = _close_twin_entries(session, keep.id, now)
     for name, channel, word in (
         ("consent_email", Channel.EMAIL, "email"),
         ("consent_sms", Channel.SMS, "text messages"),

@@ -700,7 +700,11 @@ def test_both_records_waiting_for_the_same_service_wait_once_after_the_merge(db,
     _merge(db, world.manager, world.patient_id, duplicate)
     with db.read() as s:
         status = {e.id: e.status for e in s.scalars(select(WaitlistEntry))}
+        closed = {e.id: e.closed_at for e in s.scalars(select(WaitlistEntry))}
+        merged_at = s.get(Patient, duplicate).merged_at
         event = s.scalar(select(AuditEvent).where(AuditEvent.action == "patient_merged_into"))
+    assert closed[twin] == merged_at  # its waiting days stop at the merge (the page counts them)
+    assert closed[kept] is None and closed[other] is None
     assert status == {
         kept: WaitlistStatus.WAITING,
         twin: WaitlistStatus.WITHDRAWN,
