@@ -41,6 +41,7 @@ from db.models import (
     Service,
     SlotOpening,
     Source,
+    VisitMode,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistStatus,
@@ -50,6 +51,7 @@ from db.types import utcnow
 PURPOSE = "waitlist_offer"
 STEP = timedelta(minutes=15)
 OPEN = (OfferStatus.QUEUED, OfferStatus.SENT)
+MODE = VisitMode.IN_PERSON  # how an accepted offer is booked (entries name no visit mode)
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,22 @@ def _free(
 ) -> bool:
     """Whether the opening's provider may be booked [start, end), by the rules a booking
     passes (lifecycle.place): working then, and no clash with their bookings, widened by the
-    visit's own buffers (`visit`) and, at another clinic, the travel time between clinics."""
+    visit's own buffers (`visit`: no time off may touch them either, availability.away_span)
+    and, at another clinic, the travel time between clinics (none for a video visit)."""
+    return _working(session, opening, start, end, visit) and not _clashes(
+        session, opening, start, end, visit
+    )
+
+
+def _working(
+    session: Session, opening: SlotOpening, start: datetime, end: datetime, visit: Timing
+) -> bool:
+    """The opening's provider works [start, end) at its clinic and no time off touches the
+    visit or its buffers (lifecycle.place's time_off_during, one rule with away_span)."""
+    before, after = visit.padding
     return working_hours_cover(
-        session, opening.provider_id, opening.clinic_id, start, end
-    ) and not _clashes(session, opening, start, end, visit)
+        session, opening.provider_id, opening.clinic_id, start, end, before=before, after=after
+    )
 
 
 def _clashes(
@@ -87,6 +101,7 @@ def _clashes(
         before=before,
         after=after,
         clinic_id=opening.clinic_id,
+        virtual=MODE == VisitMode.VIRTUAL,  # travel time kept as the booking keeps it
     )
 
 
@@ -676,6 +691,7 @@ def _accept(
                 service_ids=service_ids,
                 package_id=entry.package_id,
                 source=Source.ONLINE,
+                mode=MODE,
                 notes="Booked from the waitlist.",
             )
             appointment = schedule_appointment(session, SYSTEM, booking)
@@ -852,9 +868,7 @@ def _gone_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> No
         whose = {a.patient.id if a.patient is not None else None for a in visits}
         if whose - {offer.patient_id}:  # their own visit then: the offer stays theirs (_accept)
             _taken(session, offer, now)
-        elif len(visits) < len(found) or not working_hours_cover(
-            session, opening.provider_id, opening.clinic_id, offer.start_at, end
-        ):
+        elif len(visits) < len(found) or not _working(session, opening, offer.start_at, end, visit):
             _close_and_tell(
                 session,
                 offer,

@@ -2123,3 +2123,38 @@ def test_offering_by_hand_a_time_only_its_visits_buffers_no_longer_fit_says_it_i
             )
     with db.write() as session, pytest.raises(ValidationError, match="no longer free"):
         offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+
+
+def test_a_freed_time_whose_clean_up_runs_into_time_off_is_not_offered(db, world):
+    """The freed 10:00 visit keeps 15 minutes free after it (to 10:45); Dr Test is away from
+    10:40. Matching asked for the provider's hours and time off without the visit's buffers
+    and offered 10:00, which the booking rule (availability.away_span) refuses on accept."""
+    rules(db, world)
+    day = future_day()
+    with db.write() as session:
+        session.get(Service, world.service_id).buffer_after_minutes = 15
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Sam")
+    cancel(db, world, appointment_id)
+    with db.write() as session:
+        schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=at(day, 10, 40),
+            ends_at=at(day, 12),
+        )
+    process(db)
+    assert sent_to(db, "waitlist_offer") == []
+    with db.write() as session, pytest.raises(ValidationError, match="time off"):
+        moves.schedule_appointment(  # what accepting an offer of 10:00 would be told
+            session,
+            world.staff,
+            moves.NewBooking(
+                patient_id=world.patient_id,
+                clinic_id=world.clinic_id,
+                provider_id=world.provider_id,
+                service_ids=[world.service_id],
+                start_at=at(day, 10),
+            ),
+        )
