@@ -18,6 +18,7 @@ from core.policy.cancellation import online_booking_blocked
 from core.portal.home import asked_online, locked_text, open_clinic, portal_patient
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.waitlist import entries, offers
+from core.waitlist.rules import get_rules
 from db.models import Clinic, OfferStatus, TimeOfDay, WaitlistEntry, WaitlistOffer, WaitlistStatus
 from db.types import utcnow
 
@@ -65,11 +66,13 @@ def join_waitlist(
 
 @dataclass(frozen=True)
 class PortalOffer:
-    """A freed time offered to the patient, open until `expires` (both clinic-local)."""
+    """A freed time offered to the patient, open until `expires` (both clinic-local); `terms`
+    says who else may take it, in the practice's mode, as the offer message does."""
 
     id: int
     when: str
     expires: str
+    terms: str
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ def waitlist_entries(
     soonest: dict[int, WaitlistOffer] = {}  # the open offer of each entry expiring first
     for offer in sent:
         soonest.setdefault(offer.entry_id, offer)
+    terms = offers.TERMS[get_rules(session).mode]
     result = []
     for entry, clinic in rows:
         offer = soonest.get(entry.id)
@@ -139,6 +143,7 @@ def waitlist_entries(
                     offer.id,
                     clinic_time(clinic, offer.start_at, zone=True),
                     clinic_time(clinic, offer.expires_at, zone=True),
+                    terms,
                 ),
                 _stopped(session, entry, clinic),
             )
@@ -173,7 +178,7 @@ def withdraw_from_waitlist(session: Session, patient_id: int, entry_id: int) -> 
 
 def accept_offer(session: Session, patient_id: int, offer_id: int) -> str:
     """Book a time offered to the patient, as the link in the offer would: through the life
-    cycle, first come first served; the other patients offered it are told it is taken."""
+    cycle; the other patients offered it (first to accept) are told it is taken."""
     portal_patient(session, patient_id)
     appointment = offers.accept_own_offer(session, patient_id, offer_id)
     clinic = session.get(Clinic, appointment.clinic_id)

@@ -784,7 +784,9 @@ def test_the_patient_books_a_time_offered_to_them_in_the_portal(app_db):
     at.session_state["portal_tab"] = "Waitlist"
     at.run()
     assert not at.exception, at.exception
-    assert any("Book it here or with the link" in i.value for i in at.info)
+    (said,) = [i.value for i in at.info if "Book it here or with the link" in i.value]
+    # one at a time (the rules' default): held for them alone, not "the first to accept"
+    assert "holding this time for you alone" in said and "first" not in said
     at.button(key=f"portal_offer_accept_{offer_id}").click().run()
     assert not at.exception and not at.error, at.error
     assert at.success[0].value.startswith("Booked: ")

@@ -19,7 +19,7 @@ from core.portal import home, patient_links, sign_in
 from core.portal import waitlist as portal_waitlist
 from core.requests import changes
 from core.waitlist import entries, offers
-from core.waitlist.rules import Rules, set_rules
+from core.waitlist.rules import Mode, Rules, set_rules
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -718,10 +718,10 @@ def test_the_patient_joins_the_waitlist_for_a_package_or_a_service(db, world):
         )
 
 
-def _offer_hours(db, world, day: date):
+def _offer_hours(db, world, day: date, mode: Mode = Mode.ONE_AT_A_TIME):
     """The practice offers 10:00–11:00 (clinic time) on `day` to the waitlist, by hand."""
     with db.write() as s:
-        set_rules(s, world.owner, Rules(quiet_start=time(0), quiet_end=time(0)))
+        set_rules(s, world.owner, Rules(mode=mode, quiet_start=time(0), quiet_end=time(0)))
     with db.write() as s:
         offers.offer_slot(
             s,
@@ -734,7 +734,9 @@ def _offer_hours(db, world, day: date):
         )
 
 
-def _waiting_with_an_offer(db, world) -> portal_waitlist.PortalWaitlistEntry:
+def _waiting_with_an_offer(
+    db, world, mode: Mode = Mode.ONE_AT_A_TIME
+) -> portal_waitlist.PortalWaitlistEntry:
     """The enrolled patient waits for the service (any day) and is offered 10:00 in 3 days."""
     _enrol(db, world.patient_id)
     day = date.today() + timedelta(days=3)
@@ -748,10 +750,21 @@ def _waiting_with_an_offer(db, world) -> portal_waitlist.PortalWaitlistEntry:
             weekdays=tuple(range(7)),
             **days,
         )
-    _offer_hours(db, world, day)
+    _offer_hours(db, world, day, mode)
     with db.read() as s:
         (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
     return entry
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_the_portal_says_whether_the_offered_time_is_held_or_first_come(db, world, mode):
+    """One at a time, the time is held for this patient alone; the portal said "the first
+    patient to accept gets it" either way. It now says what the offer message says."""
+    entry = _waiting_with_an_offer(db, world, mode)
+    assert entry.offer.terms == offers.TERMS[mode]
+    held = "for you alone" in entry.offer.terms
+    assert held == (mode == Mode.ONE_AT_A_TIME)
+    assert ("first to accept" in entry.offer.terms) == (not held)
 
 
 def test_twice_on_the_waitlist_the_patient_reads_their_own_words(db, world):
@@ -829,7 +842,10 @@ def test_the_patient_sees_their_waiting_entries_with_an_open_offer(db, world):
     assert (second.weekdays, second.times) == ("Mo, Mi", "Morning (9:00–12:00)")
     assert offer.entry_id == first.id and offer.status == OfferStatus.SENT
     assert first.offer == portal_waitlist.PortalOffer(
-        offer.id, clinic_time(clinic, offer.start_at, zone=True), expires
+        offer.id,
+        clinic_time(clinic, offer.start_at, zone=True),
+        expires,
+        offers.TERMS[Mode.ONE_AT_A_TIME],
     )
     assert "10:00" in first.offer.when and second.offer is None
     with db.read() as s, pytest.raises(NotFound):

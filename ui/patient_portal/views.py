@@ -234,7 +234,7 @@ def waitlist(view: home.Home) -> None:
                 st.info(
                     f"We offered you {escape(entry.offer.when)}, until "
                     f"{escape(entry.offer.expires)}. Book it here or with the link in our "
-                    "message; the first patient to accept gets it.",
+                    f"message. {escape(entry.offer.terms)}",
                     icon=":material/event_available:",
                 )
                 if st.button(
