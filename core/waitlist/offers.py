@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, event, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit, tokens
@@ -698,7 +698,8 @@ def _accept(
     except PatientBusy as busy:  # their own visit then: nobody took the time, the offer holds
         raise Conflict(_own_visit(session, offer, busy.visits[0])) from None
     except Conflict:  # the provider's time (or a room it needs) was booked meanwhile
-        offer.status, offer.answered_at = OfferStatus.TAKEN, now
+        _close_read(session, offer, now)
+        _close_after_rollback(session, offer.id, now)
         raise Conflict(TAKEN) from None
     except ValidationError:  # the schedule changed (hours, time off, services withdrawn)
         raise Conflict(CHANGED) from None
@@ -819,6 +820,31 @@ def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, 
             _taken(session, other, now)
         else:
             other.status, other.answered_at = OfferStatus.WITHDRAWN, now
+
+
+def _close_read(session: Session, offer: WaitlistOffer, now: datetime) -> None:
+    """A sent offer whose patient has just read on accepting that the time was taken closes
+    as taken, told nothing more (the jobs loop would otherwise tell them again): its link
+    revoked (it then says "taken"), an offer message still unsent not sent."""
+    offer.status, offer.answered_at = OfferStatus.TAKEN, now
+    if offer.token_id:
+        tokens.revoke(session, offer.token_id)
+    notify.withdraw_offer_unsent(session, offer.id, NOT_SENT_TAKEN)
+
+
+def _close_after_rollback(session: Session, offer_id: int, now: datetime) -> None:
+    """The refusal rolls the caller's transaction back, the close with it: it is made again in
+    its own transaction once that rollback is done (an offer still sent only; a caller that
+    commits instead keeps the close made in its own)."""
+    bind = session.get_bind()
+
+    def close(_: Session) -> None:
+        with Session(bind) as own, own.begin():
+            offer = own.get(WaitlistOffer, offer_id, with_for_update=True)
+            if offer is not None and offer.status == OfferStatus.SENT:
+                _close_read(own, offer, now)
+
+    event.listen(session, "after_rollback", close, once=True)
 
 
 def _taken(session: Session, offer: WaitlistOffer, now: datetime) -> None:

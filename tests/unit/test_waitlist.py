@@ -2158,3 +2158,30 @@ def test_a_freed_time_whose_clean_up_runs_into_time_off_is_not_offered(db, world
                 start_at=at(day, 10),
             ),
         )
+
+
+def test_an_accept_refused_as_taken_closes_the_offer_so_the_patient_is_told_once(db, world):
+    """The desk books the offered time by phone; Ann then accepts and reads "just taken". The
+    refusal was rolled back with her transaction, so her offer stayed open and the jobs loop
+    then emailed her "taken" too. Now the refusal closes it as taken (her link says so) and
+    the jobs loop has nothing more to tell her."""
+    rules(db, world, hold_minutes=120)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["ann@example.org"]
+    deliver(db)
+    booked(db, world, day)  # the desk books the time by phone
+    with pytest.raises(Conflict, match="just been taken"):
+        accept(db, link)
+    with db.read() as session:
+        assert session.scalar(select(WaitlistOffer.status)) == OfferStatus.TAKEN
+        assert offers.offer_view(session, link).closed == offers.TAKEN
+    for _ in range(2):
+        with db.write() as session:
+            offers.expire_offers(session, base_url=BASE)
+    assert sent_to(db, "waitlist_taken") == []
+    with pytest.raises(Conflict, match="just been taken"):  # the link still says so
+        accept(db, link)
