@@ -17,6 +17,7 @@ from core.kernel.errors import NotFound, ValidationError
 from core.kernel.locks import hold
 from core.kernel.money import clinic_time, format_day_range, weekday_name
 from core.patients import merge
+from core.policy.cancellation import online_booking_blocked
 from core.practice.packages import package_services
 from core.practice.timing import Timing, timing_of
 from core.requests.decisions import decline_request
@@ -407,6 +408,19 @@ def unbookable(session: Session, entry: WaitlistEntry) -> str | None:
     return None
 
 
+BARRED = (  # the staff list's words for a barred patient's entry (barred)
+    "None: online booking barred for the patient (no points left); offered nothing until "
+    "points are added"
+)
+
+
+def barred(patient: Patient) -> bool:
+    """Whether the practice barred the patient's online booking (policy's
+    online_booking_blocked): a waitlist offer books online, so none is made to them and one
+    already out cannot be accepted."""
+    return online_booking_blocked(patient)
+
+
 def fits(entry: WaitlistEntry, start: datetime, end: datetime, tz: str) -> bool:
     """Does [start, end) suit the entry's days, weekdays and time-of-day windows?"""
     local_start, local_end = to_local(start, tz), to_local(end, tz)
@@ -526,6 +540,7 @@ def list_entries(
         matches, first = None, ""
         waiting = entry.status == WaitlistStatus.WAITING
         gone = unbookable(session, entry) if waiting and not can_book else None
+        gone = gone or (BARRED if waiting and barred(patient) else None)
         if gone:
             matches, first = 0, gone
         elif with_matches and waiting:

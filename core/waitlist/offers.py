@@ -26,7 +26,7 @@ from core.practice.timing import Timing
 from core.scheduling.availability import find_conflicts, patients_visits, working_hours_cover
 from core.scheduling.moves import NewBooking, PatientBusy, own_visit, schedule_appointment
 from core.scheduling.openings import slot_opened
-from core.waitlist.entries import bookable, fits, services_of, timing, treatment, unbookable
+from core.waitlist.entries import barred, bookable, fits, services_of, timing, treatment, unbookable
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
     Appointment,
@@ -170,7 +170,7 @@ def find_matches(
     suited = [
         e
         for e in skills.performed_by(session, opening.provider_id, list(entries))
-        if _reachable(session, e.patient_id)
+        if _reachable(session, e.patient_id) and not barred(session.get(Patient, e.patient_id))
     ]
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:
@@ -316,6 +316,7 @@ def _advance(
             offer.entry.status != WaitlistStatus.WAITING
             or not _slot_still_open(session, opening, offer, rules, now)
             or not _reachable(session, offer.patient_id)  # consent withdrawn while in line
+            or barred(session.get(Patient, offer.patient_id))  # online booking barred meanwhile
         ):
             offer.status, offer.answered_at = OfferStatus.WITHDRAWN, now
             continue
@@ -665,6 +666,14 @@ def _accept(
     if offer.expires_at <= now:
         raise Conflict(EXPIRED)
     entry = offer.entry
+    if barred(session.get(Patient, offer.patient_id)):  # barred since the offer went out
+        clinic = session.get(Clinic, opening.clinic_id)
+        raise Conflict(
+            "Sorry, we cannot book this time for you: your online booking is paused (no "
+            f"points left), so please call {clinic.name}"
+            + (f" on {clinic.phone}" if clinic.phone else "")
+            + " to book."
+        )
     if unbookable(session, entry):  # withdrawn from the practice's list since the offer went out
         clinic = session.get(Clinic, opening.clinic_id)
         raise Conflict(
@@ -983,6 +992,8 @@ def _why(
         return gone.removeprefix("None: ").split(";")[0]
     if not notify.channels_for(patient)[0]:
         return "no message can reach the patient (consent or address)"
+    if barred(patient):
+        return "the patient may not book online (no points left)"
     return "the time was no longer free or too close"
 
 

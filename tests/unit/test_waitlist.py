@@ -2185,3 +2185,33 @@ def test_an_accept_refused_as_taken_closes_the_offer_so_the_patient_is_told_once
     assert sent_to(db, "waitlist_taken") == []
     with pytest.raises(Conflict, match="just been taken"):  # the link still says so
         accept(db, link)
+
+
+def test_a_patient_barred_from_booking_online_is_offered_nothing_and_cannot_accept(db, world):
+    """Ben has no points left, so the practice has barred his online booking; he still got
+    waitlist offers and could book through them. Now matching skips him (the Waitlist page
+    says why), and an offer already out to Ann when she is barred is refused on accept."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    ann = waiting(db, world, day, name="Ann")
+    ben = waiting(db, world, day, name="Ben")
+    with db.write() as session:
+        session.get(Patient, session.get(WaitlistEntry, ben).patient_id).points_balance = 0
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        rows = entries.list_entries(session, world.manager, clinic_id=world.clinic_id)
+    row = {r.id: r for r in rows}[ben]
+    assert row.matches == 0 and "online booking" in row.next_match
+    assert {r.id: r for r in rows}[ann].matches is not None
+    with db.write() as session:
+        session.get(Patient, session.get(WaitlistEntry, ann).patient_id).points_balance = 0
+    with pytest.raises(Conflict, match="online booking"):
+        accept(db, offer_links(db)["ann@example.org"])
+    with db.read() as session:
+        assert session.scalar(select(WaitlistEntry.status).where(WaitlistEntry.id == ann)) == (
+            WaitlistStatus.WAITING
+        )
+        assert session.scalar(select(func.count()).select_from(Appointment)) == 1
