@@ -398,25 +398,33 @@ def process_openings(
 
 
 def expire_offers(session: Session, *, base_url: str, now: datetime | None = None) -> int:
-    """Sent offers past their hold lapse; the next patient in line gets the slot."""
+    """Sent offers past their hold lapse; the next patient in line gets the slot.
+
+    Locks as accepting does, openings first (in id order), then their offers: locking a
+    lapsed offer before its opening, while an accept held the opening and then wrote that
+    offer (telling it "taken"), deadlocked the two on PostgreSQL."""
     now = now or utcnow()
     rules = get_rules(session)
-    lapsed = session.scalars(
-        select(WaitlistOffer).where(
-            WaitlistOffer.status == OfferStatus.SENT, WaitlistOffer.expires_at <= now
-        )
+    lapsing = (WaitlistOffer.status == OfferStatus.SENT) & (WaitlistOffer.expires_at <= now)
+    with_lapsed = select(WaitlistOffer.opening_id).where(lapsing)
+    locked = session.scalars(
+        select(SlotOpening)
+        .where(SlotOpening.id.in_(with_lapsed) | (SlotOpening.status == OpeningStatus.OFFERING))
+        .order_by(SlotOpening.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
-    openings = {}
+    openings = {opening.id: opening for opening in locked}
+    lapsed = session.scalars(
+        select(WaitlistOffer)
+        .where(lapsing, WaitlistOffer.opening_id.in_(list(openings)))
+        .order_by(WaitlistOffer.id)
+        .execution_options(populate_existing=True)
+    ).all()
     for offer in lapsed:
         offer.status = OfferStatus.EXPIRED
         if offer.token_id:
             tokens.revoke(session, offer.token_id)
-        openings[offer.opening_id] = offer.opening
-    waiting = session.scalars(
-        select(SlotOpening).where(SlotOpening.status == OpeningStatus.OFFERING)
-    ).all()
-    for opening in waiting:
-        openings.setdefault(opening.id, opening)
     session.flush()
     for opening in openings.values():
         if opening.status == OpeningStatus.OFFERING:
