@@ -521,18 +521,12 @@ def _paid_when_closed(
             keep = max(0, min(owed, payment.amount_cents))
     lines = []
     if keep:
-        kept = Payment(
-            appointment_id=appointment.id,
-            patient_id=payment.patient_id,
-            ledger_entry_id=fee.id,
-            kind="fee",
-            method=payment.method,
-            status="paid",
-            amount_cents=keep,
-            currency=payment.currency,
-            refund_of_id=payment.id,
-            note="Kept from the card payment made after the late cancellation, for its fee.",
-            paid_at=utcnow(),
+        kept = kept_for_fee(
+            payment,
+            appointment.id,
+            keep,
+            "Kept from the card payment made after the late cancellation, for its fee.",
+            fee_id=fee.id,
         )
         session.add(kept)
         session.flush()
@@ -774,6 +768,26 @@ def given_back(session: Session, payment_ids: list[int]) -> dict[int, tuple[int,
     return {i: (int(cents), int(points)) for i, cents, points in rows}
 
 
+def kept_for_fee(
+    original: Payment, appointment_id: int, cents: int, note: str, fee_id: int | None = None
+) -> Payment:
+    """The part of a payment kept for a late-cancellation fee: a paid fee row of the same
+    method and currency, pointing at the payment it came from."""
+    return Payment(
+        appointment_id=appointment_id,
+        patient_id=original.patient_id,
+        ledger_entry_id=fee_id,
+        kind="fee",
+        method=original.method,
+        status="paid",
+        amount_cents=cents,
+        currency=original.currency,
+        refund_of_id=original.id,
+        note=note,
+        paid_at=utcnow(),
+    )
+
+
 def _split(
     paid: list[tuple[Payment, int, int]], keep_cents: int
 ) -> list[tuple[Payment, int, int, int]]:
@@ -828,17 +842,11 @@ def settle_on_cancel(
     for original, kept, amount, points in _split(paid, keep_cents if by_patient else 0):
         if kept:
             made.append(
-                Payment(
-                    appointment_id=appointment.id,
-                    patient_id=original.patient_id,
-                    kind="fee",
-                    method=original.method,
-                    status="paid",
-                    amount_cents=kept,
-                    currency=original.currency,
-                    refund_of_id=original.id,
-                    note="Kept from the prepayment for the late-cancellation fee.",
-                    paid_at=utcnow(),
+                kept_for_fee(
+                    original,
+                    appointment.id,
+                    kept,
+                    "Kept from the prepayment for the late-cancellation fee.",
                 )
             )
         if amount <= 0:
