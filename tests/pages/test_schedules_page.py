@@ -309,21 +309,23 @@ def test_time_off_removed_elsewhere_while_chosen_does_not_remove_the_next(app_as
 
 
 def _first_visit(at, app_db) -> tuple[Appointment, date, str]:
-    """The shown provider's first scheduled visit at the shown clinic, two days ahead or more;
-    its clinic-local day and its patient's name."""
+    """The shown provider's first visit on the first day, three days ahead or more, that opens
+    with a scheduled visit at the shown clinic (the time-off list is soonest first: an earlier
+    visit that day would be listed above it); its clinic-local day and its patient's name."""
+    provider = at.selectbox(key="schedules_provider").value.id
+    clinic = at.selectbox(key="schedules_clinic").value.id
     database = _db(app_db)
     with database.read() as session:
-        first = session.scalar(
-            select(Appointment)
-            .where(
-                Appointment.provider_id == at.selectbox(key="schedules_provider").value.id,
-                Appointment.clinic_id == at.selectbox(key="schedules_clinic").value.id,
-                Appointment.status == AppointmentStatus.SCHEDULED,
-                Appointment.start_at > datetime.now(UTC) + timedelta(days=2),
-            )
-            .order_by(Appointment.start_at, Appointment.id)
-        )
-        day = first.start_at.astimezone(ZoneInfo(first.clinic.timezone)).date()
+        zone = ZoneInfo(session.get(Clinic, clinic).timezone)
+        day = datetime.now(zone).date() + timedelta(days=3)
+        for day in (day + timedelta(days=n) for n in range(28)):
+            starts = datetime.combine(day, time(0), zone)
+            booked = schedules.booked_in(session, provider, starts, starts + timedelta(days=1))
+            first = booked and session.get(Appointment, booked[0].id)
+            if first and (first.clinic_id, first.status) == (clinic, AppointmentStatus.SCHEDULED):
+                break
+        else:
+            raise AssertionError("no day in four weeks opens with a scheduled visit")
         name = first.patient.full_name
     database.dispose()
     return first, day, name
