@@ -751,7 +751,7 @@ def _send_attempt(
     except DomainError as error:
         refused = error
     with write() as session:
-        attempt = session.get(Payment, attempt_id, with_for_update=True, populate_existing=True)
+        attempt = _locked_attempt(session, attempt_id)
         if attempt.status != "pending":  # another press finished it meanwhile
             raise Conflict(f"Fee #{fee_id} is paid already.")
         entry = session.get(LedgerEntry, fee_id)
@@ -792,22 +792,31 @@ def _send_attempt(
     return attempt
 
 
+def _locked_attempt(session: Session, attempt_id: int) -> Payment:
+    """A charge to the card on file, locked to record how it ended: its visit and fee first, as
+    a press locks them (before, an answer recorded while another desk held the fee, between
+    reading it owed and looking for an attempt under way, let that desk send a new attempt:
+    the fee was taken twice)."""
+    fee_id = session.scalar(select(Payment.ledger_entry_id).where(Payment.id == attempt_id))
+    _lock_fee_visit(session, fee_id)
+    session.get(LedgerEntry, fee_id, with_for_update=True)
+    return session.get(Payment, attempt_id, with_for_update=True, populate_existing=True)
+
+
 def charge_answered(session: Session, reference: str, succeeded: bool, said: str) -> Payment | None:
     """The provider's webhook says how a charge to the card on file ended (`reference`: its
     payment intent): a pending attempt becomes paid, or failed with what the provider `said`
     (the fee stays owed; the next press is a new charge). None when no pending attempt has it
     (one finished already, or a payment not ours)."""
-    attempt = session.scalar(
-        select(Payment)
-        .where(
+    found = session.scalar(
+        select(Payment.id).where(
             Payment.provider_ref == reference,
             Payment.kind == "fee",
             Payment.method == "stripe",
         )
-        .with_for_update()
-        .execution_options(populate_existing=True)
     )
-    if attempt is None or attempt.status != "pending":
+    attempt = found and _locked_attempt(session, found)
+    if not attempt or attempt.status != "pending":
         return None
     entry = session.get(LedgerEntry, attempt.ledger_entry_id)
     if succeeded:
@@ -879,7 +888,7 @@ def _as_utc(moment: datetime) -> datetime:
 
 def _give_up(write: Callable[[], AbstractContextManager[Session]], attempt_id: int) -> None:
     with write() as session:
-        attempt = session.get(Payment, attempt_id, with_for_update=True, populate_existing=True)
+        attempt = _locked_attempt(session, attempt_id)
         if attempt.status != "pending" or attempt.provider_ref is not None:
             return
         attempt.status = "failed"

@@ -2624,6 +2624,64 @@ def test_two_desks_charging_the_card_on_file_at_once_take_the_fee_once(db, world
     assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
 
 
+def test_a_charge_answered_while_another_desk_reads_the_fee_is_not_taken_again(db, world):
+    """Desk A's charge is answered and recorded while desk B, pressing too, has read the fee as
+    owed but not yet looked for an attempt under way. Before, A's answer did not wait for the
+    fee B held: B then found no attempt pending and sent a new one, and Stripe took the fee
+    twice (one run in five of the two-desk race on PostgreSQL). Recording an answer now locks
+    the fee first: B sends A's own key, and one desk is told it is paid already."""
+    import threading
+
+    from sqlalchemy import event
+
+    a_at_stripe, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
+
+    class Held(CardsOnFile):
+        def request(self, method, url, headers, post_data=None, *, _usage=None):
+            if threading.current_thread().name == "desk-a" and "payment_intents" in url:
+                a_at_stripe.set()
+                b_inside.wait(10)
+            return super().request(method, url, headers, post_data, _usage=_usage)
+
+    http = Held()
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    fee_id = _fee(db, world, appointment_id)
+
+    def between_owed_and_attempt(conn, cursor, statement, parameters, context, executemany):
+        # desk B has read what is owed and the card on file: A's answer comes in now
+        if threading.current_thread().name == "desk-b" and "provider_customer IS NOT" in statement:
+            b_inside.set()
+            a_done.wait(1)  # before: A commits at once; now: A waits for the fee B holds
+
+    outcomes = []
+
+    def press():
+        try:
+            desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+            outcomes.append("paid")
+        except Conflict as error:
+            outcomes.append(str(error))
+        if threading.current_thread().name == "desk-a":
+            a_done.set()
+
+    event.listen(db.engine, "after_cursor_execute", between_owed_and_attempt)
+    try:
+        a = threading.Thread(target=press, name="desk-a")
+        a.start()
+        assert a_at_stripe.wait(10)
+        b = threading.Thread(target=press, name="desk-b")
+        b.start()
+        a.join()
+        b.join()
+    finally:
+        event.remove(db.engine, "after_cursor_execute", between_owed_and_attempt)
+    assert http.made == ["pi_1"]
+    assert sorted(outcomes) == [f"Fee #{fee_id} is paid already.", "paid"]
+    assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+
+
 def intent_event(event_id: str, intent: str, kind: str, said: str = "") -> bytes:
     """A Stripe event about a payment intent (a charge to the card on file)."""
     obj = {"id": intent, "object": "payment_intent", "amount": 3000, "currency": "gbp"}
