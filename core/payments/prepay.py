@@ -515,7 +515,7 @@ def _paid_when_closed(
             Payment.ledger_entry_id == fee.id,
             ((Payment.kind == "fee") & (Payment.status == "paid")) | (Payment.kind == "fee_refund"),
         )
-        sums = dict(session.execute(fee_money.group_by(Payment.kind)).tuples().all())
+        sums = dict(session.execute(fee_money.group_by(Payment.kind)).all())
         if not sums.get("fee_refund"):  # a fee given back no longer stands
             owed = fee.amount_cents - int(sums.get("fee", 0))
             keep = max(0, min(owed, payment.amount_cents))
