@@ -132,6 +132,28 @@ def world(db, request):
     return copy.deepcopy(request.node.built_world)
 
 
+_POSTGRES_FIXTURES = {"db", "temp_postgres", "postgres_template", "postgres_world_template"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A unit test re-run by a PostgreSQL twin (tests/integration/*_pg.py imports the unit
+    module) that asks for no database runs the same code there as here (a parser, a clock rule,
+    a CLI on its own SQLite file): it runs once, under tests/unit, and is deselected in the twin.
+    Tests written in the twin itself always run."""
+    twins, kept = [], []
+    for item in items:
+        function = getattr(item, "function", None)
+        rerun = function is not None and function.__module__.startswith("tests.unit.")
+        if rerun and "integration" in item.path.parts:
+            if not _POSTGRES_FIXTURES & set(item.fixturenames):
+                twins.append(item)
+                continue
+        kept.append(item)
+    if twins:
+        config.hook.pytest_deselected(items=twins)
+        items[:] = kept
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI a skipped test is a failure: nothing may silently not run."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
