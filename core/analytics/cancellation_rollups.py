@@ -138,14 +138,15 @@ def track_changes() -> None:
 
 def _mark_changed_days(session: Session, _context, _instances) -> None:
     days: set[tuple[int, int]] = set()
-    for obj in (*session.new, *session.dirty, *session.deleted):
+    new = session.new  # built anew on each read: once, not once an object (4,000 at a time)
+    for obj in (*new, *session.dirty, *session.deleted):
         if isinstance(obj, Appointment):
-            days |= _days_of(session, obj, old_too=obj not in session.new)
+            days |= _days_of(session, obj, old_too=obj not in new)
         elif isinstance(obj, LedgerEntry) and obj.appointment_id is not None:
             appointment = session.get(Appointment, obj.appointment_id)
             if appointment is not None:
                 days |= _days_of(session, appointment, old_too=False)
-        elif isinstance(obj, Service | Package | Clinic) and obj not in session.new:
+        elif isinstance(obj, Service | Package | Clinic) and obj not in new:
             days.add(EVERYTHING)  # a price or a time zone changed: every day may differ
     session.add_all(CancellationRollupDirty(clinic_id=c, daynum=d) for c, d in days)
 
