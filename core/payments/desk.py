@@ -41,7 +41,7 @@ from core.payments.prepay import (
     send_receipt,
     visit_context,
 )
-from core.payments.providers import PaymentProvider
+from core.payments.providers import PaymentProvider, ProviderError
 from core.payments.rules import Due, get_settings, latest_clinic_id, money_format
 from core.policy import cancellation as policy
 from db.models import (
@@ -670,15 +670,18 @@ def charge_fee_on_file(
     attempt (a new key). The provider's refusal is raised after it is recorded. A charge the
     provider took but has not finished ('processing', 'requires_action') stays pending, counted
     nowhere as money in, and `ChargePending` says so: the provider's webhook completes or fails
-    it (`charge_answered`); one cut off before the provider answered is sent again by the
-    payments job (`finish_charges`)."""
+    it (`charge_answered`). Pressed again, such a charge is not sent again (the provider
+    forgets its key after a day, and could take it twice): the provider is asked how it stands
+    (`_check_attempt`), as the payments job asks of one whose webhook has not come; one cut off
+    before the provider answered is sent again by the payments job (`finish_charges`)."""
     with write() as session:
         ensure(actor, Permission.PAYMENTS_RECORD)
         entry, owed = _owed_fee(session, ledger_entry_id)
-        customer = _customer(session, entry.patient_id)
-        if not customer:
-            raise ValidationError("The patient has no card on file with the payment provider.")
         attempt = _charge_started(session, entry.id)
+        reference = attempt.provider_ref if attempt is not None else None
+        customer = _customer(session, entry.patient_id) or ""
+        if not customer and not reference:
+            raise ValidationError("The patient has no card on file with the payment provider.")
         if attempt is None:
             attempt = _fee_payment(session, entry, owed, "stripe")
             audit.record(
@@ -691,6 +694,8 @@ def charge_fee_on_file(
                 details={"payment_id": attempt.id, "cents": attempt.amount_cents},
             )
         sent = _Attempt.of(attempt, customer)
+    if reference:  # the provider answered it, not finished: asked how it stands, not sent again
+        return _check_attempt(write, actor, sent, reference, provider)
     return _send_attempt(write, actor, sent, provider)
 
 
@@ -700,6 +705,9 @@ class ChargePending(DomainError):
 
 
 CHARGE_RETRY_AFTER = timedelta(minutes=5)  # an attempt not answered by then was cut off
+# a charge answered unfinished whose webhook has not come by then: the provider is asked (its
+# webhook comes within seconds when all is well; it may be lost, or the endpoint down)
+CHARGE_CHECK_AFTER = timedelta(minutes=10)
 CHARGE_KEY_KEPT = timedelta(hours=23)  # Stripe keeps an idempotency key 24 h: resent within it
 
 
@@ -761,12 +769,7 @@ def _send_attempt(
                 attempt.status, attempt.paid_at = "paid", utcnow()
                 _fee_paid_audit(session, actor, entry, attempt)
             else:
-                refused = ChargePending(
-                    f"The card provider has not finished the charge of fee #{fee_id} to the "
-                    f"card on file ({_ref(attempt)}, {charge.status.replace('_', ' ')}): the "
-                    "fee is not paid yet. It is marked paid when the provider says the money "
-                    "came in, or shown as declined if it does not; nothing else to do now."
-                )
+                refused = _pending(fee_id, _ref(attempt), charge.status)
                 audit.record(
                     session,
                     actor,
@@ -792,6 +795,44 @@ def _send_attempt(
     return attempt
 
 
+def _pending(fee_id: int, ref: str, status: str) -> ChargePending:
+    return ChargePending(
+        f"The card provider has not finished the charge of fee #{fee_id} to the card on file "
+        f"({ref}, {status.replace('_', ' ')}): the fee is not paid yet. It is marked "
+        "paid when the provider says the money came in, or shown as declined if it does not; "
+        "nothing else to do now."
+    )
+
+
+def _check_attempt(
+    write: Callable[[], AbstractContextManager[Session]],
+    actor: Actor,
+    sent: _Attempt,
+    reference: str,
+    provider: PaymentProvider,
+) -> Payment:
+    """Ask the provider how a charge it answered unfinished (`reference`) stands now, and record
+    how it ended as its webhook does (`_charge_ended`): paid, or failed with what the provider
+    said (raised as the provider's refusal, as a decline is). Not finished yet:
+    `ChargePending`; finished meanwhile (its webhook, another desk): `Conflict` when paid."""
+    charge = provider.charge_state(reference)  # its refusal raised: nothing is recorded
+    with write() as session:
+        if charge.ended is None:
+            attempt = session.get(Payment, sent.id)
+        else:
+            said = charge.said or "the charge failed."
+            attempt = _charge_ended(session, reference, charge.ended, said, actor)
+            if attempt is not None and attempt.status == "paid":
+                return attempt
+            attempt = attempt or session.get(Payment, sent.id, populate_existing=True)
+        status, ref, last_error = attempt.status, _ref(attempt), attempt.last_error
+    if status == "paid":
+        raise Conflict(f"Fee #{sent.fee_id} is paid already.")
+    if status == "failed":
+        raise ProviderError(last_error or f"The charge {ref} to the card on file failed.")
+    raise _pending(sent.fee_id, ref, charge.status)
+
+
 def _locked_attempt(session: Session, attempt_id: int) -> Payment:
     """A charge to the card on file, locked to record how it ended: its visit and fee first, as
     a press locks them (before, an answer recorded while another desk held the fee, between
@@ -808,6 +849,14 @@ def charge_answered(session: Session, reference: str, succeeded: bool, said: str
     payment intent): a pending attempt becomes paid, or failed with what the provider `said`
     (the fee stays owed; the next press is a new charge). None when no pending attempt has it
     (one finished already, or a payment not ours)."""
+    return _charge_ended(session, reference, succeeded, said, SYSTEM)
+
+
+def _charge_ended(
+    session: Session, reference: str, succeeded: bool, said: str, actor: Actor
+) -> Payment | None:
+    """A charge to the card on file ended as the provider says, recorded by `actor`: the
+    system for its webhook and the payments job, the desk that pressed again and asked."""
     found = session.scalar(
         select(Payment.id).where(
             Payment.provider_ref == reference,
@@ -821,13 +870,13 @@ def charge_answered(session: Session, reference: str, succeeded: bool, said: str
     entry = session.get(LedgerEntry, attempt.ledger_entry_id)
     if succeeded:
         attempt.status, attempt.paid_at = "paid", utcnow()
-        _fee_paid_audit(session, SYSTEM, entry, attempt)
+        _fee_paid_audit(session, actor, entry, attempt)
     else:
         attempt.status = "failed"
         attempt.last_error = f"Stripe did not charge the card on file: {said}"[:500]
         audit.record(
             session,
-            SYSTEM,
+            actor,
             "fee_charge_refused",
             "ledger_entry",
             entry.id,
@@ -842,15 +891,36 @@ def finish_charges(
     provider: PaymentProvider,
     limit: int = 20,
 ) -> int:
-    """The payments job's step for charges to the card on file cut off before the provider
-    answered (the process stopped): each pending attempt with no answer, older than
-    CHARGE_RETRY_AFTER, is sent again with its own key as the system (the provider answers
-    with its first result, so it is completed or failed, never taken twice); one older than
-    CHARGE_KEY_KEPT (the provider forgets the key at 24 h, so sending it again could charge
-    twice) is marked failed, saying so, and the fee stays owed. Returns how many were
-    finished."""
+    """The payments job's step for charges to the card on file left pending. One cut off
+    before the provider answered (the process stopped): each pending attempt with no answer,
+    older than CHARGE_RETRY_AFTER, is sent again with its own key as the system (the provider
+    answers with its first result, so it is completed or failed, never taken twice); one older
+    than CHARGE_KEY_KEPT (the provider forgets the key at 24 h, so sending it again could
+    charge twice) is marked failed, saying so, and the fee stays owed. One the provider
+    answered unfinished whose webhook has not come (lost, the endpoint down), older than
+    CHARGE_CHECK_AFTER: the provider is asked how it stands, and one that ended is completed
+    or failed as its webhook would (`_charge_ended`); one still unfinished is asked again on
+    the next run. With no card provider (`DeskProvider`) nothing can be asked: it is left for
+    the provider's webhook. Returns how many attempts were sent again, given up or asked."""
     now = utcnow()
     with write() as session:
+        answered = (
+            session.scalars(
+                select(Payment)
+                .where(
+                    Payment.kind == "fee",
+                    Payment.method == "stripe",
+                    Payment.status == "pending",
+                    Payment.provider_ref.is_not(None),
+                    Payment.created_at <= now - CHARGE_CHECK_AFTER,
+                )
+                .order_by(Payment.id)
+                .limit(limit)
+            ).all()
+            if provider.online
+            else []
+        )
+        checks = [(_Attempt.of(p, ""), p.provider_ref) for p in answered]
         found = session.scalars(
             select(Payment)
             .where(
@@ -878,7 +948,12 @@ def finish_charges(
                 _send_attempt(write, SYSTEM, sent, provider)
         except DomainError as error:  # declined, still unfinished or finished meanwhile
             log.warning("charge P-%s: %s", sent.id, error)
-    return len(rows)
+    for sent, reference in checks:
+        try:
+            _check_attempt(write, SYSTEM, sent, reference, provider)
+        except DomainError as error:  # failed, still unfinished or finished meanwhile
+            log.warning("charge P-%s: %s", sent.id, error)
+    return len(rows) + len(checks)
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -43,6 +43,10 @@ STRIPE_ZERO_DECIMAL = frozenset(
     ]
 )
 STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+# A payment intent's states that mean the charge will not be taken (docs.stripe.com/payments/
+# paymentintents/lifecycle): canceled, or back to asking for a card after it failed (an
+# off-session charge is never confirmed again by the patient).
+CHARGE_FAILED = frozenset(["canceled", "requires_payment_method"])
 
 
 class ProviderError(DomainError):
@@ -53,6 +57,16 @@ class ProviderError(DomainError):
 class Charge:
     reference: str  # the provider's id for the charge (a payment intent's, pi_…)
     status: str  # the provider's word for it: 'succeeded' is money in; any other is not yet
+    said: str = ""  # why it did not go through, in the provider's words (a decline, a cancel)
+
+    @property
+    def ended(self) -> bool | None:
+        """True: the money is in; False: it failed for good (declined after processing, or
+        canceled), and it will never be taken; None: not finished yet ('processing',
+        'requires_action' and the like)."""
+        if self.status == "succeeded":
+            return True
+        return False if self.status in CHARGE_FAILED else None
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,11 @@ class PaymentProvider(Protocol):
         sent again), so the provider charges it once however often it is sent. The charge's
         status says whether the money is in ('succeeded') or not yet (the provider's webhook
         then says how it ended)."""
+        ...
+
+    def charge_state(self, reference: str) -> Charge:
+        """How the charge to the card on file `reference` stands now at the provider (asked
+        when its answer was not final and its webhook has not come)."""
         ...
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
@@ -163,6 +182,11 @@ class DeskProvider:
 
     def charge_saved_card(self, *_: Any, **__: Any) -> Charge:
         raise ValidationError("There is no card provider: take the fee at the desk.")
+
+    def charge_state(self, reference: str) -> Charge:
+        raise ValidationError(
+            "There is no card provider to ask how the charge to the card on file ended."
+        )
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         raise ValidationError("No payment provider is configured.")
@@ -285,6 +309,17 @@ class StripeProvider:
             raise ProviderError(f"Stripe did not charge the card on file: {_said(exc)}") from exc
         return Charge(intent.id, str(intent.status))
 
+    def charge_state(self, reference: str) -> Charge:
+        """The payment intent `reference` as Stripe has it now: its status, and what Stripe
+        said of a failure (its last payment error) or why it was canceled."""
+        try:
+            intent = self._client.v1.payment_intents.retrieve(reference)
+        except stripe.StripeError as exc:
+            raise ProviderError(
+                f"Stripe did not say how the charge to the card on file stands: {_said(exc)}"
+            ) from exc
+        return Charge(intent.id, str(intent.status), intent_said(intent.to_dict()))
+
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event, if Stripe signed it with this endpoint's secret (else ValidationError)."""
         try:
@@ -292,6 +327,17 @@ class StripeProvider:
         except (ValueError, stripe.SignatureVerificationError):
             raise ValidationError("The webhook signature is not valid.") from None
         return event.to_dict()
+
+
+def intent_said(intent: dict[str, Any]) -> str:
+    """Why a payment intent (as Stripe states it, in an answer or an event) was not taken, as
+    a sentence: its last payment error's message, or its cancellation and the reason given."""
+    error = (intent.get("last_payment_error") or {}).get("message")
+    if intent.get("status") == "canceled" or intent.get("cancellation_reason"):
+        why = intent.get("cancellation_reason")
+        canceled = "the charge was canceled" + (f" ({str(why).replace('_', ' ')})" if why else "")
+        return f"{canceled}: {error}" if error else f"{canceled}."
+    return str(error) if error else ""
 
 
 def _said(exc: stripe.StripeError) -> str:

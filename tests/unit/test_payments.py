@@ -2496,12 +2496,23 @@ class CardsOnFile(stripe.HTTPClient):
         self.keys: list[str] = []  # the Idempotency-Key of each charge asked for
         self.answers: dict[str, tuple[str, int]] = {}  # by key
         self.made: list[str] = []  # the payment intents made (money taken)
+        self.intents: dict[str, dict] = {}  # each payment intent as Stripe has it now
+        self.asked: list[str] = []  # the payment intents retrieved
+
+    def settle(self, intent: str, status: str, **more) -> None:
+        """Stripe finishes the payment intent (no webhook sent: lost, or the endpoint down)."""
+        self.intents[intent] |= {"status": status, **more}
 
     def request(self, method, url, headers, post_data=None, *, _usage=None):
         path = urlsplit(url).path
         if path == "/v1/payment_methods":
             methods = [{"id": "pm_card_1", "object": "payment_method"}]
             return json.dumps({"object": "list", "data": methods, "has_more": False}), 200, {}
+        if method == "get" and path.startswith("/v1/payment_intents/"):
+            with self.lock:
+                intent = path.rsplit("/", 1)[1]
+                self.asked.append(intent)
+                return json.dumps(self.intents[intent]), 200, {}
         with self.lock:
             key = headers.get("Idempotency-Key")
             self.keys.append(key)
@@ -2516,6 +2527,7 @@ class CardsOnFile(stripe.HTTPClient):
                 self.made.append(f"pi_{len(self.made) + 1}")
                 intent = {"id": self.made[-1], "object": "payment_intent", "status": self.status}
                 self.answers[key] = (json.dumps(intent), 200)
+                self.intents[intent["id"]] = dict(intent)
             body, status = self.answers[key]
             return body, status, {}
 
@@ -2784,6 +2796,180 @@ def test_the_payments_job_finishes_a_charge_cut_off_before_stripe_answered(db, w
         query = select(AuditEvent.user_id).where(AuditEvent.action == "fee_paid")
         assert s.scalars(query).all() == [None]  # the system's
     assert desk.finish_charges(db.write, provider) == 0
+
+
+def _pending_charges(db, world, provider, appointment_id, *cents) -> list[int]:
+    """A fee for each of `cents`, charged to the card on file and answered 'processing'."""
+    fees = [_fee(db, world, appointment_id, c) for c in cents]
+    for fee in fees:
+        with pytest.raises(desk.ChargePending):
+            desk.charge_fee_on_file(db.write, world.staff, fee, provider=provider)
+    return fees
+
+
+def test_the_payments_job_asks_stripe_of_a_charge_whose_webhook_never_came(db, world, monkeypatch):
+    """Stripe answers four charges to the card on file 'processing', then finishes them, but
+    its webhooks never come (lost, the endpoint down). Before, each stayed pending for ever
+    and the desk could take no other payment of its fee. The payments job now asks Stripe of
+    one left pending CHARGE_CHECK_AFTER (not sooner: the webhook normally comes within
+    seconds) and records it as the webhook would: paid (taken once), declined or canceled
+    (failed with what Stripe said, the fee owed again); one still processing is asked again on
+    the next run. Without a card provider the job asks nothing and changes nothing."""
+    http = CardsOnFile()
+    http.status = "processing"
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    paid, declined, canceled, slow = _pending_charges(
+        db, world, provider, appointment_id, 3000, 1500, 1200, 1000
+    )
+    http.settle("pi_1", "succeeded")
+    error = {"message": "Your card has insufficient funds.", "code": "card_declined"}
+    http.settle("pi_2", "requires_payment_method", last_payment_error=error)
+    http.settle("pi_3", "canceled", cancellation_reason="abandoned")
+    assert desk.finish_charges(db.write, provider) == 0  # too fresh: its webhook may come
+    assert http.asked == []
+    for fee in (paid, declined, canceled, slow):
+        _age(db, fee, timedelta(minutes=11))  # past CHARGE_CHECK_AFTER (10 min)
+    assert desk.finish_charges(db.write, DeskProvider()) == 0  # no card provider: nothing asked
+    assert http.asked == [] and _fee_payments(db, paid) == [("pending", 3000, "pi_1")]
+    monkeypatch.setattr(prepay, "provider_for", lambda settings: provider)  # no network
+    prepay.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
+    assert http.asked == ["pi_1", "pi_2", "pi_3", "pi_4"]
+    assert http.made == ["pi_1", "pi_2", "pi_3", "pi_4"]  # nothing charged again
+    assert _fee_payments(db, paid) == [("paid", 3000, "pi_1")]
+    assert _fee_payments(db, slow) == [("pending", 1000, "pi_4")]
+    with db.read() as s:
+        said = {
+            p.ledger_entry_id: (p.status, p.last_error)
+            for p in s.scalars(
+                select(Payment).where(Payment.ledger_entry_id.in_([declined, canceled]))
+            )
+        }
+        assert said == {
+            declined: (
+                "failed",
+                "Stripe did not charge the card on file: Your card has insufficient funds.",
+            ),
+            canceled: (
+                "failed",
+                "Stripe did not charge the card on file: the charge was canceled (abandoned).",
+            ),
+        }
+        owed = [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)]
+        assert owed == ["£15.00", "£12.00", "£10.00"]
+        query = select(AuditEvent.user_id).where(AuditEvent.action == "fee_paid")
+        assert s.scalars(query).all() == [None]  # the system's
+    assert _money_in(db, world)[-1] == 3000
+    http.settle("pi_4", "succeeded")
+    assert desk.finish_charges(db.write, provider) == 1  # only the one still processing
+    assert http.asked[4:] == ["pi_4"]
+    assert _fee_payments(db, slow) == [("paid", 1000, "pi_4")]
+    assert desk.finish_charges(db.write, provider) == 0
+
+
+def test_pressing_again_on_an_unfinished_charge_asks_stripe_and_never_charges_again(db, world):
+    """A charge answered 'processing' whose webhook is lost. Before, pressing 'Charge the card
+    on file' again sent the same key: Stripe replayed its first answer ('processing'), so the
+    fee stayed pending though Stripe had taken it; and a day later, the key forgotten by
+    Stripe, the press made a second charge (the fee taken twice, the first never recorded).
+    Pressing again now asks Stripe how the charge stands: still processing is said so, a
+    charge Stripe finished is recorded paid by who pressed, and nothing is charged again."""
+    http = CardsOnFile()
+    http.status = "processing"
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    (fee_id,) = _pending_charges(db, world, provider, appointment_id, 3000)
+    http.answers.clear()  # a day on: Stripe has forgotten the key
+    with pytest.raises(desk.ChargePending, match=r"\(P-\d+, processing\): the fee is not paid"):
+        desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    assert http.made == ["pi_1"] and http.asked == ["pi_1"]
+    http.settle("pi_1", "succeeded")
+    paid = desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    assert (paid.status, paid.provider_ref) == ("paid", "pi_1")
+    assert http.made == ["pi_1"] and len(http.keys) == 1
+    assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+    with db.read() as s:
+        query = select(AuditEvent.user_id).where(AuditEvent.action == "fee_paid")
+        assert s.scalars(query).all() == [world.staff.user_id]
+
+    other = _fee(db, world, appointment_id, 1500)
+    with pytest.raises(desk.ChargePending):
+        desk.charge_fee_on_file(db.write, world.staff, other, provider=provider)
+    http.settle("pi_2", "canceled", cancellation_reason="requested_by_customer")
+    said = (
+        "Stripe did not charge the card on file: the charge was canceled (requested by customer)."
+    )
+    with pytest.raises(ProviderError) as failed:
+        desk.charge_fee_on_file(db.write, world.staff, other, provider=provider)
+    assert str(failed.value) == said
+    assert _fee_payments(db, other) == [("failed", 1500, "pi_2")]
+    http.status = "succeeded"  # the next press is a new charge
+    assert desk.charge_fee_on_file(db.write, world.staff, other, provider=provider).status == "paid"
+    assert http.made == ["pi_1", "pi_2", "pi_3"]
+
+
+def test_the_job_asking_stripe_while_the_webhook_comes_records_the_charge_once(db, world):
+    """The payments job asks Stripe of a charge whose webhook was late, and the webhook comes
+    while the job records its answer: both record it through charge_answered, which locks the
+    visit, the fee, then the attempt (the order a press locks them in), so the second waits
+    and finds it paid: paid once, one 'fee paid' in the audit log, nothing charged again."""
+    import threading
+
+    from sqlalchemy import event
+
+    webhook_writing, job_asked = threading.Event(), threading.Event()
+
+    class Late(CardsOnFile):
+        def request(self, method, url, headers, post_data=None, *, _usage=None):
+            answer = super().request(method, url, headers, post_data, _usage=_usage)
+            if method == "get" and threading.current_thread().name == "job":
+                job_asked.set()
+                webhook_writing.wait(10)  # the webhook holds the attempt, not yet committed
+            return answer
+
+    http = Late()
+    http.status = "processing"
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    (fee_id,) = _pending_charges(db, world, provider, appointment_id, 3000)
+    _age(db, fee_id, timedelta(minutes=11))
+    http.settle("pi_1", "succeeded")
+    body = intent_event("evt_pi_1", "pi_1", "payment_intent.succeeded")
+
+    def hold(conn, cursor, statement, parameters, context, executemany):
+        if threading.current_thread().name == "webhook" and statement.startswith("UPDATE payments"):
+            webhook_writing.set()
+            time.sleep(0.3)  # the job meanwhile tries to record its answer: it waits
+
+    outcomes = []
+
+    def job():
+        outcomes.append(desk.finish_charges(db.write, provider))
+
+    def webhook():
+        assert job_asked.wait(10)
+        with db.write() as s:
+            outcomes.append(webhooks.handle(s, provider, body, signed(body)))
+
+    event.listen(db.engine, "after_cursor_execute", hold)
+    try:
+        threads = [threading.Thread(target=f, name=f.__name__) for f in (job, webhook)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        event.remove(db.engine, "after_cursor_execute", hold)
+    assert sorted(map(str, outcomes)) == ["1", "applied"]
+    assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+    assert http.made == ["pi_1"]
+    with db.read() as s:
+        query = select(func.count()).where(AuditEvent.action == "fee_paid")
+        assert s.scalar(query) == 1
+        assert [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)] == []
 
 
 # ---------------------------------------------------------------- paid after a late cancellation
