@@ -10,8 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.payments import desk, prepay
-from core.payments.providers import PaymentProvider
+from core.payments.providers import PaymentProvider, intent_said
 from db.models import PaymentEvent
+
+CHARGE_ENDED_UNPAID = ("payment_intent.payment_failed", "payment_intent.canceled")
 
 
 def handle(session: Session, provider: PaymentProvider, payload: bytes, signature: str | None):
@@ -47,9 +49,10 @@ def apply_event(session: Session, provider_name: str, event: dict[str, Any]) -> 
             )
     elif kind in ("checkout.session.expired", "checkout.session.async_payment_failed"):
         payment = prepay.checkout_expired(session, str(obj.get("id")))
-    elif kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
-        # a charge to the card on file the provider had not finished when it answered
-        said = ((obj.get("last_payment_error") or {}).get("message")) or "the charge failed."
+    elif kind in ("payment_intent.succeeded", *CHARGE_ENDED_UNPAID):
+        # a charge to the card on file the provider had not finished when it answered; one
+        # canceled (at the provider's dashboard, or by Stripe) failed as a decline does
+        said = intent_said(obj) or "the charge failed."
         payment = desk.charge_answered(
             session, str(obj.get("id")), kind == "payment_intent.succeeded", said
         )

@@ -2910,6 +2910,44 @@ def test_pressing_again_on_an_unfinished_charge_asks_stripe_and_never_charges_ag
     assert http.made == ["pi_1", "pi_2", "pi_3"]
 
 
+def test_a_charge_stripe_canceled_is_failed_and_the_fee_owed_again(db, world):
+    """Stripe's payment_intent.canceled (a charge canceled at Stripe's dashboard, or by Stripe)
+    for a charge to the card on file answered 'processing'. Before, the event was ignored: the
+    charge stayed pending for ever and the fee could not be taken. It is now failed as a
+    decline is, Stripe's reason kept, the fee owed again (taken at the desk, or a new charge);
+    a replay of the event changes nothing."""
+    http = CardsOnFile()
+    http.status = "processing"
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    (fee_id,) = _pending_charges(db, world, provider, appointment_id, 3000)
+    obj = {"id": "pi_1", "object": "payment_intent", "status": "canceled"}
+    obj["cancellation_reason"] = "fraudulent"
+    body = json.dumps(
+        {
+            "id": "evt_cancel_1",
+            "object": "event",
+            "type": "payment_intent.canceled",
+            "data": {"object": obj},
+        }
+    ).encode()
+    with db.write() as s:
+        assert webhooks.handle(s, provider, body, signed(body)) == "applied"
+    said = "Stripe did not charge the card on file: the charge was canceled (fraudulent)."
+    with db.read() as s:
+        (attempt,) = s.scalars(select(Payment).where(Payment.ledger_entry_id == fee_id))
+        assert (attempt.status, attempt.last_error) == ("failed", said)
+        assert [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)] == ["£30.00"]
+        refused = select(AuditEvent.details).where(AuditEvent.action == "fee_charge_refused")
+        assert [d["said"] for d in s.scalars(refused)] == [said]
+    with db.write() as s:
+        assert webhooks.handle(s, provider, body, signed(body)) == "duplicate"
+    with db.write() as s:
+        desk.pay_fee(s, world.staff, fee_id, method="cash", provider=provider)
+    assert _fee_payments(db, fee_id) == [("failed", 3000, "pi_1"), ("paid", 3000, None)]
+
+
 def test_the_job_asking_stripe_while_the_webhook_comes_records_the_charge_once(db, world):
     """The payments job asks Stripe of a charge whose webhook was late, and the webhook comes
     while the job records its answer: both record it through charge_answered, which locks the
