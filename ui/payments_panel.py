@@ -153,13 +153,25 @@ def payments_panel(appointment_id: int) -> None:
         if not c2.button("Record fee paid", key=key):
             continue
         if how == "card_on_file":  # its attempt is committed before the provider is asked
-            if run_in_steps(desk.charge_fee_on_file, fee.ledger_entry_id, provider=provider):
+            charged = run_in_steps(_charge_on_file, fee.ledger_entry_id, provider=provider)
+            if isinstance(charged, desk.ChargePending):  # not paid yet, and nothing went wrong
+                st.warning(escape(str(charged)), icon=":material/hourglass_top:")
+            elif charged:
                 st.toast("Paid.", icon=":material/check_circle:")
                 refresh()
         elif run_action(
             desk.pay_fee, fee.ledger_entry_id, method=how, provider=provider, success="Paid."
         ):
             refresh()
+
+
+def _charge_on_file(write, me, ledger_entry_id: int, *, provider) -> object:
+    """desk.charge_fee_on_file, its ChargePending handed back rather than raised: the provider
+    took the charge and has not finished it, which is no error (it is said as a warning)."""
+    try:
+        return desk.charge_fee_on_file(write, me, ledger_entry_id, provider=provider)
+    except desk.ChargePending as pending:
+        return pending
 
 
 def card_refund_state(r: prepay.PaymentRow, fmt: ClinicFormat, online: bool = True) -> str:

@@ -480,3 +480,62 @@ def test_charging_the_card_on_file_from_the_panel_runs_the_charge_in_its_steps(
         query = select(Payment).where(Payment.ledger_entry_id == fee_id)
         assert session.scalars(query).all() == []
     database.dispose()
+
+
+def test_a_charge_the_provider_has_not_finished_is_a_notice_not_an_error(
+    app_as, app_db, monkeypatch
+):
+    """'Charge the card on file' answered 'processing' by Stripe (through the real stripe
+    library, its HTTP layer answering as Stripe does): the fee is not paid yet and the desk has
+    nothing to do, so it is said as a warning, not an error box (before, st.error), in the same
+    words; the attempt is kept pending."""
+    from stripe import _stripe_client
+
+    from db.models import Appointment, AppointmentStatus, LedgerEntry, LedgerKind, Payment
+    from tests.unit.test_payments import CardsOnFile
+
+    http = CardsOnFile()
+    http.status = "processing"
+    monkeypatch.setattr(_stripe_client, "new_default_http_client", lambda **_: http)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_clinicdesk")  # card payments on
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_test_clinicdesk")
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment).where(Appointment.patient_id.is_not(None)).limit(1)
+        ).one()
+        visit.status = AppointmentStatus.CANCELLED
+        money = {"appointment_id": visit.id, "patient_id": visit.patient_id, "method": "stripe"}
+        money |= {"currency": visit.clinic.currency, "amount_cents": 1000}
+        session.add(Payment(kind="prepayment", status="failed", provider_customer="cus_1", **money))
+        fee = LedgerEntry(
+            patient_id=visit.patient_id,
+            appointment_id=visit.id,
+            kind=LedgerKind.LATE_CANCEL_FEE,
+            amount_cents=2000,
+        )
+        session.add(fee)
+        session.flush()
+        visit_id, fee_id = visit.id, fee.id
+    at = app_as("staff")
+    at.query_params["id"] = str(visit_id)
+    at.switch_page("app_pages/appointment.py")
+    at.run()
+    at.selectbox(key=f"payments_fee_{fee_id}_method").set_value("card_on_file")
+    at.button(key=f"payments_fee_{fee_id}").click().run()
+    assert not at.exception
+    assert http.made == ["pi_1"]
+    assert [e.value for e in at.error] == []
+    with database.read() as session:
+        (attempt,) = session.scalars(select(Payment).where(Payment.ledger_entry_id == fee_id))
+        assert (attempt.status, attempt.provider_ref) == ("pending", "pi_1")
+        said = (
+            f"The card provider has not finished the charge of fee #{fee_id} to the card on "
+            f"file (P-{attempt.id}, processing): the fee is not paid yet. It is marked paid when "
+            "the provider says the money came in, or shown as declined if it does not; nothing "
+            "else to do now."
+        )
+    assert [w.value for w in at.warning] == [said]
+    database.dispose()
