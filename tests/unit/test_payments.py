@@ -2948,7 +2948,7 @@ def test_a_charge_stripe_canceled_is_failed_and_the_fee_owed_again(db, world):
     assert _fee_payments(db, fee_id) == [("failed", 3000, "pi_1"), ("paid", 3000, None)]
 
 
-def test_the_job_asking_stripe_while_the_webhook_comes_records_the_charge_once(db, world):
+def test_the_job_asking_stripe_while_the_webhook_comes_records_the_charge_once(db, world, caplog):
     """The payments job asks Stripe of a charge whose webhook was late, and the webhook comes
     while the job records its answer: both record it through charge_answered, which locks the
     visit, the fee, then the attempt (the order a press locks them in), so the second waits
@@ -3002,6 +3002,8 @@ def test_the_job_asking_stripe_while_the_webhook_comes_records_the_charge_once(d
     finally:
         event.remove(db.engine, "after_cursor_execute", hold)
     assert sorted(map(str, outcomes)) == ["1", "applied"]
+    # the job waited for the webhook's transaction, then found the charge recorded
+    assert f"Fee #{fee_id} is paid already." in caplog.text
     assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
     assert http.made == ["pi_1"]
     with db.read() as s:
