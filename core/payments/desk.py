@@ -553,7 +553,9 @@ def pay_fee(
         raise Conflict(
             f"The card provider is still finishing the charge of fee #{entry.id} to the card on "
             f"file ({_ref(started)}): the fee is marked paid when the provider says the money "
-            "came in, or shown as declined if it does not. Take no other payment of it meanwhile."
+            "came in, or shown as declined if it does not. Take no other payment of it meanwhile. "
+            "Press 'Charge the card on file' again to ask the provider now (nothing is charged "
+            "again)."
         )
     if started:
         raise Conflict(

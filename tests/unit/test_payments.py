@@ -2881,6 +2881,9 @@ def test_pressing_again_on_an_unfinished_charge_asks_stripe_and_never_charges_ag
     appointment_id = _appointment(db, world)
     _card_on_file(db, world, appointment_id, 6000, "GBP")
     (fee_id,) = _pending_charges(db, world, provider, appointment_id, 3000)
+    with db.write() as s, pytest.raises(Conflict) as refused:  # the desk is told how to ask
+        desk.pay_fee(s, world.staff, fee_id, method="cash", provider=provider)
+    assert "Press 'Charge the card on file' again to ask the provider now" in str(refused.value)
     http.answers.clear()  # a day on: Stripe has forgotten the key
     with pytest.raises(desk.ChargePending, match=r"\(P-\d+, processing\): the fee is not paid"):
         desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
