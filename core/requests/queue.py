@@ -21,18 +21,20 @@ from core.kernel.clock import to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import clinic_money, format_day, format_moment, format_moment_range
-from core.practice.timing import timing_of
+from core.practice.timing import Timing, timing_of
 from core.practice.treatment import treatment_texts
 from core.requests import flags
 from core.scheduling.availability import (
     TIME_OF_DAY_LABELS,
     Slot,
+    away_span,
     suggest_slots,
     time_asked,
 )
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
     Appointment,
+    AppointmentService,
     AppointmentStatus,
     ChangeKind,
     ChangeRequest,
@@ -86,7 +88,7 @@ class QueueRow:
     clinic_name: str
     timezone: str
     service_name: str
-    duration_minutes: int
+    duration_minutes: int  # the whole visit's (all its services, as lifecycle.duration_of)
     provider_id: int | None
     provider_name: str
     source: str
@@ -117,6 +119,10 @@ class QueueRow:
     away_whole_day: bool = False  # the ask is a whole day (no time, no time of day)
     locale: str = "en-GB"  # the clinic's: how times and money are shown
     currency: str = "GBP"
+    # the time the visit keeps its provider free before and after it (its services' buffers,
+    # core.practice.timing): time off may touch neither (availability.away_span)
+    buffer_before_minutes: int = 0
+    buffer_after_minutes: int = 0
 
     def local(self, moment: datetime | None) -> datetime | None:
         return to_local(moment, self.timezone) if moment else None
@@ -363,6 +369,7 @@ def list_queue(
     # the join above reads only the visit's first service
     named = treatment_texts(session, [r.appointment_id for r in rows])
     rows = [replace(r, service_name=named.get(r.appointment_id, r.service_name)) for r in rows]
+    rows = _with_timing(session, rows)
     rows = _with_flags(session, rows)
     rows = _with_away(session, rows)
     return _with_answer_by(session, rows, now) if kind == QueueKind.PROPOSALS else rows
@@ -402,6 +409,52 @@ def _with_answer_by(session: Session, rows: list[QueueRow], now: datetime) -> li
     ]
 
 
+def _with_timing(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
+    """The page's rows with their visit's length and buffers as the booking rule reads them
+    (timing_of the visit's services in order: lifecycle.place), in one query: the join in
+    list_queue reads only the first service."""
+    ids = [r.appointment_id for r in rows]
+    if not ids:
+        return rows
+    services: dict[int, list[Any]] = {}
+    for found in session.execute(
+        select(
+            Appointment.id,
+            Service.duration_minutes,
+            Service.buffer_before_minutes,
+            Service.buffer_after_minutes,
+        )
+        .select_from(Appointment)
+        .outerjoin(AppointmentService, AppointmentService.appointment_id == Appointment.id)
+        # a visit without service rows (an old one): its one service (treatment.services_of)
+        .join(
+            Service,
+            Service.id == func.coalesce(AppointmentService.service_id, Appointment.service_id),
+        )
+        .where(Appointment.id.in_(ids))
+        .order_by(Appointment.id, AppointmentService.position)
+    ):
+        services.setdefault(found.id, []).append(found)
+    timed = []
+    for r in rows:
+        timing = timing_of(services.get(r.appointment_id, []))
+        timed.append(
+            replace(
+                r,
+                duration_minutes=timing.minutes or r.duration_minutes,
+                buffer_before_minutes=timing.before,
+                buffer_after_minutes=timing.after,
+            )
+        )
+    return timed
+
+
+def _asks_exact_time(row: QueueRow) -> bool:
+    return (
+        row.requested_start_at if row.kind == QueueKind.RESCHEDULES else row.start_at
+    ) is not None
+
+
 def asked_span(row: QueueRow) -> tuple[datetime, datetime] | None:
     """The time a row asks its provider for, in UTC (availability.time_asked, as
     core.scheduling.cover.asked_span reads a request): a proposal's or an exact request's time,
@@ -414,10 +467,24 @@ def asked_span(row: QueueRow) -> tuple[datetime, datetime] | None:
     return time_asked(exact, length, row.requested_day, row.time_of_day, row.timezone)
 
 
+def away_asked(row: QueueRow) -> tuple[datetime, datetime] | None:
+    """The time no time off of the row's provider may touch, in UTC: an exact time's visit and
+    its buffers, as the booking rule refuses it (availability.away_span: accepting a proposal
+    whose clean-up runs into time off is refused); a day or a time-of-day window as asked (the
+    visit goes somewhere inside it). None as asked_span."""
+    span = asked_span(row)
+    if span is None or not _asks_exact_time(row):
+        return span
+    before = timedelta(minutes=row.buffer_before_minutes)
+    after = timedelta(minutes=row.buffer_after_minutes)
+    return away_span(*span, before, after)
+
+
 def _with_away(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
     """The page's rows whose provider (the one asked for, the booking's, the proposal's) has
-    time off touching the asked-for time, with that time off: one query for the page."""
-    spans = {r.appointment_id: span for r in rows if (span := asked_span(r)) is not None}
+    time off touching the asked-for time (away_asked), with that time off: one query for the
+    page."""
+    spans = {r.appointment_id: span for r in rows if (span := away_asked(r)) is not None}
     if not spans:
         return rows
     providers = {r.provider_id for r in rows if r.appointment_id in spans}
@@ -442,7 +509,7 @@ def _with_away(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
             None,
         )
         if hit:
-            whole_day = r.requested_start_at is None if r.change_id else r.start_at is None
+            whole_day = not _asks_exact_time(r)
             r = replace(
                 r,
                 away_from=hit[0],
@@ -603,14 +670,16 @@ def notices(row: QueueRow) -> list[str]:
         )
     if row.away_from is not None:
         off = format_moment_range(row.away_from, row.away_until, row.timezone, row.locale)
+        kept = Timing(0, row.buffer_before_minutes, row.buffer_after_minutes).words()
+        kept = f" (with {kept})" if kept and _asks_exact_time(row) else ""
         said.append(
             f"{row.provider_name} is on time off {off}, "
             + (
-                "which this proposed time falls in: the patient cannot accept it. Propose "
-                "another time or provider (a new link is sent), or decline the request."
+                f"which this proposed time{kept} runs into: the patient cannot accept it. "
+                "Propose another time or provider (a new link is sent), or decline the request."
                 if row.kind == QueueKind.PROPOSALS
-                else "when the patient asked for: a time with them then is refused. Choose "
-                "another provider or time, or decline saying why."
+                else f"touching the time the patient asked for{kept}: a time with them then is "
+                "refused. Choose another provider or time, or decline saying why."
             )
         )
     if row.kind == QueueKind.PROPOSALS:

@@ -153,3 +153,87 @@ def test_detail_shows_origin_history_and_actions(db, world):
         assert get_appointment_detail(session, world.staff, staff_made).created_by.startswith(
             "Manager · "
         )
+
+
+def test_the_away_mark_counts_the_visits_buffers_as_the_booking_rule_does(db, world):
+    """The service keeps 10 minutes free before it and 15 after (availability.away_span): Dr
+    Test's time off 09:00–09:55, 12:35–13:00 and 15:40–16:30 touches no asked time itself, only
+    the buffers of a request for 10:00, a reschedule to 12:00 and a proposal for 15:00, which
+    the booking rule refuses (the proposal's accept is); the queue marks all three (it marked
+    none). A request for 11:00, buffers and all clear of the time off, is not marked."""
+    from core.kernel.errors import Conflict
+    from core.scheduling import schedules
+    from db.models import Service
+
+    day = future_day(4)
+    with db.write() as session:
+        service = session.get(Service, world.service_id)
+        service.buffer_before_minutes, service.buffer_after_minutes = 10, 15
+    me = world.provider_id
+    early = new_request(db, world, day, None, start_at=at(day, 10), provider_id=me)
+    clear = new_request(db, world, day, None, start_at=at(day, 11), provider_id=me)
+    proposed = new_request(db, world, day, "afternoon")
+    moving = booked(db, world, at(day + timedelta(1), 10))
+    with db.write() as session:
+        decisions.propose_time(
+            session, world.manager, proposed, provider_id=me, start_at=at(day, 15)
+        )
+        changes.request_change(
+            session, world.staff, moving, kind="reschedule", requested_start_at=at(day, 12)
+        )
+        for first, last in ((at(day, 9), at(day, 9, 55)), (at(day, 12, 35), at(day, 13))):
+            schedules.add_time_off(
+                session, world.manager, provider_id=me, starts_at=first, ends_at=last
+            )
+        schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=me,
+            starts_at=at(day, 15, 40),
+            ends_at=at(day, 16, 30),
+        )
+    with db.read() as session:
+        rows = {
+            r.appointment_id: r
+            for kind in ("requests", "reschedules", "proposals")
+            for r in queue.list_queue(session, world.manager, kind)
+        }
+    assert queue.away_words(rows[early]) == "⚠ Dr Test away then"
+    assert rows[early].away_from == at(day, 9)
+    assert queue.away_words(rows[moving]) == "⚠ Dr Test away then"
+    assert rows[moving].away_from == at(day, 12, 35)
+    assert queue.away_words(rows[proposed]) == "⚠ Dr Test away then"
+    assert (
+        "which this proposed time (with 10 minutes kept free before and 15 after) runs into: "
+        "the patient cannot accept it"
+    ) in queue.notices(rows[proposed])[-2]
+    assert queue.away_words(rows[clear]) == ""
+    with pytest.raises(Conflict, match="Dr Test is on time off"), db.write() as session:
+        decisions.respond_to_proposal(session, world.manager, proposed, accept=True)
+
+
+def test_the_away_mark_reads_the_whole_visit_of_several_services(db, world):
+    """A request for 14:00 for a consultation and a peel (an hour): Dr Test's time off from
+    14:40 touches its second half, which the booking rule refuses; the queue read the first
+    service's 30 minutes alone and did not mark it. Its row says the visit lasts 60."""
+    from core.scheduling import schedules
+    from db.models import AppointmentService, Service
+
+    day = future_day(4)
+    asked = new_request(db, world, day, None, start_at=at(day, 14), provider_id=world.provider_id)
+    with db.write() as session:
+        peel = Service(name="Peel", duration_minutes=30, price_cents=9000)
+        session.add(peel)
+        session.flush()
+        session.add(AppointmentService(appointment_id=asked, service_id=peel.id, position=1))
+        schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=at(day, 14, 40),
+            ends_at=at(day, 16),
+        )
+    with db.read() as session:
+        [row] = queue.list_queue(session, world.manager, "requests")
+    assert row.duration_minutes == 60
+    assert queue.away_words(row) == "⚠ Dr Test away then"
