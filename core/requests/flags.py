@@ -8,7 +8,7 @@ name (and perhaps date of birth) a patient on file has ("maybe a known patient")
 checking (a call, usually), the desk says what it found:
 
 - same person: the request stays on the record; a date of birth typed for a record with none
-  can be added to it in the same click;
+  can be added to it in the same click (the records' update: its checks and its audit);
 - not the same person (a family member sharing the email or phone): the request moves to a
   new record made from what was typed, with the shared contact, and waits in the queue there
   for the usual decision. Declining instead would tell the shared contact "declined" for a
@@ -37,7 +37,7 @@ from core.kernel.money import clinic_time, format_day
 from core.kernel.phones import not_for_texts
 from core.kernel.text import same_name
 from core.patients import merge
-from core.patients.records import check_texts, practice_regions
+from core.patients.records import check_texts, practice_regions, update_patient
 from core.payments import points as ledger_points
 from core.scheduling.lifecycle import flush
 from db.models import Appointment, Clinic, Patient, RequestFlag
@@ -171,18 +171,7 @@ def handle_flag(
         )
     details: dict = {"action": action.value}
     if action == FlagAction.ADD_BIRTH:
-        ensure(actor, Permission.PATIENTS_EDIT)
-        patient.date_of_birth = flag.typed_birth
-        audit.record(
-            session,
-            actor,
-            "patient_updated",
-            "patient",
-            patient.id,
-            patient_id=patient.id,
-            message=f"Date of birth added from online request #{appointment_id}.",
-            details={"date_of_birth": "changed"},
-        )
+        _add_typed_birth(session, actor, flag, patient.id)
         done = f"Date of birth added to #{patient.id}; the flag is cleared."
     elif action == FlagAction.NEW_RECORD:
         ensure(actor, Permission.PATIENTS_EDIT)
@@ -229,6 +218,21 @@ def handle_flag(
     )
     session.flush()
     return done
+
+
+def _add_typed_birth(session: Session, actor: Actor, flag: RequestFlag, patient_id: int) -> None:
+    """The typed date of birth on the record, through the records' own update (its permission,
+    its checks of the day and its audit): a day it refuses is refused here, saying what to do
+    instead."""
+    try:
+        update_patient(session, actor, patient_id, date_of_birth=flag.typed_birth)
+    except ValidationError as refused:
+        why = str(refused).rstrip(".")
+        raise ValidationError(
+            f"The typed date of birth cannot go on record #{patient_id}: {why[:1].lower()}"
+            f"{why[1:]}. Check it with the patient, then mark the flag checked and put the "
+            "right day on their record."
+        ) from None
 
 
 def _record_from_typed(

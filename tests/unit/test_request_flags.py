@@ -286,3 +286,38 @@ def test_the_appointment_page_shows_the_flag_only_until_it_is_handled(db, world)
         handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
     with db.read() as s:
         assert get_appointment_detail(s, world.manager, visit).check == ""
+
+
+def test_a_typed_date_of_birth_goes_on_the_record_through_the_records_service(db, world):
+    """Adding the typed date of birth is the patients' records update (core.patients.records):
+    its checks apply, so a typed day no longer plausible (a flag left over New Year: 130 years
+    back is now a year too many; or stored before the intake checked it) is refused saying what
+    to do and nothing changes, the flag still waiting; before, the day was written as typed."""
+    from core.kernel.errors import ValidationError
+    from core.patients.records import MAX_AGE_YEARS
+    from db.types import utcnow
+
+    with db.write() as s:
+        s.get(Patient, world.patient_id).date_of_birth = None
+    visit = _flagged(
+        db,
+        world,
+        first_name="Alex",
+        last_name="Morgan",
+        email="alex@example.org",
+        date_of_birth=BORN,
+    )
+    too_old = date(utcnow().year - MAX_AGE_YEARS - 1, 12, 31)
+    with db.write() as s:
+        s.scalars(select(RequestFlag)).one().typed_birth = too_old
+    with pytest.raises(ValidationError) as refused, db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.ADD_BIRTH)
+    assert str(refused.value) == (
+        f"The typed date of birth cannot go on record #{world.patient_id}: the date of birth "
+        f"is more than {MAX_AGE_YEARS} years ago: check the year ({too_old.year}). Check it "
+        "with the patient, then mark the flag checked and put the right day on their record."
+    )
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).date_of_birth is None
+        assert s.scalars(select(RequestFlag)).one().handled_at is None
+    assert _cleared(db, visit) == []
