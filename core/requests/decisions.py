@@ -300,6 +300,11 @@ def propose_time(
         session, appointment_id, Action.PROPOSE, expected_version, handled_if_moved=True
     )
     before = appointment.status
+    # what the patient asked, for the request to ask it again if the time is let go (let_go)
+    asked = {
+        "provider_id": appointment.provider_id,
+        "start_at": appointment.start_at.isoformat() if appointment.start_at else None,
+    }
     details = place(
         session,
         appointment,
@@ -309,6 +314,8 @@ def propose_time(
         outside_hours_override=outside_hours_override,
     )
     details.update(patient_free(session, appointment, allow_double_booking))
+    if before == S.REQUESTED:  # a second proposal: the first one's history keeps the ask
+        details["asked"] = asked
     appointment.status = S.TENTATIVE
     flush(session, appointment)
     record(session, actor, appointment, Action.PROPOSE, before, message=message, details=details)
@@ -489,12 +496,45 @@ def let_go(
 ) -> None:
     """A proposed time let go (the patient turned it down, or never answered): a change
     request's proposal gives way to the booking the patient had, denied with `reason`; a
-    booking request goes back to the queue, its time freed for the waitlist."""
+    booking request goes back to the queue, its time freed for the waitlist, asking again what
+    its patient asked (_as_asked), not the time let go."""
     if change is not None:
         restore_original(session, appointment, change, reason)
     else:
         appointment_freed(session, appointment, "declined")
         appointment.status = S.REQUESTED
+        _as_asked(session, appointment)
+
+
+def _as_asked(session: Session, appointment: Appointment) -> None:
+    """A booking request back in the queue asks what its patient asked, as propose_time kept
+    it in the proposal's history: its exact time or none (its day and time of day stay on the
+    request), and the provider asked for or any. Before, it kept the proposed time as if asked
+    for, and bulk approve booked the patient at the time they had turned down. A proposal made
+    before the ask was kept leaves the request as it is."""
+    asked = next(
+        (
+            details["asked"]
+            for details in session.scalars(
+                select(AuditEvent.details)
+                .where(
+                    AuditEvent.entity == ENTITY,
+                    AuditEvent.entity_id == appointment.id,
+                    AuditEvent.action == Action.PROPOSE.value,
+                )
+                .order_by(AuditEvent.id.desc())
+            )
+            if details and "asked" in details
+        ),
+        None,
+    )
+    if asked is None:
+        return
+    start_at = datetime.fromisoformat(asked["start_at"]) if asked["start_at"] else None
+    length = duration_of(appointment)  # read first: loading the services flushes
+    appointment.start_at = start_at
+    appointment.end_at = start_at + length if start_at else None
+    appointment.provider_id = asked["provider_id"]
 
 
 def restore_original(

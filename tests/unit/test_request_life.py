@@ -416,3 +416,44 @@ def test_a_manager_records_the_patients_answer_given_on_the_phone(db, world):
         )
     with db.write() as session, pytest.raises(PermissionDenied):
         decisions.respond_to_proposal(session, world.staff, request_id, accept=True)
+
+
+def test_a_proposal_turned_down_or_lapsed_gives_the_request_back_as_the_patient_asked(db, world):
+    """A request for a morning with any provider, proposed at 15:00 with Dr Test and turned
+    down; one for 10:00 with Dr Test, proposed at 15:00 and lapsed: each goes back to the queue
+    asking what its patient asked (the morning, any provider; 10:00). Before, each kept the
+    proposed 15:00 as its asked time, shown as "Requested", and bulk approve booked the
+    patient at the very time they had turned down."""
+    from sqlalchemy import update
+
+    from core.requests import bulk, lapses
+
+    day = future_day(5)
+    morning = new_request(db, world, day, "morning")
+    exact = new_request(db, world, day, None, start_at=at(day, 10), provider_id=world.provider_id)
+    with db.write() as session:
+        for asked in (morning, exact):
+            decisions.propose_time(
+                session, world.manager, asked, provider_id=world.provider_id, start_at=at(day, 15)
+            )
+            if asked == morning:
+                decisions.respond_to_proposal(session, patient_actor("A"), asked, accept=False)
+        session.execute(
+            update(LinkToken)
+            .where(LinkToken.purpose == "proposal", LinkToken.subject_id == exact)
+            .values(expires_at=utcnow() - timedelta(minutes=1))
+        )
+    with db.write() as session:
+        assert lapses.lapse_proposal(session, exact)
+    with db.read() as session:
+        rows = {r.appointment_id: r for r in queue.list_queue(session, world.manager, "requests")}
+    assert (rows[morning].start_at, rows[morning].provider_id) == (None, None)
+    assert queue.describe(rows[morning])["Requested"] == (
+        f"{format_day(day, rows[morning].locale)}, morning (09–12)"
+    )
+    assert (rows[exact].start_at, rows[exact].provider_id) == (at(day, 10), world.provider_id)
+    with db.write() as session:
+        results = bulk.bulk_approve(session, world.manager, [morning])
+    assert results[0].message == (
+        "The patient gave no exact time; approve it on its own with a time."
+    )
