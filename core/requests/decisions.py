@@ -305,6 +305,7 @@ def propose_time(
         "provider_id": appointment.provider_id,
         "start_at": appointment.start_at.isoformat() if appointment.start_at else None,
     }
+    held = (appointment.provider_id, appointment.start_at, appointment.end_at)
     details = place(
         session,
         appointment,
@@ -318,6 +319,14 @@ def propose_time(
         details["asked"] = asked
     appointment.status = S.TENTATIVE
     flush(session, appointment)
+    if before == S.TENTATIVE and held != (
+        appointment.provider_id,
+        appointment.start_at,
+        appointment.end_at,
+    ):  # the time the last proposal held is free: the waitlist hears of it, as of a move
+        appointment_freed(
+            session, appointment, "moved", provider_id=held[0], start_at=held[1], end_at=held[2]
+        )
     record(session, actor, appointment, Action.PROPOSE, before, message=message, details=details)
     return send_proposal(session, appointment, message)
 

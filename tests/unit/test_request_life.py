@@ -457,3 +457,23 @@ def test_a_proposal_turned_down_or_lapsed_gives_the_request_back_as_the_patient_
     assert results[0].message == (
         "The patient gave no exact time; approve it on its own with a time."
     )
+
+
+def test_a_new_proposal_frees_the_time_the_last_one_held_for_the_waitlist(db, world):
+    """A request proposed at 11:00, then at 14:00 instead: 11:00 no longer held is offered to
+    the waitlist (a slot opening, as a moved visit's old time); before, it was heard of by
+    nobody. Proposing the same time again frees nothing."""
+    from db.models import SlotOpening
+
+    day = future_day(5)
+    asked = new_request(db, world, day)
+    for hour in (11, 14, 14):
+        with db.write() as session:
+            decisions.propose_time(
+                session, world.manager, asked, provider_id=world.provider_id, start_at=at(day, hour)
+            )
+    with db.read() as session:
+        opened = session.execute(
+            select(SlotOpening.provider_id, SlotOpening.start_at, SlotOpening.end_at)
+        ).all()
+    assert opened == [(world.provider_id, at(day, 11), at(day, 11, 30))]
