@@ -67,9 +67,15 @@ def lapse_proposal(session: Session, appointment_id: int, now: datetime | None =
     if session.scalar(still) is None:  # a new proposal since the list was read
         return False
     before, proposed_when = appointment.status, when_text(appointment)
+    # the link the patient had: one a newer proposal replaced (revoked) may have run longer
     lapsed_at = session.scalar(
         select(LinkToken.expires_at)
-        .where(LinkToken.purpose == "proposal", LinkToken.subject_id == appointment_id)
+        .where(
+            LinkToken.purpose == "proposal",
+            LinkToken.subject_id == appointment_id,
+            LinkToken.revoked_at.is_(None),
+            LinkToken.used_at.is_(None),
+        )
         .order_by(LinkToken.expires_at.desc())
         .limit(1)
     )

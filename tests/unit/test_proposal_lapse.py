@@ -180,3 +180,40 @@ def test_two_servers_lapsing_at_once_let_it_go_once(db, world, settings, monkeyp
     assert errors == []
     assert [a for a, _ in _history(db, appointment_id)].count("proposal_lapsed") == 1
     assert len(messages(db, appointment_id, "proposal_lapsed")) == 2
+
+
+def test_the_lapse_says_when_the_link_the_patient_had_lapsed_not_a_replaced_one(
+    db, world, settings
+):
+    """Proposed for a day in six days (its link would run until then), then for a sooner
+    time (the new link runs a shorter while): when the new link lapses, the history says it
+    lapsed then; before, it named the replaced link's end, days in the future."""
+    from core.kernel.money import clinic_time
+
+    appointment_id = new_request(db, world, future_day(6))
+    with db.write() as session:
+        for day in (future_day(6), future_day(2)):
+            decisions.propose_time(
+                session,
+                world.manager,
+                appointment_id,
+                provider_id=world.provider_id,
+                start_at=at(day, 11),
+            )
+    lapsed_at = utcnow().replace(microsecond=0) - timedelta(minutes=1)
+    with db.write() as session:
+        session.execute(
+            update(LinkToken)
+            .where(
+                LinkToken.purpose == "proposal",
+                LinkToken.subject_id == appointment_id,
+                LinkToken.revoked_at.is_(None),
+            )
+            .values(expires_at=lapsed_at)
+        )
+        clinic = session.get(Appointment, appointment_id).clinic
+        said = clinic_time(clinic, lapsed_at, zone=True)
+    lapses.lapse_job(db, settings)
+    action, reason = _history(db, appointment_id)[-1]
+    assert action == "proposal_lapsed"
+    assert reason.endswith(f"before its link lapsed at {said}.")
