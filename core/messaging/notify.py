@@ -972,7 +972,7 @@ def fit_text(text: str, most: int = sms_parts.MAX_PARTS) -> str:
     """`text` within `most` parts (counted as sms_parts does: one character outside the GSM
     alphabet shrinks every part), cut at a word with " ..." — but never before the end of its
     last link: a link arrives whole (a cut one opens nothing, or the wrong page), and the text
-    then runs as long as that link needs."""
+    then runs as long as that link needs, ending at the link when " ..." would cost a part."""
     if sms_parts.parts(text).count <= most:
         return text
     last_link_end = max((m.end() for m in _LINK.finditer(text)), default=0)
@@ -990,7 +990,12 @@ def fit_text(text: str, most: int = sms_parts.MAX_PARTS) -> str:
     space = max(head.rfind(" "), head.rfind("\n"))
     if space >= last_link_end and space > 0 and not text[keep].isspace():
         head = head[:space]  # the cut falls inside a word of prose: end at the word before
-    return head.rstrip() + CUT
+    head = head.rstrip()
+    if keep == last_link_end and sms_parts.parts(head + CUT).count > max(
+        most, sms_parts.parts(head).count
+    ):
+        return head  # cut at the link's end, where the mark would cost a part: the link ends it
+    return head + CUT
 
 
 # ---------------------------------------------------------------- outbox screen

@@ -81,3 +81,15 @@ def test_the_editor_says_how_many_parts_and_why_a_text_costs_more():
         r"whole text goes in UCS-2, 70 characters a part",
         sms_parts.describe("Paweł \U0001f600 hi!"),
     )
+
+
+def test_a_text_cut_at_the_end_of_its_link_ends_there_when_the_cut_mark_would_cost_a_part():
+    """Before, " ..." went after the link however little room was left: 199 units that fit
+    three UCS-2 parts went as 203, four."""
+    head = "ł" * (201 - len(LINK) - 3) + " " + LINK  # 199 units
+    fitted = notify.fit_text(head + " and a sentence after the link")
+    assert fitted == head and sms_parts.parts(fitted).count == 3
+    roomy = "ł" * 50 + " " + LINK
+    cut = notify.fit_text(roomy + " and a sentence" * 20)  # room left: the mark says so
+    assert cut.startswith(roomy + " and a") and cut.endswith(" ...")
+    assert sms_parts.parts(cut).count == 3
