@@ -7,8 +7,12 @@ are never sent without consent, and the caller is told why.
 A text message is never cut inside a link. A template that carries links has a short text form
 of its own (`Template.sms`), used unless staff edited the template or replaced the message's
 text; any other text is the subject and the flattened email, and the length guard
-(`fit_text`) cuts only prose after the last link, so a link always arrives whole even when the
-text then runs past three parts.
+(`fit_text`) cuts only prose after the last link, so a link always arrives whole. Where what
+comes before the link is too long (a long clinic name and address, a first name outside the GSM
+alphabet), the names and places filled in are cut, the longest first, to one common length
+marked with "." (`SHORTENED`, `shorten`): the longest that keeps the text within three parts,
+or, where the wording and links alone need more (three links in UCS-2), within the fewest they
+need. A link, a time and what staff wrote are never cut there.
 
 A text costs what its parts cost (core.messaging.sms_parts): three parts are 459 characters in
 the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji, a curly quote)
@@ -23,6 +27,8 @@ from __future__ import annotations
 import logging
 import re
 import string
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
@@ -495,11 +501,15 @@ def render_sms(
         return _sms_text(subject or render(template, context)[0], body)
     gsm = Template(*(sms_parts.gsm_wording(t) for t in (template.subject, template.body)), "")
     values = {k: sms_parts.plain_spaces(v) if isinstance(v, str) else v for k, v in context.items()}
-    if not template.sms:
-        own_subject, own_body = render(gsm, values)
-        return _sms_text(subject or own_subject, own_body)
-    text = sms_parts.gsm_wording(template.sms).format_map(_values(values))
-    return fit_text("\n".join(line.strip() for line in text.splitlines() if line.strip()))
+
+    def compose(values: dict[str, object]) -> str:
+        if not template.sms:
+            own_subject, own_body = render(gsm, values)
+            return _sms_text(subject or own_subject, own_body)
+        text = sms_parts.gsm_wording(template.sms).format_map(_values(values))
+        return fit_text("\n".join(line.strip() for line in text.splitlines() if line.strip()))
+
+    return _names_shortened(compose, values)
 
 
 def template_for(session: Session, key: str, *, as_saved: bool = False) -> Template:
@@ -966,6 +976,77 @@ def _sms_text(subject: str, body: str) -> str:
 
 
 CUT = " ..."  # GSM: "…" would send the whole text in UCS-2, in 67-character parts
+
+# the values a text shortens when its links and wording leave too little room for them (see
+# _names_shortened): names and places, never a link, a time or what staff wrote
+SHORTENED = ("first_name", "patient_name", "clinic_name", "provider_name", "service_name", "where")
+SHORTEST = 1  # characters a shortened name keeps at least (before its ".")
+_JOINERS = frozenset("\u200d\u20e3")  # zero-width joiner, keycap: part of the sign before
+
+
+def _inside_a_sign(text: str, at: int) -> bool:
+    """Whether a cut before `text[at]` would split one sign the reader sees: a letter from its
+    accent, an emoji from its joiner, skin tone or variation selector, a flag's two halves."""
+    char, before = text[at], text[at - 1]
+    if before == "\u200d" or char in _JOINERS or unicodedata.category(char) in ("Mn", "Me"):
+        return True
+    if 0x1F3FB <= ord(char) <= 0x1F3FF:  # a skin tone
+        return True
+    if 0x1F1E6 <= ord(char) <= 0x1F1FF:  # a regional indicator: flags are pairs of them
+        run = 0
+        while at - run - 1 >= 0 and 0x1F1E6 <= ord(text[at - run - 1]) <= 0x1F1FF:
+            run += 1
+        return run % 2 == 1
+    return False
+
+
+def shorten(value: str, most: int) -> str:
+    """`value` in at most `most` characters and a "." marking the cut: at the end of a word
+    when one ends in the second half of those characters, else between two signs (never inside
+    an emoji or a letter with its accent); a value that fits stays as it is."""
+    if len(value) <= most:
+        return value
+    at = most
+    while at > 0 and _inside_a_sign(value, at):
+        at -= 1
+    while at == 0 or (at < len(value) and _inside_a_sign(value, at)):
+        at += 1  # the first sign alone is longer than `most`: it stays whole
+    head = value[:at]
+    space = head.rfind(" ")
+    if space >= most // 2 and not value[at].isspace():
+        head = head[:space]
+    head = head.rstrip(" ,;:-/(")
+    return head if head.endswith(".") else head + "."
+
+
+def _names_shortened(compose: Callable[[dict[str, object]], str], values: dict) -> str:
+    """The text `compose` makes of `values`, within MAX_PARTS parts: when its links and wording
+    leave too little room (fit_text cuts only prose after the last link), the names and places
+    (SHORTENED) are cut, the longest first, to one common length (`shorten`), the longest that
+    fits — not below SHORTEST characters. Where even that cannot fit (three links in UCS-2 need
+    more than three parts), they are cut as little as the fewest parts those links allow need."""
+    text = compose(values)
+    if sms_parts.parts(text).count <= sms_parts.MAX_PARTS:
+        return text
+    names = {k: v for k in SHORTENED if isinstance(v := values.get(k), str)}
+    longest = max(map(len, names.values()), default=0)
+    if longest <= SHORTEST:
+        return text
+
+    def cut_to(most: int) -> str:
+        return compose(values | {k: shorten(v, most) for k, v in names.items()})
+
+    goal = max(sms_parts.MAX_PARTS, sms_parts.parts(cut_to(SHORTEST)).count)
+    if sms_parts.parts(text).count <= goal:
+        return text  # the names cost no part
+    fits, over = SHORTEST, longest  # the longest common length within the goal, by halving
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if sms_parts.parts(cut_to(middle)).count <= goal:
+            fits = middle
+        else:
+            over = middle
+    return cut_to(fits)
 
 
 def fit_text(text: str, most: int = sms_parts.MAX_PARTS) -> str:

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import gsm0338
 
-MAX_PARTS = 3  # the most a ClinicDesk text is sent as; fit_text cuts prose to stay within
+MAX_PARTS = 3  # the most a ClinicDesk text is sent as (core.messaging.notify.fit_text)
 GSM_SINGLE, GSM_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
 

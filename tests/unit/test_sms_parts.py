@@ -83,6 +83,107 @@ def test_the_editor_says_how_many_parts_and_why_a_text_costs_more():
     )
 
 
+# names a practice meets: Greek, Chinese, emoji (a surrogate pair each, one a ZWJ sequence),
+# all outside the GSM alphabet, so the whole text goes in UCS-2 (67 characters a part)
+LONG_NAMES = {
+    "greek": ("Αικατερίνη-Παναγιώτα", "Παπαδοπούλου-Κωνσταντινίδου"),
+    "chinese": ("欧阳诸葛慕容司马上官东方", "欧阳诸葛慕容司马上官东方西门"),
+    "emoji": ("Zoë \U0001f469\u200d\U0001f469\u200d\U0001f467\U0001f338\U0001f338", "Ng"),
+}
+LONG_CLINIC = "Κλινική Αισθητικής και Δερματολογίας Βορείων Προαστίων Αθηνών"
+LONG_ADDRESS = "Λεωφόρος Κηφισίας 123, Μαρούσι 151 24, Αθήνα"
+LINKS = ("link", "confirm_link", "cancel_link", "reschedule_link")
+
+
+def _long_context(first: str, last: str) -> dict[str, str]:
+    return (
+        notify.SAMPLE_CONTEXT
+        | dict.fromkeys(LINKS, LINK)
+        | {
+            "first_name": first,
+            "patient_name": f"{first} {last}",
+            "clinic_name": LONG_CLINIC,
+            "where": f"{LONG_CLINIC}, {LONG_ADDRESS}",
+            "provider_name": "Dr Αλεξάνδρα Κωνσταντινοπούλου-Παπαναστασίου",
+            "service_name": "Ανάλυση δέρματος και θεραπεία προσώπου με λέιζερ",
+        }
+    )
+
+
+def _links_whole(template: notify.Template, text: str, context: dict[str, str]) -> None:
+    """Every link the text form fills in is in the text whole, a word of its own."""
+    wanted = [
+        url
+        for key, value in context.items()
+        if f"{{{key}}}" in (template.sms or template.body)
+        for url in re.findall(r"https?://\S+", value)
+    ]
+    assert wanted and all(url in text.split() for url in wanted), text
+
+
+def _bare(template: notify.Template, context: dict[str, str]) -> str:
+    """The text with every name and place one letter outside the GSM alphabet: the fewest
+    parts its wording and links allow in UCS-2."""
+    return notify.render_sms(template, context | dict.fromkeys(notify.SHORTENED, "Κ"))
+
+
+@pytest.mark.parametrize("names", LONG_NAMES.values(), ids=LONG_NAMES)
+@pytest.mark.parametrize("key", [k for k, t in notify.TEMPLATES.items() if t.sms])
+def test_a_text_of_long_names_outside_the_gsm_alphabet_keeps_three_parts_and_its_links(names, key):
+    """Before, the names before a link were never cut: the invitation went in four parts,
+    the proposal in five, the waitlist offer in six, the reminder in eight. A text whose own
+    wording and links need more than three UCS-2 parts goes in as few as they need."""
+    template, context = notify.TEMPLATES[key], _long_context(*names)
+    text = notify.render_sms(template, context)
+    assert sms_parts.parts(text).count <= max(3, sms_parts.parts(_bare(template, context)).count)
+    if re.search(r"\{(\w*link|forms|next_step)\}", template.sms):
+        _links_whole(template, text, context)
+
+
+def test_only_texts_whose_own_wording_and_links_need_it_go_past_three_ucs2_parts():
+    context = _long_context(*LONG_NAMES["greek"])
+    over = {
+        key: sms_parts.parts(notify.render_sms(t, context)).count
+        for key, t in notify.TEMPLATES.items()
+        if t.sms and sms_parts.parts(notify.render_sms(t, context)).count > 3
+    }
+    # three links; a form's title and link; the payment's next step before its link
+    assert over == {"appointment_reminder": 7, "forms_to_complete": 4, "payment_not_matched": 4}
+
+
+def test_the_invitation_shortens_the_clinics_name_and_the_patients_by_one_rule():
+    template = notify.TEMPLATES["portal_invitation"]
+    text = notify.render_sms(template, _long_context(*LONG_NAMES["greek"]))
+    assert sms_parts.parts(text).count == 3 and text.endswith(f": {LINK}")
+    clinic, rest = text.split(": ", 1)
+    first = rest.split(",", 1)[0]
+    # the longest values are cut first, to one length, each marked with "."
+    assert clinic.endswith(".") and LONG_CLINIC.startswith(clinic[:-1].rstrip())
+    assert first == LONG_NAMES["greek"][0]  # 20 characters: shorter than the cut
+    assert len(clinic) < len(LONG_CLINIC)
+
+
+def test_an_emoji_name_is_never_cut_inside_its_sequence():
+    family = "\U0001f469\u200d\U0001f469\u200d\U0001f467"
+    assert notify.shorten(f"Zoë {family}{family}", 6) in {f"Zoë {family}.", "Zoë."}
+    assert notify.shorten("Αικατερίνη-Παναγιώτα", 10) == "Αικατερίνη."
+    assert notify.shorten("Dr Αλεξάνδρα Κωνσταντινοπούλου", 20) == "Dr Αλεξάνδρα."
+    assert notify.shorten("Short", 10) == "Short"
+    assert notify.shorten(f"{family} Ng", 2) == f"{family}."  # one sign longer than the cut
+    assert notify.shorten("\U0001f1ec\U0001f1f7\U0001f1e9\U0001f1ea", 3) == "\U0001f1ec\U0001f1f7."
+
+
+def test_an_edited_template_without_its_own_text_form_also_shortens_its_names():
+    edited = notify.Template(
+        "Invitation to the {clinic_name} portal",
+        "Dear {patient_name}, you are invited to the {clinic_name} patient portal. Enrol "
+        "here: {link}",
+        "",
+    )
+    text = notify.render_sms(edited, _long_context(*LONG_NAMES["chinese"]))
+    assert sms_parts.parts(text).count <= 3 and text.endswith(LINK)
+
+
 def test_a_text_cut_at_the_end_of_its_link_ends_there_when_the_cut_mark_would_cost_a_part():
     """Before, " ..." went after the link however little room was left: 199 units that fit
     three UCS-2 parts went as 203, four."""
