@@ -9,13 +9,14 @@ Two ways in, both on `/_clinicdesk/sms/inbound` (serve.py):
 Both comparisons are constant-time. What a reply means is `parse_reply`.
 
 Opting out: the carriers' standard opt-out words (CTIA's STOP, STOPALL, UNSUBSCRIBE, END, QUIT,
-and Twilio's OPTOUT and REVOKE) withdraw the patient's consent to texts, and START or UNSTOP
-gives it back; HELP or INFO is answered with who is texting and how to reach and stop them
-(every number gets it: it names only the practice) — except CANCEL, a standard opt-out word
-that here means "cancel my appointment" (the reminders say so), and YES, a standard opt-in
-word that here confirms. A provider that applies the standard list itself (Twilio's Advanced
-Opt-Out) may still block texts to a number that sent CANCEL; its own list is set in the
-provider's console.
+Twilio's OPTOUT and REVOKE, and STOPP, German's and the Nordic languages' STOP), in any case and
+with a full stop or "!" ("Stop.", "stopp!"), withdraw the patient's consent to texts, and START
+or UNSTOP gives it back (core.portal.replies); HELP or INFO is answered with who is texting
+and how to reach and stop them (every number gets it: it names only the practice) — except
+CANCEL, a standard opt-out word that here means "cancel my appointment" (the reminders say so),
+and YES, a standard opt-in word that here confirms. A provider that applies the standard list
+itself (Twilio's Advanced Opt-Out) may still block texts to a number that sent CANCEL; its own
+list is set in the provider's console.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from collections.abc import Mapping
 
 CONFIRM_WORDS = frozenset({"C", "YES", "Y", "CONFIRM"})
 CANCEL_WORDS = frozenset({"X", "CANCEL"})
-STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "OPTOUT", "REVOKE"})
+STOP_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "OPTOUT", "REVOKE", "STOPP"}
+)
 START_WORDS = frozenset({"START", "UNSTOP"})
 HELP_WORDS = frozenset({"HELP", "INFO"})
 

@@ -101,6 +101,13 @@ def book(db, world, day=DAY, hour=10) -> int:
         ("start", Intent.START),
         ("UNSTOP", Intent.START),
         ("please stop the noise", Intent.OTHER),
+        # as a UK or German clinic gets them: any case, a full stop, German's STOPP
+        ("Stop.", Intent.STOP),
+        ("STOPP", Intent.STOP),
+        ("stopp!", Intent.STOP),
+        ("Unstop", Intent.START),
+        ("Start.", Intent.START),
+        ("Stopp bitte nicht", Intent.OTHER),
     ],
 )
 def test_replies_are_parsed_strictly(text, intent):
