@@ -9,8 +9,11 @@ and anything else — or a reply that cannot be acted on — lands in the staff 
 appointment. STOP (and the other opt-out words of core.messaging.sms_inbound) withdraws the text
 consent of every patient with that number, audited; the texts still waiting for them are not
 sent and their pending invitations by text are revoked (core.patients.invitations, the rule a
-staff edit follows). START gives consent back. Each is answered once (a second STOP gets no
-answer). Every reply is stored and audited.
+staff edit follows). START gives consent back, except to a record whose number the practice
+reads as a landline (core.kernel.phones.landline, the rule the desk and the booking form
+apply): a fixed line can send a text (a landline texting service, a number moved to VoIP), but
+none reaches it, so that START waits in the staff inbox saying why. Each is answered once (a
+second STOP gets no answer). Every reply is stored and audited.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from core.kernel import audit, tokens
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.errors import Conflict, DomainError, LinkInvalid, NotFound, ValidationError
 from core.kernel.money import clinic_format, clinic_time, format_moment
+from core.kernel.phones import landline, practice_regions
 from core.messaging import clinic_events, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply
 from core.patients import invitations
@@ -56,6 +60,10 @@ STOP_ANSWER = "You will get no more text messages from us. Reply START to get th
 START_ANSWER = "You will get our text messages again. Reply STOP to stop them."
 STOP_HINT = "Reply STOP to stop text messages."
 STOPPED = "Not sent: the patient replied STOP to stop text messages."
+START_ON_LANDLINE = (
+    "START from a number on file as a landline: texts cannot reach it, so text consent was not "
+    "given. Ask the patient for a mobile number."
+)
 
 
 # ---------------------------------------------------------------- the confirm link
@@ -136,12 +144,18 @@ def find_patient_by_phone(session: Session, number: str) -> Patient | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, int]:
+def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, int, int]:
     """Give or withdraw the text consent of every patient with this number, each audited; on
     withdrawal their texts still waiting are not sent and their pending invitation by text is
-    revoked, as a staff edit withdrawing it would. (How many matched, how many changed.)"""
+    revoked, as a staff edit withdrawing it would. Consent is never given to a number on file
+    as a landline (core.patients.records.check_texts' rule). (How many matched, how many
+    changed, how many were left without consent as landlines.)"""
     matched = sign_in.patients_by_phone(session, number, limit=SHARED_PHONE_MAX)
-    changed = [p for p in matched if p.consent_sms != given]
+    fixed = set()
+    if given and matched:
+        regions = practice_regions(session)
+        fixed = {p.id for p in matched if landline(p.phone, regions)}
+    changed = [p for p in matched if p.consent_sms != given and p.id not in fixed]
     for patient in changed:
         patient.consent_sms = given
         audit.record(
@@ -157,7 +171,7 @@ def _set_text_consent(session: Session, number: str, given: bool) -> tuple[int, 
         notify.withdraw_queued(session, [p.id for p in changed], Channel.SMS, STOPPED)
         for patient in changed:  # a texted invitation's link would still enrol them
             invitations.revoke_for_opt_out(session, patient, Channel.SMS, via="text message")
-    return len(matched), len(changed)
+    return len(matched), len(changed), len(fixed)
 
 
 def next_appointment(session: Session, patient_id: int, now: datetime) -> Appointment | None:
@@ -220,14 +234,21 @@ def receive_sms(
     actor = patient_actor(patient.first_name if patient else "", via="text message")
     if intent in (Intent.STOP, Intent.START):
         given = intent == Intent.START
-        matched, changed = _set_text_consent(session, from_number, given)
+        matched, changed, fixed = _set_text_consent(session, from_number, given)
         if not matched:
             note = "No patient has this phone number: there is no text consent to change."
+        elif fixed == matched:
+            note = START_ON_LANDLINE
         else:
             outcome = "opted_in" if given else "opted_out"
             answer = (START_ANSWER if given else STOP_ANSWER) if changed else ""
             if matched > 1:
                 note = f"{matched} patients share this number; the change applies to each."
+            if fixed:
+                note = (
+                    f"{matched} patients share this number; the change applies to each but "
+                    f"{fixed}, whose number is on file as a landline."
+                )
     elif intent == Intent.HELP:
         outcome, answer = "help", _help_answer(session, appointment)
     elif patient is None:

@@ -314,6 +314,35 @@ def test_stop_withdraws_text_consent_once_audited_and_start_gives_it_back(db, wo
         assert session.get(Notification, waiting.id).status == DeliveryStatus.QUEUED
 
 
+def test_start_from_a_landline_gives_no_text_consent_and_says_why_but_stop_still_stops(db, world):
+    """A fixed line can send a text (a landline texting service, a number ported to VoIP):
+    START from the number of a record the desk saved as a landline without text consent left
+    the record with consent no text can use, which the desk and the booking form refuse
+    (core.patients.records.check_texts). Now it lands in the staff inbox saying why, as a
+    record kept with consent on a landline still stops on STOP."""
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.phone, patient.consent_sms = "020 7946 0123", False
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="+442079460123", body="START")
+    assert (outcome.outcome, outcome.answer) == ("inbox", "")
+    with db.read() as session:
+        assert session.get(Patient, world.patient_id).consent_sms is False
+        reply = session.get(SmsReply, outcome.reply_id)
+        assert reply.patient_id == world.patient_id
+        assert "landline" in reply.note and "mobile" in reply.note
+        assert not session.scalar(
+            select(func.count()).where(AuditEvent.action == "sms_consent_given")
+        )
+    with db.write() as session:  # one kept from before the check, with consent: STOP stops it
+        session.get(Patient, world.patient_id).consent_sms = True
+    with db.write() as session:
+        stopped = replies.receive_sms(session, from_number="+442079460123", body="Stop.")
+    assert stopped.outcome == "opted_out"
+    with db.read() as session:
+        assert session.get(Patient, world.patient_id).consent_sms is False
+
+
 def test_stop_revokes_a_pending_text_invitation_as_the_patients_own_act(db, world):
     """STOP withdraws text consent, and the invitation texted to that number (its link would
     still enrol them) is revoked as a staff edit withdrawing the consent revokes it, audited as
