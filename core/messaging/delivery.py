@@ -186,8 +186,21 @@ class LoggingSmsTransport:
         log.info("SMS to %s: %s", notification.to_address, redact(notification.body))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: urllib follows one to a POST as a GET without the message, so a
+    provider's page answering 200 would have it recorded as sent."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises the 3xx answer as an HTTPError
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
+
+
 class HttpSmsTransport:
-    """Posts {"to", "text"} as JSON with a bearer token to the configured provider address."""
+    """Posts {"to", "text"} as JSON with a bearer token to the configured provider address.
+    A redirect is a failure naming the new address (the message is not posted there: the
+    practice's settings say where texts go)."""
 
     def __init__(self, settings: SmsSettings, timeout: float = 20) -> None:
         self.settings, self.timeout = settings, timeout
@@ -203,10 +216,16 @@ class HttpSmsTransport:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
                 if response.status >= 300:
                     raise RuntimeError(f"SMS provider answered HTTP {response.status}")
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                moved = exc.headers.get("Location", "")
+                raise RuntimeError(
+                    f"the SMS provider answered HTTP {exc.code}, a redirect to {moved!r}: set "
+                    "SMS_HTTP_URL to the address it names (see README, Configuration)"
+                ) from None
             if 400 <= exc.code < 500 and exc.code not in (401, 403, 408, 429):
                 raise PermanentFailure(f"the SMS provider answered HTTP {exc.code}") from None
             raise

@@ -1,6 +1,8 @@
 """The sender under faults: claims and their renewal, two senders at once, Message-ID, permanent
 and temporary failures on real (faulty) SMTP servers, no transport, draining, redacted links."""
 
+import http.server
+import json
 import socket
 import threading
 import time
@@ -11,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from core.kernel import tokens
-from core.kernel.config import Settings, SmtpSettings
+from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.messaging import delivery, notify
 from db.models import Channel, DeliveryStatus, Notification, NotificationAttachment
 from db.types import utcnow
@@ -351,3 +353,56 @@ def test_a_test_sms_to_a_number_no_phone_can_dial_is_refused_saying_what_to_fix(
     assert sent.sent
     with db.read() as session:
         assert session.scalars(select(Notification.to_address)).all() == ["1 212 555 0182"]
+
+
+class _MovedProvider(http.server.BaseHTTPRequestHandler):
+    """An SMS provider whose address moved (http to https, a new path): a POST to the old one
+    is answered 301, and the new one takes a POST, and answers a GET with its home page."""
+
+    posted: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/old":
+            self.send_response(301)
+            self.send_header("Location", "/new")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.posted.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_sms_provider_answering_with_a_redirect_is_a_failure_naming_the_new_address():
+    """Before, urllib followed a 301 to a POST as a GET without the message: the provider's
+    page answered 200 and the text was recorded as sent, though it never left."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MovedProvider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        transport = delivery.HttpSmsTransport(
+            SmsSettings(provider="http", http_url=f"{base}/old", http_token="t"), timeout=5
+        )
+        text = Notification(channel=Channel.SMS, to_address="+447700900123", body="Hello")
+        with pytest.raises(Exception, match=r"HTTP 301.*/new.*SMS_HTTP_URL") as failed:
+            transport.send(text)
+        assert not isinstance(failed.value, delivery.PermanentFailure)  # fixed, it goes
+        assert not delivery.connection_failed(failed.value)
+        delivery.HttpSmsTransport(
+            SmsSettings(provider="http", http_url=f"{base}/new", http_token="t"), timeout=5
+        ).send(text)
+        assert _MovedProvider.posted == [{"to": "+447700900123", "text": "Hello"}]
+    finally:
+        server.shutdown()
+        server.server_close()
