@@ -19,7 +19,8 @@ the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji,
 brings. The guard counts parts, not characters, and cuts with " ..." (GSM); the template's own
 wording goes with its curly quotes, dashes, "…" and no-break spaces as their GSM equivalents,
 the values filled in with plain spaces for no-break ones; letters, and what staff typed in
-place of a message, are sent as they are.
+place of a message, are sent as they are (the template's and the values' letters composed: an
+"e" and a separate accent go as "é", in the GSM alphabet, sms_parts.composed).
 """
 
 from __future__ import annotations

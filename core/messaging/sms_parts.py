@@ -13,6 +13,7 @@ alphabet and its extension table; no national language shift tables, which sende
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -78,14 +79,21 @@ def parts(text: str) -> Parts:
 
 def gsm_wording(text: str) -> str:
     """The practice's wording with its curly quotes, dashes, "…" and no-break spaces as their
-    GSM equivalents; every letter as it is."""
-    return text.translate(GSM_EQUIVALENTS)
+    GSM equivalents; every letter as it is, composed (`composed`)."""
+    return composed(text).translate(GSM_EQUIVALENTS)
 
 
 def plain_spaces(text: str) -> str:
     """`text` with the no-break and narrow spaces dates and amounts are written with as plain
-    spaces (a filled-in value: nothing else of it changes)."""
-    return text.translate(SPACE_EQUIVALENTS)
+    spaces, its letters composed (a filled-in value: nothing else of it changes)."""
+    return composed(text).translate(SPACE_EQUIVALENTS)
+
+
+def composed(text: str) -> str:
+    """`text`'s letters in their composed form (Unicode NFC): "e" and a combining acute, as a
+    name pasted from a file name or a Mac's clipboard has it, as "é", the same letter, which
+    the GSM alphabet has where the combining accent alone is not in it."""
+    return unicodedata.normalize("NFC", text)
 
 
 def describe(text: str) -> str:

@@ -194,3 +194,15 @@ def test_a_text_cut_at_the_end_of_its_link_ends_there_when_the_cut_mark_would_co
     cut = notify.fit_text(roomy + " and a sentence" * 20)  # room left: the mark says so
     assert cut.startswith(roomy + " and a") and cut.endswith(" ...")
     assert sms_parts.parts(cut).count == 3
+
+
+def test_a_name_typed_with_a_separate_accent_goes_in_the_gsm_alphabet_as_the_same_letter():
+    """'José' pasted from a file name or a Mac's clipboard is 'Jose' and a combining acute
+    (NFD), outside the GSM alphabet: the whole text went in UCS-2, 67 characters a part. Its
+    composed form (NFC, the same letters) is 'é', in the GSM alphabet."""
+    template = notify.Template("", "", "", "{clinic_name}: {first_name}, your portal: {link}")
+    text = notify.render_sms(
+        template, {"clinic_name": "Clinic", "first_name": "Jose\u0301 Mun\u0303oz", "link": LINK}
+    )
+    assert text == f"Clinic: Jos\u00e9 Mu\u00f1oz, your portal: {LINK}"
+    assert sms_parts.parts(text).gsm
