@@ -9,7 +9,9 @@ a resend. A permanent failure (an SMTP 5xx answer, an address that is not one) i
 A channel without a configured transport keeps its messages queued, saying why, until one is
 configured. After delivery the stored text keeps no usable link: tokens are replaced by their
 hash, and the attached files' bytes (check-in code, calendar file) are dropped; their names
-stay (core.messaging.attachments).
+stay (core.messaging.attachments). SMTP over TLS (SMTP_SECURITY ssl or starttls) checks the
+server's certificate and name; a mail server whose certificate no authority signed is not sent
+to (its error says so) unless SSL_CERT_FILE names its authority.
 
 A connection-level failure (refused, timed out, disconnected, unreachable) says the server is
 down, not that the message is wrong: that message counts the attempt and backs off, and the rest
@@ -40,6 +42,7 @@ import json
 import logging
 import re
 import smtplib
+import ssl
 import threading
 import time
 import urllib.error
@@ -154,11 +157,17 @@ class SmtpTransport:
             message.add_attachment(
                 file.content, maintype=maintype, subtype=subtype, filename=file.name, params=params
             )
-        smtp_class = smtplib.SMTP_SSL if s.security == "ssl" else smtplib.SMTP
+        # the server's certificate and name checked against the system's authorities (or
+        # SSL_CERT_FILE's, for a relay with a CA of its own): smtplib's default checks neither
+        tls = ssl.create_default_context()
         try:
-            with smtp_class(s.host, s.port, timeout=self.timeout) as client:
+            if s.security == "ssl":
+                connection = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=tls)
+            else:
+                connection = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+            with connection as client:
                 if s.security == "starttls":
-                    client.starttls()
+                    client.starttls(context=tls)
                 if s.username:
                     client.login(s.username, s.password)
                 client.send_message(message)

@@ -3,13 +3,17 @@ and temporary failures on real (faulty) SMTP servers, no transport, draining, re
 
 import http.server
 import json
+import shlex
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from core.kernel import tokens
@@ -406,3 +410,43 @@ def test_an_sms_provider_answering_with_a_redirect_is_a_failure_naming_the_new_a
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_smtp_server_whose_certificate_is_nobodys_is_refused_not_sent_to(tmp_path):
+    """Before, smtplib's own default checked no certificate (Python 3.11: an unverified
+    context), so anyone between the practice and its mail server could read the password and
+    every patient's message and link. A server with a self-signed certificate now fails the
+    send, as unreachable, and gets nothing."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    self_signed = shlex.split(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+    )
+    subprocess.run([*self_signed, "-keyout", key, "-out", cert], check=True, capture_output=True)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    received = []
+
+    class Keep:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+            received.append(envelope.content)
+            return "250 OK"
+
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    number = port.getsockname()[1]
+    port.close()
+    controller = Controller(Keep(), hostname="127.0.0.1", port=number, ssl_context=server_tls)
+    controller.start()
+    try:
+        transport = delivery.SmtpTransport(
+            SmtpSettings(host="127.0.0.1", port=number, security="ssl"), timeout=5
+        )
+        mail = Notification(
+            id=1, channel=Channel.EMAIL, to_address="pat@example.org", subject="Hi", body="x"
+        )
+        mail.created_at = utcnow()
+        with pytest.raises(ssl.SSLCertVerificationError) as failed:
+            transport.send(mail)
+        assert delivery.connection_failed(failed.value) and received == []
+    finally:
+        controller.stop()
