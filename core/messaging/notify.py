@@ -1059,6 +1059,8 @@ def fit_text(text: str, most: int = sms_parts.MAX_PARTS) -> str:
         return text
     last_link_end = max((m.end() for m in _LINK.finditer(text)), default=0)
     fits, over = 0, len(text)  # the longest head that fits with the cut marker, by halving
+    if sms_parts.parts(text[:last_link_end]).count > most:
+        over = 0  # up to its last link the text is over already: it ends there, no search
     while over - fits > 1:
         middle = (fits + over) // 2
         if sms_parts.parts(text[:middle].rstrip() + CUT).count <= most:
