@@ -4,6 +4,7 @@ Re-run on PostgreSQL by tests/integration/test_sms_replies_pg.py."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -14,6 +15,7 @@ import urllib.request
 from datetime import time as clock
 from datetime import timedelta
 
+import phonenumbers as pn
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -21,6 +23,7 @@ from alembic import command
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
+from core.kernel import phones
 from core.kernel.clock import local_to_utc
 from core.kernel.config import Settings, SmsSettings
 from core.kernel.errors import Conflict, LinkInvalid, ValidationError
@@ -341,6 +344,31 @@ def test_start_from_a_landline_gives_no_text_consent_and_says_why_but_stop_still
     assert stopped.outcome == "opted_out"
     with db.read() as session:
         assert session.get(Patient, world.patient_id).consent_sms is False
+
+
+def test_a_clinic_added_abroad_never_makes_a_number_on_file_a_landline_one_closed_can():
+    """How a START can come from a number on file as a landline, besides a fixed line's own
+    texting service: not by a clinic added in another country (a number typed at the desk
+    could be dialled in one of the practice's countries then, and that reading stays, so the
+    number is no landline while it does: core.kernel.phones.landline), but by one closed or
+    moved to another country's locale: '07700 900123', unplaced in Britain (maybe a mobile),
+    is a Berlin line once the London clinic is gone."""
+    regions = ("GB", "DE", "FR", "IE", "AT")
+    kinds = (pn.PhoneNumberType.MOBILE, pn.PhoneNumberType.FIXED_LINE, pn.PhoneNumberType.VOIP)
+    numbers = {"07700 900123", "07911 123456", "030 1234567", "0151 23456789"} | {
+        pn.format_number(example, pn.PhoneNumberFormat.NATIONAL)
+        for region in regions
+        for kind in kinds
+        if (example := pn.example_number_for_type(region, kind))
+    }
+    for number in numbers:
+        for first, added in itertools.permutations(regions, 2):
+            if not phones.phone_problem(number, (first,)):  # dialable when it was typed
+                assert phones.landline(number, (first, added)) <= phones.landline(
+                    number, (first,)
+                ), (number, first, added)
+    assert not phones.landline("07700 900123", ("GB", "DE"))
+    assert phones.landline("07700 900123", ("DE",))
 
 
 def test_stop_revokes_a_pending_text_invitation_as_the_patients_own_act(db, world):
