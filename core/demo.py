@@ -1,6 +1,7 @@
 """Deterministic demo data: two clinics in different time zones, six providers, ten services,
-500 patients, about six months of history and four weeks ahead in every status, open requests
-of every kind, invitations in every state and survey responses. Same seed, same data."""
+500 patients, about six months of history and four weeks ahead in every status (a few visits
+booked as a package), open requests of every kind, invitations in every state and survey
+responses. Same seed, same data."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from core.payments.rules import get_settings
 from core.policy.cancellation import inside_window
 from core.practice import skills
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
+from core.practice.packages import package_services
 from core.practice.treatment import treatment_of
 from core.scheduling.states import PROPOSAL_TTL
 from db.models import (
@@ -45,6 +47,7 @@ from db.models import (
     LedgerEntry,
     LedgerKind,
     Notification,
+    Package,
     Patient,
     PortalInvitation,
     Provider,
@@ -243,12 +246,19 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
     )
     _requests(session, rng, clinics, services, patients, appointments, policies, today, now)
     _notes(session, staff_user)
-    _proposal_links(session, appointments, now)
+    # the package visits draw from their own generator, in the time the others left free,
+    # and come after them: every other row is as it was before the demo booked packages
+    packaged = random.Random(seed + 2)
+    bundles = _package_visits(
+        session, packaged, providers, appointments, patients, policies, today, now, staff_user
+    )
+    _proposal_links(session, appointments + bundles, now)
     _invitations(session, rng, patients, now)
     answered = _surveys(session, rng, appointments, now)
-    _ledger(session, appointments, answered, policies)
+    answered += _surveys(session, packaged, bundles, now, share=0.5)
+    _ledger(session, appointments + bundles, answered, policies)
     _outbox(session, rng, appointments, now)
-    return DemoSummary(len(patients), len(appointments), DEMO_PASSWORDS)
+    return DemoSummary(len(patients), len(appointments) + len(bundles), DEMO_PASSWORDS)
 
 
 def _test_message(session: Session) -> None:
@@ -373,7 +383,107 @@ def _overlapping(spans, start, end):
     return [(s, e) for s, e in spans if s < end and e > start]
 
 
-def _one(rng, provider, clinic, service, patient, start, now, staff_user, policy):
+PACKAGE_DAYS = 0.3  # the share of an able provider's working days with a package visit
+
+
+def _package_visits(session, rng, providers, appointments, patients, policies, today, now, user):
+    """A few visits booked as a package (about one working day in three of each provider who
+    performs all its services), as booking makes them: its services one after another, the
+    first's buffer before and the last's after, at a time the provider, the patient and the
+    rooms the services need are free (around the visits booked already)."""
+    packages = [
+        package_services(session, package_id)
+        for package_id in session.scalars(select(Package.id).order_by(Package.id))
+    ]
+    listed = skills.listed_services(session, [provider.id for provider, _ in providers])
+    needs = defaultdict(list)  # (clinic, service) -> the resources the service needs there
+    for service_id, resource in session.execute(
+        select(ServiceResource.service_id, Resource).join(
+            Resource, Resource.id == ServiceResource.resource_id
+        )
+    ):
+        needs[(resource.clinic_id, service_id)].append(resource)
+    busy, patient_busy, in_use = defaultdict(list), defaultdict(list), defaultdict(list)
+    for a in appointments:
+        kept = (
+            a.start_at - timedelta(minutes=a.buffer_before_minutes or 0),
+            a.end_at + timedelta(minutes=a.buffer_after_minutes or 0),
+        )
+        busy[a.provider_id].append(kept)
+        if a.patient_id:
+            patient_busy[a.patient_id].append((a.start_at, a.end_at))
+        for resource in needs[(a.clinic_id, a.service_id)]:
+            in_use[resource.id].append(kept)
+    created = []
+    for provider, clinic in providers:
+        able = [
+            (package, members)
+            for package, members in packages
+            if skills.performs(listed.get(provider.id), [m.id for m in members])
+        ]
+        if not able:
+            continue
+        for offset in range(-182, 29):
+            day = today + timedelta(days=offset)
+            hours = [h for h in provider.working_hours if h.weekday == day.weekday()]
+            if not hours or rng.random() >= PACKAGE_DAYS:
+                continue
+            package, members = rng.choice(able)
+            minutes = sum(m.duration_minutes for m in members)
+            before, after = members[0].buffer_before_minutes, members[-1].buffer_after_minutes
+            opens = datetime.combine(day, hours[0].starts) + timedelta(minutes=before)
+            closes = datetime.combine(day, hours[0].ends) - timedelta(minutes=minutes)
+            times = []
+            while opens <= closes:
+                times.append(opens)
+                opens += timedelta(minutes=15)
+            patient = rng.choice(patients)
+            rooms = {r.id: r for m in members for r in needs[(clinic.id, m.id)]}.values()
+            for at in rng.sample(times, len(times)):
+                start = local_to_utc(day, at.time(), clinic.timezone)
+                end = start + timedelta(minutes=minutes)
+                kept = (start - timedelta(minutes=before), end + timedelta(minutes=after))
+                if (
+                    _overlapping(busy[provider.id], *kept)
+                    or _overlapping(patient_busy[patient.id], start, end)
+                    or any(len(_overlapping(in_use[r.id], *kept)) >= r.quantity for r in rooms)
+                ):
+                    continue
+                busy[provider.id].append(kept)
+                patient_busy[patient.id].append((start, end))
+                for resource in rooms:
+                    in_use[resource.id].append(kept)
+                visit = _one(
+                    rng,
+                    provider,
+                    clinic,
+                    members[0],
+                    patient,
+                    start,
+                    now,
+                    user,
+                    policies[clinic.id],
+                    members,
+                )
+                visit.package_id = package.id
+                created.append(visit)
+                break
+    session.add_all(created)
+    session.flush()
+    for visit in created:
+        for position, service in enumerate(package_services(session, visit.package_id)[1]):
+            session.add(
+                AppointmentService(
+                    appointment_id=visit.id, service_id=service.id, position=position
+                )
+            )
+    return created
+
+
+def _one(rng, provider, clinic, service, patient, start, now, staff_user, policy, members=()):
+    """One visit of `service`, or of a package's `members` one after another (the first's
+    buffer before, the last's after)."""
+    members = list(members) or [service]
     lead = timedelta(
         days=rng.choice([0, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45]), hours=rng.randrange(24)
     )
@@ -381,19 +491,19 @@ def _one(rng, provider, clinic, service, patient, start, now, staff_user, policy
     if booked > now:  # a visit weeks ahead booked "in the future" was booked in the last days
         booked = now - timedelta(hours=rng.randrange(1, 72))
     online = rng.random() < 0.35
-    minutes = service.duration_minutes
+    minutes = sum(m.duration_minutes for m in members)
     appointment = Appointment(
         clinic_id=clinic.id,
         provider_id=provider.id,
         patient_id=patient.id,
         service_id=service.id,
         mode=VisitMode.VIRTUAL
-        if service.virtual_allowed and rng.random() < 0.2
+        if all(m.virtual_allowed for m in members) and rng.random() < 0.2
         else VisitMode.IN_PERSON,
         start_at=start,
         end_at=start + timedelta(minutes=minutes),
-        buffer_before_minutes=service.buffer_before_minutes,
-        buffer_after_minutes=service.buffer_after_minutes,
+        buffer_before_minutes=members[0].buffer_before_minutes,
+        buffer_after_minutes=members[-1].buffer_after_minutes,
         source=Source.ONLINE if online else Source.STAFF,
         created_by_user_id=None if online else staff_user,
         booked_at=booked,
@@ -571,9 +681,10 @@ def _invitations(session, rng, patients, now):
         session.add(invitation)
 
 
-def _surveys(session, rng, appointments, now):
+def _surveys(session, rng, appointments, now, share=None):
     """Survey requests two hours after a completed visit (none yet for a visit just over) and
-    the answers that came back before now; returns the answered visits."""
+    the answers that came back before now; returns the answered visits. Asked after 600 of
+    the visits, or after the `share` of them given; an answer records its visit's package."""
     answered = []
     completed = [
         a
@@ -583,7 +694,8 @@ def _surveys(session, rng, appointments, now):
         and a.completed_at + SURVEY_DELAY <= now
     ]
     replies = []  # each answered request and its response, given the request's id at one flush
-    for appointment in rng.sample(completed, min(600, len(completed))):
+    asked = min(600, len(completed)) if share is None else round(share * len(completed))
+    for appointment in rng.sample(completed, asked):
         sent = appointment.completed_at + SURVEY_DELAY
         request = FeedbackRequest(
             appointment_id=appointment.id,
@@ -604,6 +716,7 @@ def _surveys(session, rng, appointments, now):
                 clinic_id=appointment.clinic_id,
                 provider_id=appointment.provider_id,
                 service_id=appointment.service_id,
+                package_id=appointment.package_id,  # its answers are the package's figures
                 submitted_at=replied,
                 nps=nps,
                 rating=min(5, max(1, round(nps / 2))),

@@ -17,7 +17,7 @@ from core.kernel import accounts
 from core.kernel.clock import local_day_bounds, to_local
 from core.kernel.config import load_settings
 from core.startup import open_database
-from db.models import OCCUPYING, Appointment, Clinic, User
+from db.models import OCCUPYING, Appointment, Clinic, Package, PackageService, Service, User
 from db.types import utcnow
 from tests.support.shared import built_once
 from tests.support.templates import build_demo
@@ -91,6 +91,18 @@ def app_as(app_db) -> Callable[..., AppTest]:
         return at
 
     return make
+
+
+def clear_skin(session) -> Package:
+    """A package the demo books no visit of ("Clear skin": Skin check, then Chemical peel),
+    for a test that books its own visits as a package and counts exactly those."""
+    package = Package(name="Clear skin", price_cents=19000)
+    session.add(package)
+    session.flush()
+    for position, name in enumerate(("Skin check", "Chemical peel")):
+        service_id = session.scalar(select(Service.id).where(Service.name == name))
+        session.add(PackageService(package_id=package.id, service_id=service_id, position=position))
+    return package
 
 
 def chart_click(series: int, index: int) -> dict:

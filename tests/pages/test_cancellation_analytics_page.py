@@ -27,7 +27,6 @@ from db.models import (
     Clinic,
     LedgerEntry,
     OpeningStatus,
-    Package,
     Patient,
     Payment,
     Provider,
@@ -36,7 +35,7 @@ from db.models import (
     SlotOpening,
     User,
 )
-from tests.pages.conftest import chart_click, every_clinic_speaks
+from tests.pages.conftest import chart_click, clear_skin, every_clinic_speaks
 
 PAGE = "app_pages/cancellation_analytics.py"
 
@@ -947,13 +946,13 @@ def test_the_notice_chart_says_how_many_cancellations_it_leaves_out(app_as, app_
 
 
 def test_a_package_is_its_own_bar_by_service_and_lists_its_own_visits(app_as, app_db):
-    """Three visits booked as the package Skin renewal (first service Skin check): the
-    service chart has a bar "Package: Skin renewal", said under the chart, and a click on it
-    lists those three visits (before: they were Skin check's, and the bar's pick was read as
-    a service's id)."""
+    """Three visits booked as a package (first service Skin check; one the demo books no
+    visit of, as it does Skin renewal): the service chart has a bar "Package: Clear skin",
+    said under the chart, and a click on it lists those three visits (before: they were Skin
+    check's, and the bar's pick was read as a service's id)."""
     database = _db(app_db)
     with database.write() as session:
-        package = session.scalar(select(Package).where(Package.name == "Skin renewal"))
+        package = clear_skin(session)
         skin_check = session.scalar(select(Service.id).where(Service.name == "Skin check"))
         since = datetime.now(UTC) - timedelta(days=40)
         visits = session.scalars(
@@ -976,15 +975,15 @@ def test_a_package_is_its_own_bar_by_service_and_lists_its_own_visits(app_as, ap
     assert not at.exception and not at.error
     spec = _spec(at, "cancel_chart_service")
     labels = spec["xAxis"]["data"]
-    assert "Package: Skin renewal" in labels, labels
+    assert "Package: Clear skin" in labels, labels
     assert any(c.value.startswith("A package booked as one visit") for c in at.caption)
-    at.session_state["cancel_chart_service"] = chart_click(0, labels.index("Package: Skin renewal"))
+    at.session_state["cancel_chart_service"] = chart_click(0, labels.index("Package: Clear skin"))
     at.run()
     assert not at.exception, at.exception
-    assert "Appointments behind Package: Skin renewal" in [h.value for h in at.subheader]
+    assert "Appointments behind Package: Clear skin" in [h.value for h in at.subheader]
     table = next(d for d in at.dataframe if "Status" in d.value.columns).value
     assert set(table["#"]) == ids
-    assert set(table["Service"]) == {"Package: Skin renewal"}
+    assert set(table["Service"]) == {"Package: Clear skin"}
 
 
 def test_nothing_booked_before_means_no_change_not_even_the_turnaround(app_as, app_db):

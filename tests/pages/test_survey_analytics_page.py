@@ -17,8 +17,8 @@ from core.kernel.clock import local_to_utc, local_today
 from core.kernel.config import load_settings
 from core.kernel.money import clinic_format
 from core.startup import open_database
-from db.models import AuditEvent, Clinic, Package, Setting, SurveyResponse, User
-from tests.pages.conftest import chart_click, every_clinic_speaks
+from db.models import AuditEvent, Clinic, Setting, SurveyResponse, User
+from tests.pages.conftest import chart_click, clear_skin, every_clinic_speaks
 
 PAGE = "app_pages/survey_analytics.py"
 
@@ -470,14 +470,15 @@ def test_changes_are_shown_only_against_enough_answers_before(app_as, app_db):
 
 
 def test_a_package_is_its_own_bar_by_service_and_lists_its_own_responses(app_as, app_db):
-    """Twelve answers to visits booked as the package Skin renewal: the service chart has a
-    bar "Package: Skin renewal", said under the chart, and a click on it lists those twelve,
-    each named by the package (before: they were counted under the package's first service,
-    and the responses did not record their package)."""
+    """Twelve answers to visits booked as a package (one the demo books no visit of, as it
+    does Skin renewal): the service chart has a bar "Package: Clear skin", said under the
+    chart, and a click on it lists those twelve, each named by the package (before: they
+    were counted under the package's first service, and the responses did not record their
+    package)."""
     db = database(app_db)
     since = local_today("UTC") - timedelta(days=60)
     with db.write() as session:
-        package = session.scalar(select(Package).where(Package.name == "Skin renewal"))
+        package = clear_skin(session)
         answers = session.scalars(
             select(SurveyResponse)
             .where(
@@ -497,12 +498,12 @@ def test_a_package_is_its_own_bar_by_service_and_lists_its_own_responses(app_as,
     charts = {c.proto.id: c for c in at.get("echarts_chart")}
     spec = json.loads(next(c for k, c in charts.items() if "survey_chart_service" in k).proto.spec)
     labels = spec["xAxis"]["data"]
-    assert "Package: Skin renewal" in labels, labels
+    assert "Package: Clear skin" in labels, labels
     assert any(c.value.startswith("A package booked as one visit") for c in at.caption)
-    at.session_state["survey_chart_service"] = chart_click(0, labels.index("Package: Skin renewal"))
+    at.session_state["survey_chart_service"] = chart_click(0, labels.index("Package: Clear skin"))
     at.run()
     assert not at.exception, at.exception
-    assert "Responses behind Package: Skin renewal" in [h.value for h in at.subheader]
+    assert "Responses behind Package: Clear skin" in [h.value for h in at.subheader]
     table = next(d.value for d in at.dataframe if "service" in d.value.columns)
-    assert len(table) == 12 and set(table.service) == {"Package: Skin renewal"}
+    assert len(table) == 12 and set(table.service) == {"Package: Clear skin"}
     assert "12 responses" in [c.value for c in at.caption]

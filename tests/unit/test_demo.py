@@ -481,3 +481,56 @@ def test_every_demo_note_is_a_note_with_its_author_and_time(seeded):
     ]
     assert not unsigned, _first(unsigned)
     assert {n.author for a in noted for n in shown[a.id]} <= {"Sam Staff", "Demo"}
+
+
+def test_the_demo_books_package_visits_that_both_dashboards_show_as_their_own_bars(seeded):
+    """A few visits are booked as a package, as booking does: its services in order, one after
+    another, the first's buffer before and the last's after, answered surveys recording the
+    package; the Cancellations and Survey analytics pages show each package as its own bar."""
+    from core.analytics import breakdowns, surveys
+    from core.analytics.cancellation_parts import AnalyticsFilters
+    from core.kernel.authz import SYSTEM
+    from db.models import Package, PackageService
+
+    database, now = seeded
+    problems = []
+    with database.read() as s:
+        members = defaultdict(list)
+        for pid, sid in s.execute(
+            select(PackageService.package_id, PackageService.service_id).order_by(
+                PackageService.package_id, PackageService.position
+            )
+        ):
+            members[pid].append(s.get(Service, sid))
+        booked = s.scalars(select(Appointment).where(Appointment.package_id.is_not(None))).all()
+        for a in booked:
+            services = members[a.package_id]
+            listed = [x.service_id for x in a.services]
+            if listed != [x.id for x in services] or a.service_id != services[0].id:
+                problems.append(f"#{a.id}: services {listed}, its package's {services}")
+            minutes = sum(x.duration_minutes for x in services)
+            if a.end_at - a.start_at != timedelta(minutes=minutes):
+                problems.append(f"#{a.id}: lasts {a.end_at - a.start_at}, not {minutes} minutes")
+        answered = s.scalars(
+            select(SurveyResponse).where(SurveyResponse.package_id.is_not(None))
+        ).all()
+        for r in answered:
+            if r.package_id != s.get(Appointment, r.appointment_id).package_id:
+                problems.append(f"response #{r.id}: not its visit's package")
+        names = {p.id: p.name for p in s.scalars(select(Package))}
+        statuses = {a.status for a in booked}
+        today = now.date()
+        f = surveys.filter_for_days(today - timedelta(days=89), today)
+        by_service = surveys.by_group(s, SYSTEM, f, "service")
+        survey_bars = set(by_service.loc[by_service.dimension == "package", "service"])
+        filters = AnalyticsFilters(today - timedelta(days=89), today)
+        groups = breakdowns.rates_by(s, SYSTEM, filters, "service", top=None)
+        cancellation_bars = {g.counts.label for g in groups if g.dimension == "package"}
+    assert {a.package_id for a in booked} == set(names)  # each of the demo's packages
+    assert 40 <= len(booked) <= 400  # a few: the demo has some 5,000 visits
+    assert {S.COMPLETED, S.CANCELLED, S.SCHEDULED} <= statuses
+    assert len(answered) >= 10
+    every = {surveys.PACKAGE + name for name in names.values()}
+    assert survey_bars == every
+    assert cancellation_bars == every
+    assert not problems, _first(problems)
