@@ -18,7 +18,11 @@ and over five years (4.9 years back, 8 weeks ahead):
 - patients chosen with a skew (some come often), SMS reminders for 60%;
 - points balances (100, some 80, 60 or 0), each opened by its ledger entry as core opens one;
 - fees for late cancellations and no-shows (10% waived), open change requests on future visits;
-- survey responses on completed visits (NPS 0–10, rating 1–5, some comments).
+- survey responses on completed visits (NPS 0–10, rating 1–5, some comments);
+- about a third of the visits of a package's first service that have room for the rest of it
+  before the provider's next visit are booked as the package (its services listed in order,
+  their answers recording it), drawn from a generator of their own: every other value is as
+  it was before the generator booked packages.
 
 Everything is computed with numpy from one seed and bulk-inserted as plain rows, so the same
 arguments always give the same data. SQLite: about 2–4 minutes for 1M appointments here.
@@ -42,8 +46,9 @@ from sqlalchemy import column, func, select, table, text
 from core import demo
 from core.kernel.config import load_settings
 from core.kernel.text import search_text
+from core.practice.packages import package_services
 from core.startup import open_database
-from db.models import Clinic, Provider, Service, WorkingHours
+from db.models import Clinic, Package, Provider, Service, WorkingHours
 
 SEED = 8_2026
 GENERATED_KEY = "bench_generated"  # a setting: what the generator left (see bench.run.reset)
@@ -51,6 +56,7 @@ YEARS_BACK_DAYS = 1_790
 DAYS_AHEAD = 56
 DAY_START, DAY_END = 8 * 60, 18 * 60
 VISITS_PER_DAY = 14.8
+PACKAGE_SHARE = 0.3  # of the visits of a package's first service with room for the rest
 KEEP = 0.9
 CHUNK = 20_000
 EXTRA_CLINICS = [
@@ -141,6 +147,11 @@ def generate(
         clinic_tz = [c.timezone for c in clinics]
         service_ids = np.array([s.id for s in services])
         durations = np.array([s.duration_minutes for s in services])
+        index = {s.id: i for i, s in enumerate(services)}
+        packages = []  # (package id, its services' indexes in booking order)
+        for package_id in session.scalars(select(Package.id).order_by(Package.id)):
+            members = package_services(session, package_id)[1]
+            packages.append((package_id, [index[m.id] for m in members]))
         first_patient = (
             session.scalar(select(func.max(text("id"))).select_from(text("patients"))) + 1
         )
@@ -175,6 +186,8 @@ def generate(
             first_patient,
             patients,
             first_appointment,
+            packages,
+            np.random.default_rng(seed + 1),
         )
         log(f"{appointments:,} appointments in {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
@@ -367,6 +380,8 @@ def _appointments(
     first_patient,
     n_patients,
     first_id,
+    packages,
+    bundle_rng,
 ):
     first_day = today - timedelta(days=days_back)
     n_days = days_back + DAYS_AHEAD
@@ -392,7 +407,7 @@ def _appointments(
                 .tz_localize(None)
             )
             start[mask] = converted.values.astype("datetime64[s]")
-    dur = durations[service].astype(np.int64)
+    package, dur = _packages(bundle_rng, packages, prov, day, minute, service, durations)
     end = start + (dur * 60).astype("timedelta64[s]")
     now64 = np.datetime64(now.replace(microsecond=0), "s")
     past = start < now64
@@ -457,6 +472,7 @@ def _appointments(
         "provider_id": np.where(requested, -1, provider_ids[prov]).tolist(),
         "patient_id": patient.tolist(),
         "service_id": service_ids[service].tolist(),
+        "package_id": [None if p < 0 else p for p in package.tolist()],
         "kind": ["appointment"] * n,
         "mode": ["in_person"] * n,
         "status": status.tolist(),
@@ -497,6 +513,15 @@ def _appointments(
     }
     cols["provider_id"] = [None if p == -1 else p for p in cols["provider_id"]]
     _insert(conn, _plain("appointments", *cols), cols, n)
+    packaged = np.flatnonzero(package >= 0)
+    listed: dict[str, list] = {"appointment_id": [], "service_id": [], "position": []}
+    services_of = dict(packages)
+    for i in packaged.tolist():  # a package's services, in order (as booking lists them)
+        members = services_of[int(package[i])]
+        listed["appointment_id"] += [int(ids[i])] * len(members)
+        listed["service_id"] += [int(service_ids[m]) for m in members]
+        listed["position"] += list(range(len(members)))
+    _insert(conn, _plain("appointment_services", *listed), listed, len(listed["appointment_id"]))
 
     # fees: late cancellations and no-shows, 10% waived
     fee_rows = np.flatnonzero(late | (status == "no_show"))
@@ -550,7 +575,27 @@ def _appointments(
         "clinic": clinic_ids[clinic_index[done]],
         "provider": provider_ids[prov[done]],
         "service": service_ids[service[done]],
+        "package": package[done],
     }
+
+
+def _packages(rng, packages, prov, day, minute, service, durations):
+    """Which visits are booked as a package (its id, -1 for none) and every visit's minutes:
+    PACKAGE_SHARE of those of a package's first service whose package ends before the
+    provider's next visit (or the day's end) is booked as it."""
+    n = len(prov)
+    following = np.full(n, DAY_END, dtype=np.int64)  # the provider's next visit that day
+    same = (prov[1:] == prov[:-1]) & (day[1:] == day[:-1])
+    following[:-1] = np.where(same, minute[1:], DAY_END)
+    package = np.full(n, -1, dtype=np.int64)
+    dur = durations[service].astype(np.int64)
+    draw = rng.random(n)
+    for package_id, members in packages:
+        length = int(durations[members].sum())
+        fits = (service == members[0]) & (minute + length <= following) & (package < 0)
+        chosen = fits & (draw < PACKAGE_SHARE)
+        package[chosen], dur[chosen] = package_id, length
+    return package, dur
 
 
 def _responses(conn, rng, n, done, dialect) -> None:
@@ -566,6 +611,7 @@ def _responses(conn, rng, n, done, dialect) -> None:
         "clinic_id": done["clinic"][pick].tolist(),
         "provider_id": done["provider"][pick].tolist(),
         "service_id": done["service"][pick].tolist(),
+        "package_id": [None if p < 0 else p for p in done["package"][pick].tolist()],
         "submitted_at": _stamp(submitted, dialect),
         "nps": nps.tolist(),
         "rating": rating.tolist(),

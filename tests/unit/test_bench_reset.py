@@ -123,3 +123,63 @@ def test_every_generated_patients_ledger_adds_up_to_their_balance(bench_db):
             assert opened[pid].points == sums[pid][0] and opened[pid].created_at == created_at
         else:
             assert pid not in opened  # nothing to open with
+
+
+def test_the_generator_books_package_visits_as_booking_does(bench_db):
+    """Some generated visits are booked as a package: its services in order, lasting their
+    durations together, never into the provider's next visit; their answers record it."""
+    from db.models import AppointmentService, Package, PackageService, Service, SurveyResponse
+
+    database = run.open_db(f"sqlite:///{bench_db}")
+    problems = []
+    try:
+        with database.read() as session:
+            demo_ids = set(  # the demo's own visits, seeded first, are not the generator's
+                session.scalars(
+                    select(Appointment.id)
+                    .join(Patient)
+                    .where(Patient.external_ref.not_like("BENCH-%"))
+                )
+            )
+            minutes = dict(session.execute(select(Service.id, Service.duration_minutes)).all())
+            members = {}
+            for package_id in session.scalars(select(Package.id)):
+                members[package_id] = session.scalars(
+                    select(PackageService.service_id)
+                    .where(PackageService.package_id == package_id)
+                    .order_by(PackageService.position)
+                ).all()
+            visits = session.scalars(
+                select(Appointment)
+                .where(Appointment.start_at.is_not(None), Appointment.provider_id.is_not(None))
+                .order_by(Appointment.provider_id, Appointment.start_at)
+            ).all()
+            listed = {}
+            for aid, sid in session.execute(
+                select(AppointmentService.appointment_id, AppointmentService.service_id).order_by(
+                    AppointmentService.appointment_id, AppointmentService.position
+                )
+            ):
+                listed.setdefault(aid, []).append(sid)
+            answers = session.execute(
+                select(SurveyResponse.package_id, Appointment.package_id).join(
+                    Appointment, Appointment.id == SurveyResponse.appointment_id
+                )
+            ).all()
+    finally:
+        database.dispose()
+    packaged = [a for a in visits if a.package_id is not None and a.id not in demo_ids]
+    for a in packaged:
+        services = members[a.package_id]
+        if listed.get(a.id) != services or a.service_id != services[0]:
+            problems.append(f"#{a.id}: services {listed.get(a.id)}, its package's {services}")
+        if a.end_at - a.start_at != timedelta(minutes=sum(minutes[s] for s in services)):
+            problems.append(f"#{a.id}: lasts {a.end_at - a.start_at}")
+    for a, b in zip(visits, visits[1:], strict=False):
+        if a.provider_id == b.provider_id and b.start_at < a.end_at and a.id not in demo_ids:
+            problems.append(f"#{a.id} runs into #{b.id}")
+    assert 30 <= len(packaged) <= 300  # a few of the 3,000
+    assert {a.package_id for a in packaged} == set(members)
+    assert any(response for response, _ in answers if response is not None)
+    assert all(response == visit for response, visit in answers)
+    assert not problems, problems[:5]
