@@ -520,10 +520,10 @@ def test_the_demo_books_package_visits_that_both_dashboards_show_as_their_own_ba
         names = {p.id: p.name for p in s.scalars(select(Package))}
         statuses = {a.status for a in booked}
         today = now.date()
-        f = surveys.filter_for_days(today - timedelta(days=89), today)
+        f = surveys.filter_for_days(today - timedelta(days=179), today)  # the half year of history
         by_service = surveys.by_group(s, SYSTEM, f, "service")
         survey_bars = set(by_service.loc[by_service.dimension == "package", "service"])
-        filters = AnalyticsFilters(today - timedelta(days=89), today)
+        filters = AnalyticsFilters(today - timedelta(days=179), today)
         groups = breakdowns.rates_by(s, SYSTEM, filters, "service", top=None)
         cancellation_bars = {g.counts.label for g in groups if g.dimension == "package"}
     assert {a.package_id for a in booked} == set(names)  # each of the demo's packages
