@@ -425,8 +425,20 @@ def where_clauses(scope: Scope, filters: AnalyticsFilters, a=Appointment) -> lis
     if filters.provider_id is not None:
         conditions.append(a.provider_id == filters.provider_id)
     if filters.service_id is not None:
-        conditions.append(a.service_id == filters.service_id)
+        conditions.append(holds_service(filters.service_id, a))
     return conditions
+
+
+def holds_service(service_id: int, a=Appointment):
+    """SQL: whether a visit holds the service: booked as it (its first service), or as a
+    package holding it or with it among several services, wherever it comes in them (the
+    filter a screen's service pick means; by service, such a visit stays in its own bar, its
+    package's or its first service's). The visits it comes later in are read once, from the
+    few rows of ix_appointment_services_more, not looked up visit by visit."""
+    later = select(AppointmentService.appointment_id).where(
+        AppointmentService.position > 0, AppointmentService.service_id == service_id
+    )
+    return or_(a.service_id == service_id, a.id.in_(later))
 
 
 def local_offset(scope: Scope):
@@ -569,7 +581,7 @@ def untimed_declines_query(
         a.clinic_id.in_(clinic_ids),
     ]
     if service_id is not None:
-        conditions.append(a.service_id == service_id)
+        conditions.append(holds_service(service_id, a))
     if provider_id is not None:
         conditions.append(a.provider_id == provider_id)
     turn = epoch_seconds(a.decided_at, dialect) - epoch_seconds(a.created_at, dialect)

@@ -10,6 +10,7 @@ from datetime import date
 from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.orm import Session
 
+from core.analytics.cancellation_parts import holds_service
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds
 from db.models import Appointment, AppointmentConfirmation, Clinic, ReminderSent
@@ -42,7 +43,7 @@ def confirmation_rate(
     if provider_id is not None:
         narrower.append(Appointment.provider_id == provider_id)
     if service_id is not None:
-        narrower.append(Appointment.service_id == service_id)
+        narrower.append(holds_service(service_id))
     clinics = session.execute(
         select(Clinic.id, Clinic.timezone).where(
             Clinic.id == clinic_id if clinic_id is not None else True

@@ -370,7 +370,8 @@ def test_filters_by_clinic_provider_and_service(db, world, data):
     peel = figures(
         db, world, parts.AnalyticsFilters(FILTERS.start, FILTERS.end, service_id=data["peel"])
     )
-    assert counts(peel.totals) == (2, 0, 0, 1, 1) and peel.revenue_at_risk_cents == {"GBP": 15000}
+    # N1, N2 and A8, booked as Consultation then Peel (its 210 at risk beside N2's 150)
+    assert counts(peel.totals) == (3, 1, 1, 1, 1) and peel.revenue_at_risk_cents == {"GBP": 36000}
     one_day = figures(db, world, parts.AnalyticsFilters(date(2026, 3, 30), date(2026, 3, 30)))
     assert counts(one_day.totals) == (3, 1, 0, 0, 2) and one_day.refilled == 1
 
@@ -800,6 +801,32 @@ def test_a_package_is_its_own_bar_by_service_not_under_its_first_service(db, wor
     assert "service,Consultation,booked,8," in lines
     assert "service,Package: Consult and peel,booked,2," in lines
     assert "service,Package: Consult and peel,no_show_rate,1.0000," in lines
+
+
+def test_a_service_filter_finds_the_packages_holding_it_wherever_it_comes(db, world, data):
+    """A8 booked as the package "Consult and peel" (Consultation, then Peel): filtered by
+    Peel, it is counted, its bar the package's, and listed behind it, as filtered by
+    Consultation (before: only by Consultation, the service it comes first in, so a package's
+    later services never found it)."""
+    with db.write() as session:
+        package = Package(name="Consult and peel", price_cents=18000)
+        session.add(package)
+        session.flush()
+        session.get(Appointment, data["a8"]).package_id = package.id
+        package_id = package.id
+    for service_id in (data["peel"], world.service_id):
+        filters = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, service_id=service_id)
+        with db.read() as session:
+            bars = {
+                (g.dimension, g.key): counts(g.counts)
+                for g in bd.rates_by(session, world.owner, filters, "service")
+            }
+            assert bars[("package", package_id)] == (1, 1, 1, 0, 0), service_id
+            rows, total = bd.appointments_behind(
+                session, world.owner, filters, "package", package_id
+            )
+            assert set(rows["#"]) == {data["a8"]} and total == 1
+            assert figures(db, world, filters).revenue_at_risk_cents["GBP"] >= 18000
 
 
 @pytest.mark.parametrize("window", [1, 6, 24, 48])
