@@ -1195,6 +1195,14 @@ class OfferStatus(enum.StrEnum):
     WITHDRAWN = "withdrawn"  # the slot went another way before this offer was answered
 
 
+class OfferMode(enum.StrEnum):
+    """How the waitlist offers a freed time (the practice's rule, core.waitlist.rules.Mode;
+    each offer keeps the one it went out in)."""
+
+    ONE_AT_A_TIME = "one_at_a_time"  # one patient holds the slot for `hold_minutes`, then the next
+    FIRST_TO_ACCEPT = "first_to_accept"  # `batch` patients at once; the first to accept wins
+
+
 class WaitlistEntry(Base):
     """A patient waiting for a slot: service (or package: its services, service_id its first),
     clinic, provider (or any), dates, weekdays and time-of-day windows. Entries are never
@@ -1286,7 +1294,9 @@ class WaitlistOffer(Base):
     )
     token_id: Mapped[int | None] = mapped_column(ForeignKey("link_tokens.id"))
     sent_at: Mapped[datetime | None]
-    expires_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # the hold's end (the link lapses then, either mode)
+    # the mode it went out in (its words, and whether it holds the time alone); None while queued
+    mode: Mapped[OfferMode | None] = mapped_column(str_enum(OfferMode, "mode"))
     answered_at: Mapped[datetime | None]
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
 

@@ -18,7 +18,6 @@ from core.policy.cancellation import online_booking_blocked
 from core.portal.home import asked_online, locked_text, open_clinic, portal_patient
 from core.portal.patient_links import TIME_OF_DAY_LABELS
 from core.waitlist import entries, offers
-from core.waitlist.rules import get_rules
 from db.models import Clinic, OfferStatus, TimeOfDay, WaitlistEntry, WaitlistOffer, WaitlistStatus
 from db.types import utcnow
 
@@ -67,7 +66,7 @@ def join_waitlist(
 @dataclass(frozen=True)
 class PortalOffer:
     """A freed time offered to the patient, open until `expires` (both clinic-local); `terms`
-    says who else may take it, in the practice's mode, as the offer message does."""
+    says who else may take it, in the mode the offer went out in, as its message did."""
 
     id: int
     when: str
@@ -123,7 +122,6 @@ def waitlist_entries(
     soonest: dict[int, WaitlistOffer] = {}  # the open offer of each entry expiring first
     for offer in sent:
         soonest.setdefault(offer.entry_id, offer)
-    terms = offers.TERMS[get_rules(session).mode]
     result = []
     for entry, clinic in rows:
         offer = soonest.get(entry.id)
@@ -143,7 +141,7 @@ def waitlist_entries(
                     offer.id,
                     clinic_time(clinic, offer.start_at, zone=True),
                     clinic_time(clinic, offer.expires_at, zone=True),
-                    terms,
+                    offers.TERMS[offer.mode],  # as it went out, whatever the mode now
                 ),
                 _stopped(session, entry, clinic),
             )

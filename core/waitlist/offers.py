@@ -230,6 +230,7 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
     token = tokens.issue(session, PURPOSE, offer.id, max(hold, timedelta(minutes=5)))
     offer.status, offer.sent_at, offer.token_id = OfferStatus.SENT, now, token.row.id
     offer.expires_at = now + max(hold, timedelta(minutes=5))
+    offer.mode = rules.mode  # its words and its hold, whatever the practice's mode later
     patient = session.get(Patient, offer.patient_id)
     clinic = session.get(Clinic, offer.opening.clinic_id)
     notify.queue_for_patient(
@@ -241,7 +242,7 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
             offer,
             link=tokens.link(base_url, PURPOSE, token.raw),
             expires=clinic_time(clinic, offer.expires_at, zone=True),
-            terms=TERMS[rules.mode],
+            terms=TERMS[offer.mode],
         ),
         waitlist_offer_id=offer.id,
     )
@@ -300,7 +301,10 @@ def _advance(
     ).all()
     live = [o for o in offers if o.status == OfferStatus.SENT]
     queued = [o for o in offers if o.status == OfferStatus.QUEUED]
-    want = 1 if rules.mode == Mode.ONE_AT_A_TIME else rules.batch
+    # a time held for one patient stays theirs alone until it is answered or lapses, though
+    # the practice has since moved to first to accept (the offer told them it was held)
+    held = any(o.mode == Mode.ONE_AT_A_TIME for o in live)
+    want = 1 if held or rules.mode == Mode.ONE_AT_A_TIME else rules.batch
     new = _queue_matches(session, opening, rules, now) if len(live) + len(queued) < want else []
     queued += new
     opening.processed_at = now
@@ -591,6 +595,7 @@ class OfferView:
     expires: str
     status: str
     closed: str | None = None  # what became of an offer no longer open, for the patient
+    terms: str = ""  # who else may take the time, in the mode the offer went out in (TERMS)
 
 
 def _offer_for(session: Session, raw: str | None) -> tuple[LinkToken | None, WaitlistOffer]:
@@ -624,6 +629,7 @@ def offer_view(session: Session, raw: str | None, *, now: datetime | None = None
         clinic_time(clinic, offer.expires_at, zone=True),
         offer.status.value,
         None if token and _open(offer, now) else _closed(offer, now),
+        TERMS[offer.mode] if offer.mode else "",
     )
 
 

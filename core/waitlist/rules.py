@@ -19,14 +19,12 @@ from core.messaging.quiet import (
     WAITLIST_RULES,
     offer_quiet_hours,
 )
-from db.models import Setting
+from db.models import OfferMode, Setting
 
 KEY = WAITLIST_RULES  # the settings row; its quiet hours are read as the sender reads them
 
 
-class Mode(enum.StrEnum):
-    ONE_AT_A_TIME = "one_at_a_time"  # one patient holds the slot for `hold_minutes`, then the next
-    FIRST_TO_ACCEPT = "first_to_accept"  # `batch` patients at once; the first to accept wins
+Mode = OfferMode  # one at a time with a hold, or first to accept; each offer keeps its own
 
 
 class Ranking(enum.StrEnum):

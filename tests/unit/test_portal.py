@@ -767,6 +767,28 @@ def test_the_portal_says_whether_the_offered_time_is_held_or_first_come(db, worl
     assert ("first to accept" in entry.offer.terms) == (not held)
 
 
+@pytest.mark.parametrize("mode", list(Mode))
+def test_the_portal_words_an_offer_in_the_mode_it_went_out_in_not_the_practices_now(
+    db, world, mode
+):
+    """The practice changes its mode while the offer is out. Before, the portal then told the
+    patient the other mode's terms (held for them alone, though others were offered it too, or
+    the reverse); now it says what the offer message said."""
+    _waiting_with_an_offer(db, world, mode)
+    other = next(m for m in Mode if m != mode)
+    with db.write() as s:
+        set_rules(s, world.owner, Rules(mode=other, quiet_start=time(0), quiet_end=time(0)))
+    with db.read() as s:
+        (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
+        body = s.scalars(
+            select(Notification.body).where(
+                Notification.template == "waitlist_offer", Notification.channel == "email"
+            )
+        ).one()
+    assert entry.offer.terms == offers.TERMS[mode] != offers.TERMS[other]
+    assert entry.offer.terms in body
+
+
 def test_twice_on_the_waitlist_the_patient_reads_their_own_words(db, world):
     _enrol(db, world.patient_id)
     days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))

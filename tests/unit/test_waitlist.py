@@ -275,6 +275,100 @@ def test_first_to_accept_wins_and_the_others_are_told(db, world):
     assert states == {1: OfferStatus.TAKEN, 2: OfferStatus.ACCEPTED}
 
 
+def test_a_time_held_for_one_patient_stays_theirs_alone_when_the_practice_moves_to_first_come(
+    db, world
+):
+    """Ann is offered the time one at a time ("held for you alone"); the practice then moves
+    to several at once. Before, the jobs loop's next round sent it to Ben and Cy too while her
+    hold ran, and her link's page worded it in the new mode; now nobody else is offered it
+    until she answers, and her offer keeps its words. Her pass sends it on in the new mode."""
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    for name in ("Ann", "Ben", "Cy"):
+        waiting(db, world, day, name=name)
+    cancel(db, world, appointment_id)
+    process(db)
+    ann = offer_links(db)["ann@example.org"]
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3)
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    with db.read() as session:
+        view = offers.offer_view(session, ann)
+    assert (view.closed, view.terms) == (None, offers.TERMS[Mode.ONE_AT_A_TIME])
+    with db.write() as session:
+        offers.decline_offer(session, ann, base_url=BASE)
+    links = offer_links(db)
+    assert sorted(links) == ["ann@example.org", "ben@example.org", "cy@example.org"]
+    with db.read() as session:
+        ben = offers.offer_view(session, links["ben@example.org"])
+        modes = dict(session.execute(select(WaitlistOffer.rank, WaitlistOffer.mode)).all())
+    assert ben.terms == offers.TERMS[Mode.FIRST_TO_ACCEPT]
+    assert modes == {1: Mode.ONE_AT_A_TIME, 2: Mode.FIRST_TO_ACCEPT, 3: Mode.FIRST_TO_ACCEPT}
+
+
+def test_offers_sent_before_migration_0026_take_the_mode_their_message_named(db, world):
+    """0026 stores the mode an offer went out in. Offers sent before take the mode their
+    message's terms named; with no message, first to accept when another offer of the time was
+    out beside them (not one answered before it went out), else the practice's mode now; a
+    queued offer has none. Down to 0025 and up again."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from db import migrate
+
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=2)
+    day = future_day()
+    ten, two = booked(db, world, day), booked(db, world, day, hour=14)
+    for name in ("Ann", "Ben", "Cy"):
+        waiting(db, world, day, name=name)
+    cancel(db, world, ten)
+    process(db)  # 10:00: Ann and Ben offered at once, Cy in line
+    rules(db, world, mode=Mode.ONE_AT_A_TIME)
+    cancel(db, world, two)
+    process(db)  # 14:00: held for Ann alone
+    with db.write() as session:
+        session.execute(  # her hold lapses: Ben is offered 14:00 alone
+            sa.update(WaitlistOffer)
+            .where(WaitlistOffer.status == OfferStatus.SENT, WaitlistOffer.rank == 1)
+            .where(WaitlistOffer.opening_id == select(func.max(SlotOpening.id)).scalar_subquery())
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with db.write() as session:
+        offers.expire_offers(session, base_url=BASE)
+    with db.write() as session:
+        rows = session.execute(
+            select(WaitlistOffer.opening_id, WaitlistOffer.rank, WaitlistOffer.id)
+        ).all()
+        ids = {(opening, rank): offer for opening, rank, offer in rows}
+        first, second = sorted({opening for opening, _ in ids})
+        unsaid = [ids[first, 2], ids[second, 2]]  # Ben's messages lost (the outbox purged)
+        session.execute(sa.delete(Notification).where(Notification.waitlist_offer_id.in_(unsaid)))
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0025")
+    with db.engine.begin() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("waitlist_offers")}
+        assert "mode" not in columns
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT)  # the practice's mode when it upgrades
+    migrate.upgrade(db.engine)
+    with db.read() as session:
+        modes = select(WaitlistOffer.opening_id, WaitlistOffer.rank, WaitlistOffer.mode)
+        got = {(opening, rank): mode for opening, rank, mode in session.execute(modes)}
+    assert got == {
+        (first, 1): Mode.FIRST_TO_ACCEPT,  # Ann's message said so
+        (first, 2): Mode.FIRST_TO_ACCEPT,  # no message; Ann's offer of the time was out beside
+        (first, 3): None,  # Cy's, queued, never sent
+        (second, 1): Mode.ONE_AT_A_TIME,  # Ann's message said so, whatever the mode now
+        (second, 2): Mode.FIRST_TO_ACCEPT,  # no message, alone: the practice's mode now
+        (second, 3): None,
+    }
+    with db.engine.begin() as connection, pytest.raises(sa.exc.IntegrityError):
+        connection.execute(sa.text("UPDATE waitlist_offers SET mode = 'nonsense'"))
+
+
 def _taken_and_offers(db) -> tuple[list[tuple[str, str]], dict[tuple[str, str], str]]:
     with db.read() as session:
         taken = session.execute(
