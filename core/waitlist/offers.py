@@ -661,16 +661,22 @@ def accept_own_offer(
     return _accept(session, offer, now or utcnow(), None)
 
 
-def _accept(
-    session: Session, offer: WaitlistOffer, now: datetime, token: LinkToken | None
-) -> Appointment:
-    """Either way in: the link's token is spent with the booking; the portal has none."""
-    opening = session.execute(
+def _locked_opening(session: Session, offer: WaitlistOffer) -> SlotOpening:
+    """The offer's opening, locked and read afresh: what answers an offer locks it before it
+    writes any offer of it (the jobs loop's expire_offers too), so two answers wait in turn."""
+    return session.execute(
         select(SlotOpening)
         .where(SlotOpening.id == offer.opening_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
+
+
+def _accept(
+    session: Session, offer: WaitlistOffer, now: datetime, token: LinkToken | None
+) -> Appointment:
+    """Either way in: the link's token is spent with the booking; the portal has none."""
+    opening = _locked_opening(session, offer)
     session.get(  # its entry next: withdrawn meanwhile, the offer is (core.waitlist.entries)
         WaitlistEntry, offer.entry_id, with_for_update=True, populate_existing=True
     )
@@ -944,13 +950,22 @@ def _withdraw_elsewhere(session: Session, winner: WaitlistOffer, now: datetime) 
 
 
 def decline_offer(session: Session, raw: str | None, *, base_url: str) -> None:
+    """The link's "No, thank you": the time goes to the next in line. Locks the opening first
+    and reads the offer afresh, as accepting does: declining wrote the offer, then the opening,
+    while another patient's accept held the opening and wrote this offer as taken (a deadlock
+    on PostgreSQL); now it waits for that accept and says the time was taken."""
+    now = utcnow()
     token, offer = _offer_for(session, raw)
-    if token is None or offer.status != OfferStatus.SENT:
-        raise Conflict(_closed(offer, utcnow()))
+    if token is None:
+        raise Conflict(_closed(offer, now))
+    opening = _locked_opening(session, offer)
+    session.refresh(offer)
+    if offer.status != OfferStatus.SENT:
+        raise Conflict(_closed(offer, now))
     tokens.consume(session, token)
-    offer.status, offer.answered_at = OfferStatus.DECLINED, utcnow()
+    offer.status, offer.answered_at = OfferStatus.DECLINED, now
     session.flush()
-    _advance(session, offer.opening, get_rules(session), utcnow(), base_url)
+    _advance(session, opening, get_rules(session), now, base_url)
 
 
 # ---------------------------------------------------------------- what managers see

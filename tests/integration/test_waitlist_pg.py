@@ -5,13 +5,23 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from core.kernel.errors import Conflict
 from core.waitlist import offers
 from core.waitlist.rules import Mode
-from db.models import OfferStatus, SlotOpening, WaitlistOffer
+from db.models import OfferStatus, OpeningStatus, SlotOpening, WaitlistOffer
 from db.types import utcnow
 from tests.unit.test_risk import *  # noqa: F403
 from tests.unit.test_waitlist import *  # noqa: F403
-from tests.unit.test_waitlist import BASE, booked, cancel, future_day, process, rules, waiting
+from tests.unit.test_waitlist import (
+    BASE,
+    booked,
+    cancel,
+    future_day,
+    offer_links,
+    process,
+    rules,
+    waiting,
+)
 
 
 def test_expiring_offers_locks_the_opening_before_its_offers_as_accepting_does(db, world):
@@ -63,3 +73,56 @@ def test_expiring_offers_locks_the_opening_before_its_offers_as_accepting_does(d
         jobs.join(20)
     with db.read() as session:
         assert session.get(WaitlistOffer, ann).status == OfferStatus.EXPIRED
+
+
+def test_a_decline_while_another_patient_accepts_waits_for_the_accept_and_is_told_taken(db, world):
+    """First to accept: Ben accepts while Ann passes the time on. Her decline wrote her offer
+    before it touched the opening, while the accept held the opening and then wrote her offer
+    as taken: each waited for the other (a deadlock, one of them failing with a database
+    error). Now declining locks the opening first, as accepting does, and reads her offer
+    afresh: it waits for Ben's booking and tells her the time was taken."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=2)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    links = offer_links(db)
+    held, go = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def accepting():  # Ben's accept, its opening locked first
+        try:
+            with db.write() as session:
+                session.execute(select(SlotOpening).with_for_update()).all()
+                held.set()
+                go.wait(20)
+                outcome["ben"] = offers.accept_offer(session, links["ben@example.org"]).id
+        except Exception as error:  # noqa: BLE001 - the outcome is asserted below
+            outcome["ben"] = error
+
+    def declining():
+        try:
+            with db.write() as session:
+                offers.decline_offer(session, links["ann@example.org"], base_url=BASE)
+                outcome["ann"] = "declined"
+        except Exception as error:  # noqa: BLE001
+            outcome["ann"] = error
+
+    ben = threading.Thread(target=accepting)
+    ben.start()
+    held.wait(10)
+    ann = threading.Thread(target=declining)
+    ann.start()
+    ann.join(1)  # waits for the opening
+    go.set()
+    ben.join(30)
+    ann.join(30)
+    assert isinstance(outcome["ben"], int), outcome
+    assert isinstance(outcome["ann"], Conflict) and str(outcome["ann"]) == offers.TAKEN
+    with db.read() as session:
+        states = dict(session.execute(select(WaitlistOffer.patient_id, WaitlistOffer.status)).all())
+        opening = session.scalars(select(SlotOpening)).one()
+    assert sorted(states.values()) == [OfferStatus.ACCEPTED, OfferStatus.TAKEN]
+    assert opening.status == OpeningStatus.FILLED
