@@ -16,6 +16,7 @@ from core.kernel.clock import local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.locks import hold
 from core.kernel.money import clinic_time, format_day_range, weekday_name
+from core.messaging import notify
 from core.patients import merge
 from core.policy.cancellation import online_booking_blocked
 from core.practice.packages import package_services
@@ -50,6 +51,7 @@ ALREADY_PATIENT = (
     "to change it."
 )
 NOT_YOURS = "There is no such waitlist entry in your portal."
+NOT_SENT_LEFT = "Not sent: the patient left the waitlist before this offer went out."
 MAX_DAYS = 366
 PAGE_SIZE = 50
 MATCH_DAYS = 14  # "current matches" look this far ahead
@@ -253,7 +255,8 @@ def add_after_cancellation(
 
 def _withdraw(session: Session, actor: Actor, entry: WaitlistEntry, reason: str, via: str) -> None:
     """Stop the entry waiting; an offer out to it (or queued for it) is withdrawn and its link
-    revoked, so the jobs loop offers that slot to the next patient in line."""
+    revoked (its message, still waiting to go out, is not sent), so the jobs loop offers that
+    slot to the next patient in line."""
     now = utcnow()
     entry.status, entry.closed_at = WaitlistStatus.WITHDRAWN, now
     open_offers = session.scalars(
@@ -266,6 +269,7 @@ def _withdraw(session: Session, actor: Actor, entry: WaitlistEntry, reason: str,
         offer.status, offer.answered_at = OfferStatus.WITHDRAWN, now
         if offer.token_id:
             tokens.revoke(session, offer.token_id)
+            notify.withdraw_offer_unsent(session, offer.id, NOT_SENT_LEFT)
     audit.record(
         session,
         actor,

@@ -834,6 +834,9 @@ def _closed(offer: WaitlistOffer, now: datetime) -> str:
 
 NOT_SENT_TAKEN = "Not sent: another patient took the time before this offer went out."
 NOT_SENT_CHANGED = "Not sent: the time left the clinic's schedule before this offer went out."
+NOT_SENT_BOOKED = (
+    "Not sent: the patient booked another time from the waitlist before this offer went out."
+)
 
 
 def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, now) -> None:
@@ -935,8 +938,9 @@ def _gone_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> No
 
 
 def _withdraw_elsewhere(session: Session, winner: WaitlistOffer, now: datetime) -> None:
-    """The entry is booked: its offers for other times are withdrawn (their links then say so);
-    the jobs loop passes those times on to the next patient in line."""
+    """The entry is booked: its offers for other times are withdrawn (their links then say so,
+    and a message still waiting to go out is not sent); the jobs loop passes those times on to
+    the next patient in line."""
     for other in session.scalars(
         select(WaitlistOffer).where(
             WaitlistOffer.entry_id == winner.entry_id,
@@ -947,6 +951,7 @@ def _withdraw_elsewhere(session: Session, winner: WaitlistOffer, now: datetime) 
         other.status, other.answered_at = OfferStatus.WITHDRAWN, now
         if other.token_id:
             tokens.revoke(session, other.token_id)
+            notify.withdraw_offer_unsent(session, other.id, NOT_SENT_BOOKED)
 
 
 def decline_offer(session: Session, raw: str | None, *, base_url: str) -> None:

@@ -417,6 +417,61 @@ def test_only_a_patient_the_offer_reached_is_told_it_was_taken_and_only_where(db
     assert back.sent == ["ben@example.org"]  # his booking's confirmation
 
 
+def _offer_emails(db) -> dict[int, tuple[str, str]]:
+    """Each offer's email: its accept link and its error (why it is not sent), by offer id."""
+    with db.read() as session:
+        rows = session.execute(
+            select(Notification.waitlist_offer_id, Notification.body, Notification.last_error)
+            .where(Notification.template == "waitlist_offer", Notification.channel == "email")
+            .order_by(Notification.waitlist_offer_id)
+        ).all()
+    return {o: (re.search(r"t=([\w-]+)", body).group(1), error or "") for o, body, error in rows}
+
+
+def test_an_offer_email_still_waiting_is_not_sent_once_its_entry_is_withdrawn(db, world):
+    """The mail server refuses Ann's offer email for a while (her text went out); she leaves
+    the waitlist meanwhile. Before, the email still went out when the server came back, offering
+    a time its link then said no longer stood; now it is stopped, saying why."""
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    entry = waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    deliver(db, "ann@example.org")
+    with db.write() as session:
+        entries.withdraw(session, world.staff, entry)
+    ((_, error),) = _offer_emails(db).values()
+    assert error == entries.NOT_SENT_LEFT
+    back = _Refusing()
+    delivery.send_due(db.write, {Channel.EMAIL: back, Channel.SMS: delivery.LoggingSmsTransport()})
+    assert back.sent == []
+
+
+def test_an_offer_email_still_waiting_is_not_sent_once_its_patient_books_another_offer(db, world):
+    """Ann is offered 10:00 and 14:00 (one entry, two freed times) while the mail server
+    refuses her emails; she books 10:00 by the link in her text. Before, the 14:00 offer email
+    still went out when the server came back; now it is stopped, saying why."""
+    day = future_day()
+    ten, two = booked(db, world, day), booked(db, world, day, hour=14)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, ten)
+    cancel(db, world, two)
+    process(db)
+    deliver(db, "ann@example.org")
+    (first, (link, _)), (second, _) = sorted(_offer_emails(db).items())
+    accept(db, link)
+    assert _offer_emails(db)[second][1] == offers.NOT_SENT_BOOKED
+    back = _Refusing()
+    delivery.send_due(db.write, {Channel.EMAIL: back, Channel.SMS: delivery.LoggingSmsTransport()})
+    with db.read() as session:
+        sent = session.scalars(
+            select(Notification.template).where(
+                Notification.to_address == "ann@example.org", Notification.status == "sent"
+            )
+        ).all()
+    assert "waitlist_offer" not in sent and "appointment_scheduled" in sent
+
+
 def test_a_link_whose_offer_closed_says_what_became_of_it_and_nothing_else(db, world):
     rules(db, world, hold_minutes=30)
     day = future_day()
