@@ -840,12 +840,20 @@ NOT_SENT_BOOKED = (
 
 
 def _tell_others(session: Session, opening: SlotOpening, winner: WaitlistOffer, now) -> None:
+    """The opening's other offers still out are told it was taken (those in line withdrawn),
+    read locked and afresh: one whose entry is being withdrawn meanwhile waits for that, and
+    then stays withdrawn, its patient told nothing (before, it was written over as taken and
+    its patient, gone from the waitlist, told so)."""
     others = session.scalars(
-        select(WaitlistOffer).where(
+        select(WaitlistOffer)
+        .where(
             WaitlistOffer.opening_id == opening.id,
             WaitlistOffer.id != winner.id,
             WaitlistOffer.status.in_(OPEN),
         )
+        .order_by(WaitlistOffer.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
     for other in others:
         if other.status == OfferStatus.SENT:

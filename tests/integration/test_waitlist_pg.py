@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from core.kernel.errors import Conflict
-from core.waitlist import offers
+from core.waitlist import entries, offers
 from core.waitlist.rules import Mode
 from db.models import OfferStatus, OpeningStatus, SlotOpening, WaitlistOffer
 from db.types import utcnow
@@ -14,12 +14,15 @@ from tests.unit.test_risk import *  # noqa: F403
 from tests.unit.test_waitlist import *  # noqa: F403
 from tests.unit.test_waitlist import (
     BASE,
+    accept,
     booked,
     cancel,
+    deliver,
     future_day,
     offer_links,
     process,
     rules,
+    sent_to,
     waiting,
 )
 
@@ -126,3 +129,50 @@ def test_a_decline_while_another_patient_accepts_waits_for_the_accept_and_is_tol
         opening = session.scalars(select(SlotOpening)).one()
     assert sorted(states.values()) == [OfferStatus.ACCEPTED, OfferStatus.TAKEN]
     assert opening.status == OpeningStatus.FILLED
+
+
+def test_an_entry_withdrawn_while_another_patient_accepts_its_time_stays_withdrawn_untold(
+    db, world
+):
+    """First to accept: Ann leaves the waitlist while Ben accepts the time offered to both.
+    The accept read her offer as still out before her withdrawal was committed, then wrote it
+    over as taken and told her the time was taken, after she had left. Now it reads the other
+    offers locked (waiting for her withdrawal) and leaves hers withdrawn, telling her nothing."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=2)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    ann = waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    links = offer_links(db)
+    deliver(db)  # both offers reached their patients
+    held, release = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def withdrawing():
+        with db.write() as session:
+            entries.withdraw(session, world.staff, ann)
+            held.set()
+            release.wait(20)
+
+    def accepting():
+        try:
+            outcome["ben"] = accept(db, links["ben@example.org"])
+        except Exception as error:  # noqa: BLE001 - the outcome is asserted below
+            outcome["ben"] = error
+
+    first = threading.Thread(target=withdrawing)
+    first.start()
+    held.wait(10)
+    second = threading.Thread(target=accepting)
+    second.start()
+    second.join(1)  # the accept reaches Ann's offer while her withdrawal is not committed
+    release.set()
+    first.join(20)
+    second.join(30)
+    assert isinstance(outcome["ben"], int), outcome
+    with db.read() as session:
+        theirs = session.scalars(select(WaitlistOffer).order_by(WaitlistOffer.rank)).all()
+        assert [o.status for o in theirs] == [OfferStatus.WITHDRAWN, OfferStatus.ACCEPTED]
+    assert sent_to(db, "waitlist_taken") == []
