@@ -15,6 +15,7 @@ from core.feedback import surveys
 from core.kernel import text as text_rule
 from core.kernel.config import Settings, ensure_private_folder
 from core.kernel.errors import ConfigurationError, DatabaseUnavailable
+from core.patients import landlines
 from core.patients import search as patient_search
 from core.scheduling import visits
 from db import migrate as migrations
@@ -24,11 +25,13 @@ from db.engine import Database
 def install_session_rules() -> None:
     """What every session does, registered explicitly (never as an import side effect): typed
     text cleaned and bounded (core.kernel.text), then each patient's search text folded from
-    the cleaned names (core.patients.search), days changed marked for the cancellation
-    roll-ups, a completed visit's thank-you given its survey line by the feedback rules.
+    the cleaned names (core.patients.search), each stored phone classified as a landline or
+    not (core.patients.landlines), days changed marked for the cancellation roll-ups, a
+    completed visit's thank-you given its survey line by the feedback rules.
     Idempotent; open_database calls it, and so do the test fixtures."""
     text_rule.install()  # before the search text, which is folded from the cleaned names
     patient_search.keep_search_text()
+    landlines.keep_landlines()
     cancellation_rollups.track_changes()
     visits.use_survey_line(surveys.thank_you_survey)
 

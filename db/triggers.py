@@ -4,9 +4,14 @@ messages). The portal status counts read these 32 rows instead of counting the p
 so they cost the same at any size, and the database keeps them right whatever writes the
 patients (the app, an import, COPY).
 
+A mobile is a phone on file that is not a landline for the practice (patients.phone_landline,
+core.patients.landlines): no text reaches a landline, so a patient with one only is nobody
+to invite by text.
+
 Created with the tables (metadata after_create, used by tests) and by the migrations, each with
-a frozen copy of these statements: the initial one (db.regen_initial) and 0019, which added the
-mobile and its consent when invitations began to go by text message.
+a frozen copy of these statements: the initial one (db.regen_initial), 0019, which added the
+mobile and its consent when invitations began to go by text message, and 0027, which stopped
+counting a landline as a mobile.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ def bucket_sql(row: str) -> str:
         f"(CASE WHEN {row}.portal_enrolled_at IS NULL THEN 0 ELSE {ENROLLED} END"
         f" + CASE WHEN COALESCE({row}.email, '') = '' THEN 0 ELSE {HAS_EMAIL} END"
         f" + CASE WHEN {row}.consent_email THEN {CONSENTED} ELSE 0 END"
-        f" + CASE WHEN COALESCE({row}.phone, '') = '' THEN 0 ELSE {HAS_PHONE} END"
+        f" + CASE WHEN COALESCE({row}.phone, '') = '' OR {row}.phone_landline THEN 0"
+        f" ELSE {HAS_PHONE} END"
         f" + CASE WHEN {row}.consent_sms THEN {SMS_CONSENTED} ELSE 0 END)"
     )
 
@@ -64,7 +70,7 @@ def _remove(value: str) -> str:
     return f"UPDATE patient_portal_tally SET patients = patients - 1 WHERE bucket = {value}"
 
 
-_WATCHED = "portal_enrolled_at, email, consent_email, phone, consent_sms"
+_WATCHED = "portal_enrolled_at, email, consent_email, phone, phone_landline, consent_sms"
 
 CREATE = {
     "sqlite": [

@@ -16,6 +16,7 @@ from core.analytics.cancellation_rollups import EVERYTHING, daynum
 from core.interchange.csv_files import ImportReport
 from core.kernel.authz import Actor
 from core.kernel.text import search_text
+from core.patients import landlines
 from core.payments import points
 from db.models import (
     Appointment,
@@ -232,8 +233,9 @@ def save_patients(
     refs = list(patients)
     found = existing(session, Patient, refs)
     fresh = [patients[ref] for ref in refs if ref not in found]
-    for row in fresh:  # a bulk insert: no flush keeps the search text
+    for row in fresh:  # a bulk insert: no flush keeps the search text or the landline mark
         row["search_text"] = search_text(row["first_name"], row["last_name"], row.get("email"))
+    landlines.mark(session, fresh)
     if fresh:
         fresh = [p | {"points_balance": points.OPENING_POINTS} for p in fresh]
         result = session.execute(

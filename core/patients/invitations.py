@@ -12,9 +12,10 @@ address always has an "@", a phone number never; `channel_of`).
 
 A text never reaches a landline: the record refuses text consent on one
 (core.patients.records.check_texts), and an old or imported record that has it anyway is not
-invited by text (`landline_held`, checked where a session can read the practice's countries;
-the SQL status cannot tell a landline, so lists count such a record as invitable and the send
-refuses it, naming the number and what to add).
+invited by text. Each record says whether its phone is a landline for the practice
+(`Patient.phone_landline`, kept by core.patients.landlines), so a landline is no mobile in SQL
+as in Python: such a record counts and lists as one without a mobile (`has_mobile`), and its
+advice and a send's refusal name the number and what to add (`landline_held`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import clinic_format, format_day
-from core.kernel.phones import landline, not_for_texts, practice_regions
+from core.kernel.phones import not_for_texts
 from core.messaging import notify
 from db.models import (
     Appointment,
@@ -150,12 +151,17 @@ def set_expiry_days(session: Session, actor: Actor, days: int) -> None:
     )
 
 
+def has_mobile(patient: Patient) -> bool:
+    """Whether the patient has a number a text reaches: one on file that is no landline."""
+    return bool(patient.phone) and not patient.phone_landline
+
+
 def channel_for(patient: Patient) -> Channel | None:
     """The channel an invitation goes by: email when the patient has an address and agreed to
-    email, else a text message when they have a number and agreed to texts; None for neither."""
+    email, else a text message when they have a mobile and agreed to texts; None for neither."""
     if patient.email and patient.consent_email:
         return Channel.EMAIL
-    if patient.phone and patient.consent_sms:
+    if has_mobile(patient) and patient.consent_sms:
         return Channel.SMS
     return None
 
@@ -173,11 +179,16 @@ def _has(column) -> ColumnElement[bool]:
     return func.coalesce(column, "") != ""
 
 
+def mobile_expr() -> ColumnElement[bool]:
+    """SQL of `has_mobile(Patient)` (never NULL)."""
+    return and_(_has(Patient.phone), Patient.phone_landline.is_(False))
+
+
 def reachable_expr() -> ColumnElement[bool]:
     """SQL of `channel_for(Patient) is not None` (never NULL: NOT of it is safe in a CASE)."""
     return or_(
         and_(_has(Patient.email), Patient.consent_email.is_(True)),
-        and_(_has(Patient.phone), Patient.consent_sms.is_(True)),
+        and_(mobile_expr(), Patient.consent_sms.is_(True)),
     )
 
 
@@ -195,7 +206,7 @@ def status_expr(inv, now: datetime) -> ColumnElement[str]:
     return case(
         (Patient.portal_enrolled_at.is_not(None), literal(PortalStatus.ENROLLED.value)),
         (
-            and_(~_has(Patient.email), ~_has(Patient.phone)),
+            and_(~_has(Patient.email), ~mobile_expr()),
             literal(PortalStatus.NO_CONTACT.value),
         ),
         (~reachable_expr(), literal(PortalStatus.OPTED_OUT.value)),
@@ -235,11 +246,11 @@ class PortalState:
         return self.status in (*SENDABLE, PortalStatus.INVITED) and not self.held
 
 
-def landline_held(session: Session, patient: Patient) -> str:
-    """Why an invitation cannot go by text to the patient's number, a landline (its only
-    channel: `channel_for`), else ""."""
-    if channel_for(patient) != Channel.SMS or not landline(
-        patient.phone, practice_regions(session)
+def landline_held(patient: Patient) -> str:
+    """Why an invitation cannot go by text to the number the patient agreed to texts on, a
+    landline, when nothing else reaches them (`channel_for`), else ""."""
+    if not (patient.phone and patient.phone_landline and patient.consent_sms) or channel_for(
+        patient
     ):
         return ""
     return (
@@ -259,7 +270,7 @@ def state_of(session: Session, patient: Patient, now: datetime | None = None) ->
     )
     if patient.portal_enrolled_at is not None:
         status = PortalStatus.ENROLLED
-    elif not patient.email and not patient.phone:
+    elif not patient.email and not has_mobile(patient):
         status = PortalStatus.NO_CONTACT
     elif channel_for(patient) is None:
         status = PortalStatus.OPTED_OUT
@@ -280,12 +291,16 @@ def state_of(session: Session, patient: Patient, now: datetime | None = None) ->
         inv.expires_at if inv else None,
         patient.portal_enrolled_at or (inv.enrolled_at if inv else None),
         clinic_day(session, patient.id, inv.expires_at) if status == PortalStatus.INVITED else "",
-        _held(session, patient) if status in (*SENDABLE, PortalStatus.INVITED) else "",
+        _held(patient) if status != PortalStatus.ENROLLED else "",
     )
 
 
-def _held(session: Session, patient: Patient) -> str:
-    return landline_held(session, patient) or (NO_BIRTH if patient.date_of_birth is None else "")
+def _held(patient: Patient) -> str:
+    """The landline's word for any status short of enrolled (with no other channel the record
+    counts as one without a mobile, or opted out); a missing birth date's for one to send."""
+    return landline_held(patient) or (
+        NO_BIRTH if patient.date_of_birth is None and channel_for(patient) else ""
+    )
 
 
 def clinic_day(session: Session, patient_id: int, moment: datetime) -> str:
@@ -339,6 +354,8 @@ def check_invitable(patient: Patient) -> None:
         raise ValidationError(
             f"{patient.full_name} is already enrolled in the portal: no invitation is needed."
         )
+    if held := landline_held(patient):
+        raise ValidationError(held)
     if channel_for(patient) is None:
         missing = [
             "no email address"
@@ -347,7 +364,7 @@ def check_invitable(patient: Patient) -> None:
             if not patient.consent_email
             else "",
             "no mobile number"
-            if not patient.phone
+            if not has_mobile(patient)
             else "no consent to text messages"
             if not patient.consent_sms
             else "",
@@ -443,8 +460,6 @@ def send_invitation(
     ensure(actor, Permission.INVITATIONS_SEND)
     patient = _patient(session, patient_id, lock=True)
     check_invitable(patient)
-    if held := landline_held(session, patient):
-        raise ValidationError(held)
     channel = channel_for(patient)
     address = address_on(patient, channel)
     days = expiry_days if expiry_days is not None else get_expiry_days(session)

@@ -505,6 +505,145 @@ def test_a_landline_on_file_is_not_invited_by_a_text_that_cannot_arrive(db, worl
     assert sent.address == "lin@example.org"
 
 
+LANDLINE = "020 7946 0123"  # a London line: no text reaches it
+
+
+def _listed(db, world, pid):
+    """The patient's status as the list, the counts (the tally's, and a search's grouped
+    query), the bulk preview and state_of say it."""
+    with db.read() as s:
+        rows = enrolment.list_invitations(s, world.staff, page_size=500)
+        [status] = [r.status for r in rows if r.patient_id == pid]
+        counts = enrolment.status_counts(s, world.staff)
+        searched = enrolment.status_counts(s, world.staff, search="Lin")
+        preview = enrolment.bulk_preview(s, world.staff, upcoming_only=False)
+        state = invitations.state_of(s, s.get(Patient, pid))
+    return status, counts, searched, pid in preview.patient_ids, state
+
+
+def test_a_landline_with_text_consent_lists_and_counts_as_no_mobile_not_as_one_to_invite(db, world):
+    """An old or imported record with text consent on a landline and no email: before, the
+    status in SQL counted it as not invited (one to invite by text), in the list, the counts
+    and the bulk preview, until the send refused it. Now it is a record without a mobile there
+    as in state_of, and its advice names the landline; with an email it never agreed to, it
+    is opted out."""
+    with db.write() as s:
+        pid = make_patient(s, first_name="Lin", email=None, phone=LANDLINE).id
+        other = make_patient(s, first_name="Lin", last_name="Ode", phone=LANDLINE)
+        other.consent_email, other.date_of_birth = False, None
+    status, counts, searched, previewed, state = _listed(db, world, pid)
+    assert status == state.status == PortalStatus.NO_CONTACT
+    assert not previewed and "is a landline: texts cannot reach it" in state.advice
+    assert counts[PortalStatus.NOT_INVITED] == 1  # the world's own patient only
+    assert counts[PortalStatus.NO_CONTACT] == 1 and counts[PortalStatus.OPTED_OUT] == 1
+    assert (searched[PortalStatus.NO_CONTACT], searched[PortalStatus.OPTED_OUT]) == (1, 1)
+    assert searched[PortalStatus.NOT_INVITED] == 0
+    with db.read() as s:
+        opted_out = invitations.state_of(s, s.get(Patient, other.id))
+    assert opted_out.status == PortalStatus.OPTED_OUT and "landline" in opted_out.advice
+
+
+def test_a_number_is_a_landline_in_the_countries_of_the_practices_clinics(db, world):
+    """'020 7946 0123' is a London line in a British practice; a practice whose clinics are all
+    in the United States reads it otherwise (no US number starts 0), so it may be a mobile
+    and the record is one to invite by text. The mark follows the clinics' locale both ways,
+    for every record on file, and so do the list and the counts."""
+    with db.write() as s:
+        pid = make_patient(s, first_name="Lin", email=None, phone=LANDLINE).id
+    assert _listed(db, world, pid)[0] == PortalStatus.NO_CONTACT
+    with db.write() as s:
+        for clinic in s.scalars(select(Clinic)):
+            clinic.locale = "en-US"
+    status, counts, _, previewed, state = _listed(db, world, pid)
+    assert status == state.status == PortalStatus.NOT_INVITED and previewed
+    assert counts[PortalStatus.NOT_INVITED] == 2
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).locale = "en-GB"
+    assert _listed(db, world, pid)[0] == PortalStatus.NO_CONTACT
+    with db.read() as s:
+        assert s.get(Patient, pid).phone_landline
+
+
+def test_every_way_a_phone_is_written_keeps_its_landline_mark(db, world, tmp_path):
+    """The desk's edit (to a landline and back to a mobile), an import's bulk insert and the
+    status in SQL that reads the mark: a record the desk gives a landline without text
+    consent is one without a mobile, not opted out."""
+    from core.interchange import imports
+    from core.patients import records
+
+    with db.write() as s:
+        pid = make_patient(s, first_name="Lin", email=None).id
+    with db.write() as s:
+        records.update_patient(s, world.staff, pid, phone=LANDLINE, consent_sms=False)
+    with db.read() as s:
+        assert s.get(Patient, pid).phone_landline
+    assert _listed(db, world, pid)[0] == PortalStatus.NO_CONTACT
+    with db.write() as s:
+        records.update_patient(s, world.staff, pid, phone="07700 900456", consent_sms=True)
+    with db.read() as s:
+        assert not s.get(Patient, pid).phone_landline
+    path = tmp_path / "old.csv"
+    path.write_text(
+        "ref,patient,date,state,tel\n"
+        f"A1,P1,2025-03-30,attended,{LANDLINE}\nA2,P2,2025-03-30,attended,07700 900789\n"
+    )
+    columns = {"appointment_ref": "ref", "patient_ref": "patient", "day": "date"}
+    mapping = imports.AppointmentMapping(
+        columns=columns | {"status": "state", "phone": "tel"},
+        source="old",
+        provider=imports.WITHOUT_PROVIDER,
+    )
+    with db.read() as s:
+        clinic = s.get(Clinic, world.clinic_id).name
+    report = imports.import_appointments(
+        db.write, world.owner, path, mapping, clinic_name=clinic, timezone="Europe/London"
+    )
+    assert report.created == 2, report.warnings
+    with db.read() as s:
+        marks = dict(s.execute(select(Patient.external_ref, Patient.phone_landline)).all())
+    assert (marks["old:P1"], marks["old:P2"]) == (True, False)
+
+
+def test_records_stored_before_migration_0027_are_marked_by_the_phone_they_hold(db, world):
+    """0027 adds the landline mark: down to the revision before it and up again, each record
+    is marked by the phone it holds then (a number changed while the mark was not kept), and
+    the portal tally counts a landline as no mobile again (with the mark gone, as one)."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from db import migrate
+
+    with db.write() as s:
+        was_line = make_patient(s, first_name="Lin", email=None, phone=LANDLINE).id
+        was_mobile = make_patient(s, first_name="Mo", email=None).id
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")  # the revision before 0027, whatever its number
+    with_phone = bucket(False, False, True, True, True)  # no email; consent left as made
+    with db.engine.begin() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("patients")}
+        assert "phone_landline" not in columns
+        tally = dict(
+            connection.execute(sa.text("SELECT bucket, patients FROM patient_portal_tally")).all()
+        )
+        assert tally[with_phone] == 2  # the landline counted as a mobile, as before 0027
+        for pid, phone in ((was_line, "07700 900789"), (was_mobile, "0161 496 0000")):
+            connection.execute(
+                sa.text("UPDATE patients SET phone = :phone WHERE id = :id"),
+                {"phone": phone, "id": pid},
+            )
+    migrate.upgrade(db.engine)
+    with db.read() as s:
+        marks = dict(s.execute(select(Patient.id, Patient.phone_landline)).all())
+        tally = dict(
+            s.execute(select(PatientPortalTally.bucket, PatientPortalTally.patients)).all()
+        )
+    assert (marks[was_line], marks[was_mobile], marks[world.patient_id]) == (False, True, False)
+    assert tally[with_phone] == 1 and tally[bucket(False, False, True, False, True)] == 1
+    assert _listed(db, world, was_mobile)[0] == PortalStatus.NO_CONTACT
+
+
 def test_revoke_only_pending(db, world):
     sent = _send(db, world)
     with db.write() as s:
