@@ -917,3 +917,26 @@ def test_the_patients_file_holds_their_address(db, world):
         "postcode": "10115",
         "country": "DE",
     }
+
+
+def test_a_landline_created_at_the_desk_or_taken_in_a_merge_is_marked_as_one(db, world):
+    """The landline mark (core.patients.landlines) follows a phone however it comes: a new
+    record typed at the desk, and a merge that fills the kept record's blank phone from the
+    duplicate's landline; the kept record is then one without a mobile in the invitation list
+    (it had an email it never agreed to: opted out)."""
+    from core.patients import merge
+
+    with db.write() as s:
+        typed = patients.create_patient(
+            s, world.staff, first_name="Lin", last_name="Ode", phone="020 7946 0123"
+        )
+        keep = make_patient(s, first_name="Kit", phone=None, consent_email=False)
+        duplicate = make_patient(s, first_name="Kit", email=None, phone="0161 496 0000")
+        ids = typed.id, keep.id, duplicate.id
+    with db.write() as s:
+        merge.merge_patients(s, world.owner, ids[1], ids[2], "Same person")
+    with db.read() as s:
+        marks = [s.get(Patient, pid).phone_landline for pid in ids[:2]]
+        rows = enrolment.list_invitations(s, world.staff, search="Kit")
+    assert marks == [True, True]
+    assert [(r.patient_id, r.status) for r in rows] == [(ids[1], PortalStatus.OPTED_OUT)]
