@@ -84,7 +84,8 @@ def time_asked(
     `length`, else the clinic-local (`tz`) `day`'s time-of-day window, else that whole day
     (23 or 25 hours on the days clocks change); None with neither a time nor a day. One
     reading for the time-off cover list (core.scheduling.cover.asked_span, from a request)
-    and the requests queue (core.requests.queue.asked_span, from a row)."""
+    and the requests queue (core.requests.queue.asked_span, from a row); time_asked_padded
+    widens an exact time by the visit's buffers, as time off must keep clear of them."""
     if start_at is not None:
         return start_at, start_at + length
     if day is None:
@@ -478,6 +479,26 @@ def away_span(
     away, so neither the preparation nor the clean-up can happen). The one rule for time off:
     time_off_during, suggest_slots and the booking form's free providers ask it."""
     return start_at - before, end_at + after
+
+
+def time_asked_padded(
+    start_at: datetime | None,
+    length: timedelta,
+    day: date | None,
+    time_of_day: TimeOfDay | str | None,
+    tz: str,
+    before: timedelta = timedelta(0),
+    after: timedelta = timedelta(0),
+) -> tuple[datetime, datetime] | None:
+    """The time a request keeps its provider from time off, in UTC, from plain values: an exact
+    time's visit widened by its buffers `before` and `after` (away_span: approved as asked, time
+    off touching either is refused); a day or a time-of-day window as asked (time_asked), not
+    padded: the visit goes somewhere inside it, and a padded day would catch time off ending at
+    midnight the day before. None with neither a time nor a day."""
+    span = time_asked(start_at, length, day, time_of_day, tz)
+    if span is None or start_at is None:
+        return span
+    return away_span(*span, before, after)
 
 
 def time_off_during(

@@ -33,11 +33,14 @@ from core.practice.skills import able
 from core.practice.timing import timing_of
 from core.practice.treatment import services_of, treatment_of
 from core.scheduling.availability import (
+    MAX_BUFFER,
+    MAX_LENGTH,
     TIME_OF_DAY_LABELS,
     find_conflicts,
     resources_taken,
     suggest_slots,
     time_asked,
+    time_asked_padded,
     working_hours_cover,
 )
 from core.scheduling.lifecycle import (
@@ -249,10 +252,28 @@ def asked_span(request: Appointment) -> tuple[datetime, datetime]:
     return span
 
 
+def kept_span(request: Appointment) -> tuple[datetime, datetime]:
+    """The time a booking request keeps its provider from time off, in UTC
+    (availability.time_asked_padded): its exact time's visit, all its services, with their
+    buffers, as approving it refuses time off touching either; a day or its time-of-day window
+    as asked (asked_span)."""
+    span = time_asked_padded(
+        request.start_at,
+        duration_of(request) if request.start_at is not None else timedelta(0),
+        request.requested_day,
+        request.time_of_day,
+        request.clinic.timezone,
+        *timing_of(services_of(request)).padding,
+    )
+    if span is None:  # callers read only requests with a time or a day
+        raise ValueError(f"request #{request.id} asks for neither a time nor a day")
+    return span
+
+
 def requests_in(session: Session, off: TimeOff) -> list[Appointment]:
-    """The booking requests waiting for a decision with the provider away whose asked-for time
-    (asked_span) touches the time off, by that time: approved as asked, they would be booked
-    with a provider who is away."""
+    """The booking requests waiting for a decision with the provider away whose time (kept_span:
+    an exact time with its buffers) touches the time off, by the time asked: approved as asked,
+    they would be booked with a provider who is away."""
     first, last = off.starts_at.date() - timedelta(1), off.ends_at.date() + timedelta(1)
     found = session.scalars(
         select(Appointment).where(
@@ -260,7 +281,12 @@ def requests_in(session: Session, off: TimeOff) -> list[Appointment]:
             Appointment.kind == AppointmentKind.APPOINTMENT,
             Appointment.status == AppointmentStatus.REQUESTED,
             or_(
-                and_(Appointment.start_at < off.ends_at, Appointment.end_at > off.starts_at),
+                # its buffers reach MAX_BUFFER beyond it; its length is read from its services
+                # (a service lengthened since: not the end_at stored), at most MAX_LENGTH
+                and_(
+                    Appointment.start_at < off.ends_at + MAX_BUFFER,
+                    Appointment.start_at > off.starts_at - MAX_LENGTH - MAX_BUFFER,
+                ),
                 and_(
                     Appointment.start_at.is_(None),
                     Appointment.requested_day >= first,  # any zone's day: a day either side
@@ -269,9 +295,11 @@ def requests_in(session: Session, off: TimeOff) -> list[Appointment]:
             ),
         )
     ).all()
-    asked = [(asked_span(a), a) for a in found if a.start_at or a.requested_day]
+    asked = [(kept_span(a), a) for a in found if a.start_at or a.requested_day]
     inside = [
-        (start, a) for (start, end), a in asked if start < off.ends_at and end > off.starts_at
+        (asked_span(a)[0], a)
+        for (start, end), a in asked
+        if start < off.ends_at and end > off.starts_at
     ]
     return [a for _, a in sorted(inside, key=lambda pair: (pair[0], pair[1].id))]
 

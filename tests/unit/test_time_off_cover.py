@@ -701,3 +701,75 @@ def test_a_visit_whose_clean_up_runs_into_a_time_off_is_caught_by_it(db, world):
     with db.read() as session:
         moved = session.get(Appointment, ten)
         assert (moved.provider_id, moved.reschedule_count) == (cover_id, 0)  # the practice's
+
+
+def test_an_exact_requests_buffers_running_into_a_time_off_list_it(db, world):
+    """The service keeps 10 minutes free before it and 15 after; Dr Test is off on Monday
+    12:40–14:00. Requests for exactly 12:00 (its clean-up runs to 12:45) and 14:05 (its
+    preparation from 13:55) ask for no time in the time off themselves, yet approving either as
+    asked is refused (availability.away_span): the list now names both (it named neither),
+    still saying the time asked. 11:00 and 14:10, buffers and all clear of it, are not listed.
+    A day or a part of a day is not padded: Tuesday's requests are clear of Wednesday off from
+    midnight, though a visit late on Tuesday would keep its clean-up into Wednesday."""
+    monday = next_monday()
+    me = world.provider_id
+    with db.write() as session:
+        service = session.get(Service, world.service_id)
+        service.buffer_before_minutes, service.buffer_after_minutes = 10, 15
+        off = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=me,
+            starts_at=local_to_utc(monday, time(12, 40), TZ),
+            ends_at=local_to_utc(monday, time(14), TZ),
+        )
+        asks = {
+            hour: _ask(session, world, monday, me, start_at=local_to_utc(monday, hour, TZ))
+            for hour in (time(11), time(12), time(14, 5), time(14, 10))
+        }
+        tuesday, wednesday = monday + timedelta(1), monday + timedelta(2)
+        starts, ends = schedules.time_off_span(wednesday, None, wednesday, None, TZ)
+        later = schedules.add_time_off(
+            session, world.manager, provider_id=me, starts_at=starts, ends_at=ends
+        )
+        _ask(session, world, tuesday, me)
+        _ask(session, world, tuesday, me, TimeOfDay.EVENING)
+    with db.read() as session:
+        rows = cover.list_time_off_visits(session, world.manager, off.id)
+        assert cover.list_time_off_visits(session, world.manager, later.id) == []
+    assert [r.id for r in rows] == [asks[time(12)], asks[time(14, 5)]]
+    assert "12:00–12:30" in rows[0].when and "14:05–14:35" in rows[1].when
+    for hour in (time(12), time(14, 5)):
+        with db.write() as session, pytest.raises(ValidationError, match="is on time off"):
+            decisions.approve_request(
+                session,
+                world.manager,
+                asks[hour],
+                provider_id=me,
+                start_at=local_to_utc(monday, hour, TZ),
+            )
+
+
+def test_an_exact_request_is_read_at_its_services_length_now(db, world):
+    """A request for exactly 10:00 made when the service took 30 minutes; the service takes an
+    hour since, so approving it as asked books 10:00–11:00, which Dr Test's time off from 10:40
+    refuses: the list names it (it read the 10:30 end stored with the request, and did not)."""
+    monday = next_monday()
+    at = local_to_utc(monday, time(10), TZ)
+    with db.write() as session:
+        asked = _ask(session, world, monday, world.provider_id, start_at=at)
+        session.get(Service, world.service_id).duration_minutes = 60
+        off = schedules.add_time_off(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            starts_at=local_to_utc(monday, time(10, 40), TZ),
+            ends_at=local_to_utc(monday, time(12), TZ),
+        )
+    with db.read() as session:
+        (row,) = cover.list_time_off_visits(session, world.manager, off.id)
+    assert row.id == asked and "10:00–11:00" in row.when
+    with db.write() as session, pytest.raises(ValidationError, match="is on time off"):
+        decisions.approve_request(
+            session, world.manager, asked, provider_id=world.provider_id, start_at=at
+        )
