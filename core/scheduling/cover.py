@@ -54,7 +54,7 @@ from core.scheduling.lifecycle import (
 )
 from core.scheduling.moves import cancel_appointment, reschedule
 from core.scheduling.schedules import BookedVisit, booked_in
-from core.scheduling.states import ENTITY, RULES, STATUS_WORDS, Action
+from core.scheduling.states import ENTITY, PAST_GRACE, RULES, STATUS_WORDS, Action
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -198,6 +198,9 @@ FOR_CHANGE = (
     "A new time proposed for the patient's change request (their booking keeps its original "
     "time until they answer): propose another time for it in the queue, or cancel it."
 )
+PASSED = (
+    "Its time has passed: it cannot be moved; record how it went (completed, no-show) or cancel it."
+)
 PROPOSAL = "A time proposed to the patient: moved, it is proposed again with the colleague"
 
 
@@ -208,13 +211,17 @@ def _row(session: Session, booked: BookedVisit, away_id: int) -> TimeOffVisit:
     movable = not booked.held and (
         visit.status in RULES[Action.RESCHEDULE].sources or (proposal and not for_change)
     )
-    cover = _free_cover(session, visit, away_id) if movable else []
+    # a time off under way: a visit of its past is not booked anew (lifecycle.place)
+    passed = visit.start_at < utcnow() - PAST_GRACE
+    cover = _free_cover(session, visit, away_id) if movable and not passed else []
     if booked.held:
         note = "Its original time, held while the patient answers a proposed new time."
     elif for_change:
         note = FOR_CHANGE
     elif not movable:
         note = f"{STATUS_WORDS[visit.status].capitalize()}: it cannot be moved from here."
+    elif passed:
+        note = PASSED
     elif not cover:
         note = "Nobody else who performs it is free then."
     else:

@@ -773,3 +773,31 @@ def test_an_exact_request_is_read_at_its_services_length_now(db, world):
         decisions.approve_request(
             session, world.manager, asked, provider_id=world.provider_id, start_at=at
         )
+
+
+def test_a_visit_whose_time_has_passed_is_not_offered_a_move(db, world):
+    """Dr Test off from yesterday to tomorrow; yesterday's 10:00 visit is still booked (not
+    marked yet) and Dr Cover was free then. Moving it is refused (a booking cannot start in
+    the past), yet its row offered Dr Cover and the page preset "Move": it now says its time
+    has passed and offers no one; cancelling it is still offered."""
+    today = to_local(utcnow(), TZ).date()
+    yesterday = today - timedelta(1)
+    with db.write() as session:
+        cover_id = _provider(session, world, "Dr Cover")
+        past = _book(session, world, world.provider_id, today + timedelta(3), 10, world.patient_id)
+        visit = session.get(Appointment, past)
+        visit.start_at = local_to_utc(yesterday, time(10), TZ)
+        visit.end_at = visit.start_at + timedelta(minutes=30)
+        starts, ends = schedules.time_off_span(yesterday, None, today + timedelta(1), None, TZ)
+        off = schedules.add_time_off(
+            session, world.manager, provider_id=world.provider_id, starts_at=starts, ends_at=ends
+        )
+    with db.read() as session:
+        (row,) = cover.list_time_off_visits(session, world.manager, off.id)
+    assert row.id == past and not row.can_move and row.free == () and row.can_cancel
+    assert row.note == cover.PASSED
+    with db.write() as session:
+        (done,) = cover.handle_time_off_visits(
+            session, world.manager, off.id, [cover.Handling(past, cover.Choice.MOVE, cover_id)]
+        )
+    assert not done.ok and "passed" in done.message
