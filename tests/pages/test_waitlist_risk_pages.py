@@ -583,8 +583,11 @@ def test_a_patient_who_has_a_visit_at_the_offered_time_is_told_so_and_may_still_
     assert {b.key for b in at.button} >= {"patient_waitlist_accept", "patient_waitlist_decline"}
     database = _db(app_db)
     with database.read() as s:
-        assert s.scalar(select(WaitlistOffer.status)) == OfferStatus.SENT
+        offer = s.scalar(select(WaitlistOffer))
+        assert offer.status == OfferStatus.SENT
+        terms = offers.TERMS[offer.mode]  # who else may take it, as the offer's message said
     database.dispose()
+    assert any(terms in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 def test_a_request_put_on_the_waitlist_from_the_queue_says_so(app_as, app_db):

@@ -36,7 +36,7 @@ def render(token: str) -> None:
         f"**{escape(view.service_name)}** with {escape(view.provider_name)}  \n"
         f"**{escape(view.when)}** at {escape(view.clinic_name)}"
     )
-    st.caption(f"This offer holds until {view.expires}.")
+    st.caption(escape(f"This offer holds until {view.expires}. {view.terms}".strip()))
     left, right = st.columns(2)
     chosen = None
     if left.button("Book this time", type="primary", key="patient_waitlist_accept"):
