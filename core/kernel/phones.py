@@ -95,6 +95,27 @@ def phone_problem(phone: str, regions: tuple[str, ...]) -> str | None:
     return why
 
 
+def e164(phone: str, regions: tuple[str, ...]) -> str | None:
+    """`phone` as a text provider takes it (E.164: +447700900123): a national form read in the
+    first of `regions` whose numbering plan can have it (phonenumbers' possible, as `dialable`
+    checks), an international one as it stands; None when none can (`phone_problem` says
+    why)."""
+    for region in regions:
+        try:
+            number = phonenumbers.parse(phone, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def countries(regions: tuple[str, ...]) -> str:
+    """`regions` in English words, as the messages name them ("United Kingdom or Germany")."""
+    names = [babel_locale("en").territories.get(region, region) for region in regions]
+    return " or ".join(names)
+
+
 def dialable(typed: str | None, regions: tuple[str, ...]) -> str | None:
     """A phone number someone can dial, kept as typed, or None when blank."""
     phone = (clean(typed, field="phone number", limit=40) or "").strip() or None

@@ -13,6 +13,15 @@ stay (core.messaging.attachments). SMTP over TLS (SMTP_SECURITY ssl or starttls)
 server's certificate and name; a mail server whose certificate no authority signed is not sent
 to (its error says so) unless SSL_CERT_FILE names its authority.
 
+A text goes to its number in E.164 (+447700900123), as providers such as Twilio require: a
+national number on file is read, when the text is sent, in the country of the clinic it is about
+(its visit's), else of the clinics its patient booked at (where a reply from that number is
+matched to them, core.portal.sign_in), then of the practice's clinics, first clinic first
+(text_regions). Read when sent, not queued, so a retry after the number was corrected reads the
+new one; the outbox keeps the number as it was queued (as typed). A number none of those
+countries can read is not handed to the provider: the text fails for good, saying which number
+to correct.
+
 A connection-level failure (refused, timed out, disconnected, unreachable) says the server is
 down, not that the message is wrong: that message counts the attempt and backs off, and the rest
 of the round's messages for that channel are handed back untried (no attempt counted, due at
@@ -60,6 +69,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from core.kernel import phones
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.kernel.tokens import hash_token
@@ -68,6 +78,7 @@ from db.models import (
     Appointment,
     AppointmentStatus,
     Channel,
+    Clinic,
     DeliveryStatus,
     FeedbackRequest,
     FormRequest,
@@ -248,6 +259,75 @@ def transports(settings: Settings) -> dict[Channel, Transport]:
     found: dict[Channel, Transport] = {Channel.SMS: sms}
     if settings.smtp:
         found[Channel.EMAIL] = SmtpTransport(settings.smtp)
+    return found
+
+
+def text_regions(session, rows: list[Notification]) -> dict[int, tuple[str, ...]]:
+    """By id, the countries each text of `rows` reads its national number in, in order: its
+    visit's clinic's, else those of the clinics its patient booked at (the countries an inbound
+    reply from the number is matched in, core.portal.sign_in), then the practice's
+    (core.kernel.phones.practice_regions). Three reads at most for the batch."""
+    texts = [row for row in rows if row.channel == Channel.SMS]
+    visits = {row.appointment_id for row in texts} - {None}
+    patients = {row.patient_id for row in texts if row.appointment_id is None} - {None}
+    clinic_of: dict[int, str] = {}
+    if visits:
+        clinic_of = dict(
+            session.execute(
+                select(Appointment.id, Clinic.locale)
+                .join(Clinic, Clinic.id == Appointment.clinic_id)
+                .where(Appointment.id.in_(visits))
+            ).all()
+        )
+    booked: dict[int, list[str]] = defaultdict(list)
+    if patients:
+        for patient_id, _, locale in session.execute(
+            select(Appointment.patient_id, Clinic.id, Clinic.locale)
+            .join(Clinic, Clinic.id == Appointment.clinic_id)
+            .where(Appointment.patient_id.in_(patients))
+            .distinct()
+            .order_by(Appointment.patient_id, Clinic.id)
+        ):
+            booked[patient_id].append(locale)
+    practice = phones.practice_regions(session) if texts else ()
+    found = {}
+    for row in texts:
+        if row.appointment_id in clinic_of:
+            first = [clinic_of[row.appointment_id]]
+        else:
+            first = booked.get(row.patient_id, [])
+        read_in = [phones.phone_region(locale) for locale in first]
+        found[row.id] = tuple(dict.fromkeys([*read_in, *practice]))
+    return found
+
+
+def text_address(phone: str, regions: tuple[str, ...]) -> str:
+    """The number a text goes to, in E.164 (core.kernel.phones.e164); a PermanentFailure
+    saying what to correct when none of `regions` can read it."""
+    address = phones.e164(phone, regions)
+    if address is None:
+        why = phones.phone_problem(phone, regions) or "no phone can dial it"
+        raise PermanentFailure(
+            f"{phone!r} is no phone number in {phones.countries(regions)} ({why}): correct it "
+            "on the patient's record, then retry."
+        )
+    return address
+
+
+def _addresses(write: Callable[[], object], rows: list[Notification]) -> dict[int, str | Exception]:
+    """By id, the E.164 number each text of `rows` goes to, or why it cannot go (one
+    transaction for the batch, none without a text)."""
+    if not any(row.channel == Channel.SMS for row in rows):
+        return {}
+    with write() as session:
+        regions = text_regions(session, rows)
+    found: dict[int, str | Exception] = {}
+    for row in rows:
+        if row.id in regions:
+            try:
+                found[row.id] = text_address(row.to_address, regions[row.id])
+            except PermanentFailure as refused:
+                found[row.id] = refused
     return found
 
 
@@ -606,6 +686,7 @@ def send_due(
         ):
             heartbeat.ids = [row.id for row in batch]
             facts, kept = hold_for_quiet_hours(write, token, batch, clock())
+            addresses = _addresses(write, [row for row in batch if row.id not in kept])
             untried = []
             for row in batch:
                 if row.id in kept:
@@ -623,6 +704,10 @@ def send_due(
                     continue
                 error = None
                 try:
+                    if isinstance(address := addresses.get(row.id), Exception):
+                        raise address
+                    if address is not None:  # the detached copy's: the outbox keeps it as typed
+                        set_committed_value(row, "to_address", address)
                     channels[row.channel].send(row)
                 except Exception as exc:  # any transport failure is recorded on the message
                     error = exc

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings
 from core.kernel.errors import ValidationError
 from core.kernel.phones import dialable, practice_regions
-from core.messaging.delivery import LEASE, transports
+from core.messaging.delivery import LEASE, text_address, transports
 from core.practice.checklist import TEST_MESSAGE_TEMPLATE
 from db.models import Channel, DeliveryStatus, Notification
 from db.types import utcnow
@@ -55,10 +56,12 @@ def send_test_message(
             raise ValidationError(f"Give an email address to send the test to: {error}") from None
     elif not address:
         raise ValidationError("Give a phone number to send the test SMS to.")
-    token = uuid.uuid4().hex
+    token, send_to = uuid.uuid4().hex, None
     with write() as session:
         if channel == Channel.SMS:
-            address = dialable(address, practice_regions(session))
+            regions = practice_regions(session)
+            address = dialable(address, regions)
+            send_to = text_address(address, regions)  # dialable there: readable there
         row = Notification(
             channel=channel,
             template=TEST_MESSAGE_TEMPLATE,
@@ -80,6 +83,8 @@ def send_test_message(
             details={"channel": channel.value, "to": address},
         )
         session.expunge(row)
+    if send_to:  # the provider's form (E.164); the outbox keeps it as typed, as a patient's
+        set_committed_value(row, "to_address", send_to)
     error = None
     transport = transports(settings).get(channel)
     if transport is None:

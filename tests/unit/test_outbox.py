@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from datetime import time as time_of_day
 from datetime import timedelta
 
 import pytest
@@ -450,3 +451,143 @@ def test_an_smtp_server_whose_certificate_is_nobodys_is_refused_not_sent_to(tmp_
         assert delivery.connection_failed(failed.value) and received == []
     finally:
         controller.stop()
+
+
+class _Provider(http.server.BaseHTTPRequestHandler):
+    """An HTTP SMS provider on loopback that keeps what is posted to it and answers 200."""
+
+    posted: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        self.posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def provider():
+    """The loopback provider's settings; what it received is `_Provider.posted`."""
+    _Provider.posted = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/sms"
+    try:
+        yield SmsSettings(provider="http", http_url=url, http_token="t")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _visit_text(session, patient, clinic_id: int | None) -> int:
+    """A text to `patient` about a visit of theirs at `clinic_id` (or about none), its id."""
+    from core.kernel.clock import local_to_utc
+    from db.models import Appointment, AppointmentStatus
+
+    visit = None
+    if clinic_id is not None:
+        start = local_to_utc(utcnow().date() + timedelta(days=9), time_of_day(10), "UTC")
+        visit = Appointment(
+            clinic_id=clinic_id,
+            patient_id=patient.id,
+            status=AppointmentStatus.CANCELLED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        session.add(visit)
+        session.flush()
+    queued = notify.queue_for_patient(
+        session,
+        patient,
+        "appointment_cancelled",
+        {"when": "Tue 15 Dec 2026, 10:00", "reason": "Ill"},
+        appointment_id=visit and visit.id,
+        channels=[Channel.SMS],
+    )
+    (row,) = queued.notifications
+    session.flush()
+    return row.id
+
+
+def test_a_text_goes_in_international_form_read_in_the_country_of_its_clinic(
+    db, world, provider, caplog
+):
+    """Before, the provider got the number as typed ('07700 900123', no country code), which
+    Twilio-style APIs refuse and which, in a London-and-Berlin practice, may be a number of
+    either country. Now it gets E.164 read in the country of the clinic the text is about (a
+    German mobile of a Berlin patient is +49 though London is the first clinic), else of the
+    clinics the patient booked at, else of the practice's first clinic; the log transport shows
+    the same; the numbers on file stay, and a reply from the number is matched to its
+    patient."""
+    from core.portal import replies
+    from db.models import Clinic, Patient
+    from tests.factories import make_patient
+
+    with db.write() as session:
+        berlin = Clinic(name="Berlin", timezone="Europe/Berlin", locale="de-DE")
+        session.add(berlin)
+        session.flush()
+        alex = session.get(Patient, world.patient_id)  # 07700 900123: British, or +49 7700…
+        jonas = make_patient(session, first_name="Jonas", phone="0170 1234567")
+        jonas_id = jonas.id
+        ids = [
+            _visit_text(session, alex, world.clinic_id),
+            _visit_text(session, jonas, berlin.id),
+            _visit_text(session, alex, None),  # about no visit: where the patient booked
+            _visit_text(session, jonas, None),  # Berlin, not the first clinic's London
+        ]
+    report = delivery.send_due(db.write, {Channel.SMS: delivery.HttpSmsTransport(provider)})
+    assert report.sent == 4
+    sent_to = [p["to"] for p in _Provider.posted]
+    assert sent_to == ["+447700900123", "+491701234567", "+447700900123", "+491701234567"]
+    with db.read() as session:
+        phones = session.scalars(select(Patient.phone).order_by(Patient.id)).all()
+        assert phones == ["07700 900123", "0170 1234567"]
+        assert [session.get(Notification, i).status for i in ids] == [DeliveryStatus.SENT] * 4
+        # a reply from the number a text went to is the patient's (core.portal.replies)
+        found = [replies.find_patient_by_phone(session, number).id for number in sent_to[:2]]
+        assert found == [world.patient_id, jonas_id]
+    (logged,) = _queue(db, 1, Channel.SMS)
+    with db.write() as session:
+        session.get(Notification, logged).to_address = "0170 1234567"  # about no visit
+    caplog.set_level("INFO", logger="clinicdesk")
+    assert delivery.send_due(db.write, {Channel.SMS: delivery.LoggingSmsTransport()}).sent == 1
+    assert "SMS to +441701234567:" in caplog.text  # read in the first clinic's country
+
+
+def test_a_text_to_a_number_no_clinics_country_can_read_fails_for_good_saying_fix_it(db, world):
+    """A number on file that no phone in the practice's countries can dial (an import's, from
+    before the check) is not handed to the provider: the text fails for good, saying which
+    number and what to do."""
+    from db.models import Patient, StopKind
+
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.phone = "07700 9001234"  # a digit too many for Britain
+        id_ = _visit_text(session, patient, world.clinic_id)
+    sms = Recording()
+    report = delivery.send_due(db.write, {Channel.SMS: sms})
+    assert (report.sent, report.failed, sms.sent) == (0, 1, [])
+    row = _row(db, id_)
+    assert (row.status, row.permanent_failure, row.stop_kind) == (
+        DeliveryStatus.FAILED,
+        True,
+        StopKind.REFUSED,
+    )
+    assert row.last_error == (
+        "Permanent failure, not retried (correct the address, then retry): '07700 9001234' is "
+        "no phone number in United Kingdom (it is too long): correct it on the patient's "
+        "record, then retry."
+    )
+
+
+def test_a_test_text_goes_to_the_provider_in_international_form(db, world, provider):
+    from core.messaging import test_message
+
+    settings = Settings("sqlite://", "k" * 40, data_dir=None, sms=provider)
+    sent = test_message.send_test_message(db.write, world.owner, settings, "sms", "07700 900123")
+    assert sent.sent
+    assert [p["to"] for p in _Provider.posted] == ["+447700900123"]

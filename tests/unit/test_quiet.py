@@ -149,4 +149,7 @@ def test_the_sender_judges_a_batch_in_quiet_hours_in_a_few_queries(db, world, n)
     assert report.held == 4 * n  # email and text each: n surveys, n offers
     assert "feedback_request" not in keep[Channel.EMAIL].sent
     assert "waitlist_offer" not in keep[Channel.EMAIL].sent
-    assert len(reads) == 5, reads  # requests, appointments, offers, settings, clinics
+    # requests, appointments, offers, settings, clinics; and the countries the texts that go
+    # read their numbers in (core.messaging.delivery.text_regions): their visits' clinics, the
+    # practice's clinics
+    assert len(reads) == 7, reads
