@@ -1150,6 +1150,9 @@ def stopped_for_good(row: Notification) -> bool:
 
 
 def retry(session: Session, actor: Actor, notification_id: int) -> None:
+    """Queue a message not sent again, now, to its patient's address or number on record now
+    (corrected since, as a failure asks); refused when ClinicDesk stopped it on purpose, the
+    patient withdrew consent or has no address on that channel any more."""
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     row = session.get(Notification, notification_id)
     if row is None:
@@ -1171,6 +1174,14 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
             f"{patient.full_name} has withdrawn consent to {what}; this message cannot be sent "
             "again. Record their consent on the patient's page first if they gave it back."
         )
+    if patient:  # corrected since it was queued (what a failure asks): the retry goes there
+        address = patient.email if row.channel == Channel.EMAIL else patient.phone
+        if not address:
+            what = "email address" if row.channel == Channel.EMAIL else "phone number"
+            raise ValidationError(
+                f"{patient.full_name} has no {what} on their record now: add it there, then retry."
+            )
+        row.to_address = address
     row.status, row.next_attempt_at = DeliveryStatus.QUEUED, utcnow()
     row.permanent_failure, row.stop_kind = False, None
     audit.record(

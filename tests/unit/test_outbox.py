@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from core.kernel import tokens
 from core.kernel.config import Settings, SmsSettings, SmtpSettings
+from core.kernel.errors import ValidationError
 from core.messaging import delivery, notify
 from db.models import Channel, DeliveryStatus, Notification, NotificationAttachment
 from db.types import utcnow
@@ -591,3 +592,48 @@ def test_a_test_text_goes_to_the_provider_in_international_form(db, world, provi
     sent = test_message.send_test_message(db.write, world.owner, settings, "sms", "07700 900123")
     assert sent.sent
     assert [p["to"] for p in _Provider.posted] == ["+447700900123"]
+
+
+class _Addressed:
+    """A transport that keeps the address each message was handed to it with."""
+
+    def __init__(self) -> None:
+        self.to: list[str] = []
+
+    def send(self, notification: Notification) -> None:
+        self.to.append(notification.to_address)
+
+
+def test_a_retry_after_the_number_was_corrected_goes_to_the_corrected_number(db, world):
+    """A failure says to correct the number (or address) on the patient's record, then retry;
+    before, the retry went to the number the message was queued with, and failed again."""
+    from db.models import Patient
+
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.phone = "07700 9001234"  # a digit too many for Britain
+        text = _visit_text(session, patient, world.clinic_id)
+        email = notify.queue_for_patient(
+            session, patient, "appointment_cancelled", {}, channels=[Channel.EMAIL]
+        ).notifications[0]
+        email.status, email.permanent_failure = DeliveryStatus.FAILED, True  # a 5xx answer
+    sms = _Addressed()
+    assert delivery.send_due(db.write, {Channel.SMS: sms}).failed == 1
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        patient.phone, patient.email = "07700 900123", "alex.morgan@example.org"
+        notify.retry(session, world.manager, text)
+        notify.retry(session, world.manager, email.id)
+    mail = _Addressed()
+    assert delivery.send_due(db.write, {Channel.SMS: sms, Channel.EMAIL: mail}).sent == 2
+    assert (sms.to, mail.to) == (["+447700900123"], ["alex.morgan@example.org"])
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        again = session.get(Notification, _visit_text(session, patient, world.clinic_id))
+        again.status, again.permanent_failure = DeliveryStatus.FAILED, True
+        patient.phone = None  # taken off the record meanwhile
+        with pytest.raises(ValidationError) as refused:
+            notify.retry(session, world.manager, again.id)
+    assert str(refused.value) == (
+        "Alex Morgan has no phone number on their record now: add it there, then retry."
+    )
