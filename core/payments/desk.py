@@ -674,8 +674,10 @@ def charge_fee_on_file(
     nowhere as money in, and `ChargePending` says so: the provider's webhook completes or fails
     it (`charge_answered`). Pressed again, such a charge is not sent again (the provider
     forgets its key after a day, and could take it twice): the provider is asked how it stands
-    (`_check_attempt`), as the payments job asks of one whose webhook has not come; one cut off
-    before the provider answered is sent again by the payments job (`finish_charges`)."""
+    (`_check_attempt`), as the payments job asks of one whose webhook has not come (one still
+    unfinished a day on, CHARGE_CANCEL_AFTER, is canceled there and failed, the fee owed
+    again); one cut off before the provider answered is sent again by the payments job
+    (`finish_charges`)."""
     with write() as session:
         ensure(actor, Permission.PAYMENTS_RECORD)
         entry, owed = _owed_fee(session, ledger_entry_id)
@@ -696,8 +698,9 @@ def charge_fee_on_file(
                 details={"payment_id": attempt.id, "cents": attempt.amount_cents},
             )
         sent = _Attempt.of(attempt, customer)
+        overdue = _overdue(attempt, utcnow())
     if reference:  # the provider answered it, not finished: asked how it stands, not sent again
-        return _check_attempt(write, actor, sent, reference, provider)
+        return _check_attempt(write, actor, sent, reference, provider, overdue=overdue)
     return _send_attempt(write, actor, sent, provider)
 
 
@@ -711,6 +714,15 @@ CHARGE_RETRY_AFTER = timedelta(minutes=5)  # an attempt not answered by then was
 # webhook comes within seconds when all is well; it may be lost, or the endpoint down)
 CHARGE_CHECK_AFTER = timedelta(minutes=10)
 CHARGE_KEY_KEPT = timedelta(hours=23)  # Stripe keeps an idempotency key 24 h: resent within it
+# a charge the provider answered and has still not finished by then is canceled there and failed
+# (the fee owed again). A card charge finishes within minutes; one left 'requires_action' (the
+# patient's bank wants them to confirm it) or 'requires_confirmation' waits for a patient who,
+# charged off-session, is not there to do it, so it would wait for ever and block the fee. A
+# day leaves time for the patient to be reached and for a slow webhook, and ends every attempt
+# within the day Stripe keeps its key, as CHARGE_KEY_KEPT does for one never answered.
+CHARGE_CANCEL_AFTER = timedelta(hours=23)
+# the settings row keeping the last charge the payments job asked about, so it asks in turn
+CHARGES_ASKED = "payments_charges_asked"
 
 
 def _customer(session: Session, patient_id: int) -> str | None:
@@ -812,17 +824,29 @@ def _check_attempt(
     sent: _Attempt,
     reference: str,
     provider: PaymentProvider,
+    *,
+    overdue: bool = False,
 ) -> Payment:
     """Ask the provider how a charge it answered unfinished (`reference`) stands now, and record
     how it ended as its webhook does (`_charge_ended`): paid, or failed with what the provider
     said (raised as the provider's refusal, as a decline is). Not finished yet:
-    `ChargePending`; finished meanwhile (its webhook, another desk): `Conflict` when paid."""
+    `ChargePending`; finished meanwhile (its webhook, another desk): `Conflict` when paid. One
+    still unfinished CHARGE_CANCEL_AFTER after it was sent (`overdue`) is canceled at the
+    provider (`fee_cancel_key`) and failed, saying so: the fee is owed again; one the provider
+    would not cancel because it went through meanwhile is paid."""
     charge = provider.charge_state(reference)  # its refusal raised: nothing is recorded
+    canceled = ""  # the state it was left in, when it is canceled here
+    if charge.ended is None and overdue:
+        left_in = charge.status
+        charge = provider.cancel_charge(reference, key=fee_cancel_key(sent))
+        canceled = left_in if charge.status == "canceled" else ""
     with write() as session:
         if charge.ended is None:
             attempt = session.get(Payment, sent.id)
         else:
             said = charge.said or "the charge failed."
+            if canceled:
+                said = _canceled_words(canceled)
             attempt = _charge_ended(session, reference, charge.ended, said, actor)
             if attempt is not None and attempt.status == "paid":
                 return attempt
@@ -833,6 +857,22 @@ def _check_attempt(
     if status == "failed":
         raise ProviderError(last_error or f"The charge {ref} to the card on file failed.")
     raise _pending(sent.fee_id, ref, charge.status)
+
+
+def fee_cancel_key(sent: _Attempt) -> str:
+    """The idempotency key the cancel of an unfinished charge to the card on file is sent
+    with: one per attempt, so a cancel sent again (the process stopped before recording it)
+    is answered with the first."""
+    return f"clinicdesk-fee-cancel-{sent.id}-of-fee-{sent.fee_id}"
+
+
+def _canceled_words(status: str) -> str:
+    hours = int(CHARGE_CANCEL_AFTER.total_seconds() // 3600)
+    return (
+        f"it was still unfinished ({status.replace('_', ' ')}) {hours} hours after it was "
+        "sent, so it was canceled at Stripe and nothing was taken. The fee is owed again: "
+        "charge the card on file again, or take it another way at the desk."
+    )
 
 
 def _locked_attempt(session: Session, attempt_id: int) -> Payment:
@@ -902,7 +942,9 @@ def finish_charges(
     answered unfinished whose webhook has not come (lost, the endpoint down), older than
     CHARGE_CHECK_AFTER: the provider is asked how it stands, and one that ended is completed
     or failed as its webhook would (`_charge_ended`); one still unfinished is asked again on
-    the next run. With no card provider (`DeskProvider`) nothing can be asked: it is left for
+    the next run, and one still unfinished CHARGE_CANCEL_AFTER after it was sent is canceled
+    at the provider and failed, the fee owed again (paid, if it went through meanwhile). With
+    no card provider (`DeskProvider`) nothing can be asked: it is left for
     the provider's webhook. Returns how many attempts were sent again, given up or asked."""
     now = utcnow()
     with write() as session:
@@ -922,7 +964,7 @@ def finish_charges(
             if provider.online
             else []
         )
-        checks = [(_Attempt.of(p, ""), p.provider_ref) for p in answered]
+        checks = [(_Attempt.of(p, ""), p.provider_ref, _overdue(p, now)) for p in answered]
         found = session.scalars(
             select(Payment)
             .where(
@@ -950,12 +992,17 @@ def finish_charges(
                 _send_attempt(write, SYSTEM, sent, provider)
         except DomainError as error:  # declined, still unfinished or finished meanwhile
             log.warning("charge P-%s: %s", sent.id, error)
-    for sent, reference in checks:
+    for sent, reference, overdue in checks:
         try:
-            _check_attempt(write, SYSTEM, sent, reference, provider)
+            _check_attempt(write, SYSTEM, sent, reference, provider, overdue=overdue)
         except DomainError as error:  # failed, still unfinished or finished meanwhile
             log.warning("charge P-%s: %s", sent.id, error)
     return len(rows) + len(checks)
+
+
+def _overdue(attempt: Payment, now: datetime) -> bool:
+    """A charge the provider answered unfinished that is to be canceled (CHARGE_CANCEL_AFTER)."""
+    return _as_utc(attempt.created_at) <= now - CHARGE_CANCEL_AFTER
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -116,6 +116,13 @@ class PaymentProvider(Protocol):
         when its answer was not final and its webhook has not come)."""
         ...
 
+    def cancel_charge(self, reference: str, *, key: str) -> Charge:
+        """Cancel the unfinished charge to the card on file `reference`, so it can never be
+        taken; `key` names this cancel (the same each time it is sent). How the charge stands
+        then: canceled (it failed for good), or, when the provider would not cancel it because
+        it finished meanwhile or is being finished, as it stands ('succeeded': money in)."""
+        ...
+
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
 
 
@@ -187,6 +194,9 @@ class DeskProvider:
         raise ValidationError(
             "There is no card provider to ask how the charge to the card on file ended."
         )
+
+    def cancel_charge(self, reference: str, *, key: str) -> Charge:
+        raise ValidationError("There is no card provider to cancel the charge to the card on file.")
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         raise ValidationError("No payment provider is configured.")
@@ -317,6 +327,27 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise ProviderError(
                 f"Stripe did not say how the charge to the card on file stands: {_said(exc)}"
+            ) from exc
+        return Charge(intent.id, str(intent.status), intent_said(intent.to_dict()))
+
+    def cancel_charge(self, reference: str, *, key: str) -> Charge:
+        """Cancel the payment intent `reference` ('abandoned'), sent with `key` as Stripe's
+        idempotency key (sent again after a crash, Stripe answers with the first cancel).
+        Stripe refuses to cancel one that succeeded (or is processing, or was canceled): it is
+        then read, and its state returned, so a charge that went through meanwhile is paid."""
+        intents = self._client.v1.payment_intents
+        try:
+            try:
+                intent = intents.cancel(
+                    reference,
+                    params={"cancellation_reason": "abandoned"},
+                    options={"idempotency_key": key},
+                )
+            except stripe.InvalidRequestError:
+                intent = intents.retrieve(reference)
+        except stripe.StripeError as exc:
+            raise ProviderError(
+                f"Stripe did not cancel the unfinished charge to the card on file: {_said(exc)}"
             ) from exc
         return Charge(intent.id, str(intent.status), intent_said(intent.to_dict()))
 

@@ -2498,6 +2498,8 @@ class CardsOnFile(stripe.HTTPClient):
         self.made: list[str] = []  # the payment intents made (money taken)
         self.intents: dict[str, dict] = {}  # each payment intent as Stripe has it now
         self.asked: list[str] = []  # the payment intents retrieved
+        self.cancels: list[tuple[str, str, str]] = []  # intent, Idempotency-Key, reason given
+        self.after_asked: dict[str, str] = {}  # the state an intent reaches once it is asked of
 
     def settle(self, intent: str, status: str, **more) -> None:
         """Stripe finishes the payment intent (no webhook sent: lost, or the endpoint down)."""
@@ -2512,7 +2514,12 @@ class CardsOnFile(stripe.HTTPClient):
             with self.lock:
                 intent = path.rsplit("/", 1)[1]
                 self.asked.append(intent)
-                return json.dumps(self.intents[intent]), 200, {}
+                body = json.dumps(self.intents[intent])
+                if intent in self.after_asked:  # it ends between this answer and the next
+                    self.settle(intent, self.after_asked.pop(intent))
+                return body, 200, {}
+        if method == "post" and path.endswith("/cancel"):
+            return self._cancel(path.split("/")[3], headers.get("Idempotency-Key"), post_data)
         with self.lock:
             key = headers.get("Idempotency-Key")
             self.keys.append(key)
@@ -2528,6 +2535,27 @@ class CardsOnFile(stripe.HTTPClient):
                 intent = {"id": self.made[-1], "object": "payment_intent", "status": self.status}
                 self.answers[key] = (json.dumps(intent), 200)
                 self.intents[intent["id"]] = dict(intent)
+            body, status = self.answers[key]
+            return body, status, {}
+
+    def _cancel(self, intent: str, key: str, post_data) -> tuple[str, int, dict]:
+        """Stripe's cancel: an unfinished intent is canceled; one that succeeded, is processing
+        or was canceled is refused (400, payment_intent_unexpected_state)."""
+        form = post_data.decode() if isinstance(post_data, bytes) else post_data or ""
+        reason = parse_qs(form).get("cancellation_reason", [""])[0]
+        with self.lock:
+            self.cancels.append((intent, key, reason))
+            if key in self.answers:
+                body, status = self.answers[key]
+                return body, status, {"Idempotent-Replayed": "true"}
+            now = self.intents[intent]["status"]
+            if now in ("requires_payment_method", "requires_confirmation", "requires_action"):
+                self.settle(intent, "canceled", cancellation_reason=reason)
+                self.answers[key] = (json.dumps(self.intents[intent]), 200)
+            else:
+                error = {"type": "invalid_request_error", "code": "payment_intent_unexpected_state"}
+                error["message"] = f"You cannot cancel this PaymentIntent: its status is {now}."
+                self.answers[key] = (json.dumps({"error": error}), 400)
             body, status = self.answers[key]
             return body, status, {}
 
@@ -2866,6 +2894,74 @@ def test_the_payments_job_asks_stripe_of_a_charge_whose_webhook_never_came(db, w
     assert http.asked[4:] == ["pi_4"]
     assert _fee_payments(db, slow) == [("paid", 1000, "pi_4")]
     assert desk.finish_charges(db.write, provider) == 0
+
+
+def test_a_charge_left_unfinished_a_day_is_canceled_at_stripe_and_the_fee_owed_again(
+    db, world, monkeypatch
+):
+    """Three charges to the card on file answered 'requires_action' (the patient's bank wants
+    them to confirm, and charged off-session they are not there to). Before, the payments job
+    asked Stripe of each on every run for ever and the fee stayed blocked. One still
+    unfinished CHARGE_CANCEL_AFTER (23 h) after it was sent is now canceled at Stripe through
+    the stripe library ('abandoned', with an idempotency key of its own) and failed in words
+    for the desk, the fee owed again (taken at the desk); one the patient confirmed just as
+    the job asked (Stripe refuses to cancel it) is paid, one processing (refused too) stays and
+    is asked again on the next run; a younger one is only asked. Pressed
+    at the desk a day on, a stuck charge is canceled the same way and the desk told why."""
+    http = CardsOnFile()
+    http.status = "requires_action"
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    stuck, won, young, slow = _pending_charges(
+        db, world, provider, appointment_id, 3000, 1500, 1000, 800
+    )
+    http.settle("pi_4", "processing")  # Stripe refuses to cancel it: it stays, asked again
+    for fee in (stuck, won, slow):
+        _age(db, fee, timedelta(hours=23, minutes=1))
+    _age(db, young, timedelta(hours=22))
+    http.after_asked["pi_2"] = "succeeded"  # confirmed between the job's asking and its cancel
+    monkeypatch.setattr(prepay, "provider_for", lambda settings: provider)  # no network
+    prepay.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
+    assert [c[0] for c in http.cancels] == ["pi_1", "pi_2", "pi_4"]  # not the younger pi_3
+    with db.read() as s:
+        attempts = {p.ledger_entry_id: p for p in s.scalars(select(Payment))}
+        keys = {
+            attempts[f].provider_ref: desk.fee_cancel_key(desk._Attempt.of(attempts[f], ""))
+            for f in (stuck, won, slow)
+        }
+    assert http.cancels == [(i, keys[i], "abandoned") for i in ("pi_1", "pi_2", "pi_4")]
+    assert len(set(keys.values())) == 3 and not set(keys.values()) & set(http.keys)
+    assert http.intents["pi_1"]["status"] == "canceled"
+    assert http.made == ["pi_1", "pi_2", "pi_3", "pi_4"]  # nothing charged again
+    assert _fee_payments(db, won) == [("paid", 1500, "pi_2")]
+    assert _fee_payments(db, young) == [("pending", 1000, "pi_3")]
+    assert _fee_payments(db, slow) == [("pending", 800, "pi_4")]
+    said = (
+        "Stripe did not charge the card on file: it was still unfinished (requires action) 23 "
+        "hours after it was sent, so it was canceled at Stripe and nothing was taken. The fee "
+        "is owed again: charge the card on file again, or take it another way at the desk."
+    )
+    with db.read() as s:
+        (attempt,) = s.scalars(select(Payment).where(Payment.ledger_entry_id == stuck))
+        assert (attempt.status, attempt.last_error) == ("failed", said)
+        owed = [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)]
+        assert owed == ["£30.00", "£10.00", "£8.00"]
+        refused = select(AuditEvent.details).where(AuditEvent.action == "fee_charge_refused")
+        assert [d["said"] for d in s.scalars(refused)] == [said]
+    with db.write() as s:  # the fee owed again is taken another way
+        desk.pay_fee(s, world.staff, stuck, method="cash", provider=provider)
+    assert _fee_payments(db, stuck) == [("failed", 3000, "pi_1"), ("paid", 3000, None)]
+    assert desk.finish_charges(db.write, provider) == 2  # the young one and pi_4, asked
+    assert [c[0] for c in http.cancels] == ["pi_1", "pi_2", "pi_4", "pi_4"]
+
+    _age(db, young, timedelta(hours=23, minutes=1))  # the desk presses again a day on
+    with pytest.raises(ProviderError) as failed:
+        desk.charge_fee_on_file(db.write, world.staff, young, provider=provider)
+    assert str(failed.value) == said
+    assert http.cancels[-1][0] == "pi_3"
+    assert _fee_payments(db, young) == [("failed", 1000, "pi_3")]
+    assert http.made == ["pi_1", "pi_2", "pi_3", "pi_4"]
 
 
 def test_pressing_again_on_an_unfinished_charge_asks_stripe_and_never_charges_again(db, world):
