@@ -18,6 +18,7 @@ from core.kernel import audit, exports
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import Conflict, DomainError, NotFound, ValidationError
+from core.kernel.locks import setting_row
 from core.kernel.money import (
     MAX_MINOR,
     ClinicFormat,
@@ -940,30 +941,16 @@ def finish_charges(
     than CHARGE_KEY_KEPT (the provider forgets the key at 24 h, so sending it again could
     charge twice) is marked failed, saying so, and the fee stays owed. One the provider
     answered unfinished whose webhook has not come (lost, the endpoint down), older than
-    CHARGE_CHECK_AFTER: the provider is asked how it stands, and one that ended is completed
-    or failed as its webhook would (`_charge_ended`); one still unfinished is asked again on
-    the next run, and one still unfinished CHARGE_CANCEL_AFTER after it was sent is canceled
-    at the provider and failed, the fee owed again (paid, if it went through meanwhile). With
-    no card provider (`DeskProvider`) nothing can be asked: it is left for
-    the provider's webhook. Returns how many attempts were sent again, given up or asked."""
+    CHARGE_CHECK_AFTER: the provider is asked how it stands (at most `limit` a run, in turn:
+    `_to_ask`), and one that ended is completed or failed as its webhook would
+    (`_charge_ended`); one still unfinished is asked again on a later run, and one still
+    unfinished CHARGE_CANCEL_AFTER after it was sent is canceled at the provider and failed,
+    the fee owed again (paid, if it went through meanwhile). With no card provider
+    (`DeskProvider`) nothing can be asked: it is left for the provider's webhook. Returns how
+    many attempts were sent again, given up or asked."""
     now = utcnow()
     with write() as session:
-        answered = (
-            session.scalars(
-                select(Payment)
-                .where(
-                    Payment.kind == "fee",
-                    Payment.method == "stripe",
-                    Payment.status == "pending",
-                    Payment.provider_ref.is_not(None),
-                    Payment.created_at <= now - CHARGE_CHECK_AFTER,
-                )
-                .order_by(Payment.id)
-                .limit(limit)
-            ).all()
-            if provider.online
-            else []
-        )
+        answered = _to_ask(session, now, limit) if provider.online else []
         checks = [(_Attempt.of(p, ""), p.provider_ref, _overdue(p, now)) for p in answered]
         found = session.scalars(
             select(Payment)
@@ -998,6 +985,33 @@ def finish_charges(
         except DomainError as error:  # failed, still unfinished or finished meanwhile
             log.warning("charge P-%s: %s", sent.id, error)
     return len(rows) + len(checks)
+
+
+def _to_ask(session: Session, now: datetime, limit: int) -> list[Payment]:
+    """The charges answered unfinished the payments job asks of this run: at most `limit`, in
+    turn, from the one after the last it asked (kept in the settings row CHARGES_ASKED), round
+    again from the oldest; before, the oldest `limit` were asked on every run and never the
+    newer ones. The row is locked until the transaction ends, so jobs of several processes
+    take turns and ask of the next ones."""
+    marker = setting_row(session, CHARGES_ASKED)
+    after = int((marker.value or {}).get("after", 0))
+    waiting = (
+        select(Payment)
+        .where(
+            Payment.kind == "fee",
+            Payment.method == "stripe",
+            Payment.status == "pending",
+            Payment.provider_ref.is_not(None),
+            Payment.created_at <= now - CHARGE_CHECK_AFTER,
+        )
+        .order_by(Payment.id)
+    )
+    found = list(session.scalars(waiting.where(Payment.id > after).limit(limit)))
+    if len(found) < limit:
+        found += session.scalars(waiting.where(Payment.id <= after).limit(limit - len(found)))
+    if found:
+        marker.value = {"after": found[-1].id}
+    return found
 
 
 def _overdue(attempt: Payment, now: datetime) -> bool:

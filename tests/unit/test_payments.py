@@ -2964,6 +2964,30 @@ def test_a_charge_left_unfinished_a_day_is_canceled_at_stripe_and_the_fee_owed_a
     assert http.made == ["pi_1", "pi_2", "pi_3", "pi_4"]
 
 
+def test_the_payments_job_asks_of_unfinished_charges_in_turn_not_only_the_oldest(db, world):
+    """More charges left unfinished than the payments job asks of in a run (20; 2 here).
+    Before, it asked of the oldest on every run and never of the newer ones: one Stripe took
+    stayed pending, its fee blocked. It now asks in turn, from the one after the last it
+    asked (kept in the settings), round again from the oldest."""
+    http = CardsOnFile()
+    http.status = "processing"
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    fees = _pending_charges(db, world, provider, appointment_id, 3000, 1500, 1000)
+    for fee in fees:
+        _age(db, fee, timedelta(minutes=11))
+    http.settle("pi_3", "succeeded")
+    assert desk.finish_charges(db.write, provider, limit=2) == 2
+    assert http.asked == ["pi_1", "pi_2"]
+    assert desk.finish_charges(db.write, provider, limit=2) == 2
+    assert http.asked[2:] == ["pi_3", "pi_1"]
+    assert _fee_payments(db, fees[2]) == [("paid", 1000, "pi_3")]
+    assert desk.finish_charges(db.write, provider, limit=2) == 2
+    assert http.asked[4:] == ["pi_2", "pi_1"]
+    assert http.made == ["pi_1", "pi_2", "pi_3"]
+
+
 def test_pressing_again_on_an_unfinished_charge_asks_stripe_and_never_charges_again(db, world):
     """A charge answered 'processing' whose webhook is lost. Before, pressing 'Charge the card
     on file' again sent the same key: Stripe replayed its first answer ('processing'), so the
