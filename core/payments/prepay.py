@@ -972,7 +972,8 @@ def _source(session: Session, refund: Payment) -> Payment:
 
 def refunds_job(database: Database, settings: Settings) -> None:
     """The payments job: card refunds due, then charges to the card on file cut off before the
-    provider answered (core.payments.desk.finish_charges)."""
+    provider answered or left unfinished there (core.payments.desk.finish_charges: asked in
+    turn, canceled a day on)."""
     if settings.stripe is None:
         return
     provider = provider_for(settings.stripe)

@@ -52,8 +52,10 @@ EFFECTS: dict[str, tuple[str, str]] = {
     ),
     "refunds_job": (
         "Card refunds and charges",
-        "card refunds due are not being sent to the card provider, and fee charges cut off "
-        "before it answered are not being finished",
+        "card refunds due are not being sent to the card provider, and fee charges to the "
+        "card on file it left unfinished, or cut off before it answered, are not being "
+        "finished (it is not asked how they stand), so those fees cannot be taken at the desk "
+        "either",
     ),
     "retrain_job": ("No-show model", "the no-show model is not being refreshed"),
     RISK_FIT: ("No-show model fit", "the no-show model is not being refreshed"),

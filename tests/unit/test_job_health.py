@@ -83,6 +83,15 @@ def test_every_job_has_a_name_and_an_effect_in_the_practices_words():
     assert set(names) <= set(job_health.EFFECTS)
 
 
+def test_the_payments_jobs_effect_says_unfinished_card_charges_wait_too():
+    """The payments job also asks Stripe of charges to the card on file it left unfinished
+    (and cancels those stuck a day): while it fails, those fees stay blocked. Before, its
+    effect named only refunds and charges cut off before Stripe answered."""
+    name, effect = job_health.EFFECTS["refunds_job"]
+    assert name == "Card refunds and charges"
+    assert "left unfinished" in effect and "not asked how they stand" in effect
+
+
 def test_a_job_that_raises_is_recorded_with_its_error_and_since_when(db, world, settings, failing):
     before = utcnow()
     jobs.run_due(db, settings)
