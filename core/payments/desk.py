@@ -42,7 +42,7 @@ from core.payments.prepay import (
     send_receipt,
     visit_context,
 )
-from core.payments.providers import PaymentProvider, ProviderError
+from core.payments.providers import PaymentProvider, ProviderError, ProviderUnanswered
 from core.payments.rules import Due, get_settings, latest_clinic_id, money_format
 from core.policy import cancellation as policy
 from db.models import (
@@ -700,8 +700,16 @@ def charge_fee_on_file(
             )
         sent = _Attempt.of(attempt, customer)
         overdue = _overdue(attempt, utcnow())
+        key_gone = _as_utc(attempt.created_at) <= utcnow() - CHARGE_KEY_KEPT
     if reference:  # the provider answered it, not finished: asked how it stands, not sent again
         return _check_attempt(write, actor, sent, reference, provider, overdue=overdue)
+    if key_gone:  # never answered, and its key soon forgotten: sent again, it could be taken twice
+        status, said = _give_up(write, sent.id)
+        if status == "paid":
+            raise Conflict(f"Fee #{sent.fee_id} is paid already.")
+        if status == "pending":  # the provider's answer recorded meanwhile (another desk)
+            raise _pending(sent.fee_id, f"P-{sent.id}", "answered meanwhile")
+        raise ProviderError(said)
     return _send_attempt(write, actor, sent, provider)
 
 
@@ -764,13 +772,23 @@ def _send_attempt(
     sent: _Attempt,
     provider: PaymentProvider,
 ) -> Payment:
-    """Send a committed attempt to the provider with its own key, then record the answer."""
+    """Send a committed attempt to the provider with its own key, then record the answer. No
+    answer (`ProviderUnanswered`: it may have been taken) records nothing: the attempt stays
+    pending, to be sent again with the same key (the next press, or `finish_charges`), never
+    failed (before, it was, and the next press charged the card a second time)."""
     attempt_id, fee_id, key = sent.id, sent.fee_id, sent.key
     customer, cents, currency = sent.customer, sent.cents, sent.currency
     refused: DomainError | None = None
     charge = None
     try:
         charge = provider.charge_saved_card(customer, cents, currency, f"Fee #{fee_id}", key=key)
+    except ProviderUnanswered as error:
+        raise ProviderUnanswered(
+            f"{error} The charge of fee #{fee_id} to the card on file (P-{attempt_id}) may have "
+            "been taken, so the fee takes no other payment meanwhile: press 'Charge the card on "
+            "file' again in a minute, or the payments job sends it again within minutes, with "
+            "the same key (the provider answers with that charge, never a second one)."
+        ) from error
     except DomainError as error:
         refused = error
     with write() as session:
@@ -1024,11 +1042,15 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _give_up(write: Callable[[], AbstractContextManager[Session]], attempt_id: int) -> None:
+def _give_up(
+    write: Callable[[], AbstractContextManager[Session]], attempt_id: int
+) -> tuple[str, str]:
+    """Fail an attempt the provider never answered within CHARGE_KEY_KEPT, saying what to do;
+    its status and last error then (another desk or the webhook may have finished it)."""
     with write() as session:
         attempt = _locked_attempt(session, attempt_id)
         if attempt.status != "pending" or attempt.provider_ref is not None:
-            return
+            return attempt.status, attempt.last_error
         attempt.status = "failed"
         attempt.last_error = (
             "The card provider never answered this charge to the card on file and it can no "
@@ -1046,6 +1068,7 @@ def _give_up(write: Callable[[], AbstractContextManager[Session]], attempt_id: i
             patient_id=entry.patient_id,
             details={"payment_id": attempt.id, "said": "no answer within 23 hours"},
         )
+        return attempt.status, attempt.last_error
 
 
 def _fee_paid(entry_id: int | ColumnElement[int]) -> Select[tuple[int]]:

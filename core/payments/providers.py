@@ -53,6 +53,16 @@ class ProviderError(DomainError):
     """The payment provider refused or could not be reached; the message says what it said."""
 
 
+class ProviderUnanswered(ProviderError):
+    """The provider's answer never came (the connection failed or timed out, it failed on its
+    side, it asked us to slow down): what was asked may have been done or not. Sent again with
+    the same key, it is done once."""
+
+
+# Stripe's errors that are no answer: the request may have been carried out or not
+UNANSWERED = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
+
+
 @dataclass(frozen=True)
 class Charge:
     reference: str  # the provider's id for the charge (a payment intent's, pi_…)
@@ -295,7 +305,8 @@ class StripeProvider:
         """A payment intent confirmed off-session on the customer's first card, sent with `key`
         as Stripe's idempotency key: sent again with it (after a crash between Stripe's answer
         and our commit), Stripe answers with the first charge (or decline), not a new one. Its
-        status is Stripe's: 'processing' or 'requires_action' is not money in yet."""
+        status is Stripe's: 'processing' or 'requires_action' is not money in yet. No answer (a
+        timeout, Stripe's own failure) is `ProviderUnanswered`: it may have been charged."""
         amount = to_stripe_amount(amount_cents, currency)
         try:
             methods = self._client.v1.payment_methods.list(
@@ -315,6 +326,10 @@ class StripeProvider:
                 },
                 options={"idempotency_key": key},
             )
+        except UNANSWERED as exc:
+            raise ProviderUnanswered(
+                f"Stripe did not answer the charge to the card on file: {_said(exc)}"
+            ) from exc
         except stripe.StripeError as exc:
             raise ProviderError(f"Stripe did not charge the card on file: {_said(exc)}") from exc
         return Charge(intent.id, str(intent.status))

@@ -2500,6 +2500,7 @@ class CardsOnFile(stripe.HTTPClient):
         self.asked: list[str] = []  # the payment intents retrieved
         self.cancels: list[tuple[str, str, str]] = []  # intent, Idempotency-Key, reason given
         self.after_asked: dict[str, str] = {}  # the state an intent reaches once it is asked of
+        self.lose_answer = False  # the next charge is made, and its answer lost (a timeout)
 
     def settle(self, intent: str, status: str, **more) -> None:
         """Stripe finishes the payment intent (no webhook sent: lost, or the endpoint down)."""
@@ -2536,6 +2537,9 @@ class CardsOnFile(stripe.HTTPClient):
                 self.answers[key] = (json.dumps(intent), 200)
                 self.intents[intent["id"]] = dict(intent)
             body, status = self.answers[key]
+            if self.lose_answer:
+                self.lose_answer = False
+                raise stripe.APIConnectionError("Request to Stripe timed out.")
             return body, status, {}
 
     def _cancel(self, intent: str, key: str, post_data) -> tuple[str, int, dict]:
@@ -2607,6 +2611,45 @@ def test_a_charge_to_the_card_on_file_cut_off_before_our_commit_is_not_taken_twi
     assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
     with db.read() as s:
         assert desk.unpaid_fees(s, world.staff, appointment_id) == []
+
+
+def test_a_charge_whose_answer_never_came_is_not_failed_and_never_taken_twice(db, world):
+    """Stripe takes the fee, but its answer never reaches us (a timeout). Before, the attempt
+    was recorded as failed, the fee owed again: the next press was a new charge with a new key,
+    and the patient paid twice. The attempt now stays pending, the desk is told it may have
+    been taken; the next press (or the payments job) sends it again with the same key, and
+    Stripe answers with the first charge. A day on, when Stripe forgets the key, a press no
+    longer sends it (it could be taken twice) but fails it saying what to check, as the
+    payments job does (before, the press sent it again)."""
+    http = CardsOnFile()
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    fee_id = _fee(db, world, appointment_id)
+    http.lose_answer = True
+    with pytest.raises(ProviderError) as unanswered:
+        desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    assert _fee_payments(db, fee_id) == [("pending", 3000, None)]
+    assert "may have been taken" in str(unanswered.value)
+    with db.write() as s, pytest.raises(Conflict, match="was started and not finished"):
+        desk.pay_fee(s, world.staff, fee_id, method="cash", provider=provider)
+    paid = desk.charge_fee_on_file(db.write, world.staff, fee_id, provider=provider)
+    assert (paid.status, paid.provider_ref) == ("paid", "pi_1")
+    assert http.made == ["pi_1"] and len(set(http.keys)) == 1
+    assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
+
+    # one still unanswered a day on (the payments job down too) is not sent again by a press:
+    # Stripe forgets its key at 24 hours and could take it twice
+    other = _fee(db, world, appointment_id, 1500)
+    http.lose_answer = True
+    with pytest.raises(ProviderError):
+        desk.charge_fee_on_file(db.write, world.staff, other, provider=provider)
+    _age(db, other, timedelta(hours=23, minutes=1))
+    with pytest.raises(ProviderError, match="never answered") as gone:
+        desk.charge_fee_on_file(db.write, world.staff, other, provider=provider)
+    assert "Check the card provider's dashboard" in str(gone.value)
+    assert _fee_payments(db, other) == [("failed", 1500, None)]
+    assert http.made == ["pi_1", "pi_2"] and len(http.keys) == 3  # pi_2's key sent once
 
 
 def test_a_declined_charge_is_kept_and_the_next_attempt_is_a_new_one(db, world):
