@@ -44,7 +44,7 @@ JOBS: list[Callable[[Database, Settings], None]] = [
     deliver_notifications,
     invitations.expire_job,  # pending portal invitations past expiry → expired
     cancellation_rollups.refresh_job,  # keeps the cancellation analytics' sums current
-    prepay.refunds_job,  # card refunds due through the payment provider (when configured)
+    prepay.refunds_job,  # card refunds due, and card-on-file charges left unfinished (Stripe)
     risk_jobs.retrain_job,  # weekly: a fresh no-show model from the practice's history
     risk_jobs.score_job,  # daily: upcoming visits' no-show risk for the badges
     housekeeping_job,  # daily, in batches: expired sessions, links, counts
