@@ -381,11 +381,13 @@ def create_patient(
     card_on_file: bool = False,
     different_person: bool = False,
     address: dict[str, str | None] | None = None,
+    note: str | None = None,
 ) -> Patient:
     """A new patient. One with the same name and date of birth as a patient on file is
     refused as a likely duplicate, naming them, unless staff say it is a different person
     (`different_person`). A shared email or phone alone is not a duplicate: families share
-    them. `address`: the postal address's parts by ADDRESS name (validate_address)."""
+    them. `address`: the postal address's parts by ADDRESS name (validate_address). `note`:
+    where the record came from, for its audit entry ("Made from online request #12")."""
     ensure(actor, Permission.PATIENTS_EDIT)
     first_name = clean(first_name, field="first name", limit=80).strip()
     last_name = clean(last_name, field="last name", limit=80).strip()
@@ -450,6 +452,7 @@ def create_patient(
         "patient",
         patient.id,
         patient_id=patient.id,
+        message=note,
         details=details,
     )
     return patient
@@ -555,6 +558,7 @@ def update_patient(
     patient_id: int,
     *,
     shown: dict[str, object] | None = None,
+    note: str | None = None,
     **changes,
 ) -> PatientUpdate:
     """Change a patient's details. When the email address or mobile number a pending portal
@@ -564,7 +568,8 @@ def update_patient(
 
     `shown`: the changed fields as the form showed them. A field someone else changed since
     (to something other than what is typed here) is ChangedMeanwhile, decided under the
-    patient's row lock, so two desks saving at once cannot overwrite each other unseen."""
+    patient's row lock, so two desks saving at once cannot overwrite each other unseen.
+    `note`: where the change came from, for its audit entry ("From online request #12")."""
 
     ensure(actor, Permission.PATIENTS_EDIT)
     unknown = set(changes) - set(EDITABLE)
@@ -649,6 +654,7 @@ def update_patient(
             "patient",
             patient.id,
             patient_id=patient.id,
+            message=note,
             details=details,
         )
         session.flush()

@@ -940,3 +940,25 @@ def test_a_landline_created_at_the_desk_or_taken_in_a_merge_is_marked_as_one(db,
         rows = enrolment.list_invitations(s, world.staff, search="Kit")
     assert marks == [True, True]
     assert [(r.patient_id, r.status) for r in rows] == [(ids[1], PortalStatus.OPTED_OUT)]
+
+
+def test_a_change_made_for_a_reason_says_it_in_the_audit(db, world):
+    """A service adding to a record on someone's word (the desk's action on an online
+    request's flag) says where the change came from in the audit entry, on a new record and
+    an edited one; before, update_patient refused `note` as a field it cannot edit."""
+    with db.write() as s:
+        patients.update_patient(
+            s, world.staff, world.patient_id, date_of_birth=date(1985, 4, 13), note="From a letter"
+        )
+        new = patients.create_patient(
+            s, world.staff, first_name="Kim", last_name="Lee", note="From online request #9"
+        ).id
+    with db.read() as s:
+        updated = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient_updated")).one()
+        created = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "patient_created", AuditEvent.entity_id == new
+            )
+        ).one()
+    assert (updated.message, updated.details) == ("From a letter", {"date_of_birth": "changed"})
+    assert created.message == "From online request #9"
