@@ -37,8 +37,12 @@ from core.kernel.money import clinic_time, format_day
 from core.kernel.phones import not_for_texts
 from core.kernel.text import same_name
 from core.patients import merge
-from core.patients.records import check_texts, practice_regions, update_patient
-from core.payments import points as ledger_points
+from core.patients.records import (
+    check_texts,
+    create_patient,
+    practice_regions,
+    update_patient,
+)
 from core.scheduling.lifecycle import flush
 from db.models import Appointment, Clinic, Patient, RequestFlag
 from db.types import utcnow
@@ -171,11 +175,11 @@ def handle_flag(
         )
     details: dict = {"action": action.value}
     if action == FlagAction.ADD_BIRTH:
-        _add_typed_birth(session, actor, flag, patient.id)
+        _add_typed_birth(session, actor, flag, patient.id, appointment_id)
         done = f"Date of birth added to #{patient.id}; the flag is cleared."
     elif action == FlagAction.NEW_RECORD:
         ensure(actor, Permission.PATIENTS_EDIT)
-        new, no_texts = _record_from_typed(session, actor, flag, appointment_id)
+        new, no_texts = _record_from_typed(session, actor, flag, appointment_id, patient.id)
         appointment.patient_id = new.id
         flush(session, appointment)
         audit.record(
@@ -220,12 +224,20 @@ def handle_flag(
     return done
 
 
-def _add_typed_birth(session: Session, actor: Actor, flag: RequestFlag, patient_id: int) -> None:
+def _add_typed_birth(
+    session: Session, actor: Actor, flag: RequestFlag, patient_id: int, appointment_id: int
+) -> None:
     """The typed date of birth on the record, through the records' own update (its permission,
-    its checks of the day and its audit): a day it refuses is refused here, saying what to do
-    instead."""
+    its checks of the day and its audit, saying which request it came from): a day it refuses
+    is refused here, saying what to do instead."""
     try:
-        update_patient(session, actor, patient_id, date_of_birth=flag.typed_birth)
+        update_patient(
+            session,
+            actor,
+            patient_id,
+            date_of_birth=flag.typed_birth,
+            note=f"From online request #{appointment_id}",
+        )
     except ValidationError as refused:
         why = str(refused).rstrip(".")
         raise ValidationError(
@@ -236,41 +248,43 @@ def _add_typed_birth(session: Session, actor: Actor, flag: RequestFlag, patient_
 
 
 def _record_from_typed(
-    session: Session, actor: Actor, flag: RequestFlag, appointment_id: int
+    session: Session, actor: Actor, flag: RequestFlag, appointment_id: int, flagged_id: int
 ) -> tuple[Patient, str]:
-    """The new record made from what the request typed, and why it does not take the texts
-    consented to ('' if it does): consent is copied as typed, except to texts on a landline
-    (core.patients.records.check_texts), which none would reach."""
+    """The new record made from what the request typed, by the records' create_patient (its
+    name cleaning, contact checks and audit), and why it does not take the texts consented to
+    ('' if it does): consent is copied as typed, except to texts on a landline
+    (core.patients.records.check_texts), which none would reach. The desk's "not the same
+    person" is the confirmation create_patient's `different_person` stands for: the shared
+    email or phone that raised the flag is no duplicate."""
     typed = flag.typed or {}
     email, phone = typed.get("email") or None, typed.get("phone") or None
     consent = bool(typed.get("consent"))
     sms, no_texts = consent and bool(phone), ""
-    clinic = session.get(Appointment, appointment_id).clinic
     try:
-        check_texts(phone, sms, practice_regions(session, clinic.locale))
+        check_texts(phone, sms, practice_regions(session))
     except ValidationError:
         sms, no_texts = False, not_for_texts(phone)
-    new = Patient(
-        first_name=typed.get("first_name", ""),
-        last_name=typed.get("last_name", ""),
-        date_of_birth=flag.typed_birth,
-        email=email,
-        phone=phone,
-        consent_email=consent and bool(email),
-        consent_sms=sms,
-    )
-    session.add(new)
-    session.flush()
-    ledger_points.open_account(session, new)
-    audit.record(
-        session,
-        actor,
-        "patient_created",
-        "patient",
-        new.id,
-        patient_id=new.id,
-        message=f"Made from what online request #{appointment_id} typed",
-    )
+    try:
+        new = create_patient(
+            session,
+            actor,
+            first_name=typed.get("first_name") or "",
+            last_name=typed.get("last_name") or "",
+            date_of_birth=flag.typed_birth,
+            email=email,
+            phone=phone,
+            consent_email=consent,
+            consent_sms=sms,
+            different_person=True,
+            note=f"Made from what online request #{appointment_id} typed",
+        )
+    except ValidationError as refused:
+        why = str(refused).rstrip(".")
+        raise ValidationError(
+            f"A new record cannot be made from what request #{appointment_id} typed: {why}. "
+            "Check the details with the patient and add them as a new patient with the right "
+            f"ones; the request stays on #{flagged_id}, flagged."
+        ) from None
     return new, no_texts
 
 

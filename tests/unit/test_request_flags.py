@@ -80,6 +80,7 @@ def test_a_date_of_birth_typed_for_a_record_with_none_is_added_in_one_click(db, 
         added = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient_updated")).one()
     assert flag.handled_by == "Manager" and flag.handled_at is not None
     assert added.patient_id == world.patient_id
+    assert added.message == f"From online request #{visit}"  # where the day came from
     row = _row(db, world, visit)
     assert row.check == "" and row.check_choices == ()
     [event] = _cleared(db, visit)
@@ -121,12 +122,19 @@ def test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_wa
         moved = s.scalars(
             select(AuditEvent).where(AuditEvent.action == "request_moved_to_new_record")
         ).one()
+        created = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient_created")).all()[
+            -1
+        ]
     assert done == f"Request #{visit} moved to new record #{kim.id}; the flag is cleared."
     assert (kim.last_name, kim.date_of_birth, kim.email) == ("Morgan", BORN, "alex@example.org")
     assert kim.consent_email and kim.points_balance > 0
     assert request.patient_id == kim.id and request.status.value == "requested"
     assert (alex.first_name, alex.date_of_birth) == ("Alex", date(1985, 4, 12))
     assert moved.details == {"from": world.patient_id, "to": kim.id}
+    # made by the records' create_patient (its audit details), saying from what
+    assert created.entity_id == kim.id
+    assert created.message == f"Made from what online request #{visit} typed"
+    assert created.details == {"consent_email": True, "consent_sms": False}
     row = _row(db, world, visit)
     assert row.check == "" and row.patient_name == "Kim Morgan"
 
@@ -321,3 +329,40 @@ def test_a_typed_date_of_birth_goes_on_the_record_through_the_records_service(db
         assert s.get(Patient, world.patient_id).date_of_birth is None
         assert s.scalars(select(RequestFlag)).one().handled_at is None
     assert _cleared(db, visit) == []
+
+
+def test_a_new_record_from_what_was_typed_gets_the_records_checks(db, world):
+    """'Not the same person' makes the new record through core.patients.records
+    create_patient: the typed names are cleaned as the desk's are, and what the records refuse
+    (an address no email can reach, in a flag stored before the form checked it) is refused
+    saying what to do, nothing changing; before, the record was written as typed. The desk's
+    choice is the confirmation that it is a different person: the shared email that raised
+    the flag is no duplicate."""
+    from core.kernel.errors import ValidationError
+
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s:
+        flag = s.scalars(select(RequestFlag)).one()
+        flag.typed = flag.typed | {"first_name": "  Kim ", "email": "alex at example.org"}
+    with pytest.raises(ValidationError) as refused, db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    assert str(refused.value).startswith(
+        f"A new record cannot be made from what request #{visit} typed: 'alex at example.org' "
+        "is not an email address: "
+    )
+    assert str(refused.value).endswith(
+        "Check the details with the patient and add them as a new patient with the right ones; "
+        f"the request stays on #{world.patient_id}, flagged."
+    )
+    with db.read() as s:
+        assert s.scalar(select(sa.func.count(Patient.id))) == 1
+        assert s.get(Appointment, visit).patient_id == world.patient_id
+    assert _cleared(db, visit) == []
+    with db.write() as s:
+        flag = s.scalars(select(RequestFlag)).one()
+        flag.typed = flag.typed | {"email": "Alex@Example.org"}
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.get(Patient, s.get(Appointment, visit).patient_id)
+    assert (kim.first_name, kim.email) == ("Kim", "alex@example.org")
