@@ -165,7 +165,16 @@ def handle_flag(
     except ValueError:
         raise ValidationError(f"There is no action {action!r} on a request's flag.") from None
     flag, appointment = _claim(session, appointment_id)
-    patient = session.get(Patient, appointment.patient_id)
+    # what is offered depends on the record's name and date of birth: read under its row lock
+    # (after the flag's), so an edit saving meanwhile is waited for and seen, not overwritten.
+    # A maybe-known patient's choices depend on the others' records: the merge locks the pair
+    # itself, in its own order
+    patient = session.get(
+        Patient,
+        appointment.patient_id,
+        with_for_update=not flag.known_ids,
+        populate_existing=True,
+    )
     clinic = session.get(Clinic, appointment.clinic_id)
     offered = choices(flag, patient, clinic.locale, known_records(session, [flag]))
     if not any(c.action == action and c.keep_id == keep_id for c in offered):

@@ -3,6 +3,7 @@ on one flag at once (the second waits for the first's row lock, then is told who
 and the merge of a maybe-known patient's new record."""
 
 from tests.unit.test_request_flags import (  # noqa: F401
+    test_a_date_of_birth_put_on_the_record_meanwhile_is_not_overwritten,
     test_a_date_of_birth_typed_for_a_record_with_none_is_added_in_one_click,
     test_a_new_record_from_what_was_typed_gets_the_records_checks,
     test_a_typed_date_of_birth_goes_on_the_record_through_the_records_service,

@@ -366,3 +366,45 @@ def test_a_new_record_from_what_was_typed_gets_the_records_checks(db, world):
     with db.read() as s:
         kim = s.get(Patient, s.get(Appointment, visit).patient_id)
     assert (kim.first_name, kim.email) == ("Kim", "alex@example.org")
+
+
+def test_a_date_of_birth_put_on_the_record_meanwhile_is_not_overwritten(db, world):
+    """The desk adds the typed date of birth while a colleague saves another day on the
+    record: the flag reads the record's date of birth under its row lock, so it waits for the
+    colleague's save, then finds the record has one and changes nothing, saying so; before, on
+    PostgreSQL it read the record before the lock and overwrote the colleague's day."""
+    from core.patients.records import update_patient
+
+    with db.write() as s:
+        s.get(Patient, world.patient_id).date_of_birth = None
+    visit = _flagged(
+        db,
+        world,
+        first_name="Alex",
+        last_name="Morgan",
+        email="alex@example.org",
+        date_of_birth=BORN,
+    )
+    failed: list[Exception] = []
+
+    def desk_adds_the_typed_day() -> None:
+        try:
+            with db.write() as session:
+                handle_flag(session, world.manager, visit, FlagAction.ADD_BIRTH)
+        except Exception as error:  # noqa: BLE001 - the failure is the outcome asserted on
+            failed.append(error)
+
+    with db.write() as session:
+        update_patient(session, world.staff, world.patient_id, date_of_birth=date(1985, 4, 12))
+        desk = threading.Thread(target=desk_adds_the_typed_day)
+        desk.start()
+        wait_until_a_writer_waits(db)
+    desk.join(30)
+    assert len(failed) == 1 and isinstance(failed[0], Conflict), failed
+    assert str(failed[0]) == (
+        f"That is no longer possible for request #{visit} (its record changed meanwhile). "
+        "Reload to see what can be done."
+    )
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).date_of_birth == date(1985, 4, 12)
+        assert s.scalars(select(RequestFlag)).one().handled_at is None
