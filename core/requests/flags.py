@@ -9,9 +9,10 @@ checking (a call, usually), the desk says what it found:
 
 - same person: the request stays on the record; a date of birth typed for a record with none
   can be added to it in the same click (the records' update: its checks and its audit);
-- not the same person (a family member sharing the email or phone): the request moves to a
-  new record made from what was typed, with the shared contact, and waits in the queue there
-  for the usual decision. Declining instead would tell the shared contact "declined" for a
+- not the same person (a family member sharing the email or phone): the request, while it
+  waits for its decision, moves to a new record made from what was typed (the records'
+  create_patient), with the shared contact, and waits in the queue there for the usual
+  decision. Declining instead would tell the shared contact "declined" for a
   request a real person made in good faith, and leaving it would put someone else's visit in
   this patient's history;
 - "maybe a known patient": it is them, and the new record is merged into theirs
@@ -44,7 +45,7 @@ from core.patients.records import (
     update_patient,
 )
 from core.scheduling.lifecycle import flush
-from db.models import Appointment, Clinic, Patient, RequestFlag
+from db.models import Appointment, AppointmentStatus, Clinic, Patient, RequestFlag
 from db.types import utcnow
 
 
@@ -188,6 +189,7 @@ def handle_flag(
         done = f"Date of birth added to #{patient.id}; the flag is cleared."
     elif action == FlagAction.NEW_RECORD:
         ensure(actor, Permission.PATIENTS_EDIT)
+        _still_waiting(appointment, patient.id)
         new, no_texts = _record_from_typed(session, actor, flag, appointment_id, patient.id)
         appointment.patient_id = new.id
         flush(session, appointment)
@@ -231,6 +233,19 @@ def handle_flag(
     )
     session.flush()
     return done
+
+
+def _still_waiting(appointment: Appointment, patient_id: int) -> None:
+    """Only a request still waiting for its decision moves to a new record (the queue offers
+    the choice on those): one decided meanwhile has its confirmation, reminders, payments and
+    points on the record it was decided on, which moving the visit alone would leave behind."""
+    if appointment.status != AppointmentStatus.REQUESTED:
+        now = appointment.status.value.replace("_", " ")
+        raise Conflict(
+            f"Request #{appointment.id} is no longer waiting for a decision (it is {now} now), "
+            f"so it stays on #{patient_id} with its messages and payments. Mark the flag "
+            "checked; if the visit is someone else's, cancel it and book it on their own record."
+        )
 
 
 def _add_typed_birth(

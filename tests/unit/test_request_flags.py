@@ -408,3 +408,32 @@ def test_a_date_of_birth_put_on_the_record_meanwhile_is_not_overwritten(db, worl
     with db.read() as s:
         assert s.get(Patient, world.patient_id).date_of_birth == date(1985, 4, 12)
         assert s.scalars(select(RequestFlag)).one().handled_at is None
+
+
+def test_a_request_decided_meanwhile_is_not_moved_to_a_new_record(db, world):
+    """The queue offers 'not the same person' on a request waiting for its decision; a desk
+    whose page was open while a colleague approved it could still press it, and the visit
+    moved to the new record with its confirmation (and any payment or reminder) left on
+    Alex's. It is refused now, saying what to do; marking the flag checked still works."""
+    from core.requests import decisions
+    from tests.unit.test_lifecycle import at
+
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s:
+        day = s.get(Appointment, visit).requested_day
+        decisions.approve_request(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 10)
+        )
+    with db.write() as s, pytest.raises(Conflict) as refused:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    assert str(refused.value) == (
+        f"Request #{visit} is no longer waiting for a decision (it is scheduled now), so it "
+        f"stays on #{world.patient_id} with its messages and payments. Mark the flag checked; "
+        "if the visit is someone else's, cancel it and book it on their own record."
+    )
+    with db.read() as s:
+        assert s.get(Appointment, visit).patient_id == world.patient_id
+        assert s.scalar(sa.select(sa.func.count(Patient.id))) == 1
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
+    assert len(_cleared(db, visit)) == 1
