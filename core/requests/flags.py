@@ -65,10 +65,17 @@ class FlagChoice:
 
 
 def choices(
-    flag: RequestFlag, patient: Patient, locale: str, known: dict[int, Patient] | None = None
+    flag: RequestFlag,
+    patient: Patient,
+    locale: str,
+    known: dict[int, Patient] | None = None,
+    *,
+    waiting: bool = True,
 ) -> list[FlagChoice]:
     """What the desk may do about this flag, for the request on `patient`'s record (rules as
-    data: the page offers these, handle_flag accepts only these). `known`: known_records."""
+    data: the page offers these, handle_flag accepts only these). `known`: known_records.
+    `waiting`: the request still waits for its decision (only such moves to a new record:
+    _still_waiting)."""
     if flag.known_ids:  # a new record that may be a known patient's
         known = known or {}
         # each named patient's record in use (one merged since: the record it went into)
@@ -100,7 +107,7 @@ def choices(
         )
     checked = f"Checked: it is #{patient.id}" if flag.typed else "Checked: clear the flag"
     offered.append(FlagChoice(FlagAction.SAME_PERSON, checked))  # before 0024: no more known
-    if flag.typed and _other_identity(flag, patient):
+    if waiting and flag.typed and _other_identity(flag, patient):
         offered.append(
             FlagChoice(
                 FlagAction.NEW_RECORD,
@@ -177,7 +184,11 @@ def handle_flag(
         populate_existing=True,
     )
     clinic = session.get(Clinic, appointment.clinic_id)
-    offered = choices(flag, patient, clinic.locale, known_records(session, [flag]))
+    waiting = appointment.status == AppointmentStatus.REQUESTED
+    if action == FlagAction.NEW_RECORD and not waiting:
+        _still_waiting(appointment, patient.id)
+    known = known_records(session, [flag])
+    offered = choices(flag, patient, clinic.locale, known, waiting=waiting)
     if not any(c.action == action and c.keep_id == keep_id for c in offered):
         raise Conflict(
             f"That is no longer possible for request #{appointment_id} (its record changed "
@@ -189,7 +200,6 @@ def handle_flag(
         done = f"Date of birth added to #{patient.id}; the flag is cleared."
     elif action == FlagAction.NEW_RECORD:
         ensure(actor, Permission.PATIENTS_EDIT)
-        _still_waiting(appointment, patient.id)
         new, no_texts = _record_from_typed(session, actor, flag, appointment_id, patient.id)
         appointment.patient_id = new.id
         flush(session, appointment)
@@ -236,9 +246,9 @@ def handle_flag(
 
 
 def _still_waiting(appointment: Appointment, patient_id: int) -> None:
-    """Only a request still waiting for its decision moves to a new record (the queue offers
-    the choice on those): one decided meanwhile has its confirmation, reminders, payments and
-    points on the record it was decided on, which moving the visit alone would leave behind."""
+    """Only a request still waiting for its decision moves to a new record (choices offers
+    the move on those only): one decided meanwhile has its confirmation, reminders, payments
+    and points on the record it was decided on, which moving the visit alone leaves behind."""
     if appointment.status != AppointmentStatus.REQUESTED:
         now = appointment.status.value.replace("_", " ")
         raise Conflict(

@@ -547,7 +547,14 @@ def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
         replace(
             r,
             check=found_by[r.appointment_id][0].flag,
-            check_choices=tuple(flags.choices(*found_by[r.appointment_id], r.locale, known)),
+            check_choices=tuple(
+                flags.choices(
+                    *found_by[r.appointment_id],
+                    r.locale,
+                    known,
+                    waiting=r.kind == QueueKind.REQUESTS,
+                )
+            ),
         )
         if r.appointment_id in found_by
         else r

@@ -1,6 +1,7 @@
 """The desk's actions on a flagged public request on a real PostgreSQL: two managers acting
 on one flag at once (the second waits for the first's row lock, then is told who handled it),
-and the merge of a maybe-known patient's new record."""
+a date of birth saved on the record meanwhile (waited for, not overwritten), the new record
+through the records' service and the merge of a maybe-known patient's new record."""
 
 from tests.unit.test_request_flags import (  # noqa: F401
     test_a_date_of_birth_put_on_the_record_meanwhile_is_not_overwritten,
@@ -11,5 +12,6 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_maybe_a_known_patient_is_merged_into_theirs_through_the_merge_service,
     test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_was_typed,
     test_not_the_same_person_on_a_landline_gets_a_record_without_text_consent,
+    test_the_queue_offers_the_move_to_a_new_record_only_on_a_request_still_waiting,
     test_two_managers_acting_on_one_flag_at_once_one_wins_the_other_is_told_who,
 )

@@ -437,3 +437,23 @@ def test_a_request_decided_meanwhile_is_not_moved_to_a_new_record(db, world):
     with db.write() as s:
         handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
     assert len(_cleared(db, visit)) == 1
+
+
+def test_the_queue_offers_the_move_to_a_new_record_only_on_a_request_still_waiting(db, world):
+    """A flagged request the practice proposed a time for waits in the queue's 'Waiting for
+    the patient' with its flag: there the choices are those handle_flag accepts (rules as
+    data), so 'not the same person' is not offered; before, it was offered and refused."""
+    from core.requests import decisions
+    from tests.unit.test_lifecycle import at
+
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    assert (FlagAction.NEW_RECORD, None) in _actions(_row(db, world, visit))
+    with db.write() as s:
+        day = s.get(Appointment, visit).requested_day
+        decisions.propose_time(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+    with db.read() as s:
+        [row] = [r for r in queue.list_queue(s, world.manager, "proposals")]
+    assert row.appointment_id == visit and row.check.startswith("Check identity")
+    assert _actions(row) == [(FlagAction.SAME_PERSON, None)]
