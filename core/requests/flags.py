@@ -80,6 +80,13 @@ def choices(
         known = known or {}
         # each named patient's record in use (one merged since: the record it went into)
         kept = dict.fromkeys(known[k].id for k in flag.known_ids if k in known)
+        if patient.id in kept:  # the new record was merged into theirs already (Patients page)
+            return [
+                FlagChoice(
+                    FlagAction.SAME_PERSON,
+                    f"Checked: it is #{patient.id} (the new record is merged into it already)",
+                )
+            ]
         return [
             *(
                 FlagChoice(
@@ -89,7 +96,6 @@ def choices(
                     k,
                 )
                 for k in kept
-                if k != patient.id
             ),
             FlagChoice(
                 FlagAction.SOMEONE_ELSE,

@@ -457,3 +457,27 @@ def test_the_queue_offers_the_move_to_a_new_record_only_on_a_request_still_waiti
         [row] = [r for r in queue.list_queue(s, world.manager, "proposals")]
     assert row.appointment_id == visit and row.check.startswith("Check identity")
     assert _actions(row) == [(FlagAction.SAME_PERSON, None)]
+
+
+def test_a_new_record_merged_already_into_the_known_patient_is_offered_as_checked(db, world):
+    """The desk merged the maybe-known patient's new record into Alex's on the Patients page,
+    not from the queue: the request is on Alex's record now, its flag still waiting. The queue
+    offered only 'Someone else: keep new record #1', naming Alex's record as the new one and
+    saying the opposite of what was found; it offers marking it checked, and that clears it."""
+    from core.patients import merge
+
+    visit = _flagged(db, world, first_name="Alex", last_name="Morgan", email="new@example.net")
+    with db.write() as s:
+        new = s.get(Appointment, visit).patient_id
+        merge.merge_patients(s, world.manager, world.patient_id, new, "One person")
+    row = _row(db, world, visit)
+    assert [(c.action, c.label) for c in row.check_choices] == [
+        (
+            FlagAction.SAME_PERSON,
+            f"Checked: it is #{world.patient_id} (the new record is merged into it already)",
+        )
+    ]
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
+    assert _row(db, world, visit).check == ""
+    assert _cleared(db, visit)[0].details == {"action": "same_person"}
