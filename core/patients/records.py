@@ -406,21 +406,7 @@ def create_patient(
     if date_of_birth is None and not different_person:
         _refuse_just_added(session, first_name, last_name)
     if date_of_birth and not different_person:
-        # compared in Python: SQLite's lower() folds ASCII only, and accents and apostrophes
-        # differ by typist
-        born_that_day = session.scalars(
-            select(Patient)
-            .where(Patient.date_of_birth == date_of_birth, Patient.merged_into_id.is_(None))
-            .order_by(Patient.id)
-        )
-        same = next(
-            (
-                p
-                for p in born_that_day
-                if _same_name(p.first_name, first_name) and _same_name(p.last_name, last_name)
-            ),
-            None,
-        )
+        same = likely_duplicate(session, first_name, last_name, date_of_birth)
         if same is not None:
             born = format_day(date_of_birth, clinic_format(session).locale, weekday=False)
             raise Conflict(
@@ -456,6 +442,39 @@ def create_patient(
         details=details,
     )
     return patient
+
+
+def likely_duplicate(
+    session: Session,
+    first_name: str,
+    last_name: str,
+    date_of_birth: date | None,
+    *,
+    besides: int | None = None,
+) -> Patient | None:
+    """The first patient in use (not merged away) of this name, however typed, born that day,
+    other than #`besides`; None when none is or no day is given."""
+    if date_of_birth is None:
+        return None
+    # compared in Python: SQLite's lower() folds ASCII only, and accents and apostrophes differ
+    # by typist
+    born_that_day = session.scalars(
+        select(Patient)
+        .where(
+            Patient.date_of_birth == date_of_birth,
+            Patient.merged_into_id.is_(None),
+            Patient.id != (besides or 0),
+        )
+        .order_by(Patient.id)
+    )
+    return next(
+        (
+            p
+            for p in born_that_day
+            if _same_name(p.first_name, first_name) and _same_name(p.last_name, last_name)
+        ),
+        None,
+    )
 
 
 def _refuse_just_added(session: Session, first_name: str, last_name: str) -> None:

@@ -41,6 +41,7 @@ from core.patients import merge
 from core.patients.records import (
     check_texts,
     create_patient,
+    likely_duplicate,
     practice_regions,
     update_patient,
 )
@@ -223,6 +224,14 @@ def handle_flag(
         done = f"Request #{appointment_id} moved to new record #{new.id}; the flag is cleared."
         if no_texts:
             done += f" {no_texts}, so the new record does not take text messages."
+        twin = likely_duplicate(
+            session, new.first_name, new.last_name, new.date_of_birth, besides=new.id
+        )
+        if twin is not None:  # the desk's choice was about #patient; this one may be them
+            done += (
+                f" Patient #{twin.id} has the same name and date of birth: if it is them, "
+                f"merge #{new.id} into #{twin.id} on the Patients page."
+            )
     elif action == FlagAction.MERGE:
         merged = merge.merge_patients(
             session,

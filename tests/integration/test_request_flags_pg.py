@@ -8,6 +8,7 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_a_date_of_birth_typed_for_a_record_with_none_is_added_in_one_click,
     test_a_new_record_from_what_was_typed_gets_the_records_checks,
     test_a_new_record_merged_already_into_the_known_patient_is_offered_as_checked,
+    test_a_new_record_whose_name_and_birthday_a_patient_has_says_so,
     test_a_request_decided_meanwhile_is_not_moved_to_a_new_record,
     test_a_typed_date_of_birth_goes_on_the_record_through_the_records_service,
     test_maybe_a_known_patient_is_merged_into_theirs_through_the_merge_service,

@@ -481,3 +481,32 @@ def test_a_new_record_merged_already_into_the_known_patient_is_offered_as_checke
         handle_flag(s, world.manager, visit, FlagAction.SAME_PERSON)
     assert _row(db, world, visit).check == ""
     assert _cleared(db, visit)[0].details == {"action": "same_person"}
+
+
+def test_a_new_record_whose_name_and_birthday_a_patient_has_says_so(db, world):
+    """Kim, on file with her own email, asks with Alex's: 'not the same person' makes a new
+    record (the desk's choice is its confirmation), and the outcome names the patient with
+    Kim's name and date of birth, for the desk to merge them if it is her; before, the likely
+    duplicate was made without a word."""
+    with db.write() as s:
+        kim = make_patient(
+            s, first_name="Kim", last_name="Morgan", email="kim@example.org", date_of_birth=BORN
+        ).id
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="alex@example.org",
+        date_of_birth=BORN,
+    )
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        new = s.get(Appointment, visit).patient_id
+    assert new not in (kim, world.patient_id)
+    assert done == (
+        f"Request #{visit} moved to new record #{new}; the flag is cleared. Patient #{kim} has "
+        f"the same name and date of birth: if it is them, merge #{new} into #{kim} on the "
+        "Patients page."
+    )
