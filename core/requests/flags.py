@@ -12,9 +12,9 @@ checking (a call, usually), the desk says what it found:
 - not the same person (a family member sharing the email or phone): the request, while it
   waits for its decision, moves to a new record made from what was typed (the records'
   create_patient), with the shared contact, and waits in the queue there for the usual
-  decision. Declining instead would tell the shared contact "declined" for a
-  request a real person made in good faith, and leaving it would put someone else's visit in
-  this patient's history;
+  decision. Declining instead would tell the shared contact "declined" for a request a real
+  person made in good faith, and leaving it would put someone else's visit in this patient's
+  history;
 - "maybe a known patient": it is them, and the new record is merged into theirs
   (core.patients.merge, the request moving with it), or it is someone else and the new record
   stays.
@@ -330,7 +330,8 @@ def _record_from_typed(
     except ValidationError as refused:
         why = str(refused).rstrip(".")
         raise ValidationError(
-            f"A new record cannot be made from what request #{appointment_id} typed: {why}. "
+            f"A new record cannot be made from what request #{appointment_id} typed: "
+            f"{why[:1].lower()}{why[1:]}. "
             "Check the details with the patient and add them as a new patient with the right "
             f"ones; the request stays on #{flagged_id}, flagged."
         ) from None

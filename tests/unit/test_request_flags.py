@@ -358,9 +358,18 @@ def test_a_new_record_from_what_was_typed_gets_the_records_checks(db, world):
         assert s.scalar(select(sa.func.count(Patient.id))) == 1
         assert s.get(Appointment, visit).patient_id == world.patient_id
     assert _cleared(db, visit) == []
+    with db.write() as s:  # a day no longer plausible (a flag left over New Year)
+        flag = s.scalars(select(RequestFlag)).one()
+        flag.typed_birth = date(1800, 1, 1)
+    with pytest.raises(ValidationError) as refused, db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    assert str(refused.value).startswith(
+        f"A new record cannot be made from what request #{visit} typed: the date of birth is "
+        "more than 130 years ago: check the year (1800). "
+    )
     with db.write() as s:
         flag = s.scalars(select(RequestFlag)).one()
-        flag.typed = flag.typed | {"email": "Alex@Example.org"}
+        flag.typed, flag.typed_birth = flag.typed | {"email": "Alex@Example.org"}, None
     with db.write() as s:
         handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
     with db.read() as s:
