@@ -316,6 +316,7 @@ def _untimed_declines(session, scope, filters, dialect) -> list[tuple[int, int, 
         filters.end,
         filters.provider_id,
         filters.service_id,
+        scope.later,
     )
     rows = session.execute(query).all()
     return [(int(b), int(n), int(s or 0)) for _, _, b, n, s in rows]
