@@ -16,7 +16,7 @@ from core.kernel.clock import local_to_utc, to_local, zone_words
 from core.kernel.errors import DomainError
 from core.kernel.money import clinic_money, format_moment
 from core.practice import choices
-from core.requests import changes, decisions, queue
+from core.requests import changes, decisions, flags, queue
 from core.requests.queue import QueueKind, QueueRow
 from core.scheduling import lifecycle, moves, notes, visits
 from core.scheduling.appointments import AppointmentDetail, get_appointment_detail
@@ -55,6 +55,11 @@ def _providers(me, clinic_id: int):
 )
 def load_detail(me, appointment_id: int) -> AppointmentDetail:
     return read(get_appointment_detail, me, appointment_id)
+
+
+@cached("appointments", "patients", ttl=10, max_entries=100, show_spinner=False)
+def _flag_choices(me, appointment_id: int) -> tuple[flags.FlagChoice, ...]:
+    return read(flags.offered_on, me, appointment_id)
 
 
 # ---------------------------------------------------------------- small pieces
@@ -489,10 +494,47 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
     )
     if detail.check:
         st.warning(escape(detail.check), icon=":material/person_alert:")
+        flag_actions(_flag_choices(me, detail.id), detail.id, prefix)
     if detail.open_change:
         change = detail.open_change
         st.info(escape(f"Open {change.kind} request: {change.requested} {change.reason}".strip()))
     _detail_actions(me, detail, prefix)
+
+
+def flag_actions(offered: tuple[flags.FlagChoice, ...], appointment_id: int, prefix: str) -> None:
+    """What the desk found about the visit's flag, in one click (core.requests.flags), where
+    its notice is shown: a request decided without acting on its flag has left the queue, and
+    its notice stayed here with nothing to clear it. The choices are core's (none for a role
+    that may not decide requests), their labels ids and dates only, shown escaped all the
+    same."""
+    if not offered:
+        return
+    p = f"{prefix}_{appointment_id}_flag"
+    by_index = dict(enumerate(offered))
+    pick = st.radio(
+        "What did you find?",
+        list(by_index),
+        index=None,
+        key=f"{p}_choice",
+        format_func=lambda i: escape(by_index[i].label),
+    )
+    if pick is None:
+        return
+    chosen = by_index[pick]
+    overlap = chosen.action == flags.FlagAction.MERGE and st.checkbox(
+        "Merge even if both records have visits at the same time", key=f"{p}_overlap"
+    )
+    if st.button("Done: clear the flag", key=f"{p}_go", type="primary"):
+        done = run_action(
+            flags.handle_flag,
+            appointment_id,
+            chosen.action,
+            keep_id=chosen.keep_id,
+            allow_overlap=bool(overlap),
+        )
+        if done:
+            st.session_state[FLASH] = done.value  # shown escaped after the rerun
+            refresh()
 
 
 def notes_section(detail: AppointmentDetail, prefix: str) -> None:

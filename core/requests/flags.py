@@ -21,6 +21,9 @@ checking (a call, usually), the desk says what it found:
 
 Each is one transaction with the permission checked here; the flag's row is locked first, so
 of two people acting at once one wins and the other is told who handled it and when.
+
+The queue offers these beside the request; the appointment's page beside the flag's notice
+(offered_on), for a request decided without acting on its flag has left the queue.
 """
 
 from __future__ import annotations
@@ -122,6 +125,30 @@ def choices(
             )
         )
     return offered
+
+
+def offered_on(session: Session, actor: Actor, appointment_id: int) -> tuple[FlagChoice, ...]:
+    """What `actor` may do about the visit's flag not handled yet, wherever its notice is
+    shown (the appointment's page too: a request decided without acting on its flag leaves
+    the queue, and its flag could be cleared nowhere else). Nothing when there is no such
+    flag or the actor may not decide requests; the move to a new record only while the
+    request waits for its decision, as handle_flag accepts."""
+    ensure(actor, Permission.APPOINTMENTS_READ)
+    if not actor.can(Permission.REQUESTS_DECIDE):
+        return ()
+    found = session.execute(
+        select(RequestFlag, Appointment, Patient)
+        .join(Appointment, Appointment.id == RequestFlag.appointment_id)
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .where(RequestFlag.appointment_id == appointment_id, RequestFlag.handled_at.is_(None))
+    ).first()
+    if found is None:
+        return ()
+    flag, appointment, patient = found
+    clinic = session.get(Clinic, appointment.clinic_id)
+    waiting = appointment.status == AppointmentStatus.REQUESTED
+    known = known_records(session, [flag])
+    return tuple(choices(flag, patient, clinic.locale, known, waiting=waiting))
 
 
 def known_records(session: Session, flags: list[RequestFlag]) -> dict[int, Patient]:
@@ -338,4 +365,4 @@ def _record_from_typed(
     return new, no_texts
 
 
-__all__ = ["FlagAction", "FlagChoice", "choices", "handle_flag", "known_records"]
+__all__ = ["FlagAction", "FlagChoice", "choices", "handle_flag", "known_records", "offered_on"]

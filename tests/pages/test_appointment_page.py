@@ -541,3 +541,83 @@ def test_a_comment_imported_from_fhir_is_a_note_shown_as_typed(app_as, app_db):
     authors = [c.value for c in at.caption if c.value.endswith(" · Imported from FHIR")]
     assert len(authors) == 2
     assert not any("latex" in m.value for m in at.markdown)
+
+
+def _flag_on(url, appointment_id, flag):
+    """A public request's flag on the visit, not acted on when it was decided."""
+    from db.models import Patient, RequestFlag
+
+    database = _db(url)
+    with database.write() as session:
+        patient = session.get(Patient, session.get(Appointment, appointment_id).patient_id)
+        typed = {"first_name": "Kim", "last_name": patient.last_name, "email": "", "phone": ""}
+        session.add(
+            RequestFlag(
+                appointment_id=appointment_id,
+                flag=flag,
+                typed_name=f"Kim {patient.last_name}",
+                typed=typed | {"consent": False},
+            )
+        )
+        patient_id = patient.id
+    database.dispose()
+    st.cache_data.clear()
+    return patient_id
+
+
+def test_a_flag_left_on_a_decided_request_can_be_marked_checked_where_it_is_shown(app_as, app_db):
+    """A flagged request approved without acting on its flag left the queue, and this page
+    showed "Check identity" for ever with nothing to clear it. The page offers the flag's
+    actions still possible (not the move to a new record, once decided): marked checked, the
+    notice is gone and the flag's clearing names who. Staff see the notice, no actions."""
+    from db.models import AuditEvent, RequestFlag
+
+    visit, _ = _first(
+        app_db,
+        Appointment.status == AppointmentStatus.SCHEDULED,
+        Appointment.start_at > utcnow(),
+        Appointment.patient_id.is_not(None),
+    )
+    patient_id = _flag_on(app_db, visit, "Check identity: typed as **Kim** <b>x</b>")
+    notice = r"Check identity: typed as \*\*Kim\*\* \<b\>x\</b\>"
+    staff = _open(app_as, "staff", visit)
+    assert notice in [w.value for w in staff.warning]
+    assert not [r for r in staff.radio if (r.key or "").endswith("_flag_choice")]
+    at = _open(app_as, "manager", visit)
+    assert notice in [w.value for w in at.warning]
+    choice = at.radio(key=f"appointment_{visit}_flag_choice")
+    assert choice.options == [f"Checked: it is #{patient_id}"]  # no move to a new record
+    choice.set_value(0).run()
+    at.button(key=f"appointment_{visit}_flag_go").click().run()
+    assert not at.exception
+    assert any("The flag is cleared." in s.value for s in at.success), [e.value for e in at.error]
+    assert notice not in [w.value for w in at.warning]
+    assert not [r for r in at.radio if (r.key or "").endswith("_flag_choice")]
+    assert "request flag cleared" in _cells(at)  # in the visit's history, with who and when
+    database = _db(app_db)
+    with database.read() as session:
+        flag = session.scalars(select(RequestFlag).where(RequestFlag.appointment_id == visit)).one()
+        who = session.scalars(
+            select(AuditEvent.actor_label).where(
+                AuditEvent.action == "request_flag_cleared", AuditEvent.entity_id == visit
+            )
+        ).all()
+    database.dispose()
+    assert flag.handled_at is not None and flag.handled_by == who[0] and len(who) == 1
+
+
+def test_a_flagged_request_still_waiting_offers_the_move_to_a_new_record(app_as, app_db):
+    """While the request waits for its decision the page offers what the queue does: 'not the
+    same person' too (handle_flag refuses it once the request is decided)."""
+    request_id, _ = _first(
+        app_db,
+        Appointment.status == AppointmentStatus.REQUESTED,
+        Appointment.source == Source.ONLINE,
+        Appointment.patient_id.is_not(None),
+    )
+    patient_id = _flag_on(app_db, request_id, "Check identity: typed as Kim")
+    at = _open(app_as, "manager", request_id)
+    assert at.radio(key=f"appointment_{request_id}_flag_choice").options == [
+        f"Checked: it is #{patient_id}",
+        f"Not #{patient_id}: move the request to a new record made from what was typed",
+    ]

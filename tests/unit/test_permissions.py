@@ -106,6 +106,7 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         P.REQUESTS_DECIDE,
         lambda s, a, c: flags.handle_flag(s, a, NO, "same_person"),
     ),
+    ("flags.offered_on", P.APPOINTMENTS_READ, lambda s, a, c: flags.offered_on(s, a, NO)),
     ("changes.approve_change", P.REQUESTS_DECIDE, lambda s, a, c: changes.approve_change(s, a, NO)),
     (
         "changes.deny_change",

@@ -519,3 +519,38 @@ def test_a_new_record_whose_name_and_birthday_a_patient_has_says_so(db, world):
         f"the same name and date of birth: if it is them, merge #{new} into #{kim} on the "
         "Patients page."
     )
+
+
+def test_a_flag_left_on_a_decided_request_is_offered_where_its_notice_is_shown(db, world):
+    """A flagged request approved without acting on its flag left the queue with it, and the
+    appointment's page showed "Check identity" for ever: nothing offered to clear it. Where
+    the notice is shown the desk is offered what handle_flag still accepts (marking it
+    checked; not the move to a new record, once decided), and marking it checked clears it,
+    saying who and when; staff, who may not decide requests, are offered nothing."""
+    from core.requests import decisions
+    from core.requests.flags import offered_on
+    from core.scheduling.appointments import get_appointment_detail
+    from tests.unit.test_lifecycle import at
+
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s:
+        day = s.get(Appointment, visit).requested_day
+        decisions.approve_request(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 10)
+        )
+    with db.read() as s:
+        assert get_appointment_detail(s, world.manager, visit).check.startswith("Check identity")
+        offered = offered_on(s, world.manager, visit)
+        assert offered_on(s, world.staff, visit) == ()
+    assert [(c.action, c.label) for c in offered] == [
+        (FlagAction.SAME_PERSON, f"Checked: it is #{world.patient_id}")
+    ]
+    with db.write() as s:
+        assert handle_flag(s, world.manager, visit, offered[0].action) == "The flag is cleared."
+    with db.read() as s:
+        flag = s.scalars(select(RequestFlag)).one()
+        assert flag.handled_by == "Manager" and flag.handled_at is not None
+        assert get_appointment_detail(s, world.manager, visit).check == ""
+        assert offered_on(s, world.manager, visit) == ()
+    [cleared] = _cleared(db, visit)
+    assert cleared.actor_label == "Manager" and cleared.details == {"action": "same_person"}
