@@ -4,10 +4,16 @@ proposals waiting for the patient — with per-row decisions and bulk approve/de
 import pandas as pd
 import streamlit as st
 
-from core.requests import bulk, flags, queue
+from core.requests import bulk, queue
 from core.requests.queue import KIND_LABELS, QueueKind
 from ui import actor, refresh, risk, run_action
-from ui.appointment_views import FLASH, bulk_results, pick_row, queue_actions, show_flash
+from ui.appointment_views import (
+    bulk_results,
+    flag_actions,
+    pick_row,
+    queue_actions,
+    show_flash,
+)
 from ui.caches import cached
 from ui.context import read
 from ui.folds import fold
@@ -27,37 +33,6 @@ def _queue(me, kind, clinic_id, provider_id, sort, page):
         sort=sort,
         page=page,
     )
-
-
-def _flag_actions(row) -> None:
-    """What the desk found about a public request's flag, in one click (core.requests.flags):
-    the choices are core's, their labels ids and dates only, shown escaped all the same."""
-    p = f"queue_flag_{row.appointment_id}"
-    offered = dict(enumerate(row.check_choices))
-    pick = st.radio(
-        "What did you find?",
-        list(offered),
-        index=None,
-        key=f"{p}_choice",
-        format_func=lambda i: escape(offered[i].label),
-    )
-    if pick is None:
-        return
-    chosen = offered[pick]
-    overlap = chosen.action == flags.FlagAction.MERGE and st.checkbox(
-        "Merge even if both records have visits at the same time", key=f"{p}_overlap"
-    )
-    if st.button("Done: clear the flag", key=f"{p}_go", type="primary"):
-        done = run_action(
-            flags.handle_flag,
-            row.appointment_id,
-            chosen.action,
-            keep_id=chosen.keep_id,
-            allow_overlap=bool(overlap),
-        )
-        if done:
-            st.session_state[FLASH] = done.value  # shown escaped after the rerun
-            refresh()
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -151,7 +126,7 @@ with right:
     )
     if row.check:  # a public request's flag (identity, maybe a known patient): in full here
         st.warning(escape(row.check), icon=":material/person_alert:")
-        _flag_actions(row)
+        flag_actions(row.check_choices, row.appointment_id, f"queue_flag_{row.appointment_id}")
     said = row.notes if kind == QueueKind.REQUESTS else row.reason
     if said:  # what the patient wrote, whole and as text; the table cell cuts it short
         st.caption(escape(f"{'Notes' if kind == QueueKind.REQUESTS else 'Reason'}: {said}"))

@@ -494,22 +494,22 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
     )
     if detail.check:
         st.warning(escape(detail.check), icon=":material/person_alert:")
-        flag_actions(_flag_choices(me, detail.id), detail.id, prefix)
+        flag_actions(_flag_choices(me, detail.id), detail.id, f"{prefix}_{detail.id}_flag")
     if detail.open_change:
         change = detail.open_change
         st.info(escape(f"Open {change.kind} request: {change.requested} {change.reason}".strip()))
     _detail_actions(me, detail, prefix)
 
 
-def flag_actions(offered: tuple[flags.FlagChoice, ...], appointment_id: int, prefix: str) -> None:
+def flag_actions(offered: tuple[flags.FlagChoice, ...], appointment_id: int, key: str) -> None:
     """What the desk found about the visit's flag, in one click (core.requests.flags), where
     its notice is shown: a request decided without acting on its flag has left the queue, and
     its notice stayed here with nothing to clear it. The choices are core's (none for a role
     that may not decide requests), their labels ids and dates only, shown escaped all the
-    same."""
+    same. `key`: the widgets' key prefix (the queue's row, the appointment panel)."""
     if not offered:
         return
-    p = f"{prefix}_{appointment_id}_flag"
+    p = key
     by_index = dict(enumerate(offered))
     pick = st.radio(
         "What did you find?",
