@@ -288,7 +288,7 @@ class Patient(Base):
     phone: Mapped[str | None] = mapped_column(String(40))
     # the phone is a landline for the practice (core.kernel.phones.landline in its clinics'
     # countries), kept by every write (core.patients.landlines): SQL can tell who gets texts
-    phone_landline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    phone_landline: Mapped[bool] = mapped_column(Boolean, server_default=false())
     # the postal address (letters, invoices, insurers, FHIR); each part optional, never searched
     address_line1: Mapped[str | None] = mapped_column(String(120))
     address_line2: Mapped[str | None] = mapped_column(String(120))
