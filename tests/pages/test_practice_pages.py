@@ -466,6 +466,11 @@ def test_editing_a_package_shows_its_values_and_keeps_them(app_as, app_db):
     at.number_input(key="packages_price" + key).set_value(180.0)
     next(b for b in at.button if b.label == "Save package").click().run()
     assert not at.error, at.error[0].value
+    # the demo books some visits as Skin renewal: a new price for them is confirmed first
+    for anyway in [b for b in at.button if b.label == "Save the package anyway"]:
+        assert "Its new price applies to them" in at.warning[0].value
+        anyway.click().run()
+        assert not at.error, at.error[0].value
     database = _db(app_db)
     with database.read() as session:
         assert session.get(Package, pid).price_cents == 18000
