@@ -42,7 +42,9 @@ def behind_proxy(temp_postgres, tmp_path, monkeypatch):
 def test_the_jobs_say_one_line_a_round_while_the_database_is_down_then_resume(behind_proxy, caplog):
     proxy, database, settings = behind_proxy
     with database.write() as session:
-        session.add(Notification(channel=Channel.SMS, template="x", to_address="+1", body="b"))
+        session.add(
+            Notification(channel=Channel.SMS, template="x", to_address="+447700900123", body="b")
+        )
     proxy.down()
     caplog.set_level(logging.INFO)
     for _ in range(2):
