@@ -171,6 +171,7 @@ def offers_table(rows: list[offers.OfferRow]) -> None:
                 "Rank": [r.rank for r in rows],
                 "Offer": [r.status for r in rows],
                 "Why": [r.why for r in rows],
+                "Sent as": [rules.MODE_LABELS.get(r.mode, "") for r in rows],
                 "Sent": [r.sent for r in rows],
                 "Holds until": [r.expires for r in rows],
             }

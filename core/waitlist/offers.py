@@ -998,6 +998,7 @@ class OfferRow:
     sent: str
     expires: str
     why: str = ""  # the offer's state in words: why it stands where it does
+    mode: Mode | None = None  # the mode it went out in (None: not sent yet)
 
 
 def _why(
@@ -1079,6 +1080,7 @@ def list_offers(
             clinic_time(clinic, o.sent_at),
             clinic_time(clinic, o.expires_at),
             _why(session, o, s, entry, p),
+            o.mode,
         )
         for o, s, p, service, provider, entry in rows
     ]

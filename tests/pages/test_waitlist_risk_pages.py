@@ -685,8 +685,10 @@ def test_model_figures_not_recorded_are_shown_empty_not_zero(app_as, app_db):
 
 def test_the_offers_table_says_in_words_what_freed_each_time(app_as, app_db):
     """'Freed by' reads 'cancellation', or 'rest of a waitlist booking' for what a shorter visit
-    booked from the waitlist left of a longer freed time (before: 'cancelled', 'rest')."""
-    from db.models import SlotOpening
+    booked from the waitlist left of a longer freed time (before: 'cancelled', 'rest'); 'Sent
+    as' names the mode each offer went out in, what its patient was told (a practice may have
+    switched since)."""
+    from db.models import OfferMode, SlotOpening
 
     database = _db(app_db)
     start = utcnow().replace(microsecond=0) + timedelta(days=3)
@@ -695,7 +697,10 @@ def test_the_offers_table_says_in_words_what_freed_each_time(app_as, app_db):
         entry = entries.add_entry(
             session, SYSTEM, entries.Wish(1, 1, 1, today, today + timedelta(days=10))
         )
-        for reason, at in (("cancelled", start), ("rest", start + timedelta(hours=2))):
+        for reason, at, mode in (
+            ("cancelled", start, OfferMode.ONE_AT_A_TIME),
+            ("rest", start + timedelta(hours=2), OfferMode.FIRST_TO_ACCEPT),
+        ):
             opening = SlotOpening(
                 clinic_id=1,
                 provider_id=1,
@@ -715,6 +720,7 @@ def test_the_offers_table_says_in_words_what_freed_each_time(app_as, app_db):
                     status=OfferStatus.SENT,
                     sent_at=utcnow(),
                     expires_at=utcnow() + timedelta(minutes=30),
+                    mode=mode,
                 )
             )
     database.dispose()
@@ -723,6 +729,11 @@ def test_the_offers_table_says_in_words_what_freed_each_time(app_as, app_db):
     offers_table = next(t for t in manager.dataframe if "Freed by" in t.value.columns)
     assert sorted(offers_table.value["Freed by"]) == ["cancellation", "rest of a waitlist booking"]
     assert list(offers_table.value["Why"]) == ["waiting for the patient's answer"] * 2
+    sent_as = dict(zip(offers_table.value["Freed by"], offers_table.value["Sent as"], strict=True))
+    assert sent_as == {
+        "cancellation": "One at a time, with a hold",
+        "rest of a waitlist booking": "Several at once, first to accept wins",
+    }
 
 
 def test_booking_from_the_offer_link_says_when_in_the_clinics_time_not_an_id(app_db):
