@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.kernel.errors import ValidationError
 from core.kernel.money import babel_locale
 from core.kernel.text import clean
-from db.models import Clinic
+from db.models import Appointment, Clinic
 
 PHONE = re.compile(r"^\+?[0-9 ()-]{1,40}$")  # the characters; phonenumbers reads the rest
 
@@ -60,6 +60,26 @@ def practice_regions(session: Session, first: str | None = None) -> tuple[str, .
     )
     found = dict.fromkeys(phone_region(locale) for locale in [first, *locales] if locale)
     return tuple(found) or (phone_region(None),)
+
+
+def booked_regions(session: Session, patient_ids) -> dict[int, tuple[str, ...]]:
+    """By patient, the countries of the clinics they have an appointment at (any status, any
+    time), by clinic, in one query; a patient who booked nowhere is left out. Where a reply
+    from their number is matched (core.portal.sign_in) and a text to it is read first
+    (core.messaging.delivery)."""
+    ids = set(patient_ids)
+    found: dict[int, dict[str, None]] = {}
+    if ids:
+        rows = session.execute(
+            select(Appointment.patient_id, Clinic.id, Clinic.locale)
+            .join(Clinic, Clinic.id == Appointment.clinic_id)
+            .where(Appointment.patient_id.in_(ids))
+            .distinct()
+            .order_by(Appointment.patient_id, Clinic.id)
+        )
+        for patient_id, _, locale in rows:
+            found.setdefault(patient_id, {})[phone_region(locale)] = None
+    return {patient_id: tuple(regions) for patient_id, regions in found.items()}
 
 
 _PHONE_WHY = {

@@ -279,24 +279,14 @@ def text_regions(session, rows: list[Notification]) -> dict[int, tuple[str, ...]
                 .where(Appointment.id.in_(visits))
             ).all()
         )
-    booked: dict[int, list[str]] = defaultdict(list)
-    if patients:
-        for patient_id, _, locale in session.execute(
-            select(Appointment.patient_id, Clinic.id, Clinic.locale)
-            .join(Clinic, Clinic.id == Appointment.clinic_id)
-            .where(Appointment.patient_id.in_(patients))
-            .distinct()
-            .order_by(Appointment.patient_id, Clinic.id)
-        ):
-            booked[patient_id].append(locale)
+    booked = phones.booked_regions(session, patients)
     practice = phones.practice_regions(session) if texts else ()
     found = {}
     for row in texts:
         if row.appointment_id in clinic_of:
-            first = [clinic_of[row.appointment_id]]
+            read_in: tuple[str, ...] = (phones.phone_region(clinic_of[row.appointment_id]),)
         else:
-            first = booked.get(row.patient_id, [])
-        read_in = [phones.phone_region(locale) for locale in first]
+            read_in = booked.get(row.patient_id, ())
         found[row.id] = tuple(dict.fromkeys([*read_in, *practice]))
     return found
 

@@ -34,12 +34,12 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, rate_limits, tokens
 from core.kernel.authz import patient_actor
 from core.kernel.errors import LinkInvalid, ValidationError
-from core.kernel.phones import phone_region
+from core.kernel.phones import booked_regions, phone_region
 from core.kernel.text import clean
 from core.messaging import notify
 from core.patients import invitations
 from core.patients.records import bare_phone, practice_regions
-from db.models import Appointment, Channel, Clinic, Patient, PortalSession
+from db.models import Channel, Clinic, Patient, PortalSession
 from db.types import utcnow
 
 PURPOSE = "portal"
@@ -121,16 +121,8 @@ def patient_phone_regions(session: Session, patient_ids: Iterable[int]) -> dict[
     read in Germany it is +49 7700 900123, a stranger's (the other countries are read only
     for a number that can be none of these, _read_abroad)."""
     ids = set(patient_ids)
-    found: dict[int, set[str]] = {patient_id: set() for patient_id in ids}
-    if ids:
-        rows = session.execute(
-            select(Appointment.patient_id, Clinic.locale)
-            .join(Clinic, Clinic.id == Appointment.clinic_id)
-            .where(Appointment.patient_id.in_(ids))
-            .distinct()
-        )
-        for patient_id, locale in rows:
-            found[patient_id].add(phone_region(locale))
+    booked = booked_regions(session, ids)
+    found: dict[int, set[str]] = {patient_id: set(booked.get(patient_id, ())) for patient_id in ids}
     unbooked = [regions for regions in found.values() if not regions]
     if unbooked:
         first = phone_region(session.scalar(select(Clinic.locale).order_by(Clinic.id).limit(1)))
