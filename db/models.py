@@ -396,11 +396,18 @@ class Appointment(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     # set on imported rows; analytics ignore them until the batch is finished
     import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
+    # what a booking request's patient asked while a proposal holds its time and provider
+    # (core.requests.decisions: kept by propose_time, given back when the proposal is let go,
+    # forgotten at any other end of it): an exact time or none, the provider or any; ask_kept
+    # says one is kept, as both may be none. Database defaults only, as phone_landline's
+    ask_kept: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    asked_start_at: Mapped[datetime | None]
+    asked_provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
 
     __mapper_args__ = {"version_id_col": version}
 
     patient: Mapped[Patient | None] = relationship()
-    provider: Mapped[Provider | None] = relationship()
+    provider: Mapped[Provider | None] = relationship(foreign_keys=[provider_id])
     clinic: Mapped[Clinic] = relationship()
     service: Mapped[Service | None] = relationship()
     package: Mapped[Package | None] = relationship()

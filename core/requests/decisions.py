@@ -267,6 +267,7 @@ def decline_request(
         session, appointment_id, Action.DECLINE, expected_version, handled_if_moved=True
     )
     before = appointment.status
+    _forget_ask(appointment)  # a proposal declined by the practice gives nothing back
     change = open_change(session, appointment.id, ChangeStatus.PROPOSED)
     if before == S.TENTATIVE and change is not None:  # the proposal answered a change request
         return _keep_original(session, actor, appointment, change, reason, message)
@@ -301,10 +302,7 @@ def propose_time(
     )
     before = appointment.status
     # what the patient asked, for the request to ask it again if the time is let go (let_go)
-    asked = {
-        "provider_id": appointment.provider_id,
-        "start_at": appointment.start_at.isoformat() if appointment.start_at else None,
-    }
+    asked_provider_id, asked_start_at = appointment.provider_id, appointment.start_at
     held = (appointment.provider_id, appointment.start_at, appointment.end_at)
     details = place(
         session,
@@ -315,8 +313,14 @@ def propose_time(
         outside_hours_override=outside_hours_override,
     )
     details.update(patient_free(session, appointment, allow_double_booking))
-    if before == S.REQUESTED:  # a second proposal: the first one's history keeps the ask
-        details["asked"] = asked
+    if before == S.REQUESTED:  # a second proposal: the request keeps the first one's ask
+        appointment.ask_kept = True
+        appointment.asked_start_at = asked_start_at
+        appointment.asked_provider_id = asked_provider_id
+        details["asked"] = {  # the history says it too
+            "provider_id": asked_provider_id,
+            "start_at": asked_start_at.isoformat() if asked_start_at else None,
+        }
     appointment.status = S.TENTATIVE
     flush(session, appointment)
     if before == S.TENTATIVE and held != (
@@ -449,6 +453,7 @@ def respond_to_proposal(
             words = own_visit(visit.clinic, visit, verb="confirm", kind="proposed", then=then)
             raise Conflict(words) from None
         appointment.status, appointment.decided_at = S.SCHEDULED, utcnow()
+        _forget_ask(appointment)  # the patient took the proposal instead
         if change:
             change.status = ChangeStatus.APPROVED
             appointment.reschedule_count += 1
@@ -512,38 +517,30 @@ def let_go(
     else:
         appointment_freed(session, appointment, "declined")
         appointment.status = S.REQUESTED
-        _as_asked(session, appointment)
+        _as_asked(appointment)
+    _forget_ask(appointment)
 
 
-def _as_asked(session: Session, appointment: Appointment) -> None:
+def _as_asked(appointment: Appointment) -> None:
     """A booking request back in the queue asks what its patient asked, as propose_time kept
-    it in the proposal's history: its exact time or none (its day and time of day stay on the
-    request), and the provider asked for or any. Before, it kept the proposed time as if asked
-    for, and bulk approve booked the patient at the time they had turned down. A proposal made
-    before the ask was kept leaves the request as it is."""
-    asked = next(
-        (
-            details["asked"]
-            for details in session.scalars(
-                select(AuditEvent.details)
-                .where(
-                    AuditEvent.entity == ENTITY,
-                    AuditEvent.entity_id == appointment.id,
-                    AuditEvent.action == Action.PROPOSE.value,
-                )
-                .order_by(AuditEvent.id.desc())
-            )
-            if details and "asked" in details
-        ),
-        None,
-    )
-    if asked is None:
+    it on the request: its exact time or none (its day and time of day stay on the request),
+    and the provider asked for or any. Before, it kept the proposed time as if asked for, and
+    bulk approve booked the patient at the time they had turned down. A proposal made before
+    the ask was kept (migration 0028 took it from the proposal's audit event where that had
+    it) leaves the request as it is."""
+    if not appointment.ask_kept:
         return
-    start_at = datetime.fromisoformat(asked["start_at"]) if asked["start_at"] else None
+    start_at = appointment.asked_start_at
     length = duration_of(appointment)  # read first: loading the services flushes
     appointment.start_at = start_at
     appointment.end_at = start_at + length if start_at else None
-    appointment.provider_id = asked["provider_id"]
+    appointment.provider_id = appointment.asked_provider_id
+
+
+def _forget_ask(appointment: Appointment) -> None:
+    """The proposal is over: the request keeps no ask (given back, or no longer wanted)."""
+    appointment.ask_kept = False
+    appointment.asked_start_at = appointment.asked_provider_id = None
 
 
 def restore_original(

@@ -619,7 +619,7 @@ def test_records_stored_before_migration_0027_are_marked_by_the_phone_they_hold(
     config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "-1")  # the revision before 0027, whatever its number
+        command.downgrade(config, "0026")  # the revision before 0027 (not head: "-1")
     with_phone = bucket(False, False, True, True, True)  # no email; consent left as made
     with db.engine.begin() as connection:
         columns = {c["name"] for c in sa.inspect(connection).get_columns("patients")}

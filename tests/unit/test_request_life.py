@@ -19,6 +19,7 @@ from core.scheduling import moves
 from core.scheduling.states import S
 from db.models import (
     Appointment,
+    AuditEvent,
     CancellationPolicy,
     ChangeRequest,
     ChangeStatus,
@@ -457,6 +458,126 @@ def test_a_proposal_turned_down_or_lapsed_gives_the_request_back_as_the_patient_
     assert results[0].message == (
         "The patient gave no exact time; approve it on its own with a time."
     )
+
+
+def _kept(db, appointment_id):
+    with db.read() as session:
+        row = session.get(Appointment, appointment_id)
+        return row.ask_kept, row.asked_start_at, row.asked_provider_id
+
+
+def _where(db, appointment_id):
+    with db.read() as session:
+        row = session.get(Appointment, appointment_id)
+        return row.status, row.start_at, row.end_at, row.provider_id
+
+
+def test_a_request_let_go_gets_its_ask_back_from_itself_not_from_the_audit_log(db, world):
+    """10:00 with Dr Test asked, 14:00 proposed, then 15:00 instead; the proposals' audit
+    events gone, the patient turns 15:00 down: the request asks for 10:00 with Dr Test again,
+    as the request itself kept it (before, the ask was read back from the audit log, a record
+    and not the request's state, and without it the request kept 15:00 as if asked for)."""
+    from sqlalchemy import delete
+
+    day = future_day(5)
+    asked = new_request(db, world, day, None, start_at=at(day, 10), provider_id=world.provider_id)
+    for hour in (14, 15):  # the second proposal keeps the first one's ask
+        with db.write() as session:
+            decisions.propose_time(
+                session, world.manager, asked, provider_id=world.provider_id, start_at=at(day, hour)
+            )
+    with db.write() as session:
+        session.execute(delete(AuditEvent).where(AuditEvent.entity_id == asked))
+    with db.write() as session:
+        decisions.respond_to_proposal(session, patient_actor("A"), asked, accept=False)
+    assert _where(db, asked) == (S.REQUESTED, at(day, 10), at(day, 10, 30), world.provider_id)
+    assert _kept(db, asked) == (False, None, None)  # given back: none kept now
+
+
+def test_a_proposal_taken_or_declined_forgets_what_was_asked(db, world):
+    """The ask is kept while a proposal waits for the patient, and forgotten when the proposal
+    ends otherwise than let go: the patient takes it, or the practice declines the request."""
+    day = future_day(5)
+    taken = new_request(db, world, day, "morning")
+    declined = new_request(db, world, day, "afternoon")
+    for request_id, hour in ((taken, 11), (declined, 15)):
+        with db.write() as session:
+            decisions.propose_time(
+                session,
+                world.manager,
+                request_id,
+                provider_id=world.provider_id,
+                start_at=at(day, hour),
+            )
+        assert _kept(db, request_id) == (True, None, None)  # a time of day, any provider
+    with db.write() as session:
+        decisions.respond_to_proposal(session, patient_actor("A"), taken, accept=True)
+        decisions.decline_request(session, world.manager, declined, reason="Fully booked")
+    assert _where(db, taken) == (S.SCHEDULED, at(day, 11), at(day, 11, 30), world.provider_id)
+    assert _kept(db, taken) == (False, None, None)
+    assert _where(db, declined)[0] == S.DECLINED and _kept(db, declined) == (False, None, None)
+
+
+def test_proposals_waiting_before_migration_0028_take_the_ask_their_audit_event_kept(db, world):
+    """0028 keeps the ask on the request: down to the revision before it and up again, each
+    proposal waiting for its patient takes the ask of the audit event that began it (a second
+    proposal's event keeps none); one made before the ask was kept, or one answering a change
+    request, has none. Let go, the first asks its 10:00 with Dr Test again; the one without an
+    ask keeps the time proposed, as before."""
+    import sqlalchemy as sa
+    from alembic import command
+    from sqlalchemy.orm.attributes import flag_modified
+
+    from db import migrate
+
+    day, later = future_day(5), future_day(6)
+    exact = new_request(db, world, day, None, start_at=at(day, 10), provider_id=world.provider_id)
+    twice = new_request(db, world, day, "morning")
+    unkept = new_request(db, world, day, "afternoon")
+    changed = new_request(
+        db, world, later, None, start_at=at(later, 10), provider_id=world.provider_id
+    )
+    for request_id, when in (
+        (exact, at(day, 14)),
+        (twice, at(day, 15)),
+        (twice, at(day, 16)),
+        (unkept, at(day, 11)),
+        (changed, at(later, 10)),
+    ):
+        with db.write() as session:
+            decisions.propose_time(
+                session, world.manager, request_id, provider_id=world.provider_id, start_at=when
+            )
+    with db.write() as session:
+        decisions.respond_to_proposal(session, patient_actor("A"), changed, accept=True)
+    with db.write() as session:
+        change_id = changes.request_change(
+            session, patient_actor("A"), changed, kind="reschedule", requested_day=later
+        ).id
+    with db.write() as session:
+        changes.propose_for_change(session, world.manager, change_id, start_at=at(later, 14))
+        for event in session.scalars(  # a proposal made before the ask was kept
+            select(AuditEvent).where(AuditEvent.entity_id == unkept, AuditEvent.action == "propose")
+        ):
+            event.details = {k: v for k, v in event.details.items() if k != "asked"}
+            flag_modified(event, "details")
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0027")
+    with db.engine.begin() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("appointments")}
+        assert not columns & {"ask_kept", "asked_start_at", "asked_provider_id"}
+    migrate.upgrade(db.engine)
+    assert _kept(db, exact) == (True, at(day, 10), world.provider_id)
+    assert _kept(db, twice) == (True, None, None)
+    assert _kept(db, unkept) == (False, None, None)
+    assert _where(db, changed)[0] == S.TENTATIVE and _kept(db, changed) == (False, None, None)
+    with db.write() as session:
+        for request_id in (exact, unkept):
+            decisions.respond_to_proposal(session, patient_actor("A"), request_id, accept=False)
+    assert _where(db, exact) == (S.REQUESTED, at(day, 10), at(day, 10, 30), world.provider_id)
+    assert _where(db, unkept) == (S.REQUESTED, at(day, 11), at(day, 11, 30), world.provider_id)
 
 
 def test_a_new_proposal_frees_the_time_the_last_one_held_for_the_waitlist(db, world):
