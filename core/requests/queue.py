@@ -27,9 +27,8 @@ from core.requests import flags
 from core.scheduling.availability import (
     TIME_OF_DAY_LABELS,
     Slot,
-    away_span,
     suggest_slots,
-    time_asked,
+    time_asked_padded,
 )
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
@@ -449,35 +448,34 @@ def _with_timing(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
     return timed
 
 
+def _exact(row: QueueRow) -> datetime | None:
+    """The exact time a row asks for: a reschedule's new time, else a proposal's or an exact
+    request's time; None when it asks for a day or a time of day."""
+    return row.requested_start_at if row.kind == QueueKind.RESCHEDULES else row.start_at
+
+
 def _asks_exact_time(row: QueueRow) -> bool:
-    return (
-        row.requested_start_at if row.kind == QueueKind.RESCHEDULES else row.start_at
-    ) is not None
-
-
-def asked_span(row: QueueRow) -> tuple[datetime, datetime] | None:
-    """The time a row asks its provider for, in UTC (availability.time_asked, as
-    core.scheduling.cover.asked_span reads a request): a proposal's or an exact request's time,
-    else the clinic-local day's time-of-day window, else the whole day; None for a
-    cancellation, or with no provider."""
-    if row.kind == QueueKind.CANCELLATIONS or row.provider_id is None:
-        return None
-    exact = row.requested_start_at if row.kind == QueueKind.RESCHEDULES else row.start_at
-    length = timedelta(minutes=row.duration_minutes)
-    return time_asked(exact, length, row.requested_day, row.time_of_day, row.timezone)
+    return _exact(row) is not None
 
 
 def away_asked(row: QueueRow) -> tuple[datetime, datetime] | None:
-    """The time no time off of the row's provider may touch, in UTC: an exact time's visit and
-    its buffers, as the booking rule refuses it (availability.away_span: accepting a proposal
-    whose clean-up runs into time off is refused); a day or a time-of-day window as asked (the
-    visit goes somewhere inside it). None as asked_span."""
-    span = asked_span(row)
-    if span is None or not _asks_exact_time(row):
-        return span
-    before = timedelta(minutes=row.buffer_before_minutes)
-    after = timedelta(minutes=row.buffer_after_minutes)
-    return away_span(*span, before, after)
+    """The time no time off of the row's provider may touch, in UTC, by the rule the time-off
+    cover list reads a request by (availability.time_asked_padded, as
+    core.scheduling.cover.kept_span): an exact time's visit and its buffers, as the booking
+    rule refuses it (accepting a proposal whose clean-up runs into time off is refused); a day
+    or a time-of-day window as asked (the visit goes somewhere inside it). None for a
+    cancellation, or with no provider."""
+    if row.kind == QueueKind.CANCELLATIONS or row.provider_id is None:
+        return None
+    return time_asked_padded(
+        _exact(row),
+        timedelta(minutes=row.duration_minutes),
+        row.requested_day,
+        row.time_of_day,
+        row.timezone,
+        timedelta(minutes=row.buffer_before_minutes),
+        timedelta(minutes=row.buffer_after_minutes),
+    )
 
 
 def _with_away(session: Session, rows: list[QueueRow]) -> list[QueueRow]:

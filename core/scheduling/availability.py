@@ -83,9 +83,9 @@ def time_asked(
     """The time a request asks for, in UTC, from plain values: its exact time `start_at` for
     `length`, else the clinic-local (`tz`) `day`'s time-of-day window, else that whole day
     (23 or 25 hours on the days clocks change); None with neither a time nor a day. One
-    reading for the time-off cover list (core.scheduling.cover.asked_span, from a request)
-    and the requests queue (core.requests.queue.asked_span, from a row); time_asked_padded
-    widens an exact time by the visit's buffers, as time off must keep clear of them."""
+    reading for the time-off cover list (core.scheduling.cover.asked_span, from a request);
+    time_asked_padded widens an exact time by the visit's buffers, as time off must keep clear
+    of them (cover.kept_span, and the requests queue's away mark, queue.away_asked)."""
     if start_at is not None:
         return start_at, start_at + length
     if day is None:
