@@ -450,6 +450,8 @@ def cancel(
     appointment.cancelled_at = now
     appointment.cancelled_by = "patient" if by_patient else actor.name
     appointment.cancel_reason = reason
+    appointment.ask_kept = False  # a proposal cancelled gives no ask back
+    appointment.asked_start_at = appointment.asked_provider_id = None
     flush(session, appointment)
     if before in (S.SCHEDULED, S.TENTATIVE):
         appointment_freed(session, appointment, "cancelled")

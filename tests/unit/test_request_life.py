@@ -494,13 +494,15 @@ def test_a_request_let_go_gets_its_ask_back_from_itself_not_from_the_audit_log(d
     assert _kept(db, asked) == (False, None, None)  # given back: none kept now
 
 
-def test_a_proposal_taken_or_declined_forgets_what_was_asked(db, world):
+def test_a_proposal_taken_declined_or_cancelled_forgets_what_was_asked(db, world):
     """The ask is kept while a proposal waits for the patient, and forgotten when the proposal
-    ends otherwise than let go: the patient takes it, or the practice declines the request."""
+    ends otherwise than let go: the patient takes it, the practice declines the request, or
+    the practice cancels it."""
     day = future_day(5)
     taken = new_request(db, world, day, "morning")
     declined = new_request(db, world, day, "afternoon")
-    for request_id, hour in ((taken, 11), (declined, 15)):
+    cancelled = new_request(db, world, day, "evening")
+    for request_id, hour in ((taken, 11), (declined, 15), (cancelled, 16)):
         with db.write() as session:
             decisions.propose_time(
                 session,
@@ -516,6 +518,9 @@ def test_a_proposal_taken_or_declined_forgets_what_was_asked(db, world):
     assert _where(db, taken) == (S.SCHEDULED, at(day, 11), at(day, 11, 30), world.provider_id)
     assert _kept(db, taken) == (False, None, None)
     assert _where(db, declined)[0] == S.DECLINED and _kept(db, declined) == (False, None, None)
+    with db.write() as session:
+        moves.cancel_appointment(session, world.manager, cancelled, reason="Clinic closed")
+    assert _where(db, cancelled)[0] == S.CANCELLED and _kept(db, cancelled) == (False, None, None)
 
 
 def test_proposals_waiting_before_migration_0028_take_the_ask_their_audit_event_kept(db, world):
