@@ -1151,8 +1151,10 @@ def stopped_for_good(row: Notification) -> bool:
 
 def retry(session: Session, actor: Actor, notification_id: int) -> None:
     """Queue a message not sent again, now, to its patient's address or number on record now
-    (corrected since, as a failure asks); refused when ClinicDesk stopped it on purpose, the
-    patient withdrew consent or has no address on that channel any more."""
+    (corrected since, as a failure asks); refused when ClinicDesk stopped it on purpose, or
+    for what a first send checks (channels_for): the record was merged into another, the
+    patient withdrew consent, has no address on that channel any more, or a number the
+    practice reads as a landline (patients.phone_landline), which no text reaches."""
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     row = session.get(Notification, notification_id)
     if row is None:
@@ -1165,6 +1167,12 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
             "cannot be sent again. Send the patient a new message if they need one."
         )
     patient = session.get(Patient, row.patient_id) if row.patient_id else None
+    if patient and patient.merged_into_id is not None:  # nothing goes to a duplicate
+        raise ValidationError(
+            f"{patient.full_name}'s record was merged into #{patient.merged_into_id}: this "
+            "message cannot be sent again from it. Send a new message from the record kept if "
+            "they need one."
+        )
     consent = patient and (
         patient.consent_email if row.channel == Channel.EMAIL else patient.consent_sms
     )
@@ -1180,6 +1188,11 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
             what = "email address" if row.channel == Channel.EMAIL else "phone number"
             raise ValidationError(
                 f"{patient.full_name} has no {what} on their record now: add it there, then retry."
+            )
+        if row.channel == Channel.SMS and patient.phone_landline:
+            raise ValidationError(
+                f"{phones.not_for_texts(address)}. Add {patient.full_name}'s mobile number to "
+                "their record, then retry."
             )
         row.to_address = address
     row.status, row.next_attempt_at = DeliveryStatus.QUEUED, utcnow()

@@ -637,3 +637,45 @@ def test_a_retry_after_the_number_was_corrected_goes_to_the_corrected_number(db,
     assert str(refused.value) == (
         "Alex Morgan has no phone number on their record now: add it there, then retry."
     )
+
+
+def test_a_retry_of_a_text_to_a_number_on_file_as_a_landline_now_is_refused_saying_why(db, world):
+    """A first send gives a landline no text (notify.channels_for); before, a retry after the
+    number on file was changed to a landline queued the text to it, which no text reaches."""
+    from db.models import Patient
+
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        text = session.get(Notification, _visit_text(session, patient, world.clinic_id))
+        text.status, text.permanent_failure = DeliveryStatus.FAILED, True
+        patient.phone = "020 7946 0123"  # a London landline (patients.phone_landline)
+        text_id = text.id
+    with db.write() as session:
+        assert session.get(Patient, world.patient_id).phone_landline
+        with pytest.raises(ValidationError) as refused:
+            notify.retry(session, world.manager, text_id)
+    assert str(refused.value) == (
+        "'020 7946 0123' is a landline: texts cannot reach it. Add Alex Morgan's mobile number "
+        "to their record, then retry."
+    )
+    assert _row(db, text_id).status == DeliveryStatus.FAILED
+
+
+def test_a_retry_of_a_message_to_a_record_merged_away_is_refused_naming_the_record_kept(db, world):
+    """A first send gives a record merged into another nothing (notify.channels_for: nothing
+    goes to a duplicate); before, a retry of its message queued it to the duplicate's address."""
+    from tests.factories import make_patient
+
+    with db.write() as session:
+        duplicate = make_patient(session, first_name="Alexander", phone="07700 900456")
+        text = session.get(Notification, _visit_text(session, duplicate, world.clinic_id))
+        text.status, text.permanent_failure = DeliveryStatus.FAILED, True
+        duplicate.merged_into_id = world.patient_id
+        text_id = text.id
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        notify.retry(session, world.manager, text_id)
+    assert str(refused.value) == (
+        f"Alexander Morgan's record was merged into #{world.patient_id}: this message cannot be "
+        "sent again from it. Send a new message from the record kept if they need one."
+    )
+    assert _row(db, text_id).status == DeliveryStatus.FAILED
