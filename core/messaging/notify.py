@@ -11,8 +11,10 @@ text; any other text is the subject and the flattened email, and the length guar
 comes before the link is too long (a long clinic name and address, a first name outside the GSM
 alphabet), the names and places filled in are cut, the longest first, to one common length
 marked with "." (`SHORTENED`, `shorten`): the longest that keeps the text within three parts,
-or, where the wording and links alone need more (three links in UCS-2), within the fewest they
-need. A link, a time and what staff wrote are never cut there.
+or, where the wording and links alone need more (a link for each of several forms in UCS-2),
+within the fewest they need. A link, a time and what staff wrote are never cut there. The
+reminder's text carries one link for that reason, its confirm link, whose page offers to ask
+to cancel or move the visit too (the email carries all three).
 
 A text costs what its parts cost (core.messaging.sms_parts): three parts are 459 characters in
 the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji, a curly quote)
@@ -196,10 +198,11 @@ TEMPLATES: dict[str, Template] = {
         "you confirm): {cancel_link}\nAsk to move it: {reschedule_link}\n\nBy text message "
         "you can also reply C to confirm or X to cancel." + _SIGN,
         "A reminder before the appointment (offsets per clinic), with confirm, cancel and "
-        "reschedule links.",
-        "{clinic_name}: a reminder of {service_name} on {when}. Reply C to confirm or X to "
-        "cancel, or use a link.\nConfirm: {confirm_link}\nAsk to cancel: {cancel_link}\n"
-        "Ask to move it: {reschedule_link}",
+        "reschedule links (a text: the confirm link, whose page offers all three).",
+        # one link: three are more than three parts in UCS-2 (a clinic's "ł"). The confirm
+        # link's page offers to ask to cancel or move too (core.portal.patient_links)
+        "{clinic_name}: {service_name} on {when}. Reply C to confirm or X to cancel, or move "
+        "it here: {confirm_link}",
     ),
     "appointment_checked_in": Template(
         "You are checked in at {clinic_name}",
@@ -1024,8 +1027,8 @@ def _names_shortened(compose: Callable[[dict[str, object]], str], values: dict) 
     """The text `compose` makes of `values`, within MAX_PARTS parts: when its links and wording
     leave too little room (fit_text cuts only prose after the last link), the names and places
     (SHORTENED) are cut, the longest first, to one common length (`shorten`), the longest that
-    fits — not below SHORTEST characters. Where even that cannot fit (three links in UCS-2 need
-    more than three parts), they are cut as little as the fewest parts those links allow need."""
+    fits — not below SHORTEST characters. Where even that cannot fit (a link for each of several
+    forms in UCS-2), they are cut as little as the fewest parts those links allow need."""
     text = compose(values)
     if sms_parts.parts(text).count <= sms_parts.MAX_PARTS:
         return text

@@ -29,8 +29,12 @@ where the practice says so. It is keyed like the others (appointment, offset, st
 it goes once, and again only for a moved visit that is still high risk once scored again (the
 score of its old time does not count).
 
-Each reminder carries three links: confirm (core.kernel.tokens purpose "confirm"), ask to cancel
-and ask to reschedule (purpose "change": the page shows the policy and any fee first).
+A reminder's email carries three links: confirm (core.kernel.tokens purpose "confirm"), ask to
+cancel and ask to reschedule (purpose "change": the page shows the policy and any fee first). Its
+text carries the confirm link alone (three are more than three parts in UCS-2), whose page
+offers to ask to cancel or move the visit too: the two tokens are issued together here, for the
+same visit and expiring together, so the confirm token opens nothing the three links did not
+(core.portal.patient_links.CHANGE_PURPOSES); no other code issues a confirm token.
 """
 
 from __future__ import annotations

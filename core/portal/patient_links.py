@@ -422,10 +422,26 @@ def check_terms(shown: str | None, terms: str, when: str) -> None:
     )
 
 
+# the links that ask to cancel or reschedule: a change link, and a reminder's confirm link,
+# the one link of its text, whose page offers to ask for a change too. A confirm token is only
+# ever issued beside a change token for the same visit, expiring with it, neither of them
+# revoked (core.messaging.reminders.reminder_links), so it opens nothing its reminder's links
+# did not. A change link confirms nothing (core.portal.replies reads "confirm" only).
+CHANGE_PURPOSES = ("change", "confirm")
+
+
+def _change_target(session: Session, raw: str | None):
+    """The token and appointment of a link of CHANGE_PURPOSES; LinkInvalid otherwise."""
+    for purpose in CHANGE_PURPOSES:
+        if tokens.find(session, raw, purpose) is not None:
+            return _appointment_for(session, raw, purpose)
+    raise LinkInvalid()
+
+
 def change_view(session: Session, raw: str | None, *, now: datetime | None = None) -> ChangeView:
     """What the patient sees before asking to cancel or reschedule: the policy and, inside
     the window, the fee and points it will cost (core.policy.evaluate, as everywhere else)."""
-    _, appointment = _appointment_for(session, raw, "change")
+    _, appointment = _change_target(session, raw)
     now = now or utcnow()
     ev = evaluate(session, appointment, now)
     reason = ""
@@ -466,7 +482,7 @@ def submit_change(
     at once where the policy allows (core.scheduling.lifecycle.request_change decides).
     `shown`: the terms the page showed (ChangeView.terms), refused if they changed since."""
 
-    token, appointment = _appointment_for(session, raw, "change")
+    token, appointment = _change_target(session, raw)
     view = change_view(session, raw)
     if not view.changeable:
         raise ValidationError(view.reason_not + " Please contact the practice.")

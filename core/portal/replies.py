@@ -1,19 +1,20 @@
 """The patient's answers to reminders: the confirm link, and text-message replies.
 
-A confirm link (token purpose "confirm", valid until the appointment starts) records
-"Confirmed by the patient" for the appointment's current time. A text reply arrives on the
-inbound SMS route (serve.py, authenticated by core.messaging.sms_inbound): "C"/"YES" confirms the
-patient's next scheduled appointment, "X"/"CANCEL" asks to cancel it under the cancellation
-policy (core.requests.changes.request_change decides: the queue, or at once outside the window),
-and anything else — or a reply that cannot be acted on — lands in the staff inbox on that
+A confirm link (token purpose "confirm", valid until the appointment starts) records "Confirmed
+by the patient" for the appointment's current time (its page offers to ask to cancel or move the
+visit too, core.portal.patient_links.CHANGE_PURPOSES). A text reply arrives on the inbound SMS
+route (serve.py, authenticated by core.messaging.sms_inbound): "C"/"YES" confirms the patient's
+next scheduled appointment, "X"/"CANCEL" asks to cancel it under the cancellation policy
+(core.requests.changes.request_change decides: the queue, or at once outside the window), and
+anything else — or a reply that cannot be acted on — lands in the staff inbox on that
 appointment. STOP (and the other opt-out words of core.messaging.sms_inbound) withdraws the text
 consent of every patient with that number, audited; the texts still waiting for them are not
 sent and their pending invitations by text are revoked (core.patients.invitations, the rule a
 staff edit follows). START gives consent back, except to a record whose number the practice
-reads as a landline (core.kernel.phones.landline, the rule the desk and the booking form
-apply): a fixed line can send a text (a landline texting service, a number moved to VoIP), but
-none reaches it, so that START waits in the staff inbox saying why. Each is answered once (a
-second STOP gets no answer). Every reply is stored and audited.
+reads as a landline (core.kernel.phones.landline, the rule the desk and the booking form apply):
+a fixed line can send a text (a landline texting service, a number moved to VoIP), but none
+reaches it, so that START waits in the staff inbox saying why. Each is answered once (a second
+STOP gets no answer). Every reply is stored and audited.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from db.models import (
     Appointment,
     AppointmentKind,
     AppointmentStatus,
+    ChangeRequest,
     Clinic,
     DeliveryStatus,
     DocumentKind,
@@ -255,6 +256,40 @@ def test_patient_confirms_through_the_link(app_db):
     with database.read() as session:
         assert appointment_id in reminders.confirmations(session, [appointment_id])
     database.dispose()
+
+
+@pytest.mark.parametrize("kind", ["cancel", "reschedule"])
+def test_a_reminders_one_link_confirms_and_asks_to_cancel_or_move(app_db, kind):
+    """A reminder's text carries its confirm link alone: its page shows the visit and offers
+    to confirm, to ask to move it and to ask to cancel it (the change page, reached with the
+    same link, the choice made); before, it only confirmed, pointing to the other links."""
+    appointment_id, _ = _appointment(app_db, utcnow() + timedelta(days=2))
+    database = _db(app_db)
+    with database.write() as session:
+        visit = session.get(Appointment, appointment_id)
+        link = reminders.reminder_links(session, visit, "http://x")["confirm_link"]
+    database.dispose()
+    at = patient_page("confirm", link.split("t=")[1])
+    assert not at.exception, at.exception
+    at.button(key="patient_confirm_yes").click().run()
+    assert "is confirmed" in at.success[0].value
+    at.button(key=f"patient_confirm_{kind}").click().run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Change your appointment"]
+    assert at.radio(key="patient_change_kind").value == kind
+    if kind == "reschedule":
+        at.date_input(key="patient_change_day").set_value(utcnow().date() + timedelta(days=9))
+    at.checkbox(key="patient_change_agree").check()
+    at.button(key="FormSubmitter:patient_change_form-Send my request").click().run()
+    assert not at.exception and not at.error, at.error
+    assert "request has been sent" in at.success[0].value or "been cancelled" in at.success[0].value
+    database = _db(app_db)
+    with database.read() as session:
+        asked = session.scalars(
+            select(ChangeRequest).where(ChangeRequest.appointment_id == appointment_id)
+        ).one()
+    database.dispose()
+    assert asked.kind.value == kind
 
 
 def test_patient_signs_a_consent_through_the_link(app_db):

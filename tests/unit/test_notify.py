@@ -14,7 +14,7 @@ from core.kernel import phones
 from core.kernel.clock import local_to_utc
 from core.kernel.config import SmtpSettings
 from core.kernel.errors import Conflict, PermissionDenied, ValidationError
-from core.messaging import delivery, history, notify, reminders
+from core.messaging import delivery, history, notify, reminders, sms_parts
 from core.scheduling import moves
 from db.models import (
     Channel,
@@ -24,6 +24,7 @@ from db.models import (
     Notification,
     NotificationTemplate,
     Patient,
+    Service,
     ServiceDocument,
     StopKind,
 )
@@ -379,16 +380,46 @@ def _book(db, world, day=PLAIN_THURSDAY, hour=10) -> int:
         ).id
 
 
-def test_a_reminder_text_carries_its_three_links_whole_under_a_long_address(db, world):
-    appointment_id = _book(db, world)
+def _remind(db, appointment_id: int) -> dict[Channel, Notification]:
     with db.write() as session:
         reminders.queue_due_reminders(
             session,
             base_url=LONG_BASE,
             now=local_to_utc(PLAIN_THURSDAY - timedelta(days=1), time(10), "Europe/London"),
         )
-    text = _assert_links_whole(_latest(db, appointment_id, "appointment_reminder"), 3)
-    assert "reply C to confirm or X to cancel" in text.replace("Reply", "reply")
+    return _latest(db, appointment_id, "appointment_reminder")
+
+
+def test_a_reminder_email_carries_three_links_and_its_text_the_confirm_link_whole(db, world):
+    """The text carries one link, the email's confirm link, whose page offers to confirm and
+    to ask to cancel or move the visit (core.portal.patient_links.CHANGE_PURPOSES)."""
+    sent = _remind(db, _book(db, world))
+    links = _URL.findall(sent[Channel.EMAIL].body)
+    assert len(links) == 3 and all(link.startswith(LONG_BASE) for link in links)
+    text = sent[Channel.SMS].body
+    assert _URL.findall(text) == [links[0]] and "/patient?p=confirm&t=" in links[0]
+    assert text.endswith(links[0]) and "Reply C to confirm or X to cancel" in text
+
+
+def test_a_reminder_text_in_ucs2_at_a_long_named_clinic_goes_in_three_parts(db, world):
+    """A Polish clinic's name (letters outside the GSM alphabet) sends the text in UCS-2, three
+    parts 201 characters; before, its three links alone (confirm, cancel, move: 318
+    characters under this address) were more, and it went in eight parts."""
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.name = "Łódzkie Centrum Dermatologii i Medycyny Estetycznej Śródmieście"
+        clinic.address = "ul. Piotrkowska 140, 90-063 Łódź"
+        session.get(Service, world.service_id).name = "Oczyszczanie wodorowe skóry twarzy"
+        patient = session.get(Patient, world.patient_id)
+        patient.first_name, patient.last_name = "Łucja", "Żółkiewska-Brzęczyszczykiewicz"
+    sent = _remind(db, _book(db, world))
+    text = sent[Channel.SMS].body
+    counted = sms_parts.parts(text)
+    assert not counted.gsm and counted.count <= 3, (counted, text)
+    assert _URL.findall(text) == _URL.findall(sent[Channel.EMAIL].body)[:1]
+    assert "Reply C to confirm or X to cancel" in text
+    clinic_named = text.split(": ", 1)[0]  # shortened, marked with "."
+    assert clinic_named.endswith(".") and "Łódzkie Centrum".startswith(clinic_named[:-1])
 
 
 def test_the_forms_text_of_a_service_with_three_documents_carries_every_link(db, world):

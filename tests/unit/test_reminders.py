@@ -17,15 +17,17 @@ from core.kernel.errors import LinkInvalid, PermissionDenied, ValidationError
 from core.messaging import delivery, reminders
 from core.messaging.history import messages_of
 from core.messaging.preferences import MessagePreferences, PreferencesForm, save_preferences
-from core.portal import replies
+from core.portal import patient_links, replies
 from core.scheduling import moves, today
 from db.models import (
     Appointment,
     AppointmentService,
     AuditEvent,
+    ChangeRequest,
     Channel,
     Clinic,
     DeliveryStatus,
+    LinkToken,
     Notification,
     Patient,
     Provider,
@@ -383,6 +385,47 @@ def test_confirmed_appointment_skips_reminders_unless_the_practice_keeps_the_las
             session, world.staff, session.get(Appointment, third), "phone"
         )
     assert run_job(db, local(PLAIN_THURSDAY - timedelta(days=1), 12)) == []
+
+
+def test_a_reminders_confirm_link_also_asks_to_cancel_or_move_while_its_change_link_works(
+    db, world
+):
+    """A reminder's text carries its confirm link alone, whose page offers to ask to cancel or
+    move the visit too: the confirm token opens the change services its change token opens
+    (issued with it, for the same visit and time), and expires with it. A change link still
+    confirms nothing."""
+    appointment_id = book(db, world, local(PLAIN_THURSDAY, 10))
+    with db.write() as session:
+        links = reminders.reminder_links(
+            session, session.get(Appointment, appointment_id), "https://x"
+        )
+    confirm = links["confirm_link"].split("t=")[1]
+    change = links["cancel_link"].split("t=")[1].split("&")[0]
+    with db.read() as session:
+        view = patient_links.change_view(session, confirm)
+        assert view.changeable and view.appointment.appointment_id == appointment_id
+        with pytest.raises(LinkInvalid):
+            replies.confirm_view(session, change)
+    with db.write() as session:
+        answer = patient_links.submit_change(
+            session,
+            confirm,
+            kind="reschedule",
+            requested_day=PLAIN_THURSDAY + timedelta(days=7),
+            time_of_day="morning",
+            reason="A meeting",
+        )
+    assert "sent to the practice" in answer
+    with db.read() as session:
+        asked = session.scalars(select(ChangeRequest)).one()
+        assert (asked.appointment_id, asked.kind.value) == (appointment_id, "reschedule")
+    with db.write() as session:  # both expire when the visit starts (reminder_links)
+        for row in session.scalars(select(LinkToken)):
+            row.expires_at = utcnow() - timedelta(minutes=1)
+    with db.read() as session:
+        for raw in (confirm, change):
+            with pytest.raises(LinkInvalid):
+                patient_links.change_view(session, raw)
 
 
 # ---------------------------------------------------------------- high-risk visits

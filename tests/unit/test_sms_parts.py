@@ -147,8 +147,9 @@ def test_only_texts_whose_own_wording_and_links_need_it_go_past_three_ucs2_parts
         for key, t in notify.TEMPLATES.items()
         if t.sms and sms_parts.parts(notify.render_sms(t, context)).count > 3
     }
-    # three links; a form's title and link; the payment's next step before its link
-    assert over == {"appointment_reminder": 7, "forms_to_complete": 4, "payment_not_matched": 4}
+    # a form's title and link; the payment's next step before its link (the reminder went in
+    # seven with its three links; its text carries one now)
+    assert over == {"forms_to_complete": 4, "payment_not_matched": 4}
 
 
 def test_the_invitation_shortens_the_clinics_name_and_the_patients_by_one_rule():

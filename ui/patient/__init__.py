@@ -1,8 +1,8 @@
 """The public patient pages behind signed links (app_pages/patient.py dispatches here).
 
 One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey,
-confirm (a reminder's confirm link), form (a form after booking), waitlist_offer (a freed
-slot offered to a waitlisted patient).
+confirm (a reminder's confirm link, also to ask to move or cancel), form (a form after
+booking), waitlist_offer (a freed slot offered to a waitlisted patient).
 Each exposes `render(token: str) -> None`. It may raise core.kernel.errors.LinkInvalid anywhere; the
 dispatcher then shows the one neutral "link not valid" page, which reveals nothing about the
 patient or whether the token ever existed. There is no signed-in actor here: the token is the

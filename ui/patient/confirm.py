@@ -1,4 +1,6 @@
-"""Confirm an appointment from a reminder's link: one button, then "confirmed"."""
+"""A reminder's confirm link (the one link of its text): the visit, a button to confirm it, and
+two to ask to move or cancel it, which open the change page with the same link (its token
+opens the change services too, core.portal.patient_links.CHANGE_PURPOSES)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import streamlit as st
 from core.portal import replies
 from ui.patient import escape, mark_done, public_read, public_write, show_done
 
+ASK = {"reschedule": "Ask to move it", "cancel": "Ask to cancel it"}
+
 
 def render(token: str) -> None:
     if show_done("confirm", token):
+        _ask_for_a_change()
         return
     view = public_read(replies.confirm_view, token)
     a = view.appointment
@@ -20,16 +25,24 @@ def render(token: str) -> None:
     )
     if view.confirmed:
         st.success(f"{view.confirmed}. See you then.", icon=":material/check_circle:")
-        return
-    if not view.confirmable:
+    elif not view.confirmable:
         st.info(
             f"{view.reason_not} Please call the practice on {escape(a.clinic_phone)} if you "
             "need help."
         )
         return
-    if st.button("Yes, I will come", type="primary", key="patient_confirm_yes"):
+    elif st.button("Yes, I will come", type="primary", key="patient_confirm_yes"):
         message = public_write(replies.confirm_by_link, token)
         if message:
             mark_done("confirm", token, message)
             st.rerun()
-    st.caption("Need to cancel or move it? Use the other links in your reminder.")
+    _ask_for_a_change()
+
+
+def _ask_for_a_change() -> None:
+    """The change page, with this link and the choice made (its policy and any fee first)."""
+    st.caption("Need to move or cancel it? Our cancellation policy and any fee come first.")
+    for column, (kind, label) in zip(st.columns(len(ASK)), ASK.items(), strict=True):
+        if column.button(label, key=f"patient_confirm_{kind}"):
+            st.query_params["p"], st.query_params["k"] = "change", kind
+            st.rerun()
