@@ -272,8 +272,10 @@ TEMPLATES: dict[str, Template] = {
         "few working days.\n\n{next_step}" + _SIGN,
         "A card payment the provider took for another amount (or currency) than was due: "
         "refunded in full, and what the patient does now.",
-        "{clinic_name}: your card payment of {amount} for {service_name} on {when} did not "
-        "match the {due} due and has been refunded to your card. {next_step}",
+        # short: with a name outside the GSM alphabet and the portal's link in {next_step}, it
+        # still goes in three UCS-2 parts (201 characters); the email names the visit
+        "{clinic_name}: your {amount} card payment was not the {due} due: refunded to your "
+        "card. {next_step}",
     ),
     "waitlist_offer": Template(
         "A time is free: {service_name} on {when}",

@@ -147,9 +147,31 @@ def test_only_texts_whose_own_wording_and_links_need_it_go_past_three_ucs2_parts
         for key, t in notify.TEMPLATES.items()
         if t.sms and sms_parts.parts(notify.render_sms(t, context)).count > 3
     }
-    # a form's title and link; the payment's next step before its link (the reminder went in
-    # seven with its three links; its text carries one now)
-    assert over == {"forms_to_complete": 4, "payment_not_matched": 4}
+    # a form's title and link (the reminder went in seven with its three links, its text
+    # carries one now; the unmatched payment's in four, its wording is shorter now)
+    assert over == {"forms_to_complete": 4}
+
+
+def test_an_unmatched_card_payments_text_in_ucs2_keeps_its_facts_within_three_parts():
+    """A Polish patient at a Polish clinic (its name, the złoty): the text says what was taken,
+    what was due, that it is refunded to the card and what to do now, with the portal's link
+    of a long address; before, its wording with the next step went in four UCS-2 parts."""
+    portal = "https://bookings.harbourstreetclinic.co.uk/portal"
+    next_step = f"Please pay again at the desk when you come, or in your patient portal: {portal}"
+    context = notify.SAMPLE_CONTEXT | {
+        "patient_name": "Łucja Żółkiewska-Brzęczyszczykiewicz",
+        "clinic_name": "Łódzkie Centrum Dermatologii i Medycyny Estetycznej Śródmieście",
+        "service_name": "Oczyszczanie wodorowe skóry twarzy",
+        "when": "śr., 2 gru 2026, 10:30 (CET)",
+        "amount": "1,00\xa0zł",
+        "due": "60,00\xa0zł",
+        "next_step": next_step,
+    }
+    text = notify.render_sms(notify.TEMPLATES["payment_not_matched"], context)
+    counted = sms_parts.parts(text)
+    assert not counted.gsm and counted.count <= 3, (counted, text)
+    assert "1,00 zł" in text and "60,00 zł" in text and "refunded to your card" in text
+    assert text.endswith(f" {next_step}") and text.startswith("Łó")
 
 
 def test_the_invitation_shortens_the_clinics_name_and_the_patients_by_one_rule():
