@@ -223,8 +223,9 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nBefore your appointment for {service_name} on {when}, "
         "please read or complete the following (each link works once):\n\n{forms}" + _SIGN,
         "The service's questionnaire, consent and instructions, sent after booking.",
-        "{clinic_name}: before your appointment on {when}, please read or complete (each link "
-        "works once):\n{forms}",
+        # short: one form's title and link with a name outside the GSM alphabet goes in three
+        # UCS-2 parts (each form has a link of its own: two or more go in as few as they need)
+        "{clinic_name}: before your visit on {when}, please read or complete:\n{forms}",
     ),
     "clinic_event": Template(
         "{event}: {summary}",

@@ -147,9 +147,31 @@ def test_only_texts_whose_own_wording_and_links_need_it_go_past_three_ucs2_parts
         for key, t in notify.TEMPLATES.items()
         if t.sms and sms_parts.parts(notify.render_sms(t, context)).count > 3
     }
-    # a form's title and link (the reminder went in seven with its three links, its text
-    # carries one now; the unmatched payment's in four, its wording is shorter now)
-    assert over == {"forms_to_complete": 4}
+    # none: the reminder went in seven with its three links, its text carries one now; the
+    # unmatched payment's and one form's in four, their wording is shorter now
+    assert over == {}
+
+
+def test_the_forms_text_in_ucs2_fits_three_parts_with_one_form_and_as_few_as_its_links_need():
+    """One form to complete at a Polish clinic goes in three UCS-2 parts (before, four); a link
+    for each of two or more forms is more than three parts' 201 characters in UCS-2, and such
+    a text goes in the fewest its links need (no page lists a visit's forms behind one link)."""
+    link = "https://klinika.example.pl/patient?p=form&t=" + "Zq7" * 14 + "x"
+    titles = ["Health questionnaire", "Consent to treatment", "Before your visit"]
+    polish = notify.SAMPLE_CONTEXT | {
+        "clinic_name": "Łódzkie Centrum Dermatologii i Medycyny Estetycznej Śródmieście",
+        "service_name": "Oczyszczanie wodorowe skóry twarzy",
+        "when": "śr., 2 gru 2026, 10:30 (CET)",
+    }
+    template = notify.TEMPLATES["forms_to_complete"]
+    for many in (1, 2, 3):
+        forms = "\n".join(f"{title}: {link}" for title in titles[:many])
+        context = polish | {"forms": forms, "forms_titles": ", ".join(titles[:many])}
+        text = notify.render_sms(template, context)
+        counted = sms_parts.parts(text)
+        assert not counted.gsm and text.endswith(forms), text
+        bare = sms_parts.parts(_bare(template, context)).count
+        assert counted.count == (3 if many == 1 else bare), (many, counted, text)
 
 
 def test_an_unmatched_card_payments_text_in_ucs2_keeps_its_facts_within_three_parts():
