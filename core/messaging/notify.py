@@ -6,15 +6,22 @@ are never sent without consent, and the caller is told why.
 
 A text message is never cut inside a link. A template that carries links has a short text form
 of its own (`Template.sms`), used unless staff edited the template or replaced the message's
-text; any other text is the subject and the flattened email, and the length guard
-(`fit_text`) cuts only prose after the last link, so a link always arrives whole. Where what
-comes before the link is too long (a long clinic name and address, a first name outside the GSM
-alphabet), the names and places filled in are cut, the longest first, to one common length
-marked with "." (`SHORTENED`, `shorten`): the longest that keeps the text within three parts,
-or, where the wording and links alone need more (a link for each of several forms in UCS-2),
-within the fewest they need. A link, a time and what staff wrote are never cut there. The
-reminder's text carries one link for that reason, its confirm link, whose page offers to ask
-to cancel or move the visit too (the email carries all three).
+text; any other text is the subject and the flattened email, and the length guard (`fit_text`)
+cuts only prose after the last link, so a link always arrives whole. Where what comes before the
+link is too long (a long clinic name and address, a first name outside the GSM alphabet), the
+names and places filled in are cut, the longest first, to one common length marked with "."
+(`SHORTENED`, `shorten`): the longest that keeps the text within three parts, or, where the
+wording and links alone need more, within the fewest they need. A link, a time and what staff
+wrote are never cut there. So that every built-in text form fits three UCS-2 parts (201
+characters) while the public address is short (up to about 25 characters; the default is 21),
+the reminder's carries one link, its confirm link, whose page offers to ask to cancel or move
+the visit too (the email carries all three), and the unmatched card payment's and the forms' are
+worded short (the reminder's and the payment's fit under a 42-character address too). What still
+goes past three parts in UCS-2: forms to complete with two or more forms (a link each: no page
+lists a visit's forms behind one link); an edited template's text, the flattened email with
+every link it keeps (the reminder's three); and, under a longer address, the texts with the most
+words around their link (the survey request, the thank-you with its survey link, the waitlist
+offer, the booking confirmation) may take a fourth.
 
 A text costs what its parts cost (core.messaging.sms_parts): three parts are 459 characters in
 the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji, a curly quote)
