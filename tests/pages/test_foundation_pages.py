@@ -337,16 +337,17 @@ def test_an_edit_made_before_where_was_added_is_told_and_can_go_back_to_the_buil
 
 
 def test_the_preview_shows_the_text_message_a_patient_would_get(app_as):
-    """A reminder's text has a form of its own (its three links whole); once edited, the text
-    is the edited email flattened: the preview shows each as it would be sent."""
+    """A reminder's text has a form of its own (its one link, the confirm link, whole; the
+    email has three); once edited, the text is the edited email flattened: the preview shows
+    each as it would be sent."""
     at = app_as("manager", "app_pages/notifications.py")
     key = "appointment_reminder"
     at.selectbox(key="notifications_template").select(key).run()
     captions = [c.value.replace("\\", "") for c in at.caption]
     email, text = (t.value for t in at.text[-2:])
     assert text != email  # and what it costs: before, the caption said no more than this
-    assert "As a text message: 3 parts (439 characters in the GSM alphabet, 153 a part)" in captions
-    assert text.count("http") == 3 and len(text) < len(email)
+    assert "As a text message: 2 parts (199 characters in the GSM alphabet, 153 a part)" in captions
+    assert text.count("http") == 1 and email.count("http") == 3 and len(text) < len(email)
     at.text_area(key=f"notifications_body_{key}").input(
         "See you on {when}, {patient_name}. {confirm_link} {cancel_link} {reschedule_link}"
     )
