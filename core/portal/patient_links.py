@@ -640,7 +640,8 @@ def submit_booking(
     email: str = "",
     phone: str = "",
     notes: str = "",
-    consent: bool = False,
+    consent_email: bool = False,
+    consent_sms: bool = False,
     date_of_birth: date | None = None,
     ip: str | None = None,
     limits: BookingLimits = BookingLimits(),
@@ -654,7 +655,9 @@ def submit_booking(
     check. So does a new contact's request when a patient on file has the typed name (a
     returning patient writing from a new address): the new record is made (with the date of
     birth, if typed) and the flag names the patient on file, for the desk to merge; a
-    namesake born on another day is someone else."""
+    namesake born on another day is someone else. Consent is asked per channel: a new record
+    takes consent to email and to texts as each was ticked, each only with its address or
+    number (a known patient's record keeps its own), and a flag keeps both as typed."""
 
     view = booking_view(session, raw)
     now = now or utcnow()
@@ -668,7 +671,7 @@ def submit_booking(
     if not email and not phone:
         raise ValidationError("Please give an email address or a phone number so we can reply.")
     try:  # the typed number alone decides: the same answer for anyone, whatever is on file
-        check_texts(phone, consent, practice_regions(session, view.locale))
+        check_texts(phone, consent_sms, practice_regions(session, view.locale))
     except ValidationError:
         raise ValidationError(
             f"{not_for_texts(phone)}. Untick text messages, or type a mobile number instead."
@@ -713,8 +716,8 @@ def submit_booking(
             date_of_birth=date_of_birth,
             email=email,
             phone=phone,
-            consent_email=consent and bool(email),
-            consent_sms=consent and bool(phone),
+            consent_email=consent_email and bool(email),
+            consent_sms=consent_sms and bool(phone),
         )
         session.add(patient)
         session.flush()
@@ -764,7 +767,8 @@ def submit_booking(
                     "last_name": last_name,
                     "email": email or "",
                     "phone": phone or "",
-                    "consent": bool(consent),
+                    "consent_email": bool(consent_email),
+                    "consent_sms": bool(consent_sms),
                 },
                 known_ids=known or None,
             )

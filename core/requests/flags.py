@@ -328,14 +328,14 @@ def _record_from_typed(
 ) -> tuple[Patient, str]:
     """The new record made from what the request typed, by the records' create_patient (its
     name cleaning, contact checks and audit), and why it does not take the texts consented to
-    ('' if it does): consent is copied as typed, except to texts on a landline
-    (core.patients.records.check_texts), which none would reach. The desk's "not the same
-    person" is the confirmation create_patient's `different_person` stands for: the shared
-    email or phone that raised the flag is no duplicate."""
+    ('' if it does): consent to each channel is copied as typed (_typed_consent), except to
+    texts on a landline (core.patients.records.check_texts), which none would reach. The
+    desk's "not the same person" is the confirmation create_patient's `different_person`
+    stands for: the shared email or phone that raised the flag is no duplicate."""
     typed = flag.typed or {}
     email, phone = typed.get("email") or None, typed.get("phone") or None
-    consent = bool(typed.get("consent"))
-    sms, no_texts = consent and bool(phone), ""
+    by_email, by_text = _typed_consent(typed)
+    sms, no_texts = by_text and bool(phone), ""
     try:
         check_texts(phone, sms, practice_regions(session))
     except ValidationError:
@@ -349,7 +349,7 @@ def _record_from_typed(
             date_of_birth=flag.typed_birth,
             email=email,
             phone=phone,
-            consent_email=consent,
+            consent_email=by_email,
             consent_sms=sms,
             different_person=True,
             note=f"Made from what online request #{appointment_id} typed",
@@ -363,6 +363,15 @@ def _record_from_typed(
             f"ones; the request stays on #{flagged_id}, flagged."
         ) from None
     return new, no_texts
+
+
+def _typed_consent(typed: dict[str, object]) -> tuple[bool, bool]:
+    """The consent to email and to texts a request typed: a box each (submit_booking's
+    "consent_email" and "consent_sms"); a flag kept while the form had one box for both has
+    one "consent", given to both as it was given."""
+    if "consent_email" in typed or "consent_sms" in typed:
+        return bool(typed.get("consent_email")), bool(typed.get("consent_sms"))
+    return (bool(typed.get("consent")),) * 2
 
 
 __all__ = ["FlagAction", "FlagChoice", "choices", "handle_flag", "known_records", "offered_on"]

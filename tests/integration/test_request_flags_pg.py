@@ -13,6 +13,7 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_a_request_decided_meanwhile_is_not_moved_to_a_new_record,
     test_a_typed_date_of_birth_goes_on_the_record_through_the_records_service,
     test_maybe_a_known_patient_is_merged_into_theirs_through_the_merge_service,
+    test_not_the_same_person_gets_the_consent_typed_to_each_channel,
     test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_was_typed,
     test_not_the_same_person_on_a_landline_gets_a_record_without_text_consent,
     test_the_queue_offers_the_move_to_a_new_record_only_on_a_request_still_waiting,

@@ -556,7 +556,7 @@ def _flag_on(url, appointment_id, flag):
                 appointment_id=appointment_id,
                 flag=flag,
                 typed_name=f"Kim {patient.last_name}",
-                typed=typed | {"consent": False},
+                typed=typed | {"consent_email": False, "consent_sms": False},
             )
         )
         patient_id = patient.id

@@ -256,8 +256,8 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
 
 
 def test_a_public_request_ticking_texts_for_a_landline_is_told_what_to_do(app_db):
-    """A landline typed with the consent ticked: the form says, as plain text, that texts
-    cannot reach it and what to do, and nothing is stored (core.patients.records.check_texts)."""
+    """A landline typed with texts ticked: the form says, as plain text, that texts cannot
+    reach it and what to do, and nothing is stored (core.patients.records.check_texts)."""
     database = _db(app_db)
     with database.write() as s:
         owner = make_user(s, "h8owner", Role.OWNER)
@@ -267,7 +267,7 @@ def test_a_public_request_ticking_texts_for_a_landline_is_told_what_to_do(app_db
     at.text_input(key="patient_booking_first").input("Robin")
     at.text_input(key="patient_booking_last").input("Hart")
     at.text_input(key="patient_booking_phone").input("020 7946 0123")
-    at.checkbox(key="patient_booking_consent").check()
+    at.checkbox(key="patient_booking_consent_sms").check()
     at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
     assert not at.exception and not at.success
     assert [e.value for e in at.error] == [
@@ -280,6 +280,39 @@ def test_a_public_request_ticking_texts_for_a_landline_is_told_what_to_do(app_db
             == 0
         )
     database.dispose()
+
+
+@pytest.mark.parametrize("email_box, texts_box", [(True, False), (False, True)])
+def test_a_public_request_asks_consent_to_email_and_to_texts_in_two_boxes(
+    app_db, email_box, texts_box
+):
+    """Emails but no texts, or the reverse: the form has a box for each, unticked until the
+    patient ticks it, and each reaches the new record's consent to its channel (before, one
+    box asked both)."""
+    database = _db(app_db)
+    with database.write() as s:
+        owner = make_user(s, "h9owner", Role.OWNER)
+        raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
+    at = patient_page("booking", raw)
+    email = at.checkbox(key="patient_booking_consent_email")
+    texts = at.checkbox(key="patient_booking_consent_sms")
+    assert [(b.label, b.value) for b in (email, texts)] == [
+        ("You may email me about my appointments", False),
+        ("You may text me about my appointments", False),
+    ]
+    (email if email_box else texts).check()
+    at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
+    at.text_input(key="patient_booking_first").input("Robin")
+    at.text_input(key="patient_booking_last").input("Boxes")
+    at.text_input(key="patient_booking_email").input("robin.boxes@example.org")
+    at.text_input(key="patient_booking_phone").input("07911 123456")
+    at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+    assert not at.exception and "your request has been received" in at.success[0].value
+    with database.read() as s:
+        robin = s.scalars(select(Patient).where(Patient.last_name == "Boxes")).one()
+        consent = (robin.consent_email, robin.consent_sms)
+    database.dispose()
+    assert consent == (email_box, texts_box)
 
 
 def test_the_same_booking_request_sent_twice_is_received_once(app_db):

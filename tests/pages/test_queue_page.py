@@ -432,7 +432,8 @@ def _flag_first(url, at, **fields) -> tuple[int, int]:
                 flag="Date of birth typed: **2 Jan 1990** <b>x</b>",
                 typed_name=patient.full_name,
                 typed_birth=date(1990, 1, 2),
-                typed=typed | {"email": "", "phone": "", "consent": False},
+                typed=typed
+                | {"email": "", "phone": "", "consent_email": False, "consent_sms": False},
                 **fields,
             )
         )

@@ -157,7 +157,7 @@ def test_an_online_request_reaches_the_clinic(db, world):
             last_name="Lee",
             email="sam@example.org",
             phone="",
-            consent=True,
+            consent_email=True,
             ip="127.0.0.1",
         )
     (mail,) = clinic_mail(db)

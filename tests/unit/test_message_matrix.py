@@ -192,7 +192,7 @@ def test_requests_in_the_portal_and_by_the_public_link_tell_patient_and_clinic(d
             first_name="Bo",
             last_name="New",
             email="bo@example.org",
-            consent=True,
+            consent_email=True,
         )
     assert told(db, since) == [
         ("clinic_event", "email", CLINIC),

@@ -367,7 +367,8 @@ def _book(db, raw, **fields):
         last_name="Hart",
         email="robin@example.org",
         phone="",
-        consent=True,
+        consent_email=True,
+        consent_sms=True,
         ip="203.0.113.9",
     )
     with db.write() as s:
@@ -419,13 +420,65 @@ def test_consent_to_texts_on_a_landline_is_refused_alike_for_anyone(db, world, k
             s.get(Patient, world.patient_id).phone = "020 7946 0123"
     with pytest.raises(ValidationError, match=LANDLINE_SAYS):
         _book(db, raw, first_name="Alex" if known else "Kim", phone="020 7946 0123")
+    with pytest.raises(ValidationError, match=LANDLINE_SAYS):  # texts alone ticked
+        _book(
+            db,
+            raw,
+            first_name="Alex" if known else "Kim",
+            phone="020 7946 0123",
+            consent_email=False,
+        )
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Appointment)) == 0
-    _book(db, raw, email="", phone="020 7946 0123", consent=False)
+    _book(db, raw, email="", phone="020 7946 0123", consent_email=False, consent_sms=False)
     _book(db, raw, email="", phone="07911 123456", first_name="Sam", last_name="Vale")
     with db.read() as s:
         sam = s.scalars(select(Patient).where(Patient.last_name == "Vale")).one()
     assert sam.consent_sms
+
+
+@pytest.mark.parametrize("email_box, texts_box", [(True, False), (False, True)])
+def test_the_public_form_asks_consent_to_email_and_to_texts_each_on_its_own(
+    db, world, email_box, texts_box
+):
+    """A patient may want emails but no texts, or the reverse: each box gives its own channel
+    on the new record and is kept as typed on a flagged request's flag, for the desk's new
+    record (core.requests.flags); before, one box gave both or neither."""
+    raw = _booking_link(db, world)
+    _book(
+        db,
+        raw,
+        email="robin@example.org",
+        phone="07911 123456",
+        consent_email=email_box,
+        consent_sms=texts_box,
+    )
+    _book(  # Alex's email typed by Kim: flagged, what she ticked kept for the desk
+        db,
+        raw,
+        first_name="Kim",
+        last_name="Morgan",
+        email="alex@example.org",
+        phone="07911 654321",
+        consent_email=email_box,
+        consent_sms=texts_box,
+    )
+    with db.read() as s:
+        robin = s.scalars(select(Patient).where(Patient.last_name == "Hart")).one()
+        typed = s.scalars(select(RequestFlag.typed)).one()
+    assert (robin.consent_email, robin.consent_sms) == (email_box, texts_box)
+    assert (typed["consent_email"], typed["consent_sms"]) == (email_box, texts_box)
+
+
+def test_email_consent_alone_with_a_landline_is_taken(db, world):
+    """Only the texts box is refused with a landline: a patient ticking email only, with a
+    landline and an email address, is taken (before, one box asked both, and ticking it with
+    a landline was refused though only texts cannot reach one)."""
+    raw = _booking_link(db, world)
+    _book(db, raw, phone="020 7946 0123", consent_email=True, consent_sms=False)
+    with db.read() as s:
+        robin = s.scalars(select(Patient).where(Patient.last_name == "Hart")).one()
+    assert (robin.phone, robin.consent_email, robin.consent_sms) == ("020 7946 0123", True, False)
 
 
 @pytest.mark.parametrize("typed", ["+44 7700 900123", "447700900123", "07700-900-123"])
@@ -599,7 +652,7 @@ def test_booking_limits_hold_when_requests_arrive_at_once(db, world, scope):
                     first_name="Robin",
                     last_name="Hart",
                     email=email,
-                    consent=True,
+                    consent_email=True,
                     ip=f"198.51.100.{i}",
                     limits=limits,
                 )

@@ -101,7 +101,7 @@ def test_a_new_contact_from_the_public_booking_form_opens_with_their_points(db, 
             first_name="Robin",
             last_name="Hart",
             email="robin@example.org",
-            consent=True,
+            consent_email=True,
         )
     with db.read() as s:
         robin = s.scalars(select(Patient).where(Patient.email == "robin@example.org")).one()

@@ -140,7 +140,7 @@ def test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_wa
 
 
 def test_not_the_same_person_on_a_landline_gets_a_record_without_text_consent(db, world):
-    """A request typed with a landline and the consent ticked (sent before the form refused it:
+    """A request typed with a landline and texts ticked (sent before the form refused it:
     core.portal.patient_links.submit_booking): the new record takes the consent to email as
     typed but not to texts, which none would reach (core.patients.records.check_texts), and
     the outcome says so (before, it was copied as typed)."""
@@ -154,7 +154,7 @@ def test_not_the_same_person_on_a_landline_gets_a_record_without_text_consent(db
     )
     with db.write() as s:
         flag = s.scalars(select(RequestFlag)).one()
-        flag.typed = flag.typed | {"phone": "020 7946 0123", "consent": True}
+        flag.typed = flag.typed | {"phone": "020 7946 0123", "consent_sms": True}
     with db.write() as s:
         done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
     with db.read() as s:
@@ -164,6 +164,40 @@ def test_not_the_same_person_on_a_landline_gets_a_record_without_text_consent(db
         f"Request #{visit} moved to new record #{kim.id}; the flag is cleared. '020 7946 0123' "
         "is a landline: texts cannot reach it, so the new record does not take text messages."
     )
+
+
+@pytest.mark.parametrize(
+    "ticked, given",
+    [
+        ({"consent_email": True, "consent_sms": False}, (True, False)),
+        ({"consent_email": False, "consent_sms": True}, (False, True)),
+        ({"consent": True}, (True, True)),  # a flag kept before the form asked per channel
+        ({"consent": False}, (False, False)),
+    ],
+)
+def test_not_the_same_person_gets_the_consent_typed_to_each_channel(db, world, ticked, given):
+    """The new record made from what a request typed takes consent to email and to texts as
+    each box was ticked (before, one "consent" was read for both, and a flag of the per-channel
+    form gave none); a flag kept before the form asked per channel has one "consent", given
+    to both, as it was given."""
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="alex@example.org",
+        phone="07911 123456",
+        date_of_birth=BORN,
+    )
+    with db.write() as s:
+        flag = s.scalars(select(RequestFlag)).one()
+        kept = {k: v for k, v in flag.typed.items() if not k.startswith("consent")}
+        flag.typed = kept | ticked
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.scalars(select(Patient).where(Patient.first_name == "Kim")).one()
+    assert (kim.phone, kim.consent_email, kim.consent_sms) == ("07911 123456", *given)
 
 
 def test_maybe_a_known_patient_is_merged_into_theirs_through_the_merge_service(db, world):

@@ -72,9 +72,13 @@ def render(token: str) -> None:
         notes = st.text_area(
             "Anything we should know? (optional)", max_chars=2000, key="patient_booking_notes"
         )
-        consent = st.checkbox(
-            "You may contact me by email or text message about my appointments",
-            key="patient_booking_consent",
+        # each channel its own consent, as the staff form asks it (ui.booking_form)
+        by_email, by_text = st.columns(2)
+        consent_email = by_email.checkbox(
+            "You may email me about my appointments", key="patient_booking_consent_email"
+        )
+        consent_sms = by_text.checkbox(
+            "You may text me about my appointments", key="patient_booking_consent_sms"
         )
         submitted = st.form_submit_button("Send request", type="primary")
     if submitted and day is None:
@@ -96,7 +100,8 @@ def render(token: str) -> None:
                 email=email,
                 phone=phone,
                 notes=notes,
-                consent=consent,
+                consent_email=consent_email,
+                consent_sms=consent_sms,
                 date_of_birth=born,
                 ip=_ip(),
                 limits=settings().booking_limits,
