@@ -897,7 +897,7 @@ class RequestFlag(Base):
     # what was typed, for the desk's one-click actions (core.requests.flags); None on flags
     # stored before migration 0024
     typed_birth: Mapped[date | None] = mapped_column(Date)
-    typed: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # names, email, phone, consent
+    typed: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # names, email, phone, consents
     known_ids: Mapped[list[int] | None] = mapped_column(JSON)  # "maybe a known patient": who
     handled_at: Mapped[datetime | None]  # handled flags are not shown; the audit keeps them
     handled_by: Mapped[str | None] = mapped_column(String(120))
