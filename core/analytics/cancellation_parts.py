@@ -6,6 +6,7 @@ The figures (core.analytics.cancellations) and the roll-ups that keep them fast
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Integer,
     String,
     and_,
@@ -27,7 +29,12 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeDecorator
 
 from core.kernel.clock import local_days_bounds, zone
 from core.kernel.errors import ValidationError
@@ -461,17 +468,77 @@ def where_clauses(scope: Scope, filters: AnalyticsFilters, a=Appointment) -> lis
     return conditions
 
 
+# up to this many ids are written into a statement as numbers (about 7 kB): SQLite tests
+# such a list before a visit's other conditions, a JSON array read by json_each after them
+# (filtered by Chemical peel, the 200k-visit bench's figures for a year cost 4.2M VM steps
+# with the numbers, 8.0M with the array); beyond it the statement would grow by 7 bytes an id
+# (60,000 made each 414 kB), and one bound value holds them all
+LITERAL_IDS = 1_000
+
+
+class IdList(TypeDecorator):
+    """Ids handed to a statement as one bound value, however many: a JSON array on SQLite
+    (read by json_each), an integer array on PostgreSQL (read by unnest)."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(BigInteger))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value, dialect):
+        ids = [int(i) for i in value]
+        return ids if dialect.name == "postgresql" else json.dumps(ids)
+
+
+class _InIdList(ColumnElement[bool]):
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("ids", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column, ids: BindParameter) -> None:
+        self.column, self.ids = column, ids
+
+
+@compiles(_InIdList)
+def _in_id_list(element: _InIdList, compiler, **kw) -> str:  # SQLite
+    column, ids = compiler.process(element.column, **kw), compiler.process(element.ids, **kw)
+    return f"{column} IN (SELECT value FROM json_each({ids}))"
+
+
+@compiles(_InIdList, "postgresql")
+def _in_id_list_pg(element: _InIdList, compiler, **kw) -> str:
+    # a hashed subplan, built once: `= ANY(array parameter)` went through the array for each
+    # row (40,000 ids: 10 s for a count of their visits)
+    column, ids = compiler.process(element.column, **kw), compiler.process(element.ids, **kw)
+    return f"{column} IN (SELECT unnest({ids}))"
+
+
+def in_ids(column, ids):
+    """SQL: whether `column` is one of `ids`: written as numbers up to LITERAL_IDS of them,
+    else one bound value (IdList), so a statement stays the same size however many there
+    are."""
+    ids = list(ids)
+    if len(ids) <= LITERAL_IDS:
+        return column.in_(bindparam(None, ids, type_=Integer, expanding=True, literal_execute=True))
+    return _InIdList(column, bindparam(None, ids, type_=IdList()))
+
+
 def holds_service(service_id: int, a=Appointment, later: list[int] | None = None):
     """SQL: whether a visit holds the service: booked as it (its first service), or as a
     package holding it or with it among several services, wherever it comes in them (the
     filter a screen's service pick means; by service, such a visit stays in its own bar, its
     package's or its first service's). The visits it comes later in: `later` when read
-    beforehand (later_holding; written into the statement as numbers, so a thousand cost no
-    bound parameters), else read once per statement from the few rows of
+    beforehand (later_holding; written into the statement by in_ids, as numbers or, for
+    more than LITERAL_IDS, one bound value), else read once per statement from the few rows of
     ix_appointment_services_more, not looked up visit by visit."""
     if later is not None:
-        ids = bindparam(None, later, type_=Integer, expanding=True, literal_execute=True)
-        return or_(a.service_id == service_id, a.id.in_(ids))
+        return or_(a.service_id == service_id, in_ids(a.id, later))
     query = select(AppointmentService.appointment_id).where(
         AppointmentService.position > 0, AppointmentService.service_id == service_id
     )

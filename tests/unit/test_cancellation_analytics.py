@@ -855,6 +855,76 @@ def test_a_service_filter_reads_the_later_services_once_not_in_every_statement(d
     assert counts(peel.totals) == (3, 1, 1, 1, 1)
 
 
+def test_a_service_filter_counts_thousands_of_visits_holding_it_later(db, world, data):
+    """5,000 visits booked as Consultation then Peel (five times SQLite's old limit of 999
+    bound parameters): filtered by Peel, the figures, the bars by service, the list behind
+    them and the confirmation rate count every one of them, and no statement grows with
+    their number (before, each of the figures' statements carried them as numbers: 34 kB
+    here, 414 kB for 60,000)."""
+    many = 5_000
+    from sqlalchemy import event
+
+    from core.analytics import confirmations
+
+    start = local_to_utc(date(2026, 3, 23), time(6), "Europe/London")
+    step = 12 * D / many  # over the range (a cancelled visit's refill look-up stays short)
+    rows = [
+        dict(
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            patient_id=data["p1"],
+            service_id=world.service_id,
+            status=S.COMPLETED if i % 50 else S.CANCELLED,
+            start_at=start + i * step,
+            end_at=start + i * step + timedelta(minutes=30),
+            booked_at=start - D,
+            created_at=start - D,
+            sms_reminder=False,
+        )
+        for i in range(many)
+    ]
+    with db.write() as session:
+        session.connection().execute(insert(Appointment.__table__), rows)
+        ids = session.scalars(
+            select(Appointment.id).where(
+                Appointment.start_at >= start, Appointment.booked_at == start - D
+            )
+        ).all()
+        assert len(ids) == many
+        services = [(world.service_id, 0), (data["peel"], 1)]
+        session.connection().execute(
+            insert(AppointmentService.__table__),
+            [dict(appointment_id=i, service_id=s, position=p) for i in ids for s, p in services],
+        )
+    cancelled = len(range(0, many, 50))
+    filters = parts.AnalyticsFilters(FILTERS.start, FILTERS.end, service_id=data["peel"])
+    longest = [0]
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        longest[0] = max(longest[0], len(statement))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        peel = figures(db, world, filters)
+        with db.read() as session:
+            bars = {
+                (g.dimension, g.key): counts(g.counts)
+                for g in bd.rates_by(session, world.owner, filters, "service", top=None)
+            }
+            _, total = bd.appointments_behind(session, world.owner, filters, "all", None, limit=5)
+            rate = confirmations.confirmation_rate(
+                session, world.owner, FILTERS.start, FILTERS.end, service_id=data["peel"]
+            )
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert counts(peel.totals) == (3 + many, 1 + cancelled, 1, 1, 1 + many - cancelled)
+    assert bars[("service", world.service_id)] == (1 + many, 1 + cancelled, 1, 0, many - cancelled)
+    assert bars[("service", data["peel"])] == (2, 0, 0, 1, 1)
+    assert total == 3 + many
+    assert rate is not None
+    assert longest[0] < 20_000, longest[0]
+
+
 @pytest.mark.parametrize("window", [1, 6, 24, 48])
 def test_without_the_per_day_part_the_other_figures_are_the_same(db, world, data, window):
     """The page's first view leaves out "by_day" (weekday, weekly, heatmap): the rest agrees."""
