@@ -1,6 +1,7 @@
-"""Survey analytics: key figures against the previous period, NPS and CSAT by week, the rating
-distribution, NPS and CSAT by provider and service (a click lists the responses behind a bar)
-and the latest comments; then the funnel, detractors, groups, trends, comment search, export."""
+"""Survey analytics for a date range, clinic and service: key figures against the previous
+period, NPS and CSAT by week, the rating distribution, NPS and CSAT by provider and service (a
+click lists the responses behind a bar) and the latest comments; then the funnel, detractors,
+groups, trends, comment search, export."""
 
 from datetime import date, timedelta
 
@@ -31,11 +32,10 @@ READERS = {
 
 # keyed by role, not user: sessions of one role share the cache (core checks the actor)
 @cached("setup", ttl=300, max_entries=10)
-def _clinics(_me, role):
-    found = read(
+def _choices(_me, role):
+    return read(
         choices.list_choices, _me, include_inactive=True, permission=Permission.ANALYTICS_READ
     )
-    return found.clinics
 
 
 @cached("feedback", ttl=60, max_entries=40)
@@ -44,8 +44,8 @@ def _section(_me, role, f, name):  # one core read per part: only what is shown 
 
 
 @cached("feedback", ttl=60, max_entries=10)
-def _detractors(_me, role, clinic_id):
-    return read(sa.recent_detractors, _me, clinic_id)
+def _detractors(_me, role, clinic_id, service_id):
+    return read(sa.recent_detractors, _me, clinic_id, service_id=service_id)
 
 
 @cached("feedback", ttl=60, max_entries=50)
@@ -61,14 +61,16 @@ def _behind(_me, role, f, dimension, value):
 st.title("Survey analytics")
 me = actor()
 role = me.role.value
-clinics = {c.id: c for c in _clinics(me, role)}
+found = _choices(me, role)
+clinics = {c.id: c for c in found.clinics}
+services = {s.id: s.name for s in found.services}
 today = local_today(display_format().timezone)  # the practice's day, not the server's
 
 
 @signed_fragment  # a filter change or a click on a bar reruns the dashboard only
 def dashboard():
     with st.form("survey_analytics_filters"):
-        left, right = st.columns(2)
+        left, middle, right = st.columns([1.4, 1, 1])  # room for a date range
         # imported responses go back years: not Streamlit's default of ten years back
         days = left.date_input(
             "Submitted from – to",
@@ -78,11 +80,18 @@ def dashboard():
             key="survey_analytics_days",
             format=date_picker(display_format().locale),  # all clinics: the practice's
         )
-        clinic_id = right.selectbox(
+        clinic_id = middle.selectbox(
             "Clinic",
             [None, *clinics],
             key="survey_analytics_clinic",
             format_func=lambda c: clinics[c].name if c else "All clinics",
+        )
+        # the responses to visits holding it, wherever it comes in them (as on Cancellations)
+        service_id = right.selectbox(
+            "Service",
+            [None, *services],
+            key="survey_analytics_service",
+            format_func=lambda s: services[s] if s else "All services",
         )
         st.form_submit_button("Apply")
     first, last = (days[0], days[-1]) if days else (today, today)
@@ -90,11 +99,11 @@ def dashboard():
     tz = fmt.timezone
     # all clinics: each clinic's responses on its own days, as on the Cancellations page
     zones = tuple((c.id, c.timezone) for c in clinics.values())
-    f = sa.filter_for_days(first, last, tz, clinic_id, zones)
+    f = sa.filter_for_days(first, last, tz, clinic_id, zones, service_id)
     st.session_state["survey_analytics_filter"] = f
     length = (last - first).days + 1
     before = sa.filter_for_days(
-        first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id, zones
+        first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id, zones, service_id
     )
     figures = _section(me, role, f, "overview")
     earlier = (first - timedelta(days=length), first - timedelta(days=1))
@@ -112,7 +121,7 @@ def dashboard():
     view.more(
         f,
         lambda name: _section(me, role, f, name),
-        lambda: _detractors(me, role, f.clinic_id),
+        lambda: _detractors(me, role, f.clinic_id, f.service_id),
         lambda search, page: _comments(me, role, f, search, page),
         fmt,
         (first, last),

@@ -27,6 +27,9 @@ FORMULAS = f"""
 - **By service**: each response under the service its visit was booked as; a visit booked
   as a package is its own bar (*Package: …*), not counted under its services (as on
   Cancellations). The responses listed and the export name it the same way.
+- **Service filter**: the responses to visits holding the service, booked as it, as a
+  package holding it or with it among several services, wherever it comes in them (as on
+  Cancellations); each stays in its own bar by service. The funnel counts those visits.
 - **Changes** = against the period of the same length just before; none when nothing was
   answered then, and NPS, CSAT and the average are not compared where either period has
   fewer than {sa.MIN_N} answers behind them (as on Cancellations).
@@ -274,8 +277,8 @@ def no_responses(first, last, fmt: ClinicFormat) -> None:
         f"No survey responses were submitted between {fmt.day(first)} and {fmt.day(last)} "
         "for these filters, so there is nothing to chart yet. NPS and CSAT by week, the "
         "ratings, the figures by provider and service and the latest comments appear here "
-        "once patients answer the survey sent after a completed visit; choose other dates or "
-        "another clinic to see others.",
+        "once patients answer the survey sent after a completed visit; choose other dates, "
+        "another clinic or another service to see others.",
         icon=":material/reviews:",
     )
 

@@ -261,7 +261,7 @@ class Distribution:
 def distribution(session: Session, actor: Actor, f: sa.SurveyFilter) -> Distribution:
     """How many responses gave each star rating and each 0–10 answer (one query)."""
     ensure(actor, Permission.ANALYTICS_READ)
-    return Distribution(*sa.answer_counts(session, f))
+    return Distribution(*sa.answer_counts(session, sa.with_service(session, f)))
 
 
 def _is(column, value):
@@ -288,15 +288,16 @@ def responses_behind(
 ) -> tuple[pd.DataFrame, int]:
     """The responses behind one bar of a survey chart (provider, service or package id — a
     service's bar is its visits booked alone, a package's those booked as it — or a star
-    rating), newest first, at most `limit` of them, and how many there are in all (counted
-    only when there are more than `limit`); comments are patient text, for st.dataframe
-    only."""
+    rating) under the filter (a service's: of visits holding it), newest first, at most
+    `limit` of them, and how many there are in all (counted only when there are more than
+    `limit`); comments are patient text, for st.dataframe only."""
     ensure(actor, Permission.ANALYTICS_READ)
     if dimension not in SURVEY_DIMENSIONS:
         raise ValidationError(f"Unknown breakdown {dimension!r}.")
     if dimension == "package" and value is None:
         raise ValidationError("Choose the package whose responses to list.")
     condition = SURVEY_DIMENSIONS[dimension](value)
+    f = sa.with_service(session, f)
     query = sa.feed_query(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
     rows = list(session.execute(query.limit(limit + 1)))
     total = len(rows)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.analytics.surveys import R, SurveyFilter, apply_filter, service_label
+from core.analytics.surveys import R, SurveyFilter, apply_filter, service_label, with_service
 from core.kernel import exports
 from core.kernel.authz import Actor, Permission, ensure
 from db.models import Clinic, Package, Provider, Service
@@ -28,8 +28,10 @@ EXPORT_HEADER = [
 
 
 def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
-    """The responses of the filter as spreadsheet-safe CSV; audited (needs data export)."""
+    """The responses of the filter as spreadsheet-safe CSV (a service's: those to visits
+    holding it); audited (needs data export)."""
     ensure(actor, Permission.ANALYTICS_READ)
+    f = with_service(session, f)
     query = apply_filter(
         select(
             R.id,
@@ -72,6 +74,6 @@ def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
         actor,
         "survey_responses",
         len(rows),
-        {"since": f.since, "until": f.until, "clinic_id": f.clinic_id},
+        {"since": f.since, "until": f.until, "clinic_id": f.clinic_id, "service_id": f.service_id},
     )
     return exports.to_csv(EXPORT_HEADER, rows)

@@ -12,13 +12,16 @@ Formulas (also written on the page):
 - By service: each response under the service its visit was booked as; a visit booked as a
   package is its own group ("Package: name"), never counted under its first service (as on
   Cancellations): the response records the package when it is written.
+- Filtered by a service: the responses to visits holding it, booked as it, as a package
+  holding it or with it among several services, wherever it comes in them (as on
+  Cancellations); the funnel's visits likewise.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from functools import cache
 
@@ -36,13 +39,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from core.analytics.cancellation_parts import DAY, epoch_seconds, offset_periods
+from core.analytics.cancellation_parts import DAY, epoch_seconds, in_ids, offset_periods
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds
 from core.kernel.errors import ValidationError
 from core.kernel.money import clinic_format, format_moment
 from db.models import (
     Appointment,
+    AppointmentService,
     AppointmentStatus,
     Clinic,
     FeedbackStatus,
@@ -109,7 +113,12 @@ class SurveyFilter:
     All clinics: `own_days` holds (clinic, zone, since, until) for each clinic whose zone is not
     `tz`; its responses are counted and grouped by its own days, as the Cancellations page does,
     so that all clinics add up to the sum of the clinics. `span` is the earliest start and the
-    latest end of them all (the index range read), `core` the hours in every clinic's days."""
+    latest end of them all (the index range read), `core` the hours in every clinic's days.
+
+    `service_id`: only the responses to visits holding the service (holds_service); `later`
+    is what a read takes them from beyond those booked as it, the ids of the responses (or,
+    for the funnel, of the visits) holding it after their first service, read once per call
+    (with_service); None: looked up in each statement."""
 
     since: datetime
     until: datetime
@@ -118,6 +127,8 @@ class SurveyFilter:
     own_days: tuple[tuple[int, str, datetime, datetime], ...] = ()
     span: tuple[datetime, datetime] | None = None
     core: tuple[datetime, datetime] | None = None
+    service_id: int | None = None
+    later: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         lows = [self.since, *(d[2] for d in self.own_days)]
@@ -134,10 +145,12 @@ def filter_for_days(
     tz: str = "UTC",
     clinic_id: int | None = None,
     zones: Iterable[tuple[int, str]] = (),
+    service_id: int | None = None,
 ) -> SurveyFilter:
     """The filter for clinic-local days `first`..`last` (both included), trends by those days.
     All clinics: `zones` are the clinics' (id, time zone); each clinic's responses are taken
-    and grouped by its own days, those of no clinic (or of one not given) by `tz`'s."""
+    and grouped by its own days, those of no clinic (or of one not given) by `tz`'s.
+    `service_id`: the responses to visits holding that service only."""
     if last < first:
         raise ValidationError("The end date must be on or after the start date.")
     own = ()
@@ -147,7 +160,8 @@ def filter_for_days(
             for cid, zone in sorted(set(zones))
             if zone != tz
         )
-    return SurveyFilter(*local_days_bounds(first, last, tz), clinic_id, tz, own)
+    bounds = local_days_bounds(first, last, tz)
+    return SurveyFilter(*bounds, clinic_id, tz, own, service_id=service_id)
 
 
 @dataclass(frozen=True)
@@ -225,17 +239,37 @@ def _own_days(f: SurveyFilter, at, clinic):
     return case(*own, else_=and_(at >= f.since, at < f.until))
 
 
-def in_period(f: SurveyFilter, at, clinic) -> list:
+# what the service filter reads of a response: the service its visit was booked as, the
+# response's id (`later` holds those) and its visit's (looked up when `later` is None)
+RESPONSE = (R.service_id, R.id, R.appointment_id)
+
+
+def holds_service(f: SurveyFilter, held=RESPONSE) -> list:
+    """The service filter's condition (none without one) on a response, or on a visit with
+    `held` (its service, its id for `later`, its id): booked as the service, or holding it
+    after its first service, from `later` (in_ids), else looked up in appointment_services."""
+    if f.service_id is None:
+        return []
+    service, ident, visit = held
+    if f.later is not None:
+        return [or_(service == f.service_id, in_ids(ident, f.later))]
+    query = select(AppointmentService.appointment_id).where(
+        AppointmentService.position > 0, AppointmentService.service_id == f.service_id
+    )
+    return [or_(service == f.service_id, visit.in_(query))]
+
+
+def in_period(f: SurveyFilter, at, clinic, held=RESPONSE) -> list:
     """The filter's conditions on a moment `at` and its `clinic` (columns): one range, or, with
     clinics of other zones, the range of them all (read on the index), and near its ends each
-    clinic's own days."""
+    clinic's own days; and the service filter's (holds_service)."""
     conditions = [at >= f.span[0], at < f.span[1]]
     if f.own_days:
         every = and_(at >= f.core[0], at < f.core[1])  # in every clinic's days
         conditions.append(or_(every, _own_days(f, at, clinic)))
     if f.clinic_id is not None:
         conditions.append(clinic == f.clinic_id)
-    return conditions
+    return conditions + holds_service(f, held)
 
 
 def pieces(f: SurveyFilter, at, clinic) -> list[list]:
@@ -245,8 +279,31 @@ def pieces(f: SurveyFilter, at, clinic) -> list[list]:
     if not f.own_days:
         return [in_period(f, at, clinic)]
     (low, high), (first, last) = f.span, f.core
-    own = _own_days(f, at, clinic)
-    return [[at >= first, at < last], [at >= low, at < first, own], [at >= last, at < high, own]]
+    own, held = _own_days(f, at, clinic), holds_service(f)
+    return [
+        [at >= first, at < last, *held],
+        [at >= low, at < first, own, *held],
+        [at >= last, at < high, own, *held],
+    ]
+
+
+def with_service(session: Session, f: SurveyFilter) -> SurveyFilter:
+    """The filter with `later` read (once per call, as the Cancellations page's figures read
+    theirs): the responses of its range and clinic whose visit holds the service after its
+    first one. Their ids, not their visits': a response's id is in every index of the
+    responses (SQLite's rowid), so the figures stay index-only reads."""
+    if f.service_id is None or f.later is not None:
+        return f
+    query = (
+        select(R.id)
+        .join(AppointmentService, AppointmentService.appointment_id == R.appointment_id)
+        .where(
+            AppointmentService.position > 0,
+            AppointmentService.service_id == f.service_id,
+            *in_period(replace(f, service_id=None), R.submitted_at, R.clinic_id),
+        )
+    )
+    return replace(f, later=tuple(sorted(session.scalars(query))))
 
 
 def grouped(keys: list, values: list, f: SurveyFilter, *where):
@@ -382,8 +439,9 @@ def _summary(total, promoters, passives, detractors, *per_star) -> Figures:
 def _overview_query(f: SurveyFilter):
     """All clinics: the figures as counts (above). One clinic: its responses are a single
     (clinic_id, submitted_at) range, summed in one pass, which beats counting every clinic's
-    buckets and checking the clinic in each entry."""
-    if f.clinic_id is None:
+    buckets and checking the clinic in each entry; so are one service's (the covering index
+    of the figures holds the service, the counts' indexes do not)."""
+    if f.clinic_id is None and f.service_id is None:
         return select(*_summary_counts(f)), _summary
     return apply_filter(select(*_sums()), f), lambda *row: _figures(row)
 
@@ -396,10 +454,20 @@ def _moment(name: str):
     return bindparam(name, type_=UTCDateTime())
 
 
+def _statement_of(part: str, f: SurveyFilter):
+    """The summary's, the funnel's or the answers' one-row statement, and what turns its row
+    into figures."""
+    if part == "funnel":
+        return select(*_funnel_counts(f)), _funnel
+    if part == "answers":
+        answers = [*(R.rating == r for r in RATINGS), *(R.nps == v for v in range(11))]
+        return select(*_counts(f, answers)), lambda *row: [int(n) for n in row]
+    return _overview_query(f)
+
+
 @cache
 def _statement(part: str, by_clinic: bool, own: int):
-    """The summary's, the funnel's or the answers' one-row statement (for `own` clinics of other
-    zones), and what turns its row into figures."""
+    """_statement_of with bound parameters (for `own` clinics of other zones)."""
     bound = SurveyFilter(
         _moment("since"),
         _moment("until"),
@@ -410,15 +478,16 @@ def _statement(part: str, by_clinic: bool, own: int):
         span=(_moment("low"), _moment("high")) if own else (_moment("since"), _moment("until")),
         core=(_moment("core_low"), _moment("core_high")),
     )
-    if part == "funnel":
-        return select(*_funnel_counts(bound)), _funnel
-    if part == "answers":
-        answers = [*(R.rating == r for r in RATINGS), *(R.nps == v for v in range(11))]
-        return select(*_counts(bound, answers)), lambda *row: [int(n) for n in row]
-    return _overview_query(bound)
+    return _statement_of(part, bound)
 
 
 def _run(session: Session, f: SurveyFilter, part: str):
+    """One of _statement_of's statements run for `f`: built once with bound parameters, or,
+    filtered by a service, built for it (its `later` written as numbers where they are few:
+    SQLite tests those before a response's other conditions, a bound list after them)."""
+    if f.service_id is not None:
+        query, to_result = _statement_of(part, f)
+        return to_result(*session.execute(query).one())
     query, to_result = _statement(part, f.clinic_id is not None, len(f.own_days))
     params = {"since": f.since, "until": f.until}
     if f.own_days:
@@ -438,8 +507,8 @@ def _run(session: Session, f: SurveyFilter, part: str):
 def answer_counts(session: Session, f: SurveyFilter) -> tuple[list[int], list[int]]:
     """How many responses gave each star rating (1–5) and each 0–10 answer. All clinics: as
     counts, each a range of a covering index (as the summary's); one clinic: one pass over its
-    responses, grouped by both (at most 6 × 12 rows)."""
-    if f.clinic_id is None:
+    responses, grouped by both (at most 6 × 12 rows), as are one service's."""
+    if f.clinic_id is None and f.service_id is None:
         counts = _run(session, f, "answers")
         return counts[:5], counts[5:]
     ratings, nps = [0] * 5, [0] * 11
@@ -453,7 +522,7 @@ def answer_counts(session: Session, f: SurveyFilter) -> tuple[list[int], list[in
 
 def summary(session: Session, actor: Actor, f: SurveyFilter) -> Figures:
     ensure(actor, Permission.ANALYTICS_READ)
-    return _run(session, f, "summary")
+    return _run(session, with_service(session, f), "summary")
 
 
 GROUPS = {"clinic": (0, Clinic), "provider": (1, Provider), "service": (2, Service)}
@@ -520,7 +589,7 @@ def by_group(session: Session, actor: Actor, f: SurveyFilter, group: str) -> pd.
     ensure(actor, Permission.ANALYTICS_READ)
     if group not in GROUPS:
         raise ValidationError("Group by provider, service or clinic.")
-    return _groups(session, _cube(session, f), group)
+    return _groups(session, _cube(session, with_service(session, f)), group)
 
 
 def _period_start(day: date, period: str) -> date:
@@ -554,7 +623,7 @@ def trend(session: Session, actor: Actor, f: SurveyFilter, period: str) -> pd.Da
     ensure(actor, Permission.ANALYTICS_READ)
     if period not in ("week", "month"):
         raise ValidationError("The trend period is week or month.")
-    return _trend(_daily(session, f), period)
+    return _trend(_daily(session, with_service(session, f)), period)
 
 
 @dataclass(frozen=True)
@@ -575,14 +644,15 @@ class Funnel:
 def _funnel_counts(f: SurveyFilter):
     """Completed visits in the period per feedback status, one scalar subquery each: every one
     is a single range of ix_appointments_feedback_day (status, feedback_status, start_at,
-    clinic_id), counted without evaluating anything per row."""
+    clinic_id), counted without evaluating anything per row (but a service's: `later` holds
+    the visits, see funnel)."""
     a = Appointment
     counts = []
     for status in (FeedbackStatus.NONE, FeedbackStatus.PENDING, FeedbackStatus.COLLECTED):
         query = select(func.count()).where(
             a.status == AppointmentStatus.COMPLETED,
             a.feedback_status == status,
-            *in_period(f, a.start_at, a.clinic_id),
+            *in_period(f, a.start_at, a.clinic_id, (a.service_id, a.id, a.id)),
         )  # only visits complete: no out-of-office block
         counts.append(query.scalar_subquery())
     return counts
@@ -596,8 +666,22 @@ def _funnel(none: int, pending: int, collected: int) -> Funnel:
 
 def funnel(session: Session, actor: Actor, f: SurveyFilter) -> Funnel:
     """Visits in the period (by start time) that were completed → asked for feedback →
-    answered. Imported responses without an appointment are not part of it."""
+    answered. Imported responses without an appointment are not part of it. Filtered by a
+    service, the visits holding it: those holding it after their first service read once."""
     ensure(actor, Permission.ANALYTICS_READ)
+    if f.service_id is not None:
+        a = Appointment
+        query = (
+            select(AppointmentService.appointment_id)
+            .join(a, a.id == AppointmentService.appointment_id)
+            .where(
+                AppointmentService.position > 0,
+                AppointmentService.service_id == f.service_id,
+                a.status == AppointmentStatus.COMPLETED,
+                *in_period(replace(f, service_id=None), a.start_at, a.clinic_id),
+            )
+        )
+        f = replace(f, later=tuple(sorted(set(session.scalars(query)))))
     return _run(session, f, "funnel")
 
 
@@ -680,13 +764,15 @@ def recent_detractors(
     days: int = DETRACTOR_DAYS,
     now: datetime | None = None,
     limit: int = 100,
+    service_id: int | None = None,
 ) -> pd.DataFrame:
-    """Responses of the last `days` days with a 0–6 recommendation, newest first."""
+    """Responses of the last `days` days with a 0–6 recommendation, newest first (of visits
+    holding `service_id` when given)."""
     ensure(actor, Permission.ANALYTICS_READ)
     now = now or utcnow()
-    query = feed_query(
-        SurveyFilter(now - timedelta(days=days), now + timedelta(seconds=1), clinic_id)
-    )
+    since, until = now - timedelta(days=days), now + timedelta(seconds=1)
+    f = SurveyFilter(since, until, clinic_id, service_id=service_id)
+    query = feed_query(with_service(session, f))
     query = query.where(R.nps <= 6).order_by(R.submitted_at.desc(), R.id.desc()).limit(limit)
     return feed_frame(session, session.execute(query))
 
@@ -711,7 +797,8 @@ def comments(
     condition = R.comment != ""
     if search.strip():
         condition = condition & R.comment.ilike(_like(search.strip()), escape="\\")
-    query = feed_query(f).where(condition).order_by(R.submitted_at.desc(), R.id.desc())
+    query = feed_query(with_service(session, f)).where(condition)
+    query = query.order_by(R.submitted_at.desc(), R.id.desc())
     rows = list(session.execute(query.limit(page_size + 1).offset(max(0, page) * page_size)))
     return feed_frame(session, rows[:page_size]), len(rows) > page_size
 
@@ -731,13 +818,13 @@ class Trends:
 
 def get_groups(session: Session, actor: Actor, f: SurveyFilter) -> Groups:
     ensure(actor, Permission.ANALYTICS_READ)
-    cube = _cube(session, f)
+    cube = _cube(session, with_service(session, f))
     return Groups(*(_groups(session, cube, g) for g in ("provider", "service", "clinic")))
 
 
 def get_trends(session: Session, actor: Actor, f: SurveyFilter) -> Trends:
     ensure(actor, Permission.ANALYTICS_READ)
-    daily = _daily(session, f)
+    daily = _daily(session, with_service(session, f))
     return Trends(_trend(daily, "week"), _trend(daily, "month"))
 
 
@@ -758,6 +845,7 @@ def get_dashboard(
 ) -> Dashboard:
     """Every figure of the page except the comment feed, in one read (two grouped passes)."""
     ensure(actor, Permission.ANALYTICS_READ)
+    f = with_service(session, f)
     cube, daily = _cube(session, f), _daily(session, f)
     return Dashboard(
         _total(row[3] for row in cube),
@@ -767,5 +855,5 @@ def get_dashboard(
         _trend(daily, "week"),
         _trend(daily, "month"),
         funnel(session, actor, f),
-        recent_detractors(session, actor, f.clinic_id, now=now),
+        recent_detractors(session, actor, f.clinic_id, now=now, service_id=f.service_id),
     )

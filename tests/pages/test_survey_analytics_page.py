@@ -4,6 +4,7 @@ the core's, every section runs, the comment search, the audited export, roles an
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date, time, timedelta
 
 import pyarrow as pa
@@ -507,3 +508,37 @@ def test_a_package_is_its_own_bar_by_service_and_lists_its_own_responses(app_as,
     table = next(d.value for d in at.dataframe if "service" in d.value.columns)
     assert len(table) == 12 and set(table.service) == {"Package: Clear skin"}
     assert "12 responses" in [c.value for c in at.caption]
+
+
+def test_choosing_a_service_changes_every_figure_to_its_visits(app_as, app_db):
+    """The Service filter (as on Cancellations): the key figures, the charts' n and the list
+    behind a star are those of the responses to visits holding the service; All services
+    brings the practice's back (before: no such filter)."""
+    db = database(app_db)
+    with db.read() as session:
+        owner = actor_of(session.scalar(select(User).where(User.username == "owner")))
+        today = date.today()
+        f = page_filter(session, today - timedelta(days=89), today)
+        whole = sa.summary(session, owner, f)
+        by_service = sa.by_group(session, owner, f, "service")
+        service_id = int(by_service[by_service.dimension == "service"].id.iloc[0])
+        picked = replace(f, service_id=service_id)
+        s = sa.summary(session, owner, picked)
+        fives = bd.distribution(session, owner, picked).ratings[4]
+    db.dispose()
+    assert 0 < s.responses < whole.responses
+    at = app_as("owner", PAGE)
+    at.selectbox(key="survey_analytics_service").set_value(service_id)
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    assert metric(at, "Responses") == f"{s.responses:,}"
+    assert metric(at, "NPS") == f"{s.nps:+.0f}"
+    assert metric(at, "Average rating") == f"{s.mean:.2f} / 5"
+    titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("echarts_chart")]
+    assert titles[1] == f"Overall rating · n = {s.rating_n:,} ratings"
+    at.session_state["survey_chart_ratings"] = chart_click(0, 4)  # the 5 ★ bar
+    at.run()
+    assert f"{fives:,} responses" in [c.value.split(";")[0] for c in at.caption]
+    at.selectbox(key="survey_analytics_service").set_value(None)
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert metric(at, "Responses") == f"{whole.responses:,}"

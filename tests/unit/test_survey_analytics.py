@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from core.analytics import breakdowns as bd
+from core.analytics import cancellation_parts as parts
 from core.analytics import survey_export
 from core.analytics import surveys as sa
 from core.kernel.authz import Permission
@@ -23,6 +24,7 @@ from core.kernel.errors import PermissionDenied, ValidationError
 from core.practice.choices import list_choices
 from db.models import (
     Appointment,
+    AppointmentService,
     AppointmentStatus,
     AuditEvent,
     Clinic,
@@ -647,3 +649,95 @@ def test_all_clinics_take_each_clinics_own_day_even_when_the_days_do_not_overlap
     assert list(board.weekly.responses) == [6]  # 1 March 2026 is a Sunday: week of 23 February
     assert [p.date() for p in board.weekly.period] == [date(2026, 2, 23)]
     assert len(shown) == 6 and all(c.endswith("2026-03-01") for c in shown.comment)
+
+
+@pytest.mark.parametrize("literal", [parts.LITERAL_IDS, 0])
+def test_a_service_filter_counts_the_responses_to_visits_holding_it_wherever_it_comes(
+    db, world, practice, monkeypatch, literal
+):
+    """Filtered by Peel, every figure counts the two answers to visits booked as Peel and the
+    answer to a visit booked as Consultation then Peel (it stays under Consultation by
+    service, as on Cancellations), not the answer to a visit of Consultation alone: the key
+    figures, distribution, groups, weeks, the lists behind a bar, comments, detractors, the
+    export and the funnel's visits; all clinics (each on its own days) too. `literal` 0: the
+    visits holding it later go into each statement as one bound value, as more than
+    LITERAL_IDS of them do. Before, the figures had no service filter."""
+    monkeypatch.setattr(parts, "LITERAL_IDS", literal)
+    c, peel, svc = world.clinic_id, practice["peel"], world.service_id
+    with db.write() as session:
+        both = visit(session, world, MID, feedback=FeedbackStatus.COLLECTED)
+        alone = visit(session, world, MID, feedback=FeedbackStatus.COLLECTED)
+        visit(session, world, MID)  # Consultation alone, not asked
+        for ident in (both, alone):
+            session.get(Appointment, ident).service_id = svc
+        session.add_all(
+            [
+                AppointmentService(appointment_id=both, service_id=svc),
+                AppointmentService(appointment_id=both, service_id=peel, position=1),
+            ]
+        )
+        stung = response(
+            session,
+            MID,
+            3,
+            2,
+            clinic=c,
+            provider=world.provider_id,
+            service=svc,
+            comment="The peel stung",
+            appointment=both,
+        )
+        response(
+            session,
+            MID,
+            1,
+            1,
+            clinic=c,
+            provider=world.provider_id,
+            service=svc,
+            comment="Late start",
+            appointment=alone,
+        )
+    f = replace(NOV, service_id=peel)
+    zones = [(c, "Europe/London"), (practice["other"], "America/New_York")]
+    every = sa.filter_for_days(
+        date(2026, 11, 1), date(2026, 11, 30), "Europe/London", None, zones, service_id=peel
+    )
+    assert every.own_days
+    with db.read() as session:
+        for g in (f, every):  # 10/5 and 10/4 booked as Peel, 3/2 Consultation then Peel
+            fig = sa.summary(session, world.owner, g)
+            assert (fig.responses, fig.promoters, fig.detractors, fig.rating_sum) == (3, 2, 1, 11)
+        services = sa.by_group(session, world.owner, f, "service")
+        assert dict(zip(services.service, services.n, strict=True)) == {
+            "Peel": 2,
+            "Consultation": 1,
+        }
+        providers = sa.by_group(session, world.owner, f, "provider")
+        assert sorted(providers.n) == [1, 2]
+        dist = bd.distribution(session, world.owner, f)
+        assert (dist.ratings, dist.nps[3], dist.nps[10], sum(dist.nps)) == (
+            [0, 1, 0, 1, 1],
+            1,
+            2,
+            3,
+        )
+        assert sa.trend(session, world.owner, f, "week").responses.sum() == 3
+        listed, total = bd.responses_behind(session, world.owner, f, "service", svc)
+        assert (list(listed.id), total) == ([stung], 1)
+        listed, total = bd.responses_behind(session, world.owner, every, "rating", 2)
+        assert (list(listed.id), total) == ([stung], 1)
+        feed, _ = sa.comments(session, world.owner, f)
+        assert list(feed.comment) == ["The peel stung"]
+        funnel = sa.funnel(session, world.owner, f)
+        assert (funnel.completed, funnel.requested, funnel.answered) == (1, 1, 1)
+        assert sa.funnel(session, world.owner, NOV).completed == 3
+        board = sa.get_dashboard(session, world.owner, f, now=at(25))
+        assert board.summary == sa.summary(session, world.owner, f)
+        assert board.funnel == funnel and list(board.detractors.id) == [stung]
+        everyone = sa.recent_detractors(session, world.owner, now=at(25))
+        assert len(everyone) == 2
+    with db.write() as session:
+        data = survey_export.export_csv(session, world.owner, every)
+    exported = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert sorted(r["service"] for r in exported) == ["Consultation", "Peel", "Peel"]
