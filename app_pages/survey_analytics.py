@@ -1,7 +1,7 @@
-"""Survey analytics for a date range, clinic and service: key figures against the previous
-period, NPS and CSAT by week, the rating distribution, NPS and CSAT by provider and service (a
-click lists the responses behind a bar) and the latest comments; then the funnel, detractors,
-groups, trends, comment search, export."""
+"""Survey analytics for a date range, clinic, provider and service: key figures against the
+previous period, NPS and CSAT by week, the rating distribution, NPS and CSAT by provider and
+service (a click lists the responses behind a bar) and the latest comments; then the funnel,
+detractors, groups, trends, comment search, export."""
 
 from datetime import date, timedelta
 
@@ -44,8 +44,10 @@ def _section(_me, role, f, name):  # one core read per part: only what is shown 
 
 
 @cached("feedback", ttl=60, max_entries=10)
-def _detractors(_me, role, clinic_id, service_id):
-    return read(sa.recent_detractors, _me, clinic_id, service_id=service_id)
+def _detractors(_me, role, clinic_id, service_id, provider_id):
+    return read(
+        sa.recent_detractors, _me, clinic_id, service_id=service_id, provider_id=provider_id
+    )
 
 
 @cached("feedback", ttl=60, max_entries=50)
@@ -63,6 +65,7 @@ me = actor()
 role = me.role.value
 found = _choices(me, role)
 clinics = {c.id: c for c in found.clinics}
+providers = {p.id: p.name for p in found.providers}
 services = {s.id: s.name for s in found.services}
 today = local_today(display_format().timezone)  # the practice's day, not the server's
 
@@ -70,7 +73,7 @@ today = local_today(display_format().timezone)  # the practice's day, not the se
 @signed_fragment  # a filter change or a click on a bar reruns the dashboard only
 def dashboard():
     with st.form("survey_analytics_filters"):
-        left, middle, right = st.columns([1.4, 1, 1])  # room for a date range
+        left, middle, who, right = st.columns([1.4, 1, 1, 1])  # room for a date range
         # imported responses go back years: not Streamlit's default of ten years back
         days = left.date_input(
             "Submitted from – to",
@@ -86,6 +89,13 @@ def dashboard():
             key="survey_analytics_clinic",
             format_func=lambda c: clinics[c].name if c else "All clinics",
         )
+        # the responses recording the provider, as the figures by provider count them
+        provider_id = who.selectbox(
+            "Provider",
+            [None, *providers],
+            key="survey_analytics_provider",
+            format_func=lambda p: providers[p] if p else "All providers",
+        )
         # the responses to visits holding it, wherever it comes in them (as on Cancellations)
         service_id = right.selectbox(
             "Service",
@@ -99,11 +109,17 @@ def dashboard():
     tz = fmt.timezone
     # all clinics: each clinic's responses on its own days, as on the Cancellations page
     zones = tuple((c.id, c.timezone) for c in clinics.values())
-    f = sa.filter_for_days(first, last, tz, clinic_id, zones, service_id)
+    f = sa.filter_for_days(first, last, tz, clinic_id, zones, service_id, provider_id)
     st.session_state["survey_analytics_filter"] = f
     length = (last - first).days + 1
     before = sa.filter_for_days(
-        first - timedelta(days=length), first - timedelta(days=1), tz, clinic_id, zones, service_id
+        first - timedelta(days=length),
+        first - timedelta(days=1),
+        tz,
+        clinic_id,
+        zones,
+        service_id,
+        provider_id,
     )
     figures = _section(me, role, f, "overview")
     earlier = (first - timedelta(days=length), first - timedelta(days=1))
@@ -121,7 +137,7 @@ def dashboard():
     view.more(
         f,
         lambda name: _section(me, role, f, name),
-        lambda: _detractors(me, role, f.clinic_id, f.service_id),
+        lambda: _detractors(me, role, f.clinic_id, f.service_id, f.provider_id),
         lambda search, page: _comments(me, role, f, search, page),
         fmt,
         (first, last),

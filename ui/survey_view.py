@@ -30,6 +30,8 @@ FORMULAS = f"""
 - **Service filter**: the responses to visits holding the service, booked as it, as a
   package holding it or with it among several services, wherever it comes in them (as on
   Cancellations); each stays in its own bar by service. The funnel counts those visits.
+- **Provider filter**: the responses recording the provider (as *By provider* counts them);
+  the funnel counts that provider's visits.
 - **Changes** = against the period of the same length just before; none when nothing was
   answered then, and NPS, CSAT and the average are not compared where either period has
   fewer than {sa.MIN_N} answers behind them (as on Cancellations).
@@ -278,7 +280,7 @@ def no_responses(first, last, fmt: ClinicFormat) -> None:
         "for these filters, so there is nothing to chart yet. NPS and CSAT by week, the "
         "ratings, the figures by provider and service and the latest comments appear here "
         "once patients answer the survey sent after a completed visit; choose other dates, "
-        "another clinic or another service to see others.",
+        "another clinic, provider or service to see others.",
         icon=":material/reviews:",
     )
 

@@ -29,7 +29,7 @@ EXPORT_HEADER = [
 
 def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
     """The responses of the filter as spreadsheet-safe CSV (a service's: those to visits
-    holding it); audited (needs data export)."""
+    holding it; a provider's: those recording the provider); audited (needs data export)."""
     ensure(actor, Permission.ANALYTICS_READ)
     f = with_service(session, f)
     query = apply_filter(
@@ -74,6 +74,12 @@ def export_csv(session: Session, actor: Actor, f: SurveyFilter) -> bytes:
         actor,
         "survey_responses",
         len(rows),
-        {"since": f.since, "until": f.until, "clinic_id": f.clinic_id, "service_id": f.service_id},
+        {
+            "since": f.since,
+            "until": f.until,
+            "clinic_id": f.clinic_id,
+            "provider_id": f.provider_id,
+            "service_id": f.service_id,
+        },
     )
     return exports.to_csv(EXPORT_HEADER, rows)

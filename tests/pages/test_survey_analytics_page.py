@@ -542,3 +542,46 @@ def test_choosing_a_service_changes_every_figure_to_its_visits(app_as, app_db):
     at.selectbox(key="survey_analytics_service").set_value(None)
     at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
     assert metric(at, "Responses") == f"{whole.responses:,}"
+
+
+def test_choosing_a_provider_changes_every_figure_to_their_responses(app_as, app_db):
+    """The Provider filter (as on Cancellations, "All providers"): the key figures, their
+    change against the previous period, the charts' n and the funnel are those of the
+    responses recording that provider and of their visits; All providers brings the
+    practice's back (before: no Provider box)."""
+    db = database(app_db)
+    with db.read() as session:
+        owner = actor_of(session.scalar(select(User).where(User.username == "owner")))
+        today = date.today()
+        f = page_filter(session, today - timedelta(days=89), today)
+        whole = sa.summary(session, owner, f)
+        by_provider = sa.by_group(session, owner, f, "provider")
+        provider_id = int(by_provider.dropna(subset=["id"]).id.iloc[0])
+        picked = replace(f, provider_id=provider_id)
+        s = sa.summary(session, owner, picked)
+        earlier = page_filter(session, today - timedelta(days=179), today - timedelta(days=90))
+        p = sa.summary(session, owner, replace(earlier, provider_id=provider_id))
+        visits = sa.funnel(session, owner, picked)
+        all_visits = sa.funnel(session, owner, f)
+    db.dispose()
+    assert 0 < s.responses < whole.responses and p.responses > 0
+    assert 0 < visits.completed < all_visits.completed
+    at = app_as("owner", PAGE)
+    at.selectbox(key="survey_analytics_provider").set_value(provider_id)
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    assert metric(at, "Responses") == f"{s.responses:,}"
+    assert metric(at, "NPS") == f"{s.nps:+.0f}"
+    assert metric(at, "Average rating") == f"{s.mean:.2f} / 5"
+    deltas = {m.label: m.proto.delta for m in at.metric}
+    change = f"{s.responses - p.responses:+,} vs previous period (n={p.responses:,})"
+    assert deltas["Responses"] == change, deltas
+    titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("echarts_chart")]
+    assert titles[1] == f"Overall rating · n = {s.rating_n:,} ratings"
+    at.segmented_control(key="survey_analytics_section").set_value("Response funnel").run()
+    assert metric(at, "Completed visits") == f"{visits.completed:,}"
+    assert metric(at, "Answered") == f"{visits.answered:,}"
+    at.selectbox(key="survey_analytics_provider").set_value(None)
+    at.button(key="FormSubmitter:survey_analytics_filters-Apply").click().run()
+    assert metric(at, "Responses") == f"{whole.responses:,}"
+    assert metric(at, "Completed visits") == f"{all_visits.completed:,}"

@@ -741,3 +741,98 @@ def test_a_service_filter_counts_the_responses_to_visits_holding_it_wherever_it_
         data = survey_export.export_csv(session, world.owner, every)
     exported = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     assert sorted(r["service"] for r in exported) == ["Consultation", "Peel", "Peel"]
+
+
+def test_a_provider_filter_counts_only_the_responses_recording_that_provider(db, world, practice):
+    """Answers of two providers, filtered by Dr Second: every figure counts only the four
+    answers recording that provider (10/5, 10/4 and 3/2 in the clinic, 0/1 in the other),
+    as its bar by provider does: the key figures (by bound statement, one clinic, all
+    clinics on their own days, and with a service), the previous period, distribution,
+    groups, weeks, the lists behind a bar, comments, detractors, the export (its audit
+    keeping the provider) and the funnel's visits of that provider. Before, the figures had
+    no provider filter (filter_for_days took no provider_id)."""
+    c, one, second, peel = world.clinic_id, practice["one"], practice["second"], practice["peel"]
+    with db.write() as session:
+        mine, theirs = (visit(session, world, MID, feedback=FeedbackStatus.COLLECTED) for _ in "ab")
+        waiting = visit(session, world, MID, feedback=FeedbackStatus.PENDING)
+        unasked = visit(session, world, MID)
+        for ident, provider in ((mine, one), (waiting, one), (theirs, second), (unasked, second)):
+            session.get(Appointment, ident).provider_id = provider
+        response(session, MID, 9, 5, clinic=c, provider=one, comment="Lovely", appointment=mine)
+        stung = response(
+            session,
+            MID,
+            3,
+            2,
+            clinic=c,
+            provider=second,
+            service=peel,
+            comment="Waited long",
+            appointment=theirs,
+        )
+    zones = [(c, "Europe/London"), (practice["other"], "America/New_York")]
+    f = sa.filter_for_days(
+        date(2026, 11, 1), date(2026, 11, 30), "UTC", None, (), provider_id=second
+    )
+    every = sa.filter_for_days(
+        date(2026, 11, 1), date(2026, 11, 30), "Europe/London", None, zones, provider_id=second
+    )
+    assert every.own_days and f.provider_id == second
+    october = sa.filter_for_days(
+        date(2026, 10, 1), date(2026, 10, 31), "Europe/London", None, zones, provider_id=one
+    )
+    with db.read() as session:
+        for g in (f, every):  # 10/5, 10/4, 3/2 and the other clinic's 0/1
+            fig = sa.summary(session, world.owner, g)
+            assert (fig.responses, fig.promoters, fig.detractors, fig.rating_sum) == (4, 2, 2, 12)
+        fig = sa.summary(session, world.owner, replace(f, clinic_id=c))
+        assert (fig.responses, fig.promoters, fig.detractors, fig.rating_sum) == (3, 2, 1, 11)
+        assert sa.summary(session, world.owner, replace(f, service_id=peel)).responses == 3
+        assert sa.summary(session, world.owner, replace(f, provider_id=one)).responses == 7
+        assert sa.summary(session, world.owner, replace(f, provider_id=None)).responses == 12
+        assert sa.summary(session, world.owner, october).responses == 1  # Dr Test's 0/1
+        assert sa.summary(session, world.owner, replace(october, provider_id=second)).nps is None
+        providers = sa.by_group(session, world.owner, every, "provider")
+        assert dict(zip(providers.provider, providers.n, strict=True)) == {"Dr Second": 4}
+        services = sa.by_group(session, world.owner, f, "service")
+        assert dict(zip(services.service, services.n, strict=True)) == {
+            "Peel": 3,
+            "(not recorded)": 1,
+        }
+        dist = bd.distribution(session, world.owner, every)
+        assert (dist.ratings, dist.nps[0], dist.nps[3], dist.nps[10], sum(dist.nps)) == (
+            [1, 1, 0, 1, 1],
+            1,
+            1,
+            2,
+            4,
+        )
+        dist = bd.distribution(session, world.owner, replace(f, clinic_id=c))
+        assert (dist.ratings, sum(dist.nps)) == ([0, 1, 0, 1, 1], 3)
+        assert sa.trend(session, world.owner, every, "week").responses.sum() == 4
+        listed, total = bd.responses_behind(session, world.owner, every, "rating", 2)
+        assert (list(listed.id), total) == ([stung], 1)
+        listed, total = bd.responses_behind(session, world.owner, f, "provider", one)
+        assert (len(listed), total) == (0, 0)
+        feed, _ = sa.comments(session, world.owner, every)
+        assert list(feed.comment) == ["Waited long"]
+        feed, _ = sa.comments(session, world.owner, replace(f, provider_id=one))
+        assert list(feed.comment) == ["Lovely"]
+        funnel = sa.funnel(session, world.owner, f)
+        assert (funnel.completed, funnel.requested, funnel.answered) == (2, 1, 1)
+        funnel = sa.funnel(session, world.owner, replace(every, provider_id=one))
+        assert (funnel.completed, funnel.requested, funnel.answered) == (2, 2, 1)
+        assert sa.funnel(session, world.owner, replace(f, provider_id=None)).completed == 4
+        board = sa.get_dashboard(session, world.owner, every, now=at(25))
+        assert board.summary == sa.summary(session, world.owner, every)
+        assert board.funnel == sa.funnel(session, world.owner, every)
+        assert list(board.detractors.id) == [stung]
+        mine_only = sa.get_dashboard(session, world.owner, replace(f, provider_id=one), now=at(25))
+        assert mine_only.detractors.empty and mine_only.summary.responses == 7
+    with db.write() as session:
+        data = survey_export.export_csv(session, world.owner, every)
+    exported = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert len(exported) == 4 and {r["provider"] for r in exported} == {"Dr Second"}
+    with db.read() as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "export"))
+        assert event.details["filters"]["provider_id"] == str(second)
