@@ -38,11 +38,12 @@ st.title("Streamlit alone: the Surveys elements")
 @st.fragment
 def dashboard() -> None:
     with st.form("floor_survey_filters"):
-        left, middle, right = st.columns([1.4, 1, 1])
+        left, middle, who, right = st.columns([1.4, 1, 1, 1])
         left.date_input(
             "Submitted from – to", (date(2026, 9, 6), date(2026, 12, 4)), key="floor_sd"
         )
         middle.selectbox("Clinic", ["All clinics", "Central", "North"], key="floor_survey_clinic")
+        who.selectbox("Provider", ["All providers", "Dr Lee"], key="floor_survey_provider")
         right.selectbox("Service", ["All services", "Consultation"], key="floor_survey_service")
         st.form_submit_button("Apply")
     st.caption("Changes compare with the 90 days before.")
