@@ -13,15 +13,18 @@ names and places filled in are cut, the longest first, to one common length mark
 (`SHORTENED`, `shorten`): the longest that keeps the text within three parts, or, where the
 wording and links alone need more, within the fewest they need. A link, a time and what staff
 wrote are never cut there. So that every built-in text form fits three UCS-2 parts (201
-characters) while the public address is short (up to about 25 characters; the default is 21),
-the reminder's carries one link, its confirm link, whose page offers to ask to cancel or move
-the visit too (the email carries all three), and the unmatched card payment's and the forms' are
-worded short (the reminder's and the payment's fit under a 42-character address too). What still
-goes past three parts in UCS-2: forms to complete with two or more forms (a link each: no page
-lists a visit's forms behind one link); an edited template's text, the flattened email with
-every link it keeps (the reminder's three); and, under a longer address, the texts with the most
-words around their link (the survey request, the thank-you with its survey link, the waitlist
-offer, the booking confirmation) may take a fourth.
+characters) under a public address of up to 45 characters (a real clinic's is 30 to 45; the
+default is 21), the text forms say less than the email around their link: the reminder's carries
+its confirm link alone, whose page offers to ask to cancel or move the visit too (the email
+carries all three), and the thank-you's names no day (the survey line and its link leave no room
+for one; the survey's page names the visit). Measured with the names cut and times as long as
+"Tue 01 Dec 2026, 09:30". Times as the callers write them, with their zone (en-GB "Tue, 1 Dec
+2026, 09:30 (GMT)"), fit at 45 too, except the waitlist offer, whose deadline is such a time and
+whose link is the longest: it fits up to about 34 characters. A locale writing longer times
+(el-GR, 32 characters; pt-BR, 35) gives a few a fourth part at 45 (in el-GR the reminder and one
+form's). What still goes past three parts in UCS-2: forms to complete with two or more forms (a
+link each: no page lists a visit's forms behind one link), and an edited template's text, the
+flattened email with every link it keeps (the reminder's three).
 
 A text costs what its parts cost (core.messaging.sms_parts): three parts are 459 characters in
 the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji, a curly quote)
@@ -102,8 +105,10 @@ TEMPLATES: dict[str, Template] = {
         "confirmed for {when} at {where}.{message}\n\nShow the attached QR code at the "
         "desk to check in.\n\nTo cancel or reschedule: {link}" + _SIGN,
         "A request was approved or an appointment booked.",
-        "{clinic_name}: your appointment for {service_name} with {provider_name} on {when} is "
-        "confirmed. To cancel or reschedule: {link}{message}",
+        # short, as the text forms below: with names outside the GSM alphabet (UCS-2, 201
+        # characters in three parts) and the link of a 45-character public address
+        "{clinic_name}: {service_name} with {provider_name} on {when} is confirmed. To cancel "
+        "or move it: {link}{message}",
     ),
     "appointment_declined": Template(
         "About your appointment request",
@@ -116,8 +121,8 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nWe can offer {service_name} with {provider_name} on {when} "
         "at {where}.{message}\n\nPlease accept or decline here: {link}" + _SIGN,
         "The practice proposed another time; the patient answers through the link.",
-        "{clinic_name}: we can offer {service_name} with {provider_name} on {when}. Please "
-        "accept or decline here: {link}{message}",
+        "{clinic_name}: we can offer {service_name} with {provider_name} on {when}. Accept or "
+        "decline here: {link}{message}",
     ),
     "appointment_rescheduled": Template(
         "Your appointment has moved to {when}",
@@ -187,8 +192,7 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nThank you for your visit on {when}. Would you tell us how it "
         "went? It takes two minutes: {link}" + _SIGN,
         "A post-visit survey request.",
-        "{clinic_name}: thank you for your visit on {when}. Would you tell us how it went? It "
-        "takes two minutes: {link}",
+        "{clinic_name}: how was your visit on {when}? Tell us in two minutes: {link}",
     ),
     "survey_received": Template(
         "New survey response for {clinic_name}",
@@ -223,7 +227,9 @@ TEMPLATES: dict[str, Template] = {
         "{provider_name}.{survey}{message}" + _SIGN,
         "A visit was completed: a thank-you (with the survey link when the feedback rules "
         "allow it).",
-        "{clinic_name}: thank you for your visit on {when}.{survey}{message}",
+        # without the day: the survey line (core.feedback.surveys.SURVEY_LINE) and its link
+        # leave no room for it under a long address; the survey's page names the visit
+        "{clinic_name}: thank you for your visit.{survey}{message}",
     ),
     "forms_to_complete": Template(
         "Before your appointment on {when}: {forms_titles}",
@@ -232,7 +238,7 @@ TEMPLATES: dict[str, Template] = {
         "The service's questionnaire, consent and instructions, sent after booking.",
         # short: one form's title and link with a name outside the GSM alphabet goes in three
         # UCS-2 parts (each form has a link of its own: two or more go in as few as they need)
-        "{clinic_name}: before your visit on {when}, please read or complete:\n{forms}",
+        "{clinic_name}: before your visit on {when}, read or complete:\n{forms}",
     ),
     "clinic_event": Template(
         "{event}: {summary}",
@@ -292,8 +298,8 @@ TEMPLATES: dict[str, Template] = {
         "{expires}: {link}\n{terms}" + _SIGN,
         "A freed slot offered to a waitlisted patient (the terms: held for them alone, or the "
         "first of several to accept gets it, as the waitlist rules say).",
-        "{clinic_name}: a time is free for you: {service_name} with {provider_name} on {when}. "
-        "To take it, accept before {expires}: {link}\n{terms}",
+        "{clinic_name}: {service_name} with {provider_name} on {when} is free. Accept by "
+        "{expires}: {link}\n{terms}",
     ),
     "waitlist_taken": Template(
         "The time on {when} is no longer free",

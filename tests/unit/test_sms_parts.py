@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.feedback import surveys
+from core.kernel import tokens
 from core.kernel.money import ClinicFormat
 from core.messaging import notify, sms_parts
+from core.portal import sign_in
 
 LINK = "https://clinic.example.org/patient?p=confirm&t=" + "Zq7" * 14 + "x"  # a real one's length
 
@@ -140,16 +143,65 @@ def test_a_text_of_long_names_outside_the_gsm_alphabet_keeps_three_parts_and_its
         _links_whole(template, text, context)
 
 
-def test_only_texts_whose_own_wording_and_links_need_it_go_past_three_ucs2_parts():
-    context = _long_context(*LONG_NAMES["greek"])
-    over = {
-        key: sms_parts.parts(notify.render_sms(t, context)).count
-        for key, t in notify.TEMPLATES.items()
-        if t.sms and sms_parts.parts(notify.render_sms(t, context)).count > 3
+# public addresses (settings base_url): the default, a real clinic's, a long one
+ADDRESSES = (
+    "http://localhost:8501",
+    "https://booking.example-clinic.co.uk",
+    "https://appointments.harbour-streetclinic.com",
+)
+TOKEN = "Zq7" * 14 + "x"  # a real token's length (tokens.issue: 32 bytes, 43 characters)
+# the purpose of each text form's {link}: its length is the link's
+PURPOSES = {
+    "appointment_scheduled": "change",
+    "appointment_proposed": "proposal",
+    "portal_invitation": "enroll",
+    "feedback_request": "survey",
+    "waitlist_offer": "waitlist_offer",
+}
+
+
+def _links_of(key: str, base: str) -> dict[str, str]:
+    """The links (and the lines carrying one) the callers fill in under `base`, worded as they
+    word them (the thank-you's survey line, the unmatched payment's next step)."""
+
+    def link(purpose: str) -> str:
+        return tokens.link(base, purpose, TOKEN)
+
+    return {
+        "link": sign_in.sign_in_link(base, TOKEN)
+        if key == "portal_sign_in"
+        else link(PURPOSES.get(key, "confirm")),
+        "confirm_link": link("confirm"),
+        "cancel_link": link("change") + "&k=cancel",
+        "reschedule_link": link("change") + "&k=reschedule",
+        "survey": surveys.SURVEY_LINE.format(link=link("survey")),
+        "forms": f"Consent to treatment: {link('form')}",
+        "next_step": "Please pay again at the desk when you come, or in your patient portal: "
+        f"{base}/portal",
     }
-    # none: the reminder went in seven with its three links, its text carries one now; the
-    # unmatched payment's and one form's in four, their wording is shorter now
-    assert over == {}
+
+
+@pytest.mark.parametrize("base", ADDRESSES, ids=lambda base: f"{len(base)}-characters")
+@pytest.mark.parametrize("names", LONG_NAMES.values(), ids=LONG_NAMES)
+def test_no_built_in_text_form_goes_past_three_ucs2_parts(names, base):
+    """Names outside the GSM alphabet, the links of a public address up to 45 characters.
+    Before, the reminder went in seven parts with its three links (its text carries one now),
+    the unmatched payment's and one form's in four; and under a real clinic's address (36
+    characters) the survey request, the thank-you with its survey link and the waitlist offer
+    went in four, at 45 the booking confirmation and one form's too."""
+    texts = {
+        key: notify.render_sms(template, _long_context(*names) | _links_of(key, base))
+        for key, template in notify.TEMPLATES.items()
+        if template.sms
+    }
+    over = {key: sms_parts.parts(text).count for key, text in texts.items()}
+    assert {key: count for key, count in over.items() if count > 3} == {}
+    linked = [
+        k
+        for k in texts
+        if re.search(r"\{(\w*link|forms|survey|next_step)\}", notify.TEMPLATES[k].sms)
+    ]
+    assert len(linked) == 10 and all(f"{base}/" in texts[key] for key in linked)
 
 
 def test_the_forms_text_in_ucs2_fits_three_parts_with_one_form_and_as_few_as_its_links_need():
