@@ -61,7 +61,7 @@ LOOKBACK = timedelta(days=7)  # the job never asks about visits completed longer
 BATCH = 50  # requests the job sends per run at most
 COMMENT_MAX = 4000
 DEFAULT_DELAY_HOURS = 2
-SURVEY_LINE = "\n\nWould you tell us how it went? It takes two minutes: {link}"
+SURVEY_LINE = "\n\nHow was it? Tell us in two minutes: {link}"
 DEFAULT_QUESTIONS: tuple[tuple[str, str], ...] = (
     ("timely", "Getting a timely appointment"),
     ("courtesy", "Courtesy of the staff"),

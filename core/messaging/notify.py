@@ -16,8 +16,8 @@ wrote are never cut there. So that every built-in text form fits three UCS-2 par
 characters) under a public address of up to 45 characters (a real clinic's is 30 to 45; the
 default is 21), the text forms say less than the email around their link: the reminder's carries
 its confirm link alone, whose page offers to ask to cancel or move the visit too (the email
-carries all three), and the thank-you's names no day (the survey line and its link leave no room
-for one; the survey's page names the visit). Measured with the names cut and times as long as
+carries all three), and the survey's line is short ("How was it? Tell us in two minutes:", in
+the thank-you too). Measured with the names cut and times as long as
 "Tue 01 Dec 2026, 09:30". Times as the callers write them, with their zone (en-GB "Tue, 1 Dec
 2026, 09:30 (GMT)"), fit at 45 too, except the waitlist offer, whose deadline is such a time and
 whose link is the longest: it fits up to about 34 characters. A locale writing longer times
@@ -227,9 +227,8 @@ TEMPLATES: dict[str, Template] = {
         "{provider_name}.{survey}{message}" + _SIGN,
         "A visit was completed: a thank-you (with the survey link when the feedback rules "
         "allow it).",
-        # without the day: the survey line (core.feedback.surveys.SURVEY_LINE) and its link
-        # leave no room for it under a long address; the survey's page names the visit
-        "{clinic_name}: thank you for your visit.{survey}{message}",
+        # short, as the survey line (core.feedback.surveys.SURVEY_LINE) under a long address
+        "{clinic_name}: thank you for your visit on {when}.{survey}{message}",
     ),
     "forms_to_complete": Template(
         "Before your appointment on {when}: {forms_titles}",
@@ -400,7 +399,7 @@ SAMPLE_CONTEXT = {
     "confirm_link": f"https://example.org/patient?p=confirm&t={_SAMPLE_T}",
     "cancel_link": f"https://example.org/patient?p=change&t={_SAMPLE_T}&k=cancel",
     "reschedule_link": f"https://example.org/patient?p=change&t={_SAMPLE_T}&k=reschedule",
-    "survey": "\n\nWould you tell us how it went? It takes two minutes: "
+    "survey": "\n\nHow was it? Tell us in two minutes: "
     f"https://example.org/patient?p=survey&t={_SAMPLE_T}",
     "forms": f"Consent to treatment: https://example.org/patient?p=form&t={_SAMPLE_T}",
     "forms_titles": "Consent to treatment",

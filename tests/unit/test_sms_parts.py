@@ -202,6 +202,9 @@ def test_no_built_in_text_form_goes_past_three_ucs2_parts(names, base):
         if re.search(r"\{(\w*link|forms|survey|next_step)\}", notify.TEMPLATES[k].sms)
     ]
     assert len(linked) == 10 and all(f"{base}/" in texts[key] for key in linked)
+    dated = [k for k in texts if "{when}" in notify.TEMPLATES[k].sms]  # a time is never cut
+    assert "appointment_completed" in dated
+    assert all(notify.SAMPLE_CONTEXT["when"] in texts[key] for key in dated)
 
 
 def test_the_forms_text_in_ucs2_fits_three_parts_with_one_form_and_as_few_as_its_links_need():
