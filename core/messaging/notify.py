@@ -19,12 +19,13 @@ its confirm link alone, whose page offers to ask to cancel or move the visit too
 carries all three), and the survey's line is short ("How was it? Tell us in two minutes:", in
 the thank-you too). Measured with the names cut and times as long as
 "Tue 01 Dec 2026, 09:30". Times as the callers write them, with their zone (en-GB "Tue, 1 Dec
-2026, 09:30 (GMT)"), fit at 45 too, except the waitlist offer, whose deadline is such a time and
-whose link is the longest: it fits up to about 34 characters. A locale writing longer times
-(el-GR, 32 characters; pt-BR, 35) gives a few a fourth part at 45 (in el-GR the reminder and one
-form's). What still goes past three parts in UCS-2: forms to complete with two or more forms (a
-link each: no page lists a visit's forms behind one link), and an edited template's text, the
-flattened email with every link it keeps (the reminder's three).
+2026, 09:30 (GMT)"), fit at 45 too; the waitlist offer's deadline is its clock time alone on
+the day it is sent (core.waitlist.offers), one a day later in full fits up to about 34. A
+locale writing longer times (el-GR, 32 characters; pt-BR, 35) gives a few a fourth part at 45
+(in el-GR the reminder and one form's). What still goes past three parts in UCS-2: forms to
+complete with two or more forms (a link each: no page lists a visit's forms behind one link),
+and an edited template's text, the flattened email with every link it keeps (the reminder's
+three).
 
 A text costs what its parts cost (core.messaging.sms_parts): three parts are 459 characters in
 the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji, a curly quote)

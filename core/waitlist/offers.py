@@ -241,11 +241,20 @@ def _send(session: Session, offer: WaitlistOffer, rules: Rules, now: datetime, b
             session,
             offer,
             link=tokens.link(base_url, PURPOSE, token.raw),
-            expires=clinic_time(clinic, offer.expires_at, zone=True),
+            expires=_deadline(clinic, offer.expires_at, now),
             terms=TERMS[offer.mode],
         ),
         waitlist_offer_id=offer.id,
     )
+
+
+def _deadline(clinic: Clinic, expires_at: datetime, now: datetime) -> str:
+    """An offer's deadline as its message says it: the clock time alone on the day it is sent
+    (the visit's time beside it names the zone; the day and zone again kept a text with a name
+    outside the GSM alphabet in four parts), else the moment in full."""
+    if to_local(expires_at, clinic.timezone).date() == to_local(now, clinic.timezone).date():
+        return format_clock(to_local(expires_at, clinic.timezone), clinic.locale)
+    return clinic_time(clinic, expires_at, zone=True)
 
 
 def _slot_still_open(session: Session, opening: SlotOpening, offer: WaitlistOffer, rules, now):

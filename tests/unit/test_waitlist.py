@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from core.kernel.authz import patient_actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, LinkInvalid, PermissionDenied, ValidationError
-from core.kernel.money import clinic_time, clinic_time_range, format_day
+from core.kernel.money import clinic_time, clinic_time_range, format_clock, format_day
 from core.messaging import delivery
 from core.requests import changes, decisions
 from core.scheduling import moves, schedules
@@ -525,6 +525,36 @@ def test_the_offer_message_says_whether_the_time_is_held_or_first_come(
     assert set(bodies) >= {"email", "sms"}  # the text message says the same
     for body in bodies.values():
         assert says in body and not_said not in body
+
+
+def test_the_offer_says_a_deadline_on_the_day_it_is_sent_by_its_clock_time_alone(db, world):
+    """A hold of half an hour ends the day it is sent: the offer's text says "Accept by 14:30"
+    (the email "before 14:30"), not the day, year and zone again after the visit's, which kept
+    a Greek or Polish name's text in four UCS-2 parts under a real clinic's address. A deadline
+    on a later day (sent just before midnight) keeps its day."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    with db.read() as session:
+        offer = session.scalars(select(WaitlistOffer)).one()
+        clinic = session.get(Clinic, world.clinic_id)
+        bodies = session.scalars(
+            select(Notification.body).where(Notification.template == "waitlist_offer")
+        ).all()
+    deadline, full = (
+        to_local(offer.expires_at, clinic.timezone),
+        clinic_time(clinic, offer.expires_at, zone=True),
+    )
+    today = deadline.date() == to_local(offer.sent_at, clinic.timezone).date()
+    assert len(bodies) == 2
+    for body in bodies:
+        if today:
+            assert f"{format_clock(deadline, clinic.locale)}:" in body and full not in body
+        else:
+            assert full in body
 
 
 def test_soonest_need_ranks_by_the_end_of_the_date_range(db, world):
