@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import update
@@ -23,16 +24,25 @@ from db.types import utcnow
 from tests.support.shared import build_once_in
 
 E2E_SECRET = "e2e-" + "k" * 40
+SEEDED_AT = "demo.seeded_at"  # beside demo.db: the moment its seeding ended (ISO, UTC)
 
 
 def build_demo(folder: Path) -> None:
+    """demo.db, and beside it the moment its seeding ended (demo_seeded_at)."""
     settings = load_settings(
         {"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}", "CLINICDESK_DATA_DIR": str(folder)}
     )
     database = open_database(settings)
     with database.write() as session:
         demo.seed_demo(session)
+    (folder / SEEDED_AT).write_text(utcnow().isoformat())
     database.dispose()
+
+
+def demo_seeded_at(demo_template: Path) -> datetime:
+    """When the demo template's seeding ended: nothing in it may be dated later, bar what lies
+    ahead (appointments' times, expiries), and its visits' statuses fit that moment."""
+    return datetime.fromisoformat((demo_template.parent / SEEDED_AT).read_text())
 
 
 def build_e2e(folder: Path, demo_template: Path) -> None:

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Date, select
 
-from core import demo
 from core.kernel.clock import to_local
 from core.patients.invitations import DEFAULT_EXPIRY_DAYS
 from core.payments import points
@@ -55,7 +54,9 @@ from db.models import (
     WaitlistOffer,
     WorkingHours,
 )
-from db.types import UTCDateTime, utcnow
+from db.types import UTCDateTime
+from tests.support.shared import built_once
+from tests.support.templates import build_demo, demo_seeded_at
 
 S = AppointmentStatus
 # where the practice was or is busy: time a provider, a patient and the rooms really spent
@@ -82,15 +83,16 @@ AHEAD = {
 
 
 @pytest.fixture(scope="module")
-def seeded(sqlite_template, tmp_path_factory):
-    """One demo database for the module, and the moment it was seeded."""
+def seeded(tmp_path_factory):
+    """One demo database for the module, and the moment it was seeded: a copy of the run's
+    demo template (migrated with Alembic and seeded today, once a run, as the page tests'
+    databases are; tests.support.templates), not a seeding of its own (30 s loaded)."""
+    template = built_once(tmp_path_factory, "demo.db", build_demo)
     path = tmp_path_factory.mktemp("demo") / "demo.db"
-    shutil.copyfile(sqlite_template, path)
+    shutil.copyfile(template, path)
     database = Database(f"sqlite:///{path}")
     install_session_rules()
-    with database.write() as session:
-        demo.seed_demo(session)
-    yield database, utcnow()
+    yield database, demo_seeded_at(template)
     database.dispose()
 
 
