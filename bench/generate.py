@@ -48,7 +48,7 @@ from core.kernel.config import load_settings
 from core.kernel.text import search_text
 from core.practice.packages import package_services
 from core.startup import open_database
-from db.models import Clinic, Package, Provider, Service, WorkingHours
+from db.models import Clinic, Package, Provider, Service, Setting, WorkingHours
 
 SEED = 8_2026
 GENERATED_KEY = "bench_generated"  # a setting: what the generator left (see bench.run.reset)
@@ -97,11 +97,14 @@ def generate(
     seed: int = SEED,
     today: date | None = None,
     providers: int | None = None,
+    demo_seeded: bool = False,
 ) -> dict[str, Any]:
     """Fill an empty database. `providers` fixes the number of providers; the history then
     covers as many days as the volume needs at the usual density (the benchmark's small
     database uses the large one's providers, so a week or a queue looks the same in both and
-    only the tables' size differs)."""
+    only the tables' size differs). `demo_seeded`: the database holds the demo practice,
+    seeded on `today` and nothing else yet (a copy of one seeded database, such as the test
+    runs' template), and is filled from there instead of seeding the demo again."""
     started = time.perf_counter()
     settings = load_settings(
         {
@@ -114,9 +117,13 @@ def generate(
     today = today or datetime.now(UTC).date()
     now = datetime.now(UTC).replace(tzinfo=None)
     with database.write() as session:
-        if session.scalar(select(func.count()).select_from(Clinic)):
-            raise SystemExit("The target database has data already; give an empty one.")
-        demo.seed_demo(session, today=today)
+        has_data = bool(session.scalar(select(func.count()).select_from(Clinic)))
+        if not demo_seeded:
+            if has_data:
+                raise SystemExit("The target database has data already; give an empty one.")
+            demo.seed_demo(session, today=today)
+        elif not has_data or session.get(Setting, GENERATED_KEY) is not None:
+            raise SystemExit("Give a database holding the demo practice only.")
         clinics = list(session.scalars(select(Clinic).order_by(Clinic.id)))
         for name, tz in EXTRA_CLINICS:
             clinic = Clinic(name=name, timezone=tz)
@@ -218,7 +225,7 @@ def _mark_generated(database) -> None:
     the events their own runs add after it."""
     from sqlalchemy import func, select
 
-    from db.models import AuditEvent, Setting
+    from db.models import AuditEvent
 
     with database.write() as session:
         last = session.scalar(select(func.max(AuditEvent.id))) or 0

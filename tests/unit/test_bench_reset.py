@@ -33,6 +33,8 @@ from db.models import (
     User,
 )
 from db.types import utcnow
+from tests.support.shared import built_once
+from tests.support.templates import build_demo
 from tests.unit.test_points_ledger import ledger_sums
 
 S = AppointmentStatus
@@ -40,10 +42,19 @@ S = AppointmentStatus
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "bench.db"
-    sizes = ["--appointments", "3000", "--patients", "300", "--responses", "100"]
-    generate.main([*sizes, "--out", str(path)])
-    return path
+    """The generator's small database, made once a run whichever workers ask for it
+    (tests.support.shared), filled from a copy of the run's demo template (tests.support.
+    templates: migrated and seeded once a run, as the page tests' databases are) rather than
+    seeding the demo again (most of the 45 s this took loaded, in each worker)."""
+    demo_template = built_once(tmp_path_factory, "demo.db", build_demo)
+
+    def build(folder):
+        path = folder / "bench.db"
+        shutil.copyfile(demo_template, path)
+        sizes = {"appointments": 3000, "patients": 300, "responses": 100}
+        generate.generate(f"sqlite:///{path}", **sizes, demo_seeded=True)
+
+    return built_once(tmp_path_factory, "bench.db", build)
 
 
 @pytest.fixture
