@@ -194,3 +194,17 @@ def test_the_generator_books_package_visits_as_booking_does(bench_db):
     assert any(response for response, _ in answers if response is not None)
     assert all(response == visit for response, visit in answers)
     assert not problems, problems[:5]
+
+
+def test_the_generator_fills_from_the_demo_only_a_database_holding_it_alone(
+    bench_db, sqlite_template, tmp_path
+):
+    """generate(demo_seeded=True) is for a copy of a freshly seeded demo: an empty database
+    (no demo to fill from) and one generated already are refused, nothing written."""
+    empty = tmp_path / "empty.db"
+    shutil.copyfile(sqlite_template, empty)
+    for path in (empty, bench_db):
+        with pytest.raises(SystemExit, match="holding the demo practice only"):
+            generate.generate(
+                f"sqlite:///{path}", appointments=10, patients=1, responses=1, demo_seeded=True
+            )
