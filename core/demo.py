@@ -470,8 +470,9 @@ def _package_visits(session, rng, providers, appointments, patients, policies, t
                 break
     session.add_all(created)
     session.flush()
+    members_of = {package.id: members for package, members in packages}  # read once, above
     for visit in created:
-        for position, service in enumerate(package_services(session, visit.package_id)[1]):
+        for position, service in enumerate(members_of[visit.package_id]):
             session.add(
                 AppointmentService(
                     appointment_id=visit.id, service_id=service.id, position=position
