@@ -1,4 +1,9 @@
-"""The command line: `python -m core.cli COMMAND`; `--help` lists every command."""
+"""The command line: `python -m core.cli COMMAND`; `--help` lists every command.
+
+Each command imports the services it runs when it runs: the no-show model's fit starts this as
+a child process at low priority (`train-risk`), and importing every command's services (the
+demo, the jobs, FHIR, the password hasher) made a small practice's fit take 5.2 s of CPU, not
+3.8 s."""
 
 from __future__ import annotations
 
@@ -9,16 +14,11 @@ import os
 import sys
 import time
 
-from core import demo, jobs
-from core.analytics import stats
-from core.interchange import imports, practice_file
-from core.interchange import standards as interchange
-from core.kernel import accounts
+from core.interchange import imports
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.kernel.errors import DatabaseUnavailable, DomainError
 from core.kernel.exports import record_export
-from core.messaging import delivery
 from core.startup import open_database
 from db.models import Role
 
@@ -79,6 +79,9 @@ def _migrate(args) -> int:
 
 
 def _seed(args) -> int:
+    from core import demo
+    from core.kernel import accounts
+
     database = open_database(load_settings(), migrate=True)
     with database.read() as session:
         if accounts.count_users(session) and args.if_empty:
@@ -99,6 +102,8 @@ def _print_accounts(accounts_: dict) -> None:
 
 
 def _create_user(args) -> int:
+    from core.kernel import accounts
+
     database = open_database(load_settings(), migrate=True)
     password = args.password or getpass.getpass("Password (10 characters or more): ")
     with database.write() as session:
@@ -110,6 +115,8 @@ def _create_user(args) -> int:
 
 
 def _reset_password(args) -> int:
+    from core.kernel import accounts
+
     database = open_database(load_settings())
     password = args.password or getpass.getpass("New password (10 characters or more): ")
     with database.write() as session:
@@ -119,6 +126,8 @@ def _reset_password(args) -> int:
 
 
 def _send(args) -> int:
+    from core.messaging import delivery
+
     settings = load_settings()
     database = open_database(settings)
     transports = delivery.transports(settings)
@@ -135,6 +144,8 @@ def _send(args) -> int:
 
 
 def _run_jobs(args) -> int:
+    from core import jobs
+
     settings = load_settings()
     database = open_database(settings)
     while True:
@@ -205,6 +216,9 @@ def _provider_choice(text: str) -> int | str:
 def _data_command(args) -> int:
     from dataclasses import replace
     from pathlib import Path
+
+    from core.analytics import stats
+    from core.interchange import standards as interchange
 
     database = open_database(load_settings())
 
@@ -278,6 +292,8 @@ def _practice_file(args) -> int:
     """export-practice FILE / import-practice FILE (all or nothing, with a report)."""
     from pathlib import Path
 
+    from core.interchange import practice_file
+
     database = open_database(load_settings(), migrate=True)
     if args.command == "export-practice":
         try:  # written inside the transaction: the export is audited only once the file is
@@ -345,7 +361,6 @@ def _unwritable(path: str) -> str | None:
 
 
 def _risk_command(args) -> int:
-
     from core.analytics import risk_jobs, risk_model
 
     if args.command == "score-risk":
