@@ -1,4 +1,5 @@
-"""The waitlist tests (the accept race included) and the risk tests again, on PostgreSQL."""
+"""The waitlist tests (the accept race included) again, on PostgreSQL; the risk tests' twin is
+test_risk_pg."""
 
 import threading
 from datetime import timedelta
@@ -10,7 +11,6 @@ from core.waitlist import entries, offers
 from core.waitlist.rules import Mode
 from db.models import OfferStatus, OpeningStatus, SlotOpening, WaitlistOffer
 from db.types import utcnow
-from tests.unit.test_risk import *  # noqa: F403
 from tests.unit.test_waitlist import *  # noqa: F403
 from tests.unit.test_waitlist import (
     BASE,

@@ -1,5 +1,6 @@
 """The no-show risk model: leak-free features, a known signal learnt on a time split, scores
-written for the CLI and stored for the badges."""
+written for the CLI and stored for the badges. Re-run on PostgreSQL by
+tests/integration/test_risk_pg.py."""
 
 from __future__ import annotations
 
