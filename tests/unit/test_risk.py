@@ -4,6 +4,7 @@ tests/integration/test_risk_pg.py."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
@@ -150,6 +151,26 @@ def history(db, world, *, patients=160, days=60, seed=7):
                 status = S.NO_SHOW if rng.random() < min(chance, 0.95) else S.COMPLETED
                 hour = rng.choice([9, 14])
                 visit(session, world, patient.id, day, status, lead=lead, hour=hour, flush=False)
+
+
+_FITS: dict[tuple[str, date], dict] = {}  # a small history's fit, per database kind and day
+MODEL_COLUMNS = ("data_from", "data_until", "rows", "features", "metrics", "payload")
+
+
+def small_history_and_model(db, world, *, until: date = START + timedelta(days=41)) -> int:
+    """history(patients=60, days=40) and a model of it up to `until`, stored as the weekly fit
+    stores it (learn, then save); its id. Those visits fit the same model every time (seeded
+    history, seeded trees), so it is fitted once per test process and database kind and stored
+    again in each test's database: the tests that use this read a model, they do not test its
+    fit (the tests of learning above and the fitting child do)."""
+    history(db, world, patients=60, days=40)
+    key = (db.dialect, until)
+    with db.write() as session:
+        if key not in _FITS:
+            row = risk_model.learn(session, SYSTEM, until=until)
+            _FITS[key] = {name: getattr(row, name) for name in MODEL_COLUMNS}
+        model = RiskModel(**copy.deepcopy(_FITS[key]))
+        return risk_model.save(session, SYSTEM, model).model_id
 
 
 def test_a_known_signal_is_learnt_and_validated_on_later_days(db, world):
@@ -341,9 +362,8 @@ def test_a_history_without_both_outcomes_early_and_late_is_refused_clearly(
 
 
 def test_upcoming_visits_are_scored_for_the_badges(db, world):
-    history(db, world, patients=60, days=40)
+    small_history_and_model(db, world)
     with db.write() as session:
-        risk_model.train(session, SYSTEM, until=START + timedelta(days=41))
         tomorrow = datetime.now(UTC).date() + timedelta(days=1)
         upcoming = visit(session, world, world.patient_id, tomorrow, S.SCHEDULED, lead=20)
         assert risk_model.store_upcoming(session, SYSTEM) == 1
@@ -367,9 +387,8 @@ def test_a_daily_scoring_run_that_stopped_is_taken_up_once_its_lease_ends(
 ):
     """The scoring stops after its claim (the process killed, the read failing): the next round
     after the lease scores the visits, rather than the next day; once stored, the day is done."""
-    history(db, world, patients=60, days=40)
+    small_history_and_model(db, world)
     with db.write() as session:
-        risk_model.train(session, SYSTEM, until=START + timedelta(days=41))
         tomorrow = datetime.now(UTC).date() + timedelta(days=1)
         upcoming = visit(session, world, world.patient_id, tomorrow, S.SCHEDULED, lead=20)
     settings = Settings(database_url=db.url, secret_key="k" * 40, data_dir=tmp_path)

@@ -35,7 +35,7 @@ from db.models import (
 from db.types import utcnow
 from tests.factories import make_visit
 from tests.unit.test_risk import START as HISTORY
-from tests.unit.test_risk import history
+from tests.unit.test_risk import small_history_and_model
 
 TZ = "Europe/London"
 
@@ -376,9 +376,7 @@ def test_the_overbooking_suggestion_names_the_highest_risk_visits_start(db, worl
 
 def trained(db, world) -> Settings:
     """A model trained on a small history (as the weekly fit stores it); the jobs' settings."""
-    history(db, world, patients=60, days=40)
-    with db.write() as session:
-        risk_model.train(session, SYSTEM, until=HISTORY + timedelta(days=41))
+    small_history_and_model(db, world, until=HISTORY + timedelta(days=41))
     return Settings(database_url=db.url, secret_key="k" * 40, data_dir=Path())
 
 
