@@ -284,9 +284,7 @@ def test_risk_commands_say_what_to_fix_and_audit_only_a_written_file(
     """A date that is not one, --until not after --from, a folder that does not exist, a
     folder given as the file and training up to a future day are each refused with one line
     saying what to fix; no export is audited for a file that was not written."""
-    history(db, world, patients=60, days=40)
-    with db.write() as session:
-        risk_model.train(session, world.manager, until=START + timedelta(days=41))
+    small_history_and_model(db, world)
     for name, value in (
         ("DATABASE_URL", db.url),
         ("CLINICDESK_DATA_DIR", str(tmp_path)),
