@@ -66,6 +66,7 @@ FIT_LEASE = timedelta(minutes=10)  # a running fit's claim not renewed for this 
 RENEW_EVERY = timedelta(minutes=1)  # how often a fitting child renews its claim
 FIT_SINCE = "CLINICDESK_FIT_SINCE"  # the claim's start, handed to the child that holds it
 TRAIN = ("-m", "core.cli", "train-risk")  # the child's command after the interpreter
+FIT_NICENESS = 10  # the fitting child's priority (nice): the desks' work comes first
 _training: subprocess.Popen | None = None  # this process's fit, while it runs
 _ended: subprocess.Popen | None = None  # the fit whose end ended_fit has told
 _untold: tuple[int, str] | None = None  # a fit that ended before another started, not yet told
@@ -264,7 +265,7 @@ def _start_training(settings: Settings, since: datetime) -> None:
             command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stderr=err
         )
     with contextlib.suppress(OSError):  # it has finished already, or no priorities here
-        os.setpriority(os.PRIO_PROCESS, _training.pid, 10)  # the desks' work comes first
+        os.setpriority(os.PRIO_PROCESS, _training.pid, FIT_NICENESS)
     _running_since = since.isoformat()
     log.info("risk model: training in process %s", _training.pid)
 

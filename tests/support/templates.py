@@ -8,6 +8,7 @@ waits. Without the variable each run builds its own, once (tests.support.shared)
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from datetime import datetime
@@ -59,6 +60,8 @@ def build_e2e(folder: Path, demo_template: Path) -> None:
         }
     )
     database = open_database(settings)
+    # the demo's fit at this process's priority: it is waited for, beside the tests' workers
+    risk_jobs.FIT_NICENESS = os.getpriority(os.PRIO_PROCESS, 0)
     jobs.run_due(database, settings)  # no SMTP configured: the messages stay queued
     assert risk_jobs.wait_for_training() == 0, "the demo's no-show model was not trained"
     with database.write() as session:
