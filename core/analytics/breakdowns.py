@@ -25,10 +25,10 @@ from core.analytics.cancellation_parts import (
     AnalyticsFilters,
     Counts,
     S,
-    row_values,
     scope_of,
     service_or_package,
     validate_filters,
+    when_values,
     where_clauses,
 )
 from core.kernel.authz import Actor, Permission, ensure
@@ -162,7 +162,7 @@ def appointments_behind(
     dialect = session.get_bind().dialect.name
     scope = scope_of(session, filters)
     a = Appointment
-    values = {c.name: c for c in row_values(dialect, scope)}
+    daynum, hour, lead = when_values(dialect, scope)
     inner = (
         select(
             a.id.label("id"),
@@ -174,9 +174,9 @@ def appointments_behind(
             a.service_id.label("service_id"),
             a.package_id.label("package_id"),
             a.clinic_id.label("clinic_id"),
-            values["daynum"],
-            values["hour"],
-            values["lead"],
+            daynum,
+            hour,
+            lead,
         )
         .outerjoin(Service, Service.id == a.service_id)
         .where(*where_clauses(scope, filters), a.status.in_(COUNTED[counted]))

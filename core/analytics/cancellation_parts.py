@@ -599,11 +599,27 @@ def price_at_risk():
     )
 
 
+def when_values(dialect: str, scope: Scope):
+    """The labelled SQL expressions of when a visit lies: its clinic-local day number and hour
+    and its lead-time bucket (the bars a click lists need these three, not every row value)."""
+    a = Appointment
+    start_s = epoch_seconds(a.start_at, dialect)
+    local = start_s + local_offset(scope)
+    return [
+        (local // DAY).label("daynum"),
+        ((local % DAY) // HOUR).label("hour"),
+        case(
+            (booking_unknown(), len(LEAD_BUCKETS)),
+            else_=bucket_case(start_s - epoch_seconds(a.booked_at, dialect), LEAD_BUCKETS),
+        ).label("lead"),
+    ]
+
+
 def row_values(dialect: str, scope: Scope):
     """The per-appointment values every figure is summed from (labelled SQL expressions)."""
     a = Appointment
     start_s = epoch_seconds(a.start_at, dialect)
-    local = start_s + local_offset(scope)
+    daynum, hour, lead = when_values(dialect, scope)
     notice = start_s - epoch_seconds(a.cancelled_at, dialect)
     turn = epoch_seconds(a.decided_at, dialect) - epoch_seconds(a.created_at, dialect)
     other = aliased(Appointment)
@@ -627,13 +643,10 @@ def row_values(dialect: str, scope: Scope):
         (notice < 0, -1), (notice >= NOTICE_CAP * HOUR, NOTICE_CAP), else_=notice // HOUR
     )
     return [
-        (local // DAY).label("daynum"),
-        ((local % DAY) // HOUR).label("hour"),
+        daynum,
+        hour,
         case((a.sms_reminder, 1), else_=0).label("sms"),
-        case(
-            (booking_unknown(), len(LEAD_BUCKETS)),
-            else_=bucket_case(start_s - epoch_seconds(a.booked_at, dialect), LEAD_BUCKETS),
-        ).label("lead"),
+        lead,
         case((a.status.in_(BOOKED), 1), else_=0).label("booked"),
         case((cancelled, 1), else_=0).label("cancelled"),
         case((and_(cancelled, a.late_cancellation), 1), else_=0).label("late"),
