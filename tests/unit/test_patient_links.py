@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import itertools
+import string
+import sys
 import threading
 from datetime import date, time, timedelta
 from urllib.parse import parse_qs, urlparse
@@ -129,8 +131,23 @@ def test_the_final_comparison_is_constant_time(db, monkeypatch):
     assert compared == [(tokens.hash_token(issued.raw), tokens.hash_token(issued.raw))]
 
 
+# Any text of up to 60 characters, drawn without st.text(): its table of Unicode categories is
+# built on first use wherever .hypothesis holds none (a fresh clone, CI), 3.2 s of this test's
+# 3.3 s alone. Half the guesses are any code points but the surrogates (which st.text() leaves
+# out too), half are made of the tokens' own alphabet, as a guessed token would be.
+_GUESS = st.one_of(
+    st.lists(st.sampled_from(string.ascii_letters + string.digits + "-_"), max_size=60).map(
+        "".join
+    ),
+    st.lists(
+        st.integers(0, sys.maxunicode).filter(lambda c: not 0xD800 <= c <= 0xDFFF).map(chr),
+        max_size=60,
+    ).map("".join),
+)
+
+
 @settings(max_examples=60, deadline=None)
-@given(guess=st.text(min_size=0, max_size=60))
+@given(guess=_GUESS)
 def test_no_guessed_token_ever_verifies(tmp_path_factory, guess):
     from db.engine import Database
     from db.models import Base
