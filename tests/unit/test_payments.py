@@ -52,6 +52,7 @@ from db.models import (
     Setting,
 )
 from db.types import utcnow
+from tests.support.locks import Meeting
 
 SECRET = "whsec_test_secret_for_clinicdesk"
 STRIPE = StripeSettings("sk_test_clinicdesk", SECRET)
@@ -1785,13 +1786,12 @@ def test_pay_with_points_clicked_twice_spends_them_once(db, world, monkeypatch):
     appointment_id = _appointment(db, world)  # £60.00, 600 points at 10p
     with db.write() as s:
         s.get(Patient, world.patient_id).points_balance = 1000
-    barrier, outcomes = threading.Barrier(2), []
+    meeting, outcomes = Meeting(db), []
     spend = points.spend
 
     def spend_once_both_have_read(*args, **kwargs):
         # both requests here at once, unless the second is held at the patient's row
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=2)
+        meeting.wait()
         return spend(*args, **kwargs)
 
     monkeypatch.setattr(points, "spend", spend_once_both_have_read)
@@ -2321,14 +2321,13 @@ def test_a_desk_give_back_while_the_visit_is_cancelled_gives_the_money_back_once
         paid = desk.record_desk_payment(
             s, world.staff, appointment_id, amount_cents=6000, method="cash"
         ).id
-    barrier, outcomes = threading.Barrier(2), []
+    meeting, outcomes = Meeting(db), []
     read = prepay.given_back
 
     def read_once_both_have_read(*args, **kwargs):
         # both here at once, unless the second is held at the payment's row
         left = read(*args, **kwargs)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=2)
+        meeting.wait()
         return left
 
     monkeypatch.setattr(prepay, "given_back", read_once_both_have_read)
@@ -2375,13 +2374,12 @@ def test_points_paid_in_the_portal_while_the_clinic_cancels_come_back(db, world,
     with db.write() as s:
         s.get(Patient, world.patient_id).points_balance = 1000
         pay(s, world.patient_id, appointment_id, 100, False, DeskProvider())
-    barrier, outcomes = threading.Barrier(2), []
+    meeting, outcomes = Meeting(db), []
     spend, read = points.spend, prepay.given_back
 
     def meet():
         # both here at once, unless one is held at a row the other locked
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=2)
+        meeting.wait()
 
     def spend_when_both_have_read(*args, **kwargs):
         meet()
