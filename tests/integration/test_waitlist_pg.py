@@ -11,6 +11,7 @@ from core.waitlist import entries, offers
 from core.waitlist.rules import Mode
 from db.models import OfferStatus, OpeningStatus, SlotOpening, WaitlistOffer
 from db.types import utcnow
+from tests.support.locks import wait_until_a_writer_waits
 from tests.unit.test_waitlist import *  # noqa: F403
 from tests.unit.test_waitlist import (
     BASE,
@@ -64,7 +65,7 @@ def test_expiring_offers_locks_the_opening_before_its_offers_as_accepting_does(d
     held.wait(10)
     jobs = threading.Thread(target=expiring)
     jobs.start()
-    jobs.join(1)  # blocked on the opening
+    wait_until_a_writer_waits(db)  # blocked on the opening
     try:
         with db.write() as session:  # the accept would now write Ann's offer: not locked
             session.execute(
@@ -118,7 +119,7 @@ def test_a_decline_while_another_patient_accepts_waits_for_the_accept_and_is_tol
     held.wait(10)
     ann = threading.Thread(target=declining)
     ann.start()
-    ann.join(1)  # waits for the opening
+    wait_until_a_writer_waits(db)  # waits for the opening
     go.set()
     ben.join(30)
     ann.join(30)
@@ -167,7 +168,8 @@ def test_an_entry_withdrawn_while_another_patient_accepts_its_time_stays_withdra
     held.wait(10)
     second = threading.Thread(target=accepting)
     second.start()
-    second.join(1)  # the accept reaches Ann's offer while her withdrawal is not committed
+    # the accept reaches Ann's offer while her withdrawal is not committed
+    wait_until_a_writer_waits(db)
     release.set()
     first.join(20)
     second.join(30)

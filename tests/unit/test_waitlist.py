@@ -10,7 +10,6 @@ import contextlib
 import re
 import smtplib
 import threading
-import time as clock
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -49,6 +48,7 @@ from db.models import (
 )
 from db.types import utcnow
 from tests.factories import make_patient
+from tests.support.locks import wait_until_a_writer_waits
 
 TZ = "Europe/London"
 BASE = "http://clinic.test"
@@ -1235,7 +1235,7 @@ def test_an_entry_withdrawn_while_its_offer_is_accepted_is_booked_or_withdrawn_n
                 session.flush()
                 if name == first:
                     done.set()
-                    clock.sleep(1)  # the other reads and writes meanwhile
+                    wait_until_a_writer_waits(db)  # the other reads and writes meanwhile
             results[name] = "done"
         except (Conflict, ValidationError) as error:
             results[name] = str(error)
