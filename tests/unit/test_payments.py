@@ -52,7 +52,7 @@ from db.models import (
     Setting,
 )
 from db.types import utcnow
-from tests.support.locks import Meeting
+from tests.support.locks import Meeting, wait_until_a_writer_waits
 
 SECRET = "whsec_test_secret_for_clinicdesk"
 STRIPE = StripeSettings("sk_test_clinicdesk", SECRET)
@@ -3144,7 +3144,7 @@ def test_the_job_asking_stripe_while_the_webhook_comes_records_the_charge_once(d
     def hold(conn, cursor, statement, parameters, context, executemany):
         if threading.current_thread().name == "webhook" and statement.startswith("UPDATE payments"):
             webhook_writing.set()
-            time.sleep(0.3)  # the job meanwhile tries to record its answer: it waits
+            wait_until_a_writer_waits(db)  # the job meanwhile tries to record its answer
 
     outcomes = []
 
