@@ -2731,8 +2731,10 @@ def test_a_charge_answered_while_another_desk_reads_the_fee_is_not_taken_again(d
     fee_id = _fee(db, world, appointment_id)
 
     def between_owed_and_attempt(conn, cursor, statement, parameters, context, executemany):
-        # desk B has read what is owed and the card on file: A's answer comes in now
-        if threading.current_thread().name == "desk-b" and "provider_customer IS NOT" in statement:
+        # desk B holds the fee read owed and is about to look for an attempt under way
+        # (desk._charge_started): A's answer comes in now
+        looks = "FROM payments" in statement and "ORDER BY payments.id" in statement
+        if threading.current_thread().name == "desk-b" and looks and not b_inside.is_set():
             b_inside.set()
             a_done.wait(1)  # before: A commits at once; now: A waits for the fee B holds
 
@@ -2747,7 +2749,7 @@ def test_a_charge_answered_while_another_desk_reads_the_fee_is_not_taken_again(d
         if threading.current_thread().name == "desk-a":
             a_done.set()
 
-    event.listen(db.engine, "after_cursor_execute", between_owed_and_attempt)
+    event.listen(db.engine, "before_cursor_execute", between_owed_and_attempt)
     try:
         a = threading.Thread(target=press, name="desk-a")
         a.start()
@@ -2757,7 +2759,7 @@ def test_a_charge_answered_while_another_desk_reads_the_fee_is_not_taken_again(d
         a.join()
         b.join()
     finally:
-        event.remove(db.engine, "after_cursor_execute", between_owed_and_attempt)
+        event.remove(db.engine, "before_cursor_execute", between_owed_and_attempt)
     assert http.made == ["pi_1"]
     assert sorted(outcomes) == [f"Fee #{fee_id} is paid already.", "paid"]
     assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
