@@ -1178,7 +1178,9 @@ def test_a_patient_withdraws_a_request_still_waiting_and_no_other(db, world):
             requested_day=day, time_of_day="morning",
         )  # fmt: skip
         asked = s.scalar(select(Appointment.id).where(Appointment.status == "requested"))
-    booked = _appointment(db, world)
+    # a booked visit two days after the asked day: at 72 hours from now it was on that day,
+    # and from 13:30 to 14:00 it clashed with the visit approved at 14:00 below
+    booked = _appointment(db, world, hours_ahead=120)
     with db.write() as s, pytest.raises(ValidationError, match="Cancel or reschedule"):
         home.withdraw_request(s, world.patient_id, booked)
     with db.write() as s:
