@@ -869,13 +869,11 @@ def test_a_patient_of_both_demo_clinics_sees_each_in_its_own_money_zone_and_cloc
 
 def test_the_practices_survey_questions_reach_the_portal_as_text(app_db):
     """The owner's survey questions are radio labels in the portal's survey too."""
-    patient_id, _ = _patient_with_appointment(app_db)
+    patient_id, appointment_id = _patient_with_appointment(app_db)
     database = _db(app_db)
     with database.write() as s:
         s.merge(Setting(key=surveys.SETTING_QUESTIONS, value=[{"key": "odd", "label": HOSTILE}]))
-        visit = s.scalars(
-            select(Appointment).where(Appointment.patient_id == patient_id).limit(1)
-        ).one()
+        visit = s.get(Appointment, appointment_id)  # scheduled: no survey answered yet
         visit.status, visit.feedback_status = AppointmentStatus.COMPLETED, FeedbackStatus.NONE
         visit.start_at -= timedelta(days=30)  # a completed visit is in the past
         visit.end_at -= timedelta(days=30)
@@ -920,12 +918,10 @@ def test_the_points_history_opens_with_the_opening_balance_and_adds_up(app_db):
 def test_a_survey_answered_through_the_emailed_link_meanwhile_is_said_so_in_the_portal(app_db):
     """The patient opened the survey in the portal, then answered the emailed link in another
     tab: the portal says so in a sentence, stores nothing more, and closes the survey."""
-    patient_id, _ = _patient_with_appointment(app_db)
+    patient_id, appointment_id = _patient_with_appointment(app_db)
     database = _db(app_db)
     with database.write() as s:
-        visit = s.scalars(
-            select(Appointment).where(Appointment.patient_id == patient_id).limit(1)
-        ).one()
+        visit = s.get(Appointment, appointment_id)  # scheduled: no survey answered yet
         visit.status, visit.feedback_status = AppointmentStatus.COMPLETED, FeedbackStatus.NONE
         visit.start_at -= timedelta(days=30)
         visit.end_at -= timedelta(days=30)
