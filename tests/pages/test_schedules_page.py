@@ -203,24 +203,11 @@ def test_time_off_is_added_and_removed(app_as, app_db):
 
 
 def test_time_off_over_bookings_names_them(app_as, app_db):
-    """Off for a day the provider has visits booked: each is named (number, time, patient)."""
+    """Off for a day the provider has visits booked: each is named (number, time, patient),
+    the first of the day (_first_visit) among them whatever the hour the test runs (the
+    first visit two days ahead had earlier ones that day listed before it)."""
     at = app_as("manager", PAGE)
-    provider = at.selectbox(key="schedules_provider").value
-    database = _db(app_db)
-    with database.read() as session:
-        first = session.scalar(
-            select(Appointment)
-            .where(
-                Appointment.provider_id == provider.id,
-                Appointment.clinic_id == at.selectbox(key="schedules_clinic").value.id,
-                Appointment.status == AppointmentStatus.SCHEDULED,
-                Appointment.start_at > datetime.now(UTC) + timedelta(days=2),
-            )
-            .order_by(Appointment.start_at, Appointment.id)
-        )
-        day = first.start_at.astimezone(ZoneInfo(first.clinic.timezone)).date()
-        name = first.patient.full_name
-    database.dispose()
+    first, day, name = _first_visit(at, app_db)
     at.date_input(key="schedules_off_from_day").set_value(day)
     at.date_input(key="schedules_off_to_day").set_value(day)
     at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
