@@ -461,7 +461,7 @@ def _asks_exact_time(row: QueueRow) -> bool:
 def away_asked(row: QueueRow) -> tuple[datetime, datetime] | None:
     """The time no time off of the row's provider may touch, in UTC, by the rule the time-off
     cover list reads a request by (availability.time_asked_padded, as
-    core.scheduling.cover.kept_span): an exact time's visit and its buffers, as the booking
+    core.scheduling.cover.asked_span, padded): an exact time's visit and its buffers, as the booking
     rule refuses it (accepting a proposal whose clean-up runs into time off is refused); a day
     or a time-of-day window as asked (the visit goes somewhere inside it). None for a
     cancellation, or with no provider."""

@@ -85,7 +85,7 @@ def time_asked(
     (23 or 25 hours on the days clocks change); None with neither a time nor a day. One
     reading for the time-off cover list (core.scheduling.cover.asked_span, from a request);
     time_asked_padded widens an exact time by the visit's buffers, as time off must keep clear
-    of them (cover.kept_span, and the requests queue's away mark, queue.away_asked)."""
+    of them (cover.asked_span padded, and the requests queue's away mark, queue.away_asked)."""
     if start_at is not None:
         return start_at, start_at + length
     if day is None:

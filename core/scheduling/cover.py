@@ -39,7 +39,6 @@ from core.scheduling.availability import (
     find_conflicts,
     resources_taken,
     suggest_slots,
-    time_asked,
     time_asked_padded,
     working_hours_cover,
 )
@@ -244,33 +243,21 @@ def _row(session: Session, booked: BookedVisit, away_id: int) -> TimeOffVisit:
     )
 
 
-def asked_span(request: Appointment) -> tuple[datetime, datetime]:
+def asked_span(request: Appointment, padded: bool = False) -> tuple[datetime, datetime]:
     """The time a booking request asks for, in UTC: its exact time, else its clinic-local day's
-    time-of-day window, else the whole day (23 or 25 hours on the days clocks change)."""
-    span = time_asked(
-        request.start_at,
-        duration_of(request) if request.start_at is not None else timedelta(0),
-        request.requested_day,
-        request.time_of_day,
-        request.clinic.timezone,
-    )
-    if span is None:  # callers read only requests with a time or a day
-        raise ValueError(f"request #{request.id} asks for neither a time nor a day")
-    return span
-
-
-def kept_span(request: Appointment) -> tuple[datetime, datetime]:
-    """The time a booking request keeps its provider from time off, in UTC
-    (availability.time_asked_padded): its exact time's visit, all its services, with their
-    buffers, as approving it refuses time off touching either; a day or its time-of-day window
-    as asked (asked_span)."""
+    time-of-day window, else the whole day (23 or 25 hours on the days clocks change).
+    `padded`: the time it keeps its provider from time off (availability.time_asked_padded),
+    an exact time's visit, all its services, widened by their buffers, as approving it refuses
+    time off touching either; a day or its window as asked."""
+    exact = request.start_at is not None
+    padding = timing_of(services_of(request)).padding if padded and exact else ()
     span = time_asked_padded(
         request.start_at,
-        duration_of(request) if request.start_at is not None else timedelta(0),
+        duration_of(request) if exact else timedelta(0),
         request.requested_day,
         request.time_of_day,
         request.clinic.timezone,
-        *timing_of(services_of(request)).padding,
+        *padding,
     )
     if span is None:  # callers read only requests with a time or a day
         raise ValueError(f"request #{request.id} asks for neither a time nor a day")
@@ -278,9 +265,9 @@ def kept_span(request: Appointment) -> tuple[datetime, datetime]:
 
 
 def requests_in(session: Session, off: TimeOff) -> list[Appointment]:
-    """The booking requests waiting for a decision with the provider away whose time (kept_span:
-    an exact time with its buffers) touches the time off, by the time asked: approved as asked,
-    they would be booked with a provider who is away."""
+    """The booking requests waiting for a decision with the provider away whose time
+    (asked_span, padded: an exact time with its buffers) touches the time off, by the time
+    asked: approved as asked, they would be booked with a provider who is away."""
     first, last = off.starts_at.date() - timedelta(1), off.ends_at.date() + timedelta(1)
     found = session.scalars(
         select(Appointment).where(
@@ -302,7 +289,7 @@ def requests_in(session: Session, off: TimeOff) -> list[Appointment]:
             ),
         )
     ).all()
-    asked = [(kept_span(a), a) for a in found if a.start_at or a.requested_day]
+    asked = [(asked_span(a, padded=True), a) for a in found if a.start_at or a.requested_day]
     inside = [
         (asked_span(a)[0], a)
         for (start, end), a in asked
