@@ -315,11 +315,10 @@ def _add_typed_birth(
             note=f"From online request #{appointment_id}",
         )
     except ValidationError as refused:
-        why = str(refused).rstrip(".")
         raise ValidationError(
-            f"The typed date of birth cannot go on record #{patient_id}: {why[:1].lower()}"
-            f"{why[1:]}. Check it with the patient, then mark the flag checked and put the "
-            "right day on their record."
+            f"The typed date of birth cannot go on record #{patient_id}: {_because(refused)}. "
+            "Check it with the patient, then mark the flag checked and put the right day on "
+            "their record."
         ) from None
 
 
@@ -355,14 +354,19 @@ def _record_from_typed(
             note=f"Made from what online request #{appointment_id} typed",
         )
     except ValidationError as refused:
-        why = str(refused).rstrip(".")
         raise ValidationError(
             f"A new record cannot be made from what request #{appointment_id} typed: "
-            f"{why[:1].lower()}{why[1:]}. "
-            "Check the details with the patient and add them as a new patient with the right "
-            f"ones; the request stays on #{flagged_id}, flagged."
+            f"{_because(refused)}. Check the details with the patient and add them as a new "
+            f"patient with the right ones; the request stays on #{flagged_id}, flagged."
         ) from None
     return new, no_texts
+
+
+def _because(refused: ValidationError) -> str:
+    """The records service's refusal as the middle of a sentence: first letter lowered, no
+    full stop."""
+    why = str(refused).rstrip(".")
+    return why[:1].lower() + why[1:]
 
 
 def _typed_consent(typed: dict[str, object]) -> tuple[bool, bool]:
