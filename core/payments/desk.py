@@ -633,17 +633,16 @@ def _fee_paid_audit(session: Session, actor: Actor, entry: LedgerEntry, payment:
     )
 
 
+# a charge to the card on file not finished: sent or to be sent, or answered 'processing'
+_UNFINISHED = (Payment.kind == "fee", Payment.method == "stripe", Payment.status == "pending")
+
+
 def _charge_started(session: Session, entry_id: int) -> Payment | None:
     """The fee's charge to the card on file begun and not finished (the process stopped
     between the provider's answer and our commit, or it is under way at another desk)."""
     return session.scalar(
         select(Payment)
-        .where(
-            Payment.ledger_entry_id == entry_id,
-            Payment.kind == "fee",
-            Payment.method == "stripe",
-            Payment.status == "pending",
-        )
+        .where(Payment.ledger_entry_id == entry_id, *_UNFINISHED)
         .order_by(Payment.id)
         .limit(1)
     )
@@ -973,9 +972,7 @@ def finish_charges(
         found = session.scalars(
             select(Payment)
             .where(
-                Payment.kind == "fee",
-                Payment.method == "stripe",
-                Payment.status == "pending",
+                *_UNFINISHED,
                 Payment.provider_ref.is_(None),
                 Payment.created_at <= now - CHARGE_RETRY_AFTER,
             )
@@ -1016,9 +1013,7 @@ def _to_ask(session: Session, now: datetime, limit: int) -> list[Payment]:
     waiting = (
         select(Payment)
         .where(
-            Payment.kind == "fee",
-            Payment.method == "stripe",
-            Payment.status == "pending",
+            *_UNFINISHED,
             Payment.provider_ref.is_not(None),
             Payment.created_at <= now - CHARGE_CHECK_AFTER,
         )
