@@ -12,15 +12,21 @@ import functools
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import Engine
+from sqlalchemy.util import LRUCache
+from streamlit import config as streamlit_config
 from streamlit.components.v2 import manifest_scanner
+from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 
 from core.kernel import accounts
 from core.startup import install_session_rules
+from db import engine as db_engine
 from db import migrate
 from db.engine import Database
 
@@ -39,6 +45,53 @@ accounts.configure_hashing(PasswordHasher(time_cost=1, memory_cost=1024, paralle
 manifest_scanner.scan_component_manifests = functools.cache(
     manifest_scanner.scan_component_manifests
 )
+
+# Each AppTest run compiles app.py and its page scripts afresh (a new ScriptCache per run): one
+# compiled copy per file and version serves the whole test process.
+_compile_script = ScriptCache.get_bytecode
+
+
+@functools.cache
+def _script_bytecode(path: str, _version: int, _magic: bool) -> Any:
+    return _compile_script(ScriptCache(), path)
+
+
+def _cached_bytecode(self: ScriptCache, script_path: str) -> Any:
+    path = os.path.abspath(script_path)
+    magic = bool(streamlit_config.get_option("runner.magicEnabled"))
+    return _script_bytecode(path, os.stat(path).st_mtime_ns, magic)
+
+
+ScriptCache.get_bytecode = _cached_bytecode
+
+
+# Every test opens its own Database, so every test's engine started with an empty compiled-SQL
+# cache, whose key holds the engine's dialect object: statements were compiled again for each
+# test (a sixth of the workers' CPU in a profile of make test). Engines of one kind in a test
+# process share their first one's dialect and cache: the app's one engine per process compiles
+# each statement once too. The pool, its connections and their events stay each engine's own.
+_POOL_ONLY = {"connect_args", "hide_parameters", "pool_pre_ping", "pool_size", "max_overflow"}
+_FIRST_ENGINES: dict = {}
+SHARED_SQL_CACHE = 4000  # statements, not 500: the whole suite's, not one app's
+
+
+def _sharing_compiled_sql(create: Callable[..., Engine]) -> Callable[..., Engine]:
+    @functools.wraps(create)
+    def create_engine(url, **kwargs) -> Engine:
+        engine = create(url, **kwargs)
+        if set(kwargs) <= _POOL_ONLY:  # no option of the dialect's own
+            first = _FIRST_ENGINES.get(engine.url.drivername)
+            if first is None or first.dialect.server_version_info is None:  # not connected yet
+                engine._compiled_cache = LRUCache(SHARED_SQL_CACHE)
+                _FIRST_ENGINES[engine.url.drivername] = engine
+            else:
+                engine.dialect, engine._compiled_cache = first.dialect, first._compiled_cache
+        return engine
+
+    return create_engine
+
+
+db_engine.create_engine = _sharing_compiled_sql(db_engine.create_engine)
 
 
 def _migrated(url: str) -> None:
