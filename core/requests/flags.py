@@ -14,7 +14,11 @@ checking (a call, usually), the desk says what it found:
   create_patient), with the shared contact, and waits in the queue there for the usual
   decision. Declining instead would tell the shared contact "declined" for a request a real
   person made in good faith, and leaving it would put someone else's visit in this patient's
-  history;
+  history. A request the practice proposed a time for waits too (for its patient's answer):
+  it moves with the time it holds and what was asked, and the link sent still answers it,
+  for the new record (a proposal link names the visit, not the record). A visit booked
+  already (a change request's proposal too) stays: its messages, payments and points are on
+  the record it was booked on;
 - "maybe a known patient": it is them, and the new record is merged into theirs
   (core.patients.merge, the request moving with it), or it is someone else and the new record
   stays.
@@ -31,7 +35,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -40,6 +44,7 @@ from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day
 from core.kernel.phones import not_for_texts
 from core.kernel.text import same_name
+from core.messaging import notify
 from core.patients import merge
 from core.patients.records import (
     check_texts,
@@ -49,7 +54,15 @@ from core.patients.records import (
     update_patient,
 )
 from core.scheduling.lifecycle import flush
-from db.models import Appointment, AppointmentStatus, Clinic, Patient, RequestFlag
+from db.models import (
+    Appointment,
+    AppointmentStatus,
+    ChangeRequest,
+    ChangeStatus,
+    Clinic,
+    Patient,
+    RequestFlag,
+)
 from db.types import utcnow
 
 
@@ -79,7 +92,7 @@ def choices(
     """What the desk may do about this flag, for the request on `patient`'s record (rules as
     data: the page offers these, handle_flag accepts only these). `known`: known_records.
     `waiting`: the request still waits for its decision (only such moves to a new record:
-    _still_waiting)."""
+    undecided)."""
     if flag.known_ids:  # a new record that may be a known patient's
         known = known or {}
         # each named patient's record in use (one merged since: the record it went into)
@@ -132,7 +145,7 @@ def offered_on(session: Session, actor: Actor, appointment_id: int) -> tuple[Fla
     shown (the appointment's page too: a request decided without acting on its flag leaves
     the queue, and its flag could be cleared nowhere else). Nothing when there is no such
     flag or the actor may not decide requests; the move to a new record only while the
-    request waits for its decision, as handle_flag accepts."""
+    request waits for its decision (undecided), as handle_flag accepts."""
     ensure(actor, Permission.APPOINTMENTS_READ)
     if not actor.can(Permission.REQUESTS_DECIDE):
         return ()
@@ -146,9 +159,32 @@ def offered_on(session: Session, actor: Actor, appointment_id: int) -> tuple[Fla
         return ()
     flag, appointment, patient = found
     clinic = session.get(Clinic, appointment.clinic_id)
-    waiting = appointment.status == AppointmentStatus.REQUESTED
+    waiting = appointment.id in undecided(session, [appointment.id])
     known = known_records(session, [flag])
     return tuple(choices(flag, patient, clinic.locale, known, waiting=waiting))
+
+
+def undecided(session: Session, appointment_ids: list[int]) -> set[int]:
+    """Of these visits, the requests still waiting for their decision, which alone move to a
+    new record: asked, or with a time proposed that their patient has not answered yet. A
+    change request's proposal is on a visit booked already (tentative as well): not one."""
+    if not appointment_ids:
+        return set()
+    for_a_change = exists().where(
+        ChangeRequest.appointment_id == Appointment.id,
+        ChangeRequest.status == ChangeStatus.PROPOSED,
+    )
+    return set(
+        session.scalars(
+            select(Appointment.id).where(
+                Appointment.id.in_(appointment_ids),
+                or_(
+                    Appointment.status == AppointmentStatus.REQUESTED,
+                    and_(Appointment.status == AppointmentStatus.TENTATIVE, ~for_a_change),
+                ),
+            )
+        )
+    )
 
 
 def known_records(session: Session, flags: list[RequestFlag]) -> dict[int, Patient]:
@@ -218,9 +254,9 @@ def handle_flag(
         populate_existing=True,
     )
     clinic = session.get(Clinic, appointment.clinic_id)
-    waiting = appointment.status == AppointmentStatus.REQUESTED
+    waiting = appointment_id in undecided(session, [appointment_id])
     if action == FlagAction.NEW_RECORD and not waiting:
-        _still_waiting(appointment, patient.id)
+        _refuse_decided(appointment, patient.id)
     known = known_records(session, [flag])
     offered = choices(flag, patient, clinic.locale, known, waiting=waiting)
     if not any(c.action == action and c.keep_id == keep_id for c in offered):
@@ -248,7 +284,12 @@ def handle_flag(
             details={"from": patient.id, "to": new.id},
         )
         details["new_record"] = new.id
-        done = f"Request #{appointment_id} moved to new record #{new.id}; the flag is cleared."
+        held = ""
+        if appointment.status == AppointmentStatus.TENTATIVE:  # its link names the visit
+            held = f" with the time proposed to them ({_proposal_link(session, appointment_id)})"
+        done = (
+            f"Request #{appointment_id} moved to new record #{new.id}{held}; the flag is cleared."
+        )
         if no_texts:
             done += f" {no_texts}, so the new record does not take text messages."
         twin = likely_duplicate(
@@ -287,17 +328,30 @@ def handle_flag(
     return done
 
 
-def _still_waiting(appointment: Appointment, patient_id: int) -> None:
-    """Only a request still waiting for its decision moves to a new record (choices offers
-    the move on those only): one decided meanwhile has its confirmation, reminders, payments
-    and points on the record it was decided on, which moving the visit alone leaves behind."""
-    if appointment.status != AppointmentStatus.REQUESTED:
-        now = appointment.status.value.replace("_", " ")
-        raise Conflict(
-            f"Request #{appointment.id} is no longer waiting for a decision (it is {now} now), "
-            f"so it stays on #{patient_id} with its messages and payments. Mark the flag "
-            "checked; if the visit is someone else's, cancel it and book it on their own record."
-        )
+def _proposal_link(session: Session, appointment_id: int) -> str:
+    """Whether the proposal's link reached the patient, in words: it answers the proposal
+    whichever record the visit is on, but a message went (or waits to go) only on the channels
+    the first record consented to, and with none the new record has not had it either."""
+    reached, waiting = notify.reached_channels(session, appointment_id, "appointment_proposed")
+    if reached or waiting:
+        return "the link sent still answers it"
+    return "no message took them its link: propose the time again to send it to them"
+
+
+def _refuse_decided(appointment: Appointment, patient_id: int) -> None:
+    """Only a request still waiting for its decision moves to a new record (undecided; choices
+    offers the move on those only): one decided meanwhile has its confirmation, reminders,
+    payments and points on the record it was decided on, which moving the visit alone leaves
+    behind. A change request's proposal is tentative, but on a visit booked already."""
+    if appointment.status == AppointmentStatus.TENTATIVE:
+        now = "it was booked, and a new time is proposed for the change its patient asked"
+    else:
+        now = f"it is {appointment.status.value.replace('_', ' ')} now"
+    raise Conflict(
+        f"Request #{appointment.id} is no longer waiting for a decision ({now}), so it stays "
+        f"on #{patient_id} with its messages and payments. Mark the flag checked; if the visit "
+        "is someone else's, cancel it and book it on their own record."
+    )
 
 
 def _add_typed_birth(
@@ -378,4 +432,12 @@ def _typed_consent(typed: dict[str, object]) -> tuple[bool, bool]:
     return (bool(typed.get("consent")),) * 2
 
 
-__all__ = ["FlagAction", "FlagChoice", "choices", "handle_flag", "known_records", "offered_on"]
+__all__ = [
+    "FlagAction",
+    "FlagChoice",
+    "choices",
+    "handle_flag",
+    "known_records",
+    "offered_on",
+    "undecided",
+]

@@ -527,7 +527,7 @@ def away_words(row: QueueRow) -> str:
 
 def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
     """The page's rows with their "check identity" (and similar) flags not handled yet, and
-    what the desk may do about each (core.requests.flags), in two queries."""
+    what the desk may do about each (core.requests.flags), in three queries at most."""
     ids = [r.appointment_id for r in rows]
     found = (
         session.execute(
@@ -541,6 +541,7 @@ def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
     )
     known = flags.known_records(session, [flag for flag, _ in found])  # maybe a known patient
     found_by = {flag.appointment_id: (flag, patient) for flag, patient in found}
+    waiting = flags.undecided(session, list(found_by))  # asked, or a time proposed to them
     return [
         replace(
             r,
@@ -550,7 +551,7 @@ def _with_flags(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
                     *found_by[r.appointment_id],
                     r.locale,
                     known,
-                    waiting=r.kind == QueueKind.REQUESTS,
+                    waiting=r.appointment_id in waiting,
                 )
             ),
         )

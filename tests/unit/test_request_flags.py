@@ -482,24 +482,132 @@ def test_a_request_decided_meanwhile_is_not_moved_to_a_new_record(db, world):
     assert len(_cleared(db, visit)) == 1
 
 
-def test_the_queue_offers_the_move_to_a_new_record_only_on_a_request_still_waiting(db, world):
-    """A flagged request the practice proposed a time for waits in the queue's 'Waiting for
-    the patient' with its flag: there the choices are those handle_flag accepts (rules as
-    data), so 'not the same person' is not offered; before, it was offered and refused."""
+def test_not_the_same_person_moves_a_request_with_a_time_proposed_and_its_link_answers(db, world):
+    """A flagged request the practice proposed a time for still waits for its decision (the
+    patient's answer): 'not the same person' is offered in the queue's 'Waiting for the
+    patient' and on the visit's page, and moves the request to Kim's new record with the time
+    it holds and what was asked; the link already sent is bound to the visit, not the record,
+    so it shows Kim's name and her acceptance is confirmed to her record, not Alex's. Before,
+    the move was not offered and handle_flag refused it ("it is tentative now")."""
     from core.requests import decisions
+    from core.requests.flags import offered_on
+    from db.models import Notification
     from tests.unit.test_lifecycle import at
 
     visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
-    assert (FlagAction.NEW_RECORD, None) in _actions(_row(db, world, visit))
     with db.write() as s:
+        day = s.get(Appointment, visit).requested_day
+        raw = decisions.propose_time(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+    with db.read() as s:
+        [row] = queue.list_queue(s, world.manager, "proposals")
+        offered = offered_on(s, world.manager, visit)
+    assert row.appointment_id == visit and row.check.startswith("Check identity")
+    not_alex = (FlagAction.NEW_RECORD, None)
+    assert _actions(row) == [(FlagAction.SAME_PERSON, None), not_alex]
+    assert [(c.action, c.keep_id) for c in offered] == _actions(row)
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.scalars(select(Patient).where(Patient.first_name == "Kim")).one()
+        request = s.get(Appointment, visit)
+    assert done == (
+        f"Request #{visit} moved to new record #{kim.id} with the time proposed to them (the "
+        "link sent still answers it); the flag is cleared."
+    )
+    assert (request.patient_id, request.status.value) == (kim.id, "tentative")
+    assert request.start_at == at(day, 11) and request.ask_kept  # what was asked goes with it
+    with db.read() as s:
+        assert patient_links.proposal_view(s, raw).first_name == "Kim"
+    with db.write() as s:
+        patient_links.answer_proposal(s, raw, accept=True)
+    with db.read() as s:
+        assert s.get(Appointment, visit).status.value == "scheduled"
+        confirmed = s.scalars(
+            select(Notification.patient_id).where(
+                Notification.appointment_id == visit,
+                Notification.template == "appointment_scheduled",
+            )
+        ).all()
+    assert confirmed and set(confirmed) == {kim.id}
+
+
+def test_a_proposal_that_reached_nobody_is_moved_saying_to_propose_it_again(db, world):
+    """Alex takes no messages, so the proposal made while Kim's request was on his record
+    reached nobody: moved to Kim's record, the desk is told to propose the time again, not
+    that the link sent still answers it; proposed again, it goes to Kim."""
+    from core.requests import decisions
+    from db.models import Notification
+    from tests.unit.test_lifecycle import at
+
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s:
+        alex = s.get(Patient, world.patient_id)
+        alex.consent_email = alex.consent_sms = False
         day = s.get(Appointment, visit).requested_day
         decisions.propose_time(
             s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
         )
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
     with db.read() as s:
-        [row] = [r for r in queue.list_queue(s, world.manager, "proposals")]
-    assert row.appointment_id == visit and row.check.startswith("Check identity")
+        kim = s.get(Appointment, visit).patient_id
+    assert done == (
+        f"Request #{visit} moved to new record #{kim} with the time proposed to them (no "
+        "message took them its link: propose the time again to send it to them); the flag "
+        "is cleared."
+    )
+    with db.write() as s:
+        decisions.propose_time(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+    with db.read() as s:
+        told = s.scalars(
+            select(Notification.patient_id).where(Notification.template == "appointment_proposed")
+        ).all()
+    assert told == [kim]
+
+
+def test_a_change_requests_proposal_is_not_moved_to_a_new_record(db, world):
+    """A visit booked from a flagged request whose patient asked to move it, and was proposed
+    a new time, is tentative too, but decided: its confirmation, reminders and change request
+    are on Alex's record. 'Not the same person' is offered neither in the queue nor on its
+    page, and refused saying why in words of what it is (before: "it is tentative now", as
+    if the request were waiting for its decision)."""
+    from core.kernel.authz import patient_actor
+    from core.requests import changes, decisions
+    from core.requests.flags import offered_on
+    from tests.unit.test_lifecycle import at
+
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s:
+        day = s.get(Appointment, visit).requested_day
+        decisions.approve_request(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 10)
+        )
+    with db.write() as s:
+        change_id = changes.request_change(
+            s, patient_actor("Kim"), visit, kind="reschedule", requested_day=day
+        ).id
+    with db.write() as s:
+        changes.propose_for_change(s, world.manager, change_id, start_at=at(day, 15))
+    with db.read() as s:
+        [row] = queue.list_queue(s, world.manager, "proposals")
+        offered = offered_on(s, world.manager, visit)
+    assert row.appointment_id == visit
     assert _actions(row) == [(FlagAction.SAME_PERSON, None)]
+    assert [(c.action, c.keep_id) for c in offered] == _actions(row)
+    with db.write() as s, pytest.raises(Conflict) as refused:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    assert str(refused.value) == (
+        f"Request #{visit} is no longer waiting for a decision (it was booked, and a new time "
+        f"is proposed for the change its patient asked), so it stays on #{world.patient_id} "
+        "with its messages and payments. Mark the flag checked; if the visit is someone "
+        "else's, cancel it and book it on their own record."
+    )
+    with db.read() as s:
+        assert s.get(Appointment, visit).patient_id == world.patient_id
 
 
 def test_a_new_record_merged_already_into_the_known_patient_is_offered_as_checked(db, world):
