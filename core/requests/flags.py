@@ -21,7 +21,9 @@ checking (a call, usually), the desk says what it found:
   the record it was booked on;
 - "maybe a known patient": it is them, and the new record is merged into theirs
   (core.patients.merge, the request moving with it), or it is someone else and the new record
-  stays.
+  stays. The merge is offered on a decided request too (approved, declined, cancelled): unlike
+  the move above, which takes the visit alone, it moves everything of the new record (the
+  visit as decided, its messages, payments, fees and points) and sends the patient nothing.
 
 Each is one transaction with the permission checked here; the flag's row is locked first, so
 of two people acting at once one wins and the other is told who handled it and when.

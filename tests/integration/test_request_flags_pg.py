@@ -8,6 +8,7 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_a_date_of_birth_put_on_the_record_meanwhile_is_not_overwritten,
     test_a_date_of_birth_typed_for_a_record_with_none_is_added_in_one_click,
     test_a_flag_left_on_a_decided_request_is_offered_where_its_notice_is_shown,
+    test_a_maybe_known_patient_on_a_decided_request_is_merged_with_its_visit,
     test_a_new_record_from_what_was_typed_gets_the_records_checks,
     test_a_new_record_merged_already_into_the_known_patient_is_offered_as_checked,
     test_a_new_record_whose_name_and_birthday_a_patient_has_says_so,

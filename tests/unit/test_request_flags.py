@@ -3,6 +3,7 @@ click, audited, permission-checked, the flag cleared once handled; two at once g
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import date
 
@@ -696,3 +697,81 @@ def test_a_flag_left_on_a_decided_request_is_offered_where_its_notice_is_shown(d
         assert offered_on(s, world.manager, visit) == ()
     [cleared] = _cleared(db, visit)
     assert cleared.actor_label == "Manager" and cleared.details == {"action": "same_person"}
+
+
+@pytest.mark.parametrize("decided", ["approved", "declined", "withdrawn"])
+def test_a_maybe_known_patient_on_a_decided_request_is_merged_with_its_visit(db, world, decided):
+    """A request from a new record whose name Alex has, decided without acting on its flag
+    (approved, declined, or withdrawn: cancelled), has left the queue; the visit's page offers
+    the merge into Alex's record, as the queue did. The merge moves the whole new record
+    (core.patients.merge: every reference, nothing left behind), so unlike the move to a new
+    record it is right for a decided request too: the visit goes to Alex's record as it was
+    decided (its status and time), its messages with it, still to the address they were sent
+    to, and nothing new is sent to the patient."""
+    from core.kernel.authz import patient_actor
+    from core.patients.records import get_patient_record
+    from core.requests import decisions
+    from core.requests.flags import offered_on
+    from db.models import Notification
+    from tests.unit.test_lifecycle import at
+
+    visit = _flagged(db, world, first_name="Alex", last_name="Morgan", email="new@example.net")
+    with db.write() as s:
+        new = s.get(Appointment, visit).patient_id
+        day = s.get(Appointment, visit).requested_day
+        if decided == "approved":
+            decisions.approve_request(
+                s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 10)
+            )
+        elif decided == "declined":
+            decisions.decline_request(s, world.manager, visit, reason="No room that day.")
+        else:  # cancelled by the patient
+            decisions.withdraw_request(s, patient_actor("Alex"), visit)
+
+    def messages(s) -> list[tuple]:
+        return s.execute(
+            select(
+                Notification.id,
+                Notification.template,
+                Notification.to_address,
+                Notification.status,
+                Notification.permanent_failure,
+            )
+            .where(Notification.appointment_id == visit)
+            .order_by(Notification.id)
+        ).all()
+
+    with db.read() as s:
+        before = s.get(Appointment, visit)
+        decided_as = (before.status, before.start_at, before.provider_id)
+        sent = messages(s)
+        everyone = s.scalar(sa.select(sa.func.count(Notification.id)))
+        offered = offered_on(s, world.manager, visit)
+    assert [(c.action, c.keep_id) for c in offered] == [
+        (FlagAction.MERGE, world.patient_id),
+        (FlagAction.SOMEONE_ELSE, None),
+    ]
+    assert sent and {m.to_address for m in sent} == {"new@example.net"}
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.MERGE, keep_id=world.patient_id)
+    assert done.startswith(f"Record #{new} was merged into #{world.patient_id}: moved 1 appoint")
+    with db.read() as s:
+        after = s.get(Appointment, visit)
+        assert after.patient_id == world.patient_id
+        assert (after.status, after.start_at, after.provider_id) == decided_as
+        assert messages(s) == sent  # the same messages, as they were (none withdrawn)
+        assert set(
+            s.scalars(select(Notification.patient_id).where(Notification.appointment_id == visit))
+        ) == {world.patient_id}
+        assert s.scalar(sa.select(sa.func.count(Notification.id))) == everyone  # none new
+        next_visit = get_patient_record(s, world.manager, world.patient_id).next_visit
+        assert s.get(Patient, new).merged_into_id == world.patient_id
+        assert offered_on(s, world.manager, visit) == ()  # the flag is cleared
+    assert ("Consultation" in next_visit) == (decided == "approved")  # Alex's next visit
+    if decided == "approved":  # the confirmation's change link names the visit: it still works
+        with db.read() as s:
+            body = s.scalars(
+                select(Notification.body).where(Notification.template == "appointment_scheduled")
+            ).first()
+            raw = re.search(r"p=change&t=([\w-]+)", body).group(1)
+            assert patient_links.change_view(s, raw).appointment.appointment_id == visit
