@@ -5,6 +5,12 @@ Sending is a job (core.jobs): every scheduled, future appointment whose services
 documents that were not sent yet gets one message listing one link per document — so booking,
 approval and an accepted proposal all lead here without each transition knowing about forms.
 One FormRequest per (appointment, document version) makes that once-only across instances.
+
+A text message with two or more forms carries one link instead, to the visit's forms (token
+purpose LIST, its subject the appointment): a link for each went past three UCS-2 parts
+(core.messaging.sms_parts). That page lists the visit's forms with their state and opens each
+one still to do through the same checks and code as its own link (the visit still open, once
+only, the opening audited); the email keeps a link for each form, as the portal has them.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from db.models import (
     AppointmentKind,
     AppointmentService,
     AppointmentStatus,
+    Channel,
     DocumentKind,
     FormRequest,
     LinkToken,
@@ -55,6 +62,8 @@ OPEN_FOR = delivery.FORMS_OPEN  # forms may be answered
 FORMS_CLOSED = (
     "This appointment is no longer scheduled, so its forms are closed. Please contact the practice."
 )
+LIST = "visit_forms"  # the token purpose of a visit's forms behind one link (a text's)
+LIST_LINE = "Your {count} forms: {link}"
 
 
 # ---------------------------------------------------------------- sending
@@ -97,27 +106,65 @@ def _documents_for(session: Session, appointment: Appointment) -> list[ServiceDo
     )
 
 
+def _ttl(appointment: Appointment) -> timedelta:
+    """How long a link sent now for this visit works: until a day after it (two at least)."""
+    return max(appointment.start_at - utcnow() + timedelta(days=1), MIN_TTL)
+
+
 def _link(session: Session, form: FormRequest, appointment: Appointment, base: str) -> str:
-    ttl = max(appointment.start_at - utcnow() + timedelta(days=1), MIN_TTL)
-    issued = tokens.issue(session, "form", form.id, ttl, single_use=True)
+    issued = tokens.issue(session, "form", form.id, _ttl(appointment), single_use=True)
     if form.token_id:
         tokens.revoke(session, form.token_id)
     form.token_id = issued.row.id
     return tokens.link(base.rstrip("/"), "form", issued.raw)
 
 
+def _list_link(session: Session, appointment: Appointment, base: str) -> str:
+    """The link to the visit's forms: not single-use (each form is answered once, whichever
+    way), expiring as the forms' own links do."""
+    issued = tokens.issue(session, LIST, appointment.id, _ttl(appointment), single_use=False)
+    return tokens.link(base.rstrip("/"), LIST, issued.raw)
+
+
+def _listing(lines: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{title}: {link}" for title, link in lines)
+
+
+def text_listing(lines: list[tuple[str, str]], list_link: Callable[[], str]) -> str:
+    """A text message's {forms}: one form's title and link, or for two or more one line with
+    the link to the visit's list of them (`list_link` issues it)."""
+    if len(lines) < 2:
+        return _listing(lines)
+    return LIST_LINE.format(count=len(lines), link=list_link())
+
+
 def _queue(
-    session: Session, appointment: Appointment, lines: list[tuple[str, str]]
+    session: Session, appointment: Appointment, lines: list[tuple[str, str]], base: str
 ) -> notify.Queued:
-    listing = "\n".join(f"{title}: {link}" for title, link in lines)
-    return notify.queue_for_patient(
-        session,
-        appointment.patient,
-        delivery.FORMS,
-        message_context(appointment)
-        | {"forms": listing, "forms_titles": ", ".join(t for t, _ in lines)},
-        appointment_id=appointment.id,
-    )
+    """One message on every channel the patient has: the email with a link for each form, a
+    text with text_listing's (its own rendering, the list's link issued only for a text)."""
+    patient = appointment.patient
+    context = message_context(appointment) | {
+        "forms": _listing(lines),
+        "forms_titles": ", ".join(t for t, _ in lines),
+    }
+    usable, skipped = notify.channels_for(patient)
+    if len(lines) < 2 or Channel.SMS not in usable:
+        return notify.queue_for_patient(
+            session, patient, delivery.FORMS, context, appointment_id=appointment.id
+        )
+    texted = text_listing(lines, lambda: _list_link(session, appointment, base))
+    rows = []
+    for channel in usable:
+        rows += notify.queue_for_patient(
+            session,
+            patient,
+            delivery.FORMS,
+            context | ({"forms": texted} if channel == Channel.SMS else {}),
+            appointment_id=appointment.id,
+            channels=[channel],
+        ).notifications
+    return notify.Queued(rows, skipped)
 
 
 def send_forms(session: Session, appointment: Appointment, *, base_url: str) -> list[FormRequest]:
@@ -146,7 +193,7 @@ def send_forms(session: Session, appointment: Appointment, *, base_url: str) -> 
             )
         )
     if created:
-        queued = _queue(session, appointment, lines)
+        queued = _queue(session, appointment, lines, base_url)
         audit.record(
             session,
             SYSTEM,
@@ -231,10 +278,11 @@ def resend(
             "Update the patient's contact details or consent first; the link sent before "
             "still works."
         )
-    link = _link(session, form, appointment, base_url or default_base_url(session))
+    base = base_url or default_base_url(session)
+    link = _link(session, form, appointment, base)
     form.sent_at, form.times_sent = utcnow(), form.times_sent + 1
     queued = _queue(
-        session, appointment, [(f"{KIND_WORDS[form.kind]}: {form.document.title}", link)]
+        session, appointment, [(f"{KIND_WORDS[form.kind]}: {form.document.title}", link)], base
     )
     audit.record(
         session,
@@ -296,15 +344,21 @@ def _outlived(session: Session, raw: str | None) -> LinkToken:
         raise ValidationError(already_done(form.kind))
     if form.token_id != row.id:
         raise ValidationError(REPLACED)
-    appointment = session.get(Appointment, form.appointment_id)
-    if (
-        row.used_at is None
+    if _kept_for_the_moved_visit(row, session.get(Appointment, form.appointment_id)):
+        return row
+    raise LinkInvalid()
+
+
+def _kept_for_the_moved_visit(row: LinkToken, appointment: Appointment | None) -> bool:
+    """Whether a link that ran out of time (neither used nor revoked) still works: its visit
+    was moved later, and it works until a day after the new time."""
+    return (
+        appointment is not None
+        and row.used_at is None
         and row.revoked_at is None
         and appointment.start_at is not None
         and utcnow() < appointment.start_at + timedelta(days=1)
-    ):
-        return row
-    raise LinkInvalid()
+    )
 
 
 def _ensure_open(appointment: Appointment) -> None:
@@ -509,6 +563,84 @@ REPLACED = (
 def already_done(kind: DocumentKind) -> str:
     """The sentence for a form answered, signed or read already (link or portal)."""
     return DONE_ALREADY[kind]
+
+
+# ---------------------------------------------------------------- a visit's forms behind one link
+
+NOT_LISTED = "There is no such form for this appointment."
+VIA_LIST = "visit link"  # the audit's `via` of a form opened or answered from the list
+
+
+@dataclass(frozen=True)
+class VisitForms:
+    """What the link to a visit's forms shows: the visit, and each form with its state."""
+
+    first_name: str
+    when: str  # the visit's time now (moved, if it was)
+    clinic: str
+    forms: list[PatientForm]
+
+
+def _visit_of(session: Session, raw: str | None) -> Appointment:
+    """The visit of a LIST link while its forms are open, the link live (or only out of time
+    before its moved visit, as a form's link): FORMS_CLOSED once it is cancelled, declined or
+    missed, LinkInvalid for anything else."""
+    try:
+        token = tokens.verify(session, raw, LIST)
+    except LinkInvalid:
+        token = tokens.find(session, raw, LIST)
+        if token is None or not _kept_for_the_moved_visit(
+            token, session.get(Appointment, token.subject_id)
+        ):
+            raise
+    appointment = session.get(Appointment, token.subject_id)
+    if appointment is None or appointment.patient_id is None:
+        raise LinkInvalid()
+    _ensure_open(appointment)
+    return appointment
+
+
+def visit_forms(session: Session, raw: str | None) -> VisitForms:
+    """The visit's forms, each with its state (the portal's rows)."""
+    appointment = _visit_of(session, raw)
+    patient = session.get(Patient, appointment.patient_id)
+    clinic = appointment.clinic
+    return VisitForms(
+        patient.first_name,
+        clinic_time(clinic, appointment.start_at, zone=True),
+        clinic.name,
+        patient_forms(session, patient.id, [appointment.id]).get(appointment.id, []),
+    )
+
+
+def _listed_form(session: Session, raw: str | None, form_id: int) -> FormRequest:
+    """A form of the link's visit, sent to its patient, still to do: what the form's own link
+    would open. Another visit's form reads like an unknown one; a done one says so."""
+    appointment = _visit_of(session, raw)
+    form = session.get(FormRequest, form_id) if isinstance(form_id, int) else None
+    if (
+        form is None
+        or form.appointment_id != appointment.id
+        or form.patient_id != appointment.patient_id
+    ):
+        raise NotFound(NOT_LISTED)
+    if form.completed_at is not None:
+        raise ValidationError(already_done(form.kind))
+    return form
+
+
+def open_listed_form(
+    session: Session, raw: str | None, form_id: int, *, client_address: str = ""
+) -> FormView:
+    """A form opened from the visit's list, audited as its own link's opening (the caller
+    commits)."""
+    return _open(session, _listed_form(session, raw, form_id), client_address, via=VIA_LIST)
+
+
+def submit_listed_form(session: Session, raw: str | None, form_id: int, answer: Answer) -> str:
+    """The list's answer, under the link's rules: once, and the form's own link then works no
+    more (the list's keeps working for the other forms)."""
+    return _complete(session, _listed_form(session, raw, form_id), answer, via=VIA_LIST)
 
 
 # ---------------------------------------------------------------- the patient's portal

@@ -37,10 +37,11 @@ PURPOSES = (
     "form",
     "portal",
     "waitlist_offer",
+    "visit_forms",
 )
 
 # the purposes no row points at (by a foreign key): deleted KEEP after they expire
-PRUNABLE = ("proposal", "change", "check_in", "booking", "confirm", "portal")
+PRUNABLE = ("proposal", "change", "check_in", "booking", "confirm", "portal", "visit_forms")
 KEEP = timedelta(days=30)
 
 

@@ -22,10 +22,10 @@ the thank-you too). Measured with the names cut and times as long as
 2026, 09:30 (GMT)"), fit at 45 too; the waitlist offer's deadline is its clock time alone on
 the day it is sent (core.waitlist.offers), one a day later in full fits up to about 34. A
 locale writing longer times (el-GR, 32 characters; pt-BR, 35) gives a few a fourth part at 45
-(in el-GR the reminder and one form's). What still goes past three parts in UCS-2: forms to
-complete with two or more forms (a link each: no page lists a visit's forms behind one link),
-and an edited template's text, the flattened email with every link it keeps (the reminder's
-three).
+(in el-GR the reminder and one form's). Forms to complete with two or more forms go in a text
+as one link to the visit's list of them (core.forms.after_booking fills {forms} so for the
+text; the email has a link for each). What still goes past three parts in UCS-2: an edited
+template's text, the flattened email with every link it keeps (the reminder's three).
 
 A text costs what its parts cost (core.messaging.sms_parts): three parts are 459 characters in
 the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji, a curly quote)
@@ -237,7 +237,8 @@ TEMPLATES: dict[str, Template] = {
         "please read or complete the following (each link works once):\n\n{forms}" + _SIGN,
         "The service's questionnaire, consent and instructions, sent after booking.",
         # short: one form's title and link with a name outside the GSM alphabet goes in three
-        # UCS-2 parts (each form has a link of its own: two or more go in as few as they need)
+        # UCS-2 parts; two or more are one line with one link, to the visit's list of them
+        # ("Your 3 forms: …", core.forms.after_booking.text_listing)
         "{clinic_name}: before your visit on {when}, read or complete:\n{forms}",
     ),
     "clinic_event": Template(
@@ -444,7 +445,8 @@ MEANINGS = {  # what each placeholder is filled with, in words for the editor
     "cancel_link": "the link to ask to cancel",
     "reschedule_link": "the link to ask to move the appointment",
     "survey": "the survey link with its sentence, when the feedback settings ask at once",
-    "forms": "each form to complete with its link, one a line",
+    "forms": "each form to complete with its link, one a line (in a text message, two or "
+    "more as one link to the list of them)",
     "forms_titles": "the forms' titles",
     "event": "what happened (a late cancellation, a no-show…)",
     "summary": "one line on who, what and when",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date, timedelta
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
+from core.forms import after_booking
 from core.kernel import tokens
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
@@ -21,11 +23,17 @@ from core.startup import open_database
 from db.models import (
     Appointment,
     AppointmentStatus,
+    AuditEvent,
     ChangeRequest,
+    DocumentKind,
+    FormRequest,
+    Notification,
     Package,
     Patient,
     PortalInvitation,
     Role,
+    Service,
+    ServiceDocument,
     Source,
 )
 from db.types import utcnow
@@ -478,3 +486,108 @@ def test_a_proposal_link_answered_already_or_lapsed_says_so(app_db):
         assert not at.button
     at = patient_page("proposal", "x" * 43)
     assert INVALID in " ".join(m.value for m in [*at.markdown, *at.info, *at.error])
+
+
+def _visit_with_two_forms(app_db) -> tuple[str, int, dict[str, int]]:
+    """A new texting patient's visit in two days, of a service with a questionnaire and a
+    consent, its forms sent: the text's one link (raw), the visit and the forms by kind."""
+    database = _db(app_db)
+    with database.write() as session:
+        patient = Patient(
+            first_name="Łucja", last_name="Nowak", phone="07700 900777", consent_sms=True
+        )
+        service = Service(name="Peel", duration_minutes=30)
+        session.add_all([patient, service])
+        session.flush()
+        session.add_all(
+            [
+                ServiceDocument(
+                    service_id=service.id,
+                    kind=DocumentKind.QUESTIONNAIRE,
+                    title="Health *questionnaire*",
+                    questions=[{"key": "allergies", "label": "Any allergies?", "required": True}],
+                ),
+                ServiceDocument(
+                    service_id=service.id, kind=DocumentKind.CONSENT, title="Consent", body="OK"
+                ),
+            ]
+        )
+        start = utcnow() + timedelta(days=2)
+        visit = Appointment(
+            clinic_id=1,
+            provider_id=1,
+            patient_id=patient.id,
+            service_id=service.id,
+            status=AppointmentStatus.SCHEDULED,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+        session.add(visit)
+        session.flush()
+        after_booking.send_forms(session, visit, base_url="http://x")
+        text = session.scalar(
+            select(Notification.body).where(
+                Notification.appointment_id == visit.id, Notification.channel == "sms"
+            )
+        )
+        ids = {
+            f.kind.value: f.id
+            for f in session.scalars(
+                select(FormRequest).where(FormRequest.appointment_id == visit.id)
+            )
+        }
+        result = re.search(r"p=visit_forms&t=(\S+)", text).group(1), visit.id, ids
+    database.dispose()
+    return result
+
+
+def test_a_visits_forms_link_lists_them_and_each_is_answered_there_once(app_db):
+    raw, visit_id, ids = _visit_with_two_forms(app_db)
+    at = patient_page("visit_forms", raw)
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Your forms"]
+    rows = [m.value for m in at.markdown]
+    assert "Hello Łucja, please complete 2 of these before your visit." in rows
+    assert "Questionnaire: Health \\*questionnaire\\* :orange-badge[To complete]" in rows
+    assert "Consent: Consent :orange-badge[To complete]" in rows
+    at.button(key=f"patient_visit_forms_open_{ids['questionnaire']}").click().run()
+    prefix = f"patient_visit_forms_{ids['questionnaire']}"
+    at.text_area(key=f"{prefix}_q_allergies").input("Latex")
+    at.button(key=f"FormSubmitter:{prefix}-Send my answers").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "answers have been sent" in at.success[0].value
+    rows = [m.value for m in at.markdown]
+    assert "Questionnaire: Health \\*questionnaire\\* :green-badge[Answered]" in rows
+    assert "Hello Łucja, please complete 1 of these before your visit." in rows
+    assert f"patient_visit_forms_open_{ids['questionnaire']}" not in [b.key for b in at.button]
+    database = _db(app_db)
+    with database.read() as session:
+        answered = session.get(FormRequest, ids["questionnaire"])
+        opened = session.scalar(
+            select(func.count()).where(
+                AuditEvent.action == "form_opened", AuditEvent.entity_id == visit_id
+            )
+        )
+    database.dispose()
+    assert answered.answers == {"allergies": "Latex"} and opened == 1
+    # the same link opened again later (another tab): the list, the answered form done
+    again = patient_page("visit_forms", raw)
+    assert not again.exception, again.exception
+    assert f"patient_visit_forms_open_{ids['questionnaire']}" not in [b.key for b in again.button]
+    assert f"patient_visit_forms_open_{ids['consent']}" in [b.key for b in again.button]
+
+
+def test_a_cancelled_visits_forms_link_says_its_forms_are_closed(app_db):
+    raw, visit_id, _ = _visit_with_two_forms(app_db)
+    database = _db(app_db)
+    with database.write() as session:
+        session.get(Appointment, visit_id).status = AppointmentStatus.CANCELLED
+    database.dispose()
+    at = patient_page("visit_forms", raw)
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [
+        "This appointment is no longer scheduled, so its forms are closed. Please contact the "
+        "practice."
+    ]
+    assert not at.title and not at.button
+    _only_invalid(patient_page("visit_forms", raw[:-1]))

@@ -20,8 +20,9 @@ from core.kernel import audit, tokens
 from core.kernel.authz import Actor
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import LinkInvalid, NotFound, PermissionDenied, ValidationError
+from core.messaging import sms_parts
 from core.portal import home
-from core.practice import documents
+from core.practice import documents, housekeeping
 from core.scheduling import moves
 from db.models import (
     Appointment,
@@ -1013,3 +1014,267 @@ def test_forms_that_reached_no_channel_say_so_until_they_are_sent(db, world):
         "Questionnaire": "no consent to email; no consent to text messages",
         "Instructions": "no consent to email; no consent to text messages",
     }
+
+
+# ---------------------------------------------------------------- a visit's forms behind one link
+
+
+def texted(db, appointment_id) -> str:
+    """The latest forms text message of the appointment."""
+    with db.read() as session:
+        return session.scalar(
+            select(Notification.body)
+            .where(
+                Notification.appointment_id == appointment_id,
+                Notification.template == "forms_to_complete",
+                Notification.channel == "sms",
+            )
+            .order_by(Notification.id.desc())
+            .limit(1)
+        )
+
+
+def list_link(db, appointment_id) -> str:
+    """The raw token of the text's one link to the visit's forms."""
+    return re.search(r"p=visit_forms&t=(\S+)", texted(db, appointment_id)).group(1)
+
+
+def listed(db, raw) -> dict[str, str]:
+    with db.read() as session:
+        return {f.title: f.state for f in forms.visit_forms(session, raw).forms}
+
+
+def form_id(db, kind: DocumentKind, appointment_id: int) -> int:
+    with db.read() as session:
+        return session.scalar(
+            select(FormRequest.id).where(
+                FormRequest.kind == kind, FormRequest.appointment_id == appointment_id
+            )
+        )
+
+
+def test_a_text_carries_one_link_to_the_visits_forms_and_the_email_one_for_each(db, world):
+    """A Polish clinic and patient send the text in UCS-2: before, its three forms' links went
+    in seven parts; now one link to the visit's list (a token stored hashed, for the visit,
+    expiring with the forms' links, not single-use) keeps it within three."""
+    with db.write() as session:
+        clinic = session.get(Clinic, world.clinic_id)
+        clinic.name = "Łódzkie Centrum Dermatologii i Medycyny Estetycznej Śródmieście"
+        patient = session.get(Patient, world.patient_id)
+        patient.first_name, patient.last_name = "Łucja", "Żółkiewska-Brzęczyszczykiewicz"
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    assert len(links(db, appointment_id)) == 3  # the email: a link for each form
+    text = texted(db, appointment_id)
+    assert re.findall(r"https?://\S+", text) == [
+        f"https://desk.test/patient?p=visit_forms&t={list_link(db, appointment_id)}"
+    ]
+    assert "Your 3 forms: https://" in text and sms_parts.parts(text).count <= 3, text
+    raw = list_link(db, appointment_id)
+    with db.read() as session:
+        token = session.scalar(select(LinkToken).where(LinkToken.purpose == "visit_forms"))
+        form_token = session.get(LinkToken, session.scalar(select(FormRequest.token_id)))
+    assert token.token_hash == tokens.hash_token(raw) != raw
+    assert (token.subject_id, token.single_use) == (appointment_id, False)
+    assert abs(token.expires_at - form_token.expires_at) < timedelta(seconds=5)
+
+
+def test_one_form_or_no_text_keeps_a_link_for_each_form_and_no_list(db, world):
+    def document(kind: DocumentKind, title: str) -> None:
+        with db.write() as session:
+            session.add(
+                ServiceDocument(service_id=world.service_id, kind=kind, title=title, body="Read.")
+            )
+
+    document(DocumentKind.CONSENT, "Consent to treatment")
+    first = book(db, world)
+    send(db)
+    assert re.fullmatch(
+        r"Consent: Consent to treatment: https://desk\.test/patient\?p=form&t=\S+",
+        texted(db, first).splitlines()[-1],
+    )
+    with db.write() as session:  # an email alone: a link for each form, as before
+        session.get(Patient, world.patient_id).consent_sms = False
+    document(DocumentKind.QUESTIONNAIRE, "Health questionnaire")
+    document(DocumentKind.INSTRUCTIONS, "Before your visit")
+    second = book(db, world, hour=14)
+    send(db)
+    assert len(links(db, second)) == 3 and texted(db, second) is None
+    with db.read() as session:
+        assert session.scalar(select(LinkToken).where(LinkToken.purpose == "visit_forms")) is None
+
+
+def test_the_visits_forms_link_lists_them_and_each_opens_and_is_answered_once(db, world):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = list_link(db, appointment_id)
+    emailed = links(db, appointment_id)
+    with db.read() as session:
+        shown = forms.visit_forms(session, raw)
+    assert (shown.first_name, shown.clinic) == ("Alex", "Test Clinic")
+    assert shown.when.startswith("Thu") and "10:00" in shown.when
+    assert [(f.kind_word, f.title, f.state) for f in shown.forms] == [  # as the email
+        ("Consent", "Consent to treatment", "outstanding"),
+        ("Instructions", "Before your visit", "outstanding"),
+        ("Questionnaire", "Health questionnaire", "outstanding"),
+    ]
+    questionnaire = form_id(db, DocumentKind.QUESTIONNAIRE, appointment_id)
+    with db.write() as session:
+        view = forms.open_listed_form(session, raw, questionnaire, client_address="192.0.2.8")
+    assert view.title == "Health questionnaire" and view.questions[0]["key"] == "allergies"
+    with db.write() as session, pytest.raises(ValidationError, match="Any allergies"):
+        forms.submit_listed_form(session, raw, questionnaire, forms.Answer({"allergies": " "}))
+    with db.write() as session:
+        done = forms.submit_listed_form(
+            session,
+            raw,
+            questionnaire,
+            forms.Answer({"allergies": "Penicillin"}, client_address="192.0.2.8"),
+        )
+    assert "answers have been sent" in done
+    # once: not again from the list, nor from its own link (which the answer revoked)
+    for act in (
+        lambda s: forms.submit_listed_form(s, raw, questionnaire, forms.Answer({"allergies": "B"})),
+        lambda s: forms.open_listed_form(s, raw, questionnaire),
+        lambda s: forms.open_form(s, emailed["Health questionnaire"]),
+    ):
+        with db.write() as session, pytest.raises(ValidationError, match="answered already"):
+            act(session)
+    assert questionnaire_answers(db) == {"allergies": "Penicillin"}
+    # a form done through its own link is shown done; the list link keeps working
+    today = to_local(utcnow(), TZ).date()
+    with db.write() as session:
+        forms.submit_form(
+            session, emailed["Consent to treatment"], signed_name="Alex Morgan", signed_on=today
+        )
+    assert listed(db, raw) == {
+        "Health questionnaire": "answered",
+        "Consent to treatment": "signed",
+        "Before your visit": "outstanding",
+    }
+    instructions = form_id(db, DocumentKind.INSTRUCTIONS, appointment_id)
+    with db.write() as session:
+        assert forms.open_listed_form(session, raw, instructions).body == "No make-up on the day."
+        forms.submit_listed_form(session, raw, instructions, forms.Answer())
+    assert listed(db, raw)["Before your visit"] == "read"
+    with db.read() as session:
+        opened = session.scalars(
+            select(AuditEvent.details).where(AuditEvent.action == "form_opened")
+        ).all()
+    assert [(d["form_id"], d["via"]) for d in opened] == [
+        (questionnaire, "visit link"),
+        (instructions, "visit link"),
+    ]
+    assert opened[0]["client_address"] == "192.0.2.8"
+    assert [(d["kind"], d["via"]) for d in completed_details(db)] == [
+        ("questionnaire", "visit link"),
+        ("consent", "link"),
+        ("instructions", "visit link"),
+    ]
+
+
+def test_a_visits_forms_link_opens_nothing_its_forms_links_did_not(db, world):
+    """Another visit's form (the same patient's), a form link's token or any made-up text:
+    refused as an unknown form or link, nothing opened."""
+    add_documents(db, world)
+    first = book(db, world)
+    second = book(db, world, hour=14)
+    send(db)
+    raw = list_link(db, first)
+    others = form_id(db, DocumentKind.CONSENT, second)
+    for act in (
+        lambda s: forms.open_listed_form(s, raw, others),
+        lambda s: forms.submit_listed_form(s, raw, others, forms.Answer()),
+        lambda s: forms.open_listed_form(s, raw, "1"),
+    ):
+        with db.write() as session, pytest.raises(NotFound, match="no such form"):
+            act(session)
+    consent = links(db, first)["Consent to treatment"]
+    for wrong in (
+        lambda s: forms.visit_forms(s, consent),
+        lambda s: forms.open_listed_form(s, consent, form_id(db, DocumentKind.CONSENT, first)),
+        lambda s: forms.open_form(s, raw),
+        lambda s: forms.visit_forms(s, raw[:-2] + ("AA" if not raw.endswith("AA") else "BB")),
+    ):
+        with db.write() as session, pytest.raises(LinkInvalid):
+            wrong(session)
+    with db.read() as session:
+        assert session.scalar(select(func.count()).where(AuditEvent.action == "form_opened")) == 0
+
+
+@pytest.mark.parametrize("end", ["cancel", "no_show"])
+def test_a_visits_forms_link_of_a_cancelled_or_missed_visit_says_its_forms_are_closed(
+    db, world, end
+):
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = list_link(db, appointment_id)
+    consent = form_id(db, DocumentKind.CONSENT, appointment_id)
+    with db.write() as session:
+        if end == "cancel":
+            moves.cancel_appointment(session, world.manager, appointment_id, reason="Provider ill")
+        else:
+            session.get(Appointment, appointment_id).status = AppointmentStatus.NO_SHOW
+    today = to_local(utcnow(), TZ).date()
+    for act in (
+        lambda s: forms.visit_forms(s, raw),
+        lambda s: forms.open_listed_form(s, raw, consent),
+        lambda s: forms.submit_listed_form(
+            s, raw, consent, forms.Answer(signed_name="Alex Morgan", signed_on=today)
+        ),
+    ):
+        with db.write() as session, pytest.raises(ValidationError, match="forms are closed"):
+            act(session)
+    with db.read() as session:
+        assert session.get(FormRequest, consent).completed_at is None
+
+
+def test_a_visits_forms_link_shows_the_moved_visits_time_until_it_is_over(db, world):
+    """Sent for Thursday, moved three weeks on: the list shows the new time and works until a
+    day after it, as a form's own link does."""
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = list_link(db, appointment_id)
+    later = DAY + timedelta(days=21)
+    with db.write() as session:
+        moves.reschedule(
+            session, world.manager, appointment_id, start_at=local_to_utc(later, time(11), TZ)
+        )
+    expired = LinkToken.token_hash == tokens.hash_token(raw)
+    with db.write() as session:  # as it stands once the first Thursday is over
+        session.execute(update(LinkToken).where(expired).values(expires_at=utcnow()))
+    with db.read() as session:
+        shown = forms.visit_forms(session, raw)
+    assert f"{later.day} " in shown.when and "11:00" in shown.when
+    assert len(shown.forms) == 3
+    with db.write() as session:
+        session.get(Appointment, appointment_id).start_at = utcnow() - timedelta(days=1, minutes=1)
+    with db.write() as session, pytest.raises(LinkInvalid):
+        forms.visit_forms(session, raw)
+
+
+def test_a_visits_forms_link_goes_a_month_after_it_expired_and_the_forms_links_stay(db, world):
+    """No row points at it (core.kernel.tokens.PRUNABLE): housekeeping deletes it as it does a
+    reminder's confirm link; the forms' own links stay while their forms point at them."""
+    add_documents(db, world)
+    appointment_id = book(db, world)
+    send(db)
+    raw = list_link(db, appointment_id)
+    book(db, world, hour=14)  # its links are newer (housekeeping never deletes the newest)
+    listed_or_form = LinkToken.purpose.in_(["visit_forms", "form"])
+    with db.write() as session:
+        session.execute(
+            update(LinkToken).where(listed_or_form).values(expires_at=utcnow() - timedelta(days=31))
+        )
+        session.get(Appointment, appointment_id).start_at = utcnow() - timedelta(days=32)
+    with db.write() as session:
+        assert housekeeping.sweep(session, utcnow(), housekeeping.BATCH).changed["link_tokens"] == 1
+    with db.read() as session:
+        kept = session.scalars(select(LinkToken.purpose).where(listed_or_form)).all()
+    assert kept == ["form"] * 3
+    with db.write() as session, pytest.raises(LinkInvalid):
+        forms.visit_forms(session, raw)

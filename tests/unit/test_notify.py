@@ -422,7 +422,9 @@ def test_a_reminder_text_in_ucs2_at_a_long_named_clinic_goes_in_three_parts(db, 
     assert clinic_named.endswith(".") and "Łódzkie Centrum".startswith(clinic_named[:-1])
 
 
-def test_the_forms_text_of_a_service_with_three_documents_carries_every_link(db, world):
+def test_the_forms_email_of_three_documents_carries_each_link_and_the_text_one_to_them(db, world):
+    """The text's one link opens the visit's list of its forms (core.forms.after_booking);
+    before, it carried all three links, as the email does."""
     with db.write() as session:
         session.add_all(
             ServiceDocument(service_id=world.service_id, kind=kind, title=title, body="Read me.")
@@ -435,7 +437,12 @@ def test_the_forms_text_of_a_service_with_three_documents_carries_every_link(db,
     appointment_id = _book(db, world)
     with db.write() as session:
         assert forms.send_due_forms(session, base_url=LONG_BASE) == 3
-    _assert_links_whole(_latest(db, appointment_id, "forms_to_complete"), 3)
+    sent = _latest(db, appointment_id, "forms_to_complete")
+    emailed = _URL.findall(sent[Channel.EMAIL].body)
+    assert len(emailed) == 3 and all(f"{LONG_BASE}/patient?p=form&t=" in u for u in emailed)
+    [texted] = _URL.findall(sent[Channel.SMS].body)
+    assert texted.startswith(f"{LONG_BASE}/patient?p=visit_forms&t=")
+    assert sent[Channel.SMS].body.endswith(f"Your 3 forms: {texted}")
 
 
 def test_the_booking_text_keeps_its_link_and_promises_no_attachment(db, world):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from core.feedback import surveys
+from core.forms import after_booking
 from core.kernel import tokens
 from core.kernel.money import ClinicFormat
 from core.messaging import notify, sms_parts
@@ -207,11 +208,12 @@ def test_no_built_in_text_form_goes_past_three_ucs2_parts(names, base):
     assert all(notify.SAMPLE_CONTEXT["when"] in texts[key] for key in dated)
 
 
-def test_the_forms_text_in_ucs2_fits_three_parts_with_one_form_and_as_few_as_its_links_need():
-    """One form to complete at a Polish clinic goes in three UCS-2 parts (before, four); a link
-    for each of two or more forms is more than three parts' 201 characters in UCS-2, and such
-    a text goes in the fewest its links need (no page lists a visit's forms behind one link)."""
-    link = "https://klinika.example.pl/patient?p=form&t=" + "Zq7" * 14 + "x"
+@pytest.mark.parametrize("base", ADDRESSES, ids=lambda base: f"{len(base)}-characters")
+def test_the_forms_text_in_ucs2_fits_three_parts_with_one_two_or_three_forms(base):
+    """One form to complete at a Polish clinic goes in three UCS-2 parts (before, four); two or
+    three forms go behind one link to the visit's list of them (core.forms.after_booking), as
+    the text is filled in for them. Before, a link for each form went in as few parts as those
+    links needed: five to seven."""
     titles = ["Health questionnaire", "Consent to treatment", "Before your visit"]
     polish = notify.SAMPLE_CONTEXT | {
         "clinic_name": "Łódzkie Centrum Dermatologii i Medycyny Estetycznej Śródmieście",
@@ -220,13 +222,15 @@ def test_the_forms_text_in_ucs2_fits_three_parts_with_one_form_and_as_few_as_its
     }
     template = notify.TEMPLATES["forms_to_complete"]
     for many in (1, 2, 3):
-        forms = "\n".join(f"{title}: {link}" for title in titles[:many])
+        lines = [(title, tokens.link(base, "form", TOKEN)) for title in titles[:many]]
+        forms = after_booking.text_listing(lines, lambda: tokens.link(base, "visit_forms", TOKEN))
         context = polish | {"forms": forms, "forms_titles": ", ".join(titles[:many])}
         text = notify.render_sms(template, context)
         counted = sms_parts.parts(text)
-        assert not counted.gsm and text.endswith(forms), text
-        bare = sms_parts.parts(_bare(template, context)).count
-        assert counted.count == (3 if many == 1 else bare), (many, counted, text)
+        assert not counted.gsm and counted.count <= 3, (many, counted, text)
+        links = re.findall(r"https?://\S+", text)
+        assert text.endswith(forms) and len(links) == 1, text
+        assert f"p={'form' if many == 1 else 'visit_forms'}&" in links[0]
 
 
 def test_an_unmatched_card_payments_text_in_ucs2_keeps_its_facts_within_three_parts():

@@ -2,7 +2,8 @@
 
 One module per link purpose (`?p=PURPOSE&t=TOKEN`): enroll, proposal, change, booking, survey,
 confirm (a reminder's confirm link, also to ask to move or cancel), form (a form after
-booking), waitlist_offer (a freed slot offered to a waitlisted patient).
+booking), visit_forms (a visit's forms behind one link, a text message's), waitlist_offer (a
+freed slot offered to a waitlisted patient).
 Each exposes `render(token: str) -> None`. It may raise core.kernel.errors.LinkInvalid anywhere; the
 dispatcher then shows the one neutral "link not valid" page, which reveals nothing about the
 patient or whether the token ever existed. There is no signed-in actor here: the token is the
@@ -32,6 +33,7 @@ PURPOSES = (
     "survey",
     "confirm",
     "form",
+    "visit_forms",
     "waitlist_offer",
 )
 

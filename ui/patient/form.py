@@ -11,6 +11,15 @@ from core.forms import after_booking
 from ui.locale import date_picker
 from ui.patient import client_address, escape, mark_done, public_write, show_done
 
+# a form's state and what opens it, where forms are listed (the portal, a visit's forms link)
+FORM_STATES = {
+    "outstanding": ("orange", "To complete"),
+    "answered": ("green", "Answered"),
+    "signed": ("green", "Signed"),
+    "read": ("green", "Read"),
+}
+FORM_ACTIONS = {"questionnaire": "Answer", "consent": "Read and sign", "instructions": "Read"}
+
 
 def _view(token: str):
     """Opened (and audited) once per browser session, not on every rerun."""

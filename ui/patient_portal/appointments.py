@@ -17,18 +17,11 @@ from core.portal.patient_links import TIME_OF_DAY_LABELS
 from ui.context import database, settings
 from ui.locale import date_picker
 from ui.patient import client_address, escape
-from ui.patient.form import fields, show_document
+from ui.patient.form import FORM_ACTIONS, FORM_STATES, fields, show_document
 from ui.patient_portal import act, flash
 
 CHANGE_KEY, PAY_KEY, FORM_KEY = "portal_change", "portal_pay", "portal_form"
 WITHDRAW_KEY = "portal_withdraw"  # the request whose withdrawal is being confirmed
-FORM_STATES = {
-    "outstanding": ("orange", "To complete"),
-    "answered": ("green", "Answered"),
-    "signed": ("green", "Signed"),
-    "read": ("green", "Read"),
-}
-FORM_ACTIONS = {"questionnaire": "Answer", "consent": "Read and sign", "instructions": "Read"}
 
 
 def card(item: home.PortalAppointment, *, actions: bool = True) -> None:
