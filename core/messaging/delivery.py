@@ -22,6 +22,15 @@ new one; the outbox keeps the number as it was queued (as typed). A number none 
 countries can read is not handed to the provider: the text fails for good, saying which number
 to correct.
 
+Each message is looked at again as it goes, first try or retry, as a first send would
+(core.messaging.recipients, the rule notify.channels_for applies when it is queued): it goes to
+the address or number on its patient's record now (one a merge moved goes to the record kept's,
+one corrected since to the corrected one), and it is not sent, stopped with the reason and no
+attempt counted, when its record was merged into another (on purpose: never retried; naming the
+record kept), or the patient has no consent or no address on its channel, or a number now a
+landline for a text (a person may retry once that is put right). One stopped while the sender
+held it (a consent withdrawn, notify.withdraw_queued) is not sent either, keeping its reason.
+
 A connection-level failure (refused, timed out, disconnected, unreachable) says the server is
 down, not that the message is wrong: that message counts the attempt and backs off, and the rest
 of the round's messages for that channel are handed back untried (no attempt counted, due at
@@ -74,7 +83,7 @@ from core.kernel import phones
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.kernel.tokens import hash_token
-from core.messaging import quiet
+from core.messaging import quiet, recipients
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -85,6 +94,7 @@ from db.models import (
     FormRequest,
     Notification,
     NotificationAttachment,
+    Patient,
     ReminderSent,
     StopKind,
 )
@@ -269,11 +279,14 @@ def transports(settings: Settings) -> dict[Channel, Transport]:
     return found
 
 
-def text_regions(session, rows: list[Notification]) -> dict[int, tuple[str, ...]]:
+def text_regions(
+    session, rows: list[Notification], practice: tuple[str, ...] | None = None
+) -> dict[int, tuple[str, ...]]:
     """By id, the countries each text of `rows` reads its national number in, in order: its
     visit's clinic's, else those of the clinics its patient booked at (the countries an inbound
     reply from the number is matched in, core.portal.sign_in), then the practice's
-    (core.kernel.phones.practice_regions). Three reads at most for the batch."""
+    (core.kernel.phones.practice_regions; `practice` when read already). Three reads at most
+    for the batch."""
     texts = [row for row in rows if row.channel == Channel.SMS]
     visits = {row.appointment_id for row in texts} - {None}
     patients = {row.patient_id for row in texts if row.appointment_id is None} - {None}
@@ -287,7 +300,8 @@ def text_regions(session, rows: list[Notification]) -> dict[int, tuple[str, ...]
             ).all()
         )
     booked = phones.booked_regions(session, patients)
-    practice = phones.practice_regions(session) if texts else ()
+    if practice is None:
+        practice = phones.practice_regions(session) if texts else ()
     found = {}
     for row in texts:
         if row.appointment_id in clinic_of:
@@ -311,21 +325,16 @@ def text_address(phone: str, regions: tuple[str, ...]) -> str:
     return address
 
 
-def _addresses(write: Callable[[], object], rows: list[Notification]) -> dict[int, str | Exception]:
-    """By id, the E.164 number each text of `rows` goes to, or why it cannot go (one
-    transaction for the batch, none without a text)."""
+def _regions_of(
+    write: Callable[[], object], rows: list[Notification]
+) -> tuple[dict[int, tuple[str, ...]], tuple[str, ...]]:
+    """text_regions for the batch, and the practice's countries (a landline is one in them,
+    core.messaging.recipients): one transaction, none without a text."""
     if not any(row.channel == Channel.SMS for row in rows):
-        return {}
+        return {}, ()
     with write() as session:
-        regions = text_regions(session, rows)
-    found: dict[int, str | Exception] = {}
-    for row in rows:
-        if row.id in regions:
-            try:
-                found[row.id] = text_address(row.to_address, regions[row.id])
-            except PermanentFailure as refused:
-                found[row.id] = refused
-    return found
+        practice = phones.practice_regions(session)
+        return text_regions(session, rows, practice), practice
 
 
 def _due():
@@ -426,6 +435,52 @@ def renew(write: Callable[[], object], token: str, until: datetime, ids: list[in
             .execution_options(synchronize_session=False)
         )
         return set(session.scalars(select(Notification.id).where(held, Notification.id.in_(ids))))
+
+
+def take(
+    write: Callable[[], object],
+    token: str,
+    row: Notification,
+    until: datetime,
+    practice: tuple[str, ...] = (),
+) -> str:
+    """Renew `token`'s claim on `row` as it is about to go, and look at it again as a first
+    send would (core.messaging.recipients), in one transaction: "go", to the address or number
+    on its patient's record now (written on the message and on `row`, the detached copy);
+    "failed" when it was stopped since it was claimed (a consent withdrawn: its reason stays)
+    or is stopped now, with the reason (its record merged into another, no address or consent
+    on that channel, a number now a landline), claim released, no attempt counted; "lost" when
+    the claim was taken over (nothing written). `practice`: the practice's countries, when
+    read for the batch."""
+    with write() as session:
+        mine = and_(Notification.id == row.id, Notification.claim_token == token)
+        stopped_meanwhile = session.scalar(
+            update(Notification)
+            .where(mine)
+            .values(next_attempt_at=until)
+            .returning(Notification.permanent_failure)
+            .execution_options(synchronize_session=False)
+        )
+        if stopped_meanwhile is None:
+            return "lost"
+        patient = session.get(Patient, row.patient_id) if row.patient_id is not None else None
+        refused = patient and recipients.unreachable(patient, row.channel, regions=practice)
+        values: dict[str, object] = {}
+        if stopped_meanwhile:
+            values = {"claim_token": None}
+        elif refused:
+            values = {"claim_token": None, **stopped(refused.kind, refused.reason)}
+        elif patient and (to := recipients.address(patient, row.channel)) != row.to_address:
+            values = {"to_address": to}
+            set_committed_value(row, "to_address", to)
+        if values:
+            session.execute(
+                update(Notification)
+                .where(mine)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+    return "failed" if stopped_meanwhile or refused else "go"
 
 
 def record(
@@ -683,7 +738,7 @@ def send_due(
         ):
             heartbeat.ids = [row.id for row in batch]
             facts, kept = hold_for_quiet_hours(write, token, batch, clock())
-            addresses = _addresses(write, [row for row in batch if row.id not in kept])
+            regions, practice = _regions_of(write, [row for row in batch if row.id not in kept])
             untried = []
             for row in batch:
                 if row.id in kept:
@@ -692,8 +747,9 @@ def send_due(
                 if row.channel in down:
                     untried.append(row.id)
                     continue
-                if row.id not in renew(write, token, clock() + lease, [row.id]):
-                    counts["lost"] += 1  # taken over while this batch waited: not ours to send
+                # taken over while this batch waited ("lost"), or stopped ("failed")
+                if (taken := take(write, token, row, clock() + lease, practice)) != "go":
+                    counts[taken] += 1
                     continue
                 if (decision := facts.decide(row, clock())) is not None:  # began meanwhile
                     with write() as session:
@@ -701,10 +757,9 @@ def send_due(
                     continue
                 error = None
                 try:
-                    if isinstance(address := addresses.get(row.id), Exception):
-                        raise address
-                    if address is not None:  # the detached copy's: the outbox keeps it as typed
-                        set_committed_value(row, "to_address", address)
+                    if row.id in regions:  # the detached copy's: the outbox keeps it as typed
+                        to = text_address(row.to_address, regions[row.id])
+                        set_committed_value(row, "to_address", to)
                     channels[row.channel].send(row)
                 except Exception as exc:  # any transport failure is recorded on the message
                     error = exc

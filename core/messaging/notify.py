@@ -48,7 +48,7 @@ from datetime import UTC, date, datetime, time
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from core.kernel import audit, phones
 from core.kernel.authz import Actor, Permission, ensure
@@ -58,6 +58,7 @@ from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_m
 from core.kernel.text import clean
 from core.messaging import attachments, delivery, sms_parts, visit_calendar
 from core.messaging.delivery import MAX_ATTEMPTS
+from core.messaging.recipients import channels_for
 from db.models import (
     Appointment,
     Channel,
@@ -755,43 +756,6 @@ def preview(
 class Queued:
     notifications: list[Notification]
     skipped: list[str]  # why a channel was not used, in words for the screen
-
-
-def _regions(patient: Patient) -> tuple[str, ...]:
-    """Where the patient's national number can belong (core.kernel.phones), read once per
-    transaction: a reminders round asks for every visit's patient."""
-    session = object_session(patient)
-    if session is None:
-        return (phones.phone_region(None),)
-    if "phone_regions" not in session.info:
-        session.info["phone_regions"] = phones.practice_regions(session)
-    return session.info["phone_regions"]
-
-
-def channels_for(
-    patient: Patient, *, needs_consent: bool = True
-) -> tuple[list[Channel], list[str]]:
-    """The channels a message to `patient` can go on, and why each other one is skipped. A
-    landline kept on file with text consent (from before the check, or imported) gets no text:
-    none would arrive."""
-    if patient.merged_into_id is not None:  # core.patients.merge: nothing goes to a duplicate
-        return [], [f"the record was merged into #{patient.merged_into_id}"]
-    usable, skipped = [], []
-    for channel, address, consent in (
-        (Channel.EMAIL, patient.email, patient.consent_email),
-        (Channel.SMS, patient.phone, patient.consent_sms),
-    ):
-        if not address:
-            skipped.append(f"no {'email address' if channel == Channel.EMAIL else 'phone number'}")
-        elif needs_consent and not consent:
-            skipped.append(
-                f"no consent to {'email' if channel == Channel.EMAIL else 'text messages'}"
-            )
-        elif channel == Channel.SMS and phones.landline(address, _regions(patient)):
-            skipped.append(phones.not_for_texts(address))
-        else:
-            usable.append(channel)
-    return usable, skipped
 
 
 def queue_for_patient(

@@ -679,3 +679,180 @@ def test_a_retry_of_a_message_to_a_record_merged_away_is_refused_naming_the_reco
         "sent again from it. Send a new message from the record kept if they need one."
     )
     assert _row(db, text_id).status == DeliveryStatus.FAILED
+
+
+@pytest.mark.parametrize("waited", ["queued", "retrying"])
+def test_a_message_of_a_record_merged_since_it_was_queued_is_not_sent_naming_the_record_kept(
+    db, world, waited
+):
+    """A first send gives a record merged into another nothing (notify.channels_for: nothing
+    goes to a duplicate); before, the sender sent a message still on it (queued by a job that
+    read the record while the merge committed), first try or retry, to the duplicate's number.
+    Now it is stopped on purpose, naming the record kept, no attempt counted."""
+    from db.models import Patient, StopKind
+    from tests.factories import make_patient
+
+    with db.write() as session:
+        duplicate = make_patient(session, first_name="Alexander", phone="07700 900456")
+        text_id = _visit_text(session, duplicate, world.clinic_id)
+        if waited == "retrying":  # a temporary failure before the merge
+            text = session.get(Notification, text_id)
+            text.status, text.attempts, text.last_error = DeliveryStatus.FAILED, 1, "timed out"
+        session.get(Patient, duplicate.id).merged_into_id = world.patient_id
+    sms = Recording()
+    report = delivery.send_due(db.write, {Channel.SMS: sms}, now=utcnow() + timedelta(hours=1))
+    assert (report.sent, report.failed, sms.sent) == (0, 1, [])
+    row = _row(db, text_id)
+    assert (row.status, row.permanent_failure, row.stop_kind, row.claim_token) == (
+        DeliveryStatus.FAILED,
+        True,
+        StopKind.PURPOSE,
+        None,
+    )
+    assert row.attempts == (1 if waited == "retrying" else 0)
+    assert row.last_error == (
+        f"Not sent: the record was merged into #{world.patient_id}. Send a new message from the "
+        "record kept if they need one."
+    )
+
+
+def test_a_text_waiting_when_the_number_on_file_became_a_landline_is_not_sent_saying_why(db, world):
+    """A first send gives a landline no text (notify.channels_for); before, a text queued to
+    the patient's mobile went out after the number on file was changed to a landline (to the
+    old mobile, no longer theirs). Now it is stopped saying to add a mobile, and a retry once
+    one is added sends it there."""
+    from db.models import Patient, StopKind
+
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        text_id = _visit_text(session, patient, world.clinic_id)
+    with db.write() as session:
+        session.get(Patient, world.patient_id).phone = "020 7946 0123"  # a London landline
+    sms = _Addressed()
+    report = delivery.send_due(db.write, {Channel.SMS: sms})
+    assert (report.sent, report.failed, sms.to) == (0, 1, [])
+    row = _row(db, text_id)
+    assert (row.status, row.permanent_failure, row.stop_kind) == (
+        DeliveryStatus.FAILED,
+        True,
+        StopKind.REFUSED,
+    )
+    assert row.last_error == (
+        "Not sent: '020 7946 0123' is a landline: texts cannot reach it. Add Alex Morgan's "
+        "mobile number to their record, then retry."
+    )
+    with db.write() as session:
+        session.get(Patient, world.patient_id).phone = "07700 900789"
+        notify.retry(session, world.manager, text_id)
+    assert delivery.send_due(db.write, {Channel.SMS: sms}).sent == 1
+    assert sms.to == ["+447700900789"]
+
+
+class _WithdrawingConsent:
+    """A transport that records what it sends; the first send goes as the patient's consent to
+    texts is withdrawn on their record (core.patients.records.update_patient)."""
+
+    def __init__(self, db, actor, patient_id: int) -> None:
+        self.db, self.actor, self.patient_id = db, actor, patient_id
+        self.sent: list[int] = []
+
+    def send(self, notification: Notification) -> None:
+        from core.patients import records
+
+        if not self.sent:
+            with self.db.write() as session:
+                records.update_patient(session, self.actor, self.patient_id, consent_sms=False)
+        self.sent.append(notification.id)
+
+
+def test_a_text_claimed_when_consent_is_withdrawn_is_not_sent(db, world):
+    """A withdrawal stops the patient's texts still waiting (notify.withdraw_queued), but a
+    sender holding them in its batch sent them anyway, and wrote them sent over the stop. Now
+    each message is looked at again as it goes: one stopped meanwhile is not sent, keeping the
+    withdrawal's reason."""
+    from db.models import Patient, StopKind
+
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        first, second = (_visit_text(session, patient, world.clinic_id) for _ in range(2))
+    sms = _WithdrawingConsent(db, world.manager, world.patient_id)
+    report = delivery.send_due(db.write, {Channel.SMS: sms})
+    assert (report.sent, report.failed, sms.sent) == (1, 1, [first])
+    row = _row(db, second)
+    assert (row.status, row.permanent_failure, row.stop_kind, row.claim_token) == (
+        DeliveryStatus.FAILED,
+        True,
+        StopKind.CONSENT,
+        None,
+    )
+    assert (
+        row.last_error
+        == "Not sent: consent to text messages was withdrawn on the patient's record."
+    )
+
+
+def test_a_message_a_merge_moved_to_the_record_kept_goes_to_its_address_on_record(db, world):
+    """A merge moves the duplicate's messages waiting to the record kept (core.patients.merge);
+    before, the sender sent them to the duplicate's address and number, which the record kept
+    does not hold. Now a message goes where a first send would: the address or number on its
+    patient's record as it is sent (as a retry does), which the outbox then shows."""
+    from core.patients import merge
+    from tests.factories import make_patient
+
+    with db.write() as session:
+        duplicate = make_patient(
+            session, first_name="Alexander", email="old.alex@example.org", phone="07700 900456"
+        )
+        queued = notify.queue_for_patient(
+            session, duplicate, "appointment_cancelled", {"reason": "Ill"}
+        ).notifications
+        session.flush()
+        ids = {row.channel: row.id for row in queued}
+        merge.merge_patients(
+            session, world.manager, world.patient_id, duplicate.id, "One person, two records"
+        )
+    sms, mail = _Addressed(), _Addressed()
+    assert delivery.send_due(db.write, {Channel.SMS: sms, Channel.EMAIL: mail}).sent == 2
+    assert (mail.to, sms.to) == (["alex@example.org"], ["+447700900123"])
+    assert _row(db, ids[Channel.EMAIL]).to_address == "alex@example.org"
+    assert _row(db, ids[Channel.SMS]).to_address == "07700 900123"
+
+
+@pytest.mark.parametrize(
+    ("change", "kind", "reason"),
+    [
+        (
+            {"phone": None},
+            "refused",
+            "Not sent: no phone number. Add one to Alex Morgan's record, then retry.",
+        ),
+        (
+            {"consent_sms": False},
+            "consent",
+            "Not sent: no consent to text messages. Record Alex Morgan's consent on their record "
+            "if they give it back, then retry.",
+        ),
+    ],
+)
+def test_a_text_waiting_when_its_number_or_consent_left_the_record_is_not_sent(
+    db, world, change, kind, reason
+):
+    """A first send gives a patient without a number, or without consent to texts, no text
+    (notify.channels_for); before, one queued when they had them went out all the same (a
+    number taken off the record, a consent withdrawn as the text was being queued, which
+    notify.withdraw_queued did not see yet). Now it is stopped, saying what to put right."""
+    from db.models import Patient, StopKind
+
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        text_id = _visit_text(session, patient, world.clinic_id)
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        for field, value in change.items():
+            setattr(patient, field, value)
+    sms = Recording()
+    report = delivery.send_due(db.write, {Channel.SMS: sms})
+    assert (report.sent, report.failed, sms.sent) == (0, 1, [])
+    row = _row(db, text_id)
+    assert (row.permanent_failure, row.stop_kind, row.attempts) == (True, StopKind(kind), 0)
+    assert row.last_error == reason
