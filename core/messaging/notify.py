@@ -50,13 +50,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.kernel import audit, phones
+from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_money
 from core.kernel.text import clean
-from core.messaging import attachments, delivery, sms_parts, visit_calendar
+from core.messaging import attachments, delivery, recipients, sms_parts, visit_calendar
 from core.messaging.delivery import MAX_ATTEMPTS
 from core.messaging.recipients import channels_for
 from db.models import (
@@ -1137,9 +1137,9 @@ def stopped_for_good(row: Notification) -> bool:
 def retry(session: Session, actor: Actor, notification_id: int) -> None:
     """Queue a message not sent again, now, to its patient's address or number on record now
     (corrected since, as a failure asks); refused when ClinicDesk stopped it on purpose, or
-    for what a first send checks (channels_for): the record was merged into another, the
-    patient withdrew consent, has no address on that channel any more, or a number the
-    practice reads as a landline (patients.phone_landline), which no text reaches."""
+    for what a first send checks (core.messaging.recipients, channels_for's rule): the record
+    was merged into another, the patient withdrew consent, has no address on that channel any
+    more, or a number the practice reads as a landline, which no text reaches."""
     ensure(actor, Permission.NOTIFICATIONS_MANAGE)
     row = session.get(Notification, notification_id)
     if row is None:
@@ -1152,36 +1152,35 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
             "cannot be sent again. Send the patient a new message if they need one."
         )
     patient = session.get(Patient, row.patient_id) if row.patient_id else None
-    if patient and patient.merged_into_id is not None:  # nothing goes to a duplicate
-        raise ValidationError(
-            f"{patient.full_name}'s record was merged into #{patient.merged_into_id}: this "
-            "message cannot be sent again from it. Send a new message from the record kept if "
-            "they need one."
-        )
-    consent = patient and (
-        patient.consent_email if row.channel == Channel.EMAIL else patient.consent_sms
-    )
-    if patient and not consent:  # withdrawn since it was queued (a STOP reply, say)
-        what = "email" if row.channel == Channel.EMAIL else "text messages"
-        raise ValidationError(
-            f"{patient.full_name} has withdrawn consent to {what}; this message cannot be sent "
-            "again. Record their consent on the patient's page first if they gave it back."
-        )
-    if patient:  # corrected since it was queued (what a failure asks): the retry goes there
-        address = patient.email if row.channel == Channel.EMAIL else patient.phone
-        if not address:
-            what = "email address" if row.channel == Channel.EMAIL else "phone number"
-            raise ValidationError(
-                f"{patient.full_name} has no {what} on their record now: add it there, then retry."
-            )
-        if row.channel == Channel.SMS and patient.phone_landline:
-            raise ValidationError(
-                f"{phones.not_for_texts(address)}. Add {patient.full_name}'s mobile number to "
-                "their record, then retry."
-            )
-        row.to_address = address
+    if patient:  # what a first send checks, at the record now (core.messaging.recipients)
+        if (refused := recipients.unreachable(patient, row.channel)) is not None:
+            raise ValidationError(_not_again(patient, row.channel, refused))
+        # corrected since it was queued (what a failure asks): the retry goes there
+        row.to_address = recipients.address(patient, row.channel)
     row.status, row.next_attempt_at = DeliveryStatus.QUEUED, utcnow()
     row.permanent_failure, row.stop_kind = False, None
     audit.record(
         session, actor, "notification_retry", "notification", row.id, patient_id=row.patient_id
     )
+
+
+def _not_again(patient: Patient, channel: Channel, refused: recipients.Unreachable) -> str:
+    """Why a retry of a message to `patient` on `channel` is refused (`refused`), and what to
+    do, in words for the person who pressed it."""
+    name = patient.full_name
+    if patient.merged_into_id is not None:  # nothing goes to a duplicate
+        return (
+            f"{name}'s record was merged into #{patient.merged_into_id}: this message cannot be "
+            "sent again from it. Send a new message from the record kept if they need one."
+        )
+    if not (patient.consent_email if channel == Channel.EMAIL else patient.consent_sms):
+        # withdrawn since it was queued (a STOP reply, say)
+        what = "email" if channel == Channel.EMAIL else "text messages"
+        return (
+            f"{name} has withdrawn consent to {what}; this message cannot be sent again. Record "
+            "their consent on the patient's page first if they gave it back."
+        )
+    if not recipients.address(patient, channel):
+        what = "email address" if channel == Channel.EMAIL else "phone number"
+        return f"{name} has no {what} on their record now: add it there, then retry."
+    return f"{refused.why}. {refused.fix}"  # a number the practice reads as a landline
