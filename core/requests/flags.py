@@ -14,16 +14,21 @@ checking (a call, usually), the desk says what it found:
   create_patient), with the shared contact, and waits in the queue there for the usual
   decision. Declining instead would tell the shared contact "declined" for a request a real
   person made in good faith, and leaving it would put someone else's visit in this patient's
-  history. A request the practice proposed a time for waits too (for its patient's answer):
-  it moves with the time it holds and what was asked, and the link sent still answers it,
-  for the new record (a proposal link names the visit, not the record). A visit booked
-  already (a change request's proposal too) stays: its messages, payments and points are on
-  the record it was booked on;
+  history. Its messages not sent yet (the acknowledgement, a proposal still in the outbox, one
+  failed for a person to retry) go with it, in the same transaction, so they go to the new
+  record's address or number, or are stopped as the sender's rule says when it has none or
+  no consent there (core.messaging.recipients); what was sent, and what ClinicDesk stopped on
+  purpose, stays on the first record as its history. A request the practice proposed a time
+  for waits too (for its patient's answer): it moves with the time it holds and what was
+  asked, and the link sent still answers it, for the new record (a proposal link names the
+  visit, not the record). A visit booked already (a change request's proposal too) stays:
+  its messages, payments and points are on the record it was booked on;
 - "maybe a known patient": it is them, and the new record is merged into theirs
   (core.patients.merge, the request moving with it), or it is someone else and the new record
   stays. The merge is offered on a decided request too (approved, declined, cancelled): unlike
-  the move above, which takes the visit alone, it moves everything of the new record (the
-  visit as decided, its messages, payments, fees and points) and sends the patient nothing.
+  the move above, which takes the visit and its messages not sent yet, it moves everything of
+  the new record (the visit as decided, its messages, payments, fees and points) and sends
+  the patient nothing.
 
 Each is one transaction with the permission checked here; the flag's row is locked first, so
 of two people acting at once one wins and the other is told who handled it and when.
@@ -46,7 +51,7 @@ from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day
 from core.kernel.phones import not_for_texts
 from core.kernel.text import same_name
-from core.messaging import notify
+from core.messaging import notify, recipients
 from core.patients import merge
 from core.patients.records import (
     check_texts,
@@ -62,8 +67,11 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     Clinic,
+    DeliveryStatus,
+    Notification,
     Patient,
     RequestFlag,
+    StopKind,
 )
 from db.types import utcnow
 
@@ -275,6 +283,7 @@ def handle_flag(
         new, no_texts = _record_from_typed(session, actor, flag, appointment_id, patient.id)
         appointment.patient_id = new.id
         flush(session, appointment)
+        messages = _take_unsent(session, appointment_id, patient.id, new)
         audit.record(
             session,
             actor,
@@ -283,7 +292,7 @@ def handle_flag(
             appointment_id,
             patient_id=new.id,
             message=f"Not #{patient.id}: moved to new record #{new.id}.",
-            details={"from": patient.id, "to": new.id},
+            details={"from": patient.id, "to": new.id, "messages": messages},
         )
         details["new_record"] = new.id
         held = ""
@@ -328,6 +337,30 @@ def handle_flag(
     )
     session.flush()
     return done
+
+
+def _take_unsent(session: Session, appointment_id: int, from_id: int, new: Patient) -> int:
+    """The request's messages not sent yet go to the new record with it (queued, due for a
+    retry, or failed but for a person to retry; one a sender holds right now too, should its
+    try fail), each to the new record's address or number on its channel where it has one;
+    how many. The sender looks at each again as it goes (core.messaging.recipients): one on a
+    channel the new record has no address or consent for is stopped then, saying why. What
+    was sent, and what ClinicDesk stopped on purpose, stays on the first record as history."""
+    unsent = session.scalars(
+        select(Notification).where(
+            Notification.appointment_id == appointment_id,
+            Notification.patient_id == from_id,
+            Notification.status != DeliveryStatus.SENT,
+            or_(
+                Notification.permanent_failure.is_(False),
+                Notification.stop_kind.is_distinct_from(StopKind.PURPOSE),
+            ),
+        )
+    ).all()
+    for message in unsent:
+        message.patient_id = new.id
+        message.to_address = recipients.address(new, message.channel) or message.to_address
+    return len(unsent)
 
 
 def _proposal_link(session: Session, appointment_id: int) -> str:

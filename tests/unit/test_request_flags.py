@@ -131,7 +131,8 @@ def test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_wa
     assert kim.consent_email and kim.points_balance > 0
     assert request.patient_id == kim.id and request.status.value == "requested"
     assert (alex.first_name, alex.date_of_birth) == ("Alex", date(1985, 4, 12))
-    assert moved.details == {"from": world.patient_id, "to": kim.id}
+    # the acknowledgement waiting to go (email and text) went with it
+    assert moved.details == {"from": world.patient_id, "to": kim.id, "messages": 2}
     # made by the records' create_patient (its audit details), saying from what
     assert created.entity_id == kim.id
     assert created.message == f"Made from what online request #{visit} typed"
@@ -775,3 +776,136 @@ def test_a_maybe_known_patient_on_a_decided_request_is_merged_with_its_visit(db,
             ).first()
             raw = re.search(r"p=change&t=([\w-]+)", body).group(1)
             assert patient_links.change_view(s, raw).appointment.appointment_id == visit
+
+
+class _Outbox:
+    """A transport for both channels keeping what went where, and for whom; `refusing`: the
+    addresses its provider refuses for good (a mailbox that does not exist)."""
+
+    def __init__(self, refusing: tuple[str, ...] = ()) -> None:
+        self.sent: list[tuple] = []
+        self.refusing = refusing
+
+    def send(self, notification) -> None:
+        from core.messaging.delivery import PermanentFailure
+
+        n = notification
+        if n.to_address in self.refusing:
+            raise PermanentFailure(f"550 No such mailbox: {n.to_address}")
+        self.sent.append((n.template, n.channel.value, n.to_address, n.patient_id))
+
+
+def _deliver(db, refusing: tuple[str, ...] = ()) -> list[tuple]:
+    from core.messaging import delivery
+    from db.models import Channel
+
+    outbox = _Outbox(refusing)
+    delivery.send_due(db.write, {Channel.EMAIL: outbox, Channel.SMS: outbox})
+    return [sent for sent in outbox.sent if sent[-1] is not None]  # the clinic's inbox's: not
+
+
+def _messages(db, visit) -> list[tuple]:
+    from db.models import Notification
+
+    with db.read() as s:
+        rows = s.scalars(
+            select(Notification)
+            .where(Notification.appointment_id == visit)
+            .order_by(Notification.id)
+        )
+        return [
+            (n.template, n.channel.value, n.patient_id, n.to_address, n.status.value, n.last_error)
+            for n in rows
+        ]
+
+
+def test_not_the_same_person_takes_the_requests_messages_not_sent_yet_to_the_new_record(db, world):
+    """Kim typed her own email and Alex's phone (no texts for her): the request went on Alex's
+    record, its acknowledgement went out to Alex, and the practice's proposal waits in the
+    outbox, to Alex (the mail server was down, say). 'Not the same person' takes the waiting
+    proposal to Kim's record with the request, in the same transaction: it goes to Kim's email,
+    and its text is stopped by the sender's rule, as Kim takes no texts. What was sent stays on
+    Alex's record as history, and so does a message stopped on purpose (a proposal replaced
+    before it went). Before, the waiting messages kept Alex's record, and the sender took them
+    to Alex's address and number."""
+    from core.requests import decisions
+    from tests.unit.test_lifecycle import at
+
+    alex = world.patient_id
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="kim@example.net",
+        phone="07700 900123",
+        consent_email=True,
+        consent_sms=False,
+    )
+    acknowledged = [
+        ("request_received", "email", "alex@example.org", alex),
+        ("request_received", "sms", "+447700900123", alex),  # in E.164 for the provider
+    ]
+    assert _deliver(db) == acknowledged
+    with db.write() as s:
+        day = s.get(Appointment, visit).requested_day
+        for hour in (10, 11):  # the first one replaced before it went
+            decisions.propose_time(
+                s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, hour)
+            )
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.scalars(select(Patient).where(Patient.first_name == "Kim")).one().id
+        moved = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "request_moved_to_new_record")
+        ).one()
+    assert "(the link sent still answers it)" in done
+    replaced = decisions.REPLACED
+    assert _messages(db, visit) == [
+        ("request_received", "email", alex, "alex@example.org", "sent", None),
+        ("request_received", "sms", alex, "07700 900123", "sent", None),
+        ("appointment_proposed", "email", alex, "alex@example.org", "failed", replaced),
+        ("appointment_proposed", "sms", alex, "07700 900123", "failed", replaced),
+        ("appointment_proposed", "email", kim, "kim@example.net", "queued", None),
+        ("appointment_proposed", "sms", kim, "07700 900123", "queued", None),
+    ]
+    assert moved.details["messages"] == 2  # the audit says how many went with it
+    assert _deliver(db) == [("appointment_proposed", "email", "kim@example.net", kim)]
+    assert _messages(db, visit)[-1][-2:] == (
+        "failed",
+        "Not sent: no consent to text messages. Record Kim Morgan's consent on their record if "
+        "they give it back, then retry.",
+    )
+
+
+def test_a_message_refused_at_the_first_records_address_is_retried_to_the_new_record(db, world):
+    """The acknowledgement of Kim's request was refused at Alex's email address (failed for
+    good, for a person to retry once the address is put right). Moved with the request to
+    Kim's record, a retry goes to Kim's email, not to Alex's again (before, it stayed on
+    Alex's record, and the retry went to his address)."""
+    from core.messaging import notify
+    from core.messaging.delivery import PERMANENT
+    from db.models import Notification
+
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="kim@example.net",
+        phone="07700 900123",
+    )
+    assert [m[0] for m in _deliver(db, refusing=("alex@example.org",))] == ["request_received"]
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.write() as s:
+        refused = s.scalars(
+            select(Notification).where(
+                Notification.channel == "email", Notification.appointment_id == visit
+            )
+        ).one()
+        assert refused.last_error.startswith(PERMANENT)
+        notify.retry(s, world.manager, refused.id)
+        kim = s.get(Appointment, visit).patient_id
+    assert _deliver(db) == [("request_received", "email", "kim@example.net", kim)]
