@@ -297,7 +297,8 @@ def handle_flag(
         details["new_record"] = new.id
         held = ""
         if appointment.status == AppointmentStatus.TENTATIVE:  # its link names the visit
-            held = f" with the time proposed to them ({_proposal_link(session, appointment_id)})"
+            link = _proposal_link(session, appointment_id, new)
+            held = f" with the time proposed to them ({link})"
         done = (
             f"Request #{appointment_id} moved to new record #{new.id}{held}; the flag is cleared."
         )
@@ -363,12 +364,14 @@ def _take_unsent(session: Session, appointment_id: int, from_id: int, new: Patie
     return len(unsent)
 
 
-def _proposal_link(session: Session, appointment_id: int) -> str:
+def _proposal_link(session: Session, appointment_id: int, new: Patient) -> str:
     """Whether the proposal's link reached the patient, in words: it answers the proposal
-    whichever record the visit is on, but a message went (or waits to go) only on the channels
-    the first record consented to, and with none the new record has not had it either."""
+    whichever record the visit is on, but a message went only on the channels the first
+    record consented to, and one waiting to go (moved to the new record: _take_unsent) goes
+    only where the new record may be reached (core.messaging.recipients, as the sender asks);
+    with neither, the new record has not had it."""
     reached, waiting = notify.reached_channels(session, appointment_id, "appointment_proposed")
-    if reached or waiting:
+    if reached or any(recipients.unreachable(new, channel) is None for channel in waiting):
         return "the link sent still answers it"
     return "no message took them its link: propose the time again to send it to them"
 

@@ -16,6 +16,7 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_a_proposal_that_reached_nobody_is_moved_saying_to_propose_it_again,
     test_a_request_decided_meanwhile_is_not_moved_to_a_new_record,
     test_a_typed_date_of_birth_goes_on_the_record_through_the_records_service,
+    test_a_waiting_proposal_the_new_record_takes_no_messages_for_says_to_propose_again,
     test_maybe_a_known_patient_is_merged_into_theirs_through_the_merge_service,
     test_not_the_same_person_gets_the_consent_typed_to_each_channel,
     test_not_the_same_person_moves_a_request_with_a_time_proposed_and_its_link_answers,

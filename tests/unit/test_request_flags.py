@@ -909,3 +909,31 @@ def test_a_message_refused_at_the_first_records_address_is_retried_to_the_new_re
         notify.retry(s, world.manager, refused.id)
         kim = s.get(Appointment, visit).patient_id
     assert _deliver(db) == [("request_received", "email", "kim@example.net", kim)]
+
+
+def test_a_waiting_proposal_the_new_record_takes_no_messages_for_says_to_propose_again(db, world):
+    """Kim shares Alex's email but ticked no messages: the proposal waiting in the outbox to
+    Alex goes to her record with the request, where the sender stops it (no consent), so the
+    desk is told to propose the time again, not that the link sent still answers it (before,
+    a message waiting on any channel counted, wherever it would go)."""
+    from core.requests import decisions
+    from tests.unit.test_lifecycle import at
+
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="alex@example.org",
+        consent_email=False,
+        consent_sms=False,
+    )
+    with db.write() as s:
+        day = s.get(Appointment, visit).requested_day
+        decisions.propose_time(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    assert "(no message took them its link: propose the time again to send it to them)" in done
+    assert _deliver(db) == []  # nothing of Kim's goes to Alex, nor to Kim without consent
