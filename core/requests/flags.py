@@ -342,11 +342,16 @@ def handle_flag(
 
 def _take_unsent(session: Session, appointment_id: int, from_id: int, new: Patient) -> int:
     """The request's messages not sent yet go to the new record with it (queued, due for a
-    retry, or failed but for a person to retry; one a sender holds right now too, should its
-    try fail), each to the new record's address or number on its channel where it has one;
-    how many. The sender looks at each again as it goes (core.messaging.recipients): one on a
-    channel the new record has no address or consent for is stopped then, saying why. What
-    was sent, and what ClinicDesk stopped on purpose, stays on the first record as history."""
+    retry, or failed but for a person to retry), each to the new record's address or number on
+    its channel where it has one; how many. The sender looks at each again as it goes
+    (core.messaging.recipients): one on a channel the new record has no address or consent for
+    is stopped then, saying why. What was sent, and what ClinicDesk stopped on purpose, stays
+    on the first record as history.
+
+    One a sender holds right now (claimed) is taken back from it, due at once: the sender
+    goes by the record it read when it claimed the message, the first one, and finding its
+    claim gone it sends nothing and writes nothing (core.messaging.delivery's fence); the
+    next round sends it to the new record."""
     unsent = session.scalars(
         select(Notification).where(
             Notification.appointment_id == appointment_id,
@@ -361,6 +366,8 @@ def _take_unsent(session: Session, appointment_id: int, from_id: int, new: Patie
     for message in unsent:
         message.patient_id = new.id
         message.to_address = recipients.address(new, message.channel) or message.to_address
+        if message.claim_token is not None:
+            message.claim_token, message.next_attempt_at = None, utcnow()
     return len(unsent)
 
 

@@ -9,6 +9,7 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_a_date_of_birth_typed_for_a_record_with_none_is_added_in_one_click,
     test_a_flag_left_on_a_decided_request_is_offered_where_its_notice_is_shown,
     test_a_maybe_known_patient_on_a_decided_request_is_merged_with_its_visit,
+    test_a_message_a_sender_holds_while_the_request_moves_goes_to_the_new_record,
     test_a_message_refused_at_the_first_records_address_is_retried_to_the_new_record,
     test_a_new_record_from_what_was_typed_gets_the_records_checks,
     test_a_new_record_merged_already_into_the_known_patient_is_offered_as_checked,

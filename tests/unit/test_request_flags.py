@@ -937,3 +937,35 @@ def test_a_waiting_proposal_the_new_record_takes_no_messages_for_says_to_propose
         done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
     assert "(no message took them its link: propose the time again to send it to them)" in done
     assert _deliver(db) == []  # nothing of Kim's goes to Alex, nor to Kim without consent
+
+
+def test_a_message_a_sender_holds_while_the_request_moves_goes_to_the_new_record(db, world):
+    """A sender has claimed the acknowledgement of Kim's request, to Alex's email and phone,
+    and is about to send it when the desk moves the request to Kim's record. The move takes
+    the claim back: the sender, looking at the message as it goes (delivery.take), finds its
+    claim gone and sends nothing, and the next round sends it to Kim. Before, the sender went
+    on with the record it had read when it claimed the message: Alex's address and number."""
+    from core.messaging import delivery
+    from db.models import Channel
+    from db.types import utcnow
+
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="kim@example.net",
+        phone="07700 900123",
+    )
+    held = delivery.claim(db.write, "sender-a", [Channel.EMAIL, Channel.SMS], utcnow())
+    held = [row for row in held if row.appointment_id == visit]
+    assert [row.template for row in held] == ["request_received"] * 2
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+        kim = s.get(Appointment, visit).patient_id
+    until = utcnow() + delivery.LEASE
+    assert [delivery.take(db.write, "sender-a", row, until) for row in held] == ["lost"] * 2
+    assert _deliver(db) == [
+        ("request_received", "email", "kim@example.net", kim),
+        ("request_received", "sms", "+447700900123", kim),
+    ]
