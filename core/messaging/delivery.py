@@ -446,7 +446,8 @@ def take(
 ) -> str:
     """Renew `token`'s claim on `row` as it is about to go, and look at it again as a first
     send would (core.messaging.recipients), in one transaction: "go", to the address or number
-    on its patient's record now (written on the message and on `row`, the detached copy);
+    on its patient's record now (its patient as it is now, a merge since the claim moved it to
+    the record kept; written on the message and on `row`, the detached copy);
     "failed" when it was stopped since it was claimed (a consent withdrawn: its reason stays)
     or is stopped now, with the reason (its record merged into another, no address or consent
     on that channel, a number now a landline), claim released, no attempt counted; "lost" when
@@ -454,16 +455,19 @@ def take(
     read for the batch."""
     with write() as session:
         mine = and_(Notification.id == row.id, Notification.claim_token == token)
-        stopped_meanwhile = session.scalar(
+        held = session.execute(
             update(Notification)
             .where(mine)
             .values(next_attempt_at=until)
-            .returning(Notification.permanent_failure)
+            .returning(Notification.permanent_failure, Notification.patient_id)
             .execution_options(synchronize_session=False)
-        )
-        if stopped_meanwhile is None:
+        ).first()
+        if held is None:
             return "lost"
-        patient = session.get(Patient, row.patient_id) if row.patient_id is not None else None
+        # its patient now: a merge since the claim moved it to the record kept
+        stopped_meanwhile, patient_id = held
+        set_committed_value(row, "patient_id", patient_id)
+        patient = session.get(Patient, patient_id) if patient_id is not None else None
         refused = patient and recipients.unreachable(patient, row.channel, regions=practice)
         values: dict[str, object] = {}
         if stopped_meanwhile:

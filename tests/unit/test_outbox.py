@@ -818,6 +818,32 @@ def test_a_message_a_merge_moved_to_the_record_kept_goes_to_its_address_on_recor
     assert _row(db, ids[Channel.SMS]).to_address == "07700 900123"
 
 
+def test_a_message_claimed_when_its_record_is_merged_goes_to_the_record_kept(db, world):
+    """A merge made while a sender holds the duplicate's message (claimed, about to go) moves
+    it to the record kept; the sender looks at it again as it goes by its patient now, not
+    the one its claimed copy named: sent to the record kept's address, not stopped as the
+    merged record's."""
+    from core.patients import merge
+    from tests.factories import make_patient
+
+    with db.write() as session:
+        duplicate = make_patient(
+            session, first_name="Alexander", email="old.alex@example.org", phone=None
+        )
+        (queued,) = notify.queue_for_patient(
+            session, duplicate, "appointment_cancelled", {"reason": "Ill"}
+        ).notifications
+    now = utcnow()
+    (held,) = delivery.claim(db.write, "a" * 32, [Channel.EMAIL], now)
+    with db.write() as session:
+        merge.merge_patients(
+            session, world.manager, world.patient_id, duplicate.id, "One person, two records"
+        )
+    assert delivery.take(db.write, "a" * 32, held, now + delivery.LEASE) == "go"
+    assert (held.patient_id, held.to_address) == (world.patient_id, "alex@example.org")
+    assert _row(db, queued.id).to_address == "alex@example.org"
+
+
 @pytest.mark.parametrize(
     ("change", "kind", "reason"),
     [
