@@ -9,7 +9,8 @@ Deleted (RULES, each with its reason):
   tokens were left. Sign-ins and sign-outs stay in the audit events.
 - link_tokens of the purposes no row points at, 30 days past their expiry
   (core.kernel.tokens.PRUNABLE): reminders' confirm and change links, check-in codes, proposals,
-  booking links, portal sign-in links and a visit's forms links. For 30 days a dead link still says why it is dead.
+  booking links, portal sign-in links and a visit's forms links. For 30 days a dead link still
+  says why it is dead.
 - payment_events 400 days old: the provider retries an event for days (Stripe: three), and
   refuses to sign an old one again (five minutes' tolerance), so a year and a month covers
   idempotency and a card dispute's window; the payment itself and its audit events stay.

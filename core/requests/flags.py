@@ -60,6 +60,7 @@ from core.patients.records import (
     practice_regions,
     update_patient,
 )
+from core.payments.prepay import DESK_METHODS
 from core.scheduling.lifecycle import flush
 from db.models import (
     Appointment,
@@ -70,6 +71,7 @@ from db.models import (
     DeliveryStatus,
     Notification,
     Patient,
+    Payment,
     RequestFlag,
     StopKind,
 )
@@ -284,6 +286,7 @@ def handle_flag(
         appointment.patient_id = new.id
         flush(session, appointment)
         messages = _take_unsent(session, appointment_id, patient.id, new)
+        payments = _take_desk_payments(session, appointment_id, patient.id, new.id)
         audit.record(
             session,
             actor,
@@ -292,7 +295,7 @@ def handle_flag(
             appointment_id,
             patient_id=new.id,
             message=f"Not #{patient.id}: moved to new record #{new.id}.",
-            details={"from": patient.id, "to": new.id, "messages": messages},
+            details={"from": patient.id, "to": new.id, "messages": messages, "payments": payments},
         )
         details["new_record"] = new.id
         held = ""
@@ -369,6 +372,25 @@ def _take_unsent(session: Session, appointment_id: int, from_id: int, new: Patie
         if message.claim_token is not None:
             message.claim_token, message.next_attempt_at = None, utcnow()
     return len(unsent)
+
+
+def _take_desk_payments(session: Session, appointment_id: int, from_id: int, to_id: int) -> int:
+    """The request's payments taken at the desk (card or cash, and their refunds) are the
+    visit's: they go to the new record with it; how many. Points or a card on file are the
+    first record's own: a request with one stays (refused, nothing moved)."""
+    paid = session.scalars(
+        select(Payment).where(
+            Payment.appointment_id == appointment_id, Payment.patient_id == from_id
+        )
+    ).all()
+    if any(p.method not in DESK_METHODS or p.ledger_entry_id or p.provider_customer for p in paid):
+        raise Conflict(
+            f"Request #{appointment_id} has a payment from #{from_id}'s points or card on file, "
+            f"so it stays on #{from_id}. Refund that payment first, then move the request."
+        )
+    for payment in paid:
+        payment.patient_id = to_id
+    return len(paid)
 
 
 def _proposal_link(session: Session, appointment_id: int, new: Patient) -> str:

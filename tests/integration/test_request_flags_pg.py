@@ -16,6 +16,7 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_a_new_record_whose_name_and_birthday_a_patient_has_says_so,
     test_a_proposal_that_reached_nobody_is_moved_saying_to_propose_it_again,
     test_a_request_decided_meanwhile_is_not_moved_to_a_new_record,
+    test_a_request_paid_from_the_first_records_points_stays_saying_to_refund_first,
     test_a_typed_date_of_birth_goes_on_the_record_through_the_records_service,
     test_a_waiting_proposal_the_new_record_takes_no_messages_for_says_to_propose_again,
     test_maybe_a_known_patient_is_merged_into_theirs_through_the_merge_service,
@@ -23,6 +24,7 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_not_the_same_person_moves_a_request_with_a_time_proposed_and_its_link_answers,
     test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_was_typed,
     test_not_the_same_person_on_a_landline_gets_a_record_without_text_consent,
+    test_not_the_same_person_takes_a_desk_payment_for_the_request_to_the_new_record,
     test_not_the_same_person_takes_the_requests_messages_not_sent_yet_to_the_new_record,
     test_two_managers_acting_on_one_flag_at_once_one_wins_the_other_is_told_who,
 )

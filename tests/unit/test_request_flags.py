@@ -132,7 +132,7 @@ def test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_wa
     assert request.patient_id == kim.id and request.status.value == "requested"
     assert (alex.first_name, alex.date_of_birth) == ("Alex", date(1985, 4, 12))
     # the acknowledgement waiting to go (email and text) went with it
-    assert moved.details == {"from": world.patient_id, "to": kim.id, "messages": 2}
+    assert moved.details == {"from": world.patient_id, "to": kim.id, "messages": 2, "payments": 0}
     # made by the records' create_patient (its audit details), saying from what
     assert created.entity_id == kim.id
     assert created.message == f"Made from what online request #{visit} typed"
@@ -969,3 +969,48 @@ def test_a_message_a_sender_holds_while_the_request_moves_goes_to_the_new_record
         ("request_received", "email", "kim@example.net", kim),
         ("request_received", "sms", "+447700900123", kim),
     ]
+
+
+def test_not_the_same_person_takes_a_desk_payment_for_the_request_to_the_new_record(db, world):
+    """A desk payment taken for a request still waiting (card or cash: nothing on a card on
+    file, no points) is the visit's: it moves with the request to the new record, so the new
+    record's portal and page show it and a refund is written for them. Before, it stayed on
+    the first record while the visit and its receipt went to the new one."""
+    from core.payments import desk
+    from db.models import Payment
+
+    alex = world.patient_id
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s:
+        desk.record_desk_payment(s, world.staff, visit, amount_cents=2500, method="cash")
+    with db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.scalars(select(Patient).where(Patient.first_name == "Kim")).one().id
+        paid = s.scalars(select(Payment.patient_id).where(Payment.appointment_id == visit)).all()
+    assert kim != alex and paid == [kim]
+
+
+def test_a_request_paid_from_the_first_records_points_stays_saying_to_refund_first(db, world):
+    """Points are the first record's own: a request with a payment from them is not moved
+    (nothing is: the record made for it neither), and the desk is told what to do."""
+    from db.models import Payment
+
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s:
+        s.add(
+            Payment(
+                appointment_id=visit,
+                patient_id=world.patient_id,
+                kind="prepayment",
+                method="points",
+                status="paid",
+                points=100,
+                currency="GBP",
+            )
+        )
+    with pytest.raises(Conflict, match="Refund that payment first"), db.write() as s:
+        handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        assert s.get(Appointment, visit).patient_id == world.patient_id
+        assert s.scalars(select(Patient).where(Patient.first_name == "Kim")).all() == []
