@@ -673,7 +673,6 @@ class SurveyResponse(Base):
         CheckConstraint("nps IS NULL OR nps BETWEEN 0 AND 10", name="nps_range"),
         CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating_range"),
         Index(None, "clinic_id", "submitted_at"),
-        Index(None, "provider_id", "submitted_at"),
         Index(None, "submitted_at"),
         # covering index: survey analytics aggregate a date range without reading the table
         # (by service, a package's answers are its own group: package_id is read there too)
@@ -686,6 +685,22 @@ class SurveyResponse(Base):
             "clinic_id",
             "nps",
             "rating",
+        ),
+        # one provider's figures: its range of this index, read without the table; with a
+        # service, its look-up of the visits (appointment_id) and the ids it found (id, also
+        # the order of its comments after the time; SQLite's rowid is in every index,
+        # PostgreSQL's is not); migration 0029
+        Index(
+            "ix_survey_responses_provider_figures",
+            "provider_id",
+            "submitted_at",
+            "id",
+            "service_id",
+            "package_id",
+            "clinic_id",
+            "nps",
+            "rating",
+            "appointment_id",
         ),
         # the overview counts each NPS bucket / star rating as one index range
         Index("ix_survey_responses_nps_day", "nps", "submitted_at", "clinic_id"),

@@ -305,7 +305,8 @@ def with_service(session: Session, f: SurveyFilter) -> SurveyFilter:
     """The filter with `later` read (once per call, as the Cancellations page's figures read
     theirs): the responses of its range and clinic whose visit holds the service after its
     first one. Their ids, not their visits': a response's id is in every index of the
-    responses (SQLite's rowid), so the figures stay index-only reads."""
+    responses on SQLite (its rowid), and in the figures' by provider on PostgreSQL too, so
+    those figures stay index-only reads."""
     if f.service_id is None or f.later is not None:
         return f
     query = (
@@ -454,9 +455,8 @@ def _overview_query(f: SurveyFilter):
     """All clinics: the figures as counts (above). One clinic: its responses are a single
     (clinic_id, submitted_at) range, summed in one pass, which beats counting every clinic's
     buckets and checking the clinic in each entry; so are one service's (the covering index
-    of the figures holds the service, the counts' indexes do not) and one provider's (SQLite
-    reads its (provider_id, submitted_at) range and each row from the table, as it reads one
-    clinic's: on the 200k-visit bench half the time of the figures' covering range)."""
+    of the figures holds the service, the counts' indexes do not) and one provider's (its range
+    of ix_survey_responses_provider_figures, which holds what the figures read: no table)."""
     if f.clinic_id is None and f.service_id is None and f.provider_id is None:
         return select(*_summary_counts(f)), _summary
     return apply_filter(select(*_sums()), f), lambda *row: _figures(row)
