@@ -195,10 +195,10 @@ def _reason(prefix: str, label: str = "Reason (required; the patient is told)") 
 
 
 def _flags(prefix: str) -> dict[str, bool]:
-    c1, c2 = st.columns(2)
+    # one under the other: side by side, the queue's panel beside its table cut them short
     return {
-        "allow_double_booking": c1.checkbox("Allow double booking", key=f"{prefix}_double"),
-        "outside_hours_override": c2.checkbox("Outside working hours", key=f"{prefix}_outside"),
+        "allow_double_booking": st.checkbox("Allow double booking", key=f"{prefix}_double"),
+        "outside_hours_override": st.checkbox("Outside working hours", key=f"{prefix}_outside"),
     }
 
 

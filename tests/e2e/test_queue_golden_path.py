@@ -65,6 +65,12 @@ def test_manager_approves_a_request_and_the_patient_gets_the_confirmation(
     match = LOCAL_TIME.search(shown)
     assert match, shown
     slot_time = match.group(0)  # e.g. "Tue, 1 Dec 2026, 09:00" in the clinic's own locale
+    # the panel beside the table is narrow: no box's label may be cut short there
+    cut = page.locator('[data-testid="stCheckbox"] *').evaluate_all(
+        "all => all.filter(e => e.innerText.trim() && e.scrollWidth > e.clientWidth + 1)"
+        ".map(e => e.innerText)"
+    )
+    assert cut == [], cut
     page.locator(f".st-key-{prefix}_message textarea").fill("Looking forward to seeing you.")
     page.locator(f".st-key-{prefix}_go button").click()
     expect(page.get_by_text("Approved.", exact=False)).to_be_visible(timeout=20000)
