@@ -75,7 +75,7 @@ from core.interchange.csv_files import (
 )
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
-from core.kernel.clock import is_time_zone, local_to_utc, to_local
+from core.kernel.clock import is_time_zone, local_to_utc, to_local, zone
 from core.kernel.errors import ValidationError
 from core.kernel.text import clean
 from core.patients.records import birth_problem, practice_regions, validate_contact
@@ -370,6 +370,8 @@ def import_appointments(
     unknown_booking = 0  # rows without a booking time
     open_past, now = 0, utcnow()  # past visits without an outcome (scheduled, arrived)
 
+    reader = _RowReader(mapping, timezone, regions)
+
     def save() -> None:
         with write() as session:
             chunk.save(session, report)
@@ -381,7 +383,7 @@ def import_appointments(
             report.problem(number, wrong or "unreadable row")
             continue
         try:
-            record, patient, warnings = _appointment_row(row, mapping, timezone, regions)
+            record, patient, warnings = reader.read(row)
         except ValueError as exc:
             report.problem(number, str(exc))
             continue
@@ -492,12 +494,12 @@ def preview_appointments(
     check_columns(header, mapping.columns, APPOINTMENT_FIELDS, mapping.extra_columns)
     clinic = session.scalar(select(Clinic).where(Clinic.name == clinic_name.strip()))
     regions = practice_regions(session, clinic.locale if clinic else None)
-    shown = []
+    reader, shown = _RowReader(mapping, timezone, regions), []
     for number, row, wrong in itertools.islice(numbered, rows):
         try:
             if row is None:
                 raise ValueError(wrong or "unreadable row")
-            record, patient, warnings = _appointment_row(row, mapping, timezone, regions)
+            record, patient, warnings = reader.read(row)
         except ValueError as exc:
             shown.append(PreviewRow(number, "", "", "", "", "", f"skipped: {exc}"))
             continue
@@ -524,124 +526,170 @@ def _cell(row: dict[str, str], column: str, multiline: bool = False) -> str:
     return (clean(row.get(column) or "", field=column, multiline=multiline) or "").strip()
 
 
-def _appointment_row(
-    row: dict[str, str], mapping: AppointmentMapping, tz: str, regions: tuple[str, ...]
-) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """(appointment, patient, warnings): a row with one unreadable or implausible optional
-    field (booking time, SMS flag, age, date of birth) is imported with that field left out and
-    a warning; an unreadable required one (the ids, the appointment's day and time, its
-    outcome) is a ValueError: the row is skipped with that reason."""
-    cols = mapping.columns
-    warnings: list[str] = []
+REMEMBERED = 1_024  # distinct cells a _remembered reading keeps at most (then forgets them all)
 
-    def get(key: str) -> str:
-        column = cols.get(key)
-        return _cell(row, column) if column else ""
 
-    patient_ref, appointment_ref = get("patient_ref"), get("appointment_ref")
-    if not patient_ref:
-        raise ValueError("the patient id is empty")
-    if not appointment_ref:
-        raise ValueError("the appointment id is empty")
-    if (
-        len(patient_ref) + len(mapping.source) >= 64
-        or len(appointment_ref) + len(mapping.source) >= 64
-    ):
-        raise ValueError("an id is longer than 60 characters")
-    order = mapping.date_order
-    if not get("day"):
-        raise ValueError("the appointment day is empty")
-    try:
-        day_utc, day_has_time = parse_datetime(get("day"), tz, mapping.times_are_local, order)
-    except ValueError as exc:
-        raise ValueError(f"appointment day: {exc}") from None
-    local_day = _local_day(day_utc, tz)
-    booked = None
-    if get("booked_at"):
+def _remembered(read: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`read` that remembers what it returned for the last few distinct cells (the hundred or
+    so dates, ages or neighbourhoods a column of a large file repeats), within REMEMBERED of
+    them so memory stays bounded; what it raises is raised again each time, not remembered."""
+    seen: dict[str, Any] = {}
+
+    def remembered(cell: str) -> Any:
         try:
-            booked, _ = parse_datetime(get("booked_at"), tz, mapping.times_are_local, order)
+            return seen[cell]
+        except KeyError:
+            if len(seen) >= REMEMBERED:
+                seen.clear()
+            seen[cell] = value = read(cell)
+            return value
+
+    return remembered
+
+
+class _RowReader:
+    """Reads the rows of one file as `read` says, under one mapping, time zone and the
+    practice's regions, reading each distinct value of the columns that repeat down a file
+    (the appointment day, the outcome, flags, the patient columns kept) once per run of
+    REMEMBERED distinct values, not once per row."""
+
+    def __init__(self, mapping: AppointmentMapping, tz: str, regions: tuple[str, ...]) -> None:
+        self.mapping, self.tz, self.regions, self.zone = mapping, tz, regions, zone(tz)
+        self.columns = {key: column for key, column in mapping.columns.items() if column}
+        self.day = _remembered(self._day)
+        self.status = _remembered(lambda cell: _status(cell, mapping.status_is_no_show_flag))
+        self.flag = _remembered(parse_flag)
+        self.number = _remembered(lambda raw: parse_number(_cell({"": raw}, "")))
+
+    def _day(self, cell: str) -> tuple[datetime, bool, date, time, datetime]:
+        """(the day as UTC, whether it has a time of day, its clinic-local day and time, the
+        default time on that day as UTC)."""
+        mapping = self.mapping
+        try:
+            utc, has_time = parse_datetime(
+                cell, self.tz, mapping.times_are_local, mapping.date_order
+            )
         except ValueError as exc:
-            warnings.append(f"booking time: {exc}; imported without it")
-    if get("start_time"):
-        try:
-            at = parse_time(get("start_time"))
-        except ValueError as exc:
-            raise ValueError(f"start time {exc}") from None
-        start = local_to_utc(local_day, at, tz)
-    elif day_has_time and _local_time(day_utc, tz) != time(0):
-        start = day_utc
-    else:
-        start = local_to_utc(local_day, mapping.default_time, tz)
-        if booked is not None and _local_day(booked, tz) == local_day and booked > start:
-            start = quarter_up(booked)  # same-day booking: seen from the booking time on
-            if _local_day(start, tz) != local_day:
-                start = booked
-    if booked is not None and _local_day(booked, tz) > local_day:
-        warnings.append(
-            f"the booking day {_local_day(booked, tz)} is after the appointment day "
-            f"{local_day}; imported without the booking time"
-        )
-        booked = None
-    if booked is not None and booked >= start:
-        booked = start - KNOWN_BEFORE  # known: kept apart from an unknown one (= start)
-    status = _status(get("status"), mapping.status_is_no_show_flag)
-    end = start + timedelta(minutes=mapping.duration_minutes)
-    sms = False
-    if get("sms_reminder"):
-        try:
-            sms = parse_flag(get("sms_reminder"))
-        except ValueError as exc:
-            warnings.append(f"SMS reminder: {exc}; imported as not sent")
-    patient = _patient_fields(get, row, mapping, patient_ref, local_day, warnings, regions)
-    pref = f"{mapping.source}:{patient_ref}"
-    record = {
-        "patient_ref": pref,
-        "patient_external_ref": pref,
-        "external_ref": f"{mapping.source}:{appointment_ref}",
-        "status": status,
-        "start_at": start,
-        "end_at": end,
-        "booked_at": booked or start,
-        "source": Source.IMPORT,
-        "sms_reminder": sms,
-        "allow_double_booking": True,  # the file has no times: visits share the default time
-        "completed_at": end if status == AppointmentStatus.COMPLETED else None,
-    }
-    return record, patient, warnings
+            raise ValueError(f"appointment day: {exc}") from None
+        local = utc.astimezone(self.zone)
+        default = local_to_utc(local.date(), mapping.default_time, self.tz)
+        return utc, has_time, local.date(), local.time(), default
 
+    def read(self, row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """(appointment, patient, warnings): a row with one unreadable or implausible optional
+        field (booking time, SMS flag, age, date of birth) is imported with that field left out
+        and a warning; an unreadable required one (the ids, the appointment's day and time, its
+        outcome) is a ValueError: the row is skipped with that reason."""
+        mapping, tz = self.mapping, self.tz
+        warnings: list[str] = []
+        cells = {key: _cell(row, column) for key, column in self.columns.items()}
 
-def _patient_fields(get, row, mapping, patient_ref, local_day, warnings, regions) -> dict[str, Any]:
-    extra: dict[str, Any] = {c: parse_number(_cell(row, c)) for c in mapping.extra_columns}
-    if get("age"):
-        try:
-            age = int(float(get("age")))
-        except ValueError:
-            warnings.append(f"age {get('age')!r} is not a number; imported without an age")
-        else:
-            if 0 <= age <= 130:
-                extra["age"] = age
-                extra["age_on"] = local_day.isoformat()
+        def get(key: str) -> str:
+            return cells.get(key, "")
+
+        patient_ref, appointment_ref = get("patient_ref"), get("appointment_ref")
+        if not patient_ref:
+            raise ValueError("the patient id is empty")
+        if not appointment_ref:
+            raise ValueError("the appointment id is empty")
+        if (
+            len(patient_ref) + len(mapping.source) >= 64
+            or len(appointment_ref) + len(mapping.source) >= 64
+        ):
+            raise ValueError("an id is longer than 60 characters")
+        if not get("day"):
+            raise ValueError("the appointment day is empty")
+        day_utc, day_has_time, local_day, day_clock, default_start = self.day(get("day"))
+        booked = booked_day = None
+        if get("booked_at"):
+            try:
+                booked, _ = parse_datetime(
+                    get("booked_at"), tz, mapping.times_are_local, mapping.date_order
+                )
+            except ValueError as exc:
+                warnings.append(f"booking time: {exc}; imported without it")
             else:
-                warnings.append(f"age {age} is not between 0 and 130; imported without an age")
-    birth = None
-    if get("date_of_birth"):
-        try:
-            birth = parse_date(get("date_of_birth"), mapping.date_order)
-        except ValueError as exc:
-            warnings.append(f"date of birth: {exc}; imported without it")
-        if problem := birth_problem(birth):
-            warnings.append(f"date of birth {birth} is {problem}; imported without it")
-            birth = None
-    return {
-        "external_ref": f"{mapping.source}:{patient_ref}",
-        "first_name": _name(get("first_name")) or "Imported patient",
-        "last_name": _name(get("last_name")) or patient_ref[:80],
-        "date_of_birth": birth,
-        "email": _contact(get("email"), "email", warnings, regions),
-        "phone": _contact(get("phone"), "phone", warnings, regions),
-        "gender": get("gender")[:16] or None,
-        "extra": extra or None,
-    }
+                booked_day = booked.astimezone(self.zone).date()
+        if get("start_time"):
+            try:
+                at = parse_time(get("start_time"))
+            except ValueError as exc:
+                raise ValueError(f"start time {exc}") from None
+            start = local_to_utc(local_day, at, tz)
+        elif day_has_time and day_clock != time(0):
+            start = day_utc
+        else:
+            start = default_start
+            if booked is not None and booked_day == local_day and booked > start:
+                start = quarter_up(booked)  # same-day booking: seen from the booking time on
+                if start.astimezone(self.zone).date() != local_day:
+                    start = booked
+        if booked is not None and booked_day > local_day:
+            warnings.append(
+                f"the booking day {booked_day} is after the appointment day "
+                f"{local_day}; imported without the booking time"
+            )
+            booked = None
+        if booked is not None and booked >= start:
+            booked = start - KNOWN_BEFORE  # known: kept apart from an unknown one (= start)
+        status = self.status(get("status"))
+        end = start + timedelta(minutes=mapping.duration_minutes)
+        sms = False
+        if get("sms_reminder"):
+            try:
+                sms = self.flag(get("sms_reminder"))
+            except ValueError as exc:
+                warnings.append(f"SMS reminder: {exc}; imported as not sent")
+        patient = self._patient(get, row, patient_ref, local_day, warnings)
+        pref = f"{mapping.source}:{patient_ref}"
+        record = {
+            "patient_ref": pref,
+            "patient_external_ref": pref,
+            "external_ref": f"{mapping.source}:{appointment_ref}",
+            "status": status,
+            "start_at": start,
+            "end_at": end,
+            "booked_at": booked or start,
+            "source": Source.IMPORT,
+            "sms_reminder": sms,
+            "allow_double_booking": True,  # the file has no times: visits share the default time
+            "completed_at": end if status == AppointmentStatus.COMPLETED else None,
+        }
+        return record, patient, warnings
+
+    def _patient(self, get, row, patient_ref, local_day, warnings) -> dict[str, Any]:
+        mapping, regions = self.mapping, self.regions
+        extra: dict[str, Any] = {c: self.number(row.get(c) or "") for c in mapping.extra_columns}
+        if get("age"):
+            try:
+                age = int(float(get("age")))
+            except ValueError:
+                warnings.append(f"age {get('age')!r} is not a number; imported without an age")
+            else:
+                if 0 <= age <= 130:
+                    extra["age"] = age
+                    extra["age_on"] = local_day.isoformat()
+                else:
+                    warnings.append(f"age {age} is not between 0 and 130; imported without an age")
+        birth = None
+        if get("date_of_birth"):
+            try:
+                birth = parse_date(get("date_of_birth"), mapping.date_order)
+            except ValueError as exc:
+                warnings.append(f"date of birth: {exc}; imported without it")
+            if problem := birth_problem(birth):
+                warnings.append(f"date of birth {birth} is {problem}; imported without it")
+                birth = None
+        return {
+            "external_ref": f"{mapping.source}:{patient_ref}",
+            "first_name": _name(get("first_name")) or "Imported patient",
+            "last_name": _name(get("last_name")) or patient_ref[:80],
+            "date_of_birth": birth,
+            "email": _contact(get("email"), "email", warnings, regions),
+            "phone": _contact(get("phone"), "phone", warnings, regions),
+            "gender": get("gender")[:16] or None,
+            "extra": extra or None,
+        }
 
 
 def _name(text: str) -> str:
@@ -679,16 +727,6 @@ def _status(value: str, no_show_flag: bool) -> AppointmentStatus:
     raise ValueError(
         f"status {value!r} is not one of completed, no-show, cancelled, scheduled, arrived"
     )
-
-
-def _local_day(moment: datetime, tz: str) -> date:
-
-    return to_local(moment, tz).date()
-
-
-def _local_time(moment: datetime, tz: str) -> time:
-
-    return to_local(moment, tz).time()
 
 
 def import_surveys(
