@@ -41,7 +41,9 @@ def clean(
     ValidationError naming the field when it is longer than `limit` characters."""
     if value is None:
         return None
-    if multiline:
+    if value.isprintable():  # nothing to drop or change: every character dropped is unprintable
+        text = value
+    elif multiline:
         text = _CONTROL_MULTI.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
     else:
         text = _CONTROL_LINE.sub("", _SPACE_LIKE.sub(" ", value))
@@ -101,11 +103,16 @@ _UNSPLIT = str.maketrans(
 )
 
 
+_NOT_WORD = re.compile(r"[^\w]+")
+
+
 def plain_name(name: str) -> str:
     """A name as a person compares it: case, accents, punctuation and spacing aside."""
+    if name.isascii():  # no accent to take off nor letter to split: the same, sooner
+        return " ".join(_NOT_WORD.sub(" ", name.lower()).split())
     decomposed = unicodedata.normalize("NFKD", name.casefold().translate(_UNSPLIT))
     letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(re.sub(r"[^\w]+", " ", letters).split())
+    return " ".join(_NOT_WORD.sub(" ", letters).split())
 
 
 def same_name(a: str, b: str) -> bool:
