@@ -15,20 +15,21 @@ checking (a call, usually), the desk says what it found:
   decision. Declining instead would tell the shared contact "declined" for a request a real
   person made in good faith, and leaving it would put someone else's visit in this patient's
   history. Its messages not sent yet (the acknowledgement, a proposal still in the outbox, one
-  failed for a person to retry) go with it, in the same transaction, so they go to the new
-  record's address or number, or are stopped as the sender's rule says when it has none or
-  no consent there (core.messaging.recipients); what was sent, and what ClinicDesk stopped on
-  purpose, stays on the first record as its history. A request the practice proposed a time
-  for waits too (for its patient's answer): it moves with the time it holds and what was
-  asked, and the link sent still answers it, for the new record (a proposal link names the
-  visit, not the record). A visit booked already (a change request's proposal too) stays:
+  failed for a person to retry) are stopped in the same transaction: written for the first
+  record's patient, they would tell the new record's the first patient's name, or the first
+  patient of someone else's visit; what was sent stays on the first record as its history,
+  and its desk payments (card or cash) go with the visit. A request the practice proposed a
+  time for waits too (for its patient's answer): it moves with the time it holds and what was
+  asked, and a link sent still answers it, for the new record (a proposal link names the
+  visit, not the record); with none sent, the desk is told to propose the time again. A visit
+  booked already (a change request's proposal too) stays:
   its messages, payments and points are on the record it was booked on;
 - "maybe a known patient": it is them, and the new record is merged into theirs
   (core.patients.merge, the request moving with it), or it is someone else and the new record
   stays. The merge is offered on a decided request too (approved, declined, cancelled): unlike
-  the move above, which takes the visit and its messages not sent yet, it moves everything of
-  the new record (the visit as decided, its messages, payments, fees and points) and sends
-  the patient nothing.
+  the move above, which takes the visit alone (its messages not sent yet stopped), it moves
+  everything of the new record (the visit as decided, its messages, payments, fees and
+  points) and sends the patient nothing.
 
 Each is one transaction with the permission checked here; the flag's row is locked first, so
 of two people acting at once one wins and the other is told who handled it and when.
@@ -51,7 +52,7 @@ from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_time, format_day
 from core.kernel.phones import not_for_texts
 from core.kernel.text import same_name
-from core.messaging import notify, recipients
+from core.messaging import notify
 from core.patients import merge
 from core.patients.records import (
     check_texts,
@@ -285,7 +286,7 @@ def handle_flag(
         new, no_texts = _record_from_typed(session, actor, flag, appointment_id, patient.id)
         appointment.patient_id = new.id
         flush(session, appointment)
-        messages = _take_unsent(session, appointment_id, patient.id, new)
+        stopped = _stop_unsent(session, appointment_id, patient.id, new.id)
         payments = _take_desk_payments(session, appointment_id, patient.id, new.id)
         audit.record(
             session,
@@ -295,12 +296,12 @@ def handle_flag(
             appointment_id,
             patient_id=new.id,
             message=f"Not #{patient.id}: moved to new record #{new.id}.",
-            details={"from": patient.id, "to": new.id, "messages": messages, "payments": payments},
+            details={"from": patient.id, "to": new.id, "stopped": stopped, "payments": payments},
         )
         details["new_record"] = new.id
         held = ""
         if appointment.status == AppointmentStatus.TENTATIVE:  # its link names the visit
-            link = _proposal_link(session, appointment_id, new)
+            link = _proposal_link(session, appointment_id)
             held = f" with the time proposed to them ({link})"
         done = (
             f"Request #{appointment_id} moved to new record #{new.id}{held}; the flag is cleared."
@@ -343,18 +344,15 @@ def handle_flag(
     return done
 
 
-def _take_unsent(session: Session, appointment_id: int, from_id: int, new: Patient) -> int:
-    """The request's messages not sent yet go to the new record with it (queued, due for a
-    retry, or failed but for a person to retry), each to the new record's address or number on
-    its channel where it has one; how many. The sender looks at each again as it goes
-    (core.messaging.recipients): one on a channel the new record has no address or consent for
-    is stopped then, saying why. What was sent, and what ClinicDesk stopped on purpose, stays
-    on the first record as history.
-
-    One a sender holds right now (claimed) is taken back from it, due at once: the sender
-    goes by the record it read when it claimed the message, the first one, and finding its
-    claim gone it sends nothing and writes nothing (core.messaging.delivery's fence); the
-    next round sends it to the new record."""
+def _stop_unsent(session: Session, appointment_id: int, from_id: int, to_id: int) -> int:
+    """The request's messages not sent yet (queued, due for a retry, or failed but for a
+    person to retry) are stopped on purpose, never retried; how many. Each was written for the
+    first record's patient (their name, about a visit now someone else's): sent to the new
+    record's address it would tell that person the first patient's name, sent to the first
+    record's it would tell the first patient of someone else's visit. What was sent, and what
+    ClinicDesk stopped on purpose already, stays on the first record as history. One a sender
+    holds right now (claimed) is taken back from it too: finding its claim gone or the message
+    stopped, the sender sends nothing (core.messaging.delivery.take)."""
     unsent = session.scalars(
         select(Notification).where(
             Notification.appointment_id == appointment_id,
@@ -366,11 +364,14 @@ def _take_unsent(session: Session, appointment_id: int, from_id: int, new: Patie
             ),
         )
     ).all()
+    reason = (
+        f"Not sent: written for #{from_id}, and the request moved to new record #{to_id} "
+        "(not the same person)."
+    )
     for message in unsent:
-        message.patient_id = new.id
-        message.to_address = recipients.address(new, message.channel) or message.to_address
-        if message.claim_token is not None:
-            message.claim_token, message.next_attempt_at = None, utcnow()
+        for key, value in notify.stopped_on_purpose(reason).items():
+            setattr(message, key, value)
+        message.claim_token = None
     return len(unsent)
 
 
@@ -393,14 +394,12 @@ def _take_desk_payments(session: Session, appointment_id: int, from_id: int, to_
     return len(paid)
 
 
-def _proposal_link(session: Session, appointment_id: int, new: Patient) -> str:
-    """Whether the proposal's link reached the patient, in words: it answers the proposal
-    whichever record the visit is on, but a message went only on the channels the first
-    record consented to, and one waiting to go (moved to the new record: _take_unsent) goes
-    only where the new record may be reached (core.messaging.recipients, as the sender asks);
-    with neither, the new record has not had it."""
-    reached, waiting = notify.reached_channels(session, appointment_id, "appointment_proposed")
-    if reached or any(recipients.unreachable(new, channel) is None for channel in waiting):
+def _proposal_link(session: Session, appointment_id: int) -> str:
+    """Whether the proposal's link reached anyone, in words: a message sent answers it
+    whichever record the visit is on (its link names the visit); one not sent yet was stopped
+    by the move (_stop_unsent), so with none sent the new record has not had it."""
+    reached, _ = notify.reached_channels(session, appointment_id, "appointment_proposed")
+    if reached:
         return "the link sent still answers it"
     return "no message took them its link: propose the time again to send it to them"
 

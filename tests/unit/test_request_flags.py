@@ -132,7 +132,7 @@ def test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_wa
     assert request.patient_id == kim.id and request.status.value == "requested"
     assert (alex.first_name, alex.date_of_birth) == ("Alex", date(1985, 4, 12))
     # the acknowledgement waiting to go (email and text) went with it
-    assert moved.details == {"from": world.patient_id, "to": kim.id, "messages": 2, "payments": 0}
+    assert moved.details == {"from": world.patient_id, "to": kim.id, "stopped": 2, "payments": 0}
     # made by the records' create_patient (its audit details), saying from what
     assert created.entity_id == kim.id
     assert created.message == f"Made from what online request #{visit} typed"
@@ -488,8 +488,8 @@ def test_not_the_same_person_moves_a_request_with_a_time_proposed_and_its_link_a
     """A flagged request the practice proposed a time for still waits for its decision (the
     patient's answer): 'not the same person' is offered in the queue's 'Waiting for the
     patient' and on the visit's page, and moves the request to Kim's new record with the time
-    it holds and what was asked; the link already sent is bound to the visit, not the record,
-    so it shows Kim's name and her acceptance is confirmed to her record, not Alex's. Before,
+    it holds and what was asked; the link sent to the shared email is bound to the visit, not
+    the record, so it shows Kim's name and her acceptance is confirmed to her record. Before,
     the move was not offered and handle_flag refused it ("it is tentative now")."""
     from core.requests import decisions
     from core.requests.flags import offered_on
@@ -502,6 +502,7 @@ def test_not_the_same_person_moves_a_request_with_a_time_proposed_and_its_link_a
         raw = decisions.propose_time(
             s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
         )
+    assert "appointment_proposed" in [m[0] for m in _deliver(db)]  # to the shared email
     with db.read() as s:
         [row] = queue.list_queue(s, world.manager, "proposals")
         offered = offered_on(s, world.manager, visit)
@@ -819,15 +820,15 @@ def _messages(db, visit) -> list[tuple]:
         ]
 
 
-def test_not_the_same_person_takes_the_requests_messages_not_sent_yet_to_the_new_record(db, world):
+def test_not_the_same_person_stops_the_requests_messages_not_sent_yet(db, world):
     """Kim typed her own email and Alex's phone (no texts for her): the request went on Alex's
     record, its acknowledgement went out to Alex, and the practice's proposal waits in the
-    outbox, to Alex (the mail server was down, say). 'Not the same person' takes the waiting
-    proposal to Kim's record with the request, in the same transaction: it goes to Kim's email,
-    and its text is stopped by the sender's rule, as Kim takes no texts. What was sent stays on
-    Alex's record as history, and so does a message stopped on purpose (a proposal replaced
-    before it went). Before, the waiting messages kept Alex's record, and the sender took them
-    to Alex's address and number."""
+    outbox, to Alex (the mail server was down, say). 'Not the same person' stops the waiting
+    proposal in the same transaction: written for Alex ("Dear Alex Morgan"), sent to Kim's
+    email it would tell her Alex's name, and sent to Alex it would tell him of Kim's visit.
+    The desk is told to propose the time again, which reaches Kim at her own address. What
+    was sent stays on Alex's record as history, and so does a proposal replaced before it
+    went."""
     from core.requests import decisions
     from tests.unit.test_lifecycle import at
 
@@ -860,32 +861,36 @@ def test_not_the_same_person_takes_the_requests_messages_not_sent_yet_to_the_new
         moved = s.scalars(
             select(AuditEvent).where(AuditEvent.action == "request_moved_to_new_record")
         ).one()
-    assert "(the link sent still answers it)" in done
+    assert "(no message took them its link: propose the time again to send it to them)" in done
     replaced = decisions.REPLACED
+    stopped = (
+        f"Not sent: written for #{alex}, and the request moved to new record #{kim} "
+        "(not the same person)."
+    )
     assert _messages(db, visit) == [
         ("request_received", "email", alex, "alex@example.org", "sent", None),
         ("request_received", "sms", alex, "07700 900123", "sent", None),
         ("appointment_proposed", "email", alex, "alex@example.org", "failed", replaced),
         ("appointment_proposed", "sms", alex, "07700 900123", "failed", replaced),
-        ("appointment_proposed", "email", kim, "kim@example.net", "queued", None),
-        ("appointment_proposed", "sms", kim, "07700 900123", "queued", None),
+        ("appointment_proposed", "email", alex, "alex@example.org", "failed", stopped),
+        ("appointment_proposed", "sms", alex, "07700 900123", "failed", stopped),
     ]
-    assert moved.details["messages"] == 2  # the audit says how many went with it
+    assert moved.details["stopped"] == 2  # the audit says how many were stopped
+    assert _deliver(db) == []  # nothing of Kim's to Alex, nothing of Alex's name to Kim
+    with db.write() as s:
+        decisions.propose_time(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
+        )
     assert _deliver(db) == [("appointment_proposed", "email", "kim@example.net", kim)]
-    assert _messages(db, visit)[-1][-2:] == (
-        "failed",
-        "Not sent: no consent to text messages. Record Kim Morgan's consent on their record if "
-        "they give it back, then retry.",
-    )
 
 
-def test_a_message_refused_at_the_first_records_address_is_retried_to_the_new_record(db, world):
+def test_a_message_refused_at_the_first_records_address_is_not_retried_after_the_move(db, world):
     """The acknowledgement of Kim's request was refused at Alex's email address (failed for
-    good, for a person to retry once the address is put right). Moved with the request to
-    Kim's record, a retry goes to Kim's email, not to Alex's again (before, it stayed on
-    Alex's record, and the retry went to his address)."""
+    good, for a person to retry once the address is put right). Moved to Kim's record, the
+    request's message written for Alex is stopped on purpose: a retry is refused, and nothing
+    goes to Kim with Alex's name on it, nor to Alex about Kim's visit."""
+    from core.kernel.errors import ValidationError
     from core.messaging import notify
-    from core.messaging.delivery import PERMANENT
     from db.models import Notification
 
     visit = _flagged(
@@ -899,23 +904,21 @@ def test_a_message_refused_at_the_first_records_address_is_retried_to_the_new_re
     assert [m[0] for m in _deliver(db, refusing=("alex@example.org",))] == ["request_received"]
     with db.write() as s:
         handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
-    with db.write() as s:
+    with db.read() as s:
         refused = s.scalars(
             select(Notification).where(
                 Notification.channel == "email", Notification.appointment_id == visit
             )
         ).one()
-        assert refused.last_error.startswith(PERMANENT)
+    with pytest.raises(ValidationError, match="stopped this message on purpose"), db.write() as s:
         notify.retry(s, world.manager, refused.id)
-        kim = s.get(Appointment, visit).patient_id
-    assert _deliver(db) == [("request_received", "email", "kim@example.net", kim)]
+    assert _deliver(db) == []
 
 
-def test_a_waiting_proposal_the_new_record_takes_no_messages_for_says_to_propose_again(db, world):
+def test_a_waiting_proposal_stopped_by_the_move_says_to_propose_again(db, world):
     """Kim shares Alex's email but ticked no messages: the proposal waiting in the outbox to
-    Alex goes to her record with the request, where the sender stops it (no consent), so the
-    desk is told to propose the time again, not that the link sent still answers it (before,
-    a message waiting on any channel counted, wherever it would go)."""
+    Alex is stopped with the move, so the desk is told to propose the time again, not that
+    the link sent still answers it."""
     from core.requests import decisions
     from tests.unit.test_lifecycle import at
 
@@ -939,12 +942,11 @@ def test_a_waiting_proposal_the_new_record_takes_no_messages_for_says_to_propose
     assert _deliver(db) == []  # nothing of Kim's goes to Alex, nor to Kim without consent
 
 
-def test_a_message_a_sender_holds_while_the_request_moves_goes_to_the_new_record(db, world):
+def test_a_message_a_sender_holds_while_the_request_moves_is_not_sent(db, world):
     """A sender has claimed the acknowledgement of Kim's request, to Alex's email and phone,
     and is about to send it when the desk moves the request to Kim's record. The move takes
-    the claim back: the sender, looking at the message as it goes (delivery.take), finds its
-    claim gone and sends nothing, and the next round sends it to Kim. Before, the sender went
-    on with the record it had read when it claimed the message: Alex's address and number."""
+    the claim back and stops the message: the sender, looking at it as it goes
+    (delivery.take), finds its claim gone and sends nothing, and no later round sends it."""
     from core.messaging import delivery
     from db.models import Channel
     from db.types import utcnow
@@ -962,13 +964,9 @@ def test_a_message_a_sender_holds_while_the_request_moves_goes_to_the_new_record
     assert [row.template for row in held] == ["request_received"] * 2
     with db.write() as s:
         handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
-        kim = s.get(Appointment, visit).patient_id
     until = utcnow() + delivery.LEASE
     assert [delivery.take(db.write, "sender-a", row, until) for row in held] == ["lost"] * 2
-    assert _deliver(db) == [
-        ("request_received", "email", "kim@example.net", kim),
-        ("request_received", "sms", "+447700900123", kim),
-    ]
+    assert _deliver(db) == []
 
 
 def test_not_the_same_person_takes_a_desk_payment_for_the_request_to_the_new_record(db, world):
