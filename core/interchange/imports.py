@@ -42,6 +42,7 @@ the preset reads them as clinic-local wall times (`times_are_local`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -526,25 +527,13 @@ def _cell(row: dict[str, str], column: str, multiline: bool = False) -> str:
     return (clean(row.get(column) or "", field=column, multiline=multiline) or "").strip()
 
 
-REMEMBERED = 1_024  # distinct cells a _remembered reading keeps at most (then forgets them all)
+# distinct cells each column's reading keeps (the hundred or so dates, ages or neighbourhoods a
+# column of a large file repeats), so memory stays bounded; what it raises is not kept
+REMEMBERED = 1_024
 
 
 def _remembered(read: Callable[[str], Any]) -> Callable[[str], Any]:
-    """`read` that remembers what it returned for the last few distinct cells (the hundred or
-    so dates, ages or neighbourhoods a column of a large file repeats), within REMEMBERED of
-    them so memory stays bounded; what it raises is raised again each time, not remembered."""
-    seen: dict[str, Any] = {}
-
-    def remembered(cell: str) -> Any:
-        try:
-            return seen[cell]
-        except KeyError:
-            if len(seen) >= REMEMBERED:
-                seen.clear()
-            seen[cell] = value = read(cell)
-            return value
-
-    return remembered
+    return functools.lru_cache(maxsize=REMEMBERED)(read)
 
 
 class _RowReader:
