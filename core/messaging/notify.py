@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -911,6 +911,30 @@ def _reached(session: Session, where: list) -> tuple[list[Channel], list[Channel
         gone = status == DeliveryStatus.SENT or claim is not None
         (reached if gone else waiting).add(channel)
     return sorted(reached), sorted(waiting - reached)
+
+
+def withdraw_all_unsent(session: Session, appointment_id: int, patient_id: int, reason: str) -> int:
+    """Every message of the appointment to `patient_id` not sent yet is not sent, marked failed
+    for good with `reason`: queued, due for a retry, failed for a person to retry, and one a
+    sender holds right now, its claim taken back (finding it gone, the sender sends nothing:
+    delivery.take). What was sent, or stopped on purpose already, keeps its state. How many.
+    For a visit that moved to another person's record (core.requests.flags)."""
+    unsent = session.scalars(
+        select(Notification).where(
+            Notification.appointment_id == appointment_id,
+            Notification.patient_id == patient_id,
+            Notification.status != DeliveryStatus.SENT,
+            or_(
+                Notification.permanent_failure.is_(False),
+                Notification.stop_kind.is_distinct_from(StopKind.PURPOSE),
+            ),
+        )
+    ).all()
+    for message in unsent:
+        for key, value in stopped_on_purpose(reason).items():
+            setattr(message, key, value)
+        message.claim_token = None
+    return len(unsent)
 
 
 def _withdraw(session: Session, where: list, reason: str) -> None:

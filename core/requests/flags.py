@@ -69,12 +69,9 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     Clinic,
-    DeliveryStatus,
-    Notification,
     Patient,
     Payment,
     RequestFlag,
-    StopKind,
 )
 from db.types import utcnow
 
@@ -286,7 +283,15 @@ def handle_flag(
         new, no_texts = _record_from_typed(session, actor, flag, appointment_id, patient.id)
         appointment.patient_id = new.id
         flush(session, appointment)
-        stopped = _stop_unsent(session, appointment_id, patient.id, new.id)
+        # written for the first record's patient (their name, about a visit now someone
+        # else's): sent to the new record it would name them, left it would tell them of it
+        stopped = notify.withdraw_all_unsent(
+            session,
+            appointment_id,
+            patient.id,
+            f"Not sent: written for #{patient.id}, and the request moved to new record "
+            f"#{new.id} (not the same person).",
+        )
         payments = _take_desk_payments(session, appointment_id, patient.id, new.id)
         audit.record(
             session,
@@ -344,37 +349,6 @@ def handle_flag(
     return done
 
 
-def _stop_unsent(session: Session, appointment_id: int, from_id: int, to_id: int) -> int:
-    """The request's messages not sent yet (queued, due for a retry, or failed but for a
-    person to retry) are stopped on purpose, never retried; how many. Each was written for the
-    first record's patient (their name, about a visit now someone else's): sent to the new
-    record's address it would tell that person the first patient's name, sent to the first
-    record's it would tell the first patient of someone else's visit. What was sent, and what
-    ClinicDesk stopped on purpose already, stays on the first record as history. One a sender
-    holds right now (claimed) is taken back from it too: finding its claim gone or the message
-    stopped, the sender sends nothing (core.messaging.delivery.take)."""
-    unsent = session.scalars(
-        select(Notification).where(
-            Notification.appointment_id == appointment_id,
-            Notification.patient_id == from_id,
-            Notification.status != DeliveryStatus.SENT,
-            or_(
-                Notification.permanent_failure.is_(False),
-                Notification.stop_kind.is_distinct_from(StopKind.PURPOSE),
-            ),
-        )
-    ).all()
-    reason = (
-        f"Not sent: written for #{from_id}, and the request moved to new record #{to_id} "
-        "(not the same person)."
-    )
-    for message in unsent:
-        for key, value in notify.stopped_on_purpose(reason).items():
-            setattr(message, key, value)
-        message.claim_token = None
-    return len(unsent)
-
-
 def _take_desk_payments(session: Session, appointment_id: int, from_id: int, to_id: int) -> int:
     """The request's payments taken at the desk (card or cash, and their refunds) are the
     visit's: they go to the new record with it; how many. Points or a card on file are the
@@ -397,7 +371,7 @@ def _take_desk_payments(session: Session, appointment_id: int, from_id: int, to_
 def _proposal_link(session: Session, appointment_id: int) -> str:
     """Whether the proposal's link reached anyone, in words: a message sent answers it
     whichever record the visit is on (its link names the visit); one not sent yet was stopped
-    by the move (_stop_unsent), so with none sent the new record has not had it."""
+    by the move (notify.withdraw_all_unsent), so with none sent the new record has not had it."""
     reached, _ = notify.reached_channels(session, appointment_id, "appointment_proposed")
     if reached:
         return "the link sent still answers it"
