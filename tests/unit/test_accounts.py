@@ -1,8 +1,12 @@
 """Sign-in, lockout, sessions and the owner's user administration."""
 
 import contextlib
+import subprocess
+import sys
 import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
@@ -803,3 +807,72 @@ def test_the_migration_flags_no_existing_account(db, world):
         assert session.scalar(select(func.count()).select_from(User)) > 0
         assert not session.scalar(select(func.count()).where(User.password_change_due))
     assert not _sign_in(db, "staff", PASSWORD).actor.password_change_due
+
+
+def test_importing_accounts_hashes_no_password():
+    """Before, the module hashed its dummy password as it was imported: 57 ms of argon2 in
+    every process that imported it (each test worker, each CLI command), signing in or not."""
+    code = (
+        "import argon2\n"
+        "made = []\n"
+        "hash_it = argon2.PasswordHasher.hash\n"
+        "argon2.PasswordHasher.hash = lambda self, *a: made.append(1) or hash_it(self, *a)\n"
+        "from core.kernel import accounts\n"
+        "print(len(made))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "0"
+
+
+class _Recording(PasswordHasher):
+    """The test suite's cheap setting, recording what is hashed and what is verified against;
+    a slow hash, so sign-ins at once all come while the first is hashing."""
+
+    def __init__(self):
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.hashed, self.checked = [], []
+
+    def hash(self, password, *, salt=None):
+        self.hashed.append(password)
+        time.sleep(0.05)
+        return super().hash(password, salt=salt)
+
+    def verify(self, hash, password):  # noqa: A002 - argon2's own parameter name
+        self.checked.append(hash)
+        return super().verify(hash, password)
+
+
+def test_an_unknown_user_is_checked_against_one_dummy_hash_made_at_first_need(db, world):
+    """The dummy hash that keeps an unknown user's sign-in as slow as a wrong password is made
+    when the first such sign-in needs it, not when the hashing is set (nor at import), once
+    however many sign-ins need it at the same moment (the app's sessions run on threads)."""
+    before, recording = accounts._hasher, _Recording()
+    accounts.configure_hashing(recording)
+    try:
+        assert recording.hashed == []
+        start = threading.Barrier(6)
+        answers = []
+
+        def unknown() -> None:
+            start.wait()
+            with db.read() as session:
+                answers.append(accounts.check_credentials(session, "nobody", PASSWORD))
+
+        threads = [threading.Thread(target=unknown) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == [accounts.Attempt(None, None, False)] * 6
+        assert len(recording.hashed) == 1 and recording.hashed[0] != PASSWORD
+        (dummy,) = set(recording.checked)
+        assert len(recording.checked) == 6 and dummy.startswith("$argon2id$")
+        with db.read() as session:
+            assert accounts.check_credentials(session, "manager", "not it").password_ok is False
+            known = session.scalar(select(User.password_hash).where(User.username == "manager"))
+        assert recording.checked[-1] == known and len(recording.hashed) == 1
+    finally:
+        accounts.configure_hashing(before)
