@@ -73,22 +73,31 @@ def issue(
     return IssuedToken(raw, row)
 
 
-def find(session: Session, raw: str | None, purpose: str) -> LinkToken | None:
+def find(session: Session, raw: str | None, purpose: str | tuple[str, ...]) -> LinkToken | None:
     """The token of `purpose` for `raw`, live or not (a dead link is explained from it), or
-    None for text that is no such link."""
+    None for text that is no such link. `purpose` may be several a link may have (one read:
+    the token's own purpose says which it is)."""
     if not raw or len(raw) > 128:
         return None
+    purposes = (purpose,) if isinstance(purpose, str) else purpose
     digest = hash_token(raw)
     row = session.scalar(select(LinkToken).where(LinkToken.token_hash == digest))
-    if row is None or row.purpose != purpose or not hmac.compare_digest(row.token_hash, digest):
+    if row is None or row.purpose not in purposes:
+        return None
+    if not hmac.compare_digest(row.token_hash, digest):
         return None
     return row
 
 
 def verify(
-    session: Session, raw: str | None, purpose: str, *, now: datetime | None = None
+    session: Session,
+    raw: str | None,
+    purpose: str | tuple[str, ...],
+    *,
+    now: datetime | None = None,
 ) -> LinkToken:
-    """The live token for `raw`, or LinkInvalid (same message whatever is wrong)."""
+    """The live token for `raw` (of `purpose`, or of one of several: `find`), or LinkInvalid
+    (same message whatever is wrong)."""
     row = find(session, raw, purpose)
     now = now or utcnow()
     if (

@@ -287,7 +287,7 @@ def appointment_view(session: Session, appointment: Appointment) -> AppointmentV
     )
 
 
-def _appointment_for(session: Session, raw: str | None, purpose: str):
+def _appointment_for(session: Session, raw: str | None, purpose: str | tuple[str, ...]):
     token = tokens.verify(session, raw, purpose)
     appointment = session.get(Appointment, token.subject_id)
     if appointment is None or appointment.patient_id is None:
@@ -431,18 +431,19 @@ CHANGE_PURPOSES = ("change", "confirm")
 
 
 def _change_target(session: Session, raw: str | None):
-    """The token and appointment of a link of CHANGE_PURPOSES; LinkInvalid otherwise."""
-    for purpose in CHANGE_PURPOSES:
-        if tokens.find(session, raw, purpose) is not None:
-            return _appointment_for(session, raw, purpose)
-    raise LinkInvalid()
+    """The token and appointment of a link of CHANGE_PURPOSES, its token read once (before,
+    once for each purpose looked for, then again); LinkInvalid otherwise."""
+    return _appointment_for(session, raw, CHANGE_PURPOSES)
 
 
 def change_view(session: Session, raw: str | None, *, now: datetime | None = None) -> ChangeView:
     """What the patient sees before asking to cancel or reschedule: the policy and, inside
     the window, the fee and points it will cost (core.policy.evaluate, as everywhere else)."""
     _, appointment = _change_target(session, raw)
-    now = now or utcnow()
+    return _change_view(session, appointment, now or utcnow())
+
+
+def _change_view(session: Session, appointment: Appointment, now: datetime) -> ChangeView:
     ev = evaluate(session, appointment, now)
     reason = ""
     if appointment.status not in CHANGEABLE:
@@ -483,7 +484,7 @@ def submit_change(
     `shown`: the terms the page showed (ChangeView.terms), refused if they changed since."""
 
     token, appointment = _change_target(session, raw)
-    view = change_view(session, raw)
+    view = _change_view(session, appointment, utcnow())
     if not view.changeable:
         raise ValidationError(view.reason_not + " Please contact the practice.")
     check_terms(shown, view.terms, view.appointment.when)

@@ -4,6 +4,7 @@ any other after the patient's row was locked (the transaction goes on and commit
 namesake told apart by the date of birth typed (compared in SQL); consent asked per channel."""
 
 from tests.unit.test_patient_links import (  # noqa: F401
+    test_a_change_or_confirm_link_reads_its_token_once_and_a_dead_one_is_refused_alike,
     test_a_known_contacts_request_already_waiting_gets_the_same_answer_as_a_stranger,
     test_a_typed_date_of_birth_is_kept_and_tells_a_namesake_apart,
     test_booking_limits_hold_when_requests_arrive_at_once,

@@ -13,7 +13,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, update
 
 from core.kernel import tokens
 from core.kernel.clock import local_to_utc
@@ -354,6 +355,60 @@ def test_reschedule_needs_a_day(db, world):
     with db.read() as s:
         change = s.scalars(select(ChangeRequest)).one()
     assert change.kind.value == "reschedule" and change.time_of_day.value == "afternoon"
+
+
+def _token_reads(db, what):
+    """What `what(session)` returns, and how many of its statements read the link tokens."""
+    seen = []
+
+    def count(conn, cursor, statement, *args):
+        if "FROM link_tokens" in statement:
+            seen.append(statement)
+
+    with db.write() as s:
+        sa_event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            done = what(s)
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", count)
+    return done, len(seen)
+
+
+def test_a_change_or_confirm_link_reads_its_token_once_and_a_dead_one_is_refused_alike(db, world):
+    """Before, a change link's page read its token twice (a look for it as a change link, then
+    again to check it), a reminder's confirm link three times (as a change link first), and
+    sending the request read it all again for the page's terms: four and six reads. Each now
+    reads it once. A link expired, revoked, used for something else, altered or empty is
+    refused as before, with the one message."""
+    appointment_id, change = _scheduled(db, world, hours_ahead=72)
+    with db.write() as s:
+        confirm = tokens.issue(s, "confirm", appointment_id, timedelta(days=3), single_use=False)
+        gone = [tokens.issue(s, "change", appointment_id, timedelta(days=3)) for _ in "ab"]
+        gone[0].row.expires_at = utcnow() - timedelta(seconds=1)
+        tokens.revoke(s, gone[1].row.id)
+        proposal = tokens.issue(s, "proposal", appointment_id, timedelta(days=3))
+    day = date.today() + timedelta(days=5)
+    for raw in (change, confirm.raw):
+        view, reads = _token_reads(db, lambda s, raw=raw: patient_links.change_view(s, raw))
+        assert view.changeable and reads == 1
+        said, reads = _token_reads(
+            db,
+            lambda s, raw=raw: patient_links.submit_change(
+                s, raw, kind="reschedule", requested_day=day
+            ),
+        )
+        assert "sent to the practice" in said and reads == 1
+        with db.write() as s:  # the next link asks afresh
+            s.execute(update(ChangeRequest).values(status=ChangeStatus.DENIED))
+    flipped = change[:-1] + ("A" if change[-1] != "A" else "B")
+    dead = [r.raw for r in gone] + [proposal.raw, flipped, "", None, "x" * 500]
+    with db.write() as s:
+        for raw in dead:
+            with pytest.raises(LinkInvalid, match="not valid any more"):
+                patient_links.change_view(s, raw)
+            with pytest.raises(LinkInvalid, match="not valid any more"):
+                patient_links.submit_change(s, raw, kind="cancel")
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.SCHEDULED
 
 
 # ---------------------------------------------------------------- public booking requests
