@@ -851,7 +851,9 @@ def _check_attempt(
     `ChargePending`; finished meanwhile (its webhook, another desk): `Conflict` when paid. One
     still unfinished CHARGE_CANCEL_AFTER after it was sent (`overdue`) is canceled at the
     provider (`fee_cancel_key`) and failed, saying so: the fee is owed again; one the provider
-    would not cancel because it went through meanwhile is paid."""
+    would not cancel because it went through meanwhile is paid. A cancel cut off before its
+    commit leaves the attempt pending: its webhook or the next ask finds it canceled and fails
+    it in the provider's words ('canceled (abandoned)'), sending no second cancel."""
     charge = provider.charge_state(reference)  # its refusal raised: nothing is recorded
     canceled = ""  # the state it was left in, when it is canceled here
     if charge.ended is None and overdue:

@@ -1,5 +1,13 @@
 """The payment provider's webhook: verify the signature (the provider's own scheme), keep the
-event id so each event is applied once (a replay changes nothing), then apply it."""
+event id so each event is applied once (a replay changes nothing), then apply it.
+
+The process stopping between the provider's answer and our commit is made good here or by the
+payments job. A charge to the card on file the job canceled but did not record stays pending
+(under way, to the desk) until payment_intent.canceled fails it, or, that event lost, the job's
+next run asks the provider and fails it (core.payments.desk.finish_charges), no cancel sent
+twice. Refund events are not applied: a refund made but not recorded stays due until the job's
+next run sends it again with the same idempotency key and the provider answers with the refund
+it made (core.payments.prepay.process_refunds), within the day the provider keeps the key."""
 
 from __future__ import annotations
 

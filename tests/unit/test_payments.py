@@ -1724,13 +1724,20 @@ def test_a_refund_made_but_not_recorded_is_not_made_again(db, world):
     """The process stops after Stripe made the refund, before our commit: the next run sends
     the same Idempotency-Key (derived from our refund row), so Stripe answers with the refund it
     made instead of making a second. Before, the Stripe library made up a new key each time and
-    the patient was refunded twice."""
+    the patient was refunded twice. Stripe's signed charge.refunded changes nothing meanwhile:
+    the refund is due until the next run records it."""
     http = StripeLike()
     provider = StripeProvider(STRIPE, http_client=http)
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
     with pytest.raises(RuntimeError), db.write() as s:
         assert prepay.process_refunds(s, provider) == 1
         raise RuntimeError("the process stopped before the commit")
+    charge = {"id": "ch_fee_1", "object": "charge", "payment_intent": "pi_fee_1"}
+    charge |= {"amount_refunded": 3000, "refunded": True}
+    body = {"id": "evt_refunded_1", "object": "event", "type": "charge.refunded"}
+    body = json.dumps(body | {"data": {"object": charge}}).encode()
+    with db.write() as s:
+        assert webhooks.handle(s, provider, body, signed(body)) == "ignored"
     with db.read() as s:
         assert s.get(Payment, refund_id).status == "refund_due"
     with db.write() as s:
@@ -3112,6 +3119,59 @@ def test_a_charge_stripe_canceled_is_failed_and_the_fee_owed_again(db, world):
     with db.write() as s:
         desk.pay_fee(s, world.staff, fee_id, method="cash", provider=provider)
     assert _fee_payments(db, fee_id) == [("failed", 3000, "pi_1"), ("paid", 3000, None)]
+
+
+def test_a_cancel_stripe_made_but_we_did_not_record_is_reconciled_never_sent_again(db, world):
+    """The payments job cancels at Stripe two charges left unfinished a day, and each time the
+    process stops before the cancel is recorded. Meanwhile the desk sees each charge still
+    under way (a cash payment of its fee is refused, saying to press again to ask Stripe).
+    Stripe's signed payment_intent.canceled fails the first, in Stripe's words, the fee owed
+    again; the second's webhook is lost, and the job's next run asks Stripe, finds it canceled
+    and fails it the same way. No cancel is sent twice, nothing is charged twice, and the next
+    press is a new charge."""
+    http = CardsOnFile()
+    http.status = "requires_action"
+    provider = StripeProvider(STRIPE, http_client=http)
+    appointment_id = _appointment(db, world)
+    _card_on_file(db, world, appointment_id, 6000, "GBP")
+    by_webhook, by_next_run = _pending_charges(db, world, provider, appointment_id, 3000, 1500)
+    for fee in (by_webhook, by_next_run):
+        _age(db, fee, timedelta(hours=23, minutes=1))
+    for _ in range(2):  # one a run, each cut off after Stripe canceled it
+        with pytest.raises(RuntimeError, match="the process stopped"):
+            desk.finish_charges(_stopping(db, 2), provider, limit=1)
+    assert [c[0] for c in http.cancels] == ["pi_1", "pi_2"]
+    assert {http.intents[i]["status"] for i in ("pi_1", "pi_2")} == {"canceled"}
+    assert _fee_payments(db, by_webhook) == [("pending", 3000, "pi_1")]
+    assert _fee_payments(db, by_next_run) == [("pending", 1500, "pi_2")]
+    with db.write() as s, pytest.raises(Conflict, match="Press 'Charge the card on file' again"):
+        desk.pay_fee(s, world.staff, by_webhook, method="cash", provider=provider)
+
+    body = json.dumps(
+        {
+            "id": "evt_canceled_1",
+            "object": "event",
+            "type": "payment_intent.canceled",
+            "data": {"object": http.intents["pi_1"]},
+        }
+    ).encode()
+    with db.write() as s:
+        assert webhooks.handle(s, provider, body, signed(body)) == "applied"
+    assert desk.finish_charges(db.write, provider) == 1  # the other one, asked of
+    said = "Stripe did not charge the card on file: the charge was canceled (abandoned)."
+    assert _fee_payments(db, by_webhook) == [("failed", 3000, "pi_1")]
+    assert _fee_payments(db, by_next_run) == [("failed", 1500, "pi_2")]
+    with db.read() as s:
+        errors = s.scalars(select(Payment.last_error).where(Payment.status == "failed"))
+        assert errors.all() == [said, said]
+        owed = [f.amount for f in desk.unpaid_fees(s, world.staff, appointment_id)]
+        assert owed == ["£30.00", "£15.00"]
+    assert [c[0] for c in http.cancels] == ["pi_1", "pi_2"] and http.asked[-1] == "pi_2"
+    assert http.made == ["pi_1", "pi_2"]
+    assert desk.finish_charges(db.write, provider) == 0
+    http.status = "succeeded"
+    paid = desk.charge_fee_on_file(db.write, world.staff, by_webhook, provider=provider)
+    assert (paid.status, paid.provider_ref) == ("paid", "pi_3")
 
 
 def test_the_job_asking_stripe_while_the_webhook_comes_records_the_charge_once(db, world, caplog):
