@@ -20,9 +20,11 @@ from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import clinic_format, clinic_time, format_day
+from core.kernel.phones import dialable, e164, practice_regions
 from core.kernel.text import clean
 from core.messaging import notify
 from core.patients import invitations
+from core.patients.emails import email_address
 from core.payments import points
 from db.models import (
     Appointment,
@@ -147,6 +149,22 @@ class Side:
 
 
 @dataclass(frozen=True)
+class ContactChoice:
+    """An email or phone the two records hold differently, and what the merge does with it:
+    the kept record's stays, or the duplicate's fills its blank (`taken`), checked as an edit
+    checks what is typed."""
+
+    field: str  # "email" or "phone"
+    kept: str  # the kept record's, "" when it has none
+    other: str  # the duplicate's, "" when it has none
+    taken: bool  # the duplicate's goes on the kept record (as `value`)
+    does: str  # what the merge does, in words (the preview)
+    said: str = ""  # what the message after the merge says of it ("" for nothing)
+    left: str = ""  # not taken, for the audit: why, without the value
+    value: str = ""  # taken: as stored (an email lower-cased)
+
+
+@dataclass(frozen=True)
 class MergePreview:
     keep: Side
     duplicate: Side
@@ -156,6 +174,7 @@ class MergePreview:
     consents: list[str]  # consents withdrawn by the merge, in words
     notes: list[str]  # points, portal, what stays, in sentences
     overlaps: list[str]  # appointments of both at the same time (confirm to merge anyway)
+    contacts: list[ContactChoice] = field(default_factory=list)  # email and phone that differ
 
 
 @dataclass(frozen=True)
@@ -166,6 +185,7 @@ class Merged:
     points: int = 0
     sessions_ended: int = 0
     address_left: str = ""  # the duplicate's address, not taken: the kept record has its own
+    contacts: tuple[ContactChoice, ...] = ()  # email and phone that differed: the message says
 
     @property
     def message(self) -> str:
@@ -175,6 +195,7 @@ class Merged:
             + (f", {self.points} points" if self.points else "")
             + "."
         )
+        text += "".join(f" {c.said}" for c in self.contacts if c.said)
         if self.address_left:
             text += (
                 f" #{self.duplicate_id}'s address ({self.address_left}) was not taken: "
@@ -255,8 +276,14 @@ def _overlaps(session: Session, keep: Patient, duplicate: Patient) -> list[str]:
     ]
 
 
-CONTACT = (("date_of_birth", "date of birth"), ("email", "email"), ("phone", "phone"))
-FILLED = (*CONTACT, ("gender", "gender"), ("external_ref", "imported reference"))
+# blanks of the kept record filled from the duplicate; its email and phone: `_contacts`
+FILLED = (
+    ("date_of_birth", "date of birth"),
+    ("gender", "gender"),
+    ("external_ref", "imported reference"),
+)
+# an email or phone and the consent to its channel (the model keeps one of each a record)
+CONTACTS = {"email": ("consent_email", "email"), "phone": ("consent_sms", "text messages")}
 # the postal address's parts (core.patients.records checks them): filled as one, never a street
 # from one record with a town from the other; a country alone is no address
 ADDRESS = ("address_line1", "address_line2", "city", "postcode", "country")
@@ -277,21 +304,105 @@ def _address_left(keep: Patient, duplicate: Patient) -> str:
     return theirs if theirs and mine and not same else ""
 
 
-def _consents(keep: Patient, duplicate: Patient) -> dict[str, bool]:
+def _same(name: str, mine: str, theirs: str, regions: tuple[str, ...]) -> bool:
+    """One address or number written otherwise (case and spaces; a national or international
+    form of one number) is no other."""
+    if name == "email":
+        return mine.strip().casefold() == theirs.strip().casefold()
+    if mine and theirs and (number := e164(mine, regions)) is not None:
+        return number == e164(theirs, regions)
+    return " ".join(mine.split()) == " ".join(theirs.split())
+
+
+def _checked(name: str, value: str, regions: tuple[str, ...]) -> str:
+    """The duplicate's email or phone as an edit would store it typed."""
+    if name == "email":
+        return email_address(value) or ""
+    return dialable(value, regions) or ""
+
+
+def _contacts(session: Session, keep: Patient, duplicate: Patient) -> list[ContactChoice]:
+    """The email and phone the records hold differently and what the merge does with each:
+    the kept record's stays; its blank takes the duplicate's, checked as typed, with the
+    duplicate's consent to that channel (`_consents`: its address's holder alone has a say)."""
+    regions = practice_regions(session)
+    k, d = f"#{keep.id}", f"#{duplicate.id}"
+    found = []
+    for name, (consent, channel) in CONTACTS.items():
+        mine, theirs = getattr(keep, name) or "", getattr(duplicate, name) or ""
+        if _same(name, mine, theirs, regions):
+            continue
+        if not theirs:
+            found.append(ContactChoice(name, mine, theirs, False, f"{k}'s stays ({d} has none)"))
+            continue
+        if mine:
+            does = f"{k}'s stays; {d}'s is not taken (named after the merge, to add by hand)"
+            said = (
+                f"{d}'s {name} ({theirs}) was not taken: {k} keeps its own ({mine}); change it "
+                f"on {k} if the other is the one in use."
+            )
+            if name == "phone" and keep.phone_landline and not duplicate.phone_landline:
+                landline = (
+                    f"{k}'s is a landline, which texts do not reach: make it {d}'s mobile if "
+                    "texts should go there"
+                )
+                does, said = f"{does}. {landline}", f"{said} {landline}."
+            left = "the kept record's own stays"
+            found.append(ContactChoice(name, mine, theirs, False, does, said, left))
+            continue
+        try:
+            value = _checked(name, theirs, regions)
+        except ValidationError as error:
+            found.append(
+                ContactChoice(
+                    name,
+                    mine,
+                    theirs,
+                    False,
+                    f"not taken: {error}",
+                    f"{d}'s {name} ({theirs}) was not taken: {error} {k} has none: type the "
+                    f"right one on {k}.",
+                    "not valid",
+                )
+            )
+            continue
+        given = "given" if getattr(duplicate, consent) else "not given"
+        brings = f"with it {d}'s consent to {channel} ({given})"
+        found.append(
+            ContactChoice(
+                name,
+                mine,
+                theirs,
+                True,
+                f"taken: {k} has none; {brings}",
+                f"{d}'s {name} ({value}) was taken: {k} had none; {brings}.",
+                value=value,
+            )
+        )
+    return found
+
+
+def _consents(
+    keep: Patient, duplicate: Patient, taken: tuple[str, ...] | list[str] = ("email", "phone")
+) -> dict[str, bool]:
     """The kept record's consents after the merge: a consent given on only one record, or
     withdrawn on either, is not kept (safer). A record without the address a consent is about
-    has no say in it (its 'no' means 'no address', not 'withdrawn')."""
+    has no say in it (its 'no' means 'no address', not 'withdrawn'); a kept record left
+    without one (the duplicate's was not `taken`: not valid) has no consent to it."""
 
-    def both(pairs: list[tuple[object, bool]]) -> bool:
+    def both(pairs: list[tuple[object, bool]], name: str) -> bool:
         holders = [ok for address, ok in pairs if address]
-        return bool(holders) and all(holders)
+        after = getattr(keep, name) or (name in taken and getattr(duplicate, name))
+        return bool(holders) and all(holders) and bool(after)
 
     return {
         "consent_email": both(
-            [(keep.email, keep.consent_email), (duplicate.email, duplicate.consent_email)]
+            [(keep.email, keep.consent_email), (duplicate.email, duplicate.consent_email)],
+            "email",
         ),
         "consent_sms": both(
-            [(keep.phone, keep.consent_sms), (duplicate.phone, duplicate.consent_sms)]
+            [(keep.phone, keep.consent_sms), (duplicate.phone, duplicate.consent_sms)],
+            "phone",
         ),
         "consent_marketing": keep.consent_marketing and duplicate.consent_marketing,
         "reminders_enabled": keep.reminders_enabled and duplicate.reminders_enabled,
@@ -322,7 +433,8 @@ def _plan(session: Session, keep: Patient, duplicate: Patient) -> MergePreview:
     filled = [w for f, w in FILLED if not getattr(keep, f) and getattr(duplicate, f)]
     if address_of(duplicate) and not address_of(keep):
         filled.append("postal address")
-    after = _consents(keep, duplicate)
+    contacts = _contacts(session, keep, duplicate)
+    after = _consents(keep, duplicate, [c.field for c in contacts if c.taken])
     consents = [
         f"{CONSENT_WORDS[f]}: {'on' if getattr(keep, f) else 'off'} here, "
         f"{'on' if getattr(duplicate, f) else 'off'} on #{duplicate.id}; off after the merge"
@@ -369,6 +481,7 @@ def _plan(session: Session, keep: Patient, duplicate: Patient) -> MergePreview:
         consents,
         notes,
         _overlaps(session, keep, duplicate),
+        contacts,
     )
 
 
@@ -440,10 +553,11 @@ def merge_patients(
     """Merge the duplicate into the kept record, in the caller's transaction, both rows
     locked: every row pointing at the duplicate points at the kept record (see `HOW`); the
     kept record keeps its name, contact details and postal address and fills its blanks from
-    the duplicate (the address as one; the duplicate's, when not taken, named in the message);
+    the duplicate (an email or phone checked as typed, with the duplicate's consent to it; the
+    address as one; the duplicate's email, phone or address not taken named in the message);
     a consent withdrawn on either stays withdrawn; the duplicate's points move as one ledger
     entry on each side; its portal sessions end. The duplicate is marked merged, never
-    deleted. Audited on both records with the counts moved."""
+    deleted. Audited on both records with the counts moved and the contacts taken or not."""
     ensure(actor, Permission.PATIENTS_MERGE)
     reason = (clean(reason, field="reason", limit=MAX_REASON) or "").strip()
     if not reason:
@@ -458,11 +572,12 @@ def merge_patients(
         )
     now = utcnow()
     ended = _end_portal(session, actor, duplicate, keep.id)
-    withdrawn = _apply_consents(keep, duplicate)  # from the addresses each had: before _fill
+    taken = [c.field for c in plan.contacts if c.taken]
+    withdrawn = _apply_consents(keep, duplicate, taken)  # the addresses each had: before _fill
     # as an edit withdrawing it would: the kept record's pending invitation by that channel
     invitations.revoke_for_contact_change(session, actor, keep, withdrawn)
     address_left = _address_left(keep, duplicate)
-    filled = _fill(keep, duplicate)
+    filled = _fill(keep, duplicate, plan.contacts)
     moved_points = _move_points(session, keep, duplicate)
     duplicate.merged_into_id, duplicate.merged_at = keep.id, now
     session.flush()
@@ -501,6 +616,9 @@ def merge_patients(
         "waitlist_twins_withdrawn": closed,
         # personal data: that the duplicate's address was left, not what it is
         "address_not_taken": bool(address_left),
+        # the same for an email and a phone: which were taken, which not and why
+        "contacts_taken": taken,
+        "contacts_not_taken": {c.field: c.left for c in plan.contacts if c.left},
     }
     audit.record(
         session,
@@ -525,13 +643,19 @@ def merge_patients(
         details={"from": duplicate_id, **details},
     )
     session.flush()
-    return Merged(keep_id, duplicate_id, moved, moved_points, ended, address_left)
+    contacts = tuple(plan.contacts)
+    return Merged(keep_id, duplicate_id, moved, moved_points, ended, address_left, contacts)
 
 
-def _fill(keep: Patient, duplicate: Patient) -> list[str]:
-    """The kept record's blanks filled from the duplicate (its own values win); its address
-    as one: all its parts, when the kept record has none."""
+def _fill(keep: Patient, duplicate: Patient, contacts: list[ContactChoice]) -> list[str]:
+    """The kept record's blanks filled from the duplicate (its own values win); its email and
+    phone as `contacts` took them; its address as one: all its parts, when the kept record has
+    none."""
     filled = []
+    for contact in contacts:
+        if contact.taken:
+            setattr(keep, contact.field, contact.value)
+            filled.append(contact.field)
     for name, _words in FILLED:
         if not getattr(keep, name) and getattr(duplicate, name):
             value = getattr(duplicate, name)
@@ -552,11 +676,11 @@ def _fill(keep: Patient, duplicate: Patient) -> list[str]:
     return filled
 
 
-def _apply_consents(keep: Patient, duplicate: Patient) -> list[str]:
+def _apply_consents(keep: Patient, duplicate: Patient, taken: list[str]) -> list[str]:
     """Set the kept record's consents (`_consents`, before its blanks are filled): the names
     the merge withdrew."""
     before = {name: getattr(keep, name) for name in CONSENT_WORDS}
-    for name, ok in _consents(keep, duplicate).items():
+    for name, ok in _consents(keep, duplicate, taken).items():
         setattr(keep, name, ok)
     return [name for name in CONSENT_WORDS if before[name] and not getattr(keep, name)]
 

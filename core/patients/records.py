@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from babel.dates import get_date_format
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
@@ -27,6 +26,7 @@ from core.kernel.phones import dialable, landline, not_for_texts, practice_regio
 from core.kernel.text import clean, plain_words
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
+from core.patients.emails import email_address
 from core.patients.search import bare_phone as bare_phone  # core.portal.sign_in's
 from core.patients.search import numbers_joined, phone_like
 from core.payments import desk, points, prepay
@@ -207,28 +207,14 @@ def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
     return patient
 
 
-def _email(typed: str | None) -> str | None:
-    """An email address the sender can send to (the same check, email-validator's), lower-cased
-    as stored, or None when blank."""
-    email = (clean(typed, field="email address", limit=254) or "").strip().lower() or None
-    if email:
-        try:
-            validate_email(
-                email, check_deliverability=False, globally_deliverable=False, test_environment=True
-            )
-        except EmailNotValidError as error:
-            raise ValidationError(
-                f"{email!r} is not an email address: {error} Type it like name@example.org."
-            ) from None
-    return email
-
-
 def validate_contact(
     email: str | None, phone: str | None, regions: tuple[str, ...] = ()
 ) -> tuple[str | None, str | None]:
     """An email address the sender accepts and a phone number one can dial (a national form
     read in `regions`, by default the default locale's country), each None when blank."""
-    return _email(email), dialable(phone, regions or (babel_locale(DEFAULT_LOCALE).territory,))
+    return email_address(email), dialable(
+        phone, regions or (babel_locale(DEFAULT_LOCALE).territory,)
+    )
 
 
 def check_texts(phone: str | None, consent_sms: bool, regions: tuple[str, ...]) -> None:
@@ -612,7 +598,7 @@ def update_patient(
     # what is typed is checked; a number on file left as it is stays (an import's, an old one)
     if "email" in changes:
         same = (changes["email"] or "").strip().lower() == (patient.email or "")
-        changes["email"] = patient.email if same else _email(changes["email"])
+        changes["email"] = patient.email if same else email_address(changes["email"])
     if "phone" in changes:
         same = (changes["phone"] or "").strip() == (patient.phone or "")
         changes["phone"] = (

@@ -310,6 +310,118 @@ def test_a_kept_address_stays_and_the_merge_says_the_duplicates_was_not_taken(db
     assert event.details["address_not_taken"] is True and "York" not in str(event.details)
 
 
+# ---------------------------------------------------------------- email and phone
+
+
+def _kept(db, **fields) -> int:
+    with db.write() as s:
+        return make_patient(s, first_name="Sam", last_name="Lee", **fields).id
+
+
+def _contacts(db, actor, keep, duplicate) -> dict[str, merge.ContactChoice]:
+    with db.read() as s:
+        return {c.field: c for c in merge.preview_merge(s, actor, keep, duplicate).contacts}
+
+
+def test_the_preview_names_each_contact_detail_that_differs_and_what_the_merge_does(db, world):
+    """The kept record has no email: the duplicate's is taken with its consent; both have a
+    mobile: the kept one stays and the message after the merge names the other, so the desk
+    can add it by hand. The audit says which were taken and which not, without the values."""
+    kept = _kept(db, email=None, consent_email=False, phone="07700 900123")
+    duplicate = _duplicate(db, email="Sam.Lee@Example.net", phone="07700 900456")
+    contacts = _contacts(db, world.manager, kept, duplicate)
+    email, phone = contacts["email"], contacts["phone"]
+    assert (email.kept, email.other, email.taken) == ("", "Sam.Lee@Example.net", True)
+    assert email.does == (
+        f"taken: #{kept} has none; with it #{duplicate}'s consent to email (given)"
+    )
+    assert (phone.kept, phone.other, phone.taken) == ("07700 900123", "07700 900456", False)
+    assert phone.does == (
+        f"#{kept}'s stays; #{duplicate}'s is not taken (named after the merge, to add by hand)"
+    )
+    result = _merge(db, world.manager, kept, duplicate)
+    assert (
+        f"#{duplicate}'s email (sam.lee@example.net) was taken: #{kept} had none; with it "
+        f"#{duplicate}'s consent to email (given)."
+    ) in result.message
+    assert (
+        f"#{duplicate}'s phone (07700 900456) was not taken: #{kept} keeps its own "
+        f"(07700 900123); change it on #{kept} if the other is the one in use."
+    ) in result.message
+    with db.read() as s:
+        p = s.get(Patient, kept)
+        assert (p.email, p.consent_email, p.phone) == ("sam.lee@example.net", True, "07700 900123")
+        event = _merged_from(s)
+    assert event.details["contacts_taken"] == ["email"]
+    assert event.details["contacts_not_taken"] == {"phone": "the kept record's own stays"}
+    assert "900456" not in str(event.details) and "sam.lee" not in str(event.details)
+
+
+def test_a_taken_number_brings_its_consent_as_the_duplicate_gave_it(db, world):
+    kept = _kept(db, phone=None, consent_sms=False)
+    duplicate = _duplicate(db, email="alex@example.org", phone="07700 900456", consent_sms=False)
+    contacts = _contacts(db, world.manager, kept, duplicate)
+    assert list(contacts) == ["phone"]  # the same email: nothing to say about it
+    assert contacts["phone"].does == (
+        f"taken: #{kept} has none; with it #{duplicate}'s consent to text messages (not given)"
+    )
+    _merge(db, world.manager, kept, duplicate)
+    with db.read() as s:
+        p = s.get(Patient, kept)
+        assert (p.phone, p.consent_sms, p.email, p.consent_email) == (
+            "07700 900456",
+            False,
+            "alex@example.org",
+            True,
+        )
+
+
+def test_the_same_address_or_number_written_otherwise_is_no_difference(db, world):
+    kept = _kept(db, email="sam@example.net", phone="07700 900123")
+    duplicate = _duplicate(db, email=" SAM@example.net", phone="+44 7700 900123")
+    assert _contacts(db, world.manager, kept, duplicate) == {}
+    result = _merge(db, world.manager, kept, duplicate)
+    assert "taken" not in result.message
+
+
+def test_a_duplicates_email_or_number_that_is_not_one_is_not_taken_and_the_merge_says_why(
+    db, world
+):
+    """Checked as an edit checks what is typed (email-validator, phonenumbers): an import's
+    broken value does not become the kept record's, nor does the consent that came with it."""
+    kept = _kept(db, email=None, consent_email=False, phone=None, consent_sms=False)
+    duplicate = _duplicate(db, email="sam at example", phone="12", consent_sms=True)
+    contacts = _contacts(db, world.manager, kept, duplicate)
+    assert not contacts["email"].taken and not contacts["phone"].taken
+    assert contacts["email"].does.startswith("not taken: 'sam at example' is not an email")
+    assert contacts["phone"].does.startswith("not taken: '12' is not a phone number")
+    result = _merge(db, world.manager, kept, duplicate)
+    assert f"#{duplicate}'s email (sam at example) was not taken: " in result.message
+    assert f"#{kept} has none: type the right one on #{kept}." in result.message
+    with db.read() as s:
+        p = s.get(Patient, kept)
+        assert (p.email, p.consent_email, p.phone, p.consent_sms) == (None, False, None, False)
+        event = _merged_from(s)
+    assert event.details["contacts_taken"] == []
+    assert event.details["contacts_not_taken"] == {"email": "not valid", "phone": "not valid"}
+
+
+def test_a_kept_landline_stays_and_the_merge_names_the_duplicates_mobile(db, world):
+    kept = _kept(db, phone="0161 496 0000", consent_sms=False)
+    duplicate = _duplicate(db, phone="07700 900456")
+    phone = _contacts(db, world.manager, kept, duplicate)["phone"]
+    assert not phone.taken
+    assert phone.does.endswith(
+        f"#{kept}'s is a landline, which texts do not reach: make it #{duplicate}'s mobile "
+        "if texts should go there"
+    )
+    result = _merge(db, world.manager, kept, duplicate)
+    assert f"#{duplicate}'s phone (07700 900456) was not taken" in result.message
+    assert "is a landline, which texts do not reach" in result.message
+    with db.read() as s:
+        assert s.get(Patient, kept).phone == "0161 496 0000"
+
+
 # ---------------------------------------------------------------- points
 
 
