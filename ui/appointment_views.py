@@ -15,6 +15,7 @@ import streamlit as st
 from core.kernel.clock import local_to_utc, to_local, zone_words
 from core.kernel.errors import DomainError
 from core.kernel.money import clinic_money, format_moment
+from core.patients import merge
 from core.practice import choices
 from core.requests import changes, decisions, flags, queue
 from core.requests.queue import QueueKind, QueueRow
@@ -25,8 +26,17 @@ from core.scheduling.calendar import STATUS_LABELS
 from core.scheduling.states import Action
 from ui.booking_form import clock_change_notice
 from ui.caches import cached
-from ui.context import forget_if_saved, mark_saved, read, refresh, run_action, show_error
+from ui.context import (
+    forget_if_saved,
+    mark_saved,
+    read,
+    refresh,
+    require_actor,
+    run_action,
+    show_error,
+)
 from ui.locale import display_format, pickers
+from ui.patient_merge import show_preview
 from ui.picks import gone_choice
 from ui.text import escape, plain, show_table
 
@@ -521,6 +531,8 @@ def flag_actions(offered: tuple[flags.FlagChoice, ...], appointment_id: int, key
     if pick is None:
         return
     chosen = by_index[pick]
+    if chosen.action == flags.FlagAction.MERGE:
+        _merge_preview(appointment_id, chosen.keep_id, p)
     overlap = chosen.action == flags.FlagAction.MERGE and st.checkbox(
         "Merge even if both records have visits at the same time", key=f"{p}_overlap"
     )
@@ -535,6 +547,20 @@ def flag_actions(offered: tuple[flags.FlagChoice, ...], appointment_id: int, key
         if done:
             st.session_state[FLASH] = done.value  # shown escaped after the rerun
             refresh()
+
+
+def _merge_preview(appointment_id: int, keep_id: int, key: str) -> None:
+    """The flag's merge previewed as the Patients page previews one: the request's record (the
+    new one, merged) into `keep_id`, what moves, each contact detail that differs and what the
+    merge does with it. A refusal (the merge's own) is shown instead."""
+    me = require_actor()
+    try:
+        duplicate = load_detail(me, appointment_id).patient_id
+        plan = read(merge.preview_merge, me, keep_id, duplicate)
+    except DomainError as error:
+        show_error(error)
+        return
+    show_preview(plan, f"{key}_merge")
 
 
 def notes_section(detail: AppointmentDetail, prefix: str) -> None:

@@ -18,6 +18,7 @@ KEY = "patients_merge"
 CHOSEN = f"{KEY}_preview"  # (duplicate id, kept id) whose preview is shown
 DONE = f"{KEY}_done"
 OPEN = f"{KEY}_open"  # the record to open on the next run, by its number in the search box
+CONTACT_WORDS = {"email": "Email", "phone": "Phone"}  # the preview's contact details
 
 
 def open_pending(search_key: str) -> None:
@@ -93,6 +94,28 @@ def _confirm(me: Actor, duplicate_id: int, keep_id: int) -> None:
         st.session_state.pop(CHOSEN, None)
         show_error(error)
         return
+    show_preview(plan, KEY)
+    overlap_ok = bool(plan.overlaps) and st.checkbox(
+        "They are one person all the same: merge with the overlap", key=f"{KEY}_overlap"
+    )
+    reason = st.text_input("Why are these one person's records?", key=f"{KEY}_reason")
+    label = f"Merge #{duplicate_id} into #{keep_id}"
+    if st.button(label, key=f"{KEY}_confirm", type="primary"):
+        done = run_action(
+            merge.merge_patients, keep_id, duplicate_id, reason, allow_overlap=overlap_ok
+        )
+        if done:
+            st.session_state.pop(CHOSEN, None)
+            st.session_state[DONE] = done.value.message
+            st.session_state[OPEN] = keep_id
+            refresh("policy", "analytics", "feedback")
+
+
+def show_preview(plan: merge.MergePreview, key: str) -> None:
+    """What a merge will do (core.patients.merge.preview_merge): what moves; each email and
+    phone the records hold differently, the kept record's and the duplicate's, and what the
+    merge does with it; what is filled, withdrawn and noted; appointments at the same time.
+    Shown before the Patients page's merge and a request flag's. `key`: the tables' prefix."""
     keep, gone = plan.keep, plan.duplicate
     st.markdown(escape(f"Keep #{keep.id} {keep.name}; merge #{gone.id} {gone.name} into it."))
     show_table(
@@ -101,8 +124,26 @@ def _confirm(me: Actor, duplicate_id: int, keep_id: int) -> None:
             + [{"Moves to the kept record": "points", "How many": gone.points}]
         ),
         hide_index=True,
-        key=f"{KEY}_moves",
+        key=f"{key}_moves",
     )
+    if plan.contacts:  # typed by patients and staff: a table shows them as they are
+        show_table(
+            pd.DataFrame(
+                [
+                    {
+                        "Contact detail": CONTACT_WORDS.get(c.field, c.field),
+                        f"#{keep.id} (kept)": c.kept,
+                        f"#{gone.id}": c.other,
+                        "What the merge does": c.does,
+                    }
+                    for c in plan.contacts
+                ]
+            ),
+            hide_index=True,
+            # the sentence is what counts: wide, the grid scrolls sideways in a narrow panel
+            column_config={"What the merge does": st.column_config.TextColumn(width="large")},
+            key=f"{key}_contacts",
+        )
     lines = []
     if plan.filled:
         lines.append(
@@ -115,21 +156,7 @@ def _confirm(me: Actor, duplicate_id: int, keep_id: int) -> None:
     lines += plan.notes
     for line in lines:
         st.text(plain(line))
-    overlap_ok = False
     if plan.overlaps:
         st.warning(
             escape("Both records have appointments at the same time: " + "; ".join(plan.overlaps))
         )
-        overlap_ok = st.checkbox(
-            "They are one person all the same: merge with the overlap", key=f"{KEY}_overlap"
-        )
-    reason = st.text_input("Why are these one person's records?", key=f"{KEY}_reason")
-    if st.button(f"Merge #{gone.id} into #{keep.id}", key=f"{KEY}_confirm", type="primary"):
-        done = run_action(
-            merge.merge_patients, keep_id, duplicate_id, reason, allow_overlap=overlap_ok
-        )
-        if done:
-            st.session_state.pop(CHOSEN, None)
-            st.session_state[DONE] = done.value.message
-            st.session_state[OPEN] = keep_id
-            refresh("policy", "analytics", "feedback")

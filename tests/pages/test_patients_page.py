@@ -453,6 +453,21 @@ def test_a_manager_merges_a_duplicate_after_a_preview_and_its_page_says_where_it
     moves = next(d.value for d in at.dataframe if "Moves to the kept record" in d.value.columns)
     assert dict(zip(moves.iloc[:, 0], moves.iloc[:, 1], strict=True))["points"] == 100
     assert any("the kept record's history shows" in t.value for t in at.text)
+    # each contact detail that differs: the kept record's, the duplicate's, what the merge does
+    contacts = next(d.value for d in at.dataframe if "Contact detail" in d.value.columns)
+    assert list(contacts.columns) == [
+        "Contact detail",
+        f"#{kept.id} (kept)",
+        f"#{duplicate}",
+        "What the merge does",
+    ]
+    email = contacts[contacts["Contact detail"] == "Email"].iloc[0].tolist()
+    assert email == [
+        "Email",
+        kept.email,
+        "dup.copy@example.net",
+        f"#{kept.id}'s stays; #{duplicate}'s is not taken (named after the merge, to add by hand)",
+    ]
     at.button(key="patients_merge_confirm").click().run()
     assert "Say why these are one person's records" in at.error[0].value  # no reason yet
     at.text_input(key="patients_merge_reason").input("Booked online twice").run()
@@ -460,6 +475,8 @@ def test_a_manager_merges_a_duplicate_after_a_preview_and_its_page_says_where_it
     assert not at.exception and not at.error
     assert at.header[0].value.replace("\\", "") == kept.full_name
     assert f"Record #{duplicate} was merged into #{kept.id}" in at.success[0].value
+    said = at.success[0].value.replace("\\", "").replace("\u2060", "")
+    assert f"#{duplicate}'s email (dup.copy@example.net) was not taken: #{kept.id} keeps" in said
     # the duplicate is found by its number only, and its page says where it went
     at.text_input(key="patients_search").input("dup.copy@example.net").run()
     assert "patients_match" not in [b.key for b in at.selectbox]

@@ -507,16 +507,40 @@ def test_maybe_a_known_patient_is_merged_from_the_queue(app_as, app_db):
         f"It is #{known}: merge new record #{new} into #{known} (the request moves with it)",
         f"Someone else: keep new record #{new} and clear the flag",
     ]
+    database = _db(app_db)
+    with database.read() as session:
+        theirs = session.get(Patient, new)
+        email, phone = theirs.email, theirs.phone
+    database.dispose()
+    assert email and phone and email != "known@example.org"
     choice.set_value(0).run()
+    # the merge's preview, as on the Patients page: what moves, and each contact detail that
+    # differs with what the merge does (the known record has no phone: it takes the new one's)
+    assert not at.exception and not at.error
+    moves = next(d.value for d in at.dataframe if "Moves to the kept record" in d.value.columns)
+    assert dict(zip(moves.iloc[:, 0], moves.iloc[:, 1], strict=True))["appointments"] >= 1
+    contacts = next(d.value for d in at.dataframe if "Contact detail" in d.value.columns)
+    rows = {r[0]: r[1:] for r in contacts.values.tolist()}
+    assert rows["Email"] == [
+        "known@example.org",
+        email,
+        f"#{known}'s stays; #{new}'s is not taken (named after the merge, to add by hand)",
+    ]
+    assert rows["Phone"][:2] == ["", phone]
+    assert rows["Phone"][2].startswith(f"taken: #{known} has none; with it #{new}'s consent")
     assert at.checkbox(key=f"queue_flag_{first}_overlap").value is False
     at.checkbox(key=f"queue_flag_{first}_overlap").check().run()
     at.button(key=f"queue_flag_{first}_go").click().run()
     assert not at.exception
-    assert any("The flag is cleared." in t for t in _texts(at)), _texts(at)
+    said = [t.replace("\\", "").replace("\u2060", "") for t in _texts(at)]
+    assert any(
+        "The flag is cleared." in t and f"#{new}'s email ({email}) was not taken" in t for t in said
+    ), said
     database = _db(app_db)
     with database.read() as session:
         assert session.get(Patient, new).merged_into_id == known
         assert session.get(Appointment, first).patient_id == known
+        assert session.get(Patient, known).phone == phone
     database.dispose()
 
 
