@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -69,6 +70,7 @@ from db.models import (
     ChangeRequest,
     ChangeStatus,
     Clinic,
+    LinkToken,
     Patient,
     Payment,
     RequestFlag,
@@ -371,11 +373,25 @@ def _take_desk_payments(session: Session, appointment_id: int, from_id: int, to_
 def _proposal_link(session: Session, appointment_id: int) -> str:
     """Whether the proposal's link reached anyone, in words: a message sent answers it
     whichever record the visit is on (its link names the visit); one not sent yet was stopped
-    by the move (notify.withdraw_all_unsent), so with none sent the new record has not had it."""
-    reached, _ = notify.reached_channels(session, appointment_id, "appointment_proposed")
+    by the move (notify.withdraw_all_unsent), so with none sent the new record has not had it.
+    Only this proposal's messages count: an earlier one's link was revoked when it was made."""
+    reached, _ = notify.reached_channels(
+        session, appointment_id, "appointment_proposed", since=_proposed_at(session, appointment_id)
+    )
     if reached:
         return "the link sent still answers it"
     return "no message took them its link: propose the time again to send it to them"
+
+
+def _proposed_at(session: Session, appointment_id: int) -> datetime | None:
+    """When the visit's latest proposal link was made: decisions.send_proposal writes it
+    (tokens.issue flushes) before it queues the proposal's messages, so those queued after it
+    are this proposal's, those before it an earlier proposal's, whose link it revoked."""
+    return session.scalar(
+        select(func.max(LinkToken.created_at)).where(
+            LinkToken.purpose == "proposal", LinkToken.subject_id == appointment_id
+        )
+    )
 
 
 def _refuse_decided(appointment: Appointment, patient_id: int) -> None:

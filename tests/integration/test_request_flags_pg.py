@@ -14,6 +14,7 @@ from tests.unit.test_request_flags import (  # noqa: F401
     test_a_new_record_from_what_was_typed_gets_the_records_checks,
     test_a_new_record_merged_already_into_the_known_patient_is_offered_as_checked,
     test_a_new_record_whose_name_and_birthday_a_patient_has_says_so,
+    test_a_proposal_replaced_after_its_message_went_is_not_said_to_be_answered_by_it,
     test_a_proposal_that_reached_nobody_is_moved_saying_to_propose_it_again,
     test_a_request_decided_meanwhile_is_not_moved_to_a_new_record,
     test_a_request_paid_from_the_first_records_points_stays_saying_to_refund_first,

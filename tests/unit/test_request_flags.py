@@ -572,6 +572,32 @@ def test_a_proposal_that_reached_nobody_is_moved_saying_to_propose_it_again(db, 
     assert told == [kim]
 
 
+def test_a_proposal_replaced_after_its_message_went_is_not_said_to_be_answered_by_it(db, world):
+    """The shared email had the first proposal (10:00); the desk then proposed 11:00 instead,
+    which revoked the first link, and its message still waits when the request moves to Kim.
+    The link sent answers nothing now (it says it was replaced): the desk is not told that it
+    still answers the proposal. Before, any proposal message ever sent counted."""
+    from core.requests import decisions
+    from tests.unit.test_lifecycle import at
+
+    visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
+    with db.write() as s:
+        day = s.get(Appointment, visit).requested_day
+        first = decisions.propose_time(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 10)
+        )
+    assert "appointment_proposed" in [m[0] for m in _deliver(db)]
+    with db.write() as s:
+        decisions.propose_time(
+            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
+        )
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    assert "(no message took them its link: propose the time again to send it to them)" in done
+    with pytest.raises(patient_links.ProposalReplaced), db.read() as s:
+        patient_links.proposal_view(s, first)  # it answers nothing
+
+
 def test_a_change_requests_proposal_is_not_moved_to_a_new_record(db, world):
     """A visit booked from a flagged request whose patient asked to move it, and was proposed
     a new time, is tentative too, but decided: its confirmation, reminders and change request
