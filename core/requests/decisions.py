@@ -156,8 +156,15 @@ def request_appointment(
     session.flush()
     append_note(session, appointment, actor, notes)  # the request's note, by whoever asked
     record(session, actor, appointment, Action.REQUEST, None, message=notes or None)
-    tell_patient(session, appointment, "request_received")
+    acknowledge(session, appointment)
     return appointment
+
+
+def acknowledge(session: Session, appointment: Appointment) -> notify.Queued:
+    """Tell the request's patient it arrived, on each channel their record takes: as it is
+    made, and for a request moved to a new record before its acknowledgement went
+    (core.requests.flags), written for that record's patient."""
+    return tell_patient(session, appointment, "request_received")
 
 
 class AlreadyAsked(ValidationError):

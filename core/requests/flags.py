@@ -18,11 +18,14 @@ checking (a call, usually), the desk says what it found:
   failed for a person to retry) are stopped in the same transaction: written for the first
   record's patient, they would tell the new record's the first patient's name, or the first
   patient of someone else's visit; what was sent stays on the first record as its history,
-  and its desk payments (card or cash) go with the visit. A request the practice proposed a
-  time for waits too (for its patient's answer): it moves with the time it holds and what was
-  asked, and a link sent still answers it, for the new record (a proposal link names the
-  visit, not the record); with none sent, the desk is told to propose the time again. A visit
-  booked already (a change request's proposal too) stays:
+  and its desk payments (card or cash) go with the visit. The one the request waits with, if
+  it was stopped and went on no channel, is written again for the new record by the code that
+  wrote it first, on the channels that record takes: the acknowledgement, or the proposal's
+  message with a new link (without the practice's note to the first patient). A request the
+  practice proposed a time for waits too (for its patient's answer): it moves with the time
+  it holds and what was asked, and a link sent still answers it, for the new record (a
+  proposal link names the visit, not the record); with none sent nor written again, the desk
+  is told what to do. A visit booked already (a change request's proposal too) stays:
   its messages, payments and points are on the record it was booked on;
 - "maybe a known patient": it is them, and the new record is merged into theirs
   (core.patients.merge, the request moving with it), or it is someone else and the new record
@@ -54,6 +57,7 @@ from core.kernel.money import clinic_time, format_day
 from core.kernel.phones import not_for_texts
 from core.kernel.text import same_name
 from core.messaging import notify
+from core.messaging.recipients import channels_for
 from core.patients import merge
 from core.patients.records import (
     check_texts,
@@ -63,14 +67,18 @@ from core.patients.records import (
     update_patient,
 )
 from core.payments.prepay import DESK_METHODS
-from core.scheduling.lifecycle import flush
+from core.requests import decisions
+from core.scheduling.lifecycle import flush, latest_event
+from core.scheduling.states import Action
 from db.models import (
     Appointment,
     AppointmentStatus,
     ChangeRequest,
     ChangeStatus,
+    Channel,
     Clinic,
     LinkToken,
+    Notification,
     Patient,
     Payment,
     RequestFlag,
@@ -283,18 +291,18 @@ def handle_flag(
     elif action == FlagAction.NEW_RECORD:
         ensure(actor, Permission.PATIENTS_EDIT)
         new, no_texts = _record_from_typed(session, actor, flag, appointment_id, patient.id)
-        appointment.patient_id = new.id
+        # the relationship too: the messages written again go to appointment.patient
+        appointment.patient_id, appointment.patient = new.id, new
         flush(session, appointment)
         # written for the first record's patient (their name, about a visit now someone
         # else's): sent to the new record it would name them, left it would tell them of it
-        stopped = notify.withdraw_all_unsent(
-            session,
-            appointment_id,
-            patient.id,
+        why = (
             f"Not sent: written for #{patient.id}, and the request moved to new record "
-            f"#{new.id} (not the same person).",
+            f"#{new.id} (not the same person)."
         )
+        stopped = notify.withdraw_all_unsent(session, appointment_id, patient.id, why)
         payments = _take_desk_payments(session, appointment_id, patient.id, new.id)
+        again = _write_again(session, appointment, why)
         audit.record(
             session,
             actor,
@@ -303,16 +311,28 @@ def handle_flag(
             appointment_id,
             patient_id=new.id,
             message=f"Not #{patient.id}: moved to new record #{new.id}.",
-            details={"from": patient.id, "to": new.id, "stopped": stopped, "payments": payments},
+            details={
+                "from": patient.id,
+                "to": new.id,
+                "stopped": stopped,
+                "payments": payments,
+                "written_again": again.audited(),
+            },
         )
         details["new_record"] = new.id
         held = ""
         if appointment.status == AppointmentStatus.TENTATIVE:  # its link names the visit
-            link = _proposal_link(session, appointment_id)
+            link = _proposal_link(session, appointment_id, again, patient.id, new.id)
             held = f" with the time proposed to them ({link})"
         done = (
             f"Request #{appointment_id} moved to new record #{new.id}{held}; the flag is cleared."
         )
+        if again.key == RECEIVED:
+            done += f" Its acknowledgement, stopped as written for #{patient.id}, " + (
+                f"is written again for #{new.id} and goes by {again.by()}."
+                if again.channels
+                else f"is not written again: #{new.id} takes no messages ({again.why()})."
+            )
         if no_texts:
             done += f" {no_texts}, so the new record does not take text messages."
         twin = likely_duplicate(
@@ -370,13 +390,100 @@ def _take_desk_payments(session: Session, appointment_id: int, from_id: int, to_
     return len(paid)
 
 
-def _proposal_link(session: Session, appointment_id: int) -> str:
+RECEIVED, PROPOSED = "request_received", "appointment_proposed"
+
+
+@dataclass(frozen=True)
+class _Again:
+    """The request's message the move stopped before anyone had it, written again for the new
+    record (_write_again): its template ('' when none was), the channels it goes on, why the
+    others are not used, and whether the practice's note to the first record's patient was
+    left out of it."""
+
+    key: str = ""
+    channels: tuple[Channel, ...] = ()
+    skipped: tuple[str, ...] = ()
+    note_left_out: bool = False
+
+    def by(self) -> str:
+        """The channels it goes on in words, and why not the others (channels_for gives a
+        reason for each channel it does not use, in their order)."""
+        unused = [c for c in notify.CHANNEL_WORDS if c not in self.channels]
+        return ", not by ".join(
+            [
+                " and ".join(notify.CHANNEL_WORDS[c] for c in self.channels),
+                *(
+                    f"{notify.CHANNEL_WORDS[c]}: {why}"
+                    for c, why in zip(unused, self.skipped, strict=True)
+                ),
+            ]
+        )
+
+    def why(self) -> str:
+        return "; ".join(self.skipped)
+
+    def audited(self) -> dict | None:
+        if not self.key:
+            return None
+        sent = {"template": self.key, "channels": [c.value for c in self.channels]}
+        return sent | ({"note_left_out": True} if self.note_left_out else {})
+
+
+def _write_again(session: Session, appointment: Appointment, why: str) -> _Again:
+    """The message the request waits with, stopped by the move (`why` on it: notify.
+    withdraw_all_unsent) and sent to nobody, written again for the new record's patient by the
+    code that wrote it first, on the channels their record takes (core.messaging.recipients):
+    a request's acknowledgement (decisions.acknowledge); a proposal's (decisions.send_proposal,
+    with a new link, the stopped one's revoked: none had it), without the practice's note,
+    which was written to the first record's patient and may name them or their visits. One
+    sent on any channel is not written again (it reached them, or the shared address), nor,
+    for a proposal waiting for its answer, the acknowledgement (the proposal answers it)."""
+    if appointment.status == AppointmentStatus.TENTATIVE:
+        key, since = PROPOSED, _proposed_at(session, appointment.id)
+    else:
+        key, since = RECEIVED, None
+    reached, _ = notify.reached_channels(session, appointment.id, key, since=since)
+    stopped = select(Notification.id).where(
+        Notification.appointment_id == appointment.id,
+        Notification.template == key,
+        Notification.last_error == why,
+    )
+    if since is not None:
+        stopped = stopped.where(Notification.created_at > since)
+    if reached or session.scalar(stopped.limit(1)) is None:
+        return _Again()
+    if key == RECEIVED:
+        queued = decisions.acknowledge(session, appointment)
+        return _Again(key, tuple(n.channel for n in queued.notifications), tuple(queued.skipped))
+    usable, skipped = channels_for(appointment.patient)  # the rule queue_for_patient applies
+    if not usable:  # a new link nobody gets would only hold the time longer
+        return _Again(key, (), tuple(skipped))
+    proposed = latest_event(session, appointment.id, Action.PROPOSE)
+    decisions.send_proposal(session, appointment, "")
+    return _Again(key, tuple(usable), tuple(skipped), bool(proposed and proposed.message))
+
+
+def _proposal_link(
+    session: Session, appointment_id: int, again: _Again, first_id: int, new_id: int
+) -> str:
     """Whether the proposal's link reached anyone, in words: a message sent answers it
     whichever record the visit is on (its link names the visit); one not sent yet was stopped
-    by the move (notify.withdraw_all_unsent), so with none sent the new record has not had it.
-    Only this proposal's messages count: an earlier one's link was revoked when it was made."""
+    by the move (notify.withdraw_all_unsent) and written again for the new record (`again`),
+    where it takes messages. Only this proposal's messages count: an earlier one's link was
+    revoked when it was made."""
+    if again.key == PROPOSED and again.channels:
+        note = f", without the practice's note to #{first_id}" if again.note_left_out else ""
+        return (
+            f"its message, stopped as written for #{first_id}, is written again for #{new_id} "
+            f"with a new link{note} and goes by {again.by()}"
+        )
+    if again.key == PROPOSED:
+        return (
+            f"no message took them its link, and #{new_id} takes none: {again.why()}. Tell "
+            "them the time by phone, or propose it again once their record takes messages"
+        )
     reached, _ = notify.reached_channels(
-        session, appointment_id, "appointment_proposed", since=_proposed_at(session, appointment_id)
+        session, appointment_id, PROPOSED, since=_proposed_at(session, appointment_id)
     )
     if reached:
         return "the link sent still answers it"

@@ -126,13 +126,23 @@ def test_not_the_same_person_moves_the_request_to_a_new_record_made_from_what_wa
         created = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient_created")).all()[
             -1
         ]
-    assert done == f"Request #{visit} moved to new record #{kim.id}; the flag is cleared."
+    assert done == (
+        f"Request #{visit} moved to new record #{kim.id}; the flag is cleared. Its "
+        f"acknowledgement, stopped as written for #{world.patient_id}, is written again for "
+        f"#{kim.id} and goes by email, not by text message: no phone number."
+    )
     assert (kim.last_name, kim.date_of_birth, kim.email) == ("Morgan", BORN, "alex@example.org")
     assert kim.consent_email and kim.points_balance > 0
     assert request.patient_id == kim.id and request.status.value == "requested"
     assert (alex.first_name, alex.date_of_birth) == ("Alex", date(1985, 4, 12))
-    # the acknowledgement waiting to go (email and text) went with it
-    assert moved.details == {"from": world.patient_id, "to": kim.id, "stopped": 2, "payments": 0}
+    # the acknowledgement waiting to go (email and text) was stopped, and written again
+    assert moved.details == {
+        "from": world.patient_id,
+        "to": kim.id,
+        "stopped": 2,
+        "payments": 0,
+        "written_again": {"template": "request_received", "channels": ["email"]},
+    }
     # made by the records' create_patient (its audit details), saying from what
     assert created.entity_id == kim.id
     assert created.message == f"Made from what online request #{visit} typed"
@@ -163,8 +173,11 @@ def test_not_the_same_person_on_a_landline_gets_a_record_without_text_consent(db
         kim = s.scalars(select(Patient).where(Patient.first_name == "Kim")).one()
     assert (kim.phone, kim.consent_email, kim.consent_sms) == ("020 7946 0123", True, False)
     assert done == (
-        f"Request #{visit} moved to new record #{kim.id}; the flag is cleared. '020 7946 0123' "
-        "is a landline: texts cannot reach it, so the new record does not take text messages."
+        f"Request #{visit} moved to new record #{kim.id}; the flag is cleared. Its "
+        f"acknowledgement, stopped as written for #{world.patient_id}, is written again for "
+        f"#{kim.id} and goes by email, not by text message: no consent to text messages. "
+        "'020 7946 0123' is a landline: texts cannot reach it, so the new record does not "
+        "take text messages."
     )
 
 
@@ -572,12 +585,14 @@ def test_a_proposal_that_reached_nobody_is_moved_saying_to_propose_it_again(db, 
     assert told == [kim]
 
 
-def test_a_proposal_replaced_after_its_message_went_is_not_said_to_be_answered_by_it(db, world):
+def test_a_proposal_replaced_after_its_message_went_is_written_again_for_the_new_record(db, world):
     """The shared email had the first proposal (10:00); the desk then proposed 11:00 instead,
     which revoked the first link, and its message still waits when the request moves to Kim.
-    The link sent answers nothing now (it says it was replaced): the desk is not told that it
-    still answers the proposal. Before, any proposal message ever sent counted."""
+    The link sent answers nothing now (it says it was replaced): the waiting proposal, stopped
+    by the move, is written again for Kim, with a link that answers 11:00. Before, the desk
+    was told to propose the time again (and before 2e2060c, that the link sent answered it)."""
     from core.requests import decisions
+    from db.models import Notification
     from tests.unit.test_lifecycle import at
 
     visit = _flagged(db, world, first_name="Kim", last_name="Morgan", email="alex@example.org")
@@ -593,9 +608,25 @@ def test_a_proposal_replaced_after_its_message_went_is_not_said_to_be_answered_b
         )
     with db.write() as s:
         done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
-    assert "(no message took them its link: propose the time again to send it to them)" in done
+    with db.read() as s:
+        kim = s.get(Appointment, visit).patient_id
+        [body] = s.scalars(
+            select(Notification.body).where(
+                Notification.patient_id == kim, Notification.template == "appointment_proposed"
+            )
+        ).all()
+    assert (
+        f"(its message, stopped as written for #{world.patient_id}, is written again for "
+        f"#{kim} with a new link and goes by email, not by text message: no phone number)"
+    ) in done
+    assert body.startswith("Dear Kim Morgan,") and "Alex" not in body
+    assert _deliver(db) == [("appointment_proposed", "email", "alex@example.org", kim)]
     with pytest.raises(patient_links.ProposalReplaced), db.read() as s:
         patient_links.proposal_view(s, first)  # it answers nothing
+    raw = re.search(r"p=proposal&t=([\w-]+)", body).group(1)
+    with db.read() as s:
+        view = patient_links.proposal_view(s, raw)
+    assert view.first_name == "Kim" and "11:00" in view.when
 
 
 def test_a_change_requests_proposal_is_not_moved_to_a_new_record(db, world):
@@ -686,7 +717,9 @@ def test_a_new_record_whose_name_and_birthday_a_patient_has_says_so(db, world):
         new = s.get(Appointment, visit).patient_id
     assert new not in (kim, world.patient_id)
     assert done == (
-        f"Request #{visit} moved to new record #{new}; the flag is cleared. Patient #{kim} has "
+        f"Request #{visit} moved to new record #{new}; the flag is cleared. Its "
+        f"acknowledgement, stopped as written for #{world.patient_id}, is written again for "
+        f"#{new} and goes by email, not by text message: no phone number. Patient #{kim} has "
         f"the same name and date of birth: if it is them, merge #{new} into #{kim} on the "
         "Patients page."
     )
@@ -846,16 +879,20 @@ def _messages(db, visit) -> list[tuple]:
         ]
 
 
-def test_not_the_same_person_stops_the_requests_messages_not_sent_yet(db, world):
+def test_not_the_same_person_writes_the_waiting_proposal_again_for_the_new_record(db, world):
     """Kim typed her own email and Alex's phone (no texts for her): the request went on Alex's
-    record, its acknowledgement went out to Alex, and the practice's proposal waits in the
-    outbox, to Alex (the mail server was down, say). 'Not the same person' stops the waiting
-    proposal in the same transaction: written for Alex ("Dear Alex Morgan"), sent to Kim's
-    email it would tell her Alex's name, and sent to Alex it would tell him of Kim's visit.
-    The desk is told to propose the time again, which reaches Kim at her own address. What
-    was sent stays on Alex's record as history, and so does a proposal replaced before it
-    went."""
+    record, its acknowledgement went out to Alex, and the practice's proposal, with a note to
+    Alex, waits in the outbox (the mail server was down, say). 'Not the same person' stops it
+    in the same transaction: written for Alex ("Dear Alex Morgan"), sent to Kim's email it
+    would tell her Alex's name, and sent to Alex it would tell him of Kim's visit. It is
+    written again for Kim by the proposal's own flow, to her own address on the channel she
+    consented to, with a new link (the stopped one's revoked) and without the note written to
+    Alex; the acknowledgement, which went, is not repeated. What was sent stays on Alex's
+    record as history, and so does a proposal replaced before it went. Before, the desk was
+    told to propose the time again."""
+    from core.kernel import tokens
     from core.requests import decisions
+    from db.models import LinkToken, Notification
     from tests.unit.test_lifecycle import at
 
     alex = world.patient_id
@@ -877,8 +914,13 @@ def test_not_the_same_person_stops_the_requests_messages_not_sent_yet(db, world)
     with db.write() as s:
         day = s.get(Appointment, visit).requested_day
         for hour in (10, 11):  # the first one replaced before it went
-            decisions.propose_time(
-                s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, hour)
+            stopped_link = decisions.propose_time(
+                s,
+                world.manager,
+                visit,
+                provider_id=world.provider_id,
+                start_at=at(day, hour),
+                message="Alex, your usual room.",
             )
     with db.write() as s:
         done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
@@ -887,7 +929,19 @@ def test_not_the_same_person_stops_the_requests_messages_not_sent_yet(db, world)
         moved = s.scalars(
             select(AuditEvent).where(AuditEvent.action == "request_moved_to_new_record")
         ).one()
-    assert "(no message took them its link: propose the time again to send it to them)" in done
+        [body] = s.scalars(select(Notification.body).where(Notification.patient_id == kim)).all()
+        revoked = s.scalar(
+            select(LinkToken.revoked_at).where(
+                LinkToken.token_hash == tokens.hash_token(stopped_link)
+            )
+        )
+    assert (
+        f"(its message, stopped as written for #{alex}, is written again for #{kim} with a new "
+        f"link, without the practice's note to #{alex} and goes by email, not by text message: "
+        "no consent to text messages)"
+    ) in done
+    assert body.startswith("Dear Kim Morgan,") and "Alex" not in body
+    assert revoked is not None  # the link nobody had answers nothing
     replaced = decisions.REPLACED
     stopped = (
         f"Not sent: written for #{alex}, and the request moved to new record #{kim} "
@@ -900,14 +954,83 @@ def test_not_the_same_person_stops_the_requests_messages_not_sent_yet(db, world)
         ("appointment_proposed", "sms", alex, "07700 900123", "failed", replaced),
         ("appointment_proposed", "email", alex, "alex@example.org", "failed", stopped),
         ("appointment_proposed", "sms", alex, "07700 900123", "failed", stopped),
+        ("appointment_proposed", "email", kim, "kim@example.net", "queued", None),
     ]
     assert moved.details["stopped"] == 2  # the audit says how many were stopped
-    assert _deliver(db) == []  # nothing of Kim's to Alex, nothing of Alex's name to Kim
-    with db.write() as s:
-        decisions.propose_time(
-            s, world.manager, visit, provider_id=world.provider_id, start_at=at(day, 11)
-        )
+    assert moved.details["written_again"] == {
+        "template": "appointment_proposed",
+        "channels": ["email"],
+        "note_left_out": True,
+    }
+    # nothing of Kim's to Alex, nothing of Alex's name to Kim, the acknowledgement not again
     assert _deliver(db) == [("appointment_proposed", "email", "kim@example.net", kim)]
+    raw = re.search(r"p=proposal&t=([\w-]+)", body).group(1)
+    with db.write() as s:
+        patient_links.answer_proposal(s, raw, accept=True)
+    with db.read() as s:
+        assert s.get(Appointment, visit).status.value == "scheduled"
+
+
+def test_not_the_same_person_writes_the_waiting_acknowledgement_again_for_the_new_record(db, world):
+    """Kim typed her own email and Alex's phone; the acknowledgement of her request, written
+    for Alex, waits in the outbox (to Alex's email and phone) when the desk moves the request
+    to Kim's record. It is stopped, and written again for Kim by request_appointment's own
+    call (decisions.acknowledge): her name, her email, and her phone too as she ticked texts.
+    Before, she was never told her request arrived."""
+    from db.models import Notification
+
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="kim@example.net",
+        phone="07700 900123",
+    )
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.get(Appointment, visit).patient_id
+        bodies = s.scalars(
+            select(Notification.body)
+            .where(Notification.patient_id == kim)
+            .order_by(Notification.id)
+        ).all()
+    assert done.endswith(
+        f"Its acknowledgement, stopped as written for #{world.patient_id}, is written again "
+        f"for #{kim} and goes by email and text message."
+    )
+    assert bodies[0].startswith("Dear Kim Morgan,") and "Alex" not in " ".join(bodies)
+    assert _deliver(db) == [
+        ("request_received", "email", "kim@example.net", kim),
+        ("request_received", "sms", "+447700900123", kim),
+    ]
+
+
+def test_an_acknowledgement_is_not_written_again_for_a_record_without_consent(db, world):
+    """Kim shares Alex's email and ticked no messages: the acknowledgement waiting to Alex is
+    stopped by the move and nothing is queued for Kim; the desk is told why."""
+    from db.models import Notification
+
+    visit = _flagged(
+        db,
+        world,
+        first_name="Kim",
+        last_name="Morgan",
+        email="alex@example.org",
+        consent_email=False,
+        consent_sms=False,
+    )
+    with db.write() as s:
+        done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
+    with db.read() as s:
+        kim = s.get(Appointment, visit).patient_id
+        queued = s.scalars(select(Notification.id).where(Notification.patient_id == kim)).all()
+    assert queued == [] and _deliver(db) == []
+    assert done.endswith(
+        f"Its acknowledgement, stopped as written for #{world.patient_id}, is not written "
+        f"again: #{kim} takes no messages (no consent to email; no phone number)."
+    )
 
 
 def test_a_message_refused_at_the_first_records_address_is_not_retried_after_the_move(db, world):
@@ -941,11 +1064,13 @@ def test_a_message_refused_at_the_first_records_address_is_not_retried_after_the
     assert _deliver(db) == []
 
 
-def test_a_waiting_proposal_stopped_by_the_move_says_to_propose_again(db, world):
+def test_a_waiting_proposal_is_not_written_again_for_a_record_without_consent(db, world):
     """Kim shares Alex's email but ticked no messages: the proposal waiting in the outbox to
-    Alex is stopped with the move, so the desk is told to propose the time again, not that
-    the link sent still answers it."""
+    Alex is stopped with the move, nothing is queued for Kim, and no new link is made (one
+    nobody gets would only hold the time longer); the desk is told so and what to do, not to
+    propose the time again, which would reach her no better."""
     from core.requests import decisions
+    from db.models import LinkToken, Notification
     from tests.unit.test_lifecycle import at
 
     visit = _flagged(
@@ -964,7 +1089,16 @@ def test_a_waiting_proposal_stopped_by_the_move_says_to_propose_again(db, world)
         )
     with db.write() as s:
         done = handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
-    assert "(no message took them its link: propose the time again to send it to them)" in done
+    with db.read() as s:
+        kim = s.get(Appointment, visit).patient_id
+        queued = s.scalars(select(Notification.id).where(Notification.patient_id == kim)).all()
+        links = s.scalars(select(LinkToken.id).where(LinkToken.purpose == "proposal")).all()
+    assert (
+        f"(no message took them its link, and #{kim} takes none: no consent to email; no "
+        "phone number. Tell them the time by phone, or propose it again once their record "
+        "takes messages)"
+    ) in done
+    assert queued == [] and len(links) == 1
     assert _deliver(db) == []  # nothing of Kim's goes to Alex, nor to Kim without consent
 
 
@@ -972,7 +1106,8 @@ def test_a_message_a_sender_holds_while_the_request_moves_is_not_sent(db, world)
     """A sender has claimed the acknowledgement of Kim's request, to Alex's email and phone,
     and is about to send it when the desk moves the request to Kim's record. The move takes
     the claim back and stops the message: the sender, looking at it as it goes
-    (delivery.take), finds its claim gone and sends nothing, and no later round sends it."""
+    (delivery.take), finds its claim gone and sends nothing, and no later round sends it: the
+    acknowledgement written again for Kim goes instead."""
     from core.messaging import delivery
     from db.models import Channel
     from db.types import utcnow
@@ -992,7 +1127,13 @@ def test_a_message_a_sender_holds_while_the_request_moves_is_not_sent(db, world)
         handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
     until = utcnow() + delivery.LEASE
     assert [delivery.take(db.write, "sender-a", row, until) for row in held] == ["lost"] * 2
-    assert _deliver(db) == []
+    with db.read() as s:
+        kim = s.get(Appointment, visit).patient_id
+    # nothing to Alex; taken back before it went, it is written again for Kim
+    assert _deliver(db) == [
+        ("request_received", "email", "kim@example.net", kim),
+        ("request_received", "sms", "+447700900123", kim),
+    ]
 
 
 def test_not_the_same_person_takes_a_desk_payment_for_the_request_to_the_new_record(db, world):
