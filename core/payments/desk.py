@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -35,6 +35,7 @@ from core.payments.prepay import (
     PAID_KINDS,
     REFUND_KINDS,
     PaymentRow,
+    as_utc,
     badges,
     due,
     given_back,
@@ -699,7 +700,7 @@ def charge_fee_on_file(
             )
         sent = _Attempt.of(attempt, customer)
         overdue = _overdue(attempt, utcnow())
-        key_gone = _as_utc(attempt.created_at) <= utcnow() - CHARGE_KEY_KEPT
+        key_gone = as_utc(attempt.created_at) <= utcnow() - CHARGE_KEY_KEPT
     if reference:  # the provider answered it, not finished: asked how it stands, not sent again
         return _check_attempt(write, actor, sent, reference, provider, overdue=overdue)
     if key_gone:  # never answered, and its key soon forgotten: sent again, it could be taken twice
@@ -984,7 +985,7 @@ def finish_charges(
         rows = [
             (
                 _Attempt.of(p, _customer(session, p.patient_id) or ""),
-                _as_utc(p.created_at) <= now - CHARGE_KEY_KEPT,
+                as_utc(p.created_at) <= now - CHARGE_KEY_KEPT,
             )
             for p in found
         ]
@@ -1031,12 +1032,7 @@ def _to_ask(session: Session, now: datetime, limit: int) -> list[Payment]:
 
 def _overdue(attempt: Payment, now: datetime) -> bool:
     """A charge the provider answered unfinished that is to be canceled (CHARGE_CANCEL_AFTER)."""
-    return _as_utc(attempt.created_at) <= now - CHARGE_CANCEL_AFTER
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """A stored UTC moment, aware (SQLite gives it back naive)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return as_utc(attempt.created_at) <= now - CHARGE_CANCEL_AFTER
 
 
 def _give_up(

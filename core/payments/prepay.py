@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, selectinload
@@ -910,9 +910,15 @@ def link_fee(settled: list[Payment], entries: list[LedgerEntry]) -> None:
 REFUND_KINDS = ("refund", "fee_refund")  # a prepayment's refund, a fee's
 
 
+# the provider keeps an idempotency key 24 hours (Stripe): a refund due longer than this may
+# have been made with a key it forgets, so it is looked for at the provider before it is sent
+REFUND_KEY_KEPT = timedelta(hours=23)
+
+
 def refund_key(refund: Payment, original: Payment) -> str:
     """The idempotency key a refund is sent with: the same on every attempt (our row and the
-    payment it gives back), so the provider makes it once however often the job sends it."""
+    payment it gives back), so the provider makes it once however often the job sends it
+    within the day it keeps the key (after it, `process_refunds` looks for it first)."""
     return f"clinicdesk-refund-{refund.id}-of-{original.provider_ref}"
 
 
@@ -924,7 +930,11 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
     at the desk instead), does not undo the refunds made before it, and waits behind those
     tried fewer times (those not tried yet first, then by age). Each is sent with its
     idempotency key (`refund_key`), so one made but not recorded (the process stopped before
-    the commit) is not made again."""
+    the commit) is not made again. The provider forgets the key after a day (the app down that
+    long), so one due longer than REFUND_KEY_KEPT is first looked for among the refunds of the
+    payment it gives back (by our refund's id, which each refund carries to the provider), and
+    the one found is recorded instead of sending another."""
+    now = utcnow()
     due_rows = list(
         session.scalars(
             select(Payment)
@@ -950,6 +960,8 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
                     refund.amount_cents,
                     currency=refund.currency or original.currency,
                     key=refund_key(refund, original),
+                    payment_id=refund.id,
+                    look_first=as_utc(refund.created_at) <= now - REFUND_KEY_KEPT,
                 )
                 refund.status, refund.paid_at, refund.last_error = "refunded", utcnow(), ""
         except DomainError as exc:
@@ -958,6 +970,11 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
             continue
         made += 1
     return made
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored UTC moment, aware (SQLite gives it back naive)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _source(session: Session, refund: Payment) -> Payment:

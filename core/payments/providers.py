@@ -59,6 +59,10 @@ class ProviderUnanswered(ProviderError):
     the same key, it is done once."""
 
 
+# the metadata a refund carries to Stripe: our refund's id (a Payment's), by which it is found
+# again once Stripe has forgotten its idempotency key
+REFUND_TAG = "payment_id"
+
 # Stripe's errors that are no answer: the request may have been carried out or not
 UNANSWERED = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
 
@@ -106,10 +110,22 @@ class PaymentProvider(Protocol):
         closed unpaid (now or before), False when it was paid or is being paid."""
         ...
 
-    def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
+    def refund(
+        self,
+        reference: str,
+        amount_cents: int,
+        *,
+        currency: str,
+        key: str,
+        payment_id: int,
+        look_first: bool = False,
+    ) -> str:
         """Give back `amount_cents` (minor units of `currency`, the payment's) of the payment
         `reference`; `key` names this refund (the same on every attempt), so the provider
-        makes it once however often it is sent."""
+        makes it once however often it is sent within the day it keeps the key, and
+        `payment_id` (our refund's) is kept with it at the provider. `look_first`: the key may
+        be forgotten, so the payment's refunds are looked through for ours (its `payment_id`)
+        and the one found is returned, nothing sent. Returns the provider's id of the refund."""
         ...
 
     def charge_saved_card(
@@ -194,7 +210,7 @@ class DeskProvider:
     def close_checkout(self, reference: str) -> bool:
         raise ValidationError("There is no card provider: its card payments cannot be closed.")
 
-    def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
+    def refund(self, reference: str, amount_cents: int, **_: Any) -> str:
         raise ValidationError("There is no card provider: refund at the desk and record it.")
 
     def charge_saved_card(self, *_: Any, **__: Any) -> Charge:
@@ -278,26 +294,58 @@ class StripeProvider:
                 "in a minute, or pay at the desk."
             ) from exc
 
-    def refund(self, reference: str, amount_cents: int, *, currency: str, key: str) -> str:
+    def refund(
+        self,
+        reference: str,
+        amount_cents: int,
+        *,
+        currency: str,
+        key: str,
+        payment_id: int,
+        look_first: bool = False,
+    ) -> str:
         """Give back part or all of a payment: `reference` is a Checkout session's id (cs_…, a
         prepayment), a payment intent's (pi_…, a fee charged to the card on file) or a charge's
         (ch_…). `key` is Stripe's idempotency key: a refund sent again with it (after a crash
         between Stripe's answer and our commit) is answered with the first refund, not made
-        twice. Stripe's refusal is a ProviderError saying what Stripe said; an amount Stripe
-        cannot take in `currency` is a ValidationError, and nothing is sent."""
+        twice. Stripe forgets a key after 24 hours, so the refund also carries `payment_id` (our
+        refund's) in its metadata, and with `look_first` the payment's refunds are listed and
+        the one carrying it is returned instead of sending another (REFUND_TAG); a key first
+        sent without it (by the version before) is sent again as it was then. Stripe's
+        refusal is a ProviderError saying what Stripe said; an amount Stripe cannot take in
+        `currency` is a ValidationError, and nothing is sent."""
         params: dict[str, Any] = {"amount": to_stripe_amount(amount_cents, currency, "refund")}
+        params["metadata"] = {REFUND_TAG: str(payment_id)}
         try:
             if reference.startswith("cs_"):
                 session = self._client.v1.checkout.sessions.retrieve(reference)
-                params["payment_intent"] = session.payment_intent
+                of = {"payment_intent": session.payment_intent}
             elif reference.startswith("ch_"):
-                params["charge"] = reference
+                of = {"charge": reference}
             else:
-                params["payment_intent"] = reference
-            made = self._client.v1.refunds.create(params=params, options={"idempotency_key": key})
+                of = {"payment_intent": reference}
+            if look_first and (found := self._made_refund(of, payment_id)):
+                return found
+            refunds, options = self._client.v1.refunds, {"idempotency_key": key}
+            try:
+                made = refunds.create(params=params | of, options=options)
+            except stripe.IdempotencyError:
+                # the key was first sent without the metadata (before refunds carried it):
+                # sent again as it was then, Stripe answers with the refund it made
+                untagged = {k: v for k, v in params.items() if k != "metadata"}
+                made = refunds.create(params=untagged | of, options=options)
         except stripe.StripeError as exc:
             raise ProviderError(f"Stripe did not make the refund: {_said(exc)}") from exc
         return made.id
+
+    def _made_refund(self, of: dict[str, Any], payment_id: int) -> str | None:
+        """The id of the refund made for our refund `payment_id` among the refunds of `of`
+        (its payment intent or charge), found by its metadata; None when none was made."""
+        listed = self._client.v1.refunds.list(params={**of, "limit": 100})
+        for refund in listed.auto_paging_iter():
+            if (refund.to_dict().get("metadata") or {}).get(REFUND_TAG) == str(payment_id):
+                return refund.id
+        return None
 
     def charge_saved_card(
         self, customer: str, amount_cents: int, currency: str, description: str, *, key: str

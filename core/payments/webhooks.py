@@ -7,7 +7,9 @@ payments job. A charge to the card on file the job canceled but did not record s
 next run asks the provider and fails it (core.payments.desk.finish_charges), no cancel sent
 twice. Refund events are not applied: a refund made but not recorded stays due until the job's
 next run sends it again with the same idempotency key and the provider answers with the refund
-it made (core.payments.prepay.process_refunds), within the day the provider keeps the key."""
+it made (core.payments.prepay.process_refunds), or, once the provider may have forgotten the key
+(a day on), finds it among the payment's refunds by our refund's id in its metadata and records
+it, sending nothing."""
 
 from __future__ import annotations
 

@@ -316,7 +316,7 @@ def test_a_fee_paid_meanwhile_is_refunded_by_the_undo(db, world, method):
         if method == "stripe":
 
             class Provider:
-                def refund(self, reference, cents, *, currency, key):
+                def refund(self, reference, cents, *, currency, key, payment_id, look_first):
                     assert (reference, cents, currency) == ("ch_test", 2500, "GBP")
                     return "re_test"
 

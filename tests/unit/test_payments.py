@@ -72,7 +72,7 @@ class FakeCheckout(DeskProvider):
         self.made.append(kwargs)
         return Checkout(f"cs_test_{kwargs['payment_id']}", "https://checkout.stripe.test/pay")
 
-    def refund(self, reference, amount_cents, *, currency, key):
+    def refund(self, reference, amount_cents, *, currency, key, payment_id, look_first=False):
         self.refunds.append((reference, amount_cents))
         return f"re_{len(self.refunds)}"
 
@@ -1291,7 +1291,10 @@ class StripeLike(stripe.HTTPClient):
     file, a charge to it (a payment intent), a checkout session looked up by its own id only
     (any other id is Stripe's 404 'No such checkout.session'), and refunds: of a payment intent
     in `unknown`, Stripe's 404 'No such payment_intent'; a refund sent again with the
-    Idempotency-Key of one made is answered with that one, not made again."""
+    Idempotency-Key of one made is answered with that one, not made again (sent with other
+    parameters, it is Stripe's 400 idempotency_error), until Stripe forgets its keys
+    (`a_day_passes`: it keeps them 24 hours); a payment intent's or charge's refunds are listed
+    with their metadata, newest first."""
 
     name = "stripe-like"
 
@@ -1299,13 +1302,26 @@ class StripeLike(stripe.HTTPClient):
         super().__init__()
         self.calls: list[tuple[str, str, dict[str, list[str]]]] = []
         self.keys: list[str] = []  # the Idempotency-Key of each refund asked for
-        self.made: dict[str, str] = {}  # the refunds made, by their Idempotency-Key
+        self.made: dict[str, str] = {}  # the refunds made, by their Idempotency-Key (kept a day)
+        self.refunds: list[dict] = []  # every refund made, as Stripe keeps it
+        self.forms: dict[str, dict] = {}  # what each key was first sent with
         self.unknown = set(unknown)
+
+    def a_day_passes(self):
+        """Stripe forgets every idempotency key (it keeps one 24 hours); the refunds stay."""
+        self.made.clear()
+
+    def refund_in_dashboard(self, intent, amount):
+        """A refund someone made in Stripe's dashboard: no metadata of ours."""
+        made = {"id": f"re_dashboard_{len(self.refunds)}", "object": "refund", "amount": amount}
+        self.refunds.append(made | {"payment_intent": intent, "charge": None, "metadata": {}})
 
     def request(self, method, url, headers, post_data=None, *, _usage=None):
         path = urlsplit(url).path
         form = parse_qs(post_data or "")
-        self.calls.append((method, path, form))
+        self.calls.append((method, path, form or parse_qs(urlsplit(url).query)))
+        if path == "/v1/refunds" and method == "get":
+            return self._listed(parse_qs(urlsplit(url).query))
         if path == "/v1/refunds":
             return self._refund(headers.get("Idempotency-Key"), form)
         if path == "/v1/payment_methods":
@@ -1324,13 +1340,39 @@ class StripeLike(stripe.HTTPClient):
 
     def _refund(self, key, form):
         self.keys.append(key)
+        if key in self.made and form != self.forms[key]:
+            error = {
+                "type": "idempotency_error",
+                "message": "Keys for idempotent requests can only be used with the same "
+                "parameters they were first used with. Try using a key other than "
+                f"'{key}' if you meant to execute a different request.",
+            }
+            return json.dumps({"error": error}), 400, {}
         if key in self.made:
             return self.made[key], 200, {"Idempotent-Replayed": "true"}
+        self.forms[key] = form
         intent = form.get("payment_intent", [""])[0]
         if intent in self.unknown:
             return self._missing(f"No such payment_intent: '{intent}'")
-        self.made[key] = json.dumps({"id": f"re_{len(self.calls)}", "object": "refund"})
+        made = {"id": f"re_{len(self.calls)}", "object": "refund"}
+        made["amount"] = int(form["amount"][0])
+        made["payment_intent"] = intent or None
+        made["charge"] = form.get("charge", [None])[0]
+        made["metadata"] = {
+            name[len("metadata[") : -1]: values[0]
+            for name, values in form.items()
+            if name.startswith("metadata[")
+        }
+        self.refunds.append(made)
+        self.made[key] = json.dumps(made)
         return self.made[key], 200, {}
+
+    def _listed(self, query):
+        """GET /v1/refunds?payment_intent=… (or charge=…): its refunds, newest first."""
+        wanted = {name: query[name][0] for name in ("payment_intent", "charge") if name in query}
+        found = [r for r in reversed(self.refunds) if all(r[k] == v for k, v in wanted.items())]
+        listed = {"object": "list", "url": "/v1/refunds", "data": found, "has_more": False}
+        return json.dumps(listed), 200, {}
 
     @staticmethod
     def _missing(message):
@@ -1474,9 +1516,10 @@ def test_a_fee_charged_to_the_card_on_file_is_refunded_through_its_payment(db, w
     with db.write() as s:
         assert prepay.process_refunds(s, provider) == 1
     sent = [form for method, path, form in http.calls if path == "/v1/refunds"]
-    assert sent == [{"payment_intent": ["pi_fee_1"], "amount": ["3000"]}]
     with db.read() as s:
         refund = s.scalars(select(Payment).where(Payment.kind == "fee_refund")).one()
+        tag = {"metadata[payment_id]": [str(refund.id)]}
+        assert sent == [{"payment_intent": ["pi_fee_1"], "amount": ["3000"]} | tag]
         assert (refund.status, refund.provider_ref) == ("refunded", f"re_{len(http.calls)}")
 
 
@@ -1749,6 +1792,76 @@ def test_a_refund_made_but_not_recorded_is_not_made_again(db, world):
         assert (refund.status, refund.provider_ref) == ("refunded", "re_1")
     with db.write() as s:
         assert prepay.process_refunds(s, provider) == 0
+
+
+def test_a_refund_made_but_not_recorded_a_day_ago_is_found_at_stripe_not_made_again(db, world):
+    """The process stops after Stripe made two refunds (of a payment intent, of a charge),
+    before our commit, and the app is down for a day: Stripe has forgotten their
+    Idempotency-Keys (it keeps them 24 hours), so sent again they would be made twice. A refund
+    now goes with our refund's id in its metadata, and one due longer than REFUND_KEY_KEPT
+    (23 h) is first looked for among the refunds of what it gives back: the one found is
+    recorded, nothing sent. The third, cut off before it was sent, whose payment intent has a
+    refund made in Stripe's dashboard (not ours), is looked for, not found, and made. A refund
+    due less long is sent with its key alone (no look). Before, the first two were refunded
+    twice."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    made = _card_fees_given_back(db, world, ["pi_fee_1", "ch_fee_2", "pi_fee_3"])
+    with pytest.raises(RuntimeError), db.write() as s:
+        assert prepay.process_refunds(s, provider, limit=2) == 2
+        raise RuntimeError("the process stopped before the commit")
+    assert [method for method, *_ in http.calls] == ["post", "post"]  # fresh: no look first
+    http.refund_in_dashboard("pi_fee_3", 1000)
+    with db.write() as s:
+        aged = update(Payment).where(Payment.id.in_(made))
+        s.execute(aged.values(created_at=utcnow() - timedelta(hours=25)))
+    http.a_day_passes()
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 3
+    assert len(http.refunds) == 4  # the dashboard's, and ours once each
+    at_stripe = [(r["payment_intent"] or r["charge"], r["metadata"]) for r in http.refunds]
+    assert at_stripe == [  # each refunded once
+        ("pi_fee_1", {"payment_id": str(made[0])}),
+        ("ch_fee_2", {"payment_id": str(made[1])}),
+        ("pi_fee_3", {}),
+        ("pi_fee_3", {"payment_id": str(made[2])}),
+    ]
+    looked = [form for method, _, form in http.calls if method == "get"]
+    assert looked == [
+        {"payment_intent": ["pi_fee_1"], "limit": ["100"]},
+        {"charge": ["ch_fee_2"], "limit": ["100"]},
+        {"payment_intent": ["pi_fee_3"], "limit": ["100"]},
+    ]
+    with db.read() as s:
+        recorded = [(s.get(Payment, i).status, s.get(Payment, i).provider_ref) for i in made]
+    ours = [r["id"] for r in http.refunds if r["metadata"]]
+    assert recorded == [("refunded", ref) for ref in ours]
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+
+
+def test_a_refund_made_before_refunds_carried_our_id_is_answered_not_refused(db, world):
+    """A refund made, but not recorded, by the version before this one, which sent no metadata
+    with it; the next run, by this version, sends the same key with our id in the metadata,
+    parameters Stripe did not see with that key (its 400 idempotency_error). Sent again as it
+    was first sent, Stripe answers with the refund it made: it is recorded, made once. Before,
+    it stayed due saying Stripe refused it (so it could be handed back at the desk as well)."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    key = f"clinicdesk-refund-{refund_id}-of-pi_fee_1"
+    http.request(  # as the version before sent it, without the metadata
+        "post",
+        "https://api.stripe.com/v1/refunds",
+        {"Idempotency-Key": key},
+        "payment_intent=pi_fee_1&amount=3000",
+    )
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+    assert len(http.refunds) == 1 and http.keys == [key] * 3
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.provider_ref, refund.last_error) == ("refunded", "re_1", "")
 
 
 def test_a_visit_of_two_services_is_paid_when_both_are(db, world):
