@@ -19,7 +19,7 @@ from core.kernel.config import Settings
 from core.kernel.errors import DatabaseUnavailable
 from core.messaging import clinic_events, delivery, reminders
 from core.patients import invitations
-from core.payments import prepay
+from core.payments.desk import refunds_job
 from core.practice import backups, job_health
 from core.practice.housekeeping import housekeeping_job
 from core.requests.lapses import lapse_job
@@ -44,7 +44,7 @@ JOBS: list[Callable[[Database, Settings], None]] = [
     deliver_notifications,
     invitations.expire_job,  # pending portal invitations past expiry → expired
     cancellation_rollups.refresh_job,  # keeps the cancellation analytics' sums current
-    prepay.refunds_job,  # card refunds due, and card-on-file charges left unfinished (Stripe)
+    refunds_job,  # card refunds due, and card-on-file charges left unfinished (Stripe)
     risk_jobs.retrain_job,  # weekly: a fresh no-show model from the practice's history
     risk_jobs.score_job,  # daily: upcoming visits' no-show risk for the badges
     housekeeping_job,  # daily, in batches: expired sessions, links, counts

@@ -1,6 +1,7 @@
 """Payments at the desk and on the appointment: staff record card or cash payments and refunds,
-fees paid or charged to the card on file, the audited export, and what is still owed. Every
-amount is in the currency of the appointment's clinic (core.payments.rules.money_format)."""
+fees paid or charged to the card on file, the audited export, and what is still owed; and the
+payments job (`refunds_job`: card refunds due, charges to the card on file left unfinished).
+Every amount is in the currency of the appointment's clinic (core.payments.rules.money_format)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, exports
 from core.kernel.authz import SYSTEM, Actor, Permission, ensure
 from core.kernel.clock import to_local
+from core.kernel.config import Settings
 from core.kernel.errors import Conflict, DomainError, NotFound, ValidationError
 from core.kernel.locks import setting_row
 from core.kernel.money import (
@@ -40,12 +42,19 @@ from core.payments.prepay import (
     due,
     given_back,
     list_payments,
+    process_refunds,
     send_receipt,
     visit_context,
 )
-from core.payments.providers import PaymentProvider, ProviderError, ProviderUnanswered
+from core.payments.providers import (
+    PaymentProvider,
+    ProviderError,
+    ProviderUnanswered,
+    provider_for,
+)
 from core.payments.rules import Due, get_settings, latest_clinic_id, money_format
 from core.policy import cancellation as policy
+from db.engine import Database
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -947,6 +956,18 @@ def _charge_ended(
             details={"payment_id": attempt.id, "said": attempt.last_error},
         )
     return attempt
+
+
+def refunds_job(database: Database, settings: Settings) -> None:
+    """The payments job: card refunds due (core.payments.prepay.process_refunds), then charges
+    to the card on file cut off before the provider answered or left unfinished there
+    (`finish_charges`: asked in turn, canceled a day on). Nothing without a card provider."""
+    if settings.stripe is None:
+        return
+    provider = provider_for(settings.stripe)
+    with database.write() as session:
+        process_refunds(session, provider)
+    finish_charges(database.write, provider)
 
 
 def finish_charges(

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from core.kernel import audit
 from core.kernel.authz import Actor, Permission, ensure, patient_actor
-from core.kernel.config import DEFAULT_BASE_URL, Settings
+from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import DomainError, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_time, format_money
 from core.messaging import clinic_events, notify
@@ -35,7 +35,6 @@ from core.payments import points as ledger_points
 from core.payments.providers import (
     PaymentProvider,
     from_stripe_amount,
-    provider_for,
     taken_amount,
 )
 from core.payments.rules import (
@@ -47,7 +46,6 @@ from core.payments.rules import (
     payment_money,
 )
 from core.practice.treatment import price_of, treatment_of
-from db.engine import Database
 from db.models import (
     Appointment,
     AppointmentService,
@@ -985,17 +983,3 @@ def _source(session: Session, refund: Payment) -> Payment:
     while original.provider_ref is None and original.refund_of_id is not None:
         original = session.get(Payment, original.refund_of_id)
     return original
-
-
-def refunds_job(database: Database, settings: Settings) -> None:
-    """The payments job: card refunds due, then charges to the card on file cut off before the
-    provider answered or left unfinished there (core.payments.desk.finish_charges: asked in
-    turn, canceled a day on)."""
-    if settings.stripe is None:
-        return
-    provider = provider_for(settings.stripe)
-    with database.write() as session:
-        process_refunds(session, provider)
-    from core.payments import desk  # desk builds on this module
-
-    desk.finish_charges(database.write, provider)

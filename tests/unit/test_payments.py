@@ -2975,8 +2975,8 @@ def test_the_payments_job_finishes_a_charge_cut_off_before_stripe_answered(db, w
     assert _fee_payments(db, fee_id) == [("pending", 3000, None)]
     _age(db, fee_id, timedelta(minutes=6))
     _age(db, old_id, timedelta(hours=23, minutes=1))
-    monkeypatch.setattr(prepay, "provider_for", lambda settings: provider)  # no network
-    prepay.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
+    monkeypatch.setattr(desk, "provider_for", lambda settings: provider)  # no network
+    desk.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
     assert _fee_payments(db, fee_id) == [("paid", 3000, "pi_1")]
     assert http.made == ["pi_1", "pi_2"] and len(http.keys) == 3  # pi_1's key, sent again
     with db.read() as s:
@@ -3024,8 +3024,8 @@ def test_the_payments_job_asks_stripe_of_a_charge_whose_webhook_never_came(db, w
         _age(db, fee, timedelta(minutes=11))  # past CHARGE_CHECK_AFTER (10 min)
     assert desk.finish_charges(db.write, DeskProvider()) == 0  # no card provider: nothing asked
     assert http.asked == [] and _fee_payments(db, paid) == [("pending", 3000, "pi_1")]
-    monkeypatch.setattr(prepay, "provider_for", lambda settings: provider)  # no network
-    prepay.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
+    monkeypatch.setattr(desk, "provider_for", lambda settings: provider)  # no network
+    desk.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
     assert http.asked == ["pi_1", "pi_2", "pi_3", "pi_4"]
     assert http.made == ["pi_1", "pi_2", "pi_3", "pi_4"]  # nothing charged again
     assert _fee_payments(db, paid) == [("paid", 3000, "pi_1")]
@@ -3084,8 +3084,8 @@ def test_a_charge_left_unfinished_a_day_is_canceled_at_stripe_and_the_fee_owed_a
         _age(db, fee, timedelta(hours=23, minutes=1))
     _age(db, young, timedelta(hours=22))
     http.after_asked["pi_2"] = "succeeded"  # confirmed between the job's asking and its cancel
-    monkeypatch.setattr(prepay, "provider_for", lambda settings: provider)  # no network
-    prepay.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
+    monkeypatch.setattr(desk, "provider_for", lambda settings: provider)  # no network
+    desk.refunds_job(db, Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE))
     assert [c[0] for c in http.cancels] == ["pi_1", "pi_2", "pi_4"]  # not the younger pi_3
     with db.read() as s:
         attempts = {p.ledger_entry_id: p for p in s.scalars(select(Payment))}
