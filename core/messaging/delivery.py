@@ -437,6 +437,29 @@ def renew(write: Callable[[], object], token: str, until: datetime, ids: list[in
         return set(session.scalars(select(Notification.id).where(held, Notification.id.in_(ids))))
 
 
+# what core.messaging.recipients reads of a message's patient, read by take as it renews the
+# claim (in the same statement: a read a message would be one statement more for each)
+_READ_OF_PATIENT = (
+    Patient.merged_into_id,
+    Patient.first_name,
+    Patient.last_name,
+    Patient.email,
+    Patient.phone,
+    Patient.consent_email,
+    Patient.consent_sms,
+)
+
+
+def _of_its_patient(column):
+    """`column` of the patient a message (the statement's notification) is to."""
+    return (
+        select(column)
+        .where(Patient.id == Notification.patient_id)
+        .correlate(Notification)
+        .scalar_subquery()
+    )
+
+
 def take(
     write: Callable[[], object],
     token: str,
@@ -459,15 +482,25 @@ def take(
             update(Notification)
             .where(mine)
             .values(next_attempt_at=until)
-            .returning(Notification.permanent_failure, Notification.patient_id)
+            .returning(
+                Notification.permanent_failure,
+                Notification.patient_id,
+                *(_of_its_patient(column) for column in _READ_OF_PATIENT),
+            )
             .execution_options(synchronize_session=False)
         ).first()
         if held is None:
             return "lost"
         # its patient now: a merge since the claim moved it to the record kept
-        stopped_meanwhile, patient_id = held
+        stopped_meanwhile, patient_id, *now_on_record = held
         set_committed_value(row, "patient_id", patient_id)
-        patient = session.get(Patient, patient_id) if patient_id is not None else None
+        patient = None
+        if patient_id is not None:
+            read = zip(_READ_OF_PATIENT, now_on_record, strict=True)
+            # a transient copy, for the rule only
+            patient = Patient(id=patient_id, **{column.key: value for column, value in read})
+        if row.channel == Channel.SMS and not practice:
+            practice = phones.practice_regions(session)  # where a number is a landline
         refused = patient and recipients.unreachable(patient, row.channel, regions=practice)
         values: dict[str, object] = {}
         if stopped_meanwhile:

@@ -6,7 +6,9 @@ now would go.
 Nothing goes to a record merged into another (core.patients.merge); a channel needs an address
 on the record and the patient's consent to it; a text needs a number that is no landline for
 the practice (core.kernel.phones.landline): none would arrive. A message goes to the address
-or number on its patient's record now (`address`).
+or number on its patient's record now (`address`). The sender reads, with each message's claim,
+only the patient's fields these rules read (delivery._READ_OF_PATIENT): a rule reading another
+one names it there too.
 """
 
 from __future__ import annotations
