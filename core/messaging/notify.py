@@ -1178,7 +1178,7 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
     patient = session.get(Patient, row.patient_id) if row.patient_id else None
     if patient:  # what a first send checks, at the record now (core.messaging.recipients)
         if (refused := recipients.unreachable(patient, row.channel)) is not None:
-            raise ValidationError(_not_again(patient, row.channel, refused))
+            raise ValidationError(refused.again)
         # corrected since it was queued (what a failure asks): the retry goes there
         row.to_address = recipients.address(patient, row.channel)
     row.status, row.next_attempt_at = DeliveryStatus.QUEUED, utcnow()
@@ -1186,25 +1186,3 @@ def retry(session: Session, actor: Actor, notification_id: int) -> None:
     audit.record(
         session, actor, "notification_retry", "notification", row.id, patient_id=row.patient_id
     )
-
-
-def _not_again(patient: Patient, channel: Channel, refused: recipients.Unreachable) -> str:
-    """Why a retry of a message to `patient` on `channel` is refused (`refused`), and what to
-    do, in words for the person who pressed it."""
-    name = patient.full_name
-    if patient.merged_into_id is not None:  # nothing goes to a duplicate
-        return (
-            f"{name}'s record was merged into #{patient.merged_into_id}: this message cannot be "
-            "sent again from it. Send a new message from the record kept if they need one."
-        )
-    if not (patient.consent_email if channel == Channel.EMAIL else patient.consent_sms):
-        # withdrawn since it was queued (a STOP reply, say)
-        what = "email" if channel == Channel.EMAIL else "text messages"
-        return (
-            f"{name} has withdrawn consent to {what}; this message cannot be sent again. Record "
-            "their consent on the patient's page first if they gave it back."
-        )
-    if not recipients.address(patient, channel):
-        what = "email address" if channel == Channel.EMAIL else "phone number"
-        return f"{name} has no {what} on their record now: add it there, then retry."
-    return f"{refused.why}. {refused.fix}"  # a number the practice reads as a landline

@@ -25,11 +25,13 @@ from db.models import Channel, Patient, StopKind
 class Unreachable:
     """Why a patient cannot be reached on a channel now: `why` in words for the screen ("no
     consent to email"), `kind` what a retry of a message stopped for it may do
-    (db.models.StopKind), `fix` what a person does about it ("" when nothing)."""
+    (db.models.StopKind), `fix` what a person does about it ("" when nothing), `again` the
+    words a person's retry of such a message is refused with (core.messaging.notify.retry)."""
 
     why: str
     kind: StopKind
     fix: str = ""
+    again: str = ""
 
     @property
     def reason(self) -> str:
@@ -55,12 +57,15 @@ def address(patient: Patient, channel: Channel) -> str | None:
 
 def merged(patient: Patient) -> Unreachable | None:
     """Nothing goes to a record merged into another (core.patients.merge), on any channel."""
-    if patient.merged_into_id is None:
+    if (kept := patient.merged_into_id) is None:
         return None
+    fix = "Send a new message from the record kept if they need one."
     return Unreachable(
-        f"the record was merged into #{patient.merged_into_id}",
+        f"the record was merged into #{kept}",
         StopKind.PURPOSE,
-        "Send a new message from the record kept if they need one.",
+        fix,
+        f"{patient.full_name}'s record was merged into #{kept}: this message cannot be sent again "
+        f"from it. {fix}",
     )
 
 
@@ -79,21 +84,28 @@ def unreachable(
     if not to:
         what = "email address" if channel == Channel.EMAIL else "phone number"
         return Unreachable(
-            f"no {what}", StopKind.REFUSED, f"Add one to {name}'s record, then retry."
+            f"no {what}",
+            StopKind.REFUSED,
+            f"Add one to {name}'s record, then retry.",
+            f"{name} has no {what} on their record now: add it there, then retry.",
         )
     consent = patient.consent_email if channel == Channel.EMAIL else patient.consent_sms
     if needs_consent and not consent:
+        what = "email" if channel == Channel.EMAIL else "text messages"
         return Unreachable(
-            f"no consent to {'email' if channel == Channel.EMAIL else 'text messages'}",
+            f"no consent to {what}",
             StopKind.CONSENT,
             f"Record {name}'s consent on their record if they give it back, then retry.",
+            # withdrawn since it was queued (a STOP reply, say)
+            f"{name} has withdrawn consent to {what}; this message cannot be sent again. Record "
+            "their consent on the patient's page first if they gave it back.",
         )
     if channel == Channel.SMS and phones.landline(to, regions or _regions(patient)):
-        return Unreachable(
+        why, fix = (
             phones.not_for_texts(to),
-            StopKind.REFUSED,
             f"Add {name}'s mobile number to their record, then retry.",
         )
+        return Unreachable(why, StopKind.REFUSED, fix, f"{why}. {fix}")
     return None
 
 

@@ -918,3 +918,25 @@ def test_the_sender_reads_no_more_statements_for_more_messages_to_patients(db, w
 
     reads_of_two = round_of(2)
     assert len(round_of(6)) == len(reads_of_two), reads_of_two
+
+
+def test_a_retry_refused_names_what_the_sender_stopped_the_message_for(db, world):
+    """A text to a patient who has neither a number nor consent to texts any more is stopped
+    by the sender for the missing number (core.messaging.recipients: an address is looked for
+    first); a person's retry is refused in recipients' words for the same thing, not for
+    the consent (before, notify kept its own checks in its own order)."""
+    from db.models import Patient
+
+    with db.write() as session:
+        patient = session.get(Patient, world.patient_id)
+        text_id = _visit_text(session, patient, world.clinic_id)
+        patient.phone, patient.consent_sms = None, False
+    assert delivery.send_due(db.write, {Channel.SMS: Recording()}).failed == 1
+    assert _row(db, text_id).last_error == (
+        "Not sent: no phone number. Add one to Alex Morgan's record, then retry."
+    )
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        notify.retry(session, world.manager, text_id)
+    assert str(refused.value) == (
+        "Alex Morgan has no phone number on their record now: add it there, then retry."
+    )
