@@ -17,13 +17,20 @@ characters) under a public address of up to 45 characters (a real clinic's is 30
 default is 21), the text forms say less than the email around their link: the reminder's carries
 its confirm link alone, whose page offers to ask to cancel or move the visit too (the email
 carries all three), and the survey's line is short ("How was it? Tell us in two minutes:", in
-the thank-you too). Measured with the names cut and times as long as
-"Tue 01 Dec 2026, 09:30". Times as the callers write them, with their zone (en-GB "Tue, 1 Dec
-2026, 09:30 (GMT)"), fit at 45 too; the waitlist offer's deadline is its clock time alone on
-the day it is sent (core.waitlist.offers), one a day later in full fits up to about 34. A
-locale writing longer times (el-GR, 32 characters; pt-BR, 35) gives a few a fourth part at 45
-(in el-GR the reminder and one form's). Forms to complete with two or more forms go in a text
-as one link to the visit's list of them (core.forms.after_booking fills {forms} so for the
+the thank-you too). Measured with the names cut and times as long as "Tue 01 Dec 2026, 09:30".
+Times as the callers write them, with their zone (en-GB "Tue, 1 Dec 2026, 09:30 (GMT)"), fit at
+45 too (the longest by a shorter wording, below); the waitlist offer's deadline is its clock
+time alone on the day it is sent (core.waitlist.offers), one a day later in full fits up to
+about 34. A time written longer (el-GR 'Τετ 10 Ιουν 2026, 3:30 μ.μ. (EEST)', pt-BR 'sáb., 10 de
+jan. de 2026 09:30 (-03)', 36 characters; en-GB's own September days in summer time, 30) left
+the reminder, the thank-you and one form's text (in pt-BR the proposal too) no room at 45: their
+wording, time and link alone went in four parts. Six text forms have a shorter one
+(`Template.sms_short`: the provider left to the link's page; the reminder's link, whose page
+confirms, cancels and moves, named for all three, a reply C or X read all the same), sent where
+the first would cut the names below ROOMY characters or go past three parts; so each built-in
+text fits three at 45 with these locales' longest time of a year, naming the clinic (its first
+letters at least), the time and the link whole. Forms to complete with two or more forms go in a
+text as one link to the visit's list of them (core.forms.after_booking fills {forms} so for the
 text; the email has a link for each). What still goes past three parts in UCS-2: an edited
 template's text, the flattened email with every link it keeps (the reminder's three).
 
@@ -80,6 +87,10 @@ class Template:
     body: str
     description: str
     sms: str = ""  # the short text-message form of a template with links ("" = the email's)
+    # shorter still, for a time written long (el-GR, pt-BR) under a long address: saying less
+    # around the clinic, the time and the link, it is sent where `sms` would leave the names too
+    # little room (render_sms); "" = `sms` always
+    sms_short: str = ""
 
 
 _SIGN = "\n\n{clinic_name}\n{clinic_phone}"
@@ -111,6 +122,8 @@ TEMPLATES: dict[str, Template] = {
         # characters in three parts) and the link of a 45-character public address
         "{clinic_name}: {service_name} with {provider_name} on {when} is confirmed. To cancel "
         "or move it: {link}{message}",
+        "{clinic_name}: {service_name} on {when} is confirmed. To cancel or move it: "
+        "{link}{message}",
     ),
     "appointment_declined": Template(
         "About your appointment request",
@@ -125,6 +138,7 @@ TEMPLATES: dict[str, Template] = {
         "The practice proposed another time; the patient answers through the link.",
         "{clinic_name}: we can offer {service_name} with {provider_name} on {when}. Accept or "
         "decline here: {link}{message}",
+        "{clinic_name} offers {service_name} on {when}. Accept or decline: {link}{message}",
     ),
     "appointment_rescheduled": Template(
         "Your appointment has moved to {when}",
@@ -216,6 +230,8 @@ TEMPLATES: dict[str, Template] = {
         # link's page offers to ask to cancel or move too (core.portal.patient_links)
         "{clinic_name}: {service_name} on {when}. Reply C to confirm or X to cancel, or move "
         "it here: {confirm_link}",
+        # the link's page confirms too; a reply C or X is still read (core.messaging.sms_inbound)
+        "{clinic_name}: {service_name}, {when}. Confirm, cancel or move it: {confirm_link}",
     ),
     "appointment_checked_in": Template(
         "You are checked in at {clinic_name}",
@@ -231,6 +247,7 @@ TEMPLATES: dict[str, Template] = {
         "allow it).",
         # short, as the survey line (core.feedback.surveys.SURVEY_LINE) under a long address
         "{clinic_name}: thank you for your visit on {when}.{survey}{message}",
+        "{clinic_name}, {when}: thank you!{survey}{message}",
     ),
     "forms_to_complete": Template(
         "Before your appointment on {when}: {forms_titles}",
@@ -241,6 +258,7 @@ TEMPLATES: dict[str, Template] = {
         # UCS-2 parts; two or more are one line with one link, to the visit's list of them
         # ("Your 3 forms: …", core.forms.after_booking.text_listing)
         "{clinic_name}: before your visit on {when}, read or complete:\n{forms}",
+        "{clinic_name}: before your visit {when}, see:\n{forms}",
     ),
     "clinic_event": Template(
         "{event}: {summary}",
@@ -302,6 +320,7 @@ TEMPLATES: dict[str, Template] = {
         "first of several to accept gets it, as the waitlist rules say).",
         "{clinic_name}: {service_name} with {provider_name} on {when} is free. Accept by "
         "{expires}: {link}\n{terms}",
+        "{clinic_name}: {service_name} on {when} is free. Accept by {expires}: {link}\n{terms}",
     ),
     "waitlist_taken": Template(
         "The time on {when} is no longer free",
@@ -525,14 +544,19 @@ def render_sms(
     gsm = Template(*(sms_parts.gsm_wording(t) for t in (template.subject, template.body)), "")
     values = {k: sms_parts.plain_spaces(v) if isinstance(v, str) else v for k, v in context.items()}
 
-    def compose(values: dict[str, object]) -> str:
-        if not template.sms:
+    def compose(values: dict[str, object], form: str = template.sms) -> str:
+        if not form:
             own_subject, own_body = render(gsm, values)
             return _sms_text(subject or own_subject, own_body)
-        text = sms_parts.gsm_wording(template.sms).format_map(_values(values))
+        text = sms_parts.gsm_wording(form).format_map(_values(values))
         return fit_text("\n".join(line.strip() for line in text.splitlines() if line.strip()))
 
-    return _names_shortened(compose, values)
+    text, cut = _names_shortened(compose, values)
+    if template.sms_short and (
+        sms_parts.parts(text).count > sms_parts.MAX_PARTS or (cut is not None and cut < ROOMY)
+    ):
+        text = _names_shortened(lambda values: compose(values, template.sms_short), values)[0]
+    return text
 
 
 def template_for(session: Session, key: str, *, as_saved: bool = False) -> Template:
@@ -991,6 +1015,7 @@ CUT = " ..."  # GSM: "…" would send the whole text in UCS-2, in 67-character p
 # _names_shortened): names and places, never a link, a time or what staff wrote
 SHORTENED = ("first_name", "patient_name", "clinic_name", "provider_name", "service_name", "where")
 SHORTEST = 1  # characters a shortened name keeps at least (before its ".")
+ROOMY = 12  # names cut shorter than this in a text form: its shorter form is sent (sms_short)
 _JOINERS = frozenset("\u200d\u20e3")  # zero-width joiner, keycap: part of the sign before
 
 
@@ -1029,26 +1054,29 @@ def shorten(value: str, most: int) -> str:
     return head if head.endswith(".") else head + "."
 
 
-def _names_shortened(compose: Callable[[dict[str, object]], str], values: dict) -> str:
+def _names_shortened(
+    compose: Callable[[dict[str, object]], str], values: dict
+) -> tuple[str, int | None]:
     """The text `compose` makes of `values`, within MAX_PARTS parts: when its links and wording
     leave too little room (fit_text cuts only prose after the last link), the names and places
     (SHORTENED) are cut, the longest first, to one common length (`shorten`), the longest that
     fits — not below SHORTEST characters. Where even that cannot fit (a link for each of several
-    forms in UCS-2), they are cut as little as the fewest parts those links allow need."""
+    forms in UCS-2), they are cut as little as the fewest parts those links allow need. With
+    it, the length the names were cut to (None: not cut)."""
     text = compose(values)
     if sms_parts.parts(text).count <= sms_parts.MAX_PARTS:
-        return text
+        return text, None
     names = {k: v for k in SHORTENED if isinstance(v := values.get(k), str)}
     longest = max(map(len, names.values()), default=0)
     if longest <= SHORTEST:
-        return text
+        return text, None
 
     def cut_to(most: int) -> str:
         return compose(values | {k: shorten(v, most) for k, v in names.items()})
 
     goal = max(sms_parts.MAX_PARTS, sms_parts.parts(cut_to(SHORTEST)).count)
     if sms_parts.parts(text).count <= goal:
-        return text  # the names cost no part
+        return text, None  # the names cost no part
     fits, over = SHORTEST, longest  # the longest common length within the goal, by halving
     while over - fits > 1:
         middle = (fits + over) // 2
@@ -1056,7 +1084,7 @@ def _names_shortened(compose: Callable[[dict[str, object]], str], values: dict) 
             fits = middle
         else:
             over = middle
-    return cut_to(fits)
+    return cut_to(fits), fits
 
 
 def fit_text(text: str, most: int = sms_parts.MAX_PARTS) -> str:

@@ -2,8 +2,10 @@
 within three of them. Before, the guard counted characters (459), so one character outside the
 GSM alphabet ("…" of the cut itself, a curly quote, "ł" of a name) sent the text as seven parts."""
 
+import functools
+import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -310,3 +312,64 @@ def test_a_name_typed_with_a_separate_accent_goes_in_the_gsm_alphabet_as_the_sam
     )
     assert text == f"Clinic: Jos\u00e9 Mu\u00f1oz, your portal: {LINK}"
     assert sms_parts.parts(text).gsm
+
+
+# clinics whose times, as the callers write them (with the zone), run long: the longest of a
+# year of days and times in each, for the clinic's zone
+LONG_TIME_LOCALES = {
+    "el-GR": "Europe/Athens",
+    "pt-BR": "America/Sao_Paulo",
+    "de-DE": "Europe/Berlin",
+    "en-US": "America/New_York",
+    "en-GB": "Europe/London",
+}
+
+
+@functools.cache
+def _longest_times(locale: str) -> tuple[str, str, str]:
+    """The longest visit time, day and clock time a clinic in `locale` writes in 2026."""
+    fmt = ClinicFormat(timezone=LONG_TIME_LOCALES[locale], locale=locale)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    moments = [start + timedelta(days=d, hours=h) for d in range(365) for h in (8, 20)]
+    when = max((fmt.moment(m, zone=True) for m in moments), key=len)
+    day = max((fmt.day(m.date()) for m in moments[::2]), key=len)
+    clock = max((fmt.clock(m) for m in moments[:2]), key=len)
+    return when, day, clock
+
+
+@pytest.mark.parametrize("names", LONG_NAMES.values(), ids=LONG_NAMES)
+@pytest.mark.parametrize("locale", LONG_TIME_LOCALES)
+def test_every_text_form_fits_three_parts_with_a_long_locales_time_and_a_45_character_address(
+    locale, names
+):
+    """Names outside the GSM alphabet, a 45-character public address, and the time as a
+    clinic in el-GR ('Τετ 10 Ιουν 2026, 3:30 μ.μ. (EEST)', 34 characters) or pt-BR ('sáb., 10
+    de jan. de 2026 09:30 (-03)', 36) writes it, the longest of a year (en-GB's too: 'Thu, 10
+    Sept 2026, 09:00 (BST)'). Before, the reminder, the thank-you with its survey link and one
+    form's text went in four parts in every one of these locales (their wording, time and link
+    alone needed more than three, so nothing was cut), in pt-BR the proposal too. Each still
+    names the clinic (its first letters at least), the time and its link whole (a shorter text
+    form where the first leaves no room, notify.Template.sms_short)."""
+    when, day, clock = _longest_times(locale)
+    base = ADDRESSES[-1]
+    assert len(base) == 45
+    for key, template in notify.TEMPLATES.items():
+        if not template.sms:
+            continue
+        context = (
+            _long_context(*names)
+            | _links_of(key, base)
+            | {"when": when, "proposed_when": when, "expires": day}
+        )
+        if key == "waitlist_offer":  # its deadline: the clock time on the day it is sent
+            context["expires"] = clock
+        text = notify.render_sms(template, context)
+        assert sms_parts.parts(text).count <= 3, (key, sms_parts.parts(text), text)
+        if "{when}" in template.sms or "{proposed_when}" in template.sms:
+            assert when.replace("\u202f", " ") in text, (key, text)  # its spaces plain
+        if re.search(r"\{(\w*link|forms|survey|next_step)\}", template.sms):
+            urls = re.findall(r"https?://\S+", " ".join(_links_of(key, base).values()))
+            assert any(url in text.split() for url in urls), (key, text)
+        if "{clinic_name}" in template.sms:  # first, whole or shortened (marked with ".")
+            named = os.path.commonprefix([text, LONG_CLINIC])
+            assert named and text[len(named)] in ".:", (key, text)
