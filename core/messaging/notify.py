@@ -586,8 +586,20 @@ def template_to_edit(session: Session, key: str) -> tuple[Template, Template]:
 
 
 def _sendable(key: str, subject: str, body: str) -> bool:
-    """Whether an edited text can go as saved: it fills in, and keeps the links it needs."""
-    return _fills(subject, body) and all(n in _names(body) for n in needed_in(key))
+    """Whether an edited text can go as saved: it fills in, keeps the links it needs, and has
+    none in its subject (check_template)."""
+    return (
+        _fills(subject, body)
+        and all(n in _names(body) for n in needed_in(key))
+        and not _links_in(subject)
+    )
+
+
+def _links_in(subject: str) -> list[str]:
+    """The link placeholders (NEEDED) in `subject`: a subject is one line, cut at SUBJECT_MAX,
+    and kept in the outbox as sent, where only the text's tokens are replaced by their hash
+    (core.messaging.delivery.redact); {forms} there would carry a link for each form."""
+    return [n for n in NEEDED if n in _names(subject)]
 
 
 def _fills(*texts: str) -> bool:
@@ -638,7 +650,7 @@ def check_template(key: str, subject: str, body: str) -> None:
     the links the message needs: a name left out ({}), a format ({when:%d %B}) or a
     conversion ({when!r}) would make every message of the template fail to render, a name
     this message is not given would arrive blank, and a message without its link leaves the
-    patient nothing to act on."""
+    patient nothing to act on; a link goes in the text, never the subject (_links_in)."""
     if not body.strip():
         raise ValidationError("The message text cannot be empty.")
     allowed = placeholders_of(key)
@@ -667,6 +679,11 @@ def check_template(key: str, subject: str, body: str) -> None:
                     if known
                     else f"Unknown placeholder {{{name}}}. {available}"
                 )
+    if in_subject := _links_in(subject):
+        raise ValidationError(
+            f"A link cannot go in the subject ({{{in_subject[0]}}}): a subject is one line, "
+            "which mail programs cut short. Keep it in the text only."
+        )
     missing = [n for n in needed_in(key) if n not in _names(body)]
     if missing:
         raise ValidationError(

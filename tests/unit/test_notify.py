@@ -447,6 +447,77 @@ def test_the_forms_email_of_three_documents_carries_each_link_and_the_text_one_t
     assert sent[Channel.SMS].body.endswith(f"Your 3 forms: {texted}")
 
 
+def _three_forms(db, world) -> None:
+    with db.write() as session:
+        session.add_all(
+            ServiceDocument(service_id=world.service_id, kind=kind, title=title, body="Read me.")
+            for kind, title in (
+                (DocumentKind.QUESTIONNAIRE, "Health questionnaire"),
+                (DocumentKind.CONSENT, "Consent to the treatment"),
+                (DocumentKind.INSTRUCTIONS, "Before your visit"),
+            )
+        )
+
+
+def test_an_edited_forms_template_sends_each_forms_link_by_email_and_one_link_by_text(db, world):
+    """A practice's own wording (no text form of its own: the text is its email, flattened)
+    keeps the visit's one link in the text, and a link for each form in the email."""
+    _three_forms(db, world)
+    with db.write() as session:
+        notify.save_template(
+            session,
+            world.manager,
+            "forms_to_complete",
+            "Your forms for {when}",
+            "Hello {patient_name}, please complete these before your visit:\n{forms}\nThanks!",
+        )
+    appointment_id = _book(db, world)
+    with db.write() as session:
+        assert forms.send_due_forms(session, base_url=LONG_BASE) == 3
+    sent = _latest(db, appointment_id, "forms_to_complete")
+    emailed = _URL.findall(sent[Channel.EMAIL].body)
+    assert len(emailed) == 3 and all(f"{LONG_BASE}/patient?p=form&t=" in u for u in emailed)
+    assert sent[Channel.EMAIL].body.startswith("Hello Alex Morgan, please complete these")
+    [texted] = _URL.findall(sent[Channel.SMS].body)
+    assert texted.startswith(f"{LONG_BASE}/patient?p=visit_forms&t=")
+    assert f"Your 3 forms: {texted} Thanks!" in sent[Channel.SMS].body
+
+
+@pytest.mark.parametrize(
+    ("key", "subject", "body"),
+    [
+        ("forms_to_complete", "Your forms: {forms}", "Please complete:\n{forms}"),
+        ("appointment_proposed", "Accept {when}: {link}", "Accept or decline: {link}"),
+    ],
+)
+def test_a_link_in_an_edited_subject_is_refused_and_one_saved_earlier_is_not_sent(
+    db, world, key, subject, body
+):
+    """A subject is one line, cut at 250 characters, and the outbox keeps it as it was sent
+    (only the text's tokens are replaced by their hash once it is). Before, {forms} in an
+    edited subject put a link for each form there, the last cut short, and each link stayed
+    usable on the Notifications page after sending; the text carried the visit's link twice."""
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        notify.save_template(session, world.manager, key, subject, body)
+    name = re.search(r"\{(\w+)\}", subject.split(":", 1)[1])[1]
+    assert str(refused.value) == (
+        f"A link cannot go in the subject ({{{name}}}): a subject is one line, which mail "
+        "programs cut short. Keep it in the text only."
+    )
+    if key != "forms_to_complete":
+        return
+    _three_forms(db, world)
+    with db.write() as session:  # saved by an earlier version: the built-in text goes
+        session.add(NotificationTemplate(key=key, subject=subject, body=body))
+    appointment_id = _book(db, world)
+    with db.write() as session:
+        assert forms.send_due_forms(session, base_url=LONG_BASE) == 3
+    sent = _latest(db, appointment_id, key)
+    assert not any(_URL.findall(row.subject) for row in sent.values())
+    assert len(_URL.findall(sent[Channel.EMAIL].body)) == 3
+    assert len(_URL.findall(sent[Channel.SMS].body)) == 1
+
+
 def test_the_booking_text_keeps_its_link_and_promises_no_attachment(db, world):
     appointment_id = _book(db, world)
     sent = _latest(db, appointment_id, "appointment_scheduled")
