@@ -83,7 +83,7 @@ from core.kernel import phones
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import Settings, SmsSettings, SmtpSettings
 from core.kernel.tokens import hash_token
-from core.messaging import quiet, recipients
+from core.messaging import quiet, recipients, visit_calendar
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -172,10 +172,11 @@ class SmtpTransport:
             maintype, _, subtype = file.content_type.partition("/")
             # a text file is UTF-8 (core.messaging.attachments), said: unsaid, a mail program
             # reads "ü" as US-ASCII, the MIME default (for a calendar: RFC 6047 2.4); a calendar
-            # file as Apple, Google and Outlook read one sent to them
+            # file's part says the file's own METHOD (RFC 6047 2.4: Outlook ignores a file
+            # whose part says another), none for a file without one
             params = {"charset": "utf-8"} if maintype == "text" else None
-            if subtype == "calendar":
-                params = {"method": "PUBLISH", "charset": "utf-8"}
+            if subtype == "calendar" and (method := visit_calendar.method_of(file.content)):
+                params = {"method": method, "charset": "utf-8"}
             message.add_attachment(
                 file.content, maintype=maintype, subtype=subtype, filename=file.name, params=params
             )

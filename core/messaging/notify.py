@@ -875,7 +875,8 @@ def _calendar_file(
         return []
     appointment = session.get(Appointment, appointment_id)
     base_url = session.info.get("base_url", DEFAULT_BASE_URL)
-    made = appointment and visit_calendar.visit_file(appointment, base_url=base_url)
+    sender = session.info.get(visit_calendar.SENDER, visit_calendar.DEFAULT_SENDER)
+    made = appointment and visit_calendar.visit_file(appointment, base_url=base_url, sender=sender)
     return [made] if made else []
 
 

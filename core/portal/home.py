@@ -281,7 +281,10 @@ def _view(
         else "",
         by_phone,
         visit_calendar.visit_file(
-            appointment, base_url=session.info.get("base_url", DEFAULT_BASE_URL), now=now
+            appointment,
+            base_url=session.info.get("base_url", DEFAULT_BASE_URL),
+            sender=session.info.get(visit_calendar.SENDER, visit_calendar.DEFAULT_SENDER),
+            now=now,
         )
         if appointment.status in IN_CALENDAR
         else None,

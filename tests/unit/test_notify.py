@@ -3,8 +3,10 @@
 import json
 import re
 from datetime import UTC, datetime, time, timedelta
+from email.utils import parseaddr
 
 import pytest
+from icalendar import Calendar
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -304,6 +306,57 @@ def test_a_calendar_file_with_letters_outside_ascii_says_its_charset(db, world, 
     assert "LOCATION:Königstraße 5\\, Zürich · 2nd floor ✓" in calendar.get_content()
 
 
+def test_a_calendar_files_part_says_the_files_own_method_booked_and_cancelled(
+    db, world, loopback_smtp
+):
+    """RFC 6047 2.4: the text/calendar part's method parameter is the file's METHOD (Outlook
+    ignores a file whose part says otherwise). Before, every part said PUBLISH, so the
+    cancellation's METHOD:CANCEL went in a part saying PUBLISH. The file's ORGANIZER is the
+    address the email comes from."""
+    loopback_smtp.clear()
+    sender = "Harbour Street Desk <desk@harbour.example>"
+    appointment_id = _book(db, world, sender=sender)
+    with db.write() as session:
+        session.info["sender"] = sender
+        moves.cancel_appointment(session, world.manager, appointment_id, reason="Clinic closed")
+    smtp = SmtpSettings(host=loopback_smtp.host, port=loopback_smtp.port, sender=sender)
+    assert delivery.send_due(db.write, {Channel.EMAIL: delivery.SmtpTransport(smtp)}).sent == 2
+    said = {}
+    for subject in ("confirmed", "cancelled"):
+        message = loopback_smtp.wait_for(lambda m, subject=subject: subject in m["Subject"])
+        [part] = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+        calendar = Calendar.from_ical(part.get_content())
+        [event] = calendar.walk("VEVENT")
+        said[subject] = (part.get_param("method"), str(calendar["METHOD"]), event["STATUS"])
+        address = parseaddr(message["From"])[1]
+        assert str(event["ORGANIZER"]) == f"mailto:{address}" == "mailto:desk@harbour.example"
+    assert said == {
+        "confirmed": ("PUBLISH", "PUBLISH", "CONFIRMED"),
+        "cancelled": ("CANCEL", "CANCEL", "CANCELLED"),
+    }
+
+
+def test_a_calendar_file_without_a_method_goes_in_a_part_saying_none(db, world, loopback_smtp):
+    """A calendar file a caller hands over (not a visit's) with no METHOD, or one icalendar
+    cannot read: its part names no method (RFC 5545 8.1: the parameter is given if and only if
+    the file has a METHOD). Before, every calendar part said PUBLISH."""
+    loopback_smtp.clear()
+    plain = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Desk//EN\r\nEND:VCALENDAR\r\n"
+    files = [("plain.ics", plain), ("broken.ics", b"not a calendar")]
+    _queue(db, world.patient_id, channels=[Channel.EMAIL], files=files)
+    smtp = SmtpSettings(host=loopback_smtp.host, port=loopback_smtp.port)
+    assert delivery.send_due(db.write, {Channel.EMAIL: delivery.SmtpTransport(smtp)}).sent == 1
+    message = loopback_smtp.wait_for(lambda m: m["To"] == "alex@example.org")
+    arrived = [
+        (p.get_filename(), p.get_param("method"), p.get_content_charset(), p.get_content())
+        for p in message.iter_attachments()
+    ]
+    assert arrived == [
+        ("plain.ics", None, "utf-8", plain.decode()),
+        ("broken.ics", None, "utf-8", "not a calendar"),
+    ]
+
+
 def test_failed_delivery_is_visible_retried_with_backoff_then_given_up(db, world):
     _queue(db, world.patient_id, channels=[Channel.EMAIL])
     dead = SmtpSettings(host="127.0.0.1", port=9)  # nothing listens on the discard port
@@ -363,9 +416,11 @@ def _assert_links_whole(sent: dict[Channel, Notification], count: int) -> str:
     return text
 
 
-def _book(db, world, day=PLAIN_THURSDAY, hour=10) -> int:
+def _book(db, world, day=PLAIN_THURSDAY, hour=10, sender: str | None = None) -> int:
     with db.write() as session:
         session.info["base_url"] = LONG_BASE
+        if sender:
+            session.info["sender"] = sender  # SMTP_FROM, as core.startup hands it over
         return moves.schedule_appointment(
             session,
             world.manager,

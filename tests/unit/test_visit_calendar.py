@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -32,11 +33,26 @@ TZ = "Europe/London"  # the world's clinic: clocks go back on Sun 25 Oct 2026
 S = AppointmentStatus
 
 
-def _event(content: bytes):
+SENDER = "Harbour Street Desk <desk@harbour.example>"  # SMTP_FROM: the messages' From
+
+
+def _parsed(content: bytes):
+    """(the file's METHOD, its one event), read back by icalendar."""
     calendar = Calendar.from_ical(content)
-    assert calendar["METHOD"] == "PUBLISH"
     [event] = calendar.walk("VEVENT")
+    return str(calendar["METHOD"]), event
+
+
+def _event(content: bytes):
+    method, event = _parsed(content)
+    assert method == "PUBLISH"
     return event
+
+
+def _organizer(event) -> tuple[str, str]:
+    """(address, CN) of the event's ORGANIZER."""
+    organizer = event["ORGANIZER"]
+    return str(organizer), str(organizer.params["CN"])
 
 
 def _visit(session, world, day: date, **fields) -> Appointment:
@@ -80,6 +96,41 @@ def test_the_file_says_what_the_messages_say_escaped_and_never_the_notes(db, wor
     assert str(_event(video)["LOCATION"]) == "Video visit"
 
 
+def test_the_clinic_organizes_the_event_from_the_address_the_messages_go_from(db, world):
+    """RFC 5546 3.2.1: a PUBLISH names its ORGANIZER and no ATTENDEE. The clinic's name, as
+    staff typed it, goes in only as the CN parameter's value (its quote, ';', ',' and ':' read
+    back as typed, adding no parameter of their own); the address is the one the messages go
+    from (SMTP_FROM), not the clinic's own inbox."""
+    name = 'St "Mary\'s"; Harbour, N1: skin'
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).name = name
+        visit = _visit(session, world, date(2026, 12, 7))
+        _, content = visit_calendar.visit_file(visit, sender=SENDER)
+        _, default = visit_calendar.visit_file(visit)
+    event = _event(content)
+    assert _organizer(event) == ("mailto:desk@harbour.example", name)
+    assert "ATTENDEE" not in event
+    assert _organizer(_event(default)) == ("mailto:no-reply@clinicdesk.local", name)
+
+
+@pytest.mark.parametrize("status", list(S))
+def test_a_cancelled_or_declined_visit_is_a_cancel_every_other_a_publish(db, world, status):
+    """RFC 5546 3.2.5: a published event is taken out of a calendar by METHOD:CANCEL with its
+    UID, STATUS:CANCELLED and a SEQUENCE above the one it was published with (the flow test
+    below: the cancellation grows the version). Before, every file said PUBLISH, a cancelled
+    visit's too, and none named an ORGANIZER."""
+    with db.write() as session:
+        visit = _visit(session, world, date(2026, 12, 7), status=status)
+        _, content = visit_calendar.visit_file(visit, sender=SENDER)
+        version = visit.version
+    method, event = _parsed(content)
+    off = status in (S.CANCELLED, S.DECLINED)
+    assert method == ("CANCEL" if off else "PUBLISH")
+    assert (event["STATUS"] == "CANCELLED") == off
+    assert event["SEQUENCE"] == version
+    assert _organizer(event)[0] == "mailto:desk@harbour.example" and "ATTENDEE" not in event
+
+
 def _files(db, appointment_id: int, template: str):
     with db.read() as session:
         rows = session.scalars(
@@ -98,6 +149,7 @@ def test_booked_moved_and_cancelled_emails_update_one_event_in_the_patients_cale
     patient's calendar moves, then cancels, the event it already has."""
     day = to_local(utcnow(), TZ).date() + timedelta(days=5)
     with db.write() as session:
+        session.info["sender"] = SENDER
         request = decisions.request_appointment(
             session,
             world.manager,
@@ -109,6 +161,7 @@ def test_booked_moved_and_cancelled_emails_update_one_event_in_the_patients_cale
         )
         request_id = request.id
     with db.write() as session:
+        session.info["sender"] = SENDER
         decisions.approve_request(
             session,
             world.manager,
@@ -122,15 +175,22 @@ def test_booked_moved_and_cancelled_emails_update_one_event_in_the_patients_cale
     assert sorted(booked) == [f"check-in-{request_id}.png", ics]
     assert booked[f"check-in-{request_id}.png"].startswith(b"\x89PNG")
     with db.write() as session:
+        session.info["sender"] = SENDER
         moves.reschedule(
             session, world.manager, request_id, start_at=local_to_utc(day, time(14), TZ)
         )
+        moved_version = session.get(Appointment, request_id).version
     with db.write() as session:
+        session.info["sender"] = SENDER
         moves.cancel_appointment(session, world.manager, request_id, reason="Clinic closed")
         version = session.get(Appointment, request_id).version
+    assert version > moved_version  # the cancellation grew the version: a higher SEQUENCE
     moved = _files(db, request_id, "appointment_rescheduled")
     cancelled = _files(db, request_id, "appointment_cancelled")
-    events = [_event(files[ics]) for files in (booked, moved, cancelled)]
+    parsed = [_parsed(files[ics]) for files in (booked, moved, cancelled)]
+    assert [method for method, _ in parsed] == ["PUBLISH", "PUBLISH", "CANCEL"]
+    events = [event for _, event in parsed]
+    assert {_organizer(e) for e in events} == {("mailto:desk@harbour.example", "Test Clinic")}
     assert {str(e["UID"]) for e in events} == {f"visit-{request_id}@localhost"}
     sequences = [e["SEQUENCE"] for e in events]
     assert sequences == sorted(set(sequences)) and sequences[-1] == version
@@ -156,6 +216,7 @@ def test_the_portal_offers_the_file_for_a_visit_whose_time_is_agreed(db, world):
         scheduled = _visit(session, world, day).id
         proposed = _visit(session, world, day + timedelta(days=1), status=S.TENTATIVE).id
         session.info["base_url"] = "https://desk.example"
+        session.info["sender"] = SENDER
         view = home.home(session, world.patient_id)
         version = session.get(Appointment, scheduled).version
     files = {a.id: a.calendar_file for a in view.upcoming}
@@ -164,3 +225,4 @@ def test_the_portal_offers_the_file_for_a_visit_whose_time_is_agreed(db, world):
     event = _event(content)
     assert name == f"test-clinic-{day.isoformat()}.ics"
     assert (str(event["UID"]), event["SEQUENCE"]) == (f"visit-{scheduled}@desk.example", version)
+    assert _organizer(event) == ("mailto:desk@harbour.example", "Test Clinic")
