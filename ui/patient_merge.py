@@ -112,7 +112,8 @@ def _confirm(me: Actor, duplicate_id: int, keep_id: int) -> None:
 
 
 def show_preview(plan: merge.MergePreview, key: str) -> None:
-    """What a merge will do (core.patients.merge.preview_merge): what moves; each email and
+    """What a merge will do (core.patients.merge.preview_merge): what moves (of the points,
+    those beyond the duplicate's opening balance, which is not added); each email and
     phone the records hold differently, the kept record's and the duplicate's, and what the
     merge does with it; what is filled, withdrawn and noted; appointments at the same time.
     Shown before the Patients page's merge and a request flag's. `key`: the tables' prefix."""
@@ -121,7 +122,7 @@ def show_preview(plan: merge.MergePreview, key: str) -> None:
     show_table(
         pd.DataFrame(
             [{"Moves to the kept record": w, "How many": n} for w, n in plan.moves]
-            + [{"Moves to the kept record": "points", "How many": gone.points}]
+            + [{"Moves to the kept record": "points", "How many": plan.points}]
         ),
         hide_index=True,
         key=f"{key}_moves",

@@ -56,7 +56,7 @@ HOW: dict[tuple[str, str], tuple[str, str]] = {
     ("notifications", "patient_id"): ("messages", MOVE),
     ("payments", "patient_id"): ("payments", MOVE),
     # the fees go with their appointments; the points entries stay, so the duplicate's history
-    # still adds up, and its balance moves as one entry on each side
+    # still adds up, and its balance beyond its opening moves as one entry on each side
     ("ledger_entries", "patient_id"): ("fees", FEES),
     ("form_requests", "patient_id"): ("forms sent and answered", MOVE),
     ("feedback_requests", "patient_id"): ("survey requests", MOVE),
@@ -175,6 +175,8 @@ class MergePreview:
     notes: list[str]  # points, portal, what stays, in sentences
     overlaps: list[str]  # appointments of both at the same time (confirm to merge anyway)
     contacts: list[ContactChoice] = field(default_factory=list)  # email and phone that differ
+    points: int = 0  # of the duplicate's balance, moved: what it has beyond its opening
+    opening_left: int = 0  # of the duplicate's balance, not carried: its opening (`_carried`)
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class Merged:
     sessions_ended: int = 0
     address_left: str = ""  # the duplicate's address, not taken: the kept record has its own
     contacts: tuple[ContactChoice, ...] = ()  # email and phone that differed: the message says
+    opening: str = ""  # the duplicate's opening balance not added, in a sentence
 
     @property
     def message(self) -> str:
@@ -195,6 +198,7 @@ class Merged:
             + (f", {self.points} points" if self.points else "")
             + "."
         )
+        text += f" {self.opening}" if self.opening else ""
         text += "".join(f" {c.said}" for c in self.contacts if c.said)
         if self.address_left:
             text += (
@@ -447,10 +451,14 @@ def _plan(session: Session, keep: Patient, duplicate: Patient) -> MergePreview:
             f"#{duplicate.id}'s address ({left}) is not taken: #{keep.id} keeps its own "
             f"({address_of(keep)})."
         )
-    if duplicate.points_balance:
+    carried, left, opening = _carried(session, duplicate)
+    if opening_said := _opening_words(keep.id, duplicate.id, opening, left):
+        notes.append(opening_said)
+    if carried:
         notes.append(
-            f"{duplicate.points_balance} points move: the kept record's history shows "
-            f"'Merged from #{duplicate.id}', the duplicate's 'Merged into #{keep.id}'."
+            f"{carried} points move (what #{duplicate.id} has beyond its opening balance): the "
+            f"kept record's history shows 'Merged from #{duplicate.id}', the duplicate's "
+            f"'Merged into #{keep.id}'."
         )
     points_stay = _count_points_entries(session, duplicate.id)
     if points_stay:
@@ -482,7 +490,39 @@ def _plan(session: Session, keep: Patient, duplicate: Patient) -> MergePreview:
         notes,
         _overlaps(session, keep, duplicate),
         contacts,
+        carried,
+        left,
     )
+
+
+def _carried(session: Session, duplicate: Patient) -> tuple[int, int, int]:
+    """(points moved, points not carried, the opening balance) of the duplicate's balance.
+    Each record opens with points (core.payments.points.open_account); one person opens one
+    balance, so the duplicate's opening is not carried: what moves is its balance less its
+    opening, never below 0. Points it spent or lost count against what it earned first, then
+    against its opening: the person keeps, on one balance, what they earned less what they
+    used (nothing minted), and what the duplicate used beyond its earnings is not taken from
+    the kept record's own points (nothing destroyed that they earned there)."""
+    balance = max(0, duplicate.points_balance)
+    opening = max(0, points.opening_points(session, duplicate.id))
+    carried = max(0, balance - opening)
+    return carried, balance - carried, opening
+
+
+def _opening_words(keep_id: int, duplicate_id: int, opening: int, left: int) -> str:
+    """The duplicate's opening balance not added, in a sentence ("" without one)."""
+    if not opening:
+        return ""
+    said = (
+        f"#{duplicate_id}'s opening balance of {opening} points is not added: one person opens "
+        "one balance."
+    )
+    if left < opening:
+        said += (
+            f" {opening - left} of them were used there: they are not taken from #{keep_id}'s "
+            "own points."
+        )
+    return said
 
 
 def _count_points_entries(session: Session, patient_id: int) -> int:
@@ -555,9 +595,11 @@ def merge_patients(
     kept record keeps its name, contact details and postal address and fills its blanks from
     the duplicate (an email or phone checked as typed, with the duplicate's consent to it; the
     address as one; the duplicate's email, phone or address not taken named in the message);
-    a consent withdrawn on either stays withdrawn; the duplicate's points move as one ledger
-    entry on each side; its portal sessions end. The duplicate is marked merged, never
-    deleted. Audited on both records with the counts moved and the contacts taken or not."""
+    a consent withdrawn on either stays withdrawn; the duplicate's points beyond its opening
+    balance move as one ledger entry on each side, its opening is not added (`_carried`); its
+    portal sessions end. The duplicate is marked merged, never deleted. Audited on both
+    records with the counts moved, the points moved and not carried, and the contacts taken
+    or not."""
     ensure(actor, Permission.PATIENTS_MERGE)
     reason = (clean(reason, field="reason", limit=MAX_REASON) or "").strip()
     if not reason:
@@ -578,7 +620,7 @@ def merge_patients(
     invitations.revoke_for_contact_change(session, actor, keep, withdrawn)
     address_left = _address_left(keep, duplicate)
     filled = _fill(keep, duplicate, plan.contacts)
-    moved_points = _move_points(session, keep, duplicate)
+    moved_points, opening_left = _move_points(session, keep, duplicate, plan)
     duplicate.merged_into_id, duplicate.merged_at = keep.id, now
     session.flush()
     moved: dict[str, int] = {}
@@ -609,6 +651,9 @@ def merge_patients(
     details = {
         "moved": moved,
         "points": moved_points,
+        # the duplicate's opening balance (what was left of it), not carried: one person opens
+        # one balance
+        "opening_not_carried": opening_left,
         "filled": filled,
         "consents_withdrawn": withdrawn,
         "portal_sessions_ended": ended,
@@ -644,7 +689,10 @@ def merge_patients(
     )
     session.flush()
     contacts = tuple(plan.contacts)
-    return Merged(keep_id, duplicate_id, moved, moved_points, ended, address_left, contacts)
+    opening = next((n for n in plan.notes if n.startswith(f"#{duplicate_id}'s opening ")), "")
+    return Merged(
+        keep_id, duplicate_id, moved, moved_points, ended, address_left, contacts, opening
+    )
 
 
 def _fill(keep: Patient, duplicate: Patient, contacts: list[ContactChoice]) -> list[str]:
@@ -685,19 +733,30 @@ def _apply_consents(keep: Patient, duplicate: Patient, taken: list[str]) -> list
     return [name for name in CONSENT_WORDS if before[name] and not getattr(keep, name)]
 
 
-def _move_points(session: Session, keep: Patient, duplicate: Patient) -> int:
-    """The duplicate's balance moves as one entry on each side, so both ledgers add up."""
-    balance = duplicate.points_balance
-    if balance:
+def _move_points(
+    session: Session, keep: Patient, duplicate: Patient, plan: MergePreview
+) -> tuple[int, int]:
+    """The duplicate's balance beyond its opening (`_carried`) moves as one entry on each
+    side; what is left of its opening is taken off its own balance (an opening entry saying
+    so), not added to the kept one: its balance ends at 0 and both ledgers add up. Returns
+    (points moved, points not carried)."""
+    if plan.opening_left:
+        points.close_opening(
+            session,
+            duplicate,
+            plan.opening_left,
+            note=f"Not carried into #{keep.id}: one person opens one balance",
+        )
+    if plan.points:
         points.transfer(
             session,
             duplicate,
             keep,
-            balance,
+            plan.points,
             out_note=f"Merged into #{keep.id}",
             in_note=f"Merged from #{duplicate.id}",
         )
-    return balance
+    return plan.points, plan.opening_left
 
 
 def _end_portal(session: Session, actor: Actor, duplicate: Patient, keep_id: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from core.kernel import audit
@@ -136,6 +136,26 @@ def open_accounts(session: Session, patient_ids: list[int], points: int = OPENIN
             for i in patient_ids
         ]
         session.execute(insert(LedgerEntry), rows)
+
+
+def opening_points(session: Session, patient_id: int) -> int:
+    """The points the patient's balance opened with (its opening entries, signed: 0 for a
+    record opened with none, less what a merge did not carry, `close_opening`)."""
+    return (
+        session.scalar(
+            select(func.sum(LedgerEntry.points)).where(
+                LedgerEntry.patient_id == patient_id, LedgerEntry.kind == LedgerKind.POINTS_OPENING
+            )
+        )
+        or 0
+    )
+
+
+def close_opening(session: Session, patient: Patient, points: int, *, note: str) -> None:
+    """Take `points` of the patient's opening balance off it again, as a signed opening entry
+    with `note` (a merged duplicate's opening, not carried to the record kept: one person
+    opens one balance), so its ledger keeps adding up to its balance."""
+    balance.post(session, patient.id, LedgerKind.POINTS_OPENING, -points, note=note)
 
 
 def award_survey_points(session: Session, appointment: Appointment) -> int:

@@ -451,8 +451,11 @@ def test_a_manager_merges_a_duplicate_after_a_preview_and_its_page_says_where_it
     at.button(key="patients_merge_preview_button").click().run()
     assert not at.exception and not at.error
     moves = next(d.value for d in at.dataframe if "Moves to the kept record" in d.value.columns)
-    assert dict(zip(moves.iloc[:, 0], moves.iloc[:, 1], strict=True))["points"] == 100
-    assert any("the kept record's history shows" in t.value for t in at.text)
+    # a new record's opening balance is not added to the kept one: one person opens one
+    assert dict(zip(moves.iloc[:, 0], moves.iloc[:, 1], strict=True))["points"] == 0
+    assert (
+        f"#{duplicate}'s opening balance of 100 points is not added: one person opens one balance."
+    ) in [t.value for t in at.text]
     # each contact detail that differs: the kept record's, the duplicate's, what the merge does
     contacts = next(d.value for d in at.dataframe if "Contact detail" in d.value.columns)
     assert list(contacts.columns) == [
@@ -477,6 +480,7 @@ def test_a_manager_merges_a_duplicate_after_a_preview_and_its_page_says_where_it
     assert f"Record #{duplicate} was merged into #{kept.id}" in at.success[0].value
     said = at.success[0].value.replace("\\", "").replace("\u2060", "")
     assert f"#{duplicate}'s email (dup.copy@example.net) was not taken: #{kept.id} keeps" in said
+    assert f"#{duplicate}'s opening balance of 100 points is not added" in said
     # the duplicate is found by its number only, and its page says where it went
     at.text_input(key="patients_search").input("dup.copy@example.net").run()
     assert "patients_match" not in [b.key for b in at.selectbox]

@@ -425,24 +425,82 @@ def test_a_kept_landline_stays_and_the_merge_names_the_duplicates_mobile(db, wor
 # ---------------------------------------------------------------- points
 
 
-def test_the_points_move_as_one_entry_on_each_side_and_both_ledgers_add_up(db, world):
+def test_a_fresh_duplicate_adds_no_second_opening_balance(db, world):
+    """A second record (the public booking link, a known name with another email) opens with
+    100 points like any new record; merged, those 100 are not added to the kept record: one
+    person opens one balance. The duplicate's ledger closes its opening, so both add up."""
+    duplicate = _duplicate(db)
+    with db.read() as s:
+        preview = merge.preview_merge(s, world.manager, world.patient_id, duplicate)
+    opening = f"#{duplicate}'s opening balance of 100 points is not added: one person opens one"
+    assert (preview.points, preview.opening_left) == (0, 100)
+    assert any(line.startswith(opening) for line in preview.notes), preview.notes
+    result = _merge(db, world.manager, world.patient_id, duplicate)
+    assert result.points == 0 and f"{opening} balance." in result.message
+    assert ", 0 points" not in result.message
+    with db.read() as s:
+        assert ledger_adds_up(s, world.patient_id) == (100, 100)
+        assert ledger_adds_up(s, duplicate) == (0, 0)
+        gone = points.points_history(s, world.manager, duplicate)
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action.like("patient_merged%")))
+        details = [e.details for e in events]
+    assert [(r.what, r.points) for r in gone] == [
+        ("Opening balance", -100),
+        ("Opening balance", 100),
+    ]
+    assert gone[0].note == f"Not carried into #{world.patient_id}: one person opens one balance"
+    assert [(d["points"], d["opening_not_carried"]) for d in details] == [(0, 100), (0, 100)]
+
+
+def test_what_the_duplicate_earned_beyond_its_opening_moves(db, world):
     duplicate = _duplicate(db)
     with db.write() as s:
-        points.adjust_points(s, world.manager, duplicate, -30, "Used at the desk")
-    _merge(db, world.manager, world.patient_id, duplicate)
+        points.adjust_points(s, world.manager, duplicate, 50, "Survey on paper")
     with db.read() as s:
-        assert ledger_adds_up(s, world.patient_id) == (170, 170)
+        preview = merge.preview_merge(s, world.manager, world.patient_id, duplicate)
+    assert (preview.points, preview.opening_left) == (50, 100)
+    result = _merge(db, world.manager, world.patient_id, duplicate)
+    assert result.points == 50 and ", 50 points." in result.message
+    with db.read() as s:
+        assert ledger_adds_up(s, world.patient_id) == (150, 150)
         assert ledger_adds_up(s, duplicate) == (0, 0)
         kept = points.points_history(s, world.manager, world.patient_id)
         gone = points.points_history(s, world.manager, duplicate)
-    assert (kept[0].points, kept[0].note) == (70, f"Merged from #{duplicate}")
-    assert (gone[0].points, gone[0].note) == (-70, f"Merged into #{world.patient_id}")
-    assert [r.points for r in gone[1:]] == [-30, 100]  # its history stays and still adds up
+    assert (kept[0].points, kept[0].note) == (50, f"Merged from #{duplicate}")
+    assert [(r.points, r.note) for r in gone[:2]] == [
+        (-50, f"Merged into #{world.patient_id}"),
+        (-100, f"Not carried into #{world.patient_id}: one person opens one balance"),
+    ]
+    assert [r.points for r in gone[2:]] == [50, 100]  # its history stays and still adds up
+
+
+def test_points_the_duplicate_used_come_out_of_its_own_opening_not_the_kept_balance(db, world):
+    """Spent or deducted on the duplicate, points count against what it earned first and then
+    its opening: 100 opened, 30 used, 70 left of the opening, nothing earned: nothing moves,
+    and the 30 are not taken from the kept record (its points are the person's own)."""
+    duplicate = _duplicate(db)
+    with db.write() as s:
+        points.adjust_points(s, world.manager, duplicate, -30, "Used at the desk")
+    with db.read() as s:
+        preview = merge.preview_merge(s, world.manager, world.patient_id, duplicate)
+    assert (preview.points, preview.opening_left) == (0, 70)
+    note = next(n for n in preview.notes if "opening balance" in n)
+    assert "30 of them were used there: they are not taken from" in note
+    _merge(db, world.manager, world.patient_id, duplicate)
+    with db.read() as s:
+        assert ledger_adds_up(s, world.patient_id) == (100, 100)
+        assert ledger_adds_up(s, duplicate) == (0, 0)
+        gone = points.points_history(s, world.manager, duplicate)
+    assert [r.points for r in gone] == [-70, -30, 100]
 
 
 def test_points_given_back_on_the_duplicate_after_the_merge_reach_the_kept_record(db, world):
+    """50 earned on the duplicate, 40 of them deducted: 10 move with the merge (its opening
+    does not); the deduction waived afterwards gives the 40 back on the kept record, as one
+    balance would have had them: 100 + 50 - 40 + 40."""
     duplicate = _duplicate(db)
     with db.write() as s:
+        points.adjust_points(s, world.manager, duplicate, 50, "Survey on paper")
         visit = _appointment(s, world, duplicate, hours=-2, status=AppointmentStatus.NO_SHOW)
         deduction = LedgerEntry(
             patient_id=duplicate, appointment_id=visit, kind=LedgerKind.POINTS, points=40
@@ -451,12 +509,12 @@ def test_points_given_back_on_the_duplicate_after_the_merge_reach_the_kept_recor
         s.get(Patient, duplicate).points_balance -= 40
         s.flush()
         deduction_id = deduction.id
-    _merge(db, world.manager, world.patient_id, duplicate)
+    assert _merge(db, world.manager, world.patient_id, duplicate).points == 10
     with db.write() as s:
         policy.waive_fee(s, world.manager, deduction_id, "Phoned ahead")
     with db.read() as s:
         assert ledger_adds_up(s, duplicate) == (0, 0)
-        assert ledger_adds_up(s, world.patient_id) == (200, 200)  # 100 + 60 moved + 40 back
+        assert ledger_adds_up(s, world.patient_id) == (150, 150)  # 100 + 10 moved + 40 back
 
 
 # ---------------------------------------------------------------- consents
@@ -567,7 +625,8 @@ def test_the_merge_is_audited_on_both_records_with_the_counts(db, world):
     assert (into.patient_id, from_.patient_id) == (duplicate, world.patient_id)
     assert into.reason == from_.reason == REASON and into.actor_label == "Owner"
     assert into.details["into"] == world.patient_id and from_.details["from"] == duplicate
-    assert into.details["moved"]["appointments"] == 1 and into.details["points"] == 100
+    assert into.details["moved"]["appointments"] == 1 and into.details["points"] == 0
+    assert into.details["opening_not_carried"] == 100
 
 
 # ---------------------------------------------------------------- refusals
