@@ -113,10 +113,11 @@ def _confirm(me: Actor, duplicate_id: int, keep_id: int) -> None:
 
 def show_preview(plan: merge.MergePreview, key: str) -> None:
     """What a merge will do (core.patients.merge.preview_merge): what moves (of the points,
-    those beyond the duplicate's opening balance, which is not added); each email and
-    phone the records hold differently, the kept record's and the duplicate's, and what the
-    merge does with it; what is filled, withdrawn and noted; appointments at the same time.
-    Shown before the Patients page's merge and a request flag's. `key`: the tables' prefix."""
+    those beyond the duplicate's opening balance); each email and phone the records hold
+    differently, a line with both values and what the merge does with it; what is filled,
+    withdrawn and noted (the opening balance not added among them); appointments at the same
+    time. Every typed value as text, never markup. Shown before the Patients page's merge and a
+    request flag's. `key`: the table's prefix."""
     keep, gone = plan.keep, plan.duplicate
     st.markdown(escape(f"Keep #{keep.id} {keep.name}; merge #{gone.id} {gone.name} into it."))
     show_table(
@@ -127,25 +128,9 @@ def show_preview(plan: merge.MergePreview, key: str) -> None:
         hide_index=True,
         key=f"{key}_moves",
     )
-    if plan.contacts:  # typed by patients and staff: a table shows them as they are
-        show_table(
-            pd.DataFrame(
-                [
-                    {
-                        "Contact detail": CONTACT_WORDS.get(c.field, c.field),
-                        f"#{keep.id} (kept)": c.kept,
-                        f"#{gone.id}": c.other,
-                        "What the merge does": c.does,
-                    }
-                    for c in plan.contacts
-                ]
-            ),
-            hide_index=True,
-            # the sentence is what counts: wide, the grid scrolls sideways in a narrow panel
-            column_config={"What the merge does": st.column_config.TextColumn(width="large")},
-            key=f"{key}_contacts",
-        )
-    lines = []
+    # each email and phone that differs, both values and what the merge does, one line each:
+    # a table cut the sentence (or the values, in the queue's narrow panel); a line wraps
+    lines = [f"{CONTACT_WORDS.get(c.field, c.field)}: {c.does}" for c in plan.contacts]
     if plan.filled:
         lines.append(
             "Filled from the duplicate (blank on the kept record): " + ", ".join(plan.filled)

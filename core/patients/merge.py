@@ -158,7 +158,7 @@ class ContactChoice:
     kept: str  # the kept record's, "" when it has none
     other: str  # the duplicate's, "" when it has none
     taken: bool  # the duplicate's goes on the kept record (as `value`)
-    does: str  # what the merge does, in words (the preview)
+    does: str  # what the merge does, with both values, in a sentence (the preview)
     said: str = ""  # what the message after the merge says of it ("" for nothing)
     left: str = ""  # not taken, for the audit: why, without the value
     value: str = ""  # taken: as stored (an email lower-cased)
@@ -337,10 +337,15 @@ def _contacts(session: Session, keep: Patient, duplicate: Patient) -> list[Conta
         if _same(name, mine, theirs, regions):
             continue
         if not theirs:
-            found.append(ContactChoice(name, mine, theirs, False, f"{k}'s stays ({d} has none)"))
+            found.append(
+                ContactChoice(name, mine, theirs, False, f"{k} keeps {mine}; {d} has none.")
+            )
             continue
         if mine:
-            does = f"{k}'s stays; {d}'s is not taken (named after the merge, to add by hand)"
+            does = (
+                f"{k} keeps {mine}; {d}'s {theirs} is not taken: add it by hand if it is "
+                "theirs (the message after the merge names it)."
+            )
             said = (
                 f"{d}'s {name} ({theirs}) was not taken: {k} keeps its own ({mine}); change it "
                 f"on {k} if the other is the one in use."
@@ -350,7 +355,7 @@ def _contacts(session: Session, keep: Patient, duplicate: Patient) -> list[Conta
                     f"{k}'s is a landline, which texts do not reach: make it {d}'s mobile if "
                     "texts should go there"
                 )
-                does, said = f"{does}. {landline}", f"{said} {landline}."
+                does, said = f"{does} {landline}.", f"{said} {landline}."
             left = "the kept record's own stays"
             found.append(ContactChoice(name, mine, theirs, False, does, said, left))
             continue
@@ -363,7 +368,7 @@ def _contacts(session: Session, keep: Patient, duplicate: Patient) -> list[Conta
                     mine,
                     theirs,
                     False,
-                    f"not taken: {error}",
+                    f"{d}'s {theirs} is not taken: {error} {k} has none: type the right one.",
                     f"{d}'s {name} ({theirs}) was not taken: {error} {k} has none: type the "
                     f"right one on {k}.",
                     "not valid",
@@ -378,7 +383,7 @@ def _contacts(session: Session, keep: Patient, duplicate: Patient) -> list[Conta
                 mine,
                 theirs,
                 True,
-                f"taken: {k} has none; {brings}",
+                f"{k} has none: it takes {d}'s {theirs}, {brings}.",
                 f"{d}'s {name} ({value}) was taken: {k} had none; {brings}.",
                 value=value,
             )

@@ -333,11 +333,13 @@ def test_the_preview_names_each_contact_detail_that_differs_and_what_the_merge_d
     email, phone = contacts["email"], contacts["phone"]
     assert (email.kept, email.other, email.taken) == ("", "Sam.Lee@Example.net", True)
     assert email.does == (
-        f"taken: #{kept} has none; with it #{duplicate}'s consent to email (given)"
+        f"#{kept} has none: it takes #{duplicate}'s Sam.Lee@Example.net, with it "
+        f"#{duplicate}'s consent to email (given)."
     )
     assert (phone.kept, phone.other, phone.taken) == ("07700 900123", "07700 900456", False)
     assert phone.does == (
-        f"#{kept}'s stays; #{duplicate}'s is not taken (named after the merge, to add by hand)"
+        f"#{kept} keeps 07700 900123; #{duplicate}'s 07700 900456 is not taken: add it by hand "
+        "if it is theirs (the message after the merge names it)."
     )
     result = _merge(db, world.manager, kept, duplicate)
     assert (
@@ -363,7 +365,8 @@ def test_a_taken_number_brings_its_consent_as_the_duplicate_gave_it(db, world):
     contacts = _contacts(db, world.manager, kept, duplicate)
     assert list(contacts) == ["phone"]  # the same email: nothing to say about it
     assert contacts["phone"].does == (
-        f"taken: #{kept} has none; with it #{duplicate}'s consent to text messages (not given)"
+        f"#{kept} has none: it takes #{duplicate}'s 07700 900456, with it #{duplicate}'s "
+        "consent to text messages (not given)."
     )
     _merge(db, world.manager, kept, duplicate)
     with db.read() as s:
@@ -393,8 +396,10 @@ def test_a_duplicates_email_or_number_that_is_not_one_is_not_taken_and_the_merge
     duplicate = _duplicate(db, email="sam at example", phone="12", consent_sms=True)
     contacts = _contacts(db, world.manager, kept, duplicate)
     assert not contacts["email"].taken and not contacts["phone"].taken
-    assert contacts["email"].does.startswith("not taken: 'sam at example' is not an email")
-    assert contacts["phone"].does.startswith("not taken: '12' is not a phone number")
+    said = f"#{duplicate}'s sam at example is not taken: 'sam at example' is not an email"
+    assert contacts["email"].does.startswith(said)
+    assert contacts["phone"].does.startswith(f"#{duplicate}'s 12 is not taken: '12' is not a")
+    assert contacts["phone"].does.endswith(f"#{kept} has none: type the right one.")
     result = _merge(db, world.manager, kept, duplicate)
     assert f"#{duplicate}'s email (sam at example) was not taken: " in result.message
     assert f"#{kept} has none: type the right one on #{kept}." in result.message
@@ -413,7 +418,7 @@ def test_a_kept_landline_stays_and_the_merge_names_the_duplicates_mobile(db, wor
     assert not phone.taken
     assert phone.does.endswith(
         f"#{kept}'s is a landline, which texts do not reach: make it #{duplicate}'s mobile "
-        "if texts should go there"
+        "if texts should go there."
     )
     result = _merge(db, world.manager, kept, duplicate)
     assert f"#{duplicate}'s phone (07700 900456) was not taken" in result.message
