@@ -15,6 +15,7 @@ from core.feedback import surveys
 from core.kernel import text as text_rule
 from core.kernel.config import Settings, ensure_private_folder
 from core.kernel.errors import ConfigurationError, DatabaseUnavailable
+from core.messaging import visit_calendar
 from core.patients import landlines
 from core.patients import search as patient_search
 from core.scheduling import visits
@@ -43,7 +44,13 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Databas
     try:
         database = Database(
             settings.database_url,
-            info={"base_url": settings.base_url},
+            # what every session's messages say they come from: the visit files' organizer
+            info={
+                "base_url": settings.base_url,
+                visit_calendar.SENDER: settings.smtp.sender
+                if settings.smtp
+                else visit_calendar.DEFAULT_SENDER,
+            },
             connect_timeout=settings.connect_timeout,
         )
         with database.engine.connect() as connection:

@@ -16,6 +16,7 @@ from core.kernel.errors import (
     PermissionDenied,
 )
 from core.kernel.money import format_moment
+from core.messaging import visit_calendar
 from core.startup import open_database
 from db import migrate
 from db.models import Role
@@ -119,6 +120,21 @@ def test_sqlite_is_migrated_on_start(tmp_path):
     database = open_database(settings)
     assert migrate.is_current(database.engine)
     assert migrate.current_revision(database.engine) == migrate.head_revision()
+
+
+def test_visit_files_name_the_configured_sender_as_their_organizer(tmp_path):
+    """A visit's calendar file names the address its email goes from (SMTP_FROM) as its
+    ORGANIZER: mail programs compare the two. open_database hands it to every session."""
+    env = {"CLINICDESK_DATA_DIR": str(tmp_path), "SMTP_HOST": "127.0.0.1"}
+    sender = "Harbour Desk <desk@harbour.example>"
+    configured = open_database(load_settings(env | {"SMTP_FROM": sender}, tmp_path / "none.toml"))
+    with configured.read() as session:
+        assert session.info[visit_calendar.SENDER] == sender
+    without = open_database(
+        load_settings({"CLINICDESK_DATA_DIR": str(tmp_path)}, tmp_path / "none.toml")
+    )
+    with without.read() as session:
+        assert session.info[visit_calendar.SENDER] == visit_calendar.DEFAULT_SENDER
 
 
 def test_matrix_follows_the_design():
