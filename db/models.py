@@ -340,7 +340,17 @@ class Appointment(Base):
     __tablename__ = "appointments"
     __table_args__ = (
         CheckConstraint("end_at IS NULL OR start_at < end_at", name="start_before_end"),
-        Index(None, "provider_id", "start_at"),
+        # a provider's visits by time (calendar, availability, double booking); with their
+        # state and clinic, so a provider's survey funnel counts its range without the table
+        # (migration 0030, replacing the (provider_id, start_at) index it starts with)
+        Index(
+            "ix_appointments_provider_day",
+            "provider_id",
+            "start_at",
+            "status",
+            "feedback_status",
+            "clinic_id",
+        ),
         Index(None, "status", "start_at"),
         # covering index: the survey response funnel counts each feedback state as one range
         Index("ix_appointments_feedback_day", "status", "feedback_status", "start_at", "clinic_id"),
@@ -675,7 +685,9 @@ class SurveyResponse(Base):
         Index(None, "clinic_id", "submitted_at"),
         Index(None, "submitted_at"),
         # covering index: survey analytics aggregate a date range without reading the table
-        # (by service, a package's answers are its own group: package_id is read there too)
+        # (by service, a package's answers are its own group: package_id is read there too;
+        # with a service, its look-up of the answers' visits and the visits it found read
+        # appointment_id, migration 0030)
         Index(
             "ix_survey_responses_figures",
             "submitted_at",
@@ -685,11 +697,11 @@ class SurveyResponse(Base):
             "clinic_id",
             "nps",
             "rating",
+            "appointment_id",
         ),
         # one provider's figures: its range of this index, read without the table; with a
-        # service, its look-up of the visits (appointment_id) and the ids it found (id, also
-        # the order of its comments after the time; SQLite's rowid is in every index,
-        # PostgreSQL's is not); migration 0029
+        # service, its look-up of the visits and the visits it found (appointment_id); id is
+        # the order of its comments after the time; migration 0029
         Index(
             "ix_survey_responses_provider_figures",
             "provider_id",

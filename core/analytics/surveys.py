@@ -118,11 +118,11 @@ class SurveyFilter:
     latest end of them all (the index range read), `core` the hours in every clinic's days.
 
     `service_id`: only the responses to visits holding the service (holds_service); `later`
-    is what a read takes them from beyond those booked as it, the ids of the responses (or,
-    for the funnel, of the visits) holding it after their first service, read once per call
-    (with_service); None: looked up in each statement. `provider_id`: only the responses
-    recording that provider (the column the figures by provider group by), and in the funnel
-    the visits of that provider."""
+    is what a read takes them from beyond those booked as it, the ids of the visits holding
+    it after their first service (the period's responses' visits, or the funnel's visits),
+    read once per call (with_service); None: looked up in each statement. `provider_id`:
+    only the responses recording that provider (the column the figures by provider group
+    by), and in the funnel the visits of that provider."""
 
     since: datetime
     until: datetime
@@ -246,15 +246,16 @@ def _own_days(f: SurveyFilter, at, clinic):
     return case(*own, else_=and_(at >= f.since, at < f.until))
 
 
-# what the service filter reads of a response: the service its visit was booked as, the
-# response's id (`later` holds those) and its visit's (looked up when `later` is None)
-RESPONSE = (R.service_id, R.id, R.appointment_id)
+# what the service filter reads of a response: the service its visit was booked as and its
+# visit (`later` holds visits; looked up when `later` is None)
+RESPONSE = (R.service_id, R.appointment_id, R.appointment_id)
 
 
 def holds_service(f: SurveyFilter, held=RESPONSE) -> list:
     """The service filter's condition (none without one) on a response, or on a visit with
-    `held` (its service, its id for `later`, its id): booked as the service, or holding it
-    after its first service, from `later` (in_ids), else looked up in appointment_services."""
+    `held` (its service, its visit's id for `later`, its visit's id): booked as the service,
+    or holding it after its first service, from `later` (in_ids), else looked up in
+    appointment_services."""
     if f.service_id is None:
         return []
     service, ident, visit = held
@@ -303,14 +304,15 @@ def pieces(f: SurveyFilter, at, clinic) -> list[list]:
 
 def with_service(session: Session, f: SurveyFilter) -> SurveyFilter:
     """The filter with `later` read (once per call, as the Cancellations page's figures read
-    theirs): the responses of its range and clinic whose visit holds the service after its
-    first one. Their ids, not their visits': a response's id is in every index of the
-    responses on SQLite (its rowid), and in the figures' by provider on PostgreSQL too, so
-    those figures stay index-only reads."""
+    theirs): the visits holding the service after their first one, of the responses of its
+    range and clinic. Their visits, not the responses' ids: appointment_id is in the figures'
+    covering indexes (all providers', one provider's; migrations 0029 and 0030), so the
+    look-up and the figures are index-only reads on both databases (PostgreSQL's indexes
+    hold no row id; the responses' ids sent the figures back to the table there)."""
     if f.service_id is None or f.later is not None:
         return f
     query = (
-        select(R.id)
+        select(R.appointment_id)
         .join(AppointmentService, AppointmentService.appointment_id == R.appointment_id)
         .where(
             AppointmentService.position > 0,
@@ -318,7 +320,7 @@ def with_service(session: Session, f: SurveyFilter) -> SurveyFilter:
             *in_period(replace(f, service_id=None), R.submitted_at, R.clinic_id),
         )
     )
-    return replace(f, later=tuple(sorted(session.scalars(query))))
+    return replace(f, later=tuple(sorted(set(session.scalars(query)))))
 
 
 def grouped(keys: list, values: list, f: SurveyFilter, *where):
@@ -665,8 +667,9 @@ def _funnel_counts(f: SurveyFilter):
     """Completed visits in the period per feedback status, one scalar subquery each: every one
     is a single range of ix_appointments_feedback_day (status, feedback_status, start_at,
     clinic_id), counted without evaluating anything per row (but a service's: `later` holds
-    the visits, see funnel; and a provider's: the provider's (provider_id, start_at) range, each
-    visit's status read from the table)."""
+    the visits, see funnel; and a provider's: the provider's range of
+    ix_appointments_provider_day (provider_id, start_at, status, feedback_status, clinic_id),
+    each visit's state checked in the index, migration 0030)."""
     a = Appointment
     counts = []
     for status in (FeedbackStatus.NONE, FeedbackStatus.PENDING, FeedbackStatus.COLLECTED):
