@@ -476,7 +476,7 @@ def _statement_of(part: str, f: SurveyFilter):
     """The summary's, the funnel's or the answers' one-row statement, and what turns its row
     into figures."""
     if part == "funnel":
-        return select(*_funnel_counts(f)), _funnel
+        return _funnel_query(f), _funnel
     if part == "answers":
         answers = [*(R.rating == r for r in RATINGS), *(R.nps == v for v in range(11))]
         return select(*_counts(f, answers)), lambda *row: [int(n) for n in row]
@@ -663,23 +663,28 @@ class Funnel:
         return 100 * self.answered / self.requested if self.requested else None
 
 
-def _funnel_counts(f: SurveyFilter):
-    """Completed visits in the period per feedback status, one scalar subquery each: every one
-    is a single range of ix_appointments_feedback_day (status, feedback_status, start_at,
-    clinic_id), counted without evaluating anything per row (but a service's: `later` holds
-    the visits, see funnel; and a provider's: the provider's range of
-    ix_appointments_provider_day (provider_id, start_at, status, feedback_status, clinic_id),
-    each visit's state checked in the index, migration 0030)."""
+def _funnel_query(f: SurveyFilter):
+    """Completed visits in the period per feedback status (none, pending, collected), one row.
+    Each count is one scalar subquery, a single range of ix_appointments_feedback_day (status,
+    feedback_status, start_at, clinic_id) counted without evaluating anything per row (but a
+    service's: `later` holds the visits, see funnel). A provider's are counted in one pass
+    over the provider's range of ix_appointments_provider_day (provider_id, start_at, status,
+    feedback_status, clinic_id), each visit's state checked in the index (migration 0030):
+    counted apart, each count read that range again."""
     a = Appointment
-    counts = []
-    for status in (FeedbackStatus.NONE, FeedbackStatus.PENDING, FeedbackStatus.COLLECTED):
-        query = select(func.count()).where(
-            a.status == AppointmentStatus.COMPLETED,
-            a.feedback_status == status,
-            *in_period(f, a.start_at, a.clinic_id, (a.service_id, a.id, a.id), a.provider_id),
-        )  # only visits complete: no out-of-office block
-        counts.append(query.scalar_subquery())
-    return counts
+    visits = [
+        a.status == AppointmentStatus.COMPLETED,  # only visits complete: no out-of-office block
+        *in_period(f, a.start_at, a.clinic_id, (a.service_id, a.id, a.id), a.provider_id),
+    ]
+    states = (FeedbackStatus.NONE, FeedbackStatus.PENDING, FeedbackStatus.COLLECTED)
+    if f.provider_id is not None:
+        each = [func.count(case((a.feedback_status == s, 1))) for s in states]
+        return select(*each).where(*visits)
+    counts = [
+        select(func.count()).where(*visits, a.feedback_status == s).scalar_subquery()
+        for s in states
+    ]
+    return select(*counts)
 
 
 def _funnel(none: int, pending: int, collected: int) -> Funnel:
