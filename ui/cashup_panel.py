@@ -39,8 +39,8 @@ def _owed_back(me, day, clinic_id, online: bool):
 
 
 def _how(r: cashup.OwedBack) -> str:
-    if not r.at_desk:
-        return "refund job, to the card"
+    if not r.at_desk:  # a card refund that may have been made says why it waits
+        return f"refund job, to the card: {r.why}" if r.why else "refund job, to the card"
     return f"at the desk: {r.why}" if r.why else "at the desk"
 
 

@@ -175,14 +175,17 @@ def _charge_on_file(write, me, ledger_entry_id: int, *, provider) -> object:
 
 
 def card_refund_state(r: prepay.PaymentRow, fmt: ClinicFormat, online: bool = True) -> str:
-    """A refund to the card through the provider, in words: sent, waiting for the refund job,
-    refused, or waiting while card payments are switched off (`online` False: the job does not
-    run); the last two are handed back at the desk (`desk.mark_refunded`)."""
+    """A refund to the card through the provider, in words: sent, waiting for the refund job
+    (after an attempt the provider did not answer too: it may have made it, so it is not handed
+    back), refused, or waiting while card payments are switched off (`online` False: the job
+    does not run); the last two are handed back at the desk (`desk.mark_refunded`)."""
     day = fmt.day(to_local(r.at, fmt.timezone).date())
     if r.status == "refunded":
         return (
             f"handed back at the desk on {day}" if r.handed_back else f"sent to the card on {day}"
         )
+    if r.unsettled:
+        return f"waiting: {prepay.refund_waits(r.last_error, online=online)}"
     if r.last_error:
         return f'refused by the provider: "{r.last_error}" — hand it back at the desk'
     if not online:
@@ -201,7 +204,7 @@ def _card_refunds(me, rows: list[prepay.PaymentRow], fmt: ClinicFormat, online: 
     for r in refunds:
         state = escape(card_refund_state(r, fmt, online))  # the provider's words are no markup
         st.caption(f"Card refund {r.reference} ({escape(r.amount)}): {state}")
-        due = r.status == "refund due" and (r.last_error or not online)
+        due = r.status == "refund due" and not r.unsettled and (r.last_error or not online)
         if not due or not me.can(Permission.PAYMENTS_RECORD):
             continue
         key = f"payments_card_refund_{r.id}"

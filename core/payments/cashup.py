@@ -27,7 +27,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_time, to_major
-from core.payments.prepay import PAID_KINDS, REFUND_KINDS
+from core.payments.prepay import PAID_KINDS, REFUND_KINDS, refund_unsettled, refund_waits
 from core.payments.rules import latest_clinic_id, money_format
 from db.models import Appointment, Clinic, Patient, Payment
 
@@ -247,7 +247,7 @@ class OwedBack:
     amount: str
     note: str
     at_desk: bool  # to hand back at the desk; else the refund job sends it to the card
-    why: str = ""  # why a card refund is handed back at the desk ('' when it is not one)
+    why: str = ""  # why a card refund is handed back at the desk, or waits ('' for neither)
 
 
 PROVIDER_REFUSED = "the card provider refused it"
@@ -265,7 +265,8 @@ def owed_back(
     """The refunds owed back at the end of the clinic's day (made since or not), each clinic's
     in its order of time: what the desk hands back (`desk.mark_refunded`), a fee on no visit's
     too, and a card refund the provider refused or that waits while card payments are off
-    (`provider_online` False), saying which."""
+    (`provider_online` False), saying which. A card refund whose last attempt had no answer
+    (the provider may have made it) is the refund job's to settle, saying why it waits."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     out = []
     for m in movements(session, day, day, clinic_id):
@@ -274,9 +275,12 @@ def owed_back(
         money = ClinicFormat(m.fmt.timezone, m.fmt.locale, m.currency).money
         since = clinic_time(m.fmt, m.at, weekday=False)
         card = m.method == METHODS["stripe"]
+        unsettled = card and refund_unsettled(m.last_error)
         why = "" if not card else PROVIDER_REFUSED if m.last_error else ""
         why = PROVIDER_OFF if card and not why and not provider_online else why
         at_desk = not card or bool(why)
+        if unsettled:  # it may have been made: not handed back, the job settles it
+            why, at_desk = refund_waits(m.last_error, online=provider_online), False
         out.append(
             OwedBack(
                 m.payment_id,

@@ -43,6 +43,8 @@ from core.payments.prepay import (
     given_back,
     list_payments,
     process_refunds,
+    refund_unsettled,
+    refund_waits,
     send_receipt,
     visit_context,
 )
@@ -306,8 +308,10 @@ def mark_refunded(
     the cash-up's list of refunds owed back, a fee on no visit's too). A card refund through
     the provider is the refund job's to send, unless the provider refused it or card payments
     are switched off (`provider_online` False: the job does not run), then it is handed back
-    here, the latter only saying how (kept with it and in the audit log). A second press says
-    who handed it back, when."""
+    here, the latter only saying how (kept with it and in the audit log). One whose last
+    attempt the provider did not answer (it may have made it: prepay.refund_unsettled) is not
+    handed back, card payments on or off, until the refund job has settled it. A second press
+    says who handed it back, when."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     # locked: two desks pressing at once record it once (the second waits, then reads it made)
     refund = session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
@@ -320,6 +324,9 @@ def mark_refunded(
         raise Conflict(f"Refund {ref} is {refund.status.replace('_', ' ')} already.")
     why = ""  # why a card refund through the provider is handed back at the desk instead
     if refund.method == "stripe":
+        if refund_unsettled(refund.last_error):
+            waits = refund_waits(refund.last_error, online=provider_online)
+            raise ValidationError(f"Refund {ref} is not handed back at the desk yet: {waits}.")
         why = "provider refused" if refund.last_error else ""
         if not why and provider_online:
             raise ValidationError(

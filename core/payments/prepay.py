@@ -34,6 +34,7 @@ from core.messaging import clinic_events, notify
 from core.payments import points as ledger_points
 from core.payments.providers import (
     PaymentProvider,
+    ProviderUnanswered,
     from_stripe_amount,
     taken_amount,
 )
@@ -169,8 +170,14 @@ class PaymentRow:
     points: int
     reference: str
     note: str
-    last_error: str = ""  # a card refund the provider refused: what it said the last time
+    last_error: str = ""  # a card refund the provider refused (or left unanswered): its words
     handed_back: bool = False  # a refund made by staff at the desk, not sent by the provider
+
+    @property
+    def unsettled(self) -> bool:
+        """A card refund due whose last attempt had no answer: the provider may have made it,
+        so it is not handed back at the desk (`refund_unsettled`)."""
+        return self.status == "refund due" and refund_unsettled(self.last_error)
 
 
 def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
@@ -913,6 +920,36 @@ REFUND_KINDS = ("refund", "fee_refund")  # a prepayment's refund, a fee's
 REFUND_KEY_KEPT = timedelta(hours=23)
 
 
+# the start of a card refund's last error when the provider did not answer its last attempt
+# (ProviderUnanswered: a timeout, a connection cut, the provider's own failure): it may have
+# made the refund, so the refund is not handed back at the desk until the refund job has asked
+# the provider and recorded it or had a plain answer (no column of its own: no migration)
+UNANSWERED_REFUND = "No answer, it may have been made: "
+
+
+def refund_unsettled(last_error: str | None) -> bool:
+    """Whether a card refund due with this last error may have been made by the provider (its
+    last attempt had no answer): not to be handed back at the desk, it waits for the job."""
+    return (last_error or "").startswith(UNANSWERED_REFUND)
+
+
+def refund_waits(last_error: str, *, online: bool = True) -> str:
+    """Why a card refund whose last attempt had no answer waits, and when it is looked at
+    again, in words for the desk (the provider's words in them)."""
+    said = last_error.removeprefix(UNANSWERED_REFUND).strip().rstrip(".")
+    when = (
+        "the refund job's next run asks the provider"
+        if online
+        else "card payments are switched off: once they are on again, the refund job asks the "
+        "provider"
+    )
+    return (
+        f"the card provider did not answer its last attempt ({said}) and may have made it; "
+        f"{when}, then records the refund it made or sends it again, never twice (only if "
+        "the provider then refuses it is it handed back at the desk)"
+    )
+
+
 def refund_key(refund: Payment, original: Payment) -> str:
     """The idempotency key a refund is sent with: the same on every attempt (our row and the
     payment it gives back), so the provider makes it once however often the job sends it
@@ -931,7 +968,12 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
     the commit) is not made again. The provider forgets the key after a day (the app down that
     long), so one due longer than REFUND_KEY_KEPT is first looked for among the refunds of the
     payment it gives back (by our refund's id, which each refund carries to the provider), and
-    the one found is recorded instead of sending another."""
+    the one found is recorded instead of sending another. An attempt the provider did not
+    answer (`ProviderUnanswered`: a timeout after it may have made the refund) stays due
+    marked so (UNANSWERED_REFUND): not handed back at the desk, and looked for first on the
+    next run (the same key would do within the day; the look also finds one Stripe made though
+    it failed on its side, whose key answers that failure again), then sent again if not
+    found."""
     now = utcnow()
     due_rows = list(
         session.scalars(
@@ -959,9 +1001,14 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
                     currency=refund.currency or original.currency,
                     key=refund_key(refund, original),
                     payment_id=refund.id,
-                    look_first=as_utc(refund.created_at) <= now - REFUND_KEY_KEPT,
+                    look_first=as_utc(refund.created_at) <= now - REFUND_KEY_KEPT
+                    or refund_unsettled(refund.last_error),
                 )
                 refund.status, refund.paid_at, refund.last_error = "refunded", utcnow(), ""
+        except ProviderUnanswered as exc:  # it may have been made: settled by the next run
+            refund.last_error = f"{UNANSWERED_REFUND}{exc}"[:500]
+            log.warning("refund P-%s not answered, may have been made: %s", refund.id, exc)
+            continue
         except DomainError as exc:
             refund.last_error = str(exc)[:500]
             log.warning("refund P-%s not made: %s", refund.id, exc)

@@ -125,7 +125,8 @@ class PaymentProvider(Protocol):
         makes it once however often it is sent within the day it keeps the key, and
         `payment_id` (our refund's) is kept with it at the provider. `look_first`: the key may
         be forgotten, so the payment's refunds are looked through for ours (its `payment_id`)
-        and the one found is returned, nothing sent. Returns the provider's id of the refund."""
+        and the one found is returned, nothing sent. Returns the provider's id of the refund;
+        a refusal is a ProviderError, no answer `ProviderUnanswered` (it may have been made)."""
         ...
 
     def charge_saved_card(
@@ -312,8 +313,10 @@ class StripeProvider:
         refund's) in its metadata, and with `look_first` the payment's refunds are listed and
         the one carrying it is returned instead of sending another (REFUND_TAG); a key first
         sent without it (by the version before) is sent again as it was then. Stripe's
-        refusal is a ProviderError saying what Stripe said; an amount Stripe cannot take in
-        `currency` is a ValidationError, and nothing is sent."""
+        refusal is a ProviderError saying what Stripe said; no answer (a timeout, a connection
+        cut, Stripe's own failure, in any of these calls) is `ProviderUnanswered`: the refund
+        may have been made. An amount Stripe cannot take in `currency` is a ValidationError,
+        and nothing is sent."""
         params: dict[str, Any] = {"amount": to_stripe_amount(amount_cents, currency, "refund")}
         params["metadata"] = {REFUND_TAG: str(payment_id)}
         try:
@@ -334,6 +337,8 @@ class StripeProvider:
                 # sent again as it was then, Stripe answers with the refund it made
                 untagged = {k: v for k, v in params.items() if k != "metadata"}
                 made = refunds.create(params=untagged | of, options=options)
+        except UNANSWERED as exc:
+            raise ProviderUnanswered(f"Stripe did not answer the refund: {_said(exc)}") from exc
         except stripe.StripeError as exc:
             raise ProviderError(f"Stripe did not make the refund: {_said(exc)}") from exc
         return made.id

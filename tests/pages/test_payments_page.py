@@ -346,6 +346,60 @@ def test_a_card_refund_the_provider_refused_is_shown_and_handed_back_on_the_visi
     assert said and "handed back at the desk on " in said[0]
 
 
+def test_a_card_refund_the_provider_may_have_made_waits_and_is_not_handed_back(
+    app_as, app_db, monkeypatch
+):
+    """A card refund whose last attempt Stripe did not answer (a timeout): Stripe may have
+    made it. Before, the panel read it as refused and offered to hand it back at the desk (the
+    patient refunded twice). It now says why it waits and when it is looked at again, and
+    offers no button; the cash-up's list says so too."""
+    from core.kernel.clock import local_today, utcnow
+    from core.payments import prepay
+    from db.models import Appointment, Payment
+
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_clinicdesk")  # card payments on
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_test_clinicdesk")
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    said = "Stripe did not answer the refund: Request to Stripe timed out."
+    with database.write() as session:
+        visit = session.scalars(
+            select(Appointment).where(Appointment.patient_id.is_not(None)).limit(1)
+        ).one()
+        money = {"appointment_id": visit.id, "patient_id": visit.patient_id, "method": "stripe"}
+        money |= {"currency": visit.clinic.currency, "amount_cents": 1000}
+        paid = Payment(kind="prepayment", status="paid", paid_at=utcnow(), **money)
+        session.add(paid)
+        session.flush()
+        error = prepay.UNANSWERED_REFUND + said
+        refund = Payment(kind="refund", status="refund_due", last_error=error, **money)
+        session.add(refund)
+        session.flush()
+        visit_id, due, zone = visit.id, refund.id, visit.clinic.timezone
+    database.dispose()
+    at = app_as("staff")
+    at.query_params["id"] = str(visit_id)
+    at.switch_page("app_pages/appointment.py")
+    at.run()
+    assert not at.exception
+    (caption,) = [c.value for c in at.caption if f"Card refund P-{due} " in c.value]
+    assert caption.endswith(
+        ": waiting: the card provider did not answer its last attempt (Stripe did not answer "
+        "the refund: Request to Stripe timed out) and may have made it; the refund job's next "
+        "run asks the provider, then records the refund it made or sends it again, never twice "
+        "(only if the provider then refuses it is it handed back at the desk)"
+    )
+    assert not [b for b in at.button if b.key.startswith(f"payments_card_refund_{due}")]
+    cash = app_as("staff", "app_pages/cash_up.py")
+    cash.date_input(key="payments_cashup_day").set_value(local_today(zone)).run()
+    owed = cash.dataframe(key="payments_owed_table").value
+    row = list(owed["Refund"]).index(f"P-{due}")
+    assert owed["How"][row].startswith(
+        "refund job, to the card: the card provider did not answer its last attempt"
+    )
+
+
 def test_a_cancelled_visit_offers_its_fee_not_the_desk_payment_form(app_as, app_db):
     """A visit the patient cancelled late, its £20 fee unpaid. The core refuses a desk payment
     of a cancelled visit; before, the Payments panel still offered the form, which could only

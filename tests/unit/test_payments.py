@@ -1306,6 +1306,8 @@ class StripeLike(stripe.HTTPClient):
         self.refunds: list[dict] = []  # every refund made, as Stripe keeps it
         self.forms: dict[str, dict] = {}  # what each key was first sent with
         self.unknown = set(unknown)
+        self.lose_answer = False  # the next refund is made, and its answer lost (a timeout)
+        self.cut_off = False  # the next refund never reaches Stripe (the connection failed)
 
     def a_day_passes(self):
         """Stripe forgets every idempotency key (it keeps one 24 hours); the refunds stay."""
@@ -1340,6 +1342,9 @@ class StripeLike(stripe.HTTPClient):
 
     def _refund(self, key, form):
         self.keys.append(key)
+        if self.cut_off:
+            self.cut_off = False
+            raise stripe.APIConnectionError("Could not connect to Stripe.")
         if key in self.made and form != self.forms[key]:
             error = {
                 "type": "idempotency_error",
@@ -1365,6 +1370,9 @@ class StripeLike(stripe.HTTPClient):
         }
         self.refunds.append(made)
         self.made[key] = json.dumps(made)
+        if self.lose_answer:
+            self.lose_answer = False
+            raise stripe.APIConnectionError("Request to Stripe timed out.")
         return self.made[key], 200, {}
 
     def _listed(self, query):
@@ -1862,6 +1870,84 @@ def test_a_refund_made_before_refunds_carried_our_id_is_answered_not_refused(db,
     with db.read() as s:
         refund = s.get(Payment, refund_id)
         assert (refund.status, refund.provider_ref, refund.last_error) == ("refunded", "re_1", "")
+
+
+def test_a_refund_stripe_may_have_made_is_not_handed_back_until_stripe_is_asked(db, world):
+    """Stripe makes the refund, but its answer never comes (a timeout): the refund may have
+    been made, so it is not handed back at the desk (from the visit's Payments or the cash-up's
+    list), in words saying why it waits and when it is looked at again, card payments off too.
+    The next run looks for it among the payment intent's refunds by our id and records the one
+    Stripe made: one refund at Stripe, and the desk told it was sent to the card. Before, any
+    Stripe error counted as a refusal, and the desk handed back a refund Stripe had made."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    http.lose_answer = True
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    assert len(http.refunds) == 1  # made at Stripe, its answer lost
+    for online in (True, False):
+        with db.write() as s, pytest.raises(ValidationError) as refused:
+            desk.mark_refunded(s, world.staff, refund_id, "Cash", provider_online=online)
+        when = (
+            "the refund job's next run asks the provider"
+            if online
+            else "card payments are switched off: once they are on again, the refund job asks "
+            "the provider"
+        )
+        assert str(refused.value) == (
+            f"Refund P-{refund_id} is not handed back at the desk yet: the card provider did "
+            "not answer its last attempt (Stripe did not answer the refund: Request to Stripe "
+            f"timed out) and may have made it; {when}, then records the refund it made or "
+            "sends it again, never twice (only if the provider then refuses it is it handed "
+            "back at the desk)."
+        )
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.refund_attempts) == ("refund_due", 1)
+        rows = prepay.list_payments(s, world.staff, refund.appointment_id)
+        assert [r.unsettled for r in rows if r.id == refund_id] == [True]
+        (owed,) = cashup.owed_back(s, world.staff, local_today("Europe/London"))
+        assert (owed.payment_id, owed.at_desk) == (refund_id, False)
+        assert "may have made it" in owed.why and "next run" in owed.why
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+    assert len(http.refunds) == 1  # found, not made again
+    assert [(m, f) for m, _, f in http.calls if m == "get"] == [
+        ("get", {"payment_intent": ["pi_fee_1"], "limit": ["100"]})
+    ]
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.provider_ref, refund.last_error) == (
+            "refunded",
+            http.refunds[0]["id"],
+            "",
+        )
+    with db.write() as s, pytest.raises(Conflict, match="sent to the card by the payment"):
+        desk.mark_refunded(s, world.staff, refund_id, "Cash")
+
+
+def test_a_refund_that_never_reached_stripe_is_made_once_and_a_refusal_handed_back(db, world):
+    """The connection fails before Stripe has the refund: it waits (it may have reached Stripe,
+    for all we know) and the next run, finding none, makes it, once. A refund Stripe plainly
+    refused (no such payment intent) is still handed back at the desk."""
+    http = StripeLike(unknown={"pi_gone"})
+    provider = StripeProvider(STRIPE, http_client=http)
+    cut, refused = _card_fees_given_back(db, world, ["pi_fee_1", "pi_gone"])
+    http.cut_off = True
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    with db.write() as s, pytest.raises(ValidationError, match="may have made it"):
+        desk.mark_refunded(s, world.staff, cut, "Cash")
+    with db.write() as s:
+        assert desk.mark_refunded(s, world.staff, refused, "Cash").status == "refunded"
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+    assert [(r["payment_intent"], r["metadata"]) for r in http.refunds] == [
+        ("pi_fee_1", {"payment_id": str(cut)})
+    ]
+    with db.read() as s:
+        assert (s.get(Payment, cut).status, s.get(Payment, cut).last_error) == ("refunded", "")
 
 
 def test_a_visit_of_two_services_is_paid_when_both_are(db, world):
