@@ -77,8 +77,13 @@ prev, info, nxt = st.columns([1, 3, 1])
 if prev.button("Previous", disabled=page == 0, key="invitations_prev"):
     st.session_state["invitations_page"] = page - 1
     st.rerun()
-info.caption(f"Page {page + 1} · {len(rows)} patients shown")
-if nxt.button("Next", disabled=len(rows) < invitations.PAGE_SIZE, key="invitations_next"):
+# the whole list under the filters: the one status chosen, else every status's count
+total = counts[status] if status else sum(counts.values())
+pages = max(1, -(-total // invitations.PAGE_SIZE))
+first = page * invitations.PAGE_SIZE
+shown = f"patients {fmt.number(first + 1)}–{fmt.number(first + len(rows))}" if rows else "none"
+info.caption(f"Page {page + 1} of {fmt.number(pages)} · {shown} of {fmt.number(total)}")
+if nxt.button("Next", disabled=page + 1 >= pages, key="invitations_next"):
     st.session_state["invitations_page"] = page + 1
     st.rerun()
 

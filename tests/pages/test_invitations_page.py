@@ -192,3 +192,27 @@ def test_a_row_revoked_elsewhere_does_not_shift_the_press_onto_other_patients(ap
         )
     database.dispose()
     assert {emails[1], emails[2]} <= pending  # neither the one selected nor its new neighbour
+
+
+def test_the_list_says_which_patients_of_how_many_it_shows(app_as):
+    """The caption counts the whole list under the filters (the status counts' sum, or the one
+    status chosen), so the desk knows how far Next goes; the last page's Next is off."""
+    at = app_as("staff", PAGE)
+    counts = {m.label: int(m.value.replace(",", "")) for m in at.metric}
+    total = sum(counts.values())
+    pages = -(-total // invitations.PAGE_SIZE)
+    assert pages > 1
+    assert f"Page 1 of {pages} · patients 1–50 of {total:,}" in [c.value for c in at.caption]
+    for _ in range(pages - 1):
+        at.button(key="invitations_next").click().run()
+    first = (pages - 1) * invitations.PAGE_SIZE + 1
+    assert f"Page {pages} of {pages} · patients {first}–{total} of {total:,}" in [
+        c.value for c in at.caption
+    ]
+    assert at.button(key="invitations_next").disabled
+    at.selectbox(key="invitations_status").select_index(
+        list(at.selectbox(key="invitations_status").options).index("Enrolled")
+    )
+    at.button(key="FormSubmitter:invitations_filters-Apply").click().run()
+    enrolled = counts["Enrolled"]
+    assert f"Page 1 of 2 · patients 1–50 of {enrolled}" in [c.value for c in at.caption]
