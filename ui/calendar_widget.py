@@ -77,6 +77,11 @@ CSS = f"""
 .fc-col-header-cell.fc-resource .fc-col-header-cell-cushion {{
   font-size: .75rem; font-weight: 500; line-height: 1.15; overflow-wrap: anywhere;
 }}
+/* there, a name runs up its column, whole, rather than broken every few letters */
+.fc-resourceTimeGridWeek-view .fc-col-header-cell.fc-resource .fc-col-header-cell-cushion {{
+  writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;
+  overflow-wrap: normal; padding: 4px 0;
+}}
 """
 
 

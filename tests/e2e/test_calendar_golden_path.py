@@ -137,6 +137,14 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
         "cells => cells.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)"
     )
     assert frame.locator(".fc-col-header-cell.fc-resource").count() > 0 and not overflowing
+    # and reads whole: one line of text (up the column), not broken every few letters
+    broken = frame.locator(".fc-resource .fc-col-header-cell-cushion").evaluate_all(
+        """names => names.filter(n => {
+            const r = document.createRange(); r.selectNodeContents(n);
+            return new Set([...r.getClientRects()].map(b => Math.round(b.left))).size > 1;
+        }).map(n => n.innerText)"""
+    )
+    assert not broken, broken
     if ahead:
         wait_for_app_idle(page)
         page.locator(".st-key-calendar_next").get_by_role("button", name="▶").click()
