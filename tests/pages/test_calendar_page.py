@@ -495,7 +495,8 @@ def test_a_booking_at_half_past_three_shows_in_the_day_by_provider(app_as, app_d
 
 def test_the_controls_have_the_width_they_need_at_1400_px(app_as):
     """The eight views need about 800 px: a row of their own (in a column they ended in
-    "Wee…"); the top row's button reads "New" (it was cut to "New appoin…")."""
+    "Wee…"); "New appointment" stands beside the title, whole (in the filters' row it was cut
+    to "New appoin…", then to "+ N…" at 1280 px as "New")."""
     at = app_as("staff", PAGE)
 
     def keys(block):
@@ -505,7 +506,11 @@ def test_the_controls_have_the_width_they_need_at_1400_px(app_as):
 
     assert all("calendar_view" not in keys(column) for column in at.columns)
     new = at.button(key="calendar_new")
-    assert new.label == "New" and new.help == "New appointment"
+    assert new.label == "New appointment"
+    # in the title's row (a column of its own beside the title's), not the filters'
+    assert any(t.value == "Calendar" for c in at.columns for t in c.title)
+    (holder,) = [c for c in at.columns if "calendar_new" in keys(c)]
+    assert not {"calendar_clinic", "calendar_statuses"} & set(keys(holder))
 
 
 def test_the_original_time_held_for_a_proposal_is_drawn_and_opens_its_visit(app_as, app_db):
